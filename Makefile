@@ -1,0 +1,40 @@
+# The two commands a new user runs:  `make demo`  and  `make test`.
+# Both create a virtual environment in .venv, install PyTorch first (the CPU build pin on machines
+# without an NVIDIA driver, so that pip does not pull several GB of CUDA packages), then this package.
+#
+#   TORCH_INDEX=https://download.pytorch.org/whl/cpu make demo   # CPU wheels from PyTorch's own index
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_CPU_PIN ?= torch==2.13.0
+TORCH_INDEX ?=
+DEMO_DIR ?= runs/demo
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if ! $(PY) -c "import torch" 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then \
+	    echo "NVIDIA driver found: installing the default (CUDA) torch"; $(PY) -m pip install torch; \
+	  else \
+	    echo "no NVIDIA driver: installing the CPU torch pin $(TORCH_CPU_PIN)"; \
+	    $(PY) -m pip install "$(TORCH_CPU_PIN)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	  fi; \
+	fi
+	$(PY) -m pip install -e ".[dev,viz]"
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/maskrcnn demo --output $(DEMO_DIR)
+
+lint: setup
+	$(VENV)/bin/ruff check maskrcnn tests benchmarks
+
+test: setup lint
+	$(PY) -m pytest -q -ra tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

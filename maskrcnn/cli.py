@@ -1,0 +1,62 @@
+"""The ``maskrcnn`` command line: one sub-command per module in ``maskrcnn/commands``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``maskrcnn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("train", "eval", "predict", "demo", "convert", "export", "benchmark")
+
+_HELP = {
+    "train": "train on COCO-format data",
+    "eval": "COCO AP of a checkpoint on a COCO-format dataset",
+    "predict": "run a checkpoint on images, write predictions.json and overlays",
+    "demo": "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)",
+    "convert": "convert a torchvision or detectron2 checkpoint into this library's format",
+    "export": "export a checkpoint (ONNX, TorchScript-free)",
+    "benchmark": "time inference of a checkpoint",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"maskrcnn.commands.{name}")
+
+
+def build_parser(argv: list) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskrcnn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name in COMMANDS:
+        p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
+        if name == wanted:  # only the command that runs needs its arguments (and its imports)
+            _module(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        if getattr(args, "debug", False):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"maskrcnn {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Configuration: nested dataclasses, named presets, YAML files and ``--set a.b=c`` overrides.
+
+The configuration is read in one place only, the builders (``modeling.mask_rcnn.build_model``,
+``engine.trainer.build_trainer``, ``data.loader.build_loader``); modules take plain keyword arguments.
+
+Conventions fixed here (see also the top of ``modeling/box_head.py``):
+- ``model.num_classes`` counts the background: label 0 is background, 1..num_classes-1 are objects
+  (torchvision's convention; detectron2 checkpoints are converted at the border).
+- Images enter the model as RGB floats in [0, 1]; ``pixel_mean`` / ``pixel_std`` are on that scale.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass
+class RPNConfig:
+    head_convs: int = 1  # 1 (v1 / detectron2) or 2 (torchvision v2)
+    anchor_sizes: tuple = (32, 64, 128, 256, 512)  # one size per level P2..P6
+    aspect_ratios: tuple = (0.5, 1.0, 2.0)
+    anchor_rounding: bool = True  # torchvision rounds base anchors to integers, detectron2 does not
+    pre_nms_topk_train: int = 2000  # per level
+    pre_nms_topk_test: int = 1000
+    post_nms_topk_train: int = 2000  # per image
+    post_nms_topk_test: int = 1000
+    nms_thresh: float = 0.7
+    min_box_size: float = 1e-3
+    score_thresh: float = 0.0
+    fg_iou_thresh: float = 0.7
+    bg_iou_thresh: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    box_loss: str = "smooth_l1"  # smooth_l1 | l1
+    smooth_l1_beta: float = 1.0 / 9.0
+    loss_weight: float = 1.0
+
+
+@dataclass
+class ROIHeadsConfig:
+    box_head: str = "2fc"  # 2fc (v1) | 4conv1fc (v2)
+    box_head_dim: int = 1024
+    box_head_norm: str = "none"  # none | bn
+    pooler: str = "roialign"  # roialign | roipool (the paper's ablation)
+    pooler_sampling_ratio: int = 2
+    pooler_aligned: bool = False  # False: torchvision; True: detectron2 half-pixel convention
+    box_pool_size: int = 7
+    mask_pool_size: int = 14
+    canonical_level: int = 4  # FPN level assignment k0
+    canonical_box_size: int = 224  # FPN level assignment s0
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.5
+    box_reg_weights: tuple = (10.0, 10.0, 5.0, 5.0)
+    box_loss: str = "smooth_l1"  # smooth_l1 | l1
+    smooth_l1_beta: float = 1.0 / 9.0
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+    mask_on: bool = True
+    mask_head_convs: int = 4
+    mask_head_dim: int = 256
+    mask_head_norm: str = "none"  # none | bn
+    mask_resolution: int = 28
+    mask_loss: str = "sigmoid"  # sigmoid (per-class binary, the paper's) | softmax (ablation)
+    mask_threshold: float = 0.5
+    mask_paste: str = "torchvision"  # torchvision | grid_sample (detectron2's, more accurate)
+    keypoint_on: bool = False
+    num_keypoints: int = 17
+    keypoint_head_convs: int = 8
+    keypoint_head_dim: int = 512
+    keypoint_pool_size: int = 14
+    keypoint_resolution: int = 56
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet50"  # resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
+    fpn: bool = True  # False: the paper's C4 design (res5 as the RoI head)
+    fpn_dim: int = 256
+    fpn_norm: str = "none"  # none | bn (torchvision v2)
+    num_classes: int = 91  # includes the background (label 0)
+    norm: str = "frozen_bn"  # frozen_bn | bn
+    frozen_bn_eps: float = 1e-5  # 0.0 for torchvision's v1 COCO weights
+    freeze_at: int = 2  # 0: nothing frozen; 1: stem; 2: stem + res2; ... 5: whole ResNet
+    pixel_mean: tuple = (0.485, 0.456, 0.406)  # RGB, on images in [0, 1]
+    pixel_std: tuple = (0.229, 0.224, 0.225)
+    size_divisibility: int = 32
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_heads: ROIHeadsConfig = field(default_factory=ROIHeadsConfig)
+
+
+@dataclass
+class InputConfig:
+    min_size: Union[int, tuple] = 800  # training: one size or a tuple to sample from per image
+    max_size: int = 1333
+    min_size_test: int = 800
+    max_size_test: int = 1333
+    flip_prob: float = 0.5
+    resize_method: str = "torchvision"  # torchvision (bilinear on the float image) | pil
+
+
+@dataclass
+class SolverConfig:
+    lr: float = 0.02  # for batch_size 16; the linear scaling rule: lr = 0.02 * batch_size / 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    weight_decay_norm: float = 0.0  # weight decay on norm layers
+    weight_decay_bias: Optional[float] = None  # None: same as weight_decay
+    iters: int = 90000
+    batch_size: int = 16  # images per iteration, over all processes
+    warmup_iters: int = 1000
+    warmup_factor: float = 0.001
+    steps: tuple = (60000, 80000)
+    gamma: float = 0.1
+    clip_grad_norm: float = 0.0  # 0: no clipping
+    checkpoint_period: int = 5000
+    eval_period: int = 0  # 0: evaluate only at the end
+    amp: bool = False  # float16 autocast on CUDA, bfloat16 on CPU
+    log_period: int = 20
+
+
+@dataclass
+class DataConfig:
+    num_workers: int = 2
+    aspect_ratio_grouping: bool = True
+    filter_empty: bool = True  # drop training images without usable annotations
+    class_names: tuple = ()  # filled from the dataset or the checkpoint
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def to_dict(self) -> dict:
+        return to_plain(dataclasses.asdict(self))
+
+    def copy(self) -> Config:
+        return copy.deepcopy(self)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+
+
+def _r50_fpn() -> Config:
+    return Config()
+
+
+def _with(cfg: Config, **overrides: Any) -> Config:
+    return apply_overrides(cfg, overrides)
+
+
+PRESETS = {
+    "r18_fpn": lambda: _with(Config(), **{"model.backbone": "resnet18"}),
+    "r34_fpn": lambda: _with(Config(), **{"model.backbone": "resnet34"}),
+    "r50_fpn": _r50_fpn,
+    "r101_fpn": lambda: _with(Config(), **{"model.backbone": "resnet101"}),
+    "x101_fpn": lambda: _with(Config(), **{"model.backbone": "resnext101_32x8d"}),
+    "r50_c4": lambda: _with(
+        Config(),
+        **{
+            "model.fpn": False,
+            "model.rpn.anchor_sizes": (32, 64, 128, 256, 512),
+            "model.roi_heads.box_pool_size": 14,
+            "model.roi_heads.mask_pool_size": 14,
+            "model.rpn.pre_nms_topk_test": 6000,
+            "model.rpn.post_nms_topk_test": 1000,
+            "model.rpn.pre_nms_topk_train": 12000,
+        },
+    ),
+    # torchvision's maskrcnn_resnet50_fpn_v2 layout: BN in FPN and heads, 4conv1fc, 2-conv RPN head.
+    "r50_fpn_v2": lambda: _with(
+        Config(),
+        **{
+            "model.norm": "bn",
+            "model.fpn_norm": "bn",
+            "model.rpn.head_convs": 2,
+            "model.roi_heads.box_head": "4conv1fc",
+            "model.roi_heads.box_head_norm": "bn",
+            "model.roi_heads.mask_head_norm": "bn",
+        },
+    ),
+    "keypoint_r50_fpn": lambda: _with(
+        Config(),
+        **{
+            "model.num_classes": 2,
+            "model.roi_heads.mask_on": False,
+            "model.roi_heads.keypoint_on": True,
+        },
+    ),
+    # Small enough to train on a laptop CPU in minutes (the demo).
+    "demo": lambda: _with(
+        Config(),
+        **{
+            "model.backbone": "resnet18",
+            "model.norm": "bn",
+            "model.freeze_at": 0,
+            "model.fpn_dim": 64,
+            "model.rpn.anchor_sizes": (16, 32, 64, 128, 256),
+            "model.rpn.pre_nms_topk_train": 600,
+            "model.rpn.post_nms_topk_train": 300,
+            "model.rpn.pre_nms_topk_test": 300,
+            "model.rpn.post_nms_topk_test": 150,
+            "model.roi_heads.box_head_dim": 256,
+            "model.roi_heads.mask_head_dim": 64,
+            "model.roi_heads.batch_size_per_image": 128,
+            "input.min_size": (160, 176, 192),
+            "input.max_size": 320,
+            "input.min_size_test": 192,
+            "input.max_size_test": 320,
+            "solver.lr": 0.02,
+            "solver.batch_size": 4,
+            "solver.iters": 1500,
+            "solver.warmup_iters": 100,
+            "solver.steps": (1100, 1350),
+            "solver.checkpoint_period": 500,
+            "data.num_workers": 0,
+        },
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, overriding, saving
+
+
+def to_plain(value: Any) -> Any:
+    """Tuples become lists so that YAML / JSON stay plain."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def _coerce(name: str, current: Any, value: Any) -> Any:
+    """Convert ``value`` (from YAML or a ``--set`` string) to the type of the field's current value."""
+    if isinstance(value, str) and not isinstance(current, str):
+        value = yaml.safe_load(value)
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"config key {name!r} expects true/false, got {value!r}")
+        return value
+    if isinstance(current, tuple) or (isinstance(value, list)):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        if isinstance(current, tuple) and isinstance(value, (int, float)):
+            return value  # e.g. input.min_size may be one size or several
+        raise ValueError(f"config key {name!r} expects a list, got {value!r}")
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if current is not None and isinstance(current, (int, float)) and not isinstance(value, (int, float)):
+        raise ValueError(f"config key {name!r} expects a number, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: dict) -> Config:
+    """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error."""
+    cfg = copy.deepcopy(cfg)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = cfg
+        for i, part in enumerate(parts[:-1]):
+            if not dataclasses.is_dataclass(node) or not hasattr(node, part):
+                raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r})")
+            node = getattr(node, part)
+        leaf = parts[-1]
+        if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
+            raise KeyError(f"unknown config key {dotted!r}")
+        current = getattr(node, leaf)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {dotted!r} is a section; give a mapping")
+            sub = apply_overrides(cfg, {f"{dotted}.{k}": v for k, v in value.items()})
+            cfg = sub
+            continue
+        setattr(node, leaf, _coerce(dotted, current, value))
+    return cfg
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def from_dict(d: dict, base: Optional[Config] = None) -> Config:
+    return apply_overrides(base or Config(), _flatten(d))
+
+
+def parse_set_args(items: list) -> dict:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
+    """A preset name (``r50_fpn``), or a YAML file (optionally with ``_base_: PRESET``), then overrides."""
+    name = preset_or_path or "r50_fpn"
+    if name in PRESETS:
+        cfg = PRESETS[name]()
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"config {name!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a file"
+            )
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        base_name = data.pop("_base_", "r50_fpn")
+        if base_name not in PRESETS:
+            raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
+        try:
+            cfg = from_dict(data, PRESETS[base_name]())
+        except (KeyError, ValueError) as e:
+            raise type(e)(f"{path}: {e}") from None
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+def save_config(cfg: Config, path: Union[str, Path]) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
