@@ -28,7 +28,9 @@ def _module(name: str):
 
 
 def build_parser(argv: list) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskrcnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="maskrcnn", description="Mask R-CNN in pure PyTorch: train, evaluate, predict, convert."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name in COMMANDS:

@@ -249,24 +249,33 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _coerce(name: str, current: Any, value: Any) -> Any:
-    """Convert ``value`` (from YAML or a ``--set`` string) to the type of the field's current value."""
+def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
+    """Convert ``value`` (from YAML or a ``--set`` string) to the type of the field's current value.
+
+    ``type_name`` is the field's annotation: ``Union[int, tuple]`` fields accept one number or a list.
+    """
     if isinstance(value, str) and not isinstance(current, str):
         value = yaml.safe_load(value)
+    if value is None and "Optional" in type_name:
+        return None
+    one_or_many = "Union" in type_name and "tuple" in type_name
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ValueError(f"config key {name!r} expects true/false, got {value!r}")
         return value
-    if isinstance(current, tuple) or (isinstance(value, list)):
-        if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):
+        if isinstance(current, tuple) or one_or_many:
             return tuple(value)
-        if isinstance(current, tuple) and isinstance(value, (int, float)):
-            return value  # e.g. input.min_size may be one size or several
+        raise ValueError(f"config key {name!r} expects one value, got the list {value!r}")
+    if isinstance(current, tuple) and not one_or_many:
         raise ValueError(f"config key {name!r} expects a list, got {value!r}")
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if current is not None and isinstance(current, (int, float)) and not isinstance(value, (int, float)):
+    if isinstance(value, bool) and not isinstance(current, bool) and current is not None:
         raise ValueError(f"config key {name!r} expects a number, got {value!r}")
+    number_field = isinstance(current, (int, float)) or one_or_many or "float" in type_name
+    if number_field and not isinstance(value, (int, float)):
+        raise ValueError(f"config key {name!r} expects a number, got {value!r}")
+    if (isinstance(current, float) or "float" in type_name) and isinstance(value, int):
+        return float(value)
     return value
 
 
@@ -281,7 +290,8 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
                 raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r})")
             node = getattr(node, part)
         leaf = parts[-1]
-        if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
+        fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+        if leaf not in fields:
             raise KeyError(f"unknown config key {dotted!r}")
         current = getattr(node, leaf)
         if dataclasses.is_dataclass(current):
@@ -290,7 +300,7 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
             sub = apply_overrides(cfg, {f"{dotted}.{k}": v for k, v in value.items()})
             cfg = sub
             continue
-        setattr(node, leaf, _coerce(dotted, current, value))
+        setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type)))
     return cfg
 
 

@@ -1,0 +1,58 @@
+"""Config: presets, YAML with a base, --set overrides with type checks, round trip."""
+
+import pytest
+
+from maskrcnn.config import PRESETS, Config, load_config, parse_set_args, save_config
+
+
+def test_every_preset_builds_a_config():
+    for name, make in PRESETS.items():
+        cfg = make()
+        assert isinstance(cfg, Config), name
+
+
+def test_set_overrides_are_typed():
+    items = ["model.num_classes=5", "solver.lr=1", "input.min_size=[640, 800]", "model.fpn=false",
+             "solver.steps=[10, 20]"]
+    cfg = load_config("r50_fpn", parse_set_args(items))
+    assert cfg.model.num_classes == 5
+    assert isinstance(cfg.solver.lr, float) and cfg.solver.lr == 1.0
+    assert cfg.input.min_size == (640, 800)
+    assert cfg.model.fpn is False
+    assert cfg.solver.steps == (10, 20)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("model.nope=1", "model.nope"),
+    ("nope.x=1", "nope"),
+    ("model.fpn=3", "true/false"),
+    ("solver.lr=abc", "number"),
+])
+def test_bad_overrides_name_the_key(item, message):
+    with pytest.raises((KeyError, ValueError), match=message):
+        load_config("r50_fpn", parse_set_args([item]))
+
+
+def test_set_needs_equals():
+    with pytest.raises(ValueError, match="key=value"):
+        parse_set_args(["model.num_classes"])
+
+
+def test_yaml_round_trip_and_base(tmp_path):
+    cfg = load_config("demo", {"seed": 7})
+    path = tmp_path / "c.yaml"
+    save_config(cfg, path)
+    assert load_config(str(path)).to_dict() == {**cfg.to_dict()}
+    other = tmp_path / "o.yaml"
+    other.write_text("_base_: r50_c4\nmodel:\n  num_classes: 3\n")
+    loaded = load_config(str(other))
+    assert loaded.model.fpn is False and loaded.model.num_classes == 3
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  backbonez: resnet50\n")
+    with pytest.raises(KeyError, match="bad.yaml"):
+        load_config(str(bad))
+    with pytest.raises(FileNotFoundError, match="neither a preset"):
+        load_config(str(tmp_path / "missing.yaml"))
