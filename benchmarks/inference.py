@@ -1,0 +1,363 @@
+"""CPU inference speed and peak memory of R50-FPN Mask R-CNN at 800x1067: this library vs torchvision.
+
+    python benchmarks/inference.py [--tv-python PYTHON] [--images 3] [--threads 2] [--size 800x1067]
+                                   [--variants fp32,fp32-opt,bf16-opt] [--profile]
+
+Every measurement runs in its own process (so that the RSS high-water mark belongs to it alone):
+- ``torchvision``: ``maskrcnn_resnet50_fpn(weights=None, num_classes=C)`` with the deterministic weights
+  of the golden-data recipe (tests/data/golden), run by an interpreter that has torchvision
+  (``--tv-python``; the current one if it has torchvision). Its state dict is handed to the others.
+- ``ours`` variants: the same weights converted with ``maskrcnn.interop.torchvision``; ``fp32`` is the
+  model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
+  channels_last), ``bf16-opt`` the same under bfloat16 autocast.
+Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
+at a time after one warm-up image, and saves its detections; the table compares every variant's
+detections with the reference (torchvision, or ours fp32 without torchvision) by matching: same
+label and box IoU > 0.99. Shapes: D detections per image, H x W = the image size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN_IMAGES = ["img_simple0.png", "img_simple1.png", "img_hard2.png"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared helpers (both interpreters)
+
+
+def recipe_state_dict(keys_shapes) -> dict:
+    """The golden-data weight recipe (see tests/data/golden/README or the shared golden README)."""
+    out = {}
+    for i, (key, shape) in enumerate(keys_shapes):
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf == "num_batches_tracked":
+            out[key] = torch.zeros((), dtype=torch.int64)
+            continue
+        z = np.random.RandomState(i).standard_normal(shape).astype(np.float32)
+        if leaf == "running_var":
+            v = 1 + 0.1 * np.abs(z)
+        elif leaf == "running_mean":
+            v = 0.1 * z
+        elif len(shape) >= 2:
+            transposed = any(s in key for s in ("conv5_mask", "deconv", "score_lowres"))
+            fan_in = shape[0] * int(np.prod(shape[2:])) if transposed else int(np.prod(shape[1:]))
+            v = z / np.float32(np.sqrt(fan_in))
+        elif leaf == "weight":
+            v = 1 + 0.1 * z
+        else:
+            v = 0.1 * z
+        out[key] = torch.from_numpy(np.asarray(v, dtype=np.float32).reshape(shape))
+    return out
+
+
+def load_images(size_hw) -> list:
+    """The three golden images stretched to ``size_hw``: real-looking content at the benchmark size."""
+    from PIL import Image
+
+    h, w = size_hw
+    out = []
+    g = torch.Generator().manual_seed(0)
+    for name in GOLDEN_IMAGES:
+        img = (
+            Image.open(REPO / "tests" / "data" / "golden" / name)
+            .convert("RGB")
+            .resize((w, h), Image.BILINEAR)
+        )
+        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+        # Sensor-like noise: flat stretched regions would otherwise give many exactly tied scores,
+        # whose order (and so NMS) legitimately differs between implementations.
+        out.append((x + (torch.rand(x.shape, generator=g) - 0.5) * (4 / 255)).clamp(0, 1))
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kilobytes on Linux
+
+
+def pack_detections(dets) -> list:
+    """Detections -> small CPU tensors (masks bit-packed) for the comparison."""
+    out = []
+    for d in dets:
+        masks = d["masks"].reshape(d["masks"].shape[0], -1).cpu().numpy()  # (D, H*W) bool
+        out.append(
+            {
+                "boxes": d["boxes"].float().cpu(),
+                "scores": d["scores"].float().cpu(),
+                "labels": d["labels"].cpu(),
+                "masks": torch.from_numpy(np.packbits(masks, axis=1)),
+                "mask_hw": torch.tensor(d["masks"].shape[-2:]),
+            }
+        )
+    return out
+
+
+def _time_runs(run_one, images, profile: bool) -> tuple:
+    run_one(images[0])  # warm-up: allocator, oneDNN primitive caches
+    dets, times = [], []
+    for img in images:
+        t0 = time.perf_counter()
+        dets.append(run_one(img))
+        times.append(time.perf_counter() - t0)
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as prof
+
+        with prof(activities=[ProfilerActivity.CPU]) as p:
+            run_one(images[0])
+        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
+    return dets, times
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers
+
+
+def worker_torchvision(args) -> dict:
+    import torchvision
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=args.num_classes)
+    sd = model.state_dict()
+    weights = recipe_state_dict([(k, tuple(v.shape)) for k, v in sd.items()])
+    model.load_state_dict(weights)
+    model.eval()
+    torch.save(weights, args.state)
+    images = load_images(args.size)
+
+    @torch.inference_mode()
+    def run_one(img):
+        d = model([img])[0]
+        return {**d, "masks": d["masks"][:, 0] > 0.5}  # (D, 1, H, W) probabilities -> (D, H, W) bool
+
+    dets, times = _time_runs(run_one, images, args.profile)
+    return {"name": f"torchvision {torchvision.__version__} fp32", "times": times, "dets": dets}
+
+
+def worker_ours(args) -> dict:
+    sys.path.insert(0, str(REPO))
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.modeling.mask_rcnn import build_model
+    from maskrcnn.predictor import Predictor
+
+    if args.state and Path(args.state).is_file():
+        from maskrcnn.interop.torchvision import convert_torchvision
+
+        # torchvision's weights=None models use BatchNorm2d with eps 1e-5 (not its COCO weights' 0.0)
+        conv = convert_torchvision(torch.load(args.state, weights_only=True), frozen_bn_eps=1e-5)
+        cfg = conv["config"]
+        model = build_model(cfg)
+        model.load_state_dict(conv["state_dict"], strict=True)
+    else:  # no torchvision: the same recipe over our own key order
+        cfg = apply_overrides(PRESETS["r50_fpn"](), {"model.num_classes": args.num_classes})
+        model = build_model(cfg)
+        model.load_state_dict(
+            recipe_state_dict([(k, tuple(v.shape)) for k, v in model.state_dict().items()]), strict=True
+        )
+    variant = args.worker.split(":", 1)[1]
+    predictor = Predictor(
+        model,
+        cfg,
+        device="cpu",
+        batch_size=1,
+        optimise=variant.endswith("-opt"),
+        dtype="bfloat16" if variant.startswith("bf16") else None,
+    )
+    images = load_images(args.size)
+    dets, times = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
+    return {"name": f"ours {variant}", "times": times, "dets": dets}
+
+
+def run_worker(args) -> int:
+    torch.set_num_threads(args.threads)
+    fn = worker_torchvision if args.worker == "torchvision" else worker_ours
+    res = fn(args)
+    res["peak_rss_mb"] = peak_rss_mb()
+    res["dets"] = pack_detections(res["dets"])
+    torch.save(res, args.out)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Comparison and the table
+
+
+def _unpack_masks(d) -> torch.Tensor:
+    h, w = (int(v) for v in d["mask_hw"])
+    bits = np.unpackbits(d["masks"].numpy(), axis=1)[:, : h * w]  # (D, H*W)
+    return torch.from_numpy(bits.astype(bool))
+
+
+def compare(ref: list, other: list) -> dict:
+    """Match detections per image (same label, box IoU > 0.99, greedy by the reference's score order)."""
+    sys.path.insert(0, str(REPO))
+    from maskrcnn.ops.boxes import box_iou
+
+    n_ref = n_other = matched = 0
+    worst_box = worst_score = 0.0
+    worst_mask_iou = 1.0
+    for a, b in zip(ref, other):
+        n_ref += a["boxes"].shape[0]
+        n_other += b["boxes"].shape[0]
+        if a["boxes"].shape[0] == 0 or b["boxes"].shape[0] == 0:
+            continue
+        iou = box_iou(a["boxes"], b["boxes"])  # (Da, Db)
+        iou[a["labels"][:, None] != b["labels"][None, :]] = 0
+        ma, mb = _unpack_masks(a), _unpack_masks(b)
+        used = torch.zeros(b["boxes"].shape[0], dtype=torch.bool)
+        for i in range(a["boxes"].shape[0]):  # D <= 100: a reporting loop, not a hot path
+            row = iou[i].masked_fill(used, 0)
+            j = int(row.argmax())
+            if row[j] <= 0.99:
+                continue
+            used[j] = True
+            matched += 1
+            worst_box = max(worst_box, float((a["boxes"][i] - b["boxes"][j]).abs().max()))
+            worst_score = max(worst_score, float((a["scores"][i] - b["scores"][j]).abs()))
+            inter = (ma[i] & mb[j]).sum().item()
+            union = (ma[i] | mb[j]).sum().item()
+            worst_mask_iou = min(worst_mask_iou, inter / union if union else 1.0)
+    return {
+        "ref": n_ref,
+        "other": n_other,
+        "matched": matched / max(n_ref, n_other, 1),
+        "box": worst_box,
+        "score": worst_score,
+        "mask_iou": worst_mask_iou,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _bf16_supported() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return True
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16")) or platform.machine() in ("arm64", "aarch64")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=3, help="timed images (after one warm-up)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--size", default="800x1067", help="HxW of the images")
+    p.add_argument("--num-classes", type=int, default=4, help="as in the golden data (random weights)")
+    p.add_argument("--variants", default="fp32,fp32-opt,bf16-opt")
+    p.add_argument(
+        "--tv-python", default=os.environ.get("MASKRCNN_TV_PYTHON"), help="python with torchvision"
+    )
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops per run")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--state", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.size = tuple(int(v) for v in args.size.lower().split("x"))
+    if args.worker:
+        return run_worker(args)
+
+    tv_python = args.tv_python
+    if tv_python is None:
+        try:
+            import torchvision  # noqa: F401
+
+            tv_python = sys.executable
+        except ImportError:
+            pass
+    common = [
+        "--images",
+        str(args.images),
+        "--threads",
+        str(args.threads),
+        "--num-classes",
+        str(args.num_classes),
+        "--size",
+        f"{args.size[0]}x{args.size[1]}",
+    ] + (["--profile"] if args.profile else [])
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "tv_state.pt")
+        jobs = ([("torchvision", tv_python)] if tv_python else []) + [
+            (f"ours:{v}", sys.executable) for v in args.variants.split(",") if v
+        ]
+        for worker, python in jobs:
+            if worker.startswith("ours:bf16") and not _bf16_supported():
+                print(
+                    f"note: this CPU has no native bfloat16 (avx512_bf16/amx): {worker} is emulated",
+                    file=sys.stderr,
+                )
+            out = os.path.join(tmp, worker.replace(":", "_") + ".pt")
+            cmd = [
+                python,
+                str(Path(__file__).resolve()),
+                "--worker",
+                worker,
+                "--state",
+                state,
+                "--out",
+                out,
+            ] + common
+            print(f"running {worker} ...", file=sys.stderr, flush=True)
+            proc = subprocess.run(cmd, cwd=str(REPO))
+            if proc.returncode != 0:
+                print(f"{worker} failed (exit {proc.returncode})", file=sys.stderr)
+                continue
+            runs.append(torch.load(out, weights_only=True))
+
+    if not runs:
+        return 1
+    ref = runs[0]
+    base = float(np.mean(ref["times"]))
+    print(
+        f"\nMask R-CNN R50-FPN inference, {args.images} images {args.size[0]}x{args.size[1]}, batch 1, "
+        f"{args.threads} threads, torch {torch.__version__}, CPU: {_cpu_name()} ({os.cpu_count()} cores)"
+    )
+    print(f"reference for speed-up and matching: {ref['name']}")
+    header = (
+        f"{'run':<28} {'s/image':>8} {'speed-up':>8} {'peak RSS MB':>11} {'dets':>5} {'matched':>8} "
+        f"{'max|dbox|':>9} {'max|dscore|':>11} {'min mask IoU':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    table = []
+    for r in runs:
+        t = float(np.mean(r["times"]))
+        c = compare(ref["dets"], r["dets"])
+        table.append(
+            {"name": r["name"], "s_per_image": t, "speedup": base / t, "peak_rss_mb": r["peak_rss_mb"], **c}
+        )
+        print(
+            f"{r['name']:<28} {t:>8.3f} {base / t:>7.2f}x {r['peak_rss_mb']:>11.0f} {c['other']:>5d} "
+            f"{100 * c['matched']:>7.1f}% {c['box']:>9.2e} {c['score']:>11.2e} {c['mask_iou']:>12.4f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

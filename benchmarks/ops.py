@@ -1,0 +1,166 @@
+"""Benchmark of the detection ops, optionally side by side with torchvision's compiled kernels.
+
+    python benchmarks/ops.py                      # ours only
+    /path/to/python-with-torchvision benchmarks/ops.py   # adds torchvision and the ratio ours / tv
+
+Cases (forward + backward where the op is trained): the box head's RoIAlign (512 RoIs per image x 2
+images, 256 channels, 7x7, sampling 2) over an FPN pyramid P2-P5 of an 800x1088 input with the FPN
+level assignment; the mask head's (128 RoIs per image, 14x14); RoIPool 7x7 on one stride-16 map; NMS
+on 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7). Times are medians of repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from maskrcnn.ops import MultiScaleRoIAlign, nms, roi_pool  # noqa: E402
+
+try:
+    import torchvision.ops as tv_ops
+except ImportError:  # torchvision is optional: only for the side-by-side columns
+    tv_ops = None
+
+IMAGE_HW = (800, 1088)
+LEVELS = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def random_boxes(n: int, gen: torch.Generator, min_side: float = 16.0,
+                 max_side: float = 700.0) -> torch.Tensor:
+    """Proposal-like boxes: log-uniform size, aspect ratio 1:2..2:1, clipped to the image -> (n, 4)."""
+    h, w = IMAGE_HW
+    side = torch.exp(torch.empty(n).uniform_(float(torch.tensor(min_side).log()),
+                                             float(torch.tensor(max_side).log()), generator=gen))
+    ratio = torch.exp(torch.empty(n).uniform_(-0.69, 0.69, generator=gen))
+    bw, bh = side * ratio.sqrt(), side / ratio.sqrt()
+    cx = torch.rand(n, generator=gen) * w
+    cy = torch.rand(n, generator=gen) * h
+    boxes = torch.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), 1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    return boxes
+
+
+def rpn_like_boxes(n: int, gen: torch.Generator):
+    """Boxes clustered around 30 objects (as RPN proposals are) and scores -> (n, 4), (n,)."""
+    h, w = IMAGE_HW
+    centers = torch.rand(30, 2, generator=gen) * torch.tensor([float(w), float(h)])
+    sizes = torch.exp(torch.rand(30, 2, generator=gen) * 3 + 3)
+    k = torch.randint(0, 30, (n,), generator=gen)
+    c = centers[k] + torch.randn(n, 2, generator=gen) * sizes[k] * 0.3
+    s = sizes[k] * torch.exp(torch.randn(n, 2, generator=gen) * 0.3)
+    return torch.cat((c - s / 2, c + s / 2), 1), torch.rand(n, generator=gen)
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def pooler_case(pooler_fn, features, boxes):
+    feats = {k: v.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+             for k, v in features.items()}
+
+    def run():
+        out = pooler_fn(feats, boxes)
+        out.backward(torch.ones_like(out))
+        for v in feats.values():
+            v.grad = None
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--torchvision", action="store_true", help="require torchvision (auto if importable)")
+    parser.add_argument("--skip-50k", action="store_true", help="skip NMS on 50k boxes (slow)")
+    args = parser.parse_args()
+    if args.torchvision and tv_ops is None:
+        sys.exit("--torchvision given but torchvision is not importable in this Python")
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    print(f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, repeats {args.repeats} (median)")
+    if tv_ops is not None:
+        import torchvision
+        print(f"torchvision {torchvision.__version__} (compiled ops) on the same inputs")
+
+    h, w = IMAGE_HW
+    features = {k: torch.randn(2, 256, h // s, w // s, generator=gen) for k, s in LEVELS.items()}
+    rows = []
+
+    def add(name, ours_fn, tv_fn, repeats):
+        ours = timed(ours_fn, repeats)
+        tv = timed(tv_fn, repeats) if (tv_fn is not None and tv_ops is not None) else None
+        rows.append((name, ours, tv))
+        ratio = f"{ours / tv:8.2f}" if tv else "       -"
+        tv_s = f"{tv:10.1f}" if tv else "         -"
+        print(f"{name:<44}{ours:10.1f}{tv_s}{ratio}", flush=True)
+
+    print(f"{'case':<44}{'ours ms':>10}{'tv ms':>10}{'ratio':>8}")
+    features_cl = {k: v.contiguous(memory_format=torch.channels_last) for k, v in features.items()}
+    for label, per_image, size, min_side, max_side, feats in (
+            ("RoIAlign box head fwd+bwd (2x512, 7x7)", 512, 7, 16.0, 700.0, features),
+            ("  same, channels_last features", 512, 7, 16.0, 700.0, features_cl),
+            ("RoIAlign mask head fwd+bwd (2x128, 14x14)", 128, 14, 32.0, 500.0, features)):
+        boxes = [random_boxes(per_image, gen, min_side, max_side) for _ in range(2)]
+        ours = MultiScaleRoIAlign(featmap_names=list(LEVELS), strides=LEVELS, output_size=size,
+                                  sampling_ratio=2)
+        ours_fn = pooler_case(lambda f, b, m=ours: m(f, b), feats, boxes)
+        tv_fn = None
+        if tv_ops is not None:
+            tv = tv_ops.MultiScaleRoIAlign(featmap_names=list(LEVELS), output_size=size, sampling_ratio=2)
+            tv_fn = pooler_case(lambda f, b, m=tv: m(f, b, [IMAGE_HW, IMAGE_HW]), feats, boxes)
+        add(label, ours_fn, tv_fn, args.repeats)
+
+    c4 = torch.randn(2, 256, h // 16, w // 16, generator=gen)
+    rois = torch.cat([torch.cat((torch.full((512, 1), float(i)), random_boxes(512, gen)), 1)
+                      for i in range(2)])
+
+    def pool_case(fn):
+        x = c4.clone().requires_grad_(True)
+
+        def run():
+            out = fn(x, rois, 7, 1.0 / 16)
+            out.backward(torch.ones_like(out))
+            x.grad = None
+        return run
+    add("RoIPool fwd+bwd (1024 RoIs, 7x7, stride 16)", pool_case(roi_pool),
+        pool_case(tv_ops.roi_pool) if tv_ops is not None else None, args.repeats)
+
+    for n in (2000, 10000, 50000):
+        if n == 50000 and args.skip_50k:
+            continue
+        boxes, scores = rpn_like_boxes(n, gen)
+        reps = args.repeats if n <= 10000 else 1
+        add(f"NMS {n} RPN-like boxes, IoU 0.7", lambda b=boxes, s=scores: nms(b, s, 0.7),
+            (lambda b=boxes, s=scores: tv_ops.nms(b, s, 0.7)) if tv_ops is not None else None, reps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Checkpoint files: atomic writes, safe loads, the config and class names travel with the weights.
+
+Format (a ``torch.save`` dict that loads with ``weights_only=True``, so opening a checkpoint never runs
+code from it):
+    {"format": "maskrcnn-checkpoint", "format_version": 1, "config": dict, "class_names": [str, ...],
+     "model": state_dict, ...extra}
+Training checkpoints add "optimizer", "scheduler", "iteration", "rng" and "data_state"; everything in
+them is tensors or plain Python values (RNG states are stored as uint8 tensors / lists).
+
+A write goes to a temporary file in the same folder, is flushed and fsynced, then ``os.replace``d over
+the target: a crash at any moment leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+FORMAT = "maskrcnn-checkpoint"
+FORMAT_VERSION = 1
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, not ours or of an unknown format version."""
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself is durable only once the directory entry is on disk (POSIX); best effort elsewhere.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_names, **extra: Any) -> None:
+    """Write a checkpoint atomically. ``config`` is a ``Config`` or a plain dict."""
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": cfg,
+        "class_names": [str(c) for c in class_names],
+        "model": model_state,
+    }
+    clash = set(extra) & set(payload)
+    if clash:
+        raise ValueError(f"save_checkpoint: extra keys {sorted(clash)} clash with the format's own keys")
+    payload.update(extra)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
+    """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty (truncated write?)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
+    except Exception as e:  # weights_only refuses arbitrary objects with UnpicklingError and friends
+        raise CheckpointError(f"{path}: refused to load (not plain tensors / values): {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        hint = ""
+        if isinstance(ckpt, dict) and any(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            hint = " (it looks like a bare state_dict: convert it with `maskrcnn convert`)"
+        raise CheckpointError(f"{path}: not a maskrcnn checkpoint{hint}")
+    version = ckpt.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {version!r} is not supported "
+            f"(this library reads {FORMAT_VERSION})"
+        )
+    for key, kind in (("config", dict), ("class_names", list), ("model", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            raise CheckpointError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    return ckpt
+
+
+def config_from_checkpoint(ckpt: dict, overrides: Optional[dict] = None):
+    """The ``Config`` stored in a loaded checkpoint (unknown keys are an error naming the key)."""
+    from maskrcnn.config import apply_overrides, from_dict
+
+    cfg = from_dict(ckpt["config"])
+    if ckpt.get("class_names"):
+        cfg.data.class_names = tuple(ckpt["class_names"])
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg

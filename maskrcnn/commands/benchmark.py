@@ -1,0 +1,108 @@
+"""``maskrcnn benchmark``: time inference of a checkpoint (or a preset with random weights).
+
+    maskrcnn benchmark (--weights CKPT | --config PRESET_OR_YAML) [--size 800x1067] [--images 5]
+                       [--batch-size 1] [--threads N] [--device D] [--dtype bfloat16] [--no-optimise]
+
+Times the path a user gets from ``Predictor`` (resize, model, masks pasted at the image size) on
+synthetic images of the given size after one warm-up batch, and prints seconds per image, images per
+second and the process's peak resident memory. For the comparison with torchvision see
+``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+import torch
+
+HELP = "time inference of a checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="checkpoint to time")
+    src.add_argument("--config", help="preset or YAML: time a randomly initialised model")
+    parser.add_argument("--size", default="800x1067", help="HxW of the synthetic images (default 800x1067)")
+    parser.add_argument("--images", type=int, default=5, help="timed images (default 5)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--no-optimise", action="store_true", help="skip BN folding / channels_last")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _size(text: str) -> tuple:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size expects HxW (e.g. 800x1067), got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"--size must be positive, got {text!r}")
+    return h, w
+
+
+def run(args: argparse.Namespace) -> int:
+    from maskrcnn.predictor import Predictor
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    h, w = _size(args.size)
+    if args.images < 1 or args.batch_size < 1:
+        raise ValueError("--images and --batch-size must be >= 1")
+    dtype = None if args.dtype == "float32" else args.dtype
+    if args.weights:
+        predictor = Predictor.from_checkpoint(
+            args.weights,
+            device=args.device,
+            optimise=not args.no_optimise,
+            batch_size=args.batch_size,
+            dtype=dtype,
+        )
+    else:
+        from maskrcnn.config import load_config
+        from maskrcnn.modeling.mask_rcnn import build_model
+
+        cfg = load_config(args.config)
+        torch.manual_seed(cfg.seed)
+        predictor = Predictor(
+            build_model(cfg), cfg, device=args.device, optimise=not args.no_optimise,
+            batch_size=args.batch_size, dtype=dtype,
+        )  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    # Smooth random images (upsampled noise) so the RPN sees structure rather than white noise.
+    images = [
+        torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w),
+                                        mode="bilinear", align_corners=False)[0]
+        for _ in range(args.images)
+    ]  # fmt: skip
+    dev = predictor.device
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    predictor.predict_tensors(images[: args.batch_size])  # warm-up
+    sync()
+    n_det = 0
+    t0 = time.perf_counter()
+    for start in range(0, len(images), args.batch_size):
+        dets = predictor.predict_tensors(images[start : start + args.batch_size])
+        n_det += sum(int(d["boxes"].shape[0]) for d in dets)
+    sync()
+    elapsed = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(
+        f"{predictor.cfg.model.backbone} fpn={predictor.cfg.model.fpn} on {dev} "
+        f"({torch.get_num_threads()} threads), "
+        f"{args.dtype}{'' if args.no_optimise else ', optimised'}, batch {args.batch_size}, {h}x{w}: "
+        f"{elapsed / len(images):.3f} s/image ({len(images) / elapsed:.2f} images/s), "
+        f"{n_det / len(images):.1f} detections/image, peak RSS {rss:.0f} MB",
+        file=sys.stdout,
+    )
+    if dev.type == "cuda":
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MB")
+    return 0

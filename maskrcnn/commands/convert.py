@@ -1,0 +1,83 @@
+"""``maskrcnn convert``: turn a torchvision (or detectron2) checkpoint into this library's format.
+
+    maskrcnn convert --from torchvision IN OUT [--set key=value ...] [--class-names a,b,c]
+
+IN is a file, a published name (``maskrcnn_resnet50_fpn_coco``, ``maskrcnn_resnet50_fpn_v2_coco``,
+``keypointrcnn_resnet50_fpn_coco``, ...; downloaded to the cache and checksummed) or a URL.
+The layout, backbone depth, number of classes and keypoints are read from the weights; ``--set``
+adjusts the stored config, e.g. ``--set model.frozen_bn_eps=1e-5`` for weights saved from a model
+built with plain BatchNorm (torchvision's published v1 COCO weights need the default, eps 0).
+Every source key must map and every model key must be filled, or nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+HELP = "convert a torchvision or detectron2 checkpoint into this library's format"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source_format", required=True, choices=("torchvision", "detectron2"),
+                        help="the checkpoint's origin")
+    parser.add_argument("input", metavar="IN", help="checkpoint file, published name or URL")
+    parser.add_argument("output", metavar="OUT", help="where to write the converted checkpoint")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides stored with the checkpoint")
+    parser.add_argument("--class-names", default=None,
+                        help="comma-separated class names without the background (default: COCO for 91 "
+                             "classes, else class_1, class_2, ...)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _local_path(spec: str) -> str:
+    if os.path.exists(spec):
+        return spec
+    from maskrcnn.interop.download import PUBLISHED, download
+
+    if spec in PUBLISHED or "://" in spec:
+        return str(download(spec))
+    raise FileNotFoundError(f"{spec}: no such file (and not a published name: {', '.join(PUBLISHED)})")
+
+
+def _number(value):
+    """'1e-5' is a string to YAML 1.1 (it wants '1.0e-5'); read such values as floats."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
+def run(args) -> int:
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.config import parse_set_args
+
+    overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
+    path = _local_path(args.input)
+    if args.source_format == "torchvision":
+        from maskrcnn.interop.torchvision import load_torchvision_file
+
+        result = load_torchvision_file(path, overrides=overrides)
+    else:
+        try:
+            from maskrcnn.interop import detectron2 as d2
+        except ImportError:
+            raise ValueError("detectron2 conversion is not available in this installation") from None
+        result = d2.load_detectron2_file(path, overrides=overrides)
+    cfg = result["config"]
+    names = result["class_names"]
+    if args.class_names:
+        given = [n.strip() for n in args.class_names.split(",") if n.strip()]
+        if len(given) != cfg.model.num_classes - 1:
+            raise ValueError(f"--class-names has {len(given)} names but the weights have "
+                             f"{cfg.model.num_classes - 1} classes (plus background)")
+        names = ["__background__"] + given
+    cfg.data.class_names = tuple(names)
+    save_checkpoint(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
+                    converted_from={"format": args.source_format, "layout": result["layout"],
+                                    "source": os.path.basename(str(args.input))})
+    print(f"{args.input} ({result['layout']}, {cfg.model.backbone}, {cfg.model.num_classes} classes incl. "
+          f"background, {result['report']['num_tensors']} tensors) -> {args.output}", file=sys.stderr)
+    return 0

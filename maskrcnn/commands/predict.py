@@ -1,0 +1,206 @@
+"""``maskrcnn predict``: run a checkpoint on image files and folders; write COCO results and overlays.
+
+    maskrcnn predict --weights CKPT IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
+                     [--batch-size B] [--dtype bfloat16] [--no-overlays]
+
+Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
+``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
+[x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
+sorted order. A file that cannot be read is reported on stderr and skipped; the summary counts it.
+Shapes: D detections of one image, H x W its original size, K keypoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "run a checkpoint on images, write predictions.json and overlays"
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
+    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument("--output", required=True, help="folder for predictions.json and overlays/")
+    parser.add_argument(
+        "--score-thresh",
+        type=float,
+        default=None,
+        help="write only detections scoring at least this (the model's own threshold is the checkpoint's)",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per forward (default: 2)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="autocast dtype (bfloat16 on CPU or CUDA, float16 on CUDA only)",
+    )
+    parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")
+    parser.add_argument(
+        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
+    )
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def expand_inputs(inputs) -> list:
+    """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
+    error (a typo should not silently produce an empty result)."""
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+            files.extend(sorted(found))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return files
+
+
+def detections_to_coco(det: dict, *, image_id: int, file_name: str, label_to_category_id=None) -> list:
+    """One image's detections (original coordinates, ``masks`` (D, H, W) bool) -> COCO result dicts."""
+    from pycocotools import mask as mask_util
+
+    boxes = det["boxes"].float().cpu()
+    D = boxes.shape[0]
+    if D == 0:
+        return []
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()  # (D, 4) xyxy -> xywh
+    scores = det["scores"].float().cpu().tolist()
+    labels = det["labels"].cpu().tolist()
+    rles = None
+    if "masks" in det:
+        masks = det["masks"].cpu().numpy().astype(np.uint8)  # (D, H, W)
+        rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0)))  # all at once: (H, W, D)
+    kps = det["keypoints"].float().cpu().reshape(D, -1).tolist() if "keypoints" in det else None  # (D, K*3)
+    out = []
+    for i in range(D):
+        lab = int(labels[i])
+        entry = {
+            "image_id": image_id,
+            "file_name": file_name,
+            "category_id": int(label_to_category_id.get(lab, lab)) if label_to_category_id else lab,
+            "bbox": [round(v, 2) for v in xywh[i]],
+            "score": round(float(scores[i]), 5),
+        }
+        if rles is not None:
+            entry["segmentation"] = {
+                "size": [int(s) for s in rles[i]["size"]],
+                "counts": rles[i]["counts"].decode("ascii"),
+            }
+        if kps is not None:
+            entry["keypoints"] = [round(v, 2) for v in kps[i]]
+        out.append(entry)
+    return out
+
+
+def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}"
+    used.add(name)
+    return folder / f"{name}.png"
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.data.images import read_image
+    from maskrcnn.predictor import Predictor
+
+    files = expand_inputs(args.inputs)
+    if not files:
+        print("maskrcnn predict: no image files found in the inputs", file=sys.stderr)
+        return 1
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overlay_dir = out_dir / "overlays"
+    if not args.no_overlays:
+        overlay_dir.mkdir(exist_ok=True)
+
+    predictor = Predictor.from_checkpoint(
+        args.weights,
+        device=args.device,
+        overrides=parse_set_args(args.set),
+        optimise=not args.no_optimise,
+        score_thresh=args.score_thresh,
+        batch_size=args.batch_size,
+        dtype=None if args.dtype == "float32" else args.dtype,
+    )
+    print(
+        f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
+        f"on {predictor.device}; {len(files)} image file(s)",
+        file=sys.stderr,
+    )
+
+    results, skipped, n_done, used_names = [], 0, 0, set()
+    t_start = time.perf_counter()
+    width = len(str(len(files)))
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start : start + args.batch_size]
+        loaded = []
+        for k, path in enumerate(chunk):
+            try:
+                loaded.append((start + k, path, read_image(path)))
+            except (ValueError, OSError) as e:  # ImageReadError is a ValueError
+                skipped += 1
+                print(f"[{start + k + 1:>{width}}/{len(files)}] skipped {path}: {e}", file=sys.stderr)
+        if not loaded:
+            continue
+        t0 = time.perf_counter()
+        dets = predictor.predict_tensors([im for _, _, im in loaded])
+        per_image = (time.perf_counter() - t0) / len(loaded)
+        for (idx, path, image), det in zip(loaded, dets):
+            results.extend(
+                detections_to_coco(
+                    det,
+                    image_id=idx + 1,
+                    file_name=str(path),
+                    label_to_category_id=predictor.label_to_category_id,
+                )
+            )
+            if not args.no_overlays:
+                from maskrcnn.visualize import draw_instances
+
+                overlay = draw_instances(image, det, predictor.class_names)
+                overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
+            n_done += 1
+            H, W = image.shape[-2:]
+            print(
+                f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
+                f"in {per_image:.2f} s",
+                file=sys.stderr,
+            )
+
+    _write_json_atomic(out_dir / "predictions.json", results)
+    total = time.perf_counter() - t_start
+    print(
+        f"done: {n_done} image(s), {len(results)} detections, {skipped} skipped, {total:.1f} s "
+        f"({total / max(n_done, 1):.2f} s/image); wrote {out_dir / 'predictions.json'}"
+        + ("" if args.no_overlays else f" and {overlay_dir}/"),
+        file=sys.stderr,
+    )
+    return 0 if n_done > 0 or skipped == 0 else 1

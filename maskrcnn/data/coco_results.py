@@ -1,0 +1,67 @@
+"""Detections -> COCO results format (what COCOeval and the COCO server read).
+
+Shapes: one image's detections, D of them, in original image coordinates: boxes (D, 4) xyxy,
+scores (D,), labels (D,) int64 in 1..K-1, optional masks (D, H, W) bool, optional keypoints (D, P, 3)
+for P keypoints.
+
+A result is ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}`` plus
+``"segmentation": {"size": [H, W], "counts": str}`` (compressed RLE) when masks are given and
+``"keypoints": [x1, y1, v1, ...]`` when keypoints are (floating-point masks are cut at 0.5). Labels
+map to category ids through ``label_to_category_id`` (identity when None).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from maskrcnn.ops.masks import masks_to_rles
+
+__all__ = ["detections_to_coco_results"]
+
+
+def detections_to_coco_results(
+    det: dict, *, image_id: int, label_to_category_id: Optional[dict] = None, extra: Optional[dict] = None
+) -> list:
+    """COCO result dicts for one image's detections (``extra`` is merged into every result)."""
+    boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
+    n = boxes.shape[0]
+    if n == 0:
+        return []
+    scores = det["scores"].detach().float().cpu().tolist()
+    labels = det["labels"].detach().cpu().tolist()
+    if label_to_category_id is None:
+        categories = [int(lab) for lab in labels]
+    else:
+        unknown = sorted({int(lab) for lab in labels} - {int(k) for k in label_to_category_id})
+        if unknown:
+            raise ValueError(f"labels {unknown} have no category id in label_to_category_id")
+        mapping = {int(k): int(v) for k, v in label_to_category_id.items()}
+        categories = [mapping[int(lab)] for lab in labels]
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()  # (D, 4) xyxy -> xywh
+    rles = None
+    if det.get("masks") is not None:
+        masks = det["masks"].detach()
+        if masks.is_floating_point():  # probabilities pasted without a threshold: the usual 0.5 cut
+            masks = masks >= 0.5
+        rles = masks_to_rles(masks)
+    keypoints = (
+        det["keypoints"].detach().float().cpu().reshape(n, -1).tolist() if "keypoints" in det else None
+    )
+    results = []
+    for i in range(n):
+        r = {
+            "image_id": int(image_id),
+            "category_id": categories[i],
+            "bbox": [round(v, 3) for v in xywh[i]],
+            "score": float(scores[i]),  # unrounded: rounding would create ties that reorder detections
+        }
+        if rles is not None:
+            r["segmentation"] = rles[i]
+        if keypoints is not None:
+            r["keypoints"] = [round(v, 3) for v in keypoints[i]]
+        if extra:
+            r.update(extra)
+        results.append(r)
+    return results

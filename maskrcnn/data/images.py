@@ -1,0 +1,100 @@
+"""Reading image files into the model's input format.
+
+Shapes: an image is (3, H, W) float32 RGB in [0, 1] (H rows, W columns, after EXIF orientation).
+
+Every PIL mode is accepted: 8-bit (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...), 16-bit grayscale (I;16*),
+32-bit integer (I) and float (F). Alpha is dropped (as PIL's ``convert("RGB")``, torchvision and
+detectron2 do), so that a PNG with transparency gives the same colours as elsewhere. Failures raise
+``ImageReadError`` naming the file and the reason, never a bare PIL exception.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, List, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "read_image"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file and the reason."""
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] from any PIL mode."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # High bit depth grayscale: PIL's convert("RGB") would clip at 255, so scale ourselves.
+        array = np.asarray(img).astype(np.float32)  # (H, W)
+        if mode.startswith("I;16"):
+            array = array / 65535.0
+        elif mode == "I":
+            # 16-bit PNGs open as "I" in some Pillow versions; 8-bit data stays on the 0..255 scale.
+            array = array / (65535.0 if array.size and array.max() > 255 else 255.0)
+        else:  # F: floats, taken as [0, 1] unless they are clearly on the 0..255 scale
+            array = array / (255.0 if array.size and np.nanmax(array) > 1.0 else 1.0)
+        array = np.nan_to_num(np.clip(array, 0.0, 1.0))
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if mode != "RGB":
+        img = img.convert("RGB")  # palette, gray, alpha, CMYK, YCbCr, bilevel ...
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
+    """Read an image file as a (3, H, W) float32 RGB tensor in [0, 1], EXIF orientation applied."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such image file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory, not an image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            try:
+                oriented = ImageOps.exif_transpose(img)
+            except Exception as e:  # a corrupt EXIF block should not cost the image itself
+                warnings.warn(f"{path}: ignoring unreadable EXIF orientation ({e})", stacklevel=2)
+                oriented = img
+            if oriented is None:
+                oriented = img
+            width, height = oriented.size
+            if width == 0 or height == 0:
+                raise ImageReadError(f"{path}: empty image ({width}x{height})")
+            array = _to_rgb_array(oriented)  # (H, W, 3)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file PIL can identify") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: image too large ({e})") from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as e:
+        raise ImageReadError(f"{path}: cannot decode image ({e})") from None
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
+
+
+def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> List[Path]:
+    """Image files among ``paths`` (files are kept as given, folders are listed), sorted within each
+    folder. Raises FileNotFoundError naming a path that does not exist."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: List[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found.extend(
+                sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            )
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return found

@@ -1,0 +1,207 @@
+"""Batching: collate, a seeded resumable infinite training sampler, aspect-ratio grouping, sharding.
+
+Shapes: a batch is (images, targets), two lists of length B (images (3, Hi, Wi) of different sizes,
+padding happens in the model). N images in the dataset; P processes (world_size), this one is rank r.
+
+The training order is a pure function of (seed, iteration): epoch e's order is a permutation drawn
+from (seed, e); images are grouped by orientation (landscape h <= w, portrait h > w) so a batch holds
+images of one orientation (less padding); the epoch's batches are then shuffled. Global batch t holds
+B * P images; rank r takes its r-th slice. Every sample carries its own augmentation seed drawn from
+(seed, t, position), so a run resumed at iteration t (``start_iter=t``) sees exactly the batches,
+images and augmentations an uninterrupted run would have seen, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["TrainBatchSampler", "TrainLoader", "build_test_loader", "build_train_loader", "collate"]
+
+
+def collate(batch: Sequence) -> tuple:
+    """[(image, target), ...] -> ([image, ...], [target, ...]); images keep their own sizes."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+def _seed_of(*values: int) -> int:
+    """A 63-bit seed mixing integers (stable across runs, platforms and Python hash seeds)."""
+    return (
+        int(
+            np.random.SeedSequence([int(v) & 0xFFFFFFFFFFFFFFFF for v in values]).generate_state(
+                2, np.uint64
+            )[0]
+        )
+        >> 1
+    )
+
+
+class TrainBatchSampler:
+    """Infinite batches of (dataset index, augmentation seed) pairs for one rank.
+
+    ``aspect_ratios`` (height / width per image) enable grouping; None puts all images in one group.
+    """
+
+    def __init__(
+        self,
+        num_images: int,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        aspect_ratios: Optional[Sequence[float]] = None,
+        rank: int = 0,
+        world_size: int = 1,
+        start_iter: int = 0,
+    ):
+        if num_images <= 0:
+            raise ValueError("cannot sample batches from an empty dataset")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        if aspect_ratios is not None and len(aspect_ratios) != num_images:
+            raise ValueError(f"{len(aspect_ratios)} aspect ratios for {num_images} images")
+        self.num_images = num_images
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.rank = rank
+        self.world_size = world_size
+        self.iteration = int(start_iter)
+        self.global_batch = batch_size * world_size
+        if aspect_ratios is None:
+            self.portrait = np.zeros(num_images, dtype=bool)
+        else:
+            self.portrait = np.asarray(aspect_ratios, dtype=np.float64) > 1.0
+        self.batches_per_epoch = math.ceil(num_images / self.global_batch)
+        self._cached_epoch: Optional[int] = None
+        self._cached_batches: Optional[np.ndarray] = None
+
+    def _epoch_batches(self, epoch: int) -> np.ndarray:
+        """(batches_per_epoch, global_batch) dataset indices of one epoch."""
+        if epoch == self._cached_epoch:
+            return self._cached_batches
+        rng = np.random.Generator(np.random.PCG64(_seed_of(self.seed, epoch)))
+        order = rng.permutation(self.num_images)
+        b = self.global_batch
+        full, leftovers = [], []
+        for group in (order[~self.portrait[order]], order[self.portrait[order]]):
+            n_full = len(group) // b * b
+            full.extend(group[:n_full].reshape(-1, b))  # same-orientation batches
+            leftovers.append(group[n_full:])
+        rest = np.concatenate(leftovers)
+        if len(rest):
+            # The few images left over mix orientations; the last batch is topped up from the epoch start.
+            n_rest = math.ceil(len(rest) / b) * b
+            rest = np.concatenate([rest, np.resize(order, n_rest - len(rest))])
+            full.extend(rest.reshape(-1, b))
+        batches = np.stack(full)[rng.permutation(len(full))]  # (batches_per_epoch, B * P)
+        self._cached_epoch, self._cached_batches = epoch, batches
+        return batches
+
+    def batch(self, iteration: int) -> List[tuple]:
+        """This rank's batch number ``iteration``: [(index, augmentation seed), ...]."""
+        epoch, position = divmod(iteration, self.batches_per_epoch)
+        indices = self._epoch_batches(epoch)[position]
+        lo = self.rank * self.batch_size
+        return [
+            (int(indices[k]), _seed_of(self.seed, iteration, k, 1)) for k in range(lo, lo + self.batch_size)
+        ]
+
+    def __iter__(self) -> Iterator[List[tuple]]:
+        while True:
+            yield self.batch(self.iteration)
+            self.iteration += 1
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "iteration": self.iteration}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["seed"]) != self.seed:
+            raise ValueError(f"sampler state has seed {state['seed']}, this sampler uses {self.seed}")
+        self.iteration = int(state["iteration"])
+
+
+def _worker_init(seed: int, rank: int):
+    def init(worker_id: int) -> None:
+        # Augmentation draws from per-sample seeds; this only makes any other randomness reproducible.
+        s = _seed_of(seed, rank, worker_id, 2)
+        torch.manual_seed(s)
+        np.random.seed(s % (2**32))
+        random.seed(s)
+
+    return init
+
+
+class TrainLoader:
+    """Yields (images, targets) batches forever; ``iteration`` counts the batches handed out so far
+    (including ``start_iter``), ``state_dict()`` stores it for resuming."""
+
+    def __init__(self, dataset, sampler: TrainBatchSampler, *, num_workers: int = 0):
+        self.dataset = dataset
+        self.sampler = sampler
+        self.num_workers = num_workers
+        self.iteration = sampler.iteration
+
+    def __iter__(self):
+        self.sampler.iteration = self.iteration
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=self.sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            worker_init_fn=_worker_init(self.sampler.seed, self.sampler.rank) if self.num_workers else None,
+            persistent_workers=False,
+        )
+        for batch in loader:
+            self.iteration += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"seed": self.sampler.seed, "iteration": self.iteration}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+        self.iteration = self.sampler.iteration
+
+
+def build_train_loader(
+    dataset,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    aspect_ratio_grouping: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    start_iter: int = 0,
+) -> TrainLoader:
+    """An infinite, seeded, resumable training loader; ``batch_size`` images per process (rank).
+
+    The dataset is indexed with ``(index, augmentation_seed)`` tuples (``CocoDataset`` accepts them);
+    ``aspect_ratios()`` on the dataset, when present, enables grouping. A trainer's
+    ``make_batches(start_iter)`` is ``iter(build_train_loader(..., start_iter=start_iter))``."""
+    ratios = None
+    if aspect_ratio_grouping and hasattr(dataset, "aspect_ratios"):
+        ratios = dataset.aspect_ratios()
+    sampler = TrainBatchSampler(
+        len(dataset),
+        batch_size=batch_size,
+        seed=seed,
+        aspect_ratios=ratios,
+        rank=rank,
+        world_size=world_size,
+        start_iter=start_iter,
+    )
+    return TrainLoader(dataset, sampler, num_workers=num_workers)
+
+
+def build_test_loader(dataset, *, batch_size: int = 1, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    """Every image once, in dataset order."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate
+    )

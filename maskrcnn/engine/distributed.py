@@ -1,0 +1,86 @@
+"""Distributed data parallel helpers (torch.distributed; launched with ``torchrun``).
+
+``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` sets RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR and MASTER_PORT; ``init_distributed`` reads them (env:// initialisation) and picks the
+backend: nccl when the process uses CUDA, gloo on CPU. Without those variables everything here is a
+no-op for a single process, so the same code path trains on one CPU or eight GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def env_world() -> Tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment, (0, 1, 0) without it."""
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
+    """Join the process group if torchrun started us; returns (rank, world_size, device).
+
+    On CUDA each process takes the GPU of its LOCAL_RANK.
+    """
+    rank, world_size, local_rank = env_world()
+    dev = torch.device(device)
+    if dev.type == "cuda" and world_size > 1:
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+    return rank, world_size, dev
+
+
+def cleanup() -> None:
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(values: Dict[str, float], device=None) -> Dict[str, float]:
+    """Mean of scalar values over all processes (for logging; keys in the same order on every rank)."""
+    if not is_initialized() or not values:
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= get_world_size()
+    return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+
+def any_true(flag: bool, device=None) -> bool:
+    """True on every rank when ``flag`` is True on some rank (e.g. a NaN loss or a SIGTERM on one)."""
+    if not is_initialized():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)

@@ -1,0 +1,302 @@
+"""COCO AP (bbox, segm, keypoints) through pycocotools' COCOeval, in percent as detectron2 reports it.
+
+Shapes: one image's detections, D of them, in original image coordinates: boxes (D, 4) xyxy, scores
+(D,), labels (D,) int64 (1..K-1), masks (D, H, W) bool, keypoints (D, P, 3).
+
+``CocoEvaluator`` collects detections image by image and scores only the images it was given (as
+detectron2 does), so evaluating a subset is not penalised for the rest. ``evaluate_results_file``
+scores an existing COCO results JSON against all ground-truth images. Both validate their inputs
+first: a result or annotation missing a field, or naming a category or image the ground truth does
+not have, raises ValueError naming them (instead of a KeyError deep inside pycocotools). pycocotools'
+prints are captured (``summaries`` keeps its text tables).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from maskrcnn.data.coco import load_coco_json
+from maskrcnn.data.coco_results import detections_to_coco_results
+
+__all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# Positions of those metrics in COCOeval.stats (keypoints have no "small" area range).
+_STAT_INDEX = {
+    "bbox": {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5},
+    "segm": {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5},
+    "keypoints": {"AP": 0, "AP50": 1, "AP75": 2, "APm": 3, "APl": 4},
+}
+_FIELDS = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+
+
+def _quiet():
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _listing(values, n: int = 10) -> str:
+    values = sorted(values, key=str)
+    return ", ".join(str(v) for v in values[:n]) + (
+        f", ... ({len(values)} in all)" if len(values) > n else ""
+    )
+
+
+def _validate_ground_truth(data: dict, source: str) -> dict:
+    """Check the fields COCOeval needs; fill ``iscrowd`` (0) and ``area`` (from the segmentation or
+    box) when absent. Raises ValueError naming the annotations at fault."""
+    problems = []
+    for img in data["images"]:
+        if not isinstance(img, dict) or "id" not in img:
+            problems.append(f"image {str(img)[:60]} has no 'id'")
+    anns = data.get("annotations", [])
+    for ann in anns:
+        if not isinstance(ann, dict):
+            problems.append(f"annotation {str(ann)[:60]} is not an object")
+            continue
+        missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
+        if missing:
+            problems.append(f"annotation id {ann.get('id')!r} lacks {', '.join(missing)}")
+        elif not (isinstance(ann["bbox"], (list, tuple)) and len(ann["bbox"]) == 4):
+            problems.append(f"annotation id {ann['id']!r} has bbox {ann['bbox']!r}, not [x, y, w, h]")
+    if problems:
+        raise ValueError(f"{source}: {len(problems)} problems: " + "; ".join(problems[:10]))
+    data = copy.copy(data)
+    data["annotations"] = [dict(a) for a in anns]
+    for ann in data["annotations"]:
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+        if "keypoints" in ann and "num_keypoints" not in ann:  # COCOeval ignores people with none labelled
+            ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    return data
+
+
+def load_ground_truth(gt) -> COCO:
+    """A pycocotools COCO from a path, a dict or a COCO (returned as is), validated, quietly."""
+    if isinstance(gt, COCO):
+        return gt
+    if isinstance(gt, (str, os.PathLike)):
+        source, data = str(gt), load_coco_json(gt)
+    elif isinstance(gt, dict):
+        source, data = "ground truth", gt
+    else:
+        raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
+    data = _validate_ground_truth(data, source)
+    data.setdefault("annotations", [])
+    coco = COCO()
+    coco.dataset = data
+    with _quiet():
+        coco.createIndex()
+    return coco
+
+
+def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str) -> None:
+    if not isinstance(results, list):
+        raise ValueError(f"{source}: COCO results are a JSON list, got {type(results).__name__}")
+    needed = ["image_id", "category_id", "score"] + [_FIELDS[t] for t in iou_types]
+    missing = {}
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise ValueError(f"{source}: result {i} is not an object")
+        for k in needed:
+            if k not in r:
+                missing.setdefault(k, []).append(i)
+    if missing:
+        parts = [f"{k!r} missing in results {_listing(v)}" for k, v in missing.items()]
+        raise ValueError(f"{source}: " + "; ".join(parts))
+    bad_cats = {r["category_id"] for r in results} - set(coco_gt.getCatIds())
+    if bad_cats:
+        raise ValueError(
+            f"{source}: category ids {_listing(bad_cats)} are not in the ground truth "
+            f"(which has {_listing(coco_gt.getCatIds())})"
+        )
+    bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
+    if bad_images:
+        raise ValueError(f"{source}: image ids {_listing(bad_images)} are not in the ground truth")
+
+
+def _per_category(coco_eval, coco_gt) -> dict:
+    """AP (percent) per category name, from the precision array (IoU x recall x category x area x dets)."""
+    precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
+    out = {}
+    for k, cat_id in enumerate(coco_eval.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        name = coco_gt.cats[cat_id].get("name", str(cat_id))
+        out[name] = float(np.mean(p) * 100) if p.size else float("nan")
+    return out
+
+
+def _empty_metrics(iou_type: str, coco_gt) -> dict:
+    metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
+    metrics["per_category"] = {c.get("name", str(c["id"])): 0.0 for c in coco_gt.dataset["categories"]}
+    return metrics
+
+
+def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]):
+    """(metrics dict, summary text) for one IoU type."""
+    if not results:
+        return _empty_metrics(iou_type, coco_gt), "no detections\n"
+    if iou_type == "segm":
+        # loadRes derives the box from the segmentation; keep our box out of its way.
+        results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+        coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
+        if img_ids is not None:
+            coco_eval.params.imgIds = sorted(img_ids)
+        if iou_type == "keypoints":
+            n_kp = len(results[0]["keypoints"]) // 3
+            if n_kp != len(coco_eval.params.kpt_oks_sigmas):
+                # Non-COCO skeletons: COCO's per-keypoint constants do not apply; use their mean.
+                coco_eval.params.kpt_oks_sigmas = np.full(
+                    n_kp, float(np.mean(coco_eval.params.kpt_oks_sigmas))
+                )
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    stats = coco_eval.stats
+    metrics = {}
+    for name in METRIC_NAMES:
+        if name in _STAT_INDEX[iou_type]:
+            v = float(stats[_STAT_INDEX[iou_type][name]])
+            metrics[name] = v * 100 if v >= 0 else float("nan")  # -1: no ground truth in that range
+    metrics["per_category"] = _per_category(coco_eval, coco_gt)
+    return metrics, buf.getvalue()
+
+
+class CocoEvaluator:
+    """Accumulate detections per image, then compute COCO AP.
+
+    Args:
+        gt: ground truth: a COCO JSON path, a dict, or a pycocotools ``COCO``.
+        iou_types: subset of ("bbox", "segm", "keypoints").
+        label_to_category_id: label -> dataset category id (identity when None).
+        class_names: names by label, used only when the ground truth's categories have no names.
+    """
+
+    def __init__(
+        self,
+        gt,
+        *,
+        iou_types: Sequence[str] = ("bbox", "segm"),
+        label_to_category_id: Optional[dict] = None,
+        class_names: Optional[Sequence[str]] = None,
+    ):
+        unknown = [t for t in iou_types if t not in IOU_TYPES]
+        if unknown or not iou_types:
+            raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
+        self.coco_gt = load_ground_truth(gt)
+        self.iou_types = tuple(iou_types)
+        self.label_to_category_id = label_to_category_id
+        if class_names and label_to_category_id:
+            for label, cid in label_to_category_id.items():
+                cat = self.coco_gt.cats.get(int(cid))
+                if cat is not None and "name" not in cat and int(label) < len(class_names):
+                    cat["name"] = class_names[int(label)]
+        self._results: list = []
+        self._image_ids: set = set()
+        self.summaries: dict = {}
+
+    def reset(self) -> None:
+        self._results = []
+        self._image_ids = set()
+
+    def process(self, image_id: int, det: dict) -> None:
+        """Add one image's detections (original coordinates; ``masks`` (D, H, W) bool for segm)."""
+        if int(image_id) not in self.coco_gt.imgs:
+            raise ValueError(f"image id {image_id} is not in the ground truth")
+        n = int(det["boxes"].shape[0])
+        if "segm" in self.iou_types and n and det.get("masks") is None:
+            raise ValueError(f"image {image_id}: segm evaluation needs 'masks' (D, H, W) in the detections")
+        if "keypoints" in self.iou_types and n and det.get("keypoints") is None:
+            raise ValueError(f"image {image_id}: keypoint evaluation needs 'keypoints' in the detections")
+        keep = {k: det[k] for k in ("boxes", "scores", "labels") if k in det}
+        if "segm" in self.iou_types and det.get("masks") is not None:
+            keep["masks"] = det["masks"]
+        if "keypoints" in self.iou_types and det.get("keypoints") is not None:
+            keep["keypoints"] = det["keypoints"]
+        self._results.extend(
+            detections_to_coco_results(
+                keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id
+            )
+        )
+        self._image_ids.add(int(image_id))
+
+    def results(self) -> list:
+        """The COCO result dicts collected so far."""
+        return list(self._results)
+
+    def evaluate(self) -> dict:
+        """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP}}}, percent."""
+        _validate_results(self._results, self.coco_gt, self.iou_types, "detections")
+        img_ids = sorted(self._image_ids) if self._image_ids else None
+        out = {}
+        for iou_type in self.iou_types:
+            out[iou_type], self.summaries[iou_type] = _run_cocoeval(
+                self.coco_gt, self._results, iou_type, img_ids
+            )
+        return out
+
+
+def evaluate_results_file(
+    gt_json: Union[str, os.PathLike],
+    results_json: Union[str, os.PathLike],
+    *,
+    iou_types: Optional[Sequence[str]] = None,
+) -> dict:
+    """COCO AP of a results JSON against a ground-truth JSON (all its images). ``iou_types`` default:
+    those the results support (bbox always; segm when every result has a segmentation; keypoints when
+    every result has keypoints)."""
+    coco_gt = load_ground_truth(gt_json)
+    path = Path(results_json)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such results file")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, list):
+        raise ValueError(f"{path}: COCO results are a JSON list, got {type(results).__name__}")
+    if iou_types is None:
+        iou_types = ["bbox"]
+        if results and all(isinstance(r, dict) and "segmentation" in r for r in results):
+            iou_types.append("segm")
+        if results and all(isinstance(r, dict) and "keypoints" in r for r in results):
+            iou_types.append("keypoints")
+    _validate_results(results, coco_gt, iou_types, str(path))
+    out = {}
+    for iou_type in iou_types:
+        out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None)
+    return out
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """A plain text table: one row per IoU type, AP columns (percent, 2 decimals)."""
+    header = f"{'':10s}" + "".join(f"{m:>8s}" for m in METRIC_NAMES)
+    lines = [header]
+    for iou_type in IOU_TYPES:
+        if iou_type not in metrics:
+            continue
+        row = metrics[iou_type]
+        cells = []
+        for m in METRIC_NAMES:
+            v = row.get(m)
+            cells.append(
+                f"{'-':>8s}" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:8.2f}"
+            )
+        lines.append(f"{iou_type:10s}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,235 @@
+"""Training logs: console progress with ETA, ``metrics.jsonl``, TensorBoard (optional), curve PNG.
+
+Only the main process logs (the trainer gives other ranks ``enabled=False``).
+
+``metrics.jsonl``: one JSON object per line. Training records ``{"iteration": i, "loss": total,
+"loss_rpn_cls": .., ..., "lr": .., "time": s/iter, "data_time": ..}`` (``iteration`` counts finished
+iterations, 1-based); evaluation records ``{"iteration": i, "bbox/AP": .., "segm/AP": .., ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, TextIO
+
+from maskrcnn.checkpoint import atomic_write_bytes
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def read_metrics(path) -> List[dict]:
+    """All records of a metrics.jsonl (a torn last line from a crash is skipped)."""
+    records = []
+    path = Path(path)
+    if not path.is_file():
+        return records
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def truncate_metrics(path, last_iteration: int) -> None:
+    """Keep only records up to ``last_iteration`` (on resume: drop what the killed run logged after its
+    last checkpoint, which the resumed run will log again)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = [r for r in read_metrics(path) if int(r.get("iteration", 0)) <= last_iteration]
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+class TrainingLogger:
+    def __init__(
+        self,
+        *,
+        output_dir,
+        max_iter: int,
+        log_period: int = 20,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        stream: Optional[TextIO] = None,
+    ):
+        self.enabled = enabled
+        self.max_iter = int(max_iter)
+        self.log_period = max(int(log_period), 1)
+        self.stream = stream or sys.stdout
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.metrics_path = self.output_dir / "metrics.jsonl" if self.output_dir is not None else None
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._window: List[float] = []  # recent s/iter, for the ETA
+        self._tb = None
+        if enabled and self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                self._tb = _make_tensorboard_writer(self.output_dir / "tensorboard")
+
+    # ------------------------------------------------------------------ records
+    def _append(self, record: dict) -> None:
+        if self.metrics_path is None:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def log_iteration(
+        self, iteration: int, losses: Dict[str, float], *, lr: float, iter_time: float, data_time: float = 0.0
+    ) -> None:
+        """Called after every iteration; writes a record every ``log_period`` iterations (and the last)."""
+        if not self.enabled:
+            return
+        self._window.append(iter_time)
+        self._window = self._window[-50:]
+        if iteration % self.log_period and iteration != self.max_iter:
+            return
+        total = float(sum(losses.values()))
+        record = {
+            "iteration": iteration,
+            "loss": total,
+            **{k: float(v) for k, v in losses.items()},
+            "lr": lr,
+            "time": iter_time,
+            "data_time": data_time,
+        }
+        self._append(record)
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "iteration":
+                    self._tb.add_scalar(f"train/{k}", v, iteration)
+        self._print_progress(iteration, total, losses, lr)
+
+    def log_eval(self, iteration: int, results: Dict[str, dict]) -> None:
+        """``results`` as CocoEvaluator.evaluate returns it: {"bbox": {"AP": .., ...}, "segm": {...}}."""
+        if not self.enabled:
+            return
+        record = {"iteration": iteration}
+        for task, metrics in results.items():
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    record[f"{task}/{name}"] = float(value)
+        self._append(record)
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "iteration":
+                    self._tb.add_scalar(f"eval/{k}", v, iteration)
+        self.print(format_ap_table(results))
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            if self._tty:
+                self.stream.write("\n")
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _print_progress(self, iteration: int, total: float, losses: Dict[str, float], lr: float) -> None:
+        sec = sum(self._window) / max(len(self._window), 1)
+        eta = format_seconds(sec * (self.max_iter - iteration))
+        terms = " ".join(f"{k[5:] if k.startswith('loss_') else k}={v:.3f}" for k, v in losses.items())
+        text = (
+            f"iter {iteration}/{self.max_iter} loss={total:.4f} {terms} lr={lr:.2e} {sec:.3f}s/it eta {eta}"
+        )
+        if self._tty:
+            width = 20
+            done = int(width * iteration / max(self.max_iter, 1))
+            self.stream.write("\r[" + "#" * done + "." * (width - done) + "] " + text + "\x1b[K")
+            if iteration == self.max_iter:
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    # ------------------------------------------------------------------ end
+    def close(self, *, plot: bool = True) -> Optional[Path]:
+        """Flush TensorBoard and draw the curves; returns the PNG's path if one was written."""
+        png = None
+        if self.enabled and plot and self.metrics_path is not None:
+            png = plot_curves(self.metrics_path, self.output_dir / "curves.png")
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        return png
+
+
+def _make_tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: metrics.jsonl is enough
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def format_ap_table(results: Dict[str, dict]) -> str:
+    cols = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    lines = ["task   " + " ".join(f"{c:>6}" for c in cols)]
+    for task, metrics in results.items():
+        vals = " ".join(f"{float(metrics.get(c, float('nan'))):6.2f}" for c in cols)
+        lines.append(f"{task:<6} {vals}")
+    return "\n".join(lines)
+
+
+def plot_curves(metrics_path, png_path) -> Optional[Path]:
+    """Loss terms (left) and AP (right) against iteration; None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return None
+    records = read_metrics(metrics_path)
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if any("/AP" in k for k in r)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        its = [r["iteration"] for r in train]
+        keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("loss_")})
+        for k in keys:
+            axes[0].plot(its, [r.get(k, float("nan")) for r in train], label=k, lw=2 if k == "loss" else 1)
+        axes[0].set_yscale("log")
+        axes[0].legend(fontsize=7)
+    axes[0].set_xlabel("iteration")
+    axes[0].set_title("training losses")
+    if evals:
+        keys = sorted({k for r in evals for k in r if k.endswith("/AP") or k.endswith("/AP50")})
+        for k in keys:
+            axes[1].plot(
+                [r["iteration"] for r in evals], [r.get(k, float("nan")) for r in evals], "o-", label=k
+            )
+        axes[1].legend(fontsize=7)
+    axes[1].set_xlabel("iteration")
+    axes[1].set_title("validation AP (%)")
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return png_path
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        out, self.start = now - self.start, now
+        return out

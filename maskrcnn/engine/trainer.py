@@ -1,0 +1,442 @@
+"""The training loop: optimizer, schedule, AMP, clipping, checkpoints, exact resume, DDP, evaluation.
+
+One iteration: take the next batch from ``batches`` (an iterator of ``(images, targets)``), compute the
+loss dict with the model in training mode, check every term is finite (a NaN stops the run with an error
+naming the iteration and the terms; the last good checkpoint stays), backward (with a GradScaler for
+float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log.
+
+Exact resume: a checkpoint holds model, optimizer, scheduler, GradScaler, the number of finished
+iterations, and the RNG states (torch CPU and CUDA, numpy, python). The batches are rebuilt by
+``make_batches(start_iter)``, which must give the batches an uninterrupted run would have seen from that
+iteration on (the loader's ``start_iter``); with ``num_workers=0`` and deterministic ops, every later
+loss and the final weights equal those of an uninterrupted run.
+
+Files in ``output_dir`` (main process only): ``model_{iter:07d}.pth`` every ``checkpoint_period``
+iterations and on SIGTERM / SIGINT, ``last_checkpoint`` (the name of the newest, written atomically),
+``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskrcnn.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from maskrcnn.engine import distributed as du
+from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
+from maskrcnn.engine.schedule import build_scheduler
+
+LAST_CHECKPOINT = "last_checkpoint"
+FINAL_NAME = "model_final.pth"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the message names the iteration and every term."""
+
+
+# ----------------------------------------------------------------------------------- optimizer
+
+_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.SGD:
+    """SGD with momentum; weight decay ``solver.weight_decay``, ``solver.weight_decay_norm`` on norm layers
+    (their weights and biases), ``solver.weight_decay_bias`` on other biases (None: the same as weights).
+    Frozen parameters (requires_grad False) are left out."""
+    s = cfg.solver
+    wd_bias = s.weight_decay if s.weight_decay_bias is None else s.weight_decay_bias
+    groups: Dict[float, List[nn.Parameter]] = {}
+    seen = set()
+    for module in model.modules():
+        is_norm = isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower()
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if is_norm:
+                wd = s.weight_decay_norm
+            elif name == "bias":
+                wd = wd_bias
+            else:
+                wd = s.weight_decay
+            groups.setdefault(float(wd), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": wd} for wd, ps in groups.items()]
+    return torch.optim.SGD(param_groups, lr=s.lr, momentum=s.momentum)
+
+
+# ----------------------------------------------------------------------------------- RNG state
+
+
+def get_rng_state() -> dict:
+    """Every RNG a training step may draw from, as tensors / plain values (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["name"],
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    random.setstate(_python_state_from_plain(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(Exception):  # a different GPU count: CUDA streams differ anyway
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _python_state_to_plain(st) -> dict:
+    version, internal, gauss = st
+    return {"version": int(version), "internal": list(internal), "gauss": gauss}
+
+
+def _python_state_from_plain(d: dict):
+    return (d["version"], tuple(int(x) for x in d["internal"]), d["gauss"])
+
+
+# ----------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Runs ``max_iter`` iterations of a model that returns a loss dict; see the module docstring.
+
+    make_batches(start_iter) -> iterator of (images: list of (3, H, W), targets: list of dicts) for this
+    process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
+    ``eval_period`` iterations (0: at the end only) on the main process.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        make_batches: Callable[[int], Iterator],
+        max_iter: int,
+        output_dir,
+        config,
+        class_names,
+        checkpoint_extra: Optional[dict] = None,
+        checkpoint_period: int = 5000,
+        log_period: int = 20,
+        clip_grad_norm: float = 0.0,
+        amp: bool = False,
+        device="cpu",
+        evaluate_fn: Optional[Callable[[nn.Module], Optional[dict]]] = None,
+        eval_period: int = 0,
+        handle_signals: bool = True,
+        tensorboard: bool = True,
+        log_stream=None,
+        find_unused_parameters: bool = False,
+        plot: bool = True,
+    ):
+        self.device = torch.device(device)
+        self.rank, self.world_size = du.get_rank(), du.get_world_size()
+        self.is_main = self.rank == 0
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.make_batches = make_batches
+        self.max_iter = int(max_iter)
+        self.output_dir = Path(output_dir)
+        self.config = config
+        self.class_names = list(class_names)
+        self.checkpoint_extra = dict(checkpoint_extra or {})
+        self.checkpoint_period = int(checkpoint_period)
+        self.clip_grad_norm = float(clip_grad_norm)
+        self.amp = bool(amp)
+        self.evaluate_fn = evaluate_fn
+        self.eval_period = int(eval_period)
+        self.handle_signals = handle_signals
+        self.iteration = 0  # finished iterations
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.device.type == "cuda")
+        self.logger = TrainingLogger(
+            output_dir=self.output_dir,
+            max_iter=self.max_iter,
+            log_period=log_period,
+            enabled=self.is_main,
+            tensorboard=tensorboard,
+            stream=log_stream,
+        )
+        self.ddp_model = model
+        if self.world_size > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters,
+            )
+        self.plot = plot
+        self._stop_signal: Optional[int] = None
+        self.last_eval: Optional[dict] = None
+        self._saved_at = -1
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "rng": get_rng_state(),
+            "data_state": {"start_iter": self.iteration},
+            **self.checkpoint_extra,
+        }
+
+    def save(self, name: Optional[str] = None) -> Optional[Path]:
+        """Write a full training checkpoint and point ``last_checkpoint`` at it (main process only)."""
+        if not self.is_main:
+            return None
+        name = name or f"model_{self.iteration:07d}.pth"
+        path = self.output_dir / name
+        save_checkpoint(
+            path,
+            model_state=self.model.state_dict(),
+            config=self.config,
+            class_names=self.class_names,
+            **self.checkpoint_state(),
+        )
+        atomic_write_bytes(self.output_dir / LAST_CHECKPOINT, (name + "\n").encode())
+        self._saved_at = self.iteration
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest readable checkpoint in ``output_dir``; True if there was one.
+
+        ``last_checkpoint`` names it; should that file be unreadable (a disk problem after the write),
+        the newest other ``model_*.pth`` that loads is used instead, with a warning.
+        """
+        pointer = self.output_dir / LAST_CHECKPOINT
+        candidates = sorted(self.output_dir.glob("model_[0-9]*.pth"), reverse=True)
+        if pointer.is_file():
+            named = self.output_dir / pointer.read_text().strip()
+            candidates = [named] + [c for c in candidates if c != named]
+        if not candidates:
+            return False
+        errors = []
+        for path in candidates:
+            try:
+                ckpt = load_checkpoint(path, map_location="cpu")  # load_state_dict moves to the device
+                break
+            except CheckpointError as e:
+                errors.append(str(e))
+        else:
+            raise CheckpointError(
+                f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
+            )
+        for e in errors:
+            self.logger.print(f"warning: skipped {e}")
+        self.load_training_state(ckpt)
+        if self.is_main:
+            truncate_metrics(self.logger.metrics_path, self.iteration)
+            self.logger.print(f"resumed from {path} at iteration {self.iteration}")
+        return True
+
+    def load_training_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt and ckpt["scaler"]:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.iteration = int(ckpt["iteration"])
+        if "rng" in ckpt:
+            set_rng_state(ckpt["rng"])
+
+    # ------------------------------------------------------------------ signals
+    @contextlib.contextmanager
+    def _signals(self):
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):  # only set a flag: the loop saves at the end of the iteration
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    def run_step(self, images, targets) -> Dict[str, float]:
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [
+            {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
+        ]
+        with self._autocast():
+            losses = self.ddp_model(images, targets)
+        total = sum(losses.values())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        bad = not all(math.isfinite(v) for v in values.values())
+        if du.any_true(bad, device=self.device if self.device.type == "cuda" else None):
+            terms = ", ".join(f"{k}={v}" for k, v in values.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}): {terms}; "
+                f"the last good checkpoint is kept in {self.output_dir}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return values
+
+    def _evaluate(self) -> None:
+        if self.evaluate_fn is None:
+            return
+        if self.is_main:
+            # Evaluation must not perturb the training RNG streams (exact resume compares them).
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                state = (np.random.get_state(), random.getstate())
+                was_training = self.model.training
+                self.model.eval()
+                try:
+                    results = self.evaluate_fn(self.model)
+                finally:
+                    self.model.train(was_training)
+                    np.random.set_state(state[0])
+                    random.setstate(state[1])
+            if results:
+                self.last_eval = results
+                self.logger.log_eval(self.iteration, results)
+        du.barrier()
+
+    def train(self) -> dict:
+        """Run to ``max_iter`` (or until a signal); returns {"iteration", "interrupted", "eval"}."""
+        self.model.train()
+        interrupted = False
+        with self._signals():
+            batches = iter(self.make_batches(self.iteration))
+            timer_data = time.perf_counter()
+            while self.iteration < self.max_iter:
+                images, targets = next(batches)
+                data_time = time.perf_counter() - timer_data
+                t0 = time.perf_counter()
+                values = self.run_step(images, targets)
+                self.iteration += 1
+                if self.world_size > 1:
+                    values = du.all_reduce_mean(
+                        values, device=self.device if self.device.type == "cuda" else None
+                    )
+                self.logger.log_iteration(
+                    self.iteration,
+                    values,
+                    lr=self.optimizer.param_groups[0]["lr"],
+                    iter_time=time.perf_counter() - t0 + data_time,
+                    data_time=data_time,
+                )
+                if (
+                    self.eval_period > 0
+                    and self.iteration % self.eval_period == 0
+                    and self.iteration < self.max_iter
+                ):
+                    self._evaluate()
+                stop = du.any_true(self._stop_signal is not None)
+                if stop or (self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0):
+                    self.save()
+                if stop:
+                    interrupted = True
+                    self.logger.print(
+                        f"stopped by a signal after iteration {self.iteration}; checkpoint saved"
+                    )
+                    break
+                timer_data = time.perf_counter()
+        if self.world_size > 1:
+            # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with
+            # rank 0's everywhere, as saved in the checkpoints.
+            for buf in self.model.buffers():
+                torch.distributed.broadcast(buf, src=0)
+        if not interrupted:
+            self._evaluate()
+            if self._saved_at != self.iteration:
+                self.save()  # full state at the end too, so that a longer run can resume from it
+            if self.is_main:
+                save_checkpoint(
+                    self.output_dir / FINAL_NAME,
+                    model_state=self.model.state_dict(),
+                    config=self.config,
+                    class_names=self.class_names,
+                    iteration=self.iteration,
+                    **self.checkpoint_extra,
+                )
+        if self.is_main:
+            self.logger.close(plot=self.plot)
+        return {"iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval}
+
+
+def build_trainer(
+    cfg,
+    model: nn.Module,
+    *,
+    make_batches: Callable[[int], Iterator],
+    output_dir,
+    class_names,
+    device="cpu",
+    evaluate_fn=None,
+    checkpoint_extra: Optional[dict] = None,
+    **kwargs,
+) -> Trainer:
+    """Read ``cfg.solver`` once and build optimizer, scheduler and trainer."""
+    s = cfg.solver
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, s)
+    return Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        make_batches=make_batches,
+        max_iter=s.iters,
+        output_dir=output_dir,
+        config=cfg,
+        class_names=class_names,
+        checkpoint_extra=checkpoint_extra,
+        checkpoint_period=s.checkpoint_period,
+        log_period=s.log_period,
+        clip_grad_norm=s.clip_grad_norm,
+        amp=s.amp,
+        device=device,
+        evaluate_fn=evaluate_fn,
+        eval_period=s.eval_period,
+        **kwargs,
+    )

@@ -1,0 +1,286 @@
+"""Convert torchvision detection state dicts (Mask / Faster / Keypoint R-CNN, v1 and v2) to ours.
+
+Shapes: K classes incl. background (read from ``box_predictor.cls_score.weight`` (K, 1024)),
+J keypoints (read from ``kps_score_lowres.weight`` (512, J, 4, 4)).
+
+Layouts recognised (docs/checkpoints.md has the full key table):
+- ``maskrcnn``  maskrcnn_resnet50_fpn (v1): 2fc box head, 1-conv RPN head, no norm in FPN / heads;
+- ``maskrcnn_v2`` maskrcnn_resnet50_fpn_v2: BatchNorm in FPN and heads, 4conv1fc, 2-conv RPN head;
+- ``keypointrcnn`` keypointrcnn_resnet50_fpn; ``fasterrcnn`` / ``fasterrcnn_v2`` (no mask head);
+plus the legacy names that torchvision's published v1 files still carry (``rpn.head.conv.weight``,
+``fpn.inner_blocks.0.weight``, ``mask_head.mask_fcn1``, ``keypoint_head.conv_fcn1``), which torchvision
+itself renames on load.
+
+Torchvision's label convention is ours (0 = background), so class rows are copied as they are.
+Published v1 COCO weights need frozen batch norm with eps 0 (torchvision overwrites eps on load);
+weights from a model built with ``weights=None`` (plain BatchNorm, eps 1e-5) need ``frozen_bn_eps=1e-5``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import torch
+
+COCO_CLASS_NAMES_91 = (
+    "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
+    "boat", "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "N/A", "backpack", "umbrella",
+    "N/A", "N/A", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle", "N/A",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed",
+    "N/A", "dining table", "N/A", "N/A", "toilet", "N/A", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "N/A", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+
+# resnet depth from the number of blocks in layer3 (bottleneck nets) / basic-block nets
+_DEPTHS = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}
+_BASIC = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+
+
+class ConversionError(ValueError):
+    """A state dict that cannot be converted; the message names the keys."""
+
+
+_CONV_OR_NORM = {"conv": "conv", "bn": "norm"}
+
+# (pattern, replacement) tried in order; a replacement is a template or a function of the match groups.
+_RULES = [
+    (r"^backbone\.body\.conv1\.(.+)$", r"backbone.stem.conv1.conv.\1"),
+    (r"^backbone\.body\.bn1\.(.+)$", r"backbone.stem.conv1.norm.\1"),
+    # torchvision's layer1..layer4 are our res2..res5
+    (r"^backbone\.body\.layer(\d)\.(\d+)\.(conv|bn)(\d)\.(.+)$",
+     lambda g: f"backbone.res{int(g[0]) + 1}.{g[1]}.conv{g[3]}.{_CONV_OR_NORM[g[2]]}.{g[4]}"),
+    (r"^backbone\.body\.layer(\d)\.(\d+)\.downsample\.([01])\.(.+)$",
+     lambda g: f"backbone.res{int(g[0]) + 1}.{g[1]}.shortcut.{'conv' if g[2] == '0' else 'norm'}.{g[3]}"),
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.0\.(.+)$", r"fpn.lateral.\1.conv.\2"),
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.1\.(.+)$", r"fpn.lateral.\1.norm.\2"),
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(weight|bias)$", r"fpn.lateral.\1.conv.\2"),  # legacy
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.0\.(.+)$", r"fpn.output.\1.conv.\2"),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.1\.(.+)$", r"fpn.output.\1.norm.\2"),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(weight|bias)$", r"fpn.output.\1.conv.\2"),  # legacy
+    (r"^rpn\.head\.conv\.(\d+)\.0\.(.+)$", r"rpn.head.convs.\1.conv.\2"),
+    (r"^rpn\.head\.conv\.(weight|bias)$", r"rpn.head.convs.0.conv.\1"),  # legacy
+    (r"^rpn\.head\.cls_logits\.(.+)$", r"rpn.head.objectness.\1"),
+    (r"^rpn\.head\.bbox_pred\.(.+)$", r"rpn.head.deltas.\1"),
+    (r"^roi_heads\.box_head\.fc6\.(.+)$", r"roi_heads.box_head.fcs.0.\1"),
+    (r"^roi_heads\.box_head\.fc7\.(.+)$", r"roi_heads.box_head.fcs.1.\1"),
+    (r"^roi_heads\.box_head\.(\d+)\.0\.(.+)$", r"roi_heads.box_head.convs.\1.conv.\2"),
+    (r"^roi_heads\.box_head\.(\d+)\.1\.(.+)$", r"roi_heads.box_head.convs.\1.norm.\2"),
+    # v2: Linear layers after a Flatten at Sequential index 4 (numbered in order of appearance)
+    (r"^roi_heads\.box_head\.(\d+)\.(weight|bias)$", "box_linear"),
+    (r"^roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(.+)$", r"roi_heads.box_predictor.\1.\2"),
+    (r"^roi_heads\.mask_head\.(\d+)\.0\.(.+)$", r"roi_heads.mask_head.convs.\1.conv.\2"),
+    (r"^roi_heads\.mask_head\.(\d+)\.1\.(.+)$", r"roi_heads.mask_head.convs.\1.norm.\2"),
+    (r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(.+)$",  # legacy, numbered from 1
+     lambda g: f"roi_heads.mask_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
+    (r"^roi_heads\.mask_predictor\.conv5_mask\.(.+)$", r"roi_heads.mask_head.deconv.\1"),
+    (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.(.+)$", r"roi_heads.mask_head.predictor.\1"),
+    # Sequential(conv, relu, conv, relu, ...): conv i sits at index 2i
+    (r"^roi_heads\.keypoint_head\.(\d*[02468])\.(weight|bias)$",
+     lambda g: f"roi_heads.keypoint_head.convs.{int(g[0]) // 2}.conv.{g[1]}"),
+    (r"^roi_heads\.keypoint_head\.conv_fcn(\d+)\.(.+)$",  # legacy, numbered from 1
+     lambda g: f"roi_heads.keypoint_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
+    (r"^roi_heads\.keypoint_predictor\.kps_score_lowres\.(.+)$", r"roi_heads.keypoint_head.predictor.\1"),
+]
+_COMPILED = [(re.compile(p), r) for p, r in _RULES]
+
+
+def _map_key(key: str, box_linear_index: dict) -> Optional[str]:
+    for pattern, repl in _COMPILED:
+        m = pattern.match(key)
+        if not m:
+            continue
+        if repl == "box_linear":
+            return f"roi_heads.box_head.fcs.{box_linear_index[int(m.group(1))]}.{m.group(2)}"
+        if callable(repl):
+            return repl(m.groups())
+        return m.expand(repl)
+    return None
+
+
+def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
+    """A plain name -> tensor dict from a torchvision file (a state dict, or one under 'model')."""
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(f"{source}: not a state dict (expected a mapping of names to tensors)")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ConversionError(f"{source}: entries that are not tensors: {bad[:5]}")
+    if all(k.startswith("module.") for k in obj):  # saved from DistributedDataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def detect_layout(sd: dict) -> str:
+    """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
+    has_body = any(k.startswith("backbone.body.") for k in sd)
+    if not has_body or "roi_heads.box_predictor.cls_score.weight" not in sd:
+        raise ConversionError(
+            "not a torchvision detection state dict: "
+            "no backbone.body.* or roi_heads.box_predictor.cls_score.* keys"
+        )
+    v2 = "roi_heads.box_head.0.0.weight" in sd
+    if any(k.startswith("roi_heads.keypoint_predictor.") for k in sd):
+        return "keypointrcnn"
+    if any(k.startswith("roi_heads.mask_predictor.") for k in sd):
+        return "maskrcnn_v2" if v2 else "maskrcnn"
+    return "fasterrcnn_v2" if v2 else "fasterrcnn"
+
+
+def _backbone_arch(sd: dict) -> str:
+    blocks = []
+    for layer in range(1, 5):
+        pattern = re.compile(rf"backbone\.body\.layer{layer}\.(\d+)\.")
+        ids = {int(m.group(1)) for m in map(pattern.match, sd) if m}
+        blocks.append(len(ids))
+    blocks = tuple(blocks)
+    if "backbone.body.layer1.0.conv3.weight" not in sd:
+        if blocks not in _BASIC:
+            raise ConversionError(f"unrecognised basic-block ResNet with {blocks} blocks per stage")
+        return _BASIC[blocks]
+    if blocks not in _DEPTHS:
+        raise ConversionError(f"unrecognised bottleneck ResNet with {blocks} blocks per stage")
+    w = sd["backbone.body.layer1.0.conv2.weight"]  # (width, width / groups, 3, 3)
+    groups = w.shape[0] // w.shape[1]
+    if groups == 1:
+        return "resnet" + _DEPTHS[blocks]
+    width_per_group = w.shape[0] // groups  # stage res2: planes 64 -> width_per_group * groups
+    name = f"resnext{_DEPTHS[blocks]}_{groups}x{width_per_group}d"
+    return name
+
+
+def config_overrides(sd: dict, layout: str, *, frozen_bn_eps: float = 0.0) -> dict:
+    """Config keys (dotted) that make ``build_model`` produce this layout."""
+    num_classes = int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0])
+    v2 = layout.endswith("_v2")
+    out = {
+        "model.backbone": _backbone_arch(sd),
+        "model.fpn": True,
+        "model.num_classes": num_classes,
+        "model.norm": "frozen_bn",
+        "model.frozen_bn_eps": float(frozen_bn_eps),
+        "model.fpn_norm": "bn" if v2 else "none",
+        "model.rpn.head_convs": 1 + sum(
+            1 for k in sd if re.match(r"^rpn\.head\.conv\.[1-9]\d*\.0\.weight$", k)),
+        "model.rpn.anchor_rounding": True,
+        "model.roi_heads.box_head": "4conv1fc" if v2 else "2fc",
+        "model.roi_heads.box_head_norm": "bn" if v2 else "none",
+        "model.roi_heads.mask_head_norm": "bn" if v2 else "none",
+        "model.roi_heads.mask_on": layout.startswith("maskrcnn"),
+        "model.roi_heads.keypoint_on": layout == "keypointrcnn",
+        "model.roi_heads.pooler_aligned": False,
+    }
+    # widths, read from the weights so that custom-trained torchvision models convert too
+    out["model.fpn_dim"] = int(sd[_first(sd, "backbone.fpn.inner_blocks.0.0.weight",
+                                         "backbone.fpn.inner_blocks.0.weight")].shape[0])
+    box_fcs = sorted(k for k in sd if re.match(r"^roi_heads\.box_head\.(fc6|\d+)\.weight$", k)
+                     and sd[k].dim() == 2)
+    out["model.roi_heads.box_head_dim"] = int(sd[box_fcs[0]].shape[0]) if box_fcs else 1024
+    if layout.startswith("maskrcnn"):
+        out["model.roi_heads.mask_head_dim"] = int(sd["roi_heads.mask_predictor.conv5_mask.weight"].shape[1])
+    anchors_per_location = int(sd["rpn.head.cls_logits.weight"].shape[0])
+    if anchors_per_location != 3:
+        raise ConversionError(f"rpn.head.cls_logits has {anchors_per_location} anchors per location; "
+                              "only torchvision's default 3 (ratios 0.5, 1, 2) is supported")
+    if layout == "keypointrcnn":
+        kps = sd["roi_heads.keypoint_predictor.kps_score_lowres.weight"]  # (512, J, 4, 4)
+        out["model.roi_heads.num_keypoints"] = int(kps.shape[1])
+    return out
+
+
+def _first(sd: dict, *keys: str) -> str:
+    for k in keys:
+        if k in sd:
+            return k
+    raise ConversionError(f"none of {', '.join(keys)} in the state dict")
+
+
+def default_class_names(num_classes: int, layout: str = "") -> list:
+    if num_classes == 91:
+        return list(COCO_CLASS_NAMES_91)
+    if layout == "keypointrcnn" and num_classes == 2:
+        return ["__background__", "person"]
+    return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
+
+
+def convert_state_dict(sd: dict) -> tuple:
+    """Rename torchvision keys to ours. Returns (our state dict, [unmapped torchvision keys])."""
+    pattern = re.compile(r"^roi_heads\.box_head\.(\d+)\.weight$")
+    box_linears = sorted({int(m.group(1)) for m in map(pattern.match, sd) if m})
+    box_linear_index = {idx: i for i, idx in enumerate(box_linears)}
+    out, unmapped = {}, []
+    for key, value in sd.items():
+        new = _map_key(key, box_linear_index)
+        if new is None:
+            unmapped.append(key)
+        else:
+            out[new] = value
+    return out, unmapped
+
+
+def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: str = "checkpoint",
+                        overrides: Optional[dict] = None) -> dict:
+    """Full conversion with a check against the model ``build_model`` makes from the overrides.
+
+    ``frozen_bn_eps``: None picks 0.0 for v1 layouts (torchvision's published COCO v1 weights) and
+    1e-5 for v2. ``overrides``: extra config keys (e.g. ``{"model.frozen_bn_eps": 1e-5}``), applied last.
+    Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report"}``; raises
+    ConversionError naming unmapped, missing or mis-shaped keys.
+    """
+    from maskrcnn.config import Config, apply_overrides
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    sd = unwrap_state_dict(obj, source)
+    layout = detect_layout(sd)
+    if frozen_bn_eps is None:
+        frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0
+    cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
+    cfg_over.update(overrides or {})
+    cfg = apply_overrides(Config(), cfg_over)
+    ours, unmapped = convert_state_dict(sd)
+    if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter
+        ours = {k: v for k, v in ours.items()
+                if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
+    model_sd = build_model(cfg).state_dict()
+    for k in model_sd:  # frozen-BN sources (published files) have no batch counters for a trainable BN
+        if k.endswith("num_batches_tracked") and k not in ours:
+            ours[k] = torch.tensor(0, dtype=torch.int64)
+    missing = [k for k in model_sd if k not in ours]
+    unexpected = [k for k in ours if k not in model_sd]
+    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
+              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
+              "shape_mismatch": shapes, "num_tensors": len(ours)}
+    problems = []
+    for name, items in (("unmapped torchvision keys", unmapped), ("keys our model needs but the file lacks",
+                        missing), ("converted keys our model does not have", unexpected),
+                        ("shape mismatches", shapes)):
+        if items:
+            problems.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
+    if problems:
+        raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
+    ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
+    names = default_class_names(cfg.model.num_classes, layout)
+    return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report}
+
+
+def load_torchvision_file(path, **kwargs) -> dict:
+    """``convert_torchvision`` on a file; loading never runs code (``weights_only=True``)."""
+    import pickle
+    import zipfile
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConversionError(f"{path}: cannot be read as a torch state dict ({reason})") from None
+    return convert_torchvision(obj, source=str(path), **kwargs)

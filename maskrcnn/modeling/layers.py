@@ -1,0 +1,147 @@
+"""Building blocks shared by the backbone, FPN and heads: frozen batch norm, conv + norm, norm factory.
+
+Shapes: N images, C channels, H x W spatial size.
+
+State-dict keys of a ``ConvNorm`` named ``<name>``: ``<name>.conv.weight`` (``<name>.conv.bias`` only
+when there is no norm) and ``<name>.norm.{weight,bias,running_mean,running_var}`` (plain BatchNorm
+adds ``num_batches_tracked``). ``FrozenBatchNorm2d`` silently drops a ``num_batches_tracked`` entry
+when loading, so state dicts written with plain BatchNorm load into frozen models and back.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("none", "frozen_bn", "bn", "gn")
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch norm with fixed statistics and affine parameters (all buffers, never trained).
+
+    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``; torchvision's published v1
+    COCO weights need ``eps=0``, everything else uses ``1e-5``.
+    """
+
+    def __init__(self, num_features: int, *, eps: float = 1e-5):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A frozen norm has no batch counter; accept checkpoints written with a plain BatchNorm2d.
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def scale_shift(self) -> tuple:
+        """The per-channel affine map this norm computes: ``y = x * scale + shift`` (both (C,))."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift()
+        # (C,) -> (1, C, 1, 1) to broadcast over N, H, W
+        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+def get_norm(name: str, channels: int, eps: float = 1e-5) -> Optional[nn.Module]:
+    """``none`` -> None, ``frozen_bn`` -> FrozenBatchNorm2d, ``bn`` -> BatchNorm2d, ``gn`` -> GroupNorm."""
+    if name in ("none", "", None):
+        return None
+    if name == "frozen_bn":
+        return FrozenBatchNorm2d(channels, eps=eps)
+    if name == "bn":
+        return nn.BatchNorm2d(channels, eps=eps)
+    if name == "gn":
+        return nn.GroupNorm(32, channels, eps=eps)
+    raise ValueError(f"unknown norm {name!r}; expected one of {', '.join(NORMS)}")
+
+
+def _norm_scale_shift(norm: nn.Module) -> tuple:
+    if isinstance(norm, FrozenBatchNorm2d):
+        return norm.scale_shift()
+    if isinstance(norm, nn.BatchNorm2d):
+        if norm.training:
+            raise RuntimeError("fuse() needs the BatchNorm in eval mode (batch statistics change per batch)")
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+        return scale, norm.bias - norm.running_mean * scale
+    raise TypeError(f"cannot fold {type(norm).__name__} into a convolution")
+
+
+class ConvNorm(nn.Module):
+    """Conv2d, optional norm, optional ReLU. The conv has a bias only when there is no norm."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: Optional[int] = None,
+        dilation: int = 1,
+        groups: int = 1,
+        norm: str = "none",
+        eps: float = 1e-5,
+        relu: bool = False,
+        bias: Optional[bool] = None,
+    ):
+        super().__init__()
+        if padding is None:
+            padding = dilation * (kernel_size - 1) // 2
+        norm_layer = get_norm(norm, out_channels, eps)
+        if bias is None:
+            bias = norm_layer is None
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+            dilation=dilation, groups=groups, bias=bias,
+        )
+        self.norm = norm_layer if norm_layer is not None else nn.Identity()
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(x))
+        return F.relu(x, inplace=True) if self.relu else x
+
+    @torch.no_grad()
+    def fuse(self) -> ConvNorm:
+        """Fold a frozen (or eval-mode) batch norm into the conv, in place; a no-op without a norm.
+
+        After fusing, the state dict has ``conv.weight`` and ``conv.bias`` only: fuse for inference,
+        after loading weights.
+        """
+        if isinstance(self.norm, nn.Identity):
+            return self
+        scale, shift = _norm_scale_shift(self.norm)
+        conv = self.conv
+        fused = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+        # (out, in/groups, kh, kw) scaled per output channel
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+        fused.bias.copy_(bias * scale + shift)
+        self.conv = fused
+        self.norm = nn.Identity()
+        return self
+
+
+def fuse_conv_norms(module: nn.Module) -> nn.Module:
+    """Fuse every ``ConvNorm`` with a foldable norm inside ``module`` (in place); returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, ConvNorm) and isinstance(m.norm, (FrozenBatchNorm2d, nn.BatchNorm2d)):
+            if isinstance(m.norm, nn.BatchNorm2d) and m.norm.training:
+                continue
+            m.fuse()
+    return module

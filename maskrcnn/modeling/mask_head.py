@@ -1,0 +1,48 @@
+"""Mask head (FCN on 14x14 RoI features) and mask post-processing.
+
+Shapes: R RoIs, C channels, S x S pooled size (14), M = 2S mask resolution (28), K classes incl.
+background, D detections.
+
+Layers: ``num_convs`` 3x3 convs (ReLU; v2 with BatchNorm), a 2x2 stride-2 transposed conv (ReLU) to
+M x M, and a 1x1 conv with one channel per class (the paper's per-class sigmoid masks).
+State-dict keys: ``convs.{i}.{conv,norm}.*``, ``deconv.{weight,bias}``, ``predictor.{weight,bias}``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskrcnn.modeling.layers import ConvNorm
+
+
+class MaskHead(nn.Module):
+    def __init__(
+        self, *, in_channels: int, num_classes: int, num_convs: int = 4, conv_dim: int = 256,
+        norm: str = "none",
+    ):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        channels = in_channels
+        for _ in range(num_convs):
+            self.convs.append(ConvNorm(channels, conv_dim, 3, norm=norm, relu=True))
+            channels = conv_dim
+        self.deconv = nn.ConvTranspose2d(channels, conv_dim, 2, stride=2)
+        self.predictor = nn.Conv2d(conv_dim, num_classes, 1)
+        for layer in [c.conv for c in self.convs] + [self.deconv, self.predictor]:
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (R, C, S, S) -> mask logits (R, K, 2S, 2S)."""
+        for conv in self.convs:
+            x = conv(x)
+        return self.predictor(F.relu(self.deconv(x), inplace=True))
+
+
+def mask_probs_for_labels(mask_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """mask_logits (D, K, M, M), labels (D,) -> (D, 1, M, M) sigmoid of each detection's class channel."""
+    idx = torch.arange(labels.numel(), device=labels.device)
+    return mask_logits[idx, labels][:, None].float().sigmoid()  # gather (D, M, M) -> (D, 1, M, M)

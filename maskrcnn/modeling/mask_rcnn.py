@@ -1,0 +1,206 @@
+"""Mask R-CNN: normalise + pad, backbone, FPN, RPN, RoI heads; ``build_model(cfg)`` reads the config.
+
+Shapes: N images; image i is (3, Hi, Wi) RGB in [0, 1], already resized; the batch is padded to
+(N, 3, Hp, Wp) with Hp, Wp the largest sizes rounded up to ``size_divisibility`` (32).
+Features: ``p2..p6`` (N, 256, Hp/2^k, Wp/2^k) with strides 4..64 (FPN models).
+
+``model(images)`` (inference) -> per image ``{"boxes" (D, 4), "scores" (D,), "labels" (D,) int64,
+"mask_probs" (D, 1, 28, 28)}`` (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J)), boxes in the
+coordinates of the image given. ``model(images, targets)`` in train mode -> dict of scalar losses.
+
+Top-level state-dict keys: ``backbone.*`` (backbone.py), ``fpn.*`` (fpn.py), ``rpn.head.*`` (rpn.py),
+``roi_heads.{box_head,box_predictor,mask_head,keypoint_head}.*`` (the head modules). See
+docs/checkpoints.md for the full list and the torchvision mapping.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from maskrcnn.modeling.anchors import AnchorGenerator
+from maskrcnn.modeling.backbone import ResNet, make_stage
+from maskrcnn.modeling.box_head import AvgPoolHead, BoxHead, BoxPredictor
+from maskrcnn.modeling.fpn import FPN
+from maskrcnn.modeling.keypoint_head import KeypointHead
+from maskrcnn.modeling.mask_head import MaskHead
+from maskrcnn.modeling.roi_heads import RoIHeads
+from maskrcnn.modeling.rpn import RPN, RPNHead
+
+
+class MaskRCNN(nn.Module):
+    def __init__(
+        self, *, backbone: nn.Module, fpn: nn.Module, rpn: RPN, roi_heads: RoIHeads, num_classes: int,
+        pixel_mean=(0.485, 0.456, 0.406), pixel_std=(0.229, 0.224, 0.225), size_divisibility: int = 32,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.fpn = fpn
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.num_classes = num_classes
+        self.size_divisibility = size_divisibility
+        # not saved in checkpoints: they come from the config
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
+
+    def preprocess(self, images: list) -> tuple:
+        """Normalise and zero-pad into one (N, 3, Hp, Wp) tensor; returns (batch, [(Hi, Wi)])."""
+        if isinstance(images, torch.Tensor) and images.dim() == 3:
+            images = [images]
+        if len(images) == 0:
+            raise ValueError("model: got an empty list of images")
+        for i, img in enumerate(images):
+            if not isinstance(img, torch.Tensor) or img.dim() != 3 or img.shape[0] != 3:
+                shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
+                raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
+            if not img.is_floating_point():
+                raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
+        sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
+        d = self.size_divisibility
+        hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
+        wp = int(math.ceil(max(s[1] for s in sizes) / d) * d)
+        batch = images[0].new_zeros((len(images), 3, hp, wp))
+        for img, slot in zip(images, batch):
+            slot[:, : img.shape[1], : img.shape[2]].copy_((img - self.pixel_mean) / self.pixel_std)
+        return batch, sizes
+
+    def features(self, batch: torch.Tensor) -> dict:
+        """(N, 3, Hp, Wp) normalised batch -> name -> (N, C, H, W) (``p2..p6`` with an FPN)."""
+        feats = self.backbone(batch)
+        return self.fpn(feats) if self.fpn is not None else feats
+
+    def forward(self, images: list, targets: list = None, generator: torch.Generator = None):
+        if self.training and targets is None:
+            raise ValueError("model: in training mode targets are required (call model.eval() to predict)")
+        batch, sizes = self.preprocess(images)
+        if targets is not None:
+            _check_targets(targets, sizes, need_masks=self.roi_heads.mask_head is not None)
+        feats = self.features(batch)
+        rpn_feats = [feats[n] for n in self.rpn_in_features]
+        proposals, rpn_losses = self.rpn(rpn_feats, sizes, batch.shape[-2:], targets, generator=generator)
+        dets, roi_losses = self.roi_heads(feats, proposals, sizes, targets, generator=generator)
+        if targets is not None:
+            return {**rpn_losses, **roi_losses}
+        return dets
+
+    @property
+    def rpn_in_features(self) -> list:
+        return list(self.fpn.out_names) if self.fpn is not None else [self.backbone.stage_names[-1]]
+
+
+def _check_targets(targets: list, sizes: list, *, need_masks: bool) -> None:
+    if len(targets) != len(sizes):
+        raise ValueError(f"model: {len(sizes)} images but {len(targets)} targets")
+    for i, t in enumerate(targets):
+        for key in ("boxes", "labels"):
+            if key not in t:
+                raise ValueError(f"model: target {i} has no {key!r}")
+        boxes = t["boxes"]
+        if boxes.dim() != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"model: target {i} 'boxes' must be (M, 4), got {tuple(boxes.shape)}")
+        if need_masks and "masks" not in t:
+            raise ValueError(f"model: target {i} has no 'masks' (a mask model trains on instance masks)")
+        if need_masks and (t["masks"].shape[0] != boxes.shape[0] or tuple(t["masks"].shape[1:]) != sizes[i]):
+            want = (boxes.shape[0], *sizes[i])
+            raise ValueError(f"model: target {i} 'masks' must be ({want[0]}, {want[1]}, {want[2]}) "
+                             f"(one per box, at the image size), got {tuple(t['masks'].shape)}")
+        if t["labels"].shape[0] != boxes.shape[0]:
+            n_labels = t["labels"].shape[0]
+            raise ValueError(f"model: target {i} has {boxes.shape[0]} boxes but {n_labels} labels")
+
+
+def build_model(cfg) -> MaskRCNN:
+    """The one place that reads ``cfg.model``."""
+    from maskrcnn.ops import BoxCoder, MultiScaleRoIAlign
+
+    m = cfg.model
+    r = m.rpn
+    h = m.roi_heads
+    eps = m.frozen_bn_eps if m.norm == "frozen_bn" else 1e-5
+    # detectron2's MSRA weights put the stride on the first 1x1 conv (config key optional for now)
+    stride_in_1x1 = bool(getattr(m, "stride_in_1x1", False))
+    # C4: the body stops at res4 (stride 16); res5 becomes the RoI head
+    backbone = ResNet(arch=m.backbone, norm=m.norm, eps=eps, freeze_at=m.freeze_at,
+                      num_stages=4 if m.fpn else 3, stride_in_1x1=stride_in_1x1)
+    if m.fpn:
+        fpn = FPN(in_channels=backbone.out_channels, in_strides=backbone.strides, out_channels=m.fpn_dim,
+                  norm=m.fpn_norm)
+        strides = [fpn.strides[n] for n in fpn.out_names]
+        roi_names = fpn.out_names[:-1]  # p2..p5: P6 only feeds the RPN
+        roi_strides = [fpn.strides[n] for n in roi_names]
+        feat_dim = m.fpn_dim
+        if len(r.anchor_sizes) != len(strides):
+            raise ValueError(
+                f"model.rpn.anchor_sizes has {len(r.anchor_sizes)} sizes for {len(strides)} FPN levels")
+        sizes = r.anchor_sizes
+    else:
+        fpn = None
+        roi_names = [backbone.stage_names[-1]]
+        roi_strides = strides = [backbone.strides[roi_names[0]]]
+        feat_dim = backbone.out_channels[roi_names[0]]
+        sizes = [tuple(r.anchor_sizes)]  # all sizes on the one level
+    anchor_gen = AnchorGenerator(sizes=sizes, aspect_ratios=r.aspect_ratios, strides=strides,
+                                 rounding=r.anchor_rounding)
+    rpn = RPN(
+        head=RPNHead(in_channels=feat_dim, num_anchors=anchor_gen.num_anchors_per_location,
+                     num_convs=r.head_convs),
+        anchor_generator=anchor_gen, box_coder=BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+        pre_nms_topk_train=r.pre_nms_topk_train, pre_nms_topk_test=r.pre_nms_topk_test,
+        post_nms_topk_train=r.post_nms_topk_train, post_nms_topk_test=r.post_nms_topk_test,
+        nms_thresh=r.nms_thresh, min_size=r.min_box_size, score_thresh=r.score_thresh,
+        fg_iou_thresh=r.fg_iou_thresh, bg_iou_thresh=r.bg_iou_thresh,
+        batch_size_per_image=r.batch_size_per_image, positive_fraction=r.positive_fraction,
+        box_loss=r.box_loss, smooth_l1_beta=r.smooth_l1_beta, loss_weight=r.loss_weight,
+    )
+
+    def pooler(size):
+        return MultiScaleRoIAlign(
+            featmap_names=roi_names, strides=roi_strides, output_size=size,
+            sampling_ratio=h.pooler_sampling_ratio, aligned=h.pooler_aligned,
+            canonical_level=h.canonical_level, canonical_box_size=h.canonical_box_size, pooler=h.pooler,
+        )
+
+    res5 = None
+    if not m.fpn:
+        res5 = make_stage(arch=m.backbone, stage=5, norm=m.norm, eps=eps, in_channels=feat_dim,
+                          stride_in_1x1=stride_in_1x1)
+        feat_dim = backbone.out_channels[roi_names[0]] * 2
+        box_head = AvgPoolHead(in_channels=feat_dim)
+    elif h.box_head == "2fc":
+        box_head = BoxHead(in_channels=m.fpn_dim, pool_size=h.box_pool_size, num_convs=0, num_fcs=2,
+                           fc_dim=h.box_head_dim)
+    elif h.box_head == "4conv1fc":
+        box_head = BoxHead(in_channels=m.fpn_dim, pool_size=h.box_pool_size, num_convs=4, conv_dim=m.fpn_dim,
+                           num_fcs=1, fc_dim=h.box_head_dim, norm=h.box_head_norm)
+    else:
+        raise ValueError(f"model.roi_heads.box_head must be '2fc' or '4conv1fc', got {h.box_head!r}")
+    mask_pooler = mask_head = kp_pooler = kp_head = None
+    if h.mask_on:
+        mask_pooler = pooler(h.mask_pool_size)
+        mask_head = MaskHead(in_channels=feat_dim, num_classes=m.num_classes,
+                             num_convs=h.mask_head_convs if m.fpn else 0,  # C4: deconv right after res5
+                             conv_dim=h.mask_head_dim, norm=h.mask_head_norm)
+    if h.keypoint_on:
+        if not m.fpn:
+            raise ValueError("model.roi_heads.keypoint_on needs model.fpn=true (no C4 keypoint head)")
+        kp_pooler = pooler(h.keypoint_pool_size)
+        kp_head = KeypointHead(in_channels=feat_dim, num_keypoints=h.num_keypoints,
+                               num_convs=h.keypoint_head_convs, conv_dim=h.keypoint_head_dim)
+    roi_heads = RoIHeads(
+        box_pooler=pooler(h.box_pool_size), box_head=box_head,
+        box_predictor=BoxPredictor(in_features=box_head.out_features, num_classes=m.num_classes),
+        box_coder=BoxCoder(weights=tuple(h.box_reg_weights)),
+        mask_pooler=mask_pooler, mask_head=mask_head, keypoint_pooler=kp_pooler, keypoint_head=kp_head,
+        res5=res5,
+        score_thresh=h.score_thresh, nms_thresh=h.nms_thresh, detections_per_image=h.detections_per_image,
+        fg_iou_thresh=h.fg_iou_thresh, bg_iou_thresh=h.bg_iou_thresh,
+        batch_size_per_image=h.batch_size_per_image, positive_fraction=h.positive_fraction,
+        box_loss=h.box_loss, smooth_l1_beta=h.smooth_l1_beta, mask_loss=h.mask_loss,
+    )
+    return MaskRCNN(
+        backbone=backbone, fpn=fpn, rpn=rpn, roi_heads=roi_heads, num_classes=m.num_classes,
+        pixel_mean=tuple(m.pixel_mean), pixel_std=tuple(m.pixel_std), size_divisibility=m.size_divisibility,
+    )

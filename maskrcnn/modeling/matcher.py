@@ -1,0 +1,120 @@
+"""Matching predictions (anchors, proposals) to ground-truth boxes, and balanced sampling.
+
+Shapes: M ground-truth boxes, N predictions (anchors or proposals).
+
+``Matcher`` turns an IoU matrix (M, N) into one matched gt index per prediction, with two
+negative codes (torchvision's and detectron2's semantics):
+    ``BELOW_LOW_THRESHOLD`` (-1): best IoU < low_threshold -> a negative (background);
+    ``BETWEEN_THRESHOLDS`` (-2): low_threshold <= best IoU < high_threshold -> ignored.
+With ``allow_low_quality_matches`` every gt also keeps the predictions that overlap it most (ties
+included), so that a gt with no prediction above ``high_threshold`` still gets positives
+(Faster R-CNN, Sec. 3.1.2). Such a prediction gets its own best gt (torchvision's rule). One
+deliberate difference: a gt whose best IoU is 0 (it overlaps nothing, e.g. a degenerate box) gets no
+low-quality match; torchvision would turn every non-overlapping prediction into a positive then.
+
+``sample_balanced`` draws at most ``batch_size_per_image`` labelled predictions, at most
+``positive_fraction`` of them positive, the rest negative (torchvision's
+BalancedPositiveNegativeSampler), with ``torch.randperm`` on the given generator for reproducibility.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+class Matcher:
+    BELOW_LOW_THRESHOLD = -1
+    BETWEEN_THRESHOLDS = -2
+
+    def __init__(self, *, high_threshold: float, low_threshold: float, allow_low_quality_matches: bool):
+        if low_threshold > high_threshold:
+            raise ValueError(f"Matcher: low_threshold {low_threshold} > high_threshold {high_threshold}")
+        self.high_threshold = float(high_threshold)
+        self.low_threshold = float(low_threshold)
+        self.allow_low_quality_matches = bool(allow_low_quality_matches)
+
+    def __call__(self, match_quality_matrix: Tensor) -> Tensor:
+        """IoU (M, N) -> matched gt index (N,) int64, or -1 (negative) / -2 (ignore)."""
+        if match_quality_matrix.dim() != 2:
+            raise ValueError(
+                f"Matcher expects an (M, N) matrix, got shape {tuple(match_quality_matrix.shape)}"
+            )
+        num_gt, num_pred = match_quality_matrix.shape
+        device = match_quality_matrix.device
+        if num_gt == 0:
+            # No ground truth: every prediction is background.
+            return torch.full((num_pred,), self.BELOW_LOW_THRESHOLD, dtype=torch.int64, device=device)
+        if num_pred == 0:
+            return torch.empty((0,), dtype=torch.int64, device=device)
+
+        best_vals, best_gt = match_quality_matrix.max(dim=0)  # (N,), (N,)
+        matches = best_gt.clone()
+        matches[best_vals < self.low_threshold] = self.BELOW_LOW_THRESHOLD
+        between = (best_vals >= self.low_threshold) & (best_vals < self.high_threshold)
+        matches[between] = self.BETWEEN_THRESHOLDS
+
+        if self.allow_low_quality_matches:
+            best_per_gt = match_quality_matrix.max(dim=1).values  # (M,)
+            # (M, N) True where a prediction ties for its gt's highest IoU; gts overlapping nothing skipped.
+            is_best = (match_quality_matrix == best_per_gt[:, None]) & (best_per_gt[:, None] > 0)
+            pred_idx = is_best.any(dim=0)  # (N,)
+            matches[pred_idx] = best_gt[pred_idx]
+        return matches
+
+
+def sample_balanced(
+    labels: Tensor,
+    *,
+    batch_size_per_image: int,
+    positive_fraction: float,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[Tensor, Tensor]:
+    """labels (N,) with >= 1 positive, 0 negative, -1 ignore -> (pos_mask (N,), neg_mask (N,)) bool.
+
+    At most ``int(batch_size_per_image * positive_fraction)`` positives; negatives fill the rest of the
+    batch. Picks are uniform without replacement (``torch.randperm`` on ``generator``, on the CPU so
+    that a CPU generator gives the same picks on every device).
+    """
+    positive = torch.nonzero(labels >= 1).squeeze(1)  # (P,)
+    negative = torch.nonzero(labels == 0).squeeze(1)  # (Q,)
+    num_pos = min(positive.numel(), int(batch_size_per_image * positive_fraction))
+    num_neg = min(negative.numel(), batch_size_per_image - num_pos)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    perm_pos = torch.randperm(positive.numel(), generator=generator, device=gen_device)[:num_pos]
+    perm_neg = torch.randperm(negative.numel(), generator=generator, device=gen_device)[:num_neg]
+    perm_pos, perm_neg = perm_pos.to(labels.device), perm_neg.to(labels.device)
+    pos_mask = torch.zeros_like(labels, dtype=torch.bool)
+    neg_mask = torch.zeros_like(labels, dtype=torch.bool)
+    pos_mask[positive[perm_pos]] = True
+    neg_mask[negative[perm_neg]] = True
+    return pos_mask, neg_mask
+
+
+def match_boxes(
+    gt_boxes: Tensor,
+    pred_boxes: Tensor,
+    matcher: Matcher,
+    *,
+    gt_ignore: Optional[Tensor] = None,
+    ignore_iou_thresh: Optional[float] = None,
+) -> Tensor:
+    """Match predictions (N, 4) to gt (M, 4) -> (N,) int64 index into ``gt_boxes``, -1 or -2.
+
+    Crowd gts (``gt_ignore`` True) never become match targets: matching runs on the other gts only, and
+    a prediction that is not positive but overlaps a crowd box with IoU >= ``ignore_iou_thresh``
+    (default ``matcher.low_threshold``) is ignored (-2) rather than a negative.
+    """
+    from maskrcnn.ops import box_iou
+
+    if gt_ignore is None or not bool(gt_ignore.any()):
+        return matcher(box_iou(gt_boxes, pred_boxes))
+    keep = torch.nonzero(~gt_ignore).squeeze(1)  # (M',) indices of non-crowd gts
+    matched = matcher(box_iou(gt_boxes[keep], pred_boxes))  # (N,) indices into keep
+    matched = torch.where(matched >= 0, keep[matched.clamp(min=0)] if keep.numel() else matched, matched)
+    thresh = matcher.low_threshold if ignore_iou_thresh is None else ignore_iou_thresh
+    crowd_iou = box_iou(gt_boxes[gt_ignore], pred_boxes).max(dim=0).values  # (N,)
+    matched[(matched < 0) & (crowd_iou >= thresh)] = Matcher.BETWEEN_THRESHOLDS
+    return matched

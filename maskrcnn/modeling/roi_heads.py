@@ -1,0 +1,134 @@
+"""RoI heads: pool RoI features, box head + predictor, and optional mask and keypoint heads.
+
+Shapes: N images, P proposals of an image, S sampled RoIs of an image (training), R RoIs of all
+images, K classes incl. background, D detections of an image, M mask resolution (28), J keypoints.
+
+Inference: box head on all proposals -> ``postprocess_boxes`` -> the mask head on the detected boxes
+(mask of the predicted class, sigmoid) and the keypoint head (heatmaps -> keypoints).
+Training: ``roi_losses.sample_proposals`` (adds the gt boxes, samples 512 RoIs at 1:3), Fast R-CNN
+losses on the samples, mask / keypoint losses on the positive samples only.
+
+C4 design (the paper's ResNet-C4): ``res5`` runs on every pooled RoI (14x14 -> 7x7) before both the
+box head (average pooling) and the mask head (no convs, deconv straight from res5's output).
+
+State-dict keys: ``res5.*`` (C4 only, as backbone.py's stages), ``box_head.*``, ``box_predictor.*``,
+``mask_head.*``, ``keypoint_head.*`` (poolers have no parameters).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from maskrcnn.modeling import roi_losses
+from maskrcnn.modeling.box_head import postprocess_boxes
+from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+from maskrcnn.modeling.mask_head import mask_probs_for_labels
+
+
+class RoIHeads(nn.Module):
+    def __init__(
+        self, *, box_pooler, box_head, box_predictor, box_coder, mask_pooler=None, mask_head=None,
+        keypoint_pooler=None, keypoint_head=None, res5=None, score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_image: int = 100, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5,
+        batch_size_per_image: int = 512, positive_fraction: float = 0.25, box_loss: str = "smooth_l1",
+        smooth_l1_beta: float = 1.0 / 9.0, mask_loss: str = "sigmoid",
+    ):
+        super().__init__()
+        self.box_pooler = box_pooler
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.box_coder = box_coder
+        self.mask_pooler = mask_pooler
+        self.mask_head = mask_head
+        self.keypoint_pooler = keypoint_pooler
+        self.keypoint_head = keypoint_head
+        self.res5 = res5
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_image = detections_per_image
+        self.sample_args = dict(
+            fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
+            batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
+        )
+        self.box_loss = box_loss
+        self.smooth_l1_beta = smooth_l1_beta
+        self.mask_loss = mask_loss
+
+    def _pooled(self, pooler, features: dict, boxes: list) -> torch.Tensor:
+        """(R, C, S, S) RoI features, through res5 in the C4 design."""
+        x = pooler(features, boxes)
+        return self.res5(x) if self.res5 is not None else x
+
+    def box_logits(self, features: dict, proposals: list) -> tuple:
+        """features name -> (N, C, Hl, Wl), proposals [(P, 4)] -> (R, K) class logits, (R, 4K) deltas."""
+        return self.box_predictor(self.box_head(self._pooled(self.box_pooler, features, proposals)))
+
+    def forward(self, features: dict, proposals: list, image_sizes: list, targets=None, generator=None):
+        if targets is not None:
+            return [], self._losses(features, proposals, targets, generator)
+        class_logits, box_regression = self.box_logits(features, proposals)
+        dets = postprocess_boxes(
+            class_logits, box_regression, proposals, image_sizes, box_coder=self.box_coder,
+            score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
+            detections_per_image=self.detections_per_image,
+        )
+        boxes = [d["boxes"] for d in dets]
+        counts = [len(b) for b in boxes]
+        labels = torch.cat([d["labels"] for d in dets])
+        if self.mask_head is not None:
+            logits = self.mask_head(self._pooled(self.mask_pooler, features, boxes))  # (sum D, K, M, M)
+            for d, probs in zip(dets, mask_probs_for_labels(logits, labels).split(counts)):
+                d["mask_probs"] = probs
+        if self.keypoint_head is not None:
+            heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (sum D, J, 56, 56)
+            kps, kp_scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes))
+            for d, k, s in zip(dets, kps.split(counts), kp_scores.split(counts)):
+                d["keypoints"], d["keypoint_scores"] = k, s
+        return dets, {}
+
+    def _losses(self, features: dict, proposals: list, targets: list, generator) -> dict:
+        gt_ignore = None
+        if any("iscrowd" in t for t in targets):
+            gt_ignore = [
+                t["iscrowd"].bool() if "iscrowd" in t
+                else torch.zeros(len(t["boxes"]), dtype=torch.bool, device=t["boxes"].device)
+                for t in targets
+            ]
+        samples = roi_losses.sample_proposals(
+            proposals, [t["boxes"] for t in targets], [t["labels"] for t in targets], gt_ignore=gt_ignore,
+            generator=generator, box_coder=self.box_coder, **self.sample_args,
+        )
+        rois = [s["proposals"] for s in samples]
+        labels = torch.cat([s["labels"] for s in samples])
+        class_logits, box_regression = self.box_logits(features, rois)
+        losses = roi_losses.fast_rcnn_losses(
+            class_logits, box_regression, labels, torch.cat([s["regression_targets"] for s in samples]),
+            box_loss=self.box_loss, smooth_l1_beta=self.smooth_l1_beta,
+        )
+        # positives only for the mask / keypoint heads (the paper: "the mask loss is defined only on
+        # positive RoIs")
+        pos = [torch.nonzero(s["labels"] > 0).squeeze(1) for s in samples]
+        pos_rois = [s["proposals"][p] for s, p in zip(samples, pos)]
+        pos_gt = [s["matched_gt"][p] for s, p in zip(samples, pos)]
+        pos_labels = torch.cat([s["labels"][p] for s, p in zip(samples, pos)])
+        if self.mask_head is not None:
+            logits = self.mask_head(self._pooled(self.mask_pooler, features, pos_rois))
+            size = logits.shape[-1]
+            mask_targets = torch.cat([
+                roi_losses.project_masks(t["masks"], r, g, size) for t, r, g in zip(targets, pos_rois, pos_gt)
+            ])
+            losses.update(roi_losses.mask_losses(logits, pos_labels, mask_targets, mode=self.mask_loss))
+        if self.keypoint_head is not None:
+            heatmaps = self.keypoint_head(self.keypoint_pooler(features, pos_rois))
+            size = heatmaps.shape[-1]
+            kp = [
+                roi_losses.keypoint_targets(t["keypoints"], r, g, size) if "keypoints" in t
+                else (torch.zeros(len(r), heatmaps.shape[1], dtype=torch.int64, device=r.device),
+                      torch.zeros(len(r), heatmaps.shape[1], dtype=torch.bool, device=r.device))
+                for t, r, g in zip(targets, pos_rois, pos_gt)
+            ]
+            losses.update(roi_losses.keypoint_losses(
+                heatmaps, torch.cat([k[0] for k in kp]), torch.cat([k[1] for k in kp])))
+        return losses

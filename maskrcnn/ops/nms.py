@@ -1,0 +1,219 @@
+"""Non-maximum suppression, vectorised over blocks of boxes (no Python loop per box).
+
+Shape glossary:
+    N   number of boxes
+    B   boxes in one block (of the score-sorted list)
+    K   boxes kept so far
+    P   candidate (kept box, block box) pairs
+
+Greedy NMS visits boxes by decreasing score and drops every box whose IoU with an already kept box is
+above the threshold. Here the sorted boxes are cut into blocks of B. For each block:
+1. suppression by earlier blocks: the kept boxes are indexed by x1 (shifted per class in
+   ``batched_nms``); an IoU above t > 0 needs an x-overlap above ``t * max(w_i, w_j)``, which bounds
+   x1 of any suppressor to a window, so only the P candidates found by ``searchsorted`` get an exact
+   IoU. When the windows hold most pairs anyway, a dense (K, B) IoU (in bounded chunks) is used.
+2. suppression inside the block: the greedy decisions are the unique fixed point of
+   ``keep[j] = alive[j] and not any(keep[i] and iou[i, j] > t for i < j)``, reached by a few boolean
+   (B, B) matrix iterations.
+The result is identical to the sequential algorithm (IoU in torchvision's arithmetic order, ties in
+input order as its stable descending sort gives), and memory stays bounded (never an N x N matrix).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["nms", "batched_nms"]
+
+# Upper bound on the elements of one dense (K, B) IoU matrix: keeps memory flat for 50k boxes.
+_MAX_PAIRS = 1 << 22
+_BLOCK = 512
+# Use the sorted candidate search while it examines fewer than this fraction of the (K, B) pairs.
+_SPARSE_FRACTION = 0.25
+
+
+def _float32_threshold(iou_threshold: float, dtype: torch.dtype) -> float:
+    """A threshold t' in ``dtype`` with ``x > t'`` exactly when ``x > iou_threshold`` (a double).
+
+    torchvision compares the float IoU with the double threshold; comparing with the largest
+    representable value <= threshold gives the same decisions without converting the matrix.
+    """
+    if dtype == torch.float64:
+        return iou_threshold
+    t = torch.tensor(iou_threshold, dtype=dtype)
+    if t.double().item() > iou_threshold:
+        t = torch.nextafter(t, torch.tensor(float("-inf"), dtype=dtype))
+    return t.item()
+
+
+def _iou_over(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor, threshold: float) -> Tensor:
+    """(Na, 4), (Nb, 4) -> (Na, Nb) bool, IoU > threshold, in torchvision's arithmetic order."""
+    xx1 = torch.max(a[:, None, 0], b[None, :, 0])  # (Na, Nb)
+    yy1 = torch.max(a[:, None, 1], b[None, :, 1])
+    xx2 = torch.min(a[:, None, 2], b[None, :, 2])
+    yy2 = torch.min(a[:, None, 3], b[None, :, 3])
+    inter = (xx2 - xx1).clamp_(min=0) * (yy2 - yy1).clamp_(min=0)
+    union = (area_a[:, None] + area_b[None, :]) - inter
+    return (inter / union) > threshold
+
+
+def _pair_over(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor, threshold: float) -> Tensor:
+    """Row-wise (P, 4), (P, 4) -> (P,) bool, IoU > threshold, same arithmetic as ``_iou_over``."""
+    iw = (torch.min(a[:, 2], b[:, 2]) - torch.max(a[:, 0], b[:, 0])).clamp_(min=0)
+    ih = (torch.min(a[:, 3], b[:, 3]) - torch.max(a[:, 1], b[:, 1])).clamp_(min=0)
+    inter = iw * ih
+    return (inter / ((area_a + area_b) - inter)) > threshold
+
+
+class _KeptIndex:
+    """The boxes kept so far, sorted by a search key (x1, shifted per class) for window queries.
+
+    For ``0 < t`` an IoU above t needs an x-overlap above ``t * max(w_i, w_j)``, so a kept box j can
+    only suppress box i if ``x1_i - (1 - t) / t * w_i < x1_j < x1_i + (1 - t) * w_i``. Only kept
+    boxes with positive finite size are indexed: any other box has IoU 0 or NaN with everything.
+    """
+
+    def __init__(self, boxes: Tensor, key: Tensor):
+        self.boxes, self.key = boxes, key  # (N, 4) all sorted boxes; (N,) float64 search key
+        self.sorted_key = key.new_zeros((0,))
+        self.sorted_idx = torch.zeros((0,), dtype=torch.long, device=boxes.device)
+
+    def add(self, idx: Tensor) -> None:
+        key = torch.cat((self.sorted_key, self.key[idx]))
+        order = torch.sort(key, stable=True).indices
+        self.sorted_key = key[order]
+        self.sorted_idx = torch.cat((self.sorted_idx, idx))[order]
+
+
+def _suppressed_by_kept(boxes: Tensor, areas: Tensor, classes: Tensor | None, kept: Tensor,
+                        index: _KeptIndex | None, window: Tuple[float, float] | None,
+                        start: int, stop: int, threshold: float) -> Tensor:
+    """(B,) bool: boxes[start:stop] with IoU > threshold against some kept box."""
+    b = stop - start
+    sup = torch.zeros(b, dtype=torch.bool, device=boxes.device)
+    k = kept.numel()
+    if k == 0:
+        return sup
+    bb, ba = boxes[start:stop], areas[start:stop]
+    if index is not None and window is not None:
+        left, right = window
+        key = index.key[start:stop]
+        w = (bb[:, 2] - bb[:, 0]).double()
+        slack = 1e-4 * (key.abs() + w) + 1e-6  # covers float32 rounding of the IoU itself
+        lo = torch.searchsorted(index.sorted_key, key - left * w - slack)
+        hi = torch.searchsorted(index.sorted_key, key + right * w + slack, side="right")
+        counts = (hi - lo).clamp_(min=0)  # (B,)
+        counts = torch.where(torch.isfinite(key) & (w > 0), counts, torch.zeros_like(counts))
+        total = int(counts.sum())
+        if total <= _SPARSE_FRACTION * b * k:
+            if total == 0:
+                return sup
+            row = torch.repeat_interleave(torch.arange(b, device=boxes.device), counts)  # (P,)
+            first = torch.cumsum(counts, 0) - counts
+            pos = lo[row] + torch.arange(total, device=boxes.device) - first[row]  # (P,)
+            other = index.sorted_idx[pos]
+            over = _pair_over(boxes[other], areas[other], bb[row], ba[row], threshold)
+            if classes is not None:
+                over &= classes[other] == classes[start:stop][row]
+            sup[row[over]] = True
+            return sup
+    # dense: (K, B) in chunks of kept boxes so that memory stays bounded
+    step = max(1, _MAX_PAIRS // max(b, 1))
+    for c0 in range(0, k, step):
+        kk = kept[c0:c0 + step]
+        over = _iou_over(boxes[kk], areas[kk], bb, ba, threshold)  # (Kc, B)
+        if classes is not None:
+            over &= classes[kk][:, None] == classes[start:stop][None, :]
+        sup |= over.any(dim=0)
+    return sup
+
+
+def _greedy_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Tensor:
+    """Greedy NMS on boxes already sorted by decreasing score -> (N,) bool keep mask."""
+    n = boxes.shape[0]
+    dev = boxes.device
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = torch.zeros(n, dtype=torch.bool, device=dev)
+    index, window = None, None
+    if 0.0 < threshold:
+        window = ((1.0 - threshold) / threshold, max(1.0 - threshold, 0.0))
+        key = boxes[:, 0].double()
+        if classes is not None:
+            # shift each class to its own stretch of the key axis so windows rarely span classes
+            finite = torch.isfinite(boxes).all(dim=1)
+            span = (boxes[finite].double().abs().max() * 2 + 1) if bool(finite.any()) else boxes.new_ones(())
+            key = key + classes.double() * float(span) * (1.0 + window[0] + window[1] + 1.0)
+        index = _KeptIndex(boxes, key)
+        good = torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    kept = torch.zeros((0,), dtype=torch.long, device=dev)
+    for start in range(0, n, _BLOCK):
+        stop = min(n, start + _BLOCK)
+        alive = ~_suppressed_by_kept(boxes, areas, classes, kept, index, window, start, stop, threshold)
+        if not bool(alive.any()):
+            continue
+        bb, ba = boxes[start:stop], areas[start:stop]
+        over = _iou_over(bb, ba, bb, ba, threshold)  # (B, B): [i, j] = i suppresses j
+        if classes is not None:
+            cb = classes[start:stop]
+            over &= cb[:, None] == cb[None, :]
+        # only earlier (higher-scoring) alive boxes can suppress
+        over = torch.triu(over, diagonal=1) & alive[:, None]
+        block_keep = alive.clone()
+        while True:
+            suppressed = (over & block_keep[:, None]).any(dim=0)
+            new_keep = alive & ~suppressed
+            if torch.equal(new_keep, block_keep):
+                break
+            block_keep = new_keep
+        keep[start:stop] = block_keep
+        new = torch.nonzero(block_keep).flatten() + start
+        kept = torch.cat((kept, new))
+        if index is not None:
+            index.add(new[good[new]])
+    return keep
+
+
+def _check(boxes: Tensor, scores: Tensor, name: str) -> None:
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name}: boxes must be (N, 4), got {tuple(boxes.shape)}")
+    if scores.shape != (boxes.shape[0],):
+        raise ValueError(f"{name}: scores must be (N,) = ({boxes.shape[0]},), got {tuple(scores.shape)}")
+
+
+def _run(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None) -> Tensor:
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.long, device=boxes.device)
+    if not boxes.is_floating_point() or boxes.dtype in (torch.float16, torch.bfloat16):
+        boxes = boxes.float()
+    order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
+    threshold = _float32_threshold(float(iou_threshold), boxes.dtype)
+    classes = None if idxs is None else idxs[order]
+    keep = _greedy_keep(boxes[order].contiguous(), threshold, classes)
+    return order[keep]
+
+
+@torch.no_grad()
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS: (N, 4) xyxy boxes, (N,) scores -> int64 indices kept, by decreasing score.
+
+    A box is dropped when its IoU with a kept, higher-scoring box is > ``iou_threshold``; equal
+    scores keep their input order (torchvision's behaviour).
+    """
+    _check(boxes, scores, "nms")
+    return _run(boxes, scores, iou_threshold, None)
+
+
+@torch.no_grad()
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category ``idxs`` (N,) independently -> int64 indices kept, by decreasing score.
+
+    Boxes of different categories never suppress each other. The result equals running ``nms``
+    per category and merging by score, with no coordinate-offset rounding.
+    """
+    _check(boxes, scores, "batched_nms")
+    if idxs.shape != scores.shape:
+        raise ValueError(f"batched_nms: idxs must be (N,) = ({scores.shape[0]},), got {tuple(idxs.shape)}")
+    return _run(boxes, scores, iou_threshold, idxs)

@@ -1,0 +1,319 @@
+"""RoIAlign (He et al., 2017) with torchvision's exact semantics and a hand-written backward.
+
+Shape glossary:
+    N        images in the feature batch
+    C        channels
+    H, W     feature map height and width
+    R        RoIs
+    PH, PW   pooled output height and width
+    S        sample points enumerated along one axis of one RoI
+    Ly, Lx   rows / columns of the feature window read for one RoI
+
+Each output bin averages ``gh x gw`` bilinear samples. The bilinear weight of a sample factorises into
+a row part and a column part, and so does the ``1 / (gh * gw)`` average, so for one RoI
+
+    out[c] = Ay @ F[c, rows, cols] @ Bx^T
+
+where ``Ay`` (PH, Ly) holds the summed row weights of each bin's samples and ``Bx`` (PW, Lx) the
+column weights. The RoI's window is gathered once from a channels-last view of the map and both
+contractions are batched matrix products (BLAS, all cores). The backward pass is the transpose:
+``grad_window = Ay^T @ grad_out @ Bx`` scattered back with ``index_add_``. The window is either the
+contiguous range of rows touched by the samples or, when that is longer, the list of sample taps
+itself (two per sample, duplicates allowed), so a huge box never reads more than twice its samples
+and samples outside ``[-1, H]`` (which contribute 0, as in torchvision) are never enumerated.
+RoIs are sorted by window size and processed in chunks of bounded memory.
+
+Performance note: a channels_last feature map is read in place and gets a channels_last gradient;
+a contiguous (NCHW) map costs one layout copy in forward and one in backward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["roi_align", "convert_boxes_to_roi_format", "check_roi_boxes"]
+
+BoxesArg = Union[Tensor, Sequence[Tensor]]
+
+# Elements of one gathered (n, Ly, Lx, C) window batch: bounds memory whatever the box sizes.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    if len(size) != 2:
+        raise ValueError(f"output_size must be an int or (height, width), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def convert_boxes_to_roi_format(boxes: Sequence[Tensor]) -> Tensor:
+    """List of per-image (Li, 4) boxes -> (sum Li, 5) rows ``(batch_index, x1, y1, x2, y2)``."""
+    if len(boxes) == 0:
+        return torch.zeros((0, 5))
+    dtype, device = boxes[0].dtype, boxes[0].device
+    idx = torch.cat([torch.full((b.shape[0], 1), i, dtype=dtype, device=device) for i, b in enumerate(boxes)])
+    return torch.cat((idx, torch.cat([b.to(dtype) for b in boxes])), dim=1)  # (sum Li, 5)
+
+
+def check_roi_boxes(boxes: BoxesArg, num_images: int, name: str) -> Tensor:
+    """Validate ``boxes`` (Tensor[K, 5] or list of Tensor[L, 4]) and return the (K, 5) form."""
+    if isinstance(boxes, (list, tuple)):
+        for i, b in enumerate(boxes):
+            if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
+                shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+                raise ValueError(f"{name}: boxes[{i}] must be a Tensor[L, 4], got {shape}")
+        if len(boxes) > num_images:
+            raise ValueError(f"{name}: {len(boxes)} box lists for a batch of {num_images} images")
+        rois = convert_boxes_to_roi_format(boxes)
+    elif isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 5:
+            raise ValueError(f"{name}: boxes must be Tensor[K, 5] (batch_index, x1, y1, x2, y2) "
+                             f"or a list of Tensor[L, 4], got shape {tuple(boxes.shape)}")
+        rois = boxes
+        if rois.shape[0] > 0:
+            bidx = rois[:, 0]
+            bad = ~torch.isfinite(bidx) | (bidx < 0) | (bidx >= num_images) | (bidx != torch.floor(bidx))
+            if bool(bad.any()):
+                raise ValueError(f"{name}: batch indices in boxes[:, 0] must be integers in "
+                                 f"[0, {num_images}), got {bidx[bad][:5].tolist()}")
+    else:
+        raise ValueError(f"{name}: boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], "
+                         f"got {type(boxes).__name__}")
+    return rois
+
+
+def chunk_bounds(sorted_cost: Tensor, budget: int, *sizes: Tensor) -> List[Tuple[int, ...]]:
+    """Cut RoIs (already sorted by cost) into consecutive chunks of about ``budget`` elements.
+
+    sorted_cost: (R,) elements one RoI needs; sizes: (R,) per-RoI window sizes whose chunk maximum
+    the caller pads to. Returns ``(begin, end, max size 0, max size 1, ...)`` per chunk. A RoI larger
+    than the budget gets a chunk of its own.
+    """
+    if sorted_cost.numel() == 0:
+        return []
+    start = torch.cumsum(sorted_cost, 0) - sorted_cost  # (R,) elements before each RoI
+    chunk_id = torch.div(start, budget, rounding_mode="floor")
+    _, counts = torch.unique_consecutive(chunk_id, return_counts=True)
+    ends = torch.cumsum(counts, 0)
+    seg = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)  # (R,)
+    maxima = [torch.zeros(counts.numel(), dtype=s.dtype, device=s.device).scatter_reduce_(
+        0, seg, s, reduce="amax") for s in sizes]  # (chunks,) each
+    rows = zip((ends - counts).tolist(), ends.tolist(), *[m.clamp(min=1).tolist() for m in maxima])
+    return [tuple(int(v) for v in row) for row in rows]
+
+
+class _AxisPlan:
+    """Per-RoI sampling along one axis: the window (slot -> row) and the (R, P, L) weights."""
+
+    __slots__ = ("index", "weights", "length")
+
+    def __init__(self, index: Tensor, weights: Tensor, length: Tensor):
+        self.index = index  # (R, L) int64 row (or column) of each window slot, always in range
+        self.weights = weights  # (R, P, L) summed bilinear weights / samples per bin
+        self.length = length  # (R,) slots actually used
+
+
+def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor, extent: int) -> _AxisPlan:
+    """Sampling plan along one axis.
+
+    start, size: (R,) RoI start and size in feature coordinates (offset and clamp applied);
+    grid: (R,) int64 samples per bin (0 means no sample); extent: map size along the axis.
+    Sample ``k = p * g + i`` sits at ``start + p * bin + (i + 0.5) * bin / g`` (torchvision's order of
+    operations, so that samples landing exactly on -1 or ``extent`` are decided identically).
+    """
+    r = start.shape[0]
+    dev, dt = start.device, start.dtype
+    bin_size = size / pooled
+    total = grid * pooled  # (R,) samples along the axis
+    # Only samples inside [-1, extent] count: enumerate a range of k that covers them all.
+    step = bin_size / grid.clamp(min=1).to(dt)
+    span = torch.where(step != 0, (extent + 1.0) / step.abs(), torch.full_like(step, math.inf))
+    n_enum = torch.minimum(total.to(dt), span.nan_to_num(math.inf).ceil() + 4).to(torch.long)  # (R,)
+    first = torch.minimum((-1.0 - start) / step, (extent - start) / step) - 0.5
+    first = torch.where(step != 0, first, torch.zeros_like(first)).nan_to_num(0.0, 0.0, 0.0)
+    k_lo = first.clamp(min=-1.0, max=float(2**40)).floor().to(torch.long) - 2
+    k_lo = torch.minimum(k_lo, total - n_enum).clamp(min=0)  # (R,)
+
+    s_max = int(n_enum.max()) if r > 0 else 0
+    s_max = max(s_max, 1)
+    j = torch.arange(s_max, device=dev)
+    k = k_lo[:, None] + j[None, :]  # (R, S)
+    g = grid.clamp(min=1)[:, None]
+    p = torch.div(k, g, rounding_mode="floor")  # (R, S) bin of each sample
+    i = k - p * g
+    pos = (start[:, None] + p.to(dt) * bin_size[:, None]) + ((i.to(dt) + 0.5) * bin_size[:, None]) / g.to(dt)
+    valid = (j[None, :] < n_enum[:, None]) & (pos >= -1.0) & (pos <= float(extent))  # NaN -> False
+    y = torch.where(valid, pos.clamp(min=0.0), torch.zeros_like(pos))
+    low = y.floor().to(torch.long)  # y >= 0, so floor is C's truncation
+    at_end = low >= extent - 1
+    low = torch.where(at_end, torch.full_like(low, extent - 1), low)
+    high = torch.where(at_end, low, low + 1)
+    y = torch.where(at_end, low.to(dt), y)
+    frac = y - low.to(dt)
+    inv_g = 1.0 / g.to(dt)
+    w_low = torch.where(valid, (1.0 - frac) * inv_g, torch.zeros_like(frac))  # (R, S)
+    w_high = torch.where(valid, frac * inv_g, torch.zeros_like(frac))
+
+    # Window: contiguous rows [lo, hi] touched by valid samples, or the taps themselves if shorter.
+    big = torch.full_like(low, 2**62)
+    row_lo = torch.where(valid, low, big).amin(dim=1)  # (R,)
+    row_hi = torch.where(valid, high, -big).amax(dim=1)
+    any_valid = valid.any(dim=1)
+    row_lo = torch.where(any_valid, row_lo, torch.zeros_like(row_lo))
+    contiguous_len = torch.where(any_valid, row_hi - row_lo + 1, torch.ones_like(row_lo))
+    taps_len = 2 * n_enum.clamp(min=1)
+    use_window = contiguous_len <= taps_len  # (R,)
+    length = torch.where(use_window, contiguous_len, taps_len)
+    l_max = int(length.max()) if r > 0 else 1
+
+    slot_w = torch.arange(l_max, device=dev)
+    index = torch.where(use_window[:, None], row_lo[:, None] + slot_w[None, :],
+                        torch.zeros((r, l_max), dtype=torch.long, device=dev))  # (R, L)
+    # tap mode: slot 2j holds sample j's low row, slot 2j+1 its high row
+    tap_rows = torch.stack((low, high), dim=2).reshape(r, 2 * s_max)  # (R, 2S)
+    n_tap = min(2 * s_max, l_max)
+    index[:, :n_tap] = torch.where(use_window[:, None], index[:, :n_tap], tap_rows[:, :n_tap])
+    index = index.clamp_(0, extent - 1)
+
+    slot_low = torch.where(use_window[:, None], low - row_lo[:, None], 2 * j[None, :])  # (R, S)
+    slot_high = torch.where(use_window[:, None], high - row_lo[:, None], 2 * j[None, :] + 1)
+    p_safe = p.clamp(0, pooled - 1)
+    flat = torch.cat((p_safe * l_max + slot_low.clamp(0, l_max - 1),
+                      p_safe * l_max + slot_high.clamp(0, l_max - 1)), dim=1)  # (R, 2S)
+    weights = torch.zeros((r, pooled * l_max), dtype=dt, device=dev)
+    weights.scatter_add_(1, flat, torch.cat((w_low, w_high), dim=1))
+    return _AxisPlan(index, weights.view(r, pooled, l_max), length)
+
+
+class _Plan:
+    """Everything forward and backward share: per-axis plans and the RoI chunks."""
+
+    def __init__(self, rois: Tensor, height: int, width: int, pooled: Tuple[int, int],
+                 spatial_scale: float, sampling_ratio: int, aligned: bool, channels: int, dt: torch.dtype):
+        rois = rois.to(dt)
+        finite = torch.isfinite(rois[:, 1:]).all(dim=1)  # (R,) non-finite boxes pool to zero
+        coords = torch.where(finite[:, None], rois[:, 1:], torch.zeros_like(rois[:, 1:]))
+        offset = 0.5 if aligned else 0.0
+        x1 = coords[:, 0] * spatial_scale - offset
+        y1 = coords[:, 1] * spatial_scale - offset
+        x2 = coords[:, 2] * spatial_scale - offset
+        y2 = coords[:, 3] * spatial_scale - offset
+        roi_w, roi_h = x2 - x1, y2 - y1
+        if not aligned:
+            roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+        ph, pw = pooled
+        if sampling_ratio > 0:
+            gh = torch.full(roi_h.shape, sampling_ratio, dtype=torch.long, device=rois.device)
+            gw = gh.clone()
+        else:
+            # adaptive: ceil(roi / pooled); inverted boxes (aligned mode) get no samples
+            gh = torch.ceil(roi_h / ph).clamp(min=0, max=2**40).to(torch.long)
+            gw = torch.ceil(roi_w / pw).clamp(min=0, max=2**40).to(torch.long)
+        gh = torch.where(finite, gh, torch.zeros_like(gh))
+        gw = torch.where(finite, gw, torch.zeros_like(gw))
+        self.y = _axis_plan(y1, roi_h, ph, gh, height)
+        self.x = _axis_plan(x1, roi_w, pw, gw, width)
+        self.batch = rois[:, 0].to(torch.long)
+        self.height, self.width = height, width
+        # Sort RoIs by window size so each chunk pads little; chunk to a bounded element count.
+        cost = self.y.length * self.x.length  # (R,)
+        self.order = torch.argsort(cost)
+        self.chunks = chunk_bounds(cost[self.order] * channels, _CHUNK_ELEMENTS,
+                                   self.y.length[self.order], self.x.length[self.order])
+
+    def chunk(self, begin: int, end: int, ly: int, lx: int):
+        """Window indices (n*Ly*Lx,) into the flattened (N*H*W) map and the chunk's weights."""
+        sel = self.order[begin:end]
+        rows = self.y.index[sel, :ly]  # (n, Ly)
+        cols = self.x.index[sel, :lx]  # (n, Lx)
+        base = self.batch[sel] * (self.height * self.width)
+        flat = base[:, None, None] + rows[:, :, None] * self.width + cols[:, None, :]  # (n, Ly, Lx)
+        return sel, flat.reshape(-1), self.y.weights[sel, :, :ly], self.x.weights[sel, :, :lx]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class _RoIAlignFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float,
+                sampling_ratio: int, aligned: bool) -> Tensor:
+        n, c, h, w = input.shape
+        dt = _compute_dtype(input.dtype)
+        ph, pw = output_size
+        r = rois.shape[0]
+        ctx.input_shape = (n, c, h, w)
+        ctx.input_dtype = input.dtype
+        ctx.channels_last = input.dim() == 4 and input.is_contiguous(memory_format=torch.channels_last) \
+            and not input.is_contiguous()
+        if r == 0 or input.numel() == 0:
+            ctx.plan = None
+            return input.new_zeros((r, c, ph, pw))
+        plan = _Plan(rois, h, w, output_size, spatial_scale, sampling_ratio, aligned, c, dt)
+        ctx.plan = plan
+        feat = input.to(dt).permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N*H*W, C) channels-last rows
+        # bins stored (R, PW, PH, C): the x contraction's natural layout, permuted once at the end
+        out = torch.empty((r, pw, ph, c), dtype=dt, device=input.device)
+        for begin, end, ly, lx in plan.chunks:
+            sel, flat, ay, bx = plan.chunk(begin, end, ly, lx)
+            m = sel.shape[0]
+            win = feat.index_select(0, flat).view(m, ly, lx * c)  # (n, Ly, Lx*C)
+            t = torch.bmm(ay, win).view(m, ph, lx, c)  # (n, PH, Lx, C)
+            t = t.transpose(1, 2).reshape(m, lx, ph * c)  # (n, Lx, PH*C)
+            out[sel] = torch.bmm(bx, t).view(m, pw, ph, c)  # (n, PW, PH, C)
+        return out.permute(0, 3, 2, 1).contiguous().to(input.dtype)  # (R, C, PH, PW)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        n, c, h, w = ctx.input_shape
+        plan = ctx.plan
+        if plan is None:
+            return grad_output.new_zeros(ctx.input_shape, dtype=ctx.input_dtype), None, None, None, None, None
+        dt = plan.y.weights.dtype
+        grad = grad_output.to(dt).permute(0, 3, 2, 1)  # (R, PW, PH, C) view
+        grad_feat = torch.zeros((n * h * w, c), dtype=dt, device=grad_output.device)
+        pw, ph = grad.shape[1], grad.shape[2]
+        for begin, end, ly, lx in plan.chunks:
+            sel, flat, ay, bx = plan.chunk(begin, end, ly, lx)
+            m = sel.shape[0]
+            g = grad[sel].reshape(m, pw, ph * c)  # (n, PW, PH*C)
+            t = torch.bmm(bx.transpose(1, 2), g).view(m, lx, ph, c)  # (n, Lx, PH, C)
+            t = t.transpose(1, 2).reshape(m, ph, lx * c)  # (n, PH, Lx*C)
+            gwin = torch.bmm(ay.transpose(1, 2), t)  # (n, Ly, Lx*C)
+            grad_feat.index_add_(0, flat, gwin.view(m * ly * lx, c))
+        grad_input = grad_feat.view(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels-last
+        if not ctx.channels_last:
+            grad_input = grad_input.contiguous()
+        return grad_input.to(ctx.input_dtype), None, None, None, None, None
+
+
+def roi_align(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[int]],
+              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+    """RoIAlign: (N, C, H, W) features, boxes -> (K, C, PH, PW), exactly as torchvision computes it.
+
+    boxes: Tensor[K, 5] rows ``(batch_index, x1, y1, x2, y2)`` or a list of per-image Tensor[L, 4],
+    in input-image coordinates (multiplied by ``spatial_scale``). ``sampling_ratio <= 0`` samples
+    ``ceil(roi_size / output_size)`` points per bin; ``aligned=True`` shifts boxes by -0.5 pixel
+    (detectron2's convention), ``aligned=False`` clamps RoI sizes to >= 1. Boxes with non-finite
+    coordinates, and inverted boxes in aligned adaptive mode, pool to zeros. float16/bfloat16 inputs
+    are computed in float32 and returned in their own dtype.
+    """
+    if not isinstance(input, Tensor) or input.dim() != 4:
+        raise ValueError(f"roi_align: input must be a Tensor (N, C, H, W), got "
+                         f"{tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__}")
+    if not input.is_floating_point():
+        raise ValueError(f"roi_align: input must be floating point, got {input.dtype}")
+    ph, pw = _pair(output_size)
+    if ph <= 0 or pw <= 0:
+        raise ValueError(f"roi_align: output_size must be positive, got {(ph, pw)}")
+    rois = check_roi_boxes(boxes, input.shape[0], "roi_align")
+    rois = rois.to(device=input.device)
+    return _RoIAlignFunction.apply(input, rois, (ph, pw), float(spatial_scale), int(sampling_ratio),
+                                   bool(aligned))

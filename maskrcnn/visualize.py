@@ -1,0 +1,214 @@
+"""Overlays of detections on an image: translucent masks with a darker contour, boxes, labels, keypoints.
+
+Shapes: D detections, H x W the image, K keypoints per instance.
+
+``draw_instances(image, det, class_names)`` takes the image in any of the forms the library handles
+((3, H, W) float in [0, 1], (3, H, W) or (H, W, 3) uint8, a PIL image) and the detections of one image
+in the same coordinates (``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,), optional ``masks``
+(D, H, W) bool, optional ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K)) and returns a PIL RGB
+image. Line widths and the font grow with the image so that overlays stay legible on thumbnails and
+on large photographs alike.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+# COCO person keypoints: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles.
+# Edges as 0-based index pairs (the COCO json lists them 1-based).
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+
+_GOLDEN = 0.618033988749895
+
+
+def instance_colors(n: int, *, offset: int = 0) -> np.ndarray:
+    """``n`` well-separated saturated colours, (n, 3) uint8: hues stepped by the golden ratio so that
+    neighbours in the list never look alike, with two alternating value levels."""
+    i = np.arange(offset, offset + n)
+    hues = (0.07 + i * _GOLDEN) % 1.0
+    values = np.where(i % 2 == 0, 0.95, 0.80)
+    sats = np.where(i % 3 == 2, 0.60, 0.85)
+    rgb = [colorsys.hsv_to_rgb(h, s, v) for h, s, v in zip(hues, sats, values)]
+    return (np.asarray(rgb, dtype=np.float64).reshape(n, 3) * 255).round().astype(np.uint8)
+
+
+def to_uint8_hwc(image) -> np.ndarray:
+    """Any supported image form -> (H, W, 3) uint8 numpy array (a copy)."""
+    if isinstance(image, Image.Image):
+        return np.array(image.convert("RGB"))
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[None]  # grey (H, W) -> (1, H, W)
+    if arr.ndim != 3:
+        raise ValueError(f"draw_instances: image must be (3, H, W) or (H, W, 3), got shape {arr.shape}")
+    floating = np.issubdtype(arr.dtype, np.floating)
+    # Channels first unless the last axis alone looks like channels; float images are (3, H, W) by the
+    # library's convention, uint8 ones (H, W, 3) by PIL's / numpy's.
+    chw = arr.shape[0] in (1, 3, 4) and not (arr.shape[-1] in (1, 3, 4) and not floating)
+    if chw:
+        arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    if floating:
+        arr = np.clip(np.nan_to_num(arr.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise ValueError(f"draw_instances: unsupported image dtype {arr.dtype} (float in [0, 1] or uint8)")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    elif arr.shape[2] != 3:
+        raise ValueError(f"draw_instances: image has {arr.shape[2]} channels, expected 1, 3 or 4")
+    return np.array(arr, dtype=np.uint8, order="C", copy=True)  # never draw on the caller's array
+
+
+def _np(x) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
+    """``a`` moved by (dy, dx), uncovered border filled with ``fill``."""
+    out = np.full_like(a, fill)
+    H, W = a.shape
+    ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
+    xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
+    out[yd, xd] = a[ys, xs]
+    return out
+
+
+def _contours(owner: np.ndarray, thickness: int) -> np.ndarray:
+    """Pixels of an instance that touch a pixel of another instance or the background, grown inwards
+    to ``thickness`` pixels. ``owner``: (H, W) instance index, -1 for none. Returns (H, W) bool."""
+    inside = owner >= 0
+    edge = np.zeros_like(inside)
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        edge |= _shift(owner, dy, dx, -1) != owner
+    edge &= inside
+    grown = edge.copy()
+    for _ in range(thickness - 1):
+        step = grown.copy()
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            step |= _shift(grown, dy, dx, False)
+        grown = step & inside
+    return grown
+
+
+def draw_instances(
+    image,
+    det: dict,
+    class_names: Optional[Sequence[str]] = None,
+    *,
+    score_thresh: float = 0.0,
+    mask_alpha: float = 0.45,
+    show_boxes: bool = True,
+    show_labels: bool = True,
+    keypoint_thresh: Optional[float] = None,
+) -> Image.Image:
+    """Draw one image's detections. Instances are painted from the lowest score up so the most
+    confident ones stay on top; each instance keeps one colour for mask, contour, box and label.
+
+    ``keypoint_thresh`` hides keypoints whose ``keypoint_scores`` are below it (None: show every
+    keypoint with visibility > 0)."""
+    img = to_uint8_hwc(image)
+    H, W = img.shape[:2]
+    boxes = _np(det.get("boxes"))
+    boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes.reshape(-1, 4).astype(np.float32)
+    D = boxes.shape[0]
+    scores = _np(det.get("scores"))
+    scores = np.ones(D, np.float32) if scores is None else scores.reshape(-1).astype(np.float32)
+    labels = _np(det.get("labels"))
+    labels = np.zeros(D, np.int64) if labels is None else labels.reshape(-1).astype(np.int64)
+    masks = _np(det.get("masks"))
+    keypoints = _np(det.get("keypoints"))
+    kp_scores = _np(det.get("keypoint_scores"))
+    if scores.shape[0] != D or labels.shape[0] != D:
+        raise ValueError(f"draw_instances: {D} boxes but {scores.shape[0]} scores, {labels.shape[0]} labels")
+    if masks is not None and (masks.ndim == 4 and masks.shape[1] == 1):
+        masks = masks[:, 0]  # (D, 1, H, W) -> (D, H, W)
+    if masks is not None and masks.shape != (D, H, W):
+        raise ValueError(f"draw_instances: masks have shape {masks.shape}, expected {(D, H, W)}")
+
+    order = np.argsort(scores, kind="stable")  # ascending: best painted last
+    order = order[scores[order] >= score_thresh]
+    rank = np.empty(D, np.int64)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(D)
+    inst_color = instance_colors(D)[rank]  # (D, 3): the best instance gets the first palette colour
+    dark = (inst_color.astype(np.float32) * 0.55).astype(np.uint8)
+
+    scale = max(H, W)
+    line = max(1, int(round(scale / 400)))
+    font_size = int(np.clip(round(scale / 45), 10, 48))
+
+    if masks is not None and order.size:
+        owner = np.full((H, W), -1, np.int32)
+        for i in order:  # one pass per shown instance; later (better) instances overwrite
+            owner[masks[i].astype(bool)] = i
+        inside = owner >= 0
+        idx = owner[inside]
+        blended = img[inside].astype(np.float32) * (1 - mask_alpha) + inst_color[idx] * mask_alpha
+        img[inside] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        edge = _contours(owner, max(1, line))
+        img[edge] = dark[owner[edge]]
+
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    font = _font(font_size)
+
+    if keypoints is not None and order.size:
+        K = keypoints.shape[1]
+        visible = keypoints[:, :, 2] > 0
+        if kp_scores is not None and keypoint_thresh is not None:
+            visible &= kp_scores > keypoint_thresh
+        edges = COCO_SKELETON if K == 17 else ()
+        radius = max(2, line + 1)
+        for i in order:
+            c = tuple(int(v) for v in inst_color[i])
+            pts = keypoints[i, :, :2]
+            for a, b in edges:
+                if visible[i, a] and visible[i, b]:
+                    draw.line([tuple(pts[a]), tuple(pts[b])], fill=c, width=line + 1)
+            for k in np.nonzero(visible[i])[0]:
+                x, y = pts[k]
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=c, outline=(0, 0, 0))
+
+    if show_boxes:
+        for i in order:
+            x1, y1, x2, y2 = (float(v) for v in boxes[i])
+            draw.rectangle(
+                [x1, y1, max(x1, x2), max(y1, y2)], outline=tuple(int(v) for v in inst_color[i]), width=line
+            )
+    # Labels after all boxes so that no box line crosses a label; the best instance's label on top.
+    for i in order if show_labels else ():
+        x1, y1 = float(boxes[i, 0]), float(boxes[i, 1])
+        lab = int(labels[i])
+        name = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
+        text = f"{name} {scores[i]:.2f}"
+        l, t, r, b = draw.textbbox((0, 0), text, font=font)
+        tw, th = r - l, b - t
+        pad = max(1, font_size // 6)
+        # Above the box when there is room, else just inside its top edge.
+        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else max(0.0, y1)
+        tx = min(max(0.0, x1), max(0.0, W - tw - 2 * pad))
+        draw.rectangle([tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad], fill=tuple(int(v) for v in dark[i]))
+        draw.text((tx + pad - l, ty + pad - t), text, fill=(255, 255, 255), font=font)
+    return pil

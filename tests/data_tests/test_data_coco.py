@@ -1,0 +1,174 @@
+"""CocoDataset: segmentation formats, label mapping, validation with counts, unreadable images."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.transforms import build_train_transforms
+from maskrcnn.ops.masks import mask_to_rle
+
+
+def _write_images(folder, names, size=(20, 30)):
+    folder.mkdir(exist_ok=True)
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((*size, 3), 40 * i, dtype=np.uint8)).save(folder / name)
+
+
+def _square_rle(h=20, w=30, compressed=True):
+    m = torch.zeros(h, w, dtype=torch.bool)
+    m[2:6, 3:9] = True
+    rle = mask_to_rle(m)
+    if compressed:
+        return rle, m
+    flat = m.t().reshape(-1).to(torch.uint8).numpy()
+    change = np.flatnonzero(np.diff(np.concatenate([[0], flat, [2]])))
+    runs = np.diff(np.concatenate([[0], change]))
+    return {"size": [h, w], "counts": [int(r) for r in runs[runs.cumsum() <= flat.size]]}, m
+
+
+def _coco(tmp_path, annotations, images=None, categories=None, files=("a.png", "b.png", "c.png")):
+    _write_images(tmp_path / "img", files)
+    data = {
+        "images": images
+        or [
+            {"id": i + 1, "file_name": f, "height": 20, "width": 30}
+            for i, f in enumerate(("a.png", "b.png", "c.png"))
+        ],
+        "annotations": annotations,
+        "categories": categories or [{"id": 7, "name": "cat"}, {"id": 3, "name": "dog"}],
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+POLY = [[3.0, 2.0, 9.0, 2.0, 9.0, 6.0, 3.0, 6.0]]
+
+
+def test_formats_labels_crowd_and_empty_images(tmp_path):
+    rle, square = _square_rle()
+    unc, _ = _square_rle(compressed=False)
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY, "iscrowd": 0},
+        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [3, 2, 6, 4], "segmentation": rle, "iscrowd": 0},
+        {"id": 3, "image_id": 2, "category_id": 3, "bbox": [3, 2, 6, 4], "segmentation": unc, "iscrowd": 1},
+    ]
+    path = _coco(tmp_path, anns)
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert len(ds) == 3 and ds.num_classes == 3
+    assert ds.class_names == ["__background__", "dog", "cat"]  # sorted by category id: 3, 7
+    assert ds.category_id_to_label == {3: 1, 7: 2} and ds.label_to_category_id == {1: 3, 2: 7}
+    image, t = ds[0]
+    assert image.shape == (3, 20, 30) and t["image_id"] == 1 and tuple(t["orig_size"]) == (20, 30)
+    assert t["labels"].tolist() == [2, 1] and t["boxes"].tolist()[0] == [3.0, 2.0, 9.0, 6.0]
+    assert t["masks"].dtype == torch.uint8 and t["masks"].shape == (2, 20, 30)
+    assert torch.equal(t["masks"][1].bool(), square) and t["masks"][0].sum() >= square.sum()
+    _, t2 = ds[1]
+    assert t2["iscrowd"].tolist() == [True] and torch.equal(t2["masks"][0].bool(), square)
+    _, t3 = ds[2]  # no annotations: empty, well-shaped target
+    assert (
+        t3["boxes"].shape == (0, 4) and t3["masks"].shape == (0, 20, 30) and t3["labels"].dtype == torch.int64
+    )
+    filtered = CocoDataset(json_path=path, image_dir=tmp_path / "img", filter_empty=True)
+    assert (
+        len(filtered) == 1 and filtered.skipped["image_without_annotations"] == 2
+    )  # crowd-only counts empty
+
+
+def test_validation_skips_and_counts_each_problem(tmp_path):
+    ok = {"image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}
+    anns = [
+        {"id": 1, **ok},
+        {"id": 1, **ok},  # duplicate id
+        {"id": 2, **{**ok, "category_id": 99}},
+        {"id": 3, **{**ok, "bbox": [3, 2, 0, 4]}},
+        {"id": 4, **{**ok, "bbox": [3, 2, float("nan"), 4]}},
+        {"id": 5, **{**ok, "bbox": [50, 50, 5, 5]}},
+        {"id": 6, **{**ok, "segmentation": [[1.0, 2.0]]}},
+        {"id": 7, **{**ok, "segmentation": {"size": [10, 10], "counts": "abc"}}},
+        {"id": 8, "image_id": 1, "category_id": 7, "segmentation": POLY},  # no bbox
+        {"id": 9, **{**ok, "image_id": 42}},
+        {"id": 10, **{**ok, "bbox": [-2, -3, 10, 10]}},  # partly outside: clipped, kept
+    ]
+    images = [
+        {"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+        {"id": 1, "file_name": "b.png", "height": 20, "width": 30},
+        {"id": 2, "file_name": "gone.png", "height": 20, "width": 30},
+        {"id": 3, "file_name": "c.png", "height": 0, "width": 30},
+    ]
+    path = _coco(tmp_path, anns, images=images)
+    with pytest.warns(UserWarning, match="skipped"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert ds.skipped == {
+        "duplicate_annotation_id": 1,
+        "unknown_category": 1,
+        "bad_bbox": 2,
+        "bbox_outside_image": 1,
+        "bad_segmentation": 2,
+        "missing_field": 1,
+        "unknown_image": 1,
+        "duplicate_image_id": 1,
+        "missing_image_file": 1,
+        "bad_image": 1,
+    }
+    text = "\n".join(ds.problems)
+    assert "ann.json" in text and "annotation id 2 (image id 1) has unknown category_id 99" in text
+    assert "gone.png" in text and "annotation id 5" in text
+    _, t = ds[0]
+    assert t["boxes"].tolist() == [[3.0, 2.0, 9.0, 6.0], [0.0, 0.0, 8.0, 7.0]]
+
+
+def test_unreadable_image_is_replaced_deterministically(tmp_path):
+    anns = [{"id": 1, "image_id": 2, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}]
+    path = _coco(tmp_path, anns)
+    (tmp_path / "img" / "a.png").write_bytes(b"garbage")  # exists (passes load) but cannot be decoded
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    with pytest.warns(UserWarning, match="a.png"):
+        _, t = ds[0]
+    assert t["image_id"] == 2 and ds.skipped["unreadable_image"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert ds[0][1]["image_id"] == 2  # remembered: no second attempt, no second warning
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    (tmp_path / "img").mkdir()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        CocoDataset(json_path=bad, image_dir=tmp_path / "img")
+    bad.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(ValueError, match="categories"):
+        CocoDataset(json_path=bad, image_dir=tmp_path / "img")
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        CocoDataset(json_path=tmp_path / "missing.json", image_dir=tmp_path / "img")
+
+
+def test_keypoints_and_seeded_transforms(tmp_path):
+    kp = [0.0] * 51
+    kp[3:6] = [5.0, 4.0, 2.0]  # left eye
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [3, 2, 6, 4],
+            "segmentation": POLY,
+            "keypoints": kp,
+        }
+    ]
+    cats = [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)]}]
+    path = _coco(tmp_path, anns, categories=cats)
+    tf = build_train_transforms(min_size=(20, 40), max_size=100, flip_prob=0.5)
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img", keypoints=True, transforms=tf)
+    outs = [ds[(0, seed)] for seed in range(8)]
+    again = [ds[(0, seed)] for seed in range(8)]
+    for (i1, t1), (i2, t2) in zip(outs, again):
+        assert torch.equal(i1, i2) and torch.equal(t1["keypoints"], t2["keypoints"])
+    assert all(t["keypoints"].shape == (1, 17, 3) for _, t in outs)
+    assert len({tuple(t["boxes"][0].tolist()) for _, t in outs}) >= 3  # sizes and flips vary with the seed

@@ -1,0 +1,81 @@
+"""read_image over PIL modes, EXIF orientation and broken files; list_images."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.data.images import ImageReadError, list_images, read_image
+
+
+def _rgb(h=6, w=8):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def test_rgb_png_exact(tmp_path):
+    array = _rgb()
+    Image.fromarray(array).save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    assert img.shape == (3, 6, 8) and img.dtype == torch.float32
+    assert torch.equal(img, torch.from_numpy(array).permute(2, 0, 1).float() / 255)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1"])
+def test_8bit_modes_give_rgb_like_pil(tmp_path, mode):
+    src = Image.fromarray(_rgb()).convert(mode)
+    path = tmp_path / ("a.tif" if mode == "CMYK" else "a.png")
+    src.save(path)
+    img = read_image(path)
+    expected = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
+    assert img.shape == (3, 6, 8)
+    assert torch.equal(img, torch.from_numpy(expected).permute(2, 0, 1))
+
+
+def test_16bit_gray_uses_full_range(tmp_path):
+    array = np.array([[0, 65535], [32768, 1000]], dtype=np.uint16)
+    Image.fromarray(array).save(tmp_path / "g16.png")
+    img = read_image(tmp_path / "g16.png")
+    assert img.shape == (3, 2, 2)
+    np.testing.assert_allclose(img[0].numpy(), array / 65535.0, atol=1e-6)
+    assert torch.equal(img[0], img[2])
+
+
+def test_exif_orientation_applied(tmp_path):
+    array = np.zeros((4, 10, 3), dtype=np.uint8)
+    array[:, :2] = 255  # white band on the left of a landscape image
+    im = Image.fromarray(array)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    img = read_image(tmp_path / "rot.jpg")
+    assert img.shape == (3, 10, 4)  # portrait once oriented
+    assert img[:, :2].mean() > 0.9 and img[:, -2:].mean() < 0.1  # left band moved to the top
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [(None, "no such image"), (b"not an image at all", "not an image"), ("truncated", "cannot decode")],
+)
+def test_bad_files_raise_image_read_error_naming_the_file(tmp_path, content, match):
+    path = tmp_path / "bad.png"
+    if content == "truncated":
+        Image.fromarray(_rgb(64, 64)).save(path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=match) as info:
+        read_image(path)
+    assert "bad.png" in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_list_images(tmp_path):
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+    assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.JPG", "b.png", "c.png"]
+    assert list_images([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        list_images(tmp_path / "missing")

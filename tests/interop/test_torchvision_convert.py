@@ -1,0 +1,123 @@
+"""torchvision -> ours key mapping: all four published layouts, legacy names, errors, the CLI command."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskrcnn.interop.torchvision import (
+    COCO_CLASS_NAMES_91,
+    ConversionError,
+    convert_state_dict,
+    convert_torchvision,
+    load_torchvision_file,
+)
+
+MANIFEST = Path(__file__).resolve().parents[1] / "data" / "torchvision_state_dict_keys.json"
+LAYOUTS = {"maskrcnn_resnet50_fpn": "maskrcnn", "maskrcnn_resnet50_fpn_v2": "maskrcnn_v2",
+           "keypointrcnn_resnet50_fpn": "keypointrcnn", "fasterrcnn_resnet50_fpn": "fasterrcnn"}
+
+
+def _manifest_sd(name):
+    """Each tensor filled with its own index, so that a mapped value tells where it came from."""
+    entries = json.loads(MANIFEST.read_text())[name]
+    return {k: torch.full(shape, float(i)) if dtype == "float32" else torch.zeros(shape, dtype=torch.int64)
+            for i, (k, shape, dtype) in enumerate(entries)}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_manifest_key_maps(name):
+    sd = _manifest_sd(name)
+    result = convert_torchvision(sd)  # raises unless every key maps and every model key is filled
+    report = result["report"]
+    assert result["layout"] == LAYOUTS[name]
+    assert report["unmapped"] == [] and report["missing"] == [] and report["unexpected"] == []
+    cfg = result["config"]
+    if name.startswith("keypoint"):  # person only
+        assert cfg.model.num_classes == 2 and result["class_names"] == ["__background__", "person"]
+    else:
+        assert cfg.model.num_classes == 91 and result["class_names"] == list(COCO_CLASS_NAMES_91)
+    assert cfg.model.backbone == "resnet50"
+    # v1 COCO weights need eps 0, v2 eps 1e-5 (torchvision's own loading rule)
+    assert cfg.model.frozen_bn_eps == (1e-5 if name.endswith("v2") else 0.0)
+    assert cfg.model.roi_heads.mask_on == name.startswith("maskrcnn")
+    assert cfg.model.roi_heads.keypoint_on == name.startswith("keypoint")
+    # spot checks of the mapping (values are source indices)
+    ours = result["state_dict"]
+    assert torch.equal(ours["backbone.res2.0.conv1.conv.weight"], sd["backbone.body.layer1.0.conv1.weight"])
+    assert torch.equal(ours["backbone.res5.0.shortcut.norm.running_var"],
+                       sd["backbone.body.layer4.0.downsample.1.running_var"])
+    assert torch.equal(ours["rpn.head.objectness.bias"], sd["rpn.head.cls_logits.bias"])
+    if name.endswith("v2"):
+        assert cfg.model.rpn.head_convs == 2 and cfg.model.roi_heads.box_head == "4conv1fc"
+        assert torch.equal(ours["roi_heads.box_head.fcs.0.weight"], sd["roi_heads.box_head.5.weight"])
+        assert torch.equal(ours["fpn.output.3.norm.weight"], sd["backbone.fpn.layer_blocks.3.1.weight"])
+    if name.startswith("keypoint"):
+        assert cfg.model.roi_heads.num_keypoints == 17
+        assert torch.equal(ours["roi_heads.keypoint_head.convs.7.conv.weight"],
+                           sd["roi_heads.keypoint_head.14.weight"])
+
+
+def _to_legacy(key):
+    key = re.sub(r"^rpn\.head\.conv\.0\.0\.", "rpn.head.conv.", key)
+    key = re.sub(r"^backbone\.fpn\.(inner|layer)_blocks\.(\d)\.0\.", r"backbone.fpn.\1_blocks.\2.", key)
+    key = re.sub(r"^roi_heads\.mask_head\.(\d)\.0\.",
+                 lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.", key)
+    return re.sub(r"^roi_heads\.keypoint_head\.(\d+)\.",
+                  lambda m: f"roi_heads.keypoint_head.conv_fcn{int(m[1]) // 2 + 1}.", key)
+
+
+@pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
+def test_legacy_names_map_like_current_ones(name):
+    sd = _manifest_sd(name)
+    legacy = {_to_legacy(k): v for k, v in sd.items()}
+    assert "rpn.head.conv.weight" in legacy and len(legacy) == len(sd)
+    new, unmapped_new = convert_state_dict(sd)
+    old, unmapped_old = convert_state_dict(legacy)
+    assert unmapped_new == unmapped_old == []
+    assert new.keys() == old.keys()
+    assert all(torch.equal(new[k], old[k]) for k in new)
+
+
+def test_unknown_and_missing_keys_are_named():
+    sd = _manifest_sd("fasterrcnn_resnet50_fpn")
+    extra = dict(sd, **{"roi_heads.box_head.fc8.weight": torch.zeros(2, 2)})
+    with pytest.raises(ConversionError, match="unmapped torchvision keys: roi_heads.box_head.fc8.weight"):
+        convert_torchvision(extra)
+    missing = {k: v for k, v in sd.items() if k != "rpn.head.bbox_pred.bias"}
+    with pytest.raises(ConversionError, match="rpn.head.deltas.bias"):
+        convert_torchvision(missing)
+    with pytest.raises(ConversionError, match="not a torchvision detection state dict"):
+        convert_torchvision({"fc.weight": torch.zeros(2, 2)})
+
+
+def test_unreadable_file_named(tmp_path):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(ConversionError, match="broken.pth"):
+        load_torchvision_file(bad)
+    with pytest.raises(FileNotFoundError, match="nothere.pth"):
+        load_torchvision_file(tmp_path / "nothere.pth")
+
+
+def test_convert_command_writes_a_loadable_checkpoint(tmp_path):
+    from maskrcnn.checkpoint import config_from_checkpoint, load_checkpoint
+    from maskrcnn.cli import main
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    sd = _manifest_sd("fasterrcnn_resnet50_fpn")
+    src = tmp_path / "tv.pth"
+    torch.save(sd, src)
+    out = tmp_path / "ours.pth"
+    argv = ["convert", "--from", "torchvision", str(src), str(out), "--set", "model.frozen_bn_eps=1e-5"]
+    assert main(argv) == 0
+    ckpt = load_checkpoint(out)
+    cfg = config_from_checkpoint(ckpt)
+    assert cfg.model.frozen_bn_eps == 1e-5 and cfg.model.roi_heads.mask_on is False
+    assert ckpt["class_names"][1] == "person" and ckpt["converted_from"]["layout"] == "fasterrcnn"
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["model"])  # strict: every key present, none extra
+    assert model.backbone.stem.conv1.norm.eps == 1e-5
+    assert main(["convert", "--from", "torchvision", str(tmp_path / "missing.pth"), str(out)]) == 1

@@ -1,0 +1,116 @@
+"""``maskrcnn predict`` end to end on a folder of awkward files, with a tiny random-weight checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.modeling.mask_rcnn import build_model
+
+TINY = {
+    "model.backbone": "resnet18",
+    "model.num_classes": 3,
+    "model.fpn_dim": 32,
+    "model.rpn.pre_nms_topk_test": 100,
+    "model.rpn.post_nms_topk_test": 30,
+    "model.roi_heads.box_head_dim": 64,
+    "model.roi_heads.mask_head_dim": 16,
+    "model.roi_heads.score_thresh": 0.0,  # random weights: keep everything so something is drawn
+    "model.roi_heads.detections_per_image": 10,
+    "input.min_size_test": 64,
+    "input.max_size_test": 96,
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    model = build_model(cfg)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    names = ["__background__", "cat", "dog"]
+    state = model.state_dict()
+    save_checkpoint(path, model_state=state, config=cfg, class_names=names, label_to_category_id={1: 5, 2: 9})
+    return path
+
+
+def _make_inputs(folder):
+    rng = np.random.default_rng(0)
+    sub = folder / "sub"
+    sub.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(folder / "rgb.png")
+    Image.fromarray(rng.integers(0, 255, (60, 40), dtype=np.uint8)).save(folder / "gray.jpg")
+    Image.fromarray(rng.integers(0, 255, (30, 45, 4), dtype=np.uint8), "RGBA").save(sub / "alpha.png")
+    Image.fromarray(rng.integers(0, 65535, (40, 40), dtype=np.uint16)).save(sub / "deep.png")  # I;16
+    exif = Image.Exif()
+    exif[0x0112] = (
+        6  # orientation: rotate 90 degrees clockwise on display -> 80 wide, 30 high becomes 30 x 80
+    )
+    Image.fromarray(rng.integers(0, 255, (30, 80, 3), dtype=np.uint8)).save(folder / "rotated.jpg", exif=exif)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (folder / "notes.txt").write_text("not an image; ignored by extension")
+    # expected original sizes (H, W) after EXIF orientation
+    return {"rgb.png": (50, 70), "gray.jpg": (60, 40), "alpha.png": (30, 45), "deep.png": (40, 40),
+            "rotated.jpg": (80, 30)}  # fmt: skip
+
+
+def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
+    sizes = _make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "in"), "--output", str(out),
+               "--device", "cpu", "--batch-size", "2", "--score-thresh", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "corrupt.jpg" in err and "skipped" in err
+    assert "5 image(s)" in err and "1 skipped" in err
+    results = json.loads((out / "predictions.json").read_text())
+    assert results, "score_thresh 0 with random weights should give detections"
+    by_file = {}
+    for r in results:
+        by_file.setdefault(r["file_name"].replace("\\", "/").rsplit("/", 1)[-1], []).append(r)
+    assert set(by_file) == set(sizes)
+    from maskrcnn.ops.masks import annotation_to_mask
+
+    for name, entries in by_file.items():
+        H, W = sizes[name]
+        assert len({e["image_id"] for e in entries}) == 1
+        for e in entries:
+            assert e["category_id"] in (5, 9)  # the checkpoint's label -> category id map
+            x, y, w, h = e["bbox"]
+            assert -0.01 <= x and x + w <= W + 0.01 and -0.01 <= y and y + h <= H + 0.01
+            assert e["segmentation"]["size"] == [H, W] and isinstance(e["segmentation"]["counts"], str)
+            assert annotation_to_mask(e["segmentation"], H, W).shape == (H, W)  # a valid compressed RLE
+            assert 0.0 <= e["score"] <= 1.0
+    pngs = sorted(p.name for p in (out / "overlays").iterdir())
+    assert pngs == ["alpha.png", "deep.png", "gray.png", "rgb.png", "rotated.png"]
+    with Image.open(out / "overlays" / "rotated.png") as im:
+        assert im.size == (30, 80) and im.mode == "RGB"
+
+
+def test_predict_threshold_and_errors(checkpoint, tmp_path, capsys):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 60, 3), dtype=np.uint8)).save(img)
+    rc = main(["predict", "--weights", str(checkpoint), str(img), "--output", str(tmp_path / "o"),
+               "--device", "cpu", "--score-thresh", "1.01", "--no-overlays"])  # fmt: skip
+    assert rc == 0
+    assert json.loads((tmp_path / "o" / "predictions.json").read_text()) == []
+    assert not (tmp_path / "o" / "overlays").exists()
+    rc = main(
+        [
+            "predict",
+            "--weights",
+            str(checkpoint),
+            str(tmp_path / "missing.png"),
+            "--output",
+            str(tmp_path / "p"),
+        ]
+    )
+    assert rc == 1 and "missing.png" in capsys.readouterr().err
+    rc = main(["predict", "--weights", str(tmp_path / "nope.pth"), str(img), "--output", str(tmp_path / "q")])
+    assert rc == 1 and "nope.pth" in capsys.readouterr().err

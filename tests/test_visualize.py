@@ -1,0 +1,122 @@
+"""Overlays: masks tinted with their instance's colour, untouched pixels elsewhere, thresholds honoured."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.visualize import COCO_SKELETON, draw_instances, instance_colors, to_uint8_hwc
+
+H, W = 60, 80
+
+
+def _det(n=2):
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 50.0], [40.0, 5.0, 75.0, 40.0]])[:n]
+    masks = torch.zeros(n, H, W, dtype=torch.bool)
+    masks[0, 25:45, 12:28] = True
+    if n > 1:
+        masks[1, 10:35, 45:70] = True
+    return {
+        "boxes": boxes,
+        "scores": torch.tensor([0.9, 0.3])[:n],
+        "labels": torch.tensor([1, 2])[:n],
+        "masks": masks,
+    }
+
+
+def _image():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(3, H, W, generator=g) * 0.5 + 0.25
+
+
+def test_masks_tinted_and_background_untouched():
+    image = _image()
+    det = _det()
+    base = to_uint8_hwc(image).astype(np.int32)
+    out = np.asarray(draw_instances(image, det, ["__background__", "a", "b"], mask_alpha=0.5)).astype(
+        np.int32
+    )
+    assert out.shape == (H, W, 3)
+    # Far from every box and label: identical.
+    assert (out[55:, :8] == base[55:, :8]).all()
+    # Mask interior (away from contour and label): the 50/50 blend with the instance colour.
+    best = instance_colors(2)[0].astype(np.int32)  # the best instance gets the first palette colour
+    expect = (base[35, 20] * 0.5 + best * 0.5 + 0.5).astype(np.int32)
+    assert np.abs(out[35, 20] - expect).max() <= 1
+    # The two instances get different colours.
+    assert not np.array_equal(out[35, 20] - base[35, 20] // 2, out[25, 60] - base[25, 60] // 2)
+    # Contour pixels of a mask are darker than its interior.
+    assert out[25, 20].sum() < out[35, 20].sum() or out[44, 20].sum() < out[35, 20].sum()
+
+
+def test_image_forms_agree():
+    image = _image()
+    det = _det()
+    a = np.asarray(draw_instances(image, det))
+    u8 = to_uint8_hwc(image)
+    b = np.asarray(draw_instances(u8, det))
+    c = np.asarray(draw_instances(Image.fromarray(u8), det))
+    d = np.asarray(draw_instances(torch.from_numpy(u8).permute(2, 0, 1).contiguous(), det))
+    assert np.array_equal(a, b) and np.array_equal(a, c) and np.array_equal(a, d)
+
+
+def test_score_thresh_hides_instances_and_empty_is_identity():
+    image = _image()
+    base = to_uint8_hwc(image)
+    out = np.asarray(draw_instances(image, _det(), score_thresh=0.5))
+    assert np.array_equal(out[15:30, 50:65], base[15:30, 50:65])  # instance 2 (score 0.3) not drawn
+    assert not np.array_equal(out[30:40, 15:25], base[30:40, 15:25])  # instance 1 drawn
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, H, W, dtype=torch.bool),
+    }
+    assert np.array_equal(np.asarray(draw_instances(image, empty)), base)
+
+
+def test_keypoints_drawn_and_bad_shapes_rejected():
+    image = _image()
+    det = _det(1)
+    del det["masks"]
+    kp = torch.zeros(1, 17, 3)
+    kp[0, :, 0] = torch.linspace(12, 28, 17)
+    kp[0, :, 1] = 40.0
+    kp[0, :, 2] = 1.0
+    kp[0, 16, 2] = 0.0  # invisible: not drawn
+    det["keypoints"] = kp
+    base = to_uint8_hwc(image)
+    out = np.asarray(draw_instances(image, det, show_boxes=False, show_labels=False))
+    assert not np.array_equal(out[40, 12], base[40, 12])
+    assert np.array_equal(out[50:, 40:], base[50:, 40:])
+    assert all(0 <= a < 17 and 0 <= b < 17 for a, b in COCO_SKELETON) and len(COCO_SKELETON) == 19
+    with pytest.raises(ValueError, match="masks have shape"):
+        draw_instances(image, {**_det(), "masks": torch.zeros(2, H + 1, W, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="image"):
+        draw_instances(torch.zeros(2, 3, H, W), _det())
+
+
+def test_large_image_scales_lines_and_font():
+    small = draw_instances(
+        torch.full((3, 100, 100), 0.5),
+        {
+            "boxes": torch.tensor([[10.0, 30.0, 60.0, 90.0]]),
+            "scores": torch.tensor([0.5]),
+            "labels": torch.tensor([1]),
+        },
+        show_labels=False,
+    )
+    big = draw_instances(
+        torch.full((3, 1000, 1000), 0.5),
+        {
+            "boxes": torch.tensor([[100.0, 300.0, 600.0, 900.0]]),
+            "scores": torch.tensor([0.5]),
+            "labels": torch.tensor([1]),
+        },
+        show_labels=False,
+    )
+    changed_small = (np.asarray(small) != 128).any(2)[60]  # one row through the box
+    changed_big = (np.asarray(big) != 128).any(2)[600]
+    assert changed_small.sum() == 2  # 1-pixel lines on a thumbnail
+    assert changed_big.sum() >= 4  # thicker lines on a large image
+    assert len(instance_colors(50)) == len({tuple(c) for c in instance_colors(50)})

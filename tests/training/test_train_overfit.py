@@ -1,0 +1,78 @@
+"""End to end through ``maskrcnn train``'s builder: a tiny model overfits a handful of synthetic images.
+
+Also checks what a run folder holds (config.yaml, checkpoints with class names and the category map,
+metrics.jsonl, curves) and that the loss went down.
+"""
+
+import pytest
+import torch
+import yaml
+
+from maskrcnn.checkpoint import load_checkpoint
+from maskrcnn.commands.train import build_training
+from maskrcnn.config import load_config
+from maskrcnn.data.shapes import generate_shapes_dataset
+from maskrcnn.engine.logger import read_metrics
+
+SIZE = 96
+TINY = {
+    "model.fpn_dim": 32,
+    "model.rpn.pre_nms_topk_train": 200,
+    "model.rpn.post_nms_topk_train": 100,
+    "model.rpn.pre_nms_topk_test": 100,
+    "model.rpn.post_nms_topk_test": 50,
+    "model.rpn.batch_size_per_image": 64,
+    "model.roi_heads.batch_size_per_image": 64,
+    "model.roi_heads.box_head_dim": 128,
+    "model.roi_heads.mask_head_dim": 32,
+    "input.min_size": SIZE,
+    "input.max_size": SIZE,
+    "input.min_size_test": SIZE,
+    "input.max_size_test": SIZE,
+    "input.flip_prob": 0.0,
+    "data.aspect_ratio_grouping": False,
+    "solver.batch_size": 4,
+    "solver.lr": 0.02,
+    "solver.warmup_iters": 20,
+    "solver.log_period": 10,
+}
+
+
+@pytest.mark.slow
+def test_overfit_four_images(tmp_path):
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    paths = generate_shapes_dataset(
+        tmp_path / "data", num_train=4, num_val=0, image_size=(SIZE, SIZE), max_objects=2, seed=3
+    )
+    iters = 200
+    cfg = load_config(
+        "demo",
+        {**TINY, "solver.iters": iters, "solver.steps": (160,), "solver.checkpoint_period": 100},
+    )
+    trainer, cfg = build_training(
+        cfg,
+        train_json=paths["train_json"],
+        train_images=paths["train_images"],
+        val_json=paths["train_json"],  # evaluate on the training images: memorisation is the point
+        val_images=paths["train_images"],
+        output=tmp_path / "run",
+        trainer_kwargs={"tensorboard": False},
+    )
+    result = trainer.train()
+    segm, bbox = result["eval"]["segm"], result["eval"]["bbox"]
+    assert segm["AP"] >= 90, (segm, bbox)
+    assert bbox["AP"] >= 90, (segm, bbox)
+
+    run = tmp_path / "run"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["num_classes"] == 6 and saved["data"]["class_names"][0] == "__background__"
+    final = load_checkpoint(run / "model_final.pth")
+    assert final["class_names"] == ["__background__", "circle", "square", "triangle", "star", "cross"]
+    assert final["label_to_category_id"] == {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}
+    assert final["iteration"] == iters
+    assert (run / "last_checkpoint").read_text().strip() == f"model_{iters:07d}.pth"
+    assert (run / "model_0000100.pth").is_file() and (run / "curves.png").is_file()
+    records = read_metrics(run / "metrics.jsonl")
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == iters // 10 and losses[-1] < 0.5 * losses[0]
+    assert any("segm/AP" in r for r in records)

@@ -1,0 +1,199 @@
+"""Trainer pieces in-process: optimizer groups, AMP + clipping, RNG state, logger, train command errors."""
+
+import io
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskrcnn.cli import main as cli_main
+from maskrcnn.config import load_config
+from maskrcnn.engine.logger import TrainingLogger, format_seconds, read_metrics, truncate_metrics
+from maskrcnn.engine.trainer import build_optimizer, build_trainer, get_rng_state, set_rng_state
+
+HERE = Path(__file__).resolve().parent
+
+
+def _toy_module():
+    sys.path.insert(0, str(HERE))
+    try:
+        import toy_train
+    finally:
+        sys.path.remove(str(HERE))
+    return toy_train
+
+
+def test_optimizer_weight_decay_groups():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1, bias=False))
+    model[2].weight.requires_grad_(False)  # frozen: left out
+    cfg = load_config(
+        "demo",
+        {
+            "solver.weight_decay": 1e-4,
+            "solver.weight_decay_norm": 0.0,
+            "solver.weight_decay_bias": 0.0,
+            "solver.momentum": 0.9,
+        },
+    )
+    opt = build_optimizer(model, cfg)
+    by_wd = {g["weight_decay"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+    assert by_wd[1e-4] == {id(model[0].weight)}
+    assert by_wd[0.0] == {id(model[0].bias), id(model[1].weight), id(model[1].bias)}
+    assert all(g["momentum"] == 0.9 and g["lr"] == cfg.solver.lr for g in opt.param_groups)
+
+
+def test_rng_state_round_trip_is_plain():
+    state = get_rng_state()
+    a = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    torch.load(buf, weights_only=True)  # no pickled numpy / python objects
+
+
+def test_amp_bfloat16_and_grad_clipping_on_cpu(tmp_path):
+    toy = _toy_module()
+    cfg = load_config(
+        "demo",
+        {
+            "solver.iters": 4,
+            "solver.amp": True,
+            "solver.clip_grad_norm": 0.01,
+            "solver.checkpoint_period": 0,
+            "solver.warmup_iters": 0,
+            "solver.lr": 1.0,
+            "solver.momentum": 0.0,
+            "solver.weight_decay": 0.0,
+        },
+    )
+    model = toy.Toy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    class Spy(nn.Module):  # records the autocast dtype the forward runs under
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, images, targets):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return self.inner(images, targets)
+
+    trainer = build_trainer(
+        cfg,
+        Spy(),
+        make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1),
+        output_dir=tmp_path,
+        class_names=["__background__", "x"],
+        tensorboard=False,
+        plot=False,
+        log_stream=io.StringIO(),
+    )
+    trainer.train()
+    assert seen == [torch.bfloat16] * 4
+    # lr 1, no momentum: each step moves the weights by at most the clipped norm
+    step = torch.cat(
+        [
+            (model.state_dict()[k] - before[k]).flatten().float()
+            for k in before
+            if "running" not in k and "num_batches" not in k
+        ]
+    )
+    assert 0 < step.norm().item() <= 4 * 0.01 + 1e-6
+
+
+def test_logger_records_progress_and_curves(tmp_path):
+    stream = io.StringIO()
+    log = TrainingLogger(output_dir=tmp_path, max_iter=4, log_period=2, tensorboard=False, stream=stream)
+    for i in range(1, 5):
+        log.log_iteration(i, {"loss_a": 1.0 / i, "loss_b": 0.5}, lr=0.01, iter_time=0.5)
+    log.log_eval(4, {"bbox": {"AP": 40.0, "AP50": 60.0, "per_category": {"a": 1.0}}, "segm": {"AP": 35.0}})
+    png = log.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("iter 2/4 loss=1.0000 a=0.500 b=0.500 lr=1.00e-02 0.500s/it eta 0:01")
+    assert lines[1].startswith("iter 4/4 ") and "eta 0:00" in lines[1]
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["iteration"] for r in records] == [2, 4, 4]
+    assert records[2] == {"iteration": 4, "bbox/AP": 40.0, "bbox/AP50": 60.0, "segm/AP": 35.0}
+    if png is not None:  # matplotlib installed
+        assert png.stat().st_size > 1000
+    # a torn last line (crash mid-write) is skipped; truncation keeps records up to an iteration
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 5, "lo')
+    assert len(read_metrics(tmp_path / "metrics.jsonl")) == 3
+    truncate_metrics(tmp_path / "metrics.jsonl", 2)
+    assert [json.loads(x)["iteration"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [2]
+    assert format_seconds(3725) == "1:02:05" and format_seconds(65) == "1:05"
+
+
+def test_train_command_rejects_bad_arguments(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last_checkpoint").write_text("model_0000010.pth\n")
+    base = [
+        "train",
+        "--config",
+        "demo",
+        "--train-json",
+        str(tmp_path / "t.json"),
+        "--train-images",
+        str(tmp_path),
+    ]
+    assert cli_main(base + ["--output", str(run)]) == 1
+    assert "already holds a training run" in capsys.readouterr().err
+    assert cli_main(base + ["--output", str(tmp_path / "new"), "--val-json", "v.json"]) == 1
+    assert "--val-json and --val-images go together" in capsys.readouterr().err
+    assert cli_main(base + ["--output", str(tmp_path / "new"), "--set", "solver.nope=1"]) == 1
+    assert "solver.nope" in capsys.readouterr().err
+    assert cli_main(base + ["--output", str(tmp_path / "new")]) == 1  # the JSON does not exist
+    assert "t.json" in capsys.readouterr().err
+
+
+def test_zero_iterations_still_writes_a_final_checkpoint(tmp_path):
+    toy = _toy_module()
+    cfg = load_config("demo", {"solver.iters": 0, "solver.checkpoint_period": 0})
+    model = toy.Toy()
+    trainer = build_trainer(
+        cfg,
+        model,
+        make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1),
+        output_dir=tmp_path,
+        class_names=["__background__", "x"],
+        tensorboard=False,
+        plot=False,
+        log_stream=io.StringIO(),
+    )
+    assert trainer.train()["iteration"] == 0
+    assert (tmp_path / "model_final.pth").is_file()
+
+
+def test_resume_falls_back_to_an_older_checkpoint_when_the_newest_is_corrupt(tmp_path):
+    toy = _toy_module()
+    cfg = load_config("demo", {"solver.iters": 4, "solver.checkpoint_period": 2, "solver.log_period": 1})
+
+    def trainer():
+        return build_trainer(
+            cfg,
+            toy.Toy(),
+            make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1),
+            output_dir=tmp_path,
+            class_names=["__background__", "x"],
+            tensorboard=False,
+            plot=False,
+            log_stream=io.StringIO(),
+        )
+
+    trainer().train()
+    newest = tmp_path / "model_0000004.pth"
+    newest.write_bytes(newest.read_bytes()[:100])
+    t = trainer()
+    assert t.resume() and t.iteration == 2
+    assert "skipped" in t.logger.stream.getvalue() and "model_0000004.pth" in t.logger.stream.getvalue()
+    assert [r["iteration"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]

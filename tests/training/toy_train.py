@@ -1,0 +1,113 @@
+"""A toy model trained by the real Trainer, run as a subprocess by the trainer tests.
+
+The toy loss draws from every RNG the trainer must restore (torch, numpy, python), so an exact resume
+is only exact if all of them are checkpointed. Usage:
+    python toy_train.py --out DIR --iters 20 --period 5 [--resume] [--sleep S] [--nan-at K]
+Under torchrun-style environment variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) it trains with
+DDP on gloo, each rank on its own shard of the batches.
+"""
+
+import argparse
+import itertools
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskrcnn.config import load_config
+from maskrcnn.engine import distributed as du
+from maskrcnn.engine.trainer import build_trainer
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, images, targets):
+        x = torch.stack(images)  # (N, 3, H, W)
+        feat = torch.relu(self.norm(self.conv(x))).mean(dim=(2, 3))  # (N, 8)
+        out = self.fc(feat)  # (N, 2)
+        goal = torch.stack([t["goal"] for t in targets])  # (N, 2)
+        pick = torch.randperm(8)[:4]  # global torch RNG
+        jitter = 1.0 + 0.1 * float(np.random.rand()) + 0.1 * random.random()  # numpy and python RNGs
+        loss_b = (feat[:, pick] ** 2).mean() * jitter
+        if any(bool(t["nan"]) for t in targets):
+            loss_b = loss_b * float("nan")
+        return {"loss_a": ((out - goal) ** 2).mean(), "loss_b": loss_b}
+
+
+def make_batches_fn(*, rank, world_size, per_rank, sleep, nan_at):
+    def make_batches(start_iter):
+        for it in itertools.count(start_iter):
+            g = torch.Generator().manual_seed(1000 * it + rank)  # the batch depends on (iteration, rank) only
+            images = [torch.rand(3, 12, 12, generator=g) for _ in range(per_rank)]
+            targets = [
+                {"goal": torch.rand(2, generator=g), "nan": torch.tensor(it + 1 == nan_at)}
+                for _ in range(per_rank)
+            ]
+            if sleep:
+                time.sleep(sleep)
+            yield images, targets
+
+    return make_batches
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--period", type=int, default=5)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--sleep", type=float, default=0.0)
+    p.add_argument("--nan-at", type=int, default=-1)
+    p.add_argument("--dump-weights", default="", help="each rank saves its final weights to PREFIX{rank}.pt")
+    args = p.parse_args(argv)
+
+    rank, world_size, device = du.init_distributed("cpu")
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    cfg = load_config(
+        "demo",
+        {
+            "solver.iters": args.iters,
+            "solver.checkpoint_period": args.period,
+            "solver.log_period": 1,
+            "solver.lr": 0.1,
+            "solver.warmup_iters": 3,
+            "solver.steps": (args.iters // 2,),
+            "solver.batch_size": 4,
+        },
+    )
+    model = Toy()
+    trainer = build_trainer(
+        cfg,
+        model,
+        output_dir=args.out,
+        class_names=["__background__", "thing"],
+        device=device,
+        make_batches=make_batches_fn(
+            rank=rank, world_size=world_size, per_rank=4 // world_size, sleep=args.sleep, nan_at=args.nan_at
+        ),
+        tensorboard=False,
+        plot=False,
+    )
+    if args.resume:
+        trainer.resume()
+    try:
+        trainer.train()
+        if args.dump_weights:
+            torch.save(model.state_dict(), f"{args.dump_weights}{rank}.pt")
+    finally:
+        du.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
