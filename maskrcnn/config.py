@@ -93,6 +93,7 @@ class ModelConfig:
     norm: str = "frozen_bn"  # frozen_bn | bn
     frozen_bn_eps: float = 1e-5  # 0.0 for torchvision's v1 COCO weights
     freeze_at: int = 2  # 0: nothing frozen; 1: stem; 2: stem + res2; ... 5: whole ResNet
+    stride_in_1x1: bool = False  # True for detectron2's MSRA ResNets (stride on the first 1x1 conv)
     pixel_mean: tuple = (0.485, 0.456, 0.406)  # RGB, on images in [0, 1]
     pixel_std: tuple = (0.229, 0.224, 0.225)
     size_divisibility: int = 32
@@ -256,6 +257,11 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     """
     if isinstance(value, str) and not isinstance(current, str):
         value = yaml.safe_load(value)
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
     if value is None and "Optional" in type_name:
         return None
     one_or_many = "Union" in type_name and "tuple" in type_name

@@ -87,7 +87,9 @@ class Predictor:
         device: "cpu", "cuda", "cuda:N" or "auto".
         score_thresh: drop detections scoring below it (None: keep what the model returns; the
             model's own threshold is ``cfg.model.roi_heads.score_thresh``).
-        batch_size: images per forward.
+        batch_size: images per forward. Images of different sizes are padded to a common size in a
+            batch, which changes features near their borders slightly, so 1 (the default) makes each
+            image's detections independent of its batch-mates; larger batches pay off on a GPU.
         dtype: None / "float32", "bfloat16" (CPU or CUDA autocast) or "float16" (CUDA autocast).
         optimise: fold batch norm into convolutions and use channels_last (``modeling.fuse``);
             changes ``model`` in place, so leave it off for a model that will be trained further.
@@ -103,7 +105,7 @@ class Predictor:
         *,
         device: Union[str, torch.device] = "cpu",
         score_thresh: Optional[float] = None,
-        batch_size: int = 2,
+        batch_size: int = 1,
         dtype=None,
         optimise: bool = False,
         paste_masks: bool = True,
@@ -165,7 +167,14 @@ class Predictor:
         state = ckpt.get("model")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path}: checkpoint has no 'model' state dict")
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shape mismatches raise even with strict=False
+            lines = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
+            raise CheckpointError(
+                f"{path}: weights do not fit the model its config describes: "
+                + ("; ".join(lines[:3]) + (" ..." if len(lines) > 3 else "") if lines else str(e))
+            ) from None
         problems = []
         if result.missing_keys:
             problems.append(f"{len(result.missing_keys)} missing keys ({_some(result.missing_keys)})")

@@ -8,6 +8,16 @@ from maskrcnn.modeling.fuse import fold_conv_norm, norm_affine, optimise_for_inf
 from maskrcnn.modeling.layers import ConvNorm, FrozenBatchNorm2d
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, oversubscribed CI machine OpenMP's spin-waiting threads make
+    these tiny forwards many times slower; restored afterwards for the other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _randomise_norms(module: nn.Module, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     for m in module.modules():
@@ -210,6 +220,12 @@ def test_from_checkpoint_round_trip_and_errors(tiny, tmp_path):
     save_checkpoint(tmp_path / "bad.pth", model_state=state, config=cfg, class_names=names)
     with pytest.raises(CheckpointError, match=r"bad\.pth.*1 missing keys"):
         Predictor.from_checkpoint(tmp_path / "bad.pth", device="cpu")
+    state = dict(model.state_dict())
+    key = "roi_heads.box_predictor.cls_score.weight"
+    state[key] = torch.zeros(5, state[key].shape[1])  # a 5-class head in a 3-class config
+    save_checkpoint(tmp_path / "shape.pth", model_state=state, config=cfg, class_names=names)
+    with pytest.raises(CheckpointError, match=r"shape\.pth.*cls_score"):
+        Predictor.from_checkpoint(tmp_path / "shape.pth", device="cpu")
     with pytest.raises(ValueError, match="float16 needs a CUDA"):
         Predictor(model, cfg, dtype="float16")
     with pytest.raises(ValueError, match="3 class names|class names"):

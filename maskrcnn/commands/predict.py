@@ -38,7 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write only detections scoring at least this (the model's own threshold is the checkpoint's)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward (default: 2)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="images per forward (default 1: detections then never depend on batch-mates, whose padding "
+        "changes border features slightly; larger batches pay off on a GPU)",
+    )
     parser.add_argument(
         "--dtype",
         default="float32",

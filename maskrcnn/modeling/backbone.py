@@ -76,6 +76,17 @@ class Bottleneck(nn.Module):
         return F.relu(self.conv3(self.conv2(self.conv1(x))) + identity, inplace=True)
 
 
+def msra_init(module: nn.Module) -> nn.Module:
+    """He init (normal, fan_out) of every conv, as torchvision's ResNet and detectron2's c2_msra_fill;
+    PyTorch's default conv init is too small for training from scratch."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 def stage_channels(arch: str) -> dict:
     """Output channels of res2..res5 for ``arch``."""
     kind = _arch(arch)[0]
@@ -107,7 +118,7 @@ def make_stage(
             width_per_group=width_per_group, stride_in_1x1=stride_in_1x1,
         ))
         in_channels = planes * block.expansion
-    return nn.Sequential(*layers)
+    return msra_init(nn.Sequential(*layers))
 
 
 class Stem(nn.Module):
@@ -116,6 +127,7 @@ class Stem(nn.Module):
     def __init__(self, *, norm: str, eps: float):
         super().__init__()
         self.conv1 = ConvNorm(3, 64, 7, stride=2, padding=3, norm=norm, eps=eps, relu=True)
+        msra_init(self)
 
     def forward(self, x):
         return F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)

@@ -33,6 +33,12 @@ class FPN(nn.Module):
         self.out_names = [f"p{k}" for k in levels] + [f"p{levels[-1] + 1}"]
         self.strides = {name: 2**int(name[1:]) for name in self.out_names}
         self.out_channels = out_channels
+        # torchvision's FPN init (detectron2's c2_xavier_fill): kaiming_uniform with a=1, zero bias
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, a=1)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, features: dict) -> dict:
         xs = [features[n] for n in self.in_features]

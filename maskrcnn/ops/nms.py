@@ -28,7 +28,8 @@ from torch import Tensor
 
 __all__ = ["nms", "batched_nms"]
 
-# Upper bound on the elements of one dense (K, B) IoU matrix: keeps memory flat for 50k boxes.
+# Upper bound on the elements of one dense (K, B) IoU matrix, and on the candidate pairs examined at
+# once: keeps memory flat (about 100 MB at most) for 50k boxes.
 _MAX_PAIRS = 1 << 22
 _BLOCK = 512
 # Use the sorted candidate search while it examines fewer than this fraction of the (K, B) pairs.
@@ -108,7 +109,7 @@ def _suppressed_by_kept(boxes: Tensor, areas: Tensor, classes: Tensor | None, ke
         counts = (hi - lo).clamp_(min=0)  # (B,)
         counts = torch.where(torch.isfinite(key) & (w > 0), counts, torch.zeros_like(counts))
         total = int(counts.sum())
-        if total <= _SPARSE_FRACTION * b * k:
+        if total <= min(_SPARSE_FRACTION * b * k, _MAX_PAIRS):
             if total == 0:
                 return sup
             row = torch.repeat_interleave(torch.arange(b, device=boxes.device), counts)  # (P,)

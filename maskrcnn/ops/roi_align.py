@@ -244,6 +244,14 @@ class _RoIAlignFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float,
                 sampling_ratio: int, aligned: bool) -> Tensor:
+        # autocast would run the matmuls in low precision: the op computes in float32/float64 itself
+        with torch.autocast(device_type=input.device.type, enabled=False):
+            return _RoIAlignFunction._forward(ctx, input, rois, output_size, spatial_scale,
+                                              sampling_ratio, aligned)
+
+    @staticmethod
+    def _forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float,
+                 sampling_ratio: int, aligned: bool) -> Tensor:
         n, c, h, w = input.shape
         dt = _compute_dtype(input.dtype)
         ph, pw = output_size
@@ -272,6 +280,11 @@ class _RoIAlignFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
+        with torch.autocast(device_type=grad_output.device.type, enabled=False):
+            return _RoIAlignFunction._backward(ctx, grad_output)
+
+    @staticmethod
+    def _backward(ctx, grad_output: Tensor):
         n, c, h, w = ctx.input_shape
         plan = ctx.plan
         if plan is None:

@@ -166,3 +166,14 @@ def test_cuda_matches_cpu():
         cpu.sum().backward()
         gpu.sum().backward()
         torch.testing.assert_close(gpu_in.grad.cpu(), cpu_in.grad, rtol=0, atol=1e-10)
+
+
+def test_autocast_does_not_lower_internal_precision():
+    g = torch.Generator().manual_seed(10)
+    inp = torch.randn(1, 8, 12, 12, generator=g)
+    rois = torch.tensor([[0, 1.0, 1.5, 9.0, 10.0]])
+    ref = roi_align(inp, rois, 7, 1.0, 2, False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = roi_align(inp, rois, 7, 1.0, 2, False)  # float32 in, float32 out, computed in float32
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)

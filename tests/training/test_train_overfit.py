@@ -14,7 +14,7 @@ from maskrcnn.config import load_config
 from maskrcnn.data.shapes import generate_shapes_dataset
 from maskrcnn.engine.logger import read_metrics
 
-SIZE = 96
+SIZE = 128
 TINY = {
     "model.fpn_dim": 32,
     "model.rpn.pre_nms_topk_train": 200,
@@ -31,7 +31,7 @@ TINY = {
     "input.max_size_test": SIZE,
     "input.flip_prob": 0.0,
     "data.aspect_ratio_grouping": False,
-    "solver.batch_size": 4,
+    "solver.batch_size": 2,
     "solver.lr": 0.02,
     "solver.warmup_iters": 20,
     "solver.log_period": 10,
@@ -39,15 +39,15 @@ TINY = {
 
 
 @pytest.mark.slow
-def test_overfit_four_images(tmp_path):
+def test_overfit_two_images(tmp_path):
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     paths = generate_shapes_dataset(
-        tmp_path / "data", num_train=4, num_val=0, image_size=(SIZE, SIZE), max_objects=2, seed=3
+        tmp_path / "data", num_train=2, num_val=0, image_size=(SIZE, SIZE), max_objects=3, seed=0
     )
     iters = 200
     cfg = load_config(
         "demo",
-        {**TINY, "solver.iters": iters, "solver.steps": (160,), "solver.checkpoint_period": 100},
+        {**TINY, "solver.iters": iters, "solver.steps": (170,), "solver.checkpoint_period": 100},
     )
     trainer, cfg = build_training(
         cfg,

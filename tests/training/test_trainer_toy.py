@@ -90,45 +90,51 @@ def test_exact_resume_after_kill9(tmp_path):
         assert torch.equal(wa[k], wb[k]), k
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--out",
-            str(tmp_path),
-            "--iters",
-            "400",
-            "--period",
-            "1000",
-            "--sleep",
-            "0.05",
-        ],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").is_file():
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert "stopped by a signal" in out
-    name = (tmp_path / "last_checkpoint").read_text().strip()
-    ck = load_checkpoint(tmp_path / name)
-    assert 0 < ck["iteration"] < 400 and ck["data_state"] == {"start_iter": ck["iteration"]}
-    assert not (tmp_path / "model_final.pth").exists()
-
-
-def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
+def _toy_module():
     sys.path.insert(0, str(HERE))
     try:
         import toy_train
     finally:
         sys.path.remove(str(HERE))
+    return toy_train
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys):
+    toy = _toy_module()
+    make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1)
+
+    def batches_then_sigterm(start_iter):
+        for i, batch in enumerate(make(start_iter)):
+            if i == 5:  # a real SIGTERM, delivered while the trainer's handler is installed
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    from maskrcnn.config import load_config
+    from maskrcnn.engine.trainer import build_trainer
+
+    cfg = load_config("demo", {"solver.iters": 400, "solver.checkpoint_period": 1000})
+    trainer = build_trainer(
+        cfg,
+        toy.Toy(),
+        make_batches=batches_then_sigterm,
+        output_dir=tmp_path,
+        class_names=["__background__", "x"],
+        tensorboard=False,
+        plot=False,
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+    result = trainer.train()
+    assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
+    assert result == {"iteration": 6, "interrupted": True, "eval": None}
+    assert "stopped by a signal after iteration 6" in capsys.readouterr().out
+    name = (tmp_path / "last_checkpoint").read_text().strip()
+    ck = load_checkpoint(tmp_path / name)
+    assert ck["iteration"] == 6 and ck["data_state"] == {"start_iter": 6}
+    assert not (tmp_path / "model_final.pth").exists()
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
+    toy_train = _toy_module()
     with pytest.raises(NonFiniteLossError) as info:
         toy_train.main(["--out", str(tmp_path), "--iters", "10", "--period", "3", "--nan-at", "8"])
     msg = str(info.value)
