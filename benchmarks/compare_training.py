@@ -6,7 +6,9 @@
                                                                                     # torchvision
     .venv/bin/python benchmarks/compare_training.py --report --work DIR             # side-by-side table
 
-(``--all --tv-python PATH`` runs the four steps, the two trainings one after the other.)
+(``--all --tv-python PATH`` runs the four steps, the two trainings at the same time so that they share
+the machine's load; logs in DIR/{ours,torchvision}.log. On a shared machine use ``--threads 1``: two
+processes with several threads each on few busy cores slow down by an order of magnitude.)
 
 Shapes: B images per batch, each (3, H, W) float RGB in [0, 1] (already resized by our transforms);
 targets hold boxes (M, 4) xyxy, labels (M,) in 1..K-1, masks (M, H, W) uint8; K = 6 (5 shapes + bg).
@@ -234,7 +236,7 @@ def train(model, batches, args, on_batch=None) -> dict:
         opt.step()
         sched.step()
         times.append(time.perf_counter() - t0)
-        values = {k: float(v) for k, v in losses.items()}
+        values = {k: float(v.detach()) for k, v in losses.items()}
         if not math.isfinite(float(total)):
             raise RuntimeError(f"non-finite loss at iteration {it + 1}: {values}")
         for k, v in values.items():
@@ -265,7 +267,8 @@ def evaluate(model, work: str, args) -> dict:
     evaluator = CocoEvaluator(paths["val_json"], label_to_category_id=dataset.label_to_category_id)
     model.eval()
     t_total = 0.0
-    for i in range(len(dataset)):
+    n = len(dataset) if args.eval_limit is None else min(args.eval_limit, len(dataset))
+    for i in range(n):
         image, target = dataset[i]
         h, w = image.shape[-2:]
         t0 = time.perf_counter()
@@ -334,7 +337,8 @@ def report(work: str) -> str:
     any_r = next(iter(res.values()))
     s = any_r["settings"]
     lines.append(
-        f"shapes: {s['num_train']} train / {s['num_val']} val images; R18-FPN random init; {s['iters']} iters, "
+        f"shapes: {s['num_train']} train / {s['num_val']} val images; R18-FPN random init; "
+        f"{s['iters']} iters, "
         f"batch {s['batch_size']}, lr {s['lr']} (warm-up {s['warmup_iters']}, steps {s['steps']}), "
         f"train short side {s['min_sizes']}, test {s['test_size']}"
     )
@@ -357,7 +361,9 @@ def report(work: str) -> str:
     if len(res) == 2:
         ratio = res["torchvision"]["s_per_iter_median"] / res["ours"]["s_per_iter_median"]
         ratio_mean = res["torchvision"]["s_per_iter_mean"] / res["ours"]["s_per_iter_mean"]
-        lines.append(f"  torchvision / ours s/iter: {ratio:.2f} (median), {ratio_mean:.2f} (mean); > 1: ours faster")
+        lines.append(
+            f"  torchvision / ours s/iter: {ratio:.2f} (median), {ratio_mean:.2f} (mean); > 1: ours faster"
+        )
     for impl, r in res.items():
         last = r["loss_history"][-1] if r["loss_history"] else {}
         lines.append(f"  {impl} final losses: {last}")
@@ -386,6 +392,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--log-period", type=int, default=50)
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N val images")
     args = p.parse_args(argv)
     if args.steps is None:
         args.steps = [int(args.iters * 0.75), int(args.iters * 0.92)]
@@ -394,12 +401,21 @@ def main(argv=None) -> int:
     if args.prepare or args.all:
         prepare(args.work, args)
     if args.all:
-        passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--all",)]
+        given = argv if argv is not None else sys.argv[1:]
+        passthrough = [a for a in given if a not in ("--all", "--prepare")]
+        procs = []
+        # Both trainings run at the same time, so that they share whatever load the machine has.
         for impl, python in (("ours", sys.executable), ("torchvision", args.tv_python)):
             if python is None:
                 print("no --tv-python: torchvision skipped")
                 continue
-            subprocess.run([python, os.path.abspath(__file__), *passthrough, "--impl", impl], check=True)
+            log = open(os.path.join(args.work, f"{impl}.log"), "w")
+            cmd = [python, os.path.abspath(__file__), *passthrough, "--impl", impl]
+            procs.append((impl, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        for impl, proc, log in procs:
+            if proc.wait() != 0:
+                print(f"{impl} failed: see {log.name}")
+            log.close()
         args.report = True
     elif args.impl:
         r = run_impl(args)

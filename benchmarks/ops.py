@@ -7,6 +7,10 @@ Cases (forward + backward where the op is trained): the box head's RoIAlign (512
 images, 256 channels, 7x7, sampling 2) over an FPN pyramid P2-P5 of an 800x1088 input with the FPN
 level assignment; the mask head's (128 RoIs per image, 14x14); RoIPool 7x7 on one stride-16 map; NMS
 on 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7). Times are medians of repeats.
+
+On a machine shared with other jobs, compare with ``--threads 1`` as well: torchvision's CPU kernels
+are single-threaded, while our ops are made of multi-threaded torch operations whose thread
+synchronisation stalls badly when the cores are oversubscribed.
 """
 
 from __future__ import annotations

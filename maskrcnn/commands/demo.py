@@ -50,7 +50,7 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
         image, _target = val[i]
         det = predictor([image])[0]
         path = out_dir / f"val_{i:03d}.png"
-        draw_instances(image, det, list(cfg.data.class_names), score_thresh=0.5).save(path)
+        draw_instances(image, det, list(cfg.data.class_names), score_thresh=0.3).save(path)
         written.append(path)
     trainer.model.train()
     return written
@@ -60,7 +60,6 @@ def run(args) -> int:
     from maskrcnn.commands.train import build_training
     from maskrcnn.config import load_config, parse_set_args
     from maskrcnn.data.shapes import generate_shapes_dataset
-    from maskrcnn.engine.logger import format_ap_table
     from maskrcnn.predictor import resolve_device
 
     t0 = time.perf_counter()
@@ -112,7 +111,6 @@ def run(args) -> int:
     summary = {k: {m: v for m, v in r.items() if m != "per_category"} for k, r in results.items()}
     with open(out / "metrics.json", "w") as f:
         json.dump(summary, f, indent=2)
-    print(format_ap_table(results))
     print(
         f"mask AP {results.get('segm', {}).get('AP', float('nan')):.1f}, box AP "
         f"{results.get('bbox', {}).get('AP', float('nan')):.1f} on {NUM_VAL} validation images"

@@ -90,7 +90,9 @@ def _predict(args) -> tuple:
     predictor = Predictor.from_checkpoint(
         args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size
     )
-    dataset = CocoDataset(json_path=args.json, image_dir=args.images)
+    dataset = CocoDataset(
+        json_path=args.json, image_dir=args.images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
+    )
     iou_types = ["bbox"]
     if predictor.cfg.model.roi_heads.mask_on:
         iou_types.append("segm")

@@ -43,7 +43,7 @@ def norm_affine(norm: nn.Module, channels: int, *, dtype=torch.float64) -> tuple
 @torch.no_grad()
 def fold_conv_norm(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
     """Fold ``norm`` into ``conv`` in place (conv gains a bias if it had none) and return ``conv``."""
-    if conv.transposed if hasattr(conv, "transposed") else False:
+    if getattr(conv, "transposed", False):
         raise ValueError("fold_conv_norm: transposed convolutions are not supported")
     scale, shift = norm_affine(norm, conv.out_channels)
     w = conv.weight

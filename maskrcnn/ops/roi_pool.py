@@ -10,6 +10,10 @@ Shape glossary:
 Box corners are rounded (half away from zero) after scaling, the RoI size is ``end - start + 1``
 (at least 1), bin ``p`` spans ``[floor(p * bin), ceil((p + 1) * bin))`` clipped to the map, an empty
 bin outputs 0, and ties keep the first maximum in row-major order.
+
+The max over a bin is separable: first over the bin's rows for every column of the RoI (gathered
+from a channels-last view), then over the bin's columns. RoIs are sorted by size and processed in
+chunks of bounded memory. The flat index of each maximum is kept for the backward scatter.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_paste_chunking_is_invisible(monkeypatch, ref):
 
     case = ref["paste_random"]
     full = paste_masks_in_image(case["probs"], case["boxes"], case["size"])
-    monkeypatch.setattr(m, "_CHUNK_ELEMENTS", 1)  # one box per chunk
+    monkeypatch.setattr(m, "_CHUNK_ELEMENTS", 3 * 40 * 56)  # a few boxes per chunk, several chunks
     assert torch.allclose(paste_masks_in_image(case["probs"], case["boxes"], case["size"]), full, atol=1e-6)
 
 
