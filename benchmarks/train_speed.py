@@ -182,8 +182,10 @@ def main(argv=None) -> int:
             else "-"
         )
         print(
-            f"{backbone + '-FPN':<14}{cell(ours, 's_per_iter', '.3f'):>10}{cell(ours, 'peak_mb', '.0f'):>9}"
-            f"{cell(tv, 's_per_iter', '.3f'):>10}{cell(tv, 'peak_mb', '.0f'):>9}{ratio:>9}"
+            f"{backbone + '-FPN':<14}{cell(ours, 's_per_iter', '.3f'):>10}"
+            f"{cell(ours, 'cpu_s_per_iter', '.3f'):>9}{cell(ours, 'peak_mb', '.0f'):>9}"
+            f"{cell(tv, 's_per_iter', '.3f'):>10}"
+            f"{cell(tv, 'cpu_s_per_iter', '.3f'):>9}{cell(tv, 'peak_mb', '.0f'):>9}{ratio:>9}"
         )
         for name, r in (("ours", ours), ("torchvision", tv)):
             if "error" in r and r["error"] != "skipped":

@@ -19,9 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -75,43 +72,6 @@ def expand_inputs(inputs) -> list:
     return files
 
 
-def detections_to_coco(det: dict, *, image_id: int, file_name: str, label_to_category_id=None) -> list:
-    """One image's detections (original coordinates, ``masks`` (D, H, W) bool) -> COCO result dicts."""
-    from pycocotools import mask as mask_util
-
-    boxes = det["boxes"].float().cpu()
-    D = boxes.shape[0]
-    if D == 0:
-        return []
-    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()  # (D, 4) xyxy -> xywh
-    scores = det["scores"].float().cpu().tolist()
-    labels = det["labels"].cpu().tolist()
-    rles = None
-    if "masks" in det:
-        masks = det["masks"].cpu().numpy().astype(np.uint8)  # (D, H, W)
-        rles = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0)))  # all at once: (H, W, D)
-    kps = det["keypoints"].float().cpu().reshape(D, -1).tolist() if "keypoints" in det else None  # (D, K*3)
-    out = []
-    for i in range(D):
-        lab = int(labels[i])
-        entry = {
-            "image_id": image_id,
-            "file_name": file_name,
-            "category_id": int(label_to_category_id.get(lab, lab)) if label_to_category_id else lab,
-            "bbox": [round(v, 2) for v in xywh[i]],
-            "score": round(float(scores[i]), 5),
-        }
-        if rles is not None:
-            entry["segmentation"] = {
-                "size": [int(s) for s in rles[i]["size"]],
-                "counts": rles[i]["counts"].decode("ascii"),
-            }
-        if kps is not None:
-            entry["keypoints"] = [round(v, 2) for v in kps[i]]
-        out.append(entry)
-    return out
-
-
 def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
     name, n = stem, 1
     while name in used:
@@ -132,6 +92,7 @@ def _write_json_atomic(path: Path, data) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
+    from maskrcnn.data.coco_results import detections_to_coco_results
     from maskrcnn.data.images import read_image
     from maskrcnn.predictor import Predictor
 
@@ -181,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
         per_image = (time.perf_counter() - t0) / len(loaded)
         for (idx, path, image), det in zip(loaded, dets):
             results.extend(
-                detections_to_coco(
+                detections_to_coco_results(
                     det,
                     image_id=idx + 1,
-                    file_name=str(path),
                     label_to_category_id=predictor.label_to_category_id,
+                    extra={"file_name": str(path)},
                 )
             )
             if not args.no_overlays:
