@@ -40,7 +40,22 @@ Known mismatches that cannot be removed: torchvision's BatchNorm layers and ours
 (``nn.BatchNorm2d``), but the RPN / RoI samplers draw their random subsets differently (torchvision
 from the global RNG with its own calls, ours through ``maskrcnn.modeling.matcher``), so the runs are
 statistically, not bitwise, comparable; the torchvision venv's torch is a CUDA build (same version),
-run on the CPU here.
+run on the CPU here. Also not removable: torchvision's NMS and RoIAlign are compiled C++ kernels, ours
+are pure PyTorch (that is what the s/iter comparison measures).
+
+Measured 2026-11-21 on the project's 2-core CPU machine SHARED with four other engineers' jobs (load
+average 5-9 during the runs), both trainings at the same time, ``--threads 1``, defaults otherwise
+(700 iterations, batch 2, lr 0.01, 300 train / 60 val images), same batches (hashes equal):
+
+                        bbox AP  AP50  AP75  APs   APm  | segm AP  AP50  AP75  APs   APm
+    ours                   21.3  33.5  24.7  74.2  21.5 |    22.2  32.4  25.0  74.1  21.9
+    torchvision 0.28       20.0  31.7  23.6  68.1  20.4 |    21.1  30.8  24.4  63.6  20.9
+    s/iter (median): ours 1.692, torchvision 1.660 (torchvision / ours 0.98); APl: no large objects.
+    A second, speed-only run (150 iterations, load 3-4): ours 1.134, torchvision 1.115 (0.98).
+
+Final training losses were equal within noise (total 1.19 vs 1.17). A profile of 8 steps (1 thread)
+puts ~70% of both in convolutions (identical aten kernels); ours spends less in RoIAlign (0.30 s vs
+0.52 s forward + backward) and more in NMS (pure PyTorch: ~41 ms vs 7.5 ms for 2200 RPN boxes).
 """
 
 from __future__ import annotations

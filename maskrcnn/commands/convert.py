@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the checkpoint's origin")
     parser.add_argument("input", metavar="IN", help="checkpoint file, published name or URL")
     parser.add_argument("output", metavar="OUT", help="where to write the converted checkpoint")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                        metavar="KEY=VALUE",
                         help="config overrides stored with the checkpoint")
     parser.add_argument("--class-names", default=None,
                         help="comma-separated class names without the background (default: COCO for 91 "

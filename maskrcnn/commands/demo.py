@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=int, default=None, help="training iterations (default: the preset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable"
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 

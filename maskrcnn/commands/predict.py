@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
     )
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

@@ -24,7 +24,7 @@ HELP = "train on COCO-format data"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="r50_fpn", help="a preset name or a YAML file (default r50_fpn)")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable"
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
     p.add_argument("--train-images", required=True, help="folder of the training images")

@@ -34,6 +34,9 @@ _MAX_PAIRS = 1 << 22
 _BLOCK = 512
 # Use the sorted candidate search while it examines fewer than this fraction of the (K, B) pairs.
 _SPARSE_FRACTION = 0.25
+# Candidate pairs allowed for the sparse graph algorithm (about 50 bytes each at the peak); above it,
+# e.g. for thousands of near-duplicate boxes, the block algorithm keeps memory flat.
+_SPARSE_MAX_PAIRS = 1 << 22
 
 
 def _float32_threshold(iou_threshold: float, dtype: torch.dtype) -> float:
@@ -132,6 +135,71 @@ def _suppressed_by_kept(boxes: Tensor, areas: Tensor, classes: Tensor | None, ke
     return sup
 
 
+def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Tensor | None:
+    """Greedy NMS on score-sorted boxes via a sparse suppression graph -> (N,) bool, or None.
+
+    Only pairs whose x-intervals overlap enough can have IoU > t (IoU <= x-overlap / max(w_i, w_j)),
+    so with the good boxes sorted by x1, box i can only pair with the boxes after it whose x1 lies in
+    ``[x1_i, x1_i + (1 - t) w_i]``: ``searchsorted`` gives each window, the exact IoU is computed on
+    those P candidates only, and the E pairs above t become edges (higher score -> lower score). The
+    greedy result is then resolved by a few rounds over the edges. Returns None (caller uses the
+    block algorithm) when the candidates exceed ``_SPARSE_MAX_PAIRS``, e.g. thousands of duplicates.
+    """
+    n = boxes.shape[0]
+    dev = boxes.device
+    x1, y1, x2, y2 = boxes.unbind(1)
+    w, h = x2 - x1, y2 - y1
+    # boxes with non-finite coordinates or no positive size have IoU 0 or NaN with every box
+    good = torch.nonzero(torch.isfinite(boxes).all(dim=1) & (w > 0) & (h > 0)).flatten()  # (G,)
+    key = x1[good].double()
+    wg = w[good].double()
+    if classes is not None:
+        # lay the classes side by side on the key axis so that no window spans two classes
+        cg = classes[good]
+        if good.numel() > 0:
+            span = float(key.abs().max()) * 2 + float(wg.max()) * 2 + 1.0
+            key = key + cg.double() * span
+    key, xorder = torch.sort(key, stable=True)  # (G,)
+    g = good[xorder]  # (G,) score rank of each x-sorted good box
+    wg = wg[xorder]
+    # slack covers the float rounding of the IoU (a few ulps) and of the double key
+    reach = key + (1.0 - threshold) * wg + (1e-4 * (key.abs() + wg) + 1e-6)
+    hi = torch.searchsorted(key, reach, side="right")  # (G,)
+    counts = (hi - torch.arange(1, g.numel() + 1, device=dev)).clamp_(min=0)  # (G,) boxes after i in window
+    total = int(counts.sum())
+    if total > _SPARSE_MAX_PAIRS:
+        return None
+    keep = torch.ones(n, dtype=torch.bool, device=dev)
+    if total == 0:
+        return keep
+    first = torch.cumsum(counts, 0) - counts  # (G,) offset of each row's pairs
+    rows = torch.repeat_interleave(counts)  # (P,) x-sorted position of the left box
+    cols = torch.arange(total, device=dev) + (torch.arange(1, g.numel() + 1, device=dev) - first)[rows]  # (P,)
+    a, b = g[rows], g[cols]  # (P,) score ranks
+    if classes is not None:
+        same = cg[xorder][rows] == cg[xorder][cols]
+        a, b = a[same], b[same]
+    areas = w * h
+    over = _pair_over(boxes[a], areas[a], boxes[b], areas[b], threshold)  # (P,)
+    a, b = a[over], b[over]
+    src, dst = torch.minimum(a, b), torch.maximum(a, b)  # (E,) higher-scoring box suppresses the other
+    # A box is kept iff no kept higher-scoring neighbour suppresses it. Each round: suppress the
+    # targets of kept boxes; drop edges from suppressed boxes or into decided ones; keep every
+    # undecided box left with no incoming edge. Each round settles at least the first undecided box.
+    kept = torch.ones(n, dtype=torch.bool, device=dev)
+    kept[dst] = False  # boxes without incoming edges are kept for sure
+    supp = torch.zeros(n, dtype=torch.bool, device=dev)
+    while True:
+        supp[dst[kept[src]]] = True
+        live = ~(supp[src] | supp[dst])  # (E,) kept -> undecided edges have just suppressed dst
+        src, dst = src[live], dst[live]
+        if src.numel() == 0:
+            return ~supp
+        blocked = torch.zeros(n, dtype=torch.bool, device=dev)
+        blocked[dst] = True
+        kept = ~(blocked | supp)
+
+
 def _greedy_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Tensor:
     """Greedy NMS on boxes already sorted by decreasing score -> (N,) bool keep mask."""
     n = boxes.shape[0]
@@ -192,7 +260,12 @@ def _run(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | Non
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     threshold = _float32_threshold(float(iou_threshold), boxes.dtype)
     classes = None if idxs is None else idxs[order]
-    keep = _greedy_keep(boxes[order].contiguous(), threshold, classes)
+    boxes = boxes[order].contiguous()
+    keep = None
+    if 0.0 <= threshold < 1.0:
+        keep = _sparse_keep(boxes, threshold, classes)
+    if keep is None:
+        keep = _greedy_keep(boxes, threshold, classes)
     return order[keep]
 
 
