@@ -7,15 +7,8 @@ from torch import nn
 from maskrcnn.modeling.fuse import fold_conv_norm, norm_affine, optimise_for_inference
 from maskrcnn.modeling.layers import ConvNorm, FrozenBatchNorm2d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, oversubscribed CI machine OpenMP's spin-waiting threads make
-    these tiny forwards many times slower; restored afterwards for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _randomise_norms(module: nn.Module, seed: int = 0) -> None:

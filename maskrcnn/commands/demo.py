@@ -16,9 +16,9 @@ from pathlib import Path
 
 HELP = "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)"
 
-NUM_TRAIN = 300
+NUM_TRAIN = 600
 NUM_VAL = 50
-IMAGE_SIZE = ((160, 224), (160, 224))
+IMAGE_SIZE = ((128, 160), (128, 160))
 NUM_OVERLAYS = 8
 
 

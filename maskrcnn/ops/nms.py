@@ -34,7 +34,7 @@ _MAX_PAIRS = 1 << 22
 _BLOCK = 512
 # Use the sorted candidate search while it examines fewer than this fraction of the (K, B) pairs.
 _SPARSE_FRACTION = 0.25
-# Candidate pairs allowed for the sparse graph algorithm (about 50 bytes each at the peak); above it,
+# Candidate pairs allowed for the sparse graph algorithm (about 60 bytes each at the peak); above it,
 # e.g. for thousands of near-duplicate boxes, the block algorithm keeps memory flat.
 _SPARSE_MAX_PAIRS = 1 << 22
 
@@ -153,35 +153,39 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
     good = torch.nonzero(torch.isfinite(boxes).all(dim=1) & (w > 0) & (h > 0)).flatten()  # (G,)
     key = x1[good].double()
     wg = w[good].double()
-    if classes is not None:
+    if classes is not None and good.numel() > 0:
         # lay the classes side by side on the key axis so that no window spans two classes
-        cg = classes[good]
-        if good.numel() > 0:
-            span = float(key.abs().max()) * 2 + float(wg.max()) * 2 + 1.0
-            key = key + cg.double() * span
+        span = float(key.abs().max()) * 2 + float(wg.max()) * 2 + 1.0
+        key = key + classes[good].double() * span
     key, xorder = torch.sort(key, stable=True)  # (G,)
     g = good[xorder]  # (G,) score rank of each x-sorted good box
     wg = wg[xorder]
     # slack covers the float rounding of the IoU (a few ulps) and of the double key
     reach = key + (1.0 - threshold) * wg + (1e-4 * (key.abs() + wg) + 1e-6)
     hi = torch.searchsorted(key, reach, side="right")  # (G,)
-    counts = (hi - torch.arange(1, g.numel() + 1, device=dev)).clamp_(min=0)  # (G,) boxes after i in window
+    after = torch.arange(1, g.numel() + 1, device=dev)  # (G,) x-sorted position + 1
+    counts = (hi - after).clamp_(min=0)  # (G,) candidates after each box in its window
     total = int(counts.sum())
     if total > _SPARSE_MAX_PAIRS:
         return None
-    keep = torch.ones(n, dtype=torch.bool, device=dev)
     if total == 0:
-        return keep
-    first = torch.cumsum(counts, 0) - counts  # (G,) offset of each row's pairs
+        return torch.ones(n, dtype=torch.bool, device=dev)
+    first = torch.cumsum(counts, 0) - counts  # (G,) offset of each box's candidates
     rows = torch.repeat_interleave(counts)  # (P,) x-sorted position of the left box
-    cols = torch.arange(total, device=dev) + (torch.arange(1, g.numel() + 1, device=dev) - first)[rows]  # (P,)
-    a, b = g[rows], g[cols]  # (P,) score ranks
+    cols = torch.arange(total, device=dev) + (after - first).index_select(0, rows)  # (P,) of the right box
+    # one row gather per side from the x-sorted (x1, y1, x2, y2, area) table -> (P, 5) each
+    table = torch.cat((boxes, (w * h)[:, None]), 1).index_select(0, g)  # (G, 5)
+    left, right = table.index_select(0, rows), table.index_select(0, cols)  # (P, 5)
+    iw = (torch.minimum(left[:, 2], right[:, 2]) - torch.maximum(left[:, 0], right[:, 0])).clamp_(min=0)
+    ih = (torch.minimum(left[:, 3], right[:, 3]) - torch.maximum(left[:, 1], right[:, 1])).clamp_(min=0)
+    inter = iw * ih
+    over = (inter / ((left[:, 4] + right[:, 4]) - inter)) > threshold  # (P,) torchvision's arithmetic
     if classes is not None:
-        same = cg[xorder][rows] == cg[xorder][cols]
-        a, b = a[same], b[same]
-    areas = w * h
-    over = _pair_over(boxes[a], areas[a], boxes[b], areas[b], threshold)  # (P,)
-    a, b = a[over], b[over]
+        cx = classes.index_select(0, g)
+        over &= cx.index_select(0, rows) == cx.index_select(0, cols)
+    hit = torch.nonzero(over).flatten()  # (E,)
+    a = g.index_select(0, rows.index_select(0, hit))  # (E,) score ranks
+    b = g.index_select(0, cols.index_select(0, hit))
     src, dst = torch.minimum(a, b), torch.maximum(a, b)  # (E,) higher-scoring box suppresses the other
     # A box is kept iff no kept higher-scoring neighbour suppresses it. Each round: suppress the
     # targets of kept boxes; drop edges from suppressed boxes or into decided ones; keep every
@@ -191,10 +195,10 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
     supp = torch.zeros(n, dtype=torch.bool, device=dev)
     while True:
         supp[dst[kept[src]]] = True
-        live = ~(supp[src] | supp[dst])  # (E,) kept -> undecided edges have just suppressed dst
-        src, dst = src[live], dst[live]
-        if src.numel() == 0:
+        live = torch.nonzero(~(supp[src] | supp[dst])).flatten()  # kept -> x edges have just suppressed x
+        if live.numel() == 0:
             return ~supp
+        src, dst = src[live], dst[live]
         blocked = torch.zeros(n, dtype=torch.bool, device=dev)
         blocked[dst] = True
         kept = ~(blocked | supp)

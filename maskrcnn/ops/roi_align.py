@@ -60,6 +60,19 @@ def convert_boxes_to_roi_format(boxes: Sequence[Tensor]) -> Tensor:
     return torch.cat((idx, torch.cat([b.to(dtype) for b in boxes])), dim=1)  # (sum Li, 5)
 
 
+def check_pool_input(input: Tensor, output_size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+    """Validate a pooling op's feature map and output size; returns (PH, PW)."""
+    if not isinstance(input, Tensor) or input.dim() != 4:
+        got = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
+        raise ValueError(f"{name}: input must be a Tensor (N, C, H, W), got {got}")
+    if not input.is_floating_point():
+        raise ValueError(f"{name}: input must be floating point, got {input.dtype}")
+    ph, pw = _pair(output_size)
+    if ph <= 0 or pw <= 0:
+        raise ValueError(f"{name}: output_size must be positive, got {(ph, pw)}")
+    return ph, pw
+
+
 def check_roi_boxes(boxes: BoxesArg, num_images: int, name: str) -> Tensor:
     """Validate ``boxes`` (Tensor[K, 5] or list of Tensor[L, 4]) and return the (K, 5) form."""
     if isinstance(boxes, (list, tuple)):
@@ -318,14 +331,7 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[i
     coordinates, and inverted boxes in aligned adaptive mode, pool to zeros. float16/bfloat16 inputs
     are computed in float32 and returned in their own dtype.
     """
-    if not isinstance(input, Tensor) or input.dim() != 4:
-        raise ValueError(f"roi_align: input must be a Tensor (N, C, H, W), got "
-                         f"{tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__}")
-    if not input.is_floating_point():
-        raise ValueError(f"roi_align: input must be floating point, got {input.dtype}")
-    ph, pw = _pair(output_size)
-    if ph <= 0 or pw <= 0:
-        raise ValueError(f"roi_align: output_size must be positive, got {(ph, pw)}")
+    ph, pw = check_pool_input(input, output_size, "roi_align")
     rois = check_roi_boxes(boxes, input.shape[0], "roi_align")
     rois = rois.to(device=input.device)
     return _RoIAlignFunction.apply(input, rois, (ph, pw), float(spatial_scale), int(sampling_ratio),

@@ -23,7 +23,7 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .roi_align import BoxesArg, _pair, check_roi_boxes, chunk_bounds
+from .roi_align import BoxesArg, check_pool_input, check_roi_boxes, chunk_bounds
 
 __all__ = ["roi_pool"]
 
@@ -143,13 +143,6 @@ class _RoIPoolFunction(torch.autograd.Function):
 def roi_pool(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[int]],
              spatial_scale: float = 1.0) -> Tensor:
     """RoIPool: (N, C, H, W), boxes (Tensor[K, 5] or list of Tensor[L, 4]) -> (K, C, PH, PW)."""
-    if not isinstance(input, Tensor) or input.dim() != 4:
-        raise ValueError(f"roi_pool: input must be a Tensor (N, C, H, W), got "
-                         f"{tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__}")
-    if not input.is_floating_point():
-        raise ValueError(f"roi_pool: input must be floating point, got {input.dtype}")
-    ph, pw = _pair(output_size)
-    if ph <= 0 or pw <= 0:
-        raise ValueError(f"roi_pool: output_size must be positive, got {(ph, pw)}")
+    ph, pw = check_pool_input(input, output_size, "roi_pool")
     rois = check_roi_boxes(boxes, input.shape[0], "roi_pool").to(device=input.device)
     return _RoIPoolFunction.apply(input, rois, (ph, pw), float(spatial_scale))
