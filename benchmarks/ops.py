@@ -6,7 +6,8 @@
 Cases (forward + backward where the op is trained): the box head's RoIAlign (512 RoIs per image x 2
 images, 256 channels, 7x7, sampling 2) over an FPN pyramid P2-P5 of an 800x1088 input with the FPN
 level assignment; the mask head's (128 RoIs per image, 14x14); RoIPool 7x7 on one stride-16 map; NMS
-on 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7). Times are medians of repeats.
+on 1k / 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7, as per FPN level after top-k)
+and the box head's batched NMS (3,000 boxes over 8 classes, IoU 0.5). Times are medians of repeats.
 
 On a machine shared with other jobs, compare with ``--threads 1`` as well: torchvision's CPU kernels
 are single-threaded, while our ops are made of multi-threaded torch operations whose thread
@@ -27,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from maskrcnn.ops import MultiScaleRoIAlign, nms, roi_pool  # noqa: E402
+from maskrcnn.ops import MultiScaleRoIAlign, batched_nms, nms, roi_pool  # noqa: E402
 
 try:
     import torchvision.ops as tv_ops
@@ -75,6 +76,21 @@ def rpn_like_boxes(n: int, gen: torch.Generator):
     return torch.cat((c - s / 2, c + s / 2), 1), torch.rand(n, generator=gen)
 
 
+def anchor_grid_boxes(stride: int, size: float, k: int, gen: torch.Generator):
+    """The top-k of one FPN level's anchors (3 aspect ratios, jittered as decoded proposals are) by a
+    smooth random objectness -> (k, 4), (k,): dense chains of overlapping boxes, as real RPN input."""
+    h, w = IMAGE_HW[0] // stride, IMAGE_HW[1] // stride
+    ys, xs = torch.meshgrid(torch.arange(h) * stride + stride / 2, torch.arange(w) * stride + stride / 2,
+                            indexing="ij")  # (h, w) each
+    boxes = torch.cat([torch.stack((xs - size / r ** 0.5 / 2, ys - size * r ** 0.5 / 2,
+                                    xs + size / r ** 0.5 / 2, ys + size * r ** 0.5 / 2), -1).reshape(-1, 4)
+                       for r in (0.5, 1.0, 2.0)])  # (3 h w, 4)
+    objectness = torch.nn.functional.avg_pool2d(torch.randn(1, 3, h, w, generator=gen), 9, 1, 4).reshape(-1)
+    boxes = boxes + torch.randn(boxes.shape, generator=gen) * (0.05 * size)
+    scores, idx = objectness.topk(k)
+    return boxes[idx], scores
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -103,6 +119,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--torchvision", action="store_true", help="require torchvision (auto if importable)")
     parser.add_argument("--skip-50k", action="store_true", help="skip NMS on 50k boxes (slow)")
+    parser.add_argument("--nms-only", action="store_true", help="only the NMS cases")
     args = parser.parse_args()
     if args.torchvision and tv_ops is None:
         sys.exit("--torchvision given but torchvision is not importable in this Python")
@@ -114,19 +131,22 @@ def main() -> None:
         import torchvision
         print(f"torchvision {torchvision.__version__} (compiled ops) on the same inputs")
 
-    h, w = IMAGE_HW
-    features = {k: torch.randn(2, 256, h // s, w // s, generator=gen) for k, s in LEVELS.items()}
-    rows = []
-
     def add(name, ours_fn, tv_fn, repeats):
         ours = timed(ours_fn, repeats)
         tv = timed(tv_fn, repeats) if (tv_fn is not None and tv_ops is not None) else None
-        rows.append((name, ours, tv))
         ratio = f"{ours / tv:8.2f}" if tv else "       -"
         tv_s = f"{tv:10.1f}" if tv else "         -"
         print(f"{name:<44}{ours:10.1f}{tv_s}{ratio}", flush=True)
 
     print(f"{'case':<44}{'ours ms':>10}{'tv ms':>10}{'ratio':>8}")
+    if not args.nms_only:
+        roi_cases(gen, add, args.repeats)
+    nms_cases(gen, add, args.repeats, args.skip_50k)
+
+
+def roi_cases(gen, add, repeats) -> None:
+    h, w = IMAGE_HW
+    features = {k: torch.randn(2, 256, h // s, w // s, generator=gen) for k, s in LEVELS.items()}
     features_cl = {k: v.contiguous(memory_format=torch.channels_last) for k, v in features.items()}
     for label, per_image, size, min_side, max_side, feats in (
             ("RoIAlign box head fwd+bwd (2x512, 7x7)", 512, 7, 16.0, 700.0, features),
@@ -140,7 +160,7 @@ def main() -> None:
         if tv_ops is not None:
             tv = tv_ops.MultiScaleRoIAlign(featmap_names=list(LEVELS), output_size=size, sampling_ratio=2)
             tv_fn = pooler_case(lambda f, b, m=tv: m(f, b, [IMAGE_HW, IMAGE_HW]), feats, boxes)
-        add(label, ours_fn, tv_fn, args.repeats)
+        add(label, ours_fn, tv_fn, repeats)
 
     c4 = torch.randn(2, 256, h // 16, w // 16, generator=gen)
     rois = torch.cat([torch.cat((torch.full((512, 1), float(i)), random_boxes(512, gen)), 1)
@@ -155,15 +175,29 @@ def main() -> None:
             x.grad = None
         return run
     add("RoIPool fwd+bwd (1024 RoIs, 7x7, stride 16)", pool_case(roi_pool),
-        pool_case(tv_ops.roi_pool) if tv_ops is not None else None, args.repeats)
+        pool_case(tv_ops.roi_pool) if tv_ops is not None else None, repeats)
 
-    for n in (2000, 10000, 50000):
-        if n == 50000 and args.skip_50k:
+
+def nms_cases(gen, add, repeats, skip_50k) -> None:
+    for n in (1000, 2000, 10000, 50000):
+        if n == 50000 and skip_50k:
             continue
         boxes, scores = rpn_like_boxes(n, gen)
-        reps = args.repeats if n <= 10000 else 1
+        reps = max(repeats, 11) if n <= 2000 else (repeats if n <= 10000 else 1)
         add(f"NMS {n} RPN-like boxes, IoU 0.7", lambda b=boxes, s=scores: nms(b, s, 0.7),
             (lambda b=boxes, s=scores: tv_ops.nms(b, s, 0.7)) if tv_ops is not None else None, reps)
+    for stride, size in ((4, 32), (16, 128)):
+        boxes, scores = anchor_grid_boxes(stride, size, 2000, gen)
+        tv_fn = (lambda b=boxes, s=scores: tv_ops.nms(b, s, 0.7)) if tv_ops is not None else None
+        add(f"NMS 2000 anchor-grid boxes (s{stride}), IoU 0.7", lambda b=boxes, s=scores: nms(b, s, 0.7),
+            tv_fn, max(repeats, 11))
+    # box head: per-class NMS of the boxes above the score threshold, a few classes per image
+    boxes, scores = rpn_like_boxes(3000, gen)
+    labels = torch.randint(1, 9, (3000,), generator=gen)
+    add("batched NMS 3000 boxes, 8 classes, IoU 0.5",
+        lambda: batched_nms(boxes, scores, labels, 0.5),
+        (lambda: tv_ops.batched_nms(boxes, scores, labels, 0.5)) if tv_ops is not None else None,
+        max(repeats, 11))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,26 @@
-"""Non-maximum suppression, vectorised over blocks of boxes (no Python loop per box).
+"""Non-maximum suppression, vectorised (no Python loop per box).
 
 Shape glossary:
     N   number of boxes
-    B   boxes in one block (of the score-sorted list)
-    K   boxes kept so far
-    P   candidate (kept box, block box) pairs
+    G   boxes with finite coordinates and positive width and height ("good" boxes)
+    P   candidate pairs (boxes close enough in x), P1 of them left after a cheap y test
+    E   pairs with IoU above the threshold (suppression edges)
+    B   boxes in one block (block algorithm)
+    K   boxes kept so far (block algorithm)
 
 Greedy NMS visits boxes by decreasing score and drops every box whose IoU with an already kept box is
-above the threshold. Here the sorted boxes are cut into blocks of B. For each block:
+above the threshold t. Two exact algorithms, both giving torchvision's keep list (IoU in its float
+arithmetic order, ties in input order as its stable descending sort gives):
+
+Sparse graph (used for 0 <= t < 1 unless the overlaps are extreme): IoU <= x-overlap / max(w_i, w_j),
+so with the boxes sorted by x1 a box can only pair with the boxes whose x1 lies in a window of
+(1 - t) times its width after it (``searchsorted``); a cheap y test and then the exact IoU on those
+candidates leave the E suppression edges (higher score -> lower score). Greedy NMS is their unique
+fixed point "kept iff no kept higher-scoring neighbour has an edge to it", resolved in a few rounds of
+gathers over the edges. Work and memory grow with the candidate pairs, examined in bounded chunks.
+
+Blocks (fallback: t < 0, t >= 1, or too many candidate pairs or edges, e.g. tens of thousands of
+near-duplicates): the sorted boxes are cut into blocks of B. For each block:
 1. suppression by earlier blocks: the kept boxes are indexed by x1 (shifted per class in
    ``batched_nms``); an IoU above t > 0 needs an x-overlap above ``t * max(w_i, w_j)``, which bounds
    x1 of any suppressor to a window, so only the P candidates found by ``searchsorted`` get an exact
@@ -15,13 +28,14 @@ above the threshold. Here the sorted boxes are cut into blocks of B. For each bl
 2. suppression inside the block: the greedy decisions are the unique fixed point of
    ``keep[j] = alive[j] and not any(keep[i] and iou[i, j] > t for i < j)``, reached by a few boolean
    (B, B) matrix iterations.
-The result is identical to the sequential algorithm (IoU in torchvision's arithmetic order, ties in
-input order as its stable descending sort gives), and memory stays bounded (never an N x N matrix).
+Memory stays bounded either way (never an N x N matrix). On CPU one call runs single-threaded (see
+``_one_cpu_thread``).
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+import contextlib
+from typing import Iterator, Tuple
 
 import torch
 from torch import Tensor
@@ -34,9 +48,13 @@ _MAX_PAIRS = 1 << 22
 _BLOCK = 512
 # Use the sorted candidate search while it examines fewer than this fraction of the (K, B) pairs.
 _SPARSE_FRACTION = 0.25
-# Candidate pairs allowed for the sparse graph algorithm (about 60 bytes each at the peak); above it,
-# e.g. for thousands of near-duplicate boxes, the block algorithm keeps memory flat.
-_SPARSE_MAX_PAIRS = 1 << 22
+# The sparse graph algorithm examines its candidate pairs in chunks of _SPARSE_CHUNK (about 40 bytes
+# each at the peak) and keeps the pairs above the threshold (16 bytes each). Beyond _SPARSE_MAX_PAIRS
+# candidates (time) or _SPARSE_MAX_EDGES pairs (memory), e.g. for tens of thousands of near-duplicate
+# boxes, the block algorithm is used instead: its memory stays flat whatever the overlaps.
+_SPARSE_MAX_PAIRS = 1 << 28
+_SPARSE_CHUNK = 1 << 20
+_SPARSE_MAX_EDGES = 1 << 22
 
 
 def _float32_threshold(iou_threshold: float, dtype: torch.dtype) -> float:
@@ -135,6 +153,42 @@ def _suppressed_by_kept(boxes: Tensor, areas: Tensor, classes: Tensor | None, ke
     return sup
 
 
+class _PairTables:
+    """Per-box columns of the x-sorted good boxes, and the exact test of a chunk of candidate pairs."""
+
+    def __init__(self, boxes: Tensor, g: Tensor, threshold: float, classes: Tensor | None):
+        self.boxes, self.g, self.threshold, self.classes = boxes, g, threshold, classes
+        x1, y1, x2, y2 = boxes.unbind(1)
+        self.cols = (x1, y1, x2, y2, (x2 - x1) * (y2 - y1))  # (N,) each, by score rank
+        h = (y2 - y1).index_select(0, g)
+        self.y1s = y1.index_select(0, g)  # (G,)
+        # IoU > t needs h_min / h_max > t and a y-overlap above t * h_max, hence
+        # |y1_i - y1_j| < (1 - t) / t * h_i (slack for float rounding as for the x window)
+        self.reach_y = ((1.0 - threshold) / max(threshold, 1e-6)) * h + (1e-4 * (self.y1s.abs() + h) + 1e-6)
+
+    def edges(self, after: Tensor, counts: Tensor, r0: int) -> Tuple[Tensor, Tensor]:
+        """Candidates of x-sorted rows r0.. with (C,) counts -> score ranks (E,), (E,) of pairs above t."""
+        dev = counts.device
+        first = torch.cumsum(counts, 0, dtype=torch.int32) - counts  # (C,) offset of each row's pairs
+        rows = torch.repeat_interleave(counts) + r0  # (P,) x-sorted position of the left box
+        cols = torch.arange(int(first[-1] + counts[-1]), device=dev, dtype=torch.int32)
+        cols += (after - first).index_select(0, rows - r0)  # (P,) x-sorted position of the right box
+        near = (self.y1s.index_select(0, rows) - self.y1s.index_select(0, cols)).abs_()
+        near = torch.nonzero(near < self.reach_y.index_select(0, rows)).flatten()  # (P1,)
+        rows = self.g.index_select(0, rows.index_select(0, near))  # (P1,) score ranks
+        cols = self.g.index_select(0, cols.index_select(0, near))
+        x1, y1, x2, y2, area = ((v.index_select(0, rows), v.index_select(0, cols)) for v in self.cols)
+        # exact IoU in torchvision's arithmetic, (P1,) each
+        iw = (torch.minimum(*x2) - torch.maximum(*x1)).clamp_(min=0)
+        ih = (torch.minimum(*y2) - torch.maximum(*y1)).clamp_(min=0)
+        inter = iw * ih
+        over = (inter / ((area[0] + area[1]) - inter)) > self.threshold  # (P1,)
+        if self.classes is not None:
+            over &= self.classes.index_select(0, rows) == self.classes.index_select(0, cols)
+        hit = torch.nonzero(over).flatten()  # (E,)
+        return rows.index_select(0, hit), cols.index_select(0, hit)
+
+
 def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Tensor | None:
     """Greedy NMS on score-sorted boxes via a sparse suppression graph -> (N,) bool, or None.
 
@@ -143,7 +197,7 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
     ``[x1_i, x1_i + (1 - t) w_i]``: ``searchsorted`` gives each window, the exact IoU is computed on
     those P candidates only, and the E pairs above t become edges (higher score -> lower score). The
     greedy result is then resolved by a few rounds over the edges. Returns None (caller uses the
-    block algorithm) when the candidates exceed ``_SPARSE_MAX_PAIRS``, e.g. thousands of duplicates.
+    block algorithm) beyond ``_SPARSE_MAX_PAIRS`` candidates or ``_SPARSE_MAX_EDGES`` edges.
     """
     n = boxes.shape[0]
     dev = boxes.device
@@ -158,34 +212,35 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
         span = float(key.abs().max()) * 2 + float(wg.max()) * 2 + 1.0
         key = key + classes[good].double() * span
     key, xorder = torch.sort(key, stable=True)  # (G,)
-    g = good[xorder]  # (G,) score rank of each x-sorted good box
+    g = good[xorder].int()  # (G,) score rank of each x-sorted good box
     wg = wg[xorder]
     # slack covers the float rounding of the IoU (a few ulps) and of the double key
     reach = key + (1.0 - threshold) * wg + (1e-4 * (key.abs() + wg) + 1e-6)
-    hi = torch.searchsorted(key, reach, side="right")  # (G,)
-    after = torch.arange(1, g.numel() + 1, device=dev)  # (G,) x-sorted position + 1
+    # int32 indices from here on: the pair arrays are the bulk of the work and of the memory
+    hi = torch.searchsorted(key, reach, side="right", out_int32=True)  # (G,)
+    after = torch.arange(1, g.numel() + 1, device=dev, dtype=torch.int32)  # (G,) x-sorted position + 1
     counts = (hi - after).clamp_(min=0)  # (G,) candidates after each box in its window
-    total = int(counts.sum())
+    ends = torch.cumsum(counts, 0)  # (G,) int64: end of each box's candidates in the pair list
+    total = int(ends[-1]) if g.numel() > 0 else 0
     if total > _SPARSE_MAX_PAIRS:
         return None
-    if total == 0:
+    # the candidates are examined in chunks of whole rows, about _SPARSE_CHUNK pairs each
+    bounds = [0, g.numel()]
+    if total > _SPARSE_CHUNK:
+        cuts = torch.searchsorted(ends, torch.arange(_SPARSE_CHUNK, total, _SPARSE_CHUNK, device=dev))
+        bounds = [0] + sorted(set(cuts.tolist())) + [g.numel()]
+    found, n_edges = [], 0
+    tables = _PairTables(boxes, g, threshold, classes)
+    for r0, r1 in zip(bounds[:-1], bounds[1:]):
+        if r1 > r0:
+            found.append(tables.edges(after[r0:r1], counts[r0:r1], r0))
+            n_edges += found[-1][0].numel()
+            if n_edges > _SPARSE_MAX_EDGES:
+                return None
+    if n_edges == 0:
         return torch.ones(n, dtype=torch.bool, device=dev)
-    first = torch.cumsum(counts, 0) - counts  # (G,) offset of each box's candidates
-    rows = torch.repeat_interleave(counts)  # (P,) x-sorted position of the left box
-    cols = torch.arange(total, device=dev) + (after - first).index_select(0, rows)  # (P,) of the right box
-    # one row gather per side from the x-sorted (x1, y1, x2, y2, area) table -> (P, 5) each
-    table = torch.cat((boxes, (w * h)[:, None]), 1).index_select(0, g)  # (G, 5)
-    left, right = table.index_select(0, rows), table.index_select(0, cols)  # (P, 5)
-    iw = (torch.minimum(left[:, 2], right[:, 2]) - torch.maximum(left[:, 0], right[:, 0])).clamp_(min=0)
-    ih = (torch.minimum(left[:, 3], right[:, 3]) - torch.maximum(left[:, 1], right[:, 1])).clamp_(min=0)
-    inter = iw * ih
-    over = (inter / ((left[:, 4] + right[:, 4]) - inter)) > threshold  # (P,) torchvision's arithmetic
-    if classes is not None:
-        cx = classes.index_select(0, g)
-        over &= cx.index_select(0, rows) == cx.index_select(0, cols)
-    hit = torch.nonzero(over).flatten()  # (E,)
-    a = g.index_select(0, rows.index_select(0, hit))  # (E,) score ranks
-    b = g.index_select(0, cols.index_select(0, hit))
+    a = torch.cat([f[0] for f in found]).long()  # (E,) score ranks of each suppressing pair
+    b = torch.cat([f[1] for f in found]).long()
     src, dst = torch.minimum(a, b), torch.maximum(a, b)  # (E,) higher-scoring box suppresses the other
     # A box is kept iff no kept higher-scoring neighbour suppresses it. Each round: suppress the
     # targets of kept boxes; drop edges from suppressed boxes or into decided ones; keep every
@@ -256,9 +311,33 @@ def _check(boxes: Tensor, scores: Tensor, name: str) -> None:
         raise ValueError(f"{name}: scores must be (N,) = ({boxes.shape[0]},), got {tuple(scores.shape)}")
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run the CPU ops of one NMS call single-threaded, then restore the thread count.
+
+    Its tensors are small (about a million elements at most): splitting each op over threads gains
+    little and, on a loaded machine, every op waits for a busy core (measured 20x slower with 2
+    threads while another job ran). Setting the count is cheap (under a microsecond).
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _run(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None) -> Tensor:
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.long, device=boxes.device)
+    with _one_cpu_thread(boxes.device):
+        return _run_sorted(boxes, scores, iou_threshold, idxs)
+
+
+def _run_sorted(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None) -> Tensor:
     if not boxes.is_floating_point() or boxes.dtype in (torch.float16, torch.bfloat16):
         boxes = boxes.float()
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)

@@ -48,12 +48,76 @@ def test_nms_matches_loop_reference_and_small_blocks(monkeypatch):
     # the sorted candidate search must agree
     boxes, scores = boxes[:600], scores[:600]
     expected = nms_loop(boxes, scores, 0.5)
+    monkeypatch.setattr(nms_module, "_SPARSE_MAX_PAIRS", -1)  # the block algorithm from here on
     monkeypatch.setattr(nms_module, "_BLOCK", 16)
     assert torch.equal(nms(boxes, scores, 0.5), expected)
     monkeypatch.setattr(nms_module, "_SPARSE_FRACTION", -1.0)
     monkeypatch.setattr(nms_module, "_MAX_PAIRS", 1024)
     assert torch.equal(nms(boxes, scores, 0.5), expected)
     assert torch.equal(nms(boxes, scores, 0.0), nms_loop(boxes, scores, 0.0))  # no window at t = 0
+
+
+def _clustered_with_degenerates(n, seed):
+    """RPN-like boxes around a few objects, plus duplicates, equal scores and degenerate boxes."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(8, 2, generator=g) * 300
+    sizes = torch.exp(torch.rand(8, 2, generator=g) * 2 + 3)
+    k = torch.randint(0, 8, (n,), generator=g)
+    c = centres[k] + torch.randn(n, 2, generator=g) * sizes[k] * 0.2
+    s = sizes[k] * torch.exp(torch.randn(n, 2, generator=g) * 0.2)
+    boxes = torch.cat((c - s / 2, c + s / 2), 1)
+    scores = torch.rand(n, generator=g)
+    boxes[1::50] = boxes[0::50][: boxes[1::50].shape[0]]  # exact duplicates
+    scores[2::40] = scores[3::40][: scores[2::40].shape[0]]  # equal scores
+    boxes[5] = float("nan")
+    boxes[6, 0] = float("inf")
+    boxes[7] = boxes[8, [2, 3, 0, 1]]  # inverted
+    boxes[9, 2] = boxes[9, 0]  # zero width
+    boxes[10, 3] = boxes[10, 1]  # zero height
+    boxes[11] = torch.tensor([-1e30, -1e30, 1e30, 1e30])  # area overflows to inf
+    scores[5:12] = 2.0  # degenerate boxes first, so that they would suppress if mishandled
+    return boxes, scores
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.7, 0.95])
+def test_sparse_graph_matches_blocks_and_loop(monkeypatch, threshold):
+    boxes, scores = _clustered_with_degenerates(1200, 7)
+    with monkeypatch.context() as m:
+        m.setattr(nms_module, "_SPARSE_MAX_PAIRS", -1)
+        expected = nms(boxes, scores, threshold)  # block algorithm, float32 as torchvision
+    if threshold > 0:  # at 0 the float64 loop sees IoU 1e-57 > 0 with box 11, where float32 has 0
+        assert torch.equal(expected, nms_loop(boxes, scores, threshold))
+    assert torch.equal(nms(boxes, scores, threshold), expected)
+    monkeypatch.setattr(nms_module, "_SPARSE_CHUNK", 997)  # many chunks of candidate pairs
+    assert torch.equal(nms(boxes, scores, threshold), expected)
+    monkeypatch.setattr(nms_module, "_SPARSE_MAX_EDGES", 0)  # too many overlaps: block algorithm
+    assert torch.equal(nms(boxes, scores, threshold), expected)
+
+
+def test_sparse_graph_batched_and_large_coordinates(monkeypatch):
+    boxes, scores = _clustered_with_degenerates(1500, 8)
+    classes = torch.randint(0, 4, (1500,), generator=torch.Generator().manual_seed(9))
+    expected = batched_nms(boxes, scores, classes, 0.5)
+    members = [torch.nonzero(classes == c).flatten() for c in range(4)]
+    per_class = torch.cat([m[nms(boxes[m], scores[m], 0.5)] for m in members])
+    per_class = per_class.sort().values  # equal scores: input order
+    order = torch.sort(scores[per_class], descending=True, stable=True).indices
+    assert torch.equal(expected, per_class[order])
+    monkeypatch.setattr(nms_module, "_SPARSE_CHUNK", 501)
+    assert torch.equal(batched_nms(boxes, scores, classes, 0.5), expected)
+    monkeypatch.setattr(nms_module, "_SPARSE_MAX_PAIRS", -1)
+    assert torch.equal(batched_nms(boxes, scores, classes, 0.5), expected)
+    # far from the origin the x window must still hold every overlapping pair
+    far = boxes[:300].clone()
+    far[:, 0::2] += 3e5
+    assert torch.equal(nms(far, scores[:300], 0.7), nms_loop(far, scores[:300], 0.7))
+
+
+def test_nms_restores_thread_count():
+    boxes, scores = _random_boxes(500, 11)
+    torch.set_num_threads(2)
+    nms(boxes, scores, 0.5)
+    assert torch.get_num_threads() == 2
 
 
 def test_nms_chain_inside_one_block():
