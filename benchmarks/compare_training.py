@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/compare_training.py --prepare --work DIR           # dataset once
     .venv/bin/python benchmarks/compare_training.py --impl ours --work DIR          # -> DIR/ours.json
-    /tmp/tvref/bin/python benchmarks/compare_training.py --impl torchvision --work DIR   # a Python with
+    TV_VENV/bin/python benchmarks/compare_training.py --impl torchvision --work DIR     # a Python with
                                                                                     # torchvision
     .venv/bin/python benchmarks/compare_training.py --report --work DIR             # side-by-side table
 

@@ -221,6 +221,7 @@ PRESETS = {
             "model.roi_heads.box_head_dim": 256,
             "model.roi_heads.mask_head_dim": 32,
             "model.roi_heads.batch_size_per_image": 64,
+            "model.roi_heads.positive_fraction": 0.5,
             "input.min_size": (112, 128, 144),
             "input.max_size": 192,
             "input.min_size_test": 128,

@@ -28,7 +28,7 @@ __all__ = ["SHAPE_CLASSES", "generate_shapes_dataset"]
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross")
 
-_MIN_VISIBLE = 0.55  # fraction of an instance that must stay visible after later shapes are drawn
+_MIN_VISIBLE = 0.65  # fraction of an instance that must stay visible after later shapes are drawn
 
 
 def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
@@ -47,7 +47,7 @@ def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> n
         radius = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
         pts = np.stack([np.cos(t) * radius, np.sin(t) * radius], 1)
     elif kind == "cross":
-        a, b = 1.0 / math.sqrt(2), 0.35 / math.sqrt(2)  # arm half-length and half-width (diagonal = r)
+        a, b = 1.0 / math.sqrt(2), 0.25 / math.sqrt(2)  # arm half-length and half-width (diagonal = r)
         pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b],
                         [-a, b], [-a, -b], [-b, -b]]) * math.sqrt(2)  # fmt: skip
     else:
