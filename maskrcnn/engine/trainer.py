@@ -158,8 +158,10 @@ class Trainer:
         log_stream=None,
         find_unused_parameters: bool = False,
         plot: bool = True,
+        seed: int = 0,
     ):
         self.device = torch.device(device)
+        self.seed = int(seed)
         self.rank, self.world_size = du.get_rank(), du.get_world_size()
         self.is_main = self.rank == 0
         self.model = model
@@ -300,8 +302,14 @@ class Trainer:
         targets = [
             {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
         ]
+        # The model's random sampling (anchors, RoIs) draws from a generator that is a pure function of
+        # (seed, iteration, rank): a resumed run then repeats it exactly, whatever else drew from the
+        # global RNG in between.
+        generator = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.iteration * 9_973 + self.rank) % (2**63 - 1)
+        )
         with self._autocast():
-            losses = self.ddp_model(images, targets)
+            losses = self.ddp_model(images, targets, generator=generator)
         total = sum(losses.values())
         values = {k: float(v.detach()) for k, v in losses.items()}
         bad = not all(math.isfinite(v) for v in values.values())
@@ -347,10 +355,14 @@ class Trainer:
         self.model.train()
         interrupted = False
         with self._signals():
-            batches = iter(self.make_batches(self.iteration))
+            # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
+            # training streams, which a resumed run restores from the checkpoint.
+            with torch.random.fork_rng(devices=[]):
+                batches = iter(self.make_batches(self.iteration))
             timer_data = time.perf_counter()
             while self.iteration < self.max_iter:
-                images, targets = next(batches)
+                with torch.random.fork_rng(devices=[]):  # a loader that starts lazily draws here too
+                    images, targets = next(batches)
                 data_time = time.perf_counter() - timer_data
                 t0 = time.perf_counter()
                 values = self.run_step(images, targets)
@@ -438,5 +450,6 @@ def build_trainer(
         device=device,
         evaluate_fn=evaluate_fn,
         eval_period=s.eval_period,
+        seed=cfg.seed,
         **kwargs,
     )

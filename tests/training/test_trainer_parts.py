@@ -82,7 +82,7 @@ def test_amp_bfloat16_and_grad_clipping_on_cpu(tmp_path):
             super().__init__()
             self.inner = model
 
-        def forward(self, images, targets):
+        def forward(self, images, targets, generator=None):
             seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
             return self.inner(images, targets)
 

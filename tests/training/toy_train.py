@@ -29,12 +29,13 @@ class Toy(nn.Module):
         self.norm = nn.BatchNorm2d(8)
         self.fc = nn.Linear(8, 2)
 
-    def forward(self, images, targets):
+    def forward(self, images, targets, generator=None):
         x = torch.stack(images)  # (N, 3, H, W)
         feat = torch.relu(self.norm(self.conv(x))).mean(dim=(2, 3))  # (N, 8)
         out = self.fc(feat)  # (N, 2)
         goal = torch.stack([t["goal"] for t in targets])  # (N, 2)
         pick = torch.randperm(8)[:4]  # global torch RNG
+        pick = pick[torch.randperm(4, generator=generator)]  # the trainer's per-iteration generator
         jitter = 1.0 + 0.1 * float(np.random.rand()) + 0.1 * random.random()  # numpy and python RNGs
         loss_b = (feat[:, pick] ** 2).mean() * jitter
         if any(bool(t["nan"]) for t in targets):
@@ -44,6 +45,7 @@ class Toy(nn.Module):
 
 def make_batches_fn(*, rank, world_size, per_rank, sleep, nan_at):
     def make_batches(start_iter):
+        torch.empty((), dtype=torch.int64).random_()  # as a DataLoader iterator does when it starts
         for it in itertools.count(start_iter):
             g = torch.Generator().manual_seed(1000 * it + rank)  # the batch depends on (iteration, rank) only
             images = [torch.rand(3, 12, 12, generator=g) for _ in range(per_rank)]
