@@ -44,10 +44,10 @@ def test_overfit_two_images(tmp_path):
     paths = generate_shapes_dataset(
         tmp_path / "data", num_train=2, num_val=0, image_size=(SIZE, SIZE), max_objects=3, seed=0
     )
-    iters = 200
+    iters = 400
     cfg = load_config(
         "demo",
-        {**TINY, "solver.iters": iters, "solver.steps": (170,), "solver.checkpoint_period": 100},
+        {**TINY, "solver.iters": iters, "solver.steps": (340,), "solver.checkpoint_period": 100},
     )
     trainer, cfg = build_training(
         cfg,
@@ -60,11 +60,13 @@ def test_overfit_two_images(tmp_path):
     )
     result = trainer.train()
     segm, bbox = result["eval"]["segm"], result["eval"]["bbox"]
-    # Every object found and segmented at IoU >= 0.75; the strictest thresholds (0.9, 0.95) on ~1000 px
-    # objects are where the 28 x 28 masks lose a little (measured mask AP 88.3 and 90.0 in two runs).
+    print(f"overfit: segm AP {segm['AP']:.1f} (AP50 {segm['AP50']:.1f}, AP75 {segm['AP75']:.1f}), "
+          f"bbox AP {bbox['AP']:.1f}")
+    # Every object found and segmented at IoU >= 0.75, and mask AP >= 90 over all thresholds (measured
+    # 91.7; at 200 iterations it was 86.7: the strictest thresholds need the longer run).
     assert bbox["AP"] >= 90, (segm, bbox)
     assert segm["AP50"] == 100 and segm["AP75"] == 100, (segm, bbox)
-    assert segm["AP"] >= 85, (segm, bbox)
+    assert segm["AP"] >= 90, (segm, bbox)
 
     run = tmp_path / "run"
     saved = yaml.safe_load((run / "config.yaml").read_text())
