@@ -93,6 +93,13 @@ def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
+def _sizes_and_centres(boxes: Tensor) -> tuple:
+    """(R, 4) xyxy -> widths, heights, centre x, centre y, each (R,) (no +1: torchvision's arithmetic)."""
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    return widths, heights, boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights
+
+
 class BoxCoder:
     """Encodes boxes as deltas ``(dx, dy, dw, dh)`` relative to proposals, and decodes them back.
 
@@ -119,14 +126,8 @@ class BoxCoder:
                 f"got {tuple(gt_boxes.shape)} and {tuple(proposals.shape)}")
         gt_boxes = gt_boxes.to(proposals.dtype)
         wx, wy, ww, wh = self.weights
-        pw = proposals[:, 2] - proposals[:, 0]
-        ph = proposals[:, 3] - proposals[:, 1]
-        px = proposals[:, 0] + 0.5 * pw
-        py = proposals[:, 1] + 0.5 * ph
-        gw = gt_boxes[:, 2] - gt_boxes[:, 0]
-        gh = gt_boxes[:, 3] - gt_boxes[:, 1]
-        gx = gt_boxes[:, 0] + 0.5 * gw
-        gy = gt_boxes[:, 1] + 0.5 * gh
+        pw, ph, px, py = _sizes_and_centres(proposals)
+        gw, gh, gx, gy = _sizes_and_centres(gt_boxes)
         dx = wx * (gx - px) / pw
         dy = wy * (gy - py) / ph
         dw = ww * torch.log(gw / pw)
@@ -141,10 +142,7 @@ class BoxCoder:
                 f"got {tuple(deltas.shape)} and {tuple(proposals.shape)}")
         proposals = proposals.to(deltas.dtype)
         wx, wy, ww, wh = self.weights
-        widths = proposals[:, 2] - proposals[:, 0]
-        heights = proposals[:, 3] - proposals[:, 1]
-        ctr_x = proposals[:, 0] + 0.5 * widths
-        ctr_y = proposals[:, 1] + 0.5 * heights
+        widths, heights, ctr_x, ctr_y = _sizes_and_centres(proposals)
 
         dx = deltas[:, 0::4] / wx  # (R, k)
         dy = deltas[:, 1::4] / wy
