@@ -5,9 +5,13 @@
 
 Cases (forward + backward where the op is trained): the box head's RoIAlign (512 RoIs per image x 2
 images, 256 channels, 7x7, sampling 2) over an FPN pyramid P2-P5 of an 800x1088 input with the FPN
-level assignment; the mask head's (128 RoIs per image, 14x14); RoIPool 7x7 on one stride-16 map; NMS
-on 1k / 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7, as per FPN level after top-k)
-and the box head's batched NMS (3,000 boxes over 8 classes, IoU 0.5). Times are medians of repeats.
+level assignment; the mask head's (128 RoIs per image, 14x14); the same at inference (forward only,
+one image, 1000 / 100 RoIs, channels_last maps as the optimised model has them); RoIPool 7x7 on one
+stride-16 map; NMS on 1k / 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7, as per FPN
+level after top-k) and the box head's batched NMS (3,000 boxes over 8 classes, IoU 0.5). Then the 3x3
+convolutions of R50-FPN at 800x1088 (inference): our Winograd F(4x4, 3x3) against torch's own direct
+``conv2d`` (oneDNN on CPU; what torchvision runs), with the relative error of each against float64.
+Times are medians of repeats.
 
 On a machine shared with other jobs, compare with ``--threads 1`` as well: torchvision's CPU kernels
 are single-threaded, while our ops are made of multi-threaded torch operations whose thread
@@ -29,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from maskrcnn.ops import MultiScaleRoIAlign, batched_nms, nms, roi_pool  # noqa: E402
+from maskrcnn.ops.winograd import conv3x3_winograd, winograd_weight  # noqa: E402
 
 try:
     import torchvision.ops as tv_ops
@@ -120,6 +125,7 @@ def main() -> None:
     parser.add_argument("--torchvision", action="store_true", help="require torchvision (auto if importable)")
     parser.add_argument("--skip-50k", action="store_true", help="skip NMS on 50k boxes (slow)")
     parser.add_argument("--nms-only", action="store_true", help="only the NMS cases")
+    parser.add_argument("--no-conv", action="store_true", help="skip the 3x3 convolution cases")
     args = parser.parse_args()
     if args.torchvision and tv_ops is None:
         sys.exit("--torchvision given but torchvision is not importable in this Python")
@@ -141,7 +147,10 @@ def main() -> None:
     print(f"{'case':<44}{'ours ms':>10}{'tv ms':>10}{'ratio':>8}")
     if not args.nms_only:
         roi_cases(gen, add, args.repeats)
+        roi_inference_cases(gen, add, args.repeats)
     nms_cases(gen, add, args.repeats, args.skip_50k)
+    if not args.nms_only and not args.no_conv:
+        conv_cases(gen, args.repeats)
 
 
 def roi_cases(gen, add, repeats) -> None:
@@ -176,6 +185,62 @@ def roi_cases(gen, add, repeats) -> None:
         return run
     add("RoIPool fwd+bwd (1024 RoIs, 7x7, stride 16)", pool_case(roi_pool),
         pool_case(tv_ops.roi_pool) if tv_ops is not None else None, repeats)
+
+
+def roi_inference_cases(gen, add, repeats) -> None:
+    """Forward only, no autograd, one image, channels_last maps: the pooler as the predictor runs it."""
+    h, w = IMAGE_HW
+    cl = torch.channels_last
+    feats = {k: torch.randn(1, 256, h // s, w // s, generator=gen).contiguous(memory_format=cl)
+             for k, s in LEVELS.items()}
+    for label, count, size, min_side, max_side in (
+            ("RoIAlign box head inference (1000, 7x7)", 1000, 7, 16.0, 700.0),
+            ("RoIAlign mask head inference (100, 14x14)", 100, 14, 32.0, 500.0)):
+        boxes = [random_boxes(count, gen, min_side, max_side)]
+        ours = MultiScaleRoIAlign(featmap_names=list(LEVELS), strides=LEVELS, output_size=size,
+                                  sampling_ratio=2)
+        tv_fn = None
+        if tv_ops is not None:
+            tv = tv_ops.MultiScaleRoIAlign(featmap_names=list(LEVELS), output_size=size, sampling_ratio=2)
+            tv_fn = torch.inference_mode()(lambda m=tv, b=boxes: m(feats, b, [IMAGE_HW]))
+        add(label, torch.inference_mode()(lambda m=ours, b=boxes: m(feats, b)), tv_fn, repeats)
+
+
+def conv_cases(gen, repeats) -> None:
+    """R50-FPN's stride-1 3x3 convolutions of >= 128 channels at 800x1088, one image (N=1) or the mask
+    head's 100 RoIs: Winograd vs torch's direct convolution, both channels_last."""
+    h, w = IMAGE_HW
+    cases = [
+        ("res3 3x3 128ch (x3)", 1, 128, h // 8, w // 8),
+        ("res4 3x3 256ch (x5)", 1, 256, h // 16, w // 16),
+        ("res5 3x3 512ch (x2)", 1, 512, h // 32, w // 32),
+        ("FPN/RPN 3x3 256ch P2 (x2)", 1, 256, h // 4, w // 4),
+        ("FPN/RPN 3x3 256ch P3 (x2)", 1, 256, h // 8, w // 8),
+        ("mask head 3x3 256ch 100x14x14 (x4)", 100, 256, 14, 14),
+    ]
+    print(f"\n{'3x3 convolution, inference':<44}{'ours ms':>10}{'direct ms':>10}{'ratio':>8}"
+          f"{'err ours':>10}{'err direct':>11}")
+    for label, n, c, hh, ww in cases:
+        x = torch.randn(n, c, hh, ww, generator=gen).contiguous(memory_format=torch.channels_last)
+        weight = (torch.randn(c, c, 3, 3, generator=gen) / (9 * c) ** 0.5).contiguous(
+            memory_format=torch.channels_last)
+        bias = torch.randn(c, generator=gen)
+        wt = winograd_weight(weight)
+
+        def run_ours(x=x, wt=wt, bias=bias):
+            return conv3x3_winograd(x, wt, bias)
+
+        def run_direct(x=x, weight=weight, bias=bias):
+            return torch.nn.functional.conv2d(x, weight, bias, padding=1)
+
+        with torch.inference_mode():
+            ours, direct = timed(run_ours, repeats), timed(run_direct, repeats)
+            ref = torch.nn.functional.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+            scale = ref.abs().max()
+            err_ours = float((run_ours().double() - ref).abs().max() / scale)
+            err_direct = float((run_direct().double() - ref).abs().max() / scale)
+        print(f"{label:<44}{ours:10.1f}{direct:10.1f}{ours / direct:8.2f}{err_ours:10.1e}{err_direct:11.1e}",
+              flush=True)
 
 
 def nms_cases(gen, add, repeats, skip_50k) -> None:

@@ -52,7 +52,8 @@ class ROIHeadsConfig:
     box_head_norm: str = "none"  # none | bn
     pooler: str = "roialign"  # roialign | roipool (the paper's ablation)
     pooler_sampling_ratio: int = 2
-    pooler_aligned: bool = False  # False: torchvision; True: detectron2 half-pixel convention
+    # False: torchvision; True: detectron2's half-pixel convention (RoIAlign features and mask targets)
+    pooler_aligned: bool = False
     box_pool_size: int = 7
     mask_pool_size: int = 14
     canonical_level: int = 4  # FPN level assignment k0
@@ -220,6 +221,10 @@ PRESETS = {
             "model.rpn.post_nms_topk_test": 150,
             "model.roi_heads.box_head_dim": 256,
             "model.roi_heads.mask_head_dim": 32,
+            # trained from scratch: the aligned conventions (detectron2's), whose masks paste back
+            # without torchvision's half-pixel shifts (better at high IoU, i.e. on small objects)
+            "model.roi_heads.pooler_aligned": True,
+            "model.roi_heads.mask_paste": "grid_sample",
             "model.roi_heads.batch_size_per_image": 64,
             "model.roi_heads.positive_fraction": 0.5,
             "input.min_size": (112, 128, 144),

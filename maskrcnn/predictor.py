@@ -91,8 +91,10 @@ class Predictor:
             batch, which changes features near their borders slightly, so 1 (the default) makes each
             image's detections independent of its batch-mates; larger batches pay off on a GPU.
         dtype: None / "float32", "bfloat16" (CPU or CUDA autocast) or "float16" (CUDA autocast).
-        optimise: fold batch norm into convolutions and use channels_last (``modeling.fuse``);
-            changes ``model`` in place, so leave it off for a model that will be trained further.
+        optimise: fold batch norm into convolutions, use channels_last and (on CPU) Winograd 3x3
+            convolutions (``modeling.fuse``); changes ``model`` in place, so leave it off for a model
+            that will be trained further.
+        winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU only).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
         label_to_category_id: the dataset's category id per label, when known (used by writers).
     """
@@ -108,6 +110,7 @@ class Predictor:
         batch_size: int = 1,
         dtype=None,
         optimise: bool = False,
+        winograd: Optional[bool] = None,
         paste_masks: bool = True,
         label_to_category_id: Optional[dict] = None,
     ):
@@ -140,7 +143,7 @@ class Predictor:
         if optimise:
             from maskrcnn.modeling.fuse import optimise_for_inference
 
-            optimise_for_inference(self.model, channels_last=True)
+            optimise_for_inference(self.model, channels_last=True, winograd=winograd)
 
     # ----------------------------------------------------------------------------------------
     @classmethod

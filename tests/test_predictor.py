@@ -183,6 +183,7 @@ def test_fused_model_gives_same_detections(tiny):
     fused_model = copy.deepcopy(model)
     fast = Predictor(fused_model, cfg, optimise=True)
     assert fused_model.folded_norms > 10
+    assert fused_model.winograd_convs > 0  # resnet18's 256 / 512-channel 3x3 convolutions
     assert not any("BatchNorm" in type(m).__name__ for m in fused_model.modules())
     out = fast(images)
     for a, b in zip(ref, out):

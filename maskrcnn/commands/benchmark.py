@@ -2,6 +2,7 @@
 
     maskrcnn benchmark (--weights CKPT | --config PRESET_OR_YAML) [--size 800x1067] [--images 5]
                        [--batch-size 1] [--threads N] [--device D] [--dtype bfloat16] [--no-optimise]
+                       [--no-winograd]
 
 Times the path a user gets from ``Predictor`` (resize, model, masks pasted at the image size) on
 synthetic images of the given size after one warm-up batch, and prints seconds per image, images per
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-optimise", action="store_true", help="skip BN folding / channels_last")
+    parser.add_argument("--no-winograd", action="store_true", help="direct 3x3 convolutions on CPU")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             args.weights,
             device=args.device,
             optimise=not args.no_optimise,
+            winograd=False if args.no_winograd else None,
             batch_size=args.batch_size,
             dtype=dtype,
         )
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(cfg.seed)
         predictor = Predictor(
             build_model(cfg), cfg, device=args.device, optimise=not args.no_optimise,
-            batch_size=args.batch_size, dtype=dtype,
+            winograd=False if args.no_winograd else None, batch_size=args.batch_size, dtype=dtype,
         )  # fmt: skip
     g = torch.Generator().manual_seed(0)
     # Smooth random images (upsampled noise) so the RPN sees structure rather than white noise.

@@ -89,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--size expects HxW, got {args.size!r}") from None
     if h % 32 or w % 32:
         raise ValueError(f"--size {args.size}: the model pads to multiples of 32; use such a size")
-    predictor = Predictor.from_checkpoint(args.weights, device="cpu", optimise=not args.no_optimise)
+    # Winograd convolutions are a CPU-kernel choice of this library: an exported graph keeps plain
+    # convolutions for the runtime to choose its own algorithm
+    predictor = Predictor.from_checkpoint(
+        args.weights, device="cpu", optimise=not args.no_optimise, winograd=False
+    )
     names = export_features(predictor.model, args.output, fmt=fmt, size_hw=(h, w), opset=args.opset)
     print(
         f"wrote {args.output} ({fmt}): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "

@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
     )
     parser.add_argument(
+        "--no-winograd", action="store_true",
+        help="direct 3x3 convolutions on CPU (slower; rounding closer to other libraries')",
+    )  # fmt: skip
+    parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -115,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         overrides=parse_set_args(args.set),
         optimise=not args.no_optimise,
+        winograd=False if args.no_winograd else None,
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
         dtype=None if args.dtype == "float32" else args.dtype,

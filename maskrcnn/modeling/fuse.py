@@ -1,6 +1,7 @@
 """Inference-only rewrites of a built model: fold eval / frozen batch norm into the convolution before it,
-and switch the weights to channels_last (NHWC), which oneDNN's CPU convolutions and cuDNN's tensor-core
-kernels run fastest in. Outputs stay equal up to float rounding.
+switch the weights to channels_last (NHWC), which oneDNN's CPU convolutions and cuDNN's tensor-core
+kernels run fastest in, and (on CPU) compute the 3x3 convolutions with Winograd's F(4x4, 3x3)
+(``ops.winograd``). Outputs stay equal up to float rounding.
 
 Shapes: C_out x C_in x kh x kw convolution weights; a norm layer is a per-channel affine map on C_out.
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine"]
+from maskrcnn.ops.winograd import WinogradConv2d, winograd_eligible
+
+__all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine", "use_winograd"]
 
 
 def _is_foldable_norm(m: nn.Module) -> bool:
@@ -104,19 +107,41 @@ def _fold_children(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def optimise_for_inference(
-    model: nn.Module, *, fold_bn: bool = True, channels_last: bool = True
-) -> nn.Module:
-    """Put ``model`` in eval mode, fold its norm layers into convolutions and use channels_last weights.
+def use_winograd(module: nn.Module, *, min_channels: int = 128) -> int:
+    """Replace every eligible 3x3 convolution below ``module`` by a ``WinogradConv2d`` (same parameters);
+    returns how many were replaced. Convolutions followed by a norm must be folded first."""
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if winograd_eligible(child, min_channels=min_channels):
+            setattr(module, name, WinogradConv2d(child))
+            replaced += 1
+        else:
+            replaced += use_winograd(child, min_channels=min_channels)
+    return replaced
 
-    Changes ``model`` in place and returns it. ``model.folded_norms`` records how many norms were
-    folded (0 is legitimate for a model without norm layers)."""
+
+@torch.no_grad()
+def optimise_for_inference(
+    model: nn.Module, *, fold_bn: bool = True, channels_last: bool = True, winograd=None
+) -> nn.Module:
+    """Put ``model`` in eval mode, fold its norm layers into convolutions, use channels_last weights
+    and Winograd 3x3 convolutions.
+
+    winograd: True / False, or None for "when the model is on the CPU" (on CUDA, cuDNN chooses its own
+    algorithms). Changes ``model`` in place and returns it. ``model.folded_norms`` and
+    ``model.winograd_convs`` record how many norms were folded and convolutions replaced (0 is
+    legitimate for a model without norm layers)."""
     model.eval()
     folded = _fold_children(model) if fold_bn else 0
     if channels_last:
         # 4-D weights only; the conv output follows the weight's memory format, so the whole
         # backbone / FPN / heads chain stays NHWC without converting the input batch.
         model.to(memory_format=torch.channels_last)
+    if winograd is None:
+        first = next(iter(model.parameters()), None)
+        winograd = first is not None and first.device.type == "cpu"
+    # after folding: a Winograd conv's kernel is transformed once, so the norm must already be in it
+    model.winograd_convs = use_winograd(model) if winograd else 0
     model.folded_norms = folded
     for p in model.parameters():
         p.requires_grad_(False)

@@ -199,6 +199,7 @@ def build_model(cfg) -> MaskRCNN:
         fg_iou_thresh=h.fg_iou_thresh, bg_iou_thresh=h.bg_iou_thresh,
         batch_size_per_image=h.batch_size_per_image, positive_fraction=h.positive_fraction,
         box_loss=h.box_loss, smooth_l1_beta=h.smooth_l1_beta, mask_loss=h.mask_loss,
+        mask_target_aligned=h.pooler_aligned,  # targets on the grid the pooler samples
     )
     return MaskRCNN(
         backbone=backbone, fpn=fpn, rpn=rpn, roi_heads=roi_heads, num_classes=m.num_classes,

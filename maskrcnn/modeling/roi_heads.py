@@ -33,7 +33,7 @@ class RoIHeads(nn.Module):
         nms_thresh: float = 0.5,
         detections_per_image: int = 100, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5,
         batch_size_per_image: int = 512, positive_fraction: float = 0.25, box_loss: str = "smooth_l1",
-        smooth_l1_beta: float = 1.0 / 9.0, mask_loss: str = "sigmoid",
+        smooth_l1_beta: float = 1.0 / 9.0, mask_loss: str = "sigmoid", mask_target_aligned: bool = False,
     ):
         super().__init__()
         self.box_pooler = box_pooler
@@ -55,6 +55,7 @@ class RoIHeads(nn.Module):
         self.box_loss = box_loss
         self.smooth_l1_beta = smooth_l1_beta
         self.mask_loss = mask_loss
+        self.mask_target_aligned = mask_target_aligned
 
     def _pooled(self, pooler, features: dict, boxes: list) -> torch.Tensor:
         """(R, C, S, S) RoI features, through res5 in the C4 design."""
@@ -117,7 +118,8 @@ class RoIHeads(nn.Module):
             logits = self.mask_head(self._pooled(self.mask_pooler, features, pos_rois))
             size = logits.shape[-1]
             mask_targets = torch.cat([
-                roi_losses.project_masks(t["masks"], r, g, size) for t, r, g in zip(targets, pos_rois, pos_gt)
+                roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_target_aligned)
+                for t, r, g in zip(targets, pos_rois, pos_gt)
             ])
             losses.update(roi_losses.mask_losses(logits, pos_labels, mask_targets, mode=self.mask_loss))
         if self.keypoint_head is not None:

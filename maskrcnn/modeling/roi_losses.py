@@ -103,11 +103,15 @@ def fast_rcnn_losses(
     return {"loss_cls": loss_cls, "loss_box": loss_box}
 
 
-def project_masks(gt_masks: Tensor, proposals: Tensor, matched_gt: Tensor, size: int = 28) -> Tensor:
+def project_masks(gt_masks: Tensor, proposals: Tensor, matched_gt: Tensor, size: int = 28, *,
+                  aligned: bool = False) -> Tensor:
     """gt_masks (M, H, W), proposals (P, 4), matched_gt (P,) -> (P, size, size) float mask targets.
 
-    Each proposal's gt mask is cropped to the proposal and resized by RoIAlign (torchvision's
-    ``project_masks_on_boxes``: aligned=False, adaptive sampling), without binarising.
+    Each proposal's gt mask is cropped to the proposal and resized by RoIAlign with adaptive sampling,
+    without binarising. ``aligned=False`` is torchvision's ``project_masks_on_boxes``; ``aligned=True``
+    (detectron2's) puts the target's cells where an aligned pooler samples the features and where the
+    ``grid_sample`` paste puts them back: a perfect 28x28 target then pastes back to IoU ~0.99 with
+    its mask, against ~0.9-0.97 for small objects with torchvision's half-pixel shifts.
     """
     from maskrcnn.ops import roi_align
 
@@ -116,7 +120,8 @@ def project_masks(gt_masks: Tensor, proposals: Tensor, matched_gt: Tensor, size:
     with torch.no_grad():  # targets: constants of the loss
         rois = torch.cat([matched_gt[:, None].to(proposals.dtype), proposals], dim=1)  # (P, 5)
         masks = gt_masks[:, None].to(proposals.dtype)  # (M, 1, H, W): one "image" per gt
-        return roi_align(masks, rois, (size, size), spatial_scale=1.0)[:, 0]  # (P, size, size)
+        targets = roi_align(masks, rois, (size, size), spatial_scale=1.0, aligned=aligned)  # (P, 1, S, S)
+        return targets[:, 0]
 
 
 def mask_losses(

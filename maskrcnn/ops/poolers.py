@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .roi_align import _pair, roi_align
+from .roi_align import _pair, roi_align, roi_align_into
 from .roi_pool import roi_pool
 
 __all__ = ["MultiScaleRoIAlign", "assign_levels"]
@@ -112,6 +112,11 @@ class MultiScaleRoIAlign(nn.Module):
         # every row is written by exactly one level, so an uninitialised buffer filled in place is
         # enough (autograd routes each level's gradient back through index_copy_)
         out = maps[0].new_empty((rois.shape[0], maps[0].shape[1], ph, pw))
+        if self.pooler == "roialign" and not (torch.is_grad_enabled() and any(m.requires_grad for m in maps)):
+            # without autograd all levels are pooled in one call, straight into their rows of ``out``
+            roi_align_into(out, torch.arange(rois.shape[0], device=device), maps, rois, self.output_size,
+                           [1.0 / s for s in self.strides], self.sampling_ratio, self.aligned, level=levels)
+            return out
         for lv, (feature, stride) in enumerate(zip(maps, self.strides)):
             idx = torch.nonzero(levels == lv).flatten()
             if idx.numel() == 0:

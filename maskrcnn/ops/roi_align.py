@@ -8,6 +8,7 @@ Shape glossary:
     PH, PW   pooled output height and width
     S        sample points enumerated along one axis of one RoI
     Ly, Lx   rows / columns of the feature window read for one RoI
+    Ky, Kx   rows / columns of nonzero weight of one bin (inference path)
 
 Each output bin averages ``gh x gw`` bilinear samples. The bilinear weight of a sample factorises into
 a row part and a column part, and so does the ``1 / (gh * gw)`` average, so for one RoI
@@ -25,22 +26,34 @@ RoIs are sorted by window size and processed in chunks of bounded memory.
 
 Performance note: a channels_last feature map is read in place and gets a channels_last gradient;
 a contiguous (NCHW) map costs one layout copy in forward and one in backward.
+
+Inference (no gradient needed) takes another route, ``_roi_align_taps``: each bin is the weighted sum
+of its own taps, the (rows x columns) of nonzero weight, ``Ky x Kx <= 4 x 4`` with two samples per
+bin, computed by one ``embedding_bag`` over the map's (N*H*W, C) rows per chunk of RoIs and written
+straight into the output. It moves far less memory than gathering windows (a chunk's windows are
+padded to its largest RoI, then multiplied as dense matrices), and it pools the RoIs of several maps
+with one plan (MultiScaleRoIAlign). The backward pass needs the window plan, so training keeps it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["roi_align", "convert_boxes_to_roi_format", "check_roi_boxes"]
+__all__ = ["roi_align", "roi_align_into", "convert_boxes_to_roi_format", "check_roi_boxes"]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
 
 # Elements of one gathered (n, Ly, Lx, C) window batch: bounds memory whatever the box sizes.
 _CHUNK_ELEMENTS = 1 << 22
+# Elements of one inference chunk: its (n*PH*PW, C) bins plus its taps' index and weight buffers.
+# A few MB: the buffers stay in cache and are recycled by the allocator, where fresh buffers of tens
+# of MB would cost a page fault every 4 KiB on first touch.
+_TAP_CHUNK_ELEMENTS = 1 << 20
 
 
 def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -131,23 +144,28 @@ class _AxisPlan:
         self.length = length  # (R,) slots actually used
 
 
-def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor, extent: int) -> _AxisPlan:
+def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor,
+               extent: Union[int, Tensor]) -> _AxisPlan:
     """Sampling plan along one axis.
 
     start, size: (R,) RoI start and size in feature coordinates (offset and clamp applied);
-    grid: (R,) int64 samples per bin (0 means no sample); extent: map size along the axis.
+    grid: (R,) int64 samples per bin (0 means no sample); extent: map size along the axis (>= 1), an
+    int or (R,) int64 when the RoIs come from maps of different sizes.
     Sample ``k = p * g + i`` sits at ``start + p * bin + (i + 0.5) * bin / g`` (torchvision's order of
     operations, so that samples landing exactly on -1 or ``extent`` are decided identically).
     """
     r = start.shape[0]
     dev, dt = start.device, start.dtype
+    ext = torch.as_tensor(extent, dtype=torch.long, device=dev).expand(r)  # (R,)
+    ext_f = ext.to(dt)  # integers: exact in float32 below 2**24
+    last = (ext - 1)[:, None]  # (R, 1) last row (or column)
     bin_size = size / pooled
     total = grid * pooled  # (R,) samples along the axis
     # Only samples inside [-1, extent] count: enumerate a range of k that covers them all.
     step = bin_size / grid.clamp(min=1).to(dt)
-    span = torch.where(step != 0, (extent + 1.0) / step.abs(), torch.full_like(step, math.inf))
+    span = torch.where(step != 0, (ext_f + 1.0) / step.abs(), torch.full_like(step, math.inf))
     n_enum = torch.minimum(total.to(dt), span.nan_to_num(math.inf).ceil() + 4).to(torch.long)  # (R,)
-    first = torch.minimum((-1.0 - start) / step, (extent - start) / step) - 0.5
+    first = torch.minimum((-1.0 - start) / step, (ext_f - start) / step) - 0.5
     first = torch.where(step != 0, first, torch.zeros_like(first)).nan_to_num(0.0, 0.0, 0.0)
     k_lo = first.clamp(min=-1.0, max=float(2**40)).floor().to(torch.long) - 2
     k_lo = torch.minimum(k_lo, total - n_enum).clamp(min=0)  # (R,)
@@ -160,11 +178,11 @@ def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor, extent: i
     p = torch.div(k, g, rounding_mode="floor")  # (R, S) bin of each sample
     i = k - p * g
     pos = (start[:, None] + p.to(dt) * bin_size[:, None]) + ((i.to(dt) + 0.5) * bin_size[:, None]) / g.to(dt)
-    valid = (j[None, :] < n_enum[:, None]) & (pos >= -1.0) & (pos <= float(extent))  # NaN -> False
+    valid = (j[None, :] < n_enum[:, None]) & (pos >= -1.0) & (pos <= ext_f[:, None])  # NaN -> False
     y = torch.where(valid, pos.clamp(min=0.0), torch.zeros_like(pos))
     low = y.floor().to(torch.long)  # y >= 0, so floor is C's truncation
-    at_end = low >= extent - 1
-    low = torch.where(at_end, torch.full_like(low, extent - 1), low)
+    at_end = low >= last
+    low = torch.where(at_end, last, low)
     high = torch.where(at_end, low, low + 1)
     y = torch.where(at_end, low.to(dt), y)
     frac = y - low.to(dt)
@@ -191,7 +209,7 @@ def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor, extent: i
     tap_rows = torch.stack((low, high), dim=2).reshape(r, 2 * s_max)  # (R, 2S)
     n_tap = min(2 * s_max, l_max)
     index[:, :n_tap] = torch.where(use_window[:, None], index[:, :n_tap], tap_rows[:, :n_tap])
-    index = index.clamp_(0, extent - 1)
+    index = torch.minimum(index.clamp_(min=0), last)
 
     slot_low = torch.where(use_window[:, None], low - row_lo[:, None], 2 * j[None, :])  # (R, S)
     slot_high = torch.where(use_window[:, None], high - row_lo[:, None], 2 * j[None, :] + 1)
@@ -206,8 +224,10 @@ def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor, extent: i
 class _Plan:
     """Everything forward and backward share: per-axis plans and the RoI chunks."""
 
-    def __init__(self, rois: Tensor, height: int, width: int, pooled: Tuple[int, int],
-                 spatial_scale: float, sampling_ratio: int, aligned: bool, channels: int, dt: torch.dtype):
+    def __init__(self, rois: Tensor, height: Union[int, Tensor], width: Union[int, Tensor],
+                 pooled: Tuple[int, int], spatial_scale: Union[float, Tensor], sampling_ratio: int,
+                 aligned: bool, dt: torch.dtype):
+        """height, width, spatial_scale: of the map, or (R,) per RoI (RoIs from several maps)."""
         rois = rois.to(dt)
         finite = torch.isfinite(rois[:, 1:]).all(dim=1)  # (R,) non-finite boxes pool to zero
         coords = torch.where(finite[:, None], rois[:, 1:], torch.zeros_like(rois[:, 1:]))
@@ -233,7 +253,12 @@ class _Plan:
         self.x = _axis_plan(x1, roi_w, pw, gw, width)
         self.batch = rois[:, 0].to(torch.long)
         self.height, self.width = height, width
-        # Sort RoIs by window size so each chunk pads little; chunk to a bounded element count.
+        self.order: Tensor = self.batch  # set with the window chunks by plan_windows()
+        self.chunks: List[Tuple[int, ...]] = []
+
+    def plan_windows(self, channels: int) -> None:
+        """Window chunks of the autograd path: RoIs sorted by window size so each chunk pads little,
+        cut to a bounded element count."""
         cost = self.y.length * self.x.length  # (R,)
         self.order = torch.argsort(cost)
         self.chunks = chunk_bounds(cost[self.order] * channels, _CHUNK_ELEMENTS,
@@ -251,6 +276,117 @@ class _Plan:
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _bin_taps(axis: _AxisPlan) -> Tuple[Tensor, Tensor, Tensor]:
+    """Each bin's taps of nonzero weight along one axis, packed to the front.
+
+    Returns rows (R, P, K) int64, weights (R, P, K) and (R,) the most taps any bin of the RoI has;
+    K is the most over all RoIs. Padding taps read row 0 with weight 0.
+    """
+    w = axis.weights  # (R, P, L)
+    used = w != 0
+    count = used.sum(dim=2)  # (R, P)
+    k = max(int(count.max()), 1)
+    # slot of each used tap among its bin's used taps; unused ones go to a spare column, cut below
+    slot = torch.where(used, torch.cumsum(used, dim=2) - 1, k)  # (R, P, L)
+    shape = (w.shape[0], w.shape[1], k + 1)
+    rows = torch.zeros(shape, dtype=torch.long, device=w.device)
+    rows.scatter_(2, slot, axis.index[:, None, :].expand_as(w))
+    weights = torch.zeros(shape, dtype=w.dtype, device=w.device).scatter_(2, slot, w)
+    return rows[:, :, :k], weights[:, :, :k], count.amax(dim=1)
+
+
+def _roi_align_taps(out: Tensor, out_rows: Tensor, maps: Sequence[Tensor], level: Tensor, rois: Tensor,
+                    output_size: Tuple[int, int], spatial_scales: Sequence[float], sampling_ratio: int,
+                    aligned: bool) -> None:
+    """Forward only, no autograd: ``out[out_rows[i]]`` = RoI ``i`` pooled from ``maps[level[i]]``.
+
+    out: (K', C, PH, PW); out_rows, level: (R,) int64; rois: (R, 5); maps: (N, C, Hl, Wl) each.
+    Each bin is the weighted sum of its own taps (rows x columns of nonzero weight): one
+    ``embedding_bag`` over the map's (N*H*W, C) channels-last rows per chunk. Unlike the window path
+    it reads nothing it does not use (a chunk's windows are mostly padding once RoIs of different
+    shapes share it), writes no window copy, and puts each chunk's bins straight into their final
+    place. One plan serves all maps: planning is many small ops, costly next to a level's few RoIs.
+    """
+    ph, pw = output_size
+    empty = torch.tensor([m.numel() == 0 for m in maps], device=level.device)[level]  # (R,)
+    if bool(empty.any()):  # nothing to sample: zeros
+        out.index_fill_(0, out_rows[empty], 0)
+        keep = ~empty
+        out_rows, level, rois = out_rows[keep], level[keep], rois[keep]
+    if rois.shape[0] == 0:
+        return
+    dev = rois.device
+    dt = torch.float64 if any(m.dtype == torch.float64 for m in maps) else torch.float32
+    c = maps[0].shape[1]
+    height = torch.tensor([m.shape[2] for m in maps], device=dev)[level]  # (R,)
+    width = torch.tensor([m.shape[3] for m in maps], device=dev)[level]
+    scale = torch.tensor(list(spatial_scales), dtype=dt, device=dev)[level]
+    plan = _Plan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
+    rows, wy, ky = _bin_taps(plan.y)  # (R, PH, Ky), (R, PH, Ky), (R,)
+    cols, wx, kx = _bin_taps(plan.x)  # (R, PW, Kx), (R, PW, Kx), (R,)
+    # flat index of each tap row's column 0 in its map's (N*H*W) rows
+    rows = (plan.batch * height * width)[:, None, None] + rows * width[:, None, None]
+    cost = ph * pw * (c + 4 * ky * kx)  # (R,) bins plus index/weight buffers
+    # Order RoIs by map, then by taps (each chunk pads its RoIs to its largest bin), then by position
+    # (row-major flat index of the first tap): overlapping RoIs follow each other and find their
+    # feature rows still in cache.
+    order = torch.argsort(rows[:, 0, 0] + cols[:, 0, 0])
+    order = order[torch.argsort(cost[order], stable=True)]
+    order = order[torch.argsort(level[order], stable=True)]
+    rows, wy, cols, wx, dest = rows[order], wy[order], cols[order], wx[order], out_rows[order]
+    cost, ky, kx = cost[order], ky[order], kx[order]
+    begin = 0
+    for lv, count in enumerate(torch.bincount(level, minlength=len(maps)).tolist()):
+        if count == 0:
+            continue
+        feat = maps[lv].to(dt).permute(0, 2, 3, 1).reshape(-1, c).contiguous()  # (N*H*W, C)
+        seg = slice(begin, begin + count)
+        for b, e, kyc, kxc in chunk_bounds(cost[seg], _TAP_CHUNK_ELEMENTS, ky[seg], kx[seg]):
+            b, e = b + begin, e + begin
+            m = e - b
+            # (n, PH, PW, Ky, Kx) map row and weight of every tap of every bin
+            taps = rows[b:e, :, None, :kyc, None] + cols[b:e, None, :, None, :kxc]
+            weights = wy[b:e, :, None, :kyc, None] * wx[b:e, None, :, None, :kxc]
+            bins = F.embedding_bag(taps.view(m * ph * pw, kyc * kxc), feat, mode="sum",
+                                   per_sample_weights=weights.view(m * ph * pw, kyc * kxc))  # (n*PH*PW, C)
+            out.index_copy_(0, dest[b:e], bins.view(m, ph, pw, c).permute(0, 3, 1, 2).to(out.dtype))
+        begin += count
+
+
+def roi_align_into(out: Tensor, out_rows: Tensor, maps: Union[Tensor, Sequence[Tensor]], rois: Tensor,
+                   output_size: Union[int, Sequence[int]], spatial_scale: Union[float, Sequence[float]] = 1.0,
+                   sampling_ratio: int = -1, aligned: bool = False, level: Optional[Tensor] = None) -> None:
+    """``out[out_rows] = roi_align(maps, rois, ...)`` without autograd and without a temporary.
+
+    out: (K', C, PH, PW); out_rows: (K,) int64 distinct rows of ``out``; rois: Tensor[K, 5]. ``maps``
+    may be a list of (N, C, Hl, Wl) maps with one ``spatial_scale`` each, ``level`` (K,) int64 then
+    naming each RoI's map (MultiScaleRoIAlign at inference: all levels in one call).
+    """
+    maps = [maps] if isinstance(maps, Tensor) else list(maps)
+    scales = list(spatial_scale) if isinstance(spatial_scale, (list, tuple)) else [spatial_scale]
+    if len(scales) != len(maps):
+        raise ValueError(f"roi_align: {len(scales)} spatial scales for {len(maps)} feature maps")
+    ph, pw = check_pool_input(maps[0], output_size, "roi_align")
+    for m in maps[1:]:
+        check_pool_input(m, output_size, "roi_align")
+        if m.shape[:2] != maps[0].shape[:2]:
+            raise ValueError(f"roi_align: maps differ in batch or channels: {tuple(m.shape)} vs "
+                             f"{tuple(maps[0].shape)}")
+    rois = check_roi_boxes(rois, maps[0].shape[0], "roi_align").to(device=maps[0].device)
+    if level is None:
+        level = torch.zeros(rois.shape[0], dtype=torch.long, device=rois.device)
+    _no_grad_taps(out, out_rows, maps, level, rois, (ph, pw), scales, sampling_ratio, aligned)
+
+
+def _no_grad_taps(out: Tensor, out_rows: Tensor, maps: List[Tensor], level: Tensor, rois: Tensor,
+                  output_size: Tuple[int, int], scales: Sequence[float], sampling_ratio: int,
+                  aligned: bool) -> None:
+    # autocast would lower the index/weight arithmetic: the op computes in float32/float64 itself
+    with torch.autocast(device_type=rois.device.type, enabled=False), torch.no_grad():
+        _roi_align_taps(out, out_rows, maps, level, rois, output_size, [float(v) for v in scales],
+                        int(sampling_ratio), bool(aligned))
 
 
 class _RoIAlignFunction(torch.autograd.Function):
@@ -276,7 +412,8 @@ class _RoIAlignFunction(torch.autograd.Function):
         if r == 0 or input.numel() == 0:
             ctx.plan = None
             return input.new_zeros((r, c, ph, pw))
-        plan = _Plan(rois, h, w, output_size, spatial_scale, sampling_ratio, aligned, c, dt)
+        plan = _Plan(rois, h, w, output_size, spatial_scale, sampling_ratio, aligned, dt)
+        plan.plan_windows(c)
         ctx.plan = plan
         feat = input.to(dt).permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N*H*W, C) channels-last rows
         # bins stored (R, PW, PH, C): the x contraction's natural layout, permuted once at the end
@@ -334,5 +471,13 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[i
     ph, pw = check_pool_input(input, output_size, "roi_align")
     rois = check_roi_boxes(boxes, input.shape[0], "roi_align")
     rois = rois.to(device=input.device)
+    if not (torch.is_grad_enabled() and (input.requires_grad or rois.requires_grad)):
+        # no gradient needed: the forward-only path (see _roi_align_taps), several times faster
+        r = rois.shape[0]
+        out = input.new_empty((r, input.shape[1], ph, pw))
+        all_rows = torch.arange(r, device=input.device)
+        _no_grad_taps(out, all_rows, [input], torch.zeros_like(all_rows), rois, (ph, pw), [spatial_scale],
+                      sampling_ratio, aligned)
+        return out
     return _RoIAlignFunction.apply(input, rois, (ph, pw), float(spatial_scale), int(sampling_ratio),
                                    bool(aligned))

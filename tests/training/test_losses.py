@@ -137,6 +137,28 @@ def test_project_masks_crop_and_resize():
     assert torch.allclose(t[1], torch.ones(4, 4))
 
 
+def test_aligned_mask_targets_paste_back_onto_their_mask():
+    """A perfect 28x28 target of a small object, pasted back at 0.5: with the aligned conventions
+    (aligned targets, grid_sample paste) it covers its mask almost exactly; torchvision's conventions
+    (aligned=False targets, its paste) lose several percent of IoU to half-pixel shifts."""
+    from maskrcnn.ops.masks import paste_masks_in_image
+
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    gt = (((yy - 31.3) ** 2 + (xx - 29.8) ** 2) < 14.5**2) | ((yy - 40).abs() < 3) & ((xx - 30).abs() < 22)
+    ys, xs = torch.nonzero(gt, as_tuple=True)
+    box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]  # (1, 4)
+
+    def round_trip_iou(aligned, paste):
+        target = project_masks(gt[None].to(torch.uint8), box, torch.tensor([0]), size=28, aligned=aligned)
+        pasted = paste_masks_in_image(target[:, None], box, (64, 64), method=paste, threshold=0.5)[0]
+        return float((pasted & gt).sum() / (pasted | gt).sum())
+
+    aligned_iou = round_trip_iou(True, "grid_sample")
+    torchvision_iou = round_trip_iou(False, "torchvision")
+    assert aligned_iou > 0.98, aligned_iou
+    assert torchvision_iou < aligned_iou - 0.01, (torchvision_iou, aligned_iou)
+
+
 def test_mask_loss_only_on_gt_class():
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 5, 5, requires_grad=True)

@@ -44,10 +44,10 @@ def test_overfit_two_images(tmp_path):
     paths = generate_shapes_dataset(
         tmp_path / "data", num_train=2, num_val=0, image_size=(SIZE, SIZE), max_objects=3, seed=0
     )
-    iters = 400
+    iters = 300
     cfg = load_config(
         "demo",
-        {**TINY, "solver.iters": iters, "solver.steps": (340,), "solver.checkpoint_period": 100},
+        {**TINY, "solver.iters": iters, "solver.steps": (250,), "solver.checkpoint_period": 100},
     )
     trainer, cfg = build_training(
         cfg,
@@ -62,8 +62,10 @@ def test_overfit_two_images(tmp_path):
     segm, bbox = result["eval"]["segm"], result["eval"]["bbox"]
     print(f"overfit: segm AP {segm['AP']:.1f} (AP50 {segm['AP50']:.1f}, AP75 {segm['AP75']:.1f}), "
           f"bbox AP {bbox['AP']:.1f}")
-    # Every object found and segmented at IoU >= 0.75, and mask AP >= 90 over all thresholds (measured
-    # 91.7; at 200 iterations it was 86.7: the strictest thresholds need the longer run).
+    # Every object found and segmented at IoU >= 0.75, and mask AP >= 90 over all thresholds. Measured
+    # 100.0 on dataset seeds 0-3 with the demo preset's aligned mask conventions; torchvision's (pooler
+    # aligned=False, its paste) reached only 87-92 even at 600 iterations: its half-pixel shifts cap
+    # the IoU of a perfectly learnt 28x28 mask of these small objects at 0.89-0.97.
     assert bbox["AP"] >= 90, (segm, bbox)
     assert segm["AP50"] == 100 and segm["AP75"] == 100, (segm, bbox)
     assert segm["AP"] >= 90, (segm, bbox)
