@@ -1,7 +1,7 @@
 """CPU inference speed and peak memory of R50-FPN Mask R-CNN at 800x1067: this library vs torchvision.
 
     python benchmarks/inference.py [--tv-python PYTHON] [--images 3] [--threads 2] [--size 800x1067]
-                                   [--variants fp32,fp32-opt,bf16-opt] [--profile]
+                                   [--variants fp32,fp32-opt,bf16-opt] [--rounds 1] [--profile]
 
 Every measurement runs in its own process (so that the RSS high-water mark belongs to it alone):
 - ``torchvision``: ``maskrcnn_resnet50_fpn(weights=None, num_classes=C)`` with the deterministic weights
@@ -9,11 +9,15 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   (``--tv-python``; the current one if it has torchvision). Its state dict is handed to the others.
 - ``ours`` variants: the same weights converted with ``maskrcnn.interop.torchvision``; ``fp32`` is the
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
-  channels_last), ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (what Predictor does).
+  channels_last, Winograd 3x3 convolutions: what Predictor runs on CPU), ``bf16-opt`` the same with
+  bfloat16 autocast on the backbone + FPN (Winograd then falls back to the direct convolution).
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
-at a time after one warm-up image, and saves its detections; the table compares every variant's
-detections with the reference (torchvision, or ours fp32 without torchvision) by matching: same
-label and box IoU > 0.99 (and > 0.9). Shapes: D detections per image, H x W = the image size.
+at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
+times (torchvision, ours, ..., torchvision, ours, ...) so that a slow phase of a shared machine hits
+every run alike; s/image is the median over all rounds' images, with the spread of the rounds' means.
+The table compares every variant's detections (first round) with the reference (torchvision, or ours
+fp32 without torchvision) by matching: same label and box IoU > 0.99 (and > 0.9).
+Shapes: D detections per image, H x W = the image size.
 """
 
 from __future__ import annotations
@@ -263,6 +267,7 @@ def _bf16_supported() -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=3, help="timed images (after one warm-up)")
+    p.add_argument("--rounds", type=int, default=1, help="alternate every run this many times")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size", default="800x1067", help="HxW of the images")
     p.add_argument("--num-classes", type=int, default=4, help="as in the golden data (random weights)")
@@ -299,7 +304,7 @@ def main(argv=None) -> int:
         "--size",
         f"{args.size[0]}x{args.size[1]}",
     ] + (["--profile"] if args.profile else [])
-    runs = []
+    results = {}  # worker -> [result of each round]
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.workdir or scratch
         os.makedirs(tmp, exist_ok=True)
@@ -307,16 +312,18 @@ def main(argv=None) -> int:
         jobs = ([("torchvision", tv_python)] if tv_python else []) + [
             (f"ours:{v}", sys.executable) for v in args.variants.split(",") if v
         ]
-        for worker, python in jobs:
+        for worker, _ in jobs:
             if worker.startswith("ours:bf16") and not _bf16_supported():
                 print(
                     f"note: this CPU has no native bfloat16 (avx512_bf16/amx): {worker} is emulated",
                     file=sys.stderr,
                 )
-            out = os.path.join(tmp, worker.replace(":", "_") + ".pt")
+        for rnd, (worker, python) in ((r, j) for r in range(max(1, args.rounds)) for j in jobs):
+            suffix = f"_round{rnd}" if rnd else ""
+            out = os.path.join(tmp, worker.replace(":", "_") + suffix + ".pt")
             if args.workdir and os.path.isfile(out):  # measured before in this workdir: reuse
                 print(f"reusing {out}", file=sys.stderr)
-                runs.append(torch.load(out, weights_only=True))
+                results.setdefault(worker, []).append(torch.load(out, weights_only=True))
                 continue
             cmd = [
                 python,
@@ -328,41 +335,48 @@ def main(argv=None) -> int:
                 "--out",
                 out,
             ] + common
-            print(f"running {worker} ...", file=sys.stderr, flush=True)
+            print(f"running {worker} (round {rnd + 1}) ...", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, cwd=str(REPO))
             if proc.returncode != 0:
                 print(f"{worker} failed (exit {proc.returncode})", file=sys.stderr)
                 continue
-            runs.append(torch.load(out, weights_only=True))
+            results.setdefault(worker, []).append(torch.load(out, weights_only=True))
 
+    runs = []
+    for rounds in results.values():  # one row per run: first round's detections, every round's times
+        runs.append({**rounds[0], "times": [t for r in rounds for t in r["times"]],
+                     "round_means": [float(np.mean(r["times"])) for r in rounds],
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds)})
     if not runs:
         return 1
     ref = runs[0]
-    base = float(np.mean(ref["times"]))
+    base = float(np.median(ref["times"]))
     print(
-        f"\nMask R-CNN R50-FPN inference, {args.images} images {args.size[0]}x{args.size[1]}, batch 1, "
-        f"{args.threads} threads, torch {torch.__version__}, CPU: {_cpu_name()} ({os.cpu_count()} cores)"
+        f"\nMask R-CNN R50-FPN inference, {args.images} images {args.size[0]}x{args.size[1]} x "
+        f"{max(1, args.rounds)} round(s), batch 1, {args.threads} threads, torch {torch.__version__}, "
+        f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
     )
     print(f"reference for speed-up and matching: {ref['name']}")
     header = (
-        f"{'run':<28} {'s/image':>8} {'speed-up':>8} {'peak RSS MB':>11} {'dets':>5} {'match.99':>8} "
-        f"{'match.9':>7} {'max|dbox|':>9} {'max|dscore|':>11} {'min mask IoU':>12}"
+        f"{'run':<28} {'s/image':>8} {'rounds':>11} {'speed-up':>8} {'peak RSS MB':>11} {'dets':>5} "
+        f"{'match.99':>8} {'match.9':>7} {'max|dbox|':>9} {'max|dscore|':>11} {'min mask IoU':>12}"
     )
     print(header)
     print("-" * len(header))
     table = []
     for r in runs:
-        t = float(np.mean(r["times"]))
+        t = float(np.median(r["times"]))
+        spread = f"{min(r['round_means']):.2f}-{max(r['round_means']):.2f}"
         c = compare(ref["dets"], r["dets"])
         loose = compare(ref["dets"], r["dets"], iou_thresh=0.9)["matched"]
         table.append(
-            {"name": r["name"], "s_per_image": t, "speedup": base / t, "peak_rss_mb": r["peak_rss_mb"],
-             "matched_iou90": loose, **c}
+            {"name": r["name"], "s_per_image": t, "round_means": r["round_means"], "speedup": base / t,
+             "peak_rss_mb": r["peak_rss_mb"], "matched_iou90": loose, **c}
         )  # fmt: skip
         print(
-            f"{r['name']:<28} {t:>8.3f} {base / t:>7.2f}x {r['peak_rss_mb']:>11.0f} {c['other']:>5d} "
-            f"{100 * c['matched']:>7.1f}% {100 * loose:>6.1f}% {c['box']:>9.2e} {c['score']:>11.2e} "
-            f"{c['mask_iou']:>12.4f}"
+            f"{r['name']:<28} {t:>8.3f} {spread:>11} {base / t:>7.2f}x {r['peak_rss_mb']:>11.0f} "
+            f"{c['other']:>5d} {100 * c['matched']:>7.1f}% {100 * loose:>6.1f}% {c['box']:>9.2e} "
+            f"{c['score']:>11.2e} {c['mask_iou']:>12.4f}"
         )
     if args.json:
         with open(args.json, "w") as f:
