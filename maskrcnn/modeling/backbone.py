@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(self.conv2(self.conv1(x)) + identity, inplace=True)
+        return self.conv2.add(self.conv1(x), identity, relu=True)
 
 
 class Bottleneck(nn.Module):
@@ -73,7 +73,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(self.conv3(self.conv2(self.conv1(x))) + identity, inplace=True)
+        return self.conv3.add(self.conv2(self.conv1(x)), identity, relu=True)
 
 
 def msra_init(module: nn.Module) -> nn.Module:

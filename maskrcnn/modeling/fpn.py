@@ -45,9 +45,10 @@ class FPN(nn.Module):
         inner = self.lateral[-1](xs[-1])
         outs = [self.output[-1](inner)]
         for i in range(len(xs) - 2, -1, -1):
-            lateral = self.lateral[i](xs[i])
-            # nearest upsampling to the lateral's exact size (odd sizes do not double exactly)
-            inner = lateral + F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
+            # nearest upsampling to the lateral's exact size (odd sizes do not double exactly); a 1x1
+            # stride-1 lateral keeps its input's size
+            top_down = F.interpolate(inner, size=xs[i].shape[-2:], mode="nearest")
+            inner = self.lateral[i].add(xs[i], top_down, relu=False)
             outs.insert(0, self.output[i](inner))
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return dict(zip(self.out_names, outs))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskrcnn.ops.fused_conv import conv_add
+
 NORMS = ("none", "frozen_bn", "bn", "gn")
 
 
@@ -112,6 +114,17 @@ class ConvNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.conv(x))
         return F.relu(x, inplace=True) if self.relu else x
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor, *, relu: bool) -> torch.Tensor:
+        """``self(x) + residual``, rectified if ``relu`` (the end of a residual block, FPN's top-down sum):
+        one fused kernel at CPU inference once the norm is folded (``ops.fused_conv``). The layer's own
+        ``relu`` flag must be off: the ReLU comes after the sum."""
+        if self.relu:
+            raise ValueError("ConvNorm.add: this layer applies its ReLU before any sum")
+        if isinstance(self.norm, nn.Identity):
+            return conv_add(x, self.conv, residual, relu=relu)
+        out = self(x) + residual
+        return F.relu(out, inplace=True) if relu else out
 
     @torch.no_grad()
     def fuse(self) -> ConvNorm:
