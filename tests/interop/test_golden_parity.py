@@ -170,10 +170,14 @@ def _check_model(run, label, min_matched=0.99):
         assert f["worst_mask_iou"] >= 0.99, f
 
 
-def test_r50_fpn_320_features(r50_320):
-    g = r50_320["golden"]
+def _worst_feature_rel(run):
+    """Largest relative difference of our P2-P6 (first 16 channels) from torchvision's."""
     names = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "p6"}
-    worst = max(_rel(r50_320["features"][ours], g["features"][tv]) for tv, ours in names.items())
+    return max(_rel(run["features"][ours], run["golden"]["features"][tv]) for tv, ours in names.items())
+
+
+def test_r50_fpn_320_features(r50_320):
+    worst = _worst_feature_rel(r50_320)
     REPORT.setdefault("features_rel", worst)
     assert worst < 1e-4
 
@@ -184,9 +188,7 @@ def test_r50_fpn_320_parity(r50_320):
 
 def test_r50_fpn_320_optimised_parity(r50_320_optimised):
     """The inference rewrites change rounding only: the same acceptance as the plain model."""
-    g = r50_320_optimised["golden"]
-    names = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "p6"}
-    worst = max(_rel(r50_320_optimised["features"][ours], g["features"][tv]) for tv, ours in names.items())
+    worst = _worst_feature_rel(r50_320_optimised)
     REPORT.setdefault("features_rel (optimised)", worst)
     assert worst < 1e-4
     # Folding BN alone (with or without Winograd) moves scores by ~1e-6; on image 1 the random weights
