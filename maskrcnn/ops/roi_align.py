@@ -22,7 +22,8 @@ contractions are batched matrix products (BLAS, all cores). The backward pass is
 contiguous range of rows touched by the samples or, when that is longer, the list of sample taps
 itself (two per sample, duplicates allowed), so a huge box never reads more than twice its samples
 and samples outside ``[-1, H]`` (which contribute 0, as in torchvision) are never enumerated.
-RoIs are sorted by window size and processed in chunks of bounded memory.
+RoIs are grouped by window shape (a chunk pads its windows to its largest Ly and Lx) and processed
+in chunks of bounded memory, padding included.
 
 Performance note: a channels_last feature map is read in place and gets a channels_last gradient;
 a contiguous (NCHW) map costs one layout copy in forward and one in backward.
@@ -48,8 +49,11 @@ __all__ = ["roi_align", "roi_align_into", "convert_boxes_to_roi_format", "check_
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
 
-# Elements of one gathered (n, Ly, Lx, C) window batch: bounds memory whatever the box sizes.
+# Elements of one gathered (n, Ly, Lx, C) window batch, padding included: bounds memory whatever the
+# box sizes. 1 << 20 measured alike; 1 << 18 slower (per-chunk overhead of many small chunks).
 _CHUNK_ELEMENTS = 1 << 22
+# Most padding a window chunk may carry: its padded windows over the RoIs' own, in elements.
+_CHUNK_WASTE = 1.25
 # Elements of one inference chunk: its (n*PH*PW, C) bins plus its taps' index and weight buffers.
 # A few MB: the buffers stay in cache and are recycled by the allocator, where fresh buffers of tens
 # of MB would cost a page fault every 4 KiB on first touch.
@@ -131,6 +135,42 @@ def chunk_bounds(sorted_cost: Tensor, budget: int, *sizes: Tensor) -> List[Tuple
         0, seg, s, reduce="amax") for s in sizes]  # (chunks,) each
     rows = zip((ends - counts).tolist(), ends.tolist(), *[m.clamp(min=1).tolist() for m in maxima])
     return [tuple(int(v) for v in row) for row in rows]
+
+
+def _shape_order(ly: Tensor, lx: Tensor) -> Tensor:
+    """Order RoIs by window shape: by ``Ly`` class (``Ly`` rounded up to 1/8 of its magnitude), then by
+    ``Lx``, then by ``Ly``. A chunk pads every window to its largest ``Ly`` and ``Lx``: sorting by area
+    alone would put a tall and a wide window of equal area in one chunk, padded to a square several
+    times their size. ly, lx: (R,) int64 window lengths -> (R,) permutation."""
+    # classes of width 2**(floor(log2 Ly) - 3): windows of one class differ by at most ~1/8 in Ly
+    step = torch.exp2((torch.log2(ly.clamp(min=1).double()).floor() - 3).clamp(min=0)).long()
+    ly_class = torch.div(ly + step - 1, step, rounding_mode="floor") * step  # (R,) Ly rounded up
+    order = torch.argsort(ly, stable=True)
+    order = order[torch.argsort(lx[order], stable=True)]
+    return order[torch.argsort(ly_class[order], stable=True)]
+
+
+def _window_chunks(ly: List[int], lx: List[int], channels: int, budget: int,
+                   waste: float) -> List[Tuple[int, int, int, int]]:
+    """Cut RoIs (in window-shape order) into consecutive chunks ``(begin, end, max Ly, max Lx)``.
+
+    A chunk's gathered windows are ``n * max Ly * max Lx * channels`` elements: a chunk ends before the
+    RoI that would take that padded size past ``budget`` or past ``waste`` times the RoIs' own
+    windows. A RoI larger than the budget gets a chunk of its own.
+    """
+    chunks: List[Tuple[int, int, int, int]] = []
+    begin, my, mx, real = 0, 0, 0, 0
+    for i, (y, x) in enumerate(zip(ly, lx)):
+        y, x = max(y, 1), max(x, 1)  # an empty window still reads (and pads to) one cell
+        ny, nx = max(my, y), max(mx, x)
+        padded = (i + 1 - begin) * ny * nx
+        if i > begin and (padded * channels > budget or padded > waste * (real + y * x)):
+            chunks.append((begin, i, my, mx))
+            begin, ny, nx, real = i, y, x, 0
+        my, mx, real = ny, nx, real + y * x
+    if ly:
+        chunks.append((begin, len(ly), my, mx))
+    return chunks
 
 
 class _AxisPlan:
@@ -257,12 +297,11 @@ class _Plan:
         self.chunks: List[Tuple[int, ...]] = []
 
     def plan_windows(self, channels: int) -> None:
-        """Window chunks of the autograd path: RoIs sorted by window size so each chunk pads little,
-        cut to a bounded element count."""
-        cost = self.y.length * self.x.length  # (R,)
-        self.order = torch.argsort(cost)
-        self.chunks = chunk_bounds(cost[self.order] * channels, _CHUNK_ELEMENTS,
-                                   self.y.length[self.order], self.x.length[self.order])
+        """Window chunks of the autograd path: RoIs grouped by window shape so each chunk pads little,
+        cut to a bounded element count of padded windows."""
+        self.order = _shape_order(self.y.length, self.x.length)
+        self.chunks = _window_chunks(self.y.length[self.order].tolist(), self.x.length[self.order].tolist(),
+                                     channels, _CHUNK_ELEMENTS, _CHUNK_WASTE)
 
     def chunk(self, begin: int, end: int, ly: int, lx: int):
         """Window indices (n*Ly*Lx,) into the flattened (N*H*W) map and the chunk's weights."""
