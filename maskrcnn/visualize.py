@@ -123,14 +123,18 @@ def draw_instances(
     show_boxes: bool = True,
     show_labels: bool = True,
     keypoint_thresh: Optional[float] = None,
+    min_size: int = 0,
 ) -> Image.Image:
     """Draw one image's detections. Instances are painted from the lowest score up so the most
     confident ones stay on top; each instance keeps one colour for mask, contour, box and label.
 
     ``keypoint_thresh`` hides keypoints whose ``keypoint_scores`` are below it (None: show every
-    keypoint with visibility > 0)."""
+    keypoint with visibility > 0). ``min_size``: an image whose longer side is shorter is drawn
+    enlarged by an integer factor (pixels repeated, so masks stay exact) until it reaches it, so that
+    labels and contours on thumbnails stay legible; 0 draws at the image's own size."""
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
+    factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
     boxes = _np(det.get("boxes"))
     boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes.reshape(-1, 4).astype(np.float32)
     D = boxes.shape[0]
@@ -147,6 +151,15 @@ def draw_instances(
         masks = masks[:, 0]  # (D, 1, H, W) -> (D, H, W)
     if masks is not None and masks.shape != (D, H, W):
         raise ValueError(f"draw_instances: masks have shape {masks.shape}, expected {(D, H, W)}")
+    if factor > 1:  # enlarge: repeat pixels; box and keypoint coordinates scale with them
+        img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
+        if masks is not None:
+            masks = np.repeat(np.repeat(masks.astype(bool), factor, axis=1), factor, axis=2)
+        boxes = boxes * factor
+        if keypoints is not None:
+            keypoints = keypoints.astype(np.float32).copy()
+            keypoints[:, :, :2] *= factor
+        H, W = H * factor, W * factor
 
     order = np.argsort(scores, kind="stable")  # ascending: best painted last
     order = order[scores[order] >= score_thresh]

@@ -120,3 +120,20 @@ def test_large_image_scales_lines_and_font():
     assert changed_small.sum() == 2  # 1-pixel lines on a thumbnail
     assert changed_big.sum() >= 4  # thicker lines on a large image
     assert len(instance_colors(50)) == len({tuple(c) for c in instance_colors(50)})
+
+
+def test_min_size_enlarges_small_images_by_an_integer_factor():
+    image = _image()
+    det = {**_det(), "keypoints": torch.tensor([[[20.0, 30.0, 2.0]], [[50.0, 20.0, 2.0]]])}
+    big = np.asarray(draw_instances(image, det, min_size=300, show_labels=False)).astype(np.int32)
+    assert big.shape == (H * 4, W * 4, 3)  # ceil(300 / 80) = 4
+    base = to_uint8_hwc(image).astype(np.int32)
+    # pixels repeated: a block far from every instance is the original pixel 4x4 times
+    assert (big[55 * 4 : 55 * 4 + 4, 0:4] == base[55, 0]).all()
+    # the best instance's mask interior is tinted at the scaled position, its box edge scaled too
+    small = np.asarray(draw_instances(image, det, show_labels=False)).astype(np.int32)
+    assert np.abs(big[35 * 4 + 1, 20 * 4 + 1] - small[35, 20]).max() <= 1
+    best = instance_colors(2)[0].astype(np.int32)
+    assert (big[100:180, 10 * 4] == best).all(axis=1).any()  # box x1 = 10 -> 40
+    # already large enough: drawn at its own size
+    assert np.asarray(draw_instances(image, det, min_size=50)).shape == (H, W, 3)

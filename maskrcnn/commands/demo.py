@@ -50,7 +50,7 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
         image, _target = val[i]
         det = predictor([image])[0]
         path = out_dir / f"val_{i:03d}.png"
-        draw_instances(image, det, list(cfg.data.class_names), score_thresh=0.3).save(path)
+        draw_instances(image, det, list(cfg.data.class_names), score_thresh=0.3, min_size=512).save(path)
         written.append(path)
     trainer.model.train()
     return written

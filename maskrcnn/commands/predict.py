@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")
     parser.add_argument(
+        "--overlay-min-size", type=int, default=0, metavar="PX",
+        help="draw overlays of images smaller than PX (longer side) enlarged by an integer factor",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
     )
     parser.add_argument(
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_overlays:
                 from maskrcnn.visualize import draw_instances
 
-                overlay = draw_instances(image, det, predictor.class_names)
+                overlay = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size)
                 overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
             n_done += 1
             H, W = image.shape[-2:]
