@@ -223,3 +223,21 @@ def test_compressed_rle_decoder_agrees_with_pycocotools_on_model_masks(ref):
             h, w = rle["size"]
             expected = mask_utils.decode({"size": [h, w], "counts": rle["counts"].encode()})
             assert np.array_equal(annotation_to_mask(rle, h, w).numpy(), expected)
+
+
+@pytest.mark.parametrize("chunk_pixels", [1, 31 * 47 * 2, 1 << 27])
+def test_masks_to_rles_in_chunks_any_dtype(monkeypatch, chunk_pixels):
+    """Encoded a few masks per pycocotools call (bounded memory for photo-sized masks): the same RLE
+    whatever the chunking, for bool, uint8 and probability inputs (> 0 is on)."""
+    from maskrcnn.ops import masks as masks_module
+
+    g = torch.Generator().manual_seed(1)
+    stack = torch.rand(5, 31, 47, generator=g) > 0.5  # (D, H, W)
+    expected = [mask_utils.encode(np.asfortranarray(m.numpy().astype(np.uint8)))["counts"].decode()
+                for m in stack]
+    monkeypatch.setattr(masks_module, "_RLE_CHUNK_PIXELS", chunk_pixels)
+    for form in (stack, stack.to(torch.uint8), stack.float() * 0.7):
+        rles = masks_to_rles(form)
+        assert [r["counts"] for r in rles] == expected
+        assert all(r["size"] == [31, 47] for r in rles)
+    assert masks_to_rles(stack[:0]) == []
