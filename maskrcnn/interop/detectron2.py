@@ -1,0 +1,428 @@
+"""Convert detectron2 R-CNN checkpoints (Mask / Keypoint / Faster R-CNN, R50/R101/X101-FPN) to ours.
+
+Files: the model zoo's ``model_final_*.pkl`` (a pickle of ``{"model": {name: numpy array}, ...}``, read
+by a restricted unpickler that only rebuilds numpy arrays, so loading never runs code) and the ``.pth``
+files detectron2's trainer writes (``{"model": state dict, "optimizer": ..., ...}``, read with
+``torch.load(weights_only=True)``). Caffe2-style ImageNet backbones (``res2_0_branch2a_w``) are refused:
+they are not detectors.
+
+Conventions bridged here (the model itself never knows detectron2's):
+- Input: detectron2 feeds BGR images in 0-255, minus a BGR pixel mean, divided by a BGR pixel std
+  (model zoo: mean (103.530, 116.280, 123.675); std (1, 1, 1) for the MSRA R50/R101 nets and
+  (57.375, 57.120, 58.395) for X101-32x8d; ``pixel_mean`` / ``pixel_std`` entries in the file win).
+  Ours takes RGB in [0, 1], so the stem conv's input channels are reversed (BGR -> RGB) and
+  ``model.pixel_mean`` / ``model.pixel_std`` become mean / 255 and std / 255 in RGB order.
+- Labels: detectron2 puts the background LAST in ``cls_score`` (K+1 rows) and has no background slot in
+  ``bbox_pred`` (4K rows) or the mask predictor (K channels); ours has background first everywhere. The
+  last score row moves to row 0, and zero background slots are inserted in front of the box deltas and
+  the mask logits (never used: predictions are read for labels >= 1 only).
+- Backbone: MSRA ResNets stride on the first 1x1 conv (``model.stride_in_1x1=True``); the X101 nets
+  (torchvision-style) on the 3x3. FrozenBN eps 1e-5.
+- Heads: anchors are not rounded (``model.rpn.anchor_rounding=False``); RoIAlignV2, i.e. half-pixel
+  aligned with adaptive sampling (``pooler_aligned=True``, ``pooler_sampling_ratio=0``; our RoIAlign
+  samples adaptively for ratios <= 0); masks pasted with ``grid_sample``.
+
+Shapes: K object classes (detectron2's NUM_CLASSES), so ours counts K + 1; J keypoints read from
+``roi_heads.keypoint_head.score_lowres.weight`` (512, J, 4, 4).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from maskrcnn.interop.torchvision import COCO_CLASS_NAMES_91, ConversionError
+
+# detectron2's COCO classes are the 80 contiguous ones: torchvision's 91 ids minus the unused "N/A"s
+COCO_CLASS_NAMES_81 = tuple(n for n in COCO_CLASS_NAMES_91 if n != "N/A")
+
+# BGR, on 0-255 images: the model zoo's MSRA nets and its X101-32x8d (converted from torchvision)
+D2_PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)
+D2_PIXEL_STD_BGR_MSRA = (1.0, 1.0, 1.0)
+D2_PIXEL_STD_BGR_X101 = (57.375, 57.120, 58.395)
+
+_DEPTHS = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}
+_BASIC = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+
+# entries that are buffers, not weights: detectron2 rebuilds them from its config, and so do we
+_IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
+
+_BOTTOM_UP = r"^backbone\.bottom_up\."
+# (pattern, replacement) tried in order; a replacement is a template or a function of the match groups.
+_RULES = [
+    (_BOTTOM_UP + r"stem\.conv1\.weight$", "backbone.stem.conv1.conv.weight"),
+    (_BOTTOM_UP + r"stem\.conv1\.norm\.(.+)$", r"backbone.stem.conv1.norm.\1"),
+    (_BOTTOM_UP + r"res(\d)\.(\d+)\.(conv\d|shortcut)\.weight$", r"backbone.res\1.\2.\3.conv.weight"),
+    (_BOTTOM_UP + r"res(\d)\.(\d+)\.(conv\d|shortcut)\.norm\.(.+)$", r"backbone.res\1.\2.\3.norm.\4"),
+    # detectron2 names FPN levels by their stage (2..5); ours index them from 0
+    (r"^backbone\.fpn_lateral(\d)\.(weight|bias)$", lambda g: f"fpn.lateral.{int(g[0]) - 2}.conv.{g[1]}"),
+    (r"^backbone\.fpn_output(\d)\.(weight|bias)$", lambda g: f"fpn.output.{int(g[0]) - 2}.conv.{g[1]}"),
+    (r"^proposal_generator\.rpn_head\.conv\.(weight|bias)$", r"rpn.head.convs.0.conv.\1"),
+    (r"^proposal_generator\.rpn_head\.conv\.conv(\d+)\.(weight|bias)$", r"rpn.head.convs.\1.conv.\2"),
+    (r"^proposal_generator\.rpn_head\.objectness_logits\.(.+)$", r"rpn.head.objectness.\1"),
+    (r"^proposal_generator\.rpn_head\.anchor_deltas\.(.+)$", r"rpn.head.deltas.\1"),
+    # fc / mask_fcn / conv_fcn are numbered from 1
+    (r"^roi_heads\.box_head\.fc(\d+)\.(weight|bias)$",
+     lambda g: f"roi_heads.box_head.fcs.{int(g[0]) - 1}.{g[1]}"),
+    (r"^roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)$", r"roi_heads.box_predictor.\1.\2"),
+    (r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$",
+     lambda g: f"roi_heads.mask_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
+    (r"^roi_heads\.mask_head\.(deconv|predictor)\.(weight|bias)$", r"roi_heads.mask_head.\1.\2"),
+    (r"^roi_heads\.keypoint_head\.conv_fcn(\d+)\.(weight|bias)$",
+     lambda g: f"roi_heads.keypoint_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
+    (r"^roi_heads\.keypoint_head\.score_lowres\.(weight|bias)$", r"roi_heads.keypoint_head.predictor.\1"),
+]
+_COMPILED = [(re.compile(p), r) for p, r in _RULES]
+
+# newer detectron2 RPN heads with several convs name them conv.conv0, conv.conv1, ...
+_RPN_CONVS = r"^proposal_generator\.rpn_head\.conv\.conv(\d+)\.weight$"
+_CAFFE2_KEY = re.compile(r"^(res\d+_\d+_branch\w+|res_conv1_bn_\w+|conv1_[wb]|fc1000_[wb])$")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading files without running code
+
+
+def _numpy_globals() -> dict:
+    """The globals a pickle of numpy arrays names, resolved from live objects (numpy 1 calls the module
+    ``numpy.core``, numpy 2 ``numpy._core``; importing the other one would warn or fail)."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 rebuilds arrays from a bytes buffer
+    scalar = np.float32(0).__reduce__()[0]
+    import codecs
+    from collections import OrderedDict
+
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("collections", "OrderedDict"): OrderedDict,
+               # protocol-2 pickles (Python 2 era) store raw bytes as _codecs.encode(text, "latin1")
+               ("_codecs", "encode"): codecs.encode}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = reconstruct
+        allowed[(module, "scalar")] = scalar
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(module, "_frombuffer")] = frombuffer
+    return allowed
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds numpy arrays and plain containers and refuses every other global."""
+
+    def __init__(self, file, source: str):
+        # latin1: Python 2 pickles hold numpy buffers as str, which must come back byte for byte
+        super().__init__(file, encoding="latin1")
+        self._source = source
+        self._allowed = _numpy_globals()
+
+    def find_class(self, module, name):
+        found = self._allowed.get((module, name))
+        if found is None:
+            raise ConversionError(f"{self._source}: refused to load: the pickle asks for the global "
+                                  f"{module}.{name}, which a file of numpy arrays never needs")
+        return found
+
+
+def _read_pickle(path: Path):
+    with open(path, "rb") as f:
+        try:
+            return _NumpyOnlyUnpickler(f, str(path)).load()
+        except ConversionError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConversionError(f"{path}: cannot be read as a pickle of numpy arrays ({reason})") from None
+
+
+def _read_torch(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConversionError(f"{path}: cannot be read as a torch checkpoint ({reason})") from None
+
+
+def read_detectron2_file(path) -> object:
+    """The file's object: zip archives (torch.save) through ``torch.load``, ``.pkl`` through the
+    numpy-only unpickler, anything else through ``torch.load`` (the legacy torch format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path) and path.suffix.lower() in (".pkl", ".pickle"):
+        return _read_pickle(path)
+    return _read_torch(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The state dict
+
+
+def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
+    """A plain name -> tensor dict from a detectron2 file (numpy arrays become tensors)."""
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    elif isinstance(obj, dict) and isinstance(obj.get("blobs"), dict):  # Caffe2 / Detectron1 pickles
+        obj = obj["blobs"]
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(f"{source}: not a detectron2 checkpoint "
+                              "(expected a mapping of names to arrays)")
+    caffe2 = [k for k in obj if isinstance(k, str) and _CAFFE2_KEY.match(k)]
+    if caffe2:
+        raise ConversionError(
+            f"{source}: a Caffe2-style ImageNet backbone (keys like {caffe2[0]}), not a detectron2 detector; "
+            "only full Mask / Keypoint / Faster R-CNN checkpoints (backbone.bottom_up.*, roi_heads.*) "
+            "convert")
+    out, bad = {}, []
+    for k, v in obj.items():
+        if isinstance(v, np.ndarray) and isinstance(k, str):
+            out[k] = torch.from_numpy(np.array(v))  # a copy: the unpickled buffer may be read-only
+        elif isinstance(v, torch.Tensor) and isinstance(k, str):
+            out[k] = v
+        else:
+            bad.append(k)
+    if bad:
+        raise ConversionError(f"{source}: entries that are not arrays: {bad[:5]}")
+    if all(k.startswith("module.") for k in out):  # saved from DistributedDataParallel
+        out = {k[len("module."):]: v for k, v in out.items()}
+    return out
+
+
+def detect_layout(sd: dict) -> str:
+    """One of maskrcnn, keypointrcnn, fasterrcnn."""
+    if not any(k.startswith("backbone.bottom_up.") for k in sd) \
+            or "roi_heads.box_predictor.cls_score.weight" not in sd:
+        raise ConversionError("not a detectron2 R-CNN checkpoint: "
+                              "no backbone.bottom_up.* or roi_heads.box_predictor.cls_score.* keys")
+    if any(k.startswith("roi_heads.keypoint_head.") for k in sd):
+        return "keypointrcnn"
+    if any(k.startswith("roi_heads.mask_head.") for k in sd):
+        return "maskrcnn"
+    return "fasterrcnn"
+
+
+def _count(sd: dict, pattern: str) -> int:
+    regex = re.compile(pattern)
+    return len({m.group(1) for m in map(regex.match, sd) if m})
+
+
+def _backbone_arch(sd: dict) -> str:
+    blocks = tuple(_count(sd, rf"^backbone\.bottom_up\.res{s}\.(\d+)\.") for s in range(2, 6))
+    if "backbone.bottom_up.res2.0.conv3.weight" not in sd:
+        if blocks not in _BASIC:
+            raise ConversionError(f"unrecognised basic-block ResNet with {blocks} blocks per stage")
+        return _BASIC[blocks]
+    if blocks not in _DEPTHS:
+        raise ConversionError(f"unrecognised bottleneck ResNet with {blocks} blocks per stage")
+    w = sd["backbone.bottom_up.res2.0.conv2.weight"]  # (width, width / groups, 3, 3)
+    groups = w.shape[0] // w.shape[1]
+    if groups == 1:
+        return "resnet" + _DEPTHS[blocks]
+    from maskrcnn.modeling.backbone import ARCHS
+
+    name = f"resnext{_DEPTHS[blocks]}_{groups}x{w.shape[0] // groups}d"  # res2 width = groups x per-group
+    if name not in ARCHS:
+        raise ConversionError(f"ResNeXt {name} (from res2.0.conv2 {tuple(w.shape)}) is not one of our "
+                              f"backbones: {', '.join(ARCHS)}")
+    return name
+
+
+def _pixel_stats(sd: dict, arch: str, source: str) -> tuple:
+    """(mean, std) in BGR on 0-255 images: the file's buffers where present, else the model zoo's."""
+    default_std = D2_PIXEL_STD_BGR_X101 if arch.startswith("resnext") else D2_PIXEL_STD_BGR_MSRA
+    stats = []
+    for name, default in (("pixel_mean", D2_PIXEL_MEAN_BGR), ("pixel_std", default_std)):
+        if name not in sd:
+            stats.append(tuple(default))
+            continue
+        values = sd[name].flatten().tolist()
+        if len(values) != 3:
+            raise ConversionError(f"{source}: {name} has {len(values)} values, expected 3")
+        stats.append(tuple(float(v) for v in values))
+    return tuple(stats)
+
+
+def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input_format: str = "BGR") -> dict:
+    """Config keys (dotted) that make ``build_model`` produce this layout with detectron2's conventions."""
+    arch = _backbone_arch(sd)
+    mean, std = _pixel_stats(sd, arch, source)
+    if input_format == "BGR":  # our images are RGB: the statistics are reversed with the stem's channels
+        mean, std = mean[::-1], std[::-1]
+    anchors = int(sd["proposal_generator.rpn_head.objectness_logits.weight"].shape[0]) \
+        if "proposal_generator.rpn_head.objectness_logits.weight" in sd else 3
+    if anchors != 3:
+        raise ConversionError(f"{source}: the RPN has {anchors} anchors per location; only detectron2's "
+                              "default 3 (one size per level, ratios 0.5, 1, 2) is supported")
+    out = {
+        "model.backbone": arch,
+        "model.fpn": True,
+        "model.num_classes": int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]),
+        "model.norm": "frozen_bn",
+        "model.frozen_bn_eps": 1e-5,
+        "model.stride_in_1x1": not arch.startswith("resnext"),  # MSRA nets; X101 came from torchvision
+        "model.pixel_mean": tuple(m / 255.0 for m in mean),
+        "model.pixel_std": tuple(s / 255.0 for s in std),
+        "model.fpn_norm": "none",
+        "model.rpn.head_convs": max(1, _count(sd, _RPN_CONVS)),
+        "model.rpn.anchor_rounding": False,
+        "model.roi_heads.box_head": "2fc",
+        "model.roi_heads.box_head_norm": "none",
+        "model.roi_heads.pooler_aligned": True,
+        "model.roi_heads.pooler_sampling_ratio": 0,
+        "model.roi_heads.mask_paste": "grid_sample",
+        "model.roi_heads.mask_on": layout == "maskrcnn",
+        "model.roi_heads.mask_head_norm": "none",
+        "model.roi_heads.keypoint_on": layout == "keypointrcnn",
+    }
+    # widths and depths read from the weights, so that custom-trained detectron2 models convert too
+    if "backbone.fpn_lateral2.weight" in sd:
+        out["model.fpn_dim"] = int(sd["backbone.fpn_lateral2.weight"].shape[0])
+    if "roi_heads.box_head.fc1.weight" in sd:
+        out["model.roi_heads.box_head_dim"] = int(sd["roi_heads.box_head.fc1.weight"].shape[0])
+    if layout == "maskrcnn":
+        out["model.roi_heads.mask_head_convs"] = _count(sd, r"^roi_heads\.mask_head\.mask_fcn(\d+)\.weight$")
+        if "roi_heads.mask_head.deconv.weight" in sd:  # ConvTranspose2d: (in, out, 2, 2)
+            out["model.roi_heads.mask_head_dim"] = int(sd["roi_heads.mask_head.deconv.weight"].shape[1])
+    if layout == "keypointrcnn":
+        out["model.roi_heads.keypoint_head_convs"] = _count(
+            sd, r"^roi_heads\.keypoint_head\.conv_fcn(\d+)\.weight$")
+        first = "roi_heads.keypoint_head.conv_fcn1.weight"
+        score = "roi_heads.keypoint_head.score_lowres.weight"
+        if first in sd:
+            out["model.roi_heads.keypoint_head_dim"] = int(sd[first].shape[0])
+        if score in sd:  # (512, J, 4, 4)
+            out["model.roi_heads.num_keypoints"] = int(sd[score].shape[1])
+    return out
+
+
+def _map_key(key: str) -> Optional[str]:
+    for pattern, repl in _COMPILED:
+        m = pattern.match(key)
+        if m:
+            return repl(m.groups()) if callable(repl) else m.expand(repl)
+    return None
+
+
+def convert_state_dict(sd: dict) -> tuple:
+    """Rename detectron2 keys to ours (values untouched). Returns (ours, [unmapped keys], [ignored keys])."""
+    out, unmapped, ignored = {}, [], []
+    for key, value in sd.items():
+        if _IGNORED.match(key):
+            ignored.append(key)
+            continue
+        new = _map_key(key)
+        if new is None:
+            unmapped.append(key)
+        else:
+            out[new] = value
+    return out, unmapped, ignored
+
+
+# --------------------------------------------------------------------------------------------
+# Value changes: channel order and the background slot
+
+
+def _stem_bgr_to_rgb(ours: dict) -> None:
+    key = "backbone.stem.conv1.conv.weight"
+    if key in ours:  # a missing stem is reported by the key check
+        ours[key] = ours[key][:, [2, 1, 0]].contiguous()
+
+
+def _with_zero_slot(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``rows`` zero rows in front: the background slot detectron2 does not have."""
+    return torch.cat([t.new_zeros((rows,) + tuple(t.shape[1:])), t])
+
+
+def _background_first(ours: dict, num_classes: int, source: str) -> None:
+    """Background last (detectron2) -> background first (ours), in scores, box deltas and mask logits."""
+    for name in ("weight", "bias"):
+        key = f"roi_heads.box_predictor.cls_score.{name}"
+        if key in ours:
+            t = ours[key]
+            ours[key] = torch.cat([t[-1:], t[:-1]])
+        key = f"roi_heads.box_predictor.bbox_pred.{name}"
+        if key in ours:
+            rows = ours[key].shape[0]
+            if rows != 4 * (num_classes - 1):
+                raise ConversionError(
+                    f"{source}: roi_heads.box_predictor.bbox_pred has {rows} rows for {num_classes - 1} "
+                    "classes; class-agnostic box regression (4 rows) is not supported by our model")
+            ours[key] = _with_zero_slot(ours[key], 4)
+        key = f"roi_heads.mask_head.predictor.{name}"
+        if key in ours:
+            channels = ours[key].shape[0]
+            if channels != num_classes - 1:
+                raise ConversionError(
+                    f"{source}: roi_heads.mask_head.predictor has {channels} channels for {num_classes - 1} "
+                    "classes; class-agnostic masks are not supported by our model")
+            ours[key] = _with_zero_slot(ours[key], 1)
+
+
+def default_class_names(num_classes: int, layout: str = "") -> list:
+    if num_classes == 81:
+        return list(COCO_CLASS_NAMES_81)
+    if layout == "keypointrcnn" and num_classes == 2:
+        return ["__background__", "person"]
+    return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
+
+
+def _problems(unmapped: list, missing: list, unexpected: list, shapes: list) -> list:
+    out = []
+    for name, items in (("unmapped detectron2 keys", unmapped), ("keys our model needs but the file lacks",
+                        missing), ("converted keys our model does not have", unexpected),
+                        ("shape mismatches", shapes)):
+        if items:
+            out.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
+    return out
+
+
+def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "checkpoint",
+                       input_format: str = "BGR") -> dict:
+    """Full conversion with a check against the model ``build_model`` makes from the overrides.
+
+    ``obj``: what the file holds (a dict with ``model``, or the state dict itself; numpy arrays or
+    tensors). ``overrides``: extra config keys, applied last. ``input_format``: the model's INPUT.FORMAT
+    (the model zoo's nets are all BGR; "RGB" keeps the stem and the statistics' order).
+    Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report"}``; raises
+    ConversionError naming unmapped, missing or mis-shaped keys.
+    """
+    from maskrcnn.config import Config, apply_overrides
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    if input_format not in ("BGR", "RGB"):
+        raise ValueError(f"input_format must be BGR or RGB, got {input_format!r}")
+    sd = unwrap_state_dict(obj, source)
+    layout = detect_layout(sd)
+    cfg_over = config_overrides(sd, layout, source=source, input_format=input_format)
+    cfg_over.update(overrides or {})
+    cfg = apply_overrides(Config(), cfg_over)
+    ours, unmapped, ignored = convert_state_dict(sd)
+    if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter (SyncBN-trained files have one)
+        ours = {k: v for k, v in ours.items()
+                if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
+    if input_format == "BGR":
+        _stem_bgr_to_rgb(ours)
+    _background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source)
+    model_sd = build_model(cfg).state_dict()
+    missing = [k for k in model_sd if k not in ours]
+    unexpected = [k for k in ours if k not in model_sd]
+    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
+              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
+              "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours),
+              "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}
+    problems = _problems(unmapped, missing, unexpected, shapes)
+    if problems:
+        raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
+    ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
+    names = default_class_names(cfg.model.num_classes, layout)
+    return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report}
+
+
+def load_detectron2_file(path, overrides: Optional[dict] = None, **kwargs) -> dict:
+    """``convert_detectron2`` on a ``.pkl`` or ``.pth`` file; loading never runs code."""
+    obj = read_detectron2_file(path)
+    return convert_detectron2(obj, overrides, source=str(path), **kwargs)

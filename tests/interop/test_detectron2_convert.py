@@ -1,0 +1,245 @@
+"""detectron2 -> ours: synthetic detectron2 files made from our own random models by an inverse mapping
+written here independently, round-tripped through the converter; BGR / background-last conventions;
+files that must be refused (code-running pickles, Caffe2 backbones); the CLI command."""
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from maskrcnn.config import Config, apply_overrides
+from maskrcnn.interop.detectron2 import ConversionError, convert_detectron2, load_detectron2_file
+from maskrcnn.modeling.mask_rcnn import build_model
+
+MEAN_BGR = (103.530, 116.280, 123.675)
+
+# ours -> detectron2, as detectron2 names its parameters (numbers from 1 in heads, FPN by stage)
+_INVERSE = [
+    (r"^backbone\.stem\.conv1\.conv\.weight$", lambda m: "backbone.bottom_up.stem.conv1.weight"),
+    (r"^backbone\.stem\.conv1\.norm\.(.+)$", lambda m: f"backbone.bottom_up.stem.conv1.norm.{m[1]}"),
+    (r"^backbone\.(res\d\.\d+\.\w+)\.conv\.weight$", lambda m: f"backbone.bottom_up.{m[1]}.weight"),
+    (r"^backbone\.(res\d\.\d+\.\w+)\.norm\.(.+)$", lambda m: f"backbone.bottom_up.{m[1]}.norm.{m[2]}"),
+    (r"^fpn\.lateral\.(\d)\.conv\.(.+)$", lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}"),
+    (r"^fpn\.output\.(\d)\.conv\.(.+)$", lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}"),
+    (r"^rpn\.head\.convs\.0\.conv\.(.+)$", lambda m: f"proposal_generator.rpn_head.conv.{m[1]}"),
+    (r"^rpn\.head\.objectness\.(.+)$", lambda m: f"proposal_generator.rpn_head.objectness_logits.{m[1]}"),
+    (r"^rpn\.head\.deltas\.(.+)$", lambda m: f"proposal_generator.rpn_head.anchor_deltas.{m[1]}"),
+    (r"^roi_heads\.box_head\.fcs\.(\d)\.(.+)$", lambda m: f"roi_heads.box_head.fc{int(m[1]) + 1}.{m[2]}"),
+    (r"^roi_heads\.box_predictor\.(.+)$", lambda m: f"roi_heads.box_predictor.{m[1]}"),
+    (r"^roi_heads\.mask_head\.convs\.(\d)\.conv\.(.+)$",
+     lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.{m[2]}"),
+    (r"^roi_heads\.mask_head\.(deconv|predictor)\.(.+)$", lambda m: f"roi_heads.mask_head.{m[1]}.{m[2]}"),
+    (r"^roi_heads\.keypoint_head\.convs\.(\d)\.conv\.(.+)$",
+     lambda m: f"roi_heads.keypoint_head.conv_fcn{int(m[1]) + 1}.{m[2]}"),
+    (r"^roi_heads\.keypoint_head\.predictor\.(.+)$",
+     lambda m: f"roi_heads.keypoint_head.score_lowres.{m[1]}"),
+]
+
+
+def _d2_name(key):
+    for pattern, fn in _INVERSE:
+        m = re.match(pattern, key)
+        if m:
+            return fn(m)
+    raise AssertionError(f"test inverse mapping has no rule for {key}")
+
+
+def _d2_value(key, t):
+    """Our value in detectron2's convention: BGR stem, background last, no background slot."""
+    if key == "backbone.stem.conv1.conv.weight":
+        return t[:, [2, 1, 0]]
+    if key.startswith("roi_heads.box_predictor.cls_score."):
+        return torch.cat([t[1:], t[:1]])
+    if key.startswith("roi_heads.box_predictor.bbox_pred."):
+        return t[4:]
+    if key.startswith("roi_heads.mask_head.predictor."):
+        return t[1:]
+    return t
+
+
+def to_detectron2(model):
+    return {_d2_name(k): _d2_value(k, v).numpy().copy() for k, v in model.state_dict().items()}
+
+
+def _random_model(**overrides):
+    torch.manual_seed(0)
+    cfg = apply_overrides(Config(), {"model.stride_in_1x1": True, **SMALL, **overrides})
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # random frozen-BN statistics and biases, so that every tensor matters
+        for k, v in model.state_dict().items():
+            if k.endswith(("running_var", "norm.weight")):
+                v.uniform_(0.5, 1.5)
+            elif k.endswith(("running_mean", "bias")):
+                v.normal_(0.0, 0.1)
+    return model
+
+
+# narrow heads keep the test fast; the converter reads every width from the weights
+SMALL = {"model.fpn_dim": 64, "model.roi_heads.box_head_dim": 128, "model.roi_heads.mask_head_dim": 32,
+         "model.roi_heads.keypoint_head_dim": 64}
+LAYOUTS = {
+    "maskrcnn": {"model.backbone": "resnet50", "model.num_classes": 5},
+    "keypointrcnn": {"model.backbone": "resnet18", "model.num_classes": 2, "model.roi_heads.mask_on": False,
+                     "model.roi_heads.keypoint_on": True, "model.roi_heads.num_keypoints": 5},
+    "fasterrcnn": {"model.backbone": "resnet18", "model.num_classes": 4, "model.roi_heads.mask_on": False},
+}
+
+
+@pytest.fixture(scope="module")
+def r50_mask():
+    model = _random_model(**LAYOUTS["maskrcnn"])
+    return model, to_detectron2(model)
+
+
+def _save_pkl(path, d2):
+    with open(path, "wb") as f:
+        pickle.dump({"model": d2, "__author__": "test", "matching_heuristics": False}, f)
+    return path
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("fmt", ["pkl", "pth"])
+def test_round_trip_restores_our_weights(tmp_path, layout, fmt, r50_mask):
+    model, d2 = r50_mask if layout == "maskrcnn" else (None, None)
+    if model is None:
+        model = _random_model(**LAYOUTS[layout])
+        d2 = to_detectron2(model)
+    if fmt == "pkl":
+        path = _save_pkl(tmp_path / "model_final_test.pkl", d2)
+    else:
+        path = tmp_path / "model_0000999.pth"
+        torch.save({"model": {k: torch.from_numpy(v) for k, v in d2.items()}, "optimizer": {},
+                    "scheduler": {"last_epoch": 999}, "iteration": 999}, path)
+    result = load_detectron2_file(path)
+    assert result["layout"] == layout
+    report = result["report"]
+    assert report["unmapped"] == report["missing"] == report["unexpected"] == report["shape_mismatch"] == []
+    original, ours = model.state_dict(), result["state_dict"]
+    assert ours.keys() == original.keys()
+    slots = {"roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
+             "roi_heads.mask_head.predictor.weight": 1, "roi_heads.mask_head.predictor.bias": 1}
+    for k, v in original.items():
+        n = slots.get(k, 0)
+        assert torch.equal(ours[k][n:], v[n:]), k
+        assert not ours[k][:n].any(), f"{k}: the background slot must be zero"
+    m = result["config"].model
+    assert m.backbone == LAYOUTS[layout]["model.backbone"]
+    assert m.num_classes == LAYOUTS[layout]["model.num_classes"]
+    assert (m.fpn_dim, m.roi_heads.box_head_dim) == (64, 128)
+    assert m.stride_in_1x1 and m.frozen_bn_eps == 1e-5 and m.rpn.anchor_rounding is False
+    assert m.roi_heads.pooler_aligned and m.roi_heads.pooler_sampling_ratio == 0
+    assert m.roi_heads.mask_paste == "grid_sample"
+    assert m.roi_heads.mask_on == (layout == "maskrcnn")
+    assert m.roi_heads.keypoint_on == (layout == "keypointrcnn")
+    if layout == "keypointrcnn":
+        assert m.roi_heads.num_keypoints == 5 and result["class_names"] == ["__background__", "person"]
+    # the model zoo's statistics: BGR mean, std 1, on 0-255 -> RGB on [0, 1]
+    assert np.allclose(m.pixel_mean, [v / 255 for v in MEAN_BGR[::-1]])
+    assert np.allclose(m.pixel_std, [1 / 255] * 3)
+    converted = build_model(result["config"])
+    converted.load_state_dict(ours)  # strict
+
+
+@pytest.mark.parametrize("stats_in_file", [False, True])
+def test_rgb_input_gives_detectron2_features(stats_in_file, r50_mask):
+    _, d2 = r50_mask
+    mean_bgr, std_bgr = MEAN_BGR, (1.0, 1.0, 1.0)
+    if stats_in_file:  # older files carry the buffers; a non-unit std proves the division is reversed too
+        mean_bgr, std_bgr = (100.0, 110.0, 130.0), (50.0, 60.0, 70.0)
+        d2 = dict(d2, pixel_mean=np.array(mean_bgr, np.float32).reshape(3, 1, 1),
+                  pixel_std=np.array(std_bgr, np.float32).reshape(3, 1, 1))
+    result = convert_detectron2({"model": d2})
+    assert result["report"]["ignored"] == (["pixel_mean", "pixel_std"] if stats_in_file else [])
+    ours = build_model(result["config"]).eval()
+    ours.load_state_dict(result["state_dict"])
+    # reference: the same weights, but the stem exactly as in the file, fed detectron2's BGR input
+    ref = build_model(result["config"]).eval()
+    ref.load_state_dict(dict(result["state_dict"], **{
+        "backbone.stem.conv1.conv.weight": torch.from_numpy(d2["backbone.bottom_up.stem.conv1.weight"])}))
+    torch.manual_seed(1)
+    x = torch.rand(3, 64, 96)  # RGB in [0, 1]
+    x_d2 = (x[[2, 1, 0]] * 255 - torch.tensor(mean_bgr).view(3, 1, 1)) / torch.tensor(std_bgr).view(3, 1, 1)
+    with torch.no_grad():
+        got = ours.features(ours.preprocess([x])[0])
+        want = ref.features(x_d2[None])
+    assert got.keys() == want.keys()
+    for name in want:
+        scale = want[name].abs().max()
+        assert torch.allclose(got[name], want[name], atol=1e-4 * scale, rtol=1e-4), name
+
+
+def test_background_moves_first_in_predictions(r50_mask):
+    _, d2 = r50_mask
+    result = convert_detectron2({"model": d2})
+    ours = build_model(result["config"]).eval()
+    ours.load_state_dict(result["state_dict"])
+    torch.manual_seed(2)
+    feats = torch.randn(6, SMALL["model.roi_heads.box_head_dim"])
+    with torch.no_grad():
+        logits, deltas = ours.roi_heads.box_predictor(feats)
+    w, b = (torch.from_numpy(d2[f"roi_heads.box_predictor.cls_score.{n}"]) for n in ("weight", "bias"))
+    d2_logits = feats @ w.T + b  # K + 1 columns, background last
+    assert torch.allclose(logits[:, 0], d2_logits[:, -1], atol=1e-5)
+    assert torch.allclose(logits[:, 1:], d2_logits[:, :-1], atol=1e-5)
+    assert torch.allclose(logits.softmax(1)[:, 1:], d2_logits.softmax(1)[:, :-1], atol=1e-6)
+    w, b = (torch.from_numpy(d2[f"roi_heads.box_predictor.bbox_pred.{n}"]) for n in ("weight", "bias"))
+    assert torch.allclose(deltas[:, 4:], feats @ w.T + b, atol=1e-5) and not deltas[:, :4].any()
+    assert result["class_names"] == ["__background__"] + [f"class_{i}" for i in range(1, 5)]
+
+
+def test_code_running_pickle_is_refused_unexecuted(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "model_final_evil.pkl"
+    path.write_bytes(pickle.dumps({"model": {"backbone.bottom_up.stem.conv1.weight": Evil()}}))
+    with pytest.raises(ConversionError, match=r"model_final_evil\.pkl.*refused.*system"):
+        load_detectron2_file(path)
+    assert not marker.exists()
+
+
+def test_caffe2_backbone_is_refused(tmp_path):
+    blobs = {"conv1_w": np.zeros((64, 3, 7, 7), np.float32), "res2_0_branch2a_w": np.zeros((64, 64, 1, 1))}
+    for obj in (blobs, {"blobs": blobs}):
+        path = tmp_path / "R-50.pkl"
+        path.write_bytes(pickle.dumps(obj))
+        with pytest.raises(ConversionError, match="Caffe2-style ImageNet backbone.*not a detectron2"):
+            load_detectron2_file(path)
+
+
+def test_unmapped_and_missing_keys_are_named(r50_mask):
+    _, d2 = r50_mask
+    extra = dict(d2, **{"roi_heads.box_head.flatten_scale": np.zeros(2, np.float32)})
+    with pytest.raises(ConversionError, match="unmapped detectron2 keys: roi_heads.box_head.flatten_scale"):
+        convert_detectron2({"model": extra})
+    missing = {k: v for k, v in d2.items() if k != "proposal_generator.rpn_head.anchor_deltas.bias"}
+    with pytest.raises(ConversionError, match="lacks: rpn.head.deltas.bias"):
+        convert_detectron2({"model": missing})
+    buffers = dict(d2, **{"proposal_generator.anchor_generator.cell_anchors.0": np.zeros((3, 4), np.float32)})
+    assert convert_detectron2({"model": buffers})["report"]["ignored"] == [
+        "proposal_generator.anchor_generator.cell_anchors.0"]
+    with pytest.raises(ConversionError, match="not a detectron2 R-CNN checkpoint"):
+        convert_detectron2({"model": {"fc.weight": np.zeros((2, 2), np.float32)}})
+
+
+def test_convert_command(tmp_path, r50_mask):
+    from maskrcnn.checkpoint import config_from_checkpoint, load_checkpoint
+    from maskrcnn.cli import main
+
+    _, d2 = r50_mask
+    src = _save_pkl(tmp_path / "model_final_abc.pkl", d2)
+    out = tmp_path / "ours.pth"
+    assert main(["convert", "--from", "detectron2", str(src), str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    cfg = config_from_checkpoint(ckpt)
+    assert ckpt["converted_from"]["format"] == "detectron2" and ckpt["converted_from"]["layout"] == "maskrcnn"
+    assert cfg.model.roi_heads.pooler_aligned and cfg.model.stride_in_1x1
+    build_model(cfg).load_state_dict(ckpt["model"])
+    assert main(["convert", "--from", "detectron2", str(tmp_path / "missing.pkl"), str(out)]) == 1
