@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-
-# Transparent huge pages for PyTorch's large CPU tensors: the feature maps and pasted masks of each
-# image are fresh allocations, and faulting them in 4 KiB pages is a measurable share of CPU inference
-# (~5% for R50-FPN at 800 px here). Read by torch when it starts, hence before any command imports
-# it; a user's own THP_MEM_ALLOC_ENABLE (e.g. 0) wins. No effect where THP is unavailable.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 COMMANDS = ("train", "eval", "predict", "demo", "convert", "export", "benchmark")
 
