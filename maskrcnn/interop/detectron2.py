@@ -37,7 +37,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from maskrcnn.interop.torchvision import COCO_CLASS_NAMES_91, ConversionError
+from maskrcnn.interop.torchvision import COCO_CLASS_NAMES_91, ConversionError, resnet_arch
 
 # detectron2's COCO classes are the 80 contiguous ones: torchvision's 91 ids minus the unused "N/A"s
 COCO_CLASS_NAMES_81 = tuple(n for n in COCO_CLASS_NAMES_91 if n != "N/A")
@@ -47,8 +47,6 @@ D2_PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)
 D2_PIXEL_STD_BGR_MSRA = (1.0, 1.0, 1.0)
 D2_PIXEL_STD_BGR_X101 = (57.375, 57.120, 58.395)
 
-_DEPTHS = {(3, 4, 6, 3): "50", (3, 4, 23, 3): "101", (3, 8, 36, 3): "152"}
-_BASIC = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
 
 # entries that are buffers, not weights: detectron2 rebuilds them from its config, and so do we
 _IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
@@ -211,23 +209,8 @@ def _count(sd: dict, pattern: str) -> int:
 
 def _backbone_arch(sd: dict) -> str:
     blocks = tuple(_count(sd, rf"^backbone\.bottom_up\.res{s}\.(\d+)\.") for s in range(2, 6))
-    if "backbone.bottom_up.res2.0.conv3.weight" not in sd:
-        if blocks not in _BASIC:
-            raise ConversionError(f"unrecognised basic-block ResNet with {blocks} blocks per stage")
-        return _BASIC[blocks]
-    if blocks not in _DEPTHS:
-        raise ConversionError(f"unrecognised bottleneck ResNet with {blocks} blocks per stage")
-    w = sd["backbone.bottom_up.res2.0.conv2.weight"]  # (width, width / groups, 3, 3)
-    groups = w.shape[0] // w.shape[1]
-    if groups == 1:
-        return "resnet" + _DEPTHS[blocks]
-    from maskrcnn.modeling.backbone import ARCHS
-
-    name = f"resnext{_DEPTHS[blocks]}_{groups}x{w.shape[0] // groups}d"  # res2 width = groups x per-group
-    if name not in ARCHS:
-        raise ConversionError(f"ResNeXt {name} (from res2.0.conv2 {tuple(w.shape)}) is not one of our "
-                              f"backbones: {', '.join(ARCHS)}")
-    return name
+    return resnet_arch(blocks, sd.get("backbone.bottom_up.res2.0.conv2.weight"),
+                       bottleneck="backbone.bottom_up.res2.0.conv3.weight" in sd)
 
 
 def _pixel_stats(sd: dict, arch: str, source: str) -> tuple:

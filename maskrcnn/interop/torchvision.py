@@ -134,26 +134,37 @@ def detect_layout(sd: dict) -> str:
     return "fasterrcnn_v2" if v2 else "fasterrcnn"
 
 
-def _backbone_arch(sd: dict) -> str:
-    blocks = []
-    for layer in range(1, 5):
-        pattern = re.compile(rf"backbone\.body\.layer{layer}\.(\d+)\.")
-        ids = {int(m.group(1)) for m in map(pattern.match, sd) if m}
-        blocks.append(len(ids))
+def resnet_arch(blocks: tuple, res2_conv2_weight, *, bottleneck: bool) -> str:
+    """Our backbone name from the blocks per stage (res2..res5) and the first res2 block's 3x3 conv
+    weight (width, width / groups, 3, 3), which tells ResNeXt's groups and width. Shared by the
+    converters: every layout numbers its stages differently but builds the same nets."""
     blocks = tuple(blocks)
-    if "backbone.body.layer1.0.conv3.weight" not in sd:
+    if not bottleneck:
         if blocks not in _BASIC:
             raise ConversionError(f"unrecognised basic-block ResNet with {blocks} blocks per stage")
         return _BASIC[blocks]
     if blocks not in _DEPTHS:
         raise ConversionError(f"unrecognised bottleneck ResNet with {blocks} blocks per stage")
-    w = sd["backbone.body.layer1.0.conv2.weight"]  # (width, width / groups, 3, 3)
+    w = res2_conv2_weight
     groups = w.shape[0] // w.shape[1]
     if groups == 1:
         return "resnet" + _DEPTHS[blocks]
-    width_per_group = w.shape[0] // groups  # stage res2: planes 64 -> width_per_group * groups
-    name = f"resnext{_DEPTHS[blocks]}_{groups}x{width_per_group}d"
+    from maskrcnn.modeling.backbone import ARCHS
+
+    name = f"resnext{_DEPTHS[blocks]}_{groups}x{w.shape[0] // groups}d"  # res2 width = groups x per-group
+    if name not in ARCHS:
+        raise ConversionError(f"ResNeXt {name} (from res2's conv2 {tuple(w.shape)}) is not one of our "
+                              f"backbones: {', '.join(ARCHS)}")
     return name
+
+
+def _backbone_arch(sd: dict) -> str:
+    blocks = []
+    for layer in range(1, 5):
+        pattern = re.compile(rf"backbone\.body\.layer{layer}\.(\d+)\.")
+        blocks.append(len({int(m.group(1)) for m in map(pattern.match, sd) if m}))
+    return resnet_arch(tuple(blocks), sd.get("backbone.body.layer1.0.conv2.weight"),
+                       bottleneck="backbone.body.layer1.0.conv3.weight" in sd)
 
 
 def config_overrides(sd: dict, layout: str, *, frozen_bn_eps: float = 0.0) -> dict:
