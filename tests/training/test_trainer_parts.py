@@ -3,8 +3,6 @@
 import io
 import json
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,17 +12,6 @@ from maskrcnn.cli import main as cli_main
 from maskrcnn.config import load_config
 from maskrcnn.engine.logger import TrainingLogger, format_seconds, read_metrics, truncate_metrics
 from maskrcnn.engine.trainer import build_optimizer, build_trainer, get_rng_state, set_rng_state
-
-HERE = Path(__file__).resolve().parent
-
-
-def _toy_module():
-    sys.path.insert(0, str(HERE))
-    try:
-        import toy_train
-    finally:
-        sys.path.remove(str(HERE))
-    return toy_train
 
 
 def test_optimizer_weight_decay_groups():
@@ -58,8 +45,7 @@ def test_rng_state_round_trip_is_plain():
     torch.load(buf, weights_only=True)  # no pickled numpy / python objects
 
 
-def test_amp_bfloat16_and_grad_clipping_on_cpu(tmp_path):
-    toy = _toy_module()
+def test_amp_bfloat16_and_grad_clipping_on_cpu(tmp_path, toy):
     cfg = load_config(
         "demo",
         {
@@ -156,8 +142,7 @@ def test_train_command_rejects_bad_arguments(tmp_path, capsys):
     assert "t.json" in capsys.readouterr().err
 
 
-def test_zero_iterations_still_writes_a_final_checkpoint(tmp_path):
-    toy = _toy_module()
+def test_zero_iterations_still_writes_a_final_checkpoint(tmp_path, toy):
     cfg = load_config("demo", {"solver.iters": 0, "solver.checkpoint_period": 0})
     model = toy.Toy()
     trainer = build_trainer(
@@ -174,8 +159,7 @@ def test_zero_iterations_still_writes_a_final_checkpoint(tmp_path):
     assert (tmp_path / "model_final.pth").is_file()
 
 
-def test_resume_falls_back_to_an_older_checkpoint_when_the_newest_is_corrupt(tmp_path):
-    toy = _toy_module()
+def test_resume_falls_back_to_an_older_checkpoint_when_the_newest_is_corrupt(tmp_path, toy):
     cfg = load_config("demo", {"solver.iters": 4, "solver.checkpoint_period": 2, "solver.log_period": 1})
 
     def trainer():

@@ -90,17 +90,7 @@ def test_exact_resume_after_kill9(tmp_path):
         assert torch.equal(wa[k], wb[k]), k
 
 
-def _toy_module():
-    sys.path.insert(0, str(HERE))
-    try:
-        import toy_train
-    finally:
-        sys.path.remove(str(HERE))
-    return toy_train
-
-
-def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys):
-    toy = _toy_module()
+def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys, toy):
     make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1)
 
     def batches_then_sigterm(start_iter):
@@ -133,10 +123,9 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys):
     assert not (tmp_path / "model_final.pth").exists()
 
 
-def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
-    toy_train = _toy_module()
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, toy):
     with pytest.raises(NonFiniteLossError) as info:
-        toy_train.main(["--out", str(tmp_path), "--iters", "10", "--period", "3", "--nan-at", "8"])
+        toy.main(["--out", str(tmp_path), "--iters", "10", "--period", "3", "--nan-at", "8"])
     msg = str(info.value)
     assert "iteration 8" in msg and "loss_b=nan" in msg and "loss_a=" in msg
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000006.pth"
