@@ -37,7 +37,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from maskrcnn.interop.torchvision import COCO_CLASS_NAMES_91, ConversionError, resnet_arch
+from maskrcnn.interop.torchvision import (
+    COCO_CLASS_NAMES_91,
+    ConversionError,
+    resnet_arch,
+    strip_module_prefix,
+)
 
 # detectron2's COCO classes are the 80 contiguous ones: torchvision's 91 ids minus the unused "N/A"s
 COCO_CLASS_NAMES_81 = tuple(n for n in COCO_CLASS_NAMES_91 if n != "N/A")
@@ -184,9 +189,7 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
             bad.append(k)
     if bad:
         raise ConversionError(f"{source}: entries that are not arrays: {bad[:5]}")
-    if all(k.startswith("module.") for k in out):  # saved from DistributedDataParallel
-        out = {k[len("module."):]: v for k, v in out.items()}
-    return out
+    return strip_module_prefix(out)
 
 
 def detect_layout(sd: dict) -> str:

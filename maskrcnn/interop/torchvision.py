@@ -113,9 +113,14 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ConversionError(f"{source}: entries that are not tensors: {bad[:5]}")
-    if all(k.startswith("module.") for k in obj):  # saved from DistributedDataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
+    return strip_module_prefix(obj)
+
+
+def strip_module_prefix(sd: dict) -> dict:
+    """Drop the ``module.`` that DistributedDataParallel puts in front of every name, if it is there."""
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return sd
 
 
 def detect_layout(sd: dict) -> str:
