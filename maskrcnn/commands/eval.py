@@ -75,7 +75,7 @@ def _predict(args) -> tuple:
     """Run the checkpoint over the dataset: (metrics, results list)."""
     import torch
 
-    from maskrcnn.config import apply_overrides  # noqa: F401 (validates --set keys early)
+    from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.images import ImageReadError, read_image
     from maskrcnn.engine.evaluator import CocoEvaluator
@@ -83,12 +83,7 @@ def _predict(args) -> tuple:
 
     if not args.images:
         raise ValueError("--images is required with --weights")
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key] = value
+    overrides = parse_set_args(args.set)
     predictor = Predictor.from_checkpoint(
         args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size
     )
