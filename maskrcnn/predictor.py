@@ -19,42 +19,11 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from maskrcnn.engine.device import resolve_device, resolve_dtype
+
 ImageLike = Union[torch.Tensor, str, os.PathLike]
 
-_DTYPES = {
-    None: None,
-    "float32": None,
-    "fp32": None,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """``"auto"`` (or None) -> cuda when available, else cpu; anything else is passed to torch.device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-    return dev
-
-
-def resolve_dtype(dtype, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype (None: plain float32). float16 autocast is only offered on CUDA."""
-    if isinstance(dtype, torch.dtype):
-        dtype = {torch.float32: None, torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(
-            dtype, str(dtype)
-        )
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype {dtype!r} not supported (float32, bfloat16, float16)")
-    dt = _DTYPES[dtype]
-    if dt is torch.float16 and device.type != "cuda":
-        raise ValueError("dtype float16 needs a CUDA device; use bfloat16 on CPU")
-    return dt
-
+__all__ = ["Predictor", "resolve_device", "resolve_dtype"]
 
 def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class{i}" for i in range(1, num_classes)]

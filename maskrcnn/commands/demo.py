@@ -57,10 +57,10 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
 
 
 def run(args) -> int:
-    from maskrcnn.commands.train import build_training
     from maskrcnn.config import load_config, parse_set_args
     from maskrcnn.data.shapes import generate_shapes_dataset
-    from maskrcnn.predictor import resolve_device
+    from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.training import build_training
 
     t0 = time.perf_counter()
     out = Path(args.output)

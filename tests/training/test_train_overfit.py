@@ -9,10 +9,10 @@ import torch
 import yaml
 
 from maskrcnn.checkpoint import load_checkpoint
-from maskrcnn.commands.train import build_training
 from maskrcnn.config import load_config
 from maskrcnn.data.shapes import generate_shapes_dataset
 from maskrcnn.engine.logger import read_metrics
+from maskrcnn.engine.training import build_training
 
 SIZE = 128
 TINY = {
