@@ -110,6 +110,15 @@ class InputConfig:
     max_size_test: int = 1333
     flip_prob: float = 0.5
     resize_method: str = "torchvision"  # torchvision (bilinear on the float image) | pil
+    # Augmentations for small datasets (defaults: off). After the short-side resize, the image is scaled
+    # again by a factor drawn uniformly from scale_range ((0.1, 2.0): large-scale jitter), then a random
+    # window of at most crop_size x crop_size is cut out (0: no crop); instances cut by the window are
+    # clipped, those left with no area dropped.
+    scale_range: tuple = (1.0, 1.0)
+    crop_size: int = 0
+    # brightness, contrast, saturation, hue: each factor drawn from [1 - v, 1 + v] (hue: a shift in
+    # [-v, v] of a full turn, v <= 0.5), as torchvision's ColorJitter; zeros: off
+    color_jitter: tuple = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass
