@@ -98,6 +98,14 @@ class ModelConfig:
     pixel_mean: tuple = (0.485, 0.456, 0.406)  # RGB, on images in [0, 1]
     pixel_std: tuple = (0.229, 0.224, 0.225)
     size_divisibility: int = 32
+    # Start training from these weights (``maskrcnn train --init``): a checkpoint of ours, a torchvision or
+    # detectron2 detector, or an ImageNet backbone; a file, a URL or a published name. "" = the builder's
+    # random initialisation. See engine/init_weights.py.
+    init_weights: str = ""
+    # our class name -> the weights' class name, for class-specific rows whose names differ
+    # (e.g. {pedestrian: person}); "" as the value starts that class fresh. Names not listed match
+    # case-insensitively by name.
+    init_class_map: dict = field(default_factory=dict)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: ROIHeadsConfig = field(default_factory=ROIHeadsConfig)
 
@@ -147,6 +155,7 @@ class DataConfig:
     aspect_ratio_grouping: bool = True
     filter_empty: bool = True  # drop training images without usable annotations
     class_names: tuple = ()  # filled from the dataset or the checkpoint
+    keypoint_names: tuple = ()  # filled from the dataset's person category (keypoint models)
 
 
 @dataclass
@@ -281,6 +290,12 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     if value is None and "Optional" in type_name:
         return None
     one_or_many = "Union" in type_name and "tuple" in type_name
+    if isinstance(current, dict):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"config key {name!r} expects a mapping of names, got {value!r}")
+        return {k: ("" if v is None else str(v)) for k, v in value.items()}
+    if isinstance(value, dict):
+        raise ValueError(f"config key {name!r} expects one value, got the mapping {value!r}")
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ValueError(f"config key {name!r} expects true/false, got {value!r}")
@@ -326,19 +341,23 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
     return cfg
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def _flatten(d: dict, node: Any, prefix: str = "") -> dict:
+    """Nested sections -> dotted keys; a mapping under a mapping-valued field (``init_class_map``) stays
+    whole. ``node`` is the matching part of a Config, so the walk knows which is which."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+        child = getattr(node, str(k), None) if dataclasses.is_dataclass(node) else None
+        if isinstance(v, dict) and dataclasses.is_dataclass(child):
+            out.update(_flatten(v, child, key + "."))
         else:
             out[key] = v
     return out
 
 
 def from_dict(d: dict, base: Optional[Config] = None) -> Config:
-    return apply_overrides(base or Config(), _flatten(d))
+    base = base or Config()
+    return apply_overrides(base, _flatten(d, base))
 
 
 def parse_set_args(items: list) -> dict:

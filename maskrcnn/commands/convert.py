@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _local_path(spec: str) -> str:
     if os.path.exists(spec):
         return spec
-    from maskrcnn.interop.download import PUBLISHED, download
+    from maskrcnn.interop.download import PUBLISHED, download, is_published
 
-    if spec in PUBLISHED or "://" in spec:
+    if is_published(spec) or "://" in spec:
         return str(download(spec))
     raise FileNotFoundError(f"{spec}: no such file (and not a published name: {', '.join(PUBLISHED)})")
 

@@ -1,7 +1,12 @@
 """``maskrcnn train``: train on COCO-format data.
 
     maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J --train-images D
-                   [--val-json J --val-images D] --output RUN_DIR [--resume] [--device D]
+                   [--val-json J --val-images D] --output RUN_DIR [--resume] [--init WEIGHTS] [--device D]
+
+``--init WEIGHTS`` (``model.init_weights``) starts from a checkpoint of ours, a torchvision or detectron2
+detector or an ImageNet backbone (file, URL or published name); the config follows the weights, class
+rows are kept for classes whose names match, and ``RUN_DIR/init_report.json`` lists what was loaded
+(``engine/init_weights.py``).
 
 ``model.num_classes`` and ``data.class_names`` come from the training set; the label -> category id
 map travels in every checkpoint; the final config is written to ``RUN_DIR/config.yaml``.
@@ -27,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-images", help="folder of the validation images")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
+    p.add_argument("--init", metavar="WEIGHTS", default=None,
+                   help="start from these weights: our checkpoint, a torchvision / detectron2 detector or an "
+                        "ImageNet ResNet (file, URL or published name, e.g. maskrcnn_resnet50_fpn_coco, "
+                        "resnet50, detectron2://ImageNetPretrained/MSRA/R-50.pkl); sets model.init_weights")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -37,7 +46,10 @@ def run(args) -> int:
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training
 
-    cfg = load_config(args.config, parse_set_args(args.set))
+    overrides = parse_set_args(args.set)
+    if args.init:
+        overrides["model.init_weights"] = args.init
+    cfg = load_config(args.config, overrides)
     device = resolve_device(args.device or cfg.device)
     trainer, cfg = build_training(
         cfg,

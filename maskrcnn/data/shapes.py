@@ -9,6 +9,12 @@ least half of itself visible) so that the task stays learnable; a few images hav
 
 Each shape is rasterised once, with pycocotools from its polygon, and that mask both paints the image
 and makes the annotation, so pixels and annotations agree exactly. Output is deterministic for a seed.
+
+A second domain, for fine-tuning experiments (a model trained on the first, moved to other classes and
+another look): ``classes`` may name any of ``ALL_SHAPES`` (``OTHER_SHAPES``: hexagon, ellipse, arrow,
+crescent, the crescent a disc minus a disc, so RLE only) and ``style="gradient"`` draws objects filled with
+a two-colour gradient and a dark outline on a dark background with a grid, instead of flat colours on a
+muted field.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
-__all__ = ["SHAPE_CLASSES", "generate_shapes_dataset"]
+__all__ = ["ALL_SHAPES", "OTHER_SHAPES", "SHAPE_CLASSES", "STYLES", "generate_shapes_dataset"]
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross")
+OTHER_SHAPES = ("hexagon", "ellipse", "arrow", "crescent")
+ALL_SHAPES = SHAPE_CLASSES + OTHER_SHAPES
+STYLES = ("flat", "gradient")
 
 _MIN_VISIBLE = 0.65  # fraction of an instance that must stay visible after later shapes are drawn
 
@@ -46,6 +55,15 @@ def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> n
         t = np.arange(10) * math.pi / 5 - math.pi / 2
         radius = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
         pts = np.stack([np.cos(t) * radius, np.sin(t) * radius], 1)
+    elif kind == "hexagon":
+        t = np.arange(6) * math.pi / 3
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif kind in ("ellipse", "crescent"):  # the crescent's outer disc; see _shape_mask
+        t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t) * (0.55 if kind == "ellipse" else 1.0)], 1)
+    elif kind == "arrow":
+        pts = np.array([[1.0, 0.0], [0.1, -0.7], [0.1, -0.28], [-1.0, -0.28], [-1.0, 0.28], [0.1, 0.28],
+                        [0.1, 0.7]])  # fmt: skip
     elif kind == "cross":
         a, b = 1.0 / math.sqrt(2), 0.25 / math.sqrt(2)  # arm half-length and half-width (diagonal = r)
         pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b],
@@ -63,6 +81,18 @@ def _rasterise(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
         warnings.simplefilter("ignore", DeprecationWarning)
         rle = mask_utils.frPyObjects([polygon.reshape(-1).tolist()], height, width)
         return mask_utils.decode(mask_utils.merge(rle)).astype(bool)  # (H, W)
+
+
+def _shape_mask(kind: str, cx: float, cy: float, r: float, angle: float, height: int, width: int) -> tuple:
+    """(full mask (H, W) bool, polygon (P, 2) or None when the shape is no simple polygon)."""
+    poly = _shape_polygon(kind, cx, cy, r, angle)
+    full = _rasterise(poly, height, width)
+    if kind != "crescent":
+        return full, poly
+    # a disc minus a smaller disc shifted along the angle: a crescent, whose mask only RLE can describe
+    dx, dy = 0.45 * r * math.cos(angle), 0.45 * r * math.sin(angle)
+    inner = _shape_polygon("circle", cx + dx, cy + dy, 0.8 * r, 0.0)
+    return full & ~_rasterise(inner, height, width), None
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -84,6 +114,39 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return img
 
 
+def _dark_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) float: the second domain's look, a dark tinted field with a faint grid and speckle."""
+    tint = rng.uniform(0.03, 0.2, size=3).astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width]
+    step = int(rng.integers(8, 17))
+    grid = ((yy % step == 0) | (xx % step == 0)).astype(np.float32) * 0.12
+    img = tint[None, None, :] + grid[:, :, None] + rng.normal(0, 0.05, size=(height, width, 3))
+    return img.astype(np.float32)
+
+
+def _paint(rng: np.random.Generator, img: np.ndarray, full: np.ndarray, style: str) -> np.ndarray:
+    """``img`` with the shape's pixels painted in ``style``."""
+    if style == "flat":
+        colour = _colour(rng)
+        shade = rng.normal(0, 0.03, size=img.shape[:2] + (1,)).astype(np.float32)
+        return np.where(full[:, :, None], colour[None, None, :] + shade, img)
+    # gradient: two colours blended along a random direction across the shape, with a dark outline
+    a, b = _colour(rng), _colour(rng)
+    theta = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.nonzero(full)
+    proj = np.cos(theta) * xs + np.sin(theta) * ys
+    t = (proj - proj.min()) / max(float(proj.max() - proj.min()), 1.0)
+    out = img.copy()
+    out[ys, xs] = a[None, :] * (1 - t[:, None]) + b[None, :] * t[:, None]
+    inside = full.copy()  # pixels whose four neighbours are all inside; the others form the outline
+    inside[1:, :] &= full[:-1, :]
+    inside[:-1, :] &= full[1:, :]
+    inside[:, 1:] &= full[:, :-1]
+    inside[:, :-1] &= full[:, 1:]
+    out[full & ~inside] = 0.05
+    return out
+
+
 def _colour(rng: np.random.Generator) -> np.ndarray:
     """A saturated, bright RGB colour (HSV with S, V high), so shapes stand out from the background."""
     h, s, v = rng.random(), rng.uniform(0.55, 1.0), rng.uniform(0.7, 1.0)
@@ -93,19 +156,19 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
 
 
-def _make_image(rng: np.random.Generator, height: int, width: int, max_objects: int):
+def _make_image(rng: np.random.Generator, height: int, width: int, max_objects: int,
+                classes: Sequence[str] = SHAPE_CLASSES, style: str = "flat"):
     """One image (H, W, 3) uint8 and its instances [(class index, visible mask, polygon or None)]."""
-    img = _background(rng, height, width)
+    img = _background(rng, height, width) if style == "flat" else _dark_background(rng, height, width)
     n = 0 if rng.random() < 0.08 else int(rng.integers(1, max_objects + 1))
     placed = []  # [class, full mask, visible mask, polygon]
     short = min(height, width)
     for _ in range(n):
         for _attempt in range(20):
-            kind = int(rng.integers(len(SHAPE_CLASSES)))
+            kind = int(rng.integers(len(classes)))
             r = rng.uniform(0.12, 0.26) * short  # large enough to learn from in minutes on a CPU
             cx, cy = rng.uniform(r * 0.6, width - r * 0.6), rng.uniform(r * 0.6, height - r * 0.6)
-            poly = _shape_polygon(SHAPE_CLASSES[kind], cx, cy, r, rng.uniform(0, 2 * math.pi))
-            full = _rasterise(poly, height, width)
+            full, poly = _shape_mask(classes[kind], cx, cy, r, rng.uniform(0, 2 * math.pi), height, width)
             if full.sum() < 80:
                 continue
             # The new shape covers earlier ones: each must keep enough of itself visible.
@@ -116,22 +179,22 @@ def _make_image(rng: np.random.Generator, height: int, width: int, max_objects: 
         for item in placed:
             item[2] = item[2] & ~full
         placed.append([kind, full, full.copy(), poly])
-        colour = _colour(rng)
-        shade = rng.normal(0, 0.03, size=(height, width, 1)).astype(np.float32)
-        img = np.where(full[:, :, None], colour[None, None, :] + shade, img)
+        img = _paint(rng, img, full, style)
     image = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    instances = [(kind, vis, poly if np.array_equal(vis, full) else None) for kind, full, vis, poly in placed]
+    instances = [(kind, vis, poly if poly is not None and np.array_equal(vis, full) else None)
+                 for kind, full, vis, poly in placed]
     return image, instances
 
 
-def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, image_size, max_objects: int):
+def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, image_size, max_objects: int,
+                 classes: Sequence[str], style: str):
     image_dir = out_dir / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in range(n):
         (h_lo, h_hi), (w_lo, w_hi) = image_size
         height, width = int(rng.integers(h_lo, h_hi + 1)), int(rng.integers(w_lo, w_hi + 1))
-        image, instances = _make_image(rng, height, width, max_objects)
+        image, instances = _make_image(rng, height, width, max_objects, classes, style)
         file_name = f"{split}_{i:05d}.png"
         Image.fromarray(image).save(image_dir / file_name, compress_level=1)  # noisy images: fast beats small
         image_id = i + 1
@@ -158,11 +221,11 @@ def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, im
                 }
             )
     coco = {
-        "info": {"description": f"synthetic shapes ({split})"},
+        "info": {"description": f"synthetic shapes ({split})" + ("" if style == "flat" else f", {style}")},
         "images": images,
         "annotations": annotations,
         "categories": [
-            {"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SHAPE_CLASSES)
+            {"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(classes)
         ],
     }
     json_path = out_dir / f"{split}.json"
@@ -192,18 +255,28 @@ def generate_shapes_dataset(
     image_size: Sequence = ((192, 256), (192, 256)),
     max_objects: int = 4,
     seed: int = 0,
+    classes: Sequence[str] = SHAPE_CLASSES,
+    style: str = "flat",
 ) -> dict:
     """Write ``out_dir/{train,val}/*.png`` and ``out_dir/{train,val}.json``; return their paths as
-    {"train_json", "train_images", "val_json", "val_images"} (strings)."""
+    {"train_json", "train_images", "val_json", "val_images"} (strings). ``classes``: names from
+    ``ALL_SHAPES`` (category ids 1.. in this order); ``style``: one of ``STYLES``."""
     if num_train < 0 or num_val < 0 or max_objects < 1:
         raise ValueError("num_train and num_val must be >= 0 and max_objects >= 1")
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in ALL_SHAPES]
+    if not classes or unknown or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct names from {ALL_SHAPES}, got {classes!r}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     ranges = _size_ranges(image_size)
     out_dir = Path(out_dir)
     train_rng, val_rng = (
         np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(2)
     )
-    train_json, train_images = _write_split(out_dir, "train", num_train, train_rng, ranges, max_objects)
-    val_json, val_images = _write_split(out_dir, "val", num_val, val_rng, ranges, max_objects)
+    train_json, train_images = _write_split(out_dir, "train", num_train, train_rng, ranges, max_objects,
+                                            classes, style)
+    val_json, val_images = _write_split(out_dir, "val", num_val, val_rng, ranges, max_objects, classes, style)
     return {
         "train_json": str(train_json),
         "train_images": str(train_images),

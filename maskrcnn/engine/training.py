@@ -4,13 +4,56 @@
 (``model.num_classes`` and ``data.class_names`` come from the training set) and writes
 ``RUN_DIR/config.yaml``. It leaves the process's RNG state alone: the initial weights are drawn from
 a generator seeded with ``cfg.seed`` inside ``torch.random.fork_rng``, the same on every rank.
+
+``model.init_weights`` (``--init``) starts the run from existing weights (``engine/init_weights.py``): the
+config follows the weights, the model is loaded from them and ``RUN_DIR/init_report.json`` says what was
+loaded. A resumed run continues from its own checkpoint with the model config it was started with
+(``RUN_DIR/config.yaml``); the init is not applied again.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import torch
+
+INIT_REPORT = "init_report.json"
+
+
+def _resumed_config(cfg, output: Path, say):
+    """The run's own model config for a resumed run (its checkpoint holds that model); an ``--init`` that
+    differs from the run's is an error, the same one is not applied again."""
+    from maskrcnn.config import load_config
+
+    saved_path = output / "config.yaml"
+    if not saved_path.is_file():
+        return cfg
+    saved = load_config(str(saved_path))
+    asked, started = cfg.model.init_weights, saved.model.init_weights
+    if asked and asked != started:
+        raise ValueError(
+            f"--init {asked}: {output} is a run started from {started or 'random initialisation'}; --resume "
+            "continues that run from its last checkpoint and never loads other weights. To fine-tune from "
+            f"{asked}, choose another --output.")
+    if asked:
+        say(f"--resume: continuing from the run's checkpoint; --init {asked} was applied when the run "
+            "started and is not applied again")
+    cfg = cfg.copy()
+    cfg.model = saved.model
+    return cfg
+
+
+def _read_init_weights(spec: str, rank: int, world_size: int):
+    """The weights on every rank; rank 0 downloads first, so that the others find them in the cache."""
+    from maskrcnn.engine import distributed as du
+    from maskrcnn.interop.weights import read_weights
+
+    source = read_weights(spec) if rank == 0 else None
+    if world_size > 1:
+        du.barrier()
+    return source if source is not None else read_weights(spec)
 
 
 def build_training(
@@ -27,21 +70,35 @@ def build_training(
     trainer_kwargs=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
+    from maskrcnn.checkpoint import atomic_write_bytes
     from maskrcnn.config import save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.inference import make_evaluate_fn
+    from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
     from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer
     from maskrcnn.modeling.mask_rcnn import build_model
 
     output = Path(output)
     if (val_json is None) != (val_images is None):
         raise ValueError("--val-json and --val-images go together")
+    resuming = resume and (output / LAST_CHECKPOINT).is_file()
     if not resume and (output / LAST_CHECKPOINT).is_file():
         raise ValueError(f"{output} already holds a training run; pass --resume or choose another --output")
     rank, world_size, device = du.init_distributed(str(device))
+
+    def say(line: str) -> None:
+        if rank == 0:
+            print(line, file=log_stream or sys.stdout, flush=True)
+
+    source, changes = None, {}
+    if resuming:
+        cfg = _resumed_config(cfg, output, say)
+    elif cfg.model.init_weights:
+        source = _read_init_weights(cfg.model.init_weights, rank, world_size)
+        cfg, changes = follow_weights(cfg, source.implied)
     if cfg.solver.batch_size % world_size:
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} is not divisible by {world_size} processes"
@@ -64,15 +121,25 @@ def build_training(
     cfg = cfg.copy()
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)
+    if rh.keypoint_on and train_set.keypoint_names:
+        cfg.data.keypoint_names = tuple(train_set.keypoint_names)
+        cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
     label_to_cat = {int(k): int(v) for k, v in train_set.label_to_category_id.items()}
 
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
+    report = initialise_model(model, cfg, source) if source is not None else None
     model = model.to(device)
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
+        if report is not None:
+            report = {"source": report.pop("source"), "config_changes": changes, **report}
+            atomic_write_bytes(output / INIT_REPORT, (json.dumps(report, indent=2) + "\n").encode())
+            for line in summary_lines(report, changes):
+                say(line)
+            say(f"  report: {output / INIT_REPORT}")
 
     def make_batches(start_iter: int):
         return iter(

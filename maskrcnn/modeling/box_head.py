@@ -64,12 +64,20 @@ class AvgPoolHead(nn.Module):
 
 
 class BoxPredictor(nn.Module):
-    """Class scores (K) and class-specific box deltas (4K)."""
+    """Class scores (K) and class-specific box deltas (4K).
+
+    Initialised as detectron2 does (normal, std 0.01 for scores and 0.001 for deltas, zero biases):
+    a fresh row starts near "no opinion", which matters when only some rows are fresh (fine-tuning
+    keeps the rows of known classes, ``engine/init_weights.py``)."""
 
     def __init__(self, *, in_features: int, num_classes: int):
         super().__init__()
         self.cls_score = nn.Linear(in_features, num_classes)
         self.bbox_pred = nn.Linear(in_features, num_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        for layer in (self.cls_score, self.bbox_pred):
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> tuple:
         x = x.flatten(1)  # a C4 head gives (R, C, 1, 1) after pooling

@@ -1,0 +1,305 @@
+"""Start a run from existing weights (``maskrcnn train --init``, ``model.init_weights``).
+
+Steps, run by ``engine/training.py`` before training (never on ``--resume``: the run's checkpoint holds
+its weights):
+1. ``follow_weights(cfg, source)``: the config keys the weights fix (``SourceWeights.implied``: their input
+   convention and, for a detector, the shapes and conventions of every part it has) replace the run's,
+   and each change is listed. What stays the run's: the classes (from the dataset), which heads are on
+   (``mask_on``, ``keypoint_on``), the number of keypoints, frozen or trainable batch norm, ``freeze_at``,
+   losses and sampling, input sizes and the solver.
+2. The model is built as usual (the builder's random initialisation, seeded).
+3. ``plan_init(model_state, source, ...)`` (pure): the tensor each model key starts from. A key the weights
+   have is copied and must match in shape; a key of a part the weights lack entirely (an ImageNet
+   backbone has no FPN, RPN or heads; a Faster R-CNN no mask head) keeps its fresh value; a key missing
+   from a part the weights do have, a key the weights have in a part the model has but the model lacks,
+   or a shape mismatch stops the run before training, naming the key and both shapes. Class-specific
+   rows (box classifier and regression, mask predictor) are copied for every class whose name matches
+   one of the weights' (case, spaces, ``_`` and ``-`` ignored; ``model.init_class_map`` maps other
+   names), background included, the others keep their fresh rows; keypoint channels likewise by
+   keypoint name when the sets differ.
+4. The report (``init_report.json``): ``source``, ``config_changes``, ``loaded``, ``reinitialised``,
+   ``unused``, ``class_specific``, ``copied_classes`` (ours -> theirs), ``fresh_classes``, ``notes``.
+
+Shapes: K classes incl. background (ours), K' (the weights'); F box head width; C mask head width;
+J keypoints. Class-specific tensors: cls_score (K, F) / (K,), bbox_pred (4K, F) / (4K,) with rows
+4k..4k+3 for class k, mask predictor (K, C, 1, 1) / (K,), keypoint predictor (C, J, 4, 4) / (J,).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional, Sequence
+
+import torch
+
+from maskrcnn.config import apply_overrides
+
+# key -> (axis of the class rows, rows per class)
+CLASS_ROWS = {
+    "roi_heads.box_predictor.cls_score.weight": (0, 1),
+    "roi_heads.box_predictor.cls_score.bias": (0, 1),
+    "roi_heads.box_predictor.bbox_pred.weight": (0, 4),
+    "roi_heads.box_predictor.bbox_pred.bias": (0, 4),
+    "roi_heads.mask_head.predictor.weight": (0, 1),
+    "roi_heads.mask_head.predictor.bias": (0, 1),
+}
+KEYPOINT_ROWS = {
+    "roi_heads.keypoint_head.predictor.weight": (1, 1),  # ConvTranspose2d: (in, J, 4, 4)
+    "roi_heads.keypoint_head.predictor.bias": (0, 1),
+}
+# the parts of a model; a part the weights lack entirely starts fresh
+PARTS = ("backbone.", "fpn.", "rpn.", "roi_heads.res5.", "roi_heads.box_head.", "roi_heads.box_predictor.",
+         "roi_heads.mask_head.", "roi_heads.keypoint_head.")
+_PLACEHOLDERS = {"", "n/a", "__background__", "background"}
+_LISTED = 8  # keys named one by one in an error message
+
+
+class InitError(ValueError):
+    """Weights that cannot start this model; the message names the keys (and both shapes)."""
+
+
+def _part(key: str) -> str:
+    return next((p for p in PARTS if key.startswith(p)), key.split(".", 1)[0] + ".")
+
+
+def normalise_name(name) -> str:
+    """'Traffic_Light', 'traffic-light ' -> 'traffic light'."""
+    return " ".join(w for w in re.split(r"[\s_\-]+", str(name).strip().lower()) if w)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        return numbers and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def follow_weights(cfg, implied: dict) -> tuple:
+    """(cfg with the ``implied`` keys set, {key: {"from": run's value, "to": the weights'}} per change)."""
+    changes = {}
+    for key, value in implied.items():
+        current = _get(cfg, key)
+        if not _same(current, value):
+            changes[key] = {"from": _plain(current), "to": _plain(value)}
+    if changes:
+        cfg = apply_overrides(cfg, {k: implied[k] for k in changes})
+    return cfg, changes
+
+
+def _plain(v):
+    return list(_plain(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+# ------------------------------------------------------------------------------------------ names
+
+
+def match_names(ours: Sequence[str], theirs: Optional[Sequence[str]], explicit: Optional[dict] = None, *,
+                what: str = "class", background: bool = True) -> list:
+    """For each of ``ours``, the index of the matching name in ``theirs`` or None (start fresh).
+
+    ``background``: index 0 of both lists is the background and always matches. ``explicit``: {our name:
+    their name or ""} overrides the name match; a name on either side that does not exist is an error.
+    With ``theirs`` None (weights without names), rows match by position when both have as many.
+    """
+    explicit = dict(explicit or {})
+    ours = list(ours)
+    if theirs is None:
+        if explicit:
+            raise InitError(f"model.init_{what}_map: the weights carry no {what} names to map to")
+        return None
+    theirs = list(theirs)
+    index = {}
+    for i, name in enumerate(theirs):
+        key = normalise_name(name)
+        if key not in _PLACEHOLDERS and (i > 0 or not background):
+            index.setdefault(key, i)
+    our_keys = {normalise_name(n): i for i, n in enumerate(ours)}
+    rows = [None] * len(ours)
+    for i, name in enumerate(ours):
+        if background and i == 0:
+            rows[0] = 0 if theirs else None
+        elif normalise_name(name) not in _PLACEHOLDERS:
+            rows[i] = index.get(normalise_name(name))
+    for mine, target in explicit.items():
+        if normalise_name(mine) not in our_keys:
+            raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set "
+                            f"({', '.join(map(str, ours[1 if background else 0:]))})")
+        i = our_keys[normalise_name(mine)]
+        if target in ("", None):
+            rows[i] = None
+            continue
+        if normalise_name(target) not in index:
+            some = list(dict.fromkeys(n for n in theirs if normalise_name(n) not in _PLACEHOLDERS))[:12]
+            raise InitError(f"model.init_{what}_map: {target!r} (for {mine!r}) is not a {what} of the "
+                            f"weights (e.g. {', '.join(some)})")
+        rows[i] = index[normalise_name(target)]
+    return rows
+
+
+def _copy_rows(fresh: torch.Tensor, src: torch.Tensor, rows: list, axis: int, per: int, key: str) -> tuple:
+    """``fresh`` with the rows of each matched entry copied from ``src``; (tensor, copied, fresh counts)."""
+    other_fresh = [s for d, s in enumerate(fresh.shape) if d != axis]
+    other_src = [s for d, s in enumerate(src.shape) if d != axis]
+    if other_fresh != other_src or src.shape[axis] % per:
+        raise InitError(f"{key}: the weights' {tuple(src.shape)} cannot give rows of the model's "
+                        f"{tuple(fresh.shape)}")
+    out = fresh.clone()
+    copied = 0
+    for i, j in enumerate(rows):
+        if j is None:
+            continue
+        if (j + 1) * per > src.shape[axis]:
+            raise InitError(f"{key}: the weights have {src.shape[axis] // per} rows, row {j} was asked for")
+        out.narrow(axis, i * per, per).copy_(src.narrow(axis, j * per, per))
+        copied += 1
+    return out, copied, len(rows) - copied
+
+
+# ------------------------------------------------------------------------------------------ the plan
+
+
+def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[list] = None,
+              keypoint_rows: Optional[list] = None) -> dict:
+    """The state dict to load (see the module docstring) and what happened to each key.
+
+    ``model_state``: the freshly built model's tensors. ``source_state``: the weights under our names.
+    ``class_rows`` / ``keypoint_rows``: ``match_names``'s result (None: the tensors are copied whole and
+    must match in shape). Returns {"state", "loaded", "reinitialised", "unused", "class_specific"}.
+    """
+    source_state = dict(source_state)
+    # an ImageNet res5 is the C4 design's RoI head
+    if not any(k.startswith("backbone.res5.") for k in model_state) and \
+            any(k.startswith("roi_heads.res5.") for k in model_state) and \
+            not any(k.startswith("roi_heads.res5.") for k in source_state):
+        stage = "backbone.res5."
+        source_state = {("roi_heads.res5." + k[len(stage):] if k.startswith(stage) else k): v
+                        for k, v in source_state.items()}
+    source_parts = {_part(k) for k in source_state if not k.endswith("num_batches_tracked")}
+    model_parts = {_part(k) for k in model_state}
+    state, loaded, fresh, class_specific = {}, [], [], {}
+    mismatched, missing = [], []
+    for key, value in model_state.items():
+        src = source_state.get(key)
+        rows_spec = CLASS_ROWS.get(key, (None, None)) if class_rows is not None else (None, None)
+        if key in KEYPOINT_ROWS and keypoint_rows is not None:
+            rows_spec, rows = KEYPOINT_ROWS[key], keypoint_rows
+        else:
+            rows = class_rows
+        if src is not None and rows_spec[0] is not None:
+            axis, per = rows_spec
+            state[key], n_copied, n_fresh = _copy_rows(value, src.to(value.dtype), rows, axis, per, key)
+            class_specific[key] = {"rows_copied": n_copied, "rows_fresh": n_fresh}
+            (loaded if n_copied else fresh).append(key)
+        elif src is not None:
+            if tuple(src.shape) != tuple(value.shape):
+                mismatched.append(f"{key}: the weights have {tuple(src.shape)}, "
+                                  f"the model {tuple(value.shape)}")
+                continue
+            state[key] = src.to(value.dtype).clone()
+            loaded.append(key)
+        elif key.endswith("num_batches_tracked") or _part(key) not in source_parts:
+            state[key] = value
+            if not key.endswith("num_batches_tracked"):
+                fresh.append(key)
+        else:
+            missing.append(key)
+    unexpected = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
+                  and _part(k) in model_parts]
+    unused = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
+              and _part(k) not in model_parts]
+    problems = []
+    for what, items in (("shape mismatches", mismatched),
+                        ("keys the model needs but the weights lack", missing),
+                        ("keys the weights have but the model does not", unexpected)):
+        if items:
+            more = f"; ... ({len(items) - _LISTED} more)" if len(items) > _LISTED else ""
+            problems.append(f"{len(items)} {what}: {'; '.join(items[:_LISTED])}{more}")
+    if problems:
+        raise InitError("the weights do not fit the model: " + " | ".join(problems))
+    return {"state": state, "loaded": loaded, "reinitialised": fresh, "unused": unused,
+            "class_specific": class_specific}
+
+
+def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
+    """Load ``source`` (a ``SourceWeights``) into ``model`` (built from ``cfg`` after ``follow_weights``)
+    and return the report (without ``config_changes``, which the caller adds)."""
+    names = list(cfg.data.class_names)
+    class_rows = None
+    score = source.state_dict.get("roi_heads.box_predictor.cls_score.weight")  # (K', F)
+    if score is not None:
+        theirs = source.class_names
+        if theirs is not None and len(theirs) != score.shape[0]:
+            theirs = None  # names that do not describe the rows are no names at all
+        class_rows = match_names(names, theirs, cfg.model.init_class_map, what="class")
+        if class_rows is None:  # no names: by position when the counts agree, else all fresh but background
+            same = len(names) == score.shape[0]
+            class_rows = list(range(len(names))) if same else [0] + [None] * (len(names) - 1)
+    keypoint_rows = None
+    kp_key = "roi_heads.keypoint_head.predictor.bias"
+    if kp_key in source.state_dict and cfg.model.roi_heads.keypoint_on:
+        ours_kp = list(cfg.data.keypoint_names) or None
+        n_src = int(source.state_dict[kp_key].shape[0])
+        if ours_kp and source.keypoint_names and list(map(normalise_name, ours_kp)) != \
+                list(map(normalise_name, source.keypoint_names)):
+            keypoint_rows = match_names(ours_kp, source.keypoint_names, what="keypoint", background=False)
+        elif cfg.model.roi_heads.num_keypoints != n_src:
+            keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
+    plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
+                     keypoint_rows=keypoint_rows)
+    model.load_state_dict(plan["state"], strict=True)
+    report = {
+        "source": dict(source.provenance, kind=source.kind, layout=source.layout),
+        "loaded": plan["loaded"],
+        "reinitialised": plan["reinitialised"],
+        "unused": sorted(set(plan["unused"]) | set(source.unused)),
+        "class_specific": plan["class_specific"],
+        "copied_classes": {},
+        "fresh_classes": [],
+        "notes": list(source.notes),
+    }
+    if class_rows is not None:
+        theirs = source.class_names or []
+        for i, j in enumerate(class_rows[1:], start=1):
+            if j is None:
+                report["fresh_classes"].append(names[i])
+            else:
+                report["copied_classes"][names[i]] = theirs[j] if j < len(theirs) else f"row {j}"
+    else:
+        report["fresh_classes"] = names[1:]
+    if keypoint_rows is not None:
+        kp_names = list(cfg.data.keypoint_names) or [f"keypoint_{i}" for i in range(len(keypoint_rows))]
+        theirs = source.keypoint_names or []
+        report["copied_keypoints"] = {kp_names[i]: theirs[j] for i, j in enumerate(keypoint_rows)
+                                      if j is not None and j < len(theirs)}
+        report["fresh_keypoints"] = [kp_names[i] for i, j in enumerate(keypoint_rows) if j is None]
+    return report
+
+
+def summary_lines(report: dict, changes: dict) -> list:
+    """The report in a few printable lines."""
+    src = report["source"]
+    sha = (src.get("sha256") or "")[:12]
+    lines = [f"init: {src.get('spec')} -> {src.get('format', src.get('kind'))}"
+             + (f", sha256 {sha}..." if sha else "")]
+    if changes:
+        listed = "; ".join(f"{k} {v['from']} -> {v['to']}" for k, v in changes.items())
+        lines.append(f"  the config follows the weights: {listed}")
+    lines.append(f"  loaded {len(report['loaded'])} tensors, {len(report['reinitialised'])} start fresh, "
+                 f"{len(report['unused'])} of the weights' unused")
+    if report["copied_classes"]:
+        lines.append("  class rows from the weights: " + ", ".join(
+            f"{a} <- {b}" for a, b in report["copied_classes"].items()))
+    if report["fresh_classes"]:
+        lines.append("  fresh class rows: " + ", ".join(report["fresh_classes"]))
+    lines.extend(f"  note: {n}" for n in report["notes"])
+    return lines

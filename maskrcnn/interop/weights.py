@@ -1,0 +1,192 @@
+"""Read any weights a run can start from into one record: our checkpoints, torchvision and detectron2
+detectors, and ImageNet backbones (``imagenet.py``), given as a file, a URL or a published name.
+
+``read_weights(spec)`` resolves the spec (downloads are cached and, where the publisher gives a hash,
+checked; ``download.py``), opens the file without running code from it (``torch.load(weights_only=True)``
+for torch files, a numpy-only unpickler for ``.pkl``), recognises the layout from the key names,
+converts to our parameter names and returns a ``SourceWeights``:
+
+- ``state_dict``: tensors under our names (``docs/checkpoints.md``), in our conventions (RGB stem,
+  background first);
+- ``implied``: the dotted config keys the weights fix, with their values: the input convention
+  (``model.pixel_mean``, ``model.pixel_std``, ``model.stride_in_1x1``, ``model.frozen_bn_eps``) and, for a
+  detector, the architecture and conventions of every part it has (``IMPLIED_BY_PART``);
+- ``class_names`` (background first) and ``keypoint_names`` where the weights have class rows or
+  keypoint channels; ``unused``: source keys no detector of ours uses (an ImageNet ``fc``);
+- ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from maskrcnn.interop.torchvision import ConversionError
+
+# COCO's person keypoints, the order of torchvision's and detectron2's keypoint models
+COCO_KEYPOINT_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle",
+)
+
+# The config keys a detector's weights fix, by the part of the model that holds them: their tensor shapes
+# and the conventions the weights were trained with (what a feature, an anchor or a delta means).
+IMPLIED_BY_PART = {
+    "backbone.": ("model.backbone", "model.stride_in_1x1", "model.pixel_mean", "model.pixel_std",
+                  "model.fpn"),
+    "fpn.": ("model.fpn_dim", "model.fpn_norm"),
+    "rpn.": ("model.rpn.head_convs", "model.rpn.anchor_sizes", "model.rpn.aspect_ratios",
+             "model.rpn.anchor_rounding"),
+    "roi_heads.box_head.": ("model.roi_heads.box_head", "model.roi_heads.box_head_dim",
+                            "model.roi_heads.box_head_norm", "model.roi_heads.box_pool_size",
+                            "model.roi_heads.box_reg_weights", "model.roi_heads.pooler",
+                            "model.roi_heads.pooler_aligned", "model.roi_heads.pooler_sampling_ratio",
+                            "model.roi_heads.canonical_level", "model.roi_heads.canonical_box_size"),
+    "roi_heads.mask_head.": ("model.roi_heads.mask_head_convs", "model.roi_heads.mask_head_dim",
+                             "model.roi_heads.mask_head_norm", "model.roi_heads.mask_pool_size",
+                             "model.roi_heads.mask_loss", "model.roi_heads.mask_paste"),
+    "roi_heads.keypoint_head.": ("model.roi_heads.keypoint_head_convs", "model.roi_heads.keypoint_head_dim",
+                                 "model.roi_heads.keypoint_pool_size"),
+}
+
+
+@dataclass
+class SourceWeights:
+    """Weights to start a run from, converted to our names and conventions (module docstring)."""
+
+    state_dict: dict
+    kind: str  # maskrcnn | torchvision | detectron2 | imagenet
+    layout: str  # the converter's layout name (maskrcnn, maskrcnn_v2, keypointrcnn, ..., or caffe2 ...)
+    implied: dict
+    class_names: Optional[list] = None
+    keypoint_names: Optional[list] = None
+    unused: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def describe(self) -> str:
+        what = "ImageNet backbone" if self.kind == "imagenet" else "detector"
+        return f"{self.kind} {what} ({self.layout} layout)"
+
+
+def _get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def implied_by_config(cfg, state_dict: dict) -> dict:
+    """The keys of ``IMPLIED_BY_PART`` for the parts ``state_dict`` has, with ``cfg``'s values; plus the
+    batch-norm eps the backbone's statistics were computed with."""
+    out = {}
+    for part, keys in IMPLIED_BY_PART.items():
+        if any(k.startswith(part) for k in state_dict):
+            out.update({k: _get(cfg, k) for k in keys})
+    m = cfg.model
+    out["model.frozen_bn_eps"] = m.frozen_bn_eps if m.norm == "frozen_bn" else 1e-5
+    if m.norm not in ("frozen_bn", "bn"):  # group norm / none: other tensors, not convertible
+        out["model.norm"] = m.norm
+    return out
+
+
+def resolve_spec(spec: str, *, cache=None) -> dict:
+    """A file, URL or published name -> {"spec", "path", "url"} with the file present locally."""
+    from maskrcnn.interop.download import PUBLISHED, download, is_published, resolve
+
+    spec = str(spec)
+    if os.path.exists(spec):
+        if not os.path.isfile(spec):
+            raise ValueError(f"{spec}: a folder, not a weights file")
+        return {"spec": spec, "path": str(Path(spec).resolve()), "url": None}
+    if is_published(spec) or "://" in spec:
+        url = resolve(spec)
+        return {"spec": spec, "path": str(download(spec, cache=cache)), "url": url}
+    raise FileNotFoundError(f"{spec}: no such file, and not a published name or URL (published: "
+                            f"{', '.join(PUBLISHED)}; or detectron2://PATH)")
+
+
+def _unwrap(obj, source: str) -> dict:
+    for key in ("model", "state_dict", "blobs"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(f"{source}: not a state dict (expected a mapping of names to arrays)")
+    return obj
+
+
+def _ours(path: str) -> SourceWeights:
+    from maskrcnn.checkpoint import config_from_checkpoint, load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    cfg = config_from_checkpoint(ckpt)
+    sd = dict(ckpt["model"])
+    names = list(ckpt["class_names"]) or None
+    return SourceWeights(
+        state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
+        class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None,
+    )
+
+
+def _detector(obj, kind: str, source: str) -> SourceWeights:
+    if kind == "torchvision":
+        from maskrcnn.interop.torchvision import convert_torchvision as convert
+    else:
+        from maskrcnn.interop.detectron2 import convert_detectron2 as convert
+    result = convert(obj, source=source)
+    cfg, sd = result["config"], result["state_dict"]
+    notes = []
+    if kind == "detectron2":
+        notes = ["stem conv input channels reversed: BGR weights, RGB images",
+                 "class rows moved: detectron2's background-last order to background-first"]
+    keypoints = list(COCO_KEYPOINT_NAMES) if cfg.model.roi_heads.keypoint_on and \
+        cfg.model.roi_heads.num_keypoints == len(COCO_KEYPOINT_NAMES) else None
+    return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
+                         implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
+                         keypoint_names=keypoints, notes=notes)
+
+
+def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
+    """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
+    ``read_weights`` validates those through ``checkpoint.load_checkpoint``)."""
+    from maskrcnn.interop import imagenet
+
+    sd = _unwrap(obj, source)
+    keys = [k for k in sd if isinstance(k, str)]
+    if any(k.startswith("backbone.body.") for k in keys):
+        return _detector(obj, "torchvision", source)
+    if any(k.startswith("backbone.bottom_up.") for k in keys):
+        return _detector(obj, "detectron2", source)
+    if imagenet.detect_layout(sd) is not None:
+        bb = imagenet.convert_imagenet(sd, source=source)
+        return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
+                             implied=bb.implied, unused=bb.unused, notes=bb.notes)
+    if any(k.startswith("backbone.stem.") for k in keys):
+        raise ConversionError(f"{source}: a bare state dict of this library's model, without the config that "
+                              "says how to build it; save it with maskrcnn.checkpoint.save_checkpoint")
+    raise ConversionError(
+        f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}); "
+        "expected a maskrcnn checkpoint, a torchvision or detectron2 R-CNN, or an ImageNet ResNet/ResNeXt")
+
+
+def read_weights(spec: str, *, cache=None) -> SourceWeights:
+    """Resolve, read (never running code from the file) and convert ``spec``; see the module docstring."""
+    from maskrcnn.checkpoint import FORMAT
+    from maskrcnn.interop.detectron2 import read_detectron2_file
+    from maskrcnn.interop.download import sha256_of
+
+    where = resolve_spec(spec, cache=cache)
+    path = where["path"]
+    obj = read_detectron2_file(path)  # zip -> torch.load(weights_only=True); .pkl -> numpy-only unpickler
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        del obj
+        weights = _ours(path)
+    else:
+        weights = convert_any(obj, source=str(spec))
+    weights.provenance = {**where, "sha256": sha256_of(path), "bytes": os.path.getsize(path),
+                          "format": weights.describe()}
+    return weights
