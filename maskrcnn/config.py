@@ -72,7 +72,6 @@ class ROIHeadsConfig:
     mask_head_convs: int = 4
     mask_head_dim: int = 256
     mask_head_norm: str = "none"  # none | bn
-    mask_resolution: int = 28
     mask_loss: str = "sigmoid"  # sigmoid (per-class binary, the paper's) | softmax (ablation)
     mask_threshold: float = 0.5
     mask_paste: str = "torchvision"  # torchvision | grid_sample (detectron2's, more accurate)
@@ -81,7 +80,6 @@ class ROIHeadsConfig:
     keypoint_head_convs: int = 8
     keypoint_head_dim: int = 512
     keypoint_pool_size: int = 14
-    keypoint_resolution: int = 56
 
 
 @dataclass
@@ -224,6 +222,25 @@ PRESETS = {
             "model.roi_heads.keypoint_on": True,
         },
     ),
+    # Fine-tuning a COCO-trained model on a few hundred images of your own classes (README: "Fine-tune on
+    # your data"). The architecture follows the weights (--init replaces the default); stem and res2 stay
+    # frozen with frozen batch norm (torchvision's trainable_backbone_layers=3), the LR follows the linear
+    # scaling rule for 4 images (0.02 * 4 / 16), ~2000 iterations are ~25 epochs of 300 images.
+    "finetune": lambda: _with(
+        Config(),
+        **{
+            "model.init_weights": "maskrcnn_resnet50_fpn_coco",
+            "model.roi_heads.batch_size_per_image": 256,
+            "input.min_size": (640, 672, 704, 736, 768, 800),
+            "solver.batch_size": 4,
+            "solver.lr": 0.005,
+            "solver.iters": 2000,
+            "solver.warmup_iters": 100,
+            "solver.steps": (1500, 1850),
+            "solver.checkpoint_period": 500,
+            "solver.eval_period": 500,
+        },
+    ),
     # Small enough to train on a laptop CPU in minutes (the demo).
     "demo": lambda: _with(
         Config(),
@@ -355,9 +372,20 @@ def _flatten(d: dict, node: Any, prefix: str = "") -> dict:
     return out
 
 
-def from_dict(d: dict, base: Optional[Config] = None) -> Config:
+# Keys that earlier versions wrote into checkpoints and config.yaml files but that nothing read (the mask
+# and heatmap resolutions follow from the pool sizes: 2 x mask_pool_size, 4 x keypoint_pool_size). Stored
+# configs may still hold them; a user's YAML or --set naming them is an error like any unknown key.
+RETIRED_KEYS = ("model.roi_heads.mask_resolution", "model.roi_heads.keypoint_resolution")
+
+
+def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False) -> Config:
+    """A Config from a nested dict over ``base``; ``stored``: the dict was written by this library (a
+    checkpoint's or a run's config), so retired keys are dropped instead of refused."""
     base = base or Config()
-    return apply_overrides(base, _flatten(d, base))
+    flat = _flatten(d, base)
+    if stored:
+        flat = {k: v for k, v in flat.items() if k not in RETIRED_KEYS}
+    return apply_overrides(base, flat)
 
 
 def parse_set_args(items: list) -> dict:
@@ -371,8 +399,10 @@ def parse_set_args(items: list) -> dict:
     return out
 
 
-def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] = None) -> Config:
-    """A preset name (``r50_fpn``), or a YAML file (optionally with ``_base_: PRESET``), then overrides."""
+def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] = None, *,
+                stored: bool = False) -> Config:
+    """A preset name (``r50_fpn``), or a YAML file (optionally with ``_base_: PRESET``), then overrides.
+    ``stored``: the file is a run's own ``config.yaml`` (see ``from_dict``)."""
     name = preset_or_path or "r50_fpn"
     if name in PRESETS:
         cfg = PRESETS[name]()
@@ -390,7 +420,7 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
         if base_name not in PRESETS:
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
         try:
-            cfg = from_dict(data, PRESETS[base_name]())
+            cfg = from_dict(data, PRESETS[base_name](), stored=stored)
         except (KeyError, ValueError) as e:
             raise type(e)(f"{path}: {e}") from None
     if overrides:

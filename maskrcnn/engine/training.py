@@ -30,7 +30,7 @@ def _resumed_config(cfg, output: Path, say):
     saved_path = output / "config.yaml"
     if not saved_path.is_file():
         return cfg
-    saved = load_config(str(saved_path))
+    saved = load_config(str(saved_path), stored=True)
     asked, started = cfg.model.init_weights, saved.model.init_weights
     if asked and asked != started:
         raise ValueError(
@@ -112,6 +112,9 @@ def build_training(
             max_size=cfg.input.max_size,
             flip_prob=cfg.input.flip_prob,
             method=cfg.input.resize_method,
+            scale_range=cfg.input.scale_range,
+            crop_size=cfg.input.crop_size,
+            color_jitter=cfg.input.color_jitter,
         ),
         keypoints=rh.keypoint_on,
         filter_empty=cfg.data.filter_empty,
