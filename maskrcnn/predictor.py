@@ -1,20 +1,24 @@
-"""Inference API: images at their original size (tensors or files) in, detections in original coordinates out.
+"""Inference API, and the one path from original images to results in original coordinates: ``predict``,
+``eval``, validation during training (``engine.inference``), ``benchmark`` and Python users all run
+``Predictor.predict_tensors``.
 
 Shapes: N images per forward (the batch size), D detections of one image, H x W an original image,
 h x w the resized image the model sees, K keypoints.
 
 ``Predictor`` does what a user would otherwise have to get right by hand: read the file (any mode,
 EXIF orientation), resize as the checkpoint's config says (``input.min_size_test`` /
-``input.max_size_test``), batch several images into one forward, run the model in eval mode under
-``torch.inference_mode`` (optionally with bfloat16 / float16 autocast), map boxes and keypoints back to
-the original image and paste the masks at its size (``modeling.postprocess.detections_to_original``).
+``input.max_size_test``), group images of similar size into forwards of ``batch_size``, run the model's
+stages in eval mode under ``torch.inference_mode`` (optionally with bfloat16 / float16 autocast on the
+feature extractor), map boxes and keypoints back to the original image and paste the masks at its size
+(``modeling.postprocess.detections_to_original``). It resolves the device and dtype
+(``engine.device``) and, with ``optimise``, rewrites the model for inference (``modeling.fuse``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -22,6 +26,10 @@ from torch import nn
 from maskrcnn.engine.device import resolve_device, resolve_dtype
 
 ImageLike = Union[torch.Tensor, str, os.PathLike]
+
+# With batching, how many batches' worth of images are resized together and grouped by size: more
+# choice gives batch-mates of closer sizes, at the memory of that many original images.
+WINDOW_BATCHES = 4
 
 __all__ = ["Predictor", "resolve_device", "resolve_dtype"]
 
@@ -58,11 +66,12 @@ class Predictor:
             model's own threshold is ``cfg.model.roi_heads.score_thresh``).
         batch_size: images per forward. Images of different sizes are padded to a common size in a
             batch, which changes features near their borders slightly, so 1 (the default) makes each
-            image's detections independent of its batch-mates; larger batches pay off on a GPU.
+            image's detections independent of its batch-mates; larger batches pay off on a GPU. Images
+            given together (up to ``window`` = ``batch_size * WINDOW_BATCHES``) are grouped by size.
         dtype: None / "float32", "bfloat16" (CPU or CUDA autocast) or "float16" (CUDA autocast).
         optimise: fold batch norm into convolutions, use channels_last and (on CPU) Winograd 3x3
-            convolutions (``modeling.fuse``); changes ``model`` in place, so leave it off for a model
-            that will be trained further.
+            convolutions and fused residual additions (``modeling.fuse``); changes ``model`` in place,
+            so leave it off, or give a copy, for a model that will be trained further.
         winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU only).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
         label_to_category_id: the dataset's category id per label, when known (used by writers).
@@ -102,6 +111,7 @@ class Predictor:
         )
         self.score_thresh = score_thresh
         self.batch_size = int(batch_size)
+        self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
         self.paste_masks = paste_masks
         self.min_size = int(cfg.input.min_size_test)
         self.max_size = int(cfg.input.max_size_test)
@@ -175,32 +185,6 @@ class Predictor:
             return read_image(Path(item))
         return _as_float_image(item, f"image {index}")
 
-    def _run_model(self, images: list) -> list:
-        """The model's forward, with ``dtype`` autocast on the feature extractor only.
-
-        Low precision pays off in the backbone and FPN convolutions (most of the time); the RPN's box
-        decoding, the RoI pooling and the heads stay float32 so that boxes keep sub-pixel precision
-        (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000)."""
-        if self.dtype is None:
-            return self.model(images)
-        model = self.model
-        features = getattr(model, "features", None)
-        autocast = torch.autocast(device_type=self.device.type, dtype=self.dtype)
-        if not callable(features):  # some other model: autocast everything
-            with autocast:
-                return model(images)
-
-        def low_precision_features(batch):
-            with autocast:
-                out = features(batch)
-            return {k: v.float() for k, v in out.items()}  # name -> (N, C, Hl, Wl) back in float32
-
-        model.features = low_precision_features  # an instance attribute shadows the method for this call
-        try:
-            return model(images)
-        finally:
-            del model.features
-
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> list:
         """Detections per image (a list even for one image), on the CPU, in original coordinates:
         ``boxes`` (D, 4) xyxy float32, ``scores`` (D,), ``labels`` (D,) int64 (1..K-1), ``masks``
@@ -210,18 +194,38 @@ class Predictor:
             images = [images]
         images = list(images)
         out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [self.load(im, start + i) for i, im in enumerate(images[start : start + self.batch_size])]
-            out.extend(self.predict_tensors(batch))
+        for start in range(0, len(images), self.window):
+            chunk = images[start : start + self.window]
+            out.extend(self.predict_tensors([self.load(im, start + i) for i, im in enumerate(chunk)]))
         return out
+
+    def predict_files(self, paths: Sequence[Union[str, os.PathLike]], *, on_error=None) -> Iterator[list]:
+        """Read image files and predict, ``window`` files at a time: yields per window a list of
+        ``(index in paths, image (3, H, W), detections)`` in input order. A file that cannot be read
+        is skipped after ``on_error(index, path, error)`` (raised when ``on_error`` is None)."""
+        from maskrcnn.data.images import read_image
+
+        paths = list(paths)
+        for start in range(0, len(paths), self.window):
+            loaded = []  # (index, image)
+            for index in range(start, min(start + self.window, len(paths))):
+                try:
+                    loaded.append((index, read_image(paths[index])))
+                except (ValueError, OSError) as e:  # ImageReadError is a ValueError
+                    if on_error is None:
+                        raise
+                    on_error(index, paths[index], e)
+            if loaded:
+                dets = self.predict_tensors([image for _, image in loaded])
+                yield [(index, image, det) for (index, image), det in zip(loaded, dets)]
 
     @torch.inference_mode()
     def predict_tensors(self, images: Sequence[torch.Tensor]) -> list:
-        """One forward over already-loaded (3, H, W) float images at their original size."""
+        """Already-loaded (3, H, W) float images at their original size -> detections per image, in
+        input order. Images are resized, grouped by resized size (so that batch-mates pad little) into
+        forwards of ``batch_size``, and mapped back to their original size."""
         from maskrcnn.data.transforms import resize_image
-        from maskrcnn.modeling.postprocess import detections_to_original
 
-        originals = [tuple(im.shape[-2:]) for im in images]
         resized = [
             resize_image(
                 im.to(self.device, non_blocking=True),
@@ -231,28 +235,56 @@ class Predictor:
             )
             for im in images
         ]
-        dets = self._run_model(resized)
-        results = []
-        for det, im, orig in zip(dets, resized, originals):
-            det = {
-                k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in det.items()
-            }
-            if self.score_thresh is not None and "scores" in det:
-                keep = det["scores"] >= self.score_thresh  # before pasting: never paste what is dropped
-                det = {
-                    k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == keep.shape[0] else v)
-                    for k, v in det.items()
-                }
-            det = detections_to_original(
-                det,
-                tuple(im.shape[-2:]),
-                orig,
-                paste_masks=self.paste_masks and "mask_probs" in det,
-                mask_threshold=self.mask_threshold,
-                paste_method=self.paste_method,
-            )
-            results.append({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in det.items()})
+        order = list(range(len(resized)))
+        if self.batch_size > 1:  # stable: equal sizes keep their input order
+            order.sort(key=lambda i: tuple(resized[i].shape[-2:]))
+        results = [None] * len(resized)
+        for start in range(0, len(order), self.batch_size):
+            ids = order[start : start + self.batch_size]
+            for i, det in zip(ids, self._forward([resized[i] for i in ids])):
+                results[i] = self._to_original(det, tuple(resized[i].shape[-2:]), tuple(images[i].shape[-2:]))
         return results
+
+    def _forward(self, images: list) -> list:
+        """The model's stages on resized images -> its detections (resized coordinates), with ``dtype``
+        autocast on the feature extractor only.
+
+        Low precision pays off in the backbone and FPN convolutions (most of the time); the RPN's box
+        decoding, the RoI pooling and the heads stay float32 so that boxes keep sub-pixel precision
+        (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000)."""
+        model = self.model
+        batch, sizes = model.preprocess(images)  # (N, 3, Hp, Wp), [(h, w)] per image
+        if self.dtype is None:
+            feats = model.features(batch)
+        else:
+            with torch.autocast(device_type=self.device.type, dtype=self.dtype):
+                feats = model.features(batch)
+            feats = {k: v.float() for k, v in feats.items()}  # name -> (N, C, Hl, Wl) back in float32
+        proposals, _ = model.rpn([feats[n] for n in model.rpn_in_features], sizes, batch.shape[-2:])
+        dets, _ = model.roi_heads(feats, proposals, sizes)
+        return dets
+
+    def _to_original(self, det: dict, input_hw: tuple, original_hw: tuple) -> dict:
+        """One image's detections: float32, score threshold applied, in original coordinates, masks
+        pasted, on the CPU."""
+        from maskrcnn.modeling.postprocess import detections_to_original
+
+        det = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in det.items()}
+        if self.score_thresh is not None and "scores" in det:
+            keep = det["scores"] >= self.score_thresh  # before pasting: never paste what is dropped
+            det = {
+                k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == keep.shape[0] else v)
+                for k, v in det.items()
+            }
+        det = detections_to_original(
+            det,
+            input_hw,
+            original_hw,
+            paste_masks=self.paste_masks and "mask_probs" in det,
+            mask_threshold=self.mask_threshold,
+            paste_method=self.paste_method,
+        )
+        return {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in det.items()}
 
 
 def _some(keys: Sequence[str], n: int = 5) -> str:

@@ -6,25 +6,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_model import TINY  # tests/ is on the path
 
 from maskrcnn.cli import main
 from maskrcnn.config import PRESETS, apply_overrides
 from maskrcnn.modeling.mask_rcnn import build_model
-
-TINY = {
-    "model.backbone": "resnet18",
-    "model.num_classes": 3,
-    "model.fpn_dim": 32,
-    "model.rpn.pre_nms_topk_test": 100,
-    "model.rpn.post_nms_topk_test": 30,
-    "model.roi_heads.box_head_dim": 64,
-    "model.roi_heads.mask_head_dim": 16,
-    "model.roi_heads.score_thresh": 0.0,  # random weights: keep everything so something is drawn
-    "model.roi_heads.detections_per_image": 10,
-    "input.min_size_test": 64,
-    "input.max_size_test": 96,
-}
-
 
 # tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -41,7 +41,7 @@ class _Toy(nn.Module):
 def test_norm_affine_matches_definition():
     bn = nn.BatchNorm2d(5, eps=1e-3).eval()
     _randomise_norms(bn, 1)
-    scale, shift = norm_affine(bn, 5)
+    scale, shift = norm_affine(bn)
     ref_scale = bn.weight.double() / (bn.running_var.double() + 1e-3).sqrt()
     torch.testing.assert_close(scale, ref_scale)
     torch.testing.assert_close(shift, bn.bias.double() - bn.running_mean.double() * ref_scale)
@@ -241,4 +241,45 @@ def test_bfloat16_autocast_runs_and_stays_close(tiny):
     iou = box_iou(ref["boxes"][:5], low["boxes"])  # (5, D)
     iou[ref["labels"][:5, None] != low["labels"][None, :]] = 0
     assert (iou.max(dim=1).values > 0.8).float().mean() >= 0.6
-    assert "features" not in model.__dict__  # the autocast wrapper is removed after the call
+    assert "features" not in model.__dict__  # the model's stages are called, never patched
+
+
+def test_batches_are_grouped_by_size_and_results_keep_input_order(tiny, monkeypatch):
+    model, cfg = tiny
+    g = torch.Generator().manual_seed(4)
+    # resized: (64, 80), (96, 64), (64, 80), (96, 64) -> two forwards of same-size pairs
+    images = [torch.rand(3, 64, 80, generator=g), torch.rand(3, 90, 60, generator=g),
+              torch.rand(3, 64, 80, generator=g), torch.rand(3, 90, 60, generator=g)]  # fmt: skip
+    pred = Predictor(model, cfg, batch_size=2)
+    assert pred.window == 8
+    batches = []
+    real = pred._forward
+
+    def record(ims):
+        batches.append([tuple(i.shape[-2:]) for i in ims])
+        return real(ims)
+
+    monkeypatch.setattr(pred, "_forward", record)
+    out = pred(images)
+    assert sorted(batches) == [[(64, 80), (64, 80)], [(96, 64), (96, 64)]]
+    alone = Predictor(model, cfg)(images)
+    for a, b, img in zip(out, alone, images):  # same-size batch-mates: no padding, same detections
+        assert a["masks"].shape[1:] == img.shape[1:]
+        torch.testing.assert_close(a["boxes"], b["boxes"], rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
+
+
+def test_optimised_model_swaps_in_fused_additions(tiny):
+    from maskrcnn.ops.fused_conv import ConvAdd, fused_kernel_works
+
+    model, cfg = tiny
+    built = {type(m) for m in model.modules()}
+    assert ConvAdd not in built  # the model as built is plain PyTorch
+    fast = copy.deepcopy(model)
+    Predictor(fast, cfg, optimise=True)
+    swapped = [m for m in fast.modules() if isinstance(m, ConvAdd)]
+    if not fused_kernel_works():
+        pytest.skip("no oneDNN fused convolution in this PyTorch build")
+    # resnet18 with a 32-channel FPN: res2's 64-channel block ends (2), the 1x1 shortcuts (3), the FPN
+    # laterals (4) and 3x3 outputs (4); the 128+ channel block ends of res3-res5 are Winograd convs
+    assert len(swapped) == fast.fused_adds == 13 and all(m.fused for m in swapped)

@@ -1,13 +1,14 @@
 """``maskrcnn benchmark``: time inference of a checkpoint (or a preset with random weights).
 
-    maskrcnn benchmark (--weights CKPT | --config PRESET_OR_YAML) [--size 800x1067] [--images 5]
-                       [--batch-size 1] [--threads N] [--device D] [--dtype bfloat16] [--no-optimise]
-                       [--no-winograd]
+    maskrcnn benchmark (--weights CKPT | --config PRESET_OR_YAML) [IMAGE_OR_DIR ...] [--size 800x1067]
+                       [--images 5] [--batch-size 1] [--threads N] [--device D] [--dtype bfloat16]
+                       [--no-optimise] [--no-winograd]
 
-Times the path a user gets from ``Predictor`` (resize, model, masks pasted at the image size) on
-synthetic images of the given size after one warm-up batch, and prints seconds per image, images per
-second and the process's peak resident memory. For the comparison with torchvision see
-``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
+Times the path a user gets from ``Predictor`` (what ``predict`` and ``eval`` run: resize, model, masks
+pasted at the image size) on the given image files, or on synthetic images of the given size, after one
+warm-up batch, and prints seconds per image, images per second and the process's peak resident memory.
+For the comparison with torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W
+the image size.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="checkpoint to time")
     src.add_argument("--config", help="preset or YAML: time a randomly initialised model")
+    parser.add_argument(
+        "inputs", nargs="*", metavar="IMAGE_OR_DIR", help="time these images (default: synthetic ones)"
+    )
     parser.add_argument("--size", default="800x1067", help="HxW of the synthetic images (default 800x1067)")
     parser.add_argument("--images", type=int, default=5, help="timed images (default 5)")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -47,61 +51,80 @@ def _size(text: str) -> tuple:
     return h, w
 
 
-def run(args: argparse.Namespace) -> int:
+def build_predictor(args: argparse.Namespace):
+    """The Predictor the options describe (a checkpoint, or a preset with seeded random weights)."""
     from maskrcnn.predictor import Predictor
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    h, w = _size(args.size)
-    if args.images < 1 or args.batch_size < 1:
-        raise ValueError("--images and --batch-size must be >= 1")
-    dtype = None if args.dtype == "float32" else args.dtype
+    options = dict(
+        device=args.device, optimise=not args.no_optimise, winograd=False if args.no_winograd else None,
+        batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
+    )  # fmt: skip
     if args.weights:
-        predictor = Predictor.from_checkpoint(
-            args.weights,
-            device=args.device,
-            optimise=not args.no_optimise,
-            winograd=False if args.no_winograd else None,
-            batch_size=args.batch_size,
-            dtype=dtype,
-        )
-    else:
-        from maskrcnn.config import load_config
-        from maskrcnn.modeling.mask_rcnn import build_model
+        return Predictor.from_checkpoint(args.weights, **options)
+    from maskrcnn.config import load_config
+    from maskrcnn.modeling.mask_rcnn import build_model
 
-        cfg = load_config(args.config)
+    cfg = load_config(args.config)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, global RNG untouched
         torch.manual_seed(cfg.seed)
-        predictor = Predictor(
-            build_model(cfg), cfg, device=args.device, optimise=not args.no_optimise,
-            winograd=False if args.no_winograd else None, batch_size=args.batch_size, dtype=dtype,
-        )  # fmt: skip
+        model = build_model(cfg)
+    return Predictor(model, cfg, **options)
+
+
+def load_images(args: argparse.Namespace) -> list:
+    """(3, H, W) float images: the input files, or ``--images`` smooth random images of ``--size``."""
+    if args.inputs:
+        from maskrcnn.commands.predict import expand_inputs
+        from maskrcnn.data.images import read_image
+
+        return [read_image(path) for path in expand_inputs(args.inputs)]
+    h, w = _size(args.size)
     g = torch.Generator().manual_seed(0)
     # Smooth random images (upsampled noise) so the RPN sees structure rather than white noise.
-    images = [
+    return [
         torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w),
                                         mode="bilinear", align_corners=False)[0]
         for _ in range(args.images)
     ]  # fmt: skip
+
+
+def time_inference(predictor, images: list) -> tuple:
+    """(detections per image, seconds) of ``predictor`` on ``images``, after a warm-up on the first batch."""
     dev = predictor.device
 
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    predictor.predict_tensors(images[: args.batch_size])  # warm-up
+    predictor.predict_tensors(images[: predictor.batch_size])  # warm-up
     sync()
-    n_det = 0
+    dets = []
     t0 = time.perf_counter()
-    for start in range(0, len(images), args.batch_size):
-        dets = predictor.predict_tensors(images[start : start + args.batch_size])
-        n_det += sum(int(d["boxes"].shape[0]) for d in dets)
+    for start in range(0, len(images), predictor.window):
+        dets.extend(predictor.predict_tensors(images[start : start + predictor.window]))
     sync()
-    elapsed = time.perf_counter() - t0
+    return dets, time.perf_counter() - t0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)  # this process's choice, made on its command line
+    if args.images < 1 or args.batch_size < 1:
+        raise ValueError("--images and --batch-size must be >= 1")
+    images = load_images(args)
+    if not images:
+        raise ValueError("no image files found in the inputs")
+    predictor = build_predictor(args)
+    dev = predictor.device
+    dets, elapsed = time_inference(predictor, images)
+    n_det = sum(int(d["boxes"].shape[0]) for d in dets)
+    sizes = sorted({f"{im.shape[-2]}x{im.shape[-1]}" for im in images})
+    size = sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(
         f"{predictor.cfg.model.backbone} fpn={predictor.cfg.model.fpn} on {dev} "
         f"({torch.get_num_threads()} threads), "
-        f"{args.dtype}{'' if args.no_optimise else ', optimised'}, batch {args.batch_size}, {h}x{w}: "
+        f"{args.dtype}{'' if args.no_optimise else ', optimised'}, batch {args.batch_size}, {size}: "
         f"{elapsed / len(images):.3f} s/image ({len(images) / elapsed:.2f} images/s), "
         f"{n_det / len(images):.1f} detections/image, peak RSS {rss:.0f} MB",
         file=sys.stdout,

@@ -35,24 +35,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = NUM_OVERLAYS) -> list:
-    """Predictions on the first ``n`` validation images, drawn over them."""
+    """Predictions on the first ``n`` validation images, drawn over them (the trained model is run as
+    built, not optimised in place, and left in training mode)."""
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.predictor import Predictor
     from maskrcnn.visualize import draw_instances
 
     val = CocoDataset(json_path=val_json, image_dir=val_images)
-    predictor = Predictor(
-        trainer.model, cfg, list(cfg.data.class_names), device=trainer.device, optimise=False
-    )
+    predictor = Predictor(trainer.model, cfg, device=trainer.device, optimise=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for i in range(min(n, len(val))):
-        image, _target = val[i]
-        det = predictor([image])[0]
-        path = out_dir / f"val_{i:03d}.png"
-        draw_instances(image, det, list(cfg.data.class_names), score_thresh=0.3, min_size=512).save(path)
-        written.append(path)
-    trainer.model.train()
+    paths = [val.image_info(i)["path"] for i in range(min(n, len(val)))]
+    try:
+        for window in predictor.predict_files(paths):
+            for i, image, det in window:
+                path = out_dir / f"val_{i:03d}.png"
+                draw_instances(image, det, predictor.class_names, score_thresh=0.3, min_size=512).save(path)
+                written.append(path)
+    finally:
+        trainer.model.train()
     return written
 
 

@@ -47,38 +47,11 @@ def _plain(value):
     return value
 
 
-def _label_mapping(predictor, dataset) -> dict:
-    """Label -> category id: the checkpoint's own mapping, else the dataset's when the classes agree,
-    else identity when labels already are the dataset's category ids (torchvision's COCO models)."""
-    if predictor.label_to_category_id:
-        return dict(predictor.label_to_category_id)
-    num_classes = len(predictor.class_names)
-    if num_classes == dataset.num_classes:
-        mine, theirs = predictor.class_names[1:], dataset.class_names[1:]
-        if any(not n.startswith("class_") for n in mine) and mine != theirs:
-            print(
-                f"warning: checkpoint classes {mine[:5]}... differ from the dataset's {theirs[:5]}...; "
-                "matching them by position",
-                file=sys.stderr,
-            )
-        return dict(dataset.label_to_category_id)
-    cat_ids = list(dataset.category_id_to_label)
-    if max(cat_ids) < num_classes:
-        return {label: label for label in range(1, num_classes)}
-    raise ValueError(
-        f"the checkpoint predicts {num_classes - 1} classes, {dataset.json_path} has "
-        f"{dataset.num_classes - 1} categories, and the checkpoint stores no label -> category id mapping"
-    )
-
-
 def _predict(args) -> tuple:
     """Run the checkpoint over the dataset: (metrics, results list)."""
-    import torch
-
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.images import ImageReadError, read_image
-    from maskrcnn.engine.evaluator import CocoEvaluator
+    from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
     from maskrcnn.predictor import Predictor
 
     if not args.images:
@@ -90,47 +63,26 @@ def _predict(args) -> tuple:
     dataset = CocoDataset(
         json_path=args.json, image_dir=args.images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
     )
-    iou_types = ["bbox"]
-    if predictor.cfg.model.roi_heads.mask_on:
-        iou_types.append("segm")
-    if predictor.cfg.model.roi_heads.keypoint_on:
-        iou_types.append("keypoints")
-    evaluator = CocoEvaluator(
-        dataset.to_coco_dict(),
-        iou_types=iou_types,
-        label_to_category_id=_label_mapping(predictor, dataset),
-    )
-    n = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
+    evaluator = build_evaluator(predictor, dataset)
     start = time.perf_counter()
-    unreadable = 0
-    batch_ids, batch_images = [], []
+    unreadable = []
 
-    def flush():
-        for image_id, det in zip(batch_ids, predictor.predict_tensors(batch_images)):
-            evaluator.process(image_id, det)
-        batch_ids.clear()
-        batch_images.clear()
+    def skip(_index, _path, error):
+        unreadable.append(error)
+        print(f"skipping unreadable image: {error}", file=sys.stderr)
 
-    with torch.inference_mode():
-        for i in range(n):
-            info = dataset.image_info(i)
-            try:
-                batch_images.append(read_image(info["path"]))
-                batch_ids.append(info["id"])
-            except ImageReadError as e:
-                unreadable += 1
-                print(f"skipping unreadable image: {e}", file=sys.stderr)
-                continue
-            if len(batch_images) >= args.batch_size:
-                flush()
-            if (i + 1) % 50 == 0 or i + 1 == n:
-                elapsed = time.perf_counter() - start
-                print(f"[{i + 1}/{n}] {elapsed / (i + 1):.3f} s/image", file=sys.stderr)
-        if batch_images:
-            flush()
+    def progress(done: int, total: int, every: int = 50):
+        if done // every > progress.reported // every or done == total:
+            print(f"[{done}/{total}] {(time.perf_counter() - start) / done:.3f} s/image", file=sys.stderr)
+        progress.reported = done
+
+    progress.reported = 0
+    metrics = evaluate_dataset(
+        predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
+    )
     if unreadable:
-        print(f"{unreadable} unreadable images left out of the evaluation", file=sys.stderr)
-    return evaluator.evaluate(), evaluator.results()
+        print(f"{len(unreadable)} unreadable images left out of the evaluation", file=sys.stderr)
+    return metrics, evaluator.results()
 
 
 def run(args: argparse.Namespace) -> int:

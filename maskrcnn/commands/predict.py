@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=1,
-        help="images per forward (default 1: detections then never depend on batch-mates, whose padding "
-        "changes border features slightly; larger batches pay off on a GPU)",
+        help="images per forward, grouped by size (default 1: detections then never depend on batch-mates, "
+        "whose padding changes border features slightly; larger batches pay off on a GPU)",
     )
     parser.add_argument(
         "--dtype",
@@ -103,7 +103,6 @@ def _write_json_atomic(path: Path, data) -> None:
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.images import read_image
     from maskrcnn.predictor import Predictor
 
     files = expand_inputs(args.inputs)
@@ -134,24 +133,19 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
-    results, skipped, n_done, used_names = [], 0, 0, set()
+    results, skipped, n_done, used_names = [], [], 0, set()
     t_start = time.perf_counter()
     width = len(str(len(files)))
-    for start in range(0, len(files), args.batch_size):
-        chunk = files[start : start + args.batch_size]
-        loaded = []
-        for k, path in enumerate(chunk):
-            try:
-                loaded.append((start + k, path, read_image(path)))
-            except (ValueError, OSError) as e:  # ImageReadError is a ValueError
-                skipped += 1
-                print(f"[{start + k + 1:>{width}}/{len(files)}] skipped {path}: {e}", file=sys.stderr)
-        if not loaded:
-            continue
-        t0 = time.perf_counter()
-        dets = predictor.predict_tensors([im for _, _, im in loaded])
-        per_image = (time.perf_counter() - t0) / len(loaded)
-        for (idx, path, image), det in zip(loaded, dets):
+
+    def skip(index, path, error):
+        skipped.append(path)
+        print(f"[{index + 1:>{width}}/{len(files)}] skipped {path}: {error}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    for window in predictor.predict_files(files, on_error=skip):
+        per_image = (time.perf_counter() - t0) / len(window)
+        for idx, image, det in window:
+            path = files[idx]
             results.extend(
                 detections_to_coco_results(
                     det,
@@ -172,13 +166,14 @@ def run(args: argparse.Namespace) -> int:
                 f"in {per_image:.2f} s",
                 file=sys.stderr,
             )
+        t0 = time.perf_counter()
 
     _write_json_atomic(out_dir / "predictions.json", results)
     total = time.perf_counter() - t_start
     print(
-        f"done: {n_done} image(s), {len(results)} detections, {skipped} skipped, {total:.1f} s "
+        f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, {total:.1f} s "
         f"({total / max(n_done, 1):.2f} s/image); wrote {out_dir / 'predictions.json'}"
         + ("" if args.no_overlays else f" and {overlay_dir}/"),
         file=sys.stderr,
     )
-    return 0 if n_done > 0 or skipped == 0 else 1
+    return 0 if n_done > 0 or not skipped else 1

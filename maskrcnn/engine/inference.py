@@ -1,96 +1,112 @@
-"""Evaluation during and after training: run a model over a dataset and score it with COCO AP.
+"""COCO AP of a model on a COCO-format dataset, through the one inference path (``Predictor``): used by
+validation during training (``make_evaluate_fn``) and by ``maskrcnn eval``.
 
-Shapes: one image at a time, (3, H, W) at its original size; D detections.
+Shapes: D detections of one image, in its original coordinates.
 
-Each image is resized for testing (``resize_image``, as the Predictor does), run through the model in
-eval mode, mapped back to the original size with masks pasted (``detections_to_original``) and fed to
-a ``CocoEvaluator``; the result is ``CocoEvaluator.evaluate()``'s dict (AP in percent).
+Each image file of the dataset is read at its original size and given to ``Predictor.predict_files``
+(resize, model, map back, paste masks); its detections go to a ``CocoEvaluator`` whose ground truth is
+the dataset's validated records (``CocoDataset.to_coco_dict``); the result is
+``CocoEvaluator.evaluate()``'s dict (AP in percent). Validation during training runs an optimised copy
+of the model, so it reports what ``maskrcnn eval`` reports on the saved checkpoint, and the model being
+trained is left as it was.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import copy
+import sys
+from typing import Callable, Optional
 
-import torch
 from torch import nn
 
 
-def build_evaluator(cfg, dataset, json_path):
-    """A CocoEvaluator for ``dataset`` (its label -> category id map and class names)."""
-    from maskrcnn.engine.evaluator import CocoEvaluator
-
+def iou_types(cfg) -> tuple:
+    """The COCO evaluations a model of ``cfg`` supports: bbox, then segm and keypoints when it has them."""
     rh = cfg.model.roi_heads
-    iou_types = ["bbox"]
-    if rh.mask_on:
-        iou_types.append("segm")
-    if rh.keypoint_on:
-        iou_types.append("keypoints")
-    return CocoEvaluator(
-        str(json_path),
-        iou_types=tuple(iou_types),
-        label_to_category_id=getattr(dataset, "label_to_category_id", None),
-        class_names=getattr(dataset, "class_names", None),
+    return ("bbox",) + (("segm",) if rh.mask_on else ()) + (("keypoints",) if rh.keypoint_on else ())
+
+
+def label_mapping(predictor, dataset) -> dict:
+    """Label -> the dataset's category id: the predictor's own mapping (the checkpoint's), else the
+    dataset's when the classes agree, else identity when labels already are the dataset's category ids
+    (torchvision's COCO models)."""
+    if predictor.label_to_category_id:
+        return dict(predictor.label_to_category_id)
+    num_classes = len(predictor.class_names)
+    if num_classes == dataset.num_classes:
+        mine, theirs = predictor.class_names[1:], dataset.class_names[1:]
+        if any(not n.startswith("class_") for n in mine) and mine != theirs:
+            print(
+                f"warning: model classes {mine[:5]}... differ from the dataset's {theirs[:5]}...; "
+                "matching them by position",
+                file=sys.stderr,
+            )
+        return dict(dataset.label_to_category_id)
+    cat_ids = list(dataset.category_id_to_label)
+    if max(cat_ids) < num_classes:
+        return {label: label for label in range(1, num_classes)}
+    raise ValueError(
+        f"the model predicts {num_classes - 1} classes, {dataset.json_path} has "
+        f"{dataset.num_classes - 1} categories, and no label -> category id mapping is known"
     )
 
 
-@torch.no_grad()
-def run_inference(
-    model: nn.Module,
+def build_evaluator(predictor, dataset):
+    """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth)."""
+    from maskrcnn.engine.evaluator import CocoEvaluator
+
+    return CocoEvaluator(
+        dataset.to_coco_dict(),
+        iou_types=iou_types(predictor.cfg),
+        label_to_category_id=label_mapping(predictor, dataset),
+    )
+
+
+def evaluate_dataset(
+    predictor,
     dataset,
     evaluator,
     *,
-    min_size: int,
-    max_size: int,
-    device="cpu",
-    resize_method: str = "torchvision",
-    mask_threshold: float = 0.5,
-    paste_method: str = "torchvision",
     max_images: Optional[int] = None,
+    on_error: Optional[Callable] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> dict:
-    """Feed every image of ``dataset`` (items ``(image, target)`` with ``image_id``) to ``evaluator``."""
-    from maskrcnn.data.transforms import resize_image
-    from maskrcnn.modeling.postprocess import detections_to_original
-
-    was_training = model.training
-    model.eval()
-    device = torch.device(device)
+    """Run ``predictor`` over the first ``max_images`` images of ``dataset`` (all by default), feed
+    ``evaluator`` and return its ``evaluate()``. An unreadable image file is left out after
+    ``on_error(index, path, error)`` (raised when None); ``progress(done, total)`` after each window."""
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
-    try:
-        for i in range(n):
-            image, target = dataset[i]
-            orig_hw = tuple(int(s) for s in image.shape[-2:])
-            resized = resize_image(image, min_size=min_size, max_size=max_size, method=resize_method)
-            det = model([resized.to(device)])[0]
-            det = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in det.items()}
-            det = detections_to_original(
-                det,
-                tuple(resized.shape[-2:]),
-                orig_hw,
-                paste_masks="mask_probs" in det,
-                mask_threshold=mask_threshold,
-                paste_method=paste_method,
-            )
-            image_id = target["image_id"]
-            evaluator.process(int(image_id) if torch.is_tensor(image_id) else image_id, det)
-    finally:
-        model.train(was_training)
+    infos = [dataset.image_info(i) for i in range(n)]
+    for window in predictor.predict_files([info["path"] for info in infos], on_error=on_error):
+        for index, _image, det in window:
+            evaluator.process(infos[index]["id"], det)
+        if progress is not None:
+            progress(window[-1][0] + 1, n)
     return evaluator.evaluate()
 
 
-def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu"):
-    """``model -> results``, for ``Trainer(evaluate_fn=...)``: a fresh evaluator each call."""
+def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = True):
+    """``model -> results``, for ``Trainer(evaluate_fn=...)``: a fresh evaluator each call.
+
+    ``dataset`` is the ``CocoDataset`` read from ``json_path``; its validated records are the ground
+    truth. With ``optimise`` (the default) an optimised copy of the model is evaluated, exactly as
+    ``maskrcnn eval`` evaluates the checkpoint; otherwise the model itself, as built. Either way the
+    model is left unchanged, in the mode it was in.
+    """
+    del json_path  # the dataset was read from it
 
     def evaluate(model: nn.Module) -> dict:
-        return run_inference(
-            model,
-            dataset,
-            build_evaluator(cfg, dataset, json_path),
-            min_size=cfg.input.min_size_test,
-            max_size=cfg.input.max_size_test,
-            device=device,
-            resize_method=cfg.input.resize_method,
-            mask_threshold=cfg.model.roi_heads.mask_threshold,
-            paste_method=cfg.model.roi_heads.mask_paste,
-        )
+        from maskrcnn.predictor import Predictor
+
+        was_training = model.training
+        try:
+            # a copy: optimise_for_inference folds norms and swaps modules in place
+            subject = copy.deepcopy(model) if optimise else model
+            predictor = Predictor(
+                subject, cfg, device=device, optimise=optimise,
+                label_to_category_id=getattr(dataset, "label_to_category_id", None),
+            )  # fmt: skip
+            return evaluate_dataset(predictor, dataset, build_evaluator(predictor, dataset))
+        finally:
+            model.train(was_training)
 
     return evaluate

@@ -130,7 +130,9 @@ class TrainingLogger:
             for k, v in record.items():
                 if k != "iteration":
                     self._tb.add_scalar(f"eval/{k}", v, iteration)
-        self.print(format_ap_table(results))
+        from maskrcnn.engine.evaluator import format_metrics_table  # pycocotools: only when evaluating
+
+        self.print(format_metrics_table(results))
 
     def print(self, text: str) -> None:
         if self.enabled:
@@ -174,15 +176,6 @@ def _make_tensorboard_writer(folder: Path):
     except Exception:  # tensorboard not installed: metrics.jsonl is enough
         return None
     return SummaryWriter(log_dir=str(folder))
-
-
-def format_ap_table(results: Dict[str, dict]) -> str:
-    cols = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-    lines = ["task   " + " ".join(f"{c:>6}" for c in cols)]
-    for task, metrics in results.items():
-        vals = " ".join(f"{float(metrics.get(c, float('nan'))):6.2f}" for c in cols)
-        lines.append(f"{task:<6} {vals}")
-    return "\n".join(lines)
 
 
 def plot_curves(metrics_path, png_path) -> Optional[Path]:

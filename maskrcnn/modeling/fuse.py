@@ -1,24 +1,35 @@
-"""Inference-only rewrites of a built model: fold eval / frozen batch norm into the convolution before it,
-switch the weights to channels_last (NHWC), which oneDNN's CPU convolutions and cuDNN's tensor-core
-kernels run fastest in, and (on CPU) compute the 3x3 convolutions with Winograd's F(4x4, 3x3)
-(``ops.winograd``). Outputs stay equal up to float rounding.
+"""Inference-only rewrites of a built model, the one seam for speed-ups: ``build_model`` returns plain
+PyTorch, and ``optimise_for_inference`` swaps modules in. Outputs stay equal up to float rounding.
+
+1. Fold eval / frozen batch norm into the convolution before it (``fold_conv_norm``, the only folder).
+2. Switch the weights to channels_last (NHWC), which oneDNN's CPU convolutions and cuDNN's tensor-core
+   kernels run fastest in.
+3. (CPU) Compute the 3x3 convolutions of 128+ channels with Winograd's F(4x4, 3x3): ``WinogradConv2d``
+   (``ops.winograd``).
+4. (CPU) Replace each folded ``ConvNorm`` without a ReLU of its own, whose output residual blocks and
+   FPN's top-down path sum with a residual, by ``ConvAdd`` (``ops.fused_conv``): the sum (and ReLU)
+   inside oneDNN's convolution. The kernel's self-test runs here; its verdict is held by the modules.
 
 Shapes: C_out x C_in x kh x kw convolution weights; a norm layer is a per-channel affine map on C_out.
 
 Folding: an inference-mode norm computes ``y = x * s + t`` per channel (``s = w / sqrt(var + eps)``,
 ``t = b - mean * s``), so ``norm(conv(x)) = conv'(x)`` with ``W' = W * s`` (per output channel) and
 ``b' = b * s + t``. The norm is then replaced by ``nn.Identity``. The model is changed in place and
-must not be trained afterwards (the batch statistics are gone).
+must not be trained afterwards (the batch statistics are gone): optimise a copy of a model in training.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
+from maskrcnn.modeling.layers import ConvNorm
+from maskrcnn.ops.fused_conv import ConvAdd, fused_kernel_works
 from maskrcnn.ops.winograd import WinogradConv2d, winograd_eligible
 
-__all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine", "use_winograd"]
+__all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine", "use_winograd", "use_fused_add"]
 
 
 def _is_foldable_norm(m: nn.Module) -> bool:
@@ -31,30 +42,34 @@ def _is_foldable_norm(m: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def norm_affine(norm: nn.Module, channels: int, *, dtype=torch.float64) -> tuple:
-    """Per-channel ``(scale, shift)`` (C,) of an inference-mode norm layer, measured by applying it to
-    zeros and ones: this works for any per-channel affine norm (BatchNorm2d in eval mode, FrozenBatchNorm2d
-    with whatever buffers it keeps) without depending on its parameter names."""
-    ref = next(iter(norm.buffers()), None)
-    device = ref.device if ref is not None else "cpu"
-    work_dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
-    probe = torch.stack([torch.zeros(channels), torch.ones(channels)]).to(device, work_dtype)  # (2, C)
-    out = norm(probe[:, :, None, None])[:, :, 0, 0].to(dtype)  # (2, C, 1, 1) -> (2, C)
-    return out[1] - out[0], out[0]
+def norm_affine(norm: nn.Module, *, dtype=torch.float64) -> tuple:
+    """Per-channel ``(scale, shift)`` (C,) of an inference-mode batch norm (``BatchNorm2d`` in eval mode,
+    this library's or torchvision's ``FrozenBatchNorm2d``), from its statistics, computed in ``dtype``:
+    ``scale = weight / sqrt(running_var + eps)``, ``shift = bias - running_mean * scale``."""
+    if not _is_foldable_norm(norm):
+        raise ValueError(f"cannot fold {type(norm).__name__} (training-mode or batch-dependent norm)")
+    mean = norm.running_mean.to(dtype)
+    scale = (norm.running_var.to(dtype) + float(norm.eps)).rsqrt()
+    if norm.weight is not None:  # BatchNorm2d(affine=False) has neither weight nor bias
+        scale = scale * norm.weight.to(dtype)
+    shift = -mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias.to(dtype)
+    return scale, shift
 
 
 @torch.no_grad()
 def fold_conv_norm(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
     """Fold ``norm`` into ``conv`` in place (conv gains a bias if it had none) and return ``conv``."""
-    if getattr(conv, "transposed", False):
-        raise ValueError("fold_conv_norm: transposed convolutions are not supported")
-    scale, shift = norm_affine(norm, conv.out_channels)
-    w = conv.weight
+    if not isinstance(conv, nn.Conv2d):
+        raise ValueError(f"fold_conv_norm: needs an nn.Conv2d, got {type(conv).__name__}")
     # Folding in float64 keeps the rounding of the folded weights below that of the float32 forward.
-    new_w = w.double() * scale.to(w.device)[:, None, None, None]  # (C_out, C_in/g, kh, kw) * (C_out, 1, 1, 1)
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale, device=w.device)
-    new_b = bias * scale.to(w.device) + shift.to(w.device)
-    conv.weight.copy_(new_w.to(w.dtype))
+    scale, shift = (v.to(conv.weight.device) for v in norm_affine(norm))
+    w = conv.weight
+    new_w = w.double() * scale[:, None, None, None]  # (C_out, C_in/g, kh, kw) * (C_out, 1, 1, 1)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    new_b = bias * scale + shift
+    w.copy_(new_w.to(w.dtype))
     if conv.bias is None:
         conv.bias = nn.Parameter(new_b.to(w.dtype), requires_grad=False)
     else:
@@ -65,29 +80,15 @@ def fold_conv_norm(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
 def _fold_children(module: nn.Module) -> int:
     """Fold conv -> norm pairs below ``module``; returns how many were folded.
 
-    Recognised: a module with a ``fuse()`` method and a foldable ``norm`` (the library's ConvNorm folds
-    itself), attribute pairs ``convN`` / ``bnN`` or ``normN`` (ResNet blocks written the torchvision
-    way) and consecutive conv, norm entries of an ``nn.Sequential``."""
-    folded = 0
-    for name, child in list(module.named_children()):
-        fuse = getattr(child, "fuse", None)
-        norm = getattr(child, "norm", None)
-        if callable(fuse) and isinstance(norm, nn.Module) and _is_foldable_norm(norm):
-            replaced = fuse()  # may fold in place (returning None / itself) or return a new module
-            if isinstance(replaced, nn.Module) and replaced is not child:
-                setattr(module, name, replaced)
-            folded += 1
-            continue
-        folded += _fold_children(child)
-
-    # Attribute pairs: conv1/bn1, conv/norm, conv_a/norm_a, ...
+    Recognised: attribute pairs ``conv`` / ``norm`` (the library's ``ConvNorm``), ``convN`` / ``bnN``
+    or ``normN`` (ResNet blocks written the torchvision way), and consecutive conv, norm entries of an
+    ``nn.Sequential``."""
+    folded = sum(_fold_children(child) for child in module.children())
     children = dict(module.named_children())
     for name, child in children.items():
-        if not isinstance(child, nn.Conv2d):
+        if not (isinstance(child, nn.Conv2d) and name.startswith("conv")):
             continue
-        suffix = name[len("conv") :] if name.startswith("conv") else None
-        if suffix is None:
-            continue
+        suffix = name[len("conv") :]
         for norm_name in (f"bn{suffix}", f"norm{suffix}"):
             norm = children.get(norm_name)
             if norm is not None and _is_foldable_norm(norm):
@@ -95,7 +96,6 @@ def _fold_children(module: nn.Module) -> int:
                 setattr(module, norm_name, nn.Identity())
                 folded += 1
                 break
-
     if isinstance(module, nn.Sequential):
         items = list(module._modules.items())
         for (_, a), (name_b, b) in zip(items, items[1:]):
@@ -120,28 +120,60 @@ def use_winograd(module: nn.Module, *, min_channels: int = 128) -> int:
     return replaced
 
 
+def use_fused_add(module: nn.Module, *, fused: bool) -> int:
+    """Replace every folded ``ConvNorm`` without a ReLU of its own whose convolution is a plain
+    ``nn.Conv2d`` (not one ``use_winograd`` replaced) by a ``ConvAdd`` holding ``fused``; returns how
+    many were replaced."""
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if (
+            isinstance(child, ConvNorm)
+            and isinstance(child.norm, nn.Identity)
+            and not child.relu
+            and type(child.conv) is nn.Conv2d
+            and child.conv.padding_mode == "zeros"
+        ):
+            setattr(module, name, ConvAdd(child.conv, fused=fused))
+            replaced += 1
+        else:
+            replaced += use_fused_add(child, fused=fused)
+    return replaced
+
+
+def _on_cpu(model: nn.Module) -> bool:
+    first = next(iter(model.parameters()), None)
+    return first is not None and first.device.type == "cpu"
+
+
 @torch.no_grad()
 def optimise_for_inference(
-    model: nn.Module, *, fold_bn: bool = True, channels_last: bool = True, winograd=None
+    model: nn.Module,
+    *,
+    fold_bn: bool = True,
+    channels_last: bool = True,
+    winograd: Optional[bool] = None,
+    fused_add: Optional[bool] = None,
 ) -> nn.Module:
-    """Put ``model`` in eval mode, fold its norm layers into convolutions, use channels_last weights
-    and Winograd 3x3 convolutions.
+    """Put ``model`` in eval mode, fold its norm layers into convolutions, use channels_last weights,
+    Winograd 3x3 convolutions and fused conv + residual additions.
 
-    winograd: True / False, or None for "when the model is on the CPU" (on CUDA, cuDNN chooses its own
-    algorithms). Changes ``model`` in place and returns it. ``model.folded_norms`` and
-    ``model.winograd_convs`` record how many norms were folded and convolutions replaced (0 is
-    legitimate for a model without norm layers)."""
+    winograd, fused_add: True / False, or None for "when the model is on the CPU" (on CUDA, cuDNN
+    chooses its own algorithms; the fused kernel is oneDNN's). ``fused_add`` needs ``fold_bn`` and is
+    used only where the kernel's self-test passes. Changes ``model`` in place and returns it.
+    ``model.folded_norms``, ``model.winograd_convs`` and ``model.fused_adds`` record how many norms
+    were folded and modules replaced (0 is legitimate, e.g. for a model without norm layers)."""
     model.eval()
     folded = _fold_children(model) if fold_bn else 0
     if channels_last:
         # 4-D weights only; the conv output follows the weight's memory format, so the whole
         # backbone / FPN / heads chain stays NHWC without converting the input batch.
         model.to(memory_format=torch.channels_last)
-    if winograd is None:
-        first = next(iter(model.parameters()), None)
-        winograd = first is not None and first.device.type == "cpu"
+    on_cpu = _on_cpu(model)
     # after folding: a Winograd conv's kernel is transformed once, so the norm must already be in it
-    model.winograd_convs = use_winograd(model) if winograd else 0
+    model.winograd_convs = use_winograd(model) if (on_cpu if winograd is None else winograd) else 0
+    fused_add = (on_cpu if fused_add is None else fused_add) and fold_bn and fused_kernel_works()
+    # after Winograd: a 3x3 sum-conv it took keeps its plain addition (Winograd is the bigger win)
+    model.fused_adds = use_fused_add(model, fused=True) if fused_add else 0
     model.folded_norms = folded
     for p in model.parameters():
         p.requires_grad_(False)

@@ -2,6 +2,9 @@
 
 Shapes: N images, C channels, H x W spatial size.
 
+Plain PyTorch only: inference rewrites (folding a norm into its convolution, fused kernels) are
+``modeling.fuse.optimise_for_inference``'s job, which swaps modules in.
+
 State-dict keys of a ``ConvNorm`` named ``<name>``: ``<name>.conv.weight`` (``<name>.conv.bias`` only
 when there is no norm) and ``<name>.norm.{weight,bias,running_mean,running_var}`` (plain BatchNorm
 adds ``num_batches_tracked``). ``FrozenBatchNorm2d`` silently drops a ``num_batches_tracked`` entry
@@ -15,8 +18,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from maskrcnn.ops.fused_conv import conv_add
 
 NORMS = ("none", "frozen_bn", "bn", "gn")
 
@@ -69,17 +70,6 @@ def get_norm(name: str, channels: int, eps: float = 1e-5) -> Optional[nn.Module]
     raise ValueError(f"unknown norm {name!r}; expected one of {', '.join(NORMS)}")
 
 
-def _norm_scale_shift(norm: nn.Module) -> tuple:
-    if isinstance(norm, FrozenBatchNorm2d):
-        return norm.scale_shift()
-    if isinstance(norm, nn.BatchNorm2d):
-        if norm.training:
-            raise RuntimeError("fuse() needs the BatchNorm in eval mode (batch statistics change per batch)")
-        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-        return scale, norm.bias - norm.running_mean * scale
-    raise TypeError(f"cannot fold {type(norm).__name__} into a convolution")
-
-
 class ConvNorm(nn.Module):
     """Conv2d, optional norm, optional ReLU. The conv has a bias only when there is no norm."""
 
@@ -116,45 +106,10 @@ class ConvNorm(nn.Module):
         return F.relu(x, inplace=True) if self.relu else x
 
     def add(self, x: torch.Tensor, residual: torch.Tensor, *, relu: bool) -> torch.Tensor:
-        """``self(x) + residual``, rectified if ``relu`` (the end of a residual block, FPN's top-down sum):
-        one fused kernel at CPU inference once the norm is folded (``ops.fused_conv``). The layer's own
-        ``relu`` flag must be off: the ReLU comes after the sum."""
+        """``self(x) + residual``, rectified if ``relu`` (the end of a residual block, FPN's top-down sum).
+        The layer's own ``relu`` flag must be off: the ReLU comes after the sum. (At CPU inference
+        ``optimise_for_inference`` swaps in ``ops.fused_conv.ConvAdd``, which does this in one kernel.)"""
         if self.relu:
             raise ValueError("ConvNorm.add: this layer applies its ReLU before any sum")
-        if isinstance(self.norm, nn.Identity):
-            return conv_add(x, self.conv, residual, relu=relu)
         out = self(x) + residual
         return F.relu(out, inplace=True) if relu else out
-
-    @torch.no_grad()
-    def fuse(self) -> ConvNorm:
-        """Fold a frozen (or eval-mode) batch norm into the conv, in place; a no-op without a norm.
-
-        After fusing, the state dict has ``conv.weight`` and ``conv.bias`` only: fuse for inference,
-        after loading weights.
-        """
-        if isinstance(self.norm, nn.Identity):
-            return self
-        scale, shift = _norm_scale_shift(self.norm)
-        conv = self.conv
-        fused = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-        ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-        # (out, in/groups, kh, kw) scaled per output channel
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-        fused.bias.copy_(bias * scale + shift)
-        self.conv = fused
-        self.norm = nn.Identity()
-        return self
-
-
-def fuse_conv_norms(module: nn.Module) -> nn.Module:
-    """Fuse every ``ConvNorm`` with a foldable norm inside ``module`` (in place); returns ``module``."""
-    for m in module.modules():
-        if isinstance(m, ConvNorm) and isinstance(m.norm, (FrozenBatchNorm2d, nn.BatchNorm2d)):
-            if isinstance(m.norm, nn.BatchNorm2d) and m.norm.training:
-                continue
-            m.fuse()
-    return module

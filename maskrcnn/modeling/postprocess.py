@@ -4,7 +4,8 @@ Shapes: D detections, M mask resolution (28), J keypoints, H x W the original im
 
 Boxes and keypoints are scaled per axis by original / input size (torchvision's
 ``GeneralizedRCNNTransform.postprocess``), then the M x M mask probabilities are pasted into the
-original image inside the rescaled boxes and thresholded into ``masks`` (D, H, W) bool.
+original image inside the rescaled boxes and thresholded into ``masks`` (D, H, W) bool. The one caller
+in the library is ``Predictor`` (``predictor.py``), the path every command takes.
 """
 
 from __future__ import annotations

@@ -28,14 +28,21 @@ near-duplicates): the sorted boxes are cut into blocks of B. For each block:
 2. suppression inside the block: the greedy decisions are the unique fixed point of
    ``keep[j] = alive[j] and not any(keep[i] and iou[i, j] > t for i < j)``, reached by a few boolean
    (B, B) matrix iterations.
-Memory stays bounded either way (never an N x N matrix). On CPU one call runs single-threaded (see
-``_one_cpu_thread``).
+Memory stays bounded either way (never an N x N matrix).
+
+Serial ops: torch splits a CPU op over its intra-op threads once the op is large enough (32768
+elements for elementwise ops, indexing, nonzero and arange; 200 values for searchsorted; any size for
+repeat_interleave). NMS is a chain of many small ops, and on a machine whose cores are busy with other
+jobs every split op waits for a core: measured 20-40x slower with 2 threads than with 1. So the sparse
+algorithm is formulated to stay below those sizes for the inputs of a detector (a few thousand boxes):
+pairs and edges are handled in chunks of ``_SERIAL``, searchsorted in chunks of ``_SEARCH_SERIAL``,
+and rows of pairs come from a cumulative sum instead of repeat_interleave. Nothing changes the
+process's thread count.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -53,8 +60,29 @@ _SPARSE_FRACTION = 0.25
 # candidates (time) or _SPARSE_MAX_EDGES pairs (memory), e.g. for tens of thousands of near-duplicate
 # boxes, the block algorithm is used instead: its memory stays flat whatever the overlaps.
 _SPARSE_MAX_PAIRS = 1 << 28
-_SPARSE_CHUNK = 1 << 20
 _SPARSE_MAX_EDGES = 1 << 22
+# Below torch's intra-op grain sizes (see the module docstring): ops on fewer elements run serially.
+_SERIAL = 1 << 14
+_SEARCH_SERIAL = 128
+_SPARSE_CHUNK = _SERIAL
+
+
+def _searchsorted(sorted_seq: Tensor, values: Tensor, **kwargs) -> Tensor:
+    """``torch.searchsorted`` over (V,) values, in serial-sized pieces on the CPU."""
+    if values.device.type != "cpu" or values.numel() <= _SEARCH_SERIAL:
+        return torch.searchsorted(sorted_seq, values, **kwargs)
+    return torch.cat([torch.searchsorted(sorted_seq, v, **kwargs) for v in values.split(_SEARCH_SERIAL)])
+
+
+def _rows_of_pairs(counts: Tensor, total: int) -> Tensor:
+    """(C,) pairs per row, ``total`` of them -> (P,) int32 row of each pair, as
+    ``repeat_interleave(arange(C), counts)``: a cumulative sum of marks where rows end (an accumulating
+    index_put_ and a cumsum are serial on the CPU)."""
+    ends = torch.cumsum(counts, 0)[:-1]  # (C - 1,) end of every row but the last
+    ends = ends[ends < total].long()  # rows ending at the very end are after the last pair
+    marks = torch.zeros(total, dtype=torch.int32, device=counts.device)
+    marks.index_put_((ends,), torch.ones_like(ends, dtype=torch.int32), accumulate=True)
+    return torch.cumsum(marks, 0, dtype=torch.int32)
 
 
 def _float32_threshold(iou_threshold: float, dtype: torch.dtype) -> float:
@@ -125,15 +153,15 @@ def _suppressed_by_kept(boxes: Tensor, areas: Tensor, classes: Tensor | None, ke
         key = index.key[start:stop]
         w = (bb[:, 2] - bb[:, 0]).double()
         slack = 1e-4 * (key.abs() + w) + 1e-6  # covers float32 rounding of the IoU itself
-        lo = torch.searchsorted(index.sorted_key, key - left * w - slack)
-        hi = torch.searchsorted(index.sorted_key, key + right * w + slack, side="right")
+        lo = _searchsorted(index.sorted_key, key - left * w - slack)
+        hi = _searchsorted(index.sorted_key, key + right * w + slack, side="right")
         counts = (hi - lo).clamp_(min=0)  # (B,)
         counts = torch.where(torch.isfinite(key) & (w > 0), counts, torch.zeros_like(counts))
         total = int(counts.sum())
         if total <= min(_SPARSE_FRACTION * b * k, _MAX_PAIRS):
             if total == 0:
                 return sup
-            row = torch.repeat_interleave(torch.arange(b, device=boxes.device), counts)  # (P,)
+            row = _rows_of_pairs(counts, total).long()  # (P,)
             first = torch.cumsum(counts, 0) - counts
             pos = lo[row] + torch.arange(total, device=boxes.device) - first[row]  # (P,)
             other = index.sorted_idx[pos]
@@ -170,8 +198,9 @@ class _PairTables:
         """Candidates of x-sorted rows r0.. with (C,) counts -> score ranks (E,), (E,) of pairs above t."""
         dev = counts.device
         first = torch.cumsum(counts, 0, dtype=torch.int32) - counts  # (C,) offset of each row's pairs
-        rows = torch.repeat_interleave(counts) + r0  # (P,) x-sorted position of the left box
-        cols = torch.arange(int(first[-1] + counts[-1]), device=dev, dtype=torch.int32)
+        total = int(first[-1] + counts[-1])
+        rows = _rows_of_pairs(counts, total) + r0  # (P,) x-sorted position of the left box
+        cols = torch.arange(total, device=dev, dtype=torch.int32)
         cols += (after - first).index_select(0, rows - r0)  # (P,) x-sorted position of the right box
         near = (self.y1s.index_select(0, rows) - self.y1s.index_select(0, cols)).abs_()
         near = torch.nonzero(near < self.reach_y.index_select(0, rows)).flatten()  # (P1,)
@@ -204,7 +233,8 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
     x1, y1, x2, y2 = boxes.unbind(1)
     w, h = x2 - x1, y2 - y1
     # boxes with non-finite coordinates or no positive size have IoU 0 or NaN with every box
-    good = torch.nonzero(torch.isfinite(boxes).all(dim=1) & (w > 0) & (h > 0)).flatten()  # (G,)
+    finite = torch.isfinite(x1) & torch.isfinite(y1) & torch.isfinite(x2) & torch.isfinite(y2)  # (N,)
+    good = torch.nonzero(finite & (w > 0) & (h > 0)).flatten()  # (G,)
     key = x1[good].double()
     wg = w[good].double()
     if classes is not None and good.numel() > 0:
@@ -217,7 +247,7 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
     # slack covers the float rounding of the IoU (a few ulps) and of the double key
     reach = key + (1.0 - threshold) * wg + (1e-4 * (key.abs() + wg) + 1e-6)
     # int32 indices from here on: the pair arrays are the bulk of the work and of the memory
-    hi = torch.searchsorted(key, reach, side="right", out_int32=True)  # (G,)
+    hi = _searchsorted(key, reach, side="right", out_int32=True)  # (G,)
     after = torch.arange(1, g.numel() + 1, device=dev, dtype=torch.int32)  # (G,) x-sorted position + 1
     counts = (hi - after).clamp_(min=0)  # (G,) candidates after each box in its window
     ends = torch.cumsum(counts, 0)  # (G,) int64: end of each box's candidates in the pair list
@@ -227,7 +257,7 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
     # the candidates are examined in chunks of whole rows, about _SPARSE_CHUNK pairs each
     bounds = [0, g.numel()]
     if total > _SPARSE_CHUNK:
-        cuts = torch.searchsorted(ends, torch.arange(_SPARSE_CHUNK, total, _SPARSE_CHUNK, device=dev))
+        cuts = _searchsorted(ends, torch.arange(_SPARSE_CHUNK, total, _SPARSE_CHUNK, device=dev))
         bounds = [0] + sorted(set(cuts.tolist())) + [g.numel()]
     found, n_edges = [], 0
     tables = _PairTables(boxes, g, threshold, classes)
@@ -239,24 +269,44 @@ def _sparse_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Ten
                 return None
     if n_edges == 0:
         return torch.ones(n, dtype=torch.bool, device=dev)
-    a = torch.cat([f[0] for f in found]).long()  # (E,) score ranks of each suppressing pair
-    b = torch.cat([f[1] for f in found]).long()
-    src, dst = torch.minimum(a, b), torch.maximum(a, b)  # (E,) higher-scoring box suppresses the other
+    # (E_c,) score ranks per chunk of edges (serial-sized); the higher-scoring box of a pair
+    # suppresses the other
+    edges = _regroup([(torch.minimum(a, b).long(), torch.maximum(a, b).long()) for a, b in found])
     # A box is kept iff no kept higher-scoring neighbour suppresses it. Each round: suppress the
     # targets of kept boxes; drop edges from suppressed boxes or into decided ones; keep every
     # undecided box left with no incoming edge. Each round settles at least the first undecided box.
     kept = torch.ones(n, dtype=torch.bool, device=dev)
-    kept[dst] = False  # boxes without incoming edges are kept for sure
+    for _, dst in edges:
+        kept[dst] = False  # boxes without incoming edges are kept for sure
     supp = torch.zeros(n, dtype=torch.bool, device=dev)
     while True:
-        supp[dst[kept[src]]] = True
-        live = torch.nonzero(~(supp[src] | supp[dst])).flatten()  # kept -> x edges have just suppressed x
-        if live.numel() == 0:
+        for src, dst in edges:
+            supp[dst[kept[src]]] = True
+        live_edges = []
+        for src, dst in edges:
+            live = torch.nonzero(~(supp[src] | supp[dst])).flatten()  # kept -> x edges have just suppressed x
+            if live.numel():
+                live_edges.append((src[live], dst[live]))
+        if not live_edges:
             return ~supp
-        src, dst = src[live], dst[live]
+        edges = _regroup(live_edges)
         blocked = torch.zeros(n, dtype=torch.bool, device=dev)
-        blocked[dst] = True
+        for _, dst in edges:
+            blocked[dst] = True
         kept = ~(blocked | supp)
+
+
+def _regroup(chunks: list) -> list:
+    """Consecutive (src, dst) chunks of edges concatenated into as few chunks of at most ``_SERIAL``."""
+    out, group, size = [], [], 0
+    for chunk in chunks + [None]:
+        if group and (chunk is None or size + chunk[0].numel() > _SERIAL):
+            out.append(group[0] if len(group) == 1 else tuple(torch.cat(t) for t in zip(*group)))
+            group, size = [], 0
+        if chunk is not None:
+            group.append(chunk)
+            size += chunk[0].numel()
+    return out
 
 
 def _greedy_keep(boxes: Tensor, threshold: float, classes: Tensor | None) -> Tensor:
@@ -311,30 +361,10 @@ def _check(boxes: Tensor, scores: Tensor, name: str) -> None:
         raise ValueError(f"{name}: scores must be (N,) = ({boxes.shape[0]},), got {tuple(scores.shape)}")
 
 
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run the CPU ops of one NMS call single-threaded, then restore the thread count.
-
-    Its tensors are small (about a million elements at most): splitting each op over threads gains
-    little and, on a loaded machine, every op waits for a busy core (measured 20x slower with 2
-    threads while another job ran). Setting the count is cheap (under a microsecond).
-    """
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None) -> Tensor:
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.long, device=boxes.device)
-    with _one_cpu_thread(boxes.device):
-        return _run_sorted(boxes, scores, iou_threshold, idxs)
+    return _run_sorted(boxes, scores, iou_threshold, idxs)
 
 
 def _run_sorted(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tensor | None) -> Tensor:
@@ -342,8 +372,8 @@ def _run_sorted(boxes: Tensor, scores: Tensor, iou_threshold: float, idxs: Tenso
         boxes = boxes.float()
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     threshold = _float32_threshold(float(iou_threshold), boxes.dtype)
-    classes = None if idxs is None else idxs[order]
-    boxes = boxes[order].contiguous()
+    classes = None if idxs is None else idxs.index_select(0, order)
+    boxes = boxes.index_select(0, order).contiguous()  # (N, 4): index_select is serial at this size
     keep = None
     if 0.0 <= threshold < 1.0:
         keep = _sparse_keep(boxes, threshold, classes)

@@ -27,6 +27,7 @@ from maskrcnn.modeling.fuse import optimise_for_inference
 from maskrcnn.modeling.mask_rcnn import build_model
 from maskrcnn.modeling.postprocess import detections_to_original
 from maskrcnn.ops import box_iou
+from maskrcnn.ops.fused_conv import fused_kernel_works
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from golden_weights import recipe_state_dict  # noqa: E402
@@ -55,6 +56,8 @@ def _run(name, image_ids, optimise=False):
         optimise_for_inference(model)
         # res3-res5 stride-1 3x3s (3 + 5 + 2), FPN outputs (4), RPN head (1), mask head (4)
         assert model.winograd_convs == 19 and model.folded_norms > 0
+        # block ends (16) and shortcuts (4) of res2-res5, FPN laterals (4): conv + add in one kernel
+        assert model.fused_adds == (24 if fused_kernel_works() else 0)
     c = g["constructor"]
     originals = [read_image(GOLDEN / IMAGES[i]) for i in image_ids]
     resized = [resize_image(im, min_size=c.get("min_size", 800), max_size=c.get("max_size", 1333))

@@ -1,10 +1,11 @@
-"""FrozenBatchNorm2d, ConvNorm (+ fuse) and get_norm."""
+"""FrozenBatchNorm2d, ConvNorm (folded by modeling.fuse, the one folder) and get_norm."""
 
 import pytest
 import torch
 from torch import nn
 
-from maskrcnn.modeling.layers import ConvNorm, FrozenBatchNorm2d, fuse_conv_norms, get_norm
+from maskrcnn.modeling.fuse import _fold_children, norm_affine
+from maskrcnn.modeling.layers import ConvNorm, FrozenBatchNorm2d, get_norm
 
 
 def _stats(bn, c, seed=0):
@@ -32,7 +33,7 @@ def test_frozen_bn_matches_eval_batchnorm_and_formula():
 
 
 @pytest.mark.parametrize("norm", ["frozen_bn", "bn", "none"])
-def test_convnorm_fuse_keeps_outputs(norm):
+def test_convnorm_folds_and_keeps_outputs(norm):
     torch.manual_seed(0)
     block = ConvNorm(4, 6, 3, stride=2, norm=norm, relu=True)
     if norm != "none":
@@ -44,16 +45,17 @@ def test_convnorm_fuse_keeps_outputs(norm):
     block.eval()
     x = torch.randn(2, 4, 9, 7)
     before = block(x)
-    fuse_conv_norms(block)
+    assert _fold_children(block) == (0 if norm == "none" else 1)
     assert isinstance(block.norm, nn.Identity)
     assert set(block.state_dict()) == {"conv.weight", "conv.bias"}
     torch.testing.assert_close(block(x), before, rtol=1e-5, atol=1e-5)
 
 
-def test_fuse_refuses_training_batchnorm():
+def test_fold_refuses_training_batchnorm():
     block = ConvNorm(2, 2, 1, norm="bn").train()
-    with pytest.raises(RuntimeError, match="eval"):
-        block.fuse()
+    assert _fold_children(block) == 0 and isinstance(block.norm, nn.BatchNorm2d)
+    with pytest.raises(ValueError, match="training-mode"):
+        norm_affine(block.norm)
 
 
 def test_get_norm():

@@ -1,14 +1,15 @@
-"""conv + residual (+ ReLU) fused into oneDNN's convolution at CPU inference: same numbers as the
-plain computation, and the plain path wherever fusing is not safe."""
+"""conv + residual (+ ReLU) fused into oneDNN's convolution at CPU inference (``ConvAdd``): same numbers
+as the plain computation, the plain path wherever fusing is not safe, and no process-wide state."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskrcnn.modeling.fuse import optimise_for_inference
 from maskrcnn.modeling.layers import ConvNorm
 from maskrcnn.ops import fused_conv
-from maskrcnn.ops.fused_conv import conv_add, fused_conv_add_available
+from maskrcnn.ops.fused_conv import ConvAdd, fused_kernel_works
 
 CL = torch.channels_last
 
@@ -24,23 +25,27 @@ def _conv_and_inputs(kernel=1, stride=1, seed=0):
 
 @pytest.fixture
 def fused_calls(monkeypatch):
-    fused_conv_add_available()  # its one-time self-test calls the kernel: not counted
     calls = []
     real = fused_conv._fused
     monkeypatch.setattr(fused_conv, "_fused", lambda *a: calls.append(1) or real(*a))
     return calls
 
 
+@pytest.fixture(scope="module")
+def kernel_works():
+    return fused_kernel_works()
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel,stride", [(1, 1), (3, 1), (1, 2)])
-def test_fused_equals_plain(fused_calls, relu, kernel, stride):
-    if not fused_conv_add_available():
+def test_fused_equals_plain(kernel_works, fused_calls, relu, kernel, stride):
+    if not kernel_works:
         pytest.skip("this PyTorch build has no oneDNN fused convolution (the plain path is used)")
     conv, x, residual = _conv_and_inputs(kernel, stride)
     with torch.no_grad():
         ref = conv(x) + residual
         ref = F.relu(ref) if relu else ref
-        out = conv_add(x, conv, residual, relu=relu)
+        out = ConvAdd(conv, fused=True).add(x, residual, relu=relu)
     assert fused_calls == [1]
     assert out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
@@ -49,32 +54,55 @@ def test_fused_equals_plain(fused_calls, relu, kernel, stride):
 def test_plain_path_where_fusing_is_not_safe(fused_calls):
     conv, x, residual = _conv_and_inputs()
     ref = F.relu(conv(x) + residual)
+    module = ConvAdd(conv, fused=True)
     # autograd needed: the plain path, with gradients
-    out = conv_add(x, conv, residual, relu=True)
+    out = module.add(x, residual, relu=True)
     out.sum().backward()
     assert conv.weight.grad is not None
     with torch.no_grad():
-        torch.testing.assert_close(conv_add(x.contiguous(), conv, residual, relu=True), ref)  # NCHW input
-        torch.testing.assert_close(conv_add(x, conv, residual.double(), relu=True), ref.double())
+        torch.testing.assert_close(module.add(x.contiguous(), residual, relu=True), ref)  # NCHW input
+        torch.testing.assert_close(module.add(x, residual.double(), relu=True), ref.double())
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            conv_add(x, conv, residual, relu=True)
+            module.add(x, residual, relu=True)
+        # the self-test's verdict is the module's: without it, never the kernel
+        torch.testing.assert_close(ConvAdd(conv, fused=False).add(x, residual, relu=True), ref)
+        torch.testing.assert_close(module(x), conv(x))
     assert fused_calls == []
+    with pytest.raises(ValueError, match="plain zero-padded Conv2d"):
+        ConvAdd(nn.Conv2d(2, 2, 3, padding="same"), fused=True)
 
 
-def test_convnorm_add_folds_and_checks_its_relu():
+def test_convnorm_add_is_plain_pytorch_until_optimised(kernel_works, fused_calls):
     torch.manual_seed(0)
     block = ConvNorm(16, 32, 1, norm="frozen_bn").eval()
     with torch.no_grad():
         block.norm.running_mean.uniform_(-1, 1)
         block.norm.weight.uniform_(0.5, 1.5)
-    x = torch.randn(2, 16, 9, 9)
-    residual = torch.randn(2, 32, 9, 9)
+    holder = nn.Sequential(block)
+    x = torch.randn(2, 16, 9, 9).contiguous(memory_format=CL)
+    residual = torch.randn(2, 32, 9, 9).contiguous(memory_format=CL)
     with torch.no_grad():
         ref = F.relu(block(x) + residual)
-        torch.testing.assert_close(block.add(x, residual, relu=True), ref)  # norm not folded yet
-        block.fuse()
-        block.to(memory_format=CL)
-        out = block.add(x.contiguous(memory_format=CL), residual.contiguous(memory_format=CL), relu=True)
+        torch.testing.assert_close(block.add(x, residual, relu=True), ref)
+        assert fused_calls == []  # the model as built never calls the internal kernel
+        optimise_for_inference(holder)
+        fused_calls.clear()  # the self-test's own calls
+        swapped = holder[0]
+        assert isinstance(swapped, ConvAdd) == kernel_works and holder.fused_adds == int(kernel_works)
+        out = swapped.add(x, residual, relu=True)
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert fused_calls == ([1] if kernel_works else [])
     with pytest.raises(ValueError, match="ReLU"):
         ConvNorm(16, 32, 1, relu=True).add(x, residual, relu=True)
+
+
+def test_optimise_keeps_plain_additions_where_asked_and_leaves_global_state():
+    torch.manual_seed(0)
+    holder = nn.Sequential(ConvNorm(16, 32, 1, norm="frozen_bn")).eval()
+    rng = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    fused_kernel_works()
+    assert torch.equal(torch.get_rng_state(), rng)  # the self-test draws from its own generator
+    optimise_for_inference(holder, fused_add=False)
+    assert isinstance(holder[0], ConvNorm) and holder.fused_adds == 0
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)

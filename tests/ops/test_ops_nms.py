@@ -113,11 +113,33 @@ def test_sparse_graph_batched_and_large_coordinates(monkeypatch):
     assert torch.equal(nms(far, scores[:300], 0.7), nms_loop(far, scores[:300], 0.7))
 
 
-def test_nms_restores_thread_count():
+def test_nms_never_touches_the_thread_count(monkeypatch):
+    def refuse(n):
+        raise AssertionError("nms changed the process's thread count")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
     boxes, scores = _random_boxes(500, 11)
-    torch.set_num_threads(2)
-    nms(boxes, scores, 0.5)
-    assert torch.get_num_threads() == 2
+    assert torch.equal(nms(boxes, scores, 0.5), nms_loop(boxes, scores, 0.5))
+
+
+def test_serial_formulation_helpers():
+    g = torch.Generator().manual_seed(3)
+    counts = torch.randint(0, 4, (300,), generator=g, dtype=torch.int32)
+    counts[:3] = 0  # empty rows first, in the middle and last
+    counts[150] = 0
+    counts[-2:] = 0
+    total = int(counts.sum())
+    expected = torch.repeat_interleave(torch.arange(300), counts.long())
+    assert torch.equal(nms_module._rows_of_pairs(counts, total).long(), expected)
+    key = torch.sort(torch.rand(1000, generator=g, dtype=torch.float64)).values
+    values = torch.rand(700, generator=g, dtype=torch.float64)
+    for side in ("left", "right"):
+        ours = nms_module._searchsorted(key, values, side=side)
+        assert torch.equal(ours, torch.searchsorted(key, values, side=side))
+    chunks = [(torch.arange(n), torch.arange(n) + 1) for n in (5, 0, nms_module._SERIAL - 3, 7, 2)]
+    grouped = nms_module._regroup(chunks)
+    assert [len(s) for s, _ in grouped] == [5, nms_module._SERIAL - 3, 9]
+    assert torch.equal(torch.cat([d for _, d in grouped]), torch.cat([d for _, d in chunks]))
 
 
 def test_nms_chain_inside_one_block():
