@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "predict", "demo", "convert", "export", "benchmark")
+COMMANDS = (
+    "train", "eval", "predict", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
+)
 
 _HELP = {
     "train": "train on COCO-format data",
@@ -18,13 +20,15 @@ _HELP = {
     "predict": "run a checkpoint on images, write predictions.json and overlays",
     "demo": "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)",
     "convert": "convert a torchvision or detectron2 checkpoint into this library's format",
+    "convert-data": "convert Cityscapes, LabelMe or VIA annotations into COCO instance JSON",
+    "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
     "export": "export a checkpoint (ONNX, TorchScript-free)",
     "benchmark": "time inference of a checkpoint",
 }
 
 
 def _module(name: str):
-    return importlib.import_module(f"maskrcnn.commands.{name}")
+    return importlib.import_module(f"maskrcnn.commands.{name.replace('-', '_')}")  # show-data: show_data
 
 
 def build_parser(argv: list) -> argparse.ArgumentParser:

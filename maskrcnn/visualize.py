@@ -124,6 +124,7 @@ def draw_instances(
     show_labels: bool = True,
     keypoint_thresh: Optional[float] = None,
     min_size: int = 0,
+    show_scores: bool = True,
 ) -> Image.Image:
     """Draw one image's detections. Instances are painted from the lowest score up so the most
     confident ones stay on top; each instance keeps one colour for mask, contour, box and label.
@@ -131,7 +132,8 @@ def draw_instances(
     ``keypoint_thresh`` hides keypoints whose ``keypoint_scores`` are below it (None: show every
     keypoint with visibility > 0). ``min_size``: an image whose longer side is shorter is drawn
     enlarged by an integer factor (pixels repeated, so masks stay exact) until it reaches it, so that
-    labels and contours on thumbnails stay legible; 0 draws at the image's own size."""
+    labels and contours on thumbnails stay legible; 0 draws at the image's own size. ``show_scores``
+    False labels each instance with its class name alone (ground truth has no score)."""
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
@@ -215,7 +217,7 @@ def draw_instances(
         x1, y1 = float(boxes[i, 0]), float(boxes[i, 1])
         lab = int(labels[i])
         name = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
-        text = f"{name} {scores[i]:.2f}"
+        text = f"{name} {scores[i]:.2f}" if show_scores else name
         l, t, r, b = draw.textbbox((0, 0), text, font=font)
         tw, th = r - l, b - t
         pad = max(1, font_size // 6)
@@ -225,3 +227,53 @@ def draw_instances(
         draw.rectangle([tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad], fill=tuple(int(v) for v in dark[i]))
         draw.text((tx + pad - l, ty + pad - t), text, fill=(255, 255, 255), font=font)
     return pil
+
+
+def draw_targets(
+    image,
+    target: dict,
+    class_names: Optional[Sequence[str]] = None,
+    *,
+    mask_alpha: float = 0.45,
+    min_size: int = 0,
+) -> Image.Image:
+    """Draw one image's ground truth, ``target`` as a dataset gives it (``boxes`` (M, 4) xyxy, ``labels``
+    (M,), optional ``masks`` (M, H, W), optional ``iscrowd`` (M,) bool).
+
+    Instances look as ``draw_instances`` draws detections, labelled with the class name alone. Crowd
+    regions are hatched with light and dark stripes and outlined in black instead of tinted, so that
+    they never read as one more instance, and labelled "<class> (crowd)"."""
+    img = to_uint8_hwc(image)
+    H, W = img.shape[:2]
+    boxes = _np(target.get("boxes"))
+    boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes.reshape(-1, 4).astype(np.float32)
+    M = boxes.shape[0]
+    labels = _np(target.get("labels")).reshape(M).astype(np.int64)
+    masks = _np(target.get("masks"))
+    masks = None if masks is None else masks.reshape(M, H, W).astype(bool)
+    crowd = _np(target.get("iscrowd"))
+    crowd = np.zeros(M, bool) if crowd is None else crowd.reshape(M).astype(bool)
+    # Enlarge here rather than in draw_instances, so that the hatching is drawn at the final size.
+    factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
+    if factor > 1:
+        img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
+        masks = None if masks is None else np.repeat(np.repeat(masks, factor, axis=1), factor, axis=2)
+        boxes, H, W = boxes * factor, H * factor, W * factor
+    if masks is not None and crowd.any():
+        region = masks[crowd].any(axis=0)  # (H, W)
+        period = max(3, int(round(max(H, W) / 120)))
+        yy, xx = np.mgrid[0:H, 0:W]  # (H, W) each
+        light = region & (((yy + xx) // period) % 2 == 0)
+        dark = region & ~light
+        img[light] = (img[light].astype(np.float32) * 0.4 + 255 * 0.6).astype(np.uint8)
+        img[dark] = (img[dark].astype(np.float32) * 0.5).astype(np.uint8)
+        img[_contours(np.where(region, 0, -1).astype(np.int32), max(1, int(round(max(H, W) / 400))))] = 0
+        masks = masks.copy()
+        masks[crowd] = False  # the hatching stands for their masks
+    if class_names is None:
+        class_names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
+    names = list(class_names)
+    shown = np.where(crowd, labels + len(names), labels)  # crowd labels index the "(crowd)" names
+    det = {"boxes": boxes, "scores": np.ones(M, np.float32), "labels": shown, "masks": masks}
+    return draw_instances(img, det, names + [f"{n} (crowd)" for n in names], mask_alpha=mask_alpha,
+                          show_scores=False)

@@ -1,0 +1,119 @@
+"""``maskrcnn convert-data``: Cityscapes, LabelMe or VIA annotations -> one COCO instance JSON file.
+
+    maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
+    maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
+    maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
+                          [--class-name N] [--classes a,b,c]
+
+Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
+folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
+through ``..``. LabelMe images that exist only inside their JSON file (``imageData``) are written to
+``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
+
+Categories: Cityscapes' 8 instance classes with its label ids; otherwise the labels met, sorted by name
+and numbered from 1, or exactly ``--classes`` in the order given (use it when converting splits apart,
+so that a class missing from one split does not shift the ids of the others).
+
+Each record that cannot be converted is printed naming its file and record and skipped; the counts
+follow at the end. The output is written atomically, and only when at least one image was converted.
+See ``maskrcnn/data/formats/`` for what each format's conversion does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+HELP = "convert Cityscapes, LabelMe or VIA annotations into COCO instance JSON"
+
+FORMATS = ("cityscapes", "labelme", "via")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source_format", required=True, choices=FORMATS,
+                        help="the annotation format of SRC")
+    parser.add_argument("src", metavar="SRC",
+                        help="Cityscapes root; LabelMe / VIA: a folder (searched recursively for .json "
+                             "files) or one JSON file")
+    parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
+    parser.add_argument("--split", default=None, help="cityscapes: the split to convert (default: train)")
+    parser.add_argument("--class-attribute", default=None, metavar="A",
+                        help="via: the region attribute holding the class (default: the first one found)")
+    parser.add_argument("--class-name", default=None, metavar="N",
+                        help="via: the class of regions without a class attribute (default when no region "
+                             "has any attribute: 'object')")
+    parser.add_argument("--classes", default=None, metavar="A,B,C",
+                        help="labelme / via: the categories, in id order from 1; other labels are reported "
+                             "and skipped (default: the labels found, sorted by name)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _check_options(args) -> None:
+    """An option that does not apply to the format is an error, not silently ignored."""
+    applies = {"split": ("cityscapes",), "class_attribute": ("via",), "class_name": ("via",),
+               "classes": ("labelme", "via")}
+    for option, formats in applies.items():
+        if getattr(args, option) is not None and args.source_format not in formats:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} applies to --from {' / '.join(formats)}, not {args.source_format}")
+
+
+def _fixed_categories(spec) -> list:
+    if spec is None:
+        return None
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--classes {spec!r}: give distinct, comma-separated class names")
+    return [(i + 1, name) for i, name in enumerate(names)]
+
+
+def _convert(args, out: Path, report):
+    from maskrcnn.data.formats.common import CocoBuilder, json_files
+
+    src = Path(args.src)
+    description = f"converted from {args.source_format} by maskrcnn convert-data"
+    if args.source_format == "cityscapes":
+        from maskrcnn.data.formats.cityscapes import CATEGORIES, read_cityscapes
+
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src}: no such folder (the Cityscapes root)")
+        split = args.split or "train"
+        builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
+        read_cityscapes(src, split=split, builder=builder, report=report)
+        return builder
+    root, files = json_files(src, exclude=[out])
+    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
+    if args.source_format == "labelme":
+        from maskrcnn.data.formats.labelme import read_labelme
+
+        read_labelme(files, builder=builder, report=report, embedded_dir=out.parent / f"{out.stem}_images")
+    else:
+        from maskrcnn.data.formats.via import read_via
+
+        read_via(files, builder=builder, report=report, class_attribute=args.class_attribute,
+                 class_name=args.class_name)
+    return builder
+
+
+def run(args) -> int:
+    from maskrcnn.data.formats.common import Report, write_json
+
+    _check_options(args)
+    out = Path(args.output)
+    report = Report(stream=sys.stderr)
+    builder = _convert(args, out, report)
+    print(report.summary(), file=sys.stderr)
+    if not builder.images:
+        raise ValueError(f"{args.src}: no image could be converted (see the problems above); nothing written")
+    coco = builder.to_dict()
+    write_json(out, coco)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    per_class = Counter(names[a["category_id"]] for a in coco["annotations"] if not a["iscrowd"])
+    crowd = sum(a["iscrowd"] for a in coco["annotations"])
+    listing = ", ".join(f"{name} {per_class[name]}" for name in names.values())
+    print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
+          f"regions -> {out}")
+    print(f"file_name values are relative to {builder.root}: use --train-images {builder.root}")
+    return 0

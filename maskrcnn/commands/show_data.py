@@ -1,0 +1,153 @@
+"""``maskrcnn show-data``: look at a COCO dataset before training on it.
+
+    maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
+
+J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
+see (skipped records included). The ground truth of the first N images is drawn to
+``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions hatched), and a summary is printed
+and written to ``DIR/summary.json``:
+
+- ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
+  ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
+- ``per_class``: {name: {"instances", "crowd"}}, every category, in label order;
+- ``sizes``: instances (crowd regions aside) small / medium / large by COCO's thresholds, area < 32^2,
+  < 96^2, larger, with the area COCO's evaluation uses: the annotation's ``area`` when it has one,
+  else its mask's;
+- ``size_histogram``: the same instances by sqrt(area) in pixels, bins [lo, hi);
+- ``skipped``: the dataset's counts of skipped records by reason, ``problems``: the first 100 messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
+
+SMALL, MEDIUM = 32**2, 96**2  # COCO's area thresholds
+HISTOGRAM_EDGES = (0, 8, 16, 32, 64, 96, 128, 256, 512, math.inf)  # sqrt(area); 32 and 96 are edges
+_MAX_PROBLEMS = 100
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", required=True, help="COCO instance JSON file")
+    parser.add_argument("--images", required=True, help="the folder file_name values are relative to")
+    parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
+    parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
+    parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
+                        help="draw images smaller than PX (longer side) enlarged by an integer factor")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _area(ann: dict, height: int, width: int) -> float:
+    """The area COCO's evaluation bins by: the ``area`` field, else the mask's, else the box's."""
+    import pycocotools.mask as mask_utils
+
+    area = ann.get("area")
+    if isinstance(area, (int, float)) and not isinstance(area, bool) and math.isfinite(area):
+        return float(area)
+    seg = ann.get("segmentation")
+    try:
+        if isinstance(seg, list):  # polygons under 3 points are let through by the validation: drop them
+            polygons = [p for p in seg if len(p) >= 6]  # (pycocotools reads a 4-number list as a box)
+            return float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))))
+        if isinstance(seg, dict):
+            rle = dict(seg)
+            if isinstance(rle["counts"], list):
+                rle = mask_utils.frPyObjects(rle, height, width)
+            elif isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+            return float(mask_utils.area(rle))
+    except (TypeError, ValueError, KeyError, IndexError):
+        pass  # undecodable: the dataset drops it when the image is read; the box stands in here
+    return float(ann["bbox"][2] * ann["bbox"][3])
+
+
+def summarise(dataset) -> dict:
+    """The summary of a ``CocoDataset`` (see the module docstring)."""
+    coco = dataset.to_coco_dict()
+    sizes = {img["id"]: (img["height"], img["width"]) for img in coco["images"]}
+    per_class = {name: {"instances": 0, "crowd": 0} for name in dataset.class_names[1:]}
+    size_bins = {"small": 0, "medium": 0, "large": 0}
+    histogram = [0] * (len(HISTOGRAM_EDGES) - 1)
+    with_instances = set()
+    for ann in coco["annotations"]:
+        name = dataset.class_names[dataset.category_id_to_label[ann["category_id"]]]
+        if ann.get("iscrowd", 0):
+            per_class[name]["crowd"] += 1
+            continue
+        per_class[name]["instances"] += 1
+        with_instances.add(ann["image_id"])
+        area = _area(ann, *sizes[ann["image_id"]])
+        size_bins["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
+        side = math.sqrt(max(area, 0.0))
+        histogram[next(k for k in range(len(histogram)) if side < HISTOGRAM_EDGES[k + 1])] += 1
+    return {
+        "json": str(dataset.json_path),
+        "images": len(coco["images"]),
+        "images_without_instances": len(coco["images"]) - len(with_instances),
+        "instances": sum(c["instances"] for c in per_class.values()),
+        "crowd": sum(c["crowd"] for c in per_class.values()),
+        "per_class": per_class,
+        "sizes": size_bins,
+        "size_histogram": [
+            {"sqrt_area_from": lo, "to": None if math.isinf(hi) else hi, "count": n}
+            for lo, hi, n in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:], histogram)
+        ],
+        "skipped": dataset.skipped,
+        "problems": dataset.problems[:_MAX_PROBLEMS],
+    }
+
+
+def _print_summary(s: dict, out=sys.stdout) -> None:
+    print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
+          f"{s['instances']} instances, {s['crowd']} crowd regions", file=out)
+    width = max([len("class")] + [len(n) for n in s["per_class"]])
+    print(f"  {'class':<{width}}  instances  crowd", file=out)
+    for name, c in s["per_class"].items():
+        print(f"  {name:<{width}}  {c['instances']:>9}  {c['crowd']:>5}", file=out)
+    print("  sizes (COCO area): " + ", ".join(f"{k} {v}" for k, v in s["sizes"].items()), file=out)
+    bins = [f"[{b['sqrt_area_from']}, {b['to'] or 'inf'}): {b['count']}" for b in s["size_histogram"]]
+    print("  sqrt(area) px: " + "  ".join(bins), file=out)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(s["skipped"].items())) or "none"
+    print(f"  skipped: {skipped}", file=out)
+
+
+def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
+    """Overlays of the first ``max_images`` images; returns their paths."""
+    from maskrcnn.visualize import draw_targets
+
+    folder.mkdir(parents=True, exist_ok=True)
+    file_names = {img["id"]: img["file_name"] for img in dataset.to_coco_dict()["images"]}
+    written, used = [], set()
+    for index in range(min(max_images, len(dataset))):
+        image, target = dataset[index]  # an unreadable image comes back as another one: name by id
+        image_id = target["image_id"]
+        stem = Path(file_names[image_id]).stem
+        name = stem if stem not in used else f"{stem}_{image_id}"
+        if name in used:
+            continue  # the same image again, in place of an unreadable one
+        used.add(name)
+        path = folder / f"{name}.png"
+        draw_targets(image, target, dataset.class_names, min_size=min_size).save(path)
+        written.append(path)
+    return written
+
+
+def run(args) -> int:
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.formats.common import write_json
+
+    if args.max < 0:
+        raise ValueError(f"--max must be >= 0, got {args.max}")
+    dataset = CocoDataset(json_path=args.json, image_dir=args.images)
+    out = Path(args.output)
+    overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
+    summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
+    summary["overlays"] = [p.name for p in overlays]
+    write_json(out / "summary.json", summary)
+    _print_summary(summary)
+    print(f"{len(overlays)} overlays -> {out / 'overlays'}/, summary -> {out / 'summary.json'}")
+    return 0

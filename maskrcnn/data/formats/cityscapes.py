@@ -1,0 +1,140 @@
+"""Cityscapes (gtFine) -> COCO instances of its 8 instance classes.
+
+Layout (the official one): ``ROOT/leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png`` with
+``ROOT/gtFine/{split}/{city}/{stem}_gtFine_instanceIds.png`` and/or ``{stem}_gtFine_polygons.json``.
+
+Masks come from the ``instanceIds`` PNG when it exists, because that image is the ground truth the
+official instance evaluation reads: each pixel holds ``label id * 1000 + instance`` for an individual
+object of a class with instances, or the plain label id (< 1000) elsewhere, where the ids 24..33 mark
+a group (``cargroup``, ``persongroup``, ...) the annotators could not split. Without the PNG, it is
+drawn from the polygons exactly as cityscapesScripts' ``json2instanceImg`` draws it: objects in file
+order (back to front, so a later object hides what it covers), ``deleted`` objects left out, each
+polygon filled by PIL (which also clips it to the image), ids as above. The visible part of an object
+is then what the evaluation sees, which the raw polygons are not (they overlap), so masks are written
+as RLE.
+
+Instances: every id >= 1000 of the classes person 24, rider 25, car 26, truck 27, bus 28, train 31,
+motorcycle 32, bicycle 33 (label ids of cityscapesScripts' ``labels.py``, used as category ids, as
+detectron2 does); the groups of those classes become crowd regions (``iscrowd`` 1, one per class and
+image). caravan and trailer have instances but are not evaluated, so they are left out, as detectron2
+leaves them out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.geometry import as_points
+
+__all__ = ["CATEGORIES", "LABEL_IDS", "read_cityscapes"]
+
+# cityscapesScripts helpers/labels.py: name -> label id (-1: never drawn).
+LABEL_IDS = {
+    "unlabeled": 0, "ego vehicle": 1, "rectification border": 2, "out of roi": 3, "static": 4,
+    "dynamic": 5, "ground": 6, "road": 7, "sidewalk": 8, "parking": 9, "rail track": 10, "building": 11,
+    "wall": 12, "fence": 13, "guard rail": 14, "bridge": 15, "tunnel": 16, "pole": 17, "polegroup": 18,
+    "traffic light": 19, "traffic sign": 20, "vegetation": 21, "terrain": 22, "sky": 23, "person": 24,
+    "rider": 25, "car": 26, "truck": 27, "bus": 28, "caravan": 29, "trailer": 30, "train": 31,
+    "motorcycle": 32, "bicycle": 33, "license plate": -1,
+}  # fmt: skip
+_HAS_INSTANCES = frozenset(range(24, 34))  # person .. bicycle, caravan and trailer included
+CATEGORIES = ((24, "person"), (25, "rider"), (26, "car"), (27, "truck"), (28, "bus"), (31, "train"),
+              (32, "motorcycle"), (33, "bicycle"))  # the evaluated instance classes: (label id, name)
+_CLASS_NAMES = dict(CATEGORIES)
+_GROUP = "group"
+
+
+def _draw_polygons(objects: list, height: int, width: int, *, where: str, report: Report) -> np.ndarray:
+    """The instanceIds image of a polygons file, as json2instanceImg draws it: (H, W) int64."""
+    canvas = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    next_instance: dict = {}
+    for k, obj in enumerate(objects):
+        label = obj.get("label") if isinstance(obj, dict) else None
+        try:
+            if not isinstance(obj, dict):
+                raise Skip("bad_object", "an object must be a JSON object")
+            if obj.get("deleted"):
+                report.note("deleted objects left out")
+                continue
+            name, group = label, False
+            if name not in LABEL_IDS and isinstance(name, str) and name.endswith(_GROUP):
+                name, group = name[: -len(_GROUP)], True
+            if name not in LABEL_IDS:
+                raise Skip("unknown_label", f"label {label!r} is not a Cityscapes label")
+            label_id = LABEL_IDS[name]
+            if label_id < 0:
+                continue
+            points = as_points(obj.get("polygon"), what="polygon")
+            if len(points) < 3:
+                raise Skip("few_points", f"polygon has {len(points)} point(s), at least 3 are needed")
+            value = label_id
+            if label_id in _HAS_INSTANCES and not group:
+                value = label_id * 1000 + next_instance.get(name, 0)
+                next_instance[name] = next_instance.get(name, 0) + 1
+            draw.polygon([(float(x), float(y)) for x, y in points], fill=value)
+        except Skip as e:
+            report.skip(f"{where}: objects[{k}] (label {label!r})", e)
+    return np.asarray(canvas, dtype=np.int64)
+
+
+def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder, report: Report) -> tuple:
+    """((H, W) int64 instance ids, "instanceIds" or "polygons") for one image, or Skip."""
+    ids_path = prefix.with_name(prefix.name + "_gtFine_instanceIds.png")
+    json_path = prefix.with_name(prefix.name + "_gtFine_polygons.json")
+    if ids_path.is_file():
+        try:
+            try:
+                with Image.open(ids_path) as img:
+                    ids = np.asarray(img, dtype=np.int64)
+            except OSError as e:
+                raise Skip("unreadable_instance_ids", f"cannot read {ids_path.name} ({e})") from None
+            if ids.shape != (height, width):
+                raise Skip("bad_instance_ids", f"{ids_path.name} is {ids.shape[1]}x{ids.shape[0]}, "
+                                               f"the image {width}x{height}")
+            return ids, "instanceIds"
+        except Skip as e:
+            if not json_path.is_file():
+                raise
+            report.warn(builder.relative(ids_path), f"{e}; drawing the polygons instead")
+    if not json_path.is_file():
+        raise Skip("missing_annotation", f"neither {ids_path.name} nor {json_path.name} in {prefix.parent}")
+    where = builder.relative(json_path)
+    data = read_json(json_path)
+    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
+        raise Skip("bad_annotation", f"{json_path.name} has no 'objects' list")
+    given = (data.get("imgHeight"), data.get("imgWidth"))
+    if given != (height, width):
+        report.warn(where, f"imgHeight, imgWidth {given} differ from the image's {(height, width)}")
+    return _draw_polygons(data["objects"], height, width, where=where, report=report), "polygons"
+
+
+def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Report) -> None:
+    """Add the images of one split and their instances (builder categories: ``CATEGORIES``)."""
+    root = Path(root)
+    image_dir = root / "leftImg8bit" / split
+    if not image_dir.is_dir():
+        found = sorted(p.name for p in (root / "leftImg8bit").glob("*") if p.is_dir())
+        raise FileNotFoundError(
+            f"{image_dir}: no such folder; Cityscapes' layout is leftImg8bit/<split>/<city>/"
+            f"*_leftImg8bit.png with gtFine/<split>/<city>/ beside it (splits found: {found or 'none'})"
+        )
+    suffix = "_leftImg8bit.png"
+    for image_path in sorted(image_dir.glob(f"*/*{suffix}")):
+        prefix = root / "gtFine" / split / image_path.parent.name / image_path.name[: -len(suffix)]
+        try:
+            height, width = image_size(image_path)
+            ids, source = _instance_ids(prefix, height, width, builder=builder, report=report)
+        except Skip as e:
+            report.skip(builder.relative(image_path), e)
+            continue
+        report.note(f"images with masks from {source}")
+        image_id = builder.add_image(image_path, height=height, width=width)
+        for value in np.unique(ids[ids >= 24]).tolist():
+            class_id = value // 1000 if value >= 1000 else value
+            if class_id in _CLASS_NAMES:
+                builder.add_mask(image_id, _CLASS_NAMES[class_id], ids == value, iscrowd=value < 1000)

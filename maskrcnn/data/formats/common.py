@@ -1,0 +1,208 @@
+"""What every dataset converter shares: the COCO file being built, the report of skipped records,
+image sizes and the list of annotation files.
+
+Shapes: an image is H rows x W columns; a mask is (H, W) bool.
+
+A converter fills a ``CocoBuilder`` (images and instances; bbox and area always computed from the mask
+the written segmentation decodes to, so training sees exactly what was drawn) and a ``Report``: a record
+that cannot be converted raises ``Skip`` (a reason key and a message); the converter catches it at the
+smallest unit (a shape, an object, a file), the report prints it naming the file and the record, counts
+it by reason, and the conversion goes on.
+
+``file_name`` of every image is its path relative to the builder's root (with ``/`` separators, ``..``
+where the image lies outside it), so ``--train-images ROOT`` finds every image, wherever it lies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, TextIO
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image, UnidentifiedImageError
+
+from maskrcnn.checkpoint import atomic_write_bytes
+
+__all__ = ["CocoBuilder", "Report", "Skip", "image_size", "json_files", "read_json", "write_json"]
+
+_EXIF_ORIENTATION = 0x0112
+_MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
+
+
+class Skip(ValueError):
+    """A record that cannot be converted: ``reason`` is a short key the report counts by."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class Report:
+    """Skipped records (counted by reason, printed naming file and record), warnings and notes."""
+
+    def __init__(self, *, stream: Optional[TextIO] = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.skipped: Counter = Counter()
+        self.notes: Counter = Counter()
+        self.messages: list = []
+
+    def _print(self, text: str) -> None:
+        self.messages.append(text)
+        if len(self.messages) <= _MAX_PRINTED:
+            print(text, file=self.stream)
+
+    def skip(self, where: str, problem: Skip) -> None:
+        self.skipped[problem.reason] += 1
+        self._print(f"{where}: {problem}; skipped")
+
+    def warn(self, where: str, message: str) -> None:
+        self.notes["warnings"] += 1
+        self._print(f"{where}: warning: {message}")
+
+    def note(self, what: str, n: int = 1) -> None:
+        """Count something worth a line in the summary that is not a problem (e.g. ignored shapes)."""
+        self.notes[what] += n
+
+    def summary(self) -> str:
+        lines = []
+        if len(self.messages) > _MAX_PRINTED:
+            lines.append(f"... {len(self.messages) - _MAX_PRINTED} more problems not printed")
+        if self.notes:
+            lines.append("notes: " + ", ".join(f"{n} {what}" for what, n in sorted(self.notes.items())))
+        total = sum(self.skipped.values())
+        listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        lines.append(f"skipped {total} record(s)" + (f": {listing}" if listing else ""))
+        return "\n".join(lines)
+
+
+def image_size(path: Path) -> tuple:
+    """(height, width) of an image file as ``read_image`` sees it (EXIF orientation applied), from the
+    header only; Skip when the file is missing or not an image."""
+    if not path.is_file():
+        raise Skip("missing_image", f"image {path} not found")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise Skip("unreadable_image", f"image {path} cannot be read ({e})") from None
+    if orientation in (5, 6, 7, 8):  # a quarter turn: the annotation tools show it turned
+        width, height = height, width
+    return height, width
+
+
+def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
+    """(root, files): SRC a folder -> (SRC, its ``*.json`` files at any depth, sorted); SRC a file ->
+    (its folder, [SRC]). ``exclude`` (e.g. the output file) is left out."""
+    src = Path(src)
+    if src.is_file():
+        return src.parent, [src]
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    skip = {Path(p).resolve() for p in exclude}
+    return src, sorted(p for p in src.rglob("*.json") if p.is_file() and p.resolve() not in skip)
+
+
+def read_json(path: Path):
+    """A JSON file's content; Skip when it is not readable JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Skip("unreadable_json", f"not readable JSON ({e})") from None
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: a crash leaves the old file or none, never half of one."""
+    atomic_write_bytes(path, json.dumps(data).encode("utf-8"))
+
+
+def _rle_json(rle: dict) -> dict:
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+class CocoBuilder:
+    """COCO instance JSON under construction.
+
+    ``categories``: a fixed list of (id, name); a label outside it raises Skip("unknown_label"). None:
+    categories are the labels met, numbered 1..K in sorted name order when written (so converting two
+    splits with the same classes gives the same ids whatever order their files come in).
+    """
+
+    def __init__(self, *, root: Path, categories: Optional[Sequence[tuple]] = None, description: str = ""):
+        self.root = Path(root)
+        self.fixed = None if categories is None else {name: int(cid) for cid, name in categories}
+        self.description = description
+        self.images: list = []
+        self.annotations: list = []
+        self._sizes: dict = {}  # image id -> (H, W)
+        self._sources: dict = {}  # file_name -> the annotation file it came from
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the root, '/'-separated (``..`` when outside it)."""
+        return Path(os.path.relpath(Path(path).absolute(), self.root.absolute())).as_posix()
+
+    def add_image(self, path: Path, *, height: int, width: int, source: str = "") -> int:
+        """A new image id; Skip when the image came already (say from an exported file and the project
+        file it was exported from, side by side): its instances would be trained on twice."""
+        file_name = self.relative(path)
+        if file_name in self._sources:
+            raise Skip("duplicate_image", f"image {file_name} was converted already, from "
+                                          f"{self._sources[file_name]}")
+        self._sources[file_name] = source or file_name
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": file_name, "height": int(height),
+                            "width": int(width)})
+        self._sizes[image_id] = (int(height), int(width))
+        return image_id
+
+    def check_label(self, label) -> str:
+        if not isinstance(label, str) or not label.strip():
+            raise Skip("missing_label", f"label {label!r} is not a non-empty string")
+        if self.fixed is not None and label not in self.fixed:
+            raise Skip("unknown_label", f"label {label!r} is not one of the classes {sorted(self.fixed)}")
+        return label
+
+    def _add(self, image_id: int, label: str, segmentation, rle: dict, iscrowd: bool) -> dict:
+        area = int(mask_utils.area(rle))
+        if area == 0:
+            raise Skip("empty_mask", "the mask covers no pixel of the image")
+        ann = {"id": len(self.annotations) + 1, "image_id": image_id, "_label": self.check_label(label),
+               "segmentation": segmentation, "area": area,
+               "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": int(bool(iscrowd))}
+        self.annotations.append(ann)
+        return ann
+
+    def add_polygons(self, image_id: int, label: str, polygons: Sequence[list], *, iscrowd: bool = False):
+        """An instance given as COCO polygons (each [x1, y1, ..., at least 3 points], inside the image)."""
+        self.check_label(label)
+        height, width = self._sizes[image_id]
+        rle = mask_utils.merge(mask_utils.frPyObjects([list(p) for p in polygons], height, width))
+        return self._add(image_id, label, [list(p) for p in polygons], rle, iscrowd)
+
+    def add_mask(self, image_id: int, label: str, mask: np.ndarray, *, iscrowd: bool = False):
+        """An instance given as an (H, W) boolean mask, written as compressed RLE."""
+        self.check_label(label)
+        if tuple(mask.shape) != self._sizes[image_id]:
+            raise Skip("bad_mask", f"mask is {mask.shape}, the image {self._sizes[image_id]}")
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return self._add(image_id, label, _rle_json(rle), rle, iscrowd)
+
+    def category_ids(self) -> dict:
+        if self.fixed is not None:
+            return dict(self.fixed)
+        names = sorted({a["_label"] for a in self.annotations})
+        return {name: i + 1 for i, name in enumerate(names)}
+
+    def to_dict(self) -> dict:
+        ids = self.category_ids()
+        anns = [{**{k: v for k, v in a.items() if k != "_label"}, "category_id": ids[a["_label"]]}
+                for a in self.annotations]
+        cats = [{"id": cid, "name": name} for name, cid in sorted(ids.items(), key=lambda kv: kv[1])]
+        return {"info": {"description": self.description}, "images": list(self.images),
+                "annotations": anns, "categories": cats}

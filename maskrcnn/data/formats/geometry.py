@@ -1,0 +1,123 @@
+"""Shapes drawn in annotation tools -> COCO polygons clipped to the image.
+
+Shapes: P points of a shape as a (P, 2) float64 array of (x, y); an image is H rows x W columns.
+
+Coordinates follow COCO's convention, which LabelMe and VIA share: pixel (row i, column j) covers
+[j, j + 1) x [i, i + 1), so a rectangle from (3, 2) to (9, 6) covers columns 3..8 and rows 2..5, and
+the image is the box [0, W] x [0, H]. Circles and ellipses become polygons fine enough that no point
+of the true curve lies more than a quarter pixel outside them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from maskrcnn.data.formats.common import Skip
+
+__all__ = [
+    "as_points", "circle_points", "clip_polygon", "ellipse_points", "numbers", "rectangle_points",
+    "to_coco_polygon",
+]
+
+_CURVE_TOLERANCE = 0.25  # pixels between a curve and the chords that replace it
+
+
+def as_points(raw, *, what: str = "points") -> np.ndarray:
+    """A list of [x, y] pairs -> (P, 2) float64, or Skip naming what is wrong with it."""
+    if not isinstance(raw, (list, tuple)) or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in raw
+    ):
+        raise Skip("bad_shape", f"{what} must be a list of [x, y] pairs")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for p in raw for v in p):
+        raise Skip("bad_shape", f"{what} must be numbers")
+    points = np.asarray(raw, dtype=np.float64).reshape(-1, 2)  # (P, 2)
+    if not np.isfinite(points).all():
+        raise Skip("bad_coordinates", f"{what} contain NaN or infinite coordinates")
+    return points
+
+
+def numbers(*values, what: str) -> list:
+    """``values`` as floats; Skip when one is missing, not a number, NaN or infinite."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise Skip("bad_shape", f"{what} must be numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise Skip("bad_coordinates", f"{what} contain NaN or infinite values")
+    return [float(v) for v in values]
+
+
+def rectangle_points(x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
+    """The four corners of the axis-aligned box with opposite corners (x1, y1), (x2, y2): (4, 2)."""
+    x1, y1, x2, y2 = numbers(x1, y1, x2, y2, what="rectangle corners")
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
+
+
+def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
+    """An ellipse centred at (cx, cy), radii rx, ry, turned by theta radians: (P, 2), P >= 12."""
+    cx, cy, rx, ry, theta = numbers(cx, cy, rx, ry, theta, what="ellipse parameters")
+    rx, ry = abs(rx), abs(ry)
+    r = max(rx, ry)
+    if r <= _CURVE_TOLERANCE:
+        raise Skip("empty_mask", f"radius {r:g} is too small to cover a pixel")
+    # A chord of angle a leaves a gap r (1 - cos(a / 2)); keep it under the tolerance.
+    n = max(12, math.ceil(math.pi / math.acos(1.0 - _CURVE_TOLERANCE / r)))
+    t = np.arange(n) * (2.0 * math.pi / n)
+    c, s = math.cos(theta), math.sin(theta)
+    x, y = rx * np.cos(t), ry * np.sin(t)
+    return np.stack([cx + x * c - y * s, cy + x * s + y * c], axis=1)  # (P, 2)
+
+
+def circle_points(cx: float, cy: float, r: float) -> np.ndarray:
+    return ellipse_points(cx, cy, r, r)
+
+
+def _clip_half_plane(pts: list, axis: int, bound: float, keep_below: bool) -> list:
+    """The polygon ``pts`` cut by the line coordinate[axis] == bound, keeping one side."""
+
+    def inside(p):
+        return p[axis] <= bound if keep_below else p[axis] >= bound
+
+    def crossing(p, q):
+        t = (bound - p[axis]) / (q[axis] - p[axis])
+        point = [p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])]
+        point[axis] = bound  # exactly on the border, whatever the rounding
+        return tuple(point)
+
+    out = []
+    for k, cur in enumerate(pts):
+        prev = pts[k - 1]
+        if inside(cur):
+            if not inside(prev):
+                out.append(crossing(prev, cur))
+            out.append(cur)
+        elif inside(prev):
+            out.append(crossing(prev, cur))
+    return out
+
+
+def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The part of a polygon inside [0, width] x [0, height] (Sutherland-Hodgman: the clip region is
+    convex, so one pass per border is exact even for concave polygons). (P, 2) -> (Q, 2), Q may be 0."""
+    pts = [tuple(p) for p in points]
+    for axis, bound, keep_below in ((0, 0.0, False), (0, width, True), (1, 0.0, False), (1, height, True)):
+        pts = _clip_half_plane(pts, axis, bound, keep_below) if pts else pts
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+
+
+def _area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: int = 2) -> list:
+    """A polygon as COCO writes it, [x1, y1, x2, y2, ...], clipped to the image and rounded to
+    ``decimals`` places; Skip when it has under 3 points or nothing of it lies inside the image."""
+    if len(points) < 3:
+        raise Skip("few_points", f"polygon has {len(points)} point(s), at least 3 are needed")
+    clipped = np.round(clip_polygon(points, float(width), float(height)), decimals)  # (Q, 2)
+    if len(clipped) < 3 or _area(clipped) <= 0.0:
+        raise Skip("empty_mask", f"polygon lies outside the {width}x{height} image or has no area")
+    return [float(v) for v in clipped.reshape(-1)]

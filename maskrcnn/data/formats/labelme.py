@@ -1,0 +1,134 @@
+"""LabelMe annotation files (one JSON file per image) -> COCO instances.
+
+A file: ``{"shapes": [{"label", "points": [[x, y], ...], "group_id", "shape_type", ...}, ...],
+"imagePath", "imageData", "imageHeight", "imageWidth"}``.
+
+The rules are those of labelme's own ``labelme2coco`` example unless said:
+- Shapes with the same label and the same ``group_id`` are one instance (their polygons together form
+  its mask); a shape without ``group_id`` is an instance of its own.
+- ``__ignore__`` shapes are left out (labelme2coco drops them; they are counted in the notes, not
+  written as crowd regions: LabelMe has no notion of a crowd, and an ignored shape is often a mistake
+  the annotator wanted gone rather than a region the evaluation should forgive).
+- ``polygon`` (>= 3 points), ``rectangle`` (two opposite corners) and ``circle`` (the centre and a
+  point on the circle) become COCO polygons clipped to the image; types without an area (``line``,
+  ``linestrip``, ``point``, ``points``) and ``mask`` are reported and skipped.
+- The image is ``imagePath`` relative to the JSON file's folder, else a file of that name beside the
+  JSON file, else ``imageData`` (the image file's bytes in base64, as labelme stores them), written
+  unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
+- The image's own size is used; ``imageHeight`` / ``imageWidth`` that differ only cause a warning (as
+  in labelme, which corrects them from the image).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image, UnidentifiedImageError
+
+from maskrcnn.checkpoint import atomic_write_bytes
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.geometry import as_points, circle_points, rectangle_points, to_coco_polygon
+
+__all__ = ["IGNORE_LABEL", "read_labelme"]
+
+IGNORE_LABEL = "__ignore__"
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+
+
+def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_dir: Path) -> Path:
+    try:
+        raw = base64.b64decode(image_data, validate=True)
+        with Image.open(io.BytesIO(raw)) as img:
+            fmt = img.format
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+        raise Skip("bad_image_data", f"imageData is not a base64-encoded image ({e})") from None
+    # Under the JSON file's own relative path: two files of the same name in different folders
+    # never overwrite each other's image.
+    target = (embedded_dir / json_path.relative_to(root)).with_suffix(_EXTENSIONS.get(fmt, f".{fmt.lower()}"))
+    atomic_write_bytes(target, raw)  # the bytes as stored: no re-encoding, no quality loss
+    return target
+
+
+def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path) -> Path:
+    raw = data.get("imagePath")
+    candidates = []
+    if isinstance(raw, str) and raw.strip():
+        given = Path(raw.replace("\\", "/"))  # files written on Windows
+        candidates = [json_path.parent / given, json_path.parent / given.name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if isinstance(data.get("imageData"), str) and data["imageData"]:
+        return _write_embedded(json_path, data["imageData"], root=root, embedded_dir=embedded_dir)
+    missing = candidates[0] if candidates else "(no imagePath)"
+    raise Skip("missing_image", f"image {missing} not found and the file has no imageData")
+
+
+def _shape_polygon(shape: dict, width: int, height: int) -> list:
+    """One shape -> one COCO polygon clipped to the image, or Skip."""
+    shape_type = shape.get("shape_type") or "polygon"  # files of labelme < 3 have no shape_type
+    points = as_points(shape.get("points"))
+    if shape_type == "polygon":
+        return to_coco_polygon(points, width, height)
+    if shape_type in ("rectangle", "circle") and len(points) != 2:
+        raise Skip("bad_shape", f"a {shape_type} needs 2 points, got {len(points)}")
+    if shape_type == "rectangle":
+        return to_coco_polygon(rectangle_points(*points[0], *points[1]), width, height)
+    if shape_type == "circle":
+        (cx, cy), (px, py) = points
+        radius = float(((px - cx) ** 2 + (py - cy) ** 2) ** 0.5)
+        return to_coco_polygon(circle_points(cx, cy, radius), width, height)
+    raise Skip("unsupported_shape", f"shape_type {shape_type!r} is not converted "
+                                    "(only polygon, rectangle, circle)")
+
+
+def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path) -> None:
+    name = builder.relative(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+        raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
+    image_path = _image_path(path, data, root=builder.root, embedded_dir=embedded_dir)
+    height, width = image_size(image_path)
+    for key, actual in (("imageHeight", height), ("imageWidth", width)):
+        if data.get(key) is not None and data[key] != actual:
+            report.warn(name, f"{key} {data[key]!r} differs from the image's {actual}; using the image's")
+    image_id = builder.add_image(image_path, height=height, width=width, source=name)
+
+    instances: dict = {}  # (label, group) -> (shape indices, polygons), in order of first shape
+    for i, shape in enumerate(data["shapes"]):
+        label = shape.get("label") if isinstance(shape, dict) else None
+        where = f"{name}: shapes[{i}] (label {label!r})"
+        if label == IGNORE_LABEL:
+            report.note(f"{IGNORE_LABEL} shapes left out")
+            continue
+        try:
+            if not isinstance(shape, dict):
+                raise Skip("bad_shape", "a shape must be a JSON object")
+            builder.check_label(label)
+            polygon = _shape_polygon(shape, width, height)
+        except Skip as e:
+            report.skip(where, e)
+            continue
+        group = shape.get("group_id")
+        key = (label, ("shape", i) if group is None else ("group", str(group)))
+        indices, polygons = instances.setdefault(key, ([], []))
+        indices.append(i)
+        polygons.append(polygon)
+    for (label, _), (indices, polygons) in instances.items():
+        try:
+            builder.add_polygons(image_id, label, polygons)
+        except Skip as e:
+            report.skip(f"{name}: shapes{indices} (label {label!r})", e)
+
+
+def read_labelme(files: Sequence[Path], *, builder: CocoBuilder, report: Report, embedded_dir: Path) -> None:
+    """Add the images and instances of LabelMe ``files`` (under ``builder.root``) to ``builder``."""
+    for path in files:
+        try:
+            _convert_file(Path(path), builder=builder, report=report, embedded_dir=Path(embedded_dir))
+        except Skip as e:
+            report.skip(builder.relative(path), e)

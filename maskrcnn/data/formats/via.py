@@ -1,0 +1,176 @@
+"""VGG Image Annotator (VIA 1 and 2) annotation files -> COCO instances.
+
+Accepted files: the "export annotations as JSON" format, ``{"<filename><size>": {"filename", "size",
+"regions", "file_attributes"}, ...}``, with ``regions`` a list (VIA 2) or a dict keyed "0", "1", ... (VIA
+1), and the VIA 2 project file, which holds the same under ``_via_img_metadata`` and the attribute
+definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name": ..., geometry},
+"region_attributes": {attribute: value}}``; each region is one instance.
+
+- Shapes: ``polygon`` (``all_points_x``, ``all_points_y``), ``rect`` (``x``, ``y``, ``width``,
+  ``height``), ``circle`` (``cx``, ``cy``, ``r``) and ``ellipse`` (``cx``, ``cy``, ``rx``, ``ry``,
+  optional ``theta`` in radians) become COCO polygons clipped to the image; ``point`` and
+  ``polyline`` have no area and are reported and skipped.
+- Class: the value of the region attribute ``class_attribute``; by default the first region attribute
+  the file defines (a project file's ``_via_attributes``), else the first one met in its regions. A
+  checkbox attribute (``{"option": true}``) gives its one ticked option. When no region of a file has
+  any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
+  "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
+  else it is reported and skipped: a silent catch-all class would hide unlabelled regions.
+- The image is ``filename`` relative to the JSON file's folder (VIA stores no size: it is read from the
+  image file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.geometry import (
+    as_points,
+    circle_points,
+    ellipse_points,
+    numbers,
+    rectangle_points,
+    to_coco_polygon,
+)
+
+__all__ = ["DEFAULT_CLASS_NAME", "read_via"]
+
+DEFAULT_CLASS_NAME = "object"
+
+
+def _entries(data) -> tuple:
+    """(entries [(key, entry)], attribute names the file defines) of a VIA 1/2 file, or Skip."""
+    if isinstance(data, dict) and {"project", "metadata", "file"} <= set(data):
+        raise Skip("not_via", "a VIA 3 project (not supported): export it from VIA 3 as COCO instead")
+    defined = []
+    if isinstance(data, dict) and "_via_img_metadata" in data:  # a VIA 2 project file
+        region_attrs = (data.get("_via_attributes") or {}).get("region")
+        defined = list(region_attrs) if isinstance(region_attrs, dict) else []
+        data = data["_via_img_metadata"]
+    if not isinstance(data, dict):
+        raise Skip("not_via", "not a VIA annotation file (a JSON object of images is expected)")
+    entries = [(k, v) for k, v in data.items() if isinstance(v, dict) and "filename" in v]
+    if data and not entries:
+        raise Skip("not_via", "not a VIA annotation file (no entry with a 'filename')")
+    return entries, defined
+
+
+def _regions(entry: dict) -> list:
+    """[(index shown in messages, region)]: VIA 2 lists regions, VIA 1 keys them "0", "1", ..."""
+    regions = entry.get("regions") or []
+    if isinstance(regions, dict):
+        return [(repr(k), region) for k, region in regions.items()]  # VIA writes them in order
+    if isinstance(regions, list):
+        return list(enumerate(regions))
+    raise Skip("bad_entry", f"'regions' must be a list or an object, not {type(regions).__name__}")
+
+
+def _attributes(region) -> dict:
+    attrs = region.get("region_attributes") if isinstance(region, dict) else None
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def _class_attribute(entries: list, defined: list) -> Optional[str]:
+    """The region attribute that holds the class: the first defined, else the first met; None if none."""
+    if defined:
+        return defined[0]
+    for _, entry in entries:
+        try:
+            regions = _regions(entry)
+        except Skip:
+            continue
+        for _, region in regions:
+            for key in _attributes(region):
+                return key
+    return None
+
+
+def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
+    if attribute is None:
+        return class_name or DEFAULT_CLASS_NAME
+    value = _attributes(region).get(attribute)
+    if isinstance(value, dict):  # a checkbox: {"option": true, ...}
+        ticked = [k for k, v in value.items() if v]
+        if len(ticked) > 1:
+            raise Skip("ambiguous_class", f"attribute {attribute!r} has several options ticked: {ticked}")
+        value = ticked[0] if ticked else None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if class_name:
+        return class_name
+    raise Skip("missing_class", f"no value for the class attribute {attribute!r} "
+                                "(--class-name gives such regions a class)")
+
+
+def _fields(shape: dict, *keys: str) -> list:
+    return numbers(*(shape.get(k) for k in keys), what=f"{shape.get('name')} {', '.join(keys)}")
+
+
+def _region_points(shape):
+    """A region's shape_attributes -> (P, 2) points, or Skip."""
+    if not isinstance(shape, dict):
+        raise Skip("bad_shape", "the region has no 'shape_attributes' object")
+    kind = shape.get("name")
+    if kind == "polygon":
+        xs, ys = shape.get("all_points_x"), shape.get("all_points_y")
+        if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
+            raise Skip("bad_shape", "all_points_x and all_points_y must be lists of the same length")
+        return as_points([[x, y] for x, y in zip(xs, ys)])
+    if kind == "rect":
+        x, y, w, h = _fields(shape, "x", "y", "width", "height")
+        return rectangle_points(x, y, x + w, y + h)
+    if kind == "circle":
+        return circle_points(*_fields(shape, "cx", "cy", "r"))
+    if kind == "ellipse":
+        return ellipse_points(*_fields(shape, "cx", "cy", "rx", "ry"), shape.get("theta", 0))
+    raise Skip("unsupported_shape", f"shape {kind!r} is not converted (polygon, rect, circle, ellipse)")
+
+
+def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name) -> None:
+    name = builder.relative(path)
+    entries, defined = _entries(read_json(path))
+    attribute = class_attribute or _class_attribute(entries, defined)
+    source = f"attribute {attribute!r}" if attribute else "no attribute"
+    report.note(f"VIA files with the class from {source}")
+    for key, entry in entries:
+        where = f"{name}: {key!r}"
+        try:
+            filename = entry.get("filename")
+            if not isinstance(filename, str) or not filename.strip():
+                raise Skip("bad_entry", "the entry has no 'filename'")
+            image_path = path.parent / filename.replace("\\", "/")
+            regions = _regions(entry)
+            height, width = image_size(image_path)
+            image_id = builder.add_image(image_path, height=height, width=width, source=name)
+        except Skip as e:
+            report.skip(where, e)
+            continue
+        for index, region in regions:
+            try:
+                label = _region_class(region, attribute, class_name)
+                shape = region.get("shape_attributes") if isinstance(region, dict) else None
+                polygon = to_coco_polygon(_region_points(shape), width, height)
+                builder.add_polygons(image_id, label, [polygon])
+            except Skip as e:
+                report.skip(f"{where} regions[{index}]", e)
+
+
+def read_via(
+    files: Sequence[Path],
+    *,
+    builder: CocoBuilder,
+    report: Report,
+    class_attribute: Optional[str] = None,
+    class_name: Optional[str] = None,
+) -> None:
+    """Add the images and regions of VIA ``files`` (under ``builder.root``) to ``builder``."""
+    for path in files:
+        try:
+            _convert_file(Path(path), builder=builder, report=report, class_attribute=class_attribute,
+                          class_name=class_name)
+        except Skip as e:
+            report.skip(builder.relative(path), e)

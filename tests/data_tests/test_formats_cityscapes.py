@@ -1,0 +1,167 @@
+"""convert-data --from cityscapes: instanceIds preferred, polygons drawn as the official scripts draw
+them (z-order, deleted objects, groups as crowd, clipping), exact masks, file_names relative to ROOT."""
+
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+
+H, W = 30, 40
+
+
+def _convert(src, out, *options):
+    return main(["convert-data", "--from", "cityscapes", str(src), "--output", str(out), *options])
+
+
+def _image(root, split, city, stem):
+    path = root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(path)
+    return root / "gtFine" / split / city / stem
+
+
+def _polygons(prefix, objects):
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    path = prefix.with_name(prefix.name + "_gtFine_polygons.json")
+    path.write_text(json.dumps({"imgHeight": H, "imgWidth": W, "objects": objects}))
+
+
+def _instance_ids(prefix, ids):
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(ids.astype(np.uint16)).save(prefix.with_name(prefix.name + "_gtFine_instanceIds.png"))
+
+
+def _rect(x1, y1, x2, y2):
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+
+
+def _box(x1, y1, x2, y2):
+    """An (H, W) mask of the pixels PIL fills for the integer rectangle: both ends inclusive."""
+    m = np.zeros((H, W), bool)
+    m[y1 : y2 + 1, x1 : x2 + 1] = True
+    return m
+
+
+def _tree(root):
+    # 1. polygons only: z-order, a group, a deleted object, an object cut by the border, bad objects.
+    _polygons(_image(root, "train", "aachen", "aachen_000000_000019"), [
+        {"label": "road", "polygon": _rect(0, 0, 39, 29)},
+        {"label": "car", "polygon": _rect(2, 3, 8, 7)},
+        {"label": "person", "polygon": _rect(10, 10, 20, 20)},
+        {"label": "car", "polygon": _rect(30, 10, 35, 14), "deleted": 1},
+        {"label": "car", "polygon": _rect(15, 12, 25, 18)},  # drawn later: hides part of the person
+        {"label": "cargroup", "polygon": _rect(30, 2, 36, 6)},
+        {"label": "bicycle", "polygon": _rect(35, 20, 50, 28)},  # reaches past the right border
+        {"label": "spaceship", "polygon": _rect(0, 25, 3, 28)},
+        {"label": "car", "polygon": [[1, 1], [5, 5]]},
+        {"label": "license plate", "polygon": _rect(3, 4, 5, 5)},  # label id -1: never drawn
+    ])  # fmt: skip
+    # 2. instanceIds only.
+    ids = np.full((H, W), 7)
+    ids[2:6, 3:9] = 26000  # car
+    ids[10:20, 5:15] = 24001  # person
+    ids[0:5, 30:40] = 24  # persongroup: crowd
+    ids[25:30, 0:10] = 29000  # caravan: has instances but is not evaluated
+    ids[20:24, 20:30] = 17  # pole: no instances
+    _instance_ids(_image(root, "train", "aachen", "aachen_000001_000019"), ids)
+    # 3. both: the instanceIds PNG wins.
+    prefix = _image(root, "train", "bochum", "bochum_000000_000001")
+    _polygons(prefix, [{"label": "car", "polygon": _rect(0, 0, 9, 9)}])
+    truck = np.zeros((H, W))
+    truck[5:9, 20:31] = 27003
+    _instance_ids(prefix, truck)
+    # 4. no ground truth; 5. another split.
+    _image(root, "train", "bochum", "bochum_000000_000002")
+    _instance_ids(_image(root, "val", "frankfurt", "frankfurt_000000_000001"), np.full((H, W), 26000))
+
+
+def _masks(coco, image_id):
+    return [
+        (a["category_id"], a["iscrowd"], a["bbox"], a["area"], mask_utils.decode(a["segmentation"]) > 0)
+        for a in coco["annotations"]
+        if a["image_id"] == image_id
+    ]
+
+
+def test_cityscapes_instances_crowd_occlusion_and_sources(tmp_path, capsys):
+    root = tmp_path / "cityscapes"
+    _tree(root)
+    out = tmp_path / "out" / "train.json"
+    assert _convert(root, out) == 0
+    captured = capsys.readouterr()
+    coco = json.loads(out.read_text())
+
+    assert coco["categories"] == [{"id": i, "name": n} for i, n in (
+        (24, "person"), (25, "rider"), (26, "car"), (27, "truck"), (28, "bus"), (31, "train"),
+        (32, "motorcycle"), (33, "bicycle"))]  # fmt: skip
+    assert [(i["id"], i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        (1, "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png", H, W),
+        (2, "leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png", H, W),
+        (3, "leftImg8bit/train/bochum/bochum_000000_000001_leftImg8bit.png", H, W),
+    ]
+
+    # Image 1, from the polygons: ids in increasing order (crowd 26 first), the person minus the car
+    # drawn over it, the bicycle clipped at x = 39.
+    person = _box(10, 10, 20, 20) & ~_box(15, 12, 25, 18)
+    bicycle = _box(35, 20, 39, 28)
+    expected = [
+        (26, 1, [30.0, 2.0, 7.0, 5.0], 35, _box(30, 2, 36, 6)),
+        (24, 0, [10.0, 10.0, 11.0, 11.0], 121 - 42, person),
+        (26, 0, [2.0, 3.0, 7.0, 5.0], 35, _box(2, 3, 8, 7)),
+        (26, 0, [15.0, 12.0, 11.0, 7.0], 77, _box(15, 12, 25, 18)),
+        (33, 0, [35.0, 20.0, 5.0, 9.0], 45, bicycle),
+    ]
+    got = _masks(coco, 1)
+    assert [g[:4] for g in got] == [e[:4] for e in expected]
+    for g, e in zip(got, expected):
+        assert (g[4] == e[4]).all()
+
+    # Image 2, from the instanceIds PNG: the caravan and the pole are not instances of the 8 classes.
+    got = _masks(coco, 2)
+    assert [g[:4] for g in got] == [
+        (24, 1, [30.0, 0.0, 10.0, 5.0], 50),
+        (24, 0, [5.0, 10.0, 10.0, 10.0], 100),
+        (26, 0, [3.0, 2.0, 6.0, 4.0], 24),
+    ]
+    # Image 3: the PNG, not the polygons.
+    assert [g[:4] for g in _masks(coco, 3)] == [(27, 0, [20.0, 5.0, 11.0, 4.0], 44)]
+
+    # Bad records named by file and object index, counted; the image without ground truth skipped.
+    err = captured.err
+    assert (
+        "gtFine/train/aachen/aachen_000000_000019_gtFine_polygons.json: objects[7] (label 'spaceship')" in err
+    )
+    assert "objects[8] (label 'car'): polygon has 2 point(s)" in err
+    assert "leftImg8bit/train/bochum/bochum_000000_000002_leftImg8bit.png: neither" in err
+    assert "skipped 3 record(s): 1 few_points, 1 missing_annotation, 1 unknown_label" in err
+    assert "1 deleted objects left out" in err
+    assert "2 images with masks from instanceIds, 1 images with masks from polygons" in err
+    assert f"--train-images {root}" in captured.out
+
+    # Training reads the file with nothing skipped: every file_name resolves under ROOT.
+    dataset = CocoDataset(json_path=out, image_dir=root)
+    assert dataset.skipped == {} and len(dataset) == 3
+    _, target = dataset[0]
+    assert target["iscrowd"].tolist() == [True, False, False, False, False]
+    assert (target["masks"][1].numpy().astype(bool) == person).all()
+
+
+def test_cityscapes_split_and_option_errors(tmp_path, capsys):
+    root = tmp_path / "cs"
+    _tree(root)
+    out = tmp_path / "val.json"
+    assert _convert(root, out, "--split", "val") == 0
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == [
+        "leftImg8bit/val/frankfurt/frankfurt_000000_000001_leftImg8bit.png"
+    ]
+    assert [(a["category_id"], a["area"]) for a in coco["annotations"]] == [(26, H * W)]
+
+    assert _convert(root, out, "--split", "test") == 1
+    assert "leftImg8bit/test: no such folder" in capsys.readouterr().err
+    assert _convert(root, out, "--classes", "car") == 1
+    assert "--classes applies to --from labelme / via" in capsys.readouterr().err

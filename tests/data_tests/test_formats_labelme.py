@@ -1,0 +1,191 @@
+"""convert-data --from labelme: groups, rectangles, circles, __ignore__, embedded images, clipping, and
+every bad shape or file named and counted."""
+
+import base64
+import io
+import json
+import math
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+
+H, W = 30, 40
+
+
+def _convert(src, out, *options):
+    return main(["convert-data", "--from", "labelme", str(src), "--output", str(out), *options])
+
+
+def _shape(label, points, shape_type="polygon", group_id=None):
+    return {
+        "label": label,
+        "points": points,
+        "group_id": group_id,
+        "description": "",
+        "shape_type": shape_type,
+        "flags": {},
+        "mask": None,
+    }
+
+
+def _labelme(path, shapes, image_path, image_data=None, size=(H, W)):
+    """A file as labelme 5 writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "version": "5.5.0",
+                "flags": {},
+                "shapes": shapes,
+                "imagePath": image_path,
+                "imageData": image_data,
+                "imageHeight": size[0],
+                "imageWidth": size[1],
+            }
+        )
+    )
+
+
+def _png(path=None, size=(H, W)):
+    img = Image.fromarray(np.full((*size, 3), 120, np.uint8))
+    if path is None:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def _tree(src):
+    _png(src / "a.png")
+    _labelme(
+        src / "a.json",
+        [
+            _shape("cat", [[2, 2], [10, 2], [10, 8], [2, 8]], group_id=1),
+            _shape("cat", [[16, 6], [12, 2]], "rectangle", group_id=1),  # same label and group: one instance
+            _shape("dog", [[30, 20], [45, 35]], "rectangle"),  # clipped to the image
+            _shape("dog", [[20, 15], [20, 20]], "circle"),  # centre, then a point on the circle: r = 5
+            _shape("__ignore__", [[0, 0], [5, 0], [5, 5]]),
+            _shape("cat", [[1, 1], [6, 6]], "line"),
+            _shape("cat", [[1, 1], [6, 6]]),
+            _shape("dog", [[1, 1], [float("nan"), 6], [3, 9]]),
+            _shape("dog", [[50, 40], [60, 50]], "rectangle", group_id=2),  # wholly outside
+            _shape("dog", [[0, 20], [4, 24]], "rectangle", group_id=1),  # group 1, another label: its own
+        ],
+        "a.png",
+    )
+    # An image that exists only inside its file (imagePath points nowhere).
+    _labelme(
+        src / "sub" / "b.json",
+        [_shape("bird", [[1, 1], [9, 1], [9, 5], [1, 5]])],
+        "../gone/b.jpg",
+        base64.b64encode(_png(size=(10, 20))).decode("ascii"),
+        size=(10, 20),
+    )
+    # A Windows path whose file lies beside the JSON file; a wrong imageHeight.
+    _png(src / "sub" / "d.png")
+    _labelme(
+        src / "sub" / "d.json",
+        [_shape("bird", [[0, 0], [3, 0], [3, 2], [0, 2]])],
+        "C:\\data\\d.png",
+        size=(31, W),
+    )
+    _labelme(src / "c.json", [_shape("cat", [[0, 0], [3, 0], [3, 3]])], "c.jpg")  # no image at all
+    (src / "broken.json").write_text("{not json")
+    (src / "other.json").write_text(json.dumps({"images": []}))
+
+
+def _instances(coco):
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    return [
+        (a["image_id"], names[a["category_id"]], a["bbox"], a["area"], a["iscrowd"])
+        for a in coco["annotations"]
+    ]
+
+
+def test_labelme_folder(tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "out" / "coco.json"
+    _tree(src)
+    assert _convert(src, out) == 0
+    captured = capsys.readouterr()
+    coco = json.loads(out.read_text())
+
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "bird"), (2, "cat"), (3, "dog")]
+    # The embedded image is written beside OUT.json; every file_name is relative to SRC.
+    assert (tmp_path / "out" / "coco_images" / "sub" / "b.png").read_bytes() == _png(size=(10, 20))
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("a.png", H, W),
+        ("../out/coco_images/sub/b.png", 10, 20),
+        ("sub/d.png", H, W),
+    ]
+
+    got = _instances(coco)
+    circle = got.pop(2)
+    assert got == [
+        (1, "cat", [2.0, 2.0, 14.0, 6.0], 48 + 16, 0),
+        (1, "dog", [30.0, 20.0, 10.0, 10.0], 100, 0),
+        (1, "dog", [0.0, 20.0, 4.0, 4.0], 16, 0),
+        (2, "bird", [1.0, 1.0, 8.0, 4.0], 32, 0),
+        (3, "bird", [0.0, 0.0, 3.0, 2.0], 6, 0),
+    ]
+    assert circle[:3] == (1, "dog", [15.0, 10.0, 10.0, 10.0]) and abs(circle[3] - math.pi * 25) < 3
+    # Polygons are written clipped, as COCO polygons; the group's two shapes are its two polygons.
+    cat, dog = coco["annotations"][0], coco["annotations"][1]
+    assert cat["segmentation"] == [[2, 2, 10, 2, 10, 8, 2, 8], [12, 2, 16, 2, 16, 6, 12, 6]]
+    assert dog["segmentation"] == [[30, 30, 30, 20, 40, 20, 40, 30]]  # the same square, cut at x = 40, y = 30
+    mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(cat["segmentation"], H, W))) > 0
+    expected = np.zeros((H, W), bool)
+    expected[2:8, 2:10] = expected[2:6, 12:16] = True
+    assert (mask == expected).all()
+
+    err = captured.err
+    for line in (
+        "a.json: shapes[5] (label 'cat'): shape_type 'line' is not converted",
+        "a.json: shapes[6] (label 'cat'): polygon has 2 point(s)",
+        "a.json: shapes[7] (label 'dog'): points contain NaN or infinite coordinates",
+        "a.json: shapes[8] (label 'dog'): polygon lies outside the 40x30 image",
+        "c.json: image ",
+        "broken.json: not readable JSON",
+        "other.json: not a LabelMe file",
+        "sub/d.json: warning: imageHeight 31 differs from the image's 30",
+        "notes: 1 __ignore__ shapes left out, 1 warnings",
+        "skipped 7 record(s): 1 bad_coordinates, 1 empty_mask, 1 few_points, 1 missing_image, 1 not_labelme, "
+        "1 unreadable_json, 1 unsupported_shape",
+    ):
+        assert line in err, line
+    assert f"use --train-images {src}" in captured.out
+
+    dataset = CocoDataset(json_path=out, image_dir=src)
+    assert dataset.skipped == {} and len(dataset) == 3
+    image, target = dataset[1]
+    assert image.shape == (3, 10, 20) and target["masks"].sum() == 32
+
+
+def test_labelme_single_file_with_fixed_classes(tmp_path, capsys):
+    src = tmp_path / "src"
+    _tree(src)
+    out = tmp_path / "a_coco.json"
+    assert _convert(src / "a.json", out, "--classes", "dog,cat") == 0
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}]
+    assert [(a["category_id"], a["area"]) for a in coco["annotations"]][:2] == [(2, 64), (1, 100)]
+    assert [i["file_name"] for i in coco["images"]] == ["a.png"]
+
+    # Labels outside --classes are named and skipped; the image stays, as a negative example.
+    out2 = tmp_path / "dogs.json"
+    assert _convert(src / "sub" / "b.json", out2, "--classes", "dog") == 0
+    captured = capsys.readouterr()
+    assert "b.json: shapes[0] (label 'bird'): label 'bird' is not one of the classes ['dog']" in captured.err
+    assert "1 unknown_label" in captured.err
+    coco = json.loads(out2.read_text())
+    assert coco["annotations"] == [] and coco["images"][0]["file_name"] == "../../dogs_images/b.png"
+    assert CocoDataset(json_path=out2, image_dir=src / "sub").skipped == {}
+
+    # Nothing converted: an error, and nothing written.
+    out3 = tmp_path / "none.json"
+    assert _convert(src / "broken.json", out3) == 1
+    assert "no image could be converted" in capsys.readouterr().err and not out3.exists()

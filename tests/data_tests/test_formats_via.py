@@ -1,0 +1,163 @@
+"""convert-data --from via: VIA 2 exports (regions listed), VIA 1 (regions keyed), VIA 2 projects, the
+class attribute (default, checkbox, --class-attribute, --class-name), shapes, and bad regions named."""
+
+import json
+import math
+
+import numpy as np
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+
+H, W = 30, 40
+
+
+def _convert(src, out, *options):
+    return main(["convert-data", "--from", "via", str(src), "--output", str(out), *options])
+
+
+def _region(shape, **attributes):
+    return {"shape_attributes": shape, "region_attributes": attributes}
+
+
+def _polygon(xs, ys):
+    return {"name": "polygon", "all_points_x": xs, "all_points_y": ys}
+
+
+def _rect(x, y, w, h):
+    return {"name": "rect", "x": x, "y": y, "width": w, "height": h}
+
+
+def _entry(filename, regions):
+    return {
+        f"{filename}1234": {"filename": filename, "size": 1234, "regions": regions, "file_attributes": {}}
+    }
+
+
+def _tree(src):
+    src.mkdir(parents=True)
+    for name in ("img1.jpg", "img2.png", "img3.png"):
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / name)
+    export = _entry("img1.jpg", [
+        _region(_polygon([2, 10, 10, 2], [2, 2, 8, 8]), name="cat", color="red"),
+        _region(_rect(30, 20, 15, 15), name="dog"),  # clipped to the image
+        _region({"name": "ellipse", "cx": 20, "cy": 15, "rx": 6, "ry": 3, "theta": 0}, name="dog"),
+        _region({"name": "polyline", "all_points_x": [1, 5], "all_points_y": [1, 5]}, name="dog"),
+        _region(_polygon([1, 5, 9], [1, 5]), name="dog"),
+        _region(_rect(1, 1, 3, 3), name=""),
+        _region({"name": "circle", "cx": 5, "cy": 25, "r": 3}, name="cat"),
+    ])  # fmt: skip
+    export.update(_entry("missing.jpg", []))
+    (src / "via2_export.json").write_text(json.dumps(export))
+    # VIA 1: regions keyed "0", "1", ...; ellipses without theta.
+    via1 = _entry("img2.png", {
+        "0": _region(_rect(1, 1, 4, 3), type="bird"),
+        "1": _region({"name": "ellipse", "cx": 10, "cy": 10, "rx": 2, "ry": 2}, type="bird"),
+    })  # fmt: skip
+    (src / "via1.json").write_text(json.dumps(via1))
+    # A VIA 2 project file: the first defined attribute is the class; checkboxes give the ticked option.
+    project = {
+        "_via_settings": {"ui": {}, "core": {}, "project": {"name": "p"}},
+        "_via_img_metadata": _entry(
+            "img3.png",
+            [
+                _region(_rect(0, 0, 5, 5), kind={"cat": True, "dog": False}, label="x"),
+                _region(_rect(10, 0, 5, 5), kind={"cat": True, "dog": True}),
+                _region(_rect(20, 0, float("inf"), 5), kind={"dog": True}),
+            ],
+        ),  # fmt: skip
+        "_via_attributes": {"region": {"kind": {"type": "checkbox"}, "label": {"type": "text"}}, "file": {}},
+        "_via_data_format_version": "2.0.10",
+        "_via_image_id_list": ["img3.png1234"],
+    }
+    (src / "sub").mkdir()
+    (src / "sub" / "project.json").write_text(
+        json.dumps(project).replace('"filename": "img3.png"', '"filename": "../img3.png"')
+    )
+    (src / "via3.json").write_text(
+        json.dumps({"project": {}, "config": {}, "attribute": {}, "file": {}, "metadata": {}, "view": {}})
+    )
+
+
+def test_via_exports_and_project(tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _tree(src)
+    assert _convert(src, out) == 0
+    captured = capsys.readouterr()
+    coco = json.loads(out.read_text())
+
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "bird"), (2, "cat"), (3, "dog")]
+    assert [i["file_name"] for i in coco["images"]] == ["img3.png", "img2.png", "img1.jpg"]  # sub/ first
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    got = [(a["image_id"], names[a["category_id"]], a["bbox"], a["area"]) for a in coco["annotations"]]
+    ellipse, circle2 = got.pop(5), got.pop(2)
+    circle = got.pop(-1)
+    assert got == [
+        (1, "cat", [0.0, 0.0, 5.0, 5.0], 25),
+        (2, "bird", [1.0, 1.0, 4.0, 3.0], 12),
+        (3, "cat", [2.0, 2.0, 8.0, 6.0], 48),
+        (3, "dog", [30.0, 20.0, 10.0, 10.0], 100),
+    ]
+    assert ellipse[:3] == (3, "dog", [14.0, 12.0, 12.0, 6.0]) and abs(ellipse[3] - math.pi * 18) < 3
+    assert circle[:3] == (3, "cat", [2.0, 22.0, 6.0, 6.0]) and abs(circle[3] - math.pi * 9) < 3
+    assert circle2[:3] == (2, "bird", [8.0, 8.0, 4.0, 4.0]) and abs(circle2[3] - math.pi * 4) < 2
+    assert all(isinstance(a["segmentation"], list) and a["iscrowd"] == 0 for a in coco["annotations"])
+
+    err = captured.err
+    for line in (
+        "sub/project.json: 'img3.png1234' regions[1]: attribute 'kind' has several options ticked",
+        "sub/project.json: 'img3.png1234' regions[2]: rect x, y, width, height contain NaN or infinite",
+        "via2_export.json: 'img1.jpg1234' regions[3]: shape 'polyline' is not converted",
+        "via2_export.json: 'img1.jpg1234' regions[4]: all_points_x and all_points_y must be lists",
+        "via2_export.json: 'img1.jpg1234' regions[5]: no value for the class attribute 'name'",
+        "via2_export.json: 'missing.jpg1234': image ",
+        "via3.json: a VIA 3 project (not supported)",
+        "skipped 7 record(s): 1 ambiguous_class, 1 bad_coordinates, 1 bad_shape, 1 missing_class, "
+        "1 missing_image, 1 not_via, 1 unsupported_shape",
+    ):
+        assert line in err, line
+    assert "1 VIA files with the class from attribute 'kind'" in err
+    assert "1 VIA files with the class from attribute 'type'" in err
+
+    dataset = CocoDataset(json_path=out, image_dir=src)
+    assert dataset.skipped == {} and len(dataset) == 3
+    _, target = dataset[2]
+    assert target["masks"][1].sum() == 100 and target["boxes"][1].tolist() == [30.0, 20.0, 40.0, 30.0]
+
+
+def test_via_class_attribute_and_class_name(tmp_path, capsys):
+    src = tmp_path / "src"
+    _tree(src)
+    out = tmp_path / "colors.json"
+    assert _convert(src / "via2_export.json", out, "--class-attribute", "color", "--class-name", "thing") == 0
+    coco = json.loads(out.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert [names[a["category_id"]] for a in coco["annotations"]] == [
+        "red",
+        "thing",
+        "thing",
+        "thing",
+        "thing",
+    ]
+
+    # matterport's balloon sample: no region has any attribute -> one class, --class-name or "object".
+    balloon = tmp_path / "balloon"
+    balloon.mkdir()
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(balloon / "b.jpg")
+    regions = [_region(_polygon([1, 9, 9, 1], [1, 1, 9, 9])), _region(_rect(20, 5, 10, 10))]
+    (balloon / "via_region_data.json").write_text(json.dumps(_entry("b.jpg", regions)))
+    # The same image in a second file (the project beside its export) is converted once, and reported.
+    (balloon / "project.json").write_text(json.dumps({"_via_img_metadata": _entry("b.jpg", regions)}))
+    for extra, name in (([], "object"), (["--class-name", "balloon"], "balloon")):
+        out = tmp_path / f"{name}.json"
+        assert _convert(balloon, out, *extra) == 0
+        coco = json.loads(out.read_text())
+        assert coco["categories"] == [{"id": 1, "name": name}]
+        assert [(a["bbox"], a["area"]) for a in coco["annotations"]] == [
+            ([1.0, 1.0, 8.0, 8.0], 64),
+            ([20.0, 5.0, 10.0, 10.0], 100),
+        ]
+        err = capsys.readouterr().err
+        assert "notes: 2 VIA files with the class from no attribute" in err
+        assert "via_region_data.json: 'b.jpg1234': image b.jpg was converted already, from project" in err

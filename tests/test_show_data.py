@@ -1,0 +1,133 @@
+"""show-data: the summary counts what CocoDataset keeps (classes, crowd, empty images, COCO size bins,
+skipped records), and overlays draw instances tinted and crowd regions hatched."""
+
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from PIL import Image
+
+from maskrcnn.cli import main
+
+H, W = 120, 110
+GREY = 100
+
+
+def _rect(x1, y1, x2, y2):
+    return [[x1, y1, x2, y1, x2, y2, x1, y2]]
+
+
+def _dataset(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(np.full((H, W, 3), GREY, np.uint8)).save(images / name)
+    crowd = np.zeros((H, W), np.uint8)
+    crowd[50:70, 50:90] = 1
+    rle = mask_utils.encode(np.asfortranarray(crowd))
+    rle["counts"] = rle["counts"].decode("ascii")
+    anns = [
+        # No area field: the mask's, 40 x 30 = 1200 (medium).
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 5,
+            "bbox": [0, 0, 40, 30],
+            "segmentation": _rect(0, 0, 40, 30),
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 9,
+            "bbox": [60, 5, 10, 10],
+            "segmentation": _rect(60, 5, 70, 15),
+            "area": 100,
+        },
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 5,
+            "bbox": [50, 50, 40, 20],
+            "segmentation": rle,
+            "iscrowd": 1,
+            "area": 800,
+        },
+        {"id": 4, "image_id": 1, "category_id": 5, "bbox": [5, 5, -3, 4], "segmentation": _rect(5, 5, 8, 9)},
+        {
+            "id": 5,
+            "image_id": 2,
+            "category_id": 9,
+            "bbox": [0, 0, 100, 100],
+            "segmentation": _rect(0, 0, 100, 100),
+            "area": 10000,
+        },
+    ]
+    coco = {
+        "images": [
+            {"id": i + 1, "file_name": n, "height": H, "width": W}
+            for i, n in enumerate(("a.png", "b.png", "c.png", "gone.png"))
+        ],
+        "annotations": anns,
+        "categories": [{"id": 9, "name": "dog"}, {"id": 5, "name": "cat"}],
+    }
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(coco))
+    return path, images
+
+
+def test_show_data_summary_and_overlays(tmp_path, capsys):
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    assert (
+        main(
+            [
+                "show-data",
+                "--json",
+                str(json_path),
+                "--images",
+                str(images),
+                "--output",
+                str(out),
+                "--max",
+                "2",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+
+    assert {k: summary[k] for k in ("images", "images_without_instances", "instances", "crowd")} == {
+        "images": 3,
+        "images_without_instances": 1,
+        "instances": 3,
+        "crowd": 1,
+    }
+    assert summary["per_class"] == {"cat": {"instances": 1, "crowd": 1}, "dog": {"instances": 2, "crowd": 0}}
+    assert summary["sizes"] == {"small": 1, "medium": 1, "large": 1}
+    assert [b["count"] for b in summary["size_histogram"]] == [
+        0,
+        1,
+        0,
+        1,
+        0,
+        1,
+        0,
+        0,
+        0,
+    ]  # sqrt 10, 34.6, 100
+    assert [(b["sqrt_area_from"], b["to"]) for b in summary["size_histogram"]][-1] == (512, None)
+    assert summary["skipped"] == {"bad_bbox": 1, "missing_image_file": 1}
+    assert any("annotation id 4" in p for p in summary["problems"])
+    assert summary["overlays"] == ["a.png", "b.png"]
+    assert "3 images (1 without instances), 3 instances, 1 crowd regions" in printed
+    assert "skipped: 1 bad_bbox, 1 missing_image_file" in printed
+
+    overlay = np.asarray(Image.open(out / "overlays" / "a.png"))
+    assert overlay.shape == (H, W, 3)
+    # The instance is tinted (no grey pixel left inside); the crowd region is hatched, light and dark.
+    assert (overlay[10:20, 10:30] != GREY).any(axis=2).all()
+    hatch = overlay[58:66, 60:80].reshape(-1, 3)
+    assert (hatch > GREY + 50).all(axis=1).any() and (hatch < GREY - 30).all(axis=1).any()
+    assert (overlay[100:110, 100:108] == GREY).all()  # untouched background
+    assert not (out / "overlays" / "c.png").exists()  # --max 2
