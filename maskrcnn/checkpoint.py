@@ -119,7 +119,7 @@ def config_from_checkpoint(ckpt: dict, overrides: Optional[dict] = None):
     """The ``Config`` stored in a loaded checkpoint (unknown keys are an error naming the key)."""
     from maskrcnn.config import apply_overrides, from_dict
 
-    cfg = from_dict(ckpt["config"])
+    cfg = from_dict(ckpt["config"], stored=True)
     if ckpt.get("class_names"):
         cfg.data.class_names = tuple(ckpt["class_names"])
     if overrides:
