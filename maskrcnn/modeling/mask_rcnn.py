@@ -26,8 +26,10 @@ from maskrcnn.modeling.box_head import AvgPoolHead, BoxHead, BoxPredictor
 from maskrcnn.modeling.fpn import FPN
 from maskrcnn.modeling.keypoint_head import KeypointHead
 from maskrcnn.modeling.mask_head import MaskHead
-from maskrcnn.modeling.roi_heads import RoIHeads
-from maskrcnn.modeling.rpn import RPN, RPNHead
+from maskrcnn.modeling.matcher import BalancedSampler, Matcher
+from maskrcnn.modeling.roi_heads import DetectionSettings, MaskLossSettings, RoIHeads
+from maskrcnn.modeling.rpn import RPN, ProposalSettings, RPNHead
+from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
 
 
 class MaskRCNN(nn.Module):
@@ -144,16 +146,23 @@ def build_model(cfg) -> MaskRCNN:
         sizes = [tuple(r.anchor_sizes)]  # all sizes on the one level
     anchor_gen = AnchorGenerator(sizes=sizes, aspect_ratios=r.aspect_ratios, strides=strides,
                                  rounding=r.anchor_rounding)
+
+    def proposal_settings(pre_nms_topk, post_nms_topk):
+        return ProposalSettings(pre_nms_topk=pre_nms_topk, post_nms_topk=post_nms_topk,
+                                nms_thresh=r.nms_thresh, min_size=r.min_box_size, score_thresh=r.score_thresh)
+
     rpn = RPN(
         head=RPNHead(in_channels=feat_dim, num_anchors=anchor_gen.num_anchors_per_location,
                      num_convs=r.head_convs),
         anchor_generator=anchor_gen, box_coder=BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
-        pre_nms_topk_train=r.pre_nms_topk_train, pre_nms_topk_test=r.pre_nms_topk_test,
-        post_nms_topk_train=r.post_nms_topk_train, post_nms_topk_test=r.post_nms_topk_test,
-        nms_thresh=r.nms_thresh, min_size=r.min_box_size, score_thresh=r.score_thresh,
-        fg_iou_thresh=r.fg_iou_thresh, bg_iou_thresh=r.bg_iou_thresh,
-        batch_size_per_image=r.batch_size_per_image, positive_fraction=r.positive_fraction,
-        box_loss=r.box_loss, smooth_l1_beta=r.smooth_l1_beta, loss_weight=r.loss_weight,
+        proposals_train=proposal_settings(r.pre_nms_topk_train, r.post_nms_topk_train),
+        proposals_test=proposal_settings(r.pre_nms_topk_test, r.post_nms_topk_test),
+        # low-quality matches: every gt keeps its best anchors even below fg_iou_thresh (Faster R-CNN)
+        matcher=Matcher(high_threshold=r.fg_iou_thresh, low_threshold=r.bg_iou_thresh,
+                        allow_low_quality_matches=True),
+        sampler=BalancedSampler(batch_size_per_image=r.batch_size_per_image,
+                                positive_fraction=r.positive_fraction),
+        box_loss=BoxRegressionLoss(kind=r.box_loss, beta=r.smooth_l1_beta), loss_weight=r.loss_weight,
     )
 
     def pooler(size):
@@ -193,13 +202,18 @@ def build_model(cfg) -> MaskRCNN:
         box_pooler=pooler(h.box_pool_size), box_head=box_head,
         box_predictor=BoxPredictor(in_features=box_head.out_features, num_classes=m.num_classes),
         box_coder=BoxCoder(weights=tuple(h.box_reg_weights)),
-        mask_pooler=mask_pooler, mask_head=mask_head, keypoint_pooler=kp_pooler, keypoint_head=kp_head,
-        res5=res5,
-        score_thresh=h.score_thresh, nms_thresh=h.nms_thresh, detections_per_image=h.detections_per_image,
-        fg_iou_thresh=h.fg_iou_thresh, bg_iou_thresh=h.bg_iou_thresh,
-        batch_size_per_image=h.batch_size_per_image, positive_fraction=h.positive_fraction,
-        box_loss=h.box_loss, smooth_l1_beta=h.smooth_l1_beta, mask_loss=h.mask_loss,
-        mask_target_aligned=h.pooler_aligned,  # targets on the grid the pooler samples
+        # proposals are plentiful and the gts are appended to them: no low-quality matches needed
+        matcher=Matcher(high_threshold=h.fg_iou_thresh, low_threshold=h.bg_iou_thresh,
+                        allow_low_quality_matches=False),
+        sampler=BalancedSampler(batch_size_per_image=h.batch_size_per_image,
+                                positive_fraction=h.positive_fraction),
+        box_loss=BoxRegressionLoss(kind=h.box_loss, beta=h.smooth_l1_beta),
+        detections=DetectionSettings(score_thresh=h.score_thresh, nms_thresh=h.nms_thresh,
+                                     detections_per_image=h.detections_per_image),
+        mask_pooler=mask_pooler, mask_head=mask_head,
+        # targets on the grid the pooler samples
+        mask_loss=MaskLossSettings(mode=h.mask_loss, aligned_targets=h.pooler_aligned),
+        keypoint_pooler=kp_pooler, keypoint_head=kp_head, res5=res5,
     )
     return MaskRCNN(
         backbone=backbone, fpn=fpn, rpn=rpn, roi_heads=roi_heads, num_classes=m.num_classes,

@@ -14,12 +14,17 @@ low-quality match; torchvision would turn every non-overlapping prediction into 
 
 ``sample_balanced`` draws at most ``batch_size_per_image`` labelled predictions, at most
 ``positive_fraction`` of them positive, the rest negative (torchvision's
-BalancedPositiveNegativeSampler), with ``torch.randperm`` on the given generator for reproducibility.
+BalancedPositiveNegativeSampler), with ``torch.randperm`` on the given generator for reproducibility;
+``BalancedSampler`` holds those two numbers, so that the builder sets them once per head.
+
+A ``Matcher`` and a ``BalancedSampler`` are built once by ``build_model`` and handed to the RPN and the
+RoI heads, which pass them to their pure loss functions.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -91,6 +96,41 @@ def sample_balanced(
     pos_mask[positive[perm_pos]] = True
     neg_mask[negative[perm_neg]] = True
     return pos_mask, neg_mask
+
+
+@dataclass(frozen=True)
+class BalancedSampler:
+    """``sample_balanced`` with its batch size and positive fraction fixed (one per head)."""
+
+    batch_size_per_image: int
+    positive_fraction: float
+
+    def __post_init__(self):
+        if self.batch_size_per_image <= 0 or not 0.0 <= self.positive_fraction <= 1.0:
+            raise ValueError(
+                f"BalancedSampler: batch_size_per_image {self.batch_size_per_image} must be > 0 and "
+                f"positive_fraction {self.positive_fraction} in [0, 1]"
+            )
+
+    def __call__(self, labels: Tensor, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        """labels (N,) with >= 1 positive, 0 negative, -1 ignore -> (pos_mask (N,), neg_mask (N,))."""
+        return sample_balanced(
+            labels,
+            batch_size_per_image=self.batch_size_per_image,
+            positive_fraction=self.positive_fraction,
+            generator=generator,
+        )
+
+
+def gt_ignore_flags(targets: list) -> Optional[List[Tensor]]:
+    """Per image (M,) bool crowd flags of the targets' boxes, or None when no target has ``iscrowd``."""
+    if not any("iscrowd" in t for t in targets):
+        return None
+    return [
+        t["iscrowd"].bool() if "iscrowd" in t
+        else torch.zeros(len(t["boxes"]), dtype=torch.bool, device=t["boxes"].device)
+        for t in targets
+    ]
 
 
 def match_boxes(

@@ -6,7 +6,9 @@ images, K classes incl. background, D detections of an image, M mask resolution 
 Inference: box head on all proposals -> ``postprocess_boxes`` -> the mask head on the detected boxes
 (mask of the predicted class, sigmoid) and the keypoint head (heatmaps -> keypoints).
 Training: ``roi_losses.sample_proposals`` (adds the gt boxes, samples 512 RoIs at 1:3), Fast R-CNN
-losses on the samples, mask / keypoint losses on the positive samples only.
+losses on the samples, mask / keypoint losses on the positive samples only. The matcher, sampler and
+box loss are built once by ``build_model``; ``DetectionSettings`` and ``MaskLossSettings`` hold the
+remaining plain numbers and switches.
 
 C4 design (the paper's ResNet-C4): ``res5`` runs on every pooled RoI (14x14 -> 7x7) before both the
 box head (average pooling) and the mask head (no convs, deconv straight from res5's output).
@@ -17,6 +19,8 @@ State-dict keys: ``res5.*`` (C4 only, as backbone.py's stages), ``box_head.*``, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -24,16 +28,42 @@ from maskrcnn.modeling import roi_losses
 from maskrcnn.modeling.box_head import postprocess_boxes
 from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
 from maskrcnn.modeling.mask_head import mask_probs_for_labels
+from maskrcnn.modeling.matcher import BalancedSampler, Matcher, gt_ignore_flags
+from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
+
+MASK_LOSS_MODES = ("sigmoid", "softmax")
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Box post-processing at inference (``box_head.postprocess_boxes``)."""
+
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+
+
+@dataclass(frozen=True)
+class MaskLossSettings:
+    """``mode``: "sigmoid" (the paper's) or "softmax" (its ablation); ``aligned_targets``: mask targets
+    on the grid an aligned pooler samples (set from ``pooler_aligned``, see ``roi_losses.project_masks``)."""
+
+    mode: str = "sigmoid"
+    aligned_targets: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MASK_LOSS_MODES:
+            raise ValueError(f"mask loss mode must be one of {MASK_LOSS_MODES}, got {self.mode!r}")
+
+
+DEFAULT_MASK_LOSS = MaskLossSettings()
 
 
 class RoIHeads(nn.Module):
     def __init__(
-        self, *, box_pooler, box_head, box_predictor, box_coder, mask_pooler=None, mask_head=None,
-        keypoint_pooler=None, keypoint_head=None, res5=None, score_thresh: float = 0.05,
-        nms_thresh: float = 0.5,
-        detections_per_image: int = 100, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5,
-        batch_size_per_image: int = 512, positive_fraction: float = 0.25, box_loss: str = "smooth_l1",
-        smooth_l1_beta: float = 1.0 / 9.0, mask_loss: str = "sigmoid", mask_target_aligned: bool = False,
+        self, *, box_pooler, box_head, box_predictor, box_coder, matcher: Matcher, sampler: BalancedSampler,
+        box_loss: BoxRegressionLoss, detections: DetectionSettings, mask_pooler=None, mask_head=None,
+        mask_loss: MaskLossSettings = DEFAULT_MASK_LOSS, keypoint_pooler=None, keypoint_head=None, res5=None,
     ):
         super().__init__()
         self.box_pooler = box_pooler
@@ -45,17 +75,11 @@ class RoIHeads(nn.Module):
         self.keypoint_pooler = keypoint_pooler
         self.keypoint_head = keypoint_head
         self.res5 = res5
-        self.score_thresh = score_thresh
-        self.nms_thresh = nms_thresh
-        self.detections_per_image = detections_per_image
-        self.sample_args = dict(
-            fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
-            batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
-        )
+        self.matcher = matcher
+        self.sampler = sampler
         self.box_loss = box_loss
-        self.smooth_l1_beta = smooth_l1_beta
+        self.detections = detections
         self.mask_loss = mask_loss
-        self.mask_target_aligned = mask_target_aligned
 
     def _pooled(self, pooler, features: dict, boxes: list) -> torch.Tensor:
         """(R, C, S, S) RoI features, through res5 in the C4 design."""
@@ -70,10 +94,11 @@ class RoIHeads(nn.Module):
         if targets is not None:
             return [], self._losses(features, proposals, targets, generator)
         class_logits, box_regression = self.box_logits(features, proposals)
+        det = self.detections
         dets = postprocess_boxes(
             class_logits, box_regression, proposals, image_sizes, box_coder=self.box_coder,
-            score_thresh=self.score_thresh, nms_thresh=self.nms_thresh,
-            detections_per_image=self.detections_per_image,
+            score_thresh=det.score_thresh, nms_thresh=det.nms_thresh,
+            detections_per_image=det.detections_per_image,
         )
         boxes = [d["boxes"] for d in dets]
         counts = [len(b) for b in boxes]
@@ -90,23 +115,17 @@ class RoIHeads(nn.Module):
         return dets, {}
 
     def _losses(self, features: dict, proposals: list, targets: list, generator) -> dict:
-        gt_ignore = None
-        if any("iscrowd" in t for t in targets):
-            gt_ignore = [
-                t["iscrowd"].bool() if "iscrowd" in t
-                else torch.zeros(len(t["boxes"]), dtype=torch.bool, device=t["boxes"].device)
-                for t in targets
-            ]
         samples = roi_losses.sample_proposals(
-            proposals, [t["boxes"] for t in targets], [t["labels"] for t in targets], gt_ignore=gt_ignore,
-            generator=generator, box_coder=self.box_coder, **self.sample_args,
+            proposals, [t["boxes"] for t in targets], [t["labels"] for t in targets],
+            matcher=self.matcher, sampler=self.sampler, gt_ignore=gt_ignore_flags(targets),
+            generator=generator, box_coder=self.box_coder,
         )
         rois = [s["proposals"] for s in samples]
         labels = torch.cat([s["labels"] for s in samples])
         class_logits, box_regression = self.box_logits(features, rois)
         losses = roi_losses.fast_rcnn_losses(
             class_logits, box_regression, labels, torch.cat([s["regression_targets"] for s in samples]),
-            box_loss=self.box_loss, smooth_l1_beta=self.smooth_l1_beta,
+            box_loss=self.box_loss,
         )
         # positives only for the mask / keypoint heads (the paper: "the mask loss is defined only on
         # positive RoIs")
@@ -118,10 +137,10 @@ class RoIHeads(nn.Module):
             logits = self.mask_head(self._pooled(self.mask_pooler, features, pos_rois))
             size = logits.shape[-1]
             mask_targets = torch.cat([
-                roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_target_aligned)
+                roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_loss.aligned_targets)
                 for t, r, g in zip(targets, pos_rois, pos_gt)
             ])
-            losses.update(roi_losses.mask_losses(logits, pos_labels, mask_targets, mode=self.mask_loss))
+            losses.update(roi_losses.mask_losses(logits, pos_labels, mask_targets, mode=self.mask_loss.mode))
         if self.keypoint_head is not None:
             heatmaps = self.keypoint_head(self.keypoint_pooler(features, pos_rois))
             size = heatmaps.shape[-1]

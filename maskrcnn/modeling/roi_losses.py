@@ -6,7 +6,7 @@ J keypoints per object, Hk heatmap resolution (56), H x W image size.
 
 The losses follow torchvision's normalisation:
     loss_cls      = mean cross entropy over the S sampled RoIs (K classes);
-    loss_box      = sum over positive RoIs of smooth-L1 on the gt class's 4 deltas / S;
+    loss_box      = sum over positive RoIs of the box loss (smooth-L1) on the gt class's 4 deltas / S;
     loss_mask     = "sigmoid" (the paper's): mean per-pixel binary cross entropy on the channel of the
                     RoI's gt class only, so classes do not compete; "softmax" (the paper's ablation):
                     per-pixel cross entropy over the K channels, target class 0 where the gt mask is off;
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrcnn.modeling.matcher import Matcher, match_boxes, sample_balanced
-from maskrcnn.modeling.rpn_loss import box_regression_loss
+from maskrcnn.modeling.matcher import BalancedSampler, Matcher, match_boxes
+from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
 
 
 def sample_proposals(
@@ -30,24 +30,20 @@ def sample_proposals(
     gt_boxes: List[Tensor],
     gt_labels: List[Tensor],
     *,
+    matcher: Matcher,
+    sampler: BalancedSampler,
     gt_ignore: Optional[List[Tensor]] = None,
-    fg_iou_thresh: float = 0.5,
-    bg_iou_thresh: float = 0.5,
-    batch_size_per_image: int = 512,
-    positive_fraction: float = 0.25,
     generator: Optional[torch.Generator] = None,
     box_coder=None,
 ) -> List[Dict[str, Tensor]]:
-    """Per image: append the (non-crowd) gt boxes to the proposals, match, sample.
+    """Per image: append the (non-crowd) gt boxes to the proposals, match (``matcher``: torchvision's
+    0.5 / 0.5 without low-quality matches), sample (``sampler``: 512 RoIs, a quarter positive).
 
     Returns per image ``{"proposals": (S, 4), "labels": (S,) int64 (0 = background), "matched_gt": (S,)
     int64}``; ``matched_gt`` indexes the image's gt (and so its masks / keypoints) for positives and is
     -1 for background samples. With ``box_coder`` also ``"regression_targets"`` (S, 4) (zeros for
     background). Samples keep the order of the proposals (then the appended gts).
     """
-    matcher = Matcher(
-        high_threshold=fg_iou_thresh, low_threshold=bg_iou_thresh, allow_low_quality_matches=False
-    )
     out = []
     # Sampling and targets are constants of the loss: no gradient flows through them.
     with torch.no_grad():
@@ -61,12 +57,7 @@ def sample_proposals(
             if gt.shape[0]:
                 labels = torch.where(matched >= 0, gt_labels[i].to(torch.int64)[matched.clamp(min=0)], labels)
             labels[matched == Matcher.BELOW_LOW_THRESHOLD] = 0
-            pos, neg = sample_balanced(
-                labels,
-                batch_size_per_image=batch_size_per_image,
-                positive_fraction=positive_fraction,
-                generator=generator,
-            )
+            pos, neg = sampler(labels, generator=generator)
             keep = torch.nonzero(pos | neg).squeeze(1)  # (S,) sampled rows, in order
             matched_s = torch.where(pos[keep], matched[keep], torch.full_like(keep, -1))
             item = {"proposals": props[keep], "labels": labels[keep].clamp(min=0), "matched_gt": matched_s}
@@ -86,8 +77,7 @@ def fast_rcnn_losses(
     labels: Tensor,
     regression_targets: Tensor,
     *,
-    box_loss: str = "smooth_l1",
-    smooth_l1_beta: float = 1.0 / 9.0,
+    box_loss: BoxRegressionLoss,
 ) -> Dict[str, Tensor]:
     """class_logits (S, K), box_regression (S, 4K) or (S, 4) class-agnostic, labels (S,), targets (S, 4)."""
     num = class_logits.shape[0]
@@ -97,9 +87,7 @@ def fast_rcnn_losses(
     deltas = box_regression.reshape(num, -1, 4)  # (S, K or 1, 4)
     cls_idx = labels[pos] if deltas.shape[1] > 1 else torch.zeros_like(pos)
     pred = deltas[pos, cls_idx]  # (Q, 4): the gt class's deltas
-    loss_box = box_regression_loss(
-        pred, regression_targets[pos].to(pred.dtype), box_loss=box_loss, smooth_l1_beta=smooth_l1_beta
-    ) / max(labels.numel(), 1)
+    loss_box = box_loss(pred, regression_targets[pos].to(pred.dtype)) / max(labels.numel(), 1)
     return {"loss_cls": loss_cls, "loss_box": loss_box}
 
 

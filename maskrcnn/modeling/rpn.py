@@ -10,16 +10,34 @@ Selection is torchvision's ``RegionProposalNetwork.filter_proposals``: decode wi
 top-k on the logits per level and image, sigmoid, clip to the image, drop boxes smaller than
 ``min_size``, drop scores below ``score_thresh``, NMS within each level, keep ``post_nms_topk`` per image.
 
+Training: ``rpn_loss.rpn_losses`` with the RPN's matcher, sampler and box loss (built once by
+``build_model``); selection runs with the training settings (more proposals kept for the RoI heads).
+
 State-dict keys: ``head.convs.{i}.conv.{weight,bias}``, ``head.objectness.*``, ``head.deltas.*``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from maskrcnn.modeling.layers import ConvNorm
+from maskrcnn.modeling.matcher import BalancedSampler, Matcher, gt_ignore_flags
+from maskrcnn.modeling.rpn_loss import BoxRegressionLoss, rpn_losses
 from maskrcnn.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+
+
+@dataclass(frozen=True)
+class ProposalSettings:
+    """How ``select_proposals`` picks proposals: one set for training, one for inference."""
+
+    pre_nms_topk: int  # per level and image, on the logits
+    post_nms_topk: int  # per image, after NMS
+    nms_thresh: float = 0.7
+    min_size: float = 1e-3
+    score_thresh: float = 0.0
 
 
 class RPNHead(nn.Module):
@@ -102,30 +120,26 @@ def select_proposals(
 
 
 class RPN(nn.Module):
-    """Anchors + head + selection; with targets, also the losses from ``rpn_loss.rpn_losses``."""
+    """Anchors + head + selection; with targets, also the losses from ``rpn_loss.rpn_losses``.
+
+    ``proposals_train`` / ``proposals_test``: the selection settings of each mode;
+    ``matcher``, ``sampler``, ``box_loss``: the loss's parts; ``loss_weight`` scales both loss terms.
+    """
 
     def __init__(
-        self, *, head: RPNHead, anchor_generator, box_coder, pre_nms_topk_train: int = 2000,
-        pre_nms_topk_test: int = 1000, post_nms_topk_train: int = 2000, post_nms_topk_test: int = 1000,
-        nms_thresh: float = 0.7, min_size: float = 1e-3, score_thresh: float = 0.0,
-        fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256,
-        positive_fraction: float = 0.5, box_loss: str = "smooth_l1", smooth_l1_beta: float = 1.0 / 9.0,
-        loss_weight: float = 1.0,
+        self, *, head: RPNHead, anchor_generator, box_coder, proposals_train: ProposalSettings,
+        proposals_test: ProposalSettings, matcher: Matcher, sampler: BalancedSampler,
+        box_loss: BoxRegressionLoss, loss_weight: float = 1.0,
     ):
         super().__init__()
         self.head = head
         self.anchor_generator = anchor_generator
         self.box_coder = box_coder
-        self.pre_nms_topk = {True: pre_nms_topk_train, False: pre_nms_topk_test}
-        self.post_nms_topk = {True: post_nms_topk_train, False: post_nms_topk_test}
-        self.nms_thresh = nms_thresh
-        self.min_size = min_size
-        self.score_thresh = score_thresh
-        self.loss_args = dict(
-            fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
-            batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
-            box_loss=box_loss, smooth_l1_beta=smooth_l1_beta,
-        )
+        self.proposals_train = proposals_train
+        self.proposals_test = proposals_test
+        self.matcher = matcher
+        self.sampler = sampler
+        self.box_loss = box_loss
         self.loss_weight = loss_weight
 
     def forward(self, features: list, image_sizes: list, padded_size, targets=None, generator=None) -> tuple:
@@ -134,32 +148,19 @@ class RPN(nn.Module):
         anchors, per_level = self.anchor_generator(
             [f.shape[-2:] for f in features], padded_size, device=objectness.device, dtype=deltas.dtype
         )
+        s = self.proposals_train if self.training else self.proposals_test
         proposals, _ = select_proposals(
             anchors, objectness.detach(), deltas.detach(), per_level, image_sizes,
-            box_coder=self.box_coder, pre_nms_topk=self.pre_nms_topk[self.training],
-            post_nms_topk=self.post_nms_topk[self.training], nms_thresh=self.nms_thresh,
-            min_size=self.min_size, score_thresh=self.score_thresh,
+            box_coder=self.box_coder, pre_nms_topk=s.pre_nms_topk, post_nms_topk=s.post_nms_topk,
+            nms_thresh=s.nms_thresh, min_size=s.min_size, score_thresh=s.score_thresh,
         )
         losses = {}
         if targets is not None:
-            from maskrcnn.modeling.rpn_loss import rpn_losses
-
             losses = rpn_losses(
                 [anchors] * len(image_sizes), objectness, deltas, [t["boxes"] for t in targets],
-                gt_ignore=_crowd_flags(targets),
-                box_coder=self.box_coder, generator=generator, **self.loss_args,
+                box_coder=self.box_coder, matcher=self.matcher, sampler=self.sampler, box_loss=self.box_loss,
+                gt_ignore=gt_ignore_flags(targets), generator=generator,
             )
             if self.loss_weight != 1.0:
                 losses = {k: v * self.loss_weight for k, v in losses.items()}
         return proposals, losses
-
-
-def _crowd_flags(targets: list):
-    """[(M,) bool] crowd flags, or None when no target has any."""
-    if not any("iscrowd" in t for t in targets):
-        return None
-    return [
-        t["iscrowd"].bool() if "iscrowd" in t
-        else torch.zeros(len(t["boxes"]), dtype=torch.bool, device=t["boxes"].device)
-        for t in targets
-    ]

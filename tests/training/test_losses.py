@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from maskrcnn.modeling.matcher import BalancedSampler, Matcher
 from maskrcnn.modeling.roi_losses import (
     fast_rcnn_losses,
     keypoint_losses,
@@ -14,8 +15,16 @@ from maskrcnn.modeling.roi_losses import (
     project_masks,
     sample_proposals,
 )
-from maskrcnn.modeling.rpn_loss import rpn_losses
+from maskrcnn.modeling.rpn_loss import BoxRegressionLoss, rpn_losses
 from maskrcnn.ops import BoxCoder
+
+# The RPN's and the RoI heads' matching and sampling as build_model makes them from the default config.
+RPN_PARTS = dict(
+    matcher=Matcher(high_threshold=0.7, low_threshold=0.3, allow_low_quality_matches=True),
+    sampler=BalancedSampler(batch_size_per_image=256, positive_fraction=0.5),
+)
+SMOOTH_L1 = BoxRegressionLoss(kind="smooth_l1", beta=1.0 / 9.0)
+ROI_MATCHER = Matcher(high_threshold=0.5, low_threshold=0.5, allow_low_quality_matches=False)
 
 
 def _softplus(x):
@@ -47,7 +56,8 @@ def _rpn_inputs():
 def test_rpn_losses_hand_computed():
     anchors, objectness, deltas = _rpn_inputs()
     gt = [torch.tensor([[0.0, 0, 10, 10]])]
-    out = rpn_losses([anchors], objectness, deltas, gt, box_coder=BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)))
+    out = rpn_losses([anchors], objectness, deltas, gt, box_coder=BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+                     box_loss=SMOOTH_L1, **RPN_PARTS)
     # 3 sampled anchors (1 positive, 2 negatives; the ignored one not sampled)
     want_cls = (_softplus(-2.0) + _softplus(-1.0) + _softplus(0.0)) / 3
     want_box = (_smooth_l1(0.1) + _smooth_l1(0.2)) / 3
@@ -61,11 +71,13 @@ def test_rpn_losses_l1_crowd_and_empty_gt():
     anchors, objectness, deltas = _rpn_inputs()
     coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
     out = rpn_losses(
-        [anchors], objectness, deltas, [torch.tensor([[0.0, 0, 10, 10]])], box_coder=coder, box_loss="l1"
+        [anchors], objectness, deltas, [torch.tensor([[0.0, 0, 10, 10]])], box_coder=coder,
+        box_loss=BoxRegressionLoss(kind="l1"), **RPN_PARTS,
     )
     assert out["loss_rpn_box"].item() == pytest.approx(0.3 / 3, rel=1e-5)
     # Empty gt: all 4 anchors negative, no box loss.
-    out = rpn_losses([anchors], objectness, deltas, [torch.zeros(0, 4)], box_coder=coder)
+    out = rpn_losses([anchors], objectness, deltas, [torch.zeros(0, 4)], box_coder=coder, box_loss=SMOOTH_L1,
+                     **RPN_PARTS)
     want = (_softplus(2.0) + _softplus(0.5) + _softplus(-1.0) + _softplus(0.0)) / 4
     assert out["loss_rpn_cls"].item() == pytest.approx(want, rel=1e-5)
     assert out["loss_rpn_box"].item() == 0
@@ -77,6 +89,8 @@ def test_rpn_losses_l1_crowd_and_empty_gt():
         [torch.tensor([[0.0, 0, 10, 10]])],
         gt_ignore=[torch.tensor([True])],
         box_coder=coder,
+        box_loss=SMOOTH_L1,
+        **RPN_PARTS,
     )
     want = (_softplus(-1.0) + _softplus(0.0)) / 2
     assert out["loss_rpn_cls"].item() == pytest.approx(want, rel=1e-5)
@@ -91,7 +105,7 @@ def test_fast_rcnn_losses_hand_computed():
     box_reg[1] = 7.0  # a background sample: ignored
     box_reg[2, 8:12] = torch.tensor([0.0, 0.05, 0.0, 0.0])
     targets = torch.zeros(3, 4)
-    out = fast_rcnn_losses(logits, box_reg, labels, targets)
+    out = fast_rcnn_losses(logits, box_reg, labels, targets, box_loss=SMOOTH_L1)
     log_softmax = torch.log_softmax(logits.detach(), 1)
     want_cls = -(log_softmax[0, 1] + log_softmax[1, 0] + log_softmax[2, 2]).item() / 3
     want_box = (_smooth_l1(0.5) + _smooth_l1(0.05)) / 3
@@ -108,7 +122,8 @@ def test_sample_proposals_appends_gt_and_labels():
     ]
     coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
     out = sample_proposals(
-        props, gt, labels, batch_size_per_image=512, positive_fraction=0.25, box_coder=coder
+        props, gt, labels, matcher=ROI_MATCHER,
+        sampler=BalancedSampler(batch_size_per_image=512, positive_fraction=0.25), box_coder=coder,
     )
     a = out[0]
     assert a["proposals"].shape == (5, 4)  # 3 proposals + 2 gts, all sampled
@@ -120,7 +135,8 @@ def test_sample_proposals_appends_gt_and_labels():
     b = out[1]  # no gt: everything background
     assert b["labels"].tolist() == [0, 0] and b["matched_gt"].tolist() == [-1, -1]
     # positive_fraction caps positives: 4 positives available, at most 1 of a batch of 4
-    out = sample_proposals(props[:1], gt[:1], labels[:1], batch_size_per_image=4, positive_fraction=0.25)
+    out = sample_proposals(props[:1], gt[:1], labels[:1], matcher=ROI_MATCHER,
+                           sampler=BalancedSampler(batch_size_per_image=4, positive_fraction=0.25))
     assert int((out[0]["labels"] > 0).sum()) == 1 and out[0]["labels"].numel() == 2
 
 
