@@ -7,20 +7,22 @@ code from it):
 Training checkpoints add "optimizer", "scheduler", "iteration", "rng" and "data_state"; everything in
 them is tensors or plain Python values (RNG states are stored as uint8 tensors / lists).
 
-A write goes to a temporary file in the same folder, is flushed and fsynced, then ``os.replace``d over
-the target: a crash at any moment leaves either the old file or the new one, never half of one.
+Writes are atomic (``io_utils.atomic_write_bytes``: temporary file in the same folder, fsync,
+``os.replace``): a crash at any moment leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
+
+# re-exported: the trainer writes ``last_checkpoint`` with it
+from maskrcnn.io_utils import atomic_write_bytes  # noqa: F401
 
 FORMAT = "maskrcnn-checkpoint"
 FORMAT_VERSION = 1
@@ -30,40 +32,6 @@ PathLike = Union[str, os.PathLike]
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, not ours or of an unknown format version."""
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself is durable only once the directory entry is on disk (POSIX); best effort elsewhere.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_names, **extra: Any) -> None:

@@ -9,15 +9,15 @@ iterations, 1-based); evaluation records ``{"iteration": i, "bbox/AP": .., "segm
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
-from maskrcnn.checkpoint import atomic_write_bytes
+from maskrcnn.io_utils import atomic_write_bytes, atomic_write_text
 
 
 def format_seconds(seconds: float) -> str:
@@ -54,7 +54,7 @@ def truncate_metrics(path, last_iteration: int) -> None:
     if not path.is_file():
         return
     kept = [r for r in read_metrics(path) if int(r.get("iteration", 0)) <= last_iteration]
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class TrainingLogger:
@@ -211,10 +211,10 @@ def plot_curves(metrics_path, png_path) -> Optional[Path]:
     axes[1].set_title("validation AP (%)")
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    os.replace(tmp, png_path)
+    atomic_write_bytes(png_path, buf.getvalue())
     return png_path
 
 

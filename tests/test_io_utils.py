@@ -1,0 +1,35 @@
+"""Atomic writes: the target is either the old file or the new one, never half of one, never a temp."""
+
+import json
+
+import pytest
+
+from maskrcnn import io_utils
+
+
+def test_writes_bytes_text_and_json(tmp_path):
+    io_utils.atomic_write_bytes(tmp_path / "sub" / "a.bin", b"\x00\x01")  # creates the folder
+    io_utils.atomic_write_text(tmp_path / "b.txt", "héllo\n")
+    io_utils.atomic_write_json(tmp_path / "c.json", {"x": [1, 2]}, indent=2)
+    assert (tmp_path / "sub" / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "héllo\n"
+    assert json.loads((tmp_path / "c.json").read_text()) == {"x": [1, 2]}
+    assert "\n  " in (tmp_path / "c.json").read_text()  # dumps options reach json.dumps
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt", "c.json", "sub"]
+
+
+def test_failures_leave_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    io_utils.atomic_write_json(target, {"v": 1})
+    with pytest.raises(TypeError):  # not JSON-serialisable: fails before anything is written
+        io_utils.atomic_write_json(target, {"v": object()})
+
+    def power_cut(fd):
+        raise OSError("simulated power cut")
+
+    monkeypatch.setattr(io_utils.os, "fsync", power_cut)
+    with pytest.raises(OSError, match="power cut"):
+        io_utils.atomic_write_json(target, {"v": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
