@@ -27,7 +27,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import ImageReadError, read_image
-from maskrcnn.ops.masks import annotation_to_mask
+from maskrcnn.data.mask_codec import annotation_to_mask
 
 __all__ = ["CocoDataset", "load_coco_json"]
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from maskrcnn.ops.masks import masks_to_rles
+from maskrcnn.data.mask_codec import masks_to_rles
 
 __all__ = ["detections_to_coco_results"]
 

@@ -38,7 +38,7 @@ def detections_to_original(
         kps[..., 1] *= ratio_h.to(kps.device)
         out["keypoints"] = kps
     if paste_masks and "mask_probs" in det:
-        from maskrcnn.ops.masks import paste_masks_in_image
+        from maskrcnn.ops.paste import paste_masks_in_image
 
         h, w = int(original_size_hw[0]), int(original_size_hw[1])
         out["masks"] = paste_masks_in_image(

@@ -1,6 +1,8 @@
-"""Detection ops in pure PyTorch: boxes, NMS, RoIAlign / RoIPool (hand-written backward), poolers.
+"""Detection ops in pure PyTorch: boxes, NMS, RoIAlign / RoIPool (hand-written backward), poolers,
+mask targets (``crop_and_resize_masks``) and mask pasting (``paste_masks_in_image``).
 
-Mask ops (decoding, crop-resize, pasting) live in ``maskrcnn.ops.masks``.
+RoIAlign, the mask targets and the paste share one bilinear sampling module (``sampling``). The COCO
+mask codec (polygons / RLE <-> bitmaps) is data, not an op: ``maskrcnn.data.mask_codec``.
 """
 
 from .boxes import (
@@ -15,7 +17,9 @@ from .boxes import (
     pairwise_intersection,
     remove_small_boxes,
 )
+from .mask_targets import crop_and_resize_masks
 from .nms import batched_nms, nms
+from .paste import paste_masks_in_image
 from .poolers import MultiScaleRoIAlign, assign_levels
 from .roi_align import roi_align
 from .roi_pool import roi_pool
@@ -33,6 +37,8 @@ __all__ = [
     "remove_small_boxes",
     "batched_nms",
     "nms",
+    "crop_and_resize_masks",
+    "paste_masks_in_image",
     "MultiScaleRoIAlign",
     "assign_levels",
     "roi_align",

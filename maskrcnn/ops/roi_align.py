@@ -23,7 +23,9 @@ contiguous range of rows touched by the samples or, when that is longer, the lis
 itself (two per sample, duplicates allowed), so a huge box never reads more than twice its samples
 and samples outside ``[-1, H]`` (which contribute 0, as in torchvision) are never enumerated.
 RoIs are grouped by window shape (a chunk pads its windows to its largest Ly and Lx) and processed
-in chunks of bounded memory, padding included.
+in chunks of bounded memory, padding included. The sampling itself (where each bin's samples fall,
+their bilinear taps, the windows and chunks) is ``sampling.RoIAlignPlan``, shared with the mask
+targets (``mask_targets.crop_and_resize_masks``).
 
 Performance note: a channels_last feature map is read in place and gets a channels_last gradient;
 a contiguous (NCHW) map costs one layout copy in forward and one in backward.
@@ -38,12 +40,13 @@ with one plan (MultiScaleRoIAlign). The backward pass needs the window plan, so 
 
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .sampling import AxisPlan, RoIAlignPlan
 
 __all__ = ["roi_align", "roi_align_into", "convert_boxes_to_roi_format", "check_roi_boxes"]
 
@@ -137,187 +140,11 @@ def chunk_bounds(sorted_cost: Tensor, budget: int, *sizes: Tensor) -> List[Tuple
     return [tuple(int(v) for v in row) for row in rows]
 
 
-def _shape_order(ly: Tensor, lx: Tensor) -> Tensor:
-    """Order RoIs by window shape: by ``Ly`` class (``Ly`` rounded up to 1/8 of its magnitude), then by
-    ``Lx``, then by ``Ly``. A chunk pads every window to its largest ``Ly`` and ``Lx``: sorting by area
-    alone would put a tall and a wide window of equal area in one chunk, padded to a square several
-    times their size. ly, lx: (R,) int64 window lengths -> (R,) permutation."""
-    # classes of width 2**(floor(log2 Ly) - 3): windows of one class differ by at most ~1/8 in Ly
-    step = torch.exp2((torch.log2(ly.clamp(min=1).double()).floor() - 3).clamp(min=0)).long()
-    ly_class = torch.div(ly + step - 1, step, rounding_mode="floor") * step  # (R,) Ly rounded up
-    order = torch.argsort(ly, stable=True)
-    order = order[torch.argsort(lx[order], stable=True)]
-    return order[torch.argsort(ly_class[order], stable=True)]
-
-
-def _window_chunks(ly: List[int], lx: List[int], channels: int, budget: int,
-                   waste: float) -> List[Tuple[int, int, int, int]]:
-    """Cut RoIs (in window-shape order) into consecutive chunks ``(begin, end, max Ly, max Lx)``.
-
-    A chunk's gathered windows are ``n * max Ly * max Lx * channels`` elements: a chunk ends before the
-    RoI that would take that padded size past ``budget`` or past ``waste`` times the RoIs' own
-    windows. A RoI larger than the budget gets a chunk of its own.
-    """
-    chunks: List[Tuple[int, int, int, int]] = []
-    begin, my, mx, real = 0, 0, 0, 0
-    for i, (y, x) in enumerate(zip(ly, lx)):
-        y, x = max(y, 1), max(x, 1)  # an empty window still reads (and pads to) one cell
-        ny, nx = max(my, y), max(mx, x)
-        padded = (i + 1 - begin) * ny * nx
-        if i > begin and (padded * channels > budget or padded > waste * (real + y * x)):
-            chunks.append((begin, i, my, mx))
-            begin, ny, nx, real = i, y, x, 0
-        my, mx, real = ny, nx, real + y * x
-    if ly:
-        chunks.append((begin, len(ly), my, mx))
-    return chunks
-
-
-class _AxisPlan:
-    """Per-RoI sampling along one axis: the window (slot -> row) and the (R, P, L) weights."""
-
-    __slots__ = ("index", "weights", "length")
-
-    def __init__(self, index: Tensor, weights: Tensor, length: Tensor):
-        self.index = index  # (R, L) int64 row (or column) of each window slot, always in range
-        self.weights = weights  # (R, P, L) summed bilinear weights / samples per bin
-        self.length = length  # (R,) slots actually used
-
-
-def _axis_plan(start: Tensor, size: Tensor, pooled: int, grid: Tensor,
-               extent: Union[int, Tensor]) -> _AxisPlan:
-    """Sampling plan along one axis.
-
-    start, size: (R,) RoI start and size in feature coordinates (offset and clamp applied);
-    grid: (R,) int64 samples per bin (0 means no sample); extent: map size along the axis (>= 1), an
-    int or (R,) int64 when the RoIs come from maps of different sizes.
-    Sample ``k = p * g + i`` sits at ``start + p * bin + (i + 0.5) * bin / g`` (torchvision's order of
-    operations, so that samples landing exactly on -1 or ``extent`` are decided identically).
-    """
-    r = start.shape[0]
-    dev, dt = start.device, start.dtype
-    ext = torch.as_tensor(extent, dtype=torch.long, device=dev).expand(r)  # (R,)
-    ext_f = ext.to(dt)  # integers: exact in float32 below 2**24
-    last = (ext - 1)[:, None]  # (R, 1) last row (or column)
-    bin_size = size / pooled
-    total = grid * pooled  # (R,) samples along the axis
-    # Only samples inside [-1, extent] count: enumerate a range of k that covers them all.
-    step = bin_size / grid.clamp(min=1).to(dt)
-    span = torch.where(step != 0, (ext_f + 1.0) / step.abs(), torch.full_like(step, math.inf))
-    n_enum = torch.minimum(total.to(dt), span.nan_to_num(math.inf).ceil() + 4).to(torch.long)  # (R,)
-    first = torch.minimum((-1.0 - start) / step, (ext_f - start) / step) - 0.5
-    first = torch.where(step != 0, first, torch.zeros_like(first)).nan_to_num(0.0, 0.0, 0.0)
-    k_lo = first.clamp(min=-1.0, max=float(2**40)).floor().to(torch.long) - 2
-    k_lo = torch.minimum(k_lo, total - n_enum).clamp(min=0)  # (R,)
-
-    s_max = int(n_enum.max()) if r > 0 else 0
-    s_max = max(s_max, 1)
-    j = torch.arange(s_max, device=dev)
-    k = k_lo[:, None] + j[None, :]  # (R, S)
-    g = grid.clamp(min=1)[:, None]
-    p = torch.div(k, g, rounding_mode="floor")  # (R, S) bin of each sample
-    i = k - p * g
-    pos = (start[:, None] + p.to(dt) * bin_size[:, None]) + ((i.to(dt) + 0.5) * bin_size[:, None]) / g.to(dt)
-    valid = (j[None, :] < n_enum[:, None]) & (pos >= -1.0) & (pos <= ext_f[:, None])  # NaN -> False
-    y = torch.where(valid, pos.clamp(min=0.0), torch.zeros_like(pos))
-    low = y.floor().to(torch.long)  # y >= 0, so floor is C's truncation
-    at_end = low >= last
-    low = torch.where(at_end, last, low)
-    high = torch.where(at_end, low, low + 1)
-    y = torch.where(at_end, low.to(dt), y)
-    frac = y - low.to(dt)
-    inv_g = 1.0 / g.to(dt)
-    w_low = torch.where(valid, (1.0 - frac) * inv_g, torch.zeros_like(frac))  # (R, S)
-    w_high = torch.where(valid, frac * inv_g, torch.zeros_like(frac))
-
-    # Window: contiguous rows [lo, hi] touched by valid samples, or the taps themselves if shorter.
-    big = torch.full_like(low, 2**62)
-    row_lo = torch.where(valid, low, big).amin(dim=1)  # (R,)
-    row_hi = torch.where(valid, high, -big).amax(dim=1)
-    any_valid = valid.any(dim=1)
-    row_lo = torch.where(any_valid, row_lo, torch.zeros_like(row_lo))
-    contiguous_len = torch.where(any_valid, row_hi - row_lo + 1, torch.ones_like(row_lo))
-    taps_len = 2 * n_enum.clamp(min=1)
-    use_window = contiguous_len <= taps_len  # (R,)
-    length = torch.where(use_window, contiguous_len, taps_len)
-    l_max = int(length.max()) if r > 0 else 1
-
-    slot_w = torch.arange(l_max, device=dev)
-    index = torch.where(use_window[:, None], row_lo[:, None] + slot_w[None, :],
-                        torch.zeros((r, l_max), dtype=torch.long, device=dev))  # (R, L)
-    # tap mode: slot 2j holds sample j's low row, slot 2j+1 its high row
-    tap_rows = torch.stack((low, high), dim=2).reshape(r, 2 * s_max)  # (R, 2S)
-    n_tap = min(2 * s_max, l_max)
-    index[:, :n_tap] = torch.where(use_window[:, None], index[:, :n_tap], tap_rows[:, :n_tap])
-    index = torch.minimum(index.clamp_(min=0), last)
-
-    slot_low = torch.where(use_window[:, None], low - row_lo[:, None], 2 * j[None, :])  # (R, S)
-    slot_high = torch.where(use_window[:, None], high - row_lo[:, None], 2 * j[None, :] + 1)
-    p_safe = p.clamp(0, pooled - 1)
-    flat = torch.cat((p_safe * l_max + slot_low.clamp(0, l_max - 1),
-                      p_safe * l_max + slot_high.clamp(0, l_max - 1)), dim=1)  # (R, 2S)
-    weights = torch.zeros((r, pooled * l_max), dtype=dt, device=dev)
-    weights.scatter_add_(1, flat, torch.cat((w_low, w_high), dim=1))
-    return _AxisPlan(index, weights.view(r, pooled, l_max), length)
-
-
-class _Plan:
-    """Everything forward and backward share: per-axis plans and the RoI chunks."""
-
-    def __init__(self, rois: Tensor, height: Union[int, Tensor], width: Union[int, Tensor],
-                 pooled: Tuple[int, int], spatial_scale: Union[float, Tensor], sampling_ratio: int,
-                 aligned: bool, dt: torch.dtype):
-        """height, width, spatial_scale: of the map, or (R,) per RoI (RoIs from several maps)."""
-        rois = rois.to(dt)
-        finite = torch.isfinite(rois[:, 1:]).all(dim=1)  # (R,) non-finite boxes pool to zero
-        coords = torch.where(finite[:, None], rois[:, 1:], torch.zeros_like(rois[:, 1:]))
-        offset = 0.5 if aligned else 0.0
-        x1 = coords[:, 0] * spatial_scale - offset
-        y1 = coords[:, 1] * spatial_scale - offset
-        x2 = coords[:, 2] * spatial_scale - offset
-        y2 = coords[:, 3] * spatial_scale - offset
-        roi_w, roi_h = x2 - x1, y2 - y1
-        if not aligned:
-            roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
-        ph, pw = pooled
-        if sampling_ratio > 0:
-            gh = torch.full(roi_h.shape, sampling_ratio, dtype=torch.long, device=rois.device)
-            gw = gh.clone()
-        else:
-            # adaptive: ceil(roi / pooled); inverted boxes (aligned mode) get no samples
-            gh = torch.ceil(roi_h / ph).clamp(min=0, max=2**40).to(torch.long)
-            gw = torch.ceil(roi_w / pw).clamp(min=0, max=2**40).to(torch.long)
-        gh = torch.where(finite, gh, torch.zeros_like(gh))
-        gw = torch.where(finite, gw, torch.zeros_like(gw))
-        self.y = _axis_plan(y1, roi_h, ph, gh, height)
-        self.x = _axis_plan(x1, roi_w, pw, gw, width)
-        self.batch = rois[:, 0].to(torch.long)
-        self.height, self.width = height, width
-        self.order: Tensor = self.batch  # set with the window chunks by plan_windows()
-        self.chunks: List[Tuple[int, ...]] = []
-
-    def plan_windows(self, channels: int) -> None:
-        """Window chunks of the autograd path: RoIs grouped by window shape so each chunk pads little,
-        cut to a bounded element count of padded windows."""
-        self.order = _shape_order(self.y.length, self.x.length)
-        self.chunks = _window_chunks(self.y.length[self.order].tolist(), self.x.length[self.order].tolist(),
-                                     channels, _CHUNK_ELEMENTS, _CHUNK_WASTE)
-
-    def chunk(self, begin: int, end: int, ly: int, lx: int):
-        """Window indices (n*Ly*Lx,) into the flattened (N*H*W) map and the chunk's weights."""
-        sel = self.order[begin:end]
-        rows = self.y.index[sel, :ly]  # (n, Ly)
-        cols = self.x.index[sel, :lx]  # (n, Lx)
-        base = self.batch[sel] * (self.height * self.width)
-        flat = base[:, None, None] + rows[:, :, None] * self.width + cols[:, None, :]  # (n, Ly, Lx)
-        return sel, flat.reshape(-1), self.y.weights[sel, :, :ly], self.x.weights[sel, :, :lx]
-
-
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _bin_taps(axis: _AxisPlan) -> Tuple[Tensor, Tensor, Tensor]:
+def _bin_taps(axis: AxisPlan) -> Tuple[Tensor, Tensor, Tensor]:
     """Each bin's taps of nonzero weight along one axis, packed to the front.
 
     Returns rows (R, P, K) int64, weights (R, P, K) and (R,) the most taps any bin of the RoI has;
@@ -362,7 +189,7 @@ def _roi_align_taps(out: Tensor, out_rows: Tensor, maps: Sequence[Tensor], level
     height = torch.tensor([m.shape[2] for m in maps], device=dev)[level]  # (R,)
     width = torch.tensor([m.shape[3] for m in maps], device=dev)[level]
     scale = torch.tensor(list(spatial_scales), dtype=dt, device=dev)[level]
-    plan = _Plan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
+    plan = RoIAlignPlan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
     rows, wy, ky = _bin_taps(plan.y)  # (R, PH, Ky), (R, PH, Ky), (R,)
     cols, wx, kx = _bin_taps(plan.x)  # (R, PW, Kx), (R, PW, Kx), (R,)
     # flat index of each tap row's column 0 in its map's (N*H*W) rows
@@ -451,8 +278,8 @@ class _RoIAlignFunction(torch.autograd.Function):
         if r == 0 or input.numel() == 0:
             ctx.plan = None
             return input.new_zeros((r, c, ph, pw))
-        plan = _Plan(rois, h, w, output_size, spatial_scale, sampling_ratio, aligned, dt)
-        plan.plan_windows(c)
+        plan = RoIAlignPlan(rois, h, w, output_size, spatial_scale, sampling_ratio, aligned, dt)
+        plan.plan_windows(c, budget=_CHUNK_ELEMENTS, waste=_CHUNK_WASTE)
         ctx.plan = plan
         feat = input.to(dt).permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N*H*W, C) channels-last rows
         # bins stored (R, PW, PH, C): the x contraction's natural layout, permuted once at the end

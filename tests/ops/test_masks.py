@@ -1,4 +1,5 @@
-"""maskrcnn.ops.masks against torchvision / detectron2 references and slow loops from the definitions.
+"""Mask pasting and mask targets against torchvision / detectron2 references and slow loops from the
+definitions.
 
 References in tests/data/masks_reference.pt were recorded with torchvision 0.28 (paste_masks_in_image,
 roi_align) and from the golden model outputs of torchvision and detectron2 (pasted masks as RLE).
@@ -12,14 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskrcnn.ops.masks import (
-    annotation_to_mask,
-    crop_and_resize_masks,
-    mask_to_rle,
-    masks_to_rles,
-    paste_masks_in_image,
-    rle_counts_from_string,
-)
+from maskrcnn.ops import crop_and_resize_masks, paste_masks_in_image, roi_align
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -84,7 +78,7 @@ def test_paste_threshold_empty_and_degenerate(method):
 
 
 def test_paste_chunking_is_invisible(monkeypatch, ref):
-    import maskrcnn.ops.masks as m
+    import maskrcnn.ops.paste as m
 
     case = ref["paste_random"]
     full = paste_masks_in_image(case["probs"], case["boxes"], case["size"])
@@ -166,78 +160,37 @@ def test_crop_and_resize_defaults_and_empty():
         crop_and_resize_masks(masks, torch.zeros(3, 4), 28)
 
 
-# ----------------------------------------------------------------------------------------------
-# annotations and RLE
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+def test_crop_and_resize_is_roi_align_on_the_masks(aligned, sampling_ratio):
+    """One sampling plan: the targets equal roi_align of the float masks (its window path multiplies
+    the same matrices: equal up to BLAS summation order), for both pixel conventions; uint8 masks are
+    read as they are."""
+    g = torch.Generator().manual_seed(5)
+    masks = (torch.rand(4, 33, 41, generator=g) > 0.5).to(torch.uint8)
+    xy = torch.rand(25, 2, generator=g) * 50 - 8
+    boxes = torch.cat([xy, xy + torch.rand(25, 2, generator=g) * 45], 1)
+    boxes[0] = torch.tensor([10.0, 10.0, 10.0, 10.0])  # empty
+    boxes[1] = torch.tensor([20.0, 20.0, 5.0, 7.0])  # inverted
+    indices = torch.randint(0, 4, (25,), generator=g)
+    out = crop_and_resize_masks(masks, boxes, 14, indices=indices, sampling_ratio=sampling_ratio,
+                                aligned=aligned)
+    feats = masks[:, None].float().requires_grad_(True)  # a gradient: roi_align takes its window path
+    rois = torch.cat([indices[:, None].float(), boxes], 1)
+    expected = roi_align(feats, rois, (14, 14), 1.0, sampling_ratio, aligned)[:, 0]
+    torch.testing.assert_close(out, expected.detach(), rtol=0, atol=1e-6)
 
 
-def test_polygon_to_mask_matches_pycocotools():
-    poly = [[2.0, 2.0, 17.5, 3.0, 9.0, 14.0], [20.0, 10.0, 28.0, 10.0, 28.0, 18.0, 20.0, 18.0]]
-    mask = annotation_to_mask(poly, 24, 32)
-    expected = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(poly, 24, 32)))
-    assert mask.dtype == torch.uint8 and mask.shape == (24, 32)
-    assert np.array_equal(mask.numpy(), expected) and mask.sum() > 50
-    # a degenerate polygon next to a good one is dropped, not fatal
-    assert torch.equal(annotation_to_mask(poly + [[1.0, 1.0, 2.0, 2.0]], 24, 32), mask)
-
-
-def test_rle_round_trips_compressed_and_uncompressed():
-    g = torch.Generator().manual_seed(0)
-    mask = torch.rand(31, 47, generator=g) > 0.6
-    mask[5:25, 10:40] = True
-    rle = mask_to_rle(mask)
-    assert rle["size"] == [31, 47] and isinstance(rle["counts"], str)
-    assert torch.equal(annotation_to_mask(rle, 31, 47).bool(), mask)
-    # our decoder of the compressed string agrees with pycocotools' uncompressed runs
-    flat = mask.t().reshape(-1).numpy().astype(np.uint8)  # column-major
-    change = np.flatnonzero(np.diff(np.concatenate([[0], flat, [2]])))
-    runs = np.diff(np.concatenate([[0], change]))
-    runs = runs if flat[0] == 0 else np.concatenate([[0], runs])
-    assert np.array_equal(rle_counts_from_string(rle["counts"]), runs[runs.cumsum() <= flat.size])
-    uncompressed = {"size": [31, 47], "counts": runs[runs.cumsum() <= flat.size].tolist()}
-    assert torch.equal(annotation_to_mask(uncompressed, 31, 47).bool(), mask)
-    assert [r["counts"] for r in masks_to_rles(torch.stack([mask, ~mask]))][0] == rle["counts"]
-
-
-@pytest.mark.parametrize(
-    "seg,match",
-    [
-        ({"size": [10, 10], "counts": [10, 5]}, "cover 15 pixels"),
-        ({"size": [10, 12], "counts": [120]}, "does not match"),
-        ({"size": [10, 10], "counts": "~~~~"}, "range|truncated"),
-        ({"size": [10, 10], "counts": "PP"}, "truncated|cover"),
-        ({"counts": [100]}, "size"),
-        ([[1.0, 2.0, 3.0]], "even length"),
-        ([[1.0, 2.0, 3.0, 4.0]], "at least 3 points"),
-        ([[0.0, 0.0, float("nan"), 1.0, 2.0, 2.0]], "finite"),
-        ("polygon", "must be a list"),
-    ],
-)
-def test_bad_segmentations_raise_clear_errors(seg, match):
-    with pytest.raises(ValueError, match=match):
-        annotation_to_mask(seg, 10, 10)
-
-
-def test_compressed_rle_decoder_agrees_with_pycocotools_on_model_masks(ref):
-    for key in ("torchvision_golden", "detectron2_golden"):
-        for rle in ref[key]["rles"]:
-            h, w = rle["size"]
-            expected = mask_utils.decode({"size": [h, w], "counts": rle["counts"].encode()})
-            assert np.array_equal(annotation_to_mask(rle, h, w).numpy(), expected)
-
-
-@pytest.mark.parametrize("chunk_pixels", [1, 31 * 47 * 2, 1 << 27])
-def test_masks_to_rles_in_chunks_any_dtype(monkeypatch, chunk_pixels):
-    """Encoded a few masks per pycocotools call (bounded memory for photo-sized masks): the same RLE
-    whatever the chunking, for bool, uint8 and probability inputs (> 0 is on)."""
-    from maskrcnn.ops import masks as masks_module
-
-    g = torch.Generator().manual_seed(1)
-    stack = torch.rand(5, 31, 47, generator=g) > 0.5  # (D, H, W)
-    expected = [mask_utils.encode(np.asfortranarray(m.numpy().astype(np.uint8)))["counts"].decode()
-                for m in stack]
-    monkeypatch.setattr(masks_module, "_RLE_CHUNK_PIXELS", chunk_pixels)
-    for form in (stack, stack.to(torch.uint8), stack.float() * 0.7):
-        rles = masks_to_rles(form)
-        assert [r["counts"] for r in rles] == expected
-        assert all(r["size"] == [31, 47] for r in rles)
-    assert masks_to_rles(stack[:0]) == []
+@pytest.mark.cuda
+def test_cuda_targets_and_paste_match_cpu(ref):
+    case = ref["paste_random"]
+    for method in ("torchvision", "grid_sample"):
+        cpu = paste_masks_in_image(case["probs"], case["boxes"], case["size"], method=method)
+        gpu = paste_masks_in_image(case["probs"].cuda(), case["boxes"].cuda(), case["size"], method=method)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)
+    case = ref["crop_random"]
+    cpu = crop_and_resize_masks(case["masks"], case["boxes"], 28, indices=case["indices"])
+    gpu = crop_and_resize_masks(case["masks"].cuda(), case["boxes"].cuda(), 28,
+                                indices=case["indices"].cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)

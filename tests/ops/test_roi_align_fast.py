@@ -7,6 +7,7 @@ import torch
 
 from maskrcnn.ops import MultiScaleRoIAlign, roi_align
 from maskrcnn.ops._reference import roi_align_loop
+from maskrcnn.ops.sampling import RoIAlignPlan
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -61,7 +62,7 @@ def test_fast_path_matches_window_path_and_reference(channels_last, aligned, sam
     rois = _mixed_rois(40, 3, (26, 34), seed=12)  # image coordinates, spatial_scale 0.5
     args = ((4, 3), 0.5, sampling_ratio, aligned)
     if sampling_ratio > 0:  # large boxes with few samples: some columns are sampled in tap mode
-        plan = roi_align_module._Plan(rois, 13, 17, (4, 3), 0.5, sampling_ratio, aligned, torch.float64)
+        plan = RoIAlignPlan(rois, 13, 17, (4, 3), 0.5, sampling_ratio, aligned, torch.float64)
         assert _tap_mode(plan.x).any()
     fast = _fast_path(inp, rois, *args)
     assert fast.shape == (40, 5, 4, 3) and fast.is_contiguous()

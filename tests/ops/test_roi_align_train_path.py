@@ -7,6 +7,7 @@ import torch
 
 from maskrcnn.ops import roi_align
 from maskrcnn.ops._reference import roi_align_loop
+from maskrcnn.ops.sampling import RoIAlignPlan, _window_chunks
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -35,8 +36,8 @@ def _train_path(inp, rois, grad_out, *args):
 
 
 def _plan(rois, extent_hw, output_size, sampling_ratio, aligned, channels):
-    plan = roi_align_module._Plan(rois, *extent_hw, output_size, 1.0, sampling_ratio, aligned, torch.float64)
-    plan.plan_windows(channels)
+    plan = RoIAlignPlan(rois, *extent_hw, output_size, 1.0, sampling_ratio, aligned, torch.float64)
+    plan.plan_windows(channels, budget=roi_align_module._CHUNK_ELEMENTS, waste=roi_align_module._CHUNK_WASTE)
     return plan
 
 
@@ -89,7 +90,7 @@ def test_low_precision_inputs_follow_float32():
 def test_window_chunks_cover_rois_in_order_within_budget_and_waste():
     ly = [3, 3, 4, 9, 9, 9, 10, 40, 1, 2]
     lx = [5, 6, 6, 2, 2, 3, 3, 40, 1, 7]
-    chunks = roi_align_module._window_chunks(ly, lx, 2, 200, 1.5)
+    chunks = _window_chunks(ly, lx, 2, 200, 1.5)
     assert chunks[0][0] == 0 and chunks[-1][1] == len(ly)
     for (_, end, _, _), (begin, _, _, _) in zip(chunks, chunks[1:]):
         assert end == begin  # consecutive, nothing skipped
@@ -101,11 +102,11 @@ def test_window_chunks_cover_rois_in_order_within_budget_and_waste():
             assert padded * 2 <= 200
             assert padded <= 1.5 * sum(y * x for y, x in zip(ly[begin:end], lx[begin:end]))
     assert (7, 8, 40, 40) in chunks
-    assert roi_align_module._window_chunks([], [], 4, 100, 1.25) == []
+    assert _window_chunks([], [], 4, 100, 1.25) == []
 
 
 def test_window_chunks_pad_empty_windows_to_one():
-    assert roi_align_module._window_chunks([0, 0], [0, 0], 1, 100, 1.25) == [(0, 2, 1, 1)]
+    assert _window_chunks([0, 0], [0, 0], 1, 100, 1.25) == [(0, 2, 1, 1)]
 
 
 def test_mixed_aspect_ratios_pad_little():
