@@ -10,7 +10,7 @@ TORCH_CPU_PIN ?= torch==2.13.0
 TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest -q -ra tests
+
+# The inner loop: everything but the tests marked slow (golden R50 parity, training runs, subprocess
+# round trips); `make test` stays the full suite.
+test-fast: setup lint
+	$(PY) -m pytest -q -ra -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

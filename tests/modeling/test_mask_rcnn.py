@@ -54,6 +54,7 @@ def test_inference_contract(tiny):
         assert n <= 100
 
 
+@pytest.mark.slow
 def test_training_losses_backward_and_decrease():
     torch.manual_seed(0)
     model = build_model(_tiny_cfg())
@@ -104,6 +105,7 @@ def test_detections_to_original_rescales_and_pastes():
     assert det["boxes"][0, 0] == 10.0  # input untouched
 
 
+@pytest.mark.slow
 def test_c4_design_trains_and_predicts():
     torch.manual_seed(0)
     cfg = load_config("r50_c4", {

@@ -75,7 +75,7 @@ def test_amp_bfloat16_and_grad_clipping_on_cpu(tmp_path, toy):
     trainer = build_trainer(
         cfg,
         Spy(),
-        make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1),
+        make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1),
         output_dir=tmp_path,
         class_names=["__background__", "x"],
         tensorboard=False,
@@ -148,7 +148,7 @@ def test_zero_iterations_still_writes_a_final_checkpoint(tmp_path, toy):
     trainer = build_trainer(
         cfg,
         model,
-        make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1),
+        make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1),
         output_dir=tmp_path,
         class_names=["__background__", "x"],
         tensorboard=False,
@@ -166,7 +166,7 @@ def test_resume_falls_back_to_an_older_checkpoint_when_the_newest_is_corrupt(tmp
         return build_trainer(
             cfg,
             toy.Toy(),
-            make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1),
+            make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1),
             output_dir=tmp_path,
             class_names=["__background__", "x"],
             tensorboard=False,

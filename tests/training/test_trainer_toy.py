@@ -1,11 +1,14 @@
 """Trainer mechanics on a toy model: exact resume after kill -9, NaN stop, DDP on gloo."""
 
+import errno
 import os
+import queue
+import random
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -42,7 +45,35 @@ def _losses(out_dir):
     return {r["iteration"]: (r["loss_a"], r["loss_b"]) for r in read_metrics(Path(out_dir) / "metrics.jsonl")}
 
 
-def test_exact_resume_after_kill9(tmp_path):
+def _wait_for_line(proc, wanted: str, timeout: float = 300.0) -> None:
+    """Read ``proc``'s merged stdout/stderr until the line ``wanted``; fail if the process ends first.
+
+    The timeout only guards against a hang: nothing here depends on how fast the process runs."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)  # end of output: the process has exited
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen = []
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"no {wanted!r} within {timeout} s; output so far:\n{''.join(seen)[-3000:]}")
+        if line is None:
+            proc.wait()
+            pytest.fail(f"exited ({proc.returncode}) before {wanted!r}:\n{''.join(seen)[-3000:]}")
+        if line.strip() == wanted:
+            return
+        seen.append(line)
+
+
+@pytest.mark.slow
+def test_exact_resume_after_kill9(tmp_path, toy):
     full, cut = tmp_path / "full", tmp_path / "cut"
     common = ["--iters", "12", "--period", "4"]
     # The uninterrupted reference run goes on at the same time as the run that gets killed.
@@ -53,32 +84,28 @@ def test_exact_resume_after_kill9(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    # The run to kill stops after iteration 9 and says so: past its iteration-8 checkpoint, with one
+    # logged iteration that the resumed run must redo. Killing it there, not after a sleep, makes the
+    # state at the kill the same on a loaded machine as on an idle one.
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--out", str(cut), *common, "--sleep", "0.1"],
+        [sys.executable, str(SCRIPT), "--out", str(cut), *common, "--stall-at", "9"],
         env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
-    pointer = cut / "last_checkpoint"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if pointer.is_file() and pointer.read_text().strip() == "model_0000008.pth":
-            break
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.02)
-    else:
-        proc.kill()
-        pytest.fail("the interrupted run never wrote its iteration-8 checkpoint")
-    time.sleep(0.15)  # let it run (and log) past the checkpoint before the hard kill
+    _wait_for_line(proc, toy.STALL_MESSAGE.format(9))
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert (cut / "last_checkpoint").read_text().strip() == "model_0000008.pth"
     assert not (cut / "model_final.pth").exists()
-    assert 8 <= max(_losses(cut)) < 12
+    assert max(_losses(cut)) == 9  # logged after the checkpoint: to be dropped and redone
     r = _run("--out", cut, *common, "--resume")
     assert r.returncode == 0, r.stderr
     assert "resumed from" in r.stdout and "at iteration 8" in r.stdout
-    _, err = ref.communicate(timeout=120)
+    _, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err
     a, b = _losses(full), _losses(cut)
     assert sorted(a) == sorted(b) == list(range(1, 13))  # records after the checkpoint were replaced
@@ -91,7 +118,7 @@ def test_exact_resume_after_kill9(tmp_path):
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys, toy):
-    make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, sleep=0, nan_at=-1)
+    make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1)
 
     def batches_then_sigterm(start_iter):
         for i, batch in enumerate(make(start_iter)):
@@ -133,13 +160,48 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, toy
     assert not (tmp_path / "model_final.pth").exists()
 
 
+def _ephemeral_ports():
+    """The kernel's range for outgoing connections and bind(0) (Linux; the usual default elsewhere)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable_everywhere(port: int) -> bool:
+    """True if ``port`` can be bound on the IPv4 and (where there is one) IPv6 wildcard addresses."""
+    for family, addr in ((socket.AF_INET, ""), (socket.AF_INET6, "::")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((addr, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            if family == socket.AF_INET:  # IPv6 may be missing, IPv4 may not
+                raise
+    return True
+
+
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for the DDP rendezvous that no other process will take before rank 0 binds it.
+
+    Rank 0's TCPStore listens on the wildcard address, seconds after this choice (it imports torch
+    first). A port from ``bind(("127.0.0.1", 0))`` is only known to be free on loopback, and it lies in
+    the ephemeral range, where any process's outgoing connection (from any local address) or bind(0)
+    can take it meanwhile: rank 0 then dies with EADDRINUSE. A port below the ephemeral range, free on
+    the wildcard addresses, is never handed out implicitly."""
+    lo, hi = _ephemeral_ports()
+    candidates = [p for p in range(10000, 65536) if not lo <= p <= hi]
+    pick = random.Random()  # the OS's entropy, not the seeded global RNG: concurrent suites differ
+    for port in pick.sample(candidates, min(200, len(candidates))):
+        if _bindable_everywhere(port):
+            return port
+    raise RuntimeError(f"no free port outside the ephemeral range {lo}-{hi}")
 
 
-def test_ddp_gloo_two_processes_identical_weights(tmp_path):
+@pytest.mark.slow
+def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
     port = str(_free_port())
     procs = [
         subprocess.Popen(
@@ -168,7 +230,7 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path):
         for r in range(2)
     ]
     for p in procs:
-        _out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
     w0, w1 = (
         torch.load(tmp_path / "w0.pt", weights_only=True),
@@ -176,7 +238,16 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path):
     )
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k
-    # the ranks saw different data, so the weights moved from the common start, and only rank 0 logged
+    # That only means something if the ranks saw different data (each rank's shard of the batches)
+    # and the weights moved from their common start: then only averaged gradients keep them equal.
+    shards = [next(toy.make_batches_fn(rank=r, world_size=2, per_rank=2, nan_at=-1)(0)) for r in range(2)]
+    assert not torch.equal(torch.stack(shards[0][0]), torch.stack(shards[1][0]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # as toy_train.main seeds before building the model
+        start = toy.Toy()
+    moved = {name: not torch.equal(p.detach(), w0[name]) for name, p in start.named_parameters()}
+    assert all(moved.values()), moved
+    # only rank 0 logged (two ranks writing would double the records) and saved
     assert len(read_metrics(tmp_path / "run" / "metrics.jsonl")) == 6
     ck = load_checkpoint(tmp_path / "run" / "model_final.pth")
     assert all(torch.equal(ck["model"][k], w0[k]) for k in w0)

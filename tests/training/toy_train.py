@@ -2,7 +2,10 @@
 
 The toy loss draws from every RNG the trainer must restore (torch, numpy, python), so an exact resume
 is only exact if all of them are checkpointed. Usage:
-    python toy_train.py --out DIR --iters 20 --period 5 [--resume] [--sleep S] [--nan-at K]
+    python toy_train.py --out DIR --iters 20 --period 5 [--resume] [--stall-at K] [--nan-at K]
+``--stall-at K``: once iteration K is finished (logged, and checkpointed if K is a multiple of the
+period), print ``STALLED AFTER ITERATION K`` and block until killed: a test that kills the process then
+knows exactly how far it got, whatever the machine's load.
 Under torchrun-style environment variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) it trains with
 DDP on gloo, each rank on its own shard of the batches.
 """
@@ -10,8 +13,8 @@ DDP on gloo, each rank on its own shard of the batches.
 import argparse
 import itertools
 import random
+import signal
 import sys
-import time
 
 import numpy as np
 import torch
@@ -43,18 +46,23 @@ class Toy(nn.Module):
         return {"loss_a": ((out - goal) ** 2).mean(), "loss_b": loss_b}
 
 
-def make_batches_fn(*, rank, world_size, per_rank, sleep, nan_at):
+STALL_MESSAGE = "STALLED AFTER ITERATION {}"
+
+
+def make_batches_fn(*, rank, world_size, per_rank, nan_at, stall_at=-1):
     def make_batches(start_iter):
         torch.empty((), dtype=torch.int64).random_()  # as a DataLoader iterator does when it starts
         for it in itertools.count(start_iter):
+            if it == stall_at:  # the trainer asks for iteration it + 1's batch once `it` is done
+                print(STALL_MESSAGE.format(it), flush=True)
+                while True:
+                    signal.pause()  # until killed
             g = torch.Generator().manual_seed(1000 * it + rank)  # the batch depends on (iteration, rank) only
             images = [torch.rand(3, 12, 12, generator=g) for _ in range(per_rank)]
             targets = [
                 {"goal": torch.rand(2, generator=g), "nan": torch.tensor(it + 1 == nan_at)}
                 for _ in range(per_rank)
             ]
-            if sleep:
-                time.sleep(sleep)
             yield images, targets
 
     return make_batches
@@ -66,7 +74,7 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--period", type=int, default=5)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--sleep", type=float, default=0.0)
+    p.add_argument("--stall-at", type=int, default=-1)
     p.add_argument("--nan-at", type=int, default=-1)
     p.add_argument("--dump-weights", default="", help="each rank saves its final weights to PREFIX{rank}.pt")
     args = p.parse_args(argv)
@@ -95,7 +103,8 @@ def main(argv=None):
         class_names=["__background__", "thing"],
         device=device,
         make_batches=make_batches_fn(
-            rank=rank, world_size=world_size, per_rank=4 // world_size, sleep=args.sleep, nan_at=args.nan_at
+            rank=rank, world_size=world_size, per_rank=4 // world_size, nan_at=args.nan_at,
+            stall_at=args.stall_at,
         ),
         tensorboard=False,
         plot=False,
