@@ -9,8 +9,9 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   (``--tv-python``; the current one if it has torchvision). Its state dict is handed to the others.
 - ``ours`` variants: the same weights converted with ``maskrcnn.interop.torchvision``; ``fp32`` is the
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
-  channels_last, Winograd 3x3 convolutions: what Predictor runs on CPU), ``bf16-opt`` the same with
-  bfloat16 autocast on the backbone + FPN (Winograd then falls back to the direct convolution).
+  channels_last, Winograd 3x3 convolutions, fused residual additions: what Predictor runs on CPU),
+  ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
+  direct convolution).
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
 at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
 times (torchvision, ours, ..., torchvision, ours, ...) so that a slow phase of a shared machine hits

@@ -73,6 +73,8 @@ class Predictor:
             convolutions and fused residual additions (``modeling.fuse``); changes ``model`` in place,
             so leave it off, or give a copy, for a model that will be trained further.
         winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU only).
+        fused_add: with ``optimise``, whether to fuse residual additions into oneDNN's convolution
+            (None: on CPU, where its self-test passes; False for a graph to export).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
         label_to_category_id: the dataset's category id per label, when known (used by writers).
     """
@@ -89,6 +91,7 @@ class Predictor:
         dtype=None,
         optimise: bool = False,
         winograd: Optional[bool] = None,
+        fused_add: Optional[bool] = None,
         paste_masks: bool = True,
         label_to_category_id: Optional[dict] = None,
     ):
@@ -122,7 +125,7 @@ class Predictor:
         if optimise:
             from maskrcnn.modeling.fuse import optimise_for_inference
 
-            optimise_for_inference(self.model, channels_last=True, winograd=winograd)
+            optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add)
 
     # ----------------------------------------------------------------------------------------
     @classmethod

@@ -283,3 +283,6 @@ def test_optimised_model_swaps_in_fused_additions(tiny):
     # resnet18 with a 32-channel FPN: res2's 64-channel block ends (2), the 1x1 shortcuts (3), the FPN
     # laterals (4) and 3x3 outputs (4); the 128+ channel block ends of res3-res5 are Winograd convs
     assert len(swapped) == fast.fused_adds == 13 and all(m.fused for m in swapped)
+    plain = copy.deepcopy(model)
+    Predictor(plain, cfg, optimise=True, fused_add=False)  # e.g. for a graph to export
+    assert plain.fused_adds == 0 and not any(isinstance(m, ConvAdd) for m in plain.modules())
