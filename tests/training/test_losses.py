@@ -157,7 +157,7 @@ def test_aligned_mask_targets_paste_back_onto_their_mask():
     """A perfect 28x28 target of a small object, pasted back at 0.5: with the aligned conventions
     (aligned targets, grid_sample paste) it covers its mask almost exactly; torchvision's conventions
     (aligned=False targets, its paste) lose several percent of IoU to half-pixel shifts."""
-    from maskrcnn.ops.masks import paste_masks_in_image
+    from maskrcnn.ops import paste_masks_in_image
 
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     gt = (((yy - 31.3) ** 2 + (xx - 29.8) ** 2) < 14.5**2) | ((yy - 40).abs() < 3) & ((xx - 30).abs() < 22)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def _run(*args, **env):
         env=_env(**env),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a hang guard only
     )
 
 
@@ -45,8 +46,9 @@ def _losses(out_dir):
     return {r["iteration"]: (r["loss_a"], r["loss_b"]) for r in read_metrics(Path(out_dir) / "metrics.jsonl")}
 
 
-def _wait_for_line(proc, wanted: str, timeout: float = 300.0) -> None:
+def _wait_for_line(proc, wanted: str, timeout: float = 300.0) -> threading.Thread:
     """Read ``proc``'s merged stdout/stderr until the line ``wanted``; fail if the process ends first.
+    Returns the reader thread, which ends at the end of the output (join it before closing stdout).
 
     The timeout only guards against a hang: nothing here depends on how fast the process runs."""
     lines: queue.Queue = queue.Queue()
@@ -56,7 +58,8 @@ def _wait_for_line(proc, wanted: str, timeout: float = 300.0) -> None:
             lines.put(line)
         lines.put(None)  # end of output: the process has exited
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     seen = []
     while True:
         try:
@@ -68,7 +71,7 @@ def _wait_for_line(proc, wanted: str, timeout: float = 300.0) -> None:
             proc.wait()
             pytest.fail(f"exited ({proc.returncode}) before {wanted!r}:\n{''.join(seen)[-3000:]}")
         if line.strip() == wanted:
-            return
+            return reader
         seen.append(line)
 
 
@@ -94,9 +97,10 @@ def test_exact_resume_after_kill9(tmp_path, toy):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    _wait_for_line(proc, toy.STALL_MESSAGE.format(9))
+    reader = _wait_for_line(proc, toy.STALL_MESSAGE.format(9))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    reader.join()  # the killed process's output ends: the reader is done with the pipe
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     assert (cut / "last_checkpoint").read_text().strip() == "model_0000008.pth"
@@ -203,35 +207,34 @@ def _free_port():
 @pytest.mark.slow
 def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
     port = str(_free_port())
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(SCRIPT),
-                "--out",
-                str(tmp_path / "run"),
-                "--iters",
-                "6",
-                "--period",
-                "3",
-                "--dump-weights",
-                str(tmp_path / "w"),
-            ],
-            # GLOO_SOCKET_IFNAME: gloo otherwise picks an interface from the host name, which need not
-            # reach 127.0.0.1 in a sandbox
-            env=_env(
-                RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                GLOO_SOCKET_IFNAME="lo",
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    for p in procs:
-        _out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    logs = [tmp_path / f"rank{r}.log" for r in range(2)]
+    procs = []
+    for r, log in enumerate(logs):
+        with open(log, "w") as out:  # a file, not a pipe: a rank never blocks on output nobody reads
+            procs.append(subprocess.Popen(
+                [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--iters", "6", "--period", "3",
+                 "--dump-weights", str(tmp_path / "w")],
+                # GLOO_SOCKET_IFNAME: gloo otherwise picks an interface from the host name, which need not
+                # reach 127.0.0.1 in a sandbox
+                env=_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
+                         MASTER_PORT=port, GLOO_SOCKET_IFNAME="lo"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            ))
+    deadline = time.monotonic() + 300  # a hang guard only
+    try:
+        # until both ended, one failed (its peer would wait for it for the store's 30 minutes), or the guard
+        while any(p.poll() is None for p in procs) and not any(p.poll() for p in procs):
+            assert time.monotonic() < deadline, "the ranks hung; logs:\n" + logs[0].read_text()[-2000:]
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    report = "\n".join(f"rank {r} exited {p.returncode}:\n{log.read_text()[-2000:]}"
+                       for r, (p, log) in enumerate(zip(procs, logs)))
+    assert all(p.returncode == 0 for p in procs), report
     w0, w1 = (
         torch.load(tmp_path / "w0.pt", weights_only=True),
         torch.load(tmp_path / "w1.pt", weights_only=True),
@@ -240,11 +243,11 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
         assert torch.equal(w0[k], w1[k]), k
     # That only means something if the ranks saw different data (each rank's shard of the batches)
     # and the weights moved from their common start: then only averaged gradients keep them equal.
-    shards = [next(toy.make_batches_fn(rank=r, world_size=2, per_rank=2, nan_at=-1)(0)) for r in range(2)]
-    assert not torch.equal(torch.stack(shards[0][0]), torch.stack(shards[1][0]))
     with torch.random.fork_rng(devices=[]):
+        shards = [next(toy.make_batches_fn(rank=r, world_size=2, per_rank=2, nan_at=-1)(0)) for r in range(2)]
         torch.manual_seed(0)  # as toy_train.main seeds before building the model
         start = toy.Toy()
+    assert not torch.equal(torch.stack(shards[0][0]), torch.stack(shards[1][0]))
     moved = {name: not torch.equal(p.detach(), w0[name]) for name, p in start.named_parameters()}
     assert all(moved.values()), moved
     # only rank 0 logged (two ranks writing would double the records) and saved
