@@ -429,5 +429,7 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
 
 
 def save_config(cfg: Config, path: Union[str, Path]) -> None:
-    with open(path, "w") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    """Write ``cfg`` as YAML, atomically."""
+    from maskrcnn.io_utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -82,6 +82,7 @@ def _plain(metrics: dict) -> dict:
     return json.loads(json.dumps(metrics), parse_constant=lambda c: None if c == "NaN" else c)
 
 
+@pytest.mark.slow
 def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys):
     from maskrcnn.commands import benchmark
     from maskrcnn.data.coco import CocoDataset

@@ -65,7 +65,7 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
     for r in results:
         by_file.setdefault(r["file_name"].replace("\\", "/").rsplit("/", 1)[-1], []).append(r)
     assert set(by_file) == set(sizes)
-    from maskrcnn.ops.masks import annotation_to_mask
+    from maskrcnn.data.mask_codec import annotation_to_mask
 
     for name, entries in by_file.items():
         H, W = sizes[name]

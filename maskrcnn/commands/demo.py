@@ -10,9 +10,10 @@ AP table. Sized to finish in minutes on a laptop CPU; an existing run in DIR is 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from maskrcnn.io_utils import atomic_write_json
 
 HELP = "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)"
 
@@ -110,8 +111,7 @@ def run(args) -> int:
     results = result["eval"] or {}
     overlays = write_overlays(trainer, cfg, paths["val_json"], paths["val_images"], out / "predictions")
     summary = {k: {m: v for m, v in r.items() if m != "per_category"} for k, r in results.items()}
-    with open(out / "metrics.json", "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_json(out / "metrics.json", summary, indent=2)
     print(
         f"mask AP {results.get('segm', {}).get('AP', float('nan')):.1f}, box AP "
         f"{results.get('bbox', {}).get('AP', float('nan')):.1f} on {NUM_VAL} validation images"

@@ -12,12 +12,12 @@ given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and l
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
+
+from maskrcnn.io_utils import atomic_write_json
 
 HELP = "COCO AP of a checkpoint on a COCO-format dataset"
 
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "metrics.json", _plain(metrics))
+        atomic_write_json(out / "metrics.json", _plain(metrics))
         if results is not None:
-            _write_json(out / "predictions.json", results)
+            atomic_write_json(out / "predictions.json", results)
         print(
             f"wrote {out / 'metrics.json'}"
             + (f" and {out / 'predictions.json'}" if results is not None else "")
@@ -106,11 +106,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_json(path: Path, data) -> None:
-    """Atomic write: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -13,11 +13,11 @@ Shapes: D detections of one image, H x W its original size, K keypoints.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from maskrcnn.io_utils import atomic_write_json
 
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
@@ -91,15 +91,6 @@ def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
     return folder / f"{name}.png"
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
@@ -168,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             )
         t0 = time.perf_counter()
 
-    _write_json_atomic(out_dir / "predictions.json", results)
+    atomic_write_json(out_dir / "predictions.json", results)
     total = time.perf_counter() - t_start
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, {total:.1f} s "

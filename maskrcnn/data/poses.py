@@ -15,7 +15,6 @@ pixels) so that the task stays learnable. Deterministic for a seed.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Sequence, Union
 import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image, ImageDraw
+
+from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["POSE_KEYPOINTS", "POSE_SKELETON", "generate_pose_dataset"]
 
@@ -167,9 +168,7 @@ def _write_split(out_dir: Path, split: str, n: int, rng, image_size, max_figures
                         "keypoints": list(POSE_KEYPOINTS), "skeleton": [list(p) for p in POSE_SKELETON]}],
     }
     json_path = out_dir / f"{split}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(coco))
-    os.replace(tmp, json_path)
+    atomic_write_json(json_path, coco)
     return json_path, image_dir
 
 

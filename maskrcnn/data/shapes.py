@@ -19,7 +19,6 @@ muted field.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -29,6 +28,8 @@ from typing import Sequence, Union
 import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
+
+from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["ALL_SHAPES", "OTHER_SHAPES", "SHAPE_CLASSES", "STYLES", "generate_shapes_dataset"]
 
@@ -229,9 +230,7 @@ def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, im
         ],
     }
     json_path = out_dir / f"{split}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(coco))
-    os.replace(tmp, json_path)
+    atomic_write_json(json_path, coco)
     return json_path, image_dir
 
 

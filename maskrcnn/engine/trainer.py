@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskrcnn.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from maskrcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
+from maskrcnn.io_utils import atomic_write_bytes
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"

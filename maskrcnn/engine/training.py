@@ -13,7 +13,6 @@ loaded. A resumed run continues from its own checkpoint with the model config it
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -70,7 +69,6 @@ def build_training(
     trainer_kwargs=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
-    from maskrcnn.checkpoint import atomic_write_bytes
     from maskrcnn.config import save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.loader import build_train_loader
@@ -79,6 +77,7 @@ def build_training(
     from maskrcnn.engine.inference import make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
     from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer
+    from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
 
     output = Path(output)
@@ -139,7 +138,7 @@ def build_training(
         save_config(cfg, output / "config.yaml")
         if report is not None:
             report = {"source": report.pop("source"), "config_changes": changes, **report}
-            atomic_write_bytes(output / INIT_REPORT, (json.dumps(report, indent=2) + "\n").encode())
+            atomic_write_json(output / INIT_REPORT, report, indent=2)
             for line in summary_lines(report, changes):
                 say(line)
             say(f"  report: {output / INIT_REPORT}")

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.mask_codec import mask_to_rle
 from maskrcnn.data.transforms import build_train_transforms
-from maskrcnn.ops.masks import mask_to_rle
 
 
 def _write_images(folder, names, size=(20, 30)):

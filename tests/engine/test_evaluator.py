@@ -10,8 +10,8 @@ import torch
 from maskrcnn import cli
 from maskrcnn.data.coco import CocoDataset
 from maskrcnn.data.coco_results import detections_to_coco_results
+from maskrcnn.data.mask_codec import mask_to_rle
 from maskrcnn.engine.evaluator import CocoEvaluator, evaluate_results_file, format_metrics_table
-from maskrcnn.ops.masks import mask_to_rle
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +168,7 @@ def test_eval_command_with_results_file(gt, tmp_path, capsys):
     assert "category ids 42" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_command_with_a_checkpoint(tmp_path, capsys):
     """``maskrcnn eval --weights``: a small random model over two synthetic images writes both files."""
     from maskrcnn.checkpoint import save_checkpoint

@@ -147,6 +147,7 @@ def _train(data_json, data, out, *extra):
                  "model.norm=frozen_bn", *TINY, *extra])
 
 
+@pytest.mark.slow
 def test_our_checkpoint_keeps_rows_of_shared_names(source_run, capsys):
     root, data, ckpt = source_run
     names = ["Star", "blob", "circle", "pedestrian", "square"]  # demo: circle square triangle star cross
@@ -178,6 +179,7 @@ def test_our_checkpoint_keeps_rows_of_shared_names(source_run, capsys):
     assert shared and all(torch.equal(got[k], src[k]) for k in shared)
 
 
+@pytest.mark.slow
 def test_init_with_resume_is_explained(source_run, capsys):
     root, data, ckpt = source_run
     out = root / "resumed"

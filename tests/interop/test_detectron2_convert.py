@@ -142,6 +142,7 @@ def test_round_trip_restores_our_weights(tmp_path, layout, fmt, r50_mask):
     converted.load_state_dict(ours)  # strict
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stats_in_file", [False, True])
 def test_rgb_input_gives_detectron2_features(stats_in_file, r50_mask):
     _, d2 = r50_mask

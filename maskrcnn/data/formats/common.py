@@ -26,7 +26,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image, UnidentifiedImageError
 
-from maskrcnn.checkpoint import atomic_write_bytes
+from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "Report", "Skip", "image_size", "json_files", "read_json", "write_json"]
 
@@ -119,7 +119,7 @@ def read_json(path: Path):
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically: a crash leaves the old file or none, never half of one."""
-    atomic_write_bytes(path, json.dumps(data).encode("utf-8"))
+    atomic_write_json(path, data)
 
 
 def _rle_json(rle: dict) -> dict:
