@@ -118,7 +118,7 @@ class Predictor:
         self.paste_masks = paste_masks
         self.min_size = int(cfg.input.min_size_test)
         self.max_size = int(cfg.input.max_size_test)
-        self.resize_method = getattr(cfg.input, "resize_method", "torchvision")
+        self.resize_method = cfg.input.resize_method
         self.mask_threshold = float(cfg.model.roi_heads.mask_threshold)
         self.paste_method = cfg.model.roi_heads.mask_paste
         self.model = model.to(self.device).eval()

@@ -122,8 +122,8 @@ def build_model(cfg) -> MaskRCNN:
     r = m.rpn
     h = m.roi_heads
     eps = m.frozen_bn_eps if m.norm == "frozen_bn" else 1e-5
-    # detectron2's MSRA weights put the stride on the first 1x1 conv (config key optional for now)
-    stride_in_1x1 = bool(getattr(m, "stride_in_1x1", False))
+    # detectron2's MSRA weights put the stride on the first 1x1 conv
+    stride_in_1x1 = bool(m.stride_in_1x1)
     # C4: the body stops at res4 (stride 16); res5 becomes the RoI head
     backbone = ResNet(arch=m.backbone, norm=m.norm, eps=eps, freeze_at=m.freeze_at,
                       num_stages=4 if m.fpn else 3, stride_in_1x1=stride_in_1x1)
