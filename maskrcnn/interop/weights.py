@@ -68,8 +68,9 @@ class SourceWeights:
     notes: list = field(default_factory=list)
 
     def describe(self) -> str:
-        what = "ImageNet backbone" if self.kind == "imagenet" else "detector"
-        return f"{self.kind} {what} ({self.layout} layout)"
+        if self.kind == "imagenet":
+            return f"ImageNet backbone ({self.layout} layout)"
+        return f"{self.kind} detector ({self.layout} layout)"
 
 
 def _get(cfg, dotted: str):
