@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     from maskrcnn.cli import main as cli
     from maskrcnn.commands.demo import IMAGE_SIZE
     from maskrcnn.data.shapes import OTHER_SHAPES, generate_shapes_dataset
+    from maskrcnn.engine.device import cpu_name
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     target = generate_shapes_dataset(work / "target", classes=OTHER_SHAPES, seed=7, **sizes)
     reused = ("circle", "star", "hexagon", "crescent")
     shared = generate_shapes_dataset(work / "target_shared", classes=reused, seed=8, **sizes)
-    rows, results = [], {"source": source, "cpu": _cpu(), "threads": torch.get_num_threads(), "runs": {}}
+    rows, results = [], {"source": source, "cpu": cpu_name(), "threads": torch.get_num_threads(), "runs": {}}
     for budget in args.budgets:
         row = {"budget": budget}
         for name, init in (("scratch", ""), ("finetuned", source)):
@@ -111,18 +112,6 @@ def main(argv=None) -> int:
           f"{sh['mask_ap']:.1f}; rows kept: {sh['copied_classes']}; fresh: {sh['fresh_classes']}")
     (work / "results.json").write_text(json.dumps(results, indent=2))
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -248,13 +248,9 @@ def compare(ref: list, other: list, *, iou_thresh: float = 0.99) -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from maskrcnn.engine.device import cpu_name
+
+    return cpu_name()
 
 
 def _bf16_supported() -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -45,13 +44,9 @@ LEVELS = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from maskrcnn.engine.device import cpu_name
+
+    return cpu_name()
 
 
 def random_boxes(n: int, gen: torch.Generator, min_side: float = 16.0,

@@ -358,6 +358,14 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
     return cfg
 
 
+def get_key(cfg: Config, dotted: str) -> Any:
+    """The value of a dotted key (``"model.rpn.nms_thresh"``)."""
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def _flatten(d: dict, node: Any, prefix: str = "") -> dict:
     """Nested sections -> dotted keys; a mapping under a mapping-valued field (``init_class_map``) stays
     whole. ``node`` is the matching part of a Config, so the walk knows which is which."""

@@ -17,6 +17,20 @@ _DTYPES = {
 }
 
 
+def cpu_name() -> str:
+    """The processor's model name (for benchmark tables: figures are comparable only on one machine)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     """``"auto"`` (or None) -> cuda when available, else cpu; anything else is passed to torch.device."""
     if device is None or str(device) == "auto":

@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from maskrcnn.config import apply_overrides
+from maskrcnn.config import apply_overrides, get_key
 
 # key -> (axis of the class rows, rows per class)
 CLASS_ROWS = {
@@ -77,18 +77,11 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _get(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
 def follow_weights(cfg, implied: dict) -> tuple:
     """(cfg with the ``implied`` keys set, {key: {"from": run's value, "to": the weights'}} per change)."""
     changes = {}
     for key, value in implied.items():
-        current = _get(cfg, key)
+        current = get_key(cfg, key)
         if not _same(current, value):
             changes[key] = {"from": _plain(current), "to": _plain(value)}
     if changes:

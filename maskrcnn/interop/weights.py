@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from maskrcnn.config import get_key
 from maskrcnn.interop.torchvision import ConversionError
 
 # COCO's person keypoints, the order of torchvision's and detectron2's keypoint models
@@ -73,20 +74,13 @@ class SourceWeights:
         return f"{self.kind} detector ({self.layout} layout)"
 
 
-def _get(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
 def implied_by_config(cfg, state_dict: dict) -> dict:
     """The keys of ``IMPLIED_BY_PART`` for the parts ``state_dict`` has, with ``cfg``'s values; plus the
     batch-norm eps the backbone's statistics were computed with."""
     out = {}
     for part, keys in IMPLIED_BY_PART.items():
         if any(k.startswith(part) for k in state_dict):
-            out.update({k: _get(cfg, k) for k in keys})
+            out.update({k: get_key(cfg, k) for k in keys})
     m = cfg.model
     out["model.frozen_bn_eps"] = m.frozen_bn_eps if m.norm == "frozen_bn" else 1e-5
     if m.norm not in ("frozen_bn", "bn"):  # group norm / none: other tensors, not convertible
