@@ -154,6 +154,13 @@ class DataConfig:
     filter_empty: bool = True  # drop training images without usable annotations
     class_names: tuple = ()  # filled from the dataset or the checkpoint
     keypoint_names: tuple = ()  # filled from the dataset's person category (keypoint models)
+    # the category's COCO skeleton (1-based keypoint index pairs), filled from the dataset; for drawing
+    keypoint_skeleton: tuple = ()
+    # OKS sigmas of keypoint AP, one per keypoint; () = COCO's sigma for each COCO keypoint name, 0.0669
+    # (the mean of COCO's) for other names (data/keypoints.py)
+    keypoint_sigmas: tuple = ()
+    # keypoint training skips images with fewer labelled keypoints than this (detectron2's default: 1)
+    min_keypoints_per_image: int = 1
 
 
 @dataclass
@@ -277,6 +284,19 @@ PRESETS = {
         },
     ),
 }
+# The keypoint demo (``maskrcnn demo --task keypoints``): the demo model with a keypoint head instead of
+# the mask head, on the synthetic pose set (data/poses.py). The head is narrower than the paper's
+# (8 x 512) to fit the CPU budget; the heatmaps stay 56 x 56.
+PRESETS["demo_keypoints"] = lambda: _with(
+    PRESETS["demo"](),
+    **{
+        "model.num_classes": 2,
+        "model.roi_heads.mask_on": False,
+        "model.roi_heads.keypoint_on": True,
+        "model.roi_heads.keypoint_head_convs": 4,
+        "model.roi_heads.keypoint_head_dim": 64,
+    },
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,12 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-# COCO person keypoints: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles.
-# Edges as 0-based index pairs (the COCO json lists them 1-based).
-COCO_SKELETON = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
-    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)  # fmt: skip
+from maskrcnn.data.keypoints import COCO_SKELETON, skeleton_edges
 
 _GOLDEN = 0.618033988749895
 
@@ -125,6 +120,7 @@ def draw_instances(
     keypoint_thresh: Optional[float] = None,
     min_size: int = 0,
     show_scores: bool = True,
+    skeleton: Optional[Sequence] = None,
 ) -> Image.Image:
     """Draw one image's detections. Instances are painted from the lowest score up so the most
     confident ones stay on top; each instance keeps one colour for mask, contour, box and label.
@@ -133,7 +129,9 @@ def draw_instances(
     keypoint with visibility > 0). ``min_size``: an image whose longer side is shorter is drawn
     enlarged by an integer factor (pixels repeated, so masks stay exact) until it reaches it, so that
     labels and contours on thumbnails stay legible; 0 draws at the image's own size. ``show_scores``
-    False labels each instance with its class name alone (ground truth has no score)."""
+    False labels each instance with its class name alone (ground truth has no score). ``skeleton``:
+    0-based keypoint index pairs joined by a line (``skeleton_for(cfg)``); None: COCO's for 17
+    keypoints, no lines otherwise."""
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
@@ -194,7 +192,9 @@ def draw_instances(
         visible = keypoints[:, :, 2] > 0
         if kp_scores is not None and keypoint_thresh is not None:
             visible &= kp_scores > keypoint_thresh
-        edges = COCO_SKELETON if K == 17 else ()
+        edges = tuple(skeleton) if skeleton is not None else (COCO_SKELETON if K == 17 else ())
+        if any(not (0 <= a < K and 0 <= b < K) for a, b in edges):
+            raise ValueError(f"draw_instances: skeleton {list(edges)} indexes beyond the {K} keypoints")
         radius = max(2, line + 1)
         for i in order:
             c = tuple(int(v) for v in inst_color[i])
@@ -227,6 +227,13 @@ def draw_instances(
         draw.rectangle([tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad], fill=tuple(int(v) for v in dark[i]))
         draw.text((tx + pad - l, ty + pad - t), text, fill=(255, 255, 255), font=font)
     return pil
+
+
+def skeleton_for(cfg) -> Optional[tuple]:
+    """The 0-based skeleton edges of a keypoint model's config (``data.keypoint_skeleton``, the dataset's
+    COCO skeleton); None when it has none (``draw_instances`` then draws COCO's for 17 keypoints)."""
+    pairs = cfg.data.keypoint_skeleton
+    return skeleton_edges(pairs, int(cfg.model.roi_heads.num_keypoints)) if pairs else None
 
 
 def draw_targets(

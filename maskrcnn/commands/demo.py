@@ -1,10 +1,14 @@
-"""``maskrcnn demo``: generate the synthetic shapes dataset, train the "demo" preset, evaluate, draw.
+"""``maskrcnn demo``: generate a synthetic dataset, train a small model on it, evaluate, draw.
 
-    maskrcnn demo [--output DIR] [--iters N] [--device D]
+    maskrcnn demo [--task shapes|keypoints] [--output DIR] [--iters N] [--device D]
 
-Writes DIR/data (the dataset, COCO format), DIR/run (checkpoints, metrics.jsonl, curves.png,
-config.yaml), DIR/predictions/*.png (overlays of validation predictions) and prints the bbox / segm
-AP table. Sized to finish in minutes on a laptop CPU; an existing run in DIR is resumed.
+``--task shapes`` (the default): instance segmentation of flat shapes (data/shapes.py, the "demo"
+preset); ``--task keypoints``: human pose on articulated figures with 14 named keypoints
+(data/poses.py, the "demo_keypoints" preset). Writes DIR/data (the dataset, COCO format), DIR/run
+(checkpoints, metrics.jsonl, curves.png, config.yaml), DIR/predictions/*.png (overlays of validation
+predictions, with skeletons for keypoints), DIR/metrics.json (the AP tables: bbox and segm, or bbox
+and keypoints) and prints the AP. Sized to finish in minutes on a laptop CPU; an existing run in DIR
+is resumed.
 """
 
 from __future__ import annotations
@@ -21,12 +25,18 @@ NUM_TRAIN = 600
 NUM_VAL = 50
 IMAGE_SIZE = ((128, 160), (128, 160))
 NUM_OVERLAYS = 8
+# task -> (preset, default output, the AP types printed at the end)
+TASKS = {
+    "shapes": ("demo", "runs/demo", ("segm", "bbox")),
+    "keypoints": ("demo_keypoints", "runs/demo_keypoints", ("keypoints", "bbox")),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--output", default="runs/demo", help="folder for data, run and overlays (default runs/demo)"
-    )
+    p.add_argument("--task", choices=sorted(TASKS), default="shapes",
+                   help="shapes: instance segmentation (default); keypoints: human pose")
+    p.add_argument("--output", default=None,
+                   help="folder for data, run and overlays (default runs/demo or runs/demo_keypoints)")
     p.add_argument("--iters", type=int, default=None, help="training iterations (default: the preset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
@@ -40,7 +50,7 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
     built, not optimised in place, and left in training mode)."""
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.predictor import Predictor
-    from maskrcnn.visualize import draw_instances
+    from maskrcnn.visualize import draw_instances, skeleton_for
 
     val = CocoDataset(json_path=val_json, image_dir=val_images)
     predictor = Predictor(trainer.model, cfg, device=trainer.device, optimise=False)
@@ -51,27 +61,40 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
         for window in predictor.predict_files(paths):
             for i, image, det in window:
                 path = out_dir / f"val_{i:03d}.png"
-                draw_instances(image, det, predictor.class_names, score_thresh=0.3, min_size=512).save(path)
+                draw_instances(image, det, predictor.class_names, score_thresh=0.3, min_size=512,
+                               skeleton=skeleton_for(cfg)).save(path)
                 written.append(path)
     finally:
         trainer.model.train()
     return written
 
 
+def _generate(task: str, data_dir: Path, seed: int) -> dict:
+    if task == "keypoints":
+        from maskrcnn.data.poses import generate_pose_dataset
+
+        return generate_pose_dataset(data_dir, num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=IMAGE_SIZE,
+                                     seed=seed)
+    from maskrcnn.data.shapes import generate_shapes_dataset
+
+    return generate_shapes_dataset(data_dir, num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=IMAGE_SIZE,
+                                   seed=seed)
+
+
 def run(args) -> int:
     from maskrcnn.config import load_config, parse_set_args
-    from maskrcnn.data.shapes import generate_shapes_dataset
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training
 
     t0 = time.perf_counter()
-    out = Path(args.output)
+    preset, default_out, shown = TASKS[args.task]
+    out = Path(args.output or default_out)
     overrides = parse_set_args(args.set)
     if args.iters is not None:
         overrides["solver.iters"] = args.iters
-    cfg = load_config("demo", overrides)
+    cfg = load_config(preset, overrides)
     if args.iters is not None:  # keep the schedule's shape for a shorter or longer run
-        base = load_config("demo")
+        base = load_config(preset)
         ratio = args.iters / base.solver.iters
         cfg.solver.steps = tuple(max(1, int(s * ratio)) for s in base.solver.steps)
         cfg.solver.warmup_iters = min(base.solver.warmup_iters, max(1, args.iters // 10))
@@ -87,10 +110,8 @@ def run(args) -> int:
             "val_images": str(data_dir / "val"),
         }
     else:
-        print(f"generating the shapes dataset in {data_dir} ...", flush=True)
-        paths = generate_shapes_dataset(
-            data_dir, num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=IMAGE_SIZE, seed=cfg.seed
-        )
+        print(f"generating the {args.task} dataset in {data_dir} ...", flush=True)
+        paths = _generate(args.task, data_dir, cfg.seed)
     run_dir = out / "run"
     resume = (run_dir / "last_checkpoint").is_file()
     trainer, cfg = build_training(
@@ -103,7 +124,7 @@ def run(args) -> int:
         device=device,
         resume=resume,
     )
-    print(f"training the demo model on {device} for {cfg.solver.iters} iterations", flush=True)
+    print(f"training the {preset} model on {device} for {cfg.solver.iters} iterations", flush=True)
     result = trainer.train()
     if result["interrupted"]:
         print(f"stopped at iteration {result['iteration']}; run the same command again to continue")
@@ -112,10 +133,9 @@ def run(args) -> int:
     overlays = write_overlays(trainer, cfg, paths["val_json"], paths["val_images"], out / "predictions")
     summary = {k: {m: v for m, v in r.items() if m != "per_category"} for k, r in results.items()}
     atomic_write_json(out / "metrics.json", summary, indent=2)
-    print(
-        f"mask AP {results.get('segm', {}).get('AP', float('nan')):.1f}, box AP "
-        f"{results.get('bbox', {}).get('AP', float('nan')):.1f} on {NUM_VAL} validation images"
-    )
+    names = {"segm": "mask", "bbox": "box", "keypoints": "keypoint"}
+    print(", ".join(f"{names[k]} AP {results.get(k, {}).get('AP', float('nan')):.1f}" for k in shown)
+          + f" on {NUM_VAL} validation images")
     print(
         f"overlays: {overlays[0].parent if overlays else '-'}; curves: {run_dir / 'curves.png'}; "
         f"weights: {run_dir / 'model_final.pth'}"

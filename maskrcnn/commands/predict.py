@@ -5,7 +5,8 @@
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
-[x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
+[x, y, score, ...] as detectron2 writes them) and ``DIR/overlays/<stem>.png`` (keypoints joined by
+the training set's skeleton). Folders are searched recursively for image files, in
 sorted order. A file that cannot be read is reported on stderr and skipped; the summary counts it.
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
@@ -146,9 +147,10 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
             if not args.no_overlays:
-                from maskrcnn.visualize import draw_instances
+                from maskrcnn.visualize import draw_instances, skeleton_for
 
-                overlay = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size)
+                overlay = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
+                                         skeleton=skeleton_for(predictor.cfg))
                 overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
             n_done += 1
             H, W = image.shape[-2:]

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import ImageReadError, read_image
+from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask
 
 __all__ = ["CocoDataset", "load_coco_json"]
@@ -119,6 +120,7 @@ class CocoDataset(torch.utils.data.Dataset):
         transforms: Optional[Callable] = None,
         keypoints: bool = False,
         filter_empty: bool = False,
+        min_keypoints_per_image: int = 0,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir)
@@ -137,6 +139,13 @@ class CocoDataset(torch.utils.data.Dataset):
         n_empty = len(self._image_order) - len(self.ids)
         if n_empty:
             self._problems.counts["image_without_annotations"] += n_empty  # a filter: counted, not warned
+        if keypoints and min_keypoints_per_image > 0:
+            # detectron2's MIN_KEYPOINTS_PER_IMAGE: an image whose people show no labelled keypoint
+            # gives the keypoint head nothing to learn
+            kept = [i for i in self.ids if self._visible_keypoints(i) >= min_keypoints_per_image]
+            if len(kept) < len(self.ids):
+                self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
+            self.ids = kept
         self._unreadable: set = set()
 
     # ------------------------------------------------------------------ loading and validation
@@ -162,9 +171,15 @@ class CocoDataset(torch.utils.data.Dataset):
         self.label_to_category_id = {i + 1: cid for i, cid in enumerate(ordered)}
         self.class_names = ["__background__"] + [seen[cid]["name"] for cid in ordered]
         self.num_classes = len(self.class_names)
-        names = [seen[cid].get("keypoints") for cid in ordered if seen[cid].get("keypoints")]
-        self.keypoint_names = list(names[0]) if names else None
+        with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]
+        self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None
         self.num_keypoints = len(self.keypoint_names) if self.keypoint_names else 17
+        # skeleton: COCO's 1-based pairs, kept for drawing; a bad one is an error (one per dataset)
+        skeleton = (with_kp[0].get("skeleton") or []) if with_kp else []
+        if skeleton:
+            skeleton_edges(skeleton, self.num_keypoints,
+                           source=f"{self.json_path}: category {with_kp[0]['name']!r}")
+        self.keypoint_skeleton = [list(p) for p in skeleton]
 
     def _load_images(self, images: list) -> None:
         self._images: dict = {}
@@ -275,6 +290,11 @@ class CocoDataset(torch.utils.data.Dataset):
     def _has_objects(self, image_id: int) -> bool:
         return any(not a.get("iscrowd", 0) for a in self._anns[image_id])
 
+    def _visible_keypoints(self, image_id: int) -> int:
+        """Labelled keypoints (v > 0) of the image's non-crowd annotations."""
+        return sum(sum(1 for v in (a.get("keypoints") or [])[2::3] if v > 0)
+                   for a in self._anns[image_id] if not a.get("iscrowd", 0))
+
     # ------------------------------------------------------------------ public attributes
 
     @property
@@ -307,6 +327,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if self.keypoint_names:
             for cat in cats:
                 cat["keypoints"] = list(self.keypoint_names)
+                cat["skeleton"] = [list(p) for p in self.keypoint_skeleton]
         return {"images": images, "annotations": anns, "categories": cats}
 
     def aspect_ratios(self) -> list:

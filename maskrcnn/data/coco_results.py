@@ -2,12 +2,14 @@
 
 Shapes: one image's detections, D of them, in original image coordinates: boxes (D, 4) xyxy,
 scores (D,), labels (D,) int64 in 1..K-1, optional masks (D, H, W) bool, optional keypoints (D, P, 3)
-for P keypoints.
+and keypoint_scores (D, P) for P keypoints.
 
 A result is ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}`` plus
 ``"segmentation": {"size": [H, W], "counts": str}`` (compressed RLE) when masks are given and
-``"keypoints": [x1, y1, v1, ...]`` when keypoints are (floating-point masks are cut at 0.5). Labels
-map to category ids through ``label_to_category_id`` (identity when None).
+``"keypoints": [x1, y1, s1, ...]`` when keypoints are, with s the keypoint's score when
+``keypoint_scores`` (D, P) are given (detectron2's results; COCOeval reads only x and y), else the
+keypoints' own third column (floating-point masks are cut at 0.5). Labels map to category ids through
+``label_to_category_id`` (identity when None).
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ def detections_to_coco_results(
         if masks.is_floating_point():  # probabilities pasted without a threshold: the usual 0.5 cut
             masks = masks >= 0.5
         rles = masks_to_rles(masks)
-    keypoints = (
-        det["keypoints"].detach().float().cpu().reshape(n, -1).tolist() if "keypoints" in det else None
-    )
+    keypoints = None
+    if det.get("keypoints") is not None:
+        kps = det["keypoints"].detach().float().cpu().reshape(n, -1, 3).clone()  # (D, P, 3)
+        if det.get("keypoint_scores") is not None:  # the third value is the keypoint's score
+            kps[:, :, 2] = det["keypoint_scores"].detach().float().cpu().reshape(n, -1)
+        keypoints = kps.reshape(n, -1).tolist()
     results = []
     for i in range(n):
         r = {

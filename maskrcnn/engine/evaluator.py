@@ -28,6 +28,7 @@ from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.data.coco import load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
+from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 
 __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
 
@@ -145,7 +146,18 @@ def _empty_metrics(iou_type: str, coco_gt) -> dict:
     return metrics
 
 
-def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]):
+def _oks_sigmas(coco_gt, num_keypoints: int, given: Optional[Sequence[float]]) -> tuple:
+    """The OKS sigmas: ``given`` (checked), else by the ground truth's keypoint names
+    (``data.keypoints.keypoint_sigmas``: COCO's for COCO names, the documented default for others)."""
+    names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
+    if names is not None and len(names) != num_keypoints:
+        raise ValueError(f"the results have {num_keypoints} keypoints per detection, the ground truth's "
+                         f"category names {len(names)}")
+    return sigmas_for_keypoints(names, num_keypoints, tuple(given or ()))
+
+
+def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list],
+                  keypoint_sigmas: Optional[Sequence[float]] = None):
     """(metrics dict, summary text) for one IoU type."""
     if not results:
         return _empty_metrics(iou_type, coco_gt), "no detections\n"
@@ -159,12 +171,8 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
         if img_ids is not None:
             coco_eval.params.imgIds = sorted(img_ids)
         if iou_type == "keypoints":
-            n_kp = len(results[0]["keypoints"]) // 3
-            if n_kp != len(coco_eval.params.kpt_oks_sigmas):
-                # Non-COCO skeletons: COCO's per-keypoint constants do not apply; use their mean.
-                coco_eval.params.kpt_oks_sigmas = np.full(
-                    n_kp, float(np.mean(coco_eval.params.kpt_oks_sigmas))
-                )
+            coco_eval.params.kpt_oks_sigmas = np.asarray(
+                _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas), dtype=np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -186,6 +194,8 @@ class CocoEvaluator:
         iou_types: subset of ("bbox", "segm", "keypoints").
         label_to_category_id: label -> dataset category id (identity when None).
         class_names: names by label, used only when the ground truth's categories have no names.
+        keypoint_sigmas: OKS sigmas, one per keypoint (None: by the ground truth's keypoint names,
+            ``data.keypoints.keypoint_sigmas``: COCO's 17 for COCO's names, 0.0669 for other names).
     """
 
     def __init__(
@@ -195,12 +205,14 @@ class CocoEvaluator:
         iou_types: Sequence[str] = ("bbox", "segm"),
         label_to_category_id: Optional[dict] = None,
         class_names: Optional[Sequence[str]] = None,
+        keypoint_sigmas: Optional[Sequence[float]] = None,
     ):
         unknown = [t for t in iou_types if t not in IOU_TYPES]
         if unknown or not iou_types:
             raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
         self.coco_gt = load_ground_truth(gt)
         self.iou_types = tuple(iou_types)
+        self.keypoint_sigmas = tuple(keypoint_sigmas) if keypoint_sigmas else None
         self.label_to_category_id = label_to_category_id
         if class_names and label_to_category_id:
             for label, cid in label_to_category_id.items():
@@ -229,6 +241,8 @@ class CocoEvaluator:
             keep["masks"] = det["masks"]
         if "keypoints" in self.iou_types and det.get("keypoints") is not None:
             keep["keypoints"] = det["keypoints"]
+            if det.get("keypoint_scores") is not None:
+                keep["keypoint_scores"] = det["keypoint_scores"]
         self._results.extend(
             detections_to_coco_results(
                 keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id
@@ -247,7 +261,7 @@ class CocoEvaluator:
         out = {}
         for iou_type in self.iou_types:
             out[iou_type], self.summaries[iou_type] = _run_cocoeval(
-                self.coco_gt, self._results, iou_type, img_ids
+                self.coco_gt, self._results, iou_type, img_ids, self.keypoint_sigmas
             )
         return out
 
@@ -257,6 +271,7 @@ def evaluate_results_file(
     results_json: Union[str, os.PathLike],
     *,
     iou_types: Optional[Sequence[str]] = None,
+    keypoint_sigmas: Optional[Sequence[float]] = None,
 ) -> dict:
     """COCO AP of a results JSON against a ground-truth JSON (all its images). ``iou_types`` default:
     those the results support (bbox always; segm when every result has a segmentation; keypoints when
@@ -280,7 +295,7 @@ def evaluate_results_file(
     _validate_results(results, coco_gt, iou_types, str(path))
     out = {}
     for iou_type in iou_types:
-        out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None)
+        out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
     return out
 
 

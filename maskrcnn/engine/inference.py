@@ -53,12 +53,20 @@ def label_mapping(predictor, dataset) -> dict:
 
 def build_evaluator(predictor, dataset):
     """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth)."""
+    from maskrcnn.data.keypoints import keypoint_sigmas
     from maskrcnn.engine.evaluator import CocoEvaluator
 
+    cfg = predictor.cfg
+    sigmas = None
+    if cfg.model.roi_heads.keypoint_on:
+        # the model's keypoint names (or the dataset's): COCO's sigma per COCO name, else the default
+        names = list(cfg.data.keypoint_names) or dataset.keypoint_names
+        sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)
     return CocoEvaluator(
         dataset.to_coco_dict(),
-        iou_types=iou_types(predictor.cfg),
+        iou_types=iou_types(cfg),
         label_to_category_id=label_mapping(predictor, dataset),
+        keypoint_sigmas=sigmas,
     )
 
 

@@ -71,6 +71,7 @@ def build_training(
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
     from maskrcnn.config import save_config
     from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
@@ -106,26 +107,35 @@ def build_training(
     train_set = CocoDataset(
         json_path=train_json,
         image_dir=train_images,
-        transforms=build_train_transforms(
-            min_size=cfg.input.min_size,
-            max_size=cfg.input.max_size,
-            flip_prob=cfg.input.flip_prob,
-            method=cfg.input.resize_method,
-            scale_range=cfg.input.scale_range,
-            crop_size=cfg.input.crop_size,
-            color_jitter=cfg.input.color_jitter,
-        ),
         keypoints=rh.keypoint_on,
         filter_empty=cfg.data.filter_empty,
+        min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
     )
     if len(train_set) == 0:
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)})")
     cfg = cfg.copy()
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)
-    if rh.keypoint_on and train_set.keypoint_names:
-        cfg.data.keypoint_names = tuple(train_set.keypoint_names)
-        cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
+    flip_map = None
+    if rh.keypoint_on:
+        if train_set.keypoint_names:
+            cfg.data.keypoint_names = tuple(train_set.keypoint_names)
+            cfg.data.keypoint_skeleton = tuple(tuple(p) for p in train_set.keypoint_skeleton)
+            cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
+        # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
+        flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints)
+        keypoint_sigmas(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
+                        cfg.data.keypoint_sigmas)  # a bad data.keypoint_sigmas fails now, not at evaluation
+    train_set.transforms = build_train_transforms(
+        min_size=cfg.input.min_size,
+        max_size=cfg.input.max_size,
+        flip_prob=cfg.input.flip_prob,
+        method=cfg.input.resize_method,
+        keypoint_flip_map=flip_map,
+        scale_range=cfg.input.scale_range,
+        crop_size=cfg.input.crop_size,
+        color_jitter=cfg.input.color_jitter,
+    )
     label_to_cat = {int(k): int(v) for k, v in train_set.label_to_category_id.items()}
 
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched

@@ -142,14 +142,21 @@ class RoIHeads(nn.Module):
             ])
             losses.update(roi_losses.mask_losses(logits, pos_labels, mask_targets, mode=self.mask_loss.mode))
         if self.keypoint_head is not None:
-            heatmaps = self.keypoint_head(self.keypoint_pooler(features, pos_rois))
-            size = heatmaps.shape[-1]
+            # only the positives whose gt has a labelled keypoint inside them (detectron2's selection)
+            kp_rois, kp_gt = [], []
+            for t, r, g in zip(targets, pos_rois, pos_gt):
+                keep = (roi_losses.with_visible_keypoints(t["keypoints"], r, g) if "keypoints" in t
+                        else torch.zeros_like(g, dtype=torch.bool))
+                kp_rois.append(r[keep])
+                kp_gt.append(g[keep])
+            heatmaps = self.keypoint_head(self.keypoint_pooler(features, kp_rois))  # (Q, J, Hk, Hk)
+            size, j = heatmaps.shape[-1], heatmaps.shape[1]
             kp = [
                 roi_losses.keypoint_targets(t["keypoints"], r, g, size) if "keypoints" in t
-                else (torch.zeros(len(r), heatmaps.shape[1], dtype=torch.int64, device=r.device),
-                      torch.zeros(len(r), heatmaps.shape[1], dtype=torch.bool, device=r.device))
-                for t, r, g in zip(targets, pos_rois, pos_gt)
-            ]
+                else (torch.zeros(0, j, dtype=torch.int64, device=r.device),
+                      torch.zeros(0, j, dtype=torch.bool, device=r.device))
+                for t, r, g in zip(targets, kp_rois, kp_gt)
+            ]  # per image: (targets (Qi, J), valid (Qi, J))
             losses.update(roi_losses.keypoint_losses(
                 heatmaps, torch.cat([k[0] for k in kp]), torch.cat([k[1] for k in kp])))
         return losses

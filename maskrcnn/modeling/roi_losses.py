@@ -10,7 +10,9 @@ The losses follow torchvision's normalisation:
     loss_mask     = "sigmoid" (the paper's): mean per-pixel binary cross entropy on the channel of the
                     RoI's gt class only, so classes do not compete; "softmax" (the paper's ablation):
                     per-pixel cross entropy over the K channels, target class 0 where the gt mask is off;
-    loss_keypoint = cross entropy over the Hk * Hk positions of each visible keypoint, averaged.
+    loss_keypoint = cross entropy over the Hk * Hk positions of each labelled keypoint inside its RoI,
+                    averaged over those keypoints (detectron2's "normalise by visible keypoints"), on
+                    the positive RoIs whose gt has such a keypoint (``with_visible_keypoints``).
 """
 
 from __future__ import annotations
@@ -160,6 +162,24 @@ def keypoint_targets(
         valid = inside & (vis > 0) & (matched_gt[:, None] >= 0)
         targets = torch.where(valid, yi * size + xi, torch.zeros_like(xi))
     return targets, valid
+
+
+def with_visible_keypoints(gt_keypoints: Tensor, proposals: Tensor, matched_gt: Tensor) -> Tensor:
+    """gt_keypoints (M, J, 3), proposals (P, 4), matched_gt (P,) -> (P,) bool: the proposal's gt has a
+    labelled keypoint (v > 0) inside the proposal (edges included).
+
+    detectron2's ``select_proposals_with_visible_keypoints``: the other positives (people with no
+    keypoint labelled, or none in this box) have no keypoint target, so they are left out of the
+    keypoint head rather than run through it for nothing; their boxes still train the box head.
+    """
+    if proposals.shape[0] == 0 or gt_keypoints.shape[0] == 0:
+        return torch.zeros(proposals.shape[0], dtype=torch.bool, device=proposals.device)
+    with torch.no_grad():
+        kps = gt_keypoints[matched_gt.clamp(min=0)].to(proposals.dtype)  # (P, J, 3)
+        x, y, vis = kps[..., 0], kps[..., 1], kps[..., 2]  # each (P, J)
+        x1, y1, x2, y2 = (proposals[:, k : k + 1] for k in range(4))  # each (P, 1)
+        inside = (x >= x1) & (x <= x2) & (y >= y1) & (y <= y2) & (vis > 0)  # (P, J)
+        return inside.any(dim=1) & (matched_gt >= 0)
 
 
 def keypoint_losses(keypoint_logits: Tensor, targets: Tensor, valid: Tensor) -> Dict[str, Tensor]:

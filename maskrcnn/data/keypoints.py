@@ -1,0 +1,135 @@
+"""Keypoint sets: names, the horizontal-flip map, the skeleton for drawing, OKS sigmas for evaluation.
+
+Shapes: K keypoints per instance; a flip map is a length-K tuple (``map[k]`` = the keypoint that
+keypoint k becomes in the mirrored image); a skeleton is E pairs of keypoint indices.
+
+Everything here follows from a COCO category's ``keypoints`` (names) and ``skeleton`` (1-based index
+pairs, as the COCO files write them), so that a dataset with its own keypoint set needs no code:
+
+- flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
+  case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
+  ``Left-Knee``, ``hand.left``); every other name maps to itself. A ``left`` name with no ``right``
+  partner is an error, because flipping would silently mislabel it.
+- OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
+  keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
+  ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
+  an average COCO joint). Without names, 17 keypoints are taken to be COCO's.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Sequence
+
+__all__ = [
+    "COCO_KEYPOINT_NAMES",
+    "COCO_KEYPOINT_SIGMAS",
+    "COCO_SKELETON",
+    "DEFAULT_KEYPOINT_SIGMA",
+    "flip_map_from_names",
+    "keypoint_flip_map",
+    "keypoint_sigmas",
+    "skeleton_edges",
+]
+
+COCO_KEYPOINT_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+# COCO's per-keypoint OKS constants (pycocotools' Params.kpt_oks_sigmas), in the order above.
+COCO_KEYPOINT_SIGMAS = (
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087,
+    0.087, 0.089, 0.089,
+)  # fmt: skip
+DEFAULT_KEYPOINT_SIGMA = round(sum(COCO_KEYPOINT_SIGMAS) / len(COCO_KEYPOINT_SIGMAS), 4)  # 0.0669
+# COCO's person skeleton, 0-based index pairs (the COCO file lists them 1-based).
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+
+_SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
+
+
+def _mirror_name(name: str) -> str:
+    """``left_knee`` -> ``right_knee`` (keeping the case of the word), unchanged without a side."""
+
+    def swap(m: re.Match) -> str:
+        word = m.group(1)
+        other = "right" if word.lower() == "left" else "left"
+        if word.isupper():
+            return other.upper()
+        return other.capitalize() if word[0].isupper() else other
+
+    return _SIDE.sub(swap, name)
+
+
+def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
+    """The flip map of a keypoint set from its names (see the module docstring)."""
+    names = [str(n) for n in names]
+    index = {n.lower(): i for i, n in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError(f"{source}: keypoint names must be distinct (case-insensitively), got {names}")
+    out = []
+    for i, name in enumerate(names):
+        partner = _mirror_name(name)
+        if partner == name:
+            out.append(i)
+            continue
+        j = index.get(partner.lower())
+        if j is None:
+            raise ValueError(
+                f"{source}: keypoint {name!r} has no mirror keypoint {partner!r}, so a horizontal flip would "
+                "mislabel it; add the partner, rename it, or train without flips (input.flip_prob=0)"
+            )
+        out.append(j)
+    return tuple(out)
+
+
+def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int) -> Optional[tuple]:
+    """The flip map for a model with ``num_keypoints``: from ``names`` when known, COCO's for 17
+    unnamed keypoints, None (no swap) for unnamed sets of other sizes."""
+    if names:
+        if len(names) != num_keypoints:
+            raise ValueError(f"{len(names)} keypoint names for {num_keypoints} keypoints")
+        return flip_map_from_names(names)
+    if num_keypoints == len(COCO_KEYPOINT_NAMES):
+        return flip_map_from_names(COCO_KEYPOINT_NAMES)
+    return None
+
+
+def keypoint_sigmas(names: Optional[Sequence[str]], num_keypoints: int,
+                    configured: Sequence[float] = ()) -> tuple:
+    """The OKS sigmas (length ``num_keypoints``) for COCO keypoint AP (see the module docstring)."""
+    if configured:
+        sigmas = tuple(float(s) for s in configured)
+        if len(sigmas) != num_keypoints or not all(s > 0 for s in sigmas):
+            raise ValueError(
+                f"data.keypoint_sigmas: expected {num_keypoints} positive numbers (one per keypoint), "
+                f"got {list(configured)}"
+            )
+        return sigmas
+    if not names:
+        if num_keypoints == len(COCO_KEYPOINT_SIGMAS):
+            return COCO_KEYPOINT_SIGMAS
+        return (DEFAULT_KEYPOINT_SIGMA,) * num_keypoints
+    if len(names) != num_keypoints:
+        raise ValueError(f"{len(names)} keypoint names for {num_keypoints} keypoints")
+    coco = dict(zip(COCO_KEYPOINT_NAMES, COCO_KEYPOINT_SIGMAS))
+    return tuple(coco.get(str(n).lower(), DEFAULT_KEYPOINT_SIGMA) for n in names)
+
+
+def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "skeleton") -> tuple:
+    """COCO's 1-based ``skeleton`` pairs -> 0-based edges, checked against ``num_keypoints``."""
+    edges = []
+    for pair in skeleton:
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                or not all(1 <= v <= num_keypoints for v in pair)):
+            raise ValueError(
+                f"{source}: each skeleton entry is a pair of 1-based keypoint indices in 1..{num_keypoints}, "
+                f"got {pair!r}"
+            )
+        edges.append((pair[0] - 1, pair[1] - 1))
+    return tuple(edges)
