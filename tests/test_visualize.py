@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskrcnn.visualize import COCO_SKELETON, draw_instances, instance_colors, to_uint8_hwc
+from maskrcnn.visualize import COCO_SKELETON, draw_instances, instance_colors, skeleton_for, to_uint8_hwc
 
 H, W = 60, 80
 
@@ -137,3 +137,26 @@ def test_min_size_enlarges_small_images_by_an_integer_factor():
     assert (big[100:180, 10 * 4] == best).all(axis=1).any()  # box x1 = 10 -> 40
     # already large enough: drawn at its own size
     assert np.asarray(draw_instances(image, det, min_size=50)).shape == (H, W, 3)
+
+
+def test_skeleton_of_any_keypoint_set_joins_its_keypoints():
+    """A 3-keypoint set: the edge the skeleton names is drawn (its midpoint coloured), the other
+    pair is not joined; the config's 1-based COCO skeleton becomes 0-based edges."""
+    from maskrcnn.config import load_config
+
+    image = _image()
+    det = {k: v[:1] for k, v in _det(1).items() if k != "masks"}
+    det["keypoints"] = torch.tensor([[[10.0, 10.0, 1.0], [50.0, 10.0, 1.0], [10.0, 50.0, 1.0]]])
+    base = to_uint8_hwc(image)
+    cfg = load_config("demo_keypoints",
+                      {"data.keypoint_skeleton": [[1, 2]], "model.roi_heads.num_keypoints": 3})
+    assert skeleton_for(cfg) == ((0, 1),)
+    kw = {"show_boxes": False, "show_labels": False}
+    joined = np.asarray(draw_instances(image, det, skeleton=skeleton_for(cfg), **kw))
+    assert not np.array_equal(joined[10, 30], base[10, 30])  # on the 0-1 edge
+    assert np.array_equal(joined[30, 10], base[30, 10])  # between 0 and 2: no edge
+    plain = np.asarray(draw_instances(image, det, **kw))  # 3 keypoints, no skeleton given: points only
+    assert np.array_equal(plain[10, 30], base[10, 30])
+    assert skeleton_for(load_config("demo_keypoints")) is None
+    with pytest.raises(ValueError, match="skeleton"):
+        draw_instances(image, det, skeleton=[(0, 3)])

@@ -27,6 +27,12 @@ def test_results_round_trip():
     )
     assert torch.equal(torch.from_numpy(decoded).permute(2, 0, 1).bool(), masks)
     assert len(res[1]["keypoints"]) == 51 and res[1]["keypoints"][0] == 51.0
+    # with keypoint scores, the third value of each keypoint is its score (detectron2's results)
+    scores = torch.linspace(-1.0, 5.0, 2 * 17).reshape(2, 17)
+    scored = detections_to_coco_results({**det, "keypoint_scores": scores}, image_id=7,
+                                        label_to_category_id={1: 18, 2: 44})
+    assert scored[1]["keypoints"][:2] == [51.0, 52.0]
+    assert scored[1]["keypoints"][2::3] == pytest.approx(scores[1].tolist(), abs=1e-3)
     with pytest.raises(ValueError, match=r"labels \[2\]"):
         detections_to_coco_results(det, image_id=7, label_to_category_id={1: 18})
     empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}

@@ -224,3 +224,35 @@ def test_keypoints_ground_truth_as_predictions(tmp_path):
     metrics = ev.evaluate()
     assert metrics["keypoints"]["AP"] == pytest.approx(100.0) and "APs" not in metrics["keypoints"]
     assert metrics["bbox"]["AP"] == pytest.approx(100.0)
+
+
+def test_keypoint_ap_uses_the_sigmas_of_the_keypoint_set():
+    """One person, three keypoints each 3 px off: OKS = exp(-9 / (2 * area * (2 sigma)^2)). Names that
+    are not COCO's get the documented default (0.0669: OKS 0.778, matched at IoU thresholds 0.50-0.75,
+    AP 60); configured sigmas replace it (0.2: OKS 0.97, AP 100; 0.03: OKS 0.29, AP 0)."""
+    from maskrcnn.data.keypoints import DEFAULT_KEYPOINT_SIGMA
+
+    kp = [10, 10, 2, 30, 12, 2, 20, 40, 1]
+    gt = {
+        "images": [{"id": 1, "file_name": "x.png", "height": 64, "width": 80}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 30, 40], "area": 1000.0,
+                         "iscrowd": 0, "keypoints": kp, "num_keypoints": 3}],
+        "categories": [{"id": 1, "name": "thing", "keypoints": ["tip", "left_fin", "right_fin"]}],
+    }
+    shifted = torch.tensor(kp, dtype=torch.float32).reshape(1, 3, 3)
+    shifted[0, :, 0] += 3.0
+    det = {"boxes": torch.tensor([[5.0, 5.0, 35.0, 45.0]]), "scores": torch.tensor([0.9]),
+           "labels": torch.tensor([1]), "keypoints": shifted}
+
+    def ap(sigmas):
+        ev = CocoEvaluator(gt, iou_types=("keypoints",), keypoint_sigmas=sigmas)
+        ev.process(1, det)
+        return ev.evaluate()["keypoints"]["AP"]
+
+    oks = np.exp(-9 / (2 * 1000 * (2 * DEFAULT_KEYPOINT_SIGMA) ** 2))
+    assert 0.75 < oks < 0.8
+    assert ap(None) == pytest.approx(60.0)
+    assert ap([0.2] * 3) == pytest.approx(100.0)
+    assert ap([0.03] * 3) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="data.keypoint_sigmas: expected 3"):
+        ap([0.2] * 2)

@@ -14,6 +14,7 @@ from maskrcnn.modeling.roi_losses import (
     mask_losses,
     project_masks,
     sample_proposals,
+    with_visible_keypoints,
 )
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss, rpn_losses
 from maskrcnn.ops import BoxCoder
@@ -231,3 +232,16 @@ def test_keypoint_targets_and_loss():
     assert loss.item() == pytest.approx(math.log(25), rel=1e-6)
     none = keypoint_losses(logits, t, torch.zeros_like(v))["loss_keypoint"]
     assert none.item() == 0 and none.requires_grad
+
+
+def test_only_rois_with_a_labelled_keypoint_inside_go_to_the_keypoint_head():
+    kps = torch.tensor([
+        [[2.0, 3.0, 2.0], [30.0, 30.0, 2.0]],  # gt 0: one keypoint in [0, 10]^2, one far away
+        [[5.0, 5.0, 0.0], [6.0, 6.0, 0.0]],  # gt 1: nothing labelled (a person with no keypoint)
+        [[10.0, 10.0, 1.0], [0.0, 0.0, 0.0]],  # gt 2: labelled but hidden, on the box's corner
+    ])  # (3, 2, 3)
+    props = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 25.0, 25.0], [0.0, 0.0, 10.0, 10.0],
+                          [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    matched = torch.tensor([0, 0, 1, 2, -1])  # the last one is background
+    assert with_visible_keypoints(kps, props, matched).tolist() == [True, False, False, True, False]
+    assert with_visible_keypoints(kps[:0], props, matched).tolist() == [False] * 5
