@@ -10,7 +10,7 @@ TORCH_CPU_PIN ?= torch==2.13.0
 TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo demo-keypoints test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(VENV)/bin/maskrcnn demo --output $(DEMO_DIR)
+
+demo-keypoints: setup
+	$(VENV)/bin/maskrcnn demo --task keypoints --output $(DEMO_DIR)_keypoints
 
 lint: setup
 	$(VENV)/bin/ruff check maskrcnn tests benchmarks
