@@ -15,6 +15,7 @@ from maskrcnn.engine.training import build_training
 
 SIZE = 128
 ITERS = 120
+KP_AP_MIN = 10.0  # provisional
 TINY = {
     "model.fpn_dim": 32,
     "model.rpn.pre_nms_topk_train": 200,
