@@ -14,8 +14,11 @@ from maskrcnn.engine.logger import read_metrics
 from maskrcnn.engine.training import build_training
 
 SIZE = 128
-ITERS = 120
-KP_AP_MIN = 10.0  # provisional
+ITERS = 70
+# Keypoint AP on the 4 training images after 70 iterations, measured for dataset / model seeds 0-3:
+# 93.3, 95.0, 56.9, 95.0 (box AP 75.4, 90.4, 58.2, 72.5); the test runs seed 0. About 25 s of CPU on
+# one thread, setup and evaluation included.
+KP_AP_MIN = 50.0
 TINY = {
     "model.fpn_dim": 32,
     "model.rpn.pre_nms_topk_train": 200,
@@ -61,7 +64,6 @@ def test_keypoint_model_learns_poses_and_predicts_them(tmp_path):
     result = trainer.train()
     kp, bbox = result["eval"]["keypoints"], result["eval"]["bbox"]
     print(f"keypoint AP {kp['AP']:.1f} (AP50 {kp['AP50']:.1f}), box AP {bbox['AP']:.1f}")
-    # Measured (seeds 0-2 of the dataset): see the threshold's comment in the module's history.
     assert kp["AP"] >= KP_AP_MIN, (kp, bbox)
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert any("keypoints/AP" in r for r in records)
