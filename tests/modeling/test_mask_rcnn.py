@@ -127,3 +127,33 @@ def test_c4_design_trains_and_predicts():
     with torch.inference_mode():
         det = model([torch.rand(3, 64, 80)])[0]
     assert det["mask_probs"].shape[1:] == (1, 14, 14)  # res5 7x7 -> deconv 14x14
+
+
+def test_joint_keypoint_and_mask_training_step():
+    """mask_on and keypoint_on together (the paper's Table 4/5 setting): every loss term, finite, and
+    a person with no labelled keypoint (the second) gives the keypoint head nothing: its loss is the
+    first person's alone, unchanged when the second person's keypoints are hidden entirely."""
+    torch.manual_seed(0)
+    model = build_model(_tiny_cfg(**{
+        "model.num_classes": 2, "model.roi_heads.keypoint_on": True, "model.roi_heads.num_keypoints": 3,
+        "model.roi_heads.keypoint_head_dim": 16, "model.roi_heads.keypoint_head_convs": 2}))
+    model.train()
+    image = torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(1))
+    target = _targets()[0]
+    target["labels"] = torch.tensor([1, 1])
+    kps = torch.tensor([[[15.0, 15.0, 2.0], [30.0, 20.0, 1.0], [35.0, 25.0, 2.0]],
+                        [[50.0, 40.0, 0.0], [60.0, 50.0, 0.0], [70.0, 55.0, 0.0]]])
+
+    def losses(keypoints):
+        generator = torch.Generator().manual_seed(3)
+        return model([image], [{**target, "keypoints": keypoints}], generator=generator)
+
+    out = losses(kps)
+    assert set(out) == LOSS_KEYS | {"loss_keypoint"} and all(torch.isfinite(v) for v in out.values())
+    assert out["loss_keypoint"].item() > 0
+    sum(out.values()).backward()
+    assert model.roi_heads.keypoint_head.predictor.weight.grad.abs().sum() > 0
+    # moving the unlabelled person's (v = 0) keypoints changes nothing
+    moved = kps.clone()
+    moved[1, :, :2] = 52.0
+    assert losses(moved)["loss_keypoint"].item() == pytest.approx(out["loss_keypoint"].item(), rel=1e-6)
