@@ -7,9 +7,7 @@ Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name`
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
 [x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
 sorted order. A file that cannot be read is reported on stderr and skipped; the summary counts it.
-Shapes: D detections of one image, H x W its original size, K keypoints. For keypoint models v is
-the keypoint's score, as detectron2 writes it, and the overlays join the keypoints by the training
-set's skeleton (``data.keypoint_skeleton``).
+Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
 from __future__ import annotations
