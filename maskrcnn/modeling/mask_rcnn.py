@@ -61,7 +61,7 @@ class MaskRCNN(nn.Module):
             if not img.is_floating_point():
                 raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
         sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
-        d = self.size_divisibility
+        d = max(1, int(self.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
         wp = int(math.ceil(max(s[1] for s in sizes) / d) * d)
         batch = images[0].new_zeros((len(images), 3, hp, wp))
