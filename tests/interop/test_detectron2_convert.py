@@ -262,8 +262,8 @@ def test_c4_layout_converts_with_detectron2_anchor_order():
     design with detectron2's test settings, and each RPN output row follows its anchor."""
     from maskrcnn.modeling.anchors import AnchorGenerator
 
-    cfg = apply_overrides(Config(), {"model.fpn": False, "model.backbone": "resnet18", "model.num_classes": 3})
-    ours_model = build_model(cfg)
+    ours_model = build_model(apply_overrides(
+        Config(), {"model.fpn": False, "model.backbone": "resnet18", "model.num_classes": 3}))
     d2 = {}
     for k, v in ours_model.state_dict().items():  # our C4 keys -> detectron2's
         name = re.sub(r"\.conv\.weight$", ".weight", k) if ".res" in k or ".stem." in k else k
