@@ -83,7 +83,7 @@ D2_LABELS = {"d2_mask_rcnn_R_50_FPN_320": "R50-FPN 320", "d2_mask_rcnn_R_50_FPN_
 def _d2_header(cli: bool) -> None:
     cont = "" if cli else f"{'features':>9}{'logits':>9}{'deltas':>9}{'masklg':>9}{'props':>7}"
     print(f"{'detectron2 model':<24}{'img':>4}{'pad':>5}{cont}{'dets':>7}{'score':>9}{'box px':>9}"
-          f"{'mask IoU min/raw min/raw mean':>31}{'kp px':>9}")
+          f"{'mask IoU min/raw min/raw mean':>31}{'kp px':>9}{'kp score':>9}")
 
 
 def _d2_row(label, i, f, d, cli: bool) -> None:
@@ -98,7 +98,7 @@ def _d2_row(label, i, f, d, cli: bool) -> None:
                  f"{d['mean_mask_iou_raw']:.4f}")
     print(f"{label:<24}{i:>4}{'ok' if f['padding_ok'] else 'NO':>5}{cont}{d['matched']:>7.1%}"
           f"{d['worst_score_diff']:>9.1e}{d['worst_box_diff']:>9.1e}{masks:>31}"
-          f"{_fmt(d.get('worst_keypoint_px')):>9}")
+          f"{_fmt(d.get('worst_keypoint_px')):>9}{_fmt(d.get('worst_keypoint_score_diff')):>9}")
 
 
 def detectron2_table() -> int:

@@ -80,6 +80,9 @@ class ROIHeadsConfig:
     keypoint_head_convs: int = 8
     keypoint_head_dim: int = 512
     keypoint_pool_size: int = 14
+    # a keypoint's score: logit (torchvision: the heatmap's peak value) | softmax (detectron2: the peak's
+    # share of the heatmap's spatial softmax, in (0, 1])
+    keypoint_score: str = "logit"
 
 
 @dataclass

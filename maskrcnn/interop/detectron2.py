@@ -278,6 +278,7 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
         "model.roi_heads.mask_on": layout == "maskrcnn",
         "model.roi_heads.mask_head_norm": "none",
         "model.roi_heads.keypoint_on": layout == "keypointrcnn",
+        "model.roi_heads.keypoint_score": "softmax",
         # ResizeShortestEdge: PIL bilinear on the uint8 image, the output size rounded
         "input.resize_method": "pil",
     }

@@ -209,7 +209,8 @@ def build_model(cfg) -> MaskRCNN:
                                 positive_fraction=h.positive_fraction),
         box_loss=BoxRegressionLoss(kind=h.box_loss, beta=h.smooth_l1_beta),
         detections=DetectionSettings(score_thresh=h.score_thresh, nms_thresh=h.nms_thresh,
-                                     detections_per_image=h.detections_per_image),
+                                     detections_per_image=h.detections_per_image,
+                                     keypoint_score=h.keypoint_score),
         mask_pooler=mask_pooler, mask_head=mask_head,
         # targets on the grid the pooler samples
         mask_loss=MaskLossSettings(mode=h.mask_loss, aligned_targets=h.pooler_aligned),

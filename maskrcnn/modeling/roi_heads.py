@@ -26,7 +26,7 @@ from torch import nn
 
 from maskrcnn.modeling import roi_losses
 from maskrcnn.modeling.box_head import postprocess_boxes
-from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+from maskrcnn.modeling.keypoint_head import KEYPOINT_SCORES, heatmaps_to_keypoints
 from maskrcnn.modeling.mask_head import mask_probs_for_labels
 from maskrcnn.modeling.matcher import BalancedSampler, Matcher, gt_ignore_flags
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
@@ -36,11 +36,17 @@ MASK_LOSS_MODES = ("sigmoid", "softmax")
 
 @dataclass(frozen=True)
 class DetectionSettings:
-    """Box post-processing at inference (``box_head.postprocess_boxes``)."""
+    """Post-processing at inference: boxes (``box_head.postprocess_boxes``), keypoint scores."""
 
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
+    keypoint_score: str = "logit"  # heatmaps_to_keypoints' score: logit (torchvision) | softmax (detectron2)
+
+    def __post_init__(self):
+        if self.keypoint_score not in KEYPOINT_SCORES:
+            raise ValueError(f"model.roi_heads.keypoint_score must be one of {KEYPOINT_SCORES}, "
+                             f"got {self.keypoint_score!r}")
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class RoIHeads(nn.Module):
                 d["mask_probs"] = probs
         if self.keypoint_head is not None:
             heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (sum D, J, 56, 56)
-            kps, kp_scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes))
+            kps, kp_scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes), score=det.keypoint_score)
             for d, k, s in zip(dets, kps.split(counts), kp_scores.split(counts)):
                 d["keypoints"], d["keypoint_scores"] = k, s
         return dets, {}

@@ -130,7 +130,8 @@ def test_round_trip_restores_our_weights(tmp_path, layout, fmt, r50_mask):
     assert (m.fpn_dim, m.roi_heads.box_head_dim) == (64, 128)
     assert m.stride_in_1x1 and m.frozen_bn_eps == 1e-5 and m.rpn.anchor_rounding is False
     assert m.roi_heads.pooler_aligned and m.roi_heads.pooler_sampling_ratio == 0
-    assert m.roi_heads.mask_paste == "grid_sample"
+    assert m.roi_heads.mask_paste == "grid_sample" and m.roi_heads.keypoint_score == "softmax"
+    assert result["config"].input.resize_method == "pil"
     assert m.roi_heads.mask_on == (layout == "maskrcnn")
     assert m.roi_heads.keypoint_on == (layout == "keypointrcnn")
     if layout == "keypointrcnn":
