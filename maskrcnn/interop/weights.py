@@ -154,7 +154,9 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     keys = [k for k in sd if isinstance(k, str)]
     if any(k.startswith("backbone.body.") for k in keys):
         return _detector(obj, "torchvision", source)
-    if any(k.startswith("backbone.bottom_up.") for k in keys):
+    # detectron2: FPN models nest the ResNet as backbone.bottom_up, C4 models do not (both have an RPN
+    # under proposal_generator)
+    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
         return _detector(obj, "detectron2", source)
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)

@@ -282,6 +282,9 @@ def test_c4_layout_converts_with_detectron2_anchor_order():
     assert result["config"].input.resize_method == "pil"
     model = build_model(result["config"])
     model.load_state_dict(result["state_dict"])  # strict
+    from maskrcnn.interop.weights import convert_any
+
+    assert convert_any({"model": d2}).kind == "detectron2"  # what train --init reads
     sizes, ratios = m.rpn.anchor_sizes, m.rpn.aspect_ratios
     ours_cells = AnchorGenerator(sizes=[sizes], aspect_ratios=ratios, strides=[16], rounding=False).cells[0]
     d2_cells = _d2_cell_anchors(sizes, ratios)
