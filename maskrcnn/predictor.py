@@ -31,7 +31,7 @@ ImageLike = Union[torch.Tensor, str, os.PathLike]
 # choice gives batch-mates of closer sizes, at the memory of that many original images.
 WINDOW_BATCHES = 4
 
-__all__ = ["Predictor", "resolve_device", "resolve_dtype"]
+__all__ = ["Predictor", "load_predictor", "resolve_device", "resolve_dtype"]
 
 def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class{i}" for i in range(1, num_classes)]
@@ -293,3 +293,15 @@ class Predictor:
 def _some(keys: Sequence[str], n: int = 5) -> str:
     keys = list(keys)
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def load_predictor(weights: Union[str, os.PathLike], **kwargs) -> Predictor:
+    """The one entry point from a weights file to a ``Predictor`` (the server uses it; ``kwargs`` go to
+    ``Predictor.from_checkpoint``). ONNX files are recognised by their suffix and refused with a clear
+    message until the ONNX predictor plugs in here."""
+    if Path(weights).suffix.lower() == ".onnx":
+        raise ValueError(
+            f"{weights}: serving ONNX files needs the ONNX predictor, which this version does not have yet; "
+            "give a checkpoint written by train / convert"
+        )
+    return Predictor.from_checkpoint(weights, **kwargs)

@@ -1,0 +1,221 @@
+// The page of `maskrcnn serve`: send an image to POST predict, draw the detections on a canvas.
+//
+// Masks arrive as COCO compressed RLE (column-major run lengths, as predictions.json has them) and are
+// decoded here, once per image; the score slider only redraws. Colours follow the detection's rank in
+// the answer, so a detection keeps its colour while the slider hides others. `document.body.dataset
+// .state` is "idle", "busy", "done" or "error" (a browser test waits on it).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("canvas");
+const ctx = canvas.getContext("2d");
+const MASK_ALPHA = 0.45;
+
+let current = null; // {picture, width, height, predictions, categories, masks: [Uint8Array|null]}
+
+function setStatus(text, state) {
+  $("status").textContent = text;
+  $("status").className = state === "error" ? "error" : "";
+  document.body.dataset.state = state;
+}
+
+// Well-separated colours: hues stepped by the golden ratio (as the library's overlays do).
+function colour(i) {
+  const h = (0.07 + i * 0.618033988749895) % 1;
+  const s = i % 3 === 2 ? 0.6 : 0.85;
+  const v = i % 2 === 0 ? 0.95 : 0.8;
+  const k = (n) => (n + h * 6) % 6;
+  const f = (n) => v - v * s * Math.max(0, Math.min(k(n), 4 - k(n), 1));
+  return [f(5), f(3), f(1)].map((c) => Math.round(c * 255));
+}
+
+// COCO compressed RLE string -> run lengths: 6-bit characters (offset 48), 5 data bits each, the
+// 0x20 bit says "more characters follow", the 0x10 bit of the last one is the sign; from the third
+// count on, each is stored as the difference to the count two places before.
+function rleCounts(s) {
+  const counts = [];
+  let p = 0;
+  while (p < s.length) {
+    let x = 0, k = 0, more = true, c = 0;
+    while (more) {
+      c = s.charCodeAt(p) - 48;
+      x |= (c & 0x1f) << (5 * k);
+      more = (c & 0x20) !== 0;
+      p += 1;
+      k += 1;
+      if (!more && (c & 0x10)) x |= -1 << (5 * k);
+    }
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  return counts;
+}
+
+// RLE {size: [H, W], counts} -> Uint8Array (H * W, row-major) of 0/1.
+function decodeMask(rle) {
+  const [h, w] = rle.size;
+  const out = new Uint8Array(h * w);
+  const counts = typeof rle.counts === "string" ? rleCounts(rle.counts) : rle.counts;
+  let pos = 0; // column-major position
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i];
+    if (i % 2 === 1) {
+      for (let q = pos; q < pos + n && q < h * w; q++) {
+        const x = Math.floor(q / h);
+        out[(q - x * h) * w + x] = 1;
+      }
+    }
+    pos += n;
+  }
+  return out;
+}
+
+function threshold() {
+  return parseFloat($("score").value);
+}
+
+function render() {
+  if (!current) return;
+  const { width: W, height: H, predictions, categories } = current;
+  const t = threshold();
+  if (current.picture) {
+    ctx.drawImage(current.picture, 0, 0, W, H);
+  } else { // the browser cannot decode this format: detections on grey
+    ctx.fillStyle = "#808080";
+    ctx.fillRect(0, 0, W, H);
+  }
+  const shown = predictions.map((p, i) => [p, i]).filter(([p]) => p.score >= t);
+  if (shown.some(([, i]) => current.masks[i])) {
+    const img = ctx.getImageData(0, 0, W, H);
+    const px = img.data;
+    for (const [, i] of shown) {
+      const m = current.masks[i];
+      if (!m || m.length !== W * H) continue;
+      const [r, g, b] = colour(i);
+      for (let q = 0; q < m.length; q++) {
+        if (!m[q]) continue;
+        const o = q * 4;
+        px[o] += (r - px[o]) * MASK_ALPHA;
+        px[o + 1] += (g - px[o + 1]) * MASK_ALPHA;
+        px[o + 2] += (b - px[o + 2]) * MASK_ALPHA;
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+  const line = Math.max(2, Math.round(Math.max(W, H) / 400));
+  const font = Math.max(12, Math.round(Math.max(W, H) / 45));
+  ctx.font = `600 ${font}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  for (const [p, i] of shown) {
+    const [x, y, w, h] = p.bbox;
+    const css = `rgb(${colour(i).join(",")})`;
+    ctx.lineWidth = line;
+    ctx.strokeStyle = css;
+    ctx.strokeRect(x, y, w, h);
+    const label = `${categories[String(p.category_id)] ?? p.category_id} ${p.score.toFixed(2)}`;
+    const tw = ctx.measureText(label).width + 2 * line;
+    const ty = y - font - 2 * line >= 0 ? y - font - 2 * line : y; // above the box, or inside at the top
+    ctx.fillStyle = css;
+    ctx.fillRect(x - line / 2, ty, tw, font + 2 * line);
+    ctx.fillStyle = "#000";
+    ctx.fillText(label, x + line / 2, ty + line);
+  }
+  let n = 0;
+  for (const row of $("rows").children) {
+    const below = parseFloat(row.dataset.score) < t;
+    row.classList.toggle("below", below);
+    n += below ? 0 : 1;
+  }
+  setStatus(`${current.file}: ${W}×${H}, ${n} of ${predictions.length} detections shown ` +
+            `(${current.seconds.toFixed(2)} s)`, "done");
+}
+
+function fillTable() {
+  const rows = $("rows");
+  rows.textContent = "";
+  current.predictions.forEach((p, i) => {
+    const tr = document.createElement("tr");
+    tr.dataset.score = p.score;
+    const name = current.categories[String(p.category_id)] ?? String(p.category_id);
+    const cells = [String(i + 1), name, p.score.toFixed(3), ...p.bbox.map((v) => v.toFixed(1))];
+    cells.forEach((text, c) => {
+      const td = document.createElement("td");
+      if (c === 1) {
+        const sw = document.createElement("span");
+        sw.className = "swatch";
+        sw.style.background = `rgb(${colour(i).join(",")})`;
+        td.appendChild(sw);
+      }
+      td.appendChild(document.createTextNode(text));
+      if (c !== 1) td.className = "num";
+      tr.appendChild(td);
+    });
+    rows.appendChild(tr);
+  });
+}
+
+async function showFile(file) {
+  if (!file) return;
+  setStatus(`${file.name}: detecting…`, "busy");
+  const form = new FormData();
+  form.append("image", file, file.name);
+  let answer;
+  try {
+    const res = await fetch("predict", { method: "POST", body: form });
+    const text = await res.text();
+    let body = null;
+    try { body = JSON.parse(text); } catch (e) { body = null; }
+    if (!res.ok) {
+      const why = body && body.detail ? body.detail : text || res.statusText;
+      throw new Error(`${res.status}: ${typeof why === "string" ? why : JSON.stringify(why)}`);
+    }
+    answer = body;
+  } catch (e) {
+    setStatus(`${file.name}: ${e.message}`, "error");
+    return;
+  }
+  let picture = null;
+  try {
+    picture = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch (e) {
+    picture = null; // e.g. TIFF: the server read it, the browser cannot
+  }
+  current = {
+    picture,
+    file: answer.file_name,
+    width: answer.width,
+    height: answer.height,
+    seconds: answer.seconds || 0,
+    predictions: answer.predictions,
+    categories: answer.categories,
+    masks: answer.predictions.map((p) => (p.segmentation ? decodeMask(p.segmentation) : null)),
+  };
+  canvas.width = answer.width;
+  canvas.height = answer.height;
+  canvas.classList.remove("empty");
+  fillTable();
+  render();
+}
+
+$("file").addEventListener("change", (e) => showFile(e.target.files[0]));
+$("score").addEventListener("input", () => {
+  $("score-value").textContent = threshold().toFixed(2);
+  render();
+});
+const drop = $("drop");
+for (const ev of ["dragenter", "dragover"]) {
+  drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+}
+for (const ev of ["dragleave", "drop"]) {
+  drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+}
+drop.addEventListener("drop", (e) => showFile(e.dataTransfer.files[0]));
+// A file dropped anywhere else must not make the browser navigate away from the page.
+window.addEventListener("dragover", (e) => e.preventDefault());
+window.addEventListener("drop", (e) => e.preventDefault());
+
+fetch("health").then((r) => r.json()).then((h) => {
+  const names = Object.values(h.categories);
+  $("model").textContent = `${h.weights || "model"} · ${names.length} classes ` +
+    `(${names.slice(0, 8).join(", ")}${names.length > 8 ? ", …" : ""}) · ${h.device}`;
+}).catch(() => { $("model").textContent = "model information unavailable"; });
