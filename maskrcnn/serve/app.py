@@ -31,6 +31,10 @@ from importlib import resources
 from typing import Optional
 
 import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
 
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
@@ -95,9 +99,6 @@ async def _read_body(request, limit: int) -> bytes:
 
 async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     """-> (encoded image bytes, file name, form fields) from a multipart form or a raw body."""
-    from starlette.datastructures import UploadFile
-    from starlette.requests import Request
-
     ctype = request.headers.get("content-type", "").lower()
     if not ctype.startswith("multipart/form-data"):
         return body, "upload", {}
@@ -148,10 +149,6 @@ def create_app(
         max_pending: most requests waiting for the model; more get a 503.
         weights_name: shown by ``/health`` and the page.
     """
-    from fastapi import FastAPI, Request
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import JSONResponse, Response
-
     if max_upload_bytes < 1 or max_pixels < 1:
         raise ValueError(f"max_upload_bytes and max_pixels must be >= 1: {max_upload_bytes}, {max_pixels}")
     batches = BatchQueue(
@@ -181,6 +178,12 @@ def create_app(
     @app.exception_handler(RequestError)
     async def _refused(request, exc: RequestError):
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _failed(request, exc: Exception):
+        # The model (or something unforeseen) failed on this request; uvicorn logs the traceback, the
+        # client gets the reason, and the next request is served as usual.
+        return JSONResponse({"detail": f"prediction failed: {type(exc).__name__}: {exc}"}, status_code=500)
 
     @app.get("/health")
     async def health():
