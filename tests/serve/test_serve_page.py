@@ -1,0 +1,150 @@
+"""The web page in headless Chromium: upload an image, wait for the answer, and read back what was drawn.
+
+The canvas must show the detections (masks tinted, boxes and labels in the library's instance colours,
+also in a screenshot of the page), and the score slider set above every score must leave exactly the
+uploaded picture (so what was drawn was the detections, and the slider filters them live).
+
+Needs Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``) and selenium (the
+``dev`` extra); skipped, saying which is missing, otherwise.
+"""
+
+import base64
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from serve_helpers import RunningServer, png_bytes
+
+pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
+pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
+pytest.importorskip("multipart", reason="the server tests need python-multipart (the 'serve' extra)")
+pytest.importorskip("selenium", reason="the browser test needs selenium (the dev extra)")
+
+from maskrcnn.data.images import decode_image_bytes  # noqa: E402
+from maskrcnn.serve.app import create_app  # noqa: E402
+from maskrcnn.visualize import instance_colors  # noqa: E402
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+CHROMEDRIVER = shutil.which("chromedriver")
+if CHROMIUM is None or CHROMEDRIVER is None:
+    pytest.skip(
+        "the browser test needs headless Chromium and chromedriver on PATH "
+        "(Debian/Ubuntu: apt-get install -y chromium chromium-driver); "
+        f"found chromium={CHROMIUM}, chromedriver={CHROMEDRIVER}",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
+
+HEADLESS_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1280,900", "--force-device-scale-factor=1",
+)  # fmt: skip
+
+
+def start_browser(profile_dir):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in HEADLESS_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile_dir}")  # a fresh profile: no state from earlier runs
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def show_image(driver, url, path, timeout=120):
+    """Open the page, choose ``path`` in its file input, wait for the answer -> the page's state."""
+    driver.get(url)
+    driver.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error")
+    )
+    return driver.find_element(By.TAG_NAME, "body").get_attribute("data-state")
+
+
+def set_slider(driver, value):
+    driver.execute_script(
+        "const s = document.getElementById('score'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('input'));",
+        str(value),
+    )
+
+
+def canvas_pixels(driver) -> np.ndarray:
+    """(H, W, 3) uint8: the canvas at its own resolution (toDataURL is lossless PNG)."""
+    url = driver.execute_script("return document.getElementById('canvas').toDataURL('image/png');")
+    data = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def near(pixels, colour, tol=3) -> int:
+    """How many pixels are within ``tol`` of ``colour`` in every channel."""
+    return int((np.abs(pixels.astype(int) - np.asarray(colour, int)).max(axis=-1) <= tol).sum())
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_browser(tmp_path / "profile")
+    yield driver
+    driver.quit()
+
+
+def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browser, tmp_path):
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    picture = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), np.full_like(xx, 96)], -1).astype(np.uint8)
+    path = tmp_path / "gradient.png"
+    path.write_bytes(png_bytes(picture))
+    server = RunningServer(create_app(serve_predictor, weights_name="tiny.pth"))
+    try:
+        state = show_image(browser, server.url + "/", path)
+        status = browser.find_element(By.ID, "status").text
+        assert state == "done", status
+        rows = browser.find_elements(By.CSS_SELECTOR, "#rows tr")
+        n = len(rows)
+        assert n > 0 and f"{n} of {n} detections shown" in status, status  # scores ~0.85 > 0.5 default
+        assert "tiny.pth" in browser.find_element(By.ID, "model").text
+
+        drawn = canvas_pixels(browser)
+        assert drawn.shape == picture.shape
+        changed = np.abs(drawn.astype(int) - picture.astype(int)).max(axis=-1) > 8
+        assert changed.mean() > 0.05  # masks, boxes and labels cover a good part of the picture
+        # the masks, decoded from RLE in the browser, are tinted where the predictor put them
+        det = serve_predictor.predict_tensors([decode_image_bytes(path.read_bytes())])[0]
+        union = det["masks"].any(0).numpy()  # (H, W)
+        assert union.mean() > 0.05 and changed[union].mean() > 0.95
+        # ... and not elsewhere: outside masks, boxes and label strips nothing changed
+        allowed = union.copy()
+        for x0, y0, x1, y1 in det["boxes"].round().int().tolist():
+            allowed[max(y0 - 4, 0) : y1 + 5, max(x0 - 4, 0) : x1 + 5] = True  # box and its outline
+            allowed[max(y0 - 20, 0) : y0 + 20, max(x0 - 4, 0) :] = True  # label above or inside the top
+        assert not (changed & ~allowed).any()
+        colours = instance_colors(n)
+        # the last detection is drawn on top: its label's background is its colour, exactly
+        assert near(drawn, colours[n - 1]) >= 20
+        screenshot = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB"))
+        (tmp_path / "page.png").write_bytes(browser.get_screenshot_as_png())
+        assert near(screenshot, colours[n - 1]) >= 20  # and the screenshot shows it
+
+        set_slider(browser, 1.0)  # above every score: nothing drawn, nothing listed
+        assert np.abs(canvas_pixels(browser).astype(int) - picture.astype(int)).max() <= 2
+        assert f"0 of {n} detections shown" in browser.find_element(By.ID, "status").text
+        assert all(not r.is_displayed() for r in rows)
+        set_slider(browser, 0.0)
+        assert np.array_equal(canvas_pixels(browser), drawn)
+
+        # an upload the server refuses is reported on the page, and the page stays usable
+        bad = tmp_path / "notes.png"
+        bad.write_bytes(b"not an image at all")
+        assert show_image(browser, server.url + "/", bad) == "error"
+        assert "400" in browser.find_element(By.ID, "status").text
+        assert "not an image" in browser.find_element(By.ID, "status").text
+    finally:
+        server.stop()
