@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="autocast dtype"
     )
     parser.add_argument(
+        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
+    )
+    parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
         dtype=None if args.dtype == "float32" else args.dtype,
+        optimise=not args.no_optimise,
     )
     app = create_app(
         predictor,

@@ -113,16 +113,19 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
         assert "tiny.pth" in browser.find_element(By.ID, "model").text
 
         drawn = canvas_pixels(browser)
-        assert drawn.shape == picture.shape
-        changed = np.abs(drawn.astype(int) - picture.astype(int)).max(axis=-1) > 8
+        k = int(browser.find_element(By.ID, "canvas").get_attribute("data-scale"))
+        assert k == 480 // w  # a small picture is drawn enlarged by a whole factor
+        shown = np.repeat(np.repeat(picture, k, axis=0), k, axis=1)  # (k H, k W, 3): the picture enlarged
+        assert drawn.shape == shown.shape
+        changed = np.abs(drawn.astype(int) - shown.astype(int)).max(axis=-1) > 8
         assert changed.mean() > 0.05  # masks, boxes and labels cover a good part of the picture
         # the masks, decoded from RLE in the browser, are tinted where the predictor put them
         det = serve_predictor.predict_tensors([decode_image_bytes(path.read_bytes())])[0]
-        union = det["masks"].any(0).numpy()  # (H, W)
+        union = det["masks"].any(0).numpy().repeat(k, axis=0).repeat(k, axis=1)  # (k H, k W)
         assert union.mean() > 0.05 and changed[union].mean() > 0.95
         # ... and not elsewhere: outside masks, boxes and label strips nothing changed
         allowed = union.copy()
-        for x0, y0, x1, y1 in det["boxes"].round().int().tolist():
+        for x0, y0, x1, y1 in (det["boxes"] * k).round().int().tolist():
             allowed[max(y0 - 4, 0) : y1 + 5, max(x0 - 4, 0) : x1 + 5] = True  # box and its outline
             allowed[max(y0 - 20, 0) : y0 + 20, max(x0 - 4, 0) :] = True  # label above or inside the top
         assert not (changed & ~allowed).any()
@@ -134,7 +137,7 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
         assert near(screenshot, colours[n - 1]) >= 20  # and the screenshot shows it
 
         set_slider(browser, 1.0)  # above every score: nothing drawn, nothing listed
-        assert np.abs(canvas_pixels(browser).astype(int) - picture.astype(int)).max() <= 2
+        assert np.abs(canvas_pixels(browser).astype(int) - shown.astype(int)).max() <= 2
         assert f"0 of {n} detections shown" in browser.find_element(By.ID, "status").text
         assert all(not r.is_displayed() for r in rows)
         set_slider(browser, 0.0)

@@ -1,7 +1,8 @@
 // The page of `maskrcnn serve`: send an image to POST predict, draw the detections on a canvas.
 //
 // Masks arrive as COCO compressed RLE (column-major run lengths, as predictions.json has them) and are
-// decoded here, once per image; the score slider only redraws. Colours follow the detection's rank in
+// decoded here, once per image; the score slider only redraws. Small pictures are drawn enlarged by a
+// whole factor (canvas.dataset.scale) so that labels stay legible. Colours follow the detection's rank in
 // the answer, so a detection keeps its colour while the slider hides others. `document.body.dataset
 // .state` is "idle", "busy", "done" or "error" (a browser test waits on it).
 "use strict";
@@ -10,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
 const MASK_ALPHA = 0.45;
+const MIN_SIDE = 480; // pictures smaller than this (longer side) are drawn enlarged by a whole factor
 
 let current = null; // {picture, width, height, predictions, categories, masks: [Uint8Array|null]}
 
@@ -76,38 +78,46 @@ function threshold() {
 
 function render() {
   if (!current) return;
-  const { width: W, height: H, predictions, categories } = current;
+  const { width: W, height: H, scale: k, predictions, categories } = current;
   const t = threshold();
+  ctx.imageSmoothingEnabled = false; // small pictures are enlarged by whole pixels, not blurred
   if (current.picture) {
-    ctx.drawImage(current.picture, 0, 0, W, H);
+    ctx.drawImage(current.picture, 0, 0, W * k, H * k);
   } else { // the browser cannot decode this format: detections on grey
     ctx.fillStyle = "#808080";
-    ctx.fillRect(0, 0, W, H);
+    ctx.fillRect(0, 0, W * k, H * k);
   }
   const shown = predictions.map((p, i) => [p, i]).filter(([p]) => p.score >= t);
   if (shown.some(([, i]) => current.masks[i])) {
-    const img = ctx.getImageData(0, 0, W, H);
+    const img = ctx.getImageData(0, 0, W * k, H * k);
     const px = img.data;
+    const rowStride = W * k * 4;
     for (const [, i] of shown) {
       const m = current.masks[i];
       if (!m || m.length !== W * H) continue;
       const [r, g, b] = colour(i);
       for (let q = 0; q < m.length; q++) {
         if (!m[q]) continue;
-        const o = q * 4;
-        px[o] += (r - px[o]) * MASK_ALPHA;
-        px[o + 1] += (g - px[o + 1]) * MASK_ALPHA;
-        px[o + 2] += (b - px[o + 2]) * MASK_ALPHA;
+        const y = Math.floor(q / W), x = q - y * W;
+        for (let dy = 0; dy < k; dy++) { // the k x k block of this image pixel
+          let o = (y * k + dy) * rowStride + x * k * 4;
+          for (let dx = 0; dx < k; dx++, o += 4) {
+            px[o] += (r - px[o]) * MASK_ALPHA;
+            px[o + 1] += (g - px[o + 1]) * MASK_ALPHA;
+            px[o + 2] += (b - px[o + 2]) * MASK_ALPHA;
+          }
+        }
       }
     }
     ctx.putImageData(img, 0, 0);
   }
-  const line = Math.max(2, Math.round(Math.max(W, H) / 400));
-  const font = Math.max(12, Math.round(Math.max(W, H) / 45));
+  // line width and font in canvas pixels, growing with the picture as the library's overlays do
+  const line = Math.max(2, Math.round(Math.max(W, H) * k / 400));
+  const font = Math.max(12, Math.round(Math.max(W, H) * k / 45));
   ctx.font = `600 ${font}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   for (const [p, i] of shown) {
-    const [x, y, w, h] = p.bbox;
+    const [x, y, w, h] = p.bbox.map((v) => v * k);
     const css = `rgb(${colour(i).join(",")})`;
     ctx.lineWidth = line;
     ctx.strokeStyle = css;
@@ -185,13 +195,15 @@ async function showFile(file) {
     file: answer.file_name,
     width: answer.width,
     height: answer.height,
+    scale: Math.max(1, Math.floor(MIN_SIDE / Math.max(answer.width, answer.height))),
     seconds: answer.seconds || 0,
     predictions: answer.predictions,
     categories: answer.categories,
     masks: answer.predictions.map((p) => (p.segmentation ? decodeMask(p.segmentation) : null)),
   };
-  canvas.width = answer.width;
-  canvas.height = answer.height;
+  canvas.width = answer.width * current.scale;
+  canvas.height = answer.height * current.scale;
+  canvas.dataset.scale = current.scale;
   canvas.classList.remove("empty");
   fillTable();
   render();
