@@ -72,6 +72,21 @@ function decodeMask(rle) {
   return out;
 }
 
+// 1 where a mask pixel has a 4-neighbour outside the mask (or lies on the picture's border): the
+// outline, drawn darker so that touching instances of one colour stay apart.
+function maskOutline(m, w, h) {
+  const out = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const q = y * w + x;
+      if (!m[q]) continue;
+      out[q] = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !m[q - 1] || !m[q + 1] ||
+               !m[q - w] || !m[q + w] ? 1 : 0;
+    }
+  }
+  return out;
+}
+
 function threshold() {
   return parseFloat($("score").value);
 }
@@ -95,16 +110,18 @@ function render() {
     for (const [, i] of shown) {
       const m = current.masks[i];
       if (!m || m.length !== W * H) continue;
+      const edge = current.outlines[i];
       const [r, g, b] = colour(i);
       for (let q = 0; q < m.length; q++) {
         if (!m[q]) continue;
         const y = Math.floor(q / W), x = q - y * W;
+        const a = edge[q] ? 1 : MASK_ALPHA, f = edge[q] ? 0.6 : 1; // outline: opaque, darker
         for (let dy = 0; dy < k; dy++) { // the k x k block of this image pixel
           let o = (y * k + dy) * rowStride + x * k * 4;
           for (let dx = 0; dx < k; dx++, o += 4) {
-            px[o] += (r - px[o]) * MASK_ALPHA;
-            px[o + 1] += (g - px[o + 1]) * MASK_ALPHA;
-            px[o + 2] += (b - px[o + 2]) * MASK_ALPHA;
+            px[o] += (r * f - px[o]) * a;
+            px[o + 1] += (g * f - px[o + 1]) * a;
+            px[o + 2] += (b * f - px[o + 2]) * a;
           }
         }
       }
@@ -201,6 +218,7 @@ async function showFile(file) {
     categories: answer.categories,
     masks: answer.predictions.map((p) => (p.segmentation ? decodeMask(p.segmentation) : null)),
   };
+  current.outlines = current.masks.map((m) => (m ? maskOutline(m, answer.width, answer.height) : null));
   canvas.width = answer.width * current.scale;
   canvas.height = answer.height * current.scale;
   canvas.dataset.scale = current.scale;
