@@ -19,7 +19,7 @@ HELP = "serve a model over HTTP: POST /predict, GET /health and a web page at /"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from maskrcnn.serve.app import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+    from maskrcnn.serve import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 
     parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
@@ -68,17 +68,19 @@ def _is_loopback(host: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        import python_multipart  # noqa: F401 -- uploads need it; FastAPI would say so only at the first
         import uvicorn
-    except ImportError:
+
+        from maskrcnn.serve.app import create_app
+    except ImportError as e:
         print(
-            "maskrcnn serve: needs the 'serve' extra: pip install 'maskrcnn[serve]' (FastAPI, uvicorn, "
-            "python-multipart)",
+            f"maskrcnn serve: {e}: install the 'serve' extra: pip install 'maskrcnn[serve]' (FastAPI, "
+            "uvicorn, python-multipart)",
             file=sys.stderr,
         )
         return 1
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import load_predictor
-    from maskrcnn.serve.app import create_app
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

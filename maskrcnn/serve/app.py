@@ -38,14 +38,11 @@ from starlette.datastructures import UploadFile
 
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
+from maskrcnn.serve import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app", "filter_by_score"]
 
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-# Masks are pasted at the original size: memory grows with pixels x detections, so the default keeps a
-# 16-megapixel photograph (4912 x 3264) and refuses larger ones.
-DEFAULT_MAX_PIXELS = 16_000_000
 # After a body passes the upload limit, read (and discard) up to this much more so that the client,
 # which is still sending, receives the 413 instead of a reset connection.
 _DRAIN_BYTES = 64 * 1024 * 1024

@@ -13,7 +13,7 @@ from serve_helpers import CLASS_NAMES, LABEL_TO_CATEGORY, png_bytes
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
-pytest.importorskip("multipart", reason="the server tests need python-multipart (the 'serve' extra)")
+pytest.importorskip("python_multipart", reason="the server tests need python-multipart (the 'serve' extra)")
 
 from maskrcnn.data.coco_results import detections_to_coco_results  # noqa: E402
 from maskrcnn.data.images import decode_image_bytes  # noqa: E402

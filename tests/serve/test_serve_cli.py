@@ -15,7 +15,7 @@ from serve_helpers import png_bytes
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
-pytest.importorskip("multipart", reason="the server tests need python-multipart (the 'serve' extra)")
+pytest.importorskip("python_multipart", reason="the server tests need python-multipart (the 'serve' extra)")
 
 import maskrcnn  # noqa: E402
 from maskrcnn.cli import main  # noqa: E402

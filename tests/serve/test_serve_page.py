@@ -19,7 +19,7 @@ from serve_helpers import RunningServer, png_bytes
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
-pytest.importorskip("multipart", reason="the server tests need python-multipart (the 'serve' extra)")
+pytest.importorskip("python_multipart", reason="the server tests need python-multipart (the 'serve' extra)")
 pytest.importorskip("selenium", reason="the browser test needs selenium (the dev extra)")
 
 from maskrcnn.data.images import decode_image_bytes  # noqa: E402
