@@ -53,35 +53,47 @@ function rleCounts(s) {
   return counts;
 }
 
-// RLE {size: [H, W], counts} -> Uint8Array (H * W, row-major) of 0/1.
+// RLE {size: [H, W], counts} -> the mask cropped to its ones: {x0, y0, w, h, data} with data a
+// Uint8Array (h * w, row-major) of 0/1, or null for an empty mask. Cropping keeps memory at the
+// objects' size, not detections x picture size (100 masks of a 12-megapixel photograph would be 1.2 GB).
 function decodeMask(rle) {
-  const [h, w] = rle.size;
-  const out = new Uint8Array(h * w);
+  const [H, W] = rle.size;
   const counts = typeof rle.counts === "string" ? rleCounts(rle.counts) : rle.counts;
-  let pos = 0; // column-major position
-  for (let i = 0; i < counts.length; i++) {
-    const n = counts[i];
-    if (i % 2 === 1) {
-      for (let q = pos; q < pos + n && q < h * w; q++) {
-        const x = Math.floor(q / h);
-        out[(q - x * h) * w + x] = 1;
-      }
-    }
-    pos += n;
+  let x0 = W, y0 = H, x1 = -1, y1 = -1;
+  for (let i = 1, pos = counts[0] || 0; i < counts.length; pos += counts[i] + (counts[i + 1] || 0), i += 2) {
+    const n = Math.min(counts[i], H * W - pos); // a run of ones over [pos, pos + n), column-major
+    if (n <= 0) continue;
+    const first = pos, last = pos + n - 1;
+    const xf = Math.floor(first / H), xl = Math.floor(last / H);
+    x0 = Math.min(x0, xf);
+    x1 = Math.max(x1, xl);
+    y0 = Math.min(y0, xl > xf ? 0 : first - xf * H); // a run over a column boundary spans all rows
+    y1 = Math.max(y1, xl > xf ? H - 1 : last - xl * H);
   }
-  return out;
+  if (x1 < 0) return null;
+  const w = x1 - x0 + 1, h = y1 - y0 + 1;
+  const data = new Uint8Array(w * h);
+  for (let i = 1, pos = counts[0] || 0; i < counts.length; pos += counts[i] + (counts[i + 1] || 0), i += 2) {
+    const end = Math.min(pos + counts[i], H * W);
+    for (let q = pos; q < end; q++) {
+      const x = Math.floor(q / H);
+      data[(q - x * H - y0) * w + (x - x0)] = 1;
+    }
+  }
+  return { x0, y0, w, h, data };
 }
 
-// 1 where a mask pixel has a 4-neighbour outside the mask (or lies on the picture's border): the
-// outline, drawn darker so that touching instances of one colour stay apart.
-function maskOutline(m, w, h) {
+// 1 where a mask pixel has a 4-neighbour outside the mask (the crop's border is the mask's border or
+// the picture's): the outline, drawn darker so that touching instances of one colour stay apart.
+function maskOutline(m) {
+  const { w, h, data } = m;
   const out = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const q = y * w + x;
-      if (!m[q]) continue;
-      out[q] = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !m[q - 1] || !m[q + 1] ||
-               !m[q - w] || !m[q + w] ? 1 : 0;
+      if (!data[q]) continue;
+      out[q] = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !data[q - 1] || !data[q + 1] ||
+               !data[q - w] || !data[q + w] ? 1 : 0;
     }
   }
   return out;
@@ -109,12 +121,13 @@ function render() {
     const rowStride = W * k * 4;
     for (const [, i] of shown) {
       const m = current.masks[i];
-      if (!m || m.length !== W * H) continue;
+      if (!m || m.x0 + m.w > W || m.y0 + m.h > H) continue;
       const edge = current.outlines[i];
       const [r, g, b] = colour(i);
-      for (let q = 0; q < m.length; q++) {
-        if (!m[q]) continue;
-        const y = Math.floor(q / W), x = q - y * W;
+      for (let q = 0; q < m.data.length; q++) {
+        if (!m.data[q]) continue;
+        const cy = Math.floor(q / m.w);
+        const y = m.y0 + cy, x = m.x0 + q - cy * m.w;
         const a = edge[q] ? 1 : MASK_ALPHA, f = edge[q] ? 0.6 : 1; // outline: opaque, darker
         for (let dy = 0; dy < k; dy++) { // the k x k block of this image pixel
           let o = (y * k + dy) * rowStride + x * k * 4;
@@ -218,7 +231,7 @@ async function showFile(file) {
     categories: answer.categories,
     masks: answer.predictions.map((p) => (p.segmentation ? decodeMask(p.segmentation) : null)),
   };
-  current.outlines = current.masks.map((m) => (m ? maskOutline(m, answer.width, answer.height) : null));
+  current.outlines = current.masks.map((m) => (m ? maskOutline(m) : null));
   canvas.width = answer.width * current.scale;
   canvas.height = answer.height * current.scale;
   canvas.dataset.scale = current.scale;
