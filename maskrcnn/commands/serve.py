@@ -1,7 +1,7 @@
 """``maskrcnn serve``: run a model behind HTTP, with a web page to try it.
 
     maskrcnn serve --weights CKPT [--host 127.0.0.1] [--port 8000] [--batch-size N]
-                   [--max-upload-mb MB] [--max-pixels N] [--device D] [--score-thresh T]
+                   [--max-upload-mb MB] [--max-pixels N] [--max-queue N] [--device D] [--score-thresh T]
 
 Endpoints (``maskrcnn.serve.app``): ``GET /`` the page, ``POST /predict`` an image -> COCO-format JSON,
 ``GET /health``. Binds to localhost unless ``--host`` says otherwise: the server has no authentication,
@@ -19,7 +19,7 @@ HELP = "serve a model over HTTP: POST /predict, GET /health and a web page at /"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from maskrcnn.serve import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+    from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 
     parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
         help=f"largest image, width x height (default {DEFAULT_MAX_PIXELS}); checked before decoding",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-queue", type=int, default=DEFAULT_MAX_PENDING,
+        help=f"most requests served at once; more get a 503 (default {DEFAULT_MAX_PENDING})",
     )  # fmt: skip
     parser.add_argument(
         "--score-thresh", type=float, default=None,
@@ -84,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.max_upload_mb <= 0 or args.max_pixels < 1:
-        raise ValueError("--max-upload-mb and --max-pixels must be positive")
+    if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_queue < 1:
+        raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     predictor = load_predictor(
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
         max_wait_s=args.max_wait_ms / 1000.0,
+        max_pending=args.max_queue,
         weights_name=Path(args.weights).name,
     )
     if not _is_loopback(args.host):

@@ -9,13 +9,15 @@ Needs the ``serve`` extra (``pip install maskrcnn[serve]``: FastAPI, uvicorn, py
 Weights are loaded by ``maskrcnn.predictor.load_predictor``.
 """
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
+__all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
 
 # Here rather than in app.py so that `maskrcnn serve --help` works without the optional dependencies.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Masks are pasted at the original size: memory grows with pixels x detections, so the default keeps a
 # 16-megapixel photograph (4912 x 3264) and refuses larger ones.
 DEFAULT_MAX_PIXELS = 16_000_000
+# Requests served at once (decoded, queued or in the model); more get a 503.
+DEFAULT_MAX_PENDING = 32
 
 
 def create_app(*args, **kwargs):

@@ -18,8 +18,9 @@ where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json
 Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
-bombs), a full queue (503). Decoding and JSON encoding run in the server's thread pool; the model runs on
-the ``BatchQueue``'s one worker thread in batches of the predictor's ``batch_size``.
+bombs), more than ``max_pending`` requests at once (503). Decoding and JSON encoding run in the server's
+thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches of the predictor's
+``batch_size``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from starlette.datastructures import UploadFile
 
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
-from maskrcnn.serve import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app", "filter_by_score"]
@@ -133,7 +134,7 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_wait_s: float = 0.01,
-    max_pending: int = 64,
+    max_pending: int = DEFAULT_MAX_PENDING,
     weights_name: str = "",
 ):
     """A FastAPI application serving ``predictor`` (its batch queue starts and stops with the app).
@@ -143,7 +144,8 @@ def create_app(
         max_upload_bytes: largest request body accepted.
         max_pixels: largest image (width x height) accepted, checked before decoding.
         max_wait_s: how long a batch waits for batch-mates once its first request is in.
-        max_pending: most requests waiting for the model; more get a 503.
+        max_pending: most requests being decoded, waiting for or in the model; more get a 503 (this
+            bounds the memory the server holds: decoded images and pasted masks).
         weights_name: shown by ``/health`` and the page.
     """
     if max_upload_bytes < 1 or max_pixels < 1:
@@ -171,6 +173,7 @@ def create_app(
 
     app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batches = batches
+    app.state.in_flight = 0
 
     @app.exception_handler(RequestError)
     async def _refused(request, exc: RequestError):
@@ -190,6 +193,7 @@ def create_app(
             "device": str(predictor.device),
             "batch_size": batches.batch_size,
             "pending": batches.pending,
+            "in_flight": app.state.in_flight,
             "batches_run": batches.batches_run,
             "images_run": batches.items_run,
             "categories": categories,
@@ -213,25 +217,33 @@ def create_app(
         thresh = _parse_score_thresh(request.query_params.get("score_thresh", fields.get("score_thresh")))
         if not data:
             raise RequestError(400, "empty upload: send an image file (form field 'image' or the raw body)")
+        # Decoded images and detections are the memory a request holds: at most max_pending of them
+        # (the count changes only on the event loop's thread, so it needs no lock).
+        if app.state.in_flight >= max_pending:
+            raise RequestError(503, f"{max_pending} requests are already being served; try again shortly")
+        app.state.in_flight += 1
         try:
-            image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
-        except ImageTooLargeError as e:
-            raise RequestError(413, f"{e} (--max-pixels)") from None
-        except ImageReadError as e:
-            raise RequestError(400, str(e)) from None
-        try:
-            future = batches.submit(image)
-        except QueueFullError as e:
-            raise RequestError(503, str(e)) from None
-        det = await asyncio.wrap_future(future)  # a model failure propagates: a 500, the server lives on
-        det = filter_by_score(det, thresh)
-        records = await run_in_threadpool(
-            detections_to_coco_results,
-            det,
-            image_id=1,
-            label_to_category_id=label_to_cat,
-            extra={"file_name": name},
-        )
+            try:
+                image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
+            except ImageTooLargeError as e:
+                raise RequestError(413, f"{e} (--max-pixels)") from None
+            except ImageReadError as e:
+                raise RequestError(400, str(e)) from None
+            try:
+                future = batches.submit(image)
+            except QueueFullError as e:
+                raise RequestError(503, str(e)) from None
+            det = await asyncio.wrap_future(future)  # a model failure propagates: a 500, the server lives on
+            det = filter_by_score(det, thresh)
+            records = await run_in_threadpool(
+                detections_to_coco_results,
+                det,
+                image_id=1,
+                label_to_category_id=label_to_cat,
+                extra={"file_name": name},
+            )
+        finally:
+            app.state.in_flight -= 1
         H, W = image.shape[-2:]
         return {
             "file_name": name,

@@ -3,6 +3,7 @@ message, 20 concurrent requests are each answered with their own image's detecti
 keeps serving after all of it."""
 
 import struct
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -147,19 +148,60 @@ def test_twenty_concurrent_requests_each_get_their_own_answer(serve_predictor, s
     uploads = [png_bytes(_noise(100 + i)) for i in range(20)]  # one size: batch-mates need no padding
     want = [_expected(serve_predictor, data, f"img{i}.png") for i, data in enumerate(uploads)]
     assert len({w[0]["score"] for w in want}) == 20  # distinct images, distinct answers: a mix-up shows
+    bad = [b"not an image", uploads[0][:3000], b"\0" * 300_000]  # sent among them: 400, 400, 413
     _, before = server.request("GET", "/health")
 
     def send(i):
-        return server.post_file("/predict", uploads[i], filename=f"img{i}.png")
+        if i < 20:
+            return server.post_file("/predict", uploads[i], filename=f"img{i}.png")
+        return server.post_file("/predict", bad[i - 20], filename=f"bad{i}.png")
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(pool.map(send, range(20)))
-    for i, (status, body) in enumerate(answers):
+    with ThreadPoolExecutor(max_workers=23) as pool:
+        answers = list(pool.map(send, range(23)))
+    for i, (status, body) in enumerate(answers[:20]):
         assert status == 200, (i, body)
         _assert_same(body["predictions"], want[i])
+    assert [status for status, _ in answers[20:]] == [400, 400, 413]
     status, after = server.request("GET", "/health")
-    assert status == 200 and after["images_run"] - before["images_run"] == 20 and after["pending"] == 0
+    assert status == 200 and after["images_run"] - before["images_run"] == 20
+    assert after["pending"] == 0 and after["in_flight"] == 0
     assert after["batches_run"] - before["batches_run"] <= 20
+
+
+class _GatedPredictor:
+    """Holds its first forward until ``release`` is set (after ``entered``): a request stays in flight
+    for as long as the test wants."""
+
+    class_names = CLASS_NAMES
+    label_to_category_id = None
+    batch_size = 1
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_tensors(self, images):
+        self.entered.set()
+        assert self.release.wait(timeout=60)
+        return [
+            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+            for _ in images
+        ]
+
+
+def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
+    model = _GatedPredictor()
+    server = start_server(create_app(model, max_pending=1))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(server.post_file, "/predict", make_png(_noise(5)))
+        assert model.entered.wait(timeout=60)  # the first request is in the model
+        status, body = server.post_file("/predict", make_png(_noise(6)))
+        assert status == 503 and "1 requests are already being served" in body["detail"], body
+        model.release.set()
+        status, body = first.result(timeout=60)
+    assert status == 200 and body["predictions"] == [] and body["num_detections"] == 0
+    status, body = server.post_file("/predict", make_png(_noise(6)))  # served again once it is free
+    assert status == 200, body
 
 
 class _FailingPredictor:
