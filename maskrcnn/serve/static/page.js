@@ -99,6 +99,41 @@ function maskOutline(m) {
   return out;
 }
 
+// COCO person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles): the limbs
+// as 0-based index pairs, drawn when a model predicts those 17 keypoints.
+const COCO_SKELETON = [[15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7],
+  [6, 8], [7, 9], [8, 10], [1, 2], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6]];
+
+// keypoints [x1, y1, v1, ...] of one detection (canvas scale k): limbs, then points, where v > 0.
+function drawKeypoints(kps, k, css, line) {
+  const pts = [];
+  for (let j = 0; j + 2 < kps.length; j += 3) pts.push([kps[j] * k, kps[j + 1] * k, kps[j + 2]]);
+  ctx.lineWidth = line;
+  ctx.strokeStyle = css;
+  if (pts.length === 17) {
+    for (const [a, b] of COCO_SKELETON) {
+      if (pts[a][2] > 0 && pts[b][2] > 0) {
+        ctx.beginPath();
+        ctx.moveTo(pts[a][0], pts[a][1]);
+        ctx.lineTo(pts[b][0], pts[b][1]);
+        ctx.stroke();
+      }
+    }
+  }
+  for (const [x, y, v] of pts) {
+    if (v <= 0) continue;
+    ctx.beginPath();
+    ctx.arc(x, y, 1.5 * line, 0, 2 * Math.PI);
+    ctx.fillStyle = css;
+    ctx.fill();
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 1;
+    ctx.stroke();
+    ctx.lineWidth = line;
+    ctx.strokeStyle = css;
+  }
+}
+
 function threshold() {
   return parseFloat($("score").value);
 }
@@ -152,6 +187,7 @@ function render() {
     ctx.lineWidth = line;
     ctx.strokeStyle = css;
     ctx.strokeRect(x, y, w, h);
+    if (p.keypoints) drawKeypoints(p.keypoints, k, css, line);
     const label = `${categories[String(p.category_id)] ?? p.category_id} ${p.score.toFixed(2)}`;
     const tw = ctx.measureText(label).width + 2 * line;
     const ty = y - font - 2 * line >= 0 ? y - font - 2 * line : y; // above the box, or inside at the top
@@ -259,6 +295,6 @@ window.addEventListener("drop", (e) => e.preventDefault());
 
 fetch("health").then((r) => r.json()).then((h) => {
   const names = Object.values(h.categories);
-  $("model").textContent = `${h.weights || "model"} · ${names.length} classes ` +
+  $("model").textContent = `${h.weights || "model"} · ${names.length} class${names.length === 1 ? "" : "es"} ` +
     `(${names.slice(0, 8).join(", ")}${names.length > 8 ? ", …" : ""}) · ${h.device}`;
 }).catch(() => { $("model").textContent = "model information unavailable"; });
