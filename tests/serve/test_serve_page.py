@@ -151,3 +151,41 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
         assert "not an image" in browser.find_element(By.ID, "status").text
     finally:
         server.stop()
+
+
+def test_page_decodes_coco_rle_as_pycocotools_encodes_it(browser, serve_predictor, tmp_path):
+    """The page's RLE decoder against the library's encoder (pycocotools) on masks with runs of every
+    kind: long and short, across column boundaries, touching the borders, one pixel, empty."""
+    import torch
+
+    from maskrcnn.data.mask_codec import masks_to_rles
+
+    rng = np.random.default_rng(0)
+    h, w = 37, 53
+    masks = np.zeros((5, h, w), bool)
+    masks[0] = rng.random((h, w)) < 0.5  # short runs: small and negative count differences
+    masks[1, 5:30, 7:40] = True  # one blob
+    masks[1, 12:20, 15:22] = False  # with a hole
+    masks[2, :, 50:] = True  # runs over column boundaries, touching the right, top and bottom border
+    masks[3, 36, 0] = True  # one pixel in a corner
+    # masks[4] stays empty
+    rles = masks_to_rles(torch.from_numpy(masks))
+    server = RunningServer(create_app(serve_predictor))
+    try:
+        browser.get(server.url + "/")
+        for mask, rle in zip(masks, rles):
+            got = browser.execute_script(
+                "const m = decodeMask(arguments[0]);"
+                "return m && {x0: m.x0, y0: m.y0, w: m.w, h: m.h, data: Array.from(m.data)};",
+                rle,
+            )
+            if not mask.any():
+                assert got is None
+                continue
+            ys, xs = np.nonzero(mask)
+            assert (got["x0"], got["y0"]) == (xs.min(), ys.min())
+            assert (got["w"], got["h"]) == (xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+            crop = np.asarray(got["data"], dtype=bool).reshape(got["h"], got["w"])
+            assert np.array_equal(crop, mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+    finally:
+        server.stop()
