@@ -226,7 +226,7 @@ def create_app(
             try:
                 image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
             except ImageTooLargeError as e:
-                raise RequestError(413, f"{e} (--max-pixels)") from None
+                raise RequestError(413, f"{e}; this server takes at most {max_pixels} pixels") from None
             except ImageReadError as e:
                 raise RequestError(400, str(e)) from None
             try:
