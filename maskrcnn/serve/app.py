@@ -42,12 +42,11 @@ from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_imag
 from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app", "filter_by_score"]
+__all__ = ["create_app", "filter_by_score"]
 
 # After a body passes the upload limit, read (and discard) up to this much more so that the client,
 # which is still sending, receives the 413 instead of a reset connection.
 _DRAIN_BYTES = 64 * 1024 * 1024
-_STATIC = ("index.html", "page.js")
 
 
 class RequestError(Exception):
