@@ -109,8 +109,21 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
         assert state == "done", status
         rows = browser.find_elements(By.CSS_SELECTOR, "#rows tr")
         n = len(rows)
-        assert n > 0 and f"{n} of {n} detections shown" in status, status  # scores ~0.85 > 0.5 default
+        det = serve_predictor.predict_tensors([decode_image_bytes(path.read_bytes())])[0]
+        scores = det["scores"].tolist()  # descending
+        assert n == len(scores) > 2
+        above = sum(sc >= 0.5 for sc in scores)  # the slider starts at 0.5
+        assert f"{above} of {n} detections shown" in status, status
+        assert sum(r.is_displayed() for r in rows) == above
         assert "tiny.pth" in browser.find_element(By.ID, "model").text
+        # a slider position (its step is 0.01) that splits the detections, clear of every score
+        t = next(t for t in np.arange(1, 100) / 100 if 0 < sum(sc >= t for sc in scores) < n
+                 and min(abs(sc - t) for sc in scores) > 1e-3)  # fmt: skip
+        k = sum(sc >= t for sc in scores)
+        set_slider(browser, f"{t:.2f}")
+        assert f"{k} of {n} detections shown" in browser.find_element(By.ID, "status").text
+        assert [r.is_displayed() for r in rows] == [True] * k + [False] * (n - k)  # table rows: score order
+        set_slider(browser, 0.0)  # all of them
 
         drawn = canvas_pixels(browser)
         k = int(browser.find_element(By.ID, "canvas").get_attribute("data-scale"))
@@ -120,7 +133,6 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
         changed = np.abs(drawn.astype(int) - shown.astype(int)).max(axis=-1) > 8
         assert changed.mean() > 0.05  # masks, boxes and labels cover a good part of the picture
         # the masks, decoded from RLE in the browser, are tinted where the predictor put them
-        det = serve_predictor.predict_tensors([decode_image_bytes(path.read_bytes())])[0]
         union = det["masks"].any(0).numpy().repeat(k, axis=0).repeat(k, axis=1)  # (k H, k W)
         assert union.mean() > 0.05 and changed[union].mean() > 0.95
         # ... and not elsewhere: outside masks, boxes and label strips nothing changed
