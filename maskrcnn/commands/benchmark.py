@@ -60,7 +60,7 @@ def build_predictor(args: argparse.Namespace):
         batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
     )  # fmt: skip
     if args.weights:
-        return Predictor.from_checkpoint(args.weights, **options)
+        return Predictor.from_weights(args.weights, **options)
     from maskrcnn.config import load_config
     from maskrcnn.modeling.mask_rcnn import build_model
 
