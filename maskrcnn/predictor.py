@@ -34,7 +34,8 @@ from torch import nn
 
 from maskrcnn.engine.device import resolve_device, resolve_dtype
 
-ImageLike = Union[torch.Tensor, str, os.PathLike, "np.ndarray", "PIL.Image.Image"]
+# also numpy arrays and PIL images (see the module docstring); neither is imported here
+ImageLike = Union[torch.Tensor, str, os.PathLike, object]
 
 # With batching, how many batches' worth of images are resized together and grouped by size: more
 # choice gives batch-mates of closer sizes, at the memory of that many original images.
@@ -62,7 +63,8 @@ def _from_numpy_or_pil(image, where: str):
                              f"got {image.shape}")
         if image.dtype == np.uint8 or image.dtype.kind == "f":
             return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
-        raise ValueError(f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255 or float in [0, 1])")
+        raise ValueError(
+            f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255 or float in [0, 1])")
     return image
 
 
@@ -243,7 +245,9 @@ class Predictor:
         return cls(model, model.cfg, model.class_names, device=device, **kwargs)
 
     @classmethod
-    def from_weights(cls, path: Union[str, os.PathLike], *, overrides: Optional[dict] = None, **kwargs) -> Predictor:
+    def from_weights(
+        cls, path: Union[str, os.PathLike], *, overrides: Optional[dict] = None, **kwargs
+    ) -> Predictor:
         """``from_onnx`` for a ``.onnx`` file, else ``from_checkpoint``."""
         if Path(path).suffix.lower() == ".onnx":
             if overrides:

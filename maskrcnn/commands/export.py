@@ -83,7 +83,8 @@ def _size(text, *, multiple: int = 1):
     except ValueError:
         raise ValueError(f"--size expects HxW, got {text!r}") from None
     if h <= 0 or w <= 0 or h % multiple or w % multiple:
-        raise ValueError(f"--size {text}: must be positive" + (f" multiples of {multiple}" if multiple > 1 else ""))
+        what = f"positive multiples of {multiple}" if multiple > 1 else "positive"
+        raise ValueError(f"--size {text}: height and width must be {what}")
     return h, w
 
 

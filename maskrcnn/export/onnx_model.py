@@ -62,7 +62,8 @@ class OnnxMaskRCNN(nn.Module):
         roi = model.roi_heads
         if roi.mask_head is None:
             raise ValueError("export: the model has no mask head (ONNX export is for Mask R-CNN models)")
-        for name, pooler in (("box", roi.box_pooler), ("mask", roi.mask_pooler), ("keypoint", roi.keypoint_pooler)):
+        poolers = (("box", roi.box_pooler), ("mask", roi.mask_pooler), ("keypoint", roi.keypoint_pooler))
+        for name, pooler in poolers:
             if pooler is not None and pooler.pooler != "roialign":
                 raise ValueError(f"export: the {name} pooler is {pooler.pooler!r}; ONNX has RoiAlign only")
         self.model = model
@@ -183,8 +184,9 @@ class OnnxMaskRCNN(nn.Module):
         valid = (scores > det.score_thresh) & _big_enough(boxes, 1e-2)  # postprocess_boxes' min_size
         nms_scores = torch.where(valid, scores, torch.full_like(scores, _DROPPED))
         # each class is an NMS batch of its own boxes: (K-1, P, 4), scores (K-1, 1, P)
-        sel = onnx_ops.nms(boxes.transpose(0, 1), nms_scores.t()[:, None], max_per_class=det.detections_per_image,
-                           iou_threshold=det.nms_thresh, score_threshold=_NMS_SCORE_FLOOR)  # (S, 3)
+        sel = onnx_ops.nms(boxes.transpose(0, 1), nms_scores.t()[:, None],
+                           max_per_class=det.detections_per_image, iou_threshold=det.nms_thresh,
+                           score_threshold=_NMS_SCORE_FLOOR)  # (S, 3)
         cls, row = sel[:, 0], sel[:, 2]
         kept = scores[row, cls]  # (S,)
         top, order = kept.topk(_topk_count(kept.shape[0], det.detections_per_image))  # (D,)

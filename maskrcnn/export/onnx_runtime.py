@@ -42,7 +42,8 @@ def _session(path: Path, device: torch.device, threads: Optional[int]):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise RuntimeError(f"{path}: running an ONNX file needs onnxruntime: pip install 'maskrcnn[onnx]'") from None
+        raise RuntimeError(
+            f"{path}: running an ONNX file needs onnxruntime: pip install 'maskrcnn[onnx]'") from None
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
@@ -79,14 +80,16 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path}: not an ONNX file written by `maskrcnn export` "
                                  f"(metadata field 'maskrcnn_format' is {meta.get('maskrcnn_format')!r})")
         if meta.get("maskrcnn_format_version") != str(FORMAT_VERSION):
-            raise OnnxModelError(f"{self.path}: metadata field 'maskrcnn_format_version' is "
-                                 f"{meta.get('maskrcnn_format_version')!r}; this library reads {FORMAT_VERSION}")
+            raise OnnxModelError(
+                f"{self.path}: metadata field 'maskrcnn_format_version' is "
+                f"{meta.get('maskrcnn_format_version')!r}; this library reads {FORMAT_VERSION}")
         fields = {}
         for key in ("config", "class_names", "label_to_category_id"):
             try:
                 fields[key] = json.loads(meta[key])
             except (KeyError, ValueError) as e:
-                raise OnnxModelError(f"{self.path}: metadata field {key!r} is missing or not JSON ({e})") from None
+                raise OnnxModelError(
+                    f"{self.path}: metadata field {key!r} is missing or not JSON ({e})") from None
         try:
             self.cfg = from_dict(fields["config"], stored=True)
         except (ValueError, TypeError) as e:
