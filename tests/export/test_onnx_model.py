@@ -35,8 +35,8 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
     torch.manual_seed(0)
     cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
-    save_checkpoint(root / "tiny.pth", model_state=build_model(cfg).state_dict(), config=cfg, class_names=NAMES,
-                    label_to_category_id={1: 5, 2: 9})
+    save_checkpoint(root / "tiny.pth", model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=NAMES, label_to_category_id={1: 5, 2: 9})
     assert main(["export", "--weights", str(root / "tiny.pth"), "--output", str(root / "tiny.onnx")]) == 0
     assert main(["export", "--weights", str(root / "tiny.pth"), "--output", str(root / "empty.onnx"),
                  "--set", "model.roi_heads.score_thresh=1.0"]) == 0  # fmt: skip
