@@ -1,7 +1,7 @@
 """CPU inference speed and peak memory of R50-FPN Mask R-CNN at 800x1067: this library vs torchvision.
 
     python benchmarks/inference.py [--tv-python PYTHON] [--images 3] [--threads 2] [--size 800x1067]
-                                   [--variants fp32,fp32-opt,bf16-opt] [--rounds 1] [--profile]
+                                   [--variants fp32,fp32-opt,bf16-opt,onnx] [--rounds 1] [--profile]
 
 Every measurement runs in its own process (so that the RSS high-water mark belongs to it alone):
 - ``torchvision``: ``maskrcnn_resnet50_fpn(weights=None, num_classes=C)`` with the deterministic weights
@@ -11,7 +11,9 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
   channels_last, Winograd 3x3 convolutions, fused residual additions: what Predictor runs on CPU),
   ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
-  direct convolution).
+  direct convolution); ``onnx`` the model exported by ``maskrcnn.export`` (the whole graph) and run by
+  onnxruntime's CPU provider with ``--threads`` intra-op threads, through the same Predictor (resize
+  and paste are ours; the export itself is not timed).
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
 at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
 times (torchvision, ours, ..., torchvision, ours, ...) so that a slow phase of a shared machine hits
@@ -174,6 +176,18 @@ def worker_ours(args) -> dict:
             recipe_state_dict([(k, tuple(v.shape)) for k, v in model.state_dict().items()]), strict=True
         )
     variant = args.worker.split(":", 1)[1]
+    if variant == "onnx":
+        import onnxruntime
+
+        from maskrcnn.export.onnx_export import export_onnx
+
+        path = str(Path(args.out).with_suffix(".onnx"))
+        names = ["__background__"] + [f"class{i}" for i in range(1, cfg.model.num_classes)]
+        export_onnx(model, cfg, names, path)
+        predictor = Predictor.from_onnx(path, threads=args.threads)
+        images = load_images(args.size)
+        dets, times = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, False)
+        return {"name": f"onnxruntime {onnxruntime.__version__}", "times": times, "dets": dets}
     predictor = Predictor(
         model,
         cfg,
@@ -268,7 +282,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size", default="800x1067", help="HxW of the images")
     p.add_argument("--num-classes", type=int, default=4, help="as in the golden data (random weights)")
-    p.add_argument("--variants", default="fp32,fp32-opt,bf16-opt")
+    p.add_argument("--variants", default="fp32,fp32-opt,bf16-opt,onnx")
     p.add_argument(
         "--tv-python", default=os.environ.get("MASKRCNN_TV_PYTHON"), help="python with torchvision"
     )
