@@ -15,7 +15,8 @@ its own NMS batch, so there is no coordinate offset), FPN level assignment and R
 ``modeling/box_head.postprocess_boxes``, ``ops/poolers.MultiScaleRoIAlign``).
 
 Outputs: ``boxes`` (D, 4) xyxy in the input image's pixels, ``labels`` (D,) int64 in 1..K-1,
-``scores`` (D,), ``masks`` (D, 1, M, M) probabilities of the predicted class; keypoint models add
+``scores`` (D,), ``masks`` (D, 1, M, M) probabilities of the predicted class (models with a mask
+head); keypoint models add
 ``keypoint_heatmaps`` (D, J, Hk, Hk) logits (decoded to keypoints by ``heatmaps_to_keypoints`` at
 run time, as in eager mode). D may be 0.
 
@@ -55,18 +56,17 @@ def _topk_count(n, k_max: int) -> Tensor:
 
 
 class OnnxMaskRCNN(nn.Module):
-    """One image -> (boxes, labels, scores, masks[, keypoint_heatmaps]); see the module docstring."""
+    """One image -> (boxes, labels, scores[, masks][, keypoint_heatmaps]); see the module docstring."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         roi = model.roi_heads
-        if roi.mask_head is None:
-            raise ValueError("export: the model has no mask head (ONNX export is for Mask R-CNN models)")
         poolers = (("box", roi.box_pooler), ("mask", roi.mask_pooler), ("keypoint", roi.keypoint_pooler))
         for name, pooler in poolers:
             if pooler is not None and pooler.pooler != "roialign":
                 raise ValueError(f"export: the {name} pooler is {pooler.pooler!r}; ONNX has RoiAlign only")
         self.model = model
+        self.masks = roi.mask_head is not None
         self.keypoints = roi.keypoint_head is not None
         anchors = model.rpn.anchor_generator
         self.anchor_rounding = anchors.rounding
@@ -75,7 +75,8 @@ class OnnxMaskRCNN(nn.Module):
             self.register_buffer(f"cell_anchors_{i}", cell.clone(), persistent=False)  # (A, 4)
 
     def output_names(self) -> list:
-        return ["boxes", "labels", "scores", "masks"] + (["keypoint_heatmaps"] if self.keypoints else [])
+        return (["boxes", "labels", "scores"] + (["masks"] if self.masks else [])
+                + (["keypoint_heatmaps"] if self.keypoints else []))
 
     # ------------------------------------------------------------------------------------------
     def forward(self, image: Tensor) -> tuple:
@@ -90,10 +91,11 @@ class OnnxMaskRCNN(nn.Module):
         proposals = self._proposals([feats[n] for n in model.rpn_in_features], x, hf, wf)  # (P, 4)
         boxes, scores, labels = self._detections(feats, proposals, hf, wf)
         roi = model.roi_heads
-        logits = roi.mask_head(self._pool(roi.mask_pooler, feats, boxes))  # (D, K, M, M)
-        rows = torch.arange(logits.shape[0])
-        masks = logits[rows, labels][:, None].sigmoid()  # (D, 1, M, M): the predicted class's channel
-        out = (boxes, labels, scores, masks)
+        out = (boxes, labels, scores)
+        if self.masks:
+            logits = roi.mask_head(self._pool(roi.mask_pooler, feats, boxes))  # (D, K, M, M)
+            rows = torch.arange(logits.shape[0])
+            out += (logits[rows, labels][:, None].sigmoid(),)  # (D, 1, M, M): the predicted class's channel
         if self.keypoints:
             out += (roi.keypoint_head(self._pool(roi.keypoint_pooler, feats, boxes)),)  # (D, J, Hk, Hk)
         return out

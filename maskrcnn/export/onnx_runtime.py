@@ -7,7 +7,7 @@ J keypoints, Hk heatmap size (56).
 class names and the label -> category id map), so a file is all ``Predictor.from_onnx`` needs; no
 checkpoint and no training code runs. Calling it on one resized image gives the model's detections in
 that image's coordinates, the dict ``MaskRCNN`` returns (``boxes``, ``scores``, ``labels``,
-``mask_probs`` (D, 1, M, M), keypoints decoded from the graph's heatmaps by the same
+``mask_probs`` (D, 1, M, M) (mask models), keypoints decoded from the graph's heatmaps by the same
 ``heatmaps_to_keypoints`` as in eager mode), so resizing back, pasting and writing are the
 predictor's, shared with checkpoints. The file is data to onnxruntime: loading it runs no Python
 code from it, and its metadata is parsed as JSON.
@@ -99,21 +99,23 @@ class OnnxModel:
         l2c = fields["label_to_category_id"]
         self.label_to_category_id = {int(k): int(v) for k, v in l2c.items()} if l2c else None
         self.output_names = [o.name for o in self.session.get_outputs()]
-        missing = {"boxes", "labels", "scores", "masks"} - set(self.output_names)
+        missing = {"boxes", "labels", "scores"} - set(self.output_names)
         if missing:
             raise OnnxModelError(f"{self.path}: the graph has no output(s) {sorted(missing)}")
 
     def __call__(self, image: torch.Tensor) -> dict:
         """image (3, h, w) float in [0, 1] -> ``boxes`` (D, 4), ``scores`` (D,), ``labels`` (D,) int64,
-        ``mask_probs`` (D, 1, M, M) (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J))."""
+        ``mask_probs`` (D, 1, M, M) (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J)) as the model has
+        them."""
         array = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
         out = dict(zip(self.output_names, self.session.run(None, {"image": array})))
         det = {
             "boxes": torch.from_numpy(out["boxes"]),
             "scores": torch.from_numpy(out["scores"]),
             "labels": torch.from_numpy(out["labels"]).long(),
-            "mask_probs": torch.from_numpy(out["masks"]),
         }
+        if "masks" in out:
+            det["mask_probs"] = torch.from_numpy(out["masks"])
         if "keypoint_heatmaps" in out:
             from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
 
