@@ -14,6 +14,7 @@ arithmetic with dynamic sizes and takes ``symbolic`` functions for the two ONNX 
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -23,12 +24,10 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from maskrcnn.export import FORMAT, FORMAT_VERSION
 from maskrcnn.export.onnx_model import OnnxMaskRCNN
 from maskrcnn.export.onnx_ops import ONNX_OPSET, register_symbolics
 from maskrcnn.io_utils import atomic_write_bytes
-
-FORMAT = "maskrcnn-onnx"
-FORMAT_VERSION = 1
 
 
 def require_onnx() -> None:
@@ -36,6 +35,11 @@ def require_onnx() -> None:
         import onnx  # noqa: F401
     except ImportError:
         raise RuntimeError("ONNX export needs the onnx package: pip install 'maskrcnn[onnx]'") from None
+
+
+def _torchscript_exporter() -> dict:
+    """torch >= 2.5 has both exporters (``dynamo=True`` the default from 2.9); older ones only ours."""
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 def export_onnx(
@@ -64,7 +68,7 @@ def export_onnx(
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, (example,), buf, input_names=["image"], output_names=names, dynamic_axes=dynamic,
-            opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True,
+            opset_version=ONNX_OPSET, do_constant_folding=True, **_torchscript_exporter(),
         )  # fmt: skip
     proto = onnx.load_from_string(buf.getvalue())
     meta = {

@@ -23,7 +23,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from maskrcnn.export.onnx_export import FORMAT, FORMAT_VERSION
+from maskrcnn.export import FORMAT, FORMAT_VERSION
 
 
 class OnnxModelError(ValueError):
