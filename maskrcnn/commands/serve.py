@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     from maskrcnn.config import parse_set_args
-    from maskrcnn.predictor import load_predictor
+    from maskrcnn.predictor import Predictor
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
-    predictor = load_predictor(
+    predictor = Predictor.from_weights(
         args.weights,
         device=args.device,
         overrides=parse_set_args(args.set),

@@ -6,7 +6,7 @@
   and scores drawn on a canvas, filter them with a score slider, read them in a table.
 
 Needs the ``serve`` extra (``pip install maskrcnn[serve]``: FastAPI, uvicorn, python-multipart).
-Weights are loaded by ``maskrcnn.predictor.load_predictor``.
+Weights are loaded by ``maskrcnn.predictor.Predictor.from_weights``: a checkpoint or an ONNX file.
 """
 
 __all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]

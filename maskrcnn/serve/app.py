@@ -139,7 +139,7 @@ def create_app(
     """A FastAPI application serving ``predictor`` (its batch queue starts and stops with the app).
 
     Args:
-        predictor: a ``Predictor`` (``maskrcnn.predictor.load_predictor``).
+        predictor: a ``Predictor`` (``Predictor.from_weights``: a checkpoint or an ONNX file).
         max_upload_bytes: largest request body accepted.
         max_pixels: largest image (width x height) accepted, checked before decoding.
         max_wait_s: how long a batch waits for batch-mates once its first request is in.

@@ -40,10 +40,10 @@ def serve_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def serve_predictor(serve_checkpoint):
-    from maskrcnn.predictor import load_predictor
+    from maskrcnn.predictor import Predictor
 
     # optimise=False: the speed-ups cost seconds to set up and are tested with the predictor
-    return load_predictor(serve_checkpoint, device="cpu", batch_size=4, optimise=False)
+    return Predictor.from_weights(serve_checkpoint, device="cpu", batch_size=4, optimise=False)
 
 
 @pytest.fixture
