@@ -82,7 +82,7 @@ class OnnxMaskRCNN(nn.Module):
     def forward(self, image: Tensor) -> tuple:
         model = self.model
         h, w = image.shape[1], image.shape[2]
-        d = model.size_divisibility
+        d = max(1, int(model.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         x = (image - model.pixel_mean) / model.pixel_std  # (3, H, W)
         x = F.pad(x, (0, (w + d - 1) // d * d - w, 0, (h + d - 1) // d * d - h))[None]  # (1, 3, Hp, Wp)
         feats = model.features(x)  # name -> (1, C, Hl, Wl)
