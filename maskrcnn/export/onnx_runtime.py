@@ -120,5 +120,6 @@ class OnnxModel:
             from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
 
             det["keypoints"], det["keypoint_scores"] = heatmaps_to_keypoints(
-                torch.from_numpy(out["keypoint_heatmaps"]), det["boxes"])
+                torch.from_numpy(out["keypoint_heatmaps"]), det["boxes"],
+                score=self.cfg.model.roi_heads.keypoint_score)
         return det
