@@ -98,7 +98,7 @@ def _d2_row(label, i, f, d, cli: bool) -> None:
                  f"{d['mean_mask_iou_raw']:.4f}")
     print(f"{label:<24}{i:>4}{'ok' if f['padding_ok'] else 'NO':>5}{cont}{d['matched']:>7.1%}"
           f"{d['worst_score_diff']:>9.1e}{d['worst_box_diff']:>9.1e}{masks:>31}"
-          f"{_fmt(d.get('worst_keypoint_px')):>9}{_fmt(d.get('worst_keypoint_score_diff')):>9}")
+          f"{_fmt(d.get('worst_keypoint_px')):>9}{_fmt(d.get('keypoint_score_rel')):>9}")
 
 
 def detectron2_table() -> int:
