@@ -6,6 +6,10 @@ Every PIL mode is accepted: 8-bit (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...), 16
 32-bit integer (I) and float (F). Alpha is dropped (as PIL's ``convert("RGB")``, torchvision and
 detectron2 do), so that a PNG with transparency gives the same colours as elsewhere. Failures raise
 ``ImageReadError`` naming the file and the reason, never a bare PIL exception.
+
+Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
+``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
+happens with bad input"); split such a file into one file per frame to use every frame.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "MultiFrameWarning", "list_images", "read_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the reason."""
+
+
+class MultiFrameWarning(UserWarning):
+    """A multi-frame file was read as its first frame only."""
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -57,6 +65,14 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
         raise ImageReadError(f"{path}: is a directory, not an image file")
     try:
         with Image.open(path) as img:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                warnings.warn(
+                    f"{path}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
+                    MultiFrameWarning,
+                    stacklevel=2,
+                )
+            img.seek(0)
             img.load()
             try:
                 oriented = ImageOps.exif_transpose(img)
