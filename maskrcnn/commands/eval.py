@@ -87,7 +87,10 @@ def _predict(args) -> tuple:
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table
+    from maskrcnn.io_utils import check_output_dir
 
+    if args.output:  # before hours of inference, not after
+        check_output_dir(args.output)
     if args.results:
         metrics, results = evaluate_results_file(args.json, args.results), None
     else:
