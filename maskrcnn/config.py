@@ -440,10 +440,11 @@ def config_problems(cfg: Config) -> list:
             problems.append(f"{key} must be a number or list of numbers, got {value!r}")
         elif not all(test(v) for v in values):
             problems.append(f"{key} must be {wanted}, got {value!r}")
-    if len(cfg.input.scale_range) != 2 or cfg.input.scale_range[0] > cfg.input.scale_range[1]:
-        problems.append(f"input.scale_range must be [low, high] with low <= high, got {cfg.input.scale_range!r}")
-    if len(cfg.input.color_jitter) != 4 or (cfg.input.color_jitter and cfg.input.color_jitter[-1] > 0.5):
-        problems.append(f"input.color_jitter must be 4 values, the hue one <= 0.5, got {cfg.input.color_jitter!r}")
+    scale, jitter = cfg.input.scale_range, cfg.input.color_jitter
+    if len(scale) != 2 or scale[0] > scale[1]:
+        problems.append(f"input.scale_range must be [low, high] with low <= high, got {scale!r}")
+    if len(jitter) != 4 or jitter[-1] > 0.5:
+        problems.append(f"input.color_jitter must be 4 values, the hue one <= 0.5, got {jitter!r}")
     if not 0 <= cfg.model.freeze_at <= 5:
         problems.append(f"model.freeze_at must be in 0..5, got {cfg.model.freeze_at!r}")
     return problems

@@ -54,7 +54,6 @@ def _number(value):
 def run(args) -> int:
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import parse_set_args
-
     from maskrcnn.io_utils import check_output_file
 
     check_output_file(args.output, "OUT")

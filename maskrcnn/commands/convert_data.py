@@ -99,7 +99,6 @@ def _convert(args, out: Path, report):
 
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, write_json
-
     from maskrcnn.io_utils import check_output_file
 
     _check_options(args)

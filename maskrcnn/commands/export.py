@@ -78,9 +78,8 @@ def export_features(model: nn.Module, path, *, fmt: str, size_hw=(800, 1088), op
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.predictor import Predictor
-
     from maskrcnn.io_utils import check_output_file
+    from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())

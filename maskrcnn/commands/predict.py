@@ -6,13 +6,19 @@
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
 [x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
-sorted order. A file that cannot be read is reported on stderr and skipped; the summary counts it.
+sorted order. A file that cannot be read, or that the model fails on (an image no forward can take,
+memory), is reported on stderr by name and skipped; the summary counts it. Results are written as they
+are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
+written at the end, also after an error or an interrupt), so one bad image late in a folder loses
+nothing.
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -91,18 +97,88 @@ def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
     return folder / f"{name}.png"
 
 
+def _check_score_thresh(value) -> None:
+    # NaN would compare false with every score and silently drop everything (above 1 keeps nothing, openly)
+    if value is not None and not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"--score-thresh must be a finite number >= 0, got {value}")
+
+
+class _ResultsWriter:
+    """Results as they are produced: each image's records are appended (and flushed) to
+    ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
+    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file."""
+
+    def __init__(self, out_dir: Path):
+        self.final = out_dir / "predictions.json"
+        self.partial = out_dir / "predictions.partial.jsonl"
+        self.results: list = []
+        self._file = open(self.partial, "w", encoding="utf-8")
+
+    def add(self, records: list) -> None:
+        self.results.extend(records)
+        self._file.write("".join(json.dumps(r) + "\n" for r in records))
+        self._file.flush()
+
+    def finish(self) -> None:
+        self._file.close()
+        atomic_write_json(self.final, self.results)
+        self.partial.unlink(missing_ok=True)
+
+
+def _windows(predictor, files: list, skip):
+    """``predictor.predict_files`` window by window; a window that fails in the model (an image no
+    forward can take, memory) is retried image by image, so that only the image at fault is skipped
+    (named by ``skip``, once) and every other image's results are kept."""
+    reported = set()
+
+    def skip_once(index, path, error):
+        if index not in reported:
+            reported.add(index)
+            skip(index, path, error)
+
+    def predict(start: int, chunk: list):
+        on_error = lambda i, path, error: skip_once(start + i, path, error)  # noqa: E731
+        for window in predictor.predict_files(chunk, on_error=on_error):
+            yield [(start + i, image, det) for i, image, det in window]
+
+    step = predictor.window  # predict_files yields at most one window per chunk of this size
+    for start in range(0, len(files), step):
+        chunk = files[start : start + step]
+        try:
+            yield from predict(start, chunk)
+            continue
+        except (RuntimeError, ValueError, MemoryError) as e:
+            if len(chunk) == 1:
+                skip_once(start, chunk[0], _model_error(e))
+                continue
+        for i, path in enumerate(chunk):  # the window failed: find the image at fault
+            try:
+                yield from predict(start + i, [path])
+            except (RuntimeError, ValueError, MemoryError) as e:
+                skip_once(start + i, path, _model_error(e))
+
+
+def _model_error(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory while predicting this image (too large: downscale it, or use more memory)"
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    return f"the model failed on this image ({type(e).__name__}: {first_line})"
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.io_utils import check_output_dir
     from maskrcnn.predictor import Predictor
 
+    _check_score_thresh(args.score_thresh)
+    out_dir = check_output_dir(args.output)
     files = expand_inputs(args.inputs)
     if not files:
         print("maskrcnn predict: no image files found in the inputs", file=sys.stderr)
         return 1
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay_dir = out_dir / "overlays"
     if not args.no_overlays:
@@ -124,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
-    results, skipped, n_done, used_names = [], [], 0, set()
+    writer = _ResultsWriter(out_dir)
+    skipped, n_done, used_names = [], 0, set()
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -133,33 +210,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{index + 1:>{width}}/{len(files)}] skipped {path}: {error}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    for window in predictor.predict_files(files, on_error=skip):
-        per_image = (time.perf_counter() - t0) / len(window)
-        for idx, image, det in window:
-            path = files[idx]
-            results.extend(
-                detections_to_coco_results(
-                    det,
-                    image_id=idx + 1,
-                    label_to_category_id=predictor.label_to_category_id,
-                    extra={"file_name": str(path)},
+    try:
+        for window in _windows(predictor, files, skip):
+            per_image = (time.perf_counter() - t0) / len(window)
+            for idx, image, det in window:
+                path = files[idx]
+                writer.add(
+                    detections_to_coco_results(
+                        det,
+                        image_id=idx + 1,
+                        label_to_category_id=predictor.label_to_category_id,
+                        extra={"file_name": str(path)},
+                    )
                 )
-            )
-            if not args.no_overlays:
-                from maskrcnn.visualize import draw_instances
+                if not args.no_overlays:
+                    from maskrcnn.visualize import draw_instances
 
-                overlay = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size)
-                overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
-            n_done += 1
-            H, W = image.shape[-2:]
-            print(
-                f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
-                f"in {per_image:.2f} s",
-                file=sys.stderr,
-            )
-        t0 = time.perf_counter()
-
-    atomic_write_json(out_dir / "predictions.json", results)
+                    overlay = draw_instances(
+                        image, det, predictor.class_names, min_size=args.overlay_min_size
+                    )
+                    overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
+                n_done += 1
+                H, W = image.shape[-2:]
+                print(
+                    f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
+                    f"in {per_image:.2f} s",
+                    file=sys.stderr,
+                )
+            t0 = time.perf_counter()
+    finally:  # an interrupt or an error still leaves the results of the images done so far
+        writer.finish()
+    results = writer.results
     total = time.perf_counter() - t_start
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, {total:.1f} s "

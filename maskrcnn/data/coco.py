@@ -213,7 +213,8 @@ class CocoDataset(torch.utils.data.Dataset):
             # Clipping such a box would silently train on a box nobody drew (1e30 -> the whole image).
             return (
                 "bbox_far_outside_image",
-                f"bbox {bbox!r} reaches more than one image size past the {img['width']}x{img['height']} image",
+                f"bbox {bbox!r} reaches more than one image size past the "
+                f"{img['width']}x{img['height']} image",
             )
         ann["_box"] = (x1, y1, x2, y2)
         if "segmentation" in ann:

@@ -217,10 +217,11 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         raise ValueError(f"{source}: " + "; ".join(parts))
     bad_ids = [i for i, r in enumerate(results) if not (_is_id(r["image_id"]) and _is_id(r["category_id"]))]
     if bad_ids:
+        first = results[bad_ids[0]]
         raise ValueError(
             f"{source}: results {_listing(bad_ids)} have an image_id or category_id that is not an "
-            f"integer or a string (result {bad_ids[0]}: image_id {str(results[bad_ids[0]]['image_id'])[:30]}, "
-            f"category_id {str(results[bad_ids[0]]['category_id'])[:30]})"
+            f"integer or a string (result {bad_ids[0]}: image_id {str(first['image_id'])[:30]}, "
+            f"category_id {str(first['category_id'])[:30]})"
         )
     bad_cats = {r["category_id"] for r in results} - set(coco_gt.getCatIds())
     if bad_cats:
