@@ -107,9 +107,6 @@ def build_training(
             f"to replace it, or choose another --output"
         )
     rank, world_size, device = du.init_distributed(str(device))
-    if earlier and overwrite and not resume and rank == 0:
-        for path in earlier:  # metrics.jsonl is appended to: an old one would mix with the new run
-            path.unlink()
 
     def say(line: str) -> None:
         if rank == 0:
@@ -157,6 +154,11 @@ def build_training(
     report = initialise_model(model, cfg, source) if source is not None else None
     model = model.to(device)
     if rank == 0:
+        if earlier and overwrite and not resume:
+            # only now that the new run is assembled (a typo must not cost the old run); metrics.jsonl
+            # is appended to, so an old one would mix with the new run
+            for path in earlier:
+                path.unlink(missing_ok=True)
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
         if report is not None:
