@@ -179,11 +179,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    overlay_dir = out_dir / "overlays"
-    if not args.no_overlays:
-        overlay_dir.mkdir(exist_ok=True)
-
     predictor = Predictor.from_checkpoint(
         args.weights,
         device=args.device,
@@ -199,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
         f"on {predictor.device}; {len(files)} image file(s)",
         file=sys.stderr,
     )
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
+    overlay_dir = out_dir / "overlays"
+    if not args.no_overlays:
+        overlay_dir.mkdir(exist_ok=True)
 
     writer = _ResultsWriter(out_dir)
     skipped, n_done, used_names = [], 0, set()
