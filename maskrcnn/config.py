@@ -605,7 +605,7 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
         try:
             cfg = from_dict(data, PRESETS[base_name](), stored=stored)
         except (KeyError, ValueError) as e:
-            raise type(e)(f"{path}: {e}") from None
+            raise type(e)(f"{path}: {e.args[0] if e.args else e}") from None
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg
