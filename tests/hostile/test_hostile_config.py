@@ -15,7 +15,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 BAD_YAML = {  # file content -> words of the message (after the file's name)
     "syntax": ("solver:\n  lr: [1, 2\n", "invalid YAML at line 3"),
     "tab_indent": ("solver:\n\tlr: 0.1\n", "invalid YAML at line 2"),
-    "python_tag": ("solver: !!python/object/apply:os.system ['touch MARKER']\n", "python/object/apply:os.system"),
+    "python_tag": ("solver: !!python/object/apply:os.system ['touch MARKER']\n", "python/object/apply"),
     "unknown_tag": ("seed: !secret 3\n", "could not determine a constructor for the tag '!secret'"),
     "alias_bomb": (BOMB, "aliases expand to"),
     "cyclic_alias": ("model: &a {rpn: *a}\n", "unknown config key 'model.rpn.rpn'"),
