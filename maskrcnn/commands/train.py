@@ -1,7 +1,11 @@
 """``maskrcnn train``: train on COCO-format data.
 
     maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J --train-images D
-                   [--val-json J --val-images D] --output RUN_DIR [--resume] [--init WEIGHTS] [--device D]
+                   [--val-json J --val-images D] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
+                   [--device D]
+
+A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
+unless ``--resume`` continues that run or ``--overwrite`` replaces it.
 
 ``--init WEIGHTS`` (``model.init_weights``) starts from a checkpoint of ours, a torchvision or detectron2
 detector or an ImageNet backbone (file, URL or published name); the config follows the weights, class

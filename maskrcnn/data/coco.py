@@ -9,8 +9,11 @@ Category ids (any integers) map to contiguous labels 1..K-1 in increasing id ord
 background (``class_names[0] == "__background__"``). The JSON is validated when loaded: every problem
 (missing field, bad box, bad segmentation, unknown category or image, duplicate id, missing image file)
 is logged with the file, image id and annotation id, the offending record is skipped and counted in
-``dataset.skipped``; a long training run never dies on one bad record. An image that cannot be read
-at ``__getitem__`` is counted too and another image is returned in its place (deterministically).
+``dataset.skipped``; a long training run never dies on one bad record. Segmentations are checked in
+full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box reaching past the
+border is clipped, one reaching more than one image size past it is skipped (clipping 1e30 to the image
+would train on a box nobody drew). An image that cannot be read at ``__getitem__`` is counted too and
+another image is returned in its place (deterministically).
 """
 
 from __future__ import annotations
