@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMANDS = (
     "train", "eval", "predict", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
@@ -51,6 +52,10 @@ def main(argv: list = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    # Warnings (skipped records, multi-frame images) as one line each, not with a line of our source;
+    # restored on return, so that a program calling main() keeps its own format.
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kw: f"maskrcnn {args.command}: warning: {message}\n"
     try:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt:
@@ -61,6 +66,8 @@ def main(argv: list = None) -> int:
             raise
         print(f"maskrcnn {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 def _one_line(e: BaseException) -> str:
@@ -70,7 +77,7 @@ def _one_line(e: BaseException) -> str:
         return str(e.args[0])
     if isinstance(e, MemoryError):
         return f"out of memory{': ' + str(e) if str(e) else ''} (try smaller images or --batch-size 1)"
-    if isinstance(e, OSError) and e.strerror and not isinstance(e, FileNotFoundError):
+    if isinstance(e, OSError) and e.strerror:  # the library's own FileNotFoundErrors carry a message
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror.lower()}"
     return str(e)
