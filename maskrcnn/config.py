@@ -294,10 +294,24 @@ PRESETS = {
 # YAML, bounded
 
 MAX_YAML_NODES = 100_000  # a config has a few hundred; aliases count once per use
+MAX_YAML_DEPTH = 64  # a config nests 4 deep; PyYAML's composer recurses once per level
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses documents whose aliases expand past ``MAX_YAML_NODES`` nodes."""
+    """``yaml.SafeLoader`` that refuses documents nested deeper than ``MAX_YAML_DEPTH`` or whose
+    aliases expand past ``MAX_YAML_NODES`` nodes."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self._depth >= MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def get_single_node(self):
         node = super().get_single_node()
