@@ -306,7 +306,8 @@ class _BoundedLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self._depth >= MAX_YAML_DEPTH:
             mark = self.peek_event().start_mark
-            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=mark)
+            problem = f"nested more than {MAX_YAML_DEPTH} levels deep"
+            raise yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
         self._depth += 1
         try:
             return super().compose_node(parent, index)
