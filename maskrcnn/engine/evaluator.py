@@ -193,7 +193,13 @@ def _result_problem(r: dict, iou_types: Sequence[str], coco_gt) -> Optional[str]
         if isinstance(r["segmentation"], list):
             return "segmentation must be an RLE dict in a results file (pycocotools reads polygons as boxes)"
     if "keypoints" in iou_types:
-        return _keypoints_problem(r["keypoints"])
+        problem = _keypoints_problem(r["keypoints"])
+        if problem:
+            return problem
+        names = coco_gt.cats[r["category_id"]].get("keypoints")
+        if isinstance(names, list) and names and len(r["keypoints"]) != 3 * len(names):
+            # COCOeval compares every person's keypoints with one skeleton: another length cannot be scored
+            return f"keypoints hold {len(r['keypoints']) // 3} points, the category has {len(names)}"
     return None
 
 

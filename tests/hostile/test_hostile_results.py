@@ -86,3 +86,23 @@ def test_rle_covering_more_pixels_than_its_size_does_not_hang(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "result 0" in proc.stderr and "cover" in proc.stderr
+
+
+def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    for cat in data["categories"]:
+        cat["keypoints"] = ["head", "left", "right"]
+    for a in data["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["keypoints"] = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
+        a["num_keypoints"] = 3
+    path.write_text(json.dumps(data))
+    results = [dict(r, keypoints=a["keypoints"]) for r, a in zip(gt_as_results(data), data["annotations"])]
+    results[2]["keypoints"] = results[2]["keypoints"][:6]  # two points: pycocotools would fail on it
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    with pytest.warns(UserWarning, match=r"result 2 \(image_id 2\): keypoints hold 2 points, the category has 3"):
+        rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert 50.0 < metrics["keypoints"]["AP"] < 100.0 and metrics["bbox"]["AP"] < 100.0
