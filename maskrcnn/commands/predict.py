@@ -125,49 +125,10 @@ class _ResultsWriter:
         self.partial.unlink(missing_ok=True)
 
 
-def _windows(predictor, files: list, skip):
-    """``predictor.predict_files`` window by window; a window that fails in the model (an image no
-    forward can take, memory) is retried image by image, so that only the image at fault is skipped
-    (named by ``skip``, once) and every other image's results are kept."""
-    reported = set()
-
-    def skip_once(index, path, error):
-        if index not in reported:
-            reported.add(index)
-            skip(index, path, error)
-
-    def predict(start: int, chunk: list):
-        on_error = lambda i, path, error: skip_once(start + i, path, error)  # noqa: E731
-        for window in predictor.predict_files(chunk, on_error=on_error):
-            yield [(start + i, image, det) for i, image, det in window]
-
-    step = predictor.window  # predict_files yields at most one window per chunk of this size
-    for start in range(0, len(files), step):
-        chunk = files[start : start + step]
-        try:
-            yield from predict(start, chunk)
-            continue
-        except (RuntimeError, ValueError, MemoryError) as e:
-            if len(chunk) == 1:
-                skip_once(start, chunk[0], _model_error(e))
-                continue
-        for i, path in enumerate(chunk):  # the window failed: find the image at fault
-            try:
-                yield from predict(start + i, [path])
-            except (RuntimeError, ValueError, MemoryError) as e:
-                skip_once(start + i, path, _model_error(e))
-
-
-def _model_error(e: BaseException) -> str:
-    if isinstance(e, MemoryError):
-        return "out of memory while predicting this image (too large: downscale it, or use more memory)"
-    first_line = str(e).splitlines()[0] if str(e) else ""
-    return f"the model failed on this image ({type(e).__name__}: {first_line})"
-
-
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
     from maskrcnn.predictor import Predictor
 
@@ -210,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        for window in _windows(predictor, files, skip):
+        for window in predict_files_skipping(predictor, files, on_error=skip):
             per_image = (time.perf_counter() - t0) / len(window)
             for idx, image, det in window:
                 path = files[idx]

@@ -165,3 +165,53 @@ def test_float_tiff_with_nan_and_inf_reads_finite(tmp_path):
     Image.fromarray(array, mode="F").save(tmp_path / "f.tif")
     image = read_image(tmp_path / "f.tif")
     assert torch.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+
+
+def test_strip_in_a_training_set_trains(tmp_path):
+    """A 3000x1 strip used to stop `train` in torch's interpolate (a 0-pixel resize), naming no file."""
+    import json as _json
+
+    from tiny_model import TINY
+
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.transforms import build_train_transforms
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    save_image(tmp_path / "strip.png", 1, 3000)
+    (tmp_path / "gt.json").write_text(_json.dumps({
+        "images": [{"id": 1, "file_name": "strip.png", "height": 1, "width": 3000}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 0, 400, 1],
+                         "segmentation": [[100, 0, 500, 0, 500, 1, 100, 1]], "iscrowd": 0}],
+    }))  # fmt: skip
+    transforms = build_train_transforms(min_size=(64,), max_size=96, flip_prob=0.0)
+    dataset = CocoDataset(json_path=tmp_path / "gt.json", image_dir=tmp_path, transforms=transforms)
+    image, target = dataset[(0, 0)]
+    assert image.shape == (3, 1, 96) and target["boxes"].shape == (1, 4)
+    torch.manual_seed(0)
+    model = build_model(apply_overrides(PRESETS["r18_fpn"](), {**TINY, "model.num_classes": 2})).train()
+    losses = model([image], [target], generator=torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+
+
+def test_eval_leaves_out_an_image_the_model_fails_on_by_name(cli, tiny_checkpoint, tmp_path, monkeypatch):
+    from hostile_helpers import coco_dataset
+
+    path, images, _ = coco_dataset(tmp_path)
+    save_image(images / "im2.png", 40, 50, seed=99)  # same size as the JSON says, other pixels
+    bad = read_image(images / "im2.png")
+    original = Predictor.predict_tensors
+
+    def predict_tensors(self, batch):
+        if any(torch.equal(im, bad) for im in batch):
+            raise RuntimeError("a forward no image of this kind survives")
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
+    rc, text = cli("eval", "--weights", tiny_checkpoint, "--json", path, "--images", images,
+                   "--output", tmp_path / "m", "--device", "cpu")  # fmt: skip
+    assert rc == 0, text
+    assert f"skipping image: {images / 'im2.png'}: the model failed on this image (RuntimeError" in text
+    assert "1 images (unreadable, or the model failed on them) left out" in text
+    assert (tmp_path / "m" / "metrics.json").is_file()

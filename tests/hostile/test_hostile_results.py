@@ -101,7 +101,7 @@ def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
     results[2]["keypoints"] = results[2]["keypoints"][:6]  # two points: pycocotools would fail on it
     res = tmp_path / "res.json"
     res.write_text(json.dumps(results))
-    with pytest.warns(UserWarning, match=r"result 2 \(image_id 2\): keypoints hold 2 points, the category has 3"):
+    with pytest.warns(UserWarning, match=r"result 2 \(image_id 2\): keypoints hold 2 points"):
         rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
     assert rc == 0, text
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
