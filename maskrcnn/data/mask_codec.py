@@ -90,7 +90,7 @@ def _rle_problem(seg: dict, height: int, width: int, check_size: bool) -> Option
     if "counts" not in seg or "size" not in seg:
         return "RLE segmentation needs 'counts' and 'size'"
     size = seg["size"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) for v in size)):
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_whole(v) for v in size)):
         return f"RLE 'size' must be [height, width] integers, got {str(size)[:60]}"
     if check_size and (int(size[0]), int(size[1])) != (height, width):
         return f"RLE size {list(size)} does not match the image size [{height}, {width}]"
@@ -154,6 +154,11 @@ def segmentation_problem(segmentation, height: int, width: int, *, check_size: b
 
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_whole(v) -> bool:
+    """An integer, or a float holding one (some tools write sizes as 40.0)."""
+    return _is_int(v) or (isinstance(v, float) and v.is_integer())
 
 
 def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:

@@ -81,6 +81,15 @@ def _keypoints_problem(kp) -> Optional[str]:
     return None
 
 
+def _plain_rle(record: dict) -> dict:
+    """``record`` with an RLE ``size`` of Python ints (pycocotools' C code takes no 40.0); checked
+    records only."""
+    seg = record.get("segmentation")
+    if isinstance(seg, dict):
+        return dict(record, segmentation=dict(seg, size=[int(v) for v in seg["size"]]))
+    return record
+
+
 def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[str]:
     """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
@@ -146,7 +155,7 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             f"against: " + "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
         )
     data = copy.copy(data)
-    data["annotations"] = [dict(a, id=i + 1) for i, a in enumerate(anns)]
+    data["annotations"] = [_plain_rle(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
@@ -244,7 +253,7 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         if problem:
             problems.append(f"result {i} (image_id {r['image_id']!r}): {problem}")
         else:
-            kept.append(r)
+            kept.append(_plain_rle(r))
     if problems:
         warnings.warn(
             f"{source}: {len(problems)} of {len(results)} results left out of the evaluation (scored as "

@@ -106,3 +106,15 @@ def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
     assert rc == 0, text
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert 50.0 < metrics["keypoints"]["AP"] < 100.0 and metrics["bbox"]["AP"] < 100.0
+
+
+def test_rle_size_written_as_floats_is_scored(cli, tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    for a in data["annotations"]:
+        a["segmentation"]["size"] = [40.0, 50.0]  # as some tools write it; pycocotools' C code takes no float
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(gt_as_results(data)))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["segm"]["AP"] == pytest.approx(100.0)
