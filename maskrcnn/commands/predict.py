@@ -167,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
 
     def skip(index, path, error):
         skipped.append(path)
-        print(f"[{index + 1:>{width}}/{len(files)}] skipped {path}: {error}", file=sys.stderr)
+        text = str(error)
+        text = text if text.startswith(str(path)) else f"{path}: {text}"  # read errors name the file already
+        print(f"[{index + 1:>{width}}/{len(files)}] skipped {text}", file=sys.stderr)
 
     t0 = time.perf_counter()
     try:
