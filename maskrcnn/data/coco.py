@@ -72,7 +72,7 @@ def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{json_path}: a COCO file is a JSON object, got {type(data).__name__}")

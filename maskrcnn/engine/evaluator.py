@@ -401,7 +401,7 @@ def evaluate_results_file(
         raise FileNotFoundError(f"{path}: no such results file")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(results, list):
         raise ValueError(f"{path}: COCO results are a JSON list, got {type(results).__name__}")

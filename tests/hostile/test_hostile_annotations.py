@@ -105,6 +105,8 @@ def test_training_set_without_one_usable_record_is_named(cli, tmp_path):
 @pytest.mark.parametrize(
     "content, words",
     [(b'{"images": [', "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON"),
+     (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+     (b'{"images": [' + b"9" * 5000 + b"]}", "not valid JSON"),
      (b"[1, 2]", "a COCO file is a JSON object"), (b'{"images": 3, "categories": []}', "'images'")],
 )  # fmt: skip
 def test_unreadable_annotation_file_is_named(cli, tmp_path, content, words):

@@ -62,7 +62,7 @@ def test_results_for_another_dataset_are_refused(cli, tmp_path, edit, words):
 @pytest.mark.parametrize(
     "content, words",
     [("{\"image_id\": 1}", "results are a JSON list"), ("[1, 2]", "result 0 is not an object"),
-     ("[{\"image_id\": 1,", "not valid JSON")],
+     ("[{\"image_id\": 1,", "not valid JSON"), ("[" * 100000 + "]" * 100000, "not valid JSON")],
 )  # fmt: skip
 def test_file_that_is_not_results_is_named(cli, tmp_path, content, words):
     path, _, _ = coco_dataset(tmp_path)

@@ -114,7 +114,7 @@ def read_json(path: Path):
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, 5000-digit numbers
         raise Skip("unreadable_json", f"not readable JSON ({e})") from None
 
 
