@@ -3,7 +3,7 @@ checkpoints, configuration, output locations).
 
 Every case runs the command line in-process (``maskrcnn.cli.main``) where it can, and asserts three
 things: the exit status, that the message names the file and the field (or record) at fault, and that
-no traceback was printed. ``snapshot`` / ``assert_unchanged`` check that earlier outputs survive.
+no traceback was printed. ``hostile_helpers.snapshot`` checks that earlier outputs survive.
 Subprocesses are used only where a native crash or a hang must be shown absent (with a timeout).
 """
 
@@ -22,12 +22,9 @@ from maskrcnn.cli import main  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(single_thread):
+    """Tiny forwards: extra intra-op threads only add synchronisation (tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
