@@ -91,7 +91,9 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
         raise ImageReadError(f"{path}: not an image file PIL can identify") from None
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: image too large ({e})") from None
-    except (OSError, SyntaxError, ValueError, MemoryError) as e:
+    except MemoryError as e:
+        raise ImageReadError(f"{path}: image too large for the memory available ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot decode image ({e})") from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
 

@@ -127,7 +127,8 @@ def predict_files_skipping(predictor, files: list, *, on_error: Callable):
 
 
 def _model_error(e: BaseException) -> str:
-    if isinstance(e, MemoryError):
+    # torch's CPU allocator reports exhaustion as a RuntimeError, numpy's as a MemoryError
+    if isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e):
         return "out of memory while predicting this image (too large: downscale it, or use more memory)"
     first_line = str(e).splitlines()[0] if str(e) else ""
     return f"the model failed on this image ({type(e).__name__}: {first_line})"

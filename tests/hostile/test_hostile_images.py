@@ -63,7 +63,9 @@ def _failing_on(width: int, error: BaseException):
 @pytest.mark.parametrize(
     "error, words",
     [(RuntimeError("Input and output sizes should be greater than 0"), "model failed"),
-     (MemoryError(), "out of memory")],
+     (MemoryError(), "out of memory"),
+     (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8100000000 bytes"),
+      "out of memory")],
 )  # fmt: skip
 def test_image_the_model_fails_on_is_named_and_the_rest_kept(cli, tiny_checkpoint, tmp_path, monkeypatch,
                                                              error, words):  # fmt: skip
