@@ -63,9 +63,10 @@ def run(args) -> int:
     from maskrcnn.data.shapes import generate_shapes_dataset
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training
+    from maskrcnn.io_utils import check_output_dir
 
     t0 = time.perf_counter()
-    out = Path(args.output)
+    out = check_output_dir(args.output)
     overrides = parse_set_args(args.set)
     if args.iters is not None:
         overrides["solver.iters"] = args.iters

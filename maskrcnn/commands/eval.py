@@ -67,9 +67,10 @@ def _predict(args) -> tuple:
     start = time.perf_counter()
     unreadable = []
 
-    def skip(_index, _path, error):
+    def skip(_index, path, error):
         unreadable.append(error)
-        print(f"skipping unreadable image: {error}", file=sys.stderr)
+        text = str(error)
+        print(f"skipping image: {text if str(path) in text else f'{path}: {text}'}", file=sys.stderr)
 
     def progress(done: int, total: int, every: int = 50):
         if done // every > progress.reported // every or done == total:
@@ -81,13 +82,17 @@ def _predict(args) -> tuple:
         predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
     )
     if unreadable:
-        print(f"{len(unreadable)} unreadable images left out of the evaluation", file=sys.stderr)
+        print(f"{len(unreadable)} images (unreadable, or the model failed on them) left out of the "
+              "evaluation", file=sys.stderr)
     return metrics, evaluator.results()
 
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table
+    from maskrcnn.io_utils import check_output_dir
 
+    if args.output:  # before hours of inference, not after
+        check_output_dir(args.output)
     if args.results:
         metrics, results = evaluate_results_file(args.json, args.results), None
     else:

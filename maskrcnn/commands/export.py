@@ -90,8 +90,10 @@ def _size(text, *, multiple: int = 1):
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
+    from maskrcnn.io_utils import check_output_file
     from maskrcnn.predictor import Predictor
 
+    check_output_file(args.output, "--output")
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")

@@ -142,6 +142,9 @@ def run(args) -> int:
 
     if args.max < 0:
         raise ValueError(f"--max must be >= 0, got {args.max}")
+    from maskrcnn.io_utils import check_output_dir
+
+    check_output_dir(args.output)
     dataset = CocoDataset(json_path=args.json, image_dir=args.images)
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)

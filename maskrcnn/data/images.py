@@ -6,6 +6,10 @@ Every PIL mode is accepted: 8-bit (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...), 16
 32-bit integer (I) and float (F). Alpha is dropped (as PIL's ``convert("RGB")``, torchvision and
 detectron2 do), so that a PNG with transparency gives the same colours as elsewhere. Failures raise
 ``ImageReadError`` naming the file and the reason, never a bare PIL exception.
+
+Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
+``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
+happens with bad input"); split such a file into one file per frame to use every frame.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "ImageTooLargeError",
+    "MultiFrameWarning",
     "decode_image_bytes",
     "list_images",
     "read_image",
@@ -38,6 +43,10 @@ class ImageReadError(ValueError):
 
 class ImageTooLargeError(ImageReadError):
     """An image has more pixels than allowed (a limit given by the caller, or PIL's bomb limit)."""
+
+
+class MultiFrameWarning(UserWarning):
+    """A multi-frame file was read as its first frame only."""
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -93,6 +102,14 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
                     f"than the limit of {max_pixels} pixels"
                 )
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                warnings.warn(
+                    f"{name}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
+                    MultiFrameWarning,
+                    stacklevel=3,
+                )
+            img.seek(0)
             img.load()
             try:
                 oriented = ImageOps.exif_transpose(img)
@@ -111,7 +128,9 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
         raise ImageReadError(f"{name}: not an image file PIL can identify") from None
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: image too large ({e})") from None
-    except (OSError, SyntaxError, ValueError, MemoryError) as e:
+    except MemoryError as e:
+        raise ImageTooLargeError(f"{name}: image too large for the memory available ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
 
