@@ -73,6 +73,8 @@ class ROIHeadsConfig:
     mask_head_dim: int = 256
     mask_head_norm: str = "none"  # none | bn
     mask_loss: str = "sigmoid"  # sigmoid (per-class binary, the paper's) | softmax (ablation)
+    # True: one mask for every class (the predictor has 1 channel), the paper's class-agnostic ablation
+    mask_class_agnostic: bool = False
     mask_threshold: float = 0.5
     mask_paste: str = "torchvision"  # torchvision | grid_sample (detectron2's, more accurate)
     keypoint_on: bool = False
@@ -86,6 +88,11 @@ class ROIHeadsConfig:
 class ModelConfig:
     backbone: str = "resnet50"  # resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
     fpn: bool = True  # False: the paper's C4 design (res5 as the RoI head)
+    # Without an FPN, where RoIs are pooled from: "c4" (the paper's C4: the body stops at res4, stride 16,
+    # and res5 is the RoI head), "res4" (res4, stride 16, into the light FPN-style heads: 2fc box head,
+    # FCN mask head) or "res5" (the whole ResNet, stride 32, into those heads: the paper's "ResNet-50-C5,
+    # stride 32" of Table 2d, where RoIPool's quantisation hurts most)
+    roi_features: str = "c4"
     fpn_dim: int = 256
     fpn_norm: str = "none"  # none | bn (torchvision v2)
     num_classes: int = 91  # includes the background (label 0)
