@@ -248,6 +248,28 @@ PRESETS = {
             "solver.eval_period": 500,
         },
     ),
+    # Cityscapes fine annotations (convert-data --from cityscapes: its 8 instance classes), the paper's
+    # recipe: the shorter side sampled from [800, 1024] in steps of 32 for training, 1024 at test, 24k
+    # iterations of 8 images at LR 0.01 dropped to 0.001 at 18k, starting from COCO weights (the paper's
+    # better row: 36.4 AP on val against 31.5 from ImageNet; the rows of COCO classes with the same names,
+    # person, car, truck, bus, train, motorcycle, bicycle, are kept, rider starts fresh).
+    "cityscapes_r50_fpn": lambda: _with(
+        Config(),
+        **{
+            "model.num_classes": 9,
+            "model.init_weights": "maskrcnn_resnet50_fpn_coco",
+            "input.min_size": tuple(range(800, 1025, 32)),
+            "input.max_size": 2048,
+            "input.min_size_test": 1024,
+            "input.max_size_test": 2048,
+            "solver.batch_size": 8,
+            "solver.lr": 0.01,
+            "solver.iters": 24000,
+            "solver.steps": (18000,),
+            "solver.checkpoint_period": 2000,
+            "solver.eval_period": 6000,
+        },
+    ),
     # Small enough to train on a laptop CPU in minutes (the demo).
     "demo": lambda: _with(
         Config(),
