@@ -108,6 +108,7 @@ def test_mapping_keys_from_yaml_and_set(tmp_path):
 def test_cityscapes_preset_is_the_papers_recipe():
     cfg = load_config("cityscapes_r50_fpn")
     assert cfg.input.min_size == tuple(range(800, 1025, 32)) and cfg.input.min_size_test == 1024
-    assert (cfg.solver.iters, cfg.solver.steps, cfg.solver.lr, cfg.solver.gamma) == (24000, (18000,), 0.01, 0.1)
+    solver = cfg.solver
+    assert (solver.iters, solver.steps, solver.lr, solver.gamma) == (24000, (18000,), 0.01, 0.1)
     assert cfg.solver.batch_size == 8 and cfg.model.num_classes == 9  # 8 instance classes + background
     assert cfg.model.init_weights == "maskrcnn_resnet50_fpn_coco"

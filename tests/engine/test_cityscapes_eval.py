@@ -139,3 +139,33 @@ def test_rle_round_trip_of_written_masks(tmp_path):
     assert paths[7].read_text() == "masks/a_b_0000.png 26 0.250000\n" and paths[8].read_text() == ""
     written = np.asarray(Image.open(tmp_path / "masks" / "a_b_0000.png"))
     assert ((written > 0) == (mask > 0)).all()
+
+
+@pytest.mark.slow
+def test_eval_weights_writes_cityscapes_predictions_and_scores(tmp_path, capsys):
+    import torch
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.config import load_config
+    from maskrcnn.modeling.mask_rcnn import build_model
+    from tests.tiny_model import TINY
+
+    root = tmp_path / "cityscapes"
+    _tree(root)
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    names = ["__background__"] + [c["name"] for c in json.loads(gt_json.read_text())["categories"]]
+    cfg = load_config("r18_fpn", {**TINY, "model.num_classes": len(names)})
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "tiny.pth", model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=names)
+    out = tmp_path / "eval"
+    assert main(["eval", "--weights", str(tmp_path / "tiny.pth"), "--json", str(gt_json),
+                 "--images", str(root), "--cityscapes", str(root), "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions and 0.0 <= metrics["cityscapes"]["AP"] < 100.0  # random weights: a real, low score
+    txts = sorted((out / "cityscapes_predictions").glob("*.txt"))
+    assert [t.name for t in txts] == ["frankfurt_000000_000294.txt", "lindau_000001_000019.txt"]
+    assert sum(len(t.read_text().splitlines()) for t in txts) == len(predictions)
