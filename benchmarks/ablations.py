@@ -22,13 +22,13 @@ start from an ImageNet backbone: from random weights a few hundred iterations le
 (measured: 1.2 mask AP after 400). Everything else starts fresh. On a machine shared with other jobs,
 ``--threads 1`` is often several times faster than more threads.
 
-The data: ``generate_shapes_dataset`` with many small shapes (up to 12 an image, circumradius 3.5% to 9%
-of the shorter side, so most are 10 to 30 pixels across on 160-pixel images: one or two cells of a
-stride-16 feature map, under one of a stride-32 map), where RoIPool's quantisation to the feature grid
-costs the most. The table gives mask and box AP (COCO, percent) on the validation images beside the
-paper's figures (COCO minival, ResNet-50). The paper's C4 design runs res5 on every RoI, which is too
-slow for a CPU run of minutes; here stride 16 means res4 features into the light heads (see
-docs/ablations.md).
+The data: ``generate_shapes_dataset`` with many small shapes (up to 8 an image, circumradius 5% to 12%
+of the shorter side, so 13 to 31 pixels across on 128-pixel images, all "small" by COCO's measure: one
+or two cells of a stride-16 feature map, one or less of a stride-32 map), where RoIPool's quantisation
+to the feature grid costs the most. The table gives mask and box AP (COCO, percent) on the validation
+images beside the paper's figures (COCO minival, ResNet-50). The paper's C4 design runs res5 on every
+RoI, which is too slow for a CPU run of minutes; here stride 16 means res4 features into the light
+heads (see docs/ablations.md).
 """
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ BASE = {
     "input.max_size": 160,
     "input.min_size_test": SIZE,
     "input.max_size_test": 160,
-    "solver.batch_size": 2,
+    "solver.batch_size": 4,
     "solver.lr": 0.01,
     "solver.eval_period": 0,
 }
-DATA = {"image_size": ((SIZE, SIZE), (SIZE, 160)), "max_objects": 10, "radius_range": (0.04, 0.1),
+DATA = {"image_size": ((SIZE, SIZE), (SIZE, 160)), "max_objects": 8, "radius_range": (0.05, 0.12),
         "min_area": 30}
 
 
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                                       "demo into WORK/demo first)")
     p.add_argument("--work", default="runs/ablations", help="folder for data, runs and results.json")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--iters", type=int, default=350, help="training iterations per variant")
+    p.add_argument("--iters", type=int, default=250, help="training iterations per variant")
     p.add_argument("--num-train", type=int, default=400)
     p.add_argument("--num-val", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
