@@ -141,8 +141,8 @@ def format_tables(runs: dict) -> str:
     lines += ["", "| comparison | measured mask AP gain | paper | measured box AP gain | same direction |",
               "|---|---|---|---|---|"]
     for variant, ref, paper_gain in COMPARISONS:
-        if variant not in runs or ref not in runs:
-            continue
+        if any("AP" not in runs.get(name, {}).get("segm", {}) for name in (variant, ref)):
+            continue  # not run, or stopped before its evaluation
         gain = runs[ref]["segm"]["AP"] - runs[variant]["segm"]["AP"]
         box_gain = runs[ref]["bbox"]["AP"] - runs[variant]["bbox"]["AP"]
         lines.append(f"| {ref} over {variant} | {gain:+.1f} | {paper_gain:+.1f} | {box_gain:+.1f} | "
