@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = (
     "train", "eval", "predict", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
+    "serve",
 )
 
 _HELP = {
@@ -24,6 +25,7 @@ _HELP = {
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
     "export": "export a checkpoint (ONNX, TorchScript-free)",
     "benchmark": "time inference of a checkpoint",
+    "serve": "serve a model over HTTP: POST /predict, GET /health and a web page at /",
 }
 
 

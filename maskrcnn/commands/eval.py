@@ -66,7 +66,7 @@ def _predict(args) -> tuple:
     if not args.images:
         raise ValueError("--images is required with --weights")
     overrides = parse_set_args(args.set)
-    predictor = Predictor.from_checkpoint(
+    predictor = Predictor.from_weights(
         args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size
     )
     dataset = CocoDataset(

@@ -1,12 +1,15 @@
-"""``maskrcnn predict``: run a checkpoint on image files and folders; write COCO results and overlays.
+"""``maskrcnn predict``: run a checkpoint or an exported ONNX file on image files and folders; write COCO
+results and overlays.
 
-    maskrcnn predict --weights CKPT IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
+    maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
 [x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
-sorted order. A file that cannot be read is reported on stderr and skipped; the summary counts it.
+sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
+predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
+checkpoint's only. A file that cannot be read is reported on stderr and skipped; the summary counts it.
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -26,7 +29,10 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
-    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument(
+        "--weights", required=True,
+        help="checkpoint written by train / convert, or an .onnx file written by export (run by onnxruntime)",
+    )  # fmt: skip
     parser.add_argument("--output", required=True, help="folder for predictions.json and overlays/")
     parser.add_argument(
         "--score-thresh",
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
-    predictor = Predictor.from_checkpoint(
+    predictor = Predictor.from_weights(
         args.weights,
         device=args.device,
         overrides=parse_set_args(args.set),
