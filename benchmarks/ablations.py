@@ -59,6 +59,9 @@ COMPARISONS = (
     ("softmax", "align", 30.3 - 24.8),
     ("agnostic", "align", 30.3 - 29.7),
 )
+# AP: one seed per variant; the class-agnostic run, whose box branch is the same as the reference's
+# but initialised from another random state, differs by 1.1 box AP from it (docs/ablations.md)
+NOISE_AP = 1.5
 SIZE = 128
 BASE = {
     "model.fpn": False,
@@ -146,7 +149,7 @@ def format_tables(runs: dict) -> str:
         gain = runs[ref]["segm"]["AP"] - runs[variant]["segm"]["AP"]
         box_gain = runs[ref]["bbox"]["AP"] - runs[variant]["bbox"]["AP"]
         lines.append(f"| {ref} over {variant} | {gain:+.1f} | {paper_gain:+.1f} | {box_gain:+.1f} | "
-                     f"{'yes' if gain > 0 else 'NO'} |")
+                     f"{'within noise' if abs(gain) < NOISE_AP else 'yes' if gain > 0 else 'NO'} |")
     return "\n".join(lines)
 
 
