@@ -144,11 +144,11 @@ def test_rle_round_trip_of_written_masks(tmp_path):
 @pytest.mark.slow
 def test_eval_weights_writes_cityscapes_predictions_and_scores(tmp_path, capsys):
     import torch
+    from tiny_model import TINY  # tests/ is on the path
 
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import load_config
     from maskrcnn.modeling.mask_rcnn import build_model
-    from tests.tiny_model import TINY
 
     root = tmp_path / "cityscapes"
     _tree(root)
