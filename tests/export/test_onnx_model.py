@@ -120,3 +120,20 @@ def test_a_file_that_is_not_an_export_is_refused_by_name(files, tmp_path):
     onnx.save(proto, str(plain))
     with pytest.raises(OnnxModelError, match="maskrcnn_format"):
         Predictor.from_onnx(plain)
+
+
+@pytest.mark.parametrize("switch", [{"model.roi_heads.mask_class_agnostic": True},
+                                    {"model.roi_heads.mask_loss": "softmax"}])
+def test_ablation_heads_export_and_match(switch, tmp_path):
+    """A class-agnostic head (one channel) and a softmax-trained head: the export reads them as the model."""
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), {**TINY, **switch})
+    save_checkpoint(tmp_path / "m.pth", model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=NAMES)
+    assert main(["export", "--weights", str(tmp_path / "m.pth"), "--output", str(tmp_path / "m.onnx")]) == 0
+    ckpt = Predictor.from_checkpoint(tmp_path / "m.pth", device="cpu")
+    onnx = Predictor.from_weights(tmp_path / "m.onnx", device="cpu")
+    for a, b in zip(ckpt(_images()), onnx(_images())):
+        m = match(a, b)
+        assert m["matched"] >= 0.99 and m["mask_iou"] >= 0.98, m
+        torch.testing.assert_close(b["mask_probs"], a["mask_probs"], atol=1e-3, rtol=0)
