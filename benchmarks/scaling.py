@@ -1,0 +1,182 @@
+"""Does cost grow with the work, or with the image? Time and peak memory of inference as images and
+detections grow, and of one training step as ground-truth instances grow.
+
+    python benchmarks/scaling.py [--cases infer-0.5mp,infer-2mp,...] [--threads 2] [--masks auto|dense|rle]
+
+Every case runs in a fresh process, which reports its peak resident memory (``VmHWM`` of
+/proc/self/status, read in the child, so the figure is that case's alone) and its RSS just before the
+measured call (the "base": interpreter, model, input image / targets), so that the growth the call
+itself causes is visible.
+
+- ``infer-<P>mp`` / ``infer-<P>mp-<D>det``: a random-weight R18-FPN (the tiny test model's widths)
+  whose RoI heads keep every detection (score threshold 0, NMS off), so it returns exactly D (100
+  default) detections, on a random (3, H, W) float image of P megapixels (4:3). The model sees the
+  image resized to 800 px, so its own cost is fixed: what grows with P is the resize, the mask pasting
+  and the output. The measured call is what ``maskrcnn predict`` does per image: ``Predictor`` then
+  COCO results with RLE masks. ``--masks rle`` asks the Predictor for compact RLE masks
+  (``Predictor(masks="rle")``); ``dense`` for (D, H, W) bool masks encoded afterwards (the only way
+  before compact masks existed); ``auto`` picks rle when the Predictor has it.
+- ``train-<M>gt``: one forward + backward of the same model in training mode on one 800x1067 image
+  with M ground-truth instances (random boxes, masks filled inside them, (M, H, W) bool as the data
+  loader gives them; their memory, M x 0.85 MB, is in the base).
+
+Run it against another checkout (e.g. an older commit, for a before/after table) by putting that
+checkout first on PYTHONPATH: the script only uses APIs every version has, and says which mask mode it
+used. Shapes: D detections, M ground-truth instances, H x W the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+DEFAULT_CASES = (
+    "infer-0.5mp,infer-2mp,infer-12mp,infer-48mp,infer-2mp-1000det,infer-12mp-1000det,"
+    "train-10gt,train-100gt,train-1000gt"
+)
+TINY_WIDTHS = {
+    "model.backbone": "resnet18",
+    "model.num_classes": 3,
+    "model.fpn_dim": 32,
+    "model.roi_heads.box_head_dim": 64,
+    "model.roi_heads.mask_head_dim": 16,
+}
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _model(detections: int):
+    import torch
+
+    from maskrcnn.config import load_config
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    cfg = load_config("r50_fpn", {
+        **TINY_WIDTHS,
+        "model.roi_heads.score_thresh": 0.0,  # random weights: keep everything ...
+        "model.roi_heads.nms_thresh": 1.0,  # ... and suppress nothing, so exactly D detections come out
+        "model.roi_heads.detections_per_image": detections,
+        "model.rpn.pre_nms_topk_test": 2000,
+        "model.rpn.post_nms_topk_test": max(1000, detections),
+        "input.min_size_test": 800,
+        "input.max_size_test": 1333,
+    })
+    torch.manual_seed(0)
+    return build_model(cfg), cfg
+
+
+def _infer(megapixels: float, detections: int, masks_mode: str) -> dict:
+    import inspect
+
+    import torch
+
+    from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.predictor import Predictor
+
+    model, cfg = _model(detections)
+    has_rle = "masks" in inspect.signature(Predictor.__init__).parameters
+    if masks_mode == "auto":
+        masks_mode = "rle" if has_rle else "dense"
+    if masks_mode == "rle" and not has_rle:
+        raise SystemExit("this checkout's Predictor has no masks='rle'")
+    kwargs = {"masks": masks_mode} if has_rle else {}
+    predictor = Predictor(model, cfg, device="cpu", optimise=True, **kwargs)
+    width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
+    height = int(round(width * 3 / 4))
+    g = torch.Generator().manual_seed(0)
+    predictor.predict_tensors([torch.rand(3, 480, 640, generator=g)])  # warm-up at a small size
+    image = torch.rand(3, height, width, generator=g)
+    base = _status_mb("VmRSS")
+    t0 = time.perf_counter()
+    (det,) = predictor.predict_tensors([image])
+    results = detections_to_coco_results(det, image_id=1)
+    seconds = time.perf_counter() - t0
+    return {"size": f"{width}x{height}", "detections": len(results), "masks": masks_mode,
+            "seconds": seconds, "base_mb": base}
+
+
+def _train(instances: int) -> dict:
+    import torch
+
+    model, _ = _model(100)
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    height, width = 800, 1067
+    xy = torch.rand(instances, 2, generator=g) * torch.tensor([width - 40.0, height - 40.0])
+    wh = 8 + torch.rand(instances, 2, generator=g) * 300
+    boxes = torch.cat([xy, torch.minimum(xy + wh, torch.tensor([width - 1.0, height - 1.0]))], dim=1)
+    masks = torch.zeros(instances, height, width, dtype=torch.bool)
+    for i, (x1, y1, x2, y2) in enumerate(boxes.round().long().tolist()):
+        masks[i, y1:y2, x1:x2] = True
+    target = {"boxes": boxes, "labels": torch.randint(1, 3, (instances,), generator=g), "masks": masks}
+    image = torch.rand(3, height, width, generator=g)
+    base = _status_mb("VmRSS")
+    t0 = time.perf_counter()
+    losses = model([image], [target], generator=torch.Generator().manual_seed(1))
+    sum(losses.values()).backward()
+    seconds = time.perf_counter() - t0
+    return {"size": f"{width}x{height}", "instances": instances, "seconds": seconds, "base_mb": base}
+
+
+def run_case(case: str, threads: int, masks_mode: str) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    parts = case.split("-")
+    if parts[0] == "infer":
+        mp = float(parts[1].removesuffix("mp"))
+        dets = int(parts[2].removesuffix("det")) if len(parts) > 2 else 100
+        out = _infer(mp, dets, masks_mode)
+    elif parts[0] == "train":
+        out = _train(int(parts[1].removesuffix("gt")))
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+    out["peak_mb"] = _status_mb("VmHWM")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=DEFAULT_CASES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--masks", default="auto", choices=["auto", "dense", "rle"])
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(args.case, args.threads, args.masks)))
+        return 0
+    from maskrcnn.engine.device import cpu_name
+
+    import maskrcnn
+
+    print(f"maskrcnn from {os.path.dirname(maskrcnn.__file__)}; CPU: {cpu_name()}; {args.threads} threads")
+    print(f"| {'case':<20} | {'size':>11} | {'n':>5} | {'masks':>5} | {'s':>7} | {'base MB':>8} | {'peak MB':>8} |")
+    print(f"|{'-' * 22}|{'-' * 13}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+    failed = 0
+    for case in args.cases.split(","):
+        cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads), "--masks", args.masks]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            failed += 1
+            tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
+            print(f"| {case:<20} | failed (exit {proc.returncode}): {tail[:80]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        n = r.get("detections", r.get("instances"))
+        print(f"| {case:<20} | {r['size']:>11} | {n:>5} | {r.get('masks', '-'):>5} | {r['seconds']:>7.2f} | "
+              f"{r['base_mb']:>8.0f} | {r['peak_mb']:>8.0f} |", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
