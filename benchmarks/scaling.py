@@ -155,16 +155,17 @@ def main(argv=None) -> int:
     if args.case:
         print(json.dumps(run_case(args.case, args.threads, args.masks)))
         return 0
+    import maskrcnn
     from maskrcnn.engine.device import cpu_name
 
-    import maskrcnn
-
     print(f"maskrcnn from {os.path.dirname(maskrcnn.__file__)}; CPU: {cpu_name()}; {args.threads} threads")
-    print(f"| {'case':<20} | {'size':>11} | {'n':>5} | {'masks':>5} | {'s':>7} | {'base MB':>8} | {'peak MB':>8} |")
+    print(f"| {'case':<20} | {'size':>11} | {'n':>5} | {'masks':>5} | {'s':>7} | {'base MB':>8} "
+          f"| {'peak MB':>8} |")
     print(f"|{'-' * 22}|{'-' * 13}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
     failed = 0
     for case in args.cases.split(","):
-        cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads), "--masks", args.masks]
+        cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads),
+               "--masks", args.masks]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             failed += 1
