@@ -2,6 +2,7 @@
 detections grow, and of one training step as ground-truth instances grow.
 
     python benchmarks/scaling.py [--cases infer-0.5mp,infer-2mp,...] [--threads 2] [--masks auto|dense|rle]
+                                 [--before OTHER_CHECKOUT]
 
 Every case runs in a fresh process, which reports its peak resident memory (``VmHWM`` of
 /proc/self/status, read in the child, so the figure is that case's alone) and its RSS just before the
@@ -21,9 +22,9 @@ busy shared machine disturbs less.
   with M ground-truth instances (random boxes, masks filled inside them, (M, H, W) bool as the data
   loader gives them; their memory, M x 0.85 MB, is in the base).
 
-Run it against another checkout (e.g. an older commit, for a before/after table) by putting that
-checkout first on PYTHONPATH: the script only uses APIs every version has, and says which mask mode it
-used. Shapes: D detections, M ground-truth instances, H x W the image.
+``--before DIR`` runs every case also against another checkout (e.g. ``git archive`` of an older
+commit unpacked in DIR), alternately, for a before/after table: the script only uses APIs every version
+has, and says which mask mode each run used. Shapes: D detections, M ground-truth instances, H x W the image.
 """
 
 from __future__ import annotations
@@ -147,37 +148,56 @@ def run_case(case: str, threads: int, masks_mode: str) -> dict:
     return out
 
 
+def _run_child(case: str, args, pythonpath: str):
+    """One case in a fresh interpreter whose ``maskrcnn`` comes from ``pythonpath`` -> (result, error)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH"))
+                                                      if p))
+    cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads), "--masks", args.masks]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        killed = " (killed: out of memory?)" if proc.returncode == -9 else ""
+        return None, f"failed, exit {proc.returncode}{killed}: {tail[:60]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=DEFAULT_CASES)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--masks", default="auto", choices=["auto", "dense", "rle"])
+    parser.add_argument(
+        "--before", metavar="DIR",
+        help="another checkout (e.g. `git archive` of an older commit): each case runs with its maskrcnn "
+        "first, then with this one's, alternately, so that a busy phase of the machine hits both alike",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(args.case, args.threads, args.masks)))
         return 0
-    import maskrcnn
     from maskrcnn.engine.device import cpu_name
 
-    print(f"maskrcnn from {os.path.dirname(maskrcnn.__file__)}; CPU: {cpu_name()}; {args.threads} threads")
-    print(f"| {'case':<20} | {'size':>11} | {'n':>5} | {'masks':>5} | {'wall s':>7} | {'CPU s':>7} "
-          f"| {'base MB':>8} | {'peak MB':>8} |")
-    print(f"|{'-' * 22}|{'-' * 13}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    versions = [("before", os.path.abspath(args.before))] if args.before else []
+    versions.append(("after" if args.before else "this", here))
+    print(f"CPU: {cpu_name()}; {args.threads} threads; {os.cpu_count()} cores; load average "
+          f"{os.getloadavg()[0]:.1f} at the start; code: " + ", ".join(f"{n} = {d}" for n, d in versions))
+    print(f"| {'case':<20} | {'code':<6} | {'size':>9} | {'n':>5} | {'masks':>5} | {'wall s':>7} | "
+          f"{'CPU s':>7} | {'base MB':>7} | {'peak MB':>7} |")
+    print(f"|{'-' * 22}|{'-' * 8}|{'-' * 11}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
     failed = 0
     for case in args.cases.split(","):
-        cmd = [sys.executable, __file__, "--case", case, "--threads", str(args.threads),
-               "--masks", args.masks]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            failed += 1
-            tail = (proc.stderr.strip().splitlines() or ["killed"])[-1]
-            print(f"| {case:<20} | failed (exit {proc.returncode}): {tail[:80]}")
-            continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        n = r.get("detections", r.get("instances"))
-        print(f"| {case:<20} | {r['size']:>11} | {n:>5} | {r.get('masks', '-'):>5} | {r['seconds']:>7.2f} | "
-              f"{r['cpu_seconds']:>7.2f} | {r['base_mb']:>8.0f} | {r['peak_mb']:>8.0f} |", flush=True)
+        for name, path in versions:
+            r, error = _run_child(case, args, path)
+            if error:
+                failed += name != "before"  # a cliff of the old code is a finding, not a failure
+                print(f"| {case:<20} | {name:<6} | {error}", flush=True)
+                continue
+            n = r.get("detections", r.get("instances"))
+            print(f"| {case:<20} | {name:<6} | {r['size']:>9} | {n:>5} | {r.get('masks', '-'):>5} | "
+                  f"{r['seconds']:>7.2f} | {r['cpu_seconds']:>7.2f} | {r['base_mb']:>7.0f} | "
+                  f"{r['peak_mb']:>7.0f} |", flush=True)
     return 1 if failed else 0
 
 
