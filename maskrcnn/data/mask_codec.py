@@ -161,19 +161,23 @@ def row_windows_to_runs(windows: torch.Tensor, first_rows: torch.Tensor, height:
 
     In column-major order column c of the image is ``[0] * y0 + window[:, c] + [0] * (H - y0 - L)``,
     so the runs change only inside a band's columns: with one zero cell padded above and below each
-    column, a change between cells j and j + 1 of column c starts a run at pixel c * H + y0 + j. When
-    the band spans the whole height (L == H) the padding cells are not real pixels: a run of ones
+    column, a change between padded cells j and j + 1 of column c starts a run at pixel c * H + y0 + j.
+    When the band spans the whole height (L == H) the padding cells are not real pixels: a run of ones
     ending at the bottom of column c and one starting at the top of column c + 1 give two changes at
     the same pixel, which cancel."""
     n, length, width = windows.shape
     total = height * width
     if n == 0:
         return []
-    padded = torch.nn.functional.pad(windows.transpose(1, 2).to(torch.uint8), (1, 1))  # (B, W, L + 2)
-    change = padded[..., 1:] != padded[..., :-1]  # (B, W, L + 1)
-    b, c, j = torch.nonzero(change, as_tuple=True)  # in (b, c, j) order: sorted pixels per band
-    pos = c * height + first_rows.to(torch.int64)[b] + j  # (T,) pixel where a new run starts
-    key = b * (total + 1) + pos  # (T,) sorted; equal keys only for the cancelling pairs above
+    first = first_rows.to(torch.int64)
+    # Changes down each column, found in the bands' own (B, L, W) layout (no transposed copy): at the
+    # top padding (j = 0), between rows j - 1 and j, at the bottom padding (j = L).
+    b0, c0 = torch.nonzero(windows[:, 0, :], as_tuple=True)
+    bi, ji, ci = torch.nonzero(windows[:, 1:, :] ^ windows[:, :-1, :], as_tuple=True)
+    b1, c1 = torch.nonzero(windows[:, -1, :], as_tuple=True)
+    b = torch.cat([b0, bi, b1])
+    pos = torch.cat([c0 * height, ci * height + ji + 1, c1 * height + length]) + first[b]  # (T,)
+    key, _ = torch.sort(b * (total + 1) + pos)  # (T,) per band, in pixel order; cancelling pairs equal
     key, count = torch.unique_consecutive(key, return_counts=True)
     key = key[count == 1]
     b, pos = key // (total + 1), key % (total + 1)
