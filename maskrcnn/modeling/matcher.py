@@ -63,12 +63,11 @@ class Matcher:
         """``self(box_iou(gt_boxes, pred_boxes))``, identical, with the IoU matrix computed a block of gt
         rows at a time (at most ``max_pairs`` pairs a block): an image with 1000 instances against
         ~270k FPN anchors would otherwise build 270M IoUs and their temporaries (~10 GB)."""
-        from maskrcnn.ops import box_iou
-
         num_gt, num_pred = gt_boxes.shape[0], pred_boxes.shape[0]
         rows = max(1, int(max_pairs) // max(num_pred, 1))
-        return self._match(lambda start, stop: box_iou(gt_boxes[start:stop], pred_boxes), num_gt, num_pred,
-                           rows, pred_boxes.device)
+        pred_area = _area(pred_boxes)  # (N,) once, not per block
+        return self._match(lambda start, stop: _iou_block(gt_boxes[start:stop], pred_boxes, pred_area),
+                           num_gt, num_pred, rows, pred_boxes.device)
 
     def _match(self, block, num_gt: int, num_pred: int, rows: int, device) -> Tensor:
         """The matching rule over the quality matrix given as row blocks ``block(start, stop)`` ->
@@ -194,6 +193,25 @@ def match_boxes(
     crowd_iou = _max_iou(gt_boxes[gt_ignore], pred_boxes)  # (N,)
     matched[(matched < 0) & (crowd_iou >= thresh)] = Matcher.BETWEEN_THRESHOLDS
     return matched
+
+
+def _area(boxes: Tensor) -> Tensor:
+    """(K, 4) -> (K,) areas, as ``ops.boxes.box_area`` computes them."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _iou_block(gt_boxes: Tensor, pred_boxes: Tensor, pred_area: Tensor) -> Tensor:
+    """(m, 4), (N, 4), (N,) -> (m, N) IoU, bit for bit ``box_iou(gt_boxes, pred_boxes)`` (the same
+    operations in the same order) but with (m, N) temporaries updated in place instead of box_iou's
+    (m, N, 2) ones: matching many instances against every anchor is bound by this memory traffic."""
+    gt_area = _area(gt_boxes)  # (m,)
+    iw = torch.minimum(gt_boxes[:, None, 2], pred_boxes[None, :, 2])  # (m, N)
+    iw = iw.sub_(torch.maximum(gt_boxes[:, None, 0], pred_boxes[None, :, 0])).clamp_(min=0)
+    ih = torch.minimum(gt_boxes[:, None, 3], pred_boxes[None, :, 3])  # (m, N)
+    ih = ih.sub_(torch.maximum(gt_boxes[:, None, 1], pred_boxes[None, :, 1])).clamp_(min=0)
+    inter = iw.mul_(ih)  # (m, N)
+    union = (gt_area[:, None] + pred_area[None, :]).sub_(inter)  # (m, N)
+    return inter.div_(union)
 
 
 def _max_iou(gt_boxes: Tensor, pred_boxes: Tensor, max_pairs: int = MATCH_CHUNK_PAIRS) -> Tensor:

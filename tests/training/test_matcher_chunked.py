@@ -4,7 +4,7 @@ IoU matrix: ties, low-quality matches, NaN qualities, crowd boxes, every block s
 import pytest
 import torch
 
-from maskrcnn.modeling.matcher import Matcher, _max_iou, match_boxes
+from maskrcnn.modeling.matcher import Matcher, _area, _iou_block, _max_iou, match_boxes
 from maskrcnn.ops import box_iou
 
 
@@ -62,3 +62,15 @@ def test_match_boxes_with_crowds_in_blocks(monkeypatch):
     monkeypatch.setattr(Matcher.match_iou, "__kwdefaults__", {"max_pairs": 80})
     monkeypatch.setattr(_max_iou, "__defaults__", (80,))
     assert torch.equal(match_boxes(gt, pred, matcher, gt_ignore=crowd), ref)
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_block_iou_is_box_iou_bit_for_bit(grid):
+    g = torch.Generator().manual_seed(7 + int(grid))
+    gt, pred = _boxes(25, g, grid), _boxes(300, g, grid)
+    gt[0] = torch.tensor([3.0, 3.0, 3.0, 3.0])  # zero area: NaN against itself
+    pred[0] = gt[0]
+    pred[1] = torch.tensor([5.0, 5.0, 1.0, 1.0])  # inverted
+    ref = box_iou(gt, pred)
+    assert torch.isnan(ref).any()
+    torch.testing.assert_close(_iou_block(gt, pred, _area(pred)), ref, rtol=0, atol=0, equal_nan=True)
