@@ -7,8 +7,10 @@ detections grow, and of one training step as ground-truth instances grow.
 Every case runs in a fresh process, which reports its peak resident memory (``VmHWM`` of
 /proc/self/status, read in the child, so the figure is that case's alone) and its RSS just before the
 measured call (the "base": interpreter, model, input image / targets), so that the growth the call
-itself causes is visible; time as wall-clock and as the process's CPU time (all threads), which a
-busy shared machine disturbs less.
+itself causes is visible (the peak is read before anything else runs); time as wall-clock and as the
+process's CPU time (all threads) of that call, and, for inference, "masks s": the fastest of three runs
+of the step that grows with the photo alone (detections mapped back, masks pasted and encoded as COCO
+results), the figure a busy shared machine disturbs least.
 
 - ``infer-<P>mp`` / ``infer-<P>mp-<D>det``: a random-weight R18-FPN (the tiny test model's widths)
   whose RoI heads keep every detection (score threshold 0, NMS off), so it returns exactly D (100
@@ -103,8 +105,37 @@ def _infer(megapixels: float, detections: int, masks_mode: str) -> dict:
     (det,) = predictor.predict_tensors([image])
     results = detections_to_coco_results(det, image_id=1)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = _status_mb("VmHWM")
     return {"size": f"{width}x{height}", "detections": len(results), "masks": masks_mode,
-            "seconds": seconds, "cpu_seconds": cpu, "base_mb": base}
+            "seconds": seconds, "cpu_seconds": cpu, "base_mb": base, "peak_mb": peak,
+            "masks_seconds": _masks_step_seconds(model, cfg, image, masks_mode)}
+
+
+def _masks_step_seconds(model, cfg, image, masks_mode: str, repeats: int = 3) -> float:
+    """The part that grows with the photo, alone: the model's detections mapped to the original image,
+    masks pasted and encoded as COCO results; the fastest of ``repeats`` runs (a busy machine only
+    ever slows a run down)."""
+    import torch
+
+    from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.data.transforms import resize_image
+    from maskrcnn.modeling.postprocess import detections_to_original
+
+    with torch.inference_mode():
+        small = resize_image(image, min_size=int(cfg.input.min_size_test),
+                             max_size=int(cfg.input.max_size_test), method=cfg.input.resize_method)
+        (det,) = model([small])
+        extra = {"mask_format": "rle"} if masks_mode == "rle" else {}
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = detections_to_original(det, tuple(small.shape[-2:]), tuple(image.shape[-2:]),
+                                         mask_threshold=float(cfg.model.roi_heads.mask_threshold),
+                                         paste_method=cfg.model.roi_heads.mask_paste, **extra)
+            detections_to_coco_results(out, image_id=1)
+            best = min(best, time.perf_counter() - t0)
+            del out
+    return best
 
 
 def _train(instances: int) -> dict:
@@ -144,7 +175,7 @@ def run_case(case: str, threads: int, masks_mode: str) -> dict:
         out = _train(int(parts[1].removesuffix("gt")))
     else:
         raise SystemExit(f"unknown case {case!r}")
-    out["peak_mb"] = _status_mb("VmHWM")
+    out.setdefault("peak_mb", _status_mb("VmHWM"))
     return out
 
 
@@ -184,8 +215,9 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_name()}; {args.threads} threads; {os.cpu_count()} cores; load average "
           f"{os.getloadavg()[0]:.1f} at the start; code: " + ", ".join(f"{n} = {d}" for n, d in versions))
     print(f"| {'case':<20} | {'code':<6} | {'size':>9} | {'n':>5} | {'masks':>5} | {'wall s':>7} | "
-          f"{'CPU s':>7} | {'base MB':>7} | {'peak MB':>7} |")
-    print(f"|{'-' * 22}|{'-' * 8}|{'-' * 11}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
+          f"{'CPU s':>7} | {'masks s':>7} | {'base MB':>7} | {'peak MB':>7} |")
+    print(f"|{'-' * 22}|{'-' * 8}|{'-' * 11}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|"
+          f"{'-' * 9}|")
     failed = 0
     for case in args.cases.split(","):
         for name, path in versions:
@@ -195,8 +227,9 @@ def main(argv=None) -> int:
                 print(f"| {case:<20} | {name:<6} | {error}", flush=True)
                 continue
             n = r.get("detections", r.get("instances"))
+            masks_s = f"{r['masks_seconds']:.2f}" if "masks_seconds" in r else "-"
             print(f"| {case:<20} | {name:<6} | {r['size']:>9} | {n:>5} | {r.get('masks', '-'):>5} | "
-                  f"{r['seconds']:>7.2f} | {r['cpu_seconds']:>7.2f} | {r['base_mb']:>7.0f} | "
+                  f"{r['seconds']:>7.2f} | {r['cpu_seconds']:>7.2f} | {masks_s:>7} | {r['base_mb']:>7.0f} | "
                   f"{r['peak_mb']:>7.0f} |", flush=True)
     return 1 if failed else 0
 
