@@ -110,6 +110,10 @@ class Predictor:
         fused_add: with ``optimise``, whether to fuse residual additions into oneDNN's convolution
             (None: on CPU, where its self-test passes; False for a graph to export).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
+        masks: "dense" (default) returns ``masks`` (D, H, W) bool; "rle" returns ``masks_rle``, D COCO
+            RLE dicts ({"size": [H, W], "counts": str}, ``pycocotools.mask.decode`` gives the mask back)
+            equal to the RLE of the dense masks, encoded band by band so that memory does not grow
+            with the image: 100 dense masks of a 48 MP photo take 4.8 GB, their RLE kilobytes.
         label_to_category_id: the dataset's category id per label, when known (used by writers).
     """
 
@@ -127,10 +131,13 @@ class Predictor:
         winograd: Optional[bool] = None,
         fused_add: Optional[bool] = None,
         paste_masks: bool = True,
+        masks: str = "dense",
         label_to_category_id: Optional[dict] = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if masks not in ("dense", "rle"):
+            raise ValueError(f"masks must be 'dense' or 'rle', got {masks!r}")
         self.cfg = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -150,6 +157,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
         self.paste_masks = paste_masks
+        self.mask_format = masks
         self.min_size = int(cfg.input.min_size_test)
         self.max_size = int(cfg.input.max_size_test)
         self.resize_method = cfg.input.resize_method
@@ -274,7 +282,8 @@ class Predictor:
         """Detections per image (a list even for one image), on the CPU, in original coordinates:
         ``boxes`` (D, 4) xyxy float32, ``scores`` (D,), ``labels`` (D,) int64 (1..K-1), ``masks``
         (D, H, W) bool and ``mask_probs`` (D, 1, M, M) for mask models, ``keypoints`` (D, K, 3) and
-        ``keypoint_scores`` (D, K) for keypoint models."""
+        ``keypoint_scores`` (D, K) for keypoint models; ``masks_rle`` instead of ``masks`` with
+        ``masks="rle"``."""
         if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
             images = [images]
         images = list(images)
@@ -370,6 +379,7 @@ class Predictor:
             paste_masks=self.paste_masks and "mask_probs" in det,
             mask_threshold=self.mask_threshold,
             paste_method=self.paste_method,
+            mask_format=self.mask_format,
         )
         return {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in det.items()}
 

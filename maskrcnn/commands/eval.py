@@ -67,7 +67,8 @@ def _predict(args) -> tuple:
         raise ValueError("--images is required with --weights")
     overrides = parse_set_args(args.set)
     predictor = Predictor.from_weights(
-        args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size
+        args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size,
+        masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
     )
     dataset = CocoDataset(
         json_path=args.json, image_dir=args.images, keypoints=predictor.cfg.model.roi_heads.keypoint_on

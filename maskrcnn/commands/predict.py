@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
         dtype=None if args.dtype == "float32" else args.dtype,
+        masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
     )
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         dtype=None if args.dtype == "float32" else args.dtype,
         optimise=not args.no_optimise,
+        masks="rle",  # answers hold RLE: no image-sized masks, so memory does not grow with the upload
     )
     app = create_app(
         predictor,

@@ -1,8 +1,8 @@
 """Detections -> COCO results format (what COCOeval and the COCO server read).
 
 Shapes: one image's detections, D of them, in original image coordinates: boxes (D, 4) xyxy,
-scores (D,), labels (D,) int64 in 1..K-1, optional masks (D, H, W) bool, optional keypoints (D, P, 3)
-for P keypoints.
+scores (D,), labels (D,) int64 in 1..K-1, optional masks (D, H, W) bool or ``masks_rle`` (D COCO RLE
+dicts, written as they are), optional keypoints (D, P, 3) for P keypoints.
 
 A result is ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}`` plus
 ``"segmentation": {"size": [H, W], "counts": str}`` (compressed RLE) when masks are given and
@@ -41,7 +41,11 @@ def detections_to_coco_results(
         categories = [mapping[int(lab)] for lab in labels]
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()  # (D, 4) xyxy -> xywh
     rles = None
-    if det.get("masks") is not None:
+    if det.get("masks_rle") is not None:  # already encoded (Predictor(masks="rle"))
+        rles = list(det["masks_rle"])
+        if len(rles) != n:
+            raise ValueError(f"{len(rles)} RLE masks for {n} detections")
+    elif det.get("masks") is not None:
         masks = det["masks"].detach()
         if masks.is_floating_point():  # probabilities pasted without a threshold: the usual 0.5 cut
             masks = masks >= 0.5

@@ -25,7 +25,8 @@ import pycocotools.mask as mask_utils
 import torch
 
 __all__ = [
-    "annotation_to_mask", "mask_to_rle", "masks_to_rles", "rle_counts_from_string", "segmentation_problem",
+    "annotation_to_mask", "compress_runs", "mask_to_rle", "masks_to_rles", "rle_counts_from_string",
+    "row_windows_to_runs", "segmentation_problem",
 ]
 
 # Polygon vertices may lie outside the image (annotation tools round, users drag past the border), but
@@ -242,3 +243,54 @@ def mask_to_rle(mask: torch.Tensor) -> dict:
     if mask.dim() != 2:
         raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
     return masks_to_rles(mask[None])[0]
+
+
+def row_windows_to_runs(windows: torch.Tensor, first_rows: torch.Tensor, height: int) -> list:
+    """COCO run lengths of full-image masks that are zero outside a band of consecutive rows, from the
+    bands alone: windows (B, L, W) bool, band b covering image rows [first_rows[b], first_rows[b] + L)
+    of an H x W image. Returns B int64 arrays (column-major runs starting with zeros, as
+    ``mask_utils.encode`` counts them), without building an H x W mask.
+
+    In column-major order column c of the image is ``[0] * y0 + window[:, c] + [0] * (H - y0 - L)``,
+    so the runs change only inside a band's columns: with one zero cell padded above and below each
+    column, a change between padded cells j and j + 1 of column c starts a run at pixel c * H + y0 + j.
+    When the band spans the whole height (L == H) the padding cells are not real pixels: a run of ones
+    ending at the bottom of column c and one starting at the top of column c + 1 give two changes at
+    the same pixel, which cancel."""
+    n, length, width = windows.shape
+    total = height * width
+    if n == 0:
+        return []
+    first = first_rows.to(torch.int64)
+    # Changes down each column, found in the bands' own (B, L, W) layout (no transposed copy): at the
+    # top padding (j = 0), between rows j - 1 and j, at the bottom padding (j = L).
+    b0, c0 = torch.nonzero(windows[:, 0, :], as_tuple=True)
+    bi, ji, ci = torch.nonzero(windows[:, 1:, :] ^ windows[:, :-1, :], as_tuple=True)
+    b1, c1 = torch.nonzero(windows[:, -1, :], as_tuple=True)
+    b = torch.cat([b0, bi, b1])
+    pos = torch.cat([c0 * height, ci * height + ji + 1, c1 * height + length]) + first[b]  # (T,)
+    key, _ = torch.sort(b * (total + 1) + pos)  # (T,) per band, in pixel order; cancelling pairs equal
+    key, count = torch.unique_consecutive(key, return_counts=True)
+    key = key[count == 1]
+    b, pos = key // (total + 1), key % (total + 1)
+    keep = pos < total  # a change "at" pixel H * W (the last column's bottom padding) starts nothing
+    b, pos = b[keep].numpy(), pos[keep].numpy()
+    splits = np.searchsorted(b, np.arange(1, n))
+    out = []
+    for starts in np.split(pos, splits):
+        out.append(np.diff(np.concatenate([[0], starts, [total]])).astype(np.int64))
+    return out
+
+
+def compress_runs(runs: list, height: int, width: int) -> list:
+    """COCO compressed RLE dicts ({"size": [H, W], "counts": str}) from run-length arrays (pycocotools'
+    own string compression)."""
+    if not runs:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rles = mask_utils.frPyObjects(
+            [{"size": [height, width], "counts": r.tolist()} for r in runs], height, width
+        )
+    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+            for r in rles]

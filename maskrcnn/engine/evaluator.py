@@ -352,17 +352,18 @@ class CocoEvaluator:
         self._image_ids = set()
 
     def process(self, image_id: int, det: dict) -> None:
-        """Add one image's detections (original coordinates; ``masks`` (D, H, W) bool for segm)."""
+        """Add one image's detections (original coordinates; ``masks`` (D, H, W) bool, or ``masks_rle``
+        (D COCO RLE dicts, ``Predictor(masks="rle")``), for segm)."""
         if int(image_id) not in self.coco_gt.imgs:
             raise ValueError(f"image id {image_id} is not in the ground truth")
         n = int(det["boxes"].shape[0])
-        if "segm" in self.iou_types and n and det.get("masks") is None:
+        if "segm" in self.iou_types and n and det.get("masks") is None and det.get("masks_rle") is None:
             raise ValueError(f"image {image_id}: segm evaluation needs 'masks' (D, H, W) in the detections")
         if "keypoints" in self.iou_types and n and det.get("keypoints") is None:
             raise ValueError(f"image {image_id}: keypoint evaluation needs 'keypoints' in the detections")
         keep = {k: det[k] for k in ("boxes", "scores", "labels") if k in det}
-        if "segm" in self.iou_types and det.get("masks") is not None:
-            keep["masks"] = det["masks"]
+        if "segm" in self.iou_types:
+            keep.update({k: det[k] for k in ("masks", "masks_rle") if det.get(k) is not None})
         if "keypoints" in self.iou_types and det.get("keypoints") is not None:
             keep["keypoints"] = det["keypoints"]
         self._results.extend(

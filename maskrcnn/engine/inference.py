@@ -152,7 +152,7 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
             # a copy: optimise_for_inference folds norms and swaps modules in place
             subject = copy.deepcopy(model) if optimise else model
             predictor = Predictor(
-                subject, cfg, device=device, optimise=optimise,
+                subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
             return evaluate_dataset(predictor, dataset, build_evaluator(predictor, dataset))
