@@ -417,7 +417,7 @@ _RANGES = {
     "input.color_jitter": (_non_negative, ">= 0"),
     "model.num_classes": (_positive, "> 0"),
     "model.fpn_dim": (_positive, "> 0"),
-    "model.size_divisibility": (_positive, "> 0"),
+    "model.size_divisibility": (_non_negative, ">= 0 (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
     "model.pixel_mean": (math.isfinite, "finite"),
     "model.frozen_bn_eps": (_non_negative, ">= 0"),

@@ -101,7 +101,8 @@ def summarise(dataset) -> dict:
     }
 
 
-def _print_summary(s: dict, out=sys.stdout) -> None:
+def _print_summary(s: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time: a default bound at import keeps a stale stream
     print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
           f"{s['instances']} instances, {s['crowd']} crowd regions", file=out)
     width = max([len("class")] + [len(n) for n in s["per_class"]])
