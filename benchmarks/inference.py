@@ -1,7 +1,7 @@
 """CPU inference speed and peak memory of R50-FPN Mask R-CNN at 800x1067: this library vs torchvision.
 
     python benchmarks/inference.py [--tv-python PYTHON] [--images 3] [--threads 2] [--size 800x1067]
-                                   [--variants fp32,fp32-opt,bf16-opt] [--rounds 1] [--profile]
+                                   [--variants fp32,fp32-opt,bf16-opt,onnx] [--rounds 1] [--profile]
 
 Every measurement runs in its own process (so that the RSS high-water mark belongs to it alone):
 - ``torchvision``: ``maskrcnn_resnet50_fpn(weights=None, num_classes=C)`` with the deterministic weights
@@ -11,11 +11,15 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
   channels_last, Winograd 3x3 convolutions, fused residual additions: what Predictor runs on CPU),
   ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
-  direct convolution).
+  direct convolution); ``onnx`` the model exported by ``maskrcnn.export`` (the whole graph) and run by
+  onnxruntime's CPU provider with ``--threads`` intra-op threads, through the same Predictor (resize
+  and paste are ours; the export itself is not timed).
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
 at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
 times (torchvision, ours, ..., torchvision, ours, ...) so that a slow phase of a shared machine hits
-every run alike; s/image is the median over all rounds' images, with the spread of the rounds' means.
+every run alike; s/image is the median over all rounds' images, with the spread of the rounds' means;
+cpu s/img the median CPU time of the process per image (all its threads: on an idle machine about
+threads x s/image; on a shared one the steadier figure of the work done).
 The table compares every variant's detections (first round) with the reference (torchvision, or ours
 fp32 without torchvision) by matching: same label and box IoU > 0.99 (and > 0.9).
 Shapes: D detections per image, H x W = the image size.
@@ -113,11 +117,13 @@ def pack_detections(dets) -> list:
 
 def _time_runs(run_one, images, profile: bool) -> tuple:
     run_one(images[0])  # warm-up: allocator, oneDNN primitive caches
-    dets, times = [], []
+    dets, times, cpu = [], [], []
     for img in images:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         dets.append(run_one(img))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+
     if profile:
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as prof
@@ -125,7 +131,7 @@ def _time_runs(run_one, images, profile: bool) -> tuple:
         with prof(activities=[ProfilerActivity.CPU]) as p:
             run_one(images[0])
         print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
-    return dets, times
+    return dets, times, cpu
 
 
 # ------------------------------------------------------------------------------------------------
@@ -149,8 +155,9 @@ def worker_torchvision(args) -> dict:
         d = model([img])[0]
         return {**d, "masks": d["masks"][:, 0] > 0.5}  # (D, 1, H, W) probabilities -> (D, H, W) bool
 
-    dets, times = _time_runs(run_one, images, args.profile)
-    return {"name": f"torchvision {torchvision.__version__} fp32", "times": times, "dets": dets}
+    dets, times, cpu = _time_runs(run_one, images, args.profile)
+    name = f"torchvision {torchvision.__version__} fp32"
+    return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
 
 
 def worker_ours(args) -> dict:
@@ -174,6 +181,19 @@ def worker_ours(args) -> dict:
             recipe_state_dict([(k, tuple(v.shape)) for k, v in model.state_dict().items()]), strict=True
         )
     variant = args.worker.split(":", 1)[1]
+    if variant == "onnx":
+        import onnxruntime
+
+        from maskrcnn.export.onnx_export import export_onnx
+
+        path = str(Path(args.out).with_suffix(".onnx"))
+        names = ["__background__"] + [f"class{i}" for i in range(1, cfg.model.num_classes)]
+        export_onnx(model, cfg, names, path)
+        predictor = Predictor.from_onnx(path, threads=args.threads)
+        images = load_images(args.size)
+        dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, False)
+        name = f"onnxruntime {onnxruntime.__version__}"
+        return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
     predictor = Predictor(
         model,
         cfg,
@@ -183,8 +203,8 @@ def worker_ours(args) -> dict:
         dtype="bfloat16" if variant.startswith("bf16") else None,
     )
     images = load_images(args.size)
-    dets, times = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
-    return {"name": f"ours {variant}", "times": times, "dets": dets}
+    dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
+    return {"name": f"ours {variant}", "times": times, "cpu_times": cpu, "dets": dets}
 
 
 def run_worker(args) -> int:
@@ -268,7 +288,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size", default="800x1067", help="HxW of the images")
     p.add_argument("--num-classes", type=int, default=4, help="as in the golden data (random weights)")
-    p.add_argument("--variants", default="fp32,fp32-opt,bf16-opt")
+    p.add_argument("--variants", default="fp32,fp32-opt,bf16-opt,onnx")
     p.add_argument(
         "--tv-python", default=os.environ.get("MASKRCNN_TV_PYTHON"), help="python with torchvision"
     )
@@ -342,6 +362,7 @@ def main(argv=None) -> int:
     runs = []
     for rounds in results.values():  # one row per run: first round's detections, every round's times
         runs.append({**rounds[0], "times": [t for r in rounds for t in r["times"]],
+                     "cpu_times": [t for r in rounds for t in r.get("cpu_times", [])],
                      "round_means": [float(np.mean(r["times"])) for r in rounds],
                      "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds)})
     if not runs:
@@ -355,7 +376,8 @@ def main(argv=None) -> int:
     )
     print(f"reference for speed-up and matching: {ref['name']}")
     header = (
-        f"{'run':<28} {'s/image':>8} {'rounds':>11} {'speed-up':>8} {'peak RSS MB':>11} {'dets':>5} "
+        f"{'run':<28} {'s/image':>8} {'cpu s/img':>9} {'rounds':>11} {'speed-up':>8} {'peak RSS MB':>11} "
+        f"{'dets':>5} "
         f"{'match.99':>8} {'match.9':>7} {'max|dbox|':>9} {'max|dscore|':>11} {'min mask IoU':>12}"
     )
     print(header)
@@ -363,15 +385,17 @@ def main(argv=None) -> int:
     table = []
     for r in runs:
         t = float(np.median(r["times"]))
+        cpu = f"{float(np.median(r['cpu_times'])):.2f}" if r.get("cpu_times") else "-"
         spread = f"{min(r['round_means']):.2f}-{max(r['round_means']):.2f}"
         c = compare(ref["dets"], r["dets"])
         loose = compare(ref["dets"], r["dets"], iou_thresh=0.9)["matched"]
         table.append(
-            {"name": r["name"], "s_per_image": t, "round_means": r["round_means"], "speedup": base / t,
+            {"name": r["name"], "s_per_image": t, "cpu_times": r.get("cpu_times"),
+             "round_means": r["round_means"], "speedup": base / t,
              "peak_rss_mb": r["peak_rss_mb"], "matched_iou90": loose, **c}
         )  # fmt: skip
         print(
-            f"{r['name']:<28} {t:>8.3f} {spread:>11} {base / t:>7.2f}x {r['peak_rss_mb']:>11.0f} "
+            f"{r['name']:<28} {t:>8.3f} {cpu:>9} {spread:>11} {base / t:>7.2f}x {r['peak_rss_mb']:>11.0f} "
             f"{c['other']:>5d} {100 * c['matched']:>7.1f}% {100 * loose:>6.1f}% {c['box']:>9.2e} "
             f"{c['score']:>11.2e} {c['mask_iou']:>12.4f}"
         )

@@ -80,7 +80,25 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     for key, kind in (("config", dict), ("class_names", list), ("model", dict)):
         if not isinstance(ckpt.get(key), kind):
             raise CheckpointError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    from maskrcnn.config import from_dict
+
+    try:  # unknown keys and values no run can use (min_size_test 0, a NaN threshold) named here
+        from_dict(ckpt["config"], stored=True)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: its 'config' cannot be used: {e.args[0] if e.args else e}") from None
+    bad = non_finite_keys(ckpt["model"])
+    if bad:  # such weights predict nothing (or NaN boxes) without any error: refuse them here
+        listing = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path}: weights hold NaN or infinite values in 'model' tensors {listing}")
     return ckpt
+
+
+def non_finite_keys(state_dict: dict) -> list:
+    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
+    return [
+        k for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def config_from_checkpoint(ckpt: dict, overrides: Optional[dict] = None):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMANDS = (
     "train", "eval", "predict", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
+    "serve",
 )
 
 _HELP = {
@@ -24,6 +26,7 @@ _HELP = {
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
     "export": "export a checkpoint (ONNX, TorchScript-free)",
     "benchmark": "time inference of a checkpoint",
+    "serve": "serve a model over HTTP: POST /predict, GET /health and a web page at /",
 }
 
 
@@ -51,17 +54,35 @@ def main(argv: list = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    # Warnings (skipped records, multi-frame images) as one line each, not with a line of our source;
+    # restored on return, so that a program calling main() keeps its own format.
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kw: f"maskrcnn {args.command}: warning: {message}\n"
     try:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"maskrcnn {args.command}: error: {msg}", file=sys.stderr)
+        print(f"maskrcnn {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line(e: BaseException) -> str:
+    """The message a user needs: the path and the reason for file-system errors (whose str() is
+    '[Errno 21] Is a directory: ...'), the key for a KeyError, the text otherwise."""
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, MemoryError):
+        return f"out of memory{': ' + str(e) if str(e) else ''} (try smaller images or --batch-size 1)"
+    if isinstance(e, OSError) and e.strerror:  # the library's own FileNotFoundErrors carry a message
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror.lower()}"
+    return str(e)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,15 @@ stages in eval mode under ``torch.inference_mode`` (optionally with bfloat16 / f
 feature extractor), map boxes and keypoints back to the original image and paste the masks at its size
 (``modeling.postprocess.detections_to_original``). It resolves the device and dtype
 (``engine.device``) and, with ``optimise``, rewrites the model for inference (``modeling.fuse``).
+
+The model behind it is swappable: a checkpoint's ``MaskRCNN`` (``from_checkpoint``) or an exported
+ONNX file run by onnxruntime (``from_onnx``, ``export/onnx_runtime.OnnxModel``, one image per run);
+``from_weights`` picks by the file. Everything around the forward is shared.
+
+Images given to the Python API (``__call__``): file paths, (3, H, W) tensors (float RGB in [0, 1],
+or uint8 0..255), numpy arrays (H, W, 3) RGB or (H, W) grey, uint8 0..255 or float in [0, 1] (the
+layout of PIL, imageio, and OpenCV after ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``), and PIL images of
+any mode (converted to RGB, used as given: no EXIF rotation, unlike files).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from torch import nn
 
 from maskrcnn.engine.device import resolve_device, resolve_dtype
 
-ImageLike = Union[torch.Tensor, str, os.PathLike]
+# also numpy arrays and PIL images (see the module docstring); neither is imported here
+ImageLike = Union[torch.Tensor, str, os.PathLike, object]
 
 # With batching, how many batches' worth of images are resized together and grouped by size: more
 # choice gives batch-mates of closer sizes, at the memory of that many original images.
@@ -37,10 +47,33 @@ def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class{i}" for i in range(1, num_classes)]
 
 
-def _as_float_image(image: torch.Tensor, where: str) -> torch.Tensor:
-    """(3, H, W) float in [0, 1]; uint8 tensors are scaled, (1, H, W) grey is repeated."""
+def _from_numpy_or_pil(image, where: str):
+    """A numpy array (H, W, 3) / (H, W) or a PIL image -> (3, H, W) tensor (dtype kept); else unchanged."""
+    import numpy as np
+
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "mode"):
+        from maskrcnn.data.images import _to_rgb_array
+
+        return torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image))).permute(2, 0, 1)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[2] not in (1, 3):
+            raise ValueError(f"{where}: expected a numpy image of shape (H, W, 3) RGB or (H, W) grey, "
+                             f"got {image.shape}")
+        if image.dtype == np.uint8 or image.dtype.kind == "f":
+            return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+        raise ValueError(
+            f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255 or float in [0, 1])")
+    return image
+
+
+def _as_float_image(image, where: str) -> torch.Tensor:
+    """(3, H, W) float in [0, 1]; uint8 is scaled, grey is repeated, numpy / PIL images converted."""
+    image = _from_numpy_or_pil(image, where)
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{where}: expected a (3, H, W) tensor or a file path, got {type(image).__name__}")
+        raise TypeError(f"{where}: expected a (3, H, W) tensor, a numpy (H, W, 3) array, a PIL image or a "
+                        f"file path, got {type(image).__name__}")
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"{where}: expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
     if image.shape[1] == 0 or image.shape[2] == 0:
@@ -58,7 +91,8 @@ class Predictor:
     """Run a Mask R-CNN on images at their original size.
 
     Args:
-        model: a built ``MaskRCNN`` (put in eval mode here; moved to ``device``).
+        model: a built ``MaskRCNN`` (put in eval mode here; moved to ``device``), or an
+            ``export.onnx_runtime.OnnxModel`` (then ``dtype`` and ``optimise`` do not apply).
         cfg: its ``Config`` (input sizes, mask threshold and paste method are read from it).
         class_names: index = label, index 0 = "__background__".
         device: "cpu", "cuda", "cuda:N" or "auto".
@@ -76,6 +110,10 @@ class Predictor:
         fused_add: with ``optimise``, whether to fuse residual additions into oneDNN's convolution
             (None: on CPU, where its self-test passes; False for a graph to export).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
+        masks: "dense" (default) returns ``masks`` (D, H, W) bool; "rle" returns ``masks_rle``, D COCO
+            RLE dicts ({"size": [H, W], "counts": str}, ``pycocotools.mask.decode`` gives the mask back)
+            equal to the RLE of the dense masks, encoded band by band so that memory does not grow
+            with the image: 100 dense masks of a 48 MP photo take 4.8 GB, their RLE kilobytes.
         label_to_category_id: the dataset's category id per label, when known (used by writers).
     """
 
@@ -93,10 +131,13 @@ class Predictor:
         winograd: Optional[bool] = None,
         fused_add: Optional[bool] = None,
         paste_masks: bool = True,
+        masks: str = "dense",
         label_to_category_id: Optional[dict] = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if masks not in ("dense", "rle"):
+            raise ValueError(f"masks must be 'dense' or 'rle', got {masks!r}")
         self.cfg = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -116,11 +157,18 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
         self.paste_masks = paste_masks
+        self.mask_format = masks
         self.min_size = int(cfg.input.min_size_test)
         self.max_size = int(cfg.input.max_size_test)
         self.resize_method = cfg.input.resize_method
         self.mask_threshold = float(cfg.model.roi_heads.mask_threshold)
         self.paste_method = cfg.model.roi_heads.mask_paste
+        self.runtime = not isinstance(model, nn.Module)  # an ONNX file run by onnxruntime
+        if self.runtime:
+            if self.dtype is not None:
+                raise ValueError(f"dtype {dtype!r}: an ONNX model runs in the precision it was exported in")
+            self.model = model
+            return
         self.model = model.to(self.device).eval()
         if optimise:
             from maskrcnn.modeling.fuse import optimise_for_inference
@@ -179,9 +227,51 @@ class Predictor:
         kwargs.setdefault("label_to_category_id", l2c)
         return cls(model, cfg, class_names, device=device, optimise=optimise, **kwargs)
 
+    @classmethod
+    def from_onnx(
+        cls,
+        path: Union[str, os.PathLike],
+        *,
+        device: Union[str, torch.device] = "cpu",
+        threads: Optional[int] = None,
+        **kwargs,
+    ) -> Predictor:
+        """An ONNX file written by ``maskrcnn export``, run by onnxruntime (its config, class names and
+        category ids come from the file's metadata). ``threads``: onnxruntime's intra-op threads
+        (None: its default, all cores)."""
+        from maskrcnn.export.onnx_runtime import OnnxModel
+
+        if str(device) == "auto":  # CUDA only where this onnxruntime has the provider for it
+            from maskrcnn.export.onnx_runtime import cuda_provider_available
+
+            device = "cuda" if torch.cuda.is_available() and cuda_provider_available() else "cpu"
+        device = resolve_device(device)
+        model = OnnxModel(path, device=device, threads=threads)
+        kwargs.setdefault("label_to_category_id", model.label_to_category_id)
+        for key in ("optimise", "winograd", "fused_add"):
+            kwargs.pop(key, None)  # CPU speed-ups of the PyTorch model: onnxruntime has its own
+        return cls(model, model.cfg, model.class_names, device=device, **kwargs)
+
+    @classmethod
+    def from_weights(
+        cls, path: Union[str, os.PathLike], *, overrides: Optional[dict] = None, **kwargs
+    ) -> Predictor:
+        """``from_onnx`` for a ``.onnx`` file, else ``from_checkpoint``."""
+        if Path(path).suffix.lower() == ".onnx":
+            if overrides:
+                raise ValueError(f"{path}: config overrides (--set) do not apply to an exported ONNX file; "
+                                 "override them when exporting the checkpoint")
+            for key in ("dtype", "threads"):
+                if kwargs.get(key) is None:
+                    kwargs.pop(key, None)
+            return cls.from_onnx(path, **kwargs)
+        kwargs.pop("threads", None)
+        return cls.from_checkpoint(path, overrides=overrides, **kwargs)
+
     # ----------------------------------------------------------------------------------------
     def load(self, item: ImageLike, index: int = 0) -> torch.Tensor:
-        """A file path or tensor -> (3, H, W) float32 in [0, 1] at its original size (on the CPU)."""
+        """A file path, tensor, numpy array or PIL image -> (3, H, W) float32 in [0, 1] at its original
+        size (on the CPU); see the module docstring for the conventions."""
         if isinstance(item, (str, os.PathLike)):
             from maskrcnn.data.images import read_image
 
@@ -192,8 +282,9 @@ class Predictor:
         """Detections per image (a list even for one image), on the CPU, in original coordinates:
         ``boxes`` (D, 4) xyxy float32, ``scores`` (D,), ``labels`` (D,) int64 (1..K-1), ``masks``
         (D, H, W) bool and ``mask_probs`` (D, 1, M, M) for mask models, ``keypoints`` (D, K, 3) and
-        ``keypoint_scores`` (D, K) for keypoint models."""
-        if isinstance(images, (str, os.PathLike)) or (isinstance(images, torch.Tensor) and images.dim() == 3):
+        ``keypoint_scores`` (D, K) for keypoint models; ``masks_rle`` instead of ``masks`` with
+        ``masks="rle"``."""
+        if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
             images = [images]
         images = list(images)
         out = []
@@ -255,6 +346,8 @@ class Predictor:
         Low precision pays off in the backbone and FPN convolutions (most of the time); the RPN's box
         decoding, the RoI pooling and the heads stay float32 so that boxes keep sub-pixel precision
         (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000)."""
+        if self.runtime:  # the exported graph takes one image
+            return [self.model(im) for im in images]
         model = self.model
         batch, sizes = model.preprocess(images)  # (N, 3, Hp, Wp), [(h, w)] per image
         if self.dtype is None:
@@ -286,8 +379,18 @@ class Predictor:
             paste_masks=self.paste_masks and "mask_probs" in det,
             mask_threshold=self.mask_threshold,
             paste_method=self.paste_method,
+            mask_format=self.mask_format,
         )
         return {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in det.items()}
+
+
+def _is_one_image(images) -> bool:
+    """One image (not a list of them): a (C, H, W) tensor, a numpy array (H, W[, C]) or a PIL image."""
+    if isinstance(images, torch.Tensor):
+        return images.dim() == 3
+    if type(images).__module__.startswith("PIL.") and hasattr(images, "mode"):
+        return True
+    return type(images).__module__ == "numpy" and getattr(images, "ndim", 0) in (2, 3)
 
 
 def _some(keys: Sequence[str], n: int = 5) -> str:

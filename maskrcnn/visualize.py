@@ -91,6 +91,15 @@ def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
     return out
 
 
+def _decode_rle(rle: dict, factor: int) -> np.ndarray:
+    """(H * factor, W * factor) bool from a COCO RLE dict, pixels repeated ``factor`` times."""
+    import pycocotools.mask as mask_utils
+
+    mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")
+                              if isinstance(rle["counts"], str) else rle["counts"]}).astype(bool)
+    return np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1) if factor > 1 else mask
+
+
 def _contours(owner: np.ndarray, thickness: int) -> np.ndarray:
     """Pixels of an instance that touch a pixel of another instance or the background, grown inwards
     to ``thickness`` pixels. ``owner``: (H, W) instance index, -1 for none. Returns (H, W) bool."""
@@ -151,6 +160,10 @@ def draw_instances(
         masks = masks[:, 0]  # (D, 1, H, W) -> (D, H, W)
     if masks is not None and masks.shape != (D, H, W):
         raise ValueError(f"draw_instances: masks have shape {masks.shape}, expected {(D, H, W)}")
+    # Compact masks (Predictor(masks="rle")) are decoded one at a time: one H x W mask in memory at most.
+    rles = list(det["masks_rle"]) if masks is None and det.get("masks_rle") is not None else None
+    if rles is not None and (len(rles) != D or any(list(r["size"]) != [H, W] for r in rles)):
+        raise ValueError(f"draw_instances: masks_rle must be {D} RLE dicts of size [{H}, {W}]")
     if factor > 1:  # enlarge: repeat pixels; box and keypoint coordinates scale with them
         img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
         if masks is not None:
@@ -172,10 +185,10 @@ def draw_instances(
     line = max(1, int(round(scale / 400)))
     font_size = int(np.clip(round(scale / 45), 10, 48))
 
-    if masks is not None and order.size:
+    if (masks is not None or rles is not None) and order.size:
         owner = np.full((H, W), -1, np.int32)
         for i in order:  # one pass per shown instance; later (better) instances overwrite
-            owner[masks[i].astype(bool)] = i
+            owner[masks[i].astype(bool) if masks is not None else _decode_rle(rles[i], factor)] = i
         inside = owner >= 0
         idx = owner[inside]
         blended = img[inside].astype(np.float32) * (1 - mask_alpha) + inst_color[idx] * mask_alpha

@@ -103,3 +103,12 @@ def test_mapping_keys_from_yaml_and_set(tmp_path):
         load_config("demo", parse_set_args(["model.init_class_map=person"]))
     with pytest.raises(ValueError, match="model.backbone.*mapping"):
         load_config("demo", {"model.backbone": {"a": "b"}})
+
+
+def test_cityscapes_preset_is_the_papers_recipe():
+    cfg = load_config("cityscapes_r50_fpn")
+    assert cfg.input.min_size == tuple(range(800, 1025, 32)) and cfg.input.min_size_test == 1024
+    solver = cfg.solver
+    assert (solver.iters, solver.steps, solver.lr, solver.gamma) == (24000, (18000,), 0.01, 0.1)
+    assert cfg.solver.batch_size == 8 and cfg.model.num_classes == 9  # 8 instance classes + background
+    assert cfg.model.init_weights == "maskrcnn_resnet50_fpn_coco"

@@ -176,6 +176,34 @@ def test_predictor_batching_threshold_and_paths(tiny, tmp_path):
     torch.testing.assert_close(from_file["boxes"], from_tensor["boxes"])
 
 
+def test_numpy_and_pil_images_give_what_the_tensor_gives(tiny):
+    import numpy as np
+    from PIL import Image
+
+    model, cfg = tiny
+    pred = Predictor(model, cfg)
+    g = torch.Generator().manual_seed(4)
+    u8 = (torch.rand(3, 50, 70, generator=g) * 255).round().to(torch.uint8)  # (3, H, W)
+    hwc = u8.permute(1, 2, 0).numpy()  # (H, W, 3) uint8 RGB
+    ref = pred(u8)[0]
+    inputs = {
+        "numpy uint8": hwc,
+        "numpy float": hwc.astype(np.float32) / 255.0,
+        "PIL RGB": Image.fromarray(hwc),
+        "PIL RGBA": Image.fromarray(np.dstack([hwc, np.full(hwc.shape[:2], 255, np.uint8)]), "RGBA"),
+    }
+    for name, image in inputs.items():
+        for out in (pred(image)[0], pred([image, image])[1]):  # one image, or a list
+            torch.testing.assert_close(out["boxes"], ref["boxes"], msg=name)
+            torch.testing.assert_close(out["scores"], ref["scores"], msg=name)
+    grey = pred(hwc[:, :, 0])[0]  # (H, W) grey: the channel repeated
+    torch.testing.assert_close(grey["boxes"], pred(u8[:1].expand(3, -1, -1))[0]["boxes"])
+    with pytest.raises(ValueError, match=r"image 0.*\(H, W, 3\)"):
+        pred(np.zeros((4, 50, 70), np.uint8))
+    with pytest.raises(ValueError, match="int32 not supported"):
+        pred(hwc.astype(np.int32))
+
+
 def test_fused_model_gives_same_detections(tiny):
     model, cfg = tiny
     images = _images()

@@ -59,8 +59,8 @@ def build_predictor(args: argparse.Namespace):
         device=args.device, optimise=not args.no_optimise, winograd=False if args.no_winograd else None,
         batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
     )  # fmt: skip
-    if args.weights:
-        return Predictor.from_checkpoint(args.weights, **options)
+    if args.weights:  # an .onnx file runs with onnxruntime, with --threads intra-op threads
+        return Predictor.from_weights(args.weights, threads=args.threads or None, **options)
     from maskrcnn.config import load_config
     from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -121,10 +121,13 @@ def run(args: argparse.Namespace) -> int:
     sizes = sorted({f"{im.shape[-2]}x{im.shape[-1]}" for im in images})
     size = sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    engine = f"{args.dtype}{'' if args.no_optimise else ', optimised'}"
+    if predictor.runtime:
+        engine = "onnxruntime"
     print(
         f"{predictor.cfg.model.backbone} fpn={predictor.cfg.model.fpn} on {dev} "
         f"({torch.get_num_threads()} threads), "
-        f"{args.dtype}{'' if args.no_optimise else ', optimised'}, batch {args.batch_size}, {size}: "
+        f"{engine}, batch {args.batch_size}, {size}: "
         f"{elapsed / len(images):.3f} s/image ({len(images) / elapsed:.2f} images/s), "
         f"{n_det / len(images):.1f} detections/image, peak RSS {rss:.0f} MB",
         file=sys.stdout,

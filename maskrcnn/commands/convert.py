@@ -54,7 +54,9 @@ def _number(value):
 def run(args) -> int:
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import parse_set_args
+    from maskrcnn.io_utils import check_output_file
 
+    check_output_file(args.output, "OUT")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
     if args.source_format == "torchvision":

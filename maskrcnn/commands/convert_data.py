@@ -99,9 +99,10 @@ def _convert(args, out: Path, report):
 
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, write_json
+    from maskrcnn.io_utils import check_output_file
 
     _check_options(args)
-    out = Path(args.output)
+    out = check_output_file(args.output, "--output")
     report = Report(stream=sys.stderr)
     builder = _convert(args, out, report)
     print(report.summary(), file=sys.stderr)

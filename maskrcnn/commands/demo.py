@@ -85,10 +85,11 @@ def run(args) -> int:
     from maskrcnn.config import load_config, parse_set_args
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training
+    from maskrcnn.io_utils import check_output_dir
 
     t0 = time.perf_counter()
     preset, default_out, shown = TASKS[args.task]
-    out = Path(args.output or default_out)
+    out = check_output_dir(args.output or default_out)
     overrides = parse_set_args(args.set)
     if args.iters is not None:
         overrides["solver.iters"] = args.iters

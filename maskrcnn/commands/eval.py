@@ -2,16 +2,22 @@
 
     maskrcnn eval --weights CKPT --json J --images D [--output DIR] [--device D] [--max-images N]
     maskrcnn eval --results R.json --json J [--output DIR]
+    ... [--cityscapes ROOT]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
-a checkpoint, ``DIR/predictions.json`` (COCO results). Images are read at their original size and
+a checkpoint, ``DIR/predictions.json`` (COCO results). ``--cityscapes ROOT`` (J from ``convert-data --from
+cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
+``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
+kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
+Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -32,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward (default: 1)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--cityscapes", metavar="ROOT",
+                        help="also report Cityscapes' official instance AP (gtFine under ROOT; the "
+                             "'cityscapes' extra)")
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
@@ -57,8 +66,9 @@ def _predict(args) -> tuple:
     if not args.images:
         raise ValueError("--images is required with --weights")
     overrides = parse_set_args(args.set)
-    predictor = Predictor.from_checkpoint(
-        args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size
+    predictor = Predictor.from_weights(
+        args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size,
+        masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
     )
     dataset = CocoDataset(
         json_path=args.json, image_dir=args.images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
@@ -67,9 +77,10 @@ def _predict(args) -> tuple:
     start = time.perf_counter()
     unreadable = []
 
-    def skip(_index, _path, error):
+    def skip(_index, path, error):
         unreadable.append(error)
-        print(f"skipping unreadable image: {error}", file=sys.stderr)
+        text = str(error)
+        print(f"skipping image: {text if str(path) in text else f'{path}: {text}'}", file=sys.stderr)
 
     def progress(done: int, total: int, every: int = 50):
         if done // every > progress.reported // every or done == total:
@@ -81,18 +92,52 @@ def _predict(args) -> tuple:
         predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
     )
     if unreadable:
-        print(f"{len(unreadable)} unreadable images left out of the evaluation", file=sys.stderr)
-    return metrics, evaluator.results()
+        print(f"{len(unreadable)} images (unreadable, or the model failed on them) left out of the "
+              "evaluation", file=sys.stderr)
+    n = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
+    evaluated = [dataset.image_info(i)["id"] for i in range(n)]
+    return metrics, evaluator.results(), dataset.to_coco_dict(), evaluated
+
+
+def _cityscapes(args, results: list, ground_truth: dict, image_ids) -> dict:
+    from maskrcnn.engine.cityscapes_eval import evaluate_cityscapes
+
+    keep = Path(args.output) / "cityscapes_predictions" if args.output else None
+    return evaluate_cityscapes(results, ground_truth, args.cityscapes, image_ids=image_ids,
+                               predictions_dir=keep)
+
+
+def _cityscapes_table(cs: dict) -> str:
+    lines = ["Cityscapes instance-level (official script)", f"{'':12s}{'AP':>8s}{'AP50':>8s}"]
+    for name, v in list(cs["classes"].items()) + [("average", cs)]:
+        cells = "".join(f"{'-':>8s}" if math.isnan(v[k]) else f"{v[k]:8.2f}" for k in ("AP", "AP50"))
+        lines.append(f"{name:12s}{cells}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table
+    from maskrcnn.io_utils import check_output_dir
 
+    if args.output:  # before hours of inference, not after
+        check_output_dir(args.output)
+    if args.cityscapes and not Path(args.cityscapes).is_dir():
+        raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
     if args.results:
+        from maskrcnn.data.coco import load_coco_json
+
         metrics, results = evaluate_results_file(args.json, args.results), None
+        ground_truth, image_ids = load_coco_json(args.json), None
+        cs_results = json.loads(Path(args.results).read_text(encoding="utf-8")) if args.cityscapes else None
     else:
-        metrics, results = _predict(args)
+        metrics, results, ground_truth, image_ids = _predict(args)
+        cs_results = results
     print(format_metrics_table(metrics))
+    if args.cityscapes:
+        if "segm" not in metrics:
+            raise ValueError("--cityscapes scores instance masks: the results have none")
+        metrics["cityscapes"] = _cityscapes(args, cs_results, ground_truth, image_ids)
+        print(_cityscapes_table(metrics["cityscapes"]))
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)

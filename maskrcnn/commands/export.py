@@ -1,16 +1,21 @@
-"""``maskrcnn export``: export a checkpoint's feature extractor (backbone + FPN) for deployment.
+"""``maskrcnn export``: write a checkpoint for deployment.
 
-    maskrcnn export --weights CKPT --output FILE [--format pt2|onnx] [--size 800x1088] [--no-optimise]
+    maskrcnn export --weights CKPT --output FILE [--format onnx|pt2] [--set KEY=VALUE ...] [--size HxW]
 
-What is exported: the dense part of the network, ``features(batch)``: a normalised, padded batch
-(N, 3, Hp, Wp) -> the FPN maps ``p2..p6`` (N, C, Hp/4, Wp/4) ... (N, C, Hp/64, Wp/64), with BN folded
-into the convolutions. This is where almost all of the computation is. Proposal selection, NMS, RoI
-pooling and the heads have data-dependent shapes and loops; they stay in Python (``maskrcnn.predictor``),
-so an exported graph is a building block, not a drop-in replacement for the whole model.
+``onnx``: the whole model in one graph (``maskrcnn.export.onnx_export``): normalisation and padding,
+backbone, FPN, RPN with its NMS, RoI heads, class-specific box decoding, per-class NMS and the mask
+head. Input ``image`` (3, H, W) float RGB in [0, 1], any H and W (resized as the config says: the
+graph never resizes); outputs ``boxes`` (D, 4), ``labels`` (D,), ``scores`` (D,), ``masks``
+(D, 1, 28, 28) probabilities (+ ``keypoint_heatmaps`` (D, J, 56, 56) for keypoint models), D >= 0.
+The checkpoint's config (with the ``--set`` overrides, e.g. ``model.roi_heads.score_thresh``) and
+class names go into the file's metadata, so ``maskrcnn predict --weights FILE.onnx`` needs nothing
+else. Needs ``pip install 'maskrcnn[onnx]'``. ``--size``: the traced example's size (default: the
+config's test size).
 
-Formats: ``pt2`` (``torch.export``; load with ``torch.export.load``; no extra dependency) and ``onnx``
-(needs the ``onnx`` package: ``pip install maskrcnn[onnx]``). Shapes: N images, C = ``model.fpn_dim``.
+``pt2``: the dense part only, ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the
+FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``).
 """
+
 
 from __future__ import annotations
 
@@ -21,18 +26,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-HELP = "export a checkpoint (ONNX, TorchScript-free)"
+HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="checkpoint to export")
-    parser.add_argument("--output", required=True, help="output file (.pt2 or .onnx)")
-    parser.add_argument("--format", choices=["pt2", "onnx"], default=None, help="default: from the suffix")
+    parser.add_argument("--output", required=True, help="output file (.onnx or .pt2)")
+    parser.add_argument("--format", choices=["onnx", "pt2"], default=None, help="default: from the suffix")
     parser.add_argument(
-        "--size", default="800x1088", help="HxW of the example padded batch (multiples of 32)"
-    )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (onnx format only)")
-    parser.add_argument("--no-optimise", action="store_true", help="keep BN layers unfolded")
+        "--size", default=None,
+        help="HxW of the traced example (onnx: an image, default the config's test size; pt2: the padded "
+        "batch, multiples of 32, default 800x1088)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="config overrides stored with the export (e.g. model.roi_heads.score_thresh=0.5)",
+    )  # fmt: skip
+    parser.add_argument("--no-optimise", action="store_true", help="pt2: keep BN layers unfolded")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -51,52 +61,65 @@ class FeatureExtractor(nn.Module):
         return tuple(feats[n] for n in self.names)
 
 
-def export_features(model: nn.Module, path, *, fmt: str, size_hw=(800, 1088), opset: int = 17) -> list:
-    """Write ``model``'s feature extractor to ``path``; returns the output names (``p2``...)."""
+def export_features(model: nn.Module, path, *, fmt: str = "pt2", size_hw=(800, 1088)) -> list:
+    """Write ``model``'s feature extractor to ``path`` with ``torch.export``; returns the output names."""
+    if fmt != "pt2":
+        raise ValueError(f"export_features writes pt2 only, got {fmt!r} (onnx: maskrcnn.export.onnx_export)")
     model.eval()
     wrapper = FeatureExtractor(model).eval()
     h, w = size_hw
     example = torch.zeros(2, 3, h, w)  # batch 2: an example batch of 1 would be specialised to 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "pt2":
-        batch = torch.export.Dim("batch", min=1, max=64)
-        program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(path))
-    elif fmt == "onnx":
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise RuntimeError("ONNX export needs the onnx package: pip install 'maskrcnn[onnx]'") from None
-        torch.onnx.export(
-            wrapper, (example,), str(path), input_names=["images"], output_names=wrapper.names,
-            opset_version=opset, dynamic_axes={"images": {0: "batch"}},
-        )  # fmt: skip
-    else:
-        raise ValueError(f"unknown export format {fmt!r} (pt2 or onnx)")
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
     return wrapper.names
 
 
+def _size(text, *, multiple: int = 1):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size expects HxW, got {text!r}") from None
+    if h <= 0 or w <= 0 or h % multiple or w % multiple:
+        what = f"positive multiples of {multiple}" if multiple > 1 else "positive"
+        raise ValueError(f"--size {text}: height and width must be {what}")
+    return h, w
+
+
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.io_utils import check_output_file
     from maskrcnn.predictor import Predictor
 
+    check_output_file(args.output, "--output")
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the format from {args.output!r}: use --format pt2|onnx")
-    try:
-        h, w = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size expects HxW, got {args.size!r}") from None
-    if h % 32 or w % 32:
-        raise ValueError(f"--size {args.size}: the model pads to multiples of 32; use such a size")
-    # Winograd convolutions are a CPU-kernel choice of this library: an exported graph keeps plain
-    # convolutions for the runtime to choose its own algorithm
+        raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")
+    overrides = parse_set_args(args.set) or None
+    if fmt == "onnx":
+        from maskrcnn.export.onnx_export import export_onnx, require_onnx
+
+        require_onnx()  # before the minutes of loading and tracing
+        # the plain model: the CPU speed-ups (Winograd, fused additions) are this library's kernels
+        predictor = Predictor.from_checkpoint(args.weights, device="cpu", overrides=overrides, optimise=False)
+        names = export_onnx(
+            predictor.model, predictor.cfg, predictor.class_names, args.output,
+            label_to_category_id=predictor.label_to_category_id,
+            example_hw=_size(args.size) if args.size else None,
+        )  # fmt: skip
+        print(f"wrote {args.output} (onnx): image (3, H, W) -> {', '.join(names)}; run it with "
+              f"`maskrcnn predict --weights {args.output} IMAGES --output DIR`", file=sys.stderr)
+        return 0
+    h, w = _size(args.size or "800x1088", multiple=32)
     predictor = Predictor.from_checkpoint(
-        args.weights, device="cpu", optimise=not args.no_optimise, winograd=False
-    )
-    names = export_features(predictor.model, args.output, fmt=fmt, size_hw=(h, w), opset=args.opset)
+        args.weights, device="cpu", overrides=overrides, optimise=not args.no_optimise, winograd=False,
+        fused_add=False,
+    )  # fmt: skip
+    names = export_features(predictor.model, args.output, fmt=fmt, size_hw=(h, w))
     print(
-        f"wrote {args.output} ({fmt}): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "
+        f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "
         "proposals, NMS and the RoI heads stay in Python (maskrcnn.predictor)",
         file=sys.stderr,
     )

@@ -1,18 +1,27 @@
-"""``maskrcnn predict``: run a checkpoint on image files and folders; write COCO results and overlays.
+"""``maskrcnn predict``: run a checkpoint or an exported ONNX file on image files and folders; write COCO
+results and overlays.
 
-    maskrcnn predict --weights CKPT IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
+    maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
 [x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
-sorted order. A file that cannot be read is reported on stderr and skipped; the summary counts it.
+sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
+predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
+checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can
+take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
+they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
+written at the end, also after an error or an interrupt), so one bad image late in a folder loses
+nothing.
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -26,7 +35,10 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
-    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument(
+        "--weights", required=True,
+        help="checkpoint written by train / convert, or an .onnx file written by export (run by onnxruntime)",
+    )  # fmt: skip
     parser.add_argument("--output", required=True, help="folder for predictions.json and overlays/")
     parser.add_argument(
         "--score-thresh",
@@ -91,24 +103,50 @@ def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
     return folder / f"{name}.png"
 
 
+def _check_score_thresh(value) -> None:
+    # NaN would compare false with every score and silently drop everything (above 1 keeps nothing, openly)
+    if value is not None and not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"--score-thresh must be a finite number >= 0, got {value}")
+
+
+class _ResultsWriter:
+    """Results as they are produced: each image's records are appended (and flushed) to
+    ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
+    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file."""
+
+    def __init__(self, out_dir: Path):
+        self.final = out_dir / "predictions.json"
+        self.partial = out_dir / "predictions.partial.jsonl"
+        self.results: list = []
+        self._file = open(self.partial, "w", encoding="utf-8")
+
+    def add(self, records: list) -> None:
+        self.results.extend(records)
+        self._file.write("".join(json.dumps(r) + "\n" for r in records))
+        self._file.flush()
+
+    def finish(self) -> None:
+        self._file.close()
+        atomic_write_json(self.final, self.results)
+        self.partial.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.engine.inference import predict_files_skipping
+    from maskrcnn.io_utils import check_output_dir
     from maskrcnn.predictor import Predictor
 
+    _check_score_thresh(args.score_thresh)
+    out_dir = check_output_dir(args.output)
     files = expand_inputs(args.inputs)
     if not files:
         print("maskrcnn predict: no image files found in the inputs", file=sys.stderr)
         return 1
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    overlay_dir = out_dir / "overlays"
-    if not args.no_overlays:
-        overlay_dir.mkdir(exist_ok=True)
-
-    predictor = Predictor.from_checkpoint(
+    predictor = Predictor.from_weights(
         args.weights,
         device=args.device,
         overrides=parse_set_args(args.set),
@@ -117,50 +155,62 @@ def run(args: argparse.Namespace) -> int:
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
         dtype=None if args.dtype == "float32" else args.dtype,
+        masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
     )
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
         f"on {predictor.device}; {len(files)} image file(s)",
         file=sys.stderr,
     )
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
+    overlay_dir = out_dir / "overlays"
+    if not args.no_overlays:
+        overlay_dir.mkdir(exist_ok=True)
 
-    results, skipped, n_done, used_names = [], [], 0, set()
+    writer = _ResultsWriter(out_dir)
+    skipped, n_done, used_names = [], 0, set()
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
     def skip(index, path, error):
         skipped.append(path)
-        print(f"[{index + 1:>{width}}/{len(files)}] skipped {path}: {error}", file=sys.stderr)
+        text = str(error)
+        text = text if text.startswith(str(path)) else f"{path}: {text}"  # read errors name the file already
+        print(f"[{index + 1:>{width}}/{len(files)}] skipped {text}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    for window in predictor.predict_files(files, on_error=skip):
-        per_image = (time.perf_counter() - t0) / len(window)
-        for idx, image, det in window:
-            path = files[idx]
-            results.extend(
-                detections_to_coco_results(
-                    det,
-                    image_id=idx + 1,
-                    label_to_category_id=predictor.label_to_category_id,
-                    extra={"file_name": str(path)},
+    try:
+        for window in predict_files_skipping(predictor, files, on_error=skip):
+            per_image = (time.perf_counter() - t0) / len(window)
+            for idx, image, det in window:
+                path = files[idx]
+                writer.add(
+                    detections_to_coco_results(
+                        det,
+                        image_id=idx + 1,
+                        label_to_category_id=predictor.label_to_category_id,
+                        extra={"file_name": str(path)},
+                    )
                 )
-            )
-            if not args.no_overlays:
-                from maskrcnn.visualize import draw_instances, skeleton_for
+                if not args.no_overlays:
+                    from maskrcnn.visualize import draw_instances, skeleton_for
 
-                overlay = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
-                                         skeleton=skeleton_for(predictor.cfg))
-                overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
-            n_done += 1
-            H, W = image.shape[-2:]
-            print(
-                f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
-                f"in {per_image:.2f} s",
-                file=sys.stderr,
-            )
-        t0 = time.perf_counter()
-
-    atomic_write_json(out_dir / "predictions.json", results)
+                    overlay = draw_instances(
+                        image, det, predictor.class_names, min_size=args.overlay_min_size,
+                        skeleton=skeleton_for(predictor.cfg),
+                    )
+                    overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
+                n_done += 1
+                H, W = image.shape[-2:]
+                print(
+                    f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
+                    f"in {per_image:.2f} s",
+                    file=sys.stderr,
+                )
+            t0 = time.perf_counter()
+    finally:  # an interrupt or an error still leaves the results of the images done so far
+        writer.finish()
+    results = writer.results
     total = time.perf_counter() - t_start
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, {total:.1f} s "

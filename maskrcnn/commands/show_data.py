@@ -101,7 +101,8 @@ def summarise(dataset) -> dict:
     }
 
 
-def _print_summary(s: dict, out=sys.stdout) -> None:
+def _print_summary(s: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time: a default bound at import keeps a stale stream
     print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
           f"{s['instances']} instances, {s['crowd']} crowd regions", file=out)
     width = max([len("class")] + [len(n) for n in s["per_class"]])
@@ -142,6 +143,9 @@ def run(args) -> int:
 
     if args.max < 0:
         raise ValueError(f"--max must be >= 0, got {args.max}")
+    from maskrcnn.io_utils import check_output_dir
+
+    check_output_dir(args.output)
     dataset = CocoDataset(json_path=args.json, image_dir=args.images)
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)

@@ -1,7 +1,11 @@
 """``maskrcnn train``: train on COCO-format data.
 
     maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J --train-images D
-                   [--val-json J --val-images D] --output RUN_DIR [--resume] [--init WEIGHTS] [--device D]
+                   [--val-json J --val-images D] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
+                   [--device D]
+
+A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
+unless ``--resume`` continues that run or ``--overwrite`` replaces it.
 
 ``--init WEIGHTS`` (``model.init_weights``) starts from a checkpoint of ours, a torchvision or detectron2
 detector or an ImageNet backbone (file, URL or published name); the config follows the weights, class
@@ -32,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-images", help="folder of the validation images")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a RUN_DIR that holds an earlier run's files (they are replaced)")
     p.add_argument("--init", metavar="WEIGHTS", default=None,
                    help="start from these weights: our checkpoint, a torchvision / detectron2 detector or an "
                         "ImageNet ResNet (file, URL or published name, e.g. maskrcnn_resnet50_fpn_coco, "
@@ -45,7 +51,9 @@ def run(args) -> int:
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training
+    from maskrcnn.io_utils import check_output_dir
 
+    check_output_dir(args.output)
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
@@ -60,6 +68,7 @@ def run(args) -> int:
         output=args.output,
         device=device,
         resume=args.resume,
+        overwrite=args.overwrite,
     )
     try:
         result = trainer.train()

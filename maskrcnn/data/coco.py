@@ -9,8 +9,11 @@ Category ids (any integers) map to contiguous labels 1..K-1 in increasing id ord
 background (``class_names[0] == "__background__"``). The JSON is validated when loaded: every problem
 (missing field, bad box, bad segmentation, unknown category or image, duplicate id, missing image file)
 is logged with the file, image id and annotation id, the offending record is skipped and counted in
-``dataset.skipped``; a long training run never dies on one bad record. An image that cannot be read
-at ``__getitem__`` is counted too and another image is returned in its place (deterministically).
+``dataset.skipped``; a long training run never dies on one bad record. Segmentations are checked in
+full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box reaching past the
+border is clipped, one reaching more than one image size past it is skipped (clipping 1e30 to the image
+would train on a box nobody drew). An image that cannot be read at ``__getitem__`` is counted too and
+another image is returned in its place (deterministically).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 
 from maskrcnn.data.images import ImageReadError, read_image
 from maskrcnn.data.keypoints import skeleton_edges
-from maskrcnn.data.mask_codec import annotation_to_mask
+from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
 __all__ = ["CocoDataset", "load_coco_json"]
 
@@ -62,29 +65,6 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _segmentation_problem(seg, height: int, width: int) -> Optional[str]:
-    """A cheap structural check of a segmentation; None when it looks decodable."""
-    if isinstance(seg, dict):
-        if "counts" not in seg or "size" not in seg:
-            return "RLE segmentation without 'counts' or 'size'"
-        size = seg["size"]
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or list(size) != [height, width]:
-            return f"RLE size {size!r} differs from the image size [{height}, {width}]"
-        if not isinstance(seg["counts"], (str, list)):
-            return "RLE counts must be a string or a list of integers"
-        return None
-    if isinstance(seg, list):
-        good = 0
-        for poly in seg:
-            if not isinstance(poly, list) or len(poly) % 2:
-                return "a polygon must be a flat list of x, y pairs"
-            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in poly):
-                return "polygon coordinates must be finite numbers"
-            good += len(poly) >= 6
-        return None if good else "no polygon with at least 3 points"
-    return f"segmentation must be a polygon list or an RLE dict, not {type(seg).__name__}"
-
-
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)
@@ -93,7 +73,7 @@ def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{json_path}: a COCO file is a JSON object, got {type(data).__name__}")
@@ -224,7 +204,7 @@ class CocoDataset(torch.utils.data.Dataset):
             missing.append("segmentation")
         if missing:
             return "missing_field", f"lacks {', '.join(missing)}"
-        if ann["category_id"] not in self.category_id_to_label:
+        if not _is_int(ann["category_id"]) or ann["category_id"] not in self.category_id_to_label:
             return "unknown_category", f"has unknown category_id {ann['category_id']!r}"
         bbox = ann["bbox"]
         if not (
@@ -246,9 +226,17 @@ class CocoDataset(torch.utils.data.Dataset):
                 "bbox_outside_image",
                 f"bbox {bbox!r} lies outside the {img['width']}x{img['height']} image",
             )
+        W, H = float(img["width"]), float(img["height"])
+        if x < -W or y < -H or x + w > 2 * W or y + h > 2 * H:
+            # Clipping such a box would silently train on a box nobody drew (1e30 -> the whole image).
+            return (
+                "bbox_far_outside_image",
+                f"bbox {bbox!r} reaches more than one image size past the "
+                f"{img['width']}x{img['height']} image",
+            )
         ann["_box"] = (x1, y1, x2, y2)
         if "segmentation" in ann:
-            problem = _segmentation_problem(ann["segmentation"], img["height"], img["width"])
+            problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
             if problem:
                 return "bad_segmentation", problem
         if self.keypoints and "keypoints" in ann:
@@ -277,7 +265,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("duplicate_annotation_id", f"{where}: id appears twice")
                 continue
             seen_ids.add(aid)
-            if iid not in self._images:
+            if not _is_int(iid) or iid not in self._images:
                 self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image")
                 continue
             ann = dict(ann)

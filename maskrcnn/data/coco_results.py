@@ -1,8 +1,8 @@
 """Detections -> COCO results format (what COCOeval and the COCO server read).
 
 Shapes: one image's detections, D of them, in original image coordinates: boxes (D, 4) xyxy,
-scores (D,), labels (D,) int64 in 1..K-1, optional masks (D, H, W) bool, optional keypoints (D, P, 3)
-and keypoint_scores (D, P) for P keypoints.
+scores (D,), labels (D,) int64 in 1..K-1, optional masks (D, H, W) bool or ``masks_rle`` (D COCO RLE
+dicts, written as they are), optional keypoints (D, P, 3) and keypoint_scores (D, P) for P keypoints.
 
 A result is ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}`` plus
 ``"segmentation": {"size": [H, W], "counts": str}`` (compressed RLE) when masks are given and
@@ -43,7 +43,11 @@ def detections_to_coco_results(
         categories = [mapping[int(lab)] for lab in labels]
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()  # (D, 4) xyxy -> xywh
     rles = None
-    if det.get("masks") is not None:
+    if det.get("masks_rle") is not None:  # already encoded (Predictor(masks="rle"))
+        rles = list(det["masks_rle"])
+        if len(rles) != n:
+            raise ValueError(f"{len(rles)} RLE masks for {n} detections")
+    elif det.get("masks") is not None:
         masks = det["masks"].detach()
         if masks.is_floating_point():  # probabilities pasted without a threshold: the usual 0.5 cut
             masks = masks >= 0.5
@@ -59,7 +63,9 @@ def detections_to_coco_results(
         r = {
             "image_id": int(image_id),
             "category_id": categories[i],
-            "bbox": [round(v, 3) for v in xywh[i]],
+            # 4 decimals, about float32's own resolution at image coordinates: a box a tenth of a pixel
+            # wide rounded to 3 would lose 1% of its IoU with itself
+            "bbox": [round(v, 4) for v in xywh[i]],
             "score": float(scores[i]),  # unrounded: rounding would create ties that reorder detections
         }
         if rles is not None:

@@ -6,26 +6,47 @@ Every PIL mode is accepted: 8-bit (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...), 16
 32-bit integer (I) and float (F). Alpha is dropped (as PIL's ``convert("RGB")``, torchvision and
 detectron2 do), so that a PNG with transparency gives the same colours as elsewhere. Failures raise
 ``ImageReadError`` naming the file and the reason, never a bare PIL exception.
+
+Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
+``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
+happens with bad input"); split such a file into one file per frame to use every frame.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, List, Union
+from typing import Iterable, List, Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "read_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "MultiFrameWarning",
+    "decode_image_bytes",
+    "list_images",
+    "read_image",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the reason."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than allowed (a limit given by the caller, or PIL's bomb limit)."""
+
+
+class MultiFrameWarning(UserWarning):
+    """A multi-frame file was read as its first frame only."""
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -55,28 +76,62 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
         raise ImageReadError(f"{path}: no such image file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
+    return _decode(path, str(path))
+
+
+def decode_image_bytes(
+    data: bytes, *, name: str = "upload", max_pixels: Optional[int] = None
+) -> torch.Tensor:
+    """Decode an encoded image (the bytes of a JPEG, PNG, ... file) as ``read_image`` does.
+
+    ``max_pixels`` bounds width x height, checked from the header before any pixel is decoded, so that
+    a small file that decompresses to a huge image (a decompression bomb) costs nothing; it raises
+    ``ImageTooLargeError``. PIL's own bomb limit applies too."""
+    if not data:
+        raise ImageReadError(f"{name}: empty file, not an image")
+    return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
+
+
+def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Tensor:
+    """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
+    ``name``."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
+                    f"than the limit of {max_pixels} pixels"
+                )
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                warnings.warn(
+                    f"{name}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
+                    MultiFrameWarning,
+                    stacklevel=3,
+                )
+            img.seek(0)
             img.load()
             try:
                 oriented = ImageOps.exif_transpose(img)
             except Exception as e:  # a corrupt EXIF block should not cost the image itself
-                warnings.warn(f"{path}: ignoring unreadable EXIF orientation ({e})", stacklevel=2)
+                warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=3)
                 oriented = img
             if oriented is None:
                 oriented = img
             width, height = oriented.size
             if width == 0 or height == 0:
-                raise ImageReadError(f"{path}: empty image ({width}x{height})")
+                raise ImageReadError(f"{name}: empty image ({width}x{height})")
             array = _to_rgb_array(oriented)  # (H, W, 3)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file PIL can identify") from None
+        raise ImageReadError(f"{name}: not an image file PIL can identify") from None
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: image too large ({e})") from None
-    except (OSError, SyntaxError, ValueError, MemoryError) as e:
-        raise ImageReadError(f"{path}: cannot decode image ({e})") from None
+        raise ImageTooLargeError(f"{name}: image too large ({e})") from None
+    except MemoryError as e:
+        raise ImageTooLargeError(f"{name}: image too large for the memory available ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{name}: cannot decode image ({e})") from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
 
 

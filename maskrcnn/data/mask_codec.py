@@ -6,19 +6,32 @@ start with a run of zeros (COCO's convention).
 
 Decoding validates what a hand-written annotation file can get wrong (sizes, truncated or
 out-of-range counts, short polygons) and raises ValueError with the reason, so that a dataset can
-skip the annotation and say why. Encoding converts bounded chunks of masks per pycocotools call.
+skip the annotation and say why. ``segmentation_problem`` is that validation alone, as a pure
+function: anything handed to pycocotools' C code (a dataset, a ground truth, a results file) passes it
+first, because pycocotools trusts its input: polygon coordinates far outside the image make it
+allocate without bound (a fatal signal), uncompressed counts that overflow 32 bits or that cover more
+pixels than ``size`` read past its buffers or loop for ever. Encoding converts bounded chunks of masks
+per pycocotools call.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
-__all__ = ["annotation_to_mask", "mask_to_rle", "masks_to_rles", "rle_counts_from_string"]
+__all__ = [
+    "annotation_to_mask", "compress_runs", "mask_to_rle", "masks_to_rles", "rle_counts_from_string",
+    "row_windows_to_runs", "segmentation_problem",
+]
+
+# Polygon vertices may lie outside the image (annotation tools round, users drag past the border), but
+# not further than this many image sizes: pycocotools rasterises the whole polygon at 5x resolution.
+_POLYGON_MARGIN = 1.0
 
 
 def rle_counts_from_string(counts: Union[str, bytes]) -> np.ndarray:
@@ -70,6 +83,85 @@ def _check_rle_size(size, height: int, width: int) -> None:
         raise ValueError(f"RLE size {list(size)} does not match the image size [{height}, {width}]")
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _rle_problem(seg: dict, height: int, width: int, check_size: bool) -> Optional[str]:
+    if "counts" not in seg or "size" not in seg:
+        return "RLE segmentation needs 'counts' and 'size'"
+    size = seg["size"]
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_whole(v) for v in size)):
+        return f"RLE 'size' must be [height, width] integers, got {str(size)[:60]}"
+    if check_size and (int(size[0]), int(size[1])) != (height, width):
+        return f"RLE size {list(size)} does not match the image size [{height}, {width}]"
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        return f"RLE size {list(size)} is not positive"
+    counts = seg["counts"]
+    if isinstance(counts, (str, bytes)):
+        try:
+            runs = rle_counts_from_string(counts)
+        except ValueError as e:
+            return str(e)
+    elif isinstance(counts, (list, tuple)):
+        if not all(_is_int(v) for v in counts):
+            return "uncompressed RLE counts must be integers"
+        if any(v < 0 or v >= 1 << 32 for v in counts):
+            return "uncompressed RLE counts must lie in 0..2**32-1"
+        runs = np.asarray(counts, dtype=np.int64)
+    else:
+        return f"RLE counts must be a string or a list, got {type(counts).__name__}"
+    if runs.size and runs.min() < 0:
+        return "RLE counts contain a negative run length"
+    total = int(runs.sum())
+    if total != h * w:
+        return f"RLE counts cover {total} pixels, the mask has {h}x{w}={h * w}"
+    return None
+
+
+def _polygon_problem(seg: list, height: int, width: int) -> Optional[str]:
+    good = 0
+    lo_x, hi_x = -_POLYGON_MARGIN * width, (1 + _POLYGON_MARGIN) * width
+    lo_y, hi_y = -_POLYGON_MARGIN * height, (1 + _POLYGON_MARGIN) * height
+    for poly in seg:
+        if not isinstance(poly, (list, tuple)) or len(poly) % 2:
+            return "a polygon must be a flat list [x1, y1, x2, y2, ...] of even length"
+        if not all(_is_number(v) and math.isfinite(v) for v in poly):
+            return "polygon coordinates must be finite numbers"
+        xs, ys = poly[0::2], poly[1::2]
+        if xs and (min(xs) < lo_x or max(xs) > hi_x or min(ys) < lo_y or max(ys) > hi_y):
+            return (
+                f"polygon coordinates reach ({min(xs):.4g}..{max(xs):.4g}, {min(ys):.4g}..{max(ys):.4g}), "
+                f"far outside the {width}x{height} image"
+            )
+        good += len(poly) >= 6
+    return None if good else "segmentation has no polygon with at least 3 points"
+
+
+def segmentation_problem(segmentation, height: int, width: int, *, check_size: bool = True) -> Optional[str]:
+    """Why a COCO ``segmentation`` cannot be decoded at ``height`` x ``width`` (None when it can).
+
+    Pure and cheap (compressed counts are decoded with numpy, never with pycocotools): polygons must be
+    flat lists of finite numbers within one image size of the image; RLE needs a positive integer
+    ``size`` (equal to the image's unless ``check_size`` is False), counts that are non-negative,
+    fit in 32 bits and cover exactly ``size``'s pixels."""
+    if isinstance(segmentation, dict):
+        return _rle_problem(segmentation, int(height), int(width), check_size)
+    if isinstance(segmentation, (list, tuple)):
+        return _polygon_problem(segmentation, int(height), int(width))
+    return f"segmentation must be a list of polygons or an RLE dict, not {type(segmentation).__name__}"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_whole(v) -> bool:
+    """An integer, or a float holding one (some tools write sizes as 40.0)."""
+    return _is_int(v) or (isinstance(v, float) and v.is_integer())
+
+
 def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
     """A COCO ``segmentation`` (polygons, compressed RLE or uncompressed RLE) as an (H, W) uint8 mask.
 
@@ -79,6 +171,9 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
     height, width = int(height), int(width)
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
+    problem = segmentation_problem(segmentation, height, width)
+    if problem:
+        raise ValueError(problem)
     if isinstance(segmentation, dict):
         if "counts" not in segmentation or "size" not in segmentation:
             raise ValueError("RLE segmentation needs 'counts' and 'size'")
@@ -148,3 +243,54 @@ def mask_to_rle(mask: torch.Tensor) -> dict:
     if mask.dim() != 2:
         raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
     return masks_to_rles(mask[None])[0]
+
+
+def row_windows_to_runs(windows: torch.Tensor, first_rows: torch.Tensor, height: int) -> list:
+    """COCO run lengths of full-image masks that are zero outside a band of consecutive rows, from the
+    bands alone: windows (B, L, W) bool, band b covering image rows [first_rows[b], first_rows[b] + L)
+    of an H x W image. Returns B int64 arrays (column-major runs starting with zeros, as
+    ``mask_utils.encode`` counts them), without building an H x W mask.
+
+    In column-major order column c of the image is ``[0] * y0 + window[:, c] + [0] * (H - y0 - L)``,
+    so the runs change only inside a band's columns: with one zero cell padded above and below each
+    column, a change between padded cells j and j + 1 of column c starts a run at pixel c * H + y0 + j.
+    When the band spans the whole height (L == H) the padding cells are not real pixels: a run of ones
+    ending at the bottom of column c and one starting at the top of column c + 1 give two changes at
+    the same pixel, which cancel."""
+    n, length, width = windows.shape
+    total = height * width
+    if n == 0:
+        return []
+    first = first_rows.to(torch.int64)
+    # Changes down each column, found in the bands' own (B, L, W) layout (no transposed copy): at the
+    # top padding (j = 0), between rows j - 1 and j, at the bottom padding (j = L).
+    b0, c0 = torch.nonzero(windows[:, 0, :], as_tuple=True)
+    bi, ji, ci = torch.nonzero(windows[:, 1:, :] ^ windows[:, :-1, :], as_tuple=True)
+    b1, c1 = torch.nonzero(windows[:, -1, :], as_tuple=True)
+    b = torch.cat([b0, bi, b1])
+    pos = torch.cat([c0 * height, ci * height + ji + 1, c1 * height + length]) + first[b]  # (T,)
+    key, _ = torch.sort(b * (total + 1) + pos)  # (T,) per band, in pixel order; cancelling pairs equal
+    key, count = torch.unique_consecutive(key, return_counts=True)
+    key = key[count == 1]
+    b, pos = key // (total + 1), key % (total + 1)
+    keep = pos < total  # a change "at" pixel H * W (the last column's bottom padding) starts nothing
+    b, pos = b[keep].numpy(), pos[keep].numpy()
+    splits = np.searchsorted(b, np.arange(1, n))
+    out = []
+    for starts in np.split(pos, splits):
+        out.append(np.diff(np.concatenate([[0], starts, [total]])).astype(np.int64))
+    return out
+
+
+def compress_runs(runs: list, height: int, width: int) -> list:
+    """COCO compressed RLE dicts ({"size": [H, W], "counts": str}) from run-length arrays (pycocotools'
+    own string compression)."""
+    if not runs:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rles = mask_utils.frPyObjects(
+            [{"size": [height, width], "counts": r.tolist()} for r in runs], height, width
+        )
+    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+            for r in rles]

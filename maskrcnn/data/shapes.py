@@ -38,6 +38,8 @@ OTHER_SHAPES = ("hexagon", "ellipse", "arrow", "crescent")
 ALL_SHAPES = SHAPE_CLASSES + OTHER_SHAPES
 STYLES = ("flat", "gradient")
 
+# circumradius / shorter image side: large enough to learn from in minutes on a CPU
+DEFAULT_RADIUS_RANGE = (0.12, 0.26)
 _MIN_VISIBLE = 0.65  # fraction of an instance that must stay visible after later shapes are drawn
 
 
@@ -158,7 +160,8 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _make_image(rng: np.random.Generator, height: int, width: int, max_objects: int,
-                classes: Sequence[str] = SHAPE_CLASSES, style: str = "flat"):
+                classes: Sequence[str] = SHAPE_CLASSES, style: str = "flat",
+                radius_range: tuple = DEFAULT_RADIUS_RANGE, min_area: int = 80):
     """One image (H, W, 3) uint8 and its instances [(class index, visible mask, polygon or None)]."""
     img = _background(rng, height, width) if style == "flat" else _dark_background(rng, height, width)
     n = 0 if rng.random() < 0.08 else int(rng.integers(1, max_objects + 1))
@@ -167,10 +170,10 @@ def _make_image(rng: np.random.Generator, height: int, width: int, max_objects: 
     for _ in range(n):
         for _attempt in range(20):
             kind = int(rng.integers(len(classes)))
-            r = rng.uniform(0.12, 0.26) * short  # large enough to learn from in minutes on a CPU
+            r = rng.uniform(*radius_range) * short
             cx, cy = rng.uniform(r * 0.6, width - r * 0.6), rng.uniform(r * 0.6, height - r * 0.6)
             full, poly = _shape_mask(classes[kind], cx, cy, r, rng.uniform(0, 2 * math.pi), height, width)
-            if full.sum() < 80:
+            if full.sum() < min_area:
                 continue
             # The new shape covers earlier ones: each must keep enough of itself visible.
             if all((vis & ~full).sum() >= _MIN_VISIBLE * f.sum() for _, f, vis, _ in placed):
@@ -188,14 +191,15 @@ def _make_image(rng: np.random.Generator, height: int, width: int, max_objects: 
 
 
 def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, image_size, max_objects: int,
-                 classes: Sequence[str], style: str):
+                 classes: Sequence[str], style: str, radius_range: tuple, min_area: int):
     image_dir = out_dir / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in range(n):
         (h_lo, h_hi), (w_lo, w_hi) = image_size
         height, width = int(rng.integers(h_lo, h_hi + 1)), int(rng.integers(w_lo, w_hi + 1))
-        image, instances = _make_image(rng, height, width, max_objects, classes, style)
+        image, instances = _make_image(rng, height, width, max_objects, classes, style, radius_range,
+                                       min_area)
         file_name = f"{split}_{i:05d}.png"
         Image.fromarray(image).save(image_dir / file_name, compress_level=1)  # noisy images: fast beats small
         image_id = i + 1
@@ -256,10 +260,14 @@ def generate_shapes_dataset(
     seed: int = 0,
     classes: Sequence[str] = SHAPE_CLASSES,
     style: str = "flat",
+    radius_range: Sequence[float] = DEFAULT_RADIUS_RANGE,
+    min_area: int = 80,
 ) -> dict:
     """Write ``out_dir/{train,val}/*.png`` and ``out_dir/{train,val}.json``; return their paths as
     {"train_json", "train_images", "val_json", "val_images"} (strings). ``classes``: names from
-    ``ALL_SHAPES`` (category ids 1.. in this order); ``style``: one of ``STYLES``."""
+    ``ALL_SHAPES`` (category ids 1.. in this order); ``style``: one of ``STYLES``; ``radius_range``: the
+    shapes' circumradius as fractions of the image's shorter side, drawn uniformly (smaller values with a
+    smaller ``min_area``, the fewest pixels a whole shape may cover, give a set of small objects)."""
     if num_train < 0 or num_val < 0 or max_objects < 1:
         raise ValueError("num_train and num_val must be >= 0 and max_objects >= 1")
     classes = tuple(classes)
@@ -268,14 +276,20 @@ def generate_shapes_dataset(
         raise ValueError(f"classes must be distinct names from {ALL_SHAPES}, got {classes!r}")
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    radius_range = tuple(float(v) for v in radius_range)
+    if len(radius_range) != 2 or not 0 < radius_range[0] <= radius_range[1] <= 0.5 or min_area < 1:
+        raise ValueError(f"radius_range must be (lo, hi) with 0 < lo <= hi <= 0.5 and min_area >= 1, got "
+                         f"{radius_range!r}, {min_area!r}")
     ranges = _size_ranges(image_size)
     out_dir = Path(out_dir)
     train_rng, val_rng = (
         np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(2)
     )
+    shape_sizes = (radius_range, int(min_area))
     train_json, train_images = _write_split(out_dir, "train", num_train, train_rng, ranges, max_objects,
-                                            classes, style)
-    val_json, val_images = _write_split(out_dir, "val", num_val, val_rng, ranges, max_objects, classes, style)
+                                            classes, style, *shape_sizes)
+    val_json, val_images = _write_split(out_dir, "val", num_val, val_rng, ranges, max_objects, classes, style,
+                                        *shape_sizes)
     return {
         "train_json": str(train_json),
         "train_images": str(train_images),

@@ -76,14 +76,15 @@ def resized_size(height: int, width: int, *, min_size: int, max_size: int, metho
     if method == "torchvision":
         # torchvision: one scale for both axes, then F.interpolate floors size * scale (in double).
         scale = min(min_size / min(height, width), max_size / max(height, width))
-        return int(math.floor(height * scale)), int(math.floor(width * scale))
+        # at least one pixel: a 3000x1 strip would otherwise become 0 rows high (resize_image agrees)
+        return max(1, int(math.floor(height * scale))), max(1, int(math.floor(width * scale)))
     # detectron2's ResizeShortestEdge.get_output_shape: scale the short side, cap the long side, round.
     scale = min_size / min(height, width)
     new_h, new_w = (min_size, scale * width) if height < width else (scale * height, min_size)
     if max(new_h, new_w) > max_size:
         cap = max_size / max(new_h, new_w)
         new_h, new_w = new_h * cap, new_w * cap
-    return int(new_h + 0.5), int(new_w + 0.5)
+    return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
 
 
 def resize_image(
@@ -101,6 +102,10 @@ def resize_image(
         # Exactly torchvision's call: the scale as a Python float, the output size recomputed (floored)
         # by F.interpolate, the interpolation weights then derived from the sizes.
         scale = min(min_size / min(height, width), max_size / max(height, width))
+        if math.floor(height * scale) < 1 or math.floor(width * scale) < 1:
+            # Extreme aspect ratio (3000x1): the floored size would be 0; keep one pixel instead.
+            new_hw = resized_size(height, width, min_size=min_size, max_size=max_size, method=method)
+            return F.interpolate(image[None], size=new_hw, mode="bilinear", align_corners=False)[0]
         return F.interpolate(
             image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
         )[0]

@@ -6,9 +6,12 @@ Shapes: one image's detections, D of them, in original image coordinates: boxes 
 ``CocoEvaluator`` collects detections image by image and scores only the images it was given (as
 detectron2 does), so evaluating a subset is not penalised for the rest. ``evaluate_results_file``
 scores an existing COCO results JSON against all ground-truth images. Both validate their inputs
-first: a result or annotation missing a field, or naming a category or image the ground truth does
-not have, raises ValueError naming them (instead of a KeyError deep inside pycocotools). pycocotools'
-prints are captured (``summaries`` keeps its text tables).
+before pycocotools sees them (its C code trusts them: see ``data/mask_codec.py``): a ground-truth
+annotation with a bad value, a result missing a field, or naming a category or image the ground truth
+does not have, raises ValueError naming them; a result with a bad value (NaN box, string score, garbage
+RLE) is left out with a warning naming the file, the record and the field. Ground-truth annotation ids
+are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). pycocotools' prints are captured
+(``summaries`` keeps its text tables).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -29,6 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.data.coco import load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
+from maskrcnn.data.mask_codec import segmentation_problem
 
 __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
 
@@ -54,27 +59,104 @@ def _listing(values, n: int = 10) -> str:
     )
 
 
+def _is_id(value) -> bool:
+    """An id pycocotools can index by: an integer or a string (never a bool, float, list or null)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _box_problem(bbox) -> Optional[str]:
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        return f"bbox {str(bbox)[:60]} is not [x, y, w, h] of 4 finite numbers"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return f"bbox {list(bbox)} has a negative width or height"
+    return None
+
+
+def _keypoints_problem(kp) -> Optional[str]:
+    if not (isinstance(kp, (list, tuple)) and len(kp) % 3 == 0 and all(_is_number(v) for v in kp)):
+        return "keypoints must be a flat list [x1, y1, v1, ...] of finite numbers"
+    return None
+
+
+def _plain_rle(record: dict) -> dict:
+    """``record`` with an RLE ``size`` of Python ints (pycocotools' C code takes no 40.0); checked
+    records only."""
+    seg = record.get("segmentation")
+    if isinstance(seg, dict):
+        return dict(record, segmentation=dict(seg, size=[int(v) for v in seg["size"]]))
+    return record
+
+
+def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[str]:
+    """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
+    missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not _is_id(ann["image_id"]) or ann["image_id"] not in images:
+        return f"image_id {str(ann['image_id'])[:40]} is not an image of the file"
+    if not _is_id(ann["category_id"]) or ann["category_id"] not in cat_ids:
+        return f"category_id {str(ann['category_id'])[:40]} is not a category of the file"
+    problem = _box_problem(ann["bbox"])
+    if problem:
+        return problem
+    if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+        return f"area {str(ann['area'])[:40]} is not a finite number >= 0"
+    if ann.get("iscrowd", 0) not in (0, 1):  # also refuses true/false lookalikes such as "yes"
+        return f"iscrowd {str(ann['iscrowd'])[:20]} is not 0 or 1"
+    if "segmentation" in ann:
+        img = images[ann["image_id"]]
+        if not (_is_number(img.get("height")) and _is_number(img.get("width"))):
+            return f"has a segmentation but image {ann['image_id']!r} has no integer height and width"
+        problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
+        if problem:
+            return f"segmentation: {problem}"
+    if "keypoints" in ann:
+        return _keypoints_problem(ann["keypoints"])
+    return None
+
+
 def _validate_ground_truth(data: dict, source: str) -> dict:
-    """Check the fields COCOeval needs; fill ``iscrowd`` (0) and ``area`` (from the segmentation or
-    box) when absent. Raises ValueError naming the annotations at fault."""
+    """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (from the box) when absent, and
+    number the annotations 1..N. Raises ValueError naming the annotations and fields at fault.
+
+    Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
+    matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
+    detections into misses (72 AP instead of 100). Nothing outside the evaluation refers to ground-truth
+    annotation ids, so they are replaced, whatever they were (0, duplicates, strings)."""
     problems = []
+    images = {}
     for img in data["images"]:
-        if not isinstance(img, dict) or "id" not in img:
-            problems.append(f"image {str(img)[:60]} has no 'id'")
+        if not isinstance(img, dict) or not _is_id(img.get("id")):
+            problems.append(f"image {str(img)[:60]} has no integer or string 'id'")
+        elif img["id"] in images:
+            problems.append(f"image id {img['id']!r} appears twice")
+        else:
+            images[img["id"]] = img
+    cat_ids = set()
+    for cat in data["categories"]:
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")):
+            problems.append(f"category {str(cat)[:60]} has no integer or string 'id'")
+        else:
+            cat_ids.add(cat["id"])
     anns = data.get("annotations", [])
-    for ann in anns:
+    for index, ann in enumerate(anns):
         if not isinstance(ann, dict):
             problems.append(f"annotation {str(ann)[:60]} is not an object")
             continue
-        missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
-        if missing:
-            problems.append(f"annotation id {ann.get('id')!r} lacks {', '.join(missing)}")
-        elif not (isinstance(ann["bbox"], (list, tuple)) and len(ann["bbox"]) == 4):
-            problems.append(f"annotation id {ann['id']!r} has bbox {ann['bbox']!r}, not [x, y, w, h]")
+        problem = _gt_annotation_problem(ann, images, cat_ids)
+        if problem:
+            problems.append(f"annotation id {ann.get('id')!r} {problem} (record {index})")
     if problems:
-        raise ValueError(f"{source}: {len(problems)} problems: " + "; ".join(problems[:10]))
+        raise ValueError(
+            f"{source}: {len(problems)} problems in the ground truth, which must be right to score "
+            f"against: " + "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
+        )
     data = copy.copy(data)
-    data["annotations"] = [dict(a) for a in anns]
+    data["annotations"] = [_plain_rle(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
@@ -103,7 +185,39 @@ def load_ground_truth(gt) -> COCO:
     return coco
 
 
-def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str) -> None:
+def _result_problem(r: dict, iou_types: Sequence[str], coco_gt) -> Optional[str]:
+    """Why one result record cannot be scored (None when it can); its ids are known to exist."""
+    if not _is_number(r["score"]):
+        return f"score {str(r['score'])[:40]} is not a finite number"
+    if "bbox" in iou_types:
+        problem = _box_problem(r["bbox"])
+        if problem:
+            return problem
+    if "segm" in iou_types:
+        img = coco_gt.imgs[r["image_id"]]
+        if not (_is_number(img.get("height")) and _is_number(img.get("width"))):
+            return f"image {r['image_id']!r} of the ground truth has no height and width to check the mask"
+        problem = segmentation_problem(r["segmentation"], img["height"], img["width"])
+        if problem:
+            return f"segmentation: {problem}"
+        if isinstance(r["segmentation"], list):
+            return "segmentation must be an RLE dict in a results file (pycocotools reads polygons as boxes)"
+    if "keypoints" in iou_types:
+        problem = _keypoints_problem(r["keypoints"])
+        if problem:
+            return problem
+        names = coco_gt.cats[r["category_id"]].get("keypoints")
+        if isinstance(names, list) and names and len(r["keypoints"]) != 3 * len(names):
+            # COCOeval compares every person's keypoints with one skeleton: another length cannot be scored
+            return f"keypoints hold {len(r['keypoints']) // 3} points, the category has {len(names)}"
+    return None
+
+
+def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str) -> list:
+    """The results pycocotools can score. Missing fields, unknown images or categories (a results file
+    for another dataset) raise ValueError; a record with a bad value (a NaN box, a string score, a
+    garbage RLE) is left out, and the left-out records are counted in a warning naming the file, the
+    record and the field: never a crash in pycocotools, never a silent miss."""
     if not isinstance(results, list):
         raise ValueError(f"{source}: COCO results are a JSON list, got {type(results).__name__}")
     needed = ["image_id", "category_id", "score"] + [_FIELDS[t] for t in iou_types]
@@ -117,6 +231,14 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     if missing:
         parts = [f"{k!r} missing in results {_listing(v)}" for k, v in missing.items()]
         raise ValueError(f"{source}: " + "; ".join(parts))
+    bad_ids = [i for i, r in enumerate(results) if not (_is_id(r["image_id"]) and _is_id(r["category_id"]))]
+    if bad_ids:
+        first = results[bad_ids[0]]
+        raise ValueError(
+            f"{source}: results {_listing(bad_ids)} have an image_id or category_id that is not an "
+            f"integer or a string (result {bad_ids[0]}: image_id {str(first['image_id'])[:30]}, "
+            f"category_id {str(first['category_id'])[:30]})"
+        )
     bad_cats = {r["category_id"] for r in results} - set(coco_gt.getCatIds())
     if bad_cats:
         raise ValueError(
@@ -126,6 +248,20 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if bad_images:
         raise ValueError(f"{source}: image ids {_listing(bad_images)} are not in the ground truth")
+    kept, problems = [], []
+    for i, r in enumerate(results):
+        problem = _result_problem(r, iou_types, coco_gt)
+        if problem:
+            problems.append(f"result {i} (image_id {r['image_id']!r}): {problem}")
+        else:
+            kept.append(_plain_rle(r))
+    if problems:
+        warnings.warn(
+            f"{source}: {len(problems)} of {len(results)} results left out of the evaluation (scored as "
+            f"if absent): " + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""),
+            stacklevel=3,
+        )
+    return kept
 
 
 def _per_category(coco_eval, coco_gt) -> dict:
@@ -228,17 +364,18 @@ class CocoEvaluator:
         self._image_ids = set()
 
     def process(self, image_id: int, det: dict) -> None:
-        """Add one image's detections (original coordinates; ``masks`` (D, H, W) bool for segm)."""
+        """Add one image's detections (original coordinates; ``masks`` (D, H, W) bool, or ``masks_rle``
+        (D COCO RLE dicts, ``Predictor(masks="rle")``), for segm)."""
         if int(image_id) not in self.coco_gt.imgs:
             raise ValueError(f"image id {image_id} is not in the ground truth")
         n = int(det["boxes"].shape[0])
-        if "segm" in self.iou_types and n and det.get("masks") is None:
+        if "segm" in self.iou_types and n and det.get("masks") is None and det.get("masks_rle") is None:
             raise ValueError(f"image {image_id}: segm evaluation needs 'masks' (D, H, W) in the detections")
         if "keypoints" in self.iou_types and n and det.get("keypoints") is None:
             raise ValueError(f"image {image_id}: keypoint evaluation needs 'keypoints' in the detections")
         keep = {k: det[k] for k in ("boxes", "scores", "labels") if k in det}
-        if "segm" in self.iou_types and det.get("masks") is not None:
-            keep["masks"] = det["masks"]
+        if "segm" in self.iou_types:
+            keep.update({k: det[k] for k in ("masks", "masks_rle") if det.get(k) is not None})
         if "keypoints" in self.iou_types and det.get("keypoints") is not None:
             keep["keypoints"] = det["keypoints"]
             if det.get("keypoint_scores") is not None:
@@ -256,12 +393,12 @@ class CocoEvaluator:
 
     def evaluate(self) -> dict:
         """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP}}}, percent."""
-        _validate_results(self._results, self.coco_gt, self.iou_types, "detections")
+        results = _validate_results(self._results, self.coco_gt, self.iou_types, "detections")
         img_ids = sorted(self._image_ids) if self._image_ids else None
         out = {}
         for iou_type in self.iou_types:
             out[iou_type], self.summaries[iou_type] = _run_cocoeval(
-                self.coco_gt, self._results, iou_type, img_ids, self.keypoint_sigmas
+                self.coco_gt, results, iou_type, img_ids, self.keypoint_sigmas
             )
         return out
 
@@ -282,7 +419,7 @@ def evaluate_results_file(
         raise FileNotFoundError(f"{path}: no such results file")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(results, list):
         raise ValueError(f"{path}: COCO results are a JSON list, got {type(results).__name__}")
@@ -292,7 +429,7 @@ def evaluate_results_file(
             iou_types.append("segm")
         if results and all(isinstance(r, dict) and "keypoints" in r for r in results):
             iou_types.append("keypoints")
-    _validate_results(results, coco_gt, iou_types, str(path))
+    results = _validate_results(results, coco_gt, iou_types, str(path))
     out = {}
     for iou_type in iou_types:
         out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)

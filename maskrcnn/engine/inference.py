@@ -80,16 +80,66 @@ def evaluate_dataset(
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> dict:
     """Run ``predictor`` over the first ``max_images`` images of ``dataset`` (all by default), feed
-    ``evaluator`` and return its ``evaluate()``. An unreadable image file is left out after
-    ``on_error(index, path, error)`` (raised when None); ``progress(done, total)`` after each window."""
+    ``evaluator`` and return its ``evaluate()``. An image file that cannot be read, or that the model
+    fails on, is left out of the score after ``on_error(index, path, error)`` (raised when None);
+    ``progress(done, total)`` after each window."""
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     infos = [dataset.image_info(i) for i in range(n)]
-    for window in predictor.predict_files([info["path"] for info in infos], on_error=on_error):
+    paths = [info["path"] for info in infos]
+    windows = (
+        predictor.predict_files(paths) if on_error is None
+        else predict_files_skipping(predictor, paths, on_error=on_error)
+    )  # fmt: skip
+    for window in windows:
         for index, _image, det in window:
             evaluator.process(infos[index]["id"], det)
         if progress is not None:
             progress(window[-1][0] + 1, n)
     return evaluator.evaluate()
+
+
+def predict_files_skipping(predictor, files: list, *, on_error: Callable):
+    """``predictor.predict_files`` (windows of ``(index, image, detections)``) that survives bad images:
+    a file that cannot be read, and an image the model fails on (no forward can take it, memory), is
+    reported once by ``on_error(index, path, error)`` and skipped. A window that fails is retried image
+    by image, so that only the image at fault is lost and every other image's results are kept."""
+    reported = set()
+
+    def skip_once(index, path, error):
+        if index not in reported:
+            reported.add(index)
+            on_error(index, path, error)
+
+    def predict(start: int, chunk: list):
+        def report(i, path, error):
+            skip_once(start + i, path, error)
+
+        for window in predictor.predict_files(chunk, on_error=report):
+            yield [(start + i, image, det) for i, image, det in window]
+
+    step = predictor.window  # predict_files yields at most one window per chunk of this size
+    for start in range(0, len(files), step):
+        chunk = files[start : start + step]
+        try:
+            yield from predict(start, chunk)
+            continue
+        except (RuntimeError, ValueError, MemoryError) as e:
+            if len(chunk) == 1:
+                skip_once(start, chunk[0], _model_error(e))
+                continue
+        for i, path in enumerate(chunk):  # the window failed: find the image at fault
+            try:
+                yield from predict(start + i, [path])
+            except (RuntimeError, ValueError, MemoryError) as e:
+                skip_once(start + i, path, _model_error(e))
+
+
+def _model_error(e: BaseException) -> str:
+    # torch's CPU allocator reports exhaustion as a RuntimeError, numpy's as a MemoryError
+    if isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e):
+        return "out of memory while predicting this image (too large: downscale it, or use more memory)"
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    return f"the model failed on this image ({type(e).__name__}: {first_line})"
 
 
 def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = True):
@@ -110,7 +160,7 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
             # a copy: optimise_for_inference folds norms and swaps modules in place
             subject = copy.deepcopy(model) if optimise else model
             predictor = Predictor(
-                subject, cfg, device=device, optimise=optimise,
+                subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
             return evaluate_dataset(predictor, dataset, build_evaluator(predictor, dataset))

@@ -231,6 +231,14 @@ class Trainer:
         self._saved_at = self.iteration
         return path
 
+    def _kept_checkpoint_text(self) -> str:
+        """Where the last good checkpoint is, or that there is none (never claim one not written)."""
+        pointer = self.output_dir / LAST_CHECKPOINT
+        name = pointer.read_text().strip() if pointer.is_file() else ""
+        if name and (self.output_dir / name).is_file():
+            return f"the last good checkpoint is {self.output_dir / name}"
+        return f"no checkpoint was written before it ({self.output_dir} holds none to resume from)"
+
     def resume(self) -> bool:
         """Load the newest readable checkpoint in ``output_dir``; True if there was one.
 
@@ -318,7 +326,8 @@ class Trainer:
             terms = ", ".join(f"{k}={v}" for k, v in values.items())
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}): {terms}; "
-                f"the last good checkpoint is kept in {self.output_dir}"
+                + self._kept_checkpoint_text()
+                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()

@@ -55,6 +55,20 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
     return source if source is not None else read_weights(spec)
 
 
+# What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
+RUN_FILE_PATTERNS = (
+    "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
+    "events.out.tfevents.*",
+)
+
+
+def earlier_run_files(output: Path) -> list:
+    """The files of an earlier run in ``output`` (sorted; empty when there is none or no folder)."""
+    if not output.is_dir():
+        return []
+    return sorted({p for pattern in RUN_FILE_PATTERNS for p in output.glob(pattern) if p.is_file()})
+
+
 def build_training(
     cfg,
     *,
@@ -65,6 +79,7 @@ def build_training(
     val_images=None,
     device="cpu",
     resume=False,
+    overwrite=False,
     log_stream=None,
     trainer_kwargs=None,
 ):
@@ -85,8 +100,13 @@ def build_training(
     if (val_json is None) != (val_images is None):
         raise ValueError("--val-json and --val-images go together")
     resuming = resume and (output / LAST_CHECKPOINT).is_file()
-    if not resume and (output / LAST_CHECKPOINT).is_file():
-        raise ValueError(f"{output} already holds a training run; pass --resume or choose another --output")
+    earlier = earlier_run_files(output)
+    if earlier and not resume and not overwrite:
+        names = ", ".join(p.name for p in earlier[:5]) + (", ..." if len(earlier) > 5 else "")
+        raise ValueError(
+            f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
+            f"to replace it, or choose another --output"
+        )
     rank, world_size, device = du.init_distributed(str(device))
 
     def say(line: str) -> None:
@@ -144,6 +164,11 @@ def build_training(
     report = initialise_model(model, cfg, source) if source is not None else None
     model = model.to(device)
     if rank == 0:
+        if earlier and overwrite and not resume:
+            # only now that the new run is assembled (a typo must not cost the old run); metrics.jsonl
+            # is appended to, so an old one would mix with the new run
+            for path in earlier:
+                path.unlink(missing_ok=True)
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
         if report is not None:

@@ -56,13 +56,17 @@ D2_PIXEL_STD_BGR_X101 = (57.375, 57.120, 58.395)
 # entries that are buffers, not weights: detectron2 rebuilds them from its config, and so do we
 _IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
 
-_BOTTOM_UP = r"^backbone\.bottom_up\."
+# FPN models nest the ResNet as backbone.bottom_up.*; C4 models have it directly as backbone.*
+_BOTTOM_UP = r"^backbone\.(?:bottom_up\.)?"
 # (pattern, replacement) tried in order; a replacement is a template or a function of the match groups.
 _RULES = [
     (_BOTTOM_UP + r"stem\.conv1\.weight$", "backbone.stem.conv1.conv.weight"),
     (_BOTTOM_UP + r"stem\.conv1\.norm\.(.+)$", r"backbone.stem.conv1.norm.\1"),
     (_BOTTOM_UP + r"res(\d)\.(\d+)\.(conv\d|shortcut)\.weight$", r"backbone.res\1.\2.\3.conv.weight"),
     (_BOTTOM_UP + r"res(\d)\.(\d+)\.(conv\d|shortcut)\.norm\.(.+)$", r"backbone.res\1.\2.\3.norm.\4"),
+    # C4: res5 runs on the pooled RoIs and lives in the RoI heads, in detectron2 as in ours
+    (r"^roi_heads\.res5\.(\d+)\.(conv\d|shortcut)\.weight$", r"roi_heads.res5.\1.\2.conv.weight"),
+    (r"^roi_heads\.res5\.(\d+)\.(conv\d|shortcut)\.norm\.(.+)$", r"roi_heads.res5.\1.\2.norm.\3"),
     # detectron2 names FPN levels by their stage (2..5); ours index them from 0
     (r"^backbone\.fpn_lateral(\d)\.(weight|bias)$", lambda g: f"fpn.lateral.{int(g[0]) - 2}.conv.{g[1]}"),
     (r"^backbone\.fpn_output(\d)\.(weight|bias)$", lambda g: f"fpn.output.{int(g[0]) - 2}.conv.{g[1]}"),
@@ -192,12 +196,17 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     return strip_module_prefix(out)
 
 
+def is_c4(sd: dict) -> bool:
+    """The C4 design: ResNet directly under ``backbone.`` (no FPN) and res5 as the RoI head."""
+    return any(k.startswith("roi_heads.res5.") for k in sd)
+
+
 def detect_layout(sd: dict) -> str:
-    """One of maskrcnn, keypointrcnn, fasterrcnn."""
-    if not any(k.startswith("backbone.bottom_up.") for k in sd) \
-            or "roi_heads.box_predictor.cls_score.weight" not in sd:
-        raise ConversionError("not a detectron2 R-CNN checkpoint: "
-                              "no backbone.bottom_up.* or roi_heads.box_predictor.cls_score.* keys")
+    """One of maskrcnn, keypointrcnn, fasterrcnn (FPN or C4 alike: see ``is_c4``)."""
+    resnet = any(k.startswith(("backbone.bottom_up.", "backbone.res2.")) for k in sd)
+    if not resnet or "roi_heads.box_predictor.cls_score.weight" not in sd:
+        raise ConversionError("not a detectron2 R-CNN checkpoint: no backbone.bottom_up.* (FPN) or "
+                              "backbone.res2.* (C4) keys, or no roi_heads.box_predictor.cls_score.*")
     if any(k.startswith("roi_heads.keypoint_head.") for k in sd):
         return "keypointrcnn"
     if any(k.startswith("roi_heads.mask_head.") for k in sd):
@@ -211,9 +220,11 @@ def _count(sd: dict, pattern: str) -> int:
 
 
 def _backbone_arch(sd: dict) -> str:
-    blocks = tuple(_count(sd, rf"^backbone\.bottom_up\.res{s}\.(\d+)\.") for s in range(2, 6))
-    return resnet_arch(blocks, sd.get("backbone.bottom_up.res2.0.conv2.weight"),
-                       bottleneck="backbone.bottom_up.res2.0.conv3.weight" in sd)
+    body = "backbone." if is_c4(sd) else "backbone.bottom_up."
+    blocks = tuple(_count(sd, rf"^{re.escape(body)}res{s}\.(\d+)\.") for s in range(2, 5))
+    res5 = r"^roi_heads\.res5\.(\d+)\." if is_c4(sd) else rf"^{re.escape(body)}res5\.(\d+)\."
+    return resnet_arch(blocks + (_count(sd, res5),), sd.get(f"{body}res2.0.conv2.weight"),
+                       bottleneck=f"{body}res2.0.conv3.weight" in sd)
 
 
 def _pixel_stats(sd: dict, arch: str, source: str) -> tuple:
@@ -237,14 +248,19 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
     mean, std = _pixel_stats(sd, arch, source)
     if input_format == "BGR":  # our images are RGB: the statistics are reversed with the stem's channels
         mean, std = mean[::-1], std[::-1]
+    c4 = is_c4(sd)
+    # detectron2's defaults: FPN, one size per level and 3 ratios; C4, 5 sizes x 3 ratios on res4
+    expected = 15 if c4 else 3
     anchors = int(sd["proposal_generator.rpn_head.objectness_logits.weight"].shape[0]) \
-        if "proposal_generator.rpn_head.objectness_logits.weight" in sd else 3
-    if anchors != 3:
-        raise ConversionError(f"{source}: the RPN has {anchors} anchors per location; only detectron2's "
-                              "default 3 (one size per level, ratios 0.5, 1, 2) is supported")
+        if "proposal_generator.rpn_head.objectness_logits.weight" in sd else expected
+    if anchors != expected:
+        raise ConversionError(
+            f"{source}: the RPN has {anchors} anchors per location; only detectron2's default {expected} "
+            + ("(sizes 32-512 x ratios 0.5, 1, 2 on res4) is supported for C4" if c4 else
+               "(one size per level, ratios 0.5, 1, 2) is supported"))
     out = {
         "model.backbone": arch,
-        "model.fpn": True,
+        "model.fpn": not c4,
         "model.num_classes": int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]),
         "model.norm": "frozen_bn",
         "model.frozen_bn_eps": 1e-5,
@@ -262,7 +278,18 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
         "model.roi_heads.mask_on": layout == "maskrcnn",
         "model.roi_heads.mask_head_norm": "none",
         "model.roi_heads.keypoint_on": layout == "keypointrcnn",
+        "model.roi_heads.keypoint_score": "softmax",
+        # ResizeShortestEdge: PIL bilinear on the uint8 image, the output size rounded
+        "input.resize_method": "pil",
     }
+    if c4:  # Base-RCNN-C4: 14x14 RoIs for res5 (-> 7x7), more proposals before NMS, no padding multiple
+        out.update({
+            "model.rpn.anchor_sizes": (32, 64, 128, 256, 512),
+            "model.rpn.pre_nms_topk_test": 6000, "model.rpn.post_nms_topk_test": 1000,
+            "model.rpn.pre_nms_topk_train": 12000, "model.rpn.post_nms_topk_train": 2000,
+            "model.roi_heads.box_pool_size": 14, "model.roi_heads.mask_pool_size": 14,
+            "model.size_divisibility": 0,
+        })
     # widths and depths read from the weights, so that custom-trained detectron2 models convert too
     if "backbone.fpn_lateral2.weight" in sd:
         out["model.fpn_dim"] = int(sd["backbone.fpn_lateral2.weight"].shape[0])
@@ -315,6 +342,23 @@ def _stem_bgr_to_rgb(ours: dict) -> None:
     key = "backbone.stem.conv1.conv.weight"
     if key in ours:  # a missing stem is reported by the key check
         ours[key] = ours[key][:, [2, 1, 0]].contiguous()
+
+
+def _anchors_ratio_major(ours: dict, num_sizes: int, num_ratios: int) -> None:
+    """detectron2 orders a location's anchors size-major (size s, ratio r at s * R + r), ours
+    ratio-major (r * S + s): reorder the RPN's objectness rows and its 4-row groups of deltas. A no-op
+    for FPN models (one size per level)."""
+    if num_sizes == 1 or num_ratios == 1:
+        return
+    order = torch.tensor([s * num_ratios + r for r in range(num_ratios) for s in range(num_sizes)])
+    for name in ("weight", "bias"):
+        key = f"rpn.head.objectness.{name}"
+        if key in ours:
+            ours[key] = ours[key][order].contiguous()
+        key = f"rpn.head.deltas.{name}"
+        if key in ours:  # rows a * 4 + k
+            rows = (order[:, None] * 4 + torch.arange(4)[None, :]).reshape(-1)
+            ours[key] = ours[key][rows].contiguous()
 
 
 def _with_zero_slot(t: torch.Tensor, rows: int) -> torch.Tensor:
@@ -392,6 +436,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     if input_format == "BGR":
         _stem_bgr_to_rgb(ours)
     _background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source)
+    sizes = cfg.model.rpn.anchor_sizes if not cfg.model.fpn else (1,)  # FPN: one size per level
+    _anchors_ratio_major(ours, len(sizes), len(cfg.model.rpn.aspect_ratios))
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]

@@ -37,7 +37,7 @@ COCO_KEYPOINT_NAMES = (
 # and the conventions the weights were trained with (what a feature, an anchor or a delta means).
 IMPLIED_BY_PART = {
     "backbone.": ("model.backbone", "model.stride_in_1x1", "model.pixel_mean", "model.pixel_std",
-                  "model.fpn"),
+                  "model.fpn", "model.roi_features"),
     "fpn.": ("model.fpn_dim", "model.fpn_norm"),
     "rpn.": ("model.rpn.head_convs", "model.rpn.anchor_sizes", "model.rpn.aspect_ratios",
              "model.rpn.anchor_rounding"),
@@ -48,7 +48,8 @@ IMPLIED_BY_PART = {
                             "model.roi_heads.canonical_level", "model.roi_heads.canonical_box_size"),
     "roi_heads.mask_head.": ("model.roi_heads.mask_head_convs", "model.roi_heads.mask_head_dim",
                              "model.roi_heads.mask_head_norm", "model.roi_heads.mask_pool_size",
-                             "model.roi_heads.mask_loss", "model.roi_heads.mask_paste"),
+                             "model.roi_heads.mask_loss", "model.roi_heads.mask_paste",
+                             "model.roi_heads.mask_class_agnostic"),
     "roi_heads.keypoint_head.": ("model.roi_heads.keypoint_head_convs", "model.roi_heads.keypoint_head_dim",
                                  "model.roi_heads.keypoint_pool_size"),
 }
@@ -154,7 +155,9 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     keys = [k for k in sd if isinstance(k, str)]
     if any(k.startswith("backbone.body.") for k in keys):
         return _detector(obj, "torchvision", source)
-    if any(k.startswith("backbone.bottom_up.") for k in keys):
+    # detectron2: FPN models nest the ResNet as backbone.bottom_up, C4 models do not (both have an RPN
+    # under proposal_generator)
+    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
         return _detector(obj, "detectron2", source)
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)

@@ -10,7 +10,9 @@ State-dict keys: ``convs.{i}.conv.{weight,bias}``, ``predictor.{weight,bias}``.
 Decoding (torchvision's ``heatmaps_to_keypoints``): each RoI's heatmaps are resized by bicubic
 interpolation to ceil(box width) x ceil(box height) pixels (width, height clamped to >= 1), the arg-max
 cell (x, y) gives the keypoint ((x + 0.5) * w / ceil(w) + x1, ...) and its score is the resized heatmap
-value there. Done for all RoIs at once with separable interpolation matrices (no loop over RoIs).
+value there (``score="logit"``) or, as detectron2 scores keypoints, ``score="softmax"``: the peak's
+share of a spatial softmax normalised over the Hk x Hk heatmap, 1 / sum(exp(heatmap - peak)). Done for
+all RoIs at once with separable interpolation matrices (no loop over RoIs).
 """
 
 from __future__ import annotations
@@ -72,9 +74,15 @@ def _bicubic_matrix(in_size: int, out_sizes: torch.Tensor, out_max: int) -> torc
     return mat * valid[..., None]
 
 
+KEYPOINT_SCORES = ("logit", "softmax")
+
+
 @torch.no_grad()
-def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor, *, max_elements: int = 2**26) -> tuple:
+def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor, *, score: str = "logit",
+                          max_elements: int = 2**26) -> tuple:
     """maps (R, J, Hk, Hk) logits, rois (R, 4) -> keypoints (R, J, 3) (x, y, 1), scores (R, J)."""
+    if score not in KEYPOINT_SCORES:
+        raise ValueError(f"keypoint score must be one of {KEYPOINT_SCORES}, got {score!r}")
     r, j, hk, wk = maps.shape
     if r == 0:
         return maps.new_zeros((0, j, 3)), maps.new_zeros((0, j))
@@ -99,6 +107,8 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor, *, max_element
         resized = resized.masked_fill(~valid[:, None], float("-inf"))
         flat = resized.flatten(2)  # (c, J, hmax * wmax)
         best, pos = flat.max(dim=2)  # (c, J)
+        if score == "softmax":  # exp(peak - peak) over the low-resolution heatmap's sum of exp(map - peak)
+            best = 1.0 / torch.exp(maps[s:s + chunk] - best[..., None, None]).sum(dim=(2, 3))
         xs.append(pos % wmax)
         ys.append(pos // wmax)
         scores.append(best)

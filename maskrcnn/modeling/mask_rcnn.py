@@ -31,6 +31,8 @@ from maskrcnn.modeling.roi_heads import DetectionSettings, MaskLossSettings, RoI
 from maskrcnn.modeling.rpn import RPN, ProposalSettings, RPNHead
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
 
+ROI_FEATURES = ("c4", "res4", "res5")  # model.roi_features: where RoIs are pooled from without an FPN
+
 
 class MaskRCNN(nn.Module):
     def __init__(
@@ -61,7 +63,7 @@ class MaskRCNN(nn.Module):
             if not img.is_floating_point():
                 raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
         sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
-        d = self.size_divisibility
+        d = max(1, int(self.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
         wp = int(math.ceil(max(s[1] for s in sizes) / d) * d)
         batch = images[0].new_zeros((len(images), 3, hp, wp))
@@ -124,9 +126,16 @@ def build_model(cfg) -> MaskRCNN:
     eps = m.frozen_bn_eps if m.norm == "frozen_bn" else 1e-5
     # detectron2's MSRA weights put the stride on the first 1x1 conv
     stride_in_1x1 = bool(m.stride_in_1x1)
+    if m.roi_features not in ROI_FEATURES:
+        raise ValueError(f"model.roi_features must be one of {ROI_FEATURES}, got {m.roi_features!r}")
+    c4 = not m.fpn and m.roi_features == "c4"
+    if h.mask_class_agnostic and h.mask_loss == "softmax":
+        raise ValueError("model.roi_heads.mask_class_agnostic needs mask_loss 'sigmoid': a softmax over "
+                         "classes needs one channel per class")
     # C4: the body stops at res4 (stride 16); res5 becomes the RoI head
+    # res4 features: the body stops at res4 (stride 16); res5 features: the whole ResNet (stride 32)
     backbone = ResNet(arch=m.backbone, norm=m.norm, eps=eps, freeze_at=m.freeze_at,
-                      num_stages=4 if m.fpn else 3, stride_in_1x1=stride_in_1x1)
+                      num_stages=4 if m.fpn or m.roi_features == "res5" else 3, stride_in_1x1=stride_in_1x1)
     if m.fpn:
         fpn = FPN(in_channels=backbone.out_channels, in_strides=backbone.strides, out_channels=m.fpn_dim,
                   norm=m.fpn_norm)
@@ -173,16 +182,16 @@ def build_model(cfg) -> MaskRCNN:
         )
 
     res5 = None
-    if not m.fpn:
+    if c4:
         res5 = make_stage(arch=m.backbone, stage=5, norm=m.norm, eps=eps, in_channels=feat_dim,
                           stride_in_1x1=stride_in_1x1)
         feat_dim = backbone.out_channels[roi_names[0]] * 2
         box_head = AvgPoolHead(in_channels=feat_dim)
     elif h.box_head == "2fc":
-        box_head = BoxHead(in_channels=m.fpn_dim, pool_size=h.box_pool_size, num_convs=0, num_fcs=2,
+        box_head = BoxHead(in_channels=feat_dim, pool_size=h.box_pool_size, num_convs=0, num_fcs=2,
                            fc_dim=h.box_head_dim)
     elif h.box_head == "4conv1fc":
-        box_head = BoxHead(in_channels=m.fpn_dim, pool_size=h.box_pool_size, num_convs=4, conv_dim=m.fpn_dim,
+        box_head = BoxHead(in_channels=feat_dim, pool_size=h.box_pool_size, num_convs=4, conv_dim=feat_dim,
                            num_fcs=1, fc_dim=h.box_head_dim, norm=h.box_head_norm)
     else:
         raise ValueError(f"model.roi_heads.box_head must be '2fc' or '4conv1fc', got {h.box_head!r}")
@@ -190,8 +199,9 @@ def build_model(cfg) -> MaskRCNN:
     if h.mask_on:
         mask_pooler = pooler(h.mask_pool_size)
         mask_head = MaskHead(in_channels=feat_dim, num_classes=m.num_classes,
-                             num_convs=h.mask_head_convs if m.fpn else 0,  # C4: deconv right after res5
-                             conv_dim=h.mask_head_dim, norm=h.mask_head_norm)
+                             num_convs=0 if c4 else h.mask_head_convs,  # C4: deconv right after res5
+                             conv_dim=h.mask_head_dim, norm=h.mask_head_norm,
+                             class_agnostic=h.mask_class_agnostic)
     if h.keypoint_on:
         if not m.fpn:
             raise ValueError("model.roi_heads.keypoint_on needs model.fpn=true (no C4 keypoint head)")
@@ -209,7 +219,8 @@ def build_model(cfg) -> MaskRCNN:
                                 positive_fraction=h.positive_fraction),
         box_loss=BoxRegressionLoss(kind=h.box_loss, beta=h.smooth_l1_beta),
         detections=DetectionSettings(score_thresh=h.score_thresh, nms_thresh=h.nms_thresh,
-                                     detections_per_image=h.detections_per_image),
+                                     detections_per_image=h.detections_per_image,
+                                     keypoint_score=h.keypoint_score),
         mask_pooler=mask_pooler, mask_head=mask_head,
         # targets on the grid the pooler samples
         mask_loss=MaskLossSettings(mode=h.mask_loss, aligned_targets=h.pooler_aligned),

@@ -4,14 +4,17 @@ Shapes: N images, P proposals of an image, S sampled RoIs of an image (training)
 images, K classes incl. background, D detections of an image, M mask resolution (28), J keypoints.
 
 Inference: box head on all proposals -> ``postprocess_boxes`` -> the mask head on the detected boxes
-(mask of the predicted class, sigmoid) and the keypoint head (heatmaps -> keypoints).
+(the predicted class's channel, or the one channel of a class-agnostic head; its sigmoid, or its softmax
+probability for a head trained with the softmax ablation) and the keypoint head (heatmaps -> keypoints).
 Training: ``roi_losses.sample_proposals`` (adds the gt boxes, samples 512 RoIs at 1:3), Fast R-CNN
 losses on the samples, mask / keypoint losses on the positive samples only. The matcher, sampler and
 box loss are built once by ``build_model``; ``DetectionSettings`` and ``MaskLossSettings`` hold the
 remaining plain numbers and switches.
 
 C4 design (the paper's ResNet-C4): ``res5`` runs on every pooled RoI (14x14 -> 7x7) before both the
-box head (average pooling) and the mask head (no convs, deconv straight from res5's output).
+box head (average pooling) and the mask head (no convs, deconv straight from res5's output). Single
+level designs (``model.roi_features`` res4 or res5, the latter the paper's stride-32 C5 ablation): RoIs
+pooled from that stage straight into the FPN-style heads, no ``res5`` here.
 
 State-dict keys: ``res5.*`` (C4 only, as backbone.py's stages), ``box_head.*``, ``box_predictor.*``,
 ``mask_head.*``, ``keypoint_head.*`` (poolers have no parameters).
@@ -26,7 +29,7 @@ from torch import nn
 
 from maskrcnn.modeling import roi_losses
 from maskrcnn.modeling.box_head import postprocess_boxes
-from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+from maskrcnn.modeling.keypoint_head import KEYPOINT_SCORES, heatmaps_to_keypoints
 from maskrcnn.modeling.mask_head import mask_probs_for_labels
 from maskrcnn.modeling.matcher import BalancedSampler, Matcher, gt_ignore_flags
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
@@ -36,11 +39,17 @@ MASK_LOSS_MODES = ("sigmoid", "softmax")
 
 @dataclass(frozen=True)
 class DetectionSettings:
-    """Box post-processing at inference (``box_head.postprocess_boxes``)."""
+    """Post-processing at inference: boxes (``box_head.postprocess_boxes``), keypoint scores."""
 
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
+    keypoint_score: str = "logit"  # heatmaps_to_keypoints' score: logit (torchvision) | softmax (detectron2)
+
+    def __post_init__(self):
+        if self.keypoint_score not in KEYPOINT_SCORES:
+            raise ValueError(f"model.roi_heads.keypoint_score must be one of {KEYPOINT_SCORES}, "
+                             f"got {self.keypoint_score!r}")
 
 
 @dataclass(frozen=True)
@@ -105,11 +114,13 @@ class RoIHeads(nn.Module):
         labels = torch.cat([d["labels"] for d in dets])
         if self.mask_head is not None:
             logits = self.mask_head(self._pooled(self.mask_pooler, features, boxes))  # (sum D, K, M, M)
-            for d, probs in zip(dets, mask_probs_for_labels(logits, labels).split(counts)):
-                d["mask_probs"] = probs
+            channels = self.mask_head.channels_for(labels)  # (sum D,)
+            probs = mask_probs_for_labels(logits, channels, mode=self.mask_loss.mode)
+            for d, p in zip(dets, probs.split(counts)):
+                d["mask_probs"] = p
         if self.keypoint_head is not None:
             heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (sum D, J, 56, 56)
-            kps, kp_scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes))
+            kps, kp_scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes), score=det.keypoint_score)
             for d, k, s in zip(dets, kps.split(counts), kp_scores.split(counts)):
                 d["keypoints"], d["keypoint_scores"] = k, s
         return dets, {}
@@ -140,7 +151,8 @@ class RoIHeads(nn.Module):
                 roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_loss.aligned_targets)
                 for t, r, g in zip(targets, pos_rois, pos_gt)
             ])
-            losses.update(roi_losses.mask_losses(logits, pos_labels, mask_targets, mode=self.mask_loss.mode))
+            channels = self.mask_head.channels_for(pos_labels)
+            losses.update(roi_losses.mask_losses(logits, channels, mask_targets, mode=self.mask_loss.mode))
         if self.keypoint_head is not None:
             # only the positives whose gt has a labelled keypoint inside them (detectron2's selection)
             kp_rois, kp_gt = [], []

@@ -25,7 +25,7 @@ import torch
 
 from .sampling import bilinear_taps
 
-__all__ = ["PASTE_METHODS", "paste_masks_in_image"]
+__all__ = ["PASTE_METHODS", "paste_masks_as_rles", "paste_masks_in_image", "paste_row_windows"]
 
 PASTE_METHODS = ("torchvision", "grid_sample")
 _CHUNK_ELEMENTS = 1 << 24  # bound on a chunk's (boxes x window rows x image width) work buffer
@@ -141,6 +141,45 @@ def paste_masks_in_image(
     mask_probs (D, 1, S, S) or (D, S, S); boxes (D, 4) xyxy in image pixels. Returns (D, H, W) float
     probabilities, or bool ``probabilities > threshold`` when a threshold is given (computed chunk by
     chunk, so the float image stack is never held in memory)."""
+    mask_probs = _check_paste_args(mask_probs, boxes, method)
+    height, width = int(image_size[0]), int(image_size[1])
+    n_det = mask_probs.shape[0]
+    out_dtype = torch.bool if threshold is not None else torch.float32
+    out = _zeros(n_det, height, width, dtype=out_dtype, device=mask_probs.device)
+    out_rows = out.view(n_det * height, width)  # (D*H, W)
+    for idx, rows, window in paste_row_windows(mask_probs, boxes, (height, width), method=method,
+                                               threshold=threshold):
+        flat_rows = idx[:, None] * height + rows  # (B, L) rows of the (D*H, W) view
+        out_rows.index_copy_(0, flat_rows.reshape(-1), window.reshape(-1, width))
+    return out
+
+
+def paste_masks_as_rles(
+    mask_probs: torch.Tensor,
+    boxes: torch.Tensor,
+    image_size: Sequence[int],
+    *,
+    method: str = "torchvision",
+    threshold: float = 0.5,
+) -> list:
+    """COCO compressed RLE dicts of ``paste_masks_in_image(..., threshold=threshold)``, bit for bit,
+    without ever holding an image-sized mask: each chunk's row windows are encoded as they are computed
+    (``mask_codec.row_windows_to_runs``), so memory stays bounded by the chunk whatever H x W and D."""
+    from maskrcnn.data.mask_codec import compress_runs, row_windows_to_runs
+
+    mask_probs = _check_paste_args(mask_probs, boxes, method)
+    height, width = int(image_size[0]), int(image_size[1])
+    n_det = mask_probs.shape[0]
+    runs = [np.array([height * width], dtype=np.int64)] * n_det  # boxes pasting nothing: all zeros
+    for idx, rows, window in paste_row_windows(mask_probs, boxes, (height, width), method=method,
+                                               threshold=threshold):
+        for i, r in zip(idx.tolist(), row_windows_to_runs(window.cpu(), rows[:, 0].cpu(), height)):
+            runs[i] = r
+    return compress_runs(runs, height, width)
+
+
+def _check_paste_args(mask_probs: torch.Tensor, boxes: torch.Tensor, method: str) -> torch.Tensor:
+    """Validated (D, S, S) probabilities."""
     if method not in PASTE_METHODS:
         raise ValueError(f"paste method must be one of {PASTE_METHODS}, got {method!r}")
     if mask_probs.dim() == 4:
@@ -151,13 +190,25 @@ def paste_masks_in_image(
         raise ValueError(f"mask_probs must be (D, 1, S, S) or (D, S, S), got shape {tuple(mask_probs.shape)}")
     if boxes.dim() != 2 or boxes.shape[1] != 4 or boxes.shape[0] != mask_probs.shape[0]:
         raise ValueError(f"boxes must be ({mask_probs.shape[0]}, 4), got shape {tuple(boxes.shape)}")
+    return mask_probs
+
+
+def paste_row_windows(
+    mask_probs: torch.Tensor,
+    boxes: torch.Tensor,
+    image_size: Sequence[int],
+    *,
+    method: str = "torchvision",
+    threshold: Optional[float] = None,
+):
+    """The pasted masks chunk by chunk: yields ``(idx (B,), rows (B, L), window (B, L, W))``, detection
+    ``idx[b]``'s image rows ``rows[b]`` (consecutive) at full width, float or, with a threshold, bool.
+    Rows not yielded for a detection are zero; detections pasting nothing are never yielded."""
+    mask_probs = _check_paste_args(mask_probs, boxes, method)
     height, width = int(image_size[0]), int(image_size[1])
-    n_det = mask_probs.shape[0]
     device = mask_probs.device
-    out_dtype = torch.bool if threshold is not None else torch.float32
-    out = _zeros(n_det, height, width, dtype=out_dtype, device=device)
-    if n_det == 0 or height == 0 or width == 0:
-        return out
+    if mask_probs.shape[0] == 0 or height == 0 or width == 0:
+        return
     probs = mask_probs.to(torch.float32)
     boxes = boxes.to(device=device, dtype=torch.float32)
     if method == "torchvision":
@@ -175,11 +226,10 @@ def paste_masks_in_image(
         y_first, y_len, y_taps = _grid_sample_axis(boxes[:, 1], boxes[:, 3], probs.shape[-2], height)
         x_first, x_len, x_taps = _grid_sample_axis(boxes[:, 0], boxes[:, 2], probs.shape[-1], width)
     # Each chunk of boxes computes only its boxes' row windows, over the full image width, with two
-    # batched matmuls; whole rows are then copied into place (a cheap row index, no per-pixel index).
+    # batched matmuls; callers copy whole rows into place (a cheap row index, no per-pixel index).
     nonempty = torch.nonzero((y_len > 0) & (x_len > 0)).flatten()
     if nonempty.numel() == 0:
-        return out
-    out_rows = out.view(n_det * height, width)  # (D*H, W)
+        return
     cols = torch.arange(width, device=device)
     for chunk in _chunks(y_len[nonempty] * width):
         idx = nonempty[chunk]
@@ -191,6 +241,4 @@ def paste_masks_in_image(
         window = (wy @ probs[idx]) @ wx.transpose(1, 2)  # (B, L, W)
         if threshold is not None:
             window = window > threshold
-        flat_rows = idx[:, None] * height + rows  # (B, L) rows of the (D*H, W) view
-        out_rows.index_copy_(0, flat_rows.reshape(-1), window.reshape(-1, width))
-    return out
+        yield idx, rows, window

@@ -1,11 +1,18 @@
-"""read_image over PIL modes, EXIF orientation and broken files; list_images."""
+"""read_image over PIL modes, EXIF orientation and broken files; decode_image_bytes and its pixel limit;
+list_images."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from maskrcnn.data.images import ImageReadError, list_images, read_image
+from maskrcnn.data.images import (
+    ImageReadError,
+    ImageTooLargeError,
+    decode_image_bytes,
+    list_images,
+    read_image,
+)
 
 
 def _rgb(h=6, w=8):
@@ -79,3 +86,21 @@ def test_list_images(tmp_path):
     assert list_images([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
     with pytest.raises(FileNotFoundError, match="missing"):
         list_images(tmp_path / "missing")
+
+
+def test_decode_image_bytes_reads_as_read_image_does_and_limits_pixels(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display: 8 wide, 6 high becomes 6 x 8
+    Image.fromarray(_rgb()).save(tmp_path / "r.jpg", exif=exif)
+    data = (tmp_path / "r.jpg").read_bytes()
+    img = decode_image_bytes(data, name="r.jpg")
+    assert img.shape == (3, 8, 6) and torch.equal(img, read_image(tmp_path / "r.jpg"))
+    assert torch.equal(decode_image_bytes(data, max_pixels=48), img)  # the limit is inclusive
+    with pytest.raises(ImageTooLargeError, match=r"r.jpg: image of 8x6 = 48 pixels is larger than the limit"):
+        decode_image_bytes(data, name="r.jpg", max_pixels=47)
+    with pytest.raises(ImageReadError, match="up.png: empty file"):
+        decode_image_bytes(b"", name="up.png")
+    with pytest.raises(ImageReadError, match="upload: not an image"):
+        decode_image_bytes(b"plain text")
+    with pytest.raises(ImageReadError, match="upload: cannot decode"):
+        decode_image_bytes(data[: len(data) // 2])

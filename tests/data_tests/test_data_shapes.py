@@ -58,3 +58,16 @@ def test_annotations_match_visible_pixels(shapes):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="image_size"):
         generate_shapes_dataset("unused", image_size=(10, 10))
+
+
+def test_small_objects_option(tmp_path):
+    small = generate_shapes_dataset(tmp_path / "s", num_train=8, num_val=0, image_size=(128, 128),
+                                    max_objects=10, radius_range=(0.04, 0.07), min_area=20, seed=1)
+    default = generate_shapes_dataset(tmp_path / "d", num_train=8, num_val=0, image_size=(128, 128), seed=1)
+    small_areas = [a["area"] for a in json.load(open(small["train_json"]))["annotations"]]
+    default_areas = [a["area"] for a in json.load(open(default["train_json"]))["annotations"]]
+    # a shape never covers more than its circumscribed disc: pi * (0.07 * 128) ** 2 ~ 252 pixels
+    assert len(small_areas) > 3 * 8 and 20 <= min(small_areas) and max(small_areas) <= 252
+    assert min(default_areas) > max(small_areas)
+    with pytest.raises(ValueError, match="radius_range"):
+        generate_shapes_dataset(tmp_path / "e", radius_range=(0.2, 0.1))

@@ -130,7 +130,8 @@ def test_round_trip_restores_our_weights(tmp_path, layout, fmt, r50_mask):
     assert (m.fpn_dim, m.roi_heads.box_head_dim) == (64, 128)
     assert m.stride_in_1x1 and m.frozen_bn_eps == 1e-5 and m.rpn.anchor_rounding is False
     assert m.roi_heads.pooler_aligned and m.roi_heads.pooler_sampling_ratio == 0
-    assert m.roi_heads.mask_paste == "grid_sample"
+    assert m.roi_heads.mask_paste == "grid_sample" and m.roi_heads.keypoint_score == "softmax"
+    assert result["config"].input.resize_method == "pil"
     assert m.roi_heads.mask_on == (layout == "maskrcnn")
     assert m.roi_heads.keypoint_on == (layout == "keypointrcnn")
     if layout == "keypointrcnn":
@@ -244,3 +245,53 @@ def test_convert_command(tmp_path, r50_mask):
     assert cfg.model.roi_heads.pooler_aligned and cfg.model.stride_in_1x1
     build_model(cfg).load_state_dict(ckpt["model"])
     assert main(["convert", "--from", "detectron2", str(tmp_path / "missing.pkl"), str(out)]) == 1
+
+
+def _d2_cell_anchors(sizes, ratios):
+    """detectron2's order of a location's anchors: size-major (for each size, each ratio h / w)."""
+    out = []
+    for size in sizes:
+        for ratio in ratios:
+            w = (size * size / ratio) ** 0.5
+            out.append([-w / 2, -ratio * w / 2, w / 2, ratio * w / 2])
+    return torch.tensor(out)
+
+
+def test_c4_layout_converts_with_detectron2_anchor_order():
+    """The paper's C4 design as detectron2 stores it (ResNet under backbone.* without bottom_up, res5 as
+    roi_heads.res5.*, 15 anchors on res4 in size-major order): every key maps, the config is the C4
+    design with detectron2's test settings, and each RPN output row follows its anchor."""
+    from maskrcnn.modeling.anchors import AnchorGenerator
+
+    ours_model = build_model(apply_overrides(
+        Config(), {"model.fpn": False, "model.backbone": "resnet18", "model.num_classes": 3}))
+    d2 = {}
+    for k, v in ours_model.state_dict().items():  # our C4 keys -> detectron2's
+        name = re.sub(r"\.conv\.weight$", ".weight", k) if ".res" in k or ".stem." in k else k
+        name = name.replace("rpn.head.convs.0.conv.", "proposal_generator.rpn_head.conv.")
+        name = name.replace("rpn.head.objectness.", "proposal_generator.rpn_head.objectness_logits.")
+        name = name.replace("rpn.head.deltas.", "proposal_generator.rpn_head.anchor_deltas.")
+        d2[name] = _d2_value(k, torch.randn_like(v) if v.is_floating_point() else v).numpy()
+    assert "backbone.stem.conv1.weight" in d2 and "roi_heads.res5.1.conv2.norm.running_var" in d2
+    result = convert_detectron2({"model": d2})
+    m, report = result["config"].model, result["report"]
+    assert result["layout"] == "maskrcnn" and report["unmapped"] == report["missing"] == []
+    assert not m.fpn and m.backbone == "resnet18" and m.num_classes == 3 and m.size_divisibility == 0
+    assert (m.roi_heads.box_pool_size, m.roi_heads.mask_pool_size) == (14, 14)
+    assert (m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test) == (6000, 1000)
+    assert result["config"].input.resize_method == "pil"
+    model = build_model(result["config"])
+    model.load_state_dict(result["state_dict"])  # strict
+    from maskrcnn.interop.weights import convert_any
+
+    assert convert_any({"model": d2}).kind == "detectron2"  # what train --init reads
+    sizes, ratios = m.rpn.anchor_sizes, m.rpn.aspect_ratios
+    ours_cells = AnchorGenerator(sizes=[sizes], aspect_ratios=ratios, strides=[16], rounding=False).cells[0]
+    d2_cells = _d2_cell_anchors(sizes, ratios)
+    obj = torch.from_numpy(d2["proposal_generator.rpn_head.objectness_logits.weight"])
+    deltas = torch.from_numpy(d2["proposal_generator.rpn_head.anchor_deltas.bias"]).view(-1, 4)
+    for j, cell in enumerate(ours_cells):
+        src = int((d2_cells - cell).abs().sum(1).argmin())  # detectron2's row for the same anchor
+        assert torch.allclose(d2_cells[src], cell, atol=1e-3)
+        assert torch.equal(result["state_dict"]["rpn.head.objectness.weight"][j], obj[src])
+        assert torch.equal(result["state_dict"]["rpn.head.deltas.bias"].view(-1, 4)[j], deltas[src])

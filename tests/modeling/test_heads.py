@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -103,3 +104,22 @@ def test_heatmaps_to_keypoints_matches_per_roi_bicubic():
     torch.testing.assert_close(scores, ref_scores, rtol=1e-4, atol=1e-4)
     empty = heatmaps_to_keypoints(maps[:0], rois[:0])
     assert empty[0].shape == (0, 4, 3) and empty[1].shape == (0, 4)
+
+
+def test_softmax_keypoint_scores_are_detectron2s():
+    """score="softmax": the peak's share of the spatial softmax over the 56 x 56 heatmap, normalised by
+    the heatmap (not the resized map), exp(peak - peak) / sum(exp(heatmap - peak)), written per RoI from
+    that definition; positions are those of the default."""
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randn(4, 3, 56, 56, generator=g) * 3
+    rois = torch.tensor([[10, 20, 73.4, 51.2], [0, 0, 0.5, 0.3], [5, 5, 200, 120], [3.3, 4.4, 40, 90]])
+    kps, scores = heatmaps_to_keypoints(maps, rois, score="softmax")
+    ref_kps, peaks = _keypoints_loop(maps, rois)
+    ref = torch.stack([
+        torch.stack([torch.exp(m[k] - peaks[i, k]).sum().reciprocal() for k in range(3)])
+        for i, m in enumerate(maps)])
+    torch.testing.assert_close(kps, ref_kps, rtol=0, atol=1e-4)
+    torch.testing.assert_close(scores, ref, rtol=1e-4, atol=1e-6)
+    assert bool(((scores > 0) & (scores <= 1)).all())
+    with pytest.raises(ValueError, match="keypoint score must be one of"):
+        heatmaps_to_keypoints(maps, rois, score="probability")

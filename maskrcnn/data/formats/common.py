@@ -26,6 +26,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image, UnidentifiedImageError
 
+from maskrcnn.data.mask_codec import segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "Report", "Skip", "image_size", "json_files", "read_json", "write_json"]
@@ -113,7 +114,7 @@ def read_json(path: Path):
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, 5000-digit numbers
         raise Skip("unreadable_json", f"not readable JSON ({e})") from None
 
 
@@ -182,6 +183,9 @@ class CocoBuilder:
         """An instance given as COCO polygons (each [x1, y1, ..., at least 3 points], inside the image)."""
         self.check_label(label)
         height, width = self._sizes[image_id]
+        problem = segmentation_problem([list(p) for p in polygons], height, width)
+        if problem:  # checked before pycocotools' C code sees it (see data/mask_codec.py)
+            raise Skip("bad_polygon", problem)
         rle = mask_utils.merge(mask_utils.frPyObjects([list(p) for p in polygons], height, width))
         return self._add(image_id, label, [list(p) for p in polygons], rle, iscrowd)
 

@@ -1,0 +1,127 @@
+"""``maskrcnn serve``: run a model behind HTTP, with a web page to try it.
+
+    maskrcnn serve --weights CKPT [--host 127.0.0.1] [--port 8000] [--batch-size N]
+                   [--max-upload-mb MB] [--max-pixels N] [--max-queue N] [--device D] [--score-thresh T]
+
+Endpoints (``maskrcnn.serve.app``): ``GET /`` the page, ``POST /predict`` an image -> COCO-format JSON,
+``GET /health``. Binds to localhost unless ``--host`` says otherwise: the server has no authentication,
+so exposing it is a deliberate choice. Needs the ``serve`` extra (``pip install maskrcnn[serve]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+HELP = "serve a model over HTTP: POST /predict, GET /health and a web page at /"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+
+    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1,
+        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=10.0,
+        help="how long a batch waits for more requests once its first is in (default 10 ms)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+        help=f"largest upload accepted, in MiB (default {DEFAULT_MAX_UPLOAD_BYTES / 2**20:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        help=f"largest image, width x height (default {DEFAULT_MAX_PIXELS}); checked before decoding",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-queue", type=int, default=DEFAULT_MAX_PENDING,
+        help=f"most requests served at once; more get a 503 (default {DEFAULT_MAX_PENDING})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--score-thresh", type=float, default=None,
+        help="drop detections scoring below this (a request's own score_thresh filters further)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="autocast dtype"
+    )
+    parser.add_argument(
+        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
+    )
+    parser.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import python_multipart  # noqa: F401 -- uploads need it; FastAPI would say so only at the first
+        import uvicorn
+
+        from maskrcnn.serve.app import create_app
+    except ImportError as e:
+        print(
+            f"maskrcnn serve: {e}: install the 'serve' extra: pip install 'maskrcnn[serve]' (FastAPI, "
+            "uvicorn, python-multipart)",
+            file=sys.stderr,
+        )
+        return 1
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.predictor import Predictor
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_queue < 1:
+        raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    predictor = Predictor.from_weights(
+        args.weights,
+        device=args.device,
+        overrides=parse_set_args(args.set),
+        score_thresh=args.score_thresh,
+        batch_size=args.batch_size,
+        dtype=None if args.dtype == "float32" else args.dtype,
+        optimise=not args.no_optimise,
+        masks="rle",  # answers hold RLE: no image-sized masks, so memory does not grow with the upload
+    )
+    app = create_app(
+        predictor,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels,
+        max_wait_s=args.max_wait_ms / 1000.0,
+        max_pending=args.max_queue,
+        weights_name=Path(args.weights).name,
+    )
+    if not _is_loopback(args.host):
+        print(
+            f"maskrcnn serve: warning: binding to {args.host}: anyone who can reach this address can use "
+            "the model (there is no authentication)",
+            file=sys.stderr,
+        )
+    print(
+        f"loaded {args.weights} ({len(predictor.class_names) - 1} classes) on {predictor.device}, "
+        f"batch size {args.batch_size}; "
+        + (f"open http://{args.host}:{args.port}/" if args.port else "the address is printed below")
+        + " (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0

@@ -1,0 +1,205 @@
+"""Cityscapes' instance-level AP and AP50, computed by the official script (``cityscapesscripts``, the
+``cityscapes`` extra) on predictions written in its format.
+
+Shapes: one image's detections in COCO results records (``data/coco_results.py``): a compressed RLE
+``segmentation`` of H x W (the original image), ``category_id``, ``score``.
+
+``write_predictions`` writes what the Cityscapes benchmark takes: per image ``{stem}.txt`` with one line
+``masks/{stem}_{k}.png <label id> <score>`` per detection, each PNG an H x W binary mask (0 / 255), label
+ids those of cityscapesScripts' ``labels.py`` (person 24 .. bicycle 33), found from the category names.
+``evaluate_cityscapes`` then runs ``evalInstanceLevelSemanticLabeling.evaluateImgLists`` on those files
+against ``ROOT/gtFine/{split}/{city}/{stem}_gtFine_instanceIds.png`` (drawn by the package's own
+``json2instanceImg`` drawing, ``createInstanceImage``, from ``*_gtFine_polygons.json`` when the PNG is
+absent). The official module reads
+its paths from environment variables at import, keeps settings in a module global and writes files into
+the working folder (``matches.json``) and beside itself (a ground-truth cache): it therefore runs in a
+child process (``python -m maskrcnn.engine.cityscapes_eval SPEC``) whose working folder is a fresh
+temporary one and whose settings are given explicitly, so the caller's process and the package's folder
+are left as they were.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+__all__ = ["evaluate_cityscapes", "ground_truth_path", "label_ids_for", "write_predictions"]
+
+_IMAGE_SUFFIX = "_leftImg8bit.png"
+INSTALL_HINT = ("the Cityscapes evaluation needs the cityscapesscripts package: "
+                "pip install 'maskrcnn[cityscapes]'")
+
+
+def label_ids_for(categories: Iterable[dict]) -> dict:
+    """COCO categories -> {category id: Cityscapes label id}, by name (``convert-data --from cityscapes``
+    uses the label ids as category ids; any other numbering works as long as the names are Cityscapes')."""
+    from maskrcnn.data.formats.cityscapes import CATEGORIES
+
+    by_name = {name: label_id for label_id, name in CATEGORIES}
+    out, unknown = {}, []
+    for cat in categories:
+        name = str(cat.get("name", "")).strip().lower()
+        if name in by_name:
+            out[int(cat["id"])] = by_name[name]
+        else:
+            unknown.append(cat.get("name"))
+    if unknown:
+        raise ValueError(f"categories {unknown} are not Cityscapes instance classes "
+                         f"({', '.join(n for _, n in CATEGORIES)}); --cityscapes evaluates those only")
+    return out
+
+
+def ground_truth_path(root: Path, file_name: str) -> tuple:
+    """An image's ``file_name`` (``.../{split}/{city}/{stem}_leftImg8bit.png``) -> (stem, path of its
+    ``_gtFine_instanceIds.png`` under ROOT, path of its ``_gtFine_polygons.json``)."""
+    parts = Path(file_name).parts
+    if len(parts) < 3 or not parts[-1].endswith(_IMAGE_SUFFIX):
+        raise ValueError(f"image {file_name!r} is not named as Cityscapes names its images "
+                         f"(leftImg8bit/<split>/<city>/<stem>{_IMAGE_SUFFIX})")
+    split, city, stem = parts[-3], parts[-2], parts[-1][: -len(_IMAGE_SUFFIX)]
+    folder = Path(root) / "gtFine" / split / city
+    return stem, folder / f"{stem}_gtFine_instanceIds.png", folder / f"{stem}_gtFine_polygons.json"
+
+
+def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: dict) -> dict:
+    """Write the benchmark's prediction files for ``images`` ({image id: stem}) into ``out_dir``; return
+    {image id: path of its txt} (an image without detections gets an empty one: the script needs it)."""
+    import pycocotools.mask as mask_utils
+    from PIL import Image
+
+    from maskrcnn.io_utils import atomic_write_text
+
+    out_dir = Path(out_dir)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    lines: dict = {image_id: [] for image_id in images}
+    for r in results:
+        image_id = r["image_id"]
+        if image_id not in images:
+            continue
+        if r["category_id"] not in label_ids:
+            raise ValueError(f"result for image {image_id} has category_id {r['category_id']}, which is not "
+                             f"a Cityscapes class of the ground truth")
+        mask = mask_utils.decode(r["segmentation"])  # (H, W) uint8
+        stem = _safe(images[image_id])
+        name = f"masks/{stem}_{len(lines[image_id]):04d}.png"
+        Image.fromarray((mask > 0).astype(np.uint8) * 255).save(out_dir / name)
+        lines[image_id].append(f"{name} {label_ids[r['category_id']]} {float(r['score']):.6f}")
+    paths = {}
+    for image_id, stem in images.items():
+        paths[image_id] = out_dir / f"{_safe(stem)}.txt"
+        atomic_write_text(paths[image_id], "".join(line + "\n" for line in lines[image_id]))
+    return paths
+
+
+def _safe(stem: str) -> str:
+    """The script splits its lines on spaces: none in file names."""
+    return re.sub(r"\s+", "_", stem)
+
+
+def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: Optional[Iterable] = None,
+                        predictions_dir=None, timeout: float = 3600.0) -> dict:
+    """Cityscapes AP of COCO ``results`` on the images of ``ground_truth`` (a COCO dict whose file_names
+    are Cityscapes', relative to ``root``; only ``image_ids`` when given), by the official script.
+
+    Returns {"AP": .., "AP50": .. (percent), "classes": {name: {"AP", "AP50"}}}; NaN for a class without
+    ground truth, as the script reports it. ``predictions_dir``: where the prediction files are written
+    (kept); default a temporary folder."""
+    if importlib.util.find_spec("cityscapesscripts") is None:
+        raise RuntimeError(INSTALL_HINT)
+    root = Path(root)
+    wanted = None if image_ids is None else set(image_ids)
+    label_ids = label_ids_for(ground_truth.get("categories", []))
+    stems, gts = {}, []
+    for img in ground_truth["images"]:
+        if wanted is not None and img["id"] not in wanted:
+            continue
+        stem, ids_png, polygons = ground_truth_path(root, img["file_name"])
+        if not ids_png.is_file() and not polygons.is_file():
+            raise FileNotFoundError(f"{ids_png}: no such file (nor {polygons.name}): --cityscapes needs the "
+                                    f"gtFine annotations of every evaluated image")
+        stems[img["id"]] = stem
+        gts.append((img["id"], str(ids_png) if ids_png.is_file() else "", str(polygons)))
+    if not gts:
+        raise ValueError("no image to evaluate")
+    with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as work:
+        work = Path(work)
+        pred_dir = Path(predictions_dir) if predictions_dir else work / "predictions"
+        txts = write_predictions(results, stems, pred_dir, label_ids=label_ids)
+        spec = {"work": str(work), "predictions": str(pred_dir.resolve()),
+                "pairs": [[str(txts[i].resolve()), ids, poly] for i, ids, poly in gts]}
+        (work / "spec.json").write_text(json.dumps(spec))
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])  # so the child imports this maskrcnn
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        command = [sys.executable, "-m", "maskrcnn.engine.cityscapes_eval", str(work / "spec.json")]
+        proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        result_path = work / "result.json"
+        if proc.returncode != 0 or not result_path.is_file():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+            raise RuntimeError("the Cityscapes evaluation script failed:\n" + "\n".join(tail))
+        official = json.loads(result_path.read_text())
+    averages = official["averages"]
+    return {"AP": 100.0 * averages["allAp"], "AP50": 100.0 * averages["allAp50%"],
+            "classes": {name: {"AP": 100.0 * v["ap"], "AP50": 100.0 * v["ap50%"]}
+                        for name, v in averages["classes"].items()}}
+
+
+def _write_json(data, path) -> None:
+    def plain(o):
+        return o.item() if isinstance(o, np.generic) else o.__dict__
+
+    with open(path, "w") as f:
+        f.write(json.dumps(data, default=plain, sort_keys=True, indent=4))
+
+
+def _run_official(spec_path: str) -> int:
+    """The child process: the official evaluation with explicit settings, files only in ``spec.work``."""
+    spec = json.loads(Path(spec_path).read_text())
+    work = Path(spec["work"])
+    if not hasattr(np, "in1d"):  # numpy 2.4 removed in1d, which the script calls; isin(...).ravel() is its
+        np.in1d = lambda a, b, **kw: np.isin(a, b, **kw).ravel()  # documented replacement (this process only)
+    from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as official
+    from cityscapesscripts.helpers.annotation import Annotation
+    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+    from PIL import Image
+
+    gt_list, pred_list = [], []
+    for k, (txt, ids_png, polygons) in enumerate(spec["pairs"]):
+        if not ids_png:  # drawn as the benchmark's own tools draw it, under the same name
+            name = Path(polygons).name.replace("_polygons.json", "_instanceIds.png")
+            ids_png = str(work / "gt" / f"{k}" / name)
+            Path(ids_png).parent.mkdir(parents=True)
+            annotation = Annotation()
+            annotation.fromJsonFile(polygons)
+            drawn = np.asarray(createInstanceImage(annotation, "ids"), dtype=np.int64)  # (H, W)
+            # json2instanceImg saves that 32-bit image, which recent Pillow cannot write as PNG; the ids
+            # (at most 33999) fit the 16 bits the dataset's own PNGs use
+            Image.fromarray(drawn.astype(np.uint16)).save(ids_png)
+        gt_list.append(ids_png)
+        pred_list.append(txt)
+    # Its JSON writer serialises objects by their __dict__, which NumPy 2's scalars (pixel counts) lack;
+    # the same writer, given a way to write them, in this process only. Nothing it computes changes.
+    official.writeDict2JSON = _write_json
+    args = official.args
+    args.gtInstancesFile = str(work / "gtInstances.json")  # not beside the package: a stale cache there
+    args.exportFile = str(work / "result.json")  # would score the next dataset against this one
+    args.predictionPath = spec["predictions"]
+    args.predictionWalk = None
+    args.JSONOutput = True
+    args.quiet = True
+    args.colorized = False
+    official.evaluateImgLists(pred_list, gt_list, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_run_official(sys.argv[1]))

@@ -1,0 +1,27 @@
+"""``maskrcnn serve``: a model behind HTTP, with a web page to look at its detections.
+
+- ``app.py``: the FastAPI application (``POST /predict``, ``GET /health``, ``GET /`` the page);
+- ``batching.py``: the queue that gathers concurrent requests into batches for one worker thread;
+- ``static/``: the page (``index.html``, ``page.js``): choose or drop an image, see masks, boxes, labels
+  and scores drawn on a canvas, filter them with a score slider, read them in a table.
+
+Needs the ``serve`` extra (``pip install maskrcnn[serve]``: FastAPI, uvicorn, python-multipart).
+Weights are loaded by ``maskrcnn.predictor.Predictor.from_weights``: a checkpoint or an ONNX file.
+"""
+
+__all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
+
+# Here rather than in app.py so that `maskrcnn serve --help` works without the optional dependencies.
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# Masks are pasted at the original size: memory grows with pixels x detections, so the default keeps a
+# 16-megapixel photograph (4912 x 3264) and refuses larger ones.
+DEFAULT_MAX_PIXELS = 16_000_000
+# Requests served at once (decoded, queued or in the model); more get a 503.
+DEFAULT_MAX_PENDING = 32
+
+
+def create_app(*args, **kwargs):
+    """See ``maskrcnn.serve.app.create_app`` (imported lazily: FastAPI is an optional dependency)."""
+    from maskrcnn.serve.app import create_app as _create_app
+
+    return _create_app(*args, **kwargs)

@@ -1,0 +1,257 @@
+"""The HTTP application: ``POST /predict``, ``GET /health`` and the web page at ``/``.
+
+``create_app(predictor, ...)`` returns a FastAPI (ASGI) application around a ``Predictor`` (anything
+with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_size`` and ``device``);
+``maskrcnn serve`` runs it with uvicorn. Shapes: D detections of one image, H x W its size.
+
+``POST /predict`` takes one image, either as a multipart form upload (field ``image``; ``curl -F
+image=@photo.jpg``) or as the raw request body (``curl --data-binary @photo.jpg``), and an optional
+``score_thresh`` (query parameter or form field). It answers::
+
+    {"file_name": str, "width": W, "height": H, "num_detections": D,
+     "categories": {"<category_id>": "<class name>", ...},
+     "predictions": [<COCO result>, ...]}
+
+where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
+``category_id``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE, ``keypoints``).
+
+Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
+``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
+than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
+bombs), more than ``max_pending`` requests at once (503). Decoding and JSON encoding run in the server's
+thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches of the predictor's
+``batch_size``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Optional
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from maskrcnn.data.coco_results import detections_to_coco_results
+from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
+from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from maskrcnn.serve.batching import BatchQueue, QueueFullError
+
+__all__ = ["create_app", "filter_by_score"]
+
+# After a body passes the upload limit, read (and discard) up to this much more so that the client,
+# which is still sending, receives the 413 instead of a reset connection.
+_DRAIN_BYTES = 64 * 1024 * 1024
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status and a one-paragraph message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def filter_by_score(det: dict, score_thresh: Optional[float]) -> dict:
+    """One image's detections with ``scores >= score_thresh`` (every per-detection tensor filtered)."""
+    if score_thresh is None:
+        return det
+    keep = det["scores"] >= score_thresh  # (D,) bool
+    n = keep.shape[0]
+    return {
+        k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n else v) for k, v in det.items()
+    }
+
+
+def _static_file(name: str) -> bytes:
+    return resources.files("maskrcnn.serve").joinpath("static", name).read_bytes()
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The request body, or a 413 once it passes ``limit`` bytes (without keeping what is past it)."""
+    declared = request.headers.get("content-length")
+    too_large = RequestError(
+        413, f"upload larger than the limit of {limit} bytes ({limit / 2**20:.1f} MiB; --max-upload-mb)"
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        if "100-continue" in request.headers.get("expect", "").lower():
+            raise too_large  # the client waits for our answer before sending the body
+    body, total = bytearray(), 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total <= limit:
+            body += chunk
+        elif total > limit + _DRAIN_BYTES:
+            break
+    if total > limit:
+        raise too_large
+    return bytes(body)
+
+
+async def _image_from_request(request, body: bytes, limit: int) -> tuple:
+    """-> (encoded image bytes, file name, form fields) from a multipart form or a raw body."""
+    ctype = request.headers.get("content-type", "").lower()
+    if not ctype.startswith("multipart/form-data"):
+        return body, "upload", {}
+
+    async def replay():  # the body was read already (with its size limit); parse it from memory
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=8, max_part_size=limit)
+    except Exception as e:  # malformed multipart (boundaries, headers, too many parts)
+        raise RequestError(400, f"cannot parse the multipart form: {getattr(e, 'detail', e)}") from None
+    upload = form.get("image", form.get("file"))
+    if not isinstance(upload, UploadFile):
+        raise RequestError(400, "no image in the form: send the file in a field named 'image'")
+    data = await upload.read()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return data, upload.filename or "upload", fields
+
+
+def _parse_score_thresh(value) -> Optional[float]:
+    if value is None or value == "":
+        return None
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(400, f"score_thresh must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise RequestError(400, f"score_thresh must be in [0, 1], got {t}")
+    return t
+
+
+def create_app(
+    predictor,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_wait_s: float = 0.01,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    weights_name: str = "",
+):
+    """A FastAPI application serving ``predictor`` (its batch queue starts and stops with the app).
+
+    Args:
+        predictor: a ``Predictor`` (``Predictor.from_weights``: a checkpoint or an ONNX file).
+        max_upload_bytes: largest request body accepted.
+        max_pixels: largest image (width x height) accepted, checked before decoding.
+        max_wait_s: how long a batch waits for batch-mates once its first request is in.
+        max_pending: most requests being decoded, waiting for or in the model; more get a 503 (this
+            bounds the memory the server holds: decoded images and pasted masks).
+        weights_name: shown by ``/health`` and the page.
+    """
+    if max_upload_bytes < 1 or max_pixels < 1:
+        raise ValueError(f"max_upload_bytes and max_pixels must be >= 1: {max_upload_bytes}, {max_pixels}")
+    batches = BatchQueue(
+        predictor.predict_tensors,
+        batch_size=predictor.batch_size,
+        max_wait_s=max_wait_s,
+        max_pending=max_pending,
+    )
+    names = list(predictor.class_names)
+    label_to_cat = predictor.label_to_category_id
+    categories = {
+        str(label_to_cat.get(label, label) if label_to_cat else label): names[label]
+        for label in range(1, len(names))
+    }
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batches.start()
+        try:
+            yield
+        finally:
+            batches.stop()
+
+    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batches = batches
+    app.state.in_flight = 0
+
+    @app.exception_handler(RequestError)
+    async def _refused(request, exc: RequestError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _failed(request, exc: Exception):
+        # The model (or something unforeseen) failed on this request; uvicorn logs the traceback, the
+        # client gets the reason, and the next request is served as usual.
+        return JSONResponse({"detail": f"prediction failed: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    @app.get("/health")
+    async def health():
+        return {
+            "status": "ok",
+            "weights": weights_name,
+            "device": str(predictor.device),
+            "batch_size": batches.batch_size,
+            "pending": batches.pending,
+            "in_flight": app.state.in_flight,
+            "batches_run": batches.batches_run,
+            "images_run": batches.items_run,
+            "categories": categories,
+            "max_upload_bytes": max_upload_bytes,
+            "max_pixels": max_pixels,
+        }
+
+    @app.get("/")
+    async def page():
+        return Response(_static_file("index.html"), media_type="text/html; charset=utf-8")
+
+    @app.get("/page.js")
+    async def page_js():
+        return Response(_static_file("page.js"), media_type="text/javascript; charset=utf-8")
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        t0 = time.perf_counter()
+        body = await _read_body(request, max_upload_bytes)
+        data, name, fields = await _image_from_request(request, body, max_upload_bytes)
+        thresh = _parse_score_thresh(request.query_params.get("score_thresh", fields.get("score_thresh")))
+        if not data:
+            raise RequestError(400, "empty upload: send an image file (form field 'image' or the raw body)")
+        # Decoded images and detections are the memory a request holds: at most max_pending of them
+        # (the count changes only on the event loop's thread, so it needs no lock).
+        if app.state.in_flight >= max_pending:
+            raise RequestError(503, f"{max_pending} requests are already being served; try again shortly")
+        app.state.in_flight += 1
+        try:
+            try:
+                image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
+            except ImageTooLargeError as e:
+                raise RequestError(413, f"{e}; this server takes at most {max_pixels} pixels") from None
+            except ImageReadError as e:
+                raise RequestError(400, str(e)) from None
+            try:
+                future = batches.submit(image)
+            except QueueFullError as e:
+                raise RequestError(503, str(e)) from None
+            det = await asyncio.wrap_future(future)  # a model failure propagates: a 500, the server lives on
+            det = filter_by_score(det, thresh)
+            records = await run_in_threadpool(
+                detections_to_coco_results,
+                det,
+                image_id=1,
+                label_to_category_id=label_to_cat,
+                extra={"file_name": name},
+            )
+        finally:
+            app.state.in_flight -= 1
+        H, W = image.shape[-2:]
+        return {
+            "file_name": name,
+            "width": int(W),
+            "height": int(H),
+            "num_detections": len(records),
+            "categories": categories,
+            "predictions": records,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+
+    return app

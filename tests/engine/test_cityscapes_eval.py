@@ -1,0 +1,171 @@
+"""Cityscapes end to end: a tree in the official layout -> convert-data -> the ground truth, written back
+as predictions, scored by the official cityscapesscripts evaluation through ``eval --cityscapes``."""
+
+import json
+import os
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+from PIL import Image
+
+from maskrcnn.cli import main
+
+pytest.importorskip("cityscapesscripts")
+
+H, W = 48, 64
+
+
+def _rect(x1, y1, x2, y2):
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+
+
+def _image(root, city, stem):
+    path = root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((H, W, 3), 120, np.uint8)).save(path)
+    gt = root / "gtFine" / "val" / city
+    gt.mkdir(parents=True, exist_ok=True)
+    return gt / stem
+
+
+def _tree(root):
+    # 1. polygons only (the evaluation draws its instanceIds with the package's json2instanceImg): two
+    # cars, a person partly hidden by the later car, a crowd of people, a bicycle cut by the right border.
+    prefix = _image(root, "frankfurt", "frankfurt_000000_000294")
+    objects = [{"label": "road", "polygon": _rect(0, 0, W - 1, H - 1)},
+               {"label": "car", "polygon": _rect(2, 2, 20, 14)},
+               {"label": "person", "polygon": _rect(24, 4, 36, 30)},
+               {"label": "car", "polygon": _rect(30, 20, 46, 34)},
+               {"label": "persongroup", "polygon": _rect(2, 34, 22, 46)},
+               {"label": "bicycle", "polygon": _rect(50, 10, 80, 28)}]
+    (prefix.parent / f"{prefix.name}_gtFine_polygons.json").write_text(
+        json.dumps({"imgHeight": H, "imgWidth": W, "objects": objects}))
+    # 2. an instanceIds PNG (what the official evaluation reads): a truck and a rider, a car group.
+    prefix = _image(root, "lindau", "lindau_000001_000019")
+    ids = np.full((H, W), 7, np.int32)
+    ids[5:25, 5:35] = 27000
+    ids[28:44, 40:52] = 25000
+    ids[30:46, 0:20] = 26
+    Image.fromarray(ids.astype(np.uint16)).save(prefix.parent / f"{prefix.name}_gtFine_instanceIds.png")
+
+
+def _as_results(coco, drop=()):
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+             "bbox": a["bbox"],
+             "score": 0.9} for a in coco["annotations"] if not a["iscrowd"] and a["id"] not in drop]
+
+
+def test_ground_truth_as_predictions_scores_100_with_the_official_script(tmp_path, capsys):
+    root = tmp_path / "cityscapes"
+    _tree(root)
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    coco = json.loads(gt_json.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    got = [(a["image_id"], names[a["category_id"]], a["iscrowd"], a["bbox"], a["area"])
+           for a in coco["annotations"]]
+    assert got == [
+        (1, "person", 1, [2.0, 34.0, 21.0, 13.0], 273),  # the group: a crowd region
+        (1, "person", 0, [24.0, 4.0, 13.0, 27.0], 351 - 7 * 11),  # minus the car drawn over it
+        (1, "car", 0, [2.0, 2.0, 19.0, 13.0], 247),
+        (1, "car", 0, [30.0, 20.0, 17.0, 15.0], 255),
+        (1, "bicycle", 0, [50.0, 10.0, 14.0, 19.0], 266),  # clipped at x = 63
+        (2, "car", 1, [0.0, 30.0, 20.0, 16.0], 320),
+        (2, "rider", 0, [40.0, 28.0, 12.0, 16.0], 192),
+        (2, "truck", 0, [5.0, 5.0, 30.0, 20.0], 600),
+    ]
+    environ = dict(os.environ)
+
+    results = tmp_path / "gt_as_results.json"
+    results.write_text(json.dumps(_as_results(coco)))
+    out = tmp_path / "eval"
+    assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root),
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    cs = json.loads((out / "metrics.json").read_text())["cityscapes"]
+    assert cs["AP"] == pytest.approx(100.0) and cs["AP50"] == pytest.approx(100.0)
+    assert {n for n, v in cs["classes"].items() if v["AP"] is not None} == {
+        "person", "rider", "car", "truck", "bicycle"}  # bus, train, motorcycle: no ground truth (NaN)
+    assert "average" in printed and "100.00" in printed
+    # the files the benchmark takes: one txt per image, masks as PNGs, label ids of labels.py
+    lines = (out / "cityscapes_predictions" / "lindau_000001_000019.txt").read_text().splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in lines) == ["25 0.900000", "27 0.900000"]
+    assert dict(os.environ) == environ  # the script's settings never reach this process
+
+    # One car left out: the official score drops (car AP 50: one of its two instances is found).
+    car = next(a["id"] for a in coco["annotations"] if names[a["category_id"]] == "car" and not a["iscrowd"])
+    results.write_text(json.dumps(_as_results(coco, drop={car})))
+    assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root),
+                 "--output", str(out)]) == 0
+    cs = json.loads((out / "metrics.json").read_text())["cityscapes"]
+    assert cs["classes"]["car"]["AP"] == pytest.approx(50.0)
+    assert cs["AP"] == pytest.approx((4 * 100 + 50) / 5)
+
+
+def test_cityscapes_eval_errors(tmp_path, capsys):
+    root = tmp_path / "cs"
+    _tree(root)
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    coco = json.loads(gt_json.read_text())
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(_as_results(coco)))
+    capsys.readouterr()
+    assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes",
+                 str(tmp_path / "missing")]) == 1
+    assert "--cityscapes" in capsys.readouterr().err
+    (root / "gtFine" / "val" / "lindau" / "lindau_000001_000019_gtFine_instanceIds.png").unlink()
+    assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root)]) == 1
+    assert "lindau_000001_000019_gtFine_instanceIds.png: no such file" in capsys.readouterr().err
+    coco["categories"][0]["name"] = "pedestrian"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(coco))
+    assert main(["eval", "--results", str(results), "--json", str(other), "--cityscapes", str(root)]) == 1
+    assert "['pedestrian'] are not Cityscapes instance classes" in capsys.readouterr().err
+
+
+def test_rle_round_trip_of_written_masks(tmp_path):
+    from maskrcnn.engine.cityscapes_eval import write_predictions
+
+    mask = np.zeros((H, W), np.uint8)
+    mask[3:9, 4:20] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    rle["counts"] = rle["counts"].decode("ascii")
+    paths = write_predictions([{"image_id": 7, "category_id": 1, "segmentation": rle, "score": 0.25}],
+                              {7: "a b", 8: "empty"}, tmp_path, label_ids={1: 26})
+    assert paths[7].read_text() == "masks/a_b_0000.png 26 0.250000\n" and paths[8].read_text() == ""
+    written = np.asarray(Image.open(tmp_path / "masks" / "a_b_0000.png"))
+    assert ((written > 0) == (mask > 0)).all()
+
+
+@pytest.mark.slow
+def test_eval_weights_writes_cityscapes_predictions_and_scores(tmp_path, capsys):
+    import torch
+    from tiny_model import TINY  # tests/ is on the path
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.config import load_config
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    root = tmp_path / "cityscapes"
+    _tree(root)
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    names = ["__background__"] + [c["name"] for c in json.loads(gt_json.read_text())["categories"]]
+    cfg = load_config("r18_fpn", {**TINY, "model.num_classes": len(names)})
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "tiny.pth", model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=names)
+    out = tmp_path / "eval"
+    assert main(["eval", "--weights", str(tmp_path / "tiny.pth"), "--json", str(gt_json),
+                 "--images", str(root), "--cityscapes", str(root), "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions and 0.0 <= metrics["cityscapes"]["AP"] < 100.0  # random weights: a real, low score
+    txts = sorted((out / "cityscapes_predictions").glob("*.txt"))
+    assert [t.name for t in txts] == ["frankfurt_000000_000294.txt", "lindau_000001_000019.txt"]
+    assert sum(len(t.read_text().splitlines()) for t in txts) == len(predictions)

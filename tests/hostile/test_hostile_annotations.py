@@ -1,0 +1,117 @@
+"""Hostile ground truth: annotation records pycocotools' C code cannot take (a fatal signal before),
+values that clipping would hide, ids that made pycocotools mis-score, unreadable files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hostile_helpers import box_rle, coco_dataset, gt_as_results
+
+from maskrcnn.data.coco import CocoDataset
+
+# (field words expected in the message, the hostile annotation's fields); each joins the good four as id 5
+BAD_ANNOTATIONS = {
+    "polygon_1e10": ("far outside", {"segmentation": [[1e10, 1.0, 2e10, 5.0, 3.0, 1e10]]}),
+    "rle_overflow": ("2**32", {"segmentation": {"size": [40, 50], "counts": [2**40, 10, 2**40]}}),
+    "rle_too_long": ("cover", {"segmentation": {"size": [40, 50], "counts": [1000, 1000, 1000]}}),
+    "rle_garbage": ("RLE counts", {"segmentation": {"size": [40, 50], "counts": "\x01\x02~~~~"}}),
+    "bbox_nan": ("bbox", {"bbox": [1.0, float("nan"), 5.0, 5.0]}),
+    "bbox_1e30": ("past the 50x40 image", {"bbox": [0, 0, 1e30, 1e30]}),
+    "category_list": ("category_id", {"category_id": [1]}),
+    "image_id_dict": ("unknown or skipped image", {"image_id": {"id": 1}}),
+}
+
+
+def _with_bad(fields):
+    def edit(anns):
+        bad = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [2, 2, 6, 6], "iscrowd": 0,
+               "segmentation": box_rle(40, 50, [2, 2, 6, 6])}  # fmt: skip
+        bad.update(fields)
+        return anns + [bad]
+
+    return edit
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANNOTATIONS))
+def test_bad_annotation_is_skipped_by_name(tmp_path, case):
+    words, fields = BAD_ANNOTATIONS[case]
+    path, images, _ = coco_dataset(tmp_path, _with_bad(fields))
+    with pytest.warns(UserWarning, match="skipped 1 "):
+        ds = CocoDataset(json_path=path, image_dir=images)
+    assert len(ds.problems) == 1, ds.problems
+    assert str(path) in ds.problems[0] and "annotation id 5" in ds.problems[0] and words in ds.problems[0]
+    assert sum(len(ds[i][1]["labels"]) for i in range(len(ds))) == 4  # the good four are all kept
+
+
+def test_native_crashes_are_gone_from_eval(tmp_path):
+    """Before validation, pycocotools died of SIGSEGV on the first file and looped on the second."""
+    path, _, data = coco_dataset(tmp_path, _with_bad(BAD_ANNOTATIONS["polygon_1e10"][1]))
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps(gt_as_results(data)[:4]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskrcnn.cli", "eval", "--results", str(results), "--json", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # not a negative (signal) status
+    assert "Traceback" not in proc.stderr
+    assert str(path) in proc.stderr and "annotation id 5" in proc.stderr and "segmentation" in proc.stderr
+
+
+@pytest.mark.parametrize("ids", [[0, 1, 2, 3], [7, 7, 7, 7], ["a", "b", "c", "d"], [0, 0, "x", 2.5]])
+def test_ground_truth_as_predictions_scores_100_whatever_the_ids(cli, tmp_path, ids):
+    def renumber(anns):
+        return [dict(a, id=i) for a, i in zip(anns, ids)]
+
+    path, _, data = coco_dataset(tmp_path, renumber)
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps(gt_as_results(data)))
+    rc, text = cli("eval", "--results", results, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [("bbox", [1, float("nan"), 5, 5], "bbox"), ("area", float("nan"), "area"),
+     ("iscrowd", "yes", "iscrowd"), ("segmentation", [[1e10, 1, 2, 3, 4, 5]], "segmentation")],
+)  # fmt: skip
+def test_bad_ground_truth_value_is_refused_by_name(cli, tmp_path, field, value, words):
+    def spoil(anns):
+        anns[2][field] = value
+        return anns
+
+    path, _, data = coco_dataset(tmp_path, spoil)
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps(gt_as_results(coco_dataset(tmp_path / "ok")[2])))
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "metrics.json").write_text("{\"earlier\": 1}")
+    rc, text = cli("eval", "--results", results, "--json", path, "--output", out)
+    assert rc == 1 and str(path) in text and "annotation id 3" in text and words in text
+    assert (out / "metrics.json").read_text() == "{\"earlier\": 1}"  # nothing half-done written
+
+
+def test_training_set_without_one_usable_record_is_named(cli, tmp_path):
+    path, images, _ = coco_dataset(tmp_path, lambda anns: [dict(a, bbox=[0, 0, -1, 3]) for a in anns])
+    with pytest.warns(UserWarning, match="skipped 4 bad_bbox"):
+        rc, text = cli("train", "--config", "demo", "--train-json", path, "--train-images", images,
+                       "--output", tmp_path / "run", "--device", "cpu")  # fmt: skip
+    assert rc == 1 and str(path) in text and "no usable training image" in text
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(b'{"images": [', "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON"),
+     (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+     (b'{"images": [' + b"9" * 5000 + b"]}", "not valid JSON"),
+     (b"[1, 2]", "a COCO file is a JSON object"), (b'{"images": 3, "categories": []}', "'images'")],
+)  # fmt: skip
+def test_unreadable_annotation_file_is_named(cli, tmp_path, content, words):
+    _, images, _ = coco_dataset(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    rc, text = cli("show-data", "--json", bad, "--images", images, "--output", tmp_path / "show")
+    assert rc == 1 and str(bad) in text and words in text

@@ -1,0 +1,102 @@
+"""Hostile checkpoints at ``maskrcnn predict`` / ``eval``: NaN weights (predicted nothing, exit 0,
+before), unusable stored configs, truncated files, code-running pickles, bare state dicts."""
+
+import pickle
+
+import pytest
+import torch
+from hostile_helpers import save_image, snapshot
+
+
+@pytest.fixture
+def image(tmp_path):
+    return save_image(tmp_path / "im.png", 40, 50)
+
+
+@pytest.fixture
+def earlier_output(tmp_path):
+    out = tmp_path / "out"
+    (out / "overlays").mkdir(parents=True)
+    (out / "predictions.json").write_text("[{\"earlier\": true}]")
+    (out / "overlays" / "im.png").write_bytes(b"earlier overlay")
+    return out, snapshot(out)
+
+
+def _edited(tiny_checkpoint, tmp_path, edit, name="edited.pth"):
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    edit(ckpt)
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return path
+
+
+def _nan_weights(ckpt):
+    ckpt["model"]["roi_heads.box_predictor.cls_score.weight"].fill_(float("nan"))
+
+
+def _bad_stored_config(ckpt):
+    ckpt["config"]["input"]["min_size_test"] = 0
+
+
+def _unknown_stored_key(ckpt):
+    ckpt["config"]["model"]["rpn"]["fancy"] = 1
+
+
+def _format_version(ckpt):
+    ckpt["format_version"] = 99
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [(_nan_weights, "NaN or infinite values in 'model' tensors roi_heads.box_predictor.cls_score.weight"),
+     (_bad_stored_config, "input.min_size_test must be > 0"),
+     (_unknown_stored_key, "model.rpn.fancy"),
+     (_format_version, "format_version 99")],
+)  # fmt: skip
+def test_unusable_checkpoint_is_refused_by_name(cli, tiny_checkpoint, tmp_path, image, earlier_output, edit,
+                                               words):  # fmt: skip
+    path = _edited(tiny_checkpoint, tmp_path, edit)
+    out, before = earlier_output
+    rc, text = cli("predict", "--weights", path, image, "--output", out, "--device", "cpu")
+    assert rc == 1 and str(path) in text and words in text
+    assert snapshot(out) == before
+
+
+class _RunsCode:
+    def __reduce__(self):  # what a hostile pickle does: call a function while being loaded
+        return (exec, ("open(__import__('os').environ['HOSTILE_MARKER'], 'w').write('ran')",))
+
+
+def test_pickle_that_runs_code_is_refused(cli, tmp_path, image, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("HOSTILE_MARKER", str(marker))
+    path = tmp_path / "evil.pth"
+    torch.save({"format": "maskrcnn-checkpoint", "payload": _RunsCode()}, path)
+    rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
+    assert rc == 1 and str(path) in text and "refused to load" in text
+    assert not marker.exists()
+    plain = tmp_path / "evil.pkl"  # a plain pickle, not even a torch zip
+    plain.write_bytes(pickle.dumps(_RunsCode()))
+    rc, text = cli("eval", "--weights", plain, "--json", tmp_path / "j.json", "--images", tmp_path)
+    assert rc == 1 and str(plain) in text and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [(lambda src: src.read_bytes()[: len(src.read_bytes()) // 2], "truncated or corrupt"),
+     (lambda src: b"", "empty"),
+     (lambda src: b"PK\x03\x04 not really a zip", "truncated or corrupt")],
+)  # fmt: skip
+def test_damaged_checkpoint_file_is_named(cli, tiny_checkpoint, tmp_path, image, make, words):
+    path = tmp_path / "damaged.pth"
+    path.write_bytes(make(tiny_checkpoint))
+    rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
+    assert rc == 1 and str(path) in text and words in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_bare_state_dict_points_to_convert(cli, tiny_checkpoint, tmp_path, image):
+    path = tmp_path / "bare.pth"
+    torch.save(torch.load(tiny_checkpoint, weights_only=True)["model"], path)
+    rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
+    assert rc == 1 and str(path) in text and "maskrcnn convert" in text

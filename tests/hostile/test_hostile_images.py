@@ -1,0 +1,219 @@
+"""Hostile images at ``maskrcnn predict`` and the image reader: extreme aspect ratios, files the model
+fails on, memory, animations, multi-page TIFFs, corrupt and empty files, an interrupted run."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hostile_helpers import save_image
+from PIL import Image
+
+from maskrcnn.data.images import ImageReadError, MultiFrameWarning, read_image
+from maskrcnn.data.transforms import resize_image, resized_size
+from maskrcnn.predictor import Predictor
+
+
+def _predict(cli, checkpoint, inputs, out, *extra):
+    return cli("predict", "--weights", checkpoint, *inputs, "--output", out, "--device", "cpu",
+               "--no-overlays", "--no-optimise", *extra)  # fmt: skip
+
+
+def _by_file(out):
+    results = json.loads((out / "predictions.json").read_text())
+    names = {}
+    for r in results:
+        names.setdefault(r["file_name"].replace("\\", "/").rsplit("/", 1)[-1], []).append(r)
+    return names
+
+
+def test_strip_3000x1_in_the_middle_of_a_folder_is_predicted(cli, tiny_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    save_image(folder / "a.png", 40, 50, seed=1)
+    save_image(folder / "b_strip.png", 1, 3000, seed=2)  # 3000 wide, 1 high
+    save_image(folder / "c.png", 30, 60, seed=3)
+    rc, text = _predict(cli, tiny_checkpoint, [folder], tmp_path / "out", "--batch-size", "2")
+    assert rc == 0, text
+    by_file = _by_file(tmp_path / "out")
+    assert set(by_file) == {"a.png", "b_strip.png", "c.png"}  # random weights at threshold 0 detect
+    assert all(r["segmentation"]["size"] == [1, 3000] for r in by_file["b_strip.png"])
+
+
+@pytest.mark.parametrize("hw", [(1, 3000), (2, 3000), (3000, 1)])
+def test_extreme_aspect_ratio_resizes_to_at_least_one_pixel(hw):
+    out = resize_image(torch.rand(3, *hw), min_size=800, max_size=1333)
+    assert min(out.shape[-2:]) >= 1 and max(out.shape[-2:]) == 1333
+    assert tuple(out.shape[-2:]) == resized_size(*hw, min_size=800, max_size=1333)
+    assert min(resized_size(*hw, min_size=800, max_size=1333, method="pil")) >= 1
+
+
+def _failing_on(width: int, error: BaseException):
+    """A predict_tensors that raises ``error`` on any batch holding an image ``width`` wide."""
+    original = Predictor.predict_tensors
+
+    def predict_tensors(self, images):
+        if any(im.shape[-1] == width for im in images):
+            raise error
+        return original(self, images)
+
+    return predict_tensors
+
+
+@pytest.mark.parametrize(
+    "error, words",
+    [(RuntimeError("Input and output sizes should be greater than 0"), "model failed"),
+     (MemoryError(), "out of memory"),
+     (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8100000000 bytes"),
+      "out of memory")],
+)  # fmt: skip
+def test_image_the_model_fails_on_is_named_and_the_rest_kept(cli, tiny_checkpoint, tmp_path, monkeypatch,
+                                                             error, words):  # fmt: skip
+    folder = tmp_path / "in"
+    for i, width in enumerate((50, 77, 60, 55)):
+        save_image(folder / f"im{i}.png", 40, width, seed=i)
+    monkeypatch.setattr(Predictor, "predict_tensors", _failing_on(77, error))
+    rc, text = _predict(cli, tiny_checkpoint, [folder], tmp_path / "out", "--batch-size", "2")
+    assert rc == 0, text
+    assert f"skipped {folder / 'im1.png'}" in text and words in text and "1 skipped" in text
+    assert set(_by_file(tmp_path / "out")) == {"im0.png", "im2.png", "im3.png"}  # its batch-mate too
+
+
+def test_interrupted_run_keeps_the_results_so_far(cli, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "in"
+    for i, width in enumerate((50, 77, 60)):
+        save_image(folder / f"im{i}.png", 40, width, seed=i)
+    monkeypatch.setattr(Predictor, "predict_tensors", _failing_on(77, KeyboardInterrupt()))
+    rc = __import__("maskrcnn.cli", fromlist=["main"]).main(
+        ["predict", "--weights", str(tiny_checkpoint), str(folder), "--output", str(tmp_path / "out"),
+         "--device", "cpu", "--no-overlays", "--no-optimise"])  # fmt: skip
+    assert rc == 130 and "interrupted" in capsys.readouterr().err
+    assert set(_by_file(tmp_path / "out")) == {"im0.png"}  # written although the run never finished
+    assert not (tmp_path / "out" / "predictions.partial.jsonl").exists()
+
+
+def test_results_are_on_disk_before_the_run_ends(tiny_checkpoint, tmp_path, monkeypatch, cli):
+    folder = tmp_path / "in"
+    for i in range(3):
+        save_image(folder / f"im{i}.png", 40, 50 + i, seed=i)
+    seen = []
+    original = Predictor.predict_tensors
+
+    def predict_tensors(self, images):  # look at the side file while the third image is predicted
+        if images[0].shape[-1] == 52:
+            partial = tmp_path / "out" / "predictions.partial.jsonl"
+            seen.extend(json.loads(line)["file_name"] for line in partial.read_text().splitlines())
+        return original(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
+    rc, text = _predict(cli, tiny_checkpoint, [folder], tmp_path / "out")
+    assert rc == 0, text
+    assert {s.rsplit("/", 1)[-1] for s in seen} == {"im0.png", "im1.png"}
+
+
+def _frames(n: int):
+    return [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (10, 200, 90)[:n]]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif"])
+def test_multi_frame_file_is_its_first_frame_with_a_warning(tmp_path, suffix):
+    path = tmp_path / f"anim{suffix}"
+    first, *rest = _frames(3)
+    first.save(path, save_all=True, append_images=rest)
+    with pytest.warns(MultiFrameWarning, match=rf"anim\{suffix}: 3 frames .* first, 2 left out"):
+        image = read_image(path)
+    assert image.shape == (3, 20, 30)
+    assert torch.allclose(image * 255, torch.full_like(image, 10.0), atol=1.5)  # the first frame's grey
+
+
+def test_single_frame_file_gives_no_warning(tmp_path):
+    path = tmp_path / "one.gif"
+    _frames(1)[0].save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(path).shape == (3, 20, 30)
+
+
+def test_animated_gif_in_predict_warns_and_predicts(cli, tiny_checkpoint, tmp_path):
+    first, *rest = _frames(3)
+    first.save(tmp_path / "anim.gif", save_all=True, append_images=rest)
+    with pytest.warns(MultiFrameWarning, match="anim.gif"):
+        rc, text = _predict(cli, tiny_checkpoint, [tmp_path / "anim.gif"], tmp_path / "out")
+    assert rc == 0 and "1 image(s)" in text
+
+
+BAD_FILES = {  # name -> (content, words of the reason); None: a PNG cut in its pixel data
+    "empty.png": (b"", "not an image"),
+    "text.jpg": (b"hello, not a jpeg", "not an image"),
+    "truncated.png": (None, "cannot decode"),
+}
+
+
+def test_unreadable_files_are_named_and_skipped(cli, tiny_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    save_image(folder / "good.png", 40, 50)
+    for name, (content, reason) in BAD_FILES.items():
+        (folder / name).write_bytes((folder / "good.png").read_bytes()[:200] if content is None else content)
+        with pytest.raises(ImageReadError, match=rf"{name}: {reason}"):
+            read_image(folder / name)
+    rc, text = _predict(cli, tiny_checkpoint, [folder], tmp_path / "out")
+    assert rc == 0 and "3 skipped" in text
+    assert all(f"skipped {folder / name}" in text for name in BAD_FILES)
+    assert set(_by_file(tmp_path / "out")) == {"good.png"}
+
+
+def test_float_tiff_with_nan_and_inf_reads_finite(tmp_path):
+    array = np.array([[np.nan, np.inf], [-np.inf, 0.5]], dtype=np.float32)
+    Image.fromarray(array, mode="F").save(tmp_path / "f.tif")
+    image = read_image(tmp_path / "f.tif")
+    assert torch.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+
+
+def test_strip_in_a_training_set_trains(tmp_path):
+    """A 3000x1 strip used to stop `train` in torch's interpolate (a 0-pixel resize), naming no file."""
+    import json as _json
+
+    from tiny_model import TINY
+
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.transforms import build_train_transforms
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    save_image(tmp_path / "strip.png", 1, 3000)
+    (tmp_path / "gt.json").write_text(_json.dumps({
+        "images": [{"id": 1, "file_name": "strip.png", "height": 1, "width": 3000}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 0, 400, 1],
+                         "segmentation": [[100, 0, 500, 0, 500, 1, 100, 1]], "iscrowd": 0}],
+    }))  # fmt: skip
+    transforms = build_train_transforms(min_size=(64,), max_size=96, flip_prob=0.0)
+    dataset = CocoDataset(json_path=tmp_path / "gt.json", image_dir=tmp_path, transforms=transforms)
+    image, target = dataset[(0, 0)]
+    assert image.shape == (3, 1, 96) and target["boxes"].shape == (1, 4)
+    torch.manual_seed(0)
+    model = build_model(apply_overrides(PRESETS["r18_fpn"](), {**TINY, "model.num_classes": 2})).train()
+    losses = model([image], [target], generator=torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+
+
+def test_eval_leaves_out_an_image_the_model_fails_on_by_name(cli, tiny_checkpoint, tmp_path, monkeypatch):
+    from hostile_helpers import coco_dataset
+
+    path, images, _ = coco_dataset(tmp_path)
+    save_image(images / "im2.png", 40, 50, seed=99)  # same size as the JSON says, other pixels
+    bad = read_image(images / "im2.png")
+    original = Predictor.predict_tensors
+
+    def predict_tensors(self, batch):
+        if any(torch.equal(im, bad) for im in batch):
+            raise RuntimeError("a forward no image of this kind survives")
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
+    rc, text = cli("eval", "--weights", tiny_checkpoint, "--json", path, "--images", images,
+                   "--output", tmp_path / "m", "--device", "cpu")  # fmt: skip
+    assert rc == 0, text
+    assert f"skipping image: {images / 'im2.png'}: the model failed on this image (RuntimeError" in text
+    assert "1 images (unreadable, or the model failed on them) left out" in text
+    assert (tmp_path / "m" / "metrics.json").is_file()

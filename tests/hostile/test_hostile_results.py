@@ -1,0 +1,120 @@
+"""Hostile results files at ``maskrcnn eval --results``: wrong types, NaN, garbage or oversized RLE
+(a hang before), ids of the wrong kind, files that are not results at all."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hostile_helpers import coco_dataset, gt_as_results
+
+# field -> (a bad value, words of the reason); the bad record is result 1, the other three are perfect
+BAD_RESULTS = {
+    "score_string": ("score", "0.9", "score"),
+    "score_nan": ("score", float("nan"), "score"),
+    "bbox_3_numbers": ("bbox", [1, 2, 3], "bbox"),
+    "bbox_nan": ("bbox", [float("nan"), 1, 2, 3], "bbox"),
+    "bbox_negative": ("bbox", [1, 1, -4, 3], "negative"),
+    "rle_garbage": ("segmentation", {"size": [40, 50], "counts": "\x01\x02"}, "segmentation"),
+    "rle_wrong_size": ("segmentation", {"size": [4, 5], "counts": [20]}, "image size"),
+    "rle_counts_float": ("segmentation", {"size": [40, 50], "counts": [1.5, 1998.5]}, "integers"),
+    "rle_counts_overflow": ("segmentation", {"size": [40, 50], "counts": [0, 2**40, 5]}, "2**32"),
+    "segmentation_polygon": ("segmentation", [[1, 1, 5, 1, 5, 5]], "RLE dict"),
+}
+
+
+def _run_with(cli, tmp_path, edit):
+    path, _, data = coco_dataset(tmp_path)
+    results = gt_as_results(data)
+    edit(results)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    return rc, text, res
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RESULTS))
+def test_bad_result_is_left_out_with_a_warning_naming_it(cli, tmp_path, case):
+    field, value, words = BAD_RESULTS[case]
+    with pytest.warns(UserWarning) as caught:
+        rc, text, res = _run_with(cli, tmp_path, lambda r: r[1].__setitem__(field, value))
+    assert rc == 0, text
+    message = " ".join(str(w.message) for w in caught)
+    assert str(res) in message and "1 of 4 results left out" in message and "result 1 " in message
+    assert words in message
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert 50.0 < metrics["bbox"]["AP"] < 100.0  # the other three still count; the bad one is a miss
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [(lambda r: r[0].__setitem__("image_id", [1]), "not an integer or a string"),
+     (lambda r: r[2].__setitem__("category_id", None), "not an integer or a string"),
+     (lambda r: r[0].__setitem__("image_id", 999), "image ids 999 are not in the ground truth"),
+     (lambda r: r[3].pop("score"), "'score' missing in results 3")],
+)  # fmt: skip
+def test_results_for_another_dataset_are_refused(cli, tmp_path, edit, words):
+    rc, text, res = _run_with(cli, tmp_path, edit)
+    assert rc == 1 and str(res) in text and words in text
+    assert not (tmp_path / "m" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [("{\"image_id\": 1}", "results are a JSON list"), ("[1, 2]", "result 0 is not an object"),
+     ("[{\"image_id\": 1,", "not valid JSON"), ("[" * 100000 + "]" * 100000, "not valid JSON")],
+)  # fmt: skip
+def test_file_that_is_not_results_is_named(cli, tmp_path, content, words):
+    path, _, _ = coco_dataset(tmp_path)
+    res = tmp_path / "res.json"
+    res.write_text(content)
+    rc, text = cli("eval", "--results", res, "--json", path)
+    assert rc == 1 and str(res) in text and words in text
+
+
+def test_rle_covering_more_pixels_than_its_size_does_not_hang(tmp_path):
+    """Before validation this results file made pycocotools loop for ever."""
+    path, _, data = coco_dataset(tmp_path)
+    results = gt_as_results(data)
+    # compressed counts 0, 2**31 - 1, 0, 2**31 - 1 (as pycocotools' own encoder writes them)
+    results[0]["segmentation"] = {"size": [40, 50], "counts": "0oooooo100"}
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskrcnn.cli", "eval", "--results", str(res), "--json", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "result 0" in proc.stderr and "cover" in proc.stderr
+
+
+def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    for cat in data["categories"]:
+        cat["keypoints"] = ["head", "left", "right"]
+    for a in data["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["keypoints"] = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
+        a["num_keypoints"] = 3
+    path.write_text(json.dumps(data))
+    results = [dict(r, keypoints=a["keypoints"]) for r, a in zip(gt_as_results(data), data["annotations"])]
+    results[2]["keypoints"] = results[2]["keypoints"][:6]  # two points: pycocotools would fail on it
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    with pytest.warns(UserWarning, match=r"result 2 \(image_id 2\): keypoints hold 2 points"):
+        rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert 50.0 < metrics["keypoints"]["AP"] < 100.0 and metrics["bbox"]["AP"] < 100.0
+
+
+def test_rle_size_written_as_floats_is_scored(cli, tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    for a in data["annotations"]:
+        a["segmentation"]["size"] = [40.0, 50.0]  # as some tools write it; pycocotools' C code takes no float
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(gt_as_results(data)))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["segm"]["AP"] == pytest.approx(100.0)

@@ -1,0 +1,76 @@
+"""Helpers of the server tests: the tiny checkpoint's class names, a uvicorn server on a thread, PNG bytes."""
+
+import http.client
+import io
+import json
+import socket
+import threading
+
+import numpy as np
+
+CLASS_NAMES = ["__background__", "cat", "dog"]
+LABEL_TO_CATEGORY = {1: 5, 2: 9}
+
+
+class RunningServer:
+    """uvicorn serving ``app`` on a thread, on a socket bound before the thread starts.
+
+    Binding port 0 first means the port is known and free, and that connections made before uvicorn
+    runs wait in the listen backlog instead of being refused: no polling for readiness."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+    def request(self, method, path, body=None, headers=None, timeout=120):
+        """-> (status, decoded JSON or text)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            res = conn.getresponse()
+            data = res.read()
+        finally:
+            conn.close()
+        if res.getheader("content-type", "").startswith("application/json"):
+            return res.status, json.loads(data)
+        return res.status, data.decode("utf-8", "replace")
+
+    def post_file(self, path, data, *, filename="image.png", field="image", fields=None):
+        """A multipart/form-data upload of ``data`` in ``field`` (plus plain ``fields``)."""
+        boundary = "----maskrcnn-test-boundary-7d1e"
+        parts = []
+        for name, value in (fields or {}).items():
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            )
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self.request(
+            "POST", path, body=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,222 @@
+"""The server on a free localhost port: answers equal the predictor's, bad uploads get a 4xx with a
+message, 20 concurrent requests are each answered with their own image's detections, and the server
+keeps serving after all of it."""
+
+import struct
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from serve_helpers import CLASS_NAMES, LABEL_TO_CATEGORY, png_bytes
+
+pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
+pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
+pytest.importorskip("python_multipart", reason="the server tests need python-multipart (the 'serve' extra)")
+
+from maskrcnn.data.coco_results import detections_to_coco_results  # noqa: E402
+from maskrcnn.data.images import decode_image_bytes  # noqa: E402
+from maskrcnn.data.mask_codec import annotation_to_mask  # noqa: E402
+from maskrcnn.serve.app import create_app  # noqa: E402
+
+# tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _noise(seed, h=90, w=120):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _expected(predictor, data, name):
+    """What predict would write for this upload: the predictor on the decoded image, as COCO results."""
+    det = predictor.predict_tensors([decode_image_bytes(data)])[0]
+    return detections_to_coco_results(
+        det, image_id=1, label_to_category_id=LABEL_TO_CATEGORY, extra={"file_name": name}
+    )
+
+
+def _assert_same(got, want):
+    assert len(got) == len(want) > 0
+    assert any(annotation_to_mask(w["segmentation"], *w["segmentation"]["size"]).any() for w in want)
+    for g, w in zip(got, want):
+        assert g["category_id"] == w["category_id"] and g["file_name"] == w["file_name"]
+        assert g["image_id"] == 1
+        assert g["score"] == pytest.approx(w["score"], abs=1e-4)
+        assert g["bbox"] == pytest.approx(w["bbox"], abs=1e-2)
+        H, W = w["segmentation"]["size"]
+        mg = annotation_to_mask(g["segmentation"], H, W)
+        mw = annotation_to_mask(w["segmentation"], H, W)
+        # batched forwards may round differently: a pixel on the 0.5 boundary may flip, no more
+        assert (mg != mw).sum().item() <= max(2, 0.01 * mw.sum().item())
+
+
+@pytest.fixture
+def server(serve_predictor, start_server):
+    return start_server(create_app(serve_predictor, max_upload_bytes=200_000, weights_name="tiny.pth"))
+
+
+def test_predict_answers_what_predict_writes(serve_predictor, server):
+    data = png_bytes(_noise(1))
+    want = _expected(serve_predictor, data, "noise.png")
+    status, body = server.post_file("/predict", data, filename="noise.png")
+    assert status == 200, body
+    assert (body["width"], body["height"], body["file_name"]) == (120, 90, "noise.png")
+    assert body["categories"] == {"5": "cat", "9": "dog"}
+    assert body["num_detections"] == len(body["predictions"])
+    _assert_same(body["predictions"], want)
+
+    # the raw body works too (curl --data-binary), under the default file name
+    status, raw = server.request("POST", "/predict", body=data, headers={"Content-Type": "image/png"})
+    assert status == 200, raw
+    _assert_same(raw["predictions"], [dict(w, file_name="upload") for w in want])
+
+    # score_thresh, as a query parameter or a form field, keeps exactly the detections at or above it
+    scores = sorted(w["score"] for w in want)
+    t = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # between two scores: half are kept
+    kept = [w for w in want if w["score"] >= t]
+    assert 0 < len(kept) < len(want)
+    status, q = server.post_file(f"/predict?score_thresh={t}", data, filename="noise.png")
+    assert status == 200, q
+    _assert_same(q["predictions"], kept)
+    status, f = server.post_file("/predict", data, filename="noise.png", fields={"score_thresh": str(t)})
+    assert status == 200, f
+    _assert_same(f["predictions"], kept)
+    status, none = server.post_file("/predict?score_thresh=1", data)
+    assert status == 200 and none["predictions"] == [] and none["num_detections"] == 0
+
+
+def test_health_and_page(server):
+    status, health = server.request("GET", "/health")
+    assert status == 200
+    assert health["status"] == "ok" and health["weights"] == "tiny.pth" and health["batch_size"] == 4
+    assert health["categories"] == {"5": "cat", "9": "dog"} and health["max_upload_bytes"] == 200_000
+    status, page = server.request("GET", "/")
+    assert status == 200 and "<canvas" in page and 'src="page.js"' in page
+    status, js = server.request("GET", "/page.js")
+    assert status == 200 and "function decodeMask" in js and 'fetch("predict"' in js
+
+
+def _chunk(kind, payload):
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _png_header_only(width, height):
+    """A PNG whose header claims width x height pixels, with almost no data: a decompression bomb's
+    first bytes (decoding it would allocate width x height x 3 bytes)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def test_bad_uploads_get_4xx_with_a_message(server):
+    good = png_bytes(_noise(2))
+    post, raw = server.post_file, server.request
+    bad_form = {"Content-Type": "multipart/form-data; boundary=zzz"}
+    cases = [
+        ("not an image", post("/predict", b"this is text", filename="a.txt"), 400, "a.txt: not an image"),
+        ("empty body", raw("POST", "/predict", body=b""), 400, "empty upload"),
+        ("truncated", post("/predict", good[:2000], filename="cut.png"), 400, "cut.png: cannot decode"),
+        ("too large", raw("POST", "/predict", body=b"\0" * 300_000), 413, "larger than the limit"),
+        ("too large form", post("/predict", b"\0" * 300_000), 413, "larger than the limit"),
+        ("PIL's bomb limit", post("/predict", _png_header_only(30000, 30000), filename="b.png"), 413,
+         "b.png: image too large"),
+        ("max_pixels", post("/predict", _png_header_only(8000, 8000), filename="c.png"), 413,
+         "8000x8000 = 64000000 pixels is larger than the limit"),
+        ("no image field", post("/predict", good, field="photo"), 400, "field named 'image'"),
+        ("bad multipart", raw("POST", "/predict", body=b"--x\r\ngarbage", headers=bad_form), 400, ""),
+        ("thresh not a number", post("/predict?score_thresh=high", good), 400, "score_thresh"),
+        ("thresh out of range", post("/predict?score_thresh=1.5", good), 400, "in [0, 1]"),
+    ]  # fmt: skip
+    for what, (status, body), want_status, want_text in cases:
+        assert status == want_status, (what, status, body)
+        assert isinstance(body, dict) and want_text in body["detail"], (what, body)
+    status, ok = post("/predict", good)  # still serving
+    assert status == 200 and ok["num_detections"] > 0
+
+
+def test_max_pixels_refuses_a_real_image_before_decoding(serve_predictor, start_server):
+    server = start_server(create_app(serve_predictor, max_pixels=100 * 100))
+    status, body = server.post_file("/predict", png_bytes(_noise(3, 101, 100)), filename="big.png")
+    assert status == 413 and "big.png: image of 100x101 = 10100 pixels" in body["detail"], body
+    status, body = server.post_file("/predict", png_bytes(_noise(3, 100, 100)))
+    assert status == 200, body
+
+
+def test_twenty_concurrent_requests_each_get_their_own_answer(serve_predictor, server):
+    uploads = [png_bytes(_noise(100 + i)) for i in range(20)]  # one size: batch-mates need no padding
+    want = [_expected(serve_predictor, data, f"img{i}.png") for i, data in enumerate(uploads)]
+    assert len({w[0]["score"] for w in want}) == 20  # distinct images, distinct answers: a mix-up shows
+    bad = [b"not an image", uploads[0][:3000], b"\0" * 300_000]  # sent among them: 400, 400, 413
+    _, before = server.request("GET", "/health")
+
+    def send(i):
+        if i < 20:
+            return server.post_file("/predict", uploads[i], filename=f"img{i}.png")
+        return server.post_file("/predict", bad[i - 20], filename=f"bad{i}.png")
+
+    with ThreadPoolExecutor(max_workers=23) as pool:
+        answers = list(pool.map(send, range(23)))
+    for i, (status, body) in enumerate(answers[:20]):
+        assert status == 200, (i, body)
+        _assert_same(body["predictions"], want[i])
+    assert [status for status, _ in answers[20:]] == [400, 400, 413]
+    status, after = server.request("GET", "/health")
+    assert status == 200 and after["images_run"] - before["images_run"] == 20
+    assert after["pending"] == 0 and after["in_flight"] == 0
+    assert after["batches_run"] - before["batches_run"] <= 20
+
+
+class _GatedPredictor:
+    """Holds its first forward until ``release`` is set (after ``entered``): a request stays in flight
+    for as long as the test wants."""
+
+    class_names = CLASS_NAMES
+    label_to_category_id = None
+    batch_size = 1
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_tensors(self, images):
+        self.entered.set()
+        assert self.release.wait(timeout=60)
+        return [
+            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+            for _ in images
+        ]
+
+
+def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
+    model = _GatedPredictor()
+    server = start_server(create_app(model, max_pending=1))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(server.post_file, "/predict", make_png(_noise(5)))
+        assert model.entered.wait(timeout=60)  # the first request is in the model
+        status, body = server.post_file("/predict", make_png(_noise(6)))
+        assert status == 503 and "1 requests are already being served" in body["detail"], body
+        model.release.set()
+        status, body = first.result(timeout=60)
+    assert status == 200 and body["predictions"] == [] and body["num_detections"] == 0
+    status, body = server.post_file("/predict", make_png(_noise(6)))  # served again once it is free
+    assert status == 200, body
+
+
+class _FailingPredictor:
+    class_names = CLASS_NAMES
+    label_to_category_id = None
+    batch_size = 2
+    device = torch.device("cpu")
+
+    def predict_tensors(self, images):
+        raise RuntimeError("out of memory (simulated)")
+
+
+def test_a_model_failure_is_a_500_and_the_server_lives_on(start_server, make_png):
+    server = start_server(create_app(_FailingPredictor()))
+    for _ in range(2):
+        status, body = server.post_file("/predict", make_png(_noise(4)))
+        assert status == 500 and "out of memory (simulated)" in body["detail"], body
+    assert server.request("GET", "/health")[0] == 200

@@ -1,0 +1,101 @@
+"""BatchQueue: requests waiting while the model runs go into the next batch (up to batch_size), each
+caller gets its own result, a failing batch fails its callers only, and the queue refuses a flood.
+
+The worker is held inside ``run_batch`` by an event while the test submits, so which items share a
+batch is decided by the test, not by timing."""
+
+import threading
+
+import pytest
+
+from maskrcnn.serve.batching import BatchQueue, QueueFullError
+
+
+class GatedRunner:
+    """run_batch that records its batches; the first call waits for ``release`` after ``entered``."""
+
+    def __init__(self, fail_on=None):
+        self.batches = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, items):
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.release.wait(timeout=60)
+        if self.fail_on is not None and self.fail_on in items:
+            raise RuntimeError(f"bad item {self.fail_on}")
+        return [x * 10 for x in items]
+
+
+def _started(runner, **kw):
+    q = BatchQueue(runner, **kw)
+    q.start()
+    return q
+
+
+def test_waiting_requests_share_batches_and_get_their_own_results():
+    runner = GatedRunner()
+    q = _started(runner, batch_size=4, max_wait_s=0.0)
+    try:
+        first = q.submit(0)
+        assert runner.entered.wait(timeout=60)  # the worker holds [0]; the rest wait in the queue
+        rest = [q.submit(i) for i in range(1, 10)]
+        assert q.pending == 9
+        runner.release.set()
+        assert [f.result(timeout=60) for f in [first, *rest]] == [i * 10 for i in range(10)]
+    finally:
+        q.stop(timeout=60)
+    assert runner.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    assert (q.batches_run, q.items_run, q.pending) == (4, 10, 0)
+
+
+def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
+    runner = GatedRunner(fail_on=3)
+    q = _started(runner, batch_size=2, max_wait_s=0.0)
+    try:
+        futures = [q.submit(0)]
+        assert runner.entered.wait(timeout=60)
+        futures += [q.submit(i) for i in range(1, 6)]  # batches [1, 2], [3, 4], [5]
+        runner.release.set()
+        with pytest.raises(RuntimeError, match="bad item 3"):
+            futures[4].result(timeout=60)
+        assert futures[3].exception(timeout=60) is futures[4].exception()  # batch-mate, same error
+        assert [futures[i].result(timeout=60) for i in (0, 1, 2, 5)] == [0, 10, 20, 50]
+    finally:
+        q.stop(timeout=60)
+
+
+def test_flood_is_refused_and_cancelled_requests_cost_nothing():
+    runner = GatedRunner()
+    q = _started(runner, batch_size=8, max_wait_s=0.0, max_pending=2)
+    try:
+        q.submit(0)
+        assert runner.entered.wait(timeout=60)
+        a, b = q.submit(1), q.submit(2)
+        with pytest.raises(QueueFullError, match="2 requests are already waiting"):
+            q.submit(3)
+        assert a.cancel()  # the caller gave up (e.g. the client disconnected)
+        runner.release.set()
+        assert b.result(timeout=60) == 20
+    finally:
+        q.stop(timeout=60)
+    assert runner.batches == [[0], [2]]
+
+
+def test_stop_finishes_what_is_queued_and_bad_settings_are_refused():
+    runner = GatedRunner()
+    q = _started(runner, batch_size=3, max_wait_s=0.0)
+    first = q.submit(0)
+    assert runner.entered.wait(timeout=60)
+    later = [q.submit(i) for i in (1, 2)]
+    runner.release.set()
+    q.stop(timeout=60)
+    assert [f.result(timeout=0) for f in [first, *later]] == [0, 10, 20]
+    with pytest.raises(RuntimeError, match="not running"):
+        q.submit(5)
+    for bad in ({"batch_size": 0}, {"max_wait_s": -1}, {"max_pending": 0}):
+        with pytest.raises(ValueError):
+            BatchQueue(runner, **bad)

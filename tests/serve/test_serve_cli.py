@@ -1,0 +1,66 @@
+"""``maskrcnn serve`` as a user runs it: a clear error for missing weights, and the real command in a
+subprocess on a port the system picks (``--port 0``), read from uvicorn's startup line."""
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serve_helpers import png_bytes
+
+pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
+pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
+pytest.importorskip("python_multipart", reason="the server tests need python-multipart (the 'serve' extra)")
+
+import maskrcnn  # noqa: E402
+from maskrcnn.cli import main  # noqa: E402
+
+
+def test_serve_refuses_missing_weights_and_bad_options(tmp_path, capsys):
+    assert main(["serve", "--weights", str(tmp_path / "nope.pth")]) == 1
+    assert "nope.pth: checkpoint file not found" in capsys.readouterr().err
+    assert main(["serve", "--weights", str(tmp_path / "nope.pth"), "--batch-size", "0"]) == 1
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_command_answers_on_the_port_it_reports(serve_checkpoint):
+    import http.client
+    import json
+
+    env = dict(os.environ)
+    root = str(Path(maskrcnn.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "maskrcnn.cli", "serve", "--weights", str(serve_checkpoint),
+           "--port", "0", "--device", "cpu", "--batch-size", "2", "--no-optimise"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stderr], daemon=True).start()
+    try:
+        seen = []
+        while True:  # uvicorn prints the address once it listens (the port the system chose)
+            line = lines.get(timeout=120)
+            seen.append(line)
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line, re.IGNORECASE)
+            if found:
+                break
+            assert proc.poll() is None, "".join(seen)
+        assert any("loaded" in ln and "2 classes" in ln for ln in seen), "".join(seen)
+        conn = http.client.HTTPConnection("127.0.0.1", int(found.group(1)), timeout=120)
+        conn.request("GET", "/health")
+        health = json.loads(conn.getresponse().read())
+        assert health["weights"] == "tiny.pth" and health["batch_size"] == 2
+        picture = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+        conn.request("POST", "/predict", body=png_bytes(picture), headers={"Content-Type": "image/png"})
+        answer = json.loads(conn.getresponse().read())
+        assert (answer["width"], answer["height"]) == (70, 50) and answer["num_detections"] > 0
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
