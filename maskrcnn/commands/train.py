@@ -72,8 +72,10 @@ def run(args) -> int:
     )
     try:
         result = trainer.train()
-    finally:
-        du.cleanup()
+    except BaseException:
+        du.cleanup(wait_for_peers=False)
+        raise
+    du.cleanup()
     if result["interrupted"]:
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
     return 0

@@ -56,8 +56,14 @@ def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
     return rank, world_size, dev
 
 
-def cleanup() -> None:
+def cleanup(*, wait_for_peers: bool = True) -> None:
+    """Leave the process group. After a normal end every rank waits for the others first: a rank that
+    tears its gloo connections down while a peer is still writing its last checkpoint can abort either
+    process ("terminate called without an active exception"). After an error there is no waiting (the
+    peers may be inside another collective, or gone)."""
     if is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -115,8 +115,10 @@ def main(argv=None):
         trainer.train()
         if args.dump_weights:
             torch.save(model.state_dict(), f"{args.dump_weights}{rank}.pt")
-    finally:
-        du.cleanup()
+    except BaseException:
+        du.cleanup(wait_for_peers=False)
+        raise
+    du.cleanup()
     return 0
 
 
