@@ -168,19 +168,16 @@ def main(argv=None) -> int:
 
     import torch
 
+    from maskrcnn.commands.demo import demo_checkpoint
     from maskrcnn.data.shapes import generate_shapes_dataset
     from maskrcnn.engine.device import cpu_name
 
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(args.work)
-    source = args.backbone
+    source = demo_checkpoint(args.backbone, work)
     if source is None:
-        from maskrcnn.cli import main as cli
-
-        if cli(["demo", "--output", str(work / "demo")]) != 0:
-            return 1
-        source = str(work / "demo" / "run" / "model_final.pth")
+        return 1
     backbone = _backbone_state(source)
     data = generate_shapes_dataset(work / "data", num_train=args.num_train, num_val=args.num_val, seed=11,
                                    **DATA)

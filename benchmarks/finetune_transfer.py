@@ -60,19 +60,16 @@ def main(argv=None) -> int:
 
     import torch
 
-    from maskrcnn.cli import main as cli
-    from maskrcnn.commands.demo import IMAGE_SIZE
+    from maskrcnn.commands.demo import IMAGE_SIZE, demo_checkpoint
     from maskrcnn.data.shapes import OTHER_SHAPES, generate_shapes_dataset
     from maskrcnn.engine.device import cpu_name
 
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(args.work)
-    source = args.source
+    source = demo_checkpoint(args.source, work)
     if source is None:
-        if cli(["demo", "--output", str(work / "demo")]) != 0:
-            return 1
-        source = str(work / "demo" / "run" / "model_final.pth")
+        return 1
     sizes = dict(num_train=args.num_train, num_val=args.num_val, image_size=IMAGE_SIZE, style="gradient")
     target = generate_shapes_dataset(work / "target", classes=OTHER_SHAPES, seed=7, **sizes)
     reused = ("circle", "star", "hexagon", "crescent")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Optional
 
 from maskrcnn.io_utils import atomic_write_json
 
@@ -79,6 +80,18 @@ def _generate(task: str, data_dir: Path, seed: int) -> dict:
 
     return generate_shapes_dataset(data_dir, num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=IMAGE_SIZE,
                                    seed=seed)
+
+
+def demo_checkpoint(given, work: Path) -> Optional[str]:
+    """``given`` if set, else the final checkpoint of a demo trained into ``work/demo`` (the source
+    model of the benchmarks that start from the demo's weights); None if that training failed."""
+    if given:
+        return str(given)
+    from maskrcnn.cli import main as cli
+
+    if cli(["demo", "--output", str(Path(work) / "demo")]) != 0:
+        return None
+    return str(Path(work) / "demo" / "run" / "model_final.pth")
 
 
 def run(args) -> int:
