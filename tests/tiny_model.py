@@ -13,3 +13,28 @@ TINY = {
     "input.min_size_test": 64,
     "input.max_size_test": 96,
 }
+
+
+def small_training(size: int) -> dict:
+    """Overrides for short learning tests at ``size`` x ``size`` pixels: a narrow FPN and heads, few
+    proposals and sampled RoIs, no flips, batches of 2 at LR 0.02 (the tests add their head widths,
+    warm-up and schedule)."""
+    return {
+        "model.fpn_dim": 32,
+        "model.rpn.pre_nms_topk_train": 200,
+        "model.rpn.post_nms_topk_train": 100,
+        "model.rpn.pre_nms_topk_test": 100,
+        "model.rpn.post_nms_topk_test": 50,
+        "model.rpn.batch_size_per_image": 64,
+        "model.roi_heads.batch_size_per_image": 64,
+        "model.roi_heads.box_head_dim": 128,
+        "input.min_size": size,
+        "input.max_size": size,
+        "input.min_size_test": size,
+        "input.max_size_test": size,
+        "input.flip_prob": 0.0,
+        "data.aspect_ratio_grouping": False,
+        "solver.batch_size": 2,
+        "solver.lr": 0.02,
+        "solver.log_period": 10,
+    }

@@ -17,7 +17,6 @@ given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and l
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -126,9 +125,10 @@ def run(args: argparse.Namespace) -> int:
     if args.results:
         from maskrcnn.data.coco import load_coco_json
 
-        metrics, results = evaluate_results_file(args.json, args.results), None
-        ground_truth, image_ids = load_coco_json(args.json), None
-        cs_results = json.loads(Path(args.results).read_text(encoding="utf-8")) if args.cityscapes else None
+        # the Cityscapes scorer gets the records that passed validation, not the raw file
+        metrics, cs_results = evaluate_results_file(args.json, args.results, return_results=True)
+        ground_truth = load_coco_json(args.json) if args.cityscapes else None
+        results, image_ids = None, None
     else:
         metrics, results, ground_truth, image_ids = _predict(args)
         cs_results = results

@@ -409,10 +409,12 @@ def evaluate_results_file(
     *,
     iou_types: Optional[Sequence[str]] = None,
     keypoint_sigmas: Optional[Sequence[float]] = None,
-) -> dict:
+    return_results: bool = False,
+):
     """COCO AP of a results JSON against a ground-truth JSON (all its images). ``iou_types`` default:
     those the results support (bbox always; segm when every result has a segmentation; keypoints when
-    every result has keypoints)."""
+    every result has keypoints). With ``return_results``: (metrics, the records that passed
+    validation), for other scorers of the same file."""
     coco_gt = load_ground_truth(gt_json)
     path = Path(results_json)
     if not path.is_file():
@@ -433,7 +435,7 @@ def evaluate_results_file(
     out = {}
     for iou_type in iou_types:
         out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
-    return out
+    return (out, results) if return_results else out
 
 
 def format_metrics_table(metrics: dict) -> str:

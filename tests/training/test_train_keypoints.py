@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tiny_model import small_training  # tests/ is on the path
 
 from maskrcnn.cli import main
 from maskrcnn.config import load_config
@@ -20,25 +21,9 @@ ITERS = 70
 # one thread, setup and evaluation included.
 KP_AP_MIN = 50.0
 TINY = {
-    "model.fpn_dim": 32,
-    "model.rpn.pre_nms_topk_train": 200,
-    "model.rpn.post_nms_topk_train": 100,
-    "model.rpn.pre_nms_topk_test": 100,
-    "model.rpn.post_nms_topk_test": 50,
-    "model.rpn.batch_size_per_image": 64,
-    "model.roi_heads.batch_size_per_image": 64,
-    "model.roi_heads.box_head_dim": 128,
+    **small_training(SIZE),
     "model.roi_heads.keypoint_head_dim": 32,
-    "input.min_size": SIZE,
-    "input.max_size": SIZE,
-    "input.min_size_test": SIZE,
-    "input.max_size_test": SIZE,
-    "input.flip_prob": 0.0,
-    "data.aspect_ratio_grouping": False,
-    "solver.batch_size": 2,
-    "solver.lr": 0.02,
     "solver.warmup_iters": 10,
-    "solver.log_period": 10,
     "solver.iters": ITERS,
     "solver.steps": (int(ITERS * 0.8),),
     "solver.checkpoint_period": 10000,

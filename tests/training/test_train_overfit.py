@@ -7,6 +7,7 @@ metrics.jsonl, curves) and that the loss went down.
 import pytest
 import torch
 import yaml
+from tiny_model import small_training  # tests/ is on the path
 
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.config import load_config
@@ -16,25 +17,9 @@ from maskrcnn.engine.training import build_training
 
 SIZE = 128
 TINY = {
-    "model.fpn_dim": 32,
-    "model.rpn.pre_nms_topk_train": 200,
-    "model.rpn.post_nms_topk_train": 100,
-    "model.rpn.pre_nms_topk_test": 100,
-    "model.rpn.post_nms_topk_test": 50,
-    "model.rpn.batch_size_per_image": 64,
-    "model.roi_heads.batch_size_per_image": 64,
-    "model.roi_heads.box_head_dim": 128,
+    **small_training(SIZE),
     "model.roi_heads.mask_head_dim": 32,
-    "input.min_size": SIZE,
-    "input.max_size": SIZE,
-    "input.min_size_test": SIZE,
-    "input.max_size_test": SIZE,
-    "input.flip_prob": 0.0,
-    "data.aspect_ratio_grouping": False,
-    "solver.batch_size": 2,
-    "solver.lr": 0.02,
     "solver.warmup_iters": 20,
-    "solver.log_period": 10,
 }
 
 
