@@ -60,6 +60,12 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty (truncated write?)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..) or, in its legacy format, a pickle (protocol marker 0x80)
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        raise CheckpointError(f"{path}: not a checkpoint file (neither a PyTorch zip archive nor a pickle; "
+                              f"it starts with {head!r})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (zipfile.BadZipFile, EOFError, RuntimeError) as e:

@@ -85,7 +85,8 @@ def test_pickle_that_runs_code_is_refused(cli, tmp_path, image, monkeypatch):
     "make, words",
     [(lambda src: src.read_bytes()[: len(src.read_bytes()) // 2], "truncated or corrupt"),
      (lambda src: b"", "empty"),
-     (lambda src: b"PK\x03\x04 not really a zip", "truncated or corrupt")],
+     (lambda src: b"PK\x03\x04 not really a zip", "truncated or corrupt"),
+     (lambda src: b"a text file given as weights\n", "not a checkpoint file")],
 )  # fmt: skip
 def test_damaged_checkpoint_file_is_named(cli, tiny_checkpoint, tmp_path, image, make, words):
     path = tmp_path / "damaged.pth"
