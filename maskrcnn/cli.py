@@ -13,7 +13,7 @@ import warnings
 
 COMMANDS = (
     "train", "eval", "predict", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
-    "serve",
+    "serve", "quantize",
 )
 
 _HELP = {
@@ -27,6 +27,7 @@ _HELP = {
     "export": "export a checkpoint (ONNX, TorchScript-free)",
     "benchmark": "time inference of a checkpoint",
     "serve": "serve a model over HTTP: POST /predict, GET /health and a web page at /",
+    "quantize": "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images",
 }
 
 

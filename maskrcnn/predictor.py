@@ -115,6 +115,9 @@ class Predictor:
             equal to the RLE of the dense masks, encoded band by band so that memory does not grow
             with the image: 100 dense masks of a 48 MP photo take 4.8 GB, their RLE kilobytes.
         label_to_category_id: the dataset's category id per label, when known (used by writers).
+        int8: a checkpoint's "int8" section (``engine.int8``): the model is rebuilt as the calibrated INT8
+            model (CPU, float32 autocast off; norms folded, no Winograd / fused additions, whatever
+            ``optimise`` says). ``from_checkpoint`` passes it for files written by ``maskrcnn quantize``.
     """
 
     def __init__(
@@ -133,6 +136,8 @@ class Predictor:
         paste_masks: bool = True,
         masks: str = "dense",
         label_to_category_id: Optional[dict] = None,
+        int8: Optional[dict] = None,
+        int8_source: str = "int8 section",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -170,7 +175,19 @@ class Predictor:
             self.model = model
             return
         self.model = model.to(self.device).eval()
-        if optimise:
+        self.int8_parts = []
+        if int8 is not None:
+            from maskrcnn.engine.int8 import apply_int8_section
+            from maskrcnn.modeling.fuse import optimise_for_inference
+
+            if self.device.type != "cpu" or self.dtype is not None:
+                raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
+                                 f"device {self.device}, dtype {dtype}); load it with int8=False to run "
+                                 "its float weights")
+            optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False)
+            apply_int8_section(self.model, int8, where=int8_source)
+            self.int8_parts = list(self.model.int8_parts)
+        elif optimise:
             from maskrcnn.modeling.fuse import optimise_for_inference
 
             optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add)
@@ -184,10 +201,14 @@ class Predictor:
         device: Union[str, torch.device] = "auto",
         overrides: Optional[dict] = None,
         optimise: bool = True,
+        int8: Optional[bool] = None,
         **kwargs,
     ) -> Predictor:
         """Build the model the checkpoint's config describes (``overrides``: dotted config keys, e.g.
-        ``{"model.roi_heads.score_thresh": 0.3}``), load its weights strictly, and wrap it."""
+        ``{"model.roi_heads.score_thresh": 0.3}``), load its weights strictly, and wrap it.
+
+        ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
+        False runs the float weights of either; True requires the file's "int8" section."""
         from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint
         from maskrcnn.config import apply_overrides
         from maskrcnn.modeling.mask_rcnn import build_model
@@ -225,6 +246,16 @@ class Predictor:
         if l2c is None and isinstance(ckpt.get("metadata"), dict):
             l2c = ckpt["metadata"].get("label_to_category_id")
         kwargs.setdefault("label_to_category_id", l2c)
+        from maskrcnn.engine.int8 import INT8_KEY
+
+        section = ckpt.get(INT8_KEY) if int8 is not False else None
+        if int8 and section is None:
+            raise CheckpointError(f"{path}: has no '{INT8_KEY}' section (write one with `maskrcnn quantize`, "
+                                  "or calibrate on the fly with --int8 --calib-images DIR)")
+        if section is not None:
+            if str(device) == "auto":  # INT8 kernels are CPU kernels
+                device = "cpu"
+            kwargs.update(int8=section, int8_source=str(path))
         return cls(model, cfg, class_names, device=device, optimise=optimise, **kwargs)
 
     @classmethod
@@ -261,7 +292,7 @@ class Predictor:
             if overrides:
                 raise ValueError(f"{path}: config overrides (--set) do not apply to an exported ONNX file; "
                                  "override them when exporting the checkpoint")
-            for key in ("dtype", "threads"):
+            for key in ("dtype", "threads", "int8"):
                 if kwargs.get(key) is None:
                     kwargs.pop(key, None)
             return cls.from_onnx(path, **kwargs)

@@ -1,6 +1,7 @@
 """``maskrcnn eval``: COCO AP of a checkpoint on a COCO-format dataset, or of an existing results file.
 
     maskrcnn eval --weights CKPT --json J --images D [--output DIR] [--device D] [--max-images N]
+                  [--dtype bfloat16] [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
     maskrcnn eval --results R.json --json J [--output DIR]
     ... [--cityscapes ROOT]
 
@@ -10,6 +11,8 @@ a checkpoint, ``DIR/predictions.json`` (COCO results). ``--cityscapes ROOT`` (J 
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
+A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
+quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
 """
@@ -37,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward (default: 1)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="autocast dtype of the backbone and FPN (bfloat16: CPU or CUDA; float16: CUDA)")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantize to INT8 in memory first, calibrated on --calib-images (CPU)")
+    from maskrcnn.commands.quantize import add_int8_arguments
+
+    add_int8_arguments(parser)
     parser.add_argument("--cityscapes", metavar="ROOT",
                         help="also report Cityscapes' official instance AP (gtFine under ROOT; the "
                              "'cityscapes' extra)")
@@ -65,10 +75,20 @@ def _predict(args) -> tuple:
     if not args.images:
         raise ValueError("--images is required with --weights")
     overrides = parse_set_args(args.set)
+    options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
+    if args.int8:
+        from maskrcnn.commands.quantize import int8_predictor_kwargs
+
+        options = int8_predictor_kwargs(args)
     predictor = Predictor.from_weights(
-        args.weights, device=args.device, overrides=overrides or None, batch_size=args.batch_size,
+        args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
+        **options,
     )
+    if args.int8:
+        from maskrcnn.commands.quantize import apply_int8_arguments
+
+        apply_int8_arguments(predictor, args)
     dataset = CocoDataset(
         json_path=args.json, image_dir=args.images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
     )

@@ -3,6 +3,7 @@ results and overlays.
 
     maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
+                     [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
@@ -13,7 +14,8 @@ checkpoint's only. A file that cannot be read, or that the model fails on (an im
 take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
-nothing.
+nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
+DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -60,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["float32", "bfloat16", "float16"],
         help="autocast dtype (bfloat16 on CPU or CUDA, float16 on CUDA only)",
     )
+    parser.add_argument(
+        "--int8", action="store_true",
+        help="quantize to INT8 in memory first, calibrated on --calib-images (CPU; a checkpoint written "
+        "by `maskrcnn quantize` is INT8 without this)",
+    )  # fmt: skip
+    from maskrcnn.commands.quantize import add_int8_arguments
+
+    add_int8_arguments(parser)
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")
     parser.add_argument(
         "--overlay-min-size", type=int, default=0, metavar="PX",
@@ -146,20 +156,32 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    predictor = Predictor.from_weights(
-        args.weights,
+    options = dict(
         device=args.device,
-        overrides=parse_set_args(args.set),
         optimise=not args.no_optimise,
         winograd=False if args.no_winograd else None,
+        dtype=None if args.dtype == "float32" else args.dtype,
+    )
+    if args.int8:
+        from maskrcnn.commands.quantize import int8_predictor_kwargs
+
+        options = int8_predictor_kwargs(args)
+    predictor = Predictor.from_weights(
+        args.weights,
+        overrides=parse_set_args(args.set),
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
-        dtype=None if args.dtype == "float32" else args.dtype,
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
+        **options,
     )
+    if args.int8:
+        from maskrcnn.commands.quantize import apply_int8_arguments
+
+        apply_int8_arguments(predictor, args)
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
-        f"on {predictor.device}; {len(files)} image file(s)",
+        f"on {predictor.device}{', int8' if getattr(predictor, 'int8_parts', None) else ''}; "
+        f"{len(files)} image file(s)",
         file=sys.stderr,
     )
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder

@@ -1,0 +1,105 @@
+"""``maskrcnn quantize``: INT8 post-training quantization of a checkpoint for CPU inference.
+
+    maskrcnn quantize --weights CKPT --calib-images DIR [--calib-json J] [--calib-count 16]
+                      [--parts features,rpn,box_head,mask_head] [--set KEY=VALUE ...] --output OUT.pth
+
+Calibrates on ``--calib-count`` images spread evenly over the folder's sorted image files (or over the
+images ``--calib-json`` lists, ``file_name``s relative to ``--calib-images``) and writes a checkpoint
+holding the fp32 weights and the calibrated activation statistics (``engine/int8.py``); ``predict``,
+``eval``, ``serve`` and ``benchmark`` run it as INT8 as it is. ``--parts`` chooses what is quantized
+(``modeling/quantize.py``): the backbone + FPN, the RPN's 3x3 convolution, the box head's fully
+connected layers, the mask head's convolutions.
+
+``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
+the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images"
+
+
+def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    from maskrcnn.engine.int8 import DEFAULT_CALIBRATION_IMAGES
+    from maskrcnn.modeling.quantize import PARTS
+
+    parser.add_argument("--calib-images", required=required, metavar="DIR",
+                        help="folder of calibration images (or the image root of --calib-json)")
+    parser.add_argument("--calib-json", metavar="J", help="calibrate on the images this COCO JSON lists")
+    parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
+                        help=f"calibration images, spread over the set ({DEFAULT_CALIBRATION_IMAGES})")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"what to quantize, comma-separated (default: all of {','.join(PARTS)})")
+
+
+def _parts(text: str) -> list:
+    from maskrcnn.modeling.quantize import PARTS
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS]
+    if bad or not parts:
+        raise ValueError(f"--parts: unknown {bad or 'empty list'}; choose from {','.join(PARTS)}")
+    return parts
+
+
+def int8_predictor_kwargs(args) -> dict:
+    """Predictor options for a model about to be calibrated: CPU, float32, norms folded, plain
+    convolutions (the int8 kernels replace Winograd and the fused additions)."""
+    if getattr(args, "dtype", "float32") not in (None, "float32"):
+        raise ValueError(f"--int8 runs without autocast; drop --dtype {args.dtype}")
+    if str(getattr(args, "device", "cpu")) not in ("auto", "cpu"):
+        raise ValueError(f"--int8 runs on the CPU, not --device {args.device}")
+    return {"device": "cpu", "optimise": True, "winograd": False, "fused_add": False, "int8": False}
+
+
+def apply_int8_arguments(predictor, args) -> dict:
+    """Calibrate ``predictor``'s model on ``--calib-images`` and quantize it in place; returns the
+    "int8" section. Prints what it did on stderr."""
+    from maskrcnn.engine.int8 import calibration_files, quantize_predictor
+
+    if not args.calib_images:
+        raise ValueError("--int8 needs --calib-images DIR (or a checkpoint written by `maskrcnn quantize`)")
+    files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
+    start = time.perf_counter()
+    section = quantize_predictor(predictor, files, parts=_parts(args.parts),
+                                 source=str(args.calib_json or args.calib_images))
+    print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
+          f"{len(files)} image(s) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return section
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument("--output", required=True, help="the INT8 checkpoint to write (.pth)")
+    add_int8_arguments(parser, required=True)
+    parser.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="config overrides, stored with the output (e.g. input.min_size_test=640)",
+    )  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def run(args: argparse.Namespace) -> int:
+    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.engine.int8 import INT8_KEY, save_int8_checkpoint
+    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.predictor import Predictor
+
+    check_output_file(args.output, "--output")
+    overrides = parse_set_args(args.set)
+    predictor = Predictor.from_checkpoint(
+        args.weights, overrides=overrides or None, **int8_predictor_kwargs(args)
+    )
+    section = apply_int8_arguments(predictor, args)
+    ckpt = load_checkpoint(args.weights)
+    ckpt.pop(INT8_KEY, None)
+    ckpt["config"] = predictor.cfg.to_dict()  # with the overrides the calibration ran under
+    save_int8_checkpoint(args.output, ckpt, section)
+    print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics; run it "
+          f"with `maskrcnn predict --weights {args.output} ...` (CPU)")
+    return 0

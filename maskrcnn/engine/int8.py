@@ -1,0 +1,199 @@
+"""INT8 models for CPU inference: calibrate a ``Predictor``'s model, save it, load it again.
+
+Calibration (``quantize_predictor``) prepares the model (``modeling.quantize.prepare_int8``), runs the
+calibration images through ``Predictor.predict_tensors`` (the inference path itself, so the observers
+see the tensors inference will see: same resize, padding, proposals, detected boxes) and converts it.
+
+The saved artifact is an ordinary checkpoint (``checkpoint.py`` format, read with
+``torch.load(weights_only=True)``: opening it never runs code) holding the fp32 weights, plus
+
+    "int8": {"format_version": 1, "parts": ["features", "rpn", "box_head", "mask_head"],
+             "engine": "x86", "observers": {"<part>.activation_post_process_<i>.<buffer>": tensor},
+             "calibration": {"images": int, "source": str}, "torch_version": str}
+
+A quantized FX module cannot be saved without pickling code, so loading rebuilds it: build the model
+from the config, load the fp32 weights, fold the norms, prepare the same parts (FX tracing is
+deterministic), load the observer statistics, convert. The weight scales come from the weights at
+conversion, so the rebuilt model computes what the calibrated one did. ``Predictor.from_checkpoint``
+does this for any checkpoint that has an "int8" section, so ``predict``, ``eval``, ``serve`` and
+``benchmark`` take the file as it is.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+INT8_KEY = "int8"
+INT8_FORMAT_VERSION = 1
+DEFAULT_CALIBRATION_IMAGES = 16
+
+__all__ = [
+    "INT8_KEY",
+    "DEFAULT_CALIBRATION_IMAGES",
+    "calibration_files",
+    "quantize_predictor",
+    "apply_int8_section",
+    "int8_section_problem",
+    "save_int8_checkpoint",
+]
+
+
+def _spread(items: list, count: int) -> list:
+    """``count`` items evenly spaced over ``items`` (all when there are fewer), in order."""
+    if count <= 0:
+        raise ValueError(f"the number of calibration images must be >= 1, got {count}")
+    if len(items) <= count:
+        return list(items)
+    return [items[(i * len(items)) // count] for i in range(count)]
+
+
+def calibration_files(
+    images: Union[str, os.PathLike], *, json_path: Optional[Union[str, os.PathLike]] = None,
+    count: int = DEFAULT_CALIBRATION_IMAGES,
+) -> list:
+    """Calibration image paths: ``count`` files evenly spaced over the sorted image files of the folder
+    ``images`` (searched recursively), or, with ``json_path``, over the images a COCO JSON lists
+    (``file_name`` relative to ``images``). Raises naming the folder or file when none is found."""
+    from maskrcnn.commands.predict import IMAGE_EXTENSIONS
+
+    root = Path(images)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: calibration image folder not found")
+    if json_path is not None:
+        from maskrcnn.data.coco import load_coco_json
+
+        data = load_coco_json(json_path)
+        entries = data.get("images") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError(f"{json_path}: field 'images' is missing or not a list")
+        names = [e.get("file_name") for e in entries if isinstance(e, dict)]
+        files = [root / n for n in names if isinstance(n, str) and (root / n).is_file()]
+        if not files:
+            raise ValueError(f"{json_path}: none of its 'images' file_names is a file under {root}")
+    else:
+        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"{root}: no image files to calibrate on")
+    return _spread(files, count)
+
+
+def _check_plain_convolutions(model) -> None:
+    from maskrcnn.ops.fused_conv import ConvAdd
+    from maskrcnn.ops.winograd import WinogradConv2d
+
+    for name, m in model.named_modules():
+        if isinstance(m, (WinogradConv2d, ConvAdd)):
+            raise ValueError(
+                f"int8: {name} is a {type(m).__name__}; build the predictor with winograd=False and "
+                "fused_add=False (the int8 kernels replace them)"
+            )
+
+
+@torch.no_grad()
+def quantize_predictor(
+    predictor, images: Sequence, *, parts=None, source: str = "",
+) -> dict:
+    """Quantize ``predictor.model`` in place, calibrated on ``images`` (paths or (3, H, W) tensors, at
+    their original size), and return the "int8" section to save with the checkpoint.
+
+    The predictor must run on the CPU, in float32, with its norms folded and without Winograd / fused
+    additions: ``Predictor(..., optimise=True, winograd=False, fused_add=False)``."""
+    from maskrcnn.modeling.quantize import (
+        DEFAULT_PARTS,
+        convert_int8,
+        int8_engine,
+        observer_state,
+        prepare_int8,
+    )
+
+    if predictor.runtime:
+        raise ValueError("int8: an ONNX model is quantized by onnxruntime's own tools, not here")
+    if predictor.device.type != "cpu":
+        raise ValueError(f"int8: quantized kernels run on the CPU; the predictor is on {predictor.device}")
+    if predictor.dtype is not None:
+        raise ValueError(f"int8: calibrate in float32, not with autocast {predictor.dtype}")
+    if len(images) == 0:
+        raise ValueError("int8: no calibration images")
+    _check_plain_convolutions(predictor.model)
+    parts = list(DEFAULT_PARTS if parts is None else parts)
+    prepare_int8(predictor.model, parts=parts)
+    for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
+        predictor.predict_tensors([predictor.load(item)])
+    observers = observer_state(predictor.model)
+    convert_int8(predictor.model)
+    predictor.int8_parts = list(predictor.model.int8_parts)
+    return {
+        "format_version": INT8_FORMAT_VERSION,
+        "parts": list(predictor.model.int8_parts),
+        "engine": int8_engine(),
+        "observers": observers,
+        "calibration": {"images": len(images), "source": str(source)},
+        "torch_version": torch.__version__.split("+")[0],
+    }
+
+
+def int8_section_problem(section) -> Optional[str]:
+    """What is wrong with a checkpoint's "int8" section (field named), or None."""
+    from maskrcnn.modeling.quantize import PARTS
+
+    if not isinstance(section, dict):
+        return f"'{INT8_KEY}' must be a dict, got {type(section).__name__}"
+    version = section.get("format_version")
+    if version != INT8_FORMAT_VERSION:
+        return (f"'{INT8_KEY}.format_version' {version!r} is not supported "
+                f"(this library reads {INT8_FORMAT_VERSION})")
+    parts = section.get("parts")
+    if not isinstance(parts, list) or not parts or any(p not in PARTS for p in parts):
+        return f"'{INT8_KEY}.parts' must be a non-empty list of {list(PARTS)}, got {parts!r}"
+    observers = section.get("observers")
+    if not isinstance(observers, dict):
+        return f"'{INT8_KEY}.observers' is missing or not a dict"
+    for key, value in observers.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            return f"'{INT8_KEY}.observers' must map names to tensors ({key!r} does not)"
+    return None
+
+
+@torch.no_grad()
+def apply_int8_section(model, section: dict, *, where: str):
+    """Rebuild the calibrated int8 model from its fp32 ``model`` (norms folded, plain convolutions) and a
+    checkpoint's "int8" section; in place. Errors name ``where`` (the file) and the field."""
+    from maskrcnn.checkpoint import CheckpointError
+    from maskrcnn.modeling.quantize import convert_int8, int8_engine, load_observer_state, prepare_int8
+
+    problem = int8_section_problem(section)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}")
+    engine = int8_engine()
+    if section.get("engine") not in (None, engine):
+        # scales were chosen for the engine's integer range (x86 uses 7-bit activations): another engine
+        # would quantize differently from what calibration measured
+        raise CheckpointError(
+            f"{where}: '{INT8_KEY}.engine' is {section.get('engine')!r}, this PyTorch runs {engine!r}; "
+            "calibrate again here (maskrcnn quantize)"
+        )
+    prepare_int8(model, parts=section["parts"])
+    try:
+        load_observer_state(model, section["observers"])
+    except ValueError as e:
+        raise CheckpointError(f"{where}: '{INT8_KEY}.observers': {e} -- calibrate again with this version "
+                              "(maskrcnn quantize)") from None
+    return convert_int8(model)
+
+
+def save_int8_checkpoint(path: Union[str, os.PathLike], ckpt: dict, section: dict) -> None:
+    """Write ``ckpt`` (a loaded checkpoint: config, class names, fp32 weights, metadata) with the "int8"
+    section, atomically. Training state (optimizer, RNG) is left out: the file is for inference."""
+    from maskrcnn.io_utils import atomic_write_bytes
+
+    training_state = ("optimizer", "scheduler", "scaler", "rng", "data_state")
+    keep = {k: v for k, v in ckpt.items() if k not in training_state}
+    keep[INT8_KEY] = section
+    buf = io.BytesIO()
+    torch.save(keep, buf)
+    atomic_write_bytes(path, buf.getvalue())

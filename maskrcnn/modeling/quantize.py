@@ -1,0 +1,323 @@
+"""INT8 post-training quantization of a built Mask R-CNN (CPU inference), with PyTorch's FX flow.
+
+Three steps, each in place on a ``MaskRCNN`` whose norms are already folded
+(``modeling.fuse.optimise_for_inference``):
+
+1. ``prepare_int8(model, parts)`` swaps the chosen parts for FX-traced copies that observe their
+   activations (``torch.ao.quantization.quantize_fx.prepare_fx``, the "x86" qconfig mapping: per-channel
+   symmetric int8 weights, histogram-calibrated uint8 activations).
+2. The caller runs calibration images through the normal inference path (``engine.int8``), so the
+   observers see exactly the tensors inference will see.
+3. ``convert_int8(model)`` replaces the observing copies by quantized modules.
+
+``observer_state(model)`` returns the calibrated activation statistics as plain tensors, and
+``load_observer_state`` puts them back into a freshly prepared model: tracing is deterministic and the
+weight scales are recomputed from the weights at conversion, so prepare -> load -> convert rebuilds the
+same int8 model from an fp32 checkpoint plus these tensors, without pickling any module.
+
+Parts (``PARTS``):
+- ``features``: backbone + FPN as one graph (static int8; its outputs dequantized to float32, which
+  the RPN's box decoding and RoIAlign read). ``model.backbone`` becomes ``QuantizedFeatures`` and
+  ``model.fpn`` a ``FeaturePassthrough``.
+- ``rpn``: the RPN head's 3x3 convolution(s) (static int8; objectness and deltas stay float32).
+- ``box_head``: the box head's fully connected layers (dynamic int8 ``Linear``: weights int8,
+  activations quantized per batch; its convolutions, if any, stay float32).
+- ``mask_head``: the mask head's convolutions and transposed convolution (static int8; the per-class
+  1x1 predictor stays float32, its logits become probabilities thresholded at 0.5).
+Always float32: anchors, box decoding, NMS, RoIAlign, box and class predictors, mask pasting,
+keypoint heads.
+
+Shapes: N images, (N, 3, Hp, Wp) padded batch; features name -> (N, C, Hl, Wl); R RoIs,
+(R, C, S, S) pooled features.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from maskrcnn.modeling.mask_head import MaskHead
+
+__all__ = [
+    "PARTS",
+    "DEFAULT_PARTS",
+    "QuantizedFeatures",
+    "QuantizedMaskHead",
+    "FeaturePassthrough",
+    "prepare_int8",
+    "convert_int8",
+    "observer_state",
+    "load_observer_state",
+    "is_quantized",
+    "int8_engine",
+]
+
+PARTS = ("features", "rpn", "box_head", "mask_head")
+DEFAULT_PARTS = PARTS
+_OBSERVER_KEY = "activation_post_process"
+
+
+@contextmanager
+def _quiet():
+    """torch.ao.quantization's FX flow warns that it is deprecated in favour of torch.export-based
+    quantization; it is the flow that runs eagerly on every PyTorch we support, so silence only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*reduce_range.*", category=UserWarning)
+        yield
+
+
+def int8_engine() -> str:
+    """PyTorch's current quantized engine ("x86" on x86 builds: fbgemm or oneDNN chosen per op;
+    "qnnpack" on ARM), whose qconfig mapping is used. Read, never set: it is process-wide state."""
+    engine = torch.backends.quantized.engine
+    if engine in (None, "none") or engine not in ("x86", "fbgemm", "onednn", "qnnpack"):
+        raise RuntimeError(f"int8: this PyTorch build has no usable quantized CPU engine ({engine!r})")
+    return engine
+
+
+class FeaturePassthrough(nn.Module):
+    """Stands in for the FPN once ``QuantizedFeatures`` computes it: returns its input; keeps the names
+    and strides the RPN and poolers read."""
+
+    def __init__(self, *, out_names, strides):
+        super().__init__()
+        self.out_names = list(out_names)
+        self.strides = dict(strides)
+
+    def forward(self, features: dict) -> dict:
+        return features
+
+
+class _Features(nn.Module):
+    """backbone (+ FPN) as one module to trace: (N, 3, Hp, Wp) -> name -> (N, C, Hl, Wl)."""
+
+    def __init__(self, backbone: nn.Module, fpn):
+        super().__init__()
+        self.backbone = backbone
+        self.fpn = fpn
+
+    def forward(self, x):
+        feats = self.backbone(x)
+        return self.fpn(feats) if self.fpn is not None else feats
+
+
+class QuantizedFeatures(nn.Module):
+    """Backbone (+ FPN) as an FX graph, observing or quantized; ``model.backbone`` after ``prepare_int8``.
+    Keeps the backbone attributes the rest of the model reads (stage names, channels, strides)."""
+
+    def __init__(self, body: nn.Module, *, stage_names, out_channels, strides):
+        super().__init__()
+        self.body = body
+        self.stage_names = list(stage_names)
+        self.out_channels = dict(out_channels)
+        self.strides = dict(strides)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.body(x.contiguous())  # quantize_per_tensor needs no particular layout; keep it plain
+
+
+class QuantizedMaskHead(nn.Module):
+    """The mask head as an FX graph (observing or quantized): ``roi_heads.mask_head`` after
+    ``prepare_int8``; same ``forward`` and ``channels_for`` as ``MaskHead``."""
+
+    channels_for = MaskHead.channels_for
+
+    def __init__(self, body: nn.Module, *, class_agnostic: bool):
+        super().__init__()
+        self.body = body
+        self.class_agnostic = bool(class_agnostic)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class _MaskBody(nn.Module):
+    """Mask head convs + transposed conv + ReLU + predictor, as ``MaskHead.forward`` computes them."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.convs = head.convs
+        self.deconv = head.deconv
+        self.predictor = head.predictor
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = conv(x)
+        return self.predictor(torch.relu(self.deconv(x)))
+
+
+def _trace_without_identity(module: nn.Module):
+    """symbolic_trace ``module`` and drop its ``nn.Identity`` calls (the folded norms), so that conv ->
+    ReLU and conv -> add -> ReLU are adjacent and fuse into single quantized kernels."""
+    gm = torch.fx.symbolic_trace(module)
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and isinstance(modules.get(node.target), nn.Identity):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    return gm
+
+
+def _prepare(module: nn.Module, example: tuple, float_modules=()) -> nn.Module:
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_fx
+
+    mapping = get_default_qconfig_mapping(int8_engine())
+    for name in float_modules:
+        mapping = mapping.set_module_name(name, None)
+    with _quiet():
+        return prepare_fx(_trace_without_identity(module).eval(), mapping, example)
+
+
+def _check_folded(model: nn.Module) -> None:
+    from maskrcnn.modeling.layers import ConvNorm
+
+    for name, m in model.named_modules():
+        if isinstance(m, ConvNorm) and not isinstance(m.norm, nn.Identity):
+            if isinstance(m.norm, nn.GroupNorm):
+                raise ValueError(f"int8: {name} uses GroupNorm, which is not quantized here; "
+                                 "INT8 covers models with (frozen) batch norm or no norm")
+            raise ValueError(f"int8: {name}'s norm is not folded; run modeling.fuse.optimise_for_inference "
+                             "(fold_bn=True) first")
+
+
+@torch.no_grad()
+def prepare_int8(model: nn.Module, *, parts=DEFAULT_PARTS) -> nn.Module:
+    """Swap ``parts`` of ``model`` (a folded, eval-mode ``MaskRCNN`` on the CPU) for observing FX
+    copies; returns ``model``. ``model.int8_parts`` records which parts were prepared."""
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"int8: unknown parts {unknown}; expected some of {list(PARTS)}")
+    if getattr(model, "int8_parts", None):
+        raise ValueError("int8: this model is already prepared or quantized")
+    first = next(iter(model.parameters()), None)
+    if first is not None and first.device.type != "cpu":
+        raise ValueError(f"int8: quantized kernels run on the CPU; the model is on {first.device}")
+    model.eval()
+    _check_folded(model)
+    done = []
+    if "features" in parts:
+        backbone = model.backbone
+        features = _Features(backbone, model.fpn)
+        x = torch.zeros(1, 3, 64, 64)
+        model.backbone = QuantizedFeatures(
+            _prepare(features, (x,)), stage_names=backbone.stage_names,
+            out_channels=backbone.out_channels, strides=backbone.strides,
+        )
+        if model.fpn is not None:
+            model.fpn = FeaturePassthrough(out_names=model.fpn.out_names, strides=model.fpn.strides)
+        done.append("features")
+    head = model.rpn.head
+    if "rpn" in parts and len(head.convs) > 0:
+        channels = head.convs[0].conv.in_channels
+        convs = nn.Sequential(*head.convs)
+        head.convs = nn.ModuleList([_prepare(convs, (torch.zeros(1, channels, 8, 8),))])
+        done.append("rpn")
+    box_head = model.roi_heads.box_head
+    if "box_head" in parts and len(getattr(box_head, "fcs", ())) > 0:
+        # dynamic: no observers, nothing to calibrate; quantized at convert time
+        box_head.int8_dynamic = True
+        done.append("box_head")
+    mask_head = model.roi_heads.mask_head
+    if "mask_head" in parts and mask_head is not None:
+        body = _MaskBody(mask_head)
+        x = torch.zeros(1, mask_head.deconv.in_channels, 14, 14)
+        model.roi_heads.mask_head = QuantizedMaskHead(
+            _prepare(body, (x,), float_modules=("predictor",)), class_agnostic=mask_head.class_agnostic
+        )
+        done.append("mask_head")
+    model.int8_parts = done
+    model.int8_converted = False
+    return model
+
+
+def _prepared_graphs(model: nn.Module) -> dict:
+    """part name -> the FX graph module holding its observers (static parts only)."""
+    out = {}
+    if "features" in model.int8_parts:
+        out["features"] = model.backbone.body
+    if "rpn" in model.int8_parts:
+        out["rpn"] = model.rpn.head.convs[0]
+    if "mask_head" in model.int8_parts:
+        out["mask_head"] = model.roi_heads.mask_head.body
+    return out
+
+
+@torch.no_grad()
+def convert_int8(model: nn.Module) -> nn.Module:
+    """Replace the observing parts of a prepared, calibrated ``model`` by quantized ones (in place)."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    if not getattr(model, "int8_parts", None) or model.int8_converted:
+        raise ValueError("int8: convert_int8 needs a model from prepare_int8 that is not yet converted")
+    with _quiet():
+        graphs = {name: convert_fx(gm) for name, gm in _prepared_graphs(model).items()}
+        if "features" in graphs:
+            model.backbone.body = graphs["features"]
+        if "rpn" in graphs:
+            model.rpn.head.convs[0] = graphs["rpn"]
+        if "mask_head" in graphs:
+            model.roi_heads.mask_head.body = graphs["mask_head"]
+        box_head = model.roi_heads.box_head
+        if getattr(box_head, "int8_dynamic", False):
+            box_head.fcs = torch.ao.quantization.quantize_dynamic(
+                box_head.fcs, {nn.Linear}, dtype=torch.qint8
+            )
+    model.int8_converted = True
+    return model
+
+
+def observer_state(model: nn.Module) -> dict:
+    """The calibrated activation observers of a prepared model: ``"<part>.<observer>.<buffer>"`` ->
+    tensor (plain tensors only, for a ``weights_only`` file)."""
+    if not getattr(model, "int8_parts", None) or model.int8_converted:
+        raise ValueError("int8: observer_state needs a prepared, not yet converted model")
+    out = {}
+    for part, gm in _prepared_graphs(model).items():
+        for key, value in gm.state_dict().items():
+            if key.startswith(_OBSERVER_KEY):
+                out[f"{part}.{key}"] = value.detach().clone()
+    return out
+
+
+def load_observer_state(model: nn.Module, state: dict) -> None:
+    """Put ``observer_state`` tensors back into a freshly prepared model; raises ``ValueError`` naming the
+    first key that is missing, unexpected or of another shape (a file written for another model or
+    another version of this library)."""
+    expected = {}
+    graphs = _prepared_graphs(model)
+    for part, gm in graphs.items():
+        for key, value in gm.state_dict().items():
+            if key.startswith(_OBSERVER_KEY):
+                expected[f"{part}.{key}"] = value
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise ValueError(f"observer statistics do not fit this model ({len(missing)} missing, "
+                         f"{len(extra)} unexpected: {what})")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"observer statistic {key}: expected shape {tuple(expected[key].shape)}, "
+                             f"got {shape}")
+        if value.is_floating_point() and torch.isnan(value).any():
+            raise ValueError(f"observer statistic {key} holds NaN")
+    for part, gm in graphs.items():
+        prefix = part + "."
+        own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        gm.load_state_dict(own, strict=False)
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return bool(getattr(model, "int8_parts", None)) and bool(getattr(model, "int8_converted", False))
+
