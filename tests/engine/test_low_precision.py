@@ -1,0 +1,193 @@
+"""Low precision: INT8 post-training quantization (calibrate, save, load), native bfloat16 detection,
+float16 / bfloat16 autocast on CUDA."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from maskrcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.engine import device as device_mod
+from maskrcnn.engine.int8 import INT8_KEY, quantize_predictor, save_int8_checkpoint
+from maskrcnn.modeling.layers import FrozenBatchNorm2d
+from maskrcnn.modeling.mask_rcnn import build_model
+from maskrcnn.ops.boxes import box_iou
+from maskrcnn.predictor import Predictor
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TINY = {
+    "model.backbone": "resnet18",
+    "model.norm": "frozen_bn",
+    "model.num_classes": 3,
+    "model.fpn_dim": 32,
+    "model.rpn.pre_nms_topk_test": 100,
+    "model.rpn.post_nms_topk_test": 40,
+    "model.roi_heads.box_head_dim": 64,
+    "model.roi_heads.mask_head_dim": 16,
+    "model.roi_heads.score_thresh": 0.0,
+    "model.roi_heads.detections_per_image": 20,
+    "input.min_size_test": 64,
+    "input.max_size_test": 96,
+}
+NAMES = ["__background__", "cat", "dog"]
+
+
+def _model():
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    model = build_model(cfg).eval()
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():  # non-trivial statistics, so that folding them matters
+        if isinstance(m, FrozenBatchNorm2d):
+            C = m.num_features
+            m.weight.copy_(1 + 0.3 * torch.randn(C, generator=g))
+            m.bias.copy_(0.3 * torch.randn(C, generator=g))
+            m.running_mean.copy_(0.3 * torch.randn(C, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(C, generator=g))
+    return model, cfg
+
+
+def _images(n=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, 70 + 10 * i, 90, generator=g) for i in range(n)]
+
+
+def _plain(model, cfg):
+    return Predictor(model, cfg, NAMES, optimise=True, winograd=False, fused_add=False)
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """(fp32 predictor, int8 predictor calibrated in memory, its section, the fp32 checkpoint path)."""
+    import copy
+
+    model, cfg = _model()
+    path = tmp_path_factory.mktemp("int8") / "fp32.pth"
+    save_checkpoint(path, model_state=model.state_dict(), config=cfg, class_names=NAMES)
+    ref = _plain(copy.deepcopy(model), cfg)
+    q = _plain(model, cfg)
+    section = quantize_predictor(q, _images(4, seed=7), source="test")
+    return ref, q, section, path
+
+
+def test_int8_features_and_detections_close_to_float(quantized):
+    ref, q, section, _ = quantized
+    assert section["parts"] == ["features", "rpn", "box_head", "mask_head"] and q.int8_parts
+    images = _images()
+    with torch.inference_mode():
+        batch, _ = ref.model.preprocess(images[:1])
+        f_ref, f_q = ref.model.features(batch), q.model.features(batch)
+    assert list(f_q) == list(f_ref)
+    for name in f_ref:
+        # int8 over ~20 random-weight layers: 5% (p2) to 12% (p6, a handful of cells) of the signal here;
+        # a wrong scale or a lost layer gives errors of the signal's own size
+        err = (f_q[name] - f_ref[name]).norm() / f_ref[name].norm()
+        assert f_q[name].dtype == torch.float32 and err < 0.2, (name, float(err))
+    out_ref, out_q = ref.predict_tensors(images), q.predict_tensors(images)
+    matched = []
+    for a, b in zip(out_ref, out_q):
+        assert b["masks"].shape[1:] == a["masks"].shape[1:] and b["mask_probs"].dtype == torch.float32
+        iou = box_iou(a["boxes"][:5], b["boxes"])  # the best fp32 detections are still found
+        iou[a["labels"][:5, None] != b["labels"][None, :]] = 0
+        matched.append(iou.max(dim=1).values > 0.8)
+    assert torch.cat(matched).float().mean() >= 0.6
+
+
+def test_int8_checkpoint_round_trip_gives_the_same_outputs(quantized, tmp_path):
+    _, q, section, path = quantized
+    out = tmp_path / "int8.pth"
+    save_int8_checkpoint(out, load_checkpoint(path), section)
+    loaded = Predictor.from_checkpoint(out, device="auto")  # an INT8 file runs on the CPU
+    assert loaded.int8_parts == q.int8_parts and loaded.device.type == "cpu"
+    images = _images(2, seed=11)
+    for a, b in zip(q.predict_tensors(images), loaded.predict_tensors(images)):
+        for key in ("boxes", "scores", "labels", "mask_probs"):
+            assert torch.equal(a[key], b[key]), key
+    # the float weights of the same file, on request
+    assert Predictor.from_checkpoint(out, device="cpu", int8=False).int8_parts == []
+    with pytest.raises(CheckpointError, match=r"fp32\.pth.*no 'int8' section"):
+        Predictor.from_checkpoint(path, device="cpu", int8=True)
+
+
+def test_bad_int8_sections_are_refused_naming_file_and_field(quantized, tmp_path):
+    _, _, section, path = quantized
+    ckpt = load_checkpoint(path)
+
+    def write(name, sec):
+        save_int8_checkpoint(tmp_path / name, ckpt, sec)
+        return tmp_path / name
+
+    obs = dict(section["observers"])
+    obs.pop(next(iter(obs)))
+    cases = {
+        "version.pth": ({**section, "format_version": 9}, r"version\.pth.*int8\.format_version"),
+        "parts.pth": ({**section, "parts": ["everything"]}, r"parts\.pth.*int8\.parts"),
+        "missing.pth": ({**section, "observers": obs}, r"missing\.pth.*int8\.observers.*1 missing"),
+        "shape.pth": ({**section, "observers": {k: (v[:1] if v.dim() else v) if "histogram" in k else v
+                                                for k, v in section["observers"].items()}},
+                      r"shape\.pth.*histogram.*expected shape"),
+        "engine.pth": ({**section, "engine": "qnnpack"}, r"engine\.pth.*int8\.engine"),
+    }
+    for name, (sec, pattern) in cases.items():
+        with pytest.raises(CheckpointError, match=pattern):
+            Predictor.from_checkpoint(write(name, sec), device="cpu")
+    # a pickled module instead of tensors never gets past the weights_only load
+    ckpt_bad = {**ckpt, INT8_KEY: {**section, "observers": {"x": nn.ReLU()}}}
+    torch.save(ckpt_bad, tmp_path / "module.pth")
+    with pytest.raises(CheckpointError, match=r"module\.pth.*refused"):
+        Predictor.from_checkpoint(tmp_path / "module.pth", device="cpu")
+
+
+def test_int8_needs_plain_float_cpu_predictor():
+    model, cfg = _model()
+    with pytest.raises(ValueError, match="winograd=False"):
+        quantize_predictor(Predictor(model, cfg, optimise=True, winograd=True), _images(1))
+    model, cfg = _model()
+    with pytest.raises(ValueError, match="autocast"):
+        quantize_predictor(Predictor(model, cfg, dtype="bfloat16", optimise=True, winograd=False,
+                                     fused_add=False), _images(1))
+
+
+def test_native_bf16_detection_and_emulated_warning(monkeypatch):
+    assert isinstance(device_mod.cpu_has_native_bf16(), bool)
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(device_mod.EmulatedBF16Warning, match="emulated"):
+        assert device_mod.resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert device_mod.resolve_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+        assert device_mod.resolve_dtype(None, torch.device("cpu")) is None
+
+
+def test_native_bf16_reads_cpu_flags(monkeypatch):
+    monkeypatch.setattr(device_mod.platform, "machine", lambda: "x86_64")
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    monkeypatch.setattr(device_mod, "_cpuinfo_flags", lambda: {"avx512f", "avx512_vnni"})
+    assert device_mod.cpu_has_native_bf16() is False  # AVX512 alone emulates bf16
+    monkeypatch.setattr(device_mod, "_cpuinfo_flags", lambda: {"avx512f", "amx_bf16"})
+    assert device_mod.cpu_has_native_bf16() is True
+    monkeypatch.setattr(device_mod.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(device_mod, "_cpuinfo_flags", lambda: {"fp", "asimd", "bf16"})
+    assert device_mod.cpu_has_native_bf16() is True
+    monkeypatch.setattr(device_mod.platform, "machine", lambda: "riscv64")
+    assert device_mod.cpu_has_native_bf16() is False
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cuda_autocast_predictor_stays_close(dtype):
+    model, cfg = _model()
+    images = _images(2)
+    ref = Predictor(model, cfg, device="cuda", optimise=True).predict_tensors(images)
+    low = Predictor(model, cfg, device="cuda", optimise=True, dtype=dtype).predict_tensors(images)
+    for a, b in zip(ref, low):
+        assert b["boxes"].dtype == torch.float32 and b["masks"].shape == a["masks"].shape
+        iou = box_iou(a["boxes"][:5], b["boxes"])
+        iou[a["labels"][:5, None] != b["labels"][None, :]] = 0
+        assert (iou.max(dim=1).values > 0.8).float().mean() >= 0.6
