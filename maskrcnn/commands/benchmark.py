@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     engine = f"{args.dtype}{'' if args.no_optimise else ', optimised'}"
     if predictor.runtime:
         engine = "onnxruntime"
+    elif getattr(predictor, "int8_parts", None):
+        engine = f"int8 ({', '.join(predictor.int8_parts)})"
     print(
         f"{predictor.cfg.model.backbone} fpn={predictor.cfg.model.fpn} on {dev} "
         f"({torch.get_num_threads()} threads), "
