@@ -11,9 +11,12 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
   channels_last, Winograd 3x3 convolutions, fused residual additions: what Predictor runs on CPU),
   ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
-  direct convolution); ``onnx`` the model exported by ``maskrcnn.export`` (the whole graph) and run by
-  onnxruntime's CPU provider with ``--threads`` intra-op threads, through the same Predictor (resize
-  and paste are ours; the export itself is not timed).
+  direct convolution); ``int8`` the model quantized by ``maskrcnn.engine.int8.quantize_predictor``
+  (backbone + FPN, RPN conv, mask head static INT8, box head fcs dynamic INT8), calibrated on the same
+  three images (for speed only: random-weight detections say nothing about accuracy; see
+  ``benchmarks/low_precision.py`` for AP on trained models); ``onnx`` the model exported by
+  ``maskrcnn.export`` (the whole graph) and run by onnxruntime's CPU provider with ``--threads``
+  intra-op threads, through the same Predictor (resize and paste are ours; the export is not timed).
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
 at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
 times (torchvision, ours, ..., torchvision, ours, ...) so that a slow phase of a shared machine hits
@@ -194,6 +197,14 @@ def worker_ours(args) -> dict:
         dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, False)
         name = f"onnxruntime {onnxruntime.__version__}"
         return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
+    images = load_images(args.size)
+    if variant == "int8":
+        from maskrcnn.engine.int8 import quantize_predictor
+
+        predictor = Predictor(model, cfg, device="cpu", optimise=True, winograd=False, fused_add=False)
+        quantize_predictor(predictor, images)
+        dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
+        return {"name": "ours int8", "times": times, "cpu_times": cpu, "dets": dets}
     predictor = Predictor(
         model,
         cfg,
@@ -202,7 +213,6 @@ def worker_ours(args) -> dict:
         optimise=variant.endswith("-opt"),
         dtype="bfloat16" if variant.startswith("bf16") else None,
     )
-    images = load_images(args.size)
     dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
     return {"name": f"ours {variant}", "times": times, "cpu_times": cpu, "dets": dets}
 
