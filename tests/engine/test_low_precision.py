@@ -191,3 +191,36 @@ def test_cuda_autocast_predictor_stays_close(dtype):
         iou = box_iou(a["boxes"][:5], b["boxes"])
         iou[a["labels"][:5, None] != b["labels"][None, :]] = 0
         assert (iou.max(dim=1).values > 0.8).float().mean() >= 0.6
+
+
+def test_cli_quantize_then_predict_equals_predict_int8_on_the_fly(quantized, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from maskrcnn.cli import main
+
+    _, _, _, path = quantized
+    calib, photos = tmp_path / "calib", tmp_path / "photos"
+    calib.mkdir(), photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(calib / f"c{i}.png")
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(photos / "p.png")
+    out = tmp_path / "int8.pth"
+    assert main(["quantize", "--weights", str(path), "--calib-images", str(calib), "--calib-count", "2",
+                 "--output", str(out)]) == 0
+    assert "calibrated on 2 image(s)" in capsys.readouterr().err
+    common = [str(photos), "--no-overlays", "--score-thresh", "0"]
+    assert main(["predict", "--weights", str(out), "--output", str(tmp_path / "a"), *common]) == 0
+    assert ", int8;" in capsys.readouterr().err
+    assert main(["predict", "--weights", str(path), "--int8", "--calib-images", str(calib), "--calib-count",
+                 "2", "--output", str(tmp_path / "b"), *common]) == 0
+    a, b = (json.loads((tmp_path / d / "predictions.json").read_text()) for d in ("a", "b"))
+    assert a and a == b  # same calibration images, same statistics: the same results
+    assert main(["predict", "--weights", str(path), "--int8", "--output", str(tmp_path / "c"), *common]) == 1
+    assert "--int8 needs --calib-images" in capsys.readouterr().err
+    assert main(["quantize", "--weights", str(path), "--calib-images", str(calib), "--parts", "heads",
+                 "--output", str(tmp_path / "x.pth")]) == 1
+    assert "--parts: unknown ['heads']" in capsys.readouterr().err
