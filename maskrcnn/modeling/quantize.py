@@ -178,15 +178,17 @@ def _prepare(module: nn.Module, example: tuple, float_modules=()) -> nn.Module:
         return prepare_fx(_trace_without_identity(module).eval(), mapping, example)
 
 
-def _check_folded(model: nn.Module) -> None:
+def _check_folded(module: nn.Module, part: str) -> None:
+    """Every norm of a part to quantize must be folded into its convolution (GroupNorm cannot be)."""
     from maskrcnn.modeling.layers import ConvNorm
 
-    for name, m in model.named_modules():
+    for name, m in module.named_modules():
         if isinstance(m, ConvNorm) and not isinstance(m.norm, nn.Identity):
+            where = f"{part}.{name}" if name else part
             if isinstance(m.norm, nn.GroupNorm):
-                raise ValueError(f"int8: {name} uses GroupNorm, which is not quantized here; "
-                                 "INT8 covers models with (frozen) batch norm or no norm")
-            raise ValueError(f"int8: {name}'s norm is not folded; run modeling.fuse.optimise_for_inference "
+                raise ValueError(f"int8: {where} uses GroupNorm, which cannot be folded into an INT8 "
+                                 f"convolution; leave '{part}' out of the quantized parts")
+            raise ValueError(f"int8: {where}'s norm is not folded; run modeling.fuse.optimise_for_inference "
                              "(fold_bn=True) first")
 
 
@@ -203,11 +205,11 @@ def prepare_int8(model: nn.Module, *, parts=DEFAULT_PARTS) -> nn.Module:
     if first is not None and first.device.type != "cpu":
         raise ValueError(f"int8: quantized kernels run on the CPU; the model is on {first.device}")
     model.eval()
-    _check_folded(model)
     done = []
     if "features" in parts:
         backbone = model.backbone
         features = _Features(backbone, model.fpn)
+        _check_folded(features, "features")
         x = torch.zeros(1, 3, 64, 64)
         model.backbone = QuantizedFeatures(
             _prepare(features, (x,)), stage_names=backbone.stage_names,
@@ -220,6 +222,7 @@ def prepare_int8(model: nn.Module, *, parts=DEFAULT_PARTS) -> nn.Module:
     if "rpn" in parts and len(head.convs) > 0:
         channels = head.convs[0].conv.in_channels
         convs = nn.Sequential(*head.convs)
+        _check_folded(convs, "rpn")
         head.convs = nn.ModuleList([_prepare(convs, (torch.zeros(1, channels, 8, 8),))])
         done.append("rpn")
     box_head = model.roi_heads.box_head
@@ -230,6 +233,7 @@ def prepare_int8(model: nn.Module, *, parts=DEFAULT_PARTS) -> nn.Module:
     mask_head = model.roi_heads.mask_head
     if "mask_head" in parts and mask_head is not None:
         body = _MaskBody(mask_head)
+        _check_folded(body, "mask_head")
         x = torch.zeros(1, mask_head.deconv.in_channels, 14, 14)
         model.roi_heads.mask_head = QuantizedMaskHead(
             _prepare(body, (x,), float_modules=("predictor",)), class_agnostic=mask_head.class_agnostic
