@@ -142,6 +142,11 @@ def test_bad_int8_sections_are_refused_naming_file_and_field(quantized, tmp_path
 
 
 def test_int8_needs_plain_float_cpu_predictor():
+    cfg = apply_overrides(PRESETS["r18_fpn"](), {**TINY, "model.fpn_norm": "gn"})
+    with pytest.raises(ValueError, match=r"features\.fpn\.lateral\.0 uses GroupNorm.*leave 'features' out"):
+        quantize_predictor(_plain(build_model(cfg), cfg), _images(1))
+    section = quantize_predictor(_plain(build_model(cfg), cfg), _images(1), parts=["rpn", "mask_head"])
+    assert section["parts"] == ["rpn", "mask_head"]
     model, cfg = _model()
     with pytest.raises(ValueError, match="winograd=False"):
         quantize_predictor(Predictor(model, cfg, optimise=True, winograd=True), _images(1))
