@@ -169,14 +169,14 @@ class Predictor:
         self.mask_threshold = float(cfg.model.roi_heads.mask_threshold)
         self.paste_method = cfg.model.roi_heads.mask_paste
         self.runtime = not isinstance(model, nn.Module)  # an ONNX file run by onnxruntime
+        self.int8_parts = []  # the parts running in INT8 (engine.int8), none by default
         if self.runtime:
             if self.dtype is not None:
                 raise ValueError(f"dtype {dtype!r}: an ONNX model runs in the precision it was exported in")
             self.model = model
             return
         self.model = model.to(self.device).eval()
-        self.int8_parts = []
-        if int8 is not None:
+        if int8 is not None and int8 is not False:  # a section (validated there); False: float
             from maskrcnn.engine.int8 import apply_int8_section
             from maskrcnn.modeling.fuse import optimise_for_inference
 

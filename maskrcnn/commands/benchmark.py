@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     engine = f"{args.dtype}{'' if args.no_optimise else ', optimised'}"
     if predictor.runtime:
         engine = "onnxruntime"
-    elif getattr(predictor, "int8_parts", None):
+    elif predictor.int8_parts:
         engine = f"int8 ({', '.join(predictor.int8_parts)})"
     print(
         f"{predictor.cfg.model.backbone} fpn={predictor.cfg.model.fpn} on {dev} "

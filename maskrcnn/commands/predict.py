@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         apply_int8_arguments(predictor, args)
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
-        f"on {predictor.device}{', int8' if getattr(predictor, 'int8_parts', None) else ''}; "
+        f"on {predictor.device}{', int8' if predictor.int8_parts else ''}; "
         f"{len(files)} image file(s)",
         file=sys.stderr,
     )
