@@ -37,6 +37,7 @@ import warnings
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.modeling.mask_head import MaskHead
@@ -149,7 +150,7 @@ class _MaskBody(nn.Module):
     def forward(self, x):
         for conv in self.convs:
             x = conv(x)
-        return self.predictor(torch.relu(self.deconv(x)))
+        return self.predictor(F.relu(self.deconv(x)))
 
 
 def _trace_without_identity(module: nn.Module):
