@@ -102,13 +102,15 @@ def quantize_predictor(
     their original size), and return the "int8" section to save with the checkpoint.
 
     The predictor must run on the CPU, in float32, with its norms folded and without Winograd / fused
-    additions: ``Predictor(..., optimise=True, winograd=False, fused_add=False)``."""
+    additions: ``Predictor(..., optimise=True, winograd=False, fused_add=False)``. When a part saw no data
+    (``ValueError``), the model is left prepared, not quantized: build the predictor again."""
     from maskrcnn.modeling.quantize import (
         DEFAULT_PARTS,
         convert_int8,
         int8_engine,
         observer_state,
         prepare_int8,
+        unobserved_parts,
     )
 
     if predictor.runtime:
@@ -125,6 +127,13 @@ def quantize_predictor(
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
         predictor.predict_tensors([predictor.load(item)])
     observers = observer_state(predictor.model)
+    unseen = unobserved_parts(observers)
+    if unseen:
+        raise ValueError(
+            f"int8: the {len(images)} calibration image(s) never reached {', '.join(unseen)} (no "
+            "detections?); calibrate on more or more typical images, or leave "
+            f"{'it' if len(unseen) == 1 else 'them'} out with --parts"
+        )
     convert_int8(predictor.model)
     predictor.int8_parts = list(predictor.model.int8_parts)
     return {

@@ -52,7 +52,7 @@ __all__ = [
     "convert_int8",
     "observer_state",
     "load_observer_state",
-    "is_quantized",
+    "unobserved_parts",
     "int8_engine",
 ]
 
@@ -120,7 +120,7 @@ class QuantizedFeatures(nn.Module):
         self.strides = dict(strides)
 
     def forward(self, x: torch.Tensor) -> dict:
-        return self.body(x.contiguous())  # quantize_per_tensor needs no particular layout; keep it plain
+        return self.body(x)
 
 
 class QuantizedMaskHead(nn.Module):
@@ -294,6 +294,14 @@ def observer_state(model: nn.Module) -> dict:
     return out
 
 
+def unobserved_parts(state: dict) -> list:
+    """Parts of an ``observer_state`` with an observer that saw no tensor (its range still +-inf): the
+    mask head when no calibration image gave a detection, for example. Their scales would be made up."""
+    bad = {key.split(".", 1)[0] for key, value in state.items()
+           if key.endswith(("min_val", "max_val")) and not torch.isfinite(value).all()}
+    return [p for p in PARTS if p in bad]
+
+
 def load_observer_state(model: nn.Module, state: dict) -> None:
     """Put ``observer_state`` tensors back into a freshly prepared model; raises ``ValueError`` naming the
     first key that is missing, unexpected or of another shape (a file written for another model or
@@ -315,14 +323,9 @@ def load_observer_state(model: nn.Module, state: dict) -> None:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"observer statistic {key}: expected shape {tuple(expected[key].shape)}, "
                              f"got {shape}")
-        if value.is_floating_point() and torch.isnan(value).any():
-            raise ValueError(f"observer statistic {key} holds NaN")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"observer statistic {key} is not finite (an observer that saw no data)")
     for part, gm in graphs.items():
         prefix = part + "."
         own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         gm.load_state_dict(own, strict=False)
-
-
-def is_quantized(model: nn.Module) -> bool:
-    return bool(getattr(model, "int8_parts", None)) and bool(getattr(model, "int8_converted", False))
-
