@@ -9,6 +9,7 @@ The saved artifact is an ordinary checkpoint (``checkpoint.py`` format, read wit
 
     "int8": {"format_version": 1, "parts": ["features", "rpn", "box_head", "mask_head"],
              "engine": "x86", "observers": {"<part>.activation_post_process_<i>.<buffer>": tensor},
+             "sites": {"<part>.activation_post_process_<i>": "what it watches: backbone.res2.0.conv1.conv"},
              "calibration": {"images": int, "source": str}, "torch_version": str}
 
 A quantized FX module cannot be saved without pickling code, so loading rebuilds it: build the model
@@ -108,6 +109,7 @@ def quantize_predictor(
         DEFAULT_PARTS,
         convert_int8,
         int8_engine,
+        observer_sites,
         observer_state,
         prepare_int8,
         unobserved_parts,
@@ -127,6 +129,7 @@ def quantize_predictor(
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
         predictor.predict_tensors([predictor.load(item)])
     observers = observer_state(predictor.model)
+    sites = observer_sites(predictor.model)
     unseen = unobserved_parts(observers)
     if unseen:
         raise ValueError(
@@ -141,6 +144,7 @@ def quantize_predictor(
         "parts": list(predictor.model.int8_parts),
         "engine": int8_engine(),
         "observers": observers,
+        "sites": sites,
         "calibration": {"images": len(images), "source": str(source)},
         "torch_version": torch.__version__.split("+")[0],
     }
@@ -165,6 +169,10 @@ def int8_section_problem(section) -> Optional[str]:
     for key, value in observers.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             return f"'{INT8_KEY}.observers' must map names to tensors ({key!r} does not)"
+    sites = section.get("sites")
+    if not isinstance(sites, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in sites.items()):
+        return f"'{INT8_KEY}.sites' is missing or does not map observer names to strings"
     return None
 
 
@@ -173,7 +181,13 @@ def apply_int8_section(model, section: dict, *, where: str):
     """Rebuild the calibrated int8 model from its fp32 ``model`` (norms folded, plain convolutions) and a
     checkpoint's "int8" section; in place. Errors name ``where`` (the file) and the field."""
     from maskrcnn.checkpoint import CheckpointError
-    from maskrcnn.modeling.quantize import convert_int8, int8_engine, load_observer_state, prepare_int8
+    from maskrcnn.modeling.quantize import (
+        convert_int8,
+        int8_engine,
+        load_observer_state,
+        observer_sites,
+        prepare_int8,
+    )
 
     problem = int8_section_problem(section)
     if problem:
@@ -187,6 +201,15 @@ def apply_int8_section(model, section: dict, *, where: str):
             "calibrate again here (maskrcnn quantize)"
         )
     prepare_int8(model, parts=section["parts"])
+    sites = observer_sites(model)
+    moved = sorted(k for k in set(sites) | set(section["sites"]) if sites.get(k) != section["sites"].get(k))
+    if moved:
+        k = moved[0]
+        raise CheckpointError(
+            f"{where}: '{INT8_KEY}.sites': the model's graph is not the one calibrated ({len(moved)} "
+            f"observers differ; {k} watched {section['sites'].get(k)!r}, here {sites.get(k)!r}) -- calibrate "
+            "again with this version (maskrcnn quantize)"
+        )
     try:
         load_observer_state(model, section["observers"])
     except ValueError as e:

@@ -53,6 +53,7 @@ __all__ = [
     "observer_state",
     "load_observer_state",
     "unobserved_parts",
+    "observer_sites",
     "int8_engine",
 ]
 
@@ -292,6 +293,29 @@ def observer_state(model: nn.Module) -> dict:
             if key.startswith(_OBSERVER_KEY):
                 out[f"{part}.{key}"] = value.detach().clone()
     return out
+
+
+def _describe(node) -> str:
+    """What a graph node computes, in words that survive re-tracing: a module path, a function name."""
+    if node.op == "call_module":
+        return str(node.target)
+    if node.op in ("call_function", "call_method"):
+        return getattr(node.target, "__name__", str(node.target))
+    return node.op
+
+
+def observer_sites(model: nn.Module) -> dict:
+    """``"<part>.activation_post_process_<n>"`` -> what that observer watches (the node feeding it, e.g.
+    ``"backbone.res2.0.conv1.conv"``, ``"add"``, ``"x"`` for the input), for a prepared model. Saved
+    with the statistics, it tells a later load whether the observers are numbered as they were: a change
+    of the model's code that reorders them would otherwise give each activation another's scale."""
+    sites = {}
+    for part, gm in _prepared_graphs(model).items():
+        for node in gm.graph.nodes:
+            if node.op == "call_module" and str(node.target).startswith(_OBSERVER_KEY):
+                src = node.args[0]
+                sites[f"{part}.{node.target}"] = src.name if src.op == "placeholder" else _describe(src)
+    return sites
 
 
 def unobserved_parts(state: dict) -> list:

@@ -130,6 +130,10 @@ def test_bad_int8_sections_are_refused_naming_file_and_field(quantized, tmp_path
                                                 for k, v in section["observers"].items()}},
                       r"shape\.pth.*histogram.*expected shape"),
         "engine.pth": ({**section, "engine": "qnnpack"}, r"engine\.pth.*int8\.engine"),
+        # observers renumbered by a change of the model's code: each would get another's scale
+        "sites.pth": ({**section, "sites": {**section["sites"], "features.activation_post_process_1": "add"}},
+                      r"sites\.pth.*int8\.sites.*1 observers differ"),
+        "nosites.pth": ({k: v for k, v in section.items() if k != "sites"}, r"nosites\.pth.*int8\.sites"),
     }
     for name, (sec, pattern) in cases.items():
         with pytest.raises(CheckpointError, match=pattern):
