@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -284,11 +283,10 @@ def _cpu_name() -> str:
 
 
 def _bf16_supported() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return True
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16")) or platform.machine() in ("arm64", "aarch64")
+    sys.path.insert(0, str(REPO))
+    from maskrcnn.engine.device import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def main(argv=None) -> int:
