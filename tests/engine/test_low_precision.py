@@ -236,3 +236,28 @@ def test_cli_quantize_then_predict_equals_predict_int8_on_the_fly(quantized, tmp
     assert main(["quantize", "--weights", str(path), "--calib-images", str(calib), "--parts", "heads",
                  "--output", str(tmp_path / "x.pth")]) == 1
     assert "--parts: unknown ['heads']" in capsys.readouterr().err
+
+
+def test_calibration_files_spread_over_folder_or_json(tmp_path):
+    import json
+
+    from maskrcnn.engine.int8 import calibration_files
+
+    for i in range(10):
+        (tmp_path / f"im{i}.png").write_bytes(b"")  # only listed, never read here
+    (tmp_path / "notes.txt").write_text("not an image")
+    names = [p.name for p in calibration_files(tmp_path, count=4)]
+    assert names == ["im0.png", "im2.png", "im5.png", "im7.png"]  # evenly spaced, in order
+    assert len(calibration_files(tmp_path, count=50)) == 10
+    coco = {"images": [{"id": 1, "file_name": "im3.png"}, {"id": 2, "file_name": "gone.png"},
+                       {"id": 3, "file_name": "im8.png"}], "categories": [], "annotations": []}
+    (tmp_path / "cal.json").write_text(json.dumps(coco))
+    names = [p.name for p in calibration_files(tmp_path, json_path=tmp_path / "cal.json")]
+    assert names == ["im3.png", "im8.png"]  # what the JSON lists and exists
+    (tmp_path / "none.json").write_text(json.dumps({**coco, "images": [{"id": 1, "file_name": "gone.png"}]}))
+    with pytest.raises(ValueError, match=r"none\.json: none of its 'images'"):
+        calibration_files(tmp_path, json_path=tmp_path / "none.json")
+    with pytest.raises(ValueError, match=">= 1"):
+        calibration_files(tmp_path, count=0)
+    with pytest.raises(FileNotFoundError, match="calibration image folder"):
+        calibration_files(tmp_path / "nope")
