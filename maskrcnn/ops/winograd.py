@@ -42,6 +42,10 @@ _G = torch.tensor(
 # tiles x channels of one chunk: ~32k floats per transformed tile position keeps a chunk's working set
 # (input, transformed tiles, products) within a few MB, i.e. in L2/L3 cache
 _CHUNK_TILE_CHANNELS = 1 << 15
+# below this many tiles x input channels the direct convolution is as fast or faster (the transforms'
+# fixed costs dominate: e.g. a single 14 x 14 RoI, or 8 x 8 maps); measured crossover on an AVX-512
+# Xeon: ~64 tiles at 128 channels, ~32 at 256, ~16 at 512
+_MIN_TILE_CHANNELS = 1 << 13
 
 
 def winograd_weight(weight: Tensor) -> Tensor:
@@ -158,8 +162,9 @@ def winograd_eligible(conv: nn.Module, *, min_channels: int = 128) -> bool:
 class WinogradConv2d(nn.Module):
     """Inference replacement of an eligible ``nn.Conv2d``: same ``weight`` / ``bias`` parameters (and
     state-dict keys), plus the transformed kernel, computed once. Float32 CPU inputs with no gradient
-    and no autocast take the Winograd path; anything else (CUDA, where cuDNN picks its own algorithm,
-    other dtypes, training) falls back to ``F.conv2d`` with the original weight."""
+    and no autocast, large enough for the transforms to pay off, take the Winograd path; anything else
+    (small maps, CUDA, where cuDNN picks its own algorithm, other dtypes, training) falls back to
+    ``F.conv2d`` with the original weight."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
@@ -173,9 +178,10 @@ class WinogradConv2d(nn.Module):
     def _use_winograd(self, x: Tensor) -> bool:
         return (
             x.device.type == "cpu"
+            and x.dim() == 4
+            and x.shape[0] * -(-x.shape[2] // 4) * -(-x.shape[3] // 4) * x.shape[1] >= _MIN_TILE_CHANNELS
             and x.dtype == torch.float32
             and self.weight_t.dtype == torch.float32
-            and x.dim() == 4
             and not torch.is_autocast_enabled("cpu")
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
         )
