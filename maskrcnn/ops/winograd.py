@@ -11,12 +11,13 @@ Shape glossary:
 Lavin & Gray (2016): a 4x4 block of a 3x3 convolution's outputs is ``A^T [(G g G^T) * (B^T d B)] A``
 for the 6x6 input tile ``d`` and the kernel ``g``, where ``*`` is elementwise. Summed over input
 channels, the elementwise product becomes, for each of the 36 tile positions, a matrix product
-``(P, C) @ (C, Co)``: 36 * 16 / (9 * 16) = 4x fewer multiplications than the direct convolution (the
-transforms are additions and multiplications by small constants). On CPUs this is 1.5-2.2x faster than
-oneDNN's direct convolution for the 128-512 channel convolutions of ResNet/FPN/RPN/mask heads
-(``benchmarks/ops.py``). Rounding error grows by a few times (about 1e-5 relative in float32 instead of
-2e-6), far below what changes a detection: it is used for inference only, by
-``modeling.fuse.optimise_for_inference``, and never for training.
+``(P, C) @ (C, Co)``: 36 * 16 / (9 * 16) = 4x fewer multiplications than the direct convolution. The
+transforms (small integer matrices) are matrix products too, over all tiles and channels of a chunk.
+On CPUs this is 1.4-2.2x faster than oneDNN's direct convolution for the 128-512 channel convolutions
+of ResNet/FPN/RPN heads (256 channels at 200 x 268: about 2x on an AVX-512 Xeon; on the mask head's
+14 x 14 RoIs about even; ``benchmarks/ops.py``). Rounding error grows by a few times (about 1e-5
+relative in float32 instead of 2e-6), far below what changes a detection: it is used for inference
+only, by ``modeling.fuse.optimise_for_inference``, and never for training.
 
 The image is processed in chunks of about ``_CHUNK_TILE_CHANNELS / C`` tiles so that the transformed
 tiles of a chunk stay in the CPU cache between the transforms and the 36 matrix products. The layout is
@@ -38,9 +39,13 @@ _G = torch.tensor(
     dtype=torch.float64,
 )  # (6, 3) kernel transform
 
-# tiles x channels of one chunk: ~64k floats per transformed tile position keeps a chunk's working set
+# tiles x channels of one chunk: ~32k floats per transformed tile position keeps a chunk's working set
 # (input, transformed tiles, products) within a few MB, i.e. in L2/L3 cache
-_CHUNK_TILE_CHANNELS = 1 << 16
+_CHUNK_TILE_CHANNELS = 1 << 15
+# below this many tiles x input channels the direct convolution is as fast or faster (the transforms'
+# fixed costs dominate: e.g. a single 14 x 14 RoI, or 8 x 8 maps); measured crossover on an AVX-512
+# Xeon: ~64 tiles at 128 channels, ~32 at 256, ~16 at 512
+_MIN_TILE_CHANNELS = 1 << 13
 
 
 def winograd_weight(weight: Tensor) -> Tensor:
@@ -52,39 +57,22 @@ def winograd_weight(weight: Tensor) -> Tensor:
     return u.reshape(36, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
-def _input_transform(d: list, out: list) -> None:
-    """``out[i] = sum_a B^T[i, a] d[a]`` for the six rows of B^T (written out, sharing sums).
-
-    B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-           [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]].
-    ``d`` and ``out``: six tensors (views) of one shape."""
-    torch.add(d[4], d[2], alpha=-4, out=out[1])  # d4 - 4 d2
-    t = torch.add(d[3], d[1], alpha=-4)  # d3 - 4 d1
-    torch.sub(out[1], t, out=out[2])
-    out[1].add_(t)
-    torch.sub(d[4], d[2], out=out[3])  # d4 - d2
-    t = torch.sub(d[3], d[1])  # d3 - d1
-    torch.add(out[3], t, alpha=-2, out=out[4])
-    out[3].add_(t, alpha=2)
-    torch.add(d[4], d[2], alpha=-5, out=out[0])
-    out[0].add_(d[0], alpha=4)
-    torch.add(d[5], d[3], alpha=-5, out=out[5])
-    out[5].add_(d[1], alpha=4)
-
-
-def _output_transform(m: list, out: list) -> None:
-    """``out[r] = sum_i A^T[r, i] m[i]`` for A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
-    [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]; ``m``: six tensors, ``out``: four, of one shape."""
-    a = m[1] + m[2]
-    b = m[1] - m[2]
-    c = m[3] + m[4]
-    e = m[3] - m[4]
-    torch.add(a, c, out=out[0])
-    out[0].add_(m[0])
-    torch.add(b, e, alpha=2, out=out[1])
-    torch.add(a, c, alpha=4, out=out[2])
-    torch.add(b, e, alpha=8, out=out[3])
-    out[3].add_(m[5])
+# B^T and A^T of F(4x4, 3x3) (Lavin & Gray's matrices for the points 0, 1, -1, 2, -2, infinity)
+_BT = torch.tensor(
+    [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+     [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+    dtype=torch.float64,
+)  # (6, 6) input transform
+_AT = torch.tensor(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    dtype=torch.float64,
+)  # (4, 6) output transform
+# The transforms run as matrix products over all tiles and channels of a chunk at once, which keeps
+# the CPU's vector units busy instead of the dozens of memory-bound elementwise passes that written-out
+# transforms take. The output transform ``A^T m A`` acts on a tile flattened row-major as one (16, 36)
+# matrix (a Kronecker product); the input transform is applied as two passes of B^T (see
+# conv3x3_winograd). All entries are small integers, exact in every float type.
+_OUTPUT_TRANSFORM = torch.kron(_AT, _AT)  # (16, 36)
 
 
 def _chunks(num_images: int, tile_rows: int, tile_cols: int, channels: int) -> list:
@@ -123,22 +111,34 @@ def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None) -> Tensor
     xp[:, 1 : h + 1, 1 : w + 1].copy_(x.permute(0, 2, 3, 1))
     out = x.new_empty((n_img, 4 * th, 4 * tw, co))
     out_tiles = out.view(n_img, th, 4, tw, 4, co)  # (N, TH, 4, TW, 4, Co)
+    input_t = _BT.to(device=x.device, dtype=x.dtype)
+    output_t = _OUTPUT_TRANSFORM.to(device=x.device, dtype=x.dtype)
+    s_n, s_h, s_w, _ = xp.stride()
     for i0, i1, r0, r1 in _chunks(n_img, th, tw, c):
         n, tr = i1 - i0, r1 - r0
-        band = xp[i0:i1, 4 * r0 : 4 * r1 + 2]  # (n, 4 tr + 2, Wp, C)
-        # rows of the tiles, then their columns: (6, n, tr, Wp, C) -> (6, 6, n, tr, TW, C)
-        rows = x.new_empty((6, n, tr, wp, c))
-        _input_transform([band[:, a : a + 4 * tr : 4] for a in range(6)], list(rows))
+        p = n * tr * tw
+        # the chunk's overlapping 6x6 tiles gathered position-major from a strided view of the padded
+        # input: (6, 6, n, tr, TW, C) -> (36, P * C); copied one tile row offset at a time, which
+        # runs several times faster than one copy of the 6-dimensional view
+        window = xp.as_strided(
+            (6, 6, n, tr, tw, c), (s_h, s_w, s_n, 4 * s_h, 4 * s_w, 1),
+            xp.storage_offset() + i0 * s_n + 4 * r0 * s_h,
+        )
         tiles = x.new_empty((6, 6, n, tr, tw, c))
-        _input_transform([rows[:, :, :, b : b + 4 * tw : 4] for b in range(6)], list(tiles.transpose(0, 1)))
-        prod = torch.bmm(tiles.view(36, n * tr * tw, c), weight_t).view(6, 6, n, tr, tw, co)
-        half = x.new_empty((4, 6, n, tr, tw, co))
-        _output_transform(list(prod), list(half))
-        # the column transform writes straight into the output: dst[col][row] is (n, tr, TW, Co)
-        dst = out_tiles[i0:i1, r0:r1].permute(4, 2, 0, 1, 3, 5)  # (4 cols, 4 rows, n, tr, TW, Co)
-        _output_transform(list(half.transpose(0, 1)), list(dst))
-        if bias is not None:
-            out_tiles[i0:i1, r0:r1].add_(bias)
+        for a in range(6):
+            tiles[a].copy_(window[a])
+        # B^T d B as two passes of the 6x6 B^T (columns, then rows): a third of the multiply-adds of the
+        # 36x36 Kronecker form, and faster at this chunk size
+        cols = torch.matmul(input_t, tiles.view(6, 6, p * c))  # (6 a, 6 j, P * C)
+        transformed = torch.mm(input_t, cols.view(6, 6 * p * c)).view(36, p, c)
+        prod = torch.bmm(transformed, weight_t)  # (36, P, Co)
+        blocks = torch.mm(output_t, prod.view(36, p * co)).view(4, 4, n, tr, tw, co)
+        # (row, col, n, tr, TW, Co) written into the output's (n, tr, row, TW, col, Co) places
+        dst = out_tiles[i0:i1, r0:r1].permute(2, 4, 0, 1, 3, 5)
+        if bias is None:
+            dst.copy_(blocks)
+        else:
+            torch.add(blocks, bias, out=dst)
     if h % 4 or w % 4:
         return out[:, :h, :w].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
     return out.permute(0, 3, 1, 2)
@@ -162,8 +162,9 @@ def winograd_eligible(conv: nn.Module, *, min_channels: int = 128) -> bool:
 class WinogradConv2d(nn.Module):
     """Inference replacement of an eligible ``nn.Conv2d``: same ``weight`` / ``bias`` parameters (and
     state-dict keys), plus the transformed kernel, computed once. Float32 CPU inputs with no gradient
-    and no autocast take the Winograd path; anything else (CUDA, where cuDNN picks its own algorithm,
-    other dtypes, training) falls back to ``F.conv2d`` with the original weight."""
+    and no autocast, large enough for the transforms to pay off, take the Winograd path; anything else
+    (small maps, CUDA, where cuDNN picks its own algorithm, other dtypes, training) falls back to
+    ``F.conv2d`` with the original weight."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
@@ -177,9 +178,10 @@ class WinogradConv2d(nn.Module):
     def _use_winograd(self, x: Tensor) -> bool:
         return (
             x.device.type == "cpu"
+            and x.dim() == 4
+            and x.shape[0] * -(-x.shape[2] // 4) * -(-x.shape[3] // 4) * x.shape[1] >= _MIN_TILE_CHANNELS
             and x.dtype == torch.float32
             and self.weight_t.dtype == torch.float32
-            and x.dim() == 4
             and not torch.is_autocast_enabled("cpu")
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
         )

@@ -99,7 +99,8 @@ def test_module_uses_winograd_only_where_it_may(monkeypatch):
     calls = []
     real = winograd.conv3x3_winograd
     monkeypatch.setattr(winograd, "conv3x3_winograd", lambda *a: calls.append(1) or real(*a))
-    x = torch.randn(2, 8, 9, 11)
+    x = torch.randn(2, 8, 9, 11)  # 2 * 3 * 3 tiles x 8 channels = 144
+    monkeypatch.setattr(winograd, "_MIN_TILE_CHANNELS", 144)
     ref = conv(x)
     with torch.no_grad():
         torch.testing.assert_close(wconv(x), ref, rtol=1e-5, atol=1e-5)
@@ -117,6 +118,12 @@ def test_module_uses_winograd_only_where_it_may(monkeypatch):
     assert len(calls) == 1  # float64: not the float32 CPU fast path
     # state-dict keys are the convolution's own: the transformed kernel is derived, not saved
     assert set(wconv.state_dict()) == {"weight", "bias"}
+    # a map too small for the transforms to pay off: the direct convolution
+    wconv.float()
+    monkeypatch.setattr(winograd, "_MIN_TILE_CHANNELS", 145)
+    with torch.no_grad():
+        torch.testing.assert_close(wconv(x), conv.float()(x), rtol=1e-5, atol=1e-5)
+    assert len(calls) == 1
 
 
 def test_use_winograd_replaces_eligible_convs_in_a_model():
