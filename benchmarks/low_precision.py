@@ -45,7 +45,7 @@ def build(mode: str, args, calib_files: list):
     from maskrcnn.engine.int8 import quantize_predictor
     from maskrcnn.predictor import Predictor
 
-    common = dict(device="cpu", masks="rle", int8=False)
+    common = dict(device="cpu", masks="rle", int8=False, overrides=args.overrides or None)
     if mode == "fp32":
         return Predictor.from_checkpoint(args.weights, optimise=False, **common)
     if mode == "fp32-opt":
@@ -86,7 +86,12 @@ def main(argv=None) -> int:
     p.add_argument("--timed", type=int, default=20, help="images timed per round")
     p.add_argument("--label", default="", help="a name for the model in the table")
     p.add_argument("--output-json", "--out", dest="out", help="write the results here")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every mode, e.g. input.min_size_test=800")
     args = p.parse_args(argv)
+    from maskrcnn.config import parse_set_args
+
+    args.overrides = parse_set_args(args.set)
     torch.set_num_threads(args.threads)  # this script's process: the benchmark's stated thread count
 
     from maskrcnn.data.coco import CocoDataset
