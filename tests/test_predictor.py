@@ -83,25 +83,12 @@ def test_training_mode_batchnorm_is_not_folded_without_eval():
 
 import copy  # noqa: E402
 
+from tiny_model import TINY_FROZEN_BN as TINY  # noqa: E402  (tests/ is on the path)
+
 from maskrcnn.config import PRESETS, apply_overrides  # noqa: E402
 from maskrcnn.data.transforms import resize_image  # noqa: E402
 from maskrcnn.modeling.mask_rcnn import build_model  # noqa: E402
 from maskrcnn.predictor import Predictor, resolve_device  # noqa: E402
-
-TINY = {
-    "model.backbone": "resnet18",
-    "model.norm": "frozen_bn",
-    "model.num_classes": 3,
-    "model.fpn_dim": 32,
-    "model.rpn.pre_nms_topk_test": 100,
-    "model.rpn.post_nms_topk_test": 40,
-    "model.roi_heads.box_head_dim": 64,
-    "model.roi_heads.mask_head_dim": 16,
-    "model.roi_heads.score_thresh": 0.0,
-    "model.roi_heads.detections_per_image": 20,
-    "input.min_size_test": 64,
-    "input.max_size_test": 96,
-}
 
 
 def tiny_config():

@@ -14,6 +14,14 @@ TINY = {
     "input.max_size_test": 96,
 }
 
+# the Predictor tests' variant: frozen batch norm (something to fold), more proposals and detections
+TINY_FROZEN_BN = {
+    **TINY,
+    "model.norm": "frozen_bn",
+    "model.rpn.post_nms_topk_test": 40,
+    "model.roi_heads.detections_per_image": 20,
+}
+
 
 def small_training(size: int) -> dict:
     """Overrides for short learning tests at ``size`` x ``size`` pixels: a narrow FPN and heads, few

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_model import TINY_FROZEN_BN as TINY  # tests/ is on the path
 from torch import nn
 
 from maskrcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -18,20 +19,6 @@ from maskrcnn.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY = {
-    "model.backbone": "resnet18",
-    "model.norm": "frozen_bn",
-    "model.num_classes": 3,
-    "model.fpn_dim": 32,
-    "model.rpn.pre_nms_topk_test": 100,
-    "model.rpn.post_nms_topk_test": 40,
-    "model.roi_heads.box_head_dim": 64,
-    "model.roi_heads.mask_head_dim": 16,
-    "model.roi_heads.score_thresh": 0.0,
-    "model.roi_heads.detections_per_image": 20,
-    "input.min_size_test": 64,
-    "input.max_size_test": 96,
-}
 NAMES = ["__background__", "cat", "dog"]
 
 
