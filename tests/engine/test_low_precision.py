@@ -74,13 +74,26 @@ def test_int8_features_and_detections_close_to_float(quantized):
         err = (f_q[name] - f_ref[name]).norm() / f_ref[name].norm()
         assert f_q[name].dtype == torch.float32 and err < 0.2, (name, float(err))
     out_ref, out_q = ref.predict_tensors(images), q.predict_tensors(images)
-    matched = []
     for a, b in zip(out_ref, out_q):
+        assert len(b["boxes"]) > 0
         assert b["masks"].shape[1:] == a["masks"].shape[1:] and b["mask_probs"].dtype == torch.float32
-        iou = box_iou(a["boxes"][:5], b["boxes"])  # the best fp32 detections are still found
-        iou[a["labels"][:5, None] != b["labels"][None, :]] = 0
-        matched.append(iou.max(dim=1).values > 0.8)
-    assert torch.cat(matched).float().mean() >= 0.6
+    # The heads, on the same inputs: end-to-end detections of a random-weight model have near-tied
+    # scores (0.33-0.35), so their ranking flips with any rounding (the thread count, the CPU's int8
+    # kernels); what int8 must keep is what the heads compute. Pooled from the fp32 features at the fp32
+    # detections, the int8 heads' class logits, box deltas and mask logits stay within a few percent of
+    # fp32 (relative to their spread across RoIs); a wrong scale or a lost layer moves them by their size.
+    boxes = [out_ref[0]["boxes"][:10]]
+    with torch.inference_mode():
+        heads_ref, heads_q = ref.model.roi_heads, q.model.roi_heads
+        pooled = heads_ref.box_pooler(f_ref, boxes)
+        logits = [h.box_predictor(h.box_head(pooled)) for h in (heads_ref, heads_q)]
+        pooled = heads_ref.mask_pooler(f_ref, boxes)
+        masks = [h.mask_head(pooled) for h in (heads_ref, heads_q)]
+    outputs = {"class logits": (logits[0][0], logits[1][0]), "box deltas": (logits[0][1], logits[1][1]),
+               "mask logits": (masks[0], masks[1])}
+    for name, (a, b) in outputs.items():
+        err = (b - a).norm() / (a - a.mean(dim=0)).norm()
+        assert 0 < err < 0.25, (name, float(err))
 
 
 def test_int8_checkpoint_round_trip_gives_the_same_outputs(quantized, tmp_path):
