@@ -1,6 +1,6 @@
 """Training speed: seconds per iteration and peak memory, ours vs torchvision, side by side.
 
-    python benchmarks/train_speed.py [--iters 5] [--warmup 2] [--device cpu] [--tv-python PATH]
+    python benchmarks/train_speed.py [--iters 5] [--warmup 2] [--rounds 1] [--device cpu] [--tv-python PATH]
 
 Setting: Mask R-CNN with R18-FPN and R50-FPN, random initial weights (the speed does not depend on
 them), 4 classes, a batch of 2 synthetic images whose shorter side is 320 (320 x 427, 3 objects each
@@ -10,6 +10,12 @@ given by ``--tv-python`` (an environment with torchvision; this project never im
 skipped without one. The table reports the median s/iter over ``--iters`` timed iterations and the
 ratio torchvision / ours (> 1: we are faster). It also reports the process CPU time per iteration,
 which on a busy machine with ``--threads 1`` tracks the work done better than the wall clock.
+
+Each side trains as its users get it: ours with ``engine.trainer.build_optimizer`` (the optimizer of
+``maskrcnn train``: SGD, momentum 0.9, weight decay 1e-4, the fused update), torchvision with the SGD
+of its reference scripts (the same hyperparameters, PyTorch's default update). ``--rounds N`` repeats
+the pair N times, alternating which side goes first, and reports every round's ratio and their
+median: a virtual machine's speed drifts over minutes, so only runs side by side compare.
 """
 
 from __future__ import annotations
@@ -83,8 +89,15 @@ def worker(args) -> None:
     device = torch.device(args.device)
     model = (build_ours if args.impl == "ours" else build_torchvision)(args.backbone, device)
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.001, momentum=0.9, weight_decay=1e-4)
+    if args.impl == "ours":
+        from maskrcnn.config import load_config
+        from maskrcnn.engine.trainer import build_optimizer
+
+        solver = {"solver.lr": 0.001, "solver.momentum": 0.9, "solver.weight_decay": 1e-4}
+        opt = build_optimizer(model, load_config("r50_fpn", solver))
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=0.001, momentum=0.9, weight_decay=1e-4)
     images, targets = synthetic_batch(torch, device)
     times, cpu_times = [], []
     for i in range(args.warmup + args.iters):
@@ -145,6 +158,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1, help="repeat ours/torchvision pairs, alternated")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--backbones", default="resnet18,resnet50")
@@ -156,40 +170,45 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args)
         return 0
-    rows = []
-    for backbone in args.backbones.split(","):
-        ours = run_one(sys.executable, "ours", backbone, args)
-        tv = (
-            run_one(args.tv_python, "torchvision", backbone, args) if args.tv_python else {"error": "skipped"}
-        )
-        rows.append((backbone, ours, tv))
+    backbones = args.backbones.split(",")
+    results = {(b, impl): [] for b in backbones for impl in ("ours", "torchvision")}
+    for r in range(args.rounds):
+        for backbone in backbones:
+            order = ("ours", "torchvision") if r % 2 == 0 else ("torchvision", "ours")
+            for impl in order:
+                if impl == "torchvision" and not args.tv_python:
+                    results[backbone, impl].append({"error": "skipped"})
+                    continue
+                python = sys.executable if impl == "ours" else args.tv_python
+                results[backbone, impl].append(run_one(python, impl, backbone, args))
     print(
         f"training step, batch 2 at {IMAGE_HW[0]}x{IMAGE_HW[1]}, device {args.device}, "
-        f"{args.iters} timed iterations (median)"
+        f"{args.iters} timed iterations (median), {args.rounds} round(s) alternated"
     )
     print(
         f"{'model':<14}{'ours s/it':>10}{'cpu s/it':>9}{'ours MB':>9}"
-        f"{'tv s/it':>10}{'cpu s/it':>9}{'tv MB':>9}{'tv/ours':>9}"
+        f"{'tv s/it':>10}{'cpu s/it':>9}{'tv MB':>9}{'tv/ours':>9}  rounds' tv/ours"
     )
-    for backbone, ours, tv in rows:
+    for backbone in backbones:
+        ours_runs, tv_runs = results[backbone, "ours"], results[backbone, "torchvision"]
+        ratios = [t["s_per_iter"] / o["s_per_iter"] for o, t in zip(ours_runs, tv_runs)
+                  if "s_per_iter" in o and "s_per_iter" in t]
 
-        def cell(r, key, fmt):
-            return format(r[key], fmt) if key in r else "-"
+        def cell(runs, key, fmt):
+            values = [r[key] for r in runs if key in r]
+            return format(statistics.median(values), fmt) if values else "-"
 
-        ratio = (
-            f"{tv['s_per_iter'] / ours['s_per_iter']:.2f}"
-            if "s_per_iter" in tv and "s_per_iter" in ours
-            else "-"
-        )
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
         print(
-            f"{backbone + '-FPN':<14}{cell(ours, 's_per_iter', '.3f'):>10}"
-            f"{cell(ours, 'cpu_s_per_iter', '.3f'):>9}{cell(ours, 'peak_mb', '.0f'):>9}"
-            f"{cell(tv, 's_per_iter', '.3f'):>10}"
-            f"{cell(tv, 'cpu_s_per_iter', '.3f'):>9}{cell(tv, 'peak_mb', '.0f'):>9}{ratio:>9}"
+            f"{backbone + '-FPN':<14}{cell(ours_runs, 's_per_iter', '.3f'):>10}"
+            f"{cell(ours_runs, 'cpu_s_per_iter', '.3f'):>9}{cell(ours_runs, 'peak_mb', '.0f'):>9}"
+            f"{cell(tv_runs, 's_per_iter', '.3f'):>10}{cell(tv_runs, 'cpu_s_per_iter', '.3f'):>9}"
+            f"{cell(tv_runs, 'peak_mb', '.0f'):>9}{ratio:>9}  {' '.join(f'{x:.2f}' for x in ratios)}"
         )
-        for name, r in (("ours", ours), ("torchvision", tv)):
-            if "error" in r and r["error"] != "skipped":
-                print(f"  {backbone} {name}: {r['error']}")
+        for name, runs in (("ours", ours_runs), ("torchvision", tv_runs)):
+            for run in runs:
+                if "error" in run and run["error"] != "skipped":
+                    print(f"  {backbone} {name}: {run['error']}")
     return 0
 
 

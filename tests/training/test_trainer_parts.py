@@ -1,5 +1,6 @@
 """Trainer pieces in-process: optimizer groups, AMP + clipping, RNG state, logger, train command errors."""
 
+import copy
 import io
 import json
 import random
@@ -31,6 +32,22 @@ def test_optimizer_weight_decay_groups():
     assert by_wd[1e-4] == {id(model[0].weight)}
     assert by_wd[0.0] == {id(model[0].bias), id(model[1].weight), id(model[1].bias)}
     assert all(g["momentum"] == 0.9 and g["lr"] == cfg.solver.lr for g in opt.param_groups)
+    assert all(g["fused"] for g in opt.param_groups)  # one pass per tensor on the CPU
+
+    # the fused update is the textbook one: three steps equal the default (foreach) SGD's
+    reference = copy.deepcopy(model)
+    groups = [{"params": [dict(reference.named_parameters())[n] for n, q in model.named_parameters()
+                          if any(q is p for p in g["params"])], "weight_decay": g["weight_decay"]}
+              for g in opt.param_groups]
+    ref_opt = torch.optim.SGD(groups, lr=cfg.solver.lr, momentum=0.9, foreach=True)
+    for step in range(3):
+        for m, o in ((model, opt), (reference, ref_opt)):
+            torch.manual_seed(step)
+            o.zero_grad()
+            m(torch.randn(2, 3, 8, 8)).square().mean().backward()
+            o.step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_rng_state_round_trip_is_plain():
