@@ -10,22 +10,28 @@ Selection is torchvision's ``RegionProposalNetwork.filter_proposals``: decode wi
 top-k on the logits per level and image, sigmoid, clip to the image, drop boxes smaller than
 ``min_size``, drop scores below ``score_thresh``, NMS within each level, keep ``post_nms_topk`` per image.
 
-Training: ``rpn_loss.rpn_losses`` with the RPN's matcher, sampler and box loss (built once by
-``build_model``); selection runs with the training settings (more proposals kept for the RoI heads).
+Training: the RPN's matcher, sampler and box loss (built once by ``build_model``) pick S anchors over
+the batch (``rpn_loss.sample_anchors``); the dense head then runs without autograd (its outputs only
+feed the detached selection) and ``RPNHead.outputs_at`` re-evaluates it with autograd at the S sampled
+anchors alone, for ``rpn_loss.sampled_anchor_losses``: the same losses and gradients as the dense head
+through ``rpn_loss.rpn_losses``, without the dense backward. Heads with a norm (or modules swapped in)
+keep the dense path. Selection runs with the training settings (more proposals kept for the RoI heads).
 
 State-dict keys: ``head.convs.{i}.conv.{weight,bias}``, ``head.objectness.*``, ``head.deltas.*``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.modeling.layers import ConvNorm
 from maskrcnn.modeling.matcher import BalancedSampler, Matcher, gt_ignore_flags
-from maskrcnn.modeling.rpn_loss import BoxRegressionLoss, rpn_losses
+from maskrcnn.modeling.rpn_loss import BoxRegressionLoss, rpn_losses, sample_anchors, sampled_anchor_losses
 from maskrcnn.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 
@@ -66,6 +72,94 @@ class RPNHead(nn.Module):
             # (N, 4A, H, W) -> (N, A, 4, H, W) -> (N, H, W, A, 4) -> (N, H*W*A, 4)
             deltas.append(d.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, h * w * a, 4))
         return torch.cat(objectness, dim=1), torch.cat(deltas, dim=1)
+
+    def evaluates_at_locations(self) -> bool:
+        """Whether ``outputs_at`` computes exactly what ``forward`` does: plain 3x3 convolutions (stride 1,
+        zero padding 1) without a norm, then the 1x1 predictors. A norm takes statistics over the whole
+        map (BN in training, GroupNorm) or at least changes the maths; a module swapped in (fused,
+        quantised) is not ours to take apart. Either way the RPN then trains through the dense head."""
+        for layer in self.convs:
+            conv = getattr(layer, "conv", None)
+            if type(layer) is not ConvNorm or type(layer.norm) is not nn.Identity or not _plain_conv(conv, 3):
+                return False
+        return _plain_conv(self.objectness, 1) and _plain_conv(self.deltas, 1)
+
+    def outputs_at(self, features: list, image: torch.Tensor, level: torch.Tensor, y: torch.Tensor,
+                   x: torch.Tensor, anchor: torch.Tensor) -> tuple:
+        """The head's outputs at S anchors only, equal to ``forward``'s there (up to float rounding), with
+        autograd through those S alone: features [(N, C, Hl, Wl)]; image, level, y, x (its location on
+        its level) and anchor (its index within the location), each (S,) int64 -> objectness (S,)
+        logits, deltas (S, 4). Needs ``evaluates_at_locations()``.
+
+        k stacked 3x3 convolutions see a (2k + 1) x (2k + 1) patch around the location: gather it (zeros
+        outside the map, the convolutions' padding), apply the convolutions to the patch without
+        padding, zeroing the intermediate activations that lie outside the map (the next
+        convolution pads with zeros there, it does not see conv(0) = relu(bias))."""
+        k = len(self.convs)
+        size = 2 * k + 1
+        n, c = features[0].shape[:2]
+        s = image.shape[0]
+        dev = image.device
+        # Every level as rows of C channels, plus one zero row that stands for the padding: (N, T + 1, C),
+        # T = sum_l Hl * Wl. One copy of the maps; the gather and its backward then touch rows only.
+        table = torch.cat([f.flatten(2).transpose(1, 2) for f in features] + [features[0].new_zeros(n, 1, c)],
+                          dim=1)
+        heights = torch.tensor([f.shape[-2] for f in features], device=dev)
+        widths = torch.tensor([f.shape[-1] for f in features], device=dev)
+        starts = (heights * widths).cumsum(0) - heights * widths  # (L,) first row of each level
+        h, w, start = heights[level, None, None], widths[level, None, None], starts[level, None, None]
+        offsets = torch.arange(-k, k + 1, device=dev)
+        yy = y[:, None, None] + offsets[None, :, None]  # (S, size, 1)
+        xx = x[:, None, None] + offsets[None, None, :]  # (S, 1, size)
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)  # (S, size, size)
+        rows = torch.where(inside, start + yy * w + xx, table.shape[1] - 1)  # (S, size, size)
+        hidden = table[image[:, None, None], rows]  # (S, size, size, C), channels last
+        for i, layer in enumerate(self.convs):
+            hidden = _conv3x3_valid(hidden, layer.conv)  # (S, size - 2i - 2, size - 2i - 2, C)
+            hidden = F.relu(hidden) if layer.relu else hidden
+            if i < k - 1:
+                keep = inside[:, i + 1:size - i - 1, i + 1:size - i - 1, None]  # (S, q, q, 1)
+                hidden = hidden * keep.to(hidden.dtype)
+        hidden = hidden.reshape(s, -1)  # (S, 1, 1, C) -> (S, C)
+        logits = F.linear(hidden, self.objectness.weight.flatten(1), self.objectness.bias)  # (S, A)
+        deltas = F.linear(hidden, self.deltas.weight.flatten(1), self.deltas.bias)  # (S, 4A)
+        pick = torch.arange(s, device=dev)
+        # (S, 4A) -> (S, A, 4): channel 4a + j is coordinate j of anchor a, as in ``forward``
+        return logits[pick, anchor], deltas.view(s, -1, 4)[pick, anchor]
+
+
+def _plain_conv(conv, kernel: int) -> bool:
+    """An ``nn.Conv2d`` (not a subclass) with a square ``kernel``, stride 1, "same" zero padding."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (kernel, kernel) and conv.stride == (1, 1)
+            and conv.padding == (kernel // 2, kernel // 2) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros")
+
+
+def _conv3x3_valid(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A 3x3 convolution without padding on channels-last patches: (S, q, q, C) -> (S, q - 2, q - 2, C')
+    as one matmul (faster than conv2d on S tiny images)."""
+    s, q, _, c = x.shape
+    if q == 3:  # one window per patch: the patch itself (unfold's backward is slow for nothing)
+        windows = x.reshape(s, 9 * c)  # (S, 3 * 3 * C)
+    else:
+        windows = x.unfold(1, 3, 1).unfold(2, 3, 1)  # (S, q-2, q-2, C, 3, 3)
+        windows = windows.permute(0, 1, 2, 4, 5, 3).reshape(-1, 9 * c)  # (S * (q-2)^2, 3 * 3 * C)
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.out_channels, 9 * c)  # (C', 3 * 3 * C), same order
+    return F.linear(windows, weight, conv.bias).view(s, q - 2, q - 2, -1)
+
+
+def locate_anchors(anchor: torch.Tensor, grid_sizes: list, num_anchors: int) -> tuple:
+    """Flat anchor indices (S,) into the R anchors of an image -> level, y, x, index within the location
+    (S,) each. R is ordered level by level, then location-major (row y, column x), then anchor
+    (``anchors.py``), so level l's index r is ``start_l + (y * Wl + x) * A + a``."""
+    dev = anchor.device
+    counts = torch.tensor([int(h) * int(w) * num_anchors for h, w in grid_sizes], device=dev)  # (L,)
+    ends = counts.cumsum(0)
+    level = torch.searchsorted(ends, anchor, right=True)  # (S,) the first level ending after the index
+    local = anchor - (ends - counts)[level]
+    widths = torch.tensor([int(w) for _, w in grid_sizes], device=dev)[level]
+    location = local // num_anchors
+    return level, location // widths, location % widths, local % num_anchors
 
 
 @torch.no_grad()
@@ -144,9 +238,16 @@ class RPN(nn.Module):
 
     def forward(self, features: list, image_sizes: list, padded_size, targets=None, generator=None) -> tuple:
         """features: [(N, C, Hl, Wl)] in level order -> ([(P, 4)] proposals, losses dict)."""
-        objectness, deltas = self.head(features)
+        # With a loss to differentiate, the loss needs the head only at the ~256 sampled anchors per image
+        # and the proposals are detached: the dense head runs without a graph and the head is evaluated
+        # again, with autograd, at the sampled anchors (the dense backward, over P2 above all, was most
+        # of the RPN's training time). Same losses and gradients; heads it cannot take apart go dense.
+        sampled = targets is not None and torch.is_grad_enabled() and self.head.evaluates_at_locations()
+        with torch.no_grad() if sampled else contextlib.nullcontext():
+            objectness, deltas = self.head(features)
+        grid_sizes = [f.shape[-2:] for f in features]
         anchors, per_level = self.anchor_generator(
-            [f.shape[-2:] for f in features], padded_size, device=objectness.device, dtype=deltas.dtype
+            grid_sizes, padded_size, device=objectness.device, dtype=deltas.dtype
         )
         s = self.proposals_train if self.training else self.proposals_test
         proposals, _ = select_proposals(
@@ -154,13 +255,19 @@ class RPN(nn.Module):
             box_coder=self.box_coder, pre_nms_topk=s.pre_nms_topk, post_nms_topk=s.post_nms_topk,
             nms_thresh=s.nms_thresh, min_size=s.min_size, score_thresh=s.score_thresh,
         )
-        losses = {}
-        if targets is not None:
-            losses = rpn_losses(
-                [anchors] * len(image_sizes), objectness, deltas, [t["boxes"] for t in targets],
-                box_coder=self.box_coder, matcher=self.matcher, sampler=self.sampler, box_loss=self.box_loss,
-                gt_ignore=gt_ignore_flags(targets), generator=generator,
-            )
-            if self.loss_weight != 1.0:
-                losses = {k: v * self.loss_weight for k, v in losses.items()}
+        if targets is None:
+            return proposals, {}
+        parts = dict(box_coder=self.box_coder, matcher=self.matcher, sampler=self.sampler,
+                     gt_ignore=gt_ignore_flags(targets), generator=generator)
+        all_anchors = [anchors] * len(image_sizes)
+        gt_boxes = [t["boxes"] for t in targets]
+        if sampled:
+            samples = sample_anchors(all_anchors, gt_boxes, **parts)
+            level, y, x, a = locate_anchors(samples.anchor, grid_sizes, self.head.objectness.out_channels)
+            obj, dlt = self.head.outputs_at(features, samples.image, level, y, x, a)  # (S,), (S, 4)
+            losses = sampled_anchor_losses(obj, dlt, samples, box_loss=self.box_loss)
+        else:
+            losses = rpn_losses(all_anchors, objectness, deltas, gt_boxes, box_loss=self.box_loss, **parts)
+        if self.loss_weight != 1.0:
+            losses = {k: v * self.loss_weight for k, v in losses.items()}
         return proposals, losses
