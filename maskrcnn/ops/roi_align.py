@@ -55,7 +55,8 @@ from torch import Tensor
 
 from .sampling import AxisPlan, RoIAlignPlan
 
-__all__ = ["roi_align", "roi_align_into", "roi_align_levels", "convert_boxes_to_roi_format", "check_roi_boxes"]
+__all__ = ["roi_align", "roi_align_into", "roi_align_levels", "convert_boxes_to_roi_format",
+           "check_roi_boxes"]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
 
@@ -284,16 +285,18 @@ class _RoIAlignLevels(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rois: Tensor, level: Tensor, output_size: Tuple[int, int], spatial_scales: Tuple[float, ...],
-                sampling_ratio: int, aligned: bool, *maps: Tensor) -> Tensor:
+    def forward(ctx, rois: Tensor, level: Tensor, output_size: Tuple[int, int],
+                spatial_scales: Tuple[float, ...], sampling_ratio: int, aligned: bool,
+                *maps: Tensor) -> Tensor:
         # autocast would run the matmuls in low precision: the op computes in float32/float64 itself
         with torch.autocast(device_type=rois.device.type, enabled=False):
             return _RoIAlignLevels._forward(ctx, rois, level, output_size, spatial_scales, sampling_ratio,
                                             aligned, maps)
 
     @staticmethod
-    def _forward(ctx, rois: Tensor, level: Tensor, output_size: Tuple[int, int], spatial_scales: Tuple[float, ...],
-                 sampling_ratio: int, aligned: bool, maps: Sequence[Tensor]) -> Tensor:
+    def _forward(ctx, rois: Tensor, level: Tensor, output_size: Tuple[int, int],
+                 spatial_scales: Tuple[float, ...], sampling_ratio: int, aligned: bool,
+                 maps: Sequence[Tensor]) -> Tensor:
         ph, pw = output_size
         c = maps[0].shape[1]
         dev = rois.device
@@ -380,8 +383,9 @@ class _RoIAlignLevels(torch.autograd.Function):
         return grads
 
 
-def roi_align_levels(maps: Sequence[Tensor], rois: Tensor, level: Tensor, output_size: Union[int, Sequence[int]],
-                     spatial_scales: Sequence[float], sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+def roi_align_levels(maps: Sequence[Tensor], rois: Tensor, level: Tensor,
+                     output_size: Union[int, Sequence[int]], spatial_scales: Sequence[float],
+                     sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """RoIAlign of each RoI on its own map, differentiable: -> (R, C, PH, PW) in channels_last memory.
 
     maps: (N, C, Hl, Wl) per level, one ``spatial_scales`` entry each; rois: Tensor[R, 5]; level: (R,)

@@ -61,7 +61,8 @@ def test_equals_per_level_roi_align_and_loop_reference(channels_last, aligned, s
     maps = [m.contiguous(memory_format=fmt) for m in _pyramid(5, seed=2)]
     levels = [0, 1, 2, 1, 0, 0, 2, 1, 0, 2, 0]
     rois, level = _rois(levels, seed=3), torch.tensor(levels)
-    grad_out = torch.randn(len(levels), 5, 3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)
+    grad_out = torch.randn(len(levels), 5, 3, 4, generator=g, dtype=torch.float64)
 
     def run(fn):
         xs = [m.detach().clone(memory_format=torch.preserve_format).requires_grad_(True) for m in maps]
@@ -142,8 +143,8 @@ def test_plan_keeps_each_levels_chunks():
     levels = torch.tensor([0, 1, 2, 1, 0, 0, 2, 1, 0, 2, 0] * 3)
     rois = torch.cat([_rois(levels[:11].tolist(), seed=s) for s in (12, 13, 14)])
     sizes = torch.tensor([[12, 14], [6, 7], [3, 4]])
-    plan = RoIAlignPlan(rois, sizes[levels, 0], sizes[levels, 1], (7, 7), torch.tensor(SCALES, dtype=torch.float64)[levels],
-                        2, False, torch.float64)
+    scales = torch.tensor(SCALES, dtype=torch.float64)[levels]
+    plan = RoIAlignPlan(rois, sizes[levels, 0], sizes[levels, 1], (7, 7), scales, 2, False, torch.float64)
     plan.plan_windows(8, budget=8 * 300, waste=1.25, level=levels, num_levels=3)
     assert [c for cs in plan.level_chunks for c in cs] == plan.chunks
     for lv, chunks in enumerate(plan.level_chunks):
