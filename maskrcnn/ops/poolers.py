@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .roi_align import _pair, roi_align, roi_align_into
+from .roi_align import _pair, roi_align, roi_align_into, roi_align_levels
 from .roi_pool import roi_pool
 
 __all__ = ["MultiScaleRoIAlign", "assign_levels"]
@@ -41,7 +41,8 @@ class MultiScaleRoIAlign(nn.Module):
 
     featmap_names: the levels to use, e.g. ("p2", "p3", "p4", "p5"); strides: their strides, e.g.
     {"p2": 4, ...} (powers of two). Output rows follow the concatenated per-image boxes.
-    pooler="roipool" uses RoIPool (the paper's ablation) instead of RoIAlign.
+    pooler="roipool" uses RoIPool (the paper's ablation) instead of RoIAlign. With autograd (training)
+    the RoIAlign output is in channels_last memory (``roi_align_levels``): flatten it with ``reshape``.
     """
 
     def __init__(self, *, featmap_names: Sequence[str], strides: Union[Dict[str, int], Sequence[int]],
@@ -108,15 +109,21 @@ class MultiScaleRoIAlign(nn.Module):
         levels = assign_levels(rois[:, 1:], min_level=self.min_level, max_level=self.max_level,
                                canonical_level=self.canonical_level,
                                canonical_box_size=self.canonical_box_size, eps=self.eps)  # (R,)
-        ph, pw = self.output_size
-        # every row is written by exactly one level, so an uninitialised buffer filled in place is
-        # enough (autograd routes each level's gradient back through index_copy_)
-        out = maps[0].new_empty((rois.shape[0], maps[0].shape[1], ph, pw))
-        if self.pooler == "roialign" and not (torch.is_grad_enabled() and any(m.requires_grad for m in maps)):
+        scales = [1.0 / s for s in self.strides]
+        if self.pooler == "roialign":
+            if torch.is_grad_enabled() and any(m.requires_grad for m in maps):
+                # training: all levels in one autograd node (one plan, no per-level copies), output
+                # in channels_last memory (see roi_align_levels)
+                return roi_align_levels(maps, rois, levels, self.output_size, scales, self.sampling_ratio,
+                                        self.aligned)
             # without autograd all levels are pooled in one call, straight into their rows of ``out``
+            out = maps[0].new_empty((rois.shape[0], maps[0].shape[1], *self.output_size))  # (R, C, P, P)
             roi_align_into(out, torch.arange(rois.shape[0], device=device), maps, rois, self.output_size,
-                           [1.0 / s for s in self.strides], self.sampling_ratio, self.aligned, level=levels)
+                           scales, self.sampling_ratio, self.aligned, level=levels)
             return out
+        # RoIPool: every row is written by exactly one level, so an uninitialised buffer filled in place
+        # is enough (autograd routes each level's gradient back through index_copy_)
+        out = maps[0].new_empty((rois.shape[0], maps[0].shape[1], *self.output_size))  # (R, C, P, P)
         for lv, (feature, stride) in enumerate(zip(maps, self.strides)):
             idx = torch.nonzero(levels == lv).flatten()
             if idx.numel() == 0:

@@ -17,7 +17,9 @@ a row part and a column part, and so does the ``1 / (gh * gw)`` average, so for 
 
 where ``Ay`` (PH, Ly) holds the summed row weights of each bin's samples and ``Bx`` (PW, Lx) the
 column weights. The RoI's window is gathered once from a channels-last view of the map and both
-contractions are batched matrix products (BLAS, all cores). The backward pass is the transpose:
+contractions are batched matrix products (BLAS, all cores): ``Ay`` over the (Ly, Lx*C) window, then
+``Bx`` per (RoI, bin row) over (Lx, C), so the bins land in (PH, PW, C) order with no transposition
+and the output is returned in channels_last memory. The backward pass is the transpose:
 ``grad_window = Ay^T @ grad_out @ Bx`` scattered back with ``index_add_``. The window is either the
 contiguous range of rows touched by the samples or, when that is longer, the list of sample taps
 itself (two per sample, duplicates allowed), so a huge box never reads more than twice its samples
@@ -27,8 +29,13 @@ in chunks of bounded memory, padding included. The sampling itself (where each b
 their bilinear taps, the windows and chunks) is ``sampling.RoIAlignPlan``, shared with the mask
 targets (``mask_targets.crop_and_resize_masks``).
 
+The autograd path (``roi_align_levels``, and ``roi_align`` as its one-map case) pools the RoIs of
+several maps (FPN levels) as one autograd node: one plan for all RoIs, each level's chunks reading
+that level's rows, every chunk's bins written straight into their output rows.
+
 Performance note: a channels_last feature map is read in place and gets a channels_last gradient;
-a contiguous (NCHW) map costs one layout copy in forward and one in backward.
+a contiguous (NCHW) map costs one layout copy in forward and one in backward. A consumer that needs
+channel-major rows (the box head's ``flatten``) pays one transposition forward and one backward.
 
 Inference (no gradient needed) takes another route, ``_roi_align_taps``: each bin is the weighted sum
 of its own taps, the (rows x columns) of nonzero weight, ``Ky x Kx <= 4 x 4`` with two samples per
@@ -48,7 +55,8 @@ from torch import Tensor
 
 from .sampling import AxisPlan, RoIAlignPlan
 
-__all__ = ["roi_align", "roi_align_into", "convert_boxes_to_roi_format", "check_roi_boxes"]
+__all__ = ["roi_align", "roi_align_into", "roi_align_levels", "convert_boxes_to_roi_format",
+           "check_roi_boxes"]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
 
@@ -221,6 +229,20 @@ def _roi_align_taps(out: Tensor, out_rows: Tensor, maps: Sequence[Tensor], level
         begin += count
 
 
+def _check_maps(maps: Sequence[Tensor], scales: Sequence[float],
+                output_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """Validate several maps pooled together (one scale each, same batch and channels): (PH, PW)."""
+    if len(scales) != len(maps):
+        raise ValueError(f"roi_align: {len(scales)} spatial scales for {len(maps)} feature maps")
+    ph, pw = check_pool_input(maps[0], output_size, "roi_align")
+    for m in maps[1:]:
+        check_pool_input(m, output_size, "roi_align")
+        if m.shape[:2] != maps[0].shape[:2]:
+            raise ValueError(f"roi_align: maps differ in batch or channels: {tuple(m.shape)} vs "
+                             f"{tuple(maps[0].shape)}")
+    return ph, pw
+
+
 def roi_align_into(out: Tensor, out_rows: Tensor, maps: Union[Tensor, Sequence[Tensor]], rois: Tensor,
                    output_size: Union[int, Sequence[int]], spatial_scale: Union[float, Sequence[float]] = 1.0,
                    sampling_ratio: int = -1, aligned: bool = False, level: Optional[Tensor] = None) -> None:
@@ -232,14 +254,7 @@ def roi_align_into(out: Tensor, out_rows: Tensor, maps: Union[Tensor, Sequence[T
     """
     maps = [maps] if isinstance(maps, Tensor) else list(maps)
     scales = list(spatial_scale) if isinstance(spatial_scale, (list, tuple)) else [spatial_scale]
-    if len(scales) != len(maps):
-        raise ValueError(f"roi_align: {len(scales)} spatial scales for {len(maps)} feature maps")
-    ph, pw = check_pool_input(maps[0], output_size, "roi_align")
-    for m in maps[1:]:
-        check_pool_input(m, output_size, "roi_align")
-        if m.shape[:2] != maps[0].shape[:2]:
-            raise ValueError(f"roi_align: maps differ in batch or channels: {tuple(m.shape)} vs "
-                             f"{tuple(maps[0].shape)}")
+    ph, pw = _check_maps(maps, scales, output_size)
     rois = check_roi_boxes(rois, maps[0].shape[0], "roi_align").to(device=maps[0].device)
     if level is None:
         level = torch.zeros(rois.shape[0], dtype=torch.long, device=rois.device)
@@ -255,72 +270,136 @@ def _no_grad_taps(out: Tensor, out_rows: Tensor, maps: List[Tensor], level: Tens
                         int(sampling_ratio), bool(aligned))
 
 
-class _RoIAlignFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float,
-                sampling_ratio: int, aligned: bool) -> Tensor:
-        # autocast would run the matmuls in low precision: the op computes in float32/float64 itself
-        with torch.autocast(device_type=input.device.type, enabled=False):
-            return _RoIAlignFunction._forward(ctx, input, rois, output_size, spatial_scale,
-                                              sampling_ratio, aligned)
+def _map_is_channels_last(m: Tensor) -> bool:
+    return m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous()
+
+
+class _RoIAlignLevels(torch.autograd.Function):
+    """RoIAlign of RoIs spread over several maps (FPN levels) as one autograd node.
+
+    Inputs: rois (R, 5), level (R,) int64 map of each RoI, then the maps (N, C, Hl, Wl) themselves (so
+    that autograd hands back one gradient per map). One plan covers all RoIs; each level's chunks read
+    that level's channels-last rows and write straight into the output's rows. Output (R, C, PH, PW)
+    in channels_last memory, i.e. (R, PH, PW, C) rows: the layout both contractions produce without
+    a transposition (see ``_forward``).
+    """
 
     @staticmethod
-    def _forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float,
-                 sampling_ratio: int, aligned: bool) -> Tensor:
-        n, c, h, w = input.shape
-        dt = _compute_dtype(input.dtype)
+    def forward(ctx, rois: Tensor, level: Tensor, output_size: Tuple[int, int],
+                spatial_scales: Tuple[float, ...], sampling_ratio: int, aligned: bool,
+                *maps: Tensor) -> Tensor:
+        # autocast would run the matmuls in low precision: the op computes in float32/float64 itself
+        with torch.autocast(device_type=rois.device.type, enabled=False):
+            return _RoIAlignLevels._forward(ctx, rois, level, output_size, spatial_scales, sampling_ratio,
+                                            aligned, maps)
+
+    @staticmethod
+    def _forward(ctx, rois: Tensor, level: Tensor, output_size: Tuple[int, int],
+                 spatial_scales: Tuple[float, ...], sampling_ratio: int, aligned: bool,
+                 maps: Sequence[Tensor]) -> Tensor:
         ph, pw = output_size
-        r = rois.shape[0]
-        ctx.input_shape = (n, c, h, w)
-        ctx.input_dtype = input.dtype
-        ctx.channels_last = input.dim() == 4 and input.is_contiguous(memory_format=torch.channels_last) \
-            and not input.is_contiguous()
-        if r == 0 or input.numel() == 0:
-            ctx.plan = None
-            return input.new_zeros((r, c, ph, pw))
-        plan = RoIAlignPlan(rois, h, w, output_size, spatial_scale, sampling_ratio, aligned, dt)
-        plan.plan_windows(c, budget=_CHUNK_ELEMENTS, waste=_CHUNK_WASTE)
-        ctx.plan = plan
-        feat = input.to(dt).permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N*H*W, C) channels-last rows
-        # bins stored (R, PW, PH, C): the x contraction's natural layout, permuted once at the end
-        out = torch.empty((r, pw, ph, c), dtype=dt, device=input.device)
-        for begin, end, ly, lx in plan.chunks:
-            sel, flat, ay, bx = plan.chunk(begin, end, ly, lx)
-            m = sel.shape[0]
-            win = feat.index_select(0, flat).view(m, ly, lx * c)  # (n, Ly, Lx*C)
-            t = torch.bmm(ay, win).view(m, ph, lx, c)  # (n, PH, Lx, C)
-            t = t.transpose(1, 2).reshape(m, lx, ph * c)  # (n, Lx, PH*C)
-            out[sel] = torch.bmm(bx, t).view(m, pw, ph, c)  # (n, PW, PH, C)
-        return out.permute(0, 3, 2, 1).contiguous().to(input.dtype)  # (R, C, PH, PW)
+        c = maps[0].shape[1]
+        dev = rois.device
+        dt = torch.float64 if any(m.dtype == torch.float64 for m in maps) else torch.float32
+        ctx.map_shapes = [tuple(m.shape) for m in maps]
+        ctx.map_dtypes = [m.dtype for m in maps]
+        ctx.channels_last = [_map_is_channels_last(m) for m in maps]
+        # RoIs on an empty map pool to zeros and take no part in the plan
+        usable = torch.tensor([m.numel() > 0 for m in maps], device=dev)[level]  # (R,)
+        dest = None  # output row of each planned RoI, None when all are planned
+        out = torch.empty((rois.shape[0], ph, pw, c), dtype=dt, device=dev)  # (R, PH, PW, C)
+        if not bool(usable.all()):
+            out.zero_()
+            dest = torch.nonzero(usable).flatten()
+            rois, level = rois[dest], level[dest]
+        ctx.plan, ctx.dest = None, dest
+        if rois.shape[0] > 0:
+            height = torch.tensor([m.shape[2] for m in maps], device=dev)[level]  # (R,)
+            width = torch.tensor([m.shape[3] for m in maps], device=dev)[level]
+            scale = torch.tensor(spatial_scales, dtype=dt, device=dev)[level]
+            plan = RoIAlignPlan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
+            plan.plan_windows(c, budget=_CHUNK_ELEMENTS, waste=_CHUNK_WASTE, level=level,
+                              num_levels=len(maps))
+            ctx.plan = plan
+            for lv, chunks in enumerate(plan.level_chunks):
+                if not chunks:
+                    continue
+                feat = maps[lv].to(dt).permute(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C) channels-last rows
+                for begin, end, ly, lx in chunks:
+                    sel, flat, ay, bx = plan.chunk(begin, end, ly, lx)
+                    m = sel.shape[0]
+                    win = feat.index_select(0, flat).view(m, ly, lx * c)  # (n, Ly, Lx*C)
+                    t = torch.bmm(ay, win).view(m * ph, lx, c)  # (n*PH, Lx, C)
+                    # the x contraction per (RoI, bin row): lands in (PH, PW, C) order, no transposition
+                    bx_rows = bx[:, None].expand(m, ph, pw, lx).reshape(m * ph, pw, lx)  # (n*PH, PW, Lx)
+                    rows = sel if dest is None else dest[sel]
+                    out.index_copy_(0, rows, torch.bmm(bx_rows, t).view(m, ph, pw, c))
+        # (R, C, PH, PW) view of the (R, PH, PW, C) rows: channels_last memory
+        return out.permute(0, 3, 1, 2).to(maps[0].dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
         with torch.autocast(device_type=grad_output.device.type, enabled=False):
-            return _RoIAlignFunction._backward(ctx, grad_output)
+            grads = _RoIAlignLevels._backward(ctx, grad_output)
+        return (None,) * 6 + tuple(grads)
 
     @staticmethod
-    def _backward(ctx, grad_output: Tensor):
-        n, c, h, w = ctx.input_shape
-        plan = ctx.plan
+    def _backward(ctx, grad_output: Tensor) -> List[Optional[Tensor]]:
+        """The forward's transpose: ``grad_window = Ay^T @ grad_out @ Bx`` per chunk, added into each
+        level's (N*H*W, C) rows. Levels without RoIs get no gradient (None)."""
+        plan, dest = ctx.plan, ctx.dest
+        grads: List[Optional[Tensor]] = [None] * len(ctx.map_shapes)
         if plan is None:
-            return grad_output.new_zeros(ctx.input_shape, dtype=ctx.input_dtype), None, None, None, None, None
+            return grads
         dt = plan.y.weights.dtype
-        grad = grad_output.to(dt).permute(0, 3, 2, 1)  # (R, PW, PH, C) view
-        grad_feat = torch.zeros((n * h * w, c), dtype=dt, device=grad_output.device)
-        pw, ph = grad.shape[1], grad.shape[2]
-        for begin, end, ly, lx in plan.chunks:
-            sel, flat, ay, bx = plan.chunk(begin, end, ly, lx)
-            m = sel.shape[0]
-            g = grad[sel].reshape(m, pw, ph * c)  # (n, PW, PH*C)
-            t = torch.bmm(bx.transpose(1, 2), g).view(m, lx, ph, c)  # (n, Lx, PH, C)
-            t = t.transpose(1, 2).reshape(m, ph, lx * c)  # (n, PH, Lx*C)
-            gwin = torch.bmm(ay.transpose(1, 2), t)  # (n, Ly, Lx*C)
-            grad_feat.index_add_(0, flat, gwin.view(m * ly * lx, c))
-        grad_input = grad_feat.view(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels-last
-        if not ctx.channels_last:
-            grad_input = grad_input.contiguous()
-        return grad_input.to(ctx.input_dtype), None, None, None, None, None
+        grad = grad_output.to(dt)
+        _, c, ph, pw = grad.shape
+        # (R, PH, PW, C) rows, as the forward returned them; a gradient that arrives NCHW (a flattening
+        # head) is transposed a chunk at a time instead (cache-sized; a whole-tensor transposition
+        # measured slower)
+        grad_rows = grad.permute(0, 2, 3, 1) if _map_is_channels_last(grad) else None
+        for lv, chunks in enumerate(plan.level_chunks):
+            if not chunks:
+                continue
+            n, _, h, w = ctx.map_shapes[lv]
+            grad_feat = torch.zeros((n * h * w, c), dtype=dt, device=grad.device)
+            for begin, end, ly, lx in chunks:
+                sel, flat, ay, bx = plan.chunk(begin, end, ly, lx)
+                m = sel.shape[0]
+                rows = sel if dest is None else dest[sel]
+                if grad_rows is not None:
+                    g = grad_rows.index_select(0, rows).view(m, ph, pw * c)  # (n, PH, PW*C)
+                else:
+                    g = grad.index_select(0, rows).permute(0, 2, 3, 1).reshape(m, ph, pw * c)
+                t = torch.bmm(ay.transpose(1, 2), g).view(m * ly, pw, c)  # (n*Ly, PW, C)
+                bxt_rows = bx.transpose(1, 2)[:, None].expand(m, ly, lx, pw).reshape(m * ly, lx, pw)
+                gwin = torch.bmm(bxt_rows, t)  # (n*Ly, Lx, C): the window's rows in gather order
+                grad_feat.index_add_(0, flat, gwin.view(m * ly * lx, c))
+            grad_map = grad_feat.view(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W) view, channels-last
+            if not ctx.channels_last[lv]:
+                grad_map = grad_map.contiguous()
+            grads[lv] = grad_map.to(ctx.map_dtypes[lv])
+        return grads
+
+
+def roi_align_levels(maps: Sequence[Tensor], rois: Tensor, level: Tensor,
+                     output_size: Union[int, Sequence[int]], spatial_scales: Sequence[float],
+                     sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+    """RoIAlign of each RoI on its own map, differentiable: -> (R, C, PH, PW) in channels_last memory.
+
+    maps: (N, C, Hl, Wl) per level, one ``spatial_scales`` entry each; rois: Tensor[R, 5]; level: (R,)
+    int64 map of each RoI. Row ``i`` equals ``roi_align(maps[level[i]], rois[i:i+1], ...)``. The result
+    is channels_last (strides of (R, PH, PW, C)): use ``reshape``, not ``view``, to flatten it.
+    """
+    maps = list(maps)
+    ph, pw = _check_maps(maps, spatial_scales, output_size)
+    rois = check_roi_boxes(rois, maps[0].shape[0], "roi_align").to(device=maps[0].device)
+    level = level.to(device=rois.device, dtype=torch.long)
+    if level.shape != (rois.shape[0],):
+        raise ValueError(f"roi_align: level must be ({rois.shape[0]},), got {tuple(level.shape)}")
+    return _RoIAlignLevels.apply(rois, level, (ph, pw), tuple(float(s) for s in spatial_scales),
+                                 int(sampling_ratio), bool(aligned), *maps)
 
 
 def roi_align(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[int]],
@@ -332,7 +411,8 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[i
     ``ceil(roi_size / output_size)`` points per bin; ``aligned=True`` shifts boxes by -0.5 pixel
     (detectron2's convention), ``aligned=False`` clamps RoI sizes to >= 1. Boxes with non-finite
     coordinates, and inverted boxes in aligned adaptive mode, pool to zeros. float16/bfloat16 inputs
-    are computed in float32 and returned in their own dtype.
+    are computed in float32 and returned in their own dtype. With autograd the result is in
+    channels_last memory (see ``roi_align_levels``), without it contiguous.
     """
     ph, pw = check_pool_input(input, output_size, "roi_align")
     rois = check_roi_boxes(boxes, input.shape[0], "roi_align")
@@ -345,5 +425,6 @@ def roi_align(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[i
         _no_grad_taps(out, all_rows, [input], torch.zeros_like(all_rows), rois, (ph, pw), [spatial_scale],
                       sampling_ratio, aligned)
         return out
-    return _RoIAlignFunction.apply(input, rois, (ph, pw), float(spatial_scale), int(sampling_ratio),
-                                   bool(aligned))
+    level = torch.zeros(rois.shape[0], dtype=torch.long, device=rois.device)
+    return _RoIAlignLevels.apply(rois, level, (ph, pw), (float(spatial_scale),), int(sampling_ratio),
+                                 bool(aligned), input)

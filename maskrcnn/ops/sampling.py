@@ -239,21 +239,43 @@ class RoIAlignPlan:
         self.batch = rois[:, 0].to(torch.long)
         self.height, self.width = height, width
         self.order: Tensor = self.batch  # set with the window chunks by plan_windows()
-        self.chunks: List[Tuple[int, ...]] = []
+        self.chunks: List[Tuple[int, int, int, int]] = []
+        self.level_chunks: List[List[Tuple[int, int, int, int]]] = []
 
-    def plan_windows(self, channels: int, *, budget: int, waste: float) -> None:
+    def plan_windows(self, channels: int, *, budget: int, waste: float, level: Optional[Tensor] = None,
+                     num_levels: int = 1) -> None:
         """Window chunks: RoIs grouped by window shape so each chunk pads little, each chunk's padded
-        windows at most ``budget`` elements (of ``channels`` each) and ``waste`` times their own."""
+        windows at most ``budget`` elements (of ``channels`` each) and ``waste`` times their own.
+
+        level: optional (R,) int64 map of each RoI (in ``[0, num_levels)``): RoIs are then ordered by
+        map first, no chunk mixes maps, and ``level_chunks[l]`` lists map ``l``'s chunks (the RoIs of
+        one map keep the order, and so the chunks, that a plan of those RoIs alone would give)."""
         self.order = _shape_order(self.y.length, self.x.length)
-        self.chunks = _window_chunks(self.y.length[self.order].tolist(), self.x.length[self.order].tolist(),
-                                     channels, budget, waste)
+        if level is None:
+            counts = [self.order.numel()]
+        else:
+            self.order = self.order[torch.argsort(level[self.order], stable=True)]
+            counts = torch.bincount(level, minlength=num_levels).tolist()
+        ly, lx = self.y.length[self.order].tolist(), self.x.length[self.order].tolist()
+        self.level_chunks, begin = [], 0
+        for count in counts:
+            end = begin + count
+            chunks = _window_chunks(ly[begin:end], lx[begin:end], channels, budget, waste)
+            self.level_chunks.append([(b + begin, e + begin, my, mx) for b, e, my, mx in chunks])
+            begin = end
+        self.chunks = [c for chunks in self.level_chunks for c in chunks]
 
     def chunk(self, begin: int, end: int, ly: int, lx: int):
-        """Window indices (n*Ly*Lx,) into the flattened (N*H*W) map and the chunk's weights."""
+        """Window indices (n*Ly*Lx,) into the flattened (N*H*W) map of the chunk's RoIs and the
+        chunk's weights: sel (n,) RoIs, flat (n*Ly*Lx,), Ay (n, PH, Ly), Bx (n, PW, Lx)."""
         sel = self.order[begin:end]
         rows = self.y.index[sel, :ly]  # (n, Ly)
         cols = self.x.index[sel, :lx]  # (n, Lx)
-        base = self.batch[sel] * (self.height * self.width)
-        flat = base[:, None, None] + rows[:, :, None] * self.width + cols[:, None, :]  # (n, Ly, Lx)
+        # map sizes: ints, or (R,) per RoI when the RoIs come from maps of several sizes
+        height = self.height[sel] if isinstance(self.height, Tensor) else self.height
+        width = self.width[sel] if isinstance(self.width, Tensor) else self.width
+        base = self.batch[sel] * (height * width)  # (n,) first row of each RoI's image
+        width = width[:, None, None] if isinstance(width, Tensor) else width
+        flat = base[:, None, None] + rows[:, :, None] * width + cols[:, None, :]  # (n, Ly, Lx)
         return sel, flat.reshape(-1), self.y.weights[sel, :, :ly], self.x.weights[sel, :, :lx]
 
