@@ -11,8 +11,9 @@ skipped without one. The table reports the median s/iter over ``--iters`` timed 
 ratio torchvision / ours (> 1: we are faster). It also reports the process CPU time per iteration,
 which on a busy machine with ``--threads 1`` tracks the work done better than the wall clock.
 
-Each side trains as its users get it: ours with ``engine.trainer.build_optimizer`` (the optimizer of
-``maskrcnn train``: SGD, momentum 0.9, weight decay 1e-4, the fused update), torchvision with the SGD
+Each side trains as its users get it: ours placed by ``engine.training.place_for_training`` and with
+``engine.trainer.build_optimizer`` (what ``maskrcnn train`` does: channels_last weights on the CPU; SGD,
+momentum 0.9, weight decay 1e-4, the fused update), torchvision with the SGD
 of its reference scripts (the same hyperparameters, PyTorch's default update). ``--rounds N`` repeats
 the pair N times, alternating which side goes first, and reports every round's ratio and their
 median: a virtual machine's speed drifts over minutes, so only runs side by side compare.
@@ -92,7 +93,9 @@ def worker(args) -> None:
     if args.impl == "ours":
         from maskrcnn.config import load_config
         from maskrcnn.engine.trainer import build_optimizer
+        from maskrcnn.engine.training import place_for_training
 
+        model = place_for_training(model, device)
         solver = {"solver.lr": 0.001, "solver.momentum": 0.9, "solver.weight_decay": 1e-4}
         opt = build_optimizer(model, load_config("r50_fpn", solver))
     else:

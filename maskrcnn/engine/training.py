@@ -62,6 +62,18 @@ RUN_FILE_PATTERNS = (
 )
 
 
+def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
+    """The model on ``device``, its 4-d weights channels_last on the CPU: oneDNN's convolutions then run
+    without reordering each input, and the multi-level RoIAlign reads the FPN maps and returns their
+    gradients in place (measured 2-4% of an R18-FPN training step on a 2-core CPU; same values).
+    Activations follow the weights' layout; checkpoints hold the same values in either layout."""
+    device = torch.device(device)
+    model = model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def earlier_run_files(output: Path) -> list:
     """The files of an earlier run in ``output`` (sorted; empty when there is none or no folder)."""
     if not output.is_dir():
@@ -162,7 +174,7 @@ def build_training(
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
     report = initialise_model(model, cfg, source) if source is not None else None
-    model = model.to(device)
+    model = place_for_training(model, device)
     if rank == 0:
         if earlier and overwrite and not resume:
             # only now that the new run is assembled (a typo must not cost the old run); metrics.jsonl

@@ -198,3 +198,38 @@ def test_resume_falls_back_to_an_older_checkpoint_when_the_newest_is_corrupt(tmp
     assert t.resume() and t.iteration == 2
     assert "skipped" in t.logger.stream.getvalue() and "model_0000004.pth" in t.logger.stream.getvalue()
     assert [r["iteration"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+def test_place_for_training_changes_the_layout_not_the_values():
+    """On the CPU the training model's 4-d weights are channels_last (oneDNN, RoIAlign read in place):
+    the same losses and gradients as the model as built, and a state dict that loads either way."""
+    from tiny_model import TINY  # tests/ is on the path
+
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.engine.training import place_for_training
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    torch.manual_seed(0)
+    plain = build_model(apply_overrides(PRESETS["r18_fpn"](), TINY)).train()
+    placed = place_for_training(copy.deepcopy(plain), "cpu")
+    convs = [m.weight for m in placed.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    g = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 64, 80, generator=g), torch.rand(3, 72, 64, generator=g)]
+    targets = [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0]]), "labels": torch.tensor([1]),
+                "masks": torch.zeros(1, *img.shape[1:], dtype=torch.uint8)} for img in images]
+    for t in targets:
+        t["masks"][0, 6:50, 4:40] = 1
+    grads = []
+    for model in (plain, placed):
+        losses = model(images, targets, generator=torch.Generator().manual_seed(2))
+        sum(losses.values()).backward()
+        grads.append(({k: float(v) for k, v in losses.items()},
+                      {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    assert grads[0][0].keys() == grads[1][0].keys()
+    for k in grads[0][0]:
+        assert abs(grads[0][0][k] - grads[1][0][k]) <= 1e-5 * max(1.0, abs(grads[0][0][k])), k
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for n, gp in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][n], gp, rtol=1e-4, atol=1e-6, msg=n)
+    plain.load_state_dict(placed.state_dict())  # channels_last tensors load into the plain model
