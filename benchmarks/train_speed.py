@@ -2,14 +2,26 @@
 
     python benchmarks/train_speed.py [--iters 5] [--warmup 2] [--rounds 1] [--device cpu] [--tv-python PATH]
 
-Setting: Mask R-CNN with R18-FPN and R50-FPN, random initial weights (the speed does not depend on
-them), 4 classes, a batch of 2 synthetic images whose shorter side is 320 (320 x 427, 3 objects each
-with masks), SGD step included. Each (implementation, backbone) runs in its own subprocess so that
-the peak memory (max RSS on CPU, max allocated on CUDA) is its own. torchvision runs under the Python
-given by ``--tv-python`` (an environment with torchvision; this project never imports it), and is
-skipped without one. The table reports the median s/iter over ``--iters`` timed iterations and the
-ratio torchvision / ours (> 1: we are faster). It also reports the process CPU time per iteration,
-which on a busy machine with ``--threads 1`` tracks the work done better than the wall clock.
+Setting: Mask R-CNN with R18-FPN and R50-FPN, both libraries with the fine-tuning recipe (frozen batch
+norm, stem and first stage frozen), 4 classes, a batch of 2 synthetic images whose shorter side is 320
+(320 x 427, 3 objects each with masks), SGD step included. Each (implementation, backbone) runs in its
+own subprocess so that the peak memory (max RSS on CPU, max allocated on CUDA) is its own. torchvision
+runs under the Python given by ``--tv-python`` (an environment with torchvision; this project never
+imports it), and is skipped without one. The table reports the median s/iter over ``--iters`` timed
+iterations and the ratio torchvision / ours (> 1: we are faster). It also reports the process CPU time
+per iteration, which on a busy machine with ``--threads 1`` tracks the work done better than the wall
+clock.
+
+Initial weights: random, and the same for both. The speed does depend on them: the RPN's proposals
+decide how many RoIs the box head and how many positive RoIs the mask head train on (~15 ms of a step
+per mask RoI at this size), so two independently initialised models do different amounts of work. With
+``--tv-python`` torchvision's model is built once (seed 0), its frozen norms take the statistics of
+the batch (``normalise_frozen_norms``: sane activations, as from a pretrained backbone, so that the
+recipe's 512 RoIs an image are sampled) and its weights are converted into ours
+(``maskrcnn.interop.torchvision``);
+the first-iteration losses printed under the table show both start from the same point, and the
+mask-head RoIs a step how much mask work each does. ``--amp``: both under bfloat16 autocast (a
+different recipe from the float32 default; worth it on CPUs with native bfloat16).
 
 Each side trains as its users get it: ours placed by ``engine.training.place_for_training`` and with
 ``engine.trainer.build_optimizer`` (what ``maskrcnn train`` does: channels_last weights on the CPU; SGD,
@@ -28,6 +40,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -67,18 +80,49 @@ def build_ours(backbone, device):
 
 
 def build_torchvision(backbone, device):
-    import torchvision
+    """torchvision's Mask R-CNN for ``backbone`` with its fine-tuning recipe: frozen batch norm, the
+    stem and layer1 frozen (``trainable_layers=3``), as ``maskrcnn_resnet50_fpn`` builds it from
+    pretrained weights and as our presets train (``freeze_at=2``). Built from the parts because
+    ``maskrcnn_resnet50_fpn(weights=None)`` would switch to trainable BatchNorm and train every layer,
+    a heavier recipe than ours."""
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-    if backbone == "resnet50":
-        model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-            weights=None, weights_backbone=None, num_classes=4, min_size=MIN_SIZE, max_size=MAX_SIZE
-        )
-    else:
-        body = resnet_fpn_backbone(backbone_name=backbone, weights=None, trainable_layers=3)
-        model = MaskRCNN(body, num_classes=4, min_size=MIN_SIZE, max_size=MAX_SIZE)
-    return model.to(device)
+    body = resnet_fpn_backbone(backbone_name=backbone, weights=None, trainable_layers=3)
+    return MaskRCNN(body, num_classes=4, min_size=MIN_SIZE, max_size=MAX_SIZE).to(device)
+
+
+def normalise_frozen_norms(torch, model, images):
+    """Set every frozen batch norm's statistics to those of its input on ``images`` (one forward pass,
+    layer after layer), as a pretrained backbone's would be. With the identity statistics of a fresh
+    frozen norm, activations grow through the ResNet (an R50's first loss is ~300), the RPN's scores
+    saturate and few proposals survive, so the box head would train on a handful of RoIs instead of the
+    recipe's 512 an image: not the work a real fine-tuning step does."""
+
+    def set_statistics(module, inputs):
+        x = inputs[0].detach()
+        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(x.var(dim=(0, 2, 3)))
+
+    frozen = [m for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+    hooks = [m.register_forward_pre_hook(set_statistics) for m in frozen]
+    model.eval()
+    with torch.no_grad():
+        model(images)
+    for h in hooks:
+        h.remove()
+
+
+def load_shared_weights(model, path):
+    """Our model gets torchvision's initial weights (``maskrcnn.interop.torchvision``): with the same
+    weights both propose the same boxes, so both heads train on the same number of positive RoIs (the
+    mask head's cost grows with it: ~15 ms per RoI here)."""
+    import torch
+
+    from maskrcnn.interop.torchvision import convert_torchvision
+
+    converted = convert_torchvision(torch.load(path, weights_only=True), frozen_bn_eps=1e-5)
+    model.load_state_dict(converted["state_dict"], strict=True)
 
 
 def worker(args) -> None:
@@ -89,6 +133,14 @@ def worker(args) -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = (build_ours if args.impl == "ours" else build_torchvision)(args.backbone, device)
+    if args.save_state:  # torchvision's initial weights, for our model to start from
+        normalise_frozen_norms(torch, model, synthetic_batch(torch, device)[0])
+        torch.save(model.state_dict(), args.save_state)
+        return
+    if args.state and args.impl == "ours":
+        load_shared_weights(model, args.state)
+    elif args.state:
+        model.load_state_dict(torch.load(args.state, weights_only=True))
     model.train()
     if args.impl == "ours":
         from maskrcnn.config import load_config
@@ -102,18 +154,23 @@ def worker(args) -> None:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=0.001, momentum=0.9, weight_decay=1e-4)
     images, targets = synthetic_batch(torch, device)
+    mask_rois = []  # RoIs through the mask head each step: the work that depends on the weights
+    model.roi_heads.mask_head.register_forward_hook(lambda m, inp, out: mask_rois.append(inp[0].shape[0]))
     times, cpu_times = [], []
     for i in range(args.warmup + args.iters):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0, c0 = time.perf_counter(), time.process_time()
-        losses = model(images, targets)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            losses = model(images, targets)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
+        if i == 0:
+            first_loss = float(loss)
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
@@ -127,13 +184,15 @@ def worker(args) -> None:
                 "s_per_iter": statistics.median(times),
                 "cpu_s_per_iter": statistics.median(cpu_times),
                 "peak_mb": peak_mb,
+                "first_loss": first_loss,
+                "mask_rois": statistics.median(mask_rois) if mask_rois else 0,
                 "loss": float(loss),
             }
         )
     )
 
 
-def run_one(python, impl, backbone, args):
+def run_one(python, impl, backbone, args, *extra):
     cmd = [
         python,
         os.path.abspath(__file__),
@@ -150,6 +209,8 @@ def run_one(python, impl, backbone, args):
         args.device,
         "--threads",
         str(args.threads),
+        *(["--amp"] if args.amp else []),
+        *extra,
     ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -162,6 +223,8 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=1, help="repeat ours/torchvision pairs, alternated")
+    p.add_argument("--amp", action="store_true",
+                   help="both sides under bfloat16 autocast (mixed precision; native bfloat16 CPUs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--backbones", default="resnet18,resnet50")
@@ -169,12 +232,24 @@ def main(argv=None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--backbone", default="resnet18", help=argparse.SUPPRESS)
+    p.add_argument("--save-state", default="", help=argparse.SUPPRESS)
+    p.add_argument("--state", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args)
         return 0
     backbones = args.backbones.split(",")
     results = {(b, impl): [] for b in backbones for impl in ("ours", "torchvision")}
+    states = {}
+    tmp = tempfile.TemporaryDirectory()
+    if args.tv_python:  # both start from torchvision's initial weights (seed 0)
+        for backbone in backbones:
+            states[backbone] = os.path.join(tmp.name, f"{backbone}.pt")
+            cmd = [args.tv_python, os.path.abspath(__file__), "--worker", "--impl", "torchvision",
+                   "--backbone", backbone, "--save-state", states[backbone]]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"could not build torchvision's {backbone} model: {r.stderr.strip()[-500:]}")
     for r in range(args.rounds):
         for backbone in backbones:
             order = ("ours", "torchvision") if r % 2 == 0 else ("torchvision", "ours")
@@ -183,10 +258,12 @@ def main(argv=None) -> int:
                     results[backbone, impl].append({"error": "skipped"})
                     continue
                 python = sys.executable if impl == "ours" else args.tv_python
-                results[backbone, impl].append(run_one(python, impl, backbone, args))
+                extra = ("--state", states[backbone]) if backbone in states else ()
+                results[backbone, impl].append(run_one(python, impl, backbone, args, *extra))
     print(
         f"training step, batch 2 at {IMAGE_HW[0]}x{IMAGE_HW[1]}, device {args.device}, "
         f"{args.iters} timed iterations (median), {args.rounds} round(s) alternated"
+        + (", bfloat16 autocast" if args.amp else ", float32")
     )
     print(
         f"{'model':<14}{'ours s/it':>10}{'cpu s/it':>9}{'ours MB':>9}"
@@ -208,6 +285,10 @@ def main(argv=None) -> int:
             f"{cell(tv_runs, 's_per_iter', '.3f'):>10}{cell(tv_runs, 'cpu_s_per_iter', '.3f'):>9}"
             f"{cell(tv_runs, 'peak_mb', '.0f'):>9}{ratio:>9}  {' '.join(f'{x:.2f}' for x in ratios)}"
         )
+        first = [cell(runs, "first_loss", ".3f") for runs in (ours_runs, tv_runs)]
+        rois = [cell(runs, "mask_rois", ".0f") for runs in (ours_runs, tv_runs)]
+        print(f"  {backbone}: first-iteration loss ours {first[0]}, torchvision {first[1]}; "
+              f"mask-head RoIs a step ours {rois[0]}, torchvision {rois[1]}")
         for name, runs in (("ours", ours_runs), ("torchvision", tv_runs)):
             for run in runs:
                 if "error" in run and run["error"] != "skipped":
