@@ -148,8 +148,22 @@ def chunk_bounds(sorted_cost: Tensor, budget: int, *sizes: Tensor) -> List[Tuple
     return [tuple(int(v) for v in row) for row in rows]
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def _on_empty_map(maps: Sequence[Tensor], level: Tensor) -> Tensor:
+    """(R,) bool: the RoIs whose map has no cells (they pool to zeros and take no part in a plan)."""
+    return torch.tensor([m.numel() == 0 for m in maps], device=level.device)[level]
+
+
+def _plan_over_maps(maps: Sequence[Tensor], level: Tensor, rois: Tensor, output_size: Tuple[int, int],
+                    spatial_scales: Sequence[float], sampling_ratio: int, aligned: bool) -> RoIAlignPlan:
+    """One sampling plan for RoIs spread over several maps, RoI i on ``maps[level[i]]`` (per-RoI map
+    sizes and scales), computed in float64 when a map is float64, else float32. Planning is many
+    small ops: one plan for all maps costs far less than one per map with a few RoIs each."""
+    dev = rois.device
+    dt = torch.float64 if any(m.dtype == torch.float64 for m in maps) else torch.float32
+    height = torch.tensor([m.shape[2] for m in maps], device=dev)[level]  # (R,)
+    width = torch.tensor([m.shape[3] for m in maps], device=dev)[level]
+    scale = torch.tensor([float(v) for v in spatial_scales], dtype=dt, device=dev)[level]
+    return RoIAlignPlan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
 
 
 def _bin_taps(axis: AxisPlan) -> Tuple[Tensor, Tensor, Tensor]:
@@ -184,20 +198,16 @@ def _roi_align_taps(out: Tensor, out_rows: Tensor, maps: Sequence[Tensor], level
     place. One plan serves all maps: planning is many small ops, costly next to a level's few RoIs.
     """
     ph, pw = output_size
-    empty = torch.tensor([m.numel() == 0 for m in maps], device=level.device)[level]  # (R,)
+    empty = _on_empty_map(maps, level)  # (R,)
     if bool(empty.any()):  # nothing to sample: zeros
         out.index_fill_(0, out_rows[empty], 0)
         keep = ~empty
         out_rows, level, rois = out_rows[keep], level[keep], rois[keep]
     if rois.shape[0] == 0:
         return
-    dev = rois.device
-    dt = torch.float64 if any(m.dtype == torch.float64 for m in maps) else torch.float32
     c = maps[0].shape[1]
-    height = torch.tensor([m.shape[2] for m in maps], device=dev)[level]  # (R,)
-    width = torch.tensor([m.shape[3] for m in maps], device=dev)[level]
-    scale = torch.tensor(list(spatial_scales), dtype=dt, device=dev)[level]
-    plan = RoIAlignPlan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
+    plan = _plan_over_maps(maps, level, rois, output_size, spatial_scales, sampling_ratio, aligned)
+    dt, height, width = plan.y.weights.dtype, plan.height, plan.width  # (R,) map sizes
     rows, wy, ky = _bin_taps(plan.y)  # (R, PH, Ky), (R, PH, Ky), (R,)
     cols, wx, kx = _bin_taps(plan.x)  # (R, PW, Kx), (R, PW, Kx), (R,)
     # flat index of each tap row's column 0 in its map's (N*H*W) rows
@@ -299,25 +309,20 @@ class _RoIAlignLevels(torch.autograd.Function):
                  maps: Sequence[Tensor]) -> Tensor:
         ph, pw = output_size
         c = maps[0].shape[1]
-        dev = rois.device
         dt = torch.float64 if any(m.dtype == torch.float64 for m in maps) else torch.float32
         ctx.map_shapes = [tuple(m.shape) for m in maps]
         ctx.map_dtypes = [m.dtype for m in maps]
         ctx.channels_last = [_map_is_channels_last(m) for m in maps]
-        # RoIs on an empty map pool to zeros and take no part in the plan
-        usable = torch.tensor([m.numel() > 0 for m in maps], device=dev)[level]  # (R,)
+        empty = _on_empty_map(maps, level)  # (R,) pool to zeros, not planned
         dest = None  # output row of each planned RoI, None when all are planned
-        out = torch.empty((rois.shape[0], ph, pw, c), dtype=dt, device=dev)  # (R, PH, PW, C)
-        if not bool(usable.all()):
+        out = torch.empty((rois.shape[0], ph, pw, c), dtype=dt, device=rois.device)  # (R, PH, PW, C)
+        if bool(empty.any()):
             out.zero_()
-            dest = torch.nonzero(usable).flatten()
+            dest = torch.nonzero(~empty).flatten()
             rois, level = rois[dest], level[dest]
         ctx.plan, ctx.dest = None, dest
         if rois.shape[0] > 0:
-            height = torch.tensor([m.shape[2] for m in maps], device=dev)[level]  # (R,)
-            width = torch.tensor([m.shape[3] for m in maps], device=dev)[level]
-            scale = torch.tensor(spatial_scales, dtype=dt, device=dev)[level]
-            plan = RoIAlignPlan(rois, height, width, output_size, scale, sampling_ratio, aligned, dt)
+            plan = _plan_over_maps(maps, level, rois, output_size, spatial_scales, sampling_ratio, aligned)
             plan.plan_windows(c, budget=_CHUNK_ELEMENTS, waste=_CHUNK_WASTE, level=level,
                               num_levels=len(maps))
             ctx.plan = plan
