@@ -1,0 +1,57 @@
+"""benchmarks/low_precision_scaled.py end to end at a toy budget: data drawn at the given size, the
+source model fine-tuned on it (its weights change), every mode measured and written to the JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    path = REPO / "benchmarks" / "low_precision_scaled.py"
+    spec = importlib.util.spec_from_file_location("low_precision_scaled", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path):
+    from maskrcnn.checkpoint import load_checkpoint, save_checkpoint
+    from maskrcnn.config import load_config
+    from maskrcnn.data.shapes import SHAPE_CLASSES
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config("demo")
+    source = tmp_path / "source.pth"
+    save_checkpoint(source, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=list(SHAPE_CLASSES))
+    threads = torch.get_num_threads()
+    try:
+        rc = _script().main([
+            "--source", str(source), "--work", str(tmp_path / "work"), "--size", "96", "--iters", "2",
+            "--num-train", "4", "--num-val", "2", "--modes", "fp32-opt,int8-features", "--rounds", "1",
+            "--threads", "1",
+        ])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)  # the script sets its stated thread count for the process
+    assert rc == 0
+    work = tmp_path / "work"
+    ann = json.loads((work / "data_96" / "val.json").read_text())
+    assert len(ann["images"]) == 2 and all(90 <= im["height"] <= 102 for im in ann["images"])
+    tuned = load_checkpoint(work / "finetuned_96" / "model_final.pth")["model"]
+    before = load_checkpoint(source)["model"]
+    changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, tuned[k])]
+    assert changed, "fine-tuning left every weight as it was"
+    result = json.loads((work / "low_precision_96.json").read_text())
+    assert [r["mode"] for r in result["rows"]] == ["fp32-opt", "int8-features"]
+    for row in result["rows"]:
+        assert row["s_per_image"] > 0 and math.isfinite(row["s_per_image"])
+        assert row["mask_ap"] is not None and row["box_ap"] is not None
+    assert result["setup"]["calibration"].startswith("4 images")
