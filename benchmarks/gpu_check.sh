@@ -4,7 +4,9 @@
 #   2. torchvision, installed quietly into a throw-away venv beside this Python's packages when it is
 #      not importable already (its torch stays as it is; offline or no matching wheel: skipped);
 #   3. benchmarks/gpu_check.py: AMP training steps of R50-FPN at 800 px (batch 8, synthetic data),
-#      inference images/s at batch 1 and 8, peak GPU memory, torchvision side by side; one table.
+#      inference images/s at batch 1 and 8, peak GPU memory, torchvision side by side; one table;
+#   4. benchmarks/ops.py on the GPU: RoIAlign forward+backward, RoIPool, NMS and mask pasting against
+#      torchvision's CUDA kernels (run by the Python that has torchvision; ours only without one).
 #
 #   benchmarks/gpu_check.sh            # on a CUDA machine
 #   benchmarks/gpu_check.sh --dry-run  # the same steps at toy size on the CPU (seconds; run by the tests)
@@ -76,6 +78,14 @@ echo "== training and inference (benchmarks/gpu_check.py)"
 args=(--tv-python "$TV_PYTHON")
 [ "$DRY" = 1 ] && args+=(--dry-run)
 PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/gpu_check.py "${args[@]}" || failed+=("gpu_check.py")
+
+echo "== ops on the device against torchvision (benchmarks/ops.py)"
+if [ "$DRY" = 1 ]; then
+  ops_args=(--device cpu --image-size 64x96 --repeats 1 --skip-50k --no-conv --threads 1)
+else
+  ops_args=(--device cuda --skip-50k --no-conv)
+fi
+PYTHONUNBUFFERED=1 "$TV_PYTHON" benchmarks/ops.py "${ops_args[@]}" || failed+=("ops.py")
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "gpu_check: FAILED: ${failed[*]}"

@@ -2,16 +2,19 @@
 
     python benchmarks/ops.py                      # ours only
     /path/to/python-with-torchvision benchmarks/ops.py   # adds torchvision and the ratio ours / tv
+    python benchmarks/ops.py --device cuda --no-conv     # on a GPU, against torchvision's CUDA kernels
 
 Cases (forward + backward where the op is trained): the box head's RoIAlign (512 RoIs per image x 2
 images, 256 channels, 7x7, sampling 2) over an FPN pyramid P2-P5 of an 800x1088 input with the FPN
 level assignment; the mask head's (128 RoIs per image, 14x14); the same at inference (forward only,
 one image, 1000 / 100 RoIs, channels_last maps as the optimised model has them); RoIPool 7x7 on one
 stride-16 map; NMS on 1k / 2k / 10k / 50k RPN-like boxes (clustered around objects, IoU 0.7, as per FPN
-level after top-k) and the box head's batched NMS (3,000 boxes over 8 classes, IoU 0.5). Then the 3x3
+level after top-k) and the box head's batched NMS (3,000 boxes over 8 classes, IoU 0.5); pasting 100
+28x28 masks into the image (torchvision's method, thresholded at 0.5). Then the 3x3
 convolutions of R50-FPN at 800x1088 (inference): our Winograd F(4x4, 3x3) against torch's own direct
 ``conv2d`` (oneDNN on CPU; what torchvision runs), with the relative error of each against float64.
-Times are medians of repeats.
+Times are medians of repeats. ``--device cuda`` runs every case on the GPU (synchronised around each
+timed call); ``--image-size`` shrinks the cases for a quick check (``gpu_check.sh --dry-run``).
 
 On a machine shared with other jobs, compare with ``--threads 1`` as well: torchvision's CPU kernels
 are single-threaded, while our ops are made of multi-threaded torch operations whose thread
@@ -32,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from maskrcnn.ops import MultiScaleRoIAlign, batched_nms, nms, roi_pool  # noqa: E402
+from maskrcnn.ops.paste import paste_masks_in_image  # noqa: E402
 from maskrcnn.ops.winograd import conv3x3_winograd, winograd_weight  # noqa: E402
 
 try:
@@ -87,16 +91,36 @@ def anchor_grid_boxes(stride: int, size: float, k: int, gen: torch.Generator):
                        for r in (0.5, 1.0, 2.0)])  # (3 h w, 4)
     objectness = torch.nn.functional.avg_pool2d(torch.randn(1, 3, h, w, generator=gen), 9, 1, 4).reshape(-1)
     boxes = boxes + torch.randn(boxes.shape, generator=gen) * (0.05 * size)
-    scores, idx = objectness.topk(k)
+    scores, idx = objectness.topk(min(k, objectness.numel()))  # small images have fewer anchors
     return boxes[idx], scores
+
+
+# set by --device; inputs are drawn on the CPU (the same values on every device), then moved
+DEVICE = torch.device("cpu")
+
+
+def on_device(t):
+    """A tensor (or a dict / list of them) moved to the benchmark's device."""
+    if isinstance(t, dict):
+        return {k: on_device(v) for k, v in t.items()}
+    if isinstance(t, (list, tuple)):
+        return type(t)(on_device(v) for v in t)
+    return t.to(DEVICE)
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 
@@ -121,13 +145,28 @@ def main() -> None:
     parser.add_argument("--skip-50k", action="store_true", help="skip NMS on 50k boxes (slow)")
     parser.add_argument("--nms-only", action="store_true", help="only the NMS cases")
     parser.add_argument("--no-conv", action="store_true", help="skip the 3x3 convolution cases")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--image-size", default="800x1088", help="HxW of the image the cases model")
     args = parser.parse_args()
     if args.torchvision and tv_ops is None:
         sys.exit("--torchvision given but torchvision is not importable in this Python")
+    global DEVICE, IMAGE_HW
+    try:
+        h, w = (int(v) for v in args.image_size.lower().split("x"))
+        if h < 32 or w < 32:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--image-size: expected HxW of at least 32x32, got {args.image_size!r}")
+    IMAGE_HW = (h, w)
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: this Python's torch sees no CUDA device")
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, repeats {args.repeats} (median)")
+    where = (f"GPU {torch.cuda.get_device_name(DEVICE)}" if DEVICE.type == "cuda"
+             else f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs")
+    print(f"{where}; torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} "
+          f"(median), image {h}x{w}")
     if tv_ops is not None:
         import torchvision
         print(f"torchvision {torchvision.__version__} (compiled ops) on the same inputs")
@@ -144,19 +183,24 @@ def main() -> None:
         roi_cases(gen, add, args.repeats)
         roi_inference_cases(gen, add, args.repeats)
     nms_cases(gen, add, args.repeats, args.skip_50k)
+    if not args.nms_only:
+        paste_cases(gen, add, args.repeats)
     if not args.nms_only and not args.no_conv:
-        conv_cases(gen, args.repeats)
+        if DEVICE.type == "cpu":
+            conv_cases(gen, args.repeats)
+        else:  # Winograd is a CPU path; on a GPU cuDNN picks its own algorithm
+            print("\n3x3 convolution cases: CPU only (skipped on this device)")
 
 
 def roi_cases(gen, add, repeats) -> None:
     h, w = IMAGE_HW
-    features = {k: torch.randn(2, 256, h // s, w // s, generator=gen) for k, s in LEVELS.items()}
+    features = on_device({k: torch.randn(2, 256, h // s, w // s, generator=gen) for k, s in LEVELS.items()})
     features_cl = {k: v.contiguous(memory_format=torch.channels_last) for k, v in features.items()}
     for label, per_image, size, min_side, max_side, feats in (
             ("RoIAlign box head fwd+bwd (2x512, 7x7)", 512, 7, 16.0, 700.0, features),
             ("  same, channels_last features", 512, 7, 16.0, 700.0, features_cl),
             ("RoIAlign mask head fwd+bwd (2x128, 14x14)", 128, 14, 32.0, 500.0, features)):
-        boxes = [random_boxes(per_image, gen, min_side, max_side) for _ in range(2)]
+        boxes = on_device([random_boxes(per_image, gen, min_side, max_side) for _ in range(2)])
         ours = MultiScaleRoIAlign(featmap_names=list(LEVELS), strides=LEVELS, output_size=size,
                                   sampling_ratio=2)
         ours_fn = pooler_case(lambda f, b, m=ours: m(f, b), feats, boxes)
@@ -166,9 +210,9 @@ def roi_cases(gen, add, repeats) -> None:
             tv_fn = pooler_case(lambda f, b, m=tv: m(f, b, [IMAGE_HW, IMAGE_HW]), feats, boxes)
         add(label, ours_fn, tv_fn, repeats)
 
-    c4 = torch.randn(2, 256, h // 16, w // 16, generator=gen)
-    rois = torch.cat([torch.cat((torch.full((512, 1), float(i)), random_boxes(512, gen)), 1)
-                      for i in range(2)])
+    c4 = on_device(torch.randn(2, 256, h // 16, w // 16, generator=gen))
+    rois = on_device(torch.cat([torch.cat((torch.full((512, 1), float(i)), random_boxes(512, gen)), 1)
+                                for i in range(2)]))
 
     def pool_case(fn):
         x = c4.clone().requires_grad_(True)
@@ -186,12 +230,12 @@ def roi_inference_cases(gen, add, repeats) -> None:
     """Forward only, no autograd, one image, channels_last maps: the pooler as the predictor runs it."""
     h, w = IMAGE_HW
     cl = torch.channels_last
-    feats = {k: torch.randn(1, 256, h // s, w // s, generator=gen).contiguous(memory_format=cl)
-             for k, s in LEVELS.items()}
+    feats = on_device({k: torch.randn(1, 256, h // s, w // s, generator=gen).contiguous(memory_format=cl)
+                       for k, s in LEVELS.items()})
     for label, count, size, min_side, max_side in (
             ("RoIAlign box head inference (1000, 7x7)", 1000, 7, 16.0, 700.0),
             ("RoIAlign mask head inference (100, 14x14)", 100, 14, 32.0, 500.0)):
-        boxes = [random_boxes(count, gen, min_side, max_side)]
+        boxes = on_device([random_boxes(count, gen, min_side, max_side)])
         ours = MultiScaleRoIAlign(featmap_names=list(LEVELS), strides=LEVELS, output_size=size,
                                   sampling_ratio=2)
         tv_fn = None
@@ -199,6 +243,23 @@ def roi_inference_cases(gen, add, repeats) -> None:
             tv = tv_ops.MultiScaleRoIAlign(featmap_names=list(LEVELS), output_size=size, sampling_ratio=2)
             tv_fn = torch.inference_mode()(lambda m=tv, b=boxes: m(feats, b, [IMAGE_HW]))
         add(label, torch.inference_mode()(lambda m=ours, b=boxes: m(feats, b)), tv_fn, repeats)
+
+
+def paste_cases(gen, add, repeats) -> None:
+    """100 detections' 28x28 mask probabilities pasted into the image and thresholded at 0.5, as the
+    predictor returns full-size masks (torchvision's method, which its own paste implements)."""
+    boxes = on_device(random_boxes(100, gen, 16.0, 700.0 * min(IMAGE_HW) / 800))
+    probs = on_device(torch.rand(100, 1, 28, 28, generator=gen))
+    tv_fn = None
+    if tv_ops is not None:
+        from torchvision.models.detection.roi_heads import paste_masks_in_image as tv_paste
+
+        def tv_fn():
+            return tv_paste(probs, boxes, IMAGE_HW, padding=1) > 0.5
+    with torch.inference_mode():
+        add("paste 100 masks 28x28, threshold 0.5", lambda: paste_masks_in_image(probs, boxes, IMAGE_HW,
+                                                                                 threshold=0.5),
+            tv_fn, repeats)
 
 
 def conv_cases(gen, repeats) -> None:
@@ -242,18 +303,18 @@ def nms_cases(gen, add, repeats, skip_50k) -> None:
     for n in (1000, 2000, 10000, 50000):
         if n == 50000 and skip_50k:
             continue
-        boxes, scores = rpn_like_boxes(n, gen)
+        boxes, scores = on_device(rpn_like_boxes(n, gen))
         reps = max(repeats, 11) if n <= 2000 else (repeats if n <= 10000 else 1)
         add(f"NMS {n} RPN-like boxes, IoU 0.7", lambda b=boxes, s=scores: nms(b, s, 0.7),
             (lambda b=boxes, s=scores: tv_ops.nms(b, s, 0.7)) if tv_ops is not None else None, reps)
     for stride, size in ((4, 32), (16, 128)):
-        boxes, scores = anchor_grid_boxes(stride, size, 2000, gen)
+        boxes, scores = on_device(anchor_grid_boxes(stride, size, 2000, gen))
         tv_fn = (lambda b=boxes, s=scores: tv_ops.nms(b, s, 0.7)) if tv_ops is not None else None
         add(f"NMS 2000 anchor-grid boxes (s{stride}), IoU 0.7", lambda b=boxes, s=scores: nms(b, s, 0.7),
             tv_fn, max(repeats, 11))
     # box head: per-class NMS of the boxes above the score threshold, a few classes per image
-    boxes, scores = rpn_like_boxes(3000, gen)
-    labels = torch.randint(1, 9, (3000,), generator=gen)
+    boxes, scores = on_device(rpn_like_boxes(3000, gen))
+    labels = on_device(torch.randint(1, 9, (3000,), generator=gen))
     add("batched NMS 3000 boxes, 8 classes, IoU 0.5",
         lambda: batched_nms(boxes, scores, labels, 0.5),
         (lambda: tv_ops.batched_nms(boxes, scores, labels, 0.5)) if tv_ops is not None else None,

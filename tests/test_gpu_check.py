@@ -23,7 +23,8 @@ def test_dry_run_runs_every_step():
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
-    for step in ("== environment", "== CUDA tests", "== torchvision", "== training and inference"):
+    for step in ("== environment", "== CUDA tests", "== torchvision", "== training and inference",
+                 "== ops on the device"):
         assert step in out
     assert "tests collected" in out  # the CUDA tests were found (and are skipped on the CPU)
     table = out[out.index("gpu_check --dry-run:"):]
@@ -31,6 +32,10 @@ def test_dry_run_runs_every_step():
     assert [r.split()[0:2] for r in rows[:4]] == [["train", "(AMP)"], ["infer", "float32"],
                                                   ["infer", "float32"], ["infer", "bfloat16"]]
     assert "s/iter, loss" in rows[0] and all("images/s" in r for r in rows[1:4])
+    ops = out[out.index("== ops on the device"):]
+    for case in ("RoIAlign box head fwd+bwd", "RoIPool fwd+bwd", "NMS 10000", "paste 100 masks"):
+        line = next(row for row in ops.splitlines() if row.startswith(case))
+        assert float(line[44:54]) > 0  # our time in ms
     assert "FAILED" not in out and out.rstrip().endswith("gpu_check: all steps passed")
 
 

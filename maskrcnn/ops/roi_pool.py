@@ -107,7 +107,10 @@ class _RoIPoolFunction(torch.autograd.Function):
             pos = torch.gather(row1, 2, win_col) * w + (win_col + x0[sel, None, None, None]).clamp(max=w - 1)
             # torchvision keeps the first maximum in row-major order: a tie between columns whose
             # maxima sit on different rows can prefer a later column; fix those few entries
-            tied = (v2 == best[:, :, :, None]).sum(dim=3) > 1
+            empty = (ye[sel] <= ys[sel])[:, :, None] | (xe[sel] <= xs[sel])[:, None, :]  # (n, PH, PW)
+            no_max = empty[..., None] | (best == float("-inf"))
+            # (a bin without a maximum, e.g. one clipped off the map, is no tie: all its columns are -inf)
+            tied = ((v2 == best[:, :, :, None]).sum(dim=3) > 1) & ~no_max
             if bool(tied.any()):
                 i0, i1, i2, i3 = torch.nonzero(tied, as_tuple=True)
                 cand_rows = row1[i0, i1, :, i3].gather(1, cidx[i0, i2])  # (T, BW)
@@ -115,8 +118,6 @@ class _RoIPoolFunction(torch.autograd.Function):
                 ok = (v2[i0, i1, i2, :, i3] == best[i0, i1, i2, i3][:, None]) & col_ok[i0, i2]
                 big = torch.full_like(cand_key, 2**62)
                 pos[i0, i1, i2, i3] = torch.where(ok, cand_key, big).amin(dim=1)
-            empty = (ye[sel] <= ys[sel])[:, :, None] | (xe[sel] <= xs[sel])[:, None, :]  # (n, PH, PW)
-            no_max = empty[..., None] | (best == float("-inf"))
             out[sel] = torch.where(empty[..., None], torch.zeros_like(best),
                                    best.clamp(min=-torch.finfo(torch.float32).max))
             src = (batch[sel, None, None, None] * (h * w) + pos) * c + torch.arange(c, device=dev)
