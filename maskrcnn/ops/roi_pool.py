@@ -11,9 +11,10 @@ Box corners are rounded (half away from zero) after scaling, the RoI size is ``e
 (at least 1), bin ``p`` spans ``[floor(p * bin), ceil((p + 1) * bin))`` clipped to the map, an empty
 bin outputs 0, and ties keep the first maximum in row-major order.
 
-The max over a bin is separable: first over the bin's rows for every column of the RoI (gathered
-from a channels-last view), then over the bin's columns. RoIs are sorted by size and processed in
-chunks of bounded memory. The flat index of each maximum is kept for the backward scatter.
+Each bin's maximum is a running maximum over its offsets in row-major order: one row of C channels
+per bin gathered from a channels-last view at each step, all bins of a chunk of RoIs at once (RoIs
+sorted by bin area, chunks bounded in work). The flat index of each maximum is kept for the backward
+scatter.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .roi_align import BoxesArg, check_pool_input, check_roi_boxes, chunk_bounds
 
 __all__ = ["roi_pool"]
 
-_CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS = 1 << 20  # bins x channels x offsets of one chunk (a few MB a step)
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -68,60 +69,48 @@ class _RoIPoolFunction(torch.autograd.Function):
         ys, ye = _bins(corners[:, 1], corners[:, 3], ph, h, dt)  # (R, PH)
         xs, xe = _bins(corners[:, 0], corners[:, 2], pw, w, dt)  # (R, PW)
         bh_r = (ye - ys).clamp(min=0).amax(dim=1)  # (R,) tallest bin
-        bw_r = (xe - xs).clamp(min=0).amax(dim=1)
-        x0 = xs[:, 0]
-        lx_r = (xe.amax(dim=1) - x0).clamp(min=0)  # (R,) columns spanned by the RoI's bins
+        bw_r = (xe - xs).clamp(min=0).amax(dim=1)  # (R,) widest bin
         batch = rois[:, 0].to(torch.long)
         feat = input.to(dt).permute(0, 2, 3, 1).reshape(n * h * w, c)  # (N*H*W, C) channels-last rows
-        # Separable max: over each bin's rows for every column (stage 1), then over the bin's columns.
-        # RoIs sorted by stage-1 volume so that chunks pad little; chunks bounded in elements.
-        cost = bh_r.clamp(min=1) * lx_r.clamp(min=1)  # (R,)
-        order = torch.argsort(cost)
-        chunks = chunk_bounds(cost[order] * (ph * c), _CHUNK_ELEMENTS, bh_r[order], bw_r[order], lx_r[order])
-        cols_all = torch.arange(w, device=dev)
-        for begin, end, bh, bw, lx in chunks:
+        # RoIs sorted by bin area, chunks bounded in work (bins x channels x offsets), so that a chunk
+        # pads its bins to sizes close to their own
+        area = bh_r.clamp(min=1) * bw_r.clamp(min=1)  # (R,)
+        order = torch.argsort(area)
+        chunks = chunk_bounds(area[order] * (ph * pw * c), _CHUNK_ELEMENTS, bh_r[order], bw_r[order])
+        lowest = -torch.finfo(torch.float32).max  # torchvision's starting maximum: -FLT_MAX
+        # one spare row of -inf that offsets outside their bin read: never greater than the maximum. NaN
+        # is never greater either (torchvision's ">"), so it is read as -inf: the same outcome
+        feat = torch.cat((feat, feat.new_full((1, c), float("-inf"))))
+        feat.masked_fill_(torch.isnan(feat), float("-inf"))
+        outside = n * h * w
+        for begin, end, bh, bw in chunks:
             sel = order[begin:end]
             m = end - begin
-            # rows past a bin's end repeat its last row: the max is unchanged and, coming later,
-            # never wins a tie (first occurrence), so no masking pass is needed
-            rows = torch.minimum(ys[sel, :, None] + torch.arange(bh, device=dev), ye[sel, :, None] - 1)
-            rows = rows.clamp(0, h - 1)  # (n, PH, BH)
-            cols = x0[sel, None] + cols_all[:lx]  # (n, Lx)
-            flat = (batch[sel, None, None, None] * (h * w) + rows[..., None] * w
-                    + cols.clamp(max=w - 1)[:, None, None, :])  # (n, PH, BH, Lx)
-            vals = feat.index_select(0, flat.reshape(-1)).view(m, ph, bh, lx, c)  # (n, PH, BH, Lx, C)
-            v1, a1 = vals.max(dim=2)  # (n, PH, Lx, C): column maxima, first (topmost) row on ties
-            del vals
-            row1 = torch.gather(rows, 2, a1.flatten(2)).view(m, ph, lx, c)  # map row of each maximum
-
-            cidx = (xs[sel] - x0[sel, None])[:, :, None] + torch.arange(bw, device=dev)  # (n, PW, BW)
-            col_ok = (cidx + x0[sel, None, None]) < xe[sel, :, None]
-            cidx = cidx.clamp(max=lx - 1)  # column within the RoI's window
-            gidx = cidx.reshape(m, 1, pw * bw, 1).expand(m, ph, pw * bw, c)
-            v2 = torch.gather(v1, 2, gidx).view(m, ph, pw, bw, c)  # (n, PH, PW, BW, C)
-            v2 = v2.masked_fill(~col_ok[:, None, :, :, None], float("-inf"))
-            best, a2 = v2.max(dim=3)  # (n, PH, PW, C): the leftmost column on ties
-            col_abs = (cidx + x0[sel, None, None]).clamp(max=w - 1)  # (n, PW, BW)
-            win_col = torch.gather(cidx[:, None, :, :, None].expand(m, ph, pw, bw, c), 3, a2[..., None])
-            win_col = win_col.view(m, ph, pw, c)  # window column of each maximum
-            pos = torch.gather(row1, 2, win_col) * w + (win_col + x0[sel, None, None, None]).clamp(max=w - 1)
-            # torchvision keeps the first maximum in row-major order: a tie between columns whose
-            # maxima sit on different rows can prefer a later column; fix those few entries
-            empty = (ye[sel] <= ys[sel])[:, :, None] | (xe[sel] <= xs[sel])[:, None, :]  # (n, PH, PW)
-            no_max = empty[..., None] | (best == float("-inf"))
-            # (a bin without a maximum, e.g. one clipped off the map, is no tie: all its columns are -inf)
-            tied = ((v2 == best[:, :, :, None]).sum(dim=3) > 1) & ~no_max
-            if bool(tied.any()):
-                i0, i1, i2, i3 = torch.nonzero(tied, as_tuple=True)
-                cand_rows = row1[i0, i1, :, i3].gather(1, cidx[i0, i2])  # (T, BW)
-                cand_key = cand_rows * w + col_abs[i0, i2]
-                ok = (v2[i0, i1, i2, :, i3] == best[i0, i1, i2, i3][:, None]) & col_ok[i0, i2]
-                big = torch.full_like(cand_key, 2**62)
-                pos[i0, i1, i2, i3] = torch.where(ok, cand_key, big).amin(dim=1)
-            out[sel] = torch.where(empty[..., None], torch.zeros_like(best),
-                                   best.clamp(min=-torch.finfo(torch.float32).max))
-            src = (batch[sel, None, None, None] * (h * w) + pos) * c + torch.arange(c, device=dev)
-            argmax[sel] = torch.where(no_max, torch.full_like(src, -1), src)
+            y0, y1 = ys[sel][:, :, None], ye[sel][:, :, None]  # (n, PH, 1)
+            x0, x1 = xs[sel][:, None, :], xe[sel][:, None, :]  # (n, 1, PW)
+            base = batch[sel, None, None] * (h * w)  # (n, 1, 1)
+            # the map row read at every offset of every bin, offsets first: (BH, BW, n, PH, PW)
+            dy = torch.arange(bh, device=dev)[:, None, None, None, None]
+            dx = torch.arange(bw, device=dev)[None, :, None, None, None]
+            row, col = y0 + dy, x0 + dx
+            flat = base + row.clamp(max=h - 1) * w + col.clamp(max=w - 1)
+            flat = torch.where((row < y1) & (col < x1), flat, outside).view(bh * bw, -1)
+            best = torch.full((m, ph, pw, c), lowest, dtype=dt, device=dev)
+            step = torch.full((m, ph, pw, c), -1, dtype=torch.int32, device=dev)  # offset of the maximum
+            # the offsets in row-major order, each taken only where strictly greater (torchvision's
+            # rule): the first maximum in row-major order wins ties; a bin holding nothing greater than
+            # -FLT_MAX (or nothing at all) keeps -FLT_MAX (0 when empty) and routes no gradient
+            for k in range(bh * bw):
+                vals = feat.index_select(0, flat[k]).view(m, ph, pw, c)
+                step.masked_fill_(vals > best, k)
+                torch.maximum(best, vals, out=best)
+            found = step >= 0
+            step = step.clamp(min=0).long()
+            empty = (y1 <= y0) | (x1 <= x0)  # (n, PH, PW)
+            out[sel] = torch.where(empty[..., None], torch.zeros_like(best), best)
+            pos = base[..., None] + (y0[..., None] + step // bw) * w + x0[..., None] + step % bw
+            src = pos * c + torch.arange(c, device=dev)  # flat channels-last index of each maximum
+            argmax[sel] = torch.where(found, src, torch.full_like(src, -1))
         return out.permute(0, 3, 1, 2).contiguous().to(input.dtype)  # (R, C, PH, PW)
 
     @staticmethod

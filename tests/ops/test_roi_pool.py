@@ -1,5 +1,6 @@
 """RoIPool: torchvision golden outputs and gradients, a loop reference, gradcheck, ties, degenerate boxes."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,53 @@ def test_cuda_matches_cpu():
     cpu.sum().backward()
     gpu.sum().backward()
     torch.testing.assert_close(gpu_in.grad.cpu(), cpu_in.grad)
+
+
+def test_nan_and_minus_infinity_follow_torchvision():
+    """torchvision starts each bin at -FLT_MAX and takes a value only where it is greater: NaN and -inf
+    are never taken (values recorded from torchvision 0.28's CPU kernel on this input)."""
+    x = torch.zeros(1, 1, 2, 3)
+    x[0, 0, 0] = torch.tensor([float("nan"), 2.0, 1.0])
+    x[0, 0, 1] = float("-inf")
+    x.requires_grad_(True)
+    rois = torch.tensor([[0, 0.0, 0.0, 2.0, 0.0], [0, 0.0, 1.0, 2.0, 1.0], [0, 0.0, 0.0, 0.0, 0.0]])
+    out = roi_pool(x, rois, 1)
+    lowest = -torch.finfo(torch.float32).max
+    assert out.flatten().tolist() == [2.0, lowest, lowest]
+    out.sum().backward()
+    expected = torch.zeros(1, 1, 2, 3)
+    expected[0, 0, 0, 1] = 1.0  # only the 2 routes a gradient
+    assert torch.equal(x.grad, expected)
+
+
+def test_many_ties_on_relu_features_match_the_loop_reference_and_route_to_first_maximum():
+    """Post-ReLU maps are mostly zeros, so most bins tie; every bin's gradient goes to its first
+    maximum in row-major order (checked against a per-bin search), values equal the loop reference."""
+    g = torch.Generator().manual_seed(4)
+    inp = torch.randn(2, 5, 13, 17, generator=g).clamp(min=0).round()  # zeros and small integers
+    xy = torch.rand(24, 2, generator=g) * 16 - 2
+    rois = torch.cat((torch.randint(0, 2, (24, 1), generator=g).float(), xy,
+                      xy + torch.rand(24, 2, generator=g) * 14), 1)
+    x = inp.clone().requires_grad_(True)
+    out = roi_pool(x, rois, (3, 4), 1.0)
+    torch.testing.assert_close(out, roi_pool_loop(inp, rois, (3, 4), 1.0), rtol=0, atol=0)
+    grad = torch.randn(out.shape, generator=g)
+    out.backward(grad)
+    expected = torch.zeros_like(inp)
+    for r, roi in enumerate(rois.tolist()):
+        x1, y1, x2, y2 = (int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1) for v in roi[1:])
+        rh, rw = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
+        for p in range(3):
+            hs = min(max(math.floor(p * rh / 3) + y1, 0), 13)
+            he = min(max(math.ceil((p + 1) * rh / 3) + y1, 0), 13)
+            for q in range(4):
+                ws = min(max(math.floor(q * rw / 4) + x1, 0), 17)
+                we = min(max(math.ceil((q + 1) * rw / 4) + x1, 0), 17)
+                if he <= hs or we <= ws:
+                    continue
+                for ch in range(5):
+                    window = inp[int(roi[0]), ch, hs:he, ws:we]
+                    first = int(torch.nonzero(window.flatten() == window.max())[0])  # row-major first
+                    row, col = hs + first // (we - ws), ws + first % (we - ws)
+                    expected[int(roi[0]), ch, row, col] += grad[r, ch, p, q]
+    torch.testing.assert_close(x.grad, expected, rtol=0, atol=1e-6)
