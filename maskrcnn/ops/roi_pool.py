@@ -48,7 +48,8 @@ def _bins(start: Tensor, end: Tensor, pooled: int, extent: int, dt: torch.dtype)
 
 class _RoIPoolFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float):
+    def forward(ctx, input: Tensor, rois: Tensor, output_size: Tuple[int, int], spatial_scale: float,
+                track: bool):
         n, c, h, w = input.shape
         ph, pw = output_size
         r = rois.shape[0]
@@ -58,7 +59,8 @@ class _RoIPoolFunction(torch.autograd.Function):
         ctx.channels_last = (input.is_contiguous(memory_format=torch.channels_last)
                              and not input.is_contiguous())
         out = torch.zeros((r, ph, pw, c), dtype=dt, device=dev)
-        argmax = torch.full((r, ph, pw, c), -1, dtype=torch.long, device=dev)
+        # track: keep where each maximum came from, for the backward (not when no gradient is recorded)
+        argmax = torch.full((r, ph, pw, c), -1, dtype=torch.long, device=dev) if track else None
         ctx.argmax = argmax
         if r == 0 or input.numel() == 0:
             return out.permute(0, 3, 1, 2).to(input.dtype)
@@ -96,18 +98,21 @@ class _RoIPoolFunction(torch.autograd.Function):
             flat = base + row.clamp(max=h - 1) * w + col.clamp(max=w - 1)
             flat = torch.where((row < y1) & (col < x1), flat, outside).view(bh * bw, -1)
             best = torch.full((m, ph, pw, c), lowest, dtype=dt, device=dev)
-            step = torch.full((m, ph, pw, c), -1, dtype=torch.int32, device=dev)  # offset of the maximum
+            step = torch.full((m, ph, pw, c), -1, dtype=torch.int32, device=dev) if track else None
             # the offsets in row-major order, each taken only where strictly greater (torchvision's
             # rule): the first maximum in row-major order wins ties; a bin holding nothing greater than
             # -FLT_MAX (or nothing at all) keeps -FLT_MAX (0 when empty) and routes no gradient
             for k in range(bh * bw):
                 vals = feat.index_select(0, flat[k]).view(m, ph, pw, c)
-                step.masked_fill_(vals > best, k)
+                if track:  # (n, PH, PW, C) offset of the maximum
+                    step.masked_fill_(vals > best, k)
                 torch.maximum(best, vals, out=best)
-            found = step >= 0
-            step = step.clamp(min=0).long()
             empty = (y1 <= y0) | (x1 <= x0)  # (n, PH, PW)
             out[sel] = torch.where(empty[..., None], torch.zeros_like(best), best)
+            if not track:
+                continue
+            found = step >= 0
+            step = step.clamp(min=0).long()
             pos = base[..., None] + (y0[..., None] + step // bw) * w + x0[..., None] + step % bw
             src = pos * c + torch.arange(c, device=dev)  # flat channels-last index of each maximum
             argmax[sel] = torch.where(found, src, torch.full_like(src, -1))
@@ -127,7 +132,7 @@ class _RoIPoolFunction(torch.autograd.Function):
         grad_input = grad_feat[:-1].view(n, h, w, c).permute(0, 3, 1, 2)
         if not ctx.channels_last:
             grad_input = grad_input.contiguous()
-        return grad_input.to(ctx.input_dtype), None, None, None
+        return grad_input.to(ctx.input_dtype), None, None, None, None
 
 
 def roi_pool(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[int]],
@@ -135,4 +140,5 @@ def roi_pool(input: Tensor, boxes: BoxesArg, output_size: Union[int, Sequence[in
     """RoIPool: (N, C, H, W), boxes (Tensor[K, 5] or list of Tensor[L, 4]) -> (K, C, PH, PW)."""
     ph, pw = check_pool_input(input, output_size, "roi_pool")
     rois = check_roi_boxes(boxes, input.shape[0], "roi_pool").to(device=input.device)
-    return _RoIPoolFunction.apply(input, rois, (ph, pw), float(spatial_scale))
+    track = torch.is_grad_enabled() and input.requires_grad
+    return _RoIPoolFunction.apply(input, rois, (ph, pw), float(spatial_scale), track)

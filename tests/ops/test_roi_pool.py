@@ -159,3 +159,17 @@ def test_many_ties_on_relu_features_match_the_loop_reference_and_route_to_first_
                     row, col = hs + first // (we - ws), ws + first % (we - ws)
                     expected[int(roi[0]), ch, row, col] += grad[r, ch, p, q]
     torch.testing.assert_close(x.grad, expected, rtol=0, atol=1e-6)
+
+
+def test_without_autograd_the_same_output():
+    """No gradient recorded (inference): the maxima alone, without their positions; same values."""
+    g = torch.Generator().manual_seed(5)
+    inp = torch.randn(2, 4, 12, 15, generator=g).clamp(min=0)
+    rois = torch.tensor([[0, 1.0, 2.0, 11.0, 9.0], [1, -3.0, 0.0, 6.0, 20.0], [1, 4.0, 4.0, 4.0, 4.0]])
+    recorded = roi_pool(inp.clone().requires_grad_(True), rois, (3, 3), 1.0)
+    assert recorded.grad_fn is not None
+    with torch.no_grad():
+        plain = roi_pool(inp.clone().requires_grad_(True), rois, (3, 3), 1.0)
+    with torch.inference_mode():
+        inference = roi_pool(inp, rois, (3, 3), 1.0)
+    assert torch.equal(plain, recorded.detach()) and torch.equal(inference, recorded.detach())
