@@ -102,7 +102,17 @@ class ConvNorm(nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.conv(x))
+        if self.training and isinstance(self.norm, FrozenBatchNorm2d) and type(self.conv) is nn.Conv2d:
+            # A frozen norm is a per-channel affine map: training convolves with the scaled kernel and
+            # adds the shift as the bias (norm(conv(x, W)) = conv(x, W * scale) + shift), which saves
+            # two passes over the activations forward and one backward; the kernel's gradient flows
+            # through the scaling. (Inference folds the norm once: modeling.fuse.)
+            scale, shift = self.norm.scale_shift()  # (C_out,) each
+            weight = self.conv.weight * scale.view(-1, 1, 1, 1).to(self.conv.weight.dtype)
+            bias = shift if self.conv.bias is None else self.conv.bias * scale + shift
+            x = self.conv._conv_forward(x, weight, bias.to(weight.dtype))
+        else:
+            x = self.norm(self.conv(x))
         return F.relu(x, inplace=True) if self.relu else x
 
     def add(self, x: torch.Tensor, residual: torch.Tensor, *, relu: bool) -> torch.Tensor:

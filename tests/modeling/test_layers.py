@@ -66,3 +66,37 @@ def test_get_norm():
     assert isinstance(get_norm("gn", 64), nn.GroupNorm)
     with pytest.raises(ValueError, match="unknown norm 'batch'"):
         get_norm("batch", 4)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_training_conv_with_frozen_norm_equals_the_norm_after_the_conv(relu, bias):
+    """In training a frozen norm is folded into the kernel on the fly: the same output, and the same
+    gradients for the kernel, its bias and the input, as the norm applied after the convolution."""
+    from maskrcnn.modeling.layers import ConvNorm
+
+    g = torch.Generator().manual_seed(0)
+    layer = ConvNorm(3, 5, 3, stride=2, norm="frozen_bn", relu=relu, bias=bias).double().train()
+    for name in ("weight", "bias", "running_mean"):
+        getattr(layer.norm, name).copy_(torch.randn(5, generator=g, dtype=torch.float64))
+    layer.norm.running_var.copy_(torch.rand(5, generator=g, dtype=torch.float64) + 0.5)
+    x = torch.randn(2, 3, 9, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 5, 5, 6, generator=g, dtype=torch.float64)
+    results, norm_calls = [], []
+    layer.norm.register_forward_hook(lambda *_: norm_calls.append(layer.training))
+    for folded in (True, False):
+        layer.train(folded)  # eval mode takes the separate path
+        out = layer(x)
+        out.backward(grad)
+        params = [p.grad.clone() for p in layer.conv.parameters()]
+        results.append((out.detach(), x.grad.clone(), params))
+        x.grad = None
+        layer.zero_grad()
+    (out_f, gx_f, gp_f), (out_s, gx_s, gp_s) = results
+    torch.testing.assert_close(out_f, out_s, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx_f, gx_s, rtol=1e-12, atol=1e-12)
+    assert len(gp_f) == (2 if bias else 1)
+    for a, b in zip(gp_f, gp_s):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert norm_calls == [False]  # training never ran the norm module: it was folded
+    assert all(not p.requires_grad for p in layer.norm.buffers())  # the norm stays frozen

@@ -231,5 +231,7 @@ def test_place_for_training_changes_the_layout_not_the_values():
         assert abs(grads[0][0][k] - grads[1][0][k]) <= 1e-5 * max(1.0, abs(grads[0][0][k])), k
     assert grads[0][1].keys() == grads[1][1].keys()
     for n, gp in grads[0][1].items():
-        torch.testing.assert_close(grads[1][1][n], gp, rtol=1e-4, atol=1e-6, msg=n)
+        # float32 rounding of two kernel orders: absolute error at the scale of the tensor's largest entry
+        torch.testing.assert_close(grads[1][1][n], gp, rtol=1e-4, atol=1e-6 * max(1.0, float(gp.abs().max())),
+                                   msg=n)
     plain.load_state_dict(placed.state_dict())  # channels_last tensors load into the plain model
