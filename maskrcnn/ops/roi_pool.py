@@ -58,12 +58,14 @@ class _RoIPoolFunction(torch.autograd.Function):
         ctx.input_shape, ctx.input_dtype = (n, c, h, w), input.dtype
         ctx.channels_last = (input.is_contiguous(memory_format=torch.channels_last)
                              and not input.is_contiguous())
-        out = torch.zeros((r, ph, pw, c), dtype=dt, device=dev)
         # track: keep where each maximum came from, for the backward (not when no gradient is recorded)
-        argmax = torch.full((r, ph, pw, c), -1, dtype=torch.long, device=dev) if track else None
-        ctx.argmax = argmax
         if r == 0 or input.numel() == 0:
-            return out.permute(0, 3, 1, 2).to(input.dtype)
+            ctx.argmax = torch.full((r, ph, pw, c), -1, dtype=torch.long, device=dev) if track else None
+            return torch.zeros((r, c, ph, pw), dtype=input.dtype, device=dev)
+        out = torch.empty((r, ph, pw, c), dtype=dt, device=dev)  # every RoI is written by its chunk
+        # flat channels-last index of each maximum, negative where a bin has none
+        argmax = torch.empty((r, ph, pw, c), dtype=torch.long, device=dev) if track else None
+        ctx.argmax = argmax
         coords = rois[:, 1:].to(dt) * spatial_scale
         finite = torch.isfinite(coords).all(dim=1)  # non-finite boxes get empty bins (zeros)
         coords = torch.where(finite[:, None], coords, torch.full_like(coords, -1e9))
@@ -85,6 +87,8 @@ class _RoIPoolFunction(torch.autograd.Function):
         feat = torch.cat((feat, feat.new_full((1, c), float("-inf"))))
         feat.masked_fill_(torch.isnan(feat), float("-inf"))
         outside = n * h * w
+        # the map row of each maximum is tracked as a float: exact below 2**24 rows in float32
+        track_dt = dt if outside < 2**24 else torch.float64
         for begin, end, bh, bw in chunks:
             sel = order[begin:end]
             m = end - begin
@@ -96,26 +100,27 @@ class _RoIPoolFunction(torch.autograd.Function):
             dx = torch.arange(bw, device=dev)[None, :, None, None, None]
             row, col = y0 + dy, x0 + dx
             flat = base + row.clamp(max=h - 1) * w + col.clamp(max=w - 1)
-            flat = torch.where((row < y1) & (col < x1), flat, outside).view(bh * bw, -1)
+            flat = torch.where((row < y1) & (col < x1), flat, outside).view(bh * bw, -1)  # (BH*BW, n*PH*PW)
             best = torch.full((m, ph, pw, c), lowest, dtype=dt, device=dev)
-            step = torch.full((m, ph, pw, c), -1, dtype=torch.int32, device=dev) if track else None
+            if track:  # the map row of each maximum (-1: none yet), updated by the lerp below
+                where_max = torch.full((m, ph, pw, c), -1.0, dtype=track_dt, device=dev)
+                greater = torch.empty((m, ph, pw, c), dtype=track_dt, device=dev)
+                rows_read = flat.to(track_dt).view(bh * bw, m, ph, pw, 1)
             # the offsets in row-major order, each taken only where strictly greater (torchvision's
             # rule): the first maximum in row-major order wins ties; a bin holding nothing greater than
             # -FLT_MAX (or nothing at all) keeps -FLT_MAX (0 when empty) and routes no gradient
             for k in range(bh * bw):
                 vals = feat.index_select(0, flat[k]).view(m, ph, pw, c)
-                if track:  # (n, PH, PW, C) offset of the maximum
-                    step.masked_fill_(vals > best, k)
+                if track:  # the row read where the value is greater: a 0/1 lerp, far cheaper than a
+                    torch.gt(vals, best, out=greater)  # masked fill
+                    where_max.lerp_(rows_read[k], greater)
                 torch.maximum(best, vals, out=best)
             empty = (y1 <= y0) | (x1 <= x0)  # (n, PH, PW)
-            out[sel] = torch.where(empty[..., None], torch.zeros_like(best), best)
-            if not track:
-                continue
-            found = step >= 0
-            step = step.clamp(min=0).long()
-            pos = base[..., None] + (y0[..., None] + step // bw) * w + x0[..., None] + step % bw
-            src = pos * c + torch.arange(c, device=dev)  # flat channels-last index of each maximum
-            argmax[sel] = torch.where(found, src, torch.full_like(src, -1))
+            if bool(empty.any()):  # empty bins pool to 0 (their maximum is still -FLT_MAX)
+                best = torch.where(empty[..., None], torch.zeros_like(best), best)
+            out[sel] = best
+            if track:  # row -1 gives a negative index: no maximum, no gradient
+                argmax[sel] = where_max.long() * c + torch.arange(c, device=dev)
         return out.permute(0, 3, 1, 2).contiguous().to(input.dtype)  # (R, C, PH, PW)
 
     @staticmethod
@@ -126,7 +131,7 @@ class _RoIPoolFunction(torch.autograd.Function):
         # flat channels-last gradient plus one spare slot that collects the bins without a maximum
         grad_feat = torch.zeros(n * h * w * c + 1, dtype=dt, device=grad_output.device)
         idx = ctx.argmax.reshape(-1)  # (R*PH*PW*C,)
-        idx = torch.where(idx >= 0, idx, torch.full_like(idx, n * h * w * c))
+        idx = torch.where(idx >= 0, idx, n * h * w * c)
         g = grad_output.to(dt).permute(0, 2, 3, 1).reshape(-1)  # same order as argmax
         grad_feat.scatter_add_(0, idx, g)
         grad_input = grad_feat[:-1].view(n, h, w, c).permute(0, 3, 1, 2)
