@@ -60,12 +60,9 @@ class _RoIPoolFunction(torch.autograd.Function):
                              and not input.is_contiguous())
         # track: keep where each maximum came from, for the backward (not when no gradient is recorded)
         if r == 0 or input.numel() == 0:
-            ctx.argmax = torch.full((r, ph, pw, c), -1, dtype=torch.long, device=dev) if track else None
+            ctx.order = torch.arange(r, device=dev)
+            ctx.argmax = torch.zeros((r, ph, pw, c), dtype=torch.long, device=dev) if track else None
             return torch.zeros((r, c, ph, pw), dtype=input.dtype, device=dev)
-        out = torch.empty((r, ph, pw, c), dtype=dt, device=dev)  # every RoI is written by its chunk
-        # flat channels-last index of each maximum, negative where a bin has none
-        argmax = torch.empty((r, ph, pw, c), dtype=torch.long, device=dev) if track else None
-        ctx.argmax = argmax
         coords = rois[:, 1:].to(dt) * spatial_scale
         finite = torch.isfinite(coords).all(dim=1)  # non-finite boxes get empty bins (zeros)
         coords = torch.where(finite[:, None], coords, torch.full_like(coords, -1e9))
@@ -81,6 +78,12 @@ class _RoIPoolFunction(torch.autograd.Function):
         area = bh_r.clamp(min=1) * bw_r.clamp(min=1)  # (R,)
         order = torch.argsort(area)
         chunks = chunk_bounds(area[order] * (ph * pw * c), _CHUNK_ELEMENTS, bh_r[order], bw_r[order])
+        # results in that order (each chunk a contiguous slice), put back in the RoIs' order at the end;
+        # argmax stays sorted (the backward reads the output gradient in the same order): 1 + the flat
+        # channels-last index of each maximum, 0 where a bin has none
+        out = torch.empty((r, ph, pw, c), dtype=dt, device=dev)
+        argmax = torch.empty((r, ph, pw, c), dtype=torch.long, device=dev) if track else None
+        ctx.argmax, ctx.order = argmax, order
         lowest = -torch.finfo(torch.float32).max  # torchvision's starting maximum: -FLT_MAX
         # one spare row of -inf that offsets outside their bin read: never greater than the maximum. NaN
         # is never greater either (torchvision's ">"), so it is read as -inf: the same outcome
@@ -101,7 +104,7 @@ class _RoIPoolFunction(torch.autograd.Function):
             row, col = y0 + dy, x0 + dx
             flat = base + row.clamp(max=h - 1) * w + col.clamp(max=w - 1)
             flat = torch.where((row < y1) & (col < x1), flat, outside).view(bh * bw, -1)  # (BH*BW, n*PH*PW)
-            best = torch.full((m, ph, pw, c), lowest, dtype=dt, device=dev)
+            best = out[begin:end].fill_(lowest)  # (n, PH, PW, C), in place
             if track:  # the map row of each maximum (-1: none yet), updated by the lerp below
                 where_max = torch.full((m, ph, pw, c), -1.0, dtype=track_dt, device=dev)
                 greater = torch.empty((m, ph, pw, c), dtype=track_dt, device=dev)
@@ -117,24 +120,25 @@ class _RoIPoolFunction(torch.autograd.Function):
                 torch.maximum(best, vals, out=best)
             empty = (y1 <= y0) | (x1 <= x0)  # (n, PH, PW)
             if bool(empty.any()):  # empty bins pool to 0 (their maximum is still -FLT_MAX)
-                best = torch.where(empty[..., None], torch.zeros_like(best), best)
-            out[sel] = best
-            if track:  # row -1 gives a negative index: no maximum, no gradient
-                argmax[sel] = where_max.long() * c + torch.arange(c, device=dev)
-        return out.permute(0, 3, 1, 2).contiguous().to(input.dtype)  # (R, C, PH, PW)
+                torch.where(empty[..., None], best.new_zeros(()), best, out=best)
+            if track:  # row -1 (no maximum) gives index 0 after the clamp
+                index = where_max.long().mul_(c).add_(torch.arange(c, device=dev))
+                torch.add(index.clamp_(min=-1), 1, out=argmax[begin:end])
+        # back in the RoIs' order and in (R, C, PH, PW) layout, in one copy
+        out = out.permute(0, 3, 1, 2).index_select(0, torch.argsort(order))
+        return out.contiguous().to(input.dtype)  # (R, C, PH, PW)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
         n, c, h, w = ctx.input_shape
         dt = torch.float64 if ctx.input_dtype == torch.float64 else torch.float32
-        # flat channels-last gradient plus one spare slot that collects the bins without a maximum
+        # flat channels-last gradient after one spare slot (index 0) that collects the bins without a
+        # maximum; the output gradient read in the RoI order argmax was written in
         grad_feat = torch.zeros(n * h * w * c + 1, dtype=dt, device=grad_output.device)
-        idx = ctx.argmax.reshape(-1)  # (R*PH*PW*C,)
-        idx = torch.where(idx >= 0, idx, n * h * w * c)
-        g = grad_output.to(dt).permute(0, 2, 3, 1).reshape(-1)  # same order as argmax
-        grad_feat.scatter_add_(0, idx, g)
-        grad_input = grad_feat[:-1].view(n, h, w, c).permute(0, 3, 1, 2)
+        g = grad_output.to(dt).permute(0, 2, 3, 1).index_select(0, ctx.order)  # (R, PH, PW, C)
+        grad_feat.scatter_add_(0, ctx.argmax.reshape(-1), g.reshape(-1))
+        grad_input = grad_feat[1:].view(n, h, w, c).permute(0, 3, 1, 2)
         if not ctx.channels_last:
             grad_input = grad_input.contiguous()
         return grad_input.to(ctx.input_dtype), None, None, None, None
