@@ -88,7 +88,9 @@ class _RoIPoolFunction(torch.autograd.Function):
         # one spare row of -inf that offsets outside their bin read: never greater than the maximum. NaN
         # is never greater either (torchvision's ">"), so it is read as -inf: the same outcome
         feat = torch.cat((feat, feat.new_full((1, c), float("-inf"))))
-        feat.masked_fill_(torch.isnan(feat), float("-inf"))
+        nan = torch.isnan(feat)
+        if bool(nan.any()):
+            feat.masked_fill_(nan, float("-inf"))
         outside = n * h * w
         # the map row of each maximum is tracked as a float: exact below 2**24 rows in float32
         track_dt = dt if outside < 2**24 else torch.float64
