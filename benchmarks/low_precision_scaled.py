@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.size < 64 or args.iters < 1:
         p.error("--size must be >= 64 and --iters >= 1")
+    if args.source and not Path(args.source).is_file():
+        p.error(f"--source {args.source}: no such checkpoint file")
 
     import shutil
 
@@ -90,7 +92,11 @@ def main(argv=None) -> int:
     data = _data(work, args.size, args.num_train, args.num_val)
     run = work / f"finetuned_{args.size}"
     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time
-    weights = _fine_tune(source, data, args.size, args.iters, run)
+    try:
+        weights = _fine_tune(source, data, args.size, args.iters, run)
+    except (OSError, ValueError) as e:  # an unreadable or incompatible source checkpoint, said in one line
+        print(f"low_precision_scaled.py: error: {e}", file=sys.stderr)
+        return 1
     return low_precision.main([
         "--weights", str(weights), "--json", data["val_json"], "--images", data["val_images"],
         "--calib-images", data["train_images"], "--modes", args.modes, "--rounds", str(args.rounds),

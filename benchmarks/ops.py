@@ -158,7 +158,10 @@ def main() -> None:
     except ValueError:
         sys.exit(f"--image-size: expected HxW of at least 32x32, got {args.image_size!r}")
     IMAGE_HW = (h, w)
-    DEVICE = torch.device(args.device)
+    try:
+        DEVICE = torch.device(args.device)
+    except RuntimeError:
+        sys.exit(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}")
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         sys.exit(f"--device {args.device}: this Python's torch sees no CUDA device")
     torch.set_num_threads(args.threads)

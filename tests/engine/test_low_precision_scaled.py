@@ -55,3 +55,33 @@ def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path):
         assert row["s_per_image"] > 0 and math.isfinite(row["s_per_image"])
         assert row["mask_ap"] is not None and row["box_ap"] is not None
     assert result["setup"]["calibration"].startswith("4 images")
+
+
+def test_bad_source_is_one_line_error(tmp_path, capsys):
+    import pytest
+
+    script = _script()
+    with pytest.raises(SystemExit) as e:
+        script.main(["--source", str(tmp_path / "missing.pth"), "--work", str(tmp_path / "w")])
+    assert e.value.code == 2 and "missing.pth: no such checkpoint file" in capsys.readouterr().err
+    bad = tmp_path / "bad.pth"
+    bad.write_text("not a checkpoint")
+    threads = torch.get_num_threads()
+    try:
+        rc = script.main(["--source", str(bad), "--work", str(tmp_path / "w"), "--size", "64", "--iters", "1",
+                          "--num-train", "2", "--num-val", "1", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert rc == 1 and "bad.pth: cannot be read as a torch checkpoint" in err and "Traceback" not in err
+
+
+def test_ops_benchmark_refuses_bad_device_and_size():
+    import subprocess
+    import sys
+
+    for args, message in ((["--device", "bogus"], "--device: expected cpu, cuda or cuda:N"),
+                          (["--image-size", "10x"], "--image-size: expected HxW")):
+        r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ops.py"), *args], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
