@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,8 +77,6 @@ def main(argv=None) -> int:
         p.error("--size must be >= 64 and --iters >= 1")
     if args.source and not Path(args.source).is_file():
         p.error(f"--source {args.source}: no such checkpoint file")
-
-    import shutil
 
     import low_precision
     import torch
