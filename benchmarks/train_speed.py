@@ -229,6 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--backbones", default="resnet18,resnet50")
     p.add_argument("--tv-python", default=os.environ.get("TV_PYTHON"), help="a Python with torchvision")
+    p.add_argument("--json", help="also write the medians here (benchmarks/roofline.py reads them)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--backbone", default="resnet18", help=argparse.SUPPRESS)
@@ -293,6 +294,13 @@ def main(argv=None) -> int:
             for run in runs:
                 if "error" in run and run["error"] != "skipped":
                     print(f"  {backbone} {name}: {run['error']}")
+    if args.json:
+        medians = {b: {impl: statistics.median(times) if times else None
+                       for impl in ("ours", "torchvision")
+                       for times in [[r["s_per_iter"] for r in results[b, impl] if "s_per_iter" in r]]}
+                   for b in backbones}
+        with open(args.json, "w") as f:
+            json.dump({"amp": args.amp, "device": args.device, "s_per_iter": medians}, f, indent=1)
     return 0
 
 

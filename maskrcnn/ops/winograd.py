@@ -109,8 +109,11 @@ def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None) -> Tensor
     xp[:, :, 0].zero_()
     xp[:, :, w + 1 :].zero_()
     xp[:, 1 : h + 1, 1 : w + 1].copy_(x.permute(0, 2, 3, 1))
-    out = x.new_empty((n_img, 4 * th, 4 * tw, co))
-    out_tiles = out.view(n_img, th, 4, tw, 4, co)  # (N, TH, 4, TW, 4, Co)
+    # (N, Co, 4TH, 4TW) in channels_last memory, allocated as such (not a view: autograd functions
+    # may return it and callers may modify it in place)
+    out = torch.empty((n_img, co, 4 * th, 4 * tw), dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last)
+    out_tiles = out.permute(0, 2, 3, 1).view(n_img, th, 4, tw, 4, co)  # (N, TH, 4, TW, 4, Co)
     input_t = _BT.to(device=x.device, dtype=x.dtype)
     output_t = _OUTPUT_TRANSFORM.to(device=x.device, dtype=x.dtype)
     s_n, s_h, s_w, _ = xp.stride()
@@ -140,8 +143,8 @@ def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None) -> Tensor
         else:
             torch.add(blocks, bias, out=dst)
     if h % 4 or w % 4:
-        return out[:, :h, :w].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-    return out.permute(0, 3, 1, 2)
+        return out[:, :, :h, :w].contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def winograd_eligible(conv: nn.Module, *, min_channels: int = 128) -> bool:
