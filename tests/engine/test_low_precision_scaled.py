@@ -3,7 +3,6 @@ source model fine-tuned on it (its weights change), every mode measured and writ
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,15 +12,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _script():
-    path = REPO / "benchmarks" / "low_precision_scaled.py"
-    spec = importlib.util.spec_from_file_location("low_precision_scaled", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path):
+def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path, benchmark_script):
     from maskrcnn.checkpoint import load_checkpoint, save_checkpoint
     from maskrcnn.config import load_config
     from maskrcnn.data.shapes import SHAPE_CLASSES
@@ -34,7 +25,7 @@ def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path):
                     class_names=list(SHAPE_CLASSES))
     threads = torch.get_num_threads()
     try:
-        rc = _script().main([
+        rc = benchmark_script("low_precision_scaled").main([
             "--source", str(source), "--work", str(tmp_path / "work"), "--size", "96", "--iters", "2",
             "--num-train", "4", "--num-val", "2", "--modes", "fp32-opt,int8-features", "--rounds", "1",
             "--threads", "1",
@@ -57,10 +48,10 @@ def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path):
     assert result["setup"]["calibration"].startswith("4 images")
 
 
-def test_bad_source_is_one_line_error(tmp_path, capsys):
+def test_bad_source_is_one_line_error(tmp_path, capsys, benchmark_script):
     import pytest
 
-    script = _script()
+    script = benchmark_script("low_precision_scaled")
     with pytest.raises(SystemExit) as e:
         script.main(["--source", str(tmp_path / "missing.pth"), "--work", str(tmp_path / "w")])
     assert e.value.code == 2 and "missing.pth: no such checkpoint file" in capsys.readouterr().err

@@ -4,26 +4,14 @@ measured seconds from the other benchmarks' JSON land beside them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def _script():
-    path = REPO / "benchmarks" / "roofline.py"
-    spec = importlib.util.spec_from_file_location("roofline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_counted_work_of_a_convolution_and_its_backward():
-    roofline = _script()
+def test_counted_work_of_a_convolution_and_its_backward(benchmark_script):
+    roofline = benchmark_script("roofline")
     conv = torch.nn.Conv2d(8, 16, 3, padding=1, bias=False)
     x = torch.randn(2, 8, 10, 12, requires_grad=True)
     forward = 2 * (2 * 16 * 10 * 12) * 8 * 9  # 2 FLOPs per multiply-add, every output sums C_in * 9
@@ -32,8 +20,8 @@ def test_counted_work_of_a_convolution_and_its_backward():
     assert roofline.counted(lambda: conv(x).sum().backward())["gflop"] * 1e9 == pytest.approx(3 * forward)
 
 
-def test_roofline_end_to_end_small(tmp_path):
-    roofline = _script()
+def test_roofline_end_to_end_small(tmp_path, benchmark_script):
+    roofline = benchmark_script("roofline")
     inference_json = tmp_path / "inference.json"
     inference_json.write_text(json.dumps([
         {"name": "torchvision 0.28 fp32", "s_per_image": 0.9},
@@ -77,8 +65,8 @@ def test_roofline_end_to_end_small(tmp_path):
     assert train["measured_s"] == 2.0 and train["best_speedup"] == pytest.approx(3.5 / train["floor_s"])
 
 
-def test_roofline_refuses_bad_arguments_in_one_line(tmp_path, capsys):
-    roofline = _script()
+def test_roofline_refuses_bad_arguments_in_one_line(tmp_path, capsys, benchmark_script):
+    roofline = benchmark_script("roofline")
     for argv, expected in (
         (["--size", "10x10"], "at least 32x32"),
         (["--size", "big"], "expected HxW"),
