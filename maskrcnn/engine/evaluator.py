@@ -82,12 +82,16 @@ def _keypoints_problem(kp) -> Optional[str]:
     return None
 
 
-def _plain_rle(record: dict) -> dict:
-    """``record`` with an RLE ``size`` of Python ints (pycocotools' C code takes no 40.0); checked
-    records only."""
+def _plain_segmentation(record: dict) -> dict:
+    """``record`` as pycocotools' C code can take it; checked records only. An RLE ``size`` of Python
+    ints (it takes no 40.0); polygons under 3 points left out, as the training masks leave them out:
+    pycocotools reads the whole list as boxes when its first polygon has 4 numbers (a TypeError in
+    COCOeval for [[x1, y1, x2, y2], [a real polygon]], which annotation tools do export)."""
     seg = record.get("segmentation")
     if isinstance(seg, dict):
         return dict(record, segmentation=dict(seg, size=[int(v) for v in seg["size"]]))
+    if isinstance(seg, list) and any(len(p) < 6 for p in seg):
+        return dict(record, segmentation=[p for p in seg if len(p) >= 6])
     return record
 
 
@@ -156,7 +160,7 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             f"against: " + "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
         )
     data = copy.copy(data)
-    data["annotations"] = [_plain_rle(dict(a, id=i + 1)) for i, a in enumerate(anns)]
+    data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
@@ -254,7 +258,7 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         if problem:
             problems.append(f"result {i} (image_id {r['image_id']!r}): {problem}")
         else:
-            kept.append(_plain_rle(r))
+            kept.append(_plain_segmentation(r))
     if problems:
         warnings.warn(
             f"{source}: {len(problems)} of {len(results)} results left out of the evaluation (scored as "
