@@ -118,7 +118,7 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
 
 def strip_module_prefix(sd: dict) -> dict:
     """Drop the ``module.`` that DistributedDataParallel puts in front of every name, if it is there."""
-    if sd and all(k.startswith("module.") for k in sd):
+    if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
         return {k[len("module."):]: v for k, v in sd.items()}
     return sd
 

@@ -121,3 +121,16 @@ def test_convert_command_writes_a_loadable_checkpoint(tmp_path):
     model.load_state_dict(ckpt["model"])  # strict: every key present, none extra
     assert model.backbone.stem.conv1.norm.eps == 1e-5
     assert main(["convert", "--from", "torchvision", str(tmp_path / "missing.pth"), str(out)]) == 1
+
+
+def test_data_parallel_prefix_is_read_by_train_init_as_by_convert():
+    """A (Distributed)DataParallel model's file ("module." before every name, under "model"): ``convert``
+    took it, ``train --init`` (``convert_any``) refused it as "not weights this library can start from"."""
+    from maskrcnn.interop.weights import convert_any
+
+    sd = _manifest_sd("fasterrcnn_resnet50_fpn")
+    got = convert_any({"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3}, source="dp.pth")
+    assert (got.kind, got.layout) == ("torchvision", "fasterrcnn")
+    expected = convert_torchvision(sd)["state_dict"]
+    assert sorted(got.state_dict) == sorted(expected)
+    assert all(torch.equal(got.state_dict[k], expected[k]) for k in expected)
