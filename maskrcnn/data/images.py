@@ -9,7 +9,8 @@ detectron2 do), so that a PNG with transparency gives the same colours as elsewh
 
 Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
 ``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
-happens with bad input"); split such a file into one file per frame to use every frame.
+happens with bad input"); split such a file into one file per frame to use every frame. MPO JPEGs (the
+photo plus its preview or depth map, as phones and cameras write them) are read as the photo, quietly.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                     f"than the limit of {max_pixels} pixels"
                 )
             frames = int(getattr(img, "n_frames", 1) or 1)
-            if frames > 1:
+            # MPO: a phone's or camera's JPEG holding the photo and its own preview, depth or disparity
+            # map; the first frame is the whole photo, so a warning on every such photo would mislead.
+            if frames > 1 and img.format != "MPO":
                 warnings.warn(
                     f"{name}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
                     MultiFrameWarning,

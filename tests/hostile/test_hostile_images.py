@@ -134,6 +134,21 @@ def test_single_frame_file_gives_no_warning(tmp_path):
         assert read_image(path).shape == (3, 20, 30)
 
 
+def test_phone_jpeg_with_a_depth_map_frame_is_the_photo_without_a_warning(tmp_path):
+    """An MPO JPEG (the photo, then its preview or depth map) warned "2 frames ... 1 left out" on every
+    photo of a phone's folder, for a frame that is no part of the picture."""
+    path = tmp_path / "IMG_0001.jpg"
+    photo, depth = _frames(2)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # phones write portrait photos turned
+    photo.save(path, format="MPO", save_all=True, append_images=[depth.resize((15, 10))], exif=exif)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(path)
+    assert image.shape == (3, 30, 20)  # the photo, turned
+    assert torch.allclose(image * 255, torch.full_like(image, 10.0), atol=3)
+
+
 def test_animated_gif_in_predict_warns_and_predicts(cli, tiny_checkpoint, tmp_path):
     first, *rest = _frames(3)
     first.save(tmp_path / "anim.gif", save_all=True, append_images=rest)
