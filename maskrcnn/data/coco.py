@@ -71,7 +71,7 @@ def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
     try:
-        with open(json_path, encoding="utf-8") as f:
+        with open(json_path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors write one) is fine
             data = json.load(f)
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
@@ -183,14 +183,17 @@ class CocoDataset(torch.utils.data.Dataset):
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"
                 )
                 continue
-            if not isinstance(img["file_name"], str) or not (self.image_dir / img["file_name"]).is_file():
+            file_name = img["file_name"]
+            if isinstance(file_name, str) and not (self.image_dir / file_name).is_file():
+                file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
+            if not isinstance(file_name, str) or not (self.image_dir / file_name).is_file():
                 self._problems.add(
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
                 )
                 continue
             self._images[iid] = {
-                "file_name": img["file_name"],
+                "file_name": file_name,
                 "height": img["height"],
                 "width": img["width"],
             }

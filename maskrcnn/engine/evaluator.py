@@ -424,7 +424,7 @@ def evaluate_results_file(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such results file")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is fine
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(results, list):

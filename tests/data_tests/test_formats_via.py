@@ -161,3 +161,14 @@ def test_via_class_attribute_and_class_name(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "notes: 2 VIA files with the class from no attribute" in err
         assert "via_region_data.json: 'b.jpg1234': image b.jpg was converted already, from project" in err
+
+
+def test_via_file_with_a_utf8_bom(tmp_path, capsys):
+    """VIA projects re-saved by a Windows editor start with a BOM: "not readable JSON" before."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "a.png")
+    text = json.dumps(_entry("a.png", [_region(_rect(1, 1, 4, 3), name="cat")]))
+    (src / "via.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert _convert(src, tmp_path / "out.json") == 0, capsys.readouterr().err
+    assert [a["area"] for a in json.loads((tmp_path / "out.json").read_text())["annotations"]] == [12]

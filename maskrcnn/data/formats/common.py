@@ -117,7 +117,7 @@ def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
 def read_json(path: Path):
     """A JSON file's content; Skip when it is not readable JSON."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors write one) is fine
             return json.load(f)
     except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, 5000-digit numbers
         raise Skip("unreadable_json", f"not readable JSON ({e})") from None
