@@ -172,3 +172,38 @@ def test_via_file_with_a_utf8_bom(tmp_path, capsys):
     (src / "via.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert _convert(src, tmp_path / "out.json") == 0, capsys.readouterr().err
     assert [a["area"] for a in json.loads((tmp_path / "out.json").read_text())["annotations"]] == [12]
+
+
+def test_via_csv_export(tmp_path, capsys):
+    """VIA's "Export annotations (as csv)" was refused as "not readable JSON"; it is the JSON export, a row
+    per region (VIA 1 heads its first column "#filename"; an image without regions is a row of {})."""
+    import csv
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / name)
+    regions = [
+        (json.dumps(_polygon([2, 10, 10, 2], [2, 2, 8, 8])), json.dumps({"kind": "cat"})),
+        (json.dumps(_rect(30, 20, 5, 4)), json.dumps({"kind": {"dog": True}})),
+        ("{not json", json.dumps({"kind": "dog"})),
+    ]
+    rows = [["a.png", 99, "{}", 3, i, shape, attrs] for i, (shape, attrs) in enumerate(regions)]
+    rows.append(["b.png", 12, "{}", 0, 0, "{}", "{}"])
+    for first in ("filename", "#filename"):
+        path = src / f"export_{len(first)}.csv"
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([[first, "file_size", "file_attributes", "region_count", "region_id",
+                                      "region_shape_attributes", "region_attributes"], *rows])
+        out = tmp_path / f"{path.stem}.json"
+        assert _convert(path, out) == 0
+        err = capsys.readouterr().err
+        coco = json.loads(out.read_text())
+        assert [i["file_name"] for i in coco["images"]] == ["a.png", "b.png"]
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        assert [(names[a["category_id"]], a["bbox"], a["area"]) for a in coco["annotations"]] == [
+            ("cat", [2.0, 2.0, 8.0, 6.0], 48), ("dog", [30.0, 20.0, 5.0, 4.0], 20)]
+        assert f"{path.name}: 'a.png99' regions[2]: the region has no 'shape_attributes' object" in err
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert _convert(tmp_path / "other.csv", tmp_path / "o.json") == 1
+    assert "other.csv: not a VIA CSV export" in capsys.readouterr().err

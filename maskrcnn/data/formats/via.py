@@ -18,10 +18,15 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   else it is reported and skipped: a silent catch-all class would hide unlabelled regions.
 - The image is ``filename`` relative to the JSON file's folder (VIA stores no size: it is read from the
   image file).
+- VIA's CSV export (a row per region, the shape and attributes as JSON in their cells; an image without
+  regions has one row with ``{}``) is read as the JSON export it mirrors, when given as the file to
+  convert (a folder is searched for ``.json`` files only).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -55,6 +60,36 @@ def _entries(data) -> tuple:
     if data and not entries:
         raise Skip("not_via", "not a VIA annotation file (no entry with a 'filename')")
     return entries, defined
+
+
+def _csv_cell(text):
+    """A CSV cell holding JSON -> its value; None when it is not JSON (that region is then reported)."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def _read_csv(path: Path) -> dict:
+    """VIA 1 / 2's CSV export -> the JSON export's ``{key: entry}`` (see the module docstring)."""
+    columns = {"filename", "region_shape_attributes", "region_attributes"}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, csv.Error) as e:  # ValueError: not UTF-8
+        raise Skip("unreadable_csv", f"not a readable CSV file ({e})") from None
+    entries: dict = {}
+    for row in rows:
+        row = {(k or "").lstrip("#"): v for k, v in row.items()}  # VIA 1 heads the first column "#filename"
+        if not columns <= set(row):
+            raise Skip("not_via", f"not a VIA CSV export (it needs the columns {', '.join(sorted(columns))})")
+        filename = row["filename"] or ""
+        key = filename + (row.get("file_size") or "")  # as the JSON export keys its entries
+        regions = entries.setdefault(key, {"filename": filename, "regions": []})["regions"]
+        shape, attributes = _csv_cell(row["region_shape_attributes"]), _csv_cell(row["region_attributes"])
+        if shape != {}:  # {}: the one row of an image without regions
+            regions.append({"shape_attributes": shape, "region_attributes": attributes})
+    return entries
 
 
 def _regions(entry: dict) -> list:
@@ -132,7 +167,7 @@ def _region_points(shape):
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name) -> None:
     name = builder.relative(path)
-    entries, defined = _entries(read_json(path))
+    entries, defined = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
     attribute = class_attribute or _class_attribute(entries, defined)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
     report.note(f"VIA files with the class from {source}")
