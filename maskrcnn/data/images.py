@@ -35,7 +35,12 @@ __all__ = [
     "read_image",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+# A folder's files with these extensions are read, or named when they cannot be: .jfif is a JPEG (Windows
+# saves web images so), .heic / .heif (phones' photos) and .avif need a Pillow plugin or build, and leaving
+# them out of a folder's listing silently would hide a phone's whole camera roll.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif")
+_NEEDS_PLUGIN = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}
 
 
 class ImageReadError(ValueError):
@@ -128,7 +133,9 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(f"{name}: not an image file PIL can identify") from None
+        kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower())
+        hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
+        raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: image too large ({e})") from None
     except MemoryError as e:

@@ -177,6 +177,20 @@ def test_unreadable_files_are_named_and_skipped(cli, tiny_checkpoint, tmp_path):
     assert set(_by_file(tmp_path / "out")) == {"good.png"}
 
 
+def test_phone_and_windows_photo_extensions_in_a_folder_are_read_or_named(cli, tiny_checkpoint, tmp_path):
+    """A folder's .jfif (a JPEG, as Windows saves web images) and .HEIC (an iPhone's photos, which PIL
+    cannot read without a plugin) files were left out of its listing without a word."""
+    folder = tmp_path / "in"
+    save_image(folder / "a.JPG", 40, 50)
+    (folder / "b.jfif").write_bytes((folder / "a.JPG").read_bytes())
+    (folder / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    (folder / "notes.txt").write_text("not an image")
+    rc, text = _predict(cli, tiny_checkpoint, [folder], tmp_path / "out")
+    assert rc == 0 and "1 skipped" in text
+    assert f"skipped {folder / 'IMG_0001.HEIC'}: not an image file PIL can identify (HEIC needs" in text
+    assert set(_by_file(tmp_path / "out")) == {"a.JPG", "b.jfif"}
+
+
 def test_float_tiff_with_nan_and_inf_reads_finite(tmp_path):
     array = np.array([[np.nan, np.inf], [-np.inf, 0.5]], dtype=np.float32)
     Image.fromarray(array, mode="F").save(tmp_path / "f.tif")
