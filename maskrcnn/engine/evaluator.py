@@ -33,7 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.data.coco import load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
-from maskrcnn.data.mask_codec import segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
 __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
 
@@ -124,8 +124,9 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[st
 
 
 def _validate_ground_truth(data: dict, source: str) -> dict:
-    """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (from the box) when absent, and
-    number the annotations 1..N. Raises ValueError naming the annotations and fields at fault.
+    """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
+    absent, and number the annotations 1..N. Raises ValueError naming the annotations and fields at
+    fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -164,7 +165,13 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
-            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+            # As detectron2 fills it (and show-data counts it): the mask's pixels where there is a mask.
+            # The box's area put a thin or diagonal object in a larger size range (AP_S/M/L).
+            img, seg = images[ann["image_id"]], ann.get("segmentation")
+            if seg is not None:
+                ann["area"] = float(annotation_to_mask(seg, img["height"], img["width"]).sum())
+            else:
+                ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
         if "keypoints" in ann and "num_keypoints" not in ann:  # COCOeval ignores people with none labelled
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
     return data
