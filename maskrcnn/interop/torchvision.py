@@ -287,13 +287,25 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report}
 
 
+def torch_load_weights(path):
+    """``torch.load(weights_only=True)`` of another project's file (no code runs), also when it holds
+    the training's ``argparse.Namespace``: torchvision's detection reference scripts save their command
+    line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
+    import argparse
+    import contextlib
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_torchvision_file(path, **kwargs) -> dict:
     """``convert_torchvision`` on a file; loading never runs code (``weights_only=True``)."""
     import pickle
     import zipfile
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load_weights(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:

@@ -134,3 +134,24 @@ def test_data_parallel_prefix_is_read_by_train_init_as_by_convert():
     expected = convert_torchvision(sd)["state_dict"]
     assert sorted(got.state_dict) == sorted(expected)
     assert all(torch.equal(got.state_dict[k], expected[k]) for k in expected)
+
+
+def test_checkpoint_of_torchvisions_reference_training_script_is_read(tmp_path):
+    """references/detection/train.py saves {"model", "optimizer", "lr_scheduler", "args", "epoch"} with
+    "args" its argparse.Namespace: weights_only loading refused the whole file ("cannot be read as a
+    torch state dict"), in ``convert`` and ``train --init`` alike."""
+    import argparse
+
+    from maskrcnn.interop.detectron2 import read_detectron2_file
+
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.02, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[16, 22])
+    path = tmp_path / "model_25.pth"
+    args = argparse.Namespace(model="maskrcnn_resnet50_fpn", lr_steps=[16, 22])
+    torch.save({"model": layer.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "args": args, "epoch": 25}, path)  # fmt: skip
+    got = read_detectron2_file(path)  # what train --init reads files with
+    assert got["args"].lr_steps == [16, 22] and torch.equal(got["model"]["weight"], layer.weight)
+    with pytest.raises(ConversionError, match="not a torchvision detection state dict"):  # read, then
+        load_torchvision_file(path)  # found to hold no detector (a Linear layer)
