@@ -207,3 +207,23 @@ def test_via_csv_export(tmp_path, capsys):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     assert _convert(tmp_path / "other.csv", tmp_path / "o.json") == 1
     assert "other.csv: not a VIA CSV export" in capsys.readouterr().err
+
+
+def test_via_project_finds_images_in_its_default_path(tmp_path, capsys):
+    """A VIA 2 project saved apart from its images names them relative to its "Default Path" (or "Search
+    Path List"); images were looked for beside the JSON file only, and every one skipped as missing."""
+    for folder, name in (("images", "a.png"), ("elsewhere", "b.png"), ("annotations", "c.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / folder / name)
+    metadata = {**_entry("a.png", [_region(_rect(1, 1, 4, 3), name="cat")]),
+                **_entry("b.png", [_region(_rect(1, 1, 5, 3), name="cat")]),
+                **_entry("/home/someone/old/c.png", [_region(_rect(1, 1, 6, 3), name="cat")])}  # fmt: skip
+    elsewhere = {str(tmp_path / "elsewhere"): 1}  # the "Search Path List"
+    settings = {"core": {"default_filepath": "..\\images\\", "filepath": elsewhere}}  # saved on Windows
+    (tmp_path / "annotations" / "project.json").write_text(json.dumps({
+        "_via_settings": settings, "_via_img_metadata": metadata, "_via_attributes": {"region": {}}}))
+    out = tmp_path / "out.json"
+    assert _convert(tmp_path / "annotations" / "project.json", out) == 0, capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["../images/a.png", "../elsewhere/b.png", "c.png"]
+    assert [a["area"] for a in coco["annotations"]] == [12, 15, 18]
