@@ -116,10 +116,18 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     return strip_module_prefix(obj)
 
 
+# Put in front of every name by (Distributed)DataParallel, and by a LightningModule that holds the
+# detector as ``self.model`` (its checkpoint's "state_dict"); no layout of ours or theirs starts so.
+_WRAPPER_PREFIXES = ("module.", "model.")
+
+
 def strip_module_prefix(sd: dict) -> dict:
-    """Drop the ``module.`` that DistributedDataParallel puts in front of every name, if it is there."""
-    if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
+    """Drop the ``module.`` / ``model.`` wrappers put in front of every name (both, in any order)."""
+    while sd:
+        shared = [p for p in _WRAPPER_PREFIXES if all(isinstance(k, str) and k.startswith(p) for k in sd)]
+        if not shared:
+            break
+        sd = {k[len(shared[0]):]: v for k, v in sd.items()}
     return sd
 
 

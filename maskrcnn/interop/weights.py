@@ -152,8 +152,8 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     from maskrcnn.interop import imagenet
     from maskrcnn.interop.torchvision import strip_module_prefix
 
-    # Recognised without the "module." of a (Distributed)DataParallel model, as ``convert`` reads such
-    # files: ``train --init`` refused what ``convert`` took.
+    # Recognised without the "module." of a (Distributed)DataParallel model (or a Lightning "model."), as
+    # ``convert`` reads such files: ``train --init`` refused what ``convert`` took.
     sd = strip_module_prefix(_unwrap(obj, source))
     keys = [k for k in sd if isinstance(k, str)]
     if any(k.startswith("backbone.body.") for k in keys):

@@ -123,17 +123,20 @@ def test_convert_command_writes_a_loadable_checkpoint(tmp_path):
     assert main(["convert", "--from", "torchvision", str(tmp_path / "missing.pth"), str(out)]) == 1
 
 
-def test_data_parallel_prefix_is_read_by_train_init_as_by_convert():
-    """A (Distributed)DataParallel model's file ("module." before every name, under "model"): ``convert``
-    took it, ``train --init`` (``convert_any``) refused it as "not weights this library can start from"."""
+@pytest.mark.parametrize("wrapper, prefix", [("model", "module."), ("state_dict", "model."),
+                                             ("state_dict", "model.module.")])
+def test_data_parallel_and_lightning_prefixes_are_read_by_convert_and_train_init(wrapper, prefix):
+    """A (Distributed)DataParallel model's file ("module." before every name): ``convert`` took it,
+    ``train --init`` (``convert_any``) refused it as "not weights this library can start from". A
+    Lightning checkpoint ("model." before every name under "state_dict") was refused by both."""
     from maskrcnn.interop.weights import convert_any
 
     sd = _manifest_sd("fasterrcnn_resnet50_fpn")
-    got = convert_any({"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3}, source="dp.pth")
-    assert (got.kind, got.layout) == ("torchvision", "fasterrcnn")
+    wrapped = {wrapper: {f"{prefix}{k}": v for k, v in sd.items()}, "epoch": 3}
     expected = convert_torchvision(sd)["state_dict"]
-    assert sorted(got.state_dict) == sorted(expected)
-    assert all(torch.equal(got.state_dict[k], expected[k]) for k in expected)
+    for got in (convert_any(wrapped).state_dict, convert_torchvision(wrapped)["state_dict"]):
+        assert sorted(got) == sorted(expected)
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
 def test_checkpoint_of_torchvisions_reference_training_script_is_read(tmp_path):
