@@ -363,17 +363,22 @@ class CocoDataset(torch.utils.data.Dataset):
             target["keypoints"] = torch.tensor(kp, dtype=torch.float32).reshape(m, k, 3)  # (M, K, 3)
         return target
 
-    def _load(self, index: int):
-        iid = self.ids[index]
-        info = self._images[iid]
-        path = self.image_dir / info["file_name"]
-        image = read_image(path)
+    def check_image_size(self, index: int, image: torch.Tensor) -> None:
+        """Raise ImageReadError when the index-th image as read (EXIF orientation applied) is not the size
+        the JSON gives (a tool that ignored the orientation, a resized file): its annotations would lie
+        on other pixels."""
+        info = self.image_info(index)
         if tuple(image.shape[-2:]) != (info["height"], info["width"]):
             raise ImageReadError(
-                f"{path}: image is {image.shape[-2]}x{image.shape[-1]} (HxW), "
-                f"{self.json_path} says {info['height']}x{info['width']} (image id {iid})"
+                f"{info['path']}: image is {image.shape[-2]}x{image.shape[-1]} (HxW), "
+                f"{self.json_path} says {info['height']}x{info['width']} (image id {info['id']})"
             )
-        return image, self._target(iid, info["height"], info["width"])
+
+    def _load(self, index: int):
+        info = self.image_info(index)
+        image = read_image(info["path"])
+        self.check_image_size(index, image)
+        return image, self._target(info["id"], info["height"], info["width"])
 
     def __getitem__(self, item):
         index, seed = item if isinstance(item, tuple) else (item, None)

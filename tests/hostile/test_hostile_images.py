@@ -244,5 +244,24 @@ def test_eval_leaves_out_an_image_the_model_fails_on_by_name(cli, tiny_checkpoin
                    "--output", tmp_path / "m", "--device", "cpu")  # fmt: skip
     assert rc == 0, text
     assert f"skipping image: {images / 'im2.png'}: the model failed on this image (RuntimeError" in text
-    assert "1 images (unreadable, or the model failed on them) left out" in text
+    assert "1 images (unreadable, not of their recorded size, or the model failed on them) left out" in text
     assert (tmp_path / "m" / "metrics.json").is_file()
+
+
+def test_eval_leaves_out_an_image_not_of_its_recorded_size_by_name(cli, tiny_checkpoint, tmp_path):
+    """A photo turned by its EXIF orientation, recorded at its stored size by a tool that ignores the
+    orientation: its detections (on the turned pixels) were dropped as "RLE size does not match" while
+    its annotations stayed in the score as misses; the training dataset refuses such an image by name."""
+    from hostile_helpers import coco_dataset
+
+    path, images, _ = coco_dataset(tmp_path)
+    turned = Image.open(images / "im2.png")
+    exif = turned.getexif()
+    exif[0x0112] = 6
+    turned.save(images / "im2.png", exif=exif)  # read as 50x40 (HxW); the JSON says 40x50
+    rc, text = cli("eval", "--weights", tiny_checkpoint, "--json", path, "--images", images,
+                   "--output", tmp_path / "m", "--device", "cpu")  # fmt: skip
+    assert rc == 0, text
+    assert f"skipping image: {images / 'im2.png'}: image is 50x40 (HxW), {path} says 40x50" in text
+    assert "RLE size" not in text
+    assert {r["image_id"] for r in json.loads((tmp_path / "m" / "predictions.json").read_text())} == {1}
