@@ -209,6 +209,8 @@ def test_labelme_mask_shapes_and_four_corner_rectangles(tmp_path, capsys):
         {**_shape("dog", [[36, 26], [46, 32]], "mask", group_id=4), "mask": _mask_b64(patch)},  # cut: 40x30
         _shape("dog", [[0, 0], [4, 0], [4, 4], [0, 4]], group_id=4),  # the same instance: 16 pixels more
         _shape("bird", [[30, 2], [36, 2], [36, 6], [30, 6]], "rectangle"),  # X-AnyLabeling: four corners
+        # labelme's own cut at the border: box columns 35..40 (x2 = W, exclusive), stored 5 wide
+        {**_shape("bird", [[35, 20], [40, 22]], "mask"), "mask": _mask_b64(np.ones((3, 5), bool))},
         {**_shape("cat", [[0, 0], [5, 5]], "mask"), "mask": _mask_b64(patch)},  # a 11x7 PNG on a 6x6 box
         {**_shape("cat", [[0, 0], [5, 5]], "mask"), "mask": None},
     ], "m.png")  # fmt: skip
@@ -219,12 +221,13 @@ def test_labelme_mask_shapes_and_four_corner_rectangles(tmp_path, capsys):
         ("cat", [12.0, 21.0, 7.0, 4.0], 28),
         ("dog", [0.0, 0.0, 40.0, 30.0], 3 * 2 + 16),  # mask rows 27..29 x columns 38..39 inside
         ("bird", [30.0, 2.0, 6.0, 4.0], 24),
+        ("bird", [35.0, 20.0, 5.0, 3.0], 15),
     ]
     cat = mask_utils.decode(coco["annotations"][0]["segmentation"]) > 0
     expected = np.zeros((H, W), bool)
     expected[21:25, 12:19] = True
     assert (cat == expected).all()
-    assert "m.json: shapes[4] (label 'cat'): mask image is 11x7, the box of its points 6x6" in err
-    assert "m.json: shapes[5] (label 'cat'): a mask shape needs its 'mask'" in err
+    assert "m.json: shapes[5] (label 'cat'): mask image is 11x7, the box of its points 6x6" in err
+    assert "m.json: shapes[6] (label 'cat'): a mask shape needs its 'mask'" in err
     assert "skipped 2 record(s): 2 bad_shape" in err
     assert CocoDataset(json_path=out, image_dir=src).skipped == {}

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.checkpoint import atomic_write_bytes
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
 from maskrcnn.data.formats.geometry import as_points, circle_points, rectangle_points, to_coco_polygon
+from maskrcnn.data.mask_codec import annotation_to_mask
 
 __all__ = ["IGNORE_LABEL", "read_labelme"]
 
@@ -87,19 +87,23 @@ def _shape_mask(shape: dict, points: np.ndarray, width: int, height: int) -> _Ma
     if len(points) != 2:
         raise Skip("bad_shape", f"a mask needs 2 points, got {len(points)}")
     (x1, y1), (x2, y2) = points.min(axis=0).astype(int).tolist(), points.max(axis=0).astype(int).tolist()
-    box_w, box_h = x2 - x1 + 1, y2 - y1 + 1
+    box = (x2 - x1 + 1, y2 - y1 + 1)
+    # labelme cuts the mask as image[y1:y2 + 1, x1:x2 + 1], which stops at the image's border: a mask
+    # reaching the right or bottom edge is stored that much smaller than its box
+    cut = (min(x2 + 1, width) - max(x1, 0), min(y2 + 1, height) - max(y1, 0))
     data = shape.get("mask")
     if not isinstance(data, str) or not data:
         raise Skip("bad_shape", "a mask shape needs its 'mask' (a base64-encoded PNG)")
     try:
         with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
             size = img.size  # from the header: an image of another size is not decoded
-            patch = np.asarray(img.convert("L")) > 0 if size == (box_w, box_h) else None  # labelme: 0/1
+            patch = np.asarray(img.convert("L")) > 0 if size in (box, cut) else None  # labelme: 0/1
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
         raise Skip("bad_shape", f"'mask' is not a base64-encoded image ({e})") from None
     if patch is None:
-        raise Skip("bad_shape", f"mask image is {size[0]}x{size[1]}, the box of its points {box_w}x{box_h}")
-    top, bottom, left, right = max(y1, 0), min(y2 + 1, height), max(x1, 0), min(x2 + 1, width)
+        raise Skip("bad_shape", f"mask image is {size[0]}x{size[1]}, the box of its points {box[0]}x{box[1]}")
+    top, left = max(y1, 0), max(x1, 0)
+    bottom, right = min(y1 + patch.shape[0], height), min(x1 + patch.shape[1], width)
     patch = patch[top - y1:bottom - y1, left - x1:right - x1] if top < bottom and left < right else patch[:0]
     if not patch.any():
         raise Skip("empty_mask", f"mask lies outside the {width}x{height} image or covers no pixel")
@@ -138,8 +142,8 @@ def _add_instance(builder: CocoBuilder, image_id: int, label: str, regions: list
         if isinstance(r, _MaskPatch):
             h, w = r.patch.shape
             mask[r.top:r.top + h, r.left:r.left + w] |= r.patch
-    if polygons:  # clipped by to_coco_polygon, so pycocotools can take them
-        mask |= mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))) > 0
+    if polygons:  # clipped by to_coco_polygon
+        mask |= annotation_to_mask(polygons, height, width).numpy() > 0
     builder.add_mask(image_id, label, mask)
 
 
