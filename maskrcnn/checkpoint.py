@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
 _CONVERT_HINT = "a torchvision or detectron2 checkpoint? `maskrcnn convert` reads it"
 
 
-def _refusal_reason(error: Exception) -> str:
+def load_refusal_reason(error: Exception) -> str:
     """What torch's weights_only refusal says on one line: its message spans a screen (two options,
     ANSI escapes, a link), the reason is the line after "WeightsUnpickler error:"."""
     marker = "WeightsUnpickler error:"
@@ -89,7 +89,8 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
     except Exception as e:  # weights_only refuses arbitrary objects with UnpicklingError and friends
-        raise CheckpointError(f"{path}: refused to load (not plain tensors / values: {_refusal_reason(e)}; "
+        reason = load_refusal_reason(e)
+        raise CheckpointError(f"{path}: refused to load (not plain tensors / values: {reason}; "
                               f"{_CONVERT_HINT})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = ""

@@ -150,7 +150,9 @@ def _read_torch(path: Path):
     try:
         return torch_load_weights(path)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        from maskrcnn.checkpoint import load_refusal_reason
+
+        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
         raise ConversionError(f"{path}: cannot be read as a torch checkpoint ({reason})") from None
 
 

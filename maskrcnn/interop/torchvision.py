@@ -317,6 +317,8 @@ def load_torchvision_file(path, **kwargs) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        from maskrcnn.checkpoint import load_refusal_reason
+
+        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
         raise ConversionError(f"{path}: cannot be read as a torch state dict ({reason})") from None
     return convert_torchvision(obj, source=str(path), **kwargs)

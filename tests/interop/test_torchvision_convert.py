@@ -158,3 +158,19 @@ def test_checkpoint_of_torchvisions_reference_training_script_is_read(tmp_path):
     assert got["args"].lr_steps == [16, 22] and torch.equal(got["model"]["weight"], layer.weight)
     with pytest.raises(ConversionError, match="not a torchvision detection state dict"):  # read, then
         load_torchvision_file(path)  # found to hold no detector (a Linear layer)
+
+
+def test_whole_pickled_model_is_refused_naming_the_class(tmp_path):
+    """``torch.save(model)`` instead of its state dict: the reason given was the first line of torch's
+    refusal ("Weights only load failed. This file can still be loaded, to do so you have two options,"
+    with ANSI escapes), which names neither the class nor the problem."""
+    from maskrcnn.interop.detectron2 import read_detectron2_file
+
+    path = tmp_path / "whole.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), path)
+    for read in (load_torchvision_file, read_detectron2_file):  # convert's readers (and train --init's)
+        with pytest.raises(ConversionError) as info:
+            read(path)
+        message = str(info.value)
+        assert "whole.pth" in message and "torch.nn.modules.container.Sequential" in message
+        assert "\n" not in message and "\x1b[" not in message
