@@ -65,6 +65,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_whole(value) -> bool:
+    """An integer, or a float holding one (exporters that divide write image sizes as 480.0)."""
+    return _is_int(value) or (isinstance(value, float) and value.is_integer())
+
+
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)
@@ -176,9 +181,8 @@ class CocoDataset(torch.utils.data.Dataset):
             if missing:
                 self._problems.add("bad_image", f"image id {iid} lacks {', '.join(missing)}")
                 continue
-            if not (
-                _is_int(img["height"]) and _is_int(img["width"]) and img["height"] > 0 and img["width"] > 0
-            ):
+            height, width = img["height"], img["width"]
+            if not (_is_whole(height) and _is_whole(width) and height > 0 and width > 0):
                 self._problems.add(
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"
                 )
@@ -194,8 +198,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             self._images[iid] = {
                 "file_name": file_name,
-                "height": img["height"],
-                "width": img["width"],
+                "height": int(img["height"]),
+                "width": int(img["width"]),
             }
             self._image_order.append(iid)
         self._anns: dict = {iid: [] for iid in self._images}

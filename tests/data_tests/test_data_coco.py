@@ -188,3 +188,17 @@ def test_files_written_on_windows_load(tmp_path):
     ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
     assert ds.skipped == {} and ds.image_info(0)["file_name"] == "sub/a.png"
     assert ds[0][1]["masks"].sum() == 24
+
+
+def test_image_sizes_written_as_floats_load(tmp_path):
+    """Exporters that compute sizes by division write "height": 20.0; every such image was skipped as
+    "invalid size" (RLE sizes written so were already accepted, see mask_codec)."""
+    images = [{"id": i + 1, "file_name": f, "height": 20.0, "width": 30.0}
+              for i, f in enumerate(("a.png", "b.png"))]
+    ann = {"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}
+    path = _coco(tmp_path, [ann], images=images)
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert ds.skipped == {} and len(ds) == 2
+    image, target = ds[0]
+    assert image.shape == (3, 20, 30) and target["masks"].sum() == 24
+    assert ds.to_coco_dict()["images"][0]["height"] == 20 and isinstance(ds.aspect_ratios()[0], float)
