@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,6 +33,21 @@ PathLike = Union[str, os.PathLike]
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, not ours or of an unknown format version."""
+
+
+_CONVERT_HINT = "a torchvision or detectron2 checkpoint? `maskrcnn convert` reads it"
+
+
+def load_refusal_reason(error: Exception) -> str:
+    """What torch's weights_only refusal says on one line: its message spans a screen (two options,
+    ANSI escapes, a link), the reason is the line after "WeightsUnpickler error:"."""
+    marker = "WeightsUnpickler error:"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if marker in line:
+            reason = line.split(marker, 1)[1].strip() or " ".join(lines[i + 1:i + 2])
+            return reason.split(". ")[0]
+    return lines[0] if lines else type(error).__name__
 
 
 def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_names, **extra: Any) -> None:
@@ -67,15 +83,21 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: not a checkpoint file (neither a PyTorch zip archive nor a pickle; "
                               f"it starts with {head!r})")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle (a detectron2 .pkl) first warns of its protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
     except Exception as e:  # weights_only refuses arbitrary objects with UnpicklingError and friends
-        raise CheckpointError(f"{path}: refused to load (not plain tensors / values): {e}") from None
+        reason = load_refusal_reason(e)
+        raise CheckpointError(f"{path}: refused to load (not plain tensors / values: {reason}; "
+                              f"{_CONVERT_HINT})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = ""
         if isinstance(ckpt, dict) and any(isinstance(v, torch.Tensor) for v in ckpt.values()):
             hint = " (it looks like a bare state_dict: convert it with `maskrcnn convert`)"
+        elif isinstance(ckpt, dict) and any(isinstance(ckpt.get(k), dict) for k in ("model", "state_dict")):
+            hint = f" ({_CONVERT_HINT})"  # another project's, its weights under "model" / "state_dict"
         raise CheckpointError(f"{path}: not a maskrcnn checkpoint{hint}")
     version = ckpt.get("format_version")
     if version != FORMAT_VERSION:

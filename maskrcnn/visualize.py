@@ -231,6 +231,10 @@ def draw_instances(
         lab = int(labels[i])
         name = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
         text = f"{name} {scores[i]:.2f}" if show_scores else name
+        if not isinstance(font, ImageFont.FreeTypeFont):
+            # PIL's bitmap font (Pillow < 10.1, or built without FreeType) has latin-1 glyphs only: a
+            # class named "猫" (LabelMe labels are often CJK) raised UnicodeEncodeError mid-run.
+            text = text.encode("latin-1", "replace").decode("latin-1")
         l, t, r, b = draw.textbbox((0, 0), text, font=font)
         tw, th = r - l, b - t
         pad = max(1, font_size // 6)

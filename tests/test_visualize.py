@@ -160,3 +160,16 @@ def test_skeleton_of_any_keypoint_set_joins_its_keypoints():
     assert skeleton_for(load_config("demo_keypoints")) is None
     with pytest.raises(ValueError, match="skeleton"):
         draw_instances(image, det, skeleton=[(0, 3)])
+
+
+def test_non_latin_class_names_with_the_bitmap_font(monkeypatch):
+    """With PIL's bitmap font (Pillow < 10.1, which the package allows, or no FreeType) a class named in
+    Chinese or Japanese raised UnicodeEncodeError: predict and show-data died on their first overlay."""
+    from PIL import ImageFont
+
+    import maskrcnn.visualize as visualize
+
+    bitmap = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+    monkeypatch.setattr(visualize, "_font", lambda size: bitmap)
+    out = draw_instances(_image(), _det(), ["__background__", "猫", "chien noir"])
+    assert out.size == (W, H)

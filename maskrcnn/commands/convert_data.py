@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the annotation format of SRC")
     parser.add_argument("src", metavar="SRC",
                         help="Cityscapes root; LabelMe / VIA: a folder (searched recursively for .json "
-                             "files) or one JSON file")
+                             "files) or one JSON file (VIA: or its CSV export)")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
     parser.add_argument("--split", default=None, help="cityscapes: the split to convert (default: train)")
     parser.add_argument("--class-attribute", default=None, metavar="A",

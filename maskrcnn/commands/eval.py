@@ -111,8 +111,8 @@ def _predict(args) -> tuple:
         predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
     )
     if unreadable:
-        print(f"{len(unreadable)} images (unreadable, or the model failed on them) left out of the "
-              "evaluation", file=sys.stderr)
+        print(f"{len(unreadable)} images (unreadable, not of their recorded size, or the model failed on "
+              "them) left out of the evaluation", file=sys.stderr)
     n = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     evaluated = [dataset.image_info(i)["id"] for i in range(n)]
     return metrics, evaluator.results(), dataset.to_coco_dict(), evaluated

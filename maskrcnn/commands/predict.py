@@ -32,7 +32,9 @@ from maskrcnn.io_utils import atomic_write_json
 
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+# Those of data/images.py (see there why .heic and .avif are listed)
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

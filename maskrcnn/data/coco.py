@@ -65,13 +65,18 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_whole(value) -> bool:
+    """An integer, or a float holding one (exporters that divide write image sizes as 480.0)."""
+    return _is_int(value) or (isinstance(value, float) and value.is_integer())
+
+
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
     try:
-        with open(json_path, encoding="utf-8") as f:
+        with open(json_path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors write one) is fine
             data = json.load(f)
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
@@ -176,23 +181,25 @@ class CocoDataset(torch.utils.data.Dataset):
             if missing:
                 self._problems.add("bad_image", f"image id {iid} lacks {', '.join(missing)}")
                 continue
-            if not (
-                _is_int(img["height"]) and _is_int(img["width"]) and img["height"] > 0 and img["width"] > 0
-            ):
+            height, width = img["height"], img["width"]
+            if not (_is_whole(height) and _is_whole(width) and height > 0 and width > 0):
                 self._problems.add(
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"
                 )
                 continue
-            if not isinstance(img["file_name"], str) or not (self.image_dir / img["file_name"]).is_file():
+            file_name = img["file_name"]
+            if isinstance(file_name, str) and not (self.image_dir / file_name).is_file():
+                file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
+            if not isinstance(file_name, str) or not (self.image_dir / file_name).is_file():
                 self._problems.add(
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
                 )
                 continue
             self._images[iid] = {
-                "file_name": img["file_name"],
-                "height": img["height"],
-                "width": img["width"],
+                "file_name": file_name,
+                "height": int(img["height"]),
+                "width": int(img["width"]),
             }
             self._image_order.append(iid)
         self._anns: dict = {iid: [] for iid in self._images}
@@ -360,17 +367,22 @@ class CocoDataset(torch.utils.data.Dataset):
             target["keypoints"] = torch.tensor(kp, dtype=torch.float32).reshape(m, k, 3)  # (M, K, 3)
         return target
 
-    def _load(self, index: int):
-        iid = self.ids[index]
-        info = self._images[iid]
-        path = self.image_dir / info["file_name"]
-        image = read_image(path)
+    def check_image_size(self, index: int, image: torch.Tensor) -> None:
+        """Raise ImageReadError when the index-th image as read (EXIF orientation applied) is not the size
+        the JSON gives (a tool that ignored the orientation, a resized file): its annotations would lie
+        on other pixels."""
+        info = self.image_info(index)
         if tuple(image.shape[-2:]) != (info["height"], info["width"]):
             raise ImageReadError(
-                f"{path}: image is {image.shape[-2]}x{image.shape[-1]} (HxW), "
-                f"{self.json_path} says {info['height']}x{info['width']} (image id {iid})"
+                f"{info['path']}: image is {image.shape[-2]}x{image.shape[-1]} (HxW), "
+                f"{self.json_path} says {info['height']}x{info['width']} (image id {info['id']})"
             )
-        return image, self._target(iid, info["height"], info["width"])
+
+    def _load(self, index: int):
+        info = self.image_info(index)
+        image = read_image(info["path"])
+        self.check_image_size(index, image)
+        return image, self._target(info["id"], info["height"], info["width"])
 
     def __getitem__(self, item):
         index, seed = item if isinstance(item, tuple) else (item, None)

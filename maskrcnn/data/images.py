@@ -9,7 +9,8 @@ detectron2 do), so that a PNG with transparency gives the same colours as elsewh
 
 Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
 ``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
-happens with bad input"); split such a file into one file per frame to use every frame.
+happens with bad input"); split such a file into one file per frame to use every frame. MPO JPEGs (the
+photo plus its preview or depth map, as phones and cameras write them) are read as the photo, quietly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ __all__ = [
     "read_image",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+# A folder's files with these extensions are read, or named when they cannot be: .jfif is a JPEG (Windows
+# saves web images so), .heic / .heif (phones' photos) and .avif need a Pillow plugin or build, and leaving
+# them out of a folder's listing silently would hide a phone's whole camera roll.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif")
+_NEEDS_PLUGIN = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}
 
 
 class ImageReadError(ValueError):
@@ -103,7 +109,9 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                     f"than the limit of {max_pixels} pixels"
                 )
             frames = int(getattr(img, "n_frames", 1) or 1)
-            if frames > 1:
+            # MPO: a phone's or camera's JPEG holding the photo and its own preview, depth or disparity
+            # map; the first frame is the whole photo, so a warning on every such photo would mislead.
+            if frames > 1 and img.format != "MPO":
                 warnings.warn(
                     f"{name}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
                     MultiFrameWarning,
@@ -125,7 +133,9 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(f"{name}: not an image file PIL can identify") from None
+        kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower())
+        hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
+        raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: image too large ({e})") from None
     except MemoryError as e:

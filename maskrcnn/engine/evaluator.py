@@ -33,7 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.data.coco import load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
-from maskrcnn.data.mask_codec import segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
 __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
 
@@ -82,12 +82,16 @@ def _keypoints_problem(kp) -> Optional[str]:
     return None
 
 
-def _plain_rle(record: dict) -> dict:
-    """``record`` with an RLE ``size`` of Python ints (pycocotools' C code takes no 40.0); checked
-    records only."""
+def _plain_segmentation(record: dict) -> dict:
+    """``record`` as pycocotools' C code can take it; checked records only. An RLE ``size`` of Python
+    ints (it takes no 40.0); polygons under 3 points left out, as the training masks leave them out:
+    pycocotools reads the whole list as boxes when its first polygon has 4 numbers (a TypeError in
+    COCOeval for [[x1, y1, x2, y2], [a real polygon]], which annotation tools do export)."""
     seg = record.get("segmentation")
     if isinstance(seg, dict):
         return dict(record, segmentation=dict(seg, size=[int(v) for v in seg["size"]]))
+    if isinstance(seg, list) and any(len(p) < 6 for p in seg):
+        return dict(record, segmentation=[p for p in seg if len(p) >= 6])
     return record
 
 
@@ -120,8 +124,9 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[st
 
 
 def _validate_ground_truth(data: dict, source: str) -> dict:
-    """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (from the box) when absent, and
-    number the annotations 1..N. Raises ValueError naming the annotations and fields at fault.
+    """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
+    absent, and number the annotations 1..N. Raises ValueError naming the annotations and fields at
+    fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -156,11 +161,17 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             f"against: " + "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
         )
     data = copy.copy(data)
-    data["annotations"] = [_plain_rle(dict(a, id=i + 1)) for i, a in enumerate(anns)]
+    data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
-            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+            # As detectron2 fills it (and show-data counts it): the mask's pixels where there is a mask.
+            # The box's area put a thin or diagonal object in a larger size range (AP_S/M/L).
+            img, seg = images[ann["image_id"]], ann.get("segmentation")
+            if seg is not None:
+                ann["area"] = float(annotation_to_mask(seg, img["height"], img["width"]).sum())
+            else:
+                ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
         if "keypoints" in ann and "num_keypoints" not in ann:  # COCOeval ignores people with none labelled
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
     return data
@@ -254,7 +265,7 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         if problem:
             problems.append(f"result {i} (image_id {r['image_id']!r}): {problem}")
         else:
-            kept.append(_plain_rle(r))
+            kept.append(_plain_segmentation(r))
     if problems:
         warnings.warn(
             f"{source}: {len(problems)} of {len(results)} results left out of the evaluation (scored as "
@@ -420,7 +431,7 @@ def evaluate_results_file(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such results file")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is fine
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(results, list):

@@ -80,8 +80,9 @@ def evaluate_dataset(
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> dict:
     """Run ``predictor`` over the first ``max_images`` images of ``dataset`` (all by default), feed
-    ``evaluator`` and return its ``evaluate()``. An image file that cannot be read, or that the model
-    fails on, is left out of the score after ``on_error(index, path, error)`` (raised when None);
+    ``evaluator`` and return its ``evaluate()``. An image file that cannot be read, is not the size its
+    record gives, or that the model fails on, is left out of the score after ``on_error(index, path,
+    error)`` (raised when None);
     ``progress(done, total)`` after each window."""
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     infos = [dataset.image_info(i) for i in range(n)]
@@ -91,7 +92,14 @@ def evaluate_dataset(
         else predict_files_skipping(predictor, paths, on_error=on_error)
     )  # fmt: skip
     for window in windows:
-        for index, _image, det in window:
+        for index, image, det in window:
+            try:  # detections on other pixels than the annotations' would score as misses, silently
+                dataset.check_image_size(index, image)
+            except ValueError as e:  # ImageReadError
+                if on_error is None:
+                    raise
+                on_error(index, paths[index], e)
+                continue
             evaluator.process(infos[index]["id"], det)
         if progress is not None:
             progress(window[-1][0] + 1, n)

@@ -42,6 +42,7 @@ from maskrcnn.interop.torchvision import (
     ConversionError,
     resnet_arch,
     strip_module_prefix,
+    torch_load_weights,
 )
 
 # detectron2's COCO classes are the 80 contiguous ones: torchvision's 91 ids minus the unused "N/A"s
@@ -147,9 +148,11 @@ def _read_pickle(path: Path):
 
 def _read_torch(path: Path):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load_weights(path)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        from maskrcnn.checkpoint import load_refusal_reason
+
+        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
         raise ConversionError(f"{path}: cannot be read as a torch checkpoint ({reason})") from None
 
 

@@ -116,10 +116,18 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     return strip_module_prefix(obj)
 
 
+# Put in front of every name by (Distributed)DataParallel, and by a LightningModule that holds the
+# detector as ``self.model`` (its checkpoint's "state_dict"); no layout of ours or theirs starts so.
+_WRAPPER_PREFIXES = ("module.", "model.")
+
+
 def strip_module_prefix(sd: dict) -> dict:
-    """Drop the ``module.`` that DistributedDataParallel puts in front of every name, if it is there."""
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
+    """Drop the ``module.`` / ``model.`` wrappers put in front of every name (both, in any order)."""
+    while sd:
+        shared = [p for p in _WRAPPER_PREFIXES if all(isinstance(k, str) and k.startswith(p) for k in sd)]
+        if not shared:
+            break
+        sd = {k[len(shared[0]):]: v for k, v in sd.items()}
     return sd
 
 
@@ -287,16 +295,30 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report}
 
 
+def torch_load_weights(path):
+    """``torch.load(weights_only=True)`` of another project's file (no code runs), also when it holds
+    the training's ``argparse.Namespace``: torchvision's detection reference scripts save their command
+    line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
+    import argparse
+    import contextlib
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_torchvision_file(path, **kwargs) -> dict:
     """``convert_torchvision`` on a file; loading never runs code (``weights_only=True``)."""
     import pickle
     import zipfile
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load_weights(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        from maskrcnn.checkpoint import load_refusal_reason
+
+        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
         raise ConversionError(f"{path}: cannot be read as a torch state dict ({reason})") from None
     return convert_torchvision(obj, source=str(path), **kwargs)

@@ -150,8 +150,11 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
     ``read_weights`` validates those through ``checkpoint.load_checkpoint``)."""
     from maskrcnn.interop import imagenet
+    from maskrcnn.interop.torchvision import strip_module_prefix
 
-    sd = _unwrap(obj, source)
+    # Recognised without the "module." of a (Distributed)DataParallel model (or a Lightning "model."), as
+    # ``convert`` reads such files: ``train --init`` refused what ``convert`` took.
+    sd = strip_module_prefix(_unwrap(obj, source))
     keys = [k for k in sd if isinstance(k, str)]
     if any(k.startswith("backbone.body.") for k in keys):
         return _detector(obj, "torchvision", source)

@@ -172,3 +172,33 @@ def test_keypoints_and_seeded_transforms(tmp_path):
         assert torch.equal(i1, i2) and torch.equal(t1["keypoints"], t2["keypoints"])
     assert all(t["keypoints"].shape == (1, 17, 3) for _, t in outs)
     assert len({tuple(t["boxes"][0].tolist()) for _, t in outs}) >= 3  # sizes and flips vary with the seed
+
+
+def test_files_written_on_windows_load(tmp_path):
+    """A UTF-8 BOM (Notepad, PowerShell) and "sub\\a.png" file names (exports made on Windows): the file
+    was refused as "not valid JSON", then every image skipped as missing."""
+    (tmp_path / "img").mkdir()
+    _write_images(tmp_path / "img" / "sub", ["a.png"])
+    data = {"images": [{"id": 1, "file_name": "sub\\a.png", "height": 20, "width": 30}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [3, 2, 6, 4],
+                             "segmentation": POLY}],
+            "categories": [{"id": 1, "name": "cat"}]}  # fmt: skip
+    path = tmp_path / "ann.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data).encode())
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert ds.skipped == {} and ds.image_info(0)["file_name"] == "sub/a.png"
+    assert ds[0][1]["masks"].sum() == 24
+
+
+def test_image_sizes_written_as_floats_load(tmp_path):
+    """Exporters that compute sizes by division write "height": 20.0; every such image was skipped as
+    "invalid size" (RLE sizes written so were already accepted, see mask_codec)."""
+    images = [{"id": i + 1, "file_name": f, "height": 20.0, "width": 30.0}
+              for i, f in enumerate(("a.png", "b.png"))]
+    ann = {"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}
+    path = _coco(tmp_path, [ann], images=images)
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert ds.skipped == {} and len(ds) == 2
+    image, target = ds[0]
+    assert image.shape == (3, 20, 30) and target["masks"].sum() == 24
+    assert ds.to_coco_dict()["images"][0]["height"] == 20 and isinstance(ds.aspect_ratios()[0], float)

@@ -104,3 +104,17 @@ def test_decode_image_bytes_reads_as_read_image_does_and_limits_pixels(tmp_path)
         decode_image_bytes(b"plain text")
     with pytest.raises(ImageReadError, match="upload: cannot decode"):
         decode_image_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_annotation_converters_see_the_size_read_image_gives(tmp_path, suffix, orientation):
+    """convert-data records each image's size from its header (``image_size``); a turned TIFF was turned
+    twice there (recent Pillow turns TIFFs itself), so the dataset refused the image as mismatched."""
+    from maskrcnn.data.formats.common import image_size
+
+    im = Image.fromarray(_rgb(4, 10))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(tmp_path / f"a{suffix}", exif=exif)
+    assert image_size(tmp_path / f"a{suffix}") == tuple(read_image(tmp_path / f"a{suffix}").shape[1:])

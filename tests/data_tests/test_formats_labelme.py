@@ -189,3 +189,45 @@ def test_labelme_single_file_with_fixed_classes(tmp_path, capsys):
     out3 = tmp_path / "none.json"
     assert _convert(src / "broken.json", out3) == 1
     assert "no image could be converted" in capsys.readouterr().err and not out3.exists()
+
+
+def _mask_b64(mask):
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8)).save(buf, format="PNG")  # 0/1, as labelme >= 5.3 writes it
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def test_labelme_mask_shapes_and_four_corner_rectangles(tmp_path, capsys):
+    """labelme >= 5.3's "mask" shapes (AI / SAM masks) and X-AnyLabeling's four-corner rectangles were
+    skipped as unsupported: instances drawn in the tool were missing from the training set."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "m.png")
+    patch = np.zeros((7, 11), bool)
+    patch[1:5, 2:9] = True  # 4 x 7 = 28 pixels
+    _labelme(src / "m.json", [
+        {**_shape("cat", [[10, 20], [20, 26]], "mask"), "mask": _mask_b64(patch)},  # rows 20..26, cols 10..20
+        {**_shape("dog", [[36, 26], [46, 32]], "mask", group_id=4), "mask": _mask_b64(patch)},  # cut: 40x30
+        _shape("dog", [[0, 0], [4, 0], [4, 4], [0, 4]], group_id=4),  # the same instance: 16 pixels more
+        _shape("bird", [[30, 2], [36, 2], [36, 6], [30, 6]], "rectangle"),  # X-AnyLabeling: four corners
+        # labelme's own cut at the border: box columns 35..40 (x2 = W, exclusive), stored 5 wide
+        {**_shape("bird", [[35, 20], [40, 22]], "mask"), "mask": _mask_b64(np.ones((3, 5), bool))},
+        {**_shape("cat", [[0, 0], [5, 5]], "mask"), "mask": _mask_b64(patch)},  # a 11x7 PNG on a 6x6 box
+        {**_shape("cat", [[0, 0], [5, 5]], "mask"), "mask": None},
+    ], "m.png")  # fmt: skip
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [(name, bbox, area) for _, name, bbox, area, _ in _instances(coco)] == [
+        ("cat", [12.0, 21.0, 7.0, 4.0], 28),
+        ("dog", [0.0, 0.0, 40.0, 30.0], 3 * 2 + 16),  # mask rows 27..29 x columns 38..39 inside
+        ("bird", [30.0, 2.0, 6.0, 4.0], 24),
+        ("bird", [35.0, 20.0, 5.0, 3.0], 15),
+    ]
+    cat = mask_utils.decode(coco["annotations"][0]["segmentation"]) > 0
+    expected = np.zeros((H, W), bool)
+    expected[21:25, 12:19] = True
+    assert (cat == expected).all()
+    assert "m.json: shapes[5] (label 'cat'): mask image is 11x7, the box of its points 6x6" in err
+    assert "m.json: shapes[6] (label 'cat'): a mask shape needs its 'mask'" in err
+    assert "skipped 2 record(s): 2 bad_shape" in err
+    assert CocoDataset(json_path=out, image_dir=src).skipped == {}

@@ -161,3 +161,69 @@ def test_via_class_attribute_and_class_name(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "notes: 2 VIA files with the class from no attribute" in err
         assert "via_region_data.json: 'b.jpg1234': image b.jpg was converted already, from project" in err
+
+
+def test_via_file_with_a_utf8_bom(tmp_path, capsys):
+    """VIA projects re-saved by a Windows editor start with a BOM: "not readable JSON" before."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "a.png")
+    text = json.dumps(_entry("a.png", [_region(_rect(1, 1, 4, 3), name="cat")]))
+    (src / "via.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert _convert(src, tmp_path / "out.json") == 0, capsys.readouterr().err
+    assert [a["area"] for a in json.loads((tmp_path / "out.json").read_text())["annotations"]] == [12]
+
+
+def test_via_csv_export(tmp_path, capsys):
+    """VIA's "Export annotations (as csv)" was refused as "not readable JSON"; it is the JSON export, a row
+    per region (VIA 1 heads its first column "#filename"; an image without regions is a row of {})."""
+    import csv
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / name)
+    regions = [
+        (json.dumps(_polygon([2, 10, 10, 2], [2, 2, 8, 8])), json.dumps({"kind": "cat"})),
+        (json.dumps(_rect(30, 20, 5, 4)), json.dumps({"kind": {"dog": True}})),
+        ("{not json", json.dumps({"kind": "dog"})),
+    ]
+    rows = [["a.png", 99, "{}", 3, i, shape, attrs] for i, (shape, attrs) in enumerate(regions)]
+    rows.append(["b.png", 12, "{}", 0, 0, "{}", "{}"])
+    for first in ("filename", "#filename"):
+        path = src / f"export_{len(first)}.csv"
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([[first, "file_size", "file_attributes", "region_count", "region_id",
+                                      "region_shape_attributes", "region_attributes"], *rows])
+        out = tmp_path / f"{path.stem}.json"
+        assert _convert(path, out) == 0
+        err = capsys.readouterr().err
+        coco = json.loads(out.read_text())
+        assert [i["file_name"] for i in coco["images"]] == ["a.png", "b.png"]
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        assert [(names[a["category_id"]], a["bbox"], a["area"]) for a in coco["annotations"]] == [
+            ("cat", [2.0, 2.0, 8.0, 6.0], 48), ("dog", [30.0, 20.0, 5.0, 4.0], 20)]
+        assert f"{path.name}: 'a.png99' regions[2]: the region has no 'shape_attributes' object" in err
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert _convert(tmp_path / "other.csv", tmp_path / "o.json") == 1
+    assert "other.csv: not a VIA CSV export" in capsys.readouterr().err
+
+
+def test_via_project_finds_images_in_its_default_path(tmp_path, capsys):
+    """A VIA 2 project saved apart from its images names them relative to its "Default Path" (or "Search
+    Path List"); images were looked for beside the JSON file only, and every one skipped as missing."""
+    for folder, name in (("images", "a.png"), ("elsewhere", "b.png"), ("annotations", "c.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / folder / name)
+    metadata = {**_entry("a.png", [_region(_rect(1, 1, 4, 3), name="cat")]),
+                **_entry("b.png", [_region(_rect(1, 1, 5, 3), name="cat")]),
+                **_entry("/home/someone/old/c.png", [_region(_rect(1, 1, 6, 3), name="cat")])}  # fmt: skip
+    elsewhere = {str(tmp_path / "elsewhere"): 1}  # the "Search Path List"
+    settings = {"core": {"default_filepath": "..\\images\\", "filepath": elsewhere}}  # saved on Windows
+    (tmp_path / "annotations" / "project.json").write_text(json.dumps({
+        "_via_settings": settings, "_via_img_metadata": metadata, "_via_attributes": {"region": {}}}))
+    out = tmp_path / "out.json"
+    assert _convert(tmp_path / "annotations" / "project.json", out) == 0, capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["../images/a.png", "../elsewhere/b.png", "c.png"]
+    assert [a["area"] for a in coco["annotations"]] == [12, 15, 18]

@@ -256,3 +256,20 @@ def test_keypoint_ap_uses_the_sigmas_of_the_keypoint_set():
     assert ap([0.03] * 3) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="data.keypoint_sigmas: expected 3"):
         ap([0.2] * 2)
+
+
+def test_missing_area_is_the_masks_as_show_data_counts_it():
+    """A ground truth without "area" (hand-made and some tools' exports) had it filled with the box's:
+    a 40x40 triangle (800 pixels, COCO "small") was scored as "medium". detectron2 fills the mask's."""
+    from maskrcnn.commands.show_data import _area
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    triangle = [[10, 10, 50, 10, 10, 50]]
+    data = {"images": [{"id": 1, "file_name": "a.png", "height": 60, "width": 60}],
+            "categories": [{"id": 1, "name": "a"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40],
+                             "segmentation": triangle},
+                            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 5]}]}  # fmt: skip
+    areas = [a["area"] for a in load_ground_truth(data).dataset["annotations"]]
+    assert areas[0] == _area({"segmentation": triangle, "bbox": [10, 10, 40, 40]}, 60, 60)
+    assert 760 < areas[0] < 840 < 32**2 and areas[1] == 20.0  # no mask: the box's

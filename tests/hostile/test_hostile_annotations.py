@@ -72,6 +72,24 @@ def test_ground_truth_as_predictions_scores_100_whatever_the_ids(cli, tmp_path, 
     assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
 
 
+def test_ground_truth_polygon_list_starting_with_two_points_is_scored(cli, tmp_path):
+    """A 2-point polygon first in the list (CVAT and Roboflow export such slivers) made pycocotools read
+    the whole list as boxes: a TypeError traceback in COCOeval. It is left out, as training leaves it."""
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps(gt_as_results(coco_dataset(tmp_path / "ok")[2])))
+
+    def sliver_first(anns):
+        x, y, w, h = anns[2]["bbox"]
+        anns[2]["segmentation"] = [[30, 30, 40, 30], [x, y, x + w, y, x + w, y + h, x, y + h]]
+        return anns
+
+    path, _, _ = coco_dataset(tmp_path, sliver_first)
+    rc, text = cli("eval", "--results", results, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["segm"]["AP"] == pytest.approx(100.0)
+
+
 @pytest.mark.parametrize(
     "field, value, words",
     [("bbox", [1, float("nan"), 5, 5], "bbox"), ("area", float("nan"), "area"),

@@ -101,3 +101,33 @@ def test_bare_state_dict_points_to_convert(cli, tiny_checkpoint, tmp_path, image
     torch.save(torch.load(tiny_checkpoint, weights_only=True)["model"], path)
     rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
     assert rc == 1 and str(path) in text and "maskrcnn convert" in text
+
+
+def _detectron2_zoo_pkl(path):
+    import numpy as np
+
+    path.write_bytes(pickle.dumps({"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1))},
+                                   "__author__": "Detectron2 Model Zoo"}, protocol=4))  # fmt: skip
+
+
+def _torchvision_reference_script(path):
+    import argparse
+
+    torch.save({"model": {"backbone.body.conv1.weight": torch.zeros(2, 3, 1, 1)}, "epoch": 25,
+                "args": argparse.Namespace(model="maskrcnn_resnet50_fpn")}, path)  # fmt: skip
+
+
+def _torchvision_under_model(path):
+    torch.save({"model": {"backbone.body.conv1.weight": torch.zeros(2, 3, 1, 1)}, "epoch": 25}, path)
+
+
+@pytest.mark.parametrize("make", [_detectron2_zoo_pkl, _torchvision_reference_script,
+                                  _torchvision_under_model])
+def test_another_projects_checkpoint_is_one_line_pointing_to_convert(cli, tmp_path, image, make):
+    """torch's weights_only refusal (a screen of text, ANSI escapes, a protocol warning first) was passed on
+    whole, and a torchvision file with its weights under "model" got no hint at all."""
+    path = tmp_path / ("model_final.pkl" if make is _detectron2_zoo_pkl else "model_25.pth")
+    make(path)
+    rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
+    assert rc == 1 and str(path) in text and "`maskrcnn convert` reads it" in text
+    assert text.count("\n") == 1 and "\x1b[" not in text and "pickle protocol" not in text, text

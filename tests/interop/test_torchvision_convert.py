@@ -121,3 +121,56 @@ def test_convert_command_writes_a_loadable_checkpoint(tmp_path):
     model.load_state_dict(ckpt["model"])  # strict: every key present, none extra
     assert model.backbone.stem.conv1.norm.eps == 1e-5
     assert main(["convert", "--from", "torchvision", str(tmp_path / "missing.pth"), str(out)]) == 1
+
+
+@pytest.mark.parametrize("wrapper, prefix", [("model", "module."), ("state_dict", "model."),
+                                             ("state_dict", "model.module.")])
+def test_data_parallel_and_lightning_prefixes_are_read_by_convert_and_train_init(wrapper, prefix):
+    """A (Distributed)DataParallel model's file ("module." before every name): ``convert`` took it,
+    ``train --init`` (``convert_any``) refused it as "not weights this library can start from". A
+    Lightning checkpoint ("model." before every name under "state_dict") was refused by both."""
+    from maskrcnn.interop.weights import convert_any
+
+    sd = _manifest_sd("fasterrcnn_resnet50_fpn")
+    wrapped = {wrapper: {f"{prefix}{k}": v for k, v in sd.items()}, "epoch": 3}
+    expected = convert_torchvision(sd)["state_dict"]
+    for got in (convert_any(wrapped).state_dict, convert_torchvision(wrapped)["state_dict"]):
+        assert sorted(got) == sorted(expected)
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_checkpoint_of_torchvisions_reference_training_script_is_read(tmp_path):
+    """references/detection/train.py saves {"model", "optimizer", "lr_scheduler", "args", "epoch"} with
+    "args" its argparse.Namespace: weights_only loading refused the whole file ("cannot be read as a
+    torch state dict"), in ``convert`` and ``train --init`` alike."""
+    import argparse
+
+    from maskrcnn.interop.detectron2 import read_detectron2_file
+
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.02, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[16, 22])
+    path = tmp_path / "model_25.pth"
+    args = argparse.Namespace(model="maskrcnn_resnet50_fpn", lr_steps=[16, 22])
+    torch.save({"model": layer.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "args": args, "epoch": 25}, path)  # fmt: skip
+    got = read_detectron2_file(path)  # what train --init reads files with
+    assert got["args"].lr_steps == [16, 22] and torch.equal(got["model"]["weight"], layer.weight)
+    with pytest.raises(ConversionError, match="not a torchvision detection state dict"):  # read, then
+        load_torchvision_file(path)  # found to hold no detector (a Linear layer)
+
+
+def test_whole_pickled_model_is_refused_naming_the_class(tmp_path):
+    """``torch.save(model)`` instead of its state dict: the reason given was the first line of torch's
+    refusal ("Weights only load failed. This file can still be loaded, to do so you have two options,"
+    with ANSI escapes), which names neither the class nor the problem."""
+    from maskrcnn.interop.detectron2 import read_detectron2_file
+
+    path = tmp_path / "whole.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), path)
+    for read in (load_torchvision_file, read_detectron2_file):  # convert's readers (and train --init's)
+        with pytest.raises(ConversionError) as info:
+            read(path)
+        message = str(info.value)
+        assert "whole.pth" in message and "torch.nn.modules.container.Sequential" in message
+        assert "\n" not in message and "\x1b[" not in message

@@ -32,6 +32,7 @@ from maskrcnn.io_utils import atomic_write_json
 __all__ = ["CocoBuilder", "Report", "Skip", "image_size", "json_files", "read_json", "write_json"]
 
 _EXIF_ORIENTATION = 0x0112
+_TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
 
 
@@ -90,6 +91,10 @@ def image_size(path: Path) -> tuple:
         with Image.open(path) as img:
             width, height = img.size
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            if img.format == "TIFF":
+                # Recent Pillow turns a TIFF itself (its size is already the turned one): start from the
+                # stored size, or a turned TIFF would be turned twice and mismatch read_image's.
+                width, height = img.tag_v2.get(_TIFF_WIDTH, width), img.tag_v2.get(_TIFF_LENGTH, height)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise Skip("unreadable_image", f"image {path} cannot be read ({e})") from None
     if orientation in (5, 6, 7, 8):  # a quarter turn: the annotation tools show it turned
@@ -112,7 +117,7 @@ def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
 def read_json(path: Path):
     """A JSON file's content; Skip when it is not readable JSON."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors write one) is fine
             return json.load(f)
     except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, 5000-digit numbers
         raise Skip("unreadable_json", f"not readable JSON ({e})") from None

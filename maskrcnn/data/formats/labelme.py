@@ -9,9 +9,11 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
 - ``__ignore__`` shapes are left out (labelme2coco drops them; they are counted in the notes, not
   written as crowd regions: LabelMe has no notion of a crowd, and an ignored shape is often a mistake
   the annotator wanted gone rather than a region the evaluation should forgive).
-- ``polygon`` (>= 3 points), ``rectangle`` (two opposite corners) and ``circle`` (the centre and a
-  point on the circle) become COCO polygons clipped to the image; types without an area (``line``,
-  ``linestrip``, ``point``, ``points``) and ``mask`` are reported and skipped.
+- ``polygon`` (>= 3 points), ``rectangle`` (two opposite corners; or its four corners, as X-AnyLabeling
+  writes it) and ``circle`` (the centre and a point on the circle) become COCO polygons clipped to the
+  image; ``mask`` (labelme >= 5.3: a base64 PNG laid on the pixels x1..x2, y1..y2 of its two points, as
+  labelme's ``shapes_to_label`` lays it) a mask; an instance with a mask among its shapes is written as
+  RLE. Types without an area (``line``, ``linestrip``, ``point``, ``points``) are reported and skipped.
 - The image is ``imagePath`` relative to the JSON file's folder, else a file of that name beside the
   JSON file, else ``imageData`` (the image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
@@ -25,13 +27,15 @@ import base64
 import binascii
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.checkpoint import atomic_write_bytes
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
 from maskrcnn.data.formats.geometry import as_points, circle_points, rectangle_points, to_coco_polygon
+from maskrcnn.data.mask_codec import annotation_to_mask
 
 __all__ = ["IGNORE_LABEL", "read_labelme"]
 
@@ -68,12 +72,52 @@ def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path) 
     raise Skip("missing_image", f"image {missing} not found and the file has no imageData")
 
 
-def _shape_polygon(shape: dict, width: int, height: int) -> list:
-    """One shape -> one COCO polygon clipped to the image, or Skip."""
+class _MaskPatch(NamedTuple):
+    """A mask shape's pixels: ``patch`` (h, w) bool with its top-left pixel at (top, left) of the image.
+    Kept this small until its instance is written (an image may hold hundreds of SAM masks)."""
+
+    top: int
+    left: int
+    patch: np.ndarray
+
+
+def _shape_mask(shape: dict, points: np.ndarray, width: int, height: int) -> _MaskPatch:
+    """A ``mask`` shape: its PNG on the pixels x1..x2, y1..y2 of its two points (truncated to integers,
+    as labelme does), clipped to the image; or Skip."""
+    if len(points) != 2:
+        raise Skip("bad_shape", f"a mask needs 2 points, got {len(points)}")
+    (x1, y1), (x2, y2) = points.min(axis=0).astype(int).tolist(), points.max(axis=0).astype(int).tolist()
+    box = (x2 - x1 + 1, y2 - y1 + 1)
+    # labelme cuts the mask as image[y1:y2 + 1, x1:x2 + 1], which stops at the image's border: a mask
+    # reaching the right or bottom edge is stored that much smaller than its box
+    cut = (min(x2 + 1, width) - max(x1, 0), min(y2 + 1, height) - max(y1, 0))
+    data = shape.get("mask")
+    if not isinstance(data, str) or not data:
+        raise Skip("bad_shape", "a mask shape needs its 'mask' (a base64-encoded PNG)")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
+            size = img.size  # from the header: an image of another size is not decoded
+            patch = np.asarray(img.convert("L")) > 0 if size in (box, cut) else None  # labelme: 0/1
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+        raise Skip("bad_shape", f"'mask' is not a base64-encoded image ({e})") from None
+    if patch is None:
+        raise Skip("bad_shape", f"mask image is {size[0]}x{size[1]}, the box of its points {box[0]}x{box[1]}")
+    top, left = max(y1, 0), max(x1, 0)
+    bottom, right = min(y1 + patch.shape[0], height), min(x1 + patch.shape[1], width)
+    patch = patch[top - y1:bottom - y1, left - x1:right - x1] if top < bottom and left < right else patch[:0]
+    if not patch.any():
+        raise Skip("empty_mask", f"mask lies outside the {width}x{height} image or covers no pixel")
+    return _MaskPatch(top, left, patch)
+
+
+def _shape_region(shape: dict, width: int, height: int):
+    """One shape -> one COCO polygon clipped to the image (a list) or a ``_MaskPatch``; or Skip."""
     shape_type = shape.get("shape_type") or "polygon"  # files of labelme < 3 have no shape_type
     points = as_points(shape.get("points"))
-    if shape_type == "polygon":
+    if shape_type == "polygon" or (shape_type == "rectangle" and len(points) == 4):
         return to_coco_polygon(points, width, height)
+    if shape_type == "mask":
+        return _shape_mask(shape, points, width, height)
     if shape_type in ("rectangle", "circle") and len(points) != 2:
         raise Skip("bad_shape", f"a {shape_type} needs 2 points, got {len(points)}")
     if shape_type == "rectangle":
@@ -83,7 +127,24 @@ def _shape_polygon(shape: dict, width: int, height: int) -> list:
         radius = float(((px - cx) ** 2 + (py - cy) ** 2) ** 0.5)
         return to_coco_polygon(circle_points(cx, cy, radius), width, height)
     raise Skip("unsupported_shape", f"shape_type {shape_type!r} is not converted "
-                                    "(only polygon, rectangle, circle)")
+                                    "(only polygon, rectangle, circle, mask)")
+
+
+def _add_instance(builder: CocoBuilder, image_id: int, label: str, regions: list, *, height: int,
+                  width: int) -> None:
+    """One instance from its shapes' regions: COCO polygons, or one mask when a region is a mask."""
+    polygons = [r for r in regions if not isinstance(r, _MaskPatch)]
+    if len(polygons) == len(regions):
+        builder.add_polygons(image_id, label, polygons)
+        return
+    mask = np.zeros((height, width), dtype=bool)
+    for r in regions:
+        if isinstance(r, _MaskPatch):
+            h, w = r.patch.shape
+            mask[r.top:r.top + h, r.left:r.left + w] |= r.patch
+    if polygons:  # clipped by to_coco_polygon
+        mask |= annotation_to_mask(polygons, height, width).numpy() > 0
+    builder.add_mask(image_id, label, mask)
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path) -> None:
@@ -98,7 +159,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
             report.warn(name, f"{key} {data[key]!r} differs from the image's {actual}; using the image's")
     image_id = builder.add_image(image_path, height=height, width=width, source=name)
 
-    instances: dict = {}  # (label, group) -> (shape indices, polygons), in order of first shape
+    instances: dict = {}  # (label, group) -> (shape indices, regions), in order of first shape
     for i, shape in enumerate(data["shapes"]):
         label = shape.get("label") if isinstance(shape, dict) else None
         where = f"{name}: shapes[{i}] (label {label!r})"
@@ -109,18 +170,18 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
             if not isinstance(shape, dict):
                 raise Skip("bad_shape", "a shape must be a JSON object")
             builder.check_label(label)
-            polygon = _shape_polygon(shape, width, height)
+            region = _shape_region(shape, width, height)
         except Skip as e:
             report.skip(where, e)
             continue
         group = shape.get("group_id")
         key = (label, ("shape", i) if group is None else ("group", str(group)))
-        indices, polygons = instances.setdefault(key, ([], []))
+        indices, regions = instances.setdefault(key, ([], []))
         indices.append(i)
-        polygons.append(polygon)
-    for (label, _), (indices, polygons) in instances.items():
+        regions.append(region)
+    for (label, _), (indices, regions) in instances.items():
         try:
-            builder.add_polygons(image_id, label, polygons)
+            _add_instance(builder, image_id, label, regions, height=height, width=width)
         except Skip as e:
             report.skip(f"{name}: shapes{indices} (label {label!r})", e)
 

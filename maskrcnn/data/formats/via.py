@@ -16,12 +16,18 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
   else it is reported and skipped: a silent catch-all class would hide unlabelled regions.
-- The image is ``filename`` relative to the JSON file's folder (VIA stores no size: it is read from the
-  image file).
+- The image is ``filename`` relative to the JSON file's folder, else to a VIA 2 project's "Default Path"
+  or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
+  read from the image file).
+- VIA's CSV export (a row per region, the shape and attributes as JSON in their cells; an image without
+  regions has one row with ``{}``) is read as the JSON export it mirrors, when given as the file to
+  convert (a folder is searched for ``.json`` files only).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -40,21 +46,72 @@ __all__ = ["DEFAULT_CLASS_NAME", "read_via"]
 DEFAULT_CLASS_NAME = "object"
 
 
+def _search_paths(settings) -> list:
+    """A VIA 2 project's image folders: its "Default Path" and "Search Path List" (settings, core)."""
+    core = settings.get("core") if isinstance(settings, dict) else None
+    core = core if isinstance(core, dict) else {}
+    listed = core.get("filepath") if isinstance(core.get("filepath"), dict) else {}
+    paths = [core.get("default_filepath"), *listed]
+    return [p.replace("\\", "/") for p in paths if isinstance(p, str) and p.strip()]
+
+
 def _entries(data) -> tuple:
-    """(entries [(key, entry)], attribute names the file defines) of a VIA 1/2 file, or Skip."""
+    """(entries [(key, entry)], attribute names the file defines, image folders it names) of a VIA 1/2
+    file, or Skip."""
     if isinstance(data, dict) and {"project", "metadata", "file"} <= set(data):
         raise Skip("not_via", "a VIA 3 project (not supported): export it from VIA 3 as COCO instead")
-    defined = []
+    defined, search = [], []
     if isinstance(data, dict) and "_via_img_metadata" in data:  # a VIA 2 project file
         region_attrs = (data.get("_via_attributes") or {}).get("region")
         defined = list(region_attrs) if isinstance(region_attrs, dict) else []
+        search = _search_paths(data.get("_via_settings"))
         data = data["_via_img_metadata"]
     if not isinstance(data, dict):
         raise Skip("not_via", "not a VIA annotation file (a JSON object of images is expected)")
     entries = [(k, v) for k, v in data.items() if isinstance(v, dict) and "filename" in v]
     if data and not entries:
         raise Skip("not_via", "not a VIA annotation file (no entry with a 'filename')")
-    return entries, defined
+    return entries, defined, search
+
+
+def _image_path(json_path: Path, filename: str, search: list) -> Path:
+    """The image ``filename`` names: beside the JSON file, else in one of the project's image folders
+    (VIA prepends its "Default Path" to each filename; relative ones are taken from the JSON file's
+    folder), else a file of its name beside the JSON file (a project moved with its images)."""
+    name = filename.replace("\\", "/")
+    candidates = [json_path.parent / name, *(json_path.parent / folder / name for folder in search),
+                  json_path.parent / Path(name).name]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def _csv_cell(text):
+    """A CSV cell holding JSON -> its value; None when it is not JSON (that region is then reported)."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def _read_csv(path: Path) -> dict:
+    """VIA 1 / 2's CSV export -> the JSON export's ``{key: entry}`` (see the module docstring)."""
+    columns = {"filename", "region_shape_attributes", "region_attributes"}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, csv.Error) as e:  # ValueError: not UTF-8
+        raise Skip("unreadable_csv", f"not a readable CSV file ({e})") from None
+    entries: dict = {}
+    for row in rows:
+        row = {(k or "").lstrip("#"): v for k, v in row.items()}  # VIA 1 heads the first column "#filename"
+        if not columns <= set(row):
+            raise Skip("not_via", f"not a VIA CSV export (it needs the columns {', '.join(sorted(columns))})")
+        filename = row["filename"] or ""
+        key = filename + (row.get("file_size") or "")  # as the JSON export keys its entries
+        regions = entries.setdefault(key, {"filename": filename, "regions": []})["regions"]
+        shape, attributes = _csv_cell(row["region_shape_attributes"]), _csv_cell(row["region_attributes"])
+        if shape != {}:  # {}: the one row of an image without regions
+            regions.append({"shape_attributes": shape, "region_attributes": attributes})
+    return entries
 
 
 def _regions(entry: dict) -> list:
@@ -132,7 +189,7 @@ def _region_points(shape):
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name) -> None:
     name = builder.relative(path)
-    entries, defined = _entries(read_json(path))
+    entries, defined, search = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
     attribute = class_attribute or _class_attribute(entries, defined)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
     report.note(f"VIA files with the class from {source}")
@@ -142,7 +199,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
             filename = entry.get("filename")
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
-            image_path = path.parent / filename.replace("\\", "/")
+            image_path = _image_path(path, filename, search)
             regions = _regions(entry)
             height, width = image_size(image_path)
             image_id = builder.add_image(image_path, height=height, width=width, source=name)
