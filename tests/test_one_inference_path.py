@@ -156,3 +156,27 @@ def test_validation_as_built_model_agrees_up_to_rounding(setup):
     for iou_type in ("bbox", "segm"):
         assert not math.isnan(plain[iou_type]["AP"])
         assert plain[iou_type]["AP"] == pytest.approx(optimised[iou_type]["AP"], abs=1.0)
+
+
+def test_validation_leaves_out_bad_images_with_a_warning(setup, tmp_path):
+    """A validation image that cannot be read or is not its recorded size costs a warning naming it,
+    not the training run; the others are scored."""
+    import shutil
+
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.inference import make_evaluate_fn
+
+    images = tmp_path / "images"
+    shutil.copytree(setup["images"], images)
+    Image.new("RGB", (33, 21)).save(images / "b.png")  # the record says 60x40
+    (images / "c.png").write_bytes((images / "c.png").read_bytes()[:40])  # truncated
+    model, cfg = _tiny_model()
+    dataset = CocoDataset(json_path=setup["gt"], image_dir=images)
+    with pytest.warns(UserWarning) as caught:
+        results = make_evaluate_fn(cfg, dataset, setup["gt"], device="cpu")(model)
+    messages = [str(w.message) for w in caught if str(w.message).startswith("validation:")]
+    assert len(messages) == 2
+    assert any("b.png" in m and "21x33" in m for m in messages)
+    assert any("c.png" in m for m in messages)
+    for iou_type in ("bbox", "segm"):
+        assert not math.isnan(results[iou_type]["AP"])

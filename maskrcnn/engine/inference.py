@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from typing import Callable, Optional
 
 from torch import nn
@@ -156,9 +157,14 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
     ``dataset`` is the ``CocoDataset`` read from ``json_path``; its validated records are the ground
     truth. With ``optimise`` (the default) an optimised copy of the model is evaluated, exactly as
     ``maskrcnn eval`` evaluates the checkpoint; otherwise the model itself, as built. Either way the
-    model is left unchanged, in the mode it was in.
+    model is left unchanged, in the mode it was in. A validation image that cannot be read, is not the
+    size its record gives or that the model fails on is left out of the score with a warning naming it
+    (as ``maskrcnn eval`` does): one bad file must not end a run hours in.
     """
     del json_path  # the dataset was read from it
+
+    def skip(index, path, error):
+        warnings.warn(f"validation: {path} left out of the score ({error})", stacklevel=2)
 
     def evaluate(model: nn.Module) -> dict:
         from maskrcnn.predictor import Predictor
@@ -171,7 +177,7 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
                 subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
-            return evaluate_dataset(predictor, dataset, build_evaluator(predictor, dataset))
+            return evaluate_dataset(predictor, dataset, build_evaluator(predictor, dataset), on_error=skip)
         finally:
             model.train(was_training)
 
