@@ -145,24 +145,31 @@ def train_work(backbone: str, initial_weights: Optional[str] = None) -> dict:
 
 def _measured_inference(path) -> dict:
     """{"torchvision": s/image, "ours": s/image} from ``inference.py --json`` (fp32 runs only)."""
-    rows = json.loads(Path(path).read_text())
     out = {}
-    for row in rows:
-        name = str(row.get("name", ""))
-        if name.startswith("torchvision") and "fp32" in name:
-            out["torchvision"] = float(row["s_per_image"])
-        elif name == "ours fp32-opt":
-            out["ours"] = float(row["s_per_image"])
+    try:
+        for row in json.loads(Path(path).read_text()):
+            name = str(row.get("name", ""))
+            if name.startswith("torchvision") and "fp32" in name:
+                out["torchvision"] = float(row["s_per_image"])
+            elif name == "ours fp32-opt":
+                out["ours"] = float(row["s_per_image"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"{path}: not the JSON benchmarks/inference.py --json writes ({e!r})") from None
     return out
 
 
 def _measured_training(path) -> dict:
     """{backbone: {"torchvision": s/it, "ours": s/it}} from ``train_speed.py --json`` (float32 only)."""
-    table = json.loads(Path(path).read_text())
-    if table.get("amp"):
+    try:
+        table = json.loads(Path(path).read_text())
+        amp, rows = table.get("amp"), table["s_per_iter"].items()
+        measured = {b: {k: float(v) for k, v in row.items() if k in ("torchvision", "ours") and v}
+                    for b, row in rows}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"{path}: not the JSON benchmarks/train_speed.py --json writes ({e!r})") from None
+    if amp:
         raise SystemExit(f"{path}: measured under bfloat16 autocast; the floors here are float32's")
-    return {b: {k: v for k, v in row.items() if k in ("torchvision", "ours") and v}
-            for b, row in table["s_per_iter"].items()}
+    return measured
 
 
 def _size(text: str) -> tuple:

@@ -76,6 +76,12 @@ def test_roofline_refuses_bad_arguments_in_one_line(tmp_path, capsys, benchmark_
         with pytest.raises(SystemExit):
             roofline.main(argv)
         assert expected in capsys.readouterr().err
+    garbage = tmp_path / "garbage.json"
+    for text in ("not json", "[1, 2]", '{"s_per_iter": 3}'):
+        garbage.write_text(text)
+        for flag in ("--inference-json", "--train-json"):
+            with pytest.raises(SystemExit, match="not the JSON"):
+                roofline.main([flag, str(garbage), "--no-inference", "--backbones", ""])
     amp = tmp_path / "amp.json"
     amp.write_text(json.dumps({"amp": True, "s_per_iter": {}}))
     with pytest.raises(SystemExit, match="bfloat16 autocast"):
