@@ -95,7 +95,7 @@ def _plain_segmentation(record: dict) -> dict:
     return record
 
 
-def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[str]:
+def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[str]:
     """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
     if missing:
@@ -119,7 +119,12 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[st
         if problem:
             return f"segmentation: {problem}"
     if "keypoints" in ann:
-        return _keypoints_problem(ann["keypoints"])
+        problem = _keypoints_problem(ann["keypoints"])
+        names = cat_ids[ann["category_id"]]
+        if not problem and names and len(ann["keypoints"]) != 3 * len(names):
+            # COCOeval would fail on numpy's broadcasting message, naming neither record nor field
+            problem = f"keypoints hold {len(ann['keypoints']) // 3} points, the category has {len(names)}"
+        return problem
     return None
 
 
@@ -141,12 +146,13 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             problems.append(f"image id {img['id']!r} appears twice")
         else:
             images[img["id"]] = img
-    cat_ids = set()
+    cat_ids = {}  # id -> its keypoint names (None without)
     for cat in data["categories"]:
         if not isinstance(cat, dict) or not _is_id(cat.get("id")):
             problems.append(f"category {str(cat)[:60]} has no integer or string 'id'")
         else:
-            cat_ids.add(cat["id"])
+            names = cat.get("keypoints")
+            cat_ids[cat["id"]] = names if isinstance(names, list) and names else None
     anns = data.get("annotations", [])
     for index, ann in enumerate(anns):
         if not isinstance(ann, dict):
@@ -172,7 +178,12 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
                 ann["area"] = float(annotation_to_mask(seg, img["height"], img["width"]).sum())
             else:
                 ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
-        if "keypoints" in ann and "num_keypoints" not in ann:  # COCOeval ignores people with none labelled
+        names = cat_ids[ann["category_id"]]
+        if "keypoints" not in ann and names:  # a person drawn without keypoints: none labelled (COCOeval
+            ann["keypoints"] = [0] * (3 * len(names))  # reads both fields of every annotation it scores)
+        if "keypoints" in ann:
+            # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
+            # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
     return data
 
@@ -318,6 +329,11 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
         if img_ids is not None:
             coco_eval.params.imgIds = sorted(img_ids)
         if iou_type == "keypoints":
+            # keypoint AP is over the categories that have keypoints (a dataset may also hold objects
+            # without, whose ground truth has no keypoints to compare)
+            with_names = [c["id"] for c in coco_gt.dataset["categories"] if c.get("keypoints")]
+            if with_names:
+                coco_eval.params.catIds = sorted(with_names)
             coco_eval.params.kpt_oks_sigmas = np.asarray(
                 _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas), dtype=np.float64)
         coco_eval.evaluate()

@@ -88,16 +88,26 @@ def test_rle_covering_more_pixels_than_its_size_does_not_hang(tmp_path):
     assert "Traceback" not in proc.stderr and "result 0" in proc.stderr and "cover" in proc.stderr
 
 
-def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
+def _keypoint_dataset(tmp_path, categories=(1, 2)):
+    """coco_dataset with 3 keypoints (head, left, right) on the given categories' instances:
+    (gt path, data, the ground truth's instances as results, keypoints given to every one)."""
     path, _, data = coco_dataset(tmp_path)
     for cat in data["categories"]:
-        cat["keypoints"] = ["head", "left", "right"]
-    for a in data["annotations"]:
+        if cat["id"] in categories:
+            cat["keypoints"] = ["head", "left", "right"]
+    results = []
+    for a, r in zip(data["annotations"], gt_as_results(data)):
         x, y, w, h = a["bbox"]
-        a["keypoints"] = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
-        a["num_keypoints"] = 3
+        kp = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
+        results.append(dict(r, keypoints=kp))
+        if a["category_id"] in categories:
+            a["keypoints"], a["num_keypoints"] = kp, 3
     path.write_text(json.dumps(data))
-    results = [dict(r, keypoints=a["keypoints"]) for r, a in zip(gt_as_results(data), data["annotations"])]
+    return path, data, results
+
+
+def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
+    path, data, results = _keypoint_dataset(tmp_path)
     results[2]["keypoints"] = results[2]["keypoints"][:6]  # two points: pycocotools would fail on it
     res = tmp_path / "res.json"
     res.write_text(json.dumps(results))
@@ -106,6 +116,45 @@ def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
     assert rc == 0, text
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert 50.0 < metrics["keypoints"]["AP"] < 100.0 and metrics["bbox"]["AP"] < 100.0
+
+
+def test_keypoint_ground_truth_of_another_length_is_refused_by_name(cli, tmp_path):
+    """COCOeval failed on 'operands could not be broadcast together with shapes (3,) (2,)'."""
+    path, data, results = _keypoint_dataset(tmp_path)
+    data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:6]
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path)
+    assert rc == 1 and str(path) in text
+    assert "annotation id 2 keypoints hold 2 points, the category has 3" in text
+
+
+def test_keypoint_count_is_taken_from_the_visibility_flags(cli, tmp_path):
+    """num_keypoints 0 (a converter's stale count) on people with labelled keypoints made COCOeval ignore
+    every one of them: keypoint AP n/a for perfect results."""
+    path, data, results = _keypoint_dataset(tmp_path)
+    for a in data["annotations"]:
+        a["num_keypoints"] = 0
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
+
+
+def test_keypoint_ap_is_over_the_categories_with_keypoints(cli, tmp_path):
+    """A dataset of people with keypoints and objects without (a keypoint model predicts keypoints for
+    every detection) failed with 'error: num_keypoints' (COCOeval's KeyError)."""
+    path, data, results = _keypoint_dataset(tmp_path, categories=(1,))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    keypoints = json.loads((tmp_path / "m" / "metrics.json").read_text())["keypoints"]
+    assert keypoints["AP"] == pytest.approx(100.0) and list(keypoints["per_category"]) == ["a"]
 
 
 def test_rle_size_written_as_floats_is_scored(cli, tmp_path):
