@@ -165,3 +165,22 @@ def test_cityscapes_split_and_option_errors(tmp_path, capsys):
     assert "leftImg8bit/test: no such folder" in capsys.readouterr().err
     assert _convert(root, out, "--classes", "car") == 1
     assert "--classes applies to --from labelme / via" in capsys.readouterr().err
+
+
+def test_split_without_cityscapes_images_and_colour_instance_ids_are_named(tmp_path, capsys):
+    """A split of JPEGs (a re-encoded copy) or of empty city folders ended on 'no image could be
+    converted (see the problems above)' with no problem above; an RGB instanceIds PNG was 'is 40x30, the
+    image 40x30'."""
+    root = tmp_path / "cs"
+    (root / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
+    assert _convert(root, tmp_path / "a.json") == 1
+    assert "leftImg8bit/train: no <city>/*_leftImg8bit.png image" in capsys.readouterr().err
+    Image.new("RGB", (W, H)).save(root / "leftImg8bit/train/aachen/a_000000_000019_leftImg8bit.jpg")
+    assert _convert(root, tmp_path / "a.json") == 1
+    assert "found 1 other files, e.g. a_000000_000019_leftImg8bit.jpg" in capsys.readouterr().err
+
+    prefix = _image(root, "train", "aachen", "aachen_000000_000019")
+    prefix.parent.mkdir(parents=True)
+    Image.new("RGB", (W, H)).save(prefix.with_name(prefix.name + "_gtFine_instanceIds.png"))
+    assert _convert(root, tmp_path / "a.json") == 1
+    assert "aachen_000000_000019_gtFine_instanceIds.png has 3 channels" in capsys.readouterr().err
