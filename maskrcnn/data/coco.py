@@ -154,7 +154,15 @@ class CocoDataset(torch.utils.data.Dataset):
         ordered = sorted(seen)
         self.category_id_to_label = {cid: i + 1 for i, cid in enumerate(ordered)}
         self.label_to_category_id = {i + 1: cid for i, cid in enumerate(ordered)}
-        self.class_names = ["__background__"] + [seen[cid]["name"] for cid in ordered]
+        names = [seen[cid]["name"] for cid in ordered]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            # Two categories of one name (merged exports) are two classes; under one name their overlays,
+            # show-data counts and per-category AP (keyed by name) were merged or overwritten silently.
+            names = [f"{n} (id {cid})" if n in repeated else n for n, cid in zip(names, ordered)]
+            warnings.warn(f"{self.json_path}: categories share the names {repeated}; they stay distinct "
+                          f"classes, named 'NAME (id ID)'", stacklevel=3)
+        self.class_names = ["__background__"] + names
         self.num_classes = len(self.class_names)
         with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]
         self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None

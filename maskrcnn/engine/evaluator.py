@@ -289,18 +289,26 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
 def _per_category(coco_eval, coco_gt) -> dict:
     """AP (percent) per category name, from the precision array (IoU x recall x category x area x dets)."""
     precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
+    names = _category_names(coco_gt)
     out = {}
     for k, cat_id in enumerate(coco_eval.params.catIds):
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
-        name = coco_gt.cats[cat_id].get("name", str(cat_id))
-        out[name] = float(np.mean(p) * 100) if p.size else float("nan")
+        out[names[cat_id]] = float(np.mean(p) * 100) if p.size else float("nan")
     return out
+
+
+def _category_names(coco_gt) -> dict:
+    """{category id: its name}, a name two categories share told apart as 'NAME (id ID)' (as
+    CocoDataset names them): as keys of per_category, one would overwrite the other's AP."""
+    names = {c["id"]: c.get("name", str(c["id"])) for c in coco_gt.dataset["categories"]}
+    values = list(names.values())
+    return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
 
 
 def _empty_metrics(iou_type: str, coco_gt) -> dict:
     metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
-    metrics["per_category"] = {c.get("name", str(c["id"])): 0.0 for c in coco_gt.dataset["categories"]}
+    metrics["per_category"] = {name: 0.0 for name in _category_names(coco_gt).values()}
     return metrics
 
 

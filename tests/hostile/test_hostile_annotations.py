@@ -133,3 +133,24 @@ def test_unreadable_annotation_file_is_named(cli, tmp_path, content, words):
     bad.write_bytes(content)
     rc, text = cli("show-data", "--json", bad, "--images", images, "--output", tmp_path / "show")
     assert rc == 1 and str(bad) in text and words in text
+
+
+def test_categories_sharing_a_name_stay_apart(cli, tmp_path):
+    """Two categories named alike (merged exports): per-category AP keyed by name kept one of the two,
+    show-data merged their counts and overlays could not tell them apart."""
+
+    def rename(data):
+        data["categories"][1]["name"] = "a"
+        return data
+
+    path, images, data = coco_dataset(tmp_path)
+    path.write_text(json.dumps(rename(data)))
+    with pytest.warns(UserWarning, match=r"categories share the names \['a'\]"):
+        ds = CocoDataset(json_path=path, image_dir=images)
+    assert ds.class_names == ["__background__", "a (id 1)", "a (id 2)"]
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps(gt_as_results(data)))
+    rc, text = cli("eval", "--results", results, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    per_category = json.loads((tmp_path / "m" / "metrics.json").read_text())["bbox"]["per_category"]
+    assert per_category == {"a (id 1)": pytest.approx(100.0), "a (id 2)": pytest.approx(100.0)}
