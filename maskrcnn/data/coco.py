@@ -254,7 +254,7 @@ class CocoDataset(torch.utils.data.Dataset):
             problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
             if problem:
                 return "bad_segmentation", problem
-        if self.keypoints and "keypoints" in ann:
+        if self.keypoints and ann.get("keypoints"):  # null or []: none labelled (as a missing field)
             kp = ann["keypoints"]
             if (
                 not isinstance(kp, list)

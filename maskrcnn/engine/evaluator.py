@@ -118,10 +118,10 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
         problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
         if problem:
             return f"segmentation: {problem}"
-    if "keypoints" in ann:
+    if ann.get("keypoints") is not None:
         problem = _keypoints_problem(ann["keypoints"])
         names = cat_ids[ann["category_id"]]
-        if not problem and names and len(ann["keypoints"]) != 3 * len(names):
+        if not problem and names and ann["keypoints"] and len(ann["keypoints"]) != 3 * len(names):
             # COCOeval would fail on numpy's broadcasting message, naming neither record nor field
             problem = f"keypoints hold {len(ann['keypoints']) // 3} points, the category has {len(names)}"
         return problem
@@ -179,9 +179,9 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             else:
                 ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
         names = cat_ids[ann["category_id"]]
-        if "keypoints" not in ann and names:  # a person drawn without keypoints: none labelled (COCOeval
-            ann["keypoints"] = [0] * (3 * len(names))  # reads both fields of every annotation it scores)
-        if "keypoints" in ann:
+        if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
+            ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
+        if ann.get("keypoints") is not None:
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))

@@ -8,6 +8,8 @@ import sys
 import pytest
 from hostile_helpers import coco_dataset, gt_as_results
 
+from maskrcnn.data.coco import CocoDataset
+
 # field -> (a bad value, words of the reason); the bad record is result 1, the other three are perfect
 BAD_RESULTS = {
     "score_string": ("score", "0.9", "score"),
@@ -128,6 +130,22 @@ def test_keypoint_ground_truth_of_another_length_is_refused_by_name(cli, tmp_pat
     rc, text = cli("eval", "--results", res, "--json", path)
     assert rc == 1 and str(path) in text
     assert "annotation id 2 keypoints hold 2 points, the category has 3" in text
+
+
+def test_people_with_keypoints_null_or_empty_are_unlabelled(cli, tmp_path):
+    """'keypoints': [] or null (exporters write them for people without keypoints) are none labelled, as
+    a missing field: they refused the evaluation (null) or broke COCOeval's broadcasting ([])."""
+    path, data, results = _keypoint_dataset(tmp_path)
+    data["annotations"][1]["keypoints"], data["annotations"][3]["keypoints"] = [], None
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([r for k, r in enumerate(results) if k not in (1, 3)]))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)  # the unlabelled two are ignored, not missed
+    ds = CocoDataset(json_path=path, image_dir=path.parent / "images", keypoints=True)
+    assert ds.skipped == {} and ds[1][1]["keypoints"][1].sum() == 0
 
 
 def test_keypoint_count_is_taken_from_the_visibility_flags(cli, tmp_path):
