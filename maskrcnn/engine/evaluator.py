@@ -339,9 +339,14 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
         if iou_type == "keypoints":
             # keypoint AP is over the categories that have keypoints (a dataset may also hold objects
             # without, whose ground truth has no keypoints to compare)
-            with_names = [c["id"] for c in coco_gt.dataset["categories"] if c.get("keypoints")]
+            with_names = [c for c in coco_gt.dataset["categories"] if c.get("keypoints")]
+            sizes = {c["name"] if "name" in c else c["id"]: len(c["keypoints"]) for c in with_names}
+            if len(set(sizes.values())) > 1:  # COCOeval has one sigma per keypoint for all categories
+                raise ValueError(f"categories with different keypoint sets {sizes} (name: keypoints) cannot "
+                                 f"be scored together (COCOeval has one set of OKS sigmas); evaluate each "
+                                 f"set against a ground truth of its own")
             if with_names:
-                coco_eval.params.catIds = sorted(with_names)
+                coco_eval.params.catIds = sorted(c["id"] for c in with_names)
             coco_eval.params.kpt_oks_sigmas = np.asarray(
                 _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas), dtype=np.float64)
         coco_eval.evaluate()

@@ -52,6 +52,15 @@ def label_mapping(predictor, dataset) -> dict:
     )
 
 
+def check_keypoint_count(cfg, dataset) -> None:
+    """ValueError when a keypoint model is to be scored on a dataset of another keypoint count: every
+    detection would be left out as 'keypoints hold 5 points, the category has 17' (its box and mask too)."""
+    names, k = dataset.keypoint_names, cfg.model.roi_heads.num_keypoints
+    if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
+        raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
+                         f"({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''})")
+
+
 def build_evaluator(predictor, dataset):
     """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth)."""
     from maskrcnn.data.keypoints import keypoint_sigmas
@@ -62,6 +71,7 @@ def build_evaluator(predictor, dataset):
     if cfg.model.roi_heads.keypoint_on:
         # the model's keypoint names (or the dataset's): COCO's sigma per COCO name, else the default
         names = list(cfg.data.keypoint_names) or dataset.keypoint_names
+        check_keypoint_count(cfg, dataset)
         sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)
     return CocoEvaluator(
         dataset.to_coco_dict(),

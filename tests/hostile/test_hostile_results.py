@@ -185,3 +185,54 @@ def test_rle_size_written_as_floats_is_scored(cli, tmp_path):
     rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
     assert rc == 0, text
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["segm"]["AP"] == pytest.approx(100.0)
+
+
+def test_categories_of_different_keypoint_sets_are_refused_by_name(cli, tmp_path):
+    """COCOeval has one set of OKS sigmas: it failed on 'operands could not be broadcast together'."""
+    path, data, results = _keypoint_dataset(tmp_path, categories=(1,))
+    data["categories"][1]["keypoints"] = ["beak", "tail"]
+    for a, r in zip(data["annotations"], results):
+        if a["category_id"] == 2:
+            a["keypoints"] = r["keypoints"] = r["keypoints"][:6]
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path)
+    assert rc == 1 and "categories with different keypoint sets {'a': 3, 'b': 2}" in text, text
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_keypoint_model_on_a_dataset_of_another_keypoint_count_is_refused(cli, tmp_path, command):
+    """Every detection was left out as 'keypoints hold 5 points, the category has 3' (box AP 0 too),
+    during training at each validation, hours in."""
+    from tiny_model import TINY
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    path, _, _ = _keypoint_dataset(tmp_path)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), {
+        **TINY, "model.roi_heads.mask_on": False, "model.roi_heads.keypoint_on": True,
+        "model.roi_heads.num_keypoints": 5, "model.roi_heads.keypoint_head_dim": 8,
+        "model.roi_heads.keypoint_head_convs": 1, "solver.iters": 1, "solver.batch_size": 1,
+        "input.min_size": 40, "input.max_size": 64, "data.num_workers": 0})  # fmt: skip
+    weights = tmp_path / "kp.pth"
+    save_checkpoint(weights, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "a", "b"])
+    if command == "eval":
+        args = ["--weights", weights, "--json", path, "--images", path.parent / "images", "--device", "cpu"]
+    else:  # a training set of 5 keypoints, validated on the file of 3
+        train = _keypoint_dataset(tmp_path / "train")[0]
+        data = json.loads(train.read_text())
+        for cat in data["categories"]:
+            cat["keypoints"] = ["p1", "p2", "p3", "p4", "p5"]
+        for a in data["annotations"]:
+            a["keypoints"] = a["keypoints"] + a["keypoints"][:6]
+        train.write_text(json.dumps(data))
+        config = tmp_path / "cfg.yaml"
+        config.write_text(json.dumps(cfg.to_dict()))
+        args = ["--config", config, "--train-json", train, "--train-images", train.parent / "images",
+                "--val-json", path, "--val-images", path.parent / "images", "--output", tmp_path / "run"]
+    rc, text = cli(command, *args)
+    assert rc == 1 and f"the model predicts 5 keypoints, {path} has 3 (head, left, right)" in text, text
