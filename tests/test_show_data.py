@@ -131,3 +131,15 @@ def test_show_data_summary_and_overlays(tmp_path, capsys):
     assert (hatch > GREY + 50).all(axis=1).any() and (hatch < GREY - 30).all(axis=1).any()
     assert (overlay[100:110, 100:108] == GREY).all()  # untouched background
     assert not (out / "overlays" / "c.png").exists()  # --max 2
+
+
+def test_class_names_empty_or_with_a_newline_keep_the_table_one_row_each(tmp_path, capsys):
+    json_path, images = _dataset(tmp_path)
+    data = json.loads(json_path.read_text())
+    data["categories"][0]["name"], data["categories"][1]["name"] = "two\nlines", ""
+    json_path.write_text(json.dumps(data))
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
+                 str(tmp_path / "show"), "--max", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any(r.startswith("  'two\\nlines'  ") for r in rows) and any(r.startswith("  ''  ") for r in rows)
+    assert not any(r.startswith("lines") for r in rows)
