@@ -74,6 +74,8 @@ def _tree(root):
     truck = np.zeros((H, W))
     truck[5:9, 20:31] = 27003
     _instance_ids(prefix, truck)
+    # ground truth whose image is missing (a city not downloaded): counted
+    _polygons(root / "gtFine" / "train" / "zurich" / "zurich_000000_000019", [])
     # 4. no ground truth; 5. another split.
     _image(root, "train", "bochum", "bochum_000000_000002")
     _instance_ids(_image(root, "val", "frankfurt", "frankfurt_000000_000001"), np.full((H, W), 26000))
@@ -140,6 +142,8 @@ def test_cityscapes_instances_crowd_occlusion_and_sources(tmp_path, capsys):
     assert "skipped 3 record(s): 1 few_points, 1 missing_annotation, 1 unknown_label" in err
     assert "1 deleted objects left out" in err
     assert "2 images with masks from instanceIds, 1 images with masks from polygons" in err
+    assert ("1 gtFine polygon files without their leftImg8bit image, left out "
+            "(e.g. zurich/zurich_000000_000019)") in err
     assert f"--train-images {root}" in captured.out
 
     # Training reads the file with nothing skipped: every file_name resolves under ROOT.

@@ -135,6 +135,14 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
             f"{image_dir}: no <city>/*{suffix} image (Cityscapes' names); "
             + (f"found {len(others)} other files, e.g. {others[0]}" if others else "no file in a city folder")
         )
+    # ground truth without its image (a city of leftImg8bit not downloaded or unpacked) was left out
+    # without a word: counted in the summary
+    stems = {(p.parent.name, p.name[: -len(suffix)]) for p in image_paths}
+    orphans = {(p.parent.name, p.name[: -len("_gtFine_polygons.json")])
+               for p in (root / "gtFine" / split).glob("*/*_gtFine_polygons.json")} - stems
+    if orphans:
+        report.note(f"gtFine polygon files without their leftImg8bit image, left out (e.g. "
+                    f"{'/'.join(min(orphans))})", len(orphans))
     for image_path in image_paths:
         prefix = root / "gtFine" / split / image_path.parent.name / image_path.name[: -len(suffix)]
         try:
