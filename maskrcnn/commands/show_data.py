@@ -148,7 +148,9 @@ def run(args) -> int:
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
-    dataset = CocoDataset(json_path=args.json, image_dir=args.images)
+    # a person_keypoints file's people need no segmentation (their box stands in, as in training):
+    # read without keypoints, every one of them was skipped as 'lacks segmentation'
+    dataset = CocoDataset(json_path=args.json, image_dir=args.images, keypoints="auto")
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too

@@ -95,6 +95,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
+    ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     """
 
     def __init__(
@@ -103,7 +104,7 @@ class CocoDataset(torch.utils.data.Dataset):
         json_path: Union[str, os.PathLike],
         image_dir: Union[str, os.PathLike],
         transforms: Optional[Callable] = None,
-        keypoints: bool = False,
+        keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
     ):
@@ -117,6 +118,8 @@ class CocoDataset(torch.utils.data.Dataset):
         data = load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
         self._load_categories(data["categories"])
+        if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
+            self.keypoints = keypoints = bool(self.keypoint_names)
         self._load_images(data["images"])
         self._load_annotations(data.get("annotations", []))
         self._problems.summarise()
