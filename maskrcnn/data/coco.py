@@ -141,6 +141,10 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load_categories(self, categories: list) -> None:
         seen = {}
         for cat in categories:
+            if isinstance(cat, dict) and _is_int(cat.get("name")):
+                # digit classes ("name": 7, as converters from YOLO class lists write them): the category
+                # and all its annotations were skipped
+                cat = dict(cat, name=str(cat["name"]))
             if (
                 not isinstance(cat, dict)
                 or not _is_int(cat.get("id"))
