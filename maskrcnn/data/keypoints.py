@@ -8,7 +8,8 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
 
 - flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
   case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
-  ``Left-Knee``, ``hand.left``); every other name maps to itself. A ``left`` name with no ``right``
+  ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) when both
+  names exist; every other name maps to itself. A ``left`` name with no ``right``
   partner is an error, because flipping would silently mislabel it.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
@@ -50,6 +51,8 @@ COCO_SKELETON = (
 )  # fmt: skip
 
 _SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
+# the side as one letter, as the Animal-Pose set writes it (L_Eye, R_F_Paw); a pair only when both exist
+_SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
 
 
 def _mirror_name(name: str) -> str:
@@ -65,6 +68,12 @@ def _mirror_name(name: str) -> str:
     return _SIDE.sub(swap, name)
 
 
+def _mirror_letter(name: str) -> str:
+    """``L_Eye`` -> ``R_Eye`` (keeping the case), unchanged without a one-letter side."""
+    table = {"l": "r", "r": "l", "L": "R", "R": "L"}
+    return _SIDE_LETTER.sub(lambda m: table[m.group(1)], name)
+
+
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
     """The flip map of a keypoint set from its names (see the module docstring)."""
     names = [str(n) for n in names]
@@ -75,7 +84,8 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
     for i, name in enumerate(names):
         partner = _mirror_name(name)
         if partner == name:
-            out.append(i)
+            # L_Eye / R_Eye were kept in place: a flip taught the left eye where the right one is
+            out.append(index.get(_mirror_letter(name).lower(), i))
             continue
         j = index.get(partner.lower())
         if j is None:
