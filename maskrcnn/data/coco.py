@@ -266,7 +266,9 @@ class CocoDataset(torch.utils.data.Dataset):
             if (
                 not isinstance(kp, list)
                 or len(kp) != 3 * self.num_keypoints
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in kp)
+                # true / false are no coordinates (the evaluation refused them, naming no file)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
         return None

@@ -148,6 +148,17 @@ def test_people_with_keypoints_null_or_empty_are_unlabelled(cli, tmp_path):
     assert ds.skipped == {} and ds[1][1]["keypoints"][1].sum() == 0
 
 
+def test_keypoints_holding_true_or_false_are_skipped_by_name(tmp_path):
+    """A visibility written as true was taken as 1 in training while eval --weights refused the whole
+    ground truth as 'ground truth: 1 problems', naming no file."""
+    path, data, _ = _keypoint_dataset(tmp_path)
+    data["annotations"][0]["keypoints"][2] = True
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="skipped 1 bad_keypoints"):
+        ds = CocoDataset(json_path=path, image_dir=path.parent / "images", keypoints=True)
+    assert "annotation id 1 (image id 1) keypoints must be 9 finite numbers" in ds.problems[0]
+
+
 def test_keypoint_count_is_taken_from_the_visibility_flags(cli, tmp_path):
     """num_keypoints 0 (a converter's stale count) on people with labelled keypoints made COCOeval ignore
     every one of them: keypoint AP n/a for perfect results."""
