@@ -572,6 +572,11 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
         raise ValueError(f"config key {name!r} expects a number, got {value!r}")
     if (isinstance(current, float) or "float" in type_name) and isinstance(value, int):
         return float(value)
+    if type_name == "int" and isinstance(value, float):
+        # counts, sizes, periods, seeds: solver.iters=1.5 trained 1 iteration without a word (2.0 is 2)
+        if not value.is_integer():
+            raise ValueError(f"config key {name!r} expects a whole number, got {value!r}")
+        return int(value)
     return value
 
 

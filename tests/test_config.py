@@ -13,9 +13,10 @@ def test_every_preset_builds_a_config():
 
 def test_set_overrides_are_typed():
     items = ["model.num_classes=5", "solver.lr=1", "input.min_size=[640, 800]", "model.fpn=false",
-             "solver.steps=[10, 20]"]
+             "solver.steps=[10, 20]", "solver.iters=2e3"]
     cfg = load_config("r50_fpn", parse_set_args(items))
     assert cfg.model.num_classes == 5
+    assert cfg.solver.iters == 2000 and isinstance(cfg.solver.iters, int)  # a whole float is the integer
     assert isinstance(cfg.solver.lr, float) and cfg.solver.lr == 1.0
     assert cfg.input.min_size == (640, 800)
     assert cfg.model.fpn is False

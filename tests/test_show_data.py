@@ -131,3 +131,32 @@ def test_show_data_summary_and_overlays(tmp_path, capsys):
     assert (hatch > GREY + 50).all(axis=1).any() and (hatch < GREY - 30).all(axis=1).any()
     assert (overlay[100:110, 100:108] == GREY).all()  # untouched background
     assert not (out / "overlays" / "c.png").exists()  # --max 2
+
+
+def test_class_names_empty_or_with_a_newline_keep_the_table_one_row_each(tmp_path, capsys):
+    json_path, images = _dataset(tmp_path)
+    data = json.loads(json_path.read_text())
+    data["categories"][0]["name"], data["categories"][1]["name"] = "two\nlines", ""
+    json_path.write_text(json.dumps(data))
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
+                 str(tmp_path / "show"), "--max", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any(r.startswith("  'two\\nlines'  ") for r in rows) and any(r.startswith("  ''  ") for r in rows)
+    assert not any(r.startswith("lines") for r in rows)
+
+
+def test_people_of_a_keypoint_file_without_segmentation_are_counted(tmp_path, capsys):
+    """person_keypoints-style records without 'segmentation' (keypoint training takes them, the box
+    standing in) were all skipped as 'lacks segmentation': 0 instances."""
+    json_path, images = _dataset(tmp_path)
+    data = json.loads(json_path.read_text())
+    data["categories"][0]["keypoints"] = ["head", "tail"]
+    for ann in data["annotations"]:
+        ann.pop("segmentation")
+        x, y, w, h = ann["bbox"]
+        ann["keypoints"] = [x + 1, y + 1, 2, x + w - 1, y + h - 1, 2]
+    json_path.write_text(json.dumps(data))
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
+                 str(tmp_path / "show"), "--max", "1"]) == 0
+    summary = json.loads((tmp_path / "show" / "summary.json").read_text())
+    assert "missing_field" not in summary["skipped"] and summary["instances"] == 3 and summary["crowd"] == 1

@@ -105,10 +105,12 @@ def _print_summary(s: dict, out=None) -> None:
     out = out or sys.stdout  # looked up at call time: a default bound at import keeps a stale stream
     print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
           f"{s['instances']} instances, {s['crowd']} crowd regions", file=out)
-    width = max([len("class")] + [len(n) for n in s["per_class"]])
+    # an empty name or one with a newline or tab (as written) would be a blank row or break the table
+    shown = {n: n if n and n.isprintable() else repr(n) for n in s["per_class"]}
+    width = max([len("class")] + [len(n) for n in shown.values()])
     print(f"  {'class':<{width}}  instances  crowd", file=out)
     for name, c in s["per_class"].items():
-        print(f"  {name:<{width}}  {c['instances']:>9}  {c['crowd']:>5}", file=out)
+        print(f"  {shown[name]:<{width}}  {c['instances']:>9}  {c['crowd']:>5}", file=out)
     print("  sizes (COCO area): " + ", ".join(f"{k} {v}" for k, v in s["sizes"].items()), file=out)
     bins = [f"[{b['sqrt_area_from']}, {b['to'] or 'inf'}): {b['count']}" for b in s["size_histogram"]]
     print("  sqrt(area) px: " + "  ".join(bins), file=out)
@@ -146,7 +148,9 @@ def run(args) -> int:
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
-    dataset = CocoDataset(json_path=args.json, image_dir=args.images)
+    # a person_keypoints file's people need no segmentation (their box stands in, as in training):
+    # read without keypoints, every one of them was skipped as 'lacks segmentation'
+    dataset = CocoDataset(json_path=args.json, image_dir=args.images, keypoints="auto")
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too

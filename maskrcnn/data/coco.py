@@ -95,6 +95,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
+    ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     """
 
     def __init__(
@@ -103,7 +104,7 @@ class CocoDataset(torch.utils.data.Dataset):
         json_path: Union[str, os.PathLike],
         image_dir: Union[str, os.PathLike],
         transforms: Optional[Callable] = None,
-        keypoints: bool = False,
+        keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
     ):
@@ -117,6 +118,8 @@ class CocoDataset(torch.utils.data.Dataset):
         data = load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
         self._load_categories(data["categories"])
+        if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
+            self.keypoints = keypoints = bool(self.keypoint_names)
         self._load_images(data["images"])
         self._load_annotations(data.get("annotations", []))
         self._problems.summarise()
@@ -138,6 +141,10 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load_categories(self, categories: list) -> None:
         seen = {}
         for cat in categories:
+            if isinstance(cat, dict) and _is_int(cat.get("name")):
+                # digit classes ("name": 7, as converters from YOLO class lists write them): the category
+                # and all its annotations were skipped
+                cat = dict(cat, name=str(cat["name"]))
             if (
                 not isinstance(cat, dict)
                 or not _is_int(cat.get("id"))
@@ -154,7 +161,15 @@ class CocoDataset(torch.utils.data.Dataset):
         ordered = sorted(seen)
         self.category_id_to_label = {cid: i + 1 for i, cid in enumerate(ordered)}
         self.label_to_category_id = {i + 1: cid for i, cid in enumerate(ordered)}
-        self.class_names = ["__background__"] + [seen[cid]["name"] for cid in ordered]
+        names = [seen[cid]["name"] for cid in ordered]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            # Two categories of one name (merged exports) are two classes; under one name their overlays,
+            # show-data counts and per-category AP (keyed by name) were merged or overwritten silently.
+            names = [f"{n} (id {cid})" if n in repeated else n for n, cid in zip(names, ordered)]
+            warnings.warn(f"{self.json_path}: categories share the names {repeated}; they stay distinct "
+                          f"classes, named 'NAME (id ID)'", stacklevel=3)
+        self.class_names = ["__background__"] + names
         self.num_classes = len(self.class_names)
         with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]
         self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None
@@ -246,12 +261,14 @@ class CocoDataset(torch.utils.data.Dataset):
             problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
             if problem:
                 return "bad_segmentation", problem
-        if self.keypoints and "keypoints" in ann:
+        if self.keypoints and ann.get("keypoints"):  # null or []: none labelled (as a missing field)
             kp = ann["keypoints"]
             if (
                 not isinstance(kp, list)
                 or len(kp) != 3 * self.num_keypoints
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in kp)
+                # true / false are no coordinates (the evaluation refused them, naming no file)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
         return None

@@ -155,9 +155,12 @@ def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = F
         p = Path(p)
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found.extend(
-                sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            )
+            # "._photo.jpg": the resource fork macOS writes beside each file on a USB stick or network
+            # share, never an image (each was reported as an unreadable image, on every run)
+            found.extend(sorted(
+                f for f in p.glob(pattern)
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("._")
+            ))
         elif p.is_file():
             found.append(p)
         else:

@@ -8,8 +8,9 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
 
 - flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
   case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
-  ``Left-Knee``, ``hand.left``); every other name maps to itself. A ``left`` name with no ``right``
-  partner is an error, because flipping would silently mislabel it.
+  ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase
+  sides (``leftShoulder``, ``handRight``) when both names exist; every other name maps to itself. A
+  ``left`` name with no ``right`` partner is an error, because flipping would silently mislabel it.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
@@ -50,19 +51,31 @@ COCO_SKELETON = (
 )  # fmt: skip
 
 _SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
+# the side as one letter, as the Animal-Pose set writes it (L_Eye, R_F_Paw), or a camelCase word, as
+# TensorFlow.js pose models name keypoints (leftShoulder, LeftEye, handRight); a pair only when both exist
+_SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
+_SIDE_CAMEL = re.compile(r"(?<![A-Za-z])(left|right|Left|Right)(?=[A-Z])|(?<=[a-z0-9])(Left|Right)(?![a-z])")
 
 
 def _mirror_name(name: str) -> str:
     """``left_knee`` -> ``right_knee`` (keeping the case of the word), unchanged without a side."""
 
-    def swap(m: re.Match) -> str:
-        word = m.group(1)
-        other = "right" if word.lower() == "left" else "left"
-        if word.isupper():
-            return other.upper()
-        return other.capitalize() if word[0].isupper() else other
+    return _SIDE.sub(_swap, name)
 
-    return _SIDE.sub(swap, name)
+
+def _swap(m: re.Match) -> str:
+    word = m.group(m.lastindex)
+    other = "right" if word.lower() == "left" else "left"
+    if word.isupper():
+        return other.upper()
+    return other.capitalize() if word[0].isupper() else other
+
+
+def _other_spellings(name: str) -> tuple:
+    """The mirror names of the spellings that are sides only when the partner exists:
+    ``L_Eye`` -> ``R_Eye``, ``leftShoulder`` -> ``rightShoulder`` (case kept)."""
+    table = {"l": "r", "r": "l", "L": "R", "R": "L"}
+    return _SIDE_LETTER.sub(lambda m: table[m.group(1)], name), _SIDE_CAMEL.sub(_swap, name)
 
 
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
@@ -75,7 +88,9 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
     for i, name in enumerate(names):
         partner = _mirror_name(name)
         if partner == name:
-            out.append(i)
+            # L_Eye / R_Eye were kept in place: a flip taught the left eye where the right one is
+            found = [index[m.lower()] for m in _other_spellings(name) if m != name and m.lower() in index]
+            out.append(found[0] if found else i)
             continue
         j = index.get(partner.lower())
         if j is None:

@@ -21,12 +21,14 @@ are left as they were.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -147,6 +149,8 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
             raise RuntimeError("the Cityscapes evaluation script failed:\n" + "\n".join(tail))
         official = json.loads(result_path.read_text())
+        for note in json.loads((work / "notes.json").read_text()):
+            warnings.warn(note, stacklevel=2)
     averages = official["averages"]
     return {"AP": 100.0 * averages["allAp"], "AP50": 100.0 * averages["allAp50%"],
             "classes": {name: {"AP": 100.0 * v["ap"], "AP50": 100.0 * v["ap50%"]}
@@ -172,15 +176,23 @@ def _run_official(spec_path: str) -> int:
     from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
     from PIL import Image
 
-    gt_list, pred_list = [], []
+    gt_list, pred_list, notes = [], [], []
     for k, (txt, ids_png, polygons) in enumerate(spec["pairs"]):
         if not ids_png:  # drawn as the benchmark's own tools draw it, under the same name
             name = Path(polygons).name.replace("_polygons.json", "_instanceIds.png")
             ids_png = str(work / "gt" / f"{k}" / name)
             Path(ids_png).parent.mkdir(parents=True)
-            annotation = Annotation()
-            annotation.fromJsonFile(polygons)
-            drawn = np.asarray(createInstanceImage(annotation, "ids"), dtype=np.int64)  # (H, W)
+            try:
+                annotation = Annotation()
+                annotation.fromJsonFile(polygons)
+                drawn = np.asarray(createInstanceImage(annotation, "ids"), dtype=np.int64)  # (H, W)
+            except (Exception, SystemExit) as e:  # SystemExit: its printError, e.g. on an unknown label
+                # An object the package cannot read (no polygon, an unknown label) ended the whole
+                # evaluation with its traceback; convert-data names and leaves out such objects, so the
+                # image is drawn as convert-data drew its ground truth (same rules, without them).
+                drawn, why = _draw_without_bad_objects(polygons), f"{type(e).__name__}: {e}"
+                notes.append(f"{polygons}: cityscapesScripts cannot draw it ({why}); drawn without the "
+                             f"objects convert-data leaves out")
             # json2instanceImg saves that 32-bit image, which recent Pillow cannot write as PNG; the ids
             # (at most 33999) fit the 16 bits the dataset's own PNGs use
             Image.fromarray(drawn.astype(np.uint16)).save(ids_png)
@@ -198,7 +210,19 @@ def _run_official(spec_path: str) -> int:
     args.quiet = True
     args.colorized = False
     official.evaluateImgLists(pred_list, gt_list, args)
+    (work / "notes.json").write_text(json.dumps(notes))
     return 0
+
+
+def _draw_without_bad_objects(polygons: str) -> np.ndarray:
+    """(H, W) int64 instance ids of a polygons file, drawn as ``convert-data`` draws it."""
+    from maskrcnn.data.formats.cityscapes import _draw_polygons
+    from maskrcnn.data.formats.common import Report, read_json
+
+    data = read_json(Path(polygons))
+    report = Report(stream=io.StringIO())
+    return _draw_polygons(data["objects"], int(data["imgHeight"]), int(data["imgWidth"]), where=polygons,
+                          report=report)
 
 
 if __name__ == "__main__":

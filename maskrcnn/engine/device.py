@@ -87,7 +87,11 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     """``"auto"`` (or None) -> cuda when available, else cpu; anything else is passed to torch.device."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:  # torch's message lists its twenty device types, naming neither key nor choices
+        raise ValueError(f"device {str(device)!r} (--device or the config's device): expected auto, cpu, "
+                         f"cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
     return dev

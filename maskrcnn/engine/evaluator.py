@@ -95,7 +95,7 @@ def _plain_segmentation(record: dict) -> dict:
     return record
 
 
-def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[str]:
+def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[str]:
     """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
     if missing:
@@ -118,8 +118,13 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: set) -> Optional[st
         problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
         if problem:
             return f"segmentation: {problem}"
-    if "keypoints" in ann:
-        return _keypoints_problem(ann["keypoints"])
+    if ann.get("keypoints") is not None:
+        problem = _keypoints_problem(ann["keypoints"])
+        names = cat_ids[ann["category_id"]]
+        if not problem and names and ann["keypoints"] and len(ann["keypoints"]) != 3 * len(names):
+            # COCOeval would fail on numpy's broadcasting message, naming neither record nor field
+            problem = f"keypoints hold {len(ann['keypoints']) // 3} points, the category has {len(names)}"
+        return problem
     return None
 
 
@@ -141,12 +146,13 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             problems.append(f"image id {img['id']!r} appears twice")
         else:
             images[img["id"]] = img
-    cat_ids = set()
+    cat_ids = {}  # id -> its keypoint names (None without)
     for cat in data["categories"]:
         if not isinstance(cat, dict) or not _is_id(cat.get("id")):
             problems.append(f"category {str(cat)[:60]} has no integer or string 'id'")
         else:
-            cat_ids.add(cat["id"])
+            names = cat.get("keypoints")
+            cat_ids[cat["id"]] = names if isinstance(names, list) and names else None
     anns = data.get("annotations", [])
     for index, ann in enumerate(anns):
         if not isinstance(ann, dict):
@@ -172,7 +178,12 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
                 ann["area"] = float(annotation_to_mask(seg, img["height"], img["width"]).sum())
             else:
                 ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
-        if "keypoints" in ann and "num_keypoints" not in ann:  # COCOeval ignores people with none labelled
+        names = cat_ids[ann["category_id"]]
+        if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
+            ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
+        if ann.get("keypoints") is not None:
+            # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
+            # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
     return data
 
@@ -278,18 +289,26 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
 def _per_category(coco_eval, coco_gt) -> dict:
     """AP (percent) per category name, from the precision array (IoU x recall x category x area x dets)."""
     precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
+    names = _category_names(coco_gt)
     out = {}
     for k, cat_id in enumerate(coco_eval.params.catIds):
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
-        name = coco_gt.cats[cat_id].get("name", str(cat_id))
-        out[name] = float(np.mean(p) * 100) if p.size else float("nan")
+        out[names[cat_id]] = float(np.mean(p) * 100) if p.size else float("nan")
     return out
+
+
+def _category_names(coco_gt) -> dict:
+    """{category id: its name}, a name two categories share told apart as 'NAME (id ID)' (as
+    CocoDataset names them): as keys of per_category, one would overwrite the other's AP."""
+    names = {c["id"]: c.get("name", str(c["id"])) for c in coco_gt.dataset["categories"]}
+    values = list(names.values())
+    return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
 
 
 def _empty_metrics(iou_type: str, coco_gt) -> dict:
     metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
-    metrics["per_category"] = {c.get("name", str(c["id"])): 0.0 for c in coco_gt.dataset["categories"]}
+    metrics["per_category"] = {name: 0.0 for name in _category_names(coco_gt).values()}
     return metrics
 
 
@@ -318,6 +337,16 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
         if img_ids is not None:
             coco_eval.params.imgIds = sorted(img_ids)
         if iou_type == "keypoints":
+            # keypoint AP is over the categories that have keypoints (a dataset may also hold objects
+            # without, whose ground truth has no keypoints to compare)
+            with_names = [c for c in coco_gt.dataset["categories"] if c.get("keypoints")]
+            sizes = {c["name"] if "name" in c else c["id"]: len(c["keypoints"]) for c in with_names}
+            if len(set(sizes.values())) > 1:  # COCOeval has one sigma per keypoint for all categories
+                raise ValueError(f"categories with different keypoint sets {sizes} (name: keypoints) cannot "
+                                 f"be scored together (COCOeval has one set of OKS sigmas); evaluate each "
+                                 f"set against a ground truth of its own")
+            if with_names:
+                coco_eval.params.catIds = sorted(c["id"] for c in with_names)
             coco_eval.params.kpt_oks_sigmas = np.asarray(
                 _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas), dtype=np.float64)
         coco_eval.evaluate()

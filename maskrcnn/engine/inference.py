@@ -27,13 +27,35 @@ def iou_types(cfg) -> tuple:
     return ("bbox",) + (("segm",) if rh.mask_on else ()) + (("keypoints",) if rh.keypoint_on else ())
 
 
+def _ids_by_name(class_names, dataset) -> Optional[dict]:
+    """Label -> the dataset's category id of the same name; None unless each of the model's classes
+    names exactly one category of the dataset."""
+    ids: dict = {}
+    for label, cid in dataset.label_to_category_id.items():
+        ids.setdefault(dataset.class_names[label], []).append(cid)
+    found = {label: ids.get(name, []) for label, name in enumerate(class_names) if label > 0}
+    if not found or any(len(v) != 1 for v in found.values()):
+        return None
+    return {label: v[0] for label, v in found.items()}
+
+
 def label_mapping(predictor, dataset) -> dict:
-    """Label -> the dataset's category id: the predictor's own mapping (the checkpoint's), else the
-    dataset's when the classes agree, else identity when labels already are the dataset's category ids
-    (torchvision's COCO models)."""
+    """Label -> the dataset's category id: by class name when the dataset numbers the model's classes
+    otherwise, else the predictor's own mapping (the checkpoint's), else the dataset's when the numbers
+    of classes agree, else identity when labels already are the dataset's category ids (torchvision's
+    COCO models)."""
+    num_classes = len(predictor.class_names)
+    mapping = predictor.label_to_category_id or (
+        dataset.label_to_category_id if num_classes == dataset.num_classes else None)
+    by_name = _ids_by_name(predictor.class_names, dataset)
+    if by_name is not None and by_name != mapping:
+        # Another export of the same classes numbers them differently (train and val files from
+        # separate exports): by position or by the checkpoint's ids each 'dog' was scored as a 'cat'.
+        print(f"note: {dataset.json_path} numbers the model's classes differently; matching them by name",
+              file=sys.stderr)
+        return by_name
     if predictor.label_to_category_id:
         return dict(predictor.label_to_category_id)
-    num_classes = len(predictor.class_names)
     if num_classes == dataset.num_classes:
         mine, theirs = predictor.class_names[1:], dataset.class_names[1:]
         if any(not n.startswith("class_") for n in mine) and mine != theirs:
@@ -52,6 +74,15 @@ def label_mapping(predictor, dataset) -> dict:
     )
 
 
+def check_keypoint_count(cfg, dataset) -> None:
+    """ValueError when a keypoint model is to be scored on a dataset of another keypoint count: every
+    detection would be left out as 'keypoints hold 5 points, the category has 17' (its box and mask too)."""
+    names, k = dataset.keypoint_names, cfg.model.roi_heads.num_keypoints
+    if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
+        raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
+                         f"({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''})")
+
+
 def build_evaluator(predictor, dataset):
     """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth)."""
     from maskrcnn.data.keypoints import keypoint_sigmas
@@ -62,6 +93,7 @@ def build_evaluator(predictor, dataset):
     if cfg.model.roi_heads.keypoint_on:
         # the model's keypoint names (or the dataset's): COCO's sigma per COCO name, else the default
         names = list(cfg.data.keypoint_names) or dataset.keypoint_names
+        check_keypoint_count(cfg, dataset)
         sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)
     return CocoEvaluator(
         dataset.to_coco_dict(),

@@ -101,7 +101,7 @@ def build_training(
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
-    from maskrcnn.engine.inference import make_evaluate_fn
+    from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
     from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer
     from maskrcnn.io_utils import atomic_write_json
@@ -206,6 +206,7 @@ def build_training(
     evaluate_fn = None
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on)
+        check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
         evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)
     trainer = build_trainer(
         cfg,

@@ -202,3 +202,13 @@ def test_image_sizes_written_as_floats_load(tmp_path):
     image, target = ds[0]
     assert image.shape == (3, 20, 30) and target["masks"].sum() == 24
     assert ds.to_coco_dict()["images"][0]["height"] == 20 and isinstance(ds.aspect_ratios()[0], float)
+
+
+def test_category_names_written_as_numbers_are_read(tmp_path):
+    """Digit classes ('name': 7, as converters from YOLO class lists write them) were skipped as bad
+    categories, and every annotation of them as of an unknown category."""
+    ann = {"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY, "iscrowd": 0}
+    path = _coco(tmp_path, [ann], categories=[{"id": 7, "name": 7}, {"id": 3, "name": "dog"}])
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert ds.skipped == {} and ds.class_names == ["__background__", "dog", "7"]
+    assert ds.to_coco_dict()["categories"][1] == {"id": 7, "name": "7"}

@@ -77,10 +77,11 @@ def test_bad_files_raise_image_read_error_naming_the_file(tmp_path, content, mat
 
 
 def test_list_images(tmp_path):
-    for name in ("b.png", "a.JPG", "notes.txt"):
+    for name in ("b.png", "a.JPG", "notes.txt", "._b.png"):  # ._b.png: macOS' resource fork of b.png
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.png").write_bytes(b"x")
+    (tmp_path / "sub" / "._c.png").write_bytes(b"\x00\x05\x16\x07")
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
     assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.JPG", "b.png", "c.png"]
     assert list_images([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]

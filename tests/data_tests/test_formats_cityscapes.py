@@ -74,6 +74,8 @@ def _tree(root):
     truck = np.zeros((H, W))
     truck[5:9, 20:31] = 27003
     _instance_ids(prefix, truck)
+    # ground truth whose image is missing (a city not downloaded): counted
+    _polygons(root / "gtFine" / "train" / "zurich" / "zurich_000000_000019", [])
     # 4. no ground truth; 5. another split.
     _image(root, "train", "bochum", "bochum_000000_000002")
     _instance_ids(_image(root, "val", "frankfurt", "frankfurt_000000_000001"), np.full((H, W), 26000))
@@ -140,6 +142,8 @@ def test_cityscapes_instances_crowd_occlusion_and_sources(tmp_path, capsys):
     assert "skipped 3 record(s): 1 few_points, 1 missing_annotation, 1 unknown_label" in err
     assert "1 deleted objects left out" in err
     assert "2 images with masks from instanceIds, 1 images with masks from polygons" in err
+    assert ("1 gtFine polygon files without their leftImg8bit image, left out "
+            "(e.g. zurich/zurich_000000_000019)") in err
     assert f"--train-images {root}" in captured.out
 
     # Training reads the file with nothing skipped: every file_name resolves under ROOT.
@@ -165,3 +169,22 @@ def test_cityscapes_split_and_option_errors(tmp_path, capsys):
     assert "leftImg8bit/test: no such folder" in capsys.readouterr().err
     assert _convert(root, out, "--classes", "car") == 1
     assert "--classes applies to --from labelme / via" in capsys.readouterr().err
+
+
+def test_split_without_cityscapes_images_and_colour_instance_ids_are_named(tmp_path, capsys):
+    """A split of JPEGs (a re-encoded copy) or of empty city folders ended on 'no image could be
+    converted (see the problems above)' with no problem above; an RGB instanceIds PNG was 'is 40x30, the
+    image 40x30'."""
+    root = tmp_path / "cs"
+    (root / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
+    assert _convert(root, tmp_path / "a.json") == 1
+    assert "leftImg8bit/train: no <city>/*_leftImg8bit.png image" in capsys.readouterr().err
+    Image.new("RGB", (W, H)).save(root / "leftImg8bit/train/aachen/a_000000_000019_leftImg8bit.jpg")
+    assert _convert(root, tmp_path / "a.json") == 1
+    assert "found 1 other files, e.g. a_000000_000019_leftImg8bit.jpg" in capsys.readouterr().err
+
+    prefix = _image(root, "train", "aachen", "aachen_000000_000019")
+    prefix.parent.mkdir(parents=True)
+    Image.new("RGB", (W, H)).save(prefix.with_name(prefix.name + "_gtFine_instanceIds.png"))
+    assert _convert(root, tmp_path / "a.json") == 1
+    assert "aachen_000000_000019_gtFine_instanceIds.png has 3 channels" in capsys.readouterr().err

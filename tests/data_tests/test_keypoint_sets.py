@@ -30,6 +30,12 @@ def test_flip_map_from_names():
     names = ["Left-Paw", "tail", "RIGHT_EAR", "right-paw", "LEFT_EAR", "ear.left.tip", "ear.right.tip",
              "leftover"]
     assert flip_map_from_names(names) == (3, 1, 4, 0, 2, 6, 5, 7)
+    # one-letter sides (the Animal-Pose set's names) swap when both exist; a lone one stays
+    names = ["Nose", "L_Eye", "R_Eye", "L_F_Paw", "r_f_paw", "TailBase", "L_only", "Lr"]
+    assert flip_map_from_names(names) == (0, 2, 1, 4, 3, 5, 6, 7)
+    names = ["nose", "leftEye", "rightEye", "LeftHip", "RightHip", "handLeft", "handRight", "leftover",
+             "RIGHTOVER", "cleftRight"]  # the last three: no side word (cleftRight: no partner)
+    assert flip_map_from_names(names) == (0, 2, 1, 4, 3, 6, 5, 7, 8, 9)
     assert keypoint_flip_map(None, 17) == COCO_KEYPOINT_FLIP_MAP  # unnamed 17: COCO's
     assert keypoint_flip_map(None, 5) is None
     with pytest.raises(ValueError, match="'left_fin' has no mirror keypoint 'right_fin'"):

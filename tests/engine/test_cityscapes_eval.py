@@ -104,6 +104,30 @@ def test_ground_truth_as_predictions_scores_100_with_the_official_script(tmp_pat
     assert cs["AP"] == pytest.approx((4 * 100 + 50) / 5)
 
 
+def test_objects_the_official_drawing_cannot_read_are_left_out_as_convert_data_leaves_them(tmp_path):
+    """An object without polygon or of an unknown label (convert-data names and skips them) made the
+    package's json2instanceImg fail: the whole evaluation ended with its traceback."""
+    root = tmp_path / "cs"
+    prefix = _image(root, "frankfurt", "frankfurt_000000_000294")
+    objects = [{"label": "car", "polygon": _rect(2, 2, 20, 14)}, {"label": "car", "polygon": None},
+               {"label": "spaceship", "polygon": _rect(30, 20, 46, 34)},
+               {"label": "person", "polygon": _rect(24, 4, 36, 30)}]
+    polygons = prefix.parent / f"{prefix.name}_gtFine_polygons.json"
+    polygons.write_text(json.dumps({"imgHeight": H, "imgWidth": W, "objects": objects}))
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(_as_results(json.loads(gt_json.read_text()))))
+    with pytest.warns(UserWarning, match="cityscapesScripts cannot draw it") as caught:
+        assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root),
+                     "--output", str(tmp_path / "eval")]) == 0
+    (note,) = [str(w.message) for w in caught if "cityscapesScripts" in str(w.message)]
+    assert note.startswith(f"{polygons}: ")
+    cs = json.loads((tmp_path / "eval" / "metrics.json").read_text())["cityscapes"]
+    assert cs["AP"] == pytest.approx(100.0)
+
+
 def test_cityscapes_eval_errors(tmp_path, capsys):
     root = tmp_path / "cs"
     _tree(root)

@@ -133,3 +133,42 @@ def test_unreadable_annotation_file_is_named(cli, tmp_path, content, words):
     bad.write_bytes(content)
     rc, text = cli("show-data", "--json", bad, "--images", images, "--output", tmp_path / "show")
     assert rc == 1 and str(bad) in text and words in text
+
+
+def test_categories_sharing_a_name_stay_apart(cli, tmp_path):
+    """Two categories named alike (merged exports): per-category AP keyed by name kept one of the two,
+    show-data merged their counts and overlays could not tell them apart."""
+
+    def rename(data):
+        data["categories"][1]["name"] = "a"
+        return data
+
+    path, images, data = coco_dataset(tmp_path)
+    path.write_text(json.dumps(rename(data)))
+    with pytest.warns(UserWarning, match=r"categories share the names \['a'\]"):
+        ds = CocoDataset(json_path=path, image_dir=images)
+    assert ds.class_names == ["__background__", "a (id 1)", "a (id 2)"]
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps(gt_as_results(data)))
+    rc, text = cli("eval", "--results", results, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    per_category = json.loads((tmp_path / "m" / "metrics.json").read_text())["bbox"]["per_category"]
+    assert per_category == {"a (id 1)": pytest.approx(100.0), "a (id 2)": pytest.approx(100.0)}
+
+
+def test_a_dataset_numbering_the_classes_otherwise_is_matched_by_name(tiny_checkpoint, tmp_path, capsys):
+    """The same classes exported with other ids (b = 1, a = 2): eval --weights, and validation during
+    training (both map labels by label_mapping), scored every 'a' detection as a 'b', silently."""
+    from maskrcnn.engine.inference import label_mapping
+    from maskrcnn.predictor import Predictor
+
+    path, images, data = coco_dataset(tmp_path)
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps(dict(
+        data, categories=[{"id": 1, "name": "b"}, {"id": 2, "name": "a"}],
+        annotations=[dict(a, category_id=3 - a["category_id"]) for a in data["annotations"]])))
+    predictor = Predictor.from_weights(tiny_checkpoint, device="cpu", optimise=False)  # classes a, b
+    assert label_mapping(predictor, CocoDataset(json_path=path, image_dir=images)) == {1: 1, 2: 2}
+    assert capsys.readouterr().err == ""
+    assert label_mapping(predictor, CocoDataset(json_path=swapped, image_dir=images)) == {1: 2, 2: 1}
+    assert "numbers the model's classes differently; matching them by name" in capsys.readouterr().err

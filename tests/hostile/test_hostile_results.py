@@ -8,6 +8,8 @@ import sys
 import pytest
 from hostile_helpers import coco_dataset, gt_as_results
 
+from maskrcnn.data.coco import CocoDataset
+
 # field -> (a bad value, words of the reason); the bad record is result 1, the other three are perfect
 BAD_RESULTS = {
     "score_string": ("score", "0.9", "score"),
@@ -88,16 +90,26 @@ def test_rle_covering_more_pixels_than_its_size_does_not_hang(tmp_path):
     assert "Traceback" not in proc.stderr and "result 0" in proc.stderr and "cover" in proc.stderr
 
 
-def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
+def _keypoint_dataset(tmp_path, categories=(1, 2)):
+    """coco_dataset with 3 keypoints (head, left, right) on the given categories' instances:
+    (gt path, data, the ground truth's instances as results, keypoints given to every one)."""
     path, _, data = coco_dataset(tmp_path)
     for cat in data["categories"]:
-        cat["keypoints"] = ["head", "left", "right"]
-    for a in data["annotations"]:
+        if cat["id"] in categories:
+            cat["keypoints"] = ["head", "left", "right"]
+    results = []
+    for a, r in zip(data["annotations"], gt_as_results(data)):
         x, y, w, h = a["bbox"]
-        a["keypoints"] = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
-        a["num_keypoints"] = 3
+        kp = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
+        results.append(dict(r, keypoints=kp))
+        if a["category_id"] in categories:
+            a["keypoints"], a["num_keypoints"] = kp, 3
     path.write_text(json.dumps(data))
-    results = [dict(r, keypoints=a["keypoints"]) for r, a in zip(gt_as_results(data), data["annotations"])]
+    return path, data, results
+
+
+def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
+    path, data, results = _keypoint_dataset(tmp_path)
     results[2]["keypoints"] = results[2]["keypoints"][:6]  # two points: pycocotools would fail on it
     res = tmp_path / "res.json"
     res.write_text(json.dumps(results))
@@ -106,6 +118,72 @@ def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
     assert rc == 0, text
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert 50.0 < metrics["keypoints"]["AP"] < 100.0 and metrics["bbox"]["AP"] < 100.0
+
+
+def test_keypoint_ground_truth_of_another_length_is_refused_by_name(cli, tmp_path):
+    """COCOeval failed on 'operands could not be broadcast together with shapes (3,) (2,)'."""
+    path, data, results = _keypoint_dataset(tmp_path)
+    data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:6]
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path)
+    assert rc == 1 and str(path) in text
+    assert "annotation id 2 keypoints hold 2 points, the category has 3" in text
+
+
+def test_people_with_keypoints_null_or_empty_are_unlabelled(cli, tmp_path):
+    """'keypoints': [] or null (exporters write them for people without keypoints) are none labelled, as
+    a missing field: they refused the evaluation (null) or broke COCOeval's broadcasting ([])."""
+    path, data, results = _keypoint_dataset(tmp_path)
+    data["annotations"][1]["keypoints"], data["annotations"][3]["keypoints"] = [], None
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([r for k, r in enumerate(results) if k not in (1, 3)]))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)  # the unlabelled two are ignored, not missed
+    ds = CocoDataset(json_path=path, image_dir=path.parent / "images", keypoints=True)
+    assert ds.skipped == {} and ds[1][1]["keypoints"][1].sum() == 0
+
+
+def test_keypoints_holding_true_or_false_are_skipped_by_name(tmp_path):
+    """A visibility written as true was taken as 1 in training while eval --weights refused the whole
+    ground truth as 'ground truth: 1 problems', naming no file."""
+    path, data, _ = _keypoint_dataset(tmp_path)
+    data["annotations"][0]["keypoints"][2] = True
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="skipped 1 bad_keypoints"):
+        ds = CocoDataset(json_path=path, image_dir=path.parent / "images", keypoints=True)
+    assert "annotation id 1 (image id 1) keypoints must be 9 finite numbers" in ds.problems[0]
+
+
+def test_keypoint_count_is_taken_from_the_visibility_flags(cli, tmp_path):
+    """num_keypoints 0 (a converter's stale count) on people with labelled keypoints made COCOeval ignore
+    every one of them: keypoint AP n/a for perfect results."""
+    path, data, results = _keypoint_dataset(tmp_path)
+    for a in data["annotations"]:
+        a["num_keypoints"] = 0
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
+
+
+def test_keypoint_ap_is_over_the_categories_with_keypoints(cli, tmp_path):
+    """A dataset of people with keypoints and objects without (a keypoint model predicts keypoints for
+    every detection) failed with 'error: num_keypoints' (COCOeval's KeyError)."""
+    path, data, results = _keypoint_dataset(tmp_path, categories=(1,))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    keypoints = json.loads((tmp_path / "m" / "metrics.json").read_text())["keypoints"]
+    assert keypoints["AP"] == pytest.approx(100.0) and list(keypoints["per_category"]) == ["a"]
 
 
 def test_rle_size_written_as_floats_is_scored(cli, tmp_path):
@@ -118,3 +196,54 @@ def test_rle_size_written_as_floats_is_scored(cli, tmp_path):
     rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
     assert rc == 0, text
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["segm"]["AP"] == pytest.approx(100.0)
+
+
+def test_categories_of_different_keypoint_sets_are_refused_by_name(cli, tmp_path):
+    """COCOeval has one set of OKS sigmas: it failed on 'operands could not be broadcast together'."""
+    path, data, results = _keypoint_dataset(tmp_path, categories=(1,))
+    data["categories"][1]["keypoints"] = ["beak", "tail"]
+    for a, r in zip(data["annotations"], results):
+        if a["category_id"] == 2:
+            a["keypoints"] = r["keypoints"] = r["keypoints"][:6]
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    rc, text = cli("eval", "--results", res, "--json", path)
+    assert rc == 1 and "categories with different keypoint sets {'a': 3, 'b': 2}" in text, text
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_keypoint_model_on_a_dataset_of_another_keypoint_count_is_refused(cli, tmp_path, command):
+    """Every detection was left out as 'keypoints hold 5 points, the category has 3' (box AP 0 too),
+    during training at each validation, hours in."""
+    from tiny_model import TINY
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    path, _, _ = _keypoint_dataset(tmp_path)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), {
+        **TINY, "model.roi_heads.mask_on": False, "model.roi_heads.keypoint_on": True,
+        "model.roi_heads.num_keypoints": 5, "model.roi_heads.keypoint_head_dim": 8,
+        "model.roi_heads.keypoint_head_convs": 1, "solver.iters": 1, "solver.batch_size": 1,
+        "input.min_size": 40, "input.max_size": 64, "data.num_workers": 0})  # fmt: skip
+    weights = tmp_path / "kp.pth"
+    save_checkpoint(weights, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "a", "b"])
+    if command == "eval":
+        args = ["--weights", weights, "--json", path, "--images", path.parent / "images", "--device", "cpu"]
+    else:  # a training set of 5 keypoints, validated on the file of 3
+        train = _keypoint_dataset(tmp_path / "train")[0]
+        data = json.loads(train.read_text())
+        for cat in data["categories"]:
+            cat["keypoints"] = ["p1", "p2", "p3", "p4", "p5"]
+        for a in data["annotations"]:
+            a["keypoints"] = a["keypoints"] + a["keypoints"][:6]
+        train.write_text(json.dumps(data))
+        config = tmp_path / "cfg.yaml"
+        config.write_text(json.dumps(cfg.to_dict()))
+        args = ["--config", config, "--train-json", train, "--train-images", train.parent / "images",
+                "--val-json", path, "--val-images", path.parent / "images", "--output", tmp_path / "run"]
+    rc, text = cli(command, *args)
+    assert rc == 1 and f"the model predicts 5 keypoints, {path} has 3 (head, left, right)" in text, text

@@ -93,6 +93,9 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
                     ids = np.asarray(img, dtype=np.int64)
             except OSError as e:
                 raise Skip("unreadable_instance_ids", f"cannot read {ids_path.name} ({e})") from None
+            if ids.ndim != 2:  # a colour rendering (e.g. a _gtFine_color.png saved under this name)
+                raise Skip("bad_instance_ids", f"{ids_path.name} has {ids.shape[2]} channels; instance ids "
+                                               f"are one channel (16-bit PNG)")
             if ids.shape != (height, width):
                 raise Skip("bad_instance_ids", f"{ids_path.name} is {ids.shape[1]}x{ids.shape[0]}, "
                                                f"the image {width}x{height}")
@@ -124,7 +127,23 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
             f"*_leftImg8bit.png with gtFine/<split>/<city>/ beside it (splits found: {found or 'none'})"
         )
     suffix = "_leftImg8bit.png"
-    for image_path in sorted(image_dir.glob(f"*/*{suffix}")):
+    image_paths = sorted(image_dir.glob(f"*/*{suffix}"))
+    if not image_paths:
+        # said here: 'no image could be converted (see the problems above)' had no problem above
+        others = sorted(p.name for p in image_dir.glob("*/*") if p.is_file())
+        raise FileNotFoundError(
+            f"{image_dir}: no <city>/*{suffix} image (Cityscapes' names); "
+            + (f"found {len(others)} other files, e.g. {others[0]}" if others else "no file in a city folder")
+        )
+    # ground truth without its image (a city of leftImg8bit not downloaded or unpacked) was left out
+    # without a word: counted in the summary
+    stems = {(p.parent.name, p.name[: -len(suffix)]) for p in image_paths}
+    orphans = {(p.parent.name, p.name[: -len("_gtFine_polygons.json")])
+               for p in (root / "gtFine" / split).glob("*/*_gtFine_polygons.json")} - stems
+    if orphans:
+        report.note(f"gtFine polygon files without their leftImg8bit image, left out (e.g. "
+                    f"{'/'.join(min(orphans))})", len(orphans))
+    for image_path in image_paths:
         prefix = root / "gtFine" / split / image_path.parent.name / image_path.name[: -len(suffix)]
         try:
             height, width = image_size(image_path)
