@@ -70,6 +70,14 @@ def _is_whole(value) -> bool:
     return _is_int(value) or (isinstance(value, float) and value.is_integer())
 
 
+def distinct_category_names(names: dict) -> dict:
+    """{category id: name} -> the same with a name that several categories share told apart as
+    'NAME (id ID)'. Two categories of one name (merged exports) are two classes; under one name their
+    overlays, show-data counts and per-category AP (keyed by name) were merged or overwritten silently."""
+    values = list(names.values())
+    return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
+
+
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)
@@ -161,12 +169,9 @@ class CocoDataset(torch.utils.data.Dataset):
         ordered = sorted(seen)
         self.category_id_to_label = {cid: i + 1 for i, cid in enumerate(ordered)}
         self.label_to_category_id = {i + 1: cid for i, cid in enumerate(ordered)}
-        names = [seen[cid]["name"] for cid in ordered]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        names = list(distinct_category_names({cid: seen[cid]["name"] for cid in ordered}).values())
+        repeated = sorted({seen[cid]["name"] for cid, n in zip(ordered, names) if n != seen[cid]["name"]})
         if repeated:
-            # Two categories of one name (merged exports) are two classes; under one name their overlays,
-            # show-data counts and per-category AP (keyed by name) were merged or overwritten silently.
-            names = [f"{n} (id {cid})" if n in repeated else n for n, cid in zip(names, ordered)]
             warnings.warn(f"{self.json_path}: categories share the names {repeated}; they stay distinct "
                           f"classes, named 'NAME (id ID)'", stacklevel=3)
         self.class_names = ["__background__"] + names

@@ -30,7 +30,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from maskrcnn.data.coco import load_coco_json
+from maskrcnn.data.coco import distinct_category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
@@ -299,11 +299,10 @@ def _per_category(coco_eval, coco_gt) -> dict:
 
 
 def _category_names(coco_gt) -> dict:
-    """{category id: its name}, a name two categories share told apart as 'NAME (id ID)' (as
-    CocoDataset names them): as keys of per_category, one would overwrite the other's AP."""
-    names = {c["id"]: c.get("name", str(c["id"])) for c in coco_gt.dataset["categories"]}
-    values = list(names.values())
-    return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
+    """{category id: its name}, a name two categories share told apart as CocoDataset tells them apart:
+    as keys of per_category, one would overwrite the other's AP."""
+    categories = coco_gt.dataset["categories"]
+    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in categories})
 
 
 def _empty_metrics(iou_type: str, coco_gt) -> dict:
