@@ -17,7 +17,10 @@ Conventions bridged here (the model itself never knows detectron2's):
   last score row moves to row 0, and zero background slots are inserted in front of the box deltas and
   the mask logits (never used: predictions are read for labels >= 1 only).
 - Backbone: MSRA ResNets stride on the first 1x1 conv (``model.stride_in_1x1=True``); the X101 nets
-  (torchvision-style) on the 3x3. FrozenBN eps 1e-5.
+  (torchvision-style) and the GroupNorm nets (``*_gn``) on the 3x3. FrozenBN eps 1e-5.
+- Norms: read per part from the keys: ``norm.running_var`` present -> BN (FrozenBN in the backbone),
+  only ``norm.weight/bias`` -> GroupNorm (32 groups, as detectron2's "GN"), no ``norm.*`` -> none.
+- Refused in one line: Cascade R-CNN, DC5, deformable convs, box heads other than 2fc / 4conv1fc.
 - Heads: anchors are not rounded (``model.rpn.anchor_rounding=False``); RoIAlignV2, i.e. half-pixel
   aligned with adaptive sampling (``pooler_aligned=True``, ``pooler_sampling_ratio=0``; our RoIAlign
   samples adaptively for ratios <= 0); masks pasted with ``grid_sample``.
@@ -71,6 +74,9 @@ _RULES = [
     # detectron2 names FPN levels by their stage (2..5); ours index them from 0
     (r"^backbone\.fpn_lateral(\d)\.(weight|bias)$", lambda g: f"fpn.lateral.{int(g[0]) - 2}.conv.{g[1]}"),
     (r"^backbone\.fpn_output(\d)\.(weight|bias)$", lambda g: f"fpn.output.{int(g[0]) - 2}.conv.{g[1]}"),
+    # FPN.NORM "GN" / "SyncBN" (the _gn and _syncbn zoo models): a norm after each FPN conv
+    (r"^backbone\.fpn_(lateral|output)(\d)\.norm\.(.+)$",
+     lambda g: f"fpn.{g[0]}.{int(g[1]) - 2}.norm.{g[2]}"),
     (r"^proposal_generator\.rpn_head\.conv\.(weight|bias)$", r"rpn.head.convs.0.conv.\1"),
     (r"^proposal_generator\.rpn_head\.conv\.conv(\d+)\.(weight|bias)$", r"rpn.head.convs.\1.conv.\2"),
     (r"^proposal_generator\.rpn_head\.objectness_logits\.(.+)$", r"rpn.head.objectness.\1"),
@@ -78,9 +84,16 @@ _RULES = [
     # fc / mask_fcn / conv_fcn are numbered from 1
     (r"^roi_heads\.box_head\.fc(\d+)\.(weight|bias)$",
      lambda g: f"roi_heads.box_head.fcs.{int(g[0]) - 1}.{g[1]}"),
+    # FastRCNNConvFCHead with NUM_CONV 4 (the _gn / _syncbn models' 4conv1fc head): conv1..conv4
+    (r"^roi_heads\.box_head\.conv(\d+)\.(weight|bias)$",
+     lambda g: f"roi_heads.box_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
+    (r"^roi_heads\.box_head\.conv(\d+)\.norm\.(.+)$",
+     lambda g: f"roi_heads.box_head.convs.{int(g[0]) - 1}.norm.{g[1]}"),
     (r"^roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)$", r"roi_heads.box_predictor.\1.\2"),
     (r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$",
      lambda g: f"roi_heads.mask_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
+    (r"^roi_heads\.mask_head\.mask_fcn(\d+)\.norm\.(.+)$",
+     lambda g: f"roi_heads.mask_head.convs.{int(g[0]) - 1}.norm.{g[1]}"),
     (r"^roi_heads\.mask_head\.(deconv|predictor)\.(weight|bias)$", r"roi_heads.mask_head.\1.\2"),
     (r"^roi_heads\.keypoint_head\.conv_fcn(\d+)\.(weight|bias)$",
      lambda g: f"roi_heads.keypoint_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
@@ -204,12 +217,34 @@ def is_c4(sd: dict) -> bool:
     return any(k.startswith("roi_heads.res5.") for k in sd)
 
 
-def detect_layout(sd: dict) -> str:
+def _refuse_unsupported_design(sd: dict, source: str) -> None:
+    """Model-zoo designs our model does not build, refused in one line naming the design (they would
+    otherwise fail on a backbone of "0 blocks" or on a list of dozens of unmapped keys)."""
+    stages = sorted({m.group(1) for m in map(re.compile(r"^roi_heads\.box_predictor\.(\d+)\.").match, sd)
+                     if m})
+    if stages:
+        raise ConversionError(
+            f"{source}: Cascade R-CNN ({len(stages)} box stages: roi_heads.box_head.0..{len(stages) - 1}, "
+            "roi_heads.box_predictor.0..) is not supported: our model has a single box head")
+    offsets = [k for k in sd if re.search(r"\.conv2_offset\.weight$", k)]
+    if offsets:  # Misc/*_dconv_c3-c5 (RESNETS.DEFORM_ON_PER_STAGE): a conv that predicts sampling offsets
+        raise ConversionError(
+            f"{source}: deformable convolutions ({len(offsets)} blocks, e.g. {offsets[0]}) are not "
+            "supported: our ResNet has plain 3x3 convs")
+    if not is_c4(sd) and not any(k.startswith("backbone.bottom_up.") for k in sd) \
+            and any(k.startswith("backbone.res5.") for k in sd):
+        raise ConversionError(
+            f"{source}: the DC5 design (dilated res5 as the last backbone stage, no FPN: backbone.res5.*) "
+            "is not supported; FPN (backbone.bottom_up.*) and C4 (roi_heads.res5.*) models convert")
+
+
+def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, keypointrcnn, fasterrcnn (FPN or C4 alike: see ``is_c4``)."""
+    _refuse_unsupported_design(sd, source)
     resnet = any(k.startswith(("backbone.bottom_up.", "backbone.res2.")) for k in sd)
     if not resnet or "roi_heads.box_predictor.cls_score.weight" not in sd:
-        raise ConversionError("not a detectron2 R-CNN checkpoint: no backbone.bottom_up.* (FPN) or "
-                              "backbone.res2.* (C4) keys, or no roi_heads.box_predictor.cls_score.*")
+        raise ConversionError(f"{source}: not a detectron2 R-CNN checkpoint: no backbone.bottom_up.* (FPN) "
+                              "or backbone.res2.* (C4) keys, or no roi_heads.box_predictor.cls_score.*")
     if any(k.startswith("roi_heads.keypoint_head.") for k in sd):
         return "keypointrcnn"
     if any(k.startswith("roi_heads.mask_head.") for k in sd):
@@ -228,6 +263,26 @@ def _backbone_arch(sd: dict) -> str:
     res5 = r"^roi_heads\.res5\.(\d+)\." if is_c4(sd) else rf"^{re.escape(body)}res5\.(\d+)\."
     return resnet_arch(blocks + (_count(sd, res5),), sd.get(f"{body}res2.0.conv2.weight"),
                        bottleneck=f"{body}res2.0.conv3.weight" in sd)
+
+
+def _norm_of(sd: dict, conv: str) -> str:
+    """Our norm name for a detectron2 conv's norm: none, bn (running statistics: FrozenBN, BN, SyncBN)
+    or gn (GroupNorm: weight and bias only; detectron2's GN is always 32 groups, as is ours)."""
+    if f"{conv}.norm.weight" not in sd:
+        return "none"
+    return "bn" if f"{conv}.norm.running_var" in sd else "gn"
+
+
+def _box_head(sd: dict, source: str) -> str:
+    """2fc (the zoo's default) or 4conv1fc (FastRCNNConvFCHead NUM_CONV 4, NUM_FC 1: _gn / _syncbn)."""
+    convs = _count(sd, r"^roi_heads\.box_head\.conv(\d+)\.weight$")
+    fcs = _count(sd, r"^roi_heads\.box_head\.fc(\d+)\.weight$")
+    if (convs, fcs) in ((0, 2), (0, 0)):  # (0, 0): C4, whose box head is res5
+        return "2fc"
+    if (convs, fcs) == (4, 1):
+        return "4conv1fc"
+    raise ConversionError(f"{source}: a box head of {convs} convs and {fcs} fcs is not supported; "
+                          "ours are 2fc (NUM_CONV 0, NUM_FC 2) and 4conv1fc (NUM_CONV 4, NUM_FC 1)")
 
 
 def _pixel_stats(sd: dict, arch: str, source: str) -> tuple:
@@ -261,25 +316,30 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
             f"{source}: the RPN has {anchors} anchors per location; only detectron2's default {expected} "
             + ("(sizes 32-512 x ratios 0.5, 1, 2 on res4) is supported for C4" if c4 else
                "(one size per level, ratios 0.5, 1, 2) is supported"))
+    body = "backbone." if c4 else "backbone.bottom_up."
+    # RESNETS.NORM: FrozenBN / BN / SyncBN all keep running statistics (frozen at inference alike);
+    # GN keeps none. Every zoo GN config sets STRIDE_IN_1X1 False (their ImageNet GN nets stride on
+    # the 3x3), as do the X101 nets (from torchvision); the MSRA BN nets stride on the 1x1.
+    gn = _norm_of(sd, f"{body}stem.conv1") == "gn"
     out = {
         "model.backbone": arch,
         "model.fpn": not c4,
         "model.num_classes": int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]),
-        "model.norm": "frozen_bn",
+        "model.norm": "gn" if gn else "frozen_bn",
         "model.frozen_bn_eps": 1e-5,
-        "model.stride_in_1x1": not arch.startswith("resnext"),  # MSRA nets; X101 came from torchvision
+        "model.stride_in_1x1": not (gn or arch.startswith("resnext")),
         "model.pixel_mean": tuple(m / 255.0 for m in mean),
         "model.pixel_std": tuple(s / 255.0 for s in std),
-        "model.fpn_norm": "none",
+        "model.fpn_norm": _norm_of(sd, "backbone.fpn_lateral2"),
         "model.rpn.head_convs": max(1, _count(sd, _RPN_CONVS)),
         "model.rpn.anchor_rounding": False,
-        "model.roi_heads.box_head": "2fc",
-        "model.roi_heads.box_head_norm": "none",
+        "model.roi_heads.box_head": _box_head(sd, source),
+        "model.roi_heads.box_head_norm": _norm_of(sd, "roi_heads.box_head.conv1"),
         "model.roi_heads.pooler_aligned": True,
         "model.roi_heads.pooler_sampling_ratio": 0,
         "model.roi_heads.mask_paste": "grid_sample",
         "model.roi_heads.mask_on": layout == "maskrcnn",
-        "model.roi_heads.mask_head_norm": "none",
+        "model.roi_heads.mask_head_norm": _norm_of(sd, "roi_heads.mask_head.mask_fcn1"),
         "model.roi_heads.keypoint_on": layout == "keypointrcnn",
         "model.roi_heads.keypoint_score": "softmax",
         # ResizeShortestEdge: PIL bilinear on the uint8 image, the output size rounded
@@ -300,6 +360,10 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
         out["model.roi_heads.box_head_dim"] = int(sd["roi_heads.box_head.fc1.weight"].shape[0])
     if layout == "maskrcnn":
         out["model.roi_heads.mask_head_convs"] = _count(sd, r"^roi_heads\.mask_head\.mask_fcn(\d+)\.weight$")
+        predictor = sd.get("roi_heads.mask_head.predictor.weight")
+        # CLS_AGNOSTIC_MASK: one mask channel for K > 1 classes (ours: mask_class_agnostic, same 1 channel)
+        if predictor is not None and predictor.shape[0] == 1 and out["model.num_classes"] > 2:
+            out["model.roi_heads.mask_class_agnostic"] = True
         if "roi_heads.mask_head.deconv.weight" in sd:  # ConvTranspose2d: (in, out, 2, 2)
             out["model.roi_heads.mask_head_dim"] = int(sd["roi_heads.mask_head.deconv.weight"].shape[1])
     if layout == "keypointrcnn":
@@ -369,7 +433,7 @@ def _with_zero_slot(t: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([t.new_zeros((rows,) + tuple(t.shape[1:])), t])
 
 
-def _background_first(ours: dict, num_classes: int, source: str) -> None:
+def _background_first(ours: dict, num_classes: int, source: str, class_agnostic_mask: bool = False) -> None:
     """Background last (detectron2) -> background first (ours), in scores, box deltas and mask logits."""
     for name in ("weight", "bias"):
         key = f"roi_heads.box_predictor.cls_score.{name}"
@@ -385,12 +449,12 @@ def _background_first(ours: dict, num_classes: int, source: str) -> None:
                     "classes; class-agnostic box regression (4 rows) is not supported by our model")
             ours[key] = _with_zero_slot(ours[key], 4)
         key = f"roi_heads.mask_head.predictor.{name}"
-        if key in ours:
+        if key in ours and not class_agnostic_mask:  # CLS_AGNOSTIC_MASK: one channel, no slot to add
             channels = ours[key].shape[0]
             if channels != num_classes - 1:
                 raise ConversionError(
                     f"{source}: roi_heads.mask_head.predictor has {channels} channels for {num_classes - 1} "
-                    "classes; class-agnostic masks are not supported by our model")
+                    f"classes; expected {num_classes - 1} (one per class) or 1 (class-agnostic)")
             ours[key] = _with_zero_slot(ours[key], 1)
 
 
@@ -428,7 +492,7 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     if input_format not in ("BGR", "RGB"):
         raise ValueError(f"input_format must be BGR or RGB, got {input_format!r}")
     sd = unwrap_state_dict(obj, source)
-    layout = detect_layout(sd)
+    layout = detect_layout(sd, source)
     cfg_over = config_overrides(sd, layout, source=source, input_format=input_format)
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
@@ -438,7 +502,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
                 if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
     if input_format == "BGR":
         _stem_bgr_to_rgb(ours)
-    _background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source)
+    _background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source,
+                      cfg.model.roi_heads.mask_class_agnostic)
     sizes = cfg.model.rpn.anchor_sizes if not cfg.model.fpn else (1,)  # FPN: one size per level
     _anchors_ratio_major(ours, len(sizes), len(cfg.model.rpn.aspect_ratios))
     model_sd = build_model(cfg).state_dict()

@@ -23,6 +23,12 @@ _INVERSE = [
     (r"^backbone\.(res\d\.\d+\.\w+)\.norm\.(.+)$", lambda m: f"backbone.bottom_up.{m[1]}.norm.{m[2]}"),
     (r"^fpn\.lateral\.(\d)\.conv\.(.+)$", lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}"),
     (r"^fpn\.output\.(\d)\.conv\.(.+)$", lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}"),
+    (r"^fpn\.(lateral|output)\.(\d)\.norm\.(.+)$",
+     lambda m: f"backbone.fpn_{m[1]}{int(m[2]) + 2}.norm.{m[3]}"),
+    (r"^roi_heads\.box_head\.convs\.(\d)\.conv\.(.+)$",
+     lambda m: f"roi_heads.box_head.conv{int(m[1]) + 1}.{m[2]}"),
+    (r"^roi_heads\.box_head\.convs\.(\d)\.norm\.(.+)$",
+     lambda m: f"roi_heads.box_head.conv{int(m[1]) + 1}.norm.{m[2]}"),
     (r"^rpn\.head\.convs\.0\.conv\.(.+)$", lambda m: f"proposal_generator.rpn_head.conv.{m[1]}"),
     (r"^rpn\.head\.objectness\.(.+)$", lambda m: f"proposal_generator.rpn_head.objectness_logits.{m[1]}"),
     (r"^rpn\.head\.deltas\.(.+)$", lambda m: f"proposal_generator.rpn_head.anchor_deltas.{m[1]}"),
@@ -30,6 +36,8 @@ _INVERSE = [
     (r"^roi_heads\.box_predictor\.(.+)$", lambda m: f"roi_heads.box_predictor.{m[1]}"),
     (r"^roi_heads\.mask_head\.convs\.(\d)\.conv\.(.+)$",
      lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.{m[2]}"),
+    (r"^roi_heads\.mask_head\.convs\.(\d)\.norm\.(.+)$",
+     lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.norm.{m[2]}"),
     (r"^roi_heads\.mask_head\.(deconv|predictor)\.(.+)$", lambda m: f"roi_heads.mask_head.{m[1]}.{m[2]}"),
     (r"^roi_heads\.keypoint_head\.convs\.(\d)\.conv\.(.+)$",
      lambda m: f"roi_heads.keypoint_head.conv_fcn{int(m[1]) + 1}.{m[2]}"),
@@ -295,3 +303,80 @@ def test_c4_layout_converts_with_detectron2_anchor_order():
         assert torch.allclose(d2_cells[src], cell, atol=1e-3)
         assert torch.equal(result["state_dict"]["rpn.head.objectness.weight"][j], obj[src])
         assert torch.equal(result["state_dict"]["rpn.head.deltas.bias"].view(-1, 4)[j], deltas[src])
+
+
+def _assert_restored(result, model):
+    """Every converted tensor equals the model's (the zero background slots of the predictors aside)."""
+    original, ours = model.state_dict(), result["state_dict"]
+    assert ours.keys() == original.keys()
+    slots = {"roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
+             "roi_heads.mask_head.predictor.weight": 1, "roi_heads.mask_head.predictor.bias": 1}
+    for k, v in original.items():
+        n = slots.get(k, 0)
+        assert torch.equal(ours[k][n:] if n else ours[k], v[n:] if n else v), k  # 0-dim batch counters
+
+
+@pytest.mark.parametrize("norm", ["gn", "bn"])
+def test_gn_and_syncbn_models_convert(norm):
+    """The zoo's *_gn models (GroupNorm in backbone, FPN, box and mask heads: norm.weight / bias only, no
+    running statistics) and *_syncbn models (BN with running statistics there), both with the 4conv1fc
+    box head (conv1..conv4 + fc1). They used to fail on dozens of unmapped / missing keys."""
+    model = _random_model(**{
+        "model.backbone": "resnet18", "model.num_classes": 3, "model.stride_in_1x1": norm == "bn",
+        "model.norm": "gn" if norm == "gn" else "frozen_bn", "model.fpn_norm": norm,
+        "model.roi_heads.box_head": "4conv1fc", "model.roi_heads.box_head_norm": norm,
+        "model.roi_heads.mask_head_norm": norm})
+    d2 = to_detectron2(model)
+    assert "roi_heads.box_head.conv4.norm.weight" in d2 and "backbone.fpn_output5.norm.bias" in d2
+    assert ("backbone.bottom_up.stem.conv1.norm.running_var" in d2) == (norm == "bn")
+    result = convert_detectron2({"model": d2})
+    m = result["config"].model
+    assert (m.norm, m.fpn_norm, m.roi_heads.box_head, m.roi_heads.box_head_norm, m.roi_heads.mask_head_norm) \
+        == ("gn" if norm == "gn" else "frozen_bn", norm, "4conv1fc", norm, norm)
+    assert m.stride_in_1x1 == (norm == "bn")  # every zoo GN config sets STRIDE_IN_1X1 False
+    _assert_restored(result, model)
+    build_model(result["config"]).load_state_dict(result["state_dict"])  # strict
+
+
+def test_class_agnostic_mask_converts(r50_mask):
+    """CLS_AGNOSTIC_MASK: one mask channel for all classes (was refused; ours has mask_class_agnostic)."""
+    _, d2 = r50_mask
+    d2 = dict(d2, **{"roi_heads.mask_head.predictor.weight": d2["roi_heads.mask_head.predictor.weight"][:1],
+                     "roi_heads.mask_head.predictor.bias": d2["roi_heads.mask_head.predictor.bias"][:1]})
+    result = convert_detectron2({"model": d2})
+    assert result["config"].model.roi_heads.mask_class_agnostic
+    assert torch.equal(result["state_dict"]["roi_heads.mask_head.predictor.weight"],
+                       torch.from_numpy(d2["roi_heads.mask_head.predictor.weight"]))
+    build_model(result["config"]).load_state_dict(result["state_dict"])  # strict
+
+
+def _cascade(d2):
+    out = {}
+    for k, v in d2.items():
+        m = re.match(r"^roi_heads\.(box_head|box_predictor)\.(.+)$", k)
+        for stage in range(3) if m else ():
+            out[f"roi_heads.{m[1]}.{stage}.{m[2]}"] = v[:4] if "bbox_pred" in k else v
+        if not m:
+            out[k] = v
+    return out
+
+
+def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, heads on res5
+    return {k.replace("backbone.bottom_up.", "backbone."): v for k, v in d2.items() if ".fpn_" not in k}
+
+
+@pytest.mark.parametrize("variant, message", [
+    (_cascade, r"Cascade R-CNN \(3 box stages.*not supported"),
+    (_dc5, r"the DC5 design .*not supported"),
+    (lambda d2: dict(d2, **{"backbone.bottom_up.res3.0.conv2.conv2_offset.weight": np.zeros((18, 8, 3, 3))}),
+     r"deformable convolutions \(1 blocks, e.g. backbone.bottom_up.res3.0.conv2.conv2_offset.weight\)"),
+    (lambda d2: dict(d2, **{"roi_heads.box_head.fc3.weight": np.zeros((8, 8), np.float32)}),
+     r"a box head of 0 convs and 3 fcs is not supported"),
+])
+def test_unsupported_zoo_designs_are_refused_in_one_line(tmp_path, r50_mask, variant, message):
+    """Cascade (Misc/cascade_*), DC5 (*_DC5_*), deformable (Misc/*_dconv_c3-c5) and odd box heads: one
+    line naming the design and the file, not a "0 blocks" backbone or dozens of unmapped keys."""
+    path = _save_pkl(tmp_path / "model_final_zoo.pkl", variant(r50_mask[1]))
+    with pytest.raises(ConversionError, match=r"model_final_zoo\.pkl: " + message) as info:
+        load_detectron2_file(path)
+    assert "\n" not in str(info.value)
