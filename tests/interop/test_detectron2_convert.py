@@ -335,7 +335,39 @@ def test_gn_and_syncbn_models_convert(norm):
         == ("gn" if norm == "gn" else "frozen_bn", norm, "4conv1fc", norm, norm)
     assert m.stride_in_1x1 == (norm == "bn")  # every zoo GN config sets STRIDE_IN_1X1 False
     _assert_restored(result, model)
-    build_model(result["config"]).load_state_dict(result["state_dict"])  # strict
+    ours = build_model(result["config"]).eval()
+    ours.load_state_dict(result["state_dict"])  # strict
+
+    # detectron2's modules written out from its file's tensors: conv (no bias) -> norm (GroupNorm(32) or
+    # BN in eval) -> ReLU; a res3 BasicBlock (stride 2 with a 1x1 shortcut) and the 4conv1fc box head
+    def t(name):
+        return torch.from_numpy(d2[name])
+
+    def conv_norm(x, name, stride=1, relu=True):
+        w = t(f"{name}.weight")
+        x = torch.nn.functional.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2)
+        nw, nb = t(f"{name}.norm.weight"), t(f"{name}.norm.bias")
+        if norm == "gn":
+            x = torch.nn.functional.group_norm(x, 32, nw, nb, eps=1e-5)
+        else:
+            stats = t(f"{name}.norm.running_mean"), t(f"{name}.norm.running_var")
+            x = torch.nn.functional.batch_norm(x, *stats, nw, nb, False, 0.0, 1e-5)
+        return x.relu() if relu else x
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 64, 16, 16)
+    block = "backbone.bottom_up.res3.0"
+    want = (conv_norm(conv_norm(x, f"{block}.conv1", 2), f"{block}.conv2", relu=False)
+            + conv_norm(x, f"{block}.shortcut", 2, relu=False)).relu()
+    pooled = torch.randn(3, 64, 7, 7)
+    y = pooled
+    for i in range(1, 5):
+        y = conv_norm(y, f"roi_heads.box_head.conv{i}")
+    box_want = torch.nn.functional.linear(y.flatten(1), t("roi_heads.box_head.fc1.weight"),
+                                          t("roi_heads.box_head.fc1.bias")).relu()
+    with torch.no_grad():
+        assert torch.allclose(ours.backbone.res3[0](x), want, atol=1e-4)
+        assert torch.allclose(ours.roi_heads.box_head(pooled), box_want, atol=1e-4)
 
 
 def test_class_agnostic_mask_converts(r50_mask):
