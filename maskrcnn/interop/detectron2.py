@@ -20,7 +20,8 @@ Conventions bridged here (the model itself never knows detectron2's):
   (torchvision-style) and the GroupNorm nets (``*_gn``) on the 3x3. FrozenBN eps 1e-5.
 - Norms: read per part from the keys: ``norm.running_var`` present -> BN (FrozenBN in the backbone),
   only ``norm.weight/bias`` -> GroupNorm (32 groups, as detectron2's "GN"), no ``norm.*`` -> none.
-- Refused in one line: Cascade R-CNN, DC5, deformable convs, box heads other than 2fc / 4conv1fc.
+- Refused in one line: Cascade R-CNN, DC5, deformable convs, RegNet / other non-ResNet FPN bodies, box
+  heads other than 2fc / 4conv1fc.
 - Heads: anchors are not rounded (``model.rpn.anchor_rounding=False``); RoIAlignV2, i.e. half-pixel
   aligned with adaptive sampling (``pooler_aligned=True``, ``pooler_sampling_ratio=0``; our RoIAlign
   samples adaptively for ratios <= 0); masks pasted with ``grid_sample``.
@@ -231,7 +232,16 @@ def _refuse_unsupported_design(sd: dict, source: str) -> None:
         raise ConversionError(
             f"{source}: deformable convolutions ({len(offsets)} blocks, e.g. {offsets[0]}) are not "
             "supported: our ResNet has plain 3x3 convs")
-    if not is_c4(sd) and not any(k.startswith("backbone.bottom_up.") for k in sd) \
+    bottom_up = sorted(k for k in sd if k.startswith("backbone.bottom_up."))
+    if bottom_up and not any(k.startswith("backbone.bottom_up.res2.") for k in bottom_up):
+        # new_baselines/*RegNet* (backbone.bottom_up.s1.b1.*), or any other FPN body: no ResNet stages
+        regnet = any(k.startswith("backbone.bottom_up.s1.") for k in bottom_up)
+        kind = "a RegNet" if regnet else "a non-ResNet"
+        example = next((k for k in bottom_up if not k.startswith("backbone.bottom_up.stem.")), bottom_up[0])
+        raise ConversionError(
+            f"{source}: {kind} backbone under the FPN (keys like {example}, no "
+            "backbone.bottom_up.res2.*) is not supported: ours are ResNet / ResNeXt")
+    if not is_c4(sd) and not bottom_up \
             and any(k.startswith("backbone.res5.") for k in sd):
         raise ConversionError(
             f"{source}: the DC5 design (dilated res5 as the last backbone stage, no FPN: backbone.res5.*) "

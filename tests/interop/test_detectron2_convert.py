@@ -30,6 +30,9 @@ _INVERSE = [
     (r"^roi_heads\.box_head\.convs\.(\d)\.norm\.(.+)$",
      lambda m: f"roi_heads.box_head.conv{int(m[1]) + 1}.norm.{m[2]}"),
     (r"^rpn\.head\.convs\.0\.conv\.(.+)$", lambda m: f"proposal_generator.rpn_head.conv.{m[1]}"),
+    # several RPN convs (new_baselines: 2): conv.conv0, conv.conv1 (conv0 renamed by the test that builds it)
+    (r"^rpn\.head\.convs\.([1-9])\.conv\.(.+)$",
+     lambda m: f"proposal_generator.rpn_head.conv.conv{m[1]}.{m[2]}"),
     (r"^rpn\.head\.objectness\.(.+)$", lambda m: f"proposal_generator.rpn_head.objectness_logits.{m[1]}"),
     (r"^rpn\.head\.deltas\.(.+)$", lambda m: f"proposal_generator.rpn_head.anchor_deltas.{m[1]}"),
     (r"^roi_heads\.box_head\.fcs\.(\d)\.(.+)$", lambda m: f"roi_heads.box_head.fc{int(m[1]) + 1}.{m[2]}"),
@@ -319,14 +322,20 @@ def _assert_restored(result, model):
 @pytest.mark.parametrize("norm", ["gn", "bn"])
 def test_gn_and_syncbn_models_convert(norm):
     """The zoo's *_gn models (GroupNorm in backbone, FPN, box and mask heads: norm.weight / bias only, no
-    running statistics) and *_syncbn models (BN with running statistics there), both with the 4conv1fc
-    box head (conv1..conv4 + fc1). They used to fail on dozens of unmapped / missing keys."""
+    running statistics) and *_syncbn / new_baselines *_LSJ models (BN with running statistics there; LSJ
+    with a 2-conv RPN), all with the 4conv1fc box head (conv1..conv4 + fc1). They used to fail on dozens
+    of unmapped / missing keys."""
     model = _random_model(**{
         "model.backbone": "resnet18", "model.num_classes": 3, "model.stride_in_1x1": norm == "bn",
+        "model.rpn.head_convs": 2 if norm == "bn" else 1,
         "model.norm": "gn" if norm == "gn" else "frozen_bn", "model.fpn_norm": norm,
         "model.roi_heads.box_head": "4conv1fc", "model.roi_heads.box_head_norm": norm,
         "model.roi_heads.mask_head_norm": norm})
     d2 = to_detectron2(model)
+    if norm == "bn":
+        d2 = {k.replace("rpn_head.conv.", "rpn_head.conv.conv0.") if ".conv.conv" not in k else k: v
+              for k, v in d2.items()}
+        assert "proposal_generator.rpn_head.conv.conv1.weight" in d2
     assert "roi_heads.box_head.conv4.norm.weight" in d2 and "backbone.fpn_output5.norm.bias" in d2
     assert ("backbone.bottom_up.stem.conv1.norm.running_var" in d2) == (norm == "bn")
     result = convert_detectron2({"model": d2})
@@ -334,6 +343,7 @@ def test_gn_and_syncbn_models_convert(norm):
     assert (m.norm, m.fpn_norm, m.roi_heads.box_head, m.roi_heads.box_head_norm, m.roi_heads.mask_head_norm) \
         == ("gn" if norm == "gn" else "frozen_bn", norm, "4conv1fc", norm, norm)
     assert m.stride_in_1x1 == (norm == "bn")  # every zoo GN config sets STRIDE_IN_1X1 False
+    assert m.rpn.head_convs == (2 if norm == "bn" else 1)
     _assert_restored(result, model)
     ours = build_model(result["config"]).eval()
     ours.load_state_dict(result["state_dict"])  # strict
@@ -402,12 +412,16 @@ def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, hea
     (_dc5, r"the DC5 design .*not supported"),
     (lambda d2: dict(d2, **{"backbone.bottom_up.res3.0.conv2.conv2_offset.weight": np.zeros((18, 8, 3, 3))}),
      r"deformable convolutions \(1 blocks, e.g. backbone.bottom_up.res3.0.conv2.conv2_offset.weight\)"),
+    (lambda d2: dict({k: v for k, v in d2.items() if not k.startswith("backbone.bottom_up.")},
+                     **{"backbone.bottom_up.s1.b1.f.a.conv.weight": np.zeros((8, 8, 1, 1), np.float32)}),
+     r"a RegNet backbone under the FPN \(keys like backbone.bottom_up.s1.b1.f.a.conv.weight"),
     (lambda d2: dict(d2, **{"roi_heads.box_head.fc3.weight": np.zeros((8, 8), np.float32)}),
      r"a box head of 0 convs and 3 fcs is not supported"),
 ])
 def test_unsupported_zoo_designs_are_refused_in_one_line(tmp_path, r50_mask, variant, message):
-    """Cascade (Misc/cascade_*), DC5 (*_DC5_*), deformable (Misc/*_dconv_c3-c5) and odd box heads: one
-    line naming the design and the file, not a "0 blocks" backbone or dozens of unmapped keys."""
+    """Cascade (Misc/cascade_*), DC5 (*_DC5_*), deformable (Misc/*_dconv_c3-c5), RegNet (new_baselines) and
+    odd box heads: one line naming the design and the file, not a "0 blocks" backbone or dozens of
+    unmapped keys."""
     path = _save_pkl(tmp_path / "model_final_zoo.pkl", variant(r50_mask[1]))
     with pytest.raises(ConversionError, match=r"model_final_zoo\.pkl: " + message) as info:
         load_detectron2_file(path)
