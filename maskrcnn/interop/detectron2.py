@@ -20,8 +20,8 @@ Conventions bridged here (the model itself never knows detectron2's):
   (torchvision-style) and the GroupNorm nets (``*_gn``) on the 3x3. FrozenBN eps 1e-5.
 - Norms: read per part from the keys: ``norm.running_var`` present -> BN (FrozenBN in the backbone),
   only ``norm.weight/bias`` -> GroupNorm (32 groups, as detectron2's "GN"), no ``norm.*`` -> none.
-- Refused in one line: Cascade R-CNN, DC5, deformable convs, RegNet / other non-ResNet FPN bodies, box
-  heads other than 2fc / 4conv1fc.
+- Refused in one line: Cascade R-CNN, DC5, Panoptic FPN, deformable convs, RegNet / other non-ResNet
+  FPN bodies, box heads other than 2fc / 4conv1fc.
 - Heads: anchors are not rounded (``model.rpn.anchor_rounding=False``); RoIAlignV2, i.e. half-pixel
   aligned with adaptive sampling (``pooler_aligned=True``, ``pooler_sampling_ratio=0``; our RoIAlign
   samples adaptively for ratios <= 0); masks pasted with ``grid_sample``.
@@ -227,6 +227,10 @@ def _refuse_unsupported_design(sd: dict, source: str) -> None:
         raise ConversionError(
             f"{source}: Cascade R-CNN ({len(stages)} box stages: roi_heads.box_head.0..{len(stages) - 1}, "
             "roi_heads.box_predictor.0..) is not supported: our model has a single box head")
+    if any(k.startswith("sem_seg_head.") for k in sd):  # COCO-PanopticSegmentation/panoptic_fpn_*
+        raise ConversionError(
+            f"{source}: Panoptic FPN (a semantic segmentation head, sem_seg_head.*) is not supported: "
+            "our model is instance-only")
     offsets = [k for k in sd if re.search(r"\.conv2_offset\.weight$", k)]
     if offsets:  # Misc/*_dconv_c3-c5 (RESNETS.DEFORM_ON_PER_STAGE): a conv that predicts sampling offsets
         raise ConversionError(

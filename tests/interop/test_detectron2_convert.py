@@ -410,6 +410,8 @@ def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, hea
 @pytest.mark.parametrize("variant, message", [
     (_cascade, r"Cascade R-CNN \(3 box stages.*not supported"),
     (_dc5, r"the DC5 design .*not supported"),
+    (lambda d2: dict(d2, **{"sem_seg_head.predictor.weight": np.zeros((54, 128, 1, 1), np.float32)}),
+     r"Panoptic FPN \(a semantic segmentation head, sem_seg_head.\*\) is not supported"),
     (lambda d2: dict(d2, **{"backbone.bottom_up.res3.0.conv2.conv2_offset.weight": np.zeros((18, 8, 3, 3))}),
      r"deformable convolutions \(1 blocks, e.g. backbone.bottom_up.res3.0.conv2.conv2_offset.weight\)"),
     (lambda d2: dict({k: v for k, v in d2.items() if not k.startswith("backbone.bottom_up.")},
@@ -419,9 +421,9 @@ def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, hea
      r"a box head of 0 convs and 3 fcs is not supported"),
 ])
 def test_unsupported_zoo_designs_are_refused_in_one_line(tmp_path, r50_mask, variant, message):
-    """Cascade (Misc/cascade_*), DC5 (*_DC5_*), deformable (Misc/*_dconv_c3-c5), RegNet (new_baselines) and
-    odd box heads: one line naming the design and the file, not a "0 blocks" backbone or dozens of
-    unmapped keys."""
+    """Cascade (Misc/cascade_*), DC5 (*_DC5_*), Panoptic FPN, deformable (Misc/*_dconv_c3-c5), RegNet
+    (new_baselines) and odd box heads: one line naming the design and the file, not a "0 blocks"
+    backbone or dozens of unmapped keys."""
     path = _save_pkl(tmp_path / "model_final_zoo.pkl", variant(r50_mask[1]))
     with pytest.raises(ConversionError, match=r"model_final_zoo\.pkl: " + message) as info:
         load_detectron2_file(path)
