@@ -17,7 +17,8 @@ Conventions bridged here (the model itself never knows detectron2's):
   last score row moves to row 0, and zero background slots are inserted in front of the box deltas and
   the mask logits (never used: predictions are read for labels >= 1 only).
 - Backbone: MSRA ResNets stride on the first 1x1 conv (``model.stride_in_1x1=True``); the X101 nets
-  (torchvision-style) and the GroupNorm nets (``*_gn``) on the 3x3. FrozenBN eps 1e-5.
+  (torchvision-style), the GroupNorm nets (``*_gn``) and ``Misc/*_syncbn`` on the 3x3 (as their configs
+  say: the weights cannot tell). FrozenBN eps 1e-5.
 - Norms: read per part from the keys: ``norm.running_var`` present -> BN (FrozenBN in the backbone),
   only ``norm.weight/bias`` -> GroupNorm (32 groups, as detectron2's "GN"), no ``norm.*`` -> none.
 - Refused in one line: Cascade R-CNN, DC5, Panoptic FPN, deformable convs, RegNet / other non-ResNet
@@ -332,20 +333,24 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
                "(one size per level, ratios 0.5, 1, 2) is supported"))
     body = "backbone." if c4 else "backbone.bottom_up."
     # RESNETS.NORM: FrozenBN / BN / SyncBN all keep running statistics (frozen at inference alike);
-    # GN keeps none. Every zoo GN config sets STRIDE_IN_1X1 False (their ImageNet GN nets stride on
-    # the 3x3), as do the X101 nets (from torchvision); the MSRA BN nets stride on the 1x1.
+    # GN keeps none. STRIDE_IN_1X1 cannot be read from the weights (same shapes either way), so it
+    # follows the zoo's configs: True for the MSRA BN nets and new_baselines/*_LSJ (SyncBN FPN and
+    # heads, 2-conv RPN); False for the X101 nets (from torchvision), every GN config and
+    # Misc/*_syncbn (SyncBN FPN and heads, 1-conv RPN). --set model.stride_in_1x1=... overrides.
     gn = _norm_of(sd, f"{body}stem.conv1") == "gn"
+    fpn_norm, rpn_convs = _norm_of(sd, "backbone.fpn_lateral2"), max(1, _count(sd, _RPN_CONVS))
+    misc_syncbn = fpn_norm == "bn" and rpn_convs == 1
     out = {
         "model.backbone": arch,
         "model.fpn": not c4,
         "model.num_classes": int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]),
         "model.norm": "gn" if gn else "frozen_bn",
         "model.frozen_bn_eps": 1e-5,
-        "model.stride_in_1x1": not (gn or arch.startswith("resnext")),
+        "model.stride_in_1x1": not (gn or misc_syncbn or arch.startswith("resnext")),
         "model.pixel_mean": tuple(m / 255.0 for m in mean),
         "model.pixel_std": tuple(s / 255.0 for s in std),
-        "model.fpn_norm": _norm_of(sd, "backbone.fpn_lateral2"),
-        "model.rpn.head_convs": max(1, _count(sd, _RPN_CONVS)),
+        "model.fpn_norm": fpn_norm,
+        "model.rpn.head_convs": rpn_convs,
         "model.rpn.anchor_rounding": False,
         "model.roi_heads.box_head": _box_head(sd, source),
         "model.roi_heads.box_head_norm": _norm_of(sd, "roi_heads.box_head.conv1"),

@@ -319,20 +319,21 @@ def _assert_restored(result, model):
         assert torch.equal(ours[k][n:] if n else ours[k], v[n:] if n else v), k  # 0-dim batch counters
 
 
-@pytest.mark.parametrize("norm", ["gn", "bn"])
-def test_gn_and_syncbn_models_convert(norm):
+@pytest.mark.parametrize("norm, rpn_convs, stride_in_1x1",
+                         [("gn", 1, False), ("bn", 1, False), ("bn", 2, True)])
+def test_gn_and_syncbn_models_convert(norm, rpn_convs, stride_in_1x1):
     """The zoo's *_gn models (GroupNorm in backbone, FPN, box and mask heads: norm.weight / bias only, no
     running statistics) and *_syncbn / new_baselines *_LSJ models (BN with running statistics there; LSJ
     with a 2-conv RPN), all with the 4conv1fc box head (conv1..conv4 + fc1). They used to fail on dozens
-    of unmapped / missing keys."""
+    of unmapped / missing keys. Their configs fix STRIDE_IN_1X1 (False for GN and Misc/*_syncbn, True for
+    new_baselines), which the weights cannot tell: the converter reads the design from the RPN."""
     model = _random_model(**{
-        "model.backbone": "resnet18", "model.num_classes": 3, "model.stride_in_1x1": norm == "bn",
-        "model.rpn.head_convs": 2 if norm == "bn" else 1,
+        "model.backbone": "resnet18", "model.num_classes": 3, "model.rpn.head_convs": rpn_convs,
         "model.norm": "gn" if norm == "gn" else "frozen_bn", "model.fpn_norm": norm,
         "model.roi_heads.box_head": "4conv1fc", "model.roi_heads.box_head_norm": norm,
         "model.roi_heads.mask_head_norm": norm})
     d2 = to_detectron2(model)
-    if norm == "bn":
+    if rpn_convs == 2:
         d2 = {k.replace("rpn_head.conv.", "rpn_head.conv.conv0.") if ".conv.conv" not in k else k: v
               for k, v in d2.items()}
         assert "proposal_generator.rpn_head.conv.conv1.weight" in d2
@@ -342,8 +343,7 @@ def test_gn_and_syncbn_models_convert(norm):
     m = result["config"].model
     assert (m.norm, m.fpn_norm, m.roi_heads.box_head, m.roi_heads.box_head_norm, m.roi_heads.mask_head_norm) \
         == ("gn" if norm == "gn" else "frozen_bn", norm, "4conv1fc", norm, norm)
-    assert m.stride_in_1x1 == (norm == "bn")  # every zoo GN config sets STRIDE_IN_1X1 False
-    assert m.rpn.head_convs == (2 if norm == "bn" else 1)
+    assert (m.stride_in_1x1, m.rpn.head_convs) == (stride_in_1x1, rpn_convs)
     _assert_restored(result, model)
     ours = build_model(result["config"]).eval()
     ours.load_state_dict(result["state_dict"])  # strict
