@@ -462,10 +462,14 @@ def _background_first(ours: dict, num_classes: int, source: str, class_agnostic_
         key = f"roi_heads.box_predictor.bbox_pred.{name}"
         if key in ours:
             rows = ours[key].shape[0]
-            if rows != 4 * (num_classes - 1):
+            if rows == 4 and num_classes > 2:
+                # CLS_AGNOSTIC_BBOX_REG (Misc/*_cls_agnostic, Cascade's stages): one set of deltas for all
+                # classes. Ours is class-specific: the same 4 rows for every class decode exactly alike.
+                ours[key] = ours[key].repeat((num_classes - 1,) + (1,) * (ours[key].dim() - 1))
+            elif rows != 4 * (num_classes - 1):
                 raise ConversionError(
                     f"{source}: roi_heads.box_predictor.bbox_pred has {rows} rows for {num_classes - 1} "
-                    "classes; class-agnostic box regression (4 rows) is not supported by our model")
+                    f"classes; expected {4 * (num_classes - 1)} (4 per class) or 4 (class-agnostic)")
             ours[key] = _with_zero_slot(ours[key], 4)
         key = f"roi_heads.mask_head.predictor.{name}"
         if key in ours and not class_agnostic_mask:  # CLS_AGNOSTIC_MASK: one channel, no slot to add

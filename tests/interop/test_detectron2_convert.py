@@ -380,16 +380,28 @@ def test_gn_and_syncbn_models_convert(norm, rpn_convs, stride_in_1x1):
         assert torch.allclose(ours.roi_heads.box_head(pooled), box_want, atol=1e-4)
 
 
-def test_class_agnostic_mask_converts(r50_mask):
-    """CLS_AGNOSTIC_MASK: one mask channel for all classes (was refused; ours has mask_class_agnostic)."""
+def test_class_agnostic_mask_and_box_convert(r50_mask):
+    """Misc/mask_rcnn_R_50_FPN_1x_cls_agnostic: CLS_AGNOSTIC_MASK (one mask channel; ours has
+    mask_class_agnostic) and CLS_AGNOSTIC_BBOX_REG (4 delta rows, copied to every class: decodes the same).
+    Both were refused."""
     _, d2 = r50_mask
-    d2 = dict(d2, **{"roi_heads.mask_head.predictor.weight": d2["roi_heads.mask_head.predictor.weight"][:1],
-                     "roi_heads.mask_head.predictor.bias": d2["roi_heads.mask_head.predictor.bias"][:1]})
+    d2 = dict(d2, **{k: d2[k][:n] for k, n in (
+        ("roi_heads.mask_head.predictor.weight", 1), ("roi_heads.mask_head.predictor.bias", 1),
+        ("roi_heads.box_predictor.bbox_pred.weight", 4), ("roi_heads.box_predictor.bbox_pred.bias", 4))})
     result = convert_detectron2({"model": d2})
     assert result["config"].model.roi_heads.mask_class_agnostic
-    assert torch.equal(result["state_dict"]["roi_heads.mask_head.predictor.weight"],
+    sd = result["state_dict"]
+    assert torch.equal(sd["roi_heads.mask_head.predictor.weight"],
                        torch.from_numpy(d2["roi_heads.mask_head.predictor.weight"]))
-    build_model(result["config"]).load_state_dict(result["state_dict"])  # strict
+    ours = build_model(result["config"]).eval()
+    ours.load_state_dict(sd)  # strict
+    feats = torch.randn(5, SMALL["model.roi_heads.box_head_dim"])
+    with torch.no_grad():
+        deltas = ours.roi_heads.box_predictor(feats)[1].view(5, -1, 4)
+    w, b = (torch.from_numpy(d2[f"roi_heads.box_predictor.bbox_pred.{n}"]) for n in ("weight", "bias"))
+    assert not deltas[:, 0].any() and deltas.shape[1] == result["config"].model.num_classes
+    for c in range(1, deltas.shape[1]):
+        assert torch.allclose(deltas[:, c], feats @ w.T + b, atol=1e-5)
 
 
 def _cascade(d2):
