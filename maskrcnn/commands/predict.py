@@ -32,10 +32,6 @@ from maskrcnn.io_utils import atomic_write_json
 
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
-# Those of data/images.py (see there why .heic and .avif are listed)
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                    ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
@@ -93,17 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def expand_inputs(inputs) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result)."""
-    files = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
-            files.extend(sorted(found))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or folder")
-    return files
+    from maskrcnn.data.images import list_images
+
+    return list_images(list(inputs), recursive=True)
 
 
 def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:

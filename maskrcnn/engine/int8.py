@@ -60,8 +60,6 @@ def calibration_files(
     """Calibration image paths: ``count`` files evenly spaced over the sorted image files of the folder
     ``images`` (searched recursively), or, with ``json_path``, over the images a COCO JSON lists
     (``file_name`` relative to ``images``). Raises naming the folder or file when none is found."""
-    from maskrcnn.commands.predict import IMAGE_EXTENSIONS
-
     root = Path(images)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: calibration image folder not found")
@@ -77,7 +75,9 @@ def calibration_files(
         if not files:
             raise ValueError(f"{json_path}: none of its 'images' file_names is a file under {root}")
     else:
-        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        from maskrcnn.data.images import list_images
+
+        files = list_images(root, recursive=True)
         if not files:
             raise ValueError(f"{root}: no image files to calibrate on")
     return _spread(files, count)
