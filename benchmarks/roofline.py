@@ -201,6 +201,8 @@ def main(argv=None) -> int:
                         "weights, as train_speed.py --tv-python measures them")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        p.error(f"--json {args.json}: its folder does not exist")
     if args.threads < 1:
         p.error(f"--threads: at least 1, got {args.threads}")
     backbones = [b for b in args.backbones.split(",") if b]

@@ -236,6 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--save-state", default="", help=argparse.SUPPRESS)
     p.add_argument("--state", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        p.error(f"--json {args.json}: its folder does not exist")
     if args.worker:
         worker(args)
         return 0

@@ -72,6 +72,7 @@ def test_roofline_refuses_bad_arguments_in_one_line(tmp_path, capsys, benchmark_
         (["--size", "big"], "expected HxW"),
         (["--backbones", "vgg16"], "--backbones"),
         (["--inference-json", str(tmp_path / "missing.json")], "no such file"),
+        (["--json", str(tmp_path / "no" / "out.json")], "its folder does not exist"),
     ):
         with pytest.raises(SystemExit):
             roofline.main(argv)
