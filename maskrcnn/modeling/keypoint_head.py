@@ -102,8 +102,8 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor, *, score: str 
         mx = _bicubic_matrix(wk, ws, wmax)  # (c, wmax, Wk)
         # (c, hmax, Hk) @ (c, J, Hk, Wk) @ (c, Wk, wmax) -> (c, J, hmax, wmax)
         resized = torch.matmul(torch.matmul(my[:, None], maps[s:s + chunk]), mx.transpose(1, 2)[:, None])
-        valid = (torch.arange(hmax)[None, :, None] < hs[:, None, None]) & (
-            torch.arange(wmax)[None, None, :] < ws[:, None, None])  # (c, hmax, wmax)
+        valid = (torch.arange(hmax, device=hs.device)[None, :, None] < hs[:, None, None]) & (
+            torch.arange(wmax, device=ws.device)[None, None, :] < ws[:, None, None])  # (c, hmax, wmax)
         resized = resized.masked_fill(~valid[:, None], float("-inf"))
         flat = resized.flatten(2)  # (c, J, hmax * wmax)
         best, pos = flat.max(dim=2)  # (c, J)

@@ -96,3 +96,39 @@ def test_losses_gradients_and_heads_match_cpu(no_tf32):
         torch.testing.assert_close(gpu[1][k], cpu[1][k], rtol=1e-2, atol=1e-5, msg=k)
     for k in cpu[2]:
         torch.testing.assert_close(gpu[2][k], cpu[2][k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_keypoint_decoding_and_keypoint_model_run_on_cuda():
+    """The keypoint path (heatmap decoding, the keypoint head's loss, inference) runs on the GPU and
+    decodes the heatmaps as the CPU does."""
+    from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(5, 4, 56, 56, generator=g)
+    rois = torch.tensor([[10, 20, 73.4, 51.2], [0, 0, 0.5, 0.3], [5, 5, 200, 120], [3.3, 4.4, 40, 90],
+                         [7, 1, 8.5, 300]])
+    cpu_kps, cpu_scores = heatmaps_to_keypoints(maps, rois, max_elements=4 * 200 * 300)
+    gpu_kps, gpu_scores = heatmaps_to_keypoints(maps.cuda(), rois.cuda(), max_elements=4 * 200 * 300)
+    torch.testing.assert_close(gpu_kps.cpu(), cpu_kps, rtol=0, atol=1e-3)
+    torch.testing.assert_close(gpu_scores.cpu(), cpu_scores, rtol=1e-3, atol=1e-3)
+
+    cfg = load_config("demo_keypoints", {
+        "model.fpn_dim": 32, "model.roi_heads.box_head_dim": 64, "model.roi_heads.keypoint_head_dim": 16,
+        "model.rpn.post_nms_topk_test": 50, "model.roi_heads.score_thresh": 0.0})
+    torch.manual_seed(0)
+    model = build_model(cfg).cuda().train()
+    j = cfg.model.roi_heads.num_keypoints
+    keypoints = torch.zeros(1, j, 3)
+    keypoints[0, :, 0] = torch.linspace(12, 38, j)
+    keypoints[0, :, 1] = torch.linspace(8, 50, j)
+    keypoints[0, :, 2] = 2
+    target = {"boxes": torch.tensor([[10.0, 6, 40, 52]]), "labels": torch.tensor([1]),
+              "keypoints": keypoints}
+    losses = model([torch.rand(3, 64, 80).cuda()], [{k: v.cuda() for k, v in target.items()}],
+                   generator=torch.Generator().manual_seed(1))
+    assert "loss_keypoint" in losses and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.inference_mode():
+        det = model([torch.rand(3, 64, 80).cuda()])[0]
+    assert det["keypoints"].device.type == "cuda" and det["keypoints"].shape[1:] == (j, 3)
