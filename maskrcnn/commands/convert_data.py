@@ -1,16 +1,19 @@
-"""``maskrcnn convert-data``: Cityscapes, LabelMe or VIA annotations -> one COCO instance JSON file.
+"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA or Pascal VOC annotations -> one COCO instance JSON
+file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
                           [--class-name N] [--classes a,b,c]
+    maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
 through ``..``. LabelMe images that exist only inside their JSON file (``imageData``) are written to
 ``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
 
-Categories: Cityscapes' 8 instance classes with its label ids; otherwise the labels met, sorted by name
+Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
+``labelmap.txt``'s, or ``--classes`` for indices 1..N); otherwise the labels met, sorted by name
 and numbered from 1, or exactly ``--classes`` in the order given (use it when converting splits apart,
 so that a class missing from one split does not shift the ids of the others).
 
@@ -26,34 +29,39 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-HELP = "convert Cityscapes, LabelMe or VIA annotations into COCO instance JSON"
+HELP = "convert Cityscapes, LabelMe, VIA or Pascal VOC annotations into COCO instance JSON"
 
-FORMATS = ("cityscapes", "labelme", "via")
+FORMATS = ("cityscapes", "labelme", "via", "voc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source_format", required=True, choices=FORMATS,
                         help="the annotation format of SRC")
     parser.add_argument("src", metavar="SRC",
-                        help="Cityscapes root; LabelMe / VIA: a folder (searched recursively for .json "
+                        help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/; "
+                             "LabelMe / VIA: a folder (searched recursively for .json "
                              "files) or one JSON file (VIA: or its CSV export)")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
-    parser.add_argument("--split", default=None, help="cityscapes: the split to convert (default: train)")
+    parser.add_argument("--split", default=None,
+                        help="cityscapes: the split to convert (default: train); voc: the names in "
+                             "ImageSets/Segmentation/S.txt (default: train, or every SegmentationObject PNG "
+                             "when there is no train.txt)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
                         help="via: the region attribute holding the class (default: the first one found)")
     parser.add_argument("--class-name", default=None, metavar="N",
                         help="via: the class of regions without a class attribute (default when no region "
                              "has any attribute: 'object')")
     parser.add_argument("--classes", default=None, metavar="A,B,C",
-                        help="labelme / via: the categories, in id order from 1; other labels are reported "
+                        help="labelme / via / voc: the categories, in id order from 1 (voc: the names of the "
+                             "class indices 1..N); other labels are reported "
                              "and skipped (default: the labels found, sorted by name)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
-    applies = {"split": ("cityscapes",), "class_attribute": ("via",), "class_name": ("via",),
-               "classes": ("labelme", "via")}
+    applies = {"split": ("cityscapes", "voc"), "class_attribute": ("via",), "class_name": ("via",),
+               "classes": ("labelme", "via", "voc")}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -82,6 +90,15 @@ def _convert(args, out: Path, report):
         split = args.split or "train"
         builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
         read_cityscapes(src, split=split, builder=builder, report=report)
+        return builder
+    if args.source_format == "voc":
+        from maskrcnn.data.formats.voc import read_voc, voc_classes
+
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
+        classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
+        builder = CocoBuilder(root=src, categories=classes.categories, description=description)
+        read_voc(src, split=args.split, classes=classes, builder=builder, report=report)
         return builder
     root, files = json_files(src, exclude=[out])
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)

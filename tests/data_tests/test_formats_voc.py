@@ -1,0 +1,346 @@
+"""convert-data --from voc: palette indices (not colours), the void band, class by majority of
+SegmentationClass checked against the XML, difficult -> crowd, RGB masks through VOC's colour map or a
+labelmap.txt, splits, and every bad record named and counted."""
+
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.images import read_image
+
+H, W = 32, 48
+# VOC's published colours (devkit colour map), written here rather than computed by the code under test
+VOC_RGB = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 8: (64, 0, 0), 12: (64, 0, 128),
+           15: (192, 128, 128), 255: (224, 224, 192)}
+PERSON, CAT, DOG, BIRD, AEROPLANE, BICYCLE = 15, 8, 12, 3, 1, 2
+
+
+def _convert(src, out, *options):
+    return main(["convert-data", "--from", "voc", str(src), "--output", str(out), *options])
+
+
+def _palette_png(path, indices):
+    """A palette PNG as VOC ships them: pixel = index, the palette any colours (here grey ramps)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(indices.astype(np.uint8), mode="P")
+    img.putpalette([v for i in range(256) for v in ((i * 7) % 256, (i * 13) % 256, (i * 29) % 256)])
+    img.save(path)
+
+
+def _rgb_png(path, indices):
+    """The same indices painted in VOC colours (tools that wrote RGB masks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.zeros((*indices.shape, 3), np.uint8)
+    for index, colour in VOC_RGB.items():
+        rgb[indices == index] = colour
+    Image.fromarray(rgb).save(path)
+
+
+def _image(root, name, size=(H, W), exif=None):
+    path = root / "JPEGImages" / f"{name}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size[::-1], (90, 90, 90)).save(path, **({"exif": exif} if exif is not None else {}))
+    return path
+
+
+def _xml(root, name, objects):
+    path = root / "Annotations" / f"{name}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><truncated>0</truncated>"
+                   f"<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+                   for n, d in objects)
+    path.write_text(f"<annotation><filename>{name}.jpg</filename>{body}</annotation>")
+
+
+def _split(root, split, names):
+    path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{n}\n" for n in names))
+
+
+def _box(y1, y2, x1, x2):
+    m = np.zeros((H, W), bool)
+    m[y1:y2, x1:x2] = True
+    return m
+
+
+def _tree(root):
+    # Image a (palette PNGs): a person with a void ring, a difficult cat, a dog the XML calls a cat, and
+    # an instance 4 the XML does not list.
+    objects, classes = np.zeros((H, W), int), np.zeros((H, W), int)
+    for k, cls, (y1, y2, x1, x2) in ((1, PERSON, (2, 12, 3, 15)), (2, CAT, (15, 26, 20, 41)),
+                                      (3, DOG, (2, 8, 30, 46)), (4, BIRD, (28, 31, 2, 10))):
+        objects[y1:y2, x1:x2], classes[y1:y2, x1:x2] = k, cls
+    ring = _box(2, 12, 3, 15) & ~_box(3, 11, 4, 14)  # the void band along the person's outline
+    objects[ring], classes[ring] = 255, 255
+    classes[3, 31] = CAT  # one stray pixel does not outvote the dog's others
+    _image(root, "2007_000001")
+    _palette_png(root / "SegmentationObject" / "2007_000001.png", objects)
+    _palette_png(root / "SegmentationClass" / "2007_000001.png", classes)
+    _xml(root, "2007_000001", [("person", 0), ("cat", 1), ("cat", 0)])
+    # Image b (RGB PNGs, no XML): an aeroplane and a bicycle.
+    objects, classes = np.zeros((H, W), int), np.zeros((H, W), int)
+    objects[5:10, 5:20], classes[5:10, 5:20] = 1, AEROPLANE
+    objects[20:30, 30:40], classes[20:30, 30:40] = 2, BICYCLE
+    objects[19, 29:41], classes[19, 29:41] = 255, 255
+    _image(root, "2007_000002")
+    _rgb_png(root / "SegmentationObject" / "2007_000002.png", objects)
+    _rgb_png(root / "SegmentationClass" / "2007_000002.png", classes)
+    # Named in the split: PNGs without their image; no PNG at all.
+    _palette_png(root / "SegmentationObject" / "2007_000003.png", objects)
+    _split(root, "train", ["2007_000001", "2007_000002", "2007_000003", "2007_000004"])
+    _split(root, "val", ["2007_000002"])
+
+
+def _masks(coco, image_id):
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    return [(names[a["category_id"]], a["iscrowd"], a["bbox"], mask_utils.decode(a["segmentation"]) > 0)
+            for a in coco["annotations"] if a["image_id"] == image_id]
+
+
+def test_voc_instances_void_difficult_xml_checks_and_round_trip(tmp_path, capsys):
+    root = tmp_path / "VOC2012"
+    _tree(root)
+    out = tmp_path / "train.json"
+    assert _convert(root, out) == 0
+    captured = capsys.readouterr()
+    coco = json.loads(out.read_text())
+
+    assert [c["name"] for c in coco["categories"]][:3] == ["aeroplane", "bicycle", "bird"]
+    assert [c["id"] for c in coco["categories"]] == list(range(1, 21))
+    assert coco["categories"][14] == {"id": 15, "name": "person"}
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("JPEGImages/2007_000001.jpg", H, W), ("JPEGImages/2007_000002.jpg", H, W)]
+
+    # Image a: the person is its pixels inside the void ring; the cat is difficult -> crowd; the dog is
+    # a dog (SegmentationClass wins over the XML); instance 4 takes its class from SegmentationClass.
+    got = _masks(coco, 1)
+    expected = [("person", 0, _box(3, 11, 4, 14)), ("cat", 1, _box(15, 26, 20, 41)),
+                ("dog", 0, _box(2, 8, 30, 46)), ("bird", 0, _box(28, 31, 2, 10))]
+    assert [(g[0], g[1]) for g in got] == [(e[0], e[1]) for e in expected]
+    for g, e in zip(got, expected):
+        assert (g[3] == e[2]).all(), g[0]
+    assert got[0][2] == [4.0, 3.0, 10.0, 8.0]  # the box of the mask, inside the void band
+
+    # Image b: RGB masks mapped back through VOC's colour map; the void row belongs to nobody.
+    got = _masks(coco, 2)
+    assert [g[0] for g in got] == ["aeroplane", "bicycle"]
+    assert (got[0][3] == _box(5, 10, 5, 20)).all() and (got[1][3] == _box(20, 30, 30, 40)).all()
+
+    err = captured.err
+    assert ("SegmentationObject/2007_000001.png: warning: instance 3 is 'dog' in SegmentationClass but "
+            "'cat' in the XML; using 'dog'") in err
+    assert "instance 4 has no object in the XML (3 objects)" in err
+    assert ("ImageSets/Segmentation/train.txt line 3 (2007_000003): no image JPEGImages/2007_000003.jpg; "
+            "skipped") in err
+    assert "train.txt line 4 (2007_000004): no SegmentationObject/2007_000004.png; skipped" in err
+    assert "skipped 2 record(s): 1 missing_annotation, 1 missing_image" in err
+    assert "1 difficult objects written as crowd regions" in err
+    assert f"--train-images {root}" in captured.out
+
+    # Training reads it: every file_name resolves under SRC, masks as converted.
+    dataset = CocoDataset(json_path=out, image_dir=root)
+    assert dataset.skipped == {} and len(dataset) == 2
+    _, target = dataset[0]
+    assert target["iscrowd"].tolist() == [False, True, False, False]
+    assert (target["masks"][0].numpy().astype(bool) == _box(3, 11, 4, 14)).all()
+
+    # --split val: only image b.
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 0
+    assert [i["file_name"] for i in json.loads((tmp_path / "val.json").read_text())["images"]] == [
+        "JPEGImages/2007_000002.jpg"]
+
+
+def test_no_split_files_converts_every_object_png_empty_png_and_16bit_grey(tmp_path, capsys):
+    root = tmp_path / "voc"
+    # an object PNG with no instance (only background and void): an image without instances
+    empty = np.zeros((H, W), int)
+    empty[0, :] = 255
+    _image(root, "a")
+    _palette_png(root / "SegmentationObject" / "a.png", empty)
+    _palette_png(root / "SegmentationClass" / "a.png", empty)
+    # a 16-bit object PNG (ids as values, one above 255) and a greyscale 'L' class PNG
+    ids, cls = np.zeros((H, W), np.uint16), np.zeros((H, W), np.uint8)
+    ids[1:5, 1:9], cls[1:5, 1:9] = 1, PERSON
+    ids[10:20, 10:30], cls[10:20, 10:30] = 300, CAT
+    _image(root, "b", size=(H, W))
+    (root / "SegmentationObject").mkdir(exist_ok=True)
+    Image.fromarray(ids).save(root / "SegmentationObject" / "b.png")
+    Image.fromarray(cls, mode="L").save(root / "SegmentationClass" / "b.png")
+    assert Image.open(root / "SegmentationObject" / "b.png").mode.startswith("I")
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "b.xml").write_text("<annotation><object><name>cat")  # cut short
+    out = tmp_path / "all.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["JPEGImages/a.jpg", "JPEGImages/b.jpg"]
+    assert _masks(coco, 1) == []
+    got = _masks(coco, 2)
+    assert [g[0] for g in got] == ["person", "cat"]
+    assert (got[0][3] == _box(1, 5, 1, 9)).all() and (got[1][3] == _box(10, 20, 10, 30)).all()
+    assert ("2 images of SegmentationObject/ converted (no ImageSets/Segmentation/train.txt; split files: "
+            "none)") in err
+    assert "1 images without instances" in err
+    assert "SegmentationObject/b.png: warning: b.xml cannot be read (no element found" in err
+    assert "classes from SegmentationClass only, difficult flags unknown" in err
+    assert "skipped 0 record(s)" in err
+
+
+def test_mask_size_unknown_colour_unknown_index_are_named_and_skipped(tmp_path, capsys):
+    root = tmp_path / "voc"
+    ids = np.zeros((H, W), int)
+    ids[2:6, 2:6] = 1
+    # a mask of another size than its image
+    _image(root, "small", size=(H - 2, W))
+    _palette_png(root / "SegmentationObject" / "small.png", ids)
+    _palette_png(root / "SegmentationClass" / "small.png", ids * PERSON)
+    # an RGB object PNG with a colour of no index
+    _image(root, "odd")
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[4, 7] = (1, 2, 3)
+    (root / "SegmentationObject" / "odd.png").parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(root / "SegmentationObject" / "odd.png")
+    _palette_png(root / "SegmentationClass" / "odd.png", ids)
+    # class index 21: no VOC class has it; a second instance is fine
+    both = ids.copy()
+    both[10:12, 10:12] = 2
+    cls = ids * 21
+    cls[10:12, 10:12] = DOG
+    _image(root, "ok")
+    _palette_png(root / "SegmentationObject" / "ok.png", both)
+    _palette_png(root / "SegmentationClass" / "ok.png", cls)
+    out = tmp_path / "out.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    assert ("SegmentationObject/small.png: SegmentationObject small.png is 48x32, the image 48x30; "
+            "skipped") in err
+    assert ("SegmentationObject/odd.png: SegmentationObject odd.png: colour (1, 2, 3) (at x=7, y=4) is no "
+            "index's colour (1 unknown colour(s)); skipped") in err
+    assert ("SegmentationObject/ok.png: instance 1: class index 21 has no name in the 20 VOC classes; "
+            "skipped") in err
+    assert "skipped 3 record(s): 1 bad_mask_size, 1 unknown_class_index, 1 unknown_colour" in err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["JPEGImages/ok.jpg"]
+    assert [(a["category_id"], a["area"]) for a in coco["annotations"]] == [(DOG, 4)]
+
+
+def _exif(orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif
+
+
+def test_exif_orientation_masks_turned_like_the_image(tmp_path, capsys):
+    """read_image turns a JPEG by its EXIF orientation; masks of the stored pixels are turned the same
+    way, masks already of the turned size are left as they are, and training reads both aligned."""
+    root = tmp_path / "voc"
+    stored = np.zeros((H, W), int)  # (32, 48) as stored; orientation 6 is read as 48 rows x 32 columns
+    stored[2:6, 30:44] = 1
+    path = _image(root, "turn", size=(H, W), exif=_exif(6))
+    pixels = np.full((H, W, 3), 20, np.uint8)
+    pixels[stored == 1] = 250
+    Image.fromarray(pixels).save(path, exif=_exif(6), quality=100)
+    _palette_png(root / "SegmentationObject" / "turn.png", stored)
+    _palette_png(root / "SegmentationClass" / "turn.png", stored * CAT)
+    # a quarter turn whose masks already follow it (48 x 32): used as they are
+    _image(root, "already", size=(H, W), exif=_exif(8))
+    turned = np.zeros((W, H), int)
+    turned[40:46, 1:4] = 1
+    _palette_png(root / "SegmentationObject" / "already.png", turned)
+    _palette_png(root / "SegmentationClass" / "already.png", turned * DOG)
+    out = tmp_path / "out.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    assert ("SegmentationObject/turn.png: warning: the image has EXIF orientation 6 and is read turned; "
+            "its masks are turned the same way (check with show-data)") in err
+    assert "already.png: warning" not in err
+    coco = json.loads(out.read_text())
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("JPEGImages/already.jpg", W, H), ("JPEGImages/turn.jpg", W, H)]
+    (name_a, _, _, mask_a), = _masks(coco, 1)
+    (name_t, _, _, mask_t), = _masks(coco, 2)
+    assert name_a == "dog" and (mask_a == (turned == 1)).all()
+    assert name_t == "cat" and (mask_t == np.rot90(stored == 1, k=-1)).all()  # 6: turned 90 degrees clockwise
+    # the bright pixels of the image as training reads it are exactly the mask's
+    image = read_image(path)[0].numpy()  # (48, 32)
+    assert image.shape == mask_t.shape and ((image > 0.5) == mask_t).all()
+    dataset = CocoDataset(json_path=out, image_dir=root)
+    assert dataset.skipped == {}
+    _, target = dataset[1]
+    assert (target["masks"][0].numpy().astype(bool) == mask_t).all()
+
+
+def test_labelmap_and_classes_give_custom_categories(tmp_path, capsys):
+    """A CVAT 'Segmentation mask' export: RGB class masks in labelmap.txt's colours, background listed
+    anywhere, ImageSets/Segmentation/default.txt only; --classes names the indices instead."""
+    root = tmp_path / "cvat"
+    root.mkdir()
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nwidget:10,200,30::\n"
+                                       "background:0,0,0::\ngadget:250,5,5::\n")
+    ids = np.zeros((H, W), int)
+    ids[1:4, 1:4], ids[10:15, 20:30] = 1, 2
+    cls = np.zeros((H, W, 3), np.uint8)
+    cls[1:4, 1:4], cls[10:15, 20:30] = (250, 5, 5), (10, 200, 30)
+    _image(root, "frame_000000")
+    _rgb_png(root / "SegmentationObject" / "frame_000000.png", ids)
+    (root / "SegmentationClass").mkdir()
+    Image.fromarray(cls).save(root / "SegmentationClass" / "frame_000000.png")
+    _split(root, "default", ["frame_000000"])
+    out = tmp_path / "out.json"
+    assert _convert(root, out, "--split", "default") == 0
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "widget"}, {"id": 2, "name": "gadget"}]
+    assert [(a["category_id"], a["area"]) for a in coco["annotations"]] == [(2, 9), (1, 50)]
+
+    # --classes: the palette indices 1..N are named by the list, labelmap.txt is not read
+    palette_cls = np.zeros((H, W), int)
+    palette_cls[ids == 1], palette_cls[ids == 2] = 2, 1
+    _palette_png(root / "SegmentationClass" / "frame_000000.png", palette_cls)
+    assert _convert(root, out, "--split", "default", "--classes", "screw,bolt") == 0
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "screw"}, {"id": 2, "name": "bolt"}]
+    assert [a["category_id"] for a in coco["annotations"]] == [2, 1]
+    capsys.readouterr()
+
+
+def test_voc_option_and_layout_errors(tmp_path, capsys):
+    root = tmp_path / "voc"
+    _tree(root)
+    assert _convert(root, tmp_path / "o.json", "--split", "test") == 1
+    err = capsys.readouterr().err
+    assert "ImageSets/Segmentation/test.txt: no such split file (found: train, val)" in err
+    assert _convert(root, tmp_path / "o.json", "--class-attribute", "x") == 1
+    assert "--class-attribute applies to --from via, not voc" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    (bare / "SegmentationObject").mkdir(parents=True)
+    assert _convert(bare, tmp_path / "o.json") == 1
+    assert "JPEGImages: no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_other_png_modes_read_as_indices(tmp_path, mode):
+    root = tmp_path / "voc"
+    ids = np.zeros((H, W), int)
+    ids[3:7, 3:9] = 1
+    _image(root, "x")
+    (root / "SegmentationObject").mkdir()
+    if mode == "RGBA":
+        rgba = np.zeros((H, W, 4), np.uint8)
+        rgba[..., 3] = 255
+        rgba[ids == 1, :3] = VOC_RGB[1]
+        Image.fromarray(rgba).save(root / "SegmentationObject" / "x.png")
+    else:
+        Image.fromarray(np.stack([ids, np.full_like(ids, 255)], -1).astype(np.uint8), mode="LA").save(
+            root / "SegmentationObject" / "x.png")
+    _palette_png(root / "SegmentationClass" / "x.png", ids * PERSON)
+    out = tmp_path / "o.json"
+    assert _convert(root, out) == 0
+    coco = json.loads(out.read_text())
+    (ann,) = coco["annotations"]
+    assert ann["category_id"] == PERSON and (mask_utils.decode(ann["segmentation"]) == ids).all()
