@@ -1,9 +1,11 @@
-"""``maskrcnn convert-data``: Cityscapes, LabelMe or VIA annotations -> one COCO instance JSON file.
+"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA or CVAT annotations -> one COCO instance JSON file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
                           [--class-name N] [--classes a,b,c]
+    maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--classes a,b,c]
+                          (file_name relative to the XML file's folder)
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
@@ -26,9 +28,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-HELP = "convert Cityscapes, LabelMe or VIA annotations into COCO instance JSON"
+HELP = "convert Cityscapes, LabelMe, VIA or CVAT annotations into COCO instance JSON"
 
-FORMATS = ("cityscapes", "labelme", "via")
+FORMATS = ("cityscapes", "labelme", "via", "cvat")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the annotation format of SRC")
     parser.add_argument("src", metavar="SRC",
                         help="Cityscapes root; LabelMe / VIA: a folder (searched recursively for .json "
-                             "files) or one JSON file (VIA: or its CSV export)")
+                             "files) or one JSON file (VIA: or its CSV export); CVAT: its XML export "
+                             "(annotations.xml) or the folder holding it")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
     parser.add_argument("--split", default=None, help="cityscapes: the split to convert (default: train)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
@@ -45,15 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="via: the class of regions without a class attribute (default when no region "
                              "has any attribute: 'object')")
     parser.add_argument("--classes", default=None, metavar="A,B,C",
-                        help="labelme / via: the categories, in id order from 1; other labels are reported "
-                             "and skipped (default: the labels found, sorted by name)")
+                        help="labelme / via / cvat: the categories, in id order from 1; other labels are "
+                             "reported and skipped (default: the labels found, sorted by name)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
     applies = {"split": ("cityscapes",), "class_attribute": ("via",), "class_name": ("via",),
-               "classes": ("labelme", "via")}
+               "classes": ("labelme", "via", "cvat")}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -82,6 +85,14 @@ def _convert(args, out: Path, report):
         split = args.split or "train"
         builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
         read_cityscapes(src, split=split, builder=builder, report=report)
+        return builder
+    if args.source_format == "cvat":
+        from maskrcnn.data.formats.cvat import cvat_file, read_cvat
+
+        xml_path = cvat_file(src)
+        builder = CocoBuilder(root=xml_path.parent, categories=_fixed_categories(args.classes),
+                              description=description)
+        read_cvat(xml_path, builder=builder, report=report)
         return builder
     root, files = json_files(src, exclude=[out])
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
