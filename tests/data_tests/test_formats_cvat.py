@@ -167,6 +167,7 @@ def test_cvat_rle_decoding_and_clipping():
         ("1, 2, 3", (0, 0, 5, 4), "rle runs cover 6 pixels, the 5x4 box 20"),
         ("1, x, 3", (0, 0, 5, 4), "is not comma-separated whole numbers"),
         ("25, -5", (0, 0, 5, 4), "negative run length"),
+        ("0, 99999999999999999999999", (0, 0, 5, 4), "has a run longer than any box"),
         ("20", (0, 0, 5, 4), "covers no pixel"),
         ("0, 20", (W, 0, 5, 4), "outside the 48x32 image"),
         ("0", (0, 0, 0, 4), "mask box is 0x4 pixels"),
@@ -272,7 +273,7 @@ def test_cvat_image_lookup(tmp_path):
      'a "CVAT for video 1.1" export (<track> elements), which is not converted: export the task from CVAT '
      'as "CVAT for images 1.1" instead'),
     ("<dataset><image name='a.png'/></dataset>", "not a CVAT XML export (the root element is <dataset>"),
-    ("<annotations><version>1.0</version></annotations>", "CVAT XML version '1.0'; only 1.1 is converted"),
+    ("<annotations><version>2.0</version></annotations>", "CVAT XML version '2.0'; only 1.0 and 1.1 are"),
 ])
 def test_cvat_unreadable_files_are_one_line_errors(tmp_path, capsys, text, message):
     src, out = tmp_path / "src", tmp_path / "coco.json"

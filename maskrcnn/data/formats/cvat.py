@@ -4,7 +4,8 @@ Shapes: an image is H rows x W columns; a mask patch is (h, w) bool; P points of
 
 The file: ``<annotations><version>1.1</version><meta>...</meta><image id name width height [subset]>
 shapes...</image>...</annotations>``. Each shape has a ``label`` and may have ``group_id``, ``occluded``,
-``z_order``, ``source`` and ``<attribute name="...">value</attribute>`` children. What is read:
+``z_order``, ``source`` and ``<attribute name="...">value</attribute>`` children. (Version 1.0 files,
+which lack only meta fields and the images' sizes, are read the same way.) What is read:
 
 - ``<polygon points="x1,y1;x2,y2;...">`` a COCO polygon; ``<box xtl ytl xbr ybr [rotation]>`` and
   ``<ellipse cx cy rx ry [rotation]>`` polygons too (``rotation`` in degrees, clockwise on screen about
@@ -34,8 +35,9 @@ shapes...</image>...</annotations>``. Each shape has a ``label`` and may have ``
 The XML is parsed with the standard library and refused, before any element is built, when it has a
 DOCTYPE: entity declarations (the "billion laughs" expansion, external files) can only come in one, and
 CVAT never writes one. (Python's expat >= 2.4.1 also limits entity amplification; refusing the DOCTYPE
-does not depend on that.) A file that is not well-formed XML, is a DOCTYPE'd one or is not a CVAT export
-is an error naming the file (and the line); a bad image or shape is reported and skipped.
+does not depend on that, and leaves ``defusedxml`` nothing to add that would justify a dependency.)
+A file that is not well-formed XML, has a DOCTYPE or is not a CVAT export is an error naming the file
+(and the line); a bad image or shape is reported and skipped.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ ANNOTATIONS_FILE = "annotations.xml"
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
 _VIDEO_FRAME_EXTENSIONS = (".PNG", ".png")  # CVAT saves a video's frames as <name>.PNG
 _TRUE = ("true", "1", "yes")
+_VERSIONS = ("1.0", "1.1")  # 1.1 added meta fields only; the <image> elements are the same
 
 
 def cvat_file(src: Path) -> Path:
@@ -177,6 +180,8 @@ def decode_cvat_rle(text: str, *, left: int, top: int, width: int, height: int, 
         counts = np.array([int(v) for v in text.split(",") if v.strip()], dtype=np.int64)  # (R,)
     except ValueError:
         raise Skip("bad_mask", f"rle {_short(text)} is not comma-separated whole numbers") from None
+    except OverflowError:  # a run past int64: no box has that many pixels
+        raise Skip("bad_mask", f"rle {_short(text)} has a run longer than any box") from None
     if (counts < 0).any():
         raise Skip("bad_mask", "rle has a negative run length")
     if int(counts.sum()) != width * height:
@@ -326,8 +331,9 @@ def _check_root(path: Path, root: ET.Element) -> list:
         raise ValueError(f'{path}: a "CVAT for video 1.1" export (<track> elements), which is not converted: '
                          'export the task from CVAT as "CVAT for images 1.1" instead')
     version: Optional[str] = root.findtext("version")
-    if version is not None and version.strip() != "1.1":
-        raise ValueError(f"{path}: CVAT XML version {version.strip()!r}; only 1.1 is converted")
+    if version is not None and version.strip() not in _VERSIONS:
+        raise ValueError(f"{path}: CVAT XML version {version.strip()!r}; only {' and '.join(_VERSIONS)} are "
+                         "converted")
     return root.findall("image")
 
 
