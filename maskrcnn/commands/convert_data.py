@@ -1,11 +1,13 @@
-"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA or Pascal VOC annotations -> one COCO instance JSON
-file.
+"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA, CVAT or Pascal VOC annotations -> one COCO
+instance JSON file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
                           [--class-name N] [--classes a,b,c]
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
+    maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--classes a,b,c]
+                          (file_name relative to the XML file's folder)
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
@@ -29,9 +31,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-HELP = "convert Cityscapes, LabelMe, VIA or Pascal VOC annotations into COCO instance JSON"
+HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
-FORMATS = ("cityscapes", "labelme", "via", "voc")
+FORMATS = ("cityscapes", "labelme", "via", "cvat", "voc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC",
                         help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/; "
                              "LabelMe / VIA: a folder (searched recursively for .json "
-                             "files) or one JSON file (VIA: or its CSV export)")
+                             "files) or one JSON file (VIA: or its CSV export); CVAT: its XML export "
+                             "(annotations.xml) or the folder holding it")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
     parser.add_argument("--split", default=None,
                         help="cityscapes: the split to convert (default: train); voc: the names in "
@@ -52,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="via: the class of regions without a class attribute (default when no region "
                              "has any attribute: 'object')")
     parser.add_argument("--classes", default=None, metavar="A,B,C",
-                        help="labelme / via / voc: the categories, in id order from 1 (voc: the names of the "
-                             "class indices 1..N); other labels are reported "
+                        help="labelme / via / cvat / voc: the categories, in id order from 1 (voc: the "
+                             "names of the class indices 1..N); other labels are reported "
                              "and skipped (default: the labels found, sorted by name)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -61,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
     applies = {"split": ("cityscapes", "voc"), "class_attribute": ("via",), "class_name": ("via",),
-               "classes": ("labelme", "via", "voc")}
+               "classes": ("labelme", "via", "cvat", "voc")}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -99,6 +102,14 @@ def _convert(args, out: Path, report):
         classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
         builder = CocoBuilder(root=src, categories=classes.categories, description=description)
         read_voc(src, split=args.split, classes=classes, builder=builder, report=report)
+        return builder
+    if args.source_format == "cvat":
+        from maskrcnn.data.formats.cvat import cvat_file, read_cvat
+
+        xml_path = cvat_file(src)
+        builder = CocoBuilder(root=xml_path.parent, categories=_fixed_categories(args.classes),
+                              description=description)
+        read_cvat(xml_path, builder=builder, report=report)
         return builder
     root, files = json_files(src, exclude=[out])
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)

@@ -1,0 +1,347 @@
+"""CVAT's "CVAT for images 1.1" XML export (``annotations.xml``) -> COCO instances.
+
+Shapes: an image is H rows x W columns; a mask patch is (h, w) bool; P points of a shape are (P, 2).
+
+The file: ``<annotations><version>1.1</version><meta>...</meta><image id name width height [subset]>
+shapes...</image>...</annotations>``. Each shape has a ``label`` and may have ``group_id``, ``occluded``,
+``z_order``, ``source`` and ``<attribute name="...">value</attribute>`` children. (Version 1.0 files,
+which lack only meta fields and the images' sizes, are read the same way.) What is read:
+
+- ``<polygon points="x1,y1;x2,y2;...">`` a COCO polygon; ``<box xtl ytl xbr ybr [rotation]>`` and
+  ``<ellipse cx cy rx ry [rotation]>`` polygons too (``rotation`` in degrees, clockwise on screen about
+  the centre, as CVAT's own exporters turn them); all clipped to the image, in COCO's pixel convention
+  (pixel (i, j) covers [j, j + 1) x [i, i + 1)), which CVAT's coordinates share.
+- ``<mask rle="n0, n1, ..." left top width height>``: CVAT's run-length code, alternate runs of 0s and
+  1s starting with 0s, row by row over the ``width`` x ``height`` pixels whose top-left pixel is
+  (``left``, ``top``) (CVAT's ``right = left + width - 1``: the box includes its last row and column).
+  The runs must cover the box exactly; pixels outside the image are cut off.
+- Shapes with the same label and the same non-zero ``group_id`` in one image are one instance (their
+  regions together form its mask, as LabelMe's ``group_id``); different labels in a group stay separate
+  instances (CVAT groups a person with their bag, say). Without ``group_id`` (or 0), a shape is its own.
+- An instance any of whose shapes has the attribute ``is_crowd`` true (``true`` / ``1``; the attribute
+  CVAT's own COCO export reads) is written as a crowd region (RLE). ``z_order``, ``occluded`` and other
+  attributes are not used: COCO instances may overlap.
+- ``polyline``, ``points``, ``cuboid``, ``skeleton`` (no area) and ``tag`` (an image label) are counted
+  in the notes and left out.
+- The image file: ``images/<subset>/<name>`` (a project export), ``images/<name>`` (a task export's
+  zip), ``<name>`` relative to the XML file's folder, then the same folders with the name's last part
+  only; a video task's frames (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
+  their extension added. The image's own size is used; ``width`` / ``height`` that differ cause a
+  warning, as in the LabelMe converter.
+- "CVAT for video 1.1" exports (``<track>`` elements) are refused in one line: CVAT exports the same
+  task as "CVAT for images 1.1", tracks split into per-frame shapes and every frame named, which this
+  reads; converting tracks here would duplicate CVAT's interpolation rules for no gain.
+
+The XML is parsed with the standard library and refused, before any element is built, when it has a
+DOCTYPE: entity declarations (the "billion laughs" expansion, external files) can only come in one, and
+CVAT never writes one. (Python's expat >= 2.4.1 also limits entity amplification; refusing the DOCTYPE
+does not depend on that, and leaves ``defusedxml`` nothing to add that would justify a dependency.)
+A file that is not well-formed XML, has a DOCTYPE or is not a CVAT export is an error naming the file
+(and the line); a bad image or shape is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
+from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
+from maskrcnn.data.mask_codec import annotation_to_mask
+
+__all__ = ["ANNOTATIONS_FILE", "MaskPatch", "cvat_file", "decode_cvat_rle", "parse_xml", "read_cvat"]
+
+ANNOTATIONS_FILE = "annotations.xml"
+_NO_AREA = ("polyline", "points", "cuboid", "skeleton")
+_VIDEO_FRAME_EXTENSIONS = (".PNG", ".png")  # CVAT saves a video's frames as <name>.PNG
+_TRUE = ("true", "1", "yes")
+_VERSIONS = ("1.0", "1.1")  # 1.1 added meta fields only; the <image> elements are the same
+
+
+def cvat_file(src: Path) -> Path:
+    """SRC -> the XML file: SRC itself, or ``annotations.xml`` in the folder SRC (else its one .xml)."""
+    src = Path(src)
+    if src.is_file():
+        return src
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    if (src / ANNOTATIONS_FILE).is_file():
+        return src / ANNOTATIONS_FILE
+    found = sorted(p for p in src.glob("*.xml") if p.is_file())
+    if len(found) == 1:
+        return found[0]
+    listing = f"{len(found)} .xml files; name one" if found else "no .xml file"
+    raise FileNotFoundError(f"{src}: no {ANNOTATIONS_FILE} in the folder ({listing})")
+
+
+class _RefuseDoctype(ET.TreeBuilder):
+    """A tree builder that stops the parse at a DOCTYPE: expat calls ``doctype`` as the declaration
+    starts, before its internal subset (where entities would be declared) is read."""
+
+    def doctype(self, name, pubid, system):
+        raise ValueError("has a DOCTYPE declaration (refused: entity declarations can expand without "
+                         "bound or read other files, and CVAT never writes one)")
+
+
+def parse_xml(path: Path) -> ET.Element:
+    """The root element of an XML file; ValueError in one line naming the file (and the line) when it
+    cannot be read, is not well-formed, or has a DOCTYPE."""
+    parser = ET.XMLParser(target=_RefuseDoctype())
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                parser.feed(chunk)
+        return parser.close()
+    except ET.ParseError as e:
+        line, column = e.position
+        reason = str(e).split(":")[0]  # "mismatched tag: line 3, column 2" -> "mismatched tag"
+        raise ValueError(f"{path}: line {line}, column {column}: not well-formed XML ({reason})") from None
+    except ValueError as e:  # from _RefuseDoctype
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _float(el: ET.Element, name: str) -> float:
+    raw = el.get(name)
+    if raw is None:
+        raise Skip("bad_shape", f"<{el.tag}> has no '{name}' attribute")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Skip("bad_shape", f"<{el.tag}> '{name}' is {raw!r}, not a number") from None
+    return numbers(value, what=f"<{el.tag}> '{name}'")[0]  # NaN / inf -> Skip("bad_coordinates")
+
+
+def _int(el: ET.Element, name: str) -> int:
+    value = _float(el, name)
+    if not value.is_integer():
+        raise Skip("bad_shape", f"<{el.tag}> '{name}' is {el.get(name)!r}, not a whole number of pixels")
+    return int(value)
+
+
+def _polygon_points(el: ET.Element) -> np.ndarray:
+    """``points="x1,y1;x2,y2;..."`` -> (P, 2); Skip when missing, not numbers or not pairs."""
+    raw = el.get("points")
+    if raw is None:
+        raise Skip("bad_shape", f"<{el.tag}> has no 'points' attribute")
+    pairs = [p.split(",") for p in raw.strip().strip(";").split(";") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise Skip("bad_shape", f"<{el.tag}> points {_short(raw)} are not x,y pairs separated by ';'")
+    try:
+        values = [float(v) for p in pairs for v in p]
+    except ValueError:
+        raise Skip("bad_shape", f"<{el.tag}> points {_short(raw)} are not numbers") from None
+    numbers(*values, what=f"<{el.tag}> points")
+    return np.asarray(values, dtype=np.float64).reshape(-1, 2)  # (P, 2)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _turned(points: np.ndarray, degrees: float) -> np.ndarray:
+    """``points`` turned about their centre by ``degrees``, clockwise on screen (y points down), as
+    CVAT turns a box: (P, 2) -> (P, 2)."""
+    if degrees == 0.0:
+        return points
+    theta = math.radians(degrees)
+    c, s = math.cos(theta), math.sin(theta)
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2.0  # (2,)
+    d = points - centre  # (P, 2)
+    return centre + np.stack([d[:, 0] * c - d[:, 1] * s, d[:, 0] * s + d[:, 1] * c], axis=1)
+
+
+def _rotation(el: ET.Element) -> float:
+    return _float(el, "rotation") if el.get("rotation") is not None else 0.0
+
+
+class MaskPatch(NamedTuple):
+    """A mask shape's pixels inside the image: ``patch`` (h, w) bool with its top-left pixel at (top,
+    left). Kept this small until its instance is written (an image may hold hundreds of masks)."""
+
+    top: int
+    left: int
+    patch: np.ndarray
+
+
+def decode_cvat_rle(text: str, *, left: int, top: int, width: int, height: int, image_width: int,
+                    image_height: int) -> MaskPatch:
+    """CVAT's mask code (see the module docstring) -> the part of the mask inside the image, or Skip.
+
+    Only the part inside the image is ever allocated: a box far larger than the image (a hand-edited
+    file) costs its runs, not its area.
+    """
+    if width < 1 or height < 1:
+        raise Skip("bad_mask", f"mask box is {width}x{height} pixels")
+    try:
+        counts = np.array([int(v) for v in text.split(",") if v.strip()], dtype=np.int64)  # (R,)
+    except ValueError:
+        raise Skip("bad_mask", f"rle {_short(text)} is not comma-separated whole numbers") from None
+    except OverflowError:  # a run past int64: no box has that many pixels
+        raise Skip("bad_mask", f"rle {_short(text)} has a run longer than any box") from None
+    if (counts < 0).any():
+        raise Skip("bad_mask", "rle has a negative run length")
+    if int(counts.sum()) != width * height:
+        raise Skip("bad_mask", f"rle runs cover {int(counts.sum())} pixels, the {width}x{height} box "
+                               f"{width * height}")
+    # The window of the box inside the image, in box coordinates: rows r0..r1-1, columns c0..c1-1.
+    r0, r1 = max(0, -top), min(height, image_height - top)
+    c0, c1 = max(0, -left), min(width, image_width - left)
+    if r0 >= r1 or c0 >= c1:
+        raise Skip("empty_mask", f"mask lies outside the {image_width}x{image_height} image")
+    ends = np.cumsum(counts)  # (R,) flat index (row-major in the box) one past each run
+    starts = ends - counts
+    starts, ends = starts[1::2], ends[1::2]  # runs of 1s (odd positions)
+    starts, ends = starts[ends > starts], ends[ends > starts]  # (N,)
+    # Each run of 1s split into its pieces on rows of the window: (run, row) pairs, K of them.
+    lo = np.maximum(starts // width, r0)
+    hi = np.minimum((ends - 1) // width, r1 - 1)
+    keep = lo <= hi
+    starts, ends, lo, hi = starts[keep], ends[keep], lo[keep], hi[keep]
+    spans = hi - lo + 1  # (N,)
+    run = np.repeat(np.arange(len(spans)), spans)  # (K,)
+    row = lo[run] + np.arange(int(spans.sum())) - np.repeat(np.cumsum(spans) - spans, spans)  # (K,)
+    col_start = np.clip(starts[run] - row * width, c0, c1)  # (K,) columns of the piece, clipped
+    col_end = np.clip(ends[run] - row * width, c0, c1)
+    edges = np.zeros((r1 - r0, c1 - c0 + 1), dtype=np.int32)  # +1 where a piece starts, -1 after it
+    np.add.at(edges, (row - r0, col_start - c0), 1)
+    np.add.at(edges, (row - r0, col_end - c0), -1)
+    patch = np.cumsum(edges, axis=1)[:, :-1] > 0  # (h, w)
+    if not patch.any():
+        raise Skip("empty_mask", f"mask covers no pixel of the {image_width}x{image_height} image")
+    return MaskPatch(top + r0, left + c0, patch)
+
+
+def _region(el: ET.Element, width: int, height: int):
+    """One area shape -> a COCO polygon clipped to the image (a list) or a ``MaskPatch``; or Skip."""
+    if el.tag == "polygon":
+        return to_coco_polygon(_polygon_points(el), width, height)
+    if el.tag == "box":
+        corners = rectangle_points(*(_float(el, k) for k in ("xtl", "ytl", "xbr", "ybr")))
+        return to_coco_polygon(_turned(corners, _rotation(el)), width, height)
+    if el.tag == "ellipse":
+        cx, cy, rx, ry = (_float(el, k) for k in ("cx", "cy", "rx", "ry"))
+        return to_coco_polygon(ellipse_points(cx, cy, rx, ry, math.radians(_rotation(el))), width, height)
+    if el.tag == "mask":
+        rle = el.get("rle")
+        if rle is None:
+            raise Skip("bad_shape", "<mask> has no 'rle' attribute")
+        box = {k: _int(el, k) for k in ("left", "top", "width", "height")}
+        return decode_cvat_rle(rle, **box, image_width=width, image_height=height)
+    raise Skip("unsupported_shape", f"<{el.tag}> is not a CVAT shape")
+
+
+def _is_crowd(el: ET.Element) -> bool:
+    return any(a.get("name") == "is_crowd" and (a.text or "").strip().lower() in _TRUE
+               for a in el.findall("attribute"))
+
+
+def _add_instance(builder: CocoBuilder, image_id: int, label: str, regions: list, *, crowd: bool,
+                  height: int, width: int) -> None:
+    """One instance from its shapes' regions: COCO polygons, or one RLE mask when a region is a mask
+    or the instance is a crowd region."""
+    polygons = [r for r in regions if not isinstance(r, MaskPatch)]
+    if len(polygons) == len(regions) and not crowd:
+        builder.add_polygons(image_id, label, polygons)
+        return
+    mask = np.zeros((height, width), dtype=bool)
+    for r in regions:
+        if isinstance(r, MaskPatch):
+            h, w = r.patch.shape
+            mask[r.top:r.top + h, r.left:r.left + w] |= r.patch
+    if polygons:  # clipped by to_coco_polygon
+        mask |= annotation_to_mask(polygons, height, width).numpy() > 0
+    builder.add_mask(image_id, label, mask, iscrowd=crowd)
+
+
+def _image_path(root: Path, el: ET.Element) -> Path:
+    """The file an ``<image>`` names (see the module docstring for where it is looked for)."""
+    name = (el.get("name") or "").replace("\\", "/")
+    if not name.strip():
+        raise Skip("bad_image", "<image> has no 'name' attribute")
+    subset = (el.get("subset") or "").strip()
+    folders = ([root / "images" / subset] if subset else []) + [root / "images", root]
+    names = [name, Path(name).name]
+    if not Path(name).suffix:
+        names += [name + ext for ext in _VIDEO_FRAME_EXTENSIONS]
+    candidates = [folder / n for n in names for folder in folders]
+    return next((c for c in candidates if c.is_file()), root / name)
+
+
+def _check_size(report: Report, where: str, el: ET.Element, height: int, width: int) -> None:
+    for key, actual in (("height", height), ("width", width)):
+        raw = el.get(key)
+        try:
+            same = raw is None or float(raw) == actual
+        except ValueError:
+            same = False
+        if not same:
+            report.warn(where, f"{key} {raw!r} differs from the image's {actual}; using the image's")
+
+
+def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBuilder,
+                   report: Report) -> None:
+    where = f"{xml_name}: image {el.get('name')!r}" if el.get("name") else f"{xml_name}: image [{index}]"
+    try:
+        image_path = _image_path(builder.root, el)
+        height, width = image_size(image_path)
+        image_id = builder.add_image(image_path, height=height, width=width, source=xml_name)
+    except Skip as e:
+        report.skip(where, e)
+        return
+    _check_size(report, where, el, height, width)
+
+    instances: dict = {}  # (label, group) -> (shape indices, regions, crowd), in order of first shape
+    for i, shape in enumerate(el):
+        if shape.tag == "tag":
+            report.note("CVAT tags (image labels) left out")
+            continue
+        if shape.tag in _NO_AREA:
+            report.note(f"CVAT {shape.tag} shapes left out (no area)")
+            continue
+        label = shape.get("label")
+        try:
+            builder.check_label(label)
+            region = _region(shape, width, height)
+        except Skip as e:
+            report.skip(f"{where}: shape [{i}] <{shape.tag}> (label {label!r})", e)
+            continue
+        group = (shape.get("group_id") or "0").strip()
+        key = (label, ("shape", i) if group in ("", "0") else ("group", group))
+        indices, regions, crowd = instances.setdefault(key, ([], [], []))
+        indices.append(i)
+        regions.append(region)
+        crowd.append(_is_crowd(shape))
+    for (label, _), (indices, regions, crowd) in instances.items():
+        try:
+            _add_instance(builder, image_id, label, regions, crowd=any(crowd), height=height, width=width)
+        except Skip as e:
+            report.skip(f"{where}: shapes {indices} (label {label!r})", e)
+
+
+def _check_root(path: Path, root: ET.Element) -> list:
+    """The ``<image>`` elements of a "CVAT for images" file; ValueError when it is not one."""
+    if root.tag != "annotations":
+        raise ValueError(f"{path}: not a CVAT XML export (the root element is <{root.tag}>, "
+                         "not <annotations>)")
+    if root.find("track") is not None:
+        raise ValueError(f'{path}: a "CVAT for video 1.1" export (<track> elements), which is not converted: '
+                         'export the task from CVAT as "CVAT for images 1.1" instead')
+    version: Optional[str] = root.findtext("version")
+    if version is not None and version.strip() not in _VERSIONS:
+        raise ValueError(f"{path}: CVAT XML version {version.strip()!r}; only {' and '.join(_VERSIONS)} are "
+                         "converted")
+    return root.findall("image")
+
+
+def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report) -> None:
+    """Add the images and shapes of a CVAT for images XML file (under ``builder.root``) to ``builder``;
+    ValueError when the file as a whole cannot be read (see the module docstring)."""
+    xml_path = Path(xml_path)
+    images = _check_root(xml_path, parse_xml(xml_path))
+    xml_name = builder.relative(xml_path)
+    for index, el in enumerate(images):
+        _convert_image(el, index, xml_name=xml_name, builder=builder, report=report)

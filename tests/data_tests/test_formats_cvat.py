@@ -1,0 +1,297 @@
+"""convert-data --from cvat: "CVAT for images 1.1" XML exports — polygons, (rotated) boxes, ellipses, RLE
+masks decoded pixel-wise, groups, crowd regions, where images are found, and every bad record or file
+named and counted."""
+
+import json
+import math
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.formats.common import Skip
+from maskrcnn.data.formats.cvat import decode_cvat_rle
+
+H, W = 32, 48
+
+
+def _convert(src, out, *options):
+    return main(["convert-data", "--from", "cvat", str(src), "--output", str(out), *options])
+
+
+def _png(path, size=(H, W)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), 90, np.uint8)).save(path)
+
+
+def _cvat_rle(patch):
+    """A (h, w) bool patch as CVAT writes it: runs row by row, starting with a run of 0s (maybe empty).
+    Written here from the format's description, independently of the converter."""
+    runs, value, n = [], False, 0
+    for v in patch.reshape(-1).tolist():
+        if v == value:
+            n += 1
+        else:
+            runs.append(n)
+            value, n = v, 1
+    runs.append(n)
+    return ", ".join(str(r) for r in runs)
+
+
+def _xml(images, *, meta=True):
+    head = '<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n'
+    if meta:
+        head += "  <meta><task><name>t</name><labels><label><name>cat</name></label></labels></task></meta>\n"
+    return head + "".join(images) + "</annotations>\n"
+
+
+def _image(name, shapes, size=(H, W), extra=""):
+    return (f'  <image id="0" name="{name}" width="{size[1]}" height="{size[0]}"{extra}>\n'
+            + "".join(f"    {s}\n" for s in shapes) + "  </image>\n")
+
+
+def _mask_of(segmentation, size=(H, W)):
+    if isinstance(segmentation, dict):
+        return mask_utils.decode(segmentation) > 0
+    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, *size))) > 0
+
+
+PATCH = np.array([[0, 1, 1, 0, 0],
+                  [1, 1, 1, 1, 0],
+                  [0, 0, 1, 1, 1],
+                  [0, 0, 0, 0, 1]], bool)  # fmt: skip
+
+
+def _export(src):
+    """A task export as CVAT's zip lays it out: annotations.xml and images/."""
+    _png(src / "images" / "a.png")
+    _png(src / "images" / "b.png", size=(20, 30))
+    full = np.ones((3, 2), bool)  # starts with 1s: the rle begins with an empty run of 0s
+    shapes_a = [
+        '<polygon label="cat" source="manual" occluded="0" '
+        'points="2.00,2.00;10.00,2.00;10.00,8.00;2.00,8.00" z_order="0" group_id="1"></polygon>',
+        '<box label="cat" occluded="0" xtl="12" ytl="2" xbr="16" ybr="6" z_order="1" group_id="1">'
+        '<attribute name="color">black</attribute></box>',
+        '<box label="dog" occluded="0" xtl="0" ytl="20" xbr="4" ybr="24" group_id="1"></box>',  # its own
+        '<box label="dog" xtl="10" ytl="10" xbr="30" ybr="14" rotation="30.00"></box>',
+        '<ellipse label="dog" cx="40" cy="24" rx="4" ry="2" rotation="90"></ellipse>',
+        f'<mask label="bird" rle="{_cvat_rle(PATCH)}" left="3" top="20" width="5" height="4"></mask>',
+        f'<mask label="bird" rle="{_cvat_rle(full)}" left="44" top="0" width="2" height="3" group_id="7">'
+        '</mask>',
+        '<polygon label="bird" points="30,0;34,0;34,4" group_id="7"></polygon>',
+        '<box label="cat" xtl="20" ytl="26" xbr="30" ybr="30">'
+        '<attribute name="is_crowd">true</attribute></box>',
+        '<polyline label="cat" points="1,1;5,5"></polyline>',
+        '<points label="cat" points="1,1"></points>',
+        '<tag label="indoor" source="manual"></tag>',
+    ]
+    shapes_b = ['<polygon label="猫" points="0,0;6,0;6,5;0,5"></polygon>']
+    (src / "annotations.xml").write_text(
+        _xml([_image("a.png", shapes_a), _image("b.png", shapes_b, size=(20, 30))]), encoding="utf-8")
+
+
+def test_cvat_export_round_trip(tmp_path, capsys):
+    src, out = tmp_path / "export", tmp_path / "out" / "coco.json"
+    _export(src)
+    assert _convert(src, out) == 0
+    captured = capsys.readouterr()
+    coco = json.loads(out.read_text(encoding="utf-8"))
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert sorted(names.values()) == ["bird", "cat", "dog", "猫"]
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("images/a.png", H, W), ("images/b.png", 20, 30)]
+    anns = [(names[a["category_id"]], a) for a in coco["annotations"]]
+    assert [(n, a["image_id"], a["iscrowd"]) for n, a in anns] == [
+        ("cat", 1, 0), ("dog", 1, 0), ("dog", 1, 0), ("dog", 1, 0), ("bird", 1, 0), ("bird", 1, 0),
+        ("cat", 1, 1), ("猫", 2, 0)]
+    masks = [_mask_of(a["segmentation"], (20, 30) if a["image_id"] == 2 else (H, W)) for _, a in anns]
+
+    # Group 1 of cat: a polygon and a box as one instance; the dog in group 1 is its own instance.
+    expected = np.zeros((H, W), bool)
+    expected[2:8, 2:10] = expected[2:6, 12:16] = True
+    assert (masks[0] == expected).all()
+    assert anns[1][1]["bbox"] == [0.0, 20.0, 4.0, 4.0]
+
+    # The box turned 30 degrees clockwise on screen about its centre (20, 12), as CVAT turns it: its
+    # first corner (10, 10) goes to centre + R(30) (-10, -2).
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    first = [round(20 + (-10 * c + 2 * s), 2), round(12 + (-10 * s - 2 * c), 2)]
+    assert anns[2][1]["segmentation"][0][:2] == first
+    # The ellipse (rx 4, ry 2) turned a quarter: 4 wide (x 38..42), 8 high (y 20..28).
+    assert anns[3][1]["bbox"] == [38.0, 20.0, 4.0, 8.0] and abs(anns[3][1]["area"] - math.pi * 8) < 3
+
+    # The RLE mask, pixel by pixel: PATCH with its top-left pixel at column 3, row 20.
+    expected = np.zeros((H, W), bool)
+    expected[20:24, 3:8] = PATCH
+    assert (masks[4] == expected).all() and anns[4][1]["area"] == int(PATCH.sum())
+    # A mask and a polygon in one group: one RLE instance, the union of both.
+    expected = np.zeros((H, W), bool)
+    expected[0:3, 44:46] = True
+    expected |= _mask_of([[30, 0, 34, 0, 34, 4]])
+    assert isinstance(anns[5][1]["segmentation"], dict) and (masks[5] == expected).all()
+    # is_crowd: a crowd region, written as RLE.
+    expected = np.zeros((H, W), bool)
+    expected[26:30, 20:30] = True
+    assert isinstance(anns[6][1]["segmentation"], dict) and (masks[6] == expected).all()
+    assert masks[7].sum() == 30
+
+    err = captured.err
+    assert "notes: 1 CVAT points shapes left out (no area), 1 CVAT polyline shapes left out (no area), " \
+           "1 CVAT tags (image labels) left out" in err
+    assert "skipped 0 record(s)" in err
+    assert f"use --train-images {src}" in captured.out
+
+    # Training reads it: every instance decodes, nothing skipped.
+    dataset = CocoDataset(json_path=out, image_dir=src)
+    assert dataset.skipped == {} and len(dataset) == 2
+    image, target = dataset[1]
+    assert image.shape == (3, 20, 30) and target["masks"].sum() == 30
+
+
+def test_cvat_rle_decoding_and_clipping():
+    patch = decode_cvat_rle(_cvat_rle(PATCH), left=3, top=20, width=5, height=4, image_width=W,
+                            image_height=H)
+    assert (patch.top, patch.left) == (20, 3) and (patch.patch == PATCH).all()
+    # Partly outside the image on every side: only the inside part is kept, in place.
+    big = np.random.default_rng(0).random((40, 60)) > 0.5
+    got = decode_cvat_rle(_cvat_rle(big), left=-5, top=-3, width=60, height=40, image_width=W, image_height=H)
+    assert (got.top, got.left) == (0, 0) and (got.patch == big[3:3 + H, 5:5 + W]).all()
+    # A huge box far outside the image costs its runs, not its area.
+    got = decode_cvat_rle("0, 10000000000", left=-50_000, top=-50_000, width=100_000, height=100_000,
+                          image_width=W, image_height=H)
+    assert got.patch.shape == (H, W) and got.patch.all()
+    for text, box, message in [
+        ("1, 2, 3", (0, 0, 5, 4), "rle runs cover 6 pixels, the 5x4 box 20"),
+        ("1, x, 3", (0, 0, 5, 4), "is not comma-separated whole numbers"),
+        ("25, -5", (0, 0, 5, 4), "negative run length"),
+        ("0, 99999999999999999999999", (0, 0, 5, 4), "has a run longer than any box"),
+        ("20", (0, 0, 5, 4), "covers no pixel"),
+        ("0, 20", (W, 0, 5, 4), "outside the 48x32 image"),
+        ("0", (0, 0, 0, 4), "mask box is 0x4 pixels"),
+    ]:
+        with pytest.raises(Skip, match=message):
+            left, top, width, height = box
+            decode_cvat_rle(text, left=left, top=top, width=width, height=height, image_width=W,
+                            image_height=H)
+
+
+def test_cvat_bad_records_are_named_counted_and_skipped(tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "a.png")  # beside the XML file, not under images/
+    _png(src / "sub" / "c.png")
+    shapes = [
+        '<polygon label="cat" points="1,1;9,1;9,9;1,9"></polygon>',  # converted
+        '<polygon label="cat"></polygon>',
+        '<polygon label="cat" points="1,1;9,x;9,9"></polygon>',
+        '<polygon label="cat" points="1,1;9,1;9"></polygon>',
+        '<polygon label="cat" points="1,1;9,1"></polygon>',
+        '<box label="cat" xtl="1" ytl="1" xbr="nan" ybr="4"></box>',
+        '<box label="cat" xtl="1" ytl="1" ybr="4"></box>',
+        '<ellipse label="cat" cx="1" cy="1" rx="abc" ry="4"></ellipse>',
+        '<mask label="cat" rle="1, 2, 3" left="0" top="0" width="5" height="4"></mask>',
+        '<mask label="cat" rle="0, 20" left="0" top="0" width="5.5" height="4"></mask>',
+        '<mask label="cat" rle="0, 20" left="-2" top="30" width="5" height="4"></mask>',  # clipped: 3x2 kept
+        '<box label="cat" xtl="60" ytl="40" xbr="70" ybr="50"></box>',
+        '<box xtl="1" ytl="1" xbr="4" ybr="4"></box>',
+        '<box label="dog" xtl="1" ytl="1" xbr="4" ybr="4"></box>',
+        '<cuboid label="cat" xtl1="0"></cuboid>',
+    ]
+    (src / "annotations.xml").write_text(_xml([
+        _image("a.png", shapes, size=(H + 1, W)),  # a wrong height: warned about, the file's is used
+        _image("sub/c.png", ['<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>']),  # a relative path
+        _image("missing.png", ['<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>']),
+        _image("a.png", ['<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>']),  # a second time
+        '  <image id="9" width="4" height="4"></image>\n',
+    ]), encoding="utf-8")
+    assert _convert(src / "annotations.xml", out, "--classes", "cat") == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.png", "sub/c.png"]
+    assert [(a["image_id"], a["bbox"], a["area"]) for a in coco["annotations"]] == [
+        (1, [1.0, 1.0, 8.0, 8.0], 64), (1, [0.0, 30.0, 3.0, 2.0], 6), (2, [0.0, 0.0, 3.0, 3.0], 9)]
+    where = "annotations.xml: image 'a.png': shape "
+    for line in (
+        where + "[1] <polygon> (label 'cat'): <polygon> has no 'points' attribute; skipped",
+        where + "[2] <polygon> (label 'cat'): <polygon> points '1,1;9,x;9,9' are not numbers",
+        where + "[3] <polygon> (label 'cat'): <polygon> points '1,1;9,1;9' are not x,y pairs",
+        where + "[4] <polygon> (label 'cat'): polygon has 2 point(s)",
+        where + "[5] <box> (label 'cat'): <box> 'xbr' contain NaN or infinite values",
+        where + "[6] <box> (label 'cat'): <box> has no 'xbr' attribute",
+        where + "[7] <ellipse> (label 'cat'): <ellipse> 'rx' is 'abc', not a number",
+        where + "[8] <mask> (label 'cat'): rle runs cover 6 pixels, the 5x4 box 20",
+        where + "[9] <mask> (label 'cat'): <mask> 'width' is '5.5', not a whole number of pixels",
+        where + "[11] <box> (label 'cat'): polygon lies outside the 48x32 image",
+        where + "[12] <box> (label None): label None is not a non-empty string",
+        where + "[13] <box> (label 'dog'): label 'dog' is not one of the classes ['cat']",
+        "annotations.xml: image 'a.png': warning: height '33' differs from the image's 32; using the image's",
+        "annotations.xml: image 'missing.png': image ",
+        "annotations.xml: image 'a.png': image a.png was converted already, from annotations.xml; skipped",
+        "annotations.xml: image [4]: <image> has no 'name' attribute; skipped",
+        "notes: 1 CVAT cuboid shapes left out (no area), 1 warnings",
+        "skipped 15 record(s): 1 bad_coordinates, 1 bad_image, 1 bad_mask, 6 bad_shape, 1 duplicate_image, "
+        "1 empty_mask, 1 few_points, 1 missing_image, 1 missing_label, 1 unknown_label",
+    ):
+        assert line in err, line
+    assert CocoDataset(json_path=out, image_dir=src).skipped == {}
+
+
+def test_cvat_image_lookup(tmp_path):
+    """Project exports (images/<subset>/), a video task's frames (named without their .PNG), a name
+    given as a path relative to the XML file's folder, and the folder holding one .xml file of another
+    name."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "Train" / "p.png")
+    _png(src / "images" / "frame_000003.PNG")
+    _png(src / "pics" / "q.png")
+    box = '<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>'
+    (src / "task_1.xml").write_text(_xml([
+        _image("p.png", [box], extra=' subset="Train"'),
+        _image("frame_000003", [box]),
+        _image("pics/q.png", [box]),
+    ]))
+    assert _convert(src, out) == 0
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == [
+        "images/Train/p.png", "images/frame_000003.PNG", "pics/q.png"]
+    assert len(coco["annotations"]) == 3
+
+
+@pytest.mark.parametrize("text, message", [
+    ('<?xml version="1.0"?>\n<annotations>\n  <image id="0" name="a.png">\n  </imag>\n</annotations>\n',
+     "annotations.xml: line 4, column 4: not well-formed XML (mismatched tag)"),
+    ('<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>\n'
+     "<annotations>&b;</annotations>\n",
+     "annotations.xml: has a DOCTYPE declaration (refused"),
+    ('<?xml version="1.0"?>\n<!DOCTYPE a SYSTEM "file:///etc/passwd">\n<annotations/>\n',
+     "annotations.xml: has a DOCTYPE declaration (refused"),
+    ('<annotations><version>1.1</version><meta/><track id="0" label="cat" source="manual">'
+     '<box frame="0" outside="0" occluded="0" keyframe="1" xtl="1" ytl="1" xbr="5" ybr="5"/></track>'
+     '</annotations>',
+     'a "CVAT for video 1.1" export (<track> elements), which is not converted: export the task from CVAT '
+     'as "CVAT for images 1.1" instead'),
+    ("<dataset><image name='a.png'/></dataset>", "not a CVAT XML export (the root element is <dataset>"),
+    ("<annotations><version>2.0</version></annotations>", "CVAT XML version '2.0'; only 1.0 and 1.1 are"),
+])
+def test_cvat_unreadable_files_are_one_line_errors(tmp_path, capsys, text, message):
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "a.png")
+    (src / "annotations.xml").write_text(text)
+    assert _convert(src, out) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+
+
+def test_cvat_source_and_options(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _convert(tmp_path / "empty", tmp_path / "o.json") == 1
+    assert "empty: no annotations.xml in the folder (no .xml file)" in capsys.readouterr().err
+    assert _convert(tmp_path / "empty", tmp_path / "o.json", "--split", "val") == 1
+    err = capsys.readouterr().err
+    assert "--split applies to --from cityscapes" in err and "not cvat" in err
+    (tmp_path / "empty" / "annotations.xml").write_text(_xml([]))
+    assert _convert(tmp_path / "empty", tmp_path / "o.json") == 1
+    assert "no image could be converted" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
