@@ -20,16 +20,17 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, TextIO
+from typing import Iterable, NamedTuple, Optional, Sequence, TextIO
 
 import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image, UnidentifiedImageError
 
-from maskrcnn.data.mask_codec import segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
-__all__ = ["CocoBuilder", "Report", "Skip", "image_size", "json_files", "read_json", "write_json"]
+__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "read_json",
+           "write_json"]
 
 _EXIF_ORIENTATION = 0x0112
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
@@ -132,6 +133,15 @@ def _rle_json(rle: dict) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+class MaskPatch(NamedTuple):
+    """A mask shape's pixels inside the image: ``patch`` (h, w) bool with its top-left pixel at (top,
+    left). Kept this small until its instance is written (an image may hold hundreds of SAM masks)."""
+
+    top: int
+    left: int
+    patch: np.ndarray
+
+
 class CocoBuilder:
     """COCO instance JSON under construction.
 
@@ -201,6 +211,23 @@ class CocoBuilder:
             raise Skip("bad_mask", f"mask is {mask.shape}, the image {self._sizes[image_id]}")
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         return self._add(image_id, label, _rle_json(rle), rle, iscrowd)
+
+    def add_regions(self, image_id: int, label: str, regions: Sequence, *, iscrowd: bool = False):
+        """An instance drawn as several regions, each a COCO polygon inside the image (a list) or a
+        ``MaskPatch``: written as polygons when all are polygons and it is no crowd region, else as one
+        RLE mask of their union."""
+        polygons = [r for r in regions if not isinstance(r, MaskPatch)]
+        if len(polygons) == len(regions) and not iscrowd:
+            return self.add_polygons(image_id, label, polygons)
+        height, width = self._sizes[image_id]
+        mask = np.zeros((height, width), dtype=bool)
+        for r in regions:
+            if isinstance(r, MaskPatch):
+                h, w = r.patch.shape
+                mask[r.top:r.top + h, r.left:r.left + w] |= r.patch
+        if polygons:
+            mask |= annotation_to_mask(polygons, height, width).numpy() > 0
+        return self.add_mask(image_id, label, mask, iscrowd=iscrowd)
 
     def category_ids(self) -> dict:
         if self.fixed is not None:

@@ -45,15 +45,14 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
+from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size
 from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
-from maskrcnn.data.mask_codec import annotation_to_mask
 
-__all__ = ["ANNOTATIONS_FILE", "MaskPatch", "cvat_file", "decode_cvat_rle", "parse_xml", "read_cvat"]
+__all__ = ["ANNOTATIONS_FILE", "cvat_file", "decode_cvat_rle", "parse_xml", "read_cvat"]
 
 ANNOTATIONS_FILE = "annotations.xml"
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
@@ -158,15 +157,6 @@ def _rotation(el: ET.Element) -> float:
     return _float(el, "rotation") if el.get("rotation") is not None else 0.0
 
 
-class MaskPatch(NamedTuple):
-    """A mask shape's pixels inside the image: ``patch`` (h, w) bool with its top-left pixel at (top,
-    left). Kept this small until its instance is written (an image may hold hundreds of masks)."""
-
-    top: int
-    left: int
-    patch: np.ndarray
-
-
 def decode_cvat_rle(text: str, *, left: int, top: int, width: int, height: int, image_width: int,
                     image_height: int) -> MaskPatch:
     """CVAT's mask code (see the module docstring) -> the part of the mask inside the image, or Skip.
@@ -239,24 +229,6 @@ def _is_crowd(el: ET.Element) -> bool:
                for a in el.findall("attribute"))
 
 
-def _add_instance(builder: CocoBuilder, image_id: int, label: str, regions: list, *, crowd: bool,
-                  height: int, width: int) -> None:
-    """One instance from its shapes' regions: COCO polygons, or one RLE mask when a region is a mask
-    or the instance is a crowd region."""
-    polygons = [r for r in regions if not isinstance(r, MaskPatch)]
-    if len(polygons) == len(regions) and not crowd:
-        builder.add_polygons(image_id, label, polygons)
-        return
-    mask = np.zeros((height, width), dtype=bool)
-    for r in regions:
-        if isinstance(r, MaskPatch):
-            h, w = r.patch.shape
-            mask[r.top:r.top + h, r.left:r.left + w] |= r.patch
-    if polygons:  # clipped by to_coco_polygon
-        mask |= annotation_to_mask(polygons, height, width).numpy() > 0
-    builder.add_mask(image_id, label, mask, iscrowd=crowd)
-
-
 def _image_path(root: Path, el: ET.Element) -> Path:
     """The file an ``<image>`` names (see the module docstring for where it is looked for)."""
     name = (el.get("name") or "").replace("\\", "/")
@@ -317,7 +289,7 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         crowd.append(_is_crowd(shape))
     for (label, _), (indices, regions, crowd) in instances.items():
         try:
-            _add_instance(builder, image_id, label, regions, crowd=any(crowd), height=height, width=width)
+            builder.add_regions(image_id, label, regions, iscrowd=any(crowd))
         except Skip as e:
             report.skip(f"{where}: shapes {indices} (label {label!r})", e)
 

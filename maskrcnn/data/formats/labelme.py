@@ -27,15 +27,14 @@ import base64
 import binascii
 import io
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.checkpoint import atomic_write_bytes
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size, read_json
 from maskrcnn.data.formats.geometry import as_points, circle_points, rectangle_points, to_coco_polygon
-from maskrcnn.data.mask_codec import annotation_to_mask
 
 __all__ = ["IGNORE_LABEL", "read_labelme"]
 
@@ -72,16 +71,7 @@ def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path) 
     raise Skip("missing_image", f"image {missing} not found and the file has no imageData")
 
 
-class _MaskPatch(NamedTuple):
-    """A mask shape's pixels: ``patch`` (h, w) bool with its top-left pixel at (top, left) of the image.
-    Kept this small until its instance is written (an image may hold hundreds of SAM masks)."""
-
-    top: int
-    left: int
-    patch: np.ndarray
-
-
-def _shape_mask(shape: dict, points: np.ndarray, width: int, height: int) -> _MaskPatch:
+def _shape_mask(shape: dict, points: np.ndarray, width: int, height: int) -> MaskPatch:
     """A ``mask`` shape: its PNG on the pixels x1..x2, y1..y2 of its two points (truncated to integers,
     as labelme does), clipped to the image; or Skip."""
     if len(points) != 2:
@@ -107,11 +97,11 @@ def _shape_mask(shape: dict, points: np.ndarray, width: int, height: int) -> _Ma
     patch = patch[top - y1:bottom - y1, left - x1:right - x1] if top < bottom and left < right else patch[:0]
     if not patch.any():
         raise Skip("empty_mask", f"mask lies outside the {width}x{height} image or covers no pixel")
-    return _MaskPatch(top, left, patch)
+    return MaskPatch(top, left, patch)
 
 
 def _shape_region(shape: dict, width: int, height: int):
-    """One shape -> one COCO polygon clipped to the image (a list) or a ``_MaskPatch``; or Skip."""
+    """One shape -> one COCO polygon clipped to the image (a list) or a ``MaskPatch``; or Skip."""
     shape_type = shape.get("shape_type") or "polygon"  # files of labelme < 3 have no shape_type
     points = as_points(shape.get("points"))
     if shape_type == "polygon" or (shape_type == "rectangle" and len(points) == 4):
@@ -128,23 +118,6 @@ def _shape_region(shape: dict, width: int, height: int):
         return to_coco_polygon(circle_points(cx, cy, radius), width, height)
     raise Skip("unsupported_shape", f"shape_type {shape_type!r} is not converted "
                                     "(only polygon, rectangle, circle, mask)")
-
-
-def _add_instance(builder: CocoBuilder, image_id: int, label: str, regions: list, *, height: int,
-                  width: int) -> None:
-    """One instance from its shapes' regions: COCO polygons, or one mask when a region is a mask."""
-    polygons = [r for r in regions if not isinstance(r, _MaskPatch)]
-    if len(polygons) == len(regions):
-        builder.add_polygons(image_id, label, polygons)
-        return
-    mask = np.zeros((height, width), dtype=bool)
-    for r in regions:
-        if isinstance(r, _MaskPatch):
-            h, w = r.patch.shape
-            mask[r.top:r.top + h, r.left:r.left + w] |= r.patch
-    if polygons:  # clipped by to_coco_polygon
-        mask |= annotation_to_mask(polygons, height, width).numpy() > 0
-    builder.add_mask(image_id, label, mask)
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path) -> None:
@@ -181,7 +154,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
         regions.append(region)
     for (label, _), (indices, regions) in instances.items():
         try:
-            _add_instance(builder, image_id, label, regions, height=height, width=width)
+            builder.add_regions(image_id, label, regions)
         except Skip as e:
             report.skip(f"{name}: shapes{indices} (label {label!r})", e)
 
