@@ -22,7 +22,7 @@ _HELP = {
     "predict": "run a checkpoint on images, write predictions.json and overlays",
     "demo": "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)",
     "convert": "convert a torchvision or detectron2 checkpoint into this library's format",
-    "convert-data": "convert Cityscapes, LabelMe or VIA annotations into COCO instance JSON",
+    "convert-data": "convert Cityscapes, LabelMe, VIA or Label Studio annotations into COCO instance JSON",
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
     "export": "export a checkpoint (ONNX, TorchScript-free)",
     "benchmark": "time inference of a checkpoint",

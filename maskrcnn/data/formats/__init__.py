@@ -1,7 +1,8 @@
 """Readers of annotation formats other than COCO, each writing COCO instances through one builder.
 
-``cityscapes`` (the official gtFine layout), ``labelme`` (one JSON file per image) and ``via`` (VGG Image
-Annotator 1 / 2 exports and projects) fill a ``common.CocoBuilder`` and report every record they cannot
+``cityscapes`` (the official gtFine layout), ``labelme`` (one JSON file per image), ``via`` (VGG Image
+Annotator 1 / 2 exports and projects) and ``labelstudio`` (Label Studio's JSON and JSON-MIN exports; its
+brush RLE decoded by ``labelstudio_rle``) fill a ``common.CocoBuilder`` and report every record they cannot
 convert in a ``common.Report``; ``geometry`` turns the tools' shapes into COCO polygons clipped to the
 image. ``maskrcnn convert-data`` drives them.
 """
