@@ -1,5 +1,5 @@
-"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA, CVAT or Pascal VOC annotations -> one COCO
-instance JSON file.
+"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA, CVAT, Label Studio or Pascal VOC annotations
+-> one COCO instance JSON file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
@@ -8,10 +8,14 @@ instance JSON file.
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
     maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--classes a,b,c]
                           (file_name relative to the XML file's folder)
+    maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
+                          [--classes a,b,c]
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
-through ``..``. LabelMe images that exist only inside their JSON file (``imageData``) are written to
+through ``..``. Label Studio exports name their images by URL: they are looked for under ``--images``
+(default: the export's folder), and ``file_name`` is relative to that folder. LabelMe images that exist
+only inside their JSON file (``imageData``) are written to
 ``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
 
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
@@ -33,7 +37,7 @@ from pathlib import Path
 
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
-FORMATS = ("cityscapes", "labelme", "via", "cvat", "voc")
+FORMATS = ("cityscapes", "labelme", "via", "cvat", "labelstudio", "voc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/; "
                              "LabelMe / VIA: a folder (searched recursively for .json "
                              "files) or one JSON file (VIA: or its CSV export); CVAT: its XML export "
-                             "(annotations.xml) or the folder holding it")
+                             "(annotations.xml) or the folder holding it; Label Studio: its JSON or JSON-MIN "
+                             "export")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
     parser.add_argument("--split", default=None,
                         help="cityscapes: the split to convert (default: train); voc: the names in "
@@ -55,16 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="via: the class of regions without a class attribute (default when no region "
                              "has any attribute: 'object')")
     parser.add_argument("--classes", default=None, metavar="A,B,C",
-                        help="labelme / via / cvat / voc: the categories, in id order from 1 (voc: the "
-                             "names of the class indices 1..N); other labels are reported "
-                             "and skipped (default: the labels found, sorted by name)")
+                        help="labelme / via / cvat / labelstudio / voc: the categories, in id order from 1 "
+                             "(voc: the names of the class indices 1..N); other labels are reported and "
+                             "skipped (default: the labels found, sorted by name)")
+    parser.add_argument("--images", default=None, metavar="FOLDER",
+                        help="labelstudio: the folder (searched recursively) holding the tasks' images "
+                             "(default: the export's folder); file_name values are relative to it")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
     applies = {"split": ("cityscapes", "voc"), "class_attribute": ("via",), "class_name": ("via",),
-               "classes": ("labelme", "via", "cvat", "voc")}
+               "classes": ("labelme", "via", "cvat", "labelstudio", "voc"),
+               "images": ("labelstudio",)}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -112,6 +121,16 @@ def _convert(args, out: Path, report):
         read_cvat(xml_path, builder=builder, report=report)
         return builder
     root, files = json_files(src, exclude=[out])
+    if args.source_format == "labelstudio":
+        from maskrcnn.data.formats.labelstudio import read_labelstudio
+
+        images = Path(args.images) if args.images is not None else root
+        if not images.is_dir():
+            raise FileNotFoundError(f"--images {images}: no such folder")
+        categories = _fixed_categories(args.classes)
+        builder = CocoBuilder(root=images, categories=categories, description=description)
+        read_labelstudio(files, builder=builder, report=report, images=images, names_from=root)
+        return builder
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
     if args.source_format == "labelme":
         from maskrcnn.data.formats.labelme import read_labelme

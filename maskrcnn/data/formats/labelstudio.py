@@ -1,0 +1,398 @@
+"""Label Studio exports ("JSON" and "JSON-MIN") -> COCO instances.
+
+Read:
+- JSON: a list of tasks ``{"id", "data": {"image": URL}, "annotations": [{"result": [...],
+  "was_cancelled", "ground_truth"}], "predictions": [...]}``; a file holding one task object (cloud
+  target storage writes one per task) is read as a list of one. A result is ``{"type", "value": {...,
+  "<type>": [labels]}, "original_width", "original_height", "image_rotation", "id"}``.
+- JSON-MIN: a list of flat records, one per annotation: the task's data fields (``"image"``), ``"id"``
+  and, under each control's name (often "label", but any), a list of regions: the result's ``value``
+  with ``original_width`` / ``original_height`` merged in. The region lists are found as the list-valued
+  fields whose items carry a ``*labels`` key.
+
+Rules:
+- Coordinates are percent (0..100) of the image's width and height, so they are scaled by the size of
+  the image file itself; an ``original_width`` / ``original_height`` that differs only causes a warning
+  (a missing one is fine). A shape reaching more than 10% of the image past its border is skipped (the
+  coordinates are likely pixels, say pre-annotations imported unscaled); a shape a little past it is
+  clipped to the image.
+- ``polygonlabels`` (``points`` [[x, y], ...]), ``rectanglelabels`` (``x``, ``y`` the top-left corner,
+  ``width``, ``height``, ``rotation`` degrees clockwise around that corner) and ``ellipselabels``
+  (``x``, ``y`` the centre, ``radiusX``, ``radiusY``, ``rotation`` around the centre) become COCO
+  polygons; ``brushlabels`` (``"format": "rle"``: see ``labelstudio_rle``) a mask written as RLE, which
+  must be exactly ``original_height`` x ``original_width`` (default: the image's size). A ``labels``
+  result (a ``<Labels>`` control beside a ``<Rectangle>``, ``<Polygon>``... tag) is the shape its value
+  holds.
+- Labels: a result's label list must hold one label; with ``--classes``, labels outside them are dropped
+  first (so ["cat", "occluded"] with --classes cat is a cat). Several left: skipped as ambiguous (no class
+  is more right than another).
+- Annotations: the task's annotation marked ``ground_truth``, else its first one; cancelled (skipped)
+  annotations are left out. A task with several annotations is counted in the notes. Predictions (model
+  output) are never converted: a task with predictions and no annotation is skipped and counted. In
+  JSON-MIN, where each annotation is a record of its own, the first record of a task id is taken.
+- Images: ``data.image`` (else the one data field that looks like an image's URL or path) names the
+  file; it is looked for under ``images`` (default: the export's folder): a ``/data/local-files/?d=PATH``
+  URL at PATH, then any URL's or path's file name (URL-decoded: %20 is a space) in ``images`` and in its
+  subfolders; Label Studio stores uploads as ``<8 hex>-<name>`` (``/data/upload/3/5f2c1a3b-photo.jpg``),
+  so ``photo.jpg`` is tried next. A name found twice in the subfolders is skipped as ambiguous. A task
+  without an image, or whose image is not found, is skipped, naming the task id.
+- Left out and counted in the notes: results without labels, classification and text results (choices,
+  textarea, rating, ...), keypoints, relations. Skipped as errors: a result on an image Label Studio
+  showed turned (``image_rotation`` not 0: its coordinates are of the turned view, not the file), a
+  brush whose RLE is corrupt, unknown shapes.
+An annotated task with no region left is kept as an image without instances (a negative example).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional, Sequence
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, to_coco_polygon
+from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
+
+__all__ = ["read_labelstudio"]
+
+_SHAPE_TYPES = ("polygonlabels", "rectanglelabels", "ellipselabels", "brushlabels", "labels")
+_POINT_TYPES = ("keypointlabels", "keypoint")
+_UNLABELLED_TYPES = ("polygon", "rectangle", "ellipse", "brush")
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")  # Label Studio's "<uuid4 hex[:8]>-" on uploads
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+_OUTSIDE_MARGIN = 0.10  # of the image size: further past the border is not a slip of the mouse
+
+
+class _ImageFinder:
+    """Finds a task's image under one folder; the file names below it are listed once, when needed."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._index: Optional[dict] = None
+
+    def _by_name(self) -> dict:
+        if self._index is None:
+            index = defaultdict(list)
+            for folder, _, files in os.walk(self.root):
+                for name in files:
+                    index[name].append(Path(folder) / name)
+            self._index = index
+        return self._index
+
+    def find(self, reference: str) -> Path:
+        relative, name = _parse_reference(reference)
+        source = _short(reference)
+        if relative and (self.root / relative).is_file():
+            return self.root / relative
+        match = _UPLOAD_PREFIX.match(name)
+        for candidate in [name] + ([match.group(1)] if match else []):
+            if (self.root / candidate).is_file():
+                return self.root / candidate
+            found = self._by_name().get(candidate, [])
+            if len(found) > 1:
+                listing = ", ".join(p.relative_to(self.root).as_posix() for p in sorted(found)[:3])
+                raise Skip("ambiguous_image", f"image {candidate!r} (from {source!r}) is in several folders "
+                                              f"under {self.root}: {listing}")
+            if found:
+                return found[0]
+        raise Skip("missing_image", f"image {name!r} (from {source!r}) not found under {self.root}")
+
+
+def _short(reference: str, limit: int = 100) -> str:
+    """A reference fit for a message (a data: URI holds the whole image)."""
+    return reference if len(reference) <= limit else reference[:limit] + "..."
+
+
+def _parse_reference(reference: str) -> tuple:
+    """(path relative to the images folder or None, file name) of a task's image URL or path."""
+    text = reference.strip().replace("\\", "/")
+    parts = urlsplit(text)
+    if parts.path.startswith("/data/local-files"):  # local storage: ?d=<path below the document root>
+        # unquote, not parse_qs: that would read a '+' in a file name as a space
+        given = [unquote(p[2:]) for p in parts.query.split("&") if p.startswith("d=")]
+        relative = given[0].lstrip("/") if given else ""
+        return relative or None, Path(relative).name
+    if len(parts.scheme) > 1 or parts.path.startswith("/data/"):  # 1: a Windows drive letter
+        return None, Path(unquote(parts.path)).name  # http(s), s3, gs, azure-blob, /data/upload/<project>/
+    name = Path(unquote(text)).name
+    return unquote(text).lstrip("/"), name
+
+
+def _image_reference(data: dict) -> str:
+    """The task's image URL: ``data["image"]``, else its one field that looks like an image's."""
+    value = data.get("image")
+    if isinstance(value, str) and value.strip():
+        return value
+    candidates = [v for k, v in data.items() if k not in ("annotator", "created_at", "updated_at")
+                  and isinstance(v, str) and urlsplit(v.strip()).path.lower().endswith(_IMAGE_SUFFIXES)]
+    if len(candidates) == 1:
+        return candidates[0]
+    found = f" ({len(candidates)} fields look like image paths)" if candidates else ""
+    raise Skip("no_image", f"the task has no 'image' in its data{found}")
+
+
+def _region_kind(result_type, value: dict) -> Optional[str]:
+    """polygon, rectangle, ellipse or brush from a result's type and, for a plain ``labels`` result or a
+    JSON-MIN region (no type), the geometry its value holds; None when it holds no shape."""
+    kind = {"polygonlabels": "polygon", "rectanglelabels": "rectangle", "ellipselabels": "ellipse",
+            "brushlabels": "brush", **{t: t for t in _UNLABELLED_TYPES}}.get(result_type)
+    if kind:
+        return kind
+    if "points" in value:
+        return "polygon"
+    if "rle" in value or "format" in value:
+        return "brush"
+    if "radiusX" in value or "radiusY" in value:
+        return "ellipse"
+    if "width" in value and "height" in value:
+        return "rectangle"
+    if "x" in value and "y" in value:
+        return "keypoint"
+    return None
+
+
+def _has_labels_key(value: dict) -> bool:
+    return any(isinstance(k, str) and k.endswith("labels") for k in value)
+
+
+def _labels(value: dict, result_type) -> Optional[list]:
+    """The label list of a value: under its type's key, else under the one key ending in 'labels'."""
+    if result_type in value:
+        return value[result_type]
+    keys = [k for k in value if isinstance(k, str) and k.endswith("labels")]
+    return value[keys[0]] if len(keys) == 1 else None
+
+
+def _pick_label(labels, builder: CocoBuilder) -> str:
+    labels = [labels] if isinstance(labels, str) else labels
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise Skip("bad_label", f"labels {labels!r} must be a list of names")
+    if builder.fixed is not None and len(labels) > 1:
+        labels = [x for x in labels if x in builder.fixed] or labels
+    if len(labels) > 1:
+        raise Skip("ambiguous_label", f"the region has several labels {labels}; one class per instance "
+                                      "(--classes keeps only the listed ones)")
+    return builder.check_label(labels[0])
+
+
+def _size(value: dict, key: str):
+    v = value.get(key)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def _points(kind: str, value: dict, width: int, height: int) -> np.ndarray:
+    """A shape's value (percent) -> (P, 2) pixel points; Skip when a field is missing or wrong."""
+    sx, sy = width / 100.0, height / 100.0
+    if kind == "polygon":
+        points = as_points(value.get("points"), what="polygon points") * np.array([sx, sy])  # (P, 2)
+    elif kind == "rectangle":
+        x, y, w, h = numbers(*(value.get(k) for k in ("x", "y", "width", "height")),
+                             what="rectangle x, y, width, height")
+        (angle,) = numbers(value.get("rotation", 0) or 0, what="rectangle rotation")
+        corners = np.array([[0.0, 0.0], [w * sx, 0.0], [w * sx, h * sy], [0.0, h * sy]])  # (4, 2)
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        # Clockwise on the screen (y points down) around the top-left corner, as Label Studio saves it.
+        turned = corners @ np.array([[c, s], [-s, c]])  # (4, 2): (x c - y s, x s + y c)
+        points = turned + np.array([x * sx, y * sy])
+    elif kind == "ellipse":
+        cx, cy, rx, ry = numbers(*(value.get(k) for k in ("x", "y", "radiusX", "radiusY")),
+                                 what="ellipse x, y, radiusX, radiusY")
+        (angle,) = numbers(value.get("rotation", 0) or 0, what="ellipse rotation")
+        points = ellipse_points(cx * sx, cy * sy, rx * sx, ry * sy, math.radians(angle))
+    else:
+        raise Skip("unsupported_shape", f"shape {kind!r} is not converted")
+    lo = np.array([-_OUTSIDE_MARGIN * width, -_OUTSIDE_MARGIN * height])
+    hi = np.array([(1 + _OUTSIDE_MARGIN) * width, (1 + _OUTSIDE_MARGIN) * height])
+    if len(points) and ((points < lo) | (points > hi)).any():
+        far = points[((points < lo) | (points > hi)).any(axis=1)][0] / np.array([sx, sy])
+        raise Skip("bad_coordinates", f"point ({far[0]:.4g}%, {far[1]:.4g}%) lies far outside the image "
+                                      "(coordinates are percent 0..100; were pixels imported?)")
+    return points
+
+
+def _add_region(builder: CocoBuilder, image_id: int, kind: str, value: dict, label: str, *, height: int,
+                width: int) -> None:
+    if kind == "brush":
+        if value.get("format", "rle") != "rle":
+            raise Skip("unsupported_shape", f"brush format {value.get('format')!r} is not converted "
+                                            "(only rle)")
+        h, w = _size(value, "original_height") or height, _size(value, "original_width") or width
+        if (h, w) != (height, width):
+            raise Skip("bad_mask", f"the brush mask is {w}x{h} (original_width x original_height), the "
+                                   f"image {width}x{height}")
+        builder.add_mask(image_id, label, decode_brush_mask(value.get("rle"), height, width))
+        return
+    polygon = to_coco_polygon(_points(kind, value, width, height), width, height)
+    builder.add_polygons(image_id, label, [polygon])
+
+
+class _Task:
+    """One task's image reference and regions [(where, result type or None, value)], from either export."""
+
+    def __init__(self, key: str, reference: str, regions: list):
+        self.key, self.reference, self.regions = key, reference, regions
+
+
+def _task_key(item: dict, index: int) -> str:
+    tid = item.get("id")
+    return f"task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) else f"tasks[{index}]"
+
+
+def _full_task(item: dict, key: str, report: Report) -> _Task:
+    data = item.get("data")
+    if not isinstance(data, dict):
+        raise Skip("bad_task", "the task has no 'data' object")
+    reference = _image_reference(data)
+    annotations = item.get("annotations", item.get("completions"))  # completions: Label Studio < 1.0
+    annotations = [a for a in annotations if isinstance(a, dict)] if isinstance(annotations, list) else []
+    kept = [a for a in annotations if not a.get("was_cancelled")]
+    if len(kept) < len(annotations):
+        report.note("cancelled annotations left out", len(annotations) - len(kept))
+    if not kept:
+        if annotations:
+            raise Skip("cancelled", "every annotation of the task was cancelled (skipped by the annotator)")
+        if item.get("predictions"):
+            raise Skip("only_predictions", "the task has predictions (model output) but no annotation")
+        raise Skip("unannotated", "the task has no annotation")
+    if len(kept) > 1:
+        report.note("tasks with several annotations (the ground truth, else the first, taken)")
+    chosen = next((a for a in kept if a.get("ground_truth")), kept[0])
+    results = chosen.get("result")
+    if not isinstance(results, list):
+        raise Skip("bad_task", "the annotation has no 'result' list")
+    labelled_ids = {r.get("id") for r in results if isinstance(r, dict) and isinstance(r.get("value"), dict)
+                    and _labels(r["value"], r.get("type")) and r.get("id") is not None}
+    # A <Labels> control beside a <Rectangle> (<Polygon>, ...) tag: the shape and its labels are two
+    # results of the same id; the labels one may hold the geometry too, else it is taken from the shape.
+    shapes = {r["id"]: r for r in results if isinstance(r, dict) and r.get("type") in _UNLABELLED_TYPES
+              and isinstance(r.get("value"), dict) and r.get("id") is not None}
+    regions = []
+    for i, r in enumerate(results):
+        where = f"result[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("value"), dict):
+            kind = r.get("type") if isinstance(r, dict) else None
+            if kind == "relation":
+                report.note("relations left out")
+            else:
+                regions.append((where, None, None))  # reported as a bad result
+            continue
+        value = {**r["value"], **{k: r[k] for k in ("original_width", "original_height", "image_rotation")
+                                  if k in r}}
+        kind = r.get("type")
+        if kind in _POINT_TYPES:
+            report.note("keypoints left out")
+        elif kind in _SHAPE_TYPES:
+            shape = shapes.get(r.get("id"))
+            if _region_kind(kind, value) is None and shape is not None:
+                kind, value = shape["type"], {**shape["value"], **value}
+            regions.append((where, kind, value))
+        elif kind in _UNLABELLED_TYPES:
+            if r.get("id") not in labelled_ids:  # else its labels come in a 'labels' result of the same id
+                report.note("results without labels left out")
+        else:
+            report.note(f"{kind or 'untyped'} results (not regions) left out")
+    return _Task(key, reference, regions)
+
+
+def _min_task(item: dict, key: str, report: Report) -> _Task:
+    reference = _image_reference(item)
+    regions = []
+    for field, value in item.items():
+        if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+            continue
+        if not any(_has_labels_key(v) for v in value):
+            continue  # a list of something else among the task's data fields
+        for i, v in enumerate(value):
+            if "keypointlabels" in v:
+                report.note("keypoints left out")
+            else:
+                regions.append((f"{field}[{i}]", None, v))
+    return _Task(key, reference, regions)
+
+
+def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Report, finder: _ImageFinder,
+                  source: str) -> None:
+    image_path = finder.find(task.reference)
+    height, width = image_size(image_path)
+    image_id = builder.add_image(image_path, height=height, width=width, source=source)
+    warned = False
+    for name, result_type, value in task.regions:
+        try:
+            if not isinstance(value, dict):
+                raise Skip("bad_result", "a result must be a JSON object with a 'value' object")
+            labels = _labels(value, result_type)
+            kind = _region_kind(result_type, value)
+            if kind == "keypoint":
+                report.note("keypoints left out")
+                continue
+            if kind is None:
+                raise Skip("unsupported_shape", f"the region holds no polygon, rectangle, ellipse or brush "
+                                                f"(keys {sorted(value)[:8]})")
+            if not labels:  # None or []: a shape drawn without choosing a label
+                report.note("results without labels left out")
+                continue
+            label = _pick_label(labels, builder)
+            rotation = value.get("image_rotation") or 0
+            if rotation:
+                raise Skip("image_rotation", f"drawn on the image turned by {rotation} degrees in Label "
+                                             "Studio (image_rotation); its coordinates are of the turned "
+                                             "view: annotate it unturned")
+            given = (_size(value, "original_width"), _size(value, "original_height"))
+            if not warned and None not in given and given != (width, height) and kind != "brush":
+                report.warn(where, f"original_width x original_height {given[0]}x{given[1]} differs from "
+                                   f"the image's {width}x{height}; the percent coordinates are scaled to it")
+                warned = True
+            _add_region(builder, image_id, kind, value, label, height=height, width=width)
+        except Skip as e:
+            report.skip(f"{where} {name}", e)
+
+
+def _tasks(data) -> list:
+    if isinstance(data, dict) and ("data" in data or "annotations" in data):
+        return [data]  # one task per file (cloud target storage)
+    if not isinstance(data, list):
+        raise Skip("not_labelstudio", f"not a Label Studio export (a JSON list of tasks is expected, not "
+                                      f"{type(data).__name__})")
+    return data
+
+
+def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report,
+                  finder: _ImageFinder) -> None:
+    seen = set()
+    for index, item in enumerate(_tasks(read_json(path))):
+        key = _task_key(item, index) if isinstance(item, dict) else f"tasks[{index}]"
+        where = f"{name}: {key}"
+        try:
+            if not isinstance(item, dict):
+                raise Skip("bad_task", f"a task must be a JSON object, not {type(item).__name__}")
+            if "data" in item or "annotations" in item or "completions" in item:
+                task = _full_task(item, key, report)
+            else:  # JSON-MIN: one record per annotation
+                if key in seen and not key.startswith("tasks["):
+                    report.note("tasks with several annotations (the ground truth, else the first, taken)")
+                    continue
+                seen.add(key)
+                task = _min_task(item, key, report)
+            _convert_task(task, where=where, builder=builder, report=report, finder=finder, source=name)
+        except Skip as e:
+            report.skip(where, e)
+
+
+def read_labelstudio(files: Sequence[Path], *, builder: CocoBuilder, report: Report, images: Path,
+                     names_from: Optional[Path] = None) -> None:
+    """Add the tasks of Label Studio export ``files`` to ``builder``, their images found under ``images``;
+    messages name each file relative to ``names_from`` (default: its folder)."""
+    finder = _ImageFinder(Path(images))
+    for path in files:
+        path = Path(path)
+        name = Path(os.path.relpath(path, names_from)).as_posix() if names_from else path.name
+        try:
+            _convert_file(path, name, builder=builder, report=report, finder=finder)
+        except Skip as e:
+            report.skip(name, e)

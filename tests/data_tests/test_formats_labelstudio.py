@@ -1,0 +1,336 @@
+"""convert-data --from labelstudio: the brush RLE decoder (a hand-derived vector, a round trip through an
+encoder written here, corrupt input), the JSON and JSON-MIN exports end to end (shapes, rotation,
+annotation choice, image lookup) and every record it cannot convert named and counted."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.formats.common import Skip
+from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask, decode_words
+from maskrcnn.data.mask_codec import annotation_to_mask
+
+H, W = 30, 40
+_WIDTHS = (2, 5, 9, 16)  # the four run-length widths the encoder below declares
+_FOUR = "00000000000000000000000000000100"  # N = 4 as 32 bits: one RGBA pixel
+
+
+def _pack(bits: str) -> list:
+    bits += "0" * (-len(bits) % 8)
+    return [int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)]
+
+
+def _encode(words, word=8) -> list:
+    """rle-pack as the module docstring describes it: equal neighbours as repeated runs, the rest as
+    literal runs; every run length in the narrowest of the four widths that holds it."""
+    out = [format(len(words), "032b"), format(word - 1, "05b"), *(format(w - 1, "04b") for w in _WIDTHS)]
+
+    def run(repeated, n):
+        k = next(k for k, w in enumerate(_WIDTHS) if n - 1 < 1 << w)
+        out.append(f"{repeated}{k:02b}{n - 1:0{_WIDTHS[k]}b}")
+
+    groups = []
+    for v in words:
+        if groups and groups[-1][0] == v and groups[-1][1] < 1 << 16:
+            groups[-1][1] += 1
+        else:
+            groups.append([int(v), 1])
+    literal = []
+
+    def flush():
+        if literal:
+            run(0, len(literal))
+            out.extend(format(v, f"0{word}b") for v in literal)
+            literal.clear()
+
+    for v, count in groups:
+        if count > 1:
+            flush()
+            run(1, count)
+            out.append(format(v, f"0{word}b"))
+        else:
+            if len(literal) == 1 << 16:
+                flush()
+            literal.append(v)
+    flush()
+    return _pack("".join(out))
+
+
+def _brush_rle(mask, alpha=None) -> list:
+    """A brush region as Label Studio's front end stores it: RGBA (red, alpha 255 on the mask)."""
+    rgba = np.zeros(mask.shape + (4,), np.uint8)
+    rgba[mask] = (255, 0, 0, 255)
+    if alpha is not None:
+        rgba[..., 3] = alpha
+    return _encode(rgba.reshape(-1))
+
+
+def test_brush_rle_hand_derived_vectors():
+    """One RGBA pixel (0, 0, 0, 255) written by hand, bit by bit: N = 4, word size 8, four widths of 2."""
+    header = _FOUR + "00111" + "0001" * 4
+    repeated = "1" + "00" + "10" + "00000000" + "1" + "00" + "00" + "11111111"  # 3 x 0, then 1 x 255
+    literal = "0" + "00" + "11" + "00000000" * 3 + "11111111"  # 4 words one after another
+    for body in (repeated, literal):
+        words, word = decode_words(_pack(header + body), expected=4)
+        assert word == 8 and words.tolist() == [0, 0, 0, 255]
+        assert decode_brush_mask(_pack(header + body), 1, 1).tolist() == [[True]]
+    # The test's encoder writes the lone 255 as a literal run of one, and declares widths 2, 5, 9, 16.
+    widths = "0001" + "0100" + "1000" + "1111"
+    single = "0" + "00" + "00" + "11111111"
+    assert _encode([0, 0, 0, 255]) == _pack(_FOUR + "00111" + widths + repeated[:13] + single)
+
+
+def test_brush_rle_round_trip_and_alpha_threshold():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((H, W), bool)
+    mask[5:20, 3:30] = True
+    mask[rng.random((H, W)) < 0.05] ^= True  # scattered pixels: literal runs
+    got = decode_brush_mask(_brush_rle(mask), H, W)
+    assert got.shape == (H, W) and got.dtype == bool and (got == mask).all()
+    # Anti-aliased borders: alpha under half is outside.
+    alpha = np.zeros((H, W), np.uint8)
+    alpha[2, 2], alpha[2, 3], alpha[2, 4], alpha[2, 5] = 127, 128, 255, 1
+    got = decode_brush_mask(_brush_rle(alpha > 0, alpha=alpha), H, W)
+    assert np.argwhere(got).tolist() == [[2, 3], [2, 4]]
+    # An empty mask is one run of 4800 zeros (the widest width).
+    assert not decode_brush_mask(_brush_rle(np.zeros((H, W), bool)), H, W).any()
+
+
+@pytest.mark.parametrize("rle, size, message", [
+    ("abc", (H, W), "must be a non-empty list of bytes"),
+    ([], (H, W), "must be a non-empty list of bytes"),
+    ([1.5, 2], (H, W), "list of whole numbers"),
+    ([[1], [2, 3]], (H, W), "list of whole numbers"),
+    ([0, 300], (H, W), "bytes are 0..255"),
+    ([0, 0, 0], (H, W), "its header alone needs 53"),
+    (_brush_rle(np.ones((2, 2), bool)), (H, W), "holds 16 values, the image needs 4800"),
+    (_brush_rle(np.ones((H, W), bool))[:-3], (H, W), "ends in the middle of"),
+    (_pack(_FOUR + "00111" + "0001" * 4 + "1001000000000" + "1000111111111"), (1, 1), "run of 2 at value 3"),
+    (_pack(_FOUR + "01111" + "0001" * 4 + "10011" + "0" * 16), (1, 1), "words are 16 bits"),
+])  # fmt: skip
+def test_brush_rle_corrupt_input_is_a_skip_with_a_reason(rle, size, message):
+    height, width = size
+    with pytest.raises(Skip, match=message) as e:
+        decode_brush_mask(rle, height, width)
+    assert e.value.reason == "bad_rle"
+
+
+def _convert(src, out, *options):
+    return main(["convert-data", "--from", "labelstudio", str(src), "--output", str(out), *map(str, options)])
+
+
+def _image(path, size=(H, W)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size + (3,), 90, np.uint8)).save(path)
+
+
+_IDS = itertools.count()
+
+
+def _result(kind, labels, original=(W, H), **value):
+    r = {"id": f"r{next(_IDS)}", "type": kind, "from_name": "label", "to_name": "image",
+         "value": {**value, **({kind: labels} if labels is not None else {})}}
+    if original:
+        r["original_width"], r["original_height"] = original
+    r["image_rotation"] = 0
+    return r
+
+
+def _task(tid, image, *annotations, predictions=()):
+    return {"id": tid, "data": {"image": image} if image else {"caption": "x"},
+            "annotations": [{"id": 100 + i, "result": res, "was_cancelled": cancelled, "ground_truth": gt}
+                            for i, (res, cancelled, gt) in enumerate(annotations)],
+            "predictions": [{"result": list(p)} for p in predictions]}
+
+
+def _brush_mask():
+    mask = np.zeros((H, W), bool)
+    mask[20:26, 2:9] = True
+    mask[22:24, 4:6] = False  # a hole
+    mask[24:30, 30:40] = True  # a second part, on the border
+    return mask
+
+
+def _tree(tmp_path):
+    root = tmp_path / "project"
+    _image(root / "a.png")  # uploaded as 5f2c1a3b-a.png
+    _image(root / "sub" / "b c.png")  # local storage
+    _image(root / "deep" / "er" / "c.png")  # found by name below the images folder
+    _image(root / "d.png", size=(H * 2, W))
+    _image(root / "e.png")
+    polygon = _result("polygonlabels", ["cat"], points=[[5, 10], [30, 10], [30, 30], [5, 30]])
+    rect = _result("rectanglelabels", ["dog"], x=50, y=50, width=25, height=20, rotation=0)
+    # Turned 90 degrees clockwise around its top-left corner (30, 3): its width now points down.
+    turned = _result("rectanglelabels", ["dog"], x=75, y=10, width=10, height=20, rotation=90)
+    ellipse = _result("ellipselabels", ["cat"], x=50, y=80, radiusX=10, radiusY=10, rotation=0)
+    brush = _result("brushlabels", ["猫"], format="rle", rle=_brush_rle(_brush_mask()))
+    tasks = [
+        _task(1, "/data/upload/3/5f2c1a3b-a.png",
+              ([rect], True, False),  # cancelled
+              ([_result("rectanglelabels", ["dog"], x=0, y=0, width=10, height=10)], False, False),
+              ([polygon, rect, turned, ellipse, brush,
+                _result("keypointlabels", ["nose"], x=10, y=10, width=0.5),
+                {"id": "c1", "type": "choices", "value": {"choices": ["indoor"]}, "from_name": "scene"},
+                _result("polygonlabels", [], points=[[1, 1], [9, 1], [9, 9]]),
+                _result("polygonlabels", ["cat", "dog"], points=[[1, 1], [9, 1], [9, 9]]),
+                _result("rectanglelabels", ["dog"], x=350, y=20, width=40, height=20),  # pixels, not percent
+                {**_result("rectanglelabels", ["dog"], x=1, y=1, width=5, height=5), "image_rotation": 90},
+                _result("brushlabels", ["cat"], format="rle", rle=[0, 0, 0, 4, 255]),
+                ], False, True)),  # the ground truth: taken
+        # Local storage, a name with a space (%20); a rectangle a little past the border is clipped;
+        # <Rectangle> + <Labels>: the shape and its labels as two results of one id; no original_width.
+        _task(2, "/data/local-files/?d=sub/b%20c.png",
+              ([_result("rectanglelabels", ["dog"], x=-5, y=0, width=15, height=10, original=None),
+                {"id": "s1", "type": "rectangle", "value": {"x": 50, "y": 0, "width": 25, "height": 10}},
+                {"id": "s1", "type": "labels", "value": {"labels": ["cat"]}}], False, False),
+              ([_result("rectanglelabels", ["dog"], x=0, y=0, width=50, height=50)], False, False)),
+        _task(3, "https://example.com/images/c.png?token=1", ([], False, False)),  # no region: a negative
+        # original_width / original_height of a resized copy: the percent coordinates fit the image
+        _task(4, "d.png", ([_result("rectanglelabels", ["dog"], x=0, y=0, width=50, height=50,
+                                    original=(W * 2, H * 4))], False, False)),
+        _task(5, "s3://bucket/gone.png", ([], False, False)),
+        _task(6, None, ([], False, False)),
+        _task(7, "e.png", predictions=[[rect]]),
+        _task(8, "e.png", ([rect], True, False)),
+        _task(9, "e.png"),
+        "not a task",
+    ]  # fmt: skip
+    (root / "export.json").write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    return root
+
+
+def test_labelstudio_json_export(tmp_path, capsys):
+    root = _tree(tmp_path)
+    out = tmp_path / "coco.json"
+    assert _convert(root / "export.json", out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text(encoding="utf-8"))
+
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "cat"), (2, "dog"), (3, "猫")]
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("a.png", H, W), ("sub/b c.png", H, W), ("deep/er/c.png", H, W), ("d.png", H * 2, W)]
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    got = [(a["image_id"], names[a["category_id"]], a["bbox"], a["area"]) for a in coco["annotations"]]
+    ellipse, brush = got.pop(3), got.pop(3)
+    assert got == [
+        (1, "cat", [2.0, 3.0, 10.0, 6.0], 60),
+        (1, "dog", [20.0, 15.0, 10.0, 6.0], 60),
+        (1, "dog", [24.0, 3.0, 6.0, 4.0], 24),  # turned clockwise: 6 wide to the left, 4 down
+        (2, "dog", [0.0, 0.0, 4.0, 3.0], 12),  # -2..4 px clipped to 0..4
+        (2, "cat", [20.0, 0.0, 10.0, 3.0], 30),
+        (4, "dog", [0.0, 0.0, 20.0, 30.0], 600),  # percent of the 40x60 image, not of 80x120
+    ]
+    assert ellipse[:3] == (1, "cat", [16.0, 21.0, 8.0, 6.0]) and abs(ellipse[3] - np.pi * 12) < 3
+    mask = _brush_mask()
+    assert brush == (1, "猫", [2.0, 20.0, 38.0, 10.0], int(mask.sum()))
+    assert ((annotation_to_mask(coco["annotations"][4]["segmentation"], H, W).numpy() > 0) == mask).all()
+
+    for line in (
+        "export.json: task 1 result[8]: the region has several labels ['cat', 'dog']",
+        "export.json: task 1 result[9]: point (350%, 20%) lies far outside the image",
+        "export.json: task 1 result[10]: drawn on the image turned by 90 degrees",
+        "export.json: task 1 result[11]: brush RLE",
+        "export.json: task 4: warning: original_width x original_height 80x120 differs from the image's "
+        "40x60",
+        "export.json: task 5: image 'gone.png' (from 's3://bucket/gone.png') not found under",
+        "export.json: task 6: the task has no 'image' in its data",
+        "export.json: task 7: the task has predictions (model output) but no annotation",
+        "export.json: task 8: every annotation of the task was cancelled",
+        "export.json: task 9: the task has no annotation",
+        "export.json: tasks[9]: a task must be a JSON object, not str",
+        "notes: 2 cancelled annotations left out, 1 choices results (not regions) left out, 1 keypoints left "
+        "out, 1 results without labels left out, 2 tasks with several annotations",
+        "skipped 10 record(s): 1 ambiguous_label, 1 bad_coordinates, 1 bad_rle, 1 bad_task, 1 cancelled, "
+        "1 image_rotation, 1 missing_image, 1 no_image, 1 only_predictions, 1 unannotated",
+    ):
+        assert line in err, line
+    assert "Traceback" not in err
+
+    # Training reads it: nothing skipped, the brush mask pixel for pixel, the turned box as drawn.
+    dataset = CocoDataset(json_path=out, image_dir=root)
+    assert dataset.skipped == {} and len(dataset) == 4
+    _, target = dataset[0]
+    assert (target["masks"][4].numpy().astype(bool) == mask).all()
+    assert target["boxes"][2].tolist() == [24.0, 3.0, 30.0, 7.0]
+
+
+def test_labelstudio_json_min_export_and_images_folder(tmp_path, capsys):
+    images = tmp_path / "media"
+    _image(images / "upload" / "7" / "0a1b2c3d-x.png")  # the hash-prefixed name is found as it is
+    _image(images / "y.png")
+    mask = np.zeros((H, W), bool)
+    mask[1:4, 1:6] = True
+    records = [
+        {"image": "/data/upload/7/0a1b2c3d-x.png", "id": 11, "annotator": "a@b.c", "annotation_id": 1,
+         "label": [{"points": [[5, 10], [30, 10], [30, 30], [5, 30]], "polygonlabels": ["cat"],
+                    "original_width": W, "original_height": H},
+                   {"x": 50, "y": 50, "width": 25, "height": 20, "rotation": 0, "rectanglelabels": ["dog"],
+                    "original_width": W, "original_height": H}],
+         "tag": [{"format": "rle", "rle": _brush_rle(mask), "brushlabels": ["dog"],
+                  "original_width": W, "original_height": H}],
+         "kp": [{"x": 3, "y": 3, "width": 1, "keypointlabels": ["nose"]}],
+         "scene": "indoor", "tags": ["a", "b"], "created_at": "2024-01-01T00:00:00Z"},
+        {"image": "/data/upload/7/0a1b2c3d-x.png", "id": 11, "annotation_id": 2,  # a second annotator
+         "label": [{"x": 0, "y": 0, "width": 100, "height": 100, "rectanglelabels": ["dog"]}]},
+        {"image": "http://host/data/y.png", "id": 12, "rect": [{"x": 0, "y": 0, "width": 50, "height": 50,
+                                                                "rectanglelabels": ["bird"]}]},
+    ]
+    export = tmp_path / "exports" / "min.json"
+    export.parent.mkdir()
+    export.write_bytes(b"\xef\xbb\xbf" + json.dumps(records).encode())  # with a BOM, as Windows editors save
+    out = tmp_path / "min_coco.json"
+    assert _convert(export, out, "--images", images, "--classes", "dog,cat") == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "dog"}, {"id": 2, "name": "cat"}]
+    assert [i["file_name"] for i in coco["images"]] == ["upload/7/0a1b2c3d-x.png", "y.png"]
+    assert [(a["category_id"], a["bbox"], a["area"]) for a in coco["annotations"]] == [
+        (2, [2.0, 3.0, 10.0, 6.0], 60), (1, [20.0, 15.0, 10.0, 6.0], 60), (1, [1.0, 1.0, 5.0, 3.0], 15)]
+    assert "min.json: task 12 rect[0]: label 'bird' is not one of the classes ['cat', 'dog']" in err
+    assert "1 keypoints left out" in err and "1 tasks with several annotations" in err
+    assert "skipped 1 record(s): 1 unknown_label" in err
+    dataset = CocoDataset(json_path=out, image_dir=images)
+    assert dataset.skipped == {} and len(dataset) == 2
+    assert (dataset[0][1]["masks"][2].numpy().astype(bool) == mask).all()
+
+
+def test_labelstudio_bad_files_and_options(tmp_path, capsys):
+    _image(tmp_path / "a.png")
+    (tmp_path / "obj.json").write_text(json.dumps({"tasks": []}))
+    assert _convert(tmp_path / "obj.json", tmp_path / "o.json") == 1
+    err = capsys.readouterr().err
+    assert "obj.json: not a Label Studio export (a JSON list of tasks is expected, not dict)" in err
+    assert "no image could be converted" in err and not (tmp_path / "o.json").exists()
+
+    (tmp_path / "broken.json").write_text("[{")
+    assert _convert(tmp_path / "broken.json", tmp_path / "o.json") == 1
+    assert "broken.json: not readable JSON" in capsys.readouterr().err
+
+    # One task per file (cloud target storage) is read as a list of one; the same image twice is once.
+    task = _task(1, "a.png", ([_result("rectanglelabels", ["dog"], x=0, y=0, width=10, height=10)], False, 0))
+    (tmp_path / "one.json").write_text(json.dumps(task))
+    (tmp_path / "two.json").write_text(json.dumps([task]))
+    assert _convert(tmp_path, tmp_path / "o2.json") == 0
+    err = capsys.readouterr().err
+    assert "two.json: task 1: image a.png was converted already, from one.json" in err
+
+    assert _convert(tmp_path / "one.json", tmp_path / "o.json", "--images", tmp_path / "nowhere") == 1
+    assert "--images " in capsys.readouterr().err
+    assert main(["convert-data", "--from", "labelme", str(tmp_path), "--output", str(tmp_path / "o.json"),
+                 "--images", str(tmp_path)]) == 1
+    assert "--images applies to --from labelstudio, not labelme" in capsys.readouterr().err
+
+
+def test_labelstudio_image_found_twice_is_ambiguous(tmp_path, capsys):
+    for folder in ("day", "night"):
+        _image(tmp_path / folder / "z.png")
+    task = _task(5, "https://host/img/z.png", ([], False, False))
+    (tmp_path / "export.json").write_text(json.dumps([task]))
+    assert _convert(tmp_path / "export.json", tmp_path / "o.json") == 1
+    assert ("export.json: task 5: image 'z.png' (from 'https://host/img/z.png') is in several folders under "
+            f"{tmp_path}: day/z.png, night/z.png; skipped") in capsys.readouterr().err
