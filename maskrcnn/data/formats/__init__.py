@@ -1,7 +1,7 @@
 """Readers of annotation formats other than COCO, each writing COCO instances through one builder.
 
-``cityscapes`` (the official gtFine layout), ``labelme`` (one JSON file per image) and ``via`` (VGG Image
-Annotator 1 / 2 exports and projects) fill a ``common.CocoBuilder`` and report every record they cannot
-convert in a ``common.Report``; ``geometry`` turns the tools' shapes into COCO polygons clipped to the
-image. ``maskrcnn convert-data`` drives them.
+``cityscapes`` (the official gtFine layout), ``labelme`` (one JSON file per image), ``via`` (VGG Image
+Annotator 1 / 2 exports and projects) and ``yolo`` (Ultralytics YOLO segmentation datasets) fill a
+``common.CocoBuilder`` and report every record they cannot convert in a ``common.Report``; ``geometry``
+turns the tools' shapes into COCO polygons clipped to the image. ``maskrcnn convert-data`` drives them.
 """
