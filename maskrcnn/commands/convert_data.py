@@ -1,18 +1,22 @@
-"""``maskrcnn convert-data``: Cityscapes, LabelMe or VIA annotations -> one COCO instance JSON file.
+"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA or YOLO annotations -> one COCO instance JSON file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
                           [--class-name N] [--classes a,b,c]
+    maskrcnn convert-data --from yolo DATA_YAML_OR_FOLDER --output train.json [--split train|val|test]
+                          [--classes a,b,c] [--boxes-as-masks]
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
 through ``..``. LabelMe images that exist only inside their JSON file (``imageData``) are written to
 ``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
+YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 
-Categories: Cityscapes' 8 instance classes with its label ids; otherwise the labels met, sorted by name
-and numbered from 1, or exactly ``--classes`` in the order given (use it when converting splits apart,
-so that a class missing from one split does not shift the ids of the others).
+Categories: Cityscapes' 8 instance classes with its label ids; YOLO's classes in index order from id 1
+(``--classes`` selects some by name; it names the indices when the dataset has no names); otherwise the
+labels met, sorted by name and numbered from 1, or exactly ``--classes`` in the order given (use it when
+converting splits apart, so that a class missing from one split does not shift the ids of the others).
 
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
 follow at the end. The output is written atomically, and only when at least one image was converted.
@@ -26,9 +30,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-HELP = "convert Cityscapes, LabelMe or VIA annotations into COCO instance JSON"
+HELP = "convert Cityscapes, LabelMe, VIA or YOLO annotations into COCO instance JSON"
 
-FORMATS = ("cityscapes", "labelme", "via")
+FORMATS = ("cityscapes", "labelme", "via", "yolo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the annotation format of SRC")
     parser.add_argument("src", metavar="SRC",
                         help="Cityscapes root; LabelMe / VIA: a folder (searched recursively for .json "
-                             "files) or one JSON file (VIA: or its CSV export)")
+                             "files) or one JSON file (VIA: or its CSV export); YOLO: the dataset "
+                             "YAML, a folder holding it, or a folder of images/ and labels/")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
-    parser.add_argument("--split", default=None, help="cityscapes: the split to convert (default: train)")
+    parser.add_argument("--split", default=None,
+                        help="cityscapes / yolo: the split to convert (default: train)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
                         help="via: the region attribute holding the class (default: the first one found)")
     parser.add_argument("--class-name", default=None, metavar="N",
@@ -46,14 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "has any attribute: 'object')")
     parser.add_argument("--classes", default=None, metavar="A,B,C",
                         help="labelme / via: the categories, in id order from 1; other labels are reported "
-                             "and skipped (default: the labels found, sorted by name)")
+                             "and skipped (default: the labels found, sorted by name); yolo: classes "
+                             "chosen by name, or the names of the indices 0, 1, .. when the dataset "
+                             "has none")
+    parser.add_argument("--boxes-as-masks", action="store_true", default=None,
+                        help="yolo: write box-only lines (class cx cy w h) as rectangle masks instead of "
+                             "leaving them out")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
-    applies = {"split": ("cityscapes",), "class_attribute": ("via",), "class_name": ("via",),
-               "classes": ("labelme", "via")}
+    applies = {"split": ("cityscapes", "yolo"), "class_attribute": ("via",), "class_name": ("via",),
+               "classes": ("labelme", "via", "yolo"), "boxes_as_masks": ("yolo",)}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -83,6 +94,12 @@ def _convert(args, out: Path, report):
         builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
         read_cityscapes(src, split=split, builder=builder, report=report)
         return builder
+    if args.source_format == "yolo":
+        from maskrcnn.data.formats.yolo import convert_yolo
+
+        classes = _fixed_categories(args.classes)
+        return convert_yolo(src, split=args.split, classes=classes and [name for _, name in classes],
+                            boxes_as_masks=bool(args.boxes_as_masks), report=report, description=description)
     root, files = json_files(src, exclude=[out])
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
     if args.source_format == "labelme":
