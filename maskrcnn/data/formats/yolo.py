@@ -21,7 +21,9 @@ Where the images and classes come from:
   LabelImg, Label Studio and X-AnyLabeling write it), else ``classes`` (names of the indices 0, 1, ..),
   else ``class_<index>`` for the indices 0 .. the largest one met: ids stay index + 1, so splits
   converted apart agree, and a dataset converts without knowing its names (rename them later, or give
-  ``--classes``).
+  ``--classes``); a warning says so, naming a dataset YAML one folder up (SRC was a split's folder).
+  Split folders found together (images/train + images/val, Roboflow's train/ + valid/) are converted
+  together only with a warning: validation images would otherwise slip into training unnoticed.
 - ``classes`` with a dataset that names its classes (YAML or classes.txt) selects them by name: the
   categories are exactly those, in that order, and lines of other classes are reported and skipped.
 
@@ -35,12 +37,14 @@ A line ``class x1 y1 x2 y2 ... xn yn`` is one instance: a polygon (at least 3 po
 YOLO OBB, 4 corners, is one too), its coordinates fractions of the image's width and height, clipped to
 the image. The size is the one shown after EXIF orientation (``image_size``), which is the image
 Ultralytics trains on: it reads images with OpenCV, which applies the orientation, and scales the
-fractions by the size of what it read. A line of exactly 5 numbers is a box ``class cx cy w h`` (also
-in a file of polygons, where Ultralytics would misread it as a 2-point polygon): Mask R-CNN needs a mask,
-so box lines are left out and counted in the notes; ``boxes_as_masks`` makes rectangle masks of them,
-a compromise: the mask head then learns that those objects fill their boxes. Lines repeated within a
-file are left out once (Ultralytics removes duplicate labels too). UTF-8 with or without a BOM, LF or
-CRLF line ends, blank lines and extra spaces are all fine.
+fractions by the size of what it read; ``read_image`` applies the orientation too, so masks and pixels
+agree. A line of exactly 5 numbers is a box ``class cx cy w h`` (also in a file of polygons, where
+Ultralytics would misread it as a 2-point polygon). Mask R-CNN needs a mask, so box lines are left out,
+counted in the notes, with a warning the first time: their objects then train as background. With
+``boxes_as_masks`` they become rectangle masks instead, a compromise: the mask head then learns that
+those objects fill their boxes. A line repeated within a file is converted once (Ultralytics removes
+duplicate labels too). UTF-8 with or without a BOM, LF or CRLF line ends, blank lines and extra spaces
+are all fine.
 
 Reported and skipped (named by file and line, counted by reason): a class that is not a whole number
 or is outside the names (``bad_class``); a coordinate that is not a number, NaN or infinite
