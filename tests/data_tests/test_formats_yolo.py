@@ -122,6 +122,11 @@ def test_yolo_roboflow_export_round_trip(tmp_path, capsys):
     assert _convert(src, tmp_path / "t.json", "--split", "test") == 1
     err = capsys.readouterr().err
     assert "data.yaml: 'test': " in err and "test/images not found" in err
+    # 'validation' is read as 'val' (Ultralytics renames it); names keyed by strings of digits are indices.
+    (src / "data.yaml").write_text("train: ../train/images\nvalidation: valid/images\n"
+                                   "names: {'0': cat, '1': dog}\n")
+    assert _convert(src, out_val, "--split", "val") == 0
+    assert [i["file_name"] for i in json.loads(out_val.read_text())["images"]] == ["valid/images/v.jpg"]
     (src / "data.yaml").write_text("train: ../train/images\nnames: [cat, dog]\n")
     assert _convert(src, tmp_path / "t.json", "--split", "val") == 1
     assert "data.yaml: no 'val' split (it names train); choose one with --split" in capsys.readouterr().err
