@@ -1,4 +1,4 @@
-"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA, CVAT, Label Studio or Pascal VOC annotations
+"""``maskrcnn convert-data``: Cityscapes, LabelMe, VIA, CVAT, Label Studio, YOLO or Pascal VOC annotations
 -> one COCO instance JSON file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
@@ -10,6 +10,8 @@
                           (file_name relative to the XML file's folder)
     maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
                           [--classes a,b,c]
+    maskrcnn convert-data --from yolo DATA_YAML_OR_FOLDER --output train.json [--split train|val|test]
+                          [--classes a,b,c] [--boxes-as-masks]
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
@@ -17,11 +19,13 @@ through ``..``. Label Studio exports name their images by URL: they are looked f
 (default: the export's folder), and ``file_name`` is relative to that folder. LabelMe images that exist
 only inside their JSON file (``imageData``) are written to
 ``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
+YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
-``labelmap.txt``'s, or ``--classes`` for indices 1..N); otherwise the labels met, sorted by name
-and numbered from 1, or exactly ``--classes`` in the order given (use it when converting splits apart,
-so that a class missing from one split does not shift the ids of the others).
+``labelmap.txt``'s, or ``--classes`` for indices 1..N); YOLO's classes in index order from id 1
+(``--classes`` selects some by name; it names the indices when the dataset has no names); otherwise the
+labels met, sorted by name and numbered from 1, or exactly ``--classes`` in the order given (use it when
+converting splits apart, so that a class missing from one split does not shift the ids of the others).
 
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
 follow at the end. The output is written atomically, and only when at least one image was converted.
@@ -37,7 +41,7 @@ from pathlib import Path
 
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
-FORMATS = ("cityscapes", "labelme", "via", "cvat", "labelstudio", "voc")
+FORMATS = ("cityscapes", "labelme", "via", "cvat", "labelstudio", "yolo", "voc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "LabelMe / VIA: a folder (searched recursively for .json "
                              "files) or one JSON file (VIA: or its CSV export); CVAT: its XML export "
                              "(annotations.xml) or the folder holding it; Label Studio: its JSON or JSON-MIN "
-                             "export")
+                             "export; YOLO: the dataset YAML, a folder holding it, or a folder of images/ "
+                             "and labels/")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the COCO JSON file to write")
     parser.add_argument("--split", default=None,
-                        help="cityscapes: the split to convert (default: train); voc: the names in "
+                        help="cityscapes / yolo: the split to convert (default: train); voc: the names in "
                              "ImageSets/Segmentation/S.txt (default: train, or every SegmentationObject PNG "
                              "when there is no train.txt)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
@@ -62,18 +67,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", default=None, metavar="A,B,C",
                         help="labelme / via / cvat / labelstudio / voc: the categories, in id order from 1 "
                              "(voc: the names of the class indices 1..N); other labels are reported and "
-                             "skipped (default: the labels found, sorted by name)")
+                             "skipped (default: the labels found, sorted by name); yolo: classes chosen by "
+                             "name, or the names of the indices 0, 1, .. when the dataset has none")
     parser.add_argument("--images", default=None, metavar="FOLDER",
                         help="labelstudio: the folder (searched recursively) holding the tasks' images "
                              "(default: the export's folder); file_name values are relative to it")
+    parser.add_argument("--boxes-as-masks", action="store_true", default=None,
+                        help="yolo: write box-only lines (class cx cy w h) as rectangle masks instead of "
+                             "leaving them out")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
-    applies = {"split": ("cityscapes", "voc"), "class_attribute": ("via",), "class_name": ("via",),
-               "classes": ("labelme", "via", "cvat", "labelstudio", "voc"),
-               "images": ("labelstudio",)}
+    applies = {"split": ("cityscapes", "voc", "yolo"), "class_attribute": ("via",), "class_name": ("via",),
+               "classes": ("labelme", "via", "cvat", "labelstudio", "voc", "yolo"),
+               "images": ("labelstudio",), "boxes_as_masks": ("yolo",)}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -89,59 +98,91 @@ def _fixed_categories(spec) -> list:
     return [(i + 1, name) for i, name in enumerate(names)]
 
 
-def _convert(args, out: Path, report):
-    from maskrcnn.data.formats.common import CocoBuilder, json_files
+def _cityscapes(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.cityscapes import CATEGORIES, read_cityscapes
+    from maskrcnn.data.formats.common import CocoBuilder
 
-    src = Path(args.src)
-    description = f"converted from {args.source_format} by maskrcnn convert-data"
-    if args.source_format == "cityscapes":
-        from maskrcnn.data.formats.cityscapes import CATEGORIES, read_cityscapes
-
-        if not src.is_dir():
-            raise FileNotFoundError(f"{src}: no such folder (the Cityscapes root)")
-        split = args.split or "train"
-        builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
-        read_cityscapes(src, split=split, builder=builder, report=report)
-        return builder
-    if args.source_format == "voc":
-        from maskrcnn.data.formats.voc import read_voc, voc_classes
-
-        if not src.is_dir():
-            raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
-        classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
-        builder = CocoBuilder(root=src, categories=classes.categories, description=description)
-        read_voc(src, split=args.split, classes=classes, builder=builder, report=report)
-        return builder
-    if args.source_format == "cvat":
-        from maskrcnn.data.formats.cvat import cvat_file, read_cvat
-
-        xml_path = cvat_file(src)
-        builder = CocoBuilder(root=xml_path.parent, categories=_fixed_categories(args.classes),
-                              description=description)
-        read_cvat(xml_path, builder=builder, report=report)
-        return builder
-    root, files = json_files(src, exclude=[out])
-    if args.source_format == "labelstudio":
-        from maskrcnn.data.formats.labelstudio import read_labelstudio
-
-        images = Path(args.images) if args.images is not None else root
-        if not images.is_dir():
-            raise FileNotFoundError(f"--images {images}: no such folder")
-        categories = _fixed_categories(args.classes)
-        builder = CocoBuilder(root=images, categories=categories, description=description)
-        read_labelstudio(files, builder=builder, report=report, images=images, names_from=root)
-        return builder
-    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
-    if args.source_format == "labelme":
-        from maskrcnn.data.formats.labelme import read_labelme
-
-        read_labelme(files, builder=builder, report=report, embedded_dir=out.parent / f"{out.stem}_images")
-    else:
-        from maskrcnn.data.formats.via import read_via
-
-        read_via(files, builder=builder, report=report, class_attribute=args.class_attribute,
-                 class_name=args.class_name)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such folder (the Cityscapes root)")
+    split = args.split or "train"
+    builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
+    read_cityscapes(src, split=split, builder=builder, report=report)
     return builder
+
+
+def _voc(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.common import CocoBuilder
+    from maskrcnn.data.formats.voc import read_voc, voc_classes
+
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
+    classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
+    builder = CocoBuilder(root=src, categories=classes.categories, description=description)
+    read_voc(src, split=args.split, classes=classes, builder=builder, report=report)
+    return builder
+
+
+def _cvat(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.common import CocoBuilder
+    from maskrcnn.data.formats.cvat import cvat_file, read_cvat
+
+    xml_path = cvat_file(src)
+    builder = CocoBuilder(root=xml_path.parent, categories=_fixed_categories(args.classes),
+                          description=description)
+    read_cvat(xml_path, builder=builder, report=report)
+    return builder
+
+
+def _yolo(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.yolo import convert_yolo
+
+    classes = _fixed_categories(args.classes)
+    return convert_yolo(src, split=args.split, classes=classes and [name for _, name in classes],
+                        boxes_as_masks=bool(args.boxes_as_masks), report=report, description=description)
+
+
+def _labelstudio(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.common import CocoBuilder, json_files
+    from maskrcnn.data.formats.labelstudio import read_labelstudio
+
+    root, files = json_files(src, exclude=[out])
+    images = Path(args.images) if args.images is not None else root
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images {images}: no such folder")
+    builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description)
+    read_labelstudio(files, builder=builder, report=report, images=images, names_from=root)
+    return builder
+
+
+def _labelme(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.common import CocoBuilder, json_files
+    from maskrcnn.data.formats.labelme import read_labelme
+
+    root, files = json_files(src, exclude=[out])
+    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
+    read_labelme(files, builder=builder, report=report, embedded_dir=out.parent / f"{out.stem}_images")
+    return builder
+
+
+def _via(args, src: Path, out: Path, report, description: str):
+    from maskrcnn.data.formats.common import CocoBuilder, json_files
+    from maskrcnn.data.formats.via import read_via
+
+    root, files = json_files(src, exclude=[out])
+    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
+    read_via(files, builder=builder, report=report, class_attribute=args.class_attribute,
+             class_name=args.class_name)
+    return builder
+
+
+# --from NAME -> the function filling a CocoBuilder from SRC (each imports its reader on use)
+_CONVERTERS = {"cityscapes": _cityscapes, "labelme": _labelme, "via": _via, "cvat": _cvat,
+               "labelstudio": _labelstudio, "yolo": _yolo, "voc": _voc}
+
+
+def _convert(args, out: Path, report):
+    description = f"converted from {args.source_format} by maskrcnn convert-data"
+    return _CONVERTERS[args.source_format](args, Path(args.src), out, report, description)
 
 
 def run(args) -> int:
