@@ -195,7 +195,8 @@ def run(args) -> int:
     builder = _convert(args, out, report)
     print(report.summary(), file=sys.stderr)
     if not builder.images:
-        raise ValueError(f"{args.src}: no image could be converted (see the problems above); nothing written")
+        why = "see the problems above" if report.messages else f"no {args.source_format} annotations there"
+        raise ValueError(f"{args.src}: no image could be converted ({why}); nothing written")
     coco = builder.to_dict()
     write_json(out, coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}

@@ -334,3 +334,24 @@ def test_labelstudio_image_found_twice_is_ambiguous(tmp_path, capsys):
     assert _convert(tmp_path / "export.json", tmp_path / "o.json") == 1
     assert ("export.json: task 5: image 'z.png' (from 'https://host/img/z.png') is in several folders under "
             f"{tmp_path}: day/z.png, night/z.png; skipped") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["labelme", "via", "labelstudio", "yolo", "cvat"])
+def test_a_folder_without_annotations_is_named_as_such(tmp_path, capsys, source):
+    """A folder holding none of the format's files ends in one line that says so (there used to be a
+    pointer to "the problems above" with none above)."""
+    (tmp_path / "empty").mkdir()
+    assert main(["convert-data", "--from", source, str(tmp_path / "empty"), "--output",
+                 str(tmp_path / "out.json")]) == 1
+    err = capsys.readouterr().err
+    assert "problems above" not in err and "no such" not in err
+    assert err.strip().splitlines()[-1].startswith("maskrcnn convert-data: error:")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_coco_file_is_not_taken_for_a_task(tmp_path, capsys):
+    coco = tmp_path / "train.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "labelstudio", str(coco), "--output", str(out)]) == 1
+    assert "a COCO instance file, not a Label Studio export" in capsys.readouterr().err

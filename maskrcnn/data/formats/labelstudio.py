@@ -354,6 +354,9 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
 
 
 def _tasks(data) -> list:
+    if isinstance(data, dict) and {"images", "annotations", "categories"} <= set(data):
+        raise Skip("not_labelstudio", "a COCO instance file, not a Label Studio export: train on it as it "
+                                      "is (--train-json)")
     if isinstance(data, dict) and ("data" in data or "annotations" in data):
         return [data]  # one task per file (cloud target storage)
     if not isinstance(data, list):
