@@ -264,8 +264,9 @@ def _input_convention(cfgtext: dict, sd: dict, overrides: dict, source: str) -> 
         raise ConversionError(
             f"{source}: the file has no config, and its backbone's batch norms all have mean 0 and "
             "variance 1, as mmdet's caffe-style backbones (mask_rcnn_r50_caffe_fpn_*: stride in the 1x1 "
-            "conv, BGR input, std 1); the weights cannot tell the style: --set model.stride_in_1x1=true "
-            "for caffe style or =false for pytorch style")
+            "conv, BGR input, std 1); the weights cannot tell the style: maskrcnn convert --from mmdetection "
+            "... --set model.stride_in_1x1=true for caffe style or =false for pytorch style (train --init "
+            "then takes the converted file)")
     else:
         caffe, how = False, "mmdet's defaults (the file has no config)"
     if caffe:
