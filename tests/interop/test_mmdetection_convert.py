@@ -428,3 +428,44 @@ def test_convert_command_then_predict(tmp_path, tiny_mask, capsys):
                        model.state_dict()["backbone.res2.0.conv1.conv.weight"])
     assert not (tmp_path / "called").exists()
     assert main(["convert", "--from", "mmdetection", str(tmp_path / "missing.pth"), str(out)]) == 1
+
+
+@pytest.mark.slow  # a one-iteration training run (~6 s)
+def test_train_init_copies_class_rows_by_name(tmp_path, tiny_mask):
+    """train --init on an mmdet v3 file of (car, person) into a dataset of (person, car, widget): mmdet's
+    background-last rows land where our names say, widget starts fresh, the run follows the weights."""
+    import json
+
+    from maskrcnn.cli import main
+    from maskrcnn.data.shapes import generate_shapes_dataset
+
+    _, sd = tiny_mask
+    src = _save_v3(tmp_path / "mmdet.pth", sd, _config_text(), tmp_path / "called", classes=("car", "person"))
+    data = generate_shapes_dataset(tmp_path / "data", num_train=1, num_val=0, image_size=(64, 64), seed=0,
+                                   classes=("circle", "square", "triangle"))
+    coco = json.loads(open(data["train_json"]).read())
+    for cat, name in zip(coco["categories"], ("person", "car", "widget")):
+        cat["name"] = name
+    open(data["train_json"], "w").write(json.dumps(coco))
+    out = tmp_path / "run"
+    assert main(["train", "--config", "r50_fpn", "--init", str(src), "--train-json", data["train_json"],
+                 "--train-images", data["train_images"], "--output", str(out), "--set", "solver.lr=0",
+                 "solver.iters=1", "solver.batch_size=1", "solver.warmup_iters=1", "solver.steps=[10]",
+                 "solver.checkpoint_period=0", "input.min_size=64", "input.max_size=64",
+                 "data.num_workers=0", "model.rpn.post_nms_topk_train=32",
+                 "model.roi_heads.batch_size_per_image=16"]) == 0
+    report = json.loads((out / "init_report.json").read_text())
+    assert report["copied_classes"] == {"person": "person", "car": "car"}
+    assert report["fresh_classes"] == ["widget"]
+    assert report["source"]["format"] == "mmdetection detector (maskrcnn layout)"
+    got = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    scores, deltas = sd["roi_head.bbox_head.fc_cls.weight"], sd["roi_head.bbox_head.fc_reg.weight"]
+    masks = sd["roi_head.mask_head.conv_logits.weight"]
+    # mmdet's rows: car 0, person 1, background 2 (last); ours: background 0, person 1, car 2, widget 3
+    assert torch.equal(got["roi_heads.box_predictor.cls_score.weight"][:3], scores[[2, 1, 0]])
+    assert torch.equal(got["roi_heads.box_predictor.bbox_pred.weight"][4:12],
+                       torch.cat([deltas[4:8], deltas[:4]]))
+    assert torch.equal(got["roi_heads.mask_head.predictor.weight"][1:3], masks[[1, 0]])
+    assert torch.equal(got["backbone.res3.0.shortcut.conv.weight"],
+                       sd["backbone.layer2.0.downsample.0.weight"])
+    assert not (tmp_path / "called").exists()
