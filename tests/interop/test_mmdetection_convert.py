@@ -199,7 +199,7 @@ def test_v3_file_with_foreign_objects_loads_without_running_them(tmp_path, tiny_
 
 
 def test_config_text_is_parsed_not_run():
-    text = _config_text() + "x = __import__('os').system('touch /tmp/never')\ny = [1, -2.5, (3, 'a')]\n"
+    text = _config_text() + "x = __import__('os').system('touch never-run')\ny = [1, -2.5, (3, 'a')]\n"
     cfg = parse_config_text(text)
     assert cfg["x"] is UNKNOWN and cfg["work_dir"] is UNKNOWN and cfg["y"] == [1, -2.5, (3, "a")]
     assert cfg["model"]["roi_head"]["bbox_head"]["bbox_coder"]["target_stds"] == [0.1, 0.1, 0.2, 0.2]
