@@ -1,12 +1,15 @@
-"""``maskrcnn convert``: turn a torchvision (or detectron2) checkpoint into this library's format.
+"""``maskrcnn convert``: turn a torchvision, detectron2 or MMDetection checkpoint into our format.
 
-    maskrcnn convert --from torchvision IN OUT [--set key=value ...] [--class-names a,b,c]
+    maskrcnn convert --from torchvision|detectron2|mmdetection IN OUT [--set key=value ...]
+        [--class-names a,b,c]
 
 IN is a file, a published name (``maskrcnn_resnet50_fpn_coco``, ``maskrcnn_resnet50_fpn_v2_coco``,
 ``keypointrcnn_resnet50_fpn_coco``, ...; downloaded to the cache and checksummed) or a URL.
 The layout, backbone depth, number of classes and keypoints are read from the weights; ``--set``
 adjusts the stored config, e.g. ``--set model.frozen_bn_eps=1e-5`` for weights saved from a model
 built with plain BatchNorm (torchvision's published v1 COCO weights need the default, eps 0).
+MMDetection files (``interop/mmdetection.py``) take their class names and conventions from the config
+text stored in the file; what the conversion could not carry over exactly is printed as a note.
 Every source key must map and every model key must be filled, or nothing is written.
 """
 
@@ -17,11 +20,12 @@ import os
 import re
 import sys
 
-HELP = "convert a torchvision or detectron2 checkpoint into this library's format"
+HELP = "convert a torchvision, detectron2 or MMDetection checkpoint into this library's format"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source_format", required=True, choices=("torchvision", "detectron2"),
+    parser.add_argument("--from", dest="source_format", required=True,
+                        choices=("torchvision", "detectron2", "mmdetection"),
                         help="the checkpoint's origin")
     parser.add_argument("input", metavar="IN", help="checkpoint file, published name or URL")
     parser.add_argument("output", metavar="OUT", help="where to write the converted checkpoint")
@@ -29,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="config overrides stored with the checkpoint")
     parser.add_argument("--class-names", default=None,
-                        help="comma-separated class names without the background (default: COCO for 91 "
-                             "classes, else class_1, class_2, ...)")
+                        help="comma-separated class names without the background (default: the names an "
+                             "MMDetection file stores, COCO for 91 / 81 classes, else class_1, class_2, ...)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -63,6 +67,10 @@ def run(args) -> int:
         from maskrcnn.interop.torchvision import load_torchvision_file
 
         result = load_torchvision_file(path, overrides=overrides)
+    elif args.source_format == "mmdetection":
+        from maskrcnn.interop.mmdetection import load_mmdetection_file
+
+        result = load_mmdetection_file(path, overrides=overrides)
     else:
         try:
             from maskrcnn.interop import detectron2 as d2
@@ -81,6 +89,8 @@ def run(args) -> int:
     save_checkpoint(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
                     converted_from={"format": args.source_format, "layout": result["layout"],
                                     "source": os.path.basename(str(args.input))})
+    for note in result.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     print(f"{args.input} ({result['layout']}, {cfg.model.backbone}, {cfg.model.num_classes} classes incl. "
           f"background, {result['report']['num_tensors']} tensors) -> {args.output}", file=sys.stderr)
     return 0

@@ -1,9 +1,10 @@
-"""Read any weights a run can start from into one record: our checkpoints, torchvision and detectron2
-detectors, and ImageNet backbones (``imagenet.py``), given as a file, a URL or a published name.
+"""Read any weights a run can start from into one record: our checkpoints, torchvision, detectron2 and
+MMDetection detectors, and ImageNet backbones (``imagenet.py``), given as a file, a URL or a published name.
 
 ``read_weights(spec)`` resolves the spec (downloads are cached and, where the publisher gives a hash,
 checked; ``download.py``), opens the file without running code from it (``torch.load(weights_only=True)``
-for torch files, a numpy-only unpickler for ``.pkl``), recognises the layout from the key names,
+for torch files, a numpy-only unpickler for ``.pkl``; MMDetection v3 files, whose training state holds
+mmengine objects, through ``mmdet_file.read_mmdet_file``), recognises the layout from the key names,
 converts to our parameter names and returns a ``SourceWeights``:
 
 - ``state_dict``: tensors under our names (``docs/checkpoints.md``), in our conventions (RGB stem,
@@ -60,7 +61,7 @@ class SourceWeights:
     """Weights to start a run from, converted to our names and conventions (module docstring)."""
 
     state_dict: dict
-    kind: str  # maskrcnn | torchvision | detectron2 | imagenet
+    kind: str  # maskrcnn | torchvision | detectron2 | mmdetection | imagenet
     layout: str  # the converter's layout name (maskrcnn, maskrcnn_v2, keypointrcnn, ..., or caffe2 ...)
     implied: dict
     class_names: Optional[list] = None
@@ -129,6 +130,15 @@ def _ours(path: str) -> SourceWeights:
 
 
 def _detector(obj, kind: str, source: str) -> SourceWeights:
+    if kind == "mmdetection":
+        from maskrcnn.interop.mmdetection import convert_mmdetection
+
+        result = convert_mmdetection(obj, source=source)
+        cfg, sd = result["config"], result["state_dict"]
+        return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
+                             implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
+                             notes=["class rows moved: mmdet's background-last order to background-first",
+                                    *result["notes"]])
     if kind == "torchvision":
         from maskrcnn.interop.torchvision import convert_torchvision as convert
     else:
@@ -150,6 +160,7 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
     ``read_weights`` validates those through ``checkpoint.load_checkpoint``)."""
     from maskrcnn.interop import imagenet
+    from maskrcnn.interop.mmdetection import is_mmdetection
     from maskrcnn.interop.torchvision import strip_module_prefix
 
     # Recognised without the "module." of a (Distributed)DataParallel model (or a Lightning "model."), as
@@ -162,6 +173,8 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     # under proposal_generator)
     if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
         return _detector(obj, "detectron2", source)
+    if is_mmdetection(keys):  # rpn_head.*, roi_head.*, neck.lateral_convs.*
+        return _detector(obj, "mmdetection", source)
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
@@ -171,7 +184,26 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
                               "says how to build it; save it with maskrcnn.checkpoint.save_checkpoint")
     raise ConversionError(
         f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}); "
-        "expected a maskrcnn checkpoint, a torchvision or detectron2 R-CNN, or an ImageNet ResNet/ResNeXt")
+        "expected a maskrcnn checkpoint, a torchvision, detectron2 or MMDetection R-CNN, or an ImageNet "
+        "ResNet/ResNeXt")
+
+
+def _mmdet_or_none(path: str):
+    """An MMDetection v3 checkpoint that ``weights_only`` refused (its mmengine training state), read with
+    foreign objects left inert; None when the file is not one (the original refusal then stands)."""
+    import zipfile
+
+    from maskrcnn.interop.mmdet_file import read_mmdet_file
+    from maskrcnn.interop.mmdetection import is_mmdetection
+
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        obj = read_mmdet_file(path)
+    except ConversionError:
+        return None
+    sd = obj.get("state_dict") if isinstance(obj, dict) else None
+    return obj if isinstance(sd, dict) and is_mmdetection([k for k in sd if isinstance(k, str)]) else None
 
 
 def read_weights(spec: str, *, cache=None) -> SourceWeights:
@@ -182,7 +214,12 @@ def read_weights(spec: str, *, cache=None) -> SourceWeights:
 
     where = resolve_spec(spec, cache=cache)
     path = where["path"]
-    obj = read_detectron2_file(path)  # zip -> torch.load(weights_only=True); .pkl -> numpy-only unpickler
+    try:
+        obj = read_detectron2_file(path)  # zip -> torch.load(weights_only=True); .pkl -> numpy-only unpickler
+    except ConversionError:
+        obj = _mmdet_or_none(path)
+        if obj is None:
+            raise
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         del obj
         weights = _ours(path)
