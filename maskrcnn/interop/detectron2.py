@@ -42,6 +42,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from maskrcnn.interop.key_rules import compile_rules, rename_key
 from maskrcnn.interop.torchvision import (
     COCO_CLASS_NAMES_91,
     ConversionError,
@@ -101,7 +102,7 @@ _RULES = [
      lambda g: f"roi_heads.keypoint_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
     (r"^roi_heads\.keypoint_head\.score_lowres\.(weight|bias)$", r"roi_heads.keypoint_head.predictor.\1"),
 ]
-_COMPILED = [(re.compile(p), r) for p, r in _RULES]
+_COMPILED = compile_rules(_RULES)
 
 # newer detectron2 RPN heads with several convs name them conv.conv0, conv.conv1, ...
 _RPN_CONVS = r"^proposal_generator\.rpn_head\.conv\.conv(\d+)\.weight$"
@@ -398,11 +399,7 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
 
 
 def _map_key(key: str) -> Optional[str]:
-    for pattern, repl in _COMPILED:
-        m = pattern.match(key)
-        if m:
-            return repl(m.groups()) if callable(repl) else m.expand(repl)
-    return None
+    return rename_key(_COMPILED, key)
 
 
 def convert_state_dict(sd: dict) -> tuple:

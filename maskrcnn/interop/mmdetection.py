@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from maskrcnn.interop.detectron2 import _background_first, _count, _problems, _stem_bgr_to_rgb
+from maskrcnn.interop.key_rules import compile_rules, rename_key
 from maskrcnn.interop.mmdet_file import UNKNOWN, lookup, parse_config_text, read_mmdet_file
 from maskrcnn.interop.torchvision import ConversionError, resnet_arch, strip_module_prefix
 
@@ -88,7 +89,7 @@ _RULES = [
     (r"^roi_head\.mask_head\.upsample\.(weight|bias)$", r"roi_heads.mask_head.deconv.\1"),
     (r"^roi_head\.mask_head\.conv_logits\.(weight|bias)$", r"roi_heads.mask_head.predictor.\1"),
 ]
-_COMPILED = [(re.compile(p), r) for p, r in _RULES]
+_COMPILED = compile_rules(_RULES)
 
 # key fragments of designs ours does not build -> what to call them (first match wins)
 _DESIGNS = [
@@ -489,11 +490,7 @@ def config_overrides(sd: dict, layout: str, cfgtext: dict, overrides: dict, *, s
 
 
 def _map_key(key: str) -> Optional[str]:
-    for pattern, repl in _COMPILED:
-        m = pattern.match(key)
-        if m:
-            return repl(m.groups()) if callable(repl) else m.expand(repl)
-    return None
+    return rename_key(_COMPILED, key)
 
 
 def convert_state_dict(sd: dict) -> tuple:

@@ -23,6 +23,8 @@ from typing import Optional
 
 import torch
 
+from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key
+
 COCO_CLASS_NAMES_91 = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
     "boat", "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench", "bird", "cat",
@@ -86,20 +88,15 @@ _RULES = [
      lambda g: f"roi_heads.keypoint_head.convs.{int(g[0]) - 1}.conv.{g[1]}"),
     (r"^roi_heads\.keypoint_predictor\.kps_score_lowres\.(.+)$", r"roi_heads.keypoint_head.predictor.\1"),
 ]
-_COMPILED = [(re.compile(p), r) for p, r in _RULES]
+_COMPILED = compile_rules(_RULES)
 
 
 def _map_key(key: str, box_linear_index: dict) -> Optional[str]:
-    for pattern, repl in _COMPILED:
-        m = pattern.match(key)
-        if not m:
-            continue
-        if repl == "box_linear":
-            return f"roi_heads.box_head.fcs.{box_linear_index[int(m.group(1))]}.{m.group(2)}"
-        if callable(repl):
-            return repl(m.groups())
-        return m.expand(repl)
-    return None
+    hit = first_rule(_COMPILED, key)
+    if hit is not None and hit[1] == "box_linear":
+        m = hit[0]
+        return f"roi_heads.box_head.fcs.{box_linear_index[int(m.group(1))]}.{m.group(2)}"
+    return rename_key(_COMPILED, key)
 
 
 def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
