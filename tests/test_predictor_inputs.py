@@ -176,3 +176,12 @@ def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypa
     with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
         Predictor.from_checkpoint(tmp_path / "model.pth", device="cuda")
 
+def test_draw_instances_refuses_0_255_floats(rgb):
+    from maskrcnn.visualize import draw_instances
+
+    det = {"boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]), "scores": torch.tensor([0.9]),
+           "labels": torch.tensor([1])}  # fmt: skip
+    with pytest.raises(ValueError, match=r"float image values span \[0, 255\]"):
+        draw_instances(rgb.astype(np.float32), det)
+    drawn = np.asarray(draw_instances(rgb.astype(np.float32) / 255, det))
+    assert np.array_equal(drawn, np.asarray(draw_instances(rgb, det)))
