@@ -2,6 +2,8 @@
 what the equivalent RGB image gives or one clear error naming the image, never a silent wrong answer;
 results are ordinary tensors; bad arguments are refused by name."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -175,6 +177,19 @@ def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypa
     monkeypatch.setattr(ckmod, "load_checkpoint", never)
     with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
         Predictor.from_checkpoint(tmp_path / "model.pth", device="cuda")
+
+
+def test_package_names_import_and_stay_lazy():
+    code = (
+        "import sys, maskrcnn\n"
+        "assert 'torch' not in sys.modules, 'import maskrcnn imported torch'\n"
+        "for name in maskrcnn.__all__: getattr(maskrcnn, name)\n"
+        "from maskrcnn import Predictor, draw_instances, build_model\n"
+        "import maskrcnn.predictor as p; assert maskrcnn.Predictor is p.Predictor\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
 
 def test_draw_instances_refuses_0_255_floats(rgb):
     from maskrcnn.visualize import draw_instances
