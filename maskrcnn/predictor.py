@@ -83,8 +83,10 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+            hint = (": numpy images are channels last, pass image.transpose(1, 2, 0)"  # tensor.numpy()
+                    if image.ndim == 3 and image.shape[0] in (1, 3) else "")
             raise ValueError(f"{where}: expected a numpy image of shape (H, W, 3) {channels}, (H, W, 4) with "
-                             f"alpha or (H, W) grey, got {image.shape}")
+                             f"alpha or (H, W) grey, got {image.shape}{hint}")
         image = image[:, :, :3]  # alpha dropped, as PIL's convert("RGB") and read_image do
         if channels == "BGR" and image.shape[2] == 3:
             image = image[:, :, ::-1]  # (H, W, BGR) -> (H, W, RGB), a view

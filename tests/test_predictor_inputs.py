@@ -93,6 +93,8 @@ def test_float_slightly_outside_0_1_is_used(pred, rgb):
 def test_unclear_inputs_name_the_problem(pred, rgb, tmp_path):
     with pytest.raises(ValueError, match=r"looks like \(H, W, C\).*permute\(2, 0, 1\)"):
         pred(torch.from_numpy(rgb))
+    with pytest.raises(ValueError, match=r"got \(3, 40, 56\): numpy images are channels last.*transpose"):
+        pred(np.ascontiguousarray(rgb.transpose(2, 0, 1)))  # a tensor's .numpy(): (3, H, W)
     with pytest.raises(TypeError, match="images: expected an image or an iterable of images, got NoneType"):
         pred(None)
     with pytest.raises(ValueError, match="image 0: PIL image of mode 'La'"):
