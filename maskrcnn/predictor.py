@@ -408,7 +408,8 @@ class Predictor:
     def predict_files(self, paths: Sequence[Union[str, os.PathLike]], *, on_error=None) -> Iterator[list]:
         """Read image files and predict, ``window`` files at a time: yields per window a list of
         ``(index in paths, image (3, H, W), detections)`` in input order. A file that cannot be read
-        is skipped after ``on_error(index, path, error)`` (raised when ``on_error`` is None)."""
+        is skipped after ``on_error(index, path, error)`` (raised when ``on_error`` is None). One path
+        alone is one file."""
         from maskrcnn.data.images import read_image
 
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # not its characters

@@ -140,7 +140,13 @@ def test_output_types_order_empty_and_determinism(pred, rgb, ref):
     assert pred([]) == []
 
 
-def test_one_predictor_from_two_threads(pred, rgb, ref):
+@pytest.mark.parametrize("optimise", [False, True])
+def test_one_predictor_from_two_threads(pred, rgb, optimise):
+    if optimise:  # what from_checkpoint gives: folded norms, Winograd and fused convolutions
+        import copy
+
+        pred = Predictor(copy.deepcopy(pred.model), pred.cfg, optimise=True)
+    ref = pred(rgb)[0]
     other = np.ascontiguousarray(rgb[::-1])  # upside down: different detections
     serial = pred(other)[0]
     out = {}
