@@ -33,6 +33,7 @@ called from several threads at once (it keeps no per-call state).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -141,6 +142,23 @@ def check_float_range(image: torch.Tensor, where: str) -> None:
             "values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises itself)")
 
 
+def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, **_others) -> None:
+    """The Predictor's plain arguments, checked before anything is loaded or built."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    # As `predict --score-thresh`: NaN would silently drop everything, a string fail mid-run; above 1
+    # keeps nothing, openly (scores are in [0, 1]).
+    if score_thresh is not None and (
+        isinstance(score_thresh, bool) or not isinstance(score_thresh, numbers.Real)
+        or not (math.isfinite(score_thresh) and score_thresh >= 0.0)
+    ):
+        raise ValueError(f"score_thresh must be a finite number >= 0 or None, got {score_thresh!r}")
+    if masks not in ("dense", "rle"):
+        raise ValueError(f"masks must be 'dense' or 'rle', got {masks!r}")
+    # the name only (a CUDA device object allows every dtype and warns of none; no CUDA is needed for it)
+    resolve_dtype(dtype, torch.device("cuda"))
+
+
 class Predictor:
     """Run a Mask R-CNN on images at their original size.
 
@@ -194,17 +212,7 @@ class Predictor:
         int8: Optional[dict] = None,
         int8_source: str = "int8 section",
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        # As `predict --score-thresh`: NaN would silently drop everything, a string fail mid-run; above 1
-        # keeps nothing, openly (scores are in [0, 1]).
-        if score_thresh is not None and (
-            isinstance(score_thresh, bool) or not isinstance(score_thresh, numbers.Real)
-            or not (math.isfinite(score_thresh) and score_thresh >= 0.0)
-        ):
-            raise ValueError(f"score_thresh must be a finite number >= 0 or None, got {score_thresh!r}")
-        if masks not in ("dense", "rle"):
-            raise ValueError(f"masks must be 'dense' or 'rle', got {masks!r}")
+        _check_arguments(batch_size=batch_size, score_thresh=score_thresh, masks=masks, dtype=dtype)
         self.cfg = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -275,8 +283,12 @@ class Predictor:
         from maskrcnn.config import apply_overrides
         from maskrcnn.modeling.mask_rcnn import build_model
 
+        # Bad arguments (a device this machine lacks, a misspelt keyword): one line now, not after a long
+        # load and build.
         if str(device) != "auto":
-            resolve_device(device)  # a device this machine lacks: one line now, before a long load and build
+            resolve_device(device)
+        inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
+        _check_arguments(**kwargs)
         ckpt = load_checkpoint(path, map_location="cpu")
         cfg = config_from_checkpoint(ckpt)
         if overrides:

@@ -175,16 +175,33 @@ def test_bad_arguments_are_refused_by_name(pred):
             Predictor(pred.model, pred.cfg, batch_size=value)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypatch):
+def _no_loading(monkeypatch):
     import maskrcnn.checkpoint as ckmod
 
     def never(*args, **kwargs):
-        raise AssertionError("the checkpoint was read before the device was checked")
+        raise AssertionError("the checkpoint was read before the arguments were checked")
 
     monkeypatch.setattr(ckmod, "load_checkpoint", never)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypatch):
+    _no_loading(monkeypatch)
     with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
         Predictor.from_checkpoint(tmp_path / "model.pth", device="cuda")
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"treshold": 0.5}, "unexpected keyword argument 'treshold'"),
+    ({"score_thresh": float("nan")}, "score_thresh must be a finite number >= 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"dtype": "half"}, "dtype 'half' not supported"),
+    ({"masks": "compact"}, "masks must be 'dense' or 'rle'"),
+])  # fmt: skip
+def test_from_checkpoint_checks_arguments_before_loading(tmp_path, monkeypatch, kwargs, error):
+    _no_loading(monkeypatch)
+    with pytest.raises((ValueError, TypeError), match=error):
+        Predictor.from_checkpoint(tmp_path / "model.pth", device="cpu", **kwargs)
 
 
 def test_package_names_import_and_stay_lazy():
