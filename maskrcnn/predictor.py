@@ -17,14 +17,25 @@ The model behind it is swappable: a checkpoint's ``MaskRCNN`` (``from_checkpoint
 ONNX file run by onnxruntime (``from_onnx``, ``export/onnx_runtime.OnnxModel``, one image per run);
 ``from_weights`` picks by the file. Everything around the forward is shared.
 
-Images given to the Python API (``__call__``): file paths, (3, H, W) tensors (float RGB in [0, 1],
-or uint8 0..255), numpy arrays (H, W, 3) RGB or (H, W) grey, uint8 0..255 or float in [0, 1] (the
-layout of PIL, imageio, and OpenCV after ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``), and PIL images of
-any mode (converted to RGB, used as given: no EXIF rotation, unlike files).
+Images given to the Python API (``__call__``), one or an iterable of them: file paths (str or Path;
+EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
+(H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB, used as given: no EXIF
+rotation, unlike files). Colour order is RGB (PIL, imageio, torchvision); ``channels="BGR"`` reads
+3-channel arrays and tensors in OpenCV's order (what ``cv2.imread`` gives, detectron2's default). Values:
+uint8 0..255, uint16 0..65535 (arrays), or float in [0, 1]; a float image outside [0, 1] by more than
+``FLOAT_RANGE_SLACK`` (0..255 floats, mean/std-normalised images) or holding NaN / infinity is refused
+naming it, since the model would misread it silently.
+
+Results are ordinary CPU tensors (the model runs under ``torch.inference_mode``, the results are made
+outside it), the same for the same input at a fixed ``torch.get_num_threads()``; one Predictor may be
+called from several threads at once (it keeps no per-call state).
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
@@ -47,33 +58,64 @@ def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class{i}" for i in range(1, num_classes)]
 
 
-def _from_numpy_or_pil(image, where: str):
-    """A numpy array (H, W, 3) / (H, W) or a PIL image -> (3, H, W) tensor (dtype kept); else unchanged."""
+# A float image may stray this far outside [0, 1] (a bicubic resize overshoots a little) and is used as
+# given; further out it is on another scale (0..255, or normalised by a mean and std), which the model
+# would silently misread: an image on the 0..255 scale looks to it like a white frame.
+FLOAT_RANGE_SLACK = 0.1
+
+CHANNELS = ("RGB", "BGR")
+
+
+def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
+    """A numpy array (H, W, C) / (H, W) or a PIL image -> (C, H, W) tensor (uint8 or float, RGB); else
+    unchanged."""
     import numpy as np
 
     if type(image).__module__.startswith("PIL.") and hasattr(image, "mode"):
         from maskrcnn.data.images import _to_rgb_array
 
-        return torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image))).permute(2, 0, 1)
+        try:
+            array = _to_rgb_array(image)  # (H, W, 3) float32 in [0, 1]
+        except (ValueError, OSError) as e:  # a mode PIL cannot convert (e.g. "La")
+            raise ValueError(f"{where}: PIL image of mode {image.mode!r} cannot be read as RGB ({e})"
+                             ) from None
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = image[:, :, None]
-        if image.ndim != 3 or image.shape[2] not in (1, 3):
-            raise ValueError(f"{where}: expected a numpy image of shape (H, W, 3) RGB or (H, W) grey, "
-                             f"got {image.shape}")
+        if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+            hint = (": numpy images are channels last, pass image.transpose(1, 2, 0)"  # tensor.numpy()
+                    if image.ndim == 3 and image.shape[0] in (1, 3) else "")
+            raise ValueError(f"{where}: expected a numpy image of shape (H, W, 3) {channels}, (H, W, 4) with "
+                             f"alpha or (H, W) grey, got {image.shape}{hint}")
+        image = image[:, :, :3]  # alpha dropped, as PIL's convert("RGB") and read_image do
+        if channels == "BGR" and image.shape[2] == 3:
+            image = image[:, :, ::-1]  # (H, W, BGR) -> (H, W, RGB), a view
+        if image.dtype == np.uint16:  # 16-bit PNG / TIFF as cv2.IMREAD_UNCHANGED gives it
+            image = image.astype(np.float32) / 65535.0
         if image.dtype == np.uint8 or image.dtype.kind == "f":
             return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
-        raise ValueError(
-            f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255 or float in [0, 1])")
+        raise ValueError(f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255, uint16 "
+                         "0..65535 or float in [0, 1])")
+    if isinstance(image, torch.Tensor) and channels == "BGR" and image.dim() == 3 and image.shape[0] == 3:
+        image = image.flip(0)  # (BGR, H, W) -> (RGB, H, W)
     return image
 
 
-def _as_float_image(image, where: str) -> torch.Tensor:
-    """(3, H, W) float in [0, 1]; uint8 is scaled, grey is repeated, numpy / PIL images converted."""
-    image = _from_numpy_or_pil(image, where)
+def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1]: uint8 is scaled, grey is repeated, numpy / PIL images converted,
+    BGR reordered; a float image on another scale, or holding NaN or infinity, is refused."""
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be 'RGB' or 'BGR', got {channels!r}")
+    if isinstance(image, torch.Tensor) and image.dim() == 2:
+        image = image[None]  # (H, W) grey -> (1, H, W), as for numpy arrays
+    image = _from_numpy_or_pil(image, where, channels)
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{where}: expected a (3, H, W) tensor, a numpy (H, W, 3) array, a PIL image or a "
-                        f"file path, got {type(image).__name__}")
+        raise TypeError(f"{where}: expected a (3, H, W) tensor, a numpy (H, W, 3) array, a PIL image, a "
+                        f"file path or an encoded image's bytes, got {type(image).__name__}")
+    if image.dim() == 3 and image.shape[0] not in (1, 3) and image.shape[2] in (1, 3, 4):
+        raise ValueError(f"{where}: image tensor of shape {tuple(image.shape)} looks like (H, W, C); tensors "
+                         "are channels first (3, H, W): pass image.permute(2, 0, 1), or the numpy array")
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"{where}: expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
     if image.shape[1] == 0 or image.shape[2] == 0:
@@ -84,7 +126,37 @@ def _as_float_image(image, where: str) -> torch.Tensor:
         raise ValueError(f"{where}: image dtype {image.dtype} not supported (float in [0, 1] or uint8)")
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
-    return image.float()
+    image = image.detach().float()
+    check_float_range(image, where)
+    return image
+
+
+def check_float_range(image: torch.Tensor, where: str) -> None:
+    """Refuse a float image holding NaN or infinity, or values on another scale than [0, 1]."""
+    lo, hi = (float(v) for v in torch.aminmax(image))  # NaN anywhere makes both NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{where}: image holds NaN or infinite values")
+    if lo < -FLOAT_RANGE_SLACK or hi > 1.0 + FLOAT_RANGE_SLACK:
+        raise ValueError(
+            f"{where}: float image values span [{lo:.4g}, {hi:.4g}], expected RGB in [0, 1]: divide 0..255 "
+            "values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises itself)")
+
+
+def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, **_others) -> None:
+    """The Predictor's plain arguments, checked before anything is loaded or built."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    # As `predict --score-thresh`: NaN would silently drop everything, a string fail mid-run; above 1
+    # keeps nothing, openly (scores are in [0, 1]).
+    if score_thresh is not None and (
+        isinstance(score_thresh, bool) or not isinstance(score_thresh, numbers.Real)
+        or not (math.isfinite(score_thresh) and score_thresh >= 0.0)
+    ):
+        raise ValueError(f"score_thresh must be a finite number >= 0 or None, got {score_thresh!r}")
+    if masks not in ("dense", "rle"):
+        raise ValueError(f"masks must be 'dense' or 'rle', got {masks!r}")
+    # the name only (a CUDA device object allows every dtype and warns of none; no CUDA is needed for it)
+    resolve_dtype(dtype, torch.device("cuda"))
 
 
 class Predictor:
@@ -96,8 +168,9 @@ class Predictor:
         cfg: its ``Config`` (input sizes, mask threshold and paste method are read from it).
         class_names: index = label, index 0 = "__background__".
         device: "cpu", "cuda", "cuda:N" or "auto".
-        score_thresh: drop detections scoring below it (None: keep what the model returns; the
-            model's own threshold is ``cfg.model.roi_heads.score_thresh``).
+        score_thresh: drop detections scoring below it, a number >= 0 (scores are in [0, 1], so above 1
+            keeps nothing; None: keep what the model returns, whose own threshold is
+            ``cfg.model.roi_heads.score_thresh``).
         batch_size: images per forward. Images of different sizes are padded to a common size in a
             batch, which changes features near their borders slightly, so 1 (the default) makes each
             image's detections independent of its batch-mates; larger batches pay off on a GPU. Images
@@ -139,10 +212,7 @@ class Predictor:
         int8: Optional[dict] = None,
         int8_source: str = "int8 section",
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if masks not in ("dense", "rle"):
-            raise ValueError(f"masks must be 'dense' or 'rle', got {masks!r}")
+        _check_arguments(batch_size=batch_size, score_thresh=score_thresh, masks=masks, dtype=dtype)
         self.cfg = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -158,7 +228,7 @@ class Predictor:
         self.label_to_category_id = (
             {int(k): int(v) for k, v in label_to_category_id.items()} if label_to_category_id else None
         )
-        self.score_thresh = score_thresh
+        self.score_thresh = None if score_thresh is None else float(score_thresh)
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
         self.paste_masks = paste_masks
@@ -213,6 +283,12 @@ class Predictor:
         from maskrcnn.config import apply_overrides
         from maskrcnn.modeling.mask_rcnn import build_model
 
+        # Bad arguments (a device this machine lacks, a misspelt keyword): one line now, not after a long
+        # load and build.
+        if str(device) != "auto":
+            resolve_device(device)
+        inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
+        _check_arguments(**kwargs)
         ckpt = load_checkpoint(path, map_location="cpu")
         cfg = config_from_checkpoint(ckpt)
         if overrides:
@@ -300,37 +376,55 @@ class Predictor:
         return cls.from_checkpoint(path, overrides=overrides, **kwargs)
 
     # ----------------------------------------------------------------------------------------
-    def load(self, item: ImageLike, index: int = 0) -> torch.Tensor:
-        """A file path, tensor, numpy array or PIL image -> (3, H, W) float32 in [0, 1] at its original
-        size (on the CPU); see the module docstring for the conventions."""
+    def load(self, item: ImageLike, index: int = 0, *, channels: str = "RGB") -> torch.Tensor:
+        """A file path, encoded image bytes, tensor, numpy array or PIL image -> (3, H, W) float32 in
+        [0, 1] at its original size (on the tensor's device, else the CPU); see the module docstring for
+        the conventions. ``channels="BGR"``: a 3-channel array or tensor is in OpenCV's order."""
         if isinstance(item, (str, os.PathLike)):
             from maskrcnn.data.images import read_image
 
             return read_image(Path(item))
-        return _as_float_image(item, f"image {index}")
+        if isinstance(item, (bytes, bytearray, memoryview)):  # a file's content, e.g. an HTTP upload
+            from maskrcnn.data.images import decode_image_bytes
 
-    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> list:
+            return decode_image_bytes(bytes(item), name=f"image {index} (bytes, read as an encoded image "
+                                      "file; give a path as str or Path)")
+        return _as_float_image(item, f"image {index}", channels)
+
+    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], *, channels: str = "RGB") -> list:
         """Detections per image (a list even for one image), on the CPU, in original coordinates:
-        ``boxes`` (D, 4) xyxy float32, ``scores`` (D,), ``labels`` (D,) int64 (1..K-1), ``masks``
-        (D, H, W) bool and ``mask_probs`` (D, 1, M, M) for mask models, ``keypoints`` (D, K, 3) and
-        ``keypoint_scores`` (D, K) for keypoint models; ``masks_rle`` instead of ``masks`` with
-        ``masks="rle"``."""
-        if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
+        ``boxes`` (D, 4) xyxy float32, ``scores`` (D,) float32 in decreasing order, ``labels`` (D,)
+        int64 (1..K-1), ``masks`` (D, H, W) bool and ``mask_probs`` (D, 1, M, M) float32 for mask
+        models, ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K) for keypoint models;
+        ``masks_rle`` (a list of D dicts) instead of ``masks`` with ``masks="rle"``. D may be 0.
+
+        ``images``: one image or an iterable of them (a list, a generator, an (N, 3, H, W) tensor or
+        an (N, H, W, 3) array); each a path, encoded image bytes, a tensor, a numpy array or a PIL
+        image (the module docstring). ``channels``: "RGB", or "BGR" for arrays and tensors in OpenCV's
+        order (files and PIL images know their own)."""
+        if channels not in CHANNELS:
+            raise ValueError(f"channels must be 'RGB' or 'BGR', got {channels!r}")
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or _is_one_image(images):
             images = [images]
+        elif not hasattr(images, "__iter__"):
+            raise TypeError(
+                f"images: expected an image or an iterable of images, got {type(images).__name__}")
         images = list(images)
         out = []
         for start in range(0, len(images), self.window):
             chunk = images[start : start + self.window]
-            out.extend(self.predict_tensors([self.load(im, start + i) for i, im in enumerate(chunk)]))
+            loaded = [self.load(im, start + i, channels=channels) for i, im in enumerate(chunk)]
+            out.extend(self.predict_tensors(loaded))
         return out
 
     def predict_files(self, paths: Sequence[Union[str, os.PathLike]], *, on_error=None) -> Iterator[list]:
         """Read image files and predict, ``window`` files at a time: yields per window a list of
         ``(index in paths, image (3, H, W), detections)`` in input order. A file that cannot be read
-        is skipped after ``on_error(index, path, error)`` (raised when ``on_error`` is None)."""
+        is skipped after ``on_error(index, path, error)`` (raised when ``on_error`` is None). One path
+        alone is one file."""
         from maskrcnn.data.images import read_image
 
-        paths = list(paths)
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # not its characters
         for start in range(0, len(paths), self.window):
             loaded = []  # (index, image)
             for index in range(start, min(start + self.window, len(paths))):
@@ -344,31 +438,56 @@ class Predictor:
                 dets = self.predict_tensors([image for _, image in loaded])
                 yield [(index, image, det) for (index, image), det in zip(loaded, dets)]
 
-    @torch.inference_mode()
     def predict_tensors(self, images: Sequence[torch.Tensor]) -> list:
-        """Already-loaded (3, H, W) float images at their original size -> detections per image, in
-        input order. Images are resized, grouped by resized size (so that batch-mates pad little) into
-        forwards of ``batch_size``, and mapped back to their original size."""
+        """Already-loaded (3, H, W) float images in [0, 1] at their original size (a list of them) ->
+        detections per image, in input order. Images are resized, grouped by resized size (so that
+        batch-mates pad little) into forwards of ``batch_size``, and mapped back to their original size.
+
+        The model runs under ``torch.inference_mode``; the results are made outside it, so they are
+        ordinary tensors (edited in place, or used in autograd, like any other)."""
         from maskrcnn.data.transforms import resize_image
 
-        resized = [
-            resize_image(
-                im.to(self.device, non_blocking=True),
-                min_size=self.min_size,
-                max_size=self.max_size,
-                method=self.resize_method,
-            )
-            for im in images
-        ]
-        order = list(range(len(resized)))
-        if self.batch_size > 1:  # stable: equal sizes keep their input order
-            order.sort(key=lambda i: tuple(resized[i].shape[-2:]))
-        results = [None] * len(resized)
-        for start in range(0, len(order), self.batch_size):
-            ids = order[start : start + self.batch_size]
-            for i, det in zip(ids, self._forward([resized[i] for i in ids])):
-                results[i] = self._to_original(det, tuple(resized[i].shape[-2:]), tuple(images[i].shape[-2:]))
-        return results
+        if isinstance(images, torch.Tensor) and images.dim() != 4:
+            raise TypeError("predict_tensors takes a list of (3, H, W) tensors; for one image pass [image] "
+                            "(or call the predictor itself, which takes any image form)")
+        images = list(images)
+        for i, im in enumerate(images):
+            tensor = isinstance(im, torch.Tensor)
+            if not (tensor and im.dim() == 3 and im.shape[0] == 3 and im.is_floating_point()):
+                desc = f"{im.dtype} tensor of shape {tuple(im.shape)}" if tensor else type(im).__name__
+                raise ValueError(f"image {i}: predict_tensors takes (3, H, W) float RGB tensors in [0, 1], "
+                                 f"got a {desc} (the predictor itself converts other forms)")
+            check_float_range(im.detach().float(), f"image {i}")
+        with torch.inference_mode():
+            resized = [
+                resize_image(
+                    im.to(self.device, non_blocking=True),
+                    min_size=self.min_size,
+                    max_size=self.max_size,
+                    method=self.resize_method,
+                )
+                for im in images
+            ]
+            order = list(range(len(resized)))
+            if self.batch_size > 1:  # stable: equal sizes keep their input order
+                order.sort(key=lambda i: tuple(resized[i].shape[-2:]))
+            raw = [None] * len(resized)  # the model's detections, resized coordinates
+            for start in range(0, len(order), self.batch_size):
+                ids = order[start : start + self.batch_size]
+                for i, det in zip(ids, self._forward([resized[i] for i in ids])):
+                    raw[i] = det
+        # Outside inference mode: inference tensors refuse in-place edits (boxes[:, 2:] -= boxes[:, :2])
+        # and autograd ever after, a trap for users; the model's outputs are small (the pasted masks,
+        # made from them here, are the large part), so cloning them costs little.
+        with torch.no_grad():
+            return [
+                self._to_original(
+                    {k: (v.clone() if torch.is_tensor(v) else v) for k, v in det.items()},
+                    tuple(resized[i].shape[-2:]),
+                    tuple(images[i].shape[-2:]),
+                )
+                for i, det in enumerate(raw)
+            ]
 
     def _forward(self, images: list) -> list:
         """The model's stages on resized images -> its detections (resized coordinates), with ``dtype``
@@ -416,9 +535,10 @@ class Predictor:
 
 
 def _is_one_image(images) -> bool:
-    """One image (not a list of them): a (C, H, W) tensor, a numpy array (H, W[, C]) or a PIL image."""
+    """One image (not a list of them): a (C, H, W) / (H, W) tensor, a numpy array (H, W[, C]) or a PIL
+    image."""
     if isinstance(images, torch.Tensor):
-        return images.dim() == 3
+        return images.dim() in (2, 3)
     if type(images).__module__.startswith("PIL.") and hasattr(images, "mode"):
         return True
     return type(images).__module__ == "numpy" and getattr(images, "ndim", 0) in (2, 3)

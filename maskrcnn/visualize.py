@@ -51,7 +51,14 @@ def to_uint8_hwc(image) -> np.ndarray:
     if chw:
         arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
     if floating:
-        arr = np.clip(np.nan_to_num(arr.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        arr = arr.astype(np.float32)
+        finite = arr[np.isfinite(arr)]
+        if finite.size and (finite.min() < -0.1 or finite.max() > 1.1):  # the slack of predictor.py
+            # 0..255 floats would be drawn as a white frame, normalised ones as a dark smear
+            lo, hi = finite.min(), finite.max()
+            raise ValueError(f"draw_instances: float image values span [{lo:.4g}, {hi:.4g}], expected [0, 1]"
+                             ": divide 0..255 values by 255, or pass uint8")
+        arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif arr.dtype != np.uint8:
         raise ValueError(f"draw_instances: unsupported image dtype {arr.dtype} (float in [0, 1] or uint8)")
     if arr.shape[2] == 1:

@@ -240,7 +240,7 @@ def test_from_checkpoint_round_trip_and_errors(tiny, tmp_path):
     with pytest.raises(ValueError, match="3 class names|class names"):
         Predictor(model, cfg, ["__background__", "only"])
     with pytest.raises(ValueError, match="image 0"):
-        Predictor(model, cfg)([torch.rand(4, 5)])
+        Predictor(model, cfg)([torch.rand(2, 4, 5)])  # (4, 5) alone is a grey image, as a numpy (H, W) is
 
 
 def test_bfloat16_autocast_runs_and_stays_close(tiny):

@@ -1,0 +1,227 @@
+"""The Python API as users from torchvision, detectron2 and OpenCV call it: every image form either gives
+what the equivalent RGB image gives or one clear error naming the image, never a silent wrong answer;
+results are ordinary tensors; bad arguments are refused by name."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_model import TINY_FROZEN_BN as TINY
+
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.modeling.mask_rcnn import build_model
+from maskrcnn.predictor import Predictor
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def pred():
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    return Predictor(build_model(cfg).eval(), cfg)
+
+
+@pytest.fixture(scope="module")
+def rgb():
+    return np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)  # (H, W, 3) RGB
+
+
+@pytest.fixture(scope="module")
+def ref(pred, rgb):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests run (single_thread): other counts round differently
+    det = pred(rgb)[0]
+    torch.set_num_threads(threads)
+    assert det["boxes"].shape[0] > 0  # random weights, score_thresh 0: something to compare
+    return det
+
+
+def _same(det, ref):
+    torch.testing.assert_close(det["boxes"], ref["boxes"])
+    torch.testing.assert_close(det["scores"], ref["scores"])
+    assert torch.equal(det["masks"], ref["masks"])
+
+
+def test_bgr_arrays_and_tensors_with_channels_bgr(pred, rgb, ref):
+    bgr = rgb[..., ::-1]  # what cv2.imread gives: a negative-stride view here
+    _same(pred(bgr, channels="BGR")[0], ref)
+    _same(pred(torch.from_numpy(bgr.copy()).permute(2, 0, 1), channels="BGR")[0], ref)  # (3, H, W) BGR
+    bgra = np.dstack([bgr, np.zeros(rgb.shape[:2], np.uint8)])  # cv2.IMREAD_UNCHANGED of a PNG with alpha
+    _same(pred([bgra], channels="BGR")[0], ref)
+    _same(pred(Image.fromarray(rgb), channels="BGR")[0], ref)  # a PIL image knows its own order
+    assert not torch.equal(pred(bgr)[0]["scores"], ref["scores"])  # the default is RGB
+    with pytest.raises(ValueError, match="channels must be 'RGB' or 'BGR', got 'bgr'"):
+        pred(rgb, channels="bgr")
+
+
+def test_more_array_forms_match_rgb(pred, rgb, ref):
+    _same(pred(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]))[0], ref)  # RGBA: alpha dropped
+    _same(pred(rgb.astype(np.uint16) * 257)[0], ref)  # 16-bit, 0..65535
+    _same(pred(torch.from_numpy(rgb[..., 0]))[0], pred(rgb[..., 0])[0])  # (H, W) grey tensor as array
+    _same(pred(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0], ref)  # (1, 3, H, W): a batch of one
+
+
+@pytest.mark.parametrize("name", ["numpy 0..255", "tensor 0..255", "normalised", "nan", "inf"])
+def test_float_images_off_the_0_1_scale_are_refused(pred, rgb, name):
+    f = torch.from_numpy(rgb).permute(2, 0, 1).float()  # (3, H, W) 0..255
+    image = {
+        "numpy 0..255": rgb.astype(np.float32),
+        "tensor 0..255": f,
+        "normalised": (f / 255 - 0.45) / 0.225,  # torchvision's Normalize: the model normalises itself
+        "nan": torch.where(f > 250, float("nan"), f / 255),
+        "inf": torch.where(f > 250, float("inf"), f / 255),
+    }[name]
+    match = "image 1: image holds NaN" if name in ("nan", "inf") else r"image 1: float image values span"
+    with pytest.raises(ValueError, match=match):
+        pred([rgb, image])
+    if isinstance(image, torch.Tensor):  # the path every command takes checks as well
+        with pytest.raises(ValueError, match=match.replace("image 1", "image 0")):
+            pred.predict_tensors([image])
+
+
+def test_float_slightly_outside_0_1_is_used(pred, rgb):
+    f = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    overshoot = f * 1.04 - 0.02  # a bicubic resize's ringing
+    assert pred(overshoot)[0]["boxes"].shape[1] == 4
+
+
+def test_unclear_inputs_name_the_problem(pred, rgb, tmp_path):
+    with pytest.raises(ValueError, match=r"looks like \(H, W, C\).*permute\(2, 0, 1\)"):
+        pred(torch.from_numpy(rgb))
+    with pytest.raises(ValueError, match=r"got \(3, 40, 56\): numpy images are channels last.*transpose"):
+        pred(np.ascontiguousarray(rgb.transpose(2, 0, 1)))  # a tensor's .numpy(): (3, H, W)
+    with pytest.raises(TypeError, match="images: expected an image or an iterable of images, got NoneType"):
+        pred(None)
+    with pytest.raises(ValueError, match="image 0: PIL image of mode 'La'"):
+        pred(Image.fromarray(rgb).convert("LA").convert("La"))
+    with pytest.raises(TypeError, match=r"predict_tensors takes a list.*\[image\]"):
+        pred.predict_tensors(torch.rand(3, 20, 20))
+    with pytest.raises(ValueError, match="image 0: predict_tensors takes .* float RGB .* torch.uint8"):
+        pred.predict_tensors([torch.from_numpy(rgb).permute(2, 0, 1)])
+    with pytest.raises(ValueError, match=r"image 0 \(bytes, read as an encoded image file.*not an image"):
+        pred(str(tmp_path / "x.png").encode())  # bytes are a file's content, not its name
+
+
+def test_bytes_and_single_paths(pred, rgb, ref, tmp_path):
+    path = tmp_path / "x.png"
+    Image.fromarray(rgb).save(path)
+    _same(pred(path.read_bytes())[0], ref)  # an HTTP upload's content
+    windows = list(pred.predict_files(str(path)))  # one path, not its characters
+    assert [[index for index, _, _ in w] for w in windows] == [[0]]
+    _same(windows[0][0][2], ref)
+
+
+def test_results_are_ordinary_tensors(pred, rgb, ref):
+    det = pred(rgb)[0]
+    assert not any(v.is_inference() for v in det.values() if torch.is_tensor(v))
+    boxes = det["boxes"]
+    boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh in place, as users do: inference tensors refuse it
+    torch.testing.assert_close(boxes[:, 2:], ref["boxes"][:, 2:] - ref["boxes"][:, :2])
+    w = torch.ones(4, requires_grad=True)
+    (det["boxes"] * w).sum().backward()  # inference tensors cannot be saved for backward
+    assert w.grad is not None
+
+
+def test_output_types_order_empty_and_determinism(pred, rgb, ref):
+    assert ref["boxes"].dtype == ref["scores"].dtype == ref["mask_probs"].dtype == torch.float32
+    assert ref["labels"].dtype == torch.int64 and ref["masks"].dtype == torch.bool
+    assert all(v.device.type == "cpu" for v in ref.values() if torch.is_tensor(v))
+    assert (ref["scores"][:-1] >= ref["scores"][1:]).all()
+    again = pred(rgb)[0]  # bit for bit (at one thread count: others round differently)
+    assert all(torch.equal(again[k], ref[k]) for k in ("boxes", "scores", "labels", "masks"))
+    none = Predictor(pred.model, pred.cfg, score_thresh=1.01)(rgb)[0]  # above every score
+    assert none["boxes"].shape == (0, 4) and none["scores"].shape == (0,) and none["labels"].shape == (0,)
+    assert none["masks"].shape == (0, 40, 56) and none["masks"].dtype == torch.bool
+    assert pred([]) == []
+
+
+@pytest.mark.parametrize("optimise", [False, True])
+def test_one_predictor_from_two_threads(pred, rgb, optimise):
+    if optimise:  # what from_checkpoint gives: folded norms, Winograd and fused convolutions
+        import copy
+
+        pred = Predictor(copy.deepcopy(pred.model), pred.cfg, optimise=True)
+    ref = pred(rgb)[0]
+    other = np.ascontiguousarray(rgb[::-1])  # upside down: different detections
+    serial = pred(other)[0]
+    out = {}
+
+    def run(key, image):
+        out[key] = [pred(image)[0] for _ in range(2)]
+
+    threads = [threading.Thread(target=run, args=(k, im)) for k, im in (("a", rgb), ("b", other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for det in out["a"]:
+        _same(det, ref)
+    for det in out["b"]:
+        _same(det, serial)
+
+
+def test_bad_arguments_are_refused_by_name(pred):
+    for value in (float("nan"), -0.1, "0.5"):
+        with pytest.raises(ValueError, match="score_thresh must be a finite number >= 0"):
+            Predictor(pred.model, pred.cfg, score_thresh=value)
+    Predictor(pred.model, pred.cfg, score_thresh=np.float32(0.5))  # numpy scalars are numbers
+    for value in (0, 2.5, "2"):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            Predictor(pred.model, pred.cfg, batch_size=value)
+
+
+def _no_loading(monkeypatch):
+    import maskrcnn.checkpoint as ckmod
+
+    def never(*args, **kwargs):
+        raise AssertionError("the checkpoint was read before the arguments were checked")
+
+    monkeypatch.setattr(ckmod, "load_checkpoint", never)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypatch):
+    _no_loading(monkeypatch)
+    with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
+        Predictor.from_checkpoint(tmp_path / "model.pth", device="cuda")
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"treshold": 0.5}, "unexpected keyword argument 'treshold'"),
+    ({"score_thresh": float("nan")}, "score_thresh must be a finite number >= 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"dtype": "half"}, "dtype 'half' not supported"),
+    ({"masks": "compact"}, "masks must be 'dense' or 'rle'"),
+])  # fmt: skip
+def test_from_checkpoint_checks_arguments_before_loading(tmp_path, monkeypatch, kwargs, error):
+    _no_loading(monkeypatch)
+    with pytest.raises((ValueError, TypeError), match=error):
+        Predictor.from_checkpoint(tmp_path / "model.pth", device="cpu", **kwargs)
+
+
+def test_package_names_import_and_stay_lazy():
+    code = (
+        "import sys, maskrcnn\n"
+        "assert 'torch' not in sys.modules, 'import maskrcnn imported torch'\n"
+        "for name in maskrcnn.__all__: getattr(maskrcnn, name)\n"
+        "from maskrcnn import Predictor, draw_instances, build_model\n"
+        "import maskrcnn.predictor as p; assert maskrcnn.Predictor is p.Predictor\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_draw_instances_refuses_0_255_floats(rgb):
+    from maskrcnn.visualize import draw_instances
+
+    det = {"boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]), "scores": torch.tensor([0.9]),
+           "labels": torch.tensor([1])}  # fmt: skip
+    with pytest.raises(ValueError, match=r"float image values span \[0, 255\]"):
+        draw_instances(rgb.astype(np.float32), det)
+    drawn = np.asarray(draw_instances(rgb.astype(np.float32) / 255, det))
+    assert np.array_equal(drawn, np.asarray(draw_instances(rgb, det)))
