@@ -59,14 +59,22 @@ class RequestError(Exception):
 
 
 def filter_by_score(det: dict, score_thresh: Optional[float]) -> dict:
-    """One image's detections with ``scores >= score_thresh`` (every per-detection tensor filtered)."""
+    """One image's detections with ``scores >= score_thresh``: every per-detection tensor filtered, and
+    every per-detection list too (``masks_rle``, the masks ``maskrcnn serve`` answers with)."""
     if score_thresh is None:
         return det
     keep = det["scores"] >= score_thresh  # (D,) bool
     n = keep.shape[0]
-    return {
-        k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n else v) for k, v in det.items()
-    }
+    kept = keep.nonzero().flatten().tolist()
+
+    def select(v):
+        if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n:
+            return v[keep]
+        if isinstance(v, (list, tuple)) and len(v) == n:
+            return [v[i] for i in kept]
+        return v
+
+    return {k: select(v) for k, v in det.items()}
 
 
 def _static_file(name: str) -> bytes:

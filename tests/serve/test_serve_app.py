@@ -87,6 +87,21 @@ def test_predict_answers_what_predict_writes(serve_predictor, server):
     assert status == 200 and none["predictions"] == [] and none["num_detections"] == 0
 
 
+def test_score_thresh_with_rle_masks_as_the_command_serves_them(serve_predictor, serve_predictor_rle,
+                                                                 start_server):
+    # `maskrcnn serve` asks for masks="rle": the per-detection list must be filtered with the scores
+    server = start_server(create_app(serve_predictor_rle))
+    data = png_bytes(_noise(7))
+    want = _expected(serve_predictor, data, "n.png")
+    scores = sorted(w["score"] for w in want)
+    t = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+    kept = [w for w in want if w["score"] >= t]
+    assert 0 < len(kept) < len(want)
+    status, body = server.post_file(f"/predict?score_thresh={t}", data, filename="n.png")
+    assert status == 200, body
+    _assert_same(body["predictions"], kept)
+
+
 def test_health_and_page(server):
     status, health = server.request("GET", "/health")
     assert status == 200
