@@ -18,7 +18,8 @@ where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json
 Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
-bombs), more than ``max_pending`` requests at once (503). Decoding and JSON encoding run in the server's
+bombs), more than ``max_pending`` requests at once (503). A request whose client disconnects while it
+waits for the model is dropped from the queue. Decoding and JSON encoding run in the server's
 thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches of the predictor's
 ``batch_size``.
 """
@@ -121,6 +122,29 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     data = await upload.read()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     return data, upload.filename or "upload", fields
+
+
+async def _result_unless_disconnected(request, future):
+    """The batch queue's result for this request; if the client goes away first, the queued work is
+    cancelled (the worker drops it before it costs a forward) and a ``RequestError`` ends the handler.
+
+    Once the body is read, the ASGI server's next message is ``http.disconnect``, sent when the client
+    closes the connection (or after the response)."""
+    result = asyncio.ensure_future(asyncio.wrap_future(future))
+
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if result.done():
+        return result.result()  # a model failure propagates: a 500, the server lives on
+    result.cancel()  # cancels the queue's future too, unless the model has it already
+    raise RequestError(499, "the client closed the connection before the answer")
 
 
 def _parse_score_thresh(value) -> Optional[float]:
@@ -240,7 +264,7 @@ def create_app(
                 future = batches.submit(image)
             except QueueFullError as e:
                 raise RequestError(503, str(e)) from None
-            det = await asyncio.wrap_future(future)  # a model failure propagates: a 500, the server lives on
+            det = await _result_unless_disconnected(request, future)
             det = filter_by_score(det, thresh)
             records = await run_in_threadpool(
                 detections_to_coco_results,

@@ -2,6 +2,7 @@
 message, 20 concurrent requests are each answered with their own image's detections, and the server
 keeps serving after all of it."""
 
+import socket
 import struct
 import threading
 import zlib
@@ -194,8 +195,10 @@ class _GatedPredictor:
 
     def __init__(self):
         self.entered, self.release = threading.Event(), threading.Event()
+        self.seen = []  # (H, W) of every image that reached the model
 
     def predict_tensors(self, images):
+        self.seen += [tuple(im.shape[-2:]) for im in images]
         self.entered.set()
         assert self.release.wait(timeout=60)
         return [
@@ -217,6 +220,37 @@ def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
     assert status == 200 and body["predictions"] == [] and body["num_detections"] == 0
     status, body = server.post_file("/predict", make_png(_noise(6)))  # served again once it is free
     assert status == 200, body
+
+
+def _wait_for(condition, what):
+    """Check ``condition()`` until it holds (a state another thread reaches; no fixed sleep)."""
+    pause = threading.Event()
+    for _ in range(6000):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_server, make_png):
+    model = _GatedPredictor()
+    server = start_server(create_app(model))
+    health = lambda: server.request("GET", "/health")[1]  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(server.post_file, "/predict", make_png(_noise(5, 40, 50)))
+        assert model.entered.wait(timeout=60)  # the model holds the first request
+        data = make_png(_noise(6, 30, 50))
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+        _wait_for(lambda: health()["pending"] == 1, "the second request to be queued")
+        client.close()  # the client gives up while its request waits
+        _wait_for(lambda: health()["in_flight"] == 1, "the server to notice the disconnect")
+        model.release.set()
+        assert first.result(timeout=60)[0] == 200
+    status, body = server.post_file("/predict", make_png(_noise(7, 20, 50)))  # queued after the dropped one
+    assert status == 200, body
+    assert model.seen == [(40, 50), (20, 50)]  # the abandoned (30, 50) image never reached the model
 
 
 class _FailingPredictor:
