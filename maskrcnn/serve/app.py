@@ -18,7 +18,8 @@ where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json
 Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
-bombs), more than ``max_pending`` requests at once (503). A request whose client disconnects while it
+bombs), more than ``max_pending`` requests at once (503); a model that gives NaN or infinity (which JSON
+cannot carry) is a 500 that says so. A request whose client disconnects while it
 waits for the model is dropped from the queue. Decoding and JSON encoding run in the server's
 thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches of the predictor's
 ``batch_size``.
@@ -27,6 +28,7 @@ thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -145,6 +147,24 @@ async def _result_unless_disconnected(request, future):
         return result.result()  # a model failure propagates: a 500, the server lives on
     result.cancel()  # cancels the queue's future too, unless the model has it already
     raise RequestError(499, "the client closed the connection before the answer")
+
+
+def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float) -> bytes:
+    """The JSON answer: ``answer`` plus the detections as COCO results. Encoded here, on a pool thread,
+    rather than by the framework on the event loop (an answer holds a string of RLE per detection)."""
+    records = detections_to_coco_results(
+        det, image_id=1, label_to_category_id=label_to_cat, extra={"file_name": answer["file_name"]}
+    )
+    answer = {**answer, "num_detections": len(records), "predictions": records}
+    answer["seconds"] = round(time.perf_counter() - t0, 4)
+    try:
+        return json.dumps(answer, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except ValueError:  # NaN or infinity, which JSON has no token for (and clients' parsers refuse)
+        raise RequestError(
+            500,
+            "the model gave non-finite numbers (NaN or infinity) for this image: its weights may be "
+            "broken, or float16 overflowed (serve with --dtype bfloat16 or float32)",
+        ) from None
 
 
 def _parse_score_thresh(value) -> Optional[float]:
@@ -266,24 +286,11 @@ def create_app(
                 raise RequestError(503, str(e)) from None
             det = await _result_unless_disconnected(request, future)
             det = filter_by_score(det, thresh)
-            records = await run_in_threadpool(
-                detections_to_coco_results,
-                det,
-                image_id=1,
-                label_to_category_id=label_to_cat,
-                extra={"file_name": name},
-            )
+            H, W = image.shape[-2:]
+            answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories}
+            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0)
         finally:
             app.state.in_flight -= 1
-        H, W = image.shape[-2:]
-        return {
-            "file_name": name,
-            "width": int(W),
-            "height": int(H),
-            "num_detections": len(records),
-            "categories": categories,
-            "predictions": records,
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
+        return Response(body, media_type="application/json")
 
     return app

@@ -269,3 +269,17 @@ def test_a_model_failure_is_a_500_and_the_server_lives_on(start_server, make_png
         status, body = server.post_file("/predict", make_png(_noise(4)))
         assert status == 500 and "out of memory (simulated)" in body["detail"], body
     assert server.request("GET", "/health")[0] == 200
+
+
+class _NonFinitePredictor(_FailingPredictor):
+    """A model whose score overflowed: JSON has no token for NaN (nor infinity)."""
+
+    def predict_tensors(self, images):
+        det = {"boxes": torch.tensor([[1.0, 2.0, 5.0, 6.0]]), "labels": torch.tensor([1])}
+        return [dict(det, scores=torch.tensor([float("nan")])) for _ in images]
+
+
+def test_non_finite_numbers_are_a_500_that_says_so_never_invalid_json(start_server, make_png):
+    server = start_server(create_app(_NonFinitePredictor()))
+    status, body = server.post_file("/predict", make_png(_noise(4)))
+    assert status == 500 and "non-finite numbers (NaN or infinity)" in body["detail"], body
