@@ -19,10 +19,9 @@ Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
 bombs), more than ``max_pending`` requests at once (503); a model that gives NaN or infinity (which JSON
-cannot carry) is a 500 that says so. A request whose client disconnects while it
-waits for the model is dropped from the queue. Decoding and JSON encoding run in the server's
-thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches of the predictor's
-``batch_size``.
+cannot carry) is a 500 that says so. A request whose client disconnects while it waits for the model
+is dropped from the queue. Decoding and JSON encoding run in the server's thread pool; the model runs
+on the ``BatchQueue``'s one worker thread in batches of the predictor's ``batch_size``.
 """
 
 from __future__ import annotations
