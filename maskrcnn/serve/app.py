@@ -140,12 +140,16 @@ async def _result_unless_disconnected(request, future):
     watch = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+        if result.done():
+            return result.result()  # a model failure propagates: a 500, the server lives on
+        raise RequestError(499, "the client closed the connection before the answer")
+    finally:  # also when this task is cancelled
         watch.cancel()
-    if result.done():
-        return result.result()  # a model failure propagates: a 500, the server lives on
-    result.cancel()  # cancels the queue's future too, unless the model has it already
-    raise RequestError(499, "the client closed the connection before the answer")
+        if not result.done():
+            # The queue's own future, cancelled now (unless the model has it already): through
+            # `result` alone it would be a loop step later, after this request has counted as ended.
+            future.cancel()
+            result.cancel()
 
 
 def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float) -> bytes:
