@@ -105,10 +105,10 @@ async def _read_body(request, limit: int) -> bytes:
 
 
 async def _image_from_request(request, body: bytes, limit: int) -> tuple:
-    """-> (encoded image bytes, file name, form fields) from a multipart form or a raw body."""
+    """-> (encoded image bytes, file name, [(form field, text)]) from a multipart form or a raw body."""
     ctype = request.headers.get("content-type", "").lower()
     if not ctype.startswith("multipart/form-data"):
-        return body, "upload", {}
+        return body, "upload", []
 
     async def replay():  # the body was read already (with its size limit); parse it from memory
         return {"type": "http.request", "body": body, "more_body": False}
@@ -121,7 +121,7 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     if not isinstance(upload, UploadFile):
         raise RequestError(400, "no image in the form: send the file in a field named 'image'")
     data = await upload.read()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]  # (name, text) in order
     return data, upload.filename or "upload", fields
 
 
@@ -168,6 +168,26 @@ def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float) -> bytes:
             "the model gave non-finite numbers (NaN or infinity) for this image: its weights may be "
             "broken, or float16 overflowed (serve with --dtype bfloat16 or float32)",
         ) from None
+
+
+# What /predict reads besides the image, from the query string or the form's text fields.
+_PARAMETERS = ("score_thresh",)
+
+
+def _parameters(query, fields: list) -> dict:
+    """name -> value of the request's parameters; a 400 for a name /predict does not read (a typo such
+    as ``score=0.5`` would otherwise be ignored without a word) or for one given twice."""
+    given = list(query.multi_items()) + list(fields)
+    unknown = sorted({k for k, _ in given} - set(_PARAMETERS))
+    if unknown:
+        raise RequestError(
+            400, f"unknown parameter {', '.join(map(repr, unknown))}: /predict takes {', '.join(_PARAMETERS)}"
+        )
+    names = [k for k, _ in given]
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise RequestError(400, f"parameter {', '.join(map(repr, twice))} given more than once")
+    return dict(given)
 
 
 def _parse_score_thresh(value) -> Optional[float]:
@@ -268,7 +288,7 @@ def create_app(
         t0 = time.perf_counter()
         body = await _read_body(request, max_upload_bytes)
         data, name, fields = await _image_from_request(request, body, max_upload_bytes)
-        thresh = _parse_score_thresh(request.query_params.get("score_thresh", fields.get("score_thresh")))
+        thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
         if not data:
             raise RequestError(400, "empty upload: send an image file (form field 'image' or the raw body)")
         # Decoded images and detections are the memory a request holds: at most max_pending of them

@@ -144,6 +144,12 @@ def test_bad_uploads_get_4xx_with_a_message(server):
         ("bad multipart", raw("POST", "/predict", body=b"--x\r\ngarbage", headers=bad_form), 400, ""),
         ("thresh not a number", post("/predict?score_thresh=high", good), 400, "score_thresh"),
         ("thresh out of range", post("/predict?score_thresh=1.5", good), 400, "in [0, 1]"),
+        ("thresh NaN", post("/predict?score_thresh=nan", good), 400, "in [0, 1], got nan"),
+        ("unknown parameter", post("/predict?score=0.5", good), 400,
+         "unknown parameter 'score': /predict takes score_thresh"),
+        ("unknown form field", post("/predict", good, fields={"thresh": "0.5"}), 400, "unknown parameter"),
+        ("given twice", post("/predict?score_thresh=0.1", good, fields={"score_thresh": "0.9"}), 400,
+         "parameter 'score_thresh' given more than once"),
     ]  # fmt: skip
     for what, (status, body), want_status, want_text in cases:
         assert status == want_status, (what, status, body)
