@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
@@ -93,15 +94,28 @@ async def _read_body(request, limit: int) -> bytes:
         if "100-continue" in request.headers.get("expect", "").lower():
             raise too_large  # the client waits for our answer before sending the body
     body, total = bytearray(), 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total <= limit:
-            body += chunk
-        elif total > limit + _DRAIN_BYTES:
-            break
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total <= limit:
+                body += chunk
+            elif total > limit + _DRAIN_BYTES:
+                break
+    except ClientDisconnect:  # the client left mid-upload: no one to answer, nothing to log as a failure
+        raise RequestError(499, "the client closed the connection during the upload") from None
     if total > limit:
         raise too_large
     return bytes(body)
+
+
+async def _drain_body(request, limit: int) -> None:
+    """Read and discard the body (up to ``limit`` bytes), so that a client still sending it reads the
+    answer instead of a reset connection."""
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            break
 
 
 async def _image_from_request(request, body: bytes, limit: int) -> tuple:
@@ -218,7 +232,7 @@ def create_app(
         max_upload_bytes: largest request body accepted.
         max_pixels: largest image (width x height) accepted, checked before decoding.
         max_wait_s: how long a batch waits for batch-mates once its first request is in.
-        max_pending: most requests being decoded, waiting for or in the model; more get a 503 (this
+        max_pending: most requests being read, decoded, waiting for or in the model; more get a 503 (this
             bounds the memory the server holds: decoded images and pasted masks).
         weights_name: shown by ``/health`` and the page.
     """
@@ -286,17 +300,22 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         t0 = time.perf_counter()
-        body = await _read_body(request, max_upload_bytes)
-        data, name, fields = await _image_from_request(request, body, max_upload_bytes)
-        thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
-        if not data:
-            raise RequestError(400, "empty upload: send an image file (form field 'image' or the raw body)")
-        # Decoded images and detections are the memory a request holds: at most max_pending of them
-        # (the count changes only on the event loop's thread, so it needs no lock).
+        # The upload, the decoded image and the detections are the memory a request holds: at most
+        # max_pending requests hold them, counted from their first byte read, so that a crowd of
+        # uploads cannot take max_upload_bytes each (the count changes only on the event loop's
+        # thread, so it needs no lock).
         if app.state.in_flight >= max_pending:
+            await _drain_body(request, max_upload_bytes + _DRAIN_BYTES)
             raise RequestError(503, f"{max_pending} requests are already being served; try again shortly")
         app.state.in_flight += 1
         try:
+            body = await _read_body(request, max_upload_bytes)
+            data, name, fields = await _image_from_request(request, body, max_upload_bytes)
+            thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
+            if not data:
+                raise RequestError(
+                    400, "empty upload: send an image file (form field 'image' or the raw body)"
+                )
             try:
                 image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
             except ImageTooLargeError as e:

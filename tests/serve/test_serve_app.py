@@ -259,6 +259,22 @@ def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_se
     assert model.seen == [(40, 50), (20, 50)]  # the abandoned (30, 50) image never reached the model
 
 
+def test_an_upload_still_being_read_counts_towards_max_pending(start_server, make_png):
+    # Else a crowd of slow uploads would each hold up to max_upload_bytes before being counted.
+    server = start_server(create_app(_GatedPredictor(), max_pending=1))
+    health = lambda: server.request("GET", "/health")[1]  # noqa: E731
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    try:
+        slow.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"\0" * 1000)  # 1000 of 100000 bytes sent
+        _wait_for(lambda: health()["in_flight"] == 1, "the slow upload to be counted")
+        status, body = server.post_file("/predict", make_png(_noise(8)))
+        assert status == 503 and "1 requests are already being served" in body["detail"], body
+    finally:
+        slow.close()
+    _wait_for(lambda: health()["in_flight"] == 0, "the abandoned upload to be let go")
+
+
 class _FailingPredictor:
     class_names = CLASS_NAMES
     label_to_category_id = None
