@@ -2,6 +2,7 @@
 message, 20 concurrent requests are each answered with their own image's detections, and the server
 keeps serving after all of it."""
 
+import http.client
 import socket
 import struct
 import threading
@@ -110,6 +111,14 @@ def test_health_and_page(server):
     assert health["categories"] == {"5": "cat", "9": "dog"} and health["max_upload_bytes"] == 200_000
     status, page = server.request("GET", "/")
     assert status == 200 and "<canvas" in page and 'src="page.js"' in page
+    # only the page's own script runs (the browser tests check that the page works under this policy)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("GET", "/")
+    headers = conn.getresponse().headers
+    conn.close()
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
     status, js = server.request("GET", "/page.js")
     assert status == 200 and "function decodeMask" in js and 'fetch("predict"' in js
 
