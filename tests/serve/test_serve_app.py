@@ -3,6 +3,7 @@ message, 20 concurrent requests are each answered with their own image's detecti
 keeps serving after all of it."""
 
 import http.client
+import io
 import socket
 import struct
 import threading
@@ -154,6 +155,8 @@ def test_bad_uploads_get_4xx_with_a_message(server):
         ("thresh not a number", post("/predict?score_thresh=high", good), 400, "score_thresh"),
         ("thresh out of range", post("/predict?score_thresh=1.5", good), 400, "in [0, 1]"),
         ("thresh NaN", post("/predict?score_thresh=nan", good), 400, "in [0, 1], got nan"),
+        ("HEIC, raw body", raw("POST", "/predict", body=b"\0\0\0\x18ftypheic" + bytes(64)), 400,
+         "upload: not an image file PIL can identify (HEIC needs a Pillow plugin"),
         ("unknown parameter", post("/predict?score=0.5", good), 400,
          "unknown parameter 'score': /predict takes score_thresh"),
         ("unknown form field", post("/predict", good, fields={"thresh": "0.5"}), 400, "unknown parameter"),
@@ -165,6 +168,39 @@ def test_bad_uploads_get_4xx_with_a_message(server):
         assert isinstance(body, dict) and want_text in body["detail"], (what, body)
     status, ok = post("/predict", good)  # still serving
     assert status == 200 and ok["num_detections"] > 0
+
+
+def _encoded(image, fmt, **kw):
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_every_kind_of_image_is_served_and_exif_rotation_is_the_displayed_one(serve_predictor, server):
+    from PIL import Image
+
+    rgb = Image.fromarray(_noise(9, 60, 80))
+    gray16 = (np.arange(4800).reshape(60, 80) * 13).astype(np.uint16)
+    kinds = {
+        "1x1.png": _encoded(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"),
+        "16bit.png": _encoded(Image.fromarray(gray16), "PNG"),
+        "cmyk.jpg": _encoded(rgb.convert("CMYK"), "JPEG"),
+        "palette.png": _encoded(rgb.convert("P"), "PNG"),
+        "rgba.png": _encoded(rgb.convert("RGBA"), "PNG"),
+        "anim.gif": _encoded(rgb.convert("P"), "GIF", save_all=True, append_images=[rgb.convert("P")]),
+    }
+    for name, data in kinds.items():
+        status, body = server.post_file("/predict", data, filename=name)
+        assert status == 200 and body["file_name"] == name, (name, body)
+    # EXIF orientation 6 (rotate 90 degrees clockwise to display): the answer is about the displayed
+    # picture, as predict's is: the same as for the rotated pixels saved without the tag (PNG: lossless)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tagged = _encoded(rgb, "PNG", exif=exif.tobytes())
+    upright = png_bytes(np.ascontiguousarray(np.rot90(np.asarray(rgb), k=-1)))
+    status, body = server.post_file("/predict", tagged, filename="r.png")
+    assert status == 200 and (body["width"], body["height"]) == (60, 80), body
+    _assert_same(body["predictions"], _expected(serve_predictor, upright, "r.png"))
 
 
 def test_max_pixels_refuses_a_real_image_before_decoding(serve_predictor, start_server):
