@@ -335,7 +335,13 @@ def create_app(
             except ImageTooLargeError as e:
                 raise RequestError(413, f"{e}; this server takes at most {max_pixels} pixels") from None
             except ImageReadError as e:
-                raise RequestError(400, str(e)) from None
+                hint = ""
+                if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                    # what `curl -d @photo.jpg` sends, after dropping the file's CR and LF bytes
+                    hint = (
+                        " (curl -d drops line breaks from a file: send it with --data-binary or -F image=@)"
+                    )
+                raise RequestError(400, f"{e}{hint}") from None
             try:
                 future = batches.submit(image)
             except QueueFullError as e:
