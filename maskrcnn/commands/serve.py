@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--max-queue", type=int, default=DEFAULT_MAX_PENDING,
-        help=f"most requests served at once; more get a 503 (default {DEFAULT_MAX_PENDING})",
+        help=f"most requests served at once, from their upload's first byte; more get a 503 "
+        f"(default {DEFAULT_MAX_PENDING})",
     )  # fmt: skip
     parser.add_argument(
         "--score-thresh", type=float, default=None,
