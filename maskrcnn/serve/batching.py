@@ -135,9 +135,11 @@ class BatchQueue:
             entries = [(item, fut) for item, fut in entries if fut.set_running_or_notify_cancel()]
             if not entries:
                 continue
+            # BaseException too (a SystemExit or GeneratorExit from inside a model's code): were this
+            # thread to end, every request after it would wait for ever on a server that looks alive.
             try:
                 results = self._run(entries)
-            except Exception as e:
+            except BaseException as e:
                 if len(entries) == 1:  # handed to its caller; the worker lives on
                     entries[0][1].set_exception(e)
                     continue
@@ -146,7 +148,7 @@ class BatchQueue:
                 for entry in entries:
                     try:
                         (result,) = self._run([entry])
-                    except Exception as e_alone:
+                    except BaseException as e_alone:
                         entry[1].set_exception(e_alone)
                     else:
                         entry[1].set_result(result)

@@ -69,6 +69,21 @@ def test_a_bad_item_fails_only_its_own_caller_and_the_worker_goes_on():
     assert runner.batches == [[0], [1, 2], [3, 4], [3], [4], [5]]
 
 
+def test_even_a_base_exception_from_the_model_leaves_the_worker_alive():
+    def run_batch(items):
+        if items == [1]:
+            raise SystemExit("model code called sys.exit")  # ends a thread, unlike an Exception
+        return [x * 10 for x in items]
+
+    q = _started(run_batch, batch_size=1, max_wait_s=0.0)
+    try:
+        failed = q.submit(1)
+        assert isinstance(failed.exception(timeout=60), SystemExit)
+        assert q.submit(2).result(timeout=10) == 20  # without the worker: never answered
+    finally:
+        q.stop(timeout=60)
+
+
 def test_flood_is_refused_and_cancelled_requests_cost_nothing():
     runner = GatedRunner()
     q = _started(runner, batch_size=8, max_wait_s=0.0, max_pending=2)
