@@ -11,7 +11,10 @@ so exposing it is a deliberate choice. Needs the ``serve`` extra (``pip install 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -43,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--max-queue", type=int, default=DEFAULT_MAX_PENDING,
-        help=f"most requests served at once; more get a 503 (default {DEFAULT_MAX_PENDING})",
+        help=f"most requests served at once, from their upload's first byte; more get a 503 "
+        f"(default {DEFAULT_MAX_PENDING})",
     )  # fmt: skip
     parser.add_argument(
         "--score-thresh", type=float, default=None,
@@ -70,6 +74,27 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port (port 0: one the system picks), or a RuntimeError saying why
+    not in one line (uvicorn would log the error among its startup lines and exit with status 3)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as e:
+        raise RuntimeError(f"cannot listen on {host}:{port}: unknown address ({e.strerror})") from None
+    try:
+        return socket.create_server(address, family=family, backlog=2048)  # uvicorn's backlog
+    except OSError as e:
+        hint = ""
+        if e.errno == errno.EADDRINUSE:
+            hint = " (another server is listening there: stop it or choose another --port)"
+        elif e.errno == errno.EACCES:
+            hint = " (ports below 1024 need privileges: choose another --port)"
+        why = (os.strerror(e.errno) if e.errno else str(e)).lower()  # create_server adds the address
+        raise RuntimeError(f"cannot listen on {host}:{port}: {why}{hint}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import python_multipart  # noqa: F401 -- uploads need it; FastAPI would say so only at the first
@@ -83,8 +108,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    from maskrcnn.config import parse_set_args
-    from maskrcnn.predictor import Predictor
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -92,6 +115,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    # Bound before the model loads: a port in use is said at once, and the address printed is the
+    # real one (the port the system picked for --port 0).
+    sock = _listen(args.host, args.port)
+    with sock:
+        return _serve(args, sock, create_app, uvicorn)
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn) -> int:
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.predictor import Predictor
+
     predictor = Predictor.from_weights(
         args.weights,
         device=args.device,
@@ -116,12 +150,12 @@ def run(args: argparse.Namespace) -> int:
             "the model (there is no authentication)",
             file=sys.stderr,
         )
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"loaded {args.weights} ({len(predictor.class_names) - 1} classes) on {predictor.device}, "
-        f"batch size {args.batch_size}; "
-        + (f"open http://{args.host}:{args.port}/" if args.port else "the address is printed below")
-        + " (Ctrl-C stops)",
+        f"batch size {args.batch_size}; open http://{host}:{port}/ (Ctrl-C stops)",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
     return 0

@@ -98,6 +98,26 @@ def decode_image_bytes(
     return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
 
 
+# ISO base media files (HEIF, AVIF) start with a box "ftyp" whose major brand names the format; an upload
+# or a file without its extension is recognised by it.
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC",
+                b"hevx": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def _plugin_format_from_bytes(source) -> Optional[str]:
+    """"HEIC", "HEIF" or "AVIF" when ``source`` (a path or a binary file object) starts as one, else None."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                head = f.read(12)
+        else:
+            source.seek(0)
+            head = source.read(12)
+    except OSError:
+        return None
+    return _FTYP_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
+
+
 def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
@@ -133,7 +153,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower())
+        kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
         hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
         raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
     except Image.DecompressionBombError as e:

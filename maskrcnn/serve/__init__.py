@@ -16,7 +16,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Masks are pasted at the original size: memory grows with pixels x detections, so the default keeps a
 # 16-megapixel photograph (4912 x 3264) and refuses larger ones.
 DEFAULT_MAX_PIXELS = 16_000_000
-# Requests served at once (decoded, queued or in the model); more get a 503.
+# Requests served at once (their upload being read, decoded, queued or in the model); more get a 503.
 DEFAULT_MAX_PENDING = 32
 
 

@@ -18,14 +18,16 @@ where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json
 Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
-bombs), more than ``max_pending`` requests at once (503). Decoding and JSON encoding run in the server's
-thread pool; the model runs on the ``BatchQueue``'s one worker thread in batches of the predictor's
-``batch_size``.
+bombs), more than ``max_pending`` requests at once (503); a model that gives NaN or infinity (which JSON
+cannot carry) is a 500 that says so. A request whose client disconnects while it waits for the model
+is dropped from the queue. Decoding and JSON encoding run in the server's thread pool; the model runs
+on the ``BatchQueue``'s one worker thread in batches of the predictor's ``batch_size``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -36,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
@@ -59,14 +62,32 @@ class RequestError(Exception):
 
 
 def filter_by_score(det: dict, score_thresh: Optional[float]) -> dict:
-    """One image's detections with ``scores >= score_thresh`` (every per-detection tensor filtered)."""
+    """One image's detections with ``scores >= score_thresh``: every per-detection tensor filtered, and
+    every per-detection list too (``masks_rle``, the masks ``maskrcnn serve`` answers with)."""
     if score_thresh is None:
         return det
     keep = det["scores"] >= score_thresh  # (D,) bool
     n = keep.shape[0]
-    return {
-        k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n else v) for k, v in det.items()
-    }
+    kept = keep.nonzero().flatten().tolist()
+
+    def select(v):
+        if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n:
+            return v[keep]
+        if isinstance(v, (list, tuple)) and len(v) == n:
+            return [v[i] for i in kept]
+        return v
+
+    return {k: select(v) for k, v in det.items()}
+
+
+# The page runs only its own script and styles: were a name ever put into it as markup, the browser would
+# still not run it (defence in depth; page.js writes text only). No framing (clickjacking), no sniffing.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: "
+    "blob:; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _static_file(name: str) -> bytes:
@@ -83,22 +104,35 @@ async def _read_body(request, limit: int) -> bytes:
         if "100-continue" in request.headers.get("expect", "").lower():
             raise too_large  # the client waits for our answer before sending the body
     body, total = bytearray(), 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total <= limit:
-            body += chunk
-        elif total > limit + _DRAIN_BYTES:
-            break
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total <= limit:
+                body += chunk
+            elif total > limit + _DRAIN_BYTES:
+                break
+    except ClientDisconnect:  # the client left mid-upload: no one to answer, nothing to log as a failure
+        raise RequestError(499, "the client closed the connection during the upload") from None
     if total > limit:
         raise too_large
     return bytes(body)
 
 
+async def _drain_body(request, limit: int) -> None:
+    """Read and discard the body (up to ``limit`` bytes), so that a client still sending it reads the
+    answer instead of a reset connection."""
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            break
+
+
 async def _image_from_request(request, body: bytes, limit: int) -> tuple:
-    """-> (encoded image bytes, file name, form fields) from a multipart form or a raw body."""
+    """-> (encoded image bytes, file name, [(form field, text)]) from a multipart form or a raw body."""
     ctype = request.headers.get("content-type", "").lower()
     if not ctype.startswith("multipart/form-data"):
-        return body, "upload", {}
+        return body, "upload", []
 
     async def replay():  # the body was read already (with its size limit); parse it from memory
         return {"type": "http.request", "body": body, "more_body": False}
@@ -111,8 +145,73 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     if not isinstance(upload, UploadFile):
         raise RequestError(400, "no image in the form: send the file in a field named 'image'")
     data = await upload.read()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]  # (name, text) in order
     return data, upload.filename or "upload", fields
+
+
+async def _result_unless_disconnected(request, future):
+    """The batch queue's result for this request; if the client goes away first, the queued work is
+    cancelled (the worker drops it before it costs a forward) and a ``RequestError`` ends the handler.
+
+    Once the body is read, the ASGI server's next message is ``http.disconnect``, sent when the client
+    closes the connection (or after the response)."""
+    result = asyncio.ensure_future(asyncio.wrap_future(future))
+
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if result.done():
+            return result.result()  # a model failure propagates: a 500, the server lives on
+        raise RequestError(499, "the client closed the connection before the answer")
+    finally:  # also when this task is cancelled
+        watch.cancel()
+        if not result.done():
+            # The queue's own future, cancelled now (unless the model has it already): through
+            # `result` alone it would be a loop step later, after this request has counted as ended.
+            future.cancel()
+            result.cancel()
+
+
+def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float) -> bytes:
+    """The JSON answer: ``answer`` plus the detections as COCO results. Encoded here, on a pool thread,
+    rather than by the framework on the event loop (an answer holds a string of RLE per detection)."""
+    records = detections_to_coco_results(
+        det, image_id=1, label_to_category_id=label_to_cat, extra={"file_name": answer["file_name"]}
+    )
+    answer = {**answer, "num_detections": len(records), "predictions": records}
+    answer["seconds"] = round(time.perf_counter() - t0, 4)
+    try:
+        return json.dumps(answer, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except ValueError:  # NaN or infinity, which JSON has no token for (and clients' parsers refuse)
+        raise RequestError(
+            500,
+            "the model gave non-finite numbers (NaN or infinity) for this image: its weights may be "
+            "broken, or float16 overflowed (serve with --dtype bfloat16 or float32)",
+        ) from None
+
+
+# What /predict reads besides the image, from the query string or the form's text fields.
+_PARAMETERS = ("score_thresh",)
+
+
+def _parameters(query, fields: list) -> dict:
+    """name -> value of the request's parameters; a 400 for a name /predict does not read (a typo such
+    as ``score=0.5`` would otherwise be ignored without a word) or for one given twice."""
+    given = list(query.multi_items()) + list(fields)
+    unknown = sorted({k for k, _ in given} - set(_PARAMETERS))
+    if unknown:
+        raise RequestError(
+            400, f"unknown parameter {', '.join(map(repr, unknown))}: /predict takes {', '.join(_PARAMETERS)}"
+        )
+    names = [k for k, _ in given]
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise RequestError(400, f"parameter {', '.join(map(repr, twice))} given more than once")
+    return dict(given)
 
 
 def _parse_score_thresh(value) -> Optional[float]:
@@ -143,7 +242,7 @@ def create_app(
         max_upload_bytes: largest request body accepted.
         max_pixels: largest image (width x height) accepted, checked before decoding.
         max_wait_s: how long a batch waits for batch-mates once its first request is in.
-        max_pending: most requests being decoded, waiting for or in the model; more get a 503 (this
+        max_pending: most requests being read, decoded, waiting for or in the model; more get a 503 (this
             bounds the memory the server holds: decoded images and pasted masks).
         weights_name: shown by ``/health`` and the page.
     """
@@ -202,56 +301,58 @@ def create_app(
 
     @app.get("/")
     async def page():
-        return Response(_static_file("index.html"), media_type="text/html; charset=utf-8")
+        return Response(
+            _static_file("index.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS
+        )
 
     @app.get("/page.js")
     async def page_js():
-        return Response(_static_file("page.js"), media_type="text/javascript; charset=utf-8")
+        return Response(
+            _static_file("page.js"), media_type="text/javascript; charset=utf-8", headers=_PAGE_HEADERS
+        )
 
     @app.post("/predict")
     async def predict(request: Request):
         t0 = time.perf_counter()
-        body = await _read_body(request, max_upload_bytes)
-        data, name, fields = await _image_from_request(request, body, max_upload_bytes)
-        thresh = _parse_score_thresh(request.query_params.get("score_thresh", fields.get("score_thresh")))
-        if not data:
-            raise RequestError(400, "empty upload: send an image file (form field 'image' or the raw body)")
-        # Decoded images and detections are the memory a request holds: at most max_pending of them
-        # (the count changes only on the event loop's thread, so it needs no lock).
+        # The upload, the decoded image and the detections are the memory a request holds: at most
+        # max_pending requests hold them, counted from their first byte read, so that a crowd of
+        # uploads cannot take max_upload_bytes each (the count changes only on the event loop's
+        # thread, so it needs no lock).
         if app.state.in_flight >= max_pending:
+            await _drain_body(request, max_upload_bytes + _DRAIN_BYTES)
             raise RequestError(503, f"{max_pending} requests are already being served; try again shortly")
         app.state.in_flight += 1
         try:
+            body = await _read_body(request, max_upload_bytes)
+            data, name, fields = await _image_from_request(request, body, max_upload_bytes)
+            thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
+            if not data:
+                raise RequestError(
+                    400, "empty upload: send an image file (form field 'image' or the raw body)"
+                )
             try:
                 image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
             except ImageTooLargeError as e:
                 raise RequestError(413, f"{e}; this server takes at most {max_pixels} pixels") from None
             except ImageReadError as e:
-                raise RequestError(400, str(e)) from None
+                hint = ""
+                if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                    # what `curl -d @photo.jpg` sends, after dropping the file's CR and LF bytes
+                    hint = (
+                        " (curl -d drops line breaks from a file: send it with --data-binary or -F image=@)"
+                    )
+                raise RequestError(400, f"{e}{hint}") from None
             try:
                 future = batches.submit(image)
             except QueueFullError as e:
                 raise RequestError(503, str(e)) from None
-            det = await asyncio.wrap_future(future)  # a model failure propagates: a 500, the server lives on
+            det = await _result_unless_disconnected(request, future)
             det = filter_by_score(det, thresh)
-            records = await run_in_threadpool(
-                detections_to_coco_results,
-                det,
-                image_id=1,
-                label_to_category_id=label_to_cat,
-                extra={"file_name": name},
-            )
+            H, W = image.shape[-2:]
+            answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories}
+            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0)
         finally:
             app.state.in_flight -= 1
-        H, W = image.shape[-2:]
-        return {
-            "file_name": name,
-            "width": int(W),
-            "height": int(H),
-            "num_detections": len(records),
-            "categories": categories,
-            "predictions": records,
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
+        return Response(body, media_type="application/json")
 
     return app

@@ -4,7 +4,8 @@
 ``concurrent.futures.Future`` at once; the worker takes the oldest waiting item, then collects more
 until it holds ``N`` or ``T`` seconds have passed since it took the first (items already waiting are
 always taken, however long the previous batch ran), and calls ``run_batch(items) -> results`` (one
-result per item, in order). Each future gets its own result, or the batch's exception.
+result per item, in order). Each future gets its own result or exception: when a batch of several
+fails, each of its items is run again alone, so that one bad item fails no other.
 
 Only the worker thread calls ``run_batch``, so the model never runs on two threads at once. The queue
 holds at most ``max_pending`` items: past that ``submit`` raises ``QueueFullError`` (a server answers
@@ -134,16 +135,33 @@ class BatchQueue:
             entries = [(item, fut) for item, fut in entries if fut.set_running_or_notify_cancel()]
             if not entries:
                 continue
+            # BaseException too (a SystemExit or GeneratorExit from inside a model's code): were this
+            # thread to end, every request after it would wait for ever on a server that looks alive.
             try:
-                results = list(self.run_batch([item for item, _ in entries]))
-                if len(results) != len(entries):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(entries)} items")
-            except Exception as e:  # handed to every waiting caller; the worker lives on
-                for _, fut in entries:
-                    fut.set_exception(e)
+                results = self._run(entries)
+            except BaseException as e:
+                if len(entries) == 1:  # handed to its caller; the worker lives on
+                    entries[0][1].set_exception(e)
+                    continue
+                # One bad item must not fail its batch-mates (nor must a batch too large for the
+                # memory left): each is run alone, and only those that fail alone get their error.
+                for entry in entries:
+                    try:
+                        (result,) = self._run([entry])
+                    except BaseException as e_alone:
+                        entry[1].set_exception(e_alone)
+                    else:
+                        entry[1].set_result(result)
                 continue
-            finally:
-                self.batches_run += 1
-                self.items_run += len(entries)
             for (_, fut), result in zip(entries, results):
                 fut.set_result(result)
+
+    def _run(self, entries: list) -> list:
+        try:
+            results = list(self.run_batch([item for item, _ in entries]))
+        finally:
+            self.batches_run += 1
+            self.items_run += len(entries)
+        if len(results) != len(entries):
+            raise RuntimeError(f"run_batch returned {len(results)} results for {len(entries)} items")
+        return results

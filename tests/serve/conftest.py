@@ -46,6 +46,14 @@ def serve_predictor(serve_checkpoint):
     return Predictor.from_weights(serve_checkpoint, device="cpu", batch_size=4, optimise=False)
 
 
+@pytest.fixture(scope="session")
+def serve_predictor_rle(serve_checkpoint):
+    """The predictor as ``maskrcnn serve`` builds it: masks come as ``masks_rle``, a list, not a tensor."""
+    from maskrcnn.predictor import Predictor
+
+    return Predictor.from_weights(serve_checkpoint, device="cpu", batch_size=4, optimise=False, masks="rle")
+
+
 @pytest.fixture
 def start_server():
     """start_server(app) -> a RunningServer, stopped after the test."""

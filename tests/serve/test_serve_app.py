@@ -2,6 +2,9 @@
 message, 20 concurrent requests are each answered with their own image's detections, and the server
 keeps serving after all of it."""
 
+import http.client
+import io
+import socket
 import struct
 import threading
 import zlib
@@ -87,6 +90,21 @@ def test_predict_answers_what_predict_writes(serve_predictor, server):
     assert status == 200 and none["predictions"] == [] and none["num_detections"] == 0
 
 
+def test_score_thresh_with_rle_masks_as_the_command_serves_them(serve_predictor, serve_predictor_rle,
+                                                                 start_server):
+    # `maskrcnn serve` asks for masks="rle": the per-detection list must be filtered with the scores
+    server = start_server(create_app(serve_predictor_rle))
+    data = png_bytes(_noise(7))
+    want = _expected(serve_predictor, data, "n.png")
+    scores = sorted(w["score"] for w in want)
+    t = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+    kept = [w for w in want if w["score"] >= t]
+    assert 0 < len(kept) < len(want)
+    status, body = server.post_file(f"/predict?score_thresh={t}", data, filename="n.png")
+    assert status == 200, body
+    _assert_same(body["predictions"], kept)
+
+
 def test_health_and_page(server):
     status, health = server.request("GET", "/health")
     assert status == 200
@@ -94,6 +112,14 @@ def test_health_and_page(server):
     assert health["categories"] == {"5": "cat", "9": "dog"} and health["max_upload_bytes"] == 200_000
     status, page = server.request("GET", "/")
     assert status == 200 and "<canvas" in page and 'src="page.js"' in page
+    # only the page's own script runs (the browser tests check that the page works under this policy)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("GET", "/")
+    headers = conn.getresponse().headers
+    conn.close()
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
     status, js = server.request("GET", "/page.js")
     assert status == 200 and "function decodeMask" in js and 'fetch("predict"' in js
 
@@ -128,12 +154,56 @@ def test_bad_uploads_get_4xx_with_a_message(server):
         ("bad multipart", raw("POST", "/predict", body=b"--x\r\ngarbage", headers=bad_form), 400, ""),
         ("thresh not a number", post("/predict?score_thresh=high", good), 400, "score_thresh"),
         ("thresh out of range", post("/predict?score_thresh=1.5", good), 400, "in [0, 1]"),
+        ("thresh NaN", post("/predict?score_thresh=nan", good), 400, "in [0, 1], got nan"),
+        ("curl -d", raw("POST", "/predict", body=good.replace(b"\n", b"").replace(b"\r", b""),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"}), 400,
+         "(curl -d drops line breaks from a file: send it with --data-binary or -F image=@)"),
+        ("HEIC, raw body", raw("POST", "/predict", body=b"\0\0\0\x18ftypheic" + bytes(64)), 400,
+         "upload: not an image file PIL can identify (HEIC needs a Pillow plugin"),
+        ("unknown parameter", post("/predict?score=0.5", good), 400,
+         "unknown parameter 'score': /predict takes score_thresh"),
+        ("unknown form field", post("/predict", good, fields={"thresh": "0.5"}), 400, "unknown parameter"),
+        ("given twice", post("/predict?score_thresh=0.1", good, fields={"score_thresh": "0.9"}), 400,
+         "parameter 'score_thresh' given more than once"),
     ]  # fmt: skip
     for what, (status, body), want_status, want_text in cases:
         assert status == want_status, (what, status, body)
         assert isinstance(body, dict) and want_text in body["detail"], (what, body)
     status, ok = post("/predict", good)  # still serving
     assert status == 200 and ok["num_detections"] > 0
+
+
+def _encoded(image, fmt, **kw):
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_every_kind_of_image_is_served_and_exif_rotation_is_the_displayed_one(serve_predictor, server):
+    from PIL import Image
+
+    rgb = Image.fromarray(_noise(9, 60, 80))
+    gray16 = (np.arange(4800).reshape(60, 80) * 13).astype(np.uint16)
+    kinds = {
+        "1x1.png": _encoded(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"),
+        "16bit.png": _encoded(Image.fromarray(gray16), "PNG"),
+        "cmyk.jpg": _encoded(rgb.convert("CMYK"), "JPEG"),
+        "palette.png": _encoded(rgb.convert("P"), "PNG"),
+        "rgba.png": _encoded(rgb.convert("RGBA"), "PNG"),
+        "anim.gif": _encoded(rgb.convert("P"), "GIF", save_all=True, append_images=[rgb.convert("P")]),
+    }
+    for name, data in kinds.items():
+        status, body = server.post_file("/predict", data, filename=name)
+        assert status == 200 and body["file_name"] == name, (name, body)
+    # EXIF orientation 6 (rotate 90 degrees clockwise to display): the answer is about the displayed
+    # picture, as predict's is: the same as for the rotated pixels saved without the tag (PNG: lossless)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tagged = _encoded(rgb, "PNG", exif=exif.tobytes())
+    upright = png_bytes(np.ascontiguousarray(np.rot90(np.asarray(rgb), k=-1)))
+    status, body = server.post_file("/predict", tagged, filename="r.png")
+    assert status == 200 and (body["width"], body["height"]) == (60, 80), body
+    _assert_same(body["predictions"], _expected(serve_predictor, upright, "r.png"))
 
 
 def test_max_pixels_refuses_a_real_image_before_decoding(serve_predictor, start_server):
@@ -179,8 +249,10 @@ class _GatedPredictor:
 
     def __init__(self):
         self.entered, self.release = threading.Event(), threading.Event()
+        self.seen = []  # (H, W) of every image that reached the model
 
     def predict_tensors(self, images):
+        self.seen += [tuple(im.shape[-2:]) for im in images]
         self.entered.set()
         assert self.release.wait(timeout=60)
         return [
@@ -204,6 +276,53 @@ def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
     assert status == 200, body
 
 
+def _wait_for(condition, what):
+    """Check ``condition()`` until it holds (a state another thread reaches; no fixed sleep)."""
+    pause = threading.Event()
+    for _ in range(6000):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_server, make_png):
+    model = _GatedPredictor()
+    server = start_server(create_app(model))
+    health = lambda: server.request("GET", "/health")[1]  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(server.post_file, "/predict", make_png(_noise(5, 40, 50)))
+        assert model.entered.wait(timeout=60)  # the model holds the first request
+        data = make_png(_noise(6, 30, 50))
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+        _wait_for(lambda: health()["pending"] == 1, "the second request to be queued")
+        client.close()  # the client gives up while its request waits
+        _wait_for(lambda: health()["in_flight"] == 1, "the server to notice the disconnect")
+        model.release.set()
+        assert first.result(timeout=60)[0] == 200
+    status, body = server.post_file("/predict", make_png(_noise(7, 20, 50)))  # queued after the dropped one
+    assert status == 200, body
+    assert model.seen == [(40, 50), (20, 50)]  # the abandoned (30, 50) image never reached the model
+
+
+def test_an_upload_still_being_read_counts_towards_max_pending(start_server, make_png):
+    # Else a crowd of slow uploads would each hold up to max_upload_bytes before being counted.
+    server = start_server(create_app(_GatedPredictor(), max_pending=1))
+    health = lambda: server.request("GET", "/health")[1]  # noqa: E731
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    try:
+        slow.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"\0" * 1000)  # 1000 of 100000 bytes sent
+        _wait_for(lambda: health()["in_flight"] == 1, "the slow upload to be counted")
+        status, body = server.post_file("/predict", make_png(_noise(8)))
+        assert status == 503 and "1 requests are already being served" in body["detail"], body
+    finally:
+        slow.close()
+    _wait_for(lambda: health()["in_flight"] == 0, "the abandoned upload to be let go")
+
+
 class _FailingPredictor:
     class_names = CLASS_NAMES
     label_to_category_id = None
@@ -220,3 +339,17 @@ def test_a_model_failure_is_a_500_and_the_server_lives_on(start_server, make_png
         status, body = server.post_file("/predict", make_png(_noise(4)))
         assert status == 500 and "out of memory (simulated)" in body["detail"], body
     assert server.request("GET", "/health")[0] == 200
+
+
+class _NonFinitePredictor(_FailingPredictor):
+    """A model whose score overflowed: JSON has no token for NaN (nor infinity)."""
+
+    def predict_tensors(self, images):
+        det = {"boxes": torch.tensor([[1.0, 2.0, 5.0, 6.0]]), "labels": torch.tensor([1])}
+        return [dict(det, scores=torch.tensor([float("nan")])) for _ in images]
+
+
+def test_non_finite_numbers_are_a_500_that_says_so_never_invalid_json(start_server, make_png):
+    server = start_server(create_app(_NonFinitePredictor()))
+    status, body = server.post_file("/predict", make_png(_noise(4)))
+    assert status == 500 and "non-finite numbers (NaN or infinity)" in body["detail"], body

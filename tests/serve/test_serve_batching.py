@@ -52,7 +52,7 @@ def test_waiting_requests_share_batches_and_get_their_own_results():
     assert (q.batches_run, q.items_run, q.pending) == (4, 10, 0)
 
 
-def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
+def test_a_bad_item_fails_only_its_own_caller_and_the_worker_goes_on():
     runner = GatedRunner(fail_on=3)
     q = _started(runner, batch_size=2, max_wait_s=0.0)
     try:
@@ -61,9 +61,25 @@ def test_a_failing_batch_fails_its_callers_and_the_worker_goes_on():
         futures += [q.submit(i) for i in range(1, 6)]  # batches [1, 2], [3, 4], [5]
         runner.release.set()
         with pytest.raises(RuntimeError, match="bad item 3"):
-            futures[4].result(timeout=60)
-        assert futures[3].exception(timeout=60) is futures[4].exception()  # batch-mate, same error
-        assert [futures[i].result(timeout=60) for i in (0, 1, 2, 5)] == [0, 10, 20, 50]
+            futures[3].result(timeout=60)
+        # its batch-mate is run again alone and gets its own result, as do the other batches
+        assert [futures[i].result(timeout=60) for i in (0, 1, 2, 4, 5)] == [0, 10, 20, 40, 50]
+    finally:
+        q.stop(timeout=60)
+    assert runner.batches == [[0], [1, 2], [3, 4], [3], [4], [5]]
+
+
+def test_even_a_base_exception_from_the_model_leaves_the_worker_alive():
+    def run_batch(items):
+        if items == [1]:
+            raise SystemExit("model code called sys.exit")  # ends a thread, unlike an Exception
+        return [x * 10 for x in items]
+
+    q = _started(run_batch, batch_size=1, max_wait_s=0.0)
+    try:
+        failed = q.submit(1)
+        assert isinstance(failed.exception(timeout=60), SystemExit)
+        assert q.submit(2).result(timeout=10) == 20  # without the worker: never answered
     finally:
         q.stop(timeout=60)
 

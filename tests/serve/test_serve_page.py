@@ -201,3 +201,44 @@ def test_page_decodes_coco_rle_as_pycocotools_encodes_it(browser, serve_predicto
             assert np.array_equal(crop, mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
     finally:
         server.stop()
+
+
+class _RenamedPredictor:
+    """``serve_predictor`` under other class names (what a checkpoint of the user's own classes has)."""
+
+    def __init__(self, predictor, class_names):
+        self.predictor, self.class_names = predictor, class_names
+        self.label_to_category_id, self.batch_size = None, predictor.batch_size
+        self.device = predictor.device
+
+    def predict_tensors(self, images):
+        return self.predictor.predict_tensors(images)
+
+
+def test_page_shows_names_as_text_never_as_markup(serve_predictor, browser, tmp_path):
+    # Class names, the weights' name and file names come from users: the page must show them, not run them.
+    attack = '<img src=x onerror="document.body.dataset.pwned=1">'
+    names = ["__background__", attack + ' "cat" & é', "<script>document.body.dataset.pwned=2</script>"]
+    app = create_app(_RenamedPredictor(serve_predictor, names), weights_name="<b>w</b>.pth")
+    server = RunningServer(app)
+    picture = np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    path = tmp_path / "<img src=x onerror=document.body.dataset.pwned=3>.png"
+    path.write_bytes(png_bytes(picture))
+    bad = tmp_path / "<i>bad.png"
+    bad.write_bytes(b"not an image")
+    try:
+        state = show_image(browser, server.url + "/", path)
+        assert state == "done", browser.find_element(By.ID, "status").text
+        cells = {td.text for td in browser.find_elements(By.CSS_SELECTOR, "#rows td")}
+        assert names[1] in cells  # the literal text, quotes and all
+        assert path.name in browser.find_element(By.ID, "status").text
+        WebDriverWait(browser, 60).until(lambda d: "<b>w</b>.pth" in d.find_element(By.ID, "model").text)
+        assert show_image(browser, server.url + "/", bad) == "error"
+        assert "<i>bad.png: not an image" in browser.find_element(By.ID, "status").text
+        injected = browser.execute_script(
+            "return [document.querySelectorAll('img, script:not([src]), b, i').length,"
+            " document.body.dataset.pwned || null];"
+        )
+        assert injected == [0, None]
+    finally:
+        server.stop()
