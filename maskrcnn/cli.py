@@ -21,7 +21,7 @@ _HELP = {
     "eval": "COCO AP of a checkpoint on a COCO-format dataset",
     "predict": "run a checkpoint on images, write predictions.json and overlays",
     "demo": "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)",
-    "convert": "convert a torchvision or detectron2 checkpoint into this library's format",
+    "convert": "convert a torchvision, detectron2 or MMDetection checkpoint into this library's format",
     "convert-data": "convert annotations of other tools and datasets (see --from) into COCO instance JSON",
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
     "export": "export a checkpoint (ONNX, TorchScript-free)",
