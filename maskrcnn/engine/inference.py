@@ -81,6 +81,14 @@ def check_keypoint_count(cfg, dataset) -> None:
     if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
         raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
                          f"({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''})")
+    # A file without keypoint names is read as COCO's 17 points (its annotations checked against 17): a
+    # model of another count (a converted detectron2 / mmdet keypoint model) failed in COCOeval's OKS
+    # with numpy's "operands could not be broadcast together".
+    n_data = getattr(dataset, "num_keypoints", None)
+    if cfg.model.roi_heads.keypoint_on and not names and n_data is not None and n_data != k:
+        raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} names no keypoints in its "
+                         f"categories, so its annotations are read as COCO's {n_data}; give the category a "
+                         f"'keypoints' list of {k} names")
 
 
 def build_evaluator(predictor, dataset):
