@@ -13,6 +13,7 @@ on large photographs alike.
 from __future__ import annotations
 
 import colorsys
+import functools
 from typing import Optional, Sequence
 
 import numpy as np
@@ -81,11 +82,47 @@ def _np(x) -> Optional[np.ndarray]:
     return np.asarray(x)
 
 
-def _font(size: int):
+# Fonts with wide Unicode coverage, looked for (by ImageFont.truetype, in the system's font folders) for
+# a label the built-in font cannot draw: Pillow's own scalable font (Aileron) has ASCII only, so a class
+# named "Größe", "собака" or "猫" came out as boxes.
+_UNICODE_FONTS = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "NotoSansCJK-Regular.ttc",
+                  "NotoSansCJKsc-Regular.otf", "Arial Unicode.ttf", "arialuni.ttf", "msyh.ttc",
+                  "PingFang.ttc", "LiberationSans-Regular.ttf")
+_NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: its bitmap is the font's "missing" box
+
+
+@functools.lru_cache(maxsize=64)
+def _font_file(name: str, size: int):
     try:
-        return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
+        return ImageFont.truetype(name, size)
+    except OSError:  # not installed
+        return None
+
+
+def _draws(font, text: str) -> bool:
+    """Whether ``font`` has a glyph for every character of ``text`` (spaces aside)."""
+    missing = font.getmask(_NO_GLYPH)
+    missing = (missing.size, bytes(missing))
+    for ch in set(text) - set(" \t"):
+        mask = font.getmask(ch)
+        if (mask.size, bytes(mask)) == missing:
+            return False
+    return True
+
+
+def _font(size: int, text: str = ""):
+    """The built-in font at ``size``, or a system font that can draw ``text`` when it cannot."""
+    try:
+        font = ImageFont.load_default(size=size)  # scalable since Pillow 10.1
     except TypeError:
         return ImageFont.load_default()
+    if text.isascii() or _draws(font, text):
+        return font
+    for name in _UNICODE_FONTS:
+        other = _font_file(name, size)
+        if other is not None and _draws(other, text):
+            return other
+    return font  # no font here draws it: boxes for the missing characters
 
 
 def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
@@ -238,6 +275,7 @@ def draw_instances(
         lab = int(labels[i])
         name = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
         text = f"{name} {scores[i]:.2f}" if show_scores else name
+        font = _font(font_size, text)
         if not isinstance(font, ImageFont.FreeTypeFont):
             # PIL's bitmap font (Pillow < 10.1, or built without FreeType) has latin-1 glyphs only: a
             # class named "猫" (LabelMe labels are often CJK) raised UnicodeEncodeError mid-run.

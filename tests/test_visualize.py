@@ -170,6 +170,31 @@ def test_non_latin_class_names_with_the_bitmap_font(monkeypatch):
     import maskrcnn.visualize as visualize
 
     bitmap = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
-    monkeypatch.setattr(visualize, "_font", lambda size: bitmap)
+    monkeypatch.setattr(visualize, "_font", lambda size, text="": bitmap)
     out = draw_instances(_image(), _det(), ["__background__", "猫", "chien noir"])
     assert out.size == (W, H)
+
+
+def test_class_names_beyond_ascii_are_drawn_not_boxed():
+    """Pillow's scalable built-in font has ASCII glyphs only: 'Größe', 'собака', '猫' were drawn as
+    'missing glyph' boxes in every overlay (predict, show-data). A system font that has the glyphs is
+    used for such a label: the label 'ß' no longer looks like a code point no font draws."""
+    from PIL import ImageFont
+
+    from maskrcnn.visualize import _UNICODE_FONTS
+
+    def draws(name):
+        try:
+            font = ImageFont.truetype(name, 12)
+        except OSError:
+            return False
+        return font.getmask("ß").size != font.getmask("\U0010fffd").size or bytes(font.getmask("ß")) != bytes(
+            font.getmask("\U0010fffd"))
+
+    if not any(draws(name) for name in _UNICODE_FONTS):
+        pytest.skip("no font with a German sharp s on this machine")
+    det = _det(1)
+    sharp_s = np.asarray(draw_instances(_image(), det, ["__background__", "ß"], min_size=240))
+    no_glyph = np.asarray(draw_instances(_image(), det, ["__background__", "\U0010fffd"], min_size=240))
+    ascii_label = np.asarray(draw_instances(_image(), det, ["__background__", "a"], min_size=240))
+    assert (sharp_s != no_glyph).any() and (sharp_s != ascii_label).any()

@@ -6,7 +6,7 @@
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
                           [--class-name N] [--classes a,b,c]
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
-    maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--classes a,b,c]
+    maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--split Train] [--classes a,b,c]
                           (file_name relative to the XML file's folder)
     maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
                           [--classes a,b,c]
@@ -24,8 +24,9 @@ YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
 ``labelmap.txt``'s, or ``--classes`` for indices 1..N); YOLO's classes in index order from id 1
 (``--classes`` selects some by name; it names the indices when the dataset has no names); otherwise the
-labels met, sorted by name and numbered from 1, or exactly ``--classes`` in the order given (use it when
-converting splits apart, so that a class missing from one split does not shift the ids of the others).
+labels met (CVAT: and those its ``<meta>`` lists), sorted by name and numbered from 1, or exactly
+``--classes`` in the order given (use it when converting splits apart, so that a class missing from one
+split does not shift the ids of the others).
 
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
 follow at the end. The output is written atomically, and only when at least one image was converted.
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None,
                         help="cityscapes / yolo: the split to convert (default: train); voc: the names in "
                              "ImageSets/Segmentation/S.txt (default: train, or every SegmentationObject PNG "
-                             "when there is no train.txt)")
+                             "when there is no train.txt); cvat: the images of subset S, e.g. Train or "
+                             "Validation of a project export (default: all)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
                         help="via: the region attribute holding the class (default: the first one found)")
     parser.add_argument("--class-name", default=None, metavar="N",
@@ -80,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_options(args) -> None:
     """An option that does not apply to the format is an error, not silently ignored."""
-    applies = {"split": ("cityscapes", "voc", "yolo"), "class_attribute": ("via",), "class_name": ("via",),
+    applies = {"split": ("cityscapes", "voc", "yolo", "cvat"), "class_attribute": ("via",),
+               "class_name": ("via",),
                "classes": ("labelme", "via", "cvat", "labelstudio", "voc", "yolo"),
                "images": ("labelstudio",), "boxes_as_masks": ("yolo",)}
     for option, formats in applies.items():
@@ -129,7 +132,7 @@ def _cvat(args, src: Path, out: Path, report, description: str):
     xml_path = cvat_file(src)
     builder = CocoBuilder(root=xml_path.parent, categories=_fixed_categories(args.classes),
                           description=description)
-    read_cvat(xml_path, builder=builder, report=report)
+    read_cvat(xml_path, builder=builder, report=report, split=args.split)
     return builder
 
 

@@ -46,6 +46,8 @@ _STAT_INDEX = {
     "keypoints": {"AP": 0, "AP50": 1, "AP75": 2, "APm": 3, "APl": 4},
 }
 _FIELDS = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+# the per-detection entries of a detections dict (tensors with D rows, masks_rle a list of D)
+_PER_DETECTION = ("boxes", "scores", "labels", "masks", "masks_rle", "keypoints", "keypoint_scores")
 
 
 def _quiet():
@@ -361,6 +363,20 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
     return metrics, buf.getvalue()
 
 
+def _without_labels(det: dict, labels: frozenset) -> dict:
+    """``det`` without the detections whose label is in ``labels``."""
+    import torch
+
+    keep = [i for i, label in enumerate(det["labels"].tolist()) if int(label) not in labels]
+    out = dict(det)
+    for k in _PER_DETECTION:
+        v = det.get(k)
+        if v is not None:
+            rows = torch.as_tensor(keep, dtype=torch.long)
+            out[k] = [v[i] for i in keep] if isinstance(v, list) else v[rows]
+    return out
+
+
 class CocoEvaluator:
     """Accumulate detections per image, then compute COCO AP.
 
@@ -371,6 +387,8 @@ class CocoEvaluator:
         class_names: names by label, used only when the ground truth's categories have no names.
         keypoint_sigmas: OKS sigmas, one per keypoint (None: by the ground truth's keypoint names,
             ``data.keypoints.keypoint_sigmas``: COCO's 17 for COCO's names, 0.0669 for other names).
+        ignore_labels: labels whose detections are left out (the model's classes the ground truth does
+            not have, e.g. a validation split converted without them: there is nothing to score them by).
     """
 
     def __init__(
@@ -381,6 +399,7 @@ class CocoEvaluator:
         label_to_category_id: Optional[dict] = None,
         class_names: Optional[Sequence[str]] = None,
         keypoint_sigmas: Optional[Sequence[float]] = None,
+        ignore_labels: Sequence[int] = (),
     ):
         unknown = [t for t in iou_types if t not in IOU_TYPES]
         if unknown or not iou_types:
@@ -389,6 +408,7 @@ class CocoEvaluator:
         self.iou_types = tuple(iou_types)
         self.keypoint_sigmas = tuple(keypoint_sigmas) if keypoint_sigmas else None
         self.label_to_category_id = label_to_category_id
+        self.ignore_labels = frozenset(int(label) for label in ignore_labels)
         if class_names and label_to_category_id:
             for label, cid in label_to_category_id.items():
                 cat = self.coco_gt.cats.get(int(cid))
@@ -412,6 +432,9 @@ class CocoEvaluator:
             raise ValueError(f"image {image_id}: segm evaluation needs 'masks' (D, H, W) in the detections")
         if "keypoints" in self.iou_types and n and det.get("keypoints") is None:
             raise ValueError(f"image {image_id}: keypoint evaluation needs 'keypoints' in the detections")
+        if self.ignore_labels and n:
+            det = _without_labels(det, self.ignore_labels)
+            n = int(det["boxes"].shape[0])
         keep = {k: det[k] for k in ("boxes", "scores", "labels") if k in det}
         if "segm" in self.iou_types:
             keep.update({k: det[k] for k in ("masks", "masks_rle") if det.get(k) is not None})

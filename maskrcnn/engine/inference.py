@@ -28,15 +28,20 @@ def iou_types(cfg) -> tuple:
 
 
 def _ids_by_name(class_names, dataset) -> Optional[dict]:
-    """Label -> the dataset's category id of the same name; None unless each of the model's classes
-    names exactly one category of the dataset."""
+    """Label -> the dataset's category id of the same name, for the model's classes the dataset has;
+    None unless each of the model's classes names at most one category of the dataset, and either
+    all of them are found or every category of the dataset is one of them (a validation split
+    converted on its own lists only the classes it holds: the model's others are left out, not
+    mis-numbered)."""
     ids: dict = {}
     for label, cid in dataset.label_to_category_id.items():
         ids.setdefault(dataset.class_names[label], []).append(cid)
     found = {label: ids.get(name, []) for label, name in enumerate(class_names) if label > 0}
-    if not found or any(len(v) != 1 for v in found.values()):
+    everyone = all(found.values()) or set(ids) <= set(class_names[1:])
+    if not found or any(len(v) > 1 for v in found.values()) or not everyone:
         return None
-    return {label: v[0] for label, v in found.items()}
+    mapping = {label: v[0] for label, v in found.items() if v}
+    return mapping or None
 
 
 def label_mapping(predictor, dataset) -> dict:
@@ -51,7 +56,10 @@ def label_mapping(predictor, dataset) -> dict:
     if by_name is not None and by_name != mapping:
         # Another export of the same classes numbers them differently (train and val files from
         # separate exports): by position or by the checkpoint's ids each 'dog' was scored as a 'cat'.
-        print(f"note: {dataset.json_path} numbers the model's classes differently; matching them by name",
+        absent = [predictor.class_names[label] for label in range(1, num_classes) if label not in by_name]
+        print(f"note: {dataset.json_path} numbers the model's classes differently; matching them by name"
+              + (f" (not in it, their detections left out: {', '.join(absent[:10])}"
+                 f"{', ...' if len(absent) > 10 else ''})" if absent else ""),
               file=sys.stderr)
         return by_name
     if predictor.label_to_category_id:
@@ -103,11 +111,14 @@ def build_evaluator(predictor, dataset):
         names = list(cfg.data.keypoint_names) or dataset.keypoint_names
         check_keypoint_count(cfg, dataset)
         sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)
+    mapping = label_mapping(predictor, dataset)
     return CocoEvaluator(
         dataset.to_coco_dict(),
         iou_types=iou_types(cfg),
-        label_to_category_id=label_mapping(predictor, dataset),
+        label_to_category_id=mapping,
         keypoint_sigmas=sigmas,
+        # the model's classes the dataset lacks (matched by name): nothing to score them against
+        ignore_labels=[label for label in range(1, len(predictor.class_names)) if label not in mapping],
     )
 
 

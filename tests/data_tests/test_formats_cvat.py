@@ -289,9 +289,63 @@ def test_cvat_source_and_options(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _convert(tmp_path / "empty", tmp_path / "o.json") == 1
     assert "empty: no annotations.xml in the folder (no .xml file)" in capsys.readouterr().err
-    assert _convert(tmp_path / "empty", tmp_path / "o.json", "--split", "val") == 1
+    assert _convert(tmp_path / "empty", tmp_path / "o.json", "--images", "val") == 1
     err = capsys.readouterr().err
-    assert "--split applies to --from cityscapes" in err and "not cvat" in err
+    assert "--images applies to --from labelstudio" in err and "not cvat" in err
     (tmp_path / "empty" / "annotations.xml").write_text(_xml([]))
     assert _convert(tmp_path / "empty", tmp_path / "o.json") == 1
     assert "no image could be converted" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
+
+
+def test_cvat_splits_exported_apart_number_the_classes_of_meta_alike(tmp_path, capsys):
+    """The train and val tasks of a project list the same labels in <meta>; val has no 'chien'. The
+    categories were the labels met, so val numbered 'chat' 1 and 'personne' 2 where train had 'chien'
+    2 and 'personne' 3. Skeleton parts and labels for shapes without area are no categories."""
+    labels = ("<label><name>chat</name><type>any</type></label><label><name>chien</name><type>polygon</type>"
+              "</label><label><name>personne</name><type>rectangle</type><attributes><attribute><name>is_crowd"
+              "</name></attribute></attributes></label><label><name>pose</name><type>skeleton</type></label>"
+              "<label><name>nose</name><type>points</type><parent>pose</parent></label>"
+              "<label><name>path</name><type>polyline</type></label>")
+    shapes = {"train": ['<box label="chat" xtl="1" ytl="1" xbr="9" ybr="9"/>',
+                        '<box label="chien" xtl="12" ytl="2" xbr="20" ybr="9"/>',
+                        '<box label="personne" xtl="2" ytl="12" xbr="9" ybr="20"/>'],
+              "val": ['<box label="personne" xtl="1" ytl="1" xbr="9" ybr="9"/>']}
+    ids = {}
+    for split, boxes in shapes.items():
+        src = tmp_path / split
+        _png(src / "images" / "a.png")
+        xml = _xml([_image("a.png", boxes)]).replace("<label><name>cat</name></label>", labels)
+        xml = xml.replace("<task>", "<project>").replace("</task>", "</project>")  # a project's export
+        (src / "annotations.xml").write_text(xml, encoding="utf-8")
+        assert _convert(src, tmp_path / f"{split}.json") == 0
+        coco = json.loads((tmp_path / f"{split}.json").read_text(encoding="utf-8"))
+        ids[split] = {c["name"]: c["id"] for c in coco["categories"]}
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        assert [names[a["category_id"]] for a in coco["annotations"]] == [b.split('"')[1] for b in boxes]
+    assert ids["train"] == ids["val"] == {"chat": 1, "chien": 2, "personne": 3}
+    assert "chien 0, personne 1" in capsys.readouterr().out
+
+
+def test_cvat_project_export_subsets_are_converted_apart(tmp_path, capsys):
+    """A project export holds all its subsets in one annotations.xml (images under images/<subset>/):
+    there was no way to convert its Train and Validation apart. --split picks one (case aside), with
+    the same category ids (the project's labels); a subset it lacks names the ones there are."""
+    src = tmp_path / "project"
+    for subset, name in (("Train", "a.png"), ("Train", "b.png"), ("Validation", "c.png")):
+        _png(src / "images" / subset / name)
+    meta = "<label><name>cat</name></label><label><name>dog</name></label>"
+    box = '<box label="{}" xtl="1" ytl="1" xbr="9" ybr="9"/>'
+    images = [_image(name, [box.format(label)], extra=f' subset="{subset}"')
+              for subset, name, label in (("Train", "a.png", "cat"), ("Train", "b.png", "dog"),
+                                          ("Validation", "c.png", "dog"))]
+    (src / "annotations.xml").write_text(_xml(images).replace("<label><name>cat</name></label>", meta))
+    assert _convert(src, tmp_path / "train.json", "--split", "Train") == 0
+    assert _convert(src, tmp_path / "val.json", "--split", "validation") == 0
+    train, val = (json.loads((tmp_path / f"{s}.json").read_text()) for s in ("train", "val"))
+    assert [i["file_name"] for i in train["images"]] == ["images/Train/a.png", "images/Train/b.png"]
+    assert [i["file_name"] for i in val["images"]] == ["images/Validation/c.png"]
+    assert train["categories"] == val["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    assert [a["category_id"] for a in val["annotations"]] == [2]
+    capsys.readouterr()
+    assert _convert(src, tmp_path / "test.json", "--split", "Test") == 1
+    assert "no image of subset 'Test' (its subsets: Train, Validation)" in capsys.readouterr().err

@@ -172,3 +172,34 @@ def test_a_dataset_numbering_the_classes_otherwise_is_matched_by_name(tiny_check
     assert capsys.readouterr().err == ""
     assert label_mapping(predictor, CocoDataset(json_path=swapped, image_dir=images)) == {1: 2, 2: 1}
     assert "numbers the model's classes differently; matching them by name" in capsys.readouterr().err
+
+
+def test_a_split_without_some_of_the_models_classes_is_matched_by_name(tiny_checkpoint, tmp_path, capsys):
+    """A validation split converted on its own lists only the classes it holds (here: b, as id 1):
+    the model's 'a' detections were scored as 'b' (by position), its 'b' ones named an id the file
+    lacks, and validation at the end of training failed ('labels [2] have no category id') after
+    the whole run. Now the classes are matched by name and the missing class's detections left out."""
+    import torch
+
+    from maskrcnn.engine.inference import build_evaluator, label_mapping
+    from maskrcnn.predictor import Predictor
+
+    _, images, data = coco_dataset(tmp_path)
+    only_b = tmp_path / "only_b.json"
+    b_anns = [dict(a, category_id=1) for a in data["annotations"] if a["category_id"] == 2]
+    only_b.write_text(json.dumps(dict(data, categories=[{"id": 1, "name": "b"}], annotations=b_anns)))
+    predictor = Predictor.from_weights(tiny_checkpoint, device="cpu", optimise=False)  # classes a, b
+    dataset = CocoDataset(json_path=only_b, image_dir=images)
+    assert label_mapping(predictor, dataset) == {2: 1}
+    assert "not in it, their detections left out: a" in capsys.readouterr().err
+    evaluator = build_evaluator(predictor, dataset)
+    for image_id in (1, 2):
+        mine = [a for a in b_anns if a["image_id"] == image_id]
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in mine)] + [[0, 0, 9, 9]]
+        rles = [a["segmentation"] for a in mine] + [mine[0]["segmentation"]]  # the 'a' one covers a 'b'
+        labels = torch.tensor([2] * len(mine) + [1])
+        evaluator.process(image_id, {"boxes": torch.tensor(xyxy).float(), "labels": labels,
+                                     "scores": torch.full((len(xyxy),), 0.9), "masks_rle": rles})
+    metrics = evaluator.evaluate()
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert {r["category_id"] for r in evaluator.results()} == {1}

@@ -147,7 +147,9 @@ class CocoBuilder:
 
     ``categories``: a fixed list of (id, name); a label outside it raises Skip("unknown_label"). None:
     categories are the labels met, numbered 1..K in sorted name order when written (so converting two
-    splits with the same classes gives the same ids whatever order their files come in).
+    splits with the same classes gives the same ids whatever order their files come in), together with
+    the labels ``declare``d: the classes an export lists in its header (CVAT's ``<meta>``), so that a split
+    without instances of one of them still numbers the others as the other splits do.
     """
 
     def __init__(self, *, root: Path, categories: Optional[Sequence[tuple]] = None, description: str = ""):
@@ -158,6 +160,7 @@ class CocoBuilder:
         self.annotations: list = []
         self._sizes: dict = {}  # image id -> (H, W)
         self._sources: dict = {}  # file_name -> the annotation file it came from
+        self._declared: set = set()  # labels the export lists, with or without instances
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, '/'-separated (``..`` when outside it)."""
@@ -176,6 +179,11 @@ class CocoBuilder:
                             "width": int(width)})
         self._sizes[image_id] = (int(height), int(width))
         return image_id
+
+    def declare(self, labels: Iterable[str]) -> None:
+        """Labels the export lists as its classes: categories even without instances (not used with a
+        fixed list of categories, which says exactly which there are)."""
+        self._declared.update(name for name in labels if isinstance(name, str) and name.strip())
 
     def check_label(self, label) -> str:
         if not isinstance(label, str) or not label.strip():
@@ -232,7 +240,7 @@ class CocoBuilder:
     def category_ids(self) -> dict:
         if self.fixed is not None:
             return dict(self.fixed)
-        names = sorted({a["_label"] for a in self.annotations})
+        names = sorted({a["_label"] for a in self.annotations} | self._declared)
         return {name: i + 1 for i, name in enumerate(names)}
 
     def to_dict(self) -> dict:

@@ -23,6 +23,13 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
   attributes are not used: COCO instances may overlap.
 - ``polyline``, ``points``, ``cuboid``, ``skeleton`` (no area) and ``tag`` (an image label) are counted
   in the notes and left out.
+- Categories (without ``--classes``): the labels ``<meta>`` lists (of the task, job or project; not
+  skeleton parts nor labels typed for shapes without area) and the labels met, sorted by name from 1.
+  So the train and val tasks of one project, exported and converted apart, number their classes alike
+  even when one of them has no instance of some class.
+- ``--split S``: only the images of subset S (``<image subset="Train">``; a project export holds all
+  its subsets in one file, so train and val are converted apart from it; case is ignored). Without it,
+  every image.
 - The image file: ``images/<subset>/<name>`` (a project export), ``images/<name>`` (a task export's
   zip), ``<name>`` relative to the XML file's folder, then the same folders with the name's last part
   only; a video task's frames (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
@@ -52,7 +59,7 @@ import numpy as np
 from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size
 from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
 
-__all__ = ["ANNOTATIONS_FILE", "cvat_file", "decode_cvat_rle", "parse_xml", "read_cvat"]
+__all__ = ["ANNOTATIONS_FILE", "cvat_file", "declared_labels", "decode_cvat_rle", "parse_xml", "read_cvat"]
 
 ANNOTATIONS_FILE = "annotations.xml"
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
@@ -309,11 +316,41 @@ def _check_root(path: Path, root: ET.Element) -> list:
     return root.findall("image")
 
 
-def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report) -> None:
-    """Add the images and shapes of a CVAT for images XML file (under ``builder.root``) to ``builder``;
-    ValueError when the file as a whole cannot be read (see the module docstring)."""
+def declared_labels(root: ET.Element) -> list:
+    """The labels ``<meta>`` lists (a task's, a job's or a project's ``<labels>``) that can have an
+    area: skeleton parts (``<parent>``) and labels typed for skeletons, points, polylines, cuboids or
+    tags left out."""
+    meta = root.find("meta")
+    names = []
+    for label in meta.iter("label") if meta is not None else ():
+        name = (label.findtext("name") or "").strip()
+        kind = (label.findtext("type") or "any").strip()
+        if name and not (label.findtext("parent") or "").strip() and kind not in _NO_AREA + ("tag",):
+            names.append(name)
+    return names
+
+
+def _subset(xml_path: Path, images: list, split: str) -> list:
+    """The images of subset ``split`` (case aside: CVAT's default subsets are Train, Validation, Test);
+    ValueError naming the subsets there are when it has none."""
+    chosen = [el for el in images if (el.get("subset") or "").strip().lower() == split.strip().lower()]
+    if not chosen:
+        subsets = sorted({(el.get("subset") or "").strip() for el in images} - {""})
+        there = f"its subsets: {', '.join(subsets)}" if subsets else "its images have no subset attribute"
+        raise ValueError(f"{xml_path}: no image of subset {split!r} ({there})")
+    return chosen
+
+
+def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Optional[str] = None) -> None:
+    """Add the images and shapes of a CVAT for images XML file (under ``builder.root``) to ``builder``,
+    only those of subset ``split`` when given; ValueError when the file as a whole cannot be read (see
+    the module docstring)."""
     xml_path = Path(xml_path)
-    images = _check_root(xml_path, parse_xml(xml_path))
+    root = parse_xml(xml_path)
+    images = _check_root(xml_path, root)
+    if split is not None:
+        images = _subset(xml_path, images, split)
+    builder.declare(declared_labels(root))
     xml_name = builder.relative(xml_path)
     for index, el in enumerate(images):
         _convert_image(el, index, xml_name=xml_name, builder=builder, report=report)
