@@ -46,3 +46,17 @@ def small_training(size: int) -> dict:
         "solver.lr": 0.02,
         "solver.log_period": 10,
     }
+
+
+def randomise_norms(model):
+    """Random batch-norm statistics, norm scales and biases (in place; returns the model): a fresh model's
+    are 0 / 1, which would let a converter or a folding rewrite get them wrong unseen."""
+    import torch
+
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if k.endswith(("running_var", "norm.weight")):
+                v.uniform_(0.5, 1.5)
+            elif k.endswith(("running_mean", "bias")):
+                v.normal_(0.0, 0.1)
+    return model

@@ -30,19 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 import test_detectron2_convert as d2t  # noqa: E402  (tests/interop is on the path)
 import test_mmdetection_convert as mmt  # noqa: E402
 from export_matching import match  # noqa: E402
+from tiny_model import randomise_norms  # noqa: E402
 
 KEEP_ALL = ["model.roi_heads.score_thresh=0", "model.roi_heads.detections_per_image=10"]
 SMALL_TEST = ["input.min_size_test=64", "input.max_size_test=96"]
-
-
-def _randomise(model):
-    with torch.no_grad():  # random statistics and biases, so that folding them matters
-        for k, v in model.state_dict().items():
-            if k.endswith(("running_var", "norm.weight")):
-                v.uniform_(0.5, 1.5)
-            elif k.endswith(("running_mean", "bias")):
-                v.normal_(0.0, 0.1)
-    return model
 
 
 def _mm_caffe(tmp_path):
@@ -66,7 +57,7 @@ def _d2_gn(tmp_path):
 def _d2_c4(tmp_path):
     """detectron2 C4: no FPN, res5 as the box head (frozen BN folded there too), no size divisibility."""
     torch.manual_seed(0)
-    model = _randomise(build_model(apply_overrides(
+    model = randomise_norms(build_model(apply_overrides(
         Config(), {"model.fpn": False, "model.backbone": "resnet18", "model.num_classes": 3})))
     with torch.no_grad():  # smaller norm scales keep res5's activations near 1, where 1e-3 px is rounding
         for k, v in model.state_dict().items():

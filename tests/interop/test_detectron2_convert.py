@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from tiny_model import randomise_norms  # tests/ is on the path
 
 from maskrcnn.config import Config, apply_overrides
 from maskrcnn.interop.detectron2 import ConversionError, convert_detectron2, load_detectron2_file
@@ -78,13 +79,7 @@ def _random_model(**overrides):
     torch.manual_seed(0)
     cfg = apply_overrides(Config(), {"model.stride_in_1x1": True, **SMALL, **overrides})
     model = build_model(cfg).eval()
-    with torch.no_grad():  # random frozen-BN statistics and biases, so that every tensor matters
-        for k, v in model.state_dict().items():
-            if k.endswith(("running_var", "norm.weight")):
-                v.uniform_(0.5, 1.5)
-            elif k.endswith(("running_mean", "bias")):
-                v.normal_(0.0, 0.1)
-    return model
+    return randomise_norms(model)
 
 
 # narrow heads keep the test fast; the converter reads every width from the weights
