@@ -2,7 +2,7 @@
 
     maskrcnn eval --weights CKPT --json J --images D [--output DIR] [--device D] [--max-images N]
                   [--dtype bfloat16] [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
-    maskrcnn eval --results R.json --json J [--output DIR]
+    maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
     ... [--cityscapes ROOT]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
@@ -13,6 +13,9 @@ cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, comp
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
+``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
+P.bbox.json --results P.segm.json``, or ``--results P``), Ultralytics (``image_id`` by file name) and
+torchvision write them, saying how each was read (``engine/results_file.py``).
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
 """
@@ -33,7 +36,11 @@ HELP = "COCO AP of a checkpoint on a COCO-format dataset"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="checkpoint written by train / convert")
-    source.add_argument("--results", help="evaluate this COCO results JSON instead of running a model")
+    source.add_argument(
+        "--results", action="append", metavar="FILE",
+        help="evaluate this COCO results JSON instead of running a model (detectron2, MMDetection, "
+             "Ultralytics, torchvision); repeat it or give a comma list for one file per kind "
+             "(MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or PREFIX alone)")
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
     parser.add_argument("--images", help="image folder of the annotation file (needed with --weights)")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")

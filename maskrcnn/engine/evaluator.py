@@ -19,11 +19,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 import os
 import warnings
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -34,6 +32,15 @@ from maskrcnn.data.coco import distinct_category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.engine.results_file import (
+    compress_segmentations,
+    match_image_ids,
+    note_scoring_conventions,
+    plan_iou_types,
+    read_results_file,
+    resolve_results_paths,
+    zero_based_hint,
+)
 
 __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
 
@@ -224,8 +231,6 @@ def _result_problem(r: dict, iou_types: Sequence[str], coco_gt) -> Optional[str]
         problem = segmentation_problem(r["segmentation"], img["height"], img["width"])
         if problem:
             return f"segmentation: {problem}"
-        if isinstance(r["segmentation"], list):
-            return "segmentation must be an RLE dict in a results file (pycocotools reads polygons as boxes)"
     if "keypoints" in iou_types:
         problem = _keypoints_problem(r["keypoints"])
         if problem:
@@ -267,11 +272,12 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     if bad_cats:
         raise ValueError(
             f"{source}: category ids {_listing(bad_cats)} are not in the ground truth "
-            f"(which has {_listing(coco_gt.getCatIds())})"
+            f"(which has {_listing(coco_gt.getCatIds())})" + zero_based_hint(bad_cats, coco_gt.getCatIds())
         )
     bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if bad_images:
-        raise ValueError(f"{source}: image ids {_listing(bad_images)} are not in the ground truth")
+        raise ValueError(f"{source}: image ids {_listing(bad_images)} are not in the ground truth (neither "
+                         f"as ids nor as file names of its images)")
     kept, problems = [], []
     for i, r in enumerate(results):
         problem = _result_problem(r, iou_types, coco_gt)
@@ -467,37 +473,36 @@ class CocoEvaluator:
 
 def evaluate_results_file(
     gt_json: Union[str, os.PathLike],
-    results_json: Union[str, os.PathLike],
+    results_json: Union[str, os.PathLike, Sequence],
     *,
     iou_types: Optional[Sequence[str]] = None,
     keypoint_sigmas: Optional[Sequence[float]] = None,
     return_results: bool = False,
 ):
-    """COCO AP of a results JSON against a ground-truth JSON (all its images). ``iou_types`` default:
-    those the results support (bbox always; segm when every result has a segmentation; keypoints when
-    every result has keypoints). With ``return_results``: (metrics, the records that passed
-    validation), for other scorers of the same file."""
+    """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
+    comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
+    prefix), read as ``engine/results_file.py`` says, each interpretation in a warning. ``iou_types``
+    default: those the results support (bbox when every result has a box; segm when every result has a
+    segmentation; keypoints when every result has keypoints). With ``return_results``: (metrics, the
+    records that passed validation, those scored for segm when there are several files), for other
+    scorers of the same file."""
     coco_gt = load_ground_truth(gt_json)
-    path = Path(results_json)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is fine
-    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(results, list):
-        raise ValueError(f"{path}: COCO results are a JSON list, got {type(results).__name__}")
-    if iou_types is None:
-        iou_types = ["bbox"]
-        if results and all(isinstance(r, dict) and "segmentation" in r for r in results):
-            iou_types.append("segm")
-        if results and all(isinstance(r, dict) and "keypoints" in r for r in results):
-            iou_types.append("keypoints")
-    results = _validate_results(results, coco_gt, iou_types, str(path))
-    out = {}
-    for iou_type in iou_types:
-        out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
-    return (out, results) if return_results else out
+    files = [(str(p), read_results_file(p)) for p in resolve_results_paths(results_json)]
+    plan = plan_iou_types(files, iou_types)
+    out, scored = {}, {}
+    for index, (source, results) in enumerate(files):
+        types = [t for t in IOU_TYPES if plan.get(t) == index]
+        results = match_image_ids(results, coco_gt, source)
+        results = _validate_results(results, coco_gt, types, source)
+        if "segm" in types:
+            results = compress_segmentations(results, coco_gt, source)
+        note_scoring_conventions(results, coco_gt, source)
+        for iou_type in types:
+            out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
+        scored[index] = results
+    out = {t: out[t] for t in IOU_TYPES if t in out}
+    records = scored[plan.get("segm", min(plan.values()))]
+    return (out, records) if return_results else out
 
 
 def format_metrics_table(metrics: dict) -> str:

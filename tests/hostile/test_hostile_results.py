@@ -21,7 +21,7 @@ BAD_RESULTS = {
     "rle_wrong_size": ("segmentation", {"size": [4, 5], "counts": [20]}, "image size"),
     "rle_counts_float": ("segmentation", {"size": [40, 50], "counts": [1.5, 1998.5]}, "integers"),
     "rle_counts_overflow": ("segmentation", {"size": [40, 50], "counts": [0, 2**40, 5]}, "2**32"),
-    "segmentation_polygon": ("segmentation", [[1, 1, 5, 1, 5, 5]], "RLE dict"),
+    "polygon_far_outside": ("segmentation", [[1, 1, 5, 1, 5, 1e7]], "far outside"),
 }
 
 

@@ -1,0 +1,234 @@
+"""Results files as other libraries write them -> the records COCOeval scores, saying how each was read.
+
+What is read, and how (each interpretation is said in a warning naming the file):
+
+- COCO results as detectron2 (``coco_instances_results.json``), torchvision's reference scripts, this
+  library and pycocotools' ``loadRes`` take them: ``image_id``, ``category_id`` (the ground truth's
+  ids), ``score``, ``bbox`` [x, y, w, h], ``segmentation`` (RLE with ``counts`` a string).
+- Files without ``bbox`` whose records all have a ``segmentation`` (torchvision's segmentation
+  results): segm AP only; bbox AP is not made up from the masks.
+- MMDetection's ``format_only`` output, one file per kind: ``PREFIX.bbox.json`` and
+  ``PREFIX.segm.json`` (v2 ``jsonfile_prefix``, v3 ``outfile_prefix``). Given both (or PREFIX alone),
+  bbox AP is scored on the bbox file and segm AP on the segm file, as MMDetection scores them (the
+  segm file's records carry a box and a mask score of their own).
+- Ultralytics' ``predictions.json`` (``val(save_json=True)``): its ``image_id`` is the image file's stem
+  (an integer when the stem is all digits). ``image_id`` values that are not all ids of the ground
+  truth's images but are all file names, base names or stems of them are matched by file name.
+- ``segmentation`` as polygons or as uncompressed RLE (``counts`` a list): encoded as compressed RLE at
+  the ground-truth image's size (pycocotools' ``loadRes`` takes only compressed RLE for results).
+
+Scored as pycocotools scores them, and said so: an empty file (every AP 0), images of the ground truth
+without any detection (their objects are misses: the AP is over every ground-truth image), records that
+repeat another exactly (the repeats are false positives) and more than 100 detections of one category
+in one image (COCOeval's ``maxDets``: only the 100 highest-scoring count). Scores are only ranked, so
+logits or scores above 1 are scored as they are.
+
+Refused by ``evaluator._validate_results`` (one line naming the file, the records and the field):
+missing fields, ids that are not integers or strings, categories not in the ground truth (with a hint
+when they look 0-based, as older Ultralytics writes them for datasets other than COCO), images matched
+neither by id nor by file name, and two files holding the same kind of results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Sequence, Union
+
+import pycocotools.mask as mask_utils
+
+__all__ = [
+    "compress_segmentations", "iou_types_of", "match_image_ids", "note_scoring_conventions",
+    "plan_iou_types", "read_results_file", "resolve_results_paths", "zero_based_hint",
+]
+
+# COCOeval's largest maxDets: detections beyond it (per image and category) are never looked at
+MAX_DETS = 100
+_KINDS = ("bbox", "segm", "keypoints")  # MMDetection's PREFIX.{kind}.json
+
+
+def _note(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def resolve_results_paths(given: Union[str, os.PathLike, Sequence]) -> list:
+    """The results files named by ``given``: a path, a comma-separated list of paths, or a list of them.
+    A path that is not a file but is MMDetection's prefix (``PREFIX.bbox.json`` / ``PREFIX.segm.json``
+    exist) stands for those files."""
+    items = [given] if isinstance(given, (str, os.PathLike)) else list(given)
+    paths = []
+    for item in items:
+        parts = [p for p in str(item).split(",") if p] if not Path(item).is_file() else [str(item)]
+        for part in parts:
+            path = Path(part)
+            if path.is_file():
+                paths.append(path)
+                continue
+            found = [Path(f"{part}.{kind}.json") for kind in _KINDS if Path(f"{part}.{kind}.json").is_file()]
+            if not found:
+                raise FileNotFoundError(f"{path}: no such results file")
+            _note(f"{path}: read as MMDetection's prefix: {', '.join(str(f) for f in found)}")
+            paths.extend(found)
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"results file given twice: {', '.join(str(p) for p in paths)}")
+    return paths
+
+
+def read_results_file(path: Path) -> list:
+    """The JSON list of a results file; ValueError naming the file for anything else."""
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM is fine
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, list):
+        raise ValueError(f"{path}: COCO results are a JSON list, got {type(results).__name__}")
+    return results
+
+
+def iou_types_of(results: list, source: str) -> list:
+    """The IoU types a results list supports: segm / keypoints when every record has the field; bbox
+    when every record has one, or when nothing else is there (so that a missing bbox is named)."""
+    def every(field):
+        return bool(results) and all(isinstance(r, dict) and field in r for r in results)
+
+    types = [t for t, field in (("segm", "segmentation"), ("keypoints", "keypoints")) if every(field)]
+    if every("bbox") or not types:
+        return ["bbox"] + types
+    without = sum(1 for r in results if "bbox" not in r)
+    _note(f"{source}: {without} of {len(results)} results have no bbox (as torchvision's segmentation "
+          f"results): bbox AP is not scored, only {', '.join(types)}")
+    return types
+
+
+def plan_iou_types(files: list, wanted=None) -> dict:
+    """{iou_type: index of the file that is scored for it} for ``files`` [(source, results)]. One file
+    serves every type it supports; of several, a type goes to the one file holding it, bbox to the file
+    holding nothing else (MMDetection's ``.bbox.json`` beside its ``.segm.json``)."""
+    supported = [iou_types_of(results, source) for source, results in files]
+    if len(files) == 1:
+        types = supported[0] if wanted is None else list(wanted)
+        return {t: 0 for t in types}
+    plan = {}
+    for t in ("segm", "keypoints", "bbox"):  # bbox last: the segm files hold boxes too
+        having = [i for i, s in enumerate(supported) if t in s]
+        if t == "bbox" and len(having) > 1:  # a segm file's boxes give way to a file of boxes alone
+            having = [i for i in having if supported[i] == ["bbox"]] or having
+        if len(having) > 1:
+            raise ValueError(f"{' and '.join(files[i][0] for i in having)} all hold {t} results: give one "
+                             f"file per kind (e.g. MMDetection's PREFIX.bbox.json and PREFIX.segm.json)")
+        if having and (wanted is None or t in wanted):
+            plan[t] = having[0]
+    plan = {t: plan[t] for t in _KINDS if t in plan}
+    idle = [files[i][0] for i in range(len(files)) if i not in plan.values()]
+    if idle:
+        raise ValueError(f"{', '.join(idle)}: nothing to score in it that another results file does not "
+                         f"already give")
+    return plan
+
+
+def _name_keys(file_name: str) -> set:
+    """The ways a results file names an image: its file name, base name and stem, and the stem as an
+    integer when it is all digits (Ultralytics' ``image_id``)."""
+    path = Path(str(file_name).replace("\\", "/"))
+    keys = {str(file_name), path.name, path.stem}
+    if path.stem.isdigit():
+        keys.add(int(path.stem))
+    return keys
+
+
+def match_image_ids(results: list, coco_gt, source: str) -> list:
+    """``results`` with ``image_id`` the ground truth's ids. When they are all ids of its images they
+    stay (an id is an id, even if it is also another image's file stem: that is said); otherwise, when
+    every one is a file name, base name or stem of exactly one image, they are matched by file name.
+    Anything else is left for validation to refuse (naming the unknown ids)."""
+    ids = [r.get("image_id") for r in results if isinstance(r, dict)]
+    hashable = [i for i in ids if isinstance(i, (int, str)) and not isinstance(i, bool)]
+    if len(hashable) != len(ids):
+        return results  # validation names them
+    known = set(coco_gt.getImgIds())
+    by_name, clashes = {}, set()
+    for img in coco_gt.dataset["images"]:
+        if img.get("file_name"):
+            for key in _name_keys(img["file_name"]):
+                if by_name.setdefault(key, img["id"]) != img["id"]:
+                    clashes.add(key)
+    for key in clashes:  # two images answer to this name: it says nothing
+        del by_name[key]
+    if all(i in known for i in ids):
+        moved = sum(1 for i in set(ids) if i in by_name and by_name[i] != i)
+        if moved and all(i in by_name for i in ids):
+            _note(f"{source}: the image_id values are ids of the ground truth's images and also file names "
+                  f"of others ({moved} differ): read as ids")
+        return results
+    if not all(i in by_name for i in ids):
+        return results
+    _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
+          f"{by_name[ids[0]]!r}), as Ultralytics writes them")
+    return [dict(r, image_id=by_name[r["image_id"]]) for r in results]
+
+
+def zero_based_hint(bad_categories: set, category_ids: Sequence) -> str:
+    """A hint for a refusal of unknown category ids that are the ground truth's shifted by one."""
+    cats = set(category_ids)
+    if bad_categories and all(isinstance(c, int) and c + 1 in cats for c in bad_categories):
+        return ("; they look like 0-based class indices, as older Ultralytics writes for datasets other "
+                "than COCO: add 1 to every category_id")
+    return ""
+
+
+def compress_segmentations(results: list, coco_gt, source: str) -> list:
+    """Validated ``results`` with polygons and uncompressed RLE encoded as compressed RLE (``counts`` a
+    string) at the ground-truth image's size: pycocotools' ``loadRes`` takes no other."""
+    out, kinds = [], Counter()
+    for r in results:
+        seg = r.get("segmentation")
+        if isinstance(seg, list) or (isinstance(seg, dict) and isinstance(seg.get("counts"), list)):
+            img = coco_gt.imgs[r["image_id"]]
+            h, w = int(img["height"]), int(img["width"])
+            if isinstance(seg, list):
+                kinds["polygons"] += 1
+                rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+            else:
+                kinds["uncompressed RLE"] += 1
+                rle = mask_utils.frPyObjects(dict(seg, size=[h, w]), h, w)
+            seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+            r = dict(r, segmentation=seg)
+        out.append(r)
+    if kinds:
+        _note(f"{source}: " + " and ".join(f"{n} segmentations as {k}" for k, n in kinds.items())
+              + " encoded as compressed RLE at their image's size")
+    return out
+
+
+def _identity(r: dict) -> tuple:
+    """What makes two validated records the same detection (cheaper than serialising each)."""
+    seg = r.get("segmentation")
+    return (r["image_id"], r["category_id"], r["score"], tuple(r.get("bbox") or ()),
+            seg.get("counts") if isinstance(seg, dict) else None, tuple(r.get("keypoints") or ()))
+
+
+def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
+    """Say what COCOeval will do with ``results`` that a user might not expect (nothing is changed)."""
+    if not results:
+        _note(f"{source}: no detections in the results: every AP is 0")
+        return
+    images = {r["image_id"] for r in results}
+    missing = len(set(coco_gt.getImgIds()) - images)
+    if missing:
+        _note(f"{source}: {missing} of {len(coco_gt.getImgIds())} ground-truth images have no detection in "
+              f"the results: their objects count as misses (the AP is over every ground-truth image)")
+    keys = Counter(_identity(r) for r in results)
+    repeats = sum(n - 1 for n in keys.values())
+    if repeats:
+        _note(f"{source}: {repeats} results repeat another exactly (a file written twice?): each repeat "
+              f"is scored as a false positive")
+    per = Counter((r["image_id"], r["category_id"]) for r in results)
+    over = [k for k, n in per.items() if n > MAX_DETS]
+    if over:
+        image_id, category_id = over[0]
+        _note(f"{source}: {len(over)} image-category pairs have more than {MAX_DETS} detections (e.g. image "
+              f"{image_id!r}, category {category_id!r}: {per[over[0]]}): COCOeval counts only the "
+              f"{MAX_DETS} highest-scoring of each (maxDets), the rest are not scored")

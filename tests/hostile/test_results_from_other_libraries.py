@@ -1,0 +1,154 @@
+"""``maskrcnn eval --results`` on results files as other libraries write them (detectron2, MMDetection,
+Ultralytics, torchvision): read with a warning saying how, or refused naming the file and the field."""
+
+import json
+
+import numpy as np
+import pytest
+from hostile_helpers import coco_dataset, gt_as_results
+
+from maskrcnn.data.mask_codec import annotation_to_mask
+
+
+def _write(path, results):
+    path.write_text(json.dumps(results))
+    return path
+
+
+def _eval(cli, tmp_path, *results_args, gt=None):
+    """(rc, text, metrics or None, the warnings' text)."""
+    path = gt or coco_dataset(tmp_path)[0]
+    out = tmp_path / "m"
+    args = [a for r in results_args for a in ("--results", r)]
+    with _warnings() as caught:
+        rc, text = cli("eval", *args, "--json", path, "--output", out)
+    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else None
+    return rc, text, metrics, " | ".join(str(w.message) for w in caught)
+
+
+def _warnings():
+    import warnings
+
+    manager = warnings.catch_warnings(record=True)
+    warnings.simplefilter("always")
+    return manager
+
+
+def _uncompressed(rle: dict) -> dict:
+    """The same mask as uncompressed RLE (counts a list of runs, column-major, zeros first)."""
+    mask = annotation_to_mask(rle, *rle["size"]).numpy().flatten(order="F")
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask, [1 - mask[-1]]])))
+    return {"size": rle["size"], "counts": np.diff(np.concatenate([[0], edges])).tolist()}
+
+
+def _polygon(box) -> list:
+    x, y, w, h = box
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
+
+
+@pytest.mark.parametrize(
+    "convert, words",
+    [(lambda r: dict(r, segmentation=_uncompressed(r["segmentation"])), "4 segmentations as uncompressed"),
+     (lambda r: dict(r, segmentation=_polygon(r["bbox"])), "4 segmentations as polygons")],
+)  # fmt: skip
+def test_uncompressed_rle_and_polygons_are_encoded_and_scored(cli, tmp_path, convert, words):
+    """Before: uncompressed RLE crashed in pycocotools (TypeError), polygons were left out (AP 0)."""
+    _, _, data = coco_dataset(tmp_path)
+    res = _write(tmp_path / "res.json", [convert(r) for r in gt_as_results(data)])
+    rc, text, metrics, notes = _eval(cli, tmp_path, res)
+    assert rc == 0, text
+    assert metrics["segm"]["AP"] == pytest.approx(100.0) and metrics["bbox"]["AP"] == pytest.approx(100.0)
+    assert str(res) in notes and words in notes and "compressed RLE" in notes
+
+
+def test_torchvision_segmentation_results_without_bbox_score_segm_only(cli, tmp_path):
+    _, _, data = coco_dataset(tmp_path)
+    results = [{k: v for k, v in r.items() if k != "bbox"} for r in gt_as_results(data)]
+    res = _write(tmp_path / "res.json", results)
+    rc, text, metrics, notes = _eval(cli, tmp_path, res)
+    assert rc == 0, text
+    assert set(metrics) == {"segm"} and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert "4 of 4 results have no bbox" in notes and "bbox AP is not scored" in notes
+
+
+def _mmdet_files(tmp_path, data, prefix="results"):
+    """MMDetection's format_only pair: perfect boxes in .bbox.json; perfect masks in .segm.json, whose
+    own boxes are off (so that scoring bbox on the segm file shows in the AP)."""
+    bbox = [{k: v for k, v in r.items() if k != "segmentation"} for r in gt_as_results(data)]
+    segm = [dict(r, bbox=[r["bbox"][0] + 4, r["bbox"][1] + 4, 2, 2]) for r in gt_as_results(data)]
+    return (_write(tmp_path / f"{prefix}.bbox.json", bbox), _write(tmp_path / f"{prefix}.segm.json", segm))
+
+
+@pytest.mark.parametrize("form", ["two", "comma", "prefix"])
+def test_mmdetection_bbox_and_segm_files_are_scored_each_for_its_kind(cli, tmp_path, form):
+    _, _, data = coco_dataset(tmp_path)
+    bbox, segm = _mmdet_files(tmp_path, data)
+    given = {"two": [bbox, segm], "comma": [f"{segm},{bbox}"], "prefix": [tmp_path / "results"]}[form]
+    rc, text, metrics, notes = _eval(cli, tmp_path, *given)
+    assert rc == 0, text
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert ("MMDetection's prefix" in notes) == (form == "prefix")
+
+
+def test_two_files_of_one_kind_are_refused_by_name(cli, tmp_path):
+    _, _, data = coco_dataset(tmp_path)
+    _, segm = _mmdet_files(tmp_path, data)
+    other = _write(tmp_path / "other.segm.json", gt_as_results(data))
+    rc, text, metrics, _ = _eval(cli, tmp_path, segm, other)
+    assert rc == 1 and metrics is None
+    assert f"{segm} and {other} all hold segm results" in text and len(text.strip().splitlines()) == 1
+
+
+def test_ultralytics_image_ids_are_matched_by_file_stem(cli, tmp_path):
+    """Ultralytics writes the image's stem as image_id: an int for an all-digit stem, else a string."""
+    path, _, data = coco_dataset(tmp_path)
+    data["images"][0]["file_name"] = "val/0007.png"  # id 1: Ultralytics writes image_id 7
+    data["images"][1]["file_name"] = "val/cat.png"  # id 2: image_id "cat"
+    path.write_text(json.dumps(data))
+    stems = {1: 7, 2: "cat"}
+    res = _write(tmp_path / "predictions.json",
+                 [dict(r, image_id=stems[r["image_id"]]) for r in gt_as_results(data)])
+    rc, text, metrics, notes = _eval(cli, tmp_path, res, gt=path)
+    assert rc == 0, text
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert "image_id matched by file name" in notes and "7 -> image id 1" in notes
+
+
+def test_ids_that_are_also_other_images_file_names_are_read_as_ids_and_said(cli, tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    data["images"][0]["file_name"] = "2.png"
+    data["images"][1]["file_name"] = "1.png"
+    path.write_text(json.dumps(data))
+    res = _write(tmp_path / "res.json", gt_as_results(data))
+    rc, text, metrics, notes = _eval(cli, tmp_path, res, gt=path)
+    assert rc == 0 and metrics["bbox"]["AP"] == pytest.approx(100.0)
+    assert "read as ids" in notes
+
+
+def _over_100(results):
+    extra = [dict(results[0], bbox=[30, 30, 2, 2], score=0.95 + i * 1e-4) for i in range(101)]
+    return results + extra
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [(lambda r: [], "no detections in the results: every AP is 0"),
+     (lambda r: [x for x in r if x["image_id"] == 1], "1 of 2 ground-truth images have no detection"),
+     (lambda r: r + r[:2], "2 results repeat another exactly"),
+     (_over_100, "1 image-category pairs have more than 100 detections")],
+)  # fmt: skip
+def test_what_cocoeval_does_unexpectedly_is_said(cli, tmp_path, edit, words):
+    _, _, data = coco_dataset(tmp_path)
+    res = _write(tmp_path / "res.json", edit(gt_as_results(data)))
+    rc, text, metrics, notes = _eval(cli, tmp_path, res)
+    assert rc == 0, text
+    assert str(res) in notes and words in notes
+
+
+def test_zero_based_category_ids_are_refused_with_a_hint(cli, tmp_path):
+    _, _, data = coco_dataset(tmp_path)
+    results = [dict(r, category_id=r["category_id"] - 1) for r in gt_as_results(data)]
+    res = _write(tmp_path / "res.json", results)
+    rc, text, metrics, _ = _eval(cli, tmp_path, res)
+    assert rc == 1 and metrics is None
+    assert "category ids 0 are not in the ground truth" in text and "add 1 to every category_id" in text
