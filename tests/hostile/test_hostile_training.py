@@ -1,0 +1,81 @@
+"""Training runs meeting what real runs meet: weights gone non-finite on a finite loss, a full disk when a
+checkpoint is due, ``--resume`` with another class list or another model config.
+
+The checkpoint cases use the real ``Trainer`` on a one-parameter model (milliseconds); the resume cases
+run ``maskrcnn train`` on two 32x32 images with the tiny R18-FPN for one or two iterations.
+"""
+
+import errno
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from maskrcnn.checkpoint import load_checkpoint
+from maskrcnn.config import load_config
+from maskrcnn.engine import trainer as trainer_module
+from maskrcnn.engine.trainer import CheckpointWriteError, NonFiniteLossError, build_trainer
+
+
+class OneWeight(nn.Module):
+    """Loss (w - 1)^2; at forward ``bad_at`` (1-based) it adds sqrt(0) of w, whose gradient is infinite:
+    the loss stays finite, the step leaves w = -inf."""
+
+    def __init__(self, bad_at: int = 0):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.bad_at, self.calls = bad_at, 0
+
+    def forward(self, images, targets, generator=None):
+        self.calls += 1
+        loss = ((self.w - 1) ** 2).sum()
+        if self.calls == self.bad_at:
+            loss = loss + torch.sqrt(self.w - self.w.detach()).sum()  # value 0, gradient inf
+        return {"loss": loss}
+
+
+def _trainer(model, out, iters=6, period=2):
+    solver = {"iters": iters, "checkpoint_period": period, "warmup_iters": 0, "clip_grad_norm": 0, "lr": 0.1}
+    cfg = load_config("demo", {f"solver.{k}": v for k, v in solver.items()})
+
+    def make_batches(start):
+        while True:
+            yield [torch.zeros(3, 4, 4)], [{}]
+
+    return build_trainer(cfg, model, make_batches=make_batches, output_dir=out, class_names=["bg", "a"],
+                         handle_signals=False, tensorboard=False, plot=False)  # fmt: skip
+
+
+def test_weights_gone_non_finite_on_a_finite_loss_are_never_saved(tmp_path):
+    """The loss of iteration 3 is finite, its step is not: the checkpoint due at 3 used to hold w = -inf,
+    with ``last_checkpoint`` pointing --resume at it."""
+    trainer = _trainer(OneWeight(bad_at=3), tmp_path, period=1)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.train()
+    message = str(info.value)
+    assert "non-finite weights after iteration 3 (w), not saved" in message, message
+    assert f"the last good checkpoint is {tmp_path / 'model_0000002.pth'}" in message, message
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000002.pth"
+    assert not (tmp_path / "model_0000003.pth").exists()
+    assert torch.isfinite(load_checkpoint(tmp_path / "model_0000002.pth")["model"]["w"]).all()
+
+
+def test_full_disk_at_a_checkpoint_names_the_file_and_keeps_the_last_one(tmp_path, monkeypatch):
+    real, calls = trainer_module.save_checkpoint, []
+
+    def disk_fills_up(path, **kw):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as os.write raises it: no file name
+        real(path, **kw)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", disk_fills_up)
+    with pytest.raises(CheckpointWriteError) as info:
+        _trainer(OneWeight(), tmp_path).train()
+    message = str(info.value)
+    assert f"could not write the checkpoint {tmp_path / 'model_0000004.pth'} after iteration 4" in message
+    assert os.strerror(errno.ENOSPC) in message and "--resume" in message, message
+    assert f"the last good checkpoint is {tmp_path / 'model_0000002.pth'}" in message, message
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000002.pth"
+    assert load_checkpoint(tmp_path / "model_0000002.pth")["iteration"] == 2
