@@ -6,10 +6,13 @@ run ``maskrcnn train`` on two 32x32 images with the tiny R18-FPN for one or two 
 """
 
 import errno
+import json
 import os
 
 import pytest
 import torch
+from hostile_helpers import coco_dataset, snapshot
+from tiny_model import small_training
 from torch import nn
 
 from maskrcnn.checkpoint import load_checkpoint
@@ -79,3 +82,43 @@ def test_full_disk_at_a_checkpoint_names_the_file_and_keeps_the_last_one(tmp_pat
     assert f"the last good checkpoint is {tmp_path / 'model_0000002.pth'}" in message, message
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000002.pth"
     assert load_checkpoint(tmp_path / "model_0000002.pth")["iteration"] == 2
+
+
+def _train_args(data, run, iters, *extra):
+    sets = {**small_training(32), "model.roi_heads.mask_head_dim": 8, "model.roi_heads.box_head_dim": 32,
+            "model.fpn_dim": 16, "solver.warmup_iters": 0, "solver.iters": iters,
+            "data.num_workers": 0}  # fmt: skip
+    args = ["train", "--config", "demo", "--train-json", data[0], "--train-images", data[1], "--output", run,
+            "--device", "cpu"]  # fmt: skip
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    return [*args, *extra]
+
+
+def test_resume_names_model_settings_it_does_not_apply_and_refuses_another_class_list(cli, tmp_path):
+    torch.manual_seed(0)
+    data = coco_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    rc, text = cli(*_train_args(data, run, 1))
+    assert rc == 0, text
+
+    # a changed model setting is named, the run's model is kept and the run goes on
+    rc, text = cli(*_train_args(data, run, 2, "--resume", "--set", "model.fpn_dim=8"))
+    assert rc == 0, text
+    warning = [line for line in text.splitlines() if "not applied" in line]
+    assert warning == ["warning: --resume keeps the run's model config (its checkpoint holds that model); "
+                       "not applied: model.fpn_dim=8 (the run's: 16)"], text  # fmt: skip
+    assert load_checkpoint(run / "model_final.pth")["iteration"] == 2
+
+    # another class list: one line before anything loads (it used to be load_state_dict's size mismatches)
+    gt = json.loads(data[0].read_text())
+    gt["categories"].append({"id": 3, "name": "c"})
+    gt["annotations"][0]["category_id"] = 3
+    data[0].write_text(json.dumps(gt))
+    before = snapshot(run)
+    rc, text = cli(*_train_args(data, run, 3, "--resume"))
+    assert rc == 1 and len(text.strip().splitlines()) == 1, text
+    expected = (f"--resume: {run} was trained on the classes a, b, but {data[0]} has a, b, c"
+                " (new in the data: c)")
+    assert expected in text and "--init" in text, text
+    assert snapshot(run) == before
