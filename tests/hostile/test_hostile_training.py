@@ -122,3 +122,16 @@ def test_resume_names_model_settings_it_does_not_apply_and_refuses_another_class
                 " (new in the data: c)")
     assert expected in text and "--init" in text, text
     assert snapshot(run) == before
+
+
+def test_error_in_a_loader_worker_is_its_own_one_line(cli, tmp_path):
+    """Every image unreadable, read in a worker process: torch re-raises the worker's error with its whole
+    traceback as the message, which the command printed as a traceback after 'error:'."""
+    data = coco_dataset(tmp_path / "data")
+    for path in data[1].iterdir():
+        path.write_bytes(b"not an image")
+    rc, text = cli(*_train_args(data, tmp_path / "run", 1, "--set", "data.num_workers=1"))
+    errors = [line for line in text.splitlines() if "error:" in line]
+    assert rc == 1 and "Original Traceback" not in text, text  # (the warnings are on the worker's stderr)
+    assert errors == [f"maskrcnn train: error: {data[0]}: no image of the dataset could be read "
+                      "(in a data loader worker)"], text  # fmt: skip
