@@ -62,8 +62,8 @@ def main(argv: list = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"maskrcnn {args.command}: warning: {message}\n"
     try:
         return int(_module(args.command).run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):

@@ -14,13 +14,15 @@ loss and the final weights equal those of an uninterrupted run.
 
 Files in ``output_dir`` (main process only): ``model_{iter:07d}.pth`` every ``checkpoint_period``
 iterations and on SIGTERM / SIGINT, ``last_checkpoint`` (the name of the newest, written atomically),
-``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``.
+``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``. A second Ctrl-C (SIGINT) while the
+first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import signal
 import threading
@@ -319,8 +321,19 @@ class Trainer:
             yield
             return
 
-        def handler(signum, frame):  # only set a flag: the loop saves at the end of the iteration
+        def handler(signum, frame):
+            # The first signal only sets a flag: the loop saves at the end of the iteration. A second Ctrl-C
+            # stops at once (a stalled loader or a very long step must not make Ctrl-C useless).
+            if signum == signal.SIGINT and self._stop_signal is not None:
+                raise KeyboardInterrupt(
+                    f"stopped at once during iteration {self.iteration + 1}, not saved; "
+                    + self._kept_checkpoint_text() + " (continue with --resume)"
+                )
             self._stop_signal = signum
+            if self.is_main and signum == signal.SIGINT:
+                # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
+                os.write(2, b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
+                            b"stops (Ctrl-C again to stop at once, without saving)\n")
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
         try:

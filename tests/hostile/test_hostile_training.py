@@ -135,3 +135,34 @@ def test_error_in_a_loader_worker_is_its_own_one_line(cli, tmp_path):
     assert rc == 1 and "Original Traceback" not in text, text  # (the warnings are on the worker's stderr)
     assert errors == [f"maskrcnn train: error: {data[0]}: no image of the dataset could be read "
                       "(in a data loader worker)"], text  # fmt: skip
+
+
+def test_second_ctrl_c_stops_at_once_naming_the_kept_checkpoint(tmp_path, capfd):
+    """A loader that stalls: the first Ctrl-C waits for the end of an iteration that never ends, and a
+    second one used to be swallowed as well, leaving only kill -9."""
+    import signal
+    import time
+
+    def stalling(start):
+        for i in range(start, 10**6):
+            if i == 4:  # iterations 1-4 done (checkpoint at 2 and 4); the fifth batch stalls
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(5000):  # until the handler ran: two pending signals would count as one
+                    if trainer._stop_signal is not None:
+                        break
+                    time.sleep(0.001)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the stall (bounded: without the fix the run then stops after iteration 5)
+            yield [torch.zeros(3, 4, 4)], [{}]
+
+    trainer = _trainer(OneWeight(), tmp_path, iters=100)
+    trainer.make_batches = stalling
+    trainer.handle_signals = True
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as info:
+        trainer.train()
+    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    assert str(info.value) == (f"stopped at once during iteration 5, not saved; the last good checkpoint is "
+                               f"{tmp_path / 'model_0000004.pth'} (continue with --resume)")  # fmt: skip
+    assert "Ctrl-C again to stop at once" in capfd.readouterr().err
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000004.pth"
