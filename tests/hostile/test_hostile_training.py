@@ -166,3 +166,40 @@ def test_second_ctrl_c_stops_at_once_naming_the_kept_checkpoint(tmp_path, capfd)
                                f"{tmp_path / 'model_0000004.pth'} (continue with --resume)")  # fmt: skip
     assert "Ctrl-C again to stop at once" in capfd.readouterr().err
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000004.pth"
+
+
+def test_image_with_many_instances_holds_its_full_size_masks_once(tmp_path):
+    """300 instances in a 1000x1000 image are 300 MB of full-size masks; reading them used to hold them
+    twice (a list of masks, then their torch.stack): 3 GB at the peak for 1500 instances. Peak RSS is
+    per process, so the read runs in a fresh one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hostile_helpers import box_rle, save_image
+
+    n, size = 300, 1000
+    save_image(tmp_path / "im.png", 8, 8)  # never read: the target alone is measured
+    boxes = [[(7 * k) % 950, (13 * k) % 950, 40, 40] for k in range(n)]
+    (tmp_path / "gt.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "im.png", "height": size, "width": size}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 1600,
+                         "segmentation": box_rle(size, size, b), "iscrowd": 0} for k, b in enumerate(boxes)],
+    }))  # fmt: skip
+    script = (
+        "import resource, sys, torch\n"
+        "from maskrcnn.data.coco import CocoDataset\n"
+        f"d = CocoDataset(json_path={str(tmp_path / 'gt.json')!r}, image_dir={str(tmp_path)!r})\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = d._target(1, 1000, 1000)\n"
+        "assert t['masks'].shape == (300, 1000, 1000) and int(t['masks'][5].sum()) == 1600\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    peak = int(done.stdout.split()[-1])
+    assert peak < 1.4 * n * size * size, f"peak {peak / 1e6:.0f} MB for {n * size * size / 1e6:.0f} MB masks"
