@@ -324,6 +324,15 @@ class CocoDataset(torch.utils.data.Dataset):
         """Every problem found, one line each, naming the file and the record."""
         return list(self._problems.messages)
 
+    def instances_per_class(self) -> list:
+        """Instances (crowd regions aside) of each label over the images in use (index 0: background)."""
+        counts = [0] * self.num_classes
+        for iid in self.ids:
+            for ann in self._anns[iid]:
+                if not ann.get("iscrowd", 0):
+                    counts[self.category_id_to_label[ann["category_id"]]] += 1
+        return counts
+
     def __len__(self) -> int:
         return len(self.ids)
 

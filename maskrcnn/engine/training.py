@@ -198,6 +198,12 @@ def build_training(
     if len(train_set) == 0:
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)})")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
+    counts = train_set.instances_per_class()
+    unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
+    if unseen:  # a category the labelling tool defined but nobody drew: the model gets no example of it
+        say(f"warning: {train_json}: no training instance of the class{'es' if len(unseen) > 1 else ''} "
+            f"{', '.join(unseen)} (crowd regions aside); the model cannot learn to detect "
+            f"{'them' if len(unseen) > 1 else 'it'}")
     cfg = cfg.copy()
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)

@@ -203,3 +203,18 @@ def test_image_with_many_instances_holds_its_full_size_masks_once(tmp_path):
     assert done.returncode == 0, done.stderr
     peak = int(done.stdout.split()[-1])
     assert peak < 1.4 * n * size * size, f"peak {peak / 1e6:.0f} MB for {n * size * size / 1e6:.0f} MB masks"
+
+
+def test_class_without_a_training_instance_is_named(cli, tmp_path):
+    """A category the labelling tool defined but nobody drew (or drew only as crowd) trained silently."""
+
+    data = coco_dataset(tmp_path / "data")
+    gt = json.loads(data[0].read_text())
+    gt["categories"] += [{"id": 7, "name": "never drawn"}, {"id": 8, "name": "crowd only"}]
+    gt["annotations"].append({**gt["annotations"][1], "id": 99, "category_id": 8, "iscrowd": 1})
+    data[0].write_text(json.dumps(gt))
+    rc, text = cli(*_train_args(data, tmp_path / "run", 0))
+    assert rc == 0, text
+    warnings = [line for line in text.splitlines() if "no training instance" in line]
+    assert warnings == [f"warning: {data[0]}: no training instance of the classes never drawn, crowd only "
+                        "(crowd regions aside); the model cannot learn to detect them"], text  # fmt: skip
