@@ -218,3 +218,16 @@ def test_class_without_a_training_instance_is_named(cli, tmp_path):
     warnings = [line for line in text.splitlines() if "no training instance" in line]
     assert warnings == [f"warning: {data[0]}: no training instance of the classes never drawn, crowd only "
                         "(crowd regions aside); the model cannot learn to detect them"], text  # fmt: skip
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_full_disk_for_the_metrics_names_the_file(tmp_path):
+    """Writes to /dev/full fail as on a full disk, with an error that names no file."""
+    from maskrcnn.cli import _one_line
+
+    (tmp_path / "metrics.jsonl").symlink_to("/dev/full")
+    with pytest.raises(OSError) as info:
+        _trainer(OneWeight(), tmp_path).train()
+    assert info.value.errno == errno.ENOSPC
+    assert _one_line(info.value) == (f"{tmp_path / 'metrics.jsonl'}: {os.strerror(errno.ENOSPC).lower()} "
+                                     "(writing the record of iteration 6)")  # fmt: skip
