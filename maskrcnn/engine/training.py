@@ -282,6 +282,10 @@ def build_training(
     )
     if resume and not trainer.resume() and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
+    elif resume and trainer.iteration >= trainer.max_iter and rank == 0:
+        trainer.logger.print(
+            f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
+            f"{trainer.max_iter}: nothing left to train (raise solver.iters to train on)")
     return trainer, cfg
 
 

@@ -110,6 +110,11 @@ def test_resume_names_model_settings_it_does_not_apply_and_refuses_another_class
                        "not applied: model.fpn_dim=8 (the run's: 16)"], text  # fmt: skip
     assert load_checkpoint(run / "model_final.pth")["iteration"] == 2
 
+    # resumed at its end: said, not silently a no-op
+    rc, text = cli(*_train_args(data, run, 2, "--resume", "--set", "model.fpn_dim=16"))
+    assert rc == 0 and "--resume: the run is already at iteration 2 of solver.iters 2: nothing left to " \
+        "train (raise solver.iters to train on)" in text, text  # fmt: skip
+
     # another class list: one line before anything loads (it used to be load_state_dict's size mismatches)
     gt = json.loads(data[0].read_text())
     gt["categories"].append({"id": 3, "name": "c"})
