@@ -236,3 +236,13 @@ def test_full_disk_for_the_metrics_names_the_file(tmp_path):
     assert info.value.errno == errno.ENOSPC
     assert _one_line(info.value) == (f"{tmp_path / 'metrics.jsonl'}: {os.strerror(errno.ENOSPC).lower()} "
                                      "(writing the record of iteration 6)")  # fmt: skip
+
+
+@pytest.mark.parametrize("key, hint", [("solver.base_lr", "solver.lr"), ("solver.itres", "solver.iters"),
+                                       ("model.backbonee", "model.backbone")])  # fmt: skip
+def test_unknown_key_points_to_the_nearest_one(cli, tmp_path, key, hint):
+    """detectron2's solver.base_lr (the key a user reaches for to make the LR huge) and typos."""
+    rc, text = cli("train", "--config", "demo", "--set", f"{key}=1000", "--train-json", tmp_path / "gt.json",
+                   "--train-images", tmp_path, "--output", tmp_path / "run")  # fmt: skip
+    assert rc == 1 and text.strip() == f"maskrcnn train: error: unknown config key '{key}'; did you mean " \
+        f"'{hint}'?", text  # fmt: skip
