@@ -14,7 +14,9 @@ loss and the final weights equal those of an uninterrupted run.
 
 Files in ``output_dir`` (main process only): ``model_{iter:07d}.pth`` every ``checkpoint_period``
 iterations and on SIGTERM / SIGINT, ``last_checkpoint`` (the name of the newest, written atomically),
-``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``. A second Ctrl-C (SIGINT) while the
+``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``. Checkpoints are written before the
+evaluation due at the same iteration (and the final ones before the final evaluation): an evaluation that
+fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 """
 
@@ -432,6 +434,10 @@ class Trainer:
                     iter_time=time.perf_counter() - t0 + data_time,
                     data_time=data_time,
                 )
+                # The checkpoint before the evaluation: an evaluation that fails (out of memory, a bad
+                # validation image) must not cost the iterations since the last checkpoint.
+                if self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0:
+                    self.save()
                 if (
                     self.eval_period > 0
                     and self.iteration % self.eval_period == 0
@@ -439,7 +445,7 @@ class Trainer:
                 ):
                     self._evaluate()
                 stop = du.any_true(self._stop_signal is not None)
-                if stop or (self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0):
+                if stop and self._saved_at != self.iteration:
                     self.save()
                 if stop:
                     interrupted = True
@@ -454,7 +460,6 @@ class Trainer:
             for buf in self.model.buffers():
                 torch.distributed.broadcast(buf, src=0)
         if not interrupted:
-            self._evaluate()
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
             if self.is_main:
@@ -472,6 +477,7 @@ class Trainer:
                         f"could not write {self.output_dir / FINAL_NAME}: {e.strerror or e}; "
                         f"{self._kept_checkpoint_text()} and holds the same weights"
                     ) from e
+            self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
         if self.is_main:
             self.logger.close(plot=self.plot)
         return {"iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval}

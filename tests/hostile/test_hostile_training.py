@@ -246,3 +246,20 @@ def test_unknown_key_points_to_the_nearest_one(cli, tmp_path, key, hint):
                    "--train-images", tmp_path, "--output", tmp_path / "run")  # fmt: skip
     assert rc == 1 and text.strip() == f"maskrcnn train: error: unknown config key '{key}'; did you mean " \
         f"'{hint}'?", text  # fmt: skip
+
+
+@pytest.mark.parametrize("iters, eval_period, kept", [(5, 0, 5), (10, 4, 4)])
+def test_failing_evaluation_costs_no_training(tmp_path, iters, eval_period, kept):
+    """The evaluation (at the end, or one due with a checkpoint) used to run before that checkpoint was
+    written: an evaluation that failed lost every iteration since the last one."""
+
+    def evaluate(model):
+        raise RuntimeError("out of memory in the evaluation")
+
+    trainer = _trainer(OneWeight(), tmp_path, iters=iters, period=4)
+    trainer.evaluate_fn, trainer.eval_period = evaluate, eval_period
+    with pytest.raises(RuntimeError, match="out of memory in the evaluation"):
+        trainer.train()
+    assert (tmp_path / "last_checkpoint").read_text().strip() == f"model_{kept:07d}.pth"
+    assert load_checkpoint(tmp_path / f"model_{kept:07d}.pth")["iteration"] == kept
+    assert (tmp_path / "model_final.pth").is_file() == (eval_period == 0)
