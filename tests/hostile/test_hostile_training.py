@@ -181,16 +181,17 @@ def test_image_with_many_instances_holds_its_full_size_masks_once(tmp_path):
     import sys
     from pathlib import Path
 
-    from hostile_helpers import box_rle, save_image
+    from hostile_helpers import save_image
 
     n, size = 300, 1000
     save_image(tmp_path / "im.png", 8, 8)  # never read: the target alone is measured
-    boxes = [[(7 * k) % 950, (13 * k) % 950, 40, 40] for k in range(n)]
+    boxes = [[(7 * k) % 950, (13 * k) % 950, 40, 40] for k in range(n)]  # polygons: quick to write
     (tmp_path / "gt.json").write_text(json.dumps({
         "images": [{"id": 1, "file_name": "im.png", "height": size, "width": size}],
         "categories": [{"id": 1, "name": "a"}],
-        "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 1600,
-                         "segmentation": box_rle(size, size, b), "iscrowd": 0} for k, b in enumerate(boxes)],
+        "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 1600, "iscrowd": 0,
+                         "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
+                        for k, b in enumerate(boxes) for x, y, w, h in [b]],
     }))  # fmt: skip
     script = (
         "import resource, sys, torch\n"
@@ -198,7 +199,7 @@ def test_image_with_many_instances_holds_its_full_size_masks_once(tmp_path):
         f"d = CocoDataset(json_path={str(tmp_path / 'gt.json')!r}, image_dir={str(tmp_path)!r})\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t = d._target(1, 1000, 1000)\n"
-        "assert t['masks'].shape == (300, 1000, 1000) and int(t['masks'][5].sum()) == 1600\n"
+        "assert t['masks'].shape == (300, 1000, 1000) and int(t['masks'][5].sum()) >= 1600\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n"
     )
     root = Path(__file__).resolve().parents[2]
