@@ -264,3 +264,23 @@ def test_failing_evaluation_costs_no_training(tmp_path, iters, eval_period, kept
     assert (tmp_path / "last_checkpoint").read_text().strip() == f"model_{kept:07d}.pth"
     assert load_checkpoint(tmp_path / f"model_{kept:07d}.pth")["iteration"] == kept
     assert (tmp_path / "model_final.pth").is_file() == (eval_period == 0)
+
+
+def test_ctrl_c_reaching_a_loader_worker_does_not_end_it(tmp_path):
+    """Ctrl-C in a terminal goes to the workers too; one that it ended left the main process (which only
+    notes the signal and saves at the end of its iteration) without the batch it waited for."""
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.loader import build_train_loader
+
+    main_pid = os.getpid()
+
+    def ctrl_c_in_workers(image, target, generator):
+        if os.getpid() != main_pid:
+            os.kill(os.getpid(), __import__("signal").SIGINT)
+        return image, target
+
+    data = coco_dataset(tmp_path)
+    dataset = CocoDataset(json_path=data[0], image_dir=data[1], transforms=ctrl_c_in_workers)
+    batches = iter(build_train_loader(dataset, batch_size=2, num_workers=1))
+    images, targets = next(batches)
+    assert len(images) == 2 and all(t["masks"].shape[0] == 2 for t in targets)
