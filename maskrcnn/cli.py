@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 
@@ -61,8 +62,8 @@ def main(argv: list = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"maskrcnn {args.command}: warning: {message}\n"
     try:
         return int(_module(args.command).run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):
@@ -75,7 +76,11 @@ def main(argv: list = None) -> int:
 
 def _one_line(e: BaseException) -> str:
     """The message a user needs: the path and the reason for file-system errors (whose str() is
-    '[Errno 21] Is a directory: ...'), the key for a KeyError, the text otherwise."""
+    '[Errno 21] Is a directory: ...'), the key for a KeyError, the text otherwise; for an error raised in a
+    DataLoader worker, the original error's message rather than the worker's traceback."""
+    worker_message = _worker_error_message(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+    if worker_message is not None:
+        return worker_message
     if isinstance(e, KeyError) and e.args:
         return str(e.args[0])
     if isinstance(e, MemoryError):
@@ -84,6 +89,33 @@ def _one_line(e: BaseException) -> str:
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror.lower()}"
     return str(e)
+
+
+_WORKER_HEADER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*): ?(.*)$")
+
+
+def _worker_error_message(text: str):
+    """The original error's message from torch's re-raised worker error ('Caught RuntimeError in
+    DataLoader worker process 0.\nOriginal Traceback ...' ending in 'RuntimeError: the message'); None
+    for any other text. The worker formats the traceback as text, so that text is all there is: the
+    message is what follows the last traceback's first unindented line's 'Type: '."""
+    if not _WORKER_HEADER.match(text):
+        return None
+    lines = text.rstrip("\n").split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith(("Original Traceback", "Traceback ("))]
+    after = lines[starts[-1] + 1:]
+    first = next((i for i, line in enumerate(after) if line and not line.startswith(" ")), None)
+    if first is None:
+        return None
+    match = _EXCEPTION_LINE.match(after[first])
+    if match is None:
+        return None
+    kind, message = match.groups()
+    message = " ".join([message, *(line.strip() for line in after[first + 1:] if line.strip())]).strip()
+    if kind == "KeyError" and len(message) > 1 and message[0] == message[-1] and message[0] in "'\"":
+        message = message[1:-1]
+    return f"{message or kind} (in a data loader worker)"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -593,7 +594,11 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
         leaf = parts[-1]
         fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
         if leaf not in fields:
-            raise KeyError(f"unknown config key {dotted!r}")
+            # detectron2's names (solver.base_lr, ims_per_batch) and typos: point to the nearest key
+            near = difflib.get_close_matches(leaf.lower(), list(fields), n=1, cutoff=0.6) or [
+                f for f in fields if leaf.lower().endswith("_" + f)]  # fmt: skip
+            hint = f"; did you mean {dotted[: -len(leaf)] + near[0]!r}?" if near else ""
+            raise KeyError(f"unknown config key {dotted!r}{hint}")
         current = getattr(node, leaf)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -128,6 +129,11 @@ class TrainBatchSampler:
 
 def _worker_init(seed: int, rank: int):
     def init(worker_id: int) -> None:
+        # Ctrl-C in a terminal reaches the whole process group: a worker it ended left the main process,
+        # which stops at the end of its iteration and saves, waiting for a batch that never came
+        # ('DataLoader worker exited unexpectedly', nothing saved). The main process handles it and
+        # shuts the workers down.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Augmentation draws from per-sample seeds; this only makes any other randomness reproducible.
         s = _seed_of(seed, rank, worker_id, 2)
         torch.manual_seed(s)

@@ -86,9 +86,15 @@ class TrainingLogger:
     def _append(self, record: dict) -> None:
         if self.metrics_path is None:
             return
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        except OSError as e:  # a full disk's write error names no file: name it, with the iteration
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, f"{e.strerror or e} (writing the record of iteration "
+                                   f"{record.get('iteration')})", str(self.metrics_path)) from e
 
     def log_iteration(
         self, iteration: int, losses: Dict[str, float], *, lr: float, iter_time: float, data_time: float = 0.0

@@ -2,7 +2,8 @@
 
 One iteration: take the next batch from ``batches`` (an iterator of ``(images, targets)``), compute the
 loss dict with the model in training mode, check every term is finite (a NaN stops the run with an error
-naming the iteration and the terms; the last good checkpoint stays), backward (with a GradScaler for
+naming the iteration and the terms; the last good checkpoint stays; weights gone non-finite on a finite
+loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
 float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log.
 
 Exact resume: a checkpoint holds model, optimizer, scheduler, GradScaler, the number of finished
@@ -13,13 +14,17 @@ loss and the final weights equal those of an uninterrupted run.
 
 Files in ``output_dir`` (main process only): ``model_{iter:07d}.pth`` every ``checkpoint_period``
 iterations and on SIGTERM / SIGINT, ``last_checkpoint`` (the name of the newest, written atomically),
-``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``.
+``model_final.pth`` at the end, ``metrics.jsonl``, ``curves.png``. Checkpoints are written before the
+evaluation due at the same iteration (and the final ones before the final evaluation): an evaluation that
+fails costs no training. A second Ctrl-C (SIGINT) while the
+first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import signal
 import threading
@@ -43,6 +48,10 @@ FINAL_NAME = "model_final.pth"
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names the iteration and every term."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written; the message names the file, the iteration and the kept one."""
 
 
 # ----------------------------------------------------------------------------------- optimizer
@@ -220,21 +229,42 @@ class Trainer:
         }
 
     def save(self, name: Optional[str] = None) -> Optional[Path]:
-        """Write a full training checkpoint and point ``last_checkpoint`` at it (main process only)."""
+        """Write a full training checkpoint and point ``last_checkpoint`` at it (main process only).
+
+        Weights that are no longer finite (a step on an infinite gradient whose loss was still finite) are
+        never saved: ``last_checkpoint`` would point ``--resume`` at them. A write that fails (disk full,
+        folder gone) is one error naming the file and the checkpoint that is kept (the writes are atomic).
+        """
+        state = self.model.state_dict()
+        self._check_finite_weights(state)  # every rank: the same weights, so all stop together
         if not self.is_main:
             return None
         name = name or f"model_{self.iteration:07d}.pth"
         path = self.output_dir / name
-        save_checkpoint(
-            path,
-            model_state=self.model.state_dict(),
-            config=self.config,
-            class_names=self.class_names,
-            **self.checkpoint_state(),
-        )
-        atomic_write_bytes(self.output_dir / LAST_CHECKPOINT, (name + "\n").encode())
+        try:
+            save_checkpoint(
+                path, model_state=state, config=self.config, class_names=self.class_names,
+                **self.checkpoint_state(),
+            )  # fmt: skip
+            atomic_write_bytes(self.output_dir / LAST_CHECKPOINT, (name + "\n").encode())
+        except OSError as e:
+            raise CheckpointWriteError(
+                f"could not write the checkpoint {path} after iteration {self.iteration}: "
+                f"{e.strerror or e}; {self._kept_checkpoint_text()} (make room or fix the folder, then "
+                "continue with --resume)"
+            ) from e
         self._saved_at = self.iteration
         return path
+
+    def _check_finite_weights(self, state: dict) -> None:
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise NonFiniteLossError(
+                f"non-finite weights after iteration {self.iteration} ({names}), not saved; "
+                + self._kept_checkpoint_text()
+                + " (a lower solver.lr or solver.clip_grad_norm may help)"
+            )
 
     def _kept_checkpoint_text(self) -> str:
         """Where the last good checkpoint is, or that there is none (never claim one not written)."""
@@ -293,8 +323,19 @@ class Trainer:
             yield
             return
 
-        def handler(signum, frame):  # only set a flag: the loop saves at the end of the iteration
+        def handler(signum, frame):
+            # The first signal only sets a flag: the loop saves at the end of the iteration. A second Ctrl-C
+            # stops at once (a stalled loader or a very long step must not make Ctrl-C useless).
+            if signum == signal.SIGINT and self._stop_signal is not None:
+                raise KeyboardInterrupt(
+                    f"stopped at once during iteration {self.iteration + 1}, not saved; "
+                    + self._kept_checkpoint_text() + " (continue with --resume)"
+                )
             self._stop_signal = signum
+            if self.is_main and signum == signal.SIGINT:
+                # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
+                os.write(2, b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
+                            b"stops (Ctrl-C again to stop at once, without saving)\n")
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -393,6 +434,10 @@ class Trainer:
                     iter_time=time.perf_counter() - t0 + data_time,
                     data_time=data_time,
                 )
+                # The checkpoint before the evaluation: an evaluation that fails (out of memory, a bad
+                # validation image) must not cost the iterations since the last checkpoint.
+                if self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0:
+                    self.save()
                 if (
                     self.eval_period > 0
                     and self.iteration % self.eval_period == 0
@@ -400,7 +445,7 @@ class Trainer:
                 ):
                     self._evaluate()
                 stop = du.any_true(self._stop_signal is not None)
-                if stop or (self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0):
+                if stop and self._saved_at != self.iteration:
                     self.save()
                 if stop:
                     interrupted = True
@@ -415,18 +460,24 @@ class Trainer:
             for buf in self.model.buffers():
                 torch.distributed.broadcast(buf, src=0)
         if not interrupted:
-            self._evaluate()
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
             if self.is_main:
-                save_checkpoint(
-                    self.output_dir / FINAL_NAME,
-                    model_state=self.model.state_dict(),
-                    config=self.config,
-                    class_names=self.class_names,
-                    iteration=self.iteration,
-                    **self.checkpoint_extra,
-                )
+                try:
+                    save_checkpoint(
+                        self.output_dir / FINAL_NAME,
+                        model_state=self.model.state_dict(),
+                        config=self.config,
+                        class_names=self.class_names,
+                        iteration=self.iteration,
+                        **self.checkpoint_extra,
+                    )
+                except OSError as e:
+                    raise CheckpointWriteError(
+                        f"could not write {self.output_dir / FINAL_NAME}: {e.strerror or e}; "
+                        f"{self._kept_checkpoint_text()} and holds the same weights"
+                    ) from e
+            self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
         if self.is_main:
             self.logger.close(plot=self.plot)
         return {"iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval}

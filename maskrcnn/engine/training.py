@@ -8,7 +8,9 @@ a generator seeded with ``cfg.seed`` inside ``torch.random.fork_rng``, the same 
 ``model.init_weights`` (``--init``) starts the run from existing weights (``engine/init_weights.py``): the
 config follows the weights, the model is loaded from them and ``RUN_DIR/init_report.json`` says what was
 loaded. A resumed run continues from its own checkpoint with the model config it was started with
-(``RUN_DIR/config.yaml``); the init is not applied again.
+(``RUN_DIR/config.yaml``); the init is not applied again, and model settings asked for now that differ
+from the run's are named in a warning line (they are not applied: the checkpoint holds that model). The
+training set's class names must be the run's: a changed class list is refused before anything loads.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _resumed_config(cfg, output: Path, say):
 
     saved_path = output / "config.yaml"
     if not saved_path.is_file():
-        return cfg
+        return cfg, ()
     saved = load_config(str(saved_path), stored=True)
     asked, started = cfg.model.init_weights, saved.model.init_weights
     if asked and asked != started:
@@ -39,9 +41,60 @@ def _resumed_config(cfg, output: Path, say):
     if asked:
         say(f"--resume: continuing from the run's checkpoint; --init {asked} was applied when the run "
             "started and is not applied again")
+    # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
+    from_data = {"num_classes", "roi_heads.num_keypoints", "init_weights", *_followed_weights(output)}
+    asked_model = _flat(cfg.to_dict()["model"])
+    kept_model = _flat(saved.to_dict()["model"])
+    ignored = [f"model.{k}={asked_model[k]!r} (the run's: {kept_model.get(k)!r})" for k in sorted(asked_model)
+               if k not in from_data and asked_model[k] != kept_model.get(k)]
+    if ignored:
+        say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
+            f"{', '.join(ignored)}")
     cfg = cfg.copy()
     cfg.model = saved.model
-    return cfg
+    return cfg, tuple(saved.data.class_names)
+
+
+def _followed_weights(output: Path) -> list:
+    """The model keys that the run's ``--init`` weights set (``init_report.json``), relative to ``model.``."""
+    import json
+
+    try:
+        changes = json.loads((output / INIT_REPORT).read_text()).get("config_changes") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [k[len("model."):] for k in changes if isinstance(k, str) and k.startswith("model.")]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Nested config dict -> dotted keys relative to it."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in ("rpn", "roi_heads"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Path, train_json) -> None:
+    """A resumed run's training set must name the run's classes in the run's order: the checkpoint's class
+    rows follow that order, so another list would load wrong or fail on shapes deep in ``load_state_dict``."""
+    if not run_classes or tuple(run_classes) == tuple(data_classes):
+        return
+    run_set, data_set = list(run_classes[1:]), list(data_classes[1:])
+    added = [c for c in data_set if c not in run_set]
+    missing = [c for c in run_set if c not in data_set]
+    what = "; ".join(x for x in (
+        f"new in the data: {', '.join(added)}" if added else "",
+        f"no longer in the data: {', '.join(missing)}" if missing else "",
+        "the same names in another order" if not added and not missing else "",
+    ) if x)  # fmt: skip
+    raise ValueError(
+        f"--resume: {output} was trained on the classes {', '.join(run_set)}, but {train_json} has "
+        f"{', '.join(data_set)} ({what}); a resumed run continues with the same classes. To train on the "
+        f"new set from this run's weights, start a new run: --init {output / 'model_final.pth'} (or its "
+        f"newest model_*.pth) --output ANOTHER_FOLDER")
 
 
 def _read_init_weights(spec: str, rank: int, world_size: int):
@@ -124,9 +177,9 @@ def build_training(
         if rank == 0:
             print(line, file=log_stream or sys.stdout, flush=True)
 
-    source, changes = None, {}
+    source, changes, run_classes = None, {}, ()
     if resuming:
-        cfg = _resumed_config(cfg, output, say)
+        cfg, run_classes = _resumed_config(cfg, output, say)
     elif cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size)
         cfg, changes = follow_weights(cfg, source.implied)
@@ -144,6 +197,13 @@ def build_training(
     )
     if len(train_set) == 0:
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)})")
+    check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
+    counts = train_set.instances_per_class()
+    unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
+    if unseen:  # a category the labelling tool defined but nobody drew: the model gets no example of it
+        say(f"warning: {train_json}: no training instance of the class{'es' if len(unseen) > 1 else ''} "
+            f"{', '.join(unseen)} (crowd regions aside); the model cannot learn to detect "
+            f"{'them' if len(unseen) > 1 else 'it'}")
     cfg = cfg.copy()
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)
@@ -222,6 +282,10 @@ def build_training(
     )
     if resume and not trainer.resume() and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
+    elif resume and trainer.iteration >= trainer.max_iter and rank == 0:
+        trainer.logger.print(
+            f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
+            f"{trainer.max_iter}: nothing left to train (raise solver.iters to train on)")
     return trainer, cfg
 
 
