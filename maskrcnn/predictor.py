@@ -43,6 +43,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from maskrcnn.data.images import FLOAT_RANGE_SLACK
 from maskrcnn.engine.device import resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
@@ -57,11 +58,6 @@ __all__ = ["Predictor", "resolve_device", "resolve_dtype"]
 def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class{i}" for i in range(1, num_classes)]
 
-
-# A float image may stray this far outside [0, 1] (a bicubic resize overshoots a little) and is used as
-# given; further out it is on another scale (0..255, or normalised by a mean and std), which the model
-# would silently misread: an image on the 0..255 scale looks to it like a white frame.
-FLOAT_RANGE_SLACK = 0.1
 
 CHANNELS = ("RGB", "BGR")
 
@@ -414,7 +410,7 @@ class Predictor:
         for start in range(0, len(images), self.window):
             chunk = images[start : start + self.window]
             loaded = [self.load(im, start + i, channels=channels) for i, im in enumerate(chunk)]
-            out.extend(self.predict_tensors(loaded))
+            out.extend(self._predict_loaded(loaded))  # load() checked each image
         return out
 
     def predict_files(self, paths: Sequence[Union[str, os.PathLike]], *, on_error=None) -> Iterator[list]:
@@ -445,7 +441,6 @@ class Predictor:
 
         The model runs under ``torch.inference_mode``; the results are made outside it, so they are
         ordinary tensors (edited in place, or used in autograd, like any other)."""
-        from maskrcnn.data.transforms import resize_image
 
         if isinstance(images, torch.Tensor) and images.dim() != 4:
             raise TypeError("predict_tensors takes a list of (3, H, W) tensors; for one image pass [image] "
@@ -458,6 +453,12 @@ class Predictor:
                 raise ValueError(f"image {i}: predict_tensors takes (3, H, W) float RGB tensors in [0, 1], "
                                  f"got a {desc} (the predictor itself converts other forms)")
             check_float_range(im.detach().float(), f"image {i}")
+        return self._predict_loaded(images)
+
+    def _predict_loaded(self, images: list) -> list:
+        """``predict_tensors`` on images ``load`` has checked already (each is checked once)."""
+        from maskrcnn.data.transforms import resize_image
+
         with torch.inference_mode():
             resized = [
                 resize_image(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from maskrcnn.data.images import FLOAT_RANGE_SLACK
 from maskrcnn.data.keypoints import COCO_SKELETON, skeleton_edges
 
 _GOLDEN = 0.618033988749895
@@ -54,7 +55,7 @@ def to_uint8_hwc(image) -> np.ndarray:
     if floating:
         arr = arr.astype(np.float32)
         finite = arr[np.isfinite(arr)]
-        if finite.size and (finite.min() < -0.1 or finite.max() > 1.1):  # the slack of predictor.py
+        if finite.size and (finite.min() < -FLOAT_RANGE_SLACK or finite.max() > 1.0 + FLOAT_RANGE_SLACK):
             # 0..255 floats would be drawn as a white frame, normalised ones as a dark smear
             lo, hi = finite.min(), finite.max()
             raise ValueError(f"draw_instances: float image values span [{lo:.4g}, {hi:.4g}], expected [0, 1]"

@@ -38,6 +38,12 @@ __all__ = [
 # A folder's files with these extensions are read, or named when they cannot be: .jfif is a JPEG (Windows
 # saves web images so), .heic / .heif (phones' photos) and .avif need a Pillow plugin or build, and leaving
 # them out of a folder's listing silently would hide a phone's whole camera roll.
+# A float image may stray this far outside [0, 1] (a bicubic resize overshoots a little) and is used as
+# given; further out it is on another scale (0..255, or normalised by a mean and std), which the model
+# would silently misread (an image on the 0..255 scale looks to it like a white frame) and a drawing
+# would show as a white frame: the Predictor and draw_instances refuse it.
+FLOAT_RANGE_SLACK = 0.1
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif")
 _NEEDS_PLUGIN = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}
