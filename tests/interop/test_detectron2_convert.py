@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from restored_weights import assert_restored  # tests/interop is on the path
 from tiny_model import randomise_norms  # tests/ is on the path
 
 from maskrcnn.config import Config, apply_overrides
@@ -122,7 +123,7 @@ def test_round_trip_restores_our_weights(tmp_path, layout, fmt, r50_mask):
     assert result["layout"] == layout
     report = result["report"]
     assert report["unmapped"] == report["missing"] == report["unexpected"] == report["shape_mismatch"] == []
-    _assert_restored(result, model)
+    assert_restored(result, model)
     m = result["config"].model
     assert m.backbone == LAYOUTS[layout]["model.backbone"]
     assert m.num_classes == LAYOUTS[layout]["model.num_classes"]
@@ -296,22 +297,6 @@ def test_c4_layout_converts_with_detectron2_anchor_order():
         assert torch.equal(result["state_dict"]["rpn.head.deltas.bias"].view(-1, 4)[j], deltas[src])
 
 
-def _assert_restored(result, model):
-    """Every converted tensor equals the model's, the predictors' background slots (which detectron2's
-    files lack) aside: those must be zero."""
-    original, ours = model.state_dict(), result["state_dict"]
-    assert ours.keys() == original.keys()
-    slots = {"roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
-             "roi_heads.mask_head.predictor.weight": 1, "roi_heads.mask_head.predictor.bias": 1}
-    for k, v in original.items():
-        n = slots.get(k, 0)
-        if not n:  # (also the 0-dim batch counters, which take no slicing)
-            assert torch.equal(ours[k], v), k
-            continue
-        assert torch.equal(ours[k][n:], v[n:]), k
-        assert not ours[k][:n].any(), f"{k}: the background slot must be zero"
-
-
 @pytest.mark.parametrize("norm, rpn_convs, stride_in_1x1",
                          [("gn", 1, False), ("bn", 1, False), ("bn", 2, True)])
 def test_gn_and_syncbn_models_convert(norm, rpn_convs, stride_in_1x1):
@@ -337,7 +322,7 @@ def test_gn_and_syncbn_models_convert(norm, rpn_convs, stride_in_1x1):
     assert (m.norm, m.fpn_norm, m.roi_heads.box_head, m.roi_heads.box_head_norm, m.roi_heads.mask_head_norm) \
         == ("gn" if norm == "gn" else "frozen_bn", norm, "4conv1fc", norm, norm)
     assert (m.stride_in_1x1, m.rpn.head_convs) == (stride_in_1x1, rpn_convs)
-    _assert_restored(result, model)
+    assert_restored(result, model)
     ours = build_model(result["config"]).eval()
     ours.load_state_dict(result["state_dict"])  # strict
 

@@ -10,6 +10,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from restored_weights import assert_restored  # tests/interop is on the path
 from tiny_model import randomise_norms  # tests/ is on the path
 
 from maskrcnn.config import Config, apply_overrides
@@ -163,21 +164,6 @@ def tiny_mask():
     return model, to_mmdet(model)
 
 
-def _assert_restored(result, model):
-    original, ours = model.state_dict(), result["state_dict"]
-    assert ours.keys() == original.keys()
-    slots = {"roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
-             "roi_heads.mask_head.predictor.weight": 1, "roi_heads.mask_head.predictor.bias": 1}
-    for k, v in original.items():
-        n = slots.get(k, 0)
-        assert torch.equal(ours[k][n:], v[n:]), k
-        assert not ours[k][:n].any(), f"{k}: the background slot must be zero"
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
 def test_v3_file_with_foreign_objects_loads_without_running_them(tmp_path, tiny_mask):
     _, sd = tiny_mask
     marker = tmp_path / "called"
@@ -214,7 +200,7 @@ def test_round_trip_restores_weights_and_reads_config(tmp_path, tiny_mask, versi
         path = _save_v2(tmp_path / "m.pth", sd, _config_text(v3=False))
     result = load_mmdetection_file(path)
     assert result["layout"] == "maskrcnn" and result["class_names"] == ["__background__", "cat", "dog"]
-    _assert_restored(result, model)
+    assert_restored(result, model)
     cfg = result["config"]
     m, h = cfg.model, cfg.model.roi_heads
     widths = (m.fpn_dim, h.box_head_dim, h.mask_head_dim)
