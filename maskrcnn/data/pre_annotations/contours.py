@@ -202,10 +202,14 @@ def mask_to_components(mask: np.ndarray, *, tolerance: float = 1.0, offset: tupl
             holes.append((pixel[1] + 0.5, pixel[0] + 0.5, mid))
     outers.sort(key=lambda o: -o[0])
     components = [Component(simplify_ring(mid, tolerance), []) for _, _, mid in outers]
-    for x, y, ring in holes:
-        owner = min((i for i, (_, crack, _) in enumerate(outers) if _contains(crack, x, y)),
-                    key=lambda i: outers[i][0])  # the smallest outer loop around the pixel
-        components[owner].holes.append(simplify_ring(ring, tolerance))
+    if holes:
+        boxes = np.array([[*crack.min(axis=0), *crack.max(axis=0)] for _, crack, _ in outers])  # (O, 4)
+        for x, y, ring in holes:
+            inside = (boxes[:, 0] < x) & (x < boxes[:, 2]) & (boxes[:, 1] < y) & (y < boxes[:, 3])
+            around = np.flatnonzero(inside)
+            # the smallest outer loop around the pixel (outers run largest first)
+            owner = next(i for i in around[::-1] if _contains(outers[i][1], x, y))
+            components[owner].holes.append(simplify_ring(ring, tolerance))
     return components
 
 

@@ -1,5 +1,6 @@
-"""Pre-annotations as LabelMe files: one JSON file per image, what LabelMe opens beside the image (or
-from its output folder, ``labelme IMAGES --output FOLDER``).
+"""Pre-annotations as LabelMe files: one JSON file per image, what LabelMe opens beside the image, from
+its output folder (``labelme IMAGES --output FOLDER`` looks for ``FOLDER/<image stem>.json``), or as a
+file (it loads the image from ``imagePath``, relative to the JSON file).
 
 Shapes: an instance's mask (h, w) bool over its box; P points of a polygon, [[x, y], ...].
 
