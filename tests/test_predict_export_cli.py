@@ -113,3 +113,6 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
                "--export", "coco,yolo"])
     assert rc == 1 and "--export 'coco,yolo': 'yolo' is not a format" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before the model was loaded
+    rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
+               "--export", "labelme", "--export-tolerance", "nan"])
+    assert rc == 1 and "--export-tolerance must be a finite number >= 0, got nan" in capsys.readouterr().err
