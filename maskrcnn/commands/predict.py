@@ -4,6 +4,7 @@ results and overlays.
     maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
+                     [--export coco,labelme,cvat,labelstudio [--export-url-prefix P] [--export-tolerance PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
@@ -15,7 +16,8 @@ take, memory), is reported on stderr by name and skipped; the summary counts it.
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
 nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
-DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--export`` also writes
+the predictions as pre-annotations for annotation tools (``data/pre_annotations/export.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -68,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from maskrcnn.commands.quantize import add_int8_arguments
 
     add_int8_arguments(parser)
+    from maskrcnn.data.pre_annotations.export import add_export_arguments
+
+    add_export_arguments(parser)
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")
     parser.add_argument(
         "--overlay-min-size", type=int, default=0, metavar="PX",
@@ -134,11 +139,13 @@ class _ResultsWriter:
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
+    export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
     files = expand_inputs(args.inputs)
     if not files:
@@ -180,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         overlay_dir.mkdir(exist_ok=True)
 
     writer = _ResultsWriter(out_dir)
+    export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
     skipped, n_done, used_names = [], 0, set()
     t_start = time.perf_counter()
     width = len(str(len(files)))
@@ -214,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
                     overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
                 n_done += 1
                 H, W = image.shape[-2:]
+                if export is not None:
+                    export.add(idx + 1, path, H, W, det)
                 print(
                     f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
                     f"in {per_image:.2f} s",
@@ -222,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
     finally:  # an interrupt or an error still leaves the results of the images done so far
         writer.finish()
+        if export is not None:
+            print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
+                  f"relative to {export.root})", file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
     print(

@@ -1,4 +1,4 @@
-"""Label Studio's brush RLE -> an (H, W) boolean mask.
+"""Label Studio's brush RLE <-> an (H, W) boolean mask.
 
 Label Studio stores a brush region as ``{"format": "rle", "rle": [byte, ...]}``: the RGBA pixels of an
 image of ``original_height`` x ``original_width`` (row-major, 4 bytes a pixel) packed by the ``rle-pack``
@@ -13,6 +13,10 @@ here from that description:
   ``length`` words one after another. Bits left over at the end are padding.
 
 Shapes: N = H * W * 4 words of 8 bits; the mask is the alpha channel, (H, W) bool.
+
+``encode_brush_mask`` writes the inverse for pre-annotations: every pixel's four words 255 (inside) or 0
+(as the label-studio-converter's own encoder writes them), each run of equal words as repeated runs only
+(runs of a mask are long: a literal run would never be shorter), run-length widths 3, 4, 8 and 16 bits.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import numpy as np
 
 from maskrcnn.data.formats.common import Skip
 
-__all__ = ["ALPHA_THRESHOLD", "decode_brush_mask", "decode_words"]
+__all__ = ["ALPHA_THRESHOLD", "decode_brush_mask", "decode_words", "encode_brush_mask"]
 
 # A pixel belongs to the mask when its alpha is at least half: the front end draws strokes anti-aliased,
 # and a border pixel less than half covered is outside, as a pixel whose centre a polygon misses is.
 ALPHA_THRESHOLD = 128
 _HEADER_BITS = 32 + 5 + 4 * 4
+_RUN_WIDTHS = (3, 4, 8, 16)  # bits of a run length the encoder may use (runs of up to 8, 16, 256, 65536)
 
 
 class _Bits:
@@ -106,3 +111,40 @@ def decode_brush_mask(rle, height: int, width: int) -> np.ndarray:
     if word != 8:
         raise Skip("bad_rle", f"brush RLE words are {word} bits; Label Studio writes 8-bit RGBA")
     return words.reshape(height, width, 4)[:, :, 3] >= ALPHA_THRESHOLD  # (H, W)
+
+
+def _pack_fields(values: np.ndarray, widths: np.ndarray) -> list:
+    """Unsigned ``values`` (F,) written with ``widths`` (F,) bits each, most significant bit first, as
+    bytes (the last one padded with 0 bits)."""
+    total = int(widths.sum())
+    field = np.repeat(np.arange(len(widths)), widths)  # (T,) the field each bit belongs to
+    offset = np.arange(total) - np.repeat(np.cumsum(widths) - widths, widths)  # (T,) bit within it
+    shift = (widths[field] - 1 - offset).astype(np.uint64)
+    bits = (values[field] >> shift) & np.uint64(1)  # (T,)
+    return np.packbits(bits.astype(np.uint8)).tolist()
+
+
+def encode_brush_mask(mask: np.ndarray) -> list:
+    """An (H, W) bool mask -> Label Studio's brush ``rle`` (a list of bytes) of its RGBA image:
+    ``decode_brush_mask(encode_brush_mask(m), H, W)`` is ``m``."""
+    flat = np.asarray(mask, dtype=bool).reshape(-1)  # (H * W,) row-major, as the RGBA image is laid out
+    if flat.size == 0:
+        raise ValueError("an empty (0-pixel) mask has no brush RLE")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], change])  # (R,) first pixel of each run of equal pixels
+    lengths = np.diff(np.append(starts, flat.size)) * 4  # (R,) words: 4 a pixel
+    words = np.where(flat[starts], 255, 0)  # (R,)
+    limit = 1 << _RUN_WIDTHS[-1]  # the longest run one length field can say
+    pieces = (lengths + limit - 1) // limit  # (R,) chunks each run is written in
+    run = np.repeat(np.arange(len(lengths)), pieces)  # (C,)
+    index = np.arange(len(run)) - np.repeat(np.cumsum(pieces) - pieces, pieces)  # (C,) chunk within its run
+    chunk = np.minimum(lengths[run] - index * limit, limit)  # (C,) words per chunk, 1..65536
+    width_index = np.searchsorted(1 << np.array(_RUN_WIDTHS), chunk)  # (C,) smallest width that fits
+    # per chunk: repeated-run flag 1, width index (2 bits), length - 1, the word (8 bits)
+    fields = np.stack([np.ones_like(chunk), width_index, chunk - 1, words[run]], axis=1)  # (C, 4)
+    widths = np.stack([np.ones_like(chunk), np.full_like(chunk, 2), np.array(_RUN_WIDTHS)[width_index],
+                       np.full_like(chunk, 8)], axis=1)  # (C, 4)
+    header = np.array([flat.size * 4, 8 - 1, *(w - 1 for w in _RUN_WIDTHS)])
+    header_widths = np.array([32, 5, 4, 4, 4, 4])
+    values = np.concatenate([header, fields.reshape(-1)]).astype(np.uint64)
+    return _pack_fields(values, np.concatenate([header_widths, widths.reshape(-1)]).astype(np.int64))

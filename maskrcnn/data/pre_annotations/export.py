@@ -1,0 +1,153 @@
+"""``maskrcnn predict --export``: the predictions of a run written as pre-annotations, the files an
+annotation tool imports, beside ``predictions.json`` in the output folder.
+
+    coco         OUT/coco_instances.json            (to_coco)
+    labelme      OUT/labelme/<image path>.json      (to_labelme; one file per image)
+    cvat         OUT/cvat_annotations.xml           (to_cvat)
+    labelstudio  OUT/labelstudio_tasks.json, OUT/labelstudio_config.xml  (to_labelstudio)
+
+Image paths are relative to the images folder: the folder given, or the closest folder holding every
+input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
+file instead, as LabelMe wants it). Only the images predicted (not those skipped) are listed, each
+with its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops the
+others). Files are written atomically at the end of the run (also after an error or an interrupt, as
+``predictions.json`` is, with the images done so far); an image without instances is listed with none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from maskrcnn.data.pre_annotations.instances import ImageRecord, categories_of, instances_from_detections
+from maskrcnn.data.pre_annotations.to_coco import coco_instances
+from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
+from maskrcnn.data.pre_annotations.to_labelme import DEFAULT_TOLERANCE, labelme_file
+from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
+from maskrcnn.io_utils import atomic_write_json, atomic_write_text
+
+__all__ = ["EXPORT_FORMATS", "PreAnnotationExport", "add_export_arguments", "check_export_arguments",
+           "export_for_run", "images_root", "parse_export_formats"]
+
+EXPORT_FORMATS = ("coco", "labelme", "cvat", "labelstudio")
+COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_annotations.xml"
+LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--export", default=None, metavar="FORMATS",
+        help="also write the predictions as pre-annotations to correct in an annotation tool: a comma "
+             f"list of {', '.join(EXPORT_FORMATS)} (files beside predictions.json)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--export-url-prefix", default="", metavar="PREFIX",
+        help="labelstudio: put PREFIX before each task's image path, e.g. /data/local-files/?d= "
+             "(default: the path relative to the images folder)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--export-tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PX",
+        help=f"labelme: how far (pixels) a polygon may stray from the mask's outline (default "
+             f"{DEFAULT_TOLERANCE}; 0 keeps every corner)",
+    )  # fmt: skip
+
+
+def parse_export_formats(spec: Optional[str]) -> tuple:
+    """``--export`` ("coco,labelme") -> the formats in the order given, without repeats; ValueError
+    naming the option for an unknown one."""
+    if spec is None:
+        return ()
+    names = [n.strip().lower() for n in spec.split(",")]
+    unknown = [n for n in names if n not in EXPORT_FORMATS]
+    if unknown:
+        raise ValueError(f"--export {spec!r}: {', '.join(repr(n) for n in unknown)} is not a format; "
+                         f"choose from {', '.join(EXPORT_FORMATS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def check_export_arguments(args: argparse.Namespace) -> tuple:
+    """The formats of ``--export``, its options checked (before the model is loaded)."""
+    formats = parse_export_formats(args.export)
+    if not (0.0 <= args.export_tolerance < float("inf")):  # NaN fails too
+        raise ValueError(f"--export-tolerance must be a finite number >= 0, got {args.export_tolerance}")
+    return formats
+
+
+def images_root(inputs: Sequence, files: Sequence) -> Path:
+    """The folder image paths are written relative to: the deepest folder holding every given folder and
+    every given or found file."""
+    folders = [Path(p).absolute() for p in inputs if Path(p).is_dir()]
+    folders += [Path(f).absolute().parent for f in files]
+    return Path(os.path.commonpath([str(f) for f in folders])) if folders else Path.cwd()
+
+
+class PreAnnotationExport:
+    """Collects each predicted image's instances (``add``), writes the files of ``formats`` (``finish``)."""
+
+    def __init__(self, *, out_dir: Path, formats: Sequence[str], root: Path, class_names: Sequence[str],
+                 label_to_category_id: Optional[dict] = None, url_prefix: str = "",
+                 model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE):
+        self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
+        self.categories = categories_of(class_names, label_to_category_id)
+        self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
+        self.images: list = []
+        self.paths: list = []
+        self.instances: list = []
+
+    def add(self, image_id: int, path: Path, height: int, width: int, det: dict) -> None:
+        """One image's detections (in its original coordinates, as the Predictor returns them)."""
+        file_name = Path(os.path.relpath(Path(path).absolute(), self.root)).as_posix()
+        self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
+        self.paths.append(Path(path).absolute())
+        self.instances.append(instances_from_detections(det, self.categories))
+
+    def _labelme(self) -> Path:
+        folder = self.out_dir / LABELME_DIR
+        used = set()
+        for image, path, found in zip(self.images, self.paths, self.instances):
+            target = folder / Path(image.file_name).with_suffix(".json")
+            if target in used:  # a.jpg and a.png side by side: LabelMe pairs a.json with one of them
+                target = folder / (image.file_name + ".json")
+            used.add(target)
+            image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
+            data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)
+            atomic_write_json(target, data, indent=2)  # indented, as LabelMe writes its files
+        return folder
+
+    def finish(self) -> list:
+        """Write the files; returns the paths written (files, and LabelMe's folder)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for fmt in self.formats:
+            if fmt == "coco":
+                written.append(self.out_dir / COCO_FILE)
+                atomic_write_json(written[-1], coco_instances(
+                    self.images, self.instances, self.categories,
+                    description=f"maskrcnn predict pre-annotations ({self.model_version})"))
+            elif fmt == "labelme":
+                written.append(self._labelme())
+            elif fmt == "cvat":
+                written.append(self.out_dir / CVAT_FILE)
+                atomic_write_text(written[-1], cvat_xml(self.images, self.instances, self.categories))
+            elif fmt == "labelstudio":
+                tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
+                                          model_version=self.model_version)
+                written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
+                atomic_write_json(written[-2], tasks)
+                atomic_write_text(written[-1], labelstudio_config(self.categories))
+        return written
+
+
+def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequence, predictor,
+                   out_dir: Path) -> Optional[PreAnnotationExport]:
+    """The ``PreAnnotationExport`` of a ``maskrcnn predict`` run (None without ``--export``)."""
+    if not formats:
+        return None
+    return PreAnnotationExport(
+        out_dir=out_dir, formats=formats, root=images_root(args.inputs, files),
+        class_names=predictor.class_names, label_to_category_id=predictor.label_to_category_id,
+        url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
+        tolerance=args.export_tolerance,
+    )  # fmt: skip

@@ -1,0 +1,113 @@
+"""What every pre-annotation writer reads: the images, their detected instances and the classes.
+
+Shapes: an image is H rows x W columns; D detections of one image: boxes (D, 4), scores (D,), labels
+(D,) in 1..K-1, masks (D, H, W) bool or ``masks_rle`` (D COCO RLE dicts, as ``Predictor(masks="rle")``
+gives them); an instance's mask (H, W) bool, or (h, w) over its box.
+
+An ``Instance`` holds its mask as COCO compressed RLE (a few hundred bytes, whatever the image size);
+the writers decode it when they need pixels, one instance at a time.
+"""
+
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_utils
+
+from maskrcnn.data.mask_codec import annotation_to_mask, masks_to_rles
+
+__all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of",
+           "instances_from_detections", "mask_of"]
+
+
+class ImageRecord(NamedTuple):
+    """One image: ``id`` (as predictions.json numbers it), ``file_name`` ('/'-separated, relative to the
+    folder the exports name images from), ``height`` and ``width`` of the image as read (EXIF applied)."""
+
+    id: int
+    file_name: str
+    height: int
+    width: int
+
+
+class Category(NamedTuple):
+    """A class: the model's ``label`` (1..K-1), the dataset's category ``id``, its ``name``."""
+
+    label: int
+    id: int
+    name: str
+
+
+class Instance(NamedTuple):
+    """One detection with a non-empty mask: its ``category``, ``score`` and ``rle`` (COCO compressed RLE,
+    ``counts`` a str, ``size`` [H, W])."""
+
+    category: Category
+    score: float
+    rle: dict
+
+
+def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dict] = None) -> List[Category]:
+    """The categories of a model's ``class_names`` (index = label, 0 the background): label i has the
+    category id ``label_to_category_id[i]`` (the training dataset's, kept in the checkpoint), else i."""
+    mapping = {int(k): int(v) for k, v in (label_to_category_id or {}).items()}
+    return [Category(label, mapping.get(label, label), str(class_names[label]))
+            for label in range(1, len(class_names))]
+
+
+def instances_from_detections(det: dict, categories: Sequence[Category]) -> List[Instance]:
+    """One image's detections -> its ``Instance``s, in the detections' order; detections whose mask is
+    empty are left out (there is nothing to correct: the box alone is no instance mask). Detections
+    without masks give none."""
+    by_label = {c.label: c for c in categories}
+    n = int(det["scores"].shape[0])
+    if det.get("masks_rle") is not None:
+        rles = list(det["masks_rle"])
+    elif det.get("masks") is not None:
+        masks = det["masks"]
+        rles = masks_to_rles(masks >= 0.5 if masks.is_floating_point() else masks)
+    else:
+        return []
+    if len(rles) != n:
+        raise ValueError(f"{len(rles)} masks for {n} detections")
+    scores = det["scores"].detach().float().cpu().tolist()
+    labels = det["labels"].detach().cpu().tolist()
+    out = []
+    for rle, score, label in zip(rles, scores, labels):
+        if int(label) not in by_label:
+            raise ValueError(f"label {label} is not one of the model's classes 1..{len(categories)}")
+        if int(mask_utils.area(_bytes_rle(rle))) > 0:
+            out.append(Instance(by_label[int(label)], float(score), rle))
+    return out
+
+
+def _str_rle(rle: dict) -> dict:
+    counts = rle["counts"]
+    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": list(rle["size"]), "counts": counts}
+
+
+def _bytes_rle(rle: dict) -> dict:
+    counts = rle["counts"]
+    counts = counts.encode("ascii") if isinstance(counts, str) else counts
+    return {"size": list(rle["size"]), "counts": counts}
+
+
+def mask_of(instance: Instance) -> np.ndarray:
+    """The instance's (H, W) bool mask."""
+    height, width = (int(v) for v in instance.rle["size"])
+    return annotation_to_mask(_str_rle(instance.rle), height, width).numpy() > 0
+
+
+def box_patch(instance: Instance) -> tuple:
+    """(left, top, patch): the instance's mask cut to its tight box, ``patch`` (h, w) bool with its top-left
+    pixel at column ``left``, row ``top``."""
+    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(_bytes_rle(instance.rle)))
+    return x, y, mask_of(instance)[y:y + h, x:x + w]
+
+
+def bbox_area(instance: Instance) -> tuple:
+    """([x, y, w, h] of the mask's tight box, its area in pixels)."""
+    rle = _bytes_rle(instance.rle)
+    return [float(v) for v in mask_utils.toBbox(rle)], int(mask_utils.area(rle))

@@ -1,0 +1,49 @@
+"""Pre-annotations as a COCO instances file: what ``maskrcnn train --train-json`` reads, and what
+annotation tools import as COCO (CVAT, Label Studio's converter, FiftyOne...).
+
+Shapes: D instances of an image, each mask (H, W) as COCO compressed RLE.
+
+``{"info", "images": [{"id", "file_name", "width", "height"}], "annotations": [{"id", "image_id",
+"category_id", "segmentation": {"size", "counts"}, "area", "bbox": [x, y, w, h], "iscrowd": 0, "score"}],
+"categories": [{"id", "name"}]}``. The segmentation is the predicted mask itself (RLE: exact, holes and
+several parts included); ``bbox`` and ``area`` are the mask's own (as the converters of
+``data/formats`` write them: training sees exactly what is drawn), not the detection's box, which can
+differ by a pixel or two. ``score`` is extra (COCO's loaders ignore it; it lets a reviewer sort).
+Every class of the model is listed, with or without instances, under the dataset's category ids.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, bbox_area
+
+__all__ = ["coco_instances"]
+
+
+def _text(counts) -> str:
+    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
+
+
+def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]],
+                   categories: Sequence[Category], *, description: str = "") -> dict:
+    """The COCO instances dict of ``images`` and their ``instances`` (one list per image)."""
+    if len(images) != len(instances):
+        raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
+    annotations = []
+    for image, found in zip(images, instances):
+        for inst in found:
+            bbox, area = bbox_area(inst)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": int(image.id), "category_id": int(inst.category.id),
+                "segmentation": {"size": [int(v) for v in inst.rle["size"]],
+                                 "counts": _text(inst.rle["counts"])},
+                "area": area, "bbox": bbox, "iscrowd": 0, "score": round(float(inst.score), 5),
+            })  # fmt: skip
+    return {
+        "info": {"description": description},
+        "images": [{"id": int(im.id), "file_name": im.file_name, "width": int(im.width),
+                    "height": int(im.height)} for im in images],
+        "annotations": annotations,
+        "categories": [{"id": int(c.id), "name": c.name} for c in categories],
+    }  # fmt: skip

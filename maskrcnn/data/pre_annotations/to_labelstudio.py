@@ -1,0 +1,65 @@
+"""Pre-annotations as Label Studio tasks: the JSON list its "Import" takes, each task's image with the
+model's regions as a prediction, which the annotator accepts, corrects or rejects.
+
+Shapes: an instance's mask (H, W) bool over the whole image.
+
+``[{"data": {"image": URL}, "predictions": [{"model_version", "score", "result": [{"id", "type":
+"brushlabels", "from_name": "tag", "to_name": "image", "original_width", "original_height",
+"image_rotation": 0, "value": {"format": "rle", "rle": [bytes], "brushlabels": [name]}, "score"}]}]}]``.
+
+Regions are brushes (Label Studio's RLE of the RGBA mask image: ``data/formats/labelstudio_rle.py``
+encodes and decodes it): the mask exactly, holes and parts included, where polygon regions (in percent)
+would approximate it and lose its holes. The labelling interface must name its controls as the results
+do: ``labelstudio_config`` gives one (``<Image name="image">``, ``<BrushLabels name="tag">`` with the
+model's classes) to paste into the project's settings. A prediction's ``score`` is the mean of its
+regions' (Label Studio sorts tasks by it), 0 for an image without regions.
+
+URL: ``url_prefix`` + the image's path relative to the images folder, %-quoted (``/`` kept): with
+``/data/local-files/?d=`` and Label Studio's local storage rooted at that folder the tasks find their
+images; the default (no prefix) leaves the relative path, for a script or a storage to resolve.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
+from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
+
+__all__ = ["FROM_NAME", "TO_NAME", "labelstudio_config", "labelstudio_tasks"]
+
+FROM_NAME, TO_NAME = "tag", "image"  # the names Label Studio's "Semantic Segmentation with Masks" uses
+
+
+def _result(image: ImageRecord, k: int, inst: Instance) -> dict:
+    return {
+        "id": f"{image.id}_{k}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+        "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
+        "value": {"format": "rle", "rle": encode_brush_mask(mask_of(inst)),
+                  "brushlabels": [inst.category.name]},
+        "score": round(float(inst.score), 5),
+    }  # fmt: skip
+
+
+def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]], *,
+                      url_prefix: str = "", model_version: str = "maskrcnn") -> list:
+    """The task list of ``images`` and their ``instances`` (one list each)."""
+    if len(images) != len(instances):
+        raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
+    tasks = []
+    for image, found in zip(images, instances):
+        results = [_result(image, k, inst) for k, inst in enumerate(found, start=1)]
+        score = sum(inst.score for inst in found) / len(found) if found else 0.0
+        tasks.append({"data": {"image": url_prefix + quote(image.file_name, safe="/")},
+                      "predictions": [{"model_version": model_version, "score": round(score, 5),
+                                       "result": results}]})
+    return tasks
+
+
+def labelstudio_config(categories: Sequence[Category]) -> str:
+    """A labelling interface (Label Studio's XML) whose control names match the tasks' results."""
+    labels = "".join(f"    <Label value={quoteattr(c.name)}/>\n" for c in categories)
+    return (f'<View>\n  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
+            f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </BrushLabels>\n</View>\n')

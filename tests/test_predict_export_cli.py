@@ -1,0 +1,118 @@
+"""``maskrcnn predict --export``: a tiny random-weight checkpoint on two tiny images writes the four
+pre-annotation formats beside predictions.json; each parses, holds what predictions.json holds, and
+reads back through our converters; the COCO file loads as a training set. No detections: valid files
+all the same."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_model import TINY  # tests/ is on the path
+
+from maskrcnn.cli import main
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.formats.common import CocoBuilder, Report
+from maskrcnn.data.formats.cvat import read_cvat
+from maskrcnn.data.formats.labelme import read_labelme
+from maskrcnn.data.mask_codec import annotation_to_mask
+from maskrcnn.modeling.mask_rcnn import build_model
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+SIZES = {"a.png": (50, 70), "sub/b.jpg": (40, 60)}  # (H, W)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    root = tmp_path_factory.mktemp("export")
+    ckpt = root / "tiny.pth"
+    save_checkpoint(ckpt, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "cat", "dog"], label_to_category_id={1: 5, 2: 9})
+    rng = np.random.default_rng(0)
+    for name, (h, w) in SIZES.items():
+        (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "in" / name)
+    return ckpt, root / "in"
+
+
+def _predict(ckpt, images, out, *options):
+    return main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
+                 "--no-overlays", "--export", "coco,labelme,cvat,labelstudio", *options])
+
+
+def test_predict_export_writes_every_format(setup, tmp_path, capsys):
+    ckpt, images = setup
+    out = tmp_path / "out"
+    assert _predict(ckpt, images, out, "--score-thresh", "0", "--export-url-prefix",
+                    "/data/local-files/?d=") == 0
+    assert "pre-annotations: wrote" in capsys.readouterr().err
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions, "score_thresh 0 with random weights should give detections"
+    nonempty = [p for p in predictions
+                if annotation_to_mask(p["segmentation"], *p["segmentation"]["size"]).any()]
+    assert len(nonempty) >= 5, len(nonempty)
+
+    coco = json.loads((out / "coco_instances.json").read_text())
+    assert [(im["file_name"], im["height"], im["width"]) for im in coco["images"]] == \
+        [(name, h, w) for name, (h, w) in SIZES.items()]
+    assert coco["categories"] == [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]
+    assert [(a["category_id"], a["segmentation"]) for a in coco["annotations"]] == \
+        [(p["category_id"], p["segmentation"]) for p in nonempty]  # the predictions' own masks
+    dataset = CocoDataset(json_path=out / "coco_instances.json", image_dir=images)
+    assert len(dataset) == 2 and dataset.skipped == {}
+
+    labelme = sorted(p.relative_to(out / "labelme").as_posix() for p in (out / "labelme").rglob("*.json"))
+    assert labelme == ["a.json", "sub/b.json"]
+    b = json.loads((out / "labelme" / "sub" / "b.json").read_text())
+    assert (out / "labelme" / "sub" / b["imagePath"]).resolve() == (images / "sub" / "b.jpg").resolve()
+    builder, report = CocoBuilder(root=images), Report()
+    read_labelme(sorted((out / "labelme").rglob("*.json")), builder=builder, report=report,
+                 embedded_dir=tmp_path / "unused")
+    assert len(builder.images) == 2 and sum(report.skipped.values()) == 0
+    assert len(builder.annotations) == len(nonempty)
+
+    tree = ET.parse(out / "cvat_annotations.xml").getroot()
+    assert [el.get("name") for el in tree.iter("image")] == list(SIZES)
+    assert len(list(tree.iter("mask"))) == len(nonempty)
+    builder, report = CocoBuilder(root=images), Report()
+    read_cvat(out / "cvat_annotations.xml", builder=builder, report=report)
+    masks = [annotation_to_mask(a["segmentation"], *a["segmentation"]["size"]).numpy()
+             for a in builder.to_dict()["annotations"]]
+    assert all(np.array_equal(m, annotation_to_mask(p["segmentation"], *m.shape).numpy())
+               for m, p in zip(masks, nonempty)) and len(masks) == len(nonempty)
+
+    tasks = json.loads((out / "labelstudio_tasks.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=a.png",
+                                                  "/data/local-files/?d=sub/b.jpg"]
+    assert sum(len(t["predictions"][0]["result"]) for t in tasks) == len(nonempty)
+    assert tasks[0]["predictions"][0]["model_version"] == "tiny.pth"
+    assert "<BrushLabels" in (out / "labelstudio_config.xml").read_text()
+
+
+def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, capsys):
+    ckpt, images = setup
+    out = tmp_path / "out"
+    assert _predict(ckpt, images / "a.png", out, "--score-thresh", "1.01") == 0
+    coco = json.loads((out / "coco_instances.json").read_text())
+    assert len(coco["images"]) == 1 and coco["annotations"] == []
+    assert len(CocoDataset(json_path=out / "coco_instances.json", image_dir=images)) == 1
+    assert json.loads((out / "labelme" / "a.json").read_text())["shapes"] == []
+    assert [len(el) for el in ET.parse(out / "cvat_annotations.xml").getroot().iter("image")] == [0]
+    assert json.loads((out / "labelstudio_tasks.json").read_text()) == [
+        {"data": {"image": "a.png"},
+         "predictions": [{"model_version": "tiny.pth", "score": 0.0, "result": []}]}]
+    capsys.readouterr()
+    rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
+               "--export", "coco,yolo"])
+    assert rc == 1 and "--export 'coco,yolo': 'yolo' is not a format" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before the model was loaded
+    rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
+               "--export", "labelme", "--export-tolerance", "nan"])
+    assert rc == 1 and "--export-tolerance must be a finite number >= 0, got nan" in capsys.readouterr().err
