@@ -3,6 +3,7 @@ results and overlays.
 
     maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
+                     [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
@@ -15,7 +16,8 @@ take, memory), is reported on stderr by name and skipped; the summary counts it.
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
 nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
-DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--tile SIZE`` predicts
+large images tile by tile for their small objects (``commands/tile_args.py``, ``engine/tiling.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -84,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from maskrcnn.commands.tile_args import add_tile_arguments
+
+    add_tile_arguments(parser)
 
 
 def expand_inputs(inputs) -> list:
@@ -132,6 +137,7 @@ class _ResultsWriter:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
     from maskrcnn.engine.inference import predict_files_skipping
@@ -162,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
+        tile=tile_from_args(args),
         **options,
     )
     if args.int8:
