@@ -212,12 +212,12 @@ def _mask_overlap(oi, bi, oj, bj, region: Sequence[int]) -> tuple:
     """(intersection, area i, area j) in pixels of two box-local masks inside ``region``."""
     (ax0, ay0, ax1, ay1), a = _crop(oi, bi, region)
     (cx0, cy0, cx1, cy1), c = _crop(oj, bj, region)
-    area_a, area_c = int(a.sum()), int(c.sum())
+    area_a, area_c = int(torch.count_nonzero(a)), int(torch.count_nonzero(c))
     x0, y0, x1, y1 = max(ax0, cx0), max(ay0, cy0), min(ax1, cx1), min(ay1, cy1)
     if x1 <= x0 or y1 <= y0:
         return 0, area_a, area_c
     inter = a[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0] & c[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-    return int(inter.sum()), area_a, area_c
+    return int(torch.count_nonzero(inter)), area_a, area_c
 
 
 def _union_masks(origins: torch.Tensor, bitmaps: list) -> tuple:
