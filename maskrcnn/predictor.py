@@ -182,6 +182,7 @@ class Predictor:
             batch, which changes features near their borders slightly, so 1 (the default) makes each
             image's detections independent of its batch-mates; larger batches pay off on a GPU. Images
             given together (up to ``window`` = ``batch_size * WINDOW_BATCHES``) are grouped by size.
+            With ``tile``: tiles per forward, images read one at a time (``window`` 1).
         dtype: None / "float32", "bfloat16" (CPU or CUDA autocast) or "float16" (CUDA autocast).
         optimise: fold batch norm into convolutions, use channels_last and (on CPU) Winograd 3x3
             convolutions and fused residual additions (``modeling.fuse``); changes ``model`` in place,
@@ -249,6 +250,8 @@ class Predictor:
         self.score_thresh = None if score_thresh is None else float(score_thresh)
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
+        if self.tile is not None:  # tiles are batched, not images: a window of 48 MP photos would be GBs
+            self.window = 1
         self.paste_masks = paste_masks
         self.mask_format = masks
         self.min_size = int(cfg.input.min_size_test)
@@ -561,9 +564,10 @@ class Predictor:
         if tile.full_image and len(windows) > 1:  # (one tile is the whole image already)
             batches.append([whole])
         pools = []
+        with torch.inference_mode():
+            image_on = image.to(self.device, non_blocking=True)  # once: tiles are views of it
         for batch in batches:
             with torch.inference_mode():
-                image_on = image.to(self.device, non_blocking=True)
                 resized = []
                 for x0, y0, x1, y1 in batch:
                     crop = image_on[:, y0:y1, x0:x1]  # (3, th, tw) a view

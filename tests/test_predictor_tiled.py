@@ -174,6 +174,11 @@ def test_tile_arguments_are_checked(tiny):
         Predictor(model, cfg, tile=64, paste_masks=False)
 
 
+def test_from_checkpoint_checks_the_tile_before_reading_the_file(tmp_path):
+    with pytest.raises(TypeError, match="tile must be None, a tile size in pixels or a TileOptions"):
+        Predictor.from_checkpoint(tmp_path / "missing.pth", device="cpu", tile="1024")
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny):
     from maskrcnn.checkpoint import save_checkpoint
