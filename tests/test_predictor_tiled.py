@@ -217,3 +217,23 @@ def test_predict_command_refuses_tile_options_without_tile(checkpoint, tmp_path,
                str(tmp_path / "out"), "--tile", "512", "--tile-overlap", "1.5"])
     assert rc == 1
     assert "--tile-overlap: tile overlap must be a fraction in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_eval_command_passes_the_tile_through(checkpoint, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(rng.integers(0, 255, (100, 130, 3), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
+    gt = {"images": [{"id": 7, "file_name": "a.png", "height": 100, "width": 130}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
+                           "iscrowd": 0, "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    rc = main(["eval", "--weights", str(checkpoint), "--json", str(tmp_path / "gt.json"), "--images",
+               str(tmp_path / "images"), "--output", str(tmp_path / "eval"), "--device", "cpu",
+               "--tile", "64"])
+    assert rc == 0, capsys.readouterr().err
+    written = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    predictor = Predictor.from_weights(checkpoint, device="cpu", tile=64, optimise=False)  # (rounding only)
+    det = predictor([tmp_path / "images" / "a.png"])[0]
+    assert len(written) == det["boxes"].shape[0] > 0
+    assert sorted(round(r["score"], 3) for r in written) == sorted(round(float(s), 3) for s in det["scores"])
