@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # name -> module that defines it
 _LAZY = {
     "Predictor": "maskrcnn.predictor",
+    "TileOptions": "maskrcnn.engine.tiling",
     "build_model": "maskrcnn.modeling.mask_rcnn",
     "draw_instances": "maskrcnn.visualize",
     "ImageReadError": "maskrcnn.data.images",

@@ -17,6 +17,12 @@ The model behind it is swappable: a checkpoint's ``MaskRCNN`` (``from_checkpoint
 ONNX file run by onnxruntime (``from_onnx``, ``export/onnx_runtime.OnnxModel``, one image per run);
 ``from_weights`` picks by the file. Everything around the forward is shared.
 
+Large images with small objects: ``tile=TileOptions(size=1024, overlap=0.2, full_image=True)`` (or
+``tile=1024``) runs the model on overlapping tiles, each at the usual resize (or ``scale``), plus the
+whole image, and merges their detections class by class (``engine/tiling.py`` says how: cut pieces,
+duplicates, masks kept box-local while merging); an image no larger than a tile is predicted exactly
+as without tiling.
+
 Images given to the Python API (``__call__``), one or an iterable of them: file paths (str or Path;
 EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
 (H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB, used as given: no EXIF
@@ -138,8 +144,13 @@ def check_float_range(image: torch.Tensor, where: str) -> None:
             "values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises itself)")
 
 
-def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, **_others) -> None:
+def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, tile=None,
+                     paste_masks=True, **_others) -> None:
     """The Predictor's plain arguments, checked before anything is loaded or built."""
+    from maskrcnn.engine.tiling import as_tile_options
+
+    if as_tile_options(tile) is not None and not paste_masks:
+        raise ValueError("tile: tiled prediction merges pasted masks; paste_masks=False does not apply")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     # As `predict --score-thresh`: NaN would silently drop everything, a string fail mid-run; above 1
@@ -171,6 +182,7 @@ class Predictor:
             batch, which changes features near their borders slightly, so 1 (the default) makes each
             image's detections independent of its batch-mates; larger batches pay off on a GPU. Images
             given together (up to ``window`` = ``batch_size * WINDOW_BATCHES``) are grouped by size.
+            With ``tile``: tiles per forward, images read one at a time (``window`` 1).
         dtype: None / "float32", "bfloat16" (CPU or CUDA autocast) or "float16" (CUDA autocast).
         optimise: fold batch norm into convolutions, use channels_last and (on CPU) Winograd 3x3
             convolutions and fused residual additions (``modeling.fuse``); changes ``model`` in place,
@@ -184,6 +196,11 @@ class Predictor:
             equal to the RLE of the dense masks, encoded band by band so that memory does not grow
             with the image: 100 dense masks of a 48 MP photo take 4.8 GB, their RLE kilobytes.
         label_to_category_id: the dataset's category id per label, when known (used by writers).
+        tile: tiled prediction for large images with small objects: a tile size in pixels or an
+            ``engine.tiling.TileOptions`` (size, overlap, full_image, scale, match_thresh, edge_margin);
+            ``batch_size`` tiles per forward. Results have the same keys, except ``mask_probs`` (they
+            belong to one tile's box); at most ``cfg.model.roi_heads.detections_per_image`` per image.
+            None (default): the whole image at the usual resize.
         int8: a checkpoint's "int8" section (``engine.int8``): the model is rebuilt as the calibrated INT8
             model (CPU, float32 autocast off; norms folded, no Winograd / fused additions, whatever
             ``optimise`` says). ``from_checkpoint`` passes it for files written by ``maskrcnn quantize``.
@@ -207,8 +224,14 @@ class Predictor:
         label_to_category_id: Optional[dict] = None,
         int8: Optional[dict] = None,
         int8_source: str = "int8 section",
+        tile=None,
     ):
-        _check_arguments(batch_size=batch_size, score_thresh=score_thresh, masks=masks, dtype=dtype)
+        from maskrcnn.engine.tiling import as_tile_options
+
+        _check_arguments(batch_size=batch_size, score_thresh=score_thresh, masks=masks, dtype=dtype,
+                         tile=tile, paste_masks=paste_masks)
+        self.tile = as_tile_options(tile)
+        self.detections_per_image = int(cfg.model.roi_heads.detections_per_image)
         self.cfg = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -227,6 +250,8 @@ class Predictor:
         self.score_thresh = None if score_thresh is None else float(score_thresh)
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
+        if self.tile is not None:  # tiles are batched, not images: a window of 48 MP photos would be GBs
+            self.window = 1
         self.paste_masks = paste_masks
         self.mask_format = masks
         self.min_size = int(cfg.input.min_size_test)
@@ -456,7 +481,20 @@ class Predictor:
         return self._predict_loaded(images)
 
     def _predict_loaded(self, images: list) -> list:
-        """``predict_tensors`` on images ``load`` has checked already (each is checked once)."""
+        """``predict_tensors`` on images ``load`` has checked already (each is checked once): with
+        ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling."""
+        if self.tile is None:
+            return self._predict_whole(images)
+        tile = self.tile
+        whole = [i for i, im in enumerate(images)
+                 if tile.scale is None and max(im.shape[-2:]) <= tile.size]  # one tile: the usual path
+        out = [None] * len(images)
+        for i, det in zip(whole, self._predict_whole([images[i] for i in whole])):
+            out[i] = det
+        return [det if det is not None else self._predict_tiled(images[i]) for i, det in enumerate(out)]
+
+    def _predict_whole(self, images: list) -> list:
+        """Each image whole, at the usual resize."""
         from maskrcnn.data.transforms import resize_image
 
         with torch.inference_mode():
@@ -511,18 +549,98 @@ class Predictor:
         dets, _ = model.roi_heads(feats, proposals, sizes)
         return dets
 
+    def _predict_tiled(self, image: torch.Tensor) -> dict:
+        """One image larger than a tile: its tiles (``batch_size`` per forward) and, with
+        ``full_image``, the whole image (a forward of its own: a batch-mate of another size would pad
+        it), merged (``engine.tiling``). Masks stay box-local until the output is made."""
+        from maskrcnn.data.transforms import resize_image
+        from maskrcnn.engine import tiling
+
+        tile = self.tile
+        height, width = image.shape[-2:]
+        windows = tiling.tile_grid(height, width, tile.size, tile.overlap).tolist()  # T x [x0, y0, x1, y1]
+        batches = [windows[s : s + self.batch_size] for s in range(0, len(windows), self.batch_size)]
+        whole = [0, 0, width, height]
+        if tile.full_image and len(windows) > 1:  # (one tile is the whole image already)
+            batches.append([whole])
+        pools = []
+        with torch.inference_mode():
+            image_on = image.to(self.device, non_blocking=True)  # once: tiles are views of it
+        for batch in batches:
+            with torch.inference_mode():
+                resized = []
+                for x0, y0, x1, y1 in batch:
+                    crop = image_on[:, y0:y1, x0:x1]  # (3, th, tw) a view
+                    if batch[0] is whole:  # the whole image: the usual resize
+                        resized.append(resize_image(crop, min_size=self.min_size, max_size=self.max_size,
+                                                    method=self.resize_method))
+                    else:
+                        resized.append(self._resize_tile(crop))
+                raw = self._forward(resized)
+            with torch.no_grad():  # outside inference mode, as in _predict_whole
+                for window, r, det in zip(batch, resized, raw):
+                    det = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in det.items()}
+                    pools.append(self._tile_pool(det, tuple(r.shape[-2:]), window, (height, width),
+                                                 source=len(pools)))
+        merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh)
+        merged = tiling.top_detections(merged, self.detections_per_image)
+        out = {k: merged[k] for k in ("boxes", "scores", "labels", "keypoints", "keypoint_scores")
+               if k in merged}
+        if "bitmaps" in merged:
+            if self.mask_format == "rle":
+                out["masks_rle"] = tiling.local_masks_to_rles(merged["origins"], merged["bitmaps"],
+                                                              (height, width))
+            else:
+                out["masks"] = tiling.local_masks_to_dense(merged["origins"], merged["bitmaps"],
+                                                           (height, width))
+        return out
+
+    def _resize_tile(self, crop: torch.Tensor) -> torch.Tensor:
+        """A tile (3, th, tw) as the model sees it: the usual resize, or ``tile.scale`` times its size."""
+        from maskrcnn.data.transforms import resize_image, resize_image_to
+
+        scale = self.tile.scale
+        if scale is None:
+            return resize_image(crop, min_size=self.min_size, max_size=self.max_size,
+                                method=self.resize_method)
+        if scale == 1:
+            return crop.contiguous()
+        new_hw = (max(1, round(crop.shape[-2] * scale)), max(1, round(crop.shape[-1] * scale)))
+        return resize_image_to(crop, new_hw, method=self.resize_method)
+
+    def _tile_pool(self, det: dict, input_hw: tuple, window, image_hw: tuple, *, source: int) -> dict:
+        """One tile's (or the whole image's) detections: score threshold applied, in image pixels, masks
+        box-local (``engine.tiling.local_masks``), with the cut flags (``engine.tiling.shift_to_image``)."""
+        from maskrcnn.engine import tiling
+        from maskrcnn.modeling.postprocess import detections_to_original
+
+        x0, y0, x1, y1 = window
+        crop_hw = (y1 - y0, x1 - x0)
+        det = detections_to_original(self._thresholded(det), input_hw, crop_hw, paste_masks=False)
+        if "mask_probs" in det:
+            det["origins"], det["bitmaps"] = tiling.local_masks(
+                det["mask_probs"], det["boxes"], crop_hw, method=self.paste_method,
+                threshold=self.mask_threshold)
+        return tiling.shift_to_image(det, window, image_hw, source=source, margin=self.tile.edge_margin)
+
+    def _thresholded(self, det: dict) -> dict:
+        """Detections in float32 with the score threshold applied (before pasting: never paste what is
+        dropped)."""
+        det = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in det.items()}
+        if self.score_thresh is not None and "scores" in det:
+            keep = det["scores"] >= self.score_thresh
+            det = {
+                k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == keep.shape[0] else v)
+                for k, v in det.items()
+            }
+        return det
+
     def _to_original(self, det: dict, input_hw: tuple, original_hw: tuple) -> dict:
         """One image's detections: float32, score threshold applied, in original coordinates, masks
         pasted, on the CPU."""
         from maskrcnn.modeling.postprocess import detections_to_original
 
-        det = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in det.items()}
-        if self.score_thresh is not None and "scores" in det:
-            keep = det["scores"] >= self.score_thresh  # before pasting: never paste what is dropped
-            det = {
-                k: (v[keep] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == keep.shape[0] else v)
-                for k, v in det.items()
-            }
+        det = self._thresholded(det)
         det = detections_to_original(
             det,
             input_hw,

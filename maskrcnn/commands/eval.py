@@ -2,6 +2,7 @@
 
     maskrcnn eval --weights CKPT --json J --images D [--output DIR] [--device D] [--max-images N]
                   [--dtype bfloat16] [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
+                  [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
     ... [--cityscapes ROOT]
 
@@ -61,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from maskrcnn.commands.tile_args import add_tile_arguments
+
+    add_tile_arguments(parser)
 
 
 def _plain(value):
@@ -74,6 +78,7 @@ def _plain(value):
 
 def _predict(args) -> tuple:
     """Run the checkpoint over the dataset: (metrics, results list)."""
+    from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
@@ -90,6 +95,7 @@ def _predict(args) -> tuple:
     predictor = Predictor.from_weights(
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
+        tile=tile_from_args(args),
         **options,
     )
     if args.int8:

@@ -3,6 +3,7 @@ results and overlays.
 
     maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
+                     [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
                      [--export coco,labelme,cvat,labelstudio [--export-url-prefix P] [--export-tolerance PX]]
 
@@ -17,7 +18,9 @@ they are produced (``DIR/predictions.partial.jsonl``, one record a line, until `
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
 nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
 DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--export`` also writes
-the predictions as pre-annotations for annotation tools (``data/pre_annotations/export.py``).
+the predictions as pre-annotations for annotation tools (``data/pre_annotations/export.py``). ``--tile SIZE``
+predicts large images tile by tile for their small objects (``commands/tile_args.py``,
+``engine/tiling.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -89,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from maskrcnn.commands.tile_args import add_tile_arguments
+
+    add_tile_arguments(parser)
 
 
 def expand_inputs(inputs) -> list:
@@ -137,6 +143,7 @@ class _ResultsWriter:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
     from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
@@ -169,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         score_thresh=args.score_thresh,
         batch_size=args.batch_size,
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
+        tile=tile_from_args(args),
         **options,
     )
     if args.int8:

@@ -1,0 +1,50 @@
+"""The tiled-prediction options shared by ``predict`` and ``eval`` (``engine/tiling.py`` does the work):
+
+    --tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]
+
+``--tile 1024`` cuts images larger than 1024 pixels into overlapping 1024 x 1024 tiles, runs each at the
+model's usual resize (or ``--tile-scale`` times its size) plus the whole image, and merges the
+detections: small objects in large images (aerial photos, slides, 48 MP photos) are found.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tiled prediction (large images, small objects)")
+    group.add_argument(
+        "--tile", type=int, default=None, metavar="SIZE",
+        help="cut images larger than SIZE pixels into overlapping SIZE x SIZE tiles, each run at the usual "
+        "resize, plus the whole image; detections merged (cut pieces joined, duplicates dropped)",
+    )  # fmt: skip
+    group.add_argument("--tile-overlap", type=float, default=None, metavar="F",
+                       help="fraction of a tile shared with its neighbour (default 0.2)")
+    group.add_argument("--no-full-image", action="store_true",
+                       help="tiles only: do not also run the whole image (for its large objects)")
+    group.add_argument("--tile-scale", type=float, default=None, metavar="S",
+                       help="run each tile at S times its size (1: the image's own pixels) instead of the "
+                       "usual resize")
+
+
+def tile_from_args(args: argparse.Namespace):
+    """``TileOptions`` from the command line, or None without ``--tile``; a bad value is one line naming
+    the option."""
+    from maskrcnn.engine.tiling import TileOptions
+
+    if args.tile is None:
+        used = [flag for flag, value in (("--tile-overlap", args.tile_overlap is not None),
+                                         ("--no-full-image", args.no_full_image),
+                                         ("--tile-scale", args.tile_scale is not None)) if value]
+        if used:
+            raise ValueError(f"{', '.join(used)} needs --tile SIZE")
+        return None
+    options = {"size": args.tile, "full_image": not args.no_full_image, "scale": args.tile_scale}
+    if args.tile_overlap is not None:
+        options["overlap"] = args.tile_overlap
+    try:
+        return TileOptions(**options)
+    except ValueError as e:
+        flag = next((f for f in ("overlap", "scale", "size") if f"tile {f}" in str(e)), "size")
+        raise ValueError(f"--tile{'' if flag == 'size' else '-' + flag}: {e}") from None

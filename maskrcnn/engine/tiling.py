@@ -1,0 +1,472 @@
+"""Tiled (sliced) prediction for large images with small objects: the tile grid, detections mapped
+from a tile to the image, and the merging of all tiles' (and the whole image's) detections. Pure
+functions; ``Predictor`` (``predictor.py``) runs the model on the tiles and calls them.
+
+Shapes: H x W the image, T tiles, D detections (of one tile, or pooled from all), J keypoints,
+h x w one detection's box-local mask bitmap, S the mask head's resolution (28). Windows are a tile's
+integer rectangle, xyxy in image pixels ([x0, x1) x [y0, y1)); boxes are xyxy float in image pixels.
+
+Why: the model resizes every image to ``input.min_size_test`` / ``max_size_test`` (800 / 1333), so a
+20-pixel object in an 8000-pixel photo shrinks to 2 pixels and vanishes. Tiles of ``size`` pixels
+overlapping by ``overlap`` are each run at the model's usual resize (or at ``scale``), plus, with
+``full_image``, the whole image at its usual resize for the objects larger than a tile.
+
+The grid (``tile_grid``): per axis n = ceil((L - size) / stride) + 1 tiles of ``size`` pixels spread
+evenly from 0 to L - size, so the first and last are aligned to the image's edges (never padded beyond
+them) and every overlap is at least the requested one. An image no larger than a tile is one tile.
+
+Merging (``merge_detections``), class by class, never across classes:
+- A detection is **cut** when its box reaches (within ``edge_margin`` pixels) an interior edge of its
+  tile, one that is not the image's border: its box then covers only the part of the object the tile
+  saw, and its mask ends at the cut. The whole image's detections are never cut.
+- Two detections of different sources (tiles, the whole image) *match* when, of two whole (uncut)
+  detections, their IoU reaches ``match_thresh`` (duplicates in an overlap); when one is cut, their
+  intersection over the smaller one reaches it, both clipped to the window the two sources share (the
+  only region both saw, where a piece and the whole object, or two pieces, coincide). Masks are compared
+  when the model has them (two nearby objects whose boxes overlap stay apart), boxes otherwise. Two
+  detections of one source never match: the model's own NMS kept both, so they are two objects, and a
+  group takes at most one detection from each source (the best matching), so a small object lying
+  inside a large one's box is not swallowed.
+- Groups are led by the best whole detection (uncut first, then by score): a whole detection absorbs
+  its matches and is **kept as it is** (box, mask, score): it already saw the object entirely, at a
+  tile's resolution or the whole image's, and a union with cut pieces would only add their errors at
+  the cut (masks there bleed or stop short) and inflate the mask. The cut detections nobody absorbed
+  are grouped by chains of matches (an object wider than a tile is cut in several tiles) and merged:
+  the **union** of their masks, the box enclosing their boxes, the highest score, each keypoint from
+  the piece most sure of it; the union is then the only view of the whole object there is.
+- At the end the best ``detections_per_image`` by score are kept.
+
+Masks stay compact throughout: each detection holds a bool bitmap of its mask's own extent and its
+origin in the image (a 48 MP image with hundreds of detections never holds an image-sized mask per
+detection); ``local_masks_to_dense`` / ``local_masks_to_rles`` give the Predictor's usual outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "TileOptions", "as_tile_options", "axis_starts", "tile_grid", "cut_flags", "local_masks",
+    "shift_to_image", "concat_pools", "merge_detections", "top_detections", "local_masks_to_dense",
+    "local_masks_to_rles",
+]
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """How ``Predictor`` tiles an image.
+
+    Args:
+        size: tile side in the image's pixels (tiles are ``size`` x ``size``, smaller only where the
+            image is).
+        overlap: fraction of a tile shared with its neighbour, in [0, 1) (at least this; the grid
+            spreads the tiles evenly).
+        full_image: also run the whole image at the usual resize (for objects larger than a tile).
+        scale: None runs each tile at the model's usual resize (``input.min_size_test`` /
+            ``max_size_test``: a 1024 tile runs at 800); a number resizes each tile by it (1.0: the
+            image's own pixels, 2.0: enlarged).
+        match_thresh: overlap (IoU of whole detections, intersection over the smaller when one is cut)
+            at which detections of different tiles are one object.
+        edge_margin: pixels (of the image) within which a box touching an interior tile edge is cut.
+    """
+
+    size: int
+    overlap: float = 0.2
+    full_image: bool = True
+    scale: Optional[float] = None
+    match_thresh: float = 0.5
+    edge_margin: float = 4.0
+
+    def __post_init__(self):
+        def number(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        if isinstance(self.size, bool) or not isinstance(self.size, numbers.Integral) or self.size < 32:
+            raise ValueError(f"tile size must be an integer >= 32 pixels, got {self.size!r}")
+        if not (number(self.overlap) and 0.0 <= self.overlap < 1.0):
+            raise ValueError(f"tile overlap must be a fraction in [0, 1), got {self.overlap!r}")
+        if self.scale is not None and not (number(self.scale) and self.scale > 0):
+            raise ValueError(f"tile scale must be a positive number or None, got {self.scale!r}")
+        if not (number(self.match_thresh) and 0.0 < self.match_thresh <= 1.0):
+            raise ValueError(f"tile match_thresh must be in (0, 1], got {self.match_thresh!r}")
+        if not (number(self.edge_margin) and self.edge_margin >= 0):
+            raise ValueError(f"tile edge_margin must be a number >= 0, got {self.edge_margin!r}")
+
+
+def as_tile_options(tile: Union[None, int, TileOptions]) -> Optional[TileOptions]:
+    """None (no tiling), a tile size (default options) or ``TileOptions`` -> TileOptions or None."""
+    if tile is None or isinstance(tile, TileOptions):
+        return tile
+    if isinstance(tile, numbers.Integral) and not isinstance(tile, bool):
+        return TileOptions(size=int(tile))
+    raise TypeError(f"tile must be None, a tile size in pixels or a TileOptions, got {tile!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid
+
+
+def axis_starts(length: int, size: int, overlap: float) -> list:
+    """Tile starts along one axis of ``length`` pixels: the first at 0, the last at ``length - size``,
+    spread evenly so that neighbours share at least ``overlap * size`` pixels. One tile when the axis
+    fits in one."""
+    if length <= size:
+        return [0]
+    stride = max(1, size - int(round(size * overlap)))  # the largest step keeping the overlap
+    n = math.ceil((length - size) / stride) + 1
+    # evenly spread, integer: overlaps differ by at most one pixel, none below the requested one
+    return [((length - size) * i) // (n - 1) for i in range(n)]
+
+
+def tile_grid(height: int, width: int, size: int, overlap: float) -> torch.Tensor:
+    """(T, 4) int64 windows xyxy covering the H x W image, row by row; each ``size`` x ``size`` (or the
+    image's side where it is smaller)."""
+    th, tw = min(size, height), min(size, width)
+    windows = [
+        [x0, y0, x0 + tw, y0 + th]
+        for y0 in axis_starts(height, size, overlap)
+        for x0 in axis_starts(width, size, overlap)
+    ]
+    return torch.tensor(windows, dtype=torch.int64).reshape(-1, 4)
+
+
+def cut_flags(
+    boxes: torch.Tensor, window: Sequence[int], image_hw: Sequence[int], margin: float
+) -> torch.Tensor:
+    """(D,) bool: whether each box (D, 4), in image pixels, reaches an interior edge of its ``window``
+    (an edge that is not the image's border) within ``margin`` pixels, i.e. may be a cut piece."""
+    x0, y0, x1, y1 = (int(v) for v in window)
+    height, width = int(image_hw[0]), int(image_hw[1])
+    cut = torch.zeros(boxes.shape[0], dtype=torch.bool)
+    if x0 > 0:
+        cut |= boxes[:, 0].cpu() <= x0 + margin
+    if y0 > 0:
+        cut |= boxes[:, 1].cpu() <= y0 + margin
+    if x1 < width:
+        cut |= boxes[:, 2].cpu() >= x1 - margin
+    if y1 < height:
+        cut |= boxes[:, 3].cpu() >= y1 - margin
+    return cut
+
+
+# ---------------------------------------------------------------------------------------------
+# Box-local masks
+
+
+def local_masks(
+    mask_probs: torch.Tensor,
+    boxes: torch.Tensor,
+    image_hw: Sequence[int],
+    *,
+    method: str = "torchvision",
+    threshold: float = 0.5,
+) -> tuple:
+    """The masks ``paste_masks_in_image(mask_probs, boxes, image_hw, threshold=threshold)`` would paste,
+    each cropped to its own extent: ``(origins (D, 2) int64 (y, x), bitmaps: D bool (h, w) tensors)``
+    on the CPU. A mask pasting nothing is a (0, 0) bitmap at (0, 0). Never holds an H x W mask per
+    detection (chunks of row bands, as ``ops.paste.paste_row_windows`` yields them)."""
+    from maskrcnn.ops.paste import paste_row_windows
+
+    n = boxes.shape[0]
+    origins = torch.zeros(n, 2, dtype=torch.int64)
+    bitmaps = [torch.zeros(0, 0, dtype=torch.bool)] * n
+    chunks = paste_row_windows(mask_probs, boxes, image_hw, method=method, threshold=threshold)
+    for idx, rows, window in chunks:
+        window = window.cpu()  # (B, L, W) bool, rows rows[b] of the image
+        cols_on = window.any(dim=1)  # (B, W)
+        rows_on = window.any(dim=2)  # (B, L)
+        for b, i in enumerate(idx.tolist()):
+            xs = torch.nonzero(cols_on[b]).flatten()
+            if xs.numel() == 0:
+                continue
+            ys = torch.nonzero(rows_on[b]).flatten()
+            r0, r1, c0, c1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+            bitmaps[i] = window[b, r0:r1, c0:c1].clone()  # (h, w), a copy: the band is dropped
+            origins[i] = torch.tensor([int(rows[b, 0]) + r0, c0])
+    return origins, bitmaps
+
+
+def _bitmap_box(origin: torch.Tensor, bitmap: torch.Tensor) -> tuple:
+    """A bitmap's extent xyxy in image pixels (ints)."""
+    y0, x0 = int(origin[0]), int(origin[1])
+    return x0, y0, x0 + bitmap.shape[1], y0 + bitmap.shape[0]
+
+
+def _crop(origin, bitmap: torch.Tensor, region: Sequence[int]) -> tuple:
+    """The part of a box-local bitmap inside ``region`` (xyxy ints): (its extent xyxy, bitmap view)."""
+    bx0, by0, bx1, by1 = _bitmap_box(origin, bitmap)
+    x0, y0 = max(bx0, region[0]), max(by0, region[1])
+    x1, y1 = min(bx1, region[2]), min(by1, region[3])
+    if x1 <= x0 or y1 <= y0:
+        return (x0, y0, x0, y0), bitmap[:0, :0]
+    return (x0, y0, x1, y1), bitmap[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+
+
+def _mask_overlap(oi, bi, oj, bj, region: Sequence[int]) -> tuple:
+    """(intersection, area i, area j) in pixels of two box-local masks inside ``region``."""
+    (ax0, ay0, ax1, ay1), a = _crop(oi, bi, region)
+    (cx0, cy0, cx1, cy1), c = _crop(oj, bj, region)
+    area_a, area_c = int(torch.count_nonzero(a)), int(torch.count_nonzero(c))
+    x0, y0, x1, y1 = max(ax0, cx0), max(ay0, cy0), min(ax1, cx1), min(ay1, cy1)
+    if x1 <= x0 or y1 <= y0:
+        return 0, area_a, area_c
+    inter = a[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0] & c[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+    return int(torch.count_nonzero(inter)), area_a, area_c
+
+
+def _union_masks(origins: torch.Tensor, bitmaps: list) -> tuple:
+    """The union of box-local masks: (origin (2,) int64, bitmap (h, w) over their joint extent)."""
+    boxes = [_bitmap_box(o, b) for o, b in zip(origins, bitmaps) if b.numel() > 0]
+    if not boxes:
+        return torch.zeros(2, dtype=torch.int64), torch.zeros(0, 0, dtype=torch.bool)
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    out = torch.zeros(y1 - y0, x1 - x0, dtype=torch.bool)
+    for o, b in zip(origins, bitmaps):
+        if b.numel() > 0:
+            bx0, by0, bx1, by1 = _bitmap_box(o, b)
+            out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] |= b
+    return torch.tensor([y0, x0], dtype=torch.int64), out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pools of detections: a dict of ``boxes`` (D, 4) float32, ``scores`` (D,), ``labels`` (D,) int64,
+# ``windows`` (D, 4) int64 (the source's window), ``cut`` (D,) bool, ``source`` (D,) int64, and for
+# mask models ``origins`` (D, 2) int64 (y, x) with ``bitmaps`` (a list of D (h, w) bool tensors), for
+# keypoint models ``keypoints`` (D, J, 3) and ``keypoint_scores`` (D, J). All on the CPU.
+
+
+def shift_to_image(
+    det: dict, window: Sequence[int], image_hw: Sequence[int], *, source: int, margin: float
+) -> dict:
+    """One source's detections in its window's pixels (``boxes`` (D, 4), ``scores``, ``labels``,
+    optionally ``origins`` / ``bitmaps`` from ``local_masks`` and ``keypoints``) -> a pool in image
+    pixels, with the window, the source index and the cut flags."""
+    x0, y0 = int(window[0]), int(window[1])
+    boxes = det["boxes"].float().cpu() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)  # (D, 4)
+    n = boxes.shape[0]
+    pool = {
+        "boxes": boxes,
+        "scores": det["scores"].float().cpu(),
+        "labels": det["labels"].long().cpu(),
+        "windows": torch.tensor([int(v) for v in window], dtype=torch.int64).expand(n, 4).clone(),
+        "cut": cut_flags(boxes, window, image_hw, margin),
+        "source": torch.full((n,), int(source), dtype=torch.int64),
+    }
+    if "bitmaps" in det:
+        pool["origins"] = det["origins"].cpu() + torch.tensor([y0, x0], dtype=torch.int64)
+        pool["bitmaps"] = list(det["bitmaps"])
+    if "keypoints" in det:
+        kps = det["keypoints"].float().cpu().clone()  # (D, J, 3) x, y, visibility
+        kps[..., 0] += x0
+        kps[..., 1] += y0
+        pool["keypoints"] = kps
+        pool["keypoint_scores"] = det["keypoint_scores"].float().cpu()
+    return pool
+
+
+def concat_pools(pools: Sequence[dict]) -> dict:
+    """One pool from several (the keys of the first)."""
+    out = {}
+    for key in pools[0]:
+        if key == "bitmaps":
+            out[key] = [b for p in pools for b in p[key]]
+        else:
+            out[key] = torch.cat([p[key] for p in pools])
+    return out
+
+
+def _select(pool: dict, keep: torch.Tensor) -> dict:
+    """The pool's detections at indices ``keep`` (D',) int64."""
+    out = {k: v[keep] for k, v in pool.items() if k != "bitmaps"}
+    if "bitmaps" in pool:
+        out["bitmaps"] = [pool["bitmaps"][i] for i in keep.tolist()]
+    return out
+
+
+def top_detections(pool: dict, k: int) -> dict:
+    """The ``k`` best by score, in decreasing order (stable: equal scores keep their order)."""
+    order = torch.sort(pool["scores"], descending=True, stable=True).indices[: int(k)]
+    return _select(pool, order)
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging
+
+
+def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.Tensor, rows: int = 512):
+    """Pairs (i < j) of different sources whose boxes, clipped to the window both sources saw,
+    intersect: (I,), (I,) int64. Done in row chunks: (rows, D) at a time, never (D, D) at once."""
+    n = boxes.shape[0]
+    out_i, out_j = [], []
+    for start in range(0, n, rows):
+        bi = boxes[start : start + rows, None]  # (r, 1, 4)
+        wi = windows[start : start + rows, None].float()  # (r, 1, 4)
+        wj = windows[None].float()  # (1, D, 4)
+        region_lo = torch.maximum(wi[..., :2], wj[..., :2])  # (r, D, 2) the shared window
+        region_hi = torch.minimum(wi[..., 2:], wj[..., 2:])
+        lo = torch.maximum(torch.maximum(bi[..., :2], boxes[None, :, :2]), region_lo)  # (r, D, 2)
+        hi = torch.minimum(torch.minimum(bi[..., 2:], boxes[None, :, 2:]), region_hi)
+        meets = ((hi - lo) > 0).all(dim=-1)  # (r, D)
+        ii = torch.arange(start, min(start + rows, n))[:, None]
+        meets &= (source[start : start + rows, None] != source[None]) & (ii < torch.arange(n)[None])
+        i, j = torch.nonzero(meets, as_tuple=True)
+        out_i.append(i + start)
+        out_j.append(j)
+    if not out_i:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    return torch.cat(out_i), torch.cat(out_j)
+
+
+_FAR = 1 << 62  # beyond any image, as an int (regions are sliced with)
+
+
+def _box_area(x0, y0, x1, y1) -> float:
+    return max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+
+
+def _overlap(pool: dict, i: int, j: int) -> float:
+    """How much detections i and j are one object: IoU of two whole ones; of a cut one, intersection
+    over the smaller inside the window both sources share. On masks when the pool has them."""
+    cut = bool(pool["cut"][i]) or bool(pool["cut"][j])
+    if cut:
+        wi, wj = pool["windows"][i].tolist(), pool["windows"][j].tolist()
+        region = [max(wi[0], wj[0]), max(wi[1], wj[1]), min(wi[2], wj[2]), min(wi[3], wj[3])]
+    else:
+        region = [-_FAR, -_FAR, _FAR, _FAR]  # everywhere
+    if "bitmaps" in pool:
+        inter, a, b = _mask_overlap(pool["origins"][i], pool["bitmaps"][i], pool["origins"][j],
+                                    pool["bitmaps"][j], region)
+    else:
+        bi, bj = pool["boxes"][i].tolist(), pool["boxes"][j].tolist()
+        ci = [max(bi[0], region[0]), max(bi[1], region[1]), min(bi[2], region[2]), min(bi[3], region[3])]
+        cj = [max(bj[0], region[0]), max(bj[1], region[1]), min(bj[2], region[2]), min(bj[3], region[3])]
+        a, b = _box_area(*ci), _box_area(*cj)
+        inter = _box_area(max(ci[0], cj[0]), max(ci[1], cj[1]), min(ci[2], cj[2]), min(ci[3], cj[3]))
+    if inter <= 0:
+        return 0.0
+    return inter / min(a, b) if cut else inter / (a + b - inter)
+
+
+def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
+    """Merge a pool of detections from tiles (and the whole image) into one detection per object,
+    class by class (the module docstring says how and why). Returns a pool (``windows``, ``cut`` and
+    ``source`` those of each group's leader), in leader order: whole detections by score, then the
+    merged cut pieces by score."""
+    n = pool["boxes"].shape[0]
+    if n == 0:
+        return pool
+    labels = pool["labels"]
+    # matches: i -> {j: overlap}, same class, different sources, overlap >= match_thresh
+    matches = [dict() for _ in range(n)]
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()  # (Dc,)
+        ii, jj = _candidate_pairs(pool["boxes"][members], pool["windows"][members], pool["source"][members])
+        for a, b in zip(members[ii].tolist(), members[jj].tolist()):
+            value = _overlap(pool, a, b)
+            if value >= match_thresh:
+                matches[a][b] = value
+                matches[b][a] = value
+    # leaders: whole detections first, each by decreasing score (stable: ties keep pool order)
+    by_score = torch.sort(pool["scores"], descending=True, stable=True).indices
+    order = by_score[torch.sort(pool["cut"][by_score].to(torch.int8), stable=True).indices].tolist()
+    source = pool["source"].tolist()
+    cut = pool["cut"].tolist()
+    group = [-1] * n
+    groups = []  # (leader, [members]) in leader order
+
+    def best_per_source(candidates: dict, taken_sources: set) -> list:
+        """The best-matching unassigned candidate of each source not yet in the group."""
+        best = {}
+        for j, value in candidates.items():
+            if group[j] < 0 and source[j] not in taken_sources:
+                if source[j] not in best or value > best[source[j]][1]:
+                    best[source[j]] = (j, value)
+        return [j for j, _ in best.values()]
+
+    for leader in order:
+        if group[leader] >= 0:
+            continue
+        gid = len(groups)
+        group[leader] = gid
+        members, taken = [leader], {source[leader]}
+        frontier = [leader]
+        while frontier:
+            candidates = {}
+            for m in frontier:
+                for j, value in matches[m].items():
+                    candidates[j] = max(value, candidates.get(j, 0.0))
+            new = best_per_source(candidates, taken)
+            for j in new:
+                group[j] = gid
+                taken.add(source[j])
+            members.extend(new)
+            # a whole detection absorbs its direct matches only (it is kept as it is); cut pieces
+            # chain, since an object wider than a tile is cut in several and no one piece meets all
+            frontier = new if cut[leader] else []
+        groups.append((leader, members))
+    return _merge_groups(pool, groups)
+
+
+def _merge_groups(pool: dict, groups: list) -> dict:
+    """One detection per group: a whole leader kept as it is; cut pieces as their union."""
+    leaders = torch.tensor([g[0] for g in groups], dtype=torch.int64)
+    out = _select(pool, leaders)
+    for k, (leader, members) in enumerate(groups):
+        if not bool(pool["cut"][leader]) or len(members) == 1:
+            continue
+        idx = torch.tensor(members, dtype=torch.int64)
+        boxes = pool["boxes"][idx]  # (G, 4) the pieces
+        out["boxes"][k] = torch.cat([boxes[:, :2].min(dim=0).values, boxes[:, 2:].max(dim=0).values])
+        out["scores"][k] = pool["scores"][idx].max()
+        if "bitmaps" in pool:
+            origin, bitmap = _union_masks(pool["origins"][idx], [pool["bitmaps"][i] for i in members])
+            out["origins"][k] = origin
+            out["bitmaps"][k] = bitmap
+        if "keypoints" in pool:
+            best = pool["keypoint_scores"][idx].argmax(dim=0)  # (J,) the piece most sure of each joint
+            joints = torch.arange(best.shape[0])
+            out["keypoints"][k] = pool["keypoints"][idx][best, joints]  # (J, 3)
+            out["keypoint_scores"][k] = pool["keypoint_scores"][idx][best, joints]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+
+def local_masks_to_dense(origins: torch.Tensor, bitmaps: list, image_hw: Sequence[int]) -> torch.Tensor:
+    """(D, H, W) bool masks from box-local ones."""
+    from maskrcnn.ops.paste import _zeros
+
+    height, width = int(image_hw[0]), int(image_hw[1])
+    out = _zeros(len(bitmaps), height, width, dtype=torch.bool, device="cpu")
+    for d, (origin, bitmap) in enumerate(zip(origins, bitmaps)):
+        if bitmap.numel() > 0:
+            x0, y0, x1, y1 = _bitmap_box(origin, bitmap)
+            out[d, y0:y1, x0:x1] = bitmap
+    return out
+
+
+def local_masks_to_rles(origins: torch.Tensor, bitmaps: list, image_hw: Sequence[int]) -> list:
+    """COCO compressed RLE dicts ({"size": [H, W], "counts": str}) of box-local masks, equal to those of
+    ``local_masks_to_dense``; one detection's band of rows (h, W) at a time, never an H x W mask."""
+    from maskrcnn.data.mask_codec import compress_runs, row_windows_to_runs
+
+    height, width = int(image_hw[0]), int(image_hw[1])
+    runs = []
+    for origin, bitmap in zip(origins, bitmaps):
+        if bitmap.numel() == 0:
+            runs.append(np.array([height * width], dtype=np.int64))
+            continue
+        x0, y0, x1, y1 = _bitmap_box(origin, bitmap)
+        band = torch.zeros(1, y1 - y0, width, dtype=torch.bool)  # (1, h, W) the rows the mask covers
+        band[0, :, x0:x1] = bitmap
+        runs.extend(row_windows_to_runs(band, torch.tensor([y0]), height))
+    return compress_runs(runs, height, width)

@@ -1,0 +1,219 @@
+"""``engine.tiling``: the tile grid, box-local masks, and the merging of tiles' detections, on hand-made
+detections whose right answer is known."""
+
+import pytest
+import torch
+
+from maskrcnn.data.mask_codec import masks_to_rles
+from maskrcnn.engine.tiling import (
+    TileOptions,
+    as_tile_options,
+    axis_starts,
+    concat_pools,
+    cut_flags,
+    local_masks,
+    local_masks_to_dense,
+    local_masks_to_rles,
+    merge_detections,
+    shift_to_image,
+    tile_grid,
+    top_detections,
+)
+from maskrcnn.ops.paste import paste_masks_in_image
+
+# ------------------------------------------------------------------------------------------------
+# grid
+
+
+@pytest.mark.parametrize("length, size, overlap", [(1000, 256, 0.2), (1001, 256, 0.0), (257, 256, 0.5),
+                                                   (4000, 1024, 0.25), (300, 100, 0.9)])
+def test_axis_starts_cover_with_the_overlap_and_meet_both_edges(length, size, overlap):
+    starts = axis_starts(length, size, overlap)
+    assert starts[0] == 0 and starts[-1] == length - size  # aligned to both edges, never beyond
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(0 < g <= size - round(size * overlap) for g in gaps)  # overlap at least the requested
+    assert max(gaps) - min(gaps) <= 1  # spread evenly
+    covered = torch.zeros(length, dtype=torch.int64)
+    for s in starts:
+        covered[s : s + size] += 1
+    assert covered.min() >= 1
+
+
+def test_tile_grid_covers_the_image_with_equal_tiles_inside_it():
+    windows = tile_grid(700, 1000, 256, 0.2)  # (T, 4) xyxy
+    assert windows.shape == (len(axis_starts(700, 256, 0.2)) * len(axis_starts(1000, 256, 0.2)), 4)
+    assert ((windows[:, 2] - windows[:, 0]) == 256).all() and ((windows[:, 3] - windows[:, 1]) == 256).all()
+    assert windows[:, :2].min() == 0 and windows[:, 2].max() == 1000 and windows[:, 3].max() == 700
+    covered = torch.zeros(700, 1000, dtype=torch.int64)
+    for x0, y0, x1, y1 in windows.tolist():
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1
+    assert covered.max() == 4  # overlaps of 2 x 2 tiles at the corners
+
+
+def test_an_image_smaller_than_a_tile_is_one_tile():
+    assert tile_grid(90, 120, 256, 0.2).tolist() == [[0, 0, 120, 90]]
+    assert tile_grid(100, 600, 256, 0.0).tolist() == [
+        [0, 0, 256, 100], [172, 0, 428, 100], [344, 0, 600, 100]]  # spread evenly, the last at the edge
+
+
+def test_tile_options_refuse_bad_values():
+    with pytest.raises(ValueError, match="tile size must be an integer >= 32"):
+        TileOptions(size=16)
+    with pytest.raises(ValueError, match="tile overlap must be a fraction in"):
+        TileOptions(size=256, overlap=1.0)
+    with pytest.raises(ValueError, match="tile scale must be a positive number"):
+        TileOptions(size=256, scale=0)
+    with pytest.raises(TypeError, match="tile must be None, a tile size"):
+        as_tile_options("big")
+    assert as_tile_options(512) == TileOptions(size=512, overlap=0.2, full_image=True)
+
+
+def test_cut_flags_only_for_interior_tile_edges():
+    boxes = torch.tensor([[0.0, 10, 20, 30],  # touches the image's left border: not cut
+                          [50, 10, 99, 30],  # reaches the tile's right edge (interior): cut
+                          [40, 40, 60, 60],  # inside: not cut
+                          [30, 97, 40, 100]])  # bottom edge of the tile is the image's border: not cut
+    assert cut_flags(boxes, [0, 0, 100, 100], (100, 300), margin=2).tolist() == [False, True, False, False]
+
+
+# ------------------------------------------------------------------------------------------------
+# box-local masks
+
+
+@pytest.mark.parametrize("method", ["torchvision", "grid_sample"])
+def test_local_masks_equal_the_pasted_masks(method):
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(6, 1, 28, 28, generator=g)
+    boxes = torch.tensor([[5.0, 7, 40, 30], [-10, -5, 20, 25], [50, 40, 90, 75], [60, 10, 61, 11],
+                          [30, 30, 30, 30], [70, 60, 130, 110]])  # partly outside, tiny, empty, outside
+    dense = paste_masks_in_image(probs, boxes, (80, 100), method=method, threshold=0.5)  # (D, H, W)
+    origins, bitmaps = local_masks(probs, boxes, (80, 100), method=method, threshold=0.5)
+    assert bitmaps[4].shape == (0, 0)
+    assert all(b.shape[0] * b.shape[1] < 80 * 100 for b in bitmaps)  # each only its own extent
+    assert torch.equal(local_masks_to_dense(origins, bitmaps, (80, 100)), dense)
+    assert local_masks_to_rles(origins, bitmaps, (80, 100)) == masks_to_rles(dense)
+
+
+# ------------------------------------------------------------------------------------------------
+# merging: an image 100 x 200 (H x W), tile A = [0, 120) and tile B = [80, 200) in x, full height
+
+
+H, W = 100, 200
+TILE_A, TILE_B = [0, 0, 120, 100], [80, 0, 200, 100]
+
+
+def _rect_det(rects, window, label=1):
+    """A tile's detections of filled rectangles (x0, y0, x1, y1, score) given in image pixels, as the
+    tile saw them: clipped to the window, in the window's pixels, masks box-local."""
+    x0, y0, x1, y1 = window
+    boxes, scores, origins, bitmaps = [], [], [], []
+    for rx0, ry0, rx1, ry1, score in rects:
+        cx0, cy0, cx1, cy1 = max(rx0, x0), max(ry0, y0), min(rx1, x1), min(ry1, y1)
+        boxes.append([cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0])
+        scores.append(score)
+        origins.append([cy0 - y0, cx0 - x0])
+        bitmaps.append(torch.ones(cy1 - cy0, cx1 - cx0, dtype=torch.bool))
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "scores": torch.tensor(scores),
+            "labels": torch.full((len(rects),), label), "origins": torch.tensor(origins).reshape(-1, 2),
+            "bitmaps": bitmaps}
+
+
+def _pool(*parts):
+    """parts: (det, window); each part its own source."""
+    return concat_pools([shift_to_image(det, window, (H, W), source=s, margin=2)
+                         for s, (det, window) in enumerate(parts)])
+
+
+def _dense(pool):
+    return local_masks_to_dense(pool["origins"], pool["bitmaps"], (H, W))
+
+
+def _filled(x0, y0, x1, y1):
+    out = torch.zeros(H, W, dtype=torch.bool)
+    out[y0:y1, x0:x1] = True
+    return out
+
+
+def test_an_object_cut_by_the_tile_edges_comes_out_once_with_its_union_mask_and_full_box():
+    # one object x 60..140: tile A sees 60..120 (cut at its right edge), tile B 80..140 (cut at its left)
+    pool = _pool((_rect_det([(60, 30, 140, 60, 0.8)], TILE_A), TILE_A),
+                 (_rect_det([(60, 30, 140, 60, 0.7)], TILE_B), TILE_B))
+    assert pool["cut"].tolist() == [True, True]
+    merged = merge_detections(pool)
+    assert merged["boxes"].tolist() == [[60.0, 30.0, 140.0, 60.0]]
+    assert merged["scores"].tolist() == [pytest.approx(0.8)]
+    assert torch.equal(_dense(merged)[0], _filled(60, 30, 140, 60))
+
+
+def test_boxes_alone_merge_cut_pieces_too():
+    pool = _pool((_rect_det([(60, 30, 140, 60, 0.8)], TILE_A), TILE_A),
+                 (_rect_det([(60, 30, 140, 60, 0.7)], TILE_B), TILE_B))
+    for key in ("origins", "bitmaps"):
+        del pool[key]
+    assert merge_detections(pool)["boxes"].tolist() == [[60.0, 30.0, 140.0, 60.0]]
+
+
+def test_two_nearby_objects_stay_two_and_duplicates_in_the_overlap_go():
+    # both in the overlap (x 80..120), seen whole by both tiles: four detections, two objects
+    objects = [(84, 10, 98, 40, 0.9), (100, 10, 114, 40, 0.6)]
+    pool = _pool((_rect_det(objects, TILE_A), TILE_A), (_rect_det(objects, TILE_B), TILE_B))
+    assert not pool["cut"].any()
+    merged = merge_detections(pool)
+    assert sorted(merged["boxes"].tolist()) == [[84.0, 10.0, 98.0, 40.0], [100.0, 10.0, 114.0, 40.0]]
+
+
+def test_overlapping_boxes_of_separate_masks_stay_two():
+    # an L-shaped mask and a square in its corner: boxes overlap (IoS 1), masks do not
+    det_a = _rect_det([(84, 10, 114, 40, 0.9)], TILE_A)
+    det_a["bitmaps"][0][6:, 6:] = False  # the L: the square's area removed
+    det_b = _rect_det([(90, 16, 114, 40, 0.8)], TILE_B)
+    merged = merge_detections(_pool((det_a, TILE_A), (det_b, TILE_B)))
+    assert merged["boxes"].shape[0] == 2
+
+
+def test_classes_are_never_merged():
+    pool = _pool((_rect_det([(60, 30, 140, 60, 0.8)], TILE_A, label=1), TILE_A),
+                 (_rect_det([(60, 30, 140, 60, 0.7)], TILE_B, label=2), TILE_B))
+    merged = merge_detections(pool)
+    assert sorted(merged["labels"].tolist()) == [1, 2]
+    assert sorted(merged["boxes"].tolist()) == [[60.0, 30.0, 120.0, 60.0], [80.0, 30.0, 140.0, 60.0]]
+
+
+def test_a_whole_detection_is_kept_as_it_is_over_the_cut_pieces():
+    # the whole image saw the object whole (a coarser mask: one row short); the tiles saw pieces
+    whole = _rect_det([(60, 30, 140, 59, 0.6)], [0, 0, W, H])
+    pool = _pool((_rect_det([(60, 30, 140, 60, 0.8)], TILE_A), TILE_A),
+                 (_rect_det([(60, 30, 140, 60, 0.7)], TILE_B), TILE_B), (whole, [0, 0, W, H]))
+    merged = merge_detections(pool)
+    assert merged["boxes"].tolist() == [[60.0, 30.0, 140.0, 59.0]]
+    assert merged["scores"].tolist() == [pytest.approx(0.6)]
+    assert torch.equal(_dense(merged)[0], _filled(60, 30, 140, 59))
+
+
+def test_pieces_of_an_object_wider_than_a_tile_chain_across_three_tiles():
+    windows = [[0, 0, 80, 100], [60, 0, 140, 100], [120, 0, 200, 100]]
+    parts = [(_rect_det([(20, 40, 180, 50, 0.5 + 0.1 * i)], w), w) for i, w in enumerate(windows)]
+    merged = merge_detections(_pool(*parts))  # the middle piece is cut on both sides
+    assert merged["boxes"].tolist() == [[20.0, 40.0, 180.0, 50.0]]
+    assert torch.equal(_dense(merged)[0], _filled(20, 40, 180, 50))
+
+
+def test_a_small_object_inside_a_large_ones_box_is_not_swallowed():
+    # both tiles see a big object (cut) with a hole and a small one in the hole, inside the overlap
+    big, small = (30, 10, 150, 90, 0.9), (100, 40, 110, 50, 0.8)
+    det_a, det_b = _rect_det([big, small], TILE_A), _rect_det([big, small], TILE_B)
+    det_a["bitmaps"][0][30:40, 70:80] = False  # the big object's mask leaves the small one out
+    det_b["bitmaps"][0][30:40, 20:30] = False  # (its piece in B starts at x = 80)
+    pool = _pool((det_a, TILE_A), (det_b, TILE_B))
+    assert pool["cut"].tolist() == [True, False, True, False]
+    merged = merge_detections(pool)
+    assert sorted(merged["boxes"].tolist()) == [[30.0, 10.0, 150.0, 90.0], [100.0, 40.0, 110.0, 50.0]]
+
+
+def test_top_detections_keeps_the_best_in_order():
+    rects = [(0, 0, 10, 10, 0.2), (20, 0, 30, 10, 0.9), (40, 0, 50, 10, 0.5)]
+    pool = _pool((_rect_det(rects, TILE_A), TILE_A))
+    top = top_detections(merge_detections(pool), 2)
+    assert top["scores"].tolist() == [pytest.approx(0.9), pytest.approx(0.5)]
+    assert len(top["bitmaps"]) == 2 and top["bitmaps"][0].shape == (10, 10)
