@@ -186,6 +186,11 @@ def test_a_loss_exploding_yet_finite_stops_and_keeps_the_last_good_checkpoint(tm
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_0000002.pth"]
     ck = load_checkpoint(tmp_path / "model_0000002.pth")
     assert ck["iteration"] == 2 and ck["divergence"] == {"history": [losses[1], losses[2]], "streak": 0}
+    # a checkpoint written at iteration 3 holds the weights that gave the first exploded loss: said so
+    with pytest.raises(DivergenceError) as info:
+        toy.main(["--out", str(tmp_path / "p3"), "--iters", "30", "--period", "3", "--lr", "100"])
+    assert (f"the last good checkpoint is {tmp_path / 'p3' / 'model_0000003.pth'} (written just before the "
+            "first exploded loss: if it diverges again, use the one before)") in str(info.value)
 
 
 def test_a_normal_noisy_run_is_not_stopped_and_factor_0_turns_the_guard_off(tmp_path, toy):
