@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
-        help=f"most open connections; a request past them gets a 503 (default {DEFAULT_MAX_CONNECTIONS})",
+        help=f"a request that finds this many connections open (its own included) gets a 503 (default "
+        f"{DEFAULT_MAX_CONNECTIONS})",
     )  # fmt: skip
     parser.add_argument(
         "--score-thresh", type=float, default=None,
