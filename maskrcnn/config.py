@@ -163,6 +163,12 @@ class SolverConfig:
     eval_period: int = 0  # 0: evaluate only at the end
     amp: bool = False  # float16 autocast on CUDA, bfloat16 on CPU
     log_period: int = 20
+    # Divergence guard (engine/divergence.py): a total loss above divergence_factor x its
+    # median over the last divergence_window iterations, for divergence_patience iterations in a row,
+    # stops the run (a too-high lr makes it explode to 1e4..1e8 yet stay finite); 0 turns it off.
+    divergence_factor: float = 20.0
+    divergence_window: int = 20
+    divergence_patience: int = 5
 
 
 @dataclass
@@ -492,6 +498,10 @@ _RANGES = {
     "solver.checkpoint_period": (_non_negative, ">= 0"),
     "solver.eval_period": (_non_negative, ">= 0"),
     "solver.log_period": (_positive, "> 0"),
+    # below 1 would stop a run whose loss merely stays where it is
+    "solver.divergence_factor": (lambda v: v == 0 or _positive(v - 1), "0 (off) or a finite number > 1"),
+    "solver.divergence_window": (_positive, "> 0"),
+    "solver.divergence_patience": (_positive, "> 0"),
     "data.num_workers": (_non_negative, ">= 0"),
 }
 

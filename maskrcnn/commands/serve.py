@@ -2,10 +2,13 @@
 
     maskrcnn serve --weights CKPT [--host 127.0.0.1] [--port 8000] [--batch-size N]
                    [--max-upload-mb MB] [--max-pixels N] [--max-queue N] [--device D] [--score-thresh T]
+                   [--upload-timeout S] [--request-timeout S] [--keep-alive-timeout S] [--max-connections N]
 
 Endpoints (``maskrcnn.serve.app``): ``GET /`` the page, ``POST /predict`` an image -> COCO-format JSON,
 ``GET /health``. Binds to localhost unless ``--host`` says otherwise: the server has no authentication,
 so exposing it is a deliberate choice. Needs the ``serve`` extra (``pip install maskrcnn[serve]``).
+Time limits and the connection cap: ``maskrcnn.serve.app`` (body, queue and model) and
+``maskrcnn.serve.server`` (headers, keep-alive, connections).
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ HELP = "serve a model over HTTP: POST /predict, GET /health and a web page at /"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+    from maskrcnn.serve import (
+        DEFAULT_KEEP_ALIVE_S,
+        DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_PENDING,
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_MAX_UPLOAD_BYTES,
+        DEFAULT_REQUEST_TIMEOUT_S,
+        DEFAULT_UPLOAD_TIMEOUT_S,
+    )
 
     parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
@@ -48,6 +59,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-queue", type=int, default=DEFAULT_MAX_PENDING,
         help=f"most requests served at once, from their upload's first byte; more get a 503 "
         f"(default {DEFAULT_MAX_PENDING})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--upload-timeout", type=float, default=DEFAULT_UPLOAD_TIMEOUT_S, metavar="S",
+        help=f"seconds a client has to send a request's headers, then as many for its body; past them a "
+        f"408 and the connection is closed (stops slow uploads holding connections; default "
+        f"{DEFAULT_UPLOAD_TIMEOUT_S:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S, metavar="S",
+        help=f"seconds a request may wait in the queue and be in the model: past them a 503 (still queued: "
+        f"dropped, never run) or 504 (default {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE_S, metavar="S",
+        help=f"an idle connection is closed this long after its answer (default {DEFAULT_KEEP_ALIVE_S:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+        help=f"a request that finds this many connections open (its own included) gets a 503 (default "
+        f"{DEFAULT_MAX_CONNECTIONS})",
     )  # fmt: skip
     parser.add_argument(
         "--score-thresh", type=float, default=None,
@@ -113,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_queue < 1:
         raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
+    for option in ("upload_timeout", "request_timeout", "keep_alive_timeout", "max_connections"):
+        value = getattr(args, option)
+        if not 0 < value < float("inf"):  # also refuses NaN
+            what = "a whole number" if option == "max_connections" else "a finite number of seconds"
+            raise ValueError(f"--{option.replace('_', '-')} must be {what} > 0, got {value}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     # Bound before the model loads: a port in use is said at once, and the address printed is the
@@ -125,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import Predictor
+    from maskrcnn.serve.server import uvicorn_config
 
     predictor = Predictor.from_weights(
         args.weights,
@@ -142,6 +179,8 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn) -
         max_pixels=args.max_pixels,
         max_wait_s=args.max_wait_ms / 1000.0,
         max_pending=args.max_queue,
+        upload_timeout_s=args.upload_timeout,
+        request_timeout_s=args.request_timeout,
         weights_name=Path(args.weights).name,
     )
     if not _is_loopback(args.host):
@@ -157,5 +196,12 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn) -
         f"batch size {args.batch_size}; open http://{host}:{port}/ (Ctrl-C stops)",
         file=sys.stderr,
     )
-    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    config = uvicorn_config(
+        app,
+        upload_timeout_s=args.upload_timeout,
+        keep_alive_s=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        log_level="info",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

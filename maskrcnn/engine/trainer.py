@@ -6,6 +6,13 @@ naming the iteration and the terms; the last good checkpoint stays; weights gone
 loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
 float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log.
 
+Divergence without NaN (``engine/divergence.py``): a total loss above
+``solver.divergence_factor`` x the median of the last ``solver.divergence_window`` iterations for
+``solver.divergence_patience`` iterations in a row stops the run with ``DivergenceError`` (the iteration,
+the loss against the median, the learning rate, what to try). A periodic checkpoint due while the loss is
+above the threshold is put off until the loss is back under it, so the exploded state is never saved and
+the last checkpoint is the last good one. The guard's history is part of the checkpoint (exact resume).
+
 Exact resume: a checkpoint holds model, optimizer, scheduler, GradScaler, the number of finished
 iterations, and the RNG states (torch CPU and CUDA, numpy, python). The batches are rebuilt by
 ``make_batches(start_iter)``, which must give the batches an uninterrupted run would have seen from that
@@ -38,6 +45,7 @@ from torch import nn
 
 from maskrcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from maskrcnn.engine import distributed as du
+from maskrcnn.engine.divergence import DivergenceGuard
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
 from maskrcnn.io_utils import atomic_write_bytes
@@ -48,6 +56,10 @@ FINAL_NAME = "model_final.pth"
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names the iteration and every term."""
+
+
+class DivergenceError(RuntimeError):
+    """The loss exploded (finite, but far above its recent median for several iterations)."""
 
 
 class CheckpointWriteError(RuntimeError):
@@ -174,6 +186,7 @@ class Trainer:
         find_unused_parameters: bool = False,
         plot: bool = True,
         seed: int = 0,
+        divergence_guard: Optional[DivergenceGuard] = None,
     ):
         self.device = torch.device(device)
         self.seed = int(seed)
@@ -215,6 +228,9 @@ class Trainer:
         self._stop_signal: Optional[int] = None
         self.last_eval: Optional[dict] = None
         self._saved_at = -1
+        # None: no divergence check (a finite loss, however large, trains on)
+        self.divergence = divergence_guard or DivergenceGuard(factor=0, window=1, patience=1)
+        self._checkpoint_put_off = False  # a periodic checkpoint fell due while the loss was exploding
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict:
@@ -225,6 +241,7 @@ class Trainer:
             "iteration": self.iteration,
             "rng": get_rng_state(),
             "data_state": {"start_iter": self.iteration},
+            "divergence": self.divergence.state_dict(),
             **self.checkpoint_extra,
         }
 
@@ -315,6 +332,7 @@ class Trainer:
         self.iteration = int(ckpt["iteration"])
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
+        self.divergence.load_state_dict(ckpt.get("divergence"))  # absent from older checkpoints
 
     # ------------------------------------------------------------------ signals
     @contextlib.contextmanager
@@ -386,6 +404,22 @@ class Trainer:
         self.scheduler.step()
         return values
 
+    def _divergence_text(self, loss: float) -> str:
+        g = self.divergence
+        since = self.iteration - g.streak + 1
+        kept = self._kept_checkpoint_text()
+        if self._saved_at == since - 1:
+            # its weights gave the first exploded loss: the step before it may have started the explosion
+            kept += " (written just before the first exploded loss: if it diverges again, use the one before)"
+        return (
+            f"training diverged at iteration {self.iteration}: the total loss has been above {g.factor:g}x "
+            f"its median over the last {len(g.history)} good iterations ({g.median:.4g}) since iteration "
+            f"{since}, {g.streak} iterations in a row (now {loss:.4g}; learning rate "
+            f"{self.optimizer.param_groups[0]['lr']:.4g}); not saved; {kept}. Try a lower solver.lr, a "
+            "longer solver.warmup_iters or gradient clipping (solver.clip_grad_norm), then train again or "
+            "--resume (solver.divergence_factor=0 turns this check off)"
+        )
+
     def _evaluate(self) -> None:
         if self.evaluate_fn is None:
             return
@@ -434,9 +468,18 @@ class Trainer:
                     iter_time=time.perf_counter() - t0 + data_time,
                     data_time=data_time,
                 )
+                # Every rank judges the same (all-reduced) values: all stop together.
+                total = sum(values.values())
+                if self.divergence.update(total):
+                    raise DivergenceError(self._divergence_text(total))
                 # The checkpoint before the evaluation: an evaluation that fails (out of memory, a bad
                 # validation image) must not cost the iterations since the last checkpoint.
                 if self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0:
+                    self._checkpoint_put_off = True
+                if self._checkpoint_put_off and self.divergence.streak == 0:
+                    # not while the loss is above the divergence threshold: those weights may be garbage,
+                    # and last_checkpoint would point --resume at them
+                    self._checkpoint_put_off = False
                     self.save()
                 if (
                     self.eval_period > 0
@@ -517,5 +560,10 @@ def build_trainer(
         evaluate_fn=evaluate_fn,
         eval_period=s.eval_period,
         seed=cfg.seed,
+        divergence_guard=DivergenceGuard(
+            factor=s.divergence_factor,
+            window=s.divergence_window,
+            patience=s.divergence_patience,
+        ),
         **kwargs,
     )

@@ -2,6 +2,8 @@
 
 - ``app.py``: the FastAPI application (``POST /predict``, ``GET /health``, ``GET /`` the page);
 - ``batching.py``: the queue that gathers concurrent requests into batches for one worker thread;
+- ``server.py``: the uvicorn settings ``maskrcnn serve`` runs with (a deadline for a request's headers,
+  keep-alive, a cap on connections);
 - ``static/``: the page (``index.html``, ``page.js``): choose or drop an image, see masks, boxes, labels
   and scores drawn on a canvas, filter them with a score slider, read them in a table.
 
@@ -9,7 +11,16 @@ Needs the ``serve`` extra (``pip install maskrcnn[serve]``: FastAPI, uvicorn, py
 Weights are loaded by ``maskrcnn.predictor.Predictor.from_weights``: a checkpoint or an ONNX file.
 """
 
-__all__ = ["DEFAULT_MAX_PENDING", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_BYTES", "create_app"]
+__all__ = [
+    "DEFAULT_KEEP_ALIVE_S",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_PENDING",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_REQUEST_TIMEOUT_S",
+    "DEFAULT_UPLOAD_TIMEOUT_S",
+    "create_app",
+]
 
 # Here rather than in app.py so that `maskrcnn serve --help` works without the optional dependencies.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -18,6 +29,16 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 16_000_000
 # Requests served at once (their upload being read, decoded, queued or in the model); more get a 503.
 DEFAULT_MAX_PENDING = 32
+# Seconds a client has to send a request's headers (from connecting, or from the previous answer) and then
+# its body: a client that trickles bytes (slowloris) or stalls holds a connection and its buffers for no
+# longer. nginx's default for each; 20 MiB in 60 s needs 2.8 Mbit/s (a slower link needs it raised).
+DEFAULT_UPLOAD_TIMEOUT_S = 60.0
+# Seconds a request may wait in the queue and be in the model before it is answered 503 / 504.
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+# uvicorn's: an idle connection is closed this many seconds after its last answer.
+DEFAULT_KEEP_ALIVE_S = 5.0
+# Open connections at most (uvicorn's limit_concurrency: a request past it gets a 503).
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 def create_app(*args, **kwargs):

@@ -20,14 +20,25 @@ Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
 bombs), more than ``max_pending`` requests at once (503); a model that gives NaN or infinity (which JSON
 cannot carry) is a 500 that says so. A request whose client disconnects while it waits for the model
-is dropped from the queue. Decoding and JSON encoding run in the server's thread pool; the model runs
-on the ``BatchQueue``'s one worker thread in batches of the predictor's ``batch_size``.
+is dropped from the queue.
+
+Time limits: a body not received within ``upload_timeout_s`` of the request's headers (a client that
+trickles it, slowloris, or stalls) is answered 408 and its connection closed; a request not answered
+within ``request_timeout_s`` of entering the queue is answered 503 if it was still waiting (it is taken
+out of the queue: the model never runs it) or 504 if the model had it (the forward cannot be stopped;
+its result is dropped). Both are counted in ``/health`` (``upload_timeouts``, ``request_timeouts``) and
+logged as warnings on the ``maskrcnn.serve`` logger. (Headers that never complete are the server's
+business: ``maskrcnn.serve.server``.)
+
+Decoding and JSON encoding run in the server's thread pool; the model runs on the ``BatchQueue``'s one
+worker thread in batches of the predictor's ``batch_size``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -42,7 +53,13 @@ from starlette.requests import ClientDisconnect
 
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
-from maskrcnn.serve import DEFAULT_MAX_PENDING, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from maskrcnn.serve import (
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_UPLOAD_TIMEOUT_S,
+)
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 
 __all__ = ["create_app", "filter_by_score"]
@@ -51,14 +68,18 @@ __all__ = ["create_app", "filter_by_score"]
 # which is still sending, receives the 413 instead of a reset connection.
 _DRAIN_BYTES = 64 * 1024 * 1024
 
+log = logging.getLogger("maskrcnn.serve")
+
 
 class RequestError(Exception):
     """A request the server refuses: HTTP status and a one-paragraph message."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, close: bool = False, counted: str = ""):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close  # answer with "Connection: close" (the rest of the body is never read)
+        self.counted = counted  # the /health counter it adds to, and a warning in the log ("": neither)
 
 
 def filter_by_score(det: dict, score_thresh: Optional[float]) -> dict:
@@ -128,6 +149,17 @@ async def _drain_body(request, limit: int) -> None:
             break
 
 
+async def _before(deadline: Optional[float], coro, expired: RequestError):
+    """``await coro``, or ``expired`` raised once the event loop's clock passes ``deadline`` (None: no
+    limit). On Python 3.9 and 3.10 too (no ``asyncio.timeout``)."""
+    if deadline is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+    except asyncio.TimeoutError:
+        raise expired from None
+
+
 async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     """-> (encoded image bytes, file name, [(form field, text)]) from a multipart form or a raw body."""
     ctype = request.headers.get("content-type", "").lower()
@@ -149,9 +181,12 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     return data, upload.filename or "upload", fields
 
 
-async def _result_unless_disconnected(request, future):
-    """The batch queue's result for this request; if the client goes away first, the queued work is
-    cancelled (the worker drops it before it costs a forward) and a ``RequestError`` ends the handler.
+async def _result_unless_disconnected(request, future, timeout_s: Optional[float] = None):
+    """The batch queue's result for this request; if the client goes away first, or no result comes within
+    ``timeout_s`` seconds (None: no limit), the queued work is cancelled (the worker drops it before it
+    costs a forward) and a ``RequestError`` ends the handler: 499 for a client gone, 503 for work that was
+    still queued, 504 for work the model had already taken (a forward cannot be stopped: its result is
+    dropped).
 
     Once the body is read, the ASGI server's next message is ``http.disconnect``, sent when the client
     closes the connection (or after the response)."""
@@ -163,10 +198,26 @@ async def _result_unless_disconnected(request, future):
 
     watch = asyncio.ensure_future(disconnected())
     try:
-        await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({result, watch}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         if result.done():
             return result.result()  # a model failure propagates: a 500, the server lives on
-        raise RequestError(499, "the client closed the connection before the answer")
+        if watch.done():
+            raise RequestError(499, "the client closed the connection before the answer")
+        if future.cancel():  # still queued: taken out, the model never runs it
+            raise RequestError(
+                503,
+                f"no answer within {timeout_s:g} s (--request-timeout): the request waited in the queue all "
+                "that time and was dropped before the model ran it; the server is busy, try again shortly",
+                counted="request_timeouts",
+            )
+        if future.done():  # finished just now (the asyncio wrapper learns of it a loop step later)
+            return future.result()
+        raise RequestError(
+            504,
+            f"no answer within {timeout_s:g} s (--request-timeout): the model was still running on this "
+            "image (its result is dropped); a smaller image or a faster device may help",
+            counted="request_timeouts",
+        )
     finally:  # also when this task is cancelled
         watch.cancel()
         if not result.done():
@@ -233,6 +284,8 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_wait_s: float = 0.01,
     max_pending: int = DEFAULT_MAX_PENDING,
+    upload_timeout_s: Optional[float] = DEFAULT_UPLOAD_TIMEOUT_S,
+    request_timeout_s: Optional[float] = DEFAULT_REQUEST_TIMEOUT_S,
     weights_name: str = "",
 ):
     """A FastAPI application serving ``predictor`` (its batch queue starts and stops with the app).
@@ -244,10 +297,17 @@ def create_app(
         max_wait_s: how long a batch waits for batch-mates once its first request is in.
         max_pending: most requests being read, decoded, waiting for or in the model; more get a 503 (this
             bounds the memory the server holds: decoded images and pasted masks).
+        upload_timeout_s: most seconds to receive a request's body, from its headers (408 past it);
+            None: no limit.
+        request_timeout_s: most seconds a request may wait in the queue and be in the model (503 / 504
+            past it); None: no limit.
         weights_name: shown by ``/health`` and the page.
     """
     if max_upload_bytes < 1 or max_pixels < 1:
         raise ValueError(f"max_upload_bytes and max_pixels must be >= 1: {max_upload_bytes}, {max_pixels}")
+    for name, value in (("upload_timeout_s", upload_timeout_s), ("request_timeout_s", request_timeout_s)):
+        if value is not None and not 0 < value < float("inf"):
+            raise ValueError(f"{name} must be a finite number of seconds > 0 (None: no limit), got {value}")
     batches = BatchQueue(
         predictor.predict_tensors,
         batch_size=predictor.batch_size,
@@ -272,10 +332,17 @@ def create_app(
     app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batches = batches
     app.state.in_flight = 0
+    # Counters for /health; maskrcnn.serve.server adds the connections closed for slow headers.
+    app.state.stats = {"upload_timeouts": 0, "request_timeouts": 0, "header_timeouts": 0}
 
     @app.exception_handler(RequestError)
     async def _refused(request, exc: RequestError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        if exc.counted:
+            app.state.stats[exc.counted] += 1
+            client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            log.warning("%s %s %s: %d %s", client, request.method, request.url.path, exc.status, exc.message)
+        headers = {"Connection": "close"} if exc.close else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _failed(request, exc: Exception):
@@ -297,6 +364,9 @@ def create_app(
             "categories": categories,
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
+            "upload_timeout_s": upload_timeout_s,
+            "request_timeout_s": request_timeout_s,
+            **app.state.stats,
         }
 
     @app.get("/")
@@ -314,16 +384,28 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         t0 = time.perf_counter()
+        # The body must be in by this time on the event loop's clock (the handler starts once the
+        # headers are in); a client that trickles it would otherwise hold its connection for ever.
+        deadline, too_slow = None, None
+        if upload_timeout_s is not None:
+            deadline = asyncio.get_running_loop().time() + upload_timeout_s
+            too_slow = RequestError(
+                408,
+                f"the request body was not received within {upload_timeout_s:g} s (--upload-timeout); "
+                "the connection is closed",
+                close=True,
+                counted="upload_timeouts",
+            )
         # The upload, the decoded image and the detections are the memory a request holds: at most
         # max_pending requests hold them, counted from their first byte read, so that a crowd of
         # uploads cannot take max_upload_bytes each (the count changes only on the event loop's
         # thread, so it needs no lock).
         if app.state.in_flight >= max_pending:
-            await _drain_body(request, max_upload_bytes + _DRAIN_BYTES)
+            await _before(deadline, _drain_body(request, max_upload_bytes + _DRAIN_BYTES), too_slow)
             raise RequestError(503, f"{max_pending} requests are already being served; try again shortly")
         app.state.in_flight += 1
         try:
-            body = await _read_body(request, max_upload_bytes)
+            body = await _before(deadline, _read_body(request, max_upload_bytes), too_slow)
             data, name, fields = await _image_from_request(request, body, max_upload_bytes)
             thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
             if not data:
@@ -346,7 +428,7 @@ def create_app(
                 future = batches.submit(image)
             except QueueFullError as e:
                 raise RequestError(503, str(e)) from None
-            det = await _result_unless_disconnected(request, future)
+            det = await _result_unless_disconnected(request, future, request_timeout_s)
             det = filter_by_score(det, thresh)
             H, W = image.shape[-2:]
             answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories}

@@ -53,7 +53,11 @@ def test_bad_yaml_file_is_refused_by_file_and_line_or_key(cli, tmp_path, case):
      ("model.roi_heads.score_thresh=1.5", "model.roi_heads.score_thresh must be in [0, 1]"),
      ("input.min_size=[800, 0]", "input.min_size must be > 0"),
      ("solver.steps=[1,", "config key 'solver.steps': invalid YAML"),
-     ("model.pixel_std=[0.2, 0.2, 0]", "model.pixel_std must be > 0")],
+     ("model.pixel_std=[0.2, 0.2, 0]", "model.pixel_std must be > 0"),
+     # 0.5 would stop a run whose loss merely stays where it is
+     ("solver.divergence_factor=0.5",
+      "solver.divergence_factor must be 0 (off) or a finite number > 1, got 0.5"),
+     ("solver.divergence_patience=0", "solver.divergence_patience must be > 0, got 0")],
 )  # fmt: skip
 def test_unusable_setting_is_refused_by_key_before_training(cli, tmp_path, setting, words):
     path, images, _ = coco_dataset(tmp_path)

@@ -56,11 +56,11 @@ def serve_predictor_rle(serve_checkpoint):
 
 @pytest.fixture
 def start_server():
-    """start_server(app) -> a RunningServer, stopped after the test."""
+    """start_server(app, **server_options) -> a RunningServer, stopped after the test."""
     servers = []
 
-    def start(app):
-        servers.append(RunningServer(app))
+    def start(app, **server_options):
+        servers.append(RunningServer(app, **server_options))
         return servers[-1]
 
     yield start

@@ -18,15 +18,23 @@ class RunningServer:
     Binding port 0 first means the port is known and free, and that connections made before uvicorn
     runs wait in the listen backlog instead of being refused: no polling for readiness."""
 
-    def __init__(self, app):
+    def __init__(self, app, **server_options):
+        """``server_options``: ``maskrcnn.serve.server.uvicorn_config``'s (``upload_timeout_s``, ...), to
+        run with the settings ``maskrcnn serve`` uses; none: uvicorn's defaults."""
         import uvicorn
+
+        from maskrcnn.serve.server import uvicorn_config
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        if server_options:
+            config = uvicorn_config(app, log_level="warning", lifespan="on", **server_options)
+        else:
+            config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
 

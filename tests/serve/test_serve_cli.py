@@ -29,6 +29,19 @@ def test_serve_refuses_missing_weights_and_bad_options(tmp_path, capsys):
     assert "--batch-size must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "option, value, words",
+    [("--upload-timeout", "0", "--upload-timeout must be a finite number of seconds > 0, got 0.0"),
+     ("--request-timeout", "-5", "--request-timeout must be a finite number of seconds > 0, got -5.0"),
+     ("--keep-alive-timeout", "nan", "--keep-alive-timeout must be a finite number of seconds > 0, got nan"),
+     ("--max-connections", "0", "--max-connections must be a whole number > 0, got 0")],
+)  # fmt: skip
+def test_time_limits_and_the_connection_cap_must_be_positive(tmp_path, capsys, option, value, words):
+    # refused before the port is bound or the (here missing) weights are read
+    assert main(["serve", "--weights", str(tmp_path / "nope.pth"), "--port", "0", option, value]) == 1
+    assert capsys.readouterr().err == f"maskrcnn serve: error: {words}\n"
+
+
 def test_a_port_in_use_is_one_line_before_the_model_loads(tmp_path, capsys):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Trainer mechanics on a toy model: exact resume after kill -9, NaN stop, DDP on gloo."""
+"""Trainer mechanics on a toy model: exact resume after kill -9, NaN stop, divergence stop, DDP on gloo."""
 
 import errno
 import os
@@ -17,7 +17,7 @@ import torch
 
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.engine.logger import read_metrics
-from maskrcnn.engine.trainer import NonFiniteLossError
+from maskrcnn.engine.trainer import DivergenceError, NonFiniteLossError
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "toy_train.py"
@@ -162,6 +162,49 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, toy
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000006.pth"
     assert load_checkpoint(tmp_path / "model_0000006.pth")["iteration"] == 6
     assert not (tmp_path / "model_final.pth").exists()
+
+
+def test_a_loss_exploding_yet_finite_stops_and_keeps_the_last_good_checkpoint(tmp_path, toy):
+    # lr 100 with the demo's gradient clipping: the loss leaps from 0.5 to 1e4..1e9, never NaN
+    with pytest.raises(DivergenceError) as info:
+        toy.main(["--out", str(tmp_path), "--iters", "30", "--period", "2", "--lr", "100"])
+    msg = str(info.value)
+    losses = {r["iteration"]: r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")}
+    assert sorted(losses) == list(range(1, 9))  # logged up to the iteration that stopped it
+    # iteration 3 is in the reference (too few losses to judge it); 4..8 are above 20x its median
+    median = sorted(losses[i] for i in (1, 2, 3))[1]
+    assert all(losses[i] > 20 * median for i in range(4, 9)) and losses[2] < 1.0
+    assert max(losses.values()) < float("inf")
+    assert msg.startswith("training diverged at iteration 8: the total loss has been above 20x its median "
+                          f"over the last 3 good iterations ({median:.4g}) since iteration 4, 5 iterations "
+                          f"in a row (now {losses[8]:.4g}; learning rate 100); not saved; ")
+    assert "solver.lr" in msg and "solver.warmup_iters" in msg and "solver.clip_grad_norm" in msg
+    # the checkpoints due at 4, 6 and 8 (inside the explosion) were put off, never written
+    assert f"the last good checkpoint is {tmp_path / 'model_0000002.pth'}" in msg
+    assert "written just before the first exploded loss" not in msg  # loss 3 is not judged exploded
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000002.pth"
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_0000002.pth"]
+    ck = load_checkpoint(tmp_path / "model_0000002.pth")
+    assert ck["iteration"] == 2 and ck["divergence"] == {"history": [losses[1], losses[2]], "streak": 0}
+    # a checkpoint written at iteration 3 holds the weights that gave the first exploded loss: said so
+    with pytest.raises(DivergenceError) as info:
+        toy.main(["--out", str(tmp_path / "p3"), "--iters", "30", "--period", "3", "--lr", "100"])
+    assert (f"the last good checkpoint is {tmp_path / 'p3' / 'model_0000003.pth'} (written just before the "
+            "first exploded loss: if it diverges again, use the one before)") in str(info.value)
+
+
+def test_a_normal_noisy_run_is_not_stopped_and_factor_0_turns_the_guard_off(tmp_path, toy):
+    # lr 1: a noisy run whose loss jumps 7x between iterations (0.14 -> 0.99), never 20x for 5
+    assert toy.main(["--out", str(tmp_path / "noisy"), "--iters", "30", "--period", "10", "--lr", "1"]) == 0
+    losses = [r["loss"] for r in read_metrics(tmp_path / "noisy" / "metrics.jsonl")]
+    assert len(losses) == 30 and max(losses) > 5 * min(losses[:5])
+    ck = load_checkpoint(tmp_path / "noisy" / "model_0000030.pth")
+    assert ck["divergence"] == {"history": losses[-20:], "streak": 0}  # the window, for exact resume
+    # off: the exploding run trains to its end and writes the garbage
+    assert toy.main(["--out", str(tmp_path / "off"), "--iters", "12", "--period", "6", "--lr", "100",
+                     "--set", "solver.divergence_factor=0"]) == 0  # fmt: skip
+    assert min(r["loss"] for r in read_metrics(tmp_path / "off" / "metrics.jsonl")[3:]) > 1000
+    assert (tmp_path / "off" / "model_final.pth").is_file()
 
 
 def _ephemeral_ports():

@@ -2,7 +2,8 @@
 
 The toy loss draws from every RNG the trainer must restore (torch, numpy, python), so an exact resume
 is only exact if all of them are checkpointed. Usage:
-    python toy_train.py --out DIR --iters 20 --period 5 [--resume] [--stall-at K] [--nan-at K]
+    python toy_train.py --out DIR --iters 20 --period 5 [--resume] [--stall-at K] [--nan-at K] [--lr LR]
+                        [--set KEY=VALUE ...]
 ``--stall-at K``: once iteration K is finished (logged, and checkpointed if K is a multiple of the
 period), print ``STALLED AFTER ITERATION K`` and block until killed: a test that kills the process then
 knows exactly how far it got, whatever the machine's load.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskrcnn.config import load_config
+from maskrcnn.config import load_config, parse_set_args
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.trainer import build_trainer
 
@@ -76,6 +77,8 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--stall-at", type=int, default=-1)
     p.add_argument("--nan-at", type=int, default=-1)
+    p.add_argument("--lr", type=float, default=0.1, help="100: the loss explodes yet stays finite (clipping)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="more config overrides")
     p.add_argument("--dump-weights", default="", help="each rank saves its final weights to PREFIX{rank}.pt")
     args = p.parse_args(argv)
 
@@ -89,10 +92,11 @@ def main(argv=None):
             "solver.iters": args.iters,
             "solver.checkpoint_period": args.period,
             "solver.log_period": 1,
-            "solver.lr": 0.1,
+            "solver.lr": args.lr,
             "solver.warmup_iters": 3,
             "solver.steps": (args.iters // 2,),
             "solver.batch_size": 4,
+            **parse_set_args(args.set),
         },
     )
     model = Toy()
