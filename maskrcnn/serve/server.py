@@ -32,6 +32,9 @@ __all__ = ["header_deadline_protocol", "uvicorn_config"]
 
 log = logging.getLogger("maskrcnn.serve")
 
+# the methods of uvicorn's HTTP protocol classes the header deadline extends
+_PROTOCOL_HOOKS = ("connection_made", "connection_lost", "on_response_complete")
+
 
 def _timeout_response(timeout_s: float) -> bytes:
     body = json.dumps(
@@ -51,6 +54,11 @@ def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[
     """A subclass of uvicorn's HTTP protocol class ``base`` whose connections must send each request's
     headers within ``timeout_s`` seconds (of connecting, or of the previous answer); ``on_timeout()``
     is called for each connection closed for being too slow."""
+    missing = [name for name in _PROTOCOL_HOOKS if not callable(getattr(base, name, None))]
+    if missing:  # a uvicorn whose protocol class changed: serve without the header deadline, say so
+        log.warning("uvicorn's %s lacks %s: request headers get no deadline (--upload-timeout still "
+                    "limits bodies)", base.__name__, ", ".join(missing))
+        return base
     answer = _timeout_response(timeout_s)
 
     class HeaderDeadlineProtocol(base):

@@ -202,3 +202,15 @@ def test_settings_are_refused_unless_positive():
                 create_app(predictor, **{name: bad})
     config = uvicorn_config(create_app(predictor), upload_timeout_s=3.0, keep_alive_s=7.0, max_connections=9)
     assert config.timeout_keep_alive == 7.0 and config.limit_concurrency == 9
+
+
+def test_a_protocol_class_without_the_hooks_is_served_as_it_is(caplog):
+    from maskrcnn.serve.server import header_deadline_protocol
+
+    class OtherProtocol:  # what a future uvicorn might have instead
+        def connection_made(self, transport):
+            pass
+
+    with caplog.at_level("WARNING", logger="maskrcnn.serve"):
+        assert header_deadline_protocol(OtherProtocol, 1.0) is OtherProtocol
+    assert "connection_lost, on_response_complete" in caplog.text
