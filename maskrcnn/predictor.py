@@ -588,7 +588,6 @@ class Predictor:
         boxes mapped back and merged, then the mask head on the merged boxes in every augmentation (the
         features computed again: keeping all of them would take GBs at 1200 pixels), probabilities
         averaged, pasted as usual."""
-        from maskrcnn.data.transforms import resize_image
         from maskrcnn.engine import tta
 
         height, width = image.shape[-2:]
@@ -596,32 +595,17 @@ class Predictor:
         heads = self.model.roi_heads
         with torch.inference_mode():
             image_on = image.to(self.device, non_blocking=True)
-            inputs = []  # per augmentation its (3, h, w) input; a flip mirrors its scale's resize
-            for aug in augs:
-                if aug.flip:  # augmentations() puts it right after its scale's unflipped version
-                    inputs.append(inputs[-1].flip(-1))
-                else:
-                    inputs.append(resize_image(image_on, min_size=aug.min_size, max_size=aug.max_size,
-                                               method=self.resize_method))
-            # forwards of up to batch_size inputs of one size (no padding between batch-mates)
-            groups = []
-            for a in range(len(augs)):
-                same = groups and tuple(inputs[groups[-1][0]].shape) == tuple(inputs[a].shape)
-                if same and len(groups[-1]) < self.batch_size:
-                    groups[-1].append(a)
-                else:
-                    groups.append([a])
-            pooled = []  # per augmentation (boxes (Di, 4) original, its own boxes, scores, labels)
-            for group in groups:
-                feats, sizes, proposals = self._features([inputs[a] for a in group])
-                for a, det in zip(group, heads.detect_boxes(feats, proposals, sizes)):
-                    hw = tuple(inputs[a].shape[-2:])
+            pooled = []  # per augmentation, in order: (boxes (Di, 4) original, its own boxes, scores, labels)
+            for ids, inputs in self._tta_forwards(image_on, augs):
+                feats, sizes, proposals = self._features(inputs)
+                for a, r, det in zip(ids, inputs, heads.detect_boxes(feats, proposals, sizes)):
+                    hw = tuple(r.shape[-2:])
                     pooled.append((tta.boxes_to_original(det["boxes"], hw, (height, width), augs[a].flip),
                                    det["boxes"], det["scores"], det["labels"]))
             boxes = torch.cat([p[0] for p in pooled])  # (P, 4) original
             own = torch.cat([p[1] for p in pooled])  # (P, 4) in its augmentation's input
-            scores = torch.cat([p[2] for p in pooled])
-            labels = torch.cat([p[3] for p in pooled])
+            scores = torch.cat([p[2] for p in pooled])  # (P,)
+            labels = torch.cat([p[3] for p in pooled])  # (P,)
             source = torch.cat([torch.full((len(p[2]),), a, device=scores.device)
                                 for a, p in enumerate(pooled)])  # (P,) the augmentation of each
             keep = tta.merge_detections(boxes, scores, labels, nms_thresh=heads.detections.nms_thresh,
@@ -629,23 +613,45 @@ class Predictor:
             if self.score_thresh is not None:  # before the mask passes: never compute what is dropped
                 keep = keep[scores[keep] >= self.score_thresh]
             det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
-            own, source = own[keep], source[keep]
+            own, source = own[keep], source[keep]  # (D, 4), (D,)
             if heads.mask_head is not None:
-                probs = []  # per augmentation (D, 1, M, M)
-                for group in groups:
-                    feats, _, _ = self._features([inputs[a] for a in group])
-                    in_aug = []
-                    for a in group:
-                        hw = tuple(inputs[a].shape[-2:])
-                        mapped = tta.boxes_to_augmentation(det["boxes"], (height, width), hw, augs[a].flip)
+                probs = []  # per augmentation, in order: (D, 1, M, M)
+                for ids, inputs in self._tta_forwards(image_on, augs):
+                    feats, _, _ = self._features(inputs)
+                    in_aug = []  # per input (D, 4) the merged boxes in its coordinates
+                    for a, r in zip(ids, inputs):
+                        mapped = tta.boxes_to_augmentation(det["boxes"], (height, width), tuple(r.shape[-2:]),
+                                                           augs[a].flip)
                         # a box the model drew in this augmentation is used as drawn (no round trip)
                         in_aug.append(torch.where((source == a)[:, None], own, mapped))
-                    group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(group)))
-                    probs.extend(group_probs.split(len(keep)))
+                    group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
+                    probs.extend(group_probs.split(len(keep)))  # (len(ids) * D, ...) -> per input
                 det["mask_probs"] = tta.average_mask_probs(probs, [aug.flip for aug in augs])
         with torch.no_grad():  # outside inference mode, as in _predict_whole
             det = {k: v.clone() for k, v in det.items()}
             return self._to_original(det, (height, width), (height, width))
+
+    def _tta_forwards(self, image: torch.Tensor, augs: list) -> Iterator[tuple]:
+        """The augmented inputs of one image, a forward's worth at a time, in augmentation order: (their
+        indices in ``augs``, their (3, h, w) inputs). One scale's inputs exist at a time (made again for
+        the mask pass: resizing is cheap next to the backbone); an image and its mirror, of one size,
+        share a forward when ``batch_size`` allows (no padding between them)."""
+        from maskrcnn.data.transforms import resize_image
+
+        scale = []  # the current scale's (index, input)
+        for a, aug in enumerate(augs + [None]):
+            if scale and (aug is None or not aug.flip):  # augmentations(): a scale, then its mirror
+                for start in range(0, len(scale), self.batch_size):
+                    chunk = scale[start : start + self.batch_size]
+                    yield [i for i, _ in chunk], [r for _, r in chunk]
+                scale = []
+            if aug is None:
+                break
+            if aug.flip:
+                scale.append((a, scale[-1][1].flip(-1)))  # the resized image mirrored, as detectron2 orders
+            else:
+                scale.append((a, resize_image(image, min_size=aug.min_size, max_size=aug.max_size,
+                                              method=self.resize_method)))
 
     def _predict_tiled(self, image: torch.Tensor) -> dict:
         """One image larger than a tile: its tiles (``batch_size`` per forward) and, with

@@ -62,6 +62,17 @@ def test_an_image_and_its_mirror_give_mirrored_detections(tiny):
     assert torch.allclose(det["mask_probs"], mirrored["mask_probs"].flip(-1), atol=1e-5)
 
 
+def test_an_image_and_its_mirror_may_share_a_forward(tiny):
+    model, cfg = tiny
+    image = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(4))
+    options = TTAOptions(min_sizes=(48, 64), max_size=96, flip=True)
+    one = Predictor(model, cfg, tta=options)(image)[0]
+    two = Predictor(model, cfg, tta=options, batch_size=2, score_thresh=0.0)(image)[0]
+    assert one["boxes"].shape[0] > 0 and torch.equal(one["labels"], two["labels"])
+    assert torch.allclose(one["boxes"], two["boxes"], atol=1e-3)
+    assert torch.allclose(one["mask_probs"], two["mask_probs"], atol=1e-4)
+
+
 def test_tta_is_refused_with_tiles_keypoints_and_onnx_models(tiny):
     model, cfg = tiny
     with pytest.raises(ValueError, match="^tta and tile do not combine: use one of them"):
