@@ -23,6 +23,13 @@ whole image, and merges their detections class by class (``engine/tiling.py`` sa
 duplicates, masks kept box-local while merging); an image no larger than a tile is predicted exactly
 as without tiling.
 
+Test-time augmentation: ``tta=TTAOptions(min_sizes=(400, 600, 800, 1000), max_size=4000, flip=True)``
+(or ``tta=True`` for detectron2's defaults) runs the model on each image at several scales and their
+mirror images, merges the boxes class by class (NMS) and averages the mask probabilities of the merged
+boxes over all of them (``engine/tta.py`` says how); slower by about twice the number of augmentations
+(the backbone runs once for the boxes and once for the masks of each), for better boxes and masks.
+Not with ``tile``, an ONNX model or a keypoint model.
+
 Images given to the Python API (``__call__``), one or an iterable of them: file paths (str or Path;
 EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
 (H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB, used as given: no EXIF
@@ -145,10 +152,15 @@ def check_float_range(image: torch.Tensor, where: str) -> None:
 
 
 def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, tile=None,
-                     paste_masks=True, **_others) -> None:
+                     paste_masks=True, tta=None, **_others) -> None:
     """The Predictor's plain arguments, checked before anything is loaded or built."""
     from maskrcnn.engine.tiling import as_tile_options
+    from maskrcnn.engine.tta import as_tta_options
 
+    if as_tta_options(tta) is not None and as_tile_options(tile) is not None:
+        # each tile would need its own augmentations and two merges stacked: slow, and untested
+        raise ValueError("tta and tile do not combine: use one of them (test-time augmentation, or tiles "
+                         "for small objects in large images)")
     if as_tile_options(tile) is not None and not paste_masks:
         raise ValueError("tile: tiled prediction merges pasted masks; paste_masks=False does not apply")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -201,6 +213,11 @@ class Predictor:
             ``batch_size`` tiles per forward. Results have the same keys, except ``mask_probs`` (they
             belong to one tile's box); at most ``cfg.model.roi_heads.detections_per_image`` per image.
             None (default): the whole image at the usual resize.
+        tta: test-time augmentation: True (detectron2's scales 400..1200, max 4000, flipped too) or an
+            ``engine.tta.TTAOptions`` (min_sizes, max_size, flip); each image runs at every scale and its
+            mirror image, boxes merged by NMS, mask probabilities averaged (``engine/tta.py``).
+            ``batch_size`` augmentations of one size per forward (an image and its mirror share one).
+            Not with ``tile``, an ONNX model or a keypoint model. None (default): no augmentation.
         int8: a checkpoint's "int8" section (``engine.int8``): the model is rebuilt as the calibrated INT8
             model (CPU, float32 autocast off; norms folded, no Winograd / fused additions, whatever
             ``optimise`` says). ``from_checkpoint`` passes it for files written by ``maskrcnn quantize``.
@@ -225,12 +242,21 @@ class Predictor:
         int8: Optional[dict] = None,
         int8_source: str = "int8 section",
         tile=None,
+        tta=None,
     ):
         from maskrcnn.engine.tiling import as_tile_options
+        from maskrcnn.engine.tta import as_tta_options
 
         _check_arguments(batch_size=batch_size, score_thresh=score_thresh, masks=masks, dtype=dtype,
-                         tile=tile, paste_masks=paste_masks)
+                         tile=tile, paste_masks=paste_masks, tta=tta)
         self.tile = as_tile_options(tile)
+        self.tta = as_tta_options(tta)
+        if self.tta is not None and cfg.model.roi_heads.keypoint_on:
+            raise ValueError("tta: keypoint models are not supported (a flip swaps left and right keypoints, "
+                             "which the config does not describe); predict without --tta")
+        if self.tta is not None and not isinstance(model, nn.Module):
+            raise ValueError("tta needs the PyTorch model's stages (the mask head runs on merged boxes); an "
+                             "exported ONNX model runs as one graph: use the checkpoint")
         self.detections_per_image = int(cfg.model.roi_heads.detections_per_image)
         self.cfg = cfg
         self.device = resolve_device(device)
@@ -250,8 +276,8 @@ class Predictor:
         self.score_thresh = None if score_thresh is None else float(score_thresh)
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES
-        if self.tile is not None:  # tiles are batched, not images: a window of 48 MP photos would be GBs
-            self.window = 1
+        if self.tile is not None or self.tta is not None:
+            self.window = 1  # tiles / augmentations are batched, not images: a window of photos would be GBs
         self.paste_masks = paste_masks
         self.mask_format = masks
         self.min_size = int(cfg.input.min_size_test)
@@ -483,6 +509,8 @@ class Predictor:
     def _predict_loaded(self, images: list) -> list:
         """``predict_tensors`` on images ``load`` has checked already (each is checked once): with
         ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling."""
+        if self.tta is not None:
+            return [self._predict_tta(image) for image in images]
         if self.tile is None:
             return self._predict_whole(images)
         tile = self.tile
@@ -537,6 +565,13 @@ class Predictor:
         (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000)."""
         if self.runtime:  # the exported graph takes one image
             return [self.model(im) for im in images]
+        feats, sizes, proposals = self._features(images)
+        dets, _ = self.model.roi_heads(feats, proposals, sizes)
+        return dets
+
+    def _features(self, images: list) -> tuple:
+        """The feature extractor (``dtype`` autocast) and the RPN on resized images: (features name ->
+        (N, C, Hl, Wl) float32, [(h, w)] per image, proposals [(P, 4)] per image)."""
         model = self.model
         batch, sizes = model.preprocess(images)  # (N, 3, Hp, Wp), [(h, w)] per image
         if self.dtype is None:
@@ -546,8 +581,77 @@ class Predictor:
                 feats = model.features(batch)
             feats = {k: v.float() for k, v in feats.items()}  # name -> (N, C, Hl, Wl) back in float32
         proposals, _ = model.rpn([feats[n] for n in model.rpn_in_features], sizes, batch.shape[-2:])
-        dets, _ = model.roi_heads(feats, proposals, sizes)
-        return dets
+        return feats, sizes, proposals
+
+    def _predict_tta(self, image: torch.Tensor) -> dict:
+        """One image with test-time augmentation (``engine/tta.py``): the box stage on every augmentation,
+        boxes mapped back and merged, then the mask head on the merged boxes in every augmentation (the
+        features computed again: keeping all of them would take GBs at 1200 pixels), probabilities
+        averaged, pasted as usual."""
+        from maskrcnn.engine import tta
+
+        height, width = image.shape[-2:]
+        augs = tta.augmentations(self.tta)
+        heads = self.model.roi_heads
+        with torch.inference_mode():
+            image_on = image.to(self.device, non_blocking=True)
+            pooled = []  # per augmentation, in order: (boxes (Di, 4) original, its own boxes, scores, labels)
+            for ids, inputs in self._tta_forwards(image_on, augs):
+                feats, sizes, proposals = self._features(inputs)
+                for a, r, det in zip(ids, inputs, heads.detect_boxes(feats, proposals, sizes)):
+                    hw = tuple(r.shape[-2:])
+                    pooled.append((tta.boxes_to_original(det["boxes"], hw, (height, width), augs[a].flip),
+                                   det["boxes"], det["scores"], det["labels"]))
+            boxes = torch.cat([p[0] for p in pooled])  # (P, 4) original
+            own = torch.cat([p[1] for p in pooled])  # (P, 4) in its augmentation's input
+            scores = torch.cat([p[2] for p in pooled])  # (P,)
+            labels = torch.cat([p[3] for p in pooled])  # (P,)
+            source = torch.cat([torch.full((len(p[2]),), a, device=scores.device)
+                                for a, p in enumerate(pooled)])  # (P,) the augmentation of each
+            keep = tta.merge_detections(boxes, scores, labels, nms_thresh=heads.detections.nms_thresh,
+                                        detections_per_image=self.detections_per_image)
+            if self.score_thresh is not None:  # before the mask passes: never compute what is dropped
+                keep = keep[scores[keep] >= self.score_thresh]
+            det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+            own, source = own[keep], source[keep]  # (D, 4), (D,)
+            if heads.mask_head is not None:
+                probs = []  # per augmentation, in order: (D, 1, M, M)
+                for ids, inputs in self._tta_forwards(image_on, augs):
+                    feats, _, _ = self._features(inputs)
+                    in_aug = []  # per input (D, 4) the merged boxes in its coordinates
+                    for a, r in zip(ids, inputs):
+                        mapped = tta.boxes_to_augmentation(det["boxes"], (height, width), tuple(r.shape[-2:]),
+                                                           augs[a].flip)
+                        # a box the model drew in this augmentation is used as drawn (no round trip)
+                        in_aug.append(torch.where((source == a)[:, None], own, mapped))
+                    group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
+                    probs.extend(group_probs.split(len(keep)))  # (len(ids) * D, ...) -> per input
+                det["mask_probs"] = tta.average_mask_probs(probs, [aug.flip for aug in augs])
+        with torch.no_grad():  # outside inference mode, as in _predict_whole
+            det = {k: v.clone() for k, v in det.items()}
+            return self._to_original(det, (height, width), (height, width))
+
+    def _tta_forwards(self, image: torch.Tensor, augs: list) -> Iterator[tuple]:
+        """The augmented inputs of one image, a forward's worth at a time, in augmentation order: (their
+        indices in ``augs``, their (3, h, w) inputs). One scale's inputs exist at a time (made again for
+        the mask pass: resizing is cheap next to the backbone); an image and its mirror, of one size,
+        share a forward when ``batch_size`` allows (no padding between them)."""
+        from maskrcnn.data.transforms import resize_image
+
+        scale = []  # the current scale's (index, input)
+        for a, aug in enumerate(augs + [None]):
+            if scale and (aug is None or not aug.flip):  # augmentations(): a scale, then its mirror
+                for start in range(0, len(scale), self.batch_size):
+                    chunk = scale[start : start + self.batch_size]
+                    yield [i for i, _ in chunk], [r for _, r in chunk]
+                scale = []
+            if aug is None:
+                break
+            if aug.flip:
+                scale.append((a, scale[-1][1].flip(-1)))  # the resized image mirrored, as detectron2 orders
+            else:
+                scale.append((a, resize_image(image, min_size=aug.min_size, max_size=aug.max_size,
+                                              method=self.resize_method)))
 
     def _predict_tiled(self, image: torch.Tensor) -> dict:
         """One image larger than a tile: its tiles (``batch_size`` per forward) and, with

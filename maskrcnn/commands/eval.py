@@ -3,6 +3,7 @@
     maskrcnn eval --weights CKPT --json J --images D [--output DIR] [--device D] [--max-images N]
                   [--dtype bfloat16] [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
                   [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
+                  [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
     ... [--cityscapes ROOT]
 
@@ -63,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from maskrcnn.commands.tile_args import add_tile_arguments
+    from maskrcnn.commands.tta_args import add_tta_arguments
 
     add_tile_arguments(parser)
+    add_tta_arguments(parser)
 
 
 def _plain(value):
@@ -79,6 +82,7 @@ def _plain(value):
 def _predict(args) -> tuple:
     """Run the checkpoint over the dataset: (metrics, results list)."""
     from maskrcnn.commands.tile_args import tile_from_args
+    from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
@@ -96,6 +100,7 @@ def _predict(args) -> tuple:
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
         tile=tile_from_args(args),
+        tta=tta_from_args(args),
         **options,
     )
     if args.int8:

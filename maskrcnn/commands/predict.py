@@ -4,6 +4,7 @@ results and overlays.
     maskrcnn predict --weights CKPT_OR_ONNX IMAGE_OR_DIR... --output DIR [--score-thresh T] [--device D]
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
                      [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
+                     [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
                      [--export coco,labelme,cvat,labelstudio [--export-url-prefix P] [--export-tolerance PX]]
 
@@ -93,8 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from maskrcnn.commands.tile_args import add_tile_arguments
+    from maskrcnn.commands.tta_args import add_tta_arguments
 
     add_tile_arguments(parser)
+    add_tta_arguments(parser)
 
 
 def expand_inputs(inputs) -> list:
@@ -144,6 +147,7 @@ class _ResultsWriter:
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
+    from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
     from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
@@ -177,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
         tile=tile_from_args(args),
+        tta=tta_from_args(args),
         **options,
     )
     if args.int8:

@@ -99,24 +99,35 @@ class RoIHeads(nn.Module):
         """features name -> (N, C, Hl, Wl), proposals [(P, 4)] -> (R, K) class logits, (R, 4K) deltas."""
         return self.box_predictor(self.box_head(self._pooled(self.box_pooler, features, proposals)))
 
-    def forward(self, features: dict, proposals: list, image_sizes: list, targets=None, generator=None):
-        if targets is not None:
-            return [], self._losses(features, proposals, targets, generator)
+    def detect_boxes(self, features: dict, proposals: list, image_sizes: list) -> list:
+        """Inference's box stage: per image ``{"boxes": (D, 4), "scores": (D,), "labels": (D,)}``, by
+        decreasing score (the model's score threshold, per-class NMS and ``detections_per_image``)."""
         class_logits, box_regression = self.box_logits(features, proposals)
         det = self.detections
-        dets = postprocess_boxes(
+        return postprocess_boxes(
             class_logits, box_regression, proposals, image_sizes, box_coder=self.box_coder,
             score_thresh=det.score_thresh, nms_thresh=det.nms_thresh,
             detections_per_image=det.detections_per_image,
         )
+
+    def mask_probs(self, features: dict, boxes: list, labels: torch.Tensor) -> torch.Tensor:
+        """The mask head on given boxes: per image boxes [(Di, 4)] in its input's coordinates, labels
+        (sum Di,) -> (sum Di, 1, M, M) probabilities of each box's class (test-time augmentation runs it
+        on boxes merged from other passes, ``engine/tta.py``)."""
+        logits = self.mask_head(self._pooled(self.mask_pooler, features, boxes))  # (sum D, K, M, M)
+        channels = self.mask_head.channels_for(labels)  # (sum D,)
+        return mask_probs_for_labels(logits, channels, mode=self.mask_loss.mode)
+
+    def forward(self, features: dict, proposals: list, image_sizes: list, targets=None, generator=None):
+        if targets is not None:
+            return [], self._losses(features, proposals, targets, generator)
+        det = self.detections
+        dets = self.detect_boxes(features, proposals, image_sizes)
         boxes = [d["boxes"] for d in dets]
         counts = [len(b) for b in boxes]
         labels = torch.cat([d["labels"] for d in dets])
         if self.mask_head is not None:
-            logits = self.mask_head(self._pooled(self.mask_pooler, features, boxes))  # (sum D, K, M, M)
-            channels = self.mask_head.channels_for(labels)  # (sum D,)
-            probs = mask_probs_for_labels(logits, channels, mode=self.mask_loss.mode)
-            for d, p in zip(dets, probs.split(counts)):
+            for d, p in zip(dets, self.mask_probs(features, boxes, labels).split(counts)):
                 d["mask_probs"] = p
         if self.keypoint_head is not None:
             heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (sum D, J, 56, 56)

@@ -1,0 +1,173 @@
+"""Test-time augmentation (TTA) for Mask R-CNN inference, as detectron2's ``GeneralizedRCNNWithTTA``
+does it (``TEST.AUG.MIN_SIZES`` / ``MAX_SIZE`` / ``FLIP``): the pure parts. ``Predictor``
+(``predictor.py``) runs the model's stages on each augmentation and calls them.
+
+Shapes: H x W the original image, h x w one augmentation's input (the image resized to one of
+``min_sizes``), A augmentations, P detections pooled from all augmentations, D merged detections,
+M the mask head's resolution (28). Boxes are xyxy float.
+
+The procedure, per image:
+1. Augmentations (``augmentations``): the image resized so that its short side is each of
+   ``min_sizes`` (long side at most ``max_size``), and with ``flip`` each of those mirrored left-right
+   as well (the resized image flipped, as detectron2 orders resize then flip).
+2. Boxes: the backbone, RPN and box head (with the model's own score threshold and per-class NMS) on
+   each augmentation; its boxes un-flipped (``flip_boxes``) and scaled back to the original image
+   (``boxes_to_original``), and all augmentations' detections pooled.
+3. Merging (``merge_detections``): NMS class by class at the model's box NMS threshold
+   (``model.roi_heads.nms_thresh``), best ``detections_per_image`` kept. NMS, not weighted box fusion:
+   it is what detectron2's TTA (and its published numbers) use, every kept box is one the model drew,
+   and one augmentation alone gives back the model's own detections exactly (a second NMS at the same
+   threshold keeps all of an NMS's survivors), which is what makes TTA testable against plain
+   prediction; weighted fusion would move boxes by a mixture no single pass produced.
+4. Masks: the mask head on the merged boxes in every augmentation (``boxes_to_augmentation``: scaled,
+   and mirrored for flipped ones), each flipped augmentation's M x M probabilities flipped back, and the
+   probabilities averaged (``average_mask_probs``) before the usual paste at the mask threshold. This
+   averaging, not the box merging, is what makes TTA masks better than any single scale's.
+
+Keypoint models are refused (detectron2 does not support them either): averaging heatmaps needs the
+left/right keypoint pairs swapped under a flip, which the config does not describe.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+
+__all__ = [
+    "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
+    "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
+]
+
+# detectron2's defaults (TEST.AUG in its config defaults)
+DEFAULT_MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
+DEFAULT_MAX_SIZE = 4000
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+
+@dataclass(frozen=True)
+class TTAOptions:
+    """How ``Predictor`` augments each image at test time.
+
+    Args:
+        min_sizes: the short side of each scale, in pixels (a non-empty sequence of integers >= 1).
+        max_size: the long side's limit at every scale (as ``input.max_size_test`` is for one).
+        flip: also run each scale mirrored left-right.
+    """
+
+    min_sizes: Sequence[int] = DEFAULT_MIN_SIZES
+    max_size: int = DEFAULT_MAX_SIZE
+    flip: bool = True
+
+    def __post_init__(self):
+        sizes = self.min_sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise ValueError(f"tta min_sizes must be a sequence of integers >= 1, got {sizes!r}")
+        sizes = tuple(sizes)
+        if not sizes:
+            raise ValueError("tta min_sizes is empty: give at least one size")
+        bad = [s for s in sizes if not _positive_int(s)]
+        if bad:
+            raise ValueError(f"tta min_sizes must be integers >= 1, got {bad[0]!r}")
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"tta min_sizes repeat a size: {list(sizes)}")
+        if not _positive_int(self.max_size):
+            raise ValueError(f"tta max_size must be an integer >= 1, got {self.max_size!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"tta flip must be True or False, got {self.flip!r}")
+        object.__setattr__(self, "min_sizes", tuple(int(s) for s in sizes))
+        object.__setattr__(self, "max_size", int(self.max_size))
+
+
+def as_tta_options(tta: Union[None, bool, TTAOptions]) -> Optional[TTAOptions]:
+    """None / False (no TTA), True (detectron2's defaults) or ``TTAOptions`` -> TTAOptions or None."""
+    if tta is None or tta is False:
+        return None
+    if tta is True:
+        return TTAOptions()
+    if isinstance(tta, TTAOptions):
+        return tta
+    raise TypeError(f"tta must be None, True or a TTAOptions, got {tta!r}")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One augmented version of an image: resized to short side ``min_size`` (long side at most
+    ``max_size``), then mirrored left-right when ``flip``."""
+
+    min_size: int
+    max_size: int
+    flip: bool
+
+
+def augmentations(options: TTAOptions) -> list:
+    """The A augmentations, scale by scale, each scale's unflipped version before its flipped one."""
+    out = []
+    for size in options.min_sizes:
+        out.append(Augmentation(size, options.max_size, False))
+        if options.flip:
+            out.append(Augmentation(size, options.max_size, True))
+    return out
+
+
+def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
+    """(D, 4) xyxy boxes in an image ``width`` pixels wide -> their mirror images (D, 4): x -> width - x,
+    so x1 and x2 swap roles (pixel edges, not centres: a box [0, w) mirrors to [width - w, width))."""
+    out = boxes.clone()
+    out[:, 0] = width - boxes[:, 2]
+    out[:, 2] = width - boxes[:, 0]
+    return out
+
+
+def flip_mask_probs(probs: torch.Tensor) -> torch.Tensor:
+    """(D, 1, M, M) box-relative mask probabilities of a mirrored box -> those of the unmirrored box
+    (the columns reversed: the box's left edge becomes its right)."""
+    return probs.flip(-1)
+
+
+def _ratios(from_hw, to_hw, like: torch.Tensor) -> torch.Tensor:
+    """(4,) per-coordinate scale to_size / from_size, computed in float32 as ``modeling.postprocess``
+    does, so that one augmentation at the model's own size maps boxes exactly as plain prediction does."""
+    ratio_h = torch.tensor(float(to_hw[0]), dtype=torch.float32) / torch.tensor(float(from_hw[0]),
+                                                                                  dtype=torch.float32)
+    ratio_w = torch.tensor(float(to_hw[1]), dtype=torch.float32) / torch.tensor(float(from_hw[1]),
+                                                                                  dtype=torch.float32)
+    return torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(like.device, like.dtype)
+
+
+def boxes_to_original(boxes: torch.Tensor, aug_hw, original_hw, flipped: bool) -> torch.Tensor:
+    """(D, 4) boxes in an augmentation's input (h x w) -> (D, 4) in the original image (H x W):
+    un-flipped (in the augmentation's own width) and then scaled."""
+    if flipped:
+        boxes = flip_boxes(boxes, int(aug_hw[1]))
+    return boxes * _ratios(aug_hw, original_hw, boxes)
+
+
+def boxes_to_augmentation(boxes: torch.Tensor, original_hw, aug_hw, flipped: bool) -> torch.Tensor:
+    """The inverse of ``boxes_to_original``: (D, 4) original boxes -> (D, 4) in the augmentation's input."""
+    boxes = boxes * _ratios(original_hw, aug_hw, boxes)
+    return flip_boxes(boxes, int(aug_hw[1])) if flipped else boxes
+
+
+def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, *, nms_thresh: float,
+                     detections_per_image: int) -> torch.Tensor:
+    """Pooled detections of all augmentations (P, 4) original xyxy, (P,), (P,) -> the indices kept (D,),
+    by decreasing score (equal scores in pooled order): NMS within each class at ``nms_thresh``, then
+    the best ``detections_per_image``."""
+    from maskrcnn.ops import batched_nms
+
+    return batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_image]
+
+
+def average_mask_probs(per_augmentation: Sequence[torch.Tensor], flipped: Sequence[bool]) -> torch.Tensor:
+    """A x (D, 1, M, M) mask probabilities of the same D merged boxes, one per augmentation, with whether
+    each was mirrored -> their mean (D, 1, M, M), flipped ones flipped back first."""
+    if len(per_augmentation) == 0 or len(per_augmentation) != len(flipped):
+        raise ValueError(f"average_mask_probs: {len(per_augmentation)} mask sets for {len(flipped)} flags")
+    aligned = [flip_mask_probs(p) if f else p for p, f in zip(per_augmentation, flipped)]
+    return torch.stack(aligned).mean(dim=0)  # (A, D, 1, M, M) -> (D, 1, M, M)

@@ -1,0 +1,155 @@
+"""``Predictor(tta=...)`` and ``maskrcnn predict/eval --tta`` on a tiny random-weight model: one
+augmentation at the model's own size gives exactly the plain output; with flips, an image and its mirror
+give mirrored detections; the command line runs what the Python API runs; bad options are one line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_model import TINY  # tests/ is on the path
+
+from maskrcnn.cli import main
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.engine.tta import TTAOptions
+from maskrcnn.modeling.mask_rcnn import build_model
+from maskrcnn.predictor import Predictor
+
+# tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)  # min_size_test 64, max_size_test 96
+    return build_model(cfg).eval(), cfg
+
+
+@pytest.mark.parametrize("masks", ["dense", "rle"])
+def test_one_augmentation_at_the_models_own_size_is_plain_prediction(tiny, masks):
+    model, cfg = tiny
+    g = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 90, 120, generator=g), torch.rand(3, 128, 70, generator=g)]
+    plain = Predictor(model, cfg, masks=masks)(images)
+    tta = Predictor(model, cfg, masks=masks, tta=TTAOptions(min_sizes=(64,), max_size=96, flip=False))(images)
+    for a, b in zip(plain, tta):
+        assert a.keys() == b.keys() and a["boxes"].shape[0] > 0
+        for key in a:
+            if torch.is_tensor(a[key]):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
+def test_an_image_and_its_mirror_give_mirrored_detections(tiny):
+    model, cfg = tiny
+    # 32 x 48 resized exactly twice (64 x 96), so resizing commutes with the mirror
+    image = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(3))
+    predictor = Predictor(model, cfg, tta=TTAOptions(min_sizes=(64,), max_size=96, flip=True))
+    det, mirrored = predictor([image, image.flip(-1)])
+    plain = Predictor(model, cfg)(image)[0]
+    assert det["boxes"].shape[0] > 0
+    assert not torch.equal(det["scores"], plain["scores"])  # the mirror's detections were pooled in
+    assert torch.equal(det["labels"], mirrored["labels"])
+    assert torch.allclose(det["scores"], mirrored["scores"])
+    back = mirrored["boxes"].clone()
+    back[:, 0], back[:, 2] = 48 - mirrored["boxes"][:, 2], 48 - mirrored["boxes"][:, 0]
+    assert torch.allclose(det["boxes"], back, atol=1e-4)
+    # (the pasted masks are not compared: a random model's probabilities sit at 0.5, where the paste's
+    # integer box rounding, not mirror-symmetric, decides pixels)
+    assert torch.allclose(det["mask_probs"], mirrored["mask_probs"].flip(-1), atol=1e-5)
+
+
+def test_an_image_and_its_mirror_may_share_a_forward(tiny):
+    model, cfg = tiny
+    image = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(4))
+    options = TTAOptions(min_sizes=(48, 64), max_size=96, flip=True)
+    one = Predictor(model, cfg, tta=options)(image)[0]
+    two = Predictor(model, cfg, tta=options, batch_size=2, score_thresh=0.0)(image)[0]
+    assert one["boxes"].shape[0] > 0 and torch.equal(one["labels"], two["labels"])
+    assert torch.allclose(one["boxes"], two["boxes"], atol=1e-3)
+    assert torch.allclose(one["mask_probs"], two["mask_probs"], atol=1e-4)
+
+
+def test_tta_is_refused_with_tiles_keypoints_and_onnx_models(tiny):
+    model, cfg = tiny
+    with pytest.raises(ValueError, match="^tta and tile do not combine: use one of them"):
+        Predictor(model, cfg, tta=True, tile=64)
+    keypoint_cfg = apply_overrides(cfg, {"model.roi_heads.keypoint_on": True})
+    with pytest.raises(ValueError, match="^tta: keypoint models are not supported"):
+        Predictor(model, keypoint_cfg, tta=True)
+    with pytest.raises(ValueError, match="^tta needs the PyTorch model's stages"):
+        Predictor(lambda image: {}, cfg, tta=True)
+    with pytest.raises(TypeError, match="tta must be None, True or a TTAOptions, got 800"):
+        Predictor(model, cfg, tta=800)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    model, cfg = tiny
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    names = ["__background__", "a", "b"]
+    save_checkpoint(path, model_state=model.state_dict(), config=cfg, class_names=names)
+    return path
+
+
+def test_predict_command_runs_tta_as_the_python_api_does(checkpoint, tmp_path, capsys):
+    from maskrcnn.data.coco_results import detections_to_coco_results
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "a.png"), "--output", str(out),
+               "--device", "cpu", "--no-overlays", "--no-optimise", "--tta", "--tta-sizes", "48,64",
+               "--tta-max-size", "96"])
+    assert rc == 0, capsys.readouterr().err
+    written = json.loads((out / "predictions.json").read_text())
+    predictor = Predictor.from_weights(checkpoint, device="cpu", masks="rle", optimise=False,
+                                       tta=TTAOptions(min_sizes=(48, 64), max_size=96, flip=True))
+    det = predictor([tmp_path / "a.png"])[0]
+    expected = detections_to_coco_results(det, image_id=1, extra={"file_name": str(tmp_path / "a.png")})
+    assert len(written) == len(expected) > 0
+    assert written == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tta", "--tta-sizes", ""], "--tta-sizes: tta min_sizes is empty: give at least one size"),
+    (["--tta", "--tta-sizes", "400,-5"], "--tta-sizes: tta min_sizes must be integers >= 1, got -5"),
+    (["--tta", "--tta-sizes", "400,big"], "--tta-sizes: expected comma-separated integers, got '400,big'"),
+    (["--tta", "--tta-max-size", "0"], "--tta-max-size: tta max_size must be an integer >= 1, got 0"),
+    (["--tta-no-flip"], "--tta-no-flip needs --tta"),
+    (["--tta", "--tile", "64"], "tta and tile do not combine"),
+])
+def test_predict_command_refuses_bad_tta_options_in_one_line(checkpoint, tmp_path, capsys, flags, message):
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "a.png"), "--output",
+               str(tmp_path / "out"), "--device", "cpu"] + flags)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"maskrcnn predict: error: {message}" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_command_passes_tta_through(checkpoint, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
+    gt = {"images": [{"id": 7, "file_name": "a.png", "height": 50, "width": 70}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
+                           "iscrowd": 0, "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    rc = main(["eval", "--weights", str(checkpoint), "--json", str(tmp_path / "gt.json"), "--images",
+               str(tmp_path / "images"), "--output", str(tmp_path / "eval"), "--device", "cpu",
+               "--tta", "--tta-sizes", "48,64", "--tta-max-size", "96", "--tta-no-flip"])
+    assert rc == 0, capsys.readouterr().err
+    written = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    predictor = Predictor.from_weights(checkpoint, device="cpu", optimise=False,
+                                       tta=TTAOptions(min_sizes=(48, 64), max_size=96, flip=False))
+    det = predictor([tmp_path / "images" / "a.png"])[0]
+    assert len(written) == det["boxes"].shape[0] > 0
+    assert sorted(round(r["score"], 4) for r in written) == sorted(round(float(s), 4) for s in det["scores"])
