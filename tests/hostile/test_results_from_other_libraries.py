@@ -151,4 +151,49 @@ def test_zero_based_category_ids_are_refused_with_a_hint(cli, tmp_path):
     res = _write(tmp_path / "res.json", results)
     rc, text, metrics, _ = _eval(cli, tmp_path, res)
     assert rc == 1 and metrics is None
-    assert "category ids 0 are not in the ground truth" in text and "add 1 to every category_id" in text
+    assert "category ids 0 are not in the ground truth" in text and "pass --category-offset 1" in text
+    assert str(res) in text and len(text.strip().splitlines()) == 1
+
+
+def test_zero_based_category_ids_are_scored_with_an_offset_or_a_map(cli, tmp_path):
+    """--category-offset 1 and --category-map read 0-based ids (Ultralytics) as the ground truth's."""
+    gt, _, data = coco_dataset(tmp_path)
+    zero_based = [dict(r, category_id=r["category_id"] - 1) for r in gt_as_results(data)]
+    res = _write(tmp_path / "res.json", zero_based)
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res, "--category-offset", "1")
+    assert rc == 0, text
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert f"{res}: +1 added to every category_id" in notes
+    mapping = _write(tmp_path / "map.json", {"0": 1, "1": 2})
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res, "--category-map", mapping)
+    assert rc == 0 and metrics["segm"]["AP"] == pytest.approx(100.0), text
+    # a map that lacks an id, both options, an offset without --results: one line each
+    short = _write(tmp_path / "short.json", {"0": 1})
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res, "--category-map", short)
+    assert rc == 1 and f"{res}: category ids 1 are not in the category map" in text
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res, "--category-map", mapping, "--category-offset", "1")
+    assert rc == 1 and "not both" in text
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res, "--category-map", tmp_path / "nope.json")
+    assert rc == 1 and "nope.json: cannot read the category map" in text
+
+
+def test_zero_based_ids_whose_zero_was_never_predicted_are_said(cli, tmp_path):
+    """Results of class index 1 only (0-based: the ground truth's category 2), so every id is a ground-
+    truth id: scored against category 1 silently before; now a warning names the file and the option."""
+    gt, _, data = coco_dataset(tmp_path)
+    shifted = [dict(r, category_id=1) for r in gt_as_results(data) if r["category_id"] == 2]
+    res = _write(tmp_path / "res.json", shifted)
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res)
+    assert rc == 0, text
+    assert f"{res}: no result has category 2" in notes and "pass --category-offset 1" in notes
+    right = _write(tmp_path / "right.json", [r for r in gt_as_results(data) if r["category_id"] == 2])
+    _, _, _, notes = _eval_with(cli, tmp_path, gt, right)
+    assert "--category-offset" not in notes
+
+
+def _eval_with(cli, tmp_path, gt, res, *options):
+    out = tmp_path / "m"
+    with _warnings() as caught:
+        rc, text = cli("eval", "--results", res, "--json", gt, "--output", out, *options)
+    metrics = json.loads((out / "metrics.json").read_text()) if rc == 0 else None
+    return rc, text, metrics, " | ".join(str(w.message) for w in caught)
