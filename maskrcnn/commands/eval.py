@@ -15,7 +15,8 @@ kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
-P.bbox.json --results P.segm.json``, or ``--results P``), Ultralytics (``image_id`` by file name) and
+P.bbox.json --results P.segm.json``, or ``--results P``; its ``tools/test.py --out results.pkl``),
+Ultralytics (``image_id`` by file name) and
 torchvision write them, saying how each was read (``engine/results_file.py``); 0-based category ids
 (a 0 the ground truth lacks, the rest fitting after +1) are refused with a hint: ``--category-offset 1``
 adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them.
@@ -42,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--results", action="append", metavar="FILE",
         help="evaluate this COCO results JSON instead of running a model (detectron2, MMDetection, "
-             "Ultralytics, torchvision); repeat it or give a comma list for one file per kind "
-             "(MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or PREFIX alone)")
+             "Ultralytics, torchvision; MMDetection's tools/test.py --out .pkl too); repeat it or give a "
+             "comma list for one file per kind (MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or "
+             "PREFIX alone)")
     parser.add_argument("--category-offset", type=int, default=0, metavar="N",
                         help="with --results: add N to every category_id (1: 0-based class indices, as "
                              "Ultralytics writes for datasets other than COCO)")

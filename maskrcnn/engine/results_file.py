@@ -11,6 +11,8 @@ What is read, and how (each interpretation is said in a warning naming the file)
   ``PREFIX.segm.json`` (v2 ``jsonfile_prefix``, v3 ``outfile_prefix``). Given both (or PREFIX alone),
   bbox AP is scored on the bbox file and segm AP on the segm file, as MMDetection scores them (the
   segm file's records carry a box and a mask score of their own).
+- MMDetection's ``tools/test.py --out results.pkl`` (3.x and 2.x): read without running code and
+  turned into these records by ``engine/mmdet_results.py``.
 - Ultralytics' ``predictions.json`` (``val(save_json=True)``): its ``image_id`` is the image file's stem
   (an integer when the stem is all digits). ``image_id`` values that are not all ids of the ground
   truth's images but are all file names, base names or stems of them are matched by file name.

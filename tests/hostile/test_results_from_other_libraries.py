@@ -197,3 +197,102 @@ def _eval_with(cli, tmp_path, gt, res, *options):
         rc, text = cli("eval", "--results", res, "--json", gt, "--output", out, *options)
     metrics = json.loads((out / "metrics.json").read_text()) if rc == 0 else None
     return rc, text, metrics, " | ".join(str(w.message) for w in caught)
+
+
+# --------------------------------------------------------------------------------------------
+# MMDetection's tools/test.py --out results.pkl
+
+
+def _xyxy(box):
+    x, y, w, h = box
+    return [x, y, x + w, y + h]
+
+
+def _bytes_rle(rle):
+    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}  # as encode_mask_results leaves it
+
+
+def _v3_results(data, bitmaps=False):
+    """MMDetection 3.x DumpDetResults: one dict per image (tensors, 0-based labels, RLE counts as bytes)."""
+    import torch
+
+    out = []
+    for img in data["images"]:
+        anns = [a for a in data["annotations"] if a["image_id"] == img["id"]]
+        masks = ([_bytes_rle(a["segmentation"]) for a in anns] if not bitmaps else torch.stack(
+            [torch.from_numpy(annotation_to_mask(a["segmentation"], 40, 50).numpy()) for a in anns]))
+        pred = {"bboxes": torch.tensor([_xyxy(a["bbox"]) for a in anns], dtype=torch.float32),
+                "scores": torch.full((len(anns),), 0.9),
+                "labels": torch.tensor([a["category_id"] - 1 for a in anns]), "masks": masks}
+        out.append({"img_id": img["id"], "img_path": f"data/{img['file_name']}", "ori_shape": (40, 50),
+                    "pred_instances": pred})
+    return out
+
+
+def _v2_results(data, with_masks=True):
+    """MMDetection 2.x: per image (in the ground truth's order) per class arrays (n, 5), RLE lists."""
+    out = []
+    for img in data["images"]:
+        boxes, segms = [], []
+        for cat in (1, 2):
+            anns = [a for a in data["annotations"] if a["image_id"] == img["id"] and a["category_id"] == cat]
+            boxes.append(np.array([_xyxy(a["bbox"]) + [0.9] for a in anns], np.float32).reshape(-1, 5))
+            segms.append([_bytes_rle(a["segmentation"]) for a in anns])
+        out.append((boxes, segms) if with_masks else boxes)
+    return out
+
+
+def _pickle(path, obj):
+    import pickle
+
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    return path
+
+
+@pytest.mark.parametrize("make, kinds", [
+    (lambda d: _v3_results(d), ("bbox", "segm")),
+    (lambda d: _v3_results(d, bitmaps=True), ("bbox", "segm")),
+    (lambda d: _v2_results(d), ("bbox", "segm")),
+    (lambda d: _v2_results(d, with_masks=False), ("bbox",)),
+])  # fmt: skip
+def test_mmdetection_out_pickles_are_scored(cli, tmp_path, make, kinds):
+    """tools/test.py --out results.pkl of MMDetection 3.x (dicts with pred_instances) and 2.x (per-class
+    arrays, in the ground truth's image order) is read and scored: the ground truth as detections, AP 100."""
+    gt, _, data = coco_dataset(tmp_path)
+    res = _pickle(tmp_path / "results.pkl", make(data))
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res)
+    assert rc == 0, text
+    assert sorted(metrics) == sorted(kinds) and all(metrics[k]["AP"] == pytest.approx(100.0) for k in kinds)
+    assert f"{res}: read as MMDetection" in notes and "4 detections" in notes
+
+
+class _Hostile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda m: _Hostile(m), "it holds an object of posix.system (not loaded)"),
+    (lambda m: [{"img_id": 1, "pred_instances": _Hostile(m)}],
+     "'pred_instances' is an object of posix.system"),
+    (lambda m: {"bbox": []}, "it holds a dict"),
+    (lambda m: [[np.zeros((0, 5), np.float32)]], "2.x results hold 1 images, the ground truth 2"),
+])  # fmt: skip
+def test_a_pickle_that_is_not_mmdetection_results_is_refused_without_running_it(cli, tmp_path, make, words):
+    """A pickle whose __reduce__ calls os.system is read without calling it (the marker file is never
+    made) and refused in one line naming the file, as is any other object."""
+    import os
+
+    if os.name != "posix":
+        pytest.skip("the hostile pickle names posix.system")
+    gt, _, _ = coco_dataset(tmp_path)
+    marker = tmp_path / "ran"
+    res = _pickle(tmp_path / "results.pkl", make(marker))
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res)
+    assert rc == 1 and not marker.exists()
+    assert f"{res}: not MMDetection results" in text and words in text and len(text.strip().splitlines()) == 1
