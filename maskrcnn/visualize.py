@@ -7,13 +7,20 @@ Shapes: D detections, H x W the image, K keypoints per instance.
 in the same coordinates (``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,), optional ``masks``
 (D, H, W) bool, optional ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K)) and returns a PIL RGB
 image. Line widths and the font grow with the image so that overlays stay legible on thumbnails and
-on large photographs alike.
+on large photographs alike. A label the built-in font cannot draw (CJK, Cyrillic, ...) is drawn with a
+system font that can (fontconfig's answer, known names, the usual font folders; found once per set of
+characters), else as the class index with one warning per class: missing-glyph boxes say nothing.
 """
 
 from __future__ import annotations
 
 import colorsys
 import functools
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -85,10 +92,17 @@ def _np(x) -> Optional[np.ndarray]:
 
 # Fonts with wide Unicode coverage, looked for (by ImageFont.truetype, in the system's font folders) for
 # a label the built-in font cannot draw: Pillow's own scalable font (Aileron) has ASCII only, so a class
-# named "Größe", "собака" or "猫" came out as boxes.
+# named "Größe", "собака" or "猫" came out as boxes. Before these, fontconfig is asked for a font with the
+# label's characters (Linux, BSD; the folders below, for files with these hints in the name, otherwise).
 _UNICODE_FONTS = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "NotoSansCJK-Regular.ttc",
                   "NotoSansCJKsc-Regular.otf", "Arial Unicode.ttf", "arialuni.ttf", "msyh.ttc",
                   "PingFang.ttc", "LiberationSans-Regular.ttf")
+_FONT_FOLDERS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
+                 "/Library/Fonts", "/System/Library/Fonts", "~/Library/Fonts", "%WINDIR%/Fonts")
+_WIDE_FONT_HINTS = ("cjk", "han", "hei", "song", "ming", "gothic", "mincho", "wqy", "fallback", "unifont",
+                    "arialuni", "msyh", "simsun", "pingfang", "hiragino", "malgun", "gulim", "arabic",
+                    "hebrew", "devanagari", "thai")
+_MAX_FOLDER_FONTS = 64  # fonts tried from the folders: each is opened to test its glyphs
 _NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: its bitmap is the font's "missing" box
 
 
@@ -111,19 +125,77 @@ def _draws(font, text: str) -> bool:
     return True
 
 
+def _fontconfig_fonts(chars: str) -> list:
+    """Font files fontconfig knows with a glyph for each of ``chars`` (regular styles first); [] without
+    fontconfig."""
+    if shutil.which("fc-list") is None:
+        return []
+    charset = " ".join(f"{ord(ch):x}" for ch in chars[:32])
+    try:
+        done = subprocess.run(["fc-list", "-f", "%{file}\n", f":charset={charset}"], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    styled = ("bold", "italic", "oblique", "light", "thin", "black", "condensed", "mono")
+    files = {line.strip() for line in done.stdout.splitlines() if line.strip()}
+    return sorted(files, key=lambda f: (sum(w in Path(f).name.lower() for w in styled), Path(f).name, f))
+
+
+@functools.lru_cache(maxsize=1)
+def _folder_fonts() -> tuple:
+    """Font files in the system's usual font folders whose names suggest wide coverage."""
+    found = []
+    for folder in _FONT_FOLDERS:
+        root = Path(os.path.expandvars(os.path.expanduser(folder)))
+        if "%" in str(root) or not root.is_dir():
+            continue
+        for dirpath, _, names in os.walk(root):
+            found += [Path(dirpath) / n for n in names if n.lower().endswith((".ttf", ".otf", ".ttc"))
+                      and any(h in n.lower() for h in _WIDE_FONT_HINTS)]
+    return tuple(str(f) for f in sorted(found)[:_MAX_FOLDER_FONTS])
+
+
+@functools.lru_cache(maxsize=256)
+def _font_drawing(chars: str):
+    """The first font file (fontconfig's, the known names, the folders') that draws every one of
+    ``chars``, or None. Found once per set of characters: opening fonts is slow."""
+    for name in (*_fontconfig_fonts(chars), *_UNICODE_FONTS, *_folder_fonts()):
+        font = _font_file(name, 16)
+        if font is not None and _draws(font, chars):
+            return name
+    return None
+
+
 def _font(size: int, text: str = ""):
-    """The built-in font at ``size``, or a system font that can draw ``text`` when it cannot."""
+    """The built-in font at ``size``, a font here that can draw ``text`` when it cannot, or None when
+    no font here draws it (the caller draws something else: boxes would say nothing)."""
     try:
         font = ImageFont.load_default(size=size)  # scalable since Pillow 10.1
     except TypeError:
-        return ImageFont.load_default()
+        font = ImageFont.load_default()
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        # PIL's bitmap font (Pillow < 10.1, or built without FreeType) has latin-1 glyphs only: a class
+        # named "猫" (LabelMe labels are often CJK) raised UnicodeEncodeError mid-run.
+        return font if _latin1(text) else None
     if text.isascii() or _draws(font, text):
         return font
-    for name in _UNICODE_FONTS:
-        other = _font_file(name, size)
-        if other is not None and _draws(other, text):
-            return other
-    return font  # no font here draws it: boxes for the missing characters
+    name = _font_drawing("".join(sorted({ch for ch in text if not _draws(font, ch)})))
+    return None if name is None else _font_file(name, size)
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@functools.cache
+def _warn_undrawable(name: str, index: int) -> None:
+    """Once per class: its label is drawn as its index."""
+    warnings.warn(f"no font on this machine draws the class name {name!r}: its overlays show its index "
+                  f"{index} instead (install a font with these characters, e.g. Noto Sans CJK)", stacklevel=3)
 
 
 def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
@@ -277,10 +349,12 @@ def draw_instances(
         name = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
         text = f"{name} {scores[i]:.2f}" if show_scores else name
         font = _font(font_size, text)
-        if not isinstance(font, ImageFont.FreeTypeFont):
-            # PIL's bitmap font (Pillow < 10.1, or built without FreeType) has latin-1 glyphs only: a
-            # class named "猫" (LabelMe labels are often CJK) raised UnicodeEncodeError mid-run.
-            text = text.encode("latin-1", "replace").decode("latin-1")
+        if font is None or not (isinstance(font, ImageFont.FreeTypeFont) or _latin1(text)):
+            # No font here has the glyphs (a bitmap font: latin-1 only, "猫" raised UnicodeEncodeError):
+            # the class index says more than boxes would.
+            _warn_undrawable(name, lab)
+            text = f"{lab} {scores[i]:.2f}" if show_scores else str(lab)
+            font = _font(font_size)
         l, t, r, b = draw.textbbox((0, 0), text, font=font)
         tw, th = r - l, b - t
         pad = max(1, font_size // 6)

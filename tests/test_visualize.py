@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFont
 
 from maskrcnn.visualize import COCO_SKELETON, draw_instances, instance_colors, skeleton_for, to_uint8_hwc
 
@@ -171,7 +171,9 @@ def test_non_latin_class_names_with_the_bitmap_font(monkeypatch):
 
     bitmap = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
     monkeypatch.setattr(visualize, "_font", lambda size, text="": bitmap)
-    out = draw_instances(_image(), _det(), ["__background__", "猫", "chien noir"])
+    visualize._warn_undrawable.cache_clear()
+    with pytest.warns(UserWarning, match="draws the class name '猫': its overlays show its index 1"):
+        out = draw_instances(_image(), _det(), ["__background__", "猫", "chien noir"])
     assert out.size == (W, H)
 
 
@@ -198,3 +200,80 @@ def test_class_names_beyond_ascii_are_drawn_not_boxed():
     no_glyph = np.asarray(draw_instances(_image(), det, ["__background__", "\U0010fffd"], min_size=240))
     ascii_label = np.asarray(draw_instances(_image(), det, ["__background__", "a"], min_size=240))
     assert (sharp_s != no_glyph).any() and (sharp_s != ascii_label).any()
+
+
+def test_a_label_no_font_draws_is_its_index_with_one_warning_per_class(monkeypatch):
+    """A class named '猫' on a machine without a CJK font was drawn as 'missing glyph' boxes: it is now
+    drawn as its index (the overlay equals one drawn without class names), with one warning naming it."""
+    import warnings
+
+    import maskrcnn.visualize as visualize
+
+    monkeypatch.setattr(visualize, "_font_drawing", lambda chars: None)
+    visualize._warn_undrawable.cache_clear()
+    det = _det()
+    names = ["__background__", "猫", "dog"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = np.asarray(draw_instances(_image(), det, names, min_size=240))
+        again = np.asarray(draw_instances(_image(), det, names, min_size=240))
+    as_index = np.asarray(draw_instances(_image(), det, None, min_size=240))
+    unlabelled = np.asarray(draw_instances(_image(), det, names, min_size=240, show_labels=False))
+    latin = np.asarray(draw_instances(_image(), det, ["__background__", "cat", "dog"], min_size=240))
+    assert (first == again).all()
+    # Instance 0 ('猫', label 1, box x 30..90 at this size: 240 x 180) is drawn as '1 0.90'; instance 1
+    # keeps 'dog'.
+    left, right = (slice(None), slice(0, 115)), (slice(None), slice(115, None))
+    assert (first[left] == as_index[left]).all() and (first[left] != unlabelled[left]).any()
+    assert (first[right] == latin[right]).all() and (first[right] != as_index[right]).any()
+    said = [str(w.message).split(":")[0] for w in caught]
+    assert said == ["no font on this machine draws the class name '猫'"]
+    # With PIL's bitmap font (latin-1 only) too.
+    bitmap = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+    monkeypatch.setattr(ImageFont, "load_default", lambda size=None: bitmap)
+    assert visualize._font(12, "猫 0.90") is None and visualize._font(12, "Größe") is bitmap
+
+
+def test_a_cjk_label_is_drawn_with_a_font_that_has_its_glyphs_or_as_its_index():
+    """Whatever fonts this machine has: '猫' is drawn with a font whose glyph for it is not the missing-
+    glyph box, or (no such font) the label falls back to the index; never a crash."""
+    from maskrcnn.visualize import _NO_GLYPH, _font, _warn_undrawable
+
+    font = _font(20, "猫 0.90")
+    _warn_undrawable.cache_clear()
+    if font is not None:
+        assert font.getmask("猫").getbbox() != font.getmask(_NO_GLYPH).getbbox() or bytes(
+            font.getmask("猫")) != bytes(font.getmask(_NO_GLYPH))
+    with pytest.warns(UserWarning, match="'猫猫'") if font is None else _no_warning():
+        out = draw_instances(_image(), _det(1), ["__background__", "猫猫"], min_size=240)
+    assert out.size == draw_instances(_image(), _det(1), None, min_size=240).size
+
+
+def _no_warning():
+    import contextlib
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("error")
+    return stack
+
+
+def test_fontconfig_is_asked_for_a_font_with_the_label_characters(monkeypatch):
+    """Fonts are found by fontconfig's charset query (not only by a list of file names): with the known
+    names and the folders out of the way, a Cyrillic label still gets a font that draws it."""
+    import shutil
+
+    import maskrcnn.visualize as visualize
+
+    if shutil.which("fc-list") is None or not visualize._fontconfig_fonts("д"):
+        pytest.skip("no fontconfig font with Cyrillic here")
+    monkeypatch.setattr(visualize, "_UNICODE_FONTS", ())
+    monkeypatch.setattr(visualize, "_folder_fonts", lambda: ())
+    visualize._font_drawing.cache_clear()
+    font = visualize._font(20, "собака")
+    visualize._font_drawing.cache_clear()
+    assert font is not None and visualize._draws(font, "собака")
+    assert font.path in visualize._fontconfig_fonts("адбкос")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert visualize._fontconfig_fonts("д") == []

@@ -5,6 +5,7 @@
                   [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                   [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
+                  [--category-offset 1 | --category-map MAP.json]
     ... [--cityscapes ROOT]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
@@ -16,8 +17,11 @@ kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
-P.bbox.json --results P.segm.json``, or ``--results P``), Ultralytics (``image_id`` by file name) and
-torchvision write them, saying how each was read (``engine/results_file.py``).
+P.bbox.json --results P.segm.json``, or ``--results P``; its ``tools/test.py --out results.pkl``),
+Ultralytics (``image_id`` by file name) and
+torchvision write them, saying how each was read (``engine/results_file.py``); 0-based category ids
+(a 0 the ground truth lacks, the rest fitting after +1) are refused with a hint: ``--category-offset 1``
+adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
 """
@@ -41,8 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--results", action="append", metavar="FILE",
         help="evaluate this COCO results JSON instead of running a model (detectron2, MMDetection, "
-             "Ultralytics, torchvision); repeat it or give a comma list for one file per kind "
-             "(MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or PREFIX alone)")
+             "Ultralytics, torchvision; MMDetection's tools/test.py --out .pkl too); repeat it or give a "
+             "comma list for one file per kind (MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or "
+             "PREFIX alone)")
+    parser.add_argument("--category-offset", type=int, default=0, metavar="N",
+                        help="with --results: add N to every category_id (1: 0-based class indices, as "
+                             "Ultralytics writes for datasets other than COCO)")
+    parser.add_argument("--category-map", metavar="FILE.json",
+                        help='with --results: {"results id": ground-truth id, ...} for every category_id')
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
     parser.add_argument("--images", help="image folder of the annotation file (needed with --weights)")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
@@ -160,11 +170,17 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.output)
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
+    if (args.category_offset or args.category_map) and not args.results:
+        raise ValueError("--category-offset and --category-map apply to --results files")
     if args.results:
         from maskrcnn.data.coco import load_coco_json
+        from maskrcnn.engine.results_file import read_category_map
 
+        mapping = read_category_map(args.category_map) if args.category_map else None
         # the Cityscapes scorer gets the records that passed validation, not the raw file
-        metrics, cs_results = evaluate_results_file(args.json, args.results, return_results=True)
+        metrics, cs_results = evaluate_results_file(args.json, args.results, return_results=True,
+                                                    category_offset=args.category_offset,
+                                                    category_map=mapping)
         ground_truth = load_coco_json(args.json) if args.cityscapes else None
         results, image_ids = None, None
     else:

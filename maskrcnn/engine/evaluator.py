@@ -39,7 +39,9 @@ from maskrcnn.engine.results_file import (
     plan_iou_types,
     read_results_file,
     resolve_results_paths,
+    shift_categories,
     zero_based_hint,
+    zero_based_suspicion,
 )
 
 __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file", "load_ground_truth"]
@@ -478,22 +480,32 @@ def evaluate_results_file(
     iou_types: Optional[Sequence[str]] = None,
     keypoint_sigmas: Optional[Sequence[float]] = None,
     return_results: bool = False,
+    category_offset: int = 0,
+    category_map: Optional[dict] = None,
 ):
     """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
     comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
-    prefix), read as ``engine/results_file.py`` says, each interpretation in a warning. ``iou_types``
+    prefix; its ``tools/test.py --out`` pickle: ``engine/mmdet_results.py``), read as
+    ``engine/results_file.py`` says, each interpretation in a warning. ``iou_types``
     default: those the results support (bbox when every result has a box; segm when every result has a
     segmentation; keypoints when every result has keypoints). With ``return_results``: (metrics, the
     records that passed validation, those scored for segm when there are several files), for other
-    scorers of the same file."""
+    scorers of the same file. ``category_offset`` is added to every results ``category_id``;
+    ``category_map`` ({results id: ground-truth id}) maps them instead (0-based class indices)."""
     coco_gt = load_ground_truth(gt_json)
-    files = [(str(p), read_results_file(p)) for p in resolve_results_paths(results_json)]
+    from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
+
+    files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))
+             for p in resolve_results_paths(results_json)]
     plan = plan_iou_types(files, iou_types)
     out, scored = {}, {}
     for index, (source, results) in enumerate(files):
         types = [t for t in IOU_TYPES if plan.get(t) == index]
+        results = shift_categories(results, source, offset=category_offset, mapping=category_map)
         results = match_image_ids(results, coco_gt, source)
         results = _validate_results(results, coco_gt, types, source)
+        if not category_offset and not category_map:
+            zero_based_suspicion(results, coco_gt, source)
         if "segm" in types:
             results = compress_segmentations(results, coco_gt, source)
         note_scoring_conventions(results, coco_gt, source)

@@ -11,6 +11,8 @@ What is read, and how (each interpretation is said in a warning naming the file)
   ``PREFIX.segm.json`` (v2 ``jsonfile_prefix``, v3 ``outfile_prefix``). Given both (or PREFIX alone),
   bbox AP is scored on the bbox file and segm AP on the segm file, as MMDetection scores them (the
   segm file's records carry a box and a mask score of their own).
+- MMDetection's ``tools/test.py --out results.pkl`` (3.x and 2.x): read without running code and
+  turned into these records by ``engine/mmdet_results.py``.
 - Ultralytics' ``predictions.json`` (``val(save_json=True)``): its ``image_id`` is the image file's stem
   (an integer when the stem is all digits). ``image_id`` values that are not all ids of the ground
   truth's images but are all file names, base names or stems of them are matched by file name.
@@ -25,8 +27,14 @@ logits or scores above 1 are scored as they are.
 
 Refused by ``evaluator._validate_results`` (one line naming the file, the records and the field):
 missing fields, ids that are not integers or strings, categories not in the ground truth (with a hint
-when they look 0-based, as older Ultralytics writes them for datasets other than COCO), images matched
-neither by id nor by file name, and two files holding the same kind of results.
+when they look 0-based, as older Ultralytics writes them for datasets other than COCO: pass
+``--category-offset 1``), images matched neither by id nor by file name, and two files holding the same
+kind of results. Ids that are all the ground truth's but would all still be after +1, while its largest
+id is never predicted, may be 0-based ids whose 0 was never predicted: said in a warning.
+
+Category ids are moved before anything is checked when asked (``shift_categories``): ``--category-offset
+N`` adds N to every ``category_id``; ``--category-map FILE.json`` (``{"results id": ground-truth id}``)
+maps each one, an id the map lacks refused.
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ import pycocotools.mask as mask_utils
 
 __all__ = [
     "compress_segmentations", "iou_types_of", "match_image_ids", "note_scoring_conventions",
-    "plan_iou_types", "read_results_file", "resolve_results_paths", "zero_based_hint",
+    "plan_iou_types", "read_category_map", "read_results_file", "resolve_results_paths", "shift_categories",
+    "zero_based_hint", "zero_based_suspicion",
 ]
 
 # COCOeval's largest maxDets: detections beyond it (per image and category) are never looked at
@@ -174,9 +183,65 @@ def zero_based_hint(bad_categories: set, category_ids: Sequence) -> str:
     """A hint for a refusal of unknown category ids that are the ground truth's shifted by one."""
     cats = set(category_ids)
     if bad_categories and all(isinstance(c, int) and c + 1 in cats for c in bad_categories):
-        return ("; they look like 0-based class indices, as older Ultralytics writes for datasets other "
-                "than COCO: add 1 to every category_id")
+        return ("; they look like 0-based class indices, as Ultralytics and some exporters write them for "
+                "datasets other than COCO: pass --category-offset 1 (adds 1 to every category_id)")
     return ""
+
+
+def zero_based_suspicion(results: list, coco_gt, source: str) -> None:
+    """Warns when every category id is the ground truth's and would still be after +1, while its largest
+    id, which it has objects of, is never predicted: 0-based ids whose class 0 was never predicted are
+    scored silently against the wrong classes. Only said: a model may well miss one class entirely."""
+    cats = set(coco_gt.getCatIds())
+    used = {r["category_id"] for r in results}
+    if len(cats) < 2 or not used or not all(isinstance(c, int) and not isinstance(c, bool) for c in cats):
+        return
+    top = max(cats)
+    if used <= cats and all(c + 1 in cats for c in used) and coco_gt.getAnnIds(catIds=[top]):
+        _note(f"{source}: no result has category {top} (the ground truth's last, with objects) and every "
+              f"category_id would still be the ground truth's after +1: if they are 0-based class indices, "
+              f"pass --category-offset 1")
+
+
+def read_category_map(path) -> dict:
+    """``{"results id": ground-truth id}`` from a JSON file: {int or str: int or str}; ValueError naming
+    the file for anything else."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the category map ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: the category map is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f'{path}: a category map is a JSON object {{"results id": ground-truth id, ...}}')
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"{path}: category map entry {key!r}: {str(value)[:30]} is not an id")
+        out[int(key) if key.lstrip("-").isdigit() else key] = value
+    return out
+
+
+def shift_categories(results: list, source: str, *, offset: int = 0, mapping=None) -> list:
+    """``results`` with every ``category_id`` plus ``offset``, or mapped by ``mapping`` (an id it lacks:
+    ValueError naming the file and the ids). Records without an id are left for validation."""
+    if offset and mapping:
+        raise ValueError("give --category-offset or --category-map, not both")
+    if not offset and not mapping:
+        return results
+    ids = [r.get("category_id") for r in results if isinstance(r, dict)]
+    if mapping:
+        unmapped = sorted({str(i) for i in ids if i not in mapping})
+        if unmapped:
+            raise ValueError(f"{source}: category ids {', '.join(unmapped[:10])} are not in the category map")
+        _note(f"{source}: category_id mapped by the category map ({len(set(ids))} ids)")
+        return [dict(r, category_id=mapping[r["category_id"]]) if isinstance(r, dict) else r for r in results]
+    odd = sorted({str(i)[:20] for i in ids if isinstance(i, bool) or not isinstance(i, int)})
+    if odd:
+        raise ValueError(f"{source}: --category-offset needs integer category ids; got {', '.join(odd[:5])}")
+    _note(f"{source}: {offset:+d} added to every category_id")
+    return [dict(r, category_id=r["category_id"] + offset) if isinstance(r, dict) and "category_id" in r
+            else r for r in results]
 
 
 def compress_segmentations(results: list, coco_gt, source: str) -> list:

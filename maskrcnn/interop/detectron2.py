@@ -42,7 +42,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from maskrcnn.interop.key_rules import compile_rules, rename_key
+from maskrcnn.interop.conventions import background_first, stem_bgr_to_rgb
+from maskrcnn.interop.key_rules import compile_rules, conversion_problems, count_indices, rename_key
 from maskrcnn.interop.torchvision import (
     COCO_CLASS_NAMES_91,
     ConversionError,
@@ -268,16 +269,11 @@ def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     return "fasterrcnn"
 
 
-def _count(sd: dict, pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for m in map(regex.match, sd) if m})
-
-
 def _backbone_arch(sd: dict) -> str:
     body = "backbone." if is_c4(sd) else "backbone.bottom_up."
-    blocks = tuple(_count(sd, rf"^{re.escape(body)}res{s}\.(\d+)\.") for s in range(2, 5))
+    blocks = tuple(count_indices(sd, rf"^{re.escape(body)}res{s}\.(\d+)\.") for s in range(2, 5))
     res5 = r"^roi_heads\.res5\.(\d+)\." if is_c4(sd) else rf"^{re.escape(body)}res5\.(\d+)\."
-    return resnet_arch(blocks + (_count(sd, res5),), sd.get(f"{body}res2.0.conv2.weight"),
+    return resnet_arch(blocks + (count_indices(sd, res5),), sd.get(f"{body}res2.0.conv2.weight"),
                        bottleneck=f"{body}res2.0.conv3.weight" in sd)
 
 
@@ -291,8 +287,8 @@ def _norm_of(sd: dict, conv: str) -> str:
 
 def _box_head(sd: dict, source: str) -> str:
     """2fc (the zoo's default) or 4conv1fc (FastRCNNConvFCHead NUM_CONV 4, NUM_FC 1: _gn / _syncbn)."""
-    convs = _count(sd, r"^roi_heads\.box_head\.conv(\d+)\.weight$")
-    fcs = _count(sd, r"^roi_heads\.box_head\.fc(\d+)\.weight$")
+    convs = count_indices(sd, r"^roi_heads\.box_head\.conv(\d+)\.weight$")
+    fcs = count_indices(sd, r"^roi_heads\.box_head\.fc(\d+)\.weight$")
     if (convs, fcs) in ((0, 2), (0, 0)):  # (0, 0): C4, whose box head is res5
         return "2fc"
     if (convs, fcs) == (4, 1):
@@ -339,7 +335,7 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
     # heads, 2-conv RPN); False for the X101 nets (from torchvision), every GN config and
     # Misc/*_syncbn (SyncBN FPN and heads, 1-conv RPN). --set model.stride_in_1x1=... overrides.
     gn = _norm_of(sd, f"{body}stem.conv1") == "gn"
-    fpn_norm, rpn_convs = _norm_of(sd, "backbone.fpn_lateral2"), max(1, _count(sd, _RPN_CONVS))
+    fpn_norm, rpn_convs = _norm_of(sd, "backbone.fpn_lateral2"), max(1, count_indices(sd, _RPN_CONVS))
     misc_syncbn = fpn_norm == "bn" and rpn_convs == 1
     out = {
         "model.backbone": arch,
@@ -379,7 +375,8 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
     if "roi_heads.box_head.fc1.weight" in sd:
         out["model.roi_heads.box_head_dim"] = int(sd["roi_heads.box_head.fc1.weight"].shape[0])
     if layout == "maskrcnn":
-        out["model.roi_heads.mask_head_convs"] = _count(sd, r"^roi_heads\.mask_head\.mask_fcn(\d+)\.weight$")
+        out["model.roi_heads.mask_head_convs"] = count_indices(
+            sd, r"^roi_heads\.mask_head\.mask_fcn(\d+)\.weight$")
         predictor = sd.get("roi_heads.mask_head.predictor.weight")
         # CLS_AGNOSTIC_MASK: one mask channel for K > 1 classes (ours: mask_class_agnostic, same 1 channel)
         if predictor is not None and predictor.shape[0] == 1 and out["model.num_classes"] > 2:
@@ -387,7 +384,7 @@ def config_overrides(sd: dict, layout: str, *, source: str = "checkpoint", input
         if "roi_heads.mask_head.deconv.weight" in sd:  # ConvTranspose2d: (in, out, 2, 2)
             out["model.roi_heads.mask_head_dim"] = int(sd["roi_heads.mask_head.deconv.weight"].shape[1])
     if layout == "keypointrcnn":
-        out["model.roi_heads.keypoint_head_convs"] = _count(
+        out["model.roi_heads.keypoint_head_convs"] = count_indices(
             sd, r"^roi_heads\.keypoint_head\.conv_fcn(\d+)\.weight$")
         first = "roi_heads.keypoint_head.conv_fcn1.weight"
         score = "roi_heads.keypoint_head.score_lowres.weight"
@@ -421,12 +418,6 @@ def convert_state_dict(sd: dict) -> tuple:
 # Value changes: channel order and the background slot
 
 
-def _stem_bgr_to_rgb(ours: dict) -> None:
-    key = "backbone.stem.conv1.conv.weight"
-    if key in ours:  # a missing stem is reported by the key check
-        ours[key] = ours[key][:, [2, 1, 0]].contiguous()
-
-
 def _anchors_ratio_major(ours: dict, num_sizes: int, num_ratios: int) -> None:
     """detectron2 orders a location's anchors size-major (size s, ratio r at s * R + r), ours
     ratio-major (r * S + s): reorder the RPN's objectness rows and its 4-row groups of deltas. A no-op
@@ -444,56 +435,12 @@ def _anchors_ratio_major(ours: dict, num_sizes: int, num_ratios: int) -> None:
             ours[key] = ours[key][rows].contiguous()
 
 
-def _with_zero_slot(t: torch.Tensor, rows: int) -> torch.Tensor:
-    """``rows`` zero rows in front: the background slot detectron2 does not have."""
-    return torch.cat([t.new_zeros((rows,) + tuple(t.shape[1:])), t])
-
-
-def _background_first(ours: dict, num_classes: int, source: str, class_agnostic_mask: bool = False) -> None:
-    """Background last (detectron2) -> background first (ours), in scores, box deltas and mask logits."""
-    for name in ("weight", "bias"):
-        key = f"roi_heads.box_predictor.cls_score.{name}"
-        if key in ours:
-            t = ours[key]
-            ours[key] = torch.cat([t[-1:], t[:-1]])
-        key = f"roi_heads.box_predictor.bbox_pred.{name}"
-        if key in ours:
-            rows = ours[key].shape[0]
-            if rows == 4 and num_classes > 2:
-                # CLS_AGNOSTIC_BBOX_REG (Misc/*_cls_agnostic, Cascade's stages): one set of deltas for all
-                # classes. Ours is class-specific: the same 4 rows for every class decode exactly alike.
-                ours[key] = ours[key].repeat((num_classes - 1,) + (1,) * (ours[key].dim() - 1))
-            elif rows != 4 * (num_classes - 1):
-                raise ConversionError(
-                    f"{source}: roi_heads.box_predictor.bbox_pred has {rows} rows for {num_classes - 1} "
-                    f"classes; expected {4 * (num_classes - 1)} (4 per class) or 4 (class-agnostic)")
-            ours[key] = _with_zero_slot(ours[key], 4)
-        key = f"roi_heads.mask_head.predictor.{name}"
-        if key in ours and not class_agnostic_mask:  # CLS_AGNOSTIC_MASK: one channel, no slot to add
-            channels = ours[key].shape[0]
-            if channels != num_classes - 1:
-                raise ConversionError(
-                    f"{source}: roi_heads.mask_head.predictor has {channels} channels for {num_classes - 1} "
-                    f"classes; expected {num_classes - 1} (one per class) or 1 (class-agnostic)")
-            ours[key] = _with_zero_slot(ours[key], 1)
-
-
 def default_class_names(num_classes: int, layout: str = "") -> list:
     if num_classes == 81:
         return list(COCO_CLASS_NAMES_81)
     if layout == "keypointrcnn" and num_classes == 2:
         return ["__background__", "person"]
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
-
-
-def _problems(unmapped: list, missing: list, unexpected: list, shapes: list) -> list:
-    out = []
-    for name, items in (("unmapped detectron2 keys", unmapped), ("keys our model needs but the file lacks",
-                        missing), ("converted keys our model does not have", unexpected),
-                        ("shape mismatches", shapes)):
-        if items:
-            out.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
-    return out
 
 
 def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "checkpoint",
@@ -521,8 +468,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
         ours = {k: v for k, v in ours.items()
                 if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
     if input_format == "BGR":
-        _stem_bgr_to_rgb(ours)
-    _background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source,
+        stem_bgr_to_rgb(ours)
+    background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source,
                       cfg.model.roi_heads.mask_class_agnostic)
     sizes = cfg.model.rpn.anchor_sizes if not cfg.model.fpn else (1,)  # FPN: one size per level
     _anchors_ratio_major(ours, len(sizes), len(cfg.model.rpn.aspect_ratios))
@@ -534,7 +481,7 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours),
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}
-    problems = _problems(unmapped, missing, unexpected, shapes)
+    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="detectron2")
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
     ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}

@@ -33,6 +33,7 @@ import torch
 
 from maskrcnn.interop import detectron2 as d2
 from maskrcnn.interop import torchvision as tv
+from maskrcnn.interop.conventions import stem_bgr_to_rgb
 from maskrcnn.interop.torchvision import ConversionError
 
 # torchvision's ImageNet statistics, on RGB images in [0, 1]
@@ -185,7 +186,7 @@ def convert_imagenet(sd: dict, *, source: str = "checkpoint") -> BackboneWeights
         if filled:
             notes.append(f"{filled} Caffe2 affine norms loaded as frozen BN with mean 0, variance 1, eps 0")
             implied["model.frozen_bn_eps"] = 0.0
-        d2._stem_bgr_to_rgb(ours)
+        stem_bgr_to_rgb(ours)
         notes.append("stem conv input channels reversed: BGR weights, RGB images")
         mean_bgr = d2.D2_PIXEL_MEAN_BGR
         std_bgr = d2.D2_PIXEL_STD_BGR_X101 if arch.startswith("resnext") else d2.D2_PIXEL_STD_BGR_MSRA

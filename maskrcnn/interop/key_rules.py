@@ -1,14 +1,16 @@
-"""Renaming tables of checkpoint keys: ordered (regex, replacement) rules, the first match wins.
+"""Checkpoint keys across frameworks: renaming tables, counting indexed parts, the report of what did
+not fit. Shared by the torchvision, detectron2 and MMDetection converters.
 
-A replacement is a ``re`` template (``r"fpn.lateral.\\1.conv.\\2"``), a function of the match's groups,
-or a marker string a converter handles itself (torchvision's ``"box_linear"``)."""
+Renaming: ordered (regex, replacement) rules, the first match wins. A replacement is a ``re`` template
+(``r"fpn.lateral.\\1.conv.\\2"``), a function of the match's groups, or a marker string a converter
+handles itself (torchvision's ``"box_linear"``)."""
 
 from __future__ import annotations
 
 import re
 from typing import Callable, Optional, Sequence, Union
 
-__all__ = ["compile_rules", "first_rule", "rename_key"]
+__all__ = ["compile_rules", "conversion_problems", "count_indices", "first_rule", "rename_key"]
 
 Replacement = Union[str, Callable[[tuple], str]]
 
@@ -34,3 +36,23 @@ def rename_key(compiled: Sequence[tuple], key: str) -> Optional[str]:
         return None
     m, repl = hit
     return repl(m.groups()) if callable(repl) else m.expand(repl)
+
+
+def count_indices(sd, pattern: str) -> int:
+    """How many distinct values the first group of ``pattern`` takes over the keys of ``sd``: the blocks
+    of a stage (``r"^backbone\\.layer1\\.(\\d+)\\."``), the convs of a head."""
+    regex = re.compile(pattern)
+    return len({m.group(1) for m in map(regex.match, sd) if m})
+
+
+def conversion_problems(unmapped: list, missing: list, unexpected: list, shapes: list, *,
+                        source_name: str) -> list:
+    """One line per kind of key that did not fit (the first 8 named); [] when all did. ``source_name``
+    names the other framework ("detectron2", "MMDetection")."""
+    out = []
+    for name, items in ((f"unmapped {source_name} keys", unmapped),
+                        ("keys our model needs but the file lacks", missing),
+                        ("converted keys our model does not have", unexpected), ("shape mismatches", shapes)):
+        if items:
+            out.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
+    return out

@@ -10,6 +10,10 @@ numpy arrays that ``torch.load(weights_only=True)`` refuses.
 plain containers, and turns every other global the file names into an inert placeholder: its class is
 never imported and nothing of it is called (what it held is dropped; the weights never need it).
 
+``read_pickle_file``: a plain pickle (``mmengine.dump`` / ``mmcv.dump`` of ``tools/test.py --out
+results.pkl``) read by the same unpickler; a tensor in it stores its data as a legacy torch file, read by
+``torch.load`` with the same unpickler (torch's own ``_load_from_bytes`` would run any pickle).
+
 ``parse_config_text``: the config text is parsed (``ast.parse``), never executed: ``dict(...)`` calls,
 literals, lists and tuples become Python values, top-level assignments become entries, and anything else
 (a name, an expression) becomes ``UNKNOWN``.
@@ -18,6 +22,7 @@ literals, lists and tuples become Python values, top-level assignments become en
 from __future__ import annotations
 
 import ast
+import io
 import pickle
 import types
 import zipfile
@@ -67,6 +72,7 @@ def _allowed_globals() -> dict:
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
         ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "tuple"): tuple,
         ("builtins", "list"): list, ("builtins", "dict"): dict,
@@ -98,6 +104,26 @@ def _inert_pickle_module() -> types.ModuleType:
     module.UnpicklingError = pickle.UnpicklingError
     module.__name__ = "maskrcnn_inert_pickle"
     return module
+
+
+def _storage_from_bytes(data: bytes):
+    """A tensor's storage as a plain pickle holds it (a legacy torch file), read without running code."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False,
+                      pickle_module=_inert_pickle_module())
+
+
+def read_pickle_file(path) -> object:
+    """A plain pickle's object, read as ``read_mmdet_file`` reads a checkpoint: tensors, numpy arrays and
+    containers rebuilt, foreign objects left as ``Inert``; ValueError naming the file when it is not a
+    pickle."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _InertUnpickler(f).load()
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, ImportError, MemoryError, RecursionError, ConversionError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: cannot be read as a pickle ({reason})") from None
 
 
 def read_mmdet_file(path) -> object:

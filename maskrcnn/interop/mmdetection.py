@@ -44,8 +44,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from maskrcnn.interop.detectron2 import _background_first, _count, _problems, _stem_bgr_to_rgb
-from maskrcnn.interop.key_rules import compile_rules, rename_key
+from maskrcnn.interop.conventions import background_first, stem_bgr_to_rgb
+from maskrcnn.interop.key_rules import compile_rules, conversion_problems, count_indices, rename_key
 from maskrcnn.interop.mmdet_file import UNKNOWN, lookup, parse_config_text, read_mmdet_file
 from maskrcnn.interop.torchvision import ConversionError, resnet_arch, strip_module_prefix
 
@@ -186,7 +186,8 @@ def detect_layout(sd: dict, source: str = "checkpoint", version: str = "") -> st
     if not any(k.startswith("neck.lateral_convs.") for k in sd):
         raise ConversionError(f"{source}: no FPN (neck.lateral_convs.*): the DC5 design and other necks are "
                               "not supported")
-    extra = _count(sd, r"^neck\.fpn_convs\.(\d+)\.") - _count(sd, r"^neck\.lateral_convs\.(\d+)\.")
+    lateral = count_indices(sd, r"^neck\.lateral_convs\.(\d+)\.")
+    extra = count_indices(sd, r"^neck\.fpn_convs\.(\d+)\.") - lateral
     if extra > 0:
         raise ConversionError(f"{source}: an FPN with {extra} extra conv level(s) (add_extra_convs) is not "
                               "supported: ours makes P6 by max-pooling P5")
@@ -194,7 +195,7 @@ def detect_layout(sd: dict, source: str = "checkpoint", version: str = "") -> st
 
 
 def _backbone_arch(sd: dict, source: str) -> str:
-    blocks = tuple(_count(sd, rf"^backbone\.layer{i}\.(\d+)\.") for i in range(1, 5))
+    blocks = tuple(count_indices(sd, rf"^backbone\.layer{i}\.(\d+)\.") for i in range(1, 5))
     try:
         return resnet_arch(blocks, sd.get("backbone.layer1.0.conv2.weight"),
                            bottleneck="backbone.layer1.0.conv3.weight" in sd)
@@ -209,8 +210,8 @@ def _norm_of(sd: dict, prefix: str) -> str:
 
 
 def _box_head(sd: dict, source: str) -> str:
-    convs = _count(sd, r"^roi_head\.bbox_head\.shared_convs\.(\d+)\.")
-    fcs = _count(sd, r"^roi_head\.bbox_head\.shared_fcs\.(\d+)\.")
+    convs = count_indices(sd, r"^roi_head\.bbox_head\.shared_convs\.(\d+)\.")
+    fcs = count_indices(sd, r"^roi_head\.bbox_head\.shared_fcs\.(\d+)\.")
     if (convs, fcs) == (0, 2):
         return "2fc"
     if (convs, fcs) == (4, 1):
@@ -450,7 +451,7 @@ def config_overrides(sd: dict, layout: str, cfgtext: dict, overrides: dict, *, s
         "model.pixel_std": tuple(float(s) / 255.0 for s in std),
         "model.fpn_dim": int(sd["neck.lateral_convs.0.conv.weight"].shape[0]),
         "model.fpn_norm": _norm_of(sd, "neck.lateral_convs.0"),
-        "model.rpn.head_convs": max(1, _count(sd, r"^rpn_head\.rpn_conv\.(\d+)\.")),
+        "model.rpn.head_convs": max(1, count_indices(sd, r"^rpn_head\.rpn_conv\.(\d+)\.")),
         "model.rpn.anchor_rounding": False,
         "model.roi_heads.box_head": _box_head(sd, source),
         "model.roi_heads.box_head_norm": _norm_of(sd, "roi_head.bbox_head.shared_convs.0"),
@@ -468,7 +469,7 @@ def config_overrides(sd: dict, layout: str, cfgtext: dict, overrides: dict, *, s
         "input.resize_method": "torchvision",
     }
     if layout == "maskrcnn":
-        out["model.roi_heads.mask_head_convs"] = _count(sd, r"^roi_head\.mask_head\.convs\.(\d+)\.")
+        out["model.roi_heads.mask_head_convs"] = count_indices(sd, r"^roi_head\.mask_head\.convs\.(\d+)\.")
         out["model.roi_heads.mask_head_norm"] = _norm_of(sd, "roi_head.mask_head.convs.0")
         if "roi_head.mask_head.upsample.weight" in sd:  # ConvTranspose2d: (in, out, 2, 2)
             out["model.roi_heads.mask_head_dim"] = int(sd["roi_head.mask_head.upsample.weight"].shape[1])
@@ -537,15 +538,15 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
         ours = {k: v for k, v in ours.items()
                 if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
     if bgr:
-        _stem_bgr_to_rgb(ours)
+        stem_bgr_to_rgb(ours)
     # mmdet's order is detectron2's: background last in fc_cls, no background slot in fc_reg / conv_logits
-    _background_first(ours, cfg.model.num_classes, source, cfg.model.roi_heads.mask_class_agnostic)
+    background_first(ours, cfg.model.num_classes, source, cfg.model.roi_heads.mask_class_agnostic)
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
     shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
               for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
-    problems = _problems(unmapped, missing, unexpected, shapes)
+    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="MMDetection")
     if problems:
         raise ConversionError(f"{source} (mmdetection {layout} layout): "
                               + "; ".join(p.replace("detectron2", "mmdetection") for p in problems))

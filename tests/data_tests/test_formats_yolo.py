@@ -301,7 +301,7 @@ def test_yolo_folder_without_yaml(tmp_path, capsys):
     assert [a["category_id"] for a in coco["annotations"]] == [3, 1]
     assert _convert(src, out, "--classes", "bird") == 0  # a named dataset: --classes selects by name
     err = capsys.readouterr().err
-    assert "labels/a.txt: line 2: label 'cat' is not one of the classes ['bird']; skipped" in err
+    assert "1 line(s) of class 'cat' (index 0) left out: not in --classes" in err and "line 2" not in err
     assert json.loads(out.read_text())["categories"] == [{"id": 1, "name": "bird"}]
     assert _convert(src, out, "--classes", "cow") == 1
     assert "--classes cow: not among the classes of classes.txt (cat, dog, bird)" in capsys.readouterr().err
@@ -387,3 +387,25 @@ def test_yolo_exif_rotated_jpeg(tmp_path, capsys, orientation):
     assert tuple(image.shape) == (3, height, width)
     want = _rect_mask(8, 4, 16, 28, height=height, width=width)
     np.testing.assert_array_equal(target["masks"][0].numpy().astype(bool), want)
+
+
+def test_yolo_classes_left_out_are_told_once_per_class_with_a_count(tmp_path, capsys):
+    """--classes picking some classes of a named dataset: the lines of the others were printed one by
+    one (thousands for a real dataset); now one line per class with its count, none of them 'skipped'."""
+    src = tmp_path / "ds"
+    (src / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (src / "classes.txt").write_text("cat\ndog\nbird\n")
+    for k in range(3):
+        _image(src / f"images/{k}.png")
+        lines = [_line(0, *RECT), _line(1, *L_SHAPE), _line(1, *RECT), _line(2, *RECT)]
+        _label(src / f"labels/{k}.txt", "\n".join(lines[k % 2:]))
+    out = tmp_path / "out.json"
+    assert _convert(src, out, "--classes", "dog") == 0
+    err = capsys.readouterr().err
+    told = [line for line in err.splitlines() if "left out: not in --classes" in line]
+    assert [line.split(": ", 1)[1] for line in told] == [
+        "2 line(s) of class 'cat' (index 0) left out: not in --classes",
+        "3 line(s) of class 'bird' (index 2) left out: not in --classes"]
+    assert "5 lines of classes not in --classes left out" in err and "skipped 0 record(s)" in err
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "dog"}] and len(coco["annotations"]) == 6

@@ -151,4 +151,148 @@ def test_zero_based_category_ids_are_refused_with_a_hint(cli, tmp_path):
     res = _write(tmp_path / "res.json", results)
     rc, text, metrics, _ = _eval(cli, tmp_path, res)
     assert rc == 1 and metrics is None
-    assert "category ids 0 are not in the ground truth" in text and "add 1 to every category_id" in text
+    assert "category ids 0 are not in the ground truth" in text and "pass --category-offset 1" in text
+    assert str(res) in text and len(text.strip().splitlines()) == 1
+
+
+def test_zero_based_category_ids_are_scored_with_an_offset_or_a_map(cli, tmp_path):
+    """--category-offset 1 and --category-map read 0-based ids (Ultralytics) as the ground truth's."""
+    gt, _, data = coco_dataset(tmp_path)
+    zero_based = [dict(r, category_id=r["category_id"] - 1) for r in gt_as_results(data)]
+    res = _write(tmp_path / "res.json", zero_based)
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res, "--category-offset", "1")
+    assert rc == 0, text
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert f"{res}: +1 added to every category_id" in notes
+    mapping = _write(tmp_path / "map.json", {"0": 1, "1": 2})
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res, "--category-map", mapping)
+    assert rc == 0 and metrics["segm"]["AP"] == pytest.approx(100.0), text
+    # a map that lacks an id, both options, an offset without --results: one line each
+    short = _write(tmp_path / "short.json", {"0": 1})
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res, "--category-map", short)
+    assert rc == 1 and f"{res}: category ids 1 are not in the category map" in text
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res, "--category-map", mapping, "--category-offset", "1")
+    assert rc == 1 and "not both" in text
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res, "--category-map", tmp_path / "nope.json")
+    assert rc == 1 and "nope.json: cannot read the category map" in text
+
+
+def test_zero_based_ids_whose_zero_was_never_predicted_are_said(cli, tmp_path):
+    """Results of class index 1 only (0-based: the ground truth's category 2), so every id is a ground-
+    truth id: scored against category 1 silently before; now a warning names the file and the option."""
+    gt, _, data = coco_dataset(tmp_path)
+    shifted = [dict(r, category_id=1) for r in gt_as_results(data) if r["category_id"] == 2]
+    res = _write(tmp_path / "res.json", shifted)
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res)
+    assert rc == 0, text
+    assert f"{res}: no result has category 2" in notes and "pass --category-offset 1" in notes
+    right = _write(tmp_path / "right.json", [r for r in gt_as_results(data) if r["category_id"] == 2])
+    _, _, _, notes = _eval_with(cli, tmp_path, gt, right)
+    assert "--category-offset" not in notes
+
+
+def _eval_with(cli, tmp_path, gt, res, *options):
+    out = tmp_path / "m"
+    with _warnings() as caught:
+        rc, text = cli("eval", "--results", res, "--json", gt, "--output", out, *options)
+    metrics = json.loads((out / "metrics.json").read_text()) if rc == 0 else None
+    return rc, text, metrics, " | ".join(str(w.message) for w in caught)
+
+
+# --------------------------------------------------------------------------------------------
+# MMDetection's tools/test.py --out results.pkl
+
+
+def _xyxy(box):
+    x, y, w, h = box
+    return [x, y, x + w, y + h]
+
+
+def _bytes_rle(rle):
+    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}  # as encode_mask_results leaves it
+
+
+def _v3_results(data, bitmaps=False):
+    """MMDetection 3.x DumpDetResults: one dict per image (tensors, 0-based labels, RLE counts as bytes)."""
+    import torch
+
+    out = []
+    for img in data["images"]:
+        anns = [a for a in data["annotations"] if a["image_id"] == img["id"]]
+        masks = ([_bytes_rle(a["segmentation"]) for a in anns] if not bitmaps else torch.stack(
+            [torch.from_numpy(annotation_to_mask(a["segmentation"], 40, 50).numpy()) for a in anns]))
+        pred = {"bboxes": torch.tensor([_xyxy(a["bbox"]) for a in anns], dtype=torch.float32),
+                "scores": torch.full((len(anns),), 0.9),
+                "labels": torch.tensor([a["category_id"] - 1 for a in anns]), "masks": masks}
+        out.append({"img_id": img["id"], "img_path": f"data/{img['file_name']}", "ori_shape": (40, 50),
+                    "pred_instances": pred})
+    return out
+
+
+def _v2_results(data, with_masks=True):
+    """MMDetection 2.x: per image (in the ground truth's order) per class arrays (n, 5), RLE lists."""
+    out = []
+    for img in data["images"]:
+        boxes, segms = [], []
+        for cat in (1, 2):
+            anns = [a for a in data["annotations"] if a["image_id"] == img["id"] and a["category_id"] == cat]
+            boxes.append(np.array([_xyxy(a["bbox"]) + [0.9] for a in anns], np.float32).reshape(-1, 5))
+            segms.append([_bytes_rle(a["segmentation"]) for a in anns])
+        out.append((boxes, segms) if with_masks else boxes)
+    return out
+
+
+def _pickle(path, obj):
+    import pickle
+
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    return path
+
+
+@pytest.mark.parametrize("make, kinds", [
+    (lambda d: _v3_results(d), ("bbox", "segm")),
+    (lambda d: _v3_results(d, bitmaps=True), ("bbox", "segm")),
+    (lambda d: _v2_results(d), ("bbox", "segm")),
+    (lambda d: _v2_results(d, with_masks=False), ("bbox",)),
+])  # fmt: skip
+def test_mmdetection_out_pickles_are_scored(cli, tmp_path, make, kinds):
+    """tools/test.py --out results.pkl of MMDetection 3.x (dicts with pred_instances) and 2.x (per-class
+    arrays, in the ground truth's image order) is read and scored: the ground truth as detections, AP 100."""
+    gt, _, data = coco_dataset(tmp_path)
+    res = _pickle(tmp_path / "results.pkl", make(data))
+    rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res)
+    assert rc == 0, text
+    assert sorted(metrics) == sorted(kinds) and all(metrics[k]["AP"] == pytest.approx(100.0) for k in kinds)
+    assert f"{res}: read as MMDetection" in notes and "4 detections" in notes
+
+
+class _Hostile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda m: _Hostile(m), "it holds an object of posix.system (not loaded)"),
+    (lambda m: [{"img_id": 1, "pred_instances": _Hostile(m)}],
+     "'pred_instances' is an object of posix.system"),
+    (lambda m: {"bbox": []}, "it holds a dict"),
+    (lambda m: [[np.zeros((0, 5), np.float32)]], "2.x results hold 1 images, the ground truth 2"),
+])  # fmt: skip
+def test_a_pickle_that_is_not_mmdetection_results_is_refused_without_running_it(cli, tmp_path, make, words):
+    """A pickle whose __reduce__ calls os.system is read without calling it (the marker file is never
+    made) and refused in one line naming the file, as is any other object."""
+    import os
+
+    if os.name != "posix":
+        pytest.skip("the hostile pickle names posix.system")
+    gt, _, _ = coco_dataset(tmp_path)
+    marker = tmp_path / "ran"
+    res = _pickle(tmp_path / "results.pkl", make(marker))
+    rc, text, _, _ = _eval_with(cli, tmp_path, gt, res)
+    assert rc == 1 and not marker.exists()
+    assert f"{res}: not MMDetection results" in text and words in text and len(text.strip().splitlines()) == 1

@@ -450,3 +450,28 @@ def test_train_init_copies_class_rows_by_name(tmp_path, tiny_mask):
     assert torch.equal(got["backbone.res3.0.shortcut.conv.weight"],
                        sd["backbone.layer2.0.downsample.0.weight"])
     assert not (tmp_path / "called").exists()
+
+
+def test_an_unmapped_key_is_named_as_mmdetection_s(tiny_mask):
+    """The key report names the framework the file came from (it said "unmapped detectron2 keys" for an
+    MMDetection file: the helper was borrowed from the detectron2 converter)."""
+    _, sd = tiny_mask
+    with pytest.raises(ConversionError, match="1 unmapped MMDetection keys: roi_head.bbox_head.extra_scale"):
+        convert_mmdetection({"state_dict": _with(sd, **{"roi_head.bbox_head.extra_scale": torch.zeros(1)})})
+
+
+def test_converters_share_public_helpers_not_each_others_private_ones():
+    """mmdetection.py and imagenet.py import the shared steps (key counting, the key report, BGR stem,
+    background-first rows) from the modules that hold them, not private names of detectron2.py."""
+    import ast
+    from pathlib import Path
+
+    import maskrcnn.interop as interop
+
+    for name in ("mmdetection.py", "imagenet.py", "detectron2.py"):
+        tree = ast.parse((Path(interop.__file__).parent / name).read_text())
+        private = [(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                   for a in n.names if a.name.startswith("_") and n.module != "__future__"]
+        touched = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                   and n.attr in ("_stem_bgr_to_rgb", "_background_first", "_count", "_problems")]
+        assert private == [] and touched == [], name

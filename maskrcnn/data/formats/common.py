@@ -67,6 +67,10 @@ class Report:
         self.notes["warnings"] += 1
         self._print(f"{where}: warning: {message}")
 
+    def tell(self, where: str, message: str) -> None:
+        """A line worth printing that is neither a problem nor a warning (what an option left out)."""
+        self._print(f"{where}: {message}")
+
     def note(self, what: str, n: int = 1) -> None:
         """Count something worth a line in the summary that is not a problem (e.g. ignored shapes)."""
         self.notes[what] += n

@@ -25,7 +25,8 @@ Where the images and classes come from:
   Split folders found together (images/train + images/val, Roboflow's train/ + valid/) are converted
   together only with a warning: validation images would otherwise slip into training unnoticed.
 - ``classes`` with a dataset that names its classes (YAML or classes.txt) selects them by name: the
-  categories are exactly those, in that order, and lines of other classes are reported and skipped.
+  categories are exactly those, in that order, and lines of other classes are left out, told as one
+  line per class with its count.
 
 The label file of ``.../images/.../NAME.ext`` is ``.../labels/.../NAME.txt``, the last ``images`` folder
 of the path replaced (Ultralytics' rule; an image whose path has no ``images`` folder has it beside
@@ -61,7 +62,7 @@ describes is unknown, so both are skipped: ``ambiguous_label``).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -361,8 +362,9 @@ def _read_label_lines(path: Path) -> list:
 
 
 def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, report: Report,
-                   boxes_as_masks: bool, met: set) -> bool:
-    """One image and its label file; True when it had a label file."""
+                   boxes_as_masks: bool, met: set, keep: Optional[set], left_out: Counter) -> bool:
+    """One image and its label file; True when it had a label file. Lines of a class not in ``keep``
+    (when given) are counted in ``left_out`` by (index, name), not reported one by one."""
     height, width = image_size(image)
     has_label = label.is_file()
     lines = _read_label_lines(label) if has_label else []
@@ -381,8 +383,11 @@ def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, 
         seen.add(tuple(tokens))
         try:
             index = _class_index(tokens[0])
-            values = _coordinates(tokens[1:])
             label_text = label_of(index)
+            if keep is not None and label_text not in keep:
+                left_out[(index, label_text)] += 1
+                continue
+            values = _coordinates(tokens[1:])
             if values.size == 4:
                 if not boxes_as_masks:
                     if not report.notes[_BOXES_LEFT_OUT]:  # once: the summary counts them
@@ -403,14 +408,18 @@ def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, 
 
 
 def read_yolo(images: Sequence[Path], *, label_of, builder: CocoBuilder, report: Report,
-              boxes_as_masks: bool = False) -> set:
+              boxes_as_masks: bool = False, keep: Optional[Sequence[str]] = None) -> set:
     """Add ``images`` and the instances of their label files to ``builder``; ``label_of(index)`` is the
-    class name of an index (Skip("bad_class") when there is none). Returns the class indices met."""
+    class name of an index (Skip("bad_class") when there is none). With ``keep`` (class names), lines of
+    other classes are left out and told as one line per class with their count. Returns the class
+    indices met."""
     images = [Path(p) for p in images]
     owners = defaultdict(set)  # label file -> the distinct images it would describe
     for image in images:
         owners[label_path(image)].add(image.absolute())
     met: set = set()
+    left_out: Counter = Counter()  # (index, name) -> lines of a class not kept
+    keep = None if keep is None else set(keep)
     labelled = 0
     for image in images:
         label = label_path(image)
@@ -420,9 +429,14 @@ def read_yolo(images: Sequence[Path], *, label_of, builder: CocoBuilder, report:
                 raise Skip("ambiguous_label", f"{builder.relative(label)} is also the label file of "
                                               f"{', '.join(others)}: which image it describes is unknown")
             labelled += _convert_image(image, label, label_of=label_of, builder=builder, report=report,
-                                       boxes_as_masks=boxes_as_masks, met=met)
+                                       boxes_as_masks=boxes_as_masks, met=met, keep=keep, left_out=left_out)
         except Skip as e:
             report.skip(builder.relative(image), e)
+    for (index, name), n in sorted(left_out.items()):
+        report.tell(str(builder.root), f"{n} line(s) of class {name!r} (index {index}) left out: not in "
+                                       f"--classes")
+    if left_out:
+        report.note("lines of classes not in --classes left out", sum(left_out.values()))
     if images and not labelled:
         example = builder.relative(label_path(images[0]))
         report.warn(str(builder.root), f"no image has a label file (looked for {example}: the "
@@ -463,7 +477,7 @@ def convert_yolo(src: Path, *, split: Optional[str], classes: Optional[Sequence[
     suffix = f" ({split})" if split else ""
     builder = CocoBuilder(root=dataset.root, categories=categories, description=description + suffix)
     met = read_yolo(dataset.images, label_of=label_of, builder=builder, report=report,
-                    boxes_as_masks=boxes_as_masks)
+                    boxes_as_masks=boxes_as_masks, keep=classes if dataset.names is not None else None)
     if categories is None and met:
         # ids index + 1 for every index up to the largest met, so a split without some class agrees
         builder.fixed = {f"class_{i}": i + 1 for i in range(max(met) + 1)}
