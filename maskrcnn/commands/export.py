@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.output, "--output")
     weights, output = Path(args.weights), Path(args.output)
+    if weights.suffix.lower() == ".onnx":
+        raise ValueError(f"--weights {weights}: an exported ONNX file; export reads the checkpoint it came "
+                         "from (run the .onnx itself with `maskrcnn predict --weights`)")
     if weights.is_file() and output.exists() and output.samefile(weights):  # a link or ./ spelling too
         raise ValueError(f"--output {args.output}: is the --weights file; write the export to another file")
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())

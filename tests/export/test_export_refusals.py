@@ -109,3 +109,11 @@ def test_an_exporter_failure_is_one_line_and_leaves_the_old_output(tmp_path, cap
                                "ONNX opset version 17 is not supported"]
     assert out.read_bytes() == b"the previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tiny.pth"]  # no temporary file left
+
+
+def test_an_onnx_file_as_weights_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x08\x12\x07pytorch")  # how our exports start
+    rc, _, err = _export(capsys, "--weights", tmp_path / "m.onnx", "--output", tmp_path / "again.onnx")
+    assert rc == 1 and err == [f"maskrcnn export: error: --weights {tmp_path / 'm.onnx'}: an exported ONNX "
+                               "file; export reads the checkpoint it came from (run the .onnx itself with "
+                               "`maskrcnn predict --weights`)"]
