@@ -7,7 +7,8 @@
 backbone, FPN, RPN with its NMS, RoI heads, class-specific box decoding, per-class NMS and the mask
 head. Input ``image`` (3, H, W) float RGB in [0, 1], any H and W (resized as the config says: the
 graph never resizes); outputs ``boxes`` (D, 4), ``labels`` (D,), ``scores`` (D,), ``masks``
-(D, 1, 28, 28) probabilities (+ ``keypoint_heatmaps`` (D, J, 56, 56) for keypoint models), D >= 0.
+(D, 1, 28, 28) (C4 models: 14 x 14) probabilities (+ ``keypoint_heatmaps`` (D, J, 56, 56) for
+keypoint models), D >= 0.
 The checkpoint's config (with the ``--set`` overrides, e.g. ``model.roi_heads.score_thresh``) and
 class names go into the file's metadata, so ``maskrcnn predict --weights FILE.onnx`` needs nothing
 else. Needs ``pip install 'maskrcnn[onnx]'``. ``--size``: the traced example's size (default: the
@@ -27,11 +28,14 @@ FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from maskrcnn.io_utils import atomic_write_bytes
 
 HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
 
@@ -78,11 +82,11 @@ def export_features(model: nn.Module, path, *, fmt: str = "pt2", size_hw=(800, 1
     wrapper = FeatureExtractor(model).eval()
     h, w = size_hw
     example = torch.zeros(2, 3, h, w)  # batch 2: an example batch of 1 would be specialised to 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    buf = io.BytesIO()  # in memory, then written atomically: a failed save leaves no half file
+    torch.export.save(program, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return wrapper.names
 
 

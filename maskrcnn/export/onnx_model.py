@@ -16,7 +16,7 @@ its own NMS batch, so there is no coordinate offset), FPN level assignment and R
 
 Outputs: ``boxes`` (D, 4) xyxy in the input image's pixels, ``labels`` (D,) int64 in 1..K-1,
 ``scores`` (D,), ``masks`` (D, 1, M, M) probabilities of the predicted class (models with a mask
-head); keypoint models add
+head; M = 14 for C4 models, whose res5 halves the pooled 14 x 14); keypoint models add
 ``keypoint_heatmaps`` (D, J, Hk, Hk) logits (decoded to keypoints by ``heatmaps_to_keypoints`` at
 run time, as in eager mode). D may be 0.
 

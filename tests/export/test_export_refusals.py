@@ -117,3 +117,19 @@ def test_an_onnx_file_as_weights_is_named_as_such(tmp_path, capsys):
     assert rc == 1 and err == [f"maskrcnn export: error: --weights {tmp_path / 'm.onnx'}: an exported ONNX "
                                "file; export reads the checkpoint it came from (run the .onnx itself with "
                                "`maskrcnn predict --weights`)"]
+
+
+def test_a_failed_pt2_save_leaves_the_old_output(tmp_path, capsys, monkeypatch):
+    ckpt = _checkpoint(tmp_path / "tiny.pth")
+    out = tmp_path / "m.pt2"
+    out.write_bytes(b"the previous export")
+    monkeypatch.setattr(torch.export, "export", lambda *args, **kwargs: "a program")  # no tracing here
+
+    def half_then_fail(program, f, **kwargs):
+        f.write(b"PK half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.export, "save", half_then_fail)
+    rc, _, err = _export(capsys, "--weights", ckpt, "--output", out, "--size", "64x96")
+    assert rc == 1 and err == ["maskrcnn export: error: no space left on device"]
+    assert out.read_bytes() == b"the previous export"
