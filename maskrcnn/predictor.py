@@ -344,6 +344,8 @@ class Predictor:
         (None: its default, all cores)."""
         from maskrcnn.export.onnx_runtime import OnnxModel
 
+        if kwargs.get("int8"):  # True, or a checkpoint's section: neither applies to a graph
+            raise ValueError(f"{path}: int8: an ONNX model is quantized by onnxruntime's own tools, not here")
         if str(device) == "auto":  # CUDA only where this onnxruntime has the provider for it
             from maskrcnn.export.onnx_runtime import cuda_provider_available
 

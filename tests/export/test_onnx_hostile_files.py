@@ -145,3 +145,10 @@ def test_another_librarys_graph_without_our_metadata_is_named(tmp_path):
     onnx.save(model, str(tmp_path / "add.onnx"))
     with pytest.raises(OnnxModelError, match=r"add\.onnx: not an ONNX file written by `maskrcnn export`"):
         Predictor.from_onnx(tmp_path / "add.onnx")
+
+
+def test_int8_asked_of_an_onnx_file_is_refused_not_ignored(tmp_path):
+    onnx.save(_with_metadata(_graph()), str(tmp_path / "ok.onnx"))
+    with pytest.raises(ValueError, match=r"ok\.onnx: int8: an ONNX model is quantized by onnxruntime's own"):
+        Predictor.from_weights(tmp_path / "ok.onnx", int8=True)
+    assert not Predictor.from_weights(tmp_path / "ok.onnx", int8=False).int8_parts  # float: what it is
