@@ -108,8 +108,28 @@ def _load_problem(path: Path, message: str) -> str:
             return problem
     message = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", message)  # ort's status prefix
     message = re.sub(r"Load model from .*? failed:", "", message)  # it names the file, as we do
-    message = re.sub(r"\S+\.(?:cc|h):\d+ \S+ ", "", message)  # source locations
-    return "onnxruntime cannot load this file: " + " ".join(message.split())
+    return "onnxruntime cannot load this file: " + " ".join(_without_source_locations(message).split())
+
+
+def _without_source_locations(message: str) -> str:
+    """onnxruntime's message without the C++ places it came from: "x.cc:79 void onnxruntime::F(const
+    std::function<bool(int)>&) text" and "x.cc:2201 GetData text" -> "text"."""
+    while True:
+        place = re.search(r"\S+\.(?:cc|h):\d+ ", message)
+        if place is None:
+            return message
+        rest = message[place.end():]
+        paren = rest.find("(")
+        if paren >= 0 and "::" in rest[:paren]:  # a C++ signature: skip to its closing parenthesis
+            depth, i = 0, paren
+            for i in range(paren, len(rest)):
+                depth += {"(": 1, ")": -1}.get(rest[i], 0)
+                if depth == 0:
+                    break
+            rest = re.sub(r"^\s*const\b", "", rest[i + 1:])
+        else:  # a plain function name
+            rest = rest.split(" ", 1)[1] if " " in rest else ""
+        message = message[:place.start()] + rest.lstrip()
 
 
 def _metadata(path: Path, meta: dict) -> dict:

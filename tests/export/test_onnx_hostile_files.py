@@ -152,3 +152,15 @@ def test_int8_asked_of_an_onnx_file_is_refused_not_ignored(tmp_path):
     with pytest.raises(ValueError, match=r"ok\.onnx: int8: an ONNX model is quantized by onnxruntime's own"):
         Predictor.from_weights(tmp_path / "ok.onnx", int8=True)
     assert not Predictor.from_weights(tmp_path / "ok.onnx", int8=False).int8_parts  # float: what it is
+
+
+def test_onnxruntimes_refusal_is_its_sentence_without_cpp_places(tmp_path):
+    model = _with_metadata(_graph())
+    model.ir_version = 99  # a file from a newer exporter than this onnxruntime reads
+    onnx.save(model, str(tmp_path / "new.onnx"))
+    with pytest.raises(OnnxModelError) as e:
+        Predictor.from_onnx(tmp_path / "new.onnx")
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'new.onnx'}: onnxruntime cannot load this file: Unsupported "
+                              "model IR version: 99")
+    assert "onnxruntime::" not in message and ".cc:" not in message and "\n" not in message
