@@ -361,8 +361,11 @@ class Predictor:
     def from_weights(
         cls, path: Union[str, os.PathLike], *, overrides: Optional[dict] = None, **kwargs
     ) -> Predictor:
-        """``from_onnx`` for a ``.onnx`` file, else ``from_checkpoint``."""
-        if Path(path).suffix.lower() == ".onnx":
+        """``from_onnx`` for an ONNX file (a ``.onnx`` name, or an ONNX model's first bytes under another
+        name), else ``from_checkpoint``."""
+        from maskrcnn.export.onnx_runtime import is_onnx_file
+
+        if is_onnx_file(path):
             if overrides:
                 raise ValueError(f"{path}: config overrides (--set) do not apply to an exported ONNX file; "
                                  "override them when exporting the checkpoint")

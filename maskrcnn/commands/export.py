@@ -107,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
+    from maskrcnn.export.onnx_runtime import is_onnx_file
+
     weights, output = Path(args.weights), Path(args.output)
-    if weights.suffix.lower() == ".onnx":
+    if is_onnx_file(weights):
         raise ValueError(f"--weights {weights}: an exported ONNX file; export reads the checkpoint it came "
                          "from (run the .onnx itself with `maskrcnn predict --weights`)")
     if weights.is_file() and output.exists() and output.samefile(weights):  # a link or ./ spelling too

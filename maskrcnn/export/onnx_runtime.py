@@ -37,6 +37,21 @@ class OnnxModelError(ValueError):
     """An ONNX file that is missing, unreadable or not written by ``maskrcnn export``."""
 
 
+def is_onnx_file(path: Union[str, os.PathLike]) -> bool:
+    """``path`` ends in ``.onnx``, or is a file whose first bytes are an ONNX model's (its ``ir_version``
+    field: tag 0x08, a version 1..127; checkpoints start with ``PK`` (zip) or 0x80 (pickle)), whatever
+    its name (``model.bin``)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x08 and 1 <= head[1] < 0x80
+
+
 def cuda_provider_available() -> bool:
     try:
         import onnxruntime as ort

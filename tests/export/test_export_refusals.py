@@ -34,6 +34,12 @@ def _checkpoint(path, **overrides):
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny model's checkpoint, shared (each test writes its outputs beside it in its own folder)."""
+    return _checkpoint(tmp_path_factory.mktemp("refusals") / "tiny.pth")
+
+
 def _export(capsys, *args):
     rc = main(["export", *map(str, args)])
     captured = capsys.readouterr()
@@ -73,11 +79,10 @@ def test_roipool_heads_are_refused_naming_the_checkpoint(tmp_path, capsys):
                    "ONNX has RoiAlign only"]
 
 
-def test_a_model_optimised_with_this_librarys_kernels_is_refused_before_tracing(tmp_path):
+def test_a_model_optimised_with_this_librarys_kernels_is_refused_before_tracing(tmp_path, tiny):
     from maskrcnn.export.onnx_export import export_onnx
 
-    ckpt = _checkpoint(tmp_path / "tiny.pth")
-    p = Predictor.from_checkpoint(ckpt, device="cpu", optimise=True, winograd=True, fused_add=False)
+    p = Predictor.from_checkpoint(tiny, device="cpu", optimise=True, winograd=True, fused_add=False)
     with pytest.raises(ValueError, match=r"cannot export this model to ONNX: it runs this library's CPU "
                                          r"kernels \(WinogradConv2d\); export the plain model"):
         export_onnx(p.model, p.cfg, p.class_names, tmp_path / "m.onnx")
@@ -94,8 +99,7 @@ def test_the_output_is_never_the_weights_file(tmp_path, capsys):
     assert ckpt.read_bytes() == before
 
 
-def test_an_exporter_failure_is_one_line_and_leaves_the_old_output(tmp_path, capsys, monkeypatch):
-    ckpt = _checkpoint(tmp_path / "tiny.pth")
+def test_an_exporter_failure_is_one_line_and_leaves_the_old_output(tmp_path, capsys, monkeypatch, tiny):
     out = tmp_path / "m.onnx"
     out.write_bytes(b"the previous export")
 
@@ -104,11 +108,11 @@ def test_an_exporter_failure_is_one_line_and_leaves_the_old_output(tmp_path, cap
                            "graph(%image : Float(3, *, *)):\n  ...")
 
     monkeypatch.setattr(torch.onnx, "export", fail)
-    rc, _, err = _export(capsys, "--weights", ckpt, "--output", out)
+    rc, _, err = _export(capsys, "--weights", tiny, "--output", out)
     assert rc == 1 and err == ["maskrcnn export: error: ONNX export failed: Exporting the operator 'x::y' to "
                                "ONNX opset version 17 is not supported"]
     assert out.read_bytes() == b"the previous export"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tiny.pth"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left
 
 
 def test_an_onnx_file_as_weights_is_named_as_such(tmp_path, capsys):
@@ -119,8 +123,7 @@ def test_an_onnx_file_as_weights_is_named_as_such(tmp_path, capsys):
                                "`maskrcnn predict --weights`)"]
 
 
-def test_a_failed_pt2_save_leaves_the_old_output(tmp_path, capsys, monkeypatch):
-    ckpt = _checkpoint(tmp_path / "tiny.pth")
+def test_a_failed_pt2_save_leaves_the_old_output(tmp_path, capsys, monkeypatch, tiny):
     out = tmp_path / "m.pt2"
     out.write_bytes(b"the previous export")
     monkeypatch.setattr(torch.export, "export", lambda *args, **kwargs: "a program")  # no tracing here
@@ -130,6 +133,6 @@ def test_a_failed_pt2_save_leaves_the_old_output(tmp_path, capsys, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch.export, "save", half_then_fail)
-    rc, _, err = _export(capsys, "--weights", ckpt, "--output", out, "--size", "64x96")
+    rc, _, err = _export(capsys, "--weights", tiny, "--output", out, "--size", "64x96")
     assert rc == 1 and err == ["maskrcnn export: error: no space left on device"]
     assert out.read_bytes() == b"the previous export"

@@ -164,3 +164,12 @@ def test_onnxruntimes_refusal_is_its_sentence_without_cpp_places(tmp_path):
     assert message.startswith(f"{tmp_path / 'new.onnx'}: onnxruntime cannot load this file: Unsupported "
                               "model IR version: 99")
     assert "onnxruntime::" not in message and ".cc:" not in message and "\n" not in message
+
+
+def test_an_onnx_file_under_another_name_is_opened_as_onnx(tmp_path, capsys):
+    onnx.save(_with_metadata(_graph()), str(tmp_path / "model.bin"))
+    predictor = Predictor.from_weights(tmp_path / "model.bin")  # was: "not a checkpoint file"
+    assert predictor.runtime and predictor.class_names == NAMES
+    rc = main(["export", "--weights", str(tmp_path / "model.bin"), "--output", str(tmp_path / "m.onnx")])
+    assert rc == 1
+    assert f"--weights {tmp_path / 'model.bin'}: an exported ONNX file" in capsys.readouterr().err
