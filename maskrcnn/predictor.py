@@ -395,6 +395,8 @@ class Predictor:
         (None: its default, all cores)."""
         from maskrcnn.export.onnx_runtime import OnnxModel
 
+        if kwargs.get("int8"):  # True, or a checkpoint's section: neither applies to a graph
+            raise ValueError(f"{path}: int8: an ONNX model is quantized by onnxruntime's own tools, not here")
         if str(device) == "auto":  # CUDA only where this onnxruntime has the provider for it
             from maskrcnn.export.onnx_runtime import cuda_provider_available
 
@@ -410,8 +412,11 @@ class Predictor:
     def from_weights(
         cls, path: Union[str, os.PathLike], *, overrides: Optional[dict] = None, **kwargs
     ) -> Predictor:
-        """``from_onnx`` for a ``.onnx`` file, else ``from_checkpoint``."""
-        if Path(path).suffix.lower() == ".onnx":
+        """``from_onnx`` for an ONNX file (a ``.onnx`` name, or an ONNX model's first bytes under another
+        name), else ``from_checkpoint``."""
+        from maskrcnn.export.onnx_runtime import is_onnx_file
+
+        if is_onnx_file(path):
             if overrides:
                 raise ValueError(f"{path}: config overrides (--set) do not apply to an exported ONNX file; "
                                  "override them when exporting the checkpoint")

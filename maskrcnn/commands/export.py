@@ -1,16 +1,24 @@
 """``maskrcnn export``: write a checkpoint for deployment.
 
     maskrcnn export --weights CKPT --output FILE [--format onnx|pt2] [--set KEY=VALUE ...] [--size HxW]
+                    [--float]
 
 ``onnx``: the whole model in one graph (``maskrcnn.export.onnx_export``): normalisation and padding,
 backbone, FPN, RPN with its NMS, RoI heads, class-specific box decoding, per-class NMS and the mask
 head. Input ``image`` (3, H, W) float RGB in [0, 1], any H and W (resized as the config says: the
 graph never resizes); outputs ``boxes`` (D, 4), ``labels`` (D,), ``scores`` (D,), ``masks``
-(D, 1, 28, 28) probabilities (+ ``keypoint_heatmaps`` (D, J, 56, 56) for keypoint models), D >= 0.
+(D, 1, 28, 28) (C4 models: 14 x 14) probabilities (+ ``keypoint_heatmaps`` (D, J, 56, 56) for
+keypoint models), D >= 0.
 The checkpoint's config (with the ``--set`` overrides, e.g. ``model.roi_heads.score_thresh``) and
 class names go into the file's metadata, so ``maskrcnn predict --weights FILE.onnx`` needs nothing
 else. Needs ``pip install 'maskrcnn[onnx]'``. ``--size``: the traced example's size (default: the
 config's test size).
+
+A model that cannot become a graph is refused in one line naming the checkpoint, before tracing: an
+INT8 checkpoint of ``maskrcnn quantize`` (``--float`` exports its float32 weights, without the
+calibration), RoIPool heads. ``--output`` is written atomically (a failed export leaves the old file, or
+none) and replaced if it exists, like every file the commands write, but never when it is the
+``--weights`` file itself.
 
 ``pt2``: the dense part only, ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the
 FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``).
@@ -20,11 +28,14 @@ FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from maskrcnn.io_utils import atomic_write_bytes
 
 HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
 
@@ -43,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="config overrides stored with the export (e.g. model.roi_heads.score_thresh=0.5)",
     )  # fmt: skip
     parser.add_argument("--no-optimise", action="store_true", help="pt2: keep BN layers unfolded")
+    parser.add_argument("--float", action="store_true",
+                        help="an INT8 checkpoint (maskrcnn quantize): export its float32 weights")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -69,11 +82,11 @@ def export_features(model: nn.Module, path, *, fmt: str = "pt2", size_hw=(800, 1
     wrapper = FeatureExtractor(model).eval()
     h, w = size_hw
     example = torch.zeros(2, 3, h, w)  # batch 2: an example batch of 1 would be specialised to 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    buf = io.BytesIO()  # in memory, then written atomically: a failed save leaves no half file
+    torch.export.save(program, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return wrapper.names
 
 
@@ -94,16 +107,33 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
+    from maskrcnn.export.onnx_runtime import is_onnx_file
+
+    weights, output = Path(args.weights), Path(args.output)
+    if is_onnx_file(weights):
+        raise ValueError(f"--weights {weights}: an exported ONNX file; export reads the checkpoint it came "
+                         "from (run the .onnx itself with `maskrcnn predict --weights`)")
+    if weights.is_file() and output.exists() and output.samefile(weights):  # a link or ./ spelling too
+        raise ValueError(f"--output {args.output}: is the --weights file; write the export to another file")
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")
     overrides = parse_set_args(args.set) or None
     if fmt == "onnx":
         from maskrcnn.export.onnx_export import export_onnx, require_onnx
+        from maskrcnn.export.onnx_model import export_problem
 
         require_onnx()  # before the minutes of loading and tracing
         # the plain model: the CPU speed-ups (Winograd, fused additions) are this library's kernels
-        predictor = Predictor.from_checkpoint(args.weights, device="cpu", overrides=overrides, optimise=False)
+        predictor = Predictor.from_checkpoint(args.weights, device="cpu", overrides=overrides, optimise=False,
+                                              int8=False if args.float else None)
+        if predictor.int8_parts:
+            raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): "
+                             "PyTorch's quantized kernels have no ONNX operators; add --float to export its "
+                             "float32 weights (the calibration is not kept)")
+        problem = export_problem(predictor.model)
+        if problem:
+            raise ValueError(f"{args.weights}: cannot export to ONNX: {problem}")
         names = export_onnx(
             predictor.model, predictor.cfg, predictor.class_names, args.output,
             label_to_category_id=predictor.label_to_category_id,
@@ -115,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
     h, w = _size(args.size or "800x1088", multiple=32)
     predictor = Predictor.from_checkpoint(
         args.weights, device="cpu", overrides=overrides, optimise=not args.no_optimise, winograd=False,
-        fused_add=False,
+        fused_add=False, int8=False if args.float else None,
     )  # fmt: skip
+    if predictor.int8_parts:
+        raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): add --float "
+                         "to export its float32 weights (the calibration is not kept)")
     names = export_features(predictor.model, args.output, fmt=fmt, size_hw=(h, w))
     print(
         f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "

@@ -66,10 +66,14 @@ def export_onnx(
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns about every shape it reads; those it must not freeze are traced as tensors
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper, (example,), buf, input_names=["image"], output_names=names, dynamic_axes=dynamic,
-            opset_version=ONNX_OPSET, do_constant_folding=True, **_torchscript_exporter(),
-        )  # fmt: skip
+        try:
+            torch.onnx.export(
+                wrapper, (example,), buf, input_names=["image"], output_names=names, dynamic_axes=dynamic,
+                opset_version=ONNX_OPSET, do_constant_folding=True, **_torchscript_exporter(),
+            )  # fmt: skip
+        except Exception as e:  # torch's messages run to pages (a whole graph); the first line says it
+            first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise RuntimeError(f"ONNX export failed: {first}") from e
     proto = onnx.load_from_string(buf.getvalue())
     meta = {
         "maskrcnn_format": FORMAT,

@@ -16,16 +16,21 @@ its own NMS batch, so there is no coordinate offset), FPN level assignment and R
 
 Outputs: ``boxes`` (D, 4) xyxy in the input image's pixels, ``labels`` (D,) int64 in 1..K-1,
 ``scores`` (D,), ``masks`` (D, 1, M, M) probabilities of the predicted class (models with a mask
-head); keypoint models add
+head; M = 14 for C4 models, whose res5 halves the pooled 14 x 14); keypoint models add
 ``keypoint_heatmaps`` (D, J, Hk, Hk) logits (decoded to keypoints by ``heatmaps_to_keypoints`` at
 run time, as in eager mode). D may be 0.
 
 The model must be the plain one ``build_model`` returns (or with batch norm folded): the CPU
-speed-ups of ``modeling.fuse`` (Winograd, oneDNN fused additions) are kernels of this library, not
-operators a runtime knows.
+speed-ups of ``modeling.fuse`` (Winograd, oneDNN fused additions) are kernels of this library, and the
+INT8 parts of ``maskrcnn quantize`` are PyTorch's quantized kernels, not operators a runtime knows;
+RoIPool (the paper's ablation) has no ONNX form with RoIAlign's box convention. ``export_problem``
+says which, before any tracing (torch's exporter would fail deep inside, after printing its whole
+graph on stdout).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -56,16 +61,36 @@ def _topk_count(n, k_max: int) -> Tensor:
     return torch.clamp(torch.as_tensor(n, dtype=torch.int64), max=k_max)
 
 
+def export_problem(model: nn.Module) -> Optional[str]:
+    """Why ``model`` cannot become an ONNX graph (one phrase), or None when it can."""
+    from maskrcnn.ops.fused_conv import ConvAdd
+    from maskrcnn.ops.winograd import WinogradConv2d
+
+    int8 = list(getattr(model, "int8_parts", None) or [])
+    if int8:
+        return (f"its {', '.join(int8)} run INT8 (PyTorch's quantized kernels have no ONNX operators); "
+                "export the float model")
+    roi = model.roi_heads
+    poolers = (("box", roi.box_pooler), ("mask", roi.mask_pooler), ("keypoint", roi.keypoint_pooler))
+    for name, pooler in poolers:
+        if pooler is not None and pooler.pooler != "roialign":
+            return f"the {name} pooler is {pooler.pooler!r}; ONNX has RoiAlign only"
+    kernels = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (WinogradConv2d, ConvAdd))})
+    if kernels:
+        return (f"it runs this library's CPU kernels ({', '.join(kernels)}); export the plain model "
+                "(Predictor with optimise=False, or winograd=False and fused_add=False)")
+    return None
+
+
 class OnnxMaskRCNN(nn.Module):
     """One image -> (boxes, labels, scores[, masks][, keypoint_heatmaps]); see the module docstring."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
+        problem = export_problem(model)
+        if problem:
+            raise ValueError(f"cannot export this model to ONNX: {problem}")
         roi = model.roi_heads
-        poolers = (("box", roi.box_pooler), ("mask", roi.mask_pooler), ("keypoint", roi.keypoint_pooler))
-        for name, pooler in poolers:
-            if pooler is not None and pooler.pooler != "roialign":
-                raise ValueError(f"export: the {name} pooler is {pooler.pooler!r}; ONNX has RoiAlign only")
         self.model = model
         self.masks = roi.mask_head is not None
         self.keypoints = roi.keypoint_head is not None
