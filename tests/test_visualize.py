@@ -177,6 +177,7 @@ def test_non_latin_class_names_with_the_bitmap_font(monkeypatch):
     assert out.size == (W, H)
 
 
+@pytest.mark.filterwarnings("ignore:no font on this machine draws")  # the code point no font has
 def test_class_names_beyond_ascii_are_drawn_not_boxed():
     """Pillow's scalable built-in font has ASCII glyphs only: 'Größe', 'собака', '猫' were drawn as
     'missing glyph' boxes in every overlay (predict, show-data). A system font that has the glyphs is
