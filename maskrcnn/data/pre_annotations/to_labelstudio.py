@@ -1,5 +1,7 @@
 """Pre-annotations as Label Studio tasks: the JSON list its "Import" takes, each task's image with the
-model's regions as a prediction, which the annotator accepts, corrects or rejects.
+model's regions as a prediction, which the annotator accepts, corrects or rejects. A model without masks
+gives ``rectanglelabels`` regions (``x``, ``y``, ``width``, ``height`` in percent of the image) and a
+``<RectangleLabels>`` interface.
 
 Shapes: an instance's mask (H, W) bool over the whole image.
 
@@ -34,6 +36,16 @@ FROM_NAME, TO_NAME = "tag", "image"  # the names Label Studio's "Semantic Segmen
 
 
 def _result(image: ImageRecord, k: int, inst: Instance) -> dict:
+    if inst.rle is None:  # a box-only model: a rectangle, in percent of the image
+        x0, y0, x1, y1 = inst.box
+        w, h = float(image.width), float(image.height)
+        return {
+            "id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+            "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
+            "value": {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w,
+                      "height": 100 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [inst.category.name]},
+            "score": round(float(inst.score), 5),
+        }  # fmt: skip
     return {
         "id": f"{image.id}_{k}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
         "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
@@ -58,8 +70,10 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
     return tasks
 
 
-def labelstudio_config(categories: Sequence[Category]) -> str:
-    """A labelling interface (Label Studio's XML) whose control names match the tasks' results."""
+def labelstudio_config(categories: Sequence[Category], *, boxes: bool = False) -> str:
+    """A labelling interface (Label Studio's XML) whose control names match the tasks' results: brushes,
+    or with ``boxes`` (a model without masks) rectangles."""
+    control = "RectangleLabels" if boxes else "BrushLabels"
     labels = "".join(f"    <Label value={quoteattr(c.name)}/>\n" for c in categories)
     return (f'<View>\n  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
-            f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </BrushLabels>\n</View>\n')
+            f'  <{control} name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </{control}>\n</View>\n')
