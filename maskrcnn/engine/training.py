@@ -53,6 +53,9 @@ def _resumed_config(cfg, output: Path, say):
     if ignored:
         say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
             f"{', '.join(ignored)}")
+    if cfg.data.repeat_threshold != saved.data.repeat_threshold:  # applied, but the epochs change
+        say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
+            f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
     cfg = cfg.copy()
     cfg.model = saved.model
     return cfg, tuple(saved.data.class_names)

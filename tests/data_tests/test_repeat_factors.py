@@ -168,3 +168,21 @@ class _Toy:
 
 def _take(loader, n):
     return [targets for _, targets in itertools.islice(iter(loader), n)]
+
+
+def test_resume_with_another_threshold_is_named(tmp_path):
+    from maskrcnn.config import load_config, save_config
+    from maskrcnn.engine.training import _resumed_config
+
+    run = load_config("demo")
+    run.data.repeat_threshold = 0.2
+    save_config(run, tmp_path / "config.yaml")
+    said = []
+    asked = run.copy()
+    _resumed_config(asked, tmp_path, said.append)
+    assert not said
+    asked.data.repeat_threshold = 0.0
+    cfg, _ = _resumed_config(asked, tmp_path, said.append)
+    assert said == ["warning: --resume with data.repeat_threshold=0, the run's was 0.2: the images drawn "
+                    "from now on differ from the run's"]  # fmt: skip
+    assert cfg.data.repeat_threshold == 0.0
