@@ -187,3 +187,22 @@ def test_reader_applies_rotation_and_writer_pads_odd_sizes(av, tmp_path):
     assert len(decoded) == 3 and decoded[0].shape == (10, 16, 3)
     assert decoded[0][:9, :15].mean() > 150 and decoded[0][9:, :].mean() < 60  # the pad row is black
     assert any("padded 15x9 to 16x10" in note for note in writer.notes)
+
+
+def test_interrupt_keeps_the_frames_done(av, checkpoint, video, tmp_path, monkeypatch, capsys):
+    from maskrcnn.predictor import Predictor
+
+    calls, predict_tensors = [], Predictor.predict_tensors
+
+    def interrupted_second_time(self, images):  # Ctrl-C during the second forward
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict_tensors(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_tensors", interrupted_second_time)
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, video, "--batch-size", "2") == 130
+    frames, summary = _lines(out / "clip.predictions.jsonl")
+    assert [f["frame"] for f in frames] == [0, 1] and summary["status"] == "interrupted"
+    assert len(_decode(av, out / "clip.overlay.mp4")) == 2 and not list(out.glob(".*.tmp"))

@@ -148,10 +148,11 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 summary["status"] = "interrupted"
                 raise
             except (RuntimeError, ValueError, MemoryError, OSError) as e:  # the model, or the writer
-                from maskrcnn.engine.inference import _model_error
-
-                summary["problem"] = f"{path}: {_model_error(e)}"
-                print(f"{tag} stopped {summary['problem']}; the frames done are kept", file=sys.stderr)
+                done = summary["frames_predicted"]
+                first_line = str(e).splitlines()[0] if str(e) else ""
+                summary["problem"] = (f"{path}: stopped after {done} predicted frame(s) "
+                                      f"({type(e).__name__}: {first_line})")
+                print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
             finally:  # what was done stays: the results, then the overlay of the frames done
                 summary["problem"] = summary["problem"] or reader.problem
                 written = _finish_overlay(overlay, summary)
