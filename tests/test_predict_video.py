@@ -124,8 +124,9 @@ def test_every_start_end_and_max_frames(checkpoint, video, tmp_path, capsys):
     assert [f["frame"] for f in frames] == [0, 3, 6, 9] and summary["every"] == 3
     assert not (out / "clip.overlay.mp4").exists()
 
-    # [0.25 s, 0.75 s) is frames 3..8; --every 2 from the first of them; at most 2
-    assert _predict(checkpoint, out, video, "--start", "0.25", "--end", "0.75", "--every", "2",
+    # [0.25 s, 0.75 s) is frames 3..8; --every 2 from the first of them; at most 2; the video found in
+    # its folder (searched as for images)
+    assert _predict(checkpoint, out, video.parent, "--start", "0.25", "--end", "0.75", "--every", "2",
                     "--max-frames", "2", "--no-overlays") == 0
     frames, _ = _lines(out / "clip.predictions.jsonl")
     assert [f["frame"] for f in frames] == [3, 5]
@@ -162,7 +163,7 @@ def test_missing_pyav_is_one_line(checkpoint, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out").exists()  # refused before the checkpoint was loaded
 
 
-def test_reader_applies_rotation_and_writer_pads_odd_sizes(av, tmp_path):
+def test_reader_applies_rotation_and_writer_pads_odd_sizes(av, tmp_path, monkeypatch):
     from maskrcnn.data.video import VideoReader
     from maskrcnn.data.video_writer import VideoWriter
 
@@ -179,14 +180,20 @@ def test_reader_applies_rotation_and_writer_pads_odd_sizes(av, tmp_path):
     assert source[0].shape == (H, W, 3)
     assert any("rotated 90" in note for note in reader.notes)
 
-    writer = VideoWriter(tmp_path / "odd.mp4", fps=FPS)
-    for _ in range(3):
-        writer.write(np.full((9, 15, 3), 200, np.uint8))
-    assert writer.close() == tmp_path / "odd.mp4"
-    decoded = _decode(av, tmp_path / "odd.mp4")
-    assert len(decoded) == 3 and decoded[0].shape == (10, 16, 3)
-    assert decoded[0][:9, :15].mean() > 150 and decoded[0][9:, :].mean() < 60  # the pad row is black
-    assert any("padded 15x9 to 16x10" in note for note in writer.notes)
+    from maskrcnn.data import video_writer
+
+    for codec in ("libx264", "mpeg4"):  # the fallback where PyAV's build has no x264
+        if codec == "mpeg4":
+            monkeypatch.setattr(video_writer, "_pick_codec", lambda av: "mpeg4")
+        writer = VideoWriter(tmp_path / f"odd_{codec}.mp4", fps=FPS)
+        for _ in range(3):
+            writer.write(np.full((9, 15, 3), 200, np.uint8))
+        assert writer.close() == tmp_path / f"odd_{codec}.mp4"
+        decoded = _decode(av, tmp_path / f"odd_{codec}.mp4")
+        assert len(decoded) == 3 and decoded[0].shape == (10, 16, 3)
+        assert decoded[0][:9, :15].mean() > 150 and decoded[0][9:, :].mean() < 60  # the pad row is black
+        assert any("padded 15x9 to 16x10" in note for note in writer.notes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd_libx264.mp4", "odd_mpeg4.mp4", "portrait.mp4"]
 
 
 def test_interrupt_keeps_the_frames_done(av, checkpoint, video, tmp_path, monkeypatch, capsys):
