@@ -171,7 +171,7 @@ class VideoReader:
             return 0
         angle %= 360
         if angle:
-            self.notes.append(f"rotated {angle} degrees counter-clockwise, as its display matrix says")
+            self.notes.append(f"rotated {angle} degrees counter-clockwise, as its rotation metadata says")
         return angle
 
 

@@ -49,12 +49,11 @@ class VideoWriter:
         self._stream = None
 
     def _open_stream(self, height: int, width: int) -> None:
-        stream = self._container.add_stream(self.codec, rate=self.fps)
+        options = {"crf": "20", "preset": "veryfast"} if self.codec == "libx264" else {}
+        stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
-        if self.codec == "libx264":
-            stream.options = {"crf": "20", "preset": "veryfast"}
-        else:  # the default 200 kbit/s smears masks: about 4 bits a pixel a second
+        if self.codec != "libx264":  # the default 200 kbit/s smears masks: about 4 bits a pixel a second
             stream.bit_rate = max(1_000_000, int(4 * stream.width * stream.height * float(self.fps) / 10))
         if (width % 2, height % 2) != (0, 0):
             self.notes.append(f"padded {width}x{height} to {stream.width}x{stream.height} with black "
