@@ -13,7 +13,6 @@ sees half a video; ``discard`` removes it instead.
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import List, Optional, Union
@@ -21,6 +20,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from maskrcnn.data.video import import_av
+from maskrcnn.io_utils import create_temp_file
 
 __all__ = ["VideoWriter"]
 
@@ -43,7 +43,7 @@ class VideoWriter:
         self.codec = _pick_codec(self._av)
         self.notes: List[str] = []
         self.frames = 0
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, self._tmp = create_temp_file(self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         os.close(fd)
         self._container = self._av.open(self._tmp, "w", format="mp4")  # the .tmp name says no format
         self._stream = None
