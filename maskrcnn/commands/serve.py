@@ -171,31 +171,39 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < value < float("inf"):  # also refuses NaN
             what = "a whole number" if option == "max_connections" else "a finite number of seconds"
             raise ValueError(f"--{option.replace('_', '-')} must be {what} > 0, got {value}")
-    if args.ls_local_root is not None and not args.ls_local_root.is_dir():
-        raise ValueError(f"--ls-local-root {args.ls_local_root}: not a folder")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    fetcher = _labelstudio_fetcher(args)
     # Bound before the model loads: a port in use is said at once, and the address printed is the
     # real one (the port the system picked for --port 0).
     sock = _listen(args.host, args.port)
     with sock:
-        return _serve(args, sock, create_app, uvicorn)
+        return _serve(args, sock, create_app, uvicorn, fetcher)
 
 
-def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn) -> int:
-    from maskrcnn.config import parse_set_args
-    from maskrcnn.predictor import Predictor
+def _labelstudio_fetcher(args: argparse.Namespace):
+    """The Label Studio backend's image fetcher; a ValueError for a bad --ls-* option."""
     from maskrcnn.serve.labelstudio_fetch import DEFAULT_FETCH_TIMEOUT_S, ImageFetcher
-    from maskrcnn.serve.server import uvicorn_config
 
-    # The command, not the library, reads the environment: the token stays out of `ps` listings.
-    fetcher = ImageFetcher(
+    if args.ls_local_root is not None and not args.ls_local_root.is_dir():
+        raise ValueError(f"--ls-local-root {args.ls_local_root}: not a folder")
+    timeout = DEFAULT_FETCH_TIMEOUT_S if args.ls_timeout is None else args.ls_timeout
+    if not 0 < timeout < float("inf"):
+        raise ValueError(f"--ls-timeout must be a finite number of seconds > 0, got {timeout}")
+    # The command, not the library, reads the environment (a token on the command line shows in `ps`).
+    return ImageFetcher(
         ls_url=args.ls_url,
         token=args.ls_token or os.environ.get("LABEL_STUDIO_API_KEY") or None,
         local_root=args.ls_local_root,
         max_bytes=int(args.max_upload_mb * 2**20),
-        timeout_s=DEFAULT_FETCH_TIMEOUT_S if args.ls_timeout is None else args.ls_timeout,
+        timeout_s=timeout,
     )
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, fetcher) -> int:
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.predictor import Predictor
+    from maskrcnn.serve.server import uvicorn_config
 
     predictor = Predictor.from_weights(
         args.weights,

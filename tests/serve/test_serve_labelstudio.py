@@ -236,3 +236,23 @@ def test_polygon_and_rectangle_results():
     assert got[0] == {"x": 20.0, "y": 12.5, "width": 60.0, "height": 50.0, "rotation": 0,
                       "rectanglelabels": ["cat"]}
     assert got[1]["rectanglelabels"] == ["dog"] and got[1]["x"] == 4.0 and got[1]["height"] == 20.0
+
+
+def test_serve_command_reads_the_token_from_the_environment(tmp_path, monkeypatch):
+    import argparse
+
+    from maskrcnn.commands.serve import _labelstudio_fetcher, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "from-env")
+    args = ["--weights", "w.pth", "--ls-url", "http://ls:8080/", "--ls-local-root", str(tmp_path)]
+    fetcher = _labelstudio_fetcher(parser.parse_args(args))
+    assert (fetcher.token, fetcher.ls_url) == ("from-env", "http://ls:8080")
+    assert fetcher.local_root == tmp_path.resolve()
+    assert fetcher.max_bytes == 20 * 2**20  # the upload limit (--max-upload-mb)
+    assert _labelstudio_fetcher(parser.parse_args(["--weights", "w", "--ls-token", "given"])).token == "given"
+    with pytest.raises(ValueError, match="not a folder"):
+        _labelstudio_fetcher(parser.parse_args(["--weights", "w", "--ls-local-root", str(tmp_path / "no")]))
+    with pytest.raises(ValueError, match=r"must be http\(s\)://host"):
+        _labelstudio_fetcher(parser.parse_args(["--weights", "w", "--ls-url", "localhost:8080"]))
