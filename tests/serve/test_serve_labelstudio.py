@@ -41,15 +41,24 @@ def _noise(seed, h=60, w=80):
 
 
 class _LabelStudioStub(http.server.BaseHTTPRequestHandler):
-    """Serves ``files`` (path -> bytes) to requests bearing the token; records every Authorization."""
+    """Serves ``files`` (path -> bytes) to requests bearing the token, and without it under /signed/ (a
+    bucket's signed URL); ``redirects``: path -> Location of a 302. Records (path, Authorization)."""
 
     files: dict = {}
+    redirects: dict = {}
     seen: list = []
 
     def do_GET(self):
-        self.seen.append(self.headers.get("Authorization"))
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = self.files.get(self.path)
-        status = 401 if self.headers.get("Authorization") != f"Token {TOKEN}" else 200 if body else 404
+        allowed = self.path.startswith("/signed/") or self.headers.get("Authorization") == f"Token {TOKEN}"
+        status = 401 if not allowed else 200 if body else 404
         self.send_response(status)
         self.send_header("Content-Length", str(len(body) if status == 200 else 0))
         self.end_headers()
@@ -63,7 +72,7 @@ class _LabelStudioStub(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def label_studio():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LabelStudioStub)
-    _LabelStudioStub.files, _LabelStudioStub.seen = {}, []
+    _LabelStudioStub.files, _LabelStudioStub.redirects, _LabelStudioStub.seen = {}, {}, []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -132,21 +141,28 @@ def test_predict_tasks_local_token_traversal_unreachable(serve_predictor_rle, st
     (root / "sub" / "b.png").write_bytes(images["sub/b.png"])
     (tmp_path / "secret.png").write_bytes(images["a.png"])  # outside the root: must not be read
     stub.RequestHandlerClass.files["/data/upload/1/5f2c1a3b-c.png"] = images["c.png"]
+    # Label Studio answering with a redirect to another origin (a bucket): the token must not follow
+    port = stub.server_address[1]
+    stub.RequestHandlerClass.redirects["/data/upload/1/moved.png"] = f"http://localhost:{port}/signed/c.png"
+    stub.RequestHandlerClass.files["/signed/c.png"] = images["c.png"]
     fetcher = ImageFetcher(ls_url=ls_url, token=TOKEN, local_root=root, max_bytes=200_000, timeout_s=10)
     app = create_app(serve_predictor_rle, weights_name="tiny.pth", labelstudio_fetcher=fetcher)
     server = start_server(app)
 
     references = ["/data/local-files/?d=a.png", "/data/upload/1/5f2c1a3b-c.png",
                   "/data/local-files/?d=../secret.png", f"http://127.0.0.1:{_closed_port()}/d.png",
-                  "/data/local-files/?d=sub/b.png"]
+                  "/data/local-files/?d=sub/b.png", "/data/upload/1/moved.png"]
     tasks = [{"id": 10 + i, "data": {"photo": ref}} for i, ref in enumerate(references)]
     payload = {"tasks": tasks, "label_config": _config(), "project": "1.17", "params": {"context": {}}}
     with caplog.at_level(logging.WARNING, logger="maskrcnn.serve"):
         status, body = server.request("POST", "/predict", body=json.dumps(payload),
                                       headers={"Content-Type": "application/json"})
     assert status == 200, body
-    assert body["model_version"] == "tiny.pth" and len(body["results"]) == 5
-    assert stub.RequestHandlerClass.seen == [f"Token {TOKEN}"]  # only the upload went to Label Studio
+    assert body["model_version"] == "tiny.pth" and len(body["results"]) == 6
+    # only the uploads went to Label Studio, with the token; the redirect's target got none
+    assert sorted(stub.RequestHandlerClass.seen, key=str) == sorted(
+        [("/data/upload/1/5f2c1a3b-c.png", f"Token {TOKEN}"), ("/data/upload/1/moved.png", f"Token {TOKEN}"),
+         ("/signed/c.png", None)], key=str)
     for bad in (2, 3):
         assert body["results"][bad] == {"result": [], "score": 0.0, "model_version": "tiny.pth"}
     text = caplog.text
@@ -154,7 +170,11 @@ def test_predict_tasks_local_token_traversal_unreachable(serve_predictor_rle, st
     assert "task 13: empty prediction" in text and "cannot reach" in text
 
     # accepted as annotations, the brushes read back (our reader) as the plain /predict's masks
-    names = ["a.png", "c.png", None, None, "sub/b.png"]
+    # the redirected upload is the same image as task 11's
+    moved, upload = body["results"][5]["result"], body["results"][1]["result"]
+    assert len(moved) == len(upload) > 0 and [r["value"]["brushlabels"] for r in moved] == [
+        r["value"]["brushlabels"] for r in upload]
+    names = ["a.png", "c.png", None, None, "sub/b.png", None]
     (root / "c.png").write_bytes(images["c.png"])  # where the reader looks for the upload's file
     export = [{"id": t["id"], "data": {"image": t["data"]["photo"]},
                "annotations": [{"result": r["result"]}]}
