@@ -185,6 +185,9 @@ class DataConfig:
     keypoint_sigmas: tuple = ()
     # keypoint training skips images with fewer labelled keypoints than this (detectron2's default: 1)
     min_keypoints_per_image: int = 1
+    # repeat-factor sampling for rare classes (LVIS; data/repeat_factors.py): 0 = off (each image once
+    # per epoch); LVIS uses 0.001, small custom sets 0.1-0.3
+    repeat_threshold: float = 0.0
 
 
 @dataclass
@@ -503,6 +506,7 @@ _RANGES = {
     "solver.divergence_window": (_positive, "> 0"),
     "solver.divergence_patience": (_positive, "> 0"),
     "data.num_workers": (_non_negative, ">= 0"),
+    "data.repeat_threshold": (_unit, "in [0, 1] (0: off)"),
 }
 
 

@@ -18,22 +18,41 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Union
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir", "check_output_file",
+    "create_temp_file",
 ]
 
 PathLike = Union[str, os.PathLike]
+
+
+def create_temp_file(folder: PathLike, *, prefix: str, suffix: str) -> tuple:
+    """A new, empty file in ``folder`` with a name no other file has: ``(fd open for writing, path)``.
+
+    Unlike ``tempfile.mkstemp`` (mode 0600: only its owner may read it), the file is created with the
+    mode any ordinary new file gets (0666 less the process's umask), since it is renamed into the
+    user's result (a checkpoint, predictions.json, a video) that others on the machine (a group, a web
+    server, a container's other user) may need to read."""
+    folder = Path(folder)
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        return fd, str(path)
+    raise FileExistsError(f"{folder}: no free temporary name {prefix}*{suffix} after 100 tries")
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -33,3 +33,20 @@ def test_failures_leave_the_old_file_and_no_temp(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_writes_get_an_ordinary_files_mode_not_0600(tmp_path):
+    """mkstemp's 0600 made every predictions.json, checkpoint and overlay video readable by its owner
+    only: a group, a web server or a container's other user could not read the results."""
+    import os
+    import stat
+
+    from maskrcnn.io_utils import atomic_write_text
+
+    old = os.umask(0o022)  # the test sets the umask the expectation depends on (restored)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

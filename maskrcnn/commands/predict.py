@@ -21,7 +21,8 @@ nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; 
 DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--export`` also writes
 the predictions as pre-annotations for annotation tools (``data/pre_annotations/export.py``). ``--tile SIZE``
 predicts large images tile by tile for their small objects (``commands/tile_args.py``,
-``engine/tiling.py``).
+``engine/tiling.py``). Video files (given, or found in the folders) are predicted frame by frame, with
+a JSONL of results and an overlay video each (``commands/predict_video.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -98,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_tile_arguments(parser)
     add_tta_arguments(parser)
+    from maskrcnn.commands.predict_video import add_video_arguments
+
+    add_video_arguments(parser)
 
 
 def expand_inputs(inputs, *, output=None) -> list:
@@ -192,9 +196,13 @@ def run(args: argparse.Namespace) -> int:
     _check_score_thresh(args.score_thresh)
     export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
-    files = expand_inputs(args.inputs, output=args.output)
-    if not files:
-        print("maskrcnn predict: no image files found in the inputs", file=sys.stderr)
+    from maskrcnn.commands.predict_video import check_video_arguments, predict_videos, split_video_inputs
+
+    check_video_arguments(args)
+    found = expand_inputs(args.inputs, output=args.output)
+    files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
+    if not files and not videos:
+        print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -225,10 +233,13 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
         f"on {predictor.device}{', int8' if predictor.int8_parts else ''}; "
-        f"{len(files)} image file(s)",
+        f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
     )
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
+    video_rc = predict_videos(predictor, videos, out_dir, args) if videos else 0
+    if not files:
+        return video_rc
     overlay_dir = out_dir / "overlays"
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
@@ -290,4 +301,4 @@ def run(args: argparse.Namespace) -> int:
         + ("" if args.no_overlays else f" and {overlay_dir}/"),
         file=sys.stderr,
     )
-    return 0 if n_done > 0 or not skipped else 1
+    return max(video_rc, 0 if n_done > 0 or not skipped else 1)

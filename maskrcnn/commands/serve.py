@@ -4,9 +4,12 @@
                    [--max-upload-mb MB] [--max-pixels N] [--max-queue N] [--device D] [--score-thresh T]
                    [--upload-timeout S] [--request-timeout S] [--keep-alive-timeout S] [--max-connections N]
                    [--tile SIZE [--tile-overlap F] ...] [--tta [--tta-sizes S1,S2] ...]
+                   [--ls-url URL] [--ls-token TOKEN] [--ls-local-root DIR] [--ls-timeout S]
 
 Endpoints (``maskrcnn.serve.app``): ``GET /`` the page, ``POST /predict`` an image -> COCO-format JSON,
-``GET /health``. Binds to localhost unless ``--host`` says otherwise: the server has no authentication,
+``GET /health``; and Label Studio's ML backend protocol (``maskrcnn.serve.labelstudio_backend``), its
+tasks' images fetched with ``--ls-url``, ``--ls-token`` (or ``LABEL_STUDIO_API_KEY``) and
+``--ls-local-root``. Binds to localhost unless ``--host`` says otherwise: the server has no authentication,
 so exposing it is a deliberate choice. Needs the ``serve`` extra (``pip install maskrcnn[serve]``).
 Time limits and the connection cap: ``maskrcnn.serve.app`` (body, queue and model) and
 ``maskrcnn.serve.server`` (headers, keep-alive, connections). ``--tile`` / ``--tta`` (as ``predict``
@@ -97,6 +100,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
+    parser.add_argument(
+        "--ls-url", default=None, metavar="URL",
+        help="Label Studio's address as this machine reaches it (http://localhost:8080): the ML backend "
+        "fetches tasks' /data/upload/... images from it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ls-token", default=None, metavar="TOKEN",
+        help="Label Studio API token (Account & Settings), sent to --ls-url only; default: the environment "
+        "variable LABEL_STUDIO_API_KEY",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ls-local-root", type=Path, default=None, metavar="DIR",
+        help="Label Studio's local storage folder (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT): "
+        "/data/local-files/?d= images are read from it (paths outside it are refused)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ls-timeout", type=float, default=None, metavar="S",
+        help="most seconds to download one task's image (default 30)",
+    )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from maskrcnn.commands.tile_args import add_tile_arguments
     from maskrcnn.commands.tta_args import add_tta_arguments
@@ -165,14 +187,35 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
 
     tile, tta = tile_from_args(args), tta_from_args(args)  # a bad value said before anything is bound
+    fetcher = _labelstudio_fetcher(args)
     # Bound before the model loads: a port in use is said at once, and the address printed is the
     # real one (the port the system picked for --port 0).
     sock = _listen(args.host, args.port)
     with sock:
-        return _serve(args, sock, create_app, uvicorn, tile=tile, tta=tta)
+        return _serve(args, sock, create_app, uvicorn, fetcher, tile=tile, tta=tta)
 
 
-def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, *, tile=None, tta=None) -> int:
+def _labelstudio_fetcher(args: argparse.Namespace):
+    """The Label Studio backend's image fetcher; a ValueError for a bad --ls-* option."""
+    from maskrcnn.serve.labelstudio_fetch import DEFAULT_FETCH_TIMEOUT_S, ImageFetcher
+
+    if args.ls_local_root is not None and not args.ls_local_root.is_dir():
+        raise ValueError(f"--ls-local-root {args.ls_local_root}: not a folder")
+    timeout = DEFAULT_FETCH_TIMEOUT_S if args.ls_timeout is None else args.ls_timeout
+    if not 0 < timeout < float("inf"):
+        raise ValueError(f"--ls-timeout must be a finite number of seconds > 0, got {timeout}")
+    # The command, not the library, reads the environment (a token on the command line shows in `ps`).
+    return ImageFetcher(
+        ls_url=args.ls_url,
+        token=args.ls_token or os.environ.get("LABEL_STUDIO_API_KEY") or None,
+        local_root=args.ls_local_root,
+        max_bytes=int(args.max_upload_mb * 2**20),
+        timeout_s=timeout,
+    )
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, fetcher, *, tile=None,
+           tta=None) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import Predictor
     from maskrcnn.serve.server import uvicorn_config
@@ -198,6 +241,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, *
         upload_timeout_s=args.upload_timeout,
         request_timeout_s=args.request_timeout,
         weights_name=Path(args.weights).name,
+        labelstudio_fetcher=fetcher,
     )
     if not _is_loopback(args.host):
         print(

@@ -333,6 +333,14 @@ class CocoDataset(torch.utils.data.Dataset):
                     counts[self.category_id_to_label[ann["category_id"]]] += 1
         return counts
 
+    def labels_per_image(self) -> list:
+        """The labels (crowd regions aside) in each image in use, sorted, each once; for repeat factors."""
+        to_label = self.category_id_to_label
+        return [
+            sorted({to_label[a["category_id"]] for a in self._anns[iid] if not a.get("iscrowd", 0)})
+            for iid in self.ids
+        ]
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -9,10 +9,18 @@ images of one orientation (less padding); the epoch's batches are then shuffled.
 B * P images; rank r takes its r-th slice. Every sample carries its own augmentation seed drawn from
 (seed, t, position), so a run resumed at iteration t (``start_iter=t``) sees exactly the batches,
 images and augmentations an uninterrupted run would have seen, whatever the number of workers.
+
+Repeat-factor sampling (``repeat_factors``, r_i >= 1 per image; ``data/repeat_factors.py``): epoch e's
+pool holds image i floor(r_i) times plus once more with probability frac(r_i), drawn from (seed, e, 3),
+a stream of its own; the pool is then permuted, grouped and batched as above. Epochs then differ in
+length, so iteration t's epoch is found from the cumulative lengths (cheap: one uniform per image and
+epoch). Without factors the pool is every image once and the batches are those of a sampler that never
+had the option (bit-identical: the same permutation draw of the same generator).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import signal
@@ -20,6 +28,8 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+from maskrcnn.data.repeat_factors import draw_repeats
 
 __all__ = ["TrainBatchSampler", "TrainLoader", "build_test_loader", "build_train_loader", "collate"]
 
@@ -46,6 +56,8 @@ class TrainBatchSampler:
     """Infinite batches of (dataset index, augmentation seed) pairs for one rank.
 
     ``aspect_ratios`` (height / width per image) enable grouping; None puts all images in one group.
+    ``repeat_factors`` (r_i >= 1 per image) enable repeat-factor sampling; None shows each image once
+    per epoch.
     """
 
     def __init__(
@@ -58,6 +70,7 @@ class TrainBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         start_iter: int = 0,
+        repeat_factors: Optional[Sequence[float]] = None,
     ):
         if num_images <= 0:
             raise ValueError("cannot sample batches from an empty dataset")
@@ -67,6 +80,13 @@ class TrainBatchSampler:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if aspect_ratios is not None and len(aspect_ratios) != num_images:
             raise ValueError(f"{len(aspect_ratios)} aspect ratios for {num_images} images")
+        if repeat_factors is not None:
+            repeat_factors = np.asarray(repeat_factors, dtype=np.float64)
+            if repeat_factors.shape != (num_images,):
+                raise ValueError(f"{len(repeat_factors)} repeat factors for {num_images} images")
+            if not (np.isfinite(repeat_factors).all() and (repeat_factors >= 1.0).all()):
+                raise ValueError("repeat factors must be finite numbers >= 1")
+        self.repeat_factors = repeat_factors
         self.num_images = num_images
         self.batch_size = batch_size
         self.seed = int(seed)
@@ -78,16 +98,42 @@ class TrainBatchSampler:
             self.portrait = np.zeros(num_images, dtype=bool)
         else:
             self.portrait = np.asarray(aspect_ratios, dtype=np.float64) > 1.0
+        # batches in an epoch without repeat factors (with them: ``epoch_length(e)``, epoch by epoch)
         self.batches_per_epoch = math.ceil(num_images / self.global_batch)
+        self._epoch_starts = [0]  # first iteration of epochs 0, 1, ... (repeat factors), grown on demand
         self._cached_epoch: Optional[int] = None
         self._cached_batches: Optional[np.ndarray] = None
 
+    def epoch_pool(self, epoch: int) -> np.ndarray:
+        """(M,) the dataset indices epoch ``epoch`` shows, in index order (M = N without repeat factors)."""
+        if self.repeat_factors is None:
+            return np.arange(self.num_images)
+        rng = np.random.Generator(np.random.PCG64(_seed_of(self.seed, epoch, 3)))
+        return np.repeat(np.arange(self.num_images), draw_repeats(self.repeat_factors, rng))
+
+    def epoch_length(self, epoch: int) -> int:
+        """Batches in epoch ``epoch``."""
+        if self.repeat_factors is None:
+            return self.batches_per_epoch
+        return math.ceil(len(self.epoch_pool(epoch)) / self.global_batch)
+
+    def locate(self, iteration: int) -> tuple:
+        """(epoch, position in the epoch) of batch number ``iteration``."""
+        if self.repeat_factors is None:
+            return divmod(iteration, self.batches_per_epoch)
+        starts = self._epoch_starts
+        while starts[-1] <= iteration:
+            starts.append(starts[-1] + self.epoch_length(len(starts) - 1))
+        epoch = bisect.bisect_right(starts, iteration) - 1
+        return epoch, iteration - starts[epoch]
+
     def _epoch_batches(self, epoch: int) -> np.ndarray:
-        """(batches_per_epoch, global_batch) dataset indices of one epoch."""
+        """(epoch_length(epoch), global_batch) dataset indices of one epoch."""
         if epoch == self._cached_epoch:
             return self._cached_batches
+        pool = self.epoch_pool(epoch)  # (M,)
         rng = np.random.Generator(np.random.PCG64(_seed_of(self.seed, epoch)))
-        order = rng.permutation(self.num_images)
+        order = pool[rng.permutation(len(pool))]  # without factors: rng.permutation(N) itself
         b = self.global_batch
         full, leftovers = [], []
         for group in (order[~self.portrait[order]], order[self.portrait[order]]):
@@ -106,7 +152,7 @@ class TrainBatchSampler:
 
     def batch(self, iteration: int) -> List[tuple]:
         """This rank's batch number ``iteration``: [(index, augmentation seed), ...]."""
-        epoch, position = divmod(iteration, self.batches_per_epoch)
+        epoch, position = self.locate(iteration)
         indices = self._epoch_batches(epoch)[position]
         lo = self.rank * self.batch_size
         return [
@@ -185,11 +231,14 @@ def build_train_loader(
     rank: int = 0,
     world_size: int = 1,
     start_iter: int = 0,
+    repeat_factors: Optional[Sequence[float]] = None,
 ) -> TrainLoader:
     """An infinite, seeded, resumable training loader; ``batch_size`` images per process (rank).
 
     The dataset is indexed with ``(index, augmentation_seed)`` tuples (``CocoDataset`` accepts them);
-    ``aspect_ratios()`` on the dataset, when present, enables grouping. A trainer's
+    ``aspect_ratios()`` on the dataset, when present, enables grouping; ``repeat_factors`` (one r_i >= 1
+    per image, ``data/repeat_factors.py``, computed once by the caller) enable repeat-factor sampling. A
+    trainer's
     ``make_batches(start_iter)`` is ``iter(build_train_loader(..., start_iter=start_iter))``."""
     ratios = None
     if aspect_ratio_grouping and hasattr(dataset, "aspect_ratios"):
@@ -202,6 +251,7 @@ def build_train_loader(
         rank=rank,
         world_size=world_size,
         start_iter=start_iter,
+        repeat_factors=repeat_factors,
     )
     return TrainLoader(dataset, sampler, num_workers=num_workers)
 

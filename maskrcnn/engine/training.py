@@ -11,6 +11,9 @@ loaded. A resumed run continues from its own checkpoint with the model config it
 (``RUN_DIR/config.yaml``); the init is not applied again, and model settings asked for now that differ
 from the run's are named in a warning line (they are not applied: the checkpoint holds that model). The
 training set's class names must be the run's: a changed class list is refused before anything loads.
+
+``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
+are computed here once from the training annotations and a summary is printed (rank 0).
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def _resumed_config(cfg, output: Path, say):
     if ignored:
         say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
             f"{', '.join(ignored)}")
+    if cfg.data.repeat_threshold != saved.data.repeat_threshold:  # applied, but the epochs change
+        say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
+            f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
     cfg = cfg.copy()
     cfg.model = saved.model
     return cfg, tuple(saved.data.class_names)
@@ -228,6 +234,18 @@ def build_training(
         color_jitter=cfg.input.color_jitter,
     )
     label_to_cat = {int(k): int(v) for k, v in train_set.label_to_category_id.items()}
+    repeat_factors = None
+    if cfg.data.repeat_threshold > 0:
+        # once, from the annotations: every (re)start of the loader reuses them, so a resumed run with the
+        # same data and threshold draws the same epochs
+        from maskrcnn.data import repeat_factors as rf
+
+        labels = train_set.labels_per_image()
+        by_class = rf.category_repeat_factors(labels, threshold=cfg.data.repeat_threshold)
+        repeat_factors = rf.image_repeat_factors(labels, by_class)
+        for line in rf.summary_lines(repeat_factors, by_class, cfg.data.class_names,
+                                     threshold=cfg.data.repeat_threshold):
+            say(line)
 
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched
         torch.manual_seed(cfg.seed)
@@ -260,6 +278,7 @@ def build_training(
                 rank=rank,
                 world_size=world_size,
                 start_iter=start_iter,
+                repeat_factors=repeat_factors,
             )
         )
 

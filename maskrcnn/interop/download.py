@@ -17,11 +17,12 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Optional
+
+from maskrcnn.io_utils import create_temp_file
 
 _TV = "https://download.pytorch.org/models/"
 _D2 = "https://dl.fbaipublicfiles.com/detectron2/"
@@ -132,7 +133,7 @@ def download(name_or_url: str, *, cache: Optional[Path] = None, sha256_prefix: O
     target = cache / filename
     if target.is_file() and (not want or sha256_of(target).startswith(want)):
         return target
-    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=cache)
+    fd, tmp = create_temp_file(cache, prefix=f".{filename}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
             try:

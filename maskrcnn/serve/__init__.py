@@ -2,6 +2,9 @@
 
 - ``app.py``: the FastAPI application (``POST /predict``, ``GET /health``, ``GET /`` the page);
 - ``batching.py``: the queue that gathers concurrent requests into batches for one worker thread;
+- ``labelstudio_backend.py``: Label Studio's ML backend protocol (``/setup``, ``/predict`` of tasks,
+  ``/webhook``): labelling configs checked against our classes, detections as brush / polygon / rectangle
+  regions; ``labelstudio_fetch.py``: the tasks' images, from local storage or Label Studio over HTTP(S);
 - ``server.py``: the uvicorn settings ``maskrcnn serve`` runs with (a deadline for a request's headers,
   keep-alive, a cap on connections);
 - ``static/``: the page (``index.html``, ``page.js``): choose or drop an image, see masks, boxes, labels

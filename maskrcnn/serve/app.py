@@ -30,6 +30,11 @@ its result is dropped). Both are counted in ``/health`` (``upload_timeouts``, ``
 logged as warnings on the ``maskrcnn.serve`` logger. (Headers that never complete are the server's
 business: ``maskrcnn.serve.server``.)
 
+Label Studio's ML backend protocol (``POST /predict`` with a JSON body of tasks, ``POST /setup``,
+``POST /webhook``, ``POST /health``) is answered too: ``maskrcnn.serve.labelstudio_backend``; the tasks'
+images are fetched by ``labelstudio_fetcher`` (``maskrcnn.serve.labelstudio_fetch``) and run through the
+same batch queue.
+
 Decoding and JSON encoding run in the server's thread pool; the model runs on the ``BatchQueue``'s one
 worker thread in batches of the predictor's ``batch_size``.
 """
@@ -60,7 +65,9 @@ from maskrcnn.serve import (
     DEFAULT_REQUEST_TIMEOUT_S,
     DEFAULT_UPLOAD_TIMEOUT_S,
 )
+from maskrcnn.serve import labelstudio_backend as lsb
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
+from maskrcnn.serve.labelstudio_fetch import ImageFetcher
 
 __all__ = ["create_app", "filter_by_score"]
 
@@ -301,6 +308,7 @@ def create_app(
     upload_timeout_s: Optional[float] = DEFAULT_UPLOAD_TIMEOUT_S,
     request_timeout_s: Optional[float] = DEFAULT_REQUEST_TIMEOUT_S,
     weights_name: str = "",
+    labelstudio_fetcher: Optional[ImageFetcher] = None,
 ):
     """A FastAPI application serving ``predictor`` (its batch queue starts and stops with the app).
 
@@ -315,7 +323,10 @@ def create_app(
             None: no limit.
         request_timeout_s: most seconds a request may wait in the queue and be in the model (503 / 504
             past it); None: no limit.
-        weights_name: shown by ``/health`` and the page.
+        weights_name: shown by ``/health`` and the page; the model version Label Studio is told.
+        labelstudio_fetcher: fetches Label Studio tasks' images (``--ls-url``, ``--ls-token``,
+            ``--ls-local-root``); None: one that reads absolute http(s) URLs only, ``max_upload_bytes``
+            at most.
     """
     if max_upload_bytes < 1 or max_pixels < 1:
         raise ValueError(f"max_upload_bytes and max_pixels must be >= 1: {max_upload_bytes}, {max_pixels}")
@@ -364,7 +375,7 @@ def create_app(
         # client gets the reason, and the next request is served as usual.
         return JSONResponse({"detail": f"prediction failed: {type(exc).__name__}: {exc}"}, status_code=500)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "POST"])  # Label Studio's backend check POSTs in some versions
     async def health():
         return {
             "status": "ok",
@@ -422,6 +433,12 @@ def create_app(
         app.state.in_flight += 1
         try:
             body = await _before(deadline, _read_body(request, max_upload_bytes), too_slow)
+            if request.headers.get("content-type", "").lower().startswith("application/json"):
+                try:  # no image is JSON: Label Studio's tasks
+                    answer = await labelstudio.predict(_json_object(body))
+                except ValueError as e:
+                    raise RequestError(400, f"Label Studio predict: {e}") from None
+                return JSONResponse(answer)
             data, name, fields = await _image_from_request(request, body, max_upload_bytes)
             thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
             if not data:
@@ -453,4 +470,33 @@ def create_app(
             app.state.in_flight -= 1
         return Response(body, media_type="application/json")
 
+    labelstudio = lsb.LabelStudioBackend(
+        predictor, batches, app.state.stats, max_pixels=max_pixels, request_timeout_s=request_timeout_s,
+        model_version=weights_name or "maskrcnn",
+        fetcher=labelstudio_fetcher or ImageFetcher(max_bytes=max_upload_bytes),
+    )
+
+    @app.post("/setup")
+    async def setup(request: Request):
+        payload = _json_object(await _read_body(request, max_upload_bytes))
+        try:
+            return labelstudio.setup(payload)
+        except ValueError as e:  # a config the backend cannot serve: Label Studio shows the reason
+            raise RequestError(400, f"Label Studio setup: {e}") from None
+
+    @app.post("/webhook")
+    async def webhook(request: Request):
+        await _drain_body(request, max_upload_bytes)
+        return {"status": "ignored", "detail": "maskrcnn serve does not train from Label Studio's events"}
+
     return app
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        payload = json.loads(body)
+    except ValueError as e:  # UnicodeDecodeError included
+        raise RequestError(400, f"the JSON body does not parse: {e}") from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, f"the JSON body must be an object, not {type(payload).__name__}")
+    return payload

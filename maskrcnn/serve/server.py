@@ -33,7 +33,9 @@ __all__ = ["header_deadline_protocol", "uvicorn_config"]
 log = logging.getLogger("maskrcnn.serve")
 
 # the methods of uvicorn's HTTP protocol classes the header deadline extends
-_PROTOCOL_HOOKS = ("connection_made", "connection_lost", "on_response_complete")
+_PROTOCOL_HOOKS = ("connection_made", "connection_lost", "on_response_complete", "data_received")
+# after a 408 for slow headers, how long the connection drops what the client still sends before closing
+LINGER_S = 2.0
 
 
 def _timeout_response(timeout_s: float) -> bytes:
@@ -64,6 +66,7 @@ def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[
     class HeaderDeadlineProtocol(base):
         _header_timer = None
         _waiting_after = None  # the request cycle that was current when the deadline was armed
+        _lingering = False  # answered 408, closing
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -72,6 +75,22 @@ def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._arm_header_deadline()  # the next request's headers are due in time too
+
+        def data_received(self, data: bytes) -> None:
+            if self._lingering:  # answered 408 and closing: what the client still sends is dropped
+                return
+            super().data_received(data)
+
+        def _close_lingering(self) -> None:
+            # Closing a socket with unread bytes in it sends a reset, which may reach the client before
+            # it has read the 408 (a slow client is still sending): end the writing side first, drop
+            # what still comes in for a moment, then close (nginx's "lingering close").
+            self._lingering = True
+            if not self.transport.can_write_eof():
+                self.transport.close()
+                return
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
 
         def connection_lost(self, exc) -> None:
             if self._header_timer is not None:
@@ -95,7 +114,7 @@ def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[
                 # still being answered (a pipelined request); on_response_complete arms the next deadline
                 return
             self.transport.write(answer)
-            self.transport.close()
+            self._close_lingering()
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
             log.warning("%s: closed: no complete request headers within %g s (--upload-timeout)", client,
                         timeout_s)  # fmt: skip

@@ -30,24 +30,32 @@ from xml.sax.saxutils import quoteattr
 from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
 
-__all__ = ["FROM_NAME", "TO_NAME", "labelstudio_config", "labelstudio_tasks"]
+__all__ = ["FROM_NAME", "TO_NAME", "rectangle_result", "brush_result", "labelstudio_config",
+           "labelstudio_tasks"]
 
 FROM_NAME, TO_NAME = "tag", "image"  # the names Label Studio's "Semantic Segmentation with Masks" uses
 
 
-def _result(image: ImageRecord, k: int, inst: Instance) -> dict:
-    if inst.rle is None:  # a box-only model: a rectangle, in percent of the image
-        x0, y0, x1, y1 = inst.box
-        w, h = float(image.width), float(image.height)
-        return {
-            "id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": FROM_NAME, "to_name": TO_NAME,
-            "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
-            "value": {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w,
-                      "height": 100 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [inst.category.name]},
-            "score": round(float(inst.score), 5),
-        }  # fmt: skip
+def rectangle_result(image: ImageRecord, k: int, inst: Instance) -> dict:
+    """The ``k``-th region of ``image``: a box instance (a model without masks) as a rectangle, in percent
+    of the image."""
+    x0, y0, x1, y1 = inst.box
+    w, h = float(image.width), float(image.height)
     return {
-        "id": f"{image.id}_{k}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+        "id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+        "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
+        "value": {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w,
+                  "height": 100 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [inst.category.name]},
+        "score": round(float(inst.score), 5),
+    }  # fmt: skip
+
+
+def brush_result(image: ImageRecord, k: int, inst: Instance, *, from_name: str = FROM_NAME,
+                 to_name: str = TO_NAME) -> dict:
+    """The ``k``-th region of ``image``: ``inst`` as a brush of the ``from_name`` control on the
+    ``to_name`` image (``maskrcnn serve``'s Label Studio backend passes the project's names)."""
+    return {
+        "id": f"{image.id}_{k}", "type": "brushlabels", "from_name": from_name, "to_name": to_name,
         "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
         "value": {"format": "rle", "rle": encode_brush_mask(mask_of(inst)),
                   "brushlabels": [inst.category.name]},
@@ -62,7 +70,8 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     tasks = []
     for image, found in zip(images, instances):
-        results = [_result(image, k, inst) for k, inst in enumerate(found, start=1)]
+        results = [brush_result(image, k, inst) if inst.rle is not None else rectangle_result(image, k, inst)
+                   for k, inst in enumerate(found, start=1)]
         score = sum(inst.score for inst in found) / len(found) if found else 0.0
         tasks.append({"data": {"image": url_prefix + quote(image.file_name, safe="/")},
                       "predictions": [{"model_version": model_version, "score": round(score, 5),

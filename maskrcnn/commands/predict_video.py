@@ -1,0 +1,211 @@
+"""``maskrcnn predict`` on video files: each frame through the Predictor, results as they come.
+
+    maskrcnn predict --weights CKPT clip.mp4 footage/ --output DIR [--every N] [--max-frames N]
+                     [--start S] [--end S] [--batch-size B] [--no-overlays]
+
+A video is an input file (or a file found in an input folder, recursively) with a video extension
+(``data/video.py``: .mp4, .mov, .avi, .mkv, .webm, .m4v) that PyAV opens (the ``video`` extra). Its
+frames are decoded one at a time and predicted ``--batch-size`` per forward by the same Predictor the
+images go through (``predict_tensors``); only a batch's frames are held in memory. For each video:
+
+- ``DIR/<stem>.predictions.jsonl``: one line per predicted frame, written (and flushed) as each batch
+  is done, so a crash or Ctrl-C keeps the frames done: ``{"frame": index in the video (0-based, every
+  decoded frame counts), "time": seconds from the start, "detections": [the predictions.json entries
+  without image_id: category_id, bbox [x, y, w, h], score, segmentation (compressed RLE), keypoints]}``;
+  then one ``{"summary": {...}}`` line (also after an error or an interrupt): the video, its shown size,
+  frame rate, frames predicted, detections, ``status`` (complete / truncated / interrupted / failed),
+  the problem if any and what was done to the frames (rotation, padding).
+- ``DIR/<stem>.overlay.mp4`` unless ``--no-overlays``: the predicted frames drawn as the image overlays
+  are (``visualize.draw_instances``) at the source frame rate divided by ``--every`` (so that it lasts as
+  long as the source), written by ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename).
+
+``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
+stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the frames shown in
+[S, E). A file with a video extension that is not a video, a damaged video and a model failure are
+reported in one line naming the file (and the frame) and the run goes on with the next input; the frames
+done are kept.
+Shapes: D detections of one frame, H x W the frame as shown (after rotation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+import torch
+
+__all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs"]
+
+DEFAULT_FPS = Fraction(25)  # the overlay's rate when a file does not say its own
+PROGRESS_SECONDS = 10.0  # a progress line at most this often per video
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "videos (.mp4, .mov, .avi, .mkv, .webm; needs pip install 'maskrcnn[video]')")
+    group.add_argument("--every", type=int, default=1, metavar="N",
+                       help="predict every N-th frame (default 1)")
+    group.add_argument("--max-frames", type=int, default=None, metavar="N",
+                       help="stop each video after N predicted frames")
+    group.add_argument("--start", type=float, default=0.0, metavar="S", help="first second of each video")
+    group.add_argument("--end", type=float, default=None, metavar="S", help="second of each video to stop at")
+
+
+def check_video_arguments(args: argparse.Namespace) -> None:
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if not args.start >= 0:
+        raise ValueError(f"--start must be >= 0 seconds, got {args.start}")
+    if args.end is not None and not args.end > args.start:
+        raise ValueError(f"--end must be after --start ({args.start} s), got {args.end}")
+
+
+def split_video_inputs(inputs, files: list) -> tuple:
+    """``(image files, video files)`` from the command's inputs and ``expand_inputs``' files (which keep
+    a video given by name): videos are files with a video extension, given or found in the folders.
+    Checks that PyAV is there when there is a video, before a checkpoint is loaded."""
+    from maskrcnn.data.video import import_av, is_video_path, list_videos
+
+    videos = list_videos(inputs)
+    if videos:
+        import_av()
+    return [f for f in files if not is_video_path(f)], videos
+
+
+def _batches(frames: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _unique_stem(stem: str, used: set) -> str:
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}"
+    used.add(name)
+    return name
+
+
+def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.Namespace) -> int:
+    """Predict each video (module docstring); 0 if a video was predicted or none failed, else 1."""
+    from maskrcnn.data.video import VideoReadError
+
+    used, done, failed = set(), 0, 0
+    for k, path in enumerate(videos):
+        tag = f"[video {k + 1}/{len(videos)}]"
+        try:
+            stem = _unique_stem(path.stem, used)
+            summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag)
+        except VideoReadError as e:
+            print(f"{tag} skipped {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if summary["status"] == "failed":
+            failed += 1
+        else:
+            done += 1
+    return 0 if done > 0 or not failed else 1
+
+
+def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag: str = "") -> dict:
+    """One video -> ``DIR/<stem>.predictions.jsonl`` and the overlay video; its summary."""
+    from maskrcnn.data.video import VideoReader
+
+    with VideoReader(path) as reader:  # VideoReadError: not a video
+        jsonl = out_dir / f"{stem}.predictions.jsonl"
+        overlay = None
+        if not args.no_overlays:
+            from maskrcnn.data.video_writer import VideoWriter
+
+            fps = reader.fps or DEFAULT_FPS
+            if reader.fps is None:
+                reader.notes.append(f"frame rate unknown: overlay at {float(DEFAULT_FPS):g} fps")
+            overlay = VideoWriter(out_dir / f"{stem}.overlay.mp4", fps=fps / args.every)
+        summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
+                   "fps": float(reader.fps) if reader.fps else None, "every": args.every, "status": "failed",
+                   "problem": None, "notes": reader.notes}
+        print(f"{tag} {path}: {reader.declared_frames or 'unknown number of'} frames at "
+              f"{float(reader.fps or 0):.4g} fps", file=sys.stderr)
+        with open(jsonl, "w", encoding="utf-8") as out:
+            try:
+                _predict_frames(predictor, reader, out, overlay, args, summary, tag)
+                summary["status"] = "truncated" if reader.problem else "complete"
+            except KeyboardInterrupt:
+                summary["status"] = "interrupted"
+                raise
+            except (RuntimeError, ValueError, MemoryError, OSError) as e:  # the model, or the writer
+                done = summary["frames_predicted"]
+                first_line = str(e).splitlines()[0] if str(e) else ""
+                summary["problem"] = (f"{path}: stopped after {done} predicted frame(s) "
+                                      f"({type(e).__name__}: {first_line})")
+                print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
+            finally:  # what was done stays: the results, then the overlay of the frames done
+                summary["problem"] = summary["problem"] or reader.problem
+                written = _finish_overlay(overlay, summary)
+                out.write(json.dumps({"summary": summary}) + "\n")
+    if reader.problem:
+        print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
+    for note in summary["notes"]:
+        print(f"{tag} {path}: {note}", file=sys.stderr)
+    print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; wrote "
+          f"{jsonl}" + (f" and {written}" if written else ""), file=sys.stderr)
+    return summary
+
+
+def _finish_overlay(overlay, summary: dict) -> Optional[Path]:
+    if overlay is None:
+        return None
+    try:
+        written = overlay.close()
+    except Exception as e:  # noqa: BLE001 - the results are kept whatever the encoder says
+        print(f"{summary['video']}: overlay video not written ({e})", file=sys.stderr)
+        return None
+    summary["notes"].extend(overlay.notes)
+    summary["overlay"] = str(written) if written else None
+    return written
+
+
+def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str) -> None:
+    from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.visualize import draw_instances, skeleton_for
+
+    frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
+    last_print = time.perf_counter()
+    for batch in _batches(frames, predictor.batch_size):
+        images = [torch.from_numpy(f.image).permute(2, 0, 1).float().div_(255.0) for f in batch]  # (3, H, W)
+        dets = predictor.predict_tensors(images)
+        lines = []
+        for frame, image, det in zip(batch, images, dets):
+            records = detections_to_coco_results(det, image_id=frame.index,
+                                                 label_to_category_id=predictor.label_to_category_id)
+            for r in records:
+                del r["image_id"]  # the line's frame
+            line = {"frame": frame.index, "time": round(frame.time, 6), "detections": records}
+            lines.append(json.dumps(line))
+            summary["detections"] += len(records)
+            if overlay is not None:
+                drawn = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
+                                       skeleton=skeleton_for(predictor.cfg))
+                overlay.write(np.asarray(drawn))  # (H, W, 3) uint8
+        out.write("".join(line + "\n" for line in lines))
+        out.flush()
+        summary["frames_predicted"] += len(batch)
+        summary["height"], summary["width"] = batch[0].image.shape[:2]
+        if time.perf_counter() - last_print >= PROGRESS_SECONDS:
+            last_print = time.perf_counter()
+            print(f"{tag} {reader.path}: frame {batch[-1].index} ({batch[-1].time:.1f} s), "
+                  f"{summary['frames_predicted']} predicted", file=sys.stderr)

@@ -1,0 +1,322 @@
+"""``maskrcnn serve`` as a Label Studio ML backend: the project's tasks in, our masks out as pre-annotations.
+
+In Label Studio: the project's Settings > Model (``Machine Learning`` in older versions) > Add Model (
+"Connect Model"), URL ``http://HOST:PORT`` of ``maskrcnn serve``. Label Studio then calls (the protocol of
+label-studio-ml-backend 2.x, which Label Studio 1.8 and later speak; the 1.x SDK's answers had the same
+``results`` list, plus a ``model_version`` beside it, which is sent too):
+
+- ``GET /health`` (and ``POST``): 200 while the server is up.
+- ``POST /setup`` ``{"project": "<id>.<timestamp>", "schema": <labelling config XML>, ...}``: the config is
+  checked here (``parse_label_config``, ``match_labels``): it must have a ``BrushLabels``,
+  ``PolygonLabels`` or ``RectangleLabels`` control on an ``Image``, and labels that are our class names
+  (exactly, else ignoring case). Answer ``{"model_version", "control", "matched", "unmatched_classes",
+  "unmatched_labels"}``; a config without such a control, or with no label in common, is a 400 with
+  ``{"detail": reason}`` (Label Studio shows it). The ``hostname`` and ``access_token`` some versions
+  send are not used: images are fetched with the server's own ``--ls-url`` and ``--ls-token``.
+- ``POST /predict`` ``{"tasks": [{"id", "data": {"image": URL, ...}}, ...], "label_config": XML,
+  "project", "params": {"context": ...}}`` (JSON, which tells it from an image upload to ``/predict``):
+  answers ``{"results": [one prediction per task, in order], "model_version"}``, a prediction being
+  ``{"result": [region, ...], "score": mean of the regions' scores, "model_version"}``. The image is
+  ``data[<the Image's value, "$image" -> "image">]``, fetched by ``labelstudio_fetch.ImageFetcher``. A
+  task whose image cannot be had or decoded, or that the model fails on, gets an empty prediction and a
+  warning in the log naming the task and the reason: one bad task never fails the others.
+- ``POST /webhook``: answered 200 ``{"status": "ignored"}``: training from Label Studio is not part of
+  this backend (train with ``maskrcnn train`` on an export). ``params.context`` (interactive prompts:
+  clicks, boxes) is ignored too: every call predicts the whole image.
+
+Regions (``task_prediction``), on the control ``/setup`` would pick (brush first, then polygon, then
+rectangle; rectangle first for a model without masks):
+- ``brushlabels``: each mask exactly, as Label Studio's RLE (``pre_annotations.to_labelstudio.brush_result``,
+  the file pre-annotations' writer);
+- ``polygonlabels``: each connected part of a mask traced as a polygon (holes joined by zero-width cuts:
+  ``pre_annotations.contours``), points in percent of the image;
+- ``rectanglelabels``: the boxes, in percent (models without masks, or a config with rectangles only).
+Detections of a class the project has no label for are left out (and counted in the log); scores are
+the model's, thresholded by ``--score-thresh``.
+
+Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components
+from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, instances_from_detections, mask_of
+from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result
+
+__all__ = ["LabelConfig", "LabelStudioBackend", "default_config", "empty_prediction", "has_masks",
+           "match_labels", "parse_label_config", "predict_tasks", "setup_report", "task_image_reference",
+           "task_prediction"]
+
+log = logging.getLogger("maskrcnn.serve")
+
+# control tag -> region type, in the order a model with masks prefers them
+_CONTROLS = {"BrushLabels": "brushlabels", "PolygonLabels": "polygonlabels",
+             "RectangleLabels": "rectanglelabels"}
+_POLYGON_TOLERANCE = 1.0  # pixels: Douglas-Peucker, as the file pre-annotations' polygons
+
+
+class LabelConfig(NamedTuple):
+    """The control the results go to: ``kind`` (a region type, "brushlabels" ...), ``from_name`` (the
+    control's name), ``to_name`` (the Image's), ``data_key`` (the task data field holding the image) and
+    the control's ``labels``."""
+
+    kind: str
+    from_name: str
+    to_name: str
+    data_key: str
+    labels: tuple
+
+
+def has_masks(predictor) -> bool:
+    """Whether ``predictor``'s model gives masks (its config's ``model.roi_heads.mask_on``)."""
+    cfg = getattr(predictor, "cfg", None)
+    return bool(getattr(getattr(getattr(cfg, "model", None), "roi_heads", None), "mask_on", True))
+
+
+# What a project made from `labelstudio_config` (the file pre-annotations' config) holds; used when a
+# /predict request carries no config.
+def default_config(class_names: Sequence[str]) -> LabelConfig:
+    return LabelConfig("brushlabels", FROM_NAME, TO_NAME, "image", tuple(class_names[1:]))
+
+
+def parse_label_config(xml: str, *, has_masks: bool = True) -> LabelConfig:
+    """The control of a labelling config (Label Studio's XML) that our results go to; ``ValueError``
+    saying what is missing when there is none."""
+    if not isinstance(xml, str) or not xml.strip():
+        raise ValueError("no labelling config")
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as e:
+        raise ValueError(f"the labelling config is not valid XML: {e}") from None
+    images = {}
+    for el in root.iter("Image"):
+        value = el.get("value", "")
+        if el.get("name") and value.startswith("$"):
+            images[el.get("name")] = value[1:]
+    if not images:
+        raise ValueError('the labelling config has no <Image name=".." value="$field"> tag')
+    found = {}
+    for tag in _CONTROLS:
+        for el in root.iter(tag):
+            targets = [t.strip() for t in el.get("toName", "").split(",")]
+            image = next((t for t in targets if t in images), None)
+            if el.get("name") and image is not None and tag not in found:
+                labels = tuple(lab.get("value") for lab in el.iter("Label") if lab.get("value") is not None)
+                found[tag] = LabelConfig(_CONTROLS[tag], el.get("name"), image, images[image], labels)
+    order = list(_CONTROLS) if has_masks else ["RectangleLabels"]
+    for tag in order:
+        if tag in found:
+            return found[tag]
+    wanted = " or ".join(f"<{t}>" for t in order)
+    raise ValueError(f"the labelling config has no {wanted} control on an <Image> (toName); this model gives "
+                     + ("masks (brushes or polygons) and boxes" if has_masks else "boxes only"))
+
+
+def match_labels(class_names: Sequence[str], labels: Sequence[str]) -> tuple:
+    """(our class name -> the project's label, our classes without a label, labels without a class):
+    names equal, else equal ignoring case. ``class_names`` without the background."""
+    exact = {lab: lab for lab in labels}
+    folded: Dict[str, List[str]] = {}
+    for lab in labels:
+        folded.setdefault(lab.casefold(), []).append(lab)
+    mapping = {}
+    for name in class_names:
+        if name in exact:
+            mapping[name] = name
+        elif len(folded.get(name.casefold(), [])) == 1:
+            mapping[name] = folded[name.casefold()][0]
+    unmatched_classes = [n for n in class_names if n not in mapping]
+    used = set(mapping.values())
+    return mapping, unmatched_classes, [lab for lab in labels if lab not in used]
+
+
+def setup_report(xml: str, class_names: Sequence[str], *, has_masks: bool, model_version: str) -> dict:
+    """``/setup``'s answer for a labelling config; ``ValueError`` for one the backend cannot serve (no
+    control for our regions, or no label in common with our classes)."""
+    config = parse_label_config(xml, has_masks=has_masks)
+    ours = list(class_names[1:])
+    mapping, unmatched_classes, unmatched_labels = match_labels(ours, config.labels)
+    if not mapping:
+        raise ValueError(f"none of the {config.kind} control {config.from_name!r}'s labels "
+                         f"({', '.join(config.labels) or 'none'}) is one of the model's classes "
+                         f"({', '.join(ours)})")
+    return {"model_version": model_version,
+            "control": {"type": config.kind, "from_name": config.from_name, "to_name": config.to_name,
+                        "data_key": config.data_key},
+            "matched": mapping, "unmatched_classes": unmatched_classes, "unmatched_labels": unmatched_labels}
+
+
+def task_image_reference(task, data_key: str) -> str:
+    """The image URL of one task (``task["data"][data_key]``); ``ValueError`` saying what is wrong."""
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise ValueError("the task has no 'data' object")
+    value = task["data"].get(data_key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"the task's data has no image URL in {data_key!r} (the Image's value)")
+    return value
+
+
+def empty_prediction(model_version: str) -> dict:
+    return {"result": [], "score": 0.0, "model_version": model_version}
+
+
+def _pct(v: float, total: int) -> float:
+    return round(100.0 * float(v) / total, 4)
+
+
+def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig) -> list:
+    out = []
+    for j, component in enumerate(mask_to_components(mask_of(inst), tolerance=_POLYGON_TOLERANCE)):
+        ring = bridge_holes(component)  # (P, 2) x, y pixels
+        points = [[_pct(x, image.width), _pct(y, image.height)] for x, y in ring]
+        out.append({"id": f"{image.id}_{k}_{j}", "type": "polygonlabels", "from_name": config.from_name,
+                    "to_name": config.to_name, "original_width": image.width, "original_height": image.height,
+                    "image_rotation": 0, "value": {"points": points, "closed": True,
+                                                   "polygonlabels": [inst.category.name]},
+                    "score": round(float(inst.score), 5)})
+    return out
+
+
+def _rectangle_results(det: dict, image: ImageRecord, names: Sequence[str], mapping: dict,
+                       config: LabelConfig) -> list:
+    boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()  # (D, 4) xyxy
+    scores = det["scores"].detach().float().cpu().tolist()
+    labels = det["labels"].detach().cpu().tolist()
+    out = []
+    for k, ((x0, y0, x1, y1), score, label) in enumerate(zip(boxes, scores, labels), start=1):
+        name = names[int(label)] if 0 < int(label) < len(names) else None
+        if name not in mapping:
+            continue
+        x0, x1 = max(0.0, x0), min(float(image.width), x1)
+        y0, y1 = max(0.0, y0), min(float(image.height), y1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        out.append({"id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": config.from_name,
+                    "to_name": config.to_name, "original_width": image.width, "original_height": image.height,
+                    "image_rotation": 0,
+                    "value": {"x": _pct(x0, image.width), "y": _pct(y0, image.height),
+                              "width": _pct(x1 - x0, image.width), "height": _pct(y1 - y0, image.height),
+                              "rotation": 0, "rectanglelabels": [mapping[name]]},
+                    "score": round(float(score), 5)})
+    return out
+
+
+def task_prediction(det: dict, *, task_id, height: int, width: int, config: LabelConfig,
+                    class_names: Sequence[str], model_version: str,
+                    on_dropped: Optional[Callable[[int], None]] = None) -> dict:
+    """One task's prediction from the model's detections of its image (see the module docstring).
+    ``on_dropped(n)`` hears how many detections had a class the project has no label for."""
+    mapping, _, _ = match_labels(list(class_names[1:]), config.labels)
+    image = ImageRecord(task_id if task_id is not None else 0, "", int(height), int(width))
+    has_masks = det.get("masks_rle") is not None or det.get("masks") is not None
+    if config.kind == "rectanglelabels" or not has_masks:
+        results = _rectangle_results(det, image, class_names, mapping, config)
+        dropped = sum(1 for lab in det["labels"].tolist() if class_names[int(lab)] not in mapping)
+    else:
+        categories = [Category(i, i, str(class_names[i])) for i in range(1, len(class_names))]
+        found = instances_from_detections(det, categories)
+        kept = [inst._replace(category=inst.category._replace(name=mapping[inst.category.name]))
+                for inst in found if inst.category.name in mapping]
+        dropped = len(found) - len(kept)
+        results = []
+        for k, inst in enumerate(kept, start=1):
+            if config.kind == "polygonlabels":
+                results += _polygon_results(image, k, inst, config)
+            else:
+                results.append(brush_result(image, k, inst, from_name=config.from_name,
+                                            to_name=config.to_name))
+    if dropped and on_dropped is not None:
+        on_dropped(dropped)
+    score = float(np.mean([r["score"] for r in results])) if results else 0.0
+    return {"result": results, "score": round(score, 5), "model_version": model_version}
+
+
+async def predict_tasks(tasks: list, *, config: LabelConfig, class_names: Sequence[str], model_version: str,
+                        load: Callable, detect: Callable, in_thread: Callable, concurrency: int) -> list:
+    """``/predict``'s ``results``: one prediction per task, in order. ``load(reference)`` -> the decoded
+    (3, H, W) image (blocking: run through ``in_thread(fn, *args)``), ``await detect(image)`` -> its
+    detections (the server's batch queue). At most ``concurrency`` tasks hold an image at once (memory).
+    A task that fails in any step gets an empty prediction and a warning naming it."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+    dropped = []
+
+    async def one(index: int, task) -> dict:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        where = f"task {task_id}" if task_id is not None else f"tasks[{index}]"
+        try:
+            async with gate:
+                reference = task_image_reference(task, config.data_key)
+                image = await in_thread(load, reference)
+                det = await detect(image)
+                H, W = image.shape[-2:]
+                return await in_thread(lambda: task_prediction(
+                    det, task_id=task_id, height=H, width=W, config=config, class_names=class_names,
+                    model_version=model_version, on_dropped=dropped.append))
+        except Exception as e:  # this task only: the others are answered
+            log.warning("Label Studio %s: empty prediction: %s", where, e)
+            return empty_prediction(model_version)
+
+    results = await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks)))
+    if dropped:
+        log.info("Label Studio: %d detections left out: their classes have no label in the project's "
+                 "%r control", sum(dropped), config.from_name)
+    return list(results)
+
+
+class LabelStudioBackend:
+    """What the Label Studio routes do, around the server's ``BatchQueue`` (``batches``): ``setup(payload)``
+    and ``await predict(payload)`` answer ``/setup`` and a JSON ``/predict``; ``ValueError`` for a request
+    to refuse (a 400). ``stats``: the server's /health counters (a task past ``request_timeout_s`` adds to
+    ``request_timeouts``)."""
+
+    def __init__(self, predictor, batches, stats, *, max_pixels, request_timeout_s, model_version, fetcher):
+        self.batches, self.stats, self.fetcher = batches, stats, fetcher
+        self.names = list(predictor.class_names)
+        self.has_masks = has_masks(predictor)
+        self.max_pixels, self.request_timeout_s = max_pixels, request_timeout_s
+        self.model_version = model_version
+
+    def setup(self, payload: dict) -> dict:
+        report = setup_report(payload.get("schema") or payload.get("label_config"), self.names,
+                              has_masks=self.has_masks, model_version=self.model_version)
+        if report["unmatched_classes"] or report["unmatched_labels"]:
+            log.warning("Label Studio project %s: classes without a label: %s; labels without a class: %s",
+                        payload.get("project"), report["unmatched_classes"] or "none",
+                        report["unmatched_labels"] or "none")
+        return report
+
+    def _load(self, reference: str):
+        from maskrcnn.data.images import decode_image_bytes
+
+        data, name = self.fetcher.fetch(reference)
+        return decode_image_bytes(data, name=name, max_pixels=self.max_pixels)
+
+    async def _detect(self, image):
+        future = self.batches.submit(image)  # QueueFullError: this task's prediction is empty
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.request_timeout_s)
+        except asyncio.TimeoutError:
+            future.cancel()
+            self.stats["request_timeouts"] += 1
+            raise TimeoutError(f"no answer within {self.request_timeout_s:g} s (--request-timeout)") from None
+
+    async def predict(self, payload: dict) -> dict:
+        tasks = payload.get("tasks")
+        if not isinstance(tasks, list):
+            raise ValueError("a JSON body to /predict is Label Studio's: it needs a 'tasks' list")
+        from fastapi.concurrency import run_in_threadpool
+
+        xml = payload.get("label_config")
+        config = parse_label_config(xml, has_masks=self.has_masks) if xml else default_config(self.names)
+        results = await predict_tasks(
+            tasks, config=config, class_names=self.names, model_version=self.model_version, load=self._load,
+            detect=self._detect, in_thread=run_in_threadpool, concurrency=2 * self.batches.batch_size,
+        )
+        return {"results": results, "model_version": self.model_version}

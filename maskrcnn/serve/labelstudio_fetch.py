@@ -1,0 +1,165 @@
+"""The images of Label Studio tasks, fetched for ``maskrcnn serve``'s Label Studio backend.
+
+A task's image is a reference Label Studio wrote into its data (``data.image``): one of
+
+- ``/data/local-files/?d=PATH``: a file of Label Studio's local storage, PATH relative to its document
+  root (``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``). With ``local_root`` (``--ls-local-root``, the same
+  folder seen from this machine) it is read from disk; a PATH that leads outside that folder (``..``,
+  an absolute path, a link pointing out) is refused. Without it, it is fetched from Label Studio as below.
+- ``/data/upload/...`` (files uploaded through Label Studio) and other paths starting with ``/``: fetched
+  from Label Studio at ``ls_url`` (``--ls-url``) + the path, with the header ``Authorization: Token
+  <token>`` (``--ls-token``, or the environment variable ``LABEL_STUDIO_API_KEY``, which the
+  ``maskrcnn serve`` command reads: library code does not read the environment).
+- an absolute ``http://`` or ``https://`` URL: fetched as it is; the token is sent only when the URL is on
+  Label Studio's own origin (scheme, host and port of ``ls_url``), never to another server, and never
+  forwarded on a redirect.
+
+Anything else (``s3://``, ``gs://``, ``data:``, ``file:``, a relative path) is refused: the backend reads
+only local storage and HTTP(S). Downloads stop past ``max_bytes`` (``--max-upload-mb``, the limit of
+uploads to ``/predict``) and past ``timeout_s`` seconds in all (a server that trickles bytes is cut off
+too). Every refusal or failure is a ``FetchError`` whose message names the reference and the reason.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["DEFAULT_FETCH_TIMEOUT_S", "FetchError", "ImageFetcher"]
+
+DEFAULT_FETCH_TIMEOUT_S = 30.0
+_CHUNK = 256 * 1024
+
+
+class FetchError(Exception):
+    """A task's image that cannot be had: the message says which and why."""
+
+
+def _origin(url: str) -> tuple:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _short(reference: str, limit: int = 120) -> str:
+    return reference if len(reference) <= limit else reference[:limit] + "..."
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only (urllib would follow one to ftp:// too)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise FetchError(f"{_short(req.full_url)} redirects to {_short(newurl)}: only http and https "
+                             "are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class ImageFetcher:
+    """``fetch(reference) -> (encoded image bytes, name for messages)``; see the module docstring.
+
+    Args:
+        ls_url: Label Studio's address as this machine reaches it (``http://localhost:8080``); None:
+            references that need it are refused.
+        token: Label Studio's API token (Account & Settings), sent to ``ls_url`` only.
+        local_root: the folder of Label Studio's local storage, or None.
+        max_bytes: largest image file accepted.
+        timeout_s: most seconds one download may take, from connecting to its last byte.
+    """
+
+    def __init__(self, *, ls_url: Optional[str] = None, token: Optional[str] = None,
+                 local_root: Optional[Path] = None, max_bytes: int,
+                 timeout_s: float = DEFAULT_FETCH_TIMEOUT_S):
+        if ls_url is not None:
+            parts = urlsplit(ls_url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"the Label Studio URL must be http(s)://host[:port], got {ls_url!r}")
+            ls_url = ls_url.rstrip("/")
+        if max_bytes < 1 or not 0 < timeout_s < float("inf"):
+            raise ValueError(f"max_bytes must be >= 1 and timeout_s finite and > 0: {max_bytes}, {timeout_s}")
+        self.ls_url, self.token, self.max_bytes, self.timeout_s = ls_url, token or None, max_bytes, timeout_s
+        self.local_root = Path(local_root).resolve() if local_root is not None else None
+        self._opener = urllib.request.build_opener(_HttpOnlyRedirects())
+
+    def locate(self, reference: str) -> Tuple[str, object, bool]:
+        """-> ("file", Path, False) or ("url", URL, whether the token goes with it); ``FetchError`` for a
+        reference that is refused. No I/O but the local path's resolution."""
+        if not isinstance(reference, str) or not reference.strip():
+            raise FetchError("the task names no image")
+        text = reference.strip()
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        on_ls = not scheme or (self.ls_url is not None and _origin(text) == _origin(self.ls_url))
+        if on_ls and parts.path.startswith("/data/local-files") and self.local_root is not None:
+            # unquote rather than parse_qs, which would read a '+' in a file name as a space
+            given = [unquote(p[2:]) for p in parts.query.split("&") if p.startswith("d=")]
+            if not given or not given[0].strip():
+                raise FetchError(f"{_short(text)}: no d=PATH in the local-files URL")
+            path = (self.local_root / given[0].lstrip("/")).resolve()
+            if not path.is_relative_to(self.local_root):
+                raise FetchError(f"{_short(text)}: the path leads outside --ls-local-root; refused")
+            return "file", path, False
+        if scheme in ("http", "https"):
+            return "url", text, on_ls
+        if not scheme and text.startswith("/"):
+            if self.ls_url is None:
+                raise FetchError(f"{_short(text)} is a path on Label Studio's server: give its address "
+                                 "(--ls-url)")
+            return "url", self.ls_url + text, True
+        what = f"URL scheme {scheme!r}" if scheme else "a relative path"
+        raise FetchError(f"{_short(text)}: {what} is not supported (only http(s) URLs, Label Studio's "
+                         "/data/... paths and /data/local-files/ under --ls-local-root)")
+
+    def fetch(self, reference: str) -> Tuple[bytes, str]:
+        kind, where, send_token = self.locate(reference)
+        if kind == "file":
+            return self._read_file(where, reference), where.name
+        return self._download(where, send_token), Path(unquote(urlsplit(where).path)).name or "image"
+
+    def _read_file(self, path: Path, reference: str) -> bytes:
+        try:
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise FetchError(f"{_short(reference)}: {size} bytes, over the limit of {self.max_bytes}")
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise FetchError(f"{_short(reference)}: no such file under --ls-local-root") from None
+        except OSError as e:
+            raise FetchError(f"{_short(reference)}: cannot read {path.name}: {e.strerror or e}") from None
+
+    def _download(self, url: str, send_token: bool) -> bytes:
+        request = urllib.request.Request(url, headers={"Accept": "image/*,*/*;q=0.5"})
+        if send_token and self.token:
+            # unredirected: a redirect (to a bucket's signed URL, say) does not get the token
+            request.add_unredirected_header("Authorization", f"Token {self.token}")
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                    raise FetchError(f"{_short(url)}: {declared} bytes, over the limit of {self.max_bytes}")
+                body = bytearray()
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise FetchError(f"{_short(url)}: more than the limit of {self.max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise FetchError(f"{_short(url)}: not downloaded within {self.timeout_s:g} s")
+                return bytes(body)
+        except urllib.error.HTTPError as e:
+            hint = " (check --ls-token / LABEL_STUDIO_API_KEY)" if e.code in (401, 403) else ""
+            raise FetchError(f"{_short(url)}: HTTP {e.code} {e.reason}{hint}") from None
+        except urllib.error.URLError as e:
+            raise FetchError(f"{_short(url)}: cannot reach it: {e.reason}") from None
+        except (socket.timeout, TimeoutError):
+            raise FetchError(f"{_short(url)}: no answer within {self.timeout_s:g} s") from None
+        except (OSError, ValueError) as e:  # connection reset mid-body, malformed URL, ...
+            raise FetchError(f"{_short(url)}: {type(e).__name__}: {e}") from None

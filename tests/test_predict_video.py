@@ -1,0 +1,217 @@
+"""``maskrcnn predict`` on video files: tiny videos made here with PyAV, a tiny random-weight checkpoint."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tiny_model import TINY  # tests/ is on the path
+
+from maskrcnn.cli import main
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.modeling.mask_rcnn import build_model
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+W, H, N, FPS = 64, 48, 12, 12
+
+
+@pytest.fixture(scope="module")
+def av():
+    return pytest.importorskip("av")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_checkpoint(path, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "cat", "dog"], label_to_category_id={1: 5, 2: 9})
+    return path
+
+
+def _frame(rng, i, noise):
+    # noise: every frame some kB, so that a file cut in half keeps a few
+    a = rng.integers(0, 255, (H, W, 3), dtype=np.uint8) if noise else np.full((H, W, 3), 30, np.uint8)
+    a[10:26, 4 * i : 4 * i + 16] = (255, 40, 40)  # a square moving right
+    return a
+
+
+def make_video(av, path, *, n=N, rotation=None, noise=True):
+    """``n`` frames of W x H at FPS, MPEG-4 part 2, every frame a key frame, index first (a cut file
+    keeps its first frames)."""
+    rng = np.random.default_rng(0)
+    frames = [_frame(rng, i, noise) for i in range(n)]
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("mpeg4", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.codec_context.gop_size = 1
+        if rotation is not None:
+            if not hasattr(s, "set_display_rotation"):
+                pytest.skip("this PyAV cannot write a display matrix")
+            s.set_display_rotation(rotation)
+        for a in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def video(av, tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    make_video(av, path)
+    return path
+
+
+def _decode(av, path):
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def _lines(path):
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "summary" in lines[-1] and all("summary" not in r for r in lines[:-1])
+    return lines[:-1], lines[-1]["summary"]
+
+
+def _predict(checkpoint, out, *args):
+    return main(["predict", "--weights", str(checkpoint), *map(str, args), "--output", str(out),
+                 "--device", "cpu", "--score-thresh", "0"])
+
+
+def test_video_results_per_frame_and_overlay(av, checkpoint, video, tmp_path, capsys):
+    from maskrcnn.data.mask_codec import annotation_to_mask
+    from maskrcnn.visualize import draw_instances
+
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, video, "--batch-size", "2") == 0, capsys.readouterr().err
+    frames, summary = _lines(out / "clip.predictions.jsonl")
+    assert [f["frame"] for f in frames] == list(range(N))
+    times = [f["time"] for f in frames]
+    assert times == pytest.approx([i / FPS for i in range(N)], abs=1e-3) and times == sorted(set(times))
+    assert summary["status"] == "complete" and summary["frames_predicted"] == N
+    assert (summary["width"], summary["height"], summary["fps"]) == (W, H, FPS)
+    assert summary["detections"] == sum(len(f["detections"]) for f in frames) > 0
+    for d in frames[0]["detections"]:
+        assert d.keys() == {"category_id", "bbox", "score", "segmentation"}
+        assert d["category_id"] in (5, 9) and d["segmentation"]["size"] == [H, W]
+    assert not (out / "predictions.json").exists()  # no image among the inputs
+
+    overlay = _decode(av, out / "clip.overlay.mp4")
+    assert len(overlay) == N and overlay[0].shape == (H, W, 3)
+    assert not list(out.glob(".*.tmp"))
+    # the overlay is frame 0 drawn with frame 0's detections (up to the two lossy encodings)
+    source = _decode(av, video)[0]
+    dets = frames[0]["detections"]
+    boxes = torch.tensor([d["bbox"] for d in dets])
+    det = {"boxes": torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1),
+           "scores": torch.tensor([d["score"] for d in dets]),
+           "labels": torch.tensor([{5: 1, 9: 2}[d["category_id"]] for d in dets]),
+           "masks": torch.from_numpy(np.stack([annotation_to_mask(d["segmentation"], H, W) for d in dets]))}
+    expected = np.asarray(draw_instances(source, det, ["__background__", "cat", "dog"])).astype(float)
+    got = overlay[0].astype(float)
+    assert np.abs(got - expected).mean() < 0.5 * np.abs(source.astype(float) - expected).mean()
+
+
+def test_every_start_end_and_max_frames(checkpoint, video, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, video, "--every", "3", "--no-overlays") == 0, capsys.readouterr().err
+    frames, summary = _lines(out / "clip.predictions.jsonl")
+    assert [f["frame"] for f in frames] == [0, 3, 6, 9] and summary["every"] == 3
+    assert not (out / "clip.overlay.mp4").exists()
+
+    # [0.25 s, 0.75 s) is frames 3..8; --every 2 from the first of them; at most 2; the video found in
+    # its folder (searched as for images)
+    assert _predict(checkpoint, out, video.parent, "--start", "0.25", "--end", "0.75", "--every", "2",
+                    "--max-frames", "2", "--no-overlays") == 0
+    frames, _ = _lines(out / "clip.predictions.jsonl")
+    assert [f["frame"] for f in frames] == [3, 5]
+    assert _predict(checkpoint, out, video, "--start", "0.5", "--end", "0.5") == 1
+    assert "--end must be after --start" in capsys.readouterr().err
+
+
+def test_truncated_video_keeps_its_frames_and_a_non_video_is_refused(av, checkpoint, video, tmp_path, capsys):
+    data = video.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    fake = tmp_path / "notes.mkv"
+    fake.write_text("not a video at all")
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, fake, cut) == 0  # the run goes on after the refused file
+    err = capsys.readouterr().err
+    refused = [line for line in err.splitlines() if "notes.mkv" in line]
+    assert len(refused) == 1 and "not a video PyAV can read" in refused[0]
+    frames, summary = _lines(out / "cut.predictions.jsonl")
+    assert 1 <= len(frames) < N and [f["frame"] for f in frames] == list(range(len(frames)))
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and str(cut) in warning[0] and f"frame {len(frames)}" in warning[0]
+    assert summary["status"] == "truncated" and str(cut) in summary["problem"]
+    assert len(_decode(av, out / "cut.overlay.mp4")) == len(frames)
+
+
+def test_missing_pyav_is_one_line(checkpoint, tmp_path, monkeypatch, capsys):
+    clip = tmp_path / "clip.mov"
+    clip.write_bytes(b"\x00" * 64)
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
+    assert _predict(checkpoint, tmp_path / "out", clip) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "needs PyAV" in err and "maskrcnn[video]" in err
+    assert not (tmp_path / "out").exists()  # refused before the checkpoint was loaded
+
+
+def test_reader_applies_rotation_and_writer_pads_odd_sizes(av, tmp_path, monkeypatch):
+    from maskrcnn.data.video import VideoReader
+    from maskrcnn.data.video_writer import VideoWriter
+
+    path = tmp_path / "portrait.mp4"
+    source = make_video(av, path, n=2, rotation=90, noise=False)
+    with VideoReader(path) as reader:
+        frames = list(reader.frames())
+    assert [f.image.shape for f in frames] == [(W, H, 3)] * 2  # turned: 48 wide, 64 high
+    # the square, rows 10..25 and columns 0..15 as stored, turned counter-clockwise (as the display matrix
+    # says): rows 48..63 (from the columns, counted from the right), columns 10..25
+    image = frames[0].image.astype(int)
+    rows, cols = np.nonzero((image[..., 0] > 180) & (image[..., 1] < 100))
+    assert rows.mean() == pytest.approx(55.5, abs=1.5) and cols.mean() == pytest.approx(17.5, abs=1.5)
+    assert source[0].shape == (H, W, 3)
+    assert any("rotated 90" in note for note in reader.notes)
+
+    from maskrcnn.data import video_writer
+
+    for codec in ("libx264", "mpeg4"):  # the fallback where PyAV's build has no x264
+        if codec == "mpeg4":
+            monkeypatch.setattr(video_writer, "_pick_codec", lambda av: "mpeg4")
+        writer = VideoWriter(tmp_path / f"odd_{codec}.mp4", fps=FPS)
+        for _ in range(3):
+            writer.write(np.full((9, 15, 3), 200, np.uint8))
+        assert writer.close() == tmp_path / f"odd_{codec}.mp4"
+        decoded = _decode(av, tmp_path / f"odd_{codec}.mp4")
+        assert len(decoded) == 3 and decoded[0].shape == (10, 16, 3)
+        assert decoded[0][:9, :15].mean() > 150 and decoded[0][9:, :].mean() < 60  # the pad row is black
+        assert any("padded 15x9 to 16x10" in note for note in writer.notes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd_libx264.mp4", "odd_mpeg4.mp4", "portrait.mp4"]
+
+
+def test_interrupt_keeps_the_frames_done(av, checkpoint, video, tmp_path, monkeypatch, capsys):
+    from maskrcnn.predictor import Predictor
+
+    calls, predict_tensors = [], Predictor.predict_tensors
+
+    def interrupted_second_time(self, images):  # Ctrl-C during the second forward
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict_tensors(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_tensors", interrupted_second_time)
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, video, "--batch-size", "2") == 130
+    frames, summary = _lines(out / "clip.predictions.jsonl")
+    assert [f["frame"] for f in frames] == [0, 1] and summary["status"] == "interrupted"
+    assert len(_decode(av, out / "clip.overlay.mp4")) == 2 and not list(out.glob(".*.tmp"))
