@@ -201,3 +201,8 @@ def test_predict_output_folders_inside_the_images_are_left_out_and_files_given_t
     assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "keep/overlays/d.png", "sub/a.png"]
     asked = images / "old" / "overlays"  # given as an input itself: predicted
     assert expand_inputs([asked]) == [asked / "a.png"]
+    from maskrcnn.commands.predict import _found_in_output
+
+    clip = images / "out" / "clip.overlay.mp4"  # a video run's overlay, beside its results
+    assert _found_in_output(clip, [images], images / "out")
+    assert not _found_in_output(clip, [clip], images / "out")  # given by name

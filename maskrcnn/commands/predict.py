@@ -146,6 +146,15 @@ def _in_predict_output(folder: Path, top: Path, outputs: set) -> bool:
     return False
 
 
+def _found_in_output(path: Path, inputs, output) -> bool:
+    """Whether ``path``, found inside one of the folders ``inputs``, lies in a predict output folder there
+    (not when given by name)."""
+    key = Path(path).resolve()
+    outputs = {Path(output).resolve()}
+    return not any(Path(p).resolve() == key for p in inputs) and any(
+        _in_predict_output(key.parent, Path(p).resolve(), outputs) for p in inputs if Path(p).is_dir())
+
+
 def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
     name, n = stem, 1
     while name in used:
@@ -201,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     check_video_arguments(args)
     found = expand_inputs(args.inputs, output=args.output)
     files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
+    videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output)]  # overlay videos
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
