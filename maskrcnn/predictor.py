@@ -50,6 +50,7 @@ import inspect
 import math
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -251,6 +252,7 @@ class Predictor:
                          tile=tile, paste_masks=paste_masks, tta=tta)
         self.tile = as_tile_options(tile)
         self.tta = as_tta_options(tta)
+        self._tta_enlarge_warned = False
         if self.tta is not None and cfg.model.roi_heads.keypoint_on:
             raise ValueError("tta: keypoint models are not supported (a flip swaps left and right keypoints, "
                              "which the config does not describe); predict without --tta")
@@ -598,6 +600,10 @@ class Predictor:
         height, width = image.shape[-2:]
         augs = tta.augmentations(self.tta)
         heads = self.model.roi_heads
+        note = tta.enlargement_note(self.tta, (height, width))
+        if note and not self._tta_enlarge_warned:  # once: a folder of thumbnails would repeat it each time
+            self._tta_enlarge_warned = True
+            warnings.warn(note, stacklevel=3)
         with torch.inference_mode():
             image_on = image.to(self.device, non_blocking=True)
             pooled = []  # per augmentation, in order: (boxes (Di, 4) original, its own boxes, scores, labels)
@@ -619,7 +625,10 @@ class Predictor:
                 keep = keep[scores[keep] >= self.score_thresh]
             det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
             own, source = own[keep], source[keep]  # (D, 4), (D,)
-            if heads.mask_head is not None:
+            if heads.mask_head is not None and len(keep) == 0:  # nothing to mask: no second pass
+                side = 2 * int(self.cfg.model.roi_heads.mask_pool_size)  # M, as the mask head gives it
+                det["mask_probs"] = boxes.new_zeros(0, 1, side, side)
+            elif heads.mask_head is not None:
                 probs = []  # per augmentation, in order: (D, 1, M, M)
                 for ids, inputs in self._tta_forwards(image_on, augs):
                     feats, _, _ = self._features(inputs)
@@ -667,6 +676,7 @@ class Predictor:
 
         tile = self.tile
         height, width = image.shape[-2:]
+        tiling.check_tile_count(height, width, tile)  # before the grid is listed (millions at stride 1)
         windows = tiling.tile_grid(height, width, tile.size, tile.overlap).tolist()  # T x [x0, y0, x1, y1]
         batches = [windows[s : s + self.batch_size] for s in range(0, len(windows), self.batch_size)]
         whole = [0, 0, width, height]

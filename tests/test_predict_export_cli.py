@@ -116,3 +116,93 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
     rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
                "--export", "labelme", "--export-tolerance", "nan"])
     assert rc == 1 and "--export-tolerance must be a finite number >= 0, got nan" in capsys.readouterr().err
+
+
+def test_a_box_only_model_exports_rectangles_under_hostile_names_and_they_read_back(tmp_path, capsys):
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.data.formats.labelstudio import read_labelstudio
+
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), {**TINY, "model.roi_heads.mask_on": False})
+    names = ["__background__", 'a<b & "c\'', "image"]  # XML-special, and a Label Studio control's name
+    save_checkpoint(tmp_path / "box.pth", model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=names)
+    images = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    for rel in ("x y.png", "ü#?%.png"):
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(images / rel)
+    out = tmp_path / "out"
+    assert _predict(tmp_path / "box.pth", images, out, "--score-thresh", "0", "--tile", "32",
+                    "--export-url-prefix", "/data/local-files/?d=") == 0
+    err = capsys.readouterr().err
+    assert err.count("the model has no mask head: instances are exported as rectangles") == 1
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions) == 20  # 10 per image (detections_per_image) at score 0
+
+    coco = json.loads((out / "coco_instances.json").read_text())
+    assert len(coco["annotations"]) == 20 and [c["name"] for c in coco["categories"]] == names[1:]
+    for a, p in zip(coco["annotations"], predictions):
+        x, y, w, h = a["bbox"]
+        assert a["bbox"] == pytest.approx(p["bbox"], abs=0.01)
+        assert a["segmentation"] == [pytest.approx([x, y, x + w, y, x + w, y + h, x, y + h])]
+    assert len(CocoDataset(json_path=out / "coco_instances.json", image_dir=images)) == 2
+
+    shapes = json.loads((out / "labelme" / "x y.json").read_text())["shapes"]
+    assert {s["shape_type"] for s in shapes} == {"rectangle"} and len(shapes) == 10
+    builder, report = CocoBuilder(root=images), Report()
+    read_labelme(sorted((out / "labelme").rglob("*.json")), builder=builder, report=report,
+                 embedded_dir=tmp_path / "unused")
+    assert len(builder.annotations) == 20 and sum(report.skipped.values()) == 0
+
+    builder, report = CocoBuilder(root=images), Report()
+    read_cvat(out / "cvat_annotations.xml", builder=builder, report=report)
+    cvat = builder.to_dict()
+    assert len(cvat["annotations"]) == 20 and sum(report.skipped.values()) == 0
+    assert sorted(c["name"] for c in cvat["categories"]) == sorted(names[1:])
+    assert len(list(ET.parse(out / "cvat_annotations.xml").getroot().iter("box"))) == 20
+
+    config = ET.fromstring((out / "labelstudio_config.xml").read_text())
+    assert config.find("RectangleLabels").get("name") == "tag"
+    assert [label.get("value") for label in config.iter("Label")] == names[1:]
+    tasks = json.loads((out / "labelstudio_tasks.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=x%20y.png",
+                                                  "/data/local-files/?d=%C3%BC%23%3F%25.png"]
+    for t in tasks:  # accepted as they are: predictions become annotations
+        t["annotations"] = [{"result": t.pop("predictions")[0]["result"]}]
+    (tmp_path / "accepted.json").write_text(json.dumps(tasks))
+    builder, report = CocoBuilder(root=images), Report()
+    read_labelstudio([tmp_path / "accepted.json"], builder=builder, report=report, images=images)
+    ls = builder.to_dict()
+    assert len(ls["images"]) == 2 and sum(report.skipped.values()) == 0
+    assert sorted(a["bbox"][0] for a in ls["annotations"]) == pytest.approx(  # (its reader rasterises)
+        sorted(a["bbox"][0] for a in coco["annotations"]), abs=1)
+
+
+def test_predict_output_folders_inside_the_images_are_left_out_and_files_given_twice_listed_once(tmp_path,
+                                                                                                  capsys):
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "sub/a.png", "out/overlays/a.png", "old/overlays/a.png", "old/x/b.png",
+                "overlays/c.png", "keep/overlays/d.png"):
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(images / rel)
+    (images / "old" / "predictions.json").write_text("[]")  # an earlier run's output, under another name
+    (images / "out" / "predictions.partial.jsonl").write_text("")  # this run's, being written
+    found = expand_inputs([images, images / "sub", images / "a.png"], output=images / "out")
+    assert [p.relative_to(images).as_posix() for p in found] == \
+        ["a.png", "keep/overlays/d.png", "overlays/c.png", "sub/a.png"]
+    assert "left out 3 image file(s) inside predict output folders" in capsys.readouterr().err
+    assert [p.relative_to(images).as_posix() for p in expand_inputs([images])] == \
+        ["a.png", "keep/overlays/d.png", "overlays/c.png", "sub/a.png"]  # (out/ holds a partial run)
+    (images / "predictions.json").write_text("[]")  # --output the images folder itself: its overlays/ go
+    found = expand_inputs([images], output=images)
+    assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "keep/overlays/d.png", "sub/a.png"]
+    asked = images / "old" / "overlays"  # given as an input itself: predicted
+    assert expand_inputs([asked]) == [asked / "a.png"]
+    from maskrcnn.commands.predict import _found_in_output
+
+    clip = images / "out" / "clip.overlay.mp4"  # a video run's overlay, beside its results
+    assert _found_in_output(clip, [images], images / "out")
+    assert not _found_in_output(clip, [clip], images / "out")  # given by name

@@ -237,3 +237,14 @@ def test_eval_command_passes_the_tile_through(checkpoint, tmp_path, capsys):
     det = predictor([tmp_path / "images" / "a.png"])[0]
     assert len(written) == det["boxes"].shape[0] > 0
     assert sorted(round(r["score"], 3) for r in written) == sorted(round(float(s), 3) for s in det["scores"])
+
+
+def test_predict_command_refuses_an_image_of_too_many_tiles_in_one_line(checkpoint, tmp_path, capsys):
+    Image.fromarray(np.zeros((100, 130, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "big.png"), "--output",
+               str(tmp_path / "out"), "--device", "cpu", "--no-overlays", "--tile", "64", "--tile-overlap",
+               "0.99", "--tile-max-tiles", "100"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert ("big.png: the model failed on this image (ValueError: a 130x100 image cut into 64-pixel tiles "
+            "overlapping by 0.99 takes 2479 tiles (67 x 37), over the limit of 100") in err

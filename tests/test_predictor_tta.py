@@ -153,3 +153,20 @@ def test_eval_command_passes_tta_through(checkpoint, tmp_path, capsys):
     det = predictor([tmp_path / "images" / "a.png"])[0]
     assert len(written) == det["boxes"].shape[0] > 0
     assert sorted(round(r["score"], 4) for r in written) == sorted(round(float(s), 4) for s in det["scores"])
+
+
+def test_no_detections_skip_the_mask_pass_and_large_enlargements_are_warned_once(tiny, monkeypatch):
+    model, cfg = tiny
+    calls = []
+    original = model.roi_heads.mask_probs
+    monkeypatch.setattr(model.roi_heads, "mask_probs", lambda *a: calls.append(1) or original(*a))
+    predictor = Predictor(model, cfg, score_thresh=1.0, tta=TTAOptions(min_sizes=(40, 64), max_size=400))
+    with pytest.warns(UserWarning) as caught:
+        dets = predictor([torch.rand(3, 10, 12), torch.rand(3, 10, 12)])
+    assert calls == []  # nothing kept: the mask head never runs (the second pass was all of the time)
+    assert [d["masks"].shape for d in dets] == [(0, 10, 12)] * 2
+    assert dets[0]["mask_probs"].shape == (0, 1, 28, 28)
+    notes = [str(w.message) for w in caught if "tta:" in str(w.message)]
+    assert notes == ["tta: a 12x10 image runs enlarged 6 times at its largest scale (77x64, 0.0 MP per "
+                     "forward; memory and time grow with the pixels): give --tta-sizes / min_sizes near the "
+                     "images' own size"]

@@ -104,12 +104,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser)
 
 
-def expand_inputs(inputs) -> list:
+def expand_inputs(inputs, *, output=None) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
-    error (a typo should not silently produce an empty result)."""
+    error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
+    in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
+    ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out: an output folder
+    inside the images folder would otherwise have its own overlays predicted, more each run."""
     from maskrcnn.data.images import list_images
 
-    return list_images(list(inputs), recursive=True)
+    outputs = {Path(output).resolve()} if output is not None else set()
+    files, seen, left_out = [], set(), 0
+    for given in inputs:
+        top = Path(given).resolve()
+        for f in list_images(given, recursive=True):
+            key = f.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            if top != key and _in_predict_output(key.parent, top, outputs):
+                left_out += 1
+                continue
+            files.append(f)
+    if left_out:
+        print(f"maskrcnn predict: left out {left_out} image file(s) inside predict output folders (overlays "
+              "of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
+    return files
+
+
+def _in_predict_output(folder: Path, top: Path, outputs: set) -> bool:
+    """Whether ``folder`` (resolved) is, or is inside, an output folder of ``predict`` below ``top``, or
+    the ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder)."""
+
+    def is_output(f: Path) -> bool:
+        return f in outputs or any((f / name).is_file()
+                                   for name in ("predictions.json", "predictions.partial.jsonl"))
+
+    while folder != top and top in folder.parents:
+        if is_output(folder) or (folder.name == "overlays" and is_output(folder.parent)):
+            return True
+        folder = folder.parent
+    return False
+
+
+def _found_in_output(path: Path, inputs, output) -> bool:
+    """Whether ``path``, found inside one of the folders ``inputs``, lies in a predict output folder there
+    (not when given by name)."""
+    key = Path(path).resolve()
+    outputs = {Path(output).resolve()}
+    return not any(Path(p).resolve() == key for p in inputs) and any(
+        _in_predict_output(key.parent, Path(p).resolve(), outputs) for p in inputs if Path(p).is_dir())
 
 
 def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
@@ -165,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.predict_video import check_video_arguments, predict_videos, split_video_inputs
 
     check_video_arguments(args)
-    files, videos = split_video_inputs(args.inputs, expand_inputs(args.inputs))  # videos: predict_video.py
+    found = expand_inputs(args.inputs, output=args.output)
+    files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
+    videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output)]  # overlay videos
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
     maskrcnn serve --weights CKPT [--host 127.0.0.1] [--port 8000] [--batch-size N]
                    [--max-upload-mb MB] [--max-pixels N] [--max-queue N] [--device D] [--score-thresh T]
                    [--upload-timeout S] [--request-timeout S] [--keep-alive-timeout S] [--max-connections N]
+                   [--tile SIZE [--tile-overlap F] ...] [--tta [--tta-sizes S1,S2] ...]
                    [--ls-url URL] [--ls-token TOKEN] [--ls-local-root DIR] [--ls-timeout S]
 
 Endpoints (``maskrcnn.serve.app``): ``GET /`` the page, ``POST /predict`` an image -> COCO-format JSON,
@@ -11,7 +12,10 @@ tasks' images fetched with ``--ls-url``, ``--ls-token`` (or ``LABEL_STUDIO_API_K
 ``--ls-local-root``. Binds to localhost unless ``--host`` says otherwise: the server has no authentication,
 so exposing it is a deliberate choice. Needs the ``serve`` extra (``pip install maskrcnn[serve]``).
 Time limits and the connection cap: ``maskrcnn.serve.app`` (body, queue and model) and
-``maskrcnn.serve.server`` (headers, keep-alive, connections).
+``maskrcnn.serve.server`` (headers, keep-alive, connections). ``--tile`` / ``--tta`` (as ``predict``
+takes them) apply to every request, and ``/health`` reports them; they are not query parameters: a
+client's tile size or scales would decide how many forwards its request costs (``tile=32`` on a
+``--max-pixels`` image is thousands), and one batch runs one predictor's options.
 """
 
 from __future__ import annotations
@@ -116,6 +120,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most seconds to download one task's image (default 30)",
     )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from maskrcnn.commands.tile_args import add_tile_arguments
+    from maskrcnn.commands.tta_args import add_tta_arguments
+
+    # for every request (not per request: a client's tile size would decide how many forwards it takes)
+    add_tile_arguments(parser)
+    add_tta_arguments(parser)
 
 
 def _is_loopback(host: str) -> bool:
@@ -173,12 +183,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{option.replace('_', '-')} must be {what} > 0, got {value}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    from maskrcnn.commands.tile_args import tile_from_args
+    from maskrcnn.commands.tta_args import tta_from_args
+
+    tile, tta = tile_from_args(args), tta_from_args(args)  # a bad value said before anything is bound
     fetcher = _labelstudio_fetcher(args)
     # Bound before the model loads: a port in use is said at once, and the address printed is the
     # real one (the port the system picked for --port 0).
     sock = _listen(args.host, args.port)
     with sock:
-        return _serve(args, sock, create_app, uvicorn, fetcher)
+        return _serve(args, sock, create_app, uvicorn, fetcher, tile=tile, tta=tta)
 
 
 def _labelstudio_fetcher(args: argparse.Namespace):
@@ -200,7 +214,8 @@ def _labelstudio_fetcher(args: argparse.Namespace):
     )
 
 
-def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, fetcher) -> int:
+def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, fetcher, *, tile=None,
+           tta=None) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import Predictor
     from maskrcnn.serve.server import uvicorn_config
@@ -214,6 +229,8 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         dtype=None if args.dtype == "float32" else args.dtype,
         optimise=not args.no_optimise,
         masks="rle",  # answers hold RLE: no image-sized masks, so memory does not grow with the upload
+        tile=tile,
+        tta=tta,
     )
     app = create_app(
         predictor,

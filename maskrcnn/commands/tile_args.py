@@ -1,6 +1,6 @@
 """The tiled-prediction options shared by ``predict`` and ``eval`` (``engine/tiling.py`` does the work):
 
-    --tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]
+    --tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S] [--tile-max-tiles N]
 
 ``--tile 1024`` cuts images larger than 1024 pixels into overlapping 1024 x 1024 tiles, runs each at the
 model's usual resize (or ``--tile-scale`` times its size) plus the whole image, and merges the
@@ -26,6 +26,8 @@ def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tile-scale", type=float, default=None, metavar="S",
                        help="run each tile at S times its size (1: the image's own pixels) instead of the "
                        "usual resize")
+    group.add_argument("--tile-max-tiles", type=int, default=None, metavar="N",
+                       help="refuse an image needing more than N tiles (default 10000; each is a forward)")
 
 
 def tile_from_args(args: argparse.Namespace):
@@ -36,15 +38,18 @@ def tile_from_args(args: argparse.Namespace):
     if args.tile is None:
         used = [flag for flag, value in (("--tile-overlap", args.tile_overlap is not None),
                                          ("--no-full-image", args.no_full_image),
-                                         ("--tile-scale", args.tile_scale is not None)) if value]
+                                         ("--tile-scale", args.tile_scale is not None),
+                                         ("--tile-max-tiles", args.tile_max_tiles is not None)) if value]
         if used:
             raise ValueError(f"{', '.join(used)} needs --tile SIZE")
         return None
     options = {"size": args.tile, "full_image": not args.no_full_image, "scale": args.tile_scale}
     if args.tile_overlap is not None:
         options["overlap"] = args.tile_overlap
+    if args.tile_max_tiles is not None:
+        options["max_tiles"] = args.tile_max_tiles
     try:
         return TileOptions(**options)
     except ValueError as e:
-        flag = next((f for f in ("overlap", "scale", "size") if f"tile {f}" in str(e)), "size")
-        raise ValueError(f"--tile{'' if flag == 'size' else '-' + flag}: {e}") from None
+        flag = next((f for f in ("overlap", "scale", "max_tiles", "size") if f"tile {f}" in str(e)), "size")
+        raise ValueError(f"--tile{'' if flag == 'size' else '-' + flag.replace('_', '-')}: {e}") from None

@@ -52,9 +52,9 @@ import numpy as np
 import torch
 
 __all__ = [
-    "TileOptions", "as_tile_options", "axis_starts", "tile_grid", "cut_flags", "local_masks",
-    "shift_to_image", "concat_pools", "merge_detections", "top_detections", "local_masks_to_dense",
-    "local_masks_to_rles",
+    "TileOptions", "as_tile_options", "axis_starts", "axis_count", "check_tile_count", "tile_grid",
+    "cut_flags", "local_masks", "shift_to_image", "concat_pools", "merge_detections", "top_detections",
+    "local_masks_to_dense", "local_masks_to_rles",
 ]
 
 
@@ -74,6 +74,8 @@ class TileOptions:
         match_thresh: overlap (IoU of whole detections, intersection over the smaller when one is cut)
             at which detections of different tiles are one object.
         edge_margin: pixels (of the image) within which a box touching an interior tile edge is cut.
+        max_tiles: the most tiles one image may be cut into; an image needing more is refused (one line
+            with the count), never run for hours unseen (a 0.99 overlap steps a tile by 1 % of its size).
     """
 
     size: int
@@ -82,6 +84,7 @@ class TileOptions:
     scale: Optional[float] = None
     match_thresh: float = 0.5
     edge_margin: float = 4.0
+    max_tiles: int = 10000
 
     def __post_init__(self):
         def number(v):
@@ -97,6 +100,9 @@ class TileOptions:
             raise ValueError(f"tile match_thresh must be in (0, 1], got {self.match_thresh!r}")
         if not (number(self.edge_margin) and self.edge_margin >= 0):
             raise ValueError(f"tile edge_margin must be a number >= 0, got {self.edge_margin!r}")
+        if isinstance(self.max_tiles, bool) or not isinstance(self.max_tiles, numbers.Integral) \
+                or self.max_tiles < 1:
+            raise ValueError(f"tile max_tiles must be an integer >= 1, got {self.max_tiles!r}")
 
 
 def as_tile_options(tile: Union[None, int, TileOptions]) -> Optional[TileOptions]:
@@ -122,6 +128,29 @@ def axis_starts(length: int, size: int, overlap: float) -> list:
     n = math.ceil((length - size) / stride) + 1
     # evenly spread, integer: overlaps differ by at most one pixel, none below the requested one
     return [((length - size) * i) // (n - 1) for i in range(n)]
+
+
+def axis_count(length: int, size: int, overlap: float) -> int:
+    """How many tiles ``axis_starts`` gives, without listing them."""
+    if length <= size:
+        return 1
+    stride = max(1, size - int(round(size * overlap)))
+    return math.ceil((length - size) / stride) + 1
+
+
+def check_tile_count(height: int, width: int, options: TileOptions) -> int:
+    """The number of tiles of an H x W image; ValueError saying how many (and how to get fewer) above
+    ``options.max_tiles``."""
+    rows = axis_count(height, options.size, options.overlap)
+    cols = axis_count(width, options.size, options.overlap)
+    if rows * cols > options.max_tiles:
+        raise ValueError(
+            f"a {width}x{height} image cut into {options.size}-pixel tiles overlapping by "
+            f"{options.overlap:g} takes {rows * cols} tiles ({cols} x {rows}), over the limit of "
+            f"{options.max_tiles}: that is {rows * cols} forwards of the model, about {rows * cols} times "
+            "one image's prediction time; use larger tiles or a smaller overlap (or raise the limit: "
+            "--tile-max-tiles / max_tiles)")
+    return rows * cols
 
 
 def tile_grid(height: int, width: int, size: int, overlap: float) -> torch.Tensor:

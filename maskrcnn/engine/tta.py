@@ -24,6 +24,10 @@ The procedure, per image:
    probabilities averaged (``average_mask_probs``) before the usual paste at the mask threshold. This
    averaging, not the box merging, is what makes TTA masks better than any single scale's.
 
+An image without merged detections skips step 4 (the second pass over every augmentation). A scale
+enlarging the image more than ``ENLARGEMENT_NOTE`` times per side is worth a warning
+(``enlargement_note``): the defaults (400-1200) make a 50-pixel thumbnail a 1200-pixel forward.
+
 Keypoint models are refused (detectron2 does not support them either): averaging heatmaps needs the
 left/right keypoint pairs swapped under a flip, which the config does not describe.
 """
@@ -39,7 +43,12 @@ import torch
 __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
     "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
+    "enlargement_note",
 ]
+
+# Enlarging an image more than this (per side) at some scale is worth a word: memory and time grow with
+# the input's pixels (a 50-pixel image at --tta-sizes 4000 is a 16 MP forward, GBs of feature maps).
+ENLARGEMENT_NOTE = 4.0
 
 # detectron2's defaults (TEST.AUG in its config defaults)
 DEFAULT_MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
@@ -171,3 +180,17 @@ def average_mask_probs(per_augmentation: Sequence[torch.Tensor], flipped: Sequen
         raise ValueError(f"average_mask_probs: {len(per_augmentation)} mask sets for {len(flipped)} flags")
     aligned = [flip_mask_probs(p) if f else p for p, f in zip(per_augmentation, flipped)]
     return torch.stack(aligned).mean(dim=0)  # (A, D, 1, M, M) -> (D, 1, M, M)
+
+
+def enlargement_note(options: TTAOptions, image_hw) -> str:
+    """A warning's text when some scale of ``options`` enlarges an H x W image more than
+    ``ENLARGEMENT_NOTE`` times per side (its largest input in pixels and megapixels), else ''."""
+    height, width = int(image_hw[0]), int(image_hw[1])
+    short, long = min(height, width), max(height, width)
+    factor = max(min(s / short, options.max_size / long) for s in options.min_sizes)
+    if factor <= ENLARGEMENT_NOTE:
+        return ""
+    h, w = round(height * factor), round(width * factor)
+    return (f"tta: a {width}x{height} image runs enlarged {factor:.0f} times at its largest scale "
+            f"({w}x{h}, {w * h / 1e6:.1f} MP per forward; memory and time grow with the pixels): give "
+            "--tta-sizes / min_sizes near the images' own size")

@@ -284,6 +284,20 @@ def _parse_score_thresh(value) -> Optional[float]:
     return t
 
 
+def _tile_summary(tile) -> Optional[dict]:
+    """``/health``'s view of the predictor's tiling (None: whole images)."""
+    if tile is None:
+        return None
+    return {"size": tile.size, "overlap": tile.overlap, "full_image": tile.full_image, "scale": tile.scale}
+
+
+def _tta_summary(tta) -> Optional[dict]:
+    """``/health``'s view of the predictor's test-time augmentation (None: none)."""
+    if tta is None:
+        return None
+    return {"min_sizes": list(tta.min_sizes), "max_size": tta.max_size, "flip": tta.flip}
+
+
 def create_app(
     predictor,
     *,
@@ -373,6 +387,8 @@ def create_app(
             "batches_run": batches.batches_run,
             "images_run": batches.items_run,
             "categories": categories,
+            "tile": _tile_summary(getattr(predictor, "tile", None)),
+            "tta": _tta_summary(getattr(predictor, "tta", None)),
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
             "upload_timeout_s": upload_timeout_s,

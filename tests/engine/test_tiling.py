@@ -217,3 +217,17 @@ def test_top_detections_keeps_the_best_in_order():
     top = top_detections(merge_detections(pool), 2)
     assert top["scores"].tolist() == [pytest.approx(0.9), pytest.approx(0.5)]
     assert len(top["bitmaps"]) == 2 and top["bitmaps"][0].shape == (10, 10)
+
+
+def test_a_grid_over_max_tiles_is_refused_with_its_count_before_it_is_listed():
+    from maskrcnn.engine.tiling import TileOptions, axis_count, check_tile_count
+
+    assert all(axis_count(n, 32, ov) == len(axis_starts(n, 32, ov)) for n in (10, 32, 33, 500, 4000)
+               for ov in (0.0, 0.2, 0.99))
+    assert check_tile_count(150, 200, TileOptions(size=64, overlap=0.2)) == 12
+    with pytest.raises(ValueError) as err:
+        check_tile_count(4000, 4000, TileOptions(size=32, overlap=0.99))
+    assert str(err.value).startswith("a 4000x4000 image cut into 32-pixel tiles overlapping by 0.99 takes "
+                                     "15752961 tiles (3969 x 3969), over the limit of 10000")
+    with pytest.raises(ValueError, match="max_tiles must be an integer >= 1"):
+        TileOptions(size=64, max_tiles=0)

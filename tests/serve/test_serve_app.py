@@ -353,3 +353,21 @@ def test_non_finite_numbers_are_a_500_that_says_so_never_invalid_json(start_serv
     server = start_server(create_app(_NonFinitePredictor()))
     status, body = server.post_file("/predict", make_png(_noise(4)))
     assert status == 500 and "non-finite numbers (NaN or infinity)" in body["detail"], body
+
+
+def test_a_tiled_predictor_is_served_and_health_says_so_and_tile_is_no_query_parameter(serve_checkpoint,
+                                                                                     start_server):
+    from maskrcnn.predictor import Predictor
+
+    tiled = Predictor.from_weights(serve_checkpoint, device="cpu", optimise=False, masks="rle", tile=64,
+                                   batch_size=4)
+    server = start_server(create_app(tiled))
+    status, health = server.request("GET", "/health")
+    assert status == 200 and health["tta"] is None
+    assert health["tile"] == {"size": 64, "overlap": 0.2, "full_image": True, "scale": None}
+    data = png_bytes(_noise(3, 70, 80))  # 2 x 2 tiles and the whole image
+    status, body = server.post_file("/predict", data, filename="n.png")
+    assert status == 200, body
+    _assert_same(body["predictions"], _expected(tiled, data, "n.png"))  # the tiles' merged detections
+    status, body = server.post_file("/predict?tile=32", data)
+    assert status == 400 and body["detail"] == "unknown parameter 'tile': /predict takes score_thresh"

@@ -27,6 +27,11 @@ def test_serve_refuses_missing_weights_and_bad_options(tmp_path, capsys):
     assert "nope.pth: checkpoint file not found" in capsys.readouterr().err
     assert main(["serve", "--weights", str(tmp_path / "nope.pth"), "--batch-size", "0"]) == 1
     assert "--batch-size must be >= 1" in capsys.readouterr().err
+    # --tile / --tta as predict takes them, checked before the port is bound or the model read
+    assert main(["serve", "--weights", str(tmp_path / "nope.pth"), "--tile", "16"]) == 1
+    assert "--tile: tile size must be an integer >= 32 pixels, got 16" in capsys.readouterr().err
+    assert main(["serve", "--weights", str(tmp_path / "nope.pth"), "--tta", "--tta-sizes", "0"]) == 1
+    assert "--tta-sizes: tta min_sizes must be integers >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

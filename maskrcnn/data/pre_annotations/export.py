@@ -10,14 +10,16 @@ Image paths are relative to the images folder: the folder given, or the closest 
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
 file instead, as LabelMe wants it). Only the images predicted (not those skipped) are listed, each
 with its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops the
-others). Files are written atomically at the end of the run (also after an error or an interrupt, as
-``predictions.json`` is, with the images done so far); an image without instances is listed with none.
+others; a model without a mask head gives rectangles, said once). Files are written atomically at the
+end of the run (also after an error or an interrupt, as ``predictions.json`` is, with the images done
+so far); an image without instances is listed with none.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -88,10 +90,11 @@ class PreAnnotationExport:
 
     def __init__(self, *, out_dir: Path, formats: Sequence[str], root: Path, class_names: Sequence[str],
                  label_to_category_id: Optional[dict] = None, url_prefix: str = "",
-                 model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE):
+                 model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True):
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
+        self.masks = bool(masks)  # False: a box-only model, rectangles everywhere
         self.images: list = []
         self.paths: list = []
         self.instances: list = []
@@ -136,7 +139,7 @@ class PreAnnotationExport:
                                           model_version=self.model_version)
                 written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
                 atomic_write_json(written[-2], tasks)
-                atomic_write_text(written[-1], labelstudio_config(self.categories))
+                atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))
         return written
 
 
@@ -145,9 +148,13 @@ def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequ
     """The ``PreAnnotationExport`` of a ``maskrcnn predict`` run (None without ``--export``)."""
     if not formats:
         return None
+    masks = bool(predictor.cfg.model.roi_heads.mask_on)
+    if not masks:
+        print("pre-annotations: the model has no mask head: instances are exported as rectangles (boxes), "
+              "to correct or draw masks over", file=sys.stderr)
     return PreAnnotationExport(
         out_dir=out_dir, formats=formats, root=images_root(args.inputs, files),
         class_names=predictor.class_names, label_to_category_id=predictor.label_to_category_id,
         url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
-        tolerance=args.export_tolerance,
+        tolerance=args.export_tolerance, masks=masks,
     )  # fmt: skip

@@ -5,7 +5,10 @@ Shapes: an image is H rows x W columns; D detections of one image: boxes (D, 4),
 gives them); an instance's mask (H, W) bool, or (h, w) over its box.
 
 An ``Instance`` holds its mask as COCO compressed RLE (a few hundred bytes, whatever the image size);
-the writers decode it when they need pixels, one instance at a time.
+the writers decode it when they need pixels, one instance at a time. A model without a mask head gives
+box instances (``rle`` None, ``box`` xyxy): every writer has rectangles (COCO a rectangle polygon,
+LabelMe ``rectangle`` shapes, CVAT ``<box>``, Label Studio ``rectanglelabels``), a box to correct being
+better than nothing to start from.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ class Category(NamedTuple):
 
 class Instance(NamedTuple):
     """One detection with a non-empty mask: its ``category``, ``score`` and ``rle`` (COCO compressed RLE,
-    ``counts`` a str, ``size`` [H, W])."""
+    ``counts`` a str, ``size`` [H, W]); or, of a model without masks, ``rle`` None and ``box`` (x0, y0,
+    x1, y1) in pixels (non-empty)."""
 
     category: Category
     score: float
-    rle: dict
+    rle: Optional[dict]
+    box: Optional[tuple] = None
 
 
 def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dict] = None) -> List[Category]:
@@ -59,7 +64,7 @@ def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dic
 def instances_from_detections(det: dict, categories: Sequence[Category]) -> List[Instance]:
     """One image's detections -> its ``Instance``s, in the detections' order; detections whose mask is
     empty are left out (there is nothing to correct: the box alone is no instance mask). Detections
-    without masks give none."""
+    without masks (a box-only model) give box instances, those of an empty box left out."""
     by_label = {c.label: c for c in categories}
     n = int(det["scores"].shape[0])
     if det.get("masks_rle") is not None:
@@ -68,16 +73,21 @@ def instances_from_detections(det: dict, categories: Sequence[Category]) -> List
         masks = det["masks"]
         rles = masks_to_rles(masks >= 0.5 if masks.is_floating_point() else masks)
     else:
-        return []
+        rles = [None] * n
     if len(rles) != n:
         raise ValueError(f"{len(rles)} masks for {n} detections")
     scores = det["scores"].detach().float().cpu().tolist()
     labels = det["labels"].detach().cpu().tolist()
+    boxes = det["boxes"].detach().float().cpu().tolist()  # (D, 4) xyxy
     out = []
-    for rle, score, label in zip(rles, scores, labels):
+    for rle, score, label, box in zip(rles, scores, labels, boxes):
         if int(label) not in by_label:
             raise ValueError(f"label {label} is not one of the model's classes 1..{len(categories)}")
-        if int(mask_utils.area(_bytes_rle(rle))) > 0:
+        if rle is None:
+            x0, y0, x1, y1 = (round(float(v), 2) for v in box)
+            if x1 > x0 and y1 > y0:
+                out.append(Instance(by_label[int(label)], float(score), None, (x0, y0, x1, y1)))
+        elif int(mask_utils.area(_bytes_rle(rle))) > 0:
             out.append(Instance(by_label[int(label)], float(score), rle))
     return out
 
@@ -108,6 +118,9 @@ def box_patch(instance: Instance) -> tuple:
 
 
 def bbox_area(instance: Instance) -> tuple:
-    """([x, y, w, h] of the mask's tight box, its area in pixels)."""
+    """([x, y, w, h] of the mask's tight box, its area in pixels); of a box instance, its box and area."""
+    if instance.rle is None:
+        x0, y0, x1, y1 = instance.box
+        return [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)], round((x1 - x0) * (y1 - y0), 2)
     rle = _bytes_rle(instance.rle)
     return [float(v) for v in mask_utils.toBbox(rle)], int(mask_utils.area(rle))

@@ -8,7 +8,8 @@ Shapes: D instances of an image, each mask (H, W) as COCO compressed RLE.
 "categories": [{"id", "name"}]}``. The segmentation is the predicted mask itself (RLE: exact, holes and
 several parts included); ``bbox`` and ``area`` are the mask's own (as the converters of
 ``data/formats`` write them: training sees exactly what is drawn), not the detection's box, which can
-differ by a pixel or two. ``score`` is extra (COCO's loaders ignore it; it lets a reviewer sort).
+differ by a pixel or two (a box-only model's instances: the box, and its rectangle as the polygon).
+``score`` is extra (COCO's loaders ignore it; it lets a reviewer sort).
 Every class of the model is listed, with or without instances, under the dataset's category ids.
 """
 
@@ -34,10 +35,15 @@ def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[I
     for image, found in zip(images, instances):
         for inst in found:
             bbox, area = bbox_area(inst)
+            if inst.rle is None:  # a box-only model: the rectangle, as our converters read rectangles
+                x0, y0, x1, y1 = inst.box
+                segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+            else:
+                segmentation = {"size": [int(v) for v in inst.rle["size"]],
+                                "counts": _text(inst.rle["counts"])}
             annotations.append({
                 "id": len(annotations) + 1, "image_id": int(image.id), "category_id": int(inst.category.id),
-                "segmentation": {"size": [int(v) for v in inst.rle["size"]],
-                                 "counts": _text(inst.rle["counts"])},
+                "segmentation": segmentation,
                 "area": area, "bbox": bbox, "iscrowd": 0, "score": round(float(inst.score), 5),
             })  # fmt: skip
     return {

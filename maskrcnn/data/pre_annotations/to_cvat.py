@@ -15,6 +15,7 @@ which CVAT polygons cannot hold), CVAT edits it with its brush and eraser, and i
 the polygons of a ragged outline. CVAT's mask code (``encode_cvat_rle``, the inverse of
 ``data/formats/cvat.decode_cvat_rle``): runs of 0s and 1s alternately, starting with 0s (maybe an empty
 run), row by row over the box ``left``, ``top``, ``width``, ``height`` (right = left + width - 1).
+A box-only model's instances are ``<box xtl ytl xbr ybr>`` rectangles.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def cvat_xml(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instanc
     for frame, (image, found) in enumerate(zip(images, instances)):
         el = _sub(root, "image", id=frame, name=image.file_name, width=image.width, height=image.height)
         for inst in found:
+            if inst.rle is None:  # a box-only model: CVAT's rectangle
+                x0, y0, x1, y1 = inst.box
+                _sub(el, "box", label=inst.category.name, source="auto", occluded=0, z_order=0,
+                     xtl=x0, ytl=y0, xbr=x1, ybr=y1)
+                continue
             left, top, patch = box_patch(inst)
             _sub(el, "mask", label=inst.category.name, source="auto", occluded=0, z_order=0,
                  rle=encode_cvat_rle(patch), left=left, top=top, width=patch.shape[1], height=patch.shape[0])

@@ -14,7 +14,7 @@ boundary by zero-width cuts (``contours.bridge_holes``): LabelMe draws, and its 
 our converter (``data/formats/labelme.py``) fill, that one polygon with the holes open. The parts of one
 instance are shapes with the same label and the same ``group_id`` (the instance's number in the file,
 from 1), which labelme2coco and our converter merge back into one instance. ``description`` holds the
-score ("score 0.873"), for the annotator's eye only.
+score ("score 0.873"), for the annotator's eye only. A box-only model's instances are ``rectangle`` shapes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ def labelme_file(image: ImageRecord, instances: Sequence[Instance], *, image_pat
     """The LabelMe file of one image; ``image_path`` is the image relative to where the file is written."""
     shapes = []
     for group, inst in enumerate(instances, start=1):
+        if inst.rle is None:  # a box-only model: a rectangle (two opposite corners)
+            x0, y0, x1, y1 = inst.box
+            shapes.append({
+                "label": inst.category.name, "points": [[x0, y0], [x1, y1]], "group_id": group,
+                "description": f"score {inst.score:.3f}", "shape_type": "rectangle", "flags": {},
+                "mask": None,
+            })  # fmt: skip
+            continue
         left, top, patch = box_patch(inst)
         for component in mask_to_components(patch, tolerance=tolerance, offset=(left, top)):
             shapes.append({

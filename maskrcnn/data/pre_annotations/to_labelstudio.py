@@ -1,5 +1,7 @@
 """Pre-annotations as Label Studio tasks: the JSON list its "Import" takes, each task's image with the
-model's regions as a prediction, which the annotator accepts, corrects or rejects.
+model's regions as a prediction, which the annotator accepts, corrects or rejects. A model without masks
+gives ``rectanglelabels`` regions (``x``, ``y``, ``width``, ``height`` in percent of the image) and a
+``<RectangleLabels>`` interface.
 
 Shapes: an instance's mask (H, W) bool over the whole image.
 
@@ -28,9 +30,24 @@ from xml.sax.saxutils import quoteattr
 from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
 
-__all__ = ["FROM_NAME", "TO_NAME", "brush_result", "labelstudio_config", "labelstudio_tasks"]
+__all__ = ["FROM_NAME", "TO_NAME", "rectangle_result", "brush_result", "labelstudio_config",
+           "labelstudio_tasks"]
 
 FROM_NAME, TO_NAME = "tag", "image"  # the names Label Studio's "Semantic Segmentation with Masks" uses
+
+
+def rectangle_result(image: ImageRecord, k: int, inst: Instance) -> dict:
+    """The ``k``-th region of ``image``: a box instance (a model without masks) as a rectangle, in percent
+    of the image."""
+    x0, y0, x1, y1 = inst.box
+    w, h = float(image.width), float(image.height)
+    return {
+        "id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+        "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
+        "value": {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w,
+                  "height": 100 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [inst.category.name]},
+        "score": round(float(inst.score), 5),
+    }  # fmt: skip
 
 
 def brush_result(image: ImageRecord, k: int, inst: Instance, *, from_name: str = FROM_NAME,
@@ -53,7 +70,8 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     tasks = []
     for image, found in zip(images, instances):
-        results = [brush_result(image, k, inst) for k, inst in enumerate(found, start=1)]
+        results = [brush_result(image, k, inst) if inst.rle is not None else rectangle_result(image, k, inst)
+                   for k, inst in enumerate(found, start=1)]
         score = sum(inst.score for inst in found) / len(found) if found else 0.0
         tasks.append({"data": {"image": url_prefix + quote(image.file_name, safe="/")},
                       "predictions": [{"model_version": model_version, "score": round(score, 5),
@@ -61,8 +79,10 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
     return tasks
 
 
-def labelstudio_config(categories: Sequence[Category]) -> str:
-    """A labelling interface (Label Studio's XML) whose control names match the tasks' results."""
+def labelstudio_config(categories: Sequence[Category], *, boxes: bool = False) -> str:
+    """A labelling interface (Label Studio's XML) whose control names match the tasks' results: brushes,
+    or with ``boxes`` (a model without masks) rectangles."""
+    control = "RectangleLabels" if boxes else "BrushLabels"
     labels = "".join(f"    <Label value={quoteattr(c.name)}/>\n" for c in categories)
     return (f'<View>\n  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
-            f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </BrushLabels>\n</View>\n')
+            f'  <{control} name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}  </{control}>\n</View>\n')
