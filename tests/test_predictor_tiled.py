@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from detections_equal import assert_identical_detections  # tests/ is on the path
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import build_tiny, save_tiny_checkpoint, write_one_image_set
 
 from maskrcnn.cli import main
 from maskrcnn.config import PRESETS, apply_overrides
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.mask_codec import masks_to_rles
 from maskrcnn.engine.tiling import TileOptions
-from maskrcnn.modeling.mask_rcnn import build_model
 from maskrcnn.predictor import Predictor
 
 # tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
@@ -134,9 +134,7 @@ def test_at_most_detections_per_image_after_merging():
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
-    return build_model(cfg).eval(), cfg
+    return build_tiny()
 
 
 @pytest.mark.parametrize("masks", ["dense", "rle"])
@@ -146,13 +144,7 @@ def test_an_image_no_larger_than_a_tile_is_predicted_exactly_as_without_tiles(ti
     images = [torch.rand(3, 90, 120, generator=g), torch.rand(3, 128, 70, generator=g)]
     plain = Predictor(model, cfg, masks=masks)(images)
     tiled = Predictor(model, cfg, masks=masks, tile=TileOptions(size=128))(images)
-    for a, b in zip(plain, tiled):
-        assert a.keys() == b.keys() and a["boxes"].shape[0] > 0
-        for key in a:
-            if torch.is_tensor(a[key]):
-                assert torch.equal(a[key], b[key]), key
-            else:
-                assert a[key] == b[key], key
+    assert_identical_detections(plain, tiled)
 
 
 def test_tiling_a_real_model_gives_the_usual_outputs(tiny):
@@ -181,13 +173,7 @@ def test_from_checkpoint_checks_the_tile_before_reading_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny):
-    from maskrcnn.checkpoint import save_checkpoint
-
-    model, cfg = tiny
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    names = ["__background__", "a", "b"]
-    save_checkpoint(path, model_state=model.state_dict(), config=cfg, class_names=names)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", *tiny)
 
 
 def test_predict_command_tiles_as_the_python_api_does(checkpoint, tmp_path, capsys):
@@ -220,14 +206,7 @@ def test_predict_command_refuses_tile_options_without_tile(checkpoint, tmp_path,
 
 
 def test_eval_command_passes_the_tile_through(checkpoint, tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    (tmp_path / "images").mkdir()
-    Image.fromarray(rng.integers(0, 255, (100, 130, 3), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
-    gt = {"images": [{"id": 7, "file_name": "a.png", "height": 100, "width": 130}],
-          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
-                           "iscrowd": 0, "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]}],
-          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    write_one_image_set(tmp_path, 100, 130)
     rc = main(["eval", "--weights", str(checkpoint), "--json", str(tmp_path / "gt.json"), "--images",
                str(tmp_path / "images"), "--output", str(tmp_path / "eval"), "--device", "cpu",
                "--tile", "64"])

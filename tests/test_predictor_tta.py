@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from detections_equal import assert_identical_detections  # tests/ is on the path
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import build_tiny, save_tiny_checkpoint, write_one_image_set
 
 from maskrcnn.cli import main
-from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.config import apply_overrides
 from maskrcnn.engine.tta import TTAOptions
-from maskrcnn.modeling.mask_rcnn import build_model
 from maskrcnn.predictor import Predictor
 
 # tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)  # min_size_test 64, max_size_test 96
-    return build_model(cfg).eval(), cfg
+    return build_tiny()  # min_size_test 64, max_size_test 96
 
 
 @pytest.mark.parametrize("masks", ["dense", "rle"])
@@ -34,13 +32,7 @@ def test_one_augmentation_at_the_models_own_size_is_plain_prediction(tiny, masks
     images = [torch.rand(3, 90, 120, generator=g), torch.rand(3, 128, 70, generator=g)]
     plain = Predictor(model, cfg, masks=masks)(images)
     tta = Predictor(model, cfg, masks=masks, tta=TTAOptions(min_sizes=(64,), max_size=96, flip=False))(images)
-    for a, b in zip(plain, tta):
-        assert a.keys() == b.keys() and a["boxes"].shape[0] > 0
-        for key in a:
-            if torch.is_tensor(a[key]):
-                assert torch.equal(a[key], b[key]), key
-            else:
-                assert a[key] == b[key], key
+    assert_identical_detections(plain, tta)
 
 
 def test_an_image_and_its_mirror_give_mirrored_detections(tiny):
@@ -88,13 +80,7 @@ def test_tta_is_refused_with_tiles_keypoints_and_onnx_models(tiny):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny):
-    from maskrcnn.checkpoint import save_checkpoint
-
-    model, cfg = tiny
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    names = ["__background__", "a", "b"]
-    save_checkpoint(path, model_state=model.state_dict(), config=cfg, class_names=names)
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", *tiny)
 
 
 def test_predict_command_runs_tta_as_the_python_api_does(checkpoint, tmp_path, capsys):
@@ -135,14 +121,7 @@ def test_predict_command_refuses_bad_tta_options_in_one_line(checkpoint, tmp_pat
 
 
 def test_eval_command_passes_tta_through(checkpoint, tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    (tmp_path / "images").mkdir()
-    Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
-    gt = {"images": [{"id": 7, "file_name": "a.png", "height": 50, "width": 70}],
-          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
-                           "iscrowd": 0, "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]}],
-          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    write_one_image_set(tmp_path, 50, 70)
     rc = main(["eval", "--weights", str(checkpoint), "--json", str(tmp_path / "gt.json"), "--images",
                str(tmp_path / "images"), "--output", str(tmp_path / "eval"), "--device", "cpu",
                "--tta", "--tta-sizes", "48,64", "--tta-max-size", "96", "--tta-no-flip"])

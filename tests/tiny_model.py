@@ -60,3 +60,45 @@ def randomise_norms(model):
             elif k.endswith(("running_mean", "bias")):
                 v.normal_(0.0, 0.1)
     return model
+
+
+def build_tiny(overrides: dict = TINY, seed: int = 0):
+    """``(model in eval mode, cfg)``: the r18_fpn preset with ``overrides``, random weights from ``seed``."""
+    import torch
+
+    from maskrcnn.config import PRESETS, apply_overrides
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    torch.manual_seed(seed)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), overrides)
+    return build_model(cfg).eval(), cfg
+
+
+def save_tiny_checkpoint(path, model, cfg, class_names=("__background__", "a", "b")):
+    """``model`` and ``cfg`` saved as a checkpoint at ``path`` (for the CLI tests' --weights); ``path``."""
+    from maskrcnn.checkpoint import save_checkpoint
+
+    save_checkpoint(path, model_state=model.state_dict(), config=cfg, class_names=list(class_names))
+    return path
+
+
+def write_one_image_set(folder, height: int, width: int, seed: int = 1):
+    """``folder``/images/a.png (random pixels, ``height`` x ``width``) and ``folder``/gt.json, a COCO file
+    of it with one rectangle of class "a" (categories "a", "b"): a set ``maskrcnn eval`` runs on.
+    Returns the JSON's path."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "images" / "a.png")
+    gt = {"images": [{"id": 7, "file_name": "a.png", "height": height, "width": width}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
+                           "iscrowd": 0, "segmentation": [[10, 10, 40, 10, 40, 30, 10, 30]]}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    (folder / "gt.json").write_text(json.dumps(gt))
+    return folder / "gt.json"

@@ -82,3 +82,14 @@ def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def wait_for(condition, what: str) -> None:
+    """Check ``condition()`` until it holds (a state another thread reaches; no fixed sleep), at most a
+    minute."""
+    pause = threading.Event()
+    for _ in range(6000):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

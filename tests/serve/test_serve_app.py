@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from serve_helpers import CLASS_NAMES, LABEL_TO_CATEGORY, png_bytes
+from serve_helpers import CLASS_NAMES, LABEL_TO_CATEGORY, png_bytes, wait_for
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
@@ -276,15 +276,6 @@ def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
     assert status == 200, body
 
 
-def _wait_for(condition, what):
-    """Check ``condition()`` until it holds (a state another thread reaches; no fixed sleep)."""
-    pause = threading.Event()
-    for _ in range(6000):
-        if condition():
-            return
-        pause.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_server, make_png):
     model = _GatedPredictor()
@@ -297,9 +288,9 @@ def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_se
         client = socket.create_connection(("127.0.0.1", server.port), timeout=60)
         client.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
                        b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
-        _wait_for(lambda: health()["pending"] == 1, "the second request to be queued")
+        wait_for(lambda: health()["pending"] == 1, "the second request to be queued")
         client.close()  # the client gives up while its request waits
-        _wait_for(lambda: health()["in_flight"] == 1, "the server to notice the disconnect")
+        wait_for(lambda: health()["in_flight"] == 1, "the server to notice the disconnect")
         model.release.set()
         assert first.result(timeout=60)[0] == 200
     status, body = server.post_file("/predict", make_png(_noise(7, 20, 50)))  # queued after the dropped one
@@ -315,12 +306,12 @@ def test_an_upload_still_being_read_counts_towards_max_pending(start_server, mak
     try:
         slow.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
                      b"Content-Length: 100000\r\n\r\n" + b"\0" * 1000)  # 1000 of 100000 bytes sent
-        _wait_for(lambda: health()["in_flight"] == 1, "the slow upload to be counted")
+        wait_for(lambda: health()["in_flight"] == 1, "the slow upload to be counted")
         status, body = server.post_file("/predict", make_png(_noise(8)))
         assert status == 503 and "1 requests are already being served" in body["detail"], body
     finally:
         slow.close()
-    _wait_for(lambda: health()["in_flight"] == 0, "the abandoned upload to be let go")
+    wait_for(lambda: health()["in_flight"] == 0, "the abandoned upload to be let go")
 
 
 class _FailingPredictor:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from serve_helpers import CLASS_NAMES, png_bytes
+from serve_helpers import CLASS_NAMES, png_bytes, wait_for
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
@@ -54,14 +54,6 @@ class _StubPredictor:
 def _png(h, w):
     return png_bytes(np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8))
 
-
-def _wait_for(condition, what):
-    pause = threading.Event()
-    for _ in range(6000):
-        if condition():
-            return
-        pause.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class _SlowClient:
@@ -130,7 +122,7 @@ def test_a_trickled_body_gets_408_and_is_closed_while_other_requests_are_answere
     slow = _SlowClient(server.port, b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
                                     b"Content-Length: 100000\r\n\r\n" + b"\0" * 10)  # fmt: skip
     # in flight, or (a machine so loaded that the poll came after the deadline) timed out already
-    _wait_for(lambda: (h := health())["in_flight"] == 1 or h["upload_timeouts"] == 1, "the slow upload")
+    wait_for(lambda: (h := health())["in_flight"] == 1 or h["upload_timeouts"] == 1, "the slow upload")
     status, body = server.post_file("/predict", _png(20, 30))  # answered while the slow one trickles
     assert status == 200 and body["num_detections"] == 0, body
     status_line, headers, answer = _parse(slow.answer())  # returns once the server has closed it
