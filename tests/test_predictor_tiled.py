@@ -225,5 +225,5 @@ def test_predict_command_refuses_an_image_of_too_many_tiles_in_one_line(checkpoi
                "0.99", "--tile-max-tiles", "100"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert ("big.png: the model failed on this image (ValueError: a 130x100 image cut into 64-pixel tiles "
+    assert ("big.png: not predicted: a 130x100 image cut into 64-pixel tiles "
             "overlapping by 0.99 takes 2479 tiles (67 x 37), over the limit of 100") in err

@@ -195,6 +195,10 @@ def predict_files_skipping(predictor, files: list, *, on_error: Callable):
 
 
 def _model_error(e: BaseException) -> str:
+    from maskrcnn.engine.tiling import TooManyTiles
+
+    if isinstance(e, TooManyTiles):  # the image's tile settings were refused, the model never ran
+        return f"not predicted: {e}"
     # torch's CPU allocator reports exhaustion as a RuntimeError, numpy's as a MemoryError
     if isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e):
         return "out of memory while predicting this image (too large: downscale it, or use more memory)"

@@ -52,7 +52,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "TileOptions", "as_tile_options", "axis_starts", "axis_count", "check_tile_count", "tile_grid",
+    "TileOptions", "TooManyTiles", "as_tile_options", "axis_starts", "axis_count", "check_tile_count",
+    "tile_grid",
     "cut_flags", "local_masks", "shift_to_image", "concat_pools", "merge_detections", "top_detections",
     "local_masks_to_dense", "local_masks_to_rles",
 ]
@@ -138,13 +139,18 @@ def axis_count(length: int, size: int, overlap: float) -> int:
     return math.ceil((length - size) / stride) + 1
 
 
+class TooManyTiles(ValueError):
+    """An image needs more tiles than ``TileOptions.max_tiles``: a refusal of this image's settings, not a
+    failure of the model (``predict`` reports it as it is)."""
+
+
 def check_tile_count(height: int, width: int, options: TileOptions) -> int:
-    """The number of tiles of an H x W image; ValueError saying how many (and how to get fewer) above
-    ``options.max_tiles``."""
+    """The number of tiles of an H x W image; ``TooManyTiles`` saying how many (and how to get fewer)
+    above ``options.max_tiles``."""
     rows = axis_count(height, options.size, options.overlap)
     cols = axis_count(width, options.size, options.overlap)
     if rows * cols > options.max_tiles:
-        raise ValueError(
+        raise TooManyTiles(
             f"a {width}x{height} image cut into {options.size}-pixel tiles overlapping by "
             f"{options.overlap:g} takes {rows * cols} tiles ({cols} x {rows}), over the limit of "
             f"{options.max_tiles}: that is {rows * cols} forwards of the model, about {rows * cols} times "
