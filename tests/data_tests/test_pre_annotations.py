@@ -278,3 +278,21 @@ def test_cvat_mask_encoder():
     got = decode_cvat_rle(encode_cvat_rle(patch), left=3, top=5, width=13, height=9, image_width=W,
                           image_height=H)
     assert (got.top, got.left) == (5, 3) and np.array_equal(got.patch, patch)
+
+
+def test_yolo_export_gives_one_label_file_to_one_of_two_images_sharing_it(tmp_path, capsys):
+    from maskrcnn.data.pre_annotations.export import PreAnnotationExport
+
+    export = PreAnnotationExport(out_dir=tmp_path / "pre", formats=["yolo"], root=tmp_path,
+                                 class_names=CLASS_NAMES)
+    rect = np.zeros((1, H, W), bool)
+    rect[0, 6:26, 8:40] = True
+    for i, (name, label) in enumerate([("a.png", 1), ("a.jpg", 2)], start=1):
+        det = {"boxes": torch.zeros(1, 4), "scores": torch.tensor([0.9]), "labels": torch.tensor([label]),
+               "masks": torch.from_numpy(rect)}
+        export.add(i, tmp_path / name, H, W, det)
+    assert export.finish() == [tmp_path / "pre" / "yolo"]
+    err = capsys.readouterr().err
+    assert "yolo: a.jpg left without labels: a.png has the same label file labels/a.txt" in err
+    assert (tmp_path / "pre" / "yolo" / "labels" / "a.txt").read_text() == \
+        "0 0.083333 0.083333 0.416667 0.083333 0.416667 0.361111 0.083333 0.361111\n"  # a.png's rectangle
