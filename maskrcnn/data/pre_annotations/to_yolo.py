@@ -50,7 +50,8 @@ def instance_ring(instance: Instance, *, tolerance: float) -> np.ndarray:
 
 
 def _fractions(values: np.ndarray) -> str:
-    return " ".join(f"{v:.6f}" for v in np.clip(values, 0.0, 1.0).ravel())
+    # + 0.0 turns -0.0 into 0.0 ("-0.000000" reads fine but looks like an error)
+    return " ".join(f"{v:.6f}" for v in np.clip(values, 0.0, 1.0).ravel() + 0.0)
 
 
 def yolo_labels(image: ImageRecord, instances: Sequence[Instance], *, tolerance: float) -> str:
