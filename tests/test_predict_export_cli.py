@@ -1,4 +1,4 @@
-"""``maskrcnn predict --export``: a tiny random-weight checkpoint on two tiny images writes the four
+"""``maskrcnn predict --export``: a tiny random-weight checkpoint on two tiny images writes the five
 pre-annotation formats beside predictions.json; each parses, holds what predictions.json holds, and
 reads back through our converters; the COCO file loads as a training set. No detections: valid files
 all the same."""
@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from tiny_model import TINY  # tests/ is on the path
 
@@ -18,6 +19,7 @@ from maskrcnn.data.coco import CocoDataset
 from maskrcnn.data.formats.common import CocoBuilder, Report
 from maskrcnn.data.formats.cvat import read_cvat
 from maskrcnn.data.formats.labelme import read_labelme
+from maskrcnn.data.formats.yolo import read_yolo
 from maskrcnn.data.mask_codec import annotation_to_mask
 from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -44,7 +46,7 @@ def setup(tmp_path_factory):
 
 def _predict(ckpt, images, out, *options):
     return main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
-                 "--no-overlays", "--export", "coco,labelme,cvat,labelstudio", *options])
+                 "--no-overlays", "--export", "coco,labelme,cvat,labelstudio,yolo", *options])
 
 
 def test_predict_export_writes_every_format(setup, tmp_path, capsys):
@@ -95,6 +97,26 @@ def test_predict_export_writes_every_format(setup, tmp_path, capsys):
     assert tasks[0]["predictions"][0]["model_version"] == "tiny.pth"
     assert "<BrushLabels" in (out / "labelstudio_config.xml").read_text()
 
+    data = yaml.safe_load((out / "yolo" / "data.yaml").read_text())
+    assert data == {"path": str(images.absolute()), "train": ".", "val": ".", "names": ["cat", "dog"]}
+    # one line per instance: class index (cat 0, dog 1), then x y fractions
+    for image_id, name in enumerate(SIZES, start=1):
+        lines = (out / "yolo" / "labels" / name).with_suffix(".txt").read_text().splitlines()
+        assert [int(line.split()[0]) for line in lines] == \
+            [{5: 0, 9: 1}[p["category_id"]] for p in nonempty if p["image_id"] == image_id]
+        values = [[float(v) for v in line.split()[1:]] for line in lines]
+        assert all(len(v) >= 6 and len(v) % 2 == 0 and 0 <= min(v) and max(v) <= 1 for v in values)
+    ds = tmp_path / "ds"  # the layout Ultralytics reads: labels/ beside images/
+    ds.mkdir()
+    (ds / "images").symlink_to(images.absolute(), target_is_directory=True)
+    (ds / "labels").symlink_to((out / "yolo" / "labels").absolute(), target_is_directory=True)
+    builder, report = CocoBuilder(root=ds / "images"), Report()
+    read_yolo([ds / "images" / name for name in SIZES], label_of=["cat", "dog"].__getitem__, builder=builder,
+              report=report)
+    yolo = builder.to_dict()
+    assert len(yolo["images"]) == 2 and sum(report.skipped.values()) == 0
+    assert len(yolo["annotations"]) == len(nonempty)
+
 
 def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, capsys):
     ckpt, images = setup
@@ -104,14 +126,15 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
     assert len(coco["images"]) == 1 and coco["annotations"] == []
     assert len(CocoDataset(json_path=out / "coco_instances.json", image_dir=images)) == 1
     assert json.loads((out / "labelme" / "a.json").read_text())["shapes"] == []
+    assert (out / "yolo" / "labels" / "a.txt").read_text() == ""
     assert [len(el) for el in ET.parse(out / "cvat_annotations.xml").getroot().iter("image")] == [0]
     assert json.loads((out / "labelstudio_tasks.json").read_text()) == [
         {"data": {"image": "a.png"},
          "predictions": [{"model_version": "tiny.pth", "score": 0.0, "result": []}]}]
     capsys.readouterr()
     rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
-               "--export", "coco,yolo"])
-    assert rc == 1 and "--export 'coco,yolo': 'yolo' is not a format" in capsys.readouterr().err
+               "--export", "coco,voc"])
+    assert rc == 1 and "--export 'coco,voc': 'voc' is not a format" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before the model was loaded
     rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
                "--export", "labelme", "--export-tolerance", "nan"])
@@ -161,6 +184,11 @@ def test_a_box_only_model_exports_rectangles_under_hostile_names_and_they_read_b
     assert len(cvat["annotations"]) == 20 and sum(report.skipped.values()) == 0
     assert sorted(c["name"] for c in cvat["categories"]) == sorted(names[1:])
     assert len(list(ET.parse(out / "cvat_annotations.xml").getroot().iter("box"))) == 20
+
+    lines = [line.split() for rel in ("x y.txt", "ü#?%.txt")
+             for line in (out / "yolo" / "labels" / rel).read_text().splitlines()]
+    assert len(lines) == 20 and all(len(t) == 5 and t[0] in ("0", "1") for t in lines)  # class cx cy w h
+    assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["names"] == names[1:]
 
     config = ET.fromstring((out / "labelstudio_config.xml").read_text())
     assert config.find("RectangleLabels").get("name") == "tag"

@@ -6,7 +6,8 @@ results and overlays.
                      [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                      [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
-                     [--export coco,labelme,cvat,labelstudio [--export-url-prefix P] [--export-tolerance PX]]
+                     [--export coco,labelme,cvat,labelstudio,yolo [--export-url-prefix P]
+                               [--export-tolerance PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat

@@ -24,6 +24,7 @@ from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml, encode_cvat_rle
 from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
+from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
 
 H, W = 72, 96
 CLASS_NAMES = ["__background__", "cat", "dog"]
@@ -138,6 +139,45 @@ def test_labelme_round_trip_polygons_iou(drawn, tmp_path):
     assert got["c.png"] == []
 
 
+def test_yolo_round_trip_through_the_dataset_yaml(drawn, tmp_path):
+    from maskrcnn.data.formats.yolo import convert_yolo
+
+    root, images, instances, expected = drawn
+    for image, found in zip(images, instances):  # labels/ beside images/, where Ultralytics looks
+        target = tmp_path / "labels" / image.file_name.replace(".png", ".txt")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yolo_labels(image, found, tolerance=0.5))
+    (tmp_path / "data.yaml").write_text(yolo_data_yaml(str(root), CATEGORIES))
+    assert (tmp_path / "labels" / "c.txt").read_text() == ""  # no instances: an empty file
+    lines = (tmp_path / "labels" / "sub" / "b.txt").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["1", "0"]  # dog, cat: one line per instance
+    values = [float(v) for line in lines for v in line.split()[1:]]
+    assert all(0 <= v <= 1 and len(f"{v:.6f}") == 8 for v in values)
+    report = Report()
+    builder = convert_yolo(tmp_path / "data.yaml", split="train", classes=None, boxes_as_masks=False,
+                           report=report)
+    assert sum(report.skipped.values()) == 0
+    got = _read_back(builder.to_dict(), root)
+    ious = {}
+    for image, want in zip(images, expected):
+        back = got[image.file_name]
+        assert [n for n, _ in back] == [n for n, _ in want]
+        for name, (_, m_back), (_, m_drawn) in zip(LAYOUT[image.file_name], back, want):
+            ious[name] = _iou(m_back, m_drawn)
+    # measured at 0.5 px: rectangle, L and two parts 1.0, disc 0.994, ring 0.991
+    assert min(ious.values()) >= 0.95, ious
+    assert ious["rectangle"] == ious["two parts"] == 1.0  # the two parts joined: one instance, exact
+    assert got["c.png"] == []
+
+
+def test_yolo_box_lines():
+    image = ImageRecord(1, "a.png", 50, 100)
+    det = {"boxes": torch.tensor([[10.0, 5.0, 30.0, 45.0]]), "scores": torch.tensor([0.8]),
+           "labels": torch.tensor([2])}
+    assert yolo_labels(image, instances_from_detections(det, CATEGORIES), tolerance=0.5) == \
+        "1 0.200000 0.500000 0.200000 0.800000\n"  # class cx cy w h, fractions
+
+
 def test_cvat_round_trip_exact(drawn):
     root, images, instances, expected = drawn
     text = cvat_xml(images, instances, CATEGORIES)
@@ -238,3 +278,21 @@ def test_cvat_mask_encoder():
     got = decode_cvat_rle(encode_cvat_rle(patch), left=3, top=5, width=13, height=9, image_width=W,
                           image_height=H)
     assert (got.top, got.left) == (5, 3) and np.array_equal(got.patch, patch)
+
+
+def test_yolo_export_gives_one_label_file_to_one_of_two_images_sharing_it(tmp_path, capsys):
+    from maskrcnn.data.pre_annotations.export import PreAnnotationExport
+
+    export = PreAnnotationExport(out_dir=tmp_path / "pre", formats=["yolo"], root=tmp_path,
+                                 class_names=CLASS_NAMES)
+    rect = np.zeros((1, H, W), bool)
+    rect[0, 6:26, 8:40] = True
+    for i, (name, label) in enumerate([("a.png", 1), ("a.jpg", 2)], start=1):
+        det = {"boxes": torch.zeros(1, 4), "scores": torch.tensor([0.9]), "labels": torch.tensor([label]),
+               "masks": torch.from_numpy(rect)}
+        export.add(i, tmp_path / name, H, W, det)
+    assert export.finish() == [tmp_path / "pre" / "yolo"]
+    err = capsys.readouterr().err
+    assert "yolo: a.jpg left without labels: a.png has the same label file labels/a.txt" in err
+    assert (tmp_path / "pre" / "yolo" / "labels" / "a.txt").read_text() == \
+        "0 0.083333 0.083333 0.416667 0.083333 0.416667 0.361111 0.083333 0.361111\n"  # a.png's rectangle

@@ -5,6 +5,7 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
     labelme      OUT/labelme/<image path>.json      (to_labelme; one file per image)
     cvat         OUT/cvat_annotations.xml           (to_cvat)
     labelstudio  OUT/labelstudio_tasks.json, OUT/labelstudio_config.xml  (to_labelstudio)
+    yolo         OUT/yolo/labels/<image path>.txt, OUT/yolo/data.yaml  (to_yolo)
 
 Image paths are relative to the images folder: the folder given, or the closest folder holding every
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
@@ -12,7 +13,9 @@ file instead, as LabelMe wants it). Only the images predicted (not those skipped
 with its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops the
 others; a model without a mask head gives rectangles, said once). Files are written atomically at the
 end of the run (also after an error or an interrupt, as ``predictions.json`` is, with the images done
-so far); an image without instances is listed with none.
+so far); an image without instances is listed with none (YOLO: an empty label file). YOLO names a
+label file by the image's path without its extension: of images ``a.jpg`` and ``a.png`` side by side
+only the first gets one (a warning names the other), as Ultralytics would give both the same labels.
 """
 
 from __future__ import annotations
@@ -28,14 +31,16 @@ from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
 from maskrcnn.data.pre_annotations.to_labelme import DEFAULT_TOLERANCE, labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
+from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
 
 __all__ = ["EXPORT_FORMATS", "PreAnnotationExport", "add_export_arguments", "check_export_arguments",
            "export_for_run", "images_root", "parse_export_formats"]
 
-EXPORT_FORMATS = ("coco", "labelme", "cvat", "labelstudio")
+EXPORT_FORMATS = ("coco", "labelme", "cvat", "labelstudio", "yolo")
 COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_annotations.xml"
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
+YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +56,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--export-tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PX",
-        help=f"labelme: how far (pixels) a polygon may stray from the mask's outline (default "
+        help=f"labelme, yolo: how far (pixels) a polygon may stray from the mask's outline (default "
              f"{DEFAULT_TOLERANCE}; 0 keeps every corner)",
     )  # fmt: skip
 
@@ -119,6 +124,20 @@ class PreAnnotationExport:
             atomic_write_json(target, data, indent=2)  # indented, as LabelMe writes its files
         return folder
 
+    def _yolo(self) -> Path:
+        folder = self.out_dir / YOLO_DIR
+        used: dict = {}
+        for image, found in zip(self.images, self.instances):
+            target = folder / "labels" / Path(image.file_name).with_suffix(".txt")
+            if target in used:  # a.jpg and a.png: one label file for both, which Ultralytics can't tell apart
+                print(f"pre-annotations: yolo: {image.file_name} left without labels: {used[target]} has "
+                      f"the same label file {target.relative_to(folder).as_posix()}", file=sys.stderr)
+                continue
+            used[target] = image.file_name
+            atomic_write_text(target, yolo_labels(image, found, tolerance=self.tolerance))
+        atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
+        return folder
+
     def finish(self) -> list:
         """Write the files; returns the paths written (files, and LabelMe's folder)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +159,8 @@ class PreAnnotationExport:
                 written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
                 atomic_write_json(written[-2], tasks)
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))
+            elif fmt == "yolo":
+                written.append(self._yolo())
         return written
 
 

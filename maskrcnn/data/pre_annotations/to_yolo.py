@@ -1,0 +1,76 @@
+"""Pre-annotations as an Ultralytics YOLO segmentation dataset: one label file per image and a dataset
+YAML, what Ultralytics trains YOLOv8 / YOLO11 segmentation models on and what CVAT, Roboflow and
+X-AnyLabeling import ("Ultralytics YOLO Segmentation").
+
+Shapes: an image is H rows x W columns; an instance's mask (h, w) bool over its box; P points of a
+polygon, (P, 2) of (x, y) pixels.
+
+A label file holds one line per instance, ``class x1 y1 x2 y2 ... xP yP``: the class index (0-based, the
+model's classes in order without the background, so index = label - 1) and the polygon's points as
+fractions of the image's width and height, 6 decimals (a millionth of the image: well under a pixel for
+any image size). An image without instances has an empty file (Ultralytics reads a missing file as a
+background image too, but an empty one says it was looked at).
+
+Polygons are traced as for LabelMe (``contours``, simplified to ``tolerance`` pixels). A line is one
+polygon without holes, so a part's holes are cut open to its outline (``contours.bridge_holes``), and
+the parts of one instance are joined the same way, by zero-width cuts there and back into one ring:
+one line stays one instance (Ultralytics' own COCO converter joins segments so, ``merge_multi_segment``)
+where one line per part would split the instance into several on import, each part then a separate
+object to train on. The even-odd fill of the joined ring (what pycocotools, PIL and our YOLO reader
+draw) is the instance with its holes.
+
+A box-only model's instances are detection lines, ``class cx cy w h`` (centre and size, fractions).
+
+``data.yaml``: ``path`` the images folder (absolute: Ultralytics reads a relative ``path`` under its
+datasets folder, not beside the YAML), ``train`` and ``val`` that folder itself (``.``), ``names`` the
+class names as a list. Ultralytics and ``convert-data --from yolo`` find an image's labels by replacing
+the last ``images`` folder of its path with ``labels``: with the images in ``DATA/images/`` put
+``labels/`` beside them as ``DATA/labels/``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from maskrcnn.data.pre_annotations.contours import Component, bridge_holes, mask_to_components
+from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
+
+__all__ = ["instance_ring", "yolo_data_yaml", "yolo_labels"]
+
+
+def instance_ring(instance: Instance, *, tolerance: float) -> np.ndarray:
+    """(P, 2) pixels: the instance's mask traced as one ring, holes and parts joined by zero-width cuts."""
+    left, top, patch = box_patch(instance)
+    parts = [bridge_holes(c) for c in mask_to_components(patch, tolerance=tolerance, offset=(left, top))]
+    # the other parts spliced into the largest as holes are: even-odd fill counts no crossing of a cut
+    return bridge_holes(Component(parts[0], parts[1:]))
+
+
+def _fractions(values: np.ndarray) -> str:
+    # + 0.0 turns -0.0 into 0.0 ("-0.000000" reads fine but looks like an error)
+    return " ".join(f"{v:.6f}" for v in np.clip(values, 0.0, 1.0).ravel() + 0.0)
+
+
+def yolo_labels(image: ImageRecord, instances: Sequence[Instance], *, tolerance: float) -> str:
+    """The label file's text of one image ('' without instances)."""
+    scale = np.array([image.width, image.height], dtype=np.float64)
+    lines = []
+    for inst in instances:
+        index = inst.category.label - 1
+        if inst.rle is None:  # a box-only model: a detection line
+            x0, y0, x1, y1 = inst.box
+            box = np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]) / np.tile(scale, 2)
+            lines.append(f"{index} {_fractions(box)}")
+        else:
+            lines.append(f"{index} {_fractions(instance_ring(inst, tolerance=tolerance) / scale)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def yolo_data_yaml(images_root: str, categories: Sequence[Category]) -> str:
+    """The dataset YAML: ``images_root`` (absolute) as ``path``, train and val that folder, the names."""
+    data = {"path": str(images_root), "train": ".", "val": ".",
+            "names": [c.name for c in sorted(categories, key=lambda c: c.label)]}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
