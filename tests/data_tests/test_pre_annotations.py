@@ -83,6 +83,18 @@ def _read_back(coco: dict, root) -> dict:
     return out
 
 
+def _ious_by_shape(got: dict, images, expected) -> dict:
+    """Shape name (LAYOUT) -> IoU of the mask read back with the one drawn, after checking that each
+    image's classes came back in order."""
+    ious = {}
+    for image, want in zip(images, expected):
+        back = got[image.file_name]
+        assert [n for n, _ in back] == [n for n, _ in want]
+        for name, (_, m_back), (_, m_drawn) in zip(LAYOUT[image.file_name], back, want):
+            ious[name] = _iou(m_back, m_drawn)
+    return ious
+
+
 def _iou(a, b) -> float:
     return float((a & b).sum() / (a | b).sum())
 
@@ -126,12 +138,7 @@ def test_labelme_round_trip_polygons_iou(drawn, tmp_path):
     read_labelme(files, builder=builder, report=report, embedded_dir=tmp_path / "unused")
     assert sum(report.skipped.values()) == 0
     got = _read_back(builder.to_dict(), root)
-    ious = {}
-    for image, want in zip(images, expected):
-        back = got[image.file_name]
-        assert [n for n, _ in back] == [n for n, _ in want]
-        for name, (_, m_back), (_, m_drawn) in zip(LAYOUT[image.file_name], back, want):
-            ious[name] = _iou(m_back, m_drawn)
+    ious = _ious_by_shape(got, images, expected)
     # measured at the default 0.5 px tolerance: rectangle, L and two parts 1.0, disc 0.994, ring 0.991
     # (at 1 px: disc 0.987, ring 0.974)
     assert min(ious.values()) >= 0.95, ious
@@ -158,12 +165,7 @@ def test_yolo_round_trip_through_the_dataset_yaml(drawn, tmp_path):
                            report=report)
     assert sum(report.skipped.values()) == 0
     got = _read_back(builder.to_dict(), root)
-    ious = {}
-    for image, want in zip(images, expected):
-        back = got[image.file_name]
-        assert [n for n, _ in back] == [n for n, _ in want]
-        for name, (_, m_back), (_, m_drawn) in zip(LAYOUT[image.file_name], back, want):
-            ious[name] = _iou(m_back, m_drawn)
+    ious = _ious_by_shape(got, images, expected)
     # measured at 0.5 px: rectangle, L and two parts 1.0, disc 0.994, ring 0.991
     assert min(ious.values()) >= 0.95, ious
     assert ious["rectangle"] == ious["two parts"] == 1.0  # the two parts joined: one instance, exact
