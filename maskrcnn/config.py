@@ -632,7 +632,7 @@ def get_key(cfg: Config, dotted: str) -> Any:
     return node
 
 
-def _flatten(d: dict, node: Any, prefix: str = "") -> dict:
+def flatten_sections(d: dict, node: Any, prefix: str = "") -> dict:
     """Nested sections -> dotted keys; a mapping under a mapping-valued field (``init_class_map``) stays
     whole. ``node`` is the matching part of a Config, so the walk knows which is which."""
     out = {}
@@ -640,7 +640,7 @@ def _flatten(d: dict, node: Any, prefix: str = "") -> dict:
         key = f"{prefix}{k}"
         child = getattr(node, str(k), None) if dataclasses.is_dataclass(node) else None
         if isinstance(v, dict) and dataclasses.is_dataclass(child):
-            out.update(_flatten(v, child, key + "."))
+            out.update(flatten_sections(v, child, key + "."))
         else:
             out[key] = v
     return out
@@ -656,7 +656,7 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False) -
     """A Config from a nested dict over ``base``; ``stored``: the dict was written by this library (a
     checkpoint's or a run's config), so retired keys are dropped instead of refused."""
     base = base or Config()
-    flat = _flatten(d, base)
+    flat = flatten_sections(d, base)
     if stored:
         flat = {k: v for k, v in flat.items() if k not in RETIRED_KEYS}
     return apply_overrides(base, flat)

@@ -24,7 +24,7 @@ from typing import Any, Union
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir", "check_output_file",
-    "create_temp_file",
+    "create_temp_file", "replace_durably",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -66,6 +66,18 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def replace_durably(tmp: PathLike, path: PathLike) -> None:
+    """Rename a finished temporary file (closed by its writer, e.g. a video encoder) over ``path`` as
+    ``atomic_write_bytes`` does: its bytes on disk first, then the rename, then the folder entry."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

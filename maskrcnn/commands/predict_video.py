@@ -184,6 +184,7 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     from maskrcnn.visualize import draw_instances, skeleton_for
 
     frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
+    skeleton = skeleton_for(predictor.cfg)  # the same for every frame
     last_print = time.perf_counter()
     for batch in _batches(frames, predictor.batch_size):
         images = [torch.from_numpy(f.image).permute(2, 0, 1).float().div_(255.0) for f in batch]  # (3, H, W)
@@ -199,7 +200,7 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
             summary["detections"] += len(records)
             if overlay is not None:
                 drawn = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
-                                       skeleton=skeleton_for(predictor.cfg))
+                                       skeleton=skeleton)
                 overlay.write(np.asarray(drawn))  # (H, W, 3) uint8
         out.write("".join(line + "\n" for line in lines))
         out.flush()

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from maskrcnn.ops.boxes import clip_boxes_to_image
+from maskrcnn.ops.boxes import clip_boxes_to_image, flip_boxes
 
 __all__ = [
     "COCO_KEYPOINT_FLIP_MAP",
@@ -170,10 +170,7 @@ def flip_target(target: dict, width: int, keypoint_flip_map: Optional[Sequence[i
     """Mirror a target left-right in an image of the given width."""
     out = dict(target)
     if "boxes" in out:
-        boxes = out["boxes"]
-        out["boxes"] = torch.stack(
-            [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1
-        )
+        out["boxes"] = flip_boxes(out["boxes"], width)
     if "masks" in out:
         out["masks"] = out["masks"].flip(-1)
     if "keypoints" in out:

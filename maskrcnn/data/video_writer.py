@@ -20,7 +20,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from maskrcnn.data.video import import_av
-from maskrcnn.io_utils import create_temp_file
+from maskrcnn.io_utils import create_temp_file, replace_durably
 
 __all__ = ["VideoWriter"]
 
@@ -90,7 +90,7 @@ class VideoWriter:
         except BaseException:
             self.discard()
             raise
-        os.replace(self._tmp, self.path)
+        replace_durably(self._tmp, self.path)
         return self.path
 
     def discard(self) -> None:

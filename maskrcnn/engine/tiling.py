@@ -125,8 +125,7 @@ def axis_starts(length: int, size: int, overlap: float) -> list:
     fits in one."""
     if length <= size:
         return [0]
-    stride = max(1, size - int(round(size * overlap)))  # the largest step keeping the overlap
-    n = math.ceil((length - size) / stride) + 1
+    n = axis_count(length, size, overlap)
     # evenly spread, integer: overlaps differ by at most one pixel, none below the requested one
     return [((length - size) * i) // (n - 1) for i in range(n)]
 
@@ -135,7 +134,7 @@ def axis_count(length: int, size: int, overlap: float) -> int:
     """How many tiles ``axis_starts`` gives, without listing them."""
     if length <= size:
         return 1
-    stride = max(1, size - int(round(size * overlap)))
+    stride = max(1, size - int(round(size * overlap)))  # the largest step keeping the overlap
     return math.ceil((length - size) / stride) + 1
 
 

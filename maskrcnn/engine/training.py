@@ -29,7 +29,7 @@ INIT_REPORT = "init_report.json"
 def _resumed_config(cfg, output: Path, say):
     """The run's own model config for a resumed run (its checkpoint holds that model); an ``--init`` that
     differs from the run's is an error, the same one is not applied again."""
-    from maskrcnn.config import load_config
+    from maskrcnn.config import flatten_sections, load_config
 
     saved_path = output / "config.yaml"
     if not saved_path.is_file():
@@ -46,8 +46,8 @@ def _resumed_config(cfg, output: Path, say):
             "started and is not applied again")
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
     from_data = {"num_classes", "roi_heads.num_keypoints", "init_weights", *_followed_weights(output)}
-    asked_model = _flat(cfg.to_dict()["model"])
-    kept_model = _flat(saved.to_dict()["model"])
+    asked_model = flatten_sections(cfg.to_dict()["model"], cfg.model)
+    kept_model = flatten_sections(saved.to_dict()["model"], saved.model)
     ignored = [f"model.{k}={asked_model[k]!r} (the run's: {kept_model.get(k)!r})" for k in sorted(asked_model)
                if k not in from_data and asked_model[k] != kept_model.get(k)]
     if ignored:
@@ -70,17 +70,6 @@ def _followed_weights(output: Path) -> list:
     except (OSError, ValueError, AttributeError):
         return []
     return [k[len("model."):] for k in changes if isinstance(k, str) and k.startswith("model.")]
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """Nested config dict -> dotted keys relative to it."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k in ("rpn", "roi_heads"):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Path, train_json) -> None:

@@ -40,6 +40,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from maskrcnn.modeling.postprocess import box_scale
+from maskrcnn.ops.boxes import flip_boxes
+
 __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
     "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
@@ -124,29 +127,10 @@ def augmentations(options: TTAOptions) -> list:
     return out
 
 
-def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
-    """(D, 4) xyxy boxes in an image ``width`` pixels wide -> their mirror images (D, 4): x -> width - x,
-    so x1 and x2 swap roles (pixel edges, not centres: a box [0, w) mirrors to [width - w, width))."""
-    out = boxes.clone()
-    out[:, 0] = width - boxes[:, 2]
-    out[:, 2] = width - boxes[:, 0]
-    return out
-
-
 def flip_mask_probs(probs: torch.Tensor) -> torch.Tensor:
     """(D, 1, M, M) box-relative mask probabilities of a mirrored box -> those of the unmirrored box
     (the columns reversed: the box's left edge becomes its right)."""
     return probs.flip(-1)
-
-
-def _ratios(from_hw, to_hw, like: torch.Tensor) -> torch.Tensor:
-    """(4,) per-coordinate scale to_size / from_size, computed in float32 as ``modeling.postprocess``
-    does, so that one augmentation at the model's own size maps boxes exactly as plain prediction does."""
-    ratio_h = torch.tensor(float(to_hw[0]), dtype=torch.float32) / torch.tensor(float(from_hw[0]),
-                                                                                  dtype=torch.float32)
-    ratio_w = torch.tensor(float(to_hw[1]), dtype=torch.float32) / torch.tensor(float(from_hw[1]),
-                                                                                  dtype=torch.float32)
-    return torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(like.device, like.dtype)
 
 
 def boxes_to_original(boxes: torch.Tensor, aug_hw, original_hw, flipped: bool) -> torch.Tensor:
@@ -154,12 +138,12 @@ def boxes_to_original(boxes: torch.Tensor, aug_hw, original_hw, flipped: bool) -
     un-flipped (in the augmentation's own width) and then scaled."""
     if flipped:
         boxes = flip_boxes(boxes, int(aug_hw[1]))
-    return boxes * _ratios(aug_hw, original_hw, boxes)
+    return boxes * box_scale(aug_hw, original_hw, boxes)
 
 
 def boxes_to_augmentation(boxes: torch.Tensor, original_hw, aug_hw, flipped: bool) -> torch.Tensor:
     """The inverse of ``boxes_to_original``: (D, 4) original boxes -> (D, 4) in the augmentation's input."""
-    boxes = boxes * _ratios(original_hw, aug_hw, boxes)
+    boxes = boxes * box_scale(original_hw, aug_hw, boxes)
     return flip_boxes(boxes, int(aug_hw[1])) if flipped else boxes
 
 

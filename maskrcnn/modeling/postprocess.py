@@ -18,6 +18,23 @@ import torch
 MASK_FORMATS = ("dense", "rle")
 
 
+def _ratios(from_hw, to_hw) -> tuple:
+    # (ratio_w, ratio_h) float32 scalars to_size / from_size, computed in float32 as torchvision does, so
+    # that boxes agree bit for bit
+    ratio_h = torch.tensor(float(to_hw[0]), dtype=torch.float32) / torch.tensor(float(from_hw[0]),
+                                                                              dtype=torch.float32)
+    ratio_w = torch.tensor(float(to_hw[1]), dtype=torch.float32) / torch.tensor(float(from_hw[1]),
+                                                                              dtype=torch.float32)
+    return ratio_w, ratio_h
+
+
+def box_scale(from_hw, to_hw, like: torch.Tensor) -> torch.Tensor:
+    """(4,) the factors mapping xyxy boxes of an image of size ``from_hw`` onto one of ``to_hw`` (on
+    ``like``'s device, in its dtype): what ``detections_to_original`` multiplies boxes by, bit for bit."""
+    ratio_w, ratio_h = _ratios(from_hw, to_hw)
+    return torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(like.device, like.dtype)
+
+
 def detections_to_original(
     det: dict,
     input_size_hw,
@@ -34,14 +51,10 @@ def detections_to_original(
         raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {mask_format!r}")
     out = dict(det)
     boxes = det["boxes"]
-    # ratios computed in float32 as torchvision does, so boxes agree bit for bit
-    ratio_h = torch.tensor(float(original_size_hw[0]), dtype=torch.float32) / torch.tensor(
-        float(input_size_hw[0]), dtype=torch.float32)
-    ratio_w = torch.tensor(float(original_size_hw[1]), dtype=torch.float32) / torch.tensor(
-        float(input_size_hw[1]), dtype=torch.float32)
-    scale = torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(boxes.device, boxes.dtype)
+    scale = box_scale(input_size_hw, original_size_hw, boxes)  # (4,) [ratio_w, ratio_h, ratio_w, ratio_h]
     out["boxes"] = boxes * scale
     if "keypoints" in det:
+        ratio_w, ratio_h = _ratios(input_size_hw, original_size_hw)
         kps = det["keypoints"].clone()
         kps[..., 0] *= ratio_w.to(kps.device)
         kps[..., 1] *= ratio_h.to(kps.device)

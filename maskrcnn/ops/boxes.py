@@ -22,6 +22,7 @@ __all__ = [
     "box_iou",
     "pairwise_intersection",
     "clip_boxes_to_image",
+    "flip_boxes",
     "remove_small_boxes",
     "box_xyxy_to_xywh",
     "box_xywh_to_xyxy",
@@ -67,6 +68,12 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
     hs = boxes[:, 3] - boxes[:, 1]
     keep = (ws >= min_size) & (hs >= min_size)
     return torch.where(keep)[0]
+
+
+def flip_boxes(boxes: Tensor, width: int) -> Tensor:
+    """(D, 4) xyxy boxes in an image ``width`` pixels wide -> their mirror images (D, 4): x -> width - x,
+    so x1 and x2 swap roles (pixel edges, not centres: a box [0, w) mirrors to [width - w, width))."""
+    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
 def box_xyxy_to_xywh(boxes: Tensor) -> Tensor:

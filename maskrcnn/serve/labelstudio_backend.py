@@ -47,7 +47,12 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components
-from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, instances_from_detections, mask_of
+from maskrcnn.data.pre_annotations.instances import (
+    Category,
+    ImageRecord,
+    box_patch,
+    instances_from_detections,
+)
 from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result
 
 __all__ = ["LabelConfig", "LabelStudioBackend", "default_config", "empty_prediction", "has_masks",
@@ -173,7 +178,9 @@ def _pct(v: float, total: int) -> float:
 
 def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig) -> list:
     out = []
-    for j, component in enumerate(mask_to_components(mask_of(inst), tolerance=_POLYGON_TOLERANCE)):
+    left, top, patch = box_patch(inst)  # traced in the mask's own box, not the whole image
+    components = mask_to_components(patch, tolerance=_POLYGON_TOLERANCE, offset=(left, top))
+    for j, component in enumerate(components):
         ring = bridge_holes(component)  # (P, 2) x, y pixels
         points = [[_pct(x, image.width), _pct(y, image.height)] for x, y in ring]
         out.append({"id": f"{image.id}_{k}_{j}", "type": "polygonlabels", "from_name": config.from_name,

@@ -21,7 +21,7 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data.mask_codec import annotation_to_mask, masks_to_rles
 
 __all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of",
-           "instances_from_detections", "mask_of"]
+           "instances_from_detections", "json_rle", "mask_of"]
 
 
 class ImageRecord(NamedTuple):
@@ -92,10 +92,11 @@ def instances_from_detections(det: dict, categories: Sequence[Category]) -> List
     return out
 
 
-def _str_rle(rle: dict) -> dict:
+def json_rle(rle: dict) -> dict:
+    """A COCO RLE with ``counts`` as a str and ``size`` as ints (what JSON holds and our decoders take)."""
     counts = rle["counts"]
-    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
-    return {"size": list(rle["size"]), "counts": counts}
+    counts = counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
+    return {"size": [int(v) for v in rle["size"]], "counts": counts}
 
 
 def _bytes_rle(rle: dict) -> dict:
@@ -107,7 +108,7 @@ def _bytes_rle(rle: dict) -> dict:
 def mask_of(instance: Instance) -> np.ndarray:
     """The instance's (H, W) bool mask."""
     height, width = (int(v) for v in instance.rle["size"])
-    return annotation_to_mask(_str_rle(instance.rle), height, width).numpy() > 0
+    return annotation_to_mask(json_rle(instance.rle), height, width).numpy() > 0
 
 
 def box_patch(instance: Instance) -> tuple:

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, bbox_area
+from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, bbox_area, json_rle
 
 __all__ = ["coco_instances"]
-
-
-def _text(counts) -> str:
-    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
 
 
 def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]],
@@ -39,8 +35,7 @@ def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[I
                 x0, y0, x1, y1 = inst.box
                 segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
             else:
-                segmentation = {"size": [int(v) for v in inst.rle["size"]],
-                                "counts": _text(inst.rle["counts"])}
+                segmentation = json_rle(inst.rle)
             annotations.append({
                 "id": len(annotations) + 1, "image_id": int(image.id), "category_id": int(inst.category.id),
                 "segmentation": segmentation,
