@@ -189,19 +189,28 @@ def _check_analysis_args(args) -> None:
 
 def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_type: dict,
                           image_ids) -> Optional[dict]:
-    """Print the per-class table (and put it into ``metrics["per_class"]``); with ``--analysis``,
-    return {iou type: (analysis, matches)} for the kinds scored (bbox, segm)."""
+    """Print the per-class table (its counts into ``metrics[kind]["per_category_counts"]``); with
+    ``--analysis``, return {iou type: (analysis, matches)} for the kinds scored (bbox, segm)."""
     from maskrcnn.engine.class_table import class_rows, format_class_table
-    from maskrcnn.engine.error_analysis import analyse, instance_counts, match_dataset
+    from maskrcnn.engine.error_analysis import analyse, category_names, instance_counts, match_dataset
 
     kinds = [k for k in ("bbox", "segm") if k in metrics and k in records_by_type]
     if not kinds:
+        if args.analysis:
+            print("--analysis: the results hold neither boxes nor masks: no error analysis", file=sys.stderr)
         return None
-    records = records_by_type[kinds[-1]]  # the masks' records when masks were scored
-    counts = instance_counts(ground_truth, records, score_threshold=args.analysis_score, image_ids=image_ids)
+    names = category_names(ground_truth)
+    for kind in kinds:  # beside per_category (a dict: readers of the numbers in metrics.json skip it)
+        counts = instance_counts(ground_truth, records_by_type[kind], score_threshold=args.analysis_score,
+                                 image_ids=image_ids)
+        metrics[kind]["per_category_counts"] = {
+            "score_threshold": args.analysis_score,
+            "ground_truth": {names[c]: n for c, (n, _) in counts.items()},
+            "detections": {names[c]: n for c, (_, n) in counts.items()},
+        }
+    # the table's detections: the masks' records when masks were scored (MMDetection's two files differ)
     rows = class_rows(metrics, ground_truth, counts)
     print(format_class_table(rows, args.analysis_score))
-    metrics["per_class"] = {"score_threshold": args.analysis_score, "rows": rows}
     if not args.analysis:
         return None
     out = {}

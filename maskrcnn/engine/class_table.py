@@ -1,8 +1,8 @@
 """The per-class table ``maskrcnn eval`` prints after its AP table: bbox and segm AP and AP50 of each
 class, its ground-truth instances and its detections at the analysis score threshold, worst class first.
 
-Shapes: K categories, one row each. Rows are plain dicts (metrics.json's ``per_class.rows``):
-``name``, ``category_id``, ``ground_truth``, ``detections``, and ``bbox_AP``, ``bbox_AP50``,
+Shapes: K categories, one row each. Rows are plain dicts: ``name``, ``category_id``, ``ground_truth``,
+``detections``, and ``bbox_AP``, ``bbox_AP50``,
 ``segm_AP``, ``segm_AP50`` for the kinds evaluated (percent; None where undefined: a class without
 ground truth). Worst first: by segm AP when masks were scored, else bbox AP; undefined last.
 """
