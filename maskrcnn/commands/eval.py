@@ -6,7 +6,7 @@
                   [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
                   [--category-offset 1 | --category-map MAP.json]
-    ... [--cityscapes ROOT]
+    ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
@@ -24,6 +24,15 @@ torchvision write them, saying how each was read (``engine/results_file.py``); 0
 adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
+
+After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
+instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as
+``per_category_AP50`` and ``per_category_counts`` beside ``per_category``. ``--analysis`` (needs
+``--output``) writes the error analysis at that score (``engine/error_analysis.py``: true positives,
+false positives on background or of the wrong class, duplicates, poor localisation, missed objects, per
+class and per image) as ``analysis.json``, ``confusion.csv`` and ``confusion.png`` (and
+``confusion_segm.*``), and ``--analysis-images N`` (needs ``--images``) draws the N images with the most
+errors (``engine/analysis_report.py``).
 """
 
 from __future__ import annotations
