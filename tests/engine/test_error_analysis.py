@@ -211,3 +211,18 @@ def test_cli_analysis_argument_errors(dataset, capsys):
     assert main(base + ["--output", str(dataset / "o"), "--analysis-images", "3"]) == 1
     assert "add --analysis" in capsys.readouterr().err
     assert not (dataset / "o").exists()  # refused before anything was written
+
+
+def test_cli_analysis_of_an_empty_results_file(dataset, capsys):
+    (dataset / "empty.json").write_text("[]")
+    out = dataset / "out"
+    assert main(["eval", "--results", str(dataset / "empty.json"), "--json", str(dataset / "gt.json"),
+                 "--output", str(out), "--analysis", "--analysis-images", "5",
+                 "--images", str(dataset / "images")]) == 0
+    assert "0 true positives" in capsys.readouterr().out
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert set(analysis) == {"score_threshold", "bbox"}  # an empty file has boxes (of nothing) only
+    assert [(c["missed"], c["precision"]) for c in analysis["bbox"]["classes"]] == [(2, None), (1, None),
+                                                                                   (0, None)]
+    # images 1 (2 missed) and 3 (1 missed) have errors; 2 and 4 (crowd only) none
+    assert sorted(p.name for p in (out / "analysis_images").iterdir()) == ["001_1.png", "002_3.png"]
