@@ -100,10 +100,21 @@ def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys)
     by_predict = _by_file(predicted, lambda r: r["file_name"].replace("\\", "/").rsplit("/", 1)[-1])
     assert set(by_predict) == set(SIZES) and all(len(v) == 10 for v in by_predict.values())
 
-    # maskrcnn eval
+    # maskrcnn eval (with the error analysis, which is the same as that of its predictions.json; every
+    # detection analysed: the random model's scores are low)
     assert main(["eval", "--weights", ckpt, "--json", str(setup["gt"]), "--images", images,
-                 "--output", str(root / "eval"), "--device", "cpu"]) == 0  # fmt: skip
+                 "--output", str(root / "eval"), "--device", "cpu",
+                 "--analysis", "--analysis-score", "0"]) == 0
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    counts = {k: metrics[k].pop("per_category_counts") for k in ("bbox", "segm")}  # eval's, for its table
+    assert sum(counts["segm"]["detections"].values()) == len(predicted) == 30
+    assert main(["eval", "--results", str(root / "eval" / "predictions.json"), "--json", str(setup["gt"]),
+                 "--output", str(root / "eval_results"), "--analysis", "--analysis-score", "0"]) == 0
+    analysis = json.loads((root / "eval" / "analysis.json").read_text())
+    assert analysis == json.loads((root / "eval_results" / "analysis.json").read_text())
+    totals = analysis["bbox"]["totals"]
+    assert totals["ground_truth"] == len(json.loads(setup["gt"].read_text())["annotations"])
+    assert totals["detections"] == 30 and 0 < totals["tp"] < 30
     assert 0 < metrics["bbox"]["AP"] < 100 and 0 < metrics["segm"]["AP"] < 100
     evaluated = json.loads((root / "eval" / "predictions.json").read_text())
     assert _by_file(evaluated, lambda r: file_of_id[r["image_id"]]) == by_predict

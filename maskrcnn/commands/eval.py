@@ -6,7 +6,7 @@
                   [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
                   [--category-offset 1 | --category-map MAP.json]
-    ... [--cityscapes ROOT]
+    ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
@@ -24,6 +24,15 @@ torchvision write them, saying how each was read (``engine/results_file.py``); 0
 adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
+
+After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
+instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as
+``per_category_AP50`` and ``per_category_counts`` beside ``per_category``. ``--analysis`` (needs
+``--output``) writes the error analysis at that score (``engine/error_analysis.py``: true positives,
+false positives on background or of the wrong class, duplicates, poor localisation, missed objects, per
+class and per image) as ``analysis.json``, ``confusion.csv`` and ``confusion.png`` (and
+``confusion_segm.*``), and ``--analysis-images N`` (needs ``--images``) draws the N images with the most
+errors (``engine/analysis_report.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from maskrcnn.io_utils import atomic_write_json
 
@@ -72,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
+    parser.add_argument("--analysis", action="store_true",
+                        help="error analysis into --output: analysis.json (per class true and false "
+                             "positives by kind, missed objects, precision, recall), confusion.csv/.png")
+    parser.add_argument("--analysis-score", type=float, default=0.5, metavar="T",
+                        help="score threshold of the error analysis and of the per-class table's "
+                             "detection counts (default: 0.5)")
+    parser.add_argument("--analysis-images", type=int, default=0, metavar="N",
+                        help="with --analysis: draw the N images with the most errors (needs --images)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from maskrcnn.commands.tile_args import add_tile_arguments
     from maskrcnn.commands.tta_args import add_tta_arguments
@@ -143,7 +161,7 @@ def _predict(args) -> tuple:
               "them) left out of the evaluation", file=sys.stderr)
     n = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
     evaluated = [dataset.image_info(i)["id"] for i in range(n)]
-    return metrics, evaluator.results(), dataset.to_coco_dict(), evaluated
+    return metrics, evaluator, dataset.to_coco_dict(), evaluated
 
 
 def _cityscapes(args, results: list, ground_truth: dict, image_ids) -> dict:
@@ -162,10 +180,71 @@ def _cityscapes_table(cs: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_analysis_args(args) -> None:
+    if args.analysis_images and not args.analysis:
+        raise ValueError("--analysis-images draws the images of the error analysis: add --analysis")
+    if args.analysis and not args.output:
+        raise ValueError("--analysis writes analysis.json, confusion.csv and confusion.png into a folder: "
+                         "give --output DIR")
+    if not math.isfinite(args.analysis_score):
+        raise ValueError(f"--analysis-score {args.analysis_score}: not a number")
+    if args.analysis_images < 0:
+        raise ValueError(f"--analysis-images {args.analysis_images}: must be 0 or more")
+    if args.analysis_images and not args.images:
+        raise ValueError("--analysis-images draws the dataset's images: give --images D (their folder)")
+    if args.analysis_images and not Path(args.images).is_dir():
+        raise FileNotFoundError(f"--images {args.images}: no such folder")
+
+
+def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_type: dict,
+                          image_ids) -> Optional[dict]:
+    """Print the per-class table (its counts into ``metrics[kind]["per_category_counts"]``); with
+    ``--analysis``, return {iou type: (analysis, matches)} for the kinds scored (bbox, segm)."""
+    from maskrcnn.engine.class_table import class_rows, format_class_table
+    from maskrcnn.engine.error_analysis import analyse, category_names, instance_counts, match_dataset
+
+    kinds = [k for k in ("bbox", "segm") if k in metrics and k in records_by_type]
+    if not kinds:
+        if args.analysis:
+            print("--analysis: the results hold neither boxes nor masks: no error analysis", file=sys.stderr)
+        return None
+    names = category_names(ground_truth)
+    for kind in kinds:  # beside per_category (a dict: readers of the numbers in metrics.json skip it)
+        counts = instance_counts(ground_truth, records_by_type[kind], score_threshold=args.analysis_score,
+                                 image_ids=image_ids)
+        metrics[kind]["per_category_counts"] = {
+            "score_threshold": args.analysis_score,
+            "ground_truth": {names[c]: n for c, (n, _) in counts.items()},
+            "detections": {names[c]: n for c, (_, n) in counts.items()},
+        }
+    # the table's detections: the masks' records when masks were scored (MMDetection's two files differ)
+    rows = class_rows(metrics, ground_truth, counts)
+    print(format_class_table(rows, args.analysis_score))
+    if not args.analysis:
+        return None
+    out = {}
+    for kind in kinds:
+        matches = match_dataset(ground_truth, records_by_type[kind], iou_type=kind,
+                                score_threshold=args.analysis_score, image_ids=image_ids)
+        out[kind] = (analyse(ground_truth, records_by_type[kind], iou_type=kind,
+                             score_threshold=args.analysis_score, matches=matches), matches)
+    return out
+
+
+def _analysis_summary(analysis: dict) -> str:
+    t = analysis["totals"]
+    precision, recall = ("-" if t[k] is None else f"{t[k]:.1%}" for k in ("precision", "recall"))
+    return (f"{analysis['iou_type']} errors at score >= {analysis['score_threshold']:g}: {t['tp']} true "
+            f"positives, {t['fp_background']} on background, {t['fp_wrong_class']} wrong class, "
+            f"{t['duplicate']} duplicates, {t['poor_localisation']} poorly localised, {t['missed']} of "
+            f"{t['ground_truth']} objects missed (precision {precision}, recall {recall})")
+
+
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table
+    from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
 
+    _check_analysis_args(args)
     if args.output:  # before hours of inference, not after
         check_output_dir(args.output)
     if args.cityscapes and not Path(args.cityscapes).is_dir():
@@ -177,16 +256,23 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.engine.results_file import read_category_map
 
         mapping = read_category_map(args.category_map) if args.category_map else None
+        coco_gt = load_ground_truth(args.json)  # read and checked once, for the AP and the analysis
         # the Cityscapes scorer gets the records that passed validation, not the raw file
-        metrics, cs_results = evaluate_results_file(args.json, args.results, return_results=True,
-                                                    category_offset=args.category_offset,
-                                                    category_map=mapping)
+        metrics, cs_results, records_by_type = evaluate_results_file(
+            coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
+            category_map=mapping)
         ground_truth = load_coco_json(args.json) if args.cityscapes else None
         results, image_ids = None, None
     else:
-        metrics, results, ground_truth, image_ids = _predict(args)
+        metrics, evaluator, ground_truth, image_ids = _predict(args)
+        results = evaluator.results()
         cs_results = results
+        coco_gt = evaluator.coco_gt
+        records_by_type = {t: results for t in metrics}
     print(format_metrics_table(metrics))
+    # the evaluator's ground truth: checked, iscrowd and area filled, the images it scored
+    analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type,
+                                     image_ids if results is None else evaluator.image_ids())
     if args.cityscapes:
         if "segm" not in metrics:
             raise ValueError("--cityscapes scores instance masks: the results have none")
@@ -202,6 +288,18 @@ def run(args: argparse.Namespace) -> int:
             f"wrote {out / 'metrics.json'}"
             + (f" and {out / 'predictions.json'}" if results is not None else "")
         )
+    if analysed:
+        from maskrcnn.engine.analysis_report import write_analysis
+
+        for analysis, _ in analysed.values():
+            print(_analysis_summary(analysis))
+        written = write_analysis(args.output, {k: a for k, (a, _) in analysed.items()},
+                                 matches={k: m for k, (_, m) in analysed.items()},
+                                 ground_truth=coco_gt.dataset, images_dir=args.images,
+                                 draw=args.analysis_images)
+        print(f"wrote {', '.join(p.name for p in written if p.parent == Path(args.output))}"
+              + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
+                 f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))
     return 0
 
 

@@ -296,9 +296,13 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     return kept
 
 
-def _per_category(coco_eval, coco_gt) -> dict:
-    """AP (percent) per category name, from the precision array (IoU x recall x category x area x dets)."""
+def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
+    """AP (percent) per category name, from the precision array (IoU x recall x category x area x dets):
+    averaged over COCO's ten IoU thresholds, or at the one threshold ``iou`` (0.5: AP50)."""
     precision = coco_eval.eval["precision"]  # (T, R, K, A, M)
+    if iou is not None:
+        t = int(np.argmin(np.abs(np.asarray(coco_eval.params.iouThrs) - iou)))
+        precision = precision[t:t + 1]  # (1, R, K, A, M)
     names = _category_names(coco_gt)
     out = {}
     for k, cat_id in enumerate(coco_eval.params.catIds):
@@ -318,6 +322,7 @@ def _category_names(coco_gt) -> dict:
 def _empty_metrics(iou_type: str, coco_gt) -> dict:
     metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
     metrics["per_category"] = {name: 0.0 for name in _category_names(coco_gt).values()}
+    metrics["per_category_AP50"] = dict(metrics["per_category"])
     return metrics
 
 
@@ -368,6 +373,7 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
             v = float(stats[_STAT_INDEX[iou_type][name]])
             metrics[name] = v * 100 if v >= 0 else float("nan")  # -1: no ground truth in that range
     metrics["per_category"] = _per_category(coco_eval, coco_gt)
+    metrics["per_category_AP50"] = _per_category(coco_eval, coco_gt, iou=0.5)
     return metrics, buf.getvalue()
 
 
@@ -461,8 +467,13 @@ class CocoEvaluator:
         """The COCO result dicts collected so far."""
         return list(self._results)
 
+    def image_ids(self) -> list:
+        """The ids of the images given so far (those the AP is over), sorted."""
+        return sorted(self._image_ids)
+
     def evaluate(self) -> dict:
-        """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP}}}, percent."""
+        """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP},
+        "per_category_AP50": {name: AP50}}}, percent."""
         results = _validate_results(self._results, self.coco_gt, self.iou_types, "detections")
         img_ids = sorted(self._image_ids) if self._image_ids else None
         out = {}
@@ -482,6 +493,7 @@ def evaluate_results_file(
     return_results: bool = False,
     category_offset: int = 0,
     category_map: Optional[dict] = None,
+    return_records_by_type: bool = False,
 ):
     """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
     comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
@@ -491,7 +503,9 @@ def evaluate_results_file(
     segmentation; keypoints when every result has keypoints). With ``return_results``: (metrics, the
     records that passed validation, those scored for segm when there are several files), for other
     scorers of the same file. ``category_offset`` is added to every results ``category_id``;
-    ``category_map`` ({results id: ground-truth id}) maps them instead (0-based class indices)."""
+    ``category_map`` ({results id: ground-truth id}) maps them instead (0-based class indices). With
+    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for an
+    analysis of each kind on the very records its AP came from."""
     coco_gt = load_ground_truth(gt_json)
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
@@ -514,6 +528,8 @@ def evaluate_results_file(
         scored[index] = results
     out = {t: out[t] for t in IOU_TYPES if t in out}
     records = scored[plan.get("segm", min(plan.values()))]
+    if return_records_by_type:
+        return out, records, {t: scored[plan[t]] for t in out}
     return (out, records) if return_results else out
 
 

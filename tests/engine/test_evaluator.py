@@ -74,6 +74,8 @@ def test_ground_truth_as_predictions_scores_100(gt):
             "square": pytest.approx(100.0),
             "thing": pytest.approx(100.0),
         }
+        assert metrics[iou_type]["per_category_AP50"] == {"square": pytest.approx(100.0),
+                                                          "thing": pytest.approx(100.0)}
     assert np.isnan(metrics["bbox"]["APl"])  # no large object in the ground truth: undefined, not 0
     assert {r["category_id"] for r in ev.results()} == {5, 9}
     assert "AP" in format_metrics_table(metrics) and "segm" in format_metrics_table(metrics)
@@ -88,6 +90,9 @@ def test_wrong_predictions_score_less_and_subset_is_not_penalised(gt):
     ev.process(image_id, det)
     metrics = ev.evaluate()
     assert 0 < metrics["bbox"]["AP"] < 60  # only image 10 evaluated: the rest does not count as misses
+    # the squares moved by 6 of 20 pixels (IoU 0.54): found at IoU 0.5, not at 0.75 and above
+    assert metrics["bbox"]["per_category_AP50"]["square"] == pytest.approx(100.0)
+    assert metrics["bbox"]["per_category"]["square"] == pytest.approx(10.0)
     assert metrics["segm"]["AP"] == pytest.approx(100.0)  # masks were left exact
 
 

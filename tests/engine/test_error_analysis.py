@@ -1,0 +1,228 @@
+"""Error analysis (engine/error_analysis.py), the per-class table and ``maskrcnn eval --analysis``:
+hand-built ground truth and detections with a known count of each kind of error."""
+
+import json
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.engine.analysis_report import confusion_csv
+from maskrcnn.engine.class_table import class_rows, format_class_table
+from maskrcnn.engine.error_analysis import analyse, box_overlaps, instance_counts, match_image
+from maskrcnn.engine.evaluator import load_ground_truth
+
+SIZE = 100  # every image is SIZE x SIZE
+
+
+def _ann(image_id, cat, x, y, w, h, crowd=0):
+    return {"image_id": image_id, "category_id": cat, "bbox": [x, y, w, h], "iscrowd": crowd,
+            "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
+
+
+def _det(image_id, cat, x, y, w, h, score, mask=None):
+    if mask is None:
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        mask[y:y + h, x:x + w] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"image_id": image_id, "category_id": cat, "bbox": [x, y, w, h], "score": score,
+            "segmentation": {"size": [SIZE, SIZE], "counts": rle["counts"].decode("ascii")}}
+
+
+def _ground_truth():
+    """Image 1: a cat A and a dog B. Image 2: nothing. Image 3: a cat C. Image 4: a crowd of cats only.
+    Category 3 (bird) has no instance."""
+    anns = [_ann(1, 1, 10, 10, 30, 30), _ann(1, 2, 60, 10, 30, 30), _ann(3, 1, 20, 20, 40, 40),
+            _ann(4, 1, 0, 0, SIZE, SIZE, crowd=1)]
+    for i, a in enumerate(anns):
+        a["id"] = i + 1
+    images = [{"id": i, "file_name": f"{i}.png", "height": SIZE, "width": SIZE} for i in (1, 2, 3, 4)]
+    return {"images": images,
+            "annotations": anns,
+            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "bird"}]}
+
+
+def _records():
+    return [
+        _det(1, 1, 12, 10, 30, 30, 0.8),   # A again, after the better one below: duplicate (listed first)
+        _det(1, 1, 10, 10, 30, 30, 0.9),   # A: true positive
+        _det(1, 1, 60, 10, 30, 30, 0.7),   # on the dog B, as a cat: wrong class
+        _det(1, 2, 75, 10, 25, 30, 0.6),   # the dog B at IoU 1/3: poor localisation (B is missed)
+        _det(1, 1, 10, 60, 20, 20, 0.55),  # on nothing: background
+        _det(1, 1, 60, 10, 30, 30, 0.3),   # below the threshold: not analysed
+        _det(2, 3, 0, 0, 10, 10, 0.9),     # an image without ground truth: background
+        _det(4, 1, 10, 10, 20, 20, 0.8),   # inside the cat crowd: ignored
+        _det(4, 2, 10, 10, 20, 20, 0.8),   # a dog in the cat crowd: background
+    ]  # image 3 has no detection: C is missed
+
+
+ZERO = {"tp": 0, "fp_background": 0, "fp_wrong_class": 0, "duplicate": 0, "poor_localisation": 0,
+        "ignored_crowd": 0, "missed": 0}
+EXPECTED_CLASSES = [
+    dict(ZERO, category_id=1, name="cat", ground_truth=2, detections=5, tp=1, fp_background=1,
+         fp_wrong_class=1, duplicate=1, ignored_crowd=1, missed=1, precision=0.25, recall=0.5),
+    dict(ZERO, category_id=2, name="dog", ground_truth=1, detections=2, fp_background=1, poor_localisation=1,
+         missed=1, precision=0.0, recall=0.0),
+    dict(ZERO, category_id=3, name="bird", ground_truth=0, detections=1, fp_background=1, precision=0.0,
+         recall=None),
+]
+EXPECTED_CONFUSION = [[1, 0, 0, 1],   # cat: found once, missed once
+                      [1, 0, 0, 1],   # dog: taken for a cat once, missed
+                      [0, 0, 0, 0],   # bird: none
+                      [2, 2, 1, 0]]   # background: duplicate + background cat, badly placed + stray dog, bird
+EXPECTED_CSV = ("ground truth \\ predicted,cat,dog,bird,missed\ncat,1,0,0,1\ndog,1,0,0,1\nbird,0,0,0,0\n"
+                "background,2,2,1,0\n")
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_each_kind_of_error_counted(iou_type):
+    gt = load_ground_truth(_ground_truth()).dataset  # as the evaluator checks and fills it
+    out = analyse(gt, _records(), iou_type=iou_type, score_threshold=0.5)
+    assert out["classes"] == EXPECTED_CLASSES
+    assert out["confusion"]["counts"] == EXPECTED_CONFUSION
+    assert out["confusion"]["rows"] == ["cat", "dog", "bird", "background"]
+    assert out["confusion"]["columns"] == ["cat", "dog", "bird", "missed"]
+    assert confusion_csv(out["confusion"]) == EXPECTED_CSV
+    t = out["totals"]
+    assert (t["ground_truth"], t["detections"], t["tp"], t["fp_background"], t["missed"]) == (3, 8, 1, 3, 2)
+    assert t["precision"] == pytest.approx(1 / 7) and t["recall"] == pytest.approx(1 / 3)
+    per_image = {i["image_id"]: (i["ground_truth"], i["detections"], i["errors"]) for i in out["images"]}
+    assert per_image == {1: (2, 5, 5), 2: (0, 1, 1), 3: (1, 0, 1), 4: (0, 2, 1)}
+
+
+def test_masks_judged_by_mask_iou():
+    """The right box with a mask covering a quarter of the object: a true positive for boxes, poorly
+    localised for masks (and the object missed)."""
+    gt = load_ground_truth({"images": [{"id": 1, "height": SIZE, "width": SIZE}],
+                            "annotations": [dict(_ann(1, 1, 10, 10, 40, 40), id=1)],
+                            "categories": [{"id": 1, "name": "cat"}]}).dataset
+    quarter = np.zeros((SIZE, SIZE), np.uint8)
+    quarter[10:30, 10:30] = 1
+    records = [_det(1, 1, 10, 10, 40, 40, 0.9, mask=quarter)]
+    box, segm = (analyse(gt, records, iou_type=k)["classes"][0] for k in ("bbox", "segm"))
+    assert (box["tp"], box["missed"], box["poor_localisation"]) == (1, 0, 0)
+    assert (segm["tp"], segm["missed"], segm["poor_localisation"]) == (0, 1, 1)
+
+
+def test_greedy_by_score_and_best_overlap():
+    # two cats (columns 0, 1) and a dog (2); the lower-scoring detection comes first in the input
+    iou = np.array([[0.9, 0.6, 0.0],    # score 0.5: its best cat is taken by the detection below
+                    [0.95, 0.7, 0.0],   # score 0.9: takes cat 0
+                    [0.0, 0.0, 0.55],   # a cat on the dog: wrong class
+                    [0.0, 0.3, 0.0]])   # a dog near cat 1 only: background (no dog there)
+    kinds, gt_index, found = match_image(iou=iou, scores=[0.5, 0.9, 0.8, 0.7], det_labels=[1, 1, 1, 2],
+                                         gt_labels=[1, 1, 2], crowd=[False, False, False])
+    assert kinds == ["tp", "tp", "fp_wrong_class", "fp_background"]
+    assert gt_index == [1, 0, 2, -1] and found == [True, True, False]
+
+
+def test_crowd_overlap_is_over_the_detection_area():
+    det = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
+    gt = torch.tensor([[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 100.0, 100.0]])
+    iou = box_overlaps(det, gt, torch.tensor([True, False]))
+    assert iou[0, 0] == pytest.approx(1.0) and iou[0, 1] == pytest.approx(0.01)
+
+
+def test_no_detections_at_all_and_empty_images():
+    gt = load_ground_truth(_ground_truth()).dataset
+    out = analyse(gt, [], iou_type="segm")
+    assert [c["missed"] for c in out["classes"]] == [2, 1, 0]
+    assert all(c["precision"] is None for c in out["classes"]) and out["totals"]["recall"] == 0.0
+    assert out["confusion"]["counts"][-1] == [0, 0, 0, 0]
+    empty = analyse({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}, [])
+    assert empty["images"] == [] and empty["totals"]["precision"] is None
+
+
+def test_class_table_worst_first():
+    gt = _ground_truth()
+    metrics = {"bbox": {"per_category": {"cat": 50.0, "dog": 10.0, "bird": float("nan")},
+                        "per_category_AP50": {"cat": 60.0, "dog": 20.0, "bird": float("nan")}},
+               "segm": {"per_category": {"cat": 40.0, "dog": 30.0, "bird": float("nan")},
+                        "per_category_AP50": {"cat": 45.0, "dog": 35.0, "bird": float("nan")}}}
+    counts = instance_counts(gt, _records(), score_threshold=0.5)
+    assert counts == {1: (2, 5), 2: (1, 2), 3: (0, 1)}
+    rows = class_rows(metrics, gt, counts)
+    assert [r["name"] for r in rows] == ["dog", "cat", "bird"]  # by segm AP; no ground truth last
+    assert rows[0] == {"name": "dog", "category_id": 2, "ground_truth": 1, "detections": 2, "bbox_AP": 10.0,
+                       "bbox_AP50": 20.0, "segm_AP": 30.0, "segm_AP50": 35.0}
+    lines = format_class_table(rows, 0.5).splitlines()
+    assert lines[0].split() == ["class", "bbox", "AP", "bbox", "AP50", "segm", "AP", "segm", "AP50", "gt",
+                                "dets>=0.5"]
+    assert lines[1].split() == ["dog", "10.00", "20.00", "30.00", "35.00", "1", "2"]
+    assert lines[3].split() == ["bird", "-", "-", "-", "-", "0", "1"]
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    (tmp_path / "images").mkdir()
+    for i in (1, 2, 3, 4):
+        Image.fromarray(np.full((SIZE, SIZE, 3), 30 * i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    (tmp_path / "gt.json").write_text(json.dumps(_ground_truth()))
+    (tmp_path / "res.json").write_text(json.dumps(_records()))
+    return tmp_path
+
+
+def test_cli_analysis_from_a_results_file(dataset, capsys):
+    out = dataset / "out"
+    assert main(["eval", "--results", str(dataset / "res.json"), "--json", str(dataset / "gt.json"),
+                 "--output", str(out), "--analysis", "--analysis-images", "2",
+                 "--images", str(dataset / "images")]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"bbox", "segm"}  # readers of the AP table see what they saw
+    for kind in ("bbox", "segm"):
+        assert metrics[kind]["per_category_counts"] == {
+            "score_threshold": 0.5, "ground_truth": {"cat": 2, "dog": 1, "bird": 0},
+            "detections": {"cat": 5, "dog": 2, "bird": 1}}
+    # the table, worst segm AP first, with the evaluator's numbers; bird (no ground truth) last
+    ap, ap50 = metrics["segm"]["per_category"], metrics["bbox"]["per_category_AP50"]
+    table = printed[printed.index("class "):].splitlines()
+    order = sorted(["cat", "dog"], key=lambda n: ap[n]) + ["bird"]
+    assert [line.split()[0] for line in table[1:4]] == order
+    worst = table[1].split()
+    assert worst[2] == f"{ap50[order[0]]:.2f}" and worst[3] == f"{ap[order[0]]:.2f}"
+    assert worst[-2:] == {"cat": ["2", "5"], "dog": ["1", "2"]}[order[0]]
+    assert printed.index("class ") > printed.index("AP75")  # after the AP table
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["score_threshold"] == 0.5
+    for kind in ("bbox", "segm"):
+        assert analysis[kind]["classes"] == EXPECTED_CLASSES
+    assert (out / "confusion.csv").read_text() == EXPECTED_CSV
+    assert (out / "confusion_segm.csv").read_text() == EXPECTED_CSV
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = sorted(p.name for p in (out / "analysis_images").iterdir())
+    assert drawn == ["001_1.png", "002_2.png"]  # 5 errors; then the first of the images with 1
+    with Image.open(out / "analysis_images" / "001_1.png") as im:
+        assert im.size == (2 * 500 + 8, 500 + 18)  # ground truth | detections, enlarged 5 times
+        left, right = np.asarray(im.convert("RGB"))[18:, :500], np.asarray(im.convert("RGB"))[18:, 508:]
+    assert (left != right).any()  # the dog missed left, the stray detections right
+    assert "1 true positives, 3 on background, 1 wrong class, 1 duplicates, 1 poorly localised" in printed
+
+
+def test_cli_analysis_argument_errors(dataset, capsys):
+    base = ["eval", "--results", str(dataset / "res.json"), "--json", str(dataset / "gt.json")]
+    assert main(base + ["--analysis"]) == 1
+    assert "--analysis writes analysis.json" in capsys.readouterr().err
+    assert main(base + ["--output", str(dataset / "o"), "--analysis", "--analysis-images", "3"]) == 1
+    assert "give --images D" in capsys.readouterr().err
+    assert main(base + ["--output", str(dataset / "o"), "--analysis-images", "3"]) == 1
+    assert "add --analysis" in capsys.readouterr().err
+    assert not (dataset / "o").exists()  # refused before anything was written
+
+
+def test_cli_analysis_of_an_empty_results_file(dataset, capsys):
+    (dataset / "empty.json").write_text("[]")
+    out = dataset / "out"
+    assert main(["eval", "--results", str(dataset / "empty.json"), "--json", str(dataset / "gt.json"),
+                 "--output", str(out), "--analysis", "--analysis-images", "5",
+                 "--images", str(dataset / "images")]) == 0
+    assert "0 true positives" in capsys.readouterr().out
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert set(analysis) == {"score_threshold", "bbox"}  # an empty file has boxes (of nothing) only
+    assert [(c["missed"], c["precision"]) for c in analysis["bbox"]["classes"]] == [(2, None), (1, None),
+                                                                                   (0, None)]
+    # images 1 (2 missed) and 3 (1 missed) have errors; 2 and 4 (crowd only) none
+    assert sorted(p.name for p in (out / "analysis_images").iterdir()) == ["001_1.png", "002_3.png"]
