@@ -29,18 +29,39 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout, installed 
 failed=()
 
 echo "== environment"
-"$PYTHON" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, \
-'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" \
-  || failed+=("environment")
-# the package's own dependencies (pycocotools is the one a bare GPU image tends to lack)
-if ! "$PYTHON" -c "import numpy, PIL, yaml, pycocotools, pytest, maskrcnn.data.coco"; then
-  echo "missing dependencies: pip install -e '.[dev]' (or carry the wheels) first"
-  exit 1
-fi
-if [ "$DRY" = 0 ] && ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "no CUDA device visible to $PYTHON (use --dry-run on a CPU machine)"
-  exit 1
-fi
+# One Python start for the three checks (importing torch is most of its time): the versions (a failure
+# there is reported and the run goes on), the package's own dependencies (pycocotools is the one a bare
+# GPU image tends to lack) and, unless a dry run, a visible CUDA device (both missing: stop here).
+GPU_CHECK_DRY=$DRY "$PYTHON" - <<'PY'
+import os
+import sys
+
+env_ok = True
+try:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    print(sys.version.split()[0], "torch", torch.__version__, "cuda", cuda,
+          torch.cuda.get_device_name(0) if cuda else "")
+except Exception as e:  # noqa: BLE001  (any failure is this step's)
+    print(f"environment: {type(e).__name__}: {e}")
+    env_ok, cuda = False, False
+try:
+    import numpy, PIL, yaml, pycocotools, pytest, maskrcnn.data.coco  # noqa: F401, E401
+except Exception as e:  # noqa: BLE001
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(4)
+if os.environ["GPU_CHECK_DRY"] == "0" and not cuda:
+    sys.exit(5)
+sys.exit(0 if env_ok else 3)
+PY
+case $? in
+  0) ;;
+  3) failed+=("environment") ;;
+  4) echo "missing dependencies: pip install -e '.[dev]' (or carry the wheels) first"; exit 1 ;;
+  5) echo "no CUDA device visible to $PYTHON (use --dry-run on a CPU machine)"; exit 1 ;;
+  *) failed+=("environment") ;;
+esac
 
 echo "== CUDA tests (pytest -m cuda)"
 if [ "$DRY" = 1 ]; then

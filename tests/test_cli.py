@@ -21,3 +21,29 @@ def test_each_command_has_help(name):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "usage: maskrcnn " + name in proc.stdout
+
+
+# Commands whose --help builds its parser without importing torch (2 s on a busy CPU). ``predict``
+# imports torch through its --export options (``data.pre_annotations``).
+TORCH_FREE_HELP = ("train", "eval", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
+                   "serve", "quantize")
+
+
+def test_help_of_commands_imports_no_torch():
+    """``maskrcnn COMMAND --help`` answers at once: torch is imported only when a command runs."""
+    script = (
+        "import contextlib, io, sys\n"
+        "from maskrcnn import cli\n"
+        "for name in sys.argv[1:]:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "        try:\n"
+        "            cli.main([name, '--help'])\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "    assert 'usage: maskrcnn ' + name in out.getvalue(), name\n"
+        "    print(name, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *TORCH_FREE_HELP], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:-1] == [f"{name} False" for name in TORCH_FREE_HELP]

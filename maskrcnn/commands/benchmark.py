@@ -9,6 +9,8 @@ pasted at the image size) on the given image files, or on synthetic images of th
 warm-up batch, and prints seconds per image, images per second and the process's peak resident memory.
 For the comparison with torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W
 the image size.
+
+torch is imported inside the functions that run: ``maskrcnn benchmark --help`` needs no torch.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import argparse
 import resource
 import sys
 import time
-
-import torch
 
 HELP = "time inference of a checkpoint"
 
@@ -61,6 +61,8 @@ def build_predictor(args: argparse.Namespace):
     )  # fmt: skip
     if args.weights:  # an .onnx file runs with onnxruntime, with --threads intra-op threads
         return Predictor.from_weights(args.weights, threads=args.threads or None, **options)
+    import torch
+
     from maskrcnn.config import load_config
     from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -78,6 +80,8 @@ def load_images(args: argparse.Namespace) -> list:
         from maskrcnn.data.images import read_image
 
         return [read_image(path) for path in expand_inputs(args.inputs)]
+    import torch
+
     h, w = _size(args.size)
     g = torch.Generator().manual_seed(0)
     # Smooth random images (upsampled noise) so the RPN sees structure rather than white noise.
@@ -90,6 +94,8 @@ def load_images(args: argparse.Namespace) -> list:
 
 def time_inference(predictor, images: list) -> tuple:
     """(detections per image, seconds) of ``predictor`` on ``images``, after a warm-up on the first batch."""
+    import torch
+
     dev = predictor.device
 
     def sync():
@@ -107,6 +113,8 @@ def time_inference(predictor, images: list) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     if args.threads > 0:
         torch.set_num_threads(args.threads)  # this process's choice, made on its command line
     if args.images < 1 or args.batch_size < 1:

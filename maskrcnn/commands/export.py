@@ -21,21 +21,18 @@ none) and replaced if it exists, like every file the commands write, but never w
 ``--weights`` file itself.
 
 ``pt2``: the dense part only, ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the
-FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``).
+FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``; written by
+``maskrcnn.export.pt2``).
+
+Everything that needs torch is imported in ``run``: ``maskrcnn export --help`` needs no torch.
 """
 
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
-
-import torch
-from torch import nn
-
-from maskrcnn.io_utils import atomic_write_bytes
 
 HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
 
@@ -57,37 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--float", action="store_true",
                         help="an INT8 checkpoint (maskrcnn quantize): export its float32 weights")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-class FeatureExtractor(nn.Module):
-    """``model.features`` as a module returning a tuple (export formats want tensors, not dicts)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        with torch.no_grad():
-            names = list(model.features(torch.zeros(1, 3, 64, 64)).keys())
-        self.names = names
-
-    def forward(self, batch: torch.Tensor) -> tuple:
-        feats = self.model.features(batch)
-        return tuple(feats[n] for n in self.names)
-
-
-def export_features(model: nn.Module, path, *, fmt: str = "pt2", size_hw=(800, 1088)) -> list:
-    """Write ``model``'s feature extractor to ``path`` with ``torch.export``; returns the output names."""
-    if fmt != "pt2":
-        raise ValueError(f"export_features writes pt2 only, got {fmt!r} (onnx: maskrcnn.export.onnx_export)")
-    model.eval()
-    wrapper = FeatureExtractor(model).eval()
-    h, w = size_hw
-    example = torch.zeros(2, 3, h, w)  # batch 2: an example batch of 1 would be specialised to 1
-    batch = torch.export.Dim("batch", min=1, max=64)
-    program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
-    buf = io.BytesIO()  # in memory, then written atomically: a failed save leaves no half file
-    torch.export.save(program, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return wrapper.names
 
 
 def _size(text, *, multiple: int = 1):
@@ -150,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if predictor.int8_parts:
         raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): add --float "
                          "to export its float32 weights (the calibration is not kept)")
+    from maskrcnn.export.pt2 import export_features
+
     names = export_features(predictor.model, args.output, fmt=fmt, size_hw=(h, w))
     print(
         f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "

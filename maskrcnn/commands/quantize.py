@@ -24,8 +24,7 @@ HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a f
 
 
 def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    from maskrcnn.engine.int8 import DEFAULT_CALIBRATION_IMAGES
-    from maskrcnn.modeling.quantize import PARTS
+    from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES, PARTS  # (no torch: --help)
 
     parser.add_argument("--calib-images", required=required, metavar="DIR",
                         help="folder of calibration images (or the image root of --calib-json)")
@@ -37,7 +36,7 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = Fals
 
 
 def _parts(text: str) -> list:
-    from maskrcnn.modeling.quantize import PARTS
+    from maskrcnn.engine.int8_choices import PARTS
 
     parts = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]

@@ -29,9 +29,10 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES
+
 INT8_KEY = "int8"
 INT8_FORMAT_VERSION = 1
-DEFAULT_CALIBRATION_IMAGES = 16
 
 __all__ = [
     "INT8_KEY",

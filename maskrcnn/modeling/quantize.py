@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskrcnn.engine.int8_choices import PARTS
 from maskrcnn.modeling.mask_head import MaskHead
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "int8_engine",
 ]
 
-PARTS = ("features", "rpn", "box_head", "mask_head")
 DEFAULT_PARTS = PARTS
 _OBSERVER_KEY = "activation_post_process"
 

@@ -1,0 +1,46 @@
+"""The dense part of the model as a ``torch.export`` program (``maskrcnn export --format pt2``).
+
+``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the FPN maps as a tuple in the order
+of ``FeatureExtractor.names`` (``p2..p6``), each (N, C, Hp / stride, Wp / stride); the batch size is
+dynamic (1-64). Proposals, NMS and the RoI heads stay in Python (``maskrcnn.predictor``).
+"""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from torch import nn
+
+from maskrcnn.io_utils import atomic_write_bytes
+
+
+class FeatureExtractor(nn.Module):
+    """``model.features`` as a module returning a tuple (export formats want tensors, not dicts)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            names = list(model.features(torch.zeros(1, 3, 64, 64)).keys())
+        self.names = names
+
+    def forward(self, batch: torch.Tensor) -> tuple:
+        feats = self.model.features(batch)
+        return tuple(feats[n] for n in self.names)
+
+
+def export_features(model: nn.Module, path, *, fmt: str = "pt2", size_hw=(800, 1088)) -> list:
+    """Write ``model``'s feature extractor to ``path`` with ``torch.export``; returns the output names."""
+    if fmt != "pt2":
+        raise ValueError(f"export_features writes pt2 only, got {fmt!r} (onnx: maskrcnn.export.onnx_export)")
+    model.eval()
+    wrapper = FeatureExtractor(model).eval()
+    h, w = size_hw
+    example = torch.zeros(2, 3, h, w)  # batch 2: an example batch of 1 would be specialised to 1
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
+    buf = io.BytesIO()  # in memory, then written atomically: a failed save leaves no half file
+    torch.export.save(program, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return wrapper.names
