@@ -156,13 +156,19 @@ class RoIHeads(nn.Module):
         pos_gt = [s["matched_gt"][p] for s, p in zip(samples, pos)]
         pos_labels = torch.cat([s["labels"][p] for s, p in zip(samples, pos)])
         if self.mask_head is not None:
-            logits = self.mask_head(self._pooled(self.mask_pooler, features, pos_rois))
+            # A gt whose target says has_mask False (a box-only annotation: its "mask" is the box) trains
+            # the box and class losses above but not the mask head: a rectangle is no mask to learn.
+            with_mask = [t["has_mask"][g] if "has_mask" in t else torch.ones_like(g, dtype=torch.bool)
+                         for t, g in zip(targets, pos_gt)]  # per image (Pi,) bool
+            mask_rois = [r[k] for r, k in zip(pos_rois, with_mask)]
+            mask_gt = [g[k] for g, k in zip(pos_gt, with_mask)]
+            logits = self.mask_head(self._pooled(self.mask_pooler, features, mask_rois))
             size = logits.shape[-1]
             mask_targets = torch.cat([
                 roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_loss.aligned_targets)
-                for t, r, g in zip(targets, pos_rois, pos_gt)
+                for t, r, g in zip(targets, mask_rois, mask_gt)
             ])
-            channels = self.mask_head.channels_for(pos_labels)
+            channels = self.mask_head.channels_for(pos_labels[torch.cat(with_mask)])
             losses.update(roi_losses.mask_losses(logits, channels, mask_targets, mode=self.mask_loss.mode))
         if self.keypoint_head is not None:
             # only the positives whose gt has a labelled keypoint inside them (detectron2's selection)
