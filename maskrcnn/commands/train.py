@@ -1,7 +1,7 @@
 """``maskrcnn train``: train on COCO-format data.
 
-    maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J --train-images D
-                   [--val-json J --val-images D] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
+    maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J [--train-images D]
+                   [--val-json J [--val-images D]] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
                    [--device D]
 
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
@@ -21,6 +21,7 @@ total over all processes).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "train on COCO-format data"
 
@@ -31,9 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
-    p.add_argument("--train-images", required=True, help="folder of the training images")
+    p.add_argument("--train-images", help="folder of the training images (default: the folder of "
+                                          "--train-json, where Roboflow's exports put them)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
-    p.add_argument("--val-images", help="folder of the validation images")
+    p.add_argument("--val-images", help="folder of the validation images (default: the folder of --val-json)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -62,9 +64,9 @@ def run(args) -> int:
     trainer, cfg = build_training(
         cfg,
         train_json=args.train_json,
-        train_images=args.train_images,
+        train_images=args.train_images or str(Path(args.train_json).parent),
         val_json=args.val_json,
-        val_images=args.val_images,
+        val_images=args.val_images or (str(Path(args.val_json).parent) if args.val_json else None),
         output=args.output,
         device=device,
         resume=args.resume,

@@ -452,6 +452,12 @@ class CocoDataset(torch.utils.data.Dataset):
         """Every problem found, one line each, naming the file and the record."""
         return list(self._problems.messages)
 
+    @property
+    def notes(self) -> list:
+        """What was read other than as written (a grouping category left out, file names found by the end
+        of their path, sizes measured, boxes filled, box-only annotations), one line each."""
+        return list(self._notes)
+
     def instances_per_class(self) -> list:
         """Instances (crowd regions aside) of each label over the images in use (index 0: background)."""
         counts = [0] * self.num_classes
