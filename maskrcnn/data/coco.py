@@ -2,8 +2,9 @@
 
 Shapes: an item is (image (3, H, W) float RGB in [0, 1], target) with M instances and K keypoints:
 boxes (M, 4) float32 xyxy pixels, labels (M,) int64 in 1..num_classes-1, masks (M, H, W) uint8,
-iscrowd (M,) bool, keypoints (M, K, 3) float32 (x, y, visibility; only with ``keypoints=True``),
-image_id int, orig_size (H, W) of the file as read.
+iscrowd (M,) bool, has_mask (M,) bool (only in a dataset with box-only annotations, below),
+keypoints (M, K, 3) float32 (x, y, visibility; only with ``keypoints=True``), image_id int,
+orig_size (H, W) of the file as read.
 
 Category ids (any integers) map to contiguous labels 1..K-1 in increasing id order; label 0 is the
 background (``class_names[0] == "__background__"``). The JSON is validated when loaded: every problem
@@ -14,6 +15,17 @@ full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box r
 border is clipped, one reaching more than one image size past it is skipped (clipping 1e30 to the image
 would train on a box nobody drew). An image that cannot be read at ``__getitem__`` is counted too and
 another image is returned in its place (deterministically).
+
+Annotation tools' own COCO dialects are read as their users meant them, each reading said once per
+dataset in one line (``dataset.notes``, logged as warnings): a category that no annotation uses and that
+the other categories name as their supercategory (Roboflow's id 0 named after the dataset) is a grouping
+and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
+Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standing in, and the target's
+``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
+mask loss leaves it out; a missing bbox is the segmentation's box; ids may be floats holding integers;
+a record without width and height gets its file's size (EXIF orientation applied, from the header);
+a file_name not found as written is looked up in the image folder by the end of its path (Windows
+separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path).
 """
 
 from __future__ import annotations
