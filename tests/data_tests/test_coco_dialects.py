@@ -253,3 +253,23 @@ def test_box_only_annotations_train_boxes_not_masks(tmp_path):
     assert float(with_masks["loss_mask"]) > 0 and float(boxes_only["loss_mask"]) == 0.0
     for key in ("loss_cls", "loss_box", "loss_rpn_cls", "loss_rpn_box"):
         assert torch.equal(with_masks[key], boxes_only[key]), key
+
+
+def test_rectangles_in_a_ground_truth_are_scored_as_their_boxes(tmp_path):
+    """eval --results against a CVAT / Label Studio file: rectangles (segmentation []) refused the whole
+    ground truth ('no polygon with at least 3 points'); they are scored as their box, in bbox and segm."""
+    from maskrcnn.data.mask_codec import mask_to_rle
+    from maskrcnn.engine.evaluator import evaluate_results_file
+
+    gt = _write(tmp_path / "gt.json", {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": H, "width": W}],
+        "categories": [{"id": 1, "name": "car"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [],
+                         "bbox": [4, 5, 16, 10], "iscrowd": 0, "attributes": {"occluded": False}}],
+    })  # fmt: skip
+    rle = mask_to_rle(_box_mask(4, 5, 20, 15))
+    rle["counts"] = rle["counts"].decode() if isinstance(rle["counts"], bytes) else rle["counts"]
+    results = _write(tmp_path / "res.json", [{"image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10],
+                                              "score": 0.9, "segmentation": rle}])
+    metrics = evaluate_results_file(gt, results)
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
