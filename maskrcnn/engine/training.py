@@ -12,6 +12,11 @@ loaded. A resumed run continues from its own checkpoint with the model config it
 from the run's are named in a warning line (they are not applied: the checkpoint holds that model). The
 training set's class names must be the run's: a changed class list is refused before anything loads.
 
+``solver.best_metric`` and ``solver.early_stop_patience`` (the best checkpoint and early stopping,
+``engine/best_model.py``) are checked against the model and the data before anything trains
+(``check_best_metric``): a metric the model's evaluation cannot report, or early stopping without a
+validation set, is one error line now rather than at the first evaluation.
+
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
 """
