@@ -637,7 +637,8 @@ class Trainer:
                                     what="the final weights", kept_note=" and holds the same weights",
                                     iteration=self.iteration, **self.checkpoint_extra)
             if self.stopped_early:  # the weights were evaluated just now (or before the resume)
-                self.logger.print(self._early_stop_text())
+                if self.is_main:  # (only the main process's tracker has seen the evaluations)
+                    self.logger.print(self._early_stop_text())
             else:
                 self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
         if self.is_main:
