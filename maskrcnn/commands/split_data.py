@@ -52,7 +52,7 @@ def _fractions(spec: str) -> list:
 
 def _print_table(table: dict, parts: list, out) -> None:
     """One row per class (then all images): its images and instances in each part."""
-    shown = {n: n if n and n.isprintable() else repr(n) for n in table}
+    shown = {n: "(all images)" if n is None else n if n and n.isprintable() else repr(n) for n in table}
     heads = [h for p in parts for h in (f"{p} images", f"{p} instances")]
     width = max([len("class")] + [len(n) for n in shown.values()])
     print(f"  {'class':<{width}}" + "".join(f"  {h:>{max(len(h), 6)}}" for h in heads), file=out)
@@ -107,10 +107,14 @@ def run(args) -> int:
     _print_table(table, names, sys.stdout)
     for name, row in table.items():
         empty = [p for p in names if row[p][1] == 0]
-        if name != "(all)" and empty:
+        if name is not None and empty:
             total = sum(row[p][1] for p in names)
             warnings.warn(f"class {name!r} has no instance in {', '.join(empty)} ({total} instance(s) in "
                           f"{sum(row[p][0] for p in names)} image(s) in all)", stacklevel=1)
+    for name in names:
+        if not parts[name]["images"]:
+            warnings.warn(f"{name} has no image ({len(coco['images'])} image(s) in all)",
+                          stacklevel=1)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(data.skipped.items())) or "none"
     print(f"  skipped: {skipped}")
     print("wrote " + ", ".join(str(p) for p in outputs.values()))

@@ -6,7 +6,7 @@
   order), or exactly ``classes`` when given: then a source class outside it is left out with its
   annotations, told in one line per class and counted. A category keeps the fields of its first record
   (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
-  ``classes``).
+  ``classes``). Two categories of one file whose names match become one class too.
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
@@ -107,6 +107,10 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
     categories = _categories(sources, classes)
     new_id = {normalise_name(c["name"]): c["id"] for c in categories}
     images, annotations, counts, warnings = [], [], [], []
+    met = {normalise_name(c["name"]) for src in sources for c in src.categories}
+    for name in classes or ():
+        if normalise_name(name) not in met:
+            warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")
     first_listing: dict = {}  # file identity -> (source name, image id)
     for src in sources:
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}

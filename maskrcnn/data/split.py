@@ -189,10 +189,11 @@ def _unit_names(images: list, keys: list) -> list:
 
 
 def split_table(parts: dict, class_names: dict) -> dict:
-    """{class name or "(all)": {part: (images, instances)}}: images showing the class (all images for
-    "(all)") and its instances, crowd regions aside, per part; ``class_names`` is {category id: name}."""
+    """{class name, then None for all images: {part: (images, instances)}}: the images showing the class
+    (all images for None) and its instances, crowd regions aside, per part; ``class_names`` is {category
+    id: name}, names distinct."""
     table = {name: {} for name in class_names.values()}
-    table["(all)"] = {}
+    table[None] = {}
     for part, coco in parts.items():
         instances = Counter()
         images = Counter()
@@ -204,5 +205,5 @@ def split_table(parts: dict, class_names: dict) -> dict:
                                          if not a.get("iscrowd", 0)})
         for cid, name in class_names.items():
             table[name][part] = (images[cid], instances[cid])
-        table["(all)"][part] = (len(coco["images"]), sum(instances.values()))
+        table[None][part] = (len(coco["images"]), sum(instances.values()))
     return table

@@ -86,16 +86,18 @@ def test_merge_renumbers_matches_names_and_the_loader_finds_every_image(tmp_path
     assert main(["merge-data", *sources, "--output", str(out), "--force"]) == 0
 
 
-def test_classes_fix_the_order_and_leave_the_others_out(tmp_path, capsys):
+def test_classes_fix_the_order_and_leave_the_others_out(tmp_path, capsys, recwarn):
     sources = _two_sources(tmp_path)
     out = tmp_path / "all.json"
     root = tmp_path / "siteB"
-    assert main(["merge-data", *sources, "--output", str(out), "--classes", "dog,traffic light",
+    assert main(["merge-data", *sources, "--output", str(out), "--classes", "dog,traffic light,Zebra",
                  "--images-root", str(root)]) == 0
     printed = capsys.readouterr().out
     merged = json.loads(out.read_text())
     assert merged["categories"] == [{"id": 1, "name": "dog"},
-                                    {"id": 2, "name": "traffic light", "supercategory": "street"}]
+                                    {"id": 2, "name": "traffic light", "supercategory": "street"},
+                                    {"id": 3, "name": "Zebra"}]
+    assert any("--classes: no source has a class 'Zebra'" in str(w.message) for w in recwarn)
     assert [a["category_id"] for a in merged["annotations"]] == [2, 2, 2, 1, 1]  # cat's one left out
     assert "a.json: class 'cat' is not in --classes: its 1 annotation(s) left out" in printed
     # an image outside --images-root is reached through '..'

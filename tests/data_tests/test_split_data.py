@@ -50,8 +50,8 @@ def test_fractions_and_stratification_give_exact_counts_per_class():
     parts, _ = split_coco(_multi_label(), fractions=[0.8, 0.2], names=["train", "val"], seed=0)
     table = split_table(parts, NAMES)
     # every class spread 4:1, and the 11 images without instances (the crowd-only one among them) too
-    assert _images_of(table, "train") == {"common": 16, "other": 4, "rare": 4, "never": 0, "(all)": 29}
-    assert _images_of(table, "val") == {"common": 4, "other": 1, "rare": 1, "never": 0, "(all)": 7}
+    assert _images_of(table, "train") == {"common": 16, "other": 4, "rare": 4, "never": 0, None: 29}
+    assert _images_of(table, "val") == {"common": 4, "other": 1, "rare": 1, "never": 0, None: 7}
     assert table["common"]["train"][1] + table["common"]["val"][1] == 25  # instances follow their images
     parts3, _ = split_coco(_multi_label(), fractions=[0.6, 0.2, 0.2], names=["a", "b", "c"], seed=3)
     table3 = split_table(parts3, NAMES)
@@ -130,8 +130,12 @@ def test_command_writes_the_parts_prints_the_table_and_warns_by_class(tmp_path, 
     # reported as training reports it (the dataset's validation), and counted
     assert "annotation id 990 (image id 100) has unknown category_id 42; skipped" in caplog.text
     assert "skipped: 1 unknown_category" in captured.out
-    rows = {line.split()[0]: line.split()[1:] for line in captured.out.splitlines()[2:7]}
-    assert rows["rare"] == ["4", "4", "1", "1"] and rows["(all)"][0::2] == ["17", "4"]
+    lines = captured.out.splitlines()
+    assert lines[1].split() == ["class", "train", "images", "train", "instances", "val", "images", "val",
+                                "instances"]
+    rows = {" ".join(line.split()[:-4]): line.split()[-4:] for line in lines[2:7]}
+    assert rows["rare"] == ["4", "4", "1", "1"] and rows["(all images)"][0::2] == ["17", "4"]
+    assert list(rows) == ["common", "other", "rare", "never", "(all images)"]
     warned = [re.match(r"class '(\w+)' has no instance in ([\w, ]+) \(", str(w.message)) for w in recwarn]
     warned = [m.groups() for m in warned if m]
     assert sorted(warned) == [("never", "train, val"), ("other", "val")]
@@ -155,6 +159,13 @@ def test_images_option_leaves_out_images_without_their_file(tmp_path, caplog):
     names = [i["file_name"] for n in ("train", "val")
              for i in json.loads((tmp_path / "o" / f"{n}.json").read_text())["images"]]
     assert sorted(names) == ["here.jpg", "too.jpg"]
+
+
+def test_a_part_left_without_images_is_warned_about(tmp_path, recwarn):
+    src = _write(tmp_path / "all.json", _dataset([("only.jpg", [1])]))
+    assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "o")]) == 0
+    assert "val has no image (1 image(s) in all)" in [str(w.message) for w in recwarn]
+    assert json.loads((tmp_path / "o" / "val.json").read_text())["images"] == []
 
 
 @pytest.mark.parametrize("args, message", [
