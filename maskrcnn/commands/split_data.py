@@ -63,7 +63,6 @@ def _print_table(table: dict, parts: list, out) -> None:
 
 
 def run(args) -> int:
-    from maskrcnn.data.coco import distinct_category_names
     from maskrcnn.data.split import (
         check_fractions,
         compile_group_by,
@@ -97,8 +96,7 @@ def run(args) -> int:
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
                       f"those images is a group of its own", stacklevel=1)
-    class_names = distinct_category_names({c["id"]: c["name"] for c in data.categories})
-    table = split_table(parts, class_names)
+    table = split_table(parts, {c["id"]: c["name"] for c in data.categories})  # names told apart already
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         atomic_write_json(outputs[name], part)
