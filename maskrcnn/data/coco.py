@@ -104,24 +104,26 @@ class CocoDataset(torch.utils.data.Dataset):
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
+    ``image_dir=None``: the records are validated without looking for the image files (split-data reads
+    only the JSON); such a dataset has no items to read.
     """
 
     def __init__(
         self,
         *,
         json_path: Union[str, os.PathLike],
-        image_dir: Union[str, os.PathLike],
+        image_dir: Optional[Union[str, os.PathLike]],
         transforms: Optional[Callable] = None,
         keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
     ):
         self.json_path = Path(json_path)
-        self.image_dir = Path(image_dir)
+        self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
         self.keypoints = keypoints
         self.filter_empty = filter_empty
-        if not self.image_dir.is_dir():
+        if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
@@ -208,9 +210,15 @@ class CocoDataset(torch.utils.data.Dataset):
                 )
                 continue
             file_name = img["file_name"]
-            if isinstance(file_name, str) and not (self.image_dir / file_name).is_file():
+            if self.image_dir is None:  # the files are not looked for: a name is all that is checked
+                if not isinstance(file_name, str) or not file_name:
+                    self._problems.add("bad_image", f"image id {iid} has no file_name string")
+                    continue
+            elif isinstance(file_name, str) and not (self.image_dir / file_name).is_file():
                 file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
-            if not isinstance(file_name, str) or not (self.image_dir / file_name).is_file():
+            if self.image_dir is not None and (
+                not isinstance(file_name, str) or not (self.image_dir / file_name).is_file()
+            ):
                 self._problems.add(
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
@@ -348,7 +356,8 @@ class CocoDataset(torch.utils.data.Dataset):
         """{"id", "file_name", "path", "height", "width"} of the index-th image."""
         iid = self.ids[index]
         info = self._images[iid]
-        return {"id": iid, **info, "path": self.image_dir / info["file_name"]}
+        path = self.image_dir / info["file_name"] if self.image_dir is not None else None
+        return {"id": iid, **info, "path": path}
 
     def to_coco_dict(self) -> dict:
         """The validated ground truth as a COCO dict (every valid image, every kept annotation), e.g.
@@ -426,6 +435,8 @@ class CocoDataset(torch.utils.data.Dataset):
     def __getitem__(self, item):
         index, seed = item if isinstance(item, tuple) else (item, None)
         n = len(self.ids)
+        if self.image_dir is None:
+            raise RuntimeError(f"{self.json_path}: read without an image folder; its images cannot be loaded")
         if n == 0:
             raise IndexError(f"{self.json_path}: the dataset has no usable image")
         index = int(index) % n if index < 0 else int(index)
