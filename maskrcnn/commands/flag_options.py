@@ -5,14 +5,15 @@ checks one flag at a time: the options object is built with the values already a
 value, so a ``ValueError`` it raises can only be about this flag, and is raised again as one line
 "--tile-overlap: <the options' own message>". Which flag is at fault never depends on the message's words
 (a reworded message cannot blame another flag). Flags are checked in the order given: the first bad one
-is named.
+is named. ``refuse_without`` names the flags given without the flag they refine ("--tile-overlap needs
+--tile SIZE").
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Tuple
 
-__all__ = ["options_from_flags"]
+__all__ = ["options_from_flags", "refuse_without"]
 
 
 def options_from_flags(build: Callable[..., Any], flags: Iterable[Tuple[str, str, Any]], **fixed) -> Any:
@@ -27,3 +28,11 @@ def options_from_flags(build: Callable[..., Any], flags: Iterable[Tuple[str, str
             raise ValueError(f"{flag}: {e}") from None
         accepted[field] = value
     return build(**accepted)
+
+
+def refuse_without(needed: str, flags: Iterable[Tuple[str, bool]]) -> None:
+    """``ValueError("--a, --b needs NEEDED")`` naming the flags given (``(flag, given)`` pairs) when the flag
+    they refine (``needed``, as the message shows it) was not."""
+    used = [flag for flag, given in flags if given]
+    if used:
+        raise ValueError(f"{', '.join(used)} needs {needed}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from maskrcnn.commands.flag_options import options_from_flags
+from maskrcnn.commands.flag_options import options_from_flags, refuse_without
 
 
 def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +38,10 @@ def tile_from_args(args: argparse.Namespace):
     from maskrcnn.engine.tiling import TileOptions
 
     if args.tile is None:
-        used = [flag for flag, value in (("--tile-overlap", args.tile_overlap is not None),
-                                         ("--no-full-image", args.no_full_image),
-                                         ("--tile-scale", args.tile_scale is not None),
-                                         ("--tile-max-tiles", args.tile_max_tiles is not None)) if value]
-        if used:
-            raise ValueError(f"{', '.join(used)} needs --tile SIZE")
+        refuse_without("--tile SIZE", (("--tile-overlap", args.tile_overlap is not None),
+                                       ("--no-full-image", args.no_full_image),
+                                       ("--tile-scale", args.tile_scale is not None),
+                                       ("--tile-max-tiles", args.tile_max_tiles is not None)))
         return None
     given = (("--tile", "size", args.tile), ("--tile-overlap", "overlap", args.tile_overlap),
              ("--tile-scale", "scale", args.tile_scale),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from maskrcnn.commands.flag_options import options_from_flags
+from maskrcnn.commands.flag_options import options_from_flags, refuse_without
 
 
 def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +31,9 @@ def tta_from_args(args: argparse.Namespace):
     from maskrcnn.engine.tta import TTAOptions
 
     if not args.tta:
-        used = [flag for flag, value in (("--tta-sizes", args.tta_sizes is not None),
-                                         ("--tta-max-size", args.tta_max_size is not None),
-                                         ("--tta-no-flip", args.tta_no_flip)) if value]
-        if used:
-            raise ValueError(f"{', '.join(used)} needs --tta")
+        refuse_without("--tta", (("--tta-sizes", args.tta_sizes is not None),
+                                 ("--tta-max-size", args.tta_max_size is not None),
+                                 ("--tta-no-flip", args.tta_no_flip)))
         return None
     flags = []
     if args.tta_sizes is not None:
