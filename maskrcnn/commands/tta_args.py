@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from maskrcnn.commands.flag_options import options_from_flags, refuse_without
+
 
 def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("test-time augmentation")
@@ -29,23 +31,18 @@ def tta_from_args(args: argparse.Namespace):
     from maskrcnn.engine.tta import TTAOptions
 
     if not args.tta:
-        used = [flag for flag, value in (("--tta-sizes", args.tta_sizes is not None),
-                                         ("--tta-max-size", args.tta_max_size is not None),
-                                         ("--tta-no-flip", args.tta_no_flip)) if value]
-        if used:
-            raise ValueError(f"{', '.join(used)} needs --tta")
+        refuse_without("--tta", (("--tta-sizes", args.tta_sizes is not None),
+                                 ("--tta-max-size", args.tta_max_size is not None),
+                                 ("--tta-no-flip", args.tta_no_flip)))
         return None
-    options = {"flip": not args.tta_no_flip}
+    flags = []
     if args.tta_sizes is not None:
         try:
-            options["min_sizes"] = tuple(int(s) for s in args.tta_sizes.split(",") if s.strip())
+            sizes = tuple(int(s) for s in args.tta_sizes.split(",") if s.strip())
         except ValueError:
             raise ValueError(f"--tta-sizes: expected comma-separated integers, got {args.tta_sizes!r}"
                              ) from None
+        flags.append(("--tta-sizes", "min_sizes", sizes))
     if args.tta_max_size is not None:
-        options["max_size"] = args.tta_max_size
-    try:
-        return TTAOptions(**options)
-    except ValueError as e:
-        flag = "--tta-max-size" if "max_size" in str(e) else "--tta-sizes"
-        raise ValueError(f"{flag}: {e}") from None
+        flags.append(("--tta-max-size", "max_size", args.tta_max_size))
+    return options_from_flags(TTAOptions, flags, flip=not args.tta_no_flip)
