@@ -6,8 +6,8 @@ results and overlays.
                      [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                      [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
-                     [--export coco,labelme,cvat,labelstudio,yolo [--export-url-prefix P]
-                               [--export-tolerance PX]]
+                     [--export coco,labelme,cvat,labelstudio,yolo,masks,cutouts [--export-url-prefix P]
+                               [--export-tolerance PX] [--export-min-area PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
@@ -20,7 +20,8 @@ they are produced (``DIR/predictions.partial.jsonl``, one record a line, until `
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
 nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
 DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--export`` also writes
-the predictions as pre-annotations for annotation tools (``data/pre_annotations/export.py``). ``--tile SIZE``
+the predictions as pre-annotations for annotation tools, mask images or cut-outs
+(``data/pre_annotations/export.py``). ``--tile SIZE``
 predicts large images tile by tile for their small objects (``commands/tile_args.py``,
 ``engine/tiling.py``). Video files (given, or found in the folders) are predicted frame by frame, with
 a JSONL of results and an overlay video each (``commands/predict_video.py``).
@@ -292,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
                 n_done += 1
                 H, W = image.shape[-2:]
                 if export is not None:
-                    export.add(idx + 1, path, H, W, det)
+                    export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                 print(
                     f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
                     f"in {per_image:.2f} s",
