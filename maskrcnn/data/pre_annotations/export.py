@@ -53,8 +53,9 @@ YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--export", default=None, metavar="FORMATS",
-        help="also write the predictions as pre-annotations to correct in an annotation tool: a comma "
-             f"list of {', '.join(EXPORT_FORMATS)} (files beside predictions.json)",
+        help="also write the predictions as pre-annotations to correct in an annotation tool, as mask "
+             f"images (masks) or cut-outs (cutouts): a comma list of {', '.join(EXPORT_FORMATS)} (files "
+             "beside predictions.json)",
     )  # fmt: skip
     parser.add_argument(
         "--export-url-prefix", default="", metavar="PREFIX",
