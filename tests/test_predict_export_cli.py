@@ -134,7 +134,7 @@ def test_predict_export_writes_every_format(setup, tmp_path, capsys):
         assert np.array_equal(np.array(Image.open(out / "masks" / f"{stem}.png")), expected_ids)
         assert np.array_equal(np.array(Image.open(out / "masks" / f"{stem}_classes.png")), expected_classes)
         cutouts = sorted((out / "cutouts" / stem).iterdir()) if (out / "cutouts" / stem).exists() else []
-        areas = {f"{i}_{names[p['category_id']]}.png":
+        areas = {f"{i:03d}_{names[p['category_id']]}.png":
                  int(annotation_to_mask(p["segmentation"], h, w).sum()) for i, p in enumerate(mine, start=1)}
         assert [c.name for c in cutouts] == sorted(k for k, a in areas.items() if a > 0)
         for c in cutouts:  # the whole mask is in the cut-out (its box)

@@ -82,10 +82,10 @@ def test_mask_pngs_cutouts_and_index_hold_the_drawn_instances(tmp_path):
 
     cut_dir = tmp_path / "pre" / "cutouts" / "sub" / "a"
     # the 3-pixel speck is under --export-min-area 4; the class name made safe for a file name
-    assert sorted(p.name for p in cut_dir.iterdir()) == ["1_cat.png", "2_dog_wolf.png", "3_cat.png"]
+    assert sorted(p.name for p in cut_dir.iterdir()) == ["001_cat.png", "002_dog_wolf.png", "003_cat.png"]
     assert not (tmp_path / "pre" / "cutouts" / "c").exists()
     photo = np.array(Image.open(a))
-    for i, name in [(0, "1_cat.png"), (1, "2_dog_wolf.png"), (2, "3_cat.png")]:
+    for i, name in [(0, "001_cat.png"), (1, "002_dog_wolf.png"), (2, "003_cat.png")]:
         x0, y0, x1, y1 = boxes[i].tolist()
         x0, y0, x1, y1 = int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
         cut = Image.open(cut_dir / name)
@@ -129,7 +129,7 @@ def test_sixteen_bit_pngs_dense_and_box_only_detections_and_colliding_names(tmp_
     box = np.zeros((H, W), bool)
     box[2:4, 2:6] = True  # centres x + 0.5 in [2.4, 6.5), y + 0.5 in [1.6, 4.4)
     assert np.array_equal(np.array(Image.open(tmp_path / "pre" / "masks" / "b.png")), box.astype(np.uint8))
-    cut = np.array(Image.open(tmp_path / "pre" / "cutouts" / "b" / "1_cat.png"))  # the box rounded outwards
+    cut = np.array(Image.open(tmp_path / "pre" / "cutouts" / "b" / "001_cat.png"))  # the box rounded outwards
     assert cut.shape == (4, 5, 4) and np.array_equal(cut[..., 3] > 0, box[1:5, 2:7])
     assert np.array_equal(cut[..., :3], np.array(Image.open(b))[1:5, 2:7])
 

@@ -95,9 +95,11 @@ class MaskFiles:
                                  f"{height}x{width}")
             labels = det["labels"].tolist()
             boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()
+            digits = max(3, len(str(len(regions))))  # zero-padded: file listings sort as predictions.json
             for i in wanted:
                 crop = cutout_box(boxes[i], regions[i], height, width)
-                target = self.out_dir / CUTOUTS_DIR / stem / f"{i + 1}_{self.names[int(labels[i])]}.png"
+                name = f"{i + 1:0{digits}d}_{self.names[int(labels[i])]}.png"
+                target = self.out_dir / CUTOUTS_DIR / stem / name
                 atomic_write_bytes(target, cutout_png(image, crop, regions[i]))
 
     def finish(self, fmt: str) -> Path:
