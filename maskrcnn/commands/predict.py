@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from maskrcnn.commands.quantize import add_int8_arguments
 
     add_int8_arguments(parser)
-    from maskrcnn.data.pre_annotations.export import add_export_arguments
+    from maskrcnn.data.pre_annotations.export_args import add_export_arguments
 
     add_export_arguments(parser)
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")

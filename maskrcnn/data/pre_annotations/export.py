@@ -31,11 +31,19 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from maskrcnn.data.pre_annotations.export_args import (
+    DEFAULT_TOLERANCE,
+    EXPORT_FORMATS,
+    PIXEL_FORMATS,
+    add_export_arguments,
+    check_export_arguments,
+    parse_export_formats,
+)
 from maskrcnn.data.pre_annotations.instances import ImageRecord, categories_of, instances_from_detections
 from maskrcnn.data.pre_annotations.mask_files import MaskFiles
 from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
-from maskrcnn.data.pre_annotations.to_labelme import DEFAULT_TOLERANCE, labelme_file
+from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
 from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
@@ -43,57 +51,9 @@ from maskrcnn.io_utils import atomic_write_json, atomic_write_text
 __all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
            "check_export_arguments", "export_for_run", "images_root", "parse_export_formats"]
 
-EXPORT_FORMATS = ("coco", "labelme", "cvat", "labelstudio", "yolo", "masks", "cutouts")
-PIXEL_FORMATS = ("masks", "cutouts")  # written image by image (MaskFiles), the others at the end
 COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_annotations.xml"
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
 YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--export", default=None, metavar="FORMATS",
-        help="also write the predictions as pre-annotations to correct in an annotation tool, as mask "
-             f"images (masks) or cut-outs (cutouts): a comma list of {', '.join(EXPORT_FORMATS)} (files "
-             "beside predictions.json)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--export-url-prefix", default="", metavar="PREFIX",
-        help="labelstudio: put PREFIX before each task's image path, e.g. /data/local-files/?d= "
-             "(default: the path relative to the images folder)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--export-tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PX",
-        help=f"labelme, yolo: how far (pixels) a polygon may stray from the mask's outline (default "
-             f"{DEFAULT_TOLERANCE}; 0 keeps every corner)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--export-min-area", type=int, default=0, metavar="PX",
-        help="cutouts: leave out instances whose mask has fewer pixels than PX (default 0: every one)",
-    )  # fmt: skip
-
-
-def parse_export_formats(spec: Optional[str]) -> tuple:
-    """``--export`` ("coco,labelme") -> the formats in the order given, without repeats; ValueError
-    naming the option for an unknown one."""
-    if spec is None:
-        return ()
-    names = [n.strip().lower() for n in spec.split(",")]
-    unknown = [n for n in names if n not in EXPORT_FORMATS]
-    if unknown:
-        raise ValueError(f"--export {spec!r}: {', '.join(repr(n) for n in unknown)} is not a format; "
-                         f"choose from {', '.join(EXPORT_FORMATS)}")
-    return tuple(dict.fromkeys(names))
-
-
-def check_export_arguments(args: argparse.Namespace) -> tuple:
-    """The formats of ``--export``, its options checked (before the model is loaded)."""
-    formats = parse_export_formats(args.export)
-    if not (0.0 <= args.export_tolerance < float("inf")):  # NaN fails too
-        raise ValueError(f"--export-tolerance must be a finite number >= 0, got {args.export_tolerance}")
-    if args.export_min_area < 0:
-        raise ValueError(f"--export-min-area must be a number of pixels >= 0, got {args.export_min_area}")
-    return formats
 
 
 def images_root(inputs: Sequence, files: Sequence) -> Path:
