@@ -21,8 +21,14 @@ Merging (``merge_detections``), class by class, never across classes:
   saw, and its mask ends at the cut. The whole image's detections are never cut.
 - Two detections of different sources (tiles, the whole image) *match* when, of two whole (uncut)
   detections, their IoU reaches ``match_thresh`` (duplicates in an overlap); when one is cut, their
-  intersection over the smaller one reaches it, both clipped to the window the two sources share (the
-  only region both saw, where a piece and the whole object, or two pieces, coincide). Masks are compared
+  intersection over the larger one reaches it, both clipped to the window the two sources share: the
+  only region both saw, where a piece and the whole object, or two pieces, coincide, so each covers most
+  of the other there. Over the larger, not the smaller: a separate smaller object of the same class in
+  front of a large one (a child before an adult, a box on a box), cut by a tile edge or lying where the
+  large one's piece is, is covered by the large one's mask (whole-image masks are coarse and fill the
+  silhouette) but covers only a little of the large one's part of the window, so it stays its own
+  detection instead of being absorbed, or absorbing a piece of the large one; a real piece coincides
+  with the other's part whatever their sizes. Masks are compared
   when the model has them (two nearby objects whose boxes overlap stay apart), boxes otherwise. Two
   detections of one source never match: the model's own NMS kept both, so they are two objects, and a
   group takes at most one detection from each source (the best matching), so a small object lying
@@ -79,8 +85,8 @@ class TileOptions:
         scale: None runs each tile at the model's usual resize (``input.min_size_test`` /
             ``max_size_test``: a 1024 tile runs at 800); a number resizes each tile by it (1.0: the
             image's own pixels, 2.0: enlarged).
-        match_thresh: overlap (IoU of whole detections, intersection over the smaller when one is cut)
-            at which detections of different tiles are one object.
+        match_thresh: overlap (IoU of whole detections, intersection over the larger inside the window
+            both saw when one is cut) at which detections of different tiles are one object.
         edge_margin: pixels (of the image) within which a box touching an interior tile edge is cut.
         max_tiles: the most tiles one image may be cut into; an image needing more is refused (one line
             with the count), never run for hours unseen (a 0.99 overlap steps a tile by 1 % of its size).
@@ -481,7 +487,7 @@ def _mask_intersections(bitmaps: list, flat: torch.Tensor, offsets: torch.Tensor
 
 def _pair_overlaps(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> torch.Tensor:
     """(I,) float64: how much the detections of each pair (ii[k], jj[k]) are one object: IoU of two whole
-    ones; of a cut one, intersection over the smaller inside the window both sources share. On masks
+    ones; of a cut one, intersection over the larger inside the window both sources share. On masks
     when the pool has them, boxes otherwise; all pairs at once."""
     if ii.numel() == 0:
         return torch.zeros(0, dtype=torch.float64)
@@ -496,7 +502,7 @@ def _pair_overlaps(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> torch.Tens
         inter, a, b = inter.double(), a.double(), b.double()
     else:
         inter, a, b = _box_overlaps(pool["boxes"], ii, jj, region)
-    ratio = torch.where(cut, inter / torch.minimum(a, b), inter / (a + b - inter))
+    ratio = torch.where(cut, inter / torch.maximum(a, b), inter / (a + b - inter))
     return torch.where(inter > 0, ratio, torch.zeros_like(ratio))
 
 

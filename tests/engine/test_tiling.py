@@ -233,6 +233,39 @@ def test_a_grid_over_max_tiles_is_refused_with_its_count_before_it_is_listed():
         TileOptions(size=64, max_tiles=0)
 
 
+def test_a_small_separate_object_cut_by_a_tile_edge_inside_a_large_one_is_kept():
+    # a big object (x 30..150) seen whole by the whole image, whose coarse mask fills its silhouette and
+    # so covers a small object of the same class in front of it (x 110..120, cut by tile A's right edge
+    # at 120); the tiles see the big one in pieces, only tile A sees the small one (too small at 1/6)
+    big, small = (30, 10, 150, 90, 0.9), (110, 40, 120, 50, 0.8)
+    det_a, det_b = _rect_det([small, big], TILE_A), _rect_det([big], TILE_B)
+    det_a["bitmaps"][1][30:40, 80:90] = False  # the tile's fine mask leaves the small one out
+    det_b["bitmaps"][0][30:40, 30:40] = False  # (x 110..120 in B's pixels start at 80)
+    whole = _rect_det([(30, 10, 150, 89, 0.9)], [0, 0, W, H])  # coarse: a row short, no hole
+    pool = _pool((det_a, TILE_A), (det_b, TILE_B), (whole, [0, 0, W, H]))
+    assert pool["cut"].tolist() == [True, True, True, False]  # the small one reaches A's interior edge
+    merged = merge_detections(pool)
+    # the big one once (the whole image's, kept as it is), the small one kept as tile A saw it
+    assert merged["boxes"].tolist() == [[30.0, 10.0, 150.0, 89.0], [110.0, 40.0, 120.0, 50.0]]
+    assert merged["source"].tolist() == [2, 0]
+    assert torch.equal(_dense(merged)[1], _filled(110, 40, 120, 50))
+
+
+def test_a_small_whole_object_does_not_swallow_a_large_ones_piece():
+    # no whole image: the big object is cut in both tiles; the small one, inside tile B and inside the
+    # big one's silhouette in the overlap, is whole (no cut edge) and must neither lead the big pieces
+    # nor join them
+    big, small = (30, 10, 150, 90, 0.7), (90, 40, 100, 50, 0.9)
+    det_a, det_b = _rect_det([big], TILE_A), _rect_det([big, small], TILE_B)
+    det_b["bitmaps"][0][40:50, 10:20] = False  # B's mask of the big one leaves the small one out
+    pool = _pool((det_a, TILE_A), (det_b, TILE_B))
+    assert pool["cut"].tolist() == [True, True, False]
+    merged = merge_detections(pool)
+    assert merged["boxes"].tolist() == [[90.0, 40.0, 100.0, 50.0], [30.0, 10.0, 150.0, 90.0]]
+    assert torch.equal(_dense(merged)[1], _filled(30, 10, 150, 90))  # A's piece covers the small one's
+    # place (its fine mask there is the union's)
+
+
 # ------------------------------------------------------------------------------------------------
 # the pairwise overlaps, all pairs at once, against the definition on dense masks
 
@@ -267,7 +300,7 @@ def _box_area(box):
 
 def _reference_overlaps(pool, ii, jj):
     """The definition, pair by pair in Python numbers: IoU of two whole detections, intersection over the
-    smaller of two where one is cut, inside the window both sources share; dense masks, or boxes."""
+    larger of two where one is cut, inside the window both sources share; dense masks, or boxes."""
     dense = _dense(pool).numpy() if "bitmaps" in pool else None
     out = []
     for i, j in zip(ii.tolist(), jj.tolist()):
@@ -284,7 +317,7 @@ def _reference_overlaps(pool, ii, jj):
             bj = [max(bj[0], x0), max(bj[1], y0), min(bj[2], x1), min(bj[3], y1)]
             a, b = _box_area(bi), _box_area(bj)
             inter = _box_area([max(bi[0], bj[0]), max(bi[1], bj[1]), min(bi[2], bj[2]), min(bi[3], bj[3])])
-        out.append(0.0 if inter <= 0 else inter / min(a, b) if cut else inter / (a + b - inter))
+        out.append(0.0 if inter <= 0 else inter / max(a, b) if cut else inter / (a + b - inter))
     return out
 
 
