@@ -406,20 +406,23 @@ def _areas_in(bitmaps: list, extents: torch.Tensor, counts: torch.Tensor, det: t
     if part.numel() == 0:
         return out
     needed = torch.unique(det[part]).tolist()
-    tables, offsets, width, at = [], {}, {}, 0
-    for d in needed:
-        table = torch.zeros(bitmaps[d].shape[0] + 1, bitmaps[d].shape[1] + 1, dtype=torch.int64)
-        table[1:, 1:] = bitmaps[d].to(torch.int64).cumsum(0).cumsum(1)  # (h + 1, w + 1)
+    # int32 sums (half the memory) unless a mask could hold 2**31 pixels
+    dtype = torch.int64 if max(bitmaps[d].numel() for d in needed) >= 2**31 - 1 else torch.int32
+    tables = []
+    offsets = torch.zeros(len(bitmaps), dtype=torch.int64)  # (D,) where each table starts
+    strides = torch.zeros(len(bitmaps), dtype=torch.int64)  # (D,) its row length, w + 1
+    at = 0
+    for d in needed:  # one table per detection (not per pair)
+        table = torch.zeros(bitmaps[d].shape[0] + 1, bitmaps[d].shape[1] + 1, dtype=dtype)
+        table[1:, 1:] = bitmaps[d].to(dtype).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)  # (h + 1, w + 1)
         tables.append(table.flatten())
-        offsets[d], width[d], at = at, table.shape[1], at + table.numel()
+        offsets[d], strides[d], at = at, table.shape[1], at + table.numel()
     flat = torch.cat(tables)
-    dp = det[part].tolist()
-    off = torch.tensor([offsets[d] for d in dp], dtype=torch.int64)  # (I',)
-    stride = torch.tensor([width[d] for d in dp], dtype=torch.int64)
+    off, stride = offsets[det[part]], strides[det[part]]  # (I',)
     local = crop[part] - ext[part][:, [0, 1, 0, 1]]  # (I', 4) the crop in the bitmap's pixels
 
     def at_corner(x, y):
-        return flat[off + y * stride + x]
+        return flat[off + y * stride + x].to(torch.int64)
 
     lx0, ly0, lx1, ly1 = local.unbind(1)
     out[part] = at_corner(lx1, ly1) - at_corner(lx0, ly1) - at_corner(lx1, ly0) + at_corner(lx0, ly0)
