@@ -3,8 +3,8 @@
     --tta [--tta-sizes 400,600,800,1000] [--tta-max-size PX] [--tta-no-flip]
 
 ``--tta`` runs each image at several scales (detectron2's 400, 500, ..., 1200 by default, long side at
-most 4000) and their mirror images, merges the boxes by NMS and averages the masks: better boxes and
-masks for about twice as many forwards as augmentations.
+most 4000) and their mirror images, merges the boxes by NMS and averages the masks (and keypoint
+heatmaps): better boxes and masks for about twice as many forwards as augmentations.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from maskrcnn.commands.flag_options import options_from_flags, refuse_without
 def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("test-time augmentation")
     group.add_argument("--tta", action="store_true",
-                       help="run each image at several scales and mirrored, merge boxes (NMS), average masks")
+                       help="run each image at several scales and mirrored, merge boxes (NMS), average masks "
+                            "and keypoint heatmaps")
     group.add_argument("--tta-sizes", default=None, metavar="S1,S2,...",
                        help="short sides of the scales, comma-separated (default 400,500,...,1200)")
     group.add_argument("--tta-max-size", type=int, default=None, metavar="PX",
