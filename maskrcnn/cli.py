@@ -15,7 +15,8 @@ import sys
 import warnings
 
 COMMANDS = (
-    "train", "eval", "predict", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
+    "train", "eval", "predict", "demo", "convert", "convert-data", "split-data", "merge-data", "show-data",
+    "export", "benchmark",
     "serve", "quantize",
 )
 
@@ -26,6 +27,9 @@ _HELP = {
     "demo": "generate a synthetic dataset, train, evaluate and draw predictions (CPU, minutes)",
     "convert": "convert a torchvision, detectron2 or MMDetection checkpoint into this library's format",
     "convert-data": "convert annotations of other tools and datasets (see --from) into COCO instance JSON",
+    "split-data": "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole",
+    "merge-data": "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative "
+                  "to one root",
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
     "export": "export a checkpoint (ONNX, TorchScript-free)",
     "benchmark": "time inference of a checkpoint",

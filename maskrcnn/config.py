@@ -169,6 +169,13 @@ class SolverConfig:
     divergence_factor: float = 20.0
     divergence_window: int = 20
     divergence_patience: int = 5
+    # The best checkpoint and early stopping (engine/best_model.py), with periodic evaluation: the metric
+    # model_best.pth is kept by, as iou_type/metric (segm/AP, bbox/AP50, keypoints/AP; auto: segm/AP with
+    # masks, else bbox/AP; none: off); stop after early_stop_patience evaluations in a row without a gain
+    # of at least early_stop_min_delta (AP points) in it (0: never).
+    best_metric: str = "auto"
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 0.0
 
 
 @dataclass
@@ -505,6 +512,8 @@ _RANGES = {
     "solver.divergence_factor": (lambda v: v == 0 or _positive(v - 1), "0 (off) or a finite number > 1"),
     "solver.divergence_window": (_positive, "> 0"),
     "solver.divergence_patience": (_positive, "> 0"),
+    "solver.early_stop_patience": (_non_negative, ">= 0 (0: off)"),
+    "solver.early_stop_min_delta": (_non_negative, "a finite number >= 0"),
     "data.num_workers": (_non_negative, ">= 0"),
     "data.repeat_threshold": (_unit, "in [0, 1] (0: off)"),
 }
@@ -529,7 +538,24 @@ def config_problems(cfg: Config) -> list:
         problems.append(f"input.color_jitter must be 4 values, the hue one <= 0.5, got {jitter!r}")
     if not 0 <= cfg.model.freeze_at <= 5:
         problems.append(f"model.freeze_at must be in 0..5, got {cfg.model.freeze_at!r}")
+    problems.extend(_best_model_problems(cfg.solver))
     return problems
+
+
+def _best_model_problems(s: SolverConfig) -> list:
+    from maskrcnn.engine.best_model import is_off, metric_name_problem  # no torch, no pycocotools
+
+    problem = metric_name_problem(s.best_metric) if isinstance(s.best_metric, (str, type(None))) else (
+        f"solver.best_metric must be a name, got {s.best_metric!r}")
+    if problem:
+        return [problem]
+    patience = s.early_stop_patience
+    if isinstance(patience, int) and patience > 0 and is_off(s.best_metric):
+        return [f"solver.early_stop_patience {patience} needs a metric to watch; solver.best_metric is none"]
+    if isinstance(patience, int) and patience > 0 and s.eval_period == 0:
+        return [f"solver.early_stop_patience {patience} counts periodic evaluations: set solver.eval_period "
+                "> 0 (and give a validation set)"]
+    return []
 
 
 def validate_config(cfg: Config) -> Config:

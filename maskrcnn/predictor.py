@@ -25,10 +25,11 @@ as without tiling.
 
 Test-time augmentation: ``tta=TTAOptions(min_sizes=(400, 600, 800, 1000), max_size=4000, flip=True)``
 (or ``tta=True`` for detectron2's defaults) runs the model on each image at several scales and their
-mirror images, merges the boxes class by class (NMS) and averages the mask probabilities of the merged
-boxes over all of them (``engine/tta.py`` says how); slower by about twice the number of augmentations
-(the backbone runs once for the boxes and once for the masks of each), for better boxes and masks.
-Not with ``tile``, an ONNX model or a keypoint model.
+mirror images, merges the boxes class by class (NMS) and averages the mask probabilities and keypoint
+heatmaps (left and right keypoints swapped in mirrored passes) of the merged boxes over all of them
+(``engine/tta.py`` says how); slower by about twice the number of augmentations (the backbone runs once
+for the boxes and once for the masks and keypoints of each), for better boxes, masks and keypoints.
+Not with ``tile`` or an ONNX model.
 
 Images given to the Python API (``__call__``), one or an iterable of them: file paths (str or Path;
 EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
@@ -216,9 +217,10 @@ class Predictor:
             None (default): the whole image at the usual resize.
         tta: test-time augmentation: True (detectron2's scales 400..1200, max 4000, flipped too) or an
             ``engine.tta.TTAOptions`` (min_sizes, max_size, flip); each image runs at every scale and its
-            mirror image, boxes merged by NMS, mask probabilities averaged (``engine/tta.py``).
-            ``batch_size`` augmentations of one size per forward (an image and its mirror share one).
-            Not with ``tile``, an ONNX model or a keypoint model. None (default): no augmentation.
+            mirror image, boxes merged by NMS, mask probabilities and keypoint heatmaps averaged
+            (``engine/tta.py``; mirrored passes swap left and right keypoints by the flip map training
+            uses). ``batch_size`` augmentations of one size per forward (an image and its mirror share
+            one). Not with ``tile`` or an ONNX model. None (default): no augmentation.
         int8: a checkpoint's "int8" section (``engine.int8``): the model is rebuilt as the calibrated INT8
             model (CPU, float32 autocast off; norms folded, no Winograd / fused additions, whatever
             ``optimise`` says). ``from_checkpoint`` passes it for files written by ``maskrcnn quantize``.
@@ -253,9 +255,15 @@ class Predictor:
         self.tile = as_tile_options(tile)
         self.tta = as_tta_options(tta)
         self._tta_enlarge_warned = False
-        if self.tta is not None and cfg.model.roi_heads.keypoint_on:
-            raise ValueError("tta: keypoint models are not supported (a flip swaps left and right keypoints, "
-                             "which the config does not describe); predict without --tta")
+        self._tta_flip_map = None  # the keypoint set's left <-> right map for mirrored passes
+        if self.tta is not None and self.tta.flip and cfg.model.roi_heads.keypoint_on:
+            from maskrcnn.data.keypoints import keypoint_flip_map
+
+            try:  # the map training's flips use; a bad set fails here, not after the first image's passes
+                self._tta_flip_map = keypoint_flip_map(cfg.data.keypoint_names,
+                                                       int(cfg.model.roi_heads.num_keypoints))
+            except ValueError as e:
+                raise ValueError(f"tta: {e}; or predict without mirrored passes (--tta-no-flip)") from None
         if self.tta is not None and not isinstance(model, nn.Module):
             raise ValueError("tta needs the PyTorch model's stages (the mask head runs on merged boxes); an "
                              "exported ONNX model runs as one graph: use the checkpoint")
@@ -592,9 +600,9 @@ class Predictor:
 
     def _predict_tta(self, image: torch.Tensor) -> dict:
         """One image with test-time augmentation (``engine/tta.py``): the box stage on every augmentation,
-        boxes mapped back and merged, then the mask head on the merged boxes in every augmentation (the
-        features computed again: keeping all of them would take GBs at 1200 pixels), probabilities
-        averaged, pasted as usual."""
+        boxes mapped back and merged, then the mask and keypoint heads on the merged boxes in every
+        augmentation (the features computed again: keeping all of them would take GBs at 1200 pixels),
+        probabilities and heatmaps averaged, masks pasted as usual."""
         from maskrcnn.engine import tta
 
         height, width = image.shape[-2:]
@@ -625,25 +633,63 @@ class Predictor:
                 keep = keep[scores[keep] >= self.score_thresh]
             det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
             own, source = own[keep], source[keep]  # (D, 4), (D,)
-            if heads.mask_head is not None and len(keep) == 0:  # nothing to mask: no second pass
-                side = 2 * int(self.cfg.model.roi_heads.mask_pool_size)  # M, as the mask head gives it
-                det["mask_probs"] = boxes.new_zeros(0, 1, side, side)
-            elif heads.mask_head is not None:
-                probs = []  # per augmentation, in order: (D, 1, M, M)
-                for ids, inputs in self._tta_forwards(image_on, augs):
-                    feats, _, _ = self._features(inputs)
-                    in_aug = []  # per input (D, 4) the merged boxes in its coordinates
-                    for a, r in zip(ids, inputs):
-                        mapped = tta.boxes_to_augmentation(det["boxes"], (height, width), tuple(r.shape[-2:]),
-                                                           augs[a].flip)
-                        # a box the model drew in this augmentation is used as drawn (no round trip)
-                        in_aug.append(torch.where((source == a)[:, None], own, mapped))
-                    group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
-                    probs.extend(group_probs.split(len(keep)))  # (len(ids) * D, ...) -> per input
-                det["mask_probs"] = tta.average_mask_probs(probs, [aug.flip for aug in augs])
+            if len(keep) == 0:  # nothing to mask or locate: no second pass
+                self._tta_empty(det, boxes)
+            elif heads.mask_head is not None or heads.keypoint_head is not None:
+                self._tta_second_pass(det, image_on, augs, own, source)
         with torch.no_grad():  # outside inference mode, as in _predict_whole
             det = {k: v.clone() for k, v in det.items()}
             return self._to_original(det, (height, width), (height, width))
+
+    def _tta_empty(self, det: dict, like: torch.Tensor) -> None:
+        """An image without merged detections: the heads' outputs, empty, of the shapes they would have."""
+        rh = self.cfg.model.roi_heads
+        if self.model.roi_heads.mask_head is not None:
+            side = 2 * int(rh.mask_pool_size)  # M, as the mask head gives it
+            det["mask_probs"] = like.new_zeros(0, 1, side, side)
+        if self.model.roi_heads.keypoint_head is not None:
+            det["keypoints"] = like.new_zeros(0, int(rh.num_keypoints), 3)
+            det["keypoint_scores"] = like.new_zeros(0, int(rh.num_keypoints))
+
+    def _tta_second_pass(self, det: dict, image: torch.Tensor, augs: list, own: torch.Tensor,
+                         source: torch.Tensor) -> None:
+        """The mask and keypoint heads on the D merged boxes ``det["boxes"]`` (original pixels) in every
+        augmentation (``own`` (D, 4): each box as drawn in its ``source`` augmentation): mask
+        probabilities averaged into ``det["mask_probs"]``, keypoint heatmaps averaged and decoded once
+        into ``det["keypoints"]`` / ``det["keypoint_scores"]`` (original pixels)."""
+        from maskrcnn.engine import tta
+        from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+
+        heads = self.model.roi_heads
+        original_hw = tuple(image.shape[-2:])
+        count = det["boxes"].shape[0]
+        frame = tta.keypoint_frame(augs)  # the augmentation keypoints are decoded in
+        probs = []  # per augmentation, in order: (D, 1, M, M)
+        heat_sum, frame_boxes, frame_hw = None, None, None  # (D, J, Hk, Hk) running sum; (D, 4); (h, w)
+        for ids, inputs in self._tta_forwards(image, augs):
+            feats, _, _ = self._features(inputs)
+            in_aug = []  # per input (D, 4) the merged boxes in its coordinates
+            for a, r in zip(ids, inputs):
+                hw = tuple(r.shape[-2:])
+                mapped = tta.boxes_to_augmentation(det["boxes"], original_hw, hw, augs[a].flip)
+                # a box the model drew in this augmentation is used as drawn (no round trip)
+                in_aug.append(torch.where((source == a)[:, None], own, mapped))
+                if a == frame:
+                    frame_boxes, frame_hw = in_aug[-1], hw
+            if heads.mask_head is not None:
+                group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
+                probs.extend(group_probs.split(count))  # (len(ids) * D, ...) -> per input
+            if heads.keypoint_head is not None:
+                maps = heads.keypoint_head(heads.keypoint_pooler(feats, in_aug))  # (len(ids) * D, J, Hk, Hk)
+                for a, m in zip(ids, maps.split(count)):
+                    heat_sum = tta.add_keypoint_heatmaps(heat_sum, m, augs[a].flip, self._tta_flip_map)
+        if heads.mask_head is not None:
+            det["mask_probs"] = tta.average_mask_probs(probs, [aug.flip for aug in augs])
+        if heads.keypoint_head is not None:
+            kps, kp_scores = heatmaps_to_keypoints(heat_sum / len(augs), frame_boxes,
+                                                   score=heads.detections.keypoint_score)
+            det["keypoints"] = tta.keypoints_to_original(kps, frame_hw, original_hw)
+            det["keypoint_scores"] = kp_scores
 
     def _tta_forwards(self, image: torch.Tensor, augs: list) -> Iterator[tuple]:
         """The augmented inputs of one image, a forward's worth at a time, in augmentation order: (their

@@ -8,8 +8,9 @@ in the same coordinates (``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,)
 (D, H, W) bool, optional ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K)) and returns a PIL RGB
 image. Line widths and the font grow with the image so that overlays stay legible on thumbnails and
 on large photographs alike. A label the built-in font cannot draw (CJK, Cyrillic, ...) is drawn with a
-system font that can (fontconfig's answer, known names, the usual font folders; found once per set of
-characters), else as the class index with one warning per class: missing-glyph boxes say nothing.
+system font that can (fontconfig's answer, known names, the usual font folders; found once per font
+size and set of non-ASCII characters), else as the class index with one warning per class: missing-glyph
+boxes say nothing.
 """
 
 from __future__ import annotations
@@ -169,6 +170,14 @@ def _font_drawing(chars: str):
 def _font(size: int, text: str = ""):
     """The built-in font at ``size``, a font here that can draw ``text`` when it cannot, or None when
     no font here draws it (the caller draws something else: boxes would say nothing)."""
+    # Only the label's characters beyond ASCII choose the font (ASCII is the built-in font's own), so the
+    # labels "猫 0.90" and "猫 0.35" share one lookup: drawing 100 of them opens and probes fonts once.
+    return _font_for(size, "".join(sorted({ch for ch in text if not ch.isascii()})))
+
+
+@functools.lru_cache(maxsize=256)
+def _font_for(size: int, chars: str):
+    """``_font`` for a label whose non-ASCII characters are ``chars`` (sorted, each once; "" for none)."""
     try:
         font = ImageFont.load_default(size=size)  # scalable since Pillow 10.1
     except TypeError:
@@ -176,10 +185,10 @@ def _font(size: int, text: str = ""):
     if not isinstance(font, ImageFont.FreeTypeFont):
         # PIL's bitmap font (Pillow < 10.1, or built without FreeType) has latin-1 glyphs only: a class
         # named "猫" (LabelMe labels are often CJK) raised UnicodeEncodeError mid-run.
-        return font if _latin1(text) else None
-    if text.isascii() or _draws(font, text):
+        return font if _latin1(chars) else None
+    if _draws(font, chars):
         return font
-    name = _font_drawing("".join(sorted({ch for ch in text if not _draws(font, ch)})))
+    name = _font_drawing("".join(ch for ch in chars if not _draws(font, ch)))
     return None if name is None else _font_file(name, size)
 
 

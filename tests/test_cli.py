@@ -26,7 +26,7 @@ def test_each_command_has_help(name):
 # Commands whose --help builds its parser without importing torch (2 s on a busy CPU). ``predict``
 # imports torch through its --export options (``data.pre_annotations``).
 TORCH_FREE_HELP = ("train", "eval", "demo", "convert", "convert-data", "show-data", "export", "benchmark",
-                   "serve", "quantize")
+                   "serve", "quantize", "predict", "split-data", "merge-data")
 
 
 def test_help_of_commands_imports_no_torch():

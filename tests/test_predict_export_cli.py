@@ -46,7 +46,7 @@ def setup(tmp_path_factory):
 
 def _predict(ckpt, images, out, *options):
     return main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
-                 "--no-overlays", "--export", "coco,labelme,cvat,labelstudio,yolo", *options])
+                 "--no-overlays", "--export", "coco,labelme,cvat,labelstudio,yolo,masks,cutouts", *options])
 
 
 def test_predict_export_writes_every_format(setup, tmp_path, capsys):
@@ -117,6 +117,29 @@ def test_predict_export_writes_every_format(setup, tmp_path, capsys):
     assert len(yolo["images"]) == 2 and sum(report.skipped.values()) == 0
     assert len(yolo["annotations"]) == len(nonempty)
 
+    # mask PNGs: id i the image's i-th prediction, the higher score on top; the class PNG its category id
+    index = json.loads((out / "masks" / "index.json").read_text())
+    assert list(index) == list(SIZES)
+    names = {5: "cat", 9: "dog"}
+    for image_id, (name, (h, w)) in enumerate(SIZES.items(), start=1):
+        mine = [p for p in predictions if p["image_id"] == image_id]
+        assert [(r["id"], r["category_id"], r["category"], r["score"], r["bbox"]) for r in index[name]] == \
+            [(i, p["category_id"], names[p["category_id"]], p["score"], p["bbox"])
+             for i, p in enumerate(mine, start=1)]
+        expected_ids, expected_classes = np.zeros((h, w), np.int64), np.zeros((h, w), np.int64)
+        for i, p in sorted(enumerate(mine, start=1), key=lambda ip: ip[1]["score"]):  # best painted last
+            m = annotation_to_mask(p["segmentation"], h, w).numpy() > 0
+            expected_ids[m], expected_classes[m] = i, p["category_id"]
+        stem = name.rsplit(".", 1)[0]
+        assert np.array_equal(np.array(Image.open(out / "masks" / f"{stem}.png")), expected_ids)
+        assert np.array_equal(np.array(Image.open(out / "masks" / f"{stem}_classes.png")), expected_classes)
+        cutouts = sorted((out / "cutouts" / stem).iterdir()) if (out / "cutouts" / stem).exists() else []
+        areas = {f"{i:03d}_{names[p['category_id']]}.png":
+                 int(annotation_to_mask(p["segmentation"], h, w).sum()) for i, p in enumerate(mine, start=1)}
+        assert [c.name for c in cutouts] == sorted(k for k, a in areas.items() if a > 0)
+        for c in cutouts:  # the whole mask is in the cut-out (its box)
+            assert int((np.array(Image.open(c))[..., 3] == 255).sum()) == areas[c.name]
+
 
 def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, capsys):
     ckpt, images = setup
@@ -127,6 +150,8 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
     assert len(CocoDataset(json_path=out / "coco_instances.json", image_dir=images)) == 1
     assert json.loads((out / "labelme" / "a.json").read_text())["shapes"] == []
     assert (out / "yolo" / "labels" / "a.txt").read_text() == ""
+    assert json.loads((out / "masks" / "index.json").read_text()) == {"a.png": []}
+    assert not np.array(Image.open(out / "masks" / "a.png")).any() and not (out / "cutouts" / "a").exists()
     assert [len(el) for el in ET.parse(out / "cvat_annotations.xml").getroot().iter("image")] == [0]
     assert json.loads((out / "labelstudio_tasks.json").read_text()) == [
         {"data": {"image": "a.png"},
@@ -139,6 +164,9 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
     rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
                "--export", "labelme", "--export-tolerance", "nan"])
     assert rc == 1 and "--export-tolerance must be a finite number >= 0, got nan" in capsys.readouterr().err
+    rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
+               "--export", "cutouts", "--export-min-area", "-1"])
+    assert rc == 1 and "--export-min-area must be a number of pixels >= 0, got -1" in capsys.readouterr().err
 
 
 def test_a_box_only_model_exports_rectangles_under_hostile_names_and_they_read_back(tmp_path, capsys):
@@ -234,3 +262,31 @@ def test_predict_output_folders_inside_the_images_are_left_out_and_files_given_t
     clip = images / "out" / "clip.overlay.mp4"  # a video run's overlay, beside its results
     assert _found_in_output(clip, [images], images / "out")
     assert not _found_in_output(clip, [clip], images / "out")  # given by name
+
+
+def test_predict_output_folders_are_looked_at_once_per_folder_not_per_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from maskrcnn.commands.predict import _found_in_output, _OutputFolders, expand_inputs
+
+    images = tmp_path / "in"
+    (images / "sub" / "deeper").mkdir(parents=True)
+    for i in range(30):
+        (images / "sub" / f"{i}.png").write_bytes(b"")  # listed by name: never read here
+        (images / "sub" / "deeper" / f"{i}.png").write_bytes(b"")
+    looked, is_file = [], Path.is_file
+
+    def counting(self):
+        if self.name.startswith("predictions"):
+            looked.append(self.parent.relative_to(images).as_posix())
+        return is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", counting)
+    assert len(expand_inputs([images], output=tmp_path / "out")) == 60
+    # predictions.json and predictions.partial.jsonl, once per folder (sub/ answered once for deeper/ too)
+    assert sorted(looked) == ["sub", "sub", "sub/deeper", "sub/deeper"]
+    looked.clear()
+    outputs = _OutputFolders({(tmp_path / "out").resolve()})
+    for i in range(5):  # videos, each checked with one run's shared answers
+        assert not _found_in_output(images / "sub" / f"{i}.mp4", [images], tmp_path / "out", outputs)
+    assert sorted(looked) == ["sub", "sub"]

@@ -1,6 +1,7 @@
 """``Predictor(tta=...)`` and ``maskrcnn predict/eval --tta`` on a tiny random-weight model: one
-augmentation at the model's own size gives exactly the plain output; with flips, an image and its mirror
-give mirrored detections; the command line runs what the Python API runs; bad options are one line."""
+augmentation at the model's own size gives exactly the plain output (masks and keypoints); with flips, an
+image and its mirror give mirrored detections (keypoints with left and right swapped); the command line
+runs what the Python API runs; bad options are one line."""
 
 import json
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from detections_equal import assert_identical_detections  # tests/ is on the path
 from PIL import Image
-from tiny_model import build_tiny, save_tiny_checkpoint, write_one_image_set
+from tiny_model import TINY, build_tiny, save_tiny_checkpoint, write_one_image_set
 
 from maskrcnn.cli import main
 from maskrcnn.config import apply_overrides
@@ -65,13 +66,63 @@ def test_an_image_and_its_mirror_may_share_a_forward(tiny):
     assert torch.allclose(one["mask_probs"], two["mask_probs"], atol=1e-4)
 
 
-def test_tta_is_refused_with_tiles_keypoints_and_onnx_models(tiny):
+KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+FLIP = [0, 2, 1, 4, 3]  # keypoint k of an image is keypoint FLIP[k] of its mirror image
+
+
+@pytest.fixture(scope="module")
+def tiny_keypoints():
+    """A tiny model with masks and 5 named keypoints (a left and a right pair), random weights."""
+    return build_tiny({**TINY, "model.roi_heads.keypoint_on": True, "model.roi_heads.num_keypoints": 5,
+                       "model.roi_heads.keypoint_head_convs": 2, "model.roi_heads.keypoint_head_dim": 16,
+                       "data.keypoint_names": KEYPOINT_NAMES}, seed=1)
+
+
+def test_one_augmentation_gives_plain_keypoints_bit_for_bit(tiny_keypoints):
+    model, cfg = tiny_keypoints
+    g = torch.Generator().manual_seed(5)
+    images = [torch.rand(3, 90, 120, generator=g), torch.rand(3, 128, 70, generator=g)]
+    plain = Predictor(model, cfg)(images)
+    tta = Predictor(model, cfg, tta=TTAOptions(min_sizes=(64,), max_size=96, flip=False))(images)
+    assert plain[0]["keypoints"].shape[1:] == (5, 3)
+    assert_identical_detections(plain, tta)  # keypoints and keypoint_scores among the keys
+
+
+def test_a_mirrored_image_gives_mirrored_keypoints_with_left_and_right_swapped(tiny_keypoints):
+    model, cfg = tiny_keypoints
+    image = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(6))  # resized exactly twice
+    predictor = Predictor(model, cfg, tta=TTAOptions(min_sizes=(64,), max_size=96, flip=True))
+    det, mirrored = predictor([image, image.flip(-1)])
+    # (symmetric only when both passes count: one pass alone would not give the mirror's keypoints)
+    assert det["keypoints"].shape[0] > 0 and torch.equal(det["labels"], mirrored["labels"])
+    back = mirrored["keypoints"][:, FLIP].clone()  # the mirror's left eye is the image's right eye
+    back[..., 0] = 48 - back[..., 0]
+    assert torch.allclose(det["keypoints"], back, atol=1e-3)
+    assert torch.allclose(det["keypoint_scores"], mirrored["keypoint_scores"][:, FLIP], atol=1e-4)
+    # without the swap the eyes and ears would not come back: the test sees the swap
+    unswapped = mirrored["keypoints"].clone()
+    unswapped[..., 0] = 48 - unswapped[..., 0]
+    assert not torch.allclose(det["keypoints"], unswapped, atol=1e-3)
+
+
+def test_keypoints_without_detections_and_a_set_without_mirror_names(tiny_keypoints):
+    model, cfg = tiny_keypoints
+    det = Predictor(model, cfg, score_thresh=1.0, tta=TTAOptions(min_sizes=(64,), max_size=96))(
+        torch.rand(3, 32, 48))[0]
+    assert det["keypoints"].shape == (0, 5, 3) and det["keypoint_scores"].shape == (0, 5)
+    odd = apply_overrides(cfg, {"data.keypoint_names": ("nose", "left_eye", "eye", "ear", "tail")})
+    with pytest.raises(ValueError) as e:
+        Predictor(model, odd, tta=True)
+    assert str(e.value).startswith("tta: keypoint names: keypoint 'left_eye' has no mirror keypoint "
+                                   "'right_eye'")
+    assert str(e.value).endswith("; or predict without mirrored passes (--tta-no-flip)")
+    Predictor(model, odd, tta=TTAOptions(flip=False))  # no mirrored pass: no map needed
+
+
+def test_tta_is_refused_with_tiles_and_onnx_models(tiny):
     model, cfg = tiny
     with pytest.raises(ValueError, match="^tta and tile do not combine: use one of them"):
         Predictor(model, cfg, tta=True, tile=64)
-    keypoint_cfg = apply_overrides(cfg, {"model.roi_heads.keypoint_on": True})
-    with pytest.raises(ValueError, match="^tta: keypoint models are not supported"):
-        Predictor(model, keypoint_cfg, tta=True)
     with pytest.raises(ValueError, match="^tta needs the PyTorch model's stages"):
         Predictor(lambda image: {}, cfg, tta=True)
     with pytest.raises(TypeError, match="tta must be None, True or a TTAOptions, got 800"):

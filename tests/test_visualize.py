@@ -203,7 +203,21 @@ def test_class_names_beyond_ascii_are_drawn_not_boxed():
     assert (sharp_s != no_glyph).any() and (sharp_s != ascii_label).any()
 
 
-def test_a_label_no_font_draws_is_its_index_with_one_warning_per_class(monkeypatch):
+@pytest.fixture
+def fresh_font_lookups():
+    """Fonts are looked up once per size and set of characters: a test that changes what this machine
+    appears to have starts and ends with nothing remembered."""
+    import maskrcnn.visualize as visualize
+
+    caches = (visualize._font_for, visualize._font_drawing)  # as they are before any monkeypatching
+    for cache in caches:
+        cache.cache_clear()
+    yield
+    for cache in caches:
+        cache.cache_clear()
+
+
+def test_a_label_no_font_draws_is_its_index_with_one_warning_per_class(monkeypatch, fresh_font_lookups):
     """A class named '猫' on a machine without a CJK font was drawn as 'missing glyph' boxes: it is now
     drawn as its index (the overlay equals one drawn without class names), with one warning naming it."""
     import warnings
@@ -232,6 +246,7 @@ def test_a_label_no_font_draws_is_its_index_with_one_warning_per_class(monkeypat
     # With PIL's bitmap font (latin-1 only) too.
     bitmap = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
     monkeypatch.setattr(ImageFont, "load_default", lambda size=None: bitmap)
+    visualize._font_for.cache_clear()
     assert visualize._font(12, "猫 0.90") is None and visualize._font(12, "Größe") is bitmap
 
 
@@ -260,7 +275,7 @@ def _no_warning():
     return stack
 
 
-def test_fontconfig_is_asked_for_a_font_with_the_label_characters(monkeypatch):
+def test_fontconfig_is_asked_for_a_font_with_the_label_characters(monkeypatch, fresh_font_lookups):
     """Fonts are found by fontconfig's charset query (not only by a list of file names): with the known
     names and the folders out of the way, a Cyrillic label still gets a font that draws it."""
     import shutil
@@ -271,10 +286,35 @@ def test_fontconfig_is_asked_for_a_font_with_the_label_characters(monkeypatch):
         pytest.skip("no fontconfig font with Cyrillic here")
     monkeypatch.setattr(visualize, "_UNICODE_FONTS", ())
     monkeypatch.setattr(visualize, "_folder_fonts", lambda: ())
-    visualize._font_drawing.cache_clear()
     font = visualize._font(20, "собака")
-    visualize._font_drawing.cache_clear()
     assert font is not None and visualize._draws(font, "собака")
     assert font.path in visualize._fontconfig_fonts("адбкос")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert visualize._fontconfig_fonts("д") == []
+
+
+def test_a_hundred_labels_look_their_font_up_once(monkeypatch, fresh_font_lookups):
+    """The font for a label beyond ASCII was looked up for every detection (the built-in font loaded and
+    probed glyph by glyph, ~1 ms each): labels of one class differing only in their scores now share one
+    lookup, and the overlay is the one drawn with a lookup per label."""
+    import warnings
+
+    import maskrcnn.visualize as visualize
+
+    D = 100
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(D, 2, generator=g) * 60
+    det = {"boxes": torch.cat([xy, xy + 15], 1), "scores": torch.linspace(0.2, 0.99, D),
+           "labels": torch.ones(D, dtype=torch.int64)}
+    names = ["__background__", "Größe"]
+    loads = []
+    load_default = ImageFont.load_default
+    monkeypatch.setattr(ImageFont, "load_default", lambda *a, **k: loads.append(1) or load_default(*a, **k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # without a font that has 'ö' here: drawn as the index, warned
+        once = np.asarray(draw_instances(_image(), det, names, min_size=240))
+        assert len(loads) == 2  # the label-less default and the one for 'ö', 'ß'; not 1 + 100
+        monkeypatch.setattr(visualize, "_font_for", visualize._font_for.__wrapped__)
+        per_label = np.asarray(draw_instances(_image(), det, names, min_size=240))
+    assert len(loads) == 2 + 1 + D
+    assert (once == per_label).all()

@@ -6,8 +6,8 @@ results and overlays.
                      [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                      [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
                      [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
-                     [--export coco,labelme,cvat,labelstudio,yolo [--export-url-prefix P]
-                               [--export-tolerance PX]]
+                     [--export coco,labelme,cvat,labelstudio,yolo,masks,cutouts [--export-url-prefix P]
+                               [--export-tolerance PX] [--export-min-area PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
@@ -20,7 +20,8 @@ they are produced (``DIR/predictions.partial.jsonl``, one record a line, until `
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
 nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
 DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--export`` also writes
-the predictions as pre-annotations for annotation tools (``data/pre_annotations/export.py``). ``--tile SIZE``
+the predictions as pre-annotations for annotation tools, mask images or cut-outs
+(``data/pre_annotations/export.py``). ``--tile SIZE``
 predicts large images tile by tile for their small objects (``commands/tile_args.py``,
 ``engine/tiling.py``). Video files (given, or found in the folders) are predicted frame by frame, with
 a JSONL of results and an overlay video each (``commands/predict_video.py``).
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from maskrcnn.commands.quantize import add_int8_arguments
 
     add_int8_arguments(parser)
-    from maskrcnn.data.pre_annotations.export import add_export_arguments
+    from maskrcnn.data.pre_annotations.export_args import add_export_arguments
 
     add_export_arguments(parser)
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")
@@ -113,7 +114,7 @@ def expand_inputs(inputs, *, output=None) -> list:
     inside the images folder would otherwise have its own overlays predicted, more each run."""
     from maskrcnn.data.images import list_images
 
-    outputs = {Path(output).resolve()} if output is not None else set()
+    outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
     files, seen, left_out = [], set(), 0
     for given in inputs:
         top = Path(given).resolve()
@@ -122,7 +123,7 @@ def expand_inputs(inputs, *, output=None) -> list:
             if key in seen:
                 continue
             seen.add(key)
-            if top != key and _in_predict_output(key.parent, top, outputs):
+            if top != key and outputs.inside(key.parent, top):
                 left_out += 1
                 continue
             files.append(f)
@@ -132,28 +133,48 @@ def expand_inputs(inputs, *, output=None) -> list:
     return files
 
 
-def _in_predict_output(folder: Path, top: Path, outputs: set) -> bool:
-    """Whether ``folder`` (resolved) is, or is inside, an output folder of ``predict`` below ``top``, or
-    the ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder)."""
+class _OutputFolders:
+    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), or a folder
+    holding ``predictions.json`` or ``predictions.partial.jsonl``. What is per folder is remembered (a
+    folder's files on disk, a folder's answer below a given top), so that a folder of 10,000 images is
+    looked at once, not once per file. For one listing: files written meanwhile are not seen."""
 
-    def is_output(f: Path) -> bool:
-        return f in outputs or any((f / name).is_file()
-                                   for name in ("predictions.json", "predictions.partial.jsonl"))
+    def __init__(self, outputs: set):
+        self.outputs = set(outputs)
+        self._is_output: dict = {}  # folder -> whether it is an output folder itself
+        self._inside: dict = {}  # (folder, top) -> the answer of ``inside``
 
-    while folder != top and top in folder.parents:
-        if is_output(folder) or (folder.name == "overlays" and is_output(folder.parent)):
-            return True
-        folder = folder.parent
-    return False
+    def is_output(self, folder: Path) -> bool:
+        if folder not in self._is_output:
+            self._is_output[folder] = folder in self.outputs or any(
+                (folder / name).is_file() for name in ("predictions.json", "predictions.partial.jsonl"))
+        return self._is_output[folder]
+
+    def inside(self, folder: Path, top: Path) -> bool:
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the
+        ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder)."""
+        walked, found = [], False
+        while folder != top and top in folder.parents:
+            if (folder, top) in self._inside:  # a folder above, answered for a file elsewhere
+                found = self._inside[(folder, top)]
+                break
+            walked.append(folder)
+            if self.is_output(folder) or (folder.name == "overlays" and self.is_output(folder.parent)):
+                found = True
+                break
+            folder = folder.parent
+        for f in walked:  # the same answer for every folder on the way (each is at or below the output)
+            self._inside[(f, top)] = found
+        return found
 
 
-def _found_in_output(path: Path, inputs, output) -> bool:
+def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
     """Whether ``path``, found inside one of the folders ``inputs``, lies in a predict output folder there
-    (not when given by name)."""
+    (not when given by name). ``outputs``: an ``_OutputFolders`` shared by the calls of one run."""
     key = Path(path).resolve()
-    outputs = {Path(output).resolve()}
+    outputs = outputs if outputs is not None else _OutputFolders({Path(output).resolve()})
     return not any(Path(p).resolve() == key for p in inputs) and any(
-        _in_predict_output(key.parent, Path(p).resolve(), outputs) for p in inputs if Path(p).is_dir())
+        outputs.inside(key.parent, Path(p).resolve()) for p in inputs if Path(p).is_dir())
 
 
 def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
@@ -211,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     check_video_arguments(args)
     found = expand_inputs(args.inputs, output=args.output)
     files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
-    videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output)]  # overlay videos
+    outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for all the videos
+    videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
@@ -292,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
                 n_done += 1
                 H, W = image.shape[-2:]
                 if export is not None:
-                    export.add(idx + 1, path, H, W, det)
+                    export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                 print(
                     f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
                     f"in {per_image:.2f} s",

@@ -37,9 +37,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-import numpy as np
-import torch
-
 __all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs"]
 
 DEFAULT_FPS = Fraction(25)  # the overlay's rate when a file does not say its own
@@ -180,6 +177,9 @@ def _finish_overlay(overlay, summary: dict) -> Optional[Path]:
 
 
 def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str) -> None:
+    import numpy as np
+    import torch
+
     from maskrcnn.data.coco_results import detections_to_coco_results
     from maskrcnn.visualize import draw_instances, skeleton_for
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from maskrcnn.commands.flag_options import options_from_flags, refuse_without
+
 
 def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tiled prediction (large images, small objects)")
@@ -36,20 +38,13 @@ def tile_from_args(args: argparse.Namespace):
     from maskrcnn.engine.tiling import TileOptions
 
     if args.tile is None:
-        used = [flag for flag, value in (("--tile-overlap", args.tile_overlap is not None),
-                                         ("--no-full-image", args.no_full_image),
-                                         ("--tile-scale", args.tile_scale is not None),
-                                         ("--tile-max-tiles", args.tile_max_tiles is not None)) if value]
-        if used:
-            raise ValueError(f"{', '.join(used)} needs --tile SIZE")
+        refuse_without("--tile SIZE", (("--tile-overlap", args.tile_overlap is not None),
+                                       ("--no-full-image", args.no_full_image),
+                                       ("--tile-scale", args.tile_scale is not None),
+                                       ("--tile-max-tiles", args.tile_max_tiles is not None)))
         return None
-    options = {"size": args.tile, "full_image": not args.no_full_image, "scale": args.tile_scale}
-    if args.tile_overlap is not None:
-        options["overlap"] = args.tile_overlap
-    if args.tile_max_tiles is not None:
-        options["max_tiles"] = args.tile_max_tiles
-    try:
-        return TileOptions(**options)
-    except ValueError as e:
-        flag = next((f for f in ("overlap", "scale", "max_tiles", "size") if f"tile {f}" in str(e)), "size")
-        raise ValueError(f"--tile{'' if flag == 'size' else '-' + flag.replace('_', '-')}: {e}") from None
+    given = (("--tile", "size", args.tile), ("--tile-overlap", "overlap", args.tile_overlap),
+             ("--tile-scale", "scale", args.tile_scale),
+             ("--tile-max-tiles", "max_tiles", args.tile_max_tiles))
+    return options_from_flags(TileOptions, [g for g in given if g[2] is not None],
+                              full_image=not args.no_full_image)

@@ -13,7 +13,10 @@ rows are kept for classes whose names match, and ``RUN_DIR/init_report.json`` li
 (``engine/init_weights.py``).
 
 ``model.num_classes`` and ``data.class_names`` come from the training set; the label -> category id
-map travels in every checkpoint; the final config is written to ``RUN_DIR/config.yaml``.
+map travels in every checkpoint; the final config is written to ``RUN_DIR/config.yaml``. With a validation
+set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json`` follow the best
+``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
+(``engine/best_model.py``).
 Multi-process: ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` (``solver.batch_size`` is the
 total over all processes).
 """

@@ -163,24 +163,26 @@ class CocoDataset(torch.utils.data.Dataset):
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
+    ``image_dir=None``: the records are validated without looking for the image files (split-data reads
+    only the JSON); such a dataset has no items to read.
     """
 
     def __init__(
         self,
         *,
         json_path: Union[str, os.PathLike],
-        image_dir: Union[str, os.PathLike],
+        image_dir: Optional[Union[str, os.PathLike]],
         transforms: Optional[Callable] = None,
         keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
     ):
         self.json_path = Path(json_path)
-        self.image_dir = Path(image_dir)
+        self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
         self.keypoints = keypoints
         self.filter_empty = filter_empty
-        if not self.image_dir.is_dir():
+        if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
@@ -287,7 +289,13 @@ class CocoDataset(torch.utils.data.Dataset):
             if "file_name" not in img:
                 self._problems.add("bad_image", f"image id {iid} lacks file_name")
                 continue
-            file_name = self._find_file(img["file_name"])
+            file_name = img["file_name"]
+            if self.image_dir is None:  # the files are not looked for: a name is all that is checked
+                if not isinstance(file_name, str) or not file_name:
+                    self._problems.add("bad_image", f"image id {iid} has no file_name string")
+                    continue
+            else:
+                file_name = self._find_file(file_name)
             if file_name is None:
                 self._problems.add(
                     "missing_image_file",
@@ -297,7 +305,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             if file_name != img["file_name"] and file_name != str(img["file_name"]).replace("\\", "/"):
                 found_by_tail.append((img["file_name"], file_name))
-            if img.get("height") is None and img.get("width") is None:
+            if img.get("height") is None and img.get("width") is None and self.image_dir is not None:
                 # makesense.ai / hand-made files leave the size out: the file's own (EXIF orientation
                 # applied, as it is read) is the one the annotations were drawn on
                 try:
@@ -494,7 +502,8 @@ class CocoDataset(torch.utils.data.Dataset):
         """{"id", "file_name", "path", "height", "width"} of the index-th image."""
         iid = self.ids[index]
         info = self._images[iid]
-        return {"id": iid, **info, "path": self.image_dir / info["file_name"]}
+        path = self.image_dir / info["file_name"] if self.image_dir is not None else None
+        return {"id": iid, **info, "path": path}
 
     def to_coco_dict(self) -> dict:
         """The validated ground truth as a COCO dict (every valid image, every kept annotation), e.g.
@@ -575,6 +584,8 @@ class CocoDataset(torch.utils.data.Dataset):
     def __getitem__(self, item):
         index, seed = item if isinstance(item, tuple) else (item, None)
         n = len(self.ids)
+        if self.image_dir is None:
+            raise RuntimeError(f"{self.json_path}: read without an image folder; its images cannot be loaded")
         if n == 0:
             raise IndexError(f"{self.json_path}: the dataset has no usable image")
         index = int(index) % n if index < 0 else int(index)

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskrcnn.data.folders import files_with_suffixes
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
@@ -192,21 +194,15 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
 
 
 def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> List[Path]:
-    """Image files among ``paths`` (files are kept as given, folders are listed), sorted within each
-    folder. Raises FileNotFoundError naming a path that does not exist."""
+    """Image files among ``paths`` (files are kept as given, folders are listed: ``data.folders``' rules),
+    sorted within each folder. Raises FileNotFoundError naming a path that does not exist."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: List[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            # "._photo.jpg": the resource fork macOS writes beside each file on a USB stick or network
-            # share, never an image (each was reported as an unreadable image, on every run)
-            found.extend(sorted(
-                f for f in p.glob(pattern)
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("._")
-            ))
+            found.extend(files_with_suffixes(p, IMAGE_EXTENSIONS, recursive=recursive))
         elif p.is_file():
             found.append(p)
         else:

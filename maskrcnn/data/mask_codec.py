@@ -11,7 +11,8 @@ function: anything handed to pycocotools' C code (a dataset, a ground truth, a r
 first, because pycocotools trusts its input: polygon coordinates far outside the image make it
 allocate without bound (a fatal signal), uncompressed counts that overflow 32 bits or that cover more
 pixels than ``size`` read past its buffers or loop for ever. Encoding converts bounded chunks of masks
-per pycocotools call.
+per pycocotools call. ``decode_rle_window`` decodes one window of a mask (an instance's box) from its
+runs, in memory of the window's size whatever the image's.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import pycocotools.mask as mask_utils
 import torch
 
 __all__ = [
-    "annotation_to_mask", "compress_runs", "mask_to_rle", "masks_to_rles", "rle_counts_from_string",
-    "row_windows_to_runs", "segmentation_problem",
+    "annotation_to_mask", "compress_runs", "decode_rle_window", "mask_to_rle", "masks_to_rles",
+    "rle_counts_from_string", "row_windows_to_runs", "segmentation_problem",
 ]
 
 # Polygon vertices may lie outside the image (annotation tools round, users drag past the border), but
@@ -209,6 +210,58 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
     raise ValueError(
         f"segmentation must be a list of polygons or an RLE dict, got {type(segmentation).__name__}"
     )
+
+
+def decode_rle_window(rle: dict, left: int, top: int, width: int, height: int) -> np.ndarray:
+    """(height, width) bool: the window of columns ``left``.. and rows ``top``.. of a COCO RLE mask
+    (compressed or uncompressed ``counts``, ``size`` [H, W]), decoded from its runs without the (H, W)
+    mask: a box of a 48-megapixel photo costs the box. Parts of the window outside the image are 0.
+
+    Runs are column-major: pixel p is column p // H, row p % H. Each run of ones is cut into the
+    columns it crosses (its first and last column partly, those between whole) and entered in a
+    per-column difference array over the window's rows (+1 where a piece starts, -1 past its end);
+    a cumulative sum down the rows gives the window."""
+    big_h, big_w = (int(v) for v in rle["size"])
+    left, top, width, height = int(left), int(top), max(int(width), 0), max(int(height), 0)
+    diff = np.zeros((height + 1, width), dtype=np.int32)  # (h + 1, w) starts and ends of pieces
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        runs = rle_counts_from_string(counts)
+    else:
+        runs = np.asarray(counts, dtype=np.int64)
+    if runs.size and int(runs.sum()) != big_h * big_w:
+        raise ValueError(f"RLE counts cover {int(runs.sum())} pixels, the mask has {big_h}x{big_w}")
+    ends = np.cumsum(runs)
+    starts = (ends - runs)[1::2]  # (N,) runs of ones: pixels [start, end) in column-major order
+    ends = ends[1::2]
+    lo, hi = max(left, 0) * big_h, min(left + width, big_w) * big_h  # the window's columns, as pixels
+    keep = (ends > np.maximum(starts, lo)) & (starts < hi)
+    starts, ends = np.maximum(starts[keep], lo), np.minimum(ends[keep], hi)
+    if starts.size == 0 or width == 0 or height == 0:
+        return diff[:height] > 0
+    c0, r0 = np.divmod(starts, big_h)  # first column and row of each run
+    c1, r1 = np.divmod(ends - 1, big_h)  # last column and row (inclusive)
+    r1 = r1 + 1
+    one = c0 == c1
+    # pieces (column, first row, end row): a run within one column; else its first column from r0 down,
+    # its last column from the top to r1, and every column between whole
+    cols = np.concatenate([c0[one], c0[~one], c1[~one]])
+    row_a = np.concatenate([r0[one], r0[~one], np.zeros(int((~one).sum()), np.int64)])
+    row_b = np.concatenate([r1[one], np.full(int((~one).sum()), big_h, np.int64), r1[~one]])
+    a = np.clip(row_a - top, 0, height)
+    b = np.clip(row_b - top, 0, height)
+    inside = b > a  # pieces that reach the window's rows
+    np.add.at(diff, (a[inside], cols[inside] - left), 1)
+    np.add.at(diff, (b[inside], cols[inside] - left), -1)
+    whole = np.zeros(width + 1, dtype=np.int32)  # columns covered top to bottom, as a difference
+    span = ~one & (c1 > c0 + 1)
+    np.add.at(whole, np.clip(c0[span] + 1 - left, 0, width), 1)
+    np.add.at(whole, np.clip(c1[span] - left, 0, width), -1)
+    full = np.cumsum(whole[:-1])
+    if top < big_h and top + height > 0:  # the window's rows that lie in the image
+        diff[max(-top, 0), :] += full
+        diff[min(big_h - top, height), :] -= full
+    return np.cumsum(diff, axis=0)[:height] > 0
 
 
 # Masks converted per pycocotools call: bounds the temporary (n, W, H) copy to ~128 MB whatever the

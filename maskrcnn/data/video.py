@@ -28,6 +28,8 @@ from typing import Iterable, Iterator, List, Optional, Union
 
 import numpy as np
 
+from maskrcnn.data.folders import files_with_suffixes
+
 __all__ = ["VIDEO_EXTENSIONS", "Frame", "VideoReadError", "VideoReader", "import_av", "is_video_path",
            "list_videos"]
 
@@ -55,12 +57,11 @@ def is_video_path(path: Union[str, os.PathLike]) -> bool:
 
 def list_videos(paths: Iterable[Union[str, os.PathLike]]) -> List[Path]:
     """Video files among ``paths``: files with a video extension as given, folders searched recursively
-    (sorted; macOS's ``._`` resource forks left out, as ``list_images`` does)."""
+    (``data.folders``' rules, as ``list_images``'), a path that is neither passed over."""
     found: List[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.glob("**/*")
-                                if f.is_file() and is_video_path(f) and not f.name.startswith("._")))
+            found.extend(files_with_suffixes(p, VIDEO_EXTENSIONS, recursive=True))
         elif p.is_file() and is_video_path(p):
             found.append(p)
     return found

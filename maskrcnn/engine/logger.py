@@ -47,13 +47,20 @@ def read_metrics(path) -> List[dict]:
     return records
 
 
-def truncate_metrics(path, last_iteration: int) -> None:
+def truncate_metrics(path, last_iteration: int, *, drop_eval_at_last: bool = False) -> None:
     """Keep only records up to ``last_iteration`` (on resume: drop what the killed run logged after its
-    last checkpoint, which the resumed run will log again)."""
+    last checkpoint, which the resumed run will log again); ``drop_eval_at_last``: also the evaluation
+    record of ``last_iteration`` (the resumed run evaluates it again: its checkpoint predates it)."""
     path = Path(path)
     if not path.is_file():
         return
-    kept = [r for r in read_metrics(path) if int(r.get("iteration", 0)) <= last_iteration]
+
+    def kept_record(r: dict) -> bool:
+        it = int(r.get("iteration", 0))
+        is_eval = "loss" not in r  # log_iteration's records have the total loss, log_eval's do not
+        return it < last_iteration or it == last_iteration and not (drop_eval_at_last and is_eval)
+
+    kept = [r for r in read_metrics(path) if kept_record(r)]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 

@@ -14,7 +14,8 @@ is refused in one line naming the file.
 
 Labels 0..K-1 are the ground truth's categories in the order its file lists them, as MMDetection's
 ``CocoDataset`` maps them (``cat_ids``); said in a warning. Boxes become [x, y, w, h]; masks compressed
-RLE with ``counts`` a string. Shapes: N detections of an image, K classes.
+RLE with ``counts`` a string (a bitmap by ``data.mask_codec.mask_to_rle``: non-zero is on). Shapes: N
+detections of an image, K classes.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import torch
 
+from maskrcnn.data.mask_codec import mask_to_rle
 from maskrcnn.interop.mmdet_file import Inert, read_pickle_file
 
 __all__ = ["PICKLE_SUFFIXES", "is_pickle", "read_mmdet_results"]
@@ -76,8 +77,8 @@ def _rle(mask, where: str) -> dict:
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     if isinstance(mask, np.ndarray) and mask.ndim == 2:
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        # As uint8 (a float bitmap truncated, as before), then non-zero is on: the library's one encoder
+        return mask_to_rle(torch.from_numpy(np.ascontiguousarray(mask.astype(np.uint8))))
     raise _Refused(f"{where} is {_what(mask)}, not an RLE dict or an (H, W) bitmap")
 
 

@@ -21,8 +21,14 @@ Merging (``merge_detections``), class by class, never across classes:
   saw, and its mask ends at the cut. The whole image's detections are never cut.
 - Two detections of different sources (tiles, the whole image) *match* when, of two whole (uncut)
   detections, their IoU reaches ``match_thresh`` (duplicates in an overlap); when one is cut, their
-  intersection over the smaller one reaches it, both clipped to the window the two sources share (the
-  only region both saw, where a piece and the whole object, or two pieces, coincide). Masks are compared
+  intersection over the larger one reaches it, both clipped to the window the two sources share: the
+  only region both saw, where a piece and the whole object, or two pieces, coincide, so each covers most
+  of the other there. Over the larger, not the smaller: a separate smaller object of the same class in
+  front of a large one (a child before an adult, a box on a box), cut by a tile edge or lying where the
+  large one's piece is, is covered by the large one's mask (whole-image masks are coarse and fill the
+  silhouette) but covers only a little of the large one's part of the window, so it stays its own
+  detection instead of being absorbed, or absorbing a piece of the large one; a real piece coincides
+  with the other's part whatever their sizes. Masks are compared
   when the model has them (two nearby objects whose boxes overlap stay apart), boxes otherwise. Two
   detections of one source never match: the model's own NMS kept both, so they are two objects, and a
   group takes at most one detection from each source (the best matching), so a small object lying
@@ -35,6 +41,13 @@ Merging (``merge_detections``), class by class, never across classes:
   the **union** of their masks, the box enclosing their boxes, the highest score, each keypoint from
   the piece most sure of it; the union is then the only view of the whole object there is.
 - At the end the best ``detections_per_image`` by score are kept.
+
+The overlaps are computed for all candidate pairs at once (``_pair_overlaps``; candidates: same class,
+different sources, boxes meeting inside the shared window, found class by class in row chunks, never a
+D x D matrix): boxes as float64 tensors, masks as pixel counts gathered from one flat buffer of the
+bitmaps (each pair's overlap rectangle, in chunks of ``PAIR_PIXELS`` pixels) and summed-area tables
+(a mask's pixels inside a window), so that no Python loop runs per pair; the numbers, and so the
+merges, are those of the definition pair by pair, bit for bit (``tests/engine/test_tiling.py``).
 
 Masks stay compact throughout: each detection holds a bool bitmap of its mask's own extent and its
 origin in the image (a 48 MP image with hundreds of detections never holds an image-sized mask per
@@ -72,8 +85,8 @@ class TileOptions:
         scale: None runs each tile at the model's usual resize (``input.min_size_test`` /
             ``max_size_test``: a 1024 tile runs at 800); a number resizes each tile by it (1.0: the
             image's own pixels, 2.0: enlarged).
-        match_thresh: overlap (IoU of whole detections, intersection over the smaller when one is cut)
-            at which detections of different tiles are one object.
+        match_thresh: overlap (IoU of whole detections, intersection over the larger inside the window
+            both saw when one is cut) at which detections of different tiles are one object.
         edge_margin: pixels (of the image) within which a box touching an interior tile edge is cut.
         max_tiles: the most tiles one image may be cut into; an image needing more is refused (one line
             with the count), never run for hours unseen (a 0.99 overlap steps a tile by 1 % of its size).
@@ -232,28 +245,6 @@ def _bitmap_box(origin: torch.Tensor, bitmap: torch.Tensor) -> tuple:
     return x0, y0, x0 + bitmap.shape[1], y0 + bitmap.shape[0]
 
 
-def _crop(origin, bitmap: torch.Tensor, region: Sequence[int]) -> tuple:
-    """The part of a box-local bitmap inside ``region`` (xyxy ints): (its extent xyxy, bitmap view)."""
-    bx0, by0, bx1, by1 = _bitmap_box(origin, bitmap)
-    x0, y0 = max(bx0, region[0]), max(by0, region[1])
-    x1, y1 = min(bx1, region[2]), min(by1, region[3])
-    if x1 <= x0 or y1 <= y0:
-        return (x0, y0, x0, y0), bitmap[:0, :0]
-    return (x0, y0, x1, y1), bitmap[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
-
-
-def _mask_overlap(oi, bi, oj, bj, region: Sequence[int]) -> tuple:
-    """(intersection, area i, area j) in pixels of two box-local masks inside ``region``."""
-    (ax0, ay0, ax1, ay1), a = _crop(oi, bi, region)
-    (cx0, cy0, cx1, cy1), c = _crop(oj, bj, region)
-    area_a, area_c = int(torch.count_nonzero(a)), int(torch.count_nonzero(c))
-    x0, y0, x1, y1 = max(ax0, cx0), max(ay0, cy0), min(ax1, cx1), min(ay1, cy1)
-    if x1 <= x0 or y1 <= y0:
-        return 0, area_a, area_c
-    inter = a[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0] & c[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-    return int(torch.count_nonzero(inter)), area_a, area_c
-
-
 def _union_masks(origins: torch.Tensor, bitmaps: list) -> tuple:
     """The union of box-local masks: (origin (2,) int64, bitmap (h, w) over their joint extent)."""
     boxes = [_bitmap_box(o, b) for o, b in zip(origins, bitmaps) if b.numel() > 0]
@@ -358,34 +349,164 @@ def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.T
     return torch.cat(out_i), torch.cat(out_j)
 
 
-_FAR = 1 << 62  # beyond any image, as an int (regions are sliced with)
+_FAR = 1 << 62  # beyond any image: the region of two whole detections (everywhere)
+
+# Pixels per chunk of the pairs' mask intersections (ten int64 arrays of this length: ~80 MB); a pair
+# whose overlap alone is larger is counted on its bitmaps' views instead.
+PAIR_PIXELS = 1 << 20
 
 
-def _box_area(x0, y0, x1, y1) -> float:
-    return max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+def _pair_regions(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> tuple:
+    """For pairs (I,) of detections: whether one of them is cut (I,) bool, and the region they are
+    compared in (I, 4) int64 xyxy: the window both sources share when one is cut, else everywhere."""
+    cut = pool["cut"][ii] | pool["cut"][jj]  # (I,)
+    wi, wj = pool["windows"][ii], pool["windows"][jj]  # (I, 4)
+    shared = torch.cat([torch.maximum(wi[:, :2], wj[:, :2]), torch.minimum(wi[:, 2:], wj[:, 2:])], dim=1)
+    everywhere = torch.tensor([-_FAR, -_FAR, _FAR, _FAR], dtype=torch.int64).expand_as(shared)
+    return cut, torch.where(cut[:, None], shared, everywhere)
 
 
-def _overlap(pool: dict, i: int, j: int) -> float:
-    """How much detections i and j are one object: IoU of two whole ones; of a cut one, intersection
-    over the smaller inside the window both sources share. On masks when the pool has them."""
-    cut = bool(pool["cut"][i]) or bool(pool["cut"][j])
-    if cut:
-        wi, wj = pool["windows"][i].tolist(), pool["windows"][j].tolist()
-        region = [max(wi[0], wj[0]), max(wi[1], wj[1]), min(wi[2], wj[2]), min(wi[3], wj[3])]
-    else:
-        region = [-_FAR, -_FAR, _FAR, _FAR]  # everywhere
+def _clip(boxes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(I, 4) xyxy boxes cut to (I, 4) regions (an empty result has x1 <= x0 or y1 <= y0)."""
+    return torch.cat([torch.maximum(boxes[:, :2], region[:, :2]), torch.minimum(boxes[:, 2:], region[:, 2:])],
+                     dim=1)
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    """(I,) the area of (I, 4) xyxy boxes, 0 for empty ones (int for int boxes)."""
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+
+def _box_overlaps(boxes: torch.Tensor, ii, jj, region) -> tuple:
+    """(intersection, area i, area j) (I,) float64 of the pairs' boxes (D, 4) inside their regions: float64
+    throughout, so that the ratios are those of the boxes' exact float32 values."""
+    region = region.to(torch.float64)
+    ci, cj = _clip(boxes[ii].double(), region), _clip(boxes[jj].double(), region)  # (I, 4) each
+    return _area(_clip(ci, cj)), _area(ci), _area(cj)
+
+
+def _bitmap_extents(origins: torch.Tensor, bitmaps: list) -> torch.Tensor:
+    """(D, 4) int64 xyxy: each box-local bitmap's extent in image pixels."""
+    hw = torch.tensor([list(b.shape) for b in bitmaps], dtype=torch.int64).reshape(-1, 2)  # (D, 2) h, w
+    x0, y0 = origins[:, 1], origins[:, 0]
+    return torch.stack([x0, y0, x0 + hw[:, 1], y0 + hw[:, 0]], dim=1)
+
+
+def _areas_in(bitmaps: list, extents: torch.Tensor, counts: torch.Tensor, det: torch.Tensor,
+              region: torch.Tensor) -> torch.Tensor:
+    """(I,) int64: how many pixels of the masks of detections ``det`` (I,) lie inside ``region`` (I, 4):
+    their counts where the region holds the whole bitmap, else four look-ups in the bitmap's summed-area
+    table (made once per detection that needs one)."""
+    ext = extents[det]  # (I, 4)
+    crop = _clip(ext, region)  # (I, 4)
+    empty = (crop[:, 2] <= crop[:, 0]) | (crop[:, 3] <= crop[:, 1])
+    whole = (crop == ext).all(dim=1)
+    out = torch.where(whole, counts[det], torch.zeros_like(counts[det]))
+    part = torch.nonzero(~whole & ~empty).flatten()  # (I',) pairs whose region cuts the bitmap
+    if part.numel() == 0:
+        return out
+    needed = torch.unique(det[part]).tolist()
+    # int32 sums (half the memory) unless a mask could hold 2**31 pixels
+    dtype = torch.int64 if max(bitmaps[d].numel() for d in needed) >= 2**31 - 1 else torch.int32
+    tables = []
+    offsets = torch.zeros(len(bitmaps), dtype=torch.int64)  # (D,) where each table starts
+    strides = torch.zeros(len(bitmaps), dtype=torch.int64)  # (D,) its row length, w + 1
+    at = 0
+    for d in needed:  # one table per detection (not per pair)
+        table = torch.zeros(bitmaps[d].shape[0] + 1, bitmaps[d].shape[1] + 1, dtype=dtype)
+        table[1:, 1:] = bitmaps[d].to(dtype).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)  # (h + 1, w + 1)
+        tables.append(table.flatten())
+        offsets[d], strides[d], at = at, table.shape[1], at + table.numel()
+    flat = torch.cat(tables)
+    off, stride = offsets[det[part]], strides[det[part]]  # (I',)
+    local = crop[part] - ext[part][:, [0, 1, 0, 1]]  # (I', 4) the crop in the bitmap's pixels
+
+    def at_corner(x, y):
+        return flat[off + y * stride + x].to(torch.int64)
+
+    lx0, ly0, lx1, ly1 = local.unbind(1)
+    out[part] = at_corner(lx1, ly1) - at_corner(lx0, ly1) - at_corner(lx1, ly0) + at_corner(lx0, ly0)
+    return out
+
+
+def _flat_masks(bitmaps: list, used: list) -> tuple:
+    """The bitmaps of detections ``used`` in one flat bool buffer: (buffer (sum h * w,), offsets (D,)
+    int64 where each starts (0 for the others), counts (D,) int64 of their pixels on (0 for the others))."""
+    sizes = [bitmaps[d].numel() for d in used]
+    offsets = torch.zeros(len(bitmaps), dtype=torch.int64)
+    offsets[used] = torch.tensor([0] + sizes[:-1], dtype=torch.int64).cumsum(0)
+    flat = torch.cat([bitmaps[d].flatten() for d in used]) if used else torch.zeros(0, dtype=torch.bool)
+    counts = torch.zeros(len(bitmaps), dtype=torch.int64)
+    nonempty = [k for k, n in enumerate(sizes) if n > 0]
+    if nonempty:  # one segmented sum (numpy's reduceat, int64 in buffered chunks), not a call per mask
+        starts = offsets[[used[k] for k in nonempty]].numpy()
+        counts[[used[k] for k in nonempty]] = torch.from_numpy(
+            np.add.reduceat(flat.numpy(), starts, dtype=np.int64))
+    return flat, offsets, counts
+
+
+def _mask_intersections(bitmaps: list, flat: torch.Tensor, offsets: torch.Tensor, extents: torch.Tensor,
+                        ii, jj, region) -> torch.Tensor:
+    """(I,) int64: the pixels the pairs' masks share inside their regions. Every pair's overlap rectangle
+    (both extents and the region) is gathered from ``flat`` (``_flat_masks``), in chunks of about
+    ``PAIR_PIXELS`` pixels; a pair whose rectangle alone is larger is counted on views of its bitmaps."""
+    crop = _clip(_clip(extents[ii], extents[jj]), region)  # (I, 4) where both masks may be
+    ch, cw = (crop[:, 3] - crop[:, 1]).clamp(min=0), (crop[:, 2] - crop[:, 0]).clamp(min=0)
+    pixels = ch * cw  # (I,)
+    out = torch.zeros(ii.shape[0], dtype=torch.int64)
+    todo = torch.nonzero(pixels > 0).flatten()
+    if todo.numel() == 0:
+        return out
+    widths = extents[:, 2] - extents[:, 0]  # (D,)
+
+    def base(det, p):  # (k,) flat index of each pair's crop corner in detection ``det``'s bitmap
+        return offsets[det] + (crop[p, 1] - extents[det, 1]) * widths[det] + (crop[p, 0] - extents[det, 0])
+
+    big = todo[pixels[todo] > PAIR_PIXELS]
+    for p in big.tolist():  # one pair over the chunk size: its two views, as they are
+        views = []
+        for d in (int(ii[p]), int(jj[p])):
+            (x0, y0, x1, y1), (ex, ey) = crop[p].tolist(), extents[d, :2].tolist()
+            views.append(bitmaps[d][y0 - ey : y1 - ey, x0 - ex : x1 - ex])  # (ch, cw)
+        out[p] = int(torch.count_nonzero(views[0] & views[1]))
+    small = todo[pixels[todo] <= PAIR_PIXELS]
+    ends = torch.cumsum(pixels[small], 0)
+    start = 0
+    while start < small.numel():  # chunks of consecutive pairs, each at most PAIR_PIXELS pixels
+        done = int(ends[start - 1]) if start else 0
+        stop = int(torch.searchsorted(ends, done + PAIR_PIXELS, right=True))
+        p = small[start:stop]  # (k,)
+        n = pixels[p]  # (k,)
+        rep = torch.repeat_interleave(torch.arange(p.numel()), n)  # (P,) the pair of each pixel
+        first = torch.cumsum(n, 0) - n  # (k,) where each pair's pixels start
+        local = torch.arange(int(n.sum())) - first[rep]  # (P,) row-major inside the pair's crop
+        y, x = local // cw[p][rep], local % cw[p][rep]
+        a = base(ii[p], p)[rep] + y * widths[ii[p]][rep] + x  # (P,) into flat
+        b = base(jj[p], p)[rep] + y * widths[jj[p]][rep] + x
+        out[p] = torch.zeros(p.numel(), dtype=torch.int64).index_add_(0, rep, (flat[a] & flat[b]).long())
+        start = stop
+    return out
+
+
+def _pair_overlaps(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> torch.Tensor:
+    """(I,) float64: how much the detections of each pair (ii[k], jj[k]) are one object: IoU of two whole
+    ones; of a cut one, intersection over the larger inside the window both sources share. On masks
+    when the pool has them, boxes otherwise; all pairs at once."""
+    if ii.numel() == 0:
+        return torch.zeros(0, dtype=torch.float64)
+    cut, region = _pair_regions(pool, ii, jj)
     if "bitmaps" in pool:
-        inter, a, b = _mask_overlap(pool["origins"][i], pool["bitmaps"][i], pool["origins"][j],
-                                    pool["bitmaps"][j], region)
+        extents = _bitmap_extents(pool["origins"], pool["bitmaps"])  # (D, 4)
+        used = torch.unique(torch.cat([ii, jj])).tolist()  # the masks any pair reads, each once
+        flat, offsets, counts = _flat_masks(pool["bitmaps"], used)
+        inter = _mask_intersections(pool["bitmaps"], flat, offsets, extents, ii, jj, region)
+        a = _areas_in(pool["bitmaps"], extents, counts, ii, region)
+        b = _areas_in(pool["bitmaps"], extents, counts, jj, region)
+        inter, a, b = inter.double(), a.double(), b.double()
     else:
-        bi, bj = pool["boxes"][i].tolist(), pool["boxes"][j].tolist()
-        ci = [max(bi[0], region[0]), max(bi[1], region[1]), min(bi[2], region[2]), min(bi[3], region[3])]
-        cj = [max(bj[0], region[0]), max(bj[1], region[1]), min(bj[2], region[2]), min(bj[3], region[3])]
-        a, b = _box_area(*ci), _box_area(*cj)
-        inter = _box_area(max(ci[0], cj[0]), max(ci[1], cj[1]), min(ci[2], cj[2]), min(ci[3], cj[3]))
-    if inter <= 0:
-        return 0.0
-    return inter / min(a, b) if cut else inter / (a + b - inter)
+        inter, a, b = _box_overlaps(pool["boxes"], ii, jj, region)
+    ratio = torch.where(cut, inter / torch.maximum(a, b), inter / (a + b - inter))
+    return torch.where(inter > 0, ratio, torch.zeros_like(ratio))
 
 
 def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
@@ -398,15 +519,19 @@ def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
         return pool
     labels = pool["labels"]
     # matches: i -> {j: overlap}, same class, different sources, overlap >= match_thresh
-    matches = [dict() for _ in range(n)]
+    pairs_i, pairs_j = [], []  # candidate pairs, class by class: (Ic,) pool indices each
     for label in torch.unique(labels).tolist():
         members = torch.nonzero(labels == label).flatten()  # (Dc,)
         ii, jj = _candidate_pairs(pool["boxes"][members], pool["windows"][members], pool["source"][members])
-        for a, b in zip(members[ii].tolist(), members[jj].tolist()):
-            value = _overlap(pool, a, b)
-            if value >= match_thresh:
-                matches[a][b] = value
-                matches[b][a] = value
+        pairs_i.append(members[ii])
+        pairs_j.append(members[jj])
+    ii, jj = torch.cat(pairs_i), torch.cat(pairs_j)  # (I,)
+    values = _pair_overlaps(pool, ii, jj)  # (I,) float64
+    hit = values >= match_thresh
+    matches = [dict() for _ in range(n)]
+    for a, b, value in zip(ii[hit].tolist(), jj[hit].tolist(), values[hit].tolist()):
+        matches[a][b] = value
+        matches[b][a] = value
     # leaders: whole detections first, each by decreasing score (stable: ties keep pool order)
     by_score = torch.sort(pool["scores"], descending=True, stable=True).indices
     order = by_score[torch.sort(pool["cut"][by_score].to(torch.int8), stable=True).indices].tolist()

@@ -25,6 +25,22 @@ iterations and on SIGTERM / SIGINT, ``last_checkpoint`` (the name of the newest,
 evaluation due at the same iteration (and the final ones before the final evaluation): an evaluation that
 fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
+Every write of weights goes through one helper: a failed write (disk full, folder gone) is one
+``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept.
+
+Best checkpoint and early stopping (``engine/best_model.py``), with periodic evaluation (``eval_period``
+> 0 and an ``evaluate_fn``) and a ``best_metric``: each evaluation, the final one included, that beats
+the best value so far writes ``model_best.pth`` (weights, config, class names, the iteration and
+``"best_model": {"metric", "value", "iteration"}``; loads wherever ``model_final.pth`` does) and then
+``best.json`` (``{"metric", "value", "iteration", "file"}``). With ``early_stop_patience`` > 0, that many
+evaluations in a row without a gain of ``early_stop_min_delta`` end the run normally (full checkpoint,
+``model_final.pth`` with the last weights; the final evaluation is not repeated on the weights just
+evaluated), saying why and where the best is. Only the main process evaluates and writes; it decides the
+stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
+Checkpoints are written before the evaluation due at the same iteration, so a run resumed from one
+first runs that evaluation (the checkpoint's weights are the ones it evaluates) and then goes on: it
+writes the best model and stops exactly where an uninterrupted run does. Checkpoints without the state
+(older ones, or written while following another metric) resume with the tracking started afresh.
 """
 
 from __future__ import annotations
@@ -43,15 +59,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskrcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from maskrcnn.checkpoint import CheckpointError, load_checkpoint, non_finite_keys, save_checkpoint
 from maskrcnn.engine import distributed as du
+from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
 from maskrcnn.engine.divergence import DivergenceGuard
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
-from maskrcnn.io_utils import atomic_write_bytes
+from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
+BEST_NAME = "model_best.pth"
+BEST_JSON = "best.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -158,7 +177,9 @@ class Trainer:
 
     make_batches(start_iter) -> iterator of (images: list of (3, H, W), targets: list of dicts) for this
     process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
-    ``eval_period`` iterations (0: at the end only) on the main process.
+    ``eval_period`` iterations (0: at the end only) on the main process. best_metric (``iou_type/metric``,
+    None: off), early_stop_patience and early_stop_min_delta: the best checkpoint and early stopping
+    (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0.
     """
 
     def __init__(
@@ -187,6 +208,9 @@ class Trainer:
         plot: bool = True,
         seed: int = 0,
         divergence_guard: Optional[DivergenceGuard] = None,
+        best_metric: Optional[str] = None,
+        early_stop_patience: int = 0,
+        early_stop_min_delta: float = 0.0,
     ):
         self.device = torch.device(device)
         self.seed = int(seed)
@@ -231,6 +255,19 @@ class Trainer:
         # None: no divergence check (a finite loss, however large, trains on)
         self.divergence = divergence_guard or DivergenceGuard(factor=0, window=1, patience=1)
         self._checkpoint_put_off = False  # a periodic checkpoint fell due while the loss was exploding
+        # the best checkpoint and early stopping: only where evaluations come periodically
+        periodic = evaluate_fn is not None and self.eval_period > 0
+        self.best = (
+            BestTracker(metric=best_metric, patience=early_stop_patience, min_delta=early_stop_min_delta)
+            if best_metric and periodic else None
+        )  # fmt: skip
+        if early_stop_patience > 0 and self.best is None:
+            raise ValueError(
+                f"early_stop_patience {early_stop_patience} needs periodic evaluation (an evaluate_fn, "
+                f"eval_period > 0) and a best_metric; got eval_period {self.eval_period}, "
+                f"{'an' if evaluate_fn is not None else 'no'} evaluate_fn, best_metric {best_metric!r}")
+        self._eval_pending = False  # resumed at an iteration whose evaluation the checkpoint predates
+        self.stopped_early = False
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict:
@@ -242,6 +279,7 @@ class Trainer:
             "rng": get_rng_state(),
             "data_state": {"start_iter": self.iteration},
             "divergence": self.divergence.state_dict(),
+            **({"best_model": self.best.state_dict()} if self.best is not None else {}),
             **self.checkpoint_extra,
         }
 
@@ -258,20 +296,30 @@ class Trainer:
             return None
         name = name or f"model_{self.iteration:07d}.pth"
         path = self.output_dir / name
-        try:
-            save_checkpoint(
-                path, model_state=state, config=self.config, class_names=self.class_names,
-                **self.checkpoint_state(),
-            )  # fmt: skip
+        self._write_weights(path, state, what="the checkpoint", **self.checkpoint_state())
+        with self._writing(path, what="the checkpoint"):
             atomic_write_bytes(self.output_dir / LAST_CHECKPOINT, (name + "\n").encode())
-        except OSError as e:
-            raise CheckpointWriteError(
-                f"could not write the checkpoint {path} after iteration {self.iteration}: "
-                f"{e.strerror or e}; {self._kept_checkpoint_text()} (make room or fix the folder, then "
-                "continue with --resume)"
-            ) from e
         self._saved_at = self.iteration
         return path
+
+    def _write_weights(self, path: Path, state: dict, *, what: str, kept_note: str = "", **fields) -> None:
+        """One checkpoint file (weights, config, class names, ``fields``), atomically (main process)."""
+        with self._writing(path, what=what, kept_note=kept_note):
+            save_checkpoint(path, model_state=state, config=self.config, class_names=self.class_names,
+                            **fields)
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path, *, what: str, kept_note: str = ""):
+        """A failed write (disk full, folder gone) becomes one CheckpointWriteError naming the file, the
+        iteration and the checkpoint kept (the writes are atomic: the old file, if any, is intact)."""
+        try:
+            yield
+        except OSError as e:
+            raise CheckpointWriteError(
+                f"could not write {what} {path} after iteration {self.iteration}: {e.strerror or e}; "
+                f"{self._kept_checkpoint_text()}{kept_note} (make room or fix the folder, then continue with "
+                "--resume)"
+            ) from e
 
     def _check_finite_weights(self, state: dict) -> None:
         bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -319,7 +367,8 @@ class Trainer:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
         if self.is_main:
-            truncate_metrics(self.logger.metrics_path, self.iteration)
+            # an evaluation to run again is logged again: its earlier record (if any) goes
+            truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
         return True
 
@@ -333,6 +382,24 @@ class Trainer:
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
         self.divergence.load_state_dict(ckpt.get("divergence"))  # absent from older checkpoints
+        self._load_best_state(ckpt.get("best_model"))
+
+    def _load_best_state(self, state: Optional[dict]) -> None:
+        if self.best is None:
+            return
+        if not state:  # a checkpoint written without tracking: start afresh, resume as before
+            return
+        if state.get("metric") != self.best.metric:
+            self.logger.print(
+                f"warning: the run kept its best checkpoint by {state.get('metric')}, now by "
+                f"{self.best.metric}: the best so far starts afresh (the next evaluation writes {BEST_NAME})")
+            return
+        self.best.load_state_dict(state)
+        # the checkpoint was written before the evaluation due at its iteration: run that one first
+        it = self.iteration
+        self._eval_pending = (
+            0 < it < self.max_iter and it % self.eval_period == 0 and self.best.evaluated_at != it
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ signals
     @contextlib.contextmanager
@@ -438,19 +505,76 @@ class Trainer:
             if results:
                 self.last_eval = results
                 self.logger.log_eval(self.iteration, results)
+            if self.best is not None:
+                self._follow_best(results)
         du.barrier()
 
+    def _follow_best(self, results: Optional[dict]) -> None:
+        """Count this evaluation; a new best writes ``model_best.pth``, then ``best.json`` (main process)."""
+        if not results:  # nothing evaluated: nothing to compare
+            self.best.evaluated_at = self.iteration
+            return
+        # a name the evaluation lacks fails here, listing the ones it has
+        value = metric_value(results, self.best.metric)
+        if math.isnan(value):
+            self.logger.print(
+                f"warning: {self.best.metric} is undefined at iteration {self.iteration} (no ground truth in "
+                "that range?): this evaluation does not count for the best checkpoint")
+        state = self.model.state_dict()
+        if non_finite_keys(state):  # (the next loss stops the run) such a file would not even load
+            self.best.evaluated_at = self.iteration
+            return
+        if not self.best.update(value, self.iteration):
+            return
+        path, record = self.output_dir / BEST_NAME, self.output_dir / BEST_JSON
+        self._write_weights(path, state, what="the best checkpoint",
+                            iteration=self.iteration, best_model=self.best.summary(), **self.checkpoint_extra)
+        with self._writing(record, what="the best checkpoint's record"):  # after the weights it describes
+            atomic_write_json(record, {**self.best.summary(), "file": BEST_NAME}, indent=2)
+        self.logger.print(f"new best {self.best.metric} {value:.2f} at iteration {self.iteration}: {path}")
+
+    def _stop_early(self) -> bool:
+        """True on every rank when the main process's tracker has run out of patience."""
+        if self.best is None or self.best.patience == 0:
+            return False
+        return du.any_true(self.is_main and self.best.stop, device=self._sync_device)
+
+    @property
+    def _sync_device(self):
+        """Where the flags that every rank must agree on are reduced (NCCL reduces CUDA tensors only)."""
+        return self.device if self.device.type == "cuda" else None
+
+    def _early_stop_text(self) -> str:
+        b = self.best
+        gain = f"a gain of at least {b.min_delta:g}" if b.min_delta > 0 else "an improvement"
+        return (
+            f"stopped early after iteration {self.iteration} of {self.max_iter}: {b.patience} evaluations in "
+            f"a row without {gain} in {b.metric}; the best, {b.metric} {b.value:.2f} at iteration "
+            f"{b.iteration}, is {self.output_dir / BEST_NAME}; the last weights are "
+            f"{self.output_dir / FINAL_NAME}"
+        )
+
     def train(self) -> dict:
-        """Run to ``max_iter`` (or until a signal); returns {"iteration", "interrupted", "eval"}."""
+        """Run to ``max_iter`` (or until a signal, or an early stop); returns {"iteration", "interrupted",
+        "eval", "stopped_early", "best": {"metric", "value", "iteration"} or None}."""
         self.model.train()
         interrupted = False
+        if self._eval_pending:
+            self._eval_pending = False
+            self.logger.print(f"evaluating iteration {self.iteration} first: its checkpoint was written "
+                              "before its evaluation (best checkpoint, early stopping)")
+            self._evaluate()
+        self.stopped_early = self._stop_early()  # also a resumed run that had already stopped early
+        if self.stopped_early:
+            self.logger.print(f"nothing to train: the run had stopped early at iteration {self.iteration} "
+                              "(raise solver.early_stop_patience, or set it to 0, to train on)")
         with self._signals():
             # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
             # training streams, which a resumed run restores from the checkpoint.
             with torch.random.fork_rng(devices=[]):
                 batches = iter(self.make_batches(self.iteration))
             timer_data = time.perf_counter()
-            while self.iteration < self.max_iter:
+            while self.iteration < self.max_iter and not self.stopped_early:
                 with torch.random.fork_rng(devices=[]):  # a loader that starts lazily draws here too
                     images, targets = next(batches)
                 data_time = time.perf_counter() - timer_data
@@ -487,7 +611,10 @@ class Trainer:
                     and self.iteration < self.max_iter
                 ):
                     self._evaluate()
-                stop = du.any_true(self._stop_signal is not None)
+                    if self._stop_early():
+                        self.stopped_early = True
+                        break
+                stop = du.any_true(self._stop_signal is not None, device=self._sync_device)
                 if stop and self._saved_at != self.iteration:
                     self.save()
                 if stop:
@@ -506,24 +633,21 @@ class Trainer:
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
             if self.is_main:
-                try:
-                    save_checkpoint(
-                        self.output_dir / FINAL_NAME,
-                        model_state=self.model.state_dict(),
-                        config=self.config,
-                        class_names=self.class_names,
-                        iteration=self.iteration,
-                        **self.checkpoint_extra,
-                    )
-                except OSError as e:
-                    raise CheckpointWriteError(
-                        f"could not write {self.output_dir / FINAL_NAME}: {e.strerror or e}; "
-                        f"{self._kept_checkpoint_text()} and holds the same weights"
-                    ) from e
-            self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
+                self._write_weights(self.output_dir / FINAL_NAME, self.model.state_dict(),
+                                    what="the final weights", kept_note=" and holds the same weights",
+                                    iteration=self.iteration, **self.checkpoint_extra)
+            if self.stopped_early:  # the weights were evaluated just now (or before the resume)
+                if self.is_main:  # (only the main process's tracker has seen the evaluations)
+                    self.logger.print(self._early_stop_text())
+            else:
+                self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
         if self.is_main:
             self.logger.close(plot=self.plot)
-        return {"iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval}
+        return {
+            "iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval,
+            "stopped_early": self.stopped_early,
+            "best": self.best.summary() if self.best is not None else None,
+        }
 
 
 def build_trainer(
@@ -538,7 +662,8 @@ def build_trainer(
     checkpoint_extra: Optional[dict] = None,
     **kwargs,
 ) -> Trainer:
-    """Read ``cfg.solver`` once and build optimizer, scheduler and trainer."""
+    """Read ``cfg.solver`` once and build optimizer, scheduler and trainer (``solver.best_metric`` auto is
+    resolved here: segm/AP with masks, else bbox/AP)."""
     s = cfg.solver
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, s)
@@ -565,5 +690,8 @@ def build_trainer(
             window=s.divergence_window,
             patience=s.divergence_patience,
         ),
+        best_metric=resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on),
+        early_stop_patience=s.early_stop_patience,
+        early_stop_min_delta=s.early_stop_min_delta,
         **kwargs,
     )

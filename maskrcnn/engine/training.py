@@ -12,6 +12,11 @@ loaded. A resumed run continues from its own checkpoint with the model config it
 from the run's are named in a warning line (they are not applied: the checkpoint holds that model). The
 training set's class names must be the run's: a changed class list is refused before anything loads.
 
+``solver.best_metric`` and ``solver.early_stop_patience`` (the best checkpoint and early stopping,
+``engine/best_model.py``) are checked against the model and the data before anything trains
+(``check_best_metric``): a metric the model's evaluation cannot report, or early stopping without a
+validation set, is one error line now rather than at the first evaluation.
+
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
 """
@@ -106,7 +111,7 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
 # What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
 RUN_FILE_PATTERNS = (
     "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
-    "events.out.tfevents.*",
+    "events.out.tfevents.*", "best.json",
 )
 
 
@@ -119,6 +124,23 @@ def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
     if device.type == "cpu":
         return model.to(device=device, memory_format=torch.channels_last)
     return model.to(device)
+
+
+def check_best_metric(cfg, *, has_val: bool) -> None:
+    """``solver.best_metric`` and early stopping against this model and data, before any training: a
+    metric the model's evaluation cannot report (``segm/AP`` without masks) and early stopping without a
+    validation set are errors now, not at the first evaluation hours in."""
+    from maskrcnn.engine.best_model import resolve_metric, unavailable_metric_problem
+    from maskrcnn.engine.inference import iou_types
+
+    s = cfg.solver
+    if s.early_stop_patience > 0 and not has_val:
+        raise ValueError(f"solver.early_stop_patience {s.early_stop_patience} needs a validation set to "
+                         "evaluate on: give --val-json and --val-images (or set it to 0)")
+    metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
+    problem = metric and has_val and s.eval_period > 0 and unavailable_metric_problem(metric, iou_types(cfg))
+    if problem:
+        raise ValueError(problem)
 
 
 def earlier_run_files(output: Path) -> list:
@@ -271,6 +293,7 @@ def build_training(
             )
         )
 
+    check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
     evaluate_fn = None
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on)

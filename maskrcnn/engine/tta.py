@@ -4,7 +4,8 @@ does it (``TEST.AUG.MIN_SIZES`` / ``MAX_SIZE`` / ``FLIP``): the pure parts. ``Pr
 
 Shapes: H x W the original image, h x w one augmentation's input (the image resized to one of
 ``min_sizes``), A augmentations, P detections pooled from all augmentations, D merged detections,
-M the mask head's resolution (28). Boxes are xyxy float.
+M the mask head's resolution (28), J keypoints, Hk the keypoint heatmaps' side (56). Boxes are xyxy
+float.
 
 The procedure, per image:
 1. Augmentations (``augmentations``): the image resized so that its short side is each of
@@ -24,12 +25,21 @@ The procedure, per image:
    probabilities averaged (``average_mask_probs``) before the usual paste at the mask threshold. This
    averaging, not the box merging, is what makes TTA masks better than any single scale's.
 
-An image without merged detections skips step 4 (the second pass over every augmentation). A scale
-enlarging the image more than ``ENLARGEMENT_NOTE`` times per side is worth a warning
-(``enlargement_note``): the defaults (400-1200) make a 50-pixel thumbnail a 1200-pixel forward.
+5. Keypoints (keypoint models), in the same second pass: the keypoint head on the merged boxes in every
+   augmentation, each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its channels
+   permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the left eye
+   in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
+   a running sum: all augmentations' heatmaps at once would be A x 21 MB for 100 people), then decoded
+   once (``heatmaps_to_keypoints``, the model's own keypoint score) against the merged boxes in one
+   augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose pixel grid is the
+   finest for the arg-max, and with one augmentation that augmentation, so that one scale at the model's
+   own size without flips gives plain prediction's keypoints bit for bit. The flip map is the one
+   training flips use (``data.keypoints.keypoint_flip_map``: from ``data.keypoint_names``, COCO's for 17
+   unnamed keypoints, no swap for other unnamed sets, as training did).
 
-Keypoint models are refused (detectron2 does not support them either): averaging heatmaps needs the
-left/right keypoint pairs swapped under a flip, which the config does not describe.
+An image without merged detections skips steps 4 and 5 (the second pass over every augmentation). A
+scale enlarging the image more than ``ENLARGEMENT_NOTE`` times per side is worth a warning
+(``enlargement_note``): the defaults (400-1200) make a 50-pixel thumbnail a 1200-pixel forward.
 """
 
 from __future__ import annotations
@@ -46,7 +56,8 @@ from maskrcnn.ops.boxes import flip_boxes
 __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
     "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
-    "enlargement_note",
+    "flip_keypoint_heatmaps", "add_keypoint_heatmaps", "average_keypoint_heatmaps", "keypoint_frame",
+    "keypoints_to_original", "enlargement_note",
 ]
 
 # Enlarging an image more than this (per side) at some scale is worth a word: memory and time grow with
@@ -164,6 +175,59 @@ def average_mask_probs(per_augmentation: Sequence[torch.Tensor], flipped: Sequen
         raise ValueError(f"average_mask_probs: {len(per_augmentation)} mask sets for {len(flipped)} flags")
     aligned = [flip_mask_probs(p) if f else p for p, f in zip(per_augmentation, flipped)]
     return torch.stack(aligned).mean(dim=0)  # (A, D, 1, M, M) -> (D, 1, M, M)
+
+
+def flip_keypoint_heatmaps(maps: torch.Tensor, flip_map: Optional[Sequence[int]]) -> torch.Tensor:
+    """(D, J, Hk, Hk) keypoint heatmaps of mirrored boxes -> those of the unmirrored boxes: the columns
+    reversed (the box's left edge becomes its right) and keypoint k read from channel ``flip_map[k]``
+    (the mirrored image's left eye is the original's right eye; ``flip_map`` as training's flips use
+    it, None: no left/right pairs)."""
+    if flip_map is not None:
+        if len(flip_map) != maps.shape[1]:
+            raise ValueError(f"keypoint flip map has {len(flip_map)} entries, heatmaps have {maps.shape[1]}")
+        maps = maps[:, list(flip_map)]  # (D, J, Hk, Hk) channels swapped left <-> right
+    return maps.flip(-1)
+
+
+def add_keypoint_heatmaps(total: Optional[torch.Tensor], maps: torch.Tensor, flipped: bool,
+                          flip_map: Optional[Sequence[int]]) -> torch.Tensor:
+    """A running sum of aligned heatmaps: ``total`` (None at first) plus one augmentation's (D, J, Hk, Hk)
+    heatmaps, flipped back first when ``flipped`` (``flip_keypoint_heatmaps``)."""
+    aligned = flip_keypoint_heatmaps(maps, flip_map) if flipped else maps
+    return aligned if total is None else total + aligned
+
+
+def average_keypoint_heatmaps(per_augmentation: Sequence[torch.Tensor], flipped: Sequence[bool],
+                              flip_map: Optional[Sequence[int]]) -> torch.Tensor:
+    """A x (D, J, Hk, Hk) heatmap logits of the same D merged boxes, one per augmentation, with whether
+    each was mirrored -> their mean (D, J, Hk, Hk), mirrored ones flipped back and their left and right
+    keypoints swapped first. Summed in augmentation order, as ``Predictor`` sums them pass by pass; one
+    augmentation's heatmaps come back unchanged (x / 1 is x)."""
+    if len(per_augmentation) == 0 or len(per_augmentation) != len(flipped):
+        raise ValueError(f"average_keypoint_heatmaps: {len(per_augmentation)} heatmap sets for "
+                         f"{len(flipped)} flags")
+    total = None
+    for maps, f in zip(per_augmentation, flipped):
+        total = add_keypoint_heatmaps(total, maps, f, flip_map)
+    return total / len(per_augmentation)
+
+
+def keypoint_frame(augs: Sequence[Augmentation]) -> int:
+    """The index in ``augs`` of the augmentation whose pixels the averaged heatmaps are decoded in: the
+    unflipped one of the largest scale (the finest grid for the arg-max; each scale has an unflipped
+    version, ``augmentations``), the first of equal ones."""
+    unflipped = [a for a, aug in enumerate(augs) if not aug.flip]
+    return max(unflipped, key=lambda a: (augs[a].min_size, -a))
+
+
+def keypoints_to_original(keypoints: torch.Tensor, aug_hw, original_hw) -> torch.Tensor:
+    """(D, J, 3) keypoints (x, y, v) in an unflipped augmentation's input (h x w) -> in the original image
+    (H x W), scaled by the factors ``detections_to_original`` scales plain prediction's keypoints by."""
+    scale = box_scale(aug_hw, original_hw, keypoints)  # (4,) [ratio_w, ratio_h, ratio_w, ratio_h]
+    out = keypoints.clone()
+    out[..., 0] *= scale[0]
+    out[..., 1] *= scale[1]
+    return out
 
 
 def enlargement_note(options: TTAOptions, image_hw) -> str:

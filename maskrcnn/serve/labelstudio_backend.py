@@ -30,7 +30,8 @@ rectangle; rectangle first for a model without masks):
   the file pre-annotations' writer);
 - ``polygonlabels``: each connected part of a mask traced as a polygon (holes joined by zero-width cuts:
   ``pre_annotations.contours``), points in percent of the image;
-- ``rectanglelabels``: the boxes, in percent (models without masks, or a config with rectangles only).
+- ``rectanglelabels``: the boxes clipped to the image, in percent (models without masks, or a config with
+  rectangles only), as the file pre-annotations' ``rectangle_result`` writes them.
 Detections of a class the project has no label for are left out (and counted in the log); scores are
 the model's, thresholded by ``--score-thresh``.
 
@@ -53,7 +54,7 @@ from maskrcnn.data.pre_annotations.instances import (
     box_patch,
     instances_from_detections,
 )
-from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result
+from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result, rectangle_result
 
 __all__ = ["LabelConfig", "LabelStudioBackend", "default_config", "empty_prediction", "has_masks",
            "match_labels", "parse_label_config", "predict_tasks", "setup_report", "task_image_reference",
@@ -191,30 +192,6 @@ def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig) -> l
     return out
 
 
-def _rectangle_results(det: dict, image: ImageRecord, names: Sequence[str], mapping: dict,
-                       config: LabelConfig) -> list:
-    boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()  # (D, 4) xyxy
-    scores = det["scores"].detach().float().cpu().tolist()
-    labels = det["labels"].detach().cpu().tolist()
-    out = []
-    for k, ((x0, y0, x1, y1), score, label) in enumerate(zip(boxes, scores, labels), start=1):
-        name = names[int(label)] if 0 < int(label) < len(names) else None
-        if name not in mapping:
-            continue
-        x0, x1 = max(0.0, x0), min(float(image.width), x1)
-        y0, y1 = max(0.0, y0), min(float(image.height), y1)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        out.append({"id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": config.from_name,
-                    "to_name": config.to_name, "original_width": image.width, "original_height": image.height,
-                    "image_rotation": 0,
-                    "value": {"x": _pct(x0, image.width), "y": _pct(y0, image.height),
-                              "width": _pct(x1 - x0, image.width), "height": _pct(y1 - y0, image.height),
-                              "rotation": 0, "rectanglelabels": [mapping[name]]},
-                    "score": round(float(score), 5)})
-    return out
-
-
 def task_prediction(det: dict, *, task_id, height: int, width: int, config: LabelConfig,
                     class_names: Sequence[str], model_version: str,
                     on_dropped: Optional[Callable[[int], None]] = None) -> dict:
@@ -223,22 +200,26 @@ def task_prediction(det: dict, *, task_id, height: int, width: int, config: Labe
     mapping, _, _ = match_labels(list(class_names[1:]), config.labels)
     image = ImageRecord(task_id if task_id is not None else 0, "", int(height), int(width))
     has_masks = det.get("masks_rle") is not None or det.get("masks") is not None
-    if config.kind == "rectanglelabels" or not has_masks:
-        results = _rectangle_results(det, image, class_names, mapping, config)
-        dropped = sum(1 for lab in det["labels"].tolist() if class_names[int(lab)] not in mapping)
-    else:
-        categories = [Category(i, i, str(class_names[i])) for i in range(1, len(class_names))]
-        found = instances_from_detections(det, categories)
-        kept = [inst._replace(category=inst.category._replace(name=mapping[inst.category.name]))
-                for inst in found if inst.category.name in mapping]
-        dropped = len(found) - len(kept)
-        results = []
-        for k, inst in enumerate(kept, start=1):
-            if config.kind == "polygonlabels":
-                results += _polygon_results(image, k, inst, config)
-            else:
-                results.append(brush_result(image, k, inst, from_name=config.from_name,
-                                            to_name=config.to_name))
+    kind = "rectanglelabels" if not has_masks else config.kind
+    if kind == "rectanglelabels":
+        # The detections' boxes (of a model with masks too, when the project asks for rectangles), clipped
+        # to the image: box instances, those left empty dropped.
+        boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).clone()  # (D, 4) xyxy
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, image.width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, image.height)
+        det = {"boxes": boxes, "scores": det["scores"], "labels": det["labels"]}
+    categories = [Category(i, i, str(class_names[i])) for i in range(1, len(class_names))]
+    found = instances_from_detections(det, categories)
+    kept = [inst._replace(category=inst.category._replace(name=mapping[inst.category.name]))
+            for inst in found if inst.category.name in mapping]
+    dropped = len(found) - len(kept)
+    results = []
+    for k, inst in enumerate(kept, start=1):
+        if kind == "polygonlabels":
+            results += _polygon_results(image, k, inst, config)
+        else:
+            region = rectangle_result if kind == "rectanglelabels" else brush_result
+            results.append(region(image, k, inst, from_name=config.from_name, to_name=config.to_name))
     if dropped and on_dropped is not None:
         on_dropped(dropped)
     score = float(np.mean([r["score"] for r in results])) if results else 0.0

@@ -123,6 +123,19 @@ def test_validation_skips_and_counts_each_problem(tmp_path):
     assert t["boxes"].tolist() == [[3.0, 2.0, 9.0, 6.0], [0.0, 0.0, 8.0, 7.0]]
 
 
+def test_without_an_image_folder_records_are_validated_but_files_not_looked_for(tmp_path):
+    ok = {"image_id": 2, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}
+    images = [{"id": 1, "file_name": 5, "height": 20, "width": 30},  # no file name: still refused
+              {"id": 2, "file_name": "gone.png", "height": 20, "width": 30}]  # no such file: kept
+    path = _coco(tmp_path, [{"id": 1, **ok}, {"id": 2, **ok, "category_id": 99}], images=images)
+    with pytest.warns(UserWarning, match="skipped"):
+        ds = CocoDataset(json_path=path, image_dir=None)
+    assert ds.skipped == {"bad_image": 1, "unknown_category": 1}
+    assert ds.image_info(0)["path"] is None and len(ds.to_coco_dict()["annotations"]) == 1
+    with pytest.raises(RuntimeError, match="read without an image folder"):
+        ds[0]
+
+
 def test_unreadable_image_is_replaced_deterministically(tmp_path):
     anns = [{"id": 1, "image_id": 2, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}]
     path = _coco(tmp_path, anns)

@@ -10,7 +10,13 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from maskrcnn.data.mask_codec import annotation_to_mask, mask_to_rle, masks_to_rles, rle_counts_from_string
+from maskrcnn.data.mask_codec import (
+    annotation_to_mask,
+    decode_rle_window,
+    mask_to_rle,
+    masks_to_rles,
+    rle_counts_from_string,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -91,3 +97,25 @@ def test_masks_to_rles_in_chunks_any_dtype(monkeypatch, chunk_pixels):
         assert [r["counts"] for r in rles] == expected
         assert all(r["size"] == [31, 47] for r in rles)
     assert masks_to_rles(stack[:0]) == []
+
+
+def test_rle_window_equals_the_decoded_mask_cut_to_it():
+    """Windows inside, across and outside the image; masks of scattered pixels, of whole columns (runs
+    spanning columns), empty and full; compressed and uncompressed counts."""
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        mask = rng.random((h, w)) < [0.0, 1.0, 0.3, 0.9][t % 4]
+        if t % 5 == 0:
+            mask[:, int(rng.integers(0, w)):] = True  # runs through whole columns
+        rle = mask_to_rle(torch.from_numpy(mask))
+        plain = {"size": [h, w], "counts": rle_counts_from_string(rle["counts"]).tolist()}
+        padded = np.zeros((h + 60, w + 60), bool)
+        padded[20:20 + h, 20:20 + w] = mask
+        for _ in range(8):
+            left, top = int(rng.integers(-6, w + 3)), int(rng.integers(-6, h + 3))
+            ww, hh = int(rng.integers(0, w + 9)), int(rng.integers(0, h + 9))
+            want = padded[top + 20:top + 20 + hh, left + 20:left + 20 + ww]
+            assert np.array_equal(decode_rle_window(rle, left, top, ww, hh), want), (t, left, top, ww, hh)
+            assert np.array_equal(decode_rle_window(plain, left, top, ww, hh), want)
+        assert np.array_equal(decode_rle_window(rle, 0, 0, w, h), mask)

@@ -231,3 +231,120 @@ def test_a_grid_over_max_tiles_is_refused_with_its_count_before_it_is_listed():
                                      "15752961 tiles (3969 x 3969), over the limit of 10000")
     with pytest.raises(ValueError, match="max_tiles must be an integer >= 1"):
         TileOptions(size=64, max_tiles=0)
+
+
+def test_a_small_separate_object_cut_by_a_tile_edge_inside_a_large_one_is_kept():
+    # a big object (x 30..150) seen whole by the whole image, whose coarse mask fills its silhouette and
+    # so covers a small object of the same class in front of it (x 110..120, cut by tile A's right edge
+    # at 120); the tiles see the big one in pieces, only tile A sees the small one (too small at 1/6)
+    big, small = (30, 10, 150, 90, 0.9), (110, 40, 120, 50, 0.8)
+    det_a, det_b = _rect_det([small, big], TILE_A), _rect_det([big], TILE_B)
+    det_a["bitmaps"][1][30:40, 80:90] = False  # the tile's fine mask leaves the small one out
+    det_b["bitmaps"][0][30:40, 30:40] = False  # (x 110..120 in B's pixels start at 80)
+    whole = _rect_det([(30, 10, 150, 89, 0.9)], [0, 0, W, H])  # coarse: a row short, no hole
+    pool = _pool((det_a, TILE_A), (det_b, TILE_B), (whole, [0, 0, W, H]))
+    assert pool["cut"].tolist() == [True, True, True, False]  # the small one reaches A's interior edge
+    merged = merge_detections(pool)
+    # the big one once (the whole image's, kept as it is), the small one kept as tile A saw it
+    assert merged["boxes"].tolist() == [[30.0, 10.0, 150.0, 89.0], [110.0, 40.0, 120.0, 50.0]]
+    assert merged["source"].tolist() == [2, 0]
+    assert torch.equal(_dense(merged)[1], _filled(110, 40, 120, 50))
+
+
+def test_a_small_whole_object_does_not_swallow_a_large_ones_piece():
+    # no whole image: the big object is cut in both tiles; the small one, inside tile B and inside the
+    # big one's silhouette in the overlap, is whole (no cut edge) and must neither lead the big pieces
+    # nor join them
+    big, small = (30, 10, 150, 90, 0.7), (90, 40, 100, 50, 0.9)
+    det_a, det_b = _rect_det([big], TILE_A), _rect_det([big, small], TILE_B)
+    det_b["bitmaps"][0][40:50, 10:20] = False  # B's mask of the big one leaves the small one out
+    pool = _pool((det_a, TILE_A), (det_b, TILE_B))
+    assert pool["cut"].tolist() == [True, True, False]
+    merged = merge_detections(pool)
+    assert merged["boxes"].tolist() == [[90.0, 40.0, 100.0, 50.0], [30.0, 10.0, 150.0, 90.0]]
+    assert torch.equal(_dense(merged)[1], _filled(30, 10, 150, 90))  # A's piece covers the small one's
+    # place (its fine mask there is the union's)
+
+
+# ------------------------------------------------------------------------------------------------
+# the pairwise overlaps, all pairs at once, against the definition on dense masks
+
+
+def _random_pool(seed, masks=True):
+    """About 300 detections of 2 classes from a 2 x 2 grid of 120-pixel tiles over the 100 x 200 image
+    and the whole image: random boxes, speckled masks (some empty), some reaching the tiles' edges."""
+    g = torch.Generator().manual_seed(seed)
+    windows = [[0, 0, 120, 64], [80, 0, 200, 64], [0, 36, 120, 100], [80, 36, 200, 100], [0, 0, W, H]]
+    parts = []
+    for x0, y0, x1, y1 in windows:
+        n = 60
+        lo = torch.stack([torch.randint(x0, x1 - 1, (n,), generator=g),
+                          torch.randint(y0, y1 - 1, (n,), generator=g)], dim=1)  # (n, 2) image x, y
+        hi = torch.minimum(lo + torch.randint(1, 40, (n, 2), generator=g), torch.tensor([x1, y1]))
+        det = {"boxes": (torch.cat([lo, hi], dim=1) - torch.tensor([x0, y0, x0, y0])).float()
+               + torch.rand(n, 4, generator=g) * torch.tensor([0.5, 0.5, -0.5, -0.5]),
+               "scores": torch.rand(n, generator=g), "labels": torch.randint(1, 3, (n,), generator=g)}
+        if masks:
+            det["origins"] = torch.flip(lo - torch.tensor([x0, y0]), dims=[1])  # (n, 2) (y, x) in the tile
+            det["bitmaps"] = [torch.rand(int(b - a), int(d - c), generator=g) < 0.7
+                              for (c, a), (d, b) in zip(lo.tolist(), hi.tolist())]
+            det["bitmaps"][::9] = [torch.zeros(0, 0, dtype=torch.bool)] * len(det["bitmaps"][::9])
+            det["origins"][::9] = 0
+        parts.append((det, [x0, y0, x1, y1]))
+    return _pool(*parts)
+
+
+def _box_area(box):
+    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+
+
+def _reference_overlaps(pool, ii, jj):
+    """The definition, pair by pair in Python numbers: IoU of two whole detections, intersection over the
+    larger of two where one is cut, inside the window both sources share; dense masks, or boxes."""
+    dense = _dense(pool).numpy() if "bitmaps" in pool else None
+    out = []
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        cut = bool(pool["cut"][i]) or bool(pool["cut"][j])
+        wi, wj = pool["windows"][i].tolist(), pool["windows"][j].tolist()
+        x0, y0, x1, y1 = (max(wi[0], wj[0]), max(wi[1], wj[1]), min(wi[2], wj[2]), min(wi[3], wj[3])) \
+            if cut else (0, 0, W, H)
+        if dense is not None:
+            mi, mj = dense[i, y0:y1, x0:x1], dense[j, y0:y1, x0:x1]
+            inter, a, b = int((mi & mj).sum()), int(mi.sum()), int(mj.sum())
+        else:
+            bi, bj = pool["boxes"][i].tolist(), pool["boxes"][j].tolist()
+            bi = [max(bi[0], x0), max(bi[1], y0), min(bi[2], x1), min(bi[3], y1)]
+            bj = [max(bj[0], x0), max(bj[1], y0), min(bj[2], x1), min(bj[3], y1)]
+            a, b = _box_area(bi), _box_area(bj)
+            inter = _box_area([max(bi[0], bj[0]), max(bi[1], bj[1]), min(bi[2], bj[2]), min(bi[3], bj[3])])
+        out.append(0.0 if inter <= 0 else inter / max(a, b) if cut else inter / (a + b - inter))
+    return out
+
+
+@pytest.mark.parametrize("masks, pair_pixels", [(True, None), (True, 7), (False, None)])
+def test_all_pairs_overlaps_at_once_equal_the_definition_bit_for_bit(masks, pair_pixels, monkeypatch):
+    from maskrcnn.engine import tiling
+
+    if pair_pixels is not None:  # chunks of a few pairs, and pairs over the chunk size on their own
+        monkeypatch.setattr(tiling, "PAIR_PIXELS", pair_pixels)
+    pool = _random_pool(0, masks)
+    ii, jj = tiling._candidate_pairs(pool["boxes"], pool["windows"], pool["source"])  # all classes
+    values = tiling._pair_overlaps(pool, ii, jj)
+    assert values.dtype == torch.float64 and len(ii) > 1000
+    assert pool["cut"].sum() > 30 and (values > 0).sum() > 300  # cut pieces and real overlaps in it
+    assert values.tolist() == _reference_overlaps(pool, ii, jj)  # exactly: same numbers, same divisions
+
+
+def test_overlaps_of_hand_made_pairs():
+    from maskrcnn.engine.tiling import _pair_overlaps
+
+    # two whole 10 x 10 squares in the overlap sharing 5 x 10 (IoU 50 / 150); a piece cut at A's edge
+    # (x 110..120) and B's whole view of that object (x 110..130): inside A ∩ B (x 80..120) they are
+    # one 10 x 10 square (1.0); an empty mask overlaps nothing
+    det_a = _rect_det([(85, 10, 95, 20, 0.9), (110, 40, 130, 50, 0.8), (100, 70, 110, 80, 0.7)], TILE_A)
+    det_b = _rect_det([(90, 10, 100, 20, 0.9), (110, 40, 130, 50, 0.8), (100, 70, 110, 80, 0.7)], TILE_B)
+    det_b["bitmaps"][2] = torch.zeros(0, 0, dtype=torch.bool)
+    pool = _pool((det_a, TILE_A), (det_b, TILE_B))
+    assert pool["cut"].tolist() == [False, True, False, False, False, False]
+    values = _pair_overlaps(pool, torch.tensor([0, 1, 2, 0]), torch.tensor([3, 4, 5, 4]))
+    assert values.tolist() == [50 / 150, 1.0, 0.0, 0.0]

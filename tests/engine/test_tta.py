@@ -1,5 +1,6 @@
 """The pure parts of test-time augmentation (``engine/tta.py``): augmentation list, box and mask flips
-and their round trips, mapping to and from an augmentation, merging, mask-probability averaging."""
+and their round trips, mapping to and from an augmentation, merging, mask-probability averaging,
+keypoint heatmaps flipped back with left and right swapped, averaged and decoded in one frame."""
 
 import pytest
 import torch
@@ -9,11 +10,15 @@ from maskrcnn.engine.tta import (
     TTAOptions,
     as_tta_options,
     augmentations,
+    average_keypoint_heatmaps,
     average_mask_probs,
     boxes_to_augmentation,
     boxes_to_original,
     flip_boxes,
+    flip_keypoint_heatmaps,
     flip_mask_probs,
+    keypoint_frame,
+    keypoints_to_original,
     merge_detections,
 )
 
@@ -86,3 +91,38 @@ def test_merge_is_nms_class_by_class_then_the_best():
     keep = merge_detections(boxes, scores, labels, nms_thresh=0.5, detections_per_image=10)
     assert keep.tolist() == [1, 2, 3]
     assert merge_detections(boxes, scores, labels, nms_thresh=0.5, detections_per_image=2).tolist() == [1, 2]
+
+
+def test_keypoint_heatmaps_flipped_back_with_left_and_right_swapped_by_hand():
+    # 3 keypoints (nose, left eye, right eye), 1 x 3 heatmaps: each channel a different row of values
+    maps = torch.tensor([[[[1.0, 2.0, 3.0]], [[4.0, 5.0, 6.0]], [[7.0, 8.0, 9.0]]]])  # (1, 3, 1, 3)
+    back = flip_keypoint_heatmaps(maps, (0, 2, 1))
+    # the image's left eye is the mirror's right eye (channel 2), its columns reversed
+    assert back.tolist() == [[[[3.0, 2.0, 1.0]], [[9.0, 8.0, 7.0]], [[6.0, 5.0, 4.0]]]]
+    assert torch.equal(flip_keypoint_heatmaps(back, (0, 2, 1)), maps)  # an involution
+    assert flip_keypoint_heatmaps(maps, None).tolist() == [[[[3.0, 2.0, 1.0]], [[6.0, 5.0, 4.0]],
+                                                            [[9.0, 8.0, 7.0]]]]  # no pairs: no swap
+    with pytest.raises(ValueError, match="keypoint flip map has 2 entries, heatmaps have 3"):
+        flip_keypoint_heatmaps(maps, (1, 0))
+
+
+def test_keypoint_heatmaps_averaged_after_aligning_mirrored_ones():
+    a = torch.tensor([[[[0.0, 2.0]], [[4.0, 6.0]]]])  # (1, 2, 1, 2): a left and a right keypoint
+    b = torch.tensor([[[[1.0, 3.0]], [[5.0, 7.0]]]])  # from a mirrored pass
+    expected = torch.tensor([[[[(0 + 7) / 2, (2 + 5) / 2]], [[(4 + 3) / 2, (6 + 1) / 2]]]])
+    assert torch.equal(average_keypoint_heatmaps([a, b], [False, True], (1, 0)), expected)
+    assert torch.equal(average_keypoint_heatmaps([a], [False], (1, 0)), a)  # one pass: unchanged
+    with pytest.raises(ValueError, match="2 heatmap sets for 1 flags"):
+        average_keypoint_heatmaps([a, b], [False], (1, 0))
+
+
+def test_keypoints_are_decoded_in_the_largest_unflipped_scale_and_scaled_as_plain_prediction():
+    from maskrcnn.modeling.postprocess import detections_to_original
+
+    augs = augmentations(TTAOptions(min_sizes=(600, 1000, 800), flip=True))
+    assert keypoint_frame(augs) == 2 and augs[2] == Augmentation(1000, 4000, False)
+    assert keypoint_frame(augmentations(TTAOptions(min_sizes=(500,), flip=False))) == 0
+    kps = torch.rand(4, 5, 3, generator=torch.Generator().manual_seed(1)) * 100
+    plain = detections_to_original({"boxes": torch.zeros(4, 4), "keypoints": kps}, (64, 85), (90, 120),
+                                   paste_masks=False)
+    assert torch.equal(keypoints_to_original(kps, (64, 85), (90, 120)), plain["keypoints"])

@@ -258,6 +258,26 @@ def test_polygon_and_rectangle_results():
     assert got[1]["rectanglelabels"] == ["dog"] and got[1]["x"] == 4.0 and got[1]["height"] == 20.0
 
 
+def test_the_backend_rectangles_are_the_pre_annotations_rectangles():
+    """The backend wrote its own rectangle regions beside the file pre-annotations' ``rectangle_result``:
+    one definition now, a box past the border clipped to the image first, one left empty dropped."""
+    from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance
+    from maskrcnn.data.pre_annotations.to_labelstudio import rectangle_result
+
+    H, W = 40, 50
+    det = {"boxes": torch.tensor([[-3.0, 5.0, 20.0, 45.0], [50.0, 1.0, 60.0, 9.0], [7.5, 2.25, 13.0, 8.0]]),
+           "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([1, 2, 2])}
+    got = task_prediction(det, task_id=3, height=H, width=W, class_names=CLASS_NAMES, model_version="m",
+                          config=LabelConfig("rectanglelabels", "box", "img", "image", ("Cat", "dog")))
+    image = ImageRecord(3, "", H, W)
+    assert got["result"] == [
+        rectangle_result(image, 1, Instance(Category(1, 1, "Cat"), 0.9, None, (0.0, 5.0, 20.0, 40.0)),
+                         from_name="box", to_name="img"),
+        rectangle_result(image, 2, Instance(Category(2, 2, "dog"), 0.7, None, (7.5, 2.25, 13.0, 8.0)),
+                         from_name="box", to_name="img")]
+    assert got["result"][0]["value"]["x"] == 0.0 and got["result"][0]["value"]["height"] == 87.5
+
+
 def test_serve_command_reads_the_token_from_the_environment(tmp_path, monkeypatch):
     import argparse
 

@@ -146,7 +146,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys, toy):
     previous = signal.getsignal(signal.SIGTERM)
     result = trainer.train()
     assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
-    assert result == {"iteration": 6, "interrupted": True, "eval": None}
+    assert result == {"iteration": 6, "interrupted": True, "eval": None, "stopped_early": False, "best": None}
     assert "stopped by a signal after iteration 6" in capsys.readouterr().out
     name = (tmp_path / "last_checkpoint").read_text().strip()
     ck = load_checkpoint(tmp_path / name)
@@ -255,8 +255,9 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
     for r, log in enumerate(logs):
         with open(log, "w") as out:  # a file, not a pipe: a rank never blocks on output nobody reads
             procs.append(subprocess.Popen(
-                [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--iters", "6", "--period", "3",
-                 "--dump-weights", str(tmp_path / "w")],
+                [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--iters", "8", "--period", "3",
+                 "--dump-weights", str(tmp_path / "w"), "--scripted-eval", "2:5,4:4,6:3",
+                 "--set", "solver.eval_period=2", "solver.early_stop_patience=2"],
                 # GLOO_SOCKET_IFNAME: gloo otherwise picks an interface from the host name, which need not
                 # reach 127.0.0.1 in a sandbox
                 env=_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
@@ -294,6 +295,11 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
     moved = {name: not torch.equal(p.detach(), w0[name]) for name, p in start.named_parameters()}
     assert all(moved.values()), moved
     # only rank 0 logged (two ranks writing would double the records) and saved
-    assert len(read_metrics(tmp_path / "run" / "metrics.jsonl")) == 6
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["iteration"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
     ck = load_checkpoint(tmp_path / "run" / "model_final.pth")
     assert all(torch.equal(ck["model"][k], w0[k]) for k in w0)
+    # rank 0 alone evaluated (2: the best; 4 and 6: no gain) and decided: both ranks stopped after 6 of 8
+    assert [r["iteration"] for r in records if "segm/AP" in r] == [2, 4, 6] and ck["iteration"] == 6
+    assert "stopped early after iteration 6 of 8" in logs[0].read_text()
+    assert load_checkpoint(tmp_path / "run" / "model_best.pth")["iteration"] == 2

@@ -3,12 +3,14 @@
 The toy loss draws from every RNG the trainer must restore (torch, numpy, python), so an exact resume
 is only exact if all of them are checkpointed. Usage:
     python toy_train.py --out DIR --iters 20 --period 5 [--resume] [--stall-at K] [--nan-at K] [--lr LR]
-                        [--set KEY=VALUE ...]
+                        [--set KEY=VALUE ...] [--scripted-eval IT:AP,IT:AP,...]
 ``--stall-at K``: once iteration K is finished (logged, and checkpointed if K is a multiple of the
 period), print ``STALLED AFTER ITERATION K`` and block until killed: a test that kills the process then
 knows exactly how far it got, whatever the machine's load.
 Under torchrun-style environment variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) it trains with
 DDP on gloo, each rank on its own shard of the batches.
+``--scripted-eval``: an evaluation (run by rank 0 only, every ``solver.eval_period``) whose segm/AP after
+iteration IT is AP: the best checkpoint and early stopping without a real evaluation.
 """
 
 import argparse
@@ -80,6 +82,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.1, help="100: the loss explodes yet stays finite (clipping)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="more config overrides")
     p.add_argument("--dump-weights", default="", help="each rank saves its final weights to PREFIX{rank}.pt")
+    p.add_argument("--scripted-eval", default="", metavar="IT:AP,...", help="segm/AP by iteration")
     args = p.parse_args(argv)
 
     rank, world_size, device = du.init_distributed("cpu")
@@ -100,6 +103,13 @@ def main(argv=None):
         },
     )
     model = Toy()
+    pairs = (item.split(":") for item in args.scripted_eval.split(",") if item)
+    scripted = {int(k): float(v) for k, v in pairs}
+    box = []
+
+    def evaluate(model):
+        return {"segm": {"AP": scripted[box[0].iteration]}}
+
     trainer = build_trainer(
         cfg,
         model,
@@ -112,7 +122,9 @@ def main(argv=None):
         ),
         tensorboard=False,
         plot=False,
+        evaluate_fn=evaluate if scripted else None,
     )
+    box.append(trainer)
     if args.resume:
         trainer.resume()
     try:

@@ -6,6 +6,8 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
     cvat         OUT/cvat_annotations.xml           (to_cvat)
     labelstudio  OUT/labelstudio_tasks.json, OUT/labelstudio_config.xml  (to_labelstudio)
     yolo         OUT/yolo/labels/<image path>.txt, OUT/yolo/data.yaml  (to_yolo)
+    masks        OUT/masks/<image path>.png, ..._classes.png, OUT/masks/index.json  (to_masks, mask_files)
+    cutouts      OUT/cutouts/<image path without extension>/<id>_<category>.png     (to_masks, mask_files)
 
 Image paths are relative to the images folder: the folder given, or the closest folder holding every
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
@@ -16,6 +18,9 @@ end of the run (also after an error or an interrupt, as ``predictions.json`` is,
 so far); an image without instances is listed with none (YOLO: an empty label file). YOLO names a
 label file by the image's path without its extension: of images ``a.jpg`` and ``a.png`` side by side
 only the first gets one (a warning names the other), as Ultralytics would give both the same labels.
+Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
+own detections and pixels (``--export-min-area`` leaves out small cut-outs); their file names collide
+as YOLO's do and are handled alike.
 """
 
 from __future__ import annotations
@@ -26,60 +31,29 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from maskrcnn.data.pre_annotations.export_args import (
+    DEFAULT_TOLERANCE,
+    EXPORT_FORMATS,
+    PIXEL_FORMATS,
+    add_export_arguments,
+    check_export_arguments,
+    parse_export_formats,
+)
 from maskrcnn.data.pre_annotations.instances import ImageRecord, categories_of, instances_from_detections
+from maskrcnn.data.pre_annotations.mask_files import MaskFiles
 from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
-from maskrcnn.data.pre_annotations.to_labelme import DEFAULT_TOLERANCE, labelme_file
+from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
 from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
 
-__all__ = ["EXPORT_FORMATS", "PreAnnotationExport", "add_export_arguments", "check_export_arguments",
-           "export_for_run", "images_root", "parse_export_formats"]
+__all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
+           "check_export_arguments", "export_for_run", "images_root", "parse_export_formats"]
 
-EXPORT_FORMATS = ("coco", "labelme", "cvat", "labelstudio", "yolo")
 COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_annotations.xml"
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
 YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--export", default=None, metavar="FORMATS",
-        help="also write the predictions as pre-annotations to correct in an annotation tool: a comma "
-             f"list of {', '.join(EXPORT_FORMATS)} (files beside predictions.json)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--export-url-prefix", default="", metavar="PREFIX",
-        help="labelstudio: put PREFIX before each task's image path, e.g. /data/local-files/?d= "
-             "(default: the path relative to the images folder)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--export-tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PX",
-        help=f"labelme, yolo: how far (pixels) a polygon may stray from the mask's outline (default "
-             f"{DEFAULT_TOLERANCE}; 0 keeps every corner)",
-    )  # fmt: skip
-
-
-def parse_export_formats(spec: Optional[str]) -> tuple:
-    """``--export`` ("coco,labelme") -> the formats in the order given, without repeats; ValueError
-    naming the option for an unknown one."""
-    if spec is None:
-        return ()
-    names = [n.strip().lower() for n in spec.split(",")]
-    unknown = [n for n in names if n not in EXPORT_FORMATS]
-    if unknown:
-        raise ValueError(f"--export {spec!r}: {', '.join(repr(n) for n in unknown)} is not a format; "
-                         f"choose from {', '.join(EXPORT_FORMATS)}")
-    return tuple(dict.fromkeys(names))
-
-
-def check_export_arguments(args: argparse.Namespace) -> tuple:
-    """The formats of ``--export``, its options checked (before the model is loaded)."""
-    formats = parse_export_formats(args.export)
-    if not (0.0 <= args.export_tolerance < float("inf")):  # NaN fails too
-        raise ValueError(f"--export-tolerance must be a finite number >= 0, got {args.export_tolerance}")
-    return formats
 
 
 def images_root(inputs: Sequence, files: Sequence) -> Path:
@@ -95,7 +69,8 @@ class PreAnnotationExport:
 
     def __init__(self, *, out_dir: Path, formats: Sequence[str], root: Path, class_names: Sequence[str],
                  label_to_category_id: Optional[dict] = None, url_prefix: str = "",
-                 model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True):
+                 model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
+                 min_area: int = 0):
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
@@ -103,13 +78,19 @@ class PreAnnotationExport:
         self.images: list = []
         self.paths: list = []
         self.instances: list = []
+        pixel_formats = [f for f in self.formats if f in PIXEL_FORMATS]
+        self.mask_files = MaskFiles(out_dir=self.out_dir, formats=pixel_formats, categories=self.categories,
+                                    min_area=min_area) if pixel_formats else None
 
-    def add(self, image_id: int, path: Path, height: int, width: int, det: dict) -> None:
-        """One image's detections (in its original coordinates, as the Predictor returns them)."""
+    def add(self, image_id: int, path: Path, height: int, width: int, det: dict, image=None) -> None:
+        """One image's detections (in its original coordinates, as the Predictor returns them); ``image``
+        its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
         file_name = Path(os.path.relpath(Path(path).absolute(), self.root)).as_posix()
         self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
         self.paths.append(Path(path).absolute())
         self.instances.append(instances_from_detections(det, self.categories))
+        if self.mask_files is not None:
+            self.mask_files.add(file_name, path, int(height), int(width), det, image)
 
     def _labelme(self) -> Path:
         folder = self.out_dir / LABELME_DIR
@@ -161,6 +142,8 @@ class PreAnnotationExport:
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))
             elif fmt == "yolo":
                 written.append(self._yolo())
+            elif fmt in PIXEL_FORMATS:
+                written.append(self.mask_files.finish(fmt))
         return written
 
 
@@ -177,5 +160,5 @@ def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequ
         out_dir=out_dir, formats=formats, root=images_root(args.inputs, files),
         class_names=predictor.class_names, label_to_category_id=predictor.label_to_category_id,
         url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
-        tolerance=args.export_tolerance, masks=masks,
+        tolerance=args.export_tolerance, masks=masks, min_area=args.export_min_area,
     )  # fmt: skip

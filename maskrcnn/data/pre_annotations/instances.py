@@ -18,7 +18,7 @@ from typing import List, NamedTuple, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from maskrcnn.data.mask_codec import annotation_to_mask, masks_to_rles
+from maskrcnn.data.mask_codec import annotation_to_mask, decode_rle_window, masks_to_rles
 
 __all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of",
            "instances_from_detections", "json_rle", "mask_of"]
@@ -113,9 +113,9 @@ def mask_of(instance: Instance) -> np.ndarray:
 
 def box_patch(instance: Instance) -> tuple:
     """(left, top, patch): the instance's mask cut to its tight box, ``patch`` (h, w) bool with its top-left
-    pixel at column ``left``, row ``top``."""
+    pixel at column ``left``, row ``top`` (decoded in the box alone: no (H, W) mask)."""
     x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(_bytes_rle(instance.rle)))
-    return x, y, mask_of(instance)[y:y + h, x:x + w]
+    return x, y, decode_rle_window(json_rle(instance.rle), x, y, w, h)
 
 
 def bbox_area(instance: Instance) -> tuple:

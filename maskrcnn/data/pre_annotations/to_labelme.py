@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components
+from maskrcnn.data.pre_annotations.export_args import DEFAULT_TOLERANCE
 from maskrcnn.data.pre_annotations.instances import ImageRecord, Instance, box_patch
 
 __all__ = ["DEFAULT_TOLERANCE", "LABELME_VERSION", "labelme_file"]
@@ -30,7 +31,6 @@ LABELME_VERSION = "5.5.0"  # the file layout of labelme 5 (``description`` and `
 # Douglas-Peucker tolerance in pixels. Chords lie inside a convex outline, so simplification shrinks
 # small objects: traced masks of a disc of radius 5 px come back with IoU 1.0 at 0.5 px and 0.91 at
 # 1 px (radius 15: 0.99 / 0.98), for 20 points instead of 8.
-DEFAULT_TOLERANCE = 0.5
 
 
 def labelme_file(image: ImageRecord, instances: Sequence[Instance], *, image_path: str,

@@ -36,13 +36,15 @@ __all__ = ["FROM_NAME", "TO_NAME", "rectangle_result", "brush_result", "labelstu
 FROM_NAME, TO_NAME = "tag", "image"  # the names Label Studio's "Semantic Segmentation with Masks" uses
 
 
-def rectangle_result(image: ImageRecord, k: int, inst: Instance) -> dict:
-    """The ``k``-th region of ``image``: a box instance (a model without masks) as a rectangle, in percent
-    of the image."""
+def rectangle_result(image: ImageRecord, k: int, inst: Instance, *, from_name: str = FROM_NAME,
+                     to_name: str = TO_NAME) -> dict:
+    """The ``k``-th region of ``image``: a box instance (a model without masks) as a rectangle of the
+    ``from_name`` control on the ``to_name`` image, in percent of the image (``maskrcnn serve``'s Label
+    Studio backend passes the project's names)."""
     x0, y0, x1, y1 = inst.box
     w, h = float(image.width), float(image.height)
     return {
-        "id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+        "id": f"{image.id}_{k}", "type": "rectanglelabels", "from_name": from_name, "to_name": to_name,
         "original_width": int(image.width), "original_height": int(image.height), "image_rotation": 0,
         "value": {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w,
                   "height": 100 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [inst.category.name]},

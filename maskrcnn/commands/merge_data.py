@@ -1,0 +1,103 @@
+"""``maskrcnn merge-data``: merge COCO instance JSON files (and their image folders) into one.
+
+    maskrcnn merge-data A.json[:IMAGES_A] B.json[:IMAGES_B] ... --output all.json [--images-root R]
+                        [--classes a,b,c] [--force]
+
+Each source is read with the validation ``train`` runs, its images looked for under IMAGES (default: the
+JSON file's folder): bad records and images without their file are reported by file and id, left out and
+counted. Categories are matched by name (case, ``_``, ``-`` and spaces ignored, as fine-tuning matches
+classes), new names appended, ids 1..K in the order first seen or as ``--classes`` gives them (classes
+outside it left out, one line each). Image and annotation ids are renumbered; every ``file_name``
+becomes relative to ``--images-root`` (default: the deepest folder holding every IMAGES folder), so
+``train --train-images R`` finds every image. An image file listed twice is kept once (the first
+listing's annotations), with a warning. Categories with keypoints must agree on the keypoint names.
+``info`` describes the merge; ``licenses`` are not carried (each file numbers its own). The output is
+written atomically; an existing file is an error unless ``--force``. See ``maskrcnn/data/merge.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from pathlib import Path
+
+HELP = "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative to one root"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="A.json[:IMAGES]",
+                        help="a COCO JSON file and, after ':', the folder its file_name values are relative "
+                             "to (default: the JSON file's folder)")
+    parser.add_argument("--output", required=True, metavar="OUT.json", help="the merged COCO JSON file")
+    parser.add_argument("--images-root", default=None, metavar="R",
+                        help="make file_name values relative to R (default: the deepest folder holding every "
+                             "source's image folder); train with --train-images R")
+    parser.add_argument("--classes", default=None, metavar="A,B,C",
+                        help="the output's classes, in id order from 1, matched by name; other classes are "
+                             "left out with their annotations (default: every class, in the order first "
+                             "seen)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def parse_source(spec: str) -> tuple:
+    """'A.json:IMAGES' -> (Path('A.json'), Path('IMAGES')); 'A.json' -> (A.json, its folder). A spec
+    naming an existing file as a whole is that file (a ':' in its name, or a Windows drive)."""
+    if Path(spec).is_file() or ":" not in spec:
+        json_path, images = Path(spec), None
+    else:
+        head, tail = spec.rsplit(":", 1)
+        json_path, images = Path(head), Path(tail) if tail else None
+    if not json_path.is_file():
+        raise FileNotFoundError(f"{json_path}: no such annotation file")
+    images = images if images is not None else json_path.parent
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: no such image folder (for {json_path})")
+    return json_path, images
+
+
+def run(args) -> int:
+    from maskrcnn.data.merge import MergeSource, common_root, merge_coco, parse_classes
+    from maskrcnn.data.validated import read_validated
+    from maskrcnn.io_utils import atomic_write_json, check_output_file
+
+    classes = parse_classes(args.classes)
+    out = check_output_file(args.output, "--output")
+    specs = [parse_source(s) for s in args.sources]
+    if out.exists() and not args.force:
+        raise ValueError(f"--output {out}: already there; give --force to overwrite")
+    if out.resolve() in {j.resolve() for j, _ in specs}:
+        raise ValueError(f"--output {out}: is one of the sources; choose another file")
+    if args.images_root is not None and not Path(args.images_root).is_dir():
+        raise FileNotFoundError(f"--images-root {args.images_root}: no such folder")
+    root = os.path.abspath(args.images_root if args.images_root is not None
+                           else common_root([str(images) for _, images in specs]))
+    sources, skipped = [], []
+    for json_path, images in specs:
+        data = read_validated(json_path, images)
+        paths = {iid: os.path.abspath(p) for iid, p in data.image_paths.items()}
+        sources.append(MergeSource(name=str(json_path), images=data.images, annotations=data.annotations,
+                                   categories=data.categories, image_paths=paths,
+                                   image_keys={iid: os.path.realpath(p) for iid, p in paths.items()}))
+        skipped.append(data.skipped)
+    merged, counts, notes = merge_coco(sources, images_root=root, classes=classes)
+    for note in notes:
+        warnings.warn(note, stacklevel=1)
+    for src, c in zip(sources, counts):
+        for name, n in sorted(c.left_out.items()):
+            print(f"{src.name}: class {name!r} is not in --classes: its {n} annotation(s) left out")
+    if not merged["images"]:
+        raise ValueError("no usable image in any source (see the problems above); nothing written")
+    atomic_write_json(out, merged)
+    for src, c, sk in zip(sources, counts, skipped):
+        listing = ", ".join(f"{name} {n}" for name, n in c.instances.items()) or "none"
+        bad = ", ".join(f"{n} {reason}" for reason, n in sorted(sk.items())) or "none"
+        print(f"{src.name}: {c.images} images, {sum(c.instances.values())} annotations ({listing}); "
+              f"{c.duplicates} duplicate image(s), {sum(c.left_out.values())} annotation(s) of other classes "
+              f"left out; skipped: {bad}")
+    names = ", ".join(f"{cat['id']} {cat['name']}" for cat in merged["categories"])
+    print(f"{len(merged['images'])} images, {len(merged['annotations'])} annotations, "
+          f"{len(merged['categories'])} classes ({names}) -> {out}")
+    print(f"file_name values are relative to {root}: use --train-images {root}")
+    return 0

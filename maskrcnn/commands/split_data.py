@@ -1,0 +1,119 @@
+"""``maskrcnn split-data``: split one COCO instance JSON into train / val (/ test) files.
+
+    maskrcnn split-data --json all.json --output-dir D [--fractions 0.8,0.2] [--names train,val]
+                        [--seed 0] [--group-by REGEX] [--images FOLDER] [--force]
+
+Writes ``D/<name>.json`` per part. The file is read with the validation ``train`` runs (bad records
+reported by file and id, left out, counted); with ``--images`` the image files are looked for too (an
+image without its file is left out, as in training). The split is stratified by class (iterative
+stratification, rarest class first: ``maskrcnn/data/split.py``), images without annotations spread by the
+fractions too; ``--group-by REGEX`` keeps the images whose ``file_name`` gives the same match (the first
+group when the regex has one) in one part: frames of one video, tiles of one scene. Same file and seed,
+same split, on any machine. Every part keeps the full ``categories`` list, ``info`` and ``licenses``, and
+the image and annotation ids. Prints images and instances per class per part and warns, by name, of each
+class left without an instance in some part. The files are written atomically, after all are built; an
+existing one is an error unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", required=True, help="the COCO instance JSON file to split")
+    parser.add_argument("--output-dir", required=True, metavar="D", help="folder for D/<name>.json")
+    parser.add_argument("--fractions", default="0.8,0.2", metavar="F1,F2,..",
+                        help="the share of images of each part, summing to 1 (default 0.8,0.2)")
+    parser.add_argument("--names", default=None, metavar="N1,N2,..",
+                        help="the parts' names (default train,val; train,val,test for three fractions)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of the split (default 0)")
+    parser.add_argument("--group-by", default=None, metavar="REGEX",
+                        help="keep images whose file_name gives the same match (its first group when it has "
+                             "one) in one part, e.g. '^([^/]+)/' for one folder per video")
+    parser.add_argument("--images", default=None, metavar="FOLDER",
+                        help="also check that every image file exists under FOLDER (as train does) and "
+                             "leave out those that do not (default: the files are not looked for)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _fractions(spec: str) -> list:
+    try:
+        return [float(f) for f in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--fractions {spec!r}: give comma-separated numbers, e.g. 0.8,0.2") from None
+
+
+def _print_table(table: dict, parts: list, out) -> None:
+    """One row per class (then all images): its images and instances in each part."""
+    shown = {n: "(all images)" if n is None else n if n and n.isprintable() else repr(n) for n in table}
+    heads = [h for p in parts for h in (f"{p} images", f"{p} instances")]
+    width = max([len("class")] + [len(n) for n in shown.values()])
+    print(f"  {'class':<{width}}" + "".join(f"  {h:>{max(len(h), 6)}}" for h in heads), file=out)
+    for name, row in table.items():
+        values = [v for p in parts for v in row[p]]
+        cells = "".join(f"  {v:>{max(len(h), 6)}}" for h, v in zip(heads, values))
+        print(f"  {shown[name]:<{width}}{cells}", file=out)
+
+
+def run(args) -> int:
+    from maskrcnn.data.split import (
+        check_fractions,
+        compile_group_by,
+        default_part_names,
+        split_coco,
+        split_table,
+    )
+    from maskrcnn.data.validated import read_validated
+    from maskrcnn.io_utils import atomic_write_json, check_output_dir
+
+    fractions = _fractions(args.fractions)
+    names = ([n.strip() for n in args.names.split(",")] if args.names is not None
+             else default_part_names(len(fractions)))
+    check_fractions(fractions, names)
+    pattern = compile_group_by(args.group_by) if args.group_by is not None else None
+    out_dir = check_output_dir(args.output_dir, "--output-dir")
+    outputs = {name: out_dir / f"{name}.json" for name in names}
+    existing = [str(p) for p in outputs.values() if p.exists()]
+    if existing and not args.force:
+        raise ValueError(f"{', '.join(existing)}: already there; give --force to overwrite")
+    src = Path(args.json)
+    if src.resolve() in {p.resolve() for p in outputs.values()}:
+        raise ValueError(f"--json {src}: is one of the outputs; choose another --output-dir")
+
+    data = read_validated(src, args.images)
+    coco = {**{k: v for k, v in data.raw.items() if k not in ("images", "annotations", "categories")},
+            "images": data.images, "annotations": data.annotations, "categories": data.raw["categories"]}
+    if not coco["images"]:
+        raise ValueError(f"{src}: no usable image (see the problems above); nothing written")
+    parts, unmatched = split_coco(coco, fractions=fractions, names=names, seed=args.seed, group_by=pattern)
+    if unmatched:
+        warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
+                      f"those images is a group of its own", stacklevel=1)
+    table = split_table(parts, {c["id"]: c["name"] for c in data.categories})  # names told apart already
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        atomic_write_json(outputs[name], part)
+    print(f"{src}: {len(coco['images'])} images, {len(coco['annotations'])} annotations, split "
+          + ", ".join(f"{n} {f:g}" for n, f in zip(names, fractions)) + f" (seed {args.seed})")
+    _print_table(table, names, sys.stdout)
+    for name, row in table.items():
+        empty = [p for p in names if row[p][1] == 0]
+        if name is not None and empty:
+            total = sum(row[p][1] for p in names)
+            warnings.warn(f"class {name!r} has no instance in {', '.join(empty)} ({total} instance(s) in "
+                          f"{sum(row[p][0] for p in names)} image(s) in all)", stacklevel=1)
+    for name in names:
+        if not parts[name]["images"]:
+            warnings.warn(f"{name} has no image ({len(coco['images'])} image(s) in all)",
+                          stacklevel=1)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(data.skipped.items())) or "none"
+    print(f"  skipped: {skipped}")
+    print("wrote " + ", ".join(str(p) for p in outputs.values()))
+    return 0

@@ -1,0 +1,152 @@
+"""Merge COCO instance datasets (each already validated, see ``validated.py``) into one.
+
+- Categories are matched by name as fine-tuning matches classes (``engine.init_weights.normalise_name``:
+  case, spaces, ``_`` and ``-`` ignored: 'Traffic_Light' is 'traffic light'); a name not seen before is
+  appended. The output's ids are 1..K in the order first seen (file by file, each in its own category
+  order), or exactly ``classes`` when given: then a source class outside it is left out with its
+  annotations, told in one line per class and counted. A category keeps the fields of its first record
+  (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
+  ``classes``). Two categories of one file whose names match become one class too.
+- Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
+  with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
+- Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
+  ``file_name`` becomes the image's path relative to ``images_root`` (``/`` separators, ``..`` for an
+  image outside it), so ``train --train-images ROOT`` finds every image.
+- The same image file (same real path) listed twice, in one source or two, is merged once, with a
+  warning: the first listing's annotations are kept, the later's left out (they label the same pixels;
+  keeping both would train on duplicated instances).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import NamedTuple, Optional, Sequence
+
+from maskrcnn.engine.init_weights import normalise_name
+
+__all__ = ["MergeSource", "SourceCounts", "common_root", "merge_coco", "parse_classes"]
+
+
+class MergeSource(NamedTuple):
+    name: str  # how messages name the source (its JSON path as given)
+    images: list  # image records (every field), valid
+    annotations: list  # annotations of those images, valid
+    categories: list  # {"id", "name", ...} one per class, names distinct
+    image_paths: dict  # image id -> absolute path of its file
+    image_keys: dict  # image id -> the file's identity (its real path): the same file listed twice
+
+
+class SourceCounts(NamedTuple):
+    images: int  # images taken from the source
+    instances: Counter  # output class name -> annotations taken (crowd regions included)
+    duplicates: int  # images that were another listing of a file already taken
+    left_out: Counter  # source class name -> annotations left out (not in ``classes``)
+
+
+def parse_classes(spec: Optional[str]) -> Optional[list]:
+    """'a,b,c' -> ['a', 'b', 'c']; ValueError when empty or two names are one class."""
+    if spec is None:
+        return None
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    keys = [normalise_name(n) for n in names]
+    if not names or len(set(keys)) != len(keys):
+        raise ValueError(f"--classes {spec!r}: give distinct, comma-separated class names")
+    return names
+
+
+def common_root(folders: Sequence[str]) -> str:
+    """The deepest folder holding all ``folders`` (absolute paths); ValueError when there is none (two
+    drives on Windows)."""
+    try:
+        return os.path.commonpath([os.path.abspath(f) for f in folders])
+    except ValueError:
+        raise ValueError(f"the image folders {', '.join(map(str, folders))} share no folder; "
+                         f"give --images-root") from None
+
+
+def _check_keypoints(sources: Sequence[MergeSource]) -> None:
+    first = None  # (source name, category name, keypoint names)
+    for src in sources:
+        for cat in src.categories:
+            names = cat.get("keypoints")
+            if not names:
+                continue
+            if first is None:
+                first = (src.name, cat["name"], list(names))
+            elif list(names) != first[2]:
+                raise ValueError(
+                    f"{src.name}: category {cat['name']!r} has keypoints {list(names)}, but {first[0]}: "
+                    f"category {first[1]!r} has {first[2]}; a merged file holds one keypoint set (rename "
+                    f"or reorder the keypoints of one file first)")
+
+
+def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]) -> list:
+    """The output categories: [{"id": k, "name", other fields of the first record}] with ids 1..K."""
+    records: dict = {}  # normalised name -> record (without id)
+    if classes is not None:
+        for name in classes:
+            records[normalise_name(name)] = {"name": name}
+    for src in sources:
+        for cat in src.categories:
+            key = normalise_name(cat["name"])
+            if classes is not None and key not in records:
+                continue
+            record = records.setdefault(key, {"name": cat["name"]})
+            for field, value in cat.items():
+                if field not in ("id", "name"):
+                    record.setdefault(field, value)
+    return [{"id": k + 1, **record} for k, record in enumerate(records.values())]
+
+
+def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
+               classes: Optional[Sequence[str]] = None) -> tuple:
+    """(merged COCO dict, [SourceCounts per source], warnings): see the module docstring.
+    ``images_root`` is absolute; the warnings are lines naming the source and the image."""
+    _check_keypoints(sources)
+    categories = _categories(sources, classes)
+    new_id = {normalise_name(c["name"]): c["id"] for c in categories}
+    images, annotations, counts, warnings = [], [], [], []
+    met = {normalise_name(c["name"]) for src in sources for c in src.categories}
+    for name in classes or ():
+        if normalise_name(name) not in met:
+            warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")
+    first_listing: dict = {}  # file identity -> (source name, image id)
+    for src in sources:
+        cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
+        out_name = {c["id"]: c["name"] for c in categories}
+        src_name = {c["id"]: c["name"] for c in src.categories}
+        image_map, duplicates = {}, 0
+        for img in src.images:
+            key = src.image_keys[img["id"]]
+            if key in first_listing:
+                where, first_id = first_listing[key]
+                warnings.append(f"{src.name}: image id {img['id']} ({src.image_paths[img['id']]}) is the "
+                                f"file of {where}: image id {first_id}; merged once, its annotations kept "
+                                f"from the first")
+                duplicates += 1
+                continue
+            first_listing[key] = (src.name, img["id"])
+            image_map[img["id"]] = len(images) + 1
+            rel = os.path.relpath(src.image_paths[img["id"]], images_root).replace(os.sep, "/")
+            images.append({**img, "id": image_map[img["id"]], "file_name": rel})
+        taken, left_out = Counter(), Counter()
+        for ann in src.annotations:
+            if ann["image_id"] not in image_map:
+                continue  # a later listing of an image already taken
+            cid = cat_map[ann["category_id"]]
+            if cid is None:
+                left_out[src_name[ann["category_id"]]] += 1
+                continue
+            taken[out_name[cid]] += 1
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
+                                "category_id": cid})
+        counts.append(SourceCounts(images=len(image_map), instances=taken, duplicates=duplicates,
+                                   left_out=left_out))
+    merged = {
+        "info": {"description": "merged by maskrcnn merge-data from " + ", ".join(s.name for s in sources)},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    return merged, counts, warnings

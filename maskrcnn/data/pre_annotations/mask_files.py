@@ -1,0 +1,113 @@
+"""``predict --export masks,cutouts``: mask images and cut-outs (``to_masks``) written image by image as
+the run goes (each file atomically), and ``masks/index.json`` at the end of the run.
+
+    masks     OUT/masks/<image path, extension .png>           instance ids (0 background, i the i-th
+              OUT/masks/<image path without extension>_classes.png    detection); category ids
+              OUT/masks/index.json    {image path: [{"id", "category_id", "category", "score", "bbox"}]}
+    cutouts   OUT/cutouts/<image path without extension>/<id>_<category>.png    RGBA, one per instance
+
+Image paths are relative to the images folder, as the other formats write them. Written per image (a
+photo's pixels are at hand only while it is predicted; memory stays one image's), so a run stopped early
+keeps the images done; ``index.json`` is written at the end (also after an error or an interrupt) and
+lists exactly the images with mask files. Two images whose files would share a name (``a.jpg`` and
+``a.png``: the same ``masks/a.png`` and ``cutouts/a/``; ``a.png`` and ``a_classes.png``) are handled
+as the YOLO export handles them: the first keeps the name, the other is left without (a warning names
+both). An image without instances gets all-zero mask PNGs and no cut-out; a cut-out whose mask has
+fewer than ``min_area`` pixels is not written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from maskrcnn.data.pre_annotations.instances import Category
+from maskrcnn.data.pre_annotations.to_masks import (
+    class_image,
+    class_png,
+    cutout_box,
+    cutout_png,
+    detection_regions,
+    id_png,
+    index_records,
+    instance_id_image,
+    safe_file_name,
+)
+from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
+
+__all__ = ["CUTOUTS_DIR", "MASKS_DIR", "MASKS_INDEX", "MaskFiles"]
+
+MASKS_DIR, CUTOUTS_DIR, MASKS_INDEX = "masks", "cutouts", "index.json"
+
+
+class MaskFiles:
+    """Writes each image's mask PNGs and cut-outs (``add``), then ``masks/index.json`` (``finish``)."""
+
+    def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
+                 min_area: int = 0):
+        self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in ("masks", "cutouts"))
+        self.categories, self.min_area = list(categories), int(min_area)
+        # one class PNG format for the whole run: palette while every category id fits in 8 bits
+        self.sixteen_bit = max((c.id for c in self.categories), default=0) > 255
+        self.names = {c.label: safe_file_name(c.name) for c in self.categories}
+        self.index: dict = {}
+        self._owner: dict = {}  # (format, file or folder it names) -> the image path that has it
+
+    def _claim(self, fmt: str, file_name: str, targets: Sequence[str]) -> bool:
+        """Whether ``file_name`` may have ``targets`` (paths under the format's folder); a warning when
+        another image has one of them already."""
+        for target in targets:
+            owner = self._owner.get((fmt, target))
+            if owner is not None:
+                what = "masks" if fmt == MASKS_DIR else "cut-outs"
+                print(f"pre-annotations: {fmt}: {file_name} left without {what}: {owner} has the same "
+                      f"{'file' if fmt == MASKS_DIR else 'folder'} {fmt}/{target}", file=sys.stderr)
+                return False
+        for target in targets:
+            self._owner[(fmt, target)] = file_name
+        return True
+
+    def add(self, file_name: str, path: Path, height: int, width: int, det: dict, image=None) -> None:
+        """One image's detections (original coordinates); ``image`` its (3, H, W) float pixels (read from
+        ``path`` when None and a cut-out needs them)."""
+        regions = detection_regions(det, height, width)
+        records = index_records(det, self.categories)
+        stem = PurePosixPath(file_name).with_suffix("").as_posix()
+        if MASKS_DIR in self.formats and self._claim(MASKS_DIR, file_name, [f"{stem}.png",
+                                                                           f"{stem}_classes.png"]):
+            ids = instance_id_image(regions, [r["score"] for r in records], height, width)
+            classes = class_image(ids, [r["category_id"] for r in records], sixteen_bit=self.sixteen_bit)
+            atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}.png", id_png(ids))
+            atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}_classes.png", class_png(classes))
+            self.index[file_name] = records
+        if CUTOUTS_DIR in self.formats:
+            wanted = [i for i, r in enumerate(regions)
+                      if r is not None and int(r.patch.sum()) >= self.min_area]
+            if not wanted or not self._claim(CUTOUTS_DIR, file_name, [f"{stem}/"]):
+                return
+            if image is None:
+                from maskrcnn.data.images import read_image
+
+                image = read_image(path)
+            if tuple(image.shape[-2:]) != (height, width):
+                raise ValueError(f"{file_name}: an image of {tuple(image.shape[-2:])} pixels for masks of "
+                                 f"{height}x{width}")
+            labels = det["labels"].tolist()
+            boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()
+            digits = max(3, len(str(len(regions))))  # zero-padded: file listings sort as predictions.json
+            for i in wanted:
+                crop = cutout_box(boxes[i], regions[i], height, width)
+                name = f"{i + 1:0{digits}d}_{self.names[int(labels[i])]}.png"
+                target = self.out_dir / CUTOUTS_DIR / stem / name
+                atomic_write_bytes(target, cutout_png(image, crop, regions[i]))
+
+    def finish(self, fmt: str) -> Path:
+        """End format ``fmt`` ("masks": write ``masks/index.json``); returns its folder (made when no image
+        gave it a file)."""
+        folder = self.out_dir / fmt
+        folder.mkdir(parents=True, exist_ok=True)
+        if fmt == MASKS_DIR:
+            atomic_write_json(folder / MASKS_INDEX, self.index)
+        return folder
+

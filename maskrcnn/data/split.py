@@ -1,0 +1,209 @@
+"""Split a COCO instance dataset into parts (train / val / test) by fractions, stratified by class.
+
+Terms: N images, U units (images that must stay together: one image each, or the images of one
+``group_by`` match), C classes, S parts with fractions f_1..f_S (summing to 1).
+
+Iterative stratification (Sechidis, Tsoumakas and Vlahavas, "On the stratification of multi-label
+data", ECML PKDD 2011), over units instead of single images:
+- each part j wants f_j * N images and, for each class c, f_j * N_c of the N_c images showing c;
+- take the class with the fewest images still unassigned (the rarest first: a common class has room to
+  even out later, a rare one does not; ties: the lower category id), and give each unassigned unit
+  showing it to the part that still wants the most images of that class (ties: the part wanting the
+  most images in all; then a seeded draw), subtracting what the unit holds from that part's wants for
+  every class it shows;
+- units without any instance (images without annotations, or only crowd regions) go last, each to the
+  part wanting the most images, so they too spread by the fractions.
+A unit counts, for class c, its images that show c (a unit's instances of one class are not independent
+samples: they stay together whatever the split does).
+
+Determinism: units are visited in an order drawn from the seed and each unit's name (its file names,
+or its group key), and ties between parts are broken the same way, with a hash (BLAKE2b), not Python's
+``random``: the same file and seed give the same split on every machine and Python version, whatever the
+order of the images in the file. Every part keeps the full ``categories`` list as written (ids and
+class order never shift between parts) and the file's other top-level keys (``info``, ``licenses``);
+image and annotation ids are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from typing import Optional, Sequence
+
+__all__ = ["assign_units", "check_fractions", "compile_group_by", "default_part_names", "group_keys",
+           "split_coco", "split_table"]
+
+_TIE = 9  # decimals wants are compared at: f * n minus whole numbers leaves float noise (0.7*10-7 != 0)
+
+
+def _draw(seed: int, *parts) -> int:
+    """A number drawn from the seed and ``parts``, the same on every machine."""
+    text = "\x00".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def check_fractions(fractions: Sequence[float], names: Sequence[str]) -> None:
+    """ValueError in one line when the fractions or part names cannot make a split."""
+    if len(fractions) < 2:
+        raise ValueError(f"--fractions {_listed(fractions)}: give at least two fractions, e.g. 0.8,0.2")
+    if any(not math.isfinite(f) or f <= 0 for f in fractions):
+        raise ValueError(f"--fractions {_listed(fractions)}: every fraction must be above 0")
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"--fractions {_listed(fractions)}: they sum to {sum(fractions):g}, not 1")
+    if len(names) != len(fractions):
+        raise ValueError(f"--names {','.join(names)}: {len(names)} names for {len(fractions)} fractions")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--names {','.join(names)}: the names must differ")
+    for name in names:
+        if not name or name in (".", "..") or re.search(r"[/\\:*?\"<>|\x00-\x1f]", name):
+            raise ValueError(f"--names: {name!r} cannot be a file name")
+
+
+def _listed(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def default_part_names(n: int) -> list:
+    """train,val for two parts, train,val,test for three; more need --names."""
+    if n == 2:
+        return ["train", "val"]
+    if n == 3:
+        return ["train", "val", "test"]
+    raise ValueError(f"--fractions: {n} parts need --names (train,val / train,val,test are the defaults "
+                     f"for 2 / 3)")
+
+
+def compile_group_by(pattern: str) -> re.Pattern:
+    """The ``--group-by`` regular expression, or ValueError naming it and the error."""
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"--group-by {pattern!r}: not a valid regular expression ({e})") from None
+
+
+def group_keys(file_names: Sequence[str], pattern: Optional[re.Pattern]) -> tuple:
+    """(key per image, number of images the pattern did not match). Images of one key stay together:
+    the pattern's first group where it has one (and it took part in the match), else the whole match,
+    searched anywhere in ``file_name``; an image it does not match is a unit of its own."""
+    keys, unmatched = [], 0
+    for name in file_names:
+        match = pattern.search(name) if pattern is not None else None
+        if match is None:
+            unmatched += pattern is not None
+            keys.append(None)  # its own unit
+            continue
+        group = match.group(1) if pattern.groups and match.group(1) is not None else match.group(0)
+        keys.append(group)
+    return keys, unmatched
+
+
+def assign_units(unit_classes: Sequence[Counter], unit_sizes: Sequence[int], unit_names: Sequence[str],
+                 fractions: Sequence[float], seed: int) -> list:
+    """The part (index into ``fractions``) of each unit, by iterative stratification (module docstring).
+
+    ``unit_classes[u]``: {class: images of unit u showing it}; ``unit_sizes[u]``: its images;
+    ``unit_names[u]``: a name unique to the unit (what the seeded order is drawn from)."""
+    n_parts = len(fractions)
+    class_images = Counter()
+    for classes in unit_classes:
+        class_images.update(classes)
+    total = sum(unit_sizes)
+    wants = [f * total for f in fractions]  # images part j still wants
+    class_wants = {c: [f * n for f in fractions] for c, n in class_images.items()}  # (C, S)
+    left = Counter(class_images)  # images of each class among unassigned units
+    order = sorted(range(len(unit_names)), key=lambda u: (_draw(seed, "unit", unit_names[u]), unit_names[u]))
+    by_class: dict = {c: [] for c in class_images}
+    for u in order:
+        for c in unit_classes[u]:
+            by_class[c].append(u)
+    part = [None] * len(unit_names)
+
+    def give(u: int, j: int) -> None:
+        part[u] = j
+        wants[j] -= unit_sizes[u]
+        for c, n in unit_classes[u].items():
+            class_wants[c][j] -= n
+            left[c] -= n
+
+    while True:
+        open_classes = [c for c in left if left[c] > 0]
+        if not open_classes:
+            break
+        rarest = min(open_classes, key=lambda c: (left[c], c))
+        for u in by_class[rarest]:
+            if part[u] is not None:
+                continue
+            name = unit_names[u]
+            give(u, max(range(n_parts), key=lambda j: (round(class_wants[rarest][j], _TIE),
+                                                        round(wants[j], _TIE), _draw(seed, "part", name, j))))
+    for u in order:  # units without instances: by the images each part still wants
+        if part[u] is None:
+            name = unit_names[u]
+            give(u, max(range(n_parts), key=lambda j: (round(wants[j], _TIE), _draw(seed, "part", name, j))))
+    return part
+
+
+def split_coco(coco: dict, *, fractions: Sequence[float], names: Sequence[str], seed: int = 0,
+               group_by: Optional[re.Pattern] = None) -> tuple:
+    """(parts, unmatched): parts is {name: COCO dict} in the order of ``names``, each with the images
+    assigned to it (file order), their annotations, the full ``categories`` and the other top-level keys of
+    ``coco``; unmatched: images ``group_by`` did not match (each kept as a unit of its own)."""
+    check_fractions(fractions, names)
+    images = coco["images"]
+    keys, unmatched = group_keys([img["file_name"] for img in images], group_by)
+    shows: dict = {img["id"]: set() for img in images}  # image id -> classes with a non-crowd instance
+    for ann in coco["annotations"]:
+        if not ann.get("iscrowd", 0):
+            shows[ann["image_id"]].add(ann["category_id"])
+    image_units = _unit_names(images, keys)
+    unit_of: dict = {}
+    unit_names, unit_classes, unit_sizes = [], [], []
+    for img, name in zip(images, image_units):
+        u = unit_of.setdefault(name, len(unit_names))
+        if u == len(unit_names):
+            unit_names.append(name)
+            unit_classes.append(Counter())
+            unit_sizes.append(0)
+        unit_classes[u].update(shows[img["id"]])
+        unit_sizes[u] += 1
+    part_of_unit = assign_units(unit_classes, unit_sizes, unit_names, fractions, seed)
+    image_part = {img["id"]: part_of_unit[unit_of[name]] for img, name in zip(images, image_units)}
+    rest = {k: v for k, v in coco.items() if k not in ("images", "annotations", "categories")}
+    parts = {}
+    for j, part_name in enumerate(names):
+        parts[part_name] = {
+            **rest,
+            "images": [img for img in images if image_part[img["id"]] == j],
+            "annotations": [a for a in coco["annotations"] if image_part[a["image_id"]] == j],
+            "categories": coco["categories"],
+        }
+    return parts, unmatched
+
+
+def _unit_names(images: list, keys: list) -> list:
+    """The unit of each image: its group, or itself (named by file name and id, unique in the file)."""
+    return [f"group\x00{key}" if key is not None else f"image\x00{img['file_name']}\x00{img['id']}"
+            for img, key in zip(images, keys)]
+
+
+def split_table(parts: dict, class_names: dict) -> dict:
+    """{class name, then None for all images: {part: (images, instances)}}: the images showing the class
+    (all images for None) and its instances, crowd regions aside, per part; ``class_names`` is {category
+    id: name}, names distinct."""
+    table = {name: {} for name in class_names.values()}
+    table[None] = {}
+    for part, coco in parts.items():
+        instances = Counter()
+        images = Counter()
+        for ann in coco["annotations"]:
+            if not ann.get("iscrowd", 0):
+                instances[ann["category_id"]] += 1
+        # each (image, class) pair once: an image with 3 cats counts once among the cat images
+        images.update(cid for _, cid in {(a["image_id"], a["category_id"]) for a in coco["annotations"]
+                                         if not a.get("iscrowd", 0)})
+        for cid, name in class_names.items():
+            table[name][part] = (images[cid], instances[cid])
+        table[None][part] = (len(coco["images"]), sum(instances.values()))
+    return table

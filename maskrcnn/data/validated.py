@@ -1,0 +1,67 @@
+"""A COCO file as training would read it, with its records as written: for the tools that rewrite
+datasets (``split-data``, ``merge-data``).
+
+``read_validated(json_path, image_dir)`` runs ``CocoDataset``'s validation (the one ``train`` runs, with
+``keypoints="auto"`` as ``show-data``: a keypoint file's people need no segmentation), so every bad
+record is reported naming the file and the image / annotation id exactly as training reports it, and is
+left out and counted (``skipped``). What comes back keeps each kept record's fields as written (an
+image's ``license`` or ``coco_url``, an annotation's ``area``), so a rewritten file loses nothing but the
+bad records. With ``image_dir`` None the image files are not looked for (``split-data`` needs only the
+JSON); with a folder, an image whose file is missing is skipped, as in training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple, Optional, Union
+
+from maskrcnn.data.coco import CocoDataset, load_coco_json
+
+__all__ = ["ValidatedCoco", "read_validated"]
+
+
+class ValidatedCoco(NamedTuple):
+    path: Path
+    raw: dict  # the parsed file; its top-level keys other than the three lists (info, licenses) as written
+    images: list  # kept image records, every field as written (file_name with '/' where '\\' was needed)
+    annotations: list  # kept annotations, every field as written
+    categories: list  # one record per valid category: as written, "name" told apart when names repeat
+    keypoint_names: Optional[list]
+    image_paths: dict  # image id -> the file's path (image_dir / file_name); empty without image_dir
+    skipped: dict  # reason -> count of records left out
+    problems: list  # one line per record left out, naming the file and the record
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_validated(json_path: Union[str, os.PathLike],
+                   image_dir: Optional[Union[str, os.PathLike]] = None) -> ValidatedCoco:
+    """The kept records of ``json_path`` (see the module docstring); ValueError / FileNotFoundError naming
+    the file when it cannot be read as COCO at all."""
+    dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto")
+    raw = load_coco_json(json_path)  # the dataset keeps only what training needs; the rest comes from here
+    first_image, first_category = {}, {}
+    for img in raw["images"]:
+        if isinstance(img, dict) and _is_int(img.get("id")):
+            first_image.setdefault(img["id"], img)  # a repeated id: the dataset kept the first, so do we
+    for cat in raw["categories"]:
+        if isinstance(cat, dict) and _is_int(cat.get("id")):
+            first_category.setdefault(cat["id"], cat)
+    images, paths = [], {}
+    for index in range(len(dataset)):  # filter_empty is off: every valid image, in file order
+        info = dataset.image_info(index)
+        images.append(dict(first_image[info["id"]], file_name=info["file_name"]))
+        if info["path"] is not None:
+            paths[info["id"]] = info["path"]
+    categories = [
+        dict(first_category[cid], name=dataset.class_names[label])
+        for label, cid in dataset.label_to_category_id.items()
+    ]
+    return ValidatedCoco(
+        path=Path(json_path), raw=raw, images=images, annotations=dataset.to_coco_dict()["annotations"],
+        categories=categories, keypoint_names=dataset.keypoint_names, image_paths=paths,
+        skipped=dataset.skipped, problems=dataset.problems,
+    )

@@ -1,0 +1,59 @@
+"""Folder listings of images (``list_images``) and videos (``list_videos``): one walk, each command's rules.
+
+Both list a folder's files with their extensions (any case), sorted, macOS's "._" resource forks left out
+but other dot-files kept, symlinked files listed, symlinked folders inside a folder not descended into
+(pathlib's ``**`` does not follow them). ``list_images`` keeps a file given by name whatever its
+extension and names a missing path; ``list_videos`` keeps only video files given by name and passes over
+a missing path (``predict``'s image listing of the same inputs has named it)."""
+
+import os
+
+import pytest
+
+from maskrcnn.data.images import list_images
+from maskrcnn.data.video import list_videos
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    (root / "B").mkdir(parents=True)
+    (root / "a" / "deep").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("z.png", "Y.MP4", "._z.png", "._Y.mp4", ".hidden.png", ".hidden.mov", "notes.txt",
+                 "B/b.jpg", "B/b.mkv", "a/deep/c.PNG", "a/deep/c.webm", "a/c.png"):
+        (root / name).write_bytes(b"x")
+    for name in ("far.png", "far.mp4"):
+        (elsewhere / name).write_bytes(b"x")
+    if not hasattr(os, "symlink"):
+        pytest.skip("no symlinks here")
+    try:
+        (root / "link.png").symlink_to(elsewhere / "far.png")
+        (root / "link.mov").symlink_to(elsewhere / "far.mp4")
+        (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+        (root / "dangling.png").symlink_to(tmp_path / "gone.png")
+    except OSError:
+        pytest.skip("no symlinks here")
+    return root
+
+
+def _rel(paths, root):
+    return [p.relative_to(root).as_posix() for p in paths]
+
+
+def test_list_images_order_dot_files_and_symlinks(tree):
+    assert _rel(list_images(tree), tree) == [".hidden.png", "link.png", "z.png"]
+    assert _rel(list_images(tree, recursive=True), tree) == [
+        ".hidden.png", "B/b.jpg", "a/c.png", "a/deep/c.PNG", "link.png", "z.png"]
+    given = [tree / "notes.txt", tree / "B", tree / "link.png"]
+    assert _rel(list_images(given), tree) == ["notes.txt", "B/b.jpg", "link.png"]
+    with pytest.raises(FileNotFoundError, match="dangling.png: no such file or folder"):
+        list_images([tree / "dangling.png"])
+
+
+def test_list_videos_order_dot_files_and_symlinks(tree):
+    assert _rel(list_videos([tree]), tree) == [
+        ".hidden.mov", "B/b.mkv", "Y.MP4", "a/deep/c.webm", "link.mov"]
+    given = [tree / "notes.txt", tree / "z.png", tree / "a", tree / "link.mov", tree / "missing.mp4"]
+    assert _rel(list_videos(given), tree) == ["a/deep/c.webm", "link.mov"]

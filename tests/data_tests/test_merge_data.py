@@ -1,0 +1,133 @@
+"""merge-data: categories matched by name and renumbered, image / annotation ids renumbered, file names
+relative to one root that the loader finds every image under, a file listed twice merged once,
+--classes, keypoint sets that disagree, bad input."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import CocoDataset
+
+H, W = 16, 20
+SEG = [[2, 2, 10, 2, 10, 10, 2, 10]]
+
+
+def _ann(aid, iid, cid, **extra):
+    return {"id": aid, "image_id": iid, "category_id": cid, "bbox": [2, 2, 8, 8], "segmentation": SEG,
+            "area": 64, "iscrowd": 0, **extra}
+
+
+def _images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names):
+        Image.new("RGB", (W, H), (40 * k, 0, 0)).save(folder / name)
+
+
+def _img(iid, name, **extra):
+    return {"id": iid, "file_name": name, "height": H, "width": W, **extra}
+
+
+def _two_sources(tmp_path):
+    """Site A (images in siteA/imgs, JSON in ann/) and site B (siteB/pics/sub), spelling one class two
+    ways; B lists A's a1.png again through '..'."""
+    _images(tmp_path / "siteA" / "imgs", ["a1.png", "a2.png"])
+    _images(tmp_path / "siteB" / "pics" / "sub", ["b1.png"])
+    _images(tmp_path / "siteB" / "pics", ["b2.png"])
+    a = {"images": [_img(10, "a1.png", license=3), _img(11, "a2.png"), _img(12, "gone.png")],
+         "annotations": [_ann(7, 10, 5), _ann(8, 11, 9), _ann(9, 11, 5), _ann(4, 10, 99)],
+         "categories": [{"id": 5, "name": "Traffic_Light", "supercategory": "street"},
+                        {"id": 9, "name": "cat"}]}
+    b = {"images": [_img(1, "sub/b1.png"), _img(2, "b2.png"), _img(3, "../../siteA/imgs/a1.png")],
+         "annotations": [_ann(1, 1, 2), _ann(2, 2, 1), _ann(3, 3, 1), _ann(5, 1, 1, iscrowd=1)],
+         "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "traffic-light"}]}
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "a.json").write_text(json.dumps(a))
+    (tmp_path / "ann" / "b.json").write_text(json.dumps(b))
+    return [f"{tmp_path / 'ann' / 'a.json'}:{tmp_path / 'siteA' / 'imgs'}",
+            f"{tmp_path / 'ann' / 'b.json'}:{tmp_path / 'siteB' / 'pics'}"]
+
+
+def test_merge_renumbers_matches_names_and_the_loader_finds_every_image(tmp_path, capsys, caplog, recwarn):
+    sources = _two_sources(tmp_path)
+    out = tmp_path / "all.json"
+    assert main(["merge-data", *sources, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    merged = json.loads(out.read_text())
+    # 'traffic-light' is A's 'Traffic_Light'; dog is new, appended; ids 1..K in first-seen order
+    assert merged["categories"] == [{"id": 1, "name": "Traffic_Light", "supercategory": "street"},
+                                    {"id": 2, "name": "cat"}, {"id": 3, "name": "dog"}]
+    # the deepest folder holding siteA/imgs and siteB/pics is tmp_path; ids renumbered 1..N, fields kept
+    assert merged["images"] == [_img(1, "siteA/imgs/a1.png", license=3), _img(2, "siteA/imgs/a2.png"),
+                                _img(3, "siteB/pics/sub/b1.png"), _img(4, "siteB/pics/b2.png")]
+    anns = [(a["id"], a["image_id"], a["category_id"], a["iscrowd"]) for a in merged["annotations"]]
+    # A: 7 (a1, light), 8 (a2, cat), 9 (a2, light); 4 (unknown category) skipped. B: 1 (b1, light),
+    # crowd 5 (b1, dog), 2 (b2, dog), image by image; 3 is on B's listing of a1.png: left out with it
+    assert anns == [(1, 1, 1, 0), (2, 2, 2, 0), (3, 2, 1, 0), (4, 3, 1, 0), (5, 3, 3, 1), (6, 4, 3, 0)]
+    # bad records reported as training reports them, and counted per source
+    assert "annotation id 4 (image id 10) has unknown category_id 99; skipped" in caplog.text
+    assert "image id 12: file" in caplog.text and "gone.png not found; skipped" in caplog.text
+    assert "skipped: 1 missing_image_file, 1 unknown_category" in printed
+    assert "a.json: 2 images, 3 annotations (Traffic_Light 2, cat 1); 0 duplicate image(s)" in printed
+    assert "b.json: 2 images, 3 annotations (Traffic_Light 1, dog 2); 1 duplicate image(s)" in printed
+    assert f"--train-images {tmp_path}" in printed
+    duplicate = [str(w.message) for w in recwarn if "merged once" in str(w.message)]
+    assert len(duplicate) == 1
+    assert "b.json: image id 3" in duplicate[0] and "a.json: image id 10" in duplicate[0]
+    dataset = CocoDataset(json_path=out, image_dir=tmp_path)
+    assert len(dataset) == 4 and dataset.skipped == {}
+    assert dataset.class_names == ["__background__", "Traffic_Light", "cat", "dog"]
+    image, target = dataset[2]  # b1.png: read from siteB/pics/sub
+    assert tuple(image.shape) == (3, H, W) and target["labels"].tolist() == [1, 3]
+    # an existing output is refused unless --force
+    assert main(["merge-data", *sources, "--output", str(out)]) == 1
+    assert "already there; give --force" in capsys.readouterr().err
+    assert main(["merge-data", *sources, "--output", str(out), "--force"]) == 0
+
+
+def test_classes_fix_the_order_and_leave_the_others_out(tmp_path, capsys, recwarn):
+    sources = _two_sources(tmp_path)
+    out = tmp_path / "all.json"
+    root = tmp_path / "siteB"
+    assert main(["merge-data", *sources, "--output", str(out), "--classes", "dog,traffic light,Zebra",
+                 "--images-root", str(root)]) == 0
+    printed = capsys.readouterr().out
+    merged = json.loads(out.read_text())
+    assert merged["categories"] == [{"id": 1, "name": "dog"},
+                                    {"id": 2, "name": "traffic light", "supercategory": "street"},
+                                    {"id": 3, "name": "Zebra"}]
+    assert any("--classes: no source has a class 'Zebra'" in str(w.message) for w in recwarn)
+    assert [a["category_id"] for a in merged["annotations"]] == [2, 2, 2, 1, 1]  # cat's one left out
+    assert "a.json: class 'cat' is not in --classes: its 1 annotation(s) left out" in printed
+    # an image outside --images-root is reached through '..'
+    assert [i["file_name"] for i in merged["images"]][:2] == ["../siteA/imgs/a1.png", "../siteA/imgs/a2.png"]
+    assert len(CocoDataset(json_path=out, image_dir=root)) == 4
+
+
+def test_keypoint_sets_that_disagree_stop_the_merge_naming_both_files(tmp_path, capsys):
+    _images(tmp_path, ["p.png"])
+    for name, points in (("a", ["nose", "left_eye"]), ("b", ["left_eye", "nose"])):
+        coco = {"images": [_img(1, "p.png")], "annotations": [_ann(1, 1, 1, keypoints=[3, 3, 2, 5, 5, 2])],
+                "categories": [{"id": 1, "name": "person", "keypoints": points, "skeleton": [[1, 2]]}]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    out = tmp_path / "all.json"
+    assert main(["merge-data", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "a.json: category 'person' has ['nose', 'left_eye']" in err
+    assert "b.json: category 'person' has keypoints ['left_eye', 'nose']" in err and not out.exists()
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{tmp}/nope.json", "nope.json: no such annotation file"),
+    ("{tmp}/bad.json", "bad.json: not valid JSON"),
+    ("{tmp}/ok.json:{tmp}/no_folder", "no_folder: no such image folder (for"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, source, message):
+    (tmp_path / "bad.json").write_text("{'images': []}")
+    (tmp_path / "ok.json").write_text(json.dumps({"images": [], "categories": [{"id": 1, "name": "a"}]}))
+    out = tmp_path / "all.json"
+    assert main(["merge-data", source.format(tmp=tmp_path), "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("maskrcnn merge-data: error: ") and message in err[0]
+    assert not out.exists()

@@ -1,0 +1,140 @@
+"""Mask images and cut-outs (data/pre_annotations/to_masks.py, mask_files.py) from drawn detections, no
+model: the PNGs' pixels are the drawn instances' ids and category ids (the higher score on top where
+they overlap), 16-bit past 255 instances or category ids; each cut-out's alpha is its mask and its RGB
+the photo's pixels; index.json says what each id is; names that collide are handled as YOLO's are."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.data.images import read_image
+from maskrcnn.data.mask_codec import masks_to_rles
+from maskrcnn.data.pre_annotations.export import PreAnnotationExport
+from maskrcnn.data.pre_annotations.to_masks import safe_file_name, voc_palette
+
+H, W = 24, 32
+CLASS_NAMES = ["__background__", "cat", "dog/wolf"]
+YY, XX = np.mgrid[:H, :W]
+
+
+def _drawn() -> tuple:
+    """(boxes xyxy, scores, labels, (D, H, W) masks): a rectangle, a disc over it with a higher score, a
+    small square under the disc with a lower score, and a 3-pixel speck."""
+    masks = np.zeros((4, H, W), bool)
+    masks[0, 4:16, 2:20] = True
+    masks[1] = (XX - 18) ** 2 + (YY - 12) ** 2 <= 6**2
+    masks[2, 10:20, 14:24] = True
+    masks[3, 21, 28:31] = True
+    boxes = torch.tensor([[2.0, 4.0, 20.0, 16.0], [11.6, 5.5, 25.0, 19.0], [14.0, 10.0, 24.0, 20.0],
+                          [28.0, 21.0, 31.0, 22.0]])
+    return boxes, torch.tensor([0.5, 0.9, 0.7, 0.6]), torch.tensor([1, 2, 1, 2]), masks
+
+
+def _export(tmp_path, formats, **kw) -> PreAnnotationExport:
+    return PreAnnotationExport(out_dir=tmp_path / "pre", formats=formats, root=tmp_path / "in",
+                               class_names=CLASS_NAMES, label_to_category_id={1: 5, 2: 9}, **kw)
+
+
+def _photo(tmp_path, rel, seed=0):
+    path = tmp_path / "in" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_mask_pngs_cutouts_and_index_hold_the_drawn_instances(tmp_path):
+    boxes, scores, labels, masks = _drawn()
+    rles = masks_to_rles(torch.from_numpy(masks))  # as predict has them (Predictor(masks="rle"))
+    det = {"boxes": boxes, "scores": scores, "labels": labels, "masks_rle": rles}
+    none = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64),
+            "masks_rle": []}
+    export = _export(tmp_path, ["masks", "cutouts"], min_area=4)
+    a, c = _photo(tmp_path, "sub/a.png"), _photo(tmp_path, "c.png", seed=1)
+    export.add(1, a, H, W, det, read_image(a))
+    export.add(2, c, H, W, none)  # no pixels given: not needed (no instance)
+    assert export.finish() == [tmp_path / "pre" / "masks", tmp_path / "pre" / "cutouts"]
+
+    expected_ids = np.zeros((H, W), np.uint8)
+    for i in np.argsort(scores.numpy()):  # the lowest score first: the higher ones painted over it
+        expected_ids[masks[i]] = i + 1
+    ids = Image.open(tmp_path / "pre" / "masks" / "sub" / "a.png")
+    assert ids.mode == "L" and np.array_equal(np.array(ids), expected_ids)
+    assert set(np.unique(expected_ids)) == {0, 1, 2, 3, 4}  # every instance shows somewhere
+    classes = Image.open(tmp_path / "pre" / "masks" / "sub" / "a_classes.png")
+    assert classes.mode == "P"
+    assert np.array_equal(np.array(classes), np.array([0, 5, 9, 5, 9], np.uint8)[expected_ids])
+    palette = classes.getpalette()
+    assert [tuple(palette[3 * k:3 * k + 3]) for k in (0, 1, 2, 5, 9)] == \
+        [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 0, 128), (192, 0, 0)]  # PASCAL VOC's colours
+    for name in ("c.png", "c_classes.png"):  # no instance: all background
+        empty = np.array(Image.open(tmp_path / "pre" / "masks" / name))
+        assert empty.shape == (H, W) and not empty.any()
+
+    index = json.loads((tmp_path / "pre" / "masks" / "index.json").read_text())
+    assert list(index) == ["sub/a.png", "c.png"] and index["c.png"] == []
+    assert index["sub/a.png"] == [
+        {"id": i + 1, "category_id": [5, 9][int(lab) - 1], "category": CLASS_NAMES[int(lab)],
+         "score": pytest.approx(float(s)), "bbox": pytest.approx([x0, y0, x1 - x0, y1 - y0])}
+        for i, (lab, s, (x0, y0, x1, y1)) in enumerate(zip(labels, scores, boxes.tolist()))]
+
+    cut_dir = tmp_path / "pre" / "cutouts" / "sub" / "a"
+    # the 3-pixel speck is under --export-min-area 4; the class name made safe for a file name
+    assert sorted(p.name for p in cut_dir.iterdir()) == ["001_cat.png", "002_dog_wolf.png", "003_cat.png"]
+    assert not (tmp_path / "pre" / "cutouts" / "c").exists()
+    photo = np.array(Image.open(a))
+    for i, name in [(0, "001_cat.png"), (1, "002_dog_wolf.png"), (2, "003_cat.png")]:
+        x0, y0, x1, y1 = boxes[i].tolist()
+        x0, y0, x1, y1 = int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
+        cut = Image.open(cut_dir / name)
+        assert cut.mode == "RGBA" and cut.size == (x1 - x0, y1 - y0)
+        pixels = np.array(cut)
+        assert np.array_equal(pixels[..., :3], photo[y0:y1, x0:x1])  # the photo's own pixels
+        assert np.array_equal(pixels[..., 3], masks[i, y0:y1, x0:x1].astype(np.uint8) * 255)  # its own mask
+
+
+def test_sixteen_bit_pngs_dense_and_box_only_detections_and_colliding_names(tmp_path, capsys):
+    n = 300  # more instances than 8 bits hold: one pixel each (ids 1..300), dense masks
+    masks = np.zeros((n, H, W), bool)
+    masks[np.arange(n), np.arange(n) // W, np.arange(n) % W] = True
+    det = {"boxes": torch.zeros(n, 4), "scores": torch.linspace(0.9, 0.1, n),
+           "labels": torch.tensor([1, 2] * (n // 2)), "masks": torch.from_numpy(masks)}
+    export = PreAnnotationExport(out_dir=tmp_path / "pre", formats=["masks", "cutouts"], root=tmp_path / "in",
+                                 class_names=CLASS_NAMES, label_to_category_id={1: 5, 2: 1000})
+    a, a_jpg = _photo(tmp_path, "a.png"), _photo(tmp_path, "a.jpg")
+    export.add(1, a, H, W, det, read_image(a))
+    box_only = {"boxes": torch.tensor([[2.4, 1.6, 6.5, 4.4]]), "scores": torch.tensor([0.8]),
+                "labels": torch.tensor([1])}  # a model without masks: the pixels whose centres are in it
+    export.add(2, a_jpg, H, W, box_only, read_image(a_jpg))  # same masks/a.png and cutouts/a/: left out
+    b = _photo(tmp_path, "b.png")
+    export.add(3, b, H, W, box_only, read_image(b))
+    export.finish()
+    err = capsys.readouterr().err
+    assert "pre-annotations: masks: a.jpg left without masks: a.png has the same file masks/a.png" in err
+    assert "cutouts: a.jpg left without cut-outs: a.png has the same folder cutouts/a/" in err
+
+    ids = Image.open(tmp_path / "pre" / "masks" / "a.png")
+    assert ids.mode.startswith("I;16")
+    expected = np.zeros((H, W), np.uint16)
+    expected.reshape(-1)[:n] = np.arange(1, n + 1)
+    assert np.array_equal(np.array(ids), expected)
+    classes = Image.open(tmp_path / "pre" / "masks" / "a_classes.png")  # a category id above 255
+    assert classes.mode.startswith("I;16")
+    assert np.array_equal(np.array(classes), np.where(expected == 0, 0, np.where(expected % 2 == 1, 5, 1000)))
+    assert list(json.loads((tmp_path / "pre" / "masks" / "index.json").read_text())) == ["a.png", "b.png"]
+    assert len(list((tmp_path / "pre" / "cutouts" / "a").iterdir())) == n  # a.png's, not a.jpg's
+
+    box = np.zeros((H, W), bool)
+    box[2:4, 2:6] = True  # centres x + 0.5 in [2.4, 6.5), y + 0.5 in [1.6, 4.4)
+    assert np.array_equal(np.array(Image.open(tmp_path / "pre" / "masks" / "b.png")), box.astype(np.uint8))
+    cut = np.array(Image.open(tmp_path / "pre" / "cutouts" / "b" / "001_cat.png"))  # the box rounded outwards
+    assert cut.shape == (4, 5, 4) and np.array_equal(cut[..., 3] > 0, box[1:5, 2:7])
+    assert np.array_equal(cut[..., :3], np.array(Image.open(b))[1:5, 2:7])
+
+
+def test_safe_file_names_and_palette():
+    assert [safe_file_name(s) for s in ["dog/wolf", "a b:c*?", "..", "Zürich", "x" * 300]] == \
+        ["dog_wolf", "a_b_c", "class", "Zürich", "x" * 120]
+    assert len(voc_palette()) == 768 and voc_palette()[3 * 255:] == [224, 224, 192]
