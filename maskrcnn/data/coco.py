@@ -297,10 +297,12 @@ class CocoDataset(torch.utils.data.Dataset):
             else:
                 file_name = self._find_file(file_name)
             if file_name is None:
+                written = str(img["file_name"])
+                foreign = os.path.isabs(written) or "\\" in written  # the folder is not in the path shown
                 self._problems.add(
                     "missing_image_file",
-                    f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found (nor by the "
-                    f"last parts of its path in {self.image_dir})",
+                    f"image id {iid}: file {self.image_dir / written} not found"
+                    + (f" (nor in {self.image_dir} by the end of its path)" if foreign else ""),
                 )
                 continue
             if file_name != img["file_name"] and file_name != str(img["file_name"]).replace("\\", "/"):

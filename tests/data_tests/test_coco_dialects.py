@@ -210,7 +210,8 @@ def test_small_tools_coco_files(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 missing_image_file"):
         ds = CocoDataset(json_path=path, image_dir=images)
     assert ds.skipped == {"missing_image_file": 1} and len(ds) == 2
-    assert "gone.jpg not found (nor by the last parts of its path in " + str(images) in ds.problems[0]
+    assert (f"image id 3: file /home/someone/project/imgs/gone.jpg not found (nor in {images} by the end of "
+            f"its path)") in ds.problems[0]
     assert [(ds.image_info(i)["height"], ds.image_info(i)["width"]) for i in range(2)] == [(40, 60), (60, 40)]
     notes = "\n".join(ds.notes)
     assert "2 image file names not found as written were found by the end of their path" in notes
