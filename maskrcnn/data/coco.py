@@ -298,7 +298,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 file_name = self._find_file(file_name)
             if file_name is None:
                 written = str(img["file_name"])
-                foreign = os.path.isabs(written) or "\\" in written  # another machine's path: say where it was looked for
+                foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
                 self._problems.add(
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / written} not found"
