@@ -274,3 +274,26 @@ def test_rectangles_in_a_ground_truth_are_scored_as_their_boxes(tmp_path):
                                               "score": 0.9, "segmentation": rle}])
     metrics = evaluate_results_file(gt, results)
     assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+
+
+def test_train_takes_the_json_folder_for_the_images(tmp_path, monkeypatch):
+    """Roboflow's layout: `train --train-json train/_annotations.coco.json --val-json valid/...` without
+    --train-images / --val-images (they were required) reads the images beside each JSON."""
+    import maskrcnn.engine.training as training
+
+    seen = {}
+
+    class _Trainer:
+        def train(self):
+            return {"interrupted": False, "iteration": 0}
+
+    def build_training(cfg, **kwargs):
+        seen.update(kwargs)
+        return _Trainer(), cfg
+
+    monkeypatch.setattr(training, "build_training", build_training)
+    train_json, val_json = tmp_path / "train" / "_annotations.coco.json", tmp_path / "valid" / "x.json"
+    rc = main(["train", "--config", "demo", "--device", "cpu", "--train-json", str(train_json),
+               "--val-json", str(val_json), "--output", str(tmp_path / "run")])
+    assert rc == 0
+    assert (seen["train_images"], seen["val_images"]) == (str(tmp_path / "train"), str(tmp_path / "valid"))
