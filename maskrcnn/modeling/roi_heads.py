@@ -7,9 +7,11 @@ Inference: box head on all proposals -> ``postprocess_boxes`` -> the mask head o
 (the predicted class's channel, or the one channel of a class-agnostic head; its sigmoid, or its softmax
 probability for a head trained with the softmax ablation) and the keypoint head (heatmaps -> keypoints).
 Training: ``roi_losses.sample_proposals`` (adds the gt boxes, samples 512 RoIs at 1:3), Fast R-CNN
-losses on the samples, mask / keypoint losses on the positive samples only. The matcher, sampler and
-box loss are built once by ``build_model``; ``DetectionSettings`` and ``MaskLossSettings`` hold the
-remaining plain numbers and switches.
+losses on the samples, mask / keypoint losses on the positive samples only (the mask loss only on those
+whose gt has a mask: a target's optional ``has_mask`` (M,) bool is False for a box-only annotation,
+whose mask is its box standing in). The matcher, sampler and box loss are built once by
+``build_model``; ``DetectionSettings`` and ``MaskLossSettings`` hold the remaining plain numbers and
+switches.
 
 C4 design (the paper's ResNet-C4): ``res5`` runs on every pooled RoI (14x14 -> 7x7) before both the
 box head (average pooling) and the mask head (no convs, deconv straight from res5's output). Single
