@@ -33,8 +33,8 @@ _MAX_PROBLEMS = 100
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, help="COCO instance JSON file")
-    parser.add_argument("--images", help="the folder file_name values are relative to (default: the JSON's "
-                                         "folder, as Roboflow's exports lay them out)")
+    parser.add_argument("--images", help="the folder file_name values are relative to (default: found from "
+                                         "the export's layout, as train --train-images)")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
     parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
     parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
@@ -145,7 +145,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
 
 
 def run(args) -> int:
-    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.coco import CocoDataset, default_image_dir
     from maskrcnn.data.formats.common import write_json
 
     if args.max < 0:
@@ -155,7 +155,9 @@ def run(args) -> int:
     check_output_dir(args.output)
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
-    images = args.images or Path(args.json).parent
+    images = args.images or default_image_dir(args.json)
+    if not args.images:
+        print(f"--images not given: images of {args.json} read from {images}")
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)

@@ -24,7 +24,6 @@ total over all processes).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 HELP = "train on COCO-format data"
 
@@ -35,10 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
-    p.add_argument("--train-images", help="folder of the training images (default: the folder of "
-                                          "--train-json, where Roboflow's exports put them)")
+    p.add_argument("--train-images",
+                   help="folder of the training images (default: found from the export's layout: the "
+                        "folder of --train-json when it holds images, as Roboflow's, else its images/ or "
+                        "data/, else ../images)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
-    p.add_argument("--val-images", help="folder of the validation images (default: the folder of --val-json)")
+    p.add_argument("--val-images", help="folder of the validation images (default: as --train-images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -49,6 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "resnet50, detectron2://ImageNetPretrained/MSRA/R-50.pkl); sets model.init_weights")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _image_dir(flag: str, json_path: str) -> str:
+    from maskrcnn.data.coco import default_image_dir
+
+    folder = str(default_image_dir(json_path))
+    print(f"{flag} not given: images of {json_path} read from {folder}")
+    return folder
 
 
 def run(args) -> int:
@@ -67,9 +76,9 @@ def run(args) -> int:
     trainer, cfg = build_training(
         cfg,
         train_json=args.train_json,
-        train_images=args.train_images or str(Path(args.train_json).parent),
+        train_images=args.train_images or _image_dir("--train-images", args.train_json),
         val_json=args.val_json,
-        val_images=args.val_images or (str(Path(args.val_json).parent) if args.val_json else None),
+        val_images=args.val_images or (_image_dir("--val-images", args.val_json) if args.val_json else None),
         output=args.output,
         device=device,
         resume=args.resume,

@@ -41,11 +41,11 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from maskrcnn.data.images import ImageReadError, image_size, read_image
+from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
 from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
-__all__ = ["CocoDataset", "load_coco_json"]
+__all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,22 @@ def distinct_category_names(names: dict) -> dict:
     overlays, show-data counts and per-category AP (keyed by name) were merged or overwritten silently."""
     values = list(names.values())
     return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
+
+
+def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
+    """The image folder of an export when none is given, from the layout alone (the JSON is not read):
+    the JSON's folder when it holds images (Roboflow: ``train/_annotations.coco.json`` beside them),
+    else its ``images`` or ``data`` subfolder (Label Studio, FiftyOne), else ``../images`` (CVAT:
+    ``annotations/instances_default.json``), else the JSON's folder."""
+    folder = Path(json_path).parent
+    if folder.is_dir():
+        with os.scandir(folder) as entries:
+            if any(e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file() for e in entries):
+                return folder
+    for candidate in (folder / "images", folder / "data", folder.parent / "images"):
+        if candidate.is_dir():
+            return candidate
+    return folder
 
 
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:

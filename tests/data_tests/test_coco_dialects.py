@@ -106,6 +106,7 @@ def test_roboflow_export_through_show_data_without_images_folder(tmp_path, capsy
     text = capsys.readouterr()
     out = text.out + text.err
     assert rc == 0, out
+    assert f"--images not given: images of {path} read from {path.parent}" in out
     assert "2 images (0 without instances), 3 instances, 0 crowd regions, 1 of them boxes without a mask" \
         in out
     summary = json.loads((tmp_path / "look" / "summary.json").read_text())
@@ -297,3 +298,21 @@ def test_train_takes_the_json_folder_for_the_images(tmp_path, monkeypatch):
                "--val-json", str(val_json), "--output", str(tmp_path / "run")])
     assert rc == 0
     assert (seen["train_images"], seen["val_images"]) == (str(tmp_path / "train"), str(tmp_path / "valid"))
+
+
+def test_default_image_folder_follows_the_export_layout(tmp_path):
+    """Without --images: Roboflow's images lie beside the JSON, FiftyOne's in data/, Label Studio's in
+    images/, CVAT's in ../images (the JSON in annotations/); a folder without images is the JSON's."""
+    from maskrcnn.data.coco import default_image_dir
+
+    roboflow = _roboflow_export(tmp_path / "rf")
+    assert default_image_dir(roboflow) == roboflow.parent
+    _photo(tmp_path / "fo" / "data" / "x.jpg")
+    assert default_image_dir(tmp_path / "fo" / "labels.json") == tmp_path / "fo" / "data"
+    _photo(tmp_path / "ls" / "images" / "1a2b3c4d-x.jpg")
+    assert default_image_dir(tmp_path / "ls" / "result.json") == tmp_path / "ls" / "images"
+    _photo(tmp_path / "cvat" / "images" / "x.jpg")
+    (tmp_path / "cvat" / "annotations").mkdir()
+    cvat = tmp_path / "cvat" / "annotations" / "instances_default.json"
+    assert default_image_dir(cvat) == tmp_path / "cvat" / "images"
+    assert default_image_dir(tmp_path / "none" / "a.json") == tmp_path / "none"
