@@ -490,7 +490,6 @@ def evaluate_results_file(
     *,
     iou_types: Optional[Sequence[str]] = None,
     keypoint_sigmas: Optional[Sequence[float]] = None,
-    return_results: bool = False,
     category_offset: int = 0,
     category_map: Optional[dict] = None,
     return_records_by_type: bool = False,
@@ -500,12 +499,12 @@ def evaluate_results_file(
     prefix; its ``tools/test.py --out`` pickle: ``engine/mmdet_results.py``), read as
     ``engine/results_file.py`` says, each interpretation in a warning. ``iou_types``
     default: those the results support (bbox when every result has a box; segm when every result has a
-    segmentation; keypoints when every result has keypoints). With ``return_results``: (metrics, the
-    records that passed validation, those scored for segm when there are several files), for other
-    scorers of the same file. ``category_offset`` is added to every results ``category_id``;
-    ``category_map`` ({results id: ground-truth id}) maps them instead (0-based class indices). With
-    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for an
-    analysis of each kind on the very records its AP came from."""
+    segmentation; keypoints when every result has keypoints). ``category_offset`` is added to every
+    results ``category_id``; ``category_map`` ({results id: ground-truth id}) maps them instead (0-based
+    class indices). With ``return_records_by_type``: (metrics, records, {iou type: the records scored
+    for it}), for other scorers of the same file (records: those that passed validation, the ones
+    scored for segm when there are several files) and an analysis of each kind on the very records its
+    AP came from."""
     coco_gt = load_ground_truth(gt_json)
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
@@ -527,10 +526,10 @@ def evaluate_results_file(
             out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
         scored[index] = results
     out = {t: out[t] for t in IOU_TYPES if t in out}
-    records = scored[plan.get("segm", min(plan.values()))]
     if return_records_by_type:
+        records = scored[plan.get("segm", min(plan.values()))]
         return out, records, {t: scored[plan[t]] for t in out}
-    return (out, records) if return_results else out
+    return out
 
 
 def format_metrics_table(metrics: dict) -> str:
