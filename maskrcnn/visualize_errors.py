@@ -76,12 +76,11 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
         elif kind in _TAGS:
             label += f" [{_TAGS[kind]}]"
         det_names.append(label)
-    det_masks = None
-    if masks and dets:
-        det_masks = np.stack([_mask(r["segmentation"], H, W) for r in dets])  # (D, H, W)
     det = {"boxes": np.asarray([_record_box(r) for r in dets], np.float32).reshape(-1, 4),
            "scores": np.asarray([float(r["score"]) for r in dets], np.float32),
-           "labels": np.arange(len(dets)), "masks": det_masks}
+           "labels": np.arange(len(dets))}
+    if masks and dets:  # compressed RLE (the validated records): decoded one at a time by draw_instances
+        det["masks_rle"] = [r["segmentation"] for r in dets]
     right = draw_instances(img, det, det_names, min_size=min_size)
 
     header = 18
