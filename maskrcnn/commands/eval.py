@@ -200,8 +200,9 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
                           image_ids) -> Optional[dict]:
     """Print the per-class table (its counts into ``metrics[kind]["per_category_counts"]``); with
     ``--analysis``, return {iou type: (analysis, matches)} for the kinds scored (bbox, segm)."""
+    from maskrcnn.data.coco import category_names
     from maskrcnn.engine.class_table import class_rows, format_class_table
-    from maskrcnn.engine.error_analysis import analyse, category_names, instance_counts, match_dataset
+    from maskrcnn.engine.error_analysis import analyse, instance_counts, match_dataset
 
     kinds = [k for k in ("bbox", "segm") if k in metrics and k in records_by_type]
     if not kinds:

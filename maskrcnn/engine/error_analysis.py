@@ -39,12 +39,12 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
-from maskrcnn.data.coco import distinct_category_names
+from maskrcnn.data.coco import category_names
 from maskrcnn.ops.boxes import box_area, box_iou, box_xywh_to_xyxy, pairwise_intersection
 
 __all__ = [
     "DETECTION_KINDS", "COUNT_KEYS", "ImageMatch", "match_image", "box_overlaps", "mask_overlaps",
-    "match_dataset", "analyse", "instance_counts", "category_names", "xyxy_boxes", "result_rle",
+    "match_dataset", "analyse", "instance_counts", "xyxy_boxes", "result_rle",
 ]
 
 DETECTION_KINDS = ("tp", "fp_background", "fp_wrong_class", "duplicate", "poor_localisation", "ignored_crowd")
@@ -176,11 +176,6 @@ def result_rle(record: dict) -> dict:
     counts = seg["counts"]
     return {"size": [int(v) for v in seg["size"]],
             "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-
-
-def category_names(ground_truth: dict) -> dict:
-    """{category id: name}, names two categories share told apart as the evaluator tells them apart."""
-    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in ground_truth["categories"]})
 
 
 def match_dataset(

@@ -28,7 +28,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from maskrcnn.data.coco import distinct_category_names, load_coco_json
+from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
@@ -303,7 +303,7 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     if iou is not None:
         t = int(np.argmin(np.abs(np.asarray(coco_eval.params.iouThrs) - iou)))
         precision = precision[t:t + 1]  # (1, R, K, A, M)
-    names = _category_names(coco_gt)
+    names = category_names(coco_gt.dataset)
     out = {}
     for k, cat_id in enumerate(coco_eval.params.catIds):
         p = precision[:, :, k, 0, -1]
@@ -312,16 +312,9 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     return out
 
 
-def _category_names(coco_gt) -> dict:
-    """{category id: its name}, a name two categories share told apart as CocoDataset tells them apart:
-    as keys of per_category, one would overwrite the other's AP."""
-    categories = coco_gt.dataset["categories"]
-    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in categories})
-
-
 def _empty_metrics(iou_type: str, coco_gt) -> dict:
     metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
-    metrics["per_category"] = {name: 0.0 for name in _category_names(coco_gt).values()}
+    metrics["per_category"] = {name: 0.0 for name in category_names(coco_gt.dataset).values()}
     metrics["per_category_AP50"] = dict(metrics["per_category"])
     return metrics
 
