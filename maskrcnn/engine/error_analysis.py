@@ -208,7 +208,9 @@ def match_dataset(
         anns = anns_of[image_id]
         dets = sorted(dets_of[image_id], key=lambda r: -r["score"])  # stable: ties keep file order
         crowd = [bool(a.get("iscrowd")) for a in anns]
-        if iou_type == "segm":
+        if iou_type == "segm" and not (dets and anns):  # nothing to compare: no polygon encoded
+            iou = np.zeros((len(dets), len(anns)))
+        elif iou_type == "segm":
             gt_rles = [_gt_rle(a, images[image_id]) for a in anns]
             iou = mask_overlaps([result_rle(r) for r in dets], gt_rles, crowd)
         else:
