@@ -145,7 +145,7 @@ def test_ground_truth_encoded_only_where_detections_meet_it(monkeypatch):
     gt = load_ground_truth(_ground_truth()).dataset
     out = analyse(gt, _records(), iou_type="segm")
     assert out["classes"] == EXPECTED_CLASSES
-    assert encoded == [1, 2, 4]  # images 1 and 4; image 3 (no detection: C missed) and 2 (no ground truth) not
+    assert encoded == [1, 2, 4]  # images 1 and 4; not 3 (no detection: C missed) nor 2 (no ground truth)
 
 
 def test_class_table_worst_first():
