@@ -453,7 +453,7 @@ class Trainer:
         total = sum(losses.values())
         values = {k: float(v.detach()) for k, v in losses.items()}
         bad = not all(math.isfinite(v) for v in values.values())
-        if du.any_true(bad, device=self.device if self.device.type == "cuda" else None):
+        if du.any_true(bad):
             terms = ", ".join(f"{k}={v}" for k, v in values.items())
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}): {terms}; "
@@ -537,12 +537,7 @@ class Trainer:
         """True on every rank when the main process's tracker has run out of patience."""
         if self.best is None or self.best.patience == 0:
             return False
-        return du.any_true(self.is_main and self.best.stop, device=self._sync_device)
-
-    @property
-    def _sync_device(self):
-        """Where the flags that every rank must agree on are reduced (NCCL reduces CUDA tensors only)."""
-        return self.device if self.device.type == "cuda" else None
+        return du.any_true(self.is_main and self.best.stop)
 
     def _early_stop_text(self) -> str:
         b = self.best
@@ -582,9 +577,7 @@ class Trainer:
                 values = self.run_step(images, targets)
                 self.iteration += 1
                 if self.world_size > 1:
-                    values = du.all_reduce_mean(
-                        values, device=self.device if self.device.type == "cuda" else None
-                    )
+                    values = du.all_reduce_mean(values)
                 self.logger.log_iteration(
                     self.iteration,
                     values,
@@ -614,7 +607,7 @@ class Trainer:
                     if self._stop_early():
                         self.stopped_early = True
                         break
-                stop = du.any_true(self._stop_signal is not None, device=self._sync_device)
+                stop = du.any_true(self._stop_signal is not None)
                 if stop and self._saved_at != self.iteration:
                     self.save()
                 if stop:
