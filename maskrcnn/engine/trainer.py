@@ -322,7 +322,7 @@ class Trainer:
             ) from e
 
     def _check_finite_weights(self, state: dict) -> None:
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = non_finite_keys(state)
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise NonFiniteLossError(
