@@ -510,20 +510,18 @@ class Trainer:
         du.barrier()
 
     def _follow_best(self, results: Optional[dict]) -> None:
-        """Count this evaluation; a new best writes ``model_best.pth``, then ``best.json`` (main process)."""
-        if not results:  # nothing evaluated: nothing to compare
-            self.best.evaluated_at = self.iteration
-            return
-        # a name the evaluation lacks fails here, listing the ones it has
-        value = metric_value(results, self.best.metric)
-        if math.isnan(value):
+        """Count this evaluation; a new best writes ``model_best.pth``, then ``best.json`` (main process).
+        An evaluation that cannot count (no results, an undefined metric, non-finite weights) is a NaN
+        for the tracker: it only notes the iteration evaluated."""
+        # a name the evaluation lacks fails here, listing the ones it has; no results: nothing to compare
+        value = metric_value(results, self.best.metric) if results else float("nan")
+        if results and math.isnan(value):
             self.logger.print(
                 f"warning: {self.best.metric} is undefined at iteration {self.iteration} (no ground truth in "
                 "that range?): this evaluation does not count for the best checkpoint")
         state = self.model.state_dict()
-        if non_finite_keys(state):  # (the next loss stops the run) such a file would not even load
-            self.best.evaluated_at = self.iteration
-            return
+        if not math.isnan(value) and non_finite_keys(state):
+            value = float("nan")  # (the next loss stops the run) such a file would not even load
         if not self.best.update(value, self.iteration):
             return
         path, record = self.output_dir / BEST_NAME, self.output_dir / BEST_JSON
