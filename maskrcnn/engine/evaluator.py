@@ -32,6 +32,7 @@ from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.engine.best_model import METRICS
 from maskrcnn.engine.results_file import (
     compress_segmentations,
     match_image_ids,
@@ -48,12 +49,9 @@ __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file"
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-# Positions of those metrics in COCOeval.stats (keypoints have no "small" area range).
-_STAT_INDEX = {
-    "bbox": {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5},
-    "segm": {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5},
-    "keypoints": {"AP": 0, "AP50": 1, "AP75": 2, "APm": 3, "APl": 4},
-}
+# Positions of those metrics in COCOeval.stats: best_model.METRICS lists them in that order per IoU type
+# (keypoints have no "small" area range).
+_STAT_INDEX = {t: {m: i for i, m in enumerate(names)} for t, names in METRICS.items()}
 _FIELDS = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
 # the per-detection entries of a detections dict (tensors with D rows, masks_rle a list of D)
 _PER_DETECTION = ("boxes", "scores", "labels", "masks", "masks_rle", "keypoints", "keypoint_scores")
