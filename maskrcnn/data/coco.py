@@ -78,6 +78,13 @@ def distinct_category_names(names: dict) -> dict:
     return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
 
 
+def category_names(ground_truth: dict) -> dict:
+    """{category id: name} of a COCO dict's categories (the id as text when unnamed), a name two
+    categories share told apart (``distinct_category_names``) as CocoDataset tells them apart: as keys
+    of the evaluator's per_category, one would overwrite the other's AP."""
+    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in ground_truth["categories"]})
+
+
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)

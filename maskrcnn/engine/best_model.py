@@ -33,8 +33,9 @@ __all__ = [
 OFF = "none"
 AUTO = "auto"
 
-# The metrics CocoEvaluator.evaluate reports per IoU type (engine/evaluator.py's _STAT_INDEX; a test keeps
-# the two equal). Kept here so that checking a config does not import pycocotools.
+# The metrics CocoEvaluator.evaluate reports per IoU type, in the order of COCOeval.stats (engine/evaluator.py
+# derives its _STAT_INDEX from them). Kept here, free of torch and pycocotools, so that checking a config
+# imports neither.
 METRICS = {
     "bbox": ("AP", "AP50", "AP75", "APs", "APm", "APl"),
     "segm": ("AP", "AP50", "AP75", "APs", "APm", "APl"),

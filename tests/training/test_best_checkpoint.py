@@ -286,3 +286,19 @@ def test_a_failed_write_of_the_best_checkpoint_names_the_file(tmp_path, toy, mon
         f"{os.strerror(errno.ENOSPC)}; the last good checkpoint is {tmp_path / 'model_0000002.pth'} (make "
         "room or fix the folder, then continue with --resume)")
     assert not (tmp_path / "best.json").exists()
+
+
+def test_evaluations_that_cannot_count_only_note_the_iteration(tmp_path, toy, monkeypatch):
+    from maskrcnn.engine import trainer as trainer_module
+
+    trainer, _ = _trainer(toy, tmp_path, {}, iters=4)
+    scans = []
+    monkeypatch.setattr(trainer_module, "non_finite_keys", lambda state: scans.append(1) or ["w"])
+    undefined = {"segm": {"AP": float("nan")}}
+    for it, results in ((2, None), (4, undefined), (6, {"segm": {"AP": 40.0}})):  # the last: weights "NaN"
+        trainer.iteration = it
+        trainer._follow_best(results)
+        assert (trainer.best.evaluated_at, trainer.best.value, trainer.best.waited) == (it, None, 0)
+    assert len(scans) == 1  # the weights are scanned only when the metric could count
+    assert not (tmp_path / "model_best.pth").exists() and not (tmp_path / "best.json").exists()
+    assert "segm/AP is undefined at iteration 4" in trainer.logger.stream.getvalue()
