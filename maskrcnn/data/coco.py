@@ -106,6 +106,9 @@ class CocoDataset(torch.utils.data.Dataset):
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     ``image_dir=None``: the records are validated without looking for the image files (split-data reads
     only the JSON); such a dataset has no items to read.
+    ``coco``: the file already parsed by ``load_coco_json(json_path)`` (``read_validated`` needs it too),
+    so it is not read twice; ``json_path`` still names the file in messages. It is never modified (the
+    records kept are copies).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class CocoDataset(torch.utils.data.Dataset):
         keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
+        coco: Optional[dict] = None,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir) if image_dir is not None else None
@@ -125,7 +129,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self.filter_empty = filter_empty
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
-        data = load_coco_json(self.json_path)
+        data = coco if coco is not None else load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
         self._load_categories(data["categories"])
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set

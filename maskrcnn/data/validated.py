@@ -41,8 +41,8 @@ def read_validated(json_path: Union[str, os.PathLike],
                    image_dir: Optional[Union[str, os.PathLike]] = None) -> ValidatedCoco:
     """The kept records of ``json_path`` (see the module docstring); ValueError / FileNotFoundError naming
     the file when it cannot be read as COCO at all."""
-    dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto")
     raw = load_coco_json(json_path)  # the dataset keeps only what training needs; the rest comes from here
+    dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto", coco=raw)
     first_image, first_category = {}, {}
     for img in raw["images"]:
         if isinstance(img, dict) and _is_int(img.get("id")):
