@@ -218,16 +218,17 @@ class CocoDataset(torch.utils.data.Dataset):
                 if not isinstance(file_name, str) or not file_name:
                     self._problems.add("bad_image", f"image id {iid} has no file_name string")
                     continue
-            elif isinstance(file_name, str) and not (self.image_dir / file_name).is_file():
-                file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
-            if self.image_dir is not None and (
-                not isinstance(file_name, str) or not (self.image_dir / file_name).is_file()
-            ):
-                self._problems.add(
-                    "missing_image_file",
-                    f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
-                )
-                continue
+            else:
+                found = isinstance(file_name, str) and (self.image_dir / file_name).is_file()
+                if not found and isinstance(file_name, str) and "\\" in file_name:
+                    file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
+                    found = (self.image_dir / file_name).is_file()
+                if not found:
+                    self._problems.add(
+                        "missing_image_file",
+                        f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
+                    )
+                    continue
             self._images[iid] = {
                 "file_name": file_name,
                 "height": int(img["height"]),
