@@ -88,8 +88,8 @@ def run(args) -> int:
         raise ValueError(f"--json {src}: is one of the outputs; choose another --output-dir")
 
     data = read_validated(src, args.images)
-    coco = {**{k: v for k, v in data.raw.items() if k not in ("images", "annotations", "categories")},
-            "images": data.images, "annotations": data.annotations, "categories": data.raw["categories"]}
+    # the kept records in place of the file's; split_coco carries the other top-level keys (info, licenses)
+    coco = {**data.raw, "images": data.images, "annotations": data.annotations}
     if not coco["images"]:
         raise ValueError(f"{src}: no usable image (see the problems above); nothing written")
     parts, unmatched = split_coco(coco, fractions=fractions, names=names, seed=args.seed, group_by=pattern)
