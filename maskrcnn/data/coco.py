@@ -30,6 +30,8 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import ImageReadError, read_image
+from maskrcnn.data.json_values import is_int as _is_int
+from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
@@ -59,15 +61,6 @@ class _Problems:
         if self.counts:
             listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
             warnings.warn(f"{self.source}: skipped {listing} (see dataset.problems)", stacklevel=3)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_whole(value) -> bool:
-    """An integer, or a float holding one (exporters that divide write image sizes as 480.0)."""
-    return _is_int(value) or (isinstance(value, float) and value.is_integer())
 
 
 def distinct_category_names(names: dict) -> dict:
