@@ -112,9 +112,9 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
         if normalise_name(name) not in met:
             warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")
     first_listing: dict = {}  # file identity -> (source name, image id)
+    out_name = {c["id"]: c["name"] for c in categories}
     for src in sources:
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
-        out_name = {c["id"]: c["name"] for c in categories}
         src_name = {c["id"]: c["name"] for c in src.categories}
         image_map, duplicates = {}, 0
         for img in src.images:
