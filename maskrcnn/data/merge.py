@@ -6,7 +6,10 @@
   order), or exactly ``classes`` when given: then a source class outside it is left out with its
   annotations, told in one line per class and counted. A category keeps the fields of its first record
   (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
-  ``classes``). Two categories of one file whose names match become one class too.
+  ``classes``). Within one file too, names that differ only in what matching ignores ('Cat' and 'cat')
+  become one class; names written exactly alike were already told apart by the validation ('cat (id 1)',
+  'cat (id 2)': ``coco.distinct_category_names``, as training names them) and stay two classes, matched
+  under those names (another file's plain 'cat' is a third class).
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
