@@ -30,6 +30,8 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import ImageReadError, read_image
+from maskrcnn.data.json_values import is_int as _is_int
+from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
@@ -59,15 +61,6 @@ class _Problems:
         if self.counts:
             listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
             warnings.warn(f"{self.source}: skipped {listing} (see dataset.problems)", stacklevel=3)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_whole(value) -> bool:
-    """An integer, or a float holding one (exporters that divide write image sizes as 480.0)."""
-    return _is_int(value) or (isinstance(value, float) and value.is_integer())
 
 
 def distinct_category_names(names: dict) -> dict:
@@ -113,6 +106,9 @@ class CocoDataset(torch.utils.data.Dataset):
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     ``image_dir=None``: the records are validated without looking for the image files (split-data reads
     only the JSON); such a dataset has no items to read.
+    ``coco``: the file already parsed by ``load_coco_json(json_path)`` (``read_validated`` needs it too),
+    so it is not read twice; ``json_path`` still names the file in messages. It is never modified (the
+    records kept are copies).
     """
 
     def __init__(
@@ -124,6 +120,7 @@ class CocoDataset(torch.utils.data.Dataset):
         keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
+        coco: Optional[dict] = None,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir) if image_dir is not None else None
@@ -132,7 +129,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self.filter_empty = filter_empty
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
-        data = load_coco_json(self.json_path)
+        data = coco if coco is not None else load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
         self._load_categories(data["categories"])
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
@@ -221,16 +218,17 @@ class CocoDataset(torch.utils.data.Dataset):
                 if not isinstance(file_name, str) or not file_name:
                     self._problems.add("bad_image", f"image id {iid} has no file_name string")
                     continue
-            elif isinstance(file_name, str) and not (self.image_dir / file_name).is_file():
-                file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
-            if self.image_dir is not None and (
-                not isinstance(file_name, str) or not (self.image_dir / file_name).is_file()
-            ):
-                self._problems.add(
-                    "missing_image_file",
-                    f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
-                )
-                continue
+            else:
+                found = isinstance(file_name, str) and (self.image_dir / file_name).is_file()
+                if not found and isinstance(file_name, str) and "\\" in file_name:
+                    file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
+                    found = (self.image_dir / file_name).is_file()
+                if not found:
+                    self._problems.add(
+                        "missing_image_file",
+                        f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
+                    )
+                    continue
             self._images[iid] = {
                 "file_name": file_name,
                 "height": int(img["height"]),
