@@ -545,14 +545,15 @@ def config_problems(cfg: Config) -> list:
 def _best_model_problems(s: SolverConfig) -> list:
     from maskrcnn.engine.best_model import is_off, metric_name_problem  # no torch, no pycocotools
 
-    problem = metric_name_problem(s.best_metric) if isinstance(s.best_metric, (str, type(None))) else (
-        f"solver.best_metric must be a name, got {s.best_metric!r}")
+    problem = metric_name_problem(s.best_metric)  # also a number or a list: not a name it knows
     if problem:
         return [problem]
     patience = s.early_stop_patience
-    if isinstance(patience, int) and patience > 0 and is_off(s.best_metric):
+    if not (isinstance(patience, int) and patience > 0):  # off, or a bad value reported by its own check
+        return []
+    if is_off(s.best_metric):
         return [f"solver.early_stop_patience {patience} needs a metric to watch; solver.best_metric is none"]
-    if isinstance(patience, int) and patience > 0 and s.eval_period == 0:
+    if s.eval_period == 0:
         return [f"solver.early_stop_patience {patience} counts periodic evaluations: set solver.eval_period "
                 "> 0 (and give a validation set)"]
     return []

@@ -19,6 +19,7 @@ import pycocotools.mask as mask_utils
 from PIL import Image, ImageDraw
 
 from maskrcnn.data.mask_codec import annotation_to_mask
+from maskrcnn.engine.error_analysis import result_rle, xyxy_boxes
 from maskrcnn.visualize import draw_instances, draw_targets, to_uint8_hwc
 
 __all__ = ["draw_errors"]
@@ -27,21 +28,15 @@ _TAGS = {"fp_background": "background", "duplicate": "duplicate", "poor_localisa
          "ignored_crowd": "crowd"}
 
 
-def _xyxy(bbox) -> list:
-    x, y, w, h = (float(v) for v in bbox)
-    return [x, y, x + w, y + h]
-
-
 def _mask(segmentation, height: int, width: int) -> np.ndarray:
     return annotation_to_mask(segmentation, height, width).numpy().astype(bool)  # (H, W)
 
 
 def _record_box(record: dict) -> list:
+    """[x, y, width, height]: the record's box, or its mask's box (a segm-only results file)."""
     if record.get("bbox") is not None:
-        return _xyxy(record["bbox"])
-    seg = record["segmentation"]  # a segm-only results file: the mask's box
-    counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
-    return _xyxy(mask_utils.toBbox({"size": seg["size"], "counts": counts}).tolist())
+        return record["bbox"]
+    return mask_utils.toBbox(result_rle(record)).tolist()
 
 
 def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int = 480,
@@ -62,7 +57,7 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
     if masks and anns:
         gt_masks = np.stack([_mask(a["segmentation"], H, W) if a.get("segmentation")
                              else _box_mask(a["bbox"], H, W) for a in anns])  # (M, H, W)
-    target = {"boxes": np.asarray([_xyxy(a["bbox"]) for a in anns], np.float32).reshape(-1, 4),
+    target = {"boxes": xyxy_boxes(a["bbox"] for a in anns).numpy().astype(np.float32),
               "labels": np.arange(len(anns)), "masks": gt_masks,
               "iscrowd": np.asarray([bool(a.get("iscrowd")) for a in anns])}
     left = draw_targets(img, target, gt_names, min_size=min_size)
@@ -76,12 +71,11 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
         elif kind in _TAGS:
             label += f" [{_TAGS[kind]}]"
         det_names.append(label)
-    det_masks = None
-    if masks and dets:
-        det_masks = np.stack([_mask(r["segmentation"], H, W) for r in dets])  # (D, H, W)
-    det = {"boxes": np.asarray([_record_box(r) for r in dets], np.float32).reshape(-1, 4),
+    det = {"boxes": xyxy_boxes(_record_box(r) for r in dets).numpy().astype(np.float32),
            "scores": np.asarray([float(r["score"]) for r in dets], np.float32),
-           "labels": np.arange(len(dets)), "masks": det_masks}
+           "labels": np.arange(len(dets))}
+    if masks and dets:  # compressed RLE (the validated records): decoded one at a time by draw_instances
+        det["masks_rle"] = [r["segmentation"] for r in dets]
     right = draw_instances(img, det, det_names, min_size=min_size)
 
     header = 18
@@ -99,7 +93,7 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
 
 def _box_mask(bbox, height: int, width: int) -> np.ndarray:
     """(H, W) bool: the box filled (an annotation without a segmentation)."""
-    x1, y1, x2, y2 = _xyxy(bbox)
+    x1, y1, x2, y2 = xyxy_boxes([bbox])[0].tolist()
     out = np.zeros((height, width), bool)
     out[max(0, int(y1)):max(0, int(np.ceil(y2))), max(0, int(x1)):max(0, int(np.ceil(x2)))] = True
     return out

@@ -160,3 +160,14 @@ def test_people_of_a_keypoint_file_without_segmentation_are_counted(tmp_path, ca
                  str(tmp_path / "show"), "--max", "1"]) == 0
     summary = json.loads((tmp_path / "show" / "summary.json").read_text())
     assert "missing_field" not in summary["skipped"] and summary["instances"] == 3 and summary["crowd"] == 1
+
+
+def test_dataset_commands_share_the_skipped_line_and_the_class_name_display():
+    from maskrcnn.commands import data_report, merge_data, show_data, split_data
+
+    assert data_report.skipped_line({"z_reason": 2, "bad_bbox": 1}) == "skipped: 1 bad_bbox, 2 z_reason"
+    assert data_report.skipped_line({}) == "skipped: none"
+    shown = [data_report.shown_name(n) for n in ("cat", "", "a\nb", "t\t")]
+    assert shown == ["cat", "''", "'a\\nb'", "'t\\t'"]
+    assert split_data.skipped_line is merge_data.skipped_line is show_data.skipped_line
+    assert split_data.shown_name is show_data.shown_name is data_report.shown_name

@@ -204,8 +204,9 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
                           image_ids) -> Optional[dict]:
     """Print the per-class table (its counts into ``metrics[kind]["per_category_counts"]``); with
     ``--analysis``, return {iou type: (analysis, matches)} for the kinds scored (bbox, segm)."""
+    from maskrcnn.data.coco import category_names
     from maskrcnn.engine.class_table import class_rows, format_class_table
-    from maskrcnn.engine.error_analysis import analyse, category_names, instance_counts, match_dataset
+    from maskrcnn.engine.error_analysis import analyse, instance_counts, match_dataset
 
     kinds = [k for k in ("bbox", "segm") if k in metrics and k in records_by_type]
     if not kinds:
@@ -213,16 +214,17 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
             print("--analysis: the results hold neither boxes nor masks: no error analysis", file=sys.stderr)
         return None
     names = category_names(ground_truth)
+    counts_by_kind = {}
     for kind in kinds:  # beside per_category (a dict: readers of the numbers in metrics.json skip it)
-        counts = instance_counts(ground_truth, records_by_type[kind], score_threshold=args.analysis_score,
-                                 image_ids=image_ids)
+        counts = counts_by_kind[kind] = instance_counts(
+            ground_truth, records_by_type[kind], score_threshold=args.analysis_score, image_ids=image_ids)
         metrics[kind]["per_category_counts"] = {
             "score_threshold": args.analysis_score,
             "ground_truth": {names[c]: n for c, (n, _) in counts.items()},
             "detections": {names[c]: n for c, (_, n) in counts.items()},
         }
     # the table's detections: the masks' records when masks were scored (MMDetection's two files differ)
-    rows = class_rows(metrics, ground_truth, counts)
+    rows = class_rows(metrics, ground_truth, counts_by_kind["segm" if "segm" in counts_by_kind else "bbox"])
     print(format_class_table(rows, args.analysis_score))
     if not args.analysis:
         return None
@@ -276,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics_table(metrics))
     # the evaluator's ground truth: checked, iscrowd and area filled, the images it scored
     analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type,
-                                     image_ids if results is None else evaluator.image_ids())
+                                     None if results is None else evaluator.image_ids())
     if args.cityscapes:
         if "segm" not in metrics:
             raise ValueError("--cityscapes scores instance masks: the results have none")

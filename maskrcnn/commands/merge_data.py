@@ -22,6 +22,8 @@ import os
 import warnings
 from pathlib import Path
 
+from maskrcnn.commands.data_report import skipped_line
+
 HELP = "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative to one root"
 
 
@@ -92,10 +94,9 @@ def run(args) -> int:
     atomic_write_json(out, merged)
     for src, c, sk in zip(sources, counts, skipped):
         listing = ", ".join(f"{name} {n}" for name, n in c.instances.items()) or "none"
-        bad = ", ".join(f"{n} {reason}" for reason, n in sorted(sk.items())) or "none"
         print(f"{src.name}: {c.images} images, {sum(c.instances.values())} annotations ({listing}); "
               f"{c.duplicates} duplicate image(s), {sum(c.left_out.values())} annotation(s) of other classes "
-              f"left out; skipped: {bad}")
+              f"left out; {skipped_line(sk)}")
     names = ", ".join(f"{cat['id']} {cat['name']}" for cat in merged["categories"])
     print(f"{len(merged['images'])} images, {len(merged['annotations'])} annotations, "
           f"{len(merged['categories'])} classes ({names}) -> {out}")

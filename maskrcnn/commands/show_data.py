@@ -24,6 +24,8 @@ import math
 import sys
 from pathlib import Path
 
+from maskrcnn.commands.data_report import shown_name, skipped_line
+
 HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area thresholds
@@ -110,8 +112,7 @@ def _print_summary(s: dict, out=None) -> None:
     print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
           f"{s['instances']} instances, {s['crowd']} crowd regions"
           + (f", {boxes} of them boxes without a mask" if boxes else ""), file=out)
-    # an empty name or one with a newline or tab (as written) would be a blank row or break the table
-    shown = {n: n if n and n.isprintable() else repr(n) for n in s["per_class"]}
+    shown = {n: shown_name(n) for n in s["per_class"]}
     width = max([len("class")] + [len(n) for n in shown.values()])
     print(f"  {'class':<{width}}  instances  crowd", file=out)
     for name, c in s["per_class"].items():
@@ -119,8 +120,7 @@ def _print_summary(s: dict, out=None) -> None:
     print("  sizes (COCO area): " + ", ".join(f"{k} {v}" for k, v in s["sizes"].items()), file=out)
     bins = [f"[{b['sqrt_area_from']}, {b['to'] or 'inf'}): {b['count']}" for b in s["size_histogram"]]
     print("  sqrt(area) px: " + "  ".join(bins), file=out)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(s["skipped"].items())) or "none"
-    print(f"  skipped: {skipped}", file=out)
+    print(f"  {skipped_line(s['skipped'])}", file=out)
 
 
 def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:

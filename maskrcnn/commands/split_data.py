@@ -22,6 +22,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from maskrcnn.commands.data_report import shown_name, skipped_line
+
 HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
 
 
@@ -52,7 +54,7 @@ def _fractions(spec: str) -> list:
 
 def _print_table(table: dict, parts: list, out) -> None:
     """One row per class (then all images): its images and instances in each part."""
-    shown = {n: "(all images)" if n is None else n if n and n.isprintable() else repr(n) for n in table}
+    shown = {n: "(all images)" if n is None else shown_name(n) for n in table}
     heads = [h for p in parts for h in (f"{p} images", f"{p} instances")]
     width = max([len("class")] + [len(n) for n in shown.values()])
     print(f"  {'class':<{width}}" + "".join(f"  {h:>{max(len(h), 6)}}" for h in heads), file=out)
@@ -88,8 +90,8 @@ def run(args) -> int:
         raise ValueError(f"--json {src}: is one of the outputs; choose another --output-dir")
 
     data = read_validated(src, args.images)
-    coco = {**{k: v for k, v in data.raw.items() if k not in ("images", "annotations", "categories")},
-            "images": data.images, "annotations": data.annotations, "categories": data.raw["categories"]}
+    # the kept records in place of the file's; split_coco carries the other top-level keys (info, licenses)
+    coco = {**data.raw, "images": data.images, "annotations": data.annotations}
     if not coco["images"]:
         raise ValueError(f"{src}: no usable image (see the problems above); nothing written")
     parts, unmatched = split_coco(coco, fractions=fractions, names=names, seed=args.seed, group_by=pattern)
@@ -113,7 +115,6 @@ def run(args) -> int:
         if not parts[name]["images"]:
             warnings.warn(f"{name} has no image ({len(coco['images'])} image(s) in all)",
                           stacklevel=1)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(data.skipped.items())) or "none"
-    print(f"  skipped: {skipped}")
+    print(f"  {skipped_line(data.skipped)}")
     print("wrote " + ", ".join(str(p) for p in outputs.values()))
     return 0

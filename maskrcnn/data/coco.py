@@ -42,6 +42,8 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
+from maskrcnn.data.json_values import is_int as _is_int
+from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
@@ -71,15 +73,6 @@ class _Problems:
         if self.counts:
             listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
             warnings.warn(f"{self.source}: skipped {listing} (see dataset.problems)", stacklevel=3)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_whole(value) -> bool:
-    """An integer, or a float holding one (exporters that divide write image sizes as 480.0)."""
-    return _is_int(value) or (isinstance(value, float) and value.is_integer())
 
 
 def _as_id(value):
@@ -153,6 +146,13 @@ def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
     return folder
 
 
+def category_names(ground_truth: dict) -> dict:
+    """{category id: name} of a COCO dict's categories (the id as text when unnamed), a name two
+    categories share told apart (``distinct_category_names``) as CocoDataset tells them apart: as keys
+    of the evaluator's per_category, one would overwrite the other's AP."""
+    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in ground_truth["categories"]})
+
+
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)
@@ -181,6 +181,9 @@ class CocoDataset(torch.utils.data.Dataset):
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     ``image_dir=None``: the records are validated without looking for the image files (split-data reads
     only the JSON); such a dataset has no items to read.
+    ``coco``: the file already parsed by ``load_coco_json(json_path)`` (``read_validated`` needs it too),
+    so it is not read twice; ``json_path`` still names the file in messages. It is never modified (the
+    records kept are copies).
     """
 
     def __init__(
@@ -192,6 +195,7 @@ class CocoDataset(torch.utils.data.Dataset):
         keypoints: Union[bool, str] = False,
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
+        coco: Optional[dict] = None,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir) if image_dir is not None else None
@@ -200,7 +204,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self.filter_empty = filter_empty
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
-        data = load_coco_json(self.json_path)
+        data = coco if coco is not None else load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])

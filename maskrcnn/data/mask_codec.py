@@ -25,6 +25,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
+from maskrcnn.data.json_values import is_int, is_whole
+
 __all__ = [
     "annotation_to_mask", "compress_runs", "decode_rle_window", "mask_to_rle", "masks_to_rles",
     "rle_counts_from_string", "row_windows_to_runs", "segmentation_problem",
@@ -92,7 +94,7 @@ def _rle_problem(seg: dict, height: int, width: int, check_size: bool) -> Option
     if "counts" not in seg or "size" not in seg:
         return "RLE segmentation needs 'counts' and 'size'"
     size = seg["size"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_whole(v) for v in size)):
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(is_whole(v) for v in size)):
         return f"RLE 'size' must be [height, width] integers, got {str(size)[:60]}"
     if check_size and (int(size[0]), int(size[1])) != (height, width):
         return f"RLE size {list(size)} does not match the image size [{height}, {width}]"
@@ -106,7 +108,7 @@ def _rle_problem(seg: dict, height: int, width: int, check_size: bool) -> Option
         except ValueError as e:
             return str(e)
     elif isinstance(counts, (list, tuple)):
-        if not all(_is_int(v) for v in counts):
+        if not all(is_int(v) for v in counts):
             return "uncompressed RLE counts must be integers"
         if any(v < 0 or v >= 1 << 32 for v in counts):
             return "uncompressed RLE counts must lie in 0..2**32-1"
@@ -154,15 +156,6 @@ def segmentation_problem(segmentation, height: int, width: int, *, check_size: b
     return f"segmentation must be a list of polygons or an RLE dict, not {type(segmentation).__name__}"
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_whole(v) -> bool:
-    """An integer, or a float holding one (some tools write sizes as 40.0)."""
-    return _is_int(v) or (isinstance(v, float) and v.is_integer())
-
-
 def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
     """A COCO ``segmentation`` (polygons, compressed RLE or uncompressed RLE) as an (H, W) uint8 mask.
 
@@ -183,7 +176,7 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
         if isinstance(counts, (str, bytes)):
             runs = rle_counts_from_string(counts)
         elif isinstance(counts, (list, tuple)):
-            if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in counts):
+            if not all(is_int(v) for v in counts):
                 raise ValueError("uncompressed RLE counts must be integers")
             runs = np.asarray(counts, dtype=np.int64)
         else:

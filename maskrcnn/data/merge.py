@@ -6,7 +6,10 @@
   order), or exactly ``classes`` when given: then a source class outside it is left out with its
   annotations, told in one line per class and counted. A category keeps the fields of its first record
   (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
-  ``classes``). Two categories of one file whose names match become one class too.
+  ``classes``). Within one file too, names that differ only in what matching ignores ('Cat' and 'cat')
+  become one class; names written exactly alike were already told apart by the validation ('cat (id 1)',
+  'cat (id 2)': ``coco.distinct_category_names``, as training names them) and stay two classes, matched
+  under those names (another file's plain 'cat' is a third class).
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
@@ -112,9 +115,9 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
         if normalise_name(name) not in met:
             warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")
     first_listing: dict = {}  # file identity -> (source name, image id)
+    out_name = {c["id"]: c["name"] for c in categories}
     for src in sources:
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
-        out_name = {c["id"]: c["name"] for c in categories}
         src_name = {c["id"]: c["name"] for c in src.categories}
         image_map, duplicates = {}, 0
         for img in src.images:

@@ -196,13 +196,12 @@ def split_table(parts: dict, class_names: dict) -> dict:
     table[None] = {}
     for part, coco in parts.items():
         instances = Counter()
-        images = Counter()
+        pairs = set()  # (image, class): an image with 3 cats counts once among the cat images
         for ann in coco["annotations"]:
             if not ann.get("iscrowd", 0):
                 instances[ann["category_id"]] += 1
-        # each (image, class) pair once: an image with 3 cats counts once among the cat images
-        images.update(cid for _, cid in {(a["image_id"], a["category_id"]) for a in coco["annotations"]
-                                         if not a.get("iscrowd", 0)})
+                pairs.add((ann["image_id"], ann["category_id"]))
+        images = Counter(cid for _, cid in pairs)
         for cid, name in class_names.items():
             table[name][part] = (images[cid], instances[cid])
         table[None][part] = (len(coco["images"]), sum(instances.values()))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional, Union
 
 from maskrcnn.data.coco import CocoDataset, load_coco_json
+from maskrcnn.data.json_values import is_int
 
 __all__ = ["ValidatedCoco", "read_validated"]
 
@@ -33,22 +34,18 @@ class ValidatedCoco(NamedTuple):
     problems: list  # one line per record left out, naming the file and the record
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def read_validated(json_path: Union[str, os.PathLike],
                    image_dir: Optional[Union[str, os.PathLike]] = None) -> ValidatedCoco:
     """The kept records of ``json_path`` (see the module docstring); ValueError / FileNotFoundError naming
     the file when it cannot be read as COCO at all."""
-    dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto")
     raw = load_coco_json(json_path)  # the dataset keeps only what training needs; the rest comes from here
+    dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto", coco=raw)
     first_image, first_category = {}, {}
     for img in raw["images"]:
-        if isinstance(img, dict) and _is_int(img.get("id")):
+        if isinstance(img, dict) and is_int(img.get("id")):
             first_image.setdefault(img["id"], img)  # a repeated id: the dataset kept the first, so do we
     for cat in raw["categories"]:
-        if isinstance(cat, dict) and _is_int(cat.get("id")):
+        if isinstance(cat, dict) and is_int(cat.get("id")):
             first_category.setdefault(cat["id"], cat)
     images, paths = [], {}
     for index in range(len(dataset)):  # filter_empty is off: every valid image, in file order

@@ -128,8 +128,8 @@ def write_analysis(
 
 
 def _draw_worst(folder: Path, matches: dict, ground_truth: dict, images_dir, n: int) -> List[Path]:
+    from maskrcnn.data.coco import category_names
     from maskrcnn.data.images import read_image
-    from maskrcnn.engine.error_analysis import category_names
     from maskrcnn.visualize_errors import draw_errors
 
     kind = "segm" if "segm" in matches else "bbox"

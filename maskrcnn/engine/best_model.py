@@ -33,8 +33,9 @@ __all__ = [
 OFF = "none"
 AUTO = "auto"
 
-# The metrics CocoEvaluator.evaluate reports per IoU type (engine/evaluator.py's _STAT_INDEX; a test keeps
-# the two equal). Kept here so that checking a config does not import pycocotools.
+# The metrics CocoEvaluator.evaluate reports per IoU type, in the order of COCOeval.stats (engine/evaluator.py
+# derives its _STAT_INDEX from them). Kept here, free of torch and pycocotools, so that checking a config
+# imports neither.
 METRICS = {
     "bbox": ("AP", "AP50", "AP75", "APs", "APm", "APl"),
     "segm": ("AP", "AP50", "AP75", "APs", "APm", "APl"),
@@ -45,13 +46,15 @@ _KNOWN = [f"{t}/{m}" for t, names in METRICS.items() for m in names]
 
 
 def is_off(name: Optional[str]) -> bool:
-    return name is None or str(name).strip().lower() in (OFF, "")
+    return name is None or str(name).strip().lower() == OFF
 
 
 def metric_name_problem(name: Optional[str]) -> str:
     """Why ``name`` cannot be a ``solver.best_metric`` (empty when it can)."""
     if is_off(name) or str(name).strip().lower() == AUTO:
         return ""
+    if not str(name).strip():  # `--set solver.best_metric=` from an unset shell variable: not "off"
+        return "solver.best_metric is empty: give auto, none or iou_type/metric (e.g. segm/AP)"
     if name in _KNOWN:
         return ""
     near = difflib.get_close_matches(str(name), _KNOWN, n=1, cutoff=0.6)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from maskrcnn.engine.error_analysis import category_names
+from maskrcnn.data.coco import category_names
 
 __all__ = ["class_rows", "format_class_table"]
 

@@ -3,13 +3,15 @@
 ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` sets RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR and MASTER_PORT; ``init_distributed`` reads them (env:// initialisation) and picks the
 backend: nccl when the process uses CUDA, gloo on CPU. Without those variables everything here is a
-no-op for a single process, so the same code path trains on one CPU or eight GPUs.
+no-op for a single process, so the same code path trains on one CPU or eight GPUs. The reductions
+(``all_reduce_mean``, ``any_true``) put their tensor where the backend can reduce it (``reduce_device``:
+NCCL takes CUDA tensors only), so callers do not say where.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -72,21 +74,32 @@ def barrier() -> None:
         dist.barrier()
 
 
+def reduce_device() -> Optional[torch.device]:
+    """Where a tensor to all-reduce goes: this process's GPU under NCCL (it reduces CUDA tensors only,
+    and ``init_distributed`` set each process's GPU), else None (the CPU: gloo)."""
+    if is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return None
+
+
 def all_reduce_mean(values: Dict[str, float], device=None) -> Dict[str, float]:
-    """Mean of scalar values over all processes (for logging; keys in the same order on every rank)."""
+    """Mean of scalar values over all processes (for logging; keys in the same order on every rank).
+    ``device``: where to reduce (None: ``reduce_device()``)."""
     if not is_initialized() or not values:
         return dict(values)
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                     device=reduce_device() if device is None else device)
     dist.all_reduce(t)
     t /= get_world_size()
     return {k: float(v) for k, v in zip(keys, t.tolist())}
 
 
 def any_true(flag: bool, device=None) -> bool:
-    """True on every rank when ``flag`` is True on some rank (e.g. a NaN loss or a SIGTERM on one)."""
+    """True on every rank when ``flag`` is True on some rank (e.g. a NaN loss or a SIGTERM on one).
+    ``device``: where to reduce (None: ``reduce_device()``)."""
     if not is_initialized():
         return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    t = torch.tensor([1.0 if flag else 0.0], device=reduce_device() if device is None else device)
     dist.all_reduce(t)
     return bool(t.item() > 0)

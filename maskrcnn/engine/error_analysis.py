@@ -39,12 +39,12 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
-from maskrcnn.data.coco import distinct_category_names
-from maskrcnn.ops.boxes import box_area, box_iou, pairwise_intersection
+from maskrcnn.data.coco import category_names
+from maskrcnn.ops.boxes import box_area, box_iou, box_xywh_to_xyxy, pairwise_intersection
 
 __all__ = [
     "DETECTION_KINDS", "COUNT_KEYS", "ImageMatch", "match_image", "box_overlaps", "mask_overlaps",
-    "match_dataset", "analyse", "instance_counts", "category_names",
+    "match_dataset", "analyse", "instance_counts", "xyxy_boxes", "result_rle",
 ]
 
 DETECTION_KINDS = ("tp", "fp_background", "fp_wrong_class", "duplicate", "poor_localisation", "ignored_crowd")
@@ -144,9 +144,10 @@ def mask_overlaps(det_rles: list, gt_rles: list, crowd: Sequence[bool]) -> np.nd
     return np.asarray(iou, dtype=np.float64).reshape(len(det_rles), len(gt_rles))
 
 
-def _xyxy(bbox) -> list:
-    x, y, w, h = (float(v) for v in bbox)
-    return [x, y, x + w, y + h]
+def xyxy_boxes(bboxes: Iterable) -> torch.Tensor:
+    """(N, 4) float64 xyxy from N COCO ``bbox`` values [x, y, width, height]."""
+    boxes = torch.tensor([[float(v) for v in b] for b in bboxes], dtype=torch.float64).reshape(-1, 4)
+    return box_xywh_to_xyxy(boxes)
 
 
 def _gt_rle(ann: dict, image: dict) -> dict:
@@ -162,23 +163,19 @@ def _gt_rle(ann: dict, image: dict) -> dict:
         return mask_utils.frPyObjects(dict(seg, size=[h, w]), h, w)
     polygons = [p for p in seg or () if len(p) >= 6]  # a point or a line covers nothing (as training)
     if not polygons:
-        x1, y1, x2, y2 = _xyxy(ann["bbox"])
+        x1, y1, x2, y2 = xyxy_boxes([ann["bbox"]])[0].tolist()
         polygons = [[x1, y1, x2, y1, x2, y2, x1, y2]]
     with warnings.catch_warnings():  # pycocotools' numpy 2 DeprecationWarning is not ours to show
         warnings.simplefilter("ignore", DeprecationWarning)
         return mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in p] for p in polygons], h, w))
 
 
-def _det_rle(record: dict) -> dict:
+def result_rle(record: dict) -> dict:
+    """A validated result record's compressed RLE as pycocotools takes it (``counts`` bytes)."""
     seg = record["segmentation"]
     counts = seg["counts"]
     return {"size": [int(v) for v in seg["size"]],
             "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-
-
-def category_names(ground_truth: dict) -> dict:
-    """{category id: name}, names two categories share told apart as the evaluator tells them apart."""
-    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in ground_truth["categories"]})
 
 
 def match_dataset(
@@ -211,12 +208,13 @@ def match_dataset(
         anns = anns_of[image_id]
         dets = sorted(dets_of[image_id], key=lambda r: -r["score"])  # stable: ties keep file order
         crowd = [bool(a.get("iscrowd")) for a in anns]
-        if iou_type == "segm":
+        if iou_type == "segm" and not (dets and anns):  # nothing to compare: no polygon encoded
+            iou = np.zeros((len(dets), len(anns)))
+        elif iou_type == "segm":
             gt_rles = [_gt_rle(a, images[image_id]) for a in anns]
-            iou = mask_overlaps([_det_rle(r) for r in dets], gt_rles, crowd)
+            iou = mask_overlaps([result_rle(r) for r in dets], gt_rles, crowd)
         else:
-            iou = box_overlaps(torch.tensor([_xyxy(r["bbox"]) for r in dets], dtype=torch.float64),
-                               torch.tensor([_xyxy(a["bbox"]) for a in anns], dtype=torch.float64),
+            iou = box_overlaps(xyxy_boxes(r["bbox"] for r in dets), xyxy_boxes(a["bbox"] for a in anns),
                                torch.tensor(crowd, dtype=torch.bool))
         kinds, gt_index, found = match_image(
             iou=iou, scores=[r["score"] for r in dets], det_labels=[r["category_id"] for r in dets],

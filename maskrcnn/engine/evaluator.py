@@ -28,10 +28,11 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from maskrcnn.data.coco import distinct_category_names, load_coco_json
+from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.engine.best_model import METRICS
 from maskrcnn.engine.results_file import (
     compress_segmentations,
     match_image_ids,
@@ -48,12 +49,9 @@ __all__ = ["IOU_TYPES", "METRIC_NAMES", "CocoEvaluator", "evaluate_results_file"
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-# Positions of those metrics in COCOeval.stats (keypoints have no "small" area range).
-_STAT_INDEX = {
-    "bbox": {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5},
-    "segm": {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5},
-    "keypoints": {"AP": 0, "AP50": 1, "AP75": 2, "APm": 3, "APl": 4},
-}
+# Positions of those metrics in COCOeval.stats: best_model.METRICS lists them in that order per IoU type
+# (keypoints have no "small" area range).
+_STAT_INDEX = {t: {m: i for i, m in enumerate(names)} for t, names in METRICS.items()}
 _FIELDS = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
 # the per-detection entries of a detections dict (tensors with D rows, masks_rle a list of D)
 _PER_DETECTION = ("boxes", "scores", "labels", "masks", "masks_rle", "keypoints", "keypoint_scores")
@@ -321,7 +319,7 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     if iou is not None:
         t = int(np.argmin(np.abs(np.asarray(coco_eval.params.iouThrs) - iou)))
         precision = precision[t:t + 1]  # (1, R, K, A, M)
-    names = _category_names(coco_gt)
+    names = category_names(coco_gt.dataset)
     out = {}
     for k, cat_id in enumerate(coco_eval.params.catIds):
         p = precision[:, :, k, 0, -1]
@@ -330,16 +328,9 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     return out
 
 
-def _category_names(coco_gt) -> dict:
-    """{category id: its name}, a name two categories share told apart as CocoDataset tells them apart:
-    as keys of per_category, one would overwrite the other's AP."""
-    categories = coco_gt.dataset["categories"]
-    return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in categories})
-
-
 def _empty_metrics(iou_type: str, coco_gt) -> dict:
     metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
-    metrics["per_category"] = {name: 0.0 for name in _category_names(coco_gt).values()}
+    metrics["per_category"] = {name: 0.0 for name in category_names(coco_gt.dataset).values()}
     metrics["per_category_AP50"] = dict(metrics["per_category"])
     return metrics
 
@@ -508,7 +499,6 @@ def evaluate_results_file(
     *,
     iou_types: Optional[Sequence[str]] = None,
     keypoint_sigmas: Optional[Sequence[float]] = None,
-    return_results: bool = False,
     category_offset: int = 0,
     category_map: Optional[dict] = None,
     return_records_by_type: bool = False,
@@ -518,12 +508,12 @@ def evaluate_results_file(
     prefix; its ``tools/test.py --out`` pickle: ``engine/mmdet_results.py``), read as
     ``engine/results_file.py`` says, each interpretation in a warning. ``iou_types``
     default: those the results support (bbox when every result has a box; segm when every result has a
-    segmentation; keypoints when every result has keypoints). With ``return_results``: (metrics, the
-    records that passed validation, those scored for segm when there are several files), for other
-    scorers of the same file. ``category_offset`` is added to every results ``category_id``;
-    ``category_map`` ({results id: ground-truth id}) maps them instead (0-based class indices). With
-    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for an
-    analysis of each kind on the very records its AP came from."""
+    segmentation; keypoints when every result has keypoints). ``category_offset`` is added to every
+    results ``category_id``; ``category_map`` ({results id: ground-truth id}) maps them instead (0-based
+    class indices). With ``return_records_by_type``: (metrics, records, {iou type: the records scored
+    for it}), for other scorers of the same file (records: those that passed validation, the ones
+    scored for segm when there are several files) and an analysis of each kind on the very records its
+    AP came from."""
     coco_gt = load_ground_truth(gt_json)
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
@@ -545,10 +535,10 @@ def evaluate_results_file(
             out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
         scored[index] = results
     out = {t: out[t] for t in IOU_TYPES if t in out}
-    records = scored[plan.get("segm", min(plan.values()))]
     if return_records_by_type:
+        records = scored[plan.get("segm", min(plan.values()))]
         return out, records, {t: scored[plan[t]] for t in out}
-    return (out, records) if return_results else out
+    return out
 
 
 def format_metrics_table(metrics: dict) -> str:

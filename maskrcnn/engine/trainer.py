@@ -322,7 +322,7 @@ class Trainer:
             ) from e
 
     def _check_finite_weights(self, state: dict) -> None:
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = non_finite_keys(state)
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise NonFiniteLossError(
@@ -453,7 +453,7 @@ class Trainer:
         total = sum(losses.values())
         values = {k: float(v.detach()) for k, v in losses.items()}
         bad = not all(math.isfinite(v) for v in values.values())
-        if du.any_true(bad, device=self.device if self.device.type == "cuda" else None):
+        if du.any_true(bad):
             terms = ", ".join(f"{k}={v}" for k, v in values.items())
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}): {terms}; "
@@ -510,20 +510,18 @@ class Trainer:
         du.barrier()
 
     def _follow_best(self, results: Optional[dict]) -> None:
-        """Count this evaluation; a new best writes ``model_best.pth``, then ``best.json`` (main process)."""
-        if not results:  # nothing evaluated: nothing to compare
-            self.best.evaluated_at = self.iteration
-            return
-        # a name the evaluation lacks fails here, listing the ones it has
-        value = metric_value(results, self.best.metric)
-        if math.isnan(value):
+        """Count this evaluation; a new best writes ``model_best.pth``, then ``best.json`` (main process).
+        An evaluation that cannot count (no results, an undefined metric, non-finite weights) is a NaN
+        for the tracker: it only notes the iteration evaluated."""
+        # a name the evaluation lacks fails here, listing the ones it has; no results: nothing to compare
+        value = metric_value(results, self.best.metric) if results else float("nan")
+        if results and math.isnan(value):
             self.logger.print(
                 f"warning: {self.best.metric} is undefined at iteration {self.iteration} (no ground truth in "
                 "that range?): this evaluation does not count for the best checkpoint")
         state = self.model.state_dict()
-        if non_finite_keys(state):  # (the next loss stops the run) such a file would not even load
-            self.best.evaluated_at = self.iteration
-            return
+        if not math.isnan(value) and non_finite_keys(state):
+            value = float("nan")  # (the next loss stops the run) such a file would not even load
         if not self.best.update(value, self.iteration):
             return
         path, record = self.output_dir / BEST_NAME, self.output_dir / BEST_JSON
@@ -537,12 +535,7 @@ class Trainer:
         """True on every rank when the main process's tracker has run out of patience."""
         if self.best is None or self.best.patience == 0:
             return False
-        return du.any_true(self.is_main and self.best.stop, device=self._sync_device)
-
-    @property
-    def _sync_device(self):
-        """Where the flags that every rank must agree on are reduced (NCCL reduces CUDA tensors only)."""
-        return self.device if self.device.type == "cuda" else None
+        return du.any_true(self.is_main and self.best.stop)
 
     def _early_stop_text(self) -> str:
         b = self.best
@@ -582,9 +575,7 @@ class Trainer:
                 values = self.run_step(images, targets)
                 self.iteration += 1
                 if self.world_size > 1:
-                    values = du.all_reduce_mean(
-                        values, device=self.device if self.device.type == "cuda" else None
-                    )
+                    values = du.all_reduce_mean(values)
                 self.logger.log_iteration(
                     self.iteration,
                     values,
@@ -614,7 +605,7 @@ class Trainer:
                     if self._stop_early():
                         self.stopped_early = True
                         break
-                stop = du.any_true(self._stop_signal is not None, device=self._sync_device)
+                stop = du.any_true(self._stop_signal is not None)
                 if stop and self._saved_at != self.iteration:
                     self.save()
                 if stop:

@@ -225,3 +225,15 @@ def test_category_names_written_as_numbers_are_read(tmp_path):
     ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
     assert ds.skipped == {} and ds.class_names == ["__background__", "dog", "7"]
     assert ds.to_coco_dict()["categories"][1] == {"id": 7, "name": "7"}
+
+
+def test_one_integer_check_for_every_validator():
+    from maskrcnn.data import coco, mask_codec, validated
+    from maskrcnn.data.json_values import is_int, is_whole
+
+    assert [is_int(v) for v in (3, -1, np.int64(3), True, 3.0, "3", None)] == [
+        True, True, True, False, False, False, False]
+    assert [is_whole(v) for v in (480, 480.0, 480.5, float("nan"), float("inf"), False)] == [
+        True, True, False, False, False, False]
+    assert coco._is_int is is_int and coco._is_whole is is_whole
+    assert mask_codec.is_int is validated.is_int is is_int and mask_codec.is_whole is is_whole

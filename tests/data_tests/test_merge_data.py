@@ -131,3 +131,20 @@ def test_bad_input_is_one_line(tmp_path, capsys, source, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("maskrcnn merge-data: error: ") and message in err[0]
     assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore:.*categories share the names")
+def test_names_repeated_exactly_in_one_file_stay_two_classes_names_alike_but_for_case_become_one(tmp_path):
+    _images(tmp_path / "img", ["a.png"])
+    classes = {}  # file -> [(output class, annotations)]
+    for name, names in {"dup.json": ["cat", "cat", "dog"], "case.json": ["cat", "Cat", "dog"]}.items():
+        coco = {"images": [_img(1, "a.png")], "annotations": [_ann(k, 1, k) for k in (1, 2, 3)],
+                "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
+        (tmp_path / name).write_text(json.dumps(coco))
+        out = tmp_path / f"out_{name}"
+        assert main(["merge-data", f"{tmp_path / name}:{tmp_path / 'img'}", "--output", str(out)]) == 0
+        merged = json.loads(out.read_text())
+        classes[name] = [(c["name"], sum(a["category_id"] == c["id"] for a in merged["annotations"]))
+                      for c in merged["categories"]]
+    assert classes == {"dup.json": [("cat (id 1)", 1), ("cat (id 2)", 1), ("dog", 1)],
+                       "case.json": [("cat", 2), ("dog", 1)]}

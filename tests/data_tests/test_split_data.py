@@ -185,3 +185,28 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("maskrcnn split-data: error: ") and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_read_validated_parses_the_file_once_and_leaves_the_parsed_dict_as_written(tmp_path, monkeypatch):
+    import copy
+
+    import maskrcnn.data.coco as coco_module
+    from maskrcnn.data.validated import read_validated
+
+    coco = _dataset([("a\\x.jpg", [1, 3]), ("b.jpg", [2])])
+    coco["categories"] = CATEGORIES + [{"id": 7, "name": "rare"}, {"id": 8, "name": 9}]  # renamed, digit
+    coco["annotations"].append(_ann(990, 100, 42))  # unknown category: left out
+    src = _write(tmp_path / "all.json", coco)
+    loads = []
+    real_load = coco_module.json.load
+    monkeypatch.setattr(coco_module.json, "load", lambda f: loads.append(1) or real_load(f))
+    data = read_validated(src)
+    assert len(loads) == 1
+    assert data.raw == json.loads(json.dumps(coco))  # nothing the validation did shows in the parsed dict
+    assert [c["name"] for c in data.categories] == ["common", "other", "rare (id 3)", "never", "rare (id 7)",
+                                                    "9"]
+    assert data.images[0]["file_name"] == "a\\x.jpg" and data.skipped == {"unknown_category": 1}
+    assert [a["id"] for a in data.annotations] == [500, 501, 502] and "_box" not in data.annotations[0]
+    before = copy.deepcopy(data.raw)
+    coco_module.CocoDataset(json_path=src, image_dir=None, coco=data.raw)
+    assert data.raw == before

@@ -136,6 +136,18 @@ def test_no_detections_at_all_and_empty_images():
     assert empty["images"] == [] and empty["totals"]["precision"] is None
 
 
+def test_ground_truth_encoded_only_where_detections_meet_it(monkeypatch):
+    import maskrcnn.engine.error_analysis as ea
+
+    encoded = []
+    real = ea._gt_rle
+    monkeypatch.setattr(ea, "_gt_rle", lambda ann, image: encoded.append(ann["id"]) or real(ann, image))
+    gt = load_ground_truth(_ground_truth()).dataset
+    out = analyse(gt, _records(), iou_type="segm")
+    assert out["classes"] == EXPECTED_CLASSES
+    assert encoded == [1, 2, 4]  # images 1 and 4; not 3 (no detection: C missed) nor 2 (no ground truth)
+
+
 def test_class_table_worst_first():
     gt = _ground_truth()
     metrics = {"bbox": {"per_category": {"cat": 50.0, "dog": 10.0, "bird": float("nan")},

@@ -13,7 +13,7 @@ from tiny_model import small_training  # tests/ is on the path
 
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.config import load_config
-from maskrcnn.engine.best_model import METRICS, BestTracker
+from maskrcnn.engine.best_model import BestTracker
 from maskrcnn.engine.logger import read_metrics
 from maskrcnn.engine.trainer import build_trainer
 from maskrcnn.engine.training import check_best_metric
@@ -194,6 +194,8 @@ def test_unknown_metric_names_are_errors(tmp_path, toy):
     # in the config: a name no evaluation has
     with pytest.raises(ValueError, match=r"best_metric must be .*got 'segm/ap' \(did you mean segm/AP\?\)"):
         load_config("demo", {"solver.best_metric": "segm/ap"})
+    with pytest.raises(ValueError, match="solver.best_metric is empty: give auto, none or iou_type/metric"):
+        load_config("demo", {"solver.best_metric": ""})  # an unset shell variable, not "off"
     # before training: a metric this model's evaluation cannot report, early stopping without validation
     cfg = load_config("r50_fpn", {"model.roi_heads.mask_on": False, "solver.eval_period": 10})
     check_best_metric(cfg, has_val=True)  # auto: bbox/AP
@@ -206,12 +208,6 @@ def test_unknown_metric_names_are_errors(tmp_path, toy):
                           has_val=False)
     with pytest.raises(ValueError, match="solver.early_stop_patience 3 counts periodic evaluations"):
         load_config("r50_fpn", {"solver.eval_period": 0, "solver.early_stop_patience": 3})
-
-
-def test_metric_names_are_the_evaluators():
-    from maskrcnn.engine.evaluator import _STAT_INDEX
-
-    assert {t: tuple(names) for t, names in _STAT_INDEX.items()} == METRICS
 
 
 @pytest.mark.slow
@@ -286,3 +282,19 @@ def test_a_failed_write_of_the_best_checkpoint_names_the_file(tmp_path, toy, mon
         f"{os.strerror(errno.ENOSPC)}; the last good checkpoint is {tmp_path / 'model_0000002.pth'} (make "
         "room or fix the folder, then continue with --resume)")
     assert not (tmp_path / "best.json").exists()
+
+
+def test_evaluations_that_cannot_count_only_note_the_iteration(tmp_path, toy, monkeypatch):
+    from maskrcnn.engine import trainer as trainer_module
+
+    trainer, _ = _trainer(toy, tmp_path, {}, iters=4)
+    scans = []
+    monkeypatch.setattr(trainer_module, "non_finite_keys", lambda state: scans.append(1) or ["w"])
+    undefined = {"segm": {"AP": float("nan")}}
+    for it, results in ((2, None), (4, undefined), (6, {"segm": {"AP": 40.0}})):  # the last: weights "NaN"
+        trainer.iteration = it
+        trainer._follow_best(results)
+        assert (trainer.best.evaluated_at, trainer.best.value, trainer.best.waited) == (it, None, 0)
+    assert len(scans) == 1  # the weights are scanned only when the metric could count
+    assert not (tmp_path / "model_best.pth").exists() and not (tmp_path / "best.json").exists()
+    assert "segm/AP is undefined at iteration 4" in trainer.logger.stream.getvalue()

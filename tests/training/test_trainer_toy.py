@@ -303,3 +303,17 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
     assert [r["iteration"] for r in records if "segm/AP" in r] == [2, 4, 6] and ck["iteration"] == 6
     assert "stopped early after iteration 6 of 8" in logs[0].read_text()
     assert load_checkpoint(tmp_path / "run" / "model_best.pth")["iteration"] == 2
+
+
+def test_reductions_go_where_the_backend_reduces(monkeypatch):
+    # NCCL reduces CUDA tensors only: any_true / all_reduce_mean put theirs on the process's GPU without
+    # being told (no CUDA needed to check where: the device is only named); gloo and one process: CPU.
+    from maskrcnn.engine import distributed as du
+
+    assert du.reduce_device() is None  # no process group
+    monkeypatch.setattr(du, "is_initialized", lambda: True)
+    monkeypatch.setattr(du.dist, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert du.reduce_device() == torch.device("cuda", 3)
+    monkeypatch.setattr(du.dist, "get_backend", lambda group=None: "gloo")
+    assert du.reduce_device() is None
