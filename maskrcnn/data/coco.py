@@ -367,7 +367,8 @@ class CocoDataset(torch.utils.data.Dataset):
         found): as written, with Windows separators turned, then by the end of its path."""
         if not isinstance(file_name, str) or not file_name:
             return None
-        candidates = [file_name, file_name.replace("\\", "/")] + _tail_candidates(file_name)
+        # each path once: a name without '\\' found as written costs one look, as before
+        candidates = dict.fromkeys([file_name, file_name.replace("\\", "/")] + _tail_candidates(file_name))
         for candidate in candidates:  # an absolute path that exists is used as it is
             if (self.image_dir / candidate).is_file():
                 return candidate
