@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category-map", metavar="FILE.json",
                         help='with --results: {"results id": ground-truth id, ...} for every category_id')
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
-    parser.add_argument("--images", help="image folder of the annotation file (needed with --weights)")
+    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default: "
+                                         "found from the export's layout, as train --train-images)")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward (default: 1)")
@@ -116,8 +117,11 @@ def _predict(args) -> tuple:
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
     from maskrcnn.predictor import Predictor
 
-    if not args.images:
-        raise ValueError("--images is required with --weights")
+    if not args.images:  # found from the export's layout, as train's --train-images
+        from maskrcnn.data.coco import default_image_dir
+
+        args.images = str(default_image_dir(args.json))
+        print(f"--images not given: images of {args.json} read from {args.images}")
     overrides = parse_set_args(args.set)
     options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
     if args.int8:

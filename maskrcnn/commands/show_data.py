@@ -35,7 +35,8 @@ _MAX_PROBLEMS = 100
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, help="COCO instance JSON file")
-    parser.add_argument("--images", required=True, help="the folder file_name values are relative to")
+    parser.add_argument("--images", help="the folder file_name values are relative to (default: found from "
+                                         "the export's layout, as train --train-images)")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
     parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
     parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
@@ -92,6 +93,8 @@ def summarise(dataset) -> dict:
         "images_without_instances": len(coco["images"]) - len(with_instances),
         "instances": sum(c["instances"] for c in per_class.values()),
         "crowd": sum(c["crowd"] for c in per_class.values()),
+        "boxes_without_mask": dataset.box_only_annotations,
+        "notes": dataset.notes,
         "per_class": per_class,
         "sizes": size_bins,
         "size_histogram": [
@@ -105,8 +108,10 @@ def summarise(dataset) -> dict:
 
 def _print_summary(s: dict, out=None) -> None:
     out = out or sys.stdout  # looked up at call time: a default bound at import keeps a stale stream
+    boxes = s.get("boxes_without_mask")
     print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
-          f"{s['instances']} instances, {s['crowd']} crowd regions", file=out)
+          f"{s['instances']} instances, {s['crowd']} crowd regions"
+          + (f", {boxes} of them boxes without a mask" if boxes else ""), file=out)
     shown = {n: shown_name(n) for n in s["per_class"]}
     width = max([len("class")] + [len(n) for n in shown.values()])
     print(f"  {'class':<{width}}  instances  crowd", file=out)
@@ -140,7 +145,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
 
 
 def run(args) -> int:
-    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.coco import CocoDataset, default_image_dir
     from maskrcnn.data.formats.common import write_json
 
     if args.max < 0:
@@ -150,7 +155,10 @@ def run(args) -> int:
     check_output_dir(args.output)
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
-    dataset = CocoDataset(json_path=args.json, image_dir=args.images, keypoints="auto")
+    images = args.images or default_image_dir(args.json)
+    if not args.images:
+        print(f"--images not given: images of {args.json} read from {images}")
+    dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too

@@ -1,7 +1,7 @@
 """``maskrcnn train``: train on COCO-format data.
 
-    maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J --train-images D
-                   [--val-json J --val-images D] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
+    maskrcnn train --config PRESET_OR_YAML [--set key=value ...] --train-json J [--train-images D]
+                   [--val-json J [--val-images D]] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
                    [--device D]
 
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
@@ -34,9 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
-    p.add_argument("--train-images", required=True, help="folder of the training images")
+    p.add_argument("--train-images",
+                   help="folder of the training images (default: found from the export's layout: the "
+                        "folder of --train-json when it holds images, as Roboflow's, else its images/ or "
+                        "data/, else ../images)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
-    p.add_argument("--val-images", help="folder of the validation images")
+    p.add_argument("--val-images", help="folder of the validation images (default: as --train-images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -47,6 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "resnet50, detectron2://ImageNetPretrained/MSRA/R-50.pkl); sets model.init_weights")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _image_dir(flag: str, json_path: str) -> str:
+    from maskrcnn.data.coco import default_image_dir
+
+    folder = str(default_image_dir(json_path))
+    print(f"{flag} not given: images of {json_path} read from {folder}")
+    return folder
 
 
 def run(args) -> int:
@@ -65,9 +76,9 @@ def run(args) -> int:
     trainer, cfg = build_training(
         cfg,
         train_json=args.train_json,
-        train_images=args.train_images,
+        train_images=args.train_images or _image_dir("--train-images", args.train_json),
         val_json=args.val_json,
-        val_images=args.val_images,
+        val_images=args.val_images or (_image_dir("--val-images", args.val_json) if args.val_json else None),
         output=args.output,
         device=device,
         resume=args.resume,

@@ -2,8 +2,9 @@
 
 Shapes: an item is (image (3, H, W) float RGB in [0, 1], target) with M instances and K keypoints:
 boxes (M, 4) float32 xyxy pixels, labels (M,) int64 in 1..num_classes-1, masks (M, H, W) uint8,
-iscrowd (M,) bool, keypoints (M, K, 3) float32 (x, y, visibility; only with ``keypoints=True``),
-image_id int, orig_size (H, W) of the file as read.
+iscrowd (M,) bool, has_mask (M,) bool (only in a dataset with box-only annotations, below),
+keypoints (M, K, 3) float32 (x, y, visibility; only with ``keypoints=True``), image_id int,
+orig_size (H, W) of the file as read.
 
 Category ids (any integers) map to contiguous labels 1..K-1 in increasing id order; label 0 is the
 background (``class_names[0] == "__background__"``). The JSON is validated when loaded: every problem
@@ -14,6 +15,17 @@ full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box r
 border is clipped, one reaching more than one image size past it is skipped (clipping 1e30 to the image
 would train on a box nobody drew). An image that cannot be read at ``__getitem__`` is counted too and
 another image is returned in its place (deterministically).
+
+Annotation tools' own COCO dialects are read as their users meant them, each reading said once per
+dataset in one line (``dataset.notes``, logged as warnings): a category that no annotation uses and that
+the other categories name as their supercategory (Roboflow's id 0 named after the dataset) is a grouping
+and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
+Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standing in, and the target's
+``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
+mask loss leaves it out; a missing bbox is the segmentation's box; ids may be floats holding integers;
+a record without width and height gets its file's size (EXIF orientation applied, from the header);
+a file_name not found as written is looked up in the image folder by the end of its path (Windows
+separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path).
 """
 
 from __future__ import annotations
@@ -29,13 +41,13 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from maskrcnn.data.images import ImageReadError, read_image
+from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 
-__all__ = ["CocoDataset", "load_coco_json"]
+__all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +75,75 @@ class _Problems:
             warnings.warn(f"{self.source}: skipped {listing} (see dataset.problems)", stacklevel=3)
 
 
+def _as_id(value):
+    """An id as an int: integers, and floats holding one (1.0, as tools that go through JSON numbers
+    of JavaScript or pandas write them); anything else unchanged (refused by the checks)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _tail_candidates(file_name: str) -> list:
+    """Relative paths to try for a file name that is not found as written, most specific first: its
+    last n-1 .. 1 path components (an absolute path from another machine, 'images/x.jpg' beside a JSON
+    inside the images folder, Windows separators), then the name without Label Studio's upload prefix
+    ('1a2b3c4d-x.jpg' -> 'x.jpg')."""
+    parts = [p for p in file_name.replace("\\", "/").split("/") if p and p not in (".", "..")]
+    if parts and parts[0].endswith(":"):  # a Windows drive, 'C:'
+        parts = parts[1:]
+    tails = ["/".join(parts[i:]) for i in range(len(parts))]
+    name = parts[-1] if parts else ""
+    if len(name) > 9 and name[8] == "-" and all(c in "0123456789abcdef" for c in name[:8]):
+        tails.append(name[9:])
+    return tails
+
+
+def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
+    """[x, y, w, h] around a valid segmentation (polygons: their vertices; RLE: its pixels), None when it
+    covers nothing."""
+    if isinstance(segmentation, list):
+        xs = [v for poly in segmentation if len(poly) >= 6 for v in poly[0::2]]
+        ys = [v for poly in segmentation if len(poly) >= 6 for v in poly[1::2]]
+        box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        return [float(v) for v in box] if box[2] > 0 and box[3] > 0 else None
+    mask = annotation_to_mask(segmentation, height, width)  # (H, W)
+    rows, cols = torch.nonzero(mask.any(dim=1)), torch.nonzero(mask.any(dim=0))
+    if not len(rows):
+        return None
+    y1, y2, x1, x2 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+
+
+def _public_record(ann: dict) -> dict:
+    """An annotation as ``to_coco_dict`` gives it: private keys out; a box-only one with the box as its
+    polygon (the evaluation's segm scores need one)."""
+    out = {k: v for k, v in ann.items() if not k.startswith("_")}
+    if ann.get("_box_only") and ("segmentation" in ann or not ann.get("keypoints")):  # keypoints alone: kept
+        x1, y1, x2, y2 = ann["_box"]
+        out["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+    return out
+
+
 def distinct_category_names(names: dict) -> dict:
     """{category id: name} -> the same with a name that several categories share told apart as
     'NAME (id ID)'. Two categories of one name (merged exports) are two classes; under one name their
     overlays, show-data counts and per-category AP (keyed by name) were merged or overwritten silently."""
     values = list(names.values())
     return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
+
+
+def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
+    """The image folder of an export when none is given, from the layout alone (the JSON is not read):
+    the JSON's folder when it holds images (Roboflow: ``train/_annotations.coco.json`` beside them),
+    else its ``images`` or ``data`` subfolder (Label Studio, FiftyOne), else ``../images`` (CVAT:
+    ``annotations/instances_default.json``), else the JSON's folder."""
+    folder = Path(json_path).parent
+    if folder.is_dir():
+        with os.scandir(folder) as entries:
+            if any(e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file() for e in entries):
+                return folder
+    for candidate in (folder / "images", folder / "data", folder.parent / "images"):
+        if candidate.is_dir():
+            return candidate
+    return folder
 
 
 def category_names(ground_truth: dict) -> dict:
@@ -131,12 +206,17 @@ class CocoDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = coco if coco is not None else load_coco_json(self.json_path)
         self._problems = _Problems(str(self.json_path))
-        self._load_categories(data["categories"])
+        self._notes: list = []  # one line each: what was read other than as written (tool dialects)
+        used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
+                if isinstance(a, dict) and _is_whole(a.get("category_id"))}
+        self._load_categories(data["categories"], used)
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
         self._load_images(data["images"])
         self._load_annotations(data.get("annotations", []))
         self._problems.summarise()
+        for note in self._notes:
+            logger.warning(note)
         self.ids = [i for i in self._image_order if not (filter_empty and not self._has_objects(i))]
         n_empty = len(self._image_order) - len(self.ids)
         if n_empty:
@@ -152,13 +232,15 @@ class CocoDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ loading and validation
 
-    def _load_categories(self, categories: list) -> None:
+    def _load_categories(self, categories: list, used: set) -> None:
         seen = {}
         for cat in categories:
             if isinstance(cat, dict) and _is_int(cat.get("name")):
                 # digit classes ("name": 7, as converters from YOLO class lists write them): the category
                 # and all its annotations were skipped
                 cat = dict(cat, name=str(cat["name"]))
+            if isinstance(cat, dict):
+                cat = dict(cat, id=_as_id(cat.get("id")))
             if (
                 not isinstance(cat, dict)
                 or not _is_int(cat.get("id"))
@@ -172,6 +254,7 @@ class CocoDataset(torch.utils.data.Dataset):
             seen[cat["id"]] = cat
         if not seen:
             raise ValueError(f"{self.json_path}: no valid category")
+        self._drop_grouping_categories(seen, used)
         ordered = sorted(seen)
         self.category_id_to_label = {cid: i + 1 for i, cid in enumerate(ordered)}
         self.label_to_category_id = {i + 1: cid for i, cid in enumerate(ordered)}
@@ -192,10 +275,30 @@ class CocoDataset(torch.utils.data.Dataset):
                            source=f"{self.json_path}: category {with_kp[0]['name']!r}")
         self.keypoint_skeleton = [list(p) for p in skeleton]
 
+    def _drop_grouping_categories(self, seen: dict, used: set) -> None:
+        """Roboflow's exports put first a category (id 0, named after the dataset) that every real class
+        names as its supercategory and that no annotation uses: a class that would never train, yet takes
+        a label, an output channel and an AP of 0 (or n/a). Such a category (named as another's
+        supercategory, without annotations) is left out, with a note; a parent class that has
+        annotations stays a class."""
+        parents = {c.get("supercategory") for c in seen.values()}
+        grouping = [cid for cid, c in seen.items()
+                    if cid not in used and c["name"] in parents
+                    and any(o.get("supercategory") == c["name"] for k, o in seen.items() if k != cid)]
+        if grouping and len(grouping) < len(seen):
+            for cid in grouping:
+                self._notes.append(f"{self.json_path}: category {seen[cid]['name']!r} (id {cid}) has no "
+                                   f"annotation and is the other categories' supercategory (a grouping, as "
+                                   f"Roboflow exports write one); not a class")
+                del seen[cid]
+
     def _load_images(self, images: list) -> None:
         self._images: dict = {}
         self._image_order: list = []
+        found_by_tail, sized_from_file = [], 0
         for img in images:
+            if isinstance(img, dict):
+                img = dict(img, id=_as_id(img.get("id")))
             if not isinstance(img, dict) or not _is_int(img.get("id")):
                 self._problems.add("bad_image", f"image record {str(img)[:80]} has no integer 'id'")
                 continue
@@ -203,7 +306,37 @@ class CocoDataset(torch.utils.data.Dataset):
             if iid in self._images:
                 self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
                 continue
-            missing = [k for k in ("file_name", "height", "width") if k not in img]
+            if "file_name" not in img:
+                self._problems.add("bad_image", f"image id {iid} lacks file_name")
+                continue
+            file_name = img["file_name"]
+            if self.image_dir is None:  # the files are not looked for: a name is all that is checked
+                if not isinstance(file_name, str) or not file_name:
+                    self._problems.add("bad_image", f"image id {iid} has no file_name string")
+                    continue
+            else:
+                file_name = self._find_file(file_name)
+            if file_name is None:
+                written = str(img["file_name"])
+                foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
+                self._problems.add(
+                    "missing_image_file",
+                    f"image id {iid}: file {self.image_dir / written} not found"
+                    + (f" (nor in {self.image_dir} by the end of its path)" if foreign else ""),
+                )
+                continue
+            if file_name != img["file_name"] and file_name != str(img["file_name"]).replace("\\", "/"):
+                found_by_tail.append((img["file_name"], file_name))
+            if img.get("height") is None and img.get("width") is None and self.image_dir is not None:
+                # makesense.ai / hand-made files leave the size out: the file's own (EXIF orientation
+                # applied, as it is read) is the one the annotations were drawn on
+                try:
+                    img["height"], img["width"] = image_size(self.image_dir / file_name)
+                except ImageReadError as e:
+                    self._problems.add("bad_image", f"image id {iid} has no height and width, and {e}")
+                    continue
+                sized_from_file += 1
+            missing = [k for k in ("height", "width") if k not in img]
             if missing:
                 self._problems.add("bad_image", f"image id {iid} lacks {', '.join(missing)}")
                 continue
@@ -213,22 +346,6 @@ class CocoDataset(torch.utils.data.Dataset):
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"
                 )
                 continue
-            file_name = img["file_name"]
-            if self.image_dir is None:  # the files are not looked for: a name is all that is checked
-                if not isinstance(file_name, str) or not file_name:
-                    self._problems.add("bad_image", f"image id {iid} has no file_name string")
-                    continue
-            else:
-                found = isinstance(file_name, str) and (self.image_dir / file_name).is_file()
-                if not found and isinstance(file_name, str) and "\\" in file_name:
-                    file_name = file_name.replace("\\", "/")  # "images\\a.jpg", as tools on Windows write it
-                    found = (self.image_dir / file_name).is_file()
-                if not found:
-                    self._problems.add(
-                        "missing_image_file",
-                        f"image id {iid}: file {self.image_dir / str(img['file_name'])} not found",
-                    )
-                    continue
             self._images[iid] = {
                 "file_name": file_name,
                 "height": int(img["height"]),
@@ -236,16 +353,48 @@ class CocoDataset(torch.utils.data.Dataset):
             }
             self._image_order.append(iid)
         self._anns: dict = {iid: [] for iid in self._images}
+        if found_by_tail:
+            written, used = found_by_tail[0]
+            self._notes.append(f"{self.json_path}: {len(found_by_tail)} image file names not found as "
+                               f"written were found by the end of their path in {self.image_dir} "
+                               f"(e.g. {written!r} -> {used!r})")
+        if sized_from_file:
+            self._notes.append(f"{self.json_path}: {sized_from_file} images without height and width "
+                               f"were measured from their files")
+
+    def _find_file(self, file_name) -> Optional[str]:
+        """The path, relative to the image folder, of the file an image record names (None when not
+        found): as written, with Windows separators turned, then by the end of its path."""
+        if not isinstance(file_name, str) or not file_name:
+            return None
+        # each path once: a name without '\\' found as written costs one look, as before
+        candidates = dict.fromkeys([file_name, file_name.replace("\\", "/")] + _tail_candidates(file_name))
+        for candidate in candidates:  # an absolute path that exists is used as it is
+            if (self.image_dir / candidate).is_file():
+                return candidate
+        return None
 
     def _annotation_problem(self, ann: dict, img: dict) -> Optional[tuple]:
-        """(reason, text) when the annotation cannot be used, else None. May clip ann['_box']."""
-        missing = [k for k in ("category_id", "bbox") if k not in ann]
-        if "segmentation" not in ann and not self.keypoints:
-            missing.append("segmentation")
+        """(reason, text) when the annotation cannot be used, else None. Sets ann['_box'] (clipped),
+        ann['_box_only'] (no segmentation: a box) and a missing bbox (from the segmentation)."""
+        seg = ann.get("segmentation")
+        box_only = seg is None or (isinstance(seg, (list, dict)) and not seg)  # absent, null, [], {}
+        missing = [k for k in ("category_id",) if k not in ann]
+        if "bbox" not in ann and box_only:
+            missing.append("bbox")
         if missing:
             return "missing_field", f"lacks {', '.join(missing)}"
         if not _is_int(ann["category_id"]) or ann["category_id"] not in self.category_id_to_label:
             return "unknown_category", f"has unknown category_id {ann['category_id']!r}"
+        if not box_only:
+            problem = segmentation_problem(seg, img["height"], img["width"])
+            if problem:
+                return "bad_segmentation", problem
+        if "bbox" not in ann:  # labelme2coco-style files and hand-made ones: the segmentation's box
+            ann["bbox"] = _segmentation_box(seg, img["height"], img["width"])
+            if ann["bbox"] is None:
+                return "bad_segmentation", "segmentation covers no pixel (and there is no bbox)"
+            self._filled["bbox"] += 1
         bbox = ann["bbox"]
         if not (
             isinstance(bbox, (list, tuple))
@@ -275,10 +424,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{img['width']}x{img['height']} image",
             )
         ann["_box"] = (x1, y1, x2, y2)
-        if "segmentation" in ann:
-            problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
-            if problem:
-                return "bad_segmentation", problem
+        ann["_box_only"] = box_only
         if self.keypoints and ann.get("keypoints"):  # null or []: none labelled (as a missing field)
             kp = ann["keypoints"]
             if (
@@ -292,13 +438,14 @@ class CocoDataset(torch.utils.data.Dataset):
         return None
 
     def _load_annotations(self, annotations: list) -> None:
+        self._filled: Counter = Counter()
         seen_ids = set()
         for ann in annotations:
             if not isinstance(ann, dict):
                 self._problems.add("bad_annotation", f"annotation {str(ann)[:80]} is not an object")
                 continue
-            aid = ann.get("id")
-            iid = ann.get("image_id")
+            aid = _as_id(ann.get("id"))
+            iid = _as_id(ann.get("image_id"))
             where = f"annotation id {aid!r} (image id {iid!r})"
             if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
@@ -310,12 +457,23 @@ class CocoDataset(torch.utils.data.Dataset):
             if not _is_int(iid) or iid not in self._images:
                 self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image")
                 continue
-            ann = dict(ann)
+            ann = dict(ann, id=aid, image_id=iid)
+            if "category_id" in ann:
+                ann["category_id"] = _as_id(ann["category_id"])
             problem = self._annotation_problem(ann, self._images[iid])
             if problem:
                 self._problems.add(problem[0], f"{where} {problem[1]}")
                 continue
             self._anns[iid].append(ann)
+        self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
+        if self._filled["bbox"]:
+            self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
+                               f"the box of their segmentation")
+        if self.box_only_annotations and not self.keypoints:
+            self._notes.append(
+                f"{self.json_path}: {self.box_only_annotations} annotations have a box and no segmentation "
+                f"(rectangles, as CVAT, Label Studio and Roboflow export them): they train the box and "
+                f"class losses, not the mask loss")
 
     def _has_objects(self, image_id: int) -> bool:
         return any(not a.get("iscrowd", 0) for a in self._anns[image_id])
@@ -336,6 +494,12 @@ class CocoDataset(torch.utils.data.Dataset):
     def problems(self) -> list:
         """Every problem found, one line each, naming the file and the record."""
         return list(self._problems.messages)
+
+    @property
+    def notes(self) -> list:
+        """What was read other than as written (a grouping category left out, file names found by the end
+        of their path, sizes measured, boxes filled, box-only annotations), one line each."""
+        return list(self._notes)
 
     def instances_per_class(self) -> list:
         """Instances (crowd regions aside) of each label over the images in use (index 0: background)."""
@@ -368,7 +532,7 @@ class CocoDataset(torch.utils.data.Dataset):
         """The validated ground truth as a COCO dict (every valid image, every kept annotation), e.g.
         for ``CocoEvaluator``: records that were skipped here cannot crash the evaluation either."""
         images = [{"id": i, **self._images[i]} for i in self._image_order]
-        anns = [{k: v for k, v in a.items() if k != "_box"} for i in self._image_order for a in self._anns[i]]
+        anns = [_public_record(a) for i in self._image_order for a in self._anns[i]]
         cats = [
             {"id": cid, "name": self.class_names[label]} for label, cid in self.label_to_category_id.items()
         ]
@@ -391,9 +555,9 @@ class CocoDataset(torch.utils.data.Dataset):
         masks = torch.zeros(len(self._anns[image_id]), height, width, dtype=torch.uint8)  # (N, H, W)
         for ann in list(self._anns[image_id]):
             try:
-                if "segmentation" in ann:
+                if not ann["_box_only"]:
                     masks[len(anns)] = annotation_to_mask(ann["segmentation"], height, width)
-                else:  # keypoint-only annotation: the box stands in for the mask
+                else:  # a box or keypoints without a segmentation: the box stands in for the mask
                     x1, y1, x2, y2 = ann["_box"]
                     masks[len(anns), int(y1) : math.ceil(y2), int(x1) : math.ceil(x2)] = 1
                 anns.append(ann)
@@ -414,6 +578,9 @@ class CocoDataset(torch.utils.data.Dataset):
             "image_id": image_id,
             "orig_size": (height, width),
         }
+        if self.box_only_annotations and not self.keypoints:
+            # False: the mask is the box standing in; the mask loss leaves that instance out
+            target["has_mask"] = torch.tensor([not a["_box_only"] for a in anns], dtype=torch.bool)  # (M,)
         if self.keypoints:
             k = self.num_keypoints
             kp = [a.get("keypoints") or [0.0] * (3 * k) for a in anns]

@@ -33,6 +33,7 @@ __all__ = [
     "ImageTooLargeError",
     "MultiFrameWarning",
     "decode_image_bytes",
+    "image_size",
     "list_images",
     "read_image",
 ]
@@ -91,6 +92,25 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
     return _decode(path, str(path))
+
+
+# EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_size(path: Union[str, os.PathLike]) -> tuple:
+    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied), from its header
+    only (no pixel is decoded); ImageReadError naming the file when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            try:
+                orientation = img.getexif().get(0x0112, 1)
+            except Exception:  # a corrupt EXIF block: read_image ignores it too
+                orientation = 1
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
+    return (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
 
 
 def decode_image_bytes(

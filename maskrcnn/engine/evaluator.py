@@ -104,6 +104,12 @@ def _plain_segmentation(record: dict) -> dict:
     return record
 
 
+def _no_segmentation(seg) -> bool:
+    """None, absent, [] or {}: a box without a segmentation (CVAT's, Label Studio's and Roboflow's
+    rectangles write segmentation [])."""
+    return seg is None or (isinstance(seg, (list, dict)) and not seg)
+
+
 def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[str]:
     """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
@@ -120,7 +126,7 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
         return f"area {str(ann['area'])[:40]} is not a finite number >= 0"
     if ann.get("iscrowd", 0) not in (0, 1):  # also refuses true/false lookalikes such as "yes"
         return f"iscrowd {str(ann['iscrowd'])[:20]} is not 0 or 1"
-    if "segmentation" in ann:
+    if not _no_segmentation(ann.get("segmentation")):
         img = images[ann["image_id"]]
         if not (_is_number(img.get("height")) and _is_number(img.get("width"))):
             return f"has a segmentation but image {ann['image_id']!r} has no integer height and width"
@@ -139,7 +145,8 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
 
 def _validate_ground_truth(data: dict, source: str) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
-    absent, and number the annotations 1..N. Raises ValueError naming the annotations and fields at
+    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, and number
+    the annotations 1..N. Raises ValueError naming the annotations and fields at
     fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
@@ -179,6 +186,17 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
+        if "segmentation" in ann and _no_segmentation(ann["segmentation"]):
+            # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
+            # (clipped to the image: pycocotools rasterises a polygon whole, however far out it reaches)
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            img = images[ann["image_id"]]
+            big = (float(img["width"]), float(img["height"])) if _is_number(img.get("width")) and \
+                _is_number(img.get("height")) else (x + w, y + h)
+            x1, y1 = min(max(x, 0.0), big[0]), min(max(y, 0.0), big[1])
+            x2, y2 = min(max(x + w, 0.0), big[0]), min(max(y + h, 0.0), big[1])
+            ann["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+            ann.setdefault("area", (x2 - x1) * (y2 - y1))
         if "area" not in ann:
             # As detectron2 fills it (and show-data counts it): the mask's pixels where there is a mask.
             # The box's area put a thin or diagonal object in a larger size range (AP_S/M/L).

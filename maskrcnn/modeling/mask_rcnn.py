@@ -6,7 +6,9 @@ Features: ``p2..p6`` (N, 256, Hp/2^k, Wp/2^k) with strides 4..64 (FPN models).
 
 ``model(images)`` (inference) -> per image ``{"boxes" (D, 4), "scores" (D,), "labels" (D,) int64,
 "mask_probs" (D, 1, 28, 28)}`` (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J)), boxes in the
-coordinates of the image given. ``model(images, targets)`` in train mode -> dict of scalar losses.
+coordinates of the image given. ``model(images, targets)`` in train mode -> dict of scalar losses;
+a target is ``{"boxes" (M, 4), "labels" (M,), "masks" (M, Hi, Wi)}`` (+ ``iscrowd`` (M,) bool,
+``keypoints`` (M, J, 3), ``has_mask`` (M,) bool: False leaves that gt out of the mask loss).
 
 Top-level state-dict keys: ``backbone.*`` (backbone.py), ``fpn.*`` (fpn.py), ``rpn.head.*`` (rpn.py),
 ``roi_heads.{box_head,box_predictor,mask_head,keypoint_head}.*`` (the head modules). See

@@ -7,9 +7,11 @@ Inference: box head on all proposals -> ``postprocess_boxes`` -> the mask head o
 (the predicted class's channel, or the one channel of a class-agnostic head; its sigmoid, or its softmax
 probability for a head trained with the softmax ablation) and the keypoint head (heatmaps -> keypoints).
 Training: ``roi_losses.sample_proposals`` (adds the gt boxes, samples 512 RoIs at 1:3), Fast R-CNN
-losses on the samples, mask / keypoint losses on the positive samples only. The matcher, sampler and
-box loss are built once by ``build_model``; ``DetectionSettings`` and ``MaskLossSettings`` hold the
-remaining plain numbers and switches.
+losses on the samples, mask / keypoint losses on the positive samples only (the mask loss only on those
+whose gt has a mask: a target's optional ``has_mask`` (M,) bool is False for a box-only annotation,
+whose mask is its box standing in). The matcher, sampler and box loss are built once by
+``build_model``; ``DetectionSettings`` and ``MaskLossSettings`` hold the remaining plain numbers and
+switches.
 
 C4 design (the paper's ResNet-C4): ``res5`` runs on every pooled RoI (14x14 -> 7x7) before both the
 box head (average pooling) and the mask head (no convs, deconv straight from res5's output). Single
@@ -156,13 +158,19 @@ class RoIHeads(nn.Module):
         pos_gt = [s["matched_gt"][p] for s, p in zip(samples, pos)]
         pos_labels = torch.cat([s["labels"][p] for s, p in zip(samples, pos)])
         if self.mask_head is not None:
-            logits = self.mask_head(self._pooled(self.mask_pooler, features, pos_rois))
+            # A gt whose target says has_mask False (a box-only annotation: its "mask" is the box) trains
+            # the box and class losses above but not the mask head: a rectangle is no mask to learn.
+            with_mask = [t["has_mask"][g] if "has_mask" in t else torch.ones_like(g, dtype=torch.bool)
+                         for t, g in zip(targets, pos_gt)]  # per image (Pi,) bool
+            mask_rois = [r[k] for r, k in zip(pos_rois, with_mask)]
+            mask_gt = [g[k] for g, k in zip(pos_gt, with_mask)]
+            logits = self.mask_head(self._pooled(self.mask_pooler, features, mask_rois))
             size = logits.shape[-1]
             mask_targets = torch.cat([
                 roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_loss.aligned_targets)
-                for t, r, g in zip(targets, pos_rois, pos_gt)
+                for t, r, g in zip(targets, mask_rois, mask_gt)
             ])
-            channels = self.mask_head.channels_for(pos_labels)
+            channels = self.mask_head.channels_for(pos_labels[torch.cat(with_mask)])
             losses.update(roi_losses.mask_losses(logits, channels, mask_targets, mode=self.mask_loss.mode))
         if self.keypoint_head is not None:
             # only the positives whose gt has a labelled keypoint inside them (detectron2's selection)

@@ -91,7 +91,7 @@ def test_validation_skips_and_counts_each_problem(tmp_path):
         {"id": 5, **{**ok, "bbox": [50, 50, 5, 5]}},
         {"id": 6, **{**ok, "segmentation": [[1.0, 2.0]]}},
         {"id": 7, **{**ok, "segmentation": {"size": [10, 10], "counts": "abc"}}},
-        {"id": 8, "image_id": 1, "category_id": 7, "segmentation": POLY},  # no bbox
+        {"id": 8, "image_id": 1, "category_id": 7},  # no bbox, no segmentation to take one from
         {"id": 9, **{**ok, "image_id": 42}},
         {"id": 10, **{**ok, "bbox": [-2, -3, 10, 10]}},  # partly outside: clipped, kept
     ]
