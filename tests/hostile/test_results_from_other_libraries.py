@@ -135,7 +135,9 @@ def _over_100(results):
     [(lambda r: [], "no detections in the results: every AP is 0"),
      (lambda r: [x for x in r if x["image_id"] == 1], "1 of 2 ground-truth images with objects have no detection"),
      (lambda r: r + r[:2], "2 results repeat another exactly"),
-     (_over_100, "1 image-category pairs have more than 100 detections")],
+     (_over_100, "1 image-category pairs have more than 100 detections"),
+     (lambda r: [dict(x, score=s) for x, s in zip(r, (90, 0.5, -2.5, 1))],
+      "2 of 4 scores are outside [0, 1] (from -2.5 to 90; percentages or logits?): AP only ranks")],
 )  # fmt: skip
 def test_what_cocoeval_does_unexpectedly_is_said(cli, tmp_path, edit, words):
     _, _, data = coco_dataset(tmp_path)
