@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "positives by kind, missed objects, precision, recall), confusion.csv/.png")
     parser.add_argument("--analysis-score", type=float, default=0.5, metavar="T",
                         help="score threshold of the error analysis and of the per-class table's "
-                             "detection counts (default: 0.5)")
+                             "detection counts, 0 to 1 (default: 0.5)")
     parser.add_argument("--analysis-images", type=int, default=0, metavar="N",
                         help="with --analysis: draw the N images with the most errors (needs --images)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -188,6 +188,8 @@ def _check_analysis_args(args) -> None:
                          "give --output DIR")
     if not math.isfinite(args.analysis_score):
         raise ValueError(f"--analysis-score {args.analysis_score}: not a number")
+    if not 0 <= args.analysis_score <= 1:
+        raise ValueError(f"--analysis-score {args.analysis_score:g}: a score threshold is between 0 and 1")
     if args.analysis_images < 0:
         raise ValueError(f"--analysis-images {args.analysis_images}: must be 0 or more")
     if args.analysis_images and not args.images:

@@ -210,6 +210,10 @@ def test_cli_analysis_argument_errors(dataset, capsys):
     assert "give --images D" in capsys.readouterr().err
     assert main(base + ["--output", str(dataset / "o"), "--analysis-images", "3"]) == 1
     assert "add --analysis" in capsys.readouterr().err
+    for score in ("1.5", "-1"):  # a threshold no probability reaches, or every one does
+        assert main(base + ["--output", str(dataset / "o"), "--analysis", "--analysis-score", score]) == 1
+        err = capsys.readouterr().err
+        assert f"--analysis-score {score}: a score threshold is between 0 and 1" in err, err
     assert not (dataset / "o").exists()  # refused before anything was written
 
 
