@@ -133,7 +133,8 @@ def _over_100(results):
 @pytest.mark.parametrize(
     "edit, words",
     [(lambda r: [], "no detections in the results: every AP is 0"),
-     (lambda r: [x for x in r if x["image_id"] == 1], "1 of 2 ground-truth images with objects have no detection"),
+     (lambda r: [x for x in r if x["image_id"] == 1],
+      "1 of 2 ground-truth images with objects have no detection"),
      (lambda r: r + r[:2], "2 results repeat another exactly"),
      (_over_100, "1 image-category pairs have more than 100 detections"),
      (lambda r: [dict(x, score=s) for x, s in zip(r, (90, 0.5, -2.5, 1))],
