@@ -6,7 +6,8 @@
 Each source is read with the validation ``train`` runs, its images looked for under IMAGES (default: the
 JSON file's folder): bad records and images without their file are reported by file and id, left out and
 counted. Categories are matched by name (case, ``_``, ``-`` and spaces ignored, as fine-tuning matches
-classes), new names appended, ids 1..K in the order first seen or as ``--classes`` gives them (classes
+classes; each name joined with another spelling is said in a warning), new names appended, ids 1..K
+in the order first seen or as ``--classes`` gives them (classes
 outside it left out, one line each). Image and annotation ids are renumbered; every ``file_name``
 becomes relative to ``--images-root`` (default: the deepest folder holding every IMAGES folder), so
 ``train --train-images R`` finds every image. An image file listed twice is kept once (the first

@@ -6,7 +6,8 @@
   order), or exactly ``classes`` when given: then a source class outside it is left out with its
   annotations, told in one line per class and counted. A category keeps the fields of its first record
   (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
-  ``classes``). Two categories of one file whose names match become one class too.
+  ``classes``). Two categories of one file whose names match become one class too. Each source name
+  folded into another spelling is said in a warning ("class 'Circle' joined with 'circle'").
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
@@ -81,9 +82,12 @@ def _check_keypoints(sources: Sequence[MergeSource]) -> None:
                     f"or reorder the keypoints of one file first)")
 
 
-def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]) -> list:
-    """The output categories: [{"id": k, "name", other fields of the first record}] with ids 1..K."""
+def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]) -> tuple:
+    """(the output categories: [{"id": k, "name", other fields of the first record}] with ids 1..K,
+    one line per source name folded into another spelling: matching ignores case, spaces, _ and -,
+    which a typo also does, so each fold is said)."""
     records: dict = {}  # normalised name -> record (without id)
+    folded = []
     if classes is not None:
         for name in classes:
             records[normalise_name(name)] = {"name": name}
@@ -93,10 +97,13 @@ def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]
             if classes is not None and key not in records:
                 continue
             record = records.setdefault(key, {"name": cat["name"]})
+            if cat["name"] != record["name"]:
+                folded.append(f"{src.name}: class {cat['name']!r} joined with {record['name']!r} (names "
+                              f"matched ignoring case, spaces, '_' and '-')")
             for field, value in cat.items():
                 if field not in ("id", "name"):
                     record.setdefault(field, value)
-    return [{"id": k + 1, **record} for k, record in enumerate(records.values())]
+    return [{"id": k + 1, **record} for k, record in enumerate(records.values())], folded
 
 
 def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
@@ -104,9 +111,9 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
     """(merged COCO dict, [SourceCounts per source], warnings): see the module docstring.
     ``images_root`` is absolute; the warnings are lines naming the source and the image."""
     _check_keypoints(sources)
-    categories = _categories(sources, classes)
+    categories, warnings = _categories(sources, classes)
     new_id = {normalise_name(c["name"]): c["id"] for c in categories}
-    images, annotations, counts, warnings = [], [], [], []
+    images, annotations, counts = [], [], []
     met = {normalise_name(c["name"]) for src in sources for c in src.categories}
     for name in classes or ():
         if normalise_name(name) not in met:
