@@ -11,7 +11,8 @@ in the order first seen or as ``--classes`` gives them (classes
 outside it left out, one line each). Image and annotation ids are renumbered; every ``file_name``
 becomes relative to ``--images-root`` (default: the deepest folder holding every IMAGES folder), so
 ``train --train-images R`` finds every image. An image file listed twice is kept once (the first
-listing's annotations), with a warning. Categories with keypoints must agree on the keypoint names.
+listing's annotations), with a warning. Categories with keypoints must agree on the keypoint names;
+a class with keypoints in one file but not in another is said, with its annotations that have none.
 ``info`` describes the merge; ``licenses`` are not carried (each file numbers its own). The output is
 written atomically; an existing file is an error unless ``--force``. See ``maskrcnn/data/merge.py``.
 """

@@ -10,6 +10,8 @@
   folded into another spelling is said in a warning ("class 'Circle' joined with 'circle'").
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
+  A class whose category declares keypoints in one source but not in another is merged with them; the
+  other source's annotations of it (none labelled) are counted in a warning naming both files.
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
   ``file_name`` becomes the image's path relative to ``images_root`` (``/`` separators, ``..`` for an
   image outside it), so ``train --train-images ROOT`` finds every image.
@@ -118,6 +120,12 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
     for name in classes or ():
         if normalise_name(name) not in met:
             warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")
+    # normalised name -> the first source whose category of that class declares keypoints
+    declares = {}
+    for src in sources:
+        for cat in src.categories:
+            if cat.get("keypoints"):
+                declares.setdefault(normalise_name(cat["name"]), src.name)
     first_listing: dict = {}  # file identity -> (source name, image id)
     for src in sources:
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
@@ -148,6 +156,13 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
             taken[out_name[cid]] += 1
             annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
                                 "category_id": cid})
+        for cat in src.categories:  # a class given keypoints by another source: these have none
+            key = normalise_name(cat["name"])
+            if key in declares and not cat.get("keypoints") and new_id.get(key) is not None:
+                n = sum(1 for a in src.annotations if a["category_id"] == cat["id"] and a["image_id"] in
+                        image_map and not a.get("iscrowd"))
+                warnings.append(f"{src.name}: class {cat['name']!r} declares no keypoints but does in "
+                                f"{declares[key]}: its {n} annotation(s) of that class have none labelled")
         counts.append(SourceCounts(images=len(image_map), instances=taken, duplicates=duplicates,
                                    left_out=left_out))
     merged = {

@@ -137,6 +137,10 @@ def test_folded_names_and_keypoints_declared_by_one_source_only_are_said(tmp_pat
     notes = [str(w.message) for w in recwarn]
     assert f"{tmp_path / 'a.json'}: class 'Circle' joined with 'circle'" in notes[0]
     assert f"{tmp_path / 'b.json'}: class 'circle ' joined with 'circle'" in notes[1]
+    kp = [n for n in notes if "keypoints" in n]
+    assert len(kp) == 1
+    assert kp[0] == (f"{tmp_path / 'a.json'}: class 'person' declares no keypoints but does in "
+                     f"{tmp_path / 'b.json'}: its 1 annotation(s) of that class have none labelled")
     merged = json.loads(out.read_text())
     assert merged["categories"] == [{"id": 1, "name": "circle"},
                                     {"id": 2, "name": "person", "keypoints": ["nose"]}]
