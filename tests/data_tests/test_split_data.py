@@ -168,6 +168,20 @@ def test_a_part_left_without_images_is_warned_about(tmp_path, recwarn):
     assert json.loads((tmp_path / "o" / "val.json").read_text())["images"] == []
 
 
+@pytest.mark.parametrize("regex, words", [
+    ("^", "--group-by '^' put all 4 images in 1 group: every part but one is empty"),
+    ("(x)?val", "--group-by '(x)?val' put all 4 images in 1 group: every part but one is empty"),
+    ("(v[12])_", "--group-by '(v[12])_' made 2 groups of the 4 images for 3 parts: at least 1 part(s) are "
+                 "empty"),
+])
+def test_group_by_making_fewer_groups_than_parts_is_warned_about(tmp_path, recwarn, regex, words):
+    """Before: a --group-by matching the same text in every file_name made one group, silently."""
+    src = _write(tmp_path / "all.json", _dataset([(f"val/v{i % 2 + 1}_{i}.jpg", [1]) for i in range(4)]))
+    assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "o"), "--group-by", regex,
+                 "--fractions", "0.4,0.3,0.3"]) == 0
+    assert words in [str(w.message) for w in recwarn]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--json", "{tmp}/nope.json"], "nope.json: no such annotation file"),
     (["--json", "{tmp}/bad.json"], "bad.json: not valid JSON"),
