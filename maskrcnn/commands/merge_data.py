@@ -50,7 +50,12 @@ def parse_source(spec: str) -> tuple:
         json_path, images = Path(spec), None
     else:
         head, tail = spec.rsplit(":", 1)
-        json_path, images = Path(head), Path(tail) if tail else None
+        if not tail.strip():  # 'A.json:' would silently mean the JSON's folder (or the current one)
+            raise ValueError(f"{spec!r}: nothing after ':'; give A.json:IMAGES_FOLDER, or A.json alone for "
+                             f"the JSON file's folder")
+        json_path, images = Path(head), Path(tail)
+    if json_path.is_dir():
+        raise ValueError(f"{json_path}: is a folder; give a COCO JSON file")
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
     images = images if images is not None else json_path.parent

@@ -76,6 +76,8 @@ def run(args) -> int:
     from maskrcnn.io_utils import atomic_write_json, check_output_dir
 
     fractions = _fractions(args.fractions)
+    if len(fractions) < 2:  # before the --names that one part would otherwise be asked for
+        check_fractions(fractions, [])
     names = ([n.strip() for n in args.names.split(",")] if args.names is not None
              else default_part_names(len(fractions)))
     check_fractions(fractions, names)
@@ -86,6 +88,8 @@ def run(args) -> int:
     if existing and not args.force:
         raise ValueError(f"{', '.join(existing)}: already there; give --force to overwrite")
     src = Path(args.json)
+    if src.is_dir():
+        raise ValueError(f"--json {src}: is a folder; give the COCO JSON file to split")
     if src.resolve() in {p.resolve() for p in outputs.values()}:
         raise ValueError(f"--json {src}: is one of the outputs; choose another --output-dir")
 
@@ -121,10 +125,10 @@ def run(args) -> int:
             total = sum(row[p][1] for p in names)
             warnings.warn(f"class {name!r} has no instance in {', '.join(empty)} ({total} instance(s) in "
                           f"{sum(row[p][0] for p in names)} image(s) in all)", stacklevel=1)
-    for name in names:
+    for name, fraction in zip(names, fractions):
         if not parts[name]["images"]:
-            warnings.warn(f"{name} has no image ({len(coco['images'])} image(s) in all)",
-                          stacklevel=1)
+            warnings.warn(f"part {name!r} ({outputs[name]}, fraction {fraction:g}) is empty: none of the "
+                          f"{len(coco['images'])} image(s) fell in it", stacklevel=1)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(data.skipped.items())) or "none"
     print(f"  skipped: {skipped}")
     print("wrote " + ", ".join(str(p) for p in outputs.values()))

@@ -150,6 +150,8 @@ def test_folded_names_and_keypoints_declared_by_one_source_only_are_said(tmp_pat
     ("{tmp}/nope.json", "nope.json: no such annotation file"),
     ("{tmp}/bad.json", "bad.json: not valid JSON"),
     ("{tmp}/ok.json:{tmp}/no_folder", "no_folder: no such image folder (for"),
+    ("{tmp}/ok.json:", "ok.json:': nothing after ':'; give A.json:IMAGES_FOLDER"),
+    ("{tmp}", "is a folder; give a COCO JSON file"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, source, message):
     (tmp_path / "bad.json").write_text("{'images': []}")
