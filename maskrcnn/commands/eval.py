@@ -238,7 +238,8 @@ def _analysis_summary(analysis: dict) -> str:
     precision, recall = ("-" if t[k] is None else f"{t[k]:.1%}" for k in ("precision", "recall"))
     return (f"{analysis['iou_type']} errors at score >= {analysis['score_threshold']:g}: {t['tp']} true "
             f"positives, {t['fp_background']} on background, {t['fp_wrong_class']} wrong class, "
-            f"{t['duplicate']} duplicates, {t['poor_localisation']} poorly localised, {t['missed']} of "
+            f"{t['duplicate']} duplicates, {t['poor_localisation']} poorly localised, {t['ignored_crowd']} "
+            f"ignored on crowd regions, {t['missed']} of "
             f"{t['ground_truth']} objects missed (precision {precision}, recall {recall})")
 
 
