@@ -120,6 +120,17 @@ def test_greedy_by_score_and_best_overlap():
     assert gt_index == [1, 0, 2, -1] and found == [True, True, False]
 
 
+def test_another_class_on_a_crowd_region_is_of_the_wrong_class():
+    """Before: background. Columns: a crowd of cats (1), a dog (2); an object beats the crowd."""
+    iou = np.array([[0.9, 0.0],    # a bird on the cat crowd only: a cat taken for a bird
+                    [0.9, 0.6],    # a bird on both: taken for the dog, the object
+                    [0.7, 0.0]])   # a cat on the cat crowd: ignored, as COCOeval ignores it
+    kinds, gt_index, found = match_image(iou=iou, scores=[0.9, 0.8, 0.7], det_labels=[3, 3, 1],
+                                         gt_labels=[1, 2], crowd=[True, False])
+    assert kinds == ["fp_wrong_class", "fp_wrong_class", "ignored_crowd"]
+    assert gt_index == [0, 1, -1] and found == [False, False]
+
+
 def test_crowd_overlap_is_over_the_detection_area():
     det = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
     gt = torch.tensor([[0.0, 0.0, 100.0, 100.0], [0.0, 0.0, 100.0, 100.0]])
