@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "positives by kind, missed objects, precision, recall), confusion.csv/.png")
     parser.add_argument("--analysis-score", type=float, default=0.5, metavar="T",
                         help="score threshold of the error analysis and of the per-class table's "
-                             "detection counts (default: 0.5)")
+                             "detection counts, 0 to 1 (default: 0.5)")
     parser.add_argument("--analysis-images", type=int, default=0, metavar="N",
                         help="with --analysis: draw the N images with the most errors (needs --images)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -192,6 +192,8 @@ def _check_analysis_args(args) -> None:
                          "give --output DIR")
     if not math.isfinite(args.analysis_score):
         raise ValueError(f"--analysis-score {args.analysis_score}: not a number")
+    if not 0 <= args.analysis_score <= 1:
+        raise ValueError(f"--analysis-score {args.analysis_score:g}: a score threshold is between 0 and 1")
     if args.analysis_images < 0:
         raise ValueError(f"--analysis-images {args.analysis_images}: must be 0 or more")
     if args.analysis_images and not args.images:
@@ -242,7 +244,8 @@ def _analysis_summary(analysis: dict) -> str:
     precision, recall = ("-" if t[k] is None else f"{t[k]:.1%}" for k in ("precision", "recall"))
     return (f"{analysis['iou_type']} errors at score >= {analysis['score_threshold']:g}: {t['tp']} true "
             f"positives, {t['fp_background']} on background, {t['fp_wrong_class']} wrong class, "
-            f"{t['duplicate']} duplicates, {t['poor_localisation']} poorly localised, {t['missed']} of "
+            f"{t['duplicate']} duplicates, {t['poor_localisation']} poorly localised, {t['ignored_crowd']} "
+            f"ignored on crowd regions, {t['missed']} of "
             f"{t['ground_truth']} objects missed (precision {precision}, recall {recall})")
 
 

@@ -6,11 +6,13 @@
 Each source is read with the validation ``train`` runs, its images looked for under IMAGES (default: the
 JSON file's folder): bad records and images without their file are reported by file and id, left out and
 counted. Categories are matched by name (case, ``_``, ``-`` and spaces ignored, as fine-tuning matches
-classes), new names appended, ids 1..K in the order first seen or as ``--classes`` gives them (classes
+classes; each name joined with another spelling is said in a warning), new names appended, ids 1..K
+in the order first seen or as ``--classes`` gives them (classes
 outside it left out, one line each). Image and annotation ids are renumbered; every ``file_name``
 becomes relative to ``--images-root`` (default: the deepest folder holding every IMAGES folder), so
 ``train --train-images R`` finds every image. An image file listed twice is kept once (the first
-listing's annotations), with a warning. Categories with keypoints must agree on the keypoint names.
+listing's annotations), with a warning. Categories with keypoints must agree on the keypoint names;
+a class with keypoints in one file but not in another is said, with its annotations that have none.
 ``info`` describes the merge; ``licenses`` are not carried (each file numbers its own). The output is
 written atomically; an existing file is an error unless ``--force``. See ``maskrcnn/data/merge.py``.
 """
@@ -50,7 +52,12 @@ def parse_source(spec: str) -> tuple:
         json_path, images = Path(spec), None
     else:
         head, tail = spec.rsplit(":", 1)
-        json_path, images = Path(head), Path(tail) if tail else None
+        if not tail.strip():  # 'A.json:' would silently mean the JSON's folder (or the current one)
+            raise ValueError(f"{spec!r}: nothing after ':'; give A.json:IMAGES_FOLDER, or A.json alone for "
+                             f"the JSON file's folder")
+        json_path, images = Path(head), Path(tail)
+    if json_path.is_dir():
+        raise ValueError(f"{json_path}: is a folder; give a COCO JSON file")
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
     images = images if images is not None else json_path.parent

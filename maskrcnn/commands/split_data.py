@@ -8,11 +8,12 @@ reported by file and id, left out, counted); with ``--images`` the image files a
 image without its file is left out, as in training). The split is stratified by class (iterative
 stratification, rarest class first: ``maskrcnn/data/split.py``), images without annotations spread by the
 fractions too; ``--group-by REGEX`` keeps the images whose ``file_name`` gives the same match (the first
-group when the regex has one) in one part: frames of one video, tiles of one scene. Same file and seed,
-same split, on any machine. Every part keeps the full ``categories`` list, ``info`` and ``licenses``, and
-the image and annotation ids. Prints images and instances per class per part and warns, by name, of each
-class left without an instance in some part. The files are written atomically, after all are built; an
-existing one is an error unless ``--force``.
+group when the regex has one) in one part: frames of one video, tiles of one scene; fewer groups than
+parts (a regex matching the same everywhere makes one group) is warned about, the parts left empty.
+Same file and seed, same split, on any machine. Every part keeps the full ``categories`` list, ``info``
+and ``licenses``, and the image and annotation ids. Prints images and instances per class per part and
+warns, by name, of each class left without an instance in some part. The files are written atomically,
+after all are built; an existing one is an error unless ``--force``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run(args) -> int:
         check_fractions,
         compile_group_by,
         default_part_names,
+        group_keys,
         split_coco,
         split_table,
     )
@@ -76,6 +78,8 @@ def run(args) -> int:
     from maskrcnn.io_utils import atomic_write_json, check_output_dir
 
     fractions = _fractions(args.fractions)
+    if len(fractions) < 2:  # before the --names that one part would otherwise be asked for
+        check_fractions(fractions, [])
     names = ([n.strip() for n in args.names.split(",")] if args.names is not None
              else default_part_names(len(fractions)))
     check_fractions(fractions, names)
@@ -86,6 +90,8 @@ def run(args) -> int:
     if existing and not args.force:
         raise ValueError(f"{', '.join(existing)}: already there; give --force to overwrite")
     src = Path(args.json)
+    if src.is_dir():
+        raise ValueError(f"--json {src}: is a folder; give the COCO JSON file to split")
     if src.resolve() in {p.resolve() for p in outputs.values()}:
         raise ValueError(f"--json {src}: is one of the outputs; choose another --output-dir")
 
@@ -94,6 +100,16 @@ def run(args) -> int:
     coco = {**data.raw, "images": data.images, "annotations": data.annotations}
     if not coco["images"]:
         raise ValueError(f"{src}: no usable image (see the problems above); nothing written")
+    if pattern is not None:  # a regex whose match is the same everywhere ('^', '(x)?val') makes one group
+        keys, _ = group_keys([img["file_name"] for img in coco["images"]], pattern)
+        groups = len({k for k in keys if k is not None}) + keys.count(None)
+        if groups == 1:
+            warnings.warn(f"--group-by {args.group_by!r} put all {len(keys)} images in 1 group: every part "
+                          f"but one is empty", stacklevel=1)
+        elif groups < len(names):
+            warnings.warn(f"--group-by {args.group_by!r} made {groups} groups of the {len(keys)} images for "
+                          f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
+                          stacklevel=1)
     parts, unmatched = split_coco(coco, fractions=fractions, names=names, seed=args.seed, group_by=pattern)
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
@@ -111,10 +127,10 @@ def run(args) -> int:
             total = sum(row[p][1] for p in names)
             warnings.warn(f"class {name!r} has no instance in {', '.join(empty)} ({total} instance(s) in "
                           f"{sum(row[p][0] for p in names)} image(s) in all)", stacklevel=1)
-    for name in names:
+    for name, fraction in zip(names, fractions):
         if not parts[name]["images"]:
-            warnings.warn(f"{name} has no image ({len(coco['images'])} image(s) in all)",
-                          stacklevel=1)
+            warnings.warn(f"part {name!r} ({outputs[name]}, fraction {fraction:g}) is empty: none of the "
+                          f"{len(coco['images'])} image(s) fell in it", stacklevel=1)
     print(f"  {skipped_line(data.skipped)}")
     print("wrote " + ", ".join(str(p) for p in outputs.values()))
     return 0

@@ -7,11 +7,14 @@
   annotations, told in one line per class and counted. A category keeps the fields of its first record
   (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
   ``classes``). Within one file too, names that differ only in what matching ignores ('Cat' and 'cat')
-  become one class; names written exactly alike were already told apart by the validation ('cat (id 1)',
-  'cat (id 2)': ``coco.distinct_category_names``, as training names them) and stay two classes, matched
-  under those names (another file's plain 'cat' is a third class).
+  become one class, each source name folded into another spelling said in a warning ("class 'Circle'
+  joined with 'circle'"); names written exactly alike were already told apart by the validation
+  ('cat (id 1)', 'cat (id 2)': ``coco.distinct_category_names``, as training names them) and stay two
+  classes, matched under those names (another file's plain 'cat' is a third class).
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
+  A class whose category declares keypoints in one source but not in another is merged with them; the
+  other source's annotations of it (none labelled) are counted in a warning naming both files.
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
   ``file_name`` becomes the image's path relative to ``images_root`` (``/`` separators, ``..`` for an
   image outside it), so ``train --train-images ROOT`` finds every image.
@@ -84,9 +87,12 @@ def _check_keypoints(sources: Sequence[MergeSource]) -> None:
                     f"or reorder the keypoints of one file first)")
 
 
-def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]) -> list:
-    """The output categories: [{"id": k, "name", other fields of the first record}] with ids 1..K."""
+def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]) -> tuple:
+    """(the output categories: [{"id": k, "name", other fields of the first record}] with ids 1..K,
+    one line per source name folded into another spelling: matching ignores case, spaces, _ and -,
+    which a typo also does, so each fold is said)."""
     records: dict = {}  # normalised name -> record (without id)
+    folded = []
     if classes is not None:
         for name in classes:
             records[normalise_name(name)] = {"name": name}
@@ -96,10 +102,13 @@ def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]
             if classes is not None and key not in records:
                 continue
             record = records.setdefault(key, {"name": cat["name"]})
+            if cat["name"] != record["name"]:
+                folded.append(f"{src.name}: class {cat['name']!r} joined with {record['name']!r} (names "
+                              f"matched ignoring case, spaces, '_' and '-')")
             for field, value in cat.items():
                 if field not in ("id", "name"):
                     record.setdefault(field, value)
-    return [{"id": k + 1, **record} for k, record in enumerate(records.values())]
+    return [{"id": k + 1, **record} for k, record in enumerate(records.values())], folded
 
 
 def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
@@ -107,13 +116,19 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
     """(merged COCO dict, [SourceCounts per source], warnings): see the module docstring.
     ``images_root`` is absolute; the warnings are lines naming the source and the image."""
     _check_keypoints(sources)
-    categories = _categories(sources, classes)
+    categories, warnings = _categories(sources, classes)
     new_id = {normalise_name(c["name"]): c["id"] for c in categories}
-    images, annotations, counts, warnings = [], [], [], []
+    images, annotations, counts = [], [], []
     met = {normalise_name(c["name"]) for src in sources for c in src.categories}
     for name in classes or ():
         if normalise_name(name) not in met:
             warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")
+    # normalised name -> the first source whose category of that class declares keypoints
+    declares = {}
+    for src in sources:
+        for cat in src.categories:
+            if cat.get("keypoints"):
+                declares.setdefault(normalise_name(cat["name"]), src.name)
     first_listing: dict = {}  # file identity -> (source name, image id)
     out_name = {c["id"]: c["name"] for c in categories}
     for src in sources:
@@ -144,6 +159,13 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
             taken[out_name[cid]] += 1
             annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
                                 "category_id": cid})
+        for cat in src.categories:  # a class given keypoints by another source: these have none
+            key = normalise_name(cat["name"])
+            if key in declares and not cat.get("keypoints") and new_id.get(key) is not None:
+                n = sum(1 for a in src.annotations if a["category_id"] == cat["id"] and a["image_id"] in
+                        image_map and not a.get("iscrowd"))
+                warnings.append(f"{src.name}: class {cat['name']!r} declares no keypoints but does in "
+                                f"{declares[key]}: its {n} annotation(s) of that class have none labelled")
         counts.append(SourceCounts(images=len(image_map), instances=taken, duplicates=duplicates,
                                    left_out=left_out))
     merged = {

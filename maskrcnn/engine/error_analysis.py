@@ -12,7 +12,9 @@ Each detection, taken greedily from the highest score down (as COCOeval matches)
   intersection over the detection's area) at >= the threshold: neither right nor wrong, as COCOeval
   scores it;
 - ``duplicate``: a ground truth of its class overlaps it at >= the threshold, but already matched;
-- ``fp_wrong_class``: a ground truth of another class overlaps it at >= the threshold;
+- ``fp_wrong_class``: a ground truth of another class overlaps it at >= the threshold, or else a crowd
+  region of another class covers it (COCO's crowd overlap): a crowd of cats holds cats, so a dog there
+  is a cat taken for a dog (COCOeval ignores only detections of the crowd's own class);
 - ``poor_localisation``: a ground truth of its class overlaps it at ``localisation_iou`` (0.1) <= IoU
   < the threshold;
 - ``fp_background``: nothing of the above.
@@ -112,8 +114,9 @@ def match_image(
             kinds[d] = "ignored_crowd"
         elif (same & ~crowd & over).any():
             kinds[d], gt_index[d] = "duplicate", _best(row, same & ~crowd & over)
-        elif (~same & ~crowd & over).any():
-            kinds[d], gt_index[d] = "fp_wrong_class", _best(row, ~same & ~crowd & over)
+        elif (~same & over).any():  # an object of another class, else its crowd region (one of its kind)
+            other = ~same & ~crowd & over
+            kinds[d], gt_index[d] = "fp_wrong_class", _best(row, other if other.any() else ~same & over)
         elif near.any():
             kinds[d], gt_index[d] = "poor_localisation", _best(row, near)
     return kinds, gt_index, found.tolist()

@@ -20,10 +20,11 @@ What is read, and how (each interpretation is said in a warning naming the file)
   the ground-truth image's size (pycocotools' ``loadRes`` takes only compressed RLE for results).
 
 Scored as pycocotools scores them, and said so: an empty file (every AP 0), images of the ground truth
-without any detection (their objects are misses: the AP is over every ground-truth image), records that
-repeat another exactly (the repeats are false positives) and more than 100 detections of one category
-in one image (COCOeval's ``maxDets``: only the 100 highest-scoring count). Scores are only ranked, so
-logits or scores above 1 are scored as they are.
+with (non-crowd) objects but without any detection (their objects are misses: the AP is over every
+ground-truth image), records that repeat another exactly (the repeats are false positives) and more
+than 100 detections of one category in one image (COCOeval's ``maxDets``: only the 100 highest-scoring
+count). Scores are only ranked, so logits or scores above 1 are scored as they are; scores outside
+[0, 1] are said (score thresholds such as ``--analysis-score`` read them as probabilities).
 
 Refused by ``evaluator._validate_results`` (one line naming the file, the records and the field):
 missing fields, ids that are not integers or strings, categories not in the ground truth (with a hint
@@ -281,10 +282,19 @@ def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
         _note(f"{source}: no detections in the results: every AP is 0")
         return
     images = {r["image_id"] for r in results}
-    missing = len(set(coco_gt.getImgIds()) - images)
+    # only images with objects to miss: a detection-less image without any is scored as it should be
+    with_objects = {a["image_id"] for a in coco_gt.dataset.get("annotations", []) if not a.get("iscrowd")}
+    missing = len(with_objects - images)
     if missing:
-        _note(f"{source}: {missing} of {len(coco_gt.getImgIds())} ground-truth images have no detection in "
-              f"the results: their objects count as misses (the AP is over every ground-truth image)")
+        _note(f"{source}: {missing} of {len(with_objects)} ground-truth images with objects have no "
+              f"detection in the results: their objects count as misses (the AP is over every ground-truth "
+              f"image)")
+    outside = [float(r["score"]) for r in results if not 0 <= r["score"] <= 1]
+    if outside:  # percentages, logits: COCOeval only ranks them, a threshold reads them as probabilities
+        _note(f"{source}: {len(outside)} of {len(results)} scores are outside [0, 1] (from "
+              f"{min(outside):g} to {max(outside):g}; percentages or logits?): AP only ranks scores and is "
+              f"unaffected, but score thresholds (--analysis-score, the per-class detection counts) read "
+              f"them as probabilities")
     keys = Counter(_identity(r) for r in results)
     repeats = sum(n - 1 for n in keys.values())
     if repeats:

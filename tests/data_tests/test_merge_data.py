@@ -74,6 +74,8 @@ def test_merge_renumbers_matches_names_and_the_loader_finds_every_image(tmp_path
     assert f"--train-images {tmp_path}" in printed
     duplicate = [str(w.message) for w in recwarn if "merged once" in str(w.message)]
     assert len(duplicate) == 1
+    folded = [str(w.message) for w in recwarn if "joined with" in str(w.message)]
+    assert len(folded) == 1 and "b.json: class 'traffic-light' joined with 'Traffic_Light'" in folded[0]
     assert "b.json: image id 3" in duplicate[0] and "a.json: image id 10" in duplicate[0]
     dataset = CocoDataset(json_path=out, image_dir=tmp_path)
     assert len(dataset) == 4 and dataset.skipped == {}
@@ -118,10 +120,38 @@ def test_keypoint_sets_that_disagree_stop_the_merge_naming_both_files(tmp_path, 
     assert "b.json: category 'person' has keypoints ['left_eye', 'nose']" in err and not out.exists()
 
 
+def test_folded_names_and_keypoints_declared_by_one_source_only_are_said(tmp_path, capsys, recwarn):
+    """Before: 'Circle' and 'circle ' were folded into 'circle' silently, within one file too, and a
+    class given keypoints by one source took the other's annotations without any."""
+    _images(tmp_path, ["p.png"])
+    a = {"images": [_img(1, "p.png")], "annotations": [_ann(1, 1, 1), _ann(2, 1, 2), _ann(3, 1, 3)],
+         "categories": [{"id": 1, "name": "circle"}, {"id": 2, "name": "Circle"},
+                        {"id": 3, "name": "person"}]}
+    b = {"images": [_img(1, "p.png")], "annotations": [_ann(1, 1, 4, keypoints=[3, 3, 2])],
+         "categories": [{"id": 4, "name": "person", "keypoints": ["nose"]}, {"id": 5, "name": "circle "}]}
+    for name, coco in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    out = tmp_path / "all.json"
+    assert main(["merge-data", str(tmp_path / "a.json"), f"{tmp_path / 'b.json'}:{tmp_path}", "--output",
+                 str(out)]) == 0
+    notes = [str(w.message) for w in recwarn]
+    assert f"{tmp_path / 'a.json'}: class 'Circle' joined with 'circle'" in notes[0]
+    assert f"{tmp_path / 'b.json'}: class 'circle ' joined with 'circle'" in notes[1]
+    kp = [n for n in notes if "keypoints" in n]
+    assert len(kp) == 1
+    assert kp[0] == (f"{tmp_path / 'a.json'}: class 'person' declares no keypoints but does in "
+                     f"{tmp_path / 'b.json'}: its 1 annotation(s) of that class have none labelled")
+    merged = json.loads(out.read_text())
+    assert merged["categories"] == [{"id": 1, "name": "circle"},
+                                    {"id": 2, "name": "person", "keypoints": ["nose"]}]
+
+
 @pytest.mark.parametrize("source, message", [
     ("{tmp}/nope.json", "nope.json: no such annotation file"),
     ("{tmp}/bad.json", "bad.json: not valid JSON"),
     ("{tmp}/ok.json:{tmp}/no_folder", "no_folder: no such image folder (for"),
+    ("{tmp}/ok.json:", "ok.json:': nothing after ':'; give A.json:IMAGES_FOLDER"),
+    ("{tmp}", "is a folder; give a COCO JSON file"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, source, message):
     (tmp_path / "bad.json").write_text("{'images': []}")

@@ -164,8 +164,23 @@ def test_images_option_leaves_out_images_without_their_file(tmp_path, caplog):
 def test_a_part_left_without_images_is_warned_about(tmp_path, recwarn):
     src = _write(tmp_path / "all.json", _dataset([("only.jpg", [1])]))
     assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "o")]) == 0
-    assert "val has no image (1 image(s) in all)" in [str(w.message) for w in recwarn]
+    assert (f"part 'val' ({tmp_path / 'o' / 'val.json'}, fraction 0.2) is empty: none of the 1 image(s) fell "
+            f"in it") in [str(w.message) for w in recwarn]
     assert json.loads((tmp_path / "o" / "val.json").read_text())["images"] == []
+
+
+@pytest.mark.parametrize("regex, words", [
+    ("^", "--group-by '^' put all 4 images in 1 group: every part but one is empty"),
+    ("(x)?val", "--group-by '(x)?val' put all 4 images in 1 group: every part but one is empty"),
+    ("(v[12])_", "--group-by '(v[12])_' made 2 groups of the 4 images for 3 parts: at least 1 part(s) are "
+                 "empty"),
+])
+def test_group_by_making_fewer_groups_than_parts_is_warned_about(tmp_path, recwarn, regex, words):
+    """Before: a --group-by matching the same text in every file_name made one group, silently."""
+    src = _write(tmp_path / "all.json", _dataset([(f"val/v{i % 2 + 1}_{i}.jpg", [1]) for i in range(4)]))
+    assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "o"), "--group-by", regex,
+                 "--fractions", "0.4,0.3,0.3"]) == 0
+    assert words in [str(w.message) for w in recwarn]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -176,6 +191,9 @@ def test_a_part_left_without_images_is_warned_about(tmp_path, recwarn):
      "--group-by '(frame': not a valid regular expression"),
     (["--json", "{tmp}/ok.json", "--fractions", "0.5,0.5", "--names", "train,train"],
      "the names must differ"),
+    (["--json", "{tmp}/ok.json", "--fractions", "1"], "--fractions 1: give at least two fractions"),
+    (["--json", "{tmp}/ok.json", "--fractions", "nan"], "--fractions nan: give at least two fractions"),
+    (["--json", "{tmp}"], "is a folder; give the COCO JSON file to split"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     (tmp_path / "bad.json").write_text('{"images": [')

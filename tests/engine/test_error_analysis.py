@@ -55,7 +55,7 @@ def _records():
         _det(1, 1, 60, 10, 30, 30, 0.3),   # below the threshold: not analysed
         _det(2, 3, 0, 0, 10, 10, 0.9),     # an image without ground truth: background
         _det(4, 1, 10, 10, 20, 20, 0.8),   # inside the cat crowd: ignored
-        _det(4, 2, 10, 10, 20, 20, 0.8),   # a dog in the cat crowd: background
+        _det(4, 2, 10, 10, 20, 20, 0.8),   # a dog in the cat crowd: a cat taken for a dog (wrong class)
     ]  # image 3 has no detection: C is missed
 
 
@@ -64,17 +64,17 @@ ZERO = {"tp": 0, "fp_background": 0, "fp_wrong_class": 0, "duplicate": 0, "poor_
 EXPECTED_CLASSES = [
     dict(ZERO, category_id=1, name="cat", ground_truth=2, detections=5, tp=1, fp_background=1,
          fp_wrong_class=1, duplicate=1, ignored_crowd=1, missed=1, precision=0.25, recall=0.5),
-    dict(ZERO, category_id=2, name="dog", ground_truth=1, detections=2, fp_background=1, poor_localisation=1,
+    dict(ZERO, category_id=2, name="dog", ground_truth=1, detections=2, fp_wrong_class=1, poor_localisation=1,
          missed=1, precision=0.0, recall=0.0),
     dict(ZERO, category_id=3, name="bird", ground_truth=0, detections=1, fp_background=1, precision=0.0,
          recall=None),
 ]
-EXPECTED_CONFUSION = [[1, 0, 0, 1],   # cat: found once, missed once
+EXPECTED_CONFUSION = [[1, 1, 0, 1],   # cat: found once, taken for a dog once (the crowd), missed once
                       [1, 0, 0, 1],   # dog: taken for a cat once, missed
                       [0, 0, 0, 0],   # bird: none
-                      [2, 2, 1, 0]]   # background: duplicate + background cat, badly placed + stray dog, bird
-EXPECTED_CSV = ("ground truth \\ predicted,cat,dog,bird,missed\ncat,1,0,0,1\ndog,1,0,0,1\nbird,0,0,0,0\n"
-                "background,2,2,1,0\n")
+                      [2, 1, 1, 0]]   # background: duplicate + background cat, badly placed dog, bird
+EXPECTED_CSV = ("ground truth \\ predicted,cat,dog,bird,missed\ncat,1,1,0,1\ndog,1,0,0,1\nbird,0,0,0,0\n"
+                "background,2,1,1,0\n")
 
 
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
@@ -87,7 +87,8 @@ def test_each_kind_of_error_counted(iou_type):
     assert out["confusion"]["columns"] == ["cat", "dog", "bird", "missed"]
     assert confusion_csv(out["confusion"]) == EXPECTED_CSV
     t = out["totals"]
-    assert (t["ground_truth"], t["detections"], t["tp"], t["fp_background"], t["missed"]) == (3, 8, 1, 3, 2)
+    assert (t["ground_truth"], t["detections"], t["tp"], t["fp_background"], t["missed"]) == (3, 8, 1, 2, 2)
+    assert (t["fp_wrong_class"], t["ignored_crowd"]) == (2, 1)
     assert t["precision"] == pytest.approx(1 / 7) and t["recall"] == pytest.approx(1 / 3)
     per_image = {i["image_id"]: (i["ground_truth"], i["detections"], i["errors"]) for i in out["images"]}
     assert per_image == {1: (2, 5, 5), 2: (0, 1, 1), 3: (1, 0, 1), 4: (0, 2, 1)}
@@ -117,6 +118,17 @@ def test_greedy_by_score_and_best_overlap():
                                          gt_labels=[1, 1, 2], crowd=[False, False, False])
     assert kinds == ["tp", "tp", "fp_wrong_class", "fp_background"]
     assert gt_index == [1, 0, 2, -1] and found == [True, True, False]
+
+
+def test_another_class_on_a_crowd_region_is_of_the_wrong_class():
+    """Before: background. Columns: a crowd of cats (1), a dog (2); an object beats the crowd."""
+    iou = np.array([[0.9, 0.0],    # a bird on the cat crowd only: a cat taken for a bird
+                    [0.9, 0.6],    # a bird on both: taken for the dog, the object
+                    [0.7, 0.0]])   # a cat on the cat crowd: ignored, as COCOeval ignores it
+    kinds, gt_index, found = match_image(iou=iou, scores=[0.9, 0.8, 0.7], det_labels=[3, 3, 1],
+                                         gt_labels=[1, 2], crowd=[True, False])
+    assert kinds == ["fp_wrong_class", "fp_wrong_class", "ignored_crowd"]
+    assert gt_index == [0, 1, -1] and found == [False, False]
 
 
 def test_crowd_overlap_is_over_the_detection_area():
@@ -211,7 +223,8 @@ def test_cli_analysis_from_a_results_file(dataset, capsys):
         assert im.size == (2 * 500 + 8, 500 + 18)  # ground truth | detections, enlarged 5 times
         left, right = np.asarray(im.convert("RGB"))[18:, :500], np.asarray(im.convert("RGB"))[18:, 508:]
     assert (left != right).any()  # the dog missed left, the stray detections right
-    assert "1 true positives, 3 on background, 1 wrong class, 1 duplicates, 1 poorly localised" in printed
+    assert ("1 true positives, 2 on background, 2 wrong class, 1 duplicates, 1 poorly localised, 1 ignored "
+            "on crowd regions, 2 of 3 objects missed") in printed
 
 
 def test_cli_analysis_argument_errors(dataset, capsys):
@@ -222,6 +235,10 @@ def test_cli_analysis_argument_errors(dataset, capsys):
     assert "give --images D" in capsys.readouterr().err
     assert main(base + ["--output", str(dataset / "o"), "--analysis-images", "3"]) == 1
     assert "add --analysis" in capsys.readouterr().err
+    for score in ("1.5", "-1"):  # a threshold no probability reaches, or every one does
+        assert main(base + ["--output", str(dataset / "o"), "--analysis", "--analysis-score", score]) == 1
+        err = capsys.readouterr().err
+        assert f"--analysis-score {score}: a score threshold is between 0 and 1" in err, err
     assert not (dataset / "o").exists()  # refused before anything was written
 
 

@@ -133,9 +133,12 @@ def _over_100(results):
 @pytest.mark.parametrize(
     "edit, words",
     [(lambda r: [], "no detections in the results: every AP is 0"),
-     (lambda r: [x for x in r if x["image_id"] == 1], "1 of 2 ground-truth images have no detection"),
+     (lambda r: [x for x in r if x["image_id"] == 1],
+      "1 of 2 ground-truth images with objects have no detection"),
      (lambda r: r + r[:2], "2 results repeat another exactly"),
-     (_over_100, "1 image-category pairs have more than 100 detections")],
+     (_over_100, "1 image-category pairs have more than 100 detections"),
+     (lambda r: [dict(x, score=s) for x, s in zip(r, (90, 0.5, -2.5, 1))],
+      "2 of 4 scores are outside [0, 1] (from -2.5 to 90; percentages or logits?): AP only ranks")],
 )  # fmt: skip
 def test_what_cocoeval_does_unexpectedly_is_said(cli, tmp_path, edit, words):
     _, _, data = coco_dataset(tmp_path)
@@ -143,6 +146,28 @@ def test_what_cocoeval_does_unexpectedly_is_said(cli, tmp_path, edit, words):
     rc, text, metrics, notes = _eval(cli, tmp_path, res)
     assert rc == 0, text
     assert str(res) in notes and words in notes
+
+
+def test_images_without_objects_are_not_counted_as_missing_detections(tmp_path):
+    """Before: an image with no (non-crowd) object and no detection was said to hold missed objects."""
+    from pycocotools.coco import COCO
+
+    from maskrcnn.engine.results_file import note_scoring_conventions
+
+    _, _, data = coco_dataset(tmp_path)
+    data["images"] += [{"id": 3, "file_name": "im3.png", "height": 40, "width": 50},
+                       {"id": 4, "file_name": "im4.png", "height": 40, "width": 50}]
+    data["annotations"].append(dict(data["annotations"][0], id=9, image_id=4, iscrowd=1))  # crowd only
+    gt = COCO()
+    gt.dataset = data
+    gt.createIndex()
+    results = gt_as_results(data)
+    with _warnings() as caught:
+        note_scoring_conventions([r for r in results if r["image_id"] in (1, 2)], gt, "r.json")
+        assert not caught  # images 3 and 4 have nothing to miss
+        note_scoring_conventions([r for r in results if r["image_id"] == 1], gt, "r.json")
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == 1 and notes[0].startswith("r.json: 1 of 2 ground-truth images with objects have no")
 
 
 def test_zero_based_category_ids_are_refused_with_a_hint(cli, tmp_path):
