@@ -680,7 +680,7 @@ class Predictor:
                 group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
                 probs.extend(group_probs.split(count))  # (len(ids) * D, ...) -> per input
             if heads.keypoint_head is not None:
-                maps = heads.keypoint_head(heads.keypoint_pooler(feats, in_aug))  # (len(ids) * D, J, Hk, Hk)
+                maps = heads.keypoint_heatmaps(feats, in_aug)  # (len(ids) * D, J, Hk, Hk)
                 for a, m in zip(ids, maps.split(count)):
                     heat_sum = tta.add_keypoint_heatmaps(heat_sum, m, augs[a].flip, self._tta_flip_map)
         if heads.mask_head is not None:
