@@ -659,6 +659,7 @@ class Predictor:
         into ``det["keypoints"]`` / ``det["keypoint_scores"]`` (original pixels)."""
         from maskrcnn.engine import tta
         from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+        from maskrcnn.modeling.postprocess import scale_keypoints
 
         heads = self.model.roi_heads
         original_hw = tuple(image.shape[-2:])
@@ -688,7 +689,7 @@ class Predictor:
         if heads.keypoint_head is not None:
             kps, kp_scores = heatmaps_to_keypoints(heat_sum / len(augs), frame_boxes,
                                                    score=heads.detections.keypoint_score)
-            det["keypoints"] = tta.keypoints_to_original(kps, frame_hw, original_hw)
+            det["keypoints"] = scale_keypoints(kps, frame_hw, original_hw)
             det["keypoint_scores"] = kp_scores
 
     def _tta_forwards(self, image: torch.Tensor, augs: list) -> Iterator[tuple]:

@@ -50,7 +50,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from maskrcnn.modeling.postprocess import box_scale
+from maskrcnn.modeling.postprocess import box_scale, scale_keypoints
 from maskrcnn.ops.boxes import flip_boxes
 
 __all__ = [
@@ -220,14 +220,9 @@ def keypoint_frame(augs: Sequence[Augmentation]) -> int:
     return max(unflipped, key=lambda a: (augs[a].min_size, -a))
 
 
-def keypoints_to_original(keypoints: torch.Tensor, aug_hw, original_hw) -> torch.Tensor:
-    """(D, J, 3) keypoints (x, y, v) in an unflipped augmentation's input (h x w) -> in the original image
-    (H x W), scaled by the factors ``detections_to_original`` scales plain prediction's keypoints by."""
-    scale = box_scale(aug_hw, original_hw, keypoints)  # (4,) [ratio_w, ratio_h, ratio_w, ratio_h]
-    out = keypoints.clone()
-    out[..., 0] *= scale[0]
-    out[..., 1] *= scale[1]
-    return out
+# (D, J, 3) keypoints in an unflipped augmentation's input (h x w) -> in the original image (H x W), scaled
+# as plain prediction's are (the one helper both use)
+keypoints_to_original = scale_keypoints
 
 
 def enlargement_note(options: TTAOptions, image_hw) -> str:
