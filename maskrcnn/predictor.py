@@ -682,8 +682,9 @@ class Predictor:
                 probs.extend(group_probs.split(count))  # (len(ids) * D, ...) -> per input
             if heads.keypoint_head is not None:
                 maps = heads.keypoint_heatmaps(feats, in_aug)  # (len(ids) * D, J, Hk, Hk)
-                for a, m in zip(ids, maps.split(count)):
-                    heat_sum = tta.add_keypoint_heatmaps(heat_sum, m, augs[a].flip, self._tta_flip_map)
+                for a, m in zip(ids, maps.split(count)):  # mirrored ones flipped back, left <-> right swapped
+                    m = tta.flip_keypoint_heatmaps(m, self._tta_flip_map) if augs[a].flip else m
+                    heat_sum = m if heat_sum is None else heat_sum + m
         if heads.mask_head is not None:
             det["mask_probs"] = tta.average_mask_probs(probs, [aug.flip for aug in augs])
         if heads.keypoint_head is not None:
