@@ -325,6 +325,13 @@ def top_detections(pool: dict, k: int) -> dict:
 # Merging
 
 
+def _clip(boxes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(..., 4) xyxy boxes cut to (..., 4) regions, broadcast against each other (an empty result has
+    x1 <= x0 or y1 <= y0)."""
+    return torch.cat([torch.maximum(boxes[..., :2], region[..., :2]),
+                      torch.minimum(boxes[..., 2:], region[..., 2:])], dim=-1)
+
+
 def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.Tensor, rows: int = 512):
     """Pairs (i < j) of different sources whose boxes, clipped to the window both sources saw,
     intersect: (I,), (I,) int64. Done in row chunks: (rows, D) at a time, never (D, D) at once."""
@@ -334,11 +341,8 @@ def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.T
         bi = boxes[start : start + rows, None]  # (r, 1, 4)
         wi = windows[start : start + rows, None].float()  # (r, 1, 4)
         wj = windows[None].float()  # (1, D, 4)
-        region_lo = torch.maximum(wi[..., :2], wj[..., :2])  # (r, D, 2) the shared window
-        region_hi = torch.minimum(wi[..., 2:], wj[..., 2:])
-        lo = torch.maximum(torch.maximum(bi[..., :2], boxes[None, :, :2]), region_lo)  # (r, D, 2)
-        hi = torch.minimum(torch.minimum(bi[..., 2:], boxes[None, :, 2:]), region_hi)
-        meets = ((hi - lo) > 0).all(dim=-1)  # (r, D)
+        met = _clip(_clip(bi, boxes[None]), _clip(wi, wj))  # (r, D, 4) inside the shared window
+        meets = ((met[..., 2:] - met[..., :2]) > 0).all(dim=-1)  # (r, D)
         ii = torch.arange(start, min(start + rows, n))[:, None]
         meets &= (source[start : start + rows, None] != source[None]) & (ii < torch.arange(n)[None])
         i, j = torch.nonzero(meets, as_tuple=True)
@@ -361,15 +365,9 @@ def _pair_regions(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> tuple:
     compared in (I, 4) int64 xyxy: the window both sources share when one is cut, else everywhere."""
     cut = pool["cut"][ii] | pool["cut"][jj]  # (I,)
     wi, wj = pool["windows"][ii], pool["windows"][jj]  # (I, 4)
-    shared = torch.cat([torch.maximum(wi[:, :2], wj[:, :2]), torch.minimum(wi[:, 2:], wj[:, 2:])], dim=1)
+    shared = _clip(wi, wj)  # (I, 4)
     everywhere = torch.tensor([-_FAR, -_FAR, _FAR, _FAR], dtype=torch.int64).expand_as(shared)
     return cut, torch.where(cut[:, None], shared, everywhere)
-
-
-def _clip(boxes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """(I, 4) xyxy boxes cut to (I, 4) regions (an empty result has x1 <= x0 or y1 <= y0)."""
-    return torch.cat([torch.maximum(boxes[:, :2], region[:, :2]), torch.minimum(boxes[:, 2:], region[:, 2:])],
-                     dim=1)
 
 
 def _area(boxes: torch.Tensor) -> torch.Tensor:
