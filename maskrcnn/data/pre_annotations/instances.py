@@ -21,7 +21,7 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data.mask_codec import annotation_to_mask, decode_rle_window, masks_to_rles
 
 __all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of",
-           "instances_from_detections", "json_rle", "mask_of"]
+           "instances_from_detections", "json_rle", "mask_of", "rle_box_patch"]
 
 
 class ImageRecord(NamedTuple):
@@ -111,11 +111,23 @@ def mask_of(instance: Instance) -> np.ndarray:
     return annotation_to_mask(json_rle(instance.rle), height, width).numpy() > 0
 
 
+def rle_box_patch(rle: dict) -> Optional[tuple]:
+    """(left, top, patch): a COCO RLE mask (compressed or uncompressed ``counts``) cut to its tight box,
+    ``patch`` (h, w) bool with its top-left pixel at column ``left``, row ``top`` (decoded in the box's
+    columns alone: no (H, W) mask); None for an empty mask."""
+    height, width = (int(v) for v in rle["size"])
+    coded = {**_bytes_rle(rle), "size": [height, width]}
+    if isinstance(coded["counts"], (list, tuple)):  # uncompressed: pycocotools' toBbox reads compressed only
+        coded = mask_utils.frPyObjects(coded, height, width)
+    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(coded))
+    if w == 0 or h == 0:
+        return None
+    return x, y, decode_rle_window(rle, x, y, w, h)
+
+
 def box_patch(instance: Instance) -> tuple:
-    """(left, top, patch): the instance's mask cut to its tight box, ``patch`` (h, w) bool with its top-left
-    pixel at column ``left``, row ``top`` (decoded in the box alone: no (H, W) mask)."""
-    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(_bytes_rle(instance.rle)))
-    return x, y, decode_rle_window(json_rle(instance.rle), x, y, w, h)
+    """``rle_box_patch`` of the instance's mask (never empty: ``instances_from_detections`` keeps none)."""
+    return rle_box_patch(instance.rle) or (0, 0, np.zeros((0, 0), dtype=bool))
 
 
 def bbox_area(instance: Instance) -> tuple:

@@ -30,11 +30,9 @@ import re
 from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from PIL import Image
 
-from maskrcnn.data.mask_codec import decode_rle_window
-from maskrcnn.data.pre_annotations.instances import Category
+from maskrcnn.data.pre_annotations.instances import Category, rle_box_patch
 
 __all__ = ["Region", "class_image", "class_png", "cutout_box", "cutout_png", "detection_regions",
            "id_png", "index_records", "instance_id_image", "safe_file_name", "voc_palette"]
@@ -51,14 +49,8 @@ class Region(NamedTuple):
 def _rle_region(rle: dict, height: int, width: int) -> Optional[Region]:
     if [int(v) for v in rle["size"]] != [height, width]:
         raise ValueError(f"an RLE mask of size {list(rle['size'])} on an image of {height}x{width}")
-    counts = rle["counts"]
-    coded = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    if isinstance(counts, (list, tuple)):  # uncompressed: pycocotools' toBbox reads compressed RLE only
-        coded = mask_utils.frPyObjects(coded, height, width)
-    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(coded))  # the mask's tight box
-    if w == 0 or h == 0:
-        return None
-    return Region(x, y, decode_rle_window(rle, x, y, w, h))
+    found = rle_box_patch(rle)  # decoded in the mask's tight box
+    return Region(*found) if found is not None else None
 
 
 def _dense_region(mask) -> Optional[Region]:
