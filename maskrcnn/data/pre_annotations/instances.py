@@ -20,7 +20,7 @@ import pycocotools.mask as mask_utils
 
 from maskrcnn.data.mask_codec import annotation_to_mask, decode_rle_window, masks_to_rles
 
-__all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of",
+__all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of", "category_of",
            "instances_from_detections", "json_rle", "mask_of", "rle_box_patch"]
 
 
@@ -61,6 +61,15 @@ def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dic
             for label in range(1, len(class_names))]
 
 
+def category_of(by_label: dict, label) -> Category:
+    """The ``Category`` of a detection's ``label`` in ``by_label`` (label -> Category, all the model's
+    classes); ValueError for a label that is none of them."""
+    category = by_label.get(int(label))
+    if category is None:
+        raise ValueError(f"label {label} is not one of the model's classes 1..{len(by_label)}")
+    return category
+
+
 def instances_from_detections(det: dict, categories: Sequence[Category]) -> List[Instance]:
     """One image's detections -> its ``Instance``s, in the detections' order; detections whose mask is
     empty are left out (there is nothing to correct: the box alone is no instance mask). Detections
@@ -81,14 +90,13 @@ def instances_from_detections(det: dict, categories: Sequence[Category]) -> List
     boxes = det["boxes"].detach().float().cpu().tolist()  # (D, 4) xyxy
     out = []
     for rle, score, label, box in zip(rles, scores, labels, boxes):
-        if int(label) not in by_label:
-            raise ValueError(f"label {label} is not one of the model's classes 1..{len(categories)}")
+        category = category_of(by_label, label)
         if rle is None:
             x0, y0, x1, y1 = (round(float(v), 2) for v in box)
             if x1 > x0 and y1 > y0:
-                out.append(Instance(by_label[int(label)], float(score), None, (x0, y0, x1, y1)))
+                out.append(Instance(category, float(score), None, (x0, y0, x1, y1)))
         elif int(mask_utils.area(_bytes_rle(rle))) > 0:
-            out.append(Instance(by_label[int(label)], float(score), rle))
+            out.append(Instance(category, float(score), rle))
     return out
 
 

@@ -181,20 +181,14 @@ def cutout_png(image, crop: tuple, region: Region) -> bytes:
     return _png(Image.fromarray(np.ascontiguousarray(np.dstack([rgb, alpha]))))  # (h, w, 4) RGBA
 
 
-def index_records(det: dict, categories: Sequence[Category]) -> list:
-    """What each id of an image's mask means: ``[{"id", "category_id", "category", "score", "bbox"}]``,
-    ``bbox`` the detection's [x, y, w, h] as predictions.json has it."""
-    by_label = {c.label: c for c in categories}
-    boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()
-    scores = det["scores"].detach().float().cpu().tolist()
-    records = []
-    for i, (label, score, (x0, y0, x1, y1)) in enumerate(zip(det["labels"].tolist(), scores, boxes)):
-        if int(label) not in by_label:
-            raise ValueError(f"label {label} is not one of the model's classes 1..{len(categories)}")
-        category = by_label[int(label)]
-        records.append({"id": i + 1, "category_id": category.id, "category": category.name,
-                        "score": float(score), "bbox": [round(v, 4) for v in (x0, y0, x1 - x0, y1 - y0)]})
-    return records
+def index_records(boxes: Sequence[Sequence[float]], scores: Sequence[float],
+                  categories: Sequence[Category]) -> list:
+    """What each id of an image's mask means: ``[{"id", "category_id", "category", "score", "bbox"}]``
+    from each detection's box (xyxy), score and ``Category``, ``bbox`` the detection's [x, y, w, h] as
+    predictions.json has it."""
+    return [{"id": i + 1, "category_id": category.id, "category": category.name, "score": float(score),
+             "bbox": [round(v, 4) for v in (x0, y0, x1 - x0, y1 - y0)]}
+            for i, ((x0, y0, x1, y1), score, category) in enumerate(zip(boxes, scores, categories))]
 
 
 _UNSAFE = re.compile(r"[^\w.-]+")  # \w is Unicode-aware: letters of any script stay
