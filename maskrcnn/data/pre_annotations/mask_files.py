@@ -22,6 +22,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
+from maskrcnn.data.pre_annotations.export_args import PIXEL_FORMATS
 from maskrcnn.data.pre_annotations.instances import Category, category_of
 from maskrcnn.data.pre_annotations.to_masks import (
     class_image,
@@ -46,7 +47,7 @@ class MaskFiles:
 
     def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
                  min_area: int = 0):
-        self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in ("masks", "cutouts"))
+        self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in PIXEL_FORMATS)
         self.categories, self.min_area = list(categories), int(min_area)
         # one class PNG format for the whole run: palette while every category id fits in 8 bits
         self.sixteen_bit = max((c.id for c in self.categories), default=0) > 255

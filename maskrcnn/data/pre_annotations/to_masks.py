@@ -131,6 +131,9 @@ def voc_palette() -> list:
     return palette
 
 
+_VOC_PALETTE = voc_palette()  # made once: every class PNG of a run puts the same palette
+
+
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -153,7 +156,7 @@ def class_png(classes: np.ndarray) -> bytes:
         return _png(_grey(classes))
     height, width = classes.shape
     image = Image.frombytes("P", (width, height), np.ascontiguousarray(classes).tobytes())
-    image.putpalette(voc_palette())
+    image.putpalette(_VOC_PALETTE)
     return _png(image)
 
 
