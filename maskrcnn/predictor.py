@@ -659,6 +659,7 @@ class Predictor:
         into ``det["keypoints"]`` / ``det["keypoint_scores"]`` (original pixels)."""
         from maskrcnn.engine import tta
         from maskrcnn.modeling.keypoint_head import heatmaps_to_keypoints
+        from maskrcnn.modeling.postprocess import scale_keypoints
 
         heads = self.model.roi_heads
         original_hw = tuple(image.shape[-2:])
@@ -680,15 +681,16 @@ class Predictor:
                 group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
                 probs.extend(group_probs.split(count))  # (len(ids) * D, ...) -> per input
             if heads.keypoint_head is not None:
-                maps = heads.keypoint_head(heads.keypoint_pooler(feats, in_aug))  # (len(ids) * D, J, Hk, Hk)
-                for a, m in zip(ids, maps.split(count)):
-                    heat_sum = tta.add_keypoint_heatmaps(heat_sum, m, augs[a].flip, self._tta_flip_map)
+                maps = heads.keypoint_heatmaps(feats, in_aug)  # (len(ids) * D, J, Hk, Hk)
+                for a, m in zip(ids, maps.split(count)):  # mirrored ones flipped back, left <-> right swapped
+                    m = tta.flip_keypoint_heatmaps(m, self._tta_flip_map) if augs[a].flip else m
+                    heat_sum = m if heat_sum is None else heat_sum + m
         if heads.mask_head is not None:
             det["mask_probs"] = tta.average_mask_probs(probs, [aug.flip for aug in augs])
         if heads.keypoint_head is not None:
             kps, kp_scores = heatmaps_to_keypoints(heat_sum / len(augs), frame_boxes,
                                                    score=heads.detections.keypoint_score)
-            det["keypoints"] = tta.keypoints_to_original(kps, frame_hw, original_hw)
+            det["keypoints"] = scale_keypoints(kps, frame_hw, original_hw)
             det["keypoint_scores"] = kp_scores
 
     def _tta_forwards(self, image: torch.Tensor, augs: list) -> Iterator[tuple]:

@@ -290,3 +290,8 @@ def test_predict_output_folders_are_looked_at_once_per_folder_not_per_file(tmp_p
     for i in range(5):  # videos, each checked with one run's shared answers
         assert not _found_in_output(images / "sub" / f"{i}.mp4", [images], tmp_path / "out", outputs)
     assert sorted(looked) == ["sub", "sub"]
+    looked.clear()
+    shared = _OutputFolders({(tmp_path / "out").resolve()})  # one for the listing and the videos, as run()
+    assert len(expand_inputs([images], outputs=shared)) == 60
+    assert not _found_in_output(images / "sub" / "0.mp4", [images], tmp_path / "out", shared)
+    assert sorted(looked) == ["sub", "sub", "sub/deeper", "sub/deeper"]  # sub/ not looked at again

@@ -106,15 +106,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser)
 
 
-def expand_inputs(inputs, *, output=None) -> list:
+def expand_inputs(inputs, *, output=None, outputs=None) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
     ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out: an output folder
-    inside the images folder would otherwise have its own overlays predicted, more each run."""
+    inside the images folder would otherwise have its own overlays predicted, more each run. ``outputs``:
+    an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None)."""
     from maskrcnn.data.images import list_images
 
-    outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
+    if outputs is None:
+        outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
     files, seen, left_out = [], set(), 0
     for given in inputs:
         top = Path(given).resolve()
@@ -135,14 +137,13 @@ def expand_inputs(inputs, *, output=None) -> list:
 
 class _OutputFolders:
     """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), or a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``. What is per folder is remembered (a
-    folder's files on disk, a folder's answer below a given top), so that a folder of 10,000 images is
-    looked at once, not once per file. For one listing: files written meanwhile are not seen."""
+    holding ``predictions.json`` or ``predictions.partial.jsonl``. Each folder's answer is remembered, so
+    that a folder of 10,000 images is looked at on disk once, not once per file. For one listing: files
+    written meanwhile are not seen."""
 
     def __init__(self, outputs: set):
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
-        self._inside: dict = {}  # (folder, top) -> the answer of ``inside``
 
     def is_output(self, folder: Path) -> bool:
         if folder not in self._is_output:
@@ -152,20 +153,13 @@ class _OutputFolders:
 
     def inside(self, folder: Path, top: Path) -> bool:
         """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the
-        ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder)."""
-        walked, found = [], False
+        ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder): its
+        parents walked up to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if (folder, top) in self._inside:  # a folder above, answered for a file elsewhere
-                found = self._inside[(folder, top)]
-                break
-            walked.append(folder)
             if self.is_output(folder) or (folder.name == "overlays" and self.is_output(folder.parent)):
-                found = True
-                break
+                return True
             folder = folder.parent
-        for f in walked:  # the same answer for every folder on the way (each is at or below the output)
-            self._inside[(f, top)] = found
-        return found
+        return False
 
 
 def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
@@ -230,9 +224,9 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.predict_video import check_video_arguments, predict_videos, split_video_inputs
 
     check_video_arguments(args)
-    found = expand_inputs(args.inputs, output=args.output)
+    outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for images and videos
+    found = expand_inputs(args.inputs, outputs=outputs)
     files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
-    outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for all the videos
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)

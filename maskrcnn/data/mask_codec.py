@@ -12,7 +12,7 @@ first, because pycocotools trusts its input: polygon coordinates far outside the
 allocate without bound (a fatal signal), uncompressed counts that overflow 32 bits or that cover more
 pixels than ``size`` read past its buffers or loop for ever. Encoding converts bounded chunks of masks
 per pycocotools call. ``decode_rle_window`` decodes one window of a mask (an instance's box) from its
-runs, in memory of the window's size whatever the image's.
+runs, in memory of the window's columns at full height, never the whole image.
 """
 
 from __future__ import annotations
@@ -65,6 +65,20 @@ def rle_counts_from_string(counts: Union[str, bytes]) -> np.ndarray:
     if values.size > 2:
         counts_out[2::2] = np.cumsum(values[2::2])  # even runs from run 2 on (run 0 is absolute)
     return counts_out
+
+
+def _runs_of(counts) -> np.ndarray:
+    """int64 run lengths of an RLE's ``counts``: compressed (str or bytes), uncompressed (a list of ints)
+    or an integer array already."""
+    if isinstance(counts, (str, bytes)):
+        return rle_counts_from_string(counts)
+    if isinstance(counts, np.ndarray) and np.issubdtype(counts.dtype, np.integer):
+        return counts.astype(np.int64, copy=False)
+    if isinstance(counts, (list, tuple)):
+        if not all(is_int(v) for v in counts):
+            raise ValueError("uncompressed RLE counts must be integers")
+        return np.asarray(counts, dtype=np.int64)
+    raise ValueError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
 
 
 def _decode_counts(counts: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -172,16 +186,7 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
         if "counts" not in segmentation or "size" not in segmentation:
             raise ValueError("RLE segmentation needs 'counts' and 'size'")
         _check_rle_size(segmentation["size"], height, width)
-        counts = segmentation["counts"]
-        if isinstance(counts, (str, bytes)):
-            runs = rle_counts_from_string(counts)
-        elif isinstance(counts, (list, tuple)):
-            if not all(is_int(v) for v in counts):
-                raise ValueError("uncompressed RLE counts must be integers")
-            runs = np.asarray(counts, dtype=np.int64)
-        else:
-            raise ValueError(f"RLE counts must be a string or a list, got {type(counts).__name__}")
-        return torch.from_numpy(_decode_counts(runs, height, width))
+        return torch.from_numpy(_decode_counts(_runs_of(segmentation["counts"]), height, width))
     if isinstance(segmentation, (list, tuple)):
         polygons = []
         for poly in segmentation:
@@ -208,53 +213,29 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
 def decode_rle_window(rle: dict, left: int, top: int, width: int, height: int) -> np.ndarray:
     """(height, width) bool: the window of columns ``left``.. and rows ``top``.. of a COCO RLE mask
     (compressed or uncompressed ``counts``, ``size`` [H, W]), decoded from its runs without the (H, W)
-    mask: a box of a 48-megapixel photo costs the box. Parts of the window outside the image are 0.
+    mask: a box of a 48-megapixel photo costs the box's columns at full height. Parts of the window
+    outside the image are 0.
 
-    Runs are column-major: pixel p is column p // H, row p % H. Each run of ones is cut into the
-    columns it crosses (its first and last column partly, those between whole) and entered in a
-    per-column difference array over the window's rows (+1 where a piece starts, -1 past its end);
-    a cumulative sum down the rows gives the window."""
+    Runs are column-major (pixel p is column p // H, row p % H), so the window's columns c0..c1 are the
+    pixels [c0 * H, c1 * H): the runs clipped to them, expanded, are those columns top to bottom."""
     big_h, big_w = (int(v) for v in rle["size"])
     left, top, width, height = int(left), int(top), max(int(width), 0), max(int(height), 0)
-    diff = np.zeros((height + 1, width), dtype=np.int32)  # (h + 1, w) starts and ends of pieces
-    counts = rle["counts"]
-    if isinstance(counts, (str, bytes)):
-        runs = rle_counts_from_string(counts)
-    else:
-        runs = np.asarray(counts, dtype=np.int64)
+    runs = _runs_of(rle["counts"])
+    if runs.size and runs.min() < 0:
+        raise ValueError("RLE counts contain a negative run length")
     if runs.size and int(runs.sum()) != big_h * big_w:
         raise ValueError(f"RLE counts cover {int(runs.sum())} pixels, the mask has {big_h}x{big_w}")
+    out = np.zeros((height, width), dtype=bool)
+    c0, c1 = min(max(left, 0), big_w), min(max(left + width, 0), big_w)  # the window's columns in the image
+    r0, r1 = min(max(top, 0), big_h), min(max(top + height, 0), big_h)  # and rows
+    if runs.size == 0 or c1 <= c0 or r1 <= r0:
+        return out
     ends = np.cumsum(runs)
-    starts = (ends - runs)[1::2]  # (N,) runs of ones: pixels [start, end) in column-major order
-    ends = ends[1::2]
-    lo, hi = max(left, 0) * big_h, min(left + width, big_w) * big_h  # the window's columns, as pixels
-    keep = (ends > np.maximum(starts, lo)) & (starts < hi)
-    starts, ends = np.maximum(starts[keep], lo), np.minimum(ends[keep], hi)
-    if starts.size == 0 or width == 0 or height == 0:
-        return diff[:height] > 0
-    c0, r0 = np.divmod(starts, big_h)  # first column and row of each run
-    c1, r1 = np.divmod(ends - 1, big_h)  # last column and row (inclusive)
-    r1 = r1 + 1
-    one = c0 == c1
-    # pieces (column, first row, end row): a run within one column; else its first column from r0 down,
-    # its last column from the top to r1, and every column between whole
-    cols = np.concatenate([c0[one], c0[~one], c1[~one]])
-    row_a = np.concatenate([r0[one], r0[~one], np.zeros(int((~one).sum()), np.int64)])
-    row_b = np.concatenate([r1[one], np.full(int((~one).sum()), big_h, np.int64), r1[~one]])
-    a = np.clip(row_a - top, 0, height)
-    b = np.clip(row_b - top, 0, height)
-    inside = b > a  # pieces that reach the window's rows
-    np.add.at(diff, (a[inside], cols[inside] - left), 1)
-    np.add.at(diff, (b[inside], cols[inside] - left), -1)
-    whole = np.zeros(width + 1, dtype=np.int32)  # columns covered top to bottom, as a difference
-    span = ~one & (c1 > c0 + 1)
-    np.add.at(whole, np.clip(c0[span] + 1 - left, 0, width), 1)
-    np.add.at(whole, np.clip(c1[span] - left, 0, width), -1)
-    full = np.cumsum(whole[:-1])
-    if top < big_h and top + height > 0:  # the window's rows that lie in the image
-        diff[max(-top, 0), :] += full
-        diff[min(big_h - top, height), :] -= full
-    return np.cumsum(diff, axis=0)[:height] > 0
+    lengths = np.clip(ends, c0 * big_h, c1 * big_h) - np.clip(ends - runs, c0 * big_h, c1 * big_h)
+    values = np.arange(runs.size) % 2 == 1  # runs alternate zeros, ones
+    columns = np.repeat(values, lengths).reshape(c1 - c0, big_h).T  # (H, c1 - c0)
+    out[r0 - top:r1 - top, c0 - left:c1 - left] = columns[r0:r1]
+    return out
 
 
 # Masks converted per pycocotools call: bounds the temporary (n, W, H) copy to ~128 MB whatever the

@@ -239,24 +239,24 @@ def local_masks(
     return origins, bitmaps
 
 
-def _bitmap_box(origin: torch.Tensor, bitmap: torch.Tensor) -> tuple:
-    """A bitmap's extent xyxy in image pixels (ints)."""
-    y0, x0 = int(origin[0]), int(origin[1])
-    return x0, y0, x0 + bitmap.shape[1], y0 + bitmap.shape[0]
+def _bitmap_extents(origins: torch.Tensor, bitmaps: list) -> torch.Tensor:
+    """(D, 4) int64 xyxy: each box-local bitmap's extent in image pixels."""
+    hw = torch.tensor([list(b.shape) for b in bitmaps], dtype=torch.int64).reshape(-1, 2)  # (D, 2) h, w
+    x0, y0 = origins[:, 1], origins[:, 0]
+    return torch.stack([x0, y0, x0 + hw[:, 1], y0 + hw[:, 0]], dim=1)
 
 
 def _union_masks(origins: torch.Tensor, bitmaps: list) -> tuple:
     """The union of box-local masks: (origin (2,) int64, bitmap (h, w) over their joint extent)."""
-    boxes = [_bitmap_box(o, b) for o, b in zip(origins, bitmaps) if b.numel() > 0]
-    if not boxes:
+    used = [d for d, b in enumerate(bitmaps) if b.numel() > 0]
+    if not used:
         return torch.zeros(2, dtype=torch.int64), torch.zeros(0, 0, dtype=torch.bool)
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    extents = _bitmap_extents(origins, bitmaps)[used]  # (U, 4)
+    x0, y0 = extents[:, :2].min(dim=0).values.tolist()
+    x1, y1 = extents[:, 2:].max(dim=0).values.tolist()
     out = torch.zeros(y1 - y0, x1 - x0, dtype=torch.bool)
-    for o, b in zip(origins, bitmaps):
-        if b.numel() > 0:
-            bx0, by0, bx1, by1 = _bitmap_box(o, b)
-            out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] |= b
+    for d, (bx0, by0, bx1, by1) in zip(used, extents.tolist()):
+        out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] |= bitmaps[d]
     return torch.tensor([y0, x0], dtype=torch.int64), out
 
 
@@ -325,6 +325,13 @@ def top_detections(pool: dict, k: int) -> dict:
 # Merging
 
 
+def _clip(boxes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(..., 4) xyxy boxes cut to (..., 4) regions, broadcast against each other (an empty result has
+    x1 <= x0 or y1 <= y0)."""
+    return torch.cat([torch.maximum(boxes[..., :2], region[..., :2]),
+                      torch.minimum(boxes[..., 2:], region[..., 2:])], dim=-1)
+
+
 def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.Tensor, rows: int = 512):
     """Pairs (i < j) of different sources whose boxes, clipped to the window both sources saw,
     intersect: (I,), (I,) int64. Done in row chunks: (rows, D) at a time, never (D, D) at once."""
@@ -334,11 +341,8 @@ def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.T
         bi = boxes[start : start + rows, None]  # (r, 1, 4)
         wi = windows[start : start + rows, None].float()  # (r, 1, 4)
         wj = windows[None].float()  # (1, D, 4)
-        region_lo = torch.maximum(wi[..., :2], wj[..., :2])  # (r, D, 2) the shared window
-        region_hi = torch.minimum(wi[..., 2:], wj[..., 2:])
-        lo = torch.maximum(torch.maximum(bi[..., :2], boxes[None, :, :2]), region_lo)  # (r, D, 2)
-        hi = torch.minimum(torch.minimum(bi[..., 2:], boxes[None, :, 2:]), region_hi)
-        meets = ((hi - lo) > 0).all(dim=-1)  # (r, D)
+        met = _clip(_clip(bi, boxes[None]), _clip(wi, wj))  # (r, D, 4) inside the shared window
+        meets = ((met[..., 2:] - met[..., :2]) > 0).all(dim=-1)  # (r, D)
         ii = torch.arange(start, min(start + rows, n))[:, None]
         meets &= (source[start : start + rows, None] != source[None]) & (ii < torch.arange(n)[None])
         i, j = torch.nonzero(meets, as_tuple=True)
@@ -361,15 +365,9 @@ def _pair_regions(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> tuple:
     compared in (I, 4) int64 xyxy: the window both sources share when one is cut, else everywhere."""
     cut = pool["cut"][ii] | pool["cut"][jj]  # (I,)
     wi, wj = pool["windows"][ii], pool["windows"][jj]  # (I, 4)
-    shared = torch.cat([torch.maximum(wi[:, :2], wj[:, :2]), torch.minimum(wi[:, 2:], wj[:, 2:])], dim=1)
+    shared = _clip(wi, wj)  # (I, 4)
     everywhere = torch.tensor([-_FAR, -_FAR, _FAR, _FAR], dtype=torch.int64).expand_as(shared)
     return cut, torch.where(cut[:, None], shared, everywhere)
-
-
-def _clip(boxes: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """(I, 4) xyxy boxes cut to (I, 4) regions (an empty result has x1 <= x0 or y1 <= y0)."""
-    return torch.cat([torch.maximum(boxes[:, :2], region[:, :2]), torch.minimum(boxes[:, 2:], region[:, 2:])],
-                     dim=1)
 
 
 def _area(boxes: torch.Tensor) -> torch.Tensor:
@@ -383,13 +381,6 @@ def _box_overlaps(boxes: torch.Tensor, ii, jj, region) -> tuple:
     region = region.to(torch.float64)
     ci, cj = _clip(boxes[ii].double(), region), _clip(boxes[jj].double(), region)  # (I, 4) each
     return _area(_clip(ci, cj)), _area(ci), _area(cj)
-
-
-def _bitmap_extents(origins: torch.Tensor, bitmaps: list) -> torch.Tensor:
-    """(D, 4) int64 xyxy: each box-local bitmap's extent in image pixels."""
-    hw = torch.tensor([list(b.shape) for b in bitmaps], dtype=torch.int64).reshape(-1, 2)  # (D, 2) h, w
-    x0, y0 = origins[:, 1], origins[:, 0]
-    return torch.stack([x0, y0, x0 + hw[:, 1], y0 + hw[:, 0]], dim=1)
 
 
 def _areas_in(bitmaps: list, extents: torch.Tensor, counts: torch.Tensor, det: torch.Tensor,
@@ -606,9 +597,8 @@ def local_masks_to_dense(origins: torch.Tensor, bitmaps: list, image_hw: Sequenc
 
     height, width = int(image_hw[0]), int(image_hw[1])
     out = _zeros(len(bitmaps), height, width, dtype=torch.bool, device="cpu")
-    for d, (origin, bitmap) in enumerate(zip(origins, bitmaps)):
+    for d, (bitmap, (x0, y0, x1, y1)) in enumerate(zip(bitmaps, _bitmap_extents(origins, bitmaps).tolist())):
         if bitmap.numel() > 0:
-            x0, y0, x1, y1 = _bitmap_box(origin, bitmap)
             out[d, y0:y1, x0:x1] = bitmap
     return out
 
@@ -620,11 +610,10 @@ def local_masks_to_rles(origins: torch.Tensor, bitmaps: list, image_hw: Sequence
 
     height, width = int(image_hw[0]), int(image_hw[1])
     runs = []
-    for origin, bitmap in zip(origins, bitmaps):
+    for bitmap, (x0, y0, x1, y1) in zip(bitmaps, _bitmap_extents(origins, bitmaps).tolist()):
         if bitmap.numel() == 0:
             runs.append(np.array([height * width], dtype=np.int64))
             continue
-        x0, y0, x1, y1 = _bitmap_box(origin, bitmap)
         band = torch.zeros(1, y1 - y0, width, dtype=torch.bool)  # (1, h, W) the rows the mask covers
         band[0, :, x0:x1] = bitmap
         runs.extend(row_windows_to_runs(band, torch.tensor([y0]), height))

@@ -50,13 +50,13 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from maskrcnn.modeling.postprocess import box_scale
+from maskrcnn.modeling.postprocess import box_scale, scale_keypoints
 from maskrcnn.ops.boxes import flip_boxes
 
 __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
     "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
-    "flip_keypoint_heatmaps", "add_keypoint_heatmaps", "average_keypoint_heatmaps", "keypoint_frame",
+    "flip_keypoint_heatmaps", "average_keypoint_heatmaps", "keypoint_frame",
     "keypoints_to_original", "enlargement_note",
 ]
 
@@ -189,14 +189,6 @@ def flip_keypoint_heatmaps(maps: torch.Tensor, flip_map: Optional[Sequence[int]]
     return maps.flip(-1)
 
 
-def add_keypoint_heatmaps(total: Optional[torch.Tensor], maps: torch.Tensor, flipped: bool,
-                          flip_map: Optional[Sequence[int]]) -> torch.Tensor:
-    """A running sum of aligned heatmaps: ``total`` (None at first) plus one augmentation's (D, J, Hk, Hk)
-    heatmaps, flipped back first when ``flipped`` (``flip_keypoint_heatmaps``)."""
-    aligned = flip_keypoint_heatmaps(maps, flip_map) if flipped else maps
-    return aligned if total is None else total + aligned
-
-
 def average_keypoint_heatmaps(per_augmentation: Sequence[torch.Tensor], flipped: Sequence[bool],
                               flip_map: Optional[Sequence[int]]) -> torch.Tensor:
     """A x (D, J, Hk, Hk) heatmap logits of the same D merged boxes, one per augmentation, with whether
@@ -208,7 +200,8 @@ def average_keypoint_heatmaps(per_augmentation: Sequence[torch.Tensor], flipped:
                          f"{len(flipped)} flags")
     total = None
     for maps, f in zip(per_augmentation, flipped):
-        total = add_keypoint_heatmaps(total, maps, f, flip_map)
+        aligned = flip_keypoint_heatmaps(maps, flip_map) if f else maps
+        total = aligned if total is None else total + aligned
     return total / len(per_augmentation)
 
 
@@ -220,14 +213,9 @@ def keypoint_frame(augs: Sequence[Augmentation]) -> int:
     return max(unflipped, key=lambda a: (augs[a].min_size, -a))
 
 
-def keypoints_to_original(keypoints: torch.Tensor, aug_hw, original_hw) -> torch.Tensor:
-    """(D, J, 3) keypoints (x, y, v) in an unflipped augmentation's input (h x w) -> in the original image
-    (H x W), scaled by the factors ``detections_to_original`` scales plain prediction's keypoints by."""
-    scale = box_scale(aug_hw, original_hw, keypoints)  # (4,) [ratio_w, ratio_h, ratio_w, ratio_h]
-    out = keypoints.clone()
-    out[..., 0] *= scale[0]
-    out[..., 1] *= scale[1]
-    return out
+# (D, J, 3) keypoints in an unflipped augmentation's input (h x w) -> in the original image (H x W), scaled
+# as plain prediction's are (the one helper both use)
+keypoints_to_original = scale_keypoints
 
 
 def enlargement_note(options: TTAOptions, image_hw) -> str:

@@ -35,6 +35,17 @@ def box_scale(from_hw, to_hw, like: torch.Tensor) -> torch.Tensor:
     return torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(like.device, like.dtype)
 
 
+def scale_keypoints(keypoints: torch.Tensor, from_hw, to_hw) -> torch.Tensor:
+    """(D, J, 3) keypoints (x, y, v) of an image of size ``from_hw`` -> a new tensor of them on one of
+    ``to_hw``: x and y scaled by the factors boxes are scaled by (``box_scale``), v unchanged (plain
+    prediction's and test-time augmentation's keypoints, ``engine/tta.py``, mapped back alike)."""
+    ratio_w, ratio_h = _ratios(from_hw, to_hw)
+    out = keypoints.clone()
+    out[..., 0] *= ratio_w.to(out.device)
+    out[..., 1] *= ratio_h.to(out.device)
+    return out
+
+
 def detections_to_original(
     det: dict,
     input_size_hw,
@@ -54,11 +65,7 @@ def detections_to_original(
     scale = box_scale(input_size_hw, original_size_hw, boxes)  # (4,) [ratio_w, ratio_h, ratio_w, ratio_h]
     out["boxes"] = boxes * scale
     if "keypoints" in det:
-        ratio_w, ratio_h = _ratios(input_size_hw, original_size_hw)
-        kps = det["keypoints"].clone()
-        kps[..., 0] *= ratio_w.to(kps.device)
-        kps[..., 1] *= ratio_h.to(kps.device)
-        out["keypoints"] = kps
+        out["keypoints"] = scale_keypoints(det["keypoints"], input_size_hw, original_size_hw)
     if paste_masks and "mask_probs" in det:
         from maskrcnn.ops.paste import paste_masks_as_rles, paste_masks_in_image
 

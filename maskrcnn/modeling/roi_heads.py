@@ -120,6 +120,12 @@ class RoIHeads(nn.Module):
         channels = self.mask_head.channels_for(labels)  # (sum D,)
         return mask_probs_for_labels(logits, channels, mode=self.mask_loss.mode)
 
+    def keypoint_heatmaps(self, features: dict, boxes: list) -> torch.Tensor:
+        """The keypoint head on given boxes: per image boxes [(Di, 4)] in its input's coordinates ->
+        (sum Di, J, Hk, Hk) heatmap logits (inference, training's positives, test-time augmentation's
+        merged boxes)."""
+        return self.keypoint_head(self.keypoint_pooler(features, boxes))
+
     def forward(self, features: dict, proposals: list, image_sizes: list, targets=None, generator=None):
         if targets is not None:
             return [], self._losses(features, proposals, targets, generator)
@@ -132,7 +138,7 @@ class RoIHeads(nn.Module):
             for d, p in zip(dets, self.mask_probs(features, boxes, labels).split(counts)):
                 d["mask_probs"] = p
         if self.keypoint_head is not None:
-            heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (sum D, J, 56, 56)
+            heatmaps = self.keypoint_heatmaps(features, boxes)  # (sum D, J, 56, 56)
             kps, kp_scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes), score=det.keypoint_score)
             for d, k, s in zip(dets, kps.split(counts), kp_scores.split(counts)):
                 d["keypoints"], d["keypoint_scores"] = k, s
@@ -180,7 +186,7 @@ class RoIHeads(nn.Module):
                         else torch.zeros_like(g, dtype=torch.bool))
                 kp_rois.append(r[keep])
                 kp_gt.append(g[keep])
-            heatmaps = self.keypoint_head(self.keypoint_pooler(features, kp_rois))  # (Q, J, Hk, Hk)
+            heatmaps = self.keypoint_heatmaps(features, kp_rois)  # (Q, J, Hk, Hk)
             size, j = heatmaps.shape[-1], heatmaps.shape[1]
             kp = [
                 roi_losses.keypoint_targets(t["keypoints"], r, g, size) if "keypoints" in t

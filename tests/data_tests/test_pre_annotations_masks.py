@@ -55,6 +55,7 @@ def test_mask_pngs_cutouts_and_index_hold_the_drawn_instances(tmp_path):
     a, c = _photo(tmp_path, "sub/a.png"), _photo(tmp_path, "c.png", seed=1)
     export.add(1, a, H, W, det, read_image(a))
     export.add(2, c, H, W, none)  # no pixels given: not needed (no instance)
+    assert export.instances == [] and export.images == []  # written image by image: no RLEs kept
     assert export.finish() == [tmp_path / "pre" / "masks", tmp_path / "pre" / "cutouts"]
 
     expected_ids = np.zeros((H, W), np.uint8)

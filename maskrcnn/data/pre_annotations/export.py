@@ -75,6 +75,9 @@ class PreAnnotationExport:
         self.categories = categories_of(class_names, label_to_category_id)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
         self.masks = bool(masks)  # False: a box-only model, rectangles everywhere
+        # the images and their instances (RLEs) are kept for the formats written at the end only: mask
+        # images and cut-outs are written image by image and need nothing kept
+        self.keeps_instances = any(f not in PIXEL_FORMATS for f in self.formats)
         self.images: list = []
         self.paths: list = []
         self.instances: list = []
@@ -86,9 +89,10 @@ class PreAnnotationExport:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``
         its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
         file_name = Path(os.path.relpath(Path(path).absolute(), self.root)).as_posix()
-        self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
-        self.paths.append(Path(path).absolute())
-        self.instances.append(instances_from_detections(det, self.categories))
+        if self.keeps_instances:
+            self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
+            self.paths.append(Path(path).absolute())
+            self.instances.append(instances_from_detections(det, self.categories))
         if self.mask_files is not None:
             self.mask_files.add(file_name, path, int(height), int(width), det, image)
 

@@ -20,8 +20,8 @@ import pycocotools.mask as mask_utils
 
 from maskrcnn.data.mask_codec import annotation_to_mask, decode_rle_window, masks_to_rles
 
-__all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of",
-           "instances_from_detections", "json_rle", "mask_of"]
+__all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of", "category_of",
+           "instances_from_detections", "json_rle", "mask_of", "rle_box_patch"]
 
 
 class ImageRecord(NamedTuple):
@@ -61,6 +61,15 @@ def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dic
             for label in range(1, len(class_names))]
 
 
+def category_of(by_label: dict, label) -> Category:
+    """The ``Category`` of a detection's ``label`` in ``by_label`` (label -> Category, all the model's
+    classes); ValueError for a label that is none of them."""
+    category = by_label.get(int(label))
+    if category is None:
+        raise ValueError(f"label {label} is not one of the model's classes 1..{len(by_label)}")
+    return category
+
+
 def instances_from_detections(det: dict, categories: Sequence[Category]) -> List[Instance]:
     """One image's detections -> its ``Instance``s, in the detections' order; detections whose mask is
     empty are left out (there is nothing to correct: the box alone is no instance mask). Detections
@@ -81,14 +90,13 @@ def instances_from_detections(det: dict, categories: Sequence[Category]) -> List
     boxes = det["boxes"].detach().float().cpu().tolist()  # (D, 4) xyxy
     out = []
     for rle, score, label, box in zip(rles, scores, labels, boxes):
-        if int(label) not in by_label:
-            raise ValueError(f"label {label} is not one of the model's classes 1..{len(categories)}")
+        category = category_of(by_label, label)
         if rle is None:
             x0, y0, x1, y1 = (round(float(v), 2) for v in box)
             if x1 > x0 and y1 > y0:
-                out.append(Instance(by_label[int(label)], float(score), None, (x0, y0, x1, y1)))
+                out.append(Instance(category, float(score), None, (x0, y0, x1, y1)))
         elif int(mask_utils.area(_bytes_rle(rle))) > 0:
-            out.append(Instance(by_label[int(label)], float(score), rle))
+            out.append(Instance(category, float(score), rle))
     return out
 
 
@@ -111,11 +119,23 @@ def mask_of(instance: Instance) -> np.ndarray:
     return annotation_to_mask(json_rle(instance.rle), height, width).numpy() > 0
 
 
+def rle_box_patch(rle: dict) -> Optional[tuple]:
+    """(left, top, patch): a COCO RLE mask (compressed or uncompressed ``counts``) cut to its tight box,
+    ``patch`` (h, w) bool with its top-left pixel at column ``left``, row ``top`` (decoded in the box's
+    columns alone: no (H, W) mask); None for an empty mask."""
+    height, width = (int(v) for v in rle["size"])
+    coded = {**_bytes_rle(rle), "size": [height, width]}
+    if isinstance(coded["counts"], (list, tuple)):  # uncompressed: pycocotools' toBbox reads compressed only
+        coded = mask_utils.frPyObjects(coded, height, width)
+    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(coded))
+    if w == 0 or h == 0:
+        return None
+    return x, y, decode_rle_window(rle, x, y, w, h)
+
+
 def box_patch(instance: Instance) -> tuple:
-    """(left, top, patch): the instance's mask cut to its tight box, ``patch`` (h, w) bool with its top-left
-    pixel at column ``left``, row ``top`` (decoded in the box alone: no (H, W) mask)."""
-    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(_bytes_rle(instance.rle)))
-    return x, y, decode_rle_window(json_rle(instance.rle), x, y, w, h)
+    """``rle_box_patch`` of the instance's mask (never empty: ``instances_from_detections`` keeps none)."""
+    return rle_box_patch(instance.rle) or (0, 0, np.zeros((0, 0), dtype=bool))
 
 
 def bbox_area(instance: Instance) -> tuple:

@@ -22,7 +22,8 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from maskrcnn.data.pre_annotations.instances import Category
+from maskrcnn.data.pre_annotations.export_args import PIXEL_FORMATS
+from maskrcnn.data.pre_annotations.instances import Category, category_of
 from maskrcnn.data.pre_annotations.to_masks import (
     class_image,
     class_png,
@@ -46,10 +47,11 @@ class MaskFiles:
 
     def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
                  min_area: int = 0):
-        self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in ("masks", "cutouts"))
+        self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in PIXEL_FORMATS)
         self.categories, self.min_area = list(categories), int(min_area)
         # one class PNG format for the whole run: palette while every category id fits in 8 bits
         self.sixteen_bit = max((c.id for c in self.categories), default=0) > 255
+        self.by_label = {c.label: c for c in self.categories}
         self.names = {c.label: safe_file_name(c.name) for c in self.categories}
         self.index: dict = {}
         self._owner: dict = {}  # (format, file or folder it names) -> the image path that has it
@@ -72,15 +74,18 @@ class MaskFiles:
         """One image's detections (original coordinates); ``image`` its (3, H, W) float pixels (read from
         ``path`` when None and a cut-out needs them)."""
         regions = detection_regions(det, height, width)
-        records = index_records(det, self.categories)
+        boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()  # (D, 4) xyxy
+        scores = det["scores"].detach().float().cpu().tolist()
+        labels = [int(v) for v in det["labels"].tolist()]
+        categories = [category_of(self.by_label, label) for label in labels]
         stem = PurePosixPath(file_name).with_suffix("").as_posix()
         if MASKS_DIR in self.formats and self._claim(MASKS_DIR, file_name, [f"{stem}.png",
                                                                            f"{stem}_classes.png"]):
-            ids = instance_id_image(regions, [r["score"] for r in records], height, width)
-            classes = class_image(ids, [r["category_id"] for r in records], sixteen_bit=self.sixteen_bit)
+            ids = instance_id_image(regions, scores, height, width)
+            classes = class_image(ids, [c.id for c in categories], sixteen_bit=self.sixteen_bit)
             atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}.png", id_png(ids))
             atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}_classes.png", class_png(classes))
-            self.index[file_name] = records
+            self.index[file_name] = index_records(boxes, scores, categories)
         if CUTOUTS_DIR in self.formats:
             wanted = [i for i, r in enumerate(regions)
                       if r is not None and int(r.patch.sum()) >= self.min_area]
@@ -93,12 +98,10 @@ class MaskFiles:
             if tuple(image.shape[-2:]) != (height, width):
                 raise ValueError(f"{file_name}: an image of {tuple(image.shape[-2:])} pixels for masks of "
                                  f"{height}x{width}")
-            labels = det["labels"].tolist()
-            boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()
             digits = max(3, len(str(len(regions))))  # zero-padded: file listings sort as predictions.json
             for i in wanted:
                 crop = cutout_box(boxes[i], regions[i], height, width)
-                name = f"{i + 1:0{digits}d}_{self.names[int(labels[i])]}.png"
+                name = f"{i + 1:0{digits}d}_{self.names[labels[i]]}.png"
                 target = self.out_dir / CUTOUTS_DIR / stem / name
                 atomic_write_bytes(target, cutout_png(image, crop, regions[i]))
 

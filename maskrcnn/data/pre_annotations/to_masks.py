@@ -30,11 +30,9 @@ import re
 from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from PIL import Image
 
-from maskrcnn.data.mask_codec import decode_rle_window
-from maskrcnn.data.pre_annotations.instances import Category
+from maskrcnn.data.pre_annotations.instances import Category, rle_box_patch
 
 __all__ = ["Region", "class_image", "class_png", "cutout_box", "cutout_png", "detection_regions",
            "id_png", "index_records", "instance_id_image", "safe_file_name", "voc_palette"]
@@ -51,14 +49,8 @@ class Region(NamedTuple):
 def _rle_region(rle: dict, height: int, width: int) -> Optional[Region]:
     if [int(v) for v in rle["size"]] != [height, width]:
         raise ValueError(f"an RLE mask of size {list(rle['size'])} on an image of {height}x{width}")
-    counts = rle["counts"]
-    coded = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    if isinstance(counts, (list, tuple)):  # uncompressed: pycocotools' toBbox reads compressed RLE only
-        coded = mask_utils.frPyObjects(coded, height, width)
-    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(coded))  # the mask's tight box
-    if w == 0 or h == 0:
-        return None
-    return Region(x, y, decode_rle_window(rle, x, y, w, h))
+    found = rle_box_patch(rle)  # decoded in the mask's tight box
+    return Region(*found) if found is not None else None
 
 
 def _dense_region(mask) -> Optional[Region]:
@@ -139,6 +131,9 @@ def voc_palette() -> list:
     return palette
 
 
+_VOC_PALETTE = voc_palette()  # made once: every class PNG of a run puts the same palette
+
+
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -161,7 +156,7 @@ def class_png(classes: np.ndarray) -> bytes:
         return _png(_grey(classes))
     height, width = classes.shape
     image = Image.frombytes("P", (width, height), np.ascontiguousarray(classes).tobytes())
-    image.putpalette(voc_palette())
+    image.putpalette(_VOC_PALETTE)
     return _png(image)
 
 
@@ -189,20 +184,14 @@ def cutout_png(image, crop: tuple, region: Region) -> bytes:
     return _png(Image.fromarray(np.ascontiguousarray(np.dstack([rgb, alpha]))))  # (h, w, 4) RGBA
 
 
-def index_records(det: dict, categories: Sequence[Category]) -> list:
-    """What each id of an image's mask means: ``[{"id", "category_id", "category", "score", "bbox"}]``,
-    ``bbox`` the detection's [x, y, w, h] as predictions.json has it."""
-    by_label = {c.label: c for c in categories}
-    boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).tolist()
-    scores = det["scores"].detach().float().cpu().tolist()
-    records = []
-    for i, (label, score, (x0, y0, x1, y1)) in enumerate(zip(det["labels"].tolist(), scores, boxes)):
-        if int(label) not in by_label:
-            raise ValueError(f"label {label} is not one of the model's classes 1..{len(categories)}")
-        category = by_label[int(label)]
-        records.append({"id": i + 1, "category_id": category.id, "category": category.name,
-                        "score": float(score), "bbox": [round(v, 4) for v in (x0, y0, x1 - x0, y1 - y0)]})
-    return records
+def index_records(boxes: Sequence[Sequence[float]], scores: Sequence[float],
+                  categories: Sequence[Category]) -> list:
+    """What each id of an image's mask means: ``[{"id", "category_id", "category", "score", "bbox"}]``
+    from each detection's box (xyxy), score and ``Category``, ``bbox`` the detection's [x, y, w, h] as
+    predictions.json has it."""
+    return [{"id": i + 1, "category_id": category.id, "category": category.name, "score": float(score),
+             "bbox": [round(v, 4) for v in (x0, y0, x1 - x0, y1 - y0)]}
+            for i, ((x0, y0, x1, y1), score, category) in enumerate(zip(boxes, scores, categories))]
 
 
 _UNSAFE = re.compile(r"[^\w.-]+")  # \w is Unicode-aware: letters of any script stay
