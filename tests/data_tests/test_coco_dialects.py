@@ -316,3 +316,15 @@ def test_default_image_folder_follows_the_export_layout(tmp_path):
     cvat = tmp_path / "cvat" / "annotations" / "instances_default.json"
     assert default_image_dir(cvat) == tmp_path / "cvat" / "images"
     assert default_image_dir(tmp_path / "none" / "a.json") == tmp_path / "none"
+
+
+def test_image_dir_or_default_says_which_folder_it_chose(tmp_path, capsys):
+    """train, eval and show-data share one "find the image folder and say so": a folder given is kept
+    quietly, one left out is found from the export's layout with a line naming it."""
+    from maskrcnn.data.coco import image_dir_or_default
+
+    path = _roboflow_export(tmp_path)
+    assert image_dir_or_default(tmp_path / "mine", path, "--images") == str(tmp_path / "mine")
+    assert capsys.readouterr().out == ""
+    assert image_dir_or_default(None, path, "--val-images") == str(path.parent)
+    assert capsys.readouterr().out == f"--val-images not given: images of {path} read from {path.parent}\n"
