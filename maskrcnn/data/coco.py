@@ -45,7 +45,7 @@ from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, r
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
-from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
 __all__ = ["CocoDataset", "default_image_dir", "image_dir_or_default", "load_coco_json"]
 
@@ -390,7 +390,7 @@ class CocoDataset(torch.utils.data.Dataset):
         """(reason, text) when the annotation cannot be used, else None. Sets ann['_box'] (clipped),
         ann['_box_only'] (no segmentation: a box) and a missing bbox (from the segmentation)."""
         seg = ann.get("segmentation")
-        box_only = seg is None or (isinstance(seg, (list, dict)) and not seg)  # absent, null, [], {}
+        box_only = is_empty_segmentation(seg)  # absent, null, [], {}
         missing = [k for k in ("category_id",) if k not in ann]
         if "bbox" not in ann and box_only:
             missing.append("bbox")

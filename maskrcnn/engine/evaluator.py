@@ -31,7 +31,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
-from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 from maskrcnn.engine.best_model import METRICS
 from maskrcnn.engine.results_file import (
     compress_segmentations,
@@ -104,12 +104,6 @@ def _plain_segmentation(record: dict) -> dict:
     return record
 
 
-def _no_segmentation(seg) -> bool:
-    """None, absent, [] or {}: a box without a segmentation (CVAT's, Label Studio's and Roboflow's
-    rectangles write segmentation [])."""
-    return seg is None or (isinstance(seg, (list, dict)) and not seg)
-
-
 def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[str]:
     """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
@@ -126,7 +120,7 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
         return f"area {str(ann['area'])[:40]} is not a finite number >= 0"
     if ann.get("iscrowd", 0) not in (0, 1):  # also refuses true/false lookalikes such as "yes"
         return f"iscrowd {str(ann['iscrowd'])[:20]} is not 0 or 1"
-    if not _no_segmentation(ann.get("segmentation")):
+    if not is_empty_segmentation(ann.get("segmentation")):
         img = images[ann["image_id"]]
         if not (_is_number(img.get("height")) and _is_number(img.get("width"))):
             return f"has a segmentation but image {ann['image_id']!r} has no integer height and width"
@@ -186,7 +180,7 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
-        if "segmentation" in ann and _no_segmentation(ann["segmentation"]):
+        if "segmentation" in ann and is_empty_segmentation(ann["segmentation"]):
             # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
             # (clipped to the image: pycocotools rasterises a polygon whole, however far out it reaches)
             x, y, w, h = (float(v) for v in ann["bbox"])

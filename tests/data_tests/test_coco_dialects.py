@@ -328,3 +328,12 @@ def test_image_dir_or_default_says_which_folder_it_chose(tmp_path, capsys):
     assert capsys.readouterr().out == ""
     assert image_dir_or_default(None, path, "--val-images") == str(path.parent)
     assert capsys.readouterr().out == f"--val-images not given: images of {path} read from {path.parent}\n"
+
+
+def test_is_empty_segmentation_is_the_dataset_and_evaluator_rule():
+    """A box without a segmentation: null, [] or {} (absent reads as None); anything else, even a
+    malformed segmentation, is one to check."""
+    from maskrcnn.data.mask_codec import is_empty_segmentation
+
+    assert all(is_empty_segmentation(s) for s in (None, [], {}))
+    assert not any(is_empty_segmentation(s) for s in ([[1, 2, 3, 4, 5, 6]], {"size": [2, 2]}, "", 0, ()))
