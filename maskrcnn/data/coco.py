@@ -42,6 +42,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
+from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
@@ -411,9 +412,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if not (
             isinstance(bbox, (list, tuple))
             and len(bbox) == 4
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox
-            )
+            and all(is_finite_number(v) for v in bbox)
         ):
             return "bad_bbox", f"bbox {bbox!r} is not 4 finite numbers"
         x, y, w, h = (float(v) for v in bbox)
@@ -443,8 +442,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 not isinstance(kp, list)
                 or len(kp) != 3 * self.num_keypoints
                 # true / false are no coordinates (the evaluation refused them, naming no file)
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                           for v in kp)
+                or not all(is_finite_number(v) for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
         return None

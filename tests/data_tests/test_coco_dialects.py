@@ -337,3 +337,25 @@ def test_is_empty_segmentation_is_the_dataset_and_evaluator_rule():
 
     assert all(is_empty_segmentation(s) for s in (None, [], {}))
     assert not any(is_empty_segmentation(s) for s in ([[1, 2, 3, 4, 5, 6]], {"size": [2, 2]}, "", 0, ()))
+
+
+def test_a_box_of_numbers_too_large_for_a_float_is_skipped_by_dataset_and_evaluator(tmp_path):
+    """JSON allows integers of hundreds of digits: the finite-number check (one is_finite_number for the
+    dataset and the evaluator) raised OverflowError on them, a traceback naming no file or field."""
+    from maskrcnn.data.json_values import is_finite_number
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    assert [is_finite_number(v) for v in (3, 2.5, True, float("nan"), float("inf"), "1", 10**400)] == \
+        [True, True, False, False, False, False, False]
+    _photo(tmp_path / "a.jpg")
+    path = _write(tmp_path / "a.json", {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": H, "width": W}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10**400, 5, 16, 10]},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10]}],
+    })
+    with pytest.warns(UserWarning, match="bad_bbox"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path)
+    assert ds.skipped == {"bad_bbox": 1} and len(ds) == 1
+    with pytest.raises(ValueError, match=r"a.json.*bbox .* is not \[x, y, w, h\] of 4 finite numbers"):
+        load_ground_truth(path)
