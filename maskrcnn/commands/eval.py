@@ -113,15 +113,11 @@ def _predict(args) -> tuple:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
-    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.coco import CocoDataset, image_dir_or_default
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
     from maskrcnn.predictor import Predictor
 
-    if not args.images:  # found from the export's layout, as train's --train-images
-        from maskrcnn.data.coco import default_image_dir
-
-        args.images = str(default_image_dir(args.json))
-        print(f"--images not given: images of {args.json} read from {args.images}")
+    images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
     overrides = parse_set_args(args.set)
     options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
     if args.int8:
@@ -140,7 +136,7 @@ def _predict(args) -> tuple:
 
         apply_int8_arguments(predictor, args)
     dataset = CocoDataset(
-        json_path=args.json, image_dir=args.images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
+        json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
     )
     evaluator = build_evaluator(predictor, dataset)
     start = time.perf_counter()

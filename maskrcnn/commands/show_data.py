@@ -145,7 +145,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
 
 
 def run(args) -> int:
-    from maskrcnn.data.coco import CocoDataset, default_image_dir
+    from maskrcnn.data.coco import CocoDataset, image_dir_or_default
     from maskrcnn.data.formats.common import write_json
 
     if args.max < 0:
@@ -155,9 +155,7 @@ def run(args) -> int:
     check_output_dir(args.output)
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
-    images = args.images or default_image_dir(args.json)
-    if not args.images:
-        print(f"--images not given: images of {args.json} read from {images}")
+    images = image_dir_or_default(args.images, args.json, "--images")
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)

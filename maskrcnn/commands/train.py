@@ -52,16 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _image_dir(flag: str, json_path: str) -> str:
-    from maskrcnn.data.coco import default_image_dir
-
-    folder = str(default_image_dir(json_path))
-    print(f"{flag} not given: images of {json_path} read from {folder}")
-    return folder
-
-
 def run(args) -> int:
     from maskrcnn.config import load_config, parse_set_args
+    from maskrcnn.data.coco import image_dir_or_default
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training
@@ -76,9 +69,10 @@ def run(args) -> int:
     trainer, cfg = build_training(
         cfg,
         train_json=args.train_json,
-        train_images=args.train_images or _image_dir("--train-images", args.train_json),
+        train_images=image_dir_or_default(args.train_images, args.train_json, "--train-images"),
         val_json=args.val_json,
-        val_images=args.val_images or (_image_dir("--val-images", args.val_json) if args.val_json else None),
+        val_images=(image_dir_or_default(args.val_images, args.val_json, "--val-images") if args.val_json
+                    else args.val_images or None),
         output=args.output,
         device=device,
         resume=args.resume,

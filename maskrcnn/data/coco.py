@@ -42,12 +42,13 @@ from typing import Callable, Optional, Union
 import torch
 
 from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
+from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
-from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
-__all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
+__all__ = ["CocoDataset", "default_image_dir", "image_dir_or_default", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,18 @@ def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
     for candidate in (folder / "images", folder / "data", folder.parent / "images"):
         if candidate.is_dir():
             return candidate
+    return folder
+
+
+def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],
+                         flag: str) -> str:
+    """The image folder a command was given, or else ``default_image_dir(json_path)``, printing which
+    folder was chosen and why (``flag``: the command's option left out, e.g. ``--images``), so that a
+    wrong guess is seen before training or evaluating on it. train, eval and show-data use it."""
+    if given:
+        return str(given)
+    folder = str(default_image_dir(json_path))
+    print(f"{flag} not given: images of {json_path} read from {folder}")
     return folder
 
 
@@ -378,7 +391,7 @@ class CocoDataset(torch.utils.data.Dataset):
         """(reason, text) when the annotation cannot be used, else None. Sets ann['_box'] (clipped),
         ann['_box_only'] (no segmentation: a box) and a missing bbox (from the segmentation)."""
         seg = ann.get("segmentation")
-        box_only = seg is None or (isinstance(seg, (list, dict)) and not seg)  # absent, null, [], {}
+        box_only = is_empty_segmentation(seg)  # absent, null, [], {}
         missing = [k for k in ("category_id",) if k not in ann]
         if "bbox" not in ann and box_only:
             missing.append("bbox")
@@ -399,9 +412,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if not (
             isinstance(bbox, (list, tuple))
             and len(bbox) == 4
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox
-            )
+            and all(is_finite_number(v) for v in bbox)
         ):
             return "bad_bbox", f"bbox {bbox!r} is not 4 finite numbers"
         x, y, w, h = (float(v) for v in bbox)
@@ -431,8 +442,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 not isinstance(kp, list)
                 or len(kp) != 3 * self.num_keypoints
                 # true / false are no coordinates (the evaluation refused them, naming no file)
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                           for v in kp)
+                or not all(is_finite_number(v) for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
         return None

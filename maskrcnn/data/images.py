@@ -96,18 +96,28 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
+_TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 
 
 def image_size(path: Union[str, os.PathLike]) -> tuple:
     """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied), from its header
-    only (no pixel is decoded); ImageReadError naming the file when it cannot be read."""
+    only (no pixel is decoded); ImageReadError naming the file when it cannot be read.
+
+    The one definition of an image's size before decoding: the dataset converters and the COCO reader
+    (images without a recorded size) both use it."""
     try:
         with Image.open(path) as img:
             width, height = img.size
             try:
-                orientation = img.getexif().get(0x0112, 1)
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
             except Exception:  # a corrupt EXIF block: read_image ignores it too
                 orientation = 1
+            if img.format == "TIFF":
+                # Recent Pillow turns a TIFF itself (its size is already the turned one): start from the
+                # stored size, or a turned TIFF would be turned twice and mismatch read_image's.
+                width = img.tag_v2.get(_TIFF_WIDTH, width)
+                height = img.tag_v2.get(_TIFF_LENGTH, height)
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
     return (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)

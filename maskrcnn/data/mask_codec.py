@@ -28,7 +28,8 @@ import torch
 from maskrcnn.data.json_values import is_int, is_whole
 
 __all__ = [
-    "annotation_to_mask", "compress_runs", "decode_rle_window", "mask_to_rle", "masks_to_rles",
+    "annotation_to_mask", "compress_runs", "decode_rle_window", "is_empty_segmentation", "mask_to_rle",
+    "masks_to_rles",
     "rle_counts_from_string", "row_windows_to_runs", "segmentation_problem",
 ]
 
@@ -154,6 +155,13 @@ def _polygon_problem(seg: list, height: int, width: int) -> Optional[str]:
             )
         good += len(poly) >= 6
     return None if good else "segmentation has no polygon with at least 3 points"
+
+
+def is_empty_segmentation(segmentation) -> bool:
+    """None (or absent, read with ``.get``), ``[]`` or ``{}``: an annotation with a box and no
+    segmentation (CVAT's, Label Studio's and Roboflow's rectangles write ``[]``). The one definition for
+    the dataset (its box stands in for the mask) and the evaluator (nothing to check)."""
+    return segmentation is None or (isinstance(segmentation, (list, dict)) and not segmentation)
 
 
 def segmentation_problem(segmentation, height: int, width: int, *, check_size: bool = True) -> Optional[str]:

@@ -30,8 +30,9 @@ from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
+from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
-from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 from maskrcnn.engine.best_model import METRICS
 from maskrcnn.engine.results_file import (
     compress_segmentations,
@@ -73,12 +74,8 @@ def _is_id(value) -> bool:
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _box_problem(bbox) -> Optional[str]:
-    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
         return f"bbox {str(bbox)[:60]} is not [x, y, w, h] of 4 finite numbers"
     if bbox[2] < 0 or bbox[3] < 0:
         return f"bbox {list(bbox)} has a negative width or height"
@@ -86,7 +83,7 @@ def _box_problem(bbox) -> Optional[str]:
 
 
 def _keypoints_problem(kp) -> Optional[str]:
-    if not (isinstance(kp, (list, tuple)) and len(kp) % 3 == 0 and all(_is_number(v) for v in kp)):
+    if not (isinstance(kp, (list, tuple)) and len(kp) % 3 == 0 and all(is_finite_number(v) for v in kp)):
         return "keypoints must be a flat list [x1, y1, v1, ...] of finite numbers"
     return None
 
@@ -104,12 +101,6 @@ def _plain_segmentation(record: dict) -> dict:
     return record
 
 
-def _no_segmentation(seg) -> bool:
-    """None, absent, [] or {}: a box without a segmentation (CVAT's, Label Studio's and Roboflow's
-    rectangles write segmentation [])."""
-    return seg is None or (isinstance(seg, (list, dict)) and not seg)
-
-
 def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[str]:
     """Why pycocotools would mis-score or crash on one ground-truth annotation (None when fine)."""
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
@@ -122,13 +113,13 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     problem = _box_problem(ann["bbox"])
     if problem:
         return problem
-    if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+    if "area" in ann and not (is_finite_number(ann["area"]) and ann["area"] >= 0):
         return f"area {str(ann['area'])[:40]} is not a finite number >= 0"
     if ann.get("iscrowd", 0) not in (0, 1):  # also refuses true/false lookalikes such as "yes"
         return f"iscrowd {str(ann['iscrowd'])[:20]} is not 0 or 1"
-    if not _no_segmentation(ann.get("segmentation")):
+    if not is_empty_segmentation(ann.get("segmentation")):
         img = images[ann["image_id"]]
-        if not (_is_number(img.get("height")) and _is_number(img.get("width"))):
+        if not (is_finite_number(img.get("height")) and is_finite_number(img.get("width"))):
             return f"has a segmentation but image {ann['image_id']!r} has no integer height and width"
         problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
         if problem:
@@ -186,13 +177,13 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
-        if "segmentation" in ann and _no_segmentation(ann["segmentation"]):
+        if "segmentation" in ann and is_empty_segmentation(ann["segmentation"]):
             # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
             # (clipped to the image: pycocotools rasterises a polygon whole, however far out it reaches)
             x, y, w, h = (float(v) for v in ann["bbox"])
             img = images[ann["image_id"]]
-            big = (float(img["width"]), float(img["height"])) if _is_number(img.get("width")) and \
-                _is_number(img.get("height")) else (x + w, y + h)
+            big = (float(img["width"]), float(img["height"])) if is_finite_number(img.get("width")) and \
+                is_finite_number(img.get("height")) else (x + w, y + h)
             x1, y1 = min(max(x, 0.0), big[0]), min(max(y, 0.0), big[1])
             x2, y2 = min(max(x + w, 0.0), big[0]), min(max(y + h, 0.0), big[1])
             ann["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
@@ -236,7 +227,7 @@ def load_ground_truth(gt) -> COCO:
 
 def _result_problem(r: dict, iou_types: Sequence[str], coco_gt) -> Optional[str]:
     """Why one result record cannot be scored (None when it can); its ids are known to exist."""
-    if not _is_number(r["score"]):
+    if not is_finite_number(r["score"]):
         return f"score {str(r['score'])[:40]} is not a finite number"
     if "bbox" in iou_types:
         problem = _box_problem(r["bbox"])
@@ -244,7 +235,7 @@ def _result_problem(r: dict, iou_types: Sequence[str], coco_gt) -> Optional[str]
             return problem
     if "segm" in iou_types:
         img = coco_gt.imgs[r["image_id"]]
-        if not (_is_number(img.get("height")) and _is_number(img.get("width"))):
+        if not (is_finite_number(img.get("height")) and is_finite_number(img.get("width"))):
             return f"image {r['image_id']!r} of the ground truth has no height and width to check the mask"
         problem = segmentation_problem(r["segmentation"], img["height"], img["width"])
         if problem:

@@ -166,17 +166,22 @@ class RoIHeads(nn.Module):
         if self.mask_head is not None:
             # A gt whose target says has_mask False (a box-only annotation: its "mask" is the box) trains
             # the box and class losses above but not the mask head: a rectangle is no mask to learn.
-            with_mask = [t["has_mask"][g] if "has_mask" in t else torch.ones_like(g, dtype=torch.bool)
-                         for t, g in zip(targets, pos_gt)]  # per image (Pi,) bool
-            mask_rois = [r[k] for r, k in zip(pos_rois, with_mask)]
-            mask_gt = [g[k] for g, k in zip(pos_gt, with_mask)]
+            # Filtered only when some target says so (a dataset without box-only annotations leaves
+            # has_mask out): each boolean indexing is a device sync on CUDA, three per image per step.
+            mask_rois, mask_gt, mask_labels = pos_rois, pos_gt, pos_labels
+            if any("has_mask" in t for t in targets):
+                with_mask = [t["has_mask"][g] if "has_mask" in t else torch.ones_like(g, dtype=torch.bool)
+                             for t, g in zip(targets, pos_gt)]  # per image (Pi,) bool
+                mask_rois = [r[k] for r, k in zip(pos_rois, with_mask)]
+                mask_gt = [g[k] for g, k in zip(pos_gt, with_mask)]
+                mask_labels = pos_labels[torch.cat(with_mask)]
             logits = self.mask_head(self._pooled(self.mask_pooler, features, mask_rois))
             size = logits.shape[-1]
             mask_targets = torch.cat([
                 roi_losses.project_masks(t["masks"], r, g, size, aligned=self.mask_loss.aligned_targets)
                 for t, r, g in zip(targets, mask_rois, mask_gt)
             ])
-            channels = self.mask_head.channels_for(pos_labels[torch.cat(with_mask)])
+            channels = self.mask_head.channels_for(mask_labels)
             losses.update(roi_losses.mask_losses(logits, channels, mask_targets, mode=self.mask_loss.mode))
         if self.keypoint_head is not None:
             # only the positives whose gt has a labelled keypoint inside them (detectron2's selection)

@@ -316,3 +316,46 @@ def test_default_image_folder_follows_the_export_layout(tmp_path):
     cvat = tmp_path / "cvat" / "annotations" / "instances_default.json"
     assert default_image_dir(cvat) == tmp_path / "cvat" / "images"
     assert default_image_dir(tmp_path / "none" / "a.json") == tmp_path / "none"
+
+
+def test_image_dir_or_default_says_which_folder_it_chose(tmp_path, capsys):
+    """train, eval and show-data share one "find the image folder and say so": a folder given is kept
+    quietly, one left out is found from the export's layout with a line naming it."""
+    from maskrcnn.data.coco import image_dir_or_default
+
+    path = _roboflow_export(tmp_path)
+    assert image_dir_or_default(tmp_path / "mine", path, "--images") == str(tmp_path / "mine")
+    assert capsys.readouterr().out == ""
+    assert image_dir_or_default(None, path, "--val-images") == str(path.parent)
+    assert capsys.readouterr().out == f"--val-images not given: images of {path} read from {path.parent}\n"
+
+
+def test_is_empty_segmentation_is_the_dataset_and_evaluator_rule():
+    """A box without a segmentation: null, [] or {} (absent reads as None); anything else, even a
+    malformed segmentation, is one to check."""
+    from maskrcnn.data.mask_codec import is_empty_segmentation
+
+    assert all(is_empty_segmentation(s) for s in (None, [], {}))
+    assert not any(is_empty_segmentation(s) for s in ([[1, 2, 3, 4, 5, 6]], {"size": [2, 2]}, "", 0, ()))
+
+
+def test_a_box_of_numbers_too_large_for_a_float_is_skipped_by_dataset_and_evaluator(tmp_path):
+    """JSON allows integers of hundreds of digits: the finite-number check (one is_finite_number for the
+    dataset and the evaluator) raised OverflowError on them, a traceback naming no file or field."""
+    from maskrcnn.data.json_values import is_finite_number
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    assert [is_finite_number(v) for v in (3, 2.5, True, float("nan"), float("inf"), "1", 10**400)] == \
+        [True, True, False, False, False, False, False]
+    _photo(tmp_path / "a.jpg")
+    path = _write(tmp_path / "a.json", {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": H, "width": W}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10**400, 5, 16, 10]},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10]}],
+    })
+    with pytest.warns(UserWarning, match="bad_bbox"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path)
+    assert ds.skipped == {"bad_bbox": 1} and len(ds) == 1
+    with pytest.raises(ValueError, match=r"a.json.*bbox .* is not \[x, y, w, h\] of 4 finite numbers"):
+        load_ground_truth(path)

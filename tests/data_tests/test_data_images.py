@@ -112,10 +112,37 @@ def test_decode_image_bytes_reads_as_read_image_does_and_limits_pixels(tmp_path)
 def test_annotation_converters_see_the_size_read_image_gives(tmp_path, suffix, orientation):
     """convert-data records each image's size from its header (``image_size``); a turned TIFF was turned
     twice there (recent Pillow turns TIFFs itself), so the dataset refused the image as mismatched."""
+    from maskrcnn.data import images
     from maskrcnn.data.formats.common import image_size
 
     im = Image.fromarray(_rgb(4, 10))
     exif = im.getexif()
     exif[0x0112] = orientation
     im.save(tmp_path / f"a{suffix}", exif=exif)
-    assert image_size(tmp_path / f"a{suffix}") == tuple(read_image(tmp_path / f"a{suffix}").shape[1:])
+    read = tuple(read_image(tmp_path / f"a{suffix}").shape[1:])
+    assert image_size(tmp_path / f"a{suffix}") == read
+    assert images.image_size(tmp_path / f"a{suffix}") == read  # the COCO reader's (sizes left out)
+
+
+def test_image_size_of_a_turned_tiff_is_read_images(tmp_path):
+    """images.image_size (the COCO reader's, for images without a recorded size) turned a TIFF that
+    recent Pillow had turned already: a 40x20 TIFF with orientation 6 gave (20, 40), not read_image's
+    (40, 20). One definition now, which the converters' image_size wraps (a Skip when unreadable)."""
+    from maskrcnn.data import images
+    from maskrcnn.data.formats.common import Skip, image_size
+
+    im = Image.fromarray(_rgb(20, 40))  # stored 20 rows x 40 columns
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "t.tif", exif=exif)
+    assert tuple(read_image(tmp_path / "t.tif").shape[1:]) == (40, 20)
+    assert images.image_size(tmp_path / "t.tif") == (40, 20)
+    assert image_size(tmp_path / "t.tif") == (40, 20)
+    (tmp_path / "bad.tif").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match=r"bad.tif: cannot read the image size"):
+        images.image_size(tmp_path / "bad.tif")
+    with pytest.raises(Skip, match=r"image .*bad.tif cannot be read: cannot read the image size") as e:
+        image_size(tmp_path / "bad.tif")
+    assert e.value.reason == "unreadable_image"
+    with pytest.raises(Skip, match=r"image .*gone.tif not found"):
+        image_size(tmp_path / "gone.tif")

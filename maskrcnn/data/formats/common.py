@@ -24,16 +24,14 @@ from typing import Iterable, NamedTuple, Optional, Sequence, TextIO
 
 import numpy as np
 import pycocotools.mask as mask_utils
-from PIL import Image, UnidentifiedImageError
 
+from maskrcnn.data import images
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "read_json",
            "write_json"]
 
-_EXIF_ORIENTATION = 0x0112
-_TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
 
 
@@ -89,22 +87,14 @@ class Report:
 
 def image_size(path: Path) -> tuple:
     """(height, width) of an image file as ``read_image`` sees it (EXIF orientation applied), from the
-    header only; Skip when the file is missing or not an image."""
+    header only (``images.image_size``); Skip when the file is missing or not an image."""
     if not path.is_file():
         raise Skip("missing_image", f"image {path} not found")
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            if img.format == "TIFF":
-                # Recent Pillow turns a TIFF itself (its size is already the turned one): start from the
-                # stored size, or a turned TIFF would be turned twice and mismatch read_image's.
-                width, height = img.tag_v2.get(_TIFF_WIDTH, width), img.tag_v2.get(_TIFF_LENGTH, height)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise Skip("unreadable_image", f"image {path} cannot be read ({e})") from None
-    if orientation in (5, 6, 7, 8):  # a quarter turn: the annotation tools show it turned
-        width, height = height, width
-    return height, width
+        return images.image_size(path)
+    except images.ImageReadError as e:
+        detail = str(e).removeprefix(f"{path}: ")  # the Skip's message names the file itself
+        raise Skip("unreadable_image", f"image {path} cannot be read: {detail}") from None
 
 
 def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
