@@ -1,10 +1,14 @@
 """Text shared by the reports of the dataset commands (``split-data``, ``merge-data``, ``show-data``), so
-that they print skipped records and class names alike. Not a command: no ``HELP``, no ``run``.
+that they print skipped records and class names alike, and the image folder train, eval and show-data
+chose when it was left out. Not a command: no ``HELP``, no ``run``.
 """
 
 from __future__ import annotations
 
-__all__ = ["shown_name", "skipped_line"]
+import os
+from typing import Optional, Union
+
+__all__ = ["image_dir_or_default", "shown_name", "skipped_line"]
 
 
 def skipped_line(skipped: dict) -> str:
@@ -16,3 +20,17 @@ def shown_name(name: str) -> str:
     """A class name for a table row: as written, or its repr when empty or holding a newline or tab (a
     blank row, or one that breaks the table)."""
     return name if name and name.isprintable() else repr(name)
+
+
+def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],
+                         flag: str) -> str:
+    """The image folder a command was given, or else ``default_image_dir(json_path)``, printing which
+    folder was chosen and why (``flag``: the command's option left out, e.g. ``--images``), so that a
+    wrong guess is seen before training or evaluating on it. train, eval and show-data use it."""
+    if given:
+        return str(given)
+    from maskrcnn.data.coco import default_image_dir  # torch: only when the folder is guessed
+
+    folder = str(default_image_dir(json_path))
+    print(f"{flag} not given: images of {json_path} read from {folder}")
+    return folder

@@ -110,10 +110,11 @@ def _plain(value):
 
 def _predict(args) -> tuple:
     """Run the checkpoint over the dataset: (metrics, results list)."""
+    from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
-    from maskrcnn.data.coco import CocoDataset, image_dir_or_default
+    from maskrcnn.data.coco import CocoDataset
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
     from maskrcnn.predictor import Predictor
 

@@ -145,7 +145,8 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
 
 
 def run(args) -> int:
-    from maskrcnn.data.coco import CocoDataset, image_dir_or_default
+    from maskrcnn.commands.data_report import image_dir_or_default
+    from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.formats.common import write_json
 
     if args.max < 0:

@@ -53,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config, parse_set_args
-    from maskrcnn.data.coco import image_dir_or_default
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.training import build_training

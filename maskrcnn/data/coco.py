@@ -48,7 +48,7 @@ from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
-__all__ = ["CocoDataset", "default_image_dir", "image_dir_or_default", "load_coco_json"]
+__all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,18 +144,6 @@ def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
     for candidate in (folder / "images", folder / "data", folder.parent / "images"):
         if candidate.is_dir():
             return candidate
-    return folder
-
-
-def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],
-                         flag: str) -> str:
-    """The image folder a command was given, or else ``default_image_dir(json_path)``, printing which
-    folder was chosen and why (``flag``: the command's option left out, e.g. ``--images``), so that a
-    wrong guess is seen before training or evaluating on it. train, eval and show-data use it."""
-    if given:
-        return str(given)
-    folder = str(default_image_dir(json_path))
-    print(f"{flag} not given: images of {json_path} read from {folder}")
     return folder
 
 

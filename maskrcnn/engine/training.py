@@ -213,7 +213,12 @@ def build_training(
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
     )
     if len(train_set) == 0:
-        raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)})")
+        missing = train_set.skipped.get("missing_image_file", 0)
+        hint = ""
+        if missing:  # nothing usable and files not found: the folder is the likely fault
+            hint = (f"; {missing} of its image files are not under {train_images}: give the folder that "
+                    "holds them with --train-images")
+        raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]

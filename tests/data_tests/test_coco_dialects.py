@@ -321,7 +321,7 @@ def test_default_image_folder_follows_the_export_layout(tmp_path):
 def test_image_dir_or_default_says_which_folder_it_chose(tmp_path, capsys):
     """train, eval and show-data share one "find the image folder and say so": a folder given is kept
     quietly, one left out is found from the export's layout with a line naming it."""
-    from maskrcnn.data.coco import image_dir_or_default
+    from maskrcnn.commands.data_report import image_dir_or_default
 
     path = _roboflow_export(tmp_path)
     assert image_dir_or_default(tmp_path / "mine", path, "--images") == str(tmp_path / "mine")

@@ -117,7 +117,20 @@ def test_training_set_without_one_usable_record_is_named(cli, tmp_path):
         rc, text = cli("train", "--config", "demo", "--train-json", path, "--train-images", images,
                        "--output", tmp_path / "run", "--device", "cpu")  # fmt: skip
     assert rc == 1 and str(path) in text and "no usable training image" in text
+    assert "--train-images" not in text  # the files were found: the folder is not the fault
     assert not (tmp_path / "run").exists()
+
+
+def test_training_images_in_another_folder_than_guessed_get_a_hint(cli, tmp_path):
+    path, _, _ = coco_dataset(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.warns(UserWarning, match="missing_image_file"):
+        rc, text = cli("train", "--config", "demo", "--train-json", path, "--train-images", elsewhere,
+                       "--output", tmp_path / "run", "--device", "cpu")  # fmt: skip
+    assert rc == 1 and "no usable training image" in text
+    hint = f"of its image files are not under {elsewhere}: give the folder that holds them with --train-"
+    assert hint + "images" in text
 
 
 @pytest.mark.parametrize(
