@@ -22,7 +22,8 @@ the other categories name as their supercategory (Roboflow's id 0 named after th
 and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
 Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standing in, and the target's
 ``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
-mask loss leaves it out; a missing bbox is the segmentation's box; ids may be floats holding integers;
+mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd other than 0/1 (the string "0" too: read as
+written, it was true) is refused as the evaluation refuses it; ids may be floats holding integers;
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path).
@@ -387,6 +388,12 @@ class CocoDataset(torch.utils.data.Dataset):
             return "missing_field", f"lacks {', '.join(missing)}"
         if not _is_int(ann["category_id"]) or ann["category_id"] not in self.category_id_to_label:
             return "unknown_category", f"has unknown category_id {ann['category_id']!r}"
+        crowd = ann.get("iscrowd")
+        if crowd is not None and crowd not in (0, 1):
+            # "0" (a string) is truthy: read as written it made the object a crowd region; refused as
+            # the evaluation's ground-truth check refuses it (true/false and 0.0/1.0 are 0/1)
+            kind = " (a string)" if isinstance(crowd, str) else ""
+            return "bad_iscrowd", f"has iscrowd {str(crowd)[:20]!r}{kind}, not 0 or 1"
         if not box_only:
             problem = segmentation_problem(seg, img["height"], img["width"])
             if problem:

@@ -359,3 +359,21 @@ def test_a_box_of_numbers_too_large_for_a_float_is_skipped_by_dataset_and_evalua
     assert ds.skipped == {"bad_bbox": 1} and len(ds) == 1
     with pytest.raises(ValueError, match=r"a.json.*bbox .* is not \[x, y, w, h\] of 4 finite numbers"):
         load_ground_truth(path)
+
+
+def test_iscrowd_that_is_not_0_or_1_skips_the_annotation_naming_it(tmp_path):
+    """``"iscrowd": "0"`` (a string, truthy) made the object a crowd region silently; anything but 0/1
+    (true/false, null or absent) is refused, naming the field and value, as the evaluation refuses it."""
+    _photo(tmp_path / "a.png")
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10], "iscrowd": crowd}
+            for i, crowd in enumerate([0, 1, True, None, "0", "1", 2, 0.5])]
+    path = _write(tmp_path / "d.json", {"images": [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+                                        "categories": [{"id": 1, "name": "x"}], "annotations": anns})
+    with pytest.warns(UserWarning, match="4 bad_iscrowd"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path)
+    _, target = ds[0]
+    assert target["iscrowd"].tolist() == [False, True, True, False]
+    assert ds.skipped == {"bad_iscrowd": 4}
+    bad = [m for m in ds.problems if "iscrowd" in m]
+    assert "annotation id 5 (image id 1) has iscrowd '0' (a string), not 0 or 1" in bad[0]
+    assert "iscrowd '2', not 0 or 1" in bad[2]
