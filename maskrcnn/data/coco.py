@@ -343,6 +343,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image id {iid} lacks {', '.join(missing)}")
                 continue
             height, width = img["height"], img["width"]
+            json_types = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
+            typed = [f"{k} {str(img[k])[:20]!r} is {json_types[type(img[k])]}, not a number"
+                     for k in ("width", "height") if type(img[k]) in json_types]
+            if typed:  # "150" printed as 150 in the size below: say what is wrong with it
+                self._problems.add("bad_image", f"image id {iid}: {'; '.join(typed)}")
+                continue
             if not (_is_whole(height) and _is_whole(width) and height > 0 and width > 0):
                 self._problems.add(
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"

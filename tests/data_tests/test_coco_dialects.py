@@ -377,3 +377,14 @@ def test_iscrowd_that_is_not_0_or_1_skips_the_annotation_naming_it(tmp_path):
     bad = [m for m in ds.problems if "iscrowd" in m]
     assert "annotation id 5 (image id 1) has iscrowd '0' (a string), not 0 or 1" in bad[0]
     assert "iscrowd '2', not 0 or 1" in bad[2]
+
+
+def test_a_size_that_is_a_string_is_named_as_one(tmp_path):
+    _photo(tmp_path / "a.png")
+    path = _write(tmp_path / "d.json", {
+        "images": [{"id": 3, "file_name": "a.png", "height": H, "width": str(W)}],
+        "categories": [{"id": 1, "name": "x"}], "annotations": []})
+    with pytest.warns(UserWarning, match="1 bad_image"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path)
+    assert len(ds) == 0
+    assert ds.problems[0].endswith(f"image id 3: width '{W}' is a string, not a number; skipped")
