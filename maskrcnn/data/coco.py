@@ -312,11 +312,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image id {iid} lacks file_name")
                 continue
             file_name = img["file_name"]
-            if self.image_dir is None:  # the files are not looked for: a name is all that is checked
-                if not isinstance(file_name, str) or not file_name:
-                    self._problems.add("bad_image", f"image id {iid} has no file_name string")
-                    continue
-            else:
+            if not isinstance(file_name, str) or not file_name.strip():
+                # "" joined to the folder was reported as "file <images folder> not found"
+                what = "is empty" if isinstance(file_name, str) else f"{str(file_name)[:40]!r} is not a string"
+                self._problems.add("bad_image", f"image id {iid}: file_name {what}")
+                continue
+            if self.image_dir is not None:  # without a folder the files are not looked for
                 file_name = self._find_file(file_name)
             if file_name is None:
                 written = str(img["file_name"])

@@ -388,3 +388,16 @@ def test_a_size_that_is_a_string_is_named_as_one(tmp_path):
         ds = CocoDataset(json_path=path, image_dir=tmp_path)
     assert len(ds) == 0
     assert ds.problems[0].endswith(f"image id 3: width '{W}' is a string, not a number; skipped")
+
+
+def test_an_empty_file_name_is_named_as_empty(tmp_path):
+    _photo(tmp_path / "a.png")
+    path = _write(tmp_path / "d.json", {
+        "images": [{"id": 4, "file_name": "", "height": H, "width": W},
+                   {"id": 5, "file_name": 7, "height": H, "width": W}],
+        "categories": [{"id": 1, "name": "x"}], "annotations": []})
+    for image_dir in (tmp_path, None):
+        with pytest.warns(UserWarning, match="2 bad_image"):
+            ds = CocoDataset(json_path=path, image_dir=image_dir)
+        assert ds.problems[0].endswith("image id 4: file_name is empty; skipped")
+        assert ds.problems[1].endswith("image id 5: file_name '7' is not a string; skipped")
