@@ -22,8 +22,9 @@ the other categories name as their supercategory (Roboflow's id 0 named after th
 and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
 Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standing in, and the target's
 ``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
-mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd other than 0/1 (the string "0" too: read as
-written, it was true) is refused as the evaluation refuses it; ids may be floats holding integers;
+mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd other than 0/1 (the
+string "0" too: read as written, it was true) is refused as the evaluation refuses it; ids may be
+floats holding integers;
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path).
@@ -314,7 +315,7 @@ class CocoDataset(torch.utils.data.Dataset):
             file_name = img["file_name"]
             if not isinstance(file_name, str) or not file_name.strip():
                 # "" joined to the folder was reported as "file <images folder> not found"
-                what = "is empty" if isinstance(file_name, str) else f"{str(file_name)[:40]!r} is not a string"
+                what = "is empty" if isinstance(file_name, str) else f"{str(file_name)[:40]!r} is no string"
                 self._problems.add("bad_image", f"image id {iid}: file_name {what}")
                 continue
             if self.image_dir is not None:  # without a folder the files are not looked for

@@ -400,4 +400,4 @@ def test_an_empty_file_name_is_named_as_empty(tmp_path):
         with pytest.warns(UserWarning, match="2 bad_image"):
             ds = CocoDataset(json_path=path, image_dir=image_dir)
         assert ds.problems[0].endswith("image id 4: file_name is empty; skipped")
-        assert ds.problems[1].endswith("image id 5: file_name '7' is not a string; skipped")
+        assert ds.problems[1].endswith("image id 5: file_name '7' is no string; skipped")
