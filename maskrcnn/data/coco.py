@@ -27,7 +27,8 @@ string "0" too: read as written, it was true) is refused as the evaluation refus
 floats holding integers;
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
-separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path).
+separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
+two records that come to one file so, the first keeps it and the others are skipped (named).
 """
 
 from __future__ import annotations
@@ -299,6 +300,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self._images: dict = {}
         self._image_order: list = []
         found_by_tail, sized_from_file = [], 0
+        file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
             if isinstance(img, dict):
                 img = dict(img, id=_as_id(img.get("id")))
@@ -329,7 +331,17 @@ class CocoDataset(torch.utils.data.Dataset):
                     + (f" (nor in {self.image_dir} by the end of its path)" if foreign else ""),
                 )
                 continue
-            if file_name != img["file_name"] and file_name != str(img["file_name"]).replace("\\", "/"):
+            by_tail = file_name not in (img["file_name"], img["file_name"].replace("\\", "/"))
+            owner = file_owner.get(file_name)
+            if owner is not None and (by_tail or owner[1]):
+                # C:\a\x.png and D:\b\x.png both end in x.png: one image's boxes on the other's pixels
+                self._problems.add(
+                    "ambiguous_file_name",
+                    f"image id {iid}: file_name {img['file_name']!r} and image id {owner[0]}'s "
+                    f"{owner[2]!r} both resolve to {file_name} (by the end of the path); the first keeps it",
+                )
+                continue
+            if by_tail:
                 found_by_tail.append((img["file_name"], file_name))
             if img.get("height") is None and img.get("width") is None and self.image_dir is not None:
                 # makesense.ai / hand-made files leave the size out: the file's own (EXIF orientation
@@ -362,6 +374,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 "width": int(img["width"]),
             }
             self._image_order.append(iid)
+            file_owner.setdefault(file_name, (iid, by_tail, img["file_name"]))
         self._anns: dict = {iid: [] for iid in self._images}
         if found_by_tail:
             written, used = found_by_tail[0]

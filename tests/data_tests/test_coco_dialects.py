@@ -401,3 +401,26 @@ def test_an_empty_file_name_is_named_as_empty(tmp_path):
             ds = CocoDataset(json_path=path, image_dir=image_dir)
         assert ds.problems[0].endswith("image id 4: file_name is empty; skipped")
         assert ds.problems[1].endswith("image id 5: file_name '7' is no string; skipped")
+
+
+def test_two_images_resolving_by_path_tail_to_one_file_keep_the_first(tmp_path):
+    """Windows paths of two folders ending in the same name both matched the one x.png by the end of
+    their path: the second image's boxes trained on the first one's pixels."""
+    _photo(tmp_path / "images" / "x.png")
+    _photo(tmp_path / "images" / "y.png")
+    images = [{"id": 1, "file_name": "C:\\a\\x.png", "height": H, "width": W},
+              {"id": 2, "file_name": "D:\\b\\x.png", "height": H, "width": W},
+              {"id": 3, "file_name": "y.png", "height": H, "width": W},
+              {"id": 4, "file_name": "/elsewhere/y.png", "height": H, "width": W}]
+    path = _write(tmp_path / "d.json", {
+        "images": images, "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 16, 10]}
+                        for i in (1, 2, 3, 4)]})
+    with pytest.warns(UserWarning, match="2 ambiguous_file_name"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "images")
+    assert ds.ids == [1, 3]
+    assert ds._images[1]["file_name"] == "x.png"
+    assert ds.problems[0].endswith(
+        "image id 2: file_name 'D:\\\\b\\\\x.png' and image id 1's 'C:\\\\a\\\\x.png' both resolve to x.png "
+        "(by the end of the path); the first keeps it; skipped")
+    assert "image id 4: file_name '/elsewhere/y.png' and image id 3's 'y.png'" in ds.problems[1]
