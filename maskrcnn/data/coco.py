@@ -22,10 +22,13 @@ the other categories name as their supercategory (Roboflow's id 0 named after th
 and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
 Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standing in, and the target's
 ``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
-mask loss leaves it out; a missing bbox is the segmentation's box; ids may be floats holding integers;
+mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd other than 0/1 (the
+string "0" too: read as written, it was true) is refused as the evaluation refuses it; ids may be
+floats holding integers;
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
-separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path).
+separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
+two records that come to one file so, the first keeps it and the others are skipped (named).
 """
 
 from __future__ import annotations
@@ -297,6 +300,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self._images: dict = {}
         self._image_order: list = []
         found_by_tail, sized_from_file = [], 0
+        file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
             if isinstance(img, dict):
                 img = dict(img, id=_as_id(img.get("id")))
@@ -311,11 +315,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image id {iid} lacks file_name")
                 continue
             file_name = img["file_name"]
-            if self.image_dir is None:  # the files are not looked for: a name is all that is checked
-                if not isinstance(file_name, str) or not file_name:
-                    self._problems.add("bad_image", f"image id {iid} has no file_name string")
-                    continue
-            else:
+            if not isinstance(file_name, str) or not file_name.strip():
+                # "" joined to the folder was reported as "file <images folder> not found"
+                what = "is empty" if isinstance(file_name, str) else f"{str(file_name)[:40]!r} is no string"
+                self._problems.add("bad_image", f"image id {iid}: file_name {what}")
+                continue
+            if self.image_dir is not None:  # without a folder the files are not looked for
                 file_name = self._find_file(file_name)
             if file_name is None:
                 written = str(img["file_name"])
@@ -326,7 +331,17 @@ class CocoDataset(torch.utils.data.Dataset):
                     + (f" (nor in {self.image_dir} by the end of its path)" if foreign else ""),
                 )
                 continue
-            if file_name != img["file_name"] and file_name != str(img["file_name"]).replace("\\", "/"):
+            by_tail = file_name not in (img["file_name"], img["file_name"].replace("\\", "/"))
+            owner = file_owner.get(file_name)
+            if owner is not None and (by_tail or owner[1]):
+                # C:\a\x.png and D:\b\x.png both end in x.png: one image's boxes on the other's pixels
+                self._problems.add(
+                    "ambiguous_file_name",
+                    f"image id {iid}: file_name {img['file_name']!r} and image id {owner[0]}'s "
+                    f"{owner[2]!r} both resolve to {file_name} (by the end of the path); the first keeps it",
+                )
+                continue
+            if by_tail:
                 found_by_tail.append((img["file_name"], file_name))
             if img.get("height") is None and img.get("width") is None and self.image_dir is not None:
                 # makesense.ai / hand-made files leave the size out: the file's own (EXIF orientation
@@ -342,6 +357,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image id {iid} lacks {', '.join(missing)}")
                 continue
             height, width = img["height"], img["width"]
+            json_types = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
+            typed = [f"{k} {str(img[k])[:20]!r} is {json_types[type(img[k])]}, not a number"
+                     for k in ("width", "height") if type(img[k]) in json_types]
+            if typed:  # "150" printed as 150 in the size below: say what is wrong with it
+                self._problems.add("bad_image", f"image id {iid}: {'; '.join(typed)}")
+                continue
             if not (_is_whole(height) and _is_whole(width) and height > 0 and width > 0):
                 self._problems.add(
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"
@@ -353,6 +374,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 "width": int(img["width"]),
             }
             self._image_order.append(iid)
+            file_owner.setdefault(file_name, (iid, by_tail, img["file_name"]))
         self._anns: dict = {iid: [] for iid in self._images}
         if found_by_tail:
             written, used = found_by_tail[0]
@@ -387,6 +409,12 @@ class CocoDataset(torch.utils.data.Dataset):
             return "missing_field", f"lacks {', '.join(missing)}"
         if not _is_int(ann["category_id"]) or ann["category_id"] not in self.category_id_to_label:
             return "unknown_category", f"has unknown category_id {ann['category_id']!r}"
+        crowd = ann.get("iscrowd")
+        if crowd is not None and crowd not in (0, 1):
+            # "0" (a string) is truthy: read as written it made the object a crowd region; refused as
+            # the evaluation's ground-truth check refuses it (true/false and 0.0/1.0 are 0/1)
+            kind = " (a string)" if isinstance(crowd, str) else ""
+            return "bad_iscrowd", f"has iscrowd {str(crowd)[:20]!r}{kind}, not 0 or 1"
         if not box_only:
             problem = segmentation_problem(seg, img["height"], img["width"])
             if problem:

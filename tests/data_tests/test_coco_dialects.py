@@ -359,3 +359,68 @@ def test_a_box_of_numbers_too_large_for_a_float_is_skipped_by_dataset_and_evalua
     assert ds.skipped == {"bad_bbox": 1} and len(ds) == 1
     with pytest.raises(ValueError, match=r"a.json.*bbox .* is not \[x, y, w, h\] of 4 finite numbers"):
         load_ground_truth(path)
+
+
+def test_iscrowd_that_is_not_0_or_1_skips_the_annotation_naming_it(tmp_path):
+    """``"iscrowd": "0"`` (a string, truthy) made the object a crowd region silently; anything but 0/1
+    (true/false, null or absent) is refused, naming the field and value, as the evaluation refuses it."""
+    _photo(tmp_path / "a.png")
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10], "iscrowd": crowd}
+            for i, crowd in enumerate([0, 1, True, None, "0", "1", 2, 0.5])]
+    path = _write(tmp_path / "d.json", {"images": [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+                                        "categories": [{"id": 1, "name": "x"}], "annotations": anns})
+    with pytest.warns(UserWarning, match="4 bad_iscrowd"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path)
+    _, target = ds[0]
+    assert target["iscrowd"].tolist() == [False, True, True, False]
+    assert ds.skipped == {"bad_iscrowd": 4}
+    bad = [m for m in ds.problems if "iscrowd" in m]
+    assert "annotation id 5 (image id 1) has iscrowd '0' (a string), not 0 or 1" in bad[0]
+    assert "iscrowd '2', not 0 or 1" in bad[2]
+
+
+def test_a_size_that_is_a_string_is_named_as_one(tmp_path):
+    _photo(tmp_path / "a.png")
+    path = _write(tmp_path / "d.json", {
+        "images": [{"id": 3, "file_name": "a.png", "height": H, "width": str(W)}],
+        "categories": [{"id": 1, "name": "x"}], "annotations": []})
+    with pytest.warns(UserWarning, match="1 bad_image"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path)
+    assert len(ds) == 0
+    assert ds.problems[0].endswith(f"image id 3: width '{W}' is a string, not a number; skipped")
+
+
+def test_an_empty_file_name_is_named_as_empty(tmp_path):
+    _photo(tmp_path / "a.png")
+    path = _write(tmp_path / "d.json", {
+        "images": [{"id": 4, "file_name": "", "height": H, "width": W},
+                   {"id": 5, "file_name": 7, "height": H, "width": W}],
+        "categories": [{"id": 1, "name": "x"}], "annotations": []})
+    for image_dir in (tmp_path, None):
+        with pytest.warns(UserWarning, match="2 bad_image"):
+            ds = CocoDataset(json_path=path, image_dir=image_dir)
+        assert ds.problems[0].endswith("image id 4: file_name is empty; skipped")
+        assert ds.problems[1].endswith("image id 5: file_name '7' is no string; skipped")
+
+
+def test_two_images_resolving_by_path_tail_to_one_file_keep_the_first(tmp_path):
+    """Windows paths of two folders ending in the same name both matched the one x.png by the end of
+    their path: the second image's boxes trained on the first one's pixels."""
+    _photo(tmp_path / "images" / "x.png")
+    _photo(tmp_path / "images" / "y.png")
+    images = [{"id": 1, "file_name": "C:\\a\\x.png", "height": H, "width": W},
+              {"id": 2, "file_name": "D:\\b\\x.png", "height": H, "width": W},
+              {"id": 3, "file_name": "y.png", "height": H, "width": W},
+              {"id": 4, "file_name": "/elsewhere/y.png", "height": H, "width": W}]
+    path = _write(tmp_path / "d.json", {
+        "images": images, "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 16, 10]}
+                        for i in (1, 2, 3, 4)]})
+    with pytest.warns(UserWarning, match="2 ambiguous_file_name"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "images")
+    assert ds.ids == [1, 3]
+    assert ds._images[1]["file_name"] == "x.png"
+    assert ds.problems[0].endswith(
+        "image id 2: file_name 'D:\\\\b\\\\x.png' and image id 1's 'C:\\\\a\\\\x.png' both resolve to x.png "
+        "(by the end of the path); the first keeps it; skipped")
+    assert "image id 4: file_name '/elsewhere/y.png' and image id 3's 'y.png'" in ds.problems[1]

@@ -139,3 +139,21 @@ def test_safe_file_names_and_palette():
     assert [safe_file_name(s) for s in ["dog/wolf", "a b:c*?", "..", "Zürich", "x" * 300]] == \
         ["dog_wolf", "a_b_c", "class", "Zürich", "x" * 120]
     assert len(voc_palette()) == 768 and voc_palette()[3 * 255:] == [224, 224, 192]
+
+
+def test_cutouts_left_out_by_min_area_are_counted_at_the_end(tmp_path, capsys):
+    """--export-min-area dropped cut-outs without a word (all of them, with a large PX): the count is said
+    once, at the end; the mask images keep every instance."""
+    boxes, scores, labels, masks = _drawn()  # mask areas 216, 113, 100 and 3 pixels
+    rles = masks_to_rles(torch.from_numpy(masks))
+    det = {"boxes": boxes, "scores": scores, "labels": labels, "masks_rle": rles}
+    export = _export(tmp_path, ["masks", "cutouts"], min_area=101)
+    a = _photo(tmp_path, "a.png")
+    export.add(1, a, H, W, det, read_image(a))
+    capsys.readouterr()
+    export.finish()
+    err = capsys.readouterr().err
+    assert "pre-annotations: cutouts: 2 instance(s) left out by --export-min-area 101" in err
+    assert sorted(p.name for p in (tmp_path / "pre" / "cutouts" / "a").iterdir()) == ["001_cat.png",
+                                                                                   "002_dog_wolf.png"]
+    assert set(np.unique(np.array(Image.open(tmp_path / "pre" / "masks" / "a.png")))) == {0, 1, 2, 3, 4}

@@ -33,7 +33,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--export-min-area", type=int, default=0, metavar="PX",
-        help="cutouts: leave out instances whose mask has fewer pixels than PX (default 0: every one)",
+        help="cutouts only (mask images and other formats keep every instance): leave out the cut-outs "
+             "of masks with fewer pixels than PX; the count left out is printed (default 0: none)",
     )  # fmt: skip
 
 

@@ -13,7 +13,8 @@ lists exactly the images with mask files. Two images whose files would share a n
 ``a.png``: the same ``masks/a.png`` and ``cutouts/a/``; ``a.png`` and ``a_classes.png``) are handled
 as the YOLO export handles them: the first keeps the name, the other is left without (a warning names
 both). An image without instances gets all-zero mask PNGs and no cut-out; a cut-out whose mask has
-fewer than ``min_area`` pixels is not written.
+fewer than ``min_area`` pixels is not written (cut-outs only: the mask PNGs keep it), and how many were
+left out is printed when the cut-outs are finished.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class MaskFiles:
         self.names = {c.label: safe_file_name(c.name) for c in self.categories}
         self.index: dict = {}
         self._owner: dict = {}  # (format, file or folder it names) -> the image path that has it
+        self.below_min_area = 0  # cut-outs left out by min_area: said at the end (else they vanish silently)
 
     def _claim(self, fmt: str, file_name: str, targets: Sequence[str]) -> bool:
         """Whether ``file_name`` may have ``targets`` (paths under the format's folder); a warning when
@@ -87,8 +89,9 @@ class MaskFiles:
             atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}_classes.png", class_png(classes))
             self.index[file_name] = index_records(boxes, scores, categories)
         if CUTOUTS_DIR in self.formats:
-            wanted = [i for i, r in enumerate(regions)
-                      if r is not None and int(r.patch.sum()) >= self.min_area]
+            areas = [None if r is None else int(r.patch.sum()) for r in regions]
+            wanted = [i for i, a in enumerate(areas) if a is not None and a >= self.min_area]
+            self.below_min_area += sum(a is not None and a < self.min_area for a in areas)
             if not wanted or not self._claim(CUTOUTS_DIR, file_name, [f"{stem}/"]):
                 return
             if image is None:
@@ -112,5 +115,10 @@ class MaskFiles:
         folder.mkdir(parents=True, exist_ok=True)
         if fmt == MASKS_DIR:
             atomic_write_json(folder / MASKS_INDEX, self.index)
+        if fmt == CUTOUTS_DIR and self.min_area > 0:
+            print(f"pre-annotations: cutouts: {self.below_min_area} instance(s) left out by "
+                  f"--export-min-area {self.min_area} (masks of fewer pixels; the mask images and other "
+                  f"formats keep them)",
+                  file=sys.stderr)
         return folder
 
