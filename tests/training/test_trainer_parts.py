@@ -151,7 +151,8 @@ def test_train_command_rejects_bad_arguments(tmp_path, capsys):
     ]
     assert cli_main(base + ["--output", str(run)]) == 1
     assert "already holds a training run" in capsys.readouterr().err
-    assert cli_main(base + ["--output", str(tmp_path / "new"), "--val-json", "v.json"]) == 1
+    # --val-images alone is refused (--val-json alone finds its images from the layout, as --train-json)
+    assert cli_main(base + ["--output", str(tmp_path / "new"), "--val-images", str(tmp_path)]) == 1
     assert "--val-json and --val-images go together" in capsys.readouterr().err
     assert cli_main(base + ["--output", str(tmp_path / "new"), "--set", "solver.nope=1"]) == 1
     assert "solver.nope" in capsys.readouterr().err
