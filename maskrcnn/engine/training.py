@@ -136,7 +136,8 @@ def check_best_metric(cfg, *, has_val: bool) -> None:
     s = cfg.solver
     if s.early_stop_patience > 0 and not has_val:
         raise ValueError(f"solver.early_stop_patience {s.early_stop_patience} needs a validation set to "
-                         "evaluate on: give --val-json and --val-images (or set it to 0)")
+                         "evaluate on: give --val-json (and --val-images where its images are elsewhere; "
+                         "or set it to 0)")
     metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
     problem = metric and has_val and s.eval_period > 0 and unavailable_metric_problem(metric, iou_types(cfg))
     if problem:
