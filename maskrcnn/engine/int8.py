@@ -29,7 +29,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES
+from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES, PARTS
 
 INT8_KEY = "int8"
 INT8_FORMAT_VERSION = 1
@@ -153,8 +153,6 @@ def quantize_predictor(
 
 def int8_section_problem(section) -> Optional[str]:
     """What is wrong with a checkpoint's "int8" section (field named), or None."""
-    from maskrcnn.modeling.quantize import PARTS
-
     if not isinstance(section, dict):
         return f"'{INT8_KEY}' must be a dict, got {type(section).__name__}"
     version = section.get("format_version")

@@ -78,7 +78,7 @@ def _rle(mask, where: str) -> dict:
         mask = mask.detach().cpu().numpy()
     if isinstance(mask, np.ndarray) and mask.ndim == 2:
         # As uint8 (a float bitmap truncated, as before), then non-zero is on: the library's one encoder
-        return mask_to_rle(torch.from_numpy(np.ascontiguousarray(mask.astype(np.uint8))))
+        return mask_to_rle(torch.from_numpy(mask.astype(np.uint8)))  # astype: a fresh array
     raise _Refused(f"{where} is {_what(mask)}, not an RLE dict or an (H, W) bitmap")
 
 
