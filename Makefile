@@ -36,13 +36,19 @@ demo-keypoints: setup
 lint: setup
 	$(VENV)/bin/ruff check maskrcnn tests benchmarks
 
+# pytest-xdist: one worker per core (at most 4), each with its share of the threads (tests/conftest.py);
+# --dist loadfile keeps a file's tests, and so its module fixtures (the golden R50 runs), in one worker.
+# `make test PYTEST_WORKERS=0` runs the suite in this process, one test after another.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--maxprocesses 4 --dist loadfile)
+
 test: setup lint
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra $(PYTEST_PARALLEL) tests
 
 # The inner loop: everything but the tests marked slow (golden R50 parity, training runs, subprocess
 # round trips); `make test` stays the full suite.
 test-fast: setup lint
-	$(PY) -m pytest -q -ra -m "not slow" tests
+	$(PY) -m pytest -q -ra $(PYTEST_PARALLEL) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,10 +3,25 @@
 - Tests marked ``cuda`` are skipped when no CUDA device is available.
 - ``single_thread``: runs a test with one intra-op thread. Tests of small ops run many tiny tensor
   operations; extra threads only add synchronisation, which costs a great deal on a loaded machine.
+- ``thread_pool``: runs a test with at least two intra-op threads, for bit-exact comparisons with
+  references recorded that way: torch's CPU kernels may round differently on a single thread (its
+  bilinear interpolation does, by one ulp), and pytest-xdist workers may have one thread each.
 """
+
+import os
 
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (``-n N``) each worker gets its share of the cores: N workers of all the
+    # cores' threads each would oversubscribe the machine, and torch's thread pools then spin.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        os.environ["OMP_NUM_THREADS"] = str(share)  # the command-line tests' subprocesses too
 
 
 def pytest_collection_modifyitems(config, items):
@@ -22,5 +37,13 @@ def pytest_collection_modifyitems(config, items):
 def single_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def thread_pool():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
     yield
     torch.set_num_threads(threads)
