@@ -164,8 +164,9 @@ def test_each_class_without_the_keypoints_another_source_declares_is_counted_apa
                  "--output", str(out)]) == 0
     kp = [str(w.message) for w in recwarn if "keypoints" in str(w.message)]
     a_json, b_json = tmp_path / "a.json", tmp_path / "b.json"
+    expected = (("person", 2), ("dog", 1))
     assert kp == [f"{a_json}: class '{name}' declares no keypoints but does in {b_json}: its {n} "
-                  f"annotation(s) of that class have none labelled" for name, n in (("person", 2), ("dog", 1))]
+                  f"annotation(s) of that class have none labelled" for name, n in expected]
 
 
 @pytest.mark.parametrize("source, message", [
