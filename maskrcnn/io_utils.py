@@ -4,6 +4,8 @@ Every write goes to a temporary file in the target's folder (same file system, s
 atomic), is flushed and fsynced, then ``os.replace``d over the target; the folder is fsynced too, so
 the rename survives a power cut (POSIX; best effort elsewhere). A failed write removes its temporary
 file and leaves the old target as it was. Temporary names start with a dot and end in ``.tmp``.
+``atomic_write_all`` writes several files so: all temporary files first, then the renames, so one failed
+write leaves all the old files (outputs that belong together, such as a dataset's parts).
 
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any, Union
 
 __all__ = [
-    "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir", "check_output_file",
-    "create_temp_file", "replace_durably",
+    "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
+    "check_output_file", "create_temp_file", "replace_durably",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -66,6 +68,38 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_all(contents: dict) -> None:
+    """Write several files as one step: ``contents`` is {path: bytes}. Every file is written to its
+    temporary file (fsynced) first, and only when all are written are they renamed over their targets,
+    so a failed write (a full disk, a folder gone) leaves every old target as it was and no temporary
+    file behind. (The renames themselves, one per file, are not one atomic step: a crash between two
+    of them would leave the first ones new.)"""
+    pending = []  # (temporary path, target)
+    try:
+        for path, data in contents.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = create_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            pending.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        while pending:
+            tmp, path = pending[0]
+            os.replace(tmp, path)
+            pending.pop(0)
+    except BaseException:
+        for tmp, _ in pending:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+    for folder in {Path(p).parent for p in contents}:
+        _fsync_dir(folder)
 
 
 def replace_durably(tmp: PathLike, path: PathLike) -> None:

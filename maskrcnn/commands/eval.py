@@ -242,8 +242,12 @@ def _analysis_summary(analysis: dict) -> str:
     return (f"{analysis['iou_type']} errors at score >= {analysis['score_threshold']:g}: {t['tp']} true "
             f"positives, {t['fp_background']} on background, {t['fp_wrong_class']} wrong class, "
             f"{t['duplicate']} duplicates, {t['poor_localisation']} poorly localised, {t['ignored_crowd']} "
-            f"ignored on crowd regions, {t['missed']} of "
-            f"{t['ground_truth']} objects missed (precision {precision}, recall {recall})")
+            f"ignored on crowd regions, {t['missed']} of {t['ground_truth']} objects missed "
+            f"({t['missed_never_detected']} never detected, {t['missed_wrong_class']} found only as another "
+            f"class, {t['missed_poor_localisation']} only poorly localised) (precision {precision}, "
+            f"recall {recall})" + (f"; {analysis['dropped_by_max_dets']} detections beyond the "
+                                   f"{analysis['max_dets']} per image and class COCOeval scores left out"
+                                   if analysis.get("dropped_by_max_dets") else ""))
 
 
 def run(args: argparse.Namespace) -> int:

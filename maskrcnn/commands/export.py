@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                          "to export its float32 weights (the calibration is not kept)")
     from maskrcnn.export.pt2 import export_features
 
-    names = export_features(predictor.model, args.output, fmt=fmt, size_hw=(h, w))
+    names = export_features(predictor.model, args.output, size_hw=(h, w))
     print(
         f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "
         "proposals, NMS and the RoI heads stay in Python (maskrcnn.predictor)",

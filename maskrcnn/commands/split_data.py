@@ -13,12 +13,14 @@ parts (a regex matching the same everywhere makes one group) is warned about, th
 Same file and seed, same split, on any machine. Every part keeps the full ``categories`` list, ``info``
 and ``licenses``, and the image and annotation ids. Prints images and instances per class per part and
 warns, by name, of each class left without an instance in some part. The files are written atomically,
-after all are built; an existing one is an error unless ``--force``.
+after all are built, all to temporary files before any is renamed into place (a failed write leaves
+the old parts as they were, and no temporary file); an existing one is an error unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -71,11 +73,11 @@ def run(args) -> int:
         compile_group_by,
         default_part_names,
         group_keys,
-        split_coco,
+        split_by_keys,
         split_table,
     )
     from maskrcnn.data.validated import read_validated
-    from maskrcnn.io_utils import atomic_write_json, check_output_dir
+    from maskrcnn.io_utils import atomic_write_all, check_output_dir
 
     fractions = _fractions(args.fractions)
     if len(fractions) < 2:  # before the --names that one part would otherwise be asked for
@@ -100,8 +102,9 @@ def run(args) -> int:
     coco = {**data.raw, "images": data.images, "annotations": data.annotations}
     if not coco["images"]:
         raise ValueError(f"{src}: no usable image (see the problems above); nothing written")
+    # drawn once: the groups are looked at here, then split
+    keys, unmatched = group_keys([img["file_name"] for img in coco["images"]], pattern)
     if pattern is not None:  # a regex whose match is the same everywhere ('^', '(x)?val') makes one group
-        keys, _ = group_keys([img["file_name"] for img in coco["images"]], pattern)
         groups = len({k for k in keys if k is not None}) + keys.count(None)
         if groups == 1:
             warnings.warn(f"--group-by {args.group_by!r} put all {len(keys)} images in 1 group: every part "
@@ -110,14 +113,14 @@ def run(args) -> int:
             warnings.warn(f"--group-by {args.group_by!r} made {groups} groups of the {len(keys)} images for "
                           f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
                           stacklevel=1)
-    parts, unmatched = split_coco(coco, fractions=fractions, names=names, seed=args.seed, group_by=pattern)
+    parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed)
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
                       f"those images is a group of its own", stacklevel=1)
     table = split_table(parts, {c["id"]: c["name"] for c in data.categories})  # names told apart already
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, part in parts.items():
-        atomic_write_json(outputs[name], part)
+    # all parts to temporary files, then renamed: a failed write leaves every old part as it was
+    atomic_write_all({outputs[name]: json.dumps(part).encode("utf-8") for name, part in parts.items()})
     print(f"{src}: {len(coco['images'])} images, {len(coco['annotations'])} annotations, split "
           + ", ".join(f"{n} {f:g}" for n, f in zip(names, fractions)) + f" (seed {args.seed})")
     _print_table(table, names, sys.stdout)

@@ -149,9 +149,11 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
             rel = os.path.relpath(src.image_paths[img["id"]], images_root).replace(os.sep, "/")
             images.append({**img, "id": image_map[img["id"]], "file_name": rel})
         taken, left_out = Counter(), Counter()
+        objects = Counter()  # source category id -> its non-crowd annotations taken or left out
         for ann in src.annotations:
             if ann["image_id"] not in image_map:
                 continue  # a later listing of an image already taken
+            objects[ann["category_id"]] += not ann.get("iscrowd")
             cid = cat_map[ann["category_id"]]
             if cid is None:
                 left_out[src_name[ann["category_id"]]] += 1
@@ -162,10 +164,9 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
         for cat in src.categories:  # a class given keypoints by another source: these have none
             key = normalise_name(cat["name"])
             if key in declares and not cat.get("keypoints") and new_id.get(key) is not None:
-                n = sum(1 for a in src.annotations if a["category_id"] == cat["id"] and a["image_id"] in
-                        image_map and not a.get("iscrowd"))
                 warnings.append(f"{src.name}: class {cat['name']!r} declares no keypoints but does in "
-                                f"{declares[key]}: its {n} annotation(s) of that class have none labelled")
+                                f"{declares[key]}: its {objects[cat['id']]} annotation(s) of that class have "
+                                f"none labelled")
         counts.append(SourceCounts(images=len(image_map), instances=taken, duplicates=duplicates,
                                    left_out=left_out))
     merged = {

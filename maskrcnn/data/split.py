@@ -33,7 +33,7 @@ from collections import Counter
 from typing import Optional, Sequence
 
 __all__ = ["assign_units", "check_fractions", "compile_group_by", "default_part_names", "group_keys",
-           "split_coco", "split_table"]
+           "split_by_keys", "split_coco", "split_table"]
 
 _TIE = 9  # decimals wants are compared at: f * n minus whole numbers leaves float noise (0.7*10-7 != 0)
 
@@ -150,9 +150,18 @@ def split_coco(coco: dict, *, fractions: Sequence[float], names: Sequence[str], 
     """(parts, unmatched): parts is {name: COCO dict} in the order of ``names``, each with the images
     assigned to it (file order), their annotations, the full ``categories`` and the other top-level keys of
     ``coco``; unmatched: images ``group_by`` did not match (each kept as a unit of its own)."""
+    keys, unmatched = group_keys([img["file_name"] for img in coco["images"]], group_by)
+    return split_by_keys(coco, keys, fractions=fractions, names=names, seed=seed), unmatched
+
+
+def split_by_keys(coco: dict, keys: Sequence[Optional[str]], *, fractions: Sequence[float],
+                  names: Sequence[str], seed: int = 0) -> dict:
+    """``split_coco``'s parts from the images' group keys already drawn (``group_keys``' first value,
+    one per image of ``coco``, None: a unit of its own), for a caller that looks at the groups first."""
     check_fractions(fractions, names)
     images = coco["images"]
-    keys, unmatched = group_keys([img["file_name"] for img in images], group_by)
+    if len(keys) != len(images):
+        raise ValueError(f"split_by_keys: {len(keys)} group keys for {len(images)} images")
     shows: dict = {img["id"]: set() for img in images}  # image id -> classes with a non-crowd instance
     for ann in coco["annotations"]:
         if not ann.get("iscrowd", 0):
@@ -179,7 +188,7 @@ def split_coco(coco: dict, *, fractions: Sequence[float], names: Sequence[str], 
             "annotations": [a for a in coco["annotations"] if image_part[a["image_id"]] == j],
             "categories": coco["categories"],
         }
-    return parts, unmatched
+    return parts
 
 
 def _unit_names(images: list, keys: list) -> list:

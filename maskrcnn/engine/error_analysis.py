@@ -20,7 +20,19 @@ Each detection, taken greedily from the highest score down (as COCOeval matches)
 - ``fp_background``: nothing of the above.
 
 A non-crowd ground truth no true positive matched is ``missed`` (so recall = tp / ground truth, and a
-ground truth found only as another class is both missed and in its wrong-class confusion cell). IoU is
+ground truth found only as another class is both missed and in its wrong-class confusion cell). Each
+missed object is also one of (``miss_kinds``; so a user sees whether misses are confusion or
+localisation; the three add up to ``missed``):
+
+- ``missed_wrong_class``: a detection of another class overlaps it at IoU >= ``iou_threshold``;
+- ``missed_poor_localisation``: otherwise, a detection of its class overlaps it at IoU >=
+  ``localisation_iou`` (below the threshold, or above it but matched to a neighbouring object);
+- ``missed_never_detected``: nothing of the above.
+
+Only the detections COCOeval looks at are analysed: per image and category the ``max_dets`` (100,
+COCOeval's largest ``maxDets``, as ``eval``'s AP uses it) highest-scoring ones (ties in file order);
+those beyond are left out before the score threshold (which keeps the highest scores anyway) and
+counted in ``dropped_by_max_dets``. IoU is
 box IoU for ``bbox`` (``ops.boxes.box_iou``) and mask IoU for ``segm`` (pycocotools' RLE IoU, ground
 truth encoded from its checked polygons; an annotation without a segmentation counts as its box).
 
@@ -34,6 +46,7 @@ where their denominator is 0), never an error.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence
 
@@ -42,16 +55,19 @@ import pycocotools.mask as mask_utils
 import torch
 
 from maskrcnn.data.coco import category_names
+from maskrcnn.engine.results_file import MAX_DETS
 from maskrcnn.ops.boxes import box_area, box_iou, box_xywh_to_xyxy, pairwise_intersection
 
 __all__ = [
-    "DETECTION_KINDS", "COUNT_KEYS", "ImageMatch", "match_image", "box_overlaps", "mask_overlaps",
-    "match_dataset", "analyse", "instance_counts", "xyxy_boxes", "result_rle",
+    "DETECTION_KINDS", "COUNT_KEYS", "MISS_KINDS", "ImageMatch", "match_image", "miss_kinds", "box_overlaps",
+    "mask_overlaps", "match_dataset", "analyse", "instance_counts", "xyxy_boxes", "result_rle",
 ]
 
 DETECTION_KINDS = ("tp", "fp_background", "fp_wrong_class", "duplicate", "poor_localisation", "ignored_crowd")
+# what a missed object is (module docstring): these split "missed"
+MISS_KINDS = ("missed_wrong_class", "missed_poor_localisation", "missed_never_detected")
 # what analysis.json counts per class and per image (errors: all but tp and ignored_crowd)
-COUNT_KEYS = DETECTION_KINDS + ("missed",)
+COUNT_KEYS = DETECTION_KINDS + ("missed",) + MISS_KINDS
 ERROR_KEYS = ("fp_background", "fp_wrong_class", "duplicate", "poor_localisation", "missed")
 
 
@@ -61,7 +77,8 @@ class ImageMatch:
     ``kinds`` one of DETECTION_KINDS each; ``gt_index`` the annotation (index into ``annotations``) a
     detection matched, duplicated, took for another class or localised poorly (-1: none);
     ``annotations`` the image's ground truth (crowd included); ``found`` (M,) whether a true positive
-    matched each."""
+    matched each; ``missed_as`` (M,) one of MISS_KINDS for each missed object (None: found, or a crowd
+    region); ``dropped`` the detections >= the threshold left out by ``max_dets``."""
 
     image_id: object
     detections: list
@@ -69,12 +86,17 @@ class ImageMatch:
     gt_index: List[int]
     annotations: list
     found: List[bool]
+    missed_as: Optional[List[Optional[str]]] = None
+    dropped: int = 0
 
     def counts(self) -> dict:
         out = {k: 0 for k in COUNT_KEYS}
         for kind in self.kinds:
             out[kind] += 1
         out["missed"] = sum(1 for a, f in zip(self.annotations, self.found) if not a.get("iscrowd") and not f)
+        for kind in self.missed_as or ():
+            if kind is not None:
+                out[kind] += 1
         return out
 
 
@@ -120,6 +142,36 @@ def match_image(
         elif near.any():
             kinds[d], gt_index[d] = "poor_localisation", _best(row, near)
     return kinds, gt_index, found.tolist()
+
+
+def miss_kinds(
+    *,
+    iou: np.ndarray,
+    det_labels: Sequence,
+    gt_labels: Sequence,
+    crowd: Sequence[bool],
+    found: Sequence[bool],
+    iou_threshold: float = 0.5,
+    localisation_iou: float = 0.1,
+) -> List[Optional[str]]:
+    """(M,) one of MISS_KINDS for each non-crowd ground truth not ``found`` (None for the others), from
+    the (D, M) ``iou`` of the image's analysed detections (module docstring)."""
+    iou = np.nan_to_num(np.asarray(iou, dtype=np.float64).reshape(len(det_labels), len(gt_labels)))  # (D, M)
+    det_labels = np.asarray(list(det_labels), dtype=object)  # (D,) ids may be strings
+    out: List[Optional[str]] = []
+    for g, (label, is_crowd, was_found) in enumerate(zip(gt_labels, crowd, found)):
+        if is_crowd or was_found:
+            out.append(None)
+            continue
+        column = iou[:, g]  # (D,)
+        same = det_labels == label if len(det_labels) else np.zeros(0, bool)  # (D,)
+        if (~same & (column >= iou_threshold)).any():
+            out.append("missed_wrong_class")
+        elif (same & (column >= localisation_iou)).any():
+            out.append("missed_poor_localisation")
+        else:
+            out.append("missed_never_detected")
+    return out
 
 
 def _best(row: np.ndarray, allowed: np.ndarray) -> int:
@@ -190,10 +242,12 @@ def match_dataset(
     image_ids: Optional[Iterable] = None,
     iou_threshold: float = 0.5,
     localisation_iou: float = 0.1,
+    max_dets: Optional[int] = MAX_DETS,
 ) -> List[ImageMatch]:
     """One ImageMatch per image of ``image_ids`` (default: every image of ``ground_truth``, a COCO dict
     with its annotations' ``iscrowd`` filled, as ``evaluator.load_ground_truth`` leaves it), of the
-    validated COCO result ``records`` scoring >= ``score_threshold``. ``iou_type``: "bbox" or "segm"."""
+    validated COCO result ``records`` scoring >= ``score_threshold``, at most ``max_dets`` per image and
+    category (the highest-scoring, as COCOeval; None: all). ``iou_type``: "bbox" or "segm"."""
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     images = {img["id"]: img for img in ground_truth["images"]}
@@ -209,7 +263,7 @@ def match_dataset(
     out = []
     for image_id in wanted:
         anns = anns_of[image_id]
-        dets = sorted(dets_of[image_id], key=lambda r: -r["score"])  # stable: ties keep file order
+        dets, dropped = _capped(dets_of[image_id], max_dets)
         crowd = [bool(a.get("iscrowd")) for a in anns]
         if iou_type == "segm" and not (dets and anns):  # nothing to compare: no polygon encoded
             iou = np.zeros((len(dets), len(anns)))
@@ -219,12 +273,29 @@ def match_dataset(
         else:
             iou = box_overlaps(xyxy_boxes(r["bbox"] for r in dets), xyxy_boxes(a["bbox"] for a in anns),
                                torch.tensor(crowd, dtype=torch.bool))
+        det_labels, gt_labels = [r["category_id"] for r in dets], [a["category_id"] for a in anns]
         kinds, gt_index, found = match_image(
-            iou=iou, scores=[r["score"] for r in dets], det_labels=[r["category_id"] for r in dets],
-            gt_labels=[a["category_id"] for a in anns], crowd=crowd, iou_threshold=iou_threshold,
-            localisation_iou=localisation_iou)
-        out.append(ImageMatch(image_id, dets, kinds, gt_index, anns, found))
+            iou=iou, scores=[r["score"] for r in dets], det_labels=det_labels, gt_labels=gt_labels,
+            crowd=crowd, iou_threshold=iou_threshold, localisation_iou=localisation_iou)
+        missed_as = miss_kinds(iou=iou, det_labels=det_labels, gt_labels=gt_labels, crowd=crowd, found=found,
+                               iou_threshold=iou_threshold, localisation_iou=localisation_iou)
+        out.append(ImageMatch(image_id, dets, kinds, gt_index, anns, found, missed_as, dropped))
     return out
+
+
+def _capped(dets: list, max_dets: Optional[int]) -> tuple:
+    """(one image's result records best first, at most ``max_dets`` of each category, the number left
+    out). Sorted stably, so ties keep file order, as COCOeval's mergesort keeps them."""
+    dets = sorted(dets, key=lambda r: -r["score"])
+    if max_dets is None:
+        return dets, 0
+    seen: Counter = Counter()
+    kept = []
+    for r in dets:
+        seen[r["category_id"]] += 1
+        if seen[r["category_id"]] <= max_dets:
+            kept.append(r)
+    return kept, len(dets) - len(kept)
 
 
 def _ratio(num: int, den: int) -> Optional[float]:
@@ -240,6 +311,7 @@ def analyse(
     image_ids: Optional[Iterable] = None,
     iou_threshold: float = 0.5,
     localisation_iou: float = 0.1,
+    max_dets: Optional[int] = MAX_DETS,
     matches: Optional[List[ImageMatch]] = None,
 ) -> dict:
     """The error analysis as analysis.json holds it (one IoU type): ``classes`` (per category: its
@@ -249,11 +321,13 @@ def analyse(
     "missed", ``counts`` (K + 1, K + 1): diagonal true positives, [gt class][predicted] wrong-class
     detections, [background][predicted] every other false positive (background, duplicates, poor
     localisation), [gt class][missed] missed ground truths) and ``images`` (per image counts, with
-    ``errors`` = the ERROR_KEYS summed). ``matches``: from ``match_dataset`` when already made."""
+    ``errors`` = the ERROR_KEYS summed; the MISS_KINDS split ``missed``), ``max_dets`` (the per image
+    and category cap) and ``dropped_by_max_dets`` (detections >= the threshold it left out).
+    ``matches``: from ``match_dataset`` when already made (with the same ``max_dets``)."""
     if matches is None:
         matches = match_dataset(ground_truth, records, iou_type=iou_type, score_threshold=score_threshold,
                                 image_ids=image_ids, iou_threshold=iou_threshold,
-                                localisation_iou=localisation_iou)
+                                localisation_iou=localisation_iou, max_dets=max_dets)
     names = category_names(ground_truth)
     ids = list(names)
     column = {cid: k for k, cid in enumerate(ids)}
@@ -263,7 +337,7 @@ def analyse(
     file_names = {img["id"]: img.get("file_name") for img in ground_truth["images"]}
     images = []
     for m in matches:
-        for ann, found in zip(m.annotations, m.found):
+        for ann, found, missed_as in zip(m.annotations, m.found, m.missed_as or [None] * len(m.found)):
             if ann.get("iscrowd"):
                 continue
             row = per_class[ann["category_id"]]
@@ -271,6 +345,8 @@ def analyse(
             if not found:
                 row["missed"] += 1
                 confusion[column[ann["category_id"]], K] += 1
+            if missed_as is not None:
+                row[missed_as] += 1
         for det, kind, g in zip(m.detections, m.kinds, m.gt_index):
             row = per_class[det["category_id"]]
             row["detections"] += 1
@@ -299,6 +375,8 @@ def analyse(
         "score_threshold": score_threshold,
         "iou_threshold": iou_threshold,
         "localisation_iou": localisation_iou,
+        "max_dets": max_dets,
+        "dropped_by_max_dets": sum(m.dropped for m in matches),
         "classes": classes,
         "totals": finish(totals),
         "confusion": {"rows": [names[c] for c in ids] + ["background"],
@@ -309,16 +387,18 @@ def analyse(
 
 
 def instance_counts(ground_truth: dict, records: list, *, score_threshold: float = 0.5,
-                    image_ids: Optional[Iterable] = None) -> dict:
+                    image_ids: Optional[Iterable] = None, max_dets: Optional[int] = MAX_DETS) -> dict:
     """{category id: (non-crowd ground-truth instances, detections scoring >= score_threshold)} over
-    ``image_ids`` (default: all images), for the per-class table."""
+    ``image_ids`` (default: all images), for the per-class table; as the analysis, at most ``max_dets``
+    detections per image and category."""
     wanted = None if image_ids is None else set(image_ids)
     out = {c["id"]: [0, 0] for c in ground_truth["categories"]}
     for ann in ground_truth.get("annotations", []):
         if not ann.get("iscrowd") and (wanted is None or ann["image_id"] in wanted):
             out[ann["category_id"]][0] += 1
-    for r in records:
-        if r["score"] >= score_threshold and (wanted is None or r["image_id"] in wanted):
-            out[r["category_id"]][1] += 1
+    per_pair = Counter((r["image_id"], r["category_id"]) for r in records
+                       if r["score"] >= score_threshold and (wanted is None or r["image_id"] in wanted))
+    for (_, category_id), n in per_pair.items():
+        out[category_id][1] += n if max_dets is None else min(n, max_dets)
     return {cid: tuple(v) for cid, v in out.items()}
 

@@ -1,8 +1,9 @@
 """The dense part of the model as a ``torch.export`` program (``maskrcnn export --format pt2``).
 
 ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the FPN maps as a tuple in the order
-of ``FeatureExtractor.names`` (``p2..p6``), each (N, C, Hp / stride, Wp / stride); the batch size is
-dynamic (1-64). Proposals, NMS and the RoI heads stay in Python (``maskrcnn.predictor``).
+of ``FeatureExtractor.names`` (``p2..p6``; a C4 model: its one map ``res4``, ``res5`` with
+``model.roi_features=res5``), each (N, C, Hp / stride, Wp / stride); the batch size is dynamic (1-64).
+Proposals, NMS and the RoI heads stay in Python (``maskrcnn.predictor``).
 """
 
 from __future__ import annotations
@@ -16,24 +17,23 @@ from maskrcnn.io_utils import atomic_write_bytes
 
 
 class FeatureExtractor(nn.Module):
-    """``model.features`` as a module returning a tuple (export formats want tensors, not dicts)."""
+    """``model.features`` as a module returning a tuple (export formats want tensors, not dicts).
+    ``names``: the maps the heads read, as the model declares them (no forward run to learn them): the
+    FPN's outputs, or the one backbone stage of a C4 / res5 model (its earlier stages are left out)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        with torch.no_grad():
-            names = list(model.features(torch.zeros(1, 3, 64, 64)).keys())
-        self.names = names
+        self.names = list(model.rpn_in_features)  # every level the RPN and the RoI heads read
 
     def forward(self, batch: torch.Tensor) -> tuple:
         feats = self.model.features(batch)
         return tuple(feats[n] for n in self.names)
 
 
-def export_features(model: nn.Module, path, *, fmt: str = "pt2", size_hw=(800, 1088)) -> list:
-    """Write ``model``'s feature extractor to ``path`` with ``torch.export``; returns the output names."""
-    if fmt != "pt2":
-        raise ValueError(f"export_features writes pt2 only, got {fmt!r} (onnx: maskrcnn.export.onnx_export)")
+def export_features(model: nn.Module, path, *, size_hw=(800, 1088)) -> list:
+    """Write ``model``'s feature extractor to ``path`` with ``torch.export``; returns the output names.
+    (pt2 only; ONNX: ``maskrcnn.export.onnx_export``.)"""
     model.eval()
     wrapper = FeatureExtractor(model).eval()
     h, w = size_hw

@@ -55,6 +55,7 @@ from maskrcnn.data.pre_annotations.instances import (
     instances_from_detections,
 )
 from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result, rectangle_result
+from maskrcnn.ops.boxes import clip_boxes_to_image
 
 __all__ = ["LabelConfig", "LabelStudioBackend", "default_config", "empty_prediction", "has_masks",
            "match_labels", "parse_label_config", "predict_tasks", "setup_report", "task_image_reference",
@@ -204,9 +205,8 @@ def task_prediction(det: dict, *, task_id, height: int, width: int, config: Labe
     if kind == "rectanglelabels":
         # The detections' boxes (of a model with masks too, when the project asks for rectangles), clipped
         # to the image: box instances, those left empty dropped.
-        boxes = det["boxes"].detach().float().cpu().reshape(-1, 4).clone()  # (D, 4) xyxy
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, image.width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, image.height)
+        boxes = clip_boxes_to_image(det["boxes"].detach().float().cpu().reshape(-1, 4),
+                                    (image.height, image.width))  # (D, 4) xyxy
         det = {"boxes": boxes, "scores": det["scores"], "labels": det["labels"]}
     categories = [Category(i, i, str(class_names[i])) for i in range(1, len(class_names))]
     found = instances_from_detections(det, categories)

@@ -146,6 +146,29 @@ def test_folded_names_and_keypoints_declared_by_one_source_only_are_said(tmp_pat
                                     {"id": 2, "name": "person", "keypoints": ["nose"]}]
 
 
+def test_each_class_without_the_keypoints_another_source_declares_is_counted_apart(tmp_path, recwarn):
+    """Two such classes, counted in the one pass over the annotations: crowd regions and a later listing
+    of an image already taken are not counted."""
+    _images(tmp_path, ["p.png", "q.png"])
+    a = {"images": [_img(1, "p.png"), _img(2, "p.png")],
+         "annotations": [_ann(1, 1, 1), _ann(2, 1, 1), _ann(3, 1, 1, iscrowd=1), _ann(4, 1, 2),
+                         _ann(5, 2, 1), _ann(6, 1, 3)],  # 5: on the second listing of p.png
+         "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "cat"}]}
+    b = {"images": [_img(1, "q.png")], "annotations": [_ann(1, 1, 7, keypoints=[3, 3, 2])],
+         "categories": [{"id": 7, "name": "person", "keypoints": ["nose"]},
+                        {"id": 8, "name": "dog", "keypoints": ["nose"]}]}
+    for name, coco in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    out = tmp_path / "all.json"
+    assert main(["merge-data", f"{tmp_path / 'a.json'}:{tmp_path}", f"{tmp_path / 'b.json'}:{tmp_path}",
+                 "--output", str(out)]) == 0
+    kp = [str(w.message) for w in recwarn if "keypoints" in str(w.message)]
+    a_json, b_json = tmp_path / "a.json", tmp_path / "b.json"
+    expected = (("person", 2), ("dog", 1))
+    assert kp == [f"{a_json}: class '{name}' declares no keypoints but does in {b_json}: its {n} "
+                  f"annotation(s) of that class have none labelled" for name, n in expected]
+
+
 @pytest.mark.parametrize("source, message", [
     ("{tmp}/nope.json", "nope.json: no such annotation file"),
     ("{tmp}/bad.json", "bad.json: not valid JSON"),

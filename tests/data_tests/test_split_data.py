@@ -228,3 +228,38 @@ def test_read_validated_parses_the_file_once_and_leaves_the_parsed_dict_as_writt
     before = copy.deepcopy(data.raw)
     coco_module.CocoDataset(json_path=src, image_dir=None, coco=data.raw)
     assert data.raw == before
+
+
+def test_group_keys_are_drawn_once(tmp_path, monkeypatch):
+    """The command looks at the groups (to warn of too few) and splits by the same keys: one pass."""
+    import maskrcnn.data.split as split_module
+
+    calls = []
+    real = split_module.group_keys
+    monkeypatch.setattr(split_module, "group_keys", lambda names, pat: calls.append(1) or real(names, pat))
+    src = _write(tmp_path / "all.json", _multi_label())
+    assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "o"), "--group-by", "^(.)"]) == 0
+    assert len(calls) == 1
+
+
+def test_a_failed_write_of_one_part_leaves_every_old_part_and_no_temp_file(tmp_path, capsys, monkeypatch):
+    import maskrcnn.io_utils as io_utils
+
+    src = _write(tmp_path / "all.json", _multi_label())
+    out = tmp_path / "splits"
+    out.mkdir()
+    for name in ("train", "val"):
+        (out / f"{name}.json").write_text(f"the old {name}")
+    real, made = io_utils.create_temp_file, []
+
+    def second_fails(folder, **kwargs):  # the disk fills up after the first part
+        made.append(1)
+        if len(made) == 2:
+            raise OSError(28, "No space left on device")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(io_utils, "create_temp_file", second_fails)
+    assert main(["split-data", "--json", src, "--output-dir", str(out), "--force"]) == 1
+    assert "no space left on device" in capsys.readouterr().err.lower()
+    assert sorted(p.name for p in out.iterdir()) == ["train.json", "val.json"]
+    assert [(out / f"{n}.json").read_text() for n in ("train", "val")] == ["the old train", "the old val"]

@@ -12,7 +12,7 @@ from PIL import Image
 from maskrcnn.cli import main
 from maskrcnn.engine.analysis_report import confusion_csv
 from maskrcnn.engine.class_table import class_rows, format_class_table
-from maskrcnn.engine.error_analysis import analyse, box_overlaps, instance_counts, match_image
+from maskrcnn.engine.error_analysis import analyse, box_overlaps, instance_counts, match_image, miss_kinds
 from maskrcnn.engine.evaluator import load_ground_truth
 
 SIZE = 100  # every image is SIZE x SIZE
@@ -60,12 +60,14 @@ def _records():
 
 
 ZERO = {"tp": 0, "fp_background": 0, "fp_wrong_class": 0, "duplicate": 0, "poor_localisation": 0,
-        "ignored_crowd": 0, "missed": 0}
-EXPECTED_CLASSES = [
+        "ignored_crowd": 0, "missed": 0, "missed_wrong_class": 0, "missed_poor_localisation": 0,
+        "missed_never_detected": 0}
+EXPECTED_CLASSES = [  # C never detected; B found as a cat (wrong class wins over its badly placed dog)
     dict(ZERO, category_id=1, name="cat", ground_truth=2, detections=5, tp=1, fp_background=1,
-         fp_wrong_class=1, duplicate=1, ignored_crowd=1, missed=1, precision=0.25, recall=0.5),
+         fp_wrong_class=1, duplicate=1, ignored_crowd=1, missed=1, missed_never_detected=1, precision=0.25,
+         recall=0.5),
     dict(ZERO, category_id=2, name="dog", ground_truth=1, detections=2, fp_wrong_class=1, poor_localisation=1,
-         missed=1, precision=0.0, recall=0.0),
+         missed=1, missed_wrong_class=1, precision=0.0, recall=0.0),
     dict(ZERO, category_id=3, name="bird", ground_truth=0, detections=1, fp_background=1, precision=0.0,
          recall=None),
 ]
@@ -160,6 +162,50 @@ def test_ground_truth_encoded_only_where_detections_meet_it(monkeypatch):
     assert encoded == [1, 2, 4]  # images 1 and 4; not 3 (no detection: C missed) nor 2 (no ground truth)
 
 
+def test_missed_objects_split_into_never_detected_wrong_class_and_poorly_localised():
+    """Three cats missed, each another way; a fourth found (a dog on it too: not a miss); a crowd region
+    (never missed)."""
+    anns = [_ann(1, 1, 0, 0, 20, 20),     # A: no detection anywhere near
+            _ann(1, 1, 40, 0, 20, 20),    # B: a dog exactly on it
+            _ann(1, 1, 0, 40, 20, 20),    # C: a cat beside it, IoU 1/3
+            _ann(1, 1, 60, 60, 20, 20),   # D: a cat at IoU 2/3 (found) and a dog at 2/3
+            _ann(1, 1, 0, 80, 20, 20, crowd=1)]
+    for i, a in enumerate(anns):
+        a["id"] = i + 1
+    gt = load_ground_truth({"images": [{"id": 1, "height": SIZE, "width": SIZE}], "annotations": anns,
+                            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}).dataset
+    records = [_det(1, 2, 40, 0, 20, 20, 0.9), _det(1, 1, 10, 40, 20, 20, 0.8),
+               _det(1, 2, 64, 60, 20, 20, 0.7), _det(1, 1, 60, 64, 20, 20, 0.6)]
+    out = analyse(gt, records, iou_type="bbox")
+    cat = out["classes"][0]
+    assert (cat["ground_truth"], cat["tp"], cat["missed"]) == (4, 1, 3)
+    split = ("missed_never_detected", "missed_wrong_class", "missed_poor_localisation")
+    assert [cat[k] for k in split] == [out["totals"][k] for k in split] == [1, 1, 1]
+    assert out["images"][0]["errors"] == 6  # 3 missed, 2 dogs, the cat beside C: the split adds none
+    assert miss_kinds(iou=np.array([[0.9, 0.0], [0.05, 0.3]]), det_labels=[2, 1], gt_labels=[1, 1],
+                      crowd=[False, False], found=[False, False]) == ["missed_wrong_class",
+                                                                      "missed_poor_localisation"]
+
+
+def test_at_most_max_dets_detections_per_image_and_class_as_cocoeval():
+    """101 confident cats on background, then the one on the cat: COCOeval never looks at the 101st."""
+    gt = load_ground_truth({"images": [{"id": 1, "height": SIZE, "width": SIZE}],
+                            "annotations": [dict(_ann(1, 1, 50, 50, 40, 40), id=1)],
+                            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}).dataset
+    stray = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}
+    records = [stray] * 100 + [{"image_id": 1, "category_id": 1, "bbox": [50, 50, 40, 40], "score": 0.8},
+                               {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.7}]
+    out = analyse(gt, records, iou_type="bbox")
+    assert (out["max_dets"], out["dropped_by_max_dets"]) == (100, 1)
+    cat = out["classes"][0]
+    assert (cat["detections"], cat["tp"], cat["fp_background"]) == (100, 0, 100)
+    assert cat["missed"] == cat["missed_never_detected"] == 1
+    assert out["classes"][1]["detections"] == 1  # the cap is per class: the dog is kept
+    assert instance_counts(gt, records) == {1: (1, 100), 2: (0, 1)}
+    unlimited = analyse(gt, records, iou_type="bbox", max_dets=None)
+    assert (unlimited["classes"][0]["tp"], unlimited["dropped_by_max_dets"]) == (1, 0)
+
+
 def test_class_table_worst_first():
     gt = _ground_truth()
     metrics = {"bbox": {"per_category": {"cat": 50.0, "dog": 10.0, "bird": float("nan")},
@@ -224,7 +270,8 @@ def test_cli_analysis_from_a_results_file(dataset, capsys):
         left, right = np.asarray(im.convert("RGB"))[18:, :500], np.asarray(im.convert("RGB"))[18:, 508:]
     assert (left != right).any()  # the dog missed left, the stray detections right
     assert ("1 true positives, 2 on background, 2 wrong class, 1 duplicates, 1 poorly localised, 1 ignored "
-            "on crowd regions, 2 of 3 objects missed") in printed
+            "on crowd regions, 2 of 3 objects missed (1 never detected, 1 found only as another class, "
+            "0 only poorly localised)") in printed
 
 
 def test_cli_analysis_argument_errors(dataset, capsys):
