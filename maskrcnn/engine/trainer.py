@@ -194,7 +194,9 @@ class Trainer:
     process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
     ``eval_period`` iterations (0: at the end only) on the main process. best_metric (``iou_type/metric``,
     None: off), early_stop_patience and early_stop_min_delta: the best checkpoint and early stopping
-    (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0.
+    (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0. accumulate: micro-batches
+    per iteration (gradient accumulation, module docstring); each batch must split into that many of
+    equal size.
     """
 
     def __init__(
