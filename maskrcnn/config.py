@@ -153,11 +153,20 @@ class SolverConfig:
     weight_decay_norm: float = 0.0  # weight decay on norm layers
     weight_decay_bias: Optional[float] = None  # None: same as weight_decay
     iters: int = 90000
-    batch_size: int = 16  # images per iteration, over all processes
+    batch_size: int = 16  # images per iteration (optimizer step), over all processes
+    # Gradient accumulation: each iteration sums the gradients of `accumulate` micro-batches of
+    # batch_size / accumulate images (batch_size must divide evenly; per process under DDP), so that
+    # batch 16 at lr 0.02 runs in the memory of a smaller batch; iterations, periods, warm-up and steps
+    # still count optimizer steps (engine/trainer.py says what equals the full batch exactly).
+    accumulate: int = 1
     warmup_iters: int = 1000
     warmup_factor: float = 0.001
+    # lr schedule after the warm-up (engine/schedule.py): step = x gamma at each of `steps`; cosine =
+    # lr * 0.5 * (1 + cos(pi * it / iters)) down to lr_min_factor * lr at `iters` (steps, gamma unused)
+    lr_schedule: str = "step"
     steps: tuple = (60000, 80000)
     gamma: float = 0.1
+    lr_min_factor: float = 0.0
     clip_grad_norm: float = 0.0  # 0: no clipping
     checkpoint_period: int = 5000
     eval_period: int = 0  # 0: evaluate only at the end
@@ -500,10 +509,12 @@ _RANGES = {
     # 0 iterations is a use: it writes the initial (e.g. --init) weights as model_final.pth
     "solver.iters": (_non_negative, ">= 0"),
     "solver.batch_size": (_positive, "> 0"),
+    "solver.accumulate": (_positive, "a whole number >= 1"),
     "solver.warmup_iters": (_non_negative, ">= 0"),
     "solver.warmup_factor": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "solver.steps": (_non_negative, ">= 0"),
     "solver.gamma": (_positive, "a finite number > 0"),
+    "solver.lr_min_factor": (_unit, "in [0, 1]"),
     "solver.clip_grad_norm": (_non_negative, "a finite number >= 0"),
     "solver.checkpoint_period": (_non_negative, ">= 0"),
     "solver.eval_period": (_non_negative, ">= 0"),
@@ -539,6 +550,24 @@ def config_problems(cfg: Config) -> list:
     if not 0 <= cfg.model.freeze_at <= 5:
         problems.append(f"model.freeze_at must be in 0..5, got {cfg.model.freeze_at!r}")
     problems.extend(_best_model_problems(cfg.solver))
+    problems.extend(_solver_problems(cfg.solver))
+    return problems
+
+
+LR_SCHEDULES = ("step", "cosine")  # solver.lr_schedule (engine/schedule.py)
+
+
+def _solver_problems(s: SolverConfig) -> list:
+    """The schedule's name and the batch's split into micro-batches (each value's range is in _RANGES)."""
+    problems = []
+    if s.lr_schedule not in LR_SCHEDULES:
+        problems.append(f"solver.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {s.lr_schedule!r}")
+    b, a = s.batch_size, s.accumulate
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (b, a))
+    if whole and b % a:
+        problems.append(
+            f"solver.batch_size {b} is not divisible by solver.accumulate {a}: each iteration's {b} images "
+            f"are split into {a} micro-batches of equal size (choose an accumulate that divides {b})")
     return problems
 
 

@@ -1,21 +1,32 @@
-"""Learning-rate schedule: linear warm-up then multi-step decay; the linear scaling rule.
+"""Learning-rate schedules: linear warm-up, then multi-step decay or a cosine; the linear scaling rule.
 
-lr(it) = base_lr * warmup(it) * gamma ** (number of steps <= it), with
-warmup(it) = warmup_factor + (1 - warmup_factor) * it / warmup_iters for it < warmup_iters, else 1
-(detectron2's WarmupMultiStepLR with linear warm-up; ``it`` counts finished iterations, so the first
-iteration runs at base_lr * warmup_factor).
+lr(it) = base_lr * warmup(it) * decay(it), with
+warmup(it) = warmup_factor + (1 - warmup_factor) * it / warmup_iters for it < warmup_iters, else 1,
+and ``it`` the count of finished iterations (optimizer steps), so the first iteration runs at
+base_lr * warmup_factor. ``solver.lr_schedule`` picks decay(it):
+    step   (default): gamma ** (number of solver.steps <= it) (detectron2's WarmupMultiStepLR);
+    cosine: m + (1 - m) * 0.5 * (1 + cos(pi * it / solver.iters)), m = solver.lr_min_factor (default 0):
+            from 1 down to m at solver.iters; solver.steps and gamma are not used. As detectron2's
+            WarmupCosineLR, t = it / iters runs over the whole run, warm-up included (the warm-up ramp
+            multiplies the cosine, which is still ~1 while a short warm-up lasts).
+Both are pure functions of ``it``: a resumed run (the scheduler's ``last_epoch`` in its checkpoint)
+continues the same curve, given the same solver settings.
 
 Linear scaling rule (Goyal et al., 2017): when the batch changes from 16 images to b, scale the
 learning rate by b / 16 (and, by the same paper, stretch iterations and steps by 16 / b to see the
-same number of epochs): ``scaled_lr(0.02, 4) == 0.005``.
+same number of epochs): ``scaled_lr(0.02, 4) == 0.005``. With ``solver.accumulate`` the batch is still
+``solver.batch_size`` (the images of one optimizer step), however many micro-batches it is split into.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Sequence
 
 import torch
+
+from maskrcnn.config import LR_SCHEDULES as SCHEDULES
 
 
 def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int = 16) -> float:
@@ -25,19 +36,39 @@ def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int = 16) -
     return base_lr * batch_size / reference_batch_size
 
 
+def cosine_factor(iteration: int, *, max_iter: int, min_factor: float = 0.0) -> float:
+    """The cosine decay at ``iteration`` of ``max_iter``: 1 at 0, ``min_factor`` at ``max_iter`` and after."""
+    t = min(iteration / max_iter, 1.0) if max_iter > 0 else 1.0
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
 def lr_factor(
-    iteration: int, *, warmup_iters: int, warmup_factor: float, steps: Sequence[int], gamma: float
+    iteration: int,
+    *,
+    warmup_iters: int,
+    warmup_factor: float,
+    steps: Sequence[int] = (),
+    gamma: float = 0.1,
+    schedule: str = "step",
+    max_iter: int = 0,
+    min_factor: float = 0.0,
 ) -> float:
     """The multiplier of the base lr at ``iteration`` (0-based count of finished iterations)."""
-    factor = gamma ** bisect.bisect_right(sorted(steps), iteration)
+    if schedule == "cosine":
+        factor = cosine_factor(iteration, max_iter=max_iter, min_factor=min_factor)
+    elif schedule == "step":
+        factor = gamma ** bisect.bisect_right(sorted(steps), iteration)
+    else:
+        raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if iteration < warmup_iters:
         alpha = iteration / warmup_iters
         factor *= warmup_factor * (1 - alpha) + alpha
     return factor
 
 
-class WarmupMultiStepLR(torch.optim.lr_scheduler.LambdaLR):
-    """LambdaLR with ``lr_factor``; its ``state_dict`` is plain (last_epoch, base_lrs) for checkpoints."""
+class WarmupLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR with ``lr_factor``; its ``state_dict`` is plain (last_epoch, base_lrs) for checkpoints:
+    the curve itself is rebuilt from the constructor's arguments (the config) on resume."""
 
     def __init__(
         self,
@@ -45,13 +76,21 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LambdaLR):
         *,
         warmup_iters: int,
         warmup_factor: float,
-        steps: Sequence[int],
-        gamma: float,
+        steps: Sequence[int] = (),
+        gamma: float = 0.1,
+        schedule: str = "step",
+        max_iter: int = 0,
+        min_factor: float = 0.0,
     ):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         self.warmup_iters = int(warmup_iters)
         self.warmup_factor = float(warmup_factor)
         self.steps = tuple(int(s) for s in steps)
         self.gamma = float(gamma)
+        self.schedule = schedule
+        self.max_iter = int(max_iter)
+        self.min_factor = float(min_factor)
         super().__init__(optimizer, self._factor)
 
     def _factor(self, iteration: int) -> float:
@@ -61,6 +100,9 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LambdaLR):
             warmup_factor=self.warmup_factor,
             steps=self.steps,
             gamma=self.gamma,
+            schedule=self.schedule,
+            max_iter=self.max_iter,
+            min_factor=self.min_factor,
         )
 
     def state_dict(self) -> dict:
@@ -80,12 +122,29 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LambdaLR):
             group["lr"] = lr
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, solver) -> WarmupMultiStepLR:
-    """From ``cfg.solver`` (warmup_iters, warmup_factor, steps, gamma)."""
-    return WarmupMultiStepLR(
+WarmupMultiStepLR = WarmupLR  # the name before the cosine schedule (schedule="step" is its default)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, solver) -> WarmupLR:
+    """From ``cfg.solver`` (warmup_iters, warmup_factor, lr_schedule; steps and gamma, or iters and
+    lr_min_factor)."""
+    return WarmupLR(
         optimizer,
         warmup_iters=solver.warmup_iters,
         warmup_factor=solver.warmup_factor,
         steps=solver.steps,
         gamma=solver.gamma,
+        schedule=solver.lr_schedule,
+        max_iter=solver.iters,
+        min_factor=solver.lr_min_factor,
     )
+
+
+def schedule_notes(solver, *, default_steps: Sequence[int]) -> list:
+    """Lines to print before training: settings the chosen schedule does not use (``solver.steps`` set to
+    other than ``default_steps`` with the cosine schedule)."""
+    if solver.lr_schedule == "cosine" and tuple(solver.steps) != tuple(default_steps):
+        return [f"note: solver.lr_schedule cosine does not use solver.steps {list(solver.steps)}: the lr "
+                f"follows a cosine from {solver.lr:g} to {solver.lr * solver.lr_min_factor:g} over "
+                f"solver.iters {solver.iters}"]
+    return []

@@ -6,6 +6,21 @@ naming the iteration and the terms; the last good checkpoint stays; weights gone
 loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
 float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log.
 
+Gradient accumulation (``solver.accumulate`` = k > 1): each iteration's batch (this process's
+batch_size / world_size images, the same images as with k = 1) is split into k micro-batches in order;
+each is forwarded and backwarded with its loss divided by k, so the summed gradient is that of the
+micro-batches' mean loss; then one (GradScaler-unscaled, clipped) optimizer step and one schedule step.
+Under DDP the backwards of all but the last micro-batch run in ``no_sync`` (one all-reduce a step). The
+logged terms are the means over the micro-batches; iteration counts, checkpoint and evaluation periods,
+warm-up and steps count optimizer steps, and the batches an iteration sees do not depend on k, so exact
+resume holds (and a run may even resume with another k). The gradient equals the full batch's exactly
+where each loss is a mean over a count that is the same in every micro-batch (the RPN's sampled anchors
+and the RoI heads' sampled RoIs when every image fills its batch_size_per_image); it differs where the
+count varies with the images (loss_mask over positive RoIs, loss_keypoint over visible keypoints, a
+sampler short of candidates): each micro-batch is then normalised by its own count. The model's sampling
+draws differ from the full batch's (one generator, drawn micro-batch after micro-batch), and trainable
+batch norm (``model.norm=bn``) sees micro-batch statistics.
+
 Divergence without NaN (``engine/divergence.py``): a total loss above
 ``solver.divergence_factor`` x the median of the last ``solver.divergence_window`` iterations for
 ``solver.divergence_patience`` iterations in a row stops the run with ``DivergenceError`` (the iteration,
@@ -179,7 +194,9 @@ class Trainer:
     process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
     ``eval_period`` iterations (0: at the end only) on the main process. best_metric (``iou_type/metric``,
     None: off), early_stop_patience and early_stop_min_delta: the best checkpoint and early stopping
-    (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0.
+    (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0. accumulate: micro-batches
+    per iteration (gradient accumulation, module docstring); each batch must split into that many of
+    equal size.
     """
 
     def __init__(
@@ -211,7 +228,11 @@ class Trainer:
         best_metric: Optional[str] = None,
         early_stop_patience: int = 0,
         early_stop_min_delta: float = 0.0,
+        accumulate: int = 1,
     ):
+        if int(accumulate) < 1:
+            raise ValueError(f"accumulate must be a whole number >= 1, got {accumulate!r}")
+        self.accumulate = int(accumulate)
         self.device = torch.device(device)
         self.seed = int(seed)
         self.rank, self.world_size = du.get_rank(), du.get_world_size()
@@ -438,30 +459,32 @@ class Trainer:
         return torch.autocast("cpu", dtype=torch.bfloat16)
 
     def run_step(self, images, targets) -> Dict[str, float]:
-        images = [im.to(self.device, non_blocking=True) for im in images]
-        targets = [
-            {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
-        ]
+        """One iteration (optimizer step) on this process's batch, in ``accumulate`` micro-batches; returns
+        each loss term's mean over them."""
+        k = self.accumulate
+        if len(images) % k:
+            raise ValueError(
+                f"a batch of {len(images)} images cannot be split into solver.accumulate {k} micro-batches "
+                "of equal size (solver.batch_size, per process, must be a multiple of solver.accumulate)")
+        size = len(images) // k
         # The model's random sampling (anchors, RoIs) draws from a generator that is a pure function of
         # (seed, iteration, rank): a resumed run then repeats it exactly, whatever else drew from the
-        # global RNG in between.
+        # global RNG in between. The micro-batches draw from it one after the other.
         generator = torch.Generator().manual_seed(
             (self.seed * 1_000_003 + self.iteration * 9_973 + self.rank) % (2**63 - 1)
         )
-        with self._autocast():
-            losses = self.ddp_model(images, targets, generator=generator)
-        total = sum(losses.values())
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        bad = not all(math.isfinite(v) for v in values.values())
-        if du.any_true(bad):
-            terms = ", ".join(f"{k}={v}" for k, v in values.items())
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}): {terms}; "
-                + self._kept_checkpoint_text()
-                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
+        sums: Dict[str, float] = {}
+        for i in range(k):
+            last = i == k - 1
+            # DDP all-reduces the gradients in the last micro-batch's backward only: the earlier ones sum
+            # into .grad locally (one all-reduce per step, not k)
+            local = not last and self.ddp_model is not self.model
+            with self.ddp_model.no_sync() if local else contextlib.nullcontext():
+                values = self._micro_step(images[i * size:(i + 1) * size], targets[i * size:(i + 1) * size],
+                                          generator, part=i)
+            for name, v in values.items():
+                sums[name] = sums.get(name, 0.0) + v
         if self.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -469,6 +492,31 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        return {name: v / k for name, v in sums.items()}
+
+    def _micro_step(self, images, targets, generator, *, part: int) -> Dict[str, float]:
+        """Forward and backward of one micro-batch (the whole batch when ``accumulate`` is 1), its loss
+        divided by ``accumulate``: the summed gradients are those of the micro-batches' mean loss."""
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [
+            {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
+        ]
+        with self._autocast():
+            losses = self.ddp_model(images, targets, generator=generator)
+        total = sum(losses.values())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        bad = not all(math.isfinite(v) for v in values.values())
+        if du.any_true(bad):
+            terms = ", ".join(f"{k}={v}" for k, v in values.items())
+            where = f", micro-batch {part + 1} of {self.accumulate}" if self.accumulate > 1 else ""
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}{where}): {terms}; "
+                + self._kept_checkpoint_text()
+                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
+            )
+        if self.accumulate > 1:
+            total = total / self.accumulate
+        self.scaler.scale(total).backward()
         return values
 
     def _divergence_text(self, loss: float) -> str:
@@ -684,5 +732,6 @@ def build_trainer(
         best_metric=resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on),
         early_stop_patience=s.early_stop_patience,
         early_stop_min_delta=s.early_stop_min_delta,
+        accumulate=s.accumulate,
         **kwargs,
     )

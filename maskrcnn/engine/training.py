@@ -17,6 +17,10 @@ training set's class names must be the run's: a changed class list is refused be
 (``check_best_metric``): a metric the model's evaluation cannot report, or early stopping without a
 validation set, is one error line now rather than at the first evaluation.
 
+``solver.accumulate`` must divide each process's share of ``solver.batch_size`` (checked here, where the
+number of processes is known); with ``solver.lr_schedule=cosine``, a ``solver.steps`` other than the
+default is said to be unused in a note line.
+
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
 """
@@ -166,7 +170,7 @@ def build_training(
     trainer_kwargs=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
-    from maskrcnn.config import save_config
+    from maskrcnn.config import SolverConfig, save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
     from maskrcnn.data.loader import build_train_loader
@@ -174,6 +178,7 @@ def build_training(
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
+    from maskrcnn.engine.schedule import schedule_notes
     from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer
     from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
@@ -205,6 +210,13 @@ def build_training(
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} is not divisible by {world_size} processes"
         )
+    per_rank, accumulate = cfg.solver.batch_size // world_size, cfg.solver.accumulate
+    if per_rank % accumulate:
+        raise ValueError(
+            f"solver.batch_size {cfg.solver.batch_size} over {world_size} processes is {per_rank} images "
+            f"per process, not divisible by solver.accumulate {accumulate} (micro-batches of equal size)")
+    for line in schedule_notes(cfg.solver, default_steps=SolverConfig().steps):
+        say(line)
     rh = cfg.model.roi_heads
     train_set = CocoDataset(
         json_path=train_json,

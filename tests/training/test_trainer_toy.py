@@ -1,4 +1,5 @@
-"""Trainer mechanics on a toy model: exact resume after kill -9, NaN stop, divergence stop, DDP on gloo."""
+"""Trainer mechanics on a toy model: exact resume after kill -9, NaN stop, divergence stop, DDP on gloo (with
+gradient accumulation)."""
 
 import errno
 import os
@@ -257,7 +258,9 @@ def test_ddp_gloo_two_processes_identical_weights(tmp_path, toy):
             procs.append(subprocess.Popen(
                 [sys.executable, str(SCRIPT), "--out", str(tmp_path / "run"), "--iters", "8", "--period", "3",
                  "--dump-weights", str(tmp_path / "w"), "--scripted-eval", "2:5,4:4,6:3",
-                 "--set", "solver.eval_period=2", "solver.early_stop_patience=2"],
+                 # each rank's 2 images in 2 micro-batches: the first backward in no_sync, the second
+                 # all-reduces what both summed (the ranks' weights stay equal only if it does)
+                 "--set", "solver.eval_period=2", "solver.early_stop_patience=2", "solver.accumulate=2"],
                 # GLOO_SOCKET_IFNAME: gloo otherwise picks an interface from the host name, which need not
                 # reach 127.0.0.1 in a sandbox
                 env=_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
