@@ -244,7 +244,7 @@ def _region_points(shape):
     """A region's shape_attributes -> (P, 2) points, or Skip."""
     if not isinstance(shape, dict):
         raise Skip("bad_shape", "the region has no 'shape_attributes' object")
-    if not shape:  # VIA keeps a region whose drawing was undone, or a hand-edited file has one
+    if not shape:  # {}: the shape was lost (hand-edited files, other tools' exports); not "shape None"
         raise Skip("missing_shape", "the region has no shape (empty shape_attributes)")
     kind = shape.get("name")
     if kind is None:
