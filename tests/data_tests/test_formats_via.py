@@ -295,13 +295,19 @@ def test_via_export_free_text_first_attribute_and_empty_shapes(tmp_path, capsys)
     assert "notes.json: 'a.png1234' regions[3]: the region has no shape (empty shape_attributes)" in err
     assert "skipped 1 record(s): 1 missing_shape" in err
 
-    # Names, each different, before a species every region has: the species.
-    names = [_region(_rect(1 + 9 * i, 1, 4, 3), name=n, species=s) for i, (n, s) in
-             enumerate([("Tom", "cat"), ("Rex", "dog"), ("Max", "cat")])]  # fmt: skip
+    # Names, each different, before a species every region has: over 8 regions, the species; over 3,
+    # proof of nothing (a small file's classes need not repeat), the first attribute stays.
+    pets = [("Tom", "cat"), ("Rex", "dog"), ("Max", "cat"), ("Ada", "dog"), ("Bo", "cat"), ("Cy", "cat"),
+            ("Di", "dog"), ("Ed", "cat")]
+    names = [_region(_rect(1 + 5 * i, 1, 4, 3), name=n, species=s) for i, (n, s) in enumerate(pets)]
     (tmp_path / "names.json").write_text(json.dumps(_entry("a.png", names)))
     assert _convert(tmp_path / "names.json", tmp_path / "o2.json") == 0
-    assert _classes(tmp_path / "o2.json") == ["cat", "dog", "cat"]
+    assert _classes(tmp_path / "o2.json") == [s for _, s in pets]
     assert "class from attribute 'species'" in capsys.readouterr().err
+    (tmp_path / "few.json").write_text(json.dumps(_entry("a.png", names[:3])))
+    assert _convert(tmp_path / "few.json", tmp_path / "o4.json") == 0
+    assert _classes(tmp_path / "o4.json") == ["Tom", "Rex", "Max"]
+    assert "1 VIA files with the class from attribute 'name'" in capsys.readouterr().err
 
     # A first attribute whose values repeat is the class, as before, however the others look.
     classes = [_region(_rect(1 + 9 * i, 1, 4, 3), kind=k, occluded=o) for i, (k, o) in

@@ -15,9 +15,11 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   ``_via_attributes`` define region attributes: its one dropdown / radio / checkbox attribute (the
   class, not a text "name" or note beside it); of several, the one whose options match the most
   region values (a line says which); none: the first defined. Without definitions: the first
-  attribute met in the regions, unless it looks like free text (no value of it repeats, and it is
-  missing from some region or has more distinct values than the other) while another attribute that
-  every region with attributes has repeats its values: that one, and a line says so. A
+  attribute met in the regions, unless it looks like free text (no value of it repeats, and some
+  labelled region lacks it or, over at least ``FREE_TEXT_MIN_REGIONS`` labelled regions, it has more
+  distinct values than the other) while another attribute that every labelled region has repeats its
+  values: that one, and a line says so. A few regions prove nothing: cat, dog beside occluded yes, yes
+  keep the first attribute. A
   checkbox attribute (``{"option": true}``) gives its one ticked option. When no region of a file has
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
@@ -178,11 +180,18 @@ def _choice_attribute(defined: dict, regions: list) -> tuple:
                   "regions); --class-attribute picks another")
 
 
+# labelled regions from which on a first attribute whose values never repeat, beside one whose values do,
+# is taken for free text (names) even when every region has it
+FREE_TEXT_MIN_REGIONS = 8
+
+
 def _repeating_attribute(first: str, met: list, regions: list) -> Optional[str]:
-    """An attribute to take the class from instead of ``first`` when ``first`` looks like free text (a
-    name or a note: no value of it repeats, and it is missing from some region or has more distinct
-    values than the other): one that every region with attributes has and whose values repeat, as a
-    class's do. None when there is none."""
+    """An attribute to take the class from instead of ``first`` when ``first`` looks like free text (no
+    value of it repeats, and some labelled region lacks it or, over enough regions to judge, it has more
+    distinct values than the other): one that every labelled region has and whose values repeat, as a
+    class's do. None when there is none. In a small file a class's values need not repeat (cat, dog
+    beside occluded: yes, yes), so the variety of values alone decides only over
+    ``FREE_TEXT_MIN_REGIONS`` regions or more."""
     labelled = [attrs for attrs in regions if any(_class_values(v) for v in attrs.values())]
 
     def stats(key) -> tuple:  # (regions with a value, distinct values)
@@ -193,10 +202,11 @@ def _repeating_attribute(first: str, met: list, regions: list) -> Optional[str]:
     count, distinct = stats(first)
     if count == 0 or distinct < count:  # no value, or its values repeat: a class attribute may look so
         return None
+    judged = len(labelled) >= FREE_TEXT_MIN_REGIONS
     for key in met:
         other_count, other_distinct = stats(key)
         if key != first and other_count == len(labelled) and other_distinct < other_count and (
-            count < len(labelled) or distinct > other_distinct
+            count < len(labelled) or (judged and distinct > other_distinct)
         ):
             return key
     return None
