@@ -349,3 +349,15 @@ def test_cvat_project_export_subsets_are_converted_apart(tmp_path, capsys):
     capsys.readouterr()
     assert _convert(src, tmp_path / "test.json", "--split", "Test") == 1
     assert "no image of subset 'Test' (its subsets: Train, Validation)" in capsys.readouterr().err
+
+
+def test_cvat_polygon_bbox_is_its_extent_with_fractions(tmp_path):
+    """A polygon's bbox is its extent, fractions kept ([12, 11, 48, 39] from the mask before)."""
+    src, out = tmp_path / "export", tmp_path / "coco.json"
+    _png(src / "images" / "p.png", size=(64, 80))
+    polygon = '<polygon label="cat" points="10.5,10.5;60.25,10.5;60.25,50.75"></polygon>'
+    (src / "annotations.xml").write_text(_xml([_image("p.png", [polygon], size=(64, 80))]))
+    assert _convert(src, out) == 0
+    (ann,) = json.loads(out.read_text())["annotations"]
+    assert ann["bbox"] == [10.5, 10.5, 49.75, 40.25]
+    assert ann["area"] == int(_mask_of(ann["segmentation"], size=(64, 80)).sum())

@@ -231,3 +231,29 @@ def test_labelme_mask_shapes_and_four_corner_rectangles(tmp_path, capsys):
     assert "m.json: shapes[6] (label 'cat'): a mask shape needs its 'mask'" in err
     assert "skipped 2 record(s): 2 bad_shape" in err
     assert CocoDataset(json_path=out, image_dir=src).skipped == {}
+
+
+def test_polygon_bbox_is_the_polygon_extent_not_the_rasterised_mask(tmp_path, capsys):
+    """The bbox came from the rasterised mask, which loses the acute corners (no pixel centre covered
+    there): a triangle (1, 1), (40, 1), (40, 30) got [2, 1, 38, 29]. COCO's files give the polygon's
+    extent, clipped to the image; the area stays the rasterised one; the loader trains on that box."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "t.png")
+    _labelme(src / "t.json", [
+        _shape("cat", [[1, 1], [40, 1], [40, 30]]),
+        _shape("dog", [[30, 20], [50, 20], [50, 40]]),  # clipped at x = 40 and y = 30
+        {**_shape("bird", [[2, 20], [6, 22]], "mask"), "mask": _mask_b64(np.eye(3, 5, dtype=bool))},
+    ], "t.png")  # fmt: skip
+    assert _convert(src, out) == 0
+    coco = json.loads(out.read_text())
+    triangle, cut = (mask_utils.decode(mask_utils.frPyObjects(a["segmentation"], H, W)[0]) > 0
+                     for a in coco["annotations"][:2])
+    assert [(name, bbox, area) for _, name, bbox, area, _ in _instances(coco)] == [
+        ("cat", [1.0, 1.0, 39.0, 29.0], int(triangle.sum())),
+        ("dog", [30.0, 20.0, 10.0, 10.0], int(cut.sum())),
+        ("bird", [2.0, 20.0, 3.0, 3.0], 3),  # a mask: the box of its pixels (rows 20..22, columns 2..4)
+    ]
+    ys, xs = np.nonzero(triangle)
+    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == (2, 40, 1, 30)  # what the mask box gave
+    _, target = CocoDataset(json_path=out, image_dir=src)[0]  # training's boxes, x1 y1 x2 y2
+    assert target["boxes"].tolist() == [[1, 1, 40, 30], [30, 20, 40, 30], [2, 20, 5, 23]]

@@ -238,7 +238,7 @@ def test_labelstudio_json_export(tmp_path, capsys):
         "export.json: task 4: warning: original_width x original_height 80x120 differs from the image's "
         "40x60",
         "export.json: task 5: image 'gone.png' (from 's3://bucket/gone.png') not found under",
-        "export.json: task 6: the task has no 'image' in its data",
+        "export.json: task 6: no data field names an image file (its keys: caption)",
         "export.json: task 7: the task has predictions (model output) but no annotation",
         "export.json: task 8: every annotation of the task was cancelled",
         "export.json: task 9: the task has no annotation",
@@ -334,6 +334,54 @@ def test_labelstudio_image_found_twice_is_ambiguous(tmp_path, capsys):
     assert _convert(tmp_path / "export.json", tmp_path / "o.json") == 1
     assert ("export.json: task 5: image 'z.png' (from 'https://host/img/z.png') is in several folders under "
             f"{tmp_path}: day/z.png, night/z.png; skipped") in capsys.readouterr().err
+
+
+def test_labelstudio_image_field_not_called_image(tmp_path, capsys):
+    """A config's <Image value="$img"> (or $image_url) puts the image under that key: a local-storage URL
+    there (its file name in ?d=, not in the URL's path) was "the task has no 'image' in its data". The
+    key is the results' source "$key" (the config's value) when given, else the one data value naming an
+    image file (of several, the one under the results' to_name); else the task's keys are listed."""
+    _image(tmp_path / "imgs" / "p.png")
+    _image(tmp_path / "imgs" / "sub dir" / "q r.png")
+    _image(tmp_path / "imgs" / "thumb.png", size=(10, 10))
+    _image(tmp_path / "imgs" / "big.png")
+    rect = _result("rectanglelabels", ["dog"], x=0, y=0, width=50, height=50)
+
+    def task(tid, data, source=None, to_name="image"):
+        result = {**rect, "to_name": to_name, **({"source": source} if source else {})}
+        return {"id": tid, "data": data, "annotations": [{"id": tid, "result": [result]}]}
+
+    tasks = [
+        task(1, {"img": "/data/local-files/?d=imgs/p.png"}),
+        task(2, {"image_url": "/data/local-files/?d=imgs%2Fsub%20dir%2Fq%20r.png", "caption": "a b.png?"}),
+        task(3, {"thumb": "imgs/thumb.png", "photo": "https://host/x?id=3"}, source="$photo"),  # not found
+        task(4, {"thumb": "/data/upload/1/thumb.png", "photo": "s3://b/big.png"}, to_name="photo"),
+        task(5, {"thumb": "/data/upload/1/thumb.png", "photo": "s3://b/big.png"}),
+        task(6, {"text": "a cat", "meta": {"k": 1}, "n": 3}),
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "coco.json"
+    assert _convert(tmp_path / "export.json", out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["imgs/p.png", "imgs/sub dir/q r.png", "imgs/big.png"]
+    assert [(a["image_id"], a["bbox"]) for a in coco["annotations"]] == [
+        (1, [0.0, 0.0, 20.0, 15.0]), (2, [0.0, 0.0, 20.0, 15.0]), (3, [0.0, 0.0, 20.0, 15.0])]
+    for line in (
+        "export.json: task 3: image 'x' (from 'https://host/x?id=3') not found under",
+        "export.json: task 5: several data fields name an image file (thumb, photo) and the results do "
+        "not say which the labelling config's <Image> shows",
+        "export.json: task 6: no data field names an image file (its keys: text, meta, n)",
+    ):
+        assert line in err, line
+
+    # JSON-MIN: the data fields beside Label Studio's own (id, annotator, ...) in each record.
+    record = {"image_url": "/data/local-files/?d=imgs/p.png", "id": 1, "annotator": "a@b.c",
+              "label": [{"x": 0, "y": 0, "width": 50, "height": 50, "rectanglelabels": ["dog"]}]}
+    (tmp_path / "min.json").write_text(json.dumps([record]))
+    assert _convert(tmp_path / "min.json", tmp_path / "min_coco.json") == 0
+    assert [i["file_name"] for i in json.loads((tmp_path / "min_coco.json").read_text())["images"]] == [
+        "imgs/p.png"]
 
 
 @pytest.mark.parametrize("source", ["labelme", "via", "labelstudio", "yolo", "cvat"])

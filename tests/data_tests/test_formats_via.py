@@ -227,3 +227,93 @@ def test_via_project_finds_images_in_its_default_path(tmp_path, capsys):
     coco = json.loads(out.read_text())
     assert [i["file_name"] for i in coco["images"]] == ["../images/a.png", "../elsewhere/b.png", "c.png"]
     assert [a["area"] for a in coco["annotations"]] == [12, 15, 18]
+
+
+def _project(regions, region_attributes):
+    metadata = _entry("a.png", regions)
+    return {"_via_settings": {"ui": {}, "core": {}, "project": {"name": "p"}},
+            "_via_img_metadata": metadata, "_via_attributes": {"region": region_attributes, "file": {}},
+            "_via_data_format_version": "2.0.10", "_via_image_id_list": list(metadata)}
+
+
+def _classes(out):
+    coco = json.loads(out.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    return [names[a["category_id"]] for a in coco["annotations"]]
+
+
+def test_via_project_class_is_its_choice_attribute(tmp_path, capsys):
+    """The class came from the first attribute a project defines, a text "name" before the "species"
+    dropdown: every pet its own class (Tom, Rex). A project's one dropdown / radio / checkbox attribute is
+    the class; of several, the one whose options match the most region values, said in a line."""
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "a.png")
+    text = {"type": "text", "description": "", "default_value": ""}
+    species = {"type": "dropdown", "options": {"cat": "", "dog": ""}, "default_options": {}}
+    regions = [_region(_rect(1, 1, 4, 3), name="Tom", species="cat", colour="red"),
+               _region(_rect(10, 1, 4, 3), name="Rex", species="dog", colour="tabby"),
+               _region(_rect(20, 1, 4, 3), name="Max", species="cat")]  # fmt: skip
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(_project(regions, {"name": text, "species": species})))
+    assert _convert(one, tmp_path / "o1.json") == 0
+    assert _classes(tmp_path / "o1.json") == ["cat", "dog", "cat"]
+    assert "1 VIA files with the class from attribute 'species'" in capsys.readouterr().err
+    assert _convert(one, tmp_path / "o2.json", "--class-attribute", "name") == 0  # the option still rules
+    assert _classes(tmp_path / "o2.json") == ["Tom", "Rex", "Max"]
+
+    colour = {"type": "radio", "options": {"red": "", "blue": ""}}
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps(_project(regions, {"name": text, "colour": colour, "species": species})))
+    assert _convert(two, tmp_path / "o3.json") == 0
+    assert _classes(tmp_path / "o3.json") == ["cat", "dog", "cat"]
+    assert ("two.json: class from attribute 'species': of the 2 dropdown / radio / checkbox attributes, its "
+            "options match the most region values ('colour' 1, 'species' 3 of 3 regions); --class-attribute "
+            "picks another") in capsys.readouterr().err
+
+    # Only text attributes defined: the first, as before.
+    text_only = tmp_path / "text.json"
+    text_only.write_text(json.dumps(_project(regions, {"name": text, "species": text})))
+    assert _convert(text_only, tmp_path / "o4.json") == 0
+    assert _classes(tmp_path / "o4.json") == ["Tom", "Rex", "Max"]
+
+
+def test_via_export_free_text_first_attribute_and_empty_shapes(tmp_path, capsys):
+    """A plain export (no attribute definitions) whose first attribute is a note ("fluffy") took the class
+    from it, every other region "missing" its class. An attribute whose values never repeat, missing from
+    some region or more varied than another that every region has and whose values repeat, gives way to
+    that one. A region with empty shape_attributes was "shape None is not converted"."""
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "a.png")
+    notes = [_region(_rect(1, 1, 4, 3), note="fluffy", type="cat"),
+             _region(_rect(10, 1, 4, 3), type="dog", note=""),
+             _region(_rect(20, 1, 4, 3), type={"dog": True}),
+             _region({}, type="cat")]  # fmt: skip
+    (tmp_path / "notes.json").write_text(json.dumps(_entry("a.png", notes)))
+    assert _convert(tmp_path / "notes.json", tmp_path / "o1.json") == 0
+    assert _classes(tmp_path / "o1.json") == ["cat", "dog", "dog"]
+    err = capsys.readouterr().err
+    assert ("notes.json: class from attribute 'type', whose values repeat, not from the first attribute "
+            "'note', whose values look like free text (none repeats); --class-attribute note takes it") in err
+    assert "notes.json: 'a.png1234' regions[3]: the region has no shape (empty shape_attributes)" in err
+    assert "skipped 1 record(s): 1 missing_shape" in err
+
+    # Names, each different, before a species every region has: over 8 regions, the species; over 3,
+    # proof of nothing (a small file's classes need not repeat), the first attribute stays.
+    pets = [("Tom", "cat"), ("Rex", "dog"), ("Max", "cat"), ("Ada", "dog"), ("Bo", "cat"), ("Cy", "cat"),
+            ("Di", "dog"), ("Ed", "cat")]
+    names = [_region(_rect(1 + 5 * i, 1, 4, 3), name=n, species=s) for i, (n, s) in enumerate(pets)]
+    (tmp_path / "names.json").write_text(json.dumps(_entry("a.png", names)))
+    assert _convert(tmp_path / "names.json", tmp_path / "o2.json") == 0
+    assert _classes(tmp_path / "o2.json") == [s for _, s in pets]
+    assert "class from attribute 'species'" in capsys.readouterr().err
+    (tmp_path / "few.json").write_text(json.dumps(_entry("a.png", names[:3])))
+    assert _convert(tmp_path / "few.json", tmp_path / "o4.json") == 0
+    assert _classes(tmp_path / "o4.json") == ["Tom", "Rex", "Max"]
+    assert "1 VIA files with the class from attribute 'name'" in capsys.readouterr().err
+
+    # A first attribute whose values repeat is the class, as before, however the others look.
+    classes = [_region(_rect(1 + 9 * i, 1, 4, 3), kind=k, occluded=o) for i, (k, o) in
+               enumerate([("cat", "no"), ("cat", "no"), ("dog", "no")])]  # fmt: skip
+    (tmp_path / "classes.json").write_text(json.dumps(_entry("a.png", classes)))
+    assert _convert(tmp_path / "classes.json", tmp_path / "o3.json") == 0
+    assert _classes(tmp_path / "o3.json") == ["cat", "cat", "dog"]
+    err = capsys.readouterr().err
+    assert "1 VIA files with the class from attribute 'kind'" in err and "free text" not in err

@@ -3,11 +3,12 @@ image sizes and the list of annotation files.
 
 Shapes: an image is H rows x W columns; a mask is (H, W) bool.
 
-A converter fills a ``CocoBuilder`` (images and instances; bbox and area always computed from the mask
-the written segmentation decodes to, so training sees exactly what was drawn) and a ``Report``: a record
-that cannot be converted raises ``Skip`` (a reason key and a message); the converter catches it at the
-smallest unit (a shape, an object, a file), the report prints it naming the file and the record, counts
-it by reason, and the conversion goes on.
+A converter fills a ``CocoBuilder`` (images and instances; area always the pixels of the mask the written
+segmentation decodes to; bbox the extent of the polygons for a polygon instance, as COCO's own files give
+it (the mask's box loses a pixel or two at acute corners, where no pixel centre is covered), the mask's
+box for a mask instance) and a ``Report``: a record that cannot be converted raises ``Skip`` (a reason
+key and a message); the converter catches it at the smallest unit (a shape, an object, a file), the
+report prints it naming the file and the record, counts it by reason, and the conversion goes on.
 
 ``file_name`` of every image is its path relative to the builder's root (with ``/`` separators, ``..``
 where the image lies outside it), so ``--train-images ROOT`` finds every image, wherever it lies.
@@ -127,6 +128,16 @@ def _rle_json(rle: dict) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def _polygon_box(polygons: Sequence, height: int, width: int) -> list:
+    """[x, y, w, h] around the vertices of COCO polygons, clipped to the W x H image. The box the mask
+    gives would be smaller: an acute corner covers no pixel centre, so rasterising loses it."""
+    xs = np.clip(np.concatenate([np.asarray(p, dtype=np.float64)[0::2] for p in polygons]), 0.0, width)
+    ys = np.clip(np.concatenate([np.asarray(p, dtype=np.float64)[1::2] for p in polygons]), 0.0, height)
+    x1, y1 = float(xs.min()), float(ys.min())
+    # rounded: 60.25 - 10.3 is 49.949999999999996 in floats, and the file would say so
+    return [x1, y1, round(float(xs.max()) - x1, 6), round(float(ys.max()) - y1, 6)]
+
+
 class MaskPatch(NamedTuple):
     """A mask shape's pixels inside the image: ``patch`` (h, w) bool with its top-left pixel at (top,
     left). Kept this small until its instance is written (an image may hold hundreds of SAM masks)."""
@@ -186,13 +197,16 @@ class CocoBuilder:
             raise Skip("unknown_label", f"label {label!r} is not one of the classes {sorted(self.fixed)}")
         return label
 
-    def _add(self, image_id: int, label: str, segmentation, rle: dict, iscrowd: bool) -> dict:
+    def _add(self, image_id: int, label: str, segmentation, rle: dict, iscrowd: bool,
+             bbox: Optional[list] = None) -> dict:
+        """``bbox``: [x, y, w, h] given (a polygon's extent); None: the mask's box."""
         area = int(mask_utils.area(rle))
         if area == 0:
             raise Skip("empty_mask", "the mask covers no pixel of the image")
+        box = bbox if bbox is not None else mask_utils.toBbox(rle)
         ann = {"id": len(self.annotations) + 1, "image_id": image_id, "_label": self.check_label(label),
                "segmentation": segmentation, "area": area,
-               "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": int(bool(iscrowd))}
+               "bbox": [float(v) for v in box], "iscrowd": int(bool(iscrowd))}
         self.annotations.append(ann)
         return ann
 
@@ -204,7 +218,8 @@ class CocoBuilder:
         if problem:  # checked before pycocotools' C code sees it (see data/mask_codec.py)
             raise Skip("bad_polygon", problem)
         rle = mask_utils.merge(mask_utils.frPyObjects([list(p) for p in polygons], height, width))
-        return self._add(image_id, label, [list(p) for p in polygons], rle, iscrowd)
+        return self._add(image_id, label, [list(p) for p in polygons], rle, iscrowd,
+                         bbox=_polygon_box(polygons, height, width))
 
     def add_mask(self, image_id: int, label: str, mask: np.ndarray, *, iscrowd: bool = False):
         """An instance given as an (H, W) boolean mask, written as compressed RLE."""

@@ -30,12 +30,16 @@ Rules:
   annotations are left out. A task with several annotations is counted in the notes. Predictions (model
   output) are never converted: a task with predictions and no annotation is skipped and counted. In
   JSON-MIN, where each annotation is a record of its own, the first record of a task id is taken.
-- Images: ``data.image`` (else the one data field that looks like an image's URL or path) names the
-  file; it is looked for under ``images`` (default: the export's folder): a ``/data/local-files/?d=PATH``
-  URL at PATH, then any URL's or path's file name (URL-decoded: %20 is a space) in ``images`` and in its
-  subfolders; Label Studio stores uploads as ``<8 hex>-<name>`` (``/data/upload/3/5f2c1a3b-photo.jpg``),
-  so ``photo.jpg`` is tried next. A name found twice in the subfolders is skipped as ambiguous. A task
-  without an image, or whose image is not found, is skipped, naming the task id.
+- Images: the data field the labelling config's ``<Image value="$key">`` reads names the file: ``key``
+  from the results' ``source`` ("$key") when they carry it, else ``image``, else the one data field
+  whose value names an image file (a ``/data/local-files/?d=`` URL's PATH, else a URL's or path's file
+  name, ending in .jpg, .png, ...; of several, the one under the results' ``to_name``, the Image tag's
+  name). The file is looked for under ``images`` (default: the export's folder): a
+  ``/data/local-files/?d=PATH`` URL at PATH, then any URL's or path's file name (URL-decoded: %20 is a
+  space) in ``images`` and in its subfolders; Label Studio stores uploads as ``<8 hex>-<name>``
+  (``/data/upload/3/5f2c1a3b-photo.jpg``), so ``photo.jpg`` is tried next. A name found twice in the
+  subfolders is skipped as ambiguous. A task without an image (the message lists its data keys), or
+  whose image is not found, is skipped, naming the task id.
 - Left out and counted in the notes: results without labels, classification and text results (choices,
   textarea, rating, ...), keypoints, relations. Skipped as errors: a result on an image Label Studio
   showed turned (``image_rotation`` not 0: its coordinates are of the turned view, not the file), a
@@ -67,6 +71,8 @@ _UNLABELLED_TYPES = ("polygon", "rectangle", "ellipse", "brush")
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")  # Label Studio's "<uuid4 hex[:8]>-" on uploads
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 _OUTSIDE_MARGIN = 0.10  # of the image size: further past the border is not a slip of the mouse
+# Label Studio's own fields beside the data in JSON-MIN records (and in some tasks' data)
+_NOT_DATA = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time")
 
 
 class _ImageFinder:
@@ -124,17 +130,47 @@ def _parse_reference(reference: str) -> tuple:
     return unquote(text).lstrip("/"), name
 
 
-def _image_reference(data: dict) -> str:
-    """The task's image URL: ``data["image"]``, else its one field that looks like an image's."""
-    value = data.get("image")
-    if isinstance(value, str) and value.strip():
-        return value
-    candidates = [v for k, v in data.items() if k not in ("annotator", "created_at", "updated_at")
-                  and isinstance(v, str) and urlsplit(v.strip()).path.lower().endswith(_IMAGE_SUFFIXES)]
-    if len(candidates) == 1:
-        return candidates[0]
-    found = f" ({len(candidates)} fields look like image paths)" if candidates else ""
-    raise Skip("no_image", f"the task has no 'image' in its data{found}")
+def _is_image_reference(value) -> bool:
+    """Whether a data value names an image file: its file name as ``_parse_reference`` reads it (the
+    ``?d=`` path of a local-files URL, else the URL's or path's) ends in an image suffix."""
+    return isinstance(value, str) and bool(value.strip()) and \
+        _parse_reference(value)[1].lower().endswith(_IMAGE_SUFFIXES)
+
+
+def _config_hints(item: dict) -> tuple:
+    """(data keys, image names) the results of a task point to: ``source`` "$key" is the labelling
+    config's ``<Image value="$key">`` (exports carry it), ``to_name`` the Image tag's name (often the
+    key's too)."""
+    results = []
+    for group in ("annotations", "completions", "predictions"):
+        entries = item.get(group) if isinstance(item.get(group), list) else []
+        for entry in entries:
+            found = entry.get("result") if isinstance(entry, dict) else None
+            results += [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    sources = [r["source"][1:] for r in results if isinstance(r.get("source"), str)
+               and r["source"].startswith("$")]
+    names = [r["to_name"] for r in results if isinstance(r.get("to_name"), str)]
+    return list(dict.fromkeys(sources)), list(dict.fromkeys(names))
+
+
+def _image_reference(data: dict, *, sources: Sequence[str] = (), names: Sequence[str] = ()) -> str:
+    """The task's image URL: ``data[key]`` of the config's ``<Image value="$key">`` when the results
+    name it (``sources``), else ``data["image"]``, else the one data value that names an image file (of
+    several, the one under the Image tag's name, ``names``)."""
+    for key in [*sources, "image"]:
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    candidates = [k for k, v in data.items() if k not in _NOT_DATA and _is_image_reference(v)]
+    named = [k for k in candidates if k in names]
+    if len(candidates) == 1 or len(named) == 1:
+        return data[candidates[0] if len(candidates) == 1 else named[0]]
+    if candidates:
+        raise Skip("no_image", f"several data fields name an image file ({', '.join(candidates[:5])}) and "
+                               "the results do not say which the labelling config's <Image> shows")
+    keys = [str(k) for k in data if k not in _NOT_DATA and not isinstance(data[k], list)]
+    raise Skip("no_image", f"no data field names an image file (its keys: {', '.join(keys[:10]) or 'none'}"
+                           f"{', ...' if len(keys) > 10 else ''})")
 
 
 def _region_kind(result_type, value: dict) -> Optional[str]:
@@ -248,7 +284,8 @@ def _full_task(item: dict, key: str, report: Report) -> _Task:
     data = item.get("data")
     if not isinstance(data, dict):
         raise Skip("bad_task", "the task has no 'data' object")
-    reference = _image_reference(data)
+    sources, names = _config_hints(item)
+    reference = _image_reference(data, sources=sources, names=names)
     annotations = item.get("annotations", item.get("completions"))  # completions: Label Studio < 1.0
     annotations = [a for a in annotations if isinstance(a, dict)] if isinstance(annotations, list) else []
     kept = [a for a in annotations if not a.get("was_cancelled")]

@@ -9,9 +9,17 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
 - Shapes: ``polygon`` (``all_points_x``, ``all_points_y``), ``rect`` (``x``, ``y``, ``width``,
   ``height``), ``circle`` (``cx``, ``cy``, ``r``) and ``ellipse`` (``cx``, ``cy``, ``rx``, ``ry``,
   optional ``theta`` in radians) become COCO polygons clipped to the image; ``point`` and
-  ``polyline`` have no area and are reported and skipped.
-- Class: the value of the region attribute ``class_attribute``; by default the first region attribute
-  the file defines (a project file's ``_via_attributes``), else the first one met in its regions. A
+  ``polyline`` have no area and are reported and skipped, as is a region with empty
+  ``shape_attributes`` (no shape).
+- Class: the value of the region attribute ``class_attribute``. By default, in a project file whose
+  ``_via_attributes`` define region attributes: its one dropdown / radio / checkbox attribute (the
+  class, not a text "name" or note beside it); of several, the one whose options match the most
+  region values (a line says which); none: the first defined. Without definitions: the first
+  attribute met in the regions, unless it looks like free text (no value of it repeats, and some
+  labelled region lacks it or, over at least ``FREE_TEXT_MIN_REGIONS`` labelled regions, it has more
+  distinct values than the other) while another attribute that every labelled region has repeats its
+  values: that one, and a line says so. A few regions prove nothing: cat, dog beside occluded yes, yes
+  keep the first attribute. A
   checkbox attribute (``{"option": true}``) gives its one ticked option. When no region of a file has
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
@@ -44,6 +52,7 @@ from maskrcnn.data.formats.geometry import (
 __all__ = ["DEFAULT_CLASS_NAME", "read_via"]
 
 DEFAULT_CLASS_NAME = "object"
+_CHOICE_TYPES = ("dropdown", "radio", "checkbox")  # VIA 2 attribute types with a fixed list of options
 
 
 def _search_paths(settings) -> list:
@@ -56,14 +65,15 @@ def _search_paths(settings) -> list:
 
 
 def _entries(data) -> tuple:
-    """(entries [(key, entry)], attribute names the file defines, image folders it names) of a VIA 1/2
-    file, or Skip."""
+    """(entries [(key, entry)], the region attributes the file defines {name: definition}, image folders
+    it names) of a VIA 1/2 file, or Skip."""
     if isinstance(data, dict) and {"project", "metadata", "file"} <= set(data):
         raise Skip("not_via", "a VIA 3 project (not supported): export it from VIA 3 as COCO instead")
-    defined, search = [], []
+    defined, search = {}, []
     if isinstance(data, dict) and "_via_img_metadata" in data:  # a VIA 2 project file
-        region_attrs = (data.get("_via_attributes") or {}).get("region")
-        defined = list(region_attrs) if isinstance(region_attrs, dict) else []
+        attributes = data.get("_via_attributes")
+        region_attrs = attributes.get("region") if isinstance(attributes, dict) else None
+        defined = dict(region_attrs) if isinstance(region_attrs, dict) else {}
         search = _search_paths(data.get("_via_settings"))
         data = data["_via_img_metadata"]
     if not isinstance(data, dict):
@@ -129,34 +139,107 @@ def _attributes(region) -> dict:
     return attrs if isinstance(attrs, dict) else {}
 
 
-def _class_attribute(entries: list, defined: list) -> Optional[str]:
-    """The region attribute that holds the class: the first defined, else the first met; None if none."""
-    if defined:
-        return defined[0]
+def _class_values(value) -> tuple:
+    """A region's value of one attribute as the class names it gives: a text or number, or a checkbox's
+    ticked options; () when it gives none."""
+    if isinstance(value, dict):  # a checkbox: {"option": true, ...}
+        return tuple(str(k) for k, v in value.items() if v)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (str(value),)
+    return (value.strip(),) if isinstance(value, str) and value.strip() else ()
+
+
+def _region_attributes(entries: list) -> list:
+    """The region_attributes of every region of the file, in order."""
+    found = []
     for _, entry in entries:
         try:
-            regions = _regions(entry)
+            found.extend(_attributes(region) for _, region in _regions(entry))
         except Skip:
             continue
-        for _, region in regions:
-            for key in _attributes(region):
-                return key
+    return found
+
+
+def _choice_attribute(defined: dict, regions: list) -> tuple:
+    """(attribute, why or None) among a project's dropdown / radio / checkbox attributes; (None, None)
+    when it defines none."""
+    choices = [k for k, d in defined.items() if isinstance(d, dict) and d.get("type") in _CHOICE_TYPES]
+    if len(choices) <= 1:
+        return (choices[0] if choices else None), None
+
+    def matching(key) -> int:  # regions whose value is one of the attribute's options
+        options = defined[key].get("options")
+        options = {str(o) for o in options} if isinstance(options, (dict, list)) else set()
+        return sum(1 for attrs in regions if options.intersection(_class_values(attrs.get(key))))
+
+    counts = {k: matching(k) for k in choices}
+    best = max(choices, key=lambda k: counts[k])  # the first defined on a tie
+    listing = ", ".join(f"{k!r} {counts[k]}" for k in choices)
+    return best, (f"class from attribute {best!r}: of the {len(choices)} dropdown / radio / checkbox "
+                  f"attributes, its options match the most region values ({listing} of {len(regions)} "
+                  "regions); --class-attribute picks another")
+
+
+# labelled regions from which on a first attribute whose values never repeat, beside one whose values do,
+# is taken for free text (names) even when every region has it
+FREE_TEXT_MIN_REGIONS = 8
+
+
+def _repeating_attribute(first: str, met: list, regions: list) -> Optional[str]:
+    """An attribute to take the class from instead of ``first`` when ``first`` looks like free text (no
+    value of it repeats, and some labelled region lacks it or, over enough regions to judge, it has more
+    distinct values than the other): one that every labelled region has and whose values repeat, as a
+    class's do. None when there is none. In a small file a class's values need not repeat (cat, dog
+    beside occluded: yes, yes), so the variety of values alone decides only over
+    ``FREE_TEXT_MIN_REGIONS`` regions or more."""
+    labelled = [attrs for attrs in regions if any(_class_values(v) for v in attrs.values())]
+
+    def stats(key) -> tuple:  # (regions with a value, distinct values)
+        given = [_class_values(attrs.get(key)) for attrs in labelled]
+        given = [v for v in given if v]
+        return len(given), len(set(given))
+
+    count, distinct = stats(first)
+    if count == 0 or distinct < count:  # no value, or its values repeat: a class attribute may look so
+        return None
+    judged = len(labelled) >= FREE_TEXT_MIN_REGIONS
+    for key in met:
+        other_count, other_distinct = stats(key)
+        if key != first and other_count == len(labelled) and other_distinct < other_count and (
+            count < len(labelled) or (judged and distinct > other_distinct)
+        ):
+            return key
     return None
+
+
+def _class_attribute(entries: list, defined: dict) -> tuple:
+    """(the region attribute that holds the class or None if there is none, a line saying why when it was
+    chosen by guessing). A VIA 2 project: its one dropdown / radio / checkbox attribute (of several, the
+    one whose options match the most region values), else the first it defines. Else the first attribute
+    met in the regions, unless its values look like free text and another's repeat."""
+    regions = _region_attributes(entries)
+    if defined:
+        choice, why = _choice_attribute(defined, regions)
+        return (choice, why) if choice is not None else (next(iter(defined)), None)
+    met = list(dict.fromkeys(key for attrs in regions for key in attrs))  # in the order first met
+    if not met:
+        return None, None
+    other = _repeating_attribute(met[0], met, regions)
+    if other is None:
+        return met[0], None
+    return other, (f"class from attribute {other!r}, whose values repeat, not from the first attribute "
+                   f"{met[0]!r}, whose values look like free text (none repeats); --class-attribute "
+                   f"{met[0]} takes it")
 
 
 def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
     if attribute is None:
         return class_name or DEFAULT_CLASS_NAME
-    value = _attributes(region).get(attribute)
-    if isinstance(value, dict):  # a checkbox: {"option": true, ...}
-        ticked = [k for k, v in value.items() if v]
-        if len(ticked) > 1:
-            raise Skip("ambiguous_class", f"attribute {attribute!r} has several options ticked: {ticked}")
-        value = ticked[0] if ticked else None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
+    values = _class_values(_attributes(region).get(attribute))
+    if len(values) > 1:
+        raise Skip("ambiguous_class", f"attribute {attribute!r} has several options ticked: {list(values)}")
+    if values:
+        return values[0]
     if class_name:
         return class_name
     raise Skip("missing_class", f"no value for the class attribute {attribute!r} "
@@ -171,7 +254,12 @@ def _region_points(shape):
     """A region's shape_attributes -> (P, 2) points, or Skip."""
     if not isinstance(shape, dict):
         raise Skip("bad_shape", "the region has no 'shape_attributes' object")
+    if not shape:  # {}: the shape was lost (hand-edited files, other tools' exports); not "shape None"
+        raise Skip("missing_shape", "the region has no shape (empty shape_attributes)")
     kind = shape.get("name")
+    if kind is None:
+        keys = ", ".join(sorted(map(str, shape))[:8])
+        raise Skip("bad_shape", f"shape_attributes has no 'name' (its keys: {keys})")
     if kind == "polygon":
         xs, ys = shape.get("all_points_x"), shape.get("all_points_y")
         if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
@@ -190,7 +278,9 @@ def _region_points(shape):
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name) -> None:
     name = builder.relative(path)
     entries, defined, search = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
-    attribute = class_attribute or _class_attribute(entries, defined)
+    attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
+    if why:
+        report.tell(name, why)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
     report.note(f"VIA files with the class from {source}")
     for key, entry in entries:
