@@ -729,6 +729,12 @@ def parse_set_args(items: list) -> dict:
     return out
 
 
+def preset_solver_steps() -> set:
+    """The ``solver.steps`` of every preset and of the defaults: steps a config has without the user's
+    choosing them (a schedule that ignores steps says so only for others)."""
+    return {tuple(make().solver.steps) for make in PRESETS.values()} | {tuple(SolverConfig().steps)}
+
+
 def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] = None, *,
                 stored: bool = False) -> Config:
     """A preset name (``r50_fpn``), or a YAML file (optionally with ``_base_: PRESET``), then overrides.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 
@@ -140,10 +140,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, solver) -> WarmupLR:
     )
 
 
-def schedule_notes(solver, *, default_steps: Sequence[int]) -> list:
-    """Lines to print before training: settings the chosen schedule does not use (``solver.steps`` set to
-    other than ``default_steps`` with the cosine schedule)."""
-    if solver.lr_schedule == "cosine" and tuple(solver.steps) != tuple(default_steps):
+def schedule_notes(solver, *, preset_steps: Collection[tuple]) -> list:
+    """Lines to print before training: settings the chosen schedule does not use (``solver.steps`` with
+    the cosine schedule, when they are not one of ``preset_steps``, the steps the presets set: those the
+    user did not choose)."""
+    if solver.lr_schedule == "cosine" and tuple(solver.steps) not in preset_steps:
         return [f"note: solver.lr_schedule cosine does not use solver.steps {list(solver.steps)}: the lr "
                 f"follows a cosine from {solver.lr:g} to {solver.lr * solver.lr_min_factor:g} over "
                 f"solver.iters {solver.iters}"]

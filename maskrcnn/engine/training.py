@@ -170,7 +170,7 @@ def build_training(
     trainer_kwargs=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
-    from maskrcnn.config import SolverConfig, save_config
+    from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
     from maskrcnn.data.loader import build_train_loader
@@ -215,7 +215,7 @@ def build_training(
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} over {world_size} processes is {per_rank} images "
             f"per process, not divisible by solver.accumulate {accumulate} (micro-batches of equal size)")
-    for line in schedule_notes(cfg.solver, default_steps=SolverConfig().steps):
+    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()):
         say(line)
     rh = cfg.model.roi_heads
     train_set = CocoDataset(

@@ -79,19 +79,22 @@ def test_cosine_values_and_resume_on_the_same_curve():
 
 
 def test_schedule_settings_are_checked_and_unused_steps_noted():
-    from maskrcnn.config import SolverConfig, load_config
+    from maskrcnn.config import PRESETS, load_config, preset_solver_steps
     from maskrcnn.engine.schedule import schedule_notes
 
     with pytest.raises(ValueError, match="solver.lr_schedule must be one of step, cosine, got 'cosin'"):
         load_config("demo", {"solver.lr_schedule": "cosin"})
     with pytest.raises(ValueError, match=r"solver.lr_min_factor must be in \[0, 1\], got 1.5"):
         load_config("demo", {"solver.lr_min_factor": 1.5})
-    default = SolverConfig().steps
+    presets = preset_solver_steps()
     cosine = load_config("r50_fpn", {"solver.lr_schedule": "cosine", "solver.steps": [100, 200],
                                      "solver.lr_min_factor": 0.05})
-    assert schedule_notes(cosine.solver, default_steps=default) == [
+    assert schedule_notes(cosine.solver, preset_steps=presets) == [
         "note: solver.lr_schedule cosine does not use solver.steps [100, 200]: the lr follows a cosine from "
         "0.02 to 0.001 over solver.iters 90000"]
     assert schedule_notes(load_config("r50_fpn", {"solver.lr_schedule": "cosine"}).solver,
-                          default_steps=default) == []
-    assert schedule_notes(load_config("r50_fpn", {"solver.steps": [100]}).solver, default_steps=default) == []
+                          preset_steps=presets) == []
+    assert schedule_notes(load_config("r50_fpn", {"solver.steps": [100]}).solver, preset_steps=presets) == []
+    for name in PRESETS:  # a preset's own steps (finetune's, the demo's) were not the user's choice
+        assert schedule_notes(load_config(name, {"solver.lr_schedule": "cosine"}).solver,
+                              preset_steps=presets) == [], name
