@@ -314,8 +314,7 @@ def load_torchvision_file(path, **kwargs) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        from maskrcnn.checkpoint import load_refusal_reason
+        from maskrcnn.checkpoint_refusal import unreadable_message
 
-        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
-        raise ConversionError(f"{path}: cannot be read as a torch state dict ({reason})") from None
+        raise ConversionError(unreadable_message(path, e)) from None  # torch's refusal spans a screen
     return convert_torchvision(obj, source=str(path), **kwargs)
