@@ -52,6 +52,16 @@ _NO_PUSH_OPS = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "MA
 _MAX_PICKLES = 8  # a legacy torch file is a few pickles (magic number, header, data) then raw storages
 
 
+# Python 2 names a protocol-2 pickle (torch.save's default) writes, as pickle's fix_imports reads them
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+def _global_name(module, attr) -> str:
+    if not module or not attr:
+        return "?"
+    return f"{_PY2_MODULES.get(module, module)}.{attr}"
+
+
 def is_data_global(name: str) -> bool:
     """Whether rebuilding the global ``module.name`` runs no code of the file's choosing."""
     return name in _DATA_GLOBALS or any(p.match(name) for p in _DATA_PATTERNS)
@@ -67,10 +77,11 @@ def _globals_of_stream(f, found: list) -> None:
             for op, arg, _pos in pickletools.genops(f):
                 name = op.name
                 if name in ("GLOBAL", "INST"):
-                    found.append(".".join(str(arg).split(" ", 1)))
+                    found.append(_global_name(*(str(arg).split(" ", 1) + [None])[:2]))
+                    pushed.append(None)  # the global itself, not a string
                 elif name == "STACK_GLOBAL":
-                    module, attr = (pushed[-2:] + [None, None])[:2] if len(pushed) >= 2 else (None, None)
-                    found.append(f"{module}.{attr}" if module and attr else "?")
+                    found.append(_global_name(*pushed[-2:]) if len(pushed) >= 2 else "?")
+                    pushed.append(None)
                 elif name == "MEMOIZE":
                     memo[len(memo)] = pushed[-1] if pushed else None
                 elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
@@ -177,7 +188,8 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
     bad = code_global(path)
     if bad is not None:
         kind = "attack" if is_attack_global(bad) else "code"
-        return kind, f"{path} asks to run code (global {bad}) when unpickled; refused"
+        whole = " (a whole pickled model? save its state_dict())" if bad.startswith("torch.nn.") else ""
+        return kind, f"{path} asks to run code (global {bad}) when unpickled; refused{whole}"
     if is_plain_pickle(path) and (error is None or "Unsupported operand" in str(error)
                                   or "magic number" in str(error)):
         return "pickle", f"{path} is a plain pickle, not a PyTorch file"
