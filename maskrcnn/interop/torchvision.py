@@ -368,10 +368,13 @@ def torch_load_weights(path):
     line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
     import argparse
     import contextlib
+    import warnings
 
     safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle (a .pkl given as a torch file) first warns of its
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # protocol, then is refused
+            return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_torchvision_file(path, **kwargs) -> dict:
