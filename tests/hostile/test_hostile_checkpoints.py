@@ -195,3 +195,21 @@ def _each_entry_point_says(cli, tmp_path, image, cases, read_weights):
             with pytest.raises(ValueError) as info:
                 read_weights(str(path))
             assert words in str(info.value) and not any(n in str(info.value) for n in _NOISE)
+
+
+def test_globals_are_read_from_the_opcodes_without_unpickling(tmp_path):
+    """The global a refused file asks for is named from its opcodes: GLOBAL (protocols 0-3, Python 2
+    names mapped), STACK_GLOBAL with its module string memoised and fetched again (protocol 4)."""
+    import os
+
+    from maskrcnn.checkpoint_refusal import code_global, pickle_globals
+
+    module = "nt" if os.name == "nt" else "posix"
+    for protocol in (0, 2, 4):
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps((os.system, os.listdir, os.system), protocol=protocol))
+        assert pickle_globals(path) == [f"{module}.system", f"{module}.listdir"], protocol
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, tmp_path / "sd.pth")
+    assert code_global(tmp_path / "sd.pth") is None  # tensors and an OrderedDict run no code
+    torch.save({"payload": _RunsCode()}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert code_global(tmp_path / "legacy.pth") == "builtins.exec"
