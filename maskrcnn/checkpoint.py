@@ -7,6 +7,9 @@ code from it):
 Training checkpoints add "optimizer", "scheduler", "iteration", "rng" and "data_state"; everything in
 them is tensors or plain Python values (RNG states are stored as uint8 tensors / lists).
 
+A file that cannot be loaded is refused in one line naming it (``checkpoint_refusal``: empty, asking to
+run code, a plain pickle, truncated), never with torch's advice to load it with ``weights_only=False``.
+
 Writes are atomic (``io_utils.atomic_write_bytes``: temporary file in the same folder, fsync,
 ``os.replace``): a crash at any moment leaves either the old file or the new one, never half of one.
 """

@@ -176,8 +176,9 @@ def unreadable_message(path, error: Optional[Exception] = None) -> str:
 
 
 def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
-    """``(kind, message)``: kind is empty | attack (code from os, builtins, ...) | code (another
-    library's objects) | pickle (a plain pickle) | corrupt | refused; message as ``unreadable_message``."""
+    """``(kind, message)``: kind is empty | attack (code from os, builtins, ...) | model (a whole pickled
+    torch.nn model) | code (another library's objects) | pickle (a plain pickle) | corrupt | refused;
+    message as ``unreadable_message``."""
     path = str(path)
     try:
         size = os.path.getsize(path)
@@ -187,9 +188,11 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
         return "empty", f"{path} is empty (0 bytes)"
     bad = code_global(path)
     if bad is not None:
+        if bad.startswith("torch.nn."):
+            return "model", (f"{path} asks to run code (global {bad}) when unpickled; refused (a whole "
+                             "pickled model? save its state_dict())")
         kind = "attack" if is_attack_global(bad) else "code"
-        whole = " (a whole pickled model? save its state_dict())" if bad.startswith("torch.nn.") else ""
-        return kind, f"{path} asks to run code (global {bad}) when unpickled; refused{whole}"
+        return kind, f"{path} asks to run code (global {bad}) when unpickled; refused"
     if is_plain_pickle(path) and (error is None or "Unsupported operand" in str(error)
                                   or "magic number" in str(error)):
         return "pickle", f"{path} is a plain pickle, not a PyTorch file"
