@@ -7,6 +7,9 @@ code from it):
 Training checkpoints add "optimizer", "scheduler", "iteration", "rng" and "data_state"; everything in
 them is tensors or plain Python values (RNG states are stored as uint8 tensors / lists).
 
+A file that cannot be loaded is refused in one line naming it (``checkpoint_refusal``: empty, asking to
+run code, a plain pickle, truncated), never with torch's advice to load it with ``weights_only=False``.
+
 Writes are atomic (``io_utils.atomic_write_bytes``: temporary file in the same folder, fsync,
 ``os.replace``): a crash at any moment leaves either the old file or the new one, never half of one.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 import io
 import os
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -36,18 +38,6 @@ class CheckpointError(ValueError):
 
 
 _CONVERT_HINT = "a torchvision or detectron2 checkpoint? `maskrcnn convert` reads it"
-
-
-def load_refusal_reason(error: Exception) -> str:
-    """What torch's weights_only refusal says on one line: its message spans a screen (two options,
-    ANSI escapes, a link), the reason is the line after "WeightsUnpickler error:"."""
-    marker = "WeightsUnpickler error:"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for i, line in enumerate(lines):
-        if marker in line:
-            reason = line.split(marker, 1)[1].strip() or " ".join(lines[i + 1:i + 2])
-            return reason.split(". ")[0]
-    return lines[0] if lines else type(error).__name__
 
 
 def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_names, **extra: Any) -> None:
@@ -75,7 +65,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint file is empty (truncated write?)")
+        raise CheckpointError(f"{path} is empty (0 bytes)")
     with open(path, "rb") as f:
         head = f.read(4)
     # torch.save writes a zip archive (PK..) or, in its legacy format, a pickle (protocol marker 0x80)
@@ -86,12 +76,8 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         with warnings.catch_warnings():  # a plain pickle (a detectron2 .pkl) first warns of its protocol
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
-    except Exception as e:  # weights_only refuses arbitrary objects with UnpicklingError and friends
-        reason = load_refusal_reason(e)
-        raise CheckpointError(f"{path}: refused to load (not plain tensors / values: {reason}; "
-                              f"{_CONVERT_HINT})") from None
+    except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
+        raise CheckpointError(_refusal(path, e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = ""
         if isinstance(ckpt, dict) and any(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -119,6 +105,19 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         listing = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
         raise CheckpointError(f"{path}: weights hold NaN or infinite values in 'model' tensors {listing}")
     return ckpt
+
+
+def _refusal(path: Path, error: Exception) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refused (``checkpoint_refusal``), with the
+    pointer to ``maskrcnn convert`` where the file may be another library's weights."""
+    from maskrcnn.checkpoint_refusal import describe_unreadable
+
+    kind, message = describe_unreadable(path, error)
+    if kind == "pickle":
+        return f"{message} (a detectron2 .pkl? {_CONVERT_HINT.split('? ', 1)[1]})"
+    if kind in ("code", "refused"):
+        return f"{message} ({_CONVERT_HINT})"
+    return message
 
 
 def non_finite_keys(state_dict: dict) -> list:

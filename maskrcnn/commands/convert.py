@@ -1,7 +1,7 @@
 """``maskrcnn convert``: turn a torchvision, detectron2 or MMDetection checkpoint into our format.
 
     maskrcnn convert --from torchvision|detectron2|mmdetection IN OUT [--set key=value ...]
-        [--class-names a,b,c]
+        [--class-names a,b,c] [--ema]
 
 IN is a file, a published name (``maskrcnn_resnet50_fpn_coco``, ``maskrcnn_resnet50_fpn_v2_coco``,
 ``keypointrcnn_resnet50_fpn_coco``, ...; downloaded to the cache and checksummed) or a URL.
@@ -11,6 +11,8 @@ built with plain BatchNorm (torchvision's published v1 COCO weights need the def
 MMDetection files (``interop/mmdetection.py``) take their class names and conventions from the config
 text stored in the file; what the conversion could not carry over exactly is printed as a note.
 Every source key must map and every model key must be filled, or nothing is written.
+A torchvision file written with ``train.py --model-ema`` holds two copies of the weights: ``model`` is
+converted (a note says the other exists), ``--ema`` converts the averaged ``model_ema`` instead.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class-names", default=None,
                         help="comma-separated class names without the background (default: the names an "
                              "MMDetection file stores, COCO for 91 / 81 classes, else class_1, class_2, ...)")
+    parser.add_argument("--ema", action="store_true",
+                        help="torchvision: take the EMA copy of the weights ('model_ema', written by its "
+                             "train.py --model-ema) instead of 'model'")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -61,12 +66,14 @@ def run(args) -> int:
     from maskrcnn.io_utils import check_output_file
 
     check_output_file(args.output, "OUT")
+    if args.ema and args.source_format != "torchvision":
+        raise ValueError(f"--ema applies to --from torchvision, not {args.source_format}")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
     if args.source_format == "torchvision":
         from maskrcnn.interop.torchvision import load_torchvision_file
 
-        result = load_torchvision_file(path, overrides=overrides)
+        result = load_torchvision_file(path, overrides=overrides, ema=args.ema)
     elif args.source_format == "mmdetection":
         from maskrcnn.interop.mmdetection import load_mmdetection_file
 

@@ -147,8 +147,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         found = self._allowed.get((module, name))
         if found is None:
-            raise ConversionError(f"{self._source}: refused to load: the pickle asks for the global "
-                                  f"{module}.{name}, which a file of numpy arrays never needs")
+            raise ConversionError(f"{self._source} asks to run code (global {module}.{name}) when unpickled; "
+                                  "refused (a file of numpy arrays never needs it)")
         return found
 
 
@@ -159,6 +159,8 @@ def _read_pickle(path: Path):
         except ConversionError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+            if path.stat().st_size == 0:
+                raise ConversionError(f"{path} is empty (0 bytes)") from None
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConversionError(f"{path}: cannot be read as a pickle of numpy arrays ({reason})") from None
 
@@ -167,10 +169,9 @@ def _read_torch(path: Path):
     try:
         return torch_load_weights(path)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        from maskrcnn.checkpoint import load_refusal_reason
+        from maskrcnn.checkpoint_refusal import unreadable_message
 
-        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
-        raise ConversionError(f"{path}: cannot be read as a torch checkpoint ({reason})") from None
+        raise ConversionError(unreadable_message(path, e)) from None  # torch's refusal spans a screen
 
 
 def read_detectron2_file(path) -> object:

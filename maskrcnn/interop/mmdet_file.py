@@ -131,12 +131,18 @@ def read_mmdet_file(path) -> object:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    from maskrcnn.checkpoint_refusal import code_global, is_attack_global
+
+    bad = code_global(path)  # left inert it would run nothing, but no checkpoint asks for os.system
+    if bad is not None and is_attack_global(bad):
+        raise ConversionError(f"{path} asks to run code (global {bad}) when unpickled; refused")
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
             TypeError, AttributeError, IndexError, KeyError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConversionError(f"{path}: cannot be read as a torch checkpoint ({reason})") from None
+        from maskrcnn.checkpoint_refusal import unreadable_message
+
+        raise ConversionError(unreadable_message(path, e)) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,14 @@ plus the legacy names that torchvision's published v1 files still carry (``rpn.h
 itself renames on load.
 
 Torchvision's label convention is ours (0 = background), so class rows are copied as they are.
+
+Files of torchvision's reference ``train.py --model-ema`` hold a second copy of the weights, averaged
+over the steps: ``{"model": sd, "model_ema": {"n_averaged": tensor, "module.<key>": tensor, ...}, ...}``.
+``model`` is taken unless ``ema=True`` asks for the average (``model_ema`` without its ``module.``
+prefix and counter); either way a note says which copy was taken.
+
+Only ResNet / ResNeXt backbones (``backbone.body.layer1..4``) convert; another backbone under
+``backbone.body`` (MobileNet's ``features.*``) is refused in one line naming it.
 Published v1 COCO weights need frozen batch norm with eps 0 (torchvision overwrites eps on load);
 weights from a model built with ``weights=None`` (plain BatchNorm, eps 1e-5) need ``frozen_bn_eps=1e-5``.
 """
@@ -99,6 +107,36 @@ def _map_key(key: str, box_linear_index: dict) -> Optional[str]:
     return rename_key(_COMPILED, key)
 
 
+def ema_state_dict(obj) -> Optional[dict]:
+    """The averaged copy a torchvision ``--model-ema`` file keeps under "model_ema" (an
+    ``AveragedModel``'s state: the model's keys behind ``module.``, plus the "n_averaged" counter);
+    None when the file has none."""
+    ema = obj.get("model_ema") if isinstance(obj, dict) else None
+    if not isinstance(ema, dict) or not ema:
+        return None
+    return strip_module_prefix({k: v for k, v in ema.items() if k != "n_averaged"})
+
+
+def _ema_steps(obj) -> str:
+    n = obj["model_ema"].get("n_averaged")
+    return f", averaged over {int(n)} steps" if isinstance(n, torch.Tensor) and n.numel() == 1 else ""
+
+
+def pick_weights(obj, source: str = "checkpoint", *, ema: bool = False) -> tuple:
+    """``(obj or its EMA copy, [notes])``: the weights ``unwrap_state_dict`` reads, "model_ema" when
+    ``ema`` (an error when the file has none), and a note naming the copy taken when there are two."""
+    averaged = ema_state_dict(obj)
+    if ema:
+        if averaged is None:
+            raise ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), but "
+                                  "the file has no 'model_ema' (train.py --model-ema writes one)")
+        return averaged, [f"took the EMA copy of the weights ('model_ema'{_ema_steps(obj)})"]
+    if averaged is None:
+        return obj, []
+    return obj, [f"the file also holds an EMA copy of the weights ('model_ema'{_ema_steps(obj)}); took "
+                 "'model'; `maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy"]
+
+
 def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     """A plain name -> tensor dict from a torchvision file (a state dict, or one under 'model')."""
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
@@ -128,20 +166,49 @@ def strip_module_prefix(sd: dict) -> dict:
     return sd
 
 
-def detect_layout(sd: dict) -> str:
+def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
     has_body = any(k.startswith("backbone.body.") for k in sd)
     if not has_body or "roi_heads.box_predictor.cls_score.weight" not in sd:
         raise ConversionError(
-            "not a torchvision detection state dict: "
+            f"{source}: not a torchvision detection state dict: "
             "no backbone.body.* or roi_heads.box_predictor.cls_score.* keys"
         )
+    check_resnet_body(sd, source)
     v2 = "roi_heads.box_head.0.0.weight" in sd
     if any(k.startswith("roi_heads.keypoint_predictor.") for k in sd):
         return "keypointrcnn"
     if any(k.startswith("roi_heads.mask_predictor.") for k in sd):
         return "maskrcnn_v2" if v2 else "maskrcnn"
     return "fasterrcnn_v2" if v2 else "fasterrcnn"
+
+
+# torchvision's other detection backbones, by the names under backbone.body: MobileNet's
+# IntermediateLayerGetter numbers its blocks (an InvertedResidual holds ".block."), RegNet's has a trunk
+_OTHER_BODIES = ((re.compile(r"^backbone\.body\.(\d+\.block)\."), "MobileNet?"),
+                 (re.compile(r"^backbone\.body\.(features)\."), "MobileNet?"),
+                 (re.compile(r"^backbone\.body\.(trunk_output)\."), "RegNet?"))
+
+
+def check_resnet_body(sd: dict, source: str = "checkpoint") -> None:
+    """Refuse, in one line naming the keys, a detector whose ``backbone.body`` is not a ResNet / ResNeXt
+    (torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` has ``backbone.body.0.*``, ``1.block.*``, ...):
+    counting its ResNet stages found none and said "(0, 0, 0, 0) blocks per stage"."""
+    if any(k.startswith("backbone.body.layer1.") for k in sd):
+        return
+    from maskrcnn.modeling.backbone import ARCHS
+
+    shown, guess = None, ""
+    for pattern, name in _OTHER_BODIES:
+        hit = next((m for m in map(pattern.match, sd) if m), None)
+        if hit:
+            shown, guess = hit.group(1), f" ({name})"
+            break
+    if shown is None:
+        body = [k for k in sd if k.startswith("backbone.body.") and k.count(".") >= 3]
+        shown = body[0].split(".")[2] if body else "?"
+    raise ConversionError(f"{source}: backbone.body.{shown}.* is not a ResNet/ResNeXt backbone{guess}; "
+                          f"supported: {', '.join(ARCHS)}")
 
 
 def resnet_arch(blocks: tuple, res2_conv2_weight, *, bottleneck: bool) -> str:
@@ -247,19 +314,21 @@ def convert_state_dict(sd: dict) -> tuple:
 
 
 def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: str = "checkpoint",
-                        overrides: Optional[dict] = None) -> dict:
+                        overrides: Optional[dict] = None, ema: bool = False) -> dict:
     """Full conversion with a check against the model ``build_model`` makes from the overrides.
 
     ``frozen_bn_eps``: None picks 0.0 for v1 layouts (torchvision's published COCO v1 weights) and
     1e-5 for v2. ``overrides``: extra config keys (e.g. ``{"model.frozen_bn_eps": 1e-5}``), applied last.
-    Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report"}``; raises
+    ``ema``: take the file's "model_ema" copy (module docstring).
+    Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report", "notes"}``; raises
     ConversionError naming unmapped, missing or mis-shaped keys.
     """
     from maskrcnn.config import Config, apply_overrides
     from maskrcnn.modeling.mask_rcnn import build_model
 
+    obj, notes = pick_weights(obj, source, ema=ema)
     sd = unwrap_state_dict(obj, source)
-    layout = detect_layout(sd)
+    layout = detect_layout(sd, source)
     if frozen_bn_eps is None:
         frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0
     cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
@@ -289,7 +358,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
     ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
     names = default_class_names(cfg.model.num_classes, layout)
-    return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report}
+    return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
+            "notes": notes}
 
 
 def torch_load_weights(path):
@@ -298,10 +368,13 @@ def torch_load_weights(path):
     line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
     import argparse
     import contextlib
+    import warnings
 
     safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle (a .pkl given as a torch file) first warns of its
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # protocol, then is refused
+            return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_torchvision_file(path, **kwargs) -> dict:
@@ -314,8 +387,7 @@ def load_torchvision_file(path, **kwargs) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        from maskrcnn.checkpoint import load_refusal_reason
+        from maskrcnn.checkpoint_refusal import unreadable_message
 
-        reason = load_refusal_reason(e)  # torch's weights_only refusal spans a screen
-        raise ConversionError(f"{path}: cannot be read as a torch state dict ({reason})") from None
+        raise ConversionError(unreadable_message(path, e)) from None  # torch's refusal spans a screen
     return convert_torchvision(obj, source=str(path), **kwargs)

@@ -15,6 +15,9 @@ converts to our parameter names and returns a ``SourceWeights``:
 - ``class_names`` (background first) and ``keypoint_names`` where the weights have class rows or
   keypoint channels; ``unused``: source keys no detector of ours uses (an ImageNet ``fc``);
 - ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
+
+A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy of a torchvision
+``train.py --model-ema`` file (its "model_ema") instead of "model"; without it a note says the copy exists.
 """
 
 from __future__ import annotations
@@ -129,7 +132,21 @@ def _ours(path: str) -> SourceWeights:
     )
 
 
-def _detector(obj, kind: str, source: str) -> SourceWeights:
+EMA_SUFFIX = "#ema"
+
+
+def split_ema(spec: str) -> tuple:
+    """``(spec, ema)``: "FILE#ema" asks for the EMA copy of FILE's weights (a file named so stays a file)."""
+    spec = str(spec)
+    if spec.endswith(EMA_SUFFIX) and not os.path.exists(spec):
+        return spec[: -len(EMA_SUFFIX)], True
+    return spec, False
+
+
+def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
+    if ema and kind != "torchvision":
+        raise ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision file "
+                              f"('model_ema'); this is a {kind} file")
     if kind == "mmdetection":
         from maskrcnn.interop.mmdetection import convert_mmdetection
 
@@ -143,9 +160,9 @@ def _detector(obj, kind: str, source: str) -> SourceWeights:
         from maskrcnn.interop.torchvision import convert_torchvision as convert
     else:
         from maskrcnn.interop.detectron2 import convert_detectron2 as convert
-    result = convert(obj, source=source)
+    result = convert(obj, source=source, ema=ema) if kind == "torchvision" else convert(obj, source=source)
     cfg, sd = result["config"], result["state_dict"]
-    notes = []
+    notes = list(result.get("notes", []))
     if kind == "detectron2":
         notes = ["stem conv input channels reversed: BGR weights, RGB images",
                  "class rows moved: detectron2's background-last order to background-first"]
@@ -156,9 +173,10 @@ def _detector(obj, kind: str, source: str) -> SourceWeights:
                          keypoint_names=keypoints, notes=notes)
 
 
-def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
+def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
-    ``read_weights`` validates those through ``checkpoint.load_checkpoint``)."""
+    ``read_weights`` validates those through ``checkpoint.load_checkpoint``). ``ema``: a torchvision
+    file's "model_ema" copy instead of "model"."""
     from maskrcnn.interop import imagenet
     from maskrcnn.interop.mmdetection import is_mmdetection
     from maskrcnn.interop.torchvision import strip_module_prefix
@@ -168,13 +186,16 @@ def convert_any(obj, *, source: str = "checkpoint") -> SourceWeights:
     sd = strip_module_prefix(_unwrap(obj, source))
     keys = [k for k in sd if isinstance(k, str)]
     if any(k.startswith("backbone.body.") for k in keys):
-        return _detector(obj, "torchvision", source)
+        return _detector(obj, "torchvision", source, ema)
     # detectron2: FPN models nest the ResNet as backbone.bottom_up, C4 models do not (both have an RPN
     # under proposal_generator)
     if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
-        return _detector(obj, "detectron2", source)
+        return _detector(obj, "detectron2", source, ema)
     if is_mmdetection(keys):  # rpn_head.*, roi_head.*, neck.lateral_convs.*
-        return _detector(obj, "mmdetection", source)
+        return _detector(obj, "mmdetection", source, ema)
+    if ema:
+        raise ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision detector's file "
+                              "('model_ema'); this is not one")
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
@@ -212,6 +233,7 @@ def read_weights(spec: str, *, cache=None) -> SourceWeights:
     from maskrcnn.interop.detectron2 import read_detectron2_file
     from maskrcnn.interop.download import sha256_of
 
+    spec, ema = split_ema(spec)
     where = resolve_spec(spec, cache=cache)
     path = where["path"]
     try:
@@ -222,9 +244,12 @@ def read_weights(spec: str, *, cache=None) -> SourceWeights:
             raise
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         del obj
+        if ema:
+            raise ConversionError(f"{spec}: {EMA_SUFFIX} takes the EMA copy of a torchvision file "
+                                  "('model_ema'); this is a maskrcnn checkpoint")
         weights = _ours(path)
     else:
-        weights = convert_any(obj, source=str(spec))
+        weights = convert_any(obj, source=str(spec), ema=ema)
     weights.provenance = {**where, "sha256": sha256_of(path), "bytes": os.path.getsize(path),
                           "format": weights.describe()}
     return weights

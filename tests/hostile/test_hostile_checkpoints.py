@@ -73,8 +73,8 @@ def test_pickle_that_runs_code_is_refused(cli, tmp_path, image, monkeypatch):
     path = tmp_path / "evil.pth"
     torch.save({"format": "maskrcnn-checkpoint", "payload": _RunsCode()}, path)
     rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
-    assert rc == 1 and str(path) in text and "refused to load" in text
-    assert not marker.exists()
+    assert rc == 1 and f"{path} asks to run code (global builtins.exec) when unpickled; refused" in text
+    assert "weights_only" not in text and not marker.exists()
     plain = tmp_path / "evil.pkl"  # a plain pickle, not even a torch zip
     plain.write_bytes(pickle.dumps(_RunsCode()))
     rc, text = cli("eval", "--weights", plain, "--json", tmp_path / "j.json", "--images", tmp_path)
@@ -131,3 +131,85 @@ def test_another_projects_checkpoint_is_one_line_pointing_to_convert(cli, tmp_pa
     rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
     assert rc == 1 and str(path) in text and "`maskrcnn convert` reads it" in text
     assert text.count("\n") == 1 and "\x1b[" not in text and "pickle protocol" not in text, text
+
+
+class _CallsSystem:
+    def __reduce__(self):  # never called: every loader refuses the file before its globals resolve
+        import os
+
+        return os.system, ("exit 3",)
+
+
+def _refused_files(folder):
+    """name -> (file, the words every entry point must say)."""
+    import numpy as np
+
+    torch.save({"model": _CallsSystem()}, folder / "evil.pth")
+    (folder / "evil.pkl").write_bytes(pickle.dumps({"model": _CallsSystem()}, protocol=4))
+    (folder / "empty.pth").write_bytes(b"")
+    (folder / "model_final.pkl").write_bytes(pickle.dumps(
+        {"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}}, protocol=4))
+    system = f"global {'nt' if __import__('os').name == 'nt' else 'posix'}.system"
+    return {"evil.pth": f"evil.pth asks to run code ({system}) when unpickled; refused",
+            "evil.pkl": f"evil.pkl asks to run code ({system}) when unpickled; refused",
+            "empty.pth": "empty.pth is empty (0 bytes)",
+            "model_final.pkl": "model_final.pkl is a plain pickle, not a PyTorch file (a detectron2 .pkl? "
+                               "`maskrcnn convert` reads it)"}
+
+
+# torch's and pickle's words: its advice to load with weights_only=False would run the file's code
+_NOISE = ("weights_only", "Re-running", "Unsupported operand", "EOFError", "Ran out of input", "\x1b[")
+
+
+def test_refusals_read_the_same_at_every_entry_point(cli, tmp_path, image):
+    """predict / eval / export --weights passed on torch's screen of text (advising weights_only=False)
+    or "Unsupported operand 149"; convert and train --init said "EOFError" / "Ran out of input" for an
+    empty file. Every entry point now says what the file is, in one line."""
+    import warnings
+
+    from maskrcnn.interop.weights import read_weights
+
+    cases = _refused_files(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _each_entry_point_says(cli, tmp_path, image, cases, read_weights)
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]  # torch's, printed by the CLI
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c.pth").exists()
+
+
+def _each_entry_point_says(cli, tmp_path, image, cases, read_weights):
+    for name, words in cases.items():
+        path = tmp_path / name
+        runs = [("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu"),
+                ("eval", "--weights", path, "--json", tmp_path / "j.json", "--images", tmp_path),
+                ("export", "--weights", path, "--output", tmp_path / "m.onnx")]
+        if name != "model_final.pkl":  # convert reads a detectron2 .pkl: it is refused only as weights
+            runs += [("convert", "--from", src, path, tmp_path / "c.pth")
+                     for src in ("torchvision", "detectron2", "mmdetection")]
+        for args in runs:
+            rc, text = cli(*args)
+            expected = words.split(" (a detectron2")[0] if args[0] == "convert" else words
+            assert rc == 1 and expected in text and text.count("\n") == 1, (args, text)
+            assert not any(n in text for n in _NOISE), (args, text)
+        if name != "model_final.pkl":  # what train --init reads its weights with
+            with pytest.raises(ValueError) as info:
+                read_weights(str(path))
+            assert words in str(info.value) and not any(n in str(info.value) for n in _NOISE)
+
+
+def test_globals_are_read_from_the_opcodes_without_unpickling(tmp_path):
+    """The global a refused file asks for is named from its opcodes: GLOBAL (protocols 0-3, Python 2
+    names mapped), STACK_GLOBAL with its module string memoised and fetched again (protocol 4)."""
+    import os
+
+    from maskrcnn.checkpoint_refusal import code_global, pickle_globals
+
+    module = "nt" if os.name == "nt" else "posix"
+    for protocol in (0, 2, 4):
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps((os.system, os.listdir, os.system), protocol=protocol))
+        assert pickle_globals(path) == [f"{module}.system", f"{module}.listdir"], protocol
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, tmp_path / "sd.pth")
+    assert code_global(tmp_path / "sd.pth") is None  # tensors and an OrderedDict run no code
+    torch.save({"payload": _RunsCode()}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert code_global(tmp_path / "legacy.pth") == "builtins.exec"

@@ -174,3 +174,65 @@ def test_whole_pickled_model_is_refused_naming_the_class(tmp_path):
         message = str(info.value)
         assert "whole.pth" in message and "torch.nn.modules.container.Sequential" in message
         assert "\n" not in message and "\x1b[" not in message
+
+
+def _ema_checkpoint(sd, steps=7):
+    """What torchvision's references/detection/train.py --model-ema saves: the EMA copy is an
+    AveragedModel's state ("module." before each key, plus its counter); here every value + 1."""
+    ema = {"n_averaged": torch.tensor(steps), **{f"module.{k}": v + 1 for k, v in sd.items()}}
+    return {"model": sd, "model_ema": ema, "epoch": 25}
+
+
+def test_ema_copy_is_named_and_taken_on_request_by_convert_and_train_init(tmp_path, capsys):
+    """convert (and train --init) silently took "model" from a --model-ema file, with no word of the
+    averaged copy nor a way to take it."""
+    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.cli import main
+    from maskrcnn.interop.torchvision import pick_weights
+    from maskrcnn.interop.weights import convert_any, split_ema
+
+    sd = _manifest_sd("fasterrcnn_resnet50_fpn")
+    obj = _ema_checkpoint(sd)
+    ours, theirs = "backbone.res2.0.conv1.conv.weight", "backbone.body.layer1.0.conv1.weight"
+    taken, notes = pick_weights(obj)  # the default: "model", and a note saying how to take the other
+    assert taken is obj and notes == [
+        "the file also holds an EMA copy of the weights ('model_ema', averaged over 7 steps); took 'model'; "
+        "`maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy"]
+    src = tmp_path / "model_25.pth"
+    torch.save(obj, src)
+    assert main(["convert", "--from", "torchvision", str(src), str(tmp_path / "ema.pth"), "--ema"]) == 0
+    err = capsys.readouterr().err
+    assert "note: took the EMA copy of the weights ('model_ema', averaged over 7 steps)" in err
+    assert torch.equal(load_checkpoint(tmp_path / "ema.pth")["model"][ours], sd[theirs] + 1)
+    assert split_ema(f"{src}#ema") == (str(src), True) and split_ema(str(src)) == (str(src), False)
+    init = convert_any(obj, ema=True)  # what train --init model_25.pth#ema converts
+    assert torch.equal(init.state_dict[ours], sd[theirs] + 1) and "took the EMA copy" in init.notes[0]
+    plain = tmp_path / "plain_tv.pth"
+    torch.save({"model": {theirs: sd[theirs]}}, plain)
+    assert main(["convert", "--from", "torchvision", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
+    assert "plain_tv.pth: the EMA copy of the weights was asked for (--ema / #ema), but the file has no " \
+           "'model_ema'" in capsys.readouterr().err
+    assert main(["convert", "--from", "detectron2", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
+    assert "--ema applies to --from torchvision, not detectron2" in capsys.readouterr().err
+
+
+def test_mobilenet_backbone_is_refused_naming_its_keys(tmp_path, capsys):
+    """fasterrcnn_mobilenet_v3_large_fpn's file said "unrecognised basic-block ResNet with (0, 0, 0, 0)
+    blocks per stage", in convert and train --init."""
+    from maskrcnn.cli import main
+    from maskrcnn.interop.weights import read_weights
+
+    resnet = _manifest_sd("fasterrcnn_resnet50_fpn")
+    sd = {k: v for k, v in resnet.items() if not k.startswith("backbone.body.")}
+    sd.update({"backbone.body.0.0.weight": torch.zeros(16, 3, 3, 3),
+               "backbone.body.1.block.0.0.weight": torch.zeros(16, 1, 3, 3)})  # MobileNetV3's first blocks
+    path = tmp_path / "mnv3.pth"
+    torch.save(sd, path)
+    words = (f"{path}: backbone.body.1.block.* is not a ResNet/ResNeXt backbone (MobileNet?); "
+             "supported: resnet18, ")
+    assert main(["convert", "--from", "torchvision", str(path), str(tmp_path / "x.pth")]) == 1
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "blocks per stage" not in err
+    with pytest.raises(ConversionError) as info:
+        read_weights(str(path))
+    assert words in str(info.value)

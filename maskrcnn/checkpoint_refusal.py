@@ -1,0 +1,213 @@
+"""Why a weights file could not be opened, in one line naming the file: the words every loader of ours
+(``checkpoint.load_checkpoint``, the torchvision / detectron2 / MMDetection readers) uses.
+
+    unreadable_message(path, error) -> "PATH is empty (0 bytes)"
+                                     | "PATH asks to run code (global posix.system) when unpickled; refused"
+                                     | "PATH is a plain pickle, not a PyTorch file"
+                                     | "PATH is a zip archive without a PyTorch data.pkl, ..."
+                                     | "PATH is truncated or corrupt (REASON)"
+                                     | "PATH: refused to load (REASON)"
+
+The loaders never run code from a file (``torch.load(weights_only=True)`` or a restricted unpickler); this
+module only words their refusal. torch's own text spans a screen, names pickle opcodes ("Unsupported
+operand 149") and advises re-running with ``weights_only=False``, which would run the file's code: none
+of that is passed on. Which global a file asks for is read by ``pickle_globals``, a static walk over the
+pickle's opcodes (``pickletools.genops``): nothing is unpickled, nothing imported.
+"""
+
+from __future__ import annotations
+
+import os
+import pickletools
+import re
+import zipfile
+from typing import Optional
+
+# Globals a file of tensors, arrays and plain containers needs: rebuilding any of them runs no code of
+# the file's choosing. Everything else (os.system, builtins.exec, a class of another library) does.
+_DATA_GLOBALS = {
+    "collections.OrderedDict", "_codecs.encode", "argparse.Namespace",
+    "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.slice", "builtins.complex",
+    "torch.Size", "torch.device", "torch.Tensor", "torch.nn.parameter.Parameter",
+    "torch.serialization._get_layout", "torch._tensor._rebuild_from_type_v2",
+    "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
+    "numpy.ndarray", "numpy.dtype",
+}
+_DATA_PATTERNS = (
+    re.compile(r"^torch\._utils\._rebuild_\w+$"),
+    re.compile(r"^torch\.\w*Storage$"),
+    re.compile(r"^torch\.(u?int\d+|float\d*|bfloat16|half|double|long|bool|complex\d+|qu?int\d+\w*)$"),
+    re.compile(r"^numpy\.(_core|core)\.(multiarray\.(_reconstruct|scalar)|numeric\._frombuffer)$"),
+    re.compile(r"^numpy\.dtypes\.\w+DType$"),
+)
+# Modules whose globals are plainly an attack, not another library's training state: no hint to convert
+_ATTACK_MODULES = {"os", "posix", "nt", "subprocess", "builtins", "sys", "runpy", "importlib", "socket",
+                   "shutil", "pty", "code", "codeop", "webbrowser", "pickle", "_pickle", "marshal", "types",
+                   "ctypes", "operator", "functools", "pdb", "timeit", "asyncio", "multiprocessing",
+                   "urllib", "http", "requests", "platform", "eval", "exec"}
+
+_STRING_OPS = {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+               "SHORT_BINSTRING"}
+_NO_PUSH_OPS = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "MARK"}
+_MAX_PICKLES = 8  # a legacy torch file is a few pickles (magic number, header, data) then raw storages
+
+
+# Python 2 names a protocol-2 pickle (torch.save's default) writes, as pickle's fix_imports reads them
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+def _global_name(module, attr) -> str:
+    if not module or not attr:
+        return "?"
+    return f"{_PY2_MODULES.get(module, module)}.{attr}"
+
+
+def is_data_global(name: str) -> bool:
+    """Whether rebuilding the global ``module.name`` runs no code of the file's choosing."""
+    return name in _DATA_GLOBALS or any(p.match(name) for p in _DATA_PATTERNS)
+
+
+def _globals_of_stream(f, found: list) -> None:
+    """Append the globals of the pickles read from ``f`` one after another (stops at the first error:
+    a legacy torch file's raw storage bytes follow its pickles)."""
+    for _ in range(_MAX_PICKLES):
+        pushed: list = []  # what each op put on the stack, strings only (None for anything else)
+        memo: dict = {}
+        try:
+            for op, arg, _pos in pickletools.genops(f):
+                name = op.name
+                if name in ("GLOBAL", "INST"):
+                    found.append(_global_name(*(str(arg).split(" ", 1) + [None])[:2]))
+                    pushed.append(None)  # the global itself, not a string
+                elif name == "STACK_GLOBAL":
+                    found.append(_global_name(*pushed[-2:]) if len(pushed) >= 2 else "?")
+                    pushed.append(None)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = pushed[-1] if pushed else None
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = pushed[-1] if pushed else None
+                elif name in ("GET", "BINGET", "LONG_BINGET"):
+                    pushed.append(memo.get(arg))
+                elif name in _STRING_OPS:
+                    pushed.append(arg if isinstance(arg, str) else None)
+                elif name not in _NO_PUSH_OPS:
+                    pushed.append(None)
+        except Exception:  # noqa: BLE001 - the end of the pickles or a damaged file: what was read stands
+            return
+
+
+def pickle_globals(path) -> list:
+    """The globals (``module.name``) the pickles of ``path`` ask for, in order, read without unpickling:
+    a PyTorch zip archive's ``*.pkl`` members, or a plain / legacy-torch pickle stream."""
+    found: list = []
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                for member in z.namelist():
+                    if member.endswith(".pkl"):
+                        with z.open(member) as f:
+                            _globals_of_stream(f, found)
+        else:
+            with open(path, "rb") as f:
+                _globals_of_stream(f, found)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        pass
+    return found
+
+
+def code_global(path) -> Optional[str]:
+    """The first global of ``path`` that would run code when unpickled; None when it asks for none."""
+    return next((g for g in pickle_globals(path) if not is_data_global(g)), None)
+
+
+def _torch_reason(error: Exception) -> str:
+    """torch's refusal without its advice: the first sentence that says what is wrong with the file."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    noise = ("weights_only", "PyTorch 2.6", "Do it only", "documentation", "internal miniz error",
+             "high likelihood", "This can happen", "torch.load")
+    kept = [s for s in sentences if not any(n in s for n in noise)]
+    reason = (kept[0] if kept else "").rstrip(".")
+    return reason or type(error).__name__
+
+
+def is_plain_pickle(path) -> bool:
+    """A pickle stream that is neither a PyTorch zip archive nor a legacy torch file (a detectron2
+    ``.pkl``): what ``torch.load`` calls "Unsupported operand" or "Invalid magic number"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    if zipfile.is_zipfile(path) or not head.startswith(b"\x80"):
+        return False
+    # a legacy torch file starts with a pickled magic number: protocol 2, a LONG1 (0x8a) int
+    return head != b"\x80\x02" or _first_op(path) != "LONG1"
+
+
+def _first_op(path) -> Optional[str]:
+    try:
+        with open(path, "rb") as f:
+            for op, _arg, _pos in pickletools.genops(f):
+                if op.name != "PROTO":
+                    return op.name
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+def _zip_without_data(path) -> bool:
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return not any(m.endswith("data.pkl") for m in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def unreadable_message(path, error: Optional[Exception] = None) -> str:
+    """One line naming ``path`` saying why it could not be read (module docstring); ``error`` is what the
+    loader raised (torch's refusal, an EOFError, a zip error), used only when the file says nothing
+    plainer."""
+    return describe_unreadable(path, error)[1]
+
+
+def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
+    """``(kind, message)``: kind is empty | attack (code from os, builtins, ...) | model (a whole pickled
+    torch.nn model) | code (another library's objects) | pickle (a plain pickle) | corrupt | refused;
+    message as ``unreadable_message``."""
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = None
+    if size == 0:
+        return "empty", f"{path} is empty (0 bytes)"
+    bad = code_global(path)
+    if bad is not None:
+        if bad.startswith("torch.nn."):
+            return "model", (f"{path} asks to run code (global {bad}) when unpickled; refused (a whole "
+                             "pickled model? save its state_dict())")
+        kind = "attack" if is_attack_global(bad) else "code"
+        return kind, f"{path} asks to run code (global {bad}) when unpickled; refused"
+    if is_plain_pickle(path) and (error is None or "Unsupported operand" in str(error)
+                                  or "magic number" in str(error)):
+        return "pickle", f"{path} is a plain pickle, not a PyTorch file"
+    if _zip_without_data(path):
+        return "corrupt", f"{path} is a zip archive without a PyTorch data.pkl, not a PyTorch file"
+    if error is None:
+        return "refused", f"{path}: refused to load"
+    if isinstance(error, (EOFError, zipfile.BadZipFile)) or any(
+            w in str(error) for w in ("truncated", "central directory", "zip archive", "Ran out of input",
+                                      "not in a subdirectory", "PytorchStreamReader", "magic number")):
+        return "corrupt", f"{path} is truncated or corrupt ({_torch_reason(error)})"
+    return "refused", f"{path}: refused to load ({_torch_reason(error)})"
+
+
+def is_attack_global(name: str) -> bool:
+    """Whether the global belongs to a module no checkpoint of any library would ask for (``os.system``,
+    ``builtins.exec``): such a file gets no hint to convert it."""
+    return name.split(".", 1)[0] in _ATTACK_MODULES
