@@ -475,6 +475,7 @@ class Trainer:
         )
         self.optimizer.zero_grad(set_to_none=True)
         sums: Dict[str, float] = {}
+        first_bad = None  # (micro-batch, its loss terms): the first whose loss is not finite
         for i in range(k):
             last = i == k - 1
             # DDP all-reduces the gradients in the last micro-batch's backward only: the earlier ones sum
@@ -482,9 +483,15 @@ class Trainer:
             local = not last and self.ddp_model is not self.model
             with self.ddp_model.no_sync() if local else contextlib.nullcontext():
                 values = self._micro_step(images[i * size:(i + 1) * size], targets[i * size:(i + 1) * size],
-                                          generator, part=i)
+                                          generator)
+            if first_bad is None and not all(math.isfinite(v) for v in values.values()):
+                first_bad = (i, values)
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + v
+        # one collective per step: every process learns whether any saw a non-finite loss before stepping
+        # (the backward of a non-finite loss is harmless: no step follows it)
+        if du.any_true(first_bad is not None):
+            self._raise_non_finite(*(first_bad or (None, sums)))
         if self.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -494,7 +501,19 @@ class Trainer:
         self.scheduler.step()
         return {name: v / k for name, v in sums.items()}
 
-    def _micro_step(self, images, targets, generator, *, part: int) -> Dict[str, float]:
+    def _raise_non_finite(self, part, values: Dict[str, float]) -> None:
+        """Stop on a non-finite loss: ``part`` is this process's first bad micro-batch (None when only
+        another process's loss was bad; ``values`` are then this one's summed terms)."""
+        terms = ", ".join(f"{k}={v}" for k, v in values.items())
+        split = part is not None and self.accumulate > 1
+        where = f", micro-batch {part + 1} of {self.accumulate}" if split else ""
+        raise NonFiniteLossError(
+            f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}{where}): {terms}; "
+            + self._kept_checkpoint_text()
+            + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
+        )
+
+    def _micro_step(self, images, targets, generator) -> Dict[str, float]:
         """Forward and backward of one micro-batch (the whole batch when ``accumulate`` is 1), its loss
         divided by ``accumulate``: the summed gradients are those of the micro-batches' mean loss."""
         images = [im.to(self.device, non_blocking=True) for im in images]
@@ -505,15 +524,6 @@ class Trainer:
             losses = self.ddp_model(images, targets, generator=generator)
         total = sum(losses.values())
         values = {k: float(v.detach()) for k, v in losses.items()}
-        bad = not all(math.isfinite(v) for v in values.values())
-        if du.any_true(bad):
-            terms = ", ".join(f"{k}={v}" for k, v in values.items())
-            where = f", micro-batch {part + 1} of {self.accumulate}" if self.accumulate > 1 else ""
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {self.iteration + 1} (rank {self.rank}{where}): {terms}; "
-                + self._kept_checkpoint_text()
-                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
-            )
         if self.accumulate > 1:
             total = total / self.accumulate
         self.scaler.scale(total).backward()
