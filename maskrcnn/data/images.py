@@ -33,6 +33,7 @@ __all__ = [
     "ImageTooLargeError",
     "MultiFrameWarning",
     "decode_image_bytes",
+    "exif_oriented",
     "image_size",
     "list_images",
     "read_image",
@@ -132,7 +133,7 @@ def decode_image_bytes(
     a small file that decompresses to a huge image (a decompression bomb) costs nothing; it raises
     ``ImageTooLargeError``. PIL's own bomb limit applies too."""
     if not data:
-        raise ImageReadError(f"{name}: empty file, not an image")
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
     return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
 
 
@@ -156,6 +157,32 @@ def _plugin_format_from_bytes(source) -> Optional[str]:
     return _FTYP_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
 
 
+def exif_oriented(img: Image.Image, name: str = "image", *, stacklevel: int = 2) -> Image.Image:
+    """``img`` turned upright as its EXIF orientation tag says (``img`` itself when it has none, or 1).
+
+    The one place the library applies EXIF orientation: files and encoded bytes (``read_image``,
+    ``decode_image_bytes``) and PIL images handed to the Predictor or ``draw_instances`` all go through
+    it, so that a photo gives the same pixels, hence the same detection coordinates, however it is
+    passed. An image turned already (``ImageOps.exif_transpose`` drops the tag) is left as it is. A
+    corrupt EXIF block costs a warning naming ``name``, not the image (``stacklevel`` as the caller's
+    own ``warnings.warn`` would give it)."""
+    try:
+        if img.getexif().get(_EXIF_ORIENTATION, 1) in (None, 1):
+            return img  # upright already: no copy
+        oriented = ImageOps.exif_transpose(img)
+    except Exception as e:  # a corrupt EXIF block should not cost the image itself
+        warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=stacklevel + 1)
+        return img
+    return img if oriented is None else oriented
+
+
+def _is_empty_file(path) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
 def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
@@ -177,13 +204,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                 )
             img.seek(0)
             img.load()
-            try:
-                oriented = ImageOps.exif_transpose(img)
-            except Exception as e:  # a corrupt EXIF block should not cost the image itself
-                warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=3)
-                oriented = img
-            if oriented is None:
-                oriented = img
+            oriented = exif_oriented(img, name, stacklevel=3)
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")
@@ -191,6 +212,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
     except ImageReadError:
         raise
     except UnidentifiedImageError:
+        if isinstance(source, (str, os.PathLike)) and _is_empty_file(source):
+            raise ImageReadError(f"{name}: empty file (0 bytes)") from None  # an upload or copy cut short
         kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
         hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
         raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
