@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskrcnn.data.folders import files_with_suffixes
+from maskrcnn.data.folders import list_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -36,6 +36,7 @@ __all__ = [
     "exif_oriented",
     "image_size",
     "list_images",
+    "list_images_and_passed_over",
     "read_image",
 ]
 
@@ -229,15 +230,25 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
 def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> List[Path]:
     """Image files among ``paths`` (files are kept as given, folders are listed: ``data.folders``' rules),
     sorted within each folder. Raises FileNotFoundError naming a path that does not exist."""
+    return list_images_and_passed_over(paths, recursive=recursive)[0]
+
+
+def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> tuple:
+    """``(files, passed_over)``: ``list_images``' files, and ``[(path, reason)]`` for the entries of the
+    folders with an image extension that are not image files to read (a broken link, a symlinked folder:
+    ``data.folders.list_folder``), for the caller to report."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: List[Path] = []
+    passed_over: list = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found.extend(files_with_suffixes(p, IMAGE_EXTENSIONS, recursive=recursive))
+            files, skipped = list_folder(p, IMAGE_EXTENSIONS, recursive=recursive)
+            found.extend(files)
+            passed_over.extend(skipped)
         elif p.is_file():
             found.append(p)
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    return found
+    return found, passed_over
