@@ -9,9 +9,9 @@ descended into (pathlib's ``**`` does not follow them).
 ``list_folder`` also says what it passed over that a user may have meant to be listed, each with a
 reason, for the caller to report (a listing that drops a file without a word hides it): a broken
 symlink with a wanted extension ("broken link"), with ``recursive`` a symlinked subfolder ("link to a
-folder, not followed"), without ``recursive`` a subfolder with a wanted extension ("a folder"), and anything else
-with a wanted extension that is not a regular file (a FIFO, a socket). With ``recursive`` a subfolder
-is searched like any other, whatever its name, so it is not reported.
+folder, not followed"), without ``recursive`` a subfolder with a wanted extension ("a folder"), and
+anything else with a wanted extension that is not a regular file (a FIFO, a socket). With ``recursive``
+a subfolder is searched like any other, whatever its name, so it is not reported.
 """
 
 from __future__ import annotations

@@ -233,7 +233,8 @@ def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = F
     return list_images_and_passed_over(paths, recursive=recursive)[0]
 
 
-def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> tuple:
+def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *,
+                                recursive: bool = False) -> tuple:
     """``(files, passed_over)``: ``list_images``' files, and ``[(path, reason)]`` for the entries of the
     folders with an image extension that are not image files to read (a broken link, a symlinked folder:
     ``data.folders.list_folder``), for the caller to report."""
