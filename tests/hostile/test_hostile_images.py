@@ -268,8 +268,8 @@ def test_eval_leaves_out_an_image_not_of_its_recorded_size_by_name(cli, tiny_che
     # metrics.json says which images its numbers are over; the per-class ground truth counts im1's only
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["images_evaluated"] == 1
-    assert metrics["images_skipped"] == [
-        {"file_name": "im2.png", "image_id": 2, "reason": f"image is 50x40 (HxW), {path} says 40x50 (image id 2)"}]
+    reason = f"image is 50x40 (HxW), {path} says 40x50 (image id 2)"
+    assert metrics["images_skipped"] == [{"file_name": "im2.png", "image_id": 2, "reason": reason}]
     assert metrics["segm"]["per_category_counts"]["ground_truth"] == {"a": 1, "b": 1}  # of 2 each
 
 
