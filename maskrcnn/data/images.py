@@ -5,7 +5,9 @@ Shapes: an image is (3, H, W) float32 RGB in [0, 1] (H rows, W columns, after EX
 Every PIL mode is accepted: 8-bit (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...), 16-bit grayscale (I;16*),
 32-bit integer (I) and float (F). Alpha is dropped (as PIL's ``convert("RGB")``, torchvision and
 detectron2 do), so that a PNG with transparency gives the same colours as elsewhere. Failures raise
-``ImageReadError`` naming the file and the reason, never a bare PIL exception.
+``ImageReadError`` naming the file and the reason, never a bare PIL exception (a 0-byte file: "empty
+file (0 bytes)"). EXIF orientation is applied in one place, ``exif_oriented``, which the Predictor and
+``draw_instances`` also apply to PIL images handed to them: a photo is the same pixels however it comes.
 
 Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
 ``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
