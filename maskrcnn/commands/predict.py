@@ -124,16 +124,19 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
         on_left_out = print_left_out
     if outputs is None:
         outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
-    files, seen, left_out = [], {}, 0
+    files, seen, left_out, reported = [], {}, 0, set()
     for given in inputs:
         top = Path(given).resolve()
         found, passed_over = list_images_and_passed_over(given, recursive=True)
         for path, reason in passed_over:
-            on_left_out(path, reason)
+            if path not in reported:  # once, when nested folders are given
+                reported.add(path)
+                on_left_out(path, reason)
         for f in found:
             key = f.resolve()
             if key in seen:
-                if f != seen[key]:  # another name for it: say so, the user may count on both
+                if f != seen[key] and f not in reported:  # another name for it: the user may count on both
+                    reported.add(f)
                     on_left_out(f, f"same file as {seen[key]}")
                 continue
             seen[key] = f
