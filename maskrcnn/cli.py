@@ -4,12 +4,18 @@ Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and `
 modules are imported only when their command runs, so ``maskrcnn --help`` stays fast; a command module
 imports torch only in ``run``, so ``maskrcnn COMMAND --help`` answers at once too (``predict`` aside: its
 ``--export`` options import torch; ``tests/test_cli.py`` lists the others).
+
+A file whose name starts with '-' (``-photo.jpg``) reads to argparse as an option; when a usage error
+follows and such an argument names an existing file, the error says to pass it after ``--`` or as
+``./-photo.jpg``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import os
 import re
 import sys
 import warnings
@@ -42,11 +48,35 @@ def _module(name: str):
     return importlib.import_module(f"maskrcnn.commands.{name.replace('-', '_')}")  # show-data: show_data
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors add a hint when an argument that reads as an option is an
+    existing file (``-photo.jpg``: argparse takes it for an unknown option and then misses the images)."""
+
+    def __init__(self, *args, dash_files: tuple = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dash_files = tuple(dash_files)
+
+    def error(self, message: str):
+        if self.dash_files:
+            name = self.dash_files[0]
+            message += (f" ({name} is a file, read as an option since it starts with '-': pass it after "
+                        f"'--' or as ./{name})")
+        super().error(message)
+
+
+def _dash_files(argv: list) -> tuple:
+    """Arguments that start with '-' and name an existing file (in the working folder, as given)."""
+    return tuple(a for a in argv if a.startswith("-") and a not in ("-", "--") and os.path.isfile(a))
+
+
 def build_parser(argv: list) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="maskrcnn", description="Mask R-CNN in pure PyTorch: train, evaluate, predict, convert."
+    dash_files = _dash_files(argv)
+    parser = _Parser(
+        prog="maskrcnn", description="Mask R-CNN in pure PyTorch: train, evaluate, predict, convert.",
+        dash_files=dash_files,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=functools.partial(_Parser, dash_files=dash_files))
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name in COMMANDS:
         p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])

@@ -33,12 +33,14 @@ Not with ``tile`` or an ONNX model.
 
 Images given to the Python API (``__call__``), one or an iterable of them: file paths (str or Path;
 EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
-(H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB, used as given: no EXIF
-rotation, unlike files). Colour order is RGB (PIL, imageio, torchvision); ``channels="BGR"`` reads
-3-channel arrays and tensors in OpenCV's order (what ``cv2.imread`` gives, detectron2's default). Values:
-uint8 0..255, uint16 0..65535 (arrays), or float in [0, 1]; a float image outside [0, 1] by more than
-``FLOAT_RANGE_SLACK`` (0..255 floats, mean/std-normalised images) or holding NaN / infinity is refused
-naming it, since the model would misread it silently.
+(H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB; EXIF orientation
+applied as for files, by ``data.images.exif_oriented``, so that ``Image.open(f)`` and ``f`` give the same
+detections; an image turned already keeps its pixels). Arrays and tensors are used as given. Colour
+order is RGB (PIL, imageio, torchvision); ``channels="BGR"`` reads 3-channel arrays and tensors in
+OpenCV's order (what ``cv2.imread`` gives, detectron2's default). Values: uint8 0..255, uint16
+0..65535 (arrays), or float in [0, 1]; a float image outside [0, 1] by more than ``FLOAT_RANGE_SLACK``
+(0..255 floats, mean/std-normalised images) or holding NaN / infinity is refused naming it, since the
+model would misread it silently.
 
 Results are ordinary CPU tensors (the model runs under ``torch.inference_mode``, the results are made
 outside it), the same for the same input at a fixed ``torch.get_num_threads()``; one Predictor may be
@@ -78,15 +80,16 @@ CHANNELS = ("RGB", "BGR")
 
 
 def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
-    """A numpy array (H, W, C) / (H, W) or a PIL image -> (C, H, W) tensor (uint8 or float, RGB); else
-    unchanged."""
+    """A numpy array (H, W, C) / (H, W) or a PIL image (EXIF orientation applied) -> (C, H, W) tensor
+    (uint8 or float, RGB); else unchanged."""
     import numpy as np
 
     if type(image).__module__.startswith("PIL.") and hasattr(image, "mode"):
-        from maskrcnn.data.images import _to_rgb_array
+        from maskrcnn.data.images import _to_rgb_array, exif_oriented
 
         try:
-            array = _to_rgb_array(image)  # (H, W, 3) float32 in [0, 1]
+            # upright as read_image turns the file it came from: detections in the file's coordinates
+            array = _to_rgb_array(exif_oriented(image, where, stacklevel=4))  # (H, W, 3) float32 in [0, 1]
         except (ValueError, OSError) as e:  # a mode PIL cannot convert (e.g. "La")
             raise ValueError(f"{where}: PIL image of mode {image.mode!r} cannot be read as RGB ({e})"
                              ) from None

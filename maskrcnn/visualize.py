@@ -3,7 +3,8 @@
 Shapes: D detections, H x W the image, K keypoints per instance.
 
 ``draw_instances(image, det, class_names)`` takes the image in any of the forms the library handles
-((3, H, W) float in [0, 1], (3, H, W) or (H, W, 3) uint8, a PIL image) and the detections of one image
+((3, H, W) float in [0, 1], (3, H, W) or (H, W, 3) uint8, a PIL image, turned upright by its EXIF
+orientation as the Predictor and ``read_image`` turn it) and the detections of one image
 in the same coordinates (``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,), optional ``masks``
 (D, H, W) bool, optional ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K)) and returns a PIL RGB
 image. Line widths and the font grow with the image so that overlays stay legible on thumbnails and
@@ -47,8 +48,10 @@ def instance_colors(n: int, *, offset: int = 0) -> np.ndarray:
 
 def to_uint8_hwc(image) -> np.ndarray:
     """Any supported image form -> (H, W, 3) uint8 numpy array (a copy)."""
-    if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"))
+    if isinstance(image, Image.Image):  # upright, as the Predictor saw it: the boxes are in those coordinates
+        from maskrcnn.data.images import exif_oriented
+
+        return np.array(exif_oriented(image, "draw_instances", stacklevel=3).convert("RGB"))
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if arr.ndim == 2:
         arr = arr[None]  # grey (H, W) -> (1, H, W)

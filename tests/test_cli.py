@@ -47,3 +47,21 @@ def test_help_of_commands_imports_no_torch():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:-1] == [f"{name} False" for name in TORCH_FREE_HELP]
+
+
+def test_a_file_named_like_an_option_gets_a_hint(tmp_path, monkeypatch, capsys):
+    """``maskrcnn predict ... -photo.png``: argparse reads the file as an unknown option and says only that
+    the images are missing; the error now says how to pass it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-photo.png").write_bytes(b"x")
+    hint = "(-photo.png is a file, read as an option since it starts with '-': pass it after '--' or as " \
+           "./-photo.png)"
+    for argv in (["predict", "--weights", "w.pth", "--output", "o", "-photo.png"],  # the only image
+                 ["predict", "--weights", "w.pth", "--output", "o", "a.png", "-photo.png"]):  # one of two
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2
+        assert capsys.readouterr().err.rstrip().endswith(hint)
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--weights", "w.pth", "--output", "o", "-other.png"])  # no such file: no hint
+    assert "is a file" not in capsys.readouterr().err

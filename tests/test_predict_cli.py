@@ -52,13 +52,19 @@ def _make_inputs(folder):
 
 def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
     sizes = _make_inputs(tmp_path / "in")
+    # found in the folder and not predicted: each named with its reason, and counted (were dropped silently)
+    (tmp_path / "in" / "sub" / "same.png").symlink_to(tmp_path / "in" / "sub" / "alpha.png")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     out = tmp_path / "out"
     rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "in"), "--output", str(out),
                "--device", "cpu", "--batch-size", "2", "--score-thresh", "0"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "corrupt.jpg" in err and "skipped" in err
-    assert "5 image(s)" in err and "1 skipped" in err
+    assert "5 image(s)" in err and "1 skipped, 2 left out (named above)" in err
+    assert f"maskrcnn predict: left out {tmp_path / 'in' / 'gone.png'}: broken link\n" in err
+    sub = tmp_path / "in" / "sub"
+    assert f"maskrcnn predict: left out {sub / 'same.png'}: same file as {sub / 'alpha.png'}\n" in err
     results = json.loads((out / "predictions.json").read_text())
     assert results, "score_thresh 0 with random weights should give detections"
     by_file = {}

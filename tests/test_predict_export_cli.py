@@ -295,3 +295,21 @@ def test_predict_output_folders_are_looked_at_once_per_folder_not_per_file(tmp_p
     assert len(expand_inputs([images], outputs=shared)) == 60
     assert not _found_in_output(images / "sub" / "0.mp4", [images], tmp_path / "out", shared)
     assert sorted(looked) == ["sub", "sub", "sub/deeper", "sub/deeper"]  # sub/ not looked at again
+
+
+def test_paths_found_and_not_predicted_are_reported_once_each(tmp_path):
+    """A symlink beside its target and a broken link were dropped from a folder's listing without a word;
+    each is now reported with its reason, once, however often its folder is given."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    (images / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(images / "sub" / "good.png")
+    (images / "sub" / "link.png").symlink_to(images / "sub" / "good.png")
+    (images / "dangling.png").symlink_to(tmp_path / "gone.png")
+    told = []
+    found = expand_inputs([images, images / "sub", images / "sub" / "link.png"],
+                          on_left_out=lambda path, reason: told.append((path, reason)))
+    assert found == [images / "sub" / "good.png"]
+    assert told == [(images / "dangling.png", "broken link"),
+                    (images / "sub" / "link.png", f"same file as {images / 'sub' / 'good.png'}")]

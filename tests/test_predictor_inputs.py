@@ -116,6 +116,24 @@ def test_bytes_and_single_paths(pred, rgb, ref, tmp_path):
     _same(windows[0][0][2], ref)
 
 
+def test_pil_images_are_turned_by_their_exif_orientation_as_files_are(pred, rgb, ref, tmp_path):
+    from maskrcnn.visualize import draw_instances
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view": stored on its side, as phones write photos
+    path = tmp_path / "phone.png"
+    Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif.tobytes())
+    assert Image.open(path).size == (40, 56)  # stored (W, H): on its side
+    _same(pred(path)[0], ref)
+    with Image.open(path) as img:
+        det = pred(img)[0]  # was (D, 56, 40): the stored pixels, boxes off the file's coordinates
+        _same(det, ref)
+        drawn = np.asarray(draw_instances(img, det))  # the same image as the Predictor saw
+    assert np.array_equal(drawn, np.asarray(draw_instances(rgb, det)))
+    # arrays are pixels as given: no tag to read
+    assert pred(np.array(Image.open(path)))[0]["masks"].shape[1:] == (56, 40)
+
+
 def test_results_are_ordinary_tensors(pred, rgb, ref):
     det = pred(rgb)[0]
     assert not any(v.is_inference() for v in det.values() if torch.is_tensor(v))

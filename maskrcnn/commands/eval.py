@@ -23,7 +23,10 @@ torchvision write them, saying how each was read (``engine/results_file.py``); 0
 (a 0 the ground truth lacks, the rest fitting after +1) are refused with a hint: ``--category-offset 1``
 adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them.
 Images are read at their original size and
-given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score.
+given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
+(the AP, the per-class counts and Cityscapes' alike), and metrics.json records it:
+``"images_evaluated": N`` and ``"images_skipped": [{"file_name", "image_id", "reason"}]`` beside the
+AP tables (with a checkpoint only: ``--results`` scores every image of J). No image left: an error.
 
 After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
 instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as
@@ -109,7 +112,8 @@ def _plain(value):
 
 
 def _predict(args) -> tuple:
-    """Run the checkpoint over the dataset: (metrics, results list)."""
+    """Run the checkpoint over the dataset: (metrics, evaluator, ground truth, ids of the images scored,
+    the images skipped as metrics.json records them)."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -141,11 +145,13 @@ def _predict(args) -> tuple:
     )
     evaluator = build_evaluator(predictor, dataset)
     start = time.perf_counter()
-    unreadable = []
+    unreadable = []  # [{"file_name", "image_id", "reason"}]: into metrics.json, beside the AP they are out of
 
-    def skip(_index, path, error):
-        unreadable.append(error)
+    def skip(index, path, error):
+        info = dataset.image_info(index)
         text = str(error)
+        unreadable.append({"file_name": info["file_name"], "image_id": info["id"],
+                           "reason": text.removeprefix(f"{path}: ")})
         print(f"skipping image: {text if str(path) in text else f'{path}: {text}'}", file=sys.stderr)
 
     def progress(done: int, total: int, every: int = 50):
@@ -160,9 +166,12 @@ def _predict(args) -> tuple:
     if unreadable:
         print(f"{len(unreadable)} images (unreadable, not of their recorded size, or the model failed on "
               "them) left out of the evaluation", file=sys.stderr)
-    n = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
-    evaluated = [dataset.image_info(i)["id"] for i in range(n)]
-    return metrics, evaluator, dataset.to_coco_dict(), evaluated
+    # the images scored, for the per-class counts and Cityscapes: the skipped ones are in neither AP
+    evaluated = evaluator.image_ids()
+    if not evaluated:  # the evaluator would score every image then, each a miss: a number for nothing
+        raise ValueError(f"{args.json}: none of its {len(unreadable)} images could be evaluated (each "
+                         "named above)")
+    return metrics, evaluator, dataset.to_coco_dict(), evaluated, unreadable
 
 
 def _cityscapes(args, results: list, ground_truth: dict, image_ids) -> dict:
@@ -272,17 +281,17 @@ def run(args: argparse.Namespace) -> int:
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping)
         ground_truth = load_coco_json(args.json) if args.cityscapes else None
-        results, image_ids = None, None
+        results, image_ids, images = None, None, {}
     else:
-        metrics, evaluator, ground_truth, image_ids = _predict(args)
+        metrics, evaluator, ground_truth, image_ids, skipped = _predict(args)
+        images = {"images_evaluated": len(image_ids), "images_skipped": skipped}
         results = evaluator.results()
         cs_results = results
         coco_gt = evaluator.coco_gt
         records_by_type = {t: results for t in metrics}
     print(format_metrics_table(metrics))
     # the evaluator's ground truth: checked, iscrowd and area filled, the images it scored
-    analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type,
-                                     None if results is None else evaluator.image_ids())
+    analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type, image_ids)
     if args.cityscapes:
         if "segm" not in metrics:
             raise ValueError("--cityscapes scores instance masks: the results have none")
@@ -291,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", _plain(metrics))
+        atomic_write_json(out / "metrics.json", _plain({**metrics, **images}))
         if results is not None:
             atomic_write_json(out / "predictions.json", results)
         print(

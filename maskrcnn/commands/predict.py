@@ -106,25 +106,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser)
 
 
-def expand_inputs(inputs, *, output=None, outputs=None) -> list:
+def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
     ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out: an output folder
     inside the images folder would otherwise have its own overlays predicted, more each run. ``outputs``:
-    an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None)."""
-    from maskrcnn.data.images import list_images
+    an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
+    Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
+    default a line ``maskrcnn predict: left out PATH: REASON`` on stderr), one call each: a second path
+    to a file listed already (a symlink beside its target: "same file as imgs/good.png"; the same path
+    reached twice says nothing), a broken link, a symlinked subfolder (not followed)."""
+    from maskrcnn.data.images import list_images_and_passed_over
+
+    if on_left_out is None:
+        on_left_out = print_left_out
     if outputs is None:
         outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
-    files, seen, left_out = [], set(), 0
+    files, seen, left_out, reported = [], {}, 0, set()
     for given in inputs:
         top = Path(given).resolve()
-        for f in list_images(given, recursive=True):
+        found, passed_over = list_images_and_passed_over(given, recursive=True)
+        for path, reason in passed_over:
+            if path not in reported:  # once, when nested folders are given
+                reported.add(path)
+                on_left_out(path, reason)
+        for f in found:
             key = f.resolve()
             if key in seen:
+                if f != seen[key] and f not in reported:  # another name for it: the user may count on both
+                    reported.add(f)
+                    on_left_out(f, f"same file as {seen[key]}")
                 continue
-            seen.add(key)
+            seen[key] = f
             if top != key and outputs.inside(key.parent, top):
                 left_out += 1
                 continue
@@ -133,6 +148,10 @@ def expand_inputs(inputs, *, output=None, outputs=None) -> list:
         print(f"maskrcnn predict: left out {left_out} image file(s) inside predict output folders (overlays "
               "of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
     return files
+
+
+def print_left_out(path, reason: str) -> None:
+    print(f"maskrcnn predict: left out {path}: {reason}", file=sys.stderr)
 
 
 class _OutputFolders:
@@ -225,7 +244,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_video_arguments(args)
     outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for images and videos
-    found = expand_inputs(args.inputs, outputs=outputs)
+    left_out = []  # found in the folders, not predicted (a symlink to a file listed already, a broken link)
+
+    def leave_out(path, reason):
+        left_out.append(path)
+        print_left_out(path, reason)
+
+    found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out)
     files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
@@ -323,7 +348,9 @@ def run(args: argparse.Namespace) -> int:
     results = writer.results
     total = time.perf_counter() - t_start
     print(
-        f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, {total:.1f} s "
+        f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, "
+        + (f"{len(left_out)} left out (named above), " if left_out else "")
+        + f"{total:.1f} s "
         f"({total / max(n_done, 1):.2f} s/image); wrote {out_dir / 'predictions.json'}"
         + ("" if args.no_overlays else f" and {overlay_dir}/"),
         file=sys.stderr,

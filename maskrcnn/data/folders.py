@@ -5,20 +5,46 @@ Rules (both listings keep them): a file is of a kind by its extension, in any ca
 each file on a USB stick or a network share, never an image or a video: each was reported unreadable, on
 every run) are left out, other dot-files kept; symlinked files are listed, symlinked subfolders are not
 descended into (pathlib's ``**`` does not follow them).
+
+``list_folder`` also says what it passed over that a user may have meant to be listed, each with a
+reason, for the caller to report (a listing that drops a file without a word hides it): a broken
+symlink with a wanted extension ("broken link"), with ``recursive`` a symlinked subfolder ("link to a
+folder, not followed"), without ``recursive`` a subfolder with a wanted extension ("a folder"), and
+anything else with a wanted extension that is not a regular file (a FIFO, a socket). With ``recursive``
+a subfolder is searched like any other, whatever its name, so it is not reported.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Tuple
 
-__all__ = ["files_with_suffixes"]
+__all__ = ["files_with_suffixes", "list_folder"]
 
 
 def files_with_suffixes(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> List[Path]:
     """The files in ``folder`` (and, with ``recursive``, in its subfolders) whose extension lower-cased is
     one of ``suffixes`` (".jpg", ...), sorted; "._" resource forks left out."""
+    return list_folder(folder, suffixes, recursive=recursive)[0]
+
+
+def list_folder(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> Tuple[List[Path], list]:
+    """``(files, passed_over)``: ``files_with_suffixes``' files, and ``[(path, reason)]`` for the entries
+    passed over that a user may have meant (the module docstring), both sorted."""
     wanted = {s.lower() for s in suffixes}
     pattern = "**/*" if recursive else "*"
-    return sorted(f for f in Path(folder).glob(pattern)
-                  if f.is_file() and f.suffix.lower() in wanted and not f.name.startswith("._"))
+    files, passed_over = [], []
+    for f in Path(folder).glob(pattern):
+        named = f.suffix.lower() in wanted and not f.name.startswith("._")
+        if f.is_file():
+            if named:
+                files.append(f)
+        elif recursive and f.is_symlink() and f.is_dir():
+            passed_over.append((f, "link to a folder, not followed"))
+        elif not named or (recursive and f.is_dir()):
+            continue  # searched (recursive), or not asked for
+        elif f.is_symlink() and not f.exists():
+            passed_over.append((f, "broken link"))
+        else:
+            passed_over.append((f, "a folder" if f.is_dir() else "not a regular file"))
+    return sorted(files), sorted(passed_over)

@@ -5,7 +5,9 @@ Shapes: an image is (3, H, W) float32 RGB in [0, 1] (H rows, W columns, after EX
 Every PIL mode is accepted: 8-bit (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...), 16-bit grayscale (I;16*),
 32-bit integer (I) and float (F). Alpha is dropped (as PIL's ``convert("RGB")``, torchvision and
 detectron2 do), so that a PNG with transparency gives the same colours as elsewhere. Failures raise
-``ImageReadError`` naming the file and the reason, never a bare PIL exception.
+``ImageReadError`` naming the file and the reason, never a bare PIL exception (a 0-byte file: "empty
+file (0 bytes)"). EXIF orientation is applied in one place, ``exif_oriented``, which the Predictor and
+``draw_instances`` also apply to PIL images handed to them: a photo is the same pixels however it comes.
 
 Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame is the image, and a
 ``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskrcnn.data.folders import files_with_suffixes
+from maskrcnn.data.folders import list_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -33,8 +35,10 @@ __all__ = [
     "ImageTooLargeError",
     "MultiFrameWarning",
     "decode_image_bytes",
+    "exif_oriented",
     "image_size",
     "list_images",
+    "list_images_and_passed_over",
     "read_image",
 ]
 
@@ -132,7 +136,7 @@ def decode_image_bytes(
     a small file that decompresses to a huge image (a decompression bomb) costs nothing; it raises
     ``ImageTooLargeError``. PIL's own bomb limit applies too."""
     if not data:
-        raise ImageReadError(f"{name}: empty file, not an image")
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
     return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
 
 
@@ -156,6 +160,32 @@ def _plugin_format_from_bytes(source) -> Optional[str]:
     return _FTYP_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
 
 
+def exif_oriented(img: Image.Image, name: str = "image", *, stacklevel: int = 2) -> Image.Image:
+    """``img`` turned upright as its EXIF orientation tag says (``img`` itself when it has none, or 1).
+
+    The one place the library applies EXIF orientation: files and encoded bytes (``read_image``,
+    ``decode_image_bytes``) and PIL images handed to the Predictor or ``draw_instances`` all go through
+    it, so that a photo gives the same pixels, hence the same detection coordinates, however it is
+    passed. An image turned already (``ImageOps.exif_transpose`` drops the tag) is left as it is. A
+    corrupt EXIF block costs a warning naming ``name``, not the image (``stacklevel`` as the caller's
+    own ``warnings.warn`` would give it)."""
+    try:
+        if img.getexif().get(_EXIF_ORIENTATION, 1) in (None, 1):
+            return img  # upright already: no copy
+        oriented = ImageOps.exif_transpose(img)
+    except Exception as e:  # a corrupt EXIF block should not cost the image itself
+        warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=stacklevel + 1)
+        return img
+    return img if oriented is None else oriented
+
+
+def _is_empty_file(path) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
 def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
@@ -177,13 +207,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                 )
             img.seek(0)
             img.load()
-            try:
-                oriented = ImageOps.exif_transpose(img)
-            except Exception as e:  # a corrupt EXIF block should not cost the image itself
-                warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({e})", stacklevel=3)
-                oriented = img
-            if oriented is None:
-                oriented = img
+            oriented = exif_oriented(img, name, stacklevel=3)
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")
@@ -191,6 +215,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
     except ImageReadError:
         raise
     except UnidentifiedImageError:
+        if isinstance(source, (str, os.PathLike)) and _is_empty_file(source):
+            raise ImageReadError(f"{name}: empty file (0 bytes)") from None  # an upload or copy cut short
         kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
         hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
         raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
@@ -206,15 +232,26 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
 def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> List[Path]:
     """Image files among ``paths`` (files are kept as given, folders are listed: ``data.folders``' rules),
     sorted within each folder. Raises FileNotFoundError naming a path that does not exist."""
+    return list_images_and_passed_over(paths, recursive=recursive)[0]
+
+
+def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *,
+                                recursive: bool = False) -> tuple:
+    """``(files, passed_over)``: ``list_images``' files, and ``[(path, reason)]`` for the entries of the
+    folders with an image extension that are not image files to read (a broken link, a symlinked folder:
+    ``data.folders.list_folder``), for the caller to report."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: List[Path] = []
+    passed_over: list = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found.extend(files_with_suffixes(p, IMAGE_EXTENSIONS, recursive=recursive))
+            files, skipped = list_folder(p, IMAGE_EXTENSIONS, recursive=recursive)
+            found.extend(files)
+            passed_over.extend(skipped)
         elif p.is_file():
             found.append(p)
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    return found
+    return found, passed_over

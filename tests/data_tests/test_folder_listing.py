@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from maskrcnn.data.images import list_images
+from maskrcnn.data.images import list_images, list_images_and_passed_over
 from maskrcnn.data.video import list_videos
 
 
@@ -57,3 +57,18 @@ def test_list_videos_order_dot_files_and_symlinks(tree):
         ".hidden.mov", "B/b.mkv", "Y.MP4", "a/deep/c.webm", "link.mov"]
     given = [tree / "notes.txt", tree / "z.png", tree / "a", tree / "link.mov", tree / "missing.mp4"]
     assert _rel(list_videos(given), tree) == ["a/deep/c.webm", "link.mov"]
+
+
+def test_what_a_listing_passes_over_is_named_with_its_reason(tree):
+    """A broken link, a symlinked folder (not followed) and, without recursion, a folder named like an
+    image were dropped without a word: the listing now names them for the command to report."""
+    (tree / "album.png").mkdir()  # recursive: searched like any folder (its images are listed)
+    (tree / "album.png" / "in.png").write_bytes(b"x")
+    files, passed_over = list_images_and_passed_over(tree, recursive=True)
+    assert "album.png/in.png" in _rel(files, tree)
+    assert [(p.relative_to(tree).as_posix(), why) for p, why in passed_over] == [
+        ("dangling.png", "broken link"), ("linked", "link to a folder, not followed")]
+    files, passed_over = list_images_and_passed_over(tree)
+    assert _rel(files, tree) == [".hidden.png", "link.png", "z.png"]
+    assert [(p.relative_to(tree).as_posix(), why) for p, why in passed_over] == [
+        ("album.png", "a folder"), ("dangling.png", "broken link")]

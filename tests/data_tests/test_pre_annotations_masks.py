@@ -157,3 +157,34 @@ def test_cutouts_left_out_by_min_area_are_counted_at_the_end(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "pre" / "cutouts" / "a").iterdir()) == ["001_cat.png",
                                                                                    "002_dog_wolf.png"]
     assert set(np.unique(np.array(Image.open(tmp_path / "pre" / "masks" / "a.png")))) == {0, 1, 2, 3, 4}
+
+
+def test_images_sharing_a_name_get_mask_files_named_by_their_whole_file_name(tmp_path, capsys):
+    """imgs/img.avif, img.bmp and img.webp all wanted masks/img.png: only the first got masks, the others
+    were left without. Knowing the run's images up front, the clashing ones (only they) take their whole
+    file name, each its own pixels."""
+    boxes, scores, labels, masks = _drawn()
+    names = ["x/img.jpg", "x/img.png", "x/b.png", "x/b_classes.png", "x/c.png"]
+    paths = [_photo(tmp_path, n, seed=i) for i, n in enumerate(names)]
+    export = _export(tmp_path, ["masks", "cutouts"], files=paths)
+    for i, path in enumerate(paths):  # image i has the drawn instances i.. (img.jpg all four, img.png three)
+        keep = slice(i % 4, 4)
+        det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep],
+               "masks": torch.from_numpy(masks[keep])}
+        export.add(i + 1, path, H, W, det, read_image(path))
+    export.finish()
+    assert "left without" not in capsys.readouterr().err
+    out = tmp_path / "pre"
+    assert sorted(p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*.png")) == [
+        "x/b.png.png", "x/b.png_classes.png",  # b_classes.png's ids would have been b's classes
+        "x/b_classes.png.png", "x/b_classes.png_classes.png", "x/c.png", "x/c_classes.png",  # c: no clash
+        "x/img.jpg.png", "x/img.jpg_classes.png", "x/img.png.png", "x/img.png_classes.png"]
+    assert np.unique(np.array(Image.open(out / "masks" / "x" / "img.jpg.png"))).tolist() == [0, 1, 2, 3, 4]
+    assert np.unique(np.array(Image.open(out / "masks" / "x" / "img.png.png"))).tolist() == [0, 1, 2, 3]
+    assert len(list((out / "cutouts" / "x" / "img.jpg").iterdir())) == 4
+    assert len(list((out / "cutouts" / "x" / "img.png").iterdir())) == 3
+    assert sorted(p.name for p in (out / "cutouts" / "x").iterdir()) == [
+        "b.png", "b_classes.png", "c", "img.jpg", "img.png"]
+    cut = np.array(Image.open(out / "cutouts" / "x" / "img.png" / "001_dog_wolf.png"))
+    assert cut[..., 3].any()  # img.png's own first instance (the disc), not img.jpg's rectangle
+    assert list(json.loads((out / "masks" / "index.json").read_text())) == names

@@ -158,7 +158,7 @@ def test_animated_gif_in_predict_warns_and_predicts(cli, tiny_checkpoint, tmp_pa
 
 
 BAD_FILES = {  # name -> (content, words of the reason); None: a PNG cut in its pixel data
-    "empty.png": (b"", "not an image"),
+    "empty.png": (b"", r"empty file \(0 bytes\)"),
     "text.jpg": (b"hello, not a jpeg", "not an image"),
     "truncated.png": (None, "cannot decode"),
 }
@@ -265,3 +265,23 @@ def test_eval_leaves_out_an_image_not_of_its_recorded_size_by_name(cli, tiny_che
     assert f"skipping image: {images / 'im2.png'}: image is 50x40 (HxW), {path} says 40x50" in text
     assert "RLE size" not in text
     assert {r["image_id"] for r in json.loads((tmp_path / "m" / "predictions.json").read_text())} == {1}
+    # metrics.json says which images its numbers are over; the per-class ground truth counts im1's only
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["images_evaluated"] == 1
+    reason = f"image is 50x40 (HxW), {path} says 40x50 (image id 2)"
+    assert metrics["images_skipped"] == [{"file_name": "im2.png", "image_id": 2, "reason": reason}]
+    assert metrics["segm"]["per_category_counts"]["ground_truth"] == {"a": 1, "b": 1}  # of 2 each
+
+
+def test_eval_with_no_image_left_is_an_error_not_a_score(cli, tiny_checkpoint, tmp_path):
+    from hostile_helpers import coco_dataset
+
+    path, images, _ = coco_dataset(tmp_path)
+    (images / "im1.png").write_bytes(b"")
+    (images / "im2.png").write_bytes((images / "im2.png").read_bytes()[:60])  # truncated
+    rc, text = cli("eval", "--weights", tiny_checkpoint, "--json", path, "--images", images,
+                   "--output", tmp_path / "m", "--device", "cpu")  # fmt: skip
+    assert rc == 1
+    assert f"skipping image: {images / 'im1.png'}: empty file (0 bytes)" in text
+    assert f"maskrcnn eval: error: {path}: none of its 2 images could be evaluated (each named above)" in text
+    assert not (tmp_path / "m" / "metrics.json").exists()

@@ -19,8 +19,8 @@ so far); an image without instances is listed with none (YOLO: an empty label fi
 label file by the image's path without its extension: of images ``a.jpg`` and ``a.png`` side by side
 only the first gets one (a warning names the other), as Ultralytics would give both the same labels.
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
-own detections and pixels (``--export-min-area`` leaves out small cut-outs); their file names collide
-as YOLO's do and are handled alike.
+own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
+would share a name (``a.jpg`` and ``a.png``) are named by their whole file name (``masks/a.jpg.png``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class PreAnnotationExport:
     def __init__(self, *, out_dir: Path, formats: Sequence[str], root: Path, class_names: Sequence[str],
                  label_to_category_id: Optional[dict] = None, url_prefix: str = "",
                  model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
-                 min_area: int = 0):
+                 min_area: int = 0, files: Sequence = ()):
+        """``files``: the image files of the run (mask files of images sharing a name are told apart)."""
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
@@ -82,13 +83,18 @@ class PreAnnotationExport:
         self.paths: list = []
         self.instances: list = []
         pixel_formats = [f for f in self.formats if f in PIXEL_FORMATS]
-        self.mask_files = MaskFiles(out_dir=self.out_dir, formats=pixel_formats, categories=self.categories,
-                                    min_area=min_area) if pixel_formats else None
+        self.mask_files = MaskFiles(
+            out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
+            file_names=[self._file_name(f) for f in files]) if pixel_formats else None
+
+    def _file_name(self, path) -> str:
+        """An image's path as the exports write it: relative to the images folder, with '/'."""
+        return Path(os.path.relpath(Path(path).absolute(), self.root)).as_posix()
 
     def add(self, image_id: int, path: Path, height: int, width: int, det: dict, image=None) -> None:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``
         its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
-        file_name = Path(os.path.relpath(Path(path).absolute(), self.root)).as_posix()
+        file_name = self._file_name(path)
         if self.keeps_instances:
             self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
             self.paths.append(Path(path).absolute())
@@ -164,5 +170,5 @@ def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequ
         out_dir=out_dir, formats=formats, root=images_root(args.inputs, files),
         class_names=predictor.class_names, label_to_category_id=predictor.label_to_category_id,
         url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
-        tolerance=args.export_tolerance, masks=masks, min_area=args.export_min_area,
+        tolerance=args.export_tolerance, masks=masks, min_area=args.export_min_area, files=files,
     )  # fmt: skip

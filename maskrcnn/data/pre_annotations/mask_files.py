@@ -9,12 +9,15 @@ the run goes (each file atomically), and ``masks/index.json`` at the end of the 
 Image paths are relative to the images folder, as the other formats write them. Written per image (a
 photo's pixels are at hand only while it is predicted; memory stays one image's), so a run stopped early
 keeps the images done; ``index.json`` is written at the end (also after an error or an interrupt) and
-lists exactly the images with mask files. Two images whose files would share a name (``a.jpg`` and
-``a.png``: the same ``masks/a.png`` and ``cutouts/a/``; ``a.png`` and ``a_classes.png``) are handled
-as the YOLO export handles them: the first keeps the name, the other is left without (a warning names
-both). An image without instances gets all-zero mask PNGs and no cut-out; a cut-out whose mask has
-fewer than ``min_area`` pixels is not written (cut-outs only: the mask PNGs keep it), and how many were
-left out is printed when the cut-outs are finished.
+lists exactly the images with mask files. Images of the run whose files would share a name (``a.jpg``
+and ``a.png``: the same ``masks/a.png`` and ``cutouts/a/``; ``a.png`` and ``a_classes.png``) are named
+by their whole file name instead (``masks/a.jpg.png``, ``masks/a.jpg_classes.png``, ``cutouts/a.jpg/``;
+``masks_file_stems``), all of them, and only they: without a clash the names stay as above. The run's
+image paths are known before the first image is written, so the choice never changes midway. A clash
+left even so (``a.png.jpg`` beside ``a.png`` and ``a.jpg``) keeps the first image's files and leaves
+the other without (a warning names both). An image without instances gets all-zero mask PNGs and no
+cut-out; a cut-out whose mask has fewer than ``min_area`` pixels is not written (cut-outs only: the mask
+PNGs keep it), and how many were left out is printed when the cut-outs are finished.
 """
 
 from __future__ import annotations
@@ -38,17 +41,38 @@ from maskrcnn.data.pre_annotations.to_masks import (
 )
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["CUTOUTS_DIR", "MASKS_DIR", "MASKS_INDEX", "MaskFiles"]
+__all__ = ["CUTOUTS_DIR", "MASKS_DIR", "MASKS_INDEX", "MaskFiles", "mask_file_stems"]
 
 MASKS_DIR, CUTOUTS_DIR, MASKS_INDEX = "masks", "cutouts", "index.json"
+
+
+def _targets(stem: str) -> list:
+    """What an image named ``stem`` (its path without extension) writes, by format."""
+    return [(MASKS_DIR, f"{stem}.png"), (MASKS_DIR, f"{stem}_classes.png"), (CUTOUTS_DIR, f"{stem}/")]
+
+
+def mask_file_stems(file_names: Sequence[str]) -> dict:
+    """{image path: the name its mask files and cut-out folder take}: the path without its extension,
+    or the whole path (``a.jpg``) for images whose files would share a name with another image's."""
+    names = sorted(set(file_names))
+    stems = {f: PurePosixPath(f).with_suffix("").as_posix() for f in names}
+    users: dict = {}  # (format, target) -> the images that would write it
+    for f in names:
+        for target in _targets(stems[f]):
+            users.setdefault(target, []).append(f)
+    clashing = {f for shared in users.values() if len(shared) > 1 for f in shared}
+    return {f: (f if f in clashing else stems[f]) for f in names}
 
 
 class MaskFiles:
     """Writes each image's mask PNGs and cut-outs (``add``), then ``masks/index.json`` (``finish``)."""
 
     def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
-                 min_area: int = 0):
+                 min_area: int = 0, file_names: Sequence[str] = ()):
+        """``file_names``: every image path of the run, known up front, so that images whose mask files
+        would share a name are told apart from the first one written (``mask_file_stems``)."""
         self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in PIXEL_FORMATS)
+        self.stems = mask_file_stems(file_names)
         self.categories, self.min_area = list(categories), int(min_area)
         # one class PNG format for the whole run: palette while every category id fits in 8 bits
         self.sixteen_bit = max((c.id for c in self.categories), default=0) > 255
@@ -80,7 +104,7 @@ class MaskFiles:
         scores = det["scores"].detach().float().cpu().tolist()
         labels = [int(v) for v in det["labels"].tolist()]
         categories = [category_of(self.by_label, label) for label in labels]
-        stem = PurePosixPath(file_name).with_suffix("").as_posix()
+        stem = self.stems.get(file_name) or PurePosixPath(file_name).with_suffix("").as_posix()
         if MASKS_DIR in self.formats and self._claim(MASKS_DIR, file_name, [f"{stem}.png",
                                                                            f"{stem}_classes.png"]):
             ids = instance_id_image(regions, scores, height, width)
