@@ -52,31 +52,16 @@ def create_temp_file(folder: PathLike, *, prefix: str, suffix: str) -> tuple:
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    atomic_write_all({path: data})
 
 
 def atomic_write_all(contents: dict) -> None:
     """Write several files as one step: ``contents`` is {path: bytes}. Every file is written to its
-    temporary file (fsynced) first, and only when all are written are they renamed over their targets,
-    so a failed write (a full disk, a folder gone) leaves every old target as it was and no temporary
-    file behind. (The renames themselves, one per file, are not one atomic step: a crash between two
-    of them would leave the first ones new.)"""
-    pending = []  # (temporary path, target)
+    temporary file in the target's folder (fsynced) first, and only when all are written are they
+    renamed over their targets, so a failed write (a full disk, a folder gone) leaves every old target
+    as it was and no temporary file behind. (The renames themselves, one per file, are not one atomic
+    step: a crash between two of them would leave the first ones new.)"""
+    pending = []  # (temporary path, target), those not renamed yet
     try:
         for path, data in contents.items():
             path = Path(path)
@@ -88,8 +73,7 @@ def atomic_write_all(contents: dict) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         while pending:
-            tmp, path = pending[0]
-            os.replace(tmp, path)
+            os.replace(*pending[0])
             pending.pop(0)
     except BaseException:
         for tmp, _ in pending:
