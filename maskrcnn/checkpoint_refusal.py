@@ -6,6 +6,7 @@
                                      | "PATH is a plain pickle, not a PyTorch file"
                                      | "PATH is a zip archive without a PyTorch data.pkl, ..."
                                      | "PATH is truncated or corrupt (REASON)"
+                                     | "PATH is not a PyTorch file (neither its zip format nor a pickle)"
                                      | "PATH: refused to load (REASON)"
 
 The loaders never run code from a file (``torch.load(weights_only=True)`` or a restricted unpickler); this
@@ -204,7 +205,18 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
             w in str(error) for w in ("truncated", "central directory", "zip archive", "Ran out of input",
                                       "not in a subdirectory", "PytorchStreamReader", "magic number")):
         return "corrupt", f"{path} is truncated or corrupt ({_torch_reason(error)})"
+    if size and _first_op(path) is None and not _starts_like_zip(path):
+        return "corrupt", f"{path} is not a PyTorch file (neither its zip format nor a pickle)"
     return "refused", f"{path}: refused to load ({_torch_reason(error)})"
+
+
+def _starts_like_zip(path) -> bool:
+    """Whether the file begins as a zip archive does (a truncated one has lost its central directory)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def is_attack_global(name: str) -> bool:
