@@ -66,12 +66,11 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive (PK..) or, in its legacy format, a pickle (protocol marker 0x80)
-    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
-        raise CheckpointError(f"{path}: not a checkpoint file (neither a PyTorch zip archive nor a pickle; "
-                              f"it starts with {head!r})")
+    from maskrcnn.checkpoint_refusal import not_torch_file_message
+
+    not_torch = not_torch_file_message(path)
+    if not_torch is not None:
+        raise CheckpointError(not_torch)
     try:
         with warnings.catch_warnings():  # a plain pickle (a detectron2 .pkl) first warns of its protocol
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

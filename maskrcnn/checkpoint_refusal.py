@@ -6,7 +6,7 @@
                                      | "PATH is a plain pickle, not a PyTorch file"
                                      | "PATH is a zip archive without a PyTorch data.pkl, ..."
                                      | "PATH is truncated or corrupt (REASON)"
-                                     | "PATH is not a PyTorch file (neither its zip format nor a pickle)"
+                                     | "PATH is not a PyTorch file (neither its zip format nor a pickle; ...)"
                                      | "PATH: refused to load (REASON)"
 
 The loaders never run code from a file (``torch.load(weights_only=True)`` or a restricted unpickler); this
@@ -187,6 +187,9 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
         size = None
     if size == 0:
         return "empty", f"{path} is empty (0 bytes)"
+    not_torch = not_torch_file_message(path)
+    if not_torch is not None:
+        return "corrupt", not_torch
     bad = code_global(path)
     if bad is not None:
         if bad.startswith("torch.nn."):
@@ -194,8 +197,7 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
                              "pickled model? save its state_dict())")
         kind = "attack" if is_attack_global(bad) else "code"
         return kind, f"{path} asks to run code (global {bad}) when unpickled; refused"
-    if is_plain_pickle(path) and (error is None or "Unsupported operand" in str(error)
-                                  or "magic number" in str(error)):
+    if is_plain_pickle(path):  # (torch's words depend on the protocol: an operand, a magic number, a global)
         return "pickle", f"{path} is a plain pickle, not a PyTorch file"
     if _zip_without_data(path):
         return "corrupt", f"{path} is a zip archive without a PyTorch data.pkl, not a PyTorch file"
@@ -205,18 +207,22 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
             w in str(error) for w in ("truncated", "central directory", "zip archive", "Ran out of input",
                                       "not in a subdirectory", "PytorchStreamReader", "magic number")):
         return "corrupt", f"{path} is truncated or corrupt ({_torch_reason(error)})"
-    if size and _first_op(path) is None and not _starts_like_zip(path):
-        return "corrupt", f"{path} is not a PyTorch file (neither its zip format nor a pickle)"
     return "refused", f"{path}: refused to load ({_torch_reason(error)})"
 
 
-def _starts_like_zip(path) -> bool:
-    """Whether the file begins as a zip archive does (a truncated one has lost its central directory)."""
+def not_torch_file_message(path) -> Optional[str]:
+    """The refusal of a file that cannot be a PyTorch one by its first bytes (text, an image, random
+    bytes), None for one that may be: ``torch.save`` writes a zip archive (``PK``) or, in its legacy
+    format, a pickle (protocol marker 0x80). Checked before ``torch.load``, whose pickle reader takes
+    text for opcodes and fails with a bare KeyError or IndexError."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) == b"PK\x03\x04"
+            head = f.read(4)
     except OSError:
-        return False
+        return None
+    if not head or head.startswith((b"PK", b"\x80")):
+        return None
+    return f"{path} is not a PyTorch file (neither its zip format nor a pickle; it starts with {head!r})"
 
 
 def is_attack_global(name: str) -> bool:

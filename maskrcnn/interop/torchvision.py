@@ -368,8 +368,14 @@ def torch_load_weights(path):
     line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
     import argparse
     import contextlib
+    import pickle
     import warnings
 
+    from maskrcnn.checkpoint_refusal import not_torch_file_message
+
+    not_torch = not_torch_file_message(path)
+    if not_torch is not None:  # (the callers word every refusal through checkpoint_refusal)
+        raise pickle.UnpicklingError(not_torch)
     safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
         with warnings.catch_warnings():  # a plain pickle (a .pkl given as a torch file) first warns of its

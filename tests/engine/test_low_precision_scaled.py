@@ -62,7 +62,8 @@ def test_bad_source_is_one_line_error(tmp_path, capsys, benchmark_script):
         torch.set_num_threads(threads)
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err
-    assert "bad.pth is not a PyTorch file (neither its zip format nor a pickle)" in err
+    assert "bad.pth is not a PyTorch file (neither its zip format nor a pickle; it starts with b'not ')" \
+        in err
 
 
 def test_ops_benchmark_refuses_bad_device_and_size(monkeypatch, benchmark_script):

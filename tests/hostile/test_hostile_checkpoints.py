@@ -86,7 +86,7 @@ def test_pickle_that_runs_code_is_refused(cli, tmp_path, image, monkeypatch):
     [(lambda src: src.read_bytes()[: len(src.read_bytes()) // 2], "truncated or corrupt"),
      (lambda src: b"", "empty"),
      (lambda src: b"PK\x03\x04 not really a zip", "truncated or corrupt"),
-     (lambda src: b"a text file given as weights\n", "not a checkpoint file")],
+     (lambda src: b"a text file given as weights\n", "is not a PyTorch file")],
 )  # fmt: skip
 def test_damaged_checkpoint_file_is_named(cli, tiny_checkpoint, tmp_path, image, make, words):
     path = tmp_path / "damaged.pth"
@@ -147,12 +147,16 @@ def _refused_files(folder):
     torch.save({"model": _CallsSystem()}, folder / "evil.pth")
     (folder / "evil.pkl").write_bytes(pickle.dumps({"model": _CallsSystem()}, protocol=4))
     (folder / "empty.pth").write_bytes(b"")
+    # protocol 2, as detectron2's model-zoo files: torch's refusal names a numpy global, not an operand
     (folder / "model_final.pkl").write_bytes(pickle.dumps(
-        {"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}}, protocol=4))
+        {"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}}, protocol=2))
+    (folder / "notes.pth").write_bytes(b"hello world\n")  # torch's reader took 'h' for BINGET: KeyError 101
     system = f"global {'nt' if __import__('os').name == 'nt' else 'posix'}.system"
     return {"evil.pth": f"evil.pth asks to run code ({system}) when unpickled; refused",
             "evil.pkl": f"evil.pkl asks to run code ({system}) when unpickled; refused",
             "empty.pth": "empty.pth is empty (0 bytes)",
+            "notes.pth": "notes.pth is not a PyTorch file (neither its zip format nor a pickle; it starts "
+                         "with b'hell')",
             "model_final.pkl": "model_final.pkl is a plain pickle, not a PyTorch file (a detectron2 .pkl? "
                                "`maskrcnn convert` reads it)"}
 
