@@ -10,7 +10,8 @@ Conventions fixed here (see also the top of ``modeling/box_head.py``):
 
 Checked when read (``validate_config``, after every override): types, and ranges that any run needs
 (sizes and counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the
-error names the key. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is an
+error names the key; a config to train with (not one stored in a checkpoint) also needs ``solver.iters``
+>= 1. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is an
 error naming the file and line), syntax errors name the file and line, and aliases may expand to at
 most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes).
 """
@@ -506,7 +507,8 @@ _RANGES = {
     "solver.weight_decay": (_non_negative, "a finite number >= 0"),
     "solver.weight_decay_norm": (_non_negative, "a finite number >= 0"),
     "solver.weight_decay_bias": (_non_negative, "a finite number >= 0 (or null)"),
-    # 0 iterations is a use: it writes the initial (e.g. --init) weights as model_final.pth
+    # >= 0 here, for the configs stored in checkpoints and run folders (runs of 0 iterations were allowed);
+    # a config to train with must ask for 1 or more (load_config, _training_problems)
     "solver.iters": (_non_negative, ">= 0"),
     "solver.batch_size": (_positive, "> 0"),
     "solver.accumulate": (_positive, "a whole number >= 1"),
@@ -585,6 +587,16 @@ def _best_model_problems(s: SolverConfig) -> list:
     if s.eval_period == 0:
         return [f"solver.early_stop_patience {patience} counts periodic evaluations: set solver.eval_period "
                 "> 0 (and give a validation set)"]
+    return []
+
+
+def _training_problems(cfg: Config) -> list:
+    """What a config read to train with (a preset, a YAML file, ``--set``; not a stored one) may not ask
+    for: 0 iterations trained nothing and wrote the initial weights as ``model_final.pth``, exit 0."""
+    iters = cfg.solver.iters
+    if isinstance(iters, int) and not isinstance(iters, bool) and iters < 1:
+        return [f"solver.iters must be >= 1 (0 would train nothing and write the initial weights as "
+                f"model_final.pth), got {iters!r}"]
     return []
 
 
@@ -738,7 +750,8 @@ def preset_solver_steps() -> set:
 def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] = None, *,
                 stored: bool = False) -> Config:
     """A preset name (``r50_fpn``), or a YAML file (optionally with ``_base_: PRESET``), then overrides.
-    ``stored``: the file is a run's own ``config.yaml`` (see ``from_dict``)."""
+    ``stored``: the file is a run's own ``config.yaml`` (see ``from_dict``); any other config is one to
+    train with, and ``solver.iters`` must be >= 1 (a stored one may hold the 0 earlier versions allowed)."""
     name = preset_or_path or "r50_fpn"
     if name in PRESETS:
         cfg = PRESETS[name]()
@@ -761,6 +774,9 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
             raise type(e)(f"{path}: {e.args[0] if e.args else e}") from None
     if overrides:
         cfg = apply_overrides(cfg, overrides)
+    problems = [] if stored else _training_problems(cfg)
+    if problems:
+        raise ValueError("invalid configuration: " + "; ".join(problems))
     return cfg
 
 

@@ -119,7 +119,7 @@ def _predict(args) -> tuple:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.engine.inference import build_evaluator, evaluate_dataset
+    from maskrcnn.engine.inference import build_evaluator, evaluate_dataset, unscored_classes_warning
     from maskrcnn.predictor import Predictor
 
     images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
@@ -144,6 +144,9 @@ def _predict(args) -> tuple:
         json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
     )
     evaluator = build_evaluator(predictor, dataset)
+    unscored = unscored_classes_warning(evaluator.label_to_category_id, dataset)
+    if unscored:  # COCOeval's AP 0 for them stays in the mean: said, not changed
+        print(f"warning: {unscored}", file=sys.stderr)
     start = time.perf_counter()
     unreadable = []  # [{"file_name", "image_id", "reason"}]: into metrics.json, beside the AP they are out of
 

@@ -12,7 +12,8 @@ detector or an ImageNet backbone (file, URL or published name); the config follo
 rows are kept for classes whose names match, and ``RUN_DIR/init_report.json`` lists what was loaded
 (``engine/init_weights.py``).
 
-``model.num_classes`` and ``data.class_names`` come from the training set; the label -> category id
+``model.num_classes`` and ``data.class_names`` come from the training set (a ``model.num_classes`` set
+with ``--set`` or in the YAML file that differs is named in a note, with the data's); the label -> category id
 map travels in every checkpoint; the final config is written to ``RUN_DIR/config.yaml``. With a validation
 set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json`` follow the best
 ``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
@@ -24,6 +25,7 @@ total over all processes).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "train on COCO-format data"
 
@@ -53,6 +55,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _sets_num_classes(config: str, overrides: dict) -> bool:
+    """Whether the user set ``model.num_classes`` (``--set``, or the YAML file given as ``--config``): the
+    training set decides it, and a value asked for that differs is named in a note."""
+    from maskrcnn.config import PRESETS, load_yaml
+
+    if "model.num_classes" in overrides:
+        return True
+    if config in PRESETS or not Path(config).is_file():
+        return False
+    with open(config, "rb") as f:  # read once already by load_config: valid
+        data = load_yaml(f, config)
+    return isinstance(data, dict) and isinstance(data.get("model"), dict) and "num_classes" in data["model"]
+
+
 def run(args) -> int:
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config, parse_set_args
@@ -78,6 +94,7 @@ def run(args) -> int:
         device=device,
         resume=args.resume,
         overwrite=args.overwrite,
+        asked_num_classes=cfg.model.num_classes if _sets_num_classes(args.config, overrides) else None,
     )
     try:
         result = trainer.train()

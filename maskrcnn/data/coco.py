@@ -183,6 +183,9 @@ class CocoDataset(torch.utils.data.Dataset):
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
+    ``filter_empty``: images without an object are left out of ``ids``, counted in ``skipped`` as
+    ``image_without_annotations`` or, when all their annotations are crowd regions,
+    ``image_with_only_crowd_annotations``.
     ``image_dir=None``: the records are validated without looking for the image files (split-data reads
     only the JSON); such a dataset has no items to read.
     ``coco``: the file already parsed by ``load_coco_json(json_path)`` (``read_validated`` needs it too),
@@ -222,9 +225,11 @@ class CocoDataset(torch.utils.data.Dataset):
         for note in self._notes:
             logger.warning(note)
         self.ids = [i for i in self._image_order if not (filter_empty and not self._has_objects(i))]
-        n_empty = len(self._image_order) - len(self.ids)
-        if n_empty:
-            self._problems.counts["image_without_annotations"] += n_empty  # a filter: counted, not warned
+        # a filter: counted, not warned; images whose annotations are all crowd regions apart from those
+        # with none (a training set of only crowd regions is a labelling mistake the error can name)
+        for iid in set(self._image_order) - set(self.ids):
+            reason = "image_with_only_crowd_annotations" if self._anns[iid] else "image_without_annotations"
+            self._problems.counts[reason] += 1
         if keypoints and min_keypoints_per_image > 0:
             # detectron2's MIN_KEYPOINTS_PER_IMAGE: an image whose people show no labelled keypoint
             # gives the keypoint head nothing to learn

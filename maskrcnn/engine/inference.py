@@ -6,7 +6,9 @@ Shapes: D detections of one image, in its original coordinates.
 Each image file of the dataset is read at its original size and given to ``Predictor.predict_files``
 (resize, model, map back, paste masks); its detections go to a ``CocoEvaluator`` whose ground truth is
 the dataset's validated records (``CocoDataset.to_coco_dict``); the result is
-``CocoEvaluator.evaluate()``'s dict (AP in percent). Validation during training runs an optimised copy
+``CocoEvaluator.evaluate()``'s dict (AP in percent). A class of the dataset that the model does not have
+scores AP 0 and counts in the mean, as COCOeval computes it; a warning names it
+(``unscored_classes_warning``; once per run in training). Validation during training runs an optimised copy
 of the model, so it reports what ``maskrcnn eval`` reports on the saved checkpoint, and the model being
 trained is left as it was.
 """
@@ -80,6 +82,27 @@ def label_mapping(predictor, dataset) -> dict:
         f"the model predicts {num_classes - 1} classes, {dataset.json_path} has "
         f"{dataset.num_classes - 1} categories, and no label -> category id mapping is known"
     )
+
+
+def unscored_classes_warning(mapping: dict, dataset) -> Optional[str]:
+    """A line naming the dataset's classes that hold objects but that no class of the model maps to
+    (``mapping``: label -> the dataset's category id, as ``label_mapping`` gives it), or None. COCOeval
+    scores each such class at AP 0 (objects, no detection can be of it) and averages it into AP with the
+    others: kept so, as COCO computes it, but said (once), since it lowers the mean silently."""
+    mapped = {int(cid) for cid in mapping.values()}
+    counts = dataset.instances_per_class()  # crowd regions aside: COCOeval ignores them
+    missing = [(dataset.class_names[label], counts[label])
+               for label, cid in sorted(dataset.label_to_category_id.items())
+               if int(cid) not in mapped and counts[label] > 0]
+    if not missing:
+        return None
+    named = ", ".join(f"'{name}' ({n} object{'s' if n != 1 else ''})" for name, n in missing[:10])
+    named += ", ..." if len(missing) > 10 else ""
+    if len(missing) == 1:
+        return (f"{dataset.json_path}: class {named} is not one of the model's classes: its objects count "
+                "as misses (AP 0) in the mean")
+    return (f"{dataset.json_path}: classes {named} are not among the model's classes: their objects count as "
+            "misses (AP 0) in the mean")
 
 
 def check_keypoint_count(cfg, dataset) -> None:
@@ -221,6 +244,8 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
     def skip(index, path, error):
         warnings.warn(f"validation: {path} left out of the score ({error})", stacklevel=2)
 
+    warned: list = []  # the unscored classes are said at the first evaluation only
+
     def evaluate(model: nn.Module) -> dict:
         from maskrcnn.predictor import Predictor
 
@@ -232,7 +257,12 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
                 subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
-            return evaluate_dataset(predictor, dataset, build_evaluator(predictor, dataset), on_error=skip)
+            evaluator = build_evaluator(predictor, dataset)
+            line = None if warned else unscored_classes_warning(evaluator.label_to_category_id, dataset)
+            warned.append(True)
+            if line:
+                warnings.warn(f"validation: {line}", stacklevel=2)
+            return evaluate_dataset(predictor, dataset, evaluator, on_error=skip)
         finally:
             model.train(was_training)
 

@@ -5,6 +5,10 @@ Only the main process logs (the trainer gives other ranks ``enabled=False``).
 ``metrics.jsonl``: one JSON object per line. Training records ``{"iteration": i, "loss": total,
 "loss_rpn_cls": .., ..., "lr": .., "time": s/iter, "data_time": ..}`` (``iteration`` counts finished
 iterations, 1-based); evaluation records ``{"iteration": i, "bbox/AP": .., "segm/AP": .., ...}``.
+A value that is not a finite number (``bbox/APm`` when the validation set has no medium-sized object is
+NaN) is written as ``null``, as ``maskrcnn eval``'s ``metrics.json`` writes it: JSON has no NaN, and
+strict readers (JavaScript's ``JSON.parse``, jq) refuse the bare token. ``read_metrics`` reads a ``null``
+back as NaN.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ def format_seconds(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
+def record_line(record: dict) -> str:
+    """One metrics.jsonl line: non-finite numbers as ``null`` (valid JSON for every reader)."""
+    plain = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(plain, allow_nan=False) + "\n"
+
+
 def read_metrics(path) -> List[dict]:
-    """All records of a metrics.jsonl (a torn last line from a crash is skipped)."""
+    """All records of a metrics.jsonl (a torn last line from a crash is skipped); a ``null`` value (a NaN
+    when written) is read as NaN, so that the records hold numbers only."""
     records = []
     path = Path(path)
     if not path.is_file():
@@ -41,9 +52,11 @@ def read_metrics(path) -> List[dict]:
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict):
+                records.append({k: float("nan") if v is None else v for k, v in record.items()})
     return records
 
 
@@ -61,7 +74,7 @@ def truncate_metrics(path, last_iteration: int, *, drop_eval_at_last: bool = Fal
         return it < last_iteration or it == last_iteration and not (drop_eval_at_last and is_eval)
 
     kept = [r for r in read_metrics(path) if kept_record(r)]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    atomic_write_text(path, "".join(record_line(r) for r in kept))
 
 
 class TrainingLogger:
@@ -95,7 +108,7 @@ class TrainingLogger:
             return
         try:
             with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(record_line(record))
                 f.flush()
         except OSError as e:  # a full disk's write error names no file: name it, with the iteration
             if e.filename is not None:

@@ -143,9 +143,20 @@ def build_scheduler(optimizer: torch.optim.Optimizer, solver) -> WarmupLR:
 def schedule_notes(solver, *, preset_steps: Collection[tuple]) -> list:
     """Lines to print before training: settings the chosen schedule does not use (``solver.steps`` with
     the cosine schedule, when they are not one of ``preset_steps``, the steps the presets set: those the
-    user did not choose)."""
+    user did not choose; ``solver.lr_min_factor`` with the step schedule, when set, as no preset sets it),
+    and a warm-up that lasts the whole run (the lr never reaches ``solver.lr``)."""
+    notes = []
     if solver.lr_schedule == "cosine" and tuple(solver.steps) not in preset_steps:
-        return [f"note: solver.lr_schedule cosine does not use solver.steps {list(solver.steps)}: the lr "
-                f"follows a cosine from {solver.lr:g} to {solver.lr * solver.lr_min_factor:g} over "
-                f"solver.iters {solver.iters}"]
-    return []
+        notes.append(f"note: solver.lr_schedule cosine does not use solver.steps {list(solver.steps)}: the "
+                     f"lr follows a cosine from {solver.lr:g} to {solver.lr * solver.lr_min_factor:g} over "
+                     f"solver.iters {solver.iters}")
+    if solver.lr_schedule == "step" and solver.lr_min_factor != 0:
+        notes.append(f"note: solver.lr_schedule step does not use solver.lr_min_factor "
+                     f"{solver.lr_min_factor:g} (the cosine schedule's floor): the lr drops by solver.gamma "
+                     f"{solver.gamma:g} at solver.steps {list(solver.steps)}")
+    if 0 < solver.iters <= solver.warmup_iters and solver.warmup_factor < 1 and solver.lr > 0:
+        # the ramp reaches 1 at warmup_iters; the last iteration runs at iters - 1 finished ones
+        notes.append(f"note: solver.warmup_iters {solver.warmup_iters} >= solver.iters {solver.iters}: the "
+                     "lr stays below solver.lr for the whole run (a smaller solver.warmup_iters lets it get "
+                     "there)")
+    return notes

@@ -4,7 +4,8 @@ One iteration: take the next batch from ``batches`` (an iterator of ``(images, t
 loss dict with the model in training mode, check every term is finite (a NaN stops the run with an error
 naming the iteration and the terms; the last good checkpoint stays; weights gone non-finite on a finite
 loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
-float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log.
+float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log (the ``lr`` logged is the
+one the iteration's step used, not the schedule's next value).
 
 Gradient accumulation (``solver.accumulate`` = k > 1): each iteration's batch (this process's
 batch_size / world_size images, the same images as with k = 1) is split into k micro-batches in order;
@@ -529,7 +530,8 @@ class Trainer:
         self.scaler.scale(total).backward()
         return values
 
-    def _divergence_text(self, loss: float) -> str:
+    def _divergence_text(self, loss: float, lr: float) -> str:
+        """``lr``: the one the iteration that gave ``loss`` used."""
         g = self.divergence
         since = self.iteration - g.streak + 1
         kept = self._kept_checkpoint_text()
@@ -540,7 +542,7 @@ class Trainer:
             f"training diverged at iteration {self.iteration}: the total loss has been above {g.factor:g}x "
             f"its median over the last {len(g.history)} good iterations ({g.median:.4g}) since iteration "
             f"{since}, {g.streak} iterations in a row (now {loss:.4g}; learning rate "
-            f"{self.optimizer.param_groups[0]['lr']:.4g}); not saved; {kept}. Try a lower solver.lr, a "
+            f"{lr:.4g}); not saved; {kept}. Try a lower solver.lr, a "
             "longer solver.warmup_iters or gradient clipping (solver.clip_grad_norm), then train again or "
             "--resume (solver.divergence_factor=0 turns this check off)"
         )
@@ -630,6 +632,8 @@ class Trainer:
                     images, targets = next(batches)
                 data_time = time.perf_counter() - timer_data
                 t0 = time.perf_counter()
+                # the lr this step uses: run_step steps the schedule, which then holds the next one's
+                lr = self.optimizer.param_groups[0]["lr"]
                 values = self.run_step(images, targets)
                 self.iteration += 1
                 if self.world_size > 1:
@@ -637,14 +641,14 @@ class Trainer:
                 self.logger.log_iteration(
                     self.iteration,
                     values,
-                    lr=self.optimizer.param_groups[0]["lr"],
+                    lr=lr,
                     iter_time=time.perf_counter() - t0 + data_time,
                     data_time=data_time,
                 )
                 # Every rank judges the same (all-reduced) values: all stop together.
                 total = sum(values.values())
                 if self.divergence.update(total):
-                    raise DivergenceError(self._divergence_text(total))
+                    raise DivergenceError(self._divergence_text(total, lr))
                 # The checkpoint before the evaluation: an evaluation that fails (out of memory, a bad
                 # validation image) must not cost the iterations since the last checkpoint.
                 if self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0:

@@ -1,9 +1,10 @@
 """Training assembly: datasets, transforms, model, loader, evaluation and ``Trainer`` from one config.
 
 ``build_training(cfg, ...)`` is what ``maskrcnn train`` and ``maskrcnn demo`` run; it reads the config
-(``model.num_classes`` and ``data.class_names`` come from the training set) and writes
-``RUN_DIR/config.yaml``. It leaves the process's RNG state alone: the initial weights are drawn from
-a generator seeded with ``cfg.seed`` inside ``torch.random.fork_rng``, the same on every rank.
+(``model.num_classes`` and ``data.class_names`` come from the training set: a ``model.num_classes``
+asked for that differs is named in a note, with the data's) and writes ``RUN_DIR/config.yaml``. It
+leaves the process's RNG state alone: the initial weights are drawn from a generator seeded with
+``cfg.seed`` inside ``torch.random.fork_rng``, the same on every rank.
 
 ``model.init_weights`` (``--init``) starts the run from existing weights (``engine/init_weights.py``): the
 config follows the weights, the model is loaded from them and ``RUN_DIR/init_report.json`` says what was
@@ -18,8 +19,10 @@ training set's class names must be the run's: a changed class list is refused be
 validation set, is one error line now rather than at the first evaluation.
 
 ``solver.accumulate`` must divide each process's share of ``solver.batch_size`` (checked here, where the
-number of processes is known); with ``solver.lr_schedule=cosine``, a ``solver.steps`` other than the
-default is said to be unused in a note line.
+number of processes is known); schedule settings the run does not use (``solver.steps`` other than a
+preset's with the cosine schedule, ``solver.lr_min_factor`` with the step one) and a warm-up as long as
+the run are said in note lines (``schedule.schedule_notes``). A training set without a usable image is
+one error saying why (image files not found, only crowd annotations).
 
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
@@ -168,8 +171,12 @@ def build_training(
     overwrite=False,
     log_stream=None,
     trainer_kwargs=None,
+    asked_num_classes=None,
 ):
-    """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
+    """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
+
+    ``asked_num_classes``: a ``model.num_classes`` the user set (``--set``, a YAML file); it is not
+    applied (the training set decides), and a note says so when it differs from the data's."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
@@ -227,10 +234,14 @@ def build_training(
     )
     if len(train_set) == 0:
         missing = train_set.skipped.get("missing_image_file", 0)
+        crowd_only = train_set.skipped.get("image_with_only_crowd_annotations", 0)
         hint = ""
         if missing:  # nothing usable and files not found: the folder is the likely fault
             hint = (f"; {missing} of its image files are not under {train_images}: give the folder that "
                     "holds them with --train-images")
+        elif crowd_only:  # every object marked iscrowd: crowd regions are ignored, not learnt from
+            hint = (f"; {crowd_only} of its images have only crowd annotations (iscrowd 1: regions the "
+                    "losses ignore, not objects to learn): an object to train on has iscrowd 0")
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
     counts = train_set.instances_per_class()
@@ -239,6 +250,12 @@ def build_training(
         say(f"warning: {train_json}: no training instance of the class{'es' if len(unseen) > 1 else ''} "
             f"{', '.join(unseen)} (crowd regions aside); the model cannot learn to detect "
             f"{'them' if len(unseen) > 1 else 'it'}")
+    if asked_num_classes is not None and asked_num_classes != train_set.num_classes:
+        n = train_set.num_classes
+        say(f"note: model.num_classes {asked_num_classes} is not applied: num_classes comes from the "
+            f"training data, and {train_json} has {n} ({n - 1} classes and the background)"
+            + ("; the --init weights' class rows are matched to them by name"
+               if cfg.model.init_weights and not resuming else ""))
     cfg = cfg.copy()
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)

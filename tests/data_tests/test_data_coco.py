@@ -75,9 +75,8 @@ def test_formats_labels_crowd_and_empty_images(tmp_path):
         t3["boxes"].shape == (0, 4) and t3["masks"].shape == (0, 20, 30) and t3["labels"].dtype == torch.int64
     )
     filtered = CocoDataset(json_path=path, image_dir=tmp_path / "img", filter_empty=True)
-    assert (
-        len(filtered) == 1 and filtered.skipped["image_without_annotations"] == 2
-    )  # crowd-only counts empty
+    assert len(filtered) == 1 and filtered.skipped == {  # crowd-only: left out, counted apart
+        "image_without_annotations": 1, "image_with_only_crowd_annotations": 1}
 
 
 def test_validation_skips_and_counts_each_problem(tmp_path):

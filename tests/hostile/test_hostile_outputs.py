@@ -92,7 +92,7 @@ def test_overwrite_replaces_the_earlier_run_only_once_the_new_one_is_assembled(c
     (run / "model_0000100.pth").write_text("earlier checkpoint")
     before = snapshot(run)
     base = ["train", "--config", "demo", "--train-images", images, "--output", run, "--overwrite",
-            "--device", "cpu", "--set", "solver.iters=0", "model.backbone=resnet18", "model.fpn_dim=16",
+            "--device", "cpu", "--set", "solver.iters=1", "model.backbone=resnet18", "model.fpn_dim=16",
             "input.min_size=[32]", "input.max_size=48", "data.num_workers=0"]  # fmt: skip
     rc, text = cli(*base, "--train-json", tmp_path / "typo.json")  # a mistake: the old run survives
     assert rc == 1 and "typo.json" in text and snapshot(run) == before

@@ -1,0 +1,184 @@
+"""What training says about settings and data it cannot use as asked: metrics.jsonl as valid JSON, the lr
+each iteration used, 0 iterations refused, an ignored model.num_classes, crowd-only training images,
+validation classes the model lacks, schedule settings that have no effect."""
+
+import io
+import json
+import types
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.config import from_dict, load_config
+from maskrcnn.engine.logger import TrainingLogger, read_metrics, truncate_metrics
+from maskrcnn.engine.schedule import schedule_notes
+
+
+def _strict_json(line: str):
+    """json.loads as JavaScript's JSON.parse reads it: NaN and Infinity are no JSON."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def _dataset(folder, annotations, categories=({"id": 1, "name": "box"},), n_images=2):
+    """A COCO file with ``n_images`` 24x24 images written beside it (folder/images)."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for i in range(1, n_images + 1):
+        Image.fromarray(np.full((24, 24, 3), 40 * i, np.uint8)).save(images / f"{i}.png")
+    path = folder / "train.json"
+    path.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 24, "height": 24}
+                   for i in range(1, n_images + 1)],
+        "categories": list(categories), "annotations": annotations}))
+    return path, images
+
+
+def _ann(aid, image_id, category_id=1, crowd=0):
+    return {"id": aid, "image_id": image_id, "category_id": category_id, "bbox": [4, 4, 10, 10],
+            "area": 100.0, "iscrowd": crowd, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
+
+
+# ------------------------------------------------------------------------------------ metrics.jsonl
+
+
+def test_metrics_jsonl_writes_nan_as_null_and_reads_it_back_as_nan(tmp_path):
+    log = TrainingLogger(output_dir=tmp_path, max_iter=2, log_period=1, tensorboard=False,
+                         stream=io.StringIO())
+    log.log_iteration(1, {"loss_a": 0.5}, lr=0.01, iter_time=0.1)
+    log.log_eval(1, {"bbox": {"AP": 40.0, "APm": float("nan")}})  # no medium object in the validation set
+    path = tmp_path / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    assert [_strict_json(line) for line in lines][1] == {"iteration": 1, "bbox/AP": 40.0, "bbox/APm": None}
+    records = read_metrics(path)
+    assert records[1]["bbox/AP"] == 40.0 and np.isnan(records[1]["bbox/APm"])
+    truncate_metrics(path, 1)  # a resume's rewrite stays valid JSON too
+    assert _strict_json(path.read_text().splitlines()[1])["bbox/APm"] is None
+
+
+def test_logged_lr_is_the_one_the_iteration_used(tmp_path, toy):
+    cfg = load_config("demo", {"solver.iters": 3, "solver.lr": 0.1, "solver.warmup_iters": 2,
+                               "solver.warmup_factor": 0.01, "solver.log_period": 1,
+                               "solver.checkpoint_period": 0})
+    from maskrcnn.engine.trainer import build_trainer
+
+    trainer = build_trainer(cfg, toy.Toy(), make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2,
+                                                                           nan_at=-1),
+                            output_dir=tmp_path, class_names=["__background__", "x"], tensorboard=False,
+                            plot=False, log_stream=io.StringIO())
+    trainer.train()
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    # iteration 1 runs at lr * warmup_factor, 2 half-way up the ramp, 3 at lr
+    assert lrs == pytest.approx([0.1 * 0.01, 0.1 * (0.01 * 0.5 + 0.5), 0.1])
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_zero_iterations_are_refused_but_a_stored_config_with_them_still_reads():
+    with pytest.raises(ValueError, match=r"solver.iters must be >= 1 \(0 would train nothing and write the "
+                                         r"initial weights as model_final.pth\), got 0"):
+        load_config("demo", {"solver.iters": 0})
+    # a checkpoint of a 0-iteration run (allowed before) still loads for predict / eval
+    assert from_dict({"solver": {"iters": 0}}, stored=True).solver.iters == 0
+
+
+def test_schedule_notes_for_a_warmup_as_long_as_the_run_and_an_unused_lr_min_factor():
+    presets = set()
+    short = load_config("demo", {"solver.iters": 4})  # the demo's warmup_iters is 100
+    assert schedule_notes(short.solver, preset_steps=presets) == [
+        "note: solver.warmup_iters 100 >= solver.iters 4: the lr stays below solver.lr for the whole run "
+        "(a smaller solver.warmup_iters lets it get there)"]
+    assert schedule_notes(load_config("demo", {"solver.iters": 101}).solver, preset_steps=presets) == []
+    step = load_config("demo", {"solver.lr_min_factor": 0.1})
+    assert schedule_notes(step.solver, preset_steps=presets) == [
+        "note: solver.lr_schedule step does not use solver.lr_min_factor 0.1 (the cosine schedule's floor): "
+        "the lr drops by solver.gamma 0.1 at solver.steps [700, 850]"]
+    cosine = load_config("demo", {"solver.lr_min_factor": 0.1, "solver.lr_schedule": "cosine"})
+    assert schedule_notes(cosine.solver, preset_steps={(700, 850)}) == []
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def test_crowd_only_training_images_are_counted_apart_and_named(tmp_path):
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.training import build_training
+
+    path, images = _dataset(tmp_path, [_ann(1, 1, crowd=1), _ann(2, 1, crowd=1)], n_images=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = CocoDataset(json_path=path, image_dir=images, filter_empty=True)
+    assert ds.skipped == {"image_with_only_crowd_annotations": 1, "image_without_annotations": 2}
+    with pytest.raises(ValueError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_training(load_config("demo"), train_json=path, train_images=images, output=tmp_path / "run",
+                       log_stream=io.StringIO())
+    assert str(info.value) == (
+        f"{path}: no usable training image (skipped: {{'image_with_only_crowd_annotations': 1, "
+        "'image_without_annotations': 2}); 1 of its images have only crowd annotations (iscrowd 1: regions "
+        "the losses ignore, not objects to learn): an object to train on has iscrowd 0")
+
+
+def test_a_num_classes_asked_for_is_named_with_the_datas(tmp_path):
+    from maskrcnn.commands.train import _sets_num_classes
+    from maskrcnn.engine.training import build_training
+
+    assert _sets_num_classes("demo", {"model.num_classes": "3"}) and not _sets_num_classes("demo", {})
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("_base_: demo\nmodel:\n  num_classes: 3\n")
+    assert _sets_num_classes(str(yaml_file), {})
+    cats = [{"id": i, "name": f"c{i}"} for i in range(1, 5)]
+    anns = [_ann(i, 1 + i % 2, category_id=i) for i in range(1, 5)]
+    path, images = _dataset(tmp_path, anns, categories=cats)
+    cfg = load_config("demo", {"model.num_classes": 3, "model.backbone": "resnet18", "model.fpn_dim": 8,
+                               "data.num_workers": 0})
+    stream = io.StringIO()
+    _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
+                            log_stream=stream, asked_num_classes=3, trainer_kwargs={"tensorboard": False})
+    assert cfg.model.num_classes == 5
+    assert (f"note: model.num_classes 3 is not applied: num_classes comes from the training data, and {path} "
+            "has 5 (4 classes and the background)\n") in stream.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+def test_a_validation_class_the_model_lacks_is_named_once(tmp_path, monkeypatch):
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine import inference
+
+    cats = [{"id": 1, "name": "disc"}, {"id": 2, "name": "box"}, {"id": 3, "name": "other"}]
+    anns = [_ann(1, 1, 1), _ann(2, 1, 2), _ann(3, 2, 3), _ann(4, 2, 3), _ann(5, 2, 3, crowd=1)]
+    path, _ = _dataset(tmp_path, anns, categories=cats)
+    dataset = CocoDataset(json_path=path, image_dir=None)
+    model = types.SimpleNamespace(class_names=["__background__", "box", "disc"], label_to_category_id=None)
+    mapping = inference.label_mapping(model, dataset)
+    assert mapping == {1: 2, 2: 1}
+    line = (f"{path}: class 'other' (2 objects) is not one of the model's classes: its objects count as "
+            "misses (AP 0) in the mean")  # the crowd region is no object
+    assert inference.unscored_classes_warning(mapping, dataset) == line
+    assert inference.unscored_classes_warning({1: 2, 2: 1, 3: 3}, dataset) is None
+    # two: named together
+    two = inference.unscored_classes_warning({1: 1}, dataset)
+    assert two == (f"{path}: classes 'box' (1 object), 'other' (2 objects) are not among the model's "
+                   "classes: their objects count as misses (AP 0) in the mean")
+
+    # during training: at the first evaluation only
+    import maskrcnn.predictor
+
+    monkeypatch.setattr(maskrcnn.predictor, "Predictor", lambda *a, **k: None)
+    monkeypatch.setattr(inference, "build_evaluator",
+                        lambda p, d: types.SimpleNamespace(label_to_category_id=mapping))
+    monkeypatch.setattr(inference, "evaluate_dataset", lambda *a, **k: {"bbox": {"AP": 1.0}})
+    evaluate = inference.make_evaluate_fn(load_config("demo"), dataset, path)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        evaluate(torch.nn.Linear(1, 1))
+        evaluate(torch.nn.Linear(1, 1))
+    assert [str(w.message) for w in seen] == [f"validation: {line}"]
