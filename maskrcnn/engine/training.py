@@ -35,38 +35,93 @@ import torch
 INIT_REPORT = "init_report.json"
 
 
-def _resumed_config(cfg, output: Path, say):
-    """The run's own model config for a resumed run (its checkpoint holds that model); an ``--init`` that
-    differs from the run's is an error, the same one is not applied again."""
-    from maskrcnn.config import flatten_sections, load_config
+# Keys a run's config takes from its training set (and, for keypoints, from the person category), not from
+# what is asked: a resumed run keeps the run's and ``build_training`` fills them from the data again.
+DATA_KEYS = ("model.num_classes", "model.roi_heads.num_keypoints", "model.init_weights", "data.class_names",
+             "data.keypoint_names", "data.keypoint_skeleton")
+
+
+def _asked(key: str, overrides: dict) -> bool:
+    """Whether ``--set`` named ``key`` (or a section above it: ``--set solver={...}``)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in overrides for i in range(1, len(parts) + 1))
+
+
+def _shown(value) -> str:
+    from maskrcnn.config import to_plain
+
+    return str(to_plain(value))
+
+
+def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
+                    notes=None):
+    """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
+    input, data, seed, device: the run goes on with the settings it was started with), then what this
+    command asks for explicitly, and the run's class names.
+
+    ``overrides`` (dotted keys: ``--set``, ``--init``) are the settings asked for explicitly: those outside
+    ``model.`` are applied over the run's config, each change said in a line (``resume: solver.iters 900
+    -> 50 (from --set)``); ``config_named`` (the ``--config`` given, if one was) is not applied: its values
+    that differ from the run's are named in one warning line. ``overrides=None`` (library callers) takes
+    every value of ``cfg`` as asked for: all of its non-model settings are applied (each change said, as
+    "from the config"). Model settings are never applied (the checkpoint holds the run's model); those
+    asked for that differ from the run's are named in the model warning line. An ``--init`` that differs
+    from the run's is an error, the same one is not applied again (``from_checkpoint`` False: the run has
+    no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
+    ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
+    once without it)."""
+    from maskrcnn.config import apply_overrides, flatten_sections, load_config
 
     saved_path = output / "config.yaml"
     if not saved_path.is_file():
         return cfg, ()
     saved = load_config(str(saved_path), stored=True)
-    asked, started = cfg.model.init_weights, saved.model.init_weights
-    if asked and asked != started:
-        raise ValueError(
-            f"--init {asked}: {output} is a run started from {started or 'random initialisation'}; --resume "
-            "continues that run from its last checkpoint and never loads other weights. To fine-tune from "
-            f"{asked}, choose another --output.")
-    if asked:
-        say(f"--resume: continuing from the run's checkpoint; --init {asked} was applied when the run "
-            "started and is not applied again")
+    everything = overrides is None
+    overrides = dict(overrides or {})
+    asked = flatten_sections(cfg.to_dict(), cfg)
+    kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
-    from_data = {"num_classes", "roi_heads.num_keypoints", "init_weights", *_followed_weights(output)}
-    asked_model = flatten_sections(cfg.to_dict()["model"], cfg.model)
-    kept_model = flatten_sections(saved.to_dict()["model"], saved.model)
-    ignored = [f"model.{k}={asked_model[k]!r} (the run's: {kept_model.get(k)!r})" for k in sorted(asked_model)
-               if k not in from_data and asked_model[k] != kept_model.get(k)]
+    derived = {*DATA_KEYS, *(f"model.{k}" for k in _followed_weights(output))}
+
+    asked_init, started = cfg.model.init_weights, saved.model.init_weights
+    if not (everything or config_named or _asked("model.init_weights", overrides)):
+        asked_init = ""  # the default preset's init_weights: nothing asked
+    if asked_init and asked_init != started:
+        raise ValueError(
+            f"--init {asked_init}: {output} is a run started from {started or 'random initialisation'}; "
+            "--resume continues that run from its last checkpoint and never loads other weights. To "
+            f"fine-tune from {asked_init}, choose another --output.")
+    if asked_init and from_checkpoint:
+        say(f"--resume: continuing from the run's checkpoint; --init {asked_init} was applied when the run "
+            "started and is not applied again")
+
+    def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given
+        return everything or bool(config_named) or _asked(key, overrides)
+
+    differing = [k for k in asked if k not in derived and asked[k] != kept.get(k)]
+    ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
+               if k.startswith("model.") and named(k)]
     if ignored:
         say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
             f"{', '.join(ignored)}")
-    if cfg.data.repeat_threshold != saved.data.repeat_threshold:  # applied, but the epochs change
-        say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
-            f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
-    cfg = cfg.copy()
-    cfg.model = saved.model
+    applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
+    from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
+    if from_config:
+        listed = ", ".join(f"{k}={_shown(asked[k])} (the run's: {_shown(kept.get(k))})" for k in from_config)
+        say(f"warning: --resume goes on with the run's settings ({saved_path}); --config {config_named} "
+            f"differs in {listed}: not applied (on --resume only --set changes a setting)")
+    cfg = apply_overrides(saved, {k: asked[k] for k in applied})
+    source = "the config" if everything else "--set"
+    for k in applied:
+        if k == "data.repeat_threshold":  # applied, but the epochs change
+            say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
+                f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
+        else:
+            line = f"resume: {k} {_shown(kept.get(k))} -> {_shown(asked[k])} (from {source})"
+            if notes is None:
+                say(line)
+            else:
+                notes.append(line)
     return cfg, tuple(saved.data.class_names)
 
 
@@ -168,14 +223,22 @@ def build_training(
     overwrite=False,
     log_stream=None,
     trainer_kwargs=None,
+    overrides=None,
+    config_named=None,
 ):
-    """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set)."""
+    """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
+
+    A resumed run uses its own ``config.yaml`` with ``overrides`` (the dotted keys asked for explicitly,
+    ``--set``) over it; ``config_named``: the ``--config`` given, whose other values are named in a
+    warning, not applied; ``overrides=None`` applies all of ``cfg``'s non-model settings
+    (``_resumed_config``). ``device`` None: the config's (the run's, on resume)."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
@@ -194,16 +257,20 @@ def build_training(
             f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
             f"to replace it, or choose another --output"
         )
-    rank, world_size, device = du.init_distributed(str(device))
 
     def say(line: str) -> None:
-        if rank == 0:
+        if du.env_world()[0] == 0:  # the rank torchrun gave, known before the process group is joined
             print(line, file=log_stream or sys.stdout, flush=True)
 
-    source, changes, run_classes = None, {}, ()
-    if resuming:
-        cfg, run_classes = _resumed_config(cfg, output, say)
-    elif cfg.model.init_weights:
+    source, changes, run_classes, resume_notes = None, {}, (), []
+    if resume:  # before the device: the run's config names it unless asked otherwise
+        # also with no checkpoint yet (the run starts again from scratch with its own settings)
+        cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
+                                           from_checkpoint=resuming, notes=resume_notes)
+        run_classes = run_classes if resuming else ()
+    device = resolve_device(cfg.device) if device is None else device
+    rank, world_size, device = du.init_distributed(str(device))
+    if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size)
         cfg, changes = follow_weights(cfg, source.implied)
     if cfg.solver.batch_size % world_size:
@@ -233,6 +300,8 @@ def build_training(
                     "holds them with --train-images")
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
+    for line in resume_notes:  # only now that the run goes on: a refused resume says one line
+        say(line)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
     if unseen:  # a category the labelling tool defined but nobody drew: the model gets no example of it
