@@ -7,10 +7,16 @@ a generator seeded with ``cfg.seed`` inside ``torch.random.fork_rng``, the same 
 
 ``model.init_weights`` (``--init``) starts the run from existing weights (``engine/init_weights.py``): the
 config follows the weights, the model is loaded from them and ``RUN_DIR/init_report.json`` says what was
-loaded. A resumed run continues from its own checkpoint with the model config it was started with
-(``RUN_DIR/config.yaml``); the init is not applied again, and model settings asked for now that differ
-from the run's are named in a warning line (they are not applied: the checkpoint holds that model). The
-training set's class names must be the run's: a changed class list is refused before anything loads.
+loaded. A resumed run continues from its own checkpoint with the config it was started with
+(``RUN_DIR/config.yaml``: model, solver, input, data, seed, device), not a preset's; the init is not
+applied again. Settings asked for explicitly (``--set``, the ``overrides`` argument) go over it: solver,
+input and data changes are applied, one line each (``resume: solver.iters 900 -> 1200 (from --set)``;
+the trainer then follows the new lr and schedule, ``engine/trainer.py``); model settings that differ from
+the run's are named in a warning line (they are not applied: the checkpoint holds that model). A
+``--config`` given with ``--resume`` is not applied either: its values that differ from the run's are
+named in one warning (model keys in the model warning), so that only what ``--set`` says changes. The
+written ``config.yaml`` is what the resumed run uses. The training set's class names must be the run's:
+a changed class list is refused before anything loads.
 
 ``solver.best_metric`` and ``solver.early_stop_patience`` (the best checkpoint and early stopping,
 ``engine/best_model.py``) are checked against the model and the data before anything trains
