@@ -306,8 +306,6 @@ def build_training(
                     "holds them with --train-images")
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
-    for line in resume_notes:  # only now that the run goes on: a refused resume says one line
-        say(line)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
     if unseen:  # a category the labelling tool defined but nobody drew: the model gets no example of it
@@ -363,7 +361,8 @@ def build_training(
             for path in earlier:
                 path.unlink(missing_ok=True)
         output.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output / "config.yaml")
+        if not resuming:  # a resumed run's: once its checkpoint has loaded under these settings (below)
+            save_config(cfg, output / "config.yaml")
         if report is not None:
             report = {"source": report.pop("source"), "config_changes": changes, **report}
             atomic_write_json(output / INIT_REPORT, report, indent=2)
@@ -410,6 +409,10 @@ def build_training(
         trainer.logger.print(
             f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
             f"{trainer.max_iter}: nothing left to train (raise solver.iters to train on)")
+    if resuming and rank == 0:  # a resume refused by the checkpoint leaves the run's config.yaml as it was
+        save_config(cfg, output / "config.yaml")
+    for line in resume_notes:  # only now that the run goes on: a refused resume says one line
+        say(line)
     return trainer, cfg
 
 

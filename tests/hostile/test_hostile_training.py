@@ -323,3 +323,10 @@ def test_resume_goes_on_with_the_runs_own_solver_and_a_set_lr_is_the_lr_used(cli
     state = load_checkpoint(run / (run / "last_checkpoint").read_text().strip())
     assert {g["initial_lr"] for g in state["optimizer"]["param_groups"]} == {0.04}
     assert set(state["scheduler"]["base_lrs"]) == {0.04}
+
+    # weight decays that group the parameters otherwise: one line, the run's files as they were
+    before = snapshot(run)
+    rc, text = cli(*plain, "--set", "solver.iters=4", "solver.weight_decay_norm=0.0001")
+    assert rc == 1 and len(text.strip().splitlines()) == 1, text
+    assert "--resume: the checkpoint's optimizer state does not fit this run's parameter groups" in text
+    assert snapshot(run) == before
