@@ -41,8 +41,9 @@ import torch
 INIT_REPORT = "init_report.json"
 
 
-# Keys a run's config takes from its training set (and, for keypoints, from the person category), not from
-# what is asked: a resumed run keeps the run's and ``build_training`` fills them from the data again.
+# Keys a run's config takes from its training set (for keypoints, from the person category) or, for
+# init_weights, from --init (checked on its own), not from what is asked: a resumed run keeps the run's
+# and ``build_training`` fills them from the data again; a preset's value is no change asked for.
 DATA_KEYS = ("model.num_classes", "model.roi_heads.num_keypoints", "model.init_weights", "data.class_names",
              "data.keypoint_names", "data.keypoint_skeleton")
 
