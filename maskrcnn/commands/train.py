@@ -7,6 +7,13 @@
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
 unless ``--resume`` continues that run or ``--overwrite`` replaces it.
 
+``--resume`` goes on with the run's own ``RUN_DIR/config.yaml`` (model, solver, input, data): ``--config``
+is not needed. ``--set`` changes a setting on resume (one line says each change: ``resume: solver.iters
+900 -> 1200 (from --set)``; an lr or schedule change takes effect from the next iteration); model settings
+are the run's (its checkpoint holds that model; asked-for ones are named in a warning). A ``--config``
+given with ``--resume`` is not applied: its values that differ from the run's are named in one warning
+(``engine/training.py``).
+
 ``--init WEIGHTS`` (``model.init_weights``) starts from a checkpoint of ours, a torchvision or detectron2
 detector or an ImageNet backbone (file, URL or published name); the config follows the weights, class
 rows are kept for classes whose names match, and ``RUN_DIR/init_report.json`` lists what was loaded
@@ -26,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 HELP = "train on COCO-format data"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="r50_fpn", help="a preset name or a YAML file (default r50_fpn)")
+    p.add_argument("--config", default=None,
+                   help="a preset name or a YAML file (default r50_fpn; --resume: the run's config.yaml)")
     p.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
@@ -55,14 +64,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _sets_num_classes(config: str, overrides: dict) -> bool:
+def _sets_num_classes(config: Optional[str], overrides: dict) -> bool:
     """Whether the user set ``model.num_classes`` (``--set``, or the YAML file given as ``--config``): the
     training set decides it, and a value asked for that differs is named in a note."""
     from maskrcnn.config import PRESETS, load_yaml
 
     if "model.num_classes" in overrides:
         return True
-    if config in PRESETS or not Path(config).is_file():
+    if not config or config in PRESETS or not Path(config).is_file():
         return False
     with open(config, "rb") as f:  # read once already by load_config: valid
         data = load_yaml(f, config)
@@ -81,8 +90,7 @@ def run(args) -> int:
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
-    cfg = load_config(args.config, overrides)
-    device = resolve_device(args.device or cfg.device)
+    cfg = load_config(args.config or "r50_fpn", overrides)
     trainer, cfg = build_training(
         cfg,
         train_json=args.train_json,
@@ -91,10 +99,12 @@ def run(args) -> int:
         val_images=(image_dir_or_default(args.val_images, args.val_json, "--val-images") if args.val_json
                     else args.val_images or None),
         output=args.output,
-        device=device,
+        device=resolve_device(args.device) if args.device else None,  # None: the config's (the run's)
         resume=args.resume,
         overwrite=args.overwrite,
         asked_num_classes=cfg.model.num_classes if _sets_num_classes(args.config, overrides) else None,
+        overrides=overrides,
+        config_named=args.config,
     )
     try:
         result = trainer.train()

@@ -10,7 +10,9 @@ base_lr * warmup_factor. ``solver.lr_schedule`` picks decay(it):
             WarmupCosineLR, t = it / iters runs over the whole run, warm-up included (the warm-up ramp
             multiplies the cosine, which is still ~1 while a short warm-up lasts).
 Both are pure functions of ``it``: a resumed run (the scheduler's ``last_epoch`` in its checkpoint)
-continues the same curve, given the same solver settings.
+continues the same curve, given the same solver settings; with other settings (``--resume --set
+solver.lr=...``) it goes on along the new curve from that iteration (the base lr is the config's, not
+the checkpoint's).
 
 Linear scaling rule (Goyal et al., 2017): when the batch changes from 16 images to b, scale the
 learning rate by b / 16 (and, by the same paper, stretch iterations and steps by 16 / b to see the
@@ -67,8 +69,11 @@ def lr_factor(
 
 
 class WarmupLR(torch.optim.lr_scheduler.LambdaLR):
-    """LambdaLR with ``lr_factor``; its ``state_dict`` is plain (last_epoch, base_lrs) for checkpoints:
-    the curve itself is rebuilt from the constructor's arguments (the config) on resume."""
+    """LambdaLR with ``lr_factor``; its ``state_dict`` is plain (last_epoch, base_lrs) for checkpoints.
+    On resume only the position comes from the state (``last_epoch``): the curve, base lrs included, is
+    this scheduler's, built from the config (the optimizer's lr when it was made), so that a run resumed
+    with another ``solver.lr`` (or warm-up, steps, schedule, iters) trains at the lr it says; with the same
+    settings the lrs are those of the checkpoint, bit for bit."""
 
     def __init__(
         self,
@@ -114,11 +119,13 @@ class WarmupLR(torch.optim.lr_scheduler.LambdaLR):
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
+        # the state's base_lrs are the run's old solver.lr: not taken (see the class docstring); the
+        # optimizer's state, loaded before this, brought back its groups' old initial_lr: set again
         self.last_epoch = int(state_dict["last_epoch"])
-        self.base_lrs = [float(x) for x in state_dict["base_lrs"]]
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
         self._last_lr = [base * self._factor(self.last_epoch) for base in self.base_lrs]
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, self._last_lr):
+            group["initial_lr"] = base
             group["lr"] = lr
 
 

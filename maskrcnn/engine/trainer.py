@@ -30,7 +30,11 @@ above the threshold is put off until the loss is back under it, so the exploded 
 the last checkpoint is the last good one. The guard's history is part of the checkpoint (exact resume).
 
 Exact resume: a checkpoint holds model, optimizer, scheduler, GradScaler, the number of finished
-iterations, and the RNG states (torch CPU and CUDA, numpy, python). The batches are rebuilt by
+iterations, and the RNG states (torch CPU and CUDA, numpy, python). The solver settings are the
+config's, not the checkpoint's: the optimizer's momentum buffers and the schedule's position are loaded,
+while lr (the schedule's base lrs), momentum and weight decay follow the config, so a run resumed with
+another ``solver.lr`` or schedule trains at the lr it prints and logs (the same settings give the same
+values bit for bit). The batches are rebuilt by
 ``make_batches(start_iter)``, which must give the batches an uninterrupted run would have seen from that
 iteration on (the loader's ``start_iter``); with ``num_workers=0`` and deterministic ops, every later
 loss and the final weights equal those of an uninterrupted run.
@@ -396,8 +400,21 @@ class Trainer:
 
     def load_training_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        # torch's load_state_dict brings back each group's settings as they were saved; the run goes on
+        # with the config's (momentum, weight decay: a resume may change them) and keeps only the state
+        # (momentum buffers). Same settings: the same values, and the resume stays exact.
+        settings = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+                    for g in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as e:  # groups of other sizes: the weight decays group the parameters otherwise
+            raise ValueError(
+                f"--resume: the checkpoint's optimizer state does not fit this run's parameter groups ({e}); "
+                "solver.weight_decay, weight_decay_norm and weight_decay_bias group the parameters: keep "
+                "the run's values, or start a new run with --init") from None
+        for group, kept in zip(self.optimizer.param_groups, settings):
+            group.update(kept)
+        self.scheduler.load_state_dict(ckpt["scheduler"])  # the position; the lr curve is the config's
         if "scaler" in ckpt and ckpt["scaler"]:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.iteration = int(ckpt["iteration"])

@@ -8,10 +8,16 @@ leaves the process's RNG state alone: the initial weights are drawn from a gener
 
 ``model.init_weights`` (``--init``) starts the run from existing weights (``engine/init_weights.py``): the
 config follows the weights, the model is loaded from them and ``RUN_DIR/init_report.json`` says what was
-loaded. A resumed run continues from its own checkpoint with the model config it was started with
-(``RUN_DIR/config.yaml``); the init is not applied again, and model settings asked for now that differ
-from the run's are named in a warning line (they are not applied: the checkpoint holds that model). The
-training set's class names must be the run's: a changed class list is refused before anything loads.
+loaded. A resumed run continues from its own checkpoint with the config it was started with
+(``RUN_DIR/config.yaml``: model, solver, input, data, seed, device), not a preset's; the init is not
+applied again. Settings asked for explicitly (``--set``, the ``overrides`` argument) go over it: solver,
+input and data changes are applied, one line each (``resume: solver.iters 900 -> 1200 (from --set)``;
+the trainer then follows the new lr and schedule, ``engine/trainer.py``); model settings that differ from
+the run's are named in a warning line (they are not applied: the checkpoint holds that model). A
+``--config`` given with ``--resume`` is not applied either: its values that differ from the run's are
+named in one warning (model keys in the model warning), so that only what ``--set`` says changes. The
+written ``config.yaml`` is what the resumed run uses. The training set's class names must be the run's:
+a changed class list is refused before anything loads.
 
 ``solver.best_metric`` and ``solver.early_stop_patience`` (the best checkpoint and early stopping,
 ``engine/best_model.py``) are checked against the model and the data before anything trains
@@ -38,38 +44,94 @@ import torch
 INIT_REPORT = "init_report.json"
 
 
-def _resumed_config(cfg, output: Path, say):
-    """The run's own model config for a resumed run (its checkpoint holds that model); an ``--init`` that
-    differs from the run's is an error, the same one is not applied again."""
-    from maskrcnn.config import flatten_sections, load_config
+# Keys a run's config takes from its training set (for keypoints, from the person category) or, for
+# init_weights, from --init (checked on its own), not from what is asked: a resumed run keeps the run's
+# and ``build_training`` fills them from the data again; a preset's value is no change asked for.
+DATA_KEYS = ("model.num_classes", "model.roi_heads.num_keypoints", "model.init_weights", "data.class_names",
+             "data.keypoint_names", "data.keypoint_skeleton")
+
+
+def _asked(key: str, overrides: dict) -> bool:
+    """Whether ``--set`` named ``key`` (or a section above it: ``--set solver={...}``)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in overrides for i in range(1, len(parts) + 1))
+
+
+def _shown(value) -> str:
+    from maskrcnn.config import to_plain
+
+    return str(to_plain(value))
+
+
+def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
+                    notes=None):
+    """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
+    input, data, seed, device: the run goes on with the settings it was started with), then what this
+    command asks for explicitly, and the run's class names.
+
+    ``overrides`` (dotted keys: ``--set``, ``--init``) are the settings asked for explicitly: those outside
+    ``model.`` are applied over the run's config, each change said in a line (``resume: solver.iters 900
+    -> 50 (from --set)``); ``config_named`` (the ``--config`` given, if one was) is not applied: its values
+    that differ from the run's are named in one warning line. ``overrides=None`` (library callers) takes
+    every value of ``cfg`` as asked for: all of its non-model settings are applied (each change said, as
+    "from the config"). Model settings are never applied (the checkpoint holds the run's model); those
+    asked for that differ from the run's are named in the model warning line. An ``--init`` that differs
+    from the run's is an error, the same one is not applied again (``from_checkpoint`` False: the run has
+    no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
+    ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
+    once without it)."""
+    from maskrcnn.config import apply_overrides, flatten_sections, load_config
 
     saved_path = output / "config.yaml"
     if not saved_path.is_file():
         return cfg, ()
     saved = load_config(str(saved_path), stored=True)
-    asked, started = cfg.model.init_weights, saved.model.init_weights
-    if asked and asked != started:
-        raise ValueError(
-            f"--init {asked}: {output} is a run started from {started or 'random initialisation'}; --resume "
-            "continues that run from its last checkpoint and never loads other weights. To fine-tune from "
-            f"{asked}, choose another --output.")
-    if asked:
-        say(f"--resume: continuing from the run's checkpoint; --init {asked} was applied when the run "
-            "started and is not applied again")
+    everything = overrides is None
+    overrides = dict(overrides or {})
+    asked = flatten_sections(cfg.to_dict(), cfg)
+    kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
-    from_data = {"num_classes", "roi_heads.num_keypoints", "init_weights", *_followed_weights(output)}
-    asked_model = flatten_sections(cfg.to_dict()["model"], cfg.model)
-    kept_model = flatten_sections(saved.to_dict()["model"], saved.model)
-    ignored = [f"model.{k}={asked_model[k]!r} (the run's: {kept_model.get(k)!r})" for k in sorted(asked_model)
-               if k not in from_data and asked_model[k] != kept_model.get(k)]
+    derived = {*DATA_KEYS, *(f"model.{k}" for k in _followed_weights(output))}
+
+    asked_init, started = cfg.model.init_weights, saved.model.init_weights
+    if not (everything or config_named or _asked("model.init_weights", overrides)):
+        asked_init = ""  # the default preset's init_weights: nothing asked
+    if asked_init and asked_init != started:
+        raise ValueError(
+            f"--init {asked_init}: {output} is a run started from {started or 'random initialisation'}; "
+            "--resume continues that run from its last checkpoint and never loads other weights. To "
+            f"fine-tune from {asked_init}, choose another --output.")
+    if asked_init and from_checkpoint:
+        say(f"--resume: continuing from the run's checkpoint; --init {asked_init} was applied when the run "
+            "started and is not applied again")
+
+    def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given
+        return everything or bool(config_named) or _asked(key, overrides)
+
+    differing = [k for k in asked if k not in derived and asked[k] != kept.get(k)]
+    ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
+               if k.startswith("model.") and named(k)]
     if ignored:
         say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
             f"{', '.join(ignored)}")
-    if cfg.data.repeat_threshold != saved.data.repeat_threshold:  # applied, but the epochs change
-        say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
-            f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
-    cfg = cfg.copy()
-    cfg.model = saved.model
+    applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
+    from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
+    if from_config:
+        listed = ", ".join(f"{k}={_shown(asked[k])} (the run's: {_shown(kept.get(k))})" for k in from_config)
+        say(f"warning: --resume goes on with the run's settings ({saved_path}); --config {config_named} "
+            f"differs in {listed}: not applied (on --resume only --set changes a setting)")
+    cfg = apply_overrides(saved, {k: asked[k] for k in applied})
+    source = "the config" if everything else "--set"
+    for k in applied:
+        if k == "data.repeat_threshold":  # applied, but the epochs change
+            say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
+                f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
+        else:
+            line = f"resume: {k} {_shown(kept.get(k))} -> {_shown(asked[k])} (from {source})"
+            if notes is None:
+                say(line)
+            else:
+                notes.append(line)
     return cfg, tuple(saved.data.class_names)
 
 
@@ -172,17 +234,24 @@ def build_training(
     log_stream=None,
     trainer_kwargs=None,
     asked_num_classes=None,
+    overrides=None,
+    config_named=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
     ``asked_num_classes``: a ``model.num_classes`` the user set (``--set``, a YAML file); it is not
-    applied (the training set decides), and a note says so when it differs from the data's."""
+    applied (the training set decides), and a note says so when it differs from the data's.
+    A resumed run uses its own ``config.yaml`` with ``overrides`` (the dotted keys asked for explicitly,
+    ``--set``) over it; ``config_named``: the ``--config`` given, whose other values are named in a
+    warning, not applied; ``overrides=None`` applies all of ``cfg``'s non-model settings
+    (``_resumed_config``). ``device`` None: the config's (the run's, on resume)."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
@@ -201,16 +270,20 @@ def build_training(
             f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
             f"to replace it, or choose another --output"
         )
-    rank, world_size, device = du.init_distributed(str(device))
 
     def say(line: str) -> None:
-        if rank == 0:
+        if du.env_world()[0] == 0:  # the rank torchrun gave, known before the process group is joined
             print(line, file=log_stream or sys.stdout, flush=True)
 
-    source, changes, run_classes = None, {}, ()
-    if resuming:
-        cfg, run_classes = _resumed_config(cfg, output, say)
-    elif cfg.model.init_weights:
+    source, changes, run_classes, resume_notes = None, {}, (), []
+    if resume:  # before the device: the run's config names it unless asked otherwise
+        # also with no checkpoint yet (the run starts again from scratch with its own settings)
+        cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
+                                           from_checkpoint=resuming, notes=resume_notes)
+        run_classes = run_classes if resuming else ()
+    device = resolve_device(cfg.device) if device is None else device
+    rank, world_size, device = du.init_distributed(str(device))
+    if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size)
         cfg, changes = follow_weights(cfg, source.implied)
     if cfg.solver.batch_size % world_size:
@@ -305,7 +378,8 @@ def build_training(
             for path in earlier:
                 path.unlink(missing_ok=True)
         output.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, output / "config.yaml")
+        if not resuming:  # a resumed run's: once its checkpoint has loaded under these settings (below)
+            save_config(cfg, output / "config.yaml")
         if report is not None:
             report = {"source": report.pop("source"), "config_changes": changes, **report}
             atomic_write_json(output / INIT_REPORT, report, indent=2)
@@ -352,6 +426,10 @@ def build_training(
         trainer.logger.print(
             f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
             f"{trainer.max_iter}: nothing left to train (raise solver.iters to train on)")
+    if resuming and rank == 0:  # a resume refused by the checkpoint leaves the run's config.yaml as it was
+        save_config(cfg, output / "config.yaml")
+    for line in resume_notes:  # only now that the run goes on: a refused resume says one line
+        say(line)
     return trainer, cfg
 
 

@@ -284,3 +284,49 @@ def test_ctrl_c_reaching_a_loader_worker_does_not_end_it(tmp_path):
     batches = iter(build_train_loader(dataset, batch_size=2, num_workers=1))
     images, targets = next(batches)
     assert len(images) == 2 and all(t["masks"].shape[0] == 2 for t in targets)
+
+
+def _logged_lr(run, iteration):
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["lr"] for r in records if r.get("iteration") == iteration and "lr" in r][-1]
+
+
+def test_resume_goes_on_with_the_runs_own_solver_and_a_set_lr_is_the_lr_used(cli, tmp_path):
+    """A plain ``--resume`` (no --config) used to take the r50_fpn preset's solver (90000 iterations,
+    batch 16, lr 0.02, steps) and write it to config.yaml; ``--set solver.lr`` on resume was printed and
+    saved while the scheduler kept the checkpoint's base lr (the lr used was the old one)."""
+    import yaml
+
+    from maskrcnn.engine.schedule import lr_factor
+
+    torch.manual_seed(0)
+    data = coco_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    cosine = ["--set", "solver.lr=0.01", "solver.lr_schedule=cosine", "solver.log_period=1"]
+    rc, text = cli(*_train_args(data, run, 1), *cosine)
+    assert rc == 0, text
+    started = yaml.safe_load((run / "config.yaml").read_text())
+
+    plain = ["train", "--train-json", data[0], "--train-images", data[1], "--output", run, "--resume"]
+    rc, text = cli(*plain, "--set", "solver.iters=3", "solver.lr=0.04")
+    assert rc == 0, text
+    lines = text.splitlines()
+    assert "resume: solver.iters 1 -> 3 (from --set)" in lines and \
+        "resume: solver.lr 0.01 -> 0.04 (from --set)" in lines, text  # fmt: skip
+    assert "warning" not in text, text  # no preset's values named: none was asked for
+    # the run's solver (batch, schedule, warm-up), input and data settings, with only what --set said
+    assert yaml.safe_load((run / "config.yaml").read_text()) == {
+        **started, "solver": {**started["solver"], "iters": 3, "lr": 0.04}}  # fmt: skip
+    # metrics.jsonl logs the lr after the iteration's schedule step (the next iteration's)
+    cos = {"warmup_iters": 0, "warmup_factor": 0.001, "schedule": "cosine", "max_iter": 3}
+    assert _logged_lr(run, 2) == pytest.approx(0.04 * lr_factor(2, **cos))  # 0.01, not 0.0025
+    state = load_checkpoint(run / (run / "last_checkpoint").read_text().strip())
+    assert {g["initial_lr"] for g in state["optimizer"]["param_groups"]} == {0.04}
+    assert set(state["scheduler"]["base_lrs"]) == {0.04}
+
+    # weight decays that group the parameters otherwise: one line, the run's files as they were
+    before = snapshot(run)
+    rc, text = cli(*plain, "--set", "solver.iters=4", "solver.weight_decay_norm=0.0001")
+    assert rc == 1 and len(text.strip().splitlines()) == 1, text
+    assert "--resume: the checkpoint's optimizer state does not fit this run's parameter groups" in text
+    assert snapshot(run) == before

@@ -1,0 +1,51 @@
+"""``--resume``'s config (``engine/training.py``): the run's own ``config.yaml`` is the base, ``--set`` goes
+over it (each change said), a ``--config`` given is named in a warning and not applied; the lr after a
+resume is the config's (``engine/schedule.py``, ``engine/trainer.py``), not the checkpoint's."""
+
+import torch
+
+from maskrcnn.config import load_config, save_config
+from maskrcnn.engine.schedule import WarmupLR
+from maskrcnn.engine.training import _resumed_config
+
+
+def test_resume_applies_only_set_keys_over_the_runs_config_and_names_a_configs_others(tmp_path):
+    run = load_config("demo", {"solver.iters": 900, "solver.lr": 0.005})
+    save_config(run, tmp_path / "config.yaml")
+    said = []
+    asked = load_config("demo", {"solver.iters": 1200, "solver.warmup_iters": 7})  # --config demo --set ...
+    cfg, _ = _resumed_config(asked, tmp_path, said.append, overrides={"solver.iters": "1200"},
+                             config_named="demo")
+    saved = tmp_path / "config.yaml"
+    assert said == [f"warning: --resume goes on with the run's settings ({saved}); --config demo differs in "
+                    f"solver.lr={asked.solver.lr:g} (the run's: 0.005), solver.warmup_iters=7 "
+                    f"(the run's: {run.solver.warmup_iters}): not applied (on --resume only --set changes a "
+                    "setting)",
+                    "resume: solver.iters 900 -> 1200 (from --set)"]  # fmt: skip
+    assert (cfg.solver.iters, cfg.solver.lr) == (1200, 0.005)
+    assert cfg.solver.warmup_iters == run.solver.warmup_iters
+    # no --config, nothing set: the run's config as it was, nothing said
+    said.clear()
+    cfg, _ = _resumed_config(load_config("r50_fpn"), tmp_path, said.append, overrides={})
+    assert said == [] and cfg.to_dict() == run.to_dict()
+
+
+def test_a_scheduler_loaded_from_a_checkpoint_follows_its_own_base_lr():
+    def sched(lr):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
+        return opt, WarmupLR(opt, warmup_iters=0, warmup_factor=1.0, steps=(5,), gamma=0.1)
+
+    opt, old = sched(0.01)
+    for _ in range(6):
+        opt.step(), old.step()
+    state = old.state_dict()
+    assert state["base_lrs"] == [0.01] and opt.param_groups[0]["lr"] == 0.01 * 0.1
+    opt2, new = sched(0.02)
+    opt2.load_state_dict(opt.state_dict())  # as the trainer does: the optimizer's state first
+    new.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == 0.02 * 0.1 and opt2.param_groups[0]["initial_lr"] == 0.02
+    assert new.last_epoch == 6 and new.base_lrs == [0.02]
+    opt3, same = sched(0.01)  # unchanged settings: the checkpoint's lr, bit for bit
+    opt3.load_state_dict(opt.state_dict())
+    same.load_state_dict(state)
+    assert opt3.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
