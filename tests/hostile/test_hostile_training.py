@@ -319,7 +319,7 @@ def test_resume_goes_on_with_the_runs_own_solver_and_a_set_lr_is_the_lr_used(cli
         **started, "solver": {**started["solver"], "iters": 3, "lr": 0.04}}  # fmt: skip
     # metrics.jsonl logs the lr after the iteration's schedule step (the next iteration's)
     cos = {"warmup_iters": 0, "warmup_factor": 0.001, "schedule": "cosine", "max_iter": 3}
-    assert _logged_lr(run, 2) == pytest.approx(0.04 * lr_factor(2, **cos))  # 0.01, not 0.0025
+    assert _logged_lr(run, 2) == pytest.approx(0.04 * lr_factor(1, **cos))  # 0.03, not 0.0075
     state = load_checkpoint(run / (run / "last_checkpoint").read_text().strip())
     assert {g["initial_lr"] for g in state["optimizer"]["param_groups"]} == {0.04}
     assert set(state["scheduler"]["base_lrs"]) == {0.04}
