@@ -89,26 +89,14 @@ class WarmupLR(torch.optim.lr_scheduler.LambdaLR):
     ):
         if schedule not in SCHEDULES:
             raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-        self.warmup_iters = int(warmup_iters)
-        self.warmup_factor = float(warmup_factor)
-        self.steps = tuple(int(s) for s in steps)
-        self.gamma = float(gamma)
-        self.schedule = schedule
-        self.max_iter = int(max_iter)
-        self.min_factor = float(min_factor)
+        # lr_factor's keywords: the curve, rebuilt from these on resume
+        self.curve = dict(warmup_iters=int(warmup_iters), warmup_factor=float(warmup_factor),
+                          steps=tuple(int(s) for s in steps), gamma=float(gamma), schedule=schedule,
+                          max_iter=int(max_iter), min_factor=float(min_factor))
         super().__init__(optimizer, self._factor)
 
     def _factor(self, iteration: int) -> float:
-        return lr_factor(
-            iteration,
-            warmup_iters=self.warmup_iters,
-            warmup_factor=self.warmup_factor,
-            steps=self.steps,
-            gamma=self.gamma,
-            schedule=self.schedule,
-            max_iter=self.max_iter,
-            min_factor=self.min_factor,
-        )
+        return lr_factor(iteration, **self.curve)
 
     def state_dict(self) -> dict:
         # LambdaLR would try to store the lambda; ours is rebuilt from the constructor's arguments.
