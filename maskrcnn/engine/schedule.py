@@ -75,24 +75,10 @@ class WarmupLR(torch.optim.lr_scheduler.LambdaLR):
     with another ``solver.lr`` (or warm-up, steps, schedule, iters) trains at the lr it says; with the same
     settings the lrs are those of the checkpoint, bit for bit."""
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        *,
-        warmup_iters: int,
-        warmup_factor: float,
-        steps: Sequence[int] = (),
-        gamma: float = 0.1,
-        schedule: str = "step",
-        max_iter: int = 0,
-        min_factor: float = 0.0,
-    ):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-        # lr_factor's keywords: the curve, rebuilt from these on resume
-        self.curve = dict(warmup_iters=int(warmup_iters), warmup_factor=float(warmup_factor),
-                          steps=tuple(int(s) for s in steps), gamma=float(gamma), schedule=schedule,
-                          max_iter=int(max_iter), min_factor=float(min_factor))
+    def __init__(self, optimizer: torch.optim.Optimizer, **curve):
+        """``curve``: ``lr_factor``'s keywords (warmup_iters and warmup_factor required)."""
+        lr_factor(0, **curve)  # an unknown schedule or keyword, or a missing one, fails here, not mid-run
+        self.curve = curve  # rebuilt from the config on resume
         super().__init__(optimizer, self._factor)
 
     def _factor(self, iteration: int) -> float:
