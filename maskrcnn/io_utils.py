@@ -103,6 +103,19 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / infinite float (in dicts, lists, tuples) as None: ``json.dumps`` would
+    write bare ``NaN``, which is not JSON (JavaScript's JSON.parse, jq and many others refuse it). COCO's
+    AP of a size range without objects is such a NaN."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
 def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> None:
     """Write ``json.dumps(data, **dumps_kwargs)`` to ``path`` atomically (serialised first, so an
     object JSON cannot encode raises before the old file is touched)."""

@@ -145,10 +145,10 @@ def run(args) -> int:
         return 0
     results = result["eval"] or {}
     overlays = write_overlays(trainer, cfg, paths["val_json"], paths["val_images"], out / "predictions")
-    from maskrcnn.commands.eval import _plain  # NaN (no object in a size range) -> null: valid JSON
+    from maskrcnn.io_utils import json_safe  # NaN (no object in a size range) -> null: valid JSON
 
     summary = {k: {m: v for m, v in r.items() if m != "per_category"} for k, r in results.items()}
-    atomic_write_json(out / "metrics.json", _plain(summary), indent=2)
+    atomic_write_json(out / "metrics.json", json_safe(summary), indent=2)
     names = {"segm": "mask", "bbox": "box", "keypoints": "keypoint"}
     print(", ".join(f"{names[k]} AP {results.get(k, {}).get('AP', float('nan')):.1f}" for k in shown)
           + f" on {NUM_VAL} validation images")

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.io_utils import atomic_write_json, json_safe
 
 HELP = "COCO AP of a checkpoint on a COCO-format dataset"
 
@@ -100,15 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_tile_arguments(parser)
     add_tta_arguments(parser)
-
-
-def _plain(value):
-    """NaN -> None so that metrics.json stays valid JSON."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _predict(args) -> tuple:
@@ -303,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", _plain({**metrics, **images}))
+        atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
         if results is not None:
             atomic_write_json(out / "predictions.json", results)
         print(

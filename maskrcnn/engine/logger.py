@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_text
+from maskrcnn.io_utils import atomic_write_bytes, atomic_write_text, json_safe
 
 
 def format_seconds(seconds: float) -> str:
@@ -35,8 +35,7 @@ def format_seconds(seconds: float) -> str:
 
 def record_line(record: dict) -> str:
     """One metrics.jsonl line: non-finite numbers as ``null`` (valid JSON for every reader)."""
-    plain = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    return json.dumps(plain, allow_nan=False) + "\n"
+    return json.dumps(json_safe(record), allow_nan=False) + "\n"
 
 
 def read_metrics(path) -> List[dict]:

@@ -57,12 +57,6 @@ def _asked(key: str, overrides: dict) -> bool:
     return any(".".join(parts[:i]) in overrides for i in range(1, len(parts) + 1))
 
 
-def _shown(value) -> str:
-    from maskrcnn.config import to_plain
-
-    return str(to_plain(value))
-
-
 def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
                     notes=None):
     """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
@@ -91,10 +85,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     asked = flatten_sections(cfg.to_dict(), cfg)
     kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
-    derived = {*DATA_KEYS, *(f"model.{k}" for k in _followed_weights(output))}
+    derived = {*DATA_KEYS, *_followed_weights(output)}
 
     asked_init, started = cfg.model.init_weights, saved.model.init_weights
-    if not (everything or config_named or _asked("model.init_weights", overrides)):
+    def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given
+        return everything or bool(config_named) or _asked(key, overrides)
+
+    if not named("model.init_weights"):
         asked_init = ""  # the default preset's init_weights: nothing asked
     if asked_init and asked_init != started:
         raise ValueError(
@@ -105,9 +102,6 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         say(f"--resume: continuing from the run's checkpoint; --init {asked_init} was applied when the run "
             "started and is not applied again")
 
-    def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given
-        return everything or bool(config_named) or _asked(key, overrides)
-
     differing = [k for k in asked if k not in derived and asked[k] != kept.get(k)]
     ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
                if k.startswith("model.") and named(k)]
@@ -117,7 +111,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
     from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
     if from_config:
-        listed = ", ".join(f"{k}={_shown(asked[k])} (the run's: {_shown(kept.get(k))})" for k in from_config)
+        listed = ", ".join(f"{k}={asked[k]} (the run's: {kept.get(k)})" for k in from_config)
         say(f"warning: --resume goes on with the run's settings ({saved_path}); --config {config_named} "
             f"differs in {listed}: not applied (on --resume only --set changes a setting)")
     cfg = apply_overrides(saved, {k: asked[k] for k in applied})
@@ -127,7 +121,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
             say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
                 f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
         else:
-            line = f"resume: {k} {_shown(kept.get(k))} -> {_shown(asked[k])} (from {source})"
+            line = f"resume: {k} {kept.get(k)} -> {asked[k]} (from {source})"
             if notes is None:
                 say(line)
             else:
@@ -136,14 +130,15 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
 
 
 def _followed_weights(output: Path) -> list:
-    """The model keys that the run's ``--init`` weights set (``init_report.json``), relative to ``model.``."""
+    """The dotted config keys that the run's ``--init`` weights set (``init_report.json``): the model's,
+    and input settings such as detectron2's ``input.resize_method``."""
     import json
 
     try:
         changes = json.loads((output / INIT_REPORT).read_text()).get("config_changes") or {}
     except (OSError, ValueError, AttributeError):
         return []
-    return [k[len("model."):] for k in changes if isinstance(k, str) and k.startswith("model.")]
+    return [k for k in changes if isinstance(k, str)]
 
 
 def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Path, train_json) -> None:

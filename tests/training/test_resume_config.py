@@ -49,3 +49,21 @@ def test_a_scheduler_loaded_from_a_checkpoint_follows_its_own_base_lr():
     opt3.load_state_dict(opt.state_dict())
     same.load_state_dict(state)
     assert opt3.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_settings_the_starting_weights_chose_stay_the_runs_on_resume(tmp_path):
+    """A run started from detectron2 weights resizes as detectron2 does (input.resize_method pil, set by
+    the weights, in init_report.json): a resume by a library caller (the whole config taken as asked)
+    put the preset's torchvision back, and one with --config warned of it."""
+    import json
+
+    from maskrcnn.engine.training import INIT_REPORT
+
+    run = load_config("demo", {"input.resize_method": "pil"})
+    save_config(run, tmp_path / "config.yaml")
+    (tmp_path / INIT_REPORT).write_text(json.dumps({"config_changes": {"input.resize_method": "pil"}}))
+    for kwargs in ({"overrides": None}, {"overrides": {}, "config_named": "demo"}):
+        said = []
+        cfg, _ = _resumed_config(load_config("demo"), tmp_path, said.append, **kwargs)
+        assert cfg.input.resize_method == "pil", kwargs
+        assert not any("resize_method" in s for s in said), (kwargs, said)
