@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -137,15 +138,21 @@ def distinct_category_names(names: dict) -> dict:
 def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
     """The image folder of an export when none is given, from the layout alone (the JSON is not read):
     the JSON's folder when it holds images (Roboflow: ``train/_annotations.coco.json`` beside them),
-    else its ``images`` or ``data`` subfolder (Label Studio, FiftyOne), else ``../images`` (CVAT:
-    ``annotations/instances_default.json``), else the JSON's folder."""
-    folder = Path(json_path).parent
+    else a folder named after the JSON's split: ``train/`` beside ``train.json`` (this project's demo and
+    ``split-data``), ``val2017/`` beside or above ``instances_val2017.json`` (COCO's own
+    ``annotations/`` layout, also ``person_keypoints_*``), else its ``images`` or ``data`` subfolder
+    (Label Studio, FiftyOne), else ``../images`` (CVAT: ``annotations/instances_default.json``), else
+    the JSON's folder."""
+    json_path = Path(json_path)
+    folder = json_path.parent
     if folder.is_dir():
         with os.scandir(folder) as entries:
             if any(e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file() for e in entries):
                 return folder
-    for candidate in (folder / "images", folder / "data", folder.parent / "images"):
-        if candidate.is_dir():
+    split = re.sub(r"^(instances|person_keypoints)_", "", json_path.stem)
+    candidates = [folder / split, folder.parent / split] if split else []
+    for candidate in (*candidates, folder / "images", folder / "data", folder.parent / "images"):
+        if candidate.is_dir() and candidate != folder:
             return candidate
     return folder
 

@@ -302,7 +302,8 @@ def test_train_takes_the_json_folder_for_the_images(tmp_path, monkeypatch):
 
 def test_default_image_folder_follows_the_export_layout(tmp_path):
     """Without --images: Roboflow's images lie beside the JSON, FiftyOne's in data/, Label Studio's in
-    images/, CVAT's in ../images (the JSON in annotations/); a folder without images is the JSON's."""
+    images/, CVAT's in ../images (the JSON in annotations/), the demo's and COCO's in a folder named
+    after the split; a folder without images is the JSON's."""
     from maskrcnn.data.coco import default_image_dir
 
     roboflow = _roboflow_export(tmp_path / "rf")
@@ -316,6 +317,14 @@ def test_default_image_folder_follows_the_export_layout(tmp_path):
     cvat = tmp_path / "cvat" / "annotations" / "instances_default.json"
     assert default_image_dir(cvat) == tmp_path / "cvat" / "images"
     assert default_image_dir(tmp_path / "none" / "a.json") == tmp_path / "none"
+    # a folder named after the split: the demo's / split-data's train.json beside train/, COCO's own
+    # annotations/instances_val2017.json below val2017/ (the demo's layout was read from data/ and lost)
+    _photo(tmp_path / "demo" / "train" / "x.png")
+    assert default_image_dir(tmp_path / "demo" / "train.json") == tmp_path / "demo" / "train"
+    _photo(tmp_path / "coco" / "val2017" / "x.jpg")
+    (tmp_path / "coco" / "annotations").mkdir()
+    for name in ("instances_val2017.json", "person_keypoints_val2017.json"):
+        assert default_image_dir(tmp_path / "coco" / "annotations" / name) == tmp_path / "coco" / "val2017"
 
 
 def test_image_dir_or_default_says_which_folder_it_chose(tmp_path, capsys):
