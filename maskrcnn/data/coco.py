@@ -138,8 +138,8 @@ def distinct_category_names(names: dict) -> dict:
 def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
     """The image folder of an export when none is given, from the layout alone (the JSON is not read):
     the JSON's folder when it holds images (Roboflow: ``train/_annotations.coco.json`` beside them),
-    else a folder named after the JSON's split: ``train/`` beside ``train.json`` (this project's demo and
-    ``split-data``), ``val2017/`` beside or above ``instances_val2017.json`` (COCO's own
+    else a folder named after the JSON's split: ``train/`` beside ``train.json`` (this project's demo),
+    ``val2017/`` beside or above ``instances_val2017.json`` (COCO's own
     ``annotations/`` layout, also ``person_keypoints_*``), else its ``images`` or ``data`` subfolder
     (Label Studio, FiftyOne), else ``../images`` (CVAT: ``annotations/instances_default.json``), else
     the JSON's folder."""
