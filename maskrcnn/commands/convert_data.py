@@ -62,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "when there is no train.txt); cvat: the images of subset S, e.g. Train or "
                              "Validation of a project export (default: all)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
-                        help="via: the region attribute holding the class (default: the first one found)")
+                        help="via: the region attribute holding the class (default: a project's dropdown / "
+                             "radio / checkbox attribute, else the first one found unless it looks like free "
+                             "text; a line says which)")
     parser.add_argument("--class-name", default=None, metavar="N",
                         help="via: the class of regions without a class attribute (default when no region "
                              "has any attribute: 'object')")
