@@ -106,8 +106,9 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
                if k.startswith("model.") and named(k)]
     if ignored:
-        say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
-            f"{', '.join(ignored)}")
+        why = ("its checkpoint holds that model" if from_checkpoint else
+               f"{output} holds no checkpoint yet: the run starts again from scratch with its own settings")
+        say(f"warning: --resume keeps the run's model config ({why}); not applied: {', '.join(ignored)}")
     applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
     from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
     if from_config:
