@@ -161,10 +161,7 @@ def _predict(args) -> tuple:
         print(f"{len(unreadable)} images (unreadable, not of their recorded size, or the model failed on "
               "them) left out of the evaluation", file=sys.stderr)
     # the images scored, for the per-class counts and Cityscapes: the skipped ones are in neither AP
-    evaluated = evaluator.image_ids()
-    if not evaluated:  # the evaluator would score every image then, each a miss: a number for nothing
-        raise ValueError(f"{args.json}: none of its {len(unreadable)} images could be evaluated (each "
-                         "named above)")
+    evaluated = evaluator.image_ids()  # never none: evaluate_dataset raises NothingEvaluated then
     return metrics, evaluator, dataset.to_coco_dict(), evaluated, unreadable
 
 

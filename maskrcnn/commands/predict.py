@@ -247,11 +247,12 @@ def run(args: argparse.Namespace) -> int:
     left_out = []  # found in the folders, not predicted (a symlink to a file listed already, a broken link)
 
     def leave_out(path, reason):
-        left_out.append(path)
-        print_left_out(path, reason)
+        if path not in left_out:  # a symlinked folder is passed over by the image and the video listing
+            left_out.append(path)
+            print_left_out(path, reason)
 
     found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out)
-    files, videos = split_video_inputs(args.inputs, found)  # videos: predict_video.py
+    files, videos = split_video_inputs(args.inputs, found, on_left_out=leave_out)  # predict_video.py
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)

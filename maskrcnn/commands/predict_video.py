@@ -65,13 +65,14 @@ def check_video_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--end must be after --start ({args.start} s), got {args.end}")
 
 
-def split_video_inputs(inputs, files: list) -> tuple:
+def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
     """``(image files, video files)`` from the command's inputs and ``expand_inputs``' files (which keep
-    a video given by name): videos are files with a video extension, given or found in the folders.
-    Checks that PyAV is there when there is a video, before a checkpoint is loaded."""
+    a video given by name): videos are files with a video extension, given or found in the folders
+    (``on_left_out(path, reason)`` for those passed over: a broken link to a .mp4). Checks that PyAV is
+    there when there is a video, before a checkpoint is loaded."""
     from maskrcnn.data.video import import_av, is_video_path, list_videos
 
-    videos = list_videos(inputs)
+    videos = list_videos(inputs, on_passed_over=on_left_out)
     if videos:
         import_av()
     return [f for f in files if not is_video_path(f)], videos

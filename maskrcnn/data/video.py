@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, List, Optional, Union
 
 import numpy as np
 
-from maskrcnn.data.folders import files_with_suffixes
+from maskrcnn.data.folders import list_folder
 
 __all__ = ["VIDEO_EXTENSIONS", "Frame", "VideoReadError", "VideoReader", "import_av", "is_video_path",
            "list_videos"]
@@ -55,13 +55,18 @@ def is_video_path(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def list_videos(paths: Iterable[Union[str, os.PathLike]]) -> List[Path]:
+def list_videos(paths: Iterable[Union[str, os.PathLike]], *, on_passed_over=None) -> List[Path]:
     """Video files among ``paths``: files with a video extension as given, folders searched recursively
-    (``data.folders``' rules, as ``list_images``'), a path that is neither passed over."""
+    (``data.folders``' rules, as ``list_images``'), a path that is neither passed over.
+    ``on_passed_over(path, reason)`` is called for each entry of the folders with a video extension that
+    is not a file to read (a broken link, a symlinked folder: ``data.folders.list_folder``)."""
     found: List[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(files_with_suffixes(p, VIDEO_EXTENSIONS, recursive=True))
+            files, passed_over = list_folder(p, VIDEO_EXTENSIONS, recursive=True)
+            found.extend(files)
+            for path, reason in passed_over if on_passed_over is not None else ():
+                on_passed_over(path, reason)
         elif p.is_file() and is_video_path(p):
             found.append(p)
     return found

@@ -474,8 +474,10 @@ class CocoEvaluator:
     def evaluate(self) -> dict:
         """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP},
         "per_category_AP50": {name: AP50}}}, percent."""
+        if not self._image_ids:  # COCOeval would score every image of the ground truth: all misses, AP 0
+            raise ValueError("no image was given to the evaluator (process): an AP over none is undefined")
         results = _validate_results(self._results, self.coco_gt, self.iou_types, "detections")
-        img_ids = sorted(self._image_ids) if self._image_ids else None
+        img_ids = sorted(self._image_ids)
         out = {}
         for iou_type in self.iou_types:
             out[iou_type], self.summaries[iou_type] = _run_cocoeval(

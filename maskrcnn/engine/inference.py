@@ -145,6 +145,10 @@ def build_evaluator(predictor, dataset):
     )
 
 
+class NothingEvaluated(ValueError):
+    """Every image of an evaluation was left out (unreadable, of another size, the model failed)."""
+
+
 def evaluate_dataset(
     predictor,
     dataset,
@@ -158,7 +162,7 @@ def evaluate_dataset(
     ``evaluator`` and return its ``evaluate()``. An image file that cannot be read, is not the size its
     record gives, or that the model fails on, is left out of the score after ``on_error(index, path,
     error)`` (raised when None);
-    ``progress(done, total)`` after each window."""
+    ``progress(done, total)`` after each window. ``NothingEvaluated`` when every image was left out."""
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     infos = [dataset.image_info(i) for i in range(n)]
     paths = [info["path"] for info in infos]
@@ -178,6 +182,10 @@ def evaluate_dataset(
             evaluator.process(infos[index]["id"], det)
         if progress is not None:
             progress(window[-1][0] + 1, n)
+    if not evaluator.image_ids():  # every image skipped: an AP over none would count each object a miss
+        source = getattr(dataset, "json_path", "the dataset")
+        raise NothingEvaluated(f"{source}: none of its {n} images could be evaluated"
+                               + (" (each named above)" if n else ""))
     return evaluator.evaluate()
 
 
@@ -262,7 +270,11 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
             warned.append(True)
             if line:
                 warnings.warn(f"validation: {line}", stacklevel=2)
-            return evaluate_dataset(predictor, dataset, evaluator, on_error=skip)
+            try:
+                return evaluate_dataset(predictor, dataset, evaluator, on_error=skip)
+            except NothingEvaluated as e:  # no number this time (the best checkpoint is not chosen on it)
+                warnings.warn(f"validation: {e}: no AP at this evaluation", stacklevel=2)
+                return None
         finally:
             model.train(was_training)
 

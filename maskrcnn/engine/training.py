@@ -106,8 +106,9 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
                if k.startswith("model.") and named(k)]
     if ignored:
-        say(f"warning: --resume keeps the run's model config (its checkpoint holds that model); not applied: "
-            f"{', '.join(ignored)}")
+        why = ("its checkpoint holds that model" if from_checkpoint else
+               f"{output} holds no checkpoint yet: the run starts again from scratch with its own settings")
+        say(f"warning: --resume keeps the run's model config ({why}); not applied: {', '.join(ignored)}")
     applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
     from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
     if from_config:
@@ -120,6 +121,11 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         if k == "data.repeat_threshold":  # applied, but the epochs change
             say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
                 f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
+        elif k == "solver.batch_size":  # applied, but iteration t is now batch t of another epoch plan
+            say(f"warning: --resume with solver.batch_size={cfg.solver.batch_size}, the run's was "
+                f"{saved.solver.batch_size}: the images drawn from now on differ from an uninterrupted "
+                "run's (the order is planned per iteration and batch size), and solver.iters counts "
+                f"batches of {cfg.solver.batch_size}")
         else:
             line = f"resume: {k} {kept.get(k)} -> {asked[k]} (from {source})"
             if notes is None:

@@ -143,10 +143,15 @@ def split_ema(spec: str) -> tuple:
     return spec, False
 
 
+def _no_ema(source: str, what: str) -> ConversionError:
+    """The refusal of ``#ema`` on a file that is not a torchvision detector's (``what`` it is)."""
+    return ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision detector's file "
+                           f"('model_ema'); this is {what}")
+
+
 def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
     if ema and kind != "torchvision":
-        raise ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision file "
-                              f"('model_ema'); this is a {kind} file")
+        raise _no_ema(source, f"a {kind} file")
     if kind == "mmdetection":
         from maskrcnn.interop.mmdetection import convert_mmdetection
 
@@ -194,8 +199,7 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if is_mmdetection(keys):  # rpn_head.*, roi_head.*, neck.lateral_convs.*
         return _detector(obj, "mmdetection", source, ema)
     if ema:
-        raise ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision detector's file "
-                              "('model_ema'); this is not one")
+        raise _no_ema(source, "not one")
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
@@ -245,8 +249,7 @@ def read_weights(spec: str, *, cache=None) -> SourceWeights:
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         del obj
         if ema:
-            raise ConversionError(f"{spec}: {EMA_SUFFIX} takes the EMA copy of a torchvision file "
-                                  "('model_ema'); this is a maskrcnn checkpoint")
+            raise _no_ema(spec, "a maskrcnn checkpoint")
         weights = _ours(path)
     else:
         weights = convert_any(obj, source=str(spec), ema=ema)

@@ -72,3 +72,13 @@ def test_what_a_listing_passes_over_is_named_with_its_reason(tree):
     assert _rel(files, tree) == [".hidden.png", "link.png", "z.png"]
     assert [(p.relative_to(tree).as_posix(), why) for p, why in passed_over] == [
         ("album.png", "a folder"), ("dangling.png", "broken link")]
+
+
+def test_a_broken_link_to_a_video_is_named_too(tree):
+    """``predict`` named a broken link to a .png and dropped one to a .mp4 without a word."""
+    (tree / "B" / "gone.mp4").symlink_to(tree / "nowhere.mp4")
+    passed = []
+    videos = list_videos([tree], on_passed_over=lambda path, why: passed.append((path, why)))
+    assert "B/gone.mp4" not in _rel(videos, tree)
+    assert [(p.relative_to(tree).as_posix(), why) for p, why in passed] == [
+        ("B/gone.mp4", "broken link"), ("linked", "link to a folder, not followed")]

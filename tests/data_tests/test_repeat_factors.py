@@ -186,3 +186,21 @@ def test_resume_with_another_threshold_is_named(tmp_path):
     assert said == ["warning: --resume with data.repeat_threshold=0, the run's was 0.2: the images drawn "
                     "from now on differ from the run's"]  # fmt: skip
     assert cfg.data.repeat_threshold == 0.0
+
+
+def test_resume_with_another_batch_size_is_named(tmp_path):
+    """Applied, but the sampler plans epochs per batch size: the run no longer resumes exactly."""
+    from maskrcnn.config import load_config, save_config
+    from maskrcnn.engine.training import _resumed_config
+
+    run = load_config("demo")
+    save_config(run, tmp_path / "config.yaml")
+    said = []
+    asked = run.copy()
+    asked.solver.batch_size = run.solver.batch_size * 2
+    cfg, _ = _resumed_config(asked, tmp_path, said.append)
+    assert said == [f"warning: --resume with solver.batch_size={asked.solver.batch_size}, the run's was "
+                    f"{run.solver.batch_size}: the images drawn from now on differ from an uninterrupted "
+                    "run's (the order is planned per iteration and batch size), and solver.iters counts "
+                    f"batches of {asked.solver.batch_size}"]  # fmt: skip
+    assert cfg.solver.batch_size == asked.solver.batch_size

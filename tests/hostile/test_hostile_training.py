@@ -330,3 +330,21 @@ def test_resume_goes_on_with_the_runs_own_solver_and_a_set_lr_is_the_lr_used(cli
     assert rc == 1 and len(text.strip().splitlines()) == 1, text
     assert "--resume: the checkpoint's optimizer state does not fit this run's parameter groups" in text
     assert snapshot(run) == before
+
+
+def test_resume_of_a_run_without_checkpoint_says_it_starts_again_not_that_a_checkpoint_holds_the_model(
+        tmp_path):
+    """A run killed before its first checkpoint has only config.yaml: --resume starts it again with its own
+    settings; the warning said "its checkpoint holds that model" of a checkpoint that does not exist."""
+    from maskrcnn.config import load_config, save_config
+    from maskrcnn.engine.training import _resumed_config
+
+    save_config(load_config("demo"), tmp_path / "config.yaml")
+    asked = load_config("demo", overrides={"model.fpn_dim": 8})
+    lines = []
+    cfg, _ = _resumed_config(asked, tmp_path, lines.append, overrides={"model.fpn_dim": 8},
+                             from_checkpoint=False, notes=[])
+    assert cfg.model.fpn_dim == load_config("demo").model.fpn_dim
+    assert lines == [f"warning: --resume keeps the run's model config ({tmp_path} holds no checkpoint yet: "
+                     "the run starts again from scratch with its own settings); not applied: model.fpn_dim=8 "
+                     f"(the run's: {cfg.model.fpn_dim})"]

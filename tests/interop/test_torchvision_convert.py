@@ -214,6 +214,12 @@ def test_ema_copy_is_named_and_taken_on_request_by_convert_and_train_init(tmp_pa
            "'model_ema'" in capsys.readouterr().err
     assert main(["convert", "--from", "detectron2", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
     assert "--ema applies to --from torchvision, not detectron2" in capsys.readouterr().err
+    with pytest.raises(ConversionError, match=r"^x\.pkl: #ema takes the EMA copy of a torchvision "
+                       r"detector's file \('model_ema'\); this is a detectron2 file$"):
+        convert_any({"model": {"backbone.bottom_up.stem.conv1.weight": torch.zeros(1)}}, source="x.pkl",
+                    ema=True)
+    with pytest.raises(ConversionError, match=r"this is not one$"):
+        convert_any({"conv1.weight": torch.zeros(1)}, source="r50.pth", ema=True)
 
 
 def test_mobilenet_backbone_is_refused_naming_its_keys(tmp_path, capsys):

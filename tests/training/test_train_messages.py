@@ -182,3 +182,25 @@ def test_a_validation_class_the_model_lacks_is_named_once(tmp_path, monkeypatch)
         evaluate(torch.nn.Linear(1, 1))
         evaluate(torch.nn.Linear(1, 1))
     assert [str(w.message) for w in seen] == [f"validation: {line}"]
+
+
+def test_a_validation_with_every_image_left_out_gives_no_ap_not_zero(tmp_path):
+    """Every validation image unreadable: the evaluator used to score all the ground truth as misses (AP 0,
+    logged, and counted for the best checkpoint); now a warning and no results for that evaluation."""
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine import inference
+    from tests.tiny_model import build_tiny
+
+    path, images = _dataset(tmp_path, [_ann(1, 1), _ann(2, 2)])
+    for f in images.iterdir():
+        f.write_bytes(b"not a png")
+    dataset = CocoDataset(json_path=path, image_dir=images)
+    model, cfg = build_tiny()
+    evaluate = inference.make_evaluate_fn(cfg, dataset, path, optimise=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert evaluate(model) is None
+    said = [str(w.message) for w in seen]
+    assert said[-1] == (f"validation: {path}: none of its 2 images could be evaluated (each named above): "
+                        "no AP at this evaluation"), said
+    assert sum("left out of the score" in s for s in said) == 2, said
