@@ -4,9 +4,12 @@
 with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_size`` and ``device``);
 ``maskrcnn serve`` runs it with uvicorn. Shapes: D detections of one image, H x W its size.
 
-``POST /predict`` takes one image, either as a multipart form upload (field ``image``; ``curl -F
-image=@photo.jpg``) or as the raw request body (``curl --data-binary @photo.jpg``), and an optional
-``score_thresh`` (query parameter or form field). It answers::
+``POST /predict`` takes one image, either as a multipart form upload (field ``image``, or any one file
+field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start
+with the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl
+--data-binary @photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and
+an optional ``score_thresh`` (query parameter, form field or JSON key). A raw body that starts with
+``{`` or ``[`` and parses is JSON whatever its Content-Type (no image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
