@@ -35,8 +35,10 @@ rectangle; rectangle first for a model without masks):
   largest part when all of its parts are that small (a detection is never lost);
 - ``rectanglelabels``: the boxes clipped to the image, in percent (models without masks, or a config with
   rectangles only), as the file pre-annotations' ``rectangle_result`` writes them.
-Detections of a class the project has no label for are left out (and counted in the log); scores are
-the model's, thresholded by ``--score-thresh``.
+Detections of a class the project has no label for are left out (and counted in the log); ``/predict``
+warns once per labelling config that misses some of our classes, naming the project, those classes and
+the labels no class matches (a project whose labels were renamed would otherwise see only empty
+results). Scores are the model's, thresholded by ``--score-thresh``.
 
 Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
 """
@@ -287,6 +289,7 @@ class LabelStudioBackend:
         self.model_version = model_version
         self.min_region_area = float(min_region_area)
         self._configs_seen: set = set()  # labelling configs /predict has checked against our classes
+        self._address_said = ""  # the last line logged about where /data/... images are fetched from
 
     def setup(self, payload: dict) -> dict:
         report = setup_report(payload.get("schema") or payload.get("label_config"), self.names,
@@ -294,7 +297,9 @@ class LabelStudioBackend:
         hostname, token = payload.get("hostname"), payload.get("access_token")
         if isinstance(hostname, str) and hostname.strip():
             said = self.fetcher.adopt(hostname.strip(), token if isinstance(token, str) else None)
-            log.info("Label Studio project %s: %s", payload.get("project"), said)
+            if said != self._address_said:  # said when it changes, not at every /setup of a project
+                self._address_said = said
+                log.warning("Label Studio project %s: %s", payload.get("project"), said)
         if report["unmatched_classes"] or report["unmatched_labels"]:
             log.warning("Label Studio project %s: classes without a label: %s; labels without a class: %s",
                         payload.get("project"), report["unmatched_classes"] or "none",
