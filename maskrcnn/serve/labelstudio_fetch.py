@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 __all__ = ["DEFAULT_FETCH_TIMEOUT_S", "FetchError", "ImageFetcher", "decode_data_url"]
 
@@ -71,7 +71,7 @@ def decode_data_url(reference: str, *, max_bytes: int) -> bytes:
         except (binascii.Error, ValueError) as e:
             raise FetchError(f"data URL {_short(reference, 60)}: not valid base64 ({e})") from None
     else:
-        data = unquote(payload).encode("latin-1", "replace")
+        data = unquote_to_bytes(payload)
     if len(data) > max_bytes:
         raise FetchError(f"data URL: {len(data)} bytes, over the limit of {max_bytes}")
     return data
