@@ -9,7 +9,9 @@ A task's image is a reference Label Studio wrote into its data (``data.image``):
 - ``/data/upload/...`` (files uploaded through Label Studio) and other paths starting with ``/``: fetched
   from Label Studio at ``ls_url`` (``--ls-url``) + the path, with the header ``Authorization: Token
   <token>`` (``--ls-token``, or the environment variable ``LABEL_STUDIO_API_KEY``, which the
-  ``maskrcnn serve`` command reads: library code does not read the environment).
+  ``maskrcnn serve`` command reads: library code does not read the environment). Without ``ls_url``,
+  the ``hostname`` and ``access_token`` of Label Studio's ``/setup`` call are used (``adopt``); given
+  ones always win, and a token goes only to the address it came with.
 - an absolute ``http://`` or ``https://`` URL: fetched as it is; the token is sent only when the URL is on
   Label Studio's own origin (scheme, host and port of ``ls_url``), never to another server, and never
   forwarded on a redirect.
