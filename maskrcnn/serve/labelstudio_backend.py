@@ -13,7 +13,8 @@ label-studio-ml-backend 2.x, which Label Studio 1.8 and later speak; the 1.x SDK
   "unmatched_labels"}``; a config without such a control, or with no label in common, is a 400 with
   ``{"detail": reason}`` (Label Studio shows it). The ``hostname`` and ``access_token`` Label Studio
   1.x sends are used to fetch ``/data/upload/...`` images when the server has no ``--ls-url`` (an
-  explicit ``--ls-url`` and ``--ls-token`` win; ``ImageFetcher.adopt``); the log says which is used.
+  explicit ``--ls-url`` wins, and ``--ls-token`` goes only to it, never to a ``/setup`` address:
+  ``ImageFetcher.adopt``); the log says which is used.
 - ``POST /predict`` ``{"tasks": [{"id", "data": {"image": URL, ...}}, ...], "label_config": XML,
   "project", "params": {"context": ...}}`` (JSON, which tells it from an image upload to ``/predict``):
   answers ``{"results": [one prediction per task, in order], "model_version"}``, a prediction being

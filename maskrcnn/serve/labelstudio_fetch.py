@@ -10,8 +10,12 @@ A task's image is a reference Label Studio wrote into its data (``data.image``):
   from Label Studio at ``ls_url`` (``--ls-url``) + the path, with the header ``Authorization: Token
   <token>`` (``--ls-token``, or the environment variable ``LABEL_STUDIO_API_KEY``, which the
   ``maskrcnn serve`` command reads: library code does not read the environment). Without ``ls_url``,
-  the ``hostname`` and ``access_token`` of Label Studio's ``/setup`` call are used (``adopt``); given
-  ones always win, and a token goes only to the address it came with.
+  the ``hostname`` and ``access_token`` of Label Studio's ``/setup`` call are used (``adopt``); a given
+  ``ls_url`` always wins, and a token goes only to the address it came with: a given token only to the
+  given ``ls_url`` (never to an address from ``/setup``), ``/setup``'s ``access_token`` only to its
+  ``hostname``. ``/setup`` is not authenticated: whoever can reach the server can name another host
+  there, and the ``/data/...`` images of later tasks are then fetched from it (without any token, or with
+  the one that ``/setup`` sent); give ``--ls-url`` where that matters.
 - an absolute ``http://`` or ``https://`` URL: fetched as it is; the token is sent only when the URL is on
   Label Studio's own origin (scheme, host and port of ``ls_url``), never to another server, and never
   forwarded on a redirect.
@@ -95,7 +99,8 @@ class ImageFetcher:
     Args:
         ls_url: Label Studio's address as this machine reaches it (``http://localhost:8080``); None:
             references that need it are refused.
-        token: Label Studio's API token (Account & Settings), sent to ``ls_url`` only.
+        token: Label Studio's API token (Account & Settings), sent to ``ls_url`` only (never to an
+            address adopted from ``/setup``).
         local_root: the folder of Label Studio's local storage, or None.
         max_bytes: largest image file accepted.
         timeout_s: most seconds one download may take, from connecting to its last byte.
@@ -129,18 +134,20 @@ class ImageFetcher:
 
     def adopt(self, hostname: str, token: Optional[str]) -> str:
         """Label Studio's address and token as its ``/setup`` call gives them (``hostname``,
-        ``access_token``), used where the constructor was given none: an explicit ``ls_url`` wins, and
-        a token is only ever sent to the address in use (the one it came with, or an explicit ``ls_url``
-        of the same origin). -> a line for the log saying which address is used."""
+        ``access_token``), used where the constructor was given no ``ls_url``. ``/setup`` is not
+        authenticated, so an adopted address is only ever paired with ``/setup``'s own token, never with
+        the constructor's (which would otherwise go to any host a caller of ``/setup`` names); with an
+        explicit ``ls_url``, that address stays, with the given token, else with ``/setup``'s when
+        ``hostname`` is the same origin. -> a line for the log saying which address and token are used."""
         url_given, token_given = self._given
         ls_url, current = self._home
         parts = urlsplit(hostname)
         usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-        if not url_given and usable:
-            ls_url, current = hostname.rstrip("/"), None if not token_given else current
-        same_home = ls_url is not None and usable and _origin(hostname) == _origin(ls_url)
-        if not token_given and token and same_home:
-            current = token
+        if url_given:
+            if not token_given and token and usable and _origin(hostname) == _origin(ls_url):
+                current = token
+        elif usable:
+            ls_url, current = hostname.rstrip("/"), token or None
         self._home = (ls_url, current)
         if url_given:
             where = f"--ls-url {ls_url} (given; Label Studio's hostname {_short(hostname)} is not used)"
@@ -148,9 +155,11 @@ class ImageFetcher:
             where = f"Label Studio's hostname {ls_url} from /setup"
         else:
             where = f"no Label Studio address (the hostname {_short(hostname)!r} from /setup is not http(s))"
-        token_from = ("--ls-token" if token_given else "the access_token from /setup" if current and
-                      current == token else "no token")
-        return f"/data/... images are fetched from {where}, with {token_from}"
+        token_from = ("--ls-token" if token_given and url_given else "the access_token from /setup"
+                      if current and current == token else "no token")
+        unused = ("; --ls-token / LABEL_STUDIO_API_KEY is not sent to an address from /setup: pass --ls-url "
+                  "to use it" if token_given and not url_given else "")
+        return f"/data/... images are fetched from {where}, with {token_from}{unused}"
 
     def locate(self, reference: str, home: Optional[tuple] = None) -> Tuple[str, object, bool]:
         """-> ("file", Path, False) or ("url", URL, whether the token goes with it); ``FetchError`` for a

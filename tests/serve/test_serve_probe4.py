@@ -160,6 +160,23 @@ def test_setup_hostname_and_access_token_are_used_without_ls_url():
     assert given.token == "tok"
 
 
+def test_a_given_token_never_goes_to_an_address_from_setup():
+    # --ls-token without --ls-url: an unauthenticated /setup naming another host must not get the token
+    fetcher = ImageFetcher(token="SECRET", max_bytes=10)
+    said = fetcher.adopt("http://evil.example:8080", None)
+    assert fetcher.locate("/data/upload/1/x.png") == ("url", "http://evil.example:8080/data/upload/1/x.png",
+                                                      True)
+    assert fetcher.token is None
+    assert said.endswith("with no token; --ls-token / LABEL_STUDIO_API_KEY is not sent to an address from "
+                         "/setup: pass --ls-url to use it")
+    fetcher.adopt("http://ls.example:8080", "theirs")  # /setup's own token goes with its own address
+    assert (fetcher.ls_url, fetcher.token) == ("http://ls.example:8080", "theirs")
+    # with --ls-url too, the given token stays with the given address
+    given = ImageFetcher(ls_url="http://mine:8080", token="SECRET", max_bytes=10)
+    given.adopt("http://evil.example:8080", "theirs")
+    assert (given.ls_url, given.token) == ("http://mine:8080", "SECRET")
+
+
 def test_fetch_errors_name_the_whole_url(tmp_path):
     import http.server
     import threading
