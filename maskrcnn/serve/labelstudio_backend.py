@@ -47,6 +47,7 @@ Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import xml.etree.ElementTree as ET
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -289,7 +290,9 @@ class LabelStudioBackend:
         self.max_pixels, self.request_timeout_s = max_pixels, request_timeout_s
         self.model_version = model_version
         self.min_region_area = float(min_region_area)
-        self._configs_seen: set = set()  # labelling configs /predict has checked against our classes
+        # sha256 digests of the labelling configs /predict has checked against our classes (digests, not
+        # the XML: a config can be as large as an upload)
+        self._configs_seen: set = set()
         self._address_said = ""  # the last line logged about where /data/... images are fetched from
 
     def setup(self, payload: dict) -> dict:
@@ -311,11 +314,12 @@ class LabelStudioBackend:
         """A warning, once per distinct labelling config, when some of our classes have no label in it:
         their detections are left out of every task's prediction (all of them when no label matches),
         which a project whose labels were renamed would otherwise see only as empty results."""
-        if xml in self._configs_seen:
+        digest = hashlib.sha256(xml.encode("utf-8", "surrogatepass")).digest()
+        if digest in self._configs_seen:
             return
         if len(self._configs_seen) >= 256:  # a bound on memory; a config seen again may warn again
             self._configs_seen.clear()
-        self._configs_seen.add(xml)
+        self._configs_seen.add(digest)
         _, unmatched_classes, unmatched_labels = match_labels(self.names[1:], config.labels)
         if not unmatched_classes:
             return
