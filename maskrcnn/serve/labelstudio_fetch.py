@@ -68,10 +68,13 @@ def decode_data_url(reference: str, *, max_bytes: int) -> bytes:
     head, sep, payload = reference.strip().partition(",")
     if not sep:
         raise FetchError(f"data URL {_short(reference, 60)}: no ',' before the data")
-    # base64 takes 4 characters per 3 bytes: refuse what cannot fit before decoding any of it
-    if len(payload) > 4 * (max_bytes // 3 + 1) + 4096:
+    is_base64 = head.lower().endswith(";base64")
+    # refuse what cannot fit before decoding any of it: base64 takes 4 characters per 3 bytes, percent
+    # encoding up to 3 per byte ("%89"); the slack is for whitespace. The exact check follows decoding.
+    longest = 4 * (max_bytes // 3 + 1) + 4096 if is_base64 else 3 * max_bytes + 4096
+    if len(payload) > longest:
         raise FetchError(f"data URL: more than the limit of {max_bytes} bytes")
-    if head.lower().endswith(";base64"):
+    if is_base64:
         try:
             data = base64.b64decode("".join(unquote(payload).split()), validate=True)
         except (binascii.Error, ValueError) as e:

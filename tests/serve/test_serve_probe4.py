@@ -20,7 +20,7 @@ pytest.importorskip("python_multipart", reason="the server tests need python-mul
 
 from maskrcnn.serve.app import RequestError, _drain_body, create_app  # noqa: E402
 from maskrcnn.serve.labelstudio_backend import LabelConfig, task_prediction  # noqa: E402
-from maskrcnn.serve.labelstudio_fetch import FetchError, ImageFetcher  # noqa: E402
+from maskrcnn.serve.labelstudio_fetch import FetchError, ImageFetcher, decode_data_url  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -59,6 +59,17 @@ def test_data_url_tasks_are_decoded(server, caplog):
     # the size limit of downloads applies to the decoded bytes
     with pytest.raises(FetchError, match="data URL: 11 bytes, over the limit of 10"):
         ImageFetcher(max_bytes=10).fetch("data:;base64," + base64.b64encode(b"x" * 11).decode())
+
+
+def test_a_percent_encoded_data_url_has_the_limit_of_its_bytes():
+    # 3 characters per byte: under the limit in bytes, though longer than base64 of that many bytes
+    assert decode_data_url("data:image/png," + "%89" * 15000, max_bytes=20000) == b"\x89" * 15000
+    with pytest.raises(FetchError, match="data URL: 20001 bytes, over the limit of 20000"):
+        decode_data_url("data:image/png," + "%89" * 20001, max_bytes=20000)
+    with pytest.raises(FetchError, match="data URL: more than the limit of 20000 bytes"):
+        decode_data_url("data:image/png," + "%89" * 30000, max_bytes=20000)  # refused before decoding
+    with pytest.raises(FetchError, match="data URL: more than the limit of 20000 bytes"):
+        decode_data_url("data:;base64," + "A" * 45000, max_bytes=20000)  # base64 keeps its 4/3 bound
 
 
 def test_predict_warns_once_per_config_of_classes_without_a_label(server, caplog):
