@@ -54,7 +54,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components, ring_area
+from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components
 from maskrcnn.data.pre_annotations.instances import (
     Category,
     ImageRecord,
@@ -192,11 +192,10 @@ def _pct(v: float, total: int) -> float:
 def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig, min_area: float) -> list:
     out = []
     left, top, patch = box_patch(inst)  # traced in the mask's own box, not the whole image
-    components = mask_to_components(patch, tolerance=_POLYGON_TOLERANCE, offset=(left, top))
-    big = [c for c in components if abs(ring_area(c.outer)) >= min_area]
-    # a detection made only of specks keeps its largest piece (components run largest first): a
-    # detection is never lost to the filter
-    for j, component in enumerate(big or components[:1]):
+    # specks left out, but a detection made only of specks keeps its largest piece: never lost
+    components = mask_to_components(patch, tolerance=_POLYGON_TOLERANCE, offset=(left, top),
+                                    min_area=min_area)
+    for j, component in enumerate(components):
         ring = bridge_holes(component)  # (P, 2) x, y pixels
         points = [[_pct(x, image.width), _pct(y, image.height)] for x, y in ring]
         out.append({"id": f"{image.id}_{k}_{j}", "type": "polygonlabels", "from_name": config.from_name,
