@@ -45,6 +45,8 @@ worker thread in batches of the predictor's ``batch_size``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import time
@@ -250,12 +252,15 @@ def _image_from_json(payload: dict) -> tuple:
     text = payload["image"]
     if not isinstance(text, str) or not text.strip():
         raise RequestError(400, "the JSON body's 'image' must be the image file in base64 (a string)")
-    if text.strip()[:5].lower() != "data:":
-        text = "data:;base64," + text
     try:
-        data = decode_data_url(text, max_bytes=2**62)  # the body's own limit bounded it already
+        if text.lstrip()[:5].lower() == "data:":
+            data = decode_data_url(text, max_bytes=2**62)  # the body's own limit bounded it already
+        else:  # plain base64, decoded as it is (not prefixed for decode_data_url: a copy of a large string)
+            data = base64.b64decode("".join(text.split()), validate=True)
     except FetchError as e:
         raise RequestError(400, f"the JSON body's 'image': {e}") from None
+    except (binascii.Error, ValueError) as e:  # ValueError: text that is not ASCII
+        raise RequestError(400, f"the JSON body's 'image': not valid base64 ({e})") from None
     fields = [(k, v) for k, v in payload.items() if k != "image"]
     return data, "image (base64 in JSON)", fields
 
