@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_MAX_PENDING,
         DEFAULT_MAX_PIXELS,
         DEFAULT_MAX_UPLOAD_BYTES,
+        DEFAULT_MIN_REGION_AREA,
         DEFAULT_REQUEST_TIMEOUT_S,
         DEFAULT_UPLOAD_TIMEOUT_S,
     )
@@ -121,9 +122,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most seconds to download one task's image (default 30)",
     )  # fmt: skip
     parser.add_argument(
-        "--min-region-area", type=float, default=None, metavar="PX",
+        "--min-region-area", type=float, default=DEFAULT_MIN_REGION_AREA, metavar="PX",
         help="Label Studio polygons: leave out pieces of a mask smaller than PX pixels of the image (a "
-        "detection made only of such pieces keeps its largest; default 10; 0 keeps every piece)",
+        f"detection made only of such pieces keeps its largest; default {DEFAULT_MIN_REGION_AREA:g}; 0 keeps "
+        "every piece)",
     )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from maskrcnn.commands.tile_args import add_tile_arguments
@@ -187,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < value < float("inf"):  # also refuses NaN
             what = "a whole number" if option == "max_connections" else "a finite number of seconds"
             raise ValueError(f"--{option.replace('_', '-')} must be {what} > 0, got {value}")
-    if args.min_region_area is not None and not 0 <= args.min_region_area < float("inf"):
+    if not 0 <= args.min_region_area < float("inf"):  # also refuses NaN
         raise ValueError(f"--min-region-area must be a number of pixels >= 0, got {args.min_region_area}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
@@ -250,7 +252,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         request_timeout_s=args.request_timeout,
         weights_name=Path(args.weights).name,
         labelstudio_fetcher=fetcher,
-        **({} if args.min_region_area is None else {"min_region_area": args.min_region_area}),
+        min_region_area=args.min_region_area,
     )
     if not _is_loopback(args.host):
         print(

@@ -63,6 +63,7 @@ from maskrcnn.data.pre_annotations.instances import (
 )
 from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result, rectangle_result
 from maskrcnn.ops.boxes import clip_boxes_to_image
+from maskrcnn.serve import DEFAULT_MIN_REGION_AREA  # in the package: `serve --help` needs it alone
 
 __all__ = ["DEFAULT_MIN_REGION_AREA", "LabelConfig", "LabelStudioBackend", "default_config",
            "empty_prediction", "has_masks", "match_labels", "parse_label_config", "predict_tasks",
@@ -74,10 +75,6 @@ log = logging.getLogger("maskrcnn.serve")
 _CONTROLS = {"BrushLabels": "brushlabels", "PolygonLabels": "polygonlabels",
              "RectangleLabels": "rectanglelabels"}
 _POLYGON_TOLERANCE = 1.0  # pixels: Douglas-Peucker, as the file pre-annotations' polygons
-# Polygon pieces of smaller area (pixels of the image, the traced outline's) are left out: a mask's
-# specks would each be a region of their own (three-point slivers of half a pixel) for the annotator
-# to delete by hand. ``maskrcnn serve --min-region-area``.
-DEFAULT_MIN_REGION_AREA = 10.0
 
 
 class LabelConfig(NamedTuple):
