@@ -5,6 +5,7 @@
                    [--upload-timeout S] [--request-timeout S] [--keep-alive-timeout S] [--max-connections N]
                    [--tile SIZE [--tile-overlap F] ...] [--tta [--tta-sizes S1,S2] ...]
                    [--ls-url URL] [--ls-token TOKEN] [--ls-local-root DIR] [--ls-timeout S]
+                   [--min-region-area PX]
 
 Endpoints (``maskrcnn.serve.app``): ``GET /`` the page, ``POST /predict`` an image -> COCO-format JSON,
 ``GET /health``; and Label Studio's ML backend protocol (``maskrcnn.serve.labelstudio_backend``), its
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_MAX_PENDING,
         DEFAULT_MAX_PIXELS,
         DEFAULT_MAX_UPLOAD_BYTES,
+        DEFAULT_MIN_REGION_AREA,
         DEFAULT_REQUEST_TIMEOUT_S,
         DEFAULT_UPLOAD_TIMEOUT_S,
     )
@@ -119,6 +121,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ls-timeout", type=float, default=None, metavar="S",
         help="most seconds to download one task's image (default 30)",
     )  # fmt: skip
+    parser.add_argument(
+        "--min-region-area", type=float, default=DEFAULT_MIN_REGION_AREA, metavar="PX",
+        help="Label Studio polygons: leave out pieces of a mask smaller than PX pixels of the image (a "
+        f"detection made only of such pieces keeps its largest; default {DEFAULT_MIN_REGION_AREA:g}; 0 keeps "
+        "every piece)",
+    )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from maskrcnn.commands.tile_args import add_tile_arguments
     from maskrcnn.commands.tta_args import add_tta_arguments
@@ -181,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < value < float("inf"):  # also refuses NaN
             what = "a whole number" if option == "max_connections" else "a finite number of seconds"
             raise ValueError(f"--{option.replace('_', '-')} must be {what} > 0, got {value}")
+    if not 0 <= args.min_region_area < float("inf"):  # also refuses NaN
+        raise ValueError(f"--min-region-area must be a number of pixels >= 0, got {args.min_region_area}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     from maskrcnn.commands.tile_args import tile_from_args
@@ -242,6 +252,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         request_timeout_s=args.request_timeout,
         weights_name=Path(args.weights).name,
         labelstudio_fetcher=fetcher,
+        min_region_area=args.min_region_area,
     )
     if not _is_loopback(args.host):
         print(

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_PENDING",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_MIN_REGION_AREA",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "DEFAULT_UPLOAD_TIMEOUT_S",
     "create_app",
@@ -42,6 +43,10 @@ DEFAULT_REQUEST_TIMEOUT_S = 120.0
 DEFAULT_KEEP_ALIVE_S = 5.0
 # Open connections at most (uvicorn's limit_concurrency: a request past it gets a 503).
 DEFAULT_MAX_CONNECTIONS = 256
+# Label Studio polygon pieces of smaller area (pixels of the image, the traced outline's) are left out: a
+# mask's specks would each be a region of their own (three-point slivers of half a pixel) for the
+# annotator to delete by hand. ``maskrcnn serve --min-region-area``; used by labelstudio_backend.py.
+DEFAULT_MIN_REGION_AREA = 10.0
 
 
 def create_app(*args, **kwargs):

@@ -4,9 +4,12 @@
 with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_size`` and ``device``);
 ``maskrcnn serve`` runs it with uvicorn. Shapes: D detections of one image, H x W its size.
 
-``POST /predict`` takes one image, either as a multipart form upload (field ``image``; ``curl -F
-image=@photo.jpg``) or as the raw request body (``curl --data-binary @photo.jpg``), and an optional
-``score_thresh`` (query parameter or form field). It answers::
+``POST /predict`` takes one image, either as a multipart form upload (field ``image``, or any one file
+field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start
+with the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl
+--data-binary @photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and
+an optional ``score_thresh`` (query parameter, form field or JSON key). A raw body that starts with
+``{`` or ``[`` and parses is JSON whatever its Content-Type (no image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
@@ -42,6 +45,8 @@ worker thread in batches of the predictor's ``batch_size``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import time
@@ -150,10 +155,13 @@ async def _drain_body(request, limit: int) -> None:
     """Read and discard the body (up to ``limit`` bytes), so that a client still sending it reads the
     answer instead of a reset connection."""
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            break
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                break
+    except ClientDisconnect:  # the client left mid-upload (as in _read_body): no one to answer
+        raise RequestError(499, "the client closed the connection during the upload") from None
 
 
 async def _before(deadline: Optional[float], coro, expired: RequestError):
@@ -173,19 +181,88 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     if not ctype.startswith("multipart/form-data"):
         return body, "upload", []
 
+    if not _starts_as_multipart(body, request.headers.get("content-type", "")):
+        # (the parser would log a line of its own for it before failing)
+        raise RequestError(
+            400,
+            "the body is not the multipart form its Content-Type says (it does not start with the "
+            "boundary): send a file with curl -F image=@photo.jpg, or the raw image with --data-binary "
+            "and no multipart Content-Type",
+        )
+
     async def replay():  # the body was read already (with its size limit); parse it from memory
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=8, max_part_size=limit)
+        form = await Request(request.scope, replay).form(
+            max_files=_MAX_FORM_FILES, max_fields=8, max_part_size=limit
+        )
     except Exception as e:  # malformed multipart (boundaries, headers, too many parts)
-        raise RequestError(400, f"cannot parse the multipart form: {getattr(e, 'detail', e)}") from None
-    upload = form.get("image", form.get("file"))
-    if not isinstance(upload, UploadFile):
+        detail = str(getattr(e, "detail", e))
+        if detail.startswith("Too many files"):
+            raise RequestError(400, f"one image per request (got over {_MAX_FORM_FILES} files)") from None
+        raise RequestError(400, f"cannot parse the multipart form: {detail}") from None
+    # any one file field: `image` and `file` are the usual names, but a client's own name is as clear
+    uploads = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+    if len(uploads) > 1:
+        named = ", ".join(f"{k}={v.filename!r}" if v.filename else k for k, v in uploads)
+        raise RequestError(400, f"one image per request (got {len(uploads)} files: {named})")
+    if not uploads:
         raise RequestError(400, "no image in the form: send the file in a field named 'image'")
+    upload = uploads[0][1]
     data = await upload.read()
     fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]  # (name, text) in order
     return data, upload.filename or "upload", fields
+
+
+# Files a form may carry before the parser stops (one is used; more are a 400 that names them).
+_MAX_FORM_FILES = 16
+
+
+def _starts_as_multipart(body: bytes, content_type: str) -> bool:
+    """Whether ``body`` starts with the boundary its multipart ``content_type`` names (after blank
+    lines, which the parser skips); True when there is no boundary to check (the parser says why)."""
+    from python_multipart.multipart import parse_options_header
+
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        return True
+    start = body.lstrip(b"\r\n")
+    after = start[len(boundary) + 2 : len(boundary) + 4]  # the boundary line's end, or the form's
+    return start.startswith(b"--" + boundary) and after in (b"\r\n", b"--")
+
+
+def _sniff_json(body: bytes):
+    """The parsed body when a raw upload is JSON (starts with ``{`` or ``[`` and parses; no image format
+    starts so), else None: ``curl --data-binary @tasks.json`` sends no JSON Content-Type."""
+    if body.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _image_from_json(payload: dict) -> tuple:
+    """-> (encoded image bytes, file name, [(parameter, value)]) of a JSON body ``{"image": "<base64>"}``
+    (a ``data:image/...;base64,`` prefix or none; ``score_thresh`` beside it)."""
+    from maskrcnn.serve.labelstudio_fetch import FetchError, decode_data_url
+
+    text = payload["image"]
+    if not isinstance(text, str) or not text.strip():
+        raise RequestError(400, "the JSON body's 'image' must be the image file in base64 (a string)")
+    try:
+        if text.lstrip()[:5].lower() == "data:":
+            data = decode_data_url(text, max_bytes=2**62)  # the body's own limit bounded it already
+        else:  # plain base64, decoded as it is (not prefixed for decode_data_url: a copy of a large string)
+            data = base64.b64decode("".join(text.split()), validate=True)
+    except FetchError as e:
+        raise RequestError(400, f"the JSON body's 'image': {e}") from None
+    except (binascii.Error, ValueError) as e:  # ValueError: text that is not ASCII
+        raise RequestError(400, f"the JSON body's 'image': not valid base64 ({e})") from None
+    fields = [(k, v) for k, v in payload.items() if k != "image"]
+    return data, "image (base64 in JSON)", fields
 
 
 async def _result_unless_disconnected(request, future, timeout_s: Optional[float] = None):
@@ -309,6 +386,7 @@ def create_app(
     request_timeout_s: Optional[float] = DEFAULT_REQUEST_TIMEOUT_S,
     weights_name: str = "",
     labelstudio_fetcher: Optional[ImageFetcher] = None,
+    min_region_area: float = lsb.DEFAULT_MIN_REGION_AREA,
 ):
     """A FastAPI application serving ``predictor`` (its batch queue starts and stops with the app).
 
@@ -327,6 +405,8 @@ def create_app(
         labelstudio_fetcher: fetches Label Studio tasks' images (``--ls-url``, ``--ls-token``,
             ``--ls-local-root``); None: one that reads absolute http(s) URLs only, ``max_upload_bytes``
             at most.
+        min_region_area: Label Studio polygons: pieces of a mask with a smaller area (pixels) are left
+            out, but for a detection's largest (``--min-region-area``).
     """
     if max_upload_bytes < 1 or max_pixels < 1:
         raise ValueError(f"max_upload_bytes and max_pixels must be >= 1: {max_upload_bytes}, {max_pixels}")
@@ -433,13 +513,23 @@ def create_app(
         app.state.in_flight += 1
         try:
             body = await _before(deadline, _read_body(request, max_upload_bytes), too_slow)
-            if request.headers.get("content-type", "").lower().startswith("application/json"):
-                try:  # no image is JSON: Label Studio's tasks
-                    answer = await labelstudio.predict(_json_object(body))
+            ctype = request.headers.get("content-type", "").lower()
+            payload = None
+            if ctype.startswith("application/json"):
+                payload = _json_object(body)
+            elif not ctype.startswith("multipart/form-data"):
+                sniffed = _sniff_json(body)  # JSON sent without its Content-Type
+                payload = None if sniffed is None else _json_object(body, sniffed)
+            if payload is not None and "image" in payload and "tasks" not in payload:
+                data, name, fields = _image_from_json(payload)  # {"image": "<base64>"}
+            elif payload is not None:
+                try:  # Label Studio's tasks
+                    answer = await labelstudio.predict(payload)
                 except ValueError as e:
                     raise RequestError(400, f"Label Studio predict: {e}") from None
                 return JSONResponse(answer)
-            data, name, fields = await _image_from_request(request, body, max_upload_bytes)
+            else:
+                data, name, fields = await _image_from_request(request, body, max_upload_bytes)
             thresh = _parse_score_thresh(_parameters(request.query_params, fields).get("score_thresh"))
             if not data:
                 raise RequestError(
@@ -474,6 +564,7 @@ def create_app(
         predictor, batches, app.state.stats, max_pixels=max_pixels, request_timeout_s=request_timeout_s,
         model_version=weights_name or "maskrcnn",
         fetcher=labelstudio_fetcher or ImageFetcher(max_bytes=max_upload_bytes),
+        min_region_area=min_region_area,
     )
 
     @app.post("/setup")
@@ -492,9 +583,10 @@ def create_app(
     return app
 
 
-def _json_object(body: bytes) -> dict:
+def _json_object(body: bytes, parsed=None) -> dict:
+    """The JSON object of ``body`` (``parsed``: already parsed); a 400 for anything else."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body) if parsed is None else parsed
     except ValueError as e:  # UnicodeDecodeError included
         raise RequestError(400, f"the JSON body does not parse: {e}") from None
     if not isinstance(payload, dict):

@@ -11,8 +11,10 @@ label-studio-ml-backend 2.x, which Label Studio 1.8 and later speak; the 1.x SDK
   ``PolygonLabels`` or ``RectangleLabels`` control on an ``Image``, and labels that are our class names
   (exactly, else ignoring case). Answer ``{"model_version", "control", "matched", "unmatched_classes",
   "unmatched_labels"}``; a config without such a control, or with no label in common, is a 400 with
-  ``{"detail": reason}`` (Label Studio shows it). The ``hostname`` and ``access_token`` some versions
-  send are not used: images are fetched with the server's own ``--ls-url`` and ``--ls-token``.
+  ``{"detail": reason}`` (Label Studio shows it). The ``hostname`` and ``access_token`` Label Studio
+  1.x sends are used to fetch ``/data/upload/...`` images when the server has no ``--ls-url`` (an
+  explicit ``--ls-url`` wins, and ``--ls-token`` goes only to it, never to a ``/setup`` address:
+  ``ImageFetcher.adopt``); the log says which is used.
 - ``POST /predict`` ``{"tasks": [{"id", "data": {"image": URL, ...}}, ...], "label_config": XML,
   "project", "params": {"context": ...}}`` (JSON, which tells it from an image upload to ``/predict``):
   answers ``{"results": [one prediction per task, in order], "model_version"}``, a prediction being
@@ -29,11 +31,15 @@ rectangle; rectangle first for a model without masks):
 - ``brushlabels``: each mask exactly, as Label Studio's RLE (``pre_annotations.to_labelstudio.brush_result``,
   the file pre-annotations' writer);
 - ``polygonlabels``: each connected part of a mask traced as a polygon (holes joined by zero-width cuts:
-  ``pre_annotations.contours``), points in percent of the image;
+  ``pre_annotations.contours``), points in percent of the image; parts whose traced area is under
+  ``min_region_area`` pixels (``--min-region-area``, default 10) are left out, except a detection's
+  largest part when all of its parts are that small (a detection is never lost);
 - ``rectanglelabels``: the boxes clipped to the image, in percent (models without masks, or a config with
   rectangles only), as the file pre-annotations' ``rectangle_result`` writes them.
-Detections of a class the project has no label for are left out (and counted in the log); scores are
-the model's, thresholded by ``--score-thresh``.
+Detections of a class the project has no label for are left out (and counted in the log); ``/predict``
+warns once per labelling config that misses some of our classes, naming the project, those classes and
+the labels no class matches (a project whose labels were renamed would otherwise see only empty
+results). Scores are the model's, thresholded by ``--score-thresh``.
 
 Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
 """
@@ -41,6 +47,7 @@ Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import xml.etree.ElementTree as ET
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -56,10 +63,11 @@ from maskrcnn.data.pre_annotations.instances import (
 )
 from maskrcnn.data.pre_annotations.to_labelstudio import FROM_NAME, TO_NAME, brush_result, rectangle_result
 from maskrcnn.ops.boxes import clip_boxes_to_image
+from maskrcnn.serve import DEFAULT_MIN_REGION_AREA  # in the package: `serve --help` needs it alone
 
-__all__ = ["LabelConfig", "LabelStudioBackend", "default_config", "empty_prediction", "has_masks",
-           "match_labels", "parse_label_config", "predict_tasks", "setup_report", "task_image_reference",
-           "task_prediction"]
+__all__ = ["DEFAULT_MIN_REGION_AREA", "LabelConfig", "LabelStudioBackend", "default_config",
+           "empty_prediction", "has_masks", "match_labels", "parse_label_config", "predict_tasks",
+           "setup_report", "task_image_reference", "task_prediction"]
 
 log = logging.getLogger("maskrcnn.serve")
 
@@ -178,10 +186,12 @@ def _pct(v: float, total: int) -> float:
     return round(100.0 * float(v) / total, 4)
 
 
-def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig) -> list:
+def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig, min_area: float) -> list:
     out = []
     left, top, patch = box_patch(inst)  # traced in the mask's own box, not the whole image
-    components = mask_to_components(patch, tolerance=_POLYGON_TOLERANCE, offset=(left, top))
+    # specks left out, but a detection made only of specks keeps its largest piece: never lost
+    components = mask_to_components(patch, tolerance=_POLYGON_TOLERANCE, offset=(left, top),
+                                    min_area=min_area)
     for j, component in enumerate(components):
         ring = bridge_holes(component)  # (P, 2) x, y pixels
         points = [[_pct(x, image.width), _pct(y, image.height)] for x, y in ring]
@@ -195,9 +205,12 @@ def _polygon_results(image: ImageRecord, k: int, inst, config: LabelConfig) -> l
 
 def task_prediction(det: dict, *, task_id, height: int, width: int, config: LabelConfig,
                     class_names: Sequence[str], model_version: str,
-                    on_dropped: Optional[Callable[[int], None]] = None) -> dict:
+                    on_dropped: Optional[Callable[[int], None]] = None,
+                    min_region_area: float = DEFAULT_MIN_REGION_AREA) -> dict:
     """One task's prediction from the model's detections of its image (see the module docstring).
-    ``on_dropped(n)`` hears how many detections had a class the project has no label for."""
+    ``on_dropped(n)`` hears how many detections had a class the project has no label for;
+    ``min_region_area``: polygon pieces of smaller area (pixels) are left out, but for a detection's
+    largest."""
     mapping, _, _ = match_labels(list(class_names[1:]), config.labels)
     image = ImageRecord(task_id if task_id is not None else 0, "", int(height), int(width))
     has_masks = det.get("masks_rle") is not None or det.get("masks") is not None
@@ -216,7 +229,7 @@ def task_prediction(det: dict, *, task_id, height: int, width: int, config: Labe
     results = []
     for k, inst in enumerate(kept, start=1):
         if kind == "polygonlabels":
-            results += _polygon_results(image, k, inst, config)
+            results += _polygon_results(image, k, inst, config, min_region_area)
         else:
             region = rectangle_result if kind == "rectanglelabels" else brush_result
             results.append(region(image, k, inst, from_name=config.from_name, to_name=config.to_name))
@@ -227,7 +240,8 @@ def task_prediction(det: dict, *, task_id, height: int, width: int, config: Labe
 
 
 async def predict_tasks(tasks: list, *, config: LabelConfig, class_names: Sequence[str], model_version: str,
-                        load: Callable, detect: Callable, in_thread: Callable, concurrency: int) -> list:
+                        load: Callable, detect: Callable, in_thread: Callable, concurrency: int,
+                        min_region_area: float = DEFAULT_MIN_REGION_AREA) -> list:
     """``/predict``'s ``results``: one prediction per task, in order. ``load(reference)`` -> the decoded
     (3, H, W) image (blocking: run through ``in_thread(fn, *args)``), ``await detect(image)`` -> its
     detections (the server's batch queue). At most ``concurrency`` tasks hold an image at once (memory).
@@ -246,7 +260,7 @@ async def predict_tasks(tasks: list, *, config: LabelConfig, class_names: Sequen
                 H, W = image.shape[-2:]
                 return await in_thread(lambda: task_prediction(
                     det, task_id=task_id, height=H, width=W, config=config, class_names=class_names,
-                    model_version=model_version, on_dropped=dropped.append))
+                    model_version=model_version, on_dropped=dropped.append, min_region_area=min_region_area))
         except Exception as e:  # this task only: the others are answered
             log.warning("Label Studio %s: empty prediction: %s", where, e)
             return empty_prediction(model_version)
@@ -264,21 +278,53 @@ class LabelStudioBackend:
     to refuse (a 400). ``stats``: the server's /health counters (a task past ``request_timeout_s`` adds to
     ``request_timeouts``)."""
 
-    def __init__(self, predictor, batches, stats, *, max_pixels, request_timeout_s, model_version, fetcher):
+    def __init__(self, predictor, batches, stats, *, max_pixels, request_timeout_s, model_version, fetcher,
+                 min_region_area: float = DEFAULT_MIN_REGION_AREA):
         self.batches, self.stats, self.fetcher = batches, stats, fetcher
         self.names = list(predictor.class_names)
         self.has_masks = has_masks(predictor)
         self.max_pixels, self.request_timeout_s = max_pixels, request_timeout_s
         self.model_version = model_version
+        self.min_region_area = float(min_region_area)
+        # sha256 digests of the labelling configs /predict has checked against our classes (digests, not
+        # the XML: a config can be as large as an upload)
+        self._configs_seen: set = set()
+        self._address_said = ""  # the last line logged about where /data/... images are fetched from
 
     def setup(self, payload: dict) -> dict:
         report = setup_report(payload.get("schema") or payload.get("label_config"), self.names,
                               has_masks=self.has_masks, model_version=self.model_version)
+        hostname, token = payload.get("hostname"), payload.get("access_token")
+        if isinstance(hostname, str) and hostname.strip():
+            said = self.fetcher.adopt(hostname.strip(), token if isinstance(token, str) else None)
+            if said != self._address_said:  # said when it changes, not at every /setup of a project
+                self._address_said = said
+                log.warning("Label Studio project %s: %s", payload.get("project"), said)
         if report["unmatched_classes"] or report["unmatched_labels"]:
             log.warning("Label Studio project %s: classes without a label: %s; labels without a class: %s",
                         payload.get("project"), report["unmatched_classes"] or "none",
                         report["unmatched_labels"] or "none")
         return report
+
+    def _warn_unmatched(self, xml: str, config: LabelConfig, project) -> None:
+        """A warning, once per distinct labelling config, when some of our classes have no label in it:
+        their detections are left out of every task's prediction (all of them when no label matches),
+        which a project whose labels were renamed would otherwise see only as empty results."""
+        digest = hashlib.sha256(xml.encode("utf-8", "surrogatepass")).digest()
+        if digest in self._configs_seen:
+            return
+        if len(self._configs_seen) >= 256:  # a bound on memory; a config seen again may warn again
+            self._configs_seen.clear()
+        self._configs_seen.add(digest)
+        _, unmatched_classes, unmatched_labels = match_labels(self.names[1:], config.labels)
+        if not unmatched_classes:
+            return
+        everything = " (all of them: every prediction is empty)" if len(unmatched_classes) == len(
+            self.names) - 1 else ""
+        log.warning("Label Studio project %s: the model's classes %s have no label in the %s control %r%s, "
+                    "their detections are left out; labels no class matches: %s (labels must be the class "
+                    "names, case aside)", project, ", ".join(unmatched_classes), config.kind,
+                    config.from_name, everything, ", ".join(unmatched_labels) or "none")
 
     def _load(self, reference: str):
         from maskrcnn.data.images import decode_image_bytes
@@ -298,13 +344,17 @@ class LabelStudioBackend:
     async def predict(self, payload: dict) -> dict:
         tasks = payload.get("tasks")
         if not isinstance(tasks, list):
-            raise ValueError("a JSON body to /predict is Label Studio's: it needs a 'tasks' list")
+            raise ValueError("a JSON body to /predict is an image, {\"image\": \"<base64>\"}, or Label "
+                             "Studio's tasks: it needs 'image' or a 'tasks' list")
         from fastapi.concurrency import run_in_threadpool
 
         xml = payload.get("label_config")
         config = parse_label_config(xml, has_masks=self.has_masks) if xml else default_config(self.names)
+        if xml:
+            self._warn_unmatched(xml, config, payload.get("project"))
         results = await predict_tasks(
             tasks, config=config, class_names=self.names, model_version=self.model_version, load=self._load,
             detect=self._detect, in_thread=run_in_threadpool, concurrency=2 * self.batches.batch_size,
+            min_region_area=self.min_region_area,
         )
         return {"results": results, "model_version": self.model_version}

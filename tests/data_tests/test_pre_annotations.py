@@ -18,7 +18,7 @@ from maskrcnn.data.formats.labelme import read_labelme
 from maskrcnn.data.formats.labelstudio import read_labelstudio
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask, encode_brush_mask
 from maskrcnn.data.mask_codec import annotation_to_mask
-from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components, simplify_ring
+from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components, ring_area, simplify_ring
 from maskrcnn.data.pre_annotations.instances import ImageRecord, categories_of, instances_from_detections
 from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml, encode_cvat_rle
@@ -260,6 +260,20 @@ def test_tracer_parts_holes_and_diagonal_contact():
     square = np.array([[x, 0.0] for x in range(11)] + [[10.0, y] for y in range(1, 11)]
                       + [[x, 10.0] for x in range(9, -1, -1)] + [[0.0, y] for y in range(9, 0, -1)])
     assert simplify_ring(square, 0.5).tolist() == [[0, 0], [10, 0], [10, 10], [0, 10]]
+
+
+def test_tracer_min_area_drops_specks_but_never_the_whole_mask():
+    mask = np.zeros((H, W), bool)
+    mask[5:15, 5:15] = True  # 100 pixels
+    mask[30, 30] = True  # a speck (its traced ring: half a pixel)
+    mask[40:42, 40:42] = True  # 4 pixels
+    assert len(mask_to_components(mask, tolerance=0)) == 3  # the default keeps every part
+    kept = mask_to_components(mask, tolerance=0, min_area=3)
+    assert [abs(ring_area(c.outer)) for c in kept] == [100.0, 4.0]
+    specks = np.zeros((H, W), bool)
+    specks[30, 30] = specks[40:42, 40:42] = True
+    only = mask_to_components(specks, tolerance=0, min_area=10)  # all too small: the largest stays
+    assert len(only) == 1 and abs(ring_area(only[0].outer)) == 4.0
 
 
 def test_labelstudio_brush_encoder():

@@ -140,6 +140,7 @@ def test_bad_uploads_get_4xx_with_a_message(server):
     good = png_bytes(_noise(2))
     post, raw = server.post_file, server.request
     bad_form = {"Content-Type": "multipart/form-data; boundary=zzz"}
+    text_only = b'--zzz\r\nContent-Disposition: form-data; name="score_thresh"\r\n\r\n0.5\r\n--zzz--\r\n'
     cases = [
         ("not an image", post("/predict", b"this is text", filename="a.txt"), 400, "a.txt: not an image"),
         ("empty body", raw("POST", "/predict", body=b""), 400, "empty upload"),
@@ -150,7 +151,8 @@ def test_bad_uploads_get_4xx_with_a_message(server):
          "b.png: image too large"),
         ("max_pixels", post("/predict", _png_header_only(8000, 8000), filename="c.png"), 413,
          "8000x8000 = 64000000 pixels is larger than the limit"),
-        ("no image field", post("/predict", good, field="photo"), 400, "field named 'image'"),
+        ("no file in the form", raw("POST", "/predict", headers=bad_form, body=text_only), 400,
+         "field named 'image'"),
         ("bad multipart", raw("POST", "/predict", body=b"--x\r\ngarbage", headers=bad_form), 400, ""),
         ("thresh not a number", post("/predict?score_thresh=high", good), 400, "score_thresh"),
         ("thresh out of range", post("/predict?score_thresh=1.5", good), 400, "in [0, 1]"),

@@ -39,7 +39,8 @@ def test_serve_refuses_missing_weights_and_bad_options(tmp_path, capsys):
     [("--upload-timeout", "0", "--upload-timeout must be a finite number of seconds > 0, got 0.0"),
      ("--request-timeout", "-5", "--request-timeout must be a finite number of seconds > 0, got -5.0"),
      ("--keep-alive-timeout", "nan", "--keep-alive-timeout must be a finite number of seconds > 0, got nan"),
-     ("--max-connections", "0", "--max-connections must be a whole number > 0, got 0")],
+     ("--max-connections", "0", "--max-connections must be a whole number > 0, got 0"),
+     ("--min-region-area", "-1", "--min-region-area must be a number of pixels >= 0, got -1.0")],
 )  # fmt: skip
 def test_time_limits_and_the_connection_cap_must_be_positive(tmp_path, capsys, option, value, words):
     # refused before the port is bound or the (here missing) weights are read

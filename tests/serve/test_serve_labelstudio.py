@@ -296,3 +296,23 @@ def test_serve_command_reads_the_token_from_the_environment(tmp_path, monkeypatc
         _labelstudio_fetcher(parser.parse_args(["--weights", "w", "--ls-local-root", str(tmp_path / "no")]))
     with pytest.raises(ValueError, match=r"must be http\(s\)://host"):
         _labelstudio_fetcher(parser.parse_args(["--weights", "w", "--ls-url", "localhost:8080"]))
+
+
+def test_setup_hostname_and_access_token_fetch_uploads_without_ls_url(serve_predictor_rle, start_server,
+                                                                        label_studio, caplog):
+    stub, ls_url = label_studio
+    stub.RequestHandlerClass.files["/data/upload/1/c.png"] = png_bytes(_noise(4))
+    server = start_server(create_app(serve_predictor_rle, weights_name="tiny.pth"))  # no --ls-url
+    post = lambda path, payload: server.request(  # noqa: E731
+        "POST", path, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+    with caplog.at_level(logging.WARNING, logger="maskrcnn.serve"):
+        setup = {"project": "4.1", "schema": _config(), "hostname": ls_url, "access_token": TOKEN}
+        assert post("/setup", setup)[0] == 200
+        assert post("/setup", setup)[0] == 200  # said once, not at every /setup
+        status, body = post("/predict", {"tasks": [{"id": 1, "data": {"photo": "/data/upload/1/c.png"}}],
+                                         "label_config": _config()})
+    assert status == 200 and body["results"][0]["result"], body
+    assert stub.RequestHandlerClass.seen == [("/data/upload/1/c.png", f"Token {TOKEN}")]
+    said = [r.getMessage() for r in caplog.records if "images are fetched from" in r.getMessage()]
+    assert said == [f"Label Studio project 4.1: /data/... images are fetched from Label Studio's hostname "
+                    f"{ls_url} from /setup, with the access_token from /setup"]

@@ -60,8 +60,12 @@ def start_browser(profile_dir):
 
 
 def show_image(driver, url, path, timeout=120):
-    """Open the page, choose ``path`` in its file input, wait for the answer -> the page's state."""
-    driver.get(url)
+    """Open the page (``url``; None: the page as it is), choose ``path`` in its file input, wait for the
+    answer -> the page's state."""
+    if url is not None:
+        driver.get(url)
+    else:  # the state the last file left must not be mistaken for this one's
+        driver.execute_script("document.body.dataset.state = 'idle';")
     driver.find_element(By.ID, "file").send_keys(str(path))
     WebDriverWait(driver, timeout).until(
         lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error")
@@ -155,12 +159,17 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
         set_slider(browser, 0.0)
         assert np.array_equal(canvas_pixels(browser), drawn)
 
-        # an upload the server refuses is reported on the page, and the page stays usable
+        # an upload the server refuses is reported on the page, and the page stays usable; the previous
+        # picture and its table are cleared, not left beside the error as if they were this file's
         bad = tmp_path / "notes.png"
         bad.write_bytes(b"not an image at all")
-        assert show_image(browser, server.url + "/", bad) == "error"
+        assert show_image(browser, None, bad) == "error"
         assert "400" in browser.find_element(By.ID, "status").text
         assert "not an image" in browser.find_element(By.ID, "status").text
+        assert not browser.find_element(By.ID, "canvas").is_displayed()
+        assert browser.find_elements(By.CSS_SELECTOR, "#rows tr") == []
+        assert show_image(browser, None, path) == "done"  # and the next good file is drawn again
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#rows tr")) == n
     finally:
         server.stop()
 

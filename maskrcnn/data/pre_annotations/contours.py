@@ -179,10 +179,13 @@ def simplify_ring(ring: np.ndarray, tolerance: float) -> np.ndarray:
     return out if len(out) >= 3 and abs(ring_area(out)) > 0 else ring
 
 
-def mask_to_components(mask: np.ndarray, *, tolerance: float = 1.0, offset: tuple = (0, 0)) -> list:
+def mask_to_components(mask: np.ndarray, *, tolerance: float = 1.0, offset: tuple = (0, 0),
+                       min_area: float = 0) -> list:
     """The ``Component``s of an (H, W) bool mask (see the module docstring), largest first, each ring
     simplified to ``tolerance`` pixels (0: exact) and shifted by ``offset`` (x, y), the position of the
-    mask's top-left pixel in the image (callers trace a crop around the object)."""
+    mask's top-left pixel in the image (callers trace a crop around the object). ``min_area``: components
+    whose outer ring (as simplified) encloses fewer square pixels are left out (specks), except the
+    largest when all are that small: a mask with any pixel never comes back empty. 0 keeps them all."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return []
@@ -210,6 +213,9 @@ def mask_to_components(mask: np.ndarray, *, tolerance: float = 1.0, offset: tupl
             # the smallest outer loop around the pixel (outers run largest first)
             owner = next(i for i in around[::-1] if _contains(outers[i][1], x, y))
             components[owner].holes.append(simplify_ring(ring, tolerance))
+    if min_area > 0:
+        big = [c for c in components if abs(ring_area(c.outer)) >= min_area]
+        components = big or components[:1]  # components[0]: the largest traced loop
     return components
 
 

@@ -230,6 +230,16 @@ function fillTable() {
   });
 }
 
+// Back to the page's first look: no picture, no table (the slider then has nothing to redraw).
+function clearView() {
+  current = null;
+  $("rows").textContent = "";
+  canvas.width = 1;
+  canvas.height = 1;
+  delete canvas.dataset.scale;
+  canvas.classList.add("empty");
+}
+
 async function showFile(file) {
   if (!file) return;
   setStatus(`${file.name}: detecting…`, "busy");
@@ -247,6 +257,7 @@ async function showFile(file) {
     }
     answer = body;
   } catch (e) {
+    clearView(); // the previous file's picture and table beside this file's error would read as its own
     setStatus(`${file.name}: ${e.message}`, "error");
     return;
   }
