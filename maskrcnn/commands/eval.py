@@ -71,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "found from the export's layout, as train --train-images)")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images per forward, grouped by size (default 1: detections then never depend "
+                        "on batch-mates, whose padding changes border features; larger pays off on a GPU)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="autocast dtype of the backbone and FPN (bfloat16: CPU or CUDA; float16: CUDA)")

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument(
         "--batch-size", type=int, default=1,
-        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU)",
+        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU; images of "
+        "different sizes are padded together, which changes their detections a little)",
     )  # fmt: skip
     parser.add_argument(
         "--max-wait-ms", type=float, default=10.0,
