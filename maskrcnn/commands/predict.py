@@ -227,6 +227,18 @@ class _ResultsWriter:
         self.partial.unlink(missing_ok=True)
 
 
+def score_thresh_note(asked, cfg):
+    """A note when ``--score-thresh`` is below the model's own threshold (the box head drops what scores
+    below ``model.roi_heads.score_thresh`` before the predictor's filter sees it), else None."""
+    own = float(cfg.model.roi_heads.score_thresh)
+    if asked is None or asked >= own:
+        return None
+    return (f"note: --score-thresh {asked:g} keeps nothing more than the model's own threshold {own:g} "
+            f"(model.roi_heads.score_thresh); to see lower scores add --set model.roi_heads.score_thresh="
+            f"{asked:g} (and model.roi_heads.detections_per_image=N for more than "
+            f"{cfg.model.roi_heads.detections_per_image} per image)")
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -283,6 +295,9 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
         apply_int8_arguments(predictor, args)
+    low = score_thresh_note(args.score_thresh, predictor.cfg)
+    if low:
+        print(low, file=sys.stderr)
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
         f"on {predictor.device}{', int8' if predictor.int8_parts else ''}; "

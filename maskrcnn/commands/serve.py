@@ -229,6 +229,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
            tta=None) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import Predictor
+    from maskrcnn.serve.app import precision
     from maskrcnn.serve.server import uvicorn_config
 
     predictor = Predictor.from_weights(
@@ -265,6 +266,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"loaded {args.weights} ({len(predictor.class_names) - 1} classes) on {predictor.device}, "
+        f"{precision(predictor)}, "
         f"batch size {args.batch_size}; open http://{host}:{port}/ (Ctrl-C stops)",
         file=sys.stderr,
     )
