@@ -194,7 +194,8 @@ class Predictor:
         device: "cpu", "cuda", "cuda:N" or "auto".
         score_thresh: drop detections scoring below it, a number >= 0 (scores are in [0, 1], so above 1
             keeps nothing; None: keep what the model returns, whose own threshold is
-            ``cfg.model.roi_heads.score_thresh``).
+            ``cfg.model.roi_heads.score_thresh``: a lower ``score_thresh`` finds nothing more here, but
+            ``from_checkpoint`` lowers the model's own threshold to it).
         batch_size: images per forward. Images of different sizes are padded to a common size in a
             batch, which changes features near their borders slightly, so 1 (the default) makes each
             image's detections independent of its batch-mates; larger batches pay off on a GPU. Images
@@ -335,7 +336,9 @@ class Predictor:
         **kwargs,
     ) -> Predictor:
         """Build the model the checkpoint's config describes (``overrides``: dotted config keys, e.g.
-        ``{"model.roi_heads.score_thresh": 0.3}``), load its weights strictly, and wrap it.
+        ``{"model.roi_heads.score_thresh": 0.3}``), load its weights strictly, and wrap it. A
+        ``score_thresh`` below the config's ``model.roi_heads.score_thresh`` lowers that one too (the box
+        head would drop those detections first); ``detections_per_image`` still caps them.
 
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
         False runs the float weights of either; True requires the file's "int8" section."""
@@ -353,6 +356,11 @@ class Predictor:
         cfg = config_from_checkpoint(ckpt)
         if overrides:
             cfg = apply_overrides(cfg, overrides)
+        asked = kwargs.get("score_thresh")
+        if asked is not None and asked < cfg.model.roi_heads.score_thresh:
+            # the box head drops what scores below its own threshold before score_thresh is applied: asked
+            # for less, the model built here keeps less too (not asked: the model as its config says)
+            cfg = apply_overrides(cfg, {"model.roi_heads.score_thresh": float(asked)})
         model = build_model(cfg)
         state = ckpt.get("model")
         if not isinstance(state, dict):

@@ -227,14 +227,16 @@ class _ResultsWriter:
         self.partial.unlink(missing_ok=True)
 
 
-def score_thresh_note(asked, cfg):
-    """A note when ``--score-thresh`` is below the model's own threshold (the box head drops what scores
-    below ``model.roi_heads.score_thresh`` before the predictor's filter sees it), else None."""
+def score_thresh_note(asked, cfg, *, onnx: bool = False):
+    """A note when ``--score-thresh`` is below the model's own threshold, else None. A checkpoint's is
+    lowered to it as it loads (``Predictor.from_checkpoint``); an ONNX graph's is fixed at export, and
+    its box stage drops what scores below ``model.roi_heads.score_thresh`` before --score-thresh applies."""
     own = float(cfg.model.roi_heads.score_thresh)
     if asked is None or asked >= own:
         return None
+    how = "export again with" if onnx else "add"
     return (f"note: --score-thresh {asked:g} keeps nothing more than the model's own threshold {own:g} "
-            f"(model.roi_heads.score_thresh); to see lower scores add --set model.roi_heads.score_thresh="
+            f"(model.roi_heads.score_thresh); to see lower scores {how} --set model.roi_heads.score_thresh="
             f"{asked:g} (and model.roi_heads.detections_per_image=N for more than "
             f"{cfg.model.roi_heads.detections_per_image} per image)")
 
@@ -295,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
         apply_int8_arguments(predictor, args)
-    low = score_thresh_note(args.score_thresh, predictor.cfg)
+    low = score_thresh_note(args.score_thresh, predictor.cfg, onnx=predictor.runtime)
     if low:
         print(low, file=sys.stderr)
     print(

@@ -68,19 +68,29 @@ def test_unreadable_calibration_image_is_skipped_and_int8_checkpoint_ignores_int
     assert "broken.png" not in err
 
 
-def test_score_thresh_below_the_models_own_is_noted(fp32, tmp_path, capsys):
+def test_score_thresh_below_the_models_own_lowers_it_for_a_checkpoint_and_is_noted_for_onnx(fp32, tmp_path):
     from maskrcnn.commands.predict import score_thresh_note
+    from maskrcnn.predictor import Predictor
 
+    # random weights score 0.33-0.34 here: a model at 0.333 keeps a few, asked for 0 it keeps the rest too
+    image = torch.rand(3, 70, 90, generator=torch.Generator().manual_seed(2))
+    own = {"model.roi_heads.score_thresh": 0.333}
+    kw = dict(device="cpu", overrides=own, masks="rle")
+    as_is = Predictor.from_checkpoint(fp32, **kw)
+    lowered = Predictor.from_checkpoint(fp32, score_thresh=0.0, **kw)
+    assert as_is.cfg.model.roi_heads.score_thresh == 0.333 and lowered.cfg.model.roi_heads.score_thresh == 0.0
+    plain, low = as_is.predict_tensors([image])[0], lowered.predict_tensors([image])[0]
+    assert len(plain["scores"]) > 0 and (plain["scores"] > 0.333).all() and (low["scores"] <= 0.333).any()
+    above = low["scores"] > 0.333  # what the model kept anyway is unchanged
+    assert torch.equal(low["scores"][above], plain["scores"])
+    assert torch.equal(low["boxes"][above], plain["boxes"])
+    # an ONNX graph's threshold is fixed at export: predict says how to lower it
     cfg = load_config("demo", {"model.roi_heads.score_thresh": 0.05})
-    note = score_thresh_note(0.0, cfg)
-    assert "the model's own threshold 0.05" in note and "--set model.roi_heads.score_thresh=0" in note
+    note = score_thresh_note(0.0, cfg, onnx=True)
+    assert "the model's own threshold 0.05" in note
+    assert "export again with --set model.roi_heads.score_thresh=0 " in note
     assert "detections_per_image" in note
     assert score_thresh_note(0.05, cfg) is None and score_thresh_note(None, cfg) is None
-    photos = _pngs(tmp_path / "photos", 1)
-    out = str(tmp_path / "o")
-    assert main(["predict", "--weights", str(fp32), str(photos), "--no-overlays", "--output", out,
-                 "--score-thresh", "0", "--set", "model.roi_heads.score_thresh=0.5"]) == 0
-    assert "the model's own threshold 0.5" in capsys.readouterr().err
 
 
 def test_benchmark_refuses_negative_threads_and_names_empty_inputs(fp32, tmp_path, capsys):
