@@ -10,8 +10,12 @@ holding the fp32 weights and the calibrated activation statistics (``engine/int8
 (``modeling/quantize.py``): the backbone + FPN, the RPN's 3x3 convolution, the box head's fully
 connected layers, the mask head's convolutions.
 
+A calibration image that cannot be read is skipped with a warning naming it and counted in the last
+line; only a set of which none could be read is refused.
+
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
-the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running.
+the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running (a checkpoint
+already INT8 is run as it is, with one note, its calibration folder not read).
 """
 
 from __future__ import annotations
