@@ -323,6 +323,27 @@ class Predictor:
 
             optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add)
 
+    @property
+    def precision(self) -> str:
+        """What the model computes in: "int8" (a calibrated INT8 model, ``engine.int8``), else the autocast
+        dtype ("bfloat16", "float16") or "float32"."""
+        if self.int8_parts:
+            return "int8"
+        return "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
+
+    def fixed_threshold_note(self, asked: Optional[float]) -> Optional[str]:
+        """A note when ``asked`` (a score threshold) is below what an ONNX graph keeps, else None: its box
+        stage drops what scores below ``model.roi_heads.score_thresh``, fixed at export (a checkpoint's is
+        lowered to ``score_thresh`` as it loads: ``from_checkpoint``)."""
+        own = float(self.cfg.model.roi_heads.score_thresh)
+        if not self.runtime or asked is None or asked >= own:
+            return None
+        return (f"note: a score threshold of {asked:g} keeps nothing more than the exported model's own "
+                f"{own:g} (model.roi_heads.score_thresh, fixed at export); to see lower scores export again "
+                f"with --set model.roi_heads.score_thresh={asked:g} (and "
+                f"model.roi_heads.detections_per_image=N for more than "
+                f"{self.cfg.model.roi_heads.detections_per_image} per image)")
+
     # ----------------------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(

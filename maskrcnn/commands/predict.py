@@ -230,20 +230,6 @@ class _ResultsWriter:
         self.partial.unlink(missing_ok=True)
 
 
-def score_thresh_note(asked, cfg, *, onnx: bool = False):
-    """A note when ``--score-thresh`` is below the model's own threshold, else None. A checkpoint's is
-    lowered to it as it loads (``Predictor.from_checkpoint``); an ONNX graph's is fixed at export, and
-    its box stage drops what scores below ``model.roi_heads.score_thresh`` before --score-thresh applies."""
-    own = float(cfg.model.roi_heads.score_thresh)
-    if asked is None or asked >= own:
-        return None
-    how = "export again with" if onnx else "add"
-    return (f"note: --score-thresh {asked:g} keeps nothing more than the model's own threshold {own:g} "
-            f"(model.roi_heads.score_thresh); to see lower scores {how} --set model.roi_heads.score_thresh="
-            f"{asked:g} (and model.roi_heads.detections_per_image=N for more than "
-            f"{cfg.model.roi_heads.detections_per_image} per image)")
-
-
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -300,12 +286,12 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
         apply_int8_arguments(predictor, args)
-    low = score_thresh_note(args.score_thresh, predictor.cfg, onnx=predictor.runtime)
+    low = predictor.fixed_threshold_note(args.score_thresh)
     if low:
         print(low, file=sys.stderr)
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
-        f"on {predictor.device}{', int8' if predictor.int8_parts else ''}; "
+        f"on {predictor.device}{', int8' if predictor.precision == 'int8' else ''}; "
         f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
     )

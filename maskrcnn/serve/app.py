@@ -361,15 +361,6 @@ def _parse_score_thresh(value) -> Optional[float]:
     return t
 
 
-def precision(predictor) -> str:
-    """What the model computes in: "int8" (a calibrated INT8 model, ``engine.int8``), else the autocast
-    dtype ("bfloat16", "float16") or "float32"."""
-    if getattr(predictor, "int8_parts", None):
-        return "int8"
-    dtype = getattr(predictor, "dtype", None)
-    return "float32" if dtype is None else str(dtype).replace("torch.", "")
-
-
 def _tile_summary(tile) -> Optional[dict]:
     """``/health``'s view of the predictor's tiling (None: whole images)."""
     if tile is None:
@@ -470,7 +461,7 @@ def create_app(
             "status": "ok",
             "weights": weights_name,
             "device": str(predictor.device),
-            "precision": precision(predictor),
+            "precision": getattr(predictor, "precision", "float32"),  # Predictor.precision
             "batch_size": batches.batch_size,
             "pending": batches.pending,
             "in_flight": app.state.in_flight,

@@ -4,6 +4,7 @@ calibration images skipped and counted, --int8 on an INT8 checkpoint ignored wit
 torch's "No complete tensor" warning filtered around the pt2 save only."""
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from maskrcnn.checkpoint import save_checkpoint
 from maskrcnn.cli import main
 from maskrcnn.config import PRESETS, apply_overrides, load_config
 from maskrcnn.modeling.mask_rcnn import build_model
+from maskrcnn.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -69,9 +71,6 @@ def test_unreadable_calibration_image_is_skipped_and_int8_checkpoint_ignores_int
 
 
 def test_score_thresh_below_the_models_own_lowers_it_for_a_checkpoint_and_is_noted_for_onnx(fp32, tmp_path):
-    from maskrcnn.commands.predict import score_thresh_note
-    from maskrcnn.predictor import Predictor
-
     # random weights score 0.33-0.34 here: a model at 0.333 keeps a few, asked for 0 it keeps the rest too
     image = torch.rand(3, 70, 90, generator=torch.Generator().manual_seed(2))
     own = {"model.roi_heads.score_thresh": 0.333}
@@ -84,13 +83,16 @@ def test_score_thresh_below_the_models_own_lowers_it_for_a_checkpoint_and_is_not
     above = low["scores"] > 0.333  # what the model kept anyway is unchanged
     assert torch.equal(low["scores"][above], plain["scores"])
     assert torch.equal(low["boxes"][above], plain["boxes"])
-    # an ONNX graph's threshold is fixed at export: predict says how to lower it
+    # an ONNX graph's threshold is fixed at export: predict and serve say how to lower it
     cfg = load_config("demo", {"model.roi_heads.score_thresh": 0.05})
-    note = score_thresh_note(0.0, cfg, onnx=True)
-    assert "the model's own threshold 0.05" in note
+    onnx = SimpleNamespace(runtime=True, cfg=cfg)
+    note = Predictor.fixed_threshold_note(onnx, 0.0)
+    assert "the exported model's own 0.05" in note
     assert "export again with --set model.roi_heads.score_thresh=0 " in note
     assert "detections_per_image" in note
-    assert score_thresh_note(0.05, cfg) is None and score_thresh_note(None, cfg) is None
+    assert Predictor.fixed_threshold_note(onnx, 0.05) is None
+    assert Predictor.fixed_threshold_note(onnx, None) is None
+    assert lowered.fixed_threshold_note(0.0) is None  # a checkpoint's was lowered
 
 
 def test_benchmark_refuses_negative_threads_and_names_empty_inputs(fp32, tmp_path, capsys):
@@ -104,11 +106,7 @@ def test_benchmark_refuses_negative_threads_and_names_empty_inputs(fp32, tmp_pat
 
 
 def test_precision_for_health():
-    from types import SimpleNamespace
-
-    pytest.importorskip("fastapi", reason="the server needs the 'serve' extra")
-    from maskrcnn.serve.app import precision
-
+    precision = Predictor.precision.fget
     assert precision(SimpleNamespace(int8_parts=["features"], dtype=None)) == "int8"
     assert precision(SimpleNamespace(int8_parts=[], dtype=torch.bfloat16)) == "bfloat16"
     assert precision(SimpleNamespace(int8_parts=[], dtype=None)) == "float32"
