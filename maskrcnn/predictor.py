@@ -194,7 +194,8 @@ class Predictor:
         device: "cpu", "cuda", "cuda:N" or "auto".
         score_thresh: drop detections scoring below it, a number >= 0 (scores are in [0, 1], so above 1
             keeps nothing; None: keep what the model returns, whose own threshold is
-            ``cfg.model.roi_heads.score_thresh``).
+            ``cfg.model.roi_heads.score_thresh``: a lower ``score_thresh`` finds nothing more here, but
+            ``from_checkpoint`` lowers the model's own threshold to it).
         batch_size: images per forward. Images of different sizes are padded to a common size in a
             batch, which changes features near their borders slightly, so 1 (the default) makes each
             image's detections independent of its batch-mates; larger batches pay off on a GPU. Images
@@ -322,6 +323,27 @@ class Predictor:
 
             optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add)
 
+    @property
+    def precision(self) -> str:
+        """What the model computes in: "int8" (a calibrated INT8 model, ``engine.int8``), else the autocast
+        dtype ("bfloat16", "float16") or "float32"."""
+        if self.int8_parts:
+            return "int8"
+        return "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
+
+    def fixed_threshold_note(self, asked: Optional[float]) -> Optional[str]:
+        """A note when ``asked`` (a score threshold) is below what an ONNX graph keeps, else None: its box
+        stage drops what scores below ``model.roi_heads.score_thresh``, fixed at export (a checkpoint's is
+        lowered to ``score_thresh`` as it loads: ``from_checkpoint``)."""
+        own = float(self.cfg.model.roi_heads.score_thresh)
+        if not self.runtime or asked is None or asked >= own:
+            return None
+        return (f"note: a score threshold of {asked:g} keeps nothing more than the exported model's own "
+                f"{own:g} (model.roi_heads.score_thresh, fixed at export); to see lower scores export again "
+                f"with --set model.roi_heads.score_thresh={asked:g} (and "
+                f"model.roi_heads.detections_per_image=N for more than "
+                f"{self.cfg.model.roi_heads.detections_per_image} per image)")
+
     # ----------------------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(
@@ -335,7 +357,9 @@ class Predictor:
         **kwargs,
     ) -> Predictor:
         """Build the model the checkpoint's config describes (``overrides``: dotted config keys, e.g.
-        ``{"model.roi_heads.score_thresh": 0.3}``), load its weights strictly, and wrap it.
+        ``{"model.roi_heads.score_thresh": 0.3}``), load its weights strictly, and wrap it. A
+        ``score_thresh`` below the config's ``model.roi_heads.score_thresh`` lowers that one too (the box
+        head would drop those detections first); ``detections_per_image`` still caps them.
 
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
         False runs the float weights of either; True requires the file's "int8" section."""
@@ -353,6 +377,11 @@ class Predictor:
         cfg = config_from_checkpoint(ckpt)
         if overrides:
             cfg = apply_overrides(cfg, overrides)
+        asked = kwargs.get("score_thresh")
+        if asked is not None and asked < cfg.model.roi_heads.score_thresh:
+            # the box head drops what scores below its own threshold before score_thresh is applied: asked
+            # for less, the model built here keeps less too (not asked: the model as its config says)
+            cfg = apply_overrides(cfg, {"model.roi_heads.score_thresh": float(asked)})
         model = build_model(cfg)
         state = ckpt.get("model")
         if not isinstance(state, dict):

@@ -115,13 +115,15 @@ def time_inference(predictor, images: list) -> tuple:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)  # this process's choice, made on its command line
     if args.images < 1 or args.batch_size < 1:
         raise ValueError("--images and --batch-size must be >= 1")
     images = load_images(args)
     if not images:
-        raise ValueError("no image files found in the inputs")
+        raise ValueError(f"no image files found in the inputs: {', '.join(map(str, args.inputs))}")
     predictor = build_predictor(args)
     dev = predictor.device
     dets, elapsed = time_inference(predictor, images)

@@ -18,8 +18,11 @@ checkpoint's only. A file that cannot be read, or that the model fails on (an im
 take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
-nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU; ``--int8 --calib-images
-DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--export`` also writes
+nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images``
+are ignored then, with a note); ``--int8 --calib-images DIR`` quantizes a plain checkpoint in memory
+first (``commands/quantize.py``). ``--score-thresh`` below the checkpoint's own
+``model.roi_heads.score_thresh`` lowers that one too (``Predictor.from_checkpoint``); an ONNX file's is
+fixed at export, so a note says how to lower it. ``--export`` also writes
 the predictions as pre-annotations for annotation tools, mask images or cut-outs
 (``data/pre_annotations/export.py``). ``--tile SIZE``
 predicts large images tile by tile for their small objects (``commands/tile_args.py``,
@@ -283,9 +286,12 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
         apply_int8_arguments(predictor, args)
+    low = predictor.fixed_threshold_note(args.score_thresh)
+    if low:
+        print(low, file=sys.stderr)
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
-        f"on {predictor.device}{', int8' if predictor.int8_parts else ''}; "
+        f"on {predictor.device}{', int8' if predictor.precision == 'int8' else ''}; "
         f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
     )

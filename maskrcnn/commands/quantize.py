@@ -10,8 +10,12 @@ holding the fp32 weights and the calibrated activation statistics (``engine/int8
 (``modeling/quantize.py``): the backbone + FPN, the RPN's 3x3 convolution, the box head's fully
 connected layers, the mask head's convolutions.
 
+A calibration image that cannot be read is skipped with a warning naming it and counted in the last
+line; only a set of which none could be read is refused.
+
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
-the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running.
+the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running (a checkpoint
+already INT8 is run as it is, with one note, its calibration folder not read).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Optional
 
 HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images"
 
@@ -52,23 +57,42 @@ def int8_predictor_kwargs(args) -> dict:
         raise ValueError(f"--int8 runs without autocast; drop --dtype {args.dtype}")
     if str(getattr(args, "device", "cpu")) not in ("auto", "cpu"):
         raise ValueError(f"--int8 runs on the CPU, not --device {args.device}")
-    return {"device": "cpu", "optimise": True, "winograd": False, "fused_add": False, "int8": False}
+    # int8=None: a checkpoint written by `maskrcnn quantize` loads as the INT8 model it is (then
+    # apply_int8_arguments calibrates nothing); a float one loads in float, to be calibrated
+    return {"device": "cpu", "optimise": True, "winograd": False, "fused_add": False, "int8": None}
 
 
-def apply_int8_arguments(predictor, args) -> dict:
+ALREADY_INT8 = "already INT8: --int8 / --calib-images not needed"
+
+
+def apply_int8_arguments(predictor, args) -> Optional[dict]:
     """Calibrate ``predictor``'s model on ``--calib-images`` and quantize it in place; returns the
-    "int8" section. Prints what it did on stderr."""
+    "int8" section. Prints what it did on stderr. A predictor already INT8 (a checkpoint written by
+    ``maskrcnn quantize``) is left as it is, with one note, and the folder is not read: None."""
     from maskrcnn.engine.int8 import calibration_files, quantize_predictor
 
+    if predictor.int8_parts:
+        print(f"note: {ALREADY_INT8}", file=sys.stderr)
+        return None
     if not args.calib_images:
         raise ValueError("--int8 needs --calib-images DIR (or a checkpoint written by `maskrcnn quantize`)")
     files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
     start = time.perf_counter()
+
+    def skip(path, reason: str) -> None:
+        print(f"warning: skipped calibration image {reason}", file=sys.stderr)  # reason names the file
+
     section = quantize_predictor(predictor, files, parts=_parts(args.parts),
-                                 source=str(args.calib_json or args.calib_images))
+                                 source=str(args.calib_json or args.calib_images), on_unreadable=skip)
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
-          f"{len(files)} image(s) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+          f"{section['calibration']['images']} image(s){_skipped(section)} in "
+          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
     return section
+
+
+def _skipped(section: dict) -> str:
+    n = section["calibration"].get("skipped", 0)
+    return f" ({n} unreadable skipped)" if n else ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,14 +115,15 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.output, "--output")
     overrides = parse_set_args(args.set)
-    predictor = Predictor.from_checkpoint(
-        args.weights, overrides=overrides or None, **int8_predictor_kwargs(args)
+    predictor = Predictor.from_checkpoint(  # int8=False: an INT8 input is calibrated again, from its fp32
+        args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False}
     )
     section = apply_int8_arguments(predictor, args)
     ckpt = load_checkpoint(args.weights)
     ckpt.pop(INT8_KEY, None)
     ckpt["config"] = predictor.cfg.to_dict()  # with the overrides the calibration ran under
     save_int8_checkpoint(args.output, ckpt, section)
-    print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics; run it "
+    print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics"
+          f"{_skipped(section)}; run it "
           f"with `maskrcnn predict --weights {args.output} ...` (CPU)")
     return 0

@@ -243,6 +243,9 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         tile=tile,
         tta=tta,
     )
+    low = predictor.fixed_threshold_note(args.score_thresh)  # an ONNX graph's threshold is its own
+    if low:
+        print(f"maskrcnn serve: {low}", file=sys.stderr)
     app = create_app(
         predictor,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
@@ -265,6 +268,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"loaded {args.weights} ({len(predictor.class_names) - 1} classes) on {predictor.device}, "
+        f"{predictor.precision}, "
         f"batch size {args.batch_size}; open http://{host}:{port}/ (Ctrl-C stops)",
         file=sys.stderr,
     )

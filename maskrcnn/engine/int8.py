@@ -10,7 +10,7 @@ The saved artifact is an ordinary checkpoint (``checkpoint.py`` format, read wit
     "int8": {"format_version": 1, "parts": ["features", "rpn", "box_head", "mask_head"],
              "engine": "x86", "observers": {"<part>.activation_post_process_<i>.<buffer>": tensor},
              "sites": {"<part>.activation_post_process_<i>": "what it watches: backbone.res2.0.conv1.conv"},
-             "calibration": {"images": int, "source": str}, "torch_version": str}
+             "calibration": {"images": int, "skipped": int, "source": str}, "torch_version": str}
 
 A quantized FX module cannot be saved without pickling code, so loading rebuilds it: build the model
 from the config, load the fp32 weights, fold the norms, prepare the same parts (FX tracing is
@@ -98,14 +98,18 @@ def _check_plain_convolutions(model) -> None:
 
 @torch.no_grad()
 def quantize_predictor(
-    predictor, images: Sequence, *, parts=None, source: str = "",
+    predictor, images: Sequence, *, parts=None, source: str = "", on_unreadable=None,
 ) -> dict:
     """Quantize ``predictor.model`` in place, calibrated on ``images`` (paths or (3, H, W) tensors, at
     their original size), and return the "int8" section to save with the checkpoint.
 
     The predictor must run on the CPU, in float32, with its norms folded and without Winograd / fused
     additions: ``Predictor(..., optimise=True, winograd=False, fused_add=False)``. When a part saw no data
-    (``ValueError``), the model is left prepared, not quantized: build the predictor again."""
+    (``ValueError``), the model is left prepared, not quantized: build the predictor again.
+
+    ``on_unreadable(path, reason)``: given, an image file that cannot be read is skipped (it is called
+    with the file and why; the section's "calibration" counts the ``skipped`` ones) and only a set of
+    which none could be read is refused; None: the first unreadable file raises (``ImageReadError``)."""
     from maskrcnn.modeling.quantize import (
         DEFAULT_PARTS,
         convert_int8,
@@ -126,15 +130,30 @@ def quantize_predictor(
         raise ValueError("int8: no calibration images")
     _check_plain_convolutions(predictor.model)
     parts = list(DEFAULT_PARTS if parts is None else parts)
+    from maskrcnn.data.images import ImageReadError
+
     prepare_int8(predictor.model, parts=parts)
+    used = skipped = 0
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
-        predictor.predict_tensors([predictor.load(item)])
+        try:
+            image = predictor.load(item)
+        except (ImageReadError, OSError) as e:
+            if on_unreadable is None:
+                raise
+            on_unreadable(item, str(e))
+            skipped += 1
+            continue
+        predictor.predict_tensors([image])
+        used += 1
+    if used == 0:  # every file was skipped: nothing was measured
+        raise ValueError(f"int8: none of the {skipped} calibration image(s) in {source or 'the set'} "
+                         "could be read")
     observers = observer_state(predictor.model)
     sites = observer_sites(predictor.model)
     unseen = unobserved_parts(observers)
     if unseen:
         raise ValueError(
-            f"int8: the {len(images)} calibration image(s) never reached {', '.join(unseen)} (no "
+            f"int8: the {used} calibration image(s) never reached {', '.join(unseen)} (no "
             "detections?); calibrate on more or more typical images, or leave "
             f"{'it' if len(unseen) == 1 else 'them'} out with --parts"
         )
@@ -146,7 +165,7 @@ def quantize_predictor(
         "engine": int8_engine(),
         "observers": observers,
         "sites": sites,
-        "calibration": {"images": len(images), "source": str(source)},
+        "calibration": {"images": used, "skipped": skipped, "source": str(source)},
         "torch_version": torch.__version__.split("+")[0],
     }
 

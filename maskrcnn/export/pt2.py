@@ -9,6 +9,7 @@ Proposals, NMS and the RoI heads stay in Python (``maskrcnn.predictor``).
 from __future__ import annotations
 
 import io
+import warnings
 
 import torch
 from torch import nn
@@ -41,6 +42,11 @@ def export_features(model: nn.Module, path, *, size_hw=(800, 1088)) -> list:
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: batch},))
     buf = io.BytesIO()  # in memory, then written atomically: a failed save leaves no half file
-    torch.export.save(program, buf)
+    with warnings.catch_warnings():
+        # torch's archive writer warns when weights that share one storage (views of one tensor) have no
+        # whole tensor among them, and stores the first; it can only matter for weights off the CPU, and
+        # the program is exported from the CPU here. Only that message, only around this call.
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        torch.export.save(program, buf)
     atomic_write_bytes(path, buf.getvalue())
     return wrapper.names

@@ -461,6 +461,7 @@ def create_app(
             "status": "ok",
             "weights": weights_name,
             "device": str(predictor.device),
+            "precision": getattr(predictor, "precision", "float32"),  # Predictor.precision
             "batch_size": batches.batch_size,
             "pending": batches.pending,
             "in_flight": app.state.in_flight,

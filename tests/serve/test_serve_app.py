@@ -109,6 +109,7 @@ def test_health_and_page(server):
     status, health = server.request("GET", "/health")
     assert status == 200
     assert health["status"] == "ok" and health["weights"] == "tiny.pth" and health["batch_size"] == 4
+    assert health["precision"] == "float32"  # int8 / bfloat16 otherwise (test_int8_probe_fixes.py)
     assert health["categories"] == {"5": "cat", "9": "dog"} and health["max_upload_bytes"] == 200_000
     status, page = server.request("GET", "/")
     assert status == 200 and "<canvas" in page and 'src="page.js"' in page
