@@ -122,6 +122,9 @@ class VideoReader:
             raise VideoReadError(f"{self.path}: not a video PyAV can read ({_reason(e)})") from None
         if not self._container.streams.video:
             self._container.close()
+            if not self._container.streams and _looks_like_mp4(self.path):  # no stream at all: no moov
+                raise VideoReadError(f"{self.path}: truncated or missing its index (moov): the file looks "
+                                     "like an MP4 but cannot be read (no stream found)")
             raise VideoReadError(f"{self.path}: holds no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # frame threads: decoding keeps up with a GPU
