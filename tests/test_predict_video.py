@@ -265,18 +265,25 @@ def test_late_start_or_variable_rate_is_not_truncated_but_a_cut_matroska_is(av, 
 
 
 def test_variable_frame_rate_overlay_keeps_the_source_times(av, checkpoint, tmp_path, capsys):
-    times = [0, 40, 160, 200, 320]  # ms
+    times = [0, 100, 200, 500, 600, 1500, 1600]  # ms: gaps far apart, so that B-frames' made-up times show
     path = tmp_path / "vfr.mkv"
     make_timed_video(av, path, times)
     out = tmp_path / "out"
     assert _predict_quick(checkpoint, out, path) == 0, capsys.readouterr().err
     frames, summary = _lines(out / "vfr.predictions.jsonl")
     assert [f["time"] for f in frames] == pytest.approx([t / 1000 for t in times], abs=1e-6)
-    assert summary["fps"] == pytest.approx(4 / 0.32, rel=1e-3) and summary["variable_frame_rate"] is True
+    assert summary["fps"] == pytest.approx(6 / 1.6, rel=1e-3) and summary["variable_frame_rate"] is True
     assert any("variable frame rate" in note for note in summary["notes"])
+    with av.open(str(path)) as c:
+        source_length = c.duration / 1_000_000  # 1.64 s: the last frame lasts 40 ms
     with av.open(str(out / "vfr.overlay.mp4")) as c:
+        stream = c.streams.video[0]
+        lengths = (c.duration / 1_000_000, float(stream.duration * stream.time_base))
         overlay_times = [f.time for f in c.decode(video=0)]
     assert overlay_times == pytest.approx([t / 1000 for t in times], abs=2e-3)  # not 40 ms apart
+    # the header's length too (what players show and seek by): 1.7 s, the last frame as long as the one
+    # before it; B-frames made it 0.9 s
+    assert lengths == pytest.approx((source_length, source_length), abs=0.1)
 
 
 def test_start_past_the_end_warns(av, checkpoint, tmp_path, capsys):

@@ -13,7 +13,8 @@ Timing: ``write(image, time=t)`` places the frame at ``t`` seconds from the firs
 timestamps: a variable-frame-rate video keeps its timing, and so lasts as long as the source); without
 ``time`` frames follow each other at ``fps``. The stream's time base is ``TIME_BASE`` (1/60000 s: exact
 for 24, 25, 30, 50, 60 and 30000/1001 fps and within MPEG-4 part 2's limit of 65535); each frame lasts
-until the next one, the last as long as the one before it.
+until the next one, the last as long as the one before it. No B-frames (``max_b_frames = 0``): frames are
+stored in the order shown, so the muxer's lengths and the video's duration follow the frame times.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class VideoWriter:
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = TIME_BASE
+        # no B-frames: with them (x264's default) packets come out of order and the MP4 muxer takes their
+        # lengths from made-up decode times, so a variable-rate overlay's header said it was far shorter
+        # than it plays (0.9 s for frames at 0 .. 1.6 s); without, decode order is display order
+        stream.codec_context.max_b_frames = 0
         if self.codec != "libx264":  # the default 200 kbit/s smears masks: about 4 bits a pixel a second
             stream.bit_rate = max(1_000_000, int(4 * stream.width * stream.height * float(self.fps) / 10))
         if (width % 2, height % 2) != (0, 0):
