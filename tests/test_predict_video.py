@@ -288,13 +288,21 @@ def test_variable_frame_rate_overlay_keeps_the_source_times(av, checkpoint, tmp_
 
 def test_start_past_the_end_warns(av, checkpoint, tmp_path, capsys):
     path = tmp_path / "short.mp4"
-    make_timed_video(av, path, [0, 40, 80])
-    assert _predict_quick(checkpoint, tmp_path / "out", path, "--start", "5") == 0
-    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warning) == 1 and str(path) in warning[0] and "--start 5 s is past the end" in warning[0]
-    assert "0.120 s long" in warning[0]
-    _, summary = _lines(tmp_path / "out" / "short.predictions.jsonl")
-    assert summary["frames_predicted"] == 0
+    make_timed_video(av, path, [0, 40, 80])  # 0.120 s long by its header, the last frame at 0.080 s
+    # past the header's length; within it but after the last frame; no frame between --start and --end
+    for k, (args, expected) in enumerate((
+            (["--start", "5"], "--start 5 s is after the last frame of the video (0.120 s long, last frame "
+                               "at 0.080 s): no frame predicted"),
+            (["--start", "0.1"], "--start 0.1 s is after the last frame of the video (0.120 s long, last "
+                                 "frame at 0.080 s): no frame predicted"),
+            (["--start", "0.05", "--end", "0.07"], "no frame between --start 0.05 s and --end 0.07 s (the "
+                                                   "next is at 0.080 s): no frame predicted"))):
+        out = tmp_path / f"out{k}"
+        assert _predict_quick(checkpoint, out, path, "--no-overlays", *args) == 0
+        warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert warning == [f"maskrcnn predict: warning: {path}: {expected}"]
+        _, summary = _lines(out / "short.predictions.jsonl")
+        assert summary["frames_predicted"] == 0 and summary["status"] == "complete"
 
 
 def test_camcorder_and_phone_extensions_are_videos(av, checkpoint, tmp_path, capsys):

@@ -24,11 +24,11 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the frames shown in
-[S, E); a ``--start`` past a video's end predicts nothing, with a warning naming the file, its length
-and the value. These options given with no video among the inputs get one note that they apply to
-videos only. A file with a video extension that is not a video, a damaged video and a model failure are
-reported in one line naming the file (and the frame) and the run goes on with the next input; the frames
-done are kept.
+[S, E); a ``--start`` after a video's last frame (or no frame between ``--start`` and ``--end``) predicts
+nothing, with a warning naming the file, the value, the video's length and its last frame's time. These
+options given with no video among the inputs get one note that they apply to videos only. A file with a
+video extension that is not a video, a damaged video and a model failure are reported in one line naming
+the file (and the frame) and the run goes on with the next input; the frames done are kept.
 Shapes: D detections of one frame, H x W the frame as shown (after rotation).
 """
 
@@ -176,9 +176,9 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 out.write(json.dumps({"summary": summary}) + "\n")
     if reader.problem:
         print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
-    elif summary["status"] == "complete" and not summary["frames_predicted"] and args.start > 0:
-        print(f"maskrcnn predict: warning: {path}: --start {args.start:g} s is past the end of the video "
-              f"({_length(reader):.3f} s long): no frame predicted", file=sys.stderr)
+    elif summary["status"] == "complete" and not summary["frames_predicted"]:
+        print(f"maskrcnn predict: warning: {path}: {_why_no_frame(reader, args)}: no frame predicted",
+              file=sys.stderr)
     for note in summary["notes"]:
         print(f"{tag} {path}: {note}", file=sys.stderr)
     print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; wrote "
@@ -197,6 +197,21 @@ def _finish_overlay(overlay, summary: dict) -> Optional[Path]:
     summary["notes"].extend(overlay.notes)
     summary["overlay"] = str(written) if written else None
     return written
+
+
+def _why_no_frame(reader, args) -> str:
+    """Why a video read to its end gave no frame to predict, in words true of each case: ``--start`` after
+    the last frame (past the header's length or not: a 2 s video at 10 fps has its last frame at 1.9 s),
+    no frame between ``--start`` and ``--end``, or no frame at all."""
+    last = reader.timing.last  # the last frame decoded: frames() decodes up to --end, or to the end
+    if last is None:
+        return f"the video holds no frame ({_length(reader):.3f} s long by its header)"
+    if last < args.start - 1e-6:
+        return (f"--start {args.start:g} s is after the last frame of the video ({_length(reader):.3f} s "
+                f"long, last frame at {last:.3f} s)")
+    # decoding stopped at the first frame from --end on: no frame was in [--start, --end)
+    end = "the end" if args.end is None else f"--end {args.end:g} s"
+    return f"no frame between --start {args.start:g} s and {end} (the next is at {last:.3f} s)"
 
 
 def _length(reader) -> float:
