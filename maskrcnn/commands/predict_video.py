@@ -49,16 +49,22 @@ DEFAULT_FPS = Fraction(25)  # the overlay's rate when a file does not say its ow
 PROGRESS_SECONDS = 10.0  # a progress line at most this often per video
 
 
+# flag, type, default, metavar, help: the one table of the video options, which add_video_arguments gives
+# argparse and video_options_given compares with
+VIDEO_OPTIONS = (
+    ("--every", int, 1, "N", "predict every N-th frame (default %(default)s)"),
+    ("--max-frames", int, None, "N", "stop each video after N predicted frames"),
+    ("--start", float, 0.0, "S", "first second of each video"),
+    ("--end", float, None, "S", "second of each video to stop at"),
+)
+
+
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "videos (.mp4, .mov, .avi, .mkv, .webm, .mts, .ts, .3gp, .mpg, .wmv, ...; needs pip install "
         "'maskrcnn[video]')")
-    group.add_argument("--every", type=int, default=1, metavar="N",
-                       help="predict every N-th frame (default 1)")
-    group.add_argument("--max-frames", type=int, default=None, metavar="N",
-                       help="stop each video after N predicted frames")
-    group.add_argument("--start", type=float, default=0.0, metavar="S", help="first second of each video")
-    group.add_argument("--end", type=float, default=None, metavar="S", help="second of each video to stop at")
+    for flag, kind, default, metavar, help_text in VIDEO_OPTIONS:
+        group.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)
 
 
 def check_video_arguments(args: argparse.Namespace) -> None:
@@ -72,14 +78,14 @@ def check_video_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--end must be after --start ({args.start} s), got {args.end}")
 
 
-VIDEO_OPTIONS = (("--every", "every", 1), ("--start", "start", 0.0), ("--end", "end", None),
-                 ("--max-frames", "max_frames", None))  # (flag, attribute, default)
-
-
 def video_options_given(args: argparse.Namespace) -> List[str]:
     """The video options given a value other than their default (``--every 3``): for the note that they
     apply to videos only when no video is among the inputs."""
-    return [flag for flag, name, default in VIDEO_OPTIONS if getattr(args, name) != default]
+    given = []
+    for flag, _, default, _, _ in VIDEO_OPTIONS:
+        if getattr(args, flag[2:].replace("-", "_")) != default:  # argparse: --max-frames -> max_frames
+            given.append(flag)
+    return given
 
 
 def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
