@@ -324,14 +324,30 @@ def test_mp4_cut_before_its_index_is_named(av, tmp_path):
 
     whole = tmp_path / "whole.mp4"
     make_timed_video(av, whole, [40 * i for i in range(10)], faststart=False)  # moov written last
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(VideoReadError, match=r"cut\.mp4: truncated or missing its index \(moov\)"):
-        VideoReader(cut)
+    data = whole.read_bytes()
+    # cut in the frames: FFmpeg refuses it; cut inside the moov: FFmpeg opens it with one "data" stream
+    # and no video stream (PyAV 18), the second of VideoReader's two ways to this message
+    for k, size in enumerate((len(data) // 10, len(data) // 2)):
+        cut = tmp_path / f"cut{k}.mp4"
+        cut.write_bytes(data[:size])
+        with pytest.raises(VideoReadError, match=rf"cut{k}\.mp4: truncated or missing its index \(moov\)"):
+            VideoReader(cut)
     text = tmp_path / "text.mp4"
     text.write_text("hello, not a video")
     with pytest.raises(VideoReadError, match="text.mp4: not a video PyAV can read"):
         VideoReader(text)
+    sound = tmp_path / "sound.mp4"  # whole, its index in place, but audio only: no "truncated"
+    with av.open(str(sound), "w") as c:
+        s = c.add_stream("aac", rate=8000)
+        for i in range(4):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, 1024 * i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(VideoReadError, match=r"sound\.mp4: holds no video stream$"):
+        VideoReader(sound)
 
 
 def test_video_options_without_a_video_get_a_note(checkpoint, tmp_path, capsys):

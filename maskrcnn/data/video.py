@@ -20,8 +20,9 @@ only when the shortfall is certain: fewer frames than the stream's own frame cou
 the last frame well short of the stream's end by its time base (the stream's duration, else the
 container's: Matroska). Timestamps that start late (a clip cut from a longer recording starts at 5 s) and
 a variable frame rate are no shortfall; a count estimated from duration x nominal rate is only shown.
-An MP4 / MOV cut before its index (``moov``, written last by default) cannot be opened at all: the
-message says so (an ``ftyp`` box at offset 4) rather than "not a video".
+An MP4 / MOV cut before the end of its index (``moov``, written last by default) cannot be opened (or
+opens with no video stream): the message says so (an ``ftyp`` box first and no whole ``moov`` box among
+the top-level boxes) rather than "not a video" or "holds no video stream".
 
 Frame times: ``Frame.time`` is the frame's own timestamp less the stream's start, so a variable frame
 rate keeps its true timing; ``VideoReader.timing`` measures, over the frames decoded, the average rate
@@ -116,15 +117,17 @@ class VideoReader:
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as e:  # InvalidDataError is both
-            if _looks_like_mp4(self.path):
-                raise VideoReadError(f"{self.path}: truncated or missing its index (moov): the file looks "
-                                     f"like an MP4 but cannot be read ({_reason(e)})") from None
+            if _mp4_without_index(self.path):
+                raise _cut_mp4_error(self.path, _reason(e)) from None
             raise VideoReadError(f"{self.path}: not a video PyAV can read ({_reason(e)})") from None
         if not self._container.streams.video:
+            # FFmpeg opens some MP4s cut inside their moov, with the streams read so far (none, or a track
+            # whose codec was not reached: a "data" stream); a whole MP4 of audio only is no such file
+            kinds = sorted({s.type for s in self._container.streams})  # read before close() empties them
             self._container.close()
-            if not self._container.streams and _looks_like_mp4(self.path):  # no stream at all: no moov
-                raise VideoReadError(f"{self.path}: truncated or missing its index (moov): the file looks "
-                                     "like an MP4 but cannot be read (no stream found)")
+            if _mp4_without_index(self.path):
+                raise _cut_mp4_error(self.path, f"no video stream found, only {kinds}" if kinds else
+                                     "no stream found")
             raise VideoReadError(f"{self.path}: holds no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # frame threads: decoding keeps up with a GPU
@@ -274,14 +277,38 @@ def _stream_span(stream, container) -> tuple:
     return start, None
 
 
-def _looks_like_mp4(path: Path) -> bool:
-    """Whether the file starts as an MP4 / MOV does: its first box is ``ftyp`` (size, then the type)."""
+def _mp4_without_index(path: Path) -> bool:
+    """Whether the file starts as an MP4 / MOV does (its first box ``ftyp``) but has no whole ``moov`` box
+    (the index, written last by default: a copy cut off loses it). Top-level boxes are walked by their
+    headers: 4 bytes of size (1: a 64-bit size follows the type; 0: to the end of the file), 4 of type."""
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
-            head = f.read(12)
+            offset, first = 0, True
+            while offset + 8 <= size:
+                f.seek(offset)
+                head = f.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if first and kind != b"ftyp":
+                    return False  # not an MP4: its own message
+                first = False
+                if length == 1 and len(head) == 16:
+                    length = int.from_bytes(head[8:16], "big")
+                elif length == 0:
+                    length = size - offset
+                if length < 8:
+                    return True  # a damaged box header: the walk cannot reach a moov
+                if kind == b"moov":
+                    return offset + length > size  # cut inside it
+                offset += length
     except OSError:
         return False
-    return len(head) >= 8 and head[4:8] == b"ftyp"
+    return not first  # an ftyp, and no moov among the boxes
+
+
+def _cut_mp4_error(path: Path, reason: str) -> VideoReadError:
+    return VideoReadError(f"{path}: truncated or missing its index (moov): the file looks like an MP4 but "
+                          f"cannot be read ({reason})")
 
 
 def _reason(e: BaseException) -> str:
