@@ -215,3 +215,148 @@ def test_interrupt_keeps_the_frames_done(av, checkpoint, video, tmp_path, monkey
     frames, summary = _lines(out / "clip.predictions.jsonl")
     assert [f["frame"] for f in frames] == [0, 1] and summary["status"] == "interrupted"
     assert len(_decode(av, out / "clip.overlay.mp4")) == 2 and not list(out.glob(".*.tmp"))
+
+
+def _predict_quick(checkpoint, out, *args):
+    # no batch-norm folding / Winograd weights: most of a tiny run's time, not what these tests are about
+    return _predict(checkpoint, out, *args, "--no-optimise")
+
+
+def make_timed_video(av, path, times_ms, *, fmt=None, faststart=True):
+    """Frames of 32 x 32 at ``times_ms`` (milliseconds, the stream's time base 1/1000; a late first time
+    is a clip cut from a longer recording, uneven steps a variable frame rate), MPEG-4 part 2."""
+    from fractions import Fraction
+
+    options = {"movflags": "faststart"} if faststart and str(path).endswith(".mp4") else {}
+    with av.open(str(path), "w", format=fmt, options=options) as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        s.codec_context.gop_size = 1
+        s.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def test_late_start_or_variable_rate_is_not_truncated_but_a_cut_matroska_is(av, tmp_path):
+    from maskrcnn.data.video import VideoReader
+
+    late, vfr = tmp_path / "late.mkv", tmp_path / "vfr.mkv"
+    make_timed_video(av, late, [5000 + 40 * i for i in range(6)])  # 6 frames at 25 fps from 5 s
+    make_timed_video(av, vfr, [5000, 5040, 5160, 5200, 5320, 5360])  # 40 / 120 ms apart, from 5 s
+    for path in (late, vfr):
+        with VideoReader(path) as reader:
+            frames = list(reader.frames())
+        assert len(frames) == 6 and reader.problem is None, reader.problem
+        assert frames[0].time == pytest.approx(0.0) and frames[-1].time == pytest.approx(0.2 if path == late
+                                                                                         else 0.36)
+    make_timed_video(av, tmp_path / "long.mkv", [40 * i for i in range(40)])
+    data = (tmp_path / "long.mkv").read_bytes()  # its duration (1.6 s) is written in the header
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 3])
+    with VideoReader(cut) as reader:
+        frames = list(reader.frames())
+    assert 1 <= len(frames) < 40 and str(cut) in reader.problem and "1.600 s its header declares" in \
+        reader.problem
+
+
+def test_variable_frame_rate_overlay_keeps_the_source_times(av, checkpoint, tmp_path, capsys):
+    times = [0, 100, 200, 500, 600, 1500, 1600]  # ms: gaps far apart, so that B-frames' made-up times show
+    path = tmp_path / "vfr.mkv"
+    make_timed_video(av, path, times)
+    out = tmp_path / "out"
+    assert _predict_quick(checkpoint, out, path) == 0, capsys.readouterr().err
+    frames, summary = _lines(out / "vfr.predictions.jsonl")
+    assert [f["time"] for f in frames] == pytest.approx([t / 1000 for t in times], abs=1e-6)
+    assert summary["fps"] == pytest.approx(6 / 1.6, rel=1e-3) and summary["variable_frame_rate"] is True
+    assert any("variable frame rate" in note for note in summary["notes"])
+    with av.open(str(path)) as c:
+        source_length = c.duration / 1_000_000  # 1.64 s: the last frame lasts 40 ms
+    with av.open(str(out / "vfr.overlay.mp4")) as c:
+        stream = c.streams.video[0]
+        lengths = (c.duration / 1_000_000, float(stream.duration * stream.time_base))
+        overlay_times = [f.time for f in c.decode(video=0)]
+    assert overlay_times == pytest.approx([t / 1000 for t in times], abs=2e-3)  # not 40 ms apart
+    # the header's length too (what players show and seek by): 1.7 s, the last frame as long as the one
+    # before it; B-frames made it 0.9 s
+    assert lengths == pytest.approx((source_length, source_length), abs=0.1)
+
+
+def test_start_past_the_end_warns(av, checkpoint, tmp_path, capsys):
+    path = tmp_path / "short.mp4"
+    make_timed_video(av, path, [0, 40, 80])  # 0.120 s long by its header, the last frame at 0.080 s
+    # past the header's length; within it but after the last frame; no frame between --start and --end
+    for k, (args, expected) in enumerate((
+            (["--start", "5"], "--start 5 s is after the last frame of the video (0.120 s long, last frame "
+                               "at 0.080 s): no frame predicted"),
+            (["--start", "0.1"], "--start 0.1 s is after the last frame of the video (0.120 s long, last "
+                                 "frame at 0.080 s): no frame predicted"),
+            (["--start", "0.05", "--end", "0.07"], "no frame between --start 0.05 s and --end 0.07 s (the "
+                                                   "next is at 0.080 s): no frame predicted"))):
+        out = tmp_path / f"out{k}"
+        assert _predict_quick(checkpoint, out, path, "--no-overlays", *args) == 0
+        warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert warning == [f"maskrcnn predict: warning: {path}: {expected}"]
+        _, summary = _lines(out / "short.predictions.jsonl")
+        assert summary["frames_predicted"] == 0 and summary["status"] == "complete"
+
+
+def test_camcorder_and_phone_extensions_are_videos(av, checkpoint, tmp_path, capsys):
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    make_timed_video(av, folder / "00001.MTS", [40 * i for i in range(8)], fmt="mpegts")  # fewer: unprobed
+    make_timed_video(av, folder / "clip.3gp", [0, 40], fmt="3gp")
+    out = tmp_path / "out"
+    assert _predict_quick(checkpoint, out, folder, "--no-overlays", "--every", "4") == 0
+    err = capsys.readouterr().err
+    assert "skipped" not in err and "2 video(s)" in err
+    for stem, predicted in (("00001", [0, 4]), ("clip", [0])):
+        frames, summary = _lines(out / f"{stem}.predictions.jsonl")
+        assert [f["frame"] for f in frames] == predicted and summary["status"] == "complete"
+
+
+def test_mp4_cut_before_its_index_is_named(av, tmp_path):
+    from maskrcnn.data.video import VideoReader, VideoReadError
+
+    whole = tmp_path / "whole.mp4"
+    make_timed_video(av, whole, [40 * i for i in range(10)], faststart=False)  # moov written last
+    data = whole.read_bytes()
+    # cut in the frames: FFmpeg refuses it; cut inside the moov: FFmpeg opens it with one "data" stream
+    # and no video stream (PyAV 18), the second of VideoReader's two ways to this message
+    for k, size in enumerate((len(data) // 10, len(data) // 2)):
+        cut = tmp_path / f"cut{k}.mp4"
+        cut.write_bytes(data[:size])
+        with pytest.raises(VideoReadError, match=rf"cut{k}\.mp4: truncated or missing its index \(moov\)"):
+            VideoReader(cut)
+    text = tmp_path / "text.mp4"
+    text.write_text("hello, not a video")
+    with pytest.raises(VideoReadError, match="text.mp4: not a video PyAV can read"):
+        VideoReader(text)
+    sound = tmp_path / "sound.mp4"  # whole, its index in place, but audio only: no "truncated"
+    with av.open(str(sound), "w") as c:
+        s = c.add_stream("aac", rate=8000)
+        for i in range(4):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, 1024 * i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(VideoReadError, match=r"sound\.mp4: holds no video stream$"):
+        VideoReader(sound)
+
+
+def test_video_options_without_a_video_get_a_note(checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
+    assert _predict_quick(checkpoint, tmp_path / "out", image, "--every", "2", "--start", "1",
+                          "--no-overlays") == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "videos only" in line]
+    assert notes == ["maskrcnn predict: note: --every, --start apply to videos only, and no video is among "
+                     "the inputs: ignored"]

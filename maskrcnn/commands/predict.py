@@ -243,9 +243,9 @@ def run(args: argparse.Namespace) -> int:
     _check_score_thresh(args.score_thresh)
     export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
-    from maskrcnn.commands.predict_video import check_video_arguments, predict_videos, split_video_inputs
+    from maskrcnn.commands import predict_video
 
-    check_video_arguments(args)
+    predict_video.check_video_arguments(args)
     outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for images and videos
     left_out = []  # found in the folders, not predicted (a symlink to a file listed already, a broken link)
 
@@ -255,11 +255,16 @@ def run(args: argparse.Namespace) -> int:
             print_left_out(path, reason)
 
     found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out)
-    files, videos = split_video_inputs(args.inputs, found, on_left_out=leave_out)  # predict_video.py
+    files, videos = predict_video.split_video_inputs(args.inputs, found, on_left_out=leave_out)
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
+    video_options = predict_video.video_options_given(args)  # --every, --start, ... given
+    if video_options and not videos:
+        print(f"maskrcnn predict: note: {', '.join(video_options)} "
+              f"{'applies' if len(video_options) == 1 else 'apply'} to videos only, and no video is among "
+              "the inputs: ignored", file=sys.stderr)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     options = dict(
@@ -296,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
-    video_rc = predict_videos(predictor, videos, out_dir, args) if videos else 0
+    video_rc = predict_video.predict_videos(predictor, videos, out_dir, args) if videos else 0
     if not files:
         return video_rc
     overlay_dir = out_dir / "overlays"

@@ -4,7 +4,8 @@
                      [--start S] [--end S] [--batch-size B] [--no-overlays]
 
 A video is an input file (or a file found in an input folder, recursively) with a video extension
-(``data/video.py``: .mp4, .mov, .avi, .mkv, .webm, .m4v) that PyAV opens (the ``video`` extra). Its
+(``data/video.py``: .mp4, .mov, .avi, .mkv, .webm, .m4v, .ts, .mts, .m2ts, .3gp, .3g2, .mpg, .mpeg, .wmv,
+.flv, .ogv) that PyAV opens (the ``video`` extra). Its
 frames are decoded one at a time and predicted ``--batch-size`` per forward by the same Predictor the
 images go through (``predict_tensors``); only a batch's frames are held in memory. For each video:
 
@@ -13,17 +14,21 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   decoded frame counts), "time": seconds from the start, "detections": [the predictions.json entries
   without image_id: category_id, bbox [x, y, w, h], score, segmentation (compressed RLE), keypoints]}``;
   then one ``{"summary": {...}}`` line (also after an error or an interrupt): the video, its shown size,
-  frame rate, frames predicted, detections, ``status`` (complete / truncated / interrupted / failed),
+  average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
+  ``status`` (complete / truncated / interrupted / failed),
   the problem if any and what was done to the frames (rotation, padding).
 - ``DIR/<stem>.overlay.mp4`` unless ``--no-overlays``: the predicted frames drawn as the image overlays
-  are (``visualize.draw_instances``) at the source frame rate divided by ``--every`` (so that it lasts as
-  long as the source), written by ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename).
+  are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
+  so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
+  ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename).
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the frames shown in
-[S, E). A file with a video extension that is not a video, a damaged video and a model failure are
-reported in one line naming the file (and the frame) and the run goes on with the next input; the frames
-done are kept.
+[S, E); a ``--start`` after a video's last frame (or no frame between ``--start`` and ``--end``) predicts
+nothing, with a warning naming the file, the value, the video's length and its last frame's time. These
+options given with no video among the inputs get one note that they apply to videos only. A file with a
+video extension that is not a video, a damaged video and a model failure are reported in one line naming
+the file (and the frame) and the run goes on with the next input; the frames done are kept.
 Shapes: D detections of one frame, H x W the frame as shown (after rotation).
 """
 
@@ -37,21 +42,29 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-__all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs"]
+__all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs",
+           "video_options_given"]
 
 DEFAULT_FPS = Fraction(25)  # the overlay's rate when a file does not say its own
 PROGRESS_SECONDS = 10.0  # a progress line at most this often per video
 
 
+# flag, type, default, metavar, help: the one table of the video options, which add_video_arguments gives
+# argparse and video_options_given compares with
+VIDEO_OPTIONS = (
+    ("--every", int, 1, "N", "predict every N-th frame (default %(default)s)"),
+    ("--max-frames", int, None, "N", "stop each video after N predicted frames"),
+    ("--start", float, 0.0, "S", "first second of each video"),
+    ("--end", float, None, "S", "second of each video to stop at"),
+)
+
+
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "videos (.mp4, .mov, .avi, .mkv, .webm; needs pip install 'maskrcnn[video]')")
-    group.add_argument("--every", type=int, default=1, metavar="N",
-                       help="predict every N-th frame (default 1)")
-    group.add_argument("--max-frames", type=int, default=None, metavar="N",
-                       help="stop each video after N predicted frames")
-    group.add_argument("--start", type=float, default=0.0, metavar="S", help="first second of each video")
-    group.add_argument("--end", type=float, default=None, metavar="S", help="second of each video to stop at")
+        "videos (.mp4, .mov, .avi, .mkv, .webm, .mts, .ts, .3gp, .mpg, .wmv, ...; needs pip install "
+        "'maskrcnn[video]')")
+    for flag, kind, default, metavar, help_text in VIDEO_OPTIONS:
+        group.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)
 
 
 def check_video_arguments(args: argparse.Namespace) -> None:
@@ -63,6 +76,16 @@ def check_video_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--start must be >= 0 seconds, got {args.start}")
     if args.end is not None and not args.end > args.start:
         raise ValueError(f"--end must be after --start ({args.start} s), got {args.end}")
+
+
+def video_options_given(args: argparse.Namespace) -> List[str]:
+    """The video options given a value other than their default (``--every 3``): for the note that they
+    apply to videos only when no video is among the inputs."""
+    given = []
+    for flag, _, default, _, _ in VIDEO_OPTIONS:
+        if getattr(args, flag[2:].replace("-", "_")) != default:  # argparse: --max-frames -> max_frames
+            given.append(flag)
+    return given
 
 
 def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
@@ -136,8 +159,9 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
                    "fps": float(reader.fps) if reader.fps else None, "every": args.every, "status": "failed",
                    "problem": None, "notes": reader.notes}
-        print(f"{tag} {path}: {reader.declared_frames or 'unknown number of'} frames at "
-              f"{float(reader.fps or 0):.4g} fps", file=sys.stderr)
+        count = (reader.declared_frames if reader.counted_frames else
+                 f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
+        print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
         with open(jsonl, "w", encoding="utf-8") as out:
             try:
                 _predict_frames(predictor, reader, out, overlay, args, summary, tag)
@@ -153,10 +177,14 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
             finally:  # what was done stays: the results, then the overlay of the frames done
                 summary["problem"] = summary["problem"] or reader.problem
+                _timing_to_summary(reader, summary)
                 written = _finish_overlay(overlay, summary)
                 out.write(json.dumps({"summary": summary}) + "\n")
     if reader.problem:
         print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
+    elif summary["status"] == "complete" and not summary["frames_predicted"]:
+        print(f"maskrcnn predict: warning: {path}: {_why_no_frame(reader, args)}: no frame predicted",
+              file=sys.stderr)
     for note in summary["notes"]:
         print(f"{tag} {path}: {note}", file=sys.stderr)
     print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; wrote "
@@ -177,6 +205,42 @@ def _finish_overlay(overlay, summary: dict) -> Optional[Path]:
     return written
 
 
+def _why_no_frame(reader, args) -> str:
+    """Why a video read to its end gave no frame to predict, in words true of each case: ``--start`` after
+    the last frame (past the header's length or not: a 2 s video at 10 fps has its last frame at 1.9 s),
+    no frame between ``--start`` and ``--end``, or no frame at all."""
+    last = reader.timing.last  # the last frame decoded: frames() decodes up to --end, or to the end
+    if last is None:
+        return f"the video holds no frame ({_length(reader):.3f} s long by its header)"
+    if last < args.start - 1e-6:
+        return (f"--start {args.start:g} s is after the last frame of the video ({_length(reader):.3f} s "
+                f"long, last frame at {last:.3f} s)")
+    # decoding stopped at the first frame from --end on: no frame was in [--start, --end)
+    end = "the end" if args.end is None else f"--end {args.end:g} s"
+    return f"no frame between --start {args.start:g} s and {end} (the next is at {last:.3f} s)"
+
+
+def _length(reader) -> float:
+    """Seconds the video lasts: its header's span, or the last frame's time plus one frame if longer."""
+    timing, fps = reader.timing, float(reader.fps or DEFAULT_FPS)
+    shown = 0.0 if timing.last is None else timing.last + (timing.min_interval or 1 / fps)
+    declared = reader.end_time - reader.start_time if reader.end_time is not None else 0.0
+    return max(shown, declared)
+
+
+def _timing_to_summary(reader, summary: dict) -> None:
+    """The average frame rate measured over the frames decoded (the header's nominal one when fewer than
+    two were), and whether it varies (a note says so: the overlay keeps the source's timing)."""
+    timing = reader.timing
+    if timing.fps is not None:
+        summary["fps"] = round(timing.fps, 4)
+    summary["variable_frame_rate"] = timing.variable
+    if timing.variable:
+        summary["notes"].append(f"variable frame rate (frames {timing.min_interval * 1000:.0f} to "
+                                f"{timing.max_interval * 1000:.0f} ms apart, {timing.fps:.4g} fps on "
+                                "average): the overlay keeps the source's frame times")
+
+
 def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str) -> None:
     import numpy as np
     import torch
@@ -187,6 +251,7 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
     skeleton = skeleton_for(predictor.cfg)  # the same for every frame
     last_print = time.perf_counter()
+    first_time = None  # the overlay starts at the first predicted frame
     for batch in _batches(frames, predictor.batch_size):
         images = [torch.from_numpy(f.image).permute(2, 0, 1).float().div_(255.0) for f in batch]  # (3, H, W)
         dets = predictor.predict_tensors(images)
@@ -202,7 +267,8 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
             if overlay is not None:
                 drawn = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
                                        skeleton=skeleton)
-                overlay.write(np.asarray(drawn))  # (H, W, 3) uint8
+                first_time = frame.time if first_time is None else first_time
+                overlay.write(np.asarray(drawn), time=frame.time - first_time)  # (H, W, 3) uint8
         out.write("".join(line + "\n" for line in lines))
         out.flush()
         summary["frames_predicted"] += len(batch)

@@ -15,7 +15,18 @@ in the display matrix is not applied (PyAV does not expose it), nor an angle tha
 
 A corrupt or truncated file: the frames decoded before the damage are yielded, then the reader stops and
 ``VideoReader.problem`` says, in one line naming the file and the frame, what happened. A file that ends
-earlier than its header says (cut off mid-copy: FFmpeg then stops quietly) is reported the same way.
+earlier than its header says (cut off mid-copy: FFmpeg then stops quietly) is reported the same way, but
+only when the shortfall is certain: fewer frames than the stream's own frame count (MP4, AVI index), or
+the last frame well short of the stream's end by its time base (the stream's duration, else the
+container's: Matroska). Timestamps that start late (a clip cut from a longer recording starts at 5 s) and
+a variable frame rate are no shortfall; a count estimated from duration x nominal rate is only shown.
+An MP4 / MOV cut before the end of its index (``moov``, written last by default) cannot be opened (or
+opens with no video stream): the message says so (an ``ftyp`` box first and no whole ``moov`` box among
+the top-level boxes) rather than "not a video" or "holds no video stream".
+
+Frame times: ``Frame.time`` is the frame's own timestamp less the stream's start, so a variable frame
+rate keeps its true timing; ``VideoReader.timing`` measures, over the frames decoded, the average rate
+and whether the rate varies.
 """
 
 from __future__ import annotations
@@ -33,7 +44,10 @@ from maskrcnn.data.folders import list_folder
 __all__ = ["VIDEO_EXTENSIONS", "Frame", "VideoReadError", "VideoReader", "import_av", "is_video_path",
            "list_videos"]
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+# camcorders (.mts / .m2ts: AVCHD; .ts: broadcast), phones (.3gp, .3g2), DVD / older PCs (.mpg, .mpeg,
+# .wmv, .flv), Ogg (.ogv): FFmpeg tells the format by the content, the extension only says "a video"
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2",
+                    ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
 
 INSTALL_HINT = "pip install 'maskrcnn[video]' (or: pip install av)"
 
@@ -103,19 +117,30 @@ class VideoReader:
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as e:  # InvalidDataError is both
+            if _mp4_without_index(self.path):
+                raise _cut_mp4_error(self.path, _reason(e)) from None
             raise VideoReadError(f"{self.path}: not a video PyAV can read ({_reason(e)})") from None
         if not self._container.streams.video:
+            # FFmpeg opens some MP4s cut inside their moov, with the streams read so far (none, or a track
+            # whose codec was not reached: a "data" stream); a whole MP4 of audio only is no such file
+            kinds = sorted({s.type for s in self._container.streams})  # read before close() empties them
             self._container.close()
+            if _mp4_without_index(self.path):
+                raise _cut_mp4_error(self.path, f"no video stream found, only {kinds}" if kinds else
+                                     "no stream found")
             raise VideoReadError(f"{self.path}: holds no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # frame threads: decoding keeps up with a GPU
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps: Optional[Fraction] = Fraction(rate) if rate else None
-        self.declared_frames = int(self._stream.frames or 0)
-        if not self.declared_frames and self._container.duration and self.fps:  # Matroska: from its duration
-            self.declared_frames = round(self._container.duration / 1_000_000 * self.fps)
+        self.counted_frames = int(self._stream.frames or 0)  # the container's own count (0: none)
+        self.start_time, self.end_time = _stream_span(self._stream, self._container)
+        self.declared_frames = self.counted_frames  # shown only: estimated when the container has no count
+        if not self.declared_frames and self.end_time is not None and self.fps:
+            self.declared_frames = round((self.end_time - self.start_time) * self.fps)
         self.notes: List[str] = []
         self.problem: Optional[str] = None
+        self.timing = Timing()
         self._av = av
 
     def __enter__(self) -> VideoReader:
@@ -133,7 +158,8 @@ class VideoReader:
         (excluded), at most ``max_frames`` of them. Frames before ``start`` are decoded and dropped
         without being converted (exact frame indices at the price of decoding: cheap beside a forward)."""
         stream, av = self._stream, self._av
-        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        origin = self.start_time
+        timing = self.timing = Timing()
         index, taken, in_range, rotation = -1, 0, 0, None
         decoded = self._container.decode(stream)
         while True:
@@ -150,6 +176,7 @@ class VideoReader:
                 time = frame.time - origin
             else:  # no timestamp: the frame's position at the nominal rate
                 time = index / float(self.fps) if self.fps else 0.0
+            timing.add(time)
             if time < start - 1e-6:
                 continue
             if end is not None and time >= end:
@@ -166,9 +193,21 @@ class VideoReader:
             taken += 1
             if max_frames is not None and taken >= max_frames:
                 return
-        if self.declared_frames and index + 1 < self.declared_frames - max(1, self.declared_frames // 50):
-            self.problem = (f"{self.path}: ends at frame {index + 1} of the {self.declared_frames} its "
-                            f"header declares (truncated?); the {index + 1} frame(s) decoded are kept")
+        decoded = index + 1
+        if self.counted_frames:  # the index counts the frames: a shortfall of it is certain
+            if decoded < self.counted_frames - max(1, self.counted_frames // 50):
+                self.problem = (f"{self.path}: ends at frame {decoded} of the {self.counted_frames} its "
+                                f"header declares (truncated?); the {decoded} frame(s) decoded are kept")
+        elif self.end_time is not None and timing.last is not None:
+            # the last frame shows until about one interval after its time; "well short": by more than
+            # a second or a tenth of the video, whichever is less, beyond two frame intervals
+            length = self.end_time - self.start_time
+            shown_until = timing.last + (timing.min_interval or 0.0)
+            slack = 2 * (timing.max_interval or 0.0) + min(1.0, 0.1 * length)
+            if shown_until < length - slack:
+                self.problem = (f"{self.path}: ends at {timing.last:.3f} s (frame {decoded}) of the "
+                                f"{length:.3f} s its header declares (truncated?); the {decoded} frame(s) "
+                                "decoded are kept")
 
     def _rotation(self, frame) -> int:
         angle = _rotation_of(frame, self._stream)
@@ -179,6 +218,97 @@ class VideoReader:
         if angle:
             self.notes.append(f"rotated {angle} degrees counter-clockwise, as its rotation metadata says")
         return angle
+
+
+class Timing:
+    """Frame times seen while decoding (seconds from the stream's start): first, last, count and the
+    shortest / longest interval; ``fps`` the average rate over them, ``variable`` whether it varies."""
+
+    # timestamps are rounded to the time base (Matroska: 1 ms), so 29.97 fps reads 33 / 34 ms: no variation
+    TOLERANCE = 0.002  # seconds, or 10% of the shortest interval if more
+
+    def __init__(self):
+        self.first: Optional[float] = None
+        self.last: Optional[float] = None
+        self.count = 0
+        self.min_interval: Optional[float] = None
+        self.max_interval: Optional[float] = None
+
+    def add(self, time: float) -> None:
+        if self.last is not None and time > self.last:
+            step = time - self.last
+            self.min_interval = step if self.min_interval is None else min(self.min_interval, step)
+            self.max_interval = step if self.max_interval is None else max(self.max_interval, step)
+        if self.first is None:
+            self.first = time
+        self.last = time if self.last is None else max(self.last, time)
+        self.count += 1
+
+    @property
+    def fps(self) -> Optional[float]:
+        if self.count < 2 or not self.last > self.first:
+            return None
+        return (self.count - 1) / (self.last - self.first)
+
+    @property
+    def variable(self) -> bool:
+        if self.min_interval is None:
+            return False
+        return self.max_interval - self.min_interval > max(self.TOLERANCE, 0.1 * self.min_interval)
+
+
+def _stream_span(stream, container) -> tuple:
+    """``(start, end)`` of ``stream`` in seconds, by timestamps: the start is the stream's first timestamp
+    (else the container's; 0 if neither says); the end is start + the stream's duration when the stream
+    has one, else the container's duration (Matroska has no stream duration; FFmpeg's Matroska muxer
+    writes the last timestamp there, others a length from the start: the smaller reading is taken, so a
+    late start never looks like missing frames), None when nothing says."""
+    start = None
+    if stream.start_time is not None:
+        start = float(stream.start_time * stream.time_base)
+    elif container.start_time is not None:
+        start = container.start_time / 1_000_000
+    start = start or 0.0
+    if stream.duration:
+        return start, start + float(stream.duration * stream.time_base)
+    if container.duration:
+        length = container.duration / 1_000_000
+        return start, max(start, min(start + length, length))
+    return start, None
+
+
+def _mp4_without_index(path: Path) -> bool:
+    """Whether the file starts as an MP4 / MOV does (its first box ``ftyp``) but has no whole ``moov`` box
+    (the index, written last by default: a copy cut off loses it). Top-level boxes are walked by their
+    headers: 4 bytes of size (1: a 64-bit size follows the type; 0: to the end of the file), 4 of type."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset, first = 0, True
+            while offset + 8 <= size:
+                f.seek(offset)
+                head = f.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if first and kind != b"ftyp":
+                    return False  # not an MP4: its own message
+                first = False
+                if length == 1 and len(head) == 16:
+                    length = int.from_bytes(head[8:16], "big")
+                elif length == 0:
+                    length = size - offset
+                if length < 8:
+                    return True  # a damaged box header: the walk cannot reach a moov
+                if kind == b"moov":
+                    return offset + length > size  # cut inside it
+                offset += length
+    except OSError:
+        return False
+    return not first  # an ftyp, and no moov among the boxes
+
+
+def _cut_mp4_error(path: Path, reason: str) -> VideoReadError:
+    return VideoReadError(f"{path}: truncated or missing its index (moov): the file looks like an MP4 but "
+                          f"cannot be read ({reason})")
 
 
 def _reason(e: BaseException) -> str:

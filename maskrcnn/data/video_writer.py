@@ -8,6 +8,13 @@ and height: an odd one is padded with a black row or column at the bottom / righ
 nothing of the picture is cut). Frames go to a hidden temporary file in the target's folder
 (``.NAME.*.tmp``), renamed over ``path`` by ``close`` (atomic, as ``io_utils`` writes), so a reader never
 sees half a video; ``discard`` removes it instead.
+
+Timing: ``write(image, time=t)`` places the frame at ``t`` seconds from the first one (the source's own
+timestamps: a variable-frame-rate video keeps its timing, and so lasts as long as the source); without
+``time`` frames follow each other at ``fps``. The stream's time base is ``TIME_BASE`` (1/60000 s: exact
+for 24, 25, 30, 50, 60 and 30000/1001 fps and within MPEG-4 part 2's limit of 65535); each frame lasts
+until the next one, the last as long as the one before it. No B-frames (``max_b_frames = 0``): frames are
+stored in the order shown, so the muxer's lengths and the video's duration follow the frame times.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import numpy as np
 from maskrcnn.data.video import import_av
 from maskrcnn.io_utils import create_temp_file, replace_durably
 
-__all__ = ["VideoWriter"]
+__all__ = ["TIME_BASE", "VideoWriter"]
+
+TIME_BASE = Fraction(1, 60000)
 
 
 def _pick_codec(av) -> str:
@@ -34,7 +43,8 @@ def _pick_codec(av) -> str:
 
 
 class VideoWriter:
-    """Frames -> ``path`` (an .mp4), at ``fps`` frames a second. The size is the first frame's."""
+    """Frames -> ``path`` (an .mp4), at their ``time`` or else ``fps`` frames a second (the nominal rate:
+    also what sets MPEG-4's bit rate). The size is the first frame's."""
 
     def __init__(self, path: Union[str, os.PathLike], *, fps: Fraction):
         self._av = import_av()
@@ -47,12 +57,21 @@ class VideoWriter:
         os.close(fd)
         self._container = self._av.open(self._tmp, "w", format="mp4")  # the .tmp name says no format
         self._stream = None
+        self._last_pts: Optional[int] = None
+        self._held: Optional[tuple] = None  # (image, pts): the last frame, encoded once its duration is known
+        self._durations: dict = {}  # pts -> duration of the frames in the encoder
+        self._step = max(1, round(1 / (self.fps * TIME_BASE)))  # one frame at fps, in TIME_BASE units
 
     def _open_stream(self, height: int, width: int) -> None:
         options = {"crf": "20", "preset": "veryfast"} if self.codec == "libx264" else {}
         stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = TIME_BASE
+        # no B-frames: with them (x264's default) packets come out of order and the MP4 muxer takes their
+        # lengths from made-up decode times, so a variable-rate overlay's header said it was far shorter
+        # than it plays (0.9 s for frames at 0 .. 1.6 s); without, decode order is display order
+        stream.codec_context.max_b_frames = 0
         if self.codec != "libx264":  # the default 200 kbit/s smears masks: about 4 bits a pixel a second
             stream.bit_rate = max(1_000_000, int(4 * stream.width * stream.height * float(self.fps) / 10))
         if (width % 2, height % 2) != (0, 0):
@@ -60,7 +79,7 @@ class VideoWriter:
                               "(H.264 / MPEG-4 in yuv420p need an even width and height)")
         self._stream = stream
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, *, time: Optional[float] = None) -> None:
         height, width = image.shape[:2]  # (H, W, 3)
         if self._stream is None:
             self._open_stream(height, width)
@@ -72,11 +91,34 @@ class VideoWriter:
             padded = np.zeros((stream.height, stream.width, 3), np.uint8)
             padded[:height, :width] = image
             image = padded
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts = self.frames  # in frames: the stream's time base is 1 / fps
-        for packet in stream.encode(frame):
-            self._container.mux(packet)
+        if time is not None:
+            pts = round(time / TIME_BASE)
+        else:
+            pts = 0 if self._last_pts is None else self._last_pts + self._step
+        if self._last_pts is not None:
+            pts = max(pts, self._last_pts + 1)  # timestamps must increase
+            self._step = pts - self._last_pts
+        self._last_pts = pts
+        # held back one frame: its duration (until the next one's time) is known only then, and the muxer
+        # takes the video's length from the durations
+        self._encode_held(until=pts)
+        self._held = (np.ascontiguousarray(image), pts)
         self.frames += 1
+
+    def _encode_held(self, *, until: int) -> None:
+        if self._held is None:
+            return
+        image, pts = self._held
+        self._held = None
+        frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = pts, TIME_BASE
+        self._durations[pts] = until - pts
+        self._mux(self._stream.encode(frame))
+
+    def _mux(self, packets) -> None:
+        for packet in packets:  # encoders leave the duration unset: the muxer would take the video shorter
+            packet.duration = self._durations.pop(packet.pts, packet.duration)
+            self._container.mux(packet)
 
     def close(self) -> Optional[Path]:
         """Flush the encoder and rename the file into place; None (and no file) without a frame."""
@@ -84,8 +126,8 @@ class VideoWriter:
             self.discard()
             return None
         try:
-            for packet in self._stream.encode():  # the frames the encoder still holds
-                self._container.mux(packet)
+            self._encode_held(until=self._last_pts + self._step)  # the last: as long as the one before
+            self._mux(self._stream.encode())  # the frames the encoder still holds
             self._container.close()
         except BaseException:
             self.discard()
