@@ -286,21 +286,23 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics_table(metrics))
     # the evaluator's ground truth: checked, iscrowd and area filled, the images it scored
     analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type, image_ids)
+    if args.cityscapes and "segm" not in metrics:
+        raise ValueError("--cityscapes scores instance masks: the results have none")
+    # the COCO results first: the Cityscapes scorer (a child process, minutes on a large split) failing
+    # must not lose the whole inference
+    _write_outputs(args, metrics, images, results)
+    cityscapes_failed = None
     if args.cityscapes:
-        if "segm" not in metrics:
-            raise ValueError("--cityscapes scores instance masks: the results have none")
-        metrics["cityscapes"] = _cityscapes(args, cs_results, ground_truth, image_ids)
-        print(_cityscapes_table(metrics["cityscapes"]))
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
-        if results is not None:
-            atomic_write_json(out / "predictions.json", results)
-        print(
-            f"wrote {out / 'metrics.json'}"
-            + (f" and {out / 'predictions.json'}" if results is not None else "")
-        )
+        try:
+            metrics["cityscapes"] = _cityscapes(args, cs_results, ground_truth, image_ids)
+        except (RuntimeError, ValueError, OSError) as e:
+            cityscapes_failed = " ".join(str(e).split())  # one line, the scorer's tail included
+            print(f"--cityscapes: the Cityscapes evaluation failed ({cityscapes_failed}); the COCO "
+                  f"metrics" + (f" are in {Path(args.output) / 'metrics.json'}" if args.output else
+                                " are above"), file=sys.stderr)
+        else:
+            print(_cityscapes_table(metrics["cityscapes"]))
+            _write_outputs(args, metrics, images, None, quiet=True)
     if analysed:
         from maskrcnn.engine.analysis_report import write_analysis
 
@@ -313,6 +315,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(p.name for p in written if p.parent == Path(args.output))}"
               + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
                  f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))
-    return 0
+    return 1 if cityscapes_failed else 0
+
+
+def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):
+    """metrics.json (and predictions.json when inference made them) into ``--output``, atomically."""
+    if not args.output:
+        return
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
+    if results is not None:
+        atomic_write_json(out / "predictions.json", results)
+    if not quiet:
+        print(f"wrote {out / 'metrics.json'}"
+              + (f" and {out / 'predictions.json'}" if results is not None else ""))
 
 
