@@ -9,8 +9,12 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
 - flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
   case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
   ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase
-  sides (``leftShoulder``, ``handRight``) when both names exist; every other name maps to itself. A
-  ``left`` name with no ``right`` partner is an error, because flipping would silently mislabel it.
+  sides (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
+  Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, when both names exist; every
+  other name maps to itself. A ``left`` name with no ``right`` partner is an error, because flipping
+  would silently mislabel it. ``data.keypoint_flip_map`` (pairs of 0-based indices or of names) wins over
+  the names when given; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
+  training warns about while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
@@ -28,8 +32,10 @@ __all__ = [
     "COCO_SKELETON",
     "DEFAULT_KEYPOINT_SIGMA",
     "flip_map_from_names",
+    "flip_map_from_pairs",
     "keypoint_flip_map",
     "keypoint_sigmas",
+    "pairs_nothing",
     "skeleton_edges",
 ]
 
@@ -55,6 +61,8 @@ _SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
 # TensorFlow.js pose models name keypoints (leftShoulder, LeftEye, handRight); a pair only when both exist
 _SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
 _SIDE_CAMEL = re.compile(r"(?<![A-Za-z])(left|right|Left|Right)(?=[A-Z])|(?<=[a-z0-9])(Left|Right)(?![a-z])")
+# OpenPose / Human3.6M: the side letter glued to a capitalised word (LEye, RShoulder, LHip)
+_SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
 
 
 def _mirror_name(name: str) -> str:
@@ -75,7 +83,8 @@ def _other_spellings(name: str) -> tuple:
     """The mirror names of the spellings that are sides only when the partner exists:
     ``L_Eye`` -> ``R_Eye``, ``leftShoulder`` -> ``rightShoulder`` (case kept)."""
     table = {"l": "r", "r": "l", "L": "R", "R": "L"}
-    return _SIDE_LETTER.sub(lambda m: table[m.group(1)], name), _SIDE_CAMEL.sub(_swap, name)
+    return (_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), _SIDE_CAMEL.sub(_swap, name),
+            _SIDE_GLUED.sub(lambda m: table[m.group(1)], name))
 
 
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
@@ -102,16 +111,56 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
     return tuple(out)
 
 
-def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int) -> Optional[tuple]:
-    """The flip map for a model with ``num_keypoints``: from ``names`` when known, COCO's for 17
-    unnamed keypoints, None (no swap) for unnamed sets of other sizes."""
+def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, configured: Sequence = (),
+                      source: str = "keypoint names") -> Optional[tuple]:
+    """The flip map for a model with ``num_keypoints``: ``configured`` (``data.keypoint_flip_map``) when
+    given, else from ``names`` when known, COCO's for 17 unnamed keypoints, None (no swap) for unnamed
+    sets of other sizes. ``source`` (the dataset's file) names where the names came from in errors."""
+    if configured:
+        return flip_map_from_pairs(configured, names, num_keypoints)
     if names:
         if len(names) != num_keypoints:
-            raise ValueError(f"{len(names)} keypoint names for {num_keypoints} keypoints")
-        return flip_map_from_names(names)
+            raise ValueError(f"{source}: {len(names)} keypoint names for {num_keypoints} keypoints")
+        return flip_map_from_names(names, source=source)
     if num_keypoints == len(COCO_KEYPOINT_NAMES):
         return flip_map_from_names(COCO_KEYPOINT_NAMES)
     return None
+
+
+def flip_map_from_pairs(pairs: Sequence, names: Optional[Sequence[str]], num_keypoints: int) -> tuple:
+    """``data.keypoint_flip_map``: [[a, b], ...] of 0-based keypoint indices or of keypoint names (each a
+    left/right pair, swapped both ways) -> the flip map; unlisted keypoints map to themselves."""
+    where = "data.keypoint_flip_map"
+    index = {str(n): i for i, n in enumerate(names or ())}
+    out = list(range(num_keypoints))
+    seen = set()
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{where}: each entry is a pair [a, b] of keypoint indices or names, "
+                             f"got {pair!r}")
+        ends = []
+        for v in pair:
+            if isinstance(v, int) and not isinstance(v, bool):
+                if not 0 <= v < num_keypoints:
+                    raise ValueError(f"{where}: index {v} is not in 0..{num_keypoints - 1} (0-based)")
+                ends.append(v)
+            elif isinstance(v, str) and v in index:
+                ends.append(index[v])
+            else:
+                raise ValueError(f"{where}: {v!r} is neither a 0-based keypoint index nor one of the "
+                                 f"keypoint names {list(index) or '(none known)'}")
+        a, b = ends
+        if a == b or a in seen or b in seen:
+            raise ValueError(f"{where}: keypoint {pair!r} pairs a keypoint with itself or twice")
+        seen |= {a, b}
+        out[a], out[b] = b, a
+    return tuple(out)
+
+
+def pairs_nothing(flip_map: Optional[Sequence[int]]) -> bool:
+    """True when a flip map (or its absence) swaps no keypoint: a flip then mirrors the image and leaves
+    every left keypoint labelled left, now where the right one is."""
+    return flip_map is None or all(int(j) == i for i, j in enumerate(flip_map))
 
 
 def keypoint_sigmas(names: Optional[Sequence[str]], num_keypoints: int,

@@ -1,0 +1,88 @@
+"""What a hostile probe of keypoint datasets found: names without left/right words (OpenPose, Human3.6M,
+iBUG's numbers) got no flip swap, two keypoint sets in one file, eval's keypoint names unchecked, no
+ground-truth keypoints in show-data, silent default OKS sigmas, labelled points far outside the image."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrcnn.config import load_config
+from maskrcnn.data.keypoints import flip_map_from_names, keypoint_flip_map, pairs_nothing
+
+
+def _kp_json(folder, names, annotations, *, categories=None, size=(32, 32), name="kp.json"):
+    """A COCO keypoint file with two ``size`` images written beside it (folder/images)."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    for i in (1, 2):
+        Image.fromarray(np.full((h, w, 3), 60 * i, np.uint8)).save(images / f"{i}.png")
+    cats = categories or [{"id": 1, "name": "person", "keypoints": list(names), "skeleton": []}]
+    path = folder / name
+    path.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.png", "width": w, "height": h} for i in (1, 2)],
+        "categories": cats, "annotations": annotations}))
+    return path, images
+
+
+def _person(aid, image_id, points, category_id=1):
+    """points: [(x, y, v), ...]"""
+    return {"id": aid, "image_id": image_id, "category_id": category_id, "bbox": [4, 4, 20, 20],
+            "area": 400.0, "iscrowd": 0, "num_keypoints": sum(1 for p in points if p[2] > 0),
+            "keypoints": [float(c) for p in points for c in p]}
+
+
+# ---------------------------------------------------------------------------- 2. the flip map
+
+
+def test_side_prefixes_and_suffixes_without_left_right_words_pair():
+    openpose = ["Nose", "Neck", "RShoulder", "RElbow", "LShoulder", "LElbow", "REye", "LEye"]
+    assert flip_map_from_names(openpose) == (0, 1, 4, 5, 2, 3, 7, 6)
+    h36m = ["Hip", "RHip", "RKnee", "LHip", "LKnee", "Spine"]
+    assert flip_map_from_names(h36m) == (0, 3, 4, 1, 2, 5)
+    assert flip_map_from_names(["l_eye", "r_eye", "eye_L", "eye_R", "paw_left", "paw_right", "LeftEar",
+                                "RightEar", "left_hip", "right_hip"]) == (1, 0, 3, 2, 5, 4, 7, 6, 9, 8)
+    numbers = [str(i) for i in range(1, 69)]  # iBUG face68: nothing to pair by name
+    assert pairs_nothing(flip_map_from_names(numbers)) and not pairs_nothing(flip_map_from_names(openpose))
+
+
+def test_configured_flip_map_wins_as_indices_or_names():
+    names = ["1", "2", "3", "4"]
+    assert keypoint_flip_map(names, 4, configured=[[0, 3]]) == (3, 1, 2, 0)
+    assert keypoint_flip_map(names, 4, configured=[["2", "3"]]) == (0, 2, 1, 3)
+    # it wins over the names' own pairing
+    assert keypoint_flip_map(["left_a", "right_a", "c"], 3, configured=[[0, 2]]) == (2, 1, 0)
+    with pytest.raises(ValueError, match=r"data.keypoint_flip_map: index 4 is not in 0..3"):
+        keypoint_flip_map(names, 4, configured=[[0, 4]])
+    with pytest.raises(ValueError, match=r"data.keypoint_flip_map: 'x' is neither"):
+        keypoint_flip_map(names, 4, configured=[["1", "x"]])
+    with pytest.raises(ValueError, match=r"^animal.json: keypoint 'left_paw' has no mirror"):
+        keypoint_flip_map(["left_paw", "tail"], 2, source="animal.json")
+
+
+def _build(tmp_path, path, images, **overrides):
+    from maskrcnn.engine.training import build_training
+
+    cfg = load_config("demo_keypoints", {"model.backbone": "resnet18", "model.fpn_dim": 8,
+                                         "data.num_workers": 0, **overrides})
+    stream = io.StringIO()
+    _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
+                            log_stream=stream, overwrite=True, trainer_kwargs={"tensorboard": False})
+    return stream.getvalue(), cfg
+
+
+def test_training_warns_when_names_pair_nothing_and_flips_are_on(tmp_path):
+    names = ["1", "2", "3"]
+    path, images = _kp_json(tmp_path, names, [_person(1, 1, [(8, 8, 2), (12, 8, 2), (10, 12, 2)])])
+    said, _ = _build(tmp_path, path, images)
+    (line,) = [s for s in said.splitlines() if "swap no point" in s]
+    assert line.startswith(f"warning: {path}: its keypoint names pair no left with a right")
+    assert "data.keypoint_flip_map" in line and "input.flip_prob=0" in line
+    said, _ = _build(tmp_path, path, images, **{"data.keypoint_flip_map": [[0, 1]]})
+    assert "swap no point" not in said
+    other, images = _kp_json(tmp_path / "b", ["left_paw", "tail", "3"], [_person(1, 1, [(8, 8, 2)] * 3)])
+    with pytest.raises(ValueError, match=f"^{other}: keypoint 'left_paw' has no mirror"):
+        _build(tmp_path / "b", other, images)
