@@ -13,7 +13,11 @@ is logged with the file, image id and annotation id, the offending record is ski
 ``dataset.skipped``; a long training run never dies on one bad record. Segmentations are checked in
 full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box reaching past the
 border is clipped, one reaching more than one image size past it is skipped (clipping 1e30 to the image
-would train on a box nobody drew). An image that cannot be read at ``__getitem__`` is counted too and
+would train on a box nobody drew). A labelled keypoint outside the image is clipped to the border within
+``KEYPOINT_MARGIN`` (5%) of the image's size, and made unlabelled (v=0) farther out, counted
+(``keypoints_outside_image``) and said once per file naming an annotation id. A file whose categories
+define two different keypoint sets is refused when keypoints are read (one keypoint head, one set).
+An image that cannot be read at ``__getitem__`` is counted too and
 another image is returned in its place (deterministically).
 
 Annotation tools' own COCO dialects are read as their users meant them, each reading said once per
@@ -55,6 +59,9 @@ from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, 
 __all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
+# how far past the border (a fraction of the image's width / height) a labelled keypoint is clipped to
+# it; farther, it is made unlabelled (CocoDataset._keypoints_inside)
+KEYPOINT_MARGIN = 0.05
 
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
 
@@ -282,6 +289,15 @@ class CocoDataset(torch.utils.data.Dataset):
         self.class_names = ["__background__"] + names
         self.num_classes = len(self.class_names)
         with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]
+        if self.keypoints:  # one keypoint head, one set: the other category's annotations were all skipped
+            first = with_kp[0] if with_kp else None
+            for other in with_kp[1:]:
+                if list(other["keypoints"]) != list(first["keypoints"]):
+                    n, m = len(first["keypoints"]), len(other["keypoints"])
+                    raise ValueError(
+                        f"{self.json_path}: categories {first['name']} ({n} keypoints) and {other['name']} "
+                        f"({m}{', other names' if n == m else ''}) define different keypoint sets; one "
+                        "keypoint set per dataset")
         self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None
         self.num_keypoints = len(self.keypoint_names) if self.keypoint_names else 17
         # skeleton: COCO's 1-based pairs, kept for drawing; a bad one is an error (one per dataset)
@@ -473,10 +489,30 @@ class CocoDataset(torch.utils.data.Dataset):
                 or not all(is_finite_number(v) for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
+            ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
+
+    def _keypoints_inside(self, kp: list, ann: dict, width: float, height: float) -> list:
+        """A labelled keypoint (v > 0) outside the image: clipped to the border within a margin of
+        ``KEYPOINT_MARGIN`` of the image's side (a click on the border's far side), else made unlabelled
+        (x, y, v = 0): a point nobody could see there would teach the head a place off the picture.
+        Counted, and said once per file with the first annotation's id."""
+        out = list(kp)
+        for k in range(0, len(out), 3):
+            x, y, v = out[k: k + 3]
+            if v <= 0 or (0 <= x <= width and 0 <= y <= height):
+                continue
+            mx, my = KEYPOINT_MARGIN * width, KEYPOINT_MARGIN * height
+            if -mx <= x <= width + mx and -my <= y <= height + my:
+                out[k], out[k + 1] = min(max(x, 0.0), width), min(max(y, 0.0), height)
+                continue
+            out[k: k + 3] = [0.0, 0.0, 0.0]
+            self._far_keypoints.append(ann.get("id"))
+        return out
 
     def _load_annotations(self, annotations: list) -> None:
         self._filled: Counter = Counter()
+        self._far_keypoints: list = []  # annotation ids, one per labelled keypoint made unlabelled
         seen_ids = set()
         for ann in annotations:
             if not isinstance(ann, dict):
@@ -504,6 +540,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             self._anns[iid].append(ann)
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
+        self.keypoints_outside_image = len(self._far_keypoints)
+        if self._far_keypoints:
+            self._notes.append(
+                f"{self.json_path}: {len(self._far_keypoints)} labelled keypoints lie more than "
+                f"{KEYPOINT_MARGIN:.0%} of the image's size outside it (the first in annotation id "
+                f"{self._far_keypoints[0]}): treated as unlabelled (v=0)")
         if self._filled["bbox"]:
             self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
                                f"the box of their segmentation")

@@ -86,3 +86,48 @@ def test_training_warns_when_names_pair_nothing_and_flips_are_on(tmp_path):
     other, images = _kp_json(tmp_path / "b", ["left_paw", "tail", "3"], [_person(1, 1, [(8, 8, 2)] * 3)])
     with pytest.raises(ValueError, match=f"^{other}: keypoint 'left_paw' has no mirror"):
         _build(tmp_path / "b", other, images)
+
+
+# ---------------------------------------------------------------------------- 3. two keypoint sets
+
+
+def test_two_categories_with_different_keypoint_sets_are_refused(tmp_path):
+    from maskrcnn.data.coco import CocoDataset
+
+    person = [f"p{i}" for i in range(17)]
+    cats = [{"id": 1, "name": "person", "keypoints": person},
+            {"id": 2, "name": "dog", "keypoints": ["nose", "l_ear", "r_ear", "tail", "back"]}]
+    path, images = _kp_json(tmp_path, person, [_person(1, 1, [(8, 8, 2)] * 17),
+                                               _person(2, 2, [(8, 8, 2)] * 5, category_id=2)],
+                            categories=cats)
+    with pytest.raises(ValueError) as e:
+        CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    assert str(e.value) == (f"{path}: categories person (17 keypoints) and dog (5) define different keypoint "
+                            "sets; one keypoint set per dataset")
+    cats[1]["keypoints"] = person  # the same set twice is fine
+    path.write_text(json.dumps({**json.loads(path.read_text()), "categories": cats,
+                                "annotations": [_person(1, 1, [(8, 8, 2)] * 17),
+                                                _person(2, 2, [(8, 8, 2)] * 17, category_id=2)]}))
+    ds = CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    assert len(ds) == 2 and sum(ds.skipped.values()) == 0
+
+
+# ---------------------------------------------------------------------------- 7. points outside the image
+
+
+def test_labelled_keypoints_far_outside_are_unlabelled_near_ones_clipped(tmp_path, caplog):
+    from maskrcnn.data.coco import CocoDataset
+
+    # 32x32 images, margin 5%: 33 is clipped to 32, 40 and -500 are far
+    path, images = _kp_json(tmp_path, ["a", "b", "c", "d"], [
+        _person(7, 1, [(8, 8, 2), (33, 10, 2), (40, 10, 1), (-500, 3, 2)]),
+        _person(8, 2, [(8, 8, 2), (10, 10, 0), (10, 1e6, 2), (5, 5, 1)])])
+    with caplog.at_level("WARNING"):
+        ds = CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    assert ds.keypoints_outside_image == 3
+    (note,) = [r.getMessage() for r in caplog.records if "keypoints lie" in r.getMessage()]
+    assert note.startswith(f"{path}: 3 labelled keypoints lie more than 5% of the image's size outside it "
+                           "(the first in annotation id 7): treated as unlabelled (v=0)")
+    kp = ds[0][1]["keypoints"][0].tolist()  # (K, 3)
+    assert kp == [[8, 8, 2], [32, 10, 2], [0, 0, 0], [0, 0, 0]]
+    assert ds[1][1]["keypoints"][0, 2].tolist() == [0, 0, 0]
