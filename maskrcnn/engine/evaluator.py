@@ -361,8 +361,8 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
                                  f"set against a ground truth of its own")
             if with_names:
                 coco_eval.params.catIds = sorted(c["id"] for c in with_names)
-            coco_eval.params.kpt_oks_sigmas = np.asarray(
-                _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas), dtype=np.float64)
+            used = _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas)
+            coco_eval.params.kpt_oks_sigmas = np.asarray(used, dtype=np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -374,6 +374,10 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
             metrics[name] = v * 100 if v >= 0 else float("nan")  # -1: no ground truth in that range
     metrics["per_category"] = _per_category(coco_eval, coco_gt)
     metrics["per_category_AP50"] = _per_category(coco_eval, coco_gt, iou=0.5)
+    if iou_type == "keypoints":  # {keypoint name: sigma}: a dict, which readers of the AP numbers skip
+        names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
+        names = names or [f"keypoint_{k}" for k in range(len(used))]
+        metrics["oks_sigmas"] = {str(n): float(v) for n, v in zip(names, used)}
     return metrics, buf.getvalue()
 
 
@@ -403,6 +407,8 @@ class CocoEvaluator:
             ``data.keypoints.keypoint_sigmas``: COCO's 17 for COCO's names, 0.0669 for other names).
         ignore_labels: labels whose detections are left out (the model's classes the ground truth does
             not have, e.g. a validation split converted without them: there is nothing to score them by).
+        keypoint_order: for each of the ground truth's keypoints, the index of the model's keypoint of
+            that name (the same set in another order); detections' keypoints are put in that order.
     """
 
     def __init__(
@@ -414,6 +420,7 @@ class CocoEvaluator:
         class_names: Optional[Sequence[str]] = None,
         keypoint_sigmas: Optional[Sequence[float]] = None,
         ignore_labels: Sequence[int] = (),
+        keypoint_order: Optional[Sequence[int]] = None,
     ):
         unknown = [t for t in iou_types if t not in IOU_TYPES]
         if unknown or not iou_types:
@@ -423,6 +430,7 @@ class CocoEvaluator:
         self.keypoint_sigmas = tuple(keypoint_sigmas) if keypoint_sigmas else None
         self.label_to_category_id = label_to_category_id
         self.ignore_labels = frozenset(int(label) for label in ignore_labels)
+        self.keypoint_order = list(keypoint_order) if keypoint_order is not None else None
         if class_names and label_to_category_id:
             for label, cid in label_to_category_id.items():
                 cat = self.coco_gt.cats.get(int(cid))
@@ -453,9 +461,13 @@ class CocoEvaluator:
         if "segm" in self.iou_types:
             keep.update({k: det[k] for k in ("masks", "masks_rle") if det.get(k) is not None})
         if "keypoints" in self.iou_types and det.get("keypoints") is not None:
-            keep["keypoints"] = det["keypoints"]
+            keep["keypoints"] = det["keypoints"]  # (D, P, 3)
             if det.get("keypoint_scores") is not None:
-                keep["keypoint_scores"] = det["keypoint_scores"]
+                keep["keypoint_scores"] = det["keypoint_scores"]  # (D, P)
+            if self.keypoint_order is not None:  # the model's order -> the ground truth's
+                for k in ("keypoints", "keypoint_scores"):
+                    if k in keep:
+                        keep[k] = keep[k][:, self.keypoint_order]
         self._results.extend(
             detections_to_coco_results(
                 keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id

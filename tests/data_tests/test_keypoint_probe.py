@@ -131,3 +131,61 @@ def test_labelled_keypoints_far_outside_are_unlabelled_near_ones_clipped(tmp_pat
     kp = ds[0][1]["keypoints"][0].tolist()  # (K, 3)
     assert kp == [[8, 8, 2], [32, 10, 2], [0, 0, 0], [0, 0, 0]]
     assert ds[1][1]["keypoints"][0, 2].tolist() == [0, 0, 0]
+
+
+# ---------------------------------------------------------------------------- 4 and 6. eval's keypoints
+
+
+def _evaluator(tmp_path, model_names, data_names, capsys, sigmas=()):
+    import types
+
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.inference import build_evaluator
+
+    truth = [(6, 6, 2), (20, 6, 2), (12, 20, 2)]  # in the dataset's order
+    path, images = _kp_json(tmp_path, data_names, [_person(1, 1, truth)])
+    cfg = load_config("demo_keypoints", {"data.keypoint_names": list(model_names),
+                                         "model.roi_heads.num_keypoints": len(model_names),
+                                         "data.keypoint_sigmas": list(sigmas)})
+    ds = CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    predictor = types.SimpleNamespace(cfg=cfg, class_names=["__background__", "person"],
+                                      label_to_category_id={1: 1})
+    capsys.readouterr()
+    evaluator = build_evaluator(predictor, ds)
+    return evaluator, truth, capsys.readouterr().err
+
+
+def _score_truth_in_model_order(evaluator, truth, model_names, data_names):
+    import torch
+
+    by_name = dict(zip(data_names, truth))
+    kp = torch.tensor([[list(by_name[n]) for n in model_names]], dtype=torch.float32)  # (1, K, 3)
+    evaluator.process(1, {"boxes": torch.tensor([[4.0, 4, 24, 24]]), "scores": torch.tensor([0.9]),
+                          "labels": torch.tensor([1]), "keypoints": kp})
+    return evaluator.evaluate()["keypoints"]
+
+
+def test_eval_matches_a_reordered_keypoint_set_by_name_and_warns_on_other_names(tmp_path, capsys):
+    model = ["head", "neck", "tail"]
+    reordered = ["tail", "head", "neck"]
+    evaluator, truth, err = _evaluator(tmp_path / "a", model, reordered, capsys)
+    assert "lists the model's keypoints in another order" in err
+    assert evaluator.keypoint_order == [2, 0, 1]
+    assert _score_truth_in_model_order(evaluator, truth, model, reordered)["AP"] == pytest.approx(100.0)
+    _, _, err = _evaluator(tmp_path / "b", model, ["a", "b", "c"], capsys)
+    (line,) = [s for s in err.splitlines() if "are not the model's" in s]
+    assert "['a', 'b', 'c']" in line and "['head', 'neck', 'tail']" in line
+
+
+def test_eval_says_the_default_oks_sigmas_and_writes_the_sigmas_used(tmp_path, capsys):
+    names = ["nose", "neck", "tail"]
+    evaluator, truth, err = _evaluator(tmp_path / "a", names, names, capsys)
+    (line,) = [s for s in err.splitlines() if s.startswith("OKS sigmas")]
+    assert line == ("OKS sigmas: 0.0669 (default) for neck, tail; set data.keypoint_sigmas (one per "
+                    "keypoint) for your own")
+    metrics = _score_truth_in_model_order(evaluator, truth, names, names)
+    assert metrics["oks_sigmas"] == {"nose": 0.026, "neck": 0.0669, "tail": 0.0669}
+    evaluator, truth, err = _evaluator(tmp_path / "b", names, names, capsys, sigmas=[0.1, 0.2, 0.3])
+    assert "OKS sigmas" not in err
+    metrics = _score_truth_in_model_order(evaluator, truth, names, names)
+    assert metrics["oks_sigmas"] == {"nose": 0.1, "neck": 0.2, "tail": 0.3}
