@@ -189,3 +189,29 @@ def test_eval_says_the_default_oks_sigmas_and_writes_the_sigmas_used(tmp_path, c
     assert "OKS sigmas" not in err
     metrics = _score_truth_in_model_order(evaluator, truth, names, names)
     assert metrics["oks_sigmas"] == {"nose": 0.1, "neck": 0.2, "tail": 0.3}
+
+
+# ---------------------------------------------------------------------------- 5. show-data's keypoints
+
+
+def test_show_data_draws_ground_truth_keypoints_and_skeleton_and_counts_them(tmp_path, capsys):
+    from maskrcnn.cli import main
+
+    cats = [{"id": 1, "name": "person", "keypoints": ["head", "tail", "paw"], "skeleton": [[1, 2]]}]
+    path, images = _kp_json(tmp_path, [], [
+        _person(1, 1, [(8, 16, 2), (20, 16, 1), (0, 0, 0)]),
+        _person(2, 1, [(0, 0, 0)] * 3),
+        _person(3, 2, [(10, 10, 2), (200, 10, 2), (12, 12, 2)])], categories=cats)
+    for a in json.loads(path.read_text())["annotations"]:
+        assert "segmentation" not in a  # boxes standing in for masks: tinted evenly inside
+    out = tmp_path / "show"
+    assert main(["show-data", "--json", str(path), "--images", str(images), "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["keypoints"] == {"persons": 3, "persons_without_labelled_keypoints": 1, "labelled_v1": 1,
+                                    "labelled_v2": 3, "outside_image": 1}
+    assert "keypoints: 3 persons (1 without a labelled point)" in capsys.readouterr().out
+    overlay = np.asarray(Image.open(out / "overlays" / "1.png").convert("RGB")).astype(int)
+    scale = overlay.shape[0] // 32  # show-data enlarges small images
+    tint = overlay[21 * scale, 12 * scale]  # inside the box, away from points and line
+    for x, y in ((8, 16), (20, 16), (14, 16)):  # the two points and the skeleton line between them
+        assert np.abs(overlay[y * scale, x * scale] - tint).sum() > 30, (x, y)
