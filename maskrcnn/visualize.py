@@ -413,7 +413,8 @@ def draw_targets(
     crowd = _np(target.get("iscrowd"))
     crowd = np.zeros(M, bool) if crowd is None else crowd.reshape(M).astype(bool)
     keypoints = _np(target.get("keypoints"))
-    keypoints = None if keypoints is None else keypoints.reshape(M, -1, 3).astype(np.float32)  # (M, K, 3)
+    if keypoints is not None:  # (M, K, 3); an image without instances has nothing to draw
+        keypoints = keypoints.reshape(M, -1, 3).astype(np.float32) if M else None
     # Enlarge here rather than in draw_instances, so that the hatching is drawn at the final size.
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
     if factor > 1:

@@ -204,6 +204,9 @@ def test_show_data_draws_ground_truth_keypoints_and_skeleton_and_counts_them(tmp
         _person(3, 2, [(10, 10, 2), (200, 10, 2), (12, 12, 2)])], categories=cats)
     for a in json.loads(path.read_text())["annotations"]:
         assert "segmentation" not in a  # boxes standing in for masks: tinted evenly inside
+    data = json.loads(path.read_text())  # a third image without people: nothing drawn, no error
+    data["images"].append({**data["images"][0], "id": 3})
+    path.write_text(json.dumps(data))
     out = tmp_path / "show"
     assert main(["show-data", "--json", str(path), "--images", str(images), "--output", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
