@@ -338,9 +338,9 @@ def build_training(
                                      configured=cfg.data.keypoint_flip_map, source=str(train_json))
         if cfg.input.flip_prob > 0 and pairs_nothing(flip_map):  # half the images: left and right exchanged
             say(f"warning: {train_json}: its keypoint names pair no left with a right, so the training flips "
-                f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point: give the pairs with --set "
-                "data.keypoint_flip_map='[[a, b], ...]' (0-based indices or names), or set input.flip_prob=0 "
-                "for a set without mirror symmetry")
+                f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point; if it has left/right points, give "
+                "the pairs with --set data.keypoint_flip_map='[[a, b], ...]' (0-based indices or names), or "
+                "train without flips: input.flip_prob=0")
         keypoint_sigmas(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
                         cfg.data.keypoint_sigmas)  # a bad data.keypoint_sigmas fails now, not at evaluation
     train_set.transforms = build_train_transforms(
