@@ -80,17 +80,23 @@ def _swap(m: re.Match) -> str:
 
 
 def _other_spellings(name: str) -> tuple:
-    """The mirror names of the spellings that are sides only when the partner exists:
-    ``L_Eye`` -> ``R_Eye``, ``leftShoulder`` -> ``rightShoulder`` (case kept)."""
+    """The mirror names of the spellings that are sides only when the partner exists, each with whether
+    it is looked up by its exact spelling: ``L_Eye`` -> ``R_Eye`` (any case: ``l_eye`` is a side too),
+    ``leftShoulder`` -> ``rightShoulder`` and ``LEye`` -> ``REye`` (exact: these are sides only by their
+    capitals; ``Rear`` is no right ``ear``)."""
     table = {"l": "r", "r": "l", "L": "R", "R": "L"}
-    return (_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), _SIDE_CAMEL.sub(_swap, name),
-            _SIDE_GLUED.sub(lambda m: table[m.group(1)], name))
+    return ((_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), False),
+            (_SIDE_CAMEL.sub(_swap, name), True),
+            (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True))
 
 
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
-    """The flip map of a keypoint set from its names (see the module docstring)."""
+    """The flip map of a keypoint set from its names (see the module docstring). The map is checked to
+    be its own inverse (a flip twice gives the image back): a name that would pair with a keypoint that
+    pairs elsewhere is refused, naming both, rather than copying one point over another at every flip."""
     names = [str(n) for n in names]
     index = {n.lower(): i for i, n in enumerate(names)}
+    exact = {n: i for i, n in enumerate(names)}
     if len(index) != len(names):
         raise ValueError(f"{source}: keypoint names must be distinct (case-insensitively), got {names}")
     out = []
@@ -98,7 +104,8 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
         partner = _mirror_name(name)
         if partner == name:
             # L_Eye / R_Eye were kept in place: a flip taught the left eye where the right one is
-            found = [index[m.lower()] for m in _other_spellings(name) if m != name and m.lower() in index]
+            found = [exact[m] if by_case else index[m.lower()] for m, by_case in _other_spellings(name)
+                     if m != name and (m in exact if by_case else m.lower() in index)]
             out.append(found[0] if found else i)
             continue
         j = index.get(partner.lower())
@@ -108,6 +115,13 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
                 "mislabel it; add the partner, rename it, or train without flips (input.flip_prob=0)"
             )
         out.append(j)
+    for i, j in enumerate(out):
+        if out[j] != i:
+            raise ValueError(
+                f"{source}: keypoint {names[i]!r} pairs with {names[j]!r}, which does not pair back (it maps "
+                f"to {names[out[j]]!r}), so a flip would copy one point over another; rename them or give "
+                "the pairs in data.keypoint_flip_map"
+            )
     return tuple(out)
 
 
@@ -116,11 +130,11 @@ def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, con
     """The flip map for a model with ``num_keypoints``: ``configured`` (``data.keypoint_flip_map``) when
     given, else from ``names`` when known, COCO's for 17 unnamed keypoints, None (no swap) for unnamed
     sets of other sizes. ``source`` (the dataset's file) names where the names came from in errors."""
+    if names and len(names) != num_keypoints:  # first: a short list made configured names look unknown
+        raise ValueError(f"{source}: {len(names)} keypoint names for {num_keypoints} keypoints")
     if configured:
         return flip_map_from_pairs(configured, names, num_keypoints)
     if names:
-        if len(names) != num_keypoints:
-            raise ValueError(f"{source}: {len(names)} keypoint names for {num_keypoints} keypoints")
         return flip_map_from_names(names, source=source)
     if num_keypoints == len(COCO_KEYPOINT_NAMES):
         return flip_map_from_names(COCO_KEYPOINT_NAMES)

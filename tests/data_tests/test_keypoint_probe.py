@@ -63,6 +63,21 @@ def test_configured_flip_map_wins_as_indices_or_names():
         keypoint_flip_map(["left_paw", "tail"], 2, source="animal.json")
 
 
+def test_glued_sides_pair_only_by_their_exact_spelling_and_the_map_is_its_own_inverse():
+    # 'Rear' is no right ear: LEar kept in place (it was paired with 'Rear', which stayed put, so every
+    # flip copied Rear's point into LEar)
+    assert flip_map_from_names(["LEar", "Rear"]) == (0, 1)
+    assert flip_map_from_names(["LEar", "REar"]) == (1, 0)
+    with pytest.raises(ValueError, match=r"^kp.json: keypoint 'rightArm_L' pairs with 'leftArm_L', which "
+                                         r"does not pair back \(it maps to 'leftArm_R'\)"):
+        flip_map_from_names(["leftArm_L", "leftArm_R", "rightArm_L"], source="kp.json")
+
+
+def test_too_few_names_are_said_before_the_configured_pairs_are_read():
+    with pytest.raises(ValueError, match=r"^kp.json: 2 keypoint names for 3 keypoints$"):
+        keypoint_flip_map(["a", "b"], 3, configured=[["a", "b"]], source="kp.json")
+
+
 def _build(tmp_path, path, images, **overrides):
     from maskrcnn.engine.training import build_training
 
