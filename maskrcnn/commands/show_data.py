@@ -14,10 +14,11 @@ and written to ``DIR/summary.json``:
   < 96^2, larger, with the area COCO's evaluation uses: the annotation's ``area`` when it has one,
   else its mask's;
 - ``size_histogram``: the same instances by sqrt(area) in pixels, bins [lo, hi);
-- ``keypoints`` (a file with a keypoint set): ``persons`` (non-crowd annotations of a keypoint
-  category), ``persons_without_labelled_keypoints``, ``labelled_v1`` / ``labelled_v2`` (points labelled
-  occluded / visible), ``outside_image`` (labelled points far outside their image, made unlabelled);
-  the overlays draw the labelled points and the category's skeleton;
+- ``keypoints`` (a file with a keypoint set): ``persons`` (non-crowd annotations of a category that
+  defines the keypoint set in the file: not its cars), ``persons_without_labelled_keypoints``,
+  ``labelled_v1`` / ``labelled_v2`` (points labelled occluded / visible), ``outside_image`` (labelled
+  points far outside their image, made unlabelled); the overlays draw the labelled points and the
+  category's skeleton;
 - ``skipped``: the dataset's counts of skipped records by reason, ``problems``: the first 100 messages.
 """
 
@@ -115,7 +116,8 @@ def summarise(dataset) -> dict:
 
 def _keypoint_counts(coco: dict, dataset) -> dict:
     """The keypoint figures of the summary (see the module docstring)."""
-    with_set = {c["id"] for c in coco["categories"] if c.get("keypoints")}
+    # the file's own keypoint categories: to_coco_dict gives every category the names (a car is no person)
+    with_set = dataset.keypoint_category_ids
     persons = [a for a in coco["annotations"] if a["category_id"] in with_set and not a.get("iscrowd", 0)]
     flags = [[v for v in (a.get("keypoints") or [])[2::3]] for a in persons]
     return {"persons": len(persons),

@@ -197,6 +197,8 @@ class CocoDataset(torch.utils.data.Dataset):
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
+    ``keypoint_names``: the set of the file's keypoint categories (``keypoint_category_ids``, whose ids;
+    ``to_coco_dict`` gives the names to every category, as the one keypoint head predicts them for all).
     ``filter_empty``: images without an object are left out of ``ids``, counted in ``skipped`` as
     ``image_without_annotations`` or, when all their annotations are crowd regions,
     ``image_with_only_crowd_annotations``.
@@ -299,6 +301,8 @@ class CocoDataset(torch.utils.data.Dataset):
                         f"({m}{', other names' if n == m else ''}) define different keypoint sets; one "
                         "keypoint set per dataset")
         self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None
+        # the categories that define the set in the file (to_coco_dict gives every category the names)
+        self.keypoint_category_ids = {c["id"] for c in with_kp}
         self.num_keypoints = len(self.keypoint_names) if self.keypoint_names else 17
         # skeleton: COCO's 1-based pairs, kept for drawing; a bad one is an error (one per dataset)
         skeleton = (with_kp[0].get("skeleton") or []) if with_kp else []

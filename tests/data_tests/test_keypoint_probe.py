@@ -233,3 +233,17 @@ def test_show_data_draws_ground_truth_keypoints_and_skeleton_and_counts_them(tmp
     tint = overlay[21 * scale, 12 * scale]  # inside the box, away from points and line
     for x, y in ((8, 16), (20, 16), (14, 16)):  # the two points and the skeleton line between them
         assert np.abs(overlay[y * scale, x * scale] - tint).sum() > 30, (x, y)
+
+
+def test_show_data_counts_persons_of_the_keypoint_category_only(tmp_path):
+    from maskrcnn.commands.show_data import summarise
+    from maskrcnn.data.coco import CocoDataset
+
+    cats = [{"id": 1, "name": "person", "keypoints": ["head", "tail"], "skeleton": []},
+            {"id": 2, "name": "car"}]
+    car = {"id": 2, "image_id": 1, "category_id": 2, "bbox": [2, 2, 10, 10], "area": 100.0, "iscrowd": 0}
+    path, images = _kp_json(tmp_path, [], [_person(1, 1, [(8, 8, 2), (0, 0, 0)]), car], categories=cats)
+    summary = summarise(CocoDataset(json_path=path, image_dir=images, keypoints="auto"))
+    assert summary["instances"] == 2
+    assert summary["keypoints"]["persons"] == 1  # the car is no person (it was counted as one)
+    assert summary["keypoints"]["persons_without_labelled_keypoints"] == 0
