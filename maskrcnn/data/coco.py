@@ -53,16 +53,12 @@ from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, r
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
-from maskrcnn.data.keypoints import skeleton_edges
+from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
 __all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
-# how far past the border (a fraction of the image's width / height) a labelled keypoint is clipped to
-# it; farther, it is made unlabelled (CocoDataset._keypoints_inside)
-KEYPOINT_MARGIN = 0.05
-
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
 
 
@@ -497,21 +493,10 @@ class CocoDataset(torch.utils.data.Dataset):
         return None
 
     def _keypoints_inside(self, kp: list, ann: dict, width: float, height: float) -> list:
-        """A labelled keypoint (v > 0) outside the image: clipped to the border within a margin of
-        ``KEYPOINT_MARGIN`` of the image's side (a click on the border's far side), else made unlabelled
-        (x, y, v = 0): a point nobody could see there would teach the head a place off the picture.
-        Counted, and said once per file with the first annotation's id."""
-        out = list(kp)
-        for k in range(0, len(out), 3):
-            x, y, v = out[k: k + 3]
-            if v <= 0 or (0 <= x <= width and 0 <= y <= height):
-                continue
-            mx, my = KEYPOINT_MARGIN * width, KEYPOINT_MARGIN * height
-            if -mx <= x <= width + mx and -my <= y <= height + my:
-                out[k], out[k + 1] = min(max(x, 0.0), width), min(max(y, 0.0), height)
-                continue
-            out[k: k + 3] = [0.0, 0.0, 0.0]
-            self._far_keypoints.append(ann.get("id"))
+        """``clip_keypoints`` (data/keypoints.py, which the evaluation's ground truth goes through too);
+        the points made unlabelled counted, and said once per file with the first annotation's id."""
+        out, far = clip_keypoints(kp, width, height)
+        self._far_keypoints.extend([ann.get("id")] * far)
         return out
 
     def _load_annotations(self, annotations: list) -> None:

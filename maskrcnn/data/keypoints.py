@@ -19,6 +19,10 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
   an average COCO joint). Without names, 17 keypoints are taken to be COCO's.
+- points outside the image (``clip_keypoints``): a labelled point within ``KEYPOINT_MARGIN`` (5%) of
+  the image's size past the border is clipped to it, one farther out made unlabelled (v=0). Training
+  (``CocoDataset``) and every evaluation's ground truth (``engine/evaluator.py``, also ``eval
+  --results``) apply the same function, so the two ways of scoring a model score the same points.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = [
     "COCO_KEYPOINT_SIGMAS",
     "COCO_SKELETON",
     "DEFAULT_KEYPOINT_SIGMA",
+    "KEYPOINT_MARGIN",
+    "clip_keypoints",
     "flip_map_from_names",
     "flip_map_from_pairs",
     "keypoint_flip_map",
@@ -55,6 +61,10 @@ COCO_SKELETON = (
     (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
     (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
 )  # fmt: skip
+
+# how far past the border (a fraction of the image's width / height) a labelled keypoint is clipped to
+# it; farther, it is made unlabelled (clip_keypoints)
+KEYPOINT_MARGIN = 0.05
 
 _SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
 # the side as one letter, as the Animal-Pose set writes it (L_Eye, R_F_Paw), or a camelCase word, as
@@ -211,3 +221,24 @@ def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "ske
             )
         edges.append((pair[0] - 1, pair[1] - 1))
     return tuple(edges)
+
+
+def clip_keypoints(kp: Sequence[float], width: float, height: float) -> tuple:
+    """A flat [x1, y1, v1, ...] list (finite numbers) with its labelled points (v > 0) outside the
+    ``width`` x ``height`` image clipped to the border within ``KEYPOINT_MARGIN`` of the image's side (a
+    click on the border's far side), the ones farther out made unlabelled (x, y, v = 0): a point nobody
+    could see there would teach the head a place off the picture. -> (the new list, how many points were
+    made unlabelled). Points already inside are returned as they are, so clipping twice changes nothing."""
+    out = list(kp)
+    far = 0
+    mx, my = KEYPOINT_MARGIN * width, KEYPOINT_MARGIN * height
+    for k in range(0, len(out) - 2, 3):
+        x, y, v = out[k: k + 3]
+        if v <= 0 or (0 <= x <= width and 0 <= y <= height):
+            continue
+        if -mx <= x <= width + mx and -my <= y <= height + my:
+            out[k], out[k + 1] = min(max(x, 0.0), width), min(max(y, 0.0), height)
+            continue
+        out[k: k + 3] = [0.0, 0.0, 0.0]
+        far += 1
+    return out, far

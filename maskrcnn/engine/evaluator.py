@@ -10,7 +10,9 @@ before pycocotools sees them (its C code trusts them: see ``data/mask_codec.py``
 annotation with a bad value, a result missing a field, or naming a category or image the ground truth
 does not have, raises ValueError naming them; a result with a bad value (NaN box, string score, garbage
 RLE) is left out with a warning naming the file, the record and the field. Ground-truth annotation ids
-are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). pycocotools' prints are captured
+are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). Ground-truth keypoints outside their
+image are clipped or made unlabelled as ``CocoDataset`` does (``data.keypoints.clip_keypoints``), so
+``eval --results`` scores the points the model's own evaluation scores. pycocotools' prints are captured
 (``summaries`` keeps its text tables).
 """
 
@@ -31,6 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.json_values import is_finite_number
+from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 from maskrcnn.engine.best_model import METRICS
@@ -136,9 +139,10 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
 
 def _validate_ground_truth(data: dict, source: str) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
-    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, and number
-    the annotations 1..N. Raises ValueError naming the annotations and fields at
-    fault.
+    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, clip labelled
+    keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a warning
+    when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming the
+    annotations and fields at fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -175,7 +179,8 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
         )
     data = copy.copy(data)
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
-    for ann in data["annotations"]:
+    far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
+    for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
         if "segmentation" in ann and is_empty_segmentation(ann["segmentation"]):
             # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
@@ -200,9 +205,21 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
         if ann.get("keypoints") is not None:
+            img = images[ann["image_id"]]
+            if is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
+                # as CocoDataset reads them for training and for the model's evaluation: scored against
+                # other points, eval --results gave another AP for the same predictions
+                ann["keypoints"], n = clip_keypoints(ann["keypoints"], float(img["width"]),
+                                                     float(img["height"]))
+                far.extend([anns[index].get("id")] * n)
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    if far:
+        warnings.warn(
+            f"{source}: {len(far)} labelled keypoints lie more than {KEYPOINT_MARGIN:.0%} of the image's "
+            f"size outside it (the first in annotation id {far[0]!r}): treated as unlabelled (v=0), as "
+            "training reads them", stacklevel=3)
     return data
 
 

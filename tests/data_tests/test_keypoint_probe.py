@@ -4,6 +4,7 @@ ground-truth keypoints in show-data, silent default OKS sigmas, labelled points 
 
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -247,3 +248,30 @@ def test_show_data_counts_persons_of_the_keypoint_category_only(tmp_path):
     assert summary["instances"] == 2
     assert summary["keypoints"]["persons"] == 1  # the car is no person (it was counted as one)
     assert summary["keypoints"]["persons_without_labelled_keypoints"] == 0
+
+
+def test_eval_results_scores_the_same_clipped_ground_truth_as_the_model_evaluation(tmp_path):
+    import torch
+
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.evaluator import CocoEvaluator, evaluate_results_file
+
+    # 32x32 images: 33 is clipped to 32, 200 is far outside (made unlabelled) in both evaluations
+    truth = [(8, 8, 2), (33, 10, 2), (200, 10, 2)]
+    path, images = _kp_json(tmp_path, ["a", "b", "c"], [_person(5, 1, truth)])
+    guess = [(8.0, 8.0, 1.0), (32.0, 10.0, 1.0), (20.0, 10.0, 1.0)]
+    model = CocoEvaluator(CocoDataset(json_path=path, image_dir=images, keypoints=True).to_coco_dict(),
+                          iou_types=("keypoints",))
+    model.process(1, {"boxes": torch.tensor([[4.0, 4, 24, 24]]), "scores": torch.tensor([0.9]),
+                      "labels": torch.tensor([1]), "keypoints": torch.tensor([guess])})
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [4, 4, 20, 20],
+                                    "keypoints": [c for p in guess for c in p]}]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from_file = evaluate_results_file(path, results, iou_types=["keypoints"])
+    assert model.evaluate()["keypoints"]["AP"] == pytest.approx(100.0)
+    assert from_file["keypoints"]["AP"] == pytest.approx(100.0)  # was 0-30: the far point was scored
+    (line,) = [str(w.message) for w in caught if "keypoints lie" in str(w.message)]
+    assert line == (f"{path}: 1 labelled keypoints lie more than 5% of the image's size outside it (the "
+                    "first in annotation id 5): treated as unlabelled (v=0), as training reads them")
