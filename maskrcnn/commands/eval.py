@@ -13,7 +13,8 @@ Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in
 a checkpoint, ``DIR/predictions.json`` (COCO results). ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
-kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
+kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
+without the ROOT folder) it is refused before the inference.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
@@ -41,6 +42,7 @@ errors (``engine/analysis_report.py``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 import time
@@ -262,6 +264,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.output)
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
+    if args.cityscapes and importlib.util.find_spec("cityscapesscripts") is None:
+        # the scorer's own check came after the whole inference
+        from maskrcnn.engine.cityscapes_eval import INSTALL_HINT
+
+        raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
     if args.results:
