@@ -11,10 +11,12 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase
   sides (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
   Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, when both names exist; every
-  other name maps to itself. A ``left`` name with no ``right`` partner is an error, because flipping
-  would silently mislabel it. ``data.keypoint_flip_map`` (pairs of 0-based indices or of names) wins over
-  the names when given; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
-  training warns about while it flips images.
+  other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
+  name only (``Rear`` is no right ``ear``). A ``left`` name with no ``right`` partner is an error,
+  because flipping would silently mislabel it, and so is a map that is not its own inverse (a flip
+  would copy one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of
+  names) wins over the names when given; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's
+  "1".."68"), which training warns about while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
