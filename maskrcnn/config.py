@@ -200,6 +200,9 @@ class DataConfig:
     # OKS sigmas of keypoint AP, one per keypoint; () = COCO's sigma for each COCO keypoint name, 0.0669
     # (the mean of COCO's) for other names (data/keypoints.py)
     keypoint_sigmas: tuple = ()
+    # the horizontal flip's left/right keypoint pairs, [[a, b], ...] of 0-based indices or of names; () =
+    # from the names (left_* <-> right_*, LEye <-> REye, ...; data/keypoints.py). Wins when given.
+    keypoint_flip_map: tuple = ()
     # keypoint training skips images with fewer labelled keypoints than this (detectron2's default: 1)
     min_keypoints_per_image: int = 1
     # repeat-factor sampling for rare classes (LVIS; data/repeat_factors.py): 0 = off (each image once

@@ -264,8 +264,9 @@ class Predictor:
             from maskrcnn.data.keypoints import keypoint_flip_map
 
             try:  # the map training's flips use; a bad set fails here, not after the first image's passes
-                self._tta_flip_map = keypoint_flip_map(cfg.data.keypoint_names,
-                                                       int(cfg.model.roi_heads.num_keypoints))
+                self._tta_flip_map = keypoint_flip_map(
+                    cfg.data.keypoint_names, int(cfg.model.roi_heads.num_keypoints),
+                    configured=getattr(cfg.data, "keypoint_flip_map", ()))
             except ValueError as e:
                 raise ValueError(f"tta: {e}; or predict without mirrored passes (--tta-no-flip)") from None
         if self.tta is not None and not isinstance(model, nn.Module):

@@ -392,9 +392,12 @@ def draw_targets(
     *,
     mask_alpha: float = 0.45,
     min_size: int = 0,
+    skeleton: Optional[Sequence] = None,
 ) -> Image.Image:
     """Draw one image's ground truth, ``target`` as a dataset gives it (``boxes`` (M, 4) xyxy, ``labels``
-    (M,), optional ``masks`` (M, H, W), optional ``iscrowd`` (M,) bool).
+    (M,), optional ``masks`` (M, H, W), optional ``iscrowd`` (M,) bool, optional ``keypoints`` (M, K, 3):
+    the labelled ones (v > 0) drawn as ``draw_instances`` draws predicted keypoints, joined by
+    ``skeleton``, 0-based pairs; None: COCO's for 17 keypoints).
 
     Instances look as ``draw_instances`` draws detections, labelled with the class name alone. Crowd
     regions are hatched with light and dark stripes and outlined in black instead of tinted, so that
@@ -409,12 +412,18 @@ def draw_targets(
     masks = None if masks is None else masks.reshape(M, H, W).astype(bool)
     crowd = _np(target.get("iscrowd"))
     crowd = np.zeros(M, bool) if crowd is None else crowd.reshape(M).astype(bool)
+    keypoints = _np(target.get("keypoints"))
+    if keypoints is not None:  # (M, K, 3); an image without instances has nothing to draw
+        keypoints = keypoints.reshape(M, -1, 3).astype(np.float32) if M else None
     # Enlarge here rather than in draw_instances, so that the hatching is drawn at the final size.
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
     if factor > 1:
         img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
         masks = None if masks is None else np.repeat(np.repeat(masks, factor, axis=1), factor, axis=2)
         boxes, H, W = boxes * factor, H * factor, W * factor
+        if keypoints is not None:
+            keypoints = keypoints.copy()
+            keypoints[:, :, :2] *= factor
     if masks is not None and crowd.any():
         region = masks[crowd].any(axis=0)  # (H, W)
         period = max(3, int(round(max(H, W) / 120)))
@@ -430,6 +439,7 @@ def draw_targets(
         class_names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
     names = list(class_names)
     shown = np.where(crowd, labels + len(names), labels)  # crowd labels index the "(crowd)" names
-    det = {"boxes": boxes, "scores": np.ones(M, np.float32), "labels": shown, "masks": masks}
+    det = {"boxes": boxes, "scores": np.ones(M, np.float32), "labels": shown, "masks": masks,
+           "keypoints": keypoints}
     return draw_instances(img, det, names + [f"{n} (crowd)" for n in names], mask_alpha=mask_alpha,
-                          show_scores=False)
+                          show_scores=False, skeleton=skeleton)

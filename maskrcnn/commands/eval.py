@@ -13,7 +13,8 @@ Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in
 a checkpoint, ``DIR/predictions.json`` (COCO results). ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
-kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
+kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
+without the ROOT folder) it is refused before the inference.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
@@ -41,6 +42,7 @@ errors (``engine/analysis_report.py``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 import time
@@ -261,6 +263,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.output)
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
+    if args.cityscapes and importlib.util.find_spec("cityscapesscripts") is None:
+        # the scorer's own check came after the whole inference
+        from maskrcnn.engine.cityscapes_eval import INSTALL_HINT
+
+        raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
     if args.results:
@@ -285,21 +292,23 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics_table(metrics))
     # the evaluator's ground truth: checked, iscrowd and area filled, the images it scored
     analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type, image_ids)
+    if args.cityscapes and "segm" not in metrics:
+        raise ValueError("--cityscapes scores instance masks: the results have none")
+    # the COCO results first: the Cityscapes scorer (a child process, minutes on a large split) failing
+    # must not lose the whole inference
+    _write_outputs(args, metrics, images, results)
+    cityscapes_failed = None
     if args.cityscapes:
-        if "segm" not in metrics:
-            raise ValueError("--cityscapes scores instance masks: the results have none")
-        metrics["cityscapes"] = _cityscapes(args, cs_results, ground_truth, image_ids)
-        print(_cityscapes_table(metrics["cityscapes"]))
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
-        if results is not None:
-            atomic_write_json(out / "predictions.json", results)
-        print(
-            f"wrote {out / 'metrics.json'}"
-            + (f" and {out / 'predictions.json'}" if results is not None else "")
-        )
+        try:
+            metrics["cityscapes"] = _cityscapes(args, cs_results, ground_truth, image_ids)
+        except (RuntimeError, ValueError, OSError) as e:
+            cityscapes_failed = " ".join(str(e).split())  # one line, the scorer's tail included
+            print(f"--cityscapes: the Cityscapes evaluation failed ({cityscapes_failed}); the COCO "
+                  f"metrics" + (f" are in {Path(args.output) / 'metrics.json'}" if args.output else
+                                " are above"), file=sys.stderr)
+        else:
+            print(_cityscapes_table(metrics["cityscapes"]))
+            _write_outputs(args, metrics, images, None, quiet=True)
     if analysed:
         from maskrcnn.engine.analysis_report import write_analysis
 
@@ -312,6 +321,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(p.name for p in written if p.parent == Path(args.output))}"
               + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
                  f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))
-    return 0
+    return 1 if cityscapes_failed else 0
+
+
+def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):
+    """metrics.json (and predictions.json when inference made them) into ``--output``, atomically."""
+    if not args.output:
+        return
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
+    if results is not None:
+        atomic_write_json(out / "predictions.json", results)
+    if not quiet:
+        print(f"wrote {out / 'metrics.json'}"
+              + (f" and {out / 'predictions.json'}" if results is not None else ""))
 
 

@@ -14,6 +14,11 @@ and written to ``DIR/summary.json``:
   < 96^2, larger, with the area COCO's evaluation uses: the annotation's ``area`` when it has one,
   else its mask's;
 - ``size_histogram``: the same instances by sqrt(area) in pixels, bins [lo, hi);
+- ``keypoints`` (a file with a keypoint set): ``persons`` (non-crowd annotations of a category that
+  defines the keypoint set in the file: not its cars), ``persons_without_labelled_keypoints``,
+  ``labelled_v1`` / ``labelled_v2`` (points labelled occluded / visible), ``outside_image`` (labelled
+  points far outside their image, made unlabelled); the overlays draw the labelled points and the
+  category's skeleton;
 - ``skipped``: the dataset's counts of skipped records by reason, ``problems``: the first 100 messages.
 """
 
@@ -87,7 +92,7 @@ def summarise(dataset) -> dict:
         size_bins["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
         side = math.sqrt(max(area, 0.0))
         histogram[next(k for k in range(len(histogram)) if side < HISTOGRAM_EDGES[k + 1])] += 1
-    return {
+    out = {
         "json": str(dataset.json_path),
         "images": len(coco["images"]),
         "images_without_instances": len(coco["images"]) - len(with_instances),
@@ -104,6 +109,22 @@ def summarise(dataset) -> dict:
         "skipped": dataset.skipped,
         "problems": dataset.problems[:_MAX_PROBLEMS],
     }
+    if dataset.keypoints and dataset.keypoint_names:
+        out["keypoints"] = _keypoint_counts(coco, dataset)
+    return out
+
+
+def _keypoint_counts(coco: dict, dataset) -> dict:
+    """The keypoint figures of the summary (see the module docstring)."""
+    # the file's own keypoint categories: to_coco_dict gives every category the names (a car is no person)
+    with_set = dataset.keypoint_category_ids
+    persons = [a for a in coco["annotations"] if a["category_id"] in with_set and not a.get("iscrowd", 0)]
+    flags = [[v for v in (a.get("keypoints") or [])[2::3]] for a in persons]
+    return {"persons": len(persons),
+            "persons_without_labelled_keypoints": sum(1 for f in flags if not any(v > 0 for v in f)),
+            "labelled_v1": sum(1 for f in flags for v in f if v == 1),
+            "labelled_v2": sum(1 for f in flags for v in f if v == 2),
+            "outside_image": int(getattr(dataset, "keypoints_outside_image", 0))}
 
 
 def _print_summary(s: dict, out=None) -> None:
@@ -120,14 +141,24 @@ def _print_summary(s: dict, out=None) -> None:
     print("  sizes (COCO area): " + ", ".join(f"{k} {v}" for k, v in s["sizes"].items()), file=out)
     bins = [f"[{b['sqrt_area_from']}, {b['to'] or 'inf'}): {b['count']}" for b in s["size_histogram"]]
     print("  sqrt(area) px: " + "  ".join(bins), file=out)
+    if "keypoints" in s:
+        k = s["keypoints"]
+        print(f"  keypoints: {k['persons']} persons ({k['persons_without_labelled_keypoints']} without a "
+              f"labelled point), {k['labelled_v2']} points visible (v=2), {k['labelled_v1']} occluded (v=1), "
+              f"{k['outside_image']} far outside their image (made unlabelled)", file=out)
     print(f"  {skipped_line(s['skipped'])}", file=out)
 
 
 def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
     """Overlays of the first ``max_images`` images; returns their paths."""
+    from maskrcnn.data.keypoints import skeleton_edges
     from maskrcnn.visualize import draw_targets
 
     folder.mkdir(parents=True, exist_ok=True)
+    skeleton = None
+    if dataset.keypoints and dataset.keypoint_names:  # the category's own skeleton; none: no lines
+        skeleton = skeleton_edges(dataset.keypoint_skeleton, dataset.num_keypoints)
+        skeleton = skeleton or (None if dataset.num_keypoints == 17 else ())
     file_names = {img["id"]: img["file_name"] for img in dataset.to_coco_dict()["images"]}
     written, used = [], set()
     for index in range(min(max_images, len(dataset))):
@@ -139,7 +170,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
             continue  # the same image again, in place of an unreadable one
         used.add(name)
         path = folder / f"{name}.png"
-        draw_targets(image, target, dataset.class_names, min_size=min_size).save(path)
+        draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton).save(path)
         written.append(path)
     return written
 

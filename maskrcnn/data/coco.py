@@ -13,7 +13,11 @@ is logged with the file, image id and annotation id, the offending record is ski
 ``dataset.skipped``; a long training run never dies on one bad record. Segmentations are checked in
 full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box reaching past the
 border is clipped, one reaching more than one image size past it is skipped (clipping 1e30 to the image
-would train on a box nobody drew). An image that cannot be read at ``__getitem__`` is counted too and
+would train on a box nobody drew). A labelled keypoint outside the image is clipped to the border within
+``KEYPOINT_MARGIN`` (5%) of the image's size, and made unlabelled (v=0) farther out, counted
+(``keypoints_outside_image``) and said once per file naming an annotation id. A file whose categories
+define two different keypoint sets is refused when keypoints are read (one keypoint head, one set).
+An image that cannot be read at ``__getitem__`` is counted too and
 another image is returned in its place (deterministically).
 
 Annotation tools' own COCO dialects are read as their users meant them, each reading said once per
@@ -49,13 +53,12 @@ from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, r
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
-from maskrcnn.data.keypoints import skeleton_edges
+from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
 __all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
-
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
 
 
@@ -190,6 +193,8 @@ class CocoDataset(torch.utils.data.Dataset):
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
+    ``keypoint_names``: the set of the file's keypoint categories (``keypoint_category_ids``, whose ids;
+    ``to_coco_dict`` gives the names to every category, as the one keypoint head predicts them for all).
     ``filter_empty``: images without an object are left out of ``ids``, counted in ``skipped`` as
     ``image_without_annotations`` or, when all their annotations are crowd regions,
     ``image_with_only_crowd_annotations``.
@@ -282,7 +287,18 @@ class CocoDataset(torch.utils.data.Dataset):
         self.class_names = ["__background__"] + names
         self.num_classes = len(self.class_names)
         with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]
+        if self.keypoints:  # one keypoint head, one set: the other category's annotations were all skipped
+            first = with_kp[0] if with_kp else None
+            for other in with_kp[1:]:
+                if list(other["keypoints"]) != list(first["keypoints"]):
+                    n, m = len(first["keypoints"]), len(other["keypoints"])
+                    raise ValueError(
+                        f"{self.json_path}: categories {first['name']} ({n} keypoints) and {other['name']} "
+                        f"({m}{', other names' if n == m else ''}) define different keypoint sets; one "
+                        "keypoint set per dataset")
         self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None
+        # the categories that define the set in the file (to_coco_dict gives every category the names)
+        self.keypoint_category_ids = {c["id"] for c in with_kp}
         self.num_keypoints = len(self.keypoint_names) if self.keypoint_names else 17
         # skeleton: COCO's 1-based pairs, kept for drawing; a bad one is an error (one per dataset)
         skeleton = (with_kp[0].get("skeleton") or []) if with_kp else []
@@ -473,10 +489,19 @@ class CocoDataset(torch.utils.data.Dataset):
                 or not all(is_finite_number(v) for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
+            ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
+
+    def _keypoints_inside(self, kp: list, ann: dict, width: float, height: float) -> list:
+        """``clip_keypoints`` (data/keypoints.py, which the evaluation's ground truth goes through too);
+        the points made unlabelled counted, and said once per file with the first annotation's id."""
+        out, far = clip_keypoints(kp, width, height)
+        self._far_keypoints.extend([ann.get("id")] * far)
+        return out
 
     def _load_annotations(self, annotations: list) -> None:
         self._filled: Counter = Counter()
+        self._far_keypoints: list = []  # annotation ids, one per labelled keypoint made unlabelled
         seen_ids = set()
         for ann in annotations:
             if not isinstance(ann, dict):
@@ -504,6 +529,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             self._anns[iid].append(ann)
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
+        self.keypoints_outside_image = len(self._far_keypoints)
+        if self._far_keypoints:
+            self._notes.append(
+                f"{self.json_path}: {len(self._far_keypoints)} labelled keypoints lie more than "
+                f"{KEYPOINT_MARGIN:.0%} of the image's size outside it (the first in annotation id "
+                f"{self._far_keypoints[0]}): treated as unlabelled (v=0)")
         if self._filled["bbox"]:
             self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
                                f"the box of their segmentation")

@@ -9,12 +9,22 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
 - flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
   case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
   ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase
-  sides (``leftShoulder``, ``handRight``) when both names exist; every other name maps to itself. A
-  ``left`` name with no ``right`` partner is an error, because flipping would silently mislabel it.
+  sides (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
+  Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, when both names exist; every
+  other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
+  name only (``Rear`` is no right ``ear``). A ``left`` name with no ``right`` partner is an error,
+  because flipping would silently mislabel it, and so is a map that is not its own inverse (a flip
+  would copy one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of
+  names) wins over the names when given; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's
+  "1".."68"), which training warns about while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
   an average COCO joint). Without names, 17 keypoints are taken to be COCO's.
+- points outside the image (``clip_keypoints``): a labelled point within ``KEYPOINT_MARGIN`` (5%) of
+  the image's size past the border is clipped to it, one farther out made unlabelled (v=0). Training
+  (``CocoDataset``) and every evaluation's ground truth (``engine/evaluator.py``, also ``eval
+  --results``) apply the same function, so the two ways of scoring a model score the same points.
 """
 
 from __future__ import annotations
@@ -27,9 +37,13 @@ __all__ = [
     "COCO_KEYPOINT_SIGMAS",
     "COCO_SKELETON",
     "DEFAULT_KEYPOINT_SIGMA",
+    "KEYPOINT_MARGIN",
+    "clip_keypoints",
     "flip_map_from_names",
+    "flip_map_from_pairs",
     "keypoint_flip_map",
     "keypoint_sigmas",
+    "pairs_nothing",
     "skeleton_edges",
 ]
 
@@ -50,11 +64,17 @@ COCO_SKELETON = (
     (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
 )  # fmt: skip
 
+# how far past the border (a fraction of the image's width / height) a labelled keypoint is clipped to
+# it; farther, it is made unlabelled (clip_keypoints)
+KEYPOINT_MARGIN = 0.05
+
 _SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
 # the side as one letter, as the Animal-Pose set writes it (L_Eye, R_F_Paw), or a camelCase word, as
 # TensorFlow.js pose models name keypoints (leftShoulder, LeftEye, handRight); a pair only when both exist
 _SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
 _SIDE_CAMEL = re.compile(r"(?<![A-Za-z])(left|right|Left|Right)(?=[A-Z])|(?<=[a-z0-9])(Left|Right)(?![a-z])")
+# OpenPose / Human3.6M: the side letter glued to a capitalised word (LEye, RShoulder, LHip)
+_SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
 
 
 def _mirror_name(name: str) -> str:
@@ -72,16 +92,23 @@ def _swap(m: re.Match) -> str:
 
 
 def _other_spellings(name: str) -> tuple:
-    """The mirror names of the spellings that are sides only when the partner exists:
-    ``L_Eye`` -> ``R_Eye``, ``leftShoulder`` -> ``rightShoulder`` (case kept)."""
+    """The mirror names of the spellings that are sides only when the partner exists, each with whether
+    it is looked up by its exact spelling: ``L_Eye`` -> ``R_Eye`` (any case: ``l_eye`` is a side too),
+    ``leftShoulder`` -> ``rightShoulder`` and ``LEye`` -> ``REye`` (exact: these are sides only by their
+    capitals; ``Rear`` is no right ``ear``)."""
     table = {"l": "r", "r": "l", "L": "R", "R": "L"}
-    return _SIDE_LETTER.sub(lambda m: table[m.group(1)], name), _SIDE_CAMEL.sub(_swap, name)
+    return ((_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), False),
+            (_SIDE_CAMEL.sub(_swap, name), True),
+            (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True))
 
 
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
-    """The flip map of a keypoint set from its names (see the module docstring)."""
+    """The flip map of a keypoint set from its names (see the module docstring). The map is checked to
+    be its own inverse (a flip twice gives the image back): a name that would pair with a keypoint that
+    pairs elsewhere is refused, naming both, rather than copying one point over another at every flip."""
     names = [str(n) for n in names]
     index = {n.lower(): i for i, n in enumerate(names)}
+    exact = {n: i for i, n in enumerate(names)}
     if len(index) != len(names):
         raise ValueError(f"{source}: keypoint names must be distinct (case-insensitively), got {names}")
     out = []
@@ -89,7 +116,8 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
         partner = _mirror_name(name)
         if partner == name:
             # L_Eye / R_Eye were kept in place: a flip taught the left eye where the right one is
-            found = [index[m.lower()] for m in _other_spellings(name) if m != name and m.lower() in index]
+            found = [exact[m] if by_case else index[m.lower()] for m, by_case in _other_spellings(name)
+                     if m != name and (m in exact if by_case else m.lower() in index)]
             out.append(found[0] if found else i)
             continue
         j = index.get(partner.lower())
@@ -99,19 +127,66 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
                 "mislabel it; add the partner, rename it, or train without flips (input.flip_prob=0)"
             )
         out.append(j)
+    for i, j in enumerate(out):
+        if out[j] != i:
+            raise ValueError(
+                f"{source}: keypoint {names[i]!r} pairs with {names[j]!r}, which does not pair back (it maps "
+                f"to {names[out[j]]!r}), so a flip would copy one point over another; rename them or give "
+                "the pairs in data.keypoint_flip_map"
+            )
     return tuple(out)
 
 
-def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int) -> Optional[tuple]:
-    """The flip map for a model with ``num_keypoints``: from ``names`` when known, COCO's for 17
-    unnamed keypoints, None (no swap) for unnamed sets of other sizes."""
+def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, configured: Sequence = (),
+                      source: str = "keypoint names") -> Optional[tuple]:
+    """The flip map for a model with ``num_keypoints``: ``configured`` (``data.keypoint_flip_map``) when
+    given, else from ``names`` when known, COCO's for 17 unnamed keypoints, None (no swap) for unnamed
+    sets of other sizes. ``source`` (the dataset's file) names where the names came from in errors."""
+    if names and len(names) != num_keypoints:  # first: a short list made configured names look unknown
+        raise ValueError(f"{source}: {len(names)} keypoint names for {num_keypoints} keypoints")
+    if configured:
+        return flip_map_from_pairs(configured, names, num_keypoints)
     if names:
-        if len(names) != num_keypoints:
-            raise ValueError(f"{len(names)} keypoint names for {num_keypoints} keypoints")
-        return flip_map_from_names(names)
+        return flip_map_from_names(names, source=source)
     if num_keypoints == len(COCO_KEYPOINT_NAMES):
         return flip_map_from_names(COCO_KEYPOINT_NAMES)
     return None
+
+
+def flip_map_from_pairs(pairs: Sequence, names: Optional[Sequence[str]], num_keypoints: int) -> tuple:
+    """``data.keypoint_flip_map``: [[a, b], ...] of 0-based keypoint indices or of keypoint names (each a
+    left/right pair, swapped both ways) -> the flip map; unlisted keypoints map to themselves."""
+    where = "data.keypoint_flip_map"
+    index = {str(n): i for i, n in enumerate(names or ())}
+    out = list(range(num_keypoints))
+    seen = set()
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{where}: each entry is a pair [a, b] of keypoint indices or names, "
+                             f"got {pair!r}")
+        ends = []
+        for v in pair:
+            if isinstance(v, int) and not isinstance(v, bool):
+                if not 0 <= v < num_keypoints:
+                    raise ValueError(f"{where}: index {v} is not in 0..{num_keypoints - 1} (0-based)")
+                ends.append(v)
+            elif isinstance(v, str) and v in index:
+                ends.append(index[v])
+            else:
+                raise ValueError(f"{where}: {v!r} is neither a 0-based keypoint index nor one of the "
+                                 f"keypoint names {list(index) or '(none known)'}")
+        a, b = ends
+        if a == b or a in seen or b in seen:
+            raise ValueError(f"{where}: keypoint {pair!r} pairs a keypoint with itself or twice")
+        seen |= {a, b}
+        out[a], out[b] = b, a
+    return tuple(out)
+
+
+def pairs_nothing(flip_map: Optional[Sequence[int]]) -> bool:
+    """True when a flip map (or its absence) swaps no keypoint: a flip then mirrors the image and leaves
+    every left keypoint labelled left, now where the right one is."""
+    return flip_map is None or all(int(j) == i for i, j in enumerate(flip_map))
 
 
 def keypoint_sigmas(names: Optional[Sequence[str]], num_keypoints: int,
@@ -148,3 +223,24 @@ def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "ske
             )
         edges.append((pair[0] - 1, pair[1] - 1))
     return tuple(edges)
+
+
+def clip_keypoints(kp: Sequence[float], width: float, height: float) -> tuple:
+    """A flat [x1, y1, v1, ...] list (finite numbers) with its labelled points (v > 0) outside the
+    ``width`` x ``height`` image clipped to the border within ``KEYPOINT_MARGIN`` of the image's side (a
+    click on the border's far side), the ones farther out made unlabelled (x, y, v = 0): a point nobody
+    could see there would teach the head a place off the picture. -> (the new list, how many points were
+    made unlabelled). Points already inside are returned as they are, so clipping twice changes nothing."""
+    out = list(kp)
+    far = 0
+    mx, my = KEYPOINT_MARGIN * width, KEYPOINT_MARGIN * height
+    for k in range(0, len(out) - 2, 3):
+        x, y, v = out[k: k + 3]
+        if v <= 0 or (0 <= x <= width and 0 <= y <= height):
+            continue
+        if -mx <= x <= width + mx and -my <= y <= height + my:
+            out[k], out[k + 1] = min(max(x, 0.0), width), min(max(y, 0.0), height)
+            continue
+        out[k: k + 3] = [0.0, 0.0, 0.0]
+        far += 1
+    return out, far

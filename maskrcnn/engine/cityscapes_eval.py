@@ -117,7 +117,9 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
     (kept); default a temporary folder."""
     if importlib.util.find_spec("cityscapesscripts") is None:
         raise RuntimeError(INSTALL_HINT)
-    root = Path(root)
+    # absolute: the scorer runs in a temporary working folder, where a relative ROOT (as the README
+    # writes it) named nothing and every image failed after the whole inference
+    root = Path(root).resolve()
     wanted = None if image_ids is None else set(image_ids)
     label_ids = label_ids_for(ground_truth.get("categories", []))
     stems, gts = {}, []
@@ -134,7 +136,7 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
         raise ValueError("no image to evaluate")
     with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as work:
         work = Path(work)
-        pred_dir = Path(predictions_dir) if predictions_dir else work / "predictions"
+        pred_dir = Path(predictions_dir).resolve() if predictions_dir else work / "predictions"
         txts = write_predictions(results, stems, pred_dir, label_ids=label_ids)
         spec = {"work": str(work), "predictions": str(pred_dir.resolve()),
                 "pairs": [[str(txts[i].resolve()), ids, poly] for i, ids, poly in gts]}

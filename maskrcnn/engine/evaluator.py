@@ -10,7 +10,9 @@ before pycocotools sees them (its C code trusts them: see ``data/mask_codec.py``
 annotation with a bad value, a result missing a field, or naming a category or image the ground truth
 does not have, raises ValueError naming them; a result with a bad value (NaN box, string score, garbage
 RLE) is left out with a warning naming the file, the record and the field. Ground-truth annotation ids
-are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). pycocotools' prints are captured
+are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). Ground-truth keypoints outside their
+image are clipped or made unlabelled as ``CocoDataset`` does (``data.keypoints.clip_keypoints``), so
+``eval --results`` scores the points the model's own evaluation scores. pycocotools' prints are captured
 (``summaries`` keeps its text tables).
 """
 
@@ -31,6 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.json_values import is_finite_number
+from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 from maskrcnn.engine.best_model import METRICS
@@ -136,9 +139,10 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
 
 def _validate_ground_truth(data: dict, source: str) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
-    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, and number
-    the annotations 1..N. Raises ValueError naming the annotations and fields at
-    fault.
+    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, clip labelled
+    keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a warning
+    when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming the
+    annotations and fields at fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -175,7 +179,8 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
         )
     data = copy.copy(data)
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
-    for ann in data["annotations"]:
+    far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
+    for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
         if "segmentation" in ann and is_empty_segmentation(ann["segmentation"]):
             # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
@@ -200,9 +205,21 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
         if ann.get("keypoints") is not None:
+            img = images[ann["image_id"]]
+            if is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
+                # as CocoDataset reads them for training and for the model's evaluation: scored against
+                # other points, eval --results gave another AP for the same predictions
+                ann["keypoints"], n = clip_keypoints(ann["keypoints"], float(img["width"]),
+                                                     float(img["height"]))
+                far.extend([anns[index].get("id")] * n)
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    if far:
+        warnings.warn(
+            f"{source}: {len(far)} labelled keypoints lie more than {KEYPOINT_MARGIN:.0%} of the image's "
+            f"size outside it (the first in annotation id {far[0]!r}): treated as unlabelled (v=0), as "
+            "training reads them", stacklevel=3)
     return data
 
 
@@ -361,8 +378,8 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
                                  f"set against a ground truth of its own")
             if with_names:
                 coco_eval.params.catIds = sorted(c["id"] for c in with_names)
-            coco_eval.params.kpt_oks_sigmas = np.asarray(
-                _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas), dtype=np.float64)
+            used = _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas)
+            coco_eval.params.kpt_oks_sigmas = np.asarray(used, dtype=np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -374,6 +391,10 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
             metrics[name] = v * 100 if v >= 0 else float("nan")  # -1: no ground truth in that range
     metrics["per_category"] = _per_category(coco_eval, coco_gt)
     metrics["per_category_AP50"] = _per_category(coco_eval, coco_gt, iou=0.5)
+    if iou_type == "keypoints":  # {keypoint name: sigma}: a dict, which readers of the AP numbers skip
+        names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
+        names = names or [f"keypoint_{k}" for k in range(len(used))]
+        metrics["oks_sigmas"] = {str(n): float(v) for n, v in zip(names, used)}
     return metrics, buf.getvalue()
 
 
@@ -403,6 +424,8 @@ class CocoEvaluator:
             ``data.keypoints.keypoint_sigmas``: COCO's 17 for COCO's names, 0.0669 for other names).
         ignore_labels: labels whose detections are left out (the model's classes the ground truth does
             not have, e.g. a validation split converted without them: there is nothing to score them by).
+        keypoint_order: for each of the ground truth's keypoints, the index of the model's keypoint of
+            that name (the same set in another order); detections' keypoints are put in that order.
     """
 
     def __init__(
@@ -414,6 +437,7 @@ class CocoEvaluator:
         class_names: Optional[Sequence[str]] = None,
         keypoint_sigmas: Optional[Sequence[float]] = None,
         ignore_labels: Sequence[int] = (),
+        keypoint_order: Optional[Sequence[int]] = None,
     ):
         unknown = [t for t in iou_types if t not in IOU_TYPES]
         if unknown or not iou_types:
@@ -423,6 +447,7 @@ class CocoEvaluator:
         self.keypoint_sigmas = tuple(keypoint_sigmas) if keypoint_sigmas else None
         self.label_to_category_id = label_to_category_id
         self.ignore_labels = frozenset(int(label) for label in ignore_labels)
+        self.keypoint_order = list(keypoint_order) if keypoint_order is not None else None
         if class_names and label_to_category_id:
             for label, cid in label_to_category_id.items():
                 cat = self.coco_gt.cats.get(int(cid))
@@ -453,9 +478,13 @@ class CocoEvaluator:
         if "segm" in self.iou_types:
             keep.update({k: det[k] for k in ("masks", "masks_rle") if det.get(k) is not None})
         if "keypoints" in self.iou_types and det.get("keypoints") is not None:
-            keep["keypoints"] = det["keypoints"]
+            keep["keypoints"] = det["keypoints"]  # (D, P, 3)
             if det.get("keypoint_scores") is not None:
-                keep["keypoint_scores"] = det["keypoint_scores"]
+                keep["keypoint_scores"] = det["keypoint_scores"]  # (D, P)
+            if self.keypoint_order is not None:  # the model's order -> the ground truth's
+                for k in ("keypoints", "keypoint_scores"):
+                    if k in keep:
+                        keep[k] = keep[k][:, self.keypoint_order]
         self._results.extend(
             detections_to_coco_results(
                 keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id

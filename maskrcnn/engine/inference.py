@@ -122,18 +122,26 @@ def check_keypoint_count(cfg, dataset) -> None:
                          f"'keypoints' list of {k} names")
 
 
-def build_evaluator(predictor, dataset):
-    """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth)."""
+def build_evaluator(predictor, dataset, *, quiet: bool = False):
+    """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth). Unless
+    ``quiet``, says on stderr how keypoints are scored: the dataset's keypoint names against the model's
+    (``keypoint_order``) and the keypoints whose OKS sigma is the default (``default_sigma_note``)."""
     from maskrcnn.data.keypoints import keypoint_sigmas
     from maskrcnn.engine.evaluator import CocoEvaluator
 
     cfg = predictor.cfg
-    sigmas = None
+    sigmas, order = None, None
     if cfg.model.roi_heads.keypoint_on:
+        check_keypoint_count(cfg, dataset)
         # the model's keypoint names (or the dataset's): COCO's sigma per COCO name, else the default
         names = list(cfg.data.keypoint_names) or dataset.keypoint_names
-        check_keypoint_count(cfg, dataset)
         sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)
+        order, order_line = keypoint_order(cfg, dataset)
+        if order is not None:  # scored in the dataset's order: its names, the sigmas moved with them
+            names, sigmas = list(dataset.keypoint_names), tuple(sigmas[i] for i in order)
+        for line in (order_line, default_sigma_note(names, cfg.data.keypoint_sigmas)):
+            if line and not quiet:
+                print(line, file=sys.stderr)
     mapping = label_mapping(predictor, dataset)
     return CocoEvaluator(
         dataset.to_coco_dict(),
@@ -142,7 +150,40 @@ def build_evaluator(predictor, dataset):
         keypoint_sigmas=sigmas,
         # the model's classes the dataset lacks (matched by name): nothing to score them against
         ignore_labels=[label for label in range(1, len(predictor.class_names)) if label not in mapping],
+        keypoint_order=order,
     )
+
+
+def keypoint_order(cfg, dataset) -> tuple:
+    """(order, line): the model's keypoint names (``data.keypoint_names``) against the dataset's. The
+    same names in another order: for each dataset keypoint the model's index of that name (scored by
+    name: by position every point would be compared with another joint and the AP mean nothing), and a
+    note; other names: None and a warning naming both lists (scored by position); else (None, None)."""
+    ours, theirs = [str(n) for n in cfg.data.keypoint_names], [str(n) for n in dataset.keypoint_names or []]
+    if not ours or not theirs or ours == theirs or len(ours) != len(theirs):
+        return None, None
+    if sorted(ours) == sorted(theirs) and len(set(ours)) == len(ours):
+        where = {name: i for i, name in enumerate(ours)}
+        return [where[name] for name in theirs], (
+            f"note: {dataset.json_path} lists the model's keypoints in another order: the detections' "
+            "keypoints are matched to its keypoints by name")
+    return None, (f"warning: {dataset.json_path}: its keypoint names {theirs} are not the model's "
+                  f"(data.keypoint_names {ours}): scored by position, the k-th point against the k-th")
+
+
+def default_sigma_note(names, configured) -> Optional[str]:
+    """One line naming the keypoints whose OKS sigma is the default (not COCO names, no
+    ``data.keypoint_sigmas``), None when there are none."""
+    from maskrcnn.data.keypoints import COCO_KEYPOINT_NAMES, DEFAULT_KEYPOINT_SIGMA
+
+    if configured or not names:
+        return None
+    unknown = [str(n) for n in names if str(n).lower() not in COCO_KEYPOINT_NAMES]
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+    return (f"OKS sigmas: {DEFAULT_KEYPOINT_SIGMA} (default) for {shown}; set data.keypoint_sigmas (one per "
+            "keypoint) for your own")
 
 
 class NothingEvaluated(ValueError):
@@ -265,7 +306,7 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
                 subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
-            evaluator = build_evaluator(predictor, dataset)
+            evaluator = build_evaluator(predictor, dataset, quiet=bool(warned))
             line = None if warned else unscored_classes_warning(evaluator.label_to_category_id, dataset)
             warned.append(True)
             if line:

@@ -248,7 +248,7 @@ def build_training(
     (``_resumed_config``). ``device`` None: the config's (the run's, on resume)."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas
+    from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas, pairs_nothing
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
@@ -340,7 +340,13 @@ def build_training(
             cfg.data.keypoint_skeleton = tuple(tuple(p) for p in train_set.keypoint_skeleton)
             cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
-        flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints)
+        flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
+                                     configured=cfg.data.keypoint_flip_map, source=str(train_json))
+        if cfg.input.flip_prob > 0 and pairs_nothing(flip_map):  # half the images: left and right exchanged
+            say(f"warning: {train_json}: its keypoint names pair no left with a right, so the training flips "
+                f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point; if it has left/right points, give "
+                "the pairs with --set data.keypoint_flip_map='[[a, b], ...]' (0-based indices or names), or "
+                "train without flips: input.flip_prob=0")
         keypoint_sigmas(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
                         cfg.data.keypoint_sigmas)  # a bad data.keypoint_sigmas fails now, not at evaluation
     train_set.transforms = build_train_transforms(

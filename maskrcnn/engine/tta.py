@@ -34,8 +34,9 @@ The procedure, per image:
    augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose pixel grid is the
    finest for the arg-max, and with one augmentation that augmentation, so that one scale at the model's
    own size without flips gives plain prediction's keypoints bit for bit. The flip map is the one
-   training flips use (``data.keypoints.keypoint_flip_map``: from ``data.keypoint_names``, COCO's for 17
-   unnamed keypoints, no swap for other unnamed sets, as training did).
+   training flips use (``data.keypoints.keypoint_flip_map``: ``data.keypoint_flip_map`` when set, else
+   from ``data.keypoint_names``, COCO's for 17 unnamed keypoints, no swap for other unnamed sets, as
+   training did).
 
 An image without merged detections skips steps 4 and 5 (the second pass over every augmentation). A
 scale enlarging the image more than ``ENLARGEMENT_NOTE`` times per side is worth a warning

@@ -193,3 +193,31 @@ def test_eval_weights_writes_cityscapes_predictions_and_scores(tmp_path, capsys)
     txts = sorted((out / "cityscapes_predictions").glob("*.txt"))
     assert [t.name for t in txts] == ["frankfurt_000000_000294.txt", "lindau_000001_000019.txt"]
     assert sum(len(t.read_text().splitlines()) for t in txts) == len(predictions)
+
+
+def test_relative_root_scores_and_a_scorer_failure_keeps_the_coco_metrics(tmp_path, monkeypatch, capsys):
+    """ROOT relative (as the README writes it): the scorer ran in a temporary folder with relative paths
+    and always failed after the whole inference; a failure there also lost metrics.json."""
+    _tree(tmp_path / "cityscapes")
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert-data", "--from", "cityscapes", "cityscapes", "--split", "val",
+                 "--output", "val.json"]) == 0
+    (tmp_path / "r.json").write_text(json.dumps(_as_results(json.loads((tmp_path / "val.json").read_text()))))
+    assert main(["eval", "--results", "r.json", "--json", "val.json", "--cityscapes", "cityscapes",
+                 "--output", "ev"]) == 0
+    scored = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert scored["cityscapes"]["AP"] == pytest.approx(100)
+
+    import maskrcnn.engine.cityscapes_eval as cs
+
+    def broken(*a, **k):
+        raise RuntimeError("the Cityscapes evaluation script failed:\nTraceback\nKeyError: 'x'")
+
+    monkeypatch.setattr(cs, "evaluate_cityscapes", broken)
+    capsys.readouterr()
+    assert main(["eval", "--results", "r.json", "--json", "val.json", "--cityscapes", "cityscapes",
+                 "--output", "ev2"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "--cityscapes" in line]
+    assert len(err) == 1 and "script failed: Traceback KeyError: 'x'" in err[0] and "metrics.json" in err[0]
+    metrics = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert metrics["segm"]["AP"] == pytest.approx(100.0) and "cityscapes" not in metrics

@@ -174,7 +174,7 @@ def test_a_validation_class_the_model_lacks_is_named_once(tmp_path, monkeypatch)
 
     monkeypatch.setattr(maskrcnn.predictor, "Predictor", lambda *a, **k: None)
     monkeypatch.setattr(inference, "build_evaluator",
-                        lambda p, d: types.SimpleNamespace(label_to_category_id=mapping))
+                        lambda p, d, **k: types.SimpleNamespace(label_to_category_id=mapping))
     monkeypatch.setattr(inference, "evaluate_dataset", lambda *a, **k: {"bbox": {"AP": 1.0}})
     evaluate = inference.make_evaluate_fn(load_config("demo"), dataset, path)
     with warnings.catch_warnings(record=True) as seen:
