@@ -141,7 +141,8 @@ def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
     real_build = inference.build_evaluator
-    monkeypatch.setattr(inference, "build_evaluator", lambda p, d: seen.append(real_build(p, d)) or seen[-1])
+    monkeypatch.setattr(inference, "build_evaluator",
+                        lambda p, d, **kw: seen.append(real_build(p, d, **kw)) or seen[-1])
     dataset = CocoDataset(json_path=setup["gt"], image_dir=images)
     assert dataset.label_to_category_id == LABEL_TO_CATEGORY  # as the training set's (same categories)
     results = inference.make_evaluate_fn(cfg, dataset, setup["gt"], device="cpu")(model)
