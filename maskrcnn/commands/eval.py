@@ -10,7 +10,8 @@
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
-a checkpoint, ``DIR/predictions.json`` (COCO results). ``--cityscapes ROOT`` (J from ``convert-data --from
+a checkpoint, ``DIR/predictions.json`` (COCO results); without ``--output`` a last line says that the
+metrics were not saved. ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json.
@@ -300,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
             f"wrote {out / 'metrics.json'}"
             + (f" and {out / 'predictions.json'}" if results is not None else "")
         )
+    else:  # the table above is all there is: said, so that no one looks for a metrics.json afterwards
+        print("metrics not saved (give --output DIR to write metrics.json)")
     if analysed:
         from maskrcnn.engine.analysis_report import write_analysis
 
