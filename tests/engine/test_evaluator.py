@@ -170,7 +170,8 @@ def test_eval_command_with_results_file(gt, tmp_path, capsys):
     assert "metrics not saved" not in out
     # without --output the table is all: one line says so, and where metrics.json would go
     assert cli.main(["eval", "--results", str(tmp_path / "res.json"), "--json", str(path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "metrics not saved (give --output DIR to write metrics.json)"
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "metrics not saved (give --output DIR to write metrics.json)"
     results[0]["category_id"] = 42
     (tmp_path / "res.json").write_text(json.dumps(results))
     assert cli.main(["eval", "--results", str(tmp_path / "res.json"), "--json", str(path)]) == 1
