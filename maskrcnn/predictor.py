@@ -108,7 +108,14 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
         if image.dtype == np.uint16:  # 16-bit PNG / TIFF as cv2.IMREAD_UNCHANGED gives it
             image = image.astype(np.float32) / 65535.0
         if image.dtype == np.uint8 or image.dtype.kind == "f":
-            return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+            image = np.ascontiguousarray(image)  # a copy only of a strided view
+            if not image.flags.writeable:  # np.asarray(PIL image): torch warns on a read-only array
+                # uint8 is converted to float32 later anyway (a copy): made here, it is still the one
+                # copy, scaled by the same torch division as a writable array's (float32: the one copy
+                # that a read-only array needs).
+                scale = 255.0 if image.dtype == np.uint8 else 1.0
+                return torch.from_numpy(image.astype(np.float32)).div_(scale).permute(2, 0, 1)
+            return torch.from_numpy(image).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
         raise ValueError(f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255, uint16 "
                          "0..65535 or float in [0, 1])")
     if isinstance(image, torch.Tensor) and channels == "BGR" and image.dim() == 3 and image.shape[0] == 3:
@@ -216,7 +223,8 @@ class Predictor:
         tile: tiled prediction for large images with small objects: a tile size in pixels or an
             ``engine.tiling.TileOptions`` (size, overlap, full_image, scale, match_thresh, edge_margin);
             ``batch_size`` tiles per forward. Results have the same keys, except ``mask_probs`` (they
-            belong to one tile's box); at most ``cfg.model.roi_heads.detections_per_image`` per image.
+            belong to one tile's box; an image no larger than a tile runs untiled and keeps them); at
+            most ``cfg.model.roi_heads.detections_per_image`` per image.
             None (default): the whole image at the usual resize.
         tta: test-time augmentation: True (detectron2's scales 400..1200, max 4000, flipped too) or an
             ``engine.tta.TTAOptions`` (min_sizes, max_size, flip); each image runs at every scale and its

@@ -66,6 +66,23 @@ def test_more_array_forms_match_rgb(pred, rgb, ref):
     _same(pred(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0], ref)  # (1, 3, H, W): a batch of one
 
 
+def test_read_only_arrays_give_the_same_results_without_a_warning(pred, rgb, ref, recwarn):
+    """np.asarray(PIL image) is read-only: torch.from_numpy of it warned "The given NumPy array is not
+    writable" on every call. Same detections as the writable array, no warning, uint8 or float."""
+    frozen = rgb.copy()
+    frozen.flags.writeable = False
+    _same(pred(frozen)[0], ref)
+    _same(pred(frozen[..., ::-1][..., ::-1], channels="RGB")[0], ref)  # a contiguous read-only view
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    bgr.flags.writeable = False
+    _same(pred(bgr[..., ::-1])[0], ref)  # as the README's np.asarray(Image.open(f))[..., ::-1] is read
+    as_float = rgb.astype(np.float32) / 255
+    as_float.flags.writeable = False
+    _same(pred(as_float)[0], pred(rgb.astype(np.float32) / 255)[0])
+    assert as_float.flags.writeable is False and frozen.flags.writeable is False  # not touched
+    assert [str(w.message) for w in recwarn if "not writable" in str(w.message)] == []
+
+
 @pytest.mark.parametrize("name", ["numpy 0..255", "tensor 0..255", "normalised", "nan", "inf"])
 def test_float_images_off_the_0_1_scale_are_refused(pred, rgb, name):
     f = torch.from_numpy(rgb).permute(2, 0, 1).float()  # (3, H, W) 0..255
