@@ -190,6 +190,14 @@ def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=No
     resolve_dtype(dtype, torch.device("cuda"))
 
 
+def _check_float16_device(dtype, device: torch.device) -> None:
+    """float16 on a device without it (a CPU, also "auto" resolved on a machine without CUDA): refused by
+    ``resolve_dtype``'s message, before a checkpoint or ONNX file is read. Other dtypes are left to the
+    Predictor (bfloat16's emulation warning would come twice)."""
+    if resolve_dtype(dtype, torch.device("cuda")) is torch.float16:  # a CUDA device: the name only
+        resolve_dtype(dtype, device)
+
+
 class Predictor:
     """Run a Mask R-CNN on images at their original size.
 
@@ -353,10 +361,9 @@ class Predictor:
 
         # Bad arguments (a device this machine lacks, a misspelt keyword): one line now, not after a long
         # load and build.
-        if str(device) != "auto":
-            resolve_device(device)
         inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
         _check_arguments(**kwargs)
+        _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
         ckpt = load_checkpoint(path, map_location="cpu")
         cfg = config_from_checkpoint(ckpt)
         if overrides:
@@ -423,6 +430,7 @@ class Predictor:
 
             device = "cuda" if torch.cuda.is_available() and cuda_provider_available() else "cpu"
         device = resolve_device(device)
+        _check_float16_device(kwargs.get("dtype"), device)  # before the file is read, as from_checkpoint
         model = OnnxModel(path, device=device, threads=threads)
         kwargs.setdefault("label_to_category_id", model.label_to_category_id)
         for key in ("optimise", "winograd", "fused_add"):

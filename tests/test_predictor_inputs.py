@@ -226,6 +226,17 @@ def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypa
         Predictor.from_checkpoint(tmp_path / "model.pth", device="cuda")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_float16_without_cuda_is_refused_before_the_file_is_read(tmp_path, monkeypatch, device):
+    """float16 on a CPU ("auto" resolves to it here) was refused only after the file was read: a missing
+    file said "checkpoint file not found" instead of the argument's problem."""
+    _no_loading(monkeypatch)
+    for name in ("model.pth", "model.onnx"):  # neither exists
+        with pytest.raises(ValueError, match="dtype float16 needs a CUDA device"):
+            Predictor.from_weights(tmp_path / name, device=device, dtype="float16")
+
+
 @pytest.mark.parametrize("kwargs, error", [
     ({"treshold": 0.5}, "unexpected keyword argument 'treshold'"),
     ({"score_thresh": float("nan")}, "score_thresh must be a finite number >= 0"),
