@@ -226,7 +226,7 @@ def test_labelstudio_round_trip_exact(drawn, tmp_path):
     builder, report = CocoBuilder(root=root), Report()
     read_labelstudio([path], builder=builder, report=report, images=root)
     assert sum(report.skipped.values()) == 0
-    assert report.notes["took the predictions: no annotation in the file"] == len(tasks)
+    assert report.notes["tasks read from their predictions (no annotation in the file)"] == len(tasks)
     got = _read_back(builder.to_dict(), root)
     for image, want in zip(images, expected):
         back = got[image.file_name]

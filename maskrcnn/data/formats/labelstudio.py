@@ -292,7 +292,7 @@ def _full_task(item: dict, key: str, report: Report, *, predictions: bool = Fals
     annotations = item.get("annotations", item.get("completions"))  # completions: Label Studio < 1.0
     if predictions and not annotations and item.get("predictions"):
         annotations = item["predictions"]
-        report.note("took the predictions: no annotation in the file")
+        report.note("tasks read from their predictions (no annotation in the file)")
     annotations = [a for a in annotations if isinstance(a, dict)] if isinstance(annotations, list) else []
     kept = [a for a in annotations if not a.get("was_cancelled")]
     if len(kept) < len(annotations):
