@@ -108,7 +108,14 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
         if image.dtype == np.uint16:  # 16-bit PNG / TIFF as cv2.IMREAD_UNCHANGED gives it
             image = image.astype(np.float32) / 65535.0
         if image.dtype == np.uint8 or image.dtype.kind == "f":
-            return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+            image = np.ascontiguousarray(image)  # a copy only of a strided view
+            if not image.flags.writeable:  # np.asarray(PIL image): torch warns on a read-only array
+                # uint8 is converted to float32 later anyway (a copy): made here, it is still the one
+                # copy, scaled by the same torch division as a writable array's (float32: the one copy
+                # that a read-only array needs).
+                scale = 255.0 if image.dtype == np.uint8 else 1.0
+                return torch.from_numpy(image.astype(np.float32)).div_(scale).permute(2, 0, 1)
+            return torch.from_numpy(image).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
         raise ValueError(f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255, uint16 "
                          "0..65535 or float in [0, 1])")
     if isinstance(image, torch.Tensor) and channels == "BGR" and image.dim() == 3 and image.shape[0] == 3:
@@ -183,6 +190,14 @@ def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=No
     resolve_dtype(dtype, torch.device("cuda"))
 
 
+def _check_float16_device(dtype, device: torch.device) -> None:
+    """float16 on a device without it (a CPU, also "auto" resolved on a machine without CUDA): refused by
+    ``resolve_dtype``'s message, before a checkpoint or ONNX file is read. Other dtypes are left to the
+    Predictor (bfloat16's emulation warning would come twice)."""
+    if resolve_dtype(dtype, torch.device("cuda")) is torch.float16:  # a CUDA device: the name only
+        resolve_dtype(dtype, device)
+
+
 class Predictor:
     """Run a Mask R-CNN on images at their original size.
 
@@ -217,7 +232,8 @@ class Predictor:
         tile: tiled prediction for large images with small objects: a tile size in pixels or an
             ``engine.tiling.TileOptions`` (size, overlap, full_image, scale, match_thresh, edge_margin);
             ``batch_size`` tiles per forward. Results have the same keys, except ``mask_probs`` (they
-            belong to one tile's box); at most ``cfg.model.roi_heads.detections_per_image`` per image.
+            belong to one tile's box; an image no larger than a tile runs untiled and keeps them); at
+            most ``cfg.model.roi_heads.detections_per_image`` per image.
             None (default): the whole image at the usual resize.
         tta: test-time augmentation: True (detectron2's scales 400..1200, max 4000, flipped too) or an
             ``engine.tta.TTAOptions`` (min_sizes, max_size, flip); each image runs at every scale and its
@@ -370,10 +386,9 @@ class Predictor:
 
         # Bad arguments (a device this machine lacks, a misspelt keyword): one line now, not after a long
         # load and build.
-        if str(device) != "auto":
-            resolve_device(device)
         inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
         _check_arguments(**kwargs)
+        _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
         ckpt = load_checkpoint(path, map_location="cpu")
         cfg = config_from_checkpoint(ckpt)
         if overrides:
@@ -445,6 +460,7 @@ class Predictor:
 
             device = "cuda" if torch.cuda.is_available() and cuda_provider_available() else "cpu"
         device = resolve_device(device)
+        _check_float16_device(kwargs.get("dtype"), device)  # before the file is read, as from_checkpoint
         model = OnnxModel(path, device=device, threads=threads)
         kwargs.setdefault("label_to_category_id", model.label_to_category_id)
         for key in ("optimise", "winograd", "fused_add"):

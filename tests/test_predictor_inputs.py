@@ -66,6 +66,23 @@ def test_more_array_forms_match_rgb(pred, rgb, ref):
     _same(pred(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0], ref)  # (1, 3, H, W): a batch of one
 
 
+def test_read_only_arrays_give_the_same_results_without_a_warning(pred, rgb, ref, recwarn):
+    """np.asarray(PIL image) is read-only: torch.from_numpy of it warned "The given NumPy array is not
+    writable" on every call. Same detections as the writable array, no warning, uint8 or float."""
+    frozen = rgb.copy()
+    frozen.flags.writeable = False
+    _same(pred(frozen)[0], ref)
+    _same(pred(frozen[..., ::-1][..., ::-1], channels="RGB")[0], ref)  # a contiguous read-only view
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    bgr.flags.writeable = False
+    _same(pred(bgr[..., ::-1])[0], ref)  # as the README's np.asarray(Image.open(f))[..., ::-1] is read
+    as_float = rgb.astype(np.float32) / 255
+    as_float.flags.writeable = False
+    _same(pred(as_float)[0], pred(rgb.astype(np.float32) / 255)[0])
+    assert as_float.flags.writeable is False and frozen.flags.writeable is False  # not touched
+    assert [str(w.message) for w in recwarn if "not writable" in str(w.message)] == []
+
+
 @pytest.mark.parametrize("name", ["numpy 0..255", "tensor 0..255", "normalised", "nan", "inf"])
 def test_float_images_off_the_0_1_scale_are_refused(pred, rgb, name):
     f = torch.from_numpy(rgb).permute(2, 0, 1).float()  # (3, H, W) 0..255
@@ -207,6 +224,17 @@ def test_from_checkpoint_on_missing_cuda_fails_before_loading(tmp_path, monkeypa
     _no_loading(monkeypatch)
     with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
         Predictor.from_checkpoint(tmp_path / "model.pth", device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_float16_without_cuda_is_refused_before_the_file_is_read(tmp_path, monkeypatch, device):
+    """float16 on a CPU ("auto" resolves to it here) was refused only after the file was read: a missing
+    file said "checkpoint file not found" instead of the argument's problem."""
+    _no_loading(monkeypatch)
+    for name in ("model.pth", "model.onnx"):  # neither exists
+        with pytest.raises(ValueError, match="dtype float16 needs a CUDA device"):
+            Predictor.from_weights(tmp_path / name, device=device, dtype="float16")
 
 
 @pytest.mark.parametrize("kwargs, error", [

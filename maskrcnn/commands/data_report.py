@@ -24,13 +24,13 @@ def shown_name(name: str) -> str:
 
 def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],
                          flag: str) -> str:
-    """The image folder a command was given, or else ``default_image_dir(json_path)``, printing which
+    """The image folder a command was given, or else ``choose_image_dir(json_path)``, printing which
     folder was chosen and why (``flag``: the command's option left out, e.g. ``--images``), so that a
     wrong guess is seen before training or evaluating on it. train, eval and show-data use it."""
     if given:
         return str(given)
-    from maskrcnn.data.coco import default_image_dir  # torch: only when the folder is guessed
+    from maskrcnn.data.coco import choose_image_dir  # torch: only when the folder is guessed
 
-    folder = str(default_image_dir(json_path))
-    print(f"{flag} not given: images of {json_path} read from {folder}")
-    return folder
+    folder, why = choose_image_dir(json_path)
+    print(f"{flag} not given: images of {json_path} read from {folder}" + (f" ({why})" if why else ""))
+    return str(folder)

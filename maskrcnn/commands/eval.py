@@ -10,7 +10,8 @@
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
-a checkpoint, ``DIR/predictions.json`` (COCO results). ``--cityscapes ROOT`` (J from ``convert-data --from
+a checkpoint, ``DIR/predictions.json`` (COCO results); without ``--output`` a last line says that the
+metrics were not saved. ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
@@ -326,7 +327,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):
     """metrics.json (and predictions.json when inference made them) into ``--output``, atomically."""
-    if not args.output:
+    if not args.output:  # the table above is all there is: said, so that no one looks for the file later
+        if not quiet:
+            print("metrics not saved (give --output DIR to write metrics.json)")
         return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,7 @@ from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
-__all__ = ["CocoDataset", "default_image_dir", "load_coco_json"]
+__all__ = ["CocoDataset", "choose_image_dir", "default_image_dir", "image_dir_candidates", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
@@ -138,26 +138,65 @@ def distinct_category_names(names: dict) -> dict:
     return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
 
 
-def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
-    """The image folder of an export when none is given, from the layout alone (the JSON is not read):
-    the JSON's folder when it holds images (Roboflow: ``train/_annotations.coco.json`` beside them),
-    else a folder named after the JSON's split: ``train/`` beside ``train.json`` (this project's demo),
-    ``val2017/`` beside or above ``instances_val2017.json`` (COCO's own
-    ``annotations/`` layout, also ``person_keypoints_*``), else its ``images`` or ``data`` subfolder
-    (Label Studio, FiftyOne), else ``../images`` (CVAT: ``annotations/instances_default.json``), else
-    the JSON's folder."""
+def image_dir_candidates(json_path: Union[str, os.PathLike]) -> list:
+    """The folders that may hold an export's images, from the layout alone (the JSON is not read), most
+    likely first: the JSON's folder when it holds images (Roboflow: ``train/_annotations.coco.json``
+    beside them), a folder named after the JSON's split: ``train/`` beside ``train.json`` (this
+    project's demo), ``val2017/`` beside or above ``instances_val2017.json`` (COCO's own
+    ``annotations/`` layout, also ``person_keypoints_*``), its ``images`` or ``data`` subfolder (Label
+    Studio, FiftyOne), ``../images`` (CVAT: ``annotations/instances_default.json``). Only folders that
+    exist; empty when none does."""
     json_path = Path(json_path)
     folder = json_path.parent
+    found = []
     if folder.is_dir():
         with os.scandir(folder) as entries:
             if any(e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file() for e in entries):
-                return folder
+                found.append(folder)
     split = re.sub(r"^(instances|person_keypoints)_", "", json_path.stem)
     candidates = [folder / split, folder.parent / split] if split else []
     for candidate in (*candidates, folder / "images", folder / "data", folder.parent / "images"):
-        if candidate.is_dir() and candidate != folder:
-            return candidate
-    return folder
+        if candidate.is_dir() and candidate != folder and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def _sampled_file_names(json_path: Path) -> list:
+    """The first 20 file_names of a COCO file's images and 5 spread over the rest; [] when the file is
+    not readable COCO (its loader reports that later, naming the file)."""
+    try:
+        images = load_coco_json(json_path)["images"]
+    except (OSError, ValueError):
+        return []
+    names = [im.get("file_name") for im in images if isinstance(im, dict)]
+    names = [n for n in names if isinstance(n, str) and n]
+    spread = names[20::max(1, (len(names) - 20) // 5)][:5] if len(names) > 20 else []
+    return names[:20] + spread
+
+
+def choose_image_dir(json_path: Union[str, os.PathLike]) -> tuple:
+    """(folder, why) -> the image folder of an export when none is given, and a short reason for a
+    message. One candidate folder (``image_dir_candidates``): that one, the JSON unread. Several (a stray
+    ``logo.png`` beside ``train.json`` and ``train/``): the JSON is read and the one holding most of a
+    sample of its file_names is taken (ties: the likelier by layout), so that a stray image does not make
+    every image go missing. None holding any, or no candidate: the first by layout, else the JSON's
+    folder (the missing files are then reported by the loader)."""
+    json_path = Path(json_path)
+    candidates = image_dir_candidates(json_path)
+    if len(candidates) < 2:
+        return (candidates[0] if candidates else json_path.parent), ""
+    names = _sampled_file_names(json_path)
+    held = [sum((c / n).is_file() for n in names) for c in candidates]
+    best = max(range(len(candidates)), key=lambda i: (held[i], -i))
+    if not held[best]:
+        return candidates[0], ""
+    others = "".join(f", {h} in {c}" for c, h in zip(candidates, held) if c != candidates[best])
+    return candidates[best], f"{held[best]} of {len(names)} sampled file_names found there{others}"
+
+
+def default_image_dir(json_path: Union[str, os.PathLike]) -> Path:
+    """The image folder of an export when none is given: ``choose_image_dir``'s folder."""
+    return choose_image_dir(json_path)[0]
 
 
 def category_names(ground_truth: dict) -> dict:

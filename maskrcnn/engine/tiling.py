@@ -77,8 +77,8 @@ class TileOptions:
     """How ``Predictor`` tiles an image.
 
     Args:
-        size: tile side in the image's pixels (tiles are ``size`` x ``size``, smaller only where the
-            image is).
+        size: tile side in the image's pixels, an integer >= 32 (tiles are ``size`` x ``size``, smaller
+            only where the image is).
         overlap: fraction of a tile shared with its neighbour, in [0, 1) (at least this; the grid
             spreads the tiles evenly).
         full_image: also run the whole image at the usual resize (for objects larger than a tile).

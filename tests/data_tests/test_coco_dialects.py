@@ -339,6 +339,31 @@ def test_image_dir_or_default_says_which_folder_it_chose(tmp_path, capsys):
     assert capsys.readouterr().out == f"--val-images not given: images of {path} read from {path.parent}\n"
 
 
+def test_a_stray_image_beside_the_json_does_not_hide_the_image_folder(tmp_path, capsys):
+    """train.json (file_name "train_00000.png") with its images in train/ and an unrelated logo.png
+    beside it: the JSON's folder was chosen for holding an image and every image went missing. The
+    candidate holding most of a sample of the file_names is taken, and the line says why; when none
+    holds any, the layout's choice and the plain line."""
+    from maskrcnn.commands.data_report import image_dir_or_default
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "logo.png")
+    names = [f"train_{i:05d}.png" for i in range(30)]
+    for name in names:
+        (tmp_path / "train").mkdir(exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "train" / name)
+    _write(tmp_path / "train.json", {
+        "images": [{"id": i + 1, "file_name": n, "height": 4, "width": 4} for i, n in enumerate(names)],
+        "annotations": [], "categories": [{"id": 1, "name": "a"}]})
+    path = tmp_path / "train.json"
+    assert image_dir_or_default(None, path, "--images") == str(tmp_path / "train")
+    assert capsys.readouterr().out == (f"--images not given: images of {path} read from {tmp_path / 'train'}"
+                                       f" (25 of 25 sampled file_names found there, 0 in {tmp_path})\n")
+    for name in names:  # no candidate holds any: the JSON's folder (it holds an image), the plain line
+        (tmp_path / "train" / name).unlink()
+    assert image_dir_or_default(None, path, "--images") == str(tmp_path)
+    assert capsys.readouterr().out == f"--images not given: images of {path} read from {tmp_path}\n"
+
+
 def test_is_empty_segmentation_is_the_dataset_and_evaluator_rule():
     """A box without a segmentation: null, [] or {} (absent reads as None); anything else, even a
     malformed segmentation, is one to check."""

@@ -221,6 +221,17 @@ def test_labelstudio_round_trip_exact(drawn, tmp_path):
         back = got[image.file_name]
         assert [n for n, _ in back] == [n for n, _ in want]
         assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(back, want))
+    # the tasks file itself (predictions only, nothing annotated yet): its predictions are read back
+    path.write_text(json.dumps(tasks))
+    builder, report = CocoBuilder(root=root), Report()
+    read_labelstudio([path], builder=builder, report=report, images=root)
+    assert sum(report.skipped.values()) == 0
+    assert report.notes["tasks read from their predictions (no annotation in the file)"] == len(tasks)
+    got = _read_back(builder.to_dict(), root)
+    for image, want in zip(images, expected):
+        back = got[image.file_name]
+        assert [n for n, _ in back] == [n for n, _ in want]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(back, want))
 
 
 def test_instances_leave_out_empty_masks_and_refuse_unknown_labels():

@@ -167,6 +167,11 @@ def test_eval_command_with_results_file(gt, tmp_path, capsys):
     assert "bbox" in out and "100.00" in out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["segm"]["AP"] == pytest.approx(100.0) and metrics["bbox"]["APl"] is None
+    assert "metrics not saved" not in out
+    # without --output the table is all: one line says so, and where metrics.json would go
+    assert cli.main(["eval", "--results", str(tmp_path / "res.json"), "--json", str(path)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "metrics not saved (give --output DIR to write metrics.json)"
     results[0]["category_id"] = 42
     (tmp_path / "res.json").write_text(json.dumps(results))
     assert cli.main(["eval", "--results", str(tmp_path / "res.json"), "--json", str(path)]) == 1

@@ -28,7 +28,9 @@ Rules:
   is more right than another).
 - Annotations: the task's annotation marked ``ground_truth``, else its first one; cancelled (skipped)
   annotations are left out. A task with several annotations is counted in the notes. Predictions (model
-  output) are never converted: a task with predictions and no annotation is skipped and counted. In
+  output) are converted only from a file that holds no annotation at all (tasks written for import,
+  e.g. by ``predict --export labelstudio``: the first prediction of each task, noted "took the
+  predictions"); elsewhere a task with predictions and no annotation is skipped and counted. In
   JSON-MIN, where each annotation is a record of its own, the first record of a task id is taken.
 - Images: the data field the labelling config's ``<Image value="$key">`` reads names the file: ``key``
   from the results' ``source`` ("$key") when they carry it, else ``image``, else the one data field
@@ -280,13 +282,17 @@ def _task_key(item: dict, index: int) -> str:
     return f"task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) else f"tasks[{index}]"
 
 
-def _full_task(item: dict, key: str, report: Report) -> _Task:
+def _full_task(item: dict, key: str, report: Report, *, predictions: bool = False) -> _Task:
+    """``predictions``: the file holds no annotation at all, so a task's predictions stand for it."""
     data = item.get("data")
     if not isinstance(data, dict):
         raise Skip("bad_task", "the task has no 'data' object")
     sources, names = _config_hints(item)
     reference = _image_reference(data, sources=sources, names=names)
     annotations = item.get("annotations", item.get("completions"))  # completions: Label Studio < 1.0
+    if predictions and not annotations and item.get("predictions"):
+        annotations = item["predictions"]
+        report.note("tasks read from their predictions (no annotation in the file)")
     annotations = [a for a in annotations if isinstance(a, dict)] if isinstance(annotations, list) else []
     kept = [a for a in annotations if not a.get("was_cancelled")]
     if len(kept) < len(annotations):
@@ -402,17 +408,27 @@ def _tasks(data) -> list:
     return data
 
 
+def _only_predictions(tasks: list) -> bool:
+    """No task of the file has an annotation and some have predictions: tasks written for import
+    (``predict --export labelstudio``, other pre-annotation tools) read back as they are."""
+    full = [t for t in tasks if isinstance(t, dict) and "data" in t]
+    return (not any(t.get("annotations") or t.get("completions") for t in full)
+            and any(t.get("predictions") for t in full))
+
+
 def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report,
                   finder: _ImageFinder) -> None:
     seen = set()
-    for index, item in enumerate(_tasks(read_json(path))):
+    tasks = _tasks(read_json(path))
+    predictions = _only_predictions(tasks)
+    for index, item in enumerate(tasks):
         key = _task_key(item, index) if isinstance(item, dict) else f"tasks[{index}]"
         where = f"{name}: {key}"
         try:
             if not isinstance(item, dict):
                 raise Skip("bad_task", f"a task must be a JSON object, not {type(item).__name__}")
             if "data" in item or "annotations" in item or "completions" in item:
-                task = _full_task(item, key, report)
+                task = _full_task(item, key, report, predictions=predictions)
             else:  # JSON-MIN: one record per annotation
                 if key in seen and not key.startswith("tasks["):
                     report.note("tasks with several annotations (the ground truth, else the first, taken)")
