@@ -8,6 +8,9 @@ imports torch only in ``run``, so ``maskrcnn COMMAND --help`` answers at once to
 A file whose name starts with '-' (``-photo.jpg``) reads to argparse as an option; when a usage error
 follows and such an argument names an existing file, the error says to pass it after ``--`` or as
 ``./-photo.jpg``.
+
+Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
+DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
 """
 
 from __future__ import annotations
