@@ -8,6 +8,9 @@ imports torch only in ``run``, so ``maskrcnn COMMAND --help`` answers at once to
 A file whose name starts with '-' (``-photo.jpg``) reads to argparse as an option; when a usage error
 follows and such an argument names an existing file, the error says to pass it after ``--`` or as
 ``./-photo.jpg``.
+
+Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
+DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def main(argv: list = None) -> int:
     # Warnings (skipped records, multi-frame images) as one line each, not with a line of our source;
     # restored on return, so that a program calling main() keeps its own format.
     formatwarning = warnings.formatwarning
-    warnings.formatwarning = lambda message, *_args, **_kw: f"maskrcnn {args.command}: warning: {message}\n"
+    warnings.formatwarning = functools.partial(_format_warning, args.command)
     try:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt as e:
@@ -108,6 +111,30 @@ def main(argv: list = None) -> int:
         return 1
     finally:
         warnings.formatwarning = formatwarning
+
+
+def _format_warning(command: str, message, category=None, filename: str = "", *_args, **_kw) -> str:
+    """One line: ours "maskrcnn train: warning: ...", another library's "warning (torch): ..." (named by
+    the file that raised it: PyTorch's DDP and autograd notes must not read as this tool's)."""
+    source = warning_source(filename)
+    if source in (None, __package__):
+        return f"maskrcnn {command}: warning: {message}\n"
+    return f"warning ({source}): {message}\n"
+
+
+def warning_source(filename: str):
+    """The top-level package (or module) a warning's file belongs to, from ``sys.path`` (``torch`` for
+    .../site-packages/torch/autograd/graph.py); None for a file outside it (``<frozen ...>``, a script)."""
+    if not filename or filename.startswith("<"):
+        return None
+    path = os.path.abspath(filename)
+    if path.startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
+        return __package__
+    for entry in sorted({os.path.abspath(p) for p in sys.path}, key=len, reverse=True):
+        if path.startswith(entry.rstrip(os.sep) + os.sep):
+            first = path[len(entry.rstrip(os.sep)) + 1:].split(os.sep)[0]
+            return first[:-3] if first.endswith(".py") else first
+    return None
 
 
 def _one_line(e: BaseException) -> str:

@@ -192,7 +192,9 @@ class SolverConfig:
 class DataConfig:
     num_workers: int = 2
     aspect_ratio_grouping: bool = True
-    filter_empty: bool = True  # drop training images without usable annotations
+    # leave out training images without annotations or with crowd regions only (one line says how many);
+    # false trains on them as background images
+    filter_empty: bool = True
     class_names: tuple = ()  # filled from the dataset or the checkpoint
     keypoint_names: tuple = ()  # filled from the dataset's person category (keypoint models)
     # the category's COCO skeleton (1-based keypoint index pairs), filled from the dataset; for drawing
@@ -666,6 +668,56 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     return value
 
 
+def config_keys(node: Any, prefix: str = "") -> list:
+    """Every settable dotted key of a Config (or section), sections walked, in declaration order."""
+    keys = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += config_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+# Other libraries' names for our keys (detectron2's SOLVER.*, common spellings): matched, typos included,
+# as the names of the keys themselves are
+_KEY_ALIASES = {"learning_rate": "lr", "base_lr": "lr", "ims_per_batch": "batch_size", "max_iter": "iters",
+                "max_iters": "iters", "checkpoint_interval": "checkpoint_period",
+                "eval_interval": "eval_period", "random_seed": "seed"}
+
+
+def nearest_key(dotted: str, cfg: Any) -> Optional[str]:
+    """The existing key an unknown ``dotted`` most likely meant, or None. In order: a close name in the
+    same section (typos; another library's name, ``solver.lerning_rate`` -> ``solver.lr``); the same name
+    in another section (``solver.seed`` -> ``seed``, ``model.lr`` -> ``solver.lr``); a close dotted key
+    anywhere (a mistyped section: ``solvr.lr``); a close name in another section."""
+    keys = config_keys(cfg)
+    leaf = dotted.rsplit(".", 1)[-1].lower()
+    section = dotted[: -len(leaf)]
+    by_leaf: dict = {}
+    for key in keys:
+        by_leaf.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    names = [k[len(section):] for k in keys if k.startswith(section) and "." not in k[len(section):]]
+    if names:
+        candidates = {**{n: n for n in names}, **{a: n for a, n in _KEY_ALIASES.items() if n in names}}
+        # a name cut short (rpn.batch_size: batch_size_per_image), then typos and other names, then a
+        # prefixed one (base_lr: lr)
+        near = ([n for n in names if n.startswith(leaf + "_")]
+                or difflib.get_close_matches(leaf, list(candidates), n=1, cutoff=0.6)
+                or [n for n in names if leaf.endswith("_" + n)])
+        if near:
+            return section + candidates.get(near[0], near[0])
+    if leaf in by_leaf:
+        return by_leaf[leaf][0]
+    near = difflib.get_close_matches(dotted.lower(), keys, n=1, cutoff=0.8)
+    if near:
+        return near[0]
+    aliases = {**{n: n for n in by_leaf}, **{a: n for a, n in _KEY_ALIASES.items() if n in by_leaf}}
+    near = difflib.get_close_matches(leaf, list(aliases), n=1, cutoff=0.75)
+    return by_leaf[aliases[near[0]]][0] if near else None
+
+
 def apply_overrides(cfg: Config, overrides: dict) -> Config:
     """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error."""
     cfg = copy.deepcopy(cfg)
@@ -674,15 +726,15 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
         node = cfg
         for i, part in enumerate(parts[:-1]):
             if not dataclasses.is_dataclass(node) or not hasattr(node, part):
-                raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r})")
+                near = nearest_key(dotted, cfg)
+                hint = f"; did you mean {near!r}?" if near else ""
+                raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r}){hint}")
             node = getattr(node, part)
         leaf = parts[-1]
         fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
         if leaf not in fields:
-            # detectron2's names (solver.base_lr, ims_per_batch) and typos: point to the nearest key
-            near = difflib.get_close_matches(leaf.lower(), list(fields), n=1, cutoff=0.6) or [
-                f for f in fields if leaf.lower().endswith("_" + f)]  # fmt: skip
-            hint = f"; did you mean {dotted[: -len(leaf)] + near[0]!r}?" if near else ""
+            near = nearest_key(dotted, cfg)
+            hint = f"; did you mean {near!r}?" if near else ""
             raise KeyError(f"unknown config key {dotted!r}{hint}")
         current = getattr(node, leaf)
         if dataclasses.is_dataclass(current):

@@ -65,3 +65,17 @@ def test_a_file_named_like_an_option_gets_a_hint(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--weights", "w.pth", "--output", "o", "-other.png"])  # no such file: no hint
     assert "is a file" not in capsys.readouterr().err
+
+
+def test_other_librarys_warnings_do_not_read_as_ours():
+    # PyTorch's DDP reducer warning printed as "maskrcnn train: warning: Grad strides do not match ..."
+    import torch.autograd.graph
+
+    from maskrcnn.data import coco
+
+    assert cli._format_warning("train", "Grad strides", UserWarning, torch.autograd.graph.__file__, 1) == \
+        "warning (torch): Grad strides\n"  # fmt: skip
+    assert cli._format_warning("train", "skipped 1", UserWarning, coco.__file__, 1) == \
+        "maskrcnn train: warning: skipped 1\n"  # fmt: skip
+    assert cli._format_warning("eval", "x", UserWarning, "<frozen importlib._bootstrap>", 1) == \
+        "maskrcnn eval: warning: x\n"  # fmt: skip

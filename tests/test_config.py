@@ -113,3 +113,29 @@ def test_cityscapes_preset_is_the_papers_recipe():
     assert (solver.iters, solver.steps, solver.lr, solver.gamma) == (24000, (18000,), 0.01, 0.1)
     assert cfg.solver.batch_size == 8 and cfg.model.num_classes == 9  # 8 instance classes + background
     assert cfg.model.init_weights == "maskrcnn_resnet50_fpn_coco"
+
+
+@pytest.mark.parametrize("item, nearest", [
+    ("solver.lerning_rate=0.1", "solver.lr"),  # a typo of another library's name
+    ("solver.seed=0", "seed"),  # the name of a key in another section
+    ("model.lr=0.1", "solver.lr"),
+    ("solver.ims_per_batch=4", "solver.batch_size"),  # detectron2's
+    ("model.rpn.batch_size=64", "model.rpn.batch_size_per_image"),  # a name cut short
+])
+def test_an_unknown_key_points_to_the_nearest_one(item, nearest):
+    key = item.split("=")[0]
+    with pytest.raises(KeyError) as info:
+        load_config("demo", parse_set_args([item]))
+    assert info.value.args[0] == f"unknown config key {key!r}; did you mean {nearest!r}?"
+
+
+def test_an_unknown_section_and_a_yaml_key_point_to_the_nearest_one(tmp_path):
+    with pytest.raises(KeyError) as info:
+        load_config("demo", parse_set_args(["solvr.lr=0.1"]))
+    assert info.value.args[0] == "unknown config key 'solvr' (in 'solvr.lr'); did you mean 'solver.lr'?"
+    path = tmp_path / "c.yaml"
+    path.write_text("_base_: demo\nsolver:\n  lerning_rate: 0.1\n  seed: 3\n")
+    with pytest.raises(KeyError) as info:
+        load_config(str(path))
+    assert info.value.args[0] == (f"{path}: unknown config key 'solver.lerning_rate'; did you mean "
+                                  "'solver.lr'?")

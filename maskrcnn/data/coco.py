@@ -80,7 +80,11 @@ class _Problems:
     def summarise(self) -> None:
         if self.counts:
             listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-            warnings.warn(f"{self.source}: skipped {listing} (see dataset.problems)", stacklevel=3)
+            # the records are named on the lines before, as far as they were logged; a command-line user
+            # cannot see a Python attribute (``CocoDataset.problems`` holds them all)
+            named = len(self.messages)
+            where = "each named above" if named <= _MAX_LOGGED else f"the first {_MAX_LOGGED} named above"
+            warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
 
 
 def _as_id(value):
@@ -733,7 +737,9 @@ class CocoDataset(torch.utils.data.Dataset):
             except ImageReadError as e:
                 self._unreadable.add(candidate)
                 self._problems.counts["unreadable_image"] += 1
-                warnings.warn(f"{e}; using another image instead", stacklevel=2)
+                # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
+                # warning's source (cli.warning_source)
+                warnings.warn(f"{e}; using another image instead", stacklevel=1)
         else:
             raise RuntimeError(f"{self.json_path}: no image of the dataset could be read")
         if self.transforms is not None:

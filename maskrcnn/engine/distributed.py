@@ -83,16 +83,18 @@ def reduce_device() -> Optional[torch.device]:
 
 
 def all_reduce_mean(values: Dict[str, float], device=None) -> Dict[str, float]:
-    """Mean of scalar values over all processes (for logging; keys in the same order on every rank).
-    ``device``: where to reduce (None: ``reduce_device()``)."""
+    """Mean of scalar values over all processes (for logging), keyed in the order of ``values`` (the
+    loss terms then print and log in one order, with one process or many). ``device``: where to reduce
+    (None: ``reduce_device()``)."""
     if not is_initialized() or not values:
         return dict(values)
-    keys = sorted(values)
+    keys = sorted(values)  # one order on every rank, whatever order each built its dict in
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
                      device=reduce_device() if device is None else device)
     dist.all_reduce(t)
     t /= get_world_size()
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
+    mean = dict(zip(keys, t.tolist()))
+    return {k: float(mean[k]) for k in values}
 
 
 def any_true(flag: bool, device=None) -> bool:

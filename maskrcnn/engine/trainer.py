@@ -192,6 +192,11 @@ def _python_state_from_plain(d: dict):
 # ----------------------------------------------------------------------------------- trainer
 
 
+def _in_a_row(n: int, noun: str) -> str:
+    """"3 evaluations in a row", "1 evaluation" (a patience of 1 printed "1 evaluations in a row")."""
+    return f"1 {noun}" if n == 1 else f"{n} {noun}s in a row"
+
+
 class Trainer:
     """Runs ``max_iter`` iterations of a model that returns a loss dict; see the module docstring.
 
@@ -558,7 +563,7 @@ class Trainer:
         return (
             f"training diverged at iteration {self.iteration}: the total loss has been above {g.factor:g}x "
             f"its median over the last {len(g.history)} good iterations ({g.median:.4g}) since iteration "
-            f"{since}, {g.streak} iterations in a row (now {loss:.4g}; learning rate "
+            f"{since}, {_in_a_row(g.streak, 'iteration')} (now {loss:.4g}; learning rate "
             f"{lr:.4g}); not saved; {kept}. Try a lower solver.lr, a "
             "longer solver.warmup_iters or gradient clipping (solver.clip_grad_norm), then train again or "
             "--resume (solver.divergence_factor=0 turns this check off)"
@@ -618,10 +623,10 @@ class Trainer:
         b = self.best
         gain = f"a gain of at least {b.min_delta:g}" if b.min_delta > 0 else "an improvement"
         return (
-            f"stopped early after iteration {self.iteration} of {self.max_iter}: {b.patience} evaluations in "
-            f"a row without {gain} in {b.metric}; the best, {b.metric} {b.value:.2f} at iteration "
-            f"{b.iteration}, is {self.output_dir / BEST_NAME}; the last weights are "
-            f"{self.output_dir / FINAL_NAME}"
+            f"stopped early after iteration {self.iteration} of {self.max_iter}: "
+            f"{_in_a_row(b.patience, 'evaluation')} without {gain} in {b.metric}; the best, {b.metric} "
+            f"{b.value:.2f} at iteration {b.iteration}, is {self.output_dir / BEST_NAME}; the last weights "
+            f"are {self.output_dir / FINAL_NAME}"
         )
 
     def train(self) -> dict:

@@ -28,7 +28,8 @@ validation set, is one error line now rather than at the first evaluation.
 number of processes is known); schedule settings the run does not use (``solver.steps`` other than a
 preset's with the cosine schedule, ``solver.lr_min_factor`` with the step one) and a warm-up as long as
 the run are said in note lines (``schedule.schedule_notes``). A training set without a usable image is
-one error saying why (image files not found, only crowd annotations).
+one error saying why (image files not found, only crowd annotations); images ``data.filter_empty`` left
+out (no annotations, only crowd ones) are counted in one note line (``left_out_line``).
 
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
@@ -196,6 +197,32 @@ def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
     return model.to(device)
 
 
+def left_out_line(skipped: dict, kept: int) -> str:
+    """What ``data.filter_empty`` left out of a training set, one line ("" when nothing): ``skipped`` as
+    ``CocoDataset.skipped`` counts it, ``kept`` the images that train. Left out without a word, a user
+    counting images wonders where they went. Crowd-only images count apart, in the words of the
+    no-usable-image error: the losses ignore crowd regions, so with filter_empty=false such an image trains
+    as a background image too, its crowd regions ignored."""
+    empty = skipped.get("image_without_annotations", 0)
+    crowd = skipped.get("image_with_only_crowd_annotations", 0)
+    if not empty and not crowd:
+        return ""
+    total = kept + empty + crowd + skipped.get("image_with_too_few_keypoints", 0)
+    crowd_words = "only crowd annotations (iscrowd 1: regions the losses ignore)"
+    if empty and crowd:
+        return (f"{empty + crowd} of {total} training images are left out: {empty} {_has(empty)} no "
+                f"annotations, {crowd} {_has(crowd)} {crowd_words}; data.filter_empty=false keeps them as "
+                "background images, their crowd regions ignored")
+    n, what = (empty, "no annotations") if empty else (crowd, crowd_words)
+    crowd_kept = "" if empty else ", crowd regions ignored"
+    return (f"{n} of {total} training images {_has(n)} {what} and {'is' if n == 1 else 'are'} left out "
+            f"(data.filter_empty=false keeps them as background images{crowd_kept})")
+
+
+def _has(n: int) -> str:
+    return "has" if n == 1 else "have"
+
+
 def check_best_metric(cfg, *, has_val: bool) -> None:
     """``solver.best_metric`` and early stopping against this model and data, before any training: a
     metric the model's evaluation cannot report (``segm/AP`` without masks) and early stopping without a
@@ -314,9 +341,12 @@ def build_training(
             hint = (f"; {missing} of its image files are not under {train_images}: give the folder that "
                     "holds them with --train-images")
         elif crowd_only:  # every object marked iscrowd: crowd regions are ignored, not learnt from
-            hint = (f"; {crowd_only} of its images have only crowd annotations (iscrowd 1: regions the "
-                    "losses ignore, not objects to learn): an object to train on has iscrowd 0")
+            hint = (f"; {crowd_only} of its images {_has(crowd_only)} only crowd annotations (iscrowd 1: "
+                    "regions the losses ignore, not objects to learn): an object to train on has iscrowd 0")
         raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
+    line = left_out_line(train_set.skipped, len(train_set))
+    if line:
+        say(f"note: {train_json}: {line}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]

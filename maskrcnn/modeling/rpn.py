@@ -121,11 +121,36 @@ class RPNHead(nn.Module):
                 keep = inside[:, i + 1:size - i - 1, i + 1:size - i - 1, None]  # (S, q, q, 1)
                 hidden = hidden * keep.to(hidden.dtype)
         hidden = hidden.reshape(s, -1)  # (S, 1, 1, C) -> (S, C)
-        logits = F.linear(hidden, self.objectness.weight.flatten(1), self.objectness.bias)  # (S, A)
-        deltas = F.linear(hidden, self.deltas.weight.flatten(1), self.deltas.bias)  # (S, 4A)
+        logits = F.linear(hidden, kernel_matrix(self.objectness.weight), self.objectness.bias)  # (S, A)
+        deltas = F.linear(hidden, kernel_matrix(self.deltas.weight), self.deltas.bias)  # (S, 4A)
         pick = torch.arange(s, device=dev)
         # (S, 4A) -> (S, A, 4): channel 4a + j is coordinate j of anchor a, as in ``forward``
         return logits[pick, anchor], deltas.view(s, -1, 4)[pick, anchor]
+
+
+class _KernelMatrix(torch.autograd.Function):
+    """(O, C, 1, 1) weight -> (O, C) matrix view, whose gradient comes back in the weight's own strides.
+
+    ``flatten``'s backward gives the gradient standard strides, (C, 1, 1, 1); a channels_last weight (CPU
+    training, ``engine.training.place_for_training``) has (C, 1, C, C). The same memory order (the strides
+    differ on size-1 dims only, which autograd accepts), but DDP compares strides exactly and warned
+    "Grad strides do not match bucket view strides" on every run."""
+
+    @staticmethod
+    def forward(ctx, weight):
+        ctx.shape, ctx.strides = weight.shape, weight.stride()
+        return weight.view(weight.shape[0], -1)  # (O, C, 1, 1) -> (O, C)
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = torch.empty_strided(ctx.shape, ctx.strides, dtype=grad.dtype, device=grad.device)
+        return out.copy_(grad.reshape(ctx.shape))  # (O, C) -> (O, C, 1, 1), the weight's strides
+
+
+def kernel_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution's (O, C, 1, 1) weight as the (O, C) matrix of ``F.linear``, differentiable; its
+    gradient has the weight's strides (see ``_KernelMatrix``)."""
+    return _KernelMatrix.apply(weight)
 
 
 def _plain_conv(conv, kernel: int) -> bool:

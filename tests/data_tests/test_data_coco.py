@@ -236,3 +236,16 @@ def test_one_integer_check_for_every_validator():
         True, True, False, False, False, False]
     assert coco._is_int is is_int and coco._is_whole is is_whole
     assert mask_codec.is_int is validated.is_int is is_int and mask_codec.is_whole is is_whole
+
+
+@pytest.mark.parametrize("missing, where", [(1, "each named above"), (21, "the first 20 named above")])
+def test_skip_summary_points_to_the_lines_above_not_a_python_attribute(tmp_path, missing, where):
+    # it said "(see dataset.problems)", which a command-line user cannot see
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}] + [
+        {"id": i, "file_name": f"gone{i}.png", "height": 20, "width": 30} for i in range(2, missing + 2)]
+    path = _coco(tmp_path, [], images=images, files=("a.png",))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert len(ds.problems) == missing
+    assert [str(w.message) for w in caught] == [f"{path}: skipped {missing} missing_image_file ({where})"]

@@ -187,3 +187,20 @@ def test_channels_last_features_and_device(device):
     for a, b in zip(new[1], ref[1]):
         assert a.device == b.device
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_head_gradients_come_back_in_the_weights_own_strides(layout):
+    # A channels_last (3, C, 1, 1) weight (CPU training) got its gradient through the sampled head with
+    # standard strides: DDP then warned "Grad strides do not match bucket view strides" on every run.
+    rpn = _rpn(dtype=torch.float32)
+    for p in rpn.head.parameters():
+        if p.dim() == 4:
+            p.data = p.data.clone(memory_format=layout)
+    assert rpn.head.evaluates_at_locations()
+    feats = [f.float() for f in _features()]
+    _, losses = rpn(feats, [PADDED, (40, 60)], PADDED, _targets(), generator=torch.Generator().manual_seed(7))
+    sum(losses.values()).backward()
+    strides = {n: (p.stride(), p.grad.stride()) for n, p in rpn.head.named_parameters()}
+    assert all(a == b for a, b in strides.values()), strides
+    assert strides["deltas.weight"][0] == ((8, 1, 8, 8) if layout == torch.channels_last else (8, 1, 1, 1))

@@ -298,3 +298,12 @@ def test_evaluations_that_cannot_count_only_note_the_iteration(tmp_path, toy, mo
     assert len(scans) == 1  # the weights are scanned only when the metric could count
     assert not (tmp_path / "model_best.pth").exists() and not (tmp_path / "best.json").exists()
     assert "segm/AP is undefined at iteration 4" in trainer.logger.stream.getvalue()
+
+
+def test_a_patience_of_one_reads_in_the_singular(tmp_path, toy):
+    # "stopped early ...: 1 evaluations in a row without an improvement"
+    trainer, _ = _trainer(toy, tmp_path, {2: 10.0, 4: 9.0}, iters=20, early_stop_patience=1)
+    assert trainer.train()["iteration"] == 4
+    log = trainer.logger.stream.getvalue()
+    assert "stopped early after iteration 4 of 20: 1 evaluation without an improvement in segm/AP; " in log, \
+        log  # fmt: skip

@@ -121,7 +121,7 @@ def test_crowd_only_training_images_are_counted_apart_and_named(tmp_path):
                        log_stream=io.StringIO())
     assert str(info.value) == (
         f"{path}: no usable training image (skipped: {{'image_with_only_crowd_annotations': 1, "
-        "'image_without_annotations': 2}); 1 of its images have only crowd annotations (iscrowd 1: regions "
+        "'image_without_annotations': 2}); 1 of its images has only crowd annotations (iscrowd 1: regions "
         "the losses ignore, not objects to learn): an object to train on has iscrowd 0")
 
 
@@ -204,3 +204,37 @@ def test_a_validation_with_every_image_left_out_gives_no_ap_not_zero(tmp_path):
     assert said[-1] == (f"validation: {path}: none of its 2 images could be evaluated (each named above): "
                         "no AP at this evaluation"), said
     assert sum("left out of the score" in s for s in said) == 2, said
+
+
+@pytest.mark.parametrize("skipped, kept, line", [
+    ({"image_without_annotations": 3}, 17,
+     "3 of 20 training images have no annotations and are left out (data.filter_empty=false keeps them as "
+     "background images)"),
+    ({"image_without_annotations": 1, "missing_image_file": 2}, 4,
+     "1 of 5 training images has no annotations and is left out (data.filter_empty=false keeps them as "
+     "background images)"),
+    ({"image_with_only_crowd_annotations": 2}, 3,
+     "2 of 5 training images have only crowd annotations (iscrowd 1: regions the losses ignore) and are left "
+     "out (data.filter_empty=false keeps them as background images, crowd regions ignored)"),
+    ({"missing_image_file": 2}, 3, ""),
+])
+def test_the_line_on_images_filter_empty_leaves_out(skipped, kept, line):
+    from maskrcnn.engine.training import left_out_line
+
+    assert left_out_line(skipped, kept) == line
+
+
+def test_training_says_which_images_filter_empty_left_out(tmp_path):
+    # images 2 and 3 without annotations, image 4 with a crowd region only: left out without a word before
+    from maskrcnn.engine.training import build_training
+
+    path, images = _dataset(tmp_path, [_ann(1, 1), _ann(2, 4, crowd=1)], n_images=4)
+    cfg = load_config("demo", {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0})
+    stream = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run", log_stream=stream,
+                       trainer_kwargs={"tensorboard": False})
+    assert (f"note: {path}: 3 of 4 training images are left out: 2 have no annotations, 1 has only crowd "
+            "annotations (iscrowd 1: regions the losses ignore); data.filter_empty=false keeps them as "
+            "background images, their crowd regions ignored\n") in stream.getvalue(), stream.getvalue()

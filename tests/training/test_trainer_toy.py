@@ -320,3 +320,16 @@ def test_reductions_go_where_the_backend_reduces(monkeypatch):
     assert du.reduce_device() == torch.device("cuda", 3)
     monkeypatch.setattr(du.dist, "get_backend", lambda group=None: "gloo")
     assert du.reduce_device() is None
+
+
+def test_reduced_loss_terms_keep_the_order_they_came_in(monkeypatch):
+    # sorted for the reduction, they were returned sorted: under torchrun the terms printed (and went to
+    # metrics.jsonl) as box cls mask rpn_box rpn_cls, with one process rpn_cls rpn_box cls box mask
+    from maskrcnn.engine import distributed as du
+
+    monkeypatch.setattr(du, "is_initialized", lambda: True)
+    monkeypatch.setattr(du, "get_world_size", lambda: 2)
+    monkeypatch.setattr(du.dist, "all_reduce", lambda t: t.mul_(2))  # two ranks of the same values
+    values = {"loss_rpn_cls": 0.5, "loss_rpn_box": 0.25, "loss_cls": 1.5, "loss_box": 0.125, "loss_mask": 2.0}
+    reduced = du.all_reduce_mean(values, device="cpu")
+    assert list(reduced.items()) == list(values.items())
