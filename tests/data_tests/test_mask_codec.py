@@ -119,3 +119,21 @@ def test_rle_window_equals_the_decoded_mask_cut_to_it():
             assert np.array_equal(decode_rle_window(rle, left, top, ww, hh), want), (t, left, top, ww, hh)
             assert np.array_equal(decode_rle_window(plain, left, top, ww, hh), want)
         assert np.array_equal(decode_rle_window(rle, 0, 0, w, h), mask)
+
+
+@pytest.mark.parametrize("poly", [
+    [1, 2, 3, True, 5, 6], [1, 2, 3, "4", 5, 6], [1, 2, 3, None, 5, 6], [1, 2, 3, float("inf"), 5, 6],
+    [1, 2, 3, float("nan"), 5, 6], [1, 2, 3, 10**400, 5, 6],  # beyond float range: was an OverflowError
+])
+def test_polygon_coordinates_other_than_finite_numbers_are_named(poly):
+    from maskrcnn.data.mask_codec import segmentation_problem
+
+    assert segmentation_problem([poly], 10, 10) == "polygon coordinates must be finite numbers"
+
+
+def test_polygon_checks_take_numpy_scalars_and_measure_the_reach():
+    from maskrcnn.data.mask_codec import segmentation_problem
+
+    assert segmentation_problem([[np.float32(1), np.int64(2), 3, 4.5, 5, 6]], 10, 10) is None
+    assert segmentation_problem([[1, 2, 3, 4, 5, 6], [0, 0, 2.5, 1e6, 1, 1]], 10, 10) == (
+        "polygon coordinates reach (0..2.5, 0..1e+06), far outside the 10x10 image")
