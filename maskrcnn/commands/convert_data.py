@@ -40,6 +40,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from maskrcnn.listing import short_listing
+
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
 FORMATS = ("cityscapes", "labelme", "via", "cvat", "labelstudio", "yolo", "voc")
@@ -207,7 +209,7 @@ def run(args) -> int:
     names = {c["id"]: c["name"] for c in coco["categories"]}
     per_class = Counter(names[a["category_id"]] for a in coco["annotations"] if not a["iscrowd"])
     crowd = sum(a["iscrowd"] for a in coco["annotations"])
-    listing = ", ".join(f"{name} {per_class[name]}" for name in names.values())
+    listing = short_listing((f"{name} {per_class[name]}" for name in names.values()), what="more classes")
     print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
           f"regions -> {out}")
     print(f"file_name values are relative to {builder.root}: use --train-images {builder.root}")

@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.commands.data_report import skipped_line
+from maskrcnn.listing import short_listing
 
 HELP = "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative to one root"
 
@@ -100,11 +101,11 @@ def run(args) -> int:
         raise ValueError("no usable image in any source (see the problems above); nothing written")
     atomic_write_json(out, merged)
     for src, c, sk in zip(sources, counts, skipped):
-        listing = ", ".join(f"{name} {n}" for name, n in c.instances.items()) or "none"
+        listing = short_listing((f"{name} {n}" for name, n in c.instances.items()), what="more classes")
         print(f"{src.name}: {c.images} images, {sum(c.instances.values())} annotations ({listing}); "
               f"{c.duplicates} duplicate image(s), {sum(c.left_out.values())} annotation(s) of other classes "
               f"left out; {skipped_line(sk)}")
-    names = ", ".join(f"{cat['id']} {cat['name']}" for cat in merged["categories"])
+    names = short_listing((f"{cat['id']} {cat['name']}" for cat in merged["categories"]), what="more classes")
     print(f"{len(merged['images'])} images, {len(merged['annotations'])} annotations, "
           f"{len(merged['categories'])} classes ({names}) -> {out}")
     print(f"file_name values are relative to {root}: use --train-images {root}")
