@@ -6,9 +6,12 @@ Features: ``p2..p6`` (N, 256, Hp/2^k, Wp/2^k) with strides 4..64 (FPN models).
 
 ``model(images)`` (inference) -> per image ``{"boxes" (D, 4), "scores" (D,), "labels" (D,) int64,
 "mask_probs" (D, 1, 28, 28)}`` (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J)), boxes in the
-coordinates of the image given. ``model(images, targets)`` in train mode -> dict of scalar losses;
+coordinates of the image given. ``model(images, targets)`` -> dict of scalar losses (in eval mode too);
 a target is ``{"boxes" (M, 4), "labels" (M,), "masks" (M, Hi, Wi)}`` (+ ``iscrowd`` (M,) bool,
-``keypoints`` (M, J, 3), ``has_mask`` (M,) bool: False leaves that gt out of the mask loss).
+``keypoints`` (M, J, 3), ``has_mask`` (M,) bool: False leaves that gt out of the mask loss), boxes
+xyxy finite with x2 >= x1, labels in 1..num_classes-1, masks bool or 0/1: anything else is refused in
+one line (``_check_targets``), as is a float image off [0, 1] when targets are given. TorchScript is
+not supported (``torch.jit.script`` raises ``SCRIPTING_UNSUPPORTED``); export or torch.compile instead.
 
 Top-level state-dict keys: ``backbone.*`` (backbone.py), ``fpn.*`` (fpn.py), ``rpn.head.*`` (rpn.py),
 ``roi_heads.{box_head,box_predictor,mask_head,keypoint_head}.*`` (the head modules). See
@@ -34,6 +37,9 @@ from maskrcnn.modeling.roi_heads import DetectionSettings, MaskLossSettings, RoI
 from maskrcnn.modeling.rpn import RPN, ProposalSettings, RPNHead
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
 
+SCRIPTING_UNSUPPORTED = (
+    "MaskRCNN does not support torch.jit.script or torch.jit.trace: use `maskrcnn export --format onnx` "
+    "or `--format pt2` to ship it, or torch.compile(model) for speed")
 ROI_FEATURES = ("c4", "res4", "res5")  # model.roi_features: where RoIs are pooled from without an FPN
 
 
@@ -105,6 +111,11 @@ class MaskRCNN(nn.Module):
         if targets is not None:
             return {**rpn_losses, **roi_losses}
         return dets
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this hook first: one clear line instead of a TorchScript error deep in
+        # a head (the model is eager Python: dicts of tensors, dataclasses, optional heads)
+        raise RuntimeError(SCRIPTING_UNSUPPORTED)
 
     @property
     def rpn_in_features(self) -> list:

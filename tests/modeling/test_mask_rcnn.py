@@ -216,3 +216,9 @@ def test_training_names_malformed_targets_and_takes_float64_images(tiny):
     assert all(losses[k].dtype == torch.float32 for k in losses)
     torch.testing.assert_close(losses["loss_cls"], same["loss_cls"])
     tiny.eval()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_scripting_is_refused_with_a_pointer_to_export(tiny):
+    with pytest.raises(RuntimeError, match="does not support torch.jit.script.*maskrcnn export"):
+        torch.jit.script(tiny)
