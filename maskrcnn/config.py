@@ -836,7 +836,8 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
 
 
 def save_config(cfg: Config, path: Union[str, Path]) -> None:
-    """Write ``cfg`` as YAML, atomically."""
+    """Write ``cfg`` as UTF-8 YAML, atomically; class names in any script are written as they are
+    ("猫", not the escape "\\u732B" PyYAML writes by default)."""
     from maskrcnn.io_utils import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))

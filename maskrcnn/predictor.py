@@ -60,7 +60,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from maskrcnn.data.images import FLOAT_RANGE_SLACK
+from maskrcnn.data.images import check_float_range
 from maskrcnn.engine.device import resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
@@ -150,17 +150,6 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
     image = image.detach().float()
     check_float_range(image, where)
     return image
-
-
-def check_float_range(image: torch.Tensor, where: str) -> None:
-    """Refuse a float image holding NaN or infinity, or values on another scale than [0, 1]."""
-    lo, hi = (float(v) for v in torch.aminmax(image))  # NaN anywhere makes both NaN
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{where}: image holds NaN or infinite values")
-    if lo < -FLOAT_RANGE_SLACK or hi > 1.0 + FLOAT_RANGE_SLACK:
-        raise ValueError(
-            f"{where}: float image values span [{lo:.4g}, {hi:.4g}], expected RGB in [0, 1]: divide 0..255 "
-            "values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises itself)")
 
 
 def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, tile=None,

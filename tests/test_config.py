@@ -139,3 +139,12 @@ def test_an_unknown_section_and_a_yaml_key_point_to_the_nearest_one(tmp_path):
         load_config(str(path))
     assert info.value.args[0] == (f"{path}: unknown config key 'solver.lerning_rate'; did you mean "
                                   "'solver.lr'?")
+
+
+def test_save_config_writes_class_names_unescaped(tmp_path):
+    cfg = load_config("demo", {"model.num_classes": 3, "data.class_names": ["猫", "Straße"]})
+    path = tmp_path / "c.yaml"
+    save_config(cfg, path)
+    text = path.read_text(encoding="utf-8")
+    assert "- 猫" in text and "Straße" in text and "\\u" not in text
+    assert load_config(str(path)).data.class_names == ("猫", "Straße")

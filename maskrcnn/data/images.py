@@ -18,6 +18,7 @@ photo plus its preview or depth map, as phones and cameras write them) are read 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -50,6 +51,18 @@ __all__ = [
 # would silently misread (an image on the 0..255 scale looks to it like a white frame) and a drawing
 # would show as a white frame: the Predictor and draw_instances refuse it.
 FLOAT_RANGE_SLACK = 0.1
+
+def check_float_range(image: torch.Tensor, where: str) -> None:
+    """Refuse a float image holding NaN or infinity, or values on another scale than [0, 1] (one min/max):
+    the Predictor and the model's training forward share it."""
+    lo, hi = (float(v) for v in torch.aminmax(image))  # NaN anywhere makes both NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{where}: image holds NaN or infinite values")
+    if lo < -FLOAT_RANGE_SLACK or hi > 1.0 + FLOAT_RANGE_SLACK:
+        raise ValueError(
+            f"{where}: float image values span [{lo:.4g}, {hi:.4g}], expected RGB in [0, 1]: divide 0..255 "
+            "values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises itself)")
+
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif")

@@ -6,9 +6,12 @@ Features: ``p2..p6`` (N, 256, Hp/2^k, Wp/2^k) with strides 4..64 (FPN models).
 
 ``model(images)`` (inference) -> per image ``{"boxes" (D, 4), "scores" (D,), "labels" (D,) int64,
 "mask_probs" (D, 1, 28, 28)}`` (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J)), boxes in the
-coordinates of the image given. ``model(images, targets)`` in train mode -> dict of scalar losses;
+coordinates of the image given. ``model(images, targets)`` -> dict of scalar losses (in eval mode too);
 a target is ``{"boxes" (M, 4), "labels" (M,), "masks" (M, Hi, Wi)}`` (+ ``iscrowd`` (M,) bool,
-``keypoints`` (M, J, 3), ``has_mask`` (M,) bool: False leaves that gt out of the mask loss).
+``keypoints`` (M, J, 3), ``has_mask`` (M,) bool: False leaves that gt out of the mask loss), boxes
+xyxy finite with x2 >= x1, labels in 1..num_classes-1, masks bool or 0/1: anything else is refused in
+one line (``_check_targets``), as is a float image off [0, 1] when targets are given. TorchScript is
+not supported (``torch.jit.script`` raises ``SCRIPTING_UNSUPPORTED``); export or torch.compile instead.
 
 Top-level state-dict keys: ``backbone.*`` (backbone.py), ``fpn.*`` (fpn.py), ``rpn.head.*`` (rpn.py),
 ``roi_heads.{box_head,box_predictor,mask_head,keypoint_head}.*`` (the head modules). See
@@ -22,6 +25,7 @@ import math
 import torch
 from torch import nn
 
+from maskrcnn.data.images import check_float_range
 from maskrcnn.modeling.anchors import AnchorGenerator
 from maskrcnn.modeling.backbone import ResNet, make_stage
 from maskrcnn.modeling.box_head import AvgPoolHead, BoxHead, BoxPredictor
@@ -33,6 +37,9 @@ from maskrcnn.modeling.roi_heads import DetectionSettings, MaskLossSettings, RoI
 from maskrcnn.modeling.rpn import RPN, ProposalSettings, RPNHead
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
 
+SCRIPTING_UNSUPPORTED = (
+    "MaskRCNN does not support torch.jit.script or torch.jit.trace: use `maskrcnn export --format onnx` "
+    "or `--format pt2` to ship it, or torch.compile(model) for speed")
 ROI_FEATURES = ("c4", "res4", "res5")  # model.roi_features: where RoIs are pooled from without an FPN
 
 
@@ -52,8 +59,13 @@ class MaskRCNN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
 
-    def preprocess(self, images: list) -> tuple:
-        """Normalise and zero-pad into one (N, 3, Hp, Wp) tensor; returns (batch, [(Hi, Wi)])."""
+    def preprocess(self, images: list, *, check_range: bool = False) -> tuple:
+        """Normalise and zero-pad into one (N, 3, Hp, Wp) tensor; returns (batch, [(Hi, Wi)]).
+
+        ``images``: a list of (3, H, W) float RGB tensors in [0, 1], or one (N, 3, H, W) / (3, H, W)
+        tensor. Any float dtype is taken and converted to the model's own (float64 / float16 images of a
+        float32 model become float32, without a message). ``check_range`` (the training forward sets it:
+        the Predictor checks its inputs itself) refuses values on another scale, NaN or infinity."""
         if isinstance(images, torch.Tensor) and images.dim() == 3:
             images = [images]
         if len(images) == 0:
@@ -64,12 +76,17 @@ class MaskRCNN(nn.Module):
                 raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
             if not img.is_floating_point():
                 raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
+            if check_range:
+                check_float_range(img.detach(), f"model: image {i}")
         sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
         d = max(1, int(self.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
         wp = int(math.ceil(max(s[1] for s in sizes) / d) * d)
-        batch = images[0].new_zeros((len(images), 3, hp, wp))
+        # the model's dtype (pixel_mean follows .half() / .double()), not the image's: a float64 image
+        # would otherwise meet float32 weights ("expected scalar type Double")
+        batch = images[0].new_zeros((len(images), 3, hp, wp), dtype=self.pixel_mean.dtype)
         for img, slot in zip(images, batch):
+            img = img.to(slot.dtype)
             slot[:, : img.shape[1], : img.shape[2]].copy_((img - self.pixel_mean) / self.pixel_std)
         return batch, sizes
 
@@ -81,9 +98,12 @@ class MaskRCNN(nn.Module):
     def forward(self, images: list, targets: list = None, generator: torch.Generator = None):
         if self.training and targets is None:
             raise ValueError("model: in training mode targets are required (call model.eval() to predict)")
-        batch, sizes = self.preprocess(images)
+        if targets is not None:  # before the images: a dict's keys would be counted as targets
+            _check_target_container(targets)
+        batch, sizes = self.preprocess(images, check_range=targets is not None)
         if targets is not None:
-            _check_targets(targets, sizes, need_masks=self.roi_heads.mask_head is not None)
+            _check_targets(targets, sizes, num_classes=self.num_classes,
+                           need_masks=self.roi_heads.mask_head is not None)
         feats = self.features(batch)
         rpn_feats = [feats[n] for n in self.rpn_in_features]
         proposals, rpn_losses = self.rpn(rpn_feats, sizes, batch.shape[-2:], targets, generator=generator)
@@ -92,30 +112,73 @@ class MaskRCNN(nn.Module):
             return {**rpn_losses, **roi_losses}
         return dets
 
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this hook first: one clear line instead of a TorchScript error deep in
+        # a head (the model is eager Python: dicts of tensors, dataclasses, optional heads)
+        raise RuntimeError(SCRIPTING_UNSUPPORTED)
+
     @property
     def rpn_in_features(self) -> list:
         return list(self.fpn.out_names) if self.fpn is not None else [self.backbone.stage_names[-1]]
 
 
-def _check_targets(targets: list, sizes: list, *, need_masks: bool) -> None:
+def _check_target_container(targets) -> None:
+    if isinstance(targets, dict) or not isinstance(targets, (list, tuple)):
+        got = "one dict" if isinstance(targets, dict) else type(targets).__name__
+        raise ValueError(f"model: targets must be a list of dicts, one per image, got {got}")
+
+
+def _tensor(t: dict, key: str, i: int, want: str) -> torch.Tensor:
+    """Target ``i``'s ``key``, refused unless a tensor with as many dimensions as ``want`` ("(M, 4)")."""
+    value = t[key]
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"model: target {i} {key!r} must be a torch tensor, got {type(value).__name__} "
+                         "(torch.as_tensor converts lists and numpy arrays)")
+    if value.dim() != len([d for d in want.strip("()").split(",") if d.strip()]):
+        raise ValueError(f"model: target {i} {key!r} must be {want}, got shape {tuple(value.shape)}")
+    return value
+
+
+def _check_targets(targets: list, sizes: list, *, num_classes: int, need_masks: bool) -> None:
+    """One clear line for a target the losses would misread silently (0/255 masks, labels out of range,
+    NaN or xywh boxes) or fail on deep inside; one min/max per tensor."""
     if len(targets) != len(sizes):
-        raise ValueError(f"model: {len(sizes)} images but {len(targets)} targets")
+        raise ValueError(f"model: {len(sizes)} images but {len(targets)} targets (one dict per image)")
     for i, t in enumerate(targets):
+        if not isinstance(t, dict):
+            raise ValueError(f"model: target {i} must be a dict, got {type(t).__name__}")
         for key in ("boxes", "labels"):
             if key not in t:
                 raise ValueError(f"model: target {i} has no {key!r}")
-        boxes = t["boxes"]
-        if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        boxes = _tensor(t, "boxes", i, "(M, 4)")
+        if boxes.shape[-1] != 4:
             raise ValueError(f"model: target {i} 'boxes' must be (M, 4), got {tuple(boxes.shape)}")
+        labels = _tensor(t, "labels", i, "(M,)")
         if need_masks and "masks" not in t:
             raise ValueError(f"model: target {i} has no 'masks' (a mask model trains on instance masks)")
-        if need_masks and (t["masks"].shape[0] != boxes.shape[0] or tuple(t["masks"].shape[1:]) != sizes[i]):
+        masks = _tensor(t, "masks", i, "(M, H, W)") if need_masks else None
+        if need_masks and (masks.shape[0] != boxes.shape[0] or tuple(masks.shape[1:]) != sizes[i]):
             want = (boxes.shape[0], *sizes[i])
             raise ValueError(f"model: target {i} 'masks' must be ({want[0]}, {want[1]}, {want[2]}) "
-                             f"(one per box, at the image size), got {tuple(t['masks'].shape)}")
-        if t["labels"].shape[0] != boxes.shape[0]:
-            n_labels = t["labels"].shape[0]
-            raise ValueError(f"model: target {i} has {boxes.shape[0]} boxes but {n_labels} labels")
+                             f"(one per box, at the image size), got {tuple(masks.shape)}")
+        if labels.shape[0] != boxes.shape[0]:
+            raise ValueError(f"model: target {i} has {boxes.shape[0]} boxes but {labels.shape[0]} labels")
+        if boxes.shape[0] == 0:
+            continue
+        lo, hi = (int(v) for v in torch.aminmax(labels.detach()))
+        if lo < 1 or hi >= num_classes:
+            bad = lo if lo < 1 else hi
+            raise ValueError(f"model: target {i} 'labels' holds {bad}, expected 1..{num_classes - 1} "
+                             f"(num_classes {num_classes} counts the background, label 0)")
+        b = boxes.detach()
+        if not bool((b[:, 2:] >= b[:, :2]).all()):  # NaN compares False: refused here too
+            raise ValueError(f"model: target {i} 'boxes' must be [x1, y1, x2, y2] with x2 >= x1 and "
+                             "y2 >= y1, finite (COCO's [x, y, w, h] converts as x2 = x + w, y2 = y + h)")
+        if need_masks and masks.dtype != torch.bool:
+            mlo, mhi = (float(v) for v in torch.aminmax(masks.detach()))
+            if not (mlo >= 0 and mhi <= 1):  # NaN fails both
+                raise ValueError(f"model: target {i} 'masks' values span [{mlo:.4g}, {mhi:.4g}], expected "
+                                 "0/1 (bool, or 0 and 1): divide PNG masks read as 0/255 by 255")
 
 
 def build_model(cfg) -> MaskRCNN:

@@ -157,3 +157,68 @@ def test_joint_keypoint_and_mask_training_step():
     moved = kps.clone()
     moved[1, :, :2] = 52.0
     assert losses(moved)["loss_keypoint"].item() == pytest.approx(out["loss_keypoint"].item(), rel=1e-6)
+
+
+def _one_target(**changes):
+    """Target 0 of ``_targets`` (image (3, 64, 80)) with ``changes``."""
+    return [dict(_targets()[0], **changes)]
+
+
+def test_training_refuses_masks_on_the_0_255_scale(tiny):
+    tiny.train()
+    masks = _targets()[0]["masks"]
+    with pytest.raises(ValueError, match=r"target 0 'masks' values span \[0, 255\], expected 0/1"):
+        tiny([torch.rand(3, 64, 80)], _one_target(masks=masks * 255))
+    tiny.eval()
+
+
+def test_training_refuses_float_images_off_scale_or_nan(tiny):
+    tiny.train()
+    with pytest.raises(ValueError, match=r"model: image 0: float image values span \[.*, 255\]"):
+        tiny([torch.rand(3, 64, 80) * 255], _one_target())
+    with pytest.raises(ValueError, match="model: image 0: image holds NaN"):
+        tiny([torch.full((3, 64, 80), float("nan"))], _one_target())
+    tiny.eval()
+
+
+@pytest.mark.parametrize("labels,bad", [([1, -1], -1), ([0, 1], 0), ([1, 3], 3)])
+def test_training_refuses_labels_outside_1_to_num_classes(tiny, labels, bad):
+    tiny.train()
+    with pytest.raises(ValueError, match=rf"target 0 'labels' holds {bad}, expected 1..2 \(num_classes 3"):
+        tiny([torch.rand(3, 64, 80)], _one_target(labels=torch.tensor(labels)))
+    tiny.eval()
+
+
+def test_training_names_malformed_targets_and_takes_float64_images(tiny):
+    tiny.train()
+    image = torch.rand(3, 64, 80)
+    t = _targets()[0]
+    with pytest.raises(ValueError, match="targets must be a list of dicts, one per image, got one dict"):
+        tiny([image], t)
+    with pytest.raises(ValueError, match="target 0 'labels' must be a torch tensor, got list"):
+        tiny([image], _one_target(labels=[1, 2]))
+    with pytest.raises(ValueError, match="target 0 'boxes' must be a torch tensor, got ndarray"):
+        tiny([image], _one_target(boxes=t["boxes"].numpy()))
+    with pytest.raises(ValueError, match="target 0 'masks' must be a torch tensor, got ndarray"):
+        tiny([image], _one_target(masks=t["masks"].numpy()))
+    with pytest.raises(ValueError, match=r"target 0 'labels' must be \(M,\), got shape \(\)"):
+        tiny([image], [dict(boxes=t["boxes"][:1], labels=torch.tensor(1), masks=t["masks"][:1])])
+    xywh = torch.tensor([[10.0, 10, 30, 20], [45, 35, 30, 25]])  # the second box's x2 < x1
+    nan = torch.tensor([[10.0, 10, 40, float("nan")], [45, 35, 75, 60]])
+    for boxes in (xywh, nan):
+        with pytest.raises(ValueError, match=r"target 0 'boxes' must be \[x1, y1, x2, y2\] with x2 >= x1"):
+            tiny([image], _one_target(boxes=boxes))
+    # float64 (and float16) images are converted to the model's float32, as the docstring says
+    g = torch.Generator().manual_seed(0)
+    losses = tiny([image.double()], _one_target(), generator=g)
+    same = tiny([image], _one_target(), generator=torch.Generator().manual_seed(0))
+    assert set(losses) == LOSS_KEYS
+    assert all(losses[k].dtype == torch.float32 for k in losses)
+    torch.testing.assert_close(losses["loss_cls"], same["loss_cls"])
+    tiny.eval()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_scripting_is_refused_with_a_pointer_to_export(tiny):
+    with pytest.raises(RuntimeError, match="does not support torch.jit.script.*maskrcnn export"):
+        torch.jit.script(tiny)
