@@ -81,8 +81,9 @@ def build_parser(argv: list) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=functools.partial(_Parser, dash_files=dash_files))
     wanted = next((a for a in argv if not a.startswith("-")), None)
+    parser.command_parsers = {}
     for name in COMMANDS:
-        p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
+        p = parser.command_parsers[name] = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
         if name == wanted:  # only the command that runs needs its arguments (and its imports)
             _module(name).add_arguments(p)
     return parser
@@ -91,7 +92,10 @@ def build_parser(argv: list) -> argparse.ArgumentParser:
 def main(argv: list = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser: its usage, not the top level's "maskrcnn COMMAND ..."
+        (parser.command_parsers.get(args.command) or parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if not args.command:
         parser.print_help()
         return 2

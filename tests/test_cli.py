@@ -79,3 +79,16 @@ def test_other_librarys_warnings_do_not_read_as_ours():
         "maskrcnn train: warning: skipped 1\n"  # fmt: skip
     assert cli._format_warning("eval", "x", UserWarning, "<frozen importlib._bootstrap>", 1) == \
         "maskrcnn eval: warning: x\n"  # fmt: skip
+
+
+def test_an_unknown_option_of_a_command_is_told_with_that_commands_usage(capsys):
+    """``predict ... --input x.png`` printed the top level's "usage: maskrcnn [-h] COMMAND ..."."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["predict", "--weights", "w.pth", "--output", "o", "x.png", "--input", "y.png"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert "usage: maskrcnn predict" in err and "IMAGE_OR_DIR" in err, err
+    assert err.strip().endswith("maskrcnn predict: error: unrecognized arguments: --input y.png"), err
+    with pytest.raises(SystemExit):
+        cli.main(["--bogus"])
+    assert "maskrcnn: error: unrecognized arguments: --bogus" in capsys.readouterr().err
