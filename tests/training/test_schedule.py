@@ -8,18 +8,24 @@ import torch
 from maskrcnn.engine.schedule import WarmupLR, WarmupMultiStepLR, lr_factor, scaled_lr
 
 
-def _sched(lr=0.1):
+def _sched(lr=0.1, scheduler=WarmupMultiStepLR, **curve):
+    """(optimizer, scheduler): warm-up 10 iterations from 0.001, steps at 20 and 30; ``curve`` adds to it."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
-    return opt, WarmupMultiStepLR(opt, warmup_iters=10, warmup_factor=0.001, steps=(20, 30), gamma=0.1)
+    return opt, scheduler(opt, warmup_iters=10, warmup_factor=0.001, steps=(20, 30), gamma=0.1, **curve)
 
 
-def test_values():
-    opt, sched = _sched()
+def _lrs(opt, sched, n: int) -> list:
+    """The lr of each of ``n`` iterations, stepping the optimizer and the scheduler after each."""
     lrs = []
-    for _ in range(35):
+    for _ in range(n):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
+    return lrs
+
+
+def test_values():
+    lrs = _lrs(*_sched(), 35)
     assert lrs[0] == pytest.approx(0.1 * 0.001)
     assert lrs[5] == pytest.approx(0.1 * (0.001 * 0.5 + 0.5))
     assert lrs[10] == pytest.approx(0.1) and lrs[19] == pytest.approx(0.1)
@@ -51,17 +57,11 @@ def test_linear_scaling_rule():
 
 
 def test_cosine_values_and_resume_on_the_same_curve():
-    def sched(lr=0.1):
-        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
-        return opt, WarmupLR(opt, warmup_iters=10, warmup_factor=0.001, steps=(20, 30), gamma=0.1,
-                             schedule="cosine", max_iter=100, min_factor=0.1)
+    def sched():
+        return _sched(scheduler=WarmupLR, schedule="cosine", max_iter=100, min_factor=0.1)
 
     opt, s = sched()
-    lrs = []
-    for _ in range(101):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        s.step()
+    lrs = _lrs(opt, s, 101)
     # warm-up times the cosine, then 0.1 * (0.1 + 0.9 * 0.5 * (1 + cos(pi * it / 100))); steps unused
     assert lrs[0] == pytest.approx(0.1 * 0.001)
     assert lrs[5] == pytest.approx(0.1 * (0.001 * 0.5 + 0.5) * (0.1 + 0.45 * (1 + math.cos(math.pi * 0.05))))
