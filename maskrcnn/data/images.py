@@ -54,14 +54,22 @@ FLOAT_RANGE_SLACK = 0.1
 
 def check_float_range(image: torch.Tensor, where: str) -> None:
     """Refuse a float image holding NaN or infinity, or values on another scale than [0, 1] (one min/max):
-    the Predictor and the model's training forward share it."""
+    the Predictor's check (the model's training forward checks the same with ``float_range_problem``)."""
     lo, hi = (float(v) for v in torch.aminmax(image))  # NaN anywhere makes both NaN
+    problem = float_range_problem(lo, hi, where)
+    if problem:
+        raise ValueError(problem)
+
+
+def float_range_problem(lo: float, hi: float, where: str):
+    """Why a float image whose values span [lo, hi] is not RGB in [0, 1] (None when it is)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{where}: image holds NaN or infinite values")
+        return f"{where}: image holds NaN or infinite values"
     if lo < -FLOAT_RANGE_SLACK or hi > 1.0 + FLOAT_RANGE_SLACK:
-        raise ValueError(
-            f"{where}: float image values span [{lo:.4g}, {hi:.4g}], expected RGB in [0, 1]: divide 0..255 "
-            "values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises itself)")
+        return (f"{where}: float image values span [{lo:.4g}, {hi:.4g}], expected RGB in [0, 1]: divide "
+                "0..255 values by 255 (or pass uint8); undo any mean/std normalisation (the model normalises "
+                "itself)")
+    return None
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from maskrcnn.data.images import check_float_range
+from maskrcnn.data.images import float_range_problem
 from maskrcnn.modeling.anchors import AnchorGenerator
 from maskrcnn.modeling.backbone import ResNet, make_stage
 from maskrcnn.modeling.box_head import AvgPoolHead, BoxHead, BoxPredictor
@@ -59,13 +59,13 @@ class MaskRCNN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
 
-    def preprocess(self, images: list, *, check_range: bool = False) -> tuple:
+    def preprocess(self, images: list) -> tuple:
         """Normalise and zero-pad into one (N, 3, Hp, Wp) tensor; returns (batch, [(Hi, Wi)]).
 
         ``images``: a list of (3, H, W) float RGB tensors in [0, 1], or one (N, 3, H, W) / (3, H, W)
         tensor. Any float dtype is taken and converted to the model's own (float64 / float16 images of a
-        float32 model become float32, without a message). ``check_range`` (the training forward sets it:
-        the Predictor checks its inputs itself) refuses values on another scale, NaN or infinity."""
+        float32 model become float32, without a message). Their value range is checked with targets only
+        (``_check_targets``: the Predictor checks its inputs itself)."""
         if isinstance(images, torch.Tensor) and images.dim() == 3:
             images = [images]
         if len(images) == 0:
@@ -76,8 +76,6 @@ class MaskRCNN(nn.Module):
                 raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
             if not img.is_floating_point():
                 raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
-            if check_range:
-                check_float_range(img.detach(), f"model: image {i}")
         sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
         d = max(1, int(self.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
@@ -100,9 +98,10 @@ class MaskRCNN(nn.Module):
             raise ValueError("model: in training mode targets are required (call model.eval() to predict)")
         if targets is not None:  # before the images: a dict's keys would be counted as targets
             _check_target_container(targets)
-        batch, sizes = self.preprocess(images, check_range=targets is not None)
+        batch, sizes = self.preprocess(images)
         if targets is not None:
-            _check_targets(targets, sizes, num_classes=self.num_classes,
+            one = isinstance(images, torch.Tensor) and images.dim() == 3
+            _check_targets(targets, sizes, num_classes=self.num_classes, images=[images] if one else images,
                            need_masks=self.roi_heads.mask_head is not None)
         feats = self.features(batch)
         rpn_feats = [feats[n] for n in self.rpn_in_features]
@@ -128,57 +127,74 @@ def _check_target_container(targets) -> None:
         raise ValueError(f"model: targets must be a list of dicts, one per image, got {got}")
 
 
-def _tensor(t: dict, key: str, i: int, want: str) -> torch.Tensor:
-    """Target ``i``'s ``key``, refused unless a tensor with as many dimensions as ``want`` ("(M, 4)")."""
+def _tensor(t: dict, key: str, i: int, want: str, ndim: int) -> torch.Tensor:
+    """Target ``i``'s ``key``, refused unless a tensor of ``ndim`` dimensions (``want``: "(M, 4)")."""
     value = t[key]
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"model: target {i} {key!r} must be a torch tensor, got {type(value).__name__} "
                          "(torch.as_tensor converts lists and numpy arrays)")
-    if value.dim() != len([d for d in want.strip("()").split(",") if d.strip()]):
+    if value.dim() != ndim:
         raise ValueError(f"model: target {i} {key!r} must be {want}, got shape {tuple(value.shape)}")
     return value
 
 
-def _check_targets(targets: list, sizes: list, *, num_classes: int, need_masks: bool) -> None:
+def _check_targets(targets: list, sizes: list, *, num_classes: int, need_masks: bool, images=()) -> None:
     """One clear line for a target the losses would misread silently (0/255 masks, labels out of range,
-    NaN or xywh boxes) or fail on deep inside; one min/max per tensor."""
+    NaN, infinite or xywh boxes) or fail on deep inside, and for an ``images`` float image off [0, 1].
+    Types and shapes first; then the values: one min/max per tensor, all read back to the host at once
+    (one device sync per forward on a GPU, not several per image)."""
     if len(targets) != len(sizes):
         raise ValueError(f"model: {len(sizes)} images but {len(targets)} targets (one dict per image)")
+    checked = []  # (index, labels, boxes, masks or None) of the targets with objects
     for i, t in enumerate(targets):
         if not isinstance(t, dict):
             raise ValueError(f"model: target {i} must be a dict, got {type(t).__name__}")
         for key in ("boxes", "labels"):
             if key not in t:
                 raise ValueError(f"model: target {i} has no {key!r}")
-        boxes = _tensor(t, "boxes", i, "(M, 4)")
+        boxes = _tensor(t, "boxes", i, "(M, 4)", 2)
         if boxes.shape[-1] != 4:
             raise ValueError(f"model: target {i} 'boxes' must be (M, 4), got {tuple(boxes.shape)}")
-        labels = _tensor(t, "labels", i, "(M,)")
+        labels = _tensor(t, "labels", i, "(M,)", 1)
         if need_masks and "masks" not in t:
             raise ValueError(f"model: target {i} has no 'masks' (a mask model trains on instance masks)")
-        masks = _tensor(t, "masks", i, "(M, H, W)") if need_masks else None
+        masks = _tensor(t, "masks", i, "(M, H, W)", 3) if need_masks else None
         if need_masks and (masks.shape[0] != boxes.shape[0] or tuple(masks.shape[1:]) != sizes[i]):
             want = (boxes.shape[0], *sizes[i])
             raise ValueError(f"model: target {i} 'masks' must be ({want[0]}, {want[1]}, {want[2]}) "
                              f"(one per box, at the image size), got {tuple(masks.shape)}")
         if labels.shape[0] != boxes.shape[0]:
             raise ValueError(f"model: target {i} has {boxes.shape[0]} boxes but {labels.shape[0]} labels")
-        if boxes.shape[0] == 0:
-            continue
-        lo, hi = (int(v) for v in torch.aminmax(labels.detach()))
-        if lo < 1 or hi >= num_classes:
-            bad = lo if lo < 1 else hi
-            raise ValueError(f"model: target {i} 'labels' holds {bad}, expected 1..{num_classes - 1} "
-                             f"(num_classes {num_classes} counts the background, label 0)")
+        if boxes.shape[0]:
+            checked.append((i, labels, boxes, masks if need_masks and masks.dtype != torch.bool else None))
+    # the values: per image [min, max]; per target [label min, label max, boxes bad, mask min, mask max]
+    stats = [torch.stack(torch.aminmax(img.detach())) for img in images]
+    for _, labels, boxes, masks in checked:
         b = boxes.detach()
-        if not bool((b[:, 2:] >= b[:, :2]).all()):  # NaN compares False: refused here too
+        good = torch.isfinite(b).all() & (b[:, 2:] >= b[:, :2]).all()
+        span = torch.stack(torch.aminmax(masks.detach())) if masks is not None else labels.new_zeros(2)
+        stats.append(torch.cat([torch.stack(torch.aminmax(labels.detach())).double(), (~good).double()[None],
+                                span.double()]))
+    if not stats:
+        return
+    device = stats[0].device
+    values = torch.cat([v.double().to(device) for v in stats]).tolist()  # the one host read
+    for i, _ in enumerate(images):
+        problem = float_range_problem(values[2 * i], values[2 * i + 1], f"model: image {i}")
+        if problem:
+            raise ValueError(problem)
+    rows = values[2 * len(images):]
+    for k, (i, _, _, masks) in enumerate(checked):
+        lo, hi, bad_boxes, mlo, mhi = rows[5 * k: 5 * k + 5]
+        if lo < 1 or hi >= num_classes:
+            raise ValueError(f"model: target {i} 'labels' holds {int(lo if lo < 1 else hi)}, expected 1.."
+                             f"{num_classes - 1} (num_classes {num_classes} counts the background, label 0)")
+        if bad_boxes:
             raise ValueError(f"model: target {i} 'boxes' must be [x1, y1, x2, y2] with x2 >= x1 and "
                              "y2 >= y1, finite (COCO's [x, y, w, h] converts as x2 = x + w, y2 = y + h)")
-        if need_masks and masks.dtype != torch.bool:
-            mlo, mhi = (float(v) for v in torch.aminmax(masks.detach()))
-            if not (mlo >= 0 and mhi <= 1):  # NaN fails both
-                raise ValueError(f"model: target {i} 'masks' values span [{mlo:.4g}, {mhi:.4g}], expected "
-                                 "0/1 (bool, or 0 and 1): divide PNG masks read as 0/255 by 255")
+        if masks is not None and not (mlo >= 0 and mhi <= 1):  # NaN fails both
+            raise ValueError(f"model: target {i} 'masks' values span [{mlo:.4g}, {mhi:.4g}], expected "
+                             "0/1 (bool, or 0 and 1): divide PNG masks read as 0/255 by 255")
 
 
 def build_model(cfg) -> MaskRCNN:

@@ -205,7 +205,8 @@ def test_training_names_malformed_targets_and_takes_float64_images(tiny):
         tiny([image], [dict(boxes=t["boxes"][:1], labels=torch.tensor(1), masks=t["masks"][:1])])
     xywh = torch.tensor([[10.0, 10, 30, 20], [45, 35, 30, 25]])  # the second box's x2 < x1
     nan = torch.tensor([[10.0, 10, 40, float("nan")], [45, 35, 75, 60]])
-    for boxes in (xywh, nan):
+    inf = torch.tensor([[10.0, 10, float("inf"), float("inf")], [45, 35, 75, 60]])  # x2 >= x1, not finite
+    for boxes in (xywh, nan, inf):
         with pytest.raises(ValueError, match=r"target 0 'boxes' must be \[x1, y1, x2, y2\] with x2 >= x1"):
             tiny([image], _one_target(boxes=boxes))
     # float64 (and float16) images are converted to the model's float32, as the docstring says
