@@ -113,8 +113,8 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
                 # uint8 is converted to float32 later anyway (a copy): made here, it is still the one
                 # copy, scaled by the same torch division as a writable array's (float32: the one copy
                 # that a read-only array needs).
-                scale = 255.0 if image.dtype == np.uint8 else 1.0
-                return torch.from_numpy(image.astype(np.float32)).div_(scale).permute(2, 0, 1)
+                out = torch.from_numpy(image.astype(np.float32))
+                return (out.div_(255.0) if image.dtype == np.uint8 else out).permute(2, 0, 1)
             return torch.from_numpy(image).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
         raise ValueError(f"{where}: numpy image dtype {image.dtype} not supported (uint8 0..255, uint16 "
                          "0..65535 or float in [0, 1])")

@@ -136,6 +136,8 @@ def _predict(args) -> tuple:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
         apply_int8_arguments(predictor, args)
+    if args.cityscapes and not predictor.cfg.model.roi_heads.mask_on:  # before the inference, not after it
+        raise ValueError(f"--cityscapes scores instance masks: {args.weights} is a box-only model")
     dataset = CocoDataset(
         json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
     )
