@@ -60,16 +60,21 @@ class _Parser(argparse.ArgumentParser):
         self.dash_files = tuple(dash_files)
 
     def error(self, message: str):
-        if self.dash_files:
-            name = self.dash_files[0]
+        # Only where the file is the cause: named as unrecognized, or missed as a required argument
+        # (a bad --threads value with "-photo.png" among the images needs no hint).
+        named = [n for n in self.dash_files if n in message.split()]
+        if named or (self.dash_files and "required" in message):
+            name = (named or self.dash_files)[0]
             message += (f" ({name} is a file, read as an option since it starts with '-': pass it after "
                         f"'--' or as ./{name})")
         super().error(message)
 
 
 def _dash_files(argv: list) -> tuple:
-    """Arguments that start with '-' and name an existing file (in the working folder, as given)."""
-    return tuple(a for a in argv if a.startswith("-") and a not in ("-", "--") and os.path.isfile(a))
+    """Arguments that start with '-' and name an existing file (in the working folder, as given); those
+    after '--' are positional already."""
+    before = argv[:argv.index("--")] if "--" in argv else argv
+    return tuple(a for a in before if a.startswith("-") and a != "-" and os.path.isfile(a))
 
 
 def build_parser(argv: list) -> argparse.ArgumentParser:

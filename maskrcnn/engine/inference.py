@@ -22,6 +22,8 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from maskrcnn.listing import short_listing
+
 
 def iou_types(cfg) -> tuple:
     """The COCO evaluations a model of ``cfg`` supports: bbox, then segm and keypoints when it has them."""
@@ -111,7 +113,7 @@ def check_keypoint_count(cfg, dataset) -> None:
     names, k = dataset.keypoint_names, cfg.model.roi_heads.num_keypoints
     if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
         raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
-                         f"({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''})")
+                         f"({short_listing(names, limit=5)})")
     # A file without keypoint names is read as COCO's 17 points (its annotations checked against 17): a
     # model of another count (a converted detectron2 / mmdet keypoint model) failed in COCOeval's OKS
     # with numpy's "operands could not be broadcast together".

@@ -86,6 +86,7 @@ from maskrcnn.engine.divergence import DivergenceGuard
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
+from maskrcnn.listing import short_listing
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
@@ -355,7 +356,7 @@ class Trainer:
     def _check_finite_weights(self, state: dict) -> None:
         bad = non_finite_keys(state)
         if bad:
-            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            names = short_listing(bad, limit=3)
             raise NonFiniteLossError(
                 f"non-finite weights after iteration {self.iteration} ({names}), not saved; "
                 + self._kept_checkpoint_text()

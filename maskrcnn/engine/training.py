@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from maskrcnn.listing import short_listing
+
 INIT_REPORT = "init_report.json"
 
 
@@ -293,7 +295,7 @@ def build_training(
     resuming = resume and (output / LAST_CHECKPOINT).is_file()
     earlier = earlier_run_files(output)
     if earlier and not resume and not overwrite:
-        names = ", ".join(p.name for p in earlier[:5]) + (", ..." if len(earlier) > 5 else "")
+        names = short_listing((p.name for p in earlier), limit=5)
         raise ValueError(
             f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
             f"to replace it, or choose another --output"
