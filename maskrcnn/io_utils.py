@@ -7,6 +7,13 @@ file and leaves the old target as it was. Temporary names start with a dot and e
 ``atomic_write_all`` writes several files so: all temporary files first, then the renames, so one failed
 write leaves all the old files (outputs that belong together, such as a dataset's parts).
 
+A failed write (a full disk, a file-size limit) raises an OSError with the errno and strerror of the
+failure, the target as its ``filename`` and "not written; the previous file is kept" (or "there was no
+previous file") in its strerror: a full disk's write error names no file by itself, and the command's
+one-line error must say which output it was. A process killed mid-write (SIGKILL, a power cut) leaves
+its hidden ``.TARGET.<hex>.tmp``; the next successful write of TARGET removes such leftovers that are
+older than the writing process (``remove_stale_temps``).
+
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
 parents), in one line naming the option and the path.
@@ -18,18 +25,24 @@ the whole file in memory.)
 
 from __future__ import annotations
 
+import errno as errno_module
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "create_temp_file", "replace_durably",
+    "check_output_file", "create_temp_file", "remove_stale_temps", "replace_durably", "write_error",
 ]
 
 PathLike = Union[str, os.PathLike]
+
+# No later than any temporary file this process creates (this module is imported before the first
+# write): a temporary file last modified before it belongs to an earlier process.
+PROCESS_START = time.time()
 
 
 def create_temp_file(folder: PathLike, *, prefix: str, suffix: str) -> tuple:
@@ -62,6 +75,7 @@ def atomic_write_all(contents: dict) -> None:
     as it was and no temporary file behind. (The renames themselves, one per file, are not one atomic
     step: a crash between two of them would leave the first ones new.)"""
     pending = []  # (temporary path, target), those not renamed yet
+    path = None
     try:
         for path, data in contents.items():
             path = Path(path)
@@ -73,17 +87,63 @@ def atomic_write_all(contents: dict) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         while pending:
+            path = pending[0][1]
             os.replace(*pending[0])
             pending.pop(0)
-    except BaseException:
+    except BaseException as e:
         for tmp, _ in pending:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        # a write's error (no file name) or the temporary file's: named by the target the user asked for
+        if isinstance(e, OSError) and path is not None and (e.filename is None or str(e.filename).endswith(".tmp")):
+            raise write_error(e, path) from e
         raise
     for folder in {Path(p).parent for p in contents}:
         _fsync_dir(folder)
+    for p in contents:
+        remove_stale_temps(p)
+
+
+def write_error(error: OSError, path: PathLike) -> OSError:
+    """``error`` (a failed write of ``path``, often without a file name: a full disk's ``os.write``) as an
+    OSError of the same errno whose filename is ``path`` and whose strerror says the old file is kept."""
+    path = Path(path)
+    if error.filename is not None and Path(error.filename) == path and "previous file" in str(error.strerror):
+        return error  # already told
+    reason = error.strerror or os.strerror(error.errno or errno_module.EIO)
+    kept = "the previous file is kept" if path.exists() else "there was no previous file"
+    return OSError(error.errno, f"{reason} (not written; {kept})", str(path))
+
+
+def remove_stale_temps(path: PathLike) -> list:
+    """Remove ``.NAME.*.tmp`` beside ``path`` last modified before this process started; returns them.
+
+    Such a file is a temporary file of an earlier write of ``path`` whose process was killed before its
+    rename (SIGKILL, a power cut: no ``except`` ran to remove it), up to a checkpoint's size. Safe: this
+    process's own temporary files are all newer than its start, and another process still writing one
+    touches it as it writes; one that has not written for longer than this process has lived and has
+    not renamed it is, at worst, a writer whose rename would then fail (its target would be no worse
+    than it is now)."""
+    path = Path(path)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < PROCESS_START:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone meanwhile, or not ours to remove: never a reason to fail a finished write
+            pass
+    return removed
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def replace_durably(tmp: PathLike, path: PathLike) -> None:

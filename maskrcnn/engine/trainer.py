@@ -66,6 +66,7 @@ writes the best model and stops exactly where an uninterrupted run does. Checkpo
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import math
 import os
 import random
@@ -85,12 +86,14 @@ from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
 from maskrcnn.engine.divergence import DivergenceGuard
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
+from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json, remove_stale_temps
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
 BEST_NAME = "model_best.pth"
 BEST_JSON = "best.json"
+# what a run accumulates besides its checkpoints: started afresh by a resume without checkpoint
+ACCUMULATED_FILES = ("metrics.jsonl", BEST_JSON, BEST_NAME, "curves.png")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -382,6 +385,7 @@ class Trainer:
             named = self.output_dir / pointer.read_text().strip()
             candidates = [named] + [c for c in candidates if c != named]
         if not candidates:
+            self._start_afresh()
             return False
         errors = []
         for path in candidates:
@@ -402,6 +406,34 @@ class Trainer:
             truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
         return True
+
+    def _start_afresh(self) -> None:
+        """A resume with no checkpoint starts from iteration 0: what the earlier attempt accumulated
+        (metrics.jsonl, best.json, model_best.pth, curves.png) goes, as a resume from a checkpoint truncates
+        them to it; appended to, iterations 1..k would be in metrics.jsonl twice (main process)."""
+        if not self.is_main:
+            return
+        removed = []
+        for name in ACCUMULATED_FILES:
+            path = self.output_dir / name
+            if path.is_file():
+                path.unlink()
+                removed.append(name)
+        if removed:
+            self.logger.print(f"--resume: no checkpoint, so the earlier attempt's {', '.join(removed)} "
+                              "removed: the run starts from iteration 0")
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary files of this folder's checkpoints and records left by a killed run (SIGKILL: no
+        cleanup ran), up to a checkpoint's size each. The trainer owns its output folder and this process
+        has not written any yet, so every ``.NAME.<hex>.tmp`` of a run file older than this process is a
+        leftover (``io_utils.remove_stale_temps``; main process only: the only writer)."""
+        if not self.is_main or not self.output_dir.is_dir():
+            return
+        names = {p.name[1:].rsplit(".", 2)[0] for p in self.output_dir.glob(".*.tmp")}
+        for name in sorted(names):
+            if fnmatch.fnmatch(name, "model_*.pth") or name in (LAST_CHECKPOINT, *ACCUMULATED_FILES):
+                remove_stale_temps(self.output_dir / name)
 
     def load_training_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -631,8 +663,10 @@ class Trainer:
 
     def train(self) -> dict:
         """Run to ``max_iter`` (or until a signal, or an early stop); returns {"iteration", "interrupted",
-        "eval", "stopped_early", "best": {"metric", "value", "iteration"} or None}."""
+        "signal" (the number of the signal that stopped it, or None), "eval", "stopped_early", "best":
+        {"metric", "value", "iteration"} or None}."""
         self.model.train()
+        self._remove_stale_temps()
         interrupted = False
         if self._eval_pending:
             self._eval_pending = False
@@ -720,6 +754,7 @@ class Trainer:
             self.logger.close(plot=self.plot)
         return {
             "iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval,
+            "signal": self._stop_signal if interrupted else None,
             "stopped_early": self.stopped_early,
             "best": self.best.summary() if self.best is not None else None,
         }
