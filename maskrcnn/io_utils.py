@@ -97,7 +97,8 @@ def atomic_write_all(contents: dict) -> None:
             except FileNotFoundError:
                 pass
         # a write's error (no file name) or the temporary file's: named by the target the user asked for
-        if isinstance(e, OSError) and path is not None and (e.filename is None or str(e.filename).endswith(".tmp")):
+        unnamed = isinstance(e, OSError) and (e.filename is None or str(e.filename).endswith(".tmp"))
+        if unnamed and path is not None:
             raise write_error(e, path) from e
         raise
     for folder in {Path(p).parent for p in contents}:

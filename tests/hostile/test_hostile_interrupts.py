@@ -45,7 +45,8 @@ def _trainer(out, *, iters=6, period=2, signal_after=None):
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_train_stopped_by_a_signal_exits_with_128_plus_the_signal(tmp_path, monkeypatch, capsys, signum, status):
+def test_train_stopped_by_a_signal_exits_with_128_plus_the_signal(tmp_path, monkeypatch, capsys, signum,
+                                                                  status):
     """A stopped run exited 0, so `train ... && next-step` and schedulers took it for a finished one."""
     import maskrcnn.engine.training as training
     from maskrcnn.cli import main
