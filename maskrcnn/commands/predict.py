@@ -18,12 +18,18 @@ checkpoint's only. A file that cannot be read, or that the model fails on (an im
 take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
-nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images``
-are ignored then, with a note); ``--int8 --calib-images DIR`` quantizes a plain checkpoint in memory
-first (``commands/quantize.py``). ``--score-thresh`` below the checkpoint's own
-``model.roi_heads.score_thresh`` lowers that one too (``Predictor.from_checkpoint``); an ONNX file's is
-fixed at export, so a note says how to lower it. ``--export`` also writes
-the predictions as pre-annotations for annotation tools, mask images or cut-outs
+nothing. An ``--output`` that holds an earlier run's results is said up front (how many images, how
+many overlays); this run's replace them once its first image is done: ``predictions.json`` then holds
+this run's images only and ``overlays/`` loses the PNGs this run did not draw (also when it is stopped
+by Ctrl-C or an error later on), so the folder never mixes two runs. Stopped before its first image, the
+earlier files are left untouched. Ctrl-C says how many images were written and where. A
+``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is read with that line
+dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn quantize`` runs
+as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8 --calib-images
+DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--score-thresh``
+below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
+(``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
+``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
 (``data/pre_annotations/export.py``). ``--tile SIZE``
 predicts large images tile by tile for their small objects (``commands/tile_args.py``,
 ``engine/tiling.py``). Video files (given, or found in the folders) are predicted frame by frame, with
@@ -38,6 +44,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from maskrcnn.io_utils import atomic_write_json
@@ -211,23 +218,92 @@ def _check_score_thresh(value) -> None:
 class _ResultsWriter:
     """Results as they are produced: each image's records are appended (and flushed) to
     ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
-    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file."""
+    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file.
+    The side file is opened at the first image's results: until then an earlier run's files stay as they
+    are. A write that fails (a full disk) names the side file."""
 
     def __init__(self, out_dir: Path):
         self.final = out_dir / "predictions.json"
         self.partial = out_dir / "predictions.partial.jsonl"
         self.results: list = []
-        self._file = open(self.partial, "w", encoding="utf-8")
+        self._file = None
 
     def add(self, records: list) -> None:
         self.results.extend(records)
-        self._file.write("".join(json.dumps(r) + "\n" for r in records))
-        self._file.flush()
+        try:
+            if self._file is None:
+                self._file = open(self.partial, "w", encoding="utf-8")
+            self._file.write("".join(json.dumps(r) + "\n" for r in records))
+            self._file.flush()
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, f"{e.strerror or e} (appending an image's results; those of the earlier "
+                                   "images are kept)", str(self.partial)) from e
 
     def finish(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:  # the flush of a full disk: the results are in memory, written just below
+                pass
         atomic_write_json(self.final, self.results)
         self.partial.unlink(missing_ok=True)
+
+
+def read_partial_results(path) -> list:
+    """The records of a ``predictions.partial.jsonl`` left by a killed run. Its last line may be cut
+    mid-record (a kill or a full disk during the append): that line is dropped with a warning; a bad line
+    before the last one is an error naming the file and the line."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if any(rest.strip() for rest in lines[number:]):
+                raise ValueError(f"{path}: line {number} is not a JSON record ({e.msg})") from None
+            warnings.warn(f"{path}: the last line is cut short (the run writing it was stopped mid-record): "
+                          f"dropped, {len(records)} record(s) read", stacklevel=2)
+    return records
+
+
+def _earlier_run(out_dir: Path) -> tuple:
+    """(images, overlays) of an earlier run's results in ``out_dir``: the images its predictions.json
+    (or, for a killed run, predictions.partial.jsonl) has results of, the PNGs in overlays/."""
+    images = set()
+    final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
+    try:
+        if final.is_file():
+            records = json.loads(final.read_text(encoding="utf-8"))
+        elif partial.is_file():
+            records = read_partial_results(partial)
+        else:
+            records = []
+    except (OSError, ValueError, UnicodeDecodeError):
+        records = []
+    for r in records if isinstance(records, list) else []:
+        if isinstance(r, dict):
+            images.add(r.get("file_name", r.get("image_id")))
+    overlays = out_dir / "overlays"
+    count = sum(1 for p in overlays.glob("*.png") if p.is_file()) if overlays.is_dir() else 0
+    return len(images), count
+
+
+def _remove_other_overlays(overlay_dir: Path, written: set) -> int:
+    """Remove the PNGs in ``overlay_dir`` this run did not write (an earlier run's, of images not in this
+    one): the folder then shows this run's images only, as predictions.json holds them. Returns how many."""
+    removed = 0
+    if not overlay_dir.is_dir():
+        return 0
+    for p in overlay_dir.glob("*.png"):
+        if p.stem not in written and p.is_file():
+            p.unlink()
+            removed += 1
+    return removed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -308,6 +384,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
+    earlier_images, earlier_overlays = _earlier_run(out_dir)
+    if earlier_images or earlier_overlays:
+        print(f"maskrcnn predict: note: {out_dir} holds an earlier run's results ({earlier_images} image(s) "
+              f"in its predictions, {earlier_overlays} overlay(s)): this run's replace them once its first "
+              "image is done (stopped before that, they stay as they are)", file=sys.stderr)
     writer = _ResultsWriter(out_dir)
     export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
     skipped, n_done, used_names = [], 0, set()
@@ -321,6 +402,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{index + 1:>{width}}/{len(files)}] skipped {text}", file=sys.stderr)
 
     t0 = time.perf_counter()
+    stopped = None  # the exception that ended the loop, if any
     try:
         for window in predict_files_skipping(predictor, files, on_error=skip):
             per_image = (time.perf_counter() - t0) / len(window)
@@ -352,8 +434,23 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             t0 = time.perf_counter()
+    except KeyboardInterrupt as e:
+        stopped = e
+        if n_done == 0:
+            kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_images or \
+                earlier_overlays else ""
+            raise KeyboardInterrupt(f"after 0 of {len(files)} images; nothing written{kept}") from None
+        overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
+        raise KeyboardInterrupt(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
+                                f"detection(s) to {writer.final}{overlays}") from None
+    except BaseException as e:
+        stopped = e
+        raise
     finally:  # an interrupt or an error still leaves the results of the images done so far
-        writer.finish()
+        if stopped is None or n_done > 0:
+            # this run's files replace the earlier run's: predictions.json and overlays/ of the same images
+            writer.finish()
+            _remove_other_overlays(overlay_dir, used_names)
         if export is not None:
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)

@@ -135,3 +135,120 @@ def test_full_disk_error_names_the_target_and_says_the_old_file_is_kept(tmp_path
     assert e.strerror == f"{os.strerror(errno.EFBIG)} (not written; {kept})"
     assert (target.read_text() if existed else target.exists()) == ("old" if existed else False)
     assert list(tmp_path.glob(".*.tmp")) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from tiny_model import build_tiny, save_tiny_checkpoint
+
+    model, cfg = build_tiny()
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", model, cfg)
+
+
+def _interrupt_after(monkeypatch, images_done):
+    """predict's and eval's loops raise KeyboardInterrupt (Ctrl-C) once ``images_done`` images are done."""
+    from maskrcnn.engine import inference
+
+    real = inference.predict_files_skipping
+
+    def predicting(*args, **kwargs):
+        for done, window in enumerate(real(*args, **kwargs)):
+            if done == images_done:
+                raise KeyboardInterrupt
+            yield window
+        raise AssertionError("not interrupted")
+
+    def evaluating(predictor, dataset, evaluator, *, progress, **kwargs):
+        progress(images_done, len(dataset)) if images_done else None
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "predict_files_skipping", predicting)
+    monkeypatch.setattr(inference, "evaluate_dataset", evaluating)
+
+
+def _earlier_predict_output(out):
+    (out / "overlays").mkdir(parents=True)
+    for name in ("a", "old1", "old2"):
+        (out / "overlays" / f"{name}.png").write_bytes(b"old overlay")
+    earlier = [{"image_id": i, "file_name": f"{n}.png", "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}
+               for i, n in enumerate(("a", "old1", "old2"), 1)]
+    (out / "predictions.json").write_text(json.dumps(earlier))
+
+
+@pytest.mark.parametrize("images_done", [0, 1])
+def test_predict_into_an_earlier_runs_folder_stopped_by_ctrl_c(tiny_weights, tmp_path, monkeypatch,
+                                                              capsys, images_done):
+    """An early Ctrl-C replaced the earlier predictions.json by [] and left its 30 overlays; said only
+    "interrupted"."""
+    from PIL import Image
+
+    from maskrcnn.cli import main
+
+    for name in ("a", "b"):
+        Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / f"{name}.png")
+    out = tmp_path / "out"
+    _earlier_predict_output(out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _interrupt_after(monkeypatch, images_done)
+    rc = main(["predict", "--weights", str(tiny_weights), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+               "--output", str(out), "--device", "cpu", "--batch-size", "1", "--score-thresh", "0"])
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert (f"note: {out} holds an earlier run's results (3 image(s) in its predictions, 3 overlay(s)): this "
+            "run's replace them once its first image is done") in err, err
+    if images_done == 0:
+        assert (f"interrupted: after 0 of 2 images; nothing written; the earlier run's results in {out} "
+                "are as they were") in err, err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+        return
+    results = json.loads((out / "predictions.json").read_text())
+    assert {r["file_name"] for r in results} <= {str(tmp_path / "a.png")}
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png"]
+    assert (out / "overlays" / "a.png").read_bytes() != b"old overlay"
+    assert not (out / "predictions.partial.jsonl").exists()
+    assert (f"interrupted: after 1 of 2 images; wrote their {len(results)} detection(s) to "
+            f"{out / 'predictions.json'} and 1 overlay(s) in {out / 'overlays'}/") in err, err
+
+
+def test_a_partial_results_file_cut_mid_record_loses_only_that_line(tmp_path):
+    from maskrcnn.commands.predict import read_partial_results
+
+    path = tmp_path / "predictions.partial.jsonl"
+    path.write_text('{"image_id": 1, "score": 0.5}\n{"image_id": 2, "score": 0.7}\n{"image_id": 3, "sco')
+    with pytest.warns(UserWarning, match="the last line is cut short .*: dropped, 2 record"):
+        assert [r["image_id"] for r in read_partial_results(path)] == [1, 2]
+    path.write_text('{"image_id": 1, "sc\n{"image_id": 2, "score": 0.7}\n')
+    with pytest.raises(ValueError, match="line 1 is not a JSON record"):
+        read_partial_results(path)
+
+
+def test_interrupted_eval_says_how_far_it_got_and_that_nothing_was_written(tiny_weights, tmp_path,
+                                                                            monkeypatch, capsys):
+    from tiny_model import write_one_image_set
+
+    from maskrcnn.cli import main
+
+    gt = write_one_image_set(tmp_path / "data", 40, 50)
+    _interrupt_after(monkeypatch, 1)
+    rc = main(["eval", "--weights", str(tiny_weights), "--json", str(gt), "--images",
+               str(gt.parent / "images"), "--output", str(tmp_path / "ev"), "--device", "cpu"])
+    assert rc == 130
+    assert "interrupted: after 1 of 1 images; nothing written" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists() or not any((tmp_path / "ev").iterdir())
+
+
+def test_eval_writes_metrics_json_last(tiny_weights, tmp_path, monkeypatch, capsys):
+    """metrics.json is the "it finished" marker: a failure between the two writes left a new metrics.json
+    beside the old predictions.json."""
+    from tiny_model import write_one_image_set
+
+    from maskrcnn.cli import main
+    from maskrcnn.commands import eval as eval_command
+
+    gt = write_one_image_set(tmp_path / "data", 40, 50)
+    written = []
+    monkeypatch.setattr(eval_command, "atomic_write_json", lambda path, data, **kw: written.append(path.name))
+    rc = main(["eval", "--weights", str(tiny_weights), "--json", str(gt), "--images",
+               str(gt.parent / "images"), "--output", str(tmp_path / "ev"), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    assert written == ["predictions.json", "metrics.json"]
