@@ -113,7 +113,7 @@ def write_error(error: OSError, path: PathLike) -> OSError:
     path = Path(path)
     if error.filename is not None and Path(error.filename) == path and "previous file" in str(error.strerror):
         return error  # already told
-    reason = error.strerror or os.strerror(error.errno or errno_module.EIO)
+    reason = error.strerror or str(error) or os.strerror(error.errno or errno_module.EIO)
     kept = "the previous file is kept" if path.exists() else "there was no previous file"
     return OSError(error.errno, f"{reason} (not written; {kept})", str(path))
 

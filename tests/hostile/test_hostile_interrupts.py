@@ -252,3 +252,35 @@ def test_eval_writes_metrics_json_last(tiny_weights, tmp_path, monkeypatch, caps
                str(gt.parent / "images"), "--output", str(tmp_path / "ev"), "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     assert written == ["predictions.json", "metrics.json"]
+
+
+def test_ctrl_c_during_split_datas_write_exits_130_with_the_old_parts(tmp_path, monkeypatch, capsys):
+    """The probe's Ctrl-C that split-data "swallowed" reached a process started in the background by a
+    script, which inherits SIGINT ignored (no KeyboardInterrupt at all); a Ctrl-C that reaches it while it
+    writes the second part must still leave both old parts and exit 130."""
+    from maskrcnn import io_utils
+    from maskrcnn.cli import main
+
+    images = [{"id": i, "file_name": f"{i}.jpg", "height": 20, "width": 20} for i in range(1, 11)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}
+            for i in range(1, 11)]
+    src = tmp_path / "all.json"
+    categories = [{"id": 1, "name": "a"}]
+    src.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    out = tmp_path / "parts"
+    out.mkdir()
+    for name in ("train", "val"):
+        (out / f"{name}.json").write_text("old " + name)
+    calls, real = [], io_utils.os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the second part's temporary file: Ctrl-C
+            raise KeyboardInterrupt
+        real(fd)
+
+    monkeypatch.setattr(io_utils.os, "fsync", fsync)
+    rc = main(["split-data", "--json", str(src), "--output-dir", str(out), "--force"])
+    assert rc == 130 and "interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["train.json", "val.json"]
+    assert [(out / f"{n}.json").read_text() for n in ("train", "val")] == ["old train", "old val"]
