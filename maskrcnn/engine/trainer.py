@@ -46,7 +46,11 @@ evaluation due at the same iteration (and the final ones before the final evalua
 fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 Every write of weights goes through one helper: a failed write (disk full, folder gone) is one
-``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept.
+``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept. ``train`` returns the
+number of the signal that stopped the run (the command exits with 128 + it: 130, 143). When it starts,
+the trainer removes the hidden temporary files of its run files (``.model_0000010.pth.<hex>.tmp``) that a
+killed run left, older than this process; a resume that finds no checkpoint starts ``metrics.jsonl``,
+``best.json``, ``model_best.pth`` and ``curves.png`` afresh (``ACCUMULATED_FILES``).
 
 Best checkpoint and early stopping (``engine/best_model.py``), with periodic evaluation (``eval_period``
 > 0 and an ``evaluate_fn``) and a ``best_metric``: each evaluation, the final one included, that beats
