@@ -157,6 +157,7 @@ def replace_durably(tmp: PathLike, path: PathLike) -> None:
         os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(Path(path).parent)
+    remove_stale_temps(path)
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
