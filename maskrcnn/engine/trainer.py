@@ -90,7 +90,7 @@ from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
 from maskrcnn.engine.divergence import DivergenceGuard
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json, remove_stale_temps
+from maskrcnn.io_utils import PROCESS_START, atomic_write_bytes, atomic_write_json, remove_stale_temps
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
@@ -413,8 +413,9 @@ class Trainer:
 
     def _start_afresh(self) -> None:
         """A resume with no checkpoint starts from iteration 0: what the earlier attempt accumulated
-        (metrics.jsonl, best.json, model_best.pth, curves.png) goes, as a resume from a checkpoint truncates
-        them to it; appended to, iterations 1..k would be in metrics.jsonl twice (main process)."""
+        (metrics.jsonl, best.json, model_best.pth, curves.png, its TensorBoard event files) goes, as a
+        resume from a checkpoint truncates them to it; appended to, iterations 1..k would be in
+        metrics.jsonl twice (main process)."""
         if not self.is_main:
             return
         removed = []
@@ -423,6 +424,14 @@ class Trainer:
             if path.is_file():
                 path.unlink()
                 removed.append(name)
+        # the earlier attempt's TensorBoard curves: older than this process (this run's writer's file is
+        # newer; a file written since this process started is not the earlier attempt's)
+        events = [p for p in (self.output_dir / "tensorboard").glob("events.out.tfevents.*")
+                  if p.is_file() and p.stat().st_mtime < PROCESS_START]
+        for p in events:
+            p.unlink()
+        if events:
+            removed.append(f"{len(events)} TensorBoard event file(s)")
         if removed:
             self.logger.print(f"--resume: no checkpoint, so the earlier attempt's {', '.join(removed)} "
                               "removed: the run starts from iteration 0")

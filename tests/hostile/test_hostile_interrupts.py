@@ -64,6 +64,7 @@ def test_train_stopped_by_a_signal_exits_with_128_plus_the_signal(tmp_path, monk
 def test_resume_without_checkpoint_starts_the_metrics_afresh(tmp_path):
     """Killed before its first checkpoint, then --resume: iterations 1-3 were appended to the old
     metrics.jsonl, each twice; best.json and curves.png of the killed attempt stayed."""
+    from maskrcnn import io_utils
     from maskrcnn.engine.logger import read_metrics
 
     out = tmp_path / "run"
@@ -72,11 +73,16 @@ def test_resume_without_checkpoint_starts_the_metrics_afresh(tmp_path):
                                                for i in (1, 2, 3)))
     (out / "best.json").write_text("{}")
     (out / "curves.png").write_bytes(b"png")
+    events = out / "tensorboard" / "events.out.tfevents.1.host"
+    events.parent.mkdir()
+    events.write_bytes(b"old curves")
+    old = io_utils.PROCESS_START - 60
+    os.utime(events, (old, old))
     trainer = _trainer(out, iters=3, period=100)
     assert trainer.resume() is False
     trainer.train()
     assert [r["iteration"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
-    assert not (out / "best.json").exists() and not (out / "curves.png").exists()
+    assert not (out / "best.json").exists() and not (out / "curves.png").exists() and not events.exists()
 
 
 def test_temp_files_of_a_killed_run_are_removed_and_a_live_ones_kept(tmp_path):
