@@ -11,8 +11,9 @@ A failed write (a full disk, a file-size limit) raises an OSError with the errno
 failure, the target as its ``filename`` and "not written; the previous file is kept" (or "there was no
 previous file") in its strerror: a full disk's write error names no file by itself, and the command's
 one-line error must say which output it was. A process killed mid-write (SIGKILL, a power cut) leaves
-its hidden ``.TARGET.<hex>.tmp``; the next successful write of TARGET removes such leftovers that are
-older than the writing process (``remove_stale_temps``).
+its hidden ``.TARGET.<12 hex>.tmp``; the next successful write of TARGET removes such leftovers that are
+older than the writing process and unchanged for 10 minutes (``remove_stale_temps``; each folder is
+listed once per process).
 
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
@@ -28,14 +29,18 @@ from __future__ import annotations
 import errno as errno_module
 import json
 import os
+import re
 import secrets
+import stat as stat_module
+import threading
 import time
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "create_temp_file", "remove_stale_temps", "replace_durably", "write_error",
+    "check_output_file", "create_temp_file", "remove_stale_temps", "replace_durably", "stale_before",
+    "temp_target", "write_error",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -119,32 +124,85 @@ def write_error(error: OSError, path: PathLike) -> OSError:
 
 
 def remove_stale_temps(path: PathLike) -> list:
-    """Remove ``.NAME.*.tmp`` beside ``path`` last modified before this process started; returns them.
+    """Remove the leftover temporary files of ``path`` (``.NAME.<12 hex>.tmp``, the form
+    ``create_temp_file`` gives them here) that are dead; returns them.
 
     Such a file is a temporary file of an earlier write of ``path`` whose process was killed before its
-    rename (SIGKILL, a power cut: no ``except`` ran to remove it), up to a checkpoint's size. Safe: this
-    process's own temporary files are all newer than its start, and another process still writing one
-    touches it as it writes; one that has not written for longer than this process has lived and has
-    not renamed it is, at worst, a writer whose rename would then fail (its target would be no worse
-    than it is now)."""
+    rename (SIGKILL, a power cut: no ``except`` ran to remove it), up to a checkpoint's size. Only that
+    exact form is matched (a user's ``.model_final.pth.backup.tmp`` is not one), and only a file last
+    modified before ``stale_before()`` goes: before this process started (this process's own temporary
+    files are all newer) and more than ``STALE_TEMP_AGE`` (10 minutes) ago. Older than this process is not
+    proof of death: another process may still be writing it (a big checkpoint's fsync on a slow NFS
+    server, a writer stalled between two chunks: its mtime stops changing while it is alive), and a minute
+    without a change happens on a slow disk; ten minutes without one, a writer is not coming back.
+
+    The folder is listed once per process (the first write into it): a temporary file older than this
+    process cannot appear after that, so one listing finds all there will ever be, and a writer of many
+    files in one folder does not scan it again for each file (which was quadratic)."""
     path = Path(path)
-    removed = []
-    try:
-        candidates = list(path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"))
-    except OSError:
-        return removed
+    key = os.path.abspath(path.parent)
+    with _listing_lock:
+        listing = _stale_listings.get(key)
+        if listing is None:
+            listing = _stale_listings[key] = _list_old_temps(path.parent)
+        candidates = listing.pop(path.name, [])
+    removed, kept = [], []
+    cutoff = stale_before()
     for tmp in candidates:
         try:
-            if tmp.is_file() and tmp.stat().st_mtime < PROCESS_START:
+            st = tmp.stat()
+            if not stat_module.S_ISREG(st.st_mode) or st.st_mtime >= PROCESS_START:
+                continue  # not a file, or written since: a live writer's, never to be looked at again
+            if st.st_mtime < cutoff:
                 tmp.unlink()
                 removed.append(tmp)
+            else:
+                kept.append(tmp)  # too recent to call dead yet: looked at again by a later write
         except OSError:  # gone meanwhile, or not ours to remove: never a reason to fail a finished write
             pass
+    if kept:
+        with _listing_lock:
+            listing.setdefault(path.name, []).extend(kept)
     return removed
 
 
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+# ``create_temp_file``'s names as ``atomic_write_all`` asks for them: "." + target + "." + 12 hex + ".tmp"
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{12}\.tmp", re.DOTALL)
+# A temporary file unchanged for this long is dead (see remove_stale_temps): seconds.
+STALE_TEMP_AGE = 600.0
+_stale_listings: dict = {}  # {folder: {target name: [temporary files older than this process]}}
+_listing_lock = threading.Lock()
+
+
+def temp_target(name: str) -> Optional[str]:
+    """The target's name of a temporary file named ``name`` in ``create_temp_file``'s form
+    (``.model_final.pth.0a1b2c3d4e5f.tmp`` -> ``model_final.pth``), else None."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match.group("target") if match else None
+
+
+def stale_before() -> float:
+    """The time before which a temporary file's last change makes it dead (``remove_stale_temps``)."""
+    return min(PROCESS_START, time.time() - STALE_TEMP_AGE)
+
+
+def _list_old_temps(folder: Path) -> dict:
+    # One os.scandir: {target name: [its temporary files last modified before this process started]}.
+    found: dict = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                target = temp_target(entry.name)
+                if target is None:
+                    continue
+                try:
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < PROCESS_START:
+                        found.setdefault(target, []).append(Path(entry.path))
+                except OSError:
+                    pass
+    except OSError:  # no folder (yet), or unreadable: nothing to remove
+        pass
+    return found
 
 
 def replace_durably(tmp: PathLike, path: PathLike) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -271,36 +272,74 @@ def read_partial_results(path) -> list:
     return records
 
 
+# An earlier predictions.json larger than this is not read for the up-front note (with RLE masks it can
+# hold gigabytes): the note gives its size instead of its images' count.
+LARGE_RESULTS_BYTES = 64 * 1024 * 1024
+
+
 def _earlier_run(out_dir: Path) -> tuple:
-    """(images, overlays) of an earlier run's results in ``out_dir``: the images its predictions.json
-    (or, for a killed run, predictions.partial.jsonl) has results of, the PNGs in overlays/."""
-    images = set()
+    """(results, overlays, stems) of an earlier run in ``out_dir``: the words the note gives its results
+    ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs in
+    overlays/, and the stems of the images its records name (``file_name``; its overlays are named
+    after them). Its predictions.json, or for a killed run predictions.partial.jsonl, is read here, before
+    this run writes its own; one above ``LARGE_RESULTS_BYTES`` is scanned for its file names only."""
     final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
+    source = final if final.is_file() else partial if partial.is_file() else None
+    words, stems = "", set()
     try:
-        if final.is_file():
-            records = json.loads(final.read_text(encoding="utf-8"))
-        elif partial.is_file():
-            records = read_partial_results(partial)
-        else:
-            records = []
+        size = source.stat().st_size if source is not None else 0
+        if source is not None and size > LARGE_RESULTS_BYTES:
+            stems = _file_name_stems(source)
+            words = f"{source.name} of {size / 1e6:.0f} MB, not read to count its images"
+        elif source is not None:
+            records = json.loads(final.read_text(encoding="utf-8")) if source == final else \
+                read_partial_results(partial)
+            names = {r.get("file_name", r.get("image_id")) for r in records if isinstance(r, dict)} \
+                if isinstance(records, list) else set()
+            stems = {Path(n).stem for n in names if isinstance(n, str)}
+            words = f"{len(names)} image(s) in its predictions" if names else ""
     except (OSError, ValueError, UnicodeDecodeError):
-        records = []
-    for r in records if isinstance(records, list) else []:
-        if isinstance(r, dict):
-            images.add(r.get("file_name", r.get("image_id")))
+        pass
     overlays = out_dir / "overlays"
     count = sum(1 for p in overlays.glob("*.png") if p.is_file()) if overlays.is_dir() else 0
-    return len(images), count
+    return words, count, stems
 
 
-def _remove_other_overlays(overlay_dir: Path, written: set) -> int:
-    """Remove the PNGs in ``overlay_dir`` this run did not write (an earlier run's, of images not in this
-    one): the folder then shows this run's images only, as predictions.json holds them. Returns how many."""
+_FILE_NAME_FIELD = re.compile(r'"file_name":\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _file_name_stems(path: Path, chunk: int = 1 << 20) -> set:
+    """The stems of the ``"file_name"`` values in a large results file, read a chunk at a time (memory:
+    one chunk and the names, not the file's records)."""
+    stems, tail = set(), ""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        while True:
+            block = f.read(chunk)
+            text = tail + block
+            end = 0
+            for match in _FILE_NAME_FIELD.finditer(text):
+                try:
+                    stems.add(Path(json.loads(f'"{match.group(1)}"')).stem)
+                except ValueError:
+                    pass
+                end = match.end()
+            if not block:
+                return stems
+            tail = text[max(end, len(text) - 65536):]  # a field cut by the chunk's end: read with the next
+
+
+def _remove_earlier_overlays(overlay_dir: Path, earlier_stems: set, written: set) -> int:
+    """Remove the earlier run's overlays of images this run did not draw: the PNGs named after the
+    images its results name (``<stem>.png`` and ``_unique_overlay_path``'s ``<stem>_2.png``, ...) that this
+    run did not write. The folder then shows this run's images only, as predictions.json holds them;
+    other PNGs (the user's own) stay. Returns how many were removed."""
     removed = 0
-    if not overlay_dir.is_dir():
+    if not earlier_stems or not overlay_dir.is_dir():
         return 0
     for p in overlay_dir.glob("*.png"):
-        if p.stem not in written and p.is_file():
+        base, _, number = p.stem.rpartition("_")
+        earlier = p.stem in earlier_stems or (base in earlier_stems and number.isdigit() and int(number) >= 2)
+        if earlier and p.stem not in written and p.is_file():
             p.unlink()
             removed += 1
     return removed
@@ -384,11 +423,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
-    earlier_images, earlier_overlays = _earlier_run(out_dir)
-    if earlier_images or earlier_overlays:
-        print(f"maskrcnn predict: note: {out_dir} holds an earlier run's results ({earlier_images} image(s) "
-              f"in its predictions, {earlier_overlays} overlay(s)): this run's replace them once its first "
-              "image is done (stopped before that, they stay as they are)", file=sys.stderr)
+    earlier_results, earlier_overlays, earlier_stems = _earlier_run(out_dir)
+    if earlier_results or earlier_overlays:
+        what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
+        kept = "; --no-overlays: its overlays stay" if args.no_overlays and earlier_overlays else ""
+        print(f"maskrcnn predict: note: {out_dir} holds an earlier run's results ({what}): this run's "
+              f"replace them once its first image is done (stopped before that, they stay as they are){kept}",
+              file=sys.stderr)
     writer = _ResultsWriter(out_dir)
     export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
     skipped, n_done, used_names = [], 0, set()
@@ -437,7 +478,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as e:
         stopped = e
         if n_done == 0:
-            kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_images or \
+            kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
                 earlier_overlays else ""
             raise KeyboardInterrupt(f"after 0 of {len(files)} images; nothing written{kept}") from None
         overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
@@ -450,7 +491,11 @@ def run(args: argparse.Namespace) -> int:
         if stopped is None or n_done > 0:
             # this run's files replace the earlier run's: predictions.json and overlays/ of the same images
             writer.finish()
-            _remove_other_overlays(overlay_dir, used_names)
+            removed = 0 if args.no_overlays else _remove_earlier_overlays(
+                overlay_dir, earlier_stems, used_names)  # --no-overlays: the earlier ones stay
+            if removed:
+                print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
+                      f"{overlay_dir}/", file=sys.stderr)
         if export is not None:
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)

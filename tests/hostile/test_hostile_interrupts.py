@@ -76,7 +76,7 @@ def test_resume_without_checkpoint_starts_the_metrics_afresh(tmp_path):
     events = out / "tensorboard" / "events.out.tfevents.1.host"
     events.parent.mkdir()
     events.write_bytes(b"old curves")
-    old = io_utils.PROCESS_START - 60
+    old = io_utils.PROCESS_START - 3600  # dead: older than this process and unchanged for 10 minutes
     os.utime(events, (old, old))
     trainer = _trainer(out, iters=3, period=100)
     assert trainer.resume() is False
@@ -91,7 +91,7 @@ def test_temp_files_of_a_killed_run_are_removed_and_a_live_ones_kept(tmp_path):
 
     out = tmp_path / "run"
     out.mkdir()
-    old = io_utils.PROCESS_START - 60
+    old = io_utils.PROCESS_START - 3600  # dead: older than this process and unchanged for 10 minutes
     stale = [out / ".model_0000010.pth.0a1b2c3d4e5f.tmp", out / ".last_checkpoint.0a1b2c3d4e5f.tmp",
              out / ".metrics.jsonl.0a1b2c3d4e5f.tmp"]
     for p in stale:
@@ -110,7 +110,7 @@ def test_temp_files_of_a_killed_run_are_removed_and_a_live_ones_kept(tmp_path):
 def test_atomic_write_removes_older_temps_of_its_target_only(tmp_path):
     from maskrcnn import io_utils
 
-    old = io_utils.PROCESS_START - 60
+    old = io_utils.PROCESS_START - 3600  # dead: older than this process and unchanged for 10 minutes
     leftover, neighbour = tmp_path / ".ex2.onnx.0123456789ab.tmp", tmp_path / ".ex3.onnx.0123456789ab.tmp"
     for p in (leftover, neighbour):
         p.write_bytes(b"x")
@@ -290,3 +290,117 @@ def test_ctrl_c_during_split_datas_write_exits_130_with_the_old_parts(tmp_path, 
     assert rc == 130 and "interrupted" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["train.json", "val.json"]
     assert [(out / f"{n}.json").read_text() for n in ("train", "val")] == ["old train", "old val"]
+
+
+@pytest.mark.parametrize("no_overlays", [False, True])
+def test_predict_into_an_earlier_runs_folder_removes_only_its_overlays(tiny_weights, tmp_path, capsys,
+                                                                       no_overlays):
+    """Every PNG in overlays/ this run did not draw was removed: the user's own too, and under
+    --no-overlays every earlier overlay, without a word."""
+    from PIL import Image
+
+    from maskrcnn.cli import main
+
+    Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    _earlier_predict_output(out)
+    (out / "overlays" / "old1_2.png").write_bytes(b"old overlay")  # a second image named old1
+    (out / "overlays" / "legend.png").write_bytes(b"the user's")
+    rc = main(["predict", "--weights", str(tiny_weights), str(tmp_path / "a.png"), "--output", str(out),
+               "--device", "cpu", "--score-thresh", "0"] + (["--no-overlays"] if no_overlays else []))
+    err = capsys.readouterr().err
+    assert rc == 0
+    left = sorted(p.name for p in (out / "overlays").iterdir())
+    if no_overlays:
+        assert left == ["a.png", "legend.png", "old1.png", "old1_2.png", "old2.png"]
+        assert "--no-overlays: its overlays stay" in err and "removed" not in err, err
+    else:
+        assert left == ["a.png", "legend.png"]
+        assert f"removed 3 overlay(s) of the earlier run's images not in this run from {out / 'overlays'}/" \
+            in err, err
+
+
+def test_a_large_earlier_predictions_file_is_not_read_for_the_note(tmp_path, monkeypatch):
+    from maskrcnn.commands import predict
+
+    out = tmp_path / "out"
+    _earlier_predict_output(out)
+    monkeypatch.setattr(predict, "LARGE_RESULTS_BYTES", 10)
+    parsed, real = [], predict.json.loads
+    monkeypatch.setattr(predict.json, "loads", lambda text, **kw: parsed.append(text) or real(text, **kw))
+    words, overlays, stems = predict._earlier_run(out)
+    assert words == "predictions.json of 0 MB, not read to count its images" and overlays == 3
+    assert sorted(parsed) == ['"a.png"', '"old1.png"', '"old2.png"']  # the names only, not the records
+    monkeypatch.undo()
+    assert predict._earlier_run(out)[0] == "3 image(s) in its predictions"
+    stems_small = predict._earlier_run(out)[2]
+    assert stems == stems_small == {"a", "old1", "old2"}
+
+
+def test_stale_temps_only_in_create_temp_files_form_and_unchanged_for_10_minutes(tmp_path, monkeypatch):
+    """`.NAME.*.tmp` removed a user's `.model_final.pth.backup.tmp`, and a temp older than the process
+    was taken for dead though a slow writer (a big checkpoint's fsync on NFS) may still hold it."""
+    import time
+
+    from maskrcnn import io_utils
+
+    now = time.time()
+    monkeypatch.setattr(io_utils, "PROCESS_START", now)  # a process started just now
+    dead, slow, users = (tmp_path / ".model_final.pth.0123456789ab.tmp", tmp_path / ".model_final.pth."
+                         "ba9876543210.tmp", tmp_path / ".model_final.pth.backup.tmp")
+    for p, age in ((dead, 3600), (slow, 120), (users, 3600)):
+        p.write_bytes(b"x")
+        os.utime(p, (now - age, now - age))
+    io_utils.atomic_write_bytes(tmp_path / "model_final.pth", b"weights")
+    assert [dead.exists(), slow.exists(), users.exists()] == [False, True, True]
+
+
+def test_a_folder_is_listed_once_for_its_stale_temps(tmp_path, monkeypatch):
+    """Every atomic write listed its whole folder: quadratic for a writer of many files in one folder."""
+    from maskrcnn import io_utils
+
+    calls, real = [], io_utils.os.scandir
+    monkeypatch.setattr(io_utils.os, "scandir", lambda folder: calls.append(folder) or real(folder))
+    old = io_utils.PROCESS_START - 3600
+    leftover = tmp_path / ".f7.txt.0123456789ab.tmp"
+    leftover.write_bytes(b"x")
+    os.utime(leftover, (old, old))
+    for i in range(10):
+        io_utils.atomic_write_text(tmp_path / f"f{i}.txt", str(i))
+    assert len(calls) == 1 and not leftover.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{i}.txt" for i in range(10)]
+
+
+def test_resume_of_a_finished_run_without_checkpoints_is_refused(tmp_path):
+    """model_final.pth + model_best.pth + metrics.jsonl, periodic checkpoints cleaned up: --resume removed
+    model_best.pth, best.json and the metrics and trained again from iteration 0."""
+    from maskrcnn.checkpoint import CheckpointError
+    from maskrcnn.engine.training import build_training
+
+    out = tmp_path / "run"
+    out.mkdir()
+    files = {"model_final.pth": b"final", "model_best.pth": b"best", "best.json": b"{}",
+             "metrics.jsonl": b'{"iteration": 1}\n', "config.yaml": b"seed: 1\n"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    expected = (f"{out} holds finished weights (model_final.pth) but no checkpoint to continue from; --init "
+                f"{out / 'model_final.pth'} --output ANOTHER to train on from them, or --overwrite to start "
+                "again")
+    with pytest.raises(CheckpointError) as e:
+        _trainer(out, iters=3, period=100).resume()
+    assert str(e.value) == expected
+    with pytest.raises(ValueError) as e:  # the command: refused before it writes anything
+        build_training(load_config("demo"), train_json=tmp_path / "t.json", train_images=tmp_path,
+                       output=out, resume=True)
+    assert str(e.value) == expected
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_a_sigterm_after_ctrl_c_keeps_the_first_signal(tmp_path):
+    trainer = _trainer(tmp_path / "run", iters=1, period=100)
+    trainer.handle_signals = True
+    with trainer._signals():
+        handler = signal.getsignal(signal.SIGINT)
+        handler(signal.SIGINT, None)
+        handler(signal.SIGTERM, None)
+    assert trainer._stop_signal == signal.SIGINT
