@@ -19,9 +19,12 @@ take, memory), is reported on stderr by name and skipped; the summary counts it.
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
 nothing. An ``--output`` that holds an earlier run's results is said up front (how many images, how
-many overlays); this run's replace them once its first image is done: ``predictions.json`` then holds
-this run's images only and ``overlays/`` loses the PNGs this run did not draw (also when it is stopped
-by Ctrl-C or an error later on), so the folder never mixes two runs. Stopped before its first image, the
+many overlays; of a results file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this
+run's replace them once its first image is done: ``predictions.json`` then holds this run's images only
+and ``overlays/`` loses the earlier run's overlays of images this run did not draw (named after the
+images its results name: ``<stem>.png``, ``<stem>_2.png``, ...; counted in a line), also when it is
+stopped by Ctrl-C or an error later on, so the folder never mixes two runs. Other PNGs there (the
+user's) stay, and so do all overlays under ``--no-overlays``. Stopped before its first image, the
 earlier files are left untouched. Ctrl-C says how many images were written and where. A
 ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is read with that line
 dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn quantize`` runs

@@ -26,7 +26,10 @@ set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json``
 ``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
 (``engine/best_model.py``).
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says "stopped at iteration N;
-continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished.
+continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
+(the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
+that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
+``--resume`` of a folder with finished weights (``model_final.pth``) and no checkpoint is refused.
 Multi-process: ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` (``solver.batch_size`` is the
 total over all processes).
 """

@@ -452,7 +452,9 @@ class Trainer:
 
         # of the TensorBoard event files, those written before this process started: this run's writer's
         # (open since the logger was made) is newer; the other run files this run has not written yet
-        stale = [p for p in earlier_run_files(self.output_dir) if p.name not in _KEPT_ON_A_FRESH_START
+        # (no checkpoint or finished weights are here, so a model_*.pth left is not the run's: it stays)
+        stale = [p for p in earlier_run_files(self.output_dir)
+                 if p.name not in _KEPT_ON_A_FRESH_START and not fnmatch.fnmatch(p.name, "model_*.pth")
                  and (not p.name.startswith("events.out.tfevents.") or p.stat().st_mtime < PROCESS_START)]
         for p in stale:
             p.unlink()
