@@ -11,7 +11,10 @@
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
 a checkpoint, ``DIR/predictions.json`` (COCO results); without ``--output`` a last line says that the
-metrics were not saved. ``--cityscapes ROOT`` (J from ``convert-data --from
+metrics were not saved. predictions.json is written first and metrics.json last: a metrics.json newer
+than the run means the run finished (a failure or a kill between the two leaves the old metrics.json).
+Ctrl-C during the inference writes nothing and says so: "interrupted: after N of M images; nothing
+written". ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
@@ -156,14 +159,20 @@ def _predict(args) -> tuple:
         print(f"skipping image: {text if str(path) in text else f'{path}: {text}'}", file=sys.stderr)
 
     def progress(done: int, total: int, every: int = 50):
+        progress.total = total
         if done // every > progress.reported // every or done == total:
             print(f"[{done}/{total}] {(time.perf_counter() - start) / done:.3f} s/image", file=sys.stderr)
         progress.reported = done
 
-    progress.reported = 0
-    metrics = evaluate_dataset(
-        predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
-    )
+    progress.reported, progress.total = 0, None
+    try:
+        metrics = evaluate_dataset(
+            predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
+        )
+    except KeyboardInterrupt:  # the command's "interrupted" alone did not say that nothing was written
+        total = progress.total or (min(len(dataset), args.max_images) if args.max_images else len(dataset))
+        raise KeyboardInterrupt(f"after {progress.reported} of {total} images; nothing written (eval writes "
+                                "its files only once every image is scored)") from None
     if unreadable:
         print(f"{len(unreadable)} images (unreadable, not of their recorded size, or the model failed on "
               "them) left out of the evaluation", file=sys.stderr)
@@ -335,9 +344,11 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
         return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
+    # predictions.json first, metrics.json last: metrics.json is the "it finished" marker, so a failure
+    # (a full disk, SIGKILL) between the two never leaves new metrics beside the old predictions
     if results is not None:
         atomic_write_json(out / "predictions.json", results)
+    atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
     if not quiet:
         print(f"wrote {out / 'metrics.json'}"
               + (f" and {out / 'predictions.json'}" if results is not None else ""))

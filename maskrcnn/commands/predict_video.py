@@ -172,6 +172,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
             except (RuntimeError, ValueError, MemoryError, OSError) as e:  # the model, or the writer
                 done = summary["frames_predicted"]
                 first_line = str(e).splitlines()[0] if str(e) else ""
+                if isinstance(e, OSError) and e.filename is None and e.strerror:  # a full disk: say where
+                    first_line = f"{e.strerror} (writing {jsonl} or the overlay video)"
                 summary["problem"] = (f"{path}: stopped after {done} predicted frame(s) "
                                       f"({type(e).__name__}: {first_line})")
                 print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)

@@ -25,6 +25,11 @@ map travels in every checkpoint; the final config is written to ``RUN_DIR/config
 set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json`` follow the best
 ``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
 (``engine/best_model.py``).
+Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says "stopped at iteration N;
+continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
+(the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
+that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
+``--resume`` of a folder with finished weights (``model_final.pth``) and no checkpoint is refused.
 Multi-process: ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` (``solver.batch_size`` is the
 total over all processes).
 """
@@ -32,6 +37,7 @@ total over all processes).
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -114,4 +120,13 @@ def run(args) -> int:
     du.cleanup()
     if result["interrupted"]:
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
-    return 0
+    return exit_status(result)
+
+
+def exit_status(result: dict) -> int:
+    """0 for a finished run (early stop included); 128 + the signal's number for one a signal stopped
+    (130 Ctrl-C, 143 SIGTERM), as a shell reports a process the signal ended: ``train ... && next-step``
+    and job schedulers must not take a stopped run (checkpoint saved, to be resumed) for a finished one."""
+    if not result.get("interrupted"):
+        return 0
+    return 128 + int(result.get("signal") or signal.SIGINT)

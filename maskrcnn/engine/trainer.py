@@ -46,7 +46,12 @@ evaluation due at the same iteration (and the final ones before the final evalua
 fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 Every write of weights goes through one helper: a failed write (disk full, folder gone) is one
-``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept.
+``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept. ``train`` returns the
+number of the signal that stopped the run (the command exits with 128 + it: 130, 143). When it starts,
+the trainer removes the hidden temporary files of its run files (``.model_0000010.pth.<hex>.tmp``) that a
+killed run left (older than this process, unchanged for 10 minutes); a resume that finds no checkpoint
+starts ``metrics.jsonl``, ``best.json``, ``curves.png`` and the TensorBoard curves afresh, and is refused
+when the folder holds finished weights (``model_final.pth``, ``model_best.pth``) without a checkpoint.
 
 Best checkpoint and early stopping (``engine/best_model.py``), with periodic evaluation (``eval_period``
 > 0 and an ``evaluate_fn``) and a ``best_metric``: each evaluation, the final one included, that beats
@@ -66,6 +71,7 @@ writes the best model and stops exactly where an uninterrupted run does. Checkpo
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import math
 import os
 import random
@@ -85,13 +91,39 @@ from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
 from maskrcnn.engine.divergence import DivergenceGuard
 from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
+from maskrcnn.io_utils import (
+    PROCESS_START,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_stale_temps,
+    temp_target,
+)
 from maskrcnn.listing import short_listing
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
 BEST_NAME = "model_best.pth"
 BEST_JSON = "best.json"
+# what a run writes besides its checkpoints (their temporary files are removed when a killed run left them)
+_RECORD_FILES = ("metrics.jsonl", BEST_JSON, "curves.png")
+# run files (training.RUN_FILE_PATTERNS) a resume without checkpoint keeps: the resumed run's own settings
+_KEPT_ON_A_FRESH_START = ("config.yaml", "init_report.json", LAST_CHECKPOINT)
+
+
+def finished_without_checkpoint(output_dir: Path) -> str:
+    """The refusal of a resume of ``output_dir`` when it holds finished weights (model_final.pth,
+    model_best.pth) but no checkpoint to continue from (no ``last_checkpoint``, no model_NNNNNNN.pth: a
+    finished run whose periodic checkpoints were cleaned up); "" otherwise. Starting such a run again
+    from iteration 0 would remove its best model and metrics and overwrite its final weights."""
+    output_dir = Path(output_dir)
+    if (output_dir / LAST_CHECKPOINT).is_file() or any(output_dir.glob("model_[0-9]*.pth")):
+        return ""
+    finished = [n for n in (FINAL_NAME, BEST_NAME) if (output_dir / n).is_file()]
+    if not finished:
+        return ""
+    return (f"{output_dir} holds finished weights ({finished[0]}) but no checkpoint to continue from; "
+            f"--init {output_dir / finished[0]} --output ANOTHER to train on from them, or --overwrite to "
+            "start again")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -383,6 +415,7 @@ class Trainer:
             named = self.output_dir / pointer.read_text().strip()
             candidates = [named] + [c for c in candidates if c != named]
         if not candidates:
+            self._start_afresh()
             return False
         errors = []
         for path in candidates:
@@ -403,6 +436,47 @@ class Trainer:
             truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
         return True
+
+    def _start_afresh(self) -> None:
+        """A resume with no checkpoint starts from iteration 0: what the earlier attempt left of its run
+        files (``training.earlier_run_files``: metrics.jsonl, best.json, curves.png, its TensorBoard event
+        files) goes, as a resume from a checkpoint truncates them to it; appended to, iterations 1..k
+        would be in metrics.jsonl twice (main process). The run's config.yaml and init_report.json stay
+        (the resumed run's own). A folder with finished weights (model_final.pth, model_best.pth) but no
+        checkpoint is refused (``finished_without_checkpoint``): starting again would throw them away."""
+        refusal = finished_without_checkpoint(self.output_dir)
+        if refusal:
+            raise CheckpointError(refusal)
+        if not self.is_main:
+            return
+        from maskrcnn.engine.training import earlier_run_files
+
+        # of the TensorBoard event files, those written before this process started: this run's writer's
+        # (open since the logger was made) is newer; the other run files this run has not written yet
+        # (no checkpoint or finished weights are here, so a model_*.pth left is not the run's: it stays)
+        stale = [p for p in earlier_run_files(self.output_dir)
+                 if p.name not in _KEPT_ON_A_FRESH_START and not fnmatch.fnmatch(p.name, "model_*.pth")
+                 and (not p.name.startswith("events.out.tfevents.") or p.stat().st_mtime < PROCESS_START)]
+        for p in stale:
+            p.unlink()
+        if stale:
+            names = [p.name for p in stale if not p.name.startswith("events.out.tfevents.")]
+            events = len(stale) - len(names)
+            names += [f"{events} TensorBoard event file(s)"] if events else []
+            self.logger.print(f"--resume: no checkpoint, so the earlier attempt's {', '.join(names)} "
+                              "removed: the run starts from iteration 0")
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary files of this folder's checkpoints and records left by a killed run (SIGKILL: no
+        cleanup ran), up to a checkpoint's size each: every ``.NAME.<12 hex>.tmp`` of a run file that
+        ``io_utils.remove_stale_temps`` finds dead (older than this process, unchanged for 10 minutes;
+        main process only: the only writer)."""
+        if not self.is_main or not self.output_dir.is_dir():
+            return
+        names = {temp_target(p.name) for p in self.output_dir.glob(".*.tmp")} - {None}
+        for name in sorted(names):
+            if fnmatch.fnmatch(name, "model_*.pth") or name in (LAST_CHECKPOINT, *_RECORD_FILES):
+                remove_stale_temps(self.output_dir / name)
 
     def load_training_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -461,7 +535,8 @@ class Trainer:
                     f"stopped at once during iteration {self.iteration + 1}, not saved; "
                     + self._kept_checkpoint_text() + " (continue with --resume)"
                 )
-            self._stop_signal = signum
+            if self._stop_signal is None:  # the first one: a SIGTERM after a Ctrl-C still exits 130
+                self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
                 # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
                 os.write(2, b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
@@ -632,8 +707,10 @@ class Trainer:
 
     def train(self) -> dict:
         """Run to ``max_iter`` (or until a signal, or an early stop); returns {"iteration", "interrupted",
-        "eval", "stopped_early", "best": {"metric", "value", "iteration"} or None}."""
+        "signal" (the number of the signal that stopped it, or None), "eval", "stopped_early", "best":
+        {"metric", "value", "iteration"} or None}."""
         self.model.train()
+        self._remove_stale_temps()
         interrupted = False
         if self._eval_pending:
             self._eval_pending = False
@@ -721,6 +798,7 @@ class Trainer:
             self.logger.close(plot=self.plot)
         return {
             "iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval,
+            "signal": self._stop_signal if interrupted else None,
             "stopped_early": self.stopped_early,
             "best": self.best.summary() if self.best is not None else None,
         }

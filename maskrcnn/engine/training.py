@@ -184,7 +184,7 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
 # What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
 RUN_FILE_PATTERNS = (
     "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
-    "events.out.tfevents.*", "best.json",
+    "events.out.tfevents.*", "tensorboard/events.out.tfevents.*", "best.json",
 )
 
 
@@ -285,7 +285,7 @@ def build_training(
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
-    from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer
+    from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer, finished_without_checkpoint
     from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -300,6 +300,9 @@ def build_training(
             f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
             f"to replace it, or choose another --output"
         )
+    refusal = finished_without_checkpoint(output) if resume else ""
+    if refusal:  # before anything is written: the config.yaml of a fresh start would replace the run's
+        raise ValueError(refusal)
 
     def say(line: str) -> None:
         if du.env_world()[0] == 0:  # the rank torchrun gave, known before the process group is joined
