@@ -182,7 +182,7 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
 # What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
 RUN_FILE_PATTERNS = (
     "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
-    "events.out.tfevents.*", "best.json",
+    "events.out.tfevents.*", "best.json", "run.json",
 )
 
 
