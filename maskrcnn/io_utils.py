@@ -118,7 +118,10 @@ def json_safe(value: Any) -> Any:
 
 def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> None:
     """Write ``json.dumps(data, **dumps_kwargs)`` to ``path`` atomically (serialised first, so an
-    object JSON cannot encode raises before the old file is touched)."""
+    object JSON cannot encode raises before the old file is touched). UTF-8 with non-ASCII text as it is
+    (``ensure_ascii=False`` unless asked otherwise): a class name such as "Ölfleck" reads as itself in
+    the file, as in the YAML config, not as ``\\u00d6lfleck``."""
+    dumps_kwargs.setdefault("ensure_ascii", False)
     atomic_write_text(path, json.dumps(data, **dumps_kwargs))
 
 

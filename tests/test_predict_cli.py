@@ -78,6 +78,7 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
         assert len({e["image_id"] for e in entries}) == 1
         for e in entries:
             assert e["category_id"] in (5, 9)  # the checkpoint's label -> category id map
+            assert e["category_name"] == {5: "cat", 9: "dog"}[e["category_id"]]  # its class names
             x, y, w, h = e["bbox"]
             assert -0.01 <= x and x + w <= W + 0.01 and -0.01 <= y and y + h <= H + 0.01
             assert e["segmentation"]["size"] == [H, W] and isinstance(e["segmentation"]["counts"], str)

@@ -10,9 +10,10 @@ results and overlays.
                                [--export-tolerance PX] [--export-min-area PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
-``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
-[x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
-sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
+``category_name`` (the class as the checkpoint names it; COCO readers ignore it), ``bbox`` [x, y, w, h],
+``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII
+names written as they are, UTF-8) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for
+image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
 predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
 checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can
 take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
@@ -221,7 +222,7 @@ class _ResultsWriter:
 
     def add(self, records: list) -> None:
         self.results.extend(records)
-        self._file.write("".join(json.dumps(r) + "\n" for r in records))
+        self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         self._file.flush()
 
     def finish(self) -> None:
@@ -331,6 +332,7 @@ def run(args: argparse.Namespace) -> int:
                         det,
                         image_id=idx + 1,
                         label_to_category_id=predictor.label_to_category_id,
+                        class_names=predictor.class_names,
                         extra={"file_name": str(path)},
                     )
                 )

@@ -142,7 +142,7 @@ def _followed_weights(output: Path) -> list:
     import json
 
     try:
-        changes = json.loads((output / INIT_REPORT).read_text()).get("config_changes") or {}
+        changes = json.loads((output / INIT_REPORT).read_text(encoding="utf-8")).get("config_changes") or {}
     except (OSError, ValueError, AttributeError):
         return []
     return [k for k in changes if isinstance(k, str)]
