@@ -401,12 +401,17 @@ class Trainer:
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
+        on_record = False
         if self._eval_pending:  # every rank asks (a collective); the main process, which logs, answers
-            self._eval_pending = du.any_true(self.is_main and not self._evaluated_on_record())
+            on_record = self.is_main and self._evaluated_on_record()
+            self._eval_pending = du.any_true(self.is_main and not on_record)
         if self.is_main:
             # an evaluation to run again is logged again: its earlier record (if any) goes
             truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
+            if on_record:
+                self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
+                                  f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
         return True
 
     def load_training_state(self, ckpt: dict) -> None:
@@ -478,8 +483,6 @@ class Trainer:
                     and best.get("iteration") == after.iteration and (self.output_dir / BEST_NAME).is_file()):
                 return False
         self.best, self.last_eval = after, results
-        self.logger.print(f"iteration {self.iteration} was evaluated before the resume (metrics.jsonl, "
-                          f"{BEST_JSON}): not evaluated again")
         return True
 
     # ------------------------------------------------------------------ signals
