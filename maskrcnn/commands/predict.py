@@ -212,22 +212,26 @@ def _check_score_thresh(value) -> None:
 class _ResultsWriter:
     """Results as they are produced: each image's records are appended (and flushed) to
     ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
-    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file."""
+    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file.
+    Both are ASCII (non-ASCII as ``\\u`` escapes, read back exactly): predictions.json is for COCO
+    readers (pycocotools ``loadRes`` opens it with the locale's encoding), and a file name that is not
+    valid UTF-8 (lone surrogates from ``os.fsdecode``) is the escape ``\\udce9`` instead of an error that
+    would lose every image's results."""
 
     def __init__(self, out_dir: Path):
         self.final = out_dir / "predictions.json"
         self.partial = out_dir / "predictions.partial.jsonl"
         self.results: list = []
-        self._file = open(self.partial, "w", encoding="utf-8")
+        self._file = open(self.partial, "w", encoding="utf-8", errors="backslashreplace")
 
     def add(self, records: list) -> None:
         self.results.extend(records)
-        self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self._file.write("".join(json.dumps(r) + "\n" for r in records))
         self._file.flush()
 
     def finish(self) -> None:
         self._file.close()
-        atomic_write_json(self.final, self.results)
+        atomic_write_json(self.final, self.results, ensure_ascii=True)
         self.partial.unlink(missing_ok=True)
 
 
