@@ -40,6 +40,19 @@ def _absolute(path) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
+def _same_path(given, recorded: str) -> bool:
+    """Whether ``given`` names the file or folder ``recorded`` (an absolute path): the same file through
+    a symlink or another spelling (``data/../data``, a mount seen twice) is the run's data, not other
+    data; paths that are not both there compare as absolute strings."""
+    path = _absolute(given)
+    if path == recorded:
+        return True
+    try:
+        return os.path.samefile(path, recorded)
+    except OSError:  # one of them is not there
+        return False
+
+
 def record_run_data(output, *, given: dict, resolved: dict) -> dict:
     """Write ``output/run.json`` from ``given`` (the arguments as typed, None when left out) and
     ``resolved`` (the paths trained on, images folders found included); returns what was written."""
@@ -92,7 +105,7 @@ def resume_data_arguments(output, given: dict, say: Callable[[str], None]) -> di
             continue
         json_name = _IMAGES_OF.get(name)
         if json_name and given.get(json_name) is not None and (
-                json_name not in recorded or _absolute(given[json_name]) != recorded[json_name]["path"]):
+                json_name not in recorded or not _same_path(given[json_name], recorded[json_name]["path"])):
             continue  # other data than the run's: its images are not the run's either
         out[name] = recorded[name]["path"]
         taken.append(name)
@@ -104,7 +117,8 @@ def resume_data_arguments(output, given: dict, say: Callable[[str], None]) -> di
         say(f"data from the run ({Path(output) / RUN_DATA}): "
             + " ".join(f"{DATA_ARGUMENTS[n]} {out[n]}" for n in taken))
     differing = [f"{DATA_ARGUMENTS[n]} {given[n]} (the run's: {recorded[n]['path']})" for n in DATA_ARGUMENTS
-                 if given.get(n) is not None and n in recorded and _absolute(given[n]) != recorded[n]["path"]]
+                 if given.get(n) is not None and n in recorded
+                 and not _same_path(given[n], recorded[n]["path"])]
     if differing:
         say(f"warning: --resume on other data than the run's: {', '.join(differing)}; the resume is exact "
             "only on the run's data (other training data: the batches from now on differ from an "

@@ -85,3 +85,38 @@ def test_resume_without_data_arguments_trains_on_the_runs_data(tmp_path, monkeyp
     # a run folder without a record: --train-json is still needed, said in one line
     assert main(["train", "--resume", "--output", str(tmp_path / "empty")]) == 1
     assert "--train-json is required" in capsys.readouterr().err
+
+
+def test_the_runs_data_through_a_symlink_is_the_runs_data(tmp_path):
+    """The same JSON through a symlink (or another spelling) is not 'other data': no warning, and its
+    recorded images folder is still taken (the absolute strings differ, the files do not)."""
+    from maskrcnn.engine.run_data import record_run_data, resume_data_arguments
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "train.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    record_run_data(tmp_path / "run", given={"train_json": "data/train.json"},
+                    resolved={"train_json": tmp_path / "data" / "train.json",
+                              "train_images": tmp_path / "data" / "images"})
+    said = []
+    given = {"train_json": str(tmp_path / "link" / "train.json"), "train_images": None}
+    out = resume_data_arguments(tmp_path / "run", given, said.append)
+    assert out == {"train_json": str(tmp_path / "link" / "train.json"),
+                   "train_images": str(tmp_path / "data" / "images")}
+    assert not any("warning" in line for line in said), said
+    # a JSON that is really another one still is: named, its images not taken from the record
+    (tmp_path / "data" / "other.json").write_text("{}")
+    said.clear()
+    out = resume_data_arguments(tmp_path / "run", {"train_json": str(tmp_path / "link" / "other.json")},
+                                said.append)
+    assert "train_images" not in out and "warning: --resume on other data" in said[-1]
+
+
+def test_a_data_path_that_is_not_utf8_is_recorded_and_read_back(tmp_path):
+    """A path with bytes that are not UTF-8 (a lone surrogate from os.fsdecode) stopped train at
+    record_run_data: written as its escape, read back as the same path."""
+    from maskrcnn.engine.run_data import read_run_data, record_run_data
+
+    path = str(tmp_path / os.fsdecode(b"caf\xe9.json"))
+    record_run_data(tmp_path / "run", given={"train_json": path}, resolved={"train_json": path})
+    assert read_run_data(tmp_path / "run")["train_json"] == {"given": path, "path": path}
