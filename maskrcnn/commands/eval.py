@@ -337,7 +337,7 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
     if results is not None:
-        atomic_write_json(out / "predictions.json", results)
+        atomic_write_json(out / "predictions.json", results, ensure_ascii=True)  # read by COCO tools
     if not quiet:
         print(f"wrote {out / 'metrics.json'}"
               + (f" and {out / 'predictions.json'}" if results is not None else ""))

@@ -263,7 +263,7 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
             for r in records:
                 del r["image_id"]  # the line's frame
             line = {"frame": frame.index, "time": round(frame.time, 6), "detections": records}
-            lines.append(json.dumps(line, ensure_ascii=False))  # class names readable, as predictions.json
+            lines.append(json.dumps(line, ensure_ascii=False))  # names readable: no COCO reader opens it
             summary["detections"] += len(records)
             if overlay is not None:
                 drawn = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
