@@ -480,7 +480,8 @@ class Trainer:
             except (OSError, ValueError):
                 return False
             if not (isinstance(best, dict) and best.get("metric") == after.metric
-                    and best.get("iteration") == after.iteration and (self.output_dir / BEST_NAME).is_file()):
+                    and best.get("iteration") == after.iteration and best.get("value") == after.value
+                    and (self.output_dir / BEST_NAME).is_file()):  # value: the same float (JSON keeps it)
                 return False
         self.best, self.last_eval = after, results
         return True

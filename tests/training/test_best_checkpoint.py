@@ -187,11 +187,15 @@ def test_a_resume_counts_an_evaluation_on_record_and_redoes_one_whose_best_was_n
     """The README's journey: a run of 6 iterations (its final evaluation at 6, after the checkpoint),
     resumed with solver.iters=8, evaluated iteration 6 again although metrics.jsonl held its record."""
     values = {3: 5.0, 6: 7.0, 8: 6.0}
-    for run, drop_best in (("kept", False), ("torn", True)):
+    # torn: killed between the evaluation's record and its best.json; stale: a best.json of iteration 6
+    # with another value than the record leads to (not this evaluation's): both evaluated again
+    for run, best_on_disk in (("kept", None), ("torn", (5.0, 3)), ("stale", (6.5, 6))):
+        drop_best = best_on_disk is not None
         _trainer(toy, tmp_path / run, values, iters=6, eval_period=3, period=3)[0].train()
-        if drop_best:  # killed between the evaluation's record and its best.json: evaluated again
+        if drop_best:
             (tmp_path / run / "best.json").write_text(json.dumps(
-                {"metric": "segm/AP", "value": 5.0, "iteration": 3, "file": "model_best.pth"}))
+                {"metric": "segm/AP", "value": best_on_disk[0], "iteration": best_on_disk[1],
+                 "file": "model_best.pth"}))
         resumed, evaluate = _trainer(toy, tmp_path / run, values, iters=8, eval_period=3, period=3)
         assert resumed.resume() and resumed.iteration == 6
         result = resumed.train()
