@@ -83,13 +83,6 @@ def _sets_num_classes(config: Optional[str], overrides: dict) -> bool:
     return isinstance(data, dict) and isinstance(data.get("model"), dict) and "num_classes" in data["model"]
 
 
-def _say(line: str) -> None:
-    from maskrcnn.engine import distributed as du
-
-    if du.env_world()[0] == 0:  # the rank torchrun gave: one process says it
-        print(line, flush=True)
-
-
 def run(args) -> int:
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config, parse_set_args
@@ -103,7 +96,7 @@ def run(args) -> int:
     given = {name: getattr(args, name) or None for name in DATA_ARGUMENTS}
     data = dict(given)
     if args.resume:  # the data arguments left out: the run's (RUN_DIR/run.json)
-        data = resume_data_arguments(args.output, given, _say)
+        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0)
     if not data["train_json"]:
         raise ValueError("--train-json is required (the training set's COCO JSON)" + (
             f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))

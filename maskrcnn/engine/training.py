@@ -37,7 +37,6 @@ are computed here once from the training annotations and a summary is printed (r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -300,8 +299,7 @@ def build_training(
         )
 
     def say(line: str) -> None:
-        if du.env_world()[0] == 0:  # the rank torchrun gave, known before the process group is joined
-            print(line, file=log_stream or sys.stdout, flush=True)
+        du.say_on_launch_rank0(line, file=log_stream)
 
     source, changes, run_classes, resume_notes = None, {}, (), []
     if resume:  # before the device: the run's config names it unless asked otherwise
