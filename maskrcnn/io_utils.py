@@ -238,8 +238,19 @@ def json_safe(value: Any) -> Any:
 
 def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> None:
     """Write ``json.dumps(data, **dumps_kwargs)`` to ``path`` atomically (serialised first, so an
-    object JSON cannot encode raises before the old file is touched)."""
-    atomic_write_text(path, json.dumps(data, **dumps_kwargs))
+    object JSON cannot encode raises before the old file is touched). UTF-8 with non-ASCII text as it is
+    (``ensure_ascii=False`` unless asked otherwise): a class name such as "Ölfleck" reads as itself in
+    our own files (run.json, best.json, init_report.json, metrics.json), as in the YAML config, not as
+    ``\\u00d6lfleck``. Files meant for other tools (COCO datasets, predictions.json) pass
+    ``ensure_ascii=True``: pycocotools opens them with the locale's encoding (cp1252 on Windows garbles
+    UTF-8), and the escapes read back exactly.
+
+    A file name that is not valid UTF-8 (``os.fsdecode`` gives its bytes as lone surrogates, e.g.
+    b"caf\\xe9.png" -> "caf\\udce9.png") is written as the escape ``\\udce9`` (what ``ensure_ascii=True``
+    writes), which ``json.loads`` reads back as the same string, rather than failing the whole file."""
+    dumps_kwargs.setdefault("ensure_ascii", False)
+    text = json.dumps(data, **dumps_kwargs)
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -347,7 +347,7 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
     # predictions.json first, metrics.json last: metrics.json is the "it finished" marker, so a failure
     # (a full disk, SIGKILL) between the two never leaves new metrics beside the old predictions
     if results is not None:
-        atomic_write_json(out / "predictions.json", results)
+        atomic_write_json(out / "predictions.json", results, ensure_ascii=True)  # read by COCO tools
     atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
     if not quiet:
         print(f"wrote {out / 'metrics.json'}"

@@ -10,9 +10,10 @@ results and overlays.
                                [--export-tolerance PX] [--export-min-area PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
-``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
-[x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
-sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
+``category_name`` (the class as the checkpoint names it; COCO readers ignore it), ``bbox`` [x, y, w, h],
+``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII
+names written as they are, UTF-8) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for
+image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
 predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
 checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can
 take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
@@ -224,7 +225,11 @@ class _ResultsWriter:
     ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
     ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file.
     The side file is opened at the first image's results: until then an earlier run's files stay as they
-    are. A write that fails (a full disk) names the side file."""
+    are. A write that fails (a full disk) names the side file.
+    Both are ASCII (non-ASCII as ``\\u`` escapes, read back exactly): predictions.json is for COCO
+    readers (pycocotools ``loadRes`` opens it with the locale's encoding), and a file name that is not
+    valid UTF-8 (lone surrogates from ``os.fsdecode``) is the escape ``\\udce9`` instead of an error that
+    would lose every image's results."""
 
     def __init__(self, out_dir: Path):
         self.final = out_dir / "predictions.json"
@@ -236,7 +241,7 @@ class _ResultsWriter:
         self.results.extend(records)
         try:
             if self._file is None:
-                self._file = open(self.partial, "w", encoding="utf-8")
+                self._file = open(self.partial, "w", encoding="utf-8", errors="backslashreplace")
             self._file.write("".join(json.dumps(r) + "\n" for r in records))
             self._file.flush()
         except OSError as e:
@@ -251,7 +256,7 @@ class _ResultsWriter:
                 self._file.close()
             except OSError:  # the flush of a full disk: the results are in memory, written just below
                 pass
-        atomic_write_json(self.final, self.results)
+        atomic_write_json(self.final, self.results, ensure_ascii=True)
         self.partial.unlink(missing_ok=True)
 
 
@@ -457,6 +462,7 @@ def run(args: argparse.Namespace) -> int:
                         det,
                         image_id=idx + 1,
                         label_to_category_id=predictor.label_to_category_id,
+                        class_names=predictor.class_names,
                         extra={"file_name": str(path)},
                     )
                 )

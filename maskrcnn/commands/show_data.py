@@ -193,7 +193,7 @@ def run(args) -> int:
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = [p.name for p in overlays]
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary, ensure_ascii=False)  # our own report: names readable
     _print_summary(summary)
     print(f"{len(overlays)} overlays -> {out / 'overlays'}/, summary -> {out / 'summary.json'}")
     return 0

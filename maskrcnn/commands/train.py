@@ -4,6 +4,10 @@
                    [--val-json J [--val-images D]] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
                    [--device D]
 
+``RUN_DIR/run.json`` records the data arguments (as given and as absolute paths, ``engine/run_data.py``):
+``--resume`` without them trains on the run's data ("data from the run: ..."); given and different, a
+warning names them (an exact resume needs the run's data); recorded paths that are gone are one error.
+
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
 unless ``--resume`` continues that run or ``--overwrite`` replaces it.
 
@@ -50,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
-    p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
+    p.add_argument("--train-json", help="COCO instances JSON of the training set (required; --resume: the "
+                                        "run's, from RUN_DIR/run.json, when left out)")
     p.add_argument("--train-images",
                    help="folder of the training images (default: found from the export's layout: the "
                         "folder of --train-json when it holds images, as Roboflow's, else its images/ or "
@@ -89,21 +94,31 @@ def run(args) -> int:
     from maskrcnn.config import load_config, parse_set_args
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
     from maskrcnn.engine.training import build_training
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
+    given = {name: getattr(args, name) or None for name in DATA_ARGUMENTS}
+    data = dict(given)
+    if args.resume:  # the data arguments left out: the run's (RUN_DIR/run.json)
+        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0)
+    if not data["train_json"]:
+        raise ValueError("--train-json is required (the training set's COCO JSON)" + (
+            f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
+    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images")
+    if data["val_json"]:
+        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images")
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
     cfg = load_config(args.config or "r50_fpn", overrides)
     trainer, cfg = build_training(
         cfg,
-        train_json=args.train_json,
-        train_images=image_dir_or_default(args.train_images, args.train_json, "--train-images"),
-        val_json=args.val_json,
-        val_images=(image_dir_or_default(args.val_images, args.val_json, "--val-images") if args.val_json
-                    else args.val_images or None),
+        train_json=data["train_json"],
+        train_images=data["train_images"],
+        val_json=data["val_json"],
+        val_images=data["val_images"],
         output=args.output,
         device=resolve_device(args.device) if args.device else None,  # None: the config's (the run's)
         resume=args.resume,
@@ -112,6 +127,8 @@ def run(args) -> int:
         overrides=overrides,
         config_named=args.config,
     )
+    if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
+        record_run_data(args.output, given=given, resolved=data)
     try:
         result = trainer.train()
     except BaseException:

@@ -11,6 +11,7 @@ NCCL takes CUDA tensors only), so callers do not say where.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -40,6 +41,14 @@ def get_world_size() -> int:
 
 def is_main_process() -> bool:
     return get_rank() == 0
+
+
+def say_on_launch_rank0(line: str, file=None) -> None:
+    """Print ``line`` (to ``file``, stdout by default; flushed) in the process torchrun ranked 0 only:
+    the launch rank, known before the process group is joined (``is_main_process`` is true in every
+    process until then), so one process says what all of them would."""
+    if env_world()[0] == 0:
+        print(line, file=file or sys.stdout, flush=True)
 
 
 def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:

@@ -149,6 +149,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
         dataset.to_coco_dict(),
         iou_types=iou_types(cfg),
         label_to_category_id=mapping,
+        class_names=predictor.class_names,  # each result's category_name (eval's predictions.json)
         keypoint_sigmas=sigmas,
         # the model's classes the dataset lacks (matched by name): nothing to score them against
         ignore_labels=[label for label in range(1, len(predictor.class_names)) if label not in mapping],

@@ -76,6 +76,24 @@ def truncate_metrics(path, last_iteration: int, *, drop_eval_at_last: bool = Fal
     atomic_write_text(path, "".join(record_line(r) for r in kept))
 
 
+def eval_record(path, iteration: int) -> Optional[dict]:
+    """The evaluation record of ``iteration`` in a metrics.jsonl as ``log_eval`` was given it
+    (``{"bbox": {"AP": ..}, "segm": {..}}``, NaN for ``null``; the last one if several); None when the
+    file holds none."""
+    found = None
+    for r in read_metrics(path) if path is not None else ():
+        if int(r.get("iteration", -1)) == int(iteration) and "loss" not in r:  # log_eval's: no total loss
+            found = r
+    if found is None:
+        return None
+    results: Dict[str, dict] = {}
+    for key, value in found.items():
+        task, _, name = key.partition("/")
+        if name:
+            results.setdefault(task, {})[name] = value
+    return results or None
+
+
 class TrainingLogger:
     def __init__(
         self,

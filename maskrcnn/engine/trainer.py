@@ -64,14 +64,18 @@ evaluated), saying why and where the best is. Only the main process evaluates an
 stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
 Checkpoints are written before the evaluation due at the same iteration, so a run resumed from one
 first runs that evaluation (the checkpoint's weights are the ones it evaluates) and then goes on: it
-writes the best model and stops exactly where an uninterrupted run does. Checkpoints without the state
-(older ones, or written while following another metric) resume with the tracking started afresh.
+writes the best model and stops exactly where an uninterrupted run does. An evaluation that did run
+before the run stopped (``metrics.jsonl`` holds its record, ``best.json`` the best it leads to: the final
+evaluation of a shorter schedule, or a kill after it) is counted from its record, not run again.
+Checkpoints without the state (older ones, or written while following another metric) resume with the
+tracking started afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import math
 import os
 import random
@@ -89,7 +93,7 @@ from maskrcnn.checkpoint import CheckpointError, load_checkpoint, non_finite_key
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
 from maskrcnn.engine.divergence import DivergenceGuard
-from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
+from maskrcnn.engine.logger import TrainingLogger, eval_record, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
 from maskrcnn.io_utils import (
     PROCESS_START,
@@ -107,7 +111,7 @@ BEST_JSON = "best.json"
 # what a run writes besides its checkpoints (their temporary files are removed when a killed run left them)
 _RECORD_FILES = ("metrics.jsonl", BEST_JSON, "curves.png")
 # run files (training.RUN_FILE_PATTERNS) a resume without checkpoint keeps: the resumed run's own settings
-_KEPT_ON_A_FRESH_START = ("config.yaml", "init_report.json", LAST_CHECKPOINT)
+_KEPT_ON_A_FRESH_START = ("config.yaml", "init_report.json", "run.json", LAST_CHECKPOINT)
 
 
 def finished_without_checkpoint(output_dir: Path) -> str:
@@ -431,10 +435,17 @@ class Trainer:
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
+        on_record = False
+        if self._eval_pending:  # every rank asks (a collective); the main process, which logs, answers
+            on_record = self.is_main and self._evaluated_on_record()
+            self._eval_pending = du.any_true(self.is_main and not on_record)
         if self.is_main:
             # an evaluation to run again is logged again: its earlier record (if any) goes
             truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
+            if on_record:
+                self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
+                                  f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
         return True
 
     def _start_afresh(self) -> None:
@@ -519,6 +530,36 @@ class Trainer:
         self._eval_pending = (
             0 < it < self.max_iter and it % self.eval_period == 0 and self.best.evaluated_at != it
         )  # fmt: skip
+
+    def _evaluated_on_record(self) -> bool:
+        """Whether the evaluation the resumed checkpoint predates had run to its end before the run stopped
+        (the final one of a shorter schedule, or a kill after it): ``metrics.jsonl`` holds its record and
+        ``best.json`` the best it leads to. Then it is counted from the record (the tracker as after it)
+        rather than run again: its weights are the checkpoint's, its result would be the same (main
+        process)."""
+        import copy
+
+        results = eval_record(self.logger.metrics_path, self.iteration)
+        if results is None:
+            return False
+        try:
+            value = metric_value(results, self.best.metric)
+        except ValueError:  # the record lacks the metric followed now: evaluate again
+            return False
+        after = copy.deepcopy(self.best)
+        after.update(value, self.iteration)
+        if after.value is not None:  # the best it leads to must be the one on disk (written before the kill)
+            record = self.output_dir / BEST_JSON
+            try:
+                best = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return False
+            if not (isinstance(best, dict) and best.get("metric") == after.metric
+                    and best.get("iteration") == after.iteration and best.get("value") == after.value
+                    and (self.output_dir / BEST_NAME).is_file()):  # value: the same float (JSON keeps it)
+                return False
+        self.best, self.last_eval = after, results
+        return True
 
     # ------------------------------------------------------------------ signals
     @contextlib.contextmanager

@@ -37,7 +37,6 @@ are computed here once from the training annotations and a summary is printed (r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -144,7 +143,7 @@ def _followed_weights(output: Path) -> list:
     import json
 
     try:
-        changes = json.loads((output / INIT_REPORT).read_text()).get("config_changes") or {}
+        changes = json.loads((output / INIT_REPORT).read_text(encoding="utf-8")).get("config_changes") or {}
     except (OSError, ValueError, AttributeError):
         return []
     return [k for k in changes if isinstance(k, str)]
@@ -184,7 +183,7 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
 # What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
 RUN_FILE_PATTERNS = (
     "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
-    "events.out.tfevents.*", "tensorboard/events.out.tfevents.*", "best.json",
+    "events.out.tfevents.*", "tensorboard/events.out.tfevents.*", "best.json", "run.json",
 )
 
 
@@ -305,8 +304,7 @@ def build_training(
         raise ValueError(refusal)
 
     def say(line: str) -> None:
-        if du.env_world()[0] == 0:  # the rank torchrun gave, known before the process group is joined
-            print(line, file=log_stream or sys.stdout, flush=True)
+        du.say_on_launch_rank0(line, file=log_stream)
 
     source, changes, run_classes, resume_notes = None, {}, (), []
     if resume:  # before the device: the run's config names it unless asked otherwise
