@@ -73,6 +73,7 @@ def test_resume_without_checkpoint_starts_the_metrics_afresh(tmp_path):
                                                for i in (1, 2, 3)))
     (out / "best.json").write_text("{}")
     (out / "curves.png").write_bytes(b"png")
+    (out / "run.json").write_text("{}")  # this resume's data, written by the train command before it
     events = out / "tensorboard" / "events.out.tfevents.1.host"
     events.parent.mkdir()
     events.write_bytes(b"old curves")
@@ -83,6 +84,7 @@ def test_resume_without_checkpoint_starts_the_metrics_afresh(tmp_path):
     trainer.train()
     assert [r["iteration"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
     assert not (out / "best.json").exists() and not (out / "curves.png").exists() and not events.exists()
+    assert (out / "run.json").read_text() == "{}"
 
 
 def test_temp_files_of_a_killed_run_are_removed_and_a_live_ones_kept(tmp_path):
