@@ -57,7 +57,11 @@ HELP = "COCO AP of a checkpoint on a COCO-format dataset"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="checkpoint written by train / convert")
+    source.add_argument(
+        "--weights",
+        help="checkpoint written by train / convert / quantize (INT8), or an .onnx file written by export "
+             "(run by onnxruntime)",
+    )  # fmt: skip
     source.add_argument(
         "--results", action="append", metavar="FILE",
         help="evaluate this COCO results JSON instead of running a model (detectron2, MMDetection, "
