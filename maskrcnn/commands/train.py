@@ -56,10 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a RUN_DIR that holds an earlier run's files (they are replaced)")
     p.add_argument("--init", metavar="WEIGHTS", default=None,
-                   help="start from these weights: our checkpoint, a torchvision / detectron2 detector or an "
-                        "ImageNet ResNet (file, URL or published name, e.g. maskrcnn_resnet50_fpn_coco, "
-                        "resnet50, detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: the EMA copy of "
-                        "a torchvision --model-ema file); sets model.init_weights")
+                   help="start from these weights: our checkpoint, a torchvision / detectron2 / MMDetection "
+                        "detector or an ImageNet ResNet / ResNeXt (file, URL or published name, e.g. "
+                        "maskrcnn_resnet50_fpn_coco, resnext50_32x4d, "
+                        "detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: a torchvision detector "
+                        "file's EMA copy 'model_ema'); sets model.init_weights")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
