@@ -74,8 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category-map", metavar="FILE.json",
                         help='with --results: {"results id": ground-truth id, ...} for every category_id')
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
-    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default: "
-                                         "found from the export's layout, as train --train-images)")
+    from maskrcnn.commands.data_report import IMAGE_DIR_ORDER
+
+    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default, from "
+                                         f"the export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1,

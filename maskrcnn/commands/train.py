@@ -46,9 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
     p.add_argument("--train-images",
-                   help="folder of the training images (default: found from the export's layout: the "
-                        "folder of --train-json when it holds images, as Roboflow's, else its images/ or "
-                        "data/, else ../images)")
+                   help="folder of the training images (default, from the export's layout: the folder of "
+                        "--train-json when it holds images (Roboflow's), a folder named after the JSON "
+                        "(train/ beside train.json; val2017/ beside or above instances_val2017.json), its "
+                        "images/ or data/, ../images; of several, the one holding most of its file_names; "
+                        "of none, the JSON's folder)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
     p.add_argument("--val-images", help="folder of the validation images (default: as --train-images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
