@@ -99,7 +99,9 @@ class TrainingLogger:
         if enabled and self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                self._tb = _make_tensorboard_writer(self.output_dir / "tensorboard")
+                self._tb, missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
+                if missing:  # once per run: a user waiting for TensorBoard curves learns why none come
+                    self.stream.write(missing + "\n")
 
     # ------------------------------------------------------------------ records
     def _append(self, record: dict) -> None:
@@ -195,12 +197,16 @@ class TrainingLogger:
         return png
 
 
-def _make_tensorboard_writer(folder: Path):
+def _make_tensorboard_writer(folder: Path) -> tuple:
+    """(a SummaryWriter, "") or, without the optional ``tensorboard`` package, (None, the one line that
+    says so): training goes on with metrics.jsonl (and curves.png where matplotlib is installed)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: metrics.jsonl is enough
-        return None
-    return SummaryWriter(log_dir=str(folder))
+    except Exception as e:  # not installed (ImportError), or an install that fails to import
+        why = "not installed" if isinstance(e, ImportError) else f"not usable ({type(e).__name__}: {e})"
+        return None, (f"TensorBoard {why} (pip install 'maskrcnn[tensorboard]'): curves in metrics.jsonl "
+                      "and curves.png only")
+    return SummaryWriter(log_dir=str(folder)), ""
 
 
 def plot_curves(metrics_path, png_path) -> Optional[Path]:
