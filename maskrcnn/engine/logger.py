@@ -96,12 +96,11 @@ class TrainingLogger:
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._window: List[float] = []  # recent s/iter, for the ETA
         self._tb = None
+        self._tb_missing = ""  # the line saying TensorBoard is missing, until the first iteration prints it
         if enabled and self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                self._tb, missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
-                if missing:  # once per run: a user waiting for TensorBoard curves learns why none come
-                    self.stream.write(missing + "\n")
+                self._tb, self._tb_missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
 
     # ------------------------------------------------------------------ records
     def _append(self, record: dict) -> None:
@@ -123,6 +122,9 @@ class TrainingLogger:
         """Called after every iteration; writes a record every ``log_period`` iterations (and the last)."""
         if not self.enabled:
             return
+        if self._tb_missing:  # once, when training runs (not for a run refused before its first step)
+            self.stream.write(self._tb_missing + "\n")
+            self._tb_missing = ""
         self._window.append(iter_time)
         self._window = self._window[-50:]
         if iteration % self.log_period and iteration != self.max_iter:

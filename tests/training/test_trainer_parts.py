@@ -244,7 +244,8 @@ def test_place_for_training_changes_the_layout_not_the_values():
 
 def test_logger_says_once_that_tensorboard_is_missing(tmp_path, monkeypatch):
     """Without the optional tensorboard package the run was silently left without TensorBoard logs: the
-    logger says so once, with the extra to install, and training logs go on."""
+    logger says so once, at the first iteration (a run refused before it says nothing more than why), with
+    the extra to install, and training logs go on."""
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import -> ImportError
     stream = io.StringIO()
     log = TrainingLogger(output_dir=tmp_path, max_iter=2, log_period=1, stream=stream)
