@@ -40,7 +40,7 @@ _HELP = {
     "merge-data": "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative "
                   "to one root",
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
-    "export": "export a checkpoint (ONNX, TorchScript-free)",
+    "export": "export a checkpoint: the whole model as ONNX, or the feature extractor as .pt2",
     "benchmark": "time inference of a checkpoint",
     "serve": "serve a model over HTTP: POST /predict, GET /health and a web page at /",
     "quantize": "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images",

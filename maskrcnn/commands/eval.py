@@ -60,7 +60,11 @@ HELP = "COCO AP of a checkpoint on a COCO-format dataset"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="checkpoint written by train / convert")
+    source.add_argument(
+        "--weights",
+        help="checkpoint written by train / convert / quantize (INT8), or an .onnx file written by export "
+             "(run by onnxruntime)",
+    )  # fmt: skip
     source.add_argument(
         "--results", action="append", metavar="FILE",
         help="evaluate this COCO results JSON instead of running a model (detectron2, MMDetection, "
@@ -73,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category-map", metavar="FILE.json",
                         help='with --results: {"results id": ground-truth id, ...} for every category_id')
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
-    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default: "
-                                         "found from the export's layout, as train --train-images)")
+    from maskrcnn.commands.data_report import IMAGE_DIR_ORDER
+
+    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default, from "
+                                         f"the export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1,

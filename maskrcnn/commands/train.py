@@ -57,9 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-json", help="COCO instances JSON of the training set (required; --resume: the "
                                         "run's, from RUN_DIR/run.json, when left out)")
     p.add_argument("--train-images",
-                   help="folder of the training images (default: found from the export's layout: the "
-                        "folder of --train-json when it holds images, as Roboflow's, else its images/ or "
-                        "data/, else ../images)")
+                   help="folder of the training images (default, from the export's layout: the folder of "
+                        "--train-json when it holds images (Roboflow's), a folder named after the JSON "
+                        "(train/ beside train.json; val2017/ beside or above instances_val2017.json), its "
+                        "images/ or data/, ../images; of several, the one holding most of its file_names; "
+                        "of none, the JSON's folder)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
     p.add_argument("--val-images", help="folder of the validation images (default: as --train-images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
@@ -67,10 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a RUN_DIR that holds an earlier run's files (they are replaced)")
     p.add_argument("--init", metavar="WEIGHTS", default=None,
-                   help="start from these weights: our checkpoint, a torchvision / detectron2 detector or an "
-                        "ImageNet ResNet (file, URL or published name, e.g. maskrcnn_resnet50_fpn_coco, "
-                        "resnet50, detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: the EMA copy of "
-                        "a torchvision --model-ema file); sets model.init_weights")
+                   help="start from these weights: our checkpoint, a torchvision / detectron2 / MMDetection "
+                        "detector or an ImageNet ResNet / ResNeXt (file, URL or published name, e.g. "
+                        "maskrcnn_resnet50_fpn_coco, resnext50_32x4d, "
+                        "detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: a torchvision detector "
+                        "file's EMA copy 'model_ema'); sets model.init_weights")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 

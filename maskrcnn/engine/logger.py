@@ -114,10 +114,11 @@ class TrainingLogger:
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._window: List[float] = []  # recent s/iter, for the ETA
         self._tb = None
+        self._tb_missing = ""  # the line saying TensorBoard is missing, until the first iteration prints it
         if enabled and self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                self._tb = _make_tensorboard_writer(self.output_dir / "tensorboard")
+                self._tb, self._tb_missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
 
     # ------------------------------------------------------------------ records
     def _append(self, record: dict) -> None:
@@ -139,6 +140,9 @@ class TrainingLogger:
         """Called after every iteration; writes a record every ``log_period`` iterations (and the last)."""
         if not self.enabled:
             return
+        if self._tb_missing:  # once, when training runs (not for a run refused before its first step)
+            self.stream.write(self._tb_missing + "\n")
+            self._tb_missing = ""
         self._window.append(iter_time)
         self._window = self._window[-50:]
         if iteration % self.log_period and iteration != self.max_iter:
@@ -213,12 +217,16 @@ class TrainingLogger:
         return png
 
 
-def _make_tensorboard_writer(folder: Path):
+def _make_tensorboard_writer(folder: Path) -> tuple:
+    """(a SummaryWriter, "") or, without the optional ``tensorboard`` package, (None, the one line that
+    says so): training goes on with metrics.jsonl (and curves.png where matplotlib is installed)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: metrics.jsonl is enough
-        return None
-    return SummaryWriter(log_dir=str(folder))
+    except Exception as e:  # not installed (ImportError), or an install that fails to import
+        why = "not installed" if isinstance(e, ImportError) else f"not usable ({type(e).__name__}: {e})"
+        return None, (f"TensorBoard {why} (pip install 'maskrcnn[tensorboard]'): curves in metrics.jsonl "
+                      "and curves.png only")
+    return SummaryWriter(log_dir=str(folder)), ""
 
 
 def plot_curves(metrics_path, png_path) -> Optional[Path]:

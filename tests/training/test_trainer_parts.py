@@ -4,6 +4,7 @@ import copy
 import io
 import json
 import random
+import sys
 
 import numpy as np
 import torch
@@ -239,3 +240,25 @@ def test_place_for_training_changes_the_layout_not_the_values():
         torch.testing.assert_close(grads[1][1][n], gp, rtol=1e-4, atol=1e-6 * max(1.0, float(gp.abs().max())),
                                    msg=n)
     plain.load_state_dict(placed.state_dict())  # channels_last tensors load into the plain model
+
+
+def test_logger_says_once_that_tensorboard_is_missing(tmp_path, monkeypatch):
+    """Without the optional tensorboard package the run was silently left without TensorBoard logs: the
+    logger says so once, at the first iteration (a run refused before it says nothing more than why), with
+    the extra to install, and training logs go on."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import -> ImportError
+    stream = io.StringIO()
+    log = TrainingLogger(output_dir=tmp_path, max_iter=2, log_period=1, stream=stream)
+    for i in (1, 2):
+        log.log_iteration(i, {"loss_a": 1.0}, lr=0.01, iter_time=0.5)
+    log.close(plot=False)
+    lines = stream.getvalue().splitlines()
+    note = ("TensorBoard not installed (pip install 'maskrcnn[tensorboard]'): curves in metrics.jsonl and "
+            "curves.png only")
+    assert lines.count(note) == 1 and lines[0] == note
+    assert [r["iteration"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    assert not (tmp_path / "tensorboard").exists()
+    # tensorboard=False (asked for none): no word of it
+    quiet = io.StringIO()
+    TrainingLogger(output_dir=tmp_path / "q", max_iter=2, tensorboard=False, stream=quiet).close(plot=False)
+    assert quiet.getvalue() == ""
