@@ -10,11 +10,18 @@ NCCL takes CUDA tensors only), so callers do not say where.
 
 from __future__ import annotations
 
+import datetime
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+
+# How long a collective waits for the other processes before it fails. Rank 0 writes checkpoints (and,
+# before evaluation was sharded, evaluated alone) while the others wait in the next collective; NCCL's
+# default of 10 minutes (in CUDA builds) ended long runs at a slow save or a large validation set. An hour
+# outlasts those and still ends a run whose peer truly hangs.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def env_world() -> Tuple[int, int, int]:
@@ -54,7 +61,8 @@ def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
         torch.cuda.set_device(dev)
     if world_size > 1 and not is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
+                                timeout=COLLECTIVE_TIMEOUT)
     return rank, world_size, dev
 
 
@@ -105,3 +113,31 @@ def any_true(flag: bool, device=None) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=reduce_device() if device is None else device)
     dist.all_reduce(t)
     return bool(t.item() > 0)
+
+
+def all_gather_objects(obj) -> List:
+    """Every process's ``obj`` (picklable), by rank; ``[obj]`` for a single process. Under NCCL the
+    pickled bytes travel through the process's current GPU, which ``init_distributed`` set."""
+    if not is_initialized():
+        return [obj]
+    out: List = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# Text of the errors that a process gets when another one of its group has died: gloo's broken TCP pair
+# ("Connection closed by peer ... This is typically caused by a remote worker crashing"), the store's lost
+# connection, NCCL's aborted communicator or remote error.
+_PEER_LOSS_TEXT = (
+    "connection closed by peer", "connection reset by peer", "broken pipe", "remote worker crashing",
+    "ncclremoteerror", "remote process exited", "communicator was aborted", "nccl communicator was aborted",
+)
+
+
+def is_peer_loss(e: BaseException) -> bool:
+    """Whether ``e`` says that another process of the group stopped (not this process's own fault)."""
+    network = getattr(dist, "DistNetworkError", None)
+    if network is not None and isinstance(e, network):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and any(t in text for t in _PEER_LOSS_TEXT)

@@ -55,8 +55,9 @@ the best value so far writes ``model_best.pth`` (weights, config, class names, t
 ``best.json`` (``{"metric", "value", "iteration", "file"}``). With ``early_stop_patience`` > 0, that many
 evaluations in a row without a gain of ``early_stop_min_delta`` end the run normally (full checkpoint,
 ``model_final.pth`` with the last weights; the final evaluation is not repeated on the weights just
-evaluated), saying why and where the best is. Only the main process evaluates and writes; it decides the
-stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
+evaluated), saying why and where the best is. Every process runs ``evaluate_fn`` (validation is sharded
+over them: ``engine/inference.py``); only the main process gets its results, logs and writes; it decides
+the stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
 Checkpoints are written before the evaluation due at the same iteration, so a run resumed from one
 first runs that evaluation (the checkpoint's weights are the ones it evaluates) and then goes on: it
 writes the best model and stops exactly where an uninterrupted run does. Checkpoints without the state
@@ -202,7 +203,8 @@ class Trainer:
 
     make_batches(start_iter) -> iterator of (images: list of (3, H, W), targets: list of dicts) for this
     process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
-    ``eval_period`` iterations (0: at the end only) on the main process. best_metric (``iou_type/metric``,
+    ``eval_period`` iterations (0: at the end only) on every process (a collective under torchrun: only the
+    main process's results are used; the others may return None). best_metric (``iou_type/metric``,
     None: off), early_stop_patience and early_stop_min_delta: the best checkpoint and early stopping
     (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0. accumulate: micro-batches
     per iteration (gradient accumulation, module docstring); each batch must split into that many of
@@ -572,18 +574,20 @@ class Trainer:
     def _evaluate(self) -> None:
         if self.evaluate_fn is None:
             return
+        # Every process evaluates its share of the images (``make_evaluate_fn``: sharded; rank 0 gets the
+        # results, the others None): on 8 GPUs 7 no longer wait idle, nor into the collective timeout.
+        # Evaluation must not perturb the training RNG streams (exact resume compares them), on any rank.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            state = (np.random.get_state(), random.getstate())
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                results = self.evaluate_fn(self.model)
+            finally:
+                self.model.train(was_training)
+                np.random.set_state(state[0])
+                random.setstate(state[1])
         if self.is_main:
-            # Evaluation must not perturb the training RNG streams (exact resume compares them).
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                state = (np.random.get_state(), random.getstate())
-                was_training = self.model.training
-                self.model.eval()
-                try:
-                    results = self.evaluate_fn(self.model)
-                finally:
-                    self.model.train(was_training)
-                    np.random.set_state(state[0])
-                    random.setstate(state[1])
             if results:
                 self.last_eval = results
                 self.logger.log_eval(self.iteration, results)
