@@ -134,6 +134,35 @@ _PEER_LOSS_TEXT = (
 )
 
 
+def mark_own(e: BaseException) -> BaseException:
+    """Mark ``e`` as this process's own error (raised in the training loop, on its own share of the data or
+    of the memory), which the other processes do not share: ``error_line`` names the rank."""
+    e.maskrcnn_own_error = True
+    return e
+
+
+def error_line(e: BaseException, message: str, *, rank: int, world_size: int) -> Optional[str]:
+    """What process ``rank`` of ``world_size`` prints for the error ``e`` whose text is ``message`` (None:
+    nothing). One process: the message. Several (torchrun), so that a message shared by every process is
+    printed once and one process's own error still reaches the user:
+
+    - another process's death (``is_peer_loss``): rank 0 says so, pointing at the error above (the one that
+      stopped prints its own); the other ranks say nothing;
+    - an error of the setup that every process meets alike (a ValueError, KeyError or OSError before the
+      training loop: the same config, the same files): rank 0 only;
+    - this process's own error (``mark_own``, or a RuntimeError / MemoryError of the setup, e.g. its GPU):
+      every rank, the others prefixed ``rank N:``.
+    """
+    if world_size <= 1:
+        return message
+    if is_peer_loss(e):
+        return "another process stopped; its error is above" if rank == 0 else None
+    own = getattr(e, "maskrcnn_own_error", False) or not isinstance(e, (ValueError, KeyError, OSError))
+    if rank == 0:
+        return message
+    return f"rank {rank}: {message}" if own else None
+
+
 def is_peer_loss(e: BaseException) -> bool:
     """Whether ``e`` says that another process of the group stopped (not this process's own fault)."""
     network = getattr(dist, "DistNetworkError", None)

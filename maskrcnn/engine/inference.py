@@ -321,7 +321,8 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
 
     warned: list = []  # the unscored classes are said at the first evaluation only
 
-    def evaluate(model: nn.Module) -> dict:
+    def evaluate(model: nn.Module) -> Optional[dict]:
+        from maskrcnn.engine import distributed as du
         from maskrcnn.predictor import Predictor
 
         was_training = model.training
@@ -332,8 +333,10 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
                 subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
-            evaluator = build_evaluator(predictor, dataset, quiet=bool(warned))
-            line = None if warned else unscored_classes_warning(evaluator.label_to_category_id, dataset)
+            # the dataset-wide notes once, from rank 0 (every process evaluates under torchrun)
+            quiet = bool(warned) or du.get_rank() != 0
+            evaluator = build_evaluator(predictor, dataset, quiet=quiet)
+            line = None if quiet else unscored_classes_warning(evaluator.label_to_category_id, dataset)
             warned.append(True)
             if line:
                 warnings.warn(f"validation: {line}", stacklevel=2)
