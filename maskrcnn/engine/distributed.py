@@ -115,6 +115,17 @@ def any_true(flag: bool, device=None) -> bool:
     return bool(t.item() > 0)
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers of ``module`` (in place; rank 0's are unchanged). Trainable batch
+    norm updates each process's running statistics with its own share of the batch (DDP copies rank 0's to
+    the others only at the next training forward): a process that evaluated with its own would score
+    other weights than the checkpoint's, which holds rank 0's."""
+    if not is_initialized():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def all_gather_objects(obj) -> List:
     """Every process's ``obj`` (picklable), by rank; ``[obj]`` for a single process. Under NCCL the
     pickled bytes travel through the process's current GPU, which ``init_distributed`` set."""

@@ -326,6 +326,9 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
         from maskrcnn.predictor import Predictor
 
         was_training = model.training
+        # rank 0's running statistics (those saved) on every process: harmless to the training, whose
+        # next forward copies rank 0's buffers to the others anyway (DDP's broadcast_buffers)
+        du.broadcast_buffers(model)
         try:
             # a copy: optimise_for_inference folds norms and swaps modules in place
             subject = copy.deepcopy(model) if optimise else model
