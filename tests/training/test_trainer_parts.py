@@ -239,3 +239,28 @@ def test_place_for_training_changes_the_layout_not_the_values():
         torch.testing.assert_close(grads[1][1][n], gp, rtol=1e-4, atol=1e-6 * max(1.0, float(gp.abs().max())),
                                    msg=n)
     plain.load_state_dict(placed.state_dict())  # channels_last tensors load into the plain model
+
+
+def test_every_rank_evaluates_without_moving_its_training_rng(tmp_path, toy):
+    # validation is sharded under torchrun: a rank other than 0 evaluates too (its share) and gets nothing
+    # back; its torch / numpy / random streams must be as before (exact resume compares them)
+    calls = []
+
+    def evaluate(model):
+        calls.append(model.training)
+        torch.rand(5), np.random.rand(5), random.random()  # as augmentation or sampling would
+        return None  # a rank other than 0: the results are rank 0's
+
+    cfg = load_config("demo", {"solver.checkpoint_period": 0})
+    trainer = build_trainer(cfg, toy.Toy(), make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2,
+                            nan_at=-1), output_dir=tmp_path, class_names=["__background__", "x"],
+                            evaluate_fn=evaluate, tensorboard=False, plot=False, log_stream=io.StringIO())
+    trainer.is_main = False  # as rank 1
+    before = get_rng_state()
+    trainer._evaluate()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(before)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert calls == [False]  # called (in eval mode) on that rank
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
+    assert expected[2] == again[2]
