@@ -54,19 +54,26 @@ def _evaluate(gt: str, images: str, *, own_buffers: bool = False):
         Predictor.predict_files = predict_files
 
 
-def _rank(rank: int, world: int, store: str, gt: str, images: str, out: str) -> None:
+def _rank(rank: int, world: int, store: str, gt: str, images: str, out: str = ""):
+    """Join a gloo group of ``world`` processes through the file ``store``, evaluate, leave; the result is
+    returned (and pickled to ``out`` when given: another process's)."""
+    import datetime
+
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     # gloo otherwise picks an interface from the host name, which need not reach 127.0.0.1 in a sandbox
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))  # a hang guard only
     try:
         result = _evaluate(gt, images, own_buffers=rank == 1)
     finally:
         dist.destroy_process_group()
-    with open(f"{out}{rank}.pkl", "wb") as f:
-        pickle.dump(result, f)
+    if out:
+        with open(out, "wb") as f:
+            pickle.dump(result, f)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +110,24 @@ def _plain(metrics: dict) -> dict:
     return json.loads(json.dumps(metrics), parse_constant=lambda c: None if c == "NaN" else c)
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_two_process_validation_is_sharded_and_scores_as_one(data, tmp_path):
     gt, images = str(data / "gt.json"), str(data / "images")
     single, n_single = _evaluate(gt, images)
     assert n_single == len(SIZES)
     assert 0 < single["bbox"]["AP"] < 100  # (segm: random masks against rectangles score 0)
-    mp.spawn(_rank, args=(2, str(tmp_path / "store"), gt, images, str(tmp_path / "rank")), nprocs=2)
-    (metrics0, n0), (metrics1, n1) = (pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes())
-                                      for r in range(2))
+    # rank 1 in a spawned process, rank 0 here (one process start fewer)
+    peer = mp.get_context("spawn").Process(
+        target=_rank, args=(1, 2, str(tmp_path / "store"), gt, images, str(tmp_path / "rank1.pkl")))
+    peer.start()
+    try:
+        metrics0, n0 = _rank(0, 2, str(tmp_path / "store"), gt, images)
+    finally:
+        peer.join(timeout=120)
+        if peer.is_alive():
+            peer.kill()
+    assert peer.exitcode == 0
+    metrics1, n1 = pickle.loads((tmp_path / "rank1.pkl").read_bytes())
     assert (n0, n1) == (3, 3)  # each its share, not all 6
     assert metrics1 is None  # only rank 0 scores
     # the same AP, although rank 1's buffers differed: it predicted with rank 0's (the checkpoint's)
