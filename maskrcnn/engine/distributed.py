@@ -5,7 +5,11 @@ MASTER_ADDR and MASTER_PORT; ``init_distributed`` reads them (env:// initialisat
 backend: nccl when the process uses CUDA, gloo on CPU. Without those variables everything here is a
 no-op for a single process, so the same code path trains on one CPU or eight GPUs. The reductions
 (``all_reduce_mean``, ``any_true``) put their tensor where the backend can reduce it (``reduce_device``:
-NCCL takes CUDA tensors only), so callers do not say where.
+NCCL takes CUDA tensors only), so callers do not say where. Sharded validation gathers its result records
+with ``all_gather_objects`` and evaluates with rank 0's buffers (``broadcast_buffers``); collectives wait
+``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer. ``error_line`` decides what each process prints for an
+error (once for a shared one, ``rank N:`` for a process's own, "another process stopped" for a peer's
+death: ``is_peer_loss``).
 """
 
 from __future__ import annotations

@@ -110,6 +110,7 @@ def _plain(metrics: dict) -> dict:
     return json.loads(json.dumps(metrics), parse_constant=lambda c: None if c == "NaN" else c)
 
 
+@pytest.mark.slow  # a second process
 @pytest.mark.usefixtures("single_thread")
 def test_two_process_validation_is_sharded_and_scores_as_one(data, tmp_path):
     gt, images = str(data / "gt.json"), str(data / "images")

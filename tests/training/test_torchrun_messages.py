@@ -96,6 +96,7 @@ def _peer(rank: int, store: str, out: str) -> None:
     os._exit(0)  # the group cannot be left cleanly without its peer
 
 
+@pytest.mark.slow  # two processes
 def test_peer_loss_of_gloo_reads_as_another_process_stopped(tmp_path):
     ctx = mp.start_processes(_peer, args=(str(tmp_path / "store"), str(tmp_path / "seen.pkl")), nprocs=2,
                              join=False, start_method="spawn")
