@@ -11,9 +11,10 @@ follows and such an argument names an existing file, the error says to pass it a
 
 Under ``torchrun`` (RANK, WORLD_SIZE) only ``train`` runs (``SEVERAL_PROCESSES``: it shares its work,
 validation included); another command says in one line that it runs in one process, before any work. An
-error prints once: a message every process shares from rank 0, a process's own error (in the training
-loop) from that process as ``rank N: ...``, and the peers' "connection closed" as "another process
-stopped; its error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceback).
+error prints once: a message every process shares from rank 0 (a setup error also from each other
+machine's first process, LOCAL_RANK 0, as ``rank N: ...``), a process's own error (in the training loop)
+from that process as ``rank N: ...``, and the peers' "connection closed" as "another process stopped; its
+error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceback).
 
 Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
 DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
@@ -132,7 +133,9 @@ def main(argv: list = None) -> int:
         from maskrcnn.engine.distributed import error_line
 
         # under torchrun: a message every process shares once (rank 0), a rank's own error named by rank
-        line = error_line(e, _one_line(e), rank=rank, world_size=world_size)
+        # (and a setup error from each other machine's first process: its disk may lack a file)
+        line = error_line(e, _one_line(e), rank=rank, world_size=world_size,
+                          local_rank=int(os.environ.get("LOCAL_RANK", 0)))
         if line is not None:
             print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
         return 1

@@ -4,12 +4,13 @@
 MASTER_ADDR and MASTER_PORT; ``init_distributed`` reads them (env:// initialisation) and picks the
 backend: nccl when the process uses CUDA, gloo on CPU. Without those variables everything here is a
 no-op for a single process, so the same code path trains on one CPU or eight GPUs. The reductions
-(``all_reduce_mean``, ``any_true``) put their tensor where the backend can reduce it (``reduce_device``:
-NCCL takes CUDA tensors only), so callers do not say where. Sharded validation gathers its result records
-with ``all_gather_objects`` and evaluates with rank 0's buffers (``broadcast_buffers``); collectives wait
-``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer. ``error_line`` decides what each process prints for an
-error (once for a shared one, ``rank N:`` for a process's own, "another process stopped" for a peer's
-death: ``is_peer_loss``).
+(``all_reduce_mean``, ``any_true``, ``first_rank_with``) put their tensor where the backend can reduce it
+(``reduce_device``: NCCL takes CUDA tensors only), so callers do not say where. Sharded validation gathers
+its result records (``all_gather_objects``) and evaluates with rank 0's buffers
+(``broadcast_buffers``); collectives wait ``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer.
+``error_line`` decides what each process prints for an error (once for one every process raises together,
+``mark_shared``; ``rank N:`` for a process's own, ``mark_own``; a setup error also from each other
+machine's first process; "another process stopped" for a peer's death: ``is_peer_loss``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,20 @@ def any_true(flag: bool, device=None) -> bool:
     return bool(t.item() > 0)
 
 
+def first_rank_with(flag: bool, device=None) -> Optional[int]:
+    """The lowest rank whose ``flag`` is True, the same on every rank; None when no rank's is (one
+    collective, as ``any_true``, which it can replace when the ranks must also agree on who saw it: one
+    of them then reports the details, the others only follow). ``device``: as ``any_true``'s."""
+    if not is_initialized():
+        return 0 if flag else None
+    world = get_world_size()
+    t = torch.tensor([float(get_rank() if flag else world)],
+                     device=reduce_device() if device is None else device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    first = int(t.item())
+    return None if first >= world else first
+
+
 def broadcast_buffers(module: torch.nn.Module) -> None:
     """Give every process rank 0's buffers of ``module`` (in place; rank 0's are unchanged). Trainable batch
     norm updates each process's running statistics with its own share of the batch (DDP copies rank 0's to
@@ -156,15 +171,29 @@ def mark_own(e: BaseException) -> BaseException:
     return e
 
 
-def error_line(e: BaseException, message: str, *, rank: int, world_size: int) -> Optional[str]:
+def mark_shared(e: BaseException) -> BaseException:
+    """Mark ``e`` as raised by every process together, with one text (a decision all of them take on
+    all-reduced values, e.g. a diverging mean loss): ``error_line`` prints it from rank 0 only, even when
+    it is also marked ``mark_own``. An exception class can say so for all its errors with the class
+    attribute ``maskrcnn_shared_error = True``."""
+    e.maskrcnn_shared_error = True
+    return e
+
+
+def error_line(e: BaseException, message: str, *, rank: int, world_size: int,
+               local_rank: Optional[int] = None) -> Optional[str]:
     """What process ``rank`` of ``world_size`` prints for the error ``e`` whose text is ``message`` (None:
     nothing). One process: the message. Several (torchrun), so that a message shared by every process is
     printed once and one process's own error still reaches the user:
 
     - another process's death (``is_peer_loss``): rank 0 says so, pointing at the error above (the one that
       stopped prints its own); the other ranks say nothing;
-    - an error of the setup that every process meets alike (a ValueError, KeyError or OSError before the
-      training loop: the same config, the same files): rank 0 only;
+    - an error every process raises together (``mark_shared``, checked before "own"): rank 0 only;
+    - an error of the setup that every process of a machine meets alike (a ValueError, KeyError or OSError
+      before the training loop: the same config, the same disk): rank 0, and the first process of each
+      other machine (``local_rank`` 0, torchrun's LOCAL_RANK; None: not known) prefixed ``rank N:`` -- a
+      file missing on another node's disk is then printed by that node. On one machine rank 0 is the only
+      local rank 0: once;
     - this process's own error (``mark_own``, or a RuntimeError / MemoryError of the setup, e.g. its GPU):
       every rank, the others prefixed ``rank N:``.
     """
@@ -172,10 +201,12 @@ def error_line(e: BaseException, message: str, *, rank: int, world_size: int) ->
         return message
     if is_peer_loss(e):
         return "another process stopped; its error is above" if rank == 0 else None
-    own = getattr(e, "maskrcnn_own_error", False) or not isinstance(e, (ValueError, KeyError, OSError))
     if rank == 0:
         return message
-    return f"rank {rank}: {message}" if own else None
+    if getattr(e, "maskrcnn_shared_error", False):
+        return None
+    own = getattr(e, "maskrcnn_own_error", False) or not isinstance(e, (ValueError, KeyError, OSError))
+    return f"rank {rank}: {message}" if own or local_rank == 0 else None
 
 
 def is_peer_loss(e: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 One iteration: take the next batch from ``batches`` (an iterator of ``(images, targets)``), compute the
 loss dict with the model in training mode, check every term is finite (a NaN stops the run with an error
-naming the iteration and the terms; the last good checkpoint stays; weights gone non-finite on a finite
+naming the iteration and the terms -- under DDP from the first rank that saw it, the others stop with one
+shared line; the last good checkpoint stays; weights gone non-finite on a finite
 loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
 float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log (the ``lr`` logged is the
 one the iteration's step used, not the schedule's next value).
@@ -100,6 +101,9 @@ class NonFiniteLossError(RuntimeError):
 
 class DivergenceError(RuntimeError):
     """The loss exploded (finite, but far above its recent median for several iterations)."""
+
+    # every rank judges the same all-reduced loss and raises it at the same iteration: printed once (rank 0)
+    maskrcnn_shared_error = True
 
 
 class CheckpointWriteError(RuntimeError):
@@ -358,11 +362,11 @@ class Trainer:
         bad = non_finite_keys(state)
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            raise NonFiniteLossError(
+            raise du.mark_shared(NonFiniteLossError(  # every rank holds the same weights: printed once
                 f"non-finite weights after iteration {self.iteration} ({names}), not saved; "
                 + self._kept_checkpoint_text()
                 + " (a lower solver.lr or solver.clip_grad_norm may help)"
-            )
+            ))
 
     def _kept_checkpoint_text(self) -> str:
         """Where the last good checkpoint is, or that there is none (never claim one not written)."""
@@ -514,9 +518,10 @@ class Trainer:
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + v
         # one collective per step: every process learns whether any saw a non-finite loss before stepping
-        # (the backward of a non-finite loss is harmless: no step follows it)
-        if du.any_true(first_bad is not None):
-            self._raise_non_finite(*(first_bad or (None, sums)))
+        # (the backward of a non-finite loss is harmless: no step follows it), and the first that did
+        bad_rank = du.first_rank_with(first_bad is not None)
+        if bad_rank is not None:
+            self._raise_non_finite(bad_rank, *(first_bad or (None, sums)))
         if self.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -526,9 +531,17 @@ class Trainer:
         self.scheduler.step()
         return {name: v / k for name, v in sums.items()}
 
-    def _raise_non_finite(self, part, values: Dict[str, float]) -> None:
-        """Stop on a non-finite loss: ``part`` is this process's first bad micro-batch (None when only
-        another process's loss was bad; ``values`` are then this one's summed terms)."""
+    def _raise_non_finite(self, bad_rank: int, part, values: Dict[str, float]) -> None:
+        """Stop on a non-finite loss: ``bad_rank`` is the first process whose loss was not finite, ``part``
+        this process's first bad micro-batch (None when its loss was finite). Every process stops; only
+        ``bad_rank`` names the terms (its own error: ``rank N:``), the others raise one shared text (printed
+        once, by rank 0): with 8 GPUs that all went NaN, two lines, not eight."""
+        if bad_rank != self.rank:
+            raise du.mark_shared(NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration + 1} on rank {bad_rank} (its terms in its own "
+                "error); " + self._kept_checkpoint_text()
+                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
+            ))
         terms = ", ".join(f"{k}={v}" for k, v in values.items())
         split = part is not None and self.accumulate > 1
         where = f", micro-batch {part + 1} of {self.accumulate}" if split else ""

@@ -106,3 +106,63 @@ def test_peer_loss_of_gloo_reads_as_another_process_stopped(tmp_path):
     assert peer_loss, (name, text)
     assert line0 == "another process stopped; its error is above" and line1 is None
     assert not du.is_peer_loss(RuntimeError("CUDA out of memory"))
+
+
+
+def _train_on_each_rank(monkeypatch, capsys, tmp_path, error) -> list:
+    """What ``maskrcnn train`` prints (stderr) on ranks 0 and 1 of 2 when ``trainer.train()`` raises
+    ``error(rank)``."""
+    from maskrcnn.engine import training
+
+    def failing(rank):
+        def train():
+            raise error(rank)
+        return train
+
+    said = []
+    for rank in (0, 1):
+        _torchrun(monkeypatch, rank)
+        trainer = types.SimpleNamespace(is_main=rank == 0, train=failing(rank))
+        monkeypatch.setattr(training, "build_training", lambda cfg, trainer=trainer, **kw: (trainer, cfg))
+        assert main(["train", "--config", "r18_fpn", "--train-json", "t.json", "--train-images",
+                     str(tmp_path), "--output", str(tmp_path / "run"), "--device", "cpu"]) == 1
+        said.append(capsys.readouterr().err)
+    return said
+
+
+def test_an_error_every_rank_raises_together_prints_once(monkeypatch, capsys, tmp_path):
+    # a diverging loss: every rank judges the same all-reduced mean and stops at the same iteration; the
+    # training loop marks what it raises as the rank's own, yet 8 GPUs must not print it 8 times
+    from maskrcnn.engine.trainer import DivergenceError
+
+    said = _train_on_each_rank(monkeypatch, capsys, tmp_path,
+                               lambda rank: DivergenceError("the loss exploded at iteration 8"))
+    assert said == ["maskrcnn train: error: the loss exploded at iteration 8\n", ""]
+    # a rank's own error in the same loop still prints from each rank
+    said = _train_on_each_rank(monkeypatch, capsys, tmp_path, lambda rank: RuntimeError("CUDA out of memory"))
+    assert said == ["maskrcnn train: error: CUDA out of memory\n",
+                    "maskrcnn train: error: rank 1: CUDA out of memory\n"]
+    shared = du.mark_own(du.mark_shared(RuntimeError("non-finite weights after iteration 4")))  # either order
+    assert du.error_line(shared, "w", rank=1, world_size=8, local_rank=1) is None
+    assert du.error_line(shared, "w", rank=8, world_size=16, local_rank=0) is None
+    assert du.error_line(shared, "w", rank=0, world_size=8, local_rank=0) == "w"
+
+
+def test_a_setup_error_of_another_machine_prints_from_its_first_process(monkeypatch, capsys, tmp_path):
+    # two machines of two processes: the second's disk lacks --train-json. Its first process (rank 2,
+    # LOCAL_RANK 0) says so, its second stays quiet; rank 0 would only say "another process stopped"
+    said = []
+    for rank, local_rank in ((2, 0), (3, 1)):
+        for k, v in {"RANK": rank, "WORLD_SIZE": 4, "LOCAL_RANK": local_rank}.items():
+            monkeypatch.setenv(k, str(v))
+        monkeypatch.setattr(du, "init_distributed", lambda device, r=rank: (r, 4, torch.device("cpu")))
+        code = main(["train", "--config", "r18_fpn", "--train-json", str(tmp_path / "t.json"),
+                     "--train-images", str(tmp_path), "--output", str(tmp_path / f"run{rank}"),
+                     "--device", "cpu", "--set", "solver.batch_size=4"])
+        assert code == 1
+        said.append(capsys.readouterr().err)
+    assert said[0].startswith("maskrcnn train: error: rank 2: ") and said[0].count("\n") == 1, said
+    assert "t.json" in said[0]
+    assert said[1] == ""
+    # on one machine, rank 0 is the only LOCAL_RANK 0: printed once, as before
+    assert du.error_line(OSError("t.json"), "t.json", rank=1, world_size=2, local_rank=1) is None

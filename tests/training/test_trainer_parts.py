@@ -6,6 +6,7 @@ import json
 import random
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -264,3 +265,34 @@ def test_every_rank_evaluates_without_moving_its_training_rng(tmp_path, toy):
     assert calls == [False]  # called (in eval mode) on that rank
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
     assert expected[2] == again[2]
+
+
+def test_a_non_finite_loss_is_told_by_the_first_rank_that_saw_it(tmp_path, toy, monkeypatch):
+    # every rank stops on a NaN loss at the same step (one all-reduce); only the first rank whose loss was
+    # not finite names its terms, the others raise one shared line (printed once, by rank 0): 8 GPUs gone
+    # NaN print two lines, not eight
+    from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.trainer import NonFiniteLossError
+
+    def trainer_for(nan_at):
+        cfg = load_config("demo", {"solver.checkpoint_period": 0})
+        return build_trainer(cfg, toy.Toy(), make_batches=toy.make_batches_fn(
+            rank=0, world_size=1, per_rank=2, nan_at=nan_at), output_dir=tmp_path,
+            class_names=["__background__", "x"], tensorboard=False, plot=False, log_stream=io.StringIO())
+
+    seen = []
+    monkeypatch.setattr(du, "first_rank_with", lambda flag, device=None: seen.append(flag) or 1)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer_for(-1).train()  # this rank's loss is finite; rank 1's was not
+    error = info.value
+    assert seen == [False]
+    assert str(error).startswith("non-finite loss at iteration 1 on rank 1 (its terms in its own error); ")
+    assert du.error_line(du.mark_own(error), "x", rank=0, world_size=8) == "x"
+    assert du.error_line(error, "x", rank=3, world_size=8) is None
+
+    monkeypatch.setattr(du, "first_rank_with", lambda flag, device=None: 0 if flag else None)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer_for(2).train()  # this rank is the first whose loss was not finite: its terms, its own
+    error = info.value
+    assert "non-finite loss at iteration 2 (rank 0): " in str(error) and "nan" in str(error)
+    assert not getattr(error, "maskrcnn_shared_error", False)
