@@ -6,7 +6,7 @@ backend: nccl when the process uses CUDA, gloo on CPU. Without those variables e
 no-op for a single process, so the same code path trains on one CPU or eight GPUs. The reductions
 (``all_reduce_mean``, ``any_true``, ``first_rank_with``) put their tensor where the backend can reduce it
 (``reduce_device``: NCCL takes CUDA tensors only), so callers do not say where. Sharded validation gathers
-its result records (``all_gather_objects``) and evaluates with rank 0's buffers
+its result records on rank 0 (``gather_objects``) and evaluates with rank 0's buffers
 (``broadcast_buffers``); collectives wait ``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer.
 ``error_line`` decides what each process prints for an error (once for one every process raises together,
 ``mark_shared``; ``rank N:`` for a process's own, ``mark_own``; a setup error also from each other
@@ -145,13 +145,15 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         dist.broadcast(buf.data, src=0)
 
 
-def all_gather_objects(obj) -> List:
-    """Every process's ``obj`` (picklable), by rank; ``[obj]`` for a single process. Under NCCL the
-    pickled bytes travel through the process's current GPU, which ``init_distributed`` set."""
+def gather_objects(obj) -> Optional[List]:
+    """Every process's ``obj`` (picklable), by rank, on rank 0; None on the others (only rank 0 unpickles
+    them all: an all-gather would make every process hold every one). ``[obj]`` for a single process.
+    Under NCCL the pickled bytes travel through the process's current GPU, which ``init_distributed``
+    set."""
     if not is_initialized():
         return [obj]
-    out: List = [None] * get_world_size()
-    dist.all_gather_object(out, obj)
+    out: Optional[List] = [None] * get_world_size() if get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
     return out
 
 

@@ -210,7 +210,7 @@ def evaluate_dataset(
 
     ``sharded`` (under torchrun; every process of the group must call it): each process predicts the
     images of its share, interleaved by index (rank r takes r, r + P, r + 2P, ...: balanced shares), the
-    result records are gathered on every process and rank 0 scores them all, in the order one process
+    result records are gathered on rank 0, which scores them all, in the order one process
     gives them (the same AP as one process); the other ranks return None."""
     from maskrcnn.engine import distributed as du
 
@@ -237,8 +237,8 @@ def evaluate_dataset(
         if progress is not None:
             progress(window[-1][0] + 1, len(indices))
     if world > 1:
-        shares = du.all_gather_objects((evaluator.results(), evaluator.image_ids()))
-        if rank != 0:
+        shares = du.gather_objects((evaluator.results(), evaluator.image_ids()))
+        if shares is None:  # not rank 0
             return None
         # one process's order: images by dataset index, each image's detections as they came
         # (COCOeval's score sorts are stable: the order decides ties, so the AP matches exactly)
