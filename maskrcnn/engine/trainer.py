@@ -716,11 +716,9 @@ class Trainer:
                     )
                     break
                 timer_data = time.perf_counter()
-        if self.world_size > 1:
-            # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with
-            # rank 0's everywhere, as saved in the checkpoints.
-            for buf in self.model.buffers():
-                torch.distributed.broadcast(buf, src=0)
+        # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
+        # 0's everywhere, as saved in the checkpoints (a no-op for one process)
+        du.broadcast_buffers(self.model)
         if not interrupted:
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
