@@ -9,6 +9,13 @@ A file whose name starts with '-' (``-photo.jpg``) reads to argparse as an optio
 follows and such an argument names an existing file, the error says to pass it after ``--`` or as
 ``./-photo.jpg``.
 
+Under ``torchrun`` (RANK, WORLD_SIZE) only ``train`` runs (``SEVERAL_PROCESSES``: it shares its work,
+validation included); another command says in one line that it runs in one process, before any work. An
+error prints once: a message every process shares from rank 0 (a setup error also from each other
+machine's first process, LOCAL_RANK 0, as ``rank N: ...``), a process's own error (in the training loop)
+from that process as ``rank N: ...``, and the peers' "connection closed" as "another process stopped; its
+error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceback).
+
 Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
 DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
 """
@@ -94,6 +101,11 @@ def build_parser(argv: list) -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that run under ``torchrun --nproc_per_node P`` (sharing their work among the processes);
+# the others refuse there in one line, before any work.
+SEVERAL_PROCESSES = ("train",)
+
+
 def main(argv: list = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -103,6 +115,13 @@ def main(argv: list = None) -> int:
             f"unrecognized arguments: {' '.join(unknown)}")
     if not args.command:
         parser.print_help()
+        return 2
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))  # torchrun's
+    if world_size > 1 and args.command not in SEVERAL_PROCESSES:  # before any work, said once
+        if rank == 0:
+            print(f"maskrcnn {args.command} runs in one process; start it without torchrun (each of the "
+                  f"{world_size} processes would do all the work and write the same files; only maskrcnn "
+                  f"{' / '.join(SEVERAL_PROCESSES)} shares its work among processes)", file=sys.stderr)
         return 2
     # Warnings (skipped records, multi-frame images) as one line each, not with a line of our source;
     # restored on return, so that a program calling main() keeps its own format.
@@ -116,7 +135,14 @@ def main(argv: list = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):
             raise
-        print(f"maskrcnn {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        from maskrcnn.engine.distributed import error_line
+
+        # under torchrun: a message every process shares once (rank 0), a rank's own error named by rank
+        # (and a setup error from each other machine's first process: its disk may lack a file)
+        line = error_line(e, _one_line(e), rank=rank, world_size=world_size,
+                          local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        if line is not None:
+            print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
         return 1
     finally:
         warnings.formatwarning = formatwarning

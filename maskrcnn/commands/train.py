@@ -134,11 +134,12 @@ def run(args) -> int:
         record_run_data(args.output, given=given, resolved=data)
     try:
         result = trainer.train()
-    except BaseException:
+    except BaseException as e:
         du.cleanup(wait_for_peers=False)
+        du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
         raise
     du.cleanup()
-    if result["interrupted"]:
+    if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
     return exit_status(result)
 

@@ -503,6 +503,12 @@ class CocoEvaluator:
         """The ids of the images given so far (those the AP is over), sorted."""
         return sorted(self._image_ids)
 
+    def add_results(self, results: list, image_ids) -> None:
+        """Add COCO result dicts made elsewhere (another process's ``results()``) and the ids of the
+        images they are of (``image_ids()``; an image without detections counts in the AP too)."""
+        self._results.extend(results)
+        self._image_ids.update(int(i) for i in image_ids)
+
     def evaluate(self) -> dict:
         """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP},
         "per_category_AP50": {name: AP50}}}, percent."""

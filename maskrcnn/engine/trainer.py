@@ -2,7 +2,8 @@
 
 One iteration: take the next batch from ``batches`` (an iterator of ``(images, targets)``), compute the
 loss dict with the model in training mode, check every term is finite (a NaN stops the run with an error
-naming the iteration and the terms; the last good checkpoint stays; weights gone non-finite on a finite
+naming the iteration and the terms -- under DDP from the first rank that saw it, the others stop with one
+shared line; the last good checkpoint stays; weights gone non-finite on a finite
 loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
 float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log (the ``lr`` logged is the
 one the iteration's step used, not the schedule's next value).
@@ -60,8 +61,9 @@ the best value so far writes ``model_best.pth`` (weights, config, class names, t
 ``best.json`` (``{"metric", "value", "iteration", "file"}``). With ``early_stop_patience`` > 0, that many
 evaluations in a row without a gain of ``early_stop_min_delta`` end the run normally (full checkpoint,
 ``model_final.pth`` with the last weights; the final evaluation is not repeated on the weights just
-evaluated), saying why and where the best is. Only the main process evaluates and writes; it decides the
-stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
+evaluated), saying why and where the best is. Every process runs ``evaluate_fn`` (validation is sharded
+over them: ``engine/inference.py``); only the main process gets its results, logs and writes; it decides
+the stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
 Checkpoints are written before the evaluation due at the same iteration, so a run resumed from one
 first runs that evaluation (the checkpoint's weights are the ones it evaluates) and then goes on: it
 writes the best model and stops exactly where an uninterrupted run does. An evaluation that did run
@@ -136,6 +138,9 @@ class NonFiniteLossError(RuntimeError):
 
 class DivergenceError(RuntimeError):
     """The loss exploded (finite, but far above its recent median for several iterations)."""
+
+    # every rank judges the same all-reduced loss and raises it at the same iteration: printed once (rank 0)
+    maskrcnn_shared_error = True
 
 
 class CheckpointWriteError(RuntimeError):
@@ -239,7 +244,8 @@ class Trainer:
 
     make_batches(start_iter) -> iterator of (images: list of (3, H, W), targets: list of dicts) for this
     process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
-    ``eval_period`` iterations (0: at the end only) on the main process. best_metric (``iou_type/metric``,
+    ``eval_period`` iterations (0: at the end only) on every process (a collective under torchrun: only the
+    main process's results are used; the others may return None). best_metric (``iou_type/metric``,
     None: off), early_stop_patience and early_stop_min_delta: the best checkpoint and early stopping
     (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0. accumulate: micro-batches
     per iteration (gradient accumulation, module docstring); each batch must split into that many of
@@ -393,11 +399,11 @@ class Trainer:
         bad = non_finite_keys(state)
         if bad:
             names = short_listing(bad, limit=3)
-            raise NonFiniteLossError(
+            raise du.mark_shared(NonFiniteLossError(  # every rank holds the same weights: printed once
                 f"non-finite weights after iteration {self.iteration} ({names}), not saved; "
                 + self._kept_checkpoint_text()
                 + " (a lower solver.lr or solver.clip_grad_norm may help)"
-            )
+            ))
 
     def _kept_checkpoint_text(self) -> str:
         """Where the last good checkpoint is, or that there is none (never claim one not written)."""
@@ -629,9 +635,10 @@ class Trainer:
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + v
         # one collective per step: every process learns whether any saw a non-finite loss before stepping
-        # (the backward of a non-finite loss is harmless: no step follows it)
-        if du.any_true(first_bad is not None):
-            self._raise_non_finite(*(first_bad or (None, sums)))
+        # (the backward of a non-finite loss is harmless: no step follows it), and the first that did
+        bad_rank = du.first_rank_with(first_bad is not None)
+        if bad_rank is not None:
+            self._raise_non_finite(bad_rank, *(first_bad or (None, sums)))
         if self.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -641,9 +648,17 @@ class Trainer:
         self.scheduler.step()
         return {name: v / k for name, v in sums.items()}
 
-    def _raise_non_finite(self, part, values: Dict[str, float]) -> None:
-        """Stop on a non-finite loss: ``part`` is this process's first bad micro-batch (None when only
-        another process's loss was bad; ``values`` are then this one's summed terms)."""
+    def _raise_non_finite(self, bad_rank: int, part, values: Dict[str, float]) -> None:
+        """Stop on a non-finite loss: ``bad_rank`` is the first process whose loss was not finite, ``part``
+        this process's first bad micro-batch (None when its loss was finite). Every process stops; only
+        ``bad_rank`` names the terms (its own error: ``rank N:``), the others raise one shared text (printed
+        once, by rank 0): with 8 GPUs that all went NaN, two lines, not eight."""
+        if bad_rank != self.rank:
+            raise du.mark_shared(NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration + 1} on rank {bad_rank} (its terms in its own "
+                "error); " + self._kept_checkpoint_text()
+                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
+            ))
         terms = ", ".join(f"{k}={v}" for k, v in values.items())
         split = part is not None and self.accumulate > 1
         where = f", micro-batch {part + 1} of {self.accumulate}" if split else ""
@@ -689,18 +704,20 @@ class Trainer:
     def _evaluate(self) -> None:
         if self.evaluate_fn is None:
             return
+        # Every process evaluates its share of the images (``make_evaluate_fn``: sharded; rank 0 gets the
+        # results, the others None): on 8 GPUs 7 no longer wait idle, nor into the collective timeout.
+        # Evaluation must not perturb the training RNG streams (exact resume compares them), on any rank.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            state = (np.random.get_state(), random.getstate())
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                results = self.evaluate_fn(self.model)
+            finally:
+                self.model.train(was_training)
+                np.random.set_state(state[0])
+                random.setstate(state[1])
         if self.is_main:
-            # Evaluation must not perturb the training RNG streams (exact resume compares them).
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                state = (np.random.get_state(), random.getstate())
-                was_training = self.model.training
-                self.model.eval()
-                try:
-                    results = self.evaluate_fn(self.model)
-                finally:
-                    self.model.train(was_training)
-                    np.random.set_state(state[0])
-                    random.setstate(state[1])
             if results:
                 self.last_eval = results
                 self.logger.log_eval(self.iteration, results)
@@ -818,11 +835,9 @@ class Trainer:
                     )
                     break
                 timer_data = time.perf_counter()
-        if self.world_size > 1:
-            # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with
-            # rank 0's everywhere, as saved in the checkpoints.
-            for buf in self.model.buffers():
-                torch.distributed.broadcast(buf, src=0)
+        # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
+        # 0's everywhere, as saved in the checkpoints (a no-op for one process)
+        du.broadcast_buffers(self.model)
         if not interrupted:
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
