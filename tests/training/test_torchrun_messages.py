@@ -63,7 +63,7 @@ def test_interrupted_run_says_so_from_rank_zero_only(monkeypatch, capsys, tmp_pa
         trainer = types.SimpleNamespace(is_main=rank == 0, train=_stopped_at_6)
         monkeypatch.setattr(training, "build_training", lambda cfg, trainer=trainer, **kw: (trainer, cfg))
         assert main(["train", "--config", "r18_fpn", "--train-json", "t.json", "--train-images",
-                     str(tmp_path), "--output", str(tmp_path / "run"), "--device", "cpu"]) == 0
+                     str(tmp_path), "--output", str(tmp_path / "run"), "--device", "cpu"]) == 130  # stopped
         said.append(capsys.readouterr().out)
     assert said == ["stopped at iteration 6; continue with --resume\n", ""]
 
