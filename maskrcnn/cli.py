@@ -107,6 +107,38 @@ SEVERAL_PROCESSES = ("train",)
 
 
 def main(argv: list = None) -> int:
+    # A console or pipe that cannot encode a character (PYTHONIOENCODING=ascii, Windows cp1252 when
+    # redirected) must not end a run on a class name "Ölfleck": what it cannot encode is written as an
+    # escape (\xd6) instead. The application's streams, so done here; restored on return, so that a
+    # program calling main() keeps its own setting.
+    restore = [_escape_unencodable(stream) for stream in (sys.stdout, sys.stderr)]
+    try:
+        return _main(argv)
+    finally:
+        for undo in reversed(restore):
+            undo()
+
+
+def _escape_unencodable(stream):
+    """Make ``stream`` write characters it cannot encode as backslash escapes; returns the undo (a no-op
+    for a stream without ``reconfigure``: a StringIO, a program's own writer)."""
+    reconfigure, errors = getattr(stream, "reconfigure", None), getattr(stream, "errors", None)
+    if reconfigure is None or errors is None or errors == "backslashreplace":
+        return lambda: None
+    try:
+        reconfigure(errors="backslashreplace")
+    except (ValueError, OSError, TypeError):  # a closed or detached stream: leave it as it is
+        return lambda: None
+
+    def undo():
+        try:
+            reconfigure(errors=errors)
+        except (ValueError, OSError, TypeError):
+            pass
+    return undo
+
+
+def _main(argv: list = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
