@@ -36,6 +36,7 @@ See ``maskrcnn/data/formats/`` for what each format's conversion does.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -212,5 +213,6 @@ def run(args) -> int:
     listing = short_listing((f"{name} {per_class[name]}" for name in names.values()), what="more classes")
     print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
           f"regions -> {out}")
-    print(f"file_name values are relative to {builder.root}: use --train-images {builder.root}")
+    print(f"file_name values are relative to {builder.root}: use --train-images "
+          f"{shlex.quote(str(builder.root))}")  # quoted: pasted into a shell as it is
     return 0

@@ -31,6 +31,7 @@ Everything that needs torch is imported in ``run``: ``maskrcnn export --help`` n
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             example_hw=_size(args.size) if args.size else None,
         )  # fmt: skip
         print(f"wrote {args.output} (onnx): image (3, H, W) -> {', '.join(names)}; run it with "
-              f"`maskrcnn predict --weights {args.output} IMAGES --output DIR`", file=sys.stderr)
+              f"`maskrcnn predict --weights {shlex.quote(str(args.output))} IMAGES --output DIR`",
+              file=sys.stderr)  # quoted: "exp 葉/m#ema.onnx" pasted into a shell as it is
         return 0
     h, w = _size(args.size or "800x1088", multiple=32)
     predictor = Predictor.from_checkpoint(

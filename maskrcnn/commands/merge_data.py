@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -108,5 +109,5 @@ def run(args) -> int:
     names = short_listing((f"{cat['id']} {cat['name']}" for cat in merged["categories"]), what="more classes")
     print(f"{len(merged['images'])} images, {len(merged['annotations'])} annotations, "
           f"{len(merged['categories'])} classes ({names}) -> {out}")
-    print(f"file_name values are relative to {root}: use --train-images {root}")
+    print(f"file_name values are relative to {root}: use --train-images {shlex.quote(str(root))}")
     return 0

@@ -21,6 +21,7 @@ already INT8 is run as it is, with one note, its calibration folder not read).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from typing import Optional
@@ -125,5 +126,5 @@ def run(args: argparse.Namespace) -> int:
     save_int8_checkpoint(args.output, ckpt, section)
     print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics"
           f"{_skipped(section)}; run it "
-          f"with `maskrcnn predict --weights {args.output} ...` (CPU)")
+          f"with `maskrcnn predict --weights {shlex.quote(str(args.output))} ...` (CPU)")
     return 0

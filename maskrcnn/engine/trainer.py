@@ -81,6 +81,7 @@ import json
 import math
 import os
 import random
+import shlex
 import signal
 import threading
 import time
@@ -128,8 +129,8 @@ def finished_without_checkpoint(output_dir: Path) -> str:
     if not finished:
         return ""
     return (f"{output_dir} holds finished weights ({finished[0]}) but no checkpoint to continue from; "
-            f"--init {output_dir / finished[0]} --output ANOTHER to train on from them, or --overwrite to "
-            "start again")
+            f"--init {shlex.quote(str(output_dir / finished[0]))} --output ANOTHER to train on from them, or "
+            "--overwrite to start again")
 
 
 class NonFiniteLossError(RuntimeError):
