@@ -18,6 +18,10 @@ error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceba
 
 Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
 DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
+
+While a command runs, stdout and stderr write what their encoding cannot (a class name "Ölfleck" on a
+PYTHONIOENCODING=ascii console, Windows' cp1252 when redirected) as escapes (``\\xd6lfleck``), warnings
+included, instead of ending the command half way; their previous setting is restored on return.
 """
 
 from __future__ import annotations
