@@ -36,12 +36,12 @@ See ``maskrcnn/data/formats/`` for what each format's conversion does.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections import Counter
 from pathlib import Path
 
 from maskrcnn.listing import short_listing
+from maskrcnn.shell import shell_word
 
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
@@ -214,5 +214,5 @@ def run(args) -> int:
     print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
           f"regions -> {out}")
     print(f"file_name values are relative to {builder.root}: use --train-images "
-          f"{shlex.quote(str(builder.root))}")  # quoted: pasted into a shell as it is
+          f"{shell_word(builder.root)}")  # quoted: pasted into a shell as it is
     return 0

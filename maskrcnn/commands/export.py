@@ -31,9 +31,10 @@ Everything that needs torch is imported in ``run``: ``maskrcnn export --help`` n
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
+
+from maskrcnn.shell import shell_word
 
 HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             example_hw=_size(args.size) if args.size else None,
         )  # fmt: skip
         print(f"wrote {args.output} (onnx): image (3, H, W) -> {', '.join(names)}; run it with "
-              f"`maskrcnn predict --weights {shlex.quote(str(args.output))} IMAGES --output DIR`",
+              f"`maskrcnn predict --weights {shell_word(args.output)} IMAGES --output DIR`",
               file=sys.stderr)  # quoted: "exp 葉/m#ema.onnx" pasted into a shell as it is
         return 0
     h, w = _size(args.size or "800x1088", multiple=32)

@@ -21,10 +21,11 @@ already INT8 is run as it is, with one note, its calibration folder not read).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from typing import Optional
+
+from maskrcnn.shell import shell_word
 
 HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images"
 
@@ -126,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
     save_int8_checkpoint(args.output, ckpt, section)
     print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics"
           f"{_skipped(section)}; run it "
-          f"with `maskrcnn predict --weights {shlex.quote(str(args.output))} ...` (CPU)")
+          f"with `maskrcnn predict --weights {shell_word(args.output)} ...` (CPU)")
     return 0

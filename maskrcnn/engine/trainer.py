@@ -81,7 +81,6 @@ import json
 import math
 import os
 import random
-import shlex
 import signal
 import threading
 import time
@@ -106,6 +105,7 @@ from maskrcnn.io_utils import (
     temp_target,
 )
 from maskrcnn.listing import short_listing
+from maskrcnn.shell import shell_word
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
@@ -129,7 +129,7 @@ def finished_without_checkpoint(output_dir: Path) -> str:
     if not finished:
         return ""
     return (f"{output_dir} holds finished weights ({finished[0]}) but no checkpoint to continue from; "
-            f"--init {shlex.quote(str(output_dir / finished[0]))} --output ANOTHER to train on from them, or "
+            f"--init {shell_word(output_dir / finished[0])} --output ANOTHER to train on from them, or "
             "--overwrite to start again")
 
 
