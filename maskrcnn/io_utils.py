@@ -321,9 +321,10 @@ def check_output_dir(path: PathLike, option: str = "--output") -> Path:
 
 
 def _unwritable(folder: Path) -> str:
-    # An existing folder that refuses new files (read-only mount, no permission, chattr +i) said now, not
-    # after an evaluation's hours: one real empty file made and removed, as the writes will (access()
-    # misses ACLs, NFS and root squash).
+    # An existing folder that refuses new files (read-only mount, no permission, chattr +i) or their
+    # removal (chattr +a: each write's temporary file would stay) said now, not after an evaluation's
+    # hours: one real empty file made and removed, as the writes will (access() misses ACLs, NFS and root
+    # squash). Probes left by a run killed in between go the way of any dead temporary file.
     if not folder.is_dir():
         return ""
     try:
@@ -333,8 +334,11 @@ def _unwritable(folder: Path) -> str:
     os.close(fd)
     try:
         os.unlink(tmp)
-    except OSError:
-        pass
+    except OSError as e:  # chattr +a, a sticky folder of another owner: temporary files would stay too
+        return f"cannot remove files there ({e.strerror or e}), so temporary files would be left behind"
+    finally:
+        # probes of earlier runs killed between create and unlink (``.write-check.<12 hex>.tmp``)
+        remove_stale_temps(folder / "write-check")
     return ""
 
 
