@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,78 @@ def test_suggested_command_lines_quote_paths(tmp_path):
     hint = finished_without_checkpoint(out)
     assert f"--init {shlex.quote(str(out / 'model_final.pth'))} --output" in hint
     assert shlex.split(hint.split("; ")[1])[1] == str(out / "model_final.pth")
+
+
+@pytest.mark.parametrize("encoding, errors, expected", [
+    ("utf-8", "surrogateescape", b"caf\xe9.png \xc3\x96lfleck"),  # PYTHONUTF8=1, C.UTF-8: as Python wrote it
+    ("ascii", "surrogateescape", b"caf\xe9.png \\xd6lfleck"),  # the C locale without UTF-8 mode
+    ("ascii", "strict", b"caf\xe9.png \\xd6lfleck"),  # PYTHONIOENCODING=ascii
+    ("utf-16-le", "strict", "caf\\udce9.png Ölfleck".encode("utf-16-le")),  # no lone byte there: escaped
+])
+def test_a_name_that_is_not_utf8_is_printed_as_its_bytes(encoding, errors, expected):
+    from maskrcnn.cli import _escape_unencodable
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, errors=errors, write_through=True)
+    undo = _escape_unencodable(stream)
+    stream.write(os.fsdecode(b"caf\xe9.png") + " Ölfleck")
+    undo()
+    assert raw.getvalue() == expected and stream.errors == errors
+    replacing = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="replace")
+    _escape_unencodable(replacing)
+    assert replacing.errors == "replace"  # a stream that already copes is left as it is
+
+
+@pytest.mark.parametrize("os_name, path, expected", [
+    ("posix", "run 葉#ema/model_final.pth", "'run 葉#ema/model_final.pth'"),
+    ("posix", "plain/model.pth", "plain/model.pth"),
+    ("nt", "C:\\My Runs\\model_final.pth", '"C:\\My Runs\\model_final.pth"'),  # cmd.exe: double quotes
+    ("nt", "C:\\runs\\model.pth", "C:\\runs\\model.pth"),
+])
+def test_shell_word_quotes_for_the_platforms_shell(monkeypatch, os_name, path, expected):
+    from maskrcnn import shell
+
+    # the helper module's own ``os`` only: the real os.name stays, or pathlib (pytest's too) breaks
+    monkeypatch.setattr(shell, "os", types.SimpleNamespace(name=os_name))
+    assert shell.shell_word(path) == expected
+
+
+def test_suggested_command_lines_use_shell_word(tmp_path, monkeypatch):
+    from maskrcnn import shell
+    from maskrcnn.engine.trainer import finished_without_checkpoint
+
+    out = tmp_path / "run 1"
+    out.mkdir()
+    (out / "model_final.pth").write_bytes(b"")
+    monkeypatch.setattr(shell, "os", types.SimpleNamespace(name="nt"))
+    hint = finished_without_checkpoint(out)
+    assert f'--init "{out / "model_final.pth"}" --output' in hint  # no single quotes for cmd.exe
+    for module in ("convert_data", "export", "merge_data", "quantize"):
+        source = (ROOT / "maskrcnn" / "commands" / f"{module}.py").read_text(encoding="utf-8")
+        assert "shell_word(" in source and "shlex" not in source, module
+
+
+def test_write_check_removes_dead_probes_and_says_a_folder_that_keeps_files(tmp_path, monkeypatch):
+    dead = tmp_path / ".write-check.0123456789ab.tmp"  # a run killed between the probe's create and unlink
+    dead.write_bytes(b"")
+    old = io_utils.PROCESS_START - io_utils.STALE_TEMP_AGE - 60
+    os.utime(dead, (old, old))
+    io_utils._stale_listings.clear()
+    assert io_utils.check_output_dir(tmp_path) == tmp_path
+    assert not list(tmp_path.iterdir())  # the dead probe gone, and this run's own
+
+    def refusing(path, *args, **kwargs):  # chattr +a: files are made but cannot be removed
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    keeping = tmp_path / "append-only"
+    keeping.mkdir()
+    monkeypatch.setattr(os, "unlink", refusing)
+    said = r"cannot remove files there \(Operation not permitted\), so temporary files would be left behind"
+    with pytest.raises(ValueError, match=rf"^--output .*append-only: {said}$"):
+        io_utils.check_output_dir(keeping)
+
+
+def test_skin_tones_and_joined_emoji_take_one_emojis_width():
+    assert display_width("👍🏽") == 2 and display_width("👩\u200d🔬") == 2
+    assert display_width("👨\u200d👩\u200d👧 family") == 9 and display_width("葉 leaf") == 7
+    assert pad("👍🏽", 4) == "👍🏽  "
