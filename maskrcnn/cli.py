@@ -21,7 +21,9 @@ DDP or autograd notes) "warning (torch): ...", named by the file that raised it 
 
 While a command runs, stdout and stderr write what their encoding cannot (a class name "Ölfleck" on a
 PYTHONIOENCODING=ascii console, Windows' cp1252 when redirected) as escapes (``\\xd6lfleck``), warnings
-included, instead of ending the command half way; their previous setting is restored on return.
+included, instead of ending the command half way; a file name that is not valid UTF-8 (``caf\\udce9.png``)
+still goes out as its own bytes, as Python's surrogateescape writes it. Their previous setting is restored
+on return.
 """
 
 from __future__ import annotations
