@@ -18,11 +18,18 @@ error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceba
 
 Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
 DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
+
+While a command runs, stdout and stderr write what their encoding cannot (a class name "Ölfleck" on a
+PYTHONIOENCODING=ascii console, Windows' cp1252 when redirected) as escapes (``\\xd6lfleck``), warnings
+included, instead of ending the command half way; a file name that is not valid UTF-8 (``caf\\udce9.png``)
+still goes out as its own bytes, as Python's surrogateescape writes it. Their previous setting is restored
+on return.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import functools
 import importlib
 import os
@@ -107,6 +114,74 @@ SEVERAL_PROCESSES = ("train",)
 
 
 def main(argv: list = None) -> int:
+    # A console or pipe that cannot encode a character (PYTHONIOENCODING=ascii, Windows cp1252 when
+    # redirected) must not end a run on a class name "Ölfleck": what it cannot encode is written as an
+    # escape (\xd6) instead. A file name that is not valid UTF-8 (b"caf\xe9.png", decoded by Python as
+    # "caf\udce9.png") still goes out as its own bytes, as Python's surrogateescape (UTF-8 mode, the C
+    # locale) writes it, so that it can be pasted back. The application's streams, so done here;
+    # restored on return, so that a program calling main() keeps its own setting.
+    restore = [_escape_unencodable(stream) for stream in (sys.stdout, sys.stderr)]
+    try:
+        return _main(argv)
+    finally:
+        for undo in reversed(restore):
+            undo()
+
+
+# The error handler _escape_unencodable gives the streams: surrogateescape's bytes, else a backslash escape.
+ESCAPE_ERRORS = "maskrcnn.bytes_or_backslash"
+
+
+def _bytes_or_backslash(error: UnicodeError):
+    """Encoding error handler: a U+DC80..U+DCFF surrogate (a byte that was not valid in the name it came
+    from, as ``surrogateescape`` decoded it) back as that byte; any other character as ``\\xNN`` /
+    ``\\uNNNN`` / ``\\UNNNNNNNN`` (a surrogate too, in UTF-16 / UTF-32). One character per call: the
+    codec calls again for the next."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    code = ord(error.object[error.start])
+    if 0xDC80 <= code <= 0xDCFF and _ascii_compatible(error.encoding):
+        return bytes([code - 0xDC00]), error.start + 1
+    return error.object[error.start].encode("ascii", "backslashreplace").decode("ascii"), error.start + 1
+
+
+@functools.cache
+def _ascii_compatible(encoding: str) -> bool:
+    # a byte alone is a byte of the output only where ASCII is one byte (UTF-8, cp1252, latin-1, ascii);
+    # UTF-16 / UTF-32 get the escape (their codecs refuse a lone byte, as surrogateescape fails there)
+    try:
+        return "a".encode(encoding) == b"a"
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _escape_unencodable(stream):
+    """Make ``stream`` write what it cannot encode as ``_bytes_or_backslash`` does; returns the undo (a
+    no-op for a stream without ``reconfigure``: a StringIO, a program's own writer). A stream already
+    set to write escapes or to replace (``backslashreplace``, ``replace``, ``xmlcharrefreplace``...) is
+    left as it is: only ``strict`` (a crash) and ``surrogateescape`` (a crash on "Ölfleck" under an
+    ASCII locale) are changed, and both keep writing what they wrote before."""
+    reconfigure, errors = getattr(stream, "reconfigure", None), getattr(stream, "errors", None)
+    if reconfigure is None or errors not in ("strict", "surrogateescape"):
+        return lambda: None
+    try:
+        codecs.lookup_error(ESCAPE_ERRORS)
+    except LookupError:
+        codecs.register_error(ESCAPE_ERRORS, _bytes_or_backslash)
+    try:
+        reconfigure(errors=ESCAPE_ERRORS)
+    except (ValueError, OSError, TypeError, LookupError):  # a closed or detached stream: leave it as it is
+        return lambda: None
+
+    def undo():
+        try:
+            reconfigure(errors=errors)
+        except (ValueError, OSError, TypeError):
+            pass
+    return undo
+
+
+def _main(argv: list = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)

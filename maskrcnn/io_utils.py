@@ -13,11 +13,12 @@ previous file") in its strerror: a full disk's write error names no file by itse
 one-line error must say which output it was. A process killed mid-write (SIGKILL, a power cut) leaves
 its hidden ``.TARGET.<12 hex>.tmp``; the next successful write of TARGET removes such leftovers that are
 older than the writing process and unchanged for 10 minutes (``remove_stale_temps``; each folder is
-listed once per process).
+listed once per process). A target whose name is near the file system's limit (255 bytes) gets a
+shortened temporary name (``fitting_prefix``): its start and a hash of the whole name.
 
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
-parents), in one line naming the option and the path.
+parents, an existing folder that refuses new files), in one line naming the option and the path.
 
 Used for checkpoints and ``last_checkpoint``, ``metrics.jsonl`` rewrites, curves, JSON reports and
 datasets the commands write. (The weight download streams into its own temporary file: it cannot hold
@@ -27,6 +28,7 @@ the whole file in memory.)
 from __future__ import annotations
 
 import errno as errno_module
+import hashlib
 import json
 import os
 import re
@@ -39,8 +41,8 @@ from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "create_temp_file", "remove_stale_temps", "replace_durably", "stale_before",
-    "temp_target", "write_error",
+    "check_output_file", "create_temp_file", "fitting_prefix", "remove_stale_temps", "replace_durably",
+    "stale_before", "temp_target", "write_error",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -58,6 +60,7 @@ def create_temp_file(folder: PathLike, *, prefix: str, suffix: str) -> tuple:
     user's result (a checkpoint, predictions.json, a video) that others on the machine (a group, a web
     server, a container's other user) may need to read."""
     folder = Path(folder)
+    prefix = fitting_prefix(folder, prefix, suffix)
     for _ in range(100):
         path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
         try:
@@ -66,6 +69,35 @@ def create_temp_file(folder: PathLike, *, prefix: str, suffix: str) -> tuple:
             continue
         return fd, str(path)
     raise FileExistsError(f"{folder}: no free temporary name {prefix}*{suffix} after 100 tries")
+
+
+def fitting_prefix(folder: PathLike, prefix: str, suffix: str) -> str:
+    """``prefix`` shortened so that ``prefix + 12 hex + suffix`` fits the file system's longest name in
+    ``folder`` (``PC_NAME_MAX``, else 255 bytes); ``prefix`` itself when it fits.
+
+    A target name may be up to that limit, and its temporary name adds 18 bytes (``.NAME.<12 hex>.tmp``):
+    a 240-byte image name's export would fail "file name too long". The shortened form keeps the name's
+    start and adds a hash of the whole prefix (``.LONG_NAME_START~<8 hex>.``), so two long names that
+    start alike still get different temporary names, and ``remove_stale_temps`` finds the same form again."""
+    limit = _name_max(folder)
+    room = limit - len(os.fsencode(suffix)) - 12
+    if len(os.fsencode(prefix)) <= room:
+        return prefix
+    digest = hashlib.blake2b(os.fsencode(prefix), digest_size=4).hexdigest()
+    end = prefix[-1:] if prefix.endswith(".") else ""
+    tail = f"~{digest}{end}"
+    start = prefix[:len(prefix) - len(end)]
+    budget = room - len(tail.encode("ascii"))
+    while start and len(os.fsencode(start)) > budget:  # whole characters only: never half a UTF-8 sequence
+        start = start[:-1]
+    return start + tail
+
+
+def _name_max(folder: PathLike) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no such folder yet, no pathconf (Windows)
+        return 255
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -141,11 +173,13 @@ def remove_stale_temps(path: PathLike) -> list:
     files in one folder does not scan it again for each file (which was quadratic)."""
     path = Path(path)
     key = os.path.abspath(path.parent)
+    # the target as its temporary names give it: shortened for a name near the length limit
+    name = temp_target(f"{fitting_prefix(path.parent, f'.{path.name}.', '.tmp')}{'0' * 12}.tmp")
     with _listing_lock:
         listing = _stale_listings.get(key)
         if listing is None:
             listing = _stale_listings[key] = _list_old_temps(path.parent)
-        candidates = listing.pop(path.name, [])
+        candidates = listing.pop(name, [])
     removed, kept = [], []
     cutoff = stale_before()
     for tmp in candidates:
@@ -162,7 +196,7 @@ def remove_stale_temps(path: PathLike) -> list:
             pass
     if kept:
         with _listing_lock:
-            listing.setdefault(path.name, []).extend(kept)
+            listing.setdefault(name, []).extend(kept)
     return removed
 
 
@@ -176,7 +210,8 @@ _listing_lock = threading.Lock()
 
 def temp_target(name: str) -> Optional[str]:
     """The target's name of a temporary file named ``name`` in ``create_temp_file``'s form
-    (``.model_final.pth.0a1b2c3d4e5f.tmp`` -> ``model_final.pth``), else None."""
+    (``.model_final.pth.0a1b2c3d4e5f.tmp`` -> ``model_final.pth``), else None. For a name shortened by
+    ``fitting_prefix`` it is the shortened form (``LONG_NAME_START~<8 hex>``)."""
     match = _TEMP_NAME.fullmatch(name)
     return match.group("target") if match else None
 
@@ -279,10 +314,32 @@ def check_output_dir(path: PathLike, option: str = "--output") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path}: is an existing file, not a folder; choose a folder")
-    problem = _parent_problem(path)
+    problem = _parent_problem(path) or _unwritable(path)
     if problem:
         raise ValueError(f"{option} {path}: {problem}")
     return path
+
+
+def _unwritable(folder: Path) -> str:
+    # An existing folder that refuses new files (read-only mount, no permission, chattr +i) or their
+    # removal (chattr +a: each write's temporary file would stay) said now, not after an evaluation's
+    # hours: one real empty file made and removed, as the writes will (access() misses ACLs, NFS and root
+    # squash). Probes left by a run killed in between go the way of any dead temporary file.
+    if not folder.is_dir():
+        return ""
+    try:
+        fd, tmp = create_temp_file(folder, prefix=".write-check.", suffix=".tmp")
+    except OSError as e:
+        return f"cannot write there ({e.strerror or e})"
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError as e:  # chattr +a, a sticky folder of another owner: temporary files would stay too
+        return f"cannot remove files there ({e.strerror or e}), so temporary files would be left behind"
+    finally:
+        # probes of earlier runs killed between create and unlink (``.write-check.<12 hex>.tmp``)
+        remove_stale_temps(folder / "write-check")
+    return ""
 
 
 def check_output_file(path: PathLike, option: str = "OUT") -> Path:

@@ -41,6 +41,7 @@ from collections import Counter
 from pathlib import Path
 
 from maskrcnn.listing import short_listing
+from maskrcnn.shell import shell_word
 
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
@@ -212,5 +213,6 @@ def run(args) -> int:
     listing = short_listing((f"{name} {per_class[name]}" for name in names.values()), what="more classes")
     print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
           f"regions -> {out}")
-    print(f"file_name values are relative to {builder.root}: use --train-images {builder.root}")
+    print(f"file_name values are relative to {builder.root}: use --train-images "
+          f"{shell_word(builder.root)}")  # quoted: pasted into a shell as it is
     return 0

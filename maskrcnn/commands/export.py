@@ -34,6 +34,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from maskrcnn.shell import shell_word
+
 HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
 
 
@@ -106,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
             example_hw=_size(args.size) if args.size else None,
         )  # fmt: skip
         print(f"wrote {args.output} (onnx): image (3, H, W) -> {', '.join(names)}; run it with "
-              f"`maskrcnn predict --weights {args.output} IMAGES --output DIR`", file=sys.stderr)
+              f"`maskrcnn predict --weights {shell_word(args.output)} IMAGES --output DIR`",
+              file=sys.stderr)  # quoted: "exp 葉/m#ema.onnx" pasted into a shell as it is
         return 0
     h, w = _size(args.size or "800x1088", multiple=32)
     predictor = Predictor.from_checkpoint(

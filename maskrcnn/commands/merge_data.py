@@ -26,6 +26,7 @@ from pathlib import Path
 
 from maskrcnn.commands.data_report import skipped_line
 from maskrcnn.listing import short_listing
+from maskrcnn.shell import shell_word
 
 HELP = "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative to one root"
 
@@ -108,5 +109,5 @@ def run(args) -> int:
     names = short_listing((f"{cat['id']} {cat['name']}" for cat in merged["categories"]), what="more classes")
     print(f"{len(merged['images'])} images, {len(merged['annotations'])} annotations, "
           f"{len(merged['categories'])} classes ({names}) -> {out}")
-    print(f"file_name values are relative to {root}: use --train-images {root}")
+    print(f"file_name values are relative to {root}: use --train-images {shell_word(root)}")
     return 0

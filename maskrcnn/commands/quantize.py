@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Optional
 
+from maskrcnn.shell import shell_word
+
 HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images"
 
 
@@ -125,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
     save_int8_checkpoint(args.output, ckpt, section)
     print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics"
           f"{_skipped(section)}; run it "
-          f"with `maskrcnn predict --weights {args.output} ...` (CPU)")
+          f"with `maskrcnn predict --weights {shell_word(args.output)} ...` (CPU)")
     return 0

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, shown_name, skipped_line
+from maskrcnn.text_width import display_width, pad
 
 HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
 
@@ -134,10 +135,10 @@ def _print_summary(s: dict, out=None) -> None:
           f"{s['instances']} instances, {s['crowd']} crowd regions"
           + (f", {boxes} of them boxes without a mask" if boxes else ""), file=out)
     shown = {n: shown_name(n) for n in s["per_class"]}
-    width = max([len("class")] + [len(n) for n in shown.values()])
+    width = max([len("class")] + [display_width(n) for n in shown.values()])  # 葉: 2 columns
     print(f"  {'class':<{width}}  instances  crowd", file=out)
     for name, c in s["per_class"].items():
-        print(f"  {shown[name]:<{width}}  {c['instances']:>9}  {c['crowd']:>5}", file=out)
+        print(f"  {pad(shown[name], width)}  {c['instances']:>9}  {c['crowd']:>5}", file=out)
     print("  sizes (COCO area): " + ", ".join(f"{k} {v}" for k, v in s["sizes"].items()), file=out)
     bins = [f"[{b['sqrt_area_from']}, {b['to'] or 'inf'}): {b['count']}" for b in s["size_histogram"]]
     print("  sqrt(area) px: " + "  ".join(bins), file=out)

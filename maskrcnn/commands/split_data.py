@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.commands.data_report import shown_name, skipped_line
+from maskrcnn.text_width import display_width, pad
 
 HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
 
@@ -59,12 +60,12 @@ def _print_table(table: dict, parts: list, out) -> None:
     """One row per class (then all images): its images and instances in each part."""
     shown = {n: "(all images)" if n is None else shown_name(n) for n in table}
     heads = [h for p in parts for h in (f"{p} images", f"{p} instances")]
-    width = max([len("class")] + [len(n) for n in shown.values()])
+    width = max([len("class")] + [display_width(n) for n in shown.values()])  # 葉: 2 columns
     print(f"  {'class':<{width}}" + "".join(f"  {h:>{max(len(h), 6)}}" for h in heads), file=out)
     for name, row in table.items():
         values = [v for p in parts for v in row[p]]
         cells = "".join(f"  {v:>{max(len(h), 6)}}" for h, v in zip(heads, values))
-        print(f"  {shown[name]:<{width}}{cells}", file=out)
+        print(f"  {pad(shown[name], width)}{cells}", file=out)
 
 
 def run(args) -> int:

@@ -49,7 +49,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
+from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image, unnameable_note
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
@@ -399,7 +399,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add(
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / written} not found"
-                    + (f" (nor in {self.image_dir} by the end of its path)" if foreign else ""),
+                    + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
+                    + unnameable_note(self.image_dir / written),
                 )
                 continue
             by_tail = file_name not in (img["file_name"], img["file_name"].replace("\\", "/"))

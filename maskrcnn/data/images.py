@@ -13,6 +13,9 @@ Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame
 ``MultiFrameWarning`` names the file and the number of frames left out (the rule in the README's "What
 happens with bad input"); split such a file into one file per frame to use every frame. MPO JPEGs (the
 photo plus its preview or depth map, as phones and cameras write them) are read as the photo, quietly.
+
+An image reported missing whose name the file-system encoding cannot spell (PYTHONUTF8=0 LC_ALL=C: ASCII)
+says so (``unnameable_note``), with the fix: the file may well be there.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
@@ -38,6 +42,7 @@ __all__ = [
     "decode_image_bytes",
     "exif_oriented",
     "image_size",
+    "unnameable_note",
     "list_images",
     "list_images_and_passed_over",
     "read_image",
@@ -276,3 +281,21 @@ def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *,
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     return found, passed_over
+
+
+def unnameable_note(path: Union[str, os.PathLike], encoding: Optional[str] = None) -> str:
+    """For a file reported missing: "" when its name can be passed to the OS, else the reason it could
+    not be looked up at all (``encoding``: the file-system encoding, ``sys.getfilesystemencoding()``).
+
+    Under ``PYTHONUTF8=0 LC_ALL=C`` that encoding is ASCII, so "Ölfleck.png" cannot be opened even though it
+    exists: "not found" alone would send the user looking for a file that is there. (A name that is not
+    valid UTF-8, read from the disk as "caf\\udce9.png", encodes back to its bytes: no note.)"""
+    encoding = encoding or sys.getfilesystemencoding()
+    try:
+        os.fspath(path).encode(encoding, "surrogateescape")
+    except UnicodeEncodeError:
+        return (f"; it cannot be named in this locale's file-system encoding ({encoding}): run with "
+                f"PYTHONUTF8=1 or LC_ALL=C.UTF-8")
+    except LookupError:  # an encoding Python does not know: nothing to say
+        pass
+    return ""

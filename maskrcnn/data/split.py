@@ -39,9 +39,17 @@ _TIE = 9  # decimals wants are compared at: f * n minus whole numbers leaves flo
 
 
 def _draw(seed: int, *parts) -> int:
-    """A number drawn from the seed and ``parts``, the same on every machine."""
+    """A number drawn from the seed and ``parts``, the same on every machine.
+
+    A file name that is not valid UTF-8 ("caf\\udce9.png": ``os.fsdecode``'s lone surrogates, as predict
+    and merge-data write them) hashes as its original bytes (b"caf\\xe9.png"); every valid name's bytes,
+    and so its draw, are those of plain UTF-8."""
     text = "\x00".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name's byte gives (\ud800): kept as its code point
+        data = text.encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 def check_fractions(fractions: Sequence[float], names: Sequence[str]) -> None:

@@ -105,6 +105,7 @@ from maskrcnn.io_utils import (
     temp_target,
 )
 from maskrcnn.listing import short_listing
+from maskrcnn.shell import shell_word
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
@@ -128,8 +129,8 @@ def finished_without_checkpoint(output_dir: Path) -> str:
     if not finished:
         return ""
     return (f"{output_dir} holds finished weights ({finished[0]}) but no checkpoint to continue from; "
-            f"--init {output_dir / finished[0]} --output ANOTHER to train on from them, or --overwrite to "
-            "start again")
+            f"--init {shell_word(output_dir / finished[0])} --output ANOTHER to train on from them, or "
+            "--overwrite to start again")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from maskrcnn.listing import short_listing
+from maskrcnn.shell import shell_word
 
 INIT_REPORT = "init_report.json"
 
@@ -165,8 +166,8 @@ def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Pa
     raise ValueError(
         f"--resume: {output} was trained on the classes {', '.join(run_set)}, but {train_json} has "
         f"{', '.join(data_set)} ({what}); a resumed run continues with the same classes. To train on the "
-        f"new set from this run's weights, start a new run: --init {output / 'model_final.pth'} (or its "
-        f"newest model_*.pth) --output ANOTHER_FOLDER")
+        f"new set from this run's weights, start a new run: --init "
+        f"{shell_word(output / 'model_final.pth')} (or its newest model_*.pth) --output ANOTHER_FOLDER")
 
 
 def _read_init_weights(spec: str, rank: int, world_size: int):

@@ -90,7 +90,7 @@ def image_size(path: Path) -> tuple:
     """(height, width) of an image file as ``read_image`` sees it (EXIF orientation applied), from the
     header only (``images.image_size``); Skip when the file is missing or not an image."""
     if not path.is_file():
-        raise Skip("missing_image", f"image {path} not found")
+        raise Skip("missing_image", f"image {path} not found{images.unnameable_note(path)}")
     try:
         return images.image_size(path)
     except images.ImageReadError as e:
