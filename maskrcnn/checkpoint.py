@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -71,10 +70,13 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     not_torch = not_torch_file_message(path)
     if not_torch is not None:
         raise CheckpointError(not_torch)
-    try:
-        with warnings.catch_warnings():  # a plain pickle (a detectron2 .pkl) first warns of its protocol
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    from maskrcnn.safe_load import load_weights_only, program_archive, program_archive_message
+
+    program = program_archive(path)  # a .pt2 or TorchScript archive: told before torch warns of it
+    if program is not None:
+        raise CheckpointError(program_archive_message(path, program))
+    try:  # (numpy scalars a training loop stored beside the weights are data: allowed)
+        ckpt = load_weights_only(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -132,6 +132,11 @@ def read_mmdet_file(path) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     from maskrcnn.checkpoint_refusal import code_global, is_attack_global
+    from maskrcnn.safe_load import program_archive, program_archive_message
+
+    program = program_archive(path)  # a .pt2 / TorchScript archive holds no state_dict to read
+    if program is not None:
+        raise ConversionError(program_archive_message(path, program))
 
     bad = code_global(path)  # left inert it would run nothing, but no checkpoint asks for os.system
     if bad is not None and is_attack_global(bad):

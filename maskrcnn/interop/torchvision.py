@@ -367,20 +367,18 @@ def torch_load_weights(path):
     the training's ``argparse.Namespace``: torchvision's detection reference scripts save their command
     line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
     import argparse
-    import contextlib
     import pickle
-    import warnings
 
     from maskrcnn.checkpoint_refusal import not_torch_file_message
+    from maskrcnn.safe_load import load_weights_only, program_archive, program_archive_message
 
     not_torch = not_torch_file_message(path)
     if not_torch is not None:  # (the callers word every refusal through checkpoint_refusal)
         raise pickle.UnpicklingError(not_torch)
-    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
-        with warnings.catch_warnings():  # a plain pickle (a .pkl given as a torch file) first warns of its
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # protocol, then is refused
-            return torch.load(path, map_location="cpu", weights_only=True)
+    program = program_archive(path)  # a .pt2 or TorchScript archive: told before torch warns of it
+    if program is not None:
+        raise pickle.UnpicklingError(program_archive_message(path, program))
+    return load_weights_only(path, extra=[argparse.Namespace])
 
 
 def load_torchvision_file(path, **kwargs) -> dict:
