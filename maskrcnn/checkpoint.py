@@ -98,9 +98,14 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     from maskrcnn.config import from_dict
 
     try:  # unknown keys and values no run can use (min_size_test 0, a NaN threshold) named here
-        from_dict(ckpt["config"], stored=True)
+        cfg = from_dict(ckpt["config"], stored=True)
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: its 'config' cannot be used: {e.args[0] if e.args else e}") from None
+    names, k = ckpt["class_names"], int(cfg.model.num_classes)
+    if names and len(names) != k:  # (empty: the default names are made for the model's classes)
+        raise CheckpointError(
+            f"{path}: 'class_names' has {len(names)} name{'' if len(names) == 1 else 's'} for a model with "
+            f"num_classes={k} (the list starts with '__background__'; its model.num_classes counts it too)")
     bad = non_finite_keys(ckpt["model"])
     if bad:  # such weights predict nothing (or NaN boxes) without any error: refuse them here
         listing = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")

@@ -60,6 +60,17 @@ def _number(value):
     return value
 
 
+def given_class_names(text: str, num_classes: int) -> list:
+    """``--class-names a,b,c`` -> ["__background__", "a", "b", "c"]; ValueError when the count is not the
+    weights' (``num_classes`` counts the background)."""
+    given = [n.strip() for n in text.split(",") if n.strip()]
+    k = num_classes - 1
+    if len(given) != k:
+        raise ValueError(f"--class-names has {len(given)} name{'' if len(given) == 1 else 's'} but the "
+                         f"weights have {k} class{'' if k == 1 else 'es'} (plus background)")
+    return ["__background__"] + given
+
+
 def run(args) -> int:
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import parse_set_args
@@ -87,11 +98,7 @@ def run(args) -> int:
     cfg = result["config"]
     names = result["class_names"]
     if args.class_names:
-        given = [n.strip() for n in args.class_names.split(",") if n.strip()]
-        if len(given) != cfg.model.num_classes - 1:
-            raise ValueError(f"--class-names has {len(given)} names but the weights have "
-                             f"{cfg.model.num_classes - 1} classes (plus background)")
-        names = ["__background__"] + given
+        names = given_class_names(args.class_names, cfg.model.num_classes)
     cfg.data.class_names = tuple(names)
     save_checkpoint(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
                     converted_from={"format": args.source_format, "layout": result["layout"],
