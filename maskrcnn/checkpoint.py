@@ -119,6 +119,13 @@ def _refusal(path: Path, error: Exception) -> str:
     from maskrcnn.checkpoint_refusal import describe_unreadable
 
     kind, message = describe_unreadable(path, error)
+    if kind == "code":
+        from maskrcnn.checkpoint_refusal import code_global
+
+        bad = code_global(path) or ""
+        if bad.split(".", 1)[0] in ("mmengine", "mmdet", "mmcv"):  # an MMDetection v3 training state
+            return (f"{path} is an MMDetection checkpoint (it holds {bad}): "
+                    f"maskrcnn convert --from mmdetection {path} OUT.pth")
     if kind == "pickle":
         return f"{message} (a detectron2 .pkl? {_CONVERT_HINT.split('? ', 1)[1]})"
     if kind in ("code", "refused"):

@@ -71,6 +71,24 @@ def given_class_names(text: str, num_classes: int) -> list:
     return ["__background__"] + given
 
 
+def _convert(args, path: str, overrides: dict) -> dict:
+    """The converter ``--from`` names, on ``path``."""
+    if args.source_format == "torchvision":
+        from maskrcnn.interop.torchvision import load_torchvision_file
+
+        return load_torchvision_file(path, overrides=overrides, ema=args.ema)
+    elif args.source_format == "mmdetection":
+        from maskrcnn.interop.mmdetection import load_mmdetection_file
+
+        return load_mmdetection_file(path, overrides=overrides)
+    else:
+        try:
+            from maskrcnn.interop import detectron2 as d2
+        except ImportError:
+            raise ValueError("detectron2 conversion is not available in this installation") from None
+        return d2.load_detectron2_file(path, overrides=overrides)
+
+
 def run(args) -> int:
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import parse_set_args
@@ -81,20 +99,15 @@ def run(args) -> int:
         raise ValueError(f"--ema applies to --from torchvision, not {args.source_format}")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
-    if args.source_format == "torchvision":
-        from maskrcnn.interop.torchvision import load_torchvision_file
+    try:
+        result = _convert(args, path, overrides)
+    except (ValueError, OSError) as e:  # (ConversionError is a ValueError)
+        from maskrcnn.interop.weights import wrong_source_hint
 
-        result = load_torchvision_file(path, overrides=overrides, ema=args.ema)
-    elif args.source_format == "mmdetection":
-        from maskrcnn.interop.mmdetection import load_mmdetection_file
-
-        result = load_mmdetection_file(path, overrides=overrides)
-    else:
-        try:
-            from maskrcnn.interop import detectron2 as d2
-        except ImportError:
-            raise ValueError("detectron2 conversion is not available in this installation") from None
-        result = d2.load_detectron2_file(path, overrides=overrides)
+        hint = None if isinstance(e, FileNotFoundError) else wrong_source_hint(path, args.source_format)
+        if hint is None:
+            raise
+        raise ValueError(hint) from None
     cfg = result["config"]
     names = result["class_names"]
     if args.class_names:

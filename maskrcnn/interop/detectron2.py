@@ -43,7 +43,13 @@ import numpy as np
 import torch
 
 from maskrcnn.interop.conventions import background_first, stem_bgr_to_rgb
-from maskrcnn.interop.key_rules import compile_rules, conversion_problems, count_indices, rename_key
+from maskrcnn.interop.key_rules import (
+    compile_rules,
+    conversion_problems,
+    count_indices,
+    rename_key,
+    shape_mismatches,
+)
 from maskrcnn.interop.torchvision import (
     COCO_CLASS_NAMES_91,
     ConversionError,
@@ -477,8 +483,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
-              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    origin = {new: key for key in sd if not _IGNORED.match(key) and (new := _map_key(key)) is not None}
+    shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours),
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}

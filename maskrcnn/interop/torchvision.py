@@ -31,7 +31,7 @@ from typing import Optional
 
 import torch
 
-from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key
+from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, shape_mismatches
 
 COCO_CLASS_NAMES_91 = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
@@ -300,17 +300,22 @@ def default_class_names(num_classes: int, layout: str = "") -> list:
 
 def convert_state_dict(sd: dict) -> tuple:
     """Rename torchvision keys to ours. Returns (our state dict, [unmapped torchvision keys])."""
+    out, unmapped = {}, []
+    renamed = renamed_keys(sd)
+    for key, value in sd.items():
+        if renamed.get(key) is None:
+            unmapped.append(key)
+        else:
+            out[renamed[key]] = value
+    return out, unmapped
+
+
+def renamed_keys(sd: dict) -> dict:
+    """{torchvision key: our key, or None where no rule maps it}."""
     pattern = re.compile(r"^roi_heads\.box_head\.(\d+)\.weight$")
     box_linears = sorted({int(m.group(1)) for m in map(pattern.match, sd) if m})
     box_linear_index = {idx: i for i, idx in enumerate(box_linears)}
-    out, unmapped = {}, []
-    for key, value in sd.items():
-        new = _map_key(key, box_linear_index)
-        if new is None:
-            unmapped.append(key)
-        else:
-            out[new] = value
-    return out, unmapped
+    return {key: _map_key(key, box_linear_index) for key in sd}
 
 
 def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: str = "checkpoint",
@@ -344,8 +349,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
             ours[k] = torch.tensor(0, dtype=torch.int64)
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
-              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    origin = {new: key for key, new in renamed_keys(sd).items() if new is not None}
+    shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "num_tensors": len(ours)}
     problems = []
