@@ -98,19 +98,28 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     from maskrcnn.config import from_dict
 
     try:  # unknown keys and values no run can use (min_size_test 0, a NaN threshold) named here
-        cfg = from_dict(ckpt["config"], stored=True)
+        from_dict(ckpt["config"], stored=True)
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: its 'config' cannot be used: {e.args[0] if e.args else e}") from None
-    names, k = ckpt["class_names"], int(cfg.model.num_classes)
-    if names and len(names) != k:  # (empty: the default names are made for the model's classes)
-        raise CheckpointError(
-            f"{path}: 'class_names' has {len(names)} name{'' if len(names) == 1 else 's'} for a model with "
-            f"num_classes={k} (the list starts with '__background__'; its model.num_classes counts it too)")
     bad = non_finite_keys(ckpt["model"])
     if bad:  # such weights predict nothing (or NaN boxes) without any error: refuse them here
         listing = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
         raise CheckpointError(f"{path}: weights hold NaN or infinite values in 'model' tensors {listing}")
     return ckpt
+
+
+def check_class_names(path: PathLike, ckpt: dict) -> None:
+    """CheckpointError naming the file and 'class_names' when a loaded checkpoint's class names are not
+    one per class of its model (``model.num_classes`` counts the background, as the list does). Checked
+    by the readers that label detections or copy class rows (``Predictor.from_checkpoint``,
+    ``train --init``); ``load_checkpoint`` itself leaves it to them (a resumed run keeps its own names)."""
+    from maskrcnn.config import from_dict
+
+    names, k = ckpt.get("class_names") or [], int(from_dict(ckpt["config"], stored=True).model.num_classes)
+    if names and len(names) != k:  # (empty: the default names are made for the model's classes)
+        raise CheckpointError(
+            f"{path}: 'class_names' has {len(names)} name{'' if len(names) == 1 else 's'} for a model with "
+            f"num_classes={k} (the list starts with '__background__'; its model.num_classes counts it too)")
 
 
 def _refusal(path: Path, error: Exception) -> str:

@@ -120,9 +120,10 @@ def _unwrap(obj, source: str) -> dict:
 
 
 def _ours(path: str) -> SourceWeights:
-    from maskrcnn.checkpoint import config_from_checkpoint, load_checkpoint
+    from maskrcnn.checkpoint import check_class_names, config_from_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(path)
+    check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
     names = list(ckpt["class_names"]) or None

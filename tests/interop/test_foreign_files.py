@@ -84,14 +84,16 @@ def test_class_names_count_refusals_name_the_file_and_key(tmp_path):
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.commands.convert import given_class_names
     from maskrcnn.config import load_config
+    from maskrcnn.predictor import Predictor
 
     cfg = load_config("r50_fpn", {"model.num_classes": 6})
     path = tmp_path / "short.pth"
     save_checkpoint(path, model_state={"w": torch.ones(1)}, config=cfg,
                     class_names=["__background__", "a", "b", "c", "d"])
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(path)
-    assert str(e.value).startswith(f"{path}: 'class_names' has 5 names for a model with num_classes=6")
+    for load in (lambda p: Predictor.from_checkpoint(p), read_weights):
+        with pytest.raises((CheckpointError, ConversionError)) as e:
+            load(str(path))
+        assert str(e.value).startswith(f"{path}: 'class_names' has 5 names for a model with num_classes=6")
     with pytest.raises(ValueError, match=r"^--class-names has 2 names but the weights have 1 class \(plus"):
         given_class_names("a,b", 2)
     assert given_class_names("a, b", 3) == ["__background__", "a", "b"]
