@@ -1,7 +1,7 @@
 """The paper's mask-branch ablations, reproduced in direction on a synthetic set of small objects.
 
     python benchmarks/ablations.py [--backbone runs/demo/run/model_final.pth] [--work runs/ablations]
-        [--iters 350] [--variants align pool ...] [--num-train 400] [--num-val 60] [--threads 1]
+        [--iters 400] [--variants align pool ...] [--num-train 400] [--num-val 60] [--threads 1]
 
 One small configuration (ResNet-18, no FPN, RoIs pooled from a single stage into the light
 FPN-style heads: a 2fc box head and a 4-conv FCN mask head) trained once per variant on the same data,

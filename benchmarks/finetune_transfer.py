@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     out = work / f"shared_names_{args.budgets[0]}"
     shutil.rmtree(out, ignore_errors=True)
     r = _train({**_schedule(args.budgets[0]), "model.init_weights": source}, shared, out)
-    report = json.loads((out / "init_report.json").read_text())
+    report = json.loads((out / "init_report.json").read_text(encoding="utf-8"))
     results["shared_names"] = {**r, "copied_classes": report["copied_classes"],
                                "fresh_classes": report["fresh_classes"]}
 

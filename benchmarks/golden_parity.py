@@ -124,7 +124,7 @@ def _predictions(path: Path, file_name: str) -> dict:
     import torch
     from pycocotools import mask as mask_util
 
-    rows = [r for r in json.loads(path.read_text()) if Path(r["file_name"]).name == file_name]
+    rows = [r for r in json.loads(path.read_text(encoding="utf-8")) if Path(r["file_name"]).name == file_name]
     boxes = torch.tensor([r["bbox"] for r in rows], dtype=torch.float32).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
     det = {"boxes": boxes, "scores": torch.tensor([r["score"] for r in rows]),

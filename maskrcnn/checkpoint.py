@@ -25,6 +25,7 @@ import torch
 
 # re-exported: the trainer writes ``last_checkpoint`` with it
 from maskrcnn.io_utils import atomic_write_bytes  # noqa: F401
+from maskrcnn.listing import short_listing
 
 FORMAT = "maskrcnn-checkpoint"
 FORMAT_VERSION = 1
@@ -103,7 +104,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: its 'config' cannot be used: {e.args[0] if e.args else e}") from None
     bad = non_finite_keys(ckpt["model"])
     if bad:  # such weights predict nothing (or NaN boxes) without any error: refuse them here
-        listing = ", ".join(bad[:5]) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        listing = short_listing(bad, limit=5)
         raise CheckpointError(f"{path}: weights hold NaN or infinite values in 'model' tensors {listing}")
     return ckpt
 

@@ -9,6 +9,13 @@ A file whose name starts with '-' (``-photo.jpg``) reads to argparse as an optio
 follows and such an argument names an existing file, the error says to pass it after ``--`` or as
 ``./-photo.jpg``.
 
+Under ``torchrun`` (RANK, WORLD_SIZE) only ``train`` runs (``SEVERAL_PROCESSES``: it shares its work,
+validation included); another command says in one line that it runs in one process, before any work. An
+error prints once: a message every process shares from rank 0 (a setup error also from each other
+machine's first process, LOCAL_RANK 0, as ``rank N: ...``), a process's own error (in the training loop)
+from that process as ``rank N: ...``, and the peers' "connection closed" as "another process stopped; its
+error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceback).
+
 Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
 DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
 """
@@ -40,7 +47,7 @@ _HELP = {
     "merge-data": "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative "
                   "to one root",
     "show-data": "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)",
-    "export": "export a checkpoint (ONNX, TorchScript-free)",
+    "export": "export a checkpoint: the whole model as ONNX, or the feature extractor as .pt2",
     "benchmark": "time inference of a checkpoint",
     "serve": "serve a model over HTTP: POST /predict, GET /health and a web page at /",
     "quantize": "INT8 post-training quantization of a checkpoint (CPU), calibrated on a few images",
@@ -60,16 +67,21 @@ class _Parser(argparse.ArgumentParser):
         self.dash_files = tuple(dash_files)
 
     def error(self, message: str):
-        if self.dash_files:
-            name = self.dash_files[0]
+        # Only where the file is the cause: named as unrecognized, or missed as a required argument
+        # (a bad --threads value with "-photo.png" among the images needs no hint).
+        named = [n for n in self.dash_files if n in message.split()]
+        if named or (self.dash_files and "required" in message):
+            name = (named or self.dash_files)[0]
             message += (f" ({name} is a file, read as an option since it starts with '-': pass it after "
                         f"'--' or as ./{name})")
         super().error(message)
 
 
 def _dash_files(argv: list) -> tuple:
-    """Arguments that start with '-' and name an existing file (in the working folder, as given)."""
-    return tuple(a for a in argv if a.startswith("-") and a not in ("-", "--") and os.path.isfile(a))
+    """Arguments that start with '-' and name an existing file (in the working folder, as given); those
+    after '--' are positional already."""
+    before = argv[:argv.index("--")] if "--" in argv else argv
+    return tuple(a for a in before if a.startswith("-") and a != "-" and os.path.isfile(a))
 
 
 def build_parser(argv: list) -> argparse.ArgumentParser:
@@ -89,6 +101,11 @@ def build_parser(argv: list) -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that run under ``torchrun --nproc_per_node P`` (sharing their work among the processes);
+# the others refuse there in one line, before any work.
+SEVERAL_PROCESSES = ("train",)
+
+
 def main(argv: list = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -98,6 +115,13 @@ def main(argv: list = None) -> int:
             f"unrecognized arguments: {' '.join(unknown)}")
     if not args.command:
         parser.print_help()
+        return 2
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))  # torchrun's
+    if world_size > 1 and args.command not in SEVERAL_PROCESSES:  # before any work, said once
+        if rank == 0:
+            print(f"maskrcnn {args.command} runs in one process; start it without torchrun (each of the "
+                  f"{world_size} processes would do all the work and write the same files; only maskrcnn "
+                  f"{' / '.join(SEVERAL_PROCESSES)} shares its work among processes)", file=sys.stderr)
         return 2
     # Warnings (skipped records, multi-frame images) as one line each, not with a line of our source;
     # restored on return, so that a program calling main() keeps its own format.
@@ -111,7 +135,14 @@ def main(argv: list = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):
             raise
-        print(f"maskrcnn {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        from maskrcnn.engine.distributed import error_line
+
+        # under torchrun: a message every process shares once (rank 0), a rank's own error named by rank
+        # (and a setup error from each other machine's first process: its disk may lack a file)
+        line = error_line(e, _one_line(e), rank=rank, world_size=world_size,
+                          local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        if line is not None:
+            print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
         return 1
     finally:
         warnings.formatwarning = formatwarning

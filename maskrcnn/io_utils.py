@@ -7,6 +7,14 @@ file and leaves the old target as it was. Temporary names start with a dot and e
 ``atomic_write_all`` writes several files so: all temporary files first, then the renames, so one failed
 write leaves all the old files (outputs that belong together, such as a dataset's parts).
 
+A failed write (a full disk, a file-size limit) raises an OSError with the errno and strerror of the
+failure, the target as its ``filename`` and "not written; the previous file is kept" (or "there was no
+previous file") in its strerror: a full disk's write error names no file by itself, and the command's
+one-line error must say which output it was. A process killed mid-write (SIGKILL, a power cut) leaves
+its hidden ``.TARGET.<12 hex>.tmp``; the next successful write of TARGET removes such leftovers that are
+older than the writing process and unchanged for 10 minutes (``remove_stale_temps``; each folder is
+listed once per process).
+
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
 parents), in one line naming the option and the path.
@@ -18,18 +26,28 @@ the whole file in memory.)
 
 from __future__ import annotations
 
+import errno as errno_module
 import json
 import os
+import re
 import secrets
+import stat as stat_module
+import threading
+import time
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "create_temp_file", "replace_durably",
+    "check_output_file", "create_temp_file", "remove_stale_temps", "replace_durably", "stale_before",
+    "temp_target", "write_error",
 ]
 
 PathLike = Union[str, os.PathLike]
+
+# No later than any temporary file this process creates (this module is imported before the first
+# write): a temporary file last modified before it belongs to an earlier process.
+PROCESS_START = time.time()
 
 
 def create_temp_file(folder: PathLike, *, prefix: str, suffix: str) -> tuple:
@@ -62,6 +80,7 @@ def atomic_write_all(contents: dict) -> None:
     as it was and no temporary file behind. (The renames themselves, one per file, are not one atomic
     step: a crash between two of them would leave the first ones new.)"""
     pending = []  # (temporary path, target), those not renamed yet
+    path = None
     try:
         for path, data in contents.items():
             path = Path(path)
@@ -73,17 +92,117 @@ def atomic_write_all(contents: dict) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         while pending:
+            path = pending[0][1]
             os.replace(*pending[0])
             pending.pop(0)
-    except BaseException:
+    except BaseException as e:
         for tmp, _ in pending:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        # a write's error (no file name) or the temporary file's: named by the target the user asked for
+        unnamed = isinstance(e, OSError) and (e.filename is None or str(e.filename).endswith(".tmp"))
+        if unnamed and path is not None:
+            raise write_error(e, path) from e
         raise
     for folder in {Path(p).parent for p in contents}:
         _fsync_dir(folder)
+    for p in contents:
+        remove_stale_temps(p)
+
+
+def write_error(error: OSError, path: PathLike) -> OSError:
+    """``error`` (a failed write of ``path``, often without a file name: a full disk's ``os.write``) as an
+    OSError of the same errno whose filename is ``path`` and whose strerror says the old file is kept."""
+    path = Path(path)
+    if error.filename is not None and Path(error.filename) == path and "previous file" in str(error.strerror):
+        return error  # already told
+    reason = error.strerror or str(error) or os.strerror(error.errno or errno_module.EIO)
+    kept = "the previous file is kept" if path.exists() else "there was no previous file"
+    return OSError(error.errno, f"{reason} (not written; {kept})", str(path))
+
+
+def remove_stale_temps(path: PathLike) -> list:
+    """Remove the leftover temporary files of ``path`` (``.NAME.<12 hex>.tmp``, the form
+    ``create_temp_file`` gives them here) that are dead; returns them.
+
+    Such a file is a temporary file of an earlier write of ``path`` whose process was killed before its
+    rename (SIGKILL, a power cut: no ``except`` ran to remove it), up to a checkpoint's size. Only that
+    exact form is matched (a user's ``.model_final.pth.backup.tmp`` is not one), and only a file last
+    modified before ``stale_before()`` goes: before this process started (this process's own temporary
+    files are all newer) and more than ``STALE_TEMP_AGE`` (10 minutes) ago. Older than this process is not
+    proof of death: another process may still be writing it (a big checkpoint's fsync on a slow NFS
+    server, a writer stalled between two chunks: its mtime stops changing while it is alive), and a minute
+    without a change happens on a slow disk; ten minutes without one, a writer is not coming back.
+
+    The folder is listed once per process (the first write into it): a temporary file older than this
+    process cannot appear after that, so one listing finds all there will ever be, and a writer of many
+    files in one folder does not scan it again for each file (which was quadratic)."""
+    path = Path(path)
+    key = os.path.abspath(path.parent)
+    with _listing_lock:
+        listing = _stale_listings.get(key)
+        if listing is None:
+            listing = _stale_listings[key] = _list_old_temps(path.parent)
+        candidates = listing.pop(path.name, [])
+    removed, kept = [], []
+    cutoff = stale_before()
+    for tmp in candidates:
+        try:
+            st = tmp.stat()
+            if not stat_module.S_ISREG(st.st_mode) or st.st_mtime >= PROCESS_START:
+                continue  # not a file, or written since: a live writer's, never to be looked at again
+            if st.st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+            else:
+                kept.append(tmp)  # too recent to call dead yet: looked at again by a later write
+        except OSError:  # gone meanwhile, or not ours to remove: never a reason to fail a finished write
+            pass
+    if kept:
+        with _listing_lock:
+            listing.setdefault(path.name, []).extend(kept)
+    return removed
+
+
+# ``create_temp_file``'s names as ``atomic_write_all`` asks for them: "." + target + "." + 12 hex + ".tmp"
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[0-9a-f]{12}\.tmp", re.DOTALL)
+# A temporary file unchanged for this long is dead (see remove_stale_temps): seconds.
+STALE_TEMP_AGE = 600.0
+_stale_listings: dict = {}  # {folder: {target name: [temporary files older than this process]}}
+_listing_lock = threading.Lock()
+
+
+def temp_target(name: str) -> Optional[str]:
+    """The target's name of a temporary file named ``name`` in ``create_temp_file``'s form
+    (``.model_final.pth.0a1b2c3d4e5f.tmp`` -> ``model_final.pth``), else None."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match.group("target") if match else None
+
+
+def stale_before() -> float:
+    """The time before which a temporary file's last change makes it dead (``remove_stale_temps``)."""
+    return min(PROCESS_START, time.time() - STALE_TEMP_AGE)
+
+
+def _list_old_temps(folder: Path) -> dict:
+    # One os.scandir: {target name: [its temporary files last modified before this process started]}.
+    found: dict = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                target = temp_target(entry.name)
+                if target is None:
+                    continue
+                try:
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < PROCESS_START:
+                        found.setdefault(target, []).append(Path(entry.path))
+                except OSError:
+                    pass
+    except OSError:  # no folder (yet), or unreadable: nothing to remove
+        pass
+    return found
 
 
 def replace_durably(tmp: PathLike, path: PathLike) -> None:
@@ -96,6 +215,7 @@ def replace_durably(tmp: PathLike, path: PathLike) -> None:
         os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(Path(path).parent)
+    remove_stale_temps(path)
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
@@ -118,8 +238,19 @@ def json_safe(value: Any) -> Any:
 
 def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> None:
     """Write ``json.dumps(data, **dumps_kwargs)`` to ``path`` atomically (serialised first, so an
-    object JSON cannot encode raises before the old file is touched)."""
-    atomic_write_text(path, json.dumps(data, **dumps_kwargs))
+    object JSON cannot encode raises before the old file is touched). UTF-8 with non-ASCII text as it is
+    (``ensure_ascii=False`` unless asked otherwise): a class name such as "Ölfleck" reads as itself in
+    our own files (run.json, best.json, init_report.json, metrics.json), as in the YAML config, not as
+    ``\\u00d6lfleck``. Files meant for other tools (COCO datasets, predictions.json) pass
+    ``ensure_ascii=True``: pycocotools opens them with the locale's encoding (cp1252 on Windows garbles
+    UTF-8), and the escapes read back exactly.
+
+    A file name that is not valid UTF-8 (``os.fsdecode`` gives its bytes as lone surrogates, e.g.
+    b"caf\\xe9.png" -> "caf\\udce9.png") is written as the escape ``\\udce9`` (what ``ensure_ascii=True``
+    writes), which ``json.loads`` reads back as the same string, rather than failing the whole file."""
+    dumps_kwargs.setdefault("ensure_ascii", False)
+    text = json.dumps(data, **dumps_kwargs)
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -65,6 +65,13 @@ def test_a_file_named_like_an_option_gets_a_hint(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--weights", "w.pth", "--output", "o", "-other.png"])  # no such file: no hint
     assert "is a file" not in capsys.readouterr().err
+    for argv in (["predict", "--weights", "w.pth", "--output", "o", "--batch-size", "x", "a.png",
+                  "-photo.png"],
+                 ["predict", "--weights", "w.pth", "--output", "o", "--bogus", "--", "-photo.png"]):
+        with pytest.raises(SystemExit):  # another error, or the file after '--': not the file's fault
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert "is a file" not in err and ("invalid int value" in err or "--bogus" in err), err
 
 
 def test_other_librarys_warnings_do_not_read_as_ours():

@@ -50,3 +50,19 @@ def test_atomic_writes_get_an_ordinary_files_mode_not_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_json_with_a_file_name_that_is_not_utf8_is_written_and_reads_back(tmp_path):
+    """``os.fsdecode(b"caf\\xe9.png")`` holds a lone surrogate that UTF-8 cannot encode: it crashed the
+    write of the whole file (predictions.json, run.json) once non-ASCII was written as itself."""
+    import os
+
+    name = os.fsdecode(b"caf\xe9.png")  # "caf\udce9.png"
+    data = {"file_name": name, "category_name": "Ölfleck"}
+    io_utils.atomic_write_json(tmp_path / "own.json", data)  # our own file: names readable
+    raw = (tmp_path / "own.json").read_bytes()
+    assert b'"caf\\udce9.png"' in raw and "Ölfleck".encode() in raw
+    assert json.loads(raw.decode("utf-8")) == data  # the same string back
+    io_utils.atomic_write_json(tmp_path / "coco.json", data, ensure_ascii=True)  # for other tools
+    raw = (tmp_path / "coco.json").read_bytes()
+    assert raw.isascii() and b'"\\u00d6lfleck"' in raw and json.loads(raw) == data

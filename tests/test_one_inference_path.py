@@ -132,11 +132,13 @@ def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys)
     assert seconds > 0 and len(dets) == len(files)
     l2c = predictor.label_to_category_id
     timed = [r for i, det in enumerate(dets)
-             for r in detections_to_coco_results(det, image_id=i, label_to_category_id=l2c)]
+             for r in detections_to_coco_results(det, image_id=i, label_to_category_id=l2c,
+                                                 class_names=predictor.class_names)]
     assert _by_file(timed, lambda r: files[r["image_id"]]) == by_predict
 
     # validation during training, on a model in training mode with the checkpoint's weights
     model, cfg = _tiny_model()
+    cfg.data.class_names = tuple(NAMES)  # as build_training sets them from the training set
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []

@@ -78,6 +78,7 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
         assert len({e["image_id"] for e in entries}) == 1
         for e in entries:
             assert e["category_id"] in (5, 9)  # the checkpoint's label -> category id map
+            assert e["category_name"] == {5: "cat", 9: "dog"}[e["category_id"]]  # its class names
             x, y, w, h = e["bbox"]
             assert -0.01 <= x and x + w <= W + 0.01 and -0.01 <= y and y + h <= H + 0.01
             assert e["segmentation"]["size"] == [H, W] and isinstance(e["segmentation"]["counts"], str)
@@ -110,3 +111,24 @@ def test_predict_threshold_and_errors(checkpoint, tmp_path, capsys):
     assert rc == 1 and "missing.png" in capsys.readouterr().err
     rc = main(["predict", "--weights", str(tmp_path / "nope.pth"), str(img), "--output", str(tmp_path / "q")])
     assert rc == 1 and "nope.pth" in capsys.readouterr().err
+
+
+def test_results_writer_keeps_every_image_when_a_file_name_is_not_utf8(tmp_path):
+    """One image named with bytes that are not UTF-8 (``os.fsdecode`` gives a lone surrogate) made the
+    UTF-8 write fail and lost the whole predictions.json. Written as ASCII (for COCO readers, which open
+    it with the locale's encoding), the escapes read back as the same strings."""
+    import os
+
+    from maskrcnn.commands.predict import _ResultsWriter
+
+    odd = str(tmp_path / os.fsdecode(b"caf\xe9.png"))
+    records = [{"image_id": 1, "file_name": odd, "category_id": 5, "category_name": "Ölfleck", "score": 0.9},
+               {"image_id": 2, "file_name": "b.png", "category_id": 9, "category_name": "dog", "score": 0.8}]
+    writer = _ResultsWriter(tmp_path)
+    writer.add(records[:1])
+    writer.add(records[1:])
+    assert [json.loads(line) for line in writer.partial.read_text(encoding="utf-8").splitlines()] == records
+    writer.finish()
+    raw = (tmp_path / "predictions.json").read_bytes()
+    assert raw.isascii() and b"\\udce9" in raw and b"\\u00d6lfleck" in raw
+    assert json.loads(raw) == records and not writer.partial.exists()

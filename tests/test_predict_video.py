@@ -99,7 +99,7 @@ def test_video_results_per_frame_and_overlay(av, checkpoint, video, tmp_path, ca
     assert (summary["width"], summary["height"], summary["fps"]) == (W, H, FPS)
     assert summary["detections"] == sum(len(f["detections"]) for f in frames) > 0
     for d in frames[0]["detections"]:
-        assert d.keys() == {"category_id", "bbox", "score", "segmentation"}
+        assert d.keys() == {"category_id", "category_name", "bbox", "score", "segmentation"}
         assert d["category_id"] in (5, 9) and d["segmentation"]["size"] == [H, W]
     assert not (out / "predictions.json").exists()  # no image among the inputs
 

@@ -188,7 +188,8 @@ def test_predict_command_tiles_as_the_python_api_does(checkpoint, tmp_path, caps
     predictor = Predictor.from_weights(checkpoint, device="cpu", masks="rle", optimise=False,
                                        tile=TileOptions(size=64, overlap=0.25, full_image=False))
     det = predictor([tmp_path / "big.png"])[0]
-    expected = detections_to_coco_results(det, image_id=1, extra={"file_name": str(tmp_path / "big.png")})
+    expected = detections_to_coco_results(det, image_id=1, extra={"file_name": str(tmp_path / "big.png")},
+                                          class_names=predictor.class_names)
     assert len(written) == len(expected) > 0
     assert written == json.loads(json.dumps(expected))
 

@@ -148,7 +148,8 @@ def test_predict_command_runs_tta_as_the_python_api_does(checkpoint, tmp_path, c
     predictor = Predictor.from_weights(checkpoint, device="cpu", masks="rle", optimise=False,
                                        tta=TTAOptions(min_sizes=(48, 64), max_size=96, flip=True))
     det = predictor([tmp_path / "a.png"])[0]
-    expected = detections_to_coco_results(det, image_id=1, extra={"file_name": str(tmp_path / "a.png")})
+    expected = detections_to_coco_results(det, image_id=1, extra={"file_name": str(tmp_path / "a.png")},
+                                          class_names=predictor.class_names)
     assert len(written) == len(expected) > 0
     assert written == json.loads(json.dumps(expected))
 

@@ -25,7 +25,11 @@ HELP = "time inference of a checkpoint"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", help="checkpoint to time")
+    src.add_argument(
+        "--weights",
+        help="checkpoint to time (train / convert / quantize: INT8), or an .onnx file written by export "
+             "(run by onnxruntime)",
+    )  # fmt: skip
     src.add_argument("--config", help="preset or YAML: time a randomly initialised model")
     parser.add_argument(
         "inputs", nargs="*", metavar="IMAGE_OR_DIR", help="time these images (default: synthetic ones)"

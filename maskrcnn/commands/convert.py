@@ -11,8 +11,10 @@ built with plain BatchNorm (torchvision's published v1 COCO weights need the def
 MMDetection files (``interop/mmdetection.py``) take their class names and conventions from the config
 text stored in the file; what the conversion could not carry over exactly is printed as a note.
 Every source key must map and every model key must be filled, or nothing is written.
-A torchvision file written with ``train.py --model-ema`` holds two copies of the weights: ``model`` is
-converted (a note says the other exists), ``--ema`` converts the averaged ``model_ema`` instead.
+A torchvision file with an EMA copy (``model_ema``, saved as torchvision's classification reference
+``train.py --model-ema`` saves it; its detection ``train.py`` has no such option, a script that adds one
+writes the same) holds two copies of the weights: ``model`` is converted (a note says the other exists),
+``--ema`` converts the averaged ``model_ema`` instead.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated class names without the background (default: the names an "
                              "MMDetection file stores, COCO for 91 / 81 classes, else class_1, class_2, ...)")
     parser.add_argument("--ema", action="store_true",
-                        help="torchvision: take the EMA copy of the weights ('model_ema', written by its "
-                             "train.py --model-ema) instead of 'model'")
+                        help="torchvision: take the EMA copy of the weights ('model_ema', saved as its "
+                             "classification train.py --model-ema does) instead of 'model'")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

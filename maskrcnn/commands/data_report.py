@@ -8,7 +8,13 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
-__all__ = ["image_dir_or_default", "shown_name", "skipped_line"]
+__all__ = ["IMAGE_DIR_ORDER", "image_dir_or_default", "shown_name", "skipped_line"]
+
+# What --train-images / --images default to, in ``data/coco.image_dir_candidates``'s order, for --help
+IMAGE_DIR_ORDER = ("the JSON's folder when it holds images (Roboflow's), a folder named after the JSON "
+                   "(train/ beside train.json; val2017/ beside or above instances_val2017.json), its images/ "
+                   "or data/, ../images; of several that exist, the one holding most of a sample of its "
+                   "file_names; when none exists, the JSON's folder")
 
 
 def skipped_line(skipped: dict) -> str:

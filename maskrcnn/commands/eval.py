@@ -11,7 +11,10 @@
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
 a checkpoint, ``DIR/predictions.json`` (COCO results); without ``--output`` a last line says that the
-metrics were not saved. ``--cityscapes ROOT`` (J from ``convert-data --from
+metrics were not saved. predictions.json is written first and metrics.json last: a metrics.json newer
+than the run means the run finished (a failure or a kill between the two leaves the old metrics.json).
+Ctrl-C during the inference writes nothing and says so: "interrupted: after N of M images; nothing
+written". ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
@@ -57,7 +60,11 @@ HELP = "COCO AP of a checkpoint on a COCO-format dataset"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="checkpoint written by train / convert")
+    source.add_argument(
+        "--weights",
+        help="checkpoint written by train / convert / quantize (INT8), or an .onnx file written by export "
+             "(run by onnxruntime)",
+    )  # fmt: skip
     source.add_argument(
         "--results", action="append", metavar="FILE",
         help="evaluate this COCO results JSON instead of running a model (detectron2, MMDetection, "
@@ -70,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category-map", metavar="FILE.json",
                         help='with --results: {"results id": ground-truth id, ...} for every category_id')
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
-    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default: "
-                                         "found from the export's layout, as train --train-images)")
+    from maskrcnn.commands.data_report import IMAGE_DIR_ORDER
+
+    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default, from "
+                                         f"the export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1,
@@ -156,14 +165,20 @@ def _predict(args) -> tuple:
         print(f"skipping image: {text if str(path) in text else f'{path}: {text}'}", file=sys.stderr)
 
     def progress(done: int, total: int, every: int = 50):
+        progress.total = total
         if done // every > progress.reported // every or done == total:
             print(f"[{done}/{total}] {(time.perf_counter() - start) / done:.3f} s/image", file=sys.stderr)
         progress.reported = done
 
-    progress.reported = 0
-    metrics = evaluate_dataset(
-        predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
-    )
+    progress.reported, progress.total = 0, None
+    try:
+        metrics = evaluate_dataset(
+            predictor, dataset, evaluator, max_images=args.max_images, on_error=skip, progress=progress
+        )
+    except KeyboardInterrupt:  # the command's "interrupted" alone did not say that nothing was written
+        total = progress.total or (min(len(dataset), args.max_images) if args.max_images else len(dataset))
+        raise KeyboardInterrupt(f"after {progress.reported} of {total} images; nothing written (eval writes "
+                                "its files only once every image is scored)") from None
     if unreadable:
         print(f"{len(unreadable)} images (unreadable, not of their recorded size, or the model failed on "
               "them) left out of the evaluation", file=sys.stderr)
@@ -335,9 +350,11 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
         return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
+    # predictions.json first, metrics.json last: metrics.json is the "it finished" marker, so a failure
+    # (a full disk, SIGKILL) between the two never leaves new metrics beside the old predictions
     if results is not None:
-        atomic_write_json(out / "predictions.json", results)
+        atomic_write_json(out / "predictions.json", results, ensure_ascii=True)  # read by COCO tools
+    atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
     if not quiet:
         print(f"wrote {out / 'metrics.json'}"
               + (f" and {out / 'predictions.json'}" if results is not None else ""))

@@ -99,7 +99,7 @@ def run(args) -> int:
             print(f"{src.name}: class {name!r} is not in --classes: its {n} annotation(s) left out")
     if not merged["images"]:
         raise ValueError("no usable image in any source (see the problems above); nothing written")
-    atomic_write_json(out, merged)
+    atomic_write_json(out, merged, ensure_ascii=True)  # a COCO file for other tools: ASCII (io_utils)
     for src, c, sk in zip(sources, counts, skipped):
         listing = short_listing((f"{name} {n}" for name, n in c.instances.items()), what="more classes")
         print(f"{src.name}: {c.images} images, {sum(c.instances.values())} annotations ({listing}); "

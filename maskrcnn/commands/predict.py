@@ -10,20 +10,30 @@ results and overlays.
                                [--export-tolerance PX] [--export-min-area PX]]
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
-``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat
-[x, y, v, ...]) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for image files, in
-sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
+``category_name`` (the class as the checkpoint names it; COCO readers ignore it), ``bbox`` [x, y, w, h],
+``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII
+names written as they are, UTF-8) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for
+image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
 predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
 checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can
 take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
 they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
 written at the end, also after an error or an interrupt), so one bad image late in a folder loses
-nothing. A checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images``
-are ignored then, with a note); ``--int8 --calib-images DIR`` quantizes a plain checkpoint in memory
-first (``commands/quantize.py``). ``--score-thresh`` below the checkpoint's own
-``model.roi_heads.score_thresh`` lowers that one too (``Predictor.from_checkpoint``); an ONNX file's is
-fixed at export, so a note says how to lower it. ``--export`` also writes
-the predictions as pre-annotations for annotation tools, mask images or cut-outs
+nothing. An ``--output`` that holds an earlier run's results is said up front (how many images, how
+many overlays; of a results file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this
+run's replace them once its first image is done: ``predictions.json`` then holds this run's images only
+and ``overlays/`` loses the earlier run's overlays of images this run did not draw (named after the
+images its results name: ``<stem>.png``, ``<stem>_2.png``, ...; counted in a line), also when it is
+stopped by Ctrl-C or an error later on, so the folder never mixes two runs. Other PNGs there (the
+user's) stay, and so do all overlays under ``--no-overlays``. Stopped before its first image, the
+earlier files are left untouched. Ctrl-C says how many images were written and where. A
+``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is read with that line
+dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn quantize`` runs
+as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8 --calib-images
+DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--score-thresh``
+below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
+(``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
+``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
 (``data/pre_annotations/export.py``). ``--tile SIZE``
 predicts large images tile by tile for their small objects (``commands/tile_args.py``,
 ``engine/tiling.py``). Video files (given, or found in the folders) are predicted frame by frame, with
@@ -36,8 +46,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from maskrcnn.io_utils import atomic_write_json
@@ -211,23 +223,134 @@ def _check_score_thresh(value) -> None:
 class _ResultsWriter:
     """Results as they are produced: each image's records are appended (and flushed) to
     ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
-    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file."""
+    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file.
+    The side file is opened at the first image's results: until then an earlier run's files stay as they
+    are. A write that fails (a full disk) names the side file.
+    Both are ASCII (non-ASCII as ``\\u`` escapes, read back exactly): predictions.json is for COCO
+    readers (pycocotools ``loadRes`` opens it with the locale's encoding), and a file name that is not
+    valid UTF-8 (lone surrogates from ``os.fsdecode``) is the escape ``\\udce9`` instead of an error that
+    would lose every image's results."""
 
     def __init__(self, out_dir: Path):
         self.final = out_dir / "predictions.json"
         self.partial = out_dir / "predictions.partial.jsonl"
         self.results: list = []
-        self._file = open(self.partial, "w", encoding="utf-8")
+        self._file = None
 
     def add(self, records: list) -> None:
         self.results.extend(records)
-        self._file.write("".join(json.dumps(r) + "\n" for r in records))
-        self._file.flush()
+        try:
+            if self._file is None:
+                self._file = open(self.partial, "w", encoding="utf-8", errors="backslashreplace")
+            self._file.write("".join(json.dumps(r) + "\n" for r in records))
+            self._file.flush()
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, f"{e.strerror or e} (appending an image's results; those of the earlier "
+                                   "images are kept)", str(self.partial)) from e
 
     def finish(self) -> None:
-        self._file.close()
-        atomic_write_json(self.final, self.results)
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:  # the flush of a full disk: the results are in memory, written just below
+                pass
+        atomic_write_json(self.final, self.results, ensure_ascii=True)
         self.partial.unlink(missing_ok=True)
+
+
+def read_partial_results(path) -> list:
+    """The records of a ``predictions.partial.jsonl`` left by a killed run. Its last line may be cut
+    mid-record (a kill or a full disk during the append): that line is dropped with a warning; a bad line
+    before the last one is an error naming the file and the line."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if any(rest.strip() for rest in lines[number:]):
+                raise ValueError(f"{path}: line {number} is not a JSON record ({e.msg})") from None
+            warnings.warn(f"{path}: the last line is cut short (the run writing it was stopped mid-record): "
+                          f"dropped, {len(records)} record(s) read", stacklevel=2)
+    return records
+
+
+# An earlier predictions.json larger than this is not read for the up-front note (with RLE masks it can
+# hold gigabytes): the note gives its size instead of its images' count.
+LARGE_RESULTS_BYTES = 64 * 1024 * 1024
+
+
+def _earlier_run(out_dir: Path) -> tuple:
+    """(results, overlays, stems) of an earlier run in ``out_dir``: the words the note gives its results
+    ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs in
+    overlays/, and the stems of the images its records name (``file_name``; its overlays are named
+    after them). Its predictions.json, or for a killed run predictions.partial.jsonl, is read here, before
+    this run writes its own; one above ``LARGE_RESULTS_BYTES`` is scanned for its file names only."""
+    final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
+    source = final if final.is_file() else partial if partial.is_file() else None
+    words, stems = "", set()
+    try:
+        size = source.stat().st_size if source is not None else 0
+        if source is not None and size > LARGE_RESULTS_BYTES:
+            stems = _file_name_stems(source)
+            words = f"{source.name} of {size / 1e6:.0f} MB, not read to count its images"
+        elif source is not None:
+            records = json.loads(final.read_text(encoding="utf-8")) if source == final else \
+                read_partial_results(partial)
+            names = {r.get("file_name", r.get("image_id")) for r in records if isinstance(r, dict)} \
+                if isinstance(records, list) else set()
+            stems = {Path(n).stem for n in names if isinstance(n, str)}
+            words = f"{len(names)} image(s) in its predictions" if names else ""
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    overlays = out_dir / "overlays"
+    count = sum(1 for p in overlays.glob("*.png") if p.is_file()) if overlays.is_dir() else 0
+    return words, count, stems
+
+
+_FILE_NAME_FIELD = re.compile(r'"file_name":\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _file_name_stems(path: Path, chunk: int = 1 << 20) -> set:
+    """The stems of the ``"file_name"`` values in a large results file, read a chunk at a time (memory:
+    one chunk and the names, not the file's records)."""
+    stems, tail = set(), ""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        while True:
+            block = f.read(chunk)
+            text = tail + block
+            end = 0
+            for match in _FILE_NAME_FIELD.finditer(text):
+                try:
+                    stems.add(Path(json.loads(f'"{match.group(1)}"')).stem)
+                except ValueError:
+                    pass
+                end = match.end()
+            if not block:
+                return stems
+            tail = text[max(end, len(text) - 65536):]  # a field cut by the chunk's end: read with the next
+
+
+def _remove_earlier_overlays(overlay_dir: Path, earlier_stems: set, written: set) -> int:
+    """Remove the earlier run's overlays of images this run did not draw: the PNGs named after the
+    images its results name (``<stem>.png`` and ``_unique_overlay_path``'s ``<stem>_2.png``, ...) that this
+    run did not write. The folder then shows this run's images only, as predictions.json holds them;
+    other PNGs (the user's own) stay. Returns how many were removed."""
+    removed = 0
+    if not earlier_stems or not overlay_dir.is_dir():
+        return 0
+    for p in overlay_dir.glob("*.png"):
+        base, _, number = p.stem.rpartition("_")
+        earlier = p.stem in earlier_stems or (base in earlier_stems and number.isdigit() and int(number) >= 2)
+        if earlier and p.stem not in written and p.is_file():
+            p.unlink()
+            removed += 1
+    return removed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -308,6 +431,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
+    earlier_results, earlier_overlays, earlier_stems = _earlier_run(out_dir)
+    if earlier_results or earlier_overlays:
+        what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
+        kept = "; --no-overlays: its overlays stay" if args.no_overlays and earlier_overlays else ""
+        print(f"maskrcnn predict: note: {out_dir} holds an earlier run's results ({what}): this run's "
+              f"replace them once its first image is done (stopped before that, they stay as they are){kept}",
+              file=sys.stderr)
     writer = _ResultsWriter(out_dir)
     export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
     skipped, n_done, used_names = [], 0, set()
@@ -321,6 +451,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{index + 1:>{width}}/{len(files)}] skipped {text}", file=sys.stderr)
 
     t0 = time.perf_counter()
+    stopped = None  # the exception that ended the loop, if any
     try:
         for window in predict_files_skipping(predictor, files, on_error=skip):
             per_image = (time.perf_counter() - t0) / len(window)
@@ -331,6 +462,7 @@ def run(args: argparse.Namespace) -> int:
                         det,
                         image_id=idx + 1,
                         label_to_category_id=predictor.label_to_category_id,
+                        class_names=predictor.class_names,
                         extra={"file_name": str(path)},
                     )
                 )
@@ -352,8 +484,27 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             t0 = time.perf_counter()
+    except KeyboardInterrupt as e:
+        stopped = e
+        if n_done == 0:
+            kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
+                earlier_overlays else ""
+            raise KeyboardInterrupt(f"after 0 of {len(files)} images; nothing written{kept}") from None
+        overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
+        raise KeyboardInterrupt(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
+                                f"detection(s) to {writer.final}{overlays}") from None
+    except BaseException as e:
+        stopped = e
+        raise
     finally:  # an interrupt or an error still leaves the results of the images done so far
-        writer.finish()
+        if stopped is None or n_done > 0:
+            # this run's files replace the earlier run's: predictions.json and overlays/ of the same images
+            writer.finish()
+            removed = 0 if args.no_overlays else _remove_earlier_overlays(
+                overlay_dir, earlier_stems, used_names)  # --no-overlays: the earlier ones stay
+            if removed:
+                print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
+                      f"{overlay_dir}/", file=sys.stderr)
         if export is not None:
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)

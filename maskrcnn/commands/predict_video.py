@@ -172,6 +172,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
             except (RuntimeError, ValueError, MemoryError, OSError) as e:  # the model, or the writer
                 done = summary["frames_predicted"]
                 first_line = str(e).splitlines()[0] if str(e) else ""
+                if isinstance(e, OSError) and e.filename is None and e.strerror:  # a full disk: say where
+                    first_line = f"{e.strerror} (writing {jsonl} or the overlay video)"
                 summary["problem"] = (f"{path}: stopped after {done} predicted frame(s) "
                                       f"({type(e).__name__}: {first_line})")
                 print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
@@ -258,11 +260,12 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
         lines = []
         for frame, image, det in zip(batch, images, dets):
             records = detections_to_coco_results(det, image_id=frame.index,
-                                                 label_to_category_id=predictor.label_to_category_id)
+                                                 label_to_category_id=predictor.label_to_category_id,
+                                                 class_names=predictor.class_names)
             for r in records:
                 del r["image_id"]  # the line's frame
             line = {"frame": frame.index, "time": round(frame.time, 6), "detections": records}
-            lines.append(json.dumps(line))
+            lines.append(json.dumps(line, ensure_ascii=False))  # names readable: no COCO reader opens it
             summary["detections"] += len(records)
             if overlay is not None:
                 drawn = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,

@@ -44,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_UPLOAD_TIMEOUT_S,
     )
 
-    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument(
+        "--weights", required=True,
+        help="checkpoint written by train / convert / quantize (INT8), or an .onnx file written by export "
+             "(run by onnxruntime)",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")

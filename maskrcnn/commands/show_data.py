@@ -29,7 +29,7 @@ import math
 import sys
 from pathlib import Path
 
-from maskrcnn.commands.data_report import shown_name, skipped_line
+from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, shown_name, skipped_line
 
 HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
 
@@ -40,8 +40,8 @@ _MAX_PROBLEMS = 100
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, help="COCO instance JSON file")
-    parser.add_argument("--images", help="the folder file_name values are relative to (default: found from "
-                                         "the export's layout, as train --train-images)")
+    parser.add_argument("--images", help="the folder file_name values are relative to (default, from the "
+                                         f"export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
     parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
     parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
@@ -193,7 +193,7 @@ def run(args) -> int:
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = [p.name for p in overlays]
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary, ensure_ascii=False)  # our own report: names readable
     _print_summary(summary)
     print(f"{len(overlays)} overlays -> {out / 'overlays'}/, summary -> {out / 'summary.json'}")
     return 0

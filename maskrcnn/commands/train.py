@@ -4,6 +4,10 @@
                    [--val-json J [--val-images D]] --output RUN_DIR [--resume | --overwrite] [--init WEIGHTS]
                    [--device D]
 
+``RUN_DIR/run.json`` records the data arguments (as given and as absolute paths, ``engine/run_data.py``):
+``--resume`` without them trains on the run's data ("data from the run: ..."); given and different, a
+warning names them (an exact resume needs the run's data); recorded paths that are gone are one error.
+
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
 unless ``--resume`` continues that run or ``--overwrite`` replaces it.
 
@@ -25,6 +29,11 @@ map travels in every checkpoint; the final config is written to ``RUN_DIR/config
 set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json`` follow the best
 ``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
 (``engine/best_model.py``).
+Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says "stopped at iteration N;
+continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
+(the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
+that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
+``--resume`` of a folder with finished weights (``model_final.pth``) and no checkpoint is refused.
 Multi-process: ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` (``solver.batch_size`` is the
 total over all processes).
 """
@@ -32,6 +41,7 @@ total over all processes).
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -44,11 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
-    p.add_argument("--train-json", required=True, help="COCO instances JSON of the training set")
+    p.add_argument("--train-json", help="COCO instances JSON of the training set (required; --resume: the "
+                                        "run's, from RUN_DIR/run.json, when left out)")
     p.add_argument("--train-images",
-                   help="folder of the training images (default: found from the export's layout: the "
-                        "folder of --train-json when it holds images, as Roboflow's, else its images/ or "
-                        "data/, else ../images)")
+                   help="folder of the training images (default, from the export's layout: the folder of "
+                        "--train-json when it holds images (Roboflow's), a folder named after the JSON "
+                        "(train/ beside train.json; val2017/ beside or above instances_val2017.json), its "
+                        "images/ or data/, ../images; of several, the one holding most of its file_names; "
+                        "of none, the JSON's folder)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
     p.add_argument("--val-images", help="folder of the validation images (default: as --train-images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
@@ -56,10 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a RUN_DIR that holds an earlier run's files (they are replaced)")
     p.add_argument("--init", metavar="WEIGHTS", default=None,
-                   help="start from these weights: our checkpoint, a torchvision / detectron2 detector or an "
-                        "ImageNet ResNet (file, URL or published name, e.g. maskrcnn_resnet50_fpn_coco, "
-                        "resnet50, detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: the EMA copy of "
-                        "a torchvision --model-ema file); sets model.init_weights")
+                   help="start from these weights: our checkpoint, a torchvision / detectron2 / MMDetection "
+                        "detector or an ImageNet ResNet / ResNeXt (file, URL or published name, e.g. "
+                        "maskrcnn_resnet50_fpn_coco, resnext50_32x4d, "
+                        "detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: a torchvision detector "
+                        "file's EMA copy 'model_ema'); sets model.init_weights")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -83,21 +97,31 @@ def run(args) -> int:
     from maskrcnn.config import load_config, parse_set_args
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
     from maskrcnn.engine.training import build_training
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
+    given = {name: getattr(args, name) or None for name in DATA_ARGUMENTS}
+    data = dict(given)
+    if args.resume:  # the data arguments left out: the run's (RUN_DIR/run.json)
+        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0)
+    if not data["train_json"]:
+        raise ValueError("--train-json is required (the training set's COCO JSON)" + (
+            f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
+    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images")
+    if data["val_json"]:
+        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images")
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
     cfg = load_config(args.config or "r50_fpn", overrides)
     trainer, cfg = build_training(
         cfg,
-        train_json=args.train_json,
-        train_images=image_dir_or_default(args.train_images, args.train_json, "--train-images"),
-        val_json=args.val_json,
-        val_images=(image_dir_or_default(args.val_images, args.val_json, "--val-images") if args.val_json
-                    else args.val_images or None),
+        train_json=data["train_json"],
+        train_images=data["train_images"],
+        val_json=data["val_json"],
+        val_images=data["val_images"],
         output=args.output,
         device=resolve_device(args.device) if args.device else None,  # None: the config's (the run's)
         resume=args.resume,
@@ -106,12 +130,24 @@ def run(args) -> int:
         overrides=overrides,
         config_named=args.config,
     )
+    if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
+        record_run_data(args.output, given=given, resolved=data)
     try:
         result = trainer.train()
-    except BaseException:
+    except BaseException as e:
         du.cleanup(wait_for_peers=False)
+        du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
         raise
     du.cleanup()
-    if result["interrupted"]:
+    if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
-    return 0
+    return exit_status(result)
+
+
+def exit_status(result: dict) -> int:
+    """0 for a finished run (early stop included); 128 + the signal's number for one a signal stopped
+    (130 Ctrl-C, 143 SIGTERM), as a shell reports a process the signal ended: ``train ... && next-step``
+    and job schedulers must not take a stopped run (checkpoint saved, to be resumed) for a finished one."""
+    if not result.get("interrupted"):
+        return 0
+    return 128 + int(result.get("signal") or signal.SIGINT)

@@ -9,12 +9,14 @@ A result is ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}`` plus
 ``"keypoints": [x1, y1, s1, ...]`` when keypoints are, with s the keypoint's score when
 ``keypoint_scores`` (D, P) are given (detectron2's results; COCOeval reads only x and y), else the
 keypoints' own third column (floating-point masks are cut at 0.5). Labels map to category ids through
-``label_to_category_id`` (identity when None).
+``label_to_category_id`` (identity when None). With ``class_names`` (by label, index 0 the background)
+each result also carries ``"category_name"``: the class, readable without the checkpoint. COCO results
+readers (pycocotools' ``loadRes``, COCOeval, ``maskrcnn eval --results``) ignore keys they do not use.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -24,9 +26,11 @@ __all__ = ["detections_to_coco_results"]
 
 
 def detections_to_coco_results(
-    det: dict, *, image_id: int, label_to_category_id: Optional[dict] = None, extra: Optional[dict] = None
+    det: dict, *, image_id: int, label_to_category_id: Optional[dict] = None, extra: Optional[dict] = None,
+    class_names: Optional[Sequence[str]] = None,
 ) -> list:
-    """COCO result dicts for one image's detections (``extra`` is merged into every result)."""
+    """COCO result dicts for one image's detections (``extra`` is merged into every result; with
+    ``class_names``, by label, each result names its class in ``category_name``)."""
     boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
     n = boxes.shape[0]
     if n == 0:
@@ -41,6 +45,10 @@ def detections_to_coco_results(
             raise ValueError(f"labels {unknown} have no category id in label_to_category_id")
         mapping = {int(k): int(v) for k, v in label_to_category_id.items()}
         categories = [mapping[int(lab)] for lab in labels]
+    if class_names is not None:
+        beyond = sorted({int(lab) for lab in labels if not 0 <= int(lab) < len(class_names)})
+        if beyond:
+            raise ValueError(f"labels {beyond} have no name in the {len(class_names)} class names")
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()  # (D, 4) xyxy -> xywh
     rles = None
     if det.get("masks_rle") is not None:  # already encoded (Predictor(masks="rle"))
@@ -63,6 +71,7 @@ def detections_to_coco_results(
         r = {
             "image_id": int(image_id),
             "category_id": categories[i],
+            **({"category_name": str(class_names[int(labels[i])])} if class_names is not None else {}),
             # 4 decimals, about float32's own resolution at image coordinates: a box a tenth of a pixel
             # wide rounded to 3 would lose 1% of its IoU with itself
             "bbox": [round(v, 4) for v in xywh[i]],

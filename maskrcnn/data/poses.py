@@ -168,7 +168,7 @@ def _write_split(out_dir: Path, split: str, n: int, rng, image_size, max_figures
                         "keypoints": list(POSE_KEYPOINTS), "skeleton": [list(p) for p in POSE_SKELETON]}],
     }
     json_path = out_dir / f"{split}.json"
-    atomic_write_json(json_path, coco)
+    atomic_write_json(json_path, coco, ensure_ascii=True)  # a COCO file for other tools: ASCII (io_utils)
     return json_path, image_dir
 
 

@@ -234,7 +234,7 @@ def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, im
         ],
     }
     json_path = out_dir / f"{split}.json"
-    atomic_write_json(json_path, coco)
+    atomic_write_json(json_path, coco, ensure_ascii=True)  # a COCO file for other tools: ASCII (io_utils)
     return json_path, image_dir
 
 

@@ -4,17 +4,30 @@
 MASTER_ADDR and MASTER_PORT; ``init_distributed`` reads them (env:// initialisation) and picks the
 backend: nccl when the process uses CUDA, gloo on CPU. Without those variables everything here is a
 no-op for a single process, so the same code path trains on one CPU or eight GPUs. The reductions
-(``all_reduce_mean``, ``any_true``) put their tensor where the backend can reduce it (``reduce_device``:
-NCCL takes CUDA tensors only), so callers do not say where.
+(``all_reduce_mean``, ``any_true``, ``first_rank_with``) put their tensor where the backend can reduce it
+(``reduce_device``: NCCL takes CUDA tensors only), so callers do not say where. Sharded validation gathers
+its result records on rank 0 (``gather_objects``) and evaluates with rank 0's buffers
+(``broadcast_buffers``); collectives wait ``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer.
+``error_line`` decides what each process prints for an error (once for one every process raises together,
+``mark_shared``; ``rank N:`` for a process's own, ``mark_own``; a setup error also from each other
+machine's first process; "another process stopped" for a peer's death: ``is_peer_loss``).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
-from typing import Dict, Optional, Tuple
+import sys
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+
+# How long a collective waits for the other processes before it fails. Rank 0 writes checkpoints (and,
+# before evaluation was sharded, evaluated alone) while the others wait in the next collective; NCCL's
+# default of 10 minutes (in CUDA builds) ended long runs at a slow save or a large validation set. An hour
+# outlasts those and still ends a run whose peer truly hangs.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def env_world() -> Tuple[int, int, int]:
@@ -42,6 +55,14 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+def say_on_launch_rank0(line: str, file=None) -> None:
+    """Print ``line`` (to ``file``, stdout by default; flushed) in the process torchrun ranked 0 only:
+    the launch rank, known before the process group is joined (``is_main_process`` is true in every
+    process until then), so one process says what all of them would."""
+    if env_world()[0] == 0:
+        print(line, file=file or sys.stdout, flush=True)
+
+
 def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
     """Join the process group if torchrun started us; returns (rank, world_size, device).
 
@@ -54,7 +75,8 @@ def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
         torch.cuda.set_device(dev)
     if world_size > 1 and not is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
+                                timeout=COLLECTIVE_TIMEOUT)
     return rank, world_size, dev
 
 
@@ -105,3 +127,103 @@ def any_true(flag: bool, device=None) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=reduce_device() if device is None else device)
     dist.all_reduce(t)
     return bool(t.item() > 0)
+
+
+def first_rank_with(flag: bool, device=None) -> Optional[int]:
+    """The lowest rank whose ``flag`` is True, the same on every rank; None when no rank's is (one
+    collective, as ``any_true``, which it can replace when the ranks must also agree on who saw it: one
+    of them then reports the details, the others only follow). ``device``: as ``any_true``'s."""
+    if not is_initialized():
+        return 0 if flag else None
+    world = get_world_size()
+    t = torch.tensor([float(get_rank() if flag else world)],
+                     device=reduce_device() if device is None else device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    first = int(t.item())
+    return None if first >= world else first
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers of ``module`` (in place; rank 0's are unchanged). Trainable batch
+    norm updates each process's running statistics with its own share of the batch (DDP copies rank 0's to
+    the others only at the next training forward): a process that evaluated with its own would score
+    other weights than the checkpoint's, which holds rank 0's."""
+    if not is_initialized():
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
+def gather_objects(obj) -> Optional[List]:
+    """Every process's ``obj`` (picklable), by rank, on rank 0; None on the others (only rank 0 unpickles
+    them all: an all-gather would make every process hold every one). ``[obj]`` for a single process.
+    Under NCCL the pickled bytes travel through the process's current GPU, which ``init_distributed``
+    set."""
+    if not is_initialized():
+        return [obj]
+    out: Optional[List] = [None] * get_world_size() if get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+# Text of the errors that a process gets when another one of its group has died: gloo's broken TCP pair
+# ("Connection closed by peer ... This is typically caused by a remote worker crashing"), the store's lost
+# connection, NCCL's aborted communicator or remote error.
+_PEER_LOSS_TEXT = (
+    "connection closed by peer", "connection reset by peer", "broken pipe", "remote worker crashing",
+    "ncclremoteerror", "remote process exited", "communicator was aborted", "nccl communicator was aborted",
+)
+
+
+def mark_own(e: BaseException) -> BaseException:
+    """Mark ``e`` as this process's own error (raised in the training loop, on its own share of the data or
+    of the memory), which the other processes do not share: ``error_line`` names the rank."""
+    e.maskrcnn_own_error = True
+    return e
+
+
+def mark_shared(e: BaseException) -> BaseException:
+    """Mark ``e`` as raised by every process together, with one text (a decision all of them take on
+    all-reduced values, e.g. a diverging mean loss): ``error_line`` prints it from rank 0 only, even when
+    it is also marked ``mark_own``. An exception class can say so for all its errors with the class
+    attribute ``maskrcnn_shared_error = True``."""
+    e.maskrcnn_shared_error = True
+    return e
+
+
+def error_line(e: BaseException, message: str, *, rank: int, world_size: int,
+               local_rank: Optional[int] = None) -> Optional[str]:
+    """What process ``rank`` of ``world_size`` prints for the error ``e`` whose text is ``message`` (None:
+    nothing). One process: the message. Several (torchrun), so that a message shared by every process is
+    printed once and one process's own error still reaches the user:
+
+    - another process's death (``is_peer_loss``): rank 0 says so, pointing at the error above (the one that
+      stopped prints its own); the other ranks say nothing;
+    - an error every process raises together (``mark_shared``, checked before "own"): rank 0 only;
+    - an error of the setup that every process of a machine meets alike (a ValueError, KeyError or OSError
+      before the training loop: the same config, the same disk): rank 0, and the first process of each
+      other machine (``local_rank`` 0, torchrun's LOCAL_RANK; None: not known) prefixed ``rank N:`` -- a
+      file missing on another node's disk is then printed by that node. On one machine rank 0 is the only
+      local rank 0: once;
+    - this process's own error (``mark_own``, or a RuntimeError / MemoryError of the setup, e.g. its GPU):
+      every rank, the others prefixed ``rank N:``.
+    """
+    if world_size <= 1:
+        return message
+    if is_peer_loss(e):
+        return "another process stopped; its error is above" if rank == 0 else None
+    if rank == 0:
+        return message
+    if getattr(e, "maskrcnn_shared_error", False):
+        return None
+    own = getattr(e, "maskrcnn_own_error", False) or not isinstance(e, (ValueError, KeyError, OSError))
+    return f"rank {rank}: {message}" if own or local_rank == 0 else None
+
+
+def is_peer_loss(e: BaseException) -> bool:
+    """Whether ``e`` says that another process of the group stopped (not this process's own fault)."""
+    network = getattr(dist, "DistNetworkError", None)
+    if network is not None and isinstance(e, network):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and any(t in text for t in _PEER_LOSS_TEXT)

@@ -419,7 +419,8 @@ class CocoEvaluator:
         gt: ground truth: a COCO JSON path, a dict, or a pycocotools ``COCO``.
         iou_types: subset of ("bbox", "segm", "keypoints").
         label_to_category_id: label -> dataset category id (identity when None).
-        class_names: names by label, used only when the ground truth's categories have no names.
+        class_names: names by label: each result's ``category_name`` (``results()``, eval's
+            predictions.json), and the names of the ground truth's categories that have none.
         keypoint_sigmas: OKS sigmas, one per keypoint (None: by the ground truth's keypoint names,
             ``data.keypoints.keypoint_sigmas``: COCO's 17 for COCO's names, 0.0669 for other names).
         ignore_labels: labels whose detections are left out (the model's classes the ground truth does
@@ -446,6 +447,7 @@ class CocoEvaluator:
         self.iou_types = tuple(iou_types)
         self.keypoint_sigmas = tuple(keypoint_sigmas) if keypoint_sigmas else None
         self.label_to_category_id = label_to_category_id
+        self.class_names = list(class_names) if class_names else None
         self.ignore_labels = frozenset(int(label) for label in ignore_labels)
         self.keypoint_order = list(keypoint_order) if keypoint_order is not None else None
         if class_names and label_to_category_id:
@@ -487,7 +489,8 @@ class CocoEvaluator:
                         keep[k] = keep[k][:, self.keypoint_order]
         self._results.extend(
             detections_to_coco_results(
-                keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id
+                keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id,
+                class_names=self.class_names,
             )
         )
         self._image_ids.add(int(image_id))
@@ -499,6 +502,12 @@ class CocoEvaluator:
     def image_ids(self) -> list:
         """The ids of the images given so far (those the AP is over), sorted."""
         return sorted(self._image_ids)
+
+    def add_results(self, results: list, image_ids) -> None:
+        """Add COCO result dicts made elsewhere (another process's ``results()``) and the ids of the
+        images they are of (``image_ids()``; an image without detections counts in the AP too)."""
+        self._results.extend(results)
+        self._image_ids.update(int(i) for i in image_ids)
 
     def evaluate(self) -> dict:
         """{iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_category": {name: AP},

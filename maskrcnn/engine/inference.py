@@ -10,7 +10,8 @@ the dataset's validated records (``CocoDataset.to_coco_dict``); the result is
 scores AP 0 and counts in the mean, as COCOeval computes it; a warning names it
 (``unscored_classes_warning``; once per run in training). Validation during training runs an optimised copy
 of the model, so it reports what ``maskrcnn eval`` reports on the saved checkpoint, and the model being
-trained is left as it was.
+trained is left as it was. Under torchrun that validation is sharded: each process predicts every P-th
+image, rank 0 gathers the result records and scores them (the AP of one process).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import warnings
 from typing import Callable, Optional
 
 from torch import nn
+
+from maskrcnn.listing import short_listing
 
 
 def iou_types(cfg) -> tuple:
@@ -111,7 +114,7 @@ def check_keypoint_count(cfg, dataset) -> None:
     names, k = dataset.keypoint_names, cfg.model.roi_heads.num_keypoints
     if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
         raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
-                         f"({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''})")
+                         f"({short_listing(names, limit=5)})")
     # A file without keypoint names is read as COCO's 17 points (its annotations checked against 17): a
     # model of another count (a converted detectron2 / mmdet keypoint model) failed in COCOeval's OKS
     # with numpy's "operands could not be broadcast together".
@@ -147,6 +150,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
         dataset.to_coco_dict(),
         iou_types=iou_types(cfg),
         label_to_category_id=mapping,
+        class_names=predictor.class_names,  # each result's category_name (eval's predictions.json)
         keypoint_sigmas=sigmas,
         # the model's classes the dataset lacks (matched by name): nothing to score them against
         ignore_labels=[label for label in range(1, len(predictor.class_names)) if label not in mapping],
@@ -198,31 +202,54 @@ def evaluate_dataset(
     max_images: Optional[int] = None,
     on_error: Optional[Callable] = None,
     progress: Optional[Callable[[int, int], None]] = None,
-) -> dict:
+    sharded: bool = False,
+) -> Optional[dict]:
     """Run ``predictor`` over the first ``max_images`` images of ``dataset`` (all by default), feed
     ``evaluator`` and return its ``evaluate()``. An image file that cannot be read, is not the size its
     record gives, or that the model fails on, is left out of the score after ``on_error(index, path,
     error)`` (raised when None);
-    ``progress(done, total)`` after each window. ``NothingEvaluated`` when every image was left out."""
+    ``progress(done, total)`` after each window (``total``: this process's images).
+    ``NothingEvaluated`` when every image was left out.
+
+    ``sharded`` (under torchrun; every process of the group must call it): each process predicts the
+    images of its share, interleaved by index (rank r takes r, r + P, r + 2P, ...: balanced shares), the
+    result records are gathered on rank 0, which scores them all, in the order one process
+    gives them (the same AP as one process); the other ranks return None."""
+    from maskrcnn.engine import distributed as du
+
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
-    infos = [dataset.image_info(i) for i in range(n)]
+    rank, world = (du.get_rank(), du.get_world_size()) if sharded else (0, 1)
+    indices = list(range(rank, n, world))
+    infos = [dataset.image_info(i) for i in indices]
     paths = [info["path"] for info in infos]
     windows = (
         predictor.predict_files(paths) if on_error is None
-        else predict_files_skipping(predictor, paths, on_error=on_error)
+        else predict_files_skipping(predictor, paths,
+                                    on_error=lambda i, path, e: on_error(indices[i], path, e))
     )  # fmt: skip
     for window in windows:
         for index, image, det in window:
             try:  # detections on other pixels than the annotations' would score as misses, silently
-                dataset.check_image_size(index, image)
+                dataset.check_image_size(indices[index], image)
             except ValueError as e:  # ImageReadError
                 if on_error is None:
                     raise
-                on_error(index, paths[index], e)
+                on_error(indices[index], paths[index], e)
                 continue
             evaluator.process(infos[index]["id"], det)
         if progress is not None:
-            progress(window[-1][0] + 1, n)
+            progress(window[-1][0] + 1, len(indices))
+    if world > 1:
+        shares = du.gather_objects((evaluator.results(), evaluator.image_ids()))
+        if shares is None:  # not rank 0
+            return None
+        # one process's order: images by dataset index, each image's detections as they came
+        # (COCOeval's score sorts are stable: the order decides ties, so the AP matches exactly)
+        position = {int(dataset.image_info(i)["id"]): i for i in range(n)}
+        records = sorted((r for share, _ in shares for r in share),
+                         key=lambda r: position[int(r["image_id"])])
+        evaluator.reset()
+        evaluator.add_results(records, [i for _, ids in shares for i in ids])
     if not evaluator.image_ids():  # every image skipped: an AP over none would count each object a miss
         source = getattr(dataset, "json_path", "the dataset")
         raise NothingEvaluated(f"{source}: none of its {n} images could be evaluated"
@@ -286,7 +313,9 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
     ``maskrcnn eval`` evaluates the checkpoint; otherwise the model itself, as built. Either way the
     model is left unchanged, in the mode it was in. A validation image that cannot be read, is not the
     size its record gives or that the model fails on is left out of the score with a warning naming it
-    (as ``maskrcnn eval`` does): one bad file must not end a run hours in.
+    (as ``maskrcnn eval`` does): one bad file must not end a run hours in. Under torchrun every process
+    calls it: each predicts its share of the images, rank 0 gets the results (``evaluate_dataset``'s
+    ``sharded``), the others None.
     """
     del json_path  # the dataset was read from it
 
@@ -295,10 +324,14 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
 
     warned: list = []  # the unscored classes are said at the first evaluation only
 
-    def evaluate(model: nn.Module) -> dict:
+    def evaluate(model: nn.Module) -> Optional[dict]:
+        from maskrcnn.engine import distributed as du
         from maskrcnn.predictor import Predictor
 
         was_training = model.training
+        # rank 0's running statistics (those saved) on every process: harmless to the training, whose
+        # next forward copies rank 0's buffers to the others anyway (DDP's broadcast_buffers)
+        du.broadcast_buffers(model)
         try:
             # a copy: optimise_for_inference folds norms and swaps modules in place
             subject = copy.deepcopy(model) if optimise else model
@@ -306,13 +339,15 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
                 subject, cfg, device=device, optimise=optimise, masks="rle",
                 label_to_category_id=getattr(dataset, "label_to_category_id", None),
             )  # fmt: skip
-            evaluator = build_evaluator(predictor, dataset, quiet=bool(warned))
-            line = None if warned else unscored_classes_warning(evaluator.label_to_category_id, dataset)
+            # the dataset-wide notes once, from rank 0 (every process evaluates under torchrun)
+            quiet = bool(warned) or du.get_rank() != 0
+            evaluator = build_evaluator(predictor, dataset, quiet=quiet)
+            line = None if quiet else unscored_classes_warning(evaluator.label_to_category_id, dataset)
             warned.append(True)
             if line:
                 warnings.warn(f"validation: {line}", stacklevel=2)
-            try:
-                return evaluate_dataset(predictor, dataset, evaluator, on_error=skip)
+            try:  # every process its share (under torchrun), rank 0 scores them all
+                return evaluate_dataset(predictor, dataset, evaluator, on_error=skip, sharded=True)
             except NothingEvaluated as e:  # no number this time (the best checkpoint is not chosen on it)
                 warnings.warn(f"validation: {e}: no AP at this evaluation", stacklevel=2)
                 return None

@@ -76,6 +76,24 @@ def truncate_metrics(path, last_iteration: int, *, drop_eval_at_last: bool = Fal
     atomic_write_text(path, "".join(record_line(r) for r in kept))
 
 
+def eval_record(path, iteration: int) -> Optional[dict]:
+    """The evaluation record of ``iteration`` in a metrics.jsonl as ``log_eval`` was given it
+    (``{"bbox": {"AP": ..}, "segm": {..}}``, NaN for ``null``; the last one if several); None when the
+    file holds none."""
+    found = None
+    for r in read_metrics(path) if path is not None else ():
+        if int(r.get("iteration", -1)) == int(iteration) and "loss" not in r:  # log_eval's: no total loss
+            found = r
+    if found is None:
+        return None
+    results: Dict[str, dict] = {}
+    for key, value in found.items():
+        task, _, name = key.partition("/")
+        if name:
+            results.setdefault(task, {})[name] = value
+    return results or None
+
+
 class TrainingLogger:
     def __init__(
         self,
@@ -96,10 +114,11 @@ class TrainingLogger:
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._window: List[float] = []  # recent s/iter, for the ETA
         self._tb = None
+        self._tb_missing = ""  # the line saying TensorBoard is missing, until the first iteration prints it
         if enabled and self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                self._tb = _make_tensorboard_writer(self.output_dir / "tensorboard")
+                self._tb, self._tb_missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
 
     # ------------------------------------------------------------------ records
     def _append(self, record: dict) -> None:
@@ -121,6 +140,9 @@ class TrainingLogger:
         """Called after every iteration; writes a record every ``log_period`` iterations (and the last)."""
         if not self.enabled:
             return
+        if self._tb_missing:  # once, when training runs (not for a run refused before its first step)
+            self.stream.write(self._tb_missing + "\n")
+            self._tb_missing = ""
         self._window.append(iter_time)
         self._window = self._window[-50:]
         if iteration % self.log_period and iteration != self.max_iter:
@@ -195,12 +217,16 @@ class TrainingLogger:
         return png
 
 
-def _make_tensorboard_writer(folder: Path):
+def _make_tensorboard_writer(folder: Path) -> tuple:
+    """(a SummaryWriter, "") or, without the optional ``tensorboard`` package, (None, the one line that
+    says so): training goes on with metrics.jsonl (and curves.png where matplotlib is installed)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: metrics.jsonl is enough
-        return None
-    return SummaryWriter(log_dir=str(folder))
+    except Exception as e:  # not installed (ImportError), or an install that fails to import
+        why = "not installed" if isinstance(e, ImportError) else f"not usable ({type(e).__name__}: {e})"
+        return None, (f"TensorBoard {why} (pip install 'maskrcnn[tensorboard]'): curves in metrics.jsonl "
+                      "and curves.png only")
+    return SummaryWriter(log_dir=str(folder)), ""
 
 
 def plot_curves(metrics_path, png_path) -> Optional[Path]:

@@ -28,6 +28,7 @@ import torch
 
 from maskrcnn.data.mask_codec import mask_to_rle
 from maskrcnn.interop.mmdet_file import Inert, read_pickle_file
+from maskrcnn.listing import short_listing
 
 __all__ = ["PICKLE_SUFFIXES", "is_pickle", "read_mmdet_results"]
 
@@ -178,6 +179,6 @@ def read_mmdet_results(path, coco_gt) -> list:
         raise ValueError(f"{path}: not {_LAYOUTS}: {e}") from None
     warnings.warn(f"{path}: read as MMDetection {version} results ({len(obj)} images, {len(records)} "
                   f"detections); labels 0..{len(cat_ids) - 1} as the ground truth's categories in its order "
-                  f"(ids {', '.join(map(str, cat_ids[:5]))}{', ...' if len(cat_ids) > 5 else ''})"
+                  f"(ids {short_listing(cat_ids, limit=5)})"
                   + ("; images matched by order" if version == "2.x" else ""), stacklevel=2)
     return records

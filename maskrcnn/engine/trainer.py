@@ -2,7 +2,8 @@
 
 One iteration: take the next batch from ``batches`` (an iterator of ``(images, targets)``), compute the
 loss dict with the model in training mode, check every term is finite (a NaN stops the run with an error
-naming the iteration and the terms; the last good checkpoint stays; weights gone non-finite on a finite
+naming the iteration and the terms -- under DDP from the first rank that saw it, the others stop with one
+shared line; the last good checkpoint stays; weights gone non-finite on a finite
 loss are caught when a checkpoint is due and never saved), backward (with a GradScaler for
 float16 on CUDA), optionally clip, step the optimizer and the LR schedule, log (the ``lr`` logged is the
 one the iteration's step used, not the schedule's next value).
@@ -46,7 +47,12 @@ evaluation due at the same iteration (and the final ones before the final evalua
 fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 Every write of weights goes through one helper: a failed write (disk full, folder gone) is one
-``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept.
+``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept. ``train`` returns the
+number of the signal that stopped the run (the command exits with 128 + it: 130, 143). When it starts,
+the trainer removes the hidden temporary files of its run files (``.model_0000010.pth.<hex>.tmp``) that a
+killed run left (older than this process, unchanged for 10 minutes); a resume that finds no checkpoint
+starts ``metrics.jsonl``, ``best.json``, ``curves.png`` and the TensorBoard curves afresh, and is refused
+when the folder holds finished weights (``model_final.pth``, ``model_best.pth``) without a checkpoint.
 
 Best checkpoint and early stopping (``engine/best_model.py``), with periodic evaluation (``eval_period``
 > 0 and an ``evaluate_fn``) and a ``best_metric``: each evaluation, the final one included, that beats
@@ -55,17 +61,23 @@ the best value so far writes ``model_best.pth`` (weights, config, class names, t
 ``best.json`` (``{"metric", "value", "iteration", "file"}``). With ``early_stop_patience`` > 0, that many
 evaluations in a row without a gain of ``early_stop_min_delta`` end the run normally (full checkpoint,
 ``model_final.pth`` with the last weights; the final evaluation is not repeated on the weights just
-evaluated), saying why and where the best is. Only the main process evaluates and writes; it decides the
-stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
+evaluated), saying why and where the best is. Every process runs ``evaluate_fn`` (validation is sharded
+over them: ``engine/inference.py``); only the main process gets its results, logs and writes; it decides
+the stop and every rank follows (``distributed.any_true``). The tracker's state is in every checkpoint.
 Checkpoints are written before the evaluation due at the same iteration, so a run resumed from one
 first runs that evaluation (the checkpoint's weights are the ones it evaluates) and then goes on: it
-writes the best model and stops exactly where an uninterrupted run does. Checkpoints without the state
-(older ones, or written while following another metric) resume with the tracking started afresh.
+writes the best model and stops exactly where an uninterrupted run does. An evaluation that did run
+before the run stopped (``metrics.jsonl`` holds its record, ``best.json`` the best it leads to: the final
+evaluation of a shorter schedule, or a kill after it) is counted from its record, not run again.
+Checkpoints without the state (older ones, or written while following another metric) resume with the
+tracking started afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import json
 import math
 import os
 import random
@@ -83,14 +95,41 @@ from maskrcnn.checkpoint import CheckpointError, load_checkpoint, non_finite_key
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
 from maskrcnn.engine.divergence import DivergenceGuard
-from maskrcnn.engine.logger import TrainingLogger, truncate_metrics
+from maskrcnn.engine.logger import TrainingLogger, eval_record, truncate_metrics
 from maskrcnn.engine.schedule import build_scheduler
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
+from maskrcnn.io_utils import (
+    PROCESS_START,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_stale_temps,
+    temp_target,
+)
+from maskrcnn.listing import short_listing
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
 BEST_NAME = "model_best.pth"
 BEST_JSON = "best.json"
+# what a run writes besides its checkpoints (their temporary files are removed when a killed run left them)
+_RECORD_FILES = ("metrics.jsonl", BEST_JSON, "curves.png")
+# run files (training.RUN_FILE_PATTERNS) a resume without checkpoint keeps: the resumed run's own settings
+_KEPT_ON_A_FRESH_START = ("config.yaml", "init_report.json", "run.json", LAST_CHECKPOINT)
+
+
+def finished_without_checkpoint(output_dir: Path) -> str:
+    """The refusal of a resume of ``output_dir`` when it holds finished weights (model_final.pth,
+    model_best.pth) but no checkpoint to continue from (no ``last_checkpoint``, no model_NNNNNNN.pth: a
+    finished run whose periodic checkpoints were cleaned up); "" otherwise. Starting such a run again
+    from iteration 0 would remove its best model and metrics and overwrite its final weights."""
+    output_dir = Path(output_dir)
+    if (output_dir / LAST_CHECKPOINT).is_file() or any(output_dir.glob("model_[0-9]*.pth")):
+        return ""
+    finished = [n for n in (FINAL_NAME, BEST_NAME) if (output_dir / n).is_file()]
+    if not finished:
+        return ""
+    return (f"{output_dir} holds finished weights ({finished[0]}) but no checkpoint to continue from; "
+            f"--init {output_dir / finished[0]} --output ANOTHER to train on from them, or --overwrite to "
+            "start again")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -99,6 +138,9 @@ class NonFiniteLossError(RuntimeError):
 
 class DivergenceError(RuntimeError):
     """The loss exploded (finite, but far above its recent median for several iterations)."""
+
+    # every rank judges the same all-reduced loss and raises it at the same iteration: printed once (rank 0)
+    maskrcnn_shared_error = True
 
 
 class CheckpointWriteError(RuntimeError):
@@ -202,7 +244,8 @@ class Trainer:
 
     make_batches(start_iter) -> iterator of (images: list of (3, H, W), targets: list of dicts) for this
     process. evaluate_fn(model) -> results dict (CocoEvaluator.evaluate's) or None; called every
-    ``eval_period`` iterations (0: at the end only) on the main process. best_metric (``iou_type/metric``,
+    ``eval_period`` iterations (0: at the end only) on every process (a collective under torchrun: only the
+    main process's results are used; the others may return None). best_metric (``iou_type/metric``,
     None: off), early_stop_patience and early_stop_min_delta: the best checkpoint and early stopping
     (module docstring); they need an ``evaluate_fn`` and ``eval_period`` > 0. accumulate: micro-batches
     per iteration (gradient accumulation, module docstring); each batch must split into that many of
@@ -355,12 +398,12 @@ class Trainer:
     def _check_finite_weights(self, state: dict) -> None:
         bad = non_finite_keys(state)
         if bad:
-            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            raise NonFiniteLossError(
+            names = short_listing(bad, limit=3)
+            raise du.mark_shared(NonFiniteLossError(  # every rank holds the same weights: printed once
                 f"non-finite weights after iteration {self.iteration} ({names}), not saved; "
                 + self._kept_checkpoint_text()
                 + " (a lower solver.lr or solver.clip_grad_norm may help)"
-            )
+            ))
 
     def _kept_checkpoint_text(self) -> str:
         """Where the last good checkpoint is, or that there is none (never claim one not written)."""
@@ -382,6 +425,7 @@ class Trainer:
             named = self.output_dir / pointer.read_text().strip()
             candidates = [named] + [c for c in candidates if c != named]
         if not candidates:
+            self._start_afresh()
             return False
         errors = []
         for path in candidates:
@@ -397,11 +441,59 @@ class Trainer:
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
+        on_record = False
+        if self._eval_pending:  # every rank asks (a collective); the main process, which logs, answers
+            on_record = self.is_main and self._evaluated_on_record()
+            self._eval_pending = du.any_true(self.is_main and not on_record)
         if self.is_main:
             # an evaluation to run again is logged again: its earlier record (if any) goes
             truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
+            if on_record:
+                self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
+                                  f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
         return True
+
+    def _start_afresh(self) -> None:
+        """A resume with no checkpoint starts from iteration 0: what the earlier attempt left of its run
+        files (``training.earlier_run_files``: metrics.jsonl, best.json, curves.png, its TensorBoard event
+        files) goes, as a resume from a checkpoint truncates them to it; appended to, iterations 1..k
+        would be in metrics.jsonl twice (main process). The run's config.yaml and init_report.json stay
+        (the resumed run's own). A folder with finished weights (model_final.pth, model_best.pth) but no
+        checkpoint is refused (``finished_without_checkpoint``): starting again would throw them away."""
+        refusal = finished_without_checkpoint(self.output_dir)
+        if refusal:
+            raise CheckpointError(refusal)
+        if not self.is_main:
+            return
+        from maskrcnn.engine.training import earlier_run_files
+
+        # of the TensorBoard event files, those written before this process started: this run's writer's
+        # (open since the logger was made) is newer; the other run files this run has not written yet
+        # (no checkpoint or finished weights are here, so a model_*.pth left is not the run's: it stays)
+        stale = [p for p in earlier_run_files(self.output_dir)
+                 if p.name not in _KEPT_ON_A_FRESH_START and not fnmatch.fnmatch(p.name, "model_*.pth")
+                 and (not p.name.startswith("events.out.tfevents.") or p.stat().st_mtime < PROCESS_START)]
+        for p in stale:
+            p.unlink()
+        if stale:
+            names = [p.name for p in stale if not p.name.startswith("events.out.tfevents.")]
+            events = len(stale) - len(names)
+            names += [f"{events} TensorBoard event file(s)"] if events else []
+            self.logger.print(f"--resume: no checkpoint, so the earlier attempt's {', '.join(names)} "
+                              "removed: the run starts from iteration 0")
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary files of this folder's checkpoints and records left by a killed run (SIGKILL: no
+        cleanup ran), up to a checkpoint's size each: every ``.NAME.<12 hex>.tmp`` of a run file that
+        ``io_utils.remove_stale_temps`` finds dead (older than this process, unchanged for 10 minutes;
+        main process only: the only writer)."""
+        if not self.is_main or not self.output_dir.is_dir():
+            return
+        names = {temp_target(p.name) for p in self.output_dir.glob(".*.tmp")} - {None}
+        for name in sorted(names):
+            if fnmatch.fnmatch(name, "model_*.pth") or name in (LAST_CHECKPOINT, *_RECORD_FILES):
+                remove_stale_temps(self.output_dir / name)
 
     def load_training_state(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -445,6 +537,36 @@ class Trainer:
             0 < it < self.max_iter and it % self.eval_period == 0 and self.best.evaluated_at != it
         )  # fmt: skip
 
+    def _evaluated_on_record(self) -> bool:
+        """Whether the evaluation the resumed checkpoint predates had run to its end before the run stopped
+        (the final one of a shorter schedule, or a kill after it): ``metrics.jsonl`` holds its record and
+        ``best.json`` the best it leads to. Then it is counted from the record (the tracker as after it)
+        rather than run again: its weights are the checkpoint's, its result would be the same (main
+        process)."""
+        import copy
+
+        results = eval_record(self.logger.metrics_path, self.iteration)
+        if results is None:
+            return False
+        try:
+            value = metric_value(results, self.best.metric)
+        except ValueError:  # the record lacks the metric followed now: evaluate again
+            return False
+        after = copy.deepcopy(self.best)
+        after.update(value, self.iteration)
+        if after.value is not None:  # the best it leads to must be the one on disk (written before the kill)
+            record = self.output_dir / BEST_JSON
+            try:
+                best = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return False
+            if not (isinstance(best, dict) and best.get("metric") == after.metric
+                    and best.get("iteration") == after.iteration and best.get("value") == after.value
+                    and (self.output_dir / BEST_NAME).is_file()):  # value: the same float (JSON keeps it)
+                return False
+        self.best, self.last_eval = after, results
+        return True
+
     # ------------------------------------------------------------------ signals
     @contextlib.contextmanager
     def _signals(self):
@@ -460,7 +582,8 @@ class Trainer:
                     f"stopped at once during iteration {self.iteration + 1}, not saved; "
                     + self._kept_checkpoint_text() + " (continue with --resume)"
                 )
-            self._stop_signal = signum
+            if self._stop_signal is None:  # the first one: a SIGTERM after a Ctrl-C still exits 130
+                self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
                 # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
                 os.write(2, b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
@@ -512,9 +635,10 @@ class Trainer:
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + v
         # one collective per step: every process learns whether any saw a non-finite loss before stepping
-        # (the backward of a non-finite loss is harmless: no step follows it)
-        if du.any_true(first_bad is not None):
-            self._raise_non_finite(*(first_bad or (None, sums)))
+        # (the backward of a non-finite loss is harmless: no step follows it), and the first that did
+        bad_rank = du.first_rank_with(first_bad is not None)
+        if bad_rank is not None:
+            self._raise_non_finite(bad_rank, *(first_bad or (None, sums)))
         if self.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -524,9 +648,17 @@ class Trainer:
         self.scheduler.step()
         return {name: v / k for name, v in sums.items()}
 
-    def _raise_non_finite(self, part, values: Dict[str, float]) -> None:
-        """Stop on a non-finite loss: ``part`` is this process's first bad micro-batch (None when only
-        another process's loss was bad; ``values`` are then this one's summed terms)."""
+    def _raise_non_finite(self, bad_rank: int, part, values: Dict[str, float]) -> None:
+        """Stop on a non-finite loss: ``bad_rank`` is the first process whose loss was not finite, ``part``
+        this process's first bad micro-batch (None when its loss was finite). Every process stops; only
+        ``bad_rank`` names the terms (its own error: ``rank N:``), the others raise one shared text (printed
+        once, by rank 0): with 8 GPUs that all went NaN, two lines, not eight."""
+        if bad_rank != self.rank:
+            raise du.mark_shared(NonFiniteLossError(
+                f"non-finite loss at iteration {self.iteration + 1} on rank {bad_rank} (its terms in its own "
+                "error); " + self._kept_checkpoint_text()
+                + " (a lower solver.lr, solver.clip_grad_norm or a look at the data may help)"
+            ))
         terms = ", ".join(f"{k}={v}" for k, v in values.items())
         split = part is not None and self.accumulate > 1
         where = f", micro-batch {part + 1} of {self.accumulate}" if split else ""
@@ -572,18 +704,20 @@ class Trainer:
     def _evaluate(self) -> None:
         if self.evaluate_fn is None:
             return
+        # Every process evaluates its share of the images (``make_evaluate_fn``: sharded; rank 0 gets the
+        # results, the others None): on 8 GPUs 7 no longer wait idle, nor into the collective timeout.
+        # Evaluation must not perturb the training RNG streams (exact resume compares them), on any rank.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            state = (np.random.get_state(), random.getstate())
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                results = self.evaluate_fn(self.model)
+            finally:
+                self.model.train(was_training)
+                np.random.set_state(state[0])
+                random.setstate(state[1])
         if self.is_main:
-            # Evaluation must not perturb the training RNG streams (exact resume compares them).
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                state = (np.random.get_state(), random.getstate())
-                was_training = self.model.training
-                self.model.eval()
-                try:
-                    results = self.evaluate_fn(self.model)
-                finally:
-                    self.model.train(was_training)
-                    np.random.set_state(state[0])
-                    random.setstate(state[1])
             if results:
                 self.last_eval = results
                 self.logger.log_eval(self.iteration, results)
@@ -631,8 +765,10 @@ class Trainer:
 
     def train(self) -> dict:
         """Run to ``max_iter`` (or until a signal, or an early stop); returns {"iteration", "interrupted",
-        "eval", "stopped_early", "best": {"metric", "value", "iteration"} or None}."""
+        "signal" (the number of the signal that stopped it, or None), "eval", "stopped_early", "best":
+        {"metric", "value", "iteration"} or None}."""
         self.model.train()
+        self._remove_stale_temps()
         interrupted = False
         if self._eval_pending:
             self._eval_pending = False
@@ -699,11 +835,9 @@ class Trainer:
                     )
                     break
                 timer_data = time.perf_counter()
-        if self.world_size > 1:
-            # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with
-            # rank 0's everywhere, as saved in the checkpoints.
-            for buf in self.model.buffers():
-                torch.distributed.broadcast(buf, src=0)
+        # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
+        # 0's everywhere, as saved in the checkpoints (a no-op for one process)
+        du.broadcast_buffers(self.model)
         if not interrupted:
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
@@ -720,6 +854,7 @@ class Trainer:
             self.logger.close(plot=self.plot)
         return {
             "iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval,
+            "signal": self._stop_signal if interrupted else None,
             "stopped_early": self.stopped_early,
             "best": self.best.summary() if self.best is not None else None,
         }

@@ -37,10 +37,11 @@ are computed here once from the training annotations and a summary is printed (r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
+
+from maskrcnn.listing import short_listing
 
 INIT_REPORT = "init_report.json"
 
@@ -161,7 +162,7 @@ def _followed_weights(output: Path) -> list:
     import json
 
     try:
-        changes = json.loads((output / INIT_REPORT).read_text()).get("config_changes") or {}
+        changes = json.loads((output / INIT_REPORT).read_text(encoding="utf-8")).get("config_changes") or {}
     except (OSError, ValueError, AttributeError):
         return []
     return [k for k in changes if isinstance(k, str)]
@@ -201,7 +202,7 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
 # What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
 RUN_FILE_PATTERNS = (
     "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
-    "events.out.tfevents.*", "best.json",
+    "events.out.tfevents.*", "tensorboard/events.out.tfevents.*", "best.json", "run.json",
 )
 
 
@@ -302,7 +303,7 @@ def build_training(
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
-    from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer
+    from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer, finished_without_checkpoint
     from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -312,15 +313,17 @@ def build_training(
     resuming = resume and (output / LAST_CHECKPOINT).is_file()
     earlier = earlier_run_files(output)
     if earlier and not resume and not overwrite:
-        names = ", ".join(p.name for p in earlier[:5]) + (", ..." if len(earlier) > 5 else "")
+        names = short_listing((p.name for p in earlier), limit=5)
         raise ValueError(
             f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
             f"to replace it, or choose another --output"
         )
+    refusal = finished_without_checkpoint(output) if resume else ""
+    if refusal:  # before anything is written: the config.yaml of a fresh start would replace the run's
+        raise ValueError(refusal)
 
     def say(line: str) -> None:
-        if du.env_world()[0] == 0:  # the rank torchrun gave, known before the process group is joined
-            print(line, file=log_stream or sys.stdout, flush=True)
+        du.say_on_launch_rank0(line, file=log_stream)
 
     source, changes, kept, run_classes, resume_notes = None, {}, {}, (), []
     if resume:  # before the device: the run's config names it unless asked otherwise

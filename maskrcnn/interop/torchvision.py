@@ -13,8 +13,9 @@ itself renames on load.
 
 Torchvision's label convention is ours (0 = background), so class rows are copied as they are.
 
-Files of torchvision's reference ``train.py --model-ema`` hold a second copy of the weights, averaged
-over the steps: ``{"model": sd, "model_ema": {"n_averaged": tensor, "module.<key>": tensor, ...}, ...}``.
+Files saved like torchvision's classification reference ``train.py --model-ema`` saves them (its detection
+``train.py`` has no such option) hold a second copy of the weights, averaged over the steps:
+``{"model": sd, "model_ema": {"n_averaged": tensor, "module.<key>": tensor, ...}, ...}``.
 ``model`` is taken unless ``ema=True`` asks for the average (``model_ema`` without its ``module.``
 prefix and counter); either way a note says which copy was taken.
 

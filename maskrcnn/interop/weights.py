@@ -17,7 +17,8 @@ converts to our parameter names and returns a ``SourceWeights``:
 - ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
 
 A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy of a torchvision
-``train.py --model-ema`` file (its "model_ema") instead of "model"; without it a note says the copy exists.
+detector file (its "model_ema", as ``train.py --model-ema`` saves it) instead of "model"; without it a
+note says the copy exists.
 """
 
 from __future__ import annotations

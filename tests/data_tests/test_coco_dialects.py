@@ -109,7 +109,7 @@ def test_roboflow_export_through_show_data_without_images_folder(tmp_path, capsy
     assert f"--images not given: images of {path} read from {path.parent}" in out
     assert "2 images (0 without instances), 3 instances, 0 crowd regions, 1 of them boxes without a mask" \
         in out
-    summary = json.loads((tmp_path / "look" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "look" / "summary.json").read_text(encoding="utf-8"))
     assert len(summary["notes"]) == 2 and "'fish' (id 0)" in summary["notes"][0]  # what train prints too
     assert summary["per_class"] == {"peix": {"instances": 1, "crowd": 0},
                                     "taca": {"instances": 2, "crowd": 0}}

@@ -37,3 +37,45 @@ def test_results_round_trip():
         detections_to_coco_results(det, image_id=7, label_to_category_id={1: 18})
     empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
     assert detections_to_coco_results(empty, image_id=1) == []
+
+
+def test_results_name_their_class_readably_and_coco_readers_take_them(tmp_path):
+    """predictions.json carried only category_id: a user had to open the checkpoint to learn that 5 is
+    "Ölfleck". The name is in each record, written as itself (UTF-8), and the file still scores."""
+    import json
+
+    from pycocotools.coco import COCO
+
+    from maskrcnn.engine.evaluator import CocoEvaluator, evaluate_results_file
+    from maskrcnn.io_utils import atomic_write_json
+
+    names = ["__background__", "Ölfleck", "rust_spot"]
+    masks = torch.zeros(2, 20, 20, dtype=torch.bool)
+    masks[0, 2:10, 2:10] = True
+    masks[1, 12:18, 4:16] = True
+    det = {"boxes": torch.tensor([[2.0, 2.0, 10.0, 10.0], [4.0, 12.0, 16.0, 18.0]]),
+           "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 2]), "masks": masks}
+    res = detections_to_coco_results(det, image_id=1, label_to_category_id={1: 5, 2: 9}, class_names=names)
+    assert [(r["category_id"], r["category_name"]) for r in res] == [(5, "Ölfleck"), (9, "rust_spot")]
+    with pytest.raises(ValueError, match=r"labels \[3\] have no name"):
+        detections_to_coco_results({**det, "labels": torch.tensor([1, 3])}, image_id=1, class_names=names)
+    out = tmp_path / "predictions.json"
+    atomic_write_json(out, res)
+    assert '"category_name": "Ölfleck"' in out.read_text(encoding="utf-8")  # not \u00d6lfleck
+
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 20}],
+          "categories": [{"id": 5, "name": "Ölfleck"}, {"id": 9, "name": "rust_spot"}],
+          "annotations": [{"id": i + 1, "image_id": 1, "category_id": r["category_id"], "bbox": r["bbox"],
+                           "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0,
+                           "segmentation": r["segmentation"]} for i, r in enumerate(res)]}
+    gt_path = tmp_path / "gt.json"
+    atomic_write_json(gt_path, gt)
+    coco = COCO(str(gt_path))
+    assert len(coco.loadRes(str(out)).anns) == 2  # pycocotools takes the extra key
+    metrics = evaluate_results_file(gt_path, out)  # maskrcnn eval --results
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    evaluator = CocoEvaluator(str(gt_path), label_to_category_id={1: 5, 2: 9}, class_names=names)
+    evaluator.process(1, det)  # eval's predictions.json: the evaluator's results
+    assert [r["category_name"] for r in evaluator.results()] == ["Ölfleck", "rust_spot"]
+    assert evaluator.evaluate()["segm"]["AP"] == pytest.approx(100.0)
+    assert json.loads(out.read_text(encoding="utf-8"))[0]["category_name"] == "Ölfleck"

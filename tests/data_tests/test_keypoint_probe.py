@@ -225,7 +225,7 @@ def test_show_data_draws_ground_truth_keypoints_and_skeleton_and_counts_them(tmp
     path.write_text(json.dumps(data))
     out = tmp_path / "show"
     assert main(["show-data", "--json", str(path), "--images", str(images), "--output", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["keypoints"] == {"persons": 3, "persons_without_labelled_keypoints": 1, "labelled_v1": 1,
                                     "labelled_v2": 3, "outside_image": 1}
     assert "keypoints: 3 persons (1 without a labelled point)" in capsys.readouterr().out

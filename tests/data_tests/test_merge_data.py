@@ -201,3 +201,17 @@ def test_names_repeated_exactly_in_one_file_stay_two_classes_names_alike_but_for
                       for c in merged["categories"]]
     assert classes == {"dup.json": [("cat (id 1)", 1), ("cat (id 2)", 1), ("dog", 1)],
                        "case.json": [("cat", 2), ("dog", 1)]}
+
+
+def test_the_merged_dataset_is_ascii_for_other_tools(tmp_path):
+    """A COCO file is read by pycocotools, detectron2, MMDetection with the locale's encoding (cp1252 on
+    Windows garbles UTF-8): non-ASCII class names are written as \\u escapes, read back exactly."""
+    _images(tmp_path / "imgs", ["a1.png"])
+    src = {"images": [_img(1, "a1.png")], "annotations": [_ann(1, 1, 5)],
+           "categories": [{"id": 5, "name": "Ölfleck"}]}
+    (tmp_path / "a.json").write_text(json.dumps(src, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "all.json"
+    assert main(["merge-data", f"{tmp_path / 'a.json'}:{tmp_path / 'imgs'}", "--output", str(out)]) == 0
+    raw = out.read_bytes()
+    assert raw.isascii() and b'"\\u00d6lfleck"' in raw
+    assert json.loads(raw)["categories"] == [{"id": 1, "name": "Ölfleck"}]

@@ -56,7 +56,7 @@ def _run(root, data, init, *extra):
             "solver.checkpoint_period=0", "input.min_size=64", "input.max_size=64", "data.num_workers=0",
             "model.rpn.post_nms_topk_train=64", "model.roi_heads.batch_size_per_image=32", *extra]
     assert main(args) == 0
-    report = json.loads((out / "init_report.json").read_text())
+    report = json.loads((out / "init_report.json").read_text(encoding="utf-8"))
     saved = torch.load(out / "model_final.pth", weights_only=True)
     return report, saved
 

@@ -435,7 +435,7 @@ def test_train_init_copies_class_rows_by_name(tmp_path, tiny_mask):
                  "solver.checkpoint_period=0", "input.min_size=64", "input.max_size=64",
                  "data.num_workers=0", "model.rpn.post_nms_topk_train=32",
                  "model.roi_heads.batch_size_per_image=16"]) == 0
-    report = json.loads((out / "init_report.json").read_text())
+    report = json.loads((out / "init_report.json").read_text(encoding="utf-8"))
     assert report["copied_classes"] == {"person": "person", "car": "car"}
     assert report["fresh_classes"] == ["widget"]
     assert report["source"]["format"] == "mmdetection detector (maskrcnn layout)"

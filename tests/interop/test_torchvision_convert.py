@@ -177,7 +177,7 @@ def test_whole_pickled_model_is_refused_naming_the_class(tmp_path):
 
 
 def _ema_checkpoint(sd, steps=7):
-    """What torchvision's references/detection/train.py --model-ema saves: the EMA copy is an
+    """What torchvision's references/classification/train.py --model-ema saves: the EMA copy is an
     AveragedModel's state ("module." before each key, plus its counter); here every value + 1."""
     ema = {"n_averaged": torch.tensor(steps), **{f"module.{k}": v + 1 for k, v in sd.items()}}
     return {"model": sd, "model_ema": ema, "epoch": 25}

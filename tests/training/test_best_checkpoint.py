@@ -167,7 +167,8 @@ def test_resume_keeps_best_and_patience_identical_to_an_uninterrupted_run(tmp_pa
     resumed, evaluate = _trainer(toy, tmp_path / "cut", values, **opts)
     assert resumed.resume() and resumed.iteration == 8
     b = resumed.train()
-    assert evaluate.calls == [8, 10, 12, 14]  # the evaluation the checkpoint predates, first
+    # the evaluation the checkpoint predates had run (record and best.json written): counted, not redone
+    assert evaluate.calls == [10, 12, 14]
     assert a["iteration"] == b["iteration"] == 14 and a["stopped_early"] and b["stopped_early"]
     assert a["best"] == b["best"] == {"metric": "segm/AP", "value": 8.0, "iteration": 8}
     for run in ("full", "cut"):
@@ -176,10 +177,35 @@ def test_resume_keeps_best_and_patience_identical_to_an_uninterrupted_run(tmp_pa
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     sa, sb = (load_checkpoint(tmp_path / run / "model_0000014.pth")["best_model"] for run in ("full", "cut"))
     assert sa == sb and sa["waited"] == 3
-    # one evaluation record per evaluation: the one redone at 8 replaced the killed run's
+    # one evaluation record per evaluation: the killed run's at 8 kept
     evals = [[r for r in read_metrics(tmp_path / run / "metrics.jsonl") if "segm/AP" in r]
              for run in ("full", "cut")]
     assert evals[0] == evals[1] and [r["iteration"] for r in evals[0]] == [2, 4, 6, 8, 10, 12, 14]
+
+
+def test_a_resume_counts_an_evaluation_on_record_and_redoes_one_whose_best_was_not_written(tmp_path, toy):
+    """The README's journey: a run of 6 iterations (its final evaluation at 6, after the checkpoint),
+    resumed with solver.iters=8, evaluated iteration 6 again although metrics.jsonl held its record."""
+    values = {3: 5.0, 6: 7.0, 8: 6.0}
+    # torn: killed between the evaluation's record and its best.json; stale: a best.json of iteration 6
+    # with another value than the record leads to (not this evaluation's): both evaluated again
+    for run, best_on_disk in (("kept", None), ("torn", (5.0, 3)), ("stale", (6.5, 6))):
+        drop_best = best_on_disk is not None
+        _trainer(toy, tmp_path / run, values, iters=6, eval_period=3, period=3)[0].train()
+        if drop_best:
+            (tmp_path / run / "best.json").write_text(json.dumps(
+                {"metric": "segm/AP", "value": best_on_disk[0], "iteration": best_on_disk[1],
+                 "file": "model_best.pth"}))
+        resumed, evaluate = _trainer(toy, tmp_path / run, values, iters=8, eval_period=3, period=3)
+        assert resumed.resume() and resumed.iteration == 6
+        result = resumed.train()
+        log = resumed.logger.stream.getvalue()
+        assert evaluate.calls == ([6, 8] if drop_best else [8]), run
+        assert ("iteration 6 was evaluated before the resume" in log) is not drop_best, log
+        assert result["best"] == {"metric": "segm/AP", "value": 7.0, "iteration": 6}
+        assert json.loads((tmp_path / run / "best.json").read_text())["iteration"] == 6
+        evals = [r["iteration"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if "segm/AP" in r]
+        assert evals == [3, 6, 8], run  # one record each: the one at 6 kept, or replaced when redone
 
 
 def test_unknown_metric_names_are_errors(tmp_path, toy):

@@ -4,8 +4,10 @@ import copy
 import io
 import json
 import random
+import sys
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -239,3 +241,81 @@ def test_place_for_training_changes_the_layout_not_the_values():
         torch.testing.assert_close(grads[1][1][n], gp, rtol=1e-4, atol=1e-6 * max(1.0, float(gp.abs().max())),
                                    msg=n)
     plain.load_state_dict(placed.state_dict())  # channels_last tensors load into the plain model
+
+
+def test_logger_says_once_that_tensorboard_is_missing(tmp_path, monkeypatch):
+    """Without the optional tensorboard package the run was silently left without TensorBoard logs: the
+    logger says so once, at the first iteration (a run refused before it says nothing more than why), with
+    the extra to install, and training logs go on."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import -> ImportError
+    stream = io.StringIO()
+    log = TrainingLogger(output_dir=tmp_path, max_iter=2, log_period=1, stream=stream)
+    for i in (1, 2):
+        log.log_iteration(i, {"loss_a": 1.0}, lr=0.01, iter_time=0.5)
+    log.close(plot=False)
+    lines = stream.getvalue().splitlines()
+    note = ("TensorBoard not installed (pip install 'maskrcnn[tensorboard]'): curves in metrics.jsonl and "
+            "curves.png only")
+    assert lines.count(note) == 1 and lines[0] == note
+    assert [r["iteration"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    assert not (tmp_path / "tensorboard").exists()
+    # tensorboard=False (asked for none): no word of it
+    quiet = io.StringIO()
+    TrainingLogger(output_dir=tmp_path / "q", max_iter=2, tensorboard=False, stream=quiet).close(plot=False)
+    assert quiet.getvalue() == ""
+
+
+def test_every_rank_evaluates_without_moving_its_training_rng(tmp_path, toy):
+    # validation is sharded under torchrun: a rank other than 0 evaluates too (its share) and gets nothing
+    # back; its torch / numpy / random streams must be as before (exact resume compares them)
+    calls = []
+
+    def evaluate(model):
+        calls.append(model.training)
+        torch.rand(5), np.random.rand(5), random.random()  # as augmentation or sampling would
+        return None  # a rank other than 0: the results are rank 0's
+
+    cfg = load_config("demo", {"solver.checkpoint_period": 0})
+    trainer = build_trainer(cfg, toy.Toy(), make_batches=toy.make_batches_fn(rank=0, world_size=1, per_rank=2,
+                            nan_at=-1), output_dir=tmp_path, class_names=["__background__", "x"],
+                            evaluate_fn=evaluate, tensorboard=False, plot=False, log_stream=io.StringIO())
+    trainer.is_main = False  # as rank 1
+    before = get_rng_state()
+    trainer._evaluate()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(before)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert calls == [False]  # called (in eval mode) on that rank
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
+    assert expected[2] == again[2]
+
+
+def test_a_non_finite_loss_is_told_by_the_first_rank_that_saw_it(tmp_path, toy, monkeypatch):
+    # every rank stops on a NaN loss at the same step (one all-reduce); only the first rank whose loss was
+    # not finite names its terms, the others raise one shared line (printed once, by rank 0): 8 GPUs gone
+    # NaN print two lines, not eight
+    from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.trainer import NonFiniteLossError
+
+    def trainer_for(nan_at):
+        cfg = load_config("demo", {"solver.checkpoint_period": 0})
+        return build_trainer(cfg, toy.Toy(), make_batches=toy.make_batches_fn(
+            rank=0, world_size=1, per_rank=2, nan_at=nan_at), output_dir=tmp_path,
+            class_names=["__background__", "x"], tensorboard=False, plot=False, log_stream=io.StringIO())
+
+    seen = []
+    monkeypatch.setattr(du, "first_rank_with", lambda flag, device=None: seen.append(flag) or 1)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer_for(-1).train()  # this rank's loss is finite; rank 1's was not
+    error = info.value
+    assert seen == [False]
+    assert str(error).startswith("non-finite loss at iteration 1 on rank 1 (its terms in its own error); ")
+    assert du.error_line(du.mark_own(error), "x", rank=0, world_size=8) == "x"
+    assert du.error_line(error, "x", rank=3, world_size=8) is None
+
+    monkeypatch.setattr(du, "first_rank_with", lambda flag, device=None: 0 if flag else None)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer_for(2).train()  # this rank is the first whose loss was not finite: its terms, its own
+    error = info.value
+    assert "non-finite loss at iteration 2 (rank 0): " in str(error) and "nan" in str(error)
+    assert not getattr(error, "maskrcnn_shared_error", False)

@@ -147,7 +147,8 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, capsys, toy):
     previous = signal.getsignal(signal.SIGTERM)
     result = trainer.train()
     assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
-    assert result == {"iteration": 6, "interrupted": True, "eval": None, "stopped_early": False, "best": None}
+    assert result == {"iteration": 6, "interrupted": True, "signal": signal.SIGTERM, "eval": None,
+                      "stopped_early": False, "best": None}
     assert "stopped by a signal after iteration 6" in capsys.readouterr().out
     name = (tmp_path / "last_checkpoint").read_text().strip()
     ck = load_checkpoint(tmp_path / name)

@@ -9,8 +9,9 @@ period), print ``STALLED AFTER ITERATION K`` and block until killed: a test that
 knows exactly how far it got, whatever the machine's load.
 Under torchrun-style environment variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) it trains with
 DDP on gloo, each rank on its own shard of the batches.
-``--scripted-eval``: an evaluation (run by rank 0 only, every ``solver.eval_period``) whose segm/AP after
-iteration IT is AP: the best checkpoint and early stopping without a real evaluation.
+``--scripted-eval``: an evaluation (run by every rank, rank 0's result used, every
+``solver.eval_period``) whose segm/AP after iteration IT is AP: the best checkpoint and early stopping
+without a real evaluation.
 """
 
 import argparse

@@ -119,9 +119,13 @@ def read_json(path: Path):
         raise Skip("unreadable_json", f"not readable JSON ({e})") from None
 
 
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically: a crash leaves the old file or none, never half of one."""
-    atomic_write_json(path, data)
+def write_json(path: Path, data, **dumps_kwargs) -> None:
+    """Write JSON atomically: a crash leaves the old file or none, never half of one. ASCII unless asked
+    otherwise (``ensure_ascii=False``): the COCO files written here are for other tools too
+    (pycocotools, detectron2, MMDetection open them with the locale's encoding: cp1252 on Windows
+    garbles UTF-8), and ``\\u`` escapes read back as the same text everywhere."""
+    dumps_kwargs.setdefault("ensure_ascii", True)
+    atomic_write_json(path, data, **dumps_kwargs)
 
 
 def _rle_json(rle: dict) -> dict:

@@ -138,7 +138,8 @@ class PreAnnotationExport:
                 written.append(self.out_dir / COCO_FILE)
                 atomic_write_json(written[-1], coco_instances(
                     self.images, self.instances, self.categories,
-                    description=f"maskrcnn predict pre-annotations ({self.model_version})"))
+                    description=f"maskrcnn predict pre-annotations ({self.model_version})"),
+                    ensure_ascii=True)  # for pycocotools & co: ASCII (io_utils)
             elif fmt == "labelme":
                 written.append(self._labelme())
             elif fmt == "cvat":
@@ -148,7 +149,7 @@ class PreAnnotationExport:
                 tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
                                           model_version=self.model_version)
                 written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
-                atomic_write_json(written[-2], tasks)
+                atomic_write_json(written[-2], tasks, ensure_ascii=True)  # imported by another tool
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))
             elif fmt == "yolo":
                 written.append(self._yolo())
