@@ -181,7 +181,7 @@ def unreadable_message(path, error: Optional[Exception] = None) -> str:
 def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
     """``(kind, message)``: kind is empty | program (a torch.export / TorchScript archive) | attack (code
     from os, builtins, ...) | model (a whole pickled torch.nn model) | code (another library's objects) |
-    pickle (a plain pickle) | corrupt | refused;
+    pickle (a plain pickle) | corrupt | object (a numpy array of dtype object) | refused;
     message as ``unreadable_message``."""
     path = str(path)
     try:
@@ -190,6 +190,12 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
         size = None
     if size == 0:
         return "empty", f"{path} is empty (0 bytes)"
+    from maskrcnn.safe_load import ObjectArrayRefused, ObjectDtypeError
+
+    if isinstance(error, ObjectArrayRefused):  # its message names the file already
+        return "object", str(error)
+    if isinstance(error, ObjectDtypeError):
+        return "object", f"{path}: {error}"
     not_torch = not_torch_file_message(path)
     if not_torch is not None:
         return "corrupt", not_torch

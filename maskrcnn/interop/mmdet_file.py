@@ -116,14 +116,21 @@ def read_pickle_file(path) -> object:
     """A plain pickle's object, read as ``read_mmdet_file`` reads a checkpoint: tensors, numpy arrays and
     containers rebuilt, foreign objects left as ``Inert``; ValueError naming the file when it is not a
     pickle."""
+    from maskrcnn.safe_load import ObjectArrayRefused, refuse_object_arrays
+
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return _InertUnpickler(f).load()
+            obj = _InertUnpickler(f).load()
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, ImportError, MemoryError, RecursionError, ConversionError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{path}: cannot be read as a pickle ({reason})") from None
+    try:
+        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
+    except ObjectArrayRefused as e:
+        raise ValueError(str(e)) from None
+    return obj
 
 
 def read_mmdet_file(path) -> object:
@@ -142,12 +149,19 @@ def read_mmdet_file(path) -> object:
     if bad is not None and is_attack_global(bad):
         raise ConversionError(f"{path} asks to run code (global {bad}) when unpickled; refused")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
             TypeError, AttributeError, IndexError, KeyError) as e:
         from maskrcnn.checkpoint_refusal import unreadable_message
 
         raise ConversionError(unreadable_message(path, e)) from None
+    from maskrcnn.safe_load import ObjectArrayRefused, refuse_object_arrays
+
+    try:
+        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
+    except ObjectArrayRefused as e:
+        raise ConversionError(str(e)) from None
+    return obj
 
 
 # --------------------------------------------------------------------------------------------
