@@ -40,42 +40,92 @@ import torch
 
 
 class ObjectDtypeError(ValueError):
-    """A numpy rebuilder asked for a dtype holding Python objects (raised while unpickling, which does not
-    know the file: the caller names it)."""
+    """A numpy rebuilder asked for a dtype that is not plain data, or for more memory than the file holds
+    (raised while unpickling, which does not know the file: the caller names it)."""
 
 
 class ObjectArrayRefused(pickle.UnpicklingError):
-    """A file refused for a numpy array of dtype object; the message names the file."""
+    """A file refused for a numpy array whose dtype is not plain data; the message names the file."""
 
 
-_OBJECT_WORDS = ("a numpy array of dtype object (Python object pointers, not numbers) is refused: "
+# The dtype kinds a weights file or its metadata holds: bool, signed / unsigned int, float, complex,
+# bytes, text, datetime, timedelta. Never "O" (object pointers) nor "V" (void / structured: their fields
+# and flags come from the file's own BUILD state, so a "V16" can hold an object field while it says it
+# holds none, or a field at an offset past the item).
+_DATA_KINDS = "biufcSUMm"
+
+_OBJECT_WORDS = ("only plain number, bytes, text and datetime dtypes are allowed: a numpy array of dtype "
+                 "object (Python object pointers, not numbers) or of a structured / void dtype is refused, "
                  "weights and their metadata never need one")
 
 
-def _refuse_object_dtype(dtype, what: str):
+def _dtype_fault(dtype) -> Optional[str]:
+    """None for a plain data dtype, else what is wrong with it; reads only the descriptor (kind, fields,
+    subdtype), never an element."""
+    if dtype.kind not in _DATA_KINDS:
+        return f"{dtype.str} (kind {dtype.kind!r})"
+    if dtype.fields is not None:
+        return f"{dtype.str} with fields"
+    if dtype.subdtype is not None:
+        return f"{dtype.str} with a sub-array"
+    return None
+
+
+def _data_dtype(dtype, what: str):
+    """The file's dtype (object or type code) as a FRESH descriptor built from its type string, when it
+    is plain data; ObjectDtypeError otherwise. Fresh: a dtype object from the file carries whatever flags,
+    fields and offsets its BUILD state gave it, and the array must not be built with those."""
     import numpy as np
 
-    if np.dtype(dtype).hasobject:  # np.dtype() of the file's own dtype object or type code: no code runs
-        raise ObjectDtypeError(f"{what} asked for dtype {np.dtype(dtype)}; {_OBJECT_WORDS}")
+    try:
+        found = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise ObjectDtypeError(f"{what} asked for an unreadable dtype ({e})") from None
+    fault = _dtype_fault(found)
+    if fault is not None:
+        raise ObjectDtypeError(f"{what} asked for dtype {fault}; {_OBJECT_WORDS}")
+    return np.dtype(found.str)
+
+
+def _shape(shape, what: str) -> tuple:
+    if isinstance(shape, int):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ObjectDtypeError(f"{what} asked for shape {shape!r}, not a tuple of sizes")
+    return shape
 
 
 class CheckedNdarray:
     """What the name ``numpy.ndarray`` resolves to: calling it (REDUCE, or NEWOBJ's ``cls.__new__``)
-    builds a plain ``np.ndarray`` unless the dtype holds objects. ``np.ndarray(shape, object, buffer)``
-    would take the buffer's bytes for object pointers (a crafted file gets an array whose element points
-    anywhere: touching it crashes the process)."""
+    builds a plain ``np.ndarray`` over the file's bytes, with a plain data dtype. Refused: a dtype holding
+    objects (``np.ndarray(shape, object, buffer)`` would take the bytes for object pointers) or a void /
+    structured one (``_data_dtype``); a call without a buffer (``np.ndarray((2_000_000_000,), "f8")``
+    reserves 16 GB from a line of the file: with a buffer the size is bounded by bytes in the file);
+    strides (numpy's pickles never call the constructor: none needs them)."""
 
-    def __new__(cls, *args, **kwargs):  # np.ndarray(shape, dtype=float, buffer=None, ...)
+    def __new__(cls, shape, dtype=float, buffer=None, offset=0, strides=None, order=None):
+        import math
+
         import numpy as np
 
-        _refuse_object_dtype(kwargs.get("dtype", args[1] if len(args) > 1 else float), "numpy.ndarray")
-        return np.ndarray(*args, **kwargs)
+        shape = _shape(shape, "numpy.ndarray")
+        dtype = _data_dtype(dtype, "numpy.ndarray")
+        if not isinstance(buffer, (bytes, bytearray)):
+            raise ObjectDtypeError("numpy.ndarray called without a bytes buffer (memory not held by the "
+                                   "file); refused")
+        if strides is not None or not isinstance(offset, int) or offset < 0:
+            raise ObjectDtypeError("numpy.ndarray called with strides or a bad offset; refused")
+        if offset + math.prod(shape) * dtype.itemsize > len(buffer):
+            raise ObjectDtypeError(f"numpy.ndarray asked for shape {shape} of {dtype.str} over "
+                                   f"{len(buffer)} bytes; refused")
+        return np.ndarray(shape, dtype, buffer, offset, None, order)
 
 
 def _checked_rebuilders():
-    """numpy's array / scalar rebuilders behind the same dtype check (numpy itself refuses object dtypes
-    in ``scalar`` and ``_frombuffer``, and ``ndarray.__setstate__`` wants a list of objects for one, but one
-    rule for every path costs nothing)."""
+    """numpy's array / scalar rebuilders behind ``_data_dtype``: the dtype checked and rebuilt fresh from
+    its type string, so that forged descriptor internals never reach numpy."""
+    import math
+
     import numpy as np
 
     scalar = np.float32(0).__reduce__()[0]
@@ -83,8 +133,7 @@ def _checked_rebuilders():
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 rebuilds arrays from a bytes buffer
 
     def checked_scalar(dtype, *args):
-        _refuse_object_dtype(dtype, "numpy scalar")
-        return scalar(dtype, *args)
+        return scalar(_data_dtype(dtype, "numpy scalar"), *args)
 
     def checked_reconstruct(subtype, shape, dtype):
         # a pickled array names its class through ``numpy.ndarray``, i.e. CheckedNdarray here
@@ -92,12 +141,16 @@ def _checked_rebuilders():
             subtype = np.ndarray
         else:
             raise ObjectDtypeError(f"numpy _reconstruct asked for class {subtype!r}, not numpy.ndarray")
-        _refuse_object_dtype(dtype, "numpy _reconstruct")
-        return reconstruct(subtype, shape, dtype)
+        # numpy pickles _reconstruct(ndarray, (0,), b"b") and sets the data with BUILD: any other size is
+        # memory not held by the file (2e9 elements: 16 GB reserved per call)
+        shape = _shape(shape, "numpy _reconstruct")
+        if math.prod(shape) != 0:
+            raise ObjectDtypeError(f"numpy _reconstruct asked for shape {shape}; numpy's pickles ask for "
+                                   "an empty array")
+        return reconstruct(subtype, shape, _data_dtype(dtype, "numpy _reconstruct"))
 
     def checked_frombuffer(buf, dtype, *args):
-        _refuse_object_dtype(dtype, "numpy _frombuffer")
-        return frombuffer(buf, dtype, *args)
+        return frombuffer(buf, _data_dtype(dtype, "numpy _frombuffer"), *args)
 
     return checked_scalar, checked_reconstruct, checked_frombuffer
 
@@ -117,27 +170,37 @@ def numpy_globals() -> dict:
     return table
 
 
+# One type code per plain data kind and size: their dtype classes are the ones torch may BUILD. Plus "O":
+# an object dtype has no fields to forge and every rebuilder refuses it by kind, with a message that says
+# so (torch's own refusal of the BUILD would only name the class).
+_BUILD_CODES = ("?", "b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "e", "f", "d", "g", "F", "D", "G",
+                "S1", "U1", "M8", "m8", "O")
+
+
 def numpy_data_globals() -> list:
     """``numpy_globals`` as ``torch.serialization.safe_globals`` entries ``(object, "module.name")``, with
     the dtype classes and ``np.ndarray`` itself that torch's BUILD wants among the allowed objects (it
-    sets the state of an instance only when its type is allowed)."""
+    sets the state of an instance only when its type is allowed). Only the plain data dtypes' classes and
+    the object one (refused by kind): not void (``numpy.dtypes.VoidDType``, whose BUILD state could forge
+    fields, offsets and flags) nor the variable-width string one; no real checkpoint holds either."""
     import numpy as np
 
     entries: list = [(obj, name) for name, obj in numpy_globals().items()]
     # Torch reads a GLOBAL's module and name line by line, so a name with a newline matches no file's
     # GLOBAL: np.ndarray is allowed as a type to BUILD, never reachable as a callable.
     entries.append((np.ndarray, "numpy.ndarray\n(as a type for BUILD only)"))
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles a dtype through its class
-    if dtypes is not None:
-        entries += [getattr(dtypes, n) for n in dir(dtypes)
-                    if n.endswith("DType") and isinstance(getattr(dtypes, n), type)]
+    for cls in {type(np.dtype(code)) for code in _BUILD_CODES}:  # numpy >= 1.25: numpy.dtypes.*DType
+        if cls is not np.dtype:  # older numpy: one class, numpy.dtype itself, already in the table
+            entries.append(cls)
     return entries
 
 
 def refuse_object_arrays(obj, source) -> None:
-    """ObjectArrayRefused naming ``source`` when a loaded object holds a numpy array of dtype object
-    (in dicts, lists, tuples, sets, an ``argparse.Namespace``): the second fence after the rebuilders'
-    check. Only each array's dtype is read, never its elements (which may be forged pointers)."""
+    """ObjectArrayRefused naming ``source`` when a loaded object holds a numpy array, numpy scalar or
+    dtype that is not plain data (``_dtype_fault``: object, void / structured, sub-array), in dicts,
+    lists, tuples, sets, an ``argparse.Namespace``: the second fence after the rebuilders' check (an
+    array's dtype can come from ``ndarray.__setstate__``). Only each dtype is read, never the elements
+    (which may be forged pointers)."""
     import argparse
 
     import numpy as np
@@ -149,9 +212,10 @@ def refuse_object_arrays(obj, source) -> None:
         if id(item) in seen:  # a pickle may hold cycles and shared objects
             continue
         seen.add(id(item))
-        if isinstance(item, np.ndarray):
-            if item.dtype.hasobject:
-                raise ObjectArrayRefused(f"{source}: {_OBJECT_WORDS}")
+        if isinstance(item, (np.ndarray, np.generic, np.dtype)):
+            fault = _dtype_fault(item if isinstance(item, np.dtype) else item.dtype)
+            if fault is not None:
+                raise ObjectArrayRefused(f"{source}: dtype {fault}; {_OBJECT_WORDS}")
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

@@ -121,3 +121,129 @@ def test_a_load_keeps_globals_the_caller_allowed_before():
     finally:  # the test's own entries only, as it found the set
         torch.serialization.clear_safe_globals()
         torch.serialization.add_safe_globals(list(before))
+
+
+# --------------------------------------------------------------------------------------------
+# Forged dtypes and memory reservations (the crafted files are built here: a few hundred bytes each)
+
+
+class _ForgedDtype:
+    """Pickles as ``numpy.dtype(spec, False, True)`` then BUILD with ``state``: numpy takes the fields,
+    sub-array and flags from the state, so a "V16" can hold an object field while ``hasobject`` is False."""
+
+    def __init__(self, spec, state):
+        self.spec, self.state = spec, state
+
+    def __reduce__(self):
+        return np.dtype, (self.spec, False, True), self.state
+
+
+def _object_field_dtype():
+    return _ForgedDtype("V16", (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 16, 1, 0))
+
+
+class _Call:
+    """Pickles as ``func(*args)`` (REDUCE), optionally followed by BUILD with ``state``."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _crafted_files(tmp_path):
+    reduce_fn, frombuffer = np.zeros(1).__reduce__()[0], np.zeros(1).__reduce_ex__(5)[0]
+    scalar = np.float32(0).__reduce__()[0]
+    subarray = _ForgedDtype("V8", (3, "|", (np.dtype("O"), (1,)), None, None, 8, 1, 0))
+    far_field = _ForgedDtype("V8", (3, "|", None, ("a",), {"a": (np.dtype("f8"), 1 << 40)}, 8, 1, 0))
+    forged = {
+        "void": _Call(frombuffer, (b"A" * 16, _object_field_dtype(), (1,), "C")),
+        "subarray": _Call(frombuffer, (b"B" * 8, subarray, (1,), "C")),
+        "offset": _Call(frombuffer, (b"\0" * 8, far_field, (1,), "C")),
+        "scalar": _Call(scalar, (_object_field_dtype(), b"A" * 16)),
+        # numpy's own _reconstruct(ndarray, (0,), b"b"), then BUILD setting the forged dtype and the bytes
+        "setstate": _Call(reduce_fn, (np.ndarray, (0,), b"b"),
+                          (1, (1,), _object_field_dtype(), False, b"A" * 16)),
+        "big": [_Call(np.ndarray, ((2_000_000_000,), "f8")) for _ in range(50)],
+        "bigreconstruct": [_Call(reduce_fn, (np.ndarray, (2_000_000_000,), b"f8")) for _ in range(50)],
+    }
+    for name, obj in forged.items():
+        (tmp_path / f"{name}.pkl").write_bytes(pickle.dumps({"arr": obj}, protocol=2))
+        torch.save({"arr": obj}, tmp_path / f"{name}.pth")
+    return list(forged)
+
+
+# Runs in the subprocess: each reader on each crafted file, touching what it loaded (a forged element
+# would crash the process here); prints one line per call.
+_READ_FORGED = """
+import sys
+from pathlib import Path
+import numpy as np
+from maskrcnn.interop.detectron2 import _read_pickle
+from maskrcnn.interop.mmdet_file import read_mmdet_file, read_pickle_file
+from maskrcnn.checkpoint import load_checkpoint
+
+readers = [("torch", load_checkpoint, ".pth"), ("mmdet", read_mmdet_file, ".pth"),
+           ("d2pkl", lambda p: _read_pickle(Path(p)), ".pkl"), ("mmpkl", read_pickle_file, ".pkl")]
+for name in sys.argv[2:]:
+    for label, reader, ext in readers:
+        path = sys.argv[1] + "/" + name + ext
+        try:
+            obj = reader(path)
+        except Exception as e:
+            print(label, name, "REFUSED", str(e).splitlines()[0], flush=True)
+        else:
+            print(label, name, "LOADED", repr(obj)[:80], flush=True)
+"""
+
+
+def test_forged_dtypes_and_reservations_are_refused_by_every_reader(tmp_path):
+    names = _crafted_files(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _READ_FORGED, str(tmp_path), *names], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # a crash (SIGSEGV) is -11
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4 * len(names), proc.stdout + proc.stderr
+    for line in lines:
+        label, name, outcome, message = line.split(" ", 3)
+        assert outcome == "REFUSED", line
+        assert str(tmp_path / name) in message, line  # names the file
+        if label == "torch" and name in ("void", "subarray", "offset", "scalar", "setstate"):
+            assert "refused to load (UnpicklingError)" in message, line  # torch refuses BUILD of a void dtype
+        elif name in ("big", "bigreconstruct"):
+            assert ("without a bytes buffer" if name == "big" else "an empty array") in message, line
+        else:
+            assert ("kind 'V'" if name != "setstate" else "|V16 (kind 'V')") in message, line
+
+
+def test_rebuilders_build_with_a_fresh_dtype_and_refuse_void_ones():
+    from maskrcnn.safe_load import CheckedNdarray, ObjectDtypeError, numpy_globals
+
+    table = numpy_globals()
+    frombuffer, scalar = table["numpy._core.numeric._frombuffer"], table["numpy._core.multiarray.scalar"]
+    given = np.dtype("<f4", copy=True)
+    built = frombuffer(np.arange(3, dtype="<f4").tobytes(), given, (3,), "C")
+    assert built.dtype == np.dtype("<f4") and built.dtype is not given and built.tolist() == [0.0, 1.0, 2.0]
+    assert scalar(np.dtype("<i8"), np.int64(7).tobytes()) == 7
+    for bad in (np.dtype([("a", "f8")]), np.dtype("V8"), np.dtype(("f4", (2,))), np.dtype("O")):
+        with pytest.raises(ObjectDtypeError, match="dtype"):
+            frombuffer(b"\0" * 16, bad, (1,), "C")
+    assert CheckedNdarray((2,), "<i2", b"\x01\x00\x02\x00").tolist() == [1, 2]
+    with pytest.raises(ObjectDtypeError, match="over 3 bytes"):
+        CheckedNdarray((2,), "<i2", b"\x01\x00\x02")
+    with pytest.raises(ObjectDtypeError, match="without a bytes buffer"):
+        CheckedNdarray((4,), "f8")
+    assert not any(getattr(e, "__name__", "") == "VoidDType" for e in numpy_data_globals())
+
+
+def test_the_walk_refuses_structured_arrays_and_void_scalars(tmp_path):
+    from maskrcnn.safe_load import refuse_object_arrays
+
+    structured = np.zeros(2, dtype=[("a", "f8")])
+    for item in (structured, structured[0], np.dtype(("f4", (2,)))):
+        with pytest.raises(ObjectArrayRefused, match="^src: dtype "):
+            refuse_object_arrays({"meta": [item]}, "src")
+    refuse_object_arrays({"a": np.zeros(2, "f4"), "s": np.float64(1), "t": np.str_("x"),
+                          "d": np.dtype("M8[s]")}, "src")  # plain data passes
