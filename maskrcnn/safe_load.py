@@ -2,8 +2,8 @@
 archives torch writes that are programs, not weights.
 
     load_weights_only(path, map_location="cpu", extra=()) -> the file's object (never runs its code)
-    numpy_globals() -> {"module.name": object}: numpy's data names, object dtypes refused
-    refuse_object_arrays(obj, source) -> None, or ObjectArrayRefused naming source
+    numpy_globals() -> {"module.name": object}: numpy's data names, only plain data dtypes built
+    refuse_object_arrays(obj, source) -> None, or ObjectArrayRefused naming source (not plain data)
     program_archive(path) -> "torch.export" | "torchscript" | None
 
 Why numpy: training loops store numpy scalars beside the weights (a detectron2 trainer's custom loop saves
@@ -17,10 +17,14 @@ names a global (a class, a function) is still refused by torch.
 
 Why not numpy's raw names: ``np.ndarray(shape, dtype=object, buffer=bytes)`` takes the bytes for object
 pointers, so a crafted file would load an array whose element points anywhere (printing it crashes the
-process). The name ``numpy.ndarray`` resolves to ``CheckedNdarray`` and the rebuilders to wrappers that
-refuse any dtype holding objects (``numpy_globals``, the one table also used by the detectron2 and
-MMDetection pickle readers); after the load ``refuse_object_arrays`` refuses any object array that came
-another way, reading only its dtype.
+process). Nor void / structured dtypes: ``numpy.dtype("V16")`` followed by BUILD takes its fields and
+flags from the file, so it can hold an object field while saying it holds none, or a field past the end
+of the item. The name ``numpy.ndarray`` resolves to ``CheckedNdarray`` and the rebuilders to wrappers that
+accept only plain data dtypes (kinds ``biufcSUMm``, no fields, no sub-array) and build with a fresh
+``np.dtype(d.str)``, never the file's descriptor (``numpy_globals``, the one table also used by the
+detectron2 and MMDetection pickle readers); they also refuse memory the file holds no bytes for. After
+the load ``refuse_object_arrays`` refuses any array, numpy scalar or dtype that is not plain data and
+came another way (``ndarray.__setstate__``), reading only its dtype.
 
 Why ``program_archive``: ``maskrcnn export --format pt2`` (``torch.export.save``) and ``torch.jit.save``
 write zip archives that ``torch.load`` cannot read as weights (a ``.pt2`` has no ``data.pkl``; for a
