@@ -19,7 +19,9 @@ Why not numpy's raw names: ``np.ndarray(shape, dtype=object, buffer=bytes)`` tak
 pointers, so a crafted file would load an array whose element points anywhere (printing it crashes the
 process). Nor void / structured dtypes: ``numpy.dtype("V16")`` followed by BUILD takes its fields and
 flags from the file, so it can hold an object field while saying it holds none, or a field past the end
-of the item. The name ``numpy.ndarray`` resolves to ``CheckedNdarray`` and the rebuilders to wrappers that
+of the item. The name ``numpy.dtype`` resolves to ``checked_dtype`` (no object or void descriptor ever
+exists during a load, so none can be forged and iterated before the walk), ``numpy.ndarray`` to
+``CheckedNdarray`` and the rebuilders to wrappers that
 accept only plain data dtypes (kinds ``biufcSUMm``, no fields, no sub-array) and build with a fresh
 ``np.dtype(d.str)``, never the file's descriptor (``numpy_globals``, the one table also used by the
 detectron2 and MMDetection pickle readers); they also refuse memory the file holds no bytes for. After
@@ -159,14 +161,24 @@ def _checked_rebuilders():
     return checked_scalar, checked_reconstruct, checked_frombuffer
 
 
+def checked_dtype(spec, align=False, copy=False):
+    """What the name ``numpy.dtype`` resolves to: ``np.dtype(spec, align, copy)`` for a plain data spec
+    only. An object or void dtype never exists during a load: a later BUILD (``dtype.__setstate__``) would
+    set its flags and fields from the file (an object dtype saying it holds no objects, then an array
+    built on it takes bytes for pointers and crashes whatever iterates it before the walk)."""
+    import numpy as np
+
+    _data_dtype(spec, "numpy.dtype")
+    return np.dtype(spec, bool(align), bool(copy))
+
+
 def numpy_globals() -> dict:
     """The one table of numpy names a pickle of numpy data may ask for, ``"module.name" -> object``:
     numpy 1's ``numpy.core`` and numpy 2's ``numpy._core`` names alike (a file keeps the module name of
     the numpy that wrote it). ``numpy.ndarray`` is ``CheckedNdarray``, never the raw constructor."""
-    import numpy as np
 
     scalar, reconstruct, frombuffer = _checked_rebuilders()
-    table = {"numpy.ndarray": CheckedNdarray, "numpy.dtype": np.dtype}
+    table = {"numpy.ndarray": CheckedNdarray, "numpy.dtype": checked_dtype}
     for module in ("numpy.core", "numpy._core"):
         table[f"{module}.multiarray.scalar"] = scalar
         table[f"{module}.multiarray._reconstruct"] = reconstruct
@@ -174,19 +186,17 @@ def numpy_globals() -> dict:
     return table
 
 
-# One type code per plain data kind and size: their dtype classes are the ones torch may BUILD. Plus "O":
-# an object dtype has no fields to forge and every rebuilder refuses it by kind, with a message that says
-# so (torch's own refusal of the BUILD would only name the class).
+# One type code per plain data kind and size: their dtype classes are the ones torch may BUILD
 _BUILD_CODES = ("?", "b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "e", "f", "d", "g", "F", "D", "G",
-                "S1", "U1", "M8", "m8", "O")
+                "S1", "U1", "M8", "m8")
 
 
 def numpy_data_globals() -> list:
     """``numpy_globals`` as ``torch.serialization.safe_globals`` entries ``(object, "module.name")``, with
     the dtype classes and ``np.ndarray`` itself that torch's BUILD wants among the allowed objects (it
-    sets the state of an instance only when its type is allowed). Only the plain data dtypes' classes and
-    the object one (refused by kind): not void (``numpy.dtypes.VoidDType``, whose BUILD state could forge
-    fields, offsets and flags) nor the variable-width string one; no real checkpoint holds either."""
+    sets the state of an instance only when its type is allowed). Only the plain data dtypes' classes: not
+    void (``numpy.dtypes.VoidDType``, whose BUILD state could forge fields, offsets and flags), object or
+    the variable-width string one; no real checkpoint holds them (``checked_dtype`` refuses them first)."""
     import numpy as np
 
     entries: list = [(obj, name) for name, obj in numpy_globals().items()]
