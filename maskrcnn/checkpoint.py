@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -72,10 +71,13 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     not_torch = not_torch_file_message(path)
     if not_torch is not None:
         raise CheckpointError(not_torch)
-    try:
-        with warnings.catch_warnings():  # a plain pickle (a detectron2 .pkl) first warns of its protocol
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    from maskrcnn.safe_load import load_weights_only, program_archive, program_archive_message
+
+    program = program_archive(path)  # a .pt2 or TorchScript archive: told before torch warns of it
+    if program is not None:
+        raise CheckpointError(program_archive_message(path, program))
+    try:  # (numpy scalars a training loop stored beside the weights are data: allowed)
+        ckpt = load_weights_only(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -107,12 +109,33 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     return ckpt
 
 
+def check_class_names(path: PathLike, ckpt: dict) -> None:
+    """CheckpointError naming the file and 'class_names' when a loaded checkpoint's class names are not
+    one per class of its model (``model.num_classes`` counts the background, as the list does). Checked
+    by the readers that label detections or copy class rows (``Predictor.from_checkpoint``,
+    ``train --init``); ``load_checkpoint`` itself leaves it to them (a resumed run keeps its own names)."""
+    from maskrcnn.config import from_dict
+
+    names, k = ckpt.get("class_names") or [], int(from_dict(ckpt["config"], stored=True).model.num_classes)
+    if names and len(names) != k:  # (empty: the default names are made for the model's classes)
+        raise CheckpointError(
+            f"{path}: 'class_names' has {len(names)} name{'' if len(names) == 1 else 's'} for a model with "
+            f"num_classes={k} (the list starts with '__background__'; its model.num_classes counts it too)")
+
+
 def _refusal(path: Path, error: Exception) -> str:
     """One line for a file ``torch.load(weights_only=True)`` refused (``checkpoint_refusal``), with the
     pointer to ``maskrcnn convert`` where the file may be another library's weights."""
     from maskrcnn.checkpoint_refusal import describe_unreadable
 
     kind, message = describe_unreadable(path, error)
+    if kind == "code":
+        from maskrcnn.checkpoint_refusal import code_global
+
+        bad = code_global(path) or ""
+        if bad.split(".", 1)[0] in ("mmengine", "mmdet", "mmcv"):  # an MMDetection v3 training state
+            return (f"{path} is an MMDetection checkpoint (it holds {bad}): "
+                    f"maskrcnn convert --from mmdetection {path} OUT.pth")
     if kind == "pickle":
         return f"{message} (a detectron2 .pkl? {_CONVERT_HINT.split('? ', 1)[1]})"
     if kind in ("code", "refused"):

@@ -4,6 +4,8 @@
     unreadable_message(path, error) -> "PATH is empty (0 bytes)"
                                      | "PATH asks to run code (global posix.system) when unpickled; refused"
                                      | "PATH is a plain pickle, not a PyTorch file"
+                                     | "PATH is a torch.export program (...), not a checkpoint; ..."
+                                     | "PATH is a TorchScript archive, not weights; ..."
                                      | "PATH is a zip archive without a PyTorch data.pkl, ..."
                                      | "PATH is truncated or corrupt (REASON)"
                                      | "PATH is not a PyTorch file (neither its zip format nor a pickle; ...)"
@@ -177,8 +179,9 @@ def unreadable_message(path, error: Optional[Exception] = None) -> str:
 
 
 def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
-    """``(kind, message)``: kind is empty | attack (code from os, builtins, ...) | model (a whole pickled
-    torch.nn model) | code (another library's objects) | pickle (a plain pickle) | corrupt | refused;
+    """``(kind, message)``: kind is empty | program (a torch.export / TorchScript archive) | attack (code
+    from os, builtins, ...) | model (a whole pickled torch.nn model) | code (another library's objects) |
+    pickle (a plain pickle) | corrupt | object (a numpy array of dtype object) | refused;
     message as ``unreadable_message``."""
     path = str(path)
     try:
@@ -187,9 +190,20 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
         size = None
     if size == 0:
         return "empty", f"{path} is empty (0 bytes)"
+    from maskrcnn.safe_load import ObjectArrayRefused, ObjectDtypeError
+
+    if isinstance(error, ObjectArrayRefused):  # its message names the file already
+        return "object", str(error)
+    if isinstance(error, ObjectDtypeError):
+        return "object", f"{path}: {error}"
     not_torch = not_torch_file_message(path)
     if not_torch is not None:
         return "corrupt", not_torch
+    from maskrcnn.safe_load import program_archive, program_archive_message
+
+    program = program_archive(path)  # its pickles name __torch__ code: said for what it is
+    if program is not None:
+        return "program", program_archive_message(path, program)
     bad = code_global(path)
     if bad is not None:
         if bad.startswith("torch.nn."):
@@ -207,6 +221,10 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
             w in str(error) for w in ("truncated", "central directory", "zip archive", "Ran out of input",
                                       "not in a subdirectory", "PytorchStreamReader", "magic number")):
         return "corrupt", f"{path} is truncated or corrupt ({_torch_reason(error)})"
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if unsupported:  # a global the static walk took for data, yet torch's unpickler does not rebuild
+        return "code", (f"{path} asks for the global {unsupported.group(1)} when unpickled, which a "
+                        "weights-only load does not rebuild; refused")
     return "refused", f"{path}: refused to load ({_torch_reason(error)})"
 
 

@@ -98,7 +98,7 @@ class ROIHeadsConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet50"  # resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d
+    backbone: str = "resnet50"  # resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x4d / _32x8d
     fpn: bool = True  # False: the paper's C4 design (res5 as the RoI head)
     # Without an FPN, where RoIs are pooled from: "c4" (the paper's C4: the body stops at res4, stride 16,
     # and res5 is the RoI head), "res4" (res4, stride 16, into the light FPN-style heads: 2fc box head,

@@ -369,7 +369,12 @@ class Predictor:
 
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
         False runs the float weights of either; True requires the file's "int8" section."""
-        from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint
+        from maskrcnn.checkpoint import (
+            CheckpointError,
+            check_class_names,
+            config_from_checkpoint,
+            load_checkpoint,
+        )
         from maskrcnn.config import apply_overrides
         from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -379,6 +384,7 @@ class Predictor:
         _check_arguments(**kwargs)
         _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
         ckpt = load_checkpoint(path, map_location="cpu")
+        check_class_names(path, ckpt)
         cfg = config_from_checkpoint(ckpt)
         if overrides:
             cfg = apply_overrides(cfg, overrides)

@@ -62,6 +62,35 @@ def _number(value):
     return value
 
 
+def given_class_names(text: str, num_classes: int) -> list:
+    """``--class-names a,b,c`` -> ["__background__", "a", "b", "c"]; ValueError when the count is not the
+    weights' (``num_classes`` counts the background)."""
+    given = [n.strip() for n in text.split(",") if n.strip()]
+    k = num_classes - 1
+    if len(given) != k:
+        raise ValueError(f"--class-names has {len(given)} name{'' if len(given) == 1 else 's'} but the "
+                         f"weights have {k} class{'' if k == 1 else 'es'} (plus background)")
+    return ["__background__"] + given
+
+
+def _convert(args, path: str, overrides: dict) -> dict:
+    """The converter ``--from`` names, on ``path``."""
+    if args.source_format == "torchvision":
+        from maskrcnn.interop.torchvision import load_torchvision_file
+
+        return load_torchvision_file(path, overrides=overrides, ema=args.ema)
+    elif args.source_format == "mmdetection":
+        from maskrcnn.interop.mmdetection import load_mmdetection_file
+
+        return load_mmdetection_file(path, overrides=overrides)
+    else:
+        try:
+            from maskrcnn.interop import detectron2 as d2
+        except ImportError:
+            raise ValueError("detectron2 conversion is not available in this installation") from None
+        return d2.load_detectron2_file(path, overrides=overrides)
+
+
 def run(args) -> int:
     from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import parse_set_args
@@ -72,28 +101,19 @@ def run(args) -> int:
         raise ValueError(f"--ema applies to --from torchvision, not {args.source_format}")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
-    if args.source_format == "torchvision":
-        from maskrcnn.interop.torchvision import load_torchvision_file
+    try:
+        result = _convert(args, path, overrides)
+    except (ValueError, OSError) as e:  # (ConversionError is a ValueError)
+        from maskrcnn.interop.weights import wrong_source_hint
 
-        result = load_torchvision_file(path, overrides=overrides, ema=args.ema)
-    elif args.source_format == "mmdetection":
-        from maskrcnn.interop.mmdetection import load_mmdetection_file
-
-        result = load_mmdetection_file(path, overrides=overrides)
-    else:
-        try:
-            from maskrcnn.interop import detectron2 as d2
-        except ImportError:
-            raise ValueError("detectron2 conversion is not available in this installation") from None
-        result = d2.load_detectron2_file(path, overrides=overrides)
+        hint = None if isinstance(e, FileNotFoundError) else wrong_source_hint(path, args.source_format)
+        if hint is None:
+            raise
+        raise ValueError(hint) from None
     cfg = result["config"]
     names = result["class_names"]
     if args.class_names:
-        given = [n.strip() for n in args.class_names.split(",") if n.strip()]
-        if len(given) != cfg.model.num_classes - 1:
-            raise ValueError(f"--class-names has {len(given)} names but the weights have "
-                             f"{cfg.model.num_classes - 1} classes (plus background)")
-        names = ["__background__"] + given
+        names = given_class_names(args.class_names, cfg.model.num_classes)
     cfg.data.class_names = tuple(names)
     save_checkpoint(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
                     converted_from={"format": args.source_format, "layout": result["layout"],

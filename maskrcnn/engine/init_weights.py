@@ -4,7 +4,10 @@ Steps, run by ``engine/training.py`` before training (never on ``--resume``: the
 its weights):
 1. ``follow_weights(cfg, source)``: the config keys the weights fix (``SourceWeights.implied``: their input
    convention and, for a detector, the shapes and conventions of every part it has) replace the run's,
-   and each change is listed. What stays the run's: the classes (from the dataset), which heads are on
+   and each change is listed. A key the user set explicitly (``--set``, or the YAML file given as
+   ``--config``) that the weights only suggest (not in ``SHAPE_KEYS``: the frozen-BN eps, the input
+   convention, ...) keeps the user's value, listed as "kept ... (the weights suggest ...)" and in the
+   report's ``config_kept``. What stays the run's: the classes (from the dataset), which heads are on
    (``mask_on``, ``keypoint_on``), the number of keypoints, frozen or trainable batch norm, ``freeze_at``,
    losses and sampling, input sizes and the solver.
 2. The model is built as usual (the builder's random initialisation, seeded).
@@ -17,8 +20,9 @@ its weights):
    one of the weights' (case, spaces, ``_`` and ``-`` ignored; ``model.init_class_map`` maps other
    names), background included, the others keep their fresh rows; keypoint channels likewise by
    keypoint name when the sets differ.
-4. The report (``init_report.json``): ``source``, ``config_changes``, ``loaded``, ``reinitialised``,
-   ``unused``, ``class_specific``, ``copied_classes`` (ours -> theirs), ``fresh_classes``, ``notes``.
+4. The report (``init_report.json``): ``source``, ``config_changes``, ``config_kept``, ``loaded``,
+   ``reinitialised``, ``unused``, ``class_specific``, ``copied_classes`` (ours -> theirs),
+   ``fresh_classes``, ``notes``.
 
 Shapes: K classes incl. background (ours), K' (the weights'); F box head width; C mask head width;
 J keypoints. Class-specific tensors: cls_score (K, F) / (K,), bbox_pred (4K, F) / (4K,) with rows
@@ -77,16 +81,42 @@ def _same(a, b) -> bool:
     return a == b
 
 
+# Implied keys that fix tensor shapes (or which tensors exist): the weights force them, whatever was asked.
+# Every other implied key (the input convention, frozen-BN eps, anchor rounding, pooler and paste
+# conventions) is what the weights only suggest: a file cannot always tell (a torchvision model saved
+# from ``weights=None`` used eps 1e-5, a published one 0), so a value the user set explicitly wins.
+SHAPE_KEYS = frozenset({
+    "model.backbone", "model.fpn", "model.roi_features", "model.fpn_dim", "model.fpn_norm", "model.norm",
+    "model.rpn.head_convs", "model.rpn.aspect_ratios", "model.roi_heads.box_head",
+    "model.roi_heads.box_head_dim", "model.roi_heads.box_head_norm", "model.roi_heads.box_pool_size",
+    "model.roi_heads.mask_head_convs", "model.roi_heads.mask_head_dim", "model.roi_heads.mask_head_norm",
+    "model.roi_heads.mask_class_agnostic", "model.roi_heads.keypoint_head_convs",
+    "model.roi_heads.keypoint_head_dim",
+})
+
+
 def follow_weights(cfg, implied: dict) -> tuple:
     """(cfg with the ``implied`` keys set, {key: {"from": run's value, "to": the weights'}} per change)."""
-    changes = {}
+    cfg, changes, _kept = follow_weights_keeping(cfg, implied, {})
+    return cfg, changes
+
+
+def follow_weights_keeping(cfg, implied: dict, explicit: dict) -> tuple:
+    """``follow_weights``, except that a key of ``explicit`` ({dotted key: where the user set it, e.g.
+    "--set"}) outside ``SHAPE_KEYS`` keeps the run's value: (cfg, changes, {key: {"value": the run's,
+    "by": where set, "weights": the weights' suggestion}} per key kept against the weights)."""
+    changes, kept = {}, {}
     for key, value in implied.items():
         current = get_key(cfg, key)
-        if not _same(current, value):
+        if _same(current, value):
+            continue
+        if key in explicit and key not in SHAPE_KEYS:
+            kept[key] = {"value": _plain(current), "by": explicit[key], "weights": _plain(value)}
+        else:
             changes[key] = {"from": _plain(current), "to": _plain(value)}
     if changes:
         cfg = apply_overrides(cfg, {k: implied[k] for k in changes})
-    return cfg, changes
+    return cfg, changes, kept
 
 
 def _plain(v):
@@ -287,6 +317,8 @@ def summary_lines(report: dict, changes: dict) -> list:
     if changes:
         listed = "; ".join(f"{k} {v['from']} -> {v['to']}" for k, v in changes.items())
         lines.append(f"  the config follows the weights: {listed}")
+    for key, v in (report.get("config_kept") or {}).items():
+        lines.append(f"  kept {key}={v['value']} from {v['by']} (the weights suggest {v['weights']})")
     lines.append(f"  loaded {len(report['loaded'])} tensors, {len(report['reinitialised'])} start fresh, "
                  f"{len(report['unused'])} of the weights' unused")
     if report["copied_classes"]:

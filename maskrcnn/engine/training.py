@@ -138,6 +138,25 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
+def _explicit_keys(keys, overrides: dict | None, config_named: str | None) -> dict:
+    """{key: "--set" | "--config FILE"} for those of ``keys`` the user set explicitly: named by ``--set``
+    (or a section above it), or present in the YAML file given as ``--config`` (a preset sets nothing
+    explicitly). ``init_weights.follow_weights_keeping`` keeps these where the weights only suggest."""
+    from maskrcnn.config import PRESETS, Config, flatten_sections, load_yaml
+
+    out = {k: "--set" for k in keys if overrides and _asked(k, overrides)}
+    if config_named and config_named not in PRESETS and Path(config_named).is_file():
+        try:
+            with open(config_named, "rb") as f:  # read once already by load_config: valid
+                data = load_yaml(f, config_named)
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            in_file = flatten_sections(data, Config())
+            out.update({k: f"--config {config_named}" for k in keys if k in in_file and k not in out})
+    return out
+
+
 def _followed_weights(output: Path) -> list:
     """The dotted config keys that the run's ``--init`` weights set (``init_report.json``): the model's,
     and input settings such as detectron2's ``input.resize_method``."""
@@ -283,7 +302,7 @@ def build_training(
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
-    from maskrcnn.engine.init_weights import follow_weights, initialise_model, summary_lines
+    from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
     from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer, finished_without_checkpoint
     from maskrcnn.io_utils import atomic_write_json
@@ -307,7 +326,7 @@ def build_training(
     def say(line: str) -> None:
         du.say_on_launch_rank0(line, file=log_stream)
 
-    source, changes, run_classes, resume_notes = None, {}, (), []
+    source, changes, kept, run_classes, resume_notes = None, {}, {}, (), []
     if resume:  # before the device: the run's config names it unless asked otherwise
         # also with no checkpoint yet (the run starts again from scratch with its own settings)
         cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
@@ -317,7 +336,8 @@ def build_training(
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size)
-        cfg, changes = follow_weights(cfg, source.implied)
+        explicit = _explicit_keys(source.implied, overrides, config_named)
+        cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit)
     if cfg.solver.batch_size % world_size:
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} is not divisible by {world_size} processes"
@@ -422,7 +442,8 @@ def build_training(
         if not resuming:  # a resumed run's: once its checkpoint has loaded under these settings (below)
             save_config(cfg, output / "config.yaml")
         if report is not None:
-            report = {"source": report.pop("source"), "config_changes": changes, **report}
+            report = {"source": report.pop("source"), "config_changes": changes, "config_kept": kept,
+                      **report}
             atomic_write_json(output / INIT_REPORT, report, indent=2)
             for line in summary_lines(report, changes):
                 say(line)

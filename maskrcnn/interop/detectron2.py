@@ -43,7 +43,13 @@ import numpy as np
 import torch
 
 from maskrcnn.interop.conventions import background_first, stem_bgr_to_rgb
-from maskrcnn.interop.key_rules import compile_rules, conversion_problems, count_indices, rename_key
+from maskrcnn.interop.key_rules import (
+    compile_rules,
+    conversion_problems,
+    count_indices,
+    rename_key,
+    shape_mismatches,
+)
 from maskrcnn.interop.torchvision import (
     COCO_CLASS_NAMES_91,
     ConversionError,
@@ -115,23 +121,18 @@ _CAFFE2_KEY = re.compile(r"^(res\d+_\d+_branch\w+|res_conv1_bn_\w+|conv1_[wb]|fc
 
 
 def _numpy_globals() -> dict:
-    """The globals a pickle of numpy arrays names, resolved from live objects (numpy 1 calls the module
-    ``numpy.core``, numpy 2 ``numpy._core``; importing the other one would warn or fail)."""
-    reconstruct = np.zeros(1).__reduce__()[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 rebuilds arrays from a bytes buffer
-    scalar = np.float32(0).__reduce__()[0]
+    """The globals a pickle of numpy arrays names, ``(module, name) -> object``: safe_load's one numpy
+    table (``numpy.ndarray`` and the rebuilders refuse object dtypes) plus the containers such a pickle
+    uses."""
     import codecs
     from collections import OrderedDict
 
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               ("collections", "OrderedDict"): OrderedDict,
-               # protocol-2 pickles (Python 2 era) store raw bytes as _codecs.encode(text, "latin1")
-               ("_codecs", "encode"): codecs.encode}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
-    for module in ("numpy.core.numeric", "numpy._core.numeric"):
-        allowed[(module, "_frombuffer")] = frombuffer
+    from maskrcnn.safe_load import numpy_globals
+
+    allowed = {tuple(full.rsplit(".", 1)): obj for full, obj in numpy_globals().items()}
+    allowed[("collections", "OrderedDict")] = OrderedDict
+    # protocol-2 pickles (Python 2 era) store raw bytes as _codecs.encode(text, "latin1")
+    allowed[("_codecs", "encode")] = codecs.encode
     return allowed
 
 
@@ -153,16 +154,25 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path):
+    from maskrcnn.safe_load import ObjectArrayRefused, ObjectDtypeError, refuse_object_arrays
+
     with open(path, "rb") as f:
         try:
-            return _NumpyOnlyUnpickler(f, str(path)).load()
+            obj = _NumpyOnlyUnpickler(f, str(path)).load()
         except ConversionError:
             raise
+        except ObjectDtypeError as e:
+            raise ConversionError(f"{path}: {e}") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
             if path.stat().st_size == 0:
                 raise ConversionError(f"{path} is empty (0 bytes)") from None
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConversionError(f"{path}: cannot be read as a pickle of numpy arrays ({reason})") from None
+    try:
+        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
+    except ObjectArrayRefused as e:
+        raise ConversionError(str(e)) from None
+    return obj
 
 
 def _read_torch(path: Path):
@@ -477,8 +487,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
-              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    origin = {new: key for key in sd if not _IGNORED.match(key) and (new := _map_key(key)) is not None}
+    shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours),
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, Sequence, Union
 
-__all__ = ["compile_rules", "conversion_problems", "count_indices", "first_rule", "rename_key"]
+__all__ = ["compile_rules", "conversion_problems", "count_indices", "first_rule", "rename_key",
+           "shape_mismatches"]
 
 Replacement = Union[str, Callable[[tuple], str]]
 
@@ -55,4 +56,17 @@ def conversion_problems(unmapped: list, missing: list, unexpected: list, shapes:
                         ("converted keys our model does not have", unexpected), ("shape mismatches", shapes)):
         if items:
             out.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
+    return out
+
+
+def shape_mismatches(ours: dict, model_sd: dict, origin: dict) -> list:
+    """One item per converted tensor whose shape is not the model's, naming the file's own key and ours
+    and which shape is which: "the file's roi_heads.box_head.fc7.weight (1024, 512), the model's
+    roi_heads.box_head.fcs.1.weight needs (1024, 1024)". ``origin``: our key -> the file's key."""
+    out = []
+    for k in model_sd:
+        if k in ours and ours[k].shape != model_sd[k].shape:
+            theirs = origin.get(k, k)
+            out.append(f"the file's {theirs} {tuple(ours[k].shape)}, the model's "
+                       f"{k + ' ' if theirs != k else ''}needs {tuple(model_sd[k].shape)}")
     return out

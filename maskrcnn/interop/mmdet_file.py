@@ -116,14 +116,21 @@ def read_pickle_file(path) -> object:
     """A plain pickle's object, read as ``read_mmdet_file`` reads a checkpoint: tensors, numpy arrays and
     containers rebuilt, foreign objects left as ``Inert``; ValueError naming the file when it is not a
     pickle."""
+    from maskrcnn.safe_load import ObjectArrayRefused, refuse_object_arrays
+
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return _InertUnpickler(f).load()
+            obj = _InertUnpickler(f).load()
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, ImportError, MemoryError, RecursionError, ConversionError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{path}: cannot be read as a pickle ({reason})") from None
+    try:
+        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
+    except ObjectArrayRefused as e:
+        raise ValueError(str(e)) from None
+    return obj
 
 
 def read_mmdet_file(path) -> object:
@@ -132,17 +139,29 @@ def read_mmdet_file(path) -> object:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     from maskrcnn.checkpoint_refusal import code_global, is_attack_global
+    from maskrcnn.safe_load import program_archive, program_archive_message
+
+    program = program_archive(path)  # a .pt2 / TorchScript archive holds no state_dict to read
+    if program is not None:
+        raise ConversionError(program_archive_message(path, program))
 
     bad = code_global(path)  # left inert it would run nothing, but no checkpoint asks for os.system
     if bad is not None and is_attack_global(bad):
         raise ConversionError(f"{path} asks to run code (global {bad}) when unpickled; refused")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
             TypeError, AttributeError, IndexError, KeyError) as e:
         from maskrcnn.checkpoint_refusal import unreadable_message
 
         raise ConversionError(unreadable_message(path, e)) from None
+    from maskrcnn.safe_load import ObjectArrayRefused, refuse_object_arrays
+
+    try:
+        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
+    except ObjectArrayRefused as e:
+        raise ConversionError(str(e)) from None
+    return obj
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,7 +45,13 @@ import numpy as np
 import torch
 
 from maskrcnn.interop.conventions import background_first, stem_bgr_to_rgb
-from maskrcnn.interop.key_rules import compile_rules, conversion_problems, count_indices, rename_key
+from maskrcnn.interop.key_rules import (
+    compile_rules,
+    conversion_problems,
+    count_indices,
+    rename_key,
+    shape_mismatches,
+)
 from maskrcnn.interop.mmdet_file import UNKNOWN, lookup, parse_config_text, read_mmdet_file
 from maskrcnn.interop.torchvision import ConversionError, resnet_arch, strip_module_prefix
 
@@ -544,8 +550,8 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
-              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    origin = {new: key for key in sd if (new := _map_key(key)) is not None}
+    shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="MMDetection")
     if problems:
         raise ConversionError(f"{source} (mmdetection {layout} layout): "

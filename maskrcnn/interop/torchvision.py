@@ -32,7 +32,7 @@ from typing import Optional
 
 import torch
 
-from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key
+from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, shape_mismatches
 
 COCO_CLASS_NAMES_91 = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
@@ -301,17 +301,22 @@ def default_class_names(num_classes: int, layout: str = "") -> list:
 
 def convert_state_dict(sd: dict) -> tuple:
     """Rename torchvision keys to ours. Returns (our state dict, [unmapped torchvision keys])."""
+    out, unmapped = {}, []
+    renamed = renamed_keys(sd)
+    for key, value in sd.items():
+        if renamed.get(key) is None:
+            unmapped.append(key)
+        else:
+            out[renamed[key]] = value
+    return out, unmapped
+
+
+def renamed_keys(sd: dict) -> dict:
+    """{torchvision key: our key, or None where no rule maps it}."""
     pattern = re.compile(r"^roi_heads\.box_head\.(\d+)\.weight$")
     box_linears = sorted({int(m.group(1)) for m in map(pattern.match, sd) if m})
     box_linear_index = {idx: i for i, idx in enumerate(box_linears)}
-    out, unmapped = {}, []
-    for key, value in sd.items():
-        new = _map_key(key, box_linear_index)
-        if new is None:
-            unmapped.append(key)
-        else:
-            out[new] = value
-    return out, unmapped
+    return {key: _map_key(key, box_linear_index) for key in sd}
 
 
 def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: str = "checkpoint",
@@ -345,8 +350,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
             ours[k] = torch.tensor(0, dtype=torch.int64)
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    shapes = [f"{k}: {tuple(ours[k].shape)} vs {tuple(model_sd[k].shape)}"
-              for k in model_sd if k in ours and ours[k].shape != model_sd[k].shape]
+    origin = {new: key for key, new in renamed_keys(sd).items() if new is not None}
+    shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "num_tensors": len(ours)}
     problems = []
@@ -368,20 +373,18 @@ def torch_load_weights(path):
     the training's ``argparse.Namespace``: torchvision's detection reference scripts save their command
     line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
     import argparse
-    import contextlib
     import pickle
-    import warnings
 
     from maskrcnn.checkpoint_refusal import not_torch_file_message
+    from maskrcnn.safe_load import load_weights_only, program_archive, program_archive_message
 
     not_torch = not_torch_file_message(path)
     if not_torch is not None:  # (the callers word every refusal through checkpoint_refusal)
         raise pickle.UnpicklingError(not_torch)
-    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
-        with warnings.catch_warnings():  # a plain pickle (a .pkl given as a torch file) first warns of its
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # protocol, then is refused
-            return torch.load(path, map_location="cpu", weights_only=True)
+    program = program_archive(path)  # a .pt2 or TorchScript archive: told before torch warns of it
+    if program is not None:
+        raise pickle.UnpicklingError(program_archive_message(path, program))
+    return load_weights_only(path, extra=[argparse.Namespace])
 
 
 def load_torchvision_file(path, **kwargs) -> dict:

@@ -121,9 +121,10 @@ def _unwrap(obj, source: str) -> dict:
 
 
 def _ours(path: str) -> SourceWeights:
-    from maskrcnn.checkpoint import config_from_checkpoint, load_checkpoint
+    from maskrcnn.checkpoint import check_class_names, config_from_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(path)
+    check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
     names = list(ckpt["class_names"]) or None
@@ -212,6 +213,64 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
         f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}); "
         "expected a maskrcnn checkpoint, a torchvision, detectron2 or MMDetection R-CNN, or an ImageNet "
         "ResNet/ResNeXt")
+
+
+def layout_of(obj) -> Optional[str]:
+    """What a weights file's object looks like, by its format marker and key names: "maskrcnn" (our
+    checkpoint) | "torchvision" | "detectron2" | "mmdetection" | "imagenet" | None (none of these).
+    The recognition ``convert_any`` uses, without converting."""
+    from maskrcnn.checkpoint import FORMAT
+    from maskrcnn.interop import imagenet
+    from maskrcnn.interop.mmdetection import is_mmdetection
+    from maskrcnn.interop.torchvision import strip_module_prefix
+
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return "maskrcnn"
+    try:
+        sd = strip_module_prefix(_unwrap(obj, "file"))
+    except (ConversionError, AttributeError, TypeError):
+        return None
+    keys = [k for k in sd if isinstance(k, str)]
+    if any(k.startswith("backbone.body.") for k in keys):
+        return "torchvision"
+    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
+        return "detectron2"
+    if is_mmdetection(keys):
+        return "mmdetection"
+    try:
+        return "imagenet" if imagenet.detect_layout(sd) is not None else None
+    except ConversionError:
+        return None
+
+
+def identify_file(path) -> Optional[str]:
+    """``layout_of`` the file's object, read as ``read_weights`` reads it (never running code; a plain
+    pickle through the numpy-only unpickler whatever its suffix); None when it cannot be read or is none
+    of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs."""
+    from maskrcnn.checkpoint_refusal import is_plain_pickle
+    from maskrcnn.interop.detectron2 import _read_pickle, read_detectron2_file
+
+    try:
+        obj = _read_pickle(Path(path)) if is_plain_pickle(path) else read_detectron2_file(path)
+    except (ConversionError, OSError, ValueError):
+        obj = _mmdet_or_none(str(path))
+    return layout_of(obj) if obj is not None else None
+
+
+def wrong_source_hint(path, asked: str) -> Optional[str]:
+    """The refusal of ``convert --from ASKED`` on a file that is recognisably something else (our
+    checkpoint, or another library's layout); None when it is what was asked for, or unrecognised."""
+    found = identify_file(path)
+    if found is None or found == asked:
+        return None
+    if found == "maskrcnn":
+        return (f"{path}: this is a maskrcnn checkpoint: no conversion needed, use it as --weights / --init "
+                f"(not --from {asked})")
+    if found == "imagenet":
+        return (f"{path}: this looks like an ImageNet backbone, not a {asked} detector: start a run from it "
+                "with train --init")
+    shown = {"mmdetection": "an MMDetection"}.get(found, f"a {found}")
+    return f"{path}: this looks like {shown} file, not {asked}: use --from {found}"
 
 
 def _mmdet_or_none(path: str):

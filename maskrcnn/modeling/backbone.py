@@ -28,6 +28,7 @@ ARCHS = {
     "resnet101": ("bottleneck", (3, 4, 23, 3), 1, 64),
     "resnet152": ("bottleneck", (3, 8, 36, 3), 1, 64),
     "resnext50_32x4d": ("bottleneck", (3, 4, 6, 3), 32, 4),
+    "resnext101_32x4d": ("bottleneck", (3, 4, 23, 3), 32, 4),  # MMDetection's zoo x101_32x4d
     "resnext101_32x8d": ("bottleneck", (3, 4, 23, 3), 32, 8),
 }
 

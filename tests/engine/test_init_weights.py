@@ -114,6 +114,30 @@ def test_config_follows_the_weights_and_lists_changes():
     assert cfg.model.backbone == "resnet50"  # the input is not changed
 
 
+def test_a_value_set_explicitly_wins_over_one_the_weights_only_suggest(tmp_path):
+    from maskrcnn.engine.init_weights import follow_weights_keeping, summary_lines
+    from maskrcnn.engine.training import _explicit_keys
+
+    cfg = load_config("r50_fpn", {"model.frozen_bn_eps": 1e-5, "model.backbone": "resnet101"})
+    implied = {"model.frozen_bn_eps": 0.0, "model.backbone": "resnet50", "model.pixel_std": (1 / 255,) * 3}
+    explicit = _explicit_keys(implied, {"model.frozen_bn_eps": 1e-5, "model.backbone": "resnet101"}, None)
+    assert explicit == {"model.frozen_bn_eps": "--set", "model.backbone": "--set"}
+    followed, changes, kept = follow_weights_keeping(cfg, implied, explicit)
+    assert followed.model.frozen_bn_eps == 1e-5  # kept: the file cannot tell
+    assert followed.model.backbone == "resnet50"  # forced: the tensors' shapes say so
+    assert set(changes) == {"model.backbone", "model.pixel_std"}
+    assert kept == {"model.frozen_bn_eps": {"value": 1e-5, "by": "--set", "weights": 0.0}}
+    report = {"source": {"spec": "w.pth"}, "config_kept": kept, "loaded": [], "reinitialised": [],
+              "unused": [], "copied_classes": {}, "fresh_classes": [], "notes": []}
+    lines = summary_lines(report, changes)
+    assert "  kept model.frozen_bn_eps=1e-05 from --set (the weights suggest 0.0)" in lines
+    # the YAML given as --config is as explicit as --set; a preset is not
+    yaml = tmp_path / "run.yaml"
+    yaml.write_text("model:\n  frozen_bn_eps: 1.0e-5\n")
+    assert _explicit_keys(implied, {}, str(yaml)) == {"model.frozen_bn_eps": f"--config {yaml}"}
+    assert _explicit_keys(implied, {}, "r50_fpn") == {}
+
+
 # ------------------------------------------------------------------------------------------ train --init
 
 TINY = ["solver.batch_size=2", "solver.warmup_iters=1", "solver.steps=[100]", "solver.checkpoint_period=0",

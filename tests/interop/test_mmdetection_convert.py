@@ -475,3 +475,20 @@ def test_converters_share_public_helpers_not_each_others_private_ones():
         touched = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
                    and n.attr in ("_stem_bgr_to_rgb", "_background_first", "_count", "_problems")]
         assert private == [] and touched == [], name
+
+
+def test_the_zoo_resnext101_32x4d_converts(tmp_path):
+    """mmdet's mask_rcnn_x101_32x4d_fpn: ResNeXt-101 32 groups of width 4 (res2's grouped conv2 is
+    (128, 4, 3, 3)), recognised from the shapes and converted tensor for tensor (v2 file, no config)."""
+    torch.manual_seed(0)
+    cfg = apply_overrides(Config(), {**TINY, "model.backbone": "resnext101_32x4d"})
+    model = randomise_norms(build_model(cfg).eval())
+    sd = to_mmdet(model)
+    assert tuple(sd["backbone.layer1.0.conv2.weight"].shape) == (128, 4, 3, 3)
+    assert tuple(sd["backbone.layer4.0.conv2.weight"].shape) == (1024, 32, 3, 3)
+    assert sum(k.startswith("backbone.layer3.") and k.endswith("conv1.weight") for k in sd) == 23
+    path = tmp_path / "mask_rcnn_x101_32x4d_fpn_1x_coco.pth"
+    torch.save({"meta": {"mmdet_version": "2.25.1", "CLASSES": ("cat", "dog")}, "state_dict": sd}, path)
+    result = load_mmdetection_file(path)
+    assert result["config"].model.backbone == "resnext101_32x4d"
+    assert_restored(result, model)
