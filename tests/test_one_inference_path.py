@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from detections_equal import boxes_near_detections  # tests/ is on the path
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import TINY
 
 from maskrcnn.cli import main
 from maskrcnn.config import PRESETS, apply_overrides
@@ -54,15 +55,8 @@ def setup(tmp_path_factory):
     for image_id, (name, (h, w)) in enumerate(SIZES.items(), start=11):
         gt["images"].append({"id": image_id, "file_name": name, "height": h, "width": w})
         det = predictor([images / name])[0]
-        for k in range(0, min(6, len(det["boxes"])), 2):
-            x1, y1, x2, y2 = (float(v) for v in det["boxes"][k])
-            x1, y1 = min(x1 + 2, x2 - 3), y1 + 1
-            gt["annotations"].append({
-                "id": len(gt["annotations"]) + 1, "image_id": image_id,
-                "category_id": LABEL_TO_CATEGORY[int(det["labels"][k])], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
-                "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]],
-            })  # fmt: skip
+        gt["annotations"] += boxes_near_detections(det, image_id, first=6, next_id=len(gt["annotations"]) + 1,
+                                                   category_of=LABEL_TO_CATEGORY.__getitem__)
     gt_path = root / "gt.json"
     gt_path.write_text(json.dumps(gt))
     return {"root": root, "ckpt": ckpt, "images": images, "gt": gt_path, "cfg": cfg,

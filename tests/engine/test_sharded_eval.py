@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from detections_equal import boxes_near_detections  # tests/ is on the path
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import TINY
 
 SIZES = [(50, 70), (60, 40), (64, 80), (48, 48), (70, 52), (40, 64)]  # (H, W) of the 6 images
 NAMES = ["__background__", "cat", "dog"]
@@ -94,14 +95,7 @@ def data(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images / name)
         gt["images"].append({"id": image_id, "file_name": name, "height": h, "width": w})
         det = predictor([images / name])[0]
-        for k in range(0, min(4, len(det["boxes"])), 2):
-            x1, y1, x2, y2 = (float(v) for v in det["boxes"][k])
-            x1, y1 = min(x1 + 2, x2 - 3), y1 + 1
-            gt["annotations"].append({
-                "id": len(gt["annotations"]) + 1, "image_id": image_id, "category_id": int(det["labels"][k]),
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
-                "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]],
-            })  # fmt: skip
+        gt["annotations"] += boxes_near_detections(det, image_id, first=4, next_id=len(gt["annotations"]) + 1)
     (root / "gt.json").write_text(json.dumps(gt))
     return root
 

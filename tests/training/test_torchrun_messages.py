@@ -19,6 +19,14 @@ def _torchrun(monkeypatch, rank: int, world: int = 2) -> None:
         monkeypatch.setenv(k, v)
 
 
+
+def _train_as(monkeypatch, tmp_path, rank: int, *, world_size: int, batch_size: int) -> int:
+    """``maskrcnn train`` as process ``rank`` of ``world_size`` would run it (t.json does not exist)."""
+    monkeypatch.setattr(du, "init_distributed", lambda device: (rank, world_size, torch.device("cpu")))
+    return main(["train", "--config", "r18_fpn", "--train-json", str(tmp_path / "t.json"), "--train-images",
+                 str(tmp_path), "--output", str(tmp_path / f"run{rank}"), "--device", "cpu", "--set",
+                 f"solver.batch_size={batch_size}"])
+
 @pytest.mark.parametrize("command", ["eval", "predict"])
 def test_single_process_commands_refuse_under_torchrun_once(monkeypatch, capsys, tmp_path, command):
     args = {"eval": ["eval", "--weights", "w.pth", "--json", "gt.json", "--images", "im", "--output", "o"],
@@ -39,11 +47,7 @@ def test_shared_setup_error_prints_from_rank_zero_only(monkeypatch, capsys, tmp_
     said = []
     for rank in (0, 1):
         _torchrun(monkeypatch, rank)
-        monkeypatch.setattr(du, "init_distributed", lambda device, r=rank: (r, 2, torch.device("cpu")))
-        code = main(["train", "--config", "r18_fpn", "--train-json", str(tmp_path / "t.json"),
-                     "--train-images", str(tmp_path), "--output", str(tmp_path / f"run{rank}"),
-                     "--device", "cpu", "--set", "solver.batch_size=3"])
-        assert code == 1
+        assert _train_as(monkeypatch, tmp_path, rank, world_size=2, batch_size=3) == 1
         said.append(capsys.readouterr().err)
     shared = "maskrcnn train: error: solver.batch_size 3 is not divisible by 2 processes"
     assert said[0].strip().endswith(shared) and said[0].count(shared) == 1
@@ -155,11 +159,7 @@ def test_a_setup_error_of_another_machine_prints_from_its_first_process(monkeypa
     for rank, local_rank in ((2, 0), (3, 1)):
         for k, v in {"RANK": rank, "WORLD_SIZE": 4, "LOCAL_RANK": local_rank}.items():
             monkeypatch.setenv(k, str(v))
-        monkeypatch.setattr(du, "init_distributed", lambda device, r=rank: (r, 4, torch.device("cpu")))
-        code = main(["train", "--config", "r18_fpn", "--train-json", str(tmp_path / "t.json"),
-                     "--train-images", str(tmp_path), "--output", str(tmp_path / f"run{rank}"),
-                     "--device", "cpu", "--set", "solver.batch_size=4"])
-        assert code == 1
+        assert _train_as(monkeypatch, tmp_path, rank, world_size=4, batch_size=4) == 1
         said.append(capsys.readouterr().err)
     assert said[0].startswith("maskrcnn train: error: rank 2: ") and said[0].count("\n") == 1, said
     assert "t.json" in said[0]
