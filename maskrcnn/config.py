@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -377,13 +378,34 @@ PRESETS["demo_keypoints"] = lambda: _with(
 # --------------------------------------------------------------------------------------------
 # YAML, bounded
 
-MAX_YAML_NODES = 100_000  # a config has a few hundred; aliases count once per use
+MAX_YAML_NODES = 100_000  # nodes that aliases add (a document without aliases is never refused for size)
 MAX_YAML_DEPTH = 64  # a config nests 4 deep; PyYAML's composer recurses once per level
+
+# YAML 1.1 (PyYAML's) number forms that read as another number than the one written: a leading zero is
+# octal (010 -> 8), colons are base 60 (1:20 -> 80, 1:2 -> 62); refused, never read silently
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
+_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n", "true", "false"}
+
+
+def _number_trap(text: str, value: Any, path: str = "") -> str:
+    """Why the scalar ``text`` (which YAML 1.1 read as ``value``) is refused, or ''."""
+    if _OCTAL.match(text):
+        digits = text.replace("_", "").lstrip("+-").lstrip("0") or "0"
+        return f"{text} reads as octal {value} in YAML 1.1: write {digits}, or quote it"
+    if _BASE60.match(text):
+        if "ratio" in path and text.count(":") == 1 and "." not in text:
+            a, b = (int(x.replace("_", "")) for x in text.lstrip("+-").split(":"))
+            ratio = f"{a / b:g}" if b else "a number"
+            return f"{text} reads as base-60 {value} in YAML 1.1: write {ratio} (or quote it)"
+        return f"{text} reads as base-60 {value} in YAML 1.1: write the number (or quote it)"
+    return ""
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses documents nested deeper than ``MAX_YAML_DEPTH`` or whose
-    aliases expand past ``MAX_YAML_NODES`` nodes."""
+    """``yaml.SafeLoader`` that refuses documents nested deeper than ``MAX_YAML_DEPTH``, whose aliases
+    add more than ``MAX_YAML_NODES`` nodes, with a key given twice in one mapping, or with YAML 1.1's
+    octal / base-60 numbers; it keeps the line of every key (``key_lines``: dotted key -> 1-based line)."""
 
     _depth = 0
 
@@ -400,19 +422,56 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def get_single_node(self):
         node = super().get_single_node()
+        self.key_lines = {}
         if node is not None:
-            size = _expanded_size(node, {})
-            if size > MAX_YAML_NODES:
-                mark = node.start_mark
+            memo: dict = {}
+            size = _expanded_size(node, memo)
+            if size - len(memo) > MAX_YAML_NODES:  # what the aliases add to the nodes written
                 raise yaml.MarkedYAMLError(
-                    problem=f"aliases expand to {size:.3g} nodes (at most {MAX_YAML_NODES} allowed)",
-                    problem_mark=mark,
+                    problem=f"aliases expand to {size:.3g} nodes (at most {MAX_YAML_NODES} more than "
+                            "the file holds allowed)",
+                    problem_mark=node.start_mark,
                 )
+            _check_nodes(node, "", self.key_lines, set())
         return node
 
 
+def _check_nodes(node, path: str, lines: dict, seen: set) -> None:
+    """Duplicate keys and misread numbers under ``node`` (``path``: its dotted key), each node once."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    where = f" (key {path!r})" if path else ""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and node.style is None:
+            value = yaml.SafeLoader.yaml_constructors[node.tag](yaml.SafeLoader(""), node)
+            problem = _number_trap(node.value, value, path)
+            if problem:
+                raise yaml.MarkedYAMLError(problem=problem + where, problem_mark=node.start_mark)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_nodes(item, path, lines, seen)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                name = k.value
+                if name in first and name != "<<":
+                    raise yaml.MarkedYAMLError(
+                        problem=f"duplicate key {name!r} at line {k.start_mark.line + 1} (first at line "
+                                f"{first[name] + 1}){where}",
+                        problem_mark=k.start_mark)
+                first[name] = k.start_mark.line
+                dotted = f"{path}.{name}" if path else name
+                lines.setdefault(dotted, k.start_mark.line + 1)
+                _check_nodes(v, dotted, lines, seen)
+            else:
+                _check_nodes(v, path, lines, seen)
+
+
 def _expanded_size(node, memo: dict) -> int:
-    """Nodes in the document once every alias is replaced by its target (memoised: linear in the file)."""
+    """Nodes in the document once every alias is replaced by its target (memoised: linear in the file;
+    ``memo`` ends with one entry per distinct node)."""
     key = id(node)
     if key not in memo:
         memo[key] = 1  # a node reached again while being sized is a cycle; count it once
@@ -434,12 +493,21 @@ def _yaml_error_text(e: Exception) -> str:
 
 def load_yaml(text_or_stream, source: str) -> Any:
     """Parse YAML safely and boundedly; ValueError naming ``source`` and the line on any problem."""
+    return load_yaml_lines(text_or_stream, source)[0]
+
+
+def load_yaml_lines(text_or_stream, source: str) -> tuple:
+    """``(data, key_lines)``: ``load_yaml``'s data and the 1-based line of each dotted key in it."""
+    loader = _BoundedLoader(text_or_stream)
     try:
-        return yaml.load(text_or_stream, Loader=_BoundedLoader)
+        data = loader.get_single_data()
+        return data, getattr(loader, "key_lines", {})
     except yaml.YAMLError as e:
         raise ValueError(f"{source}: invalid YAML at {_yaml_error_text(e)}") from None
     except RecursionError:
         raise ValueError(f"{source}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,6 +605,55 @@ _RANGES = {
 }
 
 
+# key -> the names it accepts (checked at load, not when the model or the data is built); the backbones
+# are modeling/backbone.py's ARCHS (named here so that reading a config needs no torch; a test keeps them
+# equal)
+_CHOICES = {
+    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                       "resnext101_32x8d"),
+    "model.roi_features": ("c4", "res4", "res5"),
+    "model.fpn_norm": ("none", "bn"),
+    "model.norm": ("frozen_bn", "bn"),
+    "model.rpn.box_loss": ("smooth_l1", "l1"),
+    "model.roi_heads.box_head": ("2fc", "4conv1fc"),
+    "model.roi_heads.box_head_norm": ("none", "bn"),
+    "model.roi_heads.pooler": ("roialign", "roipool"),
+    "model.roi_heads.box_loss": ("smooth_l1", "l1"),
+    "model.roi_heads.mask_head_norm": ("none", "bn"),
+    "model.roi_heads.mask_loss": ("sigmoid", "softmax"),
+    "model.roi_heads.mask_paste": ("torchvision", "grid_sample"),
+    "model.roi_heads.keypoint_score": ("logit", "softmax"),
+    "input.resize_method": ("torchvision", "pil"),
+}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+# tuple keys of a fixed length: the model reshapes them to (3, 1, 1)
+_LENGTHS = {"model.pixel_mean": 3, "model.pixel_std": 3}
+
+
+def _choice_problems(cfg: Config) -> list:
+    problems = []
+    for key, allowed in _CHOICES.items():
+        value = get_key(cfg, key)
+        if value not in allowed:
+            problems.append(f"{key} must be one of {'|'.join(allowed)}, got {value!r}")
+    if not (isinstance(cfg.device, str) and _DEVICE.match(cfg.device)):
+        problems.append(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    for key, n in _LENGTHS.items():
+        value = get_key(cfg, key)
+        if len(value) != n:
+            problems.append(f"{key} must be {n} values (R, G, B), got {to_plain(value)!r}")
+    if isinstance(cfg.input.min_size, tuple) and not cfg.input.min_size:
+        problems.append("input.min_size must be a size or a non-empty list of sizes, got []")
+    names = cfg.data.class_names
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        word = {True: "yes", False: "no", None: "null"}.get(bad[0], bad[0]) if not isinstance(bad[0], int) \
+            or isinstance(bad[0], bool) else bad[0]
+        problems.append(f"data.class_names must be strings, got {bad[0]!r} (YAML 1.1 reads no, yes, on, off, "
+                        f"null and 010 as other values): quote it: '{word}'")
+    return problems
+
+
 def config_problems(cfg: Config) -> list:
     """Every key whose value no run can use, one line each (empty when the config is usable)."""
     problems = []
@@ -558,6 +675,7 @@ def config_problems(cfg: Config) -> list:
         problems.append(f"model.freeze_at must be in 0..5, got {cfg.model.freeze_at!r}")
     problems.extend(_best_model_problems(cfg.solver))
     problems.extend(_solver_problems(cfg.solver))
+    problems.extend(_choice_problems(cfg))
     return problems
 
 
@@ -628,7 +746,10 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     ``type_name`` is the field's annotation: ``Union[int, tuple]`` fields accept one number or a list.
     """
     if isinstance(value, str) and not isinstance(current, str):
-        value = load_yaml(value, f"config key {name!r}")
+        text = value.strip()
+        if text.startswith("(") and text.endswith(")") and isinstance(current, (tuple, int)):
+            text = f"[{text[1:-1]}]"  # Python's tuple form, (640, 672): read as the list it means
+        value = load_yaml(text, f"config key {name!r}")
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-5" (no dot) as a string
                 value = float(value)
@@ -654,6 +775,11 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     if isinstance(current, tuple) and not one_or_many:
         raise ValueError(f"config key {name!r} expects a list, got {value!r}")
     if isinstance(value, bool) and not isinstance(current, bool) and current is not None:
+        if isinstance(current, str):
+            allowed = _CHOICES.get(name, ("auto", "cpu", "cuda", "cuda:N") if name == "device" else ())
+            what = f"one of {'|'.join(allowed)}" if allowed else "a string"
+            raise ValueError(f"config key {name!r} expects {what} (YAML reads no/off as false, yes/on as "
+                             f"true: quote it)")
         raise ValueError(f"config key {name!r} expects a number, got {value!r}")
     number_field = isinstance(current, (int, float)) or one_or_many or "float" in type_name
     if number_field and not isinstance(value, (int, float)):
@@ -738,6 +864,10 @@ def apply_overrides(cfg: Config, overrides: dict) -> Config:
             raise KeyError(f"unknown config key {dotted!r}{hint}")
         current = getattr(node, leaf)
         if dataclasses.is_dataclass(current):
+            if isinstance(value, str):  # --set model={num_classes: 3}: read as a file's value is
+                value = load_yaml(value, f"config key {dotted!r}")
+            if value is None:  # a section whose keys are all commented out: nothing to change
+                continue
             if not isinstance(value, dict):
                 raise ValueError(f"config key {dotted!r} is a section; give a mapping")
             sub = apply_overrides(cfg, {f"{dotted}.{k}": v for k, v in value.items()})
@@ -787,11 +917,15 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False) -
 
 def parse_set_args(items: list) -> dict:
     """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types)."""
+    import warnings
+
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if key.strip() in out and out[key.strip()] != value.strip():  # a typo, or a script adding to a line
+            warnings.warn(f"{key.strip()} given twice: {value.strip()} (the last) used", stacklevel=2)
         out[key.strip()] = value.strip()
     return out
 
