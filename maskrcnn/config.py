@@ -844,37 +844,61 @@ def nearest_key(dotted: str, cfg: Any) -> Optional[str]:
     return by_leaf[aliases[near[0]]][0] if near else None
 
 
-def apply_overrides(cfg: Config, overrides: dict) -> Config:
-    """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error."""
+def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = None,
+                    source: str = "") -> Config:
+    """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error; ``lines``: the
+    1-based line of each key in the YAML file ``source`` they came from, added to the errors."""
     cfg = copy.deepcopy(cfg)
+    lines = lines or {}
     for dotted, value in overrides.items():
-        parts = dotted.split(".")
-        node = cfg
-        for i, part in enumerate(parts[:-1]):
-            if not dataclasses.is_dataclass(node) or not hasattr(node, part):
-                near = nearest_key(dotted, cfg)
-                hint = f"; did you mean {near!r}?" if near else ""
-                raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r}){hint}")
-            node = getattr(node, part)
-        leaf = parts[-1]
-        fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-        if leaf not in fields:
+        try:
+            cfg = _apply_one(cfg, dotted, value)
+        except (KeyError, ValueError) as e:
+            if dotted not in lines:
+                raise
+            raise type(e)(f"{e.args[0] if e.args else e} ({source} line {lines[dotted]})") from None
+    problems = config_problems(cfg)
+    if problems:
+        said = [_with_line(p, lines, source) for p in problems]
+        raise ValueError("invalid configuration: " + "; ".join(said))
+    return cfg
+
+
+def _with_line(problem: str, lines: dict, source: str) -> str:
+    """``problem`` (which starts with the key at fault) with the line the key has in ``source``."""
+    key = problem.split(" ", 1)[0]
+    return f"{problem} ({source} line {lines[key]})" if key in lines else problem
+
+
+def _apply_one(cfg: Config, dotted: str, value: Any) -> Config:
+    """``cfg`` (changed in place) with one dotted key set; a section's mapping sets each of its keys."""
+    parts = dotted.split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not dataclasses.is_dataclass(node) or not hasattr(node, part):
             near = nearest_key(dotted, cfg)
             hint = f"; did you mean {near!r}?" if near else ""
-            raise KeyError(f"unknown config key {dotted!r}{hint}")
-        current = getattr(node, leaf)
-        if dataclasses.is_dataclass(current):
-            if isinstance(value, str):  # --set model={num_classes: 3}: read as a file's value is
-                value = load_yaml(value, f"config key {dotted!r}")
-            if value is None:  # a section whose keys are all commented out: nothing to change
-                continue
-            if not isinstance(value, dict):
-                raise ValueError(f"config key {dotted!r} is a section; give a mapping")
-            sub = apply_overrides(cfg, {f"{dotted}.{k}": v for k, v in value.items()})
-            cfg = sub
-            continue
-        setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type)))
-    return validate_config(cfg)
+            raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r}){hint}")
+        node = getattr(node, part)
+    leaf = parts[-1]
+    fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+    if leaf not in fields:
+        near = nearest_key(dotted, cfg)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise KeyError(f"unknown config key {dotted!r}{hint}")
+    current = getattr(node, leaf)
+    if dataclasses.is_dataclass(current):
+        if isinstance(value, str):  # --set model={num_classes: 3}: read as a file's value is
+            value = load_yaml(value, f"config key {dotted!r}")
+        if value is None:  # a section whose keys are all commented out: nothing to change
+            return cfg
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {dotted!r} is a section; give a mapping")
+        for k, v in value.items():
+            cfg = _apply_one(cfg, f"{dotted}.{k}", v)
+        return cfg
+    setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type)))
+    return cfg
 
 
 def get_key(cfg: Config, dotted: str) -> Any:
@@ -892,7 +916,9 @@ def flatten_sections(d: dict, node: Any, prefix: str = "") -> dict:
     for k, v in d.items():
         key = f"{prefix}{k}"
         child = getattr(node, str(k), None) if dataclasses.is_dataclass(node) else None
-        if isinstance(v, dict) and dataclasses.is_dataclass(child):
+        unknown = dataclasses.is_dataclass(node) and not hasattr(node, str(k))
+        if isinstance(v, dict) and v and (dataclasses.is_dataclass(child) or unknown):
+            # an unknown section's keys too: the hint is looked up on the full dotted key, as for --set
             out.update(flatten_sections(v, child, key + "."))
         else:
             out[key] = v
@@ -901,18 +927,26 @@ def flatten_sections(d: dict, node: Any, prefix: str = "") -> dict:
 
 # Keys that earlier versions wrote into checkpoints and config.yaml files but that nothing read (the mask
 # and heatmap resolutions follow from the pool sizes: 2 x mask_pool_size, 4 x keypoint_pool_size). Stored
-# configs may still hold them; a user's YAML or --set naming them is an error like any unknown key.
+# configs may still hold them (dropped); a user's YAML file naming them (a copied old config.yaml) gets a
+# warning and loads; --set naming them is an error like any unknown key.
 RETIRED_KEYS = ("model.roi_heads.mask_resolution", "model.roi_heads.keypoint_resolution")
 
 
-def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False) -> Config:
-    """A Config from a nested dict over ``base``; ``stored``: the dict was written by this library (a
-    checkpoint's or a run's config), so retired keys are dropped instead of refused."""
+def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, lines: Optional[dict] = None,
+              source: str = "") -> Config:
+    """A Config from a nested dict over ``base``; retired keys are dropped (``stored``: the dict was written
+    by this library, a checkpoint's or a run's config; else with a warning naming each: a user's copy of an
+    old run's config). ``lines`` / ``source``: as ``apply_overrides``."""
+    import warnings
+
     base = base or Config()
     flat = flatten_sections(d, base)
-    if stored:
-        flat = {k: v for k, v in flat.items() if k not in RETIRED_KEYS}
-    return apply_overrides(base, flat)
+    for key in [k for k in flat if k in RETIRED_KEYS]:
+        if not stored:
+            where = f"{source} line {lines[key]}: " if lines and key in lines else ""
+            warnings.warn(f"{where}{key}: retired key, no longer used: delete it", stacklevel=2)
+        del flat[key]
+    return apply_overrides(base, flat, lines=lines, source=source)
 
 
 def parse_set_args(items: list) -> dict:
@@ -950,15 +984,26 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
             raise FileNotFoundError(
                 f"config {name!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a file"
             )
+        if path.suffix == ".py":  # never executed
+            raise ValueError(f"{path}: a Python config (MMDetection?) is not read; use a preset and --set "
+                             "(docs/checkpoints.md says how to convert its weights)")
         with open(path, "rb") as f:  # bytes: the YAML reader reports bad encodings by position
-            data = load_yaml(f, str(path)) or {}
+            data, lines = load_yaml_lines(f, str(path))
+        if data is None:
+            import warnings
+
+            warnings.warn(f"{path} is empty: the r50_fpn preset is used", stacklevel=2)
+            data = {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        if "_BASE_" in data or any(isinstance(k, str) and k.isupper() and len(k) > 1 for k in data):
+            raise ValueError(f"{path}: looks like a detectron2 config (_BASE_, upper-case keys): not read; "
+                             "use a preset and --set (docs/checkpoints.md for converting its weights)")
         base_name = data.pop("_base_", "r50_fpn")
         if base_name not in PRESETS:
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
         try:
-            cfg = from_dict(data, PRESETS[base_name](), stored=stored)
+            cfg = from_dict(data, PRESETS[base_name](), stored=stored, lines=lines, source=path.name)
         except (KeyError, ValueError) as e:
             raise type(e)(f"{path}: {e.args[0] if e.args else e}") from None
     if overrides:

@@ -14,8 +14,8 @@ def _write(tmp_path, text):
 @pytest.mark.parametrize("text, message", [
     ("solver:\n  iters: 010\n", "line 2, column 10: 010 reads as octal 8 in YAML 1.1: write 10, or quote it"),
     ("solver:\n  steps: [0700, 0850]\n", "0700 reads as octal 448 in YAML 1.1: write 700"),
-    ("model:\n  rpn:\n    aspect_ratios: [1:2, 1:1]\n", "line 3, column 21: 1:2 reads as base-60 62 in YAML 1.1: "
-                                                          "write 0.5"),
+    ("model:\n  rpn:\n    aspect_ratios: [1:2, 1:1]\n",
+     "line 3, column 21: 1:2 reads as base-60 62 in YAML 1.1: write 0.5"),
     ("input:\n  max_size: 1:20\n", "1:20 reads as base-60 80"),
 ])
 def test_misread_numbers_are_refused_with_key_and_line(tmp_path, text, message):
@@ -43,3 +43,82 @@ def test_repeated_set_is_noted(capsys):
     with pytest.warns(UserWarning, match=r"solver.lr given twice: 0.2 \(the last\) used"):
         out = parse_set_args(["solver.lr=0.1", "solver.lr=0.2"])
     assert out == {"solver.lr": "0.2"}
+
+
+def test_file_errors_name_the_line_and_hint_as_set_does(tmp_path):
+    path = _write(tmp_path, "seed: 1\nsolver:\n  batch_size: 2.5\n")
+    with pytest.raises(ValueError, match=r"expects a whole number, got 2.5 \(cfg.yaml line 3\)"):
+        load_config(path)
+    path = _write(tmp_path, "model:\n  pixel_std: [1, 1, 0]\n")
+    with pytest.raises(ValueError, match=r"model.pixel_std must be > 0, got .*\(cfg.yaml line 2\)"):
+        load_config(path)
+    path = _write(tmp_path, "model:\n  roi_head:\n    num_classes: 3\n")
+    with pytest.raises(KeyError, match=r"did you mean 'model.num_classes'\? \(cfg.yaml line 3\)"):
+        load_config(path)
+
+
+def test_other_libraries_configs_are_named(tmp_path):
+    path = _write(tmp_path, "_BASE_: Base-RCNN-FPN.yaml\nMODEL:\n  ROI_HEADS:\n    NUM_CLASSES: 3\n")
+    with pytest.raises(ValueError, match=r"a detectron2 config \(_BASE_, upper-case keys\): not read"):
+        load_config(path)
+    py = tmp_path / "mask_rcnn_r50.py"
+    py.write_text("raise SystemExit('executed')\n")
+    with pytest.raises(ValueError, match=r"a Python config \(MMDetection\?\) is not read"):
+        load_config(str(py))
+
+
+@pytest.mark.parametrize("item, message", [
+    ("model.pixel_mean=[0.5, 0.5]", "model.pixel_mean must be 3 values (R, G, B), got [0.5, 0.5]"),
+    ("input.resize_method=foo", "input.resize_method must be one of torchvision|pil, got 'foo'"),
+    ("input.min_size=[]", "input.min_size must be a size or a non-empty list of sizes, got []"),
+    ("model.backbone=resnet51", "model.backbone must be one of resnet18|"),
+    ("model.backbone=50", "got '50'"),
+    ("model.norm=BN", "model.norm must be one of frozen_bn|bn, got 'BN'"),
+    ("device=cuda:x", "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    ("device=", "device must be auto, cpu, cuda or cuda:N, got ''"),
+    ("data.class_names=[cat, no]", "data.class_names must be strings, got False"),
+])
+def test_values_checked_at_load(item, message):
+    with pytest.raises(ValueError) as e:
+        load_config("r50_fpn", parse_set_args([item]))
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  fpn_norm: no\n", "config key 'model.fpn_norm' expects one of none|bn (YAML reads no/off as "
+                                  "false, yes/on as true: quote it) (cfg.yaml line 2)"),
+    ("device: no\n", "config key 'device' expects one of auto|cpu|cuda|cuda:N (YAML reads no/off"),
+    ("data:\n  class_names: [cat, on]\n", "data.class_names must be strings, got True"),
+])
+def test_yaml_booleans_for_names(tmp_path, text, message):
+    with pytest.raises(ValueError) as e:
+        load_config(_write(tmp_path, text))
+    assert message in str(e.value)
+
+
+def test_backbone_choices_match_the_backbones():
+    from maskrcnn.config import _CHOICES
+    from maskrcnn.modeling.backbone import ARCHS
+
+    assert set(_CHOICES["model.backbone"]) == set(ARCHS)
+
+
+def test_set_forms_and_empty_parts(tmp_path):
+    cfg = load_config("r50_fpn", parse_set_args(["model={num_classes: 3}", "input.min_size=(640,672,704)"]))
+    assert cfg.model.num_classes == 3 and cfg.input.min_size == (640, 672, 704)
+    path = _write(tmp_path, "solver:\n  # lr: 0.1\nseed: 4\n")
+    assert load_config(path).seed == 4
+    path = _write(tmp_path, "# nothing yet\n")
+    with pytest.warns(UserWarning, match="cfg.yaml is empty: the r50_fpn preset is used"):
+        assert load_config(path) == load_config("r50_fpn")
+
+
+def test_aliases_count_expansions_not_nodes(tmp_path, monkeypatch):
+    monkeypatch.setattr("maskrcnn.config.MAX_YAML_NODES", 1000)  # the file stays small, the test fast
+    names = "".join(f"  - c{i}\n" for i in range(2000))
+    path = _write(tmp_path, "data:\n  class_names:\n" + names)
+    assert len(load_config(path).data.class_names) == 2000
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("ab", "bc"))
+    with pytest.raises(ValueError, match="aliases expand to"):
+        load_config(_write(tmp_path, bomb))
