@@ -498,8 +498,9 @@ def load_yaml(text_or_stream, source: str) -> Any:
 
 def load_yaml_lines(text_or_stream, source: str) -> tuple:
     """``(data, key_lines)``: ``load_yaml``'s data and the 1-based line of each dotted key in it."""
-    loader = _BoundedLoader(text_or_stream)
+    loader = None
     try:
+        loader = _BoundedLoader(text_or_stream)  # reads the first bytes: may refuse them
         data = loader.get_single_data()
         return data, getattr(loader, "key_lines", {})
     except yaml.YAMLError as e:
@@ -507,7 +508,8 @@ def load_yaml_lines(text_or_stream, source: str) -> tuple:
     except RecursionError:
         raise ValueError(f"{source}: invalid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --------------------------------------------------------------------------------------------
