@@ -611,21 +611,22 @@ _RANGES = {
 }
 
 
-# key -> the names it accepts (checked at load, not when the model or the data is built); the backbones
-# are modeling/backbone.py's ARCHS (named here so that reading a config needs no torch; a test keeps them
-# equal)
+# key -> the names it accepts (checked at load, not when the model or the data is built). Each tuple is the
+# one of the module that reads the key (modeling/backbone.py's ARCHS, modeling/layers.py's NORMS, ...),
+# spelled out here so that reading a config needs no torch; a test keeps them equal.
+_NORMS = ("none", "frozen_bn", "bn", "gn")
 _CHOICES = {
     "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                        "resnext101_32x8d"),
     "model.roi_features": ("c4", "res4", "res5"),
-    "model.fpn_norm": ("none", "bn"),
-    "model.norm": ("frozen_bn", "bn"),
+    "model.fpn_norm": _NORMS,
+    "model.norm": _NORMS,
     "model.rpn.box_loss": ("smooth_l1", "l1"),
     "model.roi_heads.box_head": ("2fc", "4conv1fc"),
-    "model.roi_heads.box_head_norm": ("none", "bn"),
+    "model.roi_heads.box_head_norm": _NORMS,
     "model.roi_heads.pooler": ("roialign", "roipool"),
     "model.roi_heads.box_loss": ("smooth_l1", "l1"),
-    "model.roi_heads.mask_head_norm": ("none", "bn"),
+    "model.roi_heads.mask_head_norm": _NORMS,
     "model.roi_heads.mask_loss": ("sigmoid", "softmax"),
     "model.roi_heads.mask_paste": ("torchvision", "grid_sample"),
     "model.roi_heads.keypoint_score": ("logit", "softmax"),

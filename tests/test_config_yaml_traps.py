@@ -73,7 +73,7 @@ def test_other_libraries_configs_are_named(tmp_path):
     ("input.min_size=[]", "input.min_size must be a size or a non-empty list of sizes, got []"),
     ("model.backbone=resnet51", "model.backbone must be one of resnet18|"),
     ("model.backbone=50", "got '50'"),
-    ("model.norm=BN", "model.norm must be one of frozen_bn|bn, got 'BN'"),
+    ("model.norm=BN", "model.norm must be one of none|frozen_bn|bn|gn, got 'BN'"),
     ("device=cuda:x", "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ("device=", "device must be auto, cpu, cuda or cuda:N, got ''"),
     ("data.class_names=[cat, no]", "data.class_names must be strings, got False"),
@@ -85,8 +85,8 @@ def test_values_checked_at_load(item, message):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("model:\n  fpn_norm: no\n", "config key 'model.fpn_norm' expects one of none|bn (YAML reads no/off as "
-                                  "false, yes/on as true: quote it) (cfg.yaml line 2)"),
+    ("model:\n  fpn_norm: no\n", "config key 'model.fpn_norm' expects one of none|frozen_bn|bn|gn (YAML "
+                                  "reads no/off as false, yes/on as true: quote it) (cfg.yaml line 2)"),
     ("device: no\n", "config key 'device' expects one of auto|cpu|cuda|cuda:N (YAML reads no/off"),
     ("data:\n  class_names: [cat, on]\n", "data.class_names must be strings, got True"),
 ])
@@ -96,11 +96,25 @@ def test_yaml_booleans_for_names(tmp_path, text, message):
     assert message in str(e.value)
 
 
-def test_backbone_choices_match_the_backbones():
+def test_choices_match_the_modules_that_read_them():
     from maskrcnn.config import _CHOICES
+    from maskrcnn.data.transforms import RESIZE_METHODS
     from maskrcnn.modeling.backbone import ARCHS
+    from maskrcnn.modeling.keypoint_head import KEYPOINT_SCORES
+    from maskrcnn.modeling.layers import NORMS
+    from maskrcnn.modeling.roi_heads import MASK_LOSS_MODES
+    from maskrcnn.modeling.rpn_loss import BOX_LOSSES
+    from maskrcnn.ops.paste import PASTE_METHODS
 
     assert set(_CHOICES["model.backbone"]) == set(ARCHS)
+    for key in ("model.norm", "model.fpn_norm", "model.roi_heads.box_head_norm",
+                "model.roi_heads.mask_head_norm"):
+        assert set(_CHOICES[key]) == set(NORMS)
+    assert set(_CHOICES["input.resize_method"]) == set(RESIZE_METHODS)
+    assert set(_CHOICES["model.roi_heads.keypoint_score"]) == set(KEYPOINT_SCORES)
+    assert set(_CHOICES["model.roi_heads.mask_loss"]) == set(MASK_LOSS_MODES)
+    assert set(_CHOICES["model.rpn.box_loss"]) == set(_CHOICES["model.roi_heads.box_loss"]) == set(BOX_LOSSES)
+    assert set(_CHOICES["model.roi_heads.mask_paste"]) == set(PASTE_METHODS)
 
 
 def test_set_forms_and_empty_parts(tmp_path):
