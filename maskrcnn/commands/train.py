@@ -89,8 +89,10 @@ def _sets_key(config: Optional[str], overrides: dict, dotted: str) -> bool:
     from maskrcnn.config import PRESETS, load_yaml
 
     section, name = dotted.split(".")
-    if dotted in overrides or isinstance(_yaml_or_none(overrides.get(section)), dict) and name in \
-            _yaml_or_none(overrides.get(section)):
+    if dotted in overrides:
+        return True
+    given = _yaml_or_none(overrides.get(section))  # read once
+    if isinstance(given, dict) and name in given:
         return True
     if not config or config in PRESETS or not Path(config).is_file():
         return False
