@@ -14,8 +14,11 @@ error names the key; a config to train with (not one stored in a checkpoint) als
 >= 1. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is an
 error naming the file and line), syntax errors name the file and line, and aliases may add at
 most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
-readings that change a number (``010`` octal 8, ``1:2`` base-60 62) and keys given twice are refused by
-the loader with the key and the line; errors about a file's keys and values end with "(FILE line N)".
+readings that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and
+load), in values and keys (a key ``08`` YAML reads as text is refused too), and keys given twice (``1`` and
+``'1'`` are two keys: the resolved tag counts) are refused by the loader with the key and the line; a
+stored config's device (mps, xpu, another machine's GPU) is not checked at load, only when used; errors
+about a file's keys and values end with "(FILE line N)".
 Reading is PyYAML's pure-Python parser, ~0.4 MB/s (a 10 MB file of class names takes ~25 s, all of it
 in the parser: the checks here are linear).
 """
@@ -224,7 +227,7 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps | xpu (:N too)
 
     def to_dict(self) -> dict:
         return to_plain(dataclasses.asdict(self))
@@ -392,17 +395,41 @@ _BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
 _BOOL_WORDS = {"yes", "no", "on", "off", "y", "n", "true", "false"}
 
 
-def _number_trap(text: str, value: Any, path: str = "") -> str:
-    """Why the scalar ``text`` (which YAML 1.1 read as ``value``) is refused, or ''."""
+def _number_trap(node, path: str = "") -> str:
+    """Why the plain number scalar ``node`` is refused (YAML 1.1 reads it as another number than the one
+    written), or ''. The regexes are tried first: a value is constructed only for a refused scalar."""
+    text = node.value
     if _OCTAL.match(text):
-        digits = text.replace("_", "").lstrip("+-").lstrip("0") or "0"
-        return f"{text} reads as octal {value} in YAML 1.1: write {digits}, or quote it"
+        digits = text.replace("_", "")
+        if int(digits, 8) == int(digits, 10):  # 00 .. 07: the same number either way
+            return ""
+        shown = digits.lstrip("+-").lstrip("0") or "0"
+        return f"{text} reads as octal {int(digits, 8)} in YAML 1.1: write {shown}, or quote it"
     if _BASE60.match(text):
+        value = yaml.SafeLoader.yaml_constructors[node.tag](yaml.SafeLoader(""), node)
         if "ratio" in path and text.count(":") == 1 and "." not in text:
             a, b = (int(x.replace("_", "")) for x in text.lstrip("+-").split(":"))
             ratio = f"{a / b:g}" if b else "a number"
             return f"{text} reads as base-60 {value} in YAML 1.1: write {ratio} (or quote it)"
         return f"{text} reads as base-60 {value} in YAML 1.1: write the number (or quote it)"
+    return ""
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+# a plain key with a leading zero that YAML 1.1 reads as text (08, 09: not octal), next to keys read as
+# numbers (00 .. 07): one mapping with int and str keys
+_ZERO_TEXT = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _scalar_problem(node, path: str, key: bool) -> str:
+    """Why the scalar ``node`` (a mapping key when ``key``) is refused, or ''."""
+    if node.style is not None:  # quoted or block text: read as written
+        return ""
+    if node.tag in _NUMBER_TAGS:
+        return _number_trap(node, path)
+    if key and node.tag == "tag:yaml.org,2002:str" and _ZERO_TEXT.match(node.value):
+        digits = node.value.replace("_", "").lstrip("+-").lstrip("0") or "0"
+        return f"key {node.value} reads as the text {node.value!r} in YAML 1.1: write {digits}, or quote it"
     return ""
 
 
@@ -447,25 +474,27 @@ def _check_nodes(node, path: str, lines: dict, seen: set) -> None:
     seen.add(id(node))
     where = f" (key {path!r})" if path else ""
     if isinstance(node, yaml.ScalarNode):
-        if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and node.style is None:
-            value = yaml.SafeLoader.yaml_constructors[node.tag](yaml.SafeLoader(""), node)
-            problem = _number_trap(node.value, value, path)
-            if problem:
-                raise yaml.MarkedYAMLError(problem=problem + where, problem_mark=node.start_mark)
+        problem = _scalar_problem(node, path, key=False)
+        if problem:
+            raise yaml.MarkedYAMLError(problem=problem + where, problem_mark=node.start_mark)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
             _check_nodes(item, path, lines, seen)
     elif isinstance(node, yaml.MappingNode):
-        first: dict = {}
+        first: dict = {}  # (resolved tag, text) -> line: 1 and '1' are two keys
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode):
                 name = k.value
-                if name in first and name != "<<":
+                problem = _scalar_problem(k, path, key=True)
+                if problem:
+                    raise yaml.MarkedYAMLError(problem=problem + where, problem_mark=k.start_mark)
+                ident = (k.tag, name)
+                if ident in first and name != "<<":
                     raise yaml.MarkedYAMLError(
                         problem=f"duplicate key {name!r} at line {k.start_mark.line + 1} (first at line "
-                                f"{first[name] + 1}){where}",
+                                f"{first[ident] + 1}){where}",
                         problem_mark=k.start_mark)
-                first[name] = k.start_mark.line
+                first[ident] = k.start_mark.line
                 dotted = f"{path}.{name}" if path else name
                 lines.setdefault(dotted, k.start_mark.line + 1)
                 _check_nodes(v, dotted, lines, seen)
@@ -632,19 +661,22 @@ _CHOICES = {
     "model.roi_heads.keypoint_score": ("logit", "softmax"),
     "input.resize_method": ("torchvision", "pil"),
 }
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu|(cuda|mps|xpu)(:[0-9]+)?)$")
 # tuple keys of a fixed length: the model reshapes them to (3, 1, 1)
 _LENGTHS = {"model.pixel_mean": 3, "model.pixel_std": 3}
 
 
-def _choice_problems(cfg: Config) -> list:
+def _choice_problems(cfg: Config, stored: bool = False) -> list:
+    """``stored``: a checkpoint's or a run's config; its device is the one it was trained on, not one this
+    machine must have (resolve_device refuses a bad one when it is used)."""
     problems = []
     for key, allowed in _CHOICES.items():
         value = get_key(cfg, key)
         if value not in allowed:
             problems.append(f"{key} must be one of {'|'.join(allowed)}, got {value!r}")
-    if not (isinstance(cfg.device, str) and _DEVICE.match(cfg.device)):
-        problems.append(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if not stored and not (isinstance(cfg.device, str) and _DEVICE.match(cfg.device)):
+        problems.append(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r} (mps, xpu, mps:N "
+                        f"and xpu:N too)")
     for key, n in _LENGTHS.items():
         value = get_key(cfg, key)
         if len(value) != n:
@@ -654,15 +686,16 @@ def _choice_problems(cfg: Config) -> list:
     names = cfg.data.class_names
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
-        word = {True: "yes", False: "no", None: "null"}.get(bad[0], bad[0]) if not isinstance(bad[0], int) \
-            or isinstance(bad[0], bool) else bad[0]
-        problems.append(f"data.class_names must be strings, got {bad[0]!r} (YAML 1.1 reads no, yes, on, off, "
-                        f"null and 010 as other values): quote it: '{word}'")
+        # identity, not ==: 1.0 == True, and a float name is not YAML's reading of yes
+        word = next((w for v, w in ((True, "yes"), (False, "no"), (None, "null")) if bad[0] is v), bad[0])
+        problems.append(f"data.class_names must be strings, got {bad[0]!r} (YAML 1.1 reads no, yes, on, off "
+                        f"and null as other values): quote it: '{word}'")
     return problems
 
 
-def config_problems(cfg: Config) -> list:
-    """Every key whose value no run can use, one line each (empty when the config is usable)."""
+def config_problems(cfg: Config, *, stored: bool = False) -> list:
+    """Every key whose value no run can use, one line each (empty when the config is usable); ``stored``:
+    as ``_choice_problems``."""
     problems = []
     for key, (test, wanted) in _RANGES.items():
         value = get_key(cfg, key)
@@ -682,7 +715,7 @@ def config_problems(cfg: Config) -> list:
         problems.append(f"model.freeze_at must be in 0..5, got {cfg.model.freeze_at!r}")
     problems.extend(_best_model_problems(cfg.solver))
     problems.extend(_solver_problems(cfg.solver))
-    problems.extend(_choice_problems(cfg))
+    problems.extend(_choice_problems(cfg, stored))
     return problems
 
 
@@ -852,9 +885,10 @@ def nearest_key(dotted: str, cfg: Any) -> Optional[str]:
 
 
 def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = None,
-                    source: str = "") -> Config:
+                    source: str = "", stored: bool = False) -> Config:
     """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error; ``lines``: the
-    1-based line of each key in the YAML file ``source`` they came from, added to the errors."""
+    1-based line of each key in the YAML file ``source`` they came from, added to the errors; ``stored``:
+    as ``from_dict`` (the device is not checked)."""
     cfg = copy.deepcopy(cfg)
     lines = lines or {}
     for dotted, value in overrides.items():
@@ -864,7 +898,7 @@ def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = Non
             if dotted not in lines:
                 raise
             raise type(e)(f"{e.args[0] if e.args else e} ({source} line {lines[dotted]})") from None
-    problems = config_problems(cfg)
+    problems = config_problems(cfg, stored=stored)
     if problems:
         said = [_with_line(p, lines, source) for p in problems]
         raise ValueError("invalid configuration: " + "; ".join(said))
@@ -953,7 +987,7 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, l
             where = f"{source} line {lines[key]}: " if lines and key in lines else ""
             warnings.warn(f"{where}{key}: retired key, no longer used: delete it", stacklevel=2)
         del flat[key]
-    return apply_overrides(base, flat, lines=lines, source=source)
+    return apply_overrides(base, flat, lines=lines, source=source, stored=stored)
 
 
 def parse_set_args(items: list) -> dict:

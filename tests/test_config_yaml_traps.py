@@ -102,9 +102,11 @@ def test_choices_match_the_modules_that_read_them():
     from maskrcnn.modeling.backbone import ARCHS
     from maskrcnn.modeling.keypoint_head import KEYPOINT_SCORES
     from maskrcnn.modeling.layers import NORMS
+    from maskrcnn.modeling.mask_rcnn import BOX_HEADS, ROI_FEATURES
     from maskrcnn.modeling.roi_heads import MASK_LOSS_MODES
     from maskrcnn.modeling.rpn_loss import BOX_LOSSES
     from maskrcnn.ops.paste import PASTE_METHODS
+    from maskrcnn.ops.poolers import POOLERS
 
     assert set(_CHOICES["model.backbone"]) == set(ARCHS)
     for key in ("model.norm", "model.fpn_norm", "model.roi_heads.box_head_norm",
@@ -115,6 +117,9 @@ def test_choices_match_the_modules_that_read_them():
     assert set(_CHOICES["model.roi_heads.mask_loss"]) == set(MASK_LOSS_MODES)
     assert set(_CHOICES["model.rpn.box_loss"]) == set(_CHOICES["model.roi_heads.box_loss"]) == set(BOX_LOSSES)
     assert set(_CHOICES["model.roi_heads.mask_paste"]) == set(PASTE_METHODS)
+    assert set(_CHOICES["model.roi_features"]) == set(ROI_FEATURES)
+    assert set(_CHOICES["model.roi_heads.box_head"]) == set(BOX_HEADS)
+    assert set(_CHOICES["model.roi_heads.pooler"]) == set(POOLERS)
 
 
 def test_set_forms_and_empty_parts(tmp_path):
@@ -136,3 +141,48 @@ def test_aliases_count_expansions_not_nodes(tmp_path, monkeypatch):
         f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("ab", "bc"))
     with pytest.raises(ValueError, match="aliases expand to"):
         load_config(_write(tmp_path, bomb))
+
+
+def test_stored_configs_keep_their_device(tmp_path):
+    from maskrcnn.config import from_dict
+
+    assert load_config("r50_fpn", {"device": "mps:0"}).device == "mps:0"
+    assert load_config("r50_fpn", {"device": "xpu"}).device == "xpu"
+    # a checkpoint's config: trained elsewhere; resolve_device judges the device when it is used
+    assert from_dict({"device": "npu:1"}, stored=True).device == "npu:1"
+    path = _write(tmp_path, "device: npu\n")
+    assert load_config(path, stored=True).device == "npu"
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'npu'"):
+        load_config(path)
+
+
+def test_keys_are_read_as_yolo_writes_them():
+    from maskrcnn.config import load_yaml
+
+    assert load_yaml("names: {0: a, 1: b, 7: h}\n", "data.yaml") == {"names": {0: "a", 1: "b", 7: "h"}}
+    assert load_yaml("names: {1: a, '1': b}\n", "data.yaml") == {"names": {1: "a", "1": "b"}}
+    assert load_yaml("steps: [00, 07, -05]\n", "c.yaml") == {"steps": [0, 7, -5]}
+    with pytest.raises(ValueError, match="duplicate key '1' at line 3"):
+        load_yaml("names:\n  1: a\n  1: b\n", "data.yaml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("names:\n  010: x\n",
+     "line 2, column 3: 010 reads as octal 8 in YAML 1.1: write 10, or quote it (key 'names')"),
+    ("names: {00: a, 01: b, 08: c}\n", "key 08 reads as the text '08' in YAML 1.1: write 8, or quote it"),
+    ("steps: [010]\n", "010 reads as octal 8"),
+])
+def test_misread_keys_are_refused(text, message):
+    from maskrcnn.config import load_yaml
+
+    with pytest.raises(ValueError) as e:
+        load_yaml(text, "data.yaml")
+    assert message in str(e.value)
+
+
+def test_class_name_hint_is_yaml_reading_only():
+    with pytest.raises(ValueError) as e:
+        load_config("r50_fpn", parse_set_args(["data.class_names=[cat, 1.0]"]))
+    assert "got 1.0" in str(e.value) and "quote it: '1.0'" in str(e.value) and "010" not in str(e.value)
+    with pytest.raises(ValueError, match="quote it: 'yes'"):
+        load_config("r50_fpn", parse_set_args(["data.class_names=[cat, yes]"]))
