@@ -12,8 +12,15 @@ Checked when read (``validate_config``, after every override): types, and ranges
 (sizes and counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the
 error names the key; a config to train with (not one stored in a checkpoint) also needs ``solver.iters``
 >= 1. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is an
-error naming the file and line), syntax errors name the file and line, and aliases may expand to at
-most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes).
+error naming the file and line), syntax errors name the file and line, and aliases may add at
+most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
+readings that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and
+load), in values and keys (a key ``08`` YAML reads as text is refused too), and keys given twice (``1`` and
+``'1'`` are two keys: the resolved tag counts) are refused by the loader with the key and the line; a
+stored config's device (mps, xpu, another machine's GPU) is not checked at load, only when used; errors
+about a file's keys and values end with "(FILE line N)".
+Reading is PyYAML's pure-Python parser, ~0.4 MB/s (a 10 MB file of class names takes ~25 s, all of it
+in the parser: the checks here are linear).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -219,7 +227,7 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps | xpu (:N too)
 
     def to_dict(self) -> dict:
         return to_plain(dataclasses.asdict(self))
@@ -377,13 +385,58 @@ PRESETS["demo_keypoints"] = lambda: _with(
 # --------------------------------------------------------------------------------------------
 # YAML, bounded
 
-MAX_YAML_NODES = 100_000  # a config has a few hundred; aliases count once per use
+MAX_YAML_NODES = 100_000  # nodes that aliases add (a document without aliases is never refused for size)
 MAX_YAML_DEPTH = 64  # a config nests 4 deep; PyYAML's composer recurses once per level
+
+# YAML 1.1 (PyYAML's) number forms that read as another number than the one written: a leading zero is
+# octal (010 -> 8), colons are base 60 (1:20 -> 80, 1:2 -> 62); refused, never read silently
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
+_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n", "true", "false"}
+
+
+def _number_trap(node, path: str = "") -> str:
+    """Why the plain number scalar ``node`` is refused (YAML 1.1 reads it as another number than the one
+    written), or ''. The regexes are tried first: a value is constructed only for a refused scalar."""
+    text = node.value
+    if _OCTAL.match(text):
+        digits = text.replace("_", "")
+        if int(digits, 8) == int(digits, 10):  # 00 .. 07: the same number either way
+            return ""
+        shown = digits.lstrip("+-").lstrip("0") or "0"
+        return f"{text} reads as octal {int(digits, 8)} in YAML 1.1: write {shown}, or quote it"
+    if _BASE60.match(text):
+        value = yaml.SafeLoader.yaml_constructors[node.tag](yaml.SafeLoader(""), node)
+        if "ratio" in path and text.count(":") == 1 and "." not in text:
+            a, b = (int(x.replace("_", "")) for x in text.lstrip("+-").split(":"))
+            ratio = f"{a / b:g}" if b else "a number"
+            return f"{text} reads as base-60 {value} in YAML 1.1: write {ratio} (or quote it)"
+        return f"{text} reads as base-60 {value} in YAML 1.1: write the number (or quote it)"
+    return ""
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+# a plain key with a leading zero that YAML 1.1 reads as text (08, 09: not octal), next to keys read as
+# numbers (00 .. 07): one mapping with int and str keys
+_ZERO_TEXT = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _scalar_problem(node, path: str, key: bool) -> str:
+    """Why the scalar ``node`` (a mapping key when ``key``) is refused, or ''."""
+    if node.style is not None:  # quoted or block text: read as written
+        return ""
+    if node.tag in _NUMBER_TAGS:
+        return _number_trap(node, path)
+    if key and node.tag == "tag:yaml.org,2002:str" and _ZERO_TEXT.match(node.value):
+        digits = node.value.replace("_", "").lstrip("+-").lstrip("0") or "0"
+        return f"key {node.value} reads as the text {node.value!r} in YAML 1.1: write {digits}, or quote it"
+    return ""
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses documents nested deeper than ``MAX_YAML_DEPTH`` or whose
-    aliases expand past ``MAX_YAML_NODES`` nodes."""
+    """``yaml.SafeLoader`` that refuses documents nested deeper than ``MAX_YAML_DEPTH``, whose aliases
+    add more than ``MAX_YAML_NODES`` nodes, with a key given twice in one mapping, or with YAML 1.1's
+    octal / base-60 numbers; it keeps the line of every key (``key_lines``: dotted key -> 1-based line)."""
 
     _depth = 0
 
@@ -400,19 +453,58 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def get_single_node(self):
         node = super().get_single_node()
+        self.key_lines = {}
         if node is not None:
-            size = _expanded_size(node, {})
-            if size > MAX_YAML_NODES:
-                mark = node.start_mark
+            memo: dict = {}
+            size = _expanded_size(node, memo)
+            if size - len(memo) > MAX_YAML_NODES:  # what the aliases add to the nodes written
                 raise yaml.MarkedYAMLError(
-                    problem=f"aliases expand to {size:.3g} nodes (at most {MAX_YAML_NODES} allowed)",
-                    problem_mark=mark,
+                    problem=f"aliases expand to {size:.3g} nodes (at most {MAX_YAML_NODES} more than "
+                            "the file holds allowed)",
+                    problem_mark=node.start_mark,
                 )
+            _check_nodes(node, "", self.key_lines, set())
         return node
 
 
+def _check_nodes(node, path: str, lines: dict, seen: set) -> None:
+    """Duplicate keys and misread numbers under ``node`` (``path``: its dotted key), each node once."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    where = f" (key {path!r})" if path else ""
+    if isinstance(node, yaml.ScalarNode):
+        problem = _scalar_problem(node, path, key=False)
+        if problem:
+            raise yaml.MarkedYAMLError(problem=problem + where, problem_mark=node.start_mark)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_nodes(item, path, lines, seen)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict = {}  # (resolved tag, text) -> line: 1 and '1' are two keys
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                name = k.value
+                problem = _scalar_problem(k, path, key=True)
+                if problem:
+                    raise yaml.MarkedYAMLError(problem=problem + where, problem_mark=k.start_mark)
+                ident = (k.tag, name)
+                if ident in first and name != "<<":
+                    raise yaml.MarkedYAMLError(
+                        problem=f"duplicate key {name!r} at line {k.start_mark.line + 1} (first at line "
+                                f"{first[ident] + 1}){where}",
+                        problem_mark=k.start_mark)
+                first[ident] = k.start_mark.line
+                dotted = f"{path}.{name}" if path else name
+                lines.setdefault(dotted, k.start_mark.line + 1)
+                _check_nodes(v, dotted, lines, seen)
+            else:
+                _check_nodes(v, path, lines, seen)
+
+
 def _expanded_size(node, memo: dict) -> int:
-    """Nodes in the document once every alias is replaced by its target (memoised: linear in the file)."""
+    """Nodes in the document once every alias is replaced by its target (memoised: linear in the file;
+    ``memo`` ends with one entry per distinct node)."""
     key = id(node)
     if key not in memo:
         memo[key] = 1  # a node reached again while being sized is a cycle; count it once
@@ -434,12 +526,23 @@ def _yaml_error_text(e: Exception) -> str:
 
 def load_yaml(text_or_stream, source: str) -> Any:
     """Parse YAML safely and boundedly; ValueError naming ``source`` and the line on any problem."""
+    return load_yaml_lines(text_or_stream, source)[0]
+
+
+def load_yaml_lines(text_or_stream, source: str) -> tuple:
+    """``(data, key_lines)``: ``load_yaml``'s data and the 1-based line of each dotted key in it."""
+    loader = None
     try:
-        return yaml.load(text_or_stream, Loader=_BoundedLoader)
+        loader = _BoundedLoader(text_or_stream)  # reads the first bytes: may refuse them
+        data = loader.get_single_data()
+        return data, getattr(loader, "key_lines", {})
     except yaml.YAMLError as e:
         raise ValueError(f"{source}: invalid YAML at {_yaml_error_text(e)}") from None
     except RecursionError:
         raise ValueError(f"{source}: invalid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,8 +640,62 @@ _RANGES = {
 }
 
 
-def config_problems(cfg: Config) -> list:
-    """Every key whose value no run can use, one line each (empty when the config is usable)."""
+# key -> the names it accepts (checked at load, not when the model or the data is built). Each tuple is the
+# one of the module that reads the key (modeling/backbone.py's ARCHS, modeling/layers.py's NORMS, ...),
+# spelled out here so that reading a config needs no torch; a test keeps them equal.
+_NORMS = ("none", "frozen_bn", "bn", "gn")
+_CHOICES = {
+    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                       "resnext101_32x8d"),
+    "model.roi_features": ("c4", "res4", "res5"),
+    "model.fpn_norm": _NORMS,
+    "model.norm": _NORMS,
+    "model.rpn.box_loss": ("smooth_l1", "l1"),
+    "model.roi_heads.box_head": ("2fc", "4conv1fc"),
+    "model.roi_heads.box_head_norm": _NORMS,
+    "model.roi_heads.pooler": ("roialign", "roipool"),
+    "model.roi_heads.box_loss": ("smooth_l1", "l1"),
+    "model.roi_heads.mask_head_norm": _NORMS,
+    "model.roi_heads.mask_loss": ("sigmoid", "softmax"),
+    "model.roi_heads.mask_paste": ("torchvision", "grid_sample"),
+    "model.roi_heads.keypoint_score": ("logit", "softmax"),
+    "input.resize_method": ("torchvision", "pil"),
+}
+_DEVICE = re.compile(r"^(auto|cpu|(cuda|mps|xpu)(:[0-9]+)?)$")
+# tuple keys of a fixed length: the model reshapes them to (3, 1, 1)
+_LENGTHS = {"model.pixel_mean": 3, "model.pixel_std": 3}
+
+
+def _choice_problems(cfg: Config, stored: bool = False) -> list:
+    """``stored``: a checkpoint's or a run's config; its device is the one it was trained on, not one this
+    machine must have (resolve_device refuses a bad one when it is used)."""
+    problems = []
+    for key, allowed in _CHOICES.items():
+        value = get_key(cfg, key)
+        if value not in allowed:
+            problems.append(f"{key} must be one of {'|'.join(allowed)}, got {value!r}")
+    if not stored and not (isinstance(cfg.device, str) and _DEVICE.match(cfg.device)):
+        problems.append(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r} (mps, xpu, mps:N "
+                        f"and xpu:N too)")
+    for key, n in _LENGTHS.items():
+        value = get_key(cfg, key)
+        if len(value) != n:
+            problems.append(f"{key} must be {n} values (R, G, B), got {to_plain(value)!r}")
+    if isinstance(cfg.input.min_size, tuple) and not cfg.input.min_size:
+        problems.append("input.min_size must be a size or a non-empty list of sizes, got []")
+    names = cfg.data.class_names
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        # identity, not ==: 1.0 == True, and a float name is not YAML's reading of yes
+        word = next((w for v, w in ((True, "yes"), (False, "no"), (None, "null")) if bad[0] is v), bad[0])
+        problems.append(f"data.class_names must be strings, got {bad[0]!r} (YAML 1.1 reads no, yes, on, off "
+                        f"and null as other values): quote it: '{word}'")
+    return problems
+
+
+def config_problems(cfg: Config, *, stored: bool = False) -> list:
+    """Every key whose value no run can use, one line each (empty when the config is usable); ``stored``:
+    as ``_choice_problems``."""
     problems = []
     for key, (test, wanted) in _RANGES.items():
         value = get_key(cfg, key)
@@ -558,6 +715,7 @@ def config_problems(cfg: Config) -> list:
         problems.append(f"model.freeze_at must be in 0..5, got {cfg.model.freeze_at!r}")
     problems.extend(_best_model_problems(cfg.solver))
     problems.extend(_solver_problems(cfg.solver))
+    problems.extend(_choice_problems(cfg, stored))
     return problems
 
 
@@ -628,7 +786,10 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     ``type_name`` is the field's annotation: ``Union[int, tuple]`` fields accept one number or a list.
     """
     if isinstance(value, str) and not isinstance(current, str):
-        value = load_yaml(value, f"config key {name!r}")
+        text = value.strip()
+        if text.startswith("(") and text.endswith(")") and isinstance(current, (tuple, int)):
+            text = f"[{text[1:-1]}]"  # Python's tuple form, (640, 672): read as the list it means
+        value = load_yaml(text, f"config key {name!r}")
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-5" (no dot) as a string
                 value = float(value)
@@ -654,6 +815,11 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     if isinstance(current, tuple) and not one_or_many:
         raise ValueError(f"config key {name!r} expects a list, got {value!r}")
     if isinstance(value, bool) and not isinstance(current, bool) and current is not None:
+        if isinstance(current, str):
+            allowed = _CHOICES.get(name, ("auto", "cpu", "cuda", "cuda:N") if name == "device" else ())
+            what = f"one of {'|'.join(allowed)}" if allowed else "a string"
+            raise ValueError(f"config key {name!r} expects {what} (YAML reads no/off as false, yes/on as "
+                             f"true: quote it)")
         raise ValueError(f"config key {name!r} expects a number, got {value!r}")
     number_field = isinstance(current, (int, float)) or one_or_many or "float" in type_name
     if number_field and not isinstance(value, (int, float)):
@@ -718,33 +884,62 @@ def nearest_key(dotted: str, cfg: Any) -> Optional[str]:
     return by_leaf[aliases[near[0]]][0] if near else None
 
 
-def apply_overrides(cfg: Config, overrides: dict) -> Config:
-    """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error."""
+def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = None,
+                    source: str = "", stored: bool = False) -> Config:
+    """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error; ``lines``: the
+    1-based line of each key in the YAML file ``source`` they came from, added to the errors; ``stored``:
+    as ``from_dict`` (the device is not checked)."""
     cfg = copy.deepcopy(cfg)
+    lines = lines or {}
     for dotted, value in overrides.items():
-        parts = dotted.split(".")
-        node = cfg
-        for i, part in enumerate(parts[:-1]):
-            if not dataclasses.is_dataclass(node) or not hasattr(node, part):
-                near = nearest_key(dotted, cfg)
-                hint = f"; did you mean {near!r}?" if near else ""
-                raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r}){hint}")
-            node = getattr(node, part)
-        leaf = parts[-1]
-        fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-        if leaf not in fields:
+        try:
+            cfg = _apply_one(cfg, dotted, value)
+        except (KeyError, ValueError) as e:
+            if dotted not in lines:
+                raise
+            raise type(e)(f"{e.args[0] if e.args else e} ({source} line {lines[dotted]})") from None
+    problems = config_problems(cfg, stored=stored)
+    if problems:
+        said = [_with_line(p, lines, source) for p in problems]
+        raise ValueError("invalid configuration: " + "; ".join(said))
+    return cfg
+
+
+def _with_line(problem: str, lines: dict, source: str) -> str:
+    """``problem`` (which starts with the key at fault) with the line the key has in ``source``."""
+    key = problem.split(" ", 1)[0]
+    return f"{problem} ({source} line {lines[key]})" if key in lines else problem
+
+
+def _apply_one(cfg: Config, dotted: str, value: Any) -> Config:
+    """``cfg`` (changed in place) with one dotted key set; a section's mapping sets each of its keys."""
+    parts = dotted.split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not dataclasses.is_dataclass(node) or not hasattr(node, part):
             near = nearest_key(dotted, cfg)
             hint = f"; did you mean {near!r}?" if near else ""
-            raise KeyError(f"unknown config key {dotted!r}{hint}")
-        current = getattr(node, leaf)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"config key {dotted!r} is a section; give a mapping")
-            sub = apply_overrides(cfg, {f"{dotted}.{k}": v for k, v in value.items()})
-            cfg = sub
-            continue
-        setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type)))
-    return validate_config(cfg)
+            raise KeyError(f"unknown config key {'.'.join(parts[: i + 1])!r} (in {dotted!r}){hint}")
+        node = getattr(node, part)
+    leaf = parts[-1]
+    fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+    if leaf not in fields:
+        near = nearest_key(dotted, cfg)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise KeyError(f"unknown config key {dotted!r}{hint}")
+    current = getattr(node, leaf)
+    if dataclasses.is_dataclass(current):
+        if isinstance(value, str):  # --set model={num_classes: 3}: read as a file's value is
+            value = load_yaml(value, f"config key {dotted!r}")
+        if value is None:  # a section whose keys are all commented out: nothing to change
+            return cfg
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {dotted!r} is a section; give a mapping")
+        for k, v in value.items():
+            cfg = _apply_one(cfg, f"{dotted}.{k}", v)
+        return cfg
+    setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type)))
+    return cfg
 
 
 def get_key(cfg: Config, dotted: str) -> Any:
@@ -762,7 +957,9 @@ def flatten_sections(d: dict, node: Any, prefix: str = "") -> dict:
     for k, v in d.items():
         key = f"{prefix}{k}"
         child = getattr(node, str(k), None) if dataclasses.is_dataclass(node) else None
-        if isinstance(v, dict) and dataclasses.is_dataclass(child):
+        unknown = dataclasses.is_dataclass(node) and not hasattr(node, str(k))
+        if isinstance(v, dict) and v and (dataclasses.is_dataclass(child) or unknown):
+            # an unknown section's keys too: the hint is looked up on the full dotted key, as for --set
             out.update(flatten_sections(v, child, key + "."))
         else:
             out[key] = v
@@ -771,27 +968,39 @@ def flatten_sections(d: dict, node: Any, prefix: str = "") -> dict:
 
 # Keys that earlier versions wrote into checkpoints and config.yaml files but that nothing read (the mask
 # and heatmap resolutions follow from the pool sizes: 2 x mask_pool_size, 4 x keypoint_pool_size). Stored
-# configs may still hold them; a user's YAML or --set naming them is an error like any unknown key.
+# configs may still hold them (dropped); a user's YAML file naming them (a copied old config.yaml) gets a
+# warning and loads; --set naming them is an error like any unknown key.
 RETIRED_KEYS = ("model.roi_heads.mask_resolution", "model.roi_heads.keypoint_resolution")
 
 
-def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False) -> Config:
-    """A Config from a nested dict over ``base``; ``stored``: the dict was written by this library (a
-    checkpoint's or a run's config), so retired keys are dropped instead of refused."""
+def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, lines: Optional[dict] = None,
+              source: str = "") -> Config:
+    """A Config from a nested dict over ``base``; retired keys are dropped (``stored``: the dict was written
+    by this library, a checkpoint's or a run's config; else with a warning naming each: a user's copy of an
+    old run's config). ``lines`` / ``source``: as ``apply_overrides``."""
+    import warnings
+
     base = base or Config()
     flat = flatten_sections(d, base)
-    if stored:
-        flat = {k: v for k, v in flat.items() if k not in RETIRED_KEYS}
-    return apply_overrides(base, flat)
+    for key in [k for k in flat if k in RETIRED_KEYS]:
+        if not stored:
+            where = f"{source} line {lines[key]}: " if lines and key in lines else ""
+            warnings.warn(f"{where}{key}: retired key, no longer used: delete it", stacklevel=2)
+        del flat[key]
+    return apply_overrides(base, flat, lines=lines, source=source, stored=stored)
 
 
 def parse_set_args(items: list) -> dict:
     """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types)."""
+    import warnings
+
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if key.strip() in out and out[key.strip()] != value.strip():  # a typo, or a script adding to a line
+            warnings.warn(f"{key.strip()} given twice: {value.strip()} (the last) used", stacklevel=2)
         out[key.strip()] = value.strip()
     return out
 
@@ -816,15 +1025,26 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
             raise FileNotFoundError(
                 f"config {name!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a file"
             )
+        if path.suffix == ".py":  # never executed
+            raise ValueError(f"{path}: a Python config (MMDetection?) is not read; use a preset and --set "
+                             "(docs/checkpoints.md says how to convert its weights)")
         with open(path, "rb") as f:  # bytes: the YAML reader reports bad encodings by position
-            data = load_yaml(f, str(path)) or {}
+            data, lines = load_yaml_lines(f, str(path))
+        if data is None:
+            import warnings
+
+            warnings.warn(f"{path} is empty: the r50_fpn preset is used", stacklevel=2)
+            data = {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        if "_BASE_" in data or any(isinstance(k, str) and k.isupper() and len(k) > 1 for k in data):
+            raise ValueError(f"{path}: looks like a detectron2 config (_BASE_, upper-case keys): not read; "
+                             "use a preset and --set (docs/checkpoints.md for converting its weights)")
         base_name = data.pop("_base_", "r50_fpn")
         if base_name not in PRESETS:
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
         try:
-            cfg = from_dict(data, PRESETS[base_name](), stored=stored)
+            cfg = from_dict(data, PRESETS[base_name](), stored=stored, lines=lines, source=path.name)
         except (KeyError, ValueError) as e:
             raise type(e)(f"{path}: {e.args[0] if e.args else e}") from None
     if overrides:

@@ -81,14 +81,24 @@ def test_every_key_is_read_somewhere():
     assert dead == []
 
 
-def test_retired_keys_load_from_stored_configs_only(tmp_path):
+def test_retired_keys_load_from_stored_configs_and_warn_in_user_files(tmp_path):
+    import warnings
+
+    import yaml
+
     from maskrcnn.config import from_dict
 
     stored = {**load_config("r50_fpn").to_dict()}
     stored["model"]["roi_heads"]["mask_resolution"] = 28  # written by earlier versions
-    assert from_dict(stored, stored=True).model.roi_heads.mask_pool_size == 14
-    with pytest.raises(KeyError, match="mask_resolution"):
-        from_dict(stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a checkpoint's config: dropped without a word
+        assert from_dict(stored, stored=True).model.roi_heads.mask_pool_size == 14
+    path = tmp_path / "old.yaml"  # a user's copy of an old run's config.yaml: loads, with a warning
+    path.write_text(yaml.safe_dump(stored, sort_keys=False))
+    line = path.read_text().splitlines().index("    mask_resolution: 28") + 1
+    with pytest.warns(UserWarning, match=rf"old.yaml line {line}: model.roi_heads.mask_resolution: "
+                                         "retired key, no longer used: delete it"):
+        assert load_config(str(path)).model.roi_heads.mask_pool_size == 14
     with pytest.raises(KeyError, match="keypoint_resolution"):
         load_config("r50_fpn", parse_set_args(["model.roi_heads.keypoint_resolution=56"]))
 
@@ -138,7 +148,7 @@ def test_an_unknown_section_and_a_yaml_key_point_to_the_nearest_one(tmp_path):
     with pytest.raises(KeyError) as info:
         load_config(str(path))
     assert info.value.args[0] == (f"{path}: unknown config key 'solver.lerning_rate'; did you mean "
-                                  "'solver.lr'?")
+                                  "'solver.lr'? (c.yaml line 3)")
 
 
 def test_save_config_writes_class_names_unescaped(tmp_path):

@@ -81,15 +81,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _sets_num_classes(config: Optional[str], overrides: dict) -> bool:
     """Whether the user set ``model.num_classes`` (``--set``, or the YAML file given as ``--config``): the
     training set decides it, and a value asked for that differs is named in a note."""
+    return _sets_key(config, overrides, "model.num_classes")
+
+
+def _sets_key(config: Optional[str], overrides: dict, dotted: str) -> bool:
+    """Whether the user set ``dotted`` (a ``section.name`` key) with ``--set`` or in the ``--config`` file."""
     from maskrcnn.config import PRESETS, load_yaml
 
-    if "model.num_classes" in overrides:
+    section, name = dotted.split(".")
+    if dotted in overrides:
+        return True
+    given = _yaml_or_none(overrides.get(section))  # read once
+    if isinstance(given, dict) and name in given:
         return True
     if not config or config in PRESETS or not Path(config).is_file():
         return False
     with open(config, "rb") as f:  # read once already by load_config: valid
         data = load_yaml(f, config)
-    return isinstance(data, dict) and isinstance(data.get("model"), dict) and "num_classes" in data["model"]
+    return isinstance(data, dict) and isinstance(data.get(section), dict) and name in data[section]
+
+
+def _yaml_or_none(text):
+    """A ``--set section={...}`` value read (it was once already, by load_config: valid), or None."""
+    from maskrcnn.config import load_yaml
+
+    return load_yaml(text, "--set") if isinstance(text, str) else text
 
 
 def run(args) -> int:
@@ -127,6 +143,8 @@ def run(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         asked_num_classes=cfg.model.num_classes if _sets_num_classes(args.config, overrides) else None,
+        asked_class_names=(cfg.data.class_names if _sets_key(args.config, overrides, "data.class_names")
+                           else None),
         overrides=overrides,
         config_named=args.config,
     )

@@ -283,13 +283,15 @@ def build_training(
     log_stream=None,
     trainer_kwargs=None,
     asked_num_classes=None,
+    asked_class_names=None,
     overrides=None,
     config_named=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
     ``asked_num_classes``: a ``model.num_classes`` the user set (``--set``, a YAML file); it is not
-    applied (the training set decides), and a note says so when it differs from the data's.
+    applied (the training set decides), and a note says so when it differs from the data's; so for
+    ``asked_class_names`` (``data.class_names``).
     A resumed run uses its own ``config.yaml`` with ``overrides`` (the dotted keys asked for explicitly,
     ``--set``) over it; ``config_named``: the ``--config`` given, whose other values are named in a
     warning, not applied; ``overrides=None`` applies all of ``cfg``'s non-model settings
@@ -384,6 +386,11 @@ def build_training(
             f"training data, and {train_json} has {n} ({n - 1} classes and the background)"
             + ("; the --init weights' class rows are matched to them by name"
                if cfg.model.init_weights and not resuming else ""))
+    if asked_class_names is not None and tuple(asked_class_names) != tuple(train_set.class_names[1:]) \
+            and tuple(asked_class_names) != tuple(train_set.class_names):
+        names = ", ".join(train_set.class_names[1:])
+        say(f"note: data.class_names {list(asked_class_names)} is not applied: class names come from the "
+            f"training data, and {train_json} has {names}")
     cfg = cfg.copy()
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)

@@ -41,6 +41,7 @@ SCRIPTING_UNSUPPORTED = (
     "MaskRCNN does not support torch.jit.script or torch.jit.trace: use `maskrcnn export --format onnx` "
     "or `--format pt2` to ship it, or torch.compile(model) for speed")
 ROI_FEATURES = ("c4", "res4", "res5")  # model.roi_features: where RoIs are pooled from without an FPN
+BOX_HEADS = ("2fc", "4conv1fc")  # model.roi_heads.box_head: two fc layers, or four convs then one fc
 
 
 class MaskRCNN(nn.Module):
@@ -275,7 +276,7 @@ def build_model(cfg) -> MaskRCNN:
         box_head = BoxHead(in_channels=feat_dim, pool_size=h.box_pool_size, num_convs=4, conv_dim=feat_dim,
                            num_fcs=1, fc_dim=h.box_head_dim, norm=h.box_head_norm)
     else:
-        raise ValueError(f"model.roi_heads.box_head must be '2fc' or '4conv1fc', got {h.box_head!r}")
+        raise ValueError(f"model.roi_heads.box_head must be one of {BOX_HEADS}, got {h.box_head!r}")
     mask_pooler = mask_head = kp_pooler = kp_head = None
     if h.mask_on:
         mask_pooler = pooler(h.mask_pool_size)

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 from .roi_align import _pair, roi_align, roi_align_into, roi_align_levels
 from .roi_pool import roi_pool
 
-__all__ = ["MultiScaleRoIAlign", "assign_levels"]
+__all__ = ["MultiScaleRoIAlign", "assign_levels", "POOLERS"]
+
+POOLERS = ("roialign", "roipool")  # model.roi_heads.pooler: bilinear samples, or RoIPool's max over cells
 
 
 def assign_levels(boxes: Tensor, *, min_level: int, max_level: int, canonical_level: int = 4,
@@ -63,8 +65,8 @@ class MultiScaleRoIAlign(nn.Module):
             if len(stride_list) != len(self.featmap_names):
                 raise ValueError(f"MultiScaleRoIAlign: {len(stride_list)} strides for "
                                  f"{len(self.featmap_names)} feature maps")
-        if pooler not in ("roialign", "roipool"):
-            raise ValueError(f"MultiScaleRoIAlign: pooler must be 'roialign' or 'roipool', got {pooler!r}")
+        if pooler not in POOLERS:
+            raise ValueError(f"MultiScaleRoIAlign: pooler must be one of {POOLERS}, got {pooler!r}")
         levels = [round(math.log2(s)) for s in stride_list]
         if any(2 ** lv != s for lv, s in zip(levels, stride_list)):
             raise ValueError(f"MultiScaleRoIAlign: strides must be powers of two, got {stride_list}")

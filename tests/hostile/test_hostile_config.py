@@ -47,7 +47,7 @@ def test_bad_yaml_file_is_refused_by_file_and_line_or_key(cli, tmp_path, case):
     [("solver.iters=-5", "solver.iters must be >= 0, got -5"),
      ("solver.iters=1.5", "config key 'solver.iters' expects a whole number, got 1.5"),  # trained 1 iter
      ("seed=0.5", "config key 'seed' expects a whole number, got 0.5"),
-     ("device=gpu", "device 'gpu' (--device or the config's device): expected auto, cpu, cuda or cuda:N"),
+     ("device=gpu", "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
      ("solver.lr=nan", "solver.lr must be a finite number >= 0, got nan"),
      ("solver.batch_size=0", "solver.batch_size must be > 0"),
      ("model.roi_heads.score_thresh=1.5", "model.roi_heads.score_thresh must be in [0, 1]"),

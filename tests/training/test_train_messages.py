@@ -140,8 +140,16 @@ def test_a_num_classes_asked_for_is_named_with_the_datas(tmp_path):
                                "data.num_workers": 0})
     stream = io.StringIO()
     _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
-                            log_stream=stream, asked_num_classes=3, trainer_kwargs={"tensorboard": False})
+                            log_stream=stream, asked_num_classes=3, asked_class_names=("a", "b"),
+                            trainer_kwargs={"tensorboard": False})
     assert cfg.model.num_classes == 5
+    assert (f"note: data.class_names ['a', 'b'] is not applied: class names come from the training data, "
+            f"and {path} has c1, c2, c3, c4\n") in stream.getvalue()
+    from maskrcnn.commands.train import _sets_key
+
+    assert _sets_key("demo", {"data.class_names": "[a, b]"}, "data.class_names")
+    assert _sets_key("demo", {"data": "{class_names: [a]}"}, "data.class_names")
+    assert not _sets_key("demo", {"data.num_workers": "0"}, "data.class_names")
     assert (f"note: model.num_classes 3 is not applied: num_classes comes from the training data, and {path} "
             "has 5 (4 classes and the background)\n") in stream.getvalue()
 
