@@ -646,7 +646,7 @@ _RANGES = {
 _NORMS = ("none", "frozen_bn", "bn", "gn")
 _CHOICES = {
     "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-                       "resnext101_32x8d"),
+                       "resnext101_32x4d", "resnext101_32x8d"),
     "model.roi_features": ("c4", "res4", "res5"),
     "model.fpn_norm": _NORMS,
     "model.norm": _NORMS,

@@ -16,10 +16,10 @@ def test_low_precision_scaled_fine_tunes_and_measures_each_mode(tmp_path, benchm
     from maskrcnn.modeling.mask_rcnn import build_model
 
     torch.manual_seed(0)
-    cfg = load_config("demo")
-    source = tmp_path / "source.pth"
+    cfg = load_config("demo", {"model.num_classes": len(SHAPE_CLASSES) + 1})  # a consistent source: the
+    source = tmp_path / "source.pth"  # demo's classes and head (train --init refuses names that do not fit)
     save_checkpoint(source, model_state=build_model(cfg).state_dict(), config=cfg,
-                    class_names=list(SHAPE_CLASSES))
+                    class_names=["__background__", *SHAPE_CLASSES])
     threads = torch.get_num_threads()
     try:
         rc = benchmark_script("low_precision_scaled").main([
