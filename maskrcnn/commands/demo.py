@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default=None,
                    help="folder for data, run and overlays (default runs/demo or runs/demo_keypoints)")
     p.add_argument("--iters", type=int, default=None, help="training iterations (default: the preset's)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto",
+                   help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested")
     p.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )

@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", help="image folder of the annotation file, with --weights (default, from "
                                          f"the export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="images per forward, grouped by size (default 1: detections then never depend "
                         "on batch-mates, whose padding changes border features; larger pays off on a GPU)")

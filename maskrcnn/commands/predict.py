@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write only detections scoring at least this (the model's own threshold is the checkpoint's)",
     )
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument(
         "--batch-size", type=int, default=1,
         help="most concurrent requests run in one forward (default 1; larger pays off on a GPU; images of "

@@ -74,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "maskrcnn_resnet50_fpn_coco, resnext50_32x4d, "
                         "detectron2://ImageNetPretrained/MSRA/R-50.pkl; FILE#ema: a torchvision detector "
                         "file's EMA copy 'model_ema'); sets model.init_weights")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
+    p.add_argument("--device", default=None,
+                   help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: config's device)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
