@@ -30,31 +30,27 @@ def test_misread_numbers_in_set_are_refused():
     assert load_config("r50_fpn", {"solver.iters": "'10'"}).solver.iters == 10  # quoted: a string, read as 10
 
 
-def test_duplicate_keys_are_refused(tmp_path):
-    path = _write(tmp_path, "solver:\n  lr: 0.1\nseed: 3\nsolver:\n  iters: 5\n")
-    with pytest.raises(ValueError, match=r"duplicate key 'solver' at line 4 \(first at line 1\)"):
-        load_config(path)
-    path = _write(tmp_path, "solver:\n  lr: 0.1\n  lr: 0.2\n")
-    with pytest.raises(ValueError, match=r"duplicate key 'lr' at line 3 \(first at line 2\)"):
-        load_config(path)
+@pytest.mark.parametrize("text, error, said", [
+    ("solver:\n  lr: 0.1\nseed: 3\nsolver:\n  iters: 5\n", ValueError,
+     r"duplicate key 'solver' at line 4 \(first at line 1\)"),
+    ("solver:\n  lr: 0.1\n  lr: 0.2\n", ValueError, r"duplicate key 'lr' at line 3 \(first at line 2\)"),
+    # errors from a file name its line, and a misspelled section gets the hint --set gives
+    ("seed: 1\nsolver:\n  batch_size: 2.5\n", ValueError,
+     r"expects a whole number, got 2.5 \(cfg.yaml line 3\)"),
+    ("model:\n  pixel_std: [1, 1, 0]\n", ValueError,
+     r"model.pixel_std must be > 0, got .*\(cfg.yaml line 2\)"),
+    ("model:\n  roi_head:\n    num_classes: 3\n", KeyError,
+     r"did you mean 'model.num_classes'\? \(cfg.yaml line 3\)"),
+])
+def test_duplicate_keys_and_bad_values_in_a_file_are_refused_with_their_line(tmp_path, text, error, said):
+    with pytest.raises(error, match=said):
+        load_config(_write(tmp_path, text))
 
 
 def test_repeated_set_is_noted(capsys):
     with pytest.warns(UserWarning, match=r"solver.lr given twice: 0.2 \(the last\) used"):
         out = parse_set_args(["solver.lr=0.1", "solver.lr=0.2"])
     assert out == {"solver.lr": "0.2"}
-
-
-def test_file_errors_name_the_line_and_hint_as_set_does(tmp_path):
-    path = _write(tmp_path, "seed: 1\nsolver:\n  batch_size: 2.5\n")
-    with pytest.raises(ValueError, match=r"expects a whole number, got 2.5 \(cfg.yaml line 3\)"):
-        load_config(path)
-    path = _write(tmp_path, "model:\n  pixel_std: [1, 1, 0]\n")
-    with pytest.raises(ValueError, match=r"model.pixel_std must be > 0, got .*\(cfg.yaml line 2\)"):
-        load_config(path)
-    path = _write(tmp_path, "model:\n  roi_head:\n    num_classes: 3\n")
-    with pytest.raises(KeyError, match=r"did you mean 'model.num_classes'\? \(cfg.yaml line 3\)"):
-        load_config(path)
 
 
 def test_other_libraries_configs_are_named(tmp_path):
