@@ -763,11 +763,14 @@ def _training_problems(cfg: Config) -> list:
     return []
 
 
-def validate_config(cfg: Config) -> Config:
-    """``cfg`` if every value is usable, else ValueError listing the keys at fault."""
-    problems = config_problems(cfg)
+def validate_config(cfg: Config, *, lines: Optional[dict] = None, source: str = "",
+                    stored: bool = False) -> Config:
+    """``cfg`` if every value is usable, else ValueError listing the keys at fault (each with its line in
+    the YAML file ``source`` where ``lines`` has it; ``stored``: as ``from_dict``)."""
+    problems = config_problems(cfg, stored=stored)
     if problems:
-        raise ValueError("invalid configuration: " + "; ".join(problems))
+        said = [_with_line(p, lines or {}, source) for p in problems]
+        raise ValueError("invalid configuration: " + "; ".join(said))
     return cfg
 
 
@@ -898,11 +901,7 @@ def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = Non
             if dotted not in lines:
                 raise
             raise type(e)(f"{e.args[0] if e.args else e} ({source} line {lines[dotted]})") from None
-    problems = config_problems(cfg, stored=stored)
-    if problems:
-        said = [_with_line(p, lines, source) for p in problems]
-        raise ValueError("invalid configuration: " + "; ".join(said))
-    return cfg
+    return validate_config(cfg, lines=lines, source=source, stored=stored)
 
 
 def _with_line(problem: str, lines: dict, source: str) -> str:

@@ -3,7 +3,7 @@ archives torch writes that are programs, not weights.
 
     load_weights_only(path, map_location="cpu", extra=()) -> the file's object (never runs its code)
     numpy_globals() -> {"module.name": object}: numpy's data names, only plain data dtypes built
-    refuse_object_arrays(obj, source) -> None, or ObjectArrayRefused naming source (not plain data)
+    refuse_object_arrays(obj, source, error=ObjectArrayRefused) -> None, or error naming source
     program_archive(path) -> "torch.export" | "torchscript" | None
 
 Why numpy: training loops store numpy scalars beside the weights (a detectron2 trainer's custom loop saves
@@ -209,12 +209,12 @@ def numpy_data_globals() -> list:
     return entries
 
 
-def refuse_object_arrays(obj, source) -> None:
-    """ObjectArrayRefused naming ``source`` when a loaded object holds a numpy array, numpy scalar or
-    dtype that is not plain data (``_dtype_fault``: object, void / structured, sub-array), in dicts,
-    lists, tuples, sets, an ``argparse.Namespace``: the second fence after the rebuilders' check (an
-    array's dtype can come from ``ndarray.__setstate__``). Only each dtype is read, never the elements
-    (which may be forged pointers)."""
+def refuse_object_arrays(obj, source, *, error=ObjectArrayRefused) -> None:
+    """``error`` (the caller's refusal type; ObjectArrayRefused by default) naming ``source`` when a loaded
+    object holds a numpy array, numpy scalar or dtype that is not plain data (``_dtype_fault``: object,
+    void / structured, sub-array), in dicts, lists, tuples, sets, an ``argparse.Namespace``: the second
+    fence after the rebuilders' check (an array's dtype can come from ``ndarray.__setstate__``). Only each
+    dtype is read, never the elements (which may be forged pointers)."""
     import argparse
 
     import numpy as np
@@ -229,7 +229,7 @@ def refuse_object_arrays(obj, source) -> None:
         if isinstance(item, (np.ndarray, np.generic, np.dtype)):
             fault = _dtype_fault(item if isinstance(item, np.dtype) else item.dtype)
             if fault is not None:
-                raise ObjectArrayRefused(f"{source}: dtype {fault}; {_OBJECT_WORDS}")
+                raise error(f"{source}: dtype {fault}; {_OBJECT_WORDS}")
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

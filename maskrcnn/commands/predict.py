@@ -11,33 +11,32 @@ results and overlays.
 
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``category_name`` (the class as the checkpoint names it; COCO readers ignore it), ``bbox`` [x, y, w, h],
-``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII
-names written as they are, UTF-8) and ``DIR/overlays/<stem>.png``. Folders are searched recursively for
-image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through the same
-predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
-checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can
-take, memory), is reported on stderr by name and skipped; the summary counts it. Results are written as
-they are produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is
-written at the end, also after an error or an interrupt), so one bad image late in a folder loses
-nothing. An ``--output`` that holds an earlier run's results is said up front (how many images, how
-many overlays; of a results file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this
-run's replace them once its first image is done: ``predictions.json`` then holds this run's images only
-and ``overlays/`` loses the earlier run's overlays of images this run did not draw (named after the
-images its results name: ``<stem>.png``, ``<stem>_2.png``, ...; counted in a line), also when it is
-stopped by Ctrl-C or an error later on, so the folder never mixes two runs. Other PNGs there (the
-user's) stay, and so do all overlays under ``--no-overlays``. Stopped before its first image, the
-earlier files are left untouched. Ctrl-C says how many images were written and where. A
-``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is read with that line
-dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn quantize`` runs
-as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8 --calib-images
-DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``). ``--score-thresh``
-below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
-(``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
-``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
-(``data/pre_annotations/export.py``). ``--tile SIZE``
-predicts large images tile by tile for their small objects (``commands/tile_args.py``,
-``engine/tiling.py``). Video files (given, or found in the folders) are predicted frame by frame, with
-a JSONL of results and an overlay video each (``commands/predict_video.py``).
+``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
+as ``\\u`` escapes, read back exactly) and ``DIR/overlays/<stem>.png``. Folders are searched recursively
+for image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through
+the same predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
+checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can take,
+memory), is reported on stderr by name and skipped; the summary counts it. Results are written as they are
+produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at
+the end, also after an error or an interrupt), so one bad image late in a folder loses nothing. An
+``--output`` that holds an earlier run's results is said up front (how many images, how many overlays; of
+a results file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once
+its first image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses
+the earlier run's overlays of images this run did not draw (named after the images its results name:
+``<stem>.png``, ``<stem>_2.png``, ...; counted in a line), also when it is stopped by Ctrl-C or an error
+later on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays
+under ``--no-overlays``. Stopped before its first image, the earlier files are left untouched. Ctrl-C says
+how many images were written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full
+disk cut short is read with that line dropped and a warning (``read_partial_results``). A checkpoint
+written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with
+a note); ``--int8 --calib-images DIR`` quantizes a plain checkpoint in memory first
+(``commands/quantize.py``). ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh``
+lowers that one too (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how
+to lower it. ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images
+or cut-outs (``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for
+their small objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the
+folders) are predicted frame by frame, with a JSONL of results and an overlay video each
+(``commands/predict_video.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 

@@ -154,7 +154,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path):
-    from maskrcnn.safe_load import ObjectArrayRefused, ObjectDtypeError, refuse_object_arrays
+    from maskrcnn.safe_load import ObjectDtypeError, refuse_object_arrays
 
     with open(path, "rb") as f:
         try:
@@ -168,10 +168,7 @@ def _read_pickle(path: Path):
                 raise ConversionError(f"{path} is empty (0 bytes)") from None
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConversionError(f"{path}: cannot be read as a pickle of numpy arrays ({reason})") from None
-    try:
-        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
-    except ObjectArrayRefused as e:
-        raise ConversionError(str(e)) from None
+    refuse_object_arrays(obj, path, error=ConversionError)  # one that came another way (ndarray.__setstate__)
     return obj
 
 

@@ -116,7 +116,7 @@ def read_pickle_file(path) -> object:
     """A plain pickle's object, read as ``read_mmdet_file`` reads a checkpoint: tensors, numpy arrays and
     containers rebuilt, foreign objects left as ``Inert``; ValueError naming the file when it is not a
     pickle."""
-    from maskrcnn.safe_load import ObjectArrayRefused, refuse_object_arrays
+    from maskrcnn.safe_load import refuse_object_arrays
 
     path = Path(path)
     try:
@@ -126,10 +126,7 @@ def read_pickle_file(path) -> object:
             IndexError, KeyError, ImportError, MemoryError, RecursionError, ConversionError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{path}: cannot be read as a pickle ({reason})") from None
-    try:
-        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
-    except ObjectArrayRefused as e:
-        raise ValueError(str(e)) from None
+    refuse_object_arrays(obj, path, error=ValueError)  # one that came another way (ndarray.__setstate__)
     return obj
 
 
@@ -155,12 +152,9 @@ def read_mmdet_file(path) -> object:
         from maskrcnn.checkpoint_refusal import unreadable_message
 
         raise ConversionError(unreadable_message(path, e)) from None
-    from maskrcnn.safe_load import ObjectArrayRefused, refuse_object_arrays
+    from maskrcnn.safe_load import refuse_object_arrays
 
-    try:
-        refuse_object_arrays(obj, path)  # one that came another way (ndarray.__setstate__ with a list)
-    except ObjectArrayRefused as e:
-        raise ConversionError(str(e)) from None
+    refuse_object_arrays(obj, path, error=ConversionError)  # one that came another way (ndarray.__setstate__)
     return obj
 
 
