@@ -111,10 +111,36 @@ LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final.pth"
 BEST_NAME = "model_best.pth"
 BEST_JSON = "best.json"
-# what a run writes besides its checkpoints (their temporary files are removed when a killed run left them)
-_RECORD_FILES = ("metrics.jsonl", BEST_JSON, "curves.png")
-# run files (training.RUN_FILE_PATTERNS) a resume without checkpoint keeps: the resumed run's own settings
+# What a run leaves in its folder (this module, logger.py, training.py): a new run must not mix with them;
+# the temporary files of any of them a killed run left are removed when the next run starts.
+RUN_FILE_PATTERNS = (
+    LAST_CHECKPOINT, "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
+    "events.out.tfevents.*", "tensorboard/events.out.tfevents.*", BEST_JSON, "run.json",
+)
+# run files a resume without checkpoint keeps: the resumed run's own settings
 _KEPT_ON_A_FRESH_START = ("config.yaml", "init_report.json", "run.json", LAST_CHECKPOINT)
+
+
+def earlier_run_files(output: Path) -> list:
+    """The files of an earlier run in ``output`` (sorted; empty when there is none or no folder)."""
+    output = Path(output)
+    if not output.is_dir():
+        return []
+    return sorted({p for pattern in RUN_FILE_PATTERNS for p in output.glob(pattern) if p.is_file()})
+
+
+def checkpoint_candidates(output_dir: Path) -> list:
+    """The checkpoints a resume of ``output_dir`` tries, in order: the one ``last_checkpoint`` names
+    (when that file is there), then every ``model_NNNNNNN.pth``, newest first. Empty: the folder holds
+    no checkpoint to continue from (a run killed after writing a checkpoint but before its pointer still
+    has one)."""
+    output_dir = Path(output_dir)
+    candidates = sorted(output_dir.glob("model_[0-9]*.pth"), reverse=True)
+    pointer = output_dir / LAST_CHECKPOINT
+    if pointer.is_file():
+        named = output_dir / pointer.read_text().strip()
+        candidates = [named] + [c for c in candidates if c != named]
+    return candidates
 
 
 def finished_without_checkpoint(output_dir: Path) -> str:
@@ -123,7 +149,7 @@ def finished_without_checkpoint(output_dir: Path) -> str:
     finished run whose periodic checkpoints were cleaned up); "" otherwise. Starting such a run again
     from iteration 0 would remove its best model and metrics and overwrite its final weights."""
     output_dir = Path(output_dir)
-    if (output_dir / LAST_CHECKPOINT).is_file() or any(output_dir.glob("model_[0-9]*.pth")):
+    if checkpoint_candidates(output_dir):
         return ""
     finished = [n for n in (FINAL_NAME, BEST_NAME) if (output_dir / n).is_file()]
     if not finished:
@@ -420,11 +446,7 @@ class Trainer:
         ``last_checkpoint`` names it; should that file be unreadable (a disk problem after the write),
         the newest other ``model_*.pth`` that loads is used instead, with a warning.
         """
-        pointer = self.output_dir / LAST_CHECKPOINT
-        candidates = sorted(self.output_dir.glob("model_[0-9]*.pth"), reverse=True)
-        if pointer.is_file():
-            named = self.output_dir / pointer.read_text().strip()
-            candidates = [named] + [c for c in candidates if c != named]
+        candidates = checkpoint_candidates(self.output_dir)
         if not candidates:
             self._start_afresh()
             return False
@@ -457,7 +479,7 @@ class Trainer:
 
     def _start_afresh(self) -> None:
         """A resume with no checkpoint starts from iteration 0: what the earlier attempt left of its run
-        files (``training.earlier_run_files``: metrics.jsonl, best.json, curves.png, its TensorBoard event
+        files (``earlier_run_files``: metrics.jsonl, best.json, curves.png, its TensorBoard event
         files) goes, as a resume from a checkpoint truncates them to it; appended to, iterations 1..k
         would be in metrics.jsonl twice (main process). The run's config.yaml and init_report.json stay
         (the resumed run's own). A folder with finished weights (model_final.pth, model_best.pth) but no
@@ -467,8 +489,6 @@ class Trainer:
             raise CheckpointError(refusal)
         if not self.is_main:
             return
-        from maskrcnn.engine.training import earlier_run_files
-
         # of the TensorBoard event files, those written before this process started: this run's writer's
         # (open since the logger was made) is newer; the other run files this run has not written yet
         # (no checkpoint or finished weights are here, so a model_*.pth left is not the run's: it stays)
@@ -481,19 +501,18 @@ class Trainer:
             names = [p.name for p in stale if not p.name.startswith("events.out.tfevents.")]
             events = len(stale) - len(names)
             names += [f"{events} TensorBoard event file(s)"] if events else []
-            self.logger.print(f"--resume: no checkpoint, so the earlier attempt's {', '.join(names)} "
-                              "removed: the run starts from iteration 0")
+            self.logger.print(f"removed the earlier attempt's {', '.join(names)}")
 
     def _remove_stale_temps(self) -> None:
         """Temporary files of this folder's checkpoints and records left by a killed run (SIGKILL: no
-        cleanup ran), up to a checkpoint's size each: every ``.NAME.<12 hex>.tmp`` of a run file that
-        ``io_utils.remove_stale_temps`` finds dead (older than this process, unchanged for 10 minutes;
-        main process only: the only writer)."""
+        cleanup ran), up to a checkpoint's size each: every ``.NAME.<12 hex>.tmp`` of a run file (any of
+        ``RUN_FILE_PATTERNS``) that ``io_utils.remove_stale_temps`` finds dead (older than this process,
+        unchanged for 10 minutes; main process only: the only writer)."""
         if not self.is_main or not self.output_dir.is_dir():
             return
         names = {temp_target(p.name) for p in self.output_dir.glob(".*.tmp")} - {None}
         for name in sorted(names):
-            if fnmatch.fnmatch(name, "model_*.pth") or name in (LAST_CHECKPOINT, *_RECORD_FILES):
+            if any(fnmatch.fnmatch(name, pattern) for pattern in RUN_FILE_PATTERNS):
                 remove_stale_temps(self.output_dir / name)
 
     def load_training_state(self, ckpt: dict) -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from maskrcnn.engine.trainer import RUN_FILE_PATTERNS, earlier_run_files  # noqa: F401 (importable here)
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
 
@@ -200,13 +201,6 @@ def _read_init_weights(spec: str, rank: int, world_size: int):
     return source if source is not None else read_weights(spec)
 
 
-# What a run leaves in its folder (trainer.py, logger.py, this module): a new run must not mix with them.
-RUN_FILE_PATTERNS = (
-    "last_checkpoint", "model_*.pth", "metrics.jsonl", "config.yaml", "init_report.json", "curves.png",
-    "events.out.tfevents.*", "tensorboard/events.out.tfevents.*", "best.json", "run.json",
-)
-
-
 def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
     """The model on ``device``, its 4-d weights channels_last on the CPU: oneDNN's convolutions then run
     without reordering each input, and the multi-level RoIAlign reads the FPN maps and returns their
@@ -262,13 +256,6 @@ def check_best_metric(cfg, *, has_val: bool) -> None:
         raise ValueError(problem)
 
 
-def earlier_run_files(output: Path) -> list:
-    """The files of an earlier run in ``output`` (sorted; empty when there is none or no folder)."""
-    if not output.is_dir():
-        return []
-    return sorted({p for pattern in RUN_FILE_PATTERNS for p in output.glob(pattern) if p.is_file()})
-
-
 def build_training(
     cfg,
     *,
@@ -306,14 +293,15 @@ def build_training(
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
-    from maskrcnn.engine.trainer import LAST_CHECKPOINT, build_trainer, finished_without_checkpoint
+    from maskrcnn.engine.trainer import build_trainer, checkpoint_candidates, finished_without_checkpoint
     from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
 
     output = Path(output)
     if (val_json is None) != (val_images is None):
         raise ValueError("--val-json and --val-images go together")
-    resuming = resume and (output / LAST_CHECKPOINT).is_file()
+    # a checkpoint whose last_checkpoint pointer a kill prevented counts too: trainer.resume() loads it
+    resuming = resume and bool(checkpoint_candidates(output))
     earlier = earlier_run_files(output)
     if earlier and not resume and not overwrite:
         names = short_listing((p.name for p in earlier), limit=5)

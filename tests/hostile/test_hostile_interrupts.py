@@ -406,3 +406,44 @@ def test_a_sigterm_after_ctrl_c_keeps_the_first_signal(tmp_path):
         handler(signal.SIGINT, None)
         handler(signal.SIGTERM, None)
     assert trainer._stop_signal == signal.SIGINT
+
+
+def test_resume_of_a_run_killed_before_its_checkpoint_pointer_goes_on_from_the_checkpoint(tmp_path):
+    """Killed between writing model_0000500.pth and last_checkpoint, then --resume: build_training took
+    the fresh start (followed the run's --init again, would overwrite config.yaml and init_report.json)
+    while trainer.resume() loaded model_0000500.pth anyway."""
+    from maskrcnn.config import save_config
+    from maskrcnn.engine.trainer import checkpoint_candidates
+    from maskrcnn.engine.training import build_training
+
+    out = tmp_path / "run"
+    out.mkdir()
+    save_config(load_config("demo", {"model.init_weights": str(tmp_path / "gone.pth")}), out / "config.yaml")
+    saved = (out / "config.yaml").read_bytes()
+    (out / "model_0000500.pth").write_bytes(b"weights")
+    (out / "model_0000250.pth").write_bytes(b"weights")
+    assert checkpoint_candidates(out) == [out / "model_0000500.pth", out / "model_0000250.pth"]
+    (out / "last_checkpoint").write_text("model_0000250.pth\n")
+    assert checkpoint_candidates(out) == [out / "model_0000250.pth", out / "model_0000500.pth"]
+    (out / "last_checkpoint").unlink()
+    # a resume: the run's init (gone since) is not read again; it stops at the missing training set
+    with pytest.raises(Exception) as e:
+        build_training(load_config("demo"), train_json=tmp_path / "t.json", train_images=tmp_path,
+                       output=out, resume=True, overrides={})
+    assert "gone.pth" not in str(e.value) and "t.json" in str(e.value)
+    assert (out / "config.yaml").read_bytes() == saved and not (out / "init_report.json").exists()
+
+
+def test_temp_files_of_every_run_file_a_killed_run_left_are_removed(tmp_path):
+    """`.run.json.<hex>.tmp`, `.config.yaml.<hex>.tmp`, `.init_report.json.<hex>.tmp` stayed for good."""
+    from maskrcnn import io_utils
+
+    out = tmp_path / "run"
+    out.mkdir()
+    old = io_utils.PROCESS_START - 3600
+    stale = [out / f".{name}.0a1b2c3d4e5f.tmp" for name in ("run.json", "config.yaml", "init_report.json")]
+    for p in stale:
+        p.write_bytes(b"x")
+        os.utime(p, (old, old))
+    _trainer(out, iters=1, period=100).train()
+    assert [p.exists() for p in stale] == [False, False, False]
