@@ -139,13 +139,32 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
+def _set_keys(overrides: dict) -> set:
+    """The dotted keys ``--set`` names; a section given a mapping (``--set model={num_classes: 3}``) names
+    only the keys inside it, not every key of the section."""
+    from maskrcnn.config import load_yaml
+
+    def flat(prefix: str, value) -> set:
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                value = load_yaml(value, "--set")  # read once already by load_config: valid
+            except ValueError:
+                return {prefix}
+        if isinstance(value, dict):
+            return set().union(*(flat(f"{prefix}.{k}", v) for k, v in value.items())) if value else set()
+        return {prefix}
+
+    return set().union(*(flat(dotted, value) for dotted, value in overrides.items())) if overrides else set()
+
+
 def _explicit_keys(keys, overrides: dict | None, config_named: str | None) -> dict:
     """{key: "--set" | "--config FILE"} for those of ``keys`` the user set explicitly: named by ``--set``
-    (or a section above it), or present in the YAML file given as ``--config`` (a preset sets nothing
+    (in a section's mapping too), or present in the YAML file given as ``--config`` (a preset sets nothing
     explicitly). ``init_weights.follow_weights_keeping`` keeps these where the weights only suggest."""
     from maskrcnn.config import PRESETS, Config, flatten_sections, load_yaml
 
-    out = {k: "--set" for k in keys if overrides and _asked(k, overrides)}
+    named = _set_keys(overrides or {})
+    out = {k: "--set" for k in keys if k in named}
     if config_named and config_named not in PRESETS and Path(config_named).is_file():
         try:
             with open(config_named, "rb") as f:  # read once already by load_config: valid

@@ -136,6 +136,10 @@ def test_a_value_set_explicitly_wins_over_one_the_weights_only_suggest(tmp_path)
     yaml.write_text("model:\n  frozen_bn_eps: 1.0e-5\n")
     assert _explicit_keys(implied, {}, str(yaml)) == {"model.frozen_bn_eps": f"--config {yaml}"}
     assert _explicit_keys(implied, {}, "r50_fpn") == {}
+    # a section's mapping names only its own keys: --set model={num_classes: 3} keeps no implied value
+    assert _explicit_keys(implied, {"model": "{num_classes: 3}"}, None) == {}
+    in_section = _explicit_keys(implied, {"model": "{frozen_bn_eps: 1.0e-5}"}, None)
+    assert in_section == {"model.frozen_bn_eps": "--set"}
 
 
 # ------------------------------------------------------------------------------------------ train --init
