@@ -31,6 +31,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from maskrcnn.data.images import FLOAT_RANGE_SLACK
 from maskrcnn.data.keypoints import COCO_SKELETON, skeleton_edges
+from maskrcnn.shown_text import short_name
+
+# What predict's, show-data's and the demo's overlays draw unless told otherwise: detections scoring at least
+# OVERLAY_SCORE_THRESH (the serve page's starting threshold; predictions.json keeps every detection), on
+# images enlarged to OVERLAY_MIN_SIZE px on their longer side (a 150 px image's labels covered it).
+OVERLAY_SCORE_THRESH = 0.5
+OVERLAY_MIN_SIZE = 512
 
 _GOLDEN = 0.618033988749895
 
@@ -210,6 +217,19 @@ def _warn_undrawable(name: str, index: int) -> None:
                   f"{index} instead (install a font with these characters, e.g. Noto Sans CJK)", stacklevel=3)
 
 
+def _overlap(a, b) -> float:
+    """Area shared by two (x0, y0, x1, y1) rectangles."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def line_and_font_size(H: int, W: int) -> tuple:
+    """(line width, font size) in pixels for an H x W drawing. They grow with the image's longer side as
+    long as the shorter one is at least half of it, and with twice the shorter side beyond that: on an
+    8000 x 300 panorama the longer side gave 20 px outlines and a 48 px font, a third of its height."""
+    scale = min(max(H, W), 2 * min(H, W))
+    return max(1, int(round(scale / 400))), int(np.clip(round(scale / 45), 10, 48))
+
+
 def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
     """``a`` moved by (dy, dx), uncovered border filled with ``fill``."""
     out = np.full_like(a, fill)
@@ -310,9 +330,7 @@ def draw_instances(
     inst_color = instance_colors(D)[rank]  # (D, 3): the best instance gets the first palette colour
     dark = (inst_color.astype(np.float32) * 0.55).astype(np.uint8)
 
-    scale = max(H, W)
-    line = max(1, int(round(scale / 400)))
-    font_size = int(np.clip(round(scale / 45), 10, 48))
+    line, font_size = line_and_font_size(H, W)
 
     if (masks is not None or rles is not None) and order.size:
         owner = np.full((H, W), -1, np.int32)
@@ -354,26 +372,36 @@ def draw_instances(
             draw.rectangle(
                 [x1, y1, max(x1, x2), max(y1, y2)], outline=tuple(int(v) for v in inst_color[i]), width=line
             )
-    # Labels after all boxes so that no box line crosses a label; the best instance's label on top.
-    for i in order if show_labels else ():
-        x1, y1 = float(boxes[i, 0]), float(boxes[i, 1])
+    # Labels after all boxes so that no box line crosses a label. Placed best first, each where it covers
+    # no label placed before it (above its box, else inside its top edge, else below it) or, where every
+    # place is mostly covered, left out: a label drawn over another hid both. Drawn worst first.
+    placed = []  # (x0, y0, x1, y1, text, font, i, offset of the text's ink)
+    for i in order[::-1] if show_labels else ():
+        x1, y1, y2 = float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 3])
         lab = int(labels[i])
-        name = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
+        full = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
+        name = short_name(full)  # one line, at most 40 columns: a 300-character name covered the image
         text = f"{name} {scores[i]:.2f}" if show_scores else name
         font = _font(font_size, text)
         if font is None or not (isinstance(font, ImageFont.FreeTypeFont) or _latin1(text)):
             # No font here has the glyphs (a bitmap font: latin-1 only, "猫" raised UnicodeEncodeError):
             # the class index says more than boxes would.
-            _warn_undrawable(name, lab)
+            _warn_undrawable(full, lab)
             text = f"{lab} {scores[i]:.2f}" if show_scores else str(lab)
             font = _font(font_size)
         l, t, r, b = draw.textbbox((0, 0), text, font=font)
-        tw, th = r - l, b - t
+        w, h = r - l + 2 * max(1, font_size // 6), b - t + 2 * max(1, font_size // 6)  # with padding
+        tx = min(max(0.0, x1), max(0.0, W - w))
+        places = [y1 - h, max(0.0, y1), y2] if y1 - h >= 0 else [max(0.0, y1), y2]
+        places = [min(max(0.0, y), max(0.0, H - h)) for y in places]
+        covered = [sum(_overlap((tx, y, tx + w, y + h), p[:4]) for p in placed) for y in places]
+        best = int(np.argmin(covered))  # the first place that covers least
+        if covered[best] > 0.5 * w * h:
+            continue
+        placed.append((tx, places[best], tx + w, places[best] + h, text, font, i, (l, t)))
+    for tx, ty, tx2, ty2, text, font, i, (l, t) in placed[::-1]:
         pad = max(1, font_size // 6)
-        # Above the box when there is room, else just inside its top edge.
-        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else max(0.0, y1)
-        tx = min(max(0.0, x1), max(0.0, W - tw - 2 * pad))
-        draw.rectangle([tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad], fill=tuple(int(v) for v in dark[i]))
+        draw.rectangle([tx, ty, tx2, ty2], fill=tuple(int(v) for v in dark[i]))
         draw.text((tx + pad - l, ty + pad - t), text, fill=(255, 255, 255), font=font)
     return pil
 
