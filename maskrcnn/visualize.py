@@ -31,13 +31,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from maskrcnn.data.images import FLOAT_RANGE_SLACK
 from maskrcnn.data.keypoints import COCO_SKELETON, skeleton_edges
+from maskrcnn.overlay_defaults import OVERLAY_MIN_SIZE, OVERLAY_SCORE_THRESH  # noqa: F401  (re-exported)
 from maskrcnn.shown_text import short_name
-
-# What predict's, show-data's and the demo's overlays draw unless told otherwise: detections scoring at least
-# OVERLAY_SCORE_THRESH (the serve page's starting threshold; predictions.json keeps every detection), on
-# images enlarged to OVERLAY_MIN_SIZE px on their longer side (a 150 px image's labels covered it).
-OVERLAY_SCORE_THRESH = 0.5
-OVERLAY_MIN_SIZE = 512
 
 _GOLDEN = 0.618033988749895
 

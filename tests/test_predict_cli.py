@@ -87,7 +87,7 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
     pngs = sorted(p.name for p in (out / "overlays").iterdir())
     assert pngs == ["alpha.png", "deep.png", "gray.png", "rgb.png", "rotated.png"]
     with Image.open(out / "overlays" / "rotated.png") as im:
-        assert im.size == (30, 80) and im.mode == "RGB"
+        assert im.size == (30 * 7, 80 * 7) and im.mode == "RGB"  # upright, enlarged to >= 512 px (7 x 80)
 
 
 def test_predict_threshold_and_errors(checkpoint, tmp_path, capsys):

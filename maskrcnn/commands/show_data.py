@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, shown_name, skipped_line
+from maskrcnn.overlay_defaults import OVERLAY_MIN_SIZE
 from maskrcnn.text_width import display_width, pad
 
 HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
@@ -45,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          f"export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
     parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
-    parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
-                        help="draw images smaller than PX (longer side) enlarged by an integer factor")
+    parser.add_argument("--overlay-min-size", type=int, default=OVERLAY_MIN_SIZE, metavar="PX",
+                        help="draw images smaller than PX (longer side) enlarged by an integer factor "
+                        f"(default {OVERLAY_MIN_SIZE}, as predict and the demo; 0: the image's own size)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

@@ -257,9 +257,8 @@ def plot_curves(metrics_path, png_path) -> Optional[Path]:
     if evals:
         keys = sorted({k for r in evals for k in r if k.endswith("/AP") or k.endswith("/AP50")})
         for k in keys:
-            axes[1].plot(
-                [r["iteration"] for r in evals], [r.get(k, float("nan")) for r in evals], "o-", label=mpl_literal(k)
-            )
+            axes[1].plot([r["iteration"] for r in evals], [r.get(k, float("nan")) for r in evals], "o-",
+                         label=mpl_literal(k))
         axes[1].legend(fontsize=7)
     axes[1].set_xlabel("iteration")
     axes[1].set_title("validation AP (%)")
