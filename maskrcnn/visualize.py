@@ -7,11 +7,15 @@ Shapes: D detections, H x W the image, K keypoints per instance.
 orientation as the Predictor and ``read_image`` turn it) and the detections of one image
 in the same coordinates (``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,), optional ``masks``
 (D, H, W) bool, optional ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K)) and returns a PIL RGB
-image. Line widths and the font grow with the image so that overlays stay legible on thumbnails and
-on large photographs alike. A label the built-in font cannot draw (CJK, Cyrillic, ...) is drawn with a
-system font that can (fontconfig's answer, known names, the usual font folders; found once per font
-size and set of non-ASCII characters), else as the class index with one warning per class: missing-glyph
-boxes say nothing.
+image. Line widths and the font grow with the image (its longer side, at most twice its shorter one:
+``line_and_font_size``) so that overlays stay legible on thumbnails, large photographs and panoramas
+alike. A class name is labelled as ``shown_text.short_name`` shows it (one line, control characters
+escaped, at most 40 columns); a label that would cover a better instance's label goes inside or below its
+box, or is left out when every place is mostly covered. The commands' defaults (score threshold, enlarging
+small images) are in ``overlay_defaults.py``.
+A label the built-in font cannot draw (CJK, Cyrillic, ...) is drawn with a system font that can
+(fontconfig's answer, known names, the usual font folders; found once per font size and set of non-ASCII
+characters), else as the class index with one warning per class: missing-glyph boxes say nothing.
 """
 
 from __future__ import annotations
@@ -274,6 +278,7 @@ def draw_instances(
     min_size: int = 0,
     show_scores: bool = True,
     skeleton: Optional[Sequence] = None,
+    names_shown: bool = False,
 ) -> Image.Image:
     """Draw one image's detections. Instances are painted from the lowest score up so the most
     confident ones stay on top; each instance keeps one colour for mask, contour, box and label.
@@ -284,7 +289,11 @@ def draw_instances(
     labels and contours on thumbnails stay legible; 0 draws at the image's own size. ``show_scores``
     False labels each instance with its class name alone (ground truth has no score). ``skeleton``:
     0-based keypoint index pairs joined by a line (``skeleton_for(cfg)``); None: COCO's for 17
-    keypoints, no lines otherwise."""
+    keypoints, no lines otherwise. ``names_shown``: ``class_names`` are already in their shown form
+    (``short_name`` applied by the caller before a tag such as " (crowd)", which must not be cut off).
+
+    Defaults draw everything as given (score_thresh 0, own size); the commands pass
+    ``overlay_defaults.OVERLAY_SCORE_THRESH`` and ``OVERLAY_MIN_SIZE``."""
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
@@ -375,7 +384,8 @@ def draw_instances(
         x1, y1, y2 = float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 3])
         lab = int(labels[i])
         full = class_names[lab] if class_names is not None and 0 <= lab < len(class_names) else str(lab)
-        name = short_name(full)  # one line, at most 40 columns: a 300-character name covered the image
+        # one line, at most 40 columns: a 300-character name covered the image
+        name = str(full) if names_shown else short_name(full)
         text = f"{name} {scores[i]:.2f}" if show_scores else name
         font = _font(font_size, text)
         if font is None or not (isinstance(font, ImageFont.FreeTypeFont) or _latin1(text)):
@@ -416,6 +426,7 @@ def draw_targets(
     mask_alpha: float = 0.45,
     min_size: int = 0,
     skeleton: Optional[Sequence] = None,
+    names_shown: bool = False,
 ) -> Image.Image:
     """Draw one image's ground truth, ``target`` as a dataset gives it (``boxes`` (M, 4) xyxy, ``labels``
     (M,), optional ``masks`` (M, H, W), optional ``iscrowd`` (M,) bool, optional ``keypoints`` (M, K, 3):
@@ -424,7 +435,8 @@ def draw_targets(
 
     Instances look as ``draw_instances`` draws detections, labelled with the class name alone. Crowd
     regions are hatched with light and dark stripes and outlined in black instead of tinted, so that
-    they never read as one more instance, and labelled "<class> (crowd)"."""
+    they never read as one more instance, and labelled "<class> (crowd)". ``names_shown``: as for
+    ``draw_instances``."""
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     boxes = _np(target.get("boxes"))
@@ -460,9 +472,9 @@ def draw_targets(
         masks[crowd] = False  # the hatching stands for their masks
     if class_names is None:
         class_names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
-    names = list(class_names)
+    names = list(class_names) if names_shown else [short_name(n) for n in class_names]  # before "(crowd)"
     shown = np.where(crowd, labels + len(names), labels)  # crowd labels index the "(crowd)" names
     det = {"boxes": boxes, "scores": np.ones(M, np.float32), "labels": shown, "masks": masks,
            "keypoints": keypoints}
     return draw_instances(img, det, names + [f"{n} (crowd)" for n in names], mask_alpha=mask_alpha,
-                          show_scores=False, skeleton=skeleton)
+                          show_scores=False, skeleton=skeleton, names_shown=True)

@@ -4,8 +4,9 @@
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
 see (skipped records included). The ground truth of the first N images is drawn to
-``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions hatched), and a summary is printed
-and written to ``DIR/summary.json``:
+``DIR/overlays/<stem>.png`` (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd
+regions hatched; images smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
+is printed and written to ``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
