@@ -202,7 +202,7 @@ def numpy_data_globals() -> list:
     return list(_numpy_data_entries())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _numpy_data_entries() -> tuple:
     """``numpy_data_globals``' entries, built on the first load only (not at import: numpy is imported
     when a load needs it); the same objects every load, so an entry a caller added to torch's allow-list
