@@ -1096,3 +1096,20 @@ def save_config(cfg: Config, path: Union[str, Path]) -> None:
     from maskrcnn.io_utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def set_keys(overrides: dict) -> set:
+    """The dotted keys ``--set`` names; a section given a mapping (``--set model={num_classes: 3}``) names
+    only the keys inside it, not every key of the section."""
+
+    def flat(prefix: str, value) -> set:
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                value = load_yaml(value, "--set")  # read once already by load_config: valid
+            except ValueError:
+                return {prefix}
+        if isinstance(value, dict):
+            return set().union(*(flat(f"{prefix}.{k}", v) for k, v in value.items())) if value else set()
+        return {prefix}
+
+    return set().union(*(flat(dotted, value) for dotted, value in overrides.items())) if overrides else set()

@@ -79,21 +79,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sets_key(written: frozenset, overrides: dict, dotted: str) -> bool:
-    """Whether the user set ``dotted`` (a ``section.name`` key) with ``--set`` or in the ``--config`` file
-    (``written``: its keys, ``load_config_keys``'): the training set decides ``model.num_classes`` and
-    ``data.class_names``, and a value asked for that differs is named in a note."""
-    section, name = dotted.split(".")
-    if dotted in overrides:
-        return True
-    given = _yaml_or_none(overrides.get(section))  # read once
-    return (isinstance(given, dict) and name in given) or dotted in written
+    """Whether the user set ``dotted`` (a ``section.name`` key) with ``--set`` (``config.set_keys``) or in
+    the ``--config`` file (``written``: its keys, ``load_config_keys``'): the training set decides
+    ``model.num_classes`` and ``data.class_names``, and a value asked for that differs is named in a note."""
+    from maskrcnn.config import set_keys
 
-
-def _yaml_or_none(text):
-    """A ``--set section={...}`` value read (it was once already, by load_config: valid), or None."""
-    from maskrcnn.config import load_yaml
-
-    return load_yaml(text, "--set") if isinstance(text, str) else text
+    return dotted in written or dotted in set_keys(overrides)
 
 
 def run(args) -> int:

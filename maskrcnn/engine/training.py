@@ -139,35 +139,17 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
-def _set_keys(overrides: dict) -> set:
-    """The dotted keys ``--set`` names; a section given a mapping (``--set model={num_classes: 3}``) names
-    only the keys inside it, not every key of the section."""
-    from maskrcnn.config import load_yaml
-
-    def flat(prefix: str, value) -> set:
-        if isinstance(value, str) and value.lstrip().startswith("{"):
-            try:
-                value = load_yaml(value, "--set")  # read once already by load_config: valid
-            except ValueError:
-                return {prefix}
-        if isinstance(value, dict):
-            return set().union(*(flat(f"{prefix}.{k}", v) for k, v in value.items())) if value else set()
-        return {prefix}
-
-    return set().union(*(flat(dotted, value) for dotted, value in overrides.items())) if overrides else set()
-
-
 def _explicit_keys(keys, overrides: dict | None, config_named: str | None,
                    config_keys: frozenset | None = None) -> dict:
     """{key: "--set" | "--config FILE"} for those of ``keys`` the user set explicitly: named by ``--set``
     (in a section's mapping too), or written in the YAML file given as ``--config`` (``config_keys``, as
     ``config.load_config_keys`` gave them; None: read from ``config_named``; a preset sets nothing
     explicitly). ``init_weights.follow_weights_keeping`` keeps these where the weights only suggest."""
-    from maskrcnn.config import config_file_keys
+    from maskrcnn.config import config_file_keys, set_keys
 
-    named = _set_keys(overrides or {})
+    named = set_keys(overrides or {})
     out = {k: "--set" for k in keys if k in named}
-    in_file = config_file_keys(config_named) if config_keys is None else config_keys
+    in_file = (config_file_keys(config_named) if config_keys is None else config_keys) if config_named else ()
     out.update({k: f"--config {config_named}" for k in keys if k in in_file and k not in out})
     return out
 
