@@ -1,16 +1,18 @@
 """User strings (class names, file names) as pictures, figures and text tables show them: one display
 form, one shortening rule, and matplotlib text drawn literally. The full strings stay in the JSON files.
 
-- ``display_name(name)``: a name with a control character (newline, tab, escape, ...) or a line /
-  paragraph separator is shown quoted with those characters escaped (``'a\\nb'``), as ``repr`` would
-  (an empty name is ``''``): a newline drew a label on two lines and broke a table's row, a tab drew a
-  missing-glyph box. Other characters (CJK, emoji with their zero-width joiners, right-to-left text)
-  are left as written.
+- ``display_name(name)``: a name with a control character (newline, tab, escape, ...), a line /
+  paragraph separator or a bidi control (U+202A-202E, U+2066-2069) is shown quoted with those
+  characters and its backslashes escaped (``'a\\nb'``; a name typed with a backslash and an n is
+  ``'a\\\\nb'`` there), as ``repr`` would (an empty name is ``''``): a newline drew a label on two
+  lines and broke a table's row, a tab drew a missing-glyph box, a right-to-left override reversed the
+  score after the name. Other characters (CJK, emoji with their zero-width joiners, right-to-left
+  letters) are left as written.
 - ``shorten(text, max_width)``: at most ``max_width`` display columns (``text_width.display_width``: a
   CJK character is 2), cut with "…" at the end: a 300-character class name covered the overlay and
   hid the objects, cut the confusion matrix's tick labels and padded every table row to 376 columns.
 - ``short_name(name)``: both, at ``NAME_COLUMNS`` (40) columns: what overlays, figure tick labels and
-  the tables' name columns show.
+  the tables' name columns show; a quoted name is cut between whole escapes and keeps its closing quote.
 - ``mpl_literal(text)``: a string matplotlib draws as written: by default a ``$`` pair is read as
   mathtext, so a class named ``$x$`` was drawn as an italic x and one named ``a$b $c`` raised
   ParseSyntaxException mid-eval. Every user string in the project's figures goes through it (not the
@@ -30,6 +32,10 @@ ELLIPSIS = "…"
 
 _ESCAPED = ("Cc", "Cs", "Zl", "Zp")  # controls, lone surrogates, line / paragraph separators
 _SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# Bidi embedding / override / isolate controls (U+202A-202E, U+2066-2069): drawn invisibly, they reverse
+# the text after them ("\u202ecat 0.91" shows as "19.0 tac"). Other format characters (the zero-width
+# joiners of emoji, the marks inside Arabic or Hebrew names) stay as written.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _escape(char: str) -> str:
@@ -39,13 +45,34 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def _escaped(char: str) -> bool:
+    return char in _BIDI_CONTROLS or unicodedata.category(char) in _ESCAPED
+
+
+def _quoted(name: str) -> bool:
+    return not name or any(_escaped(c) for c in name)
+
+
+def _pieces(name: str) -> list:
+    """The quoted form's inside, one piece per character of ``name``: an escape is one piece."""
+    return [_escape(c) if _escaped(c) else "\\\\" if c == "\\" else c for c in name]
+
+
 def display_name(name) -> str:
     """``name`` as shown to a user (see the module docstring): as written, or quoted with its control
-    characters escaped; ``''`` for an empty name."""
+    characters, bidi controls and backslashes escaped; ``''`` for an empty name."""
     name = str(name)
-    if name and not any(unicodedata.category(c) in _ESCAPED for c in name):
-        return name
-    return "'" + "".join(_escape(c) if unicodedata.category(c) in _ESCAPED else c for c in name) + "'"
+    return "'" + "".join(_pieces(name)) + "'" if _quoted(name) else name
+
+
+def _cut(pieces, room: int) -> str:
+    """The longest run of whole ``pieces`` from the start that takes at most ``room`` columns."""
+    kept = ""
+    for piece in pieces:
+        if display_width(kept + piece) > room:
+            break
+        kept += piece
+    return kept
 
 
 def shorten(text: str, max_width: int = NAME_COLUMNS) -> str:
@@ -53,18 +80,19 @@ def shorten(text: str, max_width: int = NAME_COLUMNS) -> str:
     with "…" after it (the result takes at most ``max_width`` columns)."""
     if display_width(text) <= max_width:
         return text
-    room = max(0, max_width - display_width(ELLIPSIS))
-    kept = ""
-    for char in text:
-        if display_width(kept + char) > room:
-            break
-        kept += char
-    return kept + ELLIPSIS
+    return _cut(text, max(0, max_width - display_width(ELLIPSIS))) + ELLIPSIS
 
 
 def short_name(name, max_width: int = NAME_COLUMNS) -> str:
-    """``display_name`` of ``name`` shortened to ``max_width`` columns."""
-    return shorten(display_name(name), max_width)
+    """``display_name`` of ``name`` shortened to ``max_width`` columns. A quoted name is cut between
+    whole escapes and keeps its closing quote after the "…" (``'aaa…'``): cut as plain text, 35 a's
+    and ``\\u2028b`` became ``'aaa…a\\u2…``, an escape cut in two and no closing quote."""
+    name = str(name)
+    shown = display_name(name)
+    if display_width(shown) <= max_width or not _quoted(name):
+        return shorten(shown, max_width)
+    room = max(0, max_width - 2 - display_width(ELLIPSIS))  # the two quotes and "…"
+    return "'" + _cut(_pieces(name), room) + ELLIPSIS + "'"
 
 
 def mpl_literal(text) -> str:

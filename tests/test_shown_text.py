@@ -23,6 +23,32 @@ def test_display_name_escapes_control_characters_only():
         assert display_name(kept) == kept
 
 
+def test_display_name_escapes_backslashes_when_quoted():
+    """A name typed as a backslash and an n looked like one holding a real newline."""
+    assert display_name("a\nb") == "'a\\nb'"
+    assert display_name("a\\nb\t") == "'a\\\\nb\\t'"  # backslash-n and a tab: told apart
+    assert display_name("\tx\\") == "'\\tx\\\\'"  # was '\tx\' (the quote looked escaped)
+    assert display_name("C:\\data") == "C:\\data"  # nothing escaped: as written
+
+
+def test_display_name_escapes_bidi_controls_only():
+    """U+202E before "cat 0.91" drew "19.0 tac": the nine embedding / override / isolate controls."""
+    for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)):
+        assert display_name(f"{chr(code)}cat") == f"'\\u{code:04x}cat'"
+    for kept in ("مثلث", "עברית", "👩\u200d🔬", "a\u200eb"):  # letters, ZWJ, LRM: as written
+        assert display_name(kept) == kept
+
+
+def test_short_name_cuts_between_whole_escapes_and_keeps_the_closing_quote():
+    cut = short_name("a" * 35 + "\u2028b")  # was 'aaaa…a\u2…: an escape cut in two, no closing quote
+    assert cut == "'" + "a" * 35 + "…'"
+    assert short_name("a" * 30 + "\\" * 10 + "\n") == "'" + "a" * 30 + "\\\\" * 3 + "…'"
+    assert short_name("\n" * 30, 10) == "'\\n\\n\\n…'"
+    for name in ("x" * 37 + "\t", "\u202e" * 20 + "y", "葉" * 18 + "\n"):
+        shown = short_name(name)
+        assert shown.startswith("'") and shown.endswith("'") and display_width(shown) <= NAME_COLUMNS
+
+
 def test_shorten_to_display_columns_with_an_ellipsis():
     assert shorten("x" * NAME_COLUMNS) == "x" * NAME_COLUMNS  # fits: unchanged
     long = shorten("N" * 300)
