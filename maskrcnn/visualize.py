@@ -216,9 +216,14 @@ def _warn_undrawable(name: str, index: int) -> None:
                   f"{index} instead (install a font with these characters, e.g. Noto Sans CJK)", stacklevel=3)
 
 
-def _overlap(a, b) -> float:
-    """Area shared by two (x0, y0, x1, y1) rectangles."""
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def _covered(candidates: np.ndarray, placed: np.ndarray) -> np.ndarray:
+    """Area of each candidate rectangle covered by the placed ones, summed over them, in one broadcast:
+    compared pair by pair in Python, placing 2000 labels took 3.3 s, 91% of it here.
+    ``candidates``: (P, 4) and ``placed``: (N, 4) as (x0, y0, x1, y1). Returns (P,) float."""
+    c, p = candidates[:, None, :], placed[None, :, :]  # (P, 1, 4), (1, N, 4)
+    dx = np.clip(np.minimum(c[..., 2], p[..., 2]) - np.maximum(c[..., 0], p[..., 0]), 0.0, None)  # (P, N)
+    dy = np.clip(np.minimum(c[..., 3], p[..., 3]) - np.maximum(c[..., 1], p[..., 1]), 0.0, None)  # (P, N)
+    return (dx * dy).sum(axis=1)
 
 
 def line_and_font_size(H: int, W: int) -> tuple:
@@ -380,6 +385,7 @@ def draw_instances(
     # no label placed before it (above its box, else inside its top edge, else below it) or, where every
     # place is mostly covered, left out: a label drawn over another hid both. Drawn worst first.
     placed = []  # (x0, y0, x1, y1, text, font, i, offset of the text's ink)
+    rects = np.zeros((len(order) if show_labels else 0, 4))  # (D, 4): placed[:, :4], the first len(placed)
     for i in order[::-1] if show_labels else ():
         x1, y1, y2 = float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 3])
         lab = int(labels[i])
@@ -399,10 +405,12 @@ def draw_instances(
         tx = min(max(0.0, x1), max(0.0, W - w))
         places = [y1 - h, max(0.0, y1), y2] if y1 - h >= 0 else [max(0.0, y1), y2]
         places = [min(max(0.0, y), max(0.0, H - h)) for y in places]
-        covered = [sum(_overlap((tx, y, tx + w, y + h), p[:4]) for p in placed) for y in places]
+        candidates = np.array([(tx, y, tx + w, y + h) for y in places], dtype=float)  # (P, 4)
+        covered = _covered(candidates, rects[: len(placed)])  # (P,)
         best = int(np.argmin(covered))  # the first place that covers least
         if covered[best] > 0.5 * w * h:
             continue
+        rects[len(placed)] = candidates[best]
         placed.append((tx, places[best], tx + w, places[best] + h, text, font, i, (l, t)))
     for tx, ty, tx2, ty2, text, font, i, (l, t) in placed[::-1]:
         pad = max(1, font_size // 6)
