@@ -55,7 +55,13 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.io_utils import atomic_write_json
-from maskrcnn.overlay_defaults import OVERLAY_MIN_SIZE, OVERLAY_SCORE_THRESH
+from maskrcnn.overlay_defaults import (
+    OVERLAY_MAX_SIZE,
+    OVERLAY_MIN_SIZE,
+    OVERLAY_SCORE_THRESH,
+    check_overlay_min_size,
+    overlay_min_size,
+)
 
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
@@ -103,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlay-min-size", type=int, default=None, metavar="PX",
         help=f"draw overlays of images smaller than PX (longer side) enlarged by an integer factor, so that "
-        f"labels stay legible (default {OVERLAY_MIN_SIZE} for images, 0 for videos; 0: the image's own size)",
+        f"labels stay legible (default {OVERLAY_MIN_SIZE} for images, 0 for videos; 0: the image's own size; "
+        f"at most {OVERLAY_MAX_SIZE})",
     )  # fmt: skip
     parser.add_argument(
         "--overlay-score-thresh", type=float, default=OVERLAY_SCORE_THRESH, metavar="T",
@@ -222,14 +229,6 @@ def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
         name = f"{stem}_{n}"
     used.add(name)
     return folder / f"{name}.png"
-
-
-def overlay_min_size(args, *, video: bool) -> int:
-    """``--overlay-min-size``, or its default: ``OVERLAY_MIN_SIZE`` for images, 0 for videos (an enlarged
-    video is a larger file at every frame)."""
-    if args.overlay_min_size is not None:
-        return args.overlay_min_size
-    return 0 if video else OVERLAY_MIN_SIZE
 
 
 def _check_score_thresh(value, flag: str = "--score-thresh") -> None:
@@ -383,8 +382,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_score_thresh(args.score_thresh)
     _check_score_thresh(args.overlay_score_thresh, "--overlay-score-thresh")
-    if args.overlay_min_size is not None and args.overlay_min_size < 0:
-        raise ValueError(f"--overlay-min-size must be >= 0, got {args.overlay_min_size}")
+    check_overlay_min_size(args.overlay_min_size)
     export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
     from maskrcnn.commands import predict_video

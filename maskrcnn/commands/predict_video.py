@@ -247,8 +247,8 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     import numpy as np
     import torch
 
-    from maskrcnn.commands.predict import overlay_min_size
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.overlay_defaults import overlay_min_size
     from maskrcnn.visualize import draw_instances, skeleton_for
 
     frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
