@@ -13,6 +13,8 @@ of its own, without torch, so that the commands' ``--help`` can name them).
 - ``overlay_min_size(args, video=)``: ``--overlay-min-size`` or its default (0 for videos).
 """
 
+# The serve page (maskrcnn/serve/static/index.html) repeats this as its slider's starting value: a test
+# keeps them equal.
 OVERLAY_SCORE_THRESH = 0.5
 OVERLAY_MIN_SIZE = 512
 # An 8192 px square is 67 M pixels, 0.2 GB per RGB copy, and the drawing holds several (the image, the

@@ -1,8 +1,10 @@
 """The overlays' shared defaults and checks (maskrcnn.overlay_defaults): ``--overlay-min-size`` was
 refused below 0 by predict, taken as 0 by show-data, and unbounded in both (100000 on a 1000 px image
-asked for about 30 GB)."""
+asked for about 30 GB); the serve page repeats the score threshold as a literal."""
 
+import re
 from argparse import Namespace
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +45,13 @@ def test_predict_and_show_data_refuse_the_same_sizes(tmp_path, capsys, value, me
     assert rc == 1 and f"--overlay-min-size {message}" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists() and not (tmp_path / "p").exists()
 
+
+def test_serve_page_starts_at_the_overlay_score_threshold():
+    """index.html writes the threshold as literals (slider value and its <output>): kept equal here."""
+    import maskrcnn.serve
+
+    page = (Path(maskrcnn.serve.__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+    slider = re.search(r'<input[^>]*id="score"[^>]*>', page).group(0)
+    assert float(re.search(r'value="([^"]+)"', slider).group(1)) == OVERLAY_SCORE_THRESH
+    shown = re.search(r'<output id="score-value">([^<]*)</output>', page).group(1)
+    assert shown == f"{OVERLAY_SCORE_THRESH:.2f}"
