@@ -46,6 +46,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional, Union
+from urllib.parse import unquote, urlsplit
 
 import torch
 
@@ -59,6 +60,8 @@ from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, 
 __all__ = ["CocoDataset", "choose_image_dir", "default_image_dir", "image_dir_candidates", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
+# names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
+_BACKGROUND_NAMES = ("_background_", "background", "__background__")
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
 
 
@@ -87,10 +90,36 @@ class _Problems:
             warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
 
 
+def _is_digit_string(value) -> bool:
+    """A string of ASCII decimal digits ("17": an id as some exporters and spreadsheets write it)."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
 def _as_id(value):
-    """An id as an int: integers, and floats holding one (1.0, as tools that go through JSON numbers
-    of JavaScript or pandas write them); anything else unchanged (refused by the checks)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """An id as an int: integers, floats holding one (1.0, as tools that go through JSON numbers of
+    JavaScript or pandas write them) and strings of decimal digits ("1"); anything else unchanged
+    (refused by the checks)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return int(value) if _is_digit_string(value) else value
+
+
+def _string_ids(data: dict) -> int:
+    """How many ids of the file's records (images' id; annotations' id, image_id, category_id;
+    categories' id) are written as strings of digits: read as integers, said once."""
+    keys = {"images": ("id",), "annotations": ("id", "image_id", "category_id"), "categories": ("id",)}
+    return sum(_is_digit_string(record.get(key))
+               for section, names in keys.items() for record in data.get(section) or []
+               if isinstance(record, dict) for key in names)
+
+
+def _url_file_name(url) -> Optional[str]:
+    """The file name a coco_url ends in ('http://host/val2017/000000139.jpg?x=1' -> '000000139.jpg',
+    percent-escapes decoded); None when there is none."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    name = unquote(urlsplit(url.strip()).path).rstrip("/").rsplit("/", 1)[-1]
+    return name or None
 
 
 def _tail_candidates(file_name: str) -> list:
@@ -106,6 +135,13 @@ def _tail_candidates(file_name: str) -> list:
     if len(name) > 9 and name[8] == "-" and all(c in "0123456789abcdef" for c in name[:8]):
         tails.append(name[9:])
     return tails
+
+
+def _same_object(a: dict, b: dict) -> bool:
+    """Two validated annotations of one image, category and box that are the same object: the same
+    geometry as written (segmentation, keypoints) and crowd flag."""
+    return all(a.get(k) == b.get(k) for k in ("segmentation", "keypoints", "_box_only")) and bool(
+        a.get("iscrowd", 0)) == bool(b.get("iscrowd", 0))
 
 
 def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
@@ -270,7 +306,11 @@ class CocoDataset(torch.utils.data.Dataset):
         self._problems = _Problems(str(self.json_path))
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
-                if isinstance(a, dict) and _is_whole(a.get("category_id"))}
+                if isinstance(a, dict) and _is_int(_as_id(a.get("category_id")))}
+        string_ids = _string_ids(data)
+        if string_ids:
+            self._notes.append(f"{self.json_path}: {string_ids} ids are written as strings of digits "
+                               f"(\"id\": \"1\"); read as the integers they spell")
         self._load_categories(data["categories"], used)
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
@@ -351,26 +391,39 @@ class CocoDataset(torch.utils.data.Dataset):
         self.keypoint_skeleton = [list(p) for p in skeleton]
 
     def _drop_grouping_categories(self, seen: dict, used: set) -> None:
-        """Roboflow's exports put first a category (id 0, named after the dataset) that every real class
-        names as its supercategory and that no annotation uses: a class that would never train, yet takes
-        a label, an output channel and an AP of 0 (or n/a). Such a category (named as another's
-        supercategory, without annotations) is left out, with a note; a parent class that has
-        annotations stays a class."""
+        """Categories that are no class, left out with a note when no annotation uses them: Roboflow's
+        exports put first a category (id 0, named after the dataset) that every real class names as its
+        supercategory; labelme2coco writes ``_background_`` (id 0), and other tools a ``background`` or
+        ``__background__`` category. Either would take a label, an output channel and an AP of 0 (or
+        n/a) and never train. A parent class or a background category that has annotations stays a
+        class (the latter with a warning: label 0 is the background already)."""
         parents = {c.get("supercategory") for c in seen.values()}
-        grouping = [cid for cid, c in seen.items()
-                    if cid not in used and c["name"] in parents
-                    and any(o.get("supercategory") == c["name"] for k, o in seen.items() if k != cid)]
+
+        def why(cid: int, c: dict) -> Optional[str]:
+            if c["name"].strip().lower() in _BACKGROUND_NAMES:
+                return "is named as the background (label 0 is the background already)"
+            if c["name"] in parents and any(o.get("supercategory") == c["name"] for k, o in seen.items()
+                                            if k != cid):
+                return "is the other categories' supercategory (a grouping, as Roboflow exports write one)"
+            return None
+
+        reasons = {cid: why(cid, c) for cid, c in seen.items()}
+        grouping = [cid for cid, reason in reasons.items() if reason and cid not in used]
+        for cid in sorted(set(used) & set(seen)):
+            if seen[cid]["name"].strip().lower() not in _BACKGROUND_NAMES:
+                continue
+            warnings.warn(f"{self.json_path}: category {seen[cid]['name']!r} (id {cid}) is named as the "
+                          f"background but has annotations; kept as a class", stacklevel=4)
         if grouping and len(grouping) < len(seen):
             for cid in grouping:
                 self._notes.append(f"{self.json_path}: category {seen[cid]['name']!r} (id {cid}) has no "
-                                   f"annotation and is the other categories' supercategory (a grouping, as "
-                                   f"Roboflow exports write one); not a class")
+                                   f"annotation and {reasons[cid]}; not a class")
                 del seen[cid]
 
     def _load_images(self, images: list) -> None:
         self._images: dict = {}
         self._image_order: list = []
-        found_by_tail, sized_from_file = [], 0
+        found_by_tail, sized_from_file, from_url = [], 0, []
         file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
             if isinstance(img, dict):
@@ -382,6 +435,10 @@ class CocoDataset(torch.utils.data.Dataset):
             if iid in self._images:
                 self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
                 continue
+            url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
+            if url_name:  # a record with only coco_url (the file downloaded beside it): look its name up
+                img["file_name"] = url_name
+                from_url.append(iid)
             if "file_name" not in img:
                 self._problems.add("bad_image", f"image id {iid} lacks file_name")
                 continue
@@ -400,6 +457,7 @@ class CocoDataset(torch.utils.data.Dataset):
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / written} not found"
                     + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
+                    + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
                 )
                 continue
@@ -453,6 +511,12 @@ class CocoDataset(torch.utils.data.Dataset):
             self._notes.append(f"{self.json_path}: {len(found_by_tail)} image file names not found as "
                                f"written were found by the end of their path in {self.image_dir} "
                                f"(e.g. {written!r} -> {used!r})")
+        from_url = [iid for iid in from_url if iid in self._images]
+        if from_url:
+            first = self._images[from_url[0]]["file_name"]
+            self._notes.append(f"{self.json_path}: {len(from_url)} images without file_name were looked up "
+                               f"by the last part of their coco_url (e.g. image id {from_url[0]} -> "
+                               f"{first!r}); nothing is downloaded")
         if sized_from_file:
             self._notes.append(f"{self.json_path}: {sized_from_file} images without height and width "
                                f"were measured from their files")
@@ -547,6 +611,12 @@ class CocoDataset(torch.utils.data.Dataset):
         self._filled: Counter = Counter()
         self._far_keypoints: list = []  # annotation ids, one per labelled keypoint made unlabelled
         seen_ids = set()
+        # ids only name records (pycocotools needs them unique): a repeated one gets a new id above the
+        # largest, so no object is lost; an exact copy (image, category, geometry) is a duplicate
+        next_id = 1 + max((i for i in (_as_id(a.get("id")) for a in annotations if isinstance(a, dict))
+                           if _is_int(i)), default=0)
+        renumbered: list = []  # the repeated ids, in file order
+        geometry: dict = {}  # (image id, category id, box) -> the kept annotations with it
         for ann in annotations:
             if not isinstance(ann, dict):
                 self._problems.add("bad_annotation", f"annotation {str(ann)[:80]} is not an object")
@@ -557,10 +627,6 @@ class CocoDataset(torch.utils.data.Dataset):
             if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
                 continue
-            if aid in seen_ids:
-                self._problems.add("duplicate_annotation_id", f"{where}: id appears twice")
-                continue
-            seen_ids.add(aid)
             if not _is_int(iid) or iid not in self._images:
                 self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image")
                 continue
@@ -571,7 +637,27 @@ class CocoDataset(torch.utils.data.Dataset):
             if problem:
                 self._problems.add(problem[0], f"{where} {problem[1]}")
                 continue
+            twins = geometry.setdefault((iid, ann["category_id"], ann["_box"]), [])
+            # only a repeated id is compared: two records with ids of their own were meant as two
+            copy_of = next((t["id"] for t in twins if _same_object(t, ann)), None) if aid in seen_ids else None
+            if copy_of is not None:
+                self._problems.add("duplicate_annotation",
+                                   f"{where} is an exact copy of annotation id {copy_of} (same image, "
+                                   f"category and geometry)")
+                continue
+            if aid in seen_ids:
+                renumbered.append(aid)
+                ann["id"] = aid = next_id
+                next_id += 1
+            seen_ids.add(aid)
+            twins.append(ann)
             self._anns[iid].append(ann)
+        if renumbered:
+            distinct = list(dict.fromkeys(renumbered))
+            first = ", ".join(str(i) for i in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+            self._notes.append(f"{self.json_path}: {len(renumbered)} annotations repeat an id used before "
+                               f"(ids {first}): kept, with new ids from {next_id - len(renumbered)} "
+                               f"(ids only name records)")
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
         self.keypoints_outside_image = len(self._far_keypoints)
         if self._far_keypoints:
