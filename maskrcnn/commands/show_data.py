@@ -191,6 +191,7 @@ def run(args) -> int:
     images = image_dir_or_default(args.images, args.json, "--images")
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
     out = Path(args.output)
+    dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = [p.name for p in overlays]

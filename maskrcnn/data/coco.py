@@ -62,6 +62,9 @@ __all__ = ["CocoDataset", "choose_image_dir", "default_image_dir", "image_dir_ca
 logger = logging.getLogger(__name__)
 # names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
 _BACKGROUND_NAMES = ("_background_", "background", "__background__")
+# why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
+_STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orientation turns the image to, "
+                      "so the annotations were drawn on the stored pixels")
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
 
 
@@ -111,6 +114,10 @@ def _string_ids(data: dict) -> int:
     return sum(_is_digit_string(record.get(key))
                for section, names in keys.items() for record in data.get(section) or []
                if isinstance(record, dict) for key in names)
+
+
+class ImageSizeError(ImageReadError):
+    """An image file whose size is not the one its COCO record gives (the message names both)."""
 
 
 def _url_file_name(url) -> Optional[str]:
@@ -333,6 +340,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
         self._unreadable: set = set()
+        self._stored_pixels: set = set()  # image ids sized as their stored pixels: read without EXIF rotation
 
     # ------------------------------------------------------------------ loading and validation
 
@@ -639,7 +647,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             twins = geometry.setdefault((iid, ann["category_id"], ann["_box"]), [])
             # only a repeated id is compared: two records with ids of their own were meant as two
-            copy_of = next((t["id"] for t in twins if _same_object(t, ann)), None) if aid in seen_ids else None
+            copy_of = (next((t["id"] for t in twins if _same_object(t, ann)), None)
+                       if aid in seen_ids else None)
             if copy_of is not None:
                 self._problems.add("duplicate_annotation",
                                    f"{where} is an exact copy of annotation id {copy_of} (same image, "
@@ -787,19 +796,78 @@ class CocoDataset(torch.utils.data.Dataset):
         return target
 
     def check_image_size(self, index: int, image: torch.Tensor) -> None:
-        """Raise ImageReadError when the index-th image as read (EXIF orientation applied) is not the size
+        """Raise ImageSizeError when the index-th image as read (EXIF orientation applied) is not the size
         the JSON gives (a tool that ignored the orientation, a resized file): its annotations would lie
         on other pixels."""
-        info = self.image_info(index)
-        if tuple(image.shape[-2:]) != (info["height"], info["width"]):
-            raise ImageReadError(
-                f"{info['path']}: image is {image.shape[-2]}x{image.shape[-1]} (HxW), "
-                f"{self.json_path} says {info['height']}x{info['width']} (image id {info['id']})"
-            )
+        problem = self._size_problem(self.image_info(index), tuple(image.shape[-2:]))
+        if problem:
+            raise ImageSizeError(problem)
+
+    def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
+        """The message of an image of (H, W) ``size`` that is not the JSON's size; None when it is."""
+        if tuple(size) == (info["height"], info["width"]):
+            return None
+        return (f"{info['path']}: image is {size[0]}x{size[1]} (HxW), {self.json_path} says "
+                f"{info['height']}x{info['width']} (image id {info['id']})")
+
+    def _drawn_on_stored_pixels(self, info: dict, *, say: bool = True) -> bool:
+        """True when the JSON's size is the file's stored size, EXIF turns it by a quarter, and the turned
+        size is not the JSON's: the annotating tool showed (and sized) the stored pixels, so its
+        annotations lie on those. A first such image is said once (``check_image_files`` counts them)."""
+        if info["id"] in self._stored_pixels:
+            return True
+        try:
+            shown, stored = image_size(info["path"]), image_size(info["path"], orient=False)
+        except ImageReadError:
+            return False
+        json_size = (info["height"], info["width"])
+        if stored != json_size or shown == json_size:
+            return False
+        if say and not self._stored_pixels:
+            # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
+            warnings.warn(f"{self.json_path}: image id {info['id']} ({info['path']}) read without its EXIF "
+                          f"rotation: {_STORED_PIXELS_WHY} ({stored[0]}x{stored[1]}, turned "
+                          f"{shown[0]}x{shown[1]}); others alike are read so without a word", stacklevel=1)
+        self._stored_pixels.add(info["id"])
+        return True
+
+    def check_image_files(self) -> None:
+        """Read the header of every image in use (no pixel is decoded) and leave out, counted and named,
+        those that reading the image would refuse: unreadable (``unreadable_image``) or of another size
+        than the JSON's (``image_size_mismatch``, both sizes named), their annotations with them; images
+        sized as their stored pixels while EXIF turns them are read unturned (one note counting them).
+        For ``show-data``, whose counts are then what training sees; training finds these image by image
+        as it reads them (a header pass over 100k images would delay every start)."""
+        if self.image_dir is None:
+            return
+        refused = set()
+        for index, iid in enumerate(self.ids):
+            info = self.image_info(index)
+            try:
+                size = image_size(info["path"])
+            except ImageReadError as e:
+                self._problems.add("unreadable_image", str(e))
+                refused.add(iid)
+                continue
+            problem = self._size_problem(info, size)
+            if problem and not self._drawn_on_stored_pixels(info, say=False):
+                self._problems.add("image_size_mismatch", problem)
+                refused.add(iid)
+        if refused:
+            self.ids = [i for i in self.ids if i not in refused]
+            self._image_order = [i for i in self._image_order if i not in refused]
+        if self._stored_pixels:
+            self._notes.append(f"{self.json_path}: {len(self._stored_pixels)} images read without their "
+                               f"EXIF rotation: {_STORED_PIXELS_WHY}")
+            logger.warning(self._notes[-1])
 
     def _load(self, index: int):
         info = self.image_info(index)
-        image = read_image(info["path"])
+        stored = info["id"] in self._stored_pixels
+        image = read_image(info["path"], orient=not stored)
+        if (not stored and self._size_problem(info, tuple(image.shape[-2:]))
+                and self._drawn_on_stored_pixels(info)):
+            image = read_image(info["path"], orient=False)
         self.check_image_size(index, image)
         return image, self._target(info["id"], info["height"], info["width"])
 
@@ -823,7 +891,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 break
             except ImageReadError as e:
                 self._unreadable.add(candidate)
-                self._problems.counts["unreadable_image"] += 1
+                reason = "image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image"
+                self._problems.counts[reason] += 1
                 # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
                 # warning's source (cli.warning_source)
                 warnings.warn(f"{e}; using another image instead", stacklevel=1)

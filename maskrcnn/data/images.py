@@ -114,14 +114,16 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
-    """Read an image file as a (3, H, W) float32 RGB tensor in [0, 1], EXIF orientation applied."""
+def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:
+    """Read an image file as a (3, H, W) float32 RGB tensor in [0, 1], EXIF orientation applied
+    (``orient=False``: the pixels as stored, for a COCO file whose sizes and annotations are those of the
+    stored pixels)."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such image file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
-    return _decode(path, str(path))
+    return _decode(path, str(path), orient=orient)
 
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
@@ -130,9 +132,10 @@ _EXIF_ORIENTATION = 0x0112
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 
 
-def image_size(path: Union[str, os.PathLike]) -> tuple:
-    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied), from its header
-    only (no pixel is decoded); ImageReadError naming the file when it cannot be read.
+def image_size(path: Union[str, os.PathLike], *, orient: bool = True) -> tuple:
+    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied; ``orient=False``:
+    as stored), from its header only (no pixel is decoded); ImageReadError naming the file when it
+    cannot be read.
 
     The one definition of an image's size before decoding: the dataset converters and the COCO reader
     (images without a recorded size) both use it."""
@@ -150,7 +153,7 @@ def image_size(path: Union[str, os.PathLike]) -> tuple:
                 height = img.tag_v2.get(_TIFF_LENGTH, height)
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
-    return (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+    return (width, height) if orient and orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
 
 
 def decode_image_bytes(
@@ -212,7 +215,7 @@ def _is_empty_file(path) -> bool:
         return False
 
 
-def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Tensor:
+def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
@@ -233,7 +236,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                 )
             img.seek(0)
             img.load()
-            oriented = exif_oriented(img, name, stacklevel=3)
+            oriented = exif_oriented(img, name, stacklevel=3) if orient else img
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")
