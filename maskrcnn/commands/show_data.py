@@ -3,7 +3,9 @@
     maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included). The ground truth of the first N images is drawn to
+see (skipped records included); every image's header is read first (``check_image_files``), so an image
+training would refuse (unreadable, or of another size than the JSON's: ``image_size_mismatch``) is
+skipped by name and its objects are not counted. The ground truth of the first N images is drawn to
 ``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions hatched), and a summary is printed
 and written to ``DIR/summary.json``:
 

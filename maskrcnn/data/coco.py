@@ -66,7 +66,8 @@ from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
-__all__ = ["CocoDataset", "choose_image_dir", "default_image_dir", "image_dir_candidates", "load_coco_json"]
+__all__ = ["CocoDataset", "ImageSizeError", "choose_image_dir", "default_image_dir", "image_dir_candidates",
+           "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 # names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
