@@ -103,9 +103,17 @@ class _Problems:
             warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
 
 
+# digits a string id may have to be read as an integer: every 64-bit id fits; a longer string stays a
+# string (refused by the checks as any other non-integer id), and int() of one past Python's
+# int_max_str_digits (4300) would raise ValueError while the file is read
+_MAX_ID_DIGITS = 18
+
+
 def _is_digit_string(value) -> bool:
-    """A string of ASCII decimal digits ("17": an id as some exporters and spreadsheets write it)."""
-    return isinstance(value, str) and value.isascii() and value.isdigit()
+    """A short string of ASCII decimal digits ("17": an id as some exporters and spreadsheets write it),
+    at most ``_MAX_ID_DIGITS`` long."""
+    return (isinstance(value, str) and 0 < len(value) <= _MAX_ID_DIGITS and value.isascii()
+            and value.isdigit())
 
 
 def _as_id(value):

@@ -200,3 +200,16 @@ def test_ids_written_as_strings_of_digits_are_read_as_integers(tmp_path, caplog)
     assert [im["id"] for im in validated.images] == [1, 2]
     assert [c["id"] for c in validated.categories] == [1, 2]
     assert [(a["id"], a["image_id"], a["category_id"]) for a in validated.annotations] == [(1, 1, 2)]
+
+
+def test_an_id_of_thousands_of_digits_is_a_bad_record_not_a_crash(tmp_path):
+    # int() of a string past Python's 4300-digit limit raises ValueError: such an id stays a string
+    images = _images() + [{"id": "9" * 5000, "file_name": "a.png", "height": H, "width": W}]
+    anns = [_ann(1, 1, 1, 2, 2, 8, 8), {**_ann(2, 2, 1, 2, 2, 8, 8), "image_id": "8" * 4400},
+            {**_ann(3, 2, 1, 2, 2, 8, 8), "image_id": "2" * 19}]  # past 64 bits: a string too
+    path, folder = _write(tmp_path, {"images": images, "annotations": anns, "categories": CATS})
+    ds = _quiet_dataset(json_path=path, image_dir=folder)
+    assert ds.skipped == {"bad_image": 1, "unknown_image": 2} and len(ds) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [a["id"] for a in read_validated(path, folder).annotations] == [1]
