@@ -140,11 +140,13 @@ class ImageSizeError(ImageReadError):
 
 def _url_file_name(url) -> Optional[str]:
     """The file name a coco_url ends in ('http://host/val2017/000000139.jpg?x=1' -> '000000139.jpg',
-    percent-escapes decoded); None when there is none."""
+    percent-escapes decoded); None when there is none. The decoded path is split at '/' and '\\' alike,
+    and '.' or '..' is no name: '..%5C..%5Cx.jpg' decodes to '..\\..\\x.jpg', which joined to the
+    image folder would reach outside it."""
     if not isinstance(url, str) or not url.strip():
         return None
-    name = unquote(urlsplit(url.strip()).path).rstrip("/").rsplit("/", 1)[-1]
-    return name or None
+    name = re.split(r"[/\\]", unquote(urlsplit(url.strip()).path))[-1]
+    return name if name not in ("", ".", "..") else None
 
 
 def _tail_candidates(file_name: str) -> list:

@@ -213,3 +213,18 @@ def test_an_id_of_thousands_of_digits_is_a_bad_record_not_a_crash(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert [a["id"] for a in read_validated(path, folder).annotations] == [1]
+
+
+def test_a_coco_url_with_escaped_backslashes_stays_inside_the_image_folder(tmp_path):
+    # '..%5Cc.png' decodes to '..\\c.png': joined to the folder as written it named tmp_path/c.png
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(tmp_path / "c.png")  # outside the folder
+    images = [{"id": 1, "coco_url": "http://h/x/..%5Cc.png", "height": H, "width": W},
+              {"id": 2, "coco_url": "http://h/x/a%5C..", "height": H, "width": W},
+              {"id": 3, "coco_url": "http://h/x/sub%5Cb.png", "height": H, "width": W}]
+    anns = [_ann(i, i, 1, 2, 2, 8, 8) for i in (1, 2, 3)]
+    path, folder = _write(tmp_path, {"images": images, "annotations": anns, "categories": CATS})
+    ds = _quiet_dataset(json_path=path, image_dir=folder)
+    assert [ds.image_info(i)["file_name"] for i in range(len(ds))] == ["b.png"]
+    assert ds.skipped == {"missing_image_file": 1, "bad_image": 1, "unknown_image": 2}
+    said = f"file {folder / 'c.png'} not found (the name taken from its coco_url 'http://h/x/..%5Cc.png')"
+    assert said in ds.problems[0]
