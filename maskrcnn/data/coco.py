@@ -53,13 +53,23 @@ import os
 import re
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional, Union
 from urllib.parse import unquote, urlsplit
 
 import torch
 
-from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image, unnameable_note
+from maskrcnn.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    image_header,
+    image_size,
+    read_image,
+    turned_size,
+    undo_orientation,
+    unnameable_note,
+)
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
@@ -360,7 +370,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
         self._unreadable: set = set()
-        self._stored_pixels: set = set()  # image ids sized as their stored pixels: read without EXIF rotation
+        # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
+        self._stored_pixels: dict = {}
 
     # ------------------------------------------------------------------ loading and validation
 
@@ -830,49 +841,70 @@ class CocoDataset(torch.utils.data.Dataset):
         return (f"{info['path']}: image is {size[0]}x{size[1]} (HxW), {self.json_path} says "
                 f"{info['height']}x{info['width']} (image id {info['id']})")
 
-    def _drawn_on_stored_pixels(self, info: dict, *, say: bool = True) -> bool:
+    def _drawn_on_stored_pixels(self, info: dict, shown: tuple, *, header: Optional[tuple] = None,
+                                say: bool = True) -> bool:
         """True when the JSON's size is the file's stored size, EXIF turns it by a quarter, and the turned
-        size is not the JSON's: the annotating tool showed (and sized) the stored pixels, so its
-        annotations lie on those. A first such image is said once (``check_image_files`` counts them)."""
+        size ``shown`` (H, W) (of the decoded image, or from the header) is not the JSON's: the annotating
+        tool showed (and sized) the stored pixels, so its annotations lie on those; the orientation is
+        kept in ``_stored_pixels`` for ``_load`` to undo. ``header``: ``image_header``'s (stored size,
+        orientation) when read already; else the header is read once, and only for a size that is the
+        JSON's turned by a quarter (a resized file costs no read).
+
+        A first such image is said once per process (``check_image_files`` counts them): DataLoader
+        workers are processes of their own, made anew each epoch unless ``persistent_workers``, so a
+        training run says it once per worker and epoch."""
         if info["id"] in self._stored_pixels:
             return True
-        try:
-            shown, stored = image_size(info["path"]), image_size(info["path"], orient=False)
-        except ImageReadError:
-            return False
         json_size = (info["height"], info["width"])
-        if stored != json_size or shown == json_size:
+        if tuple(shown) == json_size or tuple(shown[::-1]) != json_size:
+            return False
+        if header is None:
+            try:
+                header = image_header(info["path"])
+            except ImageReadError:
+                return False
+        stored, orientation = header
+        if stored != json_size or turned_size(stored, orientation) == json_size:
             return False
         if say and not self._stored_pixels:
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
             warnings.warn(f"{self.json_path}: image id {info['id']} ({info['path']}) read without its EXIF "
                           f"rotation: {_STORED_PIXELS_WHY} ({stored[0]}x{stored[1]}, turned "
                           f"{shown[0]}x{shown[1]}); others alike are read so without a word", stacklevel=1)
-        self._stored_pixels.add(info["id"])
+        self._stored_pixels[info["id"]] = orientation
         return True
 
-    def check_image_files(self) -> None:
-        """Read the header of every image in use (no pixel is decoded) and leave out, counted and named,
-        those that reading the image would refuse: unreadable (``unreadable_image``) or of another size
-        than the JSON's (``image_size_mismatch``, both sizes named), their annotations with them; images
-        sized as their stored pixels while EXIF turns them are read unturned (one note counting them).
-        For ``show-data``, whose counts are then what training sees; training finds these image by image
-        as it reads them (a header pass over 100k images would delay every start)."""
+    def check_image_files(self, *, threads: int = 8) -> None:
+        """Read the header of every image in use (no pixel is decoded; one open per image, ``threads`` at
+        a time: the reads wait on the disk, not the CPU) and leave out, counted and named, those that
+        reading the image would refuse: unreadable (``unreadable_image``) or of another size than the
+        JSON's (``image_size_mismatch``, both sizes named), their annotations with them; images sized as
+        their stored pixels while EXIF turns them are read unturned (one note counting them).
+        For ``show-data``, whose counts (over every image) are then what training sees; training finds
+        these image by image as it reads them (a header pass over 100k images would delay every start)."""
         if self.image_dir is None:
             return
-        refused = set()
-        for index, iid in enumerate(self.ids):
-            info = self.image_info(index)
+        infos = [self.image_info(index) for index in range(len(self.ids))]
+
+        def header(info):
             try:
-                size = image_size(info["path"])
+                return image_header(info["path"]), None
             except ImageReadError as e:
-                self._problems.add("unreadable_image", str(e))
-                refused.add(iid)
+                return None, str(e)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
+            headers = list(pool.map(header, infos))  # in order: problems are named in the file's order
+        refused = set()
+        for info, (head, error) in zip(infos, headers):
+            if error is not None:
+                self._problems.add("unreadable_image", error)
+                refused.add(info["id"])
                 continue
-            problem = self._size_problem(info, size)
-            if problem and not self._drawn_on_stored_pixels(info, say=False):
+            shown = turned_size(*head)  # (H, W) as read_image returns it
+            problem = self._size_problem(info, shown)
+            if problem and not self._drawn_on_stored_pixels(info, shown, header=head, say=False):
                 self._problems.add("image_size_mismatch", problem)
-                refused.add(iid)
+                refused.add(info["id"])
         if refused:
             self.ids = [i for i in self.ids if i not in refused]
             self._image_order = [i for i in self._image_order if i not in refused]
@@ -883,11 +915,11 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int):
         info = self.image_info(index)
-        stored = info["id"] in self._stored_pixels
-        image = read_image(info["path"], orient=not stored)
-        if (not stored and self._size_problem(info, tuple(image.shape[-2:]))
-                and self._drawn_on_stored_pixels(info)):
-            image = read_image(info["path"], orient=False)
+        image = read_image(info["path"])  # (3, H, W), EXIF orientation applied
+        shown = tuple(image.shape[-2:])
+        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
+            # the stored pixels, from the decoded image: the file is decoded once
+            image = undo_orientation(image, self._stored_pixels[info["id"]])
         self.check_image_size(index, image)
         return image, self._target(info["id"], info["height"], info["width"])
 

@@ -228,3 +228,54 @@ def test_a_coco_url_with_escaped_backslashes_stays_inside_the_image_folder(tmp_p
     assert ds.skipped == {"missing_image_file": 1, "bad_image": 1, "unknown_image": 2}
     said = f"file {folder / 'c.png'} not found (the name taken from its coco_url 'http://h/x/..%5Cc.png')"
     assert said in ds.problems[0]
+
+
+def _counting(monkeypatch, name):
+    """Count the calls of maskrcnn.data.coco's ``name`` (read_image, image_header), still calling it."""
+    import maskrcnn.data.coco as coco
+
+    calls, real = [], getattr(coco, name)
+    monkeypatch.setattr(coco, name, lambda path, **kw: calls.append(path) or real(path, **kw))
+    return calls
+
+
+def test_a_photo_read_as_stored_is_decoded_once_per_item(tmp_path, monkeypatch):
+    from maskrcnn.data.images import read_image
+
+    _exif_photo(tmp_path / "img", "p.jpg", (20, 30))  # the JSON gives the stored size
+    data = {"images": [{"id": 1, "file_name": "p.jpg", "height": 20, "width": 30}],
+            "annotations": [_ann(1, 1, 1, 2, 2, 8, 8)], "categories": CATS}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    stored = read_image(tmp_path / "img" / "p.jpg", orient=False)
+    decodes, headers = _counting(monkeypatch, "read_image"), _counting(monkeypatch, "image_header")
+    for _ in range(2):  # a new dataset each time: a DataLoader worker of a new epoch starts afresh
+        ds = _quiet_dataset(json_path=tmp_path / "ann.json", image_dir=tmp_path / "img")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image, _ = ds[0]
+            image, _ = ds[0]
+        assert torch.equal(image, stored)
+    assert len(decodes) == 4 and len(headers) == 2  # one decode per item; one header read per dataset
+
+
+def test_check_image_files_opens_each_header_once_and_names_problems_in_order(tmp_path, monkeypatch):
+    folder = tmp_path / "img"
+    _exif_photo(folder, "p.jpg", (H, W))  # sized as stored: kept, read unturned
+    images = [{"id": i + 1, "file_name": f"{n}.png", "height": H, "width": W} for i, n in enumerate("abcd")]
+    images[1].update(height=2 * H)  # b.png is H x W: refused
+    images.append({"id": 5, "file_name": "p.jpg", "height": H, "width": W})
+    anns = [_ann(i, i, 1, 2, 2, 8, 8) for i in range(1, 6)]
+    path, folder = _write(tmp_path, {"images": images, "annotations": anns, "categories": CATS},
+                          names=("a.png", "b.png", "c.png", "d.png"))
+    (folder / "c.png").write_bytes(b"not an image")
+    ds = _quiet_dataset(json_path=path, image_dir=folder)
+    headers = _counting(monkeypatch, "image_header")
+    ds.check_image_files(threads=3)
+    assert sorted(p.name for p in headers) == ["a.png", "b.png", "c.png", "d.png", "p.jpg"]
+    assert [ds.image_info(i)["id"] for i in range(len(ds))] == [1, 4, 5]
+    assert ds.skipped == {"image_size_mismatch": 1, "unreadable_image": 1}
+    assert "b.png: image is" in ds.problems[0] and "c.png: cannot read the image size" in ds.problems[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image, target = ds[2]
+    assert target["image_id"] == 5 and tuple(image.shape[-2:]) == (H, W) and len(headers) == 5
