@@ -3,9 +3,10 @@
     maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included); every image's header is read first (``check_image_files``), so an image
-training would refuse (unreadable, or of another size than the JSON's: ``image_size_mismatch``) is
-skipped by name and its objects are not counted. The ground truth of the first N images is drawn to
+see (skipped records included); every image's header is read first (``check_image_files``, a few
+threads at once), so an image training would refuse (unreadable, or of another size than the JSON's:
+``image_size_mismatch``) is skipped by name and its objects are not counted. The counts cover the
+whole file, so ``--max`` limits the drawing, not that pass. The ground truth of the first N images is drawn to
 ``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions hatched), and a summary is printed
 and written to ``DIR/summary.json``:
 
@@ -46,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", help="the folder file_name values are relative to (default, from the "
                                          f"export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
-    parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
+    parser.add_argument("--max", type=int, default=20, metavar="N",
+                        help="draw at most N images (default 20; the counts and header check cover all)")
     parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
                         help="draw images smaller than PX (longer side) enlarged by an integer factor")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

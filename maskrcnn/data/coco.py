@@ -29,11 +29,12 @@ Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standi
 ``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
 mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd other than 0/1 (the
 string "0" too: read as written, it was true) is refused as the evaluation refuses it; ids may be
-floats holding integers, or strings of digits ("7", one note); a category named ``_background_``
+floats holding integers, or strings of up to 18 digits ("7", one note); a category named ``_background_``
 (labelme2coco), ``background`` or ``__background__`` without annotations is no class either (with
 annotations: kept, a warning); a repeated annotation id is renumbered above the largest (ids only name
 records; an exact copy under a repeated id, same image, category and geometry, is skipped as
-``duplicate_annotation``); an image record with only a ``coco_url`` is looked up by the URL's file name;
+``duplicate_annotation``); an image record with only a ``coco_url`` is looked up by the URL's file name
+(never '.' or '..', '\\' separating too);
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
@@ -41,7 +42,8 @@ two records that come to one file so, the first keeps it and the others are skip
 An image whose file is of another size than its record is refused when read (``image_size_mismatch``,
 both sizes named; ``check_image_files`` checks every header up front, for ``show-data``), unless the
 record gives the stored size of a photo that EXIF turns by a quarter: its annotations were drawn on the
-stored pixels, so it is read without the rotation (said once).
+stored pixels, so it is read without the rotation (decoded once, the rotation undone on the tensor;
+said once per process).
 """
 
 from __future__ import annotations
