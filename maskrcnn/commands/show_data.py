@@ -3,7 +3,10 @@
     maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included). The ground truth of the first N images is drawn to
+see (skipped records included); every image's header is read first (``check_image_files``, a few
+threads at once), so an image training would refuse (unreadable, or of another size than the JSON's:
+``image_size_mismatch``) is skipped by name and its objects are not counted. The counts cover the
+whole file, so ``--max`` limits the drawing, not that pass. The ground truth of the first N images is drawn to
 ``DIR/overlays/<stem>.png`` (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd
 regions hatched; images smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
 is printed and written to ``DIR/summary.json``:
@@ -46,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", help="the folder file_name values are relative to (default, from the "
                                          f"export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
-    parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
+    parser.add_argument("--max", type=int, default=20, metavar="N",
+                        help="draw at most N images (default 20; the counts and header check cover all)")
     parser.add_argument("--overlay-min-size", type=int, default=OVERLAY_MIN_SIZE, metavar="PX",
                         help="draw images smaller than PX (longer side) enlarged by an integer factor "
                         f"(default {OVERLAY_MIN_SIZE}, as predict and the demo; 0: the image's own size; "
@@ -196,6 +200,7 @@ def run(args) -> int:
     images = image_dir_or_default(args.images, args.json, "--images")
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
     out = Path(args.output)
+    dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = [p.name for p in overlays]
