@@ -12,30 +12,35 @@ results and overlays.
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``category_name`` (the class as the checkpoint names it; COCO readers ignore it), ``bbox`` [x, y, w, h],
 ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
-as ``\\u`` escapes, read back exactly) and ``DIR/overlays/<stem>.png``. Folders are searched recursively
-for image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through
-the same predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
-checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can take,
-memory), is reported on stderr by name and skipped; the summary counts it. Results are written as they are
-produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at
-the end, also after an error or an interrupt), so one bad image late in a folder loses nothing. An
-``--output`` that holds an earlier run's results is said up front (how many images, how many overlays; of
-a results file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once
-its first image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses
-the earlier run's overlays of images this run did not draw (named after the images its results name:
-``<stem>.png``, ``<stem>_2.png``, ...; counted in a line), also when it is stopped by Ctrl-C or an error
-later on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays
-under ``--no-overlays``. Stopped before its first image, the earlier files are left untouched. Ctrl-C says
-how many images were written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full
-disk cut short is read with that line dropped and a warning (``read_partial_results``). A checkpoint
-written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with
-a note); ``--int8 --calib-images DIR`` quantizes a plain checkpoint in memory first
-(``commands/quantize.py``). ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh``
-lowers that one too (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how
-to lower it. ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images
-or cut-outs (``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for
-their small objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the
-folders) are predicted frame by frame, with a JSONL of results and an overlay video each
+as ``\\u`` escapes, read back exactly; ``overlay``: the path of the image's overlay, relative to DIR) and
+``DIR/overlays/<image path>.png``, the image's path relative to the images folder as the exports have it
+(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``).
+Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywhere, with a warning
+(``Predictor``). Folders are searched recursively for image files, in sorted order. An ``.onnx`` file
+(``maskrcnn export``) runs with onnxruntime through the same predictor (resize, paste, outputs);
+``--dtype``, ``--set`` and the optimisation switches are the checkpoint's only. A file that cannot be
+read, or that the model fails on (an image no forward can take, memory), is reported on stderr by name
+and skipped; the summary counts it. Results are written as they are produced
+(``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at the end,
+also after an error or an interrupt), so one bad image late in a folder loses nothing. An ``--output``
+that holds an earlier run's results is said up front (how many images, how many overlays; of a results
+file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once its first
+image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses the earlier
+run's overlays of images this run did not draw (those its records' ``overlay`` name; of runs that wrote
+flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images its results name; sub-folders left empty
+go too; counted in a line), also when it is stopped by Ctrl-C or an error later on, so the folder never
+mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under ``--no-overlays``.
+Stopped before its first image, the earlier files are left untouched. Ctrl-C says how many images were
+written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
+read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
+quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
+--calib-images DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
+(``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
+``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
+(``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for their small
+objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the folders)
+are predicted frame by frame, with a JSONL of results and an overlay video each
 (``commands/predict_video.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
@@ -45,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -205,15 +211,6 @@ def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
         outputs.inside(key.parent, Path(p).resolve()) for p in inputs if Path(p).is_dir())
 
 
-def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
-    name, n = stem, 1
-    while name in used:
-        n += 1
-        name = f"{stem}_{n}"
-    used.add(name)
-    return folder / f"{name}.png"
-
-
 def _check_score_thresh(value) -> None:
     # NaN would compare false with every score and silently drop everything (above 1 keeps nothing, openly)
     if value is not None and not (math.isfinite(value) and value >= 0.0):
@@ -286,71 +283,93 @@ LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 
 
 def _earlier_run(out_dir: Path) -> tuple:
-    """(results, overlays, stems) of an earlier run in ``out_dir``: the words the note gives its results
-    ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs in
-    overlays/, and the stems of the images its records name (``file_name``; its overlays are named
-    after them). Its predictions.json, or for a killed run predictions.partial.jsonl, is read here, before
-    this run writes its own; one above ``LARGE_RESULTS_BYTES`` is scanned for its file names only."""
+    """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
+    results ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs
+    under overlays/, the stems of the images its records name (``file_name``; the overlays of runs before
+    the ``overlay`` field were named after them, flat) and the overlay paths its records name
+    (``overlay``, relative to ``out_dir``). Its predictions.json, or for a killed run
+    predictions.partial.jsonl, is read here, before this run writes its own; one above
+    ``LARGE_RESULTS_BYTES`` is scanned for those two fields only."""
     final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
     source = final if final.is_file() else partial if partial.is_file() else None
-    words, stems = "", set()
+    words, stems, paths = "", set(), set()
     try:
         size = source.stat().st_size if source is not None else 0
         if source is not None and size > LARGE_RESULTS_BYTES:
-            stems = _file_name_stems(source)
+            found = _scan_fields(source)
+            stems = {Path(v).stem for k, v in found if k == "file_name"}
+            paths = {v for k, v in found if k == "overlay"}
             words = f"{source.name} of {size / 1e6:.0f} MB, not read to count its images"
         elif source is not None:
             records = json.loads(final.read_text(encoding="utf-8")) if source == final else \
                 read_partial_results(partial)
-            names = {r.get("file_name", r.get("image_id")) for r in records if isinstance(r, dict)} \
-                if isinstance(records, list) else set()
+            records = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+            names = {r.get("file_name", r.get("image_id")) for r in records}
             stems = {Path(n).stem for n in names if isinstance(n, str)}
+            paths = {r["overlay"] for r in records if isinstance(r.get("overlay"), str)}
             words = f"{len(names)} image(s) in its predictions" if names else ""
     except (OSError, ValueError, UnicodeDecodeError):
         pass
     overlays = out_dir / "overlays"
-    count = sum(1 for p in overlays.glob("*.png") if p.is_file()) if overlays.is_dir() else 0
-    return words, count, stems
+    count = sum(1 for p in overlays.rglob("*.png") if p.is_file()) if overlays.is_dir() else 0
+    return words, count, stems, paths
 
 
-_FILE_NAME_FIELD = re.compile(r'"file_name":\s*"((?:[^"\\]|\\.)*)"')
+_SCANNED_FIELD = re.compile(r'"(file_name|overlay)":\s*"((?:[^"\\]|\\.)*)"')
 
 
-def _file_name_stems(path: Path, chunk: int = 1 << 20) -> set:
-    """The stems of the ``"file_name"`` values in a large results file, read a chunk at a time (memory:
-    one chunk and the names, not the file's records)."""
-    stems, tail = set(), ""
+def _scan_fields(path: Path, chunk: int = 1 << 20) -> set:
+    """The (field, value) pairs of the ``"file_name"`` and ``"overlay"`` fields in a large results file,
+    read a chunk at a time (memory: one chunk and the values, not the file's records)."""
+    found, tail = set(), ""
     with open(path, encoding="utf-8", errors="replace") as f:
         while True:
             block = f.read(chunk)
             text = tail + block
             end = 0
-            for match in _FILE_NAME_FIELD.finditer(text):
+            for match in _SCANNED_FIELD.finditer(text):
                 try:
-                    stems.add(Path(json.loads(f'"{match.group(1)}"')).stem)
+                    found.add((match.group(1), json.loads(f'"{match.group(2)}"')))
                 except ValueError:
                     pass
                 end = match.end()
             if not block:
-                return stems
+                return found
             tail = text[max(end, len(text) - 65536):]  # a field cut by the chunk's end: read with the next
 
 
-def _remove_earlier_overlays(overlay_dir: Path, earlier_stems: set, written: set) -> int:
-    """Remove the earlier run's overlays of images this run did not draw: the PNGs named after the
-    images its results name (``<stem>.png`` and ``_unique_overlay_path``'s ``<stem>_2.png``, ...) that this
-    run did not write. The folder then shows this run's images only, as predictions.json holds them;
-    other PNGs (the user's own) stay. Returns how many were removed."""
-    removed = 0
-    if not earlier_stems or not overlay_dir.is_dir():
+def _remove_earlier_overlays(out_dir: Path, earlier_stems: set, earlier_paths: set, written: set) -> int:
+    """Remove the earlier run's overlays of images this run did not draw: those its records name
+    (``overlay``, relative to ``out_dir``; only inside overlays/, whatever a record says) and, of runs
+    that wrote flat names, the PNGs directly in overlays/ named after the images its results name
+    (``<stem>.png``, ``<stem>_2.png``, ...), that this run did not write (``written``: paths relative
+    to overlays/). Sub-folders left empty go too. The folder then shows this run's images only, as
+    predictions.json holds them; other PNGs (the user's own) stay. Returns how many were removed."""
+    overlay_dir = out_dir / "overlays"
+    if not (earlier_stems or earlier_paths) or not overlay_dir.is_dir():
         return 0
+    top = overlay_dir.resolve()
+    doomed = set()
+    for rel in earlier_paths:
+        p = out_dir / rel
+        try:
+            inside = p.suffix.lower() == ".png" and top in p.resolve().parents
+        except (OSError, ValueError):
+            inside = False
+        if inside and p.resolve().relative_to(top).as_posix() not in written and p.is_file():
+            doomed.add(p)
     for p in overlay_dir.glob("*.png"):
         base, _, number = p.stem.rpartition("_")
         earlier = p.stem in earlier_stems or (base in earlier_stems and number.isdigit() and int(number) >= 2)
-        if earlier and p.stem not in written and p.is_file():
-            p.unlink()
-            removed += 1
-    return removed
+        if earlier and p.name not in written and p.is_file():
+            doomed.add(p)
+    for p in doomed:
+        p.unlink()
+        folder = p.parent
+        while folder != overlay_dir and overlay_dir in folder.parents and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return len(doomed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -358,9 +377,10 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
+    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run, images_root
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
+    from maskrcnn.overlay_paths import overlay_relpath
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
@@ -431,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
-    earlier_results, earlier_overlays, earlier_stems = _earlier_run(out_dir)
+    earlier_results, earlier_overlays, earlier_stems, earlier_paths = _earlier_run(out_dir)
     if earlier_results or earlier_overlays:
         what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
         kept = "; --no-overlays: its overlays stay" if args.no_overlays and earlier_overlays else ""
@@ -440,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     writer = _ResultsWriter(out_dir)
     export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
-    skipped, n_done, used_names = [], 0, set()
+    skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
+    root = images_root(args.inputs, files)  # overlays/ mirrors the images' folders below it, as exports do
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -457,13 +478,18 @@ def run(args: argparse.Namespace) -> int:
             per_image = (time.perf_counter() - t0) / len(window)
             for idx, image, det in window:
                 path = files[idx]
+                extra = {"file_name": str(path)}
+                if not args.no_overlays:
+                    relative = Path(os.path.relpath(path.absolute(), root)).as_posix()
+                    overlay_name = overlay_relpath(relative, used_names)
+                    extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
                 writer.add(
                     detections_to_coco_results(
                         det,
                         image_id=idx + 1,
                         label_to_category_id=predictor.label_to_category_id,
                         class_names=predictor.class_names,
-                        extra={"file_name": str(path)},
+                        extra=extra,
                     )
                 )
                 if not args.no_overlays:
@@ -473,7 +499,9 @@ def run(args: argparse.Namespace) -> int:
                         image, det, predictor.class_names, min_size=args.overlay_min_size,
                         skeleton=skeleton_for(predictor.cfg),
                     )
-                    overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
+                    target = overlay_dir / overlay_name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    overlay.save(target)
                 n_done += 1
                 H, W = image.shape[-2:]
                 if export is not None:
@@ -501,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
             # this run's files replace the earlier run's: predictions.json and overlays/ of the same images
             writer.finish()
             removed = 0 if args.no_overlays else _remove_earlier_overlays(
-                overlay_dir, earlier_stems, used_names)  # --no-overlays: the earlier ones stay
+                out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
             if removed:
                 print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
                       f"{overlay_dir}/", file=sys.stderr)

@@ -65,8 +65,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from maskrcnn.class_names import distinct_class_names
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
+from maskrcnn.overlay_colors import detection_colors
 from maskrcnn.serve import (
     DEFAULT_MAX_PENDING,
     DEFAULT_MAX_PIXELS,
@@ -74,8 +76,6 @@ from maskrcnn.serve import (
     DEFAULT_REQUEST_TIMEOUT_S,
     DEFAULT_UPLOAD_TIMEOUT_S,
 )
-from maskrcnn.class_names import distinct_class_names
-from maskrcnn.overlay_colors import detection_colors
 from maskrcnn.serve import labelstudio_backend as lsb
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 from maskrcnn.serve.labelstudio_fetch import ImageFetcher
