@@ -534,6 +534,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
                       f"{overlay_dir}/", file=sys.stderr)
         if export is not None:
+            if export.left_out_note():
+                print(export.left_out_note(), file=sys.stderr)
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
     results = writer.results
