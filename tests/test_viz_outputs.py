@@ -1,0 +1,110 @@
+"""What predict and show-data write beside their pictures: class names that tell classes apart, overlays
+laid out as the images are (and named in the records), detections an export leaves out counted, and the
+colours the server gives the page (the overlays' own)."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_model import build_tiny, save_tiny_checkpoint  # tests/ is on the path
+
+from maskrcnn.class_names import distinct_class_names
+from maskrcnn.cli import main
+from maskrcnn.data.coco import distinct_category_names
+from maskrcnn.data.mask_codec import annotation_to_mask
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_one_rule_tells_repeated_and_empty_names_apart():
+    assert distinct_class_names(["__background__", "", " ", "dog", "dog", "cat"]) == \
+        ["__background__", "(id 1)", "(id 2)", "dog (id 3)", "dog (id 4)", "cat"]
+    assert distinct_category_names({7: "", 9: "a", 12: "a", 3: "b"}) == \
+        {7: "(id 7)", 9: "a (id 9)", 12: "a (id 12)", 3: "b"}
+    names = distinct_class_names(["__background__", "x", "x"])
+    assert distinct_class_names(names) == names  # idempotent: serve applies it to a Predictor's names again
+
+
+@pytest.fixture(scope="module")
+def run_inputs(tmp_path_factory):
+    """A checkpoint whose two classes are both named "" and images a/x.png (red), b/x.png (blue) and a
+    1x1 one (whose detections' masks are empty)."""
+    root = tmp_path_factory.mktemp("vizout")
+    model, cfg = build_tiny()
+    ckpt = save_tiny_checkpoint(root / "blank.pth", model, cfg, class_names=("__background__", "", ""))
+    for folder, colour in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+        (root / "imgs" / folder).mkdir(parents=True)
+        Image.new("RGB", (64, 48), colour).save(root / "imgs" / folder / "x.png")
+    Image.new("RGB", (1, 1), (255, 255, 255)).save(root / "imgs" / "tiny.png")
+    return ckpt, root / "imgs"
+
+
+def test_predict_names_overlays_and_exports(run_inputs, tmp_path, capsys):
+    ckpt, images = run_inputs
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="class names repeat or are empty") as caught:
+        rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
+                   "--score-thresh", "0", "--export", "coco,labelme,labelstudio,cvat"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    # 1. one warning naming the renamed classes; every output uses the new names
+    said = [str(w.message) for w in caught if "class names" in str(w.message)]
+    assert len(said) == 1 and "1: '' -> '(id 1)', 2: '' -> '(id 2)'" in said[0], said
+    records = json.loads((out / "predictions.json").read_text())
+    assert records and {r["category_name"] for r in records} <= {"(id 1)", "(id 2)"}
+    assert {r["category_id"] for r in records} <= {1, 2}  # the class index stays
+    config = ET.fromstring((out / "labelstudio_config.xml").read_text())
+    assert [e.get("value") for e in config.iter("Label")] == ["(id 1)", "(id 2)"]
+    cvat = ET.fromstring((out / "cvat_annotations.xml").read_text())
+    assert [e.findtext("name") for e in cvat.iter("label")] == ["(id 1)", "(id 2)"]
+    shapes = [s["label"] for p in (out / "labelme").rglob("*.json")
+              for s in json.loads(p.read_text())["shapes"]]
+    assert shapes and set(shapes) <= {"(id 1)", "(id 2)"}
+    # 2. overlays/ mirrors the images' folders; each record names its own image's overlay
+    assert sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png")) == \
+        ["a/x.png", "b/x.png", "tiny.png"]
+    for r in records:
+        folder = "a" if "/a/" in r["file_name"] else "b" if "/b/" in r["file_name"] else ""
+        assert r["overlay"] == "overlays/" + (f"{folder}/x.png" if folder else "tiny.png")
+    red, blue = (np.asarray(Image.open(out / "overlays" / f).convert("RGB"), float).mean((0, 1))
+                 for f in ("a/x.png", "b/x.png"))
+    assert red[0] > red[2] and blue[2] > blue[0]  # each overlay is drawn over its own image
+    # 3. the detections of the 1x1 image have empty masks: left out of the exports, counted and said
+    empty = [r for r in records
+             if not annotation_to_mask(r["segmentation"], *r["segmentation"]["size"]).any()]
+    assert empty and {r["file_name"] for r in empty} == {str(images / "tiny.png")}
+    assert f"left out {len(empty)} detection(s) on 1 image(s) whose mask covers no pixel" in err, err
+    coco = json.loads((out / "coco_instances.json").read_text())
+    assert len(coco["annotations"]) == len(records) - len(empty)
+
+    # a second run of the a/ folder alone: b's overlay (and its emptied folder) go, the user's PNG stays
+    (out / "overlays" / "legend.png").write_bytes(b"the user's")
+    with pytest.warns(UserWarning, match="class names repeat"):
+        assert main(["predict", "--weights", str(ckpt), str(images / "a"), "--output", str(out), "--device",
+                     "cpu", "--score-thresh", "0"]) == 0
+    err = capsys.readouterr().err
+    assert sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*")) == \
+        ["legend.png", "x.png"], err  # images a/ given: relative to it
+    assert "removed 3 overlay(s)" in err, err
+
+
+def test_show_data_overlays_keep_the_folders(tmp_path, capsys):
+    images = tmp_path / "imgs"
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    for i, folder in enumerate(("a", "b"), 1):
+        (images / folder).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (10 * i, 80, 80)).save(images / folder / "x.jpg")
+        coco["images"].append({"id": i, "file_name": f"{folder}/x.jpg", "height": 30, "width": 40})
+        coco["annotations"].append({"id": i, "image_id": i, "category_id": 1, "bbox": [5, 5, 10, 10],
+                                    "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]], "area": 100,
+                                    "iscrowd": 0})
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+    out = tmp_path / "out"
+    assert main(["show-data", "--json", str(tmp_path / "gt.json"), "--images", str(images),
+                 "--output", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overlays"] == ["a/x.png", "b/x.png"]
+    assert summary["overlay_images"] == {"a/x.png": "a/x.jpg", "b/x.png": "b/x.jpg"}
+    assert (out / "overlays" / "a" / "x.png").is_file() and (out / "overlays" / "b" / "x.png").is_file()
