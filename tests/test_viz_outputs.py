@@ -108,3 +108,46 @@ def test_show_data_overlays_keep_the_folders(tmp_path, capsys):
     assert summary["overlays"] == ["a/x.png", "b/x.png"]
     assert summary["overlay_images"] == {"a/x.png": "a/x.jpg", "b/x.png": "b/x.jpg"}
     assert (out / "overlays" / "a" / "x.png").is_file() and (out / "overlays" / "b" / "x.png").is_file()
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_cleanup_keeps_flat_pngs_named_like_images_whose_records_name_their_overlay(tmp_path, monkeypatch,
+                                                                                    large):
+    """A record naming its overlay (overlays/a/x.png) made the stem 'x' an earlier run's, and the flat-name
+    rule of runs before that field removed the user's overlays/x.png and x_2.png."""
+    from maskrcnn.commands import predict
+
+    out = tmp_path / "out"
+    (out / "overlays" / "a").mkdir(parents=True)
+    for rel in ("a/x.png", "x.png", "x_2.png", "old.png"):
+        (out / "overlays" / rel).write_bytes(b"png")
+    records = [{"image_id": 1, "file_name": "/d/a/x.jpg", "overlay": "overlays/a/x.png", "score": 0.5},
+               {"image_id": 2, "file_name": "/d/old.jpg", "score": 0.5}]  # a run's before the field
+    (out / "predictions.json").write_text(json.dumps(records))
+    if large:  # scanned, not parsed
+        monkeypatch.setattr(predict, "LARGE_RESULTS_BYTES", 10)
+    words, count, stems, paths = predict._earlier_run(out)
+    assert (stems, paths, count) == ({"old"}, {"overlays/a/x.png"}, 4)
+    assert predict._remove_earlier_overlays(out, stems, paths, written=set()) == 2
+    assert sorted(p.name for p in (out / "overlays").rglob("*")) == ["x.png", "x_2.png"]
+
+
+def test_large_results_scan_reads_each_records_fields(tmp_path):
+    """The scan of a large results file pairs each record's file_name with its overlay field, whatever the
+    chunk's end cuts and whatever the strings hold (braces, a field's name, escapes)."""
+    from maskrcnn.commands.predict import _scan_records
+
+    records = [{"image_id": 1, "category_name": "file_name", "file_name": '/d/{a}"x".jpg',
+                "segmentation": {"size": [2, 2], "counts": "a\\\\b{"}, "overlay": "overlays/a/x.png"},
+               {"image_id": 2, "file_name": '/d/\u00e9 "overlay": "q".jpg'},
+               {"image_id": 3, "file_name": "c.jpg", "overlay": None},
+               {"image_id": 4, "meta": {"overlay": "o", "file_name": "f"}, "file_name": "d.jpg"}]
+    expected = {('/d/{a}"x".jpg', True, "overlays/a/x.png"), ('/d/\u00e9 "overlay": "q".jpg', False, None),
+                ("c.jpg", True, None), ("d.jpg", False, None)}
+    path = tmp_path / "predictions.json"
+    jsonl = "".join(json.dumps(r) + "\n" for r in records) + '{"file_name": "cut sho'  # a killed run's
+    for text in (json.dumps(records), json.dumps(records, ensure_ascii=False, indent=1), jsonl):
+        path.write_text(text, encoding="utf-8")
+        for chunk in (1, 7, 1 << 20):
+            assert _scan_records(path, chunk=chunk) == expected, (text, chunk)
+

@@ -285,10 +285,11 @@ LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 def _earlier_run(out_dir: Path) -> tuple:
     """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
     results ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs
-    under overlays/, the stems of the images its records name (``file_name``; the overlays of runs before
-    the ``overlay`` field were named after them, flat) and the overlay paths its records name
-    (``overlay``, relative to ``out_dir``). Its predictions.json, or for a killed run
-    predictions.partial.jsonl, is read here, before this run writes its own; one above
+    under overlays/, the stems of the images named (``file_name``) by its records that have no
+    ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
+    with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
+    paths its records name (``overlay``, relative to ``out_dir``). Its predictions.json, or for a killed
+    run predictions.partial.jsonl, is read here, before this run writes its own; one above
     ``LARGE_RESULTS_BYTES`` is scanned for those two fields only."""
     final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
     source = final if final.is_file() else partial if partial.is_file() else None
@@ -296,16 +297,18 @@ def _earlier_run(out_dir: Path) -> tuple:
     try:
         size = source.stat().st_size if source is not None else 0
         if source is not None and size > LARGE_RESULTS_BYTES:
-            found = _scan_fields(source)
-            stems = {Path(v).stem for k, v in found if k == "file_name"}
-            paths = {v for k, v in found if k == "overlay"}
+            found = _scan_records(source)
+            stems = {Path(name).stem for name, has_overlay, _ in found
+                     if isinstance(name, str) and not has_overlay}
+            paths = {overlay for _, _, overlay in found if isinstance(overlay, str)}
             words = f"{source.name} of {size / 1e6:.0f} MB, not read to count its images"
         elif source is not None:
             records = json.loads(final.read_text(encoding="utf-8")) if source == final else \
                 read_partial_results(partial)
             records = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
             names = {r.get("file_name", r.get("image_id")) for r in records}
-            stems = {Path(n).stem for n in names if isinstance(n, str)}
+            stems = {Path(n).stem for n in (r.get("file_name", r.get("image_id")) for r in records
+                                             if "overlay" not in r) if isinstance(n, str)}
             paths = {r["overlay"] for r in records if isinstance(r.get("overlay"), str)}
             words = f"{len(names)} image(s) in its predictions" if names else ""
     except (OSError, ValueError, UnicodeDecodeError):
@@ -315,36 +318,64 @@ def _earlier_run(out_dir: Path) -> tuple:
     return words, count, stems, paths
 
 
-_SCANNED_FIELD = re.compile(r'"(file_name|overlay)":\s*"((?:[^"\\]|\\.)*)"')
+# In a results file: the text up to the next token, strings other than the two fields' names skipped whole
+# (a brace inside a file name is text); then the token: a brace (group 1), the name of a "file_name" or
+# "overlay" field (group 2) and its value when it is a string (group 3), or the quote of a string that the
+# end of what has been read so far cuts (group 4). Written unrolled (one way to split the text): the
+# long RLE strings go by without backtracking.
+_STRING = r'[^"\\]*(?:\\.[^"\\]*)*'
+_RESULTS_TOKEN = re.compile(rf'[^"{{}}]*(?:"(?!(?:file_name|overlay)"\s*:){_STRING}"[^"{{}}]*)*'
+                            rf'(?:([{{}}])|"(file_name|overlay)"\s*:\s*(?:"({_STRING})")?|("))')
 
 
-def _scan_fields(path: Path, chunk: int = 1 << 20) -> set:
-    """The (field, value) pairs of the ``"file_name"`` and ``"overlay"`` fields in a large results file,
-    read a chunk at a time (memory: one chunk and the values, not the file's records)."""
-    found, tail = set(), ""
+def _scan_records(path: Path, chunk: int = 1 << 20) -> set:
+    """(file_name, has an overlay field, overlay) of each record of a large results file (None for a
+    field a record lacks or whose value is not a string), read a chunk at a time; only the two fields'
+    values are decoded. Memory: a chunk, the largest record and the values, not the file's records."""
+    found, text = set(), ""
     with open(path, encoding="utf-8", errors="replace") as f:
         while True:
             block = f.read(chunk)
-            text = tail + block
-            end = 0
-            for match in _SCANNED_FIELD.finditer(text):
-                try:
-                    found.add((match.group(1), json.loads(f'"{match.group(2)}"')))
-                except ValueError:
-                    pass
-                end = match.end()
+            text += block
+            depth, done = 0, 0  # ``text`` starts between records: after the last one closed so far
+            name = overlay = None
+            has_overlay = False
+            for match in _RESULTS_TOKEN.finditer(text):
+                brace, field, value = match.group(1), match.group(2), match.group(3)
+                if match.group(4):
+                    break  # a string cut by the end of the block: this record is read again with the next
+                if brace == "{":
+                    depth += 1
+                    if depth == 1:
+                        name = overlay = None
+                        has_overlay = False
+                elif brace == "}":
+                    depth = max(depth - 1, 0)
+                    if depth == 0:
+                        found.add((name, has_overlay, overlay))
+                        done = match.end()
+                elif depth == 1:  # a field of the record, not of its segmentation
+                    try:
+                        value = None if value is None else json.loads(f'"{value}"')
+                    except ValueError:
+                        value = None
+                    if field == "file_name":
+                        name = value
+                    else:
+                        has_overlay, overlay = True, value
             if not block:
                 return found
-            tail = text[max(end, len(text) - 65536):]  # a field cut by the chunk's end: read with the next
+            text = text[done:]
 
 
 def _remove_earlier_overlays(out_dir: Path, earlier_stems: set, earlier_paths: set, written: set) -> int:
     """Remove the earlier run's overlays of images this run did not draw: those its records name
     (``overlay``, relative to ``out_dir``; only inside overlays/, whatever a record says) and, of runs
-    that wrote flat names, the PNGs directly in overlays/ named after the images its results name
-    (``<stem>.png``, ``<stem>_2.png``, ...), that this run did not write (``written``: paths relative
-    to overlays/). Sub-folders left empty go too. The folder then shows this run's images only, as
-    predictions.json holds them; other PNGs (the user's own) stay. Returns how many were removed."""
+    that wrote flat names, the PNGs directly in overlays/ named after the images its records without an
+    ``overlay`` field name (``earlier_stems``: ``<stem>.png``, ``<stem>_2.png``, ...), that this run did
+    not write (``written``: paths relative to overlays/). Sub-folders left empty go too. The folder then
+    shows this run's images only, as predictions.json holds them; other PNGs (the user's own) stay.
+    Returns how many were removed."""
     overlay_dir = out_dir / "overlays"
     if not (earlier_stems or earlier_paths) or not overlay_dir.is_dir():
         return 0
