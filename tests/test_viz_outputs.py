@@ -151,3 +151,21 @@ def test_large_results_scan_reads_each_records_fields(tmp_path):
         for chunk in (1, 7, 1 << 20):
             assert _scan_records(path, chunk=chunk) == expected, (text, chunk)
 
+
+def test_cleanup_of_recorded_paths_spelled_with_dot_dot(tmp_path):
+    """'overlays/sub/../sub/x.png' removed sub/ and then listed it (FileNotFoundError); 'overlays/y.png' and
+    'overlays/../overlays/y.png' were one file unlinked twice. The error came from predict's finally block:
+    the exports were not written and the run's own error was hidden."""
+    from maskrcnn.commands.predict import _remove_earlier_overlays
+
+    out = tmp_path / "out"
+    (out / "overlays" / "sub").mkdir(parents=True)
+    for rel in ("sub/x.png", "y.png", "keep.png"):
+        (out / "overlays" / rel).write_bytes(b"png")
+    paths = {"overlays/sub/../sub/x.png", "overlays/y.png", "overlays/../overlays/y.png",
+             "overlays/../outside.png"}
+    (out / "outside.png").write_bytes(b"not an overlay")
+    (out / "overlays" / "old.png").symlink_to(out / "outside.png")  # an older run's flat name: the link goes
+    assert _remove_earlier_overlays(out, {"old"}, paths, written=set()) == 3
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
+        ["outside.png", "overlays", "overlays/keep.png"]

@@ -380,27 +380,35 @@ def _remove_earlier_overlays(out_dir: Path, earlier_stems: set, earlier_paths: s
     if not (earlier_stems or earlier_paths) or not overlay_dir.is_dir():
         return 0
     top = overlay_dir.resolve()
+    # Each file once, by its folder's resolved path: 'overlays/../overlays/y.png' is 'overlays/y.png'. The
+    # file's own name is not followed: a link is removed, never what it points to.
     doomed = set()
     for rel in earlier_paths:
-        p = out_dir / rel
         try:
-            inside = p.suffix.lower() == ".png" and top in p.resolve().parents
-        except (OSError, ValueError):
-            inside = False
-        if inside and p.resolve().relative_to(top).as_posix() not in written and p.is_file():
+            given = out_dir / rel
+            p = given.parent.resolve() / given.name
+            inside = p.suffix.lower() == ".png" and top in p.parents and top in p.resolve().parents
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+            continue
+        if inside and p.relative_to(top).as_posix() not in written and p.is_file():
             doomed.add(p)
     for p in overlay_dir.glob("*.png"):
         base, _, number = p.stem.rpartition("_")
         earlier = p.stem in earlier_stems or (base in earlier_stems and number.isdigit() and int(number) >= 2)
         if earlier and p.name not in written and p.is_file():
-            doomed.add(p)
+            doomed.add(top / p.name)
+    removed = 0
     for p in doomed:
-        p.unlink()
-        folder = p.parent
-        while folder != overlay_dir and overlay_dir in folder.parents and not any(folder.iterdir()):
-            folder.rmdir()
-            folder = folder.parent
-    return len(doomed)
+        try:
+            p.unlink()
+            removed += 1
+            folder = p.parent
+            while folder != top and top in folder.parents and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+        except OSError:  # gone meanwhile, or not ours to remove: this runs in predict's finally block, where
+            pass  # an error would lose the exports still to be written and hide the run's own error
+    return removed
 
 
 def run(args: argparse.Namespace) -> int:
