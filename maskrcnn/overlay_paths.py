@@ -14,8 +14,11 @@ def overlay_relpath(file_name: str, used: set) -> str:
     the overlays folder: the same path with ``.png`` for its extension; ``a.jpg`` beside ``a.png`` (both
     in ``used``, the paths given so far, updated here) gets its whole name, ``a.jpg.png``, then
     ``a.jpg_2.png``, ... Parts that would leave the overlays folder (``..``, a drive, a root) are dropped:
-    a file given outside the images folder lands under its name."""
-    parts = [p for p in PurePosixPath(str(file_name).replace("\\", "/")).parts
+    a file given outside the images folder lands under its name. A ``:`` or NUL inside a part becomes
+    ``_``: ``C:foo.jpg`` is a drive-relative name on Windows (outside overlays/) and NUL no file name
+    anywhere (saving it raised)."""
+    parts = [p.replace(":", "_").replace("\0", "_")
+             for p in PurePosixPath(str(file_name).replace("\\", "/")).parts
              if p not in ("", ".", "..", "/") and not p.endswith(":")]
     path = PurePosixPath(*parts) if parts else PurePosixPath("image")
     candidates = [path.with_suffix(".png") if path.suffix else PurePosixPath(f"{path}.png"),

@@ -169,3 +169,14 @@ def test_cleanup_of_recorded_paths_spelled_with_dot_dot(tmp_path):
     assert _remove_earlier_overlays(out, {"old"}, paths, written=set()) == 3
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
         ["outside.png", "overlays", "overlays/keep.png"]
+
+
+def test_overlay_paths_stay_inside_the_overlays_folder():
+    """'C:foo.jpg' kept its ':' (on Windows a name relative to drive C's current folder, outside
+    overlays/) and a NUL passed through (saving the overlay raised)."""
+    from maskrcnn.overlay_paths import overlay_relpath
+
+    used = set()
+    got = [overlay_relpath(name, used) for name in
+           ("C:foo.jpg", "C:/x/y.jpg", "..\\..\\a:b\\c.jpg", "n\0ul.jpg", "../../etc/z.jpg", ":")]
+    assert got == ["C_foo.png", "x/y.png", "a_b/c.png", "n_ul.png", "etc/z.png", "image.png"]
