@@ -180,3 +180,30 @@ def test_overlay_paths_stay_inside_the_overlays_folder():
     got = [overlay_relpath(name, used) for name in
            ("C:foo.jpg", "C:/x/y.jpg", "..\\..\\a:b\\c.jpg", "n\0ul.jpg", "../../etc/z.jpg", ":")]
     assert got == ["C_foo.png", "x/y.png", "a_b/c.png", "n_ul.png", "etc/z.png", "image.png"]
+
+
+def test_predictor_tells_names_apart_by_the_checkpoints_category_ids(tmp_path):
+    """With label_to_category_id {1: 2, 2: 7} the names were told apart by class index, 'a (id 1)' and
+    'a (id 2)', next to category_id 2 and 7, while CocoDataset names the same classes 'a (id 2)' and
+    'a (id 7)': eval's matching by name found neither."""
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.inference import _ids_by_name
+    from maskrcnn.predictor import Predictor
+
+    model, cfg = build_tiny()
+    with pytest.warns(UserWarning, match=r"'NAME \(id ID\)', ID the category id .*1: 'a' -> 'a \(id 2\)'"):
+        predictor = Predictor(model, cfg, ["__background__", "a", "a"], device="cpu",
+                              label_to_category_id={"1": 2, "2": 7})
+    assert predictor.class_names == ["__background__", "a (id 2)", "a (id 7)"]
+    gt = {"images": [], "annotations": [], "categories": [{"id": 7, "name": "a"}, {"id": 2, "name": "a"},
+                                                          {"id": 9, "name": "b"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    with pytest.warns(UserWarning, match="categories share the names"):
+        dataset = CocoDataset(json_path=tmp_path / "gt.json", image_dir=tmp_path)
+    assert dataset.class_names[1:3] == ["a (id 2)", "a (id 7)"]
+    assert _ids_by_name(predictor.class_names, dataset) == {1: 2, 2: 7}  # eval's matching by name
+    # a mapping that gives two labels one id is not used: the class index tells them apart
+    with pytest.warns(UserWarning, match=r"named 'NAME \(id INDEX\)'"):
+        other = Predictor(model, cfg, ["__background__", "a", "a"], device="cpu",
+                          label_to_category_id={1: 5, 2: 5})
+    assert other.class_names == ["__background__", "a (id 1)", "a (id 2)"]
