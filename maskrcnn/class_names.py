@@ -4,23 +4,38 @@ A name that several classes share, or an empty one (a checkpoint whose names wer
 classes wherever a name is the key: LabelMe's ``label``, Label Studio's ``<Label value=...>`` (which
 refuses a repeated value), CVAT's ``<label>``, YOLO's ``names``, per-class counts and AP tables. Such a
 name becomes ``'NAME (id ID)'`` (``'(id ID)'`` for an empty one), ID being the category id of a dataset or
-the class index of a model; every other name is kept as it is, so names that are fine never change and
-the rule is idempotent (the renamed ones are distinct and not empty).
+the class index of a model (or the category id its checkpoint carries); a name equal to one so made
+(``'a (id 1)'`` beside two ``'a'``) is told apart the same way; every other name is kept as it is, so
+names that are fine never change and the rule is idempotent (its names are distinct and not empty).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Optional, Sequence
 
 
-def _needs_id(name, values: list) -> bool:
-    return not str(name).strip() or values.count(name) > 1
+def _with_id(name, i) -> str:
+    return f"{name} (id {i})".strip()
 
 
 def distinct_names(names: dict) -> dict:
-    """{id: name} -> the same with a repeated or empty (blank) name told apart as 'NAME (id ID)'."""
-    values = list(names.values())
-    return {i: f"{n} (id {i})".strip() if _needs_id(n, values) else n for i, n in names.items()}
+    """{id: name} -> the same with a repeated or empty (blank) name told apart as 'NAME (id ID)'. A kept
+    name equal to one so made ('a (id 1)' beside two 'a', or '(id 1)' beside an empty name of id 1) is
+    told apart too, until every name differs: the names made are distinct among themselves (each ends in
+    its own id), so each round turns at least one kept name into a made one, at most len(names) rounds."""
+    counts = Counter(names.values())
+    out = {i: _with_id(n, i) if not str(n).strip() or counts[n] > 1 else n for i, n in names.items()}
+    kept = {i for i, n in names.items() if str(n).strip() and counts[n] == 1}
+    for _ in range(len(names)):
+        counts = Counter(out.values())
+        clashing = [i for i in kept if counts[out[i]] > 1]
+        if not clashing:
+            break
+        for i in clashing:
+            out[i] = _with_id(names[i], i)
+            kept.discard(i)
+    return out
 
 
 def name_ids(class_names: Sequence[str], category_ids: Optional[dict] = None) -> list:

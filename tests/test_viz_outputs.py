@@ -207,3 +207,26 @@ def test_predictor_tells_names_apart_by_the_checkpoints_category_ids(tmp_path):
         other = Predictor(model, cfg, ["__background__", "a", "a"], device="cpu",
                           label_to_category_id={1: 5, 2: 5})
     assert other.class_names == ["__background__", "a (id 1)", "a (id 2)"]
+
+
+def test_names_told_apart_never_repeat():
+    """A kept name equal to a made one repeated: ['a', 'a', 'a (id 1)'] gave 'a (id 1)' twice, ['', '(id 1)']
+    gave '(id 1)' twice."""
+    import random
+
+    from maskrcnn.class_names import distinct_names
+
+    assert distinct_class_names(["bg", "a", "a", "a (id 1)"]) == \
+        ["bg", "a (id 1)", "a (id 2)", "a (id 1) (id 3)"]
+    assert distinct_class_names(["bg", "", "(id 1)"]) == ["bg", "(id 1)", "(id 1) (id 2)"]
+    assert distinct_class_names(["bg", "", "(id 1)", "(id 1) (id 2)"]) == \
+        ["bg", "(id 1)", "(id 1) (id 2)", "(id 1) (id 2) (id 3)"]  # a chain: one more round each
+    rng = random.Random(0)
+    pool = ["", " ", "a", "b", "a (id 1)", "a (id 2)", "(id 1)", "(id 2)", "(id 3)", "a (id 1) (id 2)"]
+    for _ in range(300):
+        names = {i: rng.choice(pool) for i in rng.sample(range(1, 6), rng.randint(1, 5))}
+        out = distinct_names(names)
+        assert len(set(out.values())) == len(out) and all(n.strip() for n in out.values()), names
+        assert distinct_names(out) == out, names  # idempotent
+        assert all(out[i] == n for i, n in names.items() if list(names.values()).count(n) == 1 and n.strip()
+                   and n not in {f"{m} (id {j})".strip() for j, m in names.items()}), names  # fine names kept
