@@ -60,6 +60,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from maskrcnn.class_names import distinct_class_names, name_ids, renamed_note
 from maskrcnn.data.images import check_float_range
 from maskrcnn.engine.device import resolve_device, resolve_dtype
 
@@ -194,7 +195,11 @@ class Predictor:
         model: a built ``MaskRCNN`` (put in eval mode here; moved to ``device``), or an
             ``export.onnx_runtime.OnnxModel`` (then ``dtype`` and ``optimise`` do not apply).
         cfg: its ``Config`` (input sizes, mask threshold and paste method are read from it).
-        class_names: index = label, index 0 = "__background__".
+        class_names: index = label, index 0 = "__background__". Repeated or empty names are told apart
+            (``class_names.distinct_class_names``, with a warning naming them) in ``class_names``, which
+            every output uses, by ``label_to_category_id``'s ids when it numbers every class (the names
+            a ``CocoDataset`` of those categories gives), else by class index; ``source_class_names``
+            keeps them as given.
         device: "cpu", "cuda", "cuda:N" or "auto".
         score_thresh: drop detections scoring below it, a number >= 0 (scores are in [0, 1], so above 1
             keeps nothing; None: keep what the model returns, whose own threshold is
@@ -289,10 +294,17 @@ class Predictor:
                 f"{len(class_names)} class names for a model with num_classes={num_classes} "
                 "(class names include '__background__' at index 0)"
             )
-        self.class_names = list(class_names)
         self.label_to_category_id = (
             {int(k): int(v) for k, v in label_to_category_id.items()} if label_to_category_id else None
         )
+        # repeated or empty names would merge classes in every export keyed by name: told apart, said once;
+        # by the dataset's category ids when known, as CocoDataset names them (eval matches by name)
+        self.source_class_names = list(class_names)  # as the checkpoint has them (export writes these)
+        self.class_names = distinct_class_names(class_names, self.label_to_category_id)
+        by_id = name_ids(class_names, self.label_to_category_id) != list(range(1, len(class_names)))
+        note = renamed_note(self.source_class_names, self.class_names, by_category_id=by_id)
+        if note:
+            warnings.warn(note, stacklevel=2)
         self.score_thresh = None if score_thresh is None else float(score_thresh)
         self.batch_size = int(batch_size)
         self.window = self.batch_size if self.batch_size == 1 else self.batch_size * WINDOW_BATCHES

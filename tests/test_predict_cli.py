@@ -84,8 +84,8 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
             assert e["segmentation"]["size"] == [H, W] and isinstance(e["segmentation"]["counts"], str)
             assert annotation_to_mask(e["segmentation"], H, W).shape == (H, W)  # a valid compressed RLE
             assert 0.0 <= e["score"] <= 1.0
-    pngs = sorted(p.name for p in (out / "overlays").iterdir())
-    assert pngs == ["alpha.png", "deep.png", "gray.png", "rgb.png", "rotated.png"]
+    pngs = sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png"))
+    assert pngs == ["gray.png", "rgb.png", "rotated.png", "sub/alpha.png", "sub/deep.png"]  # as the images
     with Image.open(out / "overlays" / "rotated.png") as im:
         assert im.size == (30 * 7, 80 * 7) and im.mode == "RGB"  # upright, enlarged to >= 512 px (7 x 80)
 

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             raise ValueError(f"{args.weights}: cannot export to ONNX: {problem}")
         names = export_onnx(
-            predictor.model, predictor.cfg, predictor.class_names, args.output,
+            predictor.model, predictor.cfg, predictor.source_class_names, args.output,  # as given
             label_to_category_id=predictor.label_to_category_id,
             example_hw=_size(args.size) if args.size else None,
         )  # fmt: skip

@@ -12,30 +12,35 @@ results and overlays.
 Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name``, ``category_id``,
 ``category_name`` (the class as the checkpoint names it; COCO readers ignore it), ``bbox`` [x, y, w, h],
 ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
-as ``\\u`` escapes, read back exactly) and ``DIR/overlays/<stem>.png``. Folders are searched recursively
-for image files, in sorted order. An ``.onnx`` file (``maskrcnn export``) runs with onnxruntime through
-the same predictor (resize, paste, outputs); ``--dtype``, ``--set`` and the optimisation switches are the
-checkpoint's only. A file that cannot be read, or that the model fails on (an image no forward can take,
-memory), is reported on stderr by name and skipped; the summary counts it. Results are written as they are
-produced (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at
-the end, also after an error or an interrupt), so one bad image late in a folder loses nothing. An
-``--output`` that holds an earlier run's results is said up front (how many images, how many overlays; of
-a results file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once
-its first image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses
-the earlier run's overlays of images this run did not draw (named after the images its results name:
-``<stem>.png``, ``<stem>_2.png``, ...; counted in a line), also when it is stopped by Ctrl-C or an error
-later on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays
-under ``--no-overlays``. Stopped before its first image, the earlier files are left untouched. Ctrl-C says
-how many images were written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full
-disk cut short is read with that line dropped and a warning (``read_partial_results``). A checkpoint
-written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with
-a note); ``--int8 --calib-images DIR`` quantizes a plain checkpoint in memory first
-(``commands/quantize.py``). ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh``
-lowers that one too (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how
-to lower it. ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images
-or cut-outs (``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for
-their small objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the
-folders) are predicted frame by frame, with a JSONL of results and an overlay video each
+as ``\\u`` escapes, read back exactly; ``overlay``: the path of the image's overlay, relative to DIR) and
+``DIR/overlays/<image path>.png``, the image's path relative to the images folder as the exports have it
+(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``).
+Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywhere, with a warning
+(``Predictor``). Folders are searched recursively for image files, in sorted order. An ``.onnx`` file
+(``maskrcnn export``) runs with onnxruntime through the same predictor (resize, paste, outputs);
+``--dtype``, ``--set`` and the optimisation switches are the checkpoint's only. A file that cannot be
+read, or that the model fails on (an image no forward can take, memory), is reported on stderr by name
+and skipped; the summary counts it. Results are written as they are produced
+(``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at the end,
+also after an error or an interrupt), so one bad image late in a folder loses nothing. An ``--output``
+that holds an earlier run's results is said up front (how many images, how many overlays; of a results
+file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once its first
+image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses the earlier
+run's overlays of images this run did not draw (those its records' ``overlay`` name; of runs that wrote
+flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images its results name; sub-folders left empty
+go too; counted in a line), also when it is stopped by Ctrl-C or an error later on, so the folder never
+mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under ``--no-overlays``.
+Stopped before its first image, the earlier files are left untouched. Ctrl-C says how many images were
+written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
+read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
+quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
+--calib-images DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
+(``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
+``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
+(``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for their small
+objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the folders)
+are predicted frame by frame, with a JSONL of results and an overlay video each
 (``commands/predict_video.py``).
 Overlays draw the detections scoring at least ``--overlay-score-thresh`` (0.5, as the demo and the serve
 page; predictions.json keeps every detection) on images enlarged to ``--overlay-min-size`` px (512; videos
@@ -48,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -222,15 +228,6 @@ def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
         outputs.inside(key.parent, Path(p).resolve()) for p in inputs if Path(p).is_dir())
 
 
-def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
-    name, n = stem, 1
-    while name in used:
-        n += 1
-        name = f"{stem}_{n}"
-    used.add(name)
-    return folder / f"{name}.png"
-
-
 def _check_score_thresh(value, flag: str = "--score-thresh") -> None:
     # NaN would compare false with every score and silently drop everything (above 1 keeps nothing, openly)
     if value is not None and not (math.isfinite(value) and value >= 0.0):
@@ -303,70 +300,131 @@ LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 
 
 def _earlier_run(out_dir: Path) -> tuple:
-    """(results, overlays, stems) of an earlier run in ``out_dir``: the words the note gives its results
-    ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs in
-    overlays/, and the stems of the images its records name (``file_name``; its overlays are named
-    after them). Its predictions.json, or for a killed run predictions.partial.jsonl, is read here, before
-    this run writes its own; one above ``LARGE_RESULTS_BYTES`` is scanned for its file names only."""
+    """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
+    results ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs
+    under overlays/, the stems of the images named (``file_name``) by its records that have no
+    ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
+    with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
+    paths its records name (``overlay``, relative to ``out_dir``). Its predictions.json, or for a killed
+    run predictions.partial.jsonl, is read here, before this run writes its own; one above
+    ``LARGE_RESULTS_BYTES`` is scanned for those two fields only."""
     final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
     source = final if final.is_file() else partial if partial.is_file() else None
-    words, stems = "", set()
+    words, stems, paths = "", set(), set()
     try:
         size = source.stat().st_size if source is not None else 0
         if source is not None and size > LARGE_RESULTS_BYTES:
-            stems = _file_name_stems(source)
+            found = _scan_records(source)
+            stems = {Path(name).stem for name, has_overlay, _ in found
+                     if isinstance(name, str) and not has_overlay}
+            paths = {overlay for _, _, overlay in found if isinstance(overlay, str)}
             words = f"{source.name} of {size / 1e6:.0f} MB, not read to count its images"
         elif source is not None:
             records = json.loads(final.read_text(encoding="utf-8")) if source == final else \
                 read_partial_results(partial)
-            names = {r.get("file_name", r.get("image_id")) for r in records if isinstance(r, dict)} \
-                if isinstance(records, list) else set()
-            stems = {Path(n).stem for n in names if isinstance(n, str)}
+            records = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+            names = {r.get("file_name", r.get("image_id")) for r in records}
+            stems = {Path(n).stem for n in (r.get("file_name", r.get("image_id")) for r in records
+                                             if "overlay" not in r) if isinstance(n, str)}
+            paths = {r["overlay"] for r in records if isinstance(r.get("overlay"), str)}
             words = f"{len(names)} image(s) in its predictions" if names else ""
     except (OSError, ValueError, UnicodeDecodeError):
         pass
     overlays = out_dir / "overlays"
-    count = sum(1 for p in overlays.glob("*.png") if p.is_file()) if overlays.is_dir() else 0
-    return words, count, stems
+    count = sum(1 for p in overlays.rglob("*.png") if p.is_file()) if overlays.is_dir() else 0
+    return words, count, stems, paths
 
 
-_FILE_NAME_FIELD = re.compile(r'"file_name":\s*"((?:[^"\\]|\\.)*)"')
+# In a results file: the text up to the next token, strings other than the two fields' names skipped whole
+# (a brace inside a file name is text); then the token: a brace (group 1), the name of a "file_name" or
+# "overlay" field (group 2) and its value when it is a string (group 3), or the quote of a string that the
+# end of what has been read so far cuts (group 4). Written unrolled (one way to split the text): the
+# long RLE strings go by without backtracking.
+_STRING = r'[^"\\]*(?:\\.[^"\\]*)*'
+_RESULTS_TOKEN = re.compile(rf'[^"{{}}]*(?:"(?!(?:file_name|overlay)"\s*:){_STRING}"[^"{{}}]*)*'
+                            rf'(?:([{{}}])|"(file_name|overlay)"\s*:\s*(?:"({_STRING})")?|("))')
 
 
-def _file_name_stems(path: Path, chunk: int = 1 << 20) -> set:
-    """The stems of the ``"file_name"`` values in a large results file, read a chunk at a time (memory:
-    one chunk and the names, not the file's records)."""
-    stems, tail = set(), ""
+def _scan_records(path: Path, chunk: int = 1 << 20) -> set:
+    """(file_name, has an overlay field, overlay) of each record of a large results file (None for a
+    field a record lacks or whose value is not a string), read a chunk at a time; only the two fields'
+    values are decoded. Memory: a chunk, the largest record and the values, not the file's records."""
+    found, text = set(), ""
     with open(path, encoding="utf-8", errors="replace") as f:
         while True:
             block = f.read(chunk)
-            text = tail + block
-            end = 0
-            for match in _FILE_NAME_FIELD.finditer(text):
-                try:
-                    stems.add(Path(json.loads(f'"{match.group(1)}"')).stem)
-                except ValueError:
-                    pass
-                end = match.end()
+            text += block
+            depth, done = 0, 0  # ``text`` starts between records: after the last one closed so far
+            name = overlay = None
+            has_overlay = False
+            for match in _RESULTS_TOKEN.finditer(text):
+                brace, field, value = match.group(1), match.group(2), match.group(3)
+                if match.group(4):
+                    break  # a string cut by the end of the block: this record is read again with the next
+                if brace == "{":
+                    depth += 1
+                    if depth == 1:
+                        name = overlay = None
+                        has_overlay = False
+                elif brace == "}":
+                    depth = max(depth - 1, 0)
+                    if depth == 0:
+                        found.add((name, has_overlay, overlay))
+                        done = match.end()
+                elif depth == 1:  # a field of the record, not of its segmentation
+                    try:
+                        value = None if value is None else json.loads(f'"{value}"')
+                    except ValueError:
+                        value = None
+                    if field == "file_name":
+                        name = value
+                    else:
+                        has_overlay, overlay = True, value
             if not block:
-                return stems
-            tail = text[max(end, len(text) - 65536):]  # a field cut by the chunk's end: read with the next
+                return found
+            text = text[done:]
 
 
-def _remove_earlier_overlays(overlay_dir: Path, earlier_stems: set, written: set) -> int:
-    """Remove the earlier run's overlays of images this run did not draw: the PNGs named after the
-    images its results name (``<stem>.png`` and ``_unique_overlay_path``'s ``<stem>_2.png``, ...) that this
-    run did not write. The folder then shows this run's images only, as predictions.json holds them;
-    other PNGs (the user's own) stay. Returns how many were removed."""
-    removed = 0
-    if not earlier_stems or not overlay_dir.is_dir():
+def _remove_earlier_overlays(out_dir: Path, earlier_stems: set, earlier_paths: set, written: set) -> int:
+    """Remove the earlier run's overlays of images this run did not draw: those its records name
+    (``overlay``, relative to ``out_dir``; only inside overlays/, whatever a record says) and, of runs
+    that wrote flat names, the PNGs directly in overlays/ named after the images its records without an
+    ``overlay`` field name (``earlier_stems``: ``<stem>.png``, ``<stem>_2.png``, ...), that this run did
+    not write (``written``: paths relative to overlays/). Sub-folders left empty go too. The folder then
+    shows this run's images only, as predictions.json holds them; other PNGs (the user's own) stay.
+    Returns how many were removed."""
+    overlay_dir = out_dir / "overlays"
+    if not (earlier_stems or earlier_paths) or not overlay_dir.is_dir():
         return 0
+    top = overlay_dir.resolve()
+    # Each file once, by its folder's resolved path: 'overlays/../overlays/y.png' is 'overlays/y.png'. The
+    # file's own name is not followed: a link is removed, never what it points to.
+    doomed = set()
+    for rel in earlier_paths:
+        try:
+            given = out_dir / rel
+            p = given.parent.resolve() / given.name
+            inside = p.suffix.lower() == ".png" and top in p.parents and top in p.resolve().parents
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+            continue
+        if inside and p.relative_to(top).as_posix() not in written and p.is_file():
+            doomed.add(p)
     for p in overlay_dir.glob("*.png"):
         base, _, number = p.stem.rpartition("_")
         earlier = p.stem in earlier_stems or (base in earlier_stems and number.isdigit() and int(number) >= 2)
-        if earlier and p.stem not in written and p.is_file():
+        if earlier and p.name not in written and p.is_file():
+            doomed.add(top / p.name)
+    removed = 0
+    for p in doomed:
+        try:
             p.unlink()
             removed += 1
+            folder = p.parent
+            while folder != top and top in folder.parents and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+        except OSError:  # gone meanwhile, or not ours to remove: this runs in predict's finally block, where
+            pass  # an error would lose the exports still to be written and hide the run's own error
     return removed
 
 
@@ -375,9 +433,10 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
+    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run, images_root
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
+    from maskrcnn.overlay_paths import overlay_relpath
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
@@ -450,7 +509,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
-    earlier_results, earlier_overlays, earlier_stems = _earlier_run(out_dir)
+    earlier_results, earlier_overlays, earlier_stems, earlier_paths = _earlier_run(out_dir)
     if earlier_results or earlier_overlays:
         what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
         kept = "; --no-overlays: its overlays stay" if args.no_overlays and earlier_overlays else ""
@@ -459,7 +518,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     writer = _ResultsWriter(out_dir)
     export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
-    skipped, n_done, used_names = [], 0, set()
+    skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
+    root = images_root(args.inputs, files)  # overlays/ mirrors the images' folders below it, as exports do
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -476,13 +536,18 @@ def run(args: argparse.Namespace) -> int:
             per_image = (time.perf_counter() - t0) / len(window)
             for idx, image, det in window:
                 path = files[idx]
+                extra = {"file_name": str(path)}
+                if not args.no_overlays:
+                    relative = Path(os.path.relpath(path.absolute(), root)).as_posix()
+                    overlay_name = overlay_relpath(relative, used_names)
+                    extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
                 writer.add(
                     detections_to_coco_results(
                         det,
                         image_id=idx + 1,
                         label_to_category_id=predictor.label_to_category_id,
                         class_names=predictor.class_names,
-                        extra={"file_name": str(path)},
+                        extra=extra,
                     )
                 )
                 if not args.no_overlays:
@@ -492,7 +557,9 @@ def run(args: argparse.Namespace) -> int:
                         image, det, predictor.class_names, min_size=overlay_min_size(args, video=False),
                         score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
                     )
-                    overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
+                    target = overlay_dir / overlay_name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    overlay.save(target)
                 n_done += 1
                 H, W = image.shape[-2:]
                 if export is not None:
@@ -520,11 +587,13 @@ def run(args: argparse.Namespace) -> int:
             # this run's files replace the earlier run's: predictions.json and overlays/ of the same images
             writer.finish()
             removed = 0 if args.no_overlays else _remove_earlier_overlays(
-                overlay_dir, earlier_stems, used_names)  # --no-overlays: the earlier ones stay
+                out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
             if removed:
                 print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
                       f"{overlay_dir}/", file=sys.stderr)
         if export is not None:
+            if export.left_out_note():
+                print(export.left_out_note(), file=sys.stderr)
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
     results = writer.results

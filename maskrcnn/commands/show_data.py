@@ -7,8 +7,9 @@ see (skipped records included); every image's header is read first (``check_imag
 threads at once), so an image training would refuse (unreadable, or of another size than the JSON's:
 ``image_size_mismatch``) is skipped by name and its objects are not counted. The counts cover the
 whole file, so ``--max`` limits the drawing, not that pass. The ground truth of the first N images is drawn to
-``DIR/overlays/<stem>.png`` (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd
-regions hatched; images smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
+``DIR/overlays/<file_name>.png`` (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd
+regions hatched; the image's ``file_name`` with ``.png`` for its extension, folders kept:
+``overlay_paths``; images smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
 is printed and written to ``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
@@ -23,7 +24,9 @@ is printed and written to ``DIR/summary.json``:
   ``labelled_v1`` / ``labelled_v2`` (points labelled occluded / visible), ``outside_image`` (labelled
   points far outside their image, made unlabelled); the overlays draw the labelled points and the
   category's skeleton;
-- ``skipped``: the dataset's counts of skipped records by reason, ``problems``: the first 100 messages.
+- ``skipped``: the dataset's counts of skipped records by reason, ``problems``: the first 100 messages;
+- ``overlays``: the overlays written, relative to ``DIR/overlays``; ``overlay_images``: {overlay: the
+  image's ``file_name``}.
 """
 
 from __future__ import annotations
@@ -158,9 +161,11 @@ def _print_summary(s: dict, out=None) -> None:
     print(f"  {skipped_line(s['skipped'])}", file=out)
 
 
-def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
-    """Overlays of the first ``max_images`` images; returns their paths."""
+def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
+    """Overlays of the first ``max_images`` images; returns {overlay path relative to ``folder``: the
+    image's file_name}."""
     from maskrcnn.data.keypoints import skeleton_edges
+    from maskrcnn.overlay_paths import overlay_relpath
     from maskrcnn.visualize import draw_targets
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,18 +174,18 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> list:
         skeleton = skeleton_edges(dataset.keypoint_skeleton, dataset.num_keypoints)
         skeleton = skeleton or (None if dataset.num_keypoints == 17 else ())
     file_names = {img["id"]: img["file_name"] for img in dataset.to_coco_dict()["images"]}
-    written, used = [], set()
+    written, used, drawn = {}, set(), set()
     for index in range(min(max_images, len(dataset))):
         image, target = dataset[index]  # an unreadable image comes back as another one: name by id
         image_id = target["image_id"]
-        stem = Path(file_names[image_id]).stem
-        name = stem if stem not in used else f"{stem}_{image_id}"
-        if name in used:
+        if image_id in drawn:
             continue  # the same image again, in place of an unreadable one
-        used.add(name)
-        path = folder / f"{name}.png"
+        drawn.add(image_id)
+        name = overlay_relpath(file_names[image_id], used)  # its folders, as the exports keep them
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton).save(path)
-        written.append(path)
+        written[name] = file_names[image_id]
     return written
 
 
@@ -203,7 +208,8 @@ def run(args) -> int:
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
-    summary["overlays"] = [p.name for p in overlays]
+    summary["overlays"] = list(overlays)  # paths relative to overlays/
+    summary["overlay_images"] = overlays  # overlay -> the image's file_name
     write_json(out / "summary.json", summary, ensure_ascii=False)  # our own report: names readable
     _print_summary(summary)
     print(f"{len(overlays)} overlays -> {out / 'overlays'}/, summary -> {out / 'summary.json'}")

@@ -62,6 +62,7 @@ from urllib.parse import unquote, urlsplit
 
 import torch
 
+from maskrcnn.class_names import distinct_names
 from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
     ImageReadError,
@@ -210,11 +211,11 @@ def _public_record(ann: dict) -> dict:
 
 
 def distinct_category_names(names: dict) -> dict:
-    """{category id: name} -> the same with a name that several categories share told apart as
-    'NAME (id ID)'. Two categories of one name (merged exports) are two classes; under one name their
+    """{category id: name} -> the same with a name that several categories share, or an empty one, told
+    apart as 'NAME (id ID)' (``class_names.distinct_names``, the rule predict and serve apply to a model's
+    class names). Two categories of one name (merged exports) are two classes; under one name their
     overlays, show-data counts and per-category AP (keyed by name) were merged or overwritten silently."""
-    values = list(names.values())
-    return {cid: f"{n} (id {cid})" if values.count(n) > 1 else n for cid, n in names.items()}
+    return distinct_names(names)
 
 
 def image_dir_candidates(json_path: Union[str, os.PathLike]) -> list:
@@ -406,8 +407,8 @@ class CocoDataset(torch.utils.data.Dataset):
         names = list(distinct_category_names({cid: seen[cid]["name"] for cid in ordered}).values())
         repeated = sorted({seen[cid]["name"] for cid, n in zip(ordered, names) if n != seen[cid]["name"]})
         if repeated:
-            warnings.warn(f"{self.json_path}: categories share the names {repeated}; they stay distinct "
-                          f"classes, named 'NAME (id ID)'", stacklevel=3)
+            warnings.warn(f"{self.json_path}: categories share the names {repeated} (or have an empty one); "
+                          f"they stay distinct classes, named 'NAME (id ID)'", stacklevel=3)
         self.class_names = ["__background__"] + names
         self.num_classes = len(self.class_names)
         with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]

@@ -16,7 +16,11 @@ an optional ``score_thresh`` (query parameter, form field or JSON key). A raw bo
      "predictions": [<COCO result>, ...]}
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
-``category_id``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE, ``keypoints``).
+``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
+``keypoints``) plus ``label`` (the model's class index) and the colours the library's overlays give the
+detection (``color``, ``label_color``, ``text_color``: [R, G, B]; ``overlay_colors``), which the page
+draws with. Class names that repeat or are empty are told apart as 'NAME (id INDEX)'
+(``class_names.distinct_class_names``) in ``categories`` and ``category_name``.
 
 Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
@@ -61,8 +65,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from maskrcnn.class_names import distinct_class_names
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
+from maskrcnn.overlay_colors import detection_colors
 from maskrcnn.serve import (
     DEFAULT_MAX_PENDING,
     DEFAULT_MAX_PIXELS,
@@ -311,12 +317,19 @@ async def _result_unless_disconnected(request, future, timeout_s: Optional[float
             result.cancel()
 
 
-def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float) -> bytes:
-    """The JSON answer: ``answer`` plus the detections as COCO results. Encoded here, on a pool thread,
-    rather than by the framework on the event loop (an answer holds a string of RLE per detection)."""
+def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names=None) -> bytes:
+    """The JSON answer: ``answer`` plus the detections as COCO results, each with its ``category_name``
+    (from ``class_names``, told apart: ``class_names.distinct_class_names``) and the colours the overlays
+    give it (``overlay_colors.detection_colors``: ``color``, ``label_color``, ``text_color``), which the
+    page draws with. Encoded here, on a pool thread, rather than by the framework on the event loop (an
+    answer holds a string of RLE per detection)."""
     records = detections_to_coco_results(
-        det, image_id=1, label_to_category_id=label_to_cat, extra={"file_name": answer["file_name"]}
-    )
+        det, image_id=1, label_to_category_id=label_to_cat, class_names=class_names,
+        extra={"file_name": answer["file_name"]},
+    )  # fmt: skip
+    labels = det["labels"].reshape(-1).tolist() if len(records) else []  # (D,)
+    for record, label, colors in zip(records, labels, detection_colors([r["score"] for r in records])):
+        record.update(label=int(label), **colors)  # the class index, whatever the name says
     answer = {**answer, "num_detections": len(records), "predictions": records}
     answer["seconds"] = round(time.perf_counter() - t0, 4)
     try:
@@ -419,7 +432,7 @@ def create_app(
         max_wait_s=max_wait_s,
         max_pending=max_pending,
     )
-    names = list(predictor.class_names)
+    names = distinct_class_names(predictor.class_names)  # a Predictor's are already; other objects' too
     label_to_cat = predictor.label_to_category_id
     categories = {
         str(label_to_cat.get(label, label) if label_to_cat else label): names[label]
@@ -556,7 +569,7 @@ def create_app(
             det = filter_by_score(det, thresh)
             H, W = image.shape[-2:]
             answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories}
-            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0)
+            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names)
         finally:
             app.state.in_flight -= 1
         return Response(body, media_type="application/json")

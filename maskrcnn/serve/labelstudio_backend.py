@@ -54,6 +54,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from maskrcnn.class_names import distinct_class_names
 from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components
 from maskrcnn.data.pre_annotations.instances import (
     Category,
@@ -281,7 +282,7 @@ class LabelStudioBackend:
     def __init__(self, predictor, batches, stats, *, max_pixels, request_timeout_s, model_version, fetcher,
                  min_region_area: float = DEFAULT_MIN_REGION_AREA):
         self.batches, self.stats, self.fetcher = batches, stats, fetcher
-        self.names = list(predictor.class_names)
+        self.names = distinct_class_names(predictor.class_names)  # Label Studio refuses repeated labels
         self.has_masks = has_masks(predictor)
         self.max_pixels, self.request_timeout_s = max_pixels, request_timeout_s
         self.model_version = model_version

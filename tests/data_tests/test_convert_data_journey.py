@@ -99,7 +99,7 @@ def test_cvat_project_export_through_convert_show_train_eval_predict(tmp_path, c
     rc, text = _cli(capsys, "show-data", "--json", train_json, "--images", export,
                     "--output", tmp_path / "look")
     assert rc == 0 and "4 images (1 without instances), 5 instances, 1 crowd regions" in text
-    assert len(list((tmp_path / "look" / "overlays").glob("*.png"))) == 4
+    assert len(list((tmp_path / "look" / "overlays").rglob("*.png"))) == 4
 
     run = tmp_path / "run"
     rc, text = _cli(capsys, "train", *TRAINING[:4], "--train-json", train_json, "--train-images", export,

@@ -330,13 +330,13 @@ def test_a_large_earlier_predictions_file_is_not_read_for_the_note(tmp_path, mon
     monkeypatch.setattr(predict, "LARGE_RESULTS_BYTES", 10)
     parsed, real = [], predict.json.loads
     monkeypatch.setattr(predict.json, "loads", lambda text, **kw: parsed.append(text) or real(text, **kw))
-    words, overlays, stems = predict._earlier_run(out)
+    words, overlays, stems, paths = predict._earlier_run(out)
     assert words == "predictions.json of 0 MB, not read to count its images" and overlays == 3
     assert sorted(parsed) == ['"a.png"', '"old1.png"', '"old2.png"']  # the names only, not the records
     monkeypatch.undo()
     assert predict._earlier_run(out)[0] == "3 image(s) in its predictions"
     stems_small = predict._earlier_run(out)[2]
-    assert stems == stems_small == {"a", "old1", "old2"}
+    assert stems == stems_small == {"a", "old1", "old2"} and paths == set()
 
 
 def test_stale_temps_only_in_create_temp_files_form_and_unchanged_for_10_minutes(tmp_path, monkeypatch):

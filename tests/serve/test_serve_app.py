@@ -365,3 +365,42 @@ def test_a_tiled_predictor_is_served_and_health_says_so_and_tile_is_no_query_par
     _assert_same(body["predictions"], _expected(tiled, data, "n.png"))  # the tiles' merged detections
     status, body = server.post_file("/predict?tile=32", data)
     assert status == 400 and body["detail"] == "unknown parameter 'tile': /predict takes score_thresh"
+
+
+class _Fixed:
+    """A predictor that gives fixed detections, under class names that repeat."""
+
+    class_names = ["__background__", "dup", "dup"]
+    label_to_category_id, batch_size, device = None, 1, "cpu"
+
+    def __init__(self, det):
+        self.det = det
+
+    def predict_tensors(self, images):
+        return [dict(self.det) for _ in images]
+
+
+def test_answer_names_classes_apart_and_carries_the_overlays_colours(start_server):
+    """Repeated names came back as they were (one "dup" for two classes); the page drew labels black on
+    the detection's colour (2.1:1 for some) where the overlays draw white on it darkened: the colours
+    sent are the overlays' own, read back from what draw_instances draws."""
+    from maskrcnn.overlay_colors import contrast_ratio
+    from maskrcnn.visualize import draw_instances
+
+    boxes = torch.tensor([[5.0, 40, 30, 70], [40, 40, 70, 70], [75, 40, 110, 70]])
+    det = {"boxes": boxes, "scores": torch.tensor([0.9, 0.7, 0.5]), "labels": torch.tensor([1, 2, 2])}
+    server = start_server(create_app(_Fixed(det)))
+    status, body = server.post_file("/predict", png_bytes(np.zeros((80, 120, 3), np.uint8)), filename="x.png")
+    assert status == 200, body
+    assert body["categories"] == {"1": "dup (id 1)", "2": "dup (id 2)"}
+    preds = body["predictions"]
+    assert [(p["category_name"], p["label"]) for p in preds] == [("dup (id 1)", 1), ("dup (id 2)", 2),
+                                                                  ("dup (id 2)", 2)]
+    drawn = np.asarray(draw_instances(np.zeros((80, 120, 3), np.uint8), det, ["__background__", "a", "b"]))
+    for p, (x0, y0, x1, y1) in zip(preds, boxes.int().tolist()):
+        assert p["text_color"] == [255, 255, 255]
+        assert tuple(drawn[(y0 + y1) // 2, x0]) == tuple(p["color"])  # the box's left edge
+        strip = drawn[:y0, x0:x1].reshape(-1, 3)  # its label, above it
+        assert (np.abs(strip.astype(int) - p["label_color"]).max(1) == 0).sum() > 20
+        assert (strip.min(1) >= 200).sum() > 5  # white text on it
+        assert contrast_ratio(p["label_color"], p["text_color"]) >= 3.9

@@ -146,11 +146,13 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
             allowed[max(y0 - 20, 0) : y0 + 20, max(x0 - 4, 0) :] = True  # label above or inside the top
         assert not (changed & ~allowed).any()
         colours = instance_colors(n)
-        # the last detection is drawn on top: its label's background is its colour, exactly
-        assert near(drawn, colours[n - 1]) >= 20
+        dark = (colours.astype(np.float32) * 0.55).astype(np.uint8)  # draw_instances' label strips
+        # the last detection is drawn on top: its label's background is its colour darkened, exactly, as
+        # the PNG overlays have it (white text on it)
+        assert near(drawn, dark[n - 1]) >= 20
         screenshot = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB"))
         (tmp_path / "page.png").write_bytes(browser.get_screenshot_as_png())
-        assert near(screenshot, colours[n - 1]) >= 20  # and the screenshot shows it
+        assert near(screenshot, dark[n - 1]) >= 20  # and the screenshot shows it
 
         set_slider(browser, 1.0)  # above every score: nothing drawn, nothing listed
         assert np.abs(canvas_pixels(browser).astype(int) - shown.astype(int)).max() <= 2
@@ -249,5 +251,45 @@ def test_page_shows_names_as_text_never_as_markup(serve_predictor, browser, tmp_
             " document.body.dataset.pwned || null];"
         )
         assert injected == [0, None]
+    finally:
+        server.stop()
+
+
+class _OneAtTheRightEdge:
+    """One fixed detection whose box touches the picture's right edge, under a long class name."""
+
+    class_names = ["__background__", "a rather long class name"]
+    label_to_category_id, batch_size, device = None, 1, "cpu"
+
+    def predict_tensors(self, images):
+        import torch
+
+        H, W = images[0].shape[-2:]
+        return [{"boxes": torch.tensor([[W - 12.0, 30.0, W, 60.0]]), "scores": torch.tensor([0.9]),
+                 "labels": torch.tensor([1])}]
+
+
+def test_page_labels_white_on_the_darkened_colour_inside_the_canvas(browser, tmp_path):
+    """Labels were black on the detection's colour (2.1:1 for some colours) and ran off the canvas's
+    right edge; now they are drawn as the overlays draw them: white on the colour darkened, moved left."""
+    path = tmp_path / "grey.png"
+    path.write_bytes(png_bytes(np.full((90, 120, 3), 128, np.uint8)))
+    server = RunningServer(create_app(_OneAtTheRightEdge()))
+    try:
+        assert show_image(browser, server.url + "/", path) == "done"
+        set_slider(browser, 0.0)
+        drawn = canvas_pixels(browser)
+        dark = (instance_colors(1)[0].astype(np.float32) * 0.55).astype(np.uint8)
+        strip = np.argwhere(np.abs(drawn.astype(int) - dark.astype(int)).max(-1) <= 1)  # (P, 2) rows, cols
+        assert len(strip) > 200
+        k = int(browser.find_element(By.ID, "canvas").get_attribute("data-scale"))
+        assert strip[:, 1].max() == drawn.shape[1] - 1  # up to the right edge, not cut by it
+        width = strip[:, 1].max() - strip[:, 1].min()
+        assert width > 3 * 12 * k, width  # far wider than the box: the label moved left to stay whole
+        rows = slice(strip[:, 0].min(), strip[:, 0].max() + 1)
+        cols = slice(strip[:, 1].min(), strip[:, 1].max() + 1)
+        white = (drawn[rows, cols] >= 250).all(-1).sum()
+        black = (drawn[rows, cols] <= 5).all(-1).sum()
+        assert white > 20 and black == 0  # white text on it, no black
     finally:
         server.stop()

@@ -11,16 +11,19 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
 
 Image paths are relative to the images folder: the folder given, or the closest folder holding every
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
-file instead, as LabelMe wants it). Only the images predicted (not those skipped) are listed, each
-with its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops the
-others; a model without a mask head gives rectangles, said once). Files are written atomically at the
-end of the run (also after an error or an interrupt, as ``predictions.json`` is, with the images done
-so far); an image without instances is listed with none (YOLO: an empty label file). YOLO names a
-label file by the image's path without its extension: of images ``a.jpg`` and ``a.png`` side by side
-only the first gets one (a warning names the other), as Ultralytics would give both the same labels.
-Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
-own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
-would share a name (``a.jpg`` and ``a.png``) are named by their whole file name (``masks/a.jpg.png``).
+file instead, as LabelMe wants it). Only the images predicted (not those skipped) are listed, each with
+its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops those below
+it; those of an empty mask, as a tiny image's detections can be, are left out of every export and counted
+in a line, ``left_out_note``: an annotation with an empty segmentation reads back in COCO tools as a
+box-only instance, or fails to decode, and there is nothing to correct; a model without a mask head gives
+rectangles, said once). Files are written atomically at the end of the run (also after an error or an
+interrupt, as ``predictions.json`` is, with the images done so far); an image without instances is listed
+with none (YOLO: an empty label file). YOLO names a label file by the image's path without its extension:
+of images ``a.jpg`` and ``a.png`` side by side only the first gets one (a warning names the other), as
+Ultralytics would give both the same labels. Mask images and cut-outs (``mask_files``) are written image
+by image as the run goes, from each image's own detections and pixels (``--export-min-area`` leaves out
+small cut-outs); images whose mask files would share a name (``a.jpg`` and ``a.png``) are named by their
+whole file name (``masks/a.jpg.png``).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class PreAnnotationExport:
         self.images: list = []
         self.paths: list = []
         self.instances: list = []
+        self.left_out = [0, 0]  # detections with an empty mask (box), images they were on: left_out_note
         pixel_formats = [f for f in self.formats if f in PIXEL_FORMATS]
         self.mask_files = MaskFiles(
             out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
@@ -99,6 +103,10 @@ class PreAnnotationExport:
             self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
             self.paths.append(Path(path).absolute())
             self.instances.append(instances_from_detections(det, self.categories))
+            empty = int(det["scores"].shape[0]) - len(self.instances[-1])
+            if empty:
+                self.left_out[0] += empty
+                self.left_out[1] += 1
         if self.mask_files is not None:
             self.mask_files.add(file_name, path, int(height), int(width), det, image)
 
@@ -128,6 +136,16 @@ class PreAnnotationExport:
             atomic_write_text(target, yolo_labels(image, found, tolerance=self.tolerance))
         atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
         return folder
+
+    def left_out_note(self) -> Optional[str]:
+        """One line counting the detections the exports left out, and why (None when none were)."""
+        n, images = self.left_out
+        if not n:
+            return None
+        what = "box" if not self.masks else "mask"
+        return (f"pre-annotations: left out {n} detection(s) on {images} image(s) whose {what} covers no "
+                "pixel (nothing to correct; an empty segmentation would read back as a box-only instance "
+                "or fail to decode); predictions.json keeps them")
 
     def finish(self) -> list:
         """Write the files; returns the paths written (files, and LabelMe's folder)."""

@@ -2,8 +2,9 @@
 //
 // Masks arrive as COCO compressed RLE (column-major run lengths, as predictions.json has them) and are
 // decoded here, once per image; the score slider only redraws. Small pictures are drawn enlarged by a
-// whole factor (canvas.dataset.scale) so that labels stay legible. Colours follow the detection's rank in
-// the answer, so a detection keeps its colour while the slider hides others. `document.body.dataset
+// whole factor (canvas.dataset.scale) so that labels stay legible. Colours come with each prediction
+// (the server's, by score rank, as the PNG overlays have them), so a detection keeps its colour while the
+// slider hides others. `document.body.dataset
 // .state` is "idle", "busy", "done" or "error" (a browser test waits on it).
 "use strict";
 
@@ -21,15 +22,14 @@ function setStatus(text, state) {
   document.body.dataset.state = state;
 }
 
-// Well-separated colours: hues stepped by the golden ratio (as the library's overlays do).
-function colour(i) {
-  const h = (0.07 + i * 0.618033988749895) % 1;
-  const s = i % 3 === 2 ? 0.6 : 0.85;
-  const v = i % 2 === 0 ? 0.95 : 0.8;
-  const k = (n) => (n + h * 6) % 6;
-  const f = (n) => v - v * s * Math.max(0, Math.min(k(n), 4 - k(n), 1));
-  return [f(5), f(3), f(1)].map((c) => Math.round(c * 255));
+// The colours the library's overlays give detection i, as the server sends them with each prediction
+// (maskrcnn/overlay_colors.py): `color` for mask and box, `label_color` (darker) behind the label and
+// `text_color` (white) for its text. One rule on both sides, so the page and the PNG overlays agree.
+function colours(i) {
+  const p = current.predictions[i];
+  return { fill: p.color, label: p.label_color, text: p.text_color };
 }
+const css = (rgb) => `rgb(${rgb.join(",")})`;
 
 // COCO compressed RLE string -> run lengths: 6-bit characters (offset 48), 5 data bits each, the
 // 0x20 bit says "more characters follow", the 0x10 bit of the last one is the sign; from the third
@@ -158,18 +158,19 @@ function render() {
       const m = current.masks[i];
       if (!m || m.x0 + m.w > W || m.y0 + m.h > H) continue;
       const edge = current.outlines[i];
-      const [r, g, b] = colour(i);
+      const [r, g, b] = colours(i).fill;
+      const [er, eg, eb] = colours(i).label; // the outline: the darker colour, as the overlays draw it
       for (let q = 0; q < m.data.length; q++) {
         if (!m.data[q]) continue;
         const cy = Math.floor(q / m.w);
         const y = m.y0 + cy, x = m.x0 + q - cy * m.w;
-        const a = edge[q] ? 1 : MASK_ALPHA, f = edge[q] ? 0.6 : 1; // outline: opaque, darker
+        const a = edge[q] ? 1 : MASK_ALPHA; // outline: opaque
         for (let dy = 0; dy < k; dy++) { // the k x k block of this image pixel
           let o = (y * k + dy) * rowStride + x * k * 4;
           for (let dx = 0; dx < k; dx++, o += 4) {
-            px[o] += (r * f - px[o]) * a;
-            px[o + 1] += (g * f - px[o + 1]) * a;
-            px[o + 2] += (b * f - px[o + 2]) * a;
+            px[o] += ((edge[q] ? er : r) - px[o]) * a;
+            px[o + 1] += ((edge[q] ? eg : g) - px[o + 1]) * a;
+            px[o + 2] += ((edge[q] ? eb : b) - px[o + 2]) * a;
           }
         }
       }
@@ -183,18 +184,21 @@ function render() {
   ctx.textBaseline = "top";
   for (const [p, i] of shown) {
     const [x, y, w, h] = p.bbox.map((v) => v * k);
-    const css = `rgb(${colour(i).join(",")})`;
+    const c = colours(i);
     ctx.lineWidth = line;
-    ctx.strokeStyle = css;
+    ctx.strokeStyle = css(c.fill);
     ctx.strokeRect(x, y, w, h);
-    if (p.keypoints) drawKeypoints(p.keypoints, k, css, line);
-    const label = `${categories[String(p.category_id)] ?? p.category_id} ${p.score.toFixed(2)}`;
+    if (p.keypoints) drawKeypoints(p.keypoints, k, css(c.fill), line);
+    const name = p.category_name ?? categories[String(p.category_id)] ?? p.category_id;
+    const label = `${name} ${p.score.toFixed(2)}`;
     const tw = ctx.measureText(label).width + 2 * line;
     const ty = y - font - 2 * line >= 0 ? y - font - 2 * line : y; // above the box, or inside at the top
-    ctx.fillStyle = css;
-    ctx.fillRect(x - line / 2, ty, tw, font + 2 * line);
-    ctx.fillStyle = "#000";
-    ctx.fillText(label, x + line / 2, ty + line);
+    // inside the canvas: a box at the right edge moves its label left (as the overlays do), not off it
+    const tx = Math.min(Math.max(0, x - line / 2), Math.max(0, canvas.width - tw));
+    ctx.fillStyle = css(c.label);
+    ctx.fillRect(tx, ty, tw, font + 2 * line);
+    ctx.fillStyle = css(c.text);
+    ctx.fillText(label, tx + line, ty + line);
   }
   let n = 0;
   for (const row of $("rows").children) {
@@ -212,14 +216,14 @@ function fillTable() {
   current.predictions.forEach((p, i) => {
     const tr = document.createElement("tr");
     tr.dataset.score = p.score;
-    const name = current.categories[String(p.category_id)] ?? String(p.category_id);
+    const name = p.category_name ?? current.categories[String(p.category_id)] ?? String(p.category_id);
     const cells = [String(i + 1), name, p.score.toFixed(3), ...p.bbox.map((v) => v.toFixed(1))];
     cells.forEach((text, c) => {
       const td = document.createElement("td");
       if (c === 1) {
         const sw = document.createElement("span");
         sw.className = "swatch";
-        sw.style.background = `rgb(${colour(i).join(",")})`;
+        sw.style.background = css(colours(i).fill);
         td.appendChild(sw);
       }
       td.appendChild(document.createTextNode(text));
