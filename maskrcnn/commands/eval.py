@@ -101,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
+    parser.add_argument("--crowd-as-objects", action="store_true",
+                        help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
+                             ": CVAT's COCO 1.0 export marks masks drawn with its brush so; with "
+                             "--weights also --set data.crowd_as_objects=true, "
+                             "and a model trained with it evaluates so")
     parser.add_argument("--analysis", action="store_true",
                         help="error analysis into --output: analysis.json (per class true and false "
                              "positives by kind, missed objects, precision, recall), confusion.csv/.png")
@@ -117,6 +122,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_tta_arguments(parser)
 
 
+def no_ground_truth(data: dict, json_path) -> str:
+    """Why ``data`` (a COCO dict) has nothing to score detections against, or "" when it has: without
+    annotations every AP is undefined, and the table said only '-' and metrics.json null."""
+    if "annotations" not in data:
+        why = "the file has no 'annotations' list (an image list, as written for inference)"
+    elif not data["annotations"]:
+        why = "its 'annotations' list is empty"
+    else:
+        return ""
+    return f"{json_path}: no ground truth to evaluate against: {why}"
+
+
 def _predict(args) -> tuple:
     """Run the checkpoint over the dataset: (metrics, evaluator, ground truth, ids of the images scored,
     the images skipped as metrics.json records them)."""
@@ -124,10 +141,13 @@ def _predict(args) -> tuple:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
-    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.coco import CocoDataset, load_coco_json
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset, unscored_classes_warning
     from maskrcnn.predictor import Predictor
 
+    raw = load_coco_json(args.json)
+    if no_ground_truth(raw, args.json):  # before loading the model and reading every image
+        raise ValueError(no_ground_truth(raw, args.json))
     images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
     overrides = parse_set_args(args.set)
     options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
@@ -149,7 +169,8 @@ def _predict(args) -> tuple:
     if args.cityscapes and not predictor.cfg.model.roi_heads.mask_on:  # before the inference, not after it
         raise ValueError(f"--cityscapes scores instance masks: {args.weights} is a box-only model")
     dataset = CocoDataset(
-        json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
+        json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on, coco=raw,
+        crowd_as_objects=args.crowd_as_objects or predictor.cfg.data.crowd_as_objects,
     )
     evaluator = build_evaluator(predictor, dataset)
     unscored = unscored_classes_warning(evaluator.label_to_category_id, dataset)
@@ -294,7 +315,11 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.engine.results_file import read_category_map
 
         mapping = read_category_map(args.category_map) if args.category_map else None
-        coco_gt = load_ground_truth(args.json)  # read and checked once, for the AP and the analysis
+        raw = load_coco_json(args.json)
+        if no_ground_truth(raw, args.json):
+            raise ValueError(no_ground_truth(raw, args.json))
+        # read and checked once, for the AP and the analysis
+        coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,

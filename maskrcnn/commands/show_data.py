@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
     parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
                         help="draw images smaller than PX (longer side) enlarged by an integer factor")
+    parser.add_argument("--crowd-as-objects", action="store_true",
+                        help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
+                             ": CVAT's COCO 1.0 export marks masks drawn with its brush so")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -189,7 +192,8 @@ def run(args) -> int:
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
     images = image_dir_or_default(args.images, args.json, "--images")
-    dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
+    dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
+                          crowd_as_objects=args.crowd_as_objects)
     out = Path(args.output)
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too

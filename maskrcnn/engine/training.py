@@ -365,6 +365,7 @@ def build_training(
         keypoints=rh.keypoint_on,
         filter_empty=cfg.data.filter_empty,
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
+        crowd_as_objects=cfg.data.crowd_as_objects,
     )
     if len(train_set) == 0:
         missing = train_set.skipped.get("missing_image_file", 0)
@@ -481,7 +482,8 @@ def build_training(
     check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
     evaluate_fn = None
     if val_json is not None:
-        val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on)
+        val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
+                              crowd_as_objects=cfg.data.crowd_as_objects)
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
         evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)
     trainer = build_trainer(
