@@ -397,7 +397,7 @@ def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
     if box_only and not with_mask:
         why = (f"segm AP not reported: none of the {box_only} ground-truth objects has a mask (all have a "
                f"box and an empty segmentation); bbox AP scores them")
-        warnings.warn(why, stacklevel=4)
+        warnings.warn(why, stacklevel=3)
         metrics = _empty_metrics("segm", coco_gt)
         metrics = {k: ({n: float("nan") for n in v} if isinstance(v, dict) else float("nan"))
                    for k, v in metrics.items()}
@@ -406,7 +406,7 @@ def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
         warnings.warn(f"{box_only} ground-truth objects have a box and no mask (segmentation empty, as "
                       f"CVAT, Label Studio and Roboflow export rectangles): segm AP ignores detections on "
                       f"them (neither true nor false positives); bbox AP scores them as objects",
-                      stacklevel=4)
+                      stacklevel=3)
     metrics, text = _run_cocoeval(segm_gt, results, "segm", img_ids)
     if box_only:
         metrics["ignored_box_only"] = box_only
@@ -593,6 +593,7 @@ def evaluate_results_file(
     category_offset: int = 0,
     category_map: Optional[dict] = None,
     return_records_by_type: bool = False,
+    crowd_as_objects: bool = False,
 ):
     """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
     comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
@@ -601,11 +602,12 @@ def evaluate_results_file(
     default: those the results support (bbox when every result has a box; segm when every result has a
     segmentation; keypoints when every result has keypoints). ``category_offset`` is added to every
     results ``category_id``; ``category_map`` ({results id: ground-truth id}) maps them instead (0-based
-    class indices). With ``return_records_by_type``: (metrics, records, {iou type: the records scored
-    for it}), for other scorers of the same file (records: those that passed validation, the ones
-    scored for segm when there are several files) and an analysis of each kind on the very records its
-    AP came from."""
-    coco_gt = load_ground_truth(gt_json)
+    class indices). ``crowd_as_objects``: as ``load_ground_truth`` (a path or dict ``gt_json``). With
+    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for other
+    scorers of the same file (records: those that passed validation, the ones scored for segm when there
+    are several files) and an analysis of each kind on the very records its AP came from. Box-only
+    ground truth is an ignored region of segm AP (``_run_segm``)."""
+    coco_gt = load_ground_truth(gt_json, crowd_as_objects=crowd_as_objects)
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
     files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))
