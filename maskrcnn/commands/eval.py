@@ -6,7 +6,7 @@
                   [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
                   [--category-offset 1 | --category-map MAP.json]
-    ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]]
+    ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]] [--crowd-as-objects]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
@@ -32,6 +32,12 @@ given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and l
 (the AP, the per-class counts and Cityscapes' alike), and metrics.json records it:
 ``"images_evaluated": N`` and ``"images_skipped": [{"file_name", "image_id", "reason"}]`` beside the
 AP tables (with a checkpoint only: ``--results`` scores every image of J). No image left: an error.
+
+A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
+before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
+counted in metrics.json (``"segm": {"ignored_box_only": N}``; ``engine/evaluator.py``).
+``--crowd-as-objects`` (with --weights also ``--set data.crowd_as_objects=true``, or the model's own
+config) scores crowd annotations as objects: CVAT writes brush masks as iscrowd 1 (``data/crowd.py``).
 
 After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
 instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as

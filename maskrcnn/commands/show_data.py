@@ -1,11 +1,12 @@
 """``maskrcnn show-data``: look at a COCO dataset before training on it.
 
-    maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
+    maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX] [--crowd-as-objects]
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included). The ground truth of the first N images is drawn to
-``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions hatched), and a summary is printed
-and written to ``DIR/summary.json``:
+see (skipped records included); ``--crowd-as-objects`` reads crowd annotations as objects, as training
+does with ``data.crowd_as_objects`` (CVAT's brush masks: ``data/crowd.py``). The ground truth of the
+first N images is drawn to ``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions
+hatched), and a summary is printed and written to ``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);

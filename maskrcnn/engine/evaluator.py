@@ -14,6 +14,12 @@ are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). Ground-truth k
 image are clipped or made unlabelled as ``CocoDataset`` does (``data.keypoints.clip_keypoints``), so
 ``eval --results`` scores the points the model's own evaluation scores. pycocotools' prints are captured
 (``summaries`` keeps its text tables).
+
+A ground-truth object without a mask (segmentation empty: a tool's rectangle) is an object of bbox AP
+and an ignored region of segm AP (``_segm_ground_truth``), counted in ``metrics["segm"]
+["ignored_box_only"]`` and one warning; with no object with a mask, segm AP is NaN and
+``metrics["segm"]["not_reported"]`` says why. ``crowd_as_objects`` (``data.crowd_as_objects``) scores crowd
+annotations as objects (``data/crowd.py``: CVAT writes brush masks as crowd RLE).
 """
 
 from __future__ import annotations
