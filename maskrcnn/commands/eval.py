@@ -256,8 +256,11 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
     from maskrcnn.data.coco import category_names
     from maskrcnn.engine.class_table import class_rows, format_class_table
     from maskrcnn.engine.error_analysis import analyse, instance_counts, match_dataset
+    from maskrcnn.engine.evaluator import box_only_as_crowd
 
     kinds = [k for k in ("bbox", "segm") if k in metrics and k in records_by_type]
+    # segm: objects without a mask are ignored regions, as in segm AP (not missed, no false positives)
+    truth = {k: box_only_as_crowd(ground_truth) if k == "segm" else ground_truth for k in kinds}
     if not kinds:
         if args.analysis:
             print("--analysis: the results hold neither boxes nor masks: no error analysis", file=sys.stderr)
@@ -265,7 +268,7 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
     names = category_names(ground_truth)
     counts_by_kind = {}
     for kind in kinds:  # beside per_category (a dict: readers of the numbers in metrics.json skip it)
-        counts = counts_by_kind[kind] = instance_counts(
+        counts = counts_by_kind[kind] = instance_counts(  # every object, with a mask or not
             ground_truth, records_by_type[kind], score_threshold=args.analysis_score, image_ids=image_ids)
         metrics[kind]["per_category_counts"] = {
             "score_threshold": args.analysis_score,
@@ -279,9 +282,9 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
         return None
     out = {}
     for kind in kinds:
-        matches = match_dataset(ground_truth, records_by_type[kind], iou_type=kind,
+        matches = match_dataset(truth[kind], records_by_type[kind], iou_type=kind,
                                 score_threshold=args.analysis_score, image_ids=image_ids)
-        out[kind] = (analyse(ground_truth, records_by_type[kind], iou_type=kind,
+        out[kind] = (analyse(truth[kind], records_by_type[kind], iou_type=kind,
                              score_threshold=args.analysis_score, matches=matches), matches)
     return out
 

@@ -371,6 +371,13 @@ def _oks_sigmas(coco_gt, num_keypoints: int, given: Optional[Sequence[float]]) -
     return sigmas_for_keypoints(names, num_keypoints, tuple(given or ()))
 
 
+def box_only_as_crowd(data: dict) -> dict:
+    """A validated ground truth (``load_ground_truth(...).dataset``) as segm scores it: box-only objects
+    made crowd regions of their box (``_segm_ground_truth``); for the segm error analysis too."""
+    return dict(data, annotations=[dict(a, iscrowd=1) if a.get("_box_only") else a
+                                   for a in data["annotations"]])
+
+
 def _segm_ground_truth(coco_gt, img_ids: Optional[list]) -> tuple:
     """(the ground truth segm AP is scored against, box-only objects it ignores, objects with a mask),
     counted over the images ``img_ids`` (None: all).
@@ -388,8 +395,7 @@ def _segm_ground_truth(coco_gt, img_ids: Optional[list]) -> tuple:
     if not box_only:
         return coco_gt, 0, len(counted)
     segm_gt = COCO()
-    segm_gt.dataset = dict(coco_gt.dataset, annotations=[dict(a, iscrowd=1) if a.get("_box_only") else a
-                                                         for a in anns])
+    segm_gt.dataset = box_only_as_crowd(coco_gt.dataset)
     with _quiet():
         segm_gt.createIndex()
     return segm_gt, box_only, len(counted) - box_only

@@ -210,3 +210,22 @@ def test_eval_refuses_a_file_without_ground_truth(tmp_path, capsys, annotations)
         err = capsys.readouterr().err
         assert f"{path}: no ground truth to evaluate against: {why}" in err and "Traceback" not in err
         assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_segm_error_analysis_ignores_box_only_objects_as_segm_ap_does(tmp_path, capsys):
+    """--analysis: the round object's detection was matched, for masks, against its box as a filled
+    mask nobody drew (a true positive at IoU 0.79; a thinner shape would be a false positive and a miss);
+    now it is ignored, as segm AP ignores it, while the box analysis counts it found."""
+    gt = _gt(tmp_path)
+    results = _write(tmp_path / "r.json", [_result(2, ROUND, _ellipse(*ROUND), 0.9),
+                                           _result(1, SQUARE, _square(*SQUARE), 0.8)])
+    out = tmp_path / "ev"
+    with pytest.warns(UserWarning, match="1 ground-truth objects have a box and no mask"):
+        assert main(["eval", "--results", str(results), "--json", str(gt), "--output", str(out),
+                     "--analysis"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    bbox = next(line for line in lines if line.startswith("bbox errors"))
+    segm = next(line for line in lines if line.startswith("segm errors"))
+    assert "2 true positives" in bbox and "0 of 2 objects missed" in bbox
+    assert "1 true positives" in segm and "0 on background" in segm and "1 ignored on crowd regions" in segm
+    assert "0 of 1 objects missed" in segm
