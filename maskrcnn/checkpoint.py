@@ -66,16 +66,12 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)")
-    from maskrcnn.checkpoint_refusal import not_torch_file_message
+    from maskrcnn.checkpoint_refusal import not_weights_message
+    from maskrcnn.safe_load import load_weights_only
 
-    not_torch = not_torch_file_message(path)
-    if not_torch is not None:
-        raise CheckpointError(not_torch)
-    from maskrcnn.safe_load import load_weights_only, program_archive, program_archive_message
-
-    program = program_archive(path)  # a .pt2 or TorchScript archive: told before torch warns of it
-    if program is not None:
-        raise CheckpointError(program_archive_message(path, program))
+    refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
+    if refusal is not None:
+        raise CheckpointError(refusal)
     try:  # (numpy scalars a training loop stored beside the weights are data: allowed)
         ckpt = load_weights_only(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends

@@ -10,6 +10,7 @@
                                      | "PATH is truncated or corrupt (REASON)"
                                      | "PATH is not a PyTorch file (neither its zip format nor a pickle; ...)"
                                      | "PATH: refused to load (REASON)"
+    not_weights_message(path) -> one of the lines above for a file that is no weights file | None
 
 The loaders never run code from a file (``torch.load(weights_only=True)`` or a restricted unpickler); this
 module only words their refusal. torch's own text spans a screen, names pickle opcodes ("Unsupported
@@ -241,6 +242,20 @@ def not_torch_file_message(path) -> Optional[str]:
     if not head or head.startswith((b"PK", b"\x80")):
         return None
     return f"{path} is not a PyTorch file (neither its zip format nor a pickle; it starts with {head!r})"
+
+
+def not_weights_message(path) -> Optional[str]:
+    """The refusal of a file that holds no weights to load, said before ``torch.load`` sees it (which
+    would fail obscurely, or warn and dispatch a TorchScript archive to ``torch.jit.load``): one not
+    torch's by its first bytes (``not_torch_file_message``), or a ``.pt2`` / TorchScript program archive
+    (``safe_load.program_archive``). None for a file that may hold weights."""
+    from maskrcnn.safe_load import program_archive, program_archive_message
+
+    not_torch = not_torch_file_message(path)
+    if not_torch is not None:
+        return not_torch
+    program = program_archive(path)
+    return None if program is None else program_archive_message(path, program)
 
 
 def is_attack_global(name: str) -> bool:

@@ -19,6 +19,8 @@ load), in values and keys (a key ``08`` YAML reads as text is refused too), and 
 ``'1'`` are two keys: the resolved tag counts) are refused by the loader with the key and the line; a
 stored config's device (mps, xpu, another machine's GPU) is not checked at load, only when used; errors
 about a file's keys and values end with "(FILE line N)".
+Which keys a YAML file wrote (``train --init`` keeps those over the weights' suggestions) come with its
+Config from ``load_config_keys``, the file read once (``written_keys``).
 Reading is PyYAML's pure-Python parser, ~0.4 MB/s (a 10 MB file of class names takes ~25 s, all of it
 in the parser: the checks here are linear).
 """
@@ -1019,7 +1021,40 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
     """A preset name (``r50_fpn``), or a YAML file (optionally with ``_base_: PRESET``), then overrides.
     ``stored``: the file is a run's own ``config.yaml`` (see ``from_dict``); any other config is one to
     train with, and ``solver.iters`` must be >= 1 (a stored one may hold the 0 earlier versions allowed)."""
+    return load_config_keys(preset_or_path, overrides, stored=stored)[0]
+
+
+def written_keys(data) -> frozenset:
+    """The dotted keys a config mapping (a YAML file's) writes: ``flatten_sections``' (a section's keys,
+    a mapping-valued field such as ``model.init_class_map`` whole), ``_base_`` left out; none for no
+    mapping. What a ``--config`` file set explicitly, as against the preset under it. From the parsed
+    data, not the loader's key lines: keys a merge (``<<: *defaults``) brings in are written too."""
+    if not isinstance(data, dict):
+        return frozenset()
+    return frozenset(flatten_sections({k: v for k, v in data.items() if k != "_base_"}, Config()))
+
+
+def config_file_keys(preset_or_path: Optional[str]) -> frozenset:
+    """``written_keys`` of the YAML file ``preset_or_path`` for a caller that has only its name (a library
+    caller of ``build_training``); none for a preset, a missing or an unreadable file. ``load_config_keys``
+    gives them with the Config, the file read once."""
+    if not preset_or_path or preset_or_path in PRESETS or not Path(preset_or_path).is_file():
+        return frozenset()
+    try:
+        with open(preset_or_path, "rb") as f:
+            return written_keys(load_yaml(f, str(preset_or_path)))
+    except (OSError, ValueError):
+        return frozenset()
+
+
+def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[dict] = None, *,
+                     stored: bool = False) -> tuple:
+    """``(cfg, written)``: ``load_config``'s Config and the ``written_keys`` of its YAML file (none for a
+    preset), the file read once: which keys the user set in ``--config`` (``train --init`` keeps those
+    where the weights only suggest; a ``model.num_classes`` written there is named when the data's
+    differs)."""
     name = preset_or_path or "r50_fpn"
+    written: frozenset = frozenset()
     if name in PRESETS:
         cfg = PRESETS[name]()
     else:
@@ -1046,6 +1081,7 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
         base_name = data.pop("_base_", "r50_fpn")
         if base_name not in PRESETS:
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
+        written = written_keys(data)
         try:
             cfg = from_dict(data, PRESETS[base_name](), stored=stored, lines=lines, source=path.name)
         except (KeyError, ValueError) as e:
@@ -1055,7 +1091,7 @@ def load_config(preset_or_path: Optional[str] = None, overrides: Optional[dict] 
     problems = [] if stored else _training_problems(cfg)
     if problems:
         raise ValueError("invalid configuration: " + "; ".join(problems))
-    return cfg
+    return cfg, written
 
 
 def save_config(cfg: Config, path: Union[str, Path]) -> None:
@@ -1064,3 +1100,20 @@ def save_config(cfg: Config, path: Union[str, Path]) -> None:
     from maskrcnn.io_utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def set_keys(overrides: dict) -> set:
+    """The dotted keys ``--set`` names; a section given a mapping (``--set model={num_classes: 3}``) names
+    only the keys inside it, not every key of the section."""
+
+    def flat(prefix: str, value) -> set:
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                value = load_yaml(value, "--set")  # read once already by load_config: valid
+            except ValueError:
+                return {prefix}
+        if isinstance(value, dict):
+            return set().union(*(flat(f"{prefix}.{k}", v) for k, v in value.items())) if value else set()
+        return {prefix}
+
+    return set().union(*(flat(dotted, value) for dotted, value in overrides.items())) if overrides else set()

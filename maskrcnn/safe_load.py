@@ -37,6 +37,7 @@ recognised by their member names before any load, so the refusal says what the f
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import warnings
 import zipfile
@@ -196,7 +197,16 @@ def numpy_data_globals() -> list:
     the dtype classes and ``np.ndarray`` itself that torch's BUILD wants among the allowed objects (it
     sets the state of an instance only when its type is allowed). Only the plain data dtypes' classes: not
     void (``numpy.dtypes.VoidDType``, whose BUILD state could forge fields, offsets and flags), object or
-    the variable-width string one; no real checkpoint holds them (``checked_dtype`` refuses them first)."""
+    the variable-width string one; no real checkpoint holds them (``checked_dtype`` refuses them first).
+    A new list each call (the caller's to extend) of the entries built once per process."""
+    return list(_numpy_data_entries())
+
+
+@functools.cache
+def _numpy_data_entries() -> tuple:
+    """``numpy_data_globals``' entries, built on the first load only (not at import: numpy is imported
+    when a load needs it); the same objects every load, so an entry a caller added to torch's allow-list
+    is recognised as present."""
     import numpy as np
 
     entries: list = [(obj, name) for name, obj in numpy_globals().items()]
@@ -206,7 +216,7 @@ def numpy_data_globals() -> list:
     for cls in {type(np.dtype(code)) for code in _BUILD_CODES}:  # numpy >= 1.25: numpy.dtypes.*DType
         if cls is not np.dtype:  # older numpy: one class, numpy.dtype itself, already in the table
             entries.append(cls)
-    return entries
+    return tuple(entries)
 
 
 def refuse_object_arrays(obj, source, *, error=ObjectArrayRefused) -> None:

@@ -158,3 +158,16 @@ def test_save_config_writes_class_names_unescaped(tmp_path):
     text = path.read_text(encoding="utf-8")
     assert "- 猫" in text and "Straße" in text and "\\u" not in text
     assert load_config(str(path)).data.class_names == ("猫", "Straße")
+
+
+def test_load_config_keys_names_the_keys_the_file_wrote(tmp_path):
+    from maskrcnn.config import config_file_keys, load_config_keys
+
+    path = tmp_path / "c.yaml"  # a merge's keys are written too; a mapping-valued field counts whole
+    path.write_text("_base_: demo\nmodel:\n  <<: {num_classes: 3}\n  fpn_dim: 8\n  init_class_map: {cat: 1}\n"
+                    "solver: {}\n")
+    cfg, written = load_config_keys(str(path))
+    assert cfg.model.num_classes == 3 and cfg.model.fpn_dim == 8
+    assert written == {"model.num_classes", "model.fpn_dim", "model.init_class_map", "solver"}
+    assert config_file_keys(str(path)) == written  # for a caller given only the name
+    assert load_config_keys("demo")[1] == frozenset() and config_file_keys("demo") == frozenset()

@@ -258,3 +258,18 @@ def test_the_walk_refuses_structured_arrays_and_void_scalars(tmp_path):
             refuse_object_arrays({"meta": [item]}, "src")
     refuse_object_arrays({"a": np.zeros(2, "f4"), "s": np.float64(1), "t": np.str_("x"),
                           "d": np.dtype("M8[s]")}, "src")  # plain data passes
+
+
+def test_the_allow_list_is_built_once_and_each_caller_gets_its_own_list(tmp_path):
+    from maskrcnn.safe_load import _numpy_data_entries
+
+    first = numpy_data_globals()
+    first.append("a caller's entry")
+    second = numpy_data_globals()
+    assert "a caller's entry" not in second and second == first[:-1]
+    assert all(a is b for a, b in zip(second, first))  # the same entries: a rebuild makes new rebuilders
+    path = tmp_path / "n.pth"
+    torch.save({"n": np.int64(3)}, path)
+    built = _numpy_data_entries.cache_info().misses
+    assert load_weights_only(path)["n"] == 3 and load_weights_only(path)["n"] == 3
+    assert _numpy_data_entries.cache_info().misses == built  # not rebuilt by a load

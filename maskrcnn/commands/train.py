@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
-from typing import Optional
 
 HELP = "train on COCO-format data"
 
@@ -79,39 +78,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _sets_num_classes(config: Optional[str], overrides: dict) -> bool:
-    """Whether the user set ``model.num_classes`` (``--set``, or the YAML file given as ``--config``): the
-    training set decides it, and a value asked for that differs is named in a note."""
-    return _sets_key(config, overrides, "model.num_classes")
+def _sets_key(written: frozenset, overrides: dict, dotted: str) -> bool:
+    """Whether the user set ``dotted`` (a ``section.name`` key) with ``--set`` (``config.set_keys``) or in
+    the ``--config`` file (``written``: its keys, ``load_config_keys``'): the training set decides
+    ``model.num_classes`` and ``data.class_names``, and a value asked for that differs is named in a note."""
+    from maskrcnn.config import set_keys
 
-
-def _sets_key(config: Optional[str], overrides: dict, dotted: str) -> bool:
-    """Whether the user set ``dotted`` (a ``section.name`` key) with ``--set`` or in the ``--config`` file."""
-    from maskrcnn.config import PRESETS, load_yaml
-
-    section, name = dotted.split(".")
-    if dotted in overrides:
-        return True
-    given = _yaml_or_none(overrides.get(section))  # read once
-    if isinstance(given, dict) and name in given:
-        return True
-    if not config or config in PRESETS or not Path(config).is_file():
-        return False
-    with open(config, "rb") as f:  # read once already by load_config: valid
-        data = load_yaml(f, config)
-    return isinstance(data, dict) and isinstance(data.get(section), dict) and name in data[section]
-
-
-def _yaml_or_none(text):
-    """A ``--set section={...}`` value read (it was once already, by load_config: valid), or None."""
-    from maskrcnn.config import load_yaml
-
-    return load_yaml(text, "--set") if isinstance(text, str) else text
+    return dotted in written or dotted in set_keys(overrides)
 
 
 def run(args) -> int:
     from maskrcnn.commands.data_report import image_dir_or_default
-    from maskrcnn.config import load_config, parse_set_args
+    from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
@@ -132,7 +110,7 @@ def run(args) -> int:
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
-    cfg = load_config(args.config or "r50_fpn", overrides)
+    cfg, written = load_config_keys(args.config or "r50_fpn", overrides)  # the --config file read once
     trainer, cfg = build_training(
         cfg,
         train_json=data["train_json"],
@@ -143,11 +121,13 @@ def run(args) -> int:
         device=resolve_device(args.device) if args.device else None,  # None: the config's (the run's)
         resume=args.resume,
         overwrite=args.overwrite,
-        asked_num_classes=cfg.model.num_classes if _sets_num_classes(args.config, overrides) else None,
-        asked_class_names=(cfg.data.class_names if _sets_key(args.config, overrides, "data.class_names")
+        asked_num_classes=(cfg.model.num_classes if _sets_key(written, overrides, "model.num_classes")
+                           else None),
+        asked_class_names=(cfg.data.class_names if _sets_key(written, overrides, "data.class_names")
                            else None),
         overrides=overrides,
         config_named=args.config,
+        config_keys=written,
     )
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
         record_run_data(args.output, given=given, resolved=data)

@@ -139,41 +139,18 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
-def _set_keys(overrides: dict) -> set:
-    """The dotted keys ``--set`` names; a section given a mapping (``--set model={num_classes: 3}``) names
-    only the keys inside it, not every key of the section."""
-    from maskrcnn.config import load_yaml
-
-    def flat(prefix: str, value) -> set:
-        if isinstance(value, str) and value.lstrip().startswith("{"):
-            try:
-                value = load_yaml(value, "--set")  # read once already by load_config: valid
-            except ValueError:
-                return {prefix}
-        if isinstance(value, dict):
-            return set().union(*(flat(f"{prefix}.{k}", v) for k, v in value.items())) if value else set()
-        return {prefix}
-
-    return set().union(*(flat(dotted, value) for dotted, value in overrides.items())) if overrides else set()
-
-
-def _explicit_keys(keys, overrides: dict | None, config_named: str | None) -> dict:
+def _explicit_keys(keys, overrides: dict | None, config_named: str | None,
+                   config_keys: frozenset | None = None) -> dict:
     """{key: "--set" | "--config FILE"} for those of ``keys`` the user set explicitly: named by ``--set``
-    (in a section's mapping too), or present in the YAML file given as ``--config`` (a preset sets nothing
+    (in a section's mapping too), or written in the YAML file given as ``--config`` (``config_keys``, as
+    ``config.load_config_keys`` gave them; None: read from ``config_named``; a preset sets nothing
     explicitly). ``init_weights.follow_weights_keeping`` keeps these where the weights only suggest."""
-    from maskrcnn.config import PRESETS, Config, flatten_sections, load_yaml
+    from maskrcnn.config import config_file_keys, set_keys
 
-    named = _set_keys(overrides or {})
+    named = set_keys(overrides or {})
     out = {k: "--set" for k in keys if k in named}
-    if config_named and config_named not in PRESETS and Path(config_named).is_file():
-        try:
-            with open(config_named, "rb") as f:  # read once already by load_config: valid
-                data = load_yaml(f, config_named)
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict):
-            in_file = flatten_sections(data, Config())
-            out.update({k: f"--config {config_named}" for k in keys if k in in_file and k not in out})
+    in_file = (config_file_keys(config_named) if config_keys is None else config_keys) if config_named else ()
+    out.update({k: f"--config {config_named}" for k in keys if k in in_file and k not in out})
     return out
 
 
@@ -292,6 +269,7 @@ def build_training(
     asked_class_names=None,
     overrides=None,
     config_named=None,
+    config_keys=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
@@ -301,7 +279,9 @@ def build_training(
     A resumed run uses its own ``config.yaml`` with ``overrides`` (the dotted keys asked for explicitly,
     ``--set``) over it; ``config_named``: the ``--config`` given, whose other values are named in a
     warning, not applied; ``overrides=None`` applies all of ``cfg``'s non-model settings
-    (``_resumed_config``). ``device`` None: the config's (the run's, on resume)."""
+    (``_resumed_config``). ``config_keys``: the keys that file wrote (``config.load_config_keys``; None:
+    read from ``config_named``), kept over what ``--init`` weights only suggest. ``device`` None: the
+    config's (the run's, on resume)."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas, pairs_nothing
@@ -345,7 +325,7 @@ def build_training(
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size)
-        explicit = _explicit_keys(source.implied, overrides, config_named)
+        explicit = _explicit_keys(source.implied, overrides, config_named, config_keys)
         cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit)
     if cfg.solver.batch_size % world_size:
         raise ValueError(

@@ -375,15 +375,12 @@ def torch_load_weights(path):
     import argparse
     import pickle
 
-    from maskrcnn.checkpoint_refusal import not_torch_file_message
-    from maskrcnn.safe_load import load_weights_only, program_archive, program_archive_message
+    from maskrcnn.checkpoint_refusal import not_weights_message
+    from maskrcnn.safe_load import load_weights_only
 
-    not_torch = not_torch_file_message(path)
-    if not_torch is not None:  # (the callers word every refusal through checkpoint_refusal)
-        raise pickle.UnpicklingError(not_torch)
-    program = program_archive(path)  # a .pt2 or TorchScript archive: told before torch warns of it
-    if program is not None:
-        raise pickle.UnpicklingError(program_archive_message(path, program))
+    refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
+    if refusal is not None:  # (the callers word every refusal through checkpoint_refusal)
+        raise pickle.UnpicklingError(refusal)
     return load_weights_only(path, extra=[argparse.Namespace])
 
 

@@ -180,26 +180,41 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
                          keypoint_names=keypoints, notes=notes)
 
 
+def _state_dict_keys(obj, source: str) -> tuple:
+    """``(state_dict, its string keys)`` of a file's object, recognised without the "module." of a
+    (Distributed)DataParallel model (or a Lightning "model."), as ``convert`` reads such files;
+    ConversionError when it holds no state dict."""
+    from maskrcnn.interop.torchvision import strip_module_prefix
+
+    sd = strip_module_prefix(_unwrap(obj, source))
+    return sd, [k for k in sd if isinstance(k, str)]
+
+
+def _detector_layout(keys: list) -> Optional[str]:
+    """"torchvision" | "detectron2" | "mmdetection" by a state dict's key names, None for none of them."""
+    from maskrcnn.interop.mmdetection import is_mmdetection
+
+    if any(k.startswith("backbone.body.") for k in keys):
+        return "torchvision"
+    # detectron2: FPN models nest the ResNet as backbone.bottom_up, C4 models do not (both have an RPN
+    # under proposal_generator)
+    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
+        return "detectron2"
+    if is_mmdetection(keys):  # rpn_head.*, roi_head.*, neck.lateral_convs.*
+        return "mmdetection"
+    return None
+
+
 def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
     ``read_weights`` validates those through ``checkpoint.load_checkpoint``). ``ema``: a torchvision
     file's "model_ema" copy instead of "model"."""
     from maskrcnn.interop import imagenet
-    from maskrcnn.interop.mmdetection import is_mmdetection
-    from maskrcnn.interop.torchvision import strip_module_prefix
 
-    # Recognised without the "module." of a (Distributed)DataParallel model (or a Lightning "model."), as
-    # ``convert`` reads such files: ``train --init`` refused what ``convert`` took.
-    sd = strip_module_prefix(_unwrap(obj, source))
-    keys = [k for k in sd if isinstance(k, str)]
-    if any(k.startswith("backbone.body.") for k in keys):
-        return _detector(obj, "torchvision", source, ema)
-    # detectron2: FPN models nest the ResNet as backbone.bottom_up, C4 models do not (both have an RPN
-    # under proposal_generator)
-    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
-        return _detector(obj, "detectron2", source, ema)
-    if is_mmdetection(keys):  # rpn_head.*, roi_head.*, neck.lateral_convs.*
-        return _detector(obj, "mmdetection", source, ema)
+    sd, keys = _state_dict_keys(obj, source)  # ``train --init`` once refused what ``convert`` took
+    kind = _detector_layout(keys)
+    if kind is not None:
+        return _detector(obj, kind, source, ema)
     if ema:
         raise _no_ema(source, "not one")
     if imagenet.detect_layout(sd) is not None:
@@ -221,40 +236,50 @@ def layout_of(obj) -> Optional[str]:
     The recognition ``convert_any`` uses, without converting."""
     from maskrcnn.checkpoint import FORMAT
     from maskrcnn.interop import imagenet
-    from maskrcnn.interop.mmdetection import is_mmdetection
-    from maskrcnn.interop.torchvision import strip_module_prefix
 
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return "maskrcnn"
     try:
-        sd = strip_module_prefix(_unwrap(obj, "file"))
+        sd, keys = _state_dict_keys(obj, "file")
     except (ConversionError, AttributeError, TypeError):
         return None
-    keys = [k for k in sd if isinstance(k, str)]
-    if any(k.startswith("backbone.body.") for k in keys):
-        return "torchvision"
-    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
-        return "detectron2"
-    if is_mmdetection(keys):
-        return "mmdetection"
+    kind = _detector_layout(keys)
+    if kind is not None:
+        return kind
     try:
         return "imagenet" if imagenet.detect_layout(sd) is not None else None
     except ConversionError:
         return None
 
 
-def identify_file(path) -> Optional[str]:
-    """``layout_of`` the file's object, read as ``read_weights`` reads it (never running code; a plain
-    pickle through the numpy-only unpickler whatever its suffix); None when it cannot be read or is none
-    of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs."""
+def _read_weights_object(path, *, any_pickle: bool = False) -> object:
+    """A weights file's object, never running code from it: a zip through ``torch.load(weights_only=True)``,
+    a ``.pkl`` (``any_pickle``: any plain pickle, whatever its suffix) through the numpy-only unpickler,
+    an MMDetection v3 file that ``weights_only`` refuses (its mmengine training state) with foreign
+    objects left inert. ConversionError (the first reader's) when none reads it; FileNotFoundError."""
     from maskrcnn.checkpoint_refusal import is_plain_pickle
     from maskrcnn.interop.detectron2 import _read_pickle, read_detectron2_file
 
     try:
-        obj = _read_pickle(Path(path)) if is_plain_pickle(path) else read_detectron2_file(path)
-    except (ConversionError, OSError, ValueError):
+        if any_pickle and is_plain_pickle(path):
+            return _read_pickle(Path(path))
+        return read_detectron2_file(path)  # zip: torch.load(weights_only=True); .pkl: numpy-only unpickler
+    except ConversionError:
         obj = _mmdet_or_none(str(path))
-    return layout_of(obj) if obj is not None else None
+        if obj is None:
+            raise
+        return obj
+
+
+def identify_file(path) -> Optional[str]:
+    """``layout_of`` the file's object, read by ``_read_weights_object`` as ``read_weights`` reads it (a plain
+    pickle through the numpy-only unpickler whatever its suffix); None when it cannot be read or is none
+    of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs."""
+    try:
+        obj = _read_weights_object(path, any_pickle=True)
+    except (ConversionError, OSError, ValueError):
+        return None
+    return layout_of(obj)
 
 
 def wrong_source_hint(path, asked: str) -> Optional[str]:
@@ -294,18 +319,12 @@ def _mmdet_or_none(path: str):
 def read_weights(spec: str, *, cache=None) -> SourceWeights:
     """Resolve, read (never running code from the file) and convert ``spec``; see the module docstring."""
     from maskrcnn.checkpoint import FORMAT
-    from maskrcnn.interop.detectron2 import read_detectron2_file
     from maskrcnn.interop.download import sha256_of
 
     spec, ema = split_ema(spec)
     where = resolve_spec(spec, cache=cache)
     path = where["path"]
-    try:
-        obj = read_detectron2_file(path)  # zip -> torch.load(weights_only=True); .pkl -> numpy-only unpickler
-    except ConversionError:
-        obj = _mmdet_or_none(path)
-        if obj is None:
-            raise
+    obj = _read_weights_object(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         del obj
         if ema:

@@ -136,6 +136,12 @@ def test_a_value_set_explicitly_wins_over_one_the_weights_only_suggest(tmp_path)
     yaml.write_text("model:\n  frozen_bn_eps: 1.0e-5\n")
     assert _explicit_keys(implied, {}, str(yaml)) == {"model.frozen_bn_eps": f"--config {yaml}"}
     assert _explicit_keys(implied, {}, "r50_fpn") == {}
+    # given the keys load_config_keys read with the Config, the file is not read again (gone: still named)
+    from maskrcnn.config import load_config_keys
+
+    written = load_config_keys(str(yaml))[1]
+    yaml.unlink()
+    assert _explicit_keys(implied, {}, str(yaml), written) == {"model.frozen_bn_eps": f"--config {yaml}"}
     # a section's mapping names only its own keys: --set model={num_classes: 3} keeps no implied value
     assert _explicit_keys(implied, {"model": "{num_classes: 3}"}, None) == {}
     in_section = _explicit_keys(implied, {"model": "{frozen_bn_eps: 1.0e-5}"}, None)

@@ -126,13 +126,16 @@ def test_crowd_only_training_images_are_counted_apart_and_named(tmp_path):
 
 
 def test_a_num_classes_asked_for_is_named_with_the_datas(tmp_path):
-    from maskrcnn.commands.train import _sets_num_classes
+    from maskrcnn.commands.train import _sets_key
+    from maskrcnn.config import load_config_keys
     from maskrcnn.engine.training import build_training
 
-    assert _sets_num_classes("demo", {"model.num_classes": "3"}) and not _sets_num_classes("demo", {})
+    none = frozenset()  # a preset's: it writes no key
+    assert _sets_key(none, {"model.num_classes": "3"}, "model.num_classes")
+    assert not _sets_key(none, {}, "model.num_classes")
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("_base_: demo\nmodel:\n  num_classes: 3\n")
-    assert _sets_num_classes(str(yaml_file), {})
+    assert _sets_key(load_config_keys(str(yaml_file))[1], {}, "model.num_classes")
     cats = [{"id": i, "name": f"c{i}"} for i in range(1, 5)]
     anns = [_ann(i, 1 + i % 2, category_id=i) for i in range(1, 5)]
     path, images = _dataset(tmp_path, anns, categories=cats)
@@ -145,11 +148,9 @@ def test_a_num_classes_asked_for_is_named_with_the_datas(tmp_path):
     assert cfg.model.num_classes == 5
     assert (f"note: data.class_names ['a', 'b'] is not applied: class names come from the training data, "
             f"and {path} has c1, c2, c3, c4\n") in stream.getvalue()
-    from maskrcnn.commands.train import _sets_key
-
-    assert _sets_key("demo", {"data.class_names": "[a, b]"}, "data.class_names")
-    assert _sets_key("demo", {"data": "{class_names: [a]}"}, "data.class_names")
-    assert not _sets_key("demo", {"data.num_workers": "0"}, "data.class_names")
+    assert _sets_key(none, {"data.class_names": "[a, b]"}, "data.class_names")
+    assert _sets_key(none, {"data": "{class_names: [a]}"}, "data.class_names")
+    assert not _sets_key(none, {"data.num_workers": "0"}, "data.class_names")
     assert (f"note: model.num_classes 3 is not applied: num_classes comes from the training data, and {path} "
             "has 5 (4 classes and the background)\n") in stream.getvalue()
 
