@@ -7,8 +7,9 @@ record is reported naming the file and the image / annotation id exactly as trai
 left out and counted (``skipped``). What comes back keeps each kept record's fields as written (an
 image's ``license`` or ``coco_url``, an annotation's ``area``), so a rewritten file loses nothing but the
 bad records; a box-only annotation (segmentation empty: a tool's rectangle) stays box-only (``[]``), not
-its box as a polygon, so the rewritten file still trains and scores it as a box. With ``image_dir`` None the image files are not looked for (``split-data`` needs only the
-JSON); with a folder, an image whose file is missing is skipped, as in training.
+its box as a polygon, so the rewritten file still trains and scores it as a box. With ``image_dir`` None
+the image files are not looked for (``split-data`` needs only the JSON); with a folder, an image whose
+file is missing is skipped, as in training.
 """
 
 from __future__ import annotations
