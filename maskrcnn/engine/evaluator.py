@@ -15,7 +15,8 @@ image are clipped or made unlabelled as ``CocoDataset`` does (``data.keypoints.c
 ``eval --results`` scores the points the model's own evaluation scores. pycocotools' prints are captured
 (``summaries`` keeps its text tables).
 
-A ground-truth object without a mask (segmentation empty: a tool's rectangle) is an object of bbox AP
+A ground-truth object without a mask (segmentation empty or absent: a tool's rectangle, a detection
+dataset's object, a keypoint person drawn without one) is an object of bbox AP
 and an ignored region of segm AP (``_segm_ground_truth``), counted in ``metrics["segm"]
 ["ignored_box_only"]`` and one warning; with no object with a mask, segm AP is NaN and
 ``metrics["segm"]["not_reported"]`` says why. ``crowd_as_objects`` (``data.crowd_as_objects``) scores crowd
@@ -146,10 +147,10 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
 
 def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = False) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
-    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, clip labelled
-    keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a warning
-    when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming the
-    annotations and fields at fault.
+    absent, give a rectangle (segmentation ``[]``, ``{}``, null or none at all) its box as its region,
+    clip labelled keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a
+    warning when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming
+    the annotations and fields at fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -191,7 +192,13 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
-        if "segmentation" in ann and is_empty_segmentation(ann["segmentation"]):
+        if "segmentation" not in ann:
+            # no segmentation at all (a detection dataset, a keypoint person drawn without one): the box's
+            # area, as before (the bbox and keypoint size ranges unchanged), then box-only as below: segm
+            # AP's COCOeval read ann["segmentation"] of every object (a KeyError)
+            ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+            ann["segmentation"] = None
+        if is_empty_segmentation(ann["segmentation"]):
             # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
             # (clipped to the image: pycocotools rasterises a polygon whole, however far out it reaches)
             x, y, w, h = (float(v) for v in ann["bbox"])
@@ -206,11 +213,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
         if "area" not in ann:
             # As detectron2 fills it (and show-data counts it): the mask's pixels where there is a mask.
             # The box's area put a thin or diagonal object in a larger size range (AP_S/M/L).
-            img, seg = images[ann["image_id"]], ann.get("segmentation")
-            if seg is not None:
-                ann["area"] = float(annotation_to_mask(seg, img["height"], img["width"]).sum())
-            else:
-                ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+            img = images[ann["image_id"]]  # every annotation has a mask or a polygon of its box by now
+            ann["area"] = float(annotation_to_mask(ann["segmentation"], img["height"], img["width"]).sum())
         names = cat_ids[ann["category_id"]]
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)

@@ -229,3 +229,46 @@ def test_segm_error_analysis_ignores_box_only_objects_as_segm_ap_does(tmp_path, 
     assert "2 true positives" in bbox and "0 of 2 objects missed" in bbox
     assert "1 true positives" in segm and "0 on background" in segm and "1 ignored on crowd regions" in segm
     assert "0 of 1 objects missed" in segm
+
+
+def test_ground_truth_without_a_segmentation_key_is_box_only_for_segm(tmp_path):
+    """An annotation with a bbox and no "segmentation" at all (a detection dataset's) crashed segm AP
+    (KeyError: 'segmentation' in COCOeval); now box-only as a rectangle is, its area the box's as before."""
+    data = json.loads(_gt(tmp_path).read_text())
+    del data["annotations"][1]["segmentation"]  # the round object: a box, no segmentation field
+    results = [_result(2, ROUND, _ellipse(*ROUND), 0.9), _result(1, SQUARE, _square(*SQUARE), 0.8)]
+    with pytest.warns(UserWarning, match="1 ground-truth objects have a box and no mask"):
+        metrics = evaluate_results_file(_write(tmp_path / "nokey.json", data),
+                                        _write(tmp_path / "r.json", results))
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert metrics["segm"]["ignored_box_only"] == 1
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    gt = load_ground_truth(data)
+    assert gt.anns[2]["area"] == 26 * 28 and gt.anns[2]["_box_only"]
+
+
+def test_a_keypoint_person_without_segmentation_scores_with_a_mask_and_keypoint_model(tmp_path):
+    """eval --weights of a mask + keypoint model: the dataset's keypoint people keep no segmentation
+    field (``to_coco_dict``), which crashed the segm evaluation."""
+    x1, y1, x2, y2 = SQUARE
+    kps = [8, 8, 2, 16, 12, 2]
+    path = _write(tmp_path / "people.json", {
+        "images": [{"id": 1, "file_name": "a.png", "height": H, "width": W}],
+        "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"], "skeleton": [[1, 2]]}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 2,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "keypoints": kps}]})
+    ds = CocoDataset(json_path=path, image_dir=None, keypoints=True)
+    truth = ds.to_coco_dict(box_as_mask=False)
+    assert "segmentation" not in truth["annotations"][0]
+    ev = CocoEvaluator(truth, iou_types=("bbox", "segm", "keypoints"),
+                       label_to_category_id=ds.label_to_category_id)
+    ev.process(1, {"boxes": torch.tensor([SQUARE], dtype=torch.float32), "scores": torch.tensor([0.9]),
+                   "labels": torch.tensor([1]), "masks": _square(*SQUARE)[None],
+                   "keypoints": torch.tensor([[[8.0, 8.0, 1.0], [16.0, 12.0, 1.0]]]),
+                   "keypoint_scores": torch.tensor([[1.0, 1.0]])})
+    with pytest.warns(UserWarning, match="segm AP not reported: none of the 1 ground-truth objects"):
+        metrics = ev.evaluate()
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0)
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
+    assert math.isnan(metrics["segm"]["AP"]) and metrics["segm"]["ignored_box_only"] == 1
