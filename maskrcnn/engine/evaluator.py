@@ -358,9 +358,11 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     return out
 
 
-def _empty_metrics(iou_type: str, coco_gt) -> dict:
-    metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
-    metrics["per_category"] = {name: 0.0 for name in category_names(coco_gt.dataset).values()}
+def _empty_metrics(iou_type: str, coco_gt, value: float = 0.0) -> dict:
+    """Every AP of ``iou_type`` (the table's and each category's) at ``value``: 0 without detections,
+    NaN when nothing can be scored."""
+    metrics = {m: value for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
+    metrics["per_category"] = {name: value for name in category_names(coco_gt.dataset).values()}
     metrics["per_category_AP50"] = dict(metrics["per_category"])
     return metrics
 
@@ -414,9 +416,7 @@ def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
         why = (f"segm AP not reported: none of the {box_only} ground-truth objects has a mask (all have a "
                f"box and an empty segmentation); bbox AP scores them")
         warnings.warn(why, stacklevel=3)
-        metrics = _empty_metrics("segm", coco_gt)
-        metrics = {k: ({n: float("nan") for n in v} if isinstance(v, dict) else float("nan"))
-                   for k, v in metrics.items()}
+        metrics = _empty_metrics("segm", coco_gt, float("nan"))
         return dict(metrics, ignored_box_only=box_only, not_reported=why), why + "\n"
     if box_only:
         warnings.warn(f"{box_only} ground-truth objects have a box and no mask (segmentation empty, as "
