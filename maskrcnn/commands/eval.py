@@ -36,8 +36,9 @@ AP tables (with a checkpoint only: ``--results`` scores every image of J). No im
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
 counted in metrics.json (``"segm": {"ignored_box_only": N}``; ``engine/evaluator.py``).
-``--crowd-as-objects`` (with --weights also ``--set data.crowd_as_objects=true``, or the model's own
-config) scores crowd annotations as objects: CVAT writes brush masks as iscrowd 1 (``data/crowd.py``).
+``--crowd-as-objects`` alone scores crowd annotations as objects (with --weights ``--set
+data.crowd_as_objects=true`` does too): CVAT writes brush masks as iscrowd 1 (``data/crowd.py``); a model
+trained with it evaluates so, unless ``--set data.crowd_as_objects=false``.
 
 After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
 instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as
@@ -109,9 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--crowd-as-objects", action="store_true",
                         help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
-                             ": CVAT's COCO 1.0 export marks masks drawn with its brush so; with "
-                             "--weights also --set data.crowd_as_objects=true, "
-                             "and a model trained with it evaluates so")
+                             ": CVAT's COCO 1.0 export marks masks drawn with its brush so; a model trained "
+                             "with it evaluates so unless --set data.crowd_as_objects=false")
     parser.add_argument("--analysis", action="store_true",
                         help="error analysis into --output: analysis.json (per class true and false "
                              "positives by kind, missed objects, precision, recall), confusion.csv/.png")
