@@ -38,7 +38,8 @@ before any inference. Box-only ground truth (a tool's rectangles) is an ignored 
 counted in metrics.json (``"segm": {"ignored_box_only": N}``; ``engine/evaluator.py``).
 ``--crowd-as-objects`` alone scores crowd annotations as objects (with --weights ``--set
 data.crowd_as_objects=true`` does too): CVAT writes brush masks as iscrowd 1 (``data/crowd.py``); a model
-trained with it evaluates so, unless ``--set data.crowd_as_objects=false``.
+trained with it evaluates so, unless ``--set data.crowd_as_objects=false``. A J with "annotations" null
+is refused as not a list.
 
 After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
 instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as
@@ -131,29 +132,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def no_ground_truth(data: dict, json_path) -> str:
     """Why ``data`` (a COCO dict) has nothing to score detections against, or "" when it has: without
     annotations every AP is undefined, and the table said only '-' and metrics.json null."""
+    anns = data.get("annotations")
     if "annotations" not in data:
         why = "the file has no 'annotations' list (an image list, as written for inference)"
-    elif not data["annotations"]:
+    elif not isinstance(anns, list):
+        why = f"its 'annotations' is {'null' if anns is None else type(anns).__name__}, not a list"
+    elif not anns:
         why = "its 'annotations' list is empty"
     else:
         return ""
     return f"{json_path}: no ground truth to evaluate against: {why}"
 
 
-def _predict(args) -> tuple:
-    """Run the checkpoint over the dataset: (metrics, evaluator, ground truth, ids of the images scored,
-    the images skipped as metrics.json records them)."""
+def _predict(args, raw: dict) -> tuple:
+    """Run the checkpoint over the dataset (``raw``: ``--json`` as read, with ground truth): (metrics,
+    evaluator, ground truth, ids of the images scored, the images skipped as metrics.json records them)."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
-    from maskrcnn.data.coco import CocoDataset, load_coco_json
+    from maskrcnn.data.coco import CocoDataset
     from maskrcnn.engine.inference import build_evaluator, evaluate_dataset, unscored_classes_warning
     from maskrcnn.predictor import Predictor
 
-    raw = load_coco_json(args.json)
-    if no_ground_truth(raw, args.json):  # before loading the model and reading every image
-        raise ValueError(no_ground_truth(raw, args.json))
     images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
     overrides = parse_set_args(args.set)
     options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
@@ -319,24 +320,26 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
+    from maskrcnn.data.coco import load_coco_json
+
+    raw = load_coco_json(args.json)  # read once, for both sources
+    refusal = no_ground_truth(raw, args.json)
+    if refusal:  # before loading a model and reading every image
+        raise ValueError(refusal)
     if args.results:
-        from maskrcnn.data.coco import load_coco_json
         from maskrcnn.engine.results_file import read_category_map
 
         mapping = read_category_map(args.category_map) if args.category_map else None
-        raw = load_coco_json(args.json)
-        if no_ground_truth(raw, args.json):
-            raise ValueError(no_ground_truth(raw, args.json))
         # read and checked once, for the AP and the analysis
         coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping)
-        ground_truth = load_coco_json(args.json) if args.cityscapes else None
+        ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids, images = None, None, {}
     else:
-        metrics, evaluator, ground_truth, image_ids, skipped = _predict(args)
+        metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
         images = {"images_evaluated": len(image_ids), "images_skipped": skipped}
         results = evaluator.results()
         cs_results = results

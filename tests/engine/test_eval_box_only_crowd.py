@@ -272,3 +272,29 @@ def test_a_keypoint_person_without_segmentation_scores_with_a_mask_and_keypoint_
     assert metrics["bbox"]["AP"] == pytest.approx(100.0)
     assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
     assert math.isnan(metrics["segm"]["AP"]) and metrics["segm"]["ignored_box_only"] == 1
+
+
+def test_no_ground_truth_names_null_annotations_as_not_a_list(tmp_path, capsys):
+    from maskrcnn.commands.eval import no_ground_truth
+
+    assert no_ground_truth({"images": [], "annotations": None}, "x.json") == (
+        "x.json: no ground truth to evaluate against: its 'annotations' is null, not a list")  # not "empty"
+    assert no_ground_truth({"annotations": {}}, "x.json").endswith("its 'annotations' is dict, not a list")
+    assert no_ground_truth({"annotations": [{}]}, "x.json") == ""
+    path = _write(tmp_path / "null.json", {"images": [], "categories": [], "annotations": None})
+    results = _write(tmp_path / "r.json", [])
+    assert main(["eval", "--results", str(results), "--json", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: 'annotations' must be a list" in err and "empty" not in err
+
+
+def test_crowd_as_objects_help_says_the_flag_alone_is_enough():
+    import argparse
+
+    from maskrcnn.commands.eval import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(next(a.help for a in parser._actions if "--crowd-as-objects" in a.option_strings).split())
+    assert "also --set" not in text  # the flag was said to need --set data.crowd_as_objects=true too
+    assert text.endswith("a model trained with it evaluates so unless --set data.crowd_as_objects=false")
