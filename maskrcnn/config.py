@@ -217,6 +217,10 @@ class DataConfig:
     keypoint_flip_map: tuple = ()
     # keypoint training skips images with fewer labelled keypoints than this (detectron2's default: 1)
     min_keypoints_per_image: int = 1
+    # crowd annotations (iscrowd 1) read as ordinary objects, in training and in its evaluation: CVAT's COCO
+    # 1.0 export writes masks drawn with its mask / brush tool so (data/crowd.py); false: COCO's meaning,
+    # regions the losses leave out and the evaluation ignores
+    crowd_as_objects: bool = False
     # repeat-factor sampling for rare classes (LVIS; data/repeat_factors.py): 0 = off (each image once
     # per epoch); LVIS uses 0.001, small custom sets 0.1-0.3
     repeat_threshold: float = 0.0

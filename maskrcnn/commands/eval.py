@@ -6,7 +6,7 @@
                   [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
                   [--category-offset 1 | --category-map MAP.json]
-    ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]]
+    ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]] [--crowd-as-objects]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
@@ -32,6 +32,14 @@ given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and l
 (the AP, the per-class counts and Cityscapes' alike), and metrics.json records it:
 ``"images_evaluated": N`` and ``"images_skipped": [{"file_name", "image_id", "reason"}]`` beside the
 AP tables (with a checkpoint only: ``--results`` scores every image of J). No image left: an error.
+
+A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
+before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
+counted in metrics.json (``"segm": {"ignored_box_only": N}``; ``engine/evaluator.py``).
+``--crowd-as-objects`` alone scores crowd annotations as objects (with --weights ``--set
+data.crowd_as_objects=true`` does too): CVAT writes brush masks as iscrowd 1 (``data/crowd.py``); a model
+trained with it evaluates so, unless ``--set data.crowd_as_objects=false``. A J with "annotations" null
+is refused as not a list.
 
 After the AP table, a per-class table (``engine/class_table.py``): bbox and segm AP and AP50, ground-truth
 instances and detections scoring >= ``--analysis-score`` (0.5), worst class first; in metrics.json as
@@ -101,6 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
+    parser.add_argument("--crowd-as-objects", action="store_true",
+                        help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
+                             ": CVAT's COCO 1.0 export marks masks drawn with its brush so; a model trained "
+                             "with it evaluates so unless --set data.crowd_as_objects=false")
     parser.add_argument("--analysis", action="store_true",
                         help="error analysis into --output: analysis.json (per class true and false "
                              "positives by kind, missed objects, precision, recall), confusion.csv/.png")
@@ -117,9 +129,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_tta_arguments(parser)
 
 
-def _predict(args) -> tuple:
-    """Run the checkpoint over the dataset: (metrics, evaluator, ground truth, ids of the images scored,
-    the images skipped as metrics.json records them)."""
+def no_ground_truth(data: dict, json_path) -> str:
+    """Why ``data`` (a COCO dict) has nothing to score detections against, or "" when it has: without
+    annotations every AP is undefined, and the table said only '-' and metrics.json null."""
+    anns = data.get("annotations")
+    if "annotations" not in data:
+        why = "the file has no 'annotations' list (an image list, as written for inference)"
+    elif not isinstance(anns, list):
+        why = f"its 'annotations' is {'null' if anns is None else type(anns).__name__}, not a list"
+    elif not anns:
+        why = "its 'annotations' list is empty"
+    else:
+        return ""
+    return f"{json_path}: no ground truth to evaluate against: {why}"
+
+
+def _predict(args, raw: dict) -> tuple:
+    """Run the checkpoint over the dataset (``raw``: ``--json`` as read, with ground truth): (metrics,
+    evaluator, ground truth, ids of the images scored, the images skipped as metrics.json records them)."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -149,7 +176,8 @@ def _predict(args) -> tuple:
     if args.cityscapes and not predictor.cfg.model.roi_heads.mask_on:  # before the inference, not after it
         raise ValueError(f"--cityscapes scores instance masks: {args.weights} is a box-only model")
     dataset = CocoDataset(
-        json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on
+        json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on, coco=raw,
+        crowd_as_objects=args.crowd_as_objects or predictor.cfg.data.crowd_as_objects,
     )
     evaluator = build_evaluator(predictor, dataset)
     unscored = unscored_classes_warning(evaluator.label_to_category_id, dataset)
@@ -229,8 +257,11 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
     from maskrcnn.data.coco import category_names
     from maskrcnn.engine.class_table import class_rows, format_class_table
     from maskrcnn.engine.error_analysis import analyse, instance_counts, match_dataset
+    from maskrcnn.engine.evaluator import box_only_as_crowd
 
     kinds = [k for k in ("bbox", "segm") if k in metrics and k in records_by_type]
+    # segm: objects without a mask are ignored regions, as in segm AP (not missed, no false positives)
+    truth = {k: box_only_as_crowd(ground_truth) if k == "segm" else ground_truth for k in kinds}
     if not kinds:
         if args.analysis:
             print("--analysis: the results hold neither boxes nor masks: no error analysis", file=sys.stderr)
@@ -238,7 +269,7 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
     names = category_names(ground_truth)
     counts_by_kind = {}
     for kind in kinds:  # beside per_category (a dict: readers of the numbers in metrics.json skip it)
-        counts = counts_by_kind[kind] = instance_counts(
+        counts = counts_by_kind[kind] = instance_counts(  # every object, with a mask or not
             ground_truth, records_by_type[kind], score_threshold=args.analysis_score, image_ids=image_ids)
         metrics[kind]["per_category_counts"] = {
             "score_threshold": args.analysis_score,
@@ -252,9 +283,9 @@ def _classes_and_analysis(args, metrics: dict, ground_truth: dict, records_by_ty
         return None
     out = {}
     for kind in kinds:
-        matches = match_dataset(ground_truth, records_by_type[kind], iou_type=kind,
+        matches = match_dataset(truth[kind], records_by_type[kind], iou_type=kind,
                                 score_threshold=args.analysis_score, image_ids=image_ids)
-        out[kind] = (analyse(ground_truth, records_by_type[kind], iou_type=kind,
+        out[kind] = (analyse(truth[kind], records_by_type[kind], iou_type=kind,
                              score_threshold=args.analysis_score, matches=matches), matches)
     return out
 
@@ -289,20 +320,26 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
+    from maskrcnn.data.coco import load_coco_json
+
+    raw = load_coco_json(args.json)  # read once, for both sources
+    refusal = no_ground_truth(raw, args.json)
+    if refusal:  # before loading a model and reading every image
+        raise ValueError(refusal)
     if args.results:
-        from maskrcnn.data.coco import load_coco_json
         from maskrcnn.engine.results_file import read_category_map
 
         mapping = read_category_map(args.category_map) if args.category_map else None
-        coco_gt = load_ground_truth(args.json)  # read and checked once, for the AP and the analysis
+        # read and checked once, for the AP and the analysis
+        coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping)
-        ground_truth = load_coco_json(args.json) if args.cityscapes else None
+        ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids, images = None, None, {}
     else:
-        metrics, evaluator, ground_truth, image_ids, skipped = _predict(args)
+        metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
         images = {"images_evaluated": len(image_ids), "images_skipped": skipped}
         results = evaluator.results()
         cs_results = results

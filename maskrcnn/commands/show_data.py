@@ -1,16 +1,18 @@
 """``maskrcnn show-data``: look at a COCO dataset before training on it.
 
     maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
+                       [--crowd-as-objects]
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included); every image's header is read first (``check_image_files``, a few
-threads at once), so an image training would refuse (unreadable, or of another size than the JSON's:
-``image_size_mismatch``) is skipped by name and its objects are not counted. The counts cover the
-whole file, so ``--max`` limits the drawing, not that pass. The ground truth of the first N images is drawn to
-``DIR/overlays/<file_name>.png`` (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd
-regions hatched; the image's ``file_name`` with ``.png`` for its extension, folders kept:
-``overlay_paths``; images smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
-is printed and written to ``DIR/summary.json``:
+see (skipped records included); ``--crowd-as-objects`` reads crowd annotations as objects, as training
+does with ``data.crowd_as_objects`` (CVAT's brush masks: ``data/crowd.py``). Every image's header is read
+first (``check_image_files``, a few threads at once), so an image training would refuse (unreadable, or
+of another size than the JSON's: ``image_size_mismatch``) is skipped by name and its objects are not
+counted. The counts cover the whole file, so ``--max`` limits the drawing, not that pass. The ground
+truth of the first N images is drawn to ``DIR/overlays/<file_name>.png`` (masks, boxes, class names as
+``shown_text.short_name`` shows them; crowd regions hatched; the image's ``file_name`` with ``.png`` for
+its extension, folders kept: ``overlay_paths``; images smaller than ``--overlay-min-size``, 512 px by
+default, enlarged), and a summary is printed and written to ``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
@@ -58,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw images smaller than PX (longer side) enlarged by an integer factor "
                         f"(default {OVERLAY_MIN_SIZE}, as predict and the demo; 0: the image's own size; "
                         f"at most {OVERLAY_MAX_SIZE})")
+    parser.add_argument("--crowd-as-objects", action="store_true",
+                        help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
+                             ": CVAT's COCO 1.0 export marks masks drawn with its brush so")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -203,7 +208,8 @@ def run(args) -> int:
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
     images = image_dir_or_default(args.images, args.json, "--images")
-    dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
+    dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
+                          crowd_as_objects=args.crowd_as_objects)
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)

@@ -63,6 +63,7 @@ from urllib.parse import unquote, urlsplit
 import torch
 
 from maskrcnn.class_names import distinct_names
+from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
     ImageReadError,
@@ -200,13 +201,13 @@ def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
-def _public_record(ann: dict) -> dict:
+def _public_record(ann: dict, box_as_mask: bool = True) -> dict:
     """An annotation as ``to_coco_dict`` gives it: private keys out; a box-only one with the box as its
-    polygon (the evaluation's segm scores need one)."""
+    polygon (drawn and counted as its region), or with ``[]`` (``box_as_mask=False``)."""
     out = {k: v for k, v in ann.items() if not k.startswith("_")}
     if ann.get("_box_only") and ("segmentation" in ann or not ann.get("keypoints")):  # keypoints alone: kept
         x1, y1, x2, y2 = ann["_box"]
-        out["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+        out["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]] if box_as_mask else []
     return out
 
 
@@ -319,6 +320,8 @@ class CocoDataset(torch.utils.data.Dataset):
     ``image_with_only_crowd_annotations``.
     ``image_dir=None``: the records are validated without looking for the image files (split-data reads
     only the JSON); such a dataset has no items to read.
+    ``crowd_as_objects``: crowd annotations (iscrowd 1) are read as ordinary objects
+    (``data.crowd_as_objects``; CVAT writes brush masks so: ``data/crowd.py``, which says so otherwise).
     ``coco``: the file already parsed by ``load_coco_json(json_path)`` (``read_validated`` needs it too),
     so it is not read twice; ``json_path`` still names the file in messages. It is never modified (the
     records kept are copies).
@@ -334,6 +337,7 @@ class CocoDataset(torch.utils.data.Dataset):
         filter_empty: bool = False,
         min_keypoints_per_image: int = 0,
         coco: Optional[dict] = None,
+        crowd_as_objects: bool = False,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir) if image_dir is not None else None
@@ -355,7 +359,15 @@ class CocoDataset(torch.utils.data.Dataset):
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
         self._load_images(data["images"])
-        self._load_annotations(data.get("annotations", []))
+        annotations = data.get("annotations", [])
+        if crowd_as_objects:  # data.crowd_as_objects: CVAT's brush masks are objects, not crowds (crowd.py)
+            annotations, n = as_objects(annotations)
+            if n:
+                self._notes.append(f"{self.json_path}: {n} crowd annotations (iscrowd 1) read as ordinary "
+                                   f"objects (data.crowd_as_objects)")
+        elif cvat_crowd_note(annotations, str(self.json_path)):
+            self._notes.append(cvat_crowd_note(annotations, str(self.json_path)))
+        self._load_annotations(annotations)
         self._problems.summarise()
         for note in self._notes:
             logger.warning(note)
@@ -770,11 +782,13 @@ class CocoDataset(torch.utils.data.Dataset):
         path = self.image_dir / info["file_name"] if self.image_dir is not None else None
         return {"id": iid, **info, "path": path}
 
-    def to_coco_dict(self) -> dict:
+    def to_coco_dict(self, *, box_as_mask: bool = True) -> dict:
         """The validated ground truth as a COCO dict (every valid image, every kept annotation), e.g.
-        for ``CocoEvaluator``: records that were skipped here cannot crash the evaluation either."""
+        for ``CocoEvaluator``: records that were skipped here cannot crash the evaluation either.
+        ``box_as_mask=False``: a box-only annotation keeps an empty segmentation (the evaluation's
+        ground truth: its mask is unknown, an ignored region of segm AP) instead of its box polygon."""
         images = [{"id": i, **self._images[i]} for i in self._image_order]
-        anns = [_public_record(a) for i in self._image_order for a in self._anns[i]]
+        anns = [_public_record(a, box_as_mask) for i in self._image_order for a in self._anns[i]]
         cats = [
             {"id": cid, "name": self.class_names[label]} for label, cid in self.label_to_category_id.items()
         ]

@@ -7,9 +7,11 @@ record is reported naming the file and the image / annotation id exactly as trai
 left out and counted (``skipped``). What comes back keeps each kept record's fields as written (an
 image's ``license`` or ``coco_url``, an annotation's ``area``), so a rewritten file loses nothing but the
 bad records; ids are written as the integers the dataset read ("7" -> 7), a file_name as the file found
-(one taken from a ``coco_url``), annotation ids as the dataset made them unique. With ``image_dir`` None
-the image files are not looked for (``split-data`` needs only the JSON); with a folder, an image whose
-file is missing is skipped, as in training.
+(one taken from a ``coco_url``), annotation ids as the dataset made them unique; a box-only annotation
+(segmentation empty: a tool's rectangle) stays box-only (``[]``), not its box as a polygon, so the
+rewritten file still trains and scores it as a box. With ``image_dir`` None the image files are not
+looked for (``split-data`` needs only the JSON); with a folder, an image whose file is missing is
+skipped, as in training.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ def read_validated(json_path: Union[str, os.PathLike],
         for label, cid in dataset.label_to_category_id.items()
     ]
     return ValidatedCoco(
-        path=Path(json_path), raw=raw, images=images, annotations=dataset.to_coco_dict()["annotations"],
+        # box_as_mask=False: a rectangle ("segmentation": []) stays box-only; its box as a polygon made the
+        # written split a filled-box mask, which training then put mask loss on
+        path=Path(json_path), raw=raw, images=images,
+        annotations=dataset.to_coco_dict(box_as_mask=False)["annotations"],
         categories=categories, keypoint_names=dataset.keypoint_names, image_paths=paths,
         skipped=dataset.skipped, problems=dataset.problems,
     )

@@ -14,6 +14,13 @@ are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). Ground-truth k
 image are clipped or made unlabelled as ``CocoDataset`` does (``data.keypoints.clip_keypoints``), so
 ``eval --results`` scores the points the model's own evaluation scores. pycocotools' prints are captured
 (``summaries`` keeps its text tables).
+
+A ground-truth object without a mask (segmentation empty or absent: a tool's rectangle, a detection
+dataset's object, a keypoint person drawn without one) is an object of bbox AP
+and an ignored region of segm AP (``_segm_ground_truth``), counted in ``metrics["segm"]
+["ignored_box_only"]`` and one warning; with no object with a mask, segm AP is NaN and
+``metrics["segm"]["not_reported"]`` says why. ``crowd_as_objects`` (``data.crowd_as_objects``) scores crowd
+annotations as objects (``data/crowd.py``: CVAT writes brush masks as crowd RLE).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_results import detections_to_coco_results
+from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
@@ -137,12 +145,12 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     return None
 
 
-def _validate_ground_truth(data: dict, source: str) -> dict:
+def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = False) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
-    absent, give a rectangle (segmentation ``[]``, ``{}`` or null) its box as its region, clip labelled
-    keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a warning
-    when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming the
-    annotations and fields at fault.
+    absent, give a rectangle (segmentation ``[]``, ``{}``, null or none at all) its box as its region,
+    clip labelled keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a
+    warning when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming
+    the annotations and fields at fault.
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -165,6 +173,8 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             names = cat.get("keypoints")
             cat_ids[cat["id"]] = names if isinstance(names, list) and names else None
     anns = data.get("annotations", [])
+    if crowd_as_objects:  # data.crowd_as_objects (data/crowd.py): CVAT's brush masks are objects
+        anns = as_objects(anns)[0]
     for index, ann in enumerate(anns):
         if not isinstance(ann, dict):
             problems.append(f"annotation {str(ann)[:60]} is not an object")
@@ -182,7 +192,13 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
-        if "segmentation" in ann and is_empty_segmentation(ann["segmentation"]):
+        if "segmentation" not in ann:
+            # no segmentation at all (a detection dataset, a keypoint person drawn without one): the box's
+            # area, as before (the bbox and keypoint size ranges unchanged), then box-only as below: segm
+            # AP's COCOeval read ann["segmentation"] of every object (a KeyError)
+            ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+            ann["segmentation"] = None
+        if is_empty_segmentation(ann["segmentation"]):
             # a rectangle (segmentation []): its box is its region for segm AP, as CocoDataset gives it
             # (clipped to the image: pycocotools rasterises a polygon whole, however far out it reaches)
             x, y, w, h = (float(v) for v in ann["bbox"])
@@ -193,14 +209,12 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
             x2, y2 = min(max(x + w, 0.0), big[0]), min(max(y + h, 0.0), big[1])
             ann["segmentation"] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
             ann.setdefault("area", (x2 - x1) * (y2 - y1))
+            ann["_box_only"] = True  # its mask is unknown: an ignored region of segm AP (_segm_ground_truth)
         if "area" not in ann:
             # As detectron2 fills it (and show-data counts it): the mask's pixels where there is a mask.
             # The box's area put a thin or diagonal object in a larger size range (AP_S/M/L).
-            img, seg = images[ann["image_id"]], ann.get("segmentation")
-            if seg is not None:
-                ann["area"] = float(annotation_to_mask(seg, img["height"], img["width"]).sum())
-            else:
-                ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+            img = images[ann["image_id"]]  # every annotation has a mask or a polygon of its box by now
+            ann["area"] = float(annotation_to_mask(ann["segmentation"], img["height"], img["width"]).sum())
         names = cat_ids[ann["category_id"]]
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
@@ -223,17 +237,25 @@ def _validate_ground_truth(data: dict, source: str) -> dict:
     return data
 
 
-def load_ground_truth(gt) -> COCO:
-    """A pycocotools COCO from a path, a dict or a COCO (returned as is), validated, quietly."""
+def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[str] = None) -> COCO:
+    """A pycocotools COCO from a path, a dict or a COCO (returned as is), validated, quietly.
+    ``crowd_as_objects``: crowd annotations scored as ordinary objects (``data.crowd_as_objects``);
+    without it a file (a path, or a dict read from the file ``source`` names) that looks like a CVAT
+    export with crowd RLE is said in a warning (``data/crowd.py``; a ``CocoDataset``'s dict was said
+    when it was read)."""
     if isinstance(gt, COCO):
         return gt
     if isinstance(gt, (str, os.PathLike)):
         source, data = str(gt), load_coco_json(gt)
     elif isinstance(gt, dict):
-        source, data = "ground truth", gt
+        data = gt
     else:
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
-    data = _validate_ground_truth(data, source)
+    anns = data.get("annotations", [])
+    note = None if crowd_as_objects or source is None else cvat_crowd_note(anns, source)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    data = _validate_ground_truth(data, source or "ground truth", crowd_as_objects=crowd_as_objects)
     data.setdefault("annotations", [])
     coco = COCO()
     coco.dataset = data
@@ -336,9 +358,11 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     return out
 
 
-def _empty_metrics(iou_type: str, coco_gt) -> dict:
-    metrics = {m: 0.0 for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
-    metrics["per_category"] = {name: 0.0 for name in category_names(coco_gt.dataset).values()}
+def _empty_metrics(iou_type: str, coco_gt, value: float = 0.0) -> dict:
+    """Every AP of ``iou_type`` (the table's and each category's) at ``value``: 0 without detections,
+    NaN when nothing can be scored."""
+    metrics = {m: value for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
+    metrics["per_category"] = {name: value for name in category_names(coco_gt.dataset).values()}
     metrics["per_category_AP50"] = dict(metrics["per_category"])
     return metrics
 
@@ -351,6 +375,58 @@ def _oks_sigmas(coco_gt, num_keypoints: int, given: Optional[Sequence[float]]) -
         raise ValueError(f"the results have {num_keypoints} keypoints per detection, the ground truth's "
                          f"category names {len(names)}")
     return sigmas_for_keypoints(names, num_keypoints, tuple(given or ()))
+
+
+def box_only_as_crowd(data: dict) -> dict:
+    """A validated ground truth (``load_ground_truth(...).dataset``) as segm scores it: box-only objects
+    made crowd regions of their box (``_segm_ground_truth``); for the segm error analysis too."""
+    return dict(data, annotations=[dict(a, iscrowd=1) if a.get("_box_only") else a
+                                   for a in data["annotations"]])
+
+
+def _segm_ground_truth(coco_gt, img_ids: Optional[list]) -> tuple:
+    """(the ground truth segm AP is scored against, box-only objects it ignores, objects with a mask),
+    counted over the images ``img_ids`` (None: all).
+
+    A box-only object (segmentation empty: a rectangle) has no known mask, so segm AP must neither
+    reward nor punish a detection on it; scored against its box as a filled mask, a perfect mask
+    detection of a round object was a miss plus a false positive (CVAT rectangles: segm AP 44 instead of
+    66). It is made a crowd region (iscrowd 1) of its box for segm only: COCOeval matches a detection to
+    such a region by the share of the detection inside it and counts the match as neither true nor false
+    positive. (An ``ignore`` field would do nothing: COCOeval's _prepare overwrites it with iscrowd.)"""
+    anns = coco_gt.dataset["annotations"]
+    scored = None if img_ids is None else set(img_ids)
+    counted = [a for a in anns if not a["iscrowd"] and (scored is None or a["image_id"] in scored)]
+    box_only = sum(1 for a in counted if a.get("_box_only"))
+    if not box_only:
+        return coco_gt, 0, len(counted)
+    segm_gt = COCO()
+    segm_gt.dataset = box_only_as_crowd(coco_gt.dataset)
+    with _quiet():
+        segm_gt.createIndex()
+    return segm_gt, box_only, len(counted) - box_only
+
+
+def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
+    """(metrics, summary text) of segm AP, box-only ground truth ignored (``_segm_ground_truth``); the
+    count in ``metrics["ignored_box_only"]``, said in one warning. No object with a mask: every AP NaN
+    (shown as '-') and ``metrics["not_reported"]`` says why; a box-only dataset has no mask to score."""
+    segm_gt, box_only, with_mask = _segm_ground_truth(coco_gt, img_ids)
+    if box_only and not with_mask:
+        why = (f"segm AP not reported: none of the {box_only} ground-truth objects has a mask (all have a "
+               f"box and an empty segmentation); bbox AP scores them")
+        warnings.warn(why, stacklevel=3)
+        metrics = _empty_metrics("segm", coco_gt, float("nan"))
+        return dict(metrics, ignored_box_only=box_only, not_reported=why), why + "\n"
+    if box_only:
+        warnings.warn(f"{box_only} ground-truth objects have a box and no mask (segmentation empty, as "
+                      f"CVAT, Label Studio and Roboflow export rectangles): segm AP ignores detections on "
+                      f"them (neither true nor false positives); bbox AP scores them as objects",
+                      stacklevel=3)
+    metrics, text = _run_cocoeval(segm_gt, results, "segm", img_ids)
+    if box_only:
+        metrics["ignored_box_only"] = box_only
+    return metrics, text
 
 
 def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list],
@@ -518,9 +594,9 @@ class CocoEvaluator:
         img_ids = sorted(self._image_ids)
         out = {}
         for iou_type in self.iou_types:
-            out[iou_type], self.summaries[iou_type] = _run_cocoeval(
-                self.coco_gt, results, iou_type, img_ids, self.keypoint_sigmas
-            )
+            out[iou_type], self.summaries[iou_type] = (
+                _run_segm(self.coco_gt, results, img_ids) if iou_type == "segm" else
+                _run_cocoeval(self.coco_gt, results, iou_type, img_ids, self.keypoint_sigmas))
         return out
 
 
@@ -533,6 +609,7 @@ def evaluate_results_file(
     category_offset: int = 0,
     category_map: Optional[dict] = None,
     return_records_by_type: bool = False,
+    crowd_as_objects: bool = False,
 ):
     """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
     comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
@@ -541,11 +618,12 @@ def evaluate_results_file(
     default: those the results support (bbox when every result has a box; segm when every result has a
     segmentation; keypoints when every result has keypoints). ``category_offset`` is added to every
     results ``category_id``; ``category_map`` ({results id: ground-truth id}) maps them instead (0-based
-    class indices). With ``return_records_by_type``: (metrics, records, {iou type: the records scored
-    for it}), for other scorers of the same file (records: those that passed validation, the ones
-    scored for segm when there are several files) and an analysis of each kind on the very records its
-    AP came from."""
-    coco_gt = load_ground_truth(gt_json)
+    class indices). ``crowd_as_objects``: as ``load_ground_truth`` (a path or dict ``gt_json``). With
+    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for other
+    scorers of the same file (records: those that passed validation, the ones scored for segm when there
+    are several files) and an analysis of each kind on the very records its AP came from. Box-only
+    ground truth is an ignored region of segm AP (``_run_segm``)."""
+    coco_gt = load_ground_truth(gt_json, crowd_as_objects=crowd_as_objects)
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
     files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))
@@ -563,7 +641,8 @@ def evaluate_results_file(
             results = compress_segmentations(results, coco_gt, source)
         note_scoring_conventions(results, coco_gt, source)
         for iou_type in types:
-            out[iou_type], _ = _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas)
+            out[iou_type], _ = (_run_segm(coco_gt, results, None) if iou_type == "segm" else
+                                _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas))
         scored[index] = results
     out = {t: out[t] for t in IOU_TYPES if t in out}
     if return_records_by_type:

@@ -147,7 +147,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
                 print(line, file=sys.stderr)
     mapping = label_mapping(predictor, dataset)
     return CocoEvaluator(
-        dataset.to_coco_dict(),
+        dataset.to_coco_dict(box_as_mask=False),  # box-only objects: ignored regions of segm AP
         iou_types=iou_types(cfg),
         label_to_category_id=mapping,
         class_names=predictor.class_names,  # each result's category_name (eval's predictions.json)

@@ -752,9 +752,12 @@ class Trainer:
         # a name the evaluation lacks fails here, listing the ones it has; no results: nothing to compare
         value = metric_value(results, self.best.metric) if results else float("nan")
         if results and math.isnan(value):
+            # the evaluation's own reason when it gives one (segm AP of a val set without masks)
+            why = (results.get(self.best.metric.split("/", 1)[0]) or {}).get("not_reported")
             self.logger.print(
-                f"warning: {self.best.metric} is undefined at iteration {self.iteration} (no ground truth in "
-                "that range?): this evaluation does not count for the best checkpoint")
+                f"warning: {self.best.metric} is undefined at iteration {self.iteration} ("
+                f"{why if isinstance(why, str) and why else 'no ground truth in that range?'}): this "
+                "evaluation does not count for the best checkpoint")
         state = self.model.state_dict()
         if not math.isnan(value) and non_finite_keys(state):
             value = float("nan")  # (the next loss stops the run) such a file would not even load
@@ -890,10 +893,12 @@ def build_trainer(
     device="cpu",
     evaluate_fn=None,
     checkpoint_extra: Optional[dict] = None,
+    best_metric: Optional[str] = None,
     **kwargs,
 ) -> Trainer:
     """Read ``cfg.solver`` once and build optimizer, scheduler and trainer (``solver.best_metric`` auto is
-    resolved here: segm/AP with masks, else bbox/AP)."""
+    resolved here: segm/AP with masks, else bbox/AP). ``best_metric``: the metric to follow instead, as
+    resolved from the data (``training.best_metric_for``: bbox/AP for a validation set of rectangles)."""
     s = cfg.solver
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, s)
@@ -920,7 +925,7 @@ def build_trainer(
             window=s.divergence_window,
             patience=s.divergence_patience,
         ),
-        best_metric=resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on),
+        best_metric=best_metric or resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on),
         early_stop_patience=s.early_stop_patience,
         early_stop_min_delta=s.early_stop_min_delta,
         accumulate=s.accumulate,

@@ -22,7 +22,9 @@ a changed class list is refused before anything loads.
 ``solver.best_metric`` and ``solver.early_stop_patience`` (the best checkpoint and early stopping,
 ``engine/best_model.py``) are checked against the model and the data before anything trains
 (``check_best_metric``): a metric the model's evaluation cannot report, or early stopping without a
-validation set, is one error line now rather than at the first evaluation.
+validation set, is one error line now rather than at the first evaluation. A validation set whose
+objects all lack a mask (rectangles) has no segm AP: ``auto`` then follows ``bbox/AP`` (one warning line)
+and a ``segm/*`` metric the user set is refused (``best_metric_for``).
 
 ``solver.accumulate`` must divide each process's share of ``solver.batch_size`` (checked here, where the
 number of processes is known); schedule settings the run does not use (``solver.steps`` other than a
@@ -252,6 +254,31 @@ def check_best_metric(cfg, *, has_val: bool) -> None:
         raise ValueError(problem)
 
 
+def best_metric_for(cfg, val_set, val_json) -> tuple:
+    """(the metric the best checkpoint follows, a warning line or ""), once the validation set is read.
+
+    A validation set whose objects all lack a mask (rectangles: box and empty segmentation) has no segm
+    AP (``evaluator._run_segm``: NaN, ``not_reported``), so a run following ``segm/*`` never wrote
+    ``model_best.pth`` and never counted its patience. ``auto`` then follows ``bbox/AP``, said in the
+    line; a ``segm/*`` metric the user set is refused (ValueError) before anything trains."""
+    from maskrcnn.data.mask_codec import is_empty_segmentation
+    from maskrcnn.engine.best_model import AUTO, resolve_metric
+
+    s = cfg.solver
+    metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
+    if not metric or not metric.startswith("segm/") or s.eval_period <= 0:
+        return metric, ""
+    objects = [a for a in val_set.to_coco_dict(box_as_mask=False)["annotations"] if not a.get("iscrowd")]
+    if not objects or not all(is_empty_segmentation(a.get("segmentation")) for a in objects):
+        return metric, ""
+    why = (f"none of the {len(objects)} objects of the validation set {val_json} has a mask (each has a box "
+           f"and no segmentation), so its segm AP is never reported")
+    if str(s.best_metric).strip().lower() != AUTO:
+        raise ValueError(f"solver.best_metric {metric}: {why}; follow a bbox metric (e.g. "
+                         f"--set solver.best_metric=bbox/AP) or none")
+    return "bbox/AP", f"warning: solver.best_metric auto follows bbox/AP, not segm/AP: {why}"
+
+
 def build_training(
     cfg,
     *,
@@ -345,6 +372,7 @@ def build_training(
         keypoints=rh.keypoint_on,
         filter_empty=cfg.data.filter_empty,
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
+        crowd_as_objects=cfg.data.crowd_as_objects,
     )
     if len(train_set) == 0:
         missing = train_set.skipped.get("missing_image_file", 0)
@@ -459,10 +487,14 @@ def build_training(
         )
 
     check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
-    evaluate_fn = None
+    evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
-        val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on)
+        val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
+                              crowd_as_objects=cfg.data.crowd_as_objects)
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
+        best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
+        if line:
+            say(line)
         evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)
     trainer = build_trainer(
         cfg,
@@ -472,6 +504,7 @@ def build_training(
         class_names=cfg.data.class_names,
         device=device,
         evaluate_fn=evaluate_fn,
+        best_metric=best_metric,
         checkpoint_extra={"label_to_category_id": label_to_cat},
         log_stream=log_stream,
         **(trainer_kwargs or {}),

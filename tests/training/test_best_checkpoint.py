@@ -333,3 +333,59 @@ def test_a_patience_of_one_reads_in_the_singular(tmp_path, toy):
     log = trainer.logger.stream.getvalue()
     assert "stopped early after iteration 4 of 20: 1 evaluation without an improvement in segm/AP; " in log, \
         log  # fmt: skip
+
+
+def test_an_undefined_metric_names_the_evaluations_reason(tmp_path, toy):
+    trainer, _ = _trainer(toy, tmp_path, {}, iters=4)
+    trainer.iteration = 2
+    why = "segm AP not reported: none of the 3 ground-truth objects has a mask"
+    trainer._follow_best({"segm": {"AP": float("nan"), "not_reported": why}})
+    log = trainer.logger.stream.getvalue()
+    assert f"warning: segm/AP is undefined at iteration 2 ({why}): this evaluation does not count" in log
+    assert "no ground truth in that range?" not in log
+
+
+def _rectangles_only(tmp_path):
+    """A shapes training set and, as validation set, the same images with every object a rectangle."""
+    from maskrcnn.data.shapes import generate_shapes_dataset
+
+    paths = generate_shapes_dataset(tmp_path / "data", num_train=2, num_val=0, image_size=(32, 32),
+                                    max_objects=2, seed=0)
+    val = json.loads(open(paths["train_json"]).read())
+    for ann in val["annotations"]:
+        ann["segmentation"] = []  # as CVAT exports rectangles
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    return paths, tmp_path / "val.json"
+
+
+def test_a_validation_set_of_rectangles_follows_bbox_ap_or_refuses_a_segm_metric(tmp_path):
+    """Its segm AP is NaN at every evaluation: with segm/AP no best checkpoint was ever written and the
+    patience never counted."""
+    from maskrcnn.engine.training import build_training
+
+    paths, val = _rectangles_only(tmp_path)
+    base = {**small_training(32), "model.roi_heads.mask_head_dim": 8, "model.roi_heads.box_head_dim": 32,
+            "model.fpn_dim": 16, "solver.iters": 2, "solver.eval_period": 1, "data.num_workers": 0}
+    out = io.StringIO()
+    trainer, _ = build_training(
+        load_config("demo", base), train_json=paths["train_json"], train_images=paths["train_images"],
+        val_json=val, val_images=paths["train_images"], output=tmp_path / "run", log_stream=out,
+        trainer_kwargs={"tensorboard": False, "plot": False})  # fmt: skip
+    assert trainer.best.metric == "bbox/AP"
+    n = len(json.loads(val.read_text())["annotations"])
+    assert (f"warning: solver.best_metric auto follows bbox/AP, not segm/AP: none of the {n} objects of the "
+            f"validation set {val} has a mask (each has a box and no segmentation), so its segm AP is never "
+            "reported") in out.getvalue()
+    with pytest.raises(ValueError, match=rf"^solver.best_metric segm/AP50: none of the {n} objects of the "
+                                         r"validation set .* follow a bbox metric \(e.g. --set "
+                                         r"solver.best_metric=bbox/AP\) or none$"):
+        build_training(load_config("demo", {**base, "solver.best_metric": "segm/AP50"}),
+                       train_json=paths["train_json"], train_images=paths["train_images"], val_json=val,
+                       val_images=paths["train_images"], output=tmp_path / "run2", log_stream=io.StringIO())
+    # a validation set with masks: segm/AP as before, nothing said
+    out = io.StringIO()
+    trainer, _ = build_training(
+        load_config("demo", base), train_json=paths["train_json"], train_images=paths["train_images"],
+        val_json=paths["train_json"], val_images=paths["train_images"], output=tmp_path / "run3",
+        log_stream=out, trainer_kwargs={"tensorboard": False, "plot": False})  # fmt: skip
+    assert trainer.best.metric == "segm/AP" and "follows bbox/AP" not in out.getvalue()
