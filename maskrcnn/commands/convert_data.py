@@ -6,6 +6,7 @@
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
                           [--class-name N] [--classes a,b,c]
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
+                          [--boxes-as-masks] (a tree with boxes only: box-only COCO, or rectangles)
     maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--split Train] [--classes a,b,c]
                           (file_name relative to the XML file's folder)
     maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
@@ -52,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source_format", required=True, choices=FORMATS,
                         help="the annotation format of SRC")
     parser.add_argument("src", metavar="SRC",
-                        help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/; "
+                        help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/ "
+                             "(boxes only: Annotations/); "
                              "LabelMe / VIA: a folder (searched recursively for .json "
                              "files) or one JSON file (VIA: or its CSV export); CVAT: its XML export "
                              "(annotations.xml) or the folder holding it; Label Studio: its JSON or JSON-MIN "
@@ -62,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None,
                         help="cityscapes / yolo: the split to convert (default: train); voc: the names in "
                              "ImageSets/Segmentation/S.txt (default: train, or every SegmentationObject PNG "
-                             "when there is no train.txt); cvat: the images of subset S, e.g. Train or "
+                             "when there is no train.txt; a tree with boxes only: ImageSets/Main/S.txt, "
+                             "else every Annotations/ XML); cvat: the images of subset S, e.g. Train or "
                              "Validation of a project export (default: all)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
                         help="via: the region attribute holding the class (default: a project's dropdown / "
@@ -81,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the export's folder); file_name values are relative to it")
     parser.add_argument("--boxes-as-masks", action="store_true", default=None,
                         help="yolo: write box-only lines (class cx cy w h) as rectangle masks instead of "
-                             "leaving them out")
+                             "leaving them out; voc (a tree with boxes only): write the boxes as rectangle "
+                             "masks instead of box-only annotations (segmentation [])")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -90,7 +94,7 @@ def _check_options(args) -> None:
     applies = {"split": ("cityscapes", "voc", "yolo", "cvat"), "class_attribute": ("via",),
                "class_name": ("via",),
                "classes": ("labelme", "via", "cvat", "labelstudio", "voc", "yolo"),
-               "images": ("labelstudio",), "boxes_as_masks": ("yolo",)}
+               "images": ("labelstudio",), "boxes_as_masks": ("yolo", "voc")}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -126,7 +130,8 @@ def _voc(args, src: Path, out: Path, report, description: str):
         raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
     classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
     builder = CocoBuilder(root=src, categories=classes.categories, description=description)
-    read_voc(src, split=args.split, classes=classes, builder=builder, report=report)
+    read_voc(src, split=args.split, classes=classes, builder=builder, report=report,
+             boxes_as_masks=bool(args.boxes_as_masks))
     return builder
 
 

@@ -344,3 +344,56 @@ def test_other_png_modes_read_as_indices(tmp_path, mode):
     coco = json.loads(out.read_text())
     (ann,) = coco["annotations"]
     assert ann["category_id"] == PERSON and (mask_utils.decode(ann["segmentation"]) == ids).all()
+
+
+def _det_xml(root, name, objects):
+    """A detection XML: (name, difficult, (xmin, ymin, xmax, ymax) 1-based inclusive or None)."""
+    path = root / "Annotations" / f"{name}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(
+        f"<object><name>{n}</name><difficult>{d}</difficult>"
+        + ("" if box is None else "<bndbox>" + "".join(
+            f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box)) + "</bndbox>")
+        + "<part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>3</xmax><ymax>3</ymax></bndbox>"
+          "</part></object>"
+        for n, d, box in objects)
+    path.write_text(f"<annotation><filename>{name}.jpg</filename>{body}</annotation>")
+
+
+def test_voc_detection_tree_boxes_only(tmp_path, capsys):
+    """Annotations/ + ImageSets/Main without SegmentationObject PNGs (LabelImg, CVAT's VOC export of box
+    tasks) was refused "SegmentationObject: no such folder" (and, with the folder empty, "no voc
+    annotations there"): box-only COCO, or rectangles with --boxes-as-masks; split from ImageSets/Main."""
+    root = tmp_path / "det"
+    for name in ("a", "b", "c"):
+        _image(root, name)
+    _det_xml(root, "a", [("dog", 0, (11, 6, 20, 15)), ("cat", 1, (1, 1, 48, 40)), ("cat", 0, None)])
+    _det_xml(root, "b", [("person", 0, (5, 5, 10, 10))])
+    _det_xml(root, "c", [("bird", 0, (1, 1, 2, 2))])
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("a\nmissing\n")
+    (root / "ImageSets" / "Main" / "val.txt").write_text("b\n")
+    (root / "SegmentationObject").mkdir()  # empty, as some exports leave it
+    out = tmp_path / "train.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["JPEGImages/a.jpg"]
+    got = [(a["category_id"], a["bbox"], a["area"], a["segmentation"], a["iscrowd"])
+           for a in coco["annotations"]]
+    assert got == [(DOG, [10.0, 5.0, 10.0, 10.0], 100.0, [], 0),
+                   (CAT, [0.0, 0.0, 48.0, 32.0], 1536.0, [], 1)]  # clipped to the 48x32 image
+    assert "ImageSets/Main/train.txt line 2 (missing): no Annotations/missing.xml; skipped" in err
+    assert "Annotations/a.xml: object 3 (cat): the object has no <bndbox>; skipped" in err
+    assert "box-only annotations (segmentation []" in err
+    dataset = CocoDataset(json_path=out, image_dir=root)  # the loader trains them as boxes
+    assert dataset.box_only_annotations == 2
+    target = dataset[0][1]
+    assert target["boxes"].tolist()[0] == [10.0, 5.0, 20.0, 15.0]
+    assert target["has_mask"].tolist() == [False, False]
+
+    assert _convert(root, out, "--split", "val", "--boxes-as-masks") == 0
+    coco = json.loads(out.read_text())
+    ann = coco["annotations"][0]
+    assert ann["segmentation"] == [[4.0, 4.0, 10.0, 4.0, 10.0, 10.0, 4.0, 10.0]] and ann["area"] == 36
+    assert _convert(tmp_path / "voc_seg_missing", out, "--boxes-as-masks") == 1

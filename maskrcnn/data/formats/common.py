@@ -225,6 +225,22 @@ class CocoBuilder:
         return self._add(image_id, label, [list(p) for p in polygons], rle, iscrowd,
                          bbox=_polygon_box(polygons, height, width))
 
+    def add_box(self, image_id: int, label: str, box: Sequence[float], *, iscrowd: bool = False) -> dict:
+        """A box-only instance (a detection dataset's box, no mask): ``box`` (x1, y1, x2, y2) clipped to
+        the image, written with ``segmentation`` [] (what the COCO loader trains as a box, leaving it
+        out of the mask loss) and its area w * h."""
+        self.check_label(label)
+        height, width = self._sizes[image_id]
+        x1, x2 = (min(max(float(v), 0.0), float(width)) for v in sorted(box[0::2]))
+        y1, y2 = (min(max(float(v), 0.0), float(height)) for v in sorted(box[1::2]))
+        if x2 <= x1 or y2 <= y1:
+            raise Skip("empty_mask", f"box {list(box)} lies outside the {width}x{height} image or is empty")
+        w, h = round(x2 - x1, 6), round(y2 - y1, 6)
+        ann = {"id": len(self.annotations) + 1, "image_id": image_id, "_label": label, "segmentation": [],
+               "area": round(w * h, 6), "bbox": [x1, y1, w, h], "iscrowd": int(bool(iscrowd))}
+        self.annotations.append(ann)
+        return ann
+
     def add_mask(self, image_id: int, label: str, mask: np.ndarray, *, iscrowd: bool = False):
         """An instance given as an (H, W) boolean mask, written as compressed RLE."""
         self.check_label(label)

@@ -39,6 +39,9 @@ Rules:
   an unreadable PNG or an unknown colour (the image); an instance with no class (the instance). An
   instance id with no XML object is a warning (its class comes from SegmentationClass). An object PNG
   with no instance gives an image without instances.
+- A detection tree (``Annotations/*.xml`` and ``ImageSets/Main/``, no SegmentationObject PNG: VOC's
+  detection task, LabelImg, CVAT's VOC export of box tasks) is converted by ``voc_boxes``: box-only
+  instances (``segmentation`` []), or rectangles with ``--boxes-as-masks``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
+from maskrcnn.data.formats.voc_boxes import has_boxes_only, read_voc_boxes
 from maskrcnn.data.images import IMAGE_EXTENSIONS
 
 __all__ = ["VOC_CLASSES", "VocClasses", "read_voc", "voc_classes", "voc_colormap"]
@@ -307,10 +311,21 @@ def _convert_image(name: str, image_path: Path, *, root: Path, classes: VocClass
 
 
 def read_voc(root: Path, *, split: Optional[str], classes: VocClasses, builder: CocoBuilder,
-             report: Report) -> None:
+             report: Report, boxes_as_masks: bool = False) -> None:
     """Add the images of one split of a VOC tree and their instances (builder categories:
-    ``classes.categories``)."""
+    ``classes.categories``). A detection tree (Annotations/*.xml, no SegmentationObject PNG) is read by
+    ``voc_boxes`` (``boxes_as_masks``: its boxes as rectangle masks)."""
     root = Path(root)
+    if has_boxes_only(root):
+        if not (root / "JPEGImages").is_dir():
+            raise FileNotFoundError(f"{root / 'JPEGImages'}: no such folder; a VOC detection tree has "
+                                    "JPEGImages/ beside Annotations/ (export the images too)")
+        read_voc_boxes(root, split=split, images=_image_paths(root / "JPEGImages"), builder=builder,
+                       report=report, boxes_as_masks=boxes_as_masks)
+        return
+    if boxes_as_masks:
+        raise ValueError(f"{root}: --boxes-as-masks applies to VOC trees with boxes only (Annotations/*.xml "
+                         f"without SegmentationObject PNGs); this one has masks")
     for folder in ("SegmentationObject", "JPEGImages"):
         if not (root / folder).is_dir():
             raise FileNotFoundError(
