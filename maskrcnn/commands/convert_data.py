@@ -19,7 +19,8 @@ folder), so ``maskrcnn train --train-images SRC`` finds every image; an image ou
 through ``..``. Label Studio exports name their images by URL: they are looked for under ``--images``
 (default: the export's folder), and ``file_name`` is relative to that folder. LabelMe images that exist
 only inside their JSON file (``imageData``) are written to
-``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
+``<OUT stem>_images/`` beside OUT.json, never into SRC; when every image came so, ``file_name`` is
+relative to OUT.json's folder (``<OUT stem>_images/a.png``), else to SRC like the others.
 YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
@@ -173,7 +174,11 @@ def _labelme(args, src: Path, out: Path, report, description: str):
 
     root, files = json_files(src, exclude=[out])
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
-    read_labelme(files, builder=builder, report=report, embedded_dir=out.parent / f"{out.stem}_images")
+    embedded = out.parent / f"{out.stem}_images"
+    read_labelme(files, builder=builder, report=report, embedded_dir=embedded)
+    inside = f"{builder.relative(embedded)}/"
+    if builder.images and all(i["file_name"].startswith(inside) for i in builder.images):
+        builder.rebase(out.parent)  # every image came from imageData: "lm_images/a.png", not "../out/..."
     return builder
 
 

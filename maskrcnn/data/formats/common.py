@@ -189,6 +189,16 @@ class CocoBuilder:
         self._sizes[image_id] = (int(height), int(width))
         return image_id
 
+    def rebase(self, root: Path) -> None:
+        """Make ``root`` the folder every ``file_name`` is relative to (the files stay where they are)."""
+        root = Path(root)
+        for image in self.images:
+            image["file_name"] = Path(os.path.relpath((self.root / image["file_name"]).absolute(),
+                                                      root.absolute())).as_posix()
+        self._sources = {Path(os.path.relpath((self.root / k).absolute(), root.absolute())).as_posix(): v
+                         for k, v in self._sources.items()}
+        self.root = root
+
     def declare(self, labels: Iterable[str]) -> None:
         """Labels the export lists as its classes: categories even without instances (not used with a
         fixed list of categories, which says exactly which there are)."""
