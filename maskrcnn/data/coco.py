@@ -33,6 +33,7 @@ a record without width and height gets its file's size (EXIF orientation applied
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
 two records that come to one file so, the first keeps it and the others are skipped (named).
+VIA 3's COCO export (sizes -1, unwrapped polygons, null boxes) is read by ``coco_exports``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image, unnameable_note
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
@@ -267,6 +269,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = coco if coco is not None else load_coco_json(self.json_path)
+        data, export_notes = read_tool_exports(data, str(self.json_path))  # VIA 3's COCO, say
         self._problems = _Problems(str(self.json_path))
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
@@ -277,6 +280,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self._load_images(data["images"])
         self._load_annotations(data.get("annotations", []))
         self._problems.summarise()
+        self._notes[:0] = export_notes
         for note in self._notes:
             logger.warning(note)
         self.ids = [i for i in self._image_order if not (filter_empty and not self._has_objects(i))]
