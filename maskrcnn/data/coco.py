@@ -20,7 +20,8 @@ define two different keypoint sets is refused when keypoints are read (one keypo
 An image that cannot be read at ``__getitem__`` is counted too and
 another image is returned in its place (deterministically).
 
-Annotation tools' own COCO dialects are read as their users meant them, each reading said once per
+Annotation tools' own COCO dialects are read as their users meant them (VIA 3's: ``coco_exports``), each
+reading said once per
 dataset in one line (``dataset.notes``, logged as warnings): a category that no annotation uses and that
 the other categories name as their supercategory (Roboflow's id 0 named after the dataset) is a grouping
 and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
@@ -33,7 +34,6 @@ a record without width and height gets its file's size (EXIF orientation applied
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
 two records that come to one file so, the first keeps it and the others are skipped (named).
-VIA 3's COCO export (sizes -1, unwrapped polygons, null boxes) is read by ``coco_exports``.
 """
 
 from __future__ import annotations
