@@ -3,12 +3,12 @@
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
-    maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
+    maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]   (VIA 1, 2, 3)
                           [--class-name N] [--classes a,b,c]
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
                           [--boxes-as-masks] (a tree with boxes only: box-only COCO, or rectangles)
     maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--split Train] [--classes a,b,c]
-                          (file_name relative to the XML file's folder)
+                          (file_name relative to the XML file's folder; CVAT for images or for video)
     maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
                           [--classes a,b,c]
     maskrcnn convert-data --from yolo DATA_YAML_OR_FOLDER --output train.json [--split train|val|test]
