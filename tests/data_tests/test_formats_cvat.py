@@ -2,8 +2,10 @@
 masks decoded pixel-wise, groups, crowd regions, where images are found, and every bad record or file
 named and counted."""
 
+import io
 import json
 import math
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -12,8 +14,9 @@ from PIL import Image
 
 from maskrcnn.cli import main
 from maskrcnn.data.coco import CocoDataset
-from maskrcnn.data.formats.common import Skip
+from maskrcnn.data.formats.common import Report, Skip
 from maskrcnn.data.formats.cvat import decode_cvat_rle
+from maskrcnn.data.formats.cvat_video import frame_images
 
 H, W = 32, 48
 
@@ -384,5 +387,21 @@ def test_cvat_for_video_tracks(tmp_path, capsys):
                    ("images/frame_000001.PNG", "car", [4.0, 2.0, 8.0, 6.0]),
                    ("images/frame_000001.PNG", "dog", [1.0, 20.0, 8.0, 8.0]),
                    ("images/frame_000003.PNG", "dog", [1.0, 20.0, 8.0, 8.0])]  # fmt: skip
-    assert "track '1' has no shape on frames [2] between its first and last" in err
+    assert "track '1' has no shape on frames [2] after a shape inside the view" in err
     assert "1 CVAT track shapes outside the view left out" in err and "2 CVAT tracks converted" in err
+
+
+def test_cvat_video_gap_after_outside_is_not_warned():
+    """CVAT writes no shape between an outside="1" keyframe and the track's return: frames 0 in, 1 in,
+    2 out, 4 in, 5 out were warned about frame 3; only a gap after a shape in view is."""
+    shape = '<box frame="{}" keyframe="1" outside="{}" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    track0 = "".join(shape.format(f, o) for f, o in ((0, 0), (1, 0), (2, 1), (4, 0), (5, 1)))
+    track1 = shape.format(0, 0) + shape.format(3, 1)
+    root = ET.fromstring(f'<annotations><track id="0" label="car">{track0}</track>'
+                         f'<track id="1" label="car">{track1}</track></annotations>')
+    report = Report(stream=io.StringIO())
+    frames = frame_images(root, [], report=report, where="a.xml")
+    assert [el.get("name") for el in frames] == ["frame_000000", "frame_000001", "frame_000004"]
+    assert report.messages == ["a.xml: warning: track '1' has no shape on frames [1, 2] after a shape inside "
+                               "the view: they are not interpolated here (CVAT's export writes every frame "
+                               "in view)"]
