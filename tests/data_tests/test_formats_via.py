@@ -354,3 +354,16 @@ def test_via3_project(tmp_path, capsys):
     assert "region '1_f' has a time z=[1.5]" in err
     assert "'v.mp4' is a video or audio file" in err
     assert "2 unsupported_shape" in err and "1 timed_region" in err and "1 not_image" in err
+
+
+def test_via_user_problem_keys_are_data(tmp_path, capsys):
+    """An entry or region of a user's VIA 2 file with a "problem" key had it raised (TypeError: exceptions
+    must derive from BaseException): only the VIA 3 translation's Skip is raised."""
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "a.png")
+    region = {**_region(_rect(2, 2, 8, 6), name="cat"), "problem": "blurry"}
+    data = _entry("a.png", [region])
+    data["a.png1234"]["problem"] = "check again"
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "e.json", out) == 0
+    assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]

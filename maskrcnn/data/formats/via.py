@@ -295,7 +295,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
         where = f"{name}: {key!r}"
         try:
             filename = entry.get("filename")
-            if entry.get("problem"):  # VIA 3: a video or audio file
+            if isinstance(entry.get("problem"), Skip):  # VIA 3: a video or audio file (a user key: no)
                 raise entry["problem"]
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
@@ -308,7 +308,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
             continue
         for index, region in regions:
             try:
-                if isinstance(region, dict) and region.get("problem"):  # VIA 3: a region with a time
+                if isinstance(region, dict) and isinstance(region.get("problem"), Skip):  # VIA 3: timed
                     raise region["problem"]
                 label = _region_class(region, attribute, class_name)
                 shape = region.get("shape_attributes") if isinstance(region, dict) else None
