@@ -367,3 +367,34 @@ def test_via_user_problem_keys_are_data(tmp_path, capsys):
     out = tmp_path / "o.json"
     assert _convert(tmp_path / "e.json", out) == 0
     assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
+
+
+def test_via3_inline_file_and_bad_regions_reported(tmp_path, capsys):
+    """An inline file's src (a data: URI) was taken as its file name (OSError "File name too long", the
+    conversion aborted); xy [[7], 1, 2] raised TypeError; a fid_list that is no list, or a region whose
+    view is missing, dropped silently: each is reported by region and counted."""
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "a.png")
+    rect = [2, 2, 2, 8, 6]
+    project = {
+        "project": {}, "config": {}, "attribute": {},
+        "file": {"1": {"fname": "a.png", "type": 2, "loc": 4, "src": "data:image/png;base64," + "A" * 5000}},
+        "view": {"1": {"fid_list": ["1"]}, "2": {"fid_list": "1"}, "3": {"fid_list": ["9"]}},
+        "metadata": {"m1": {"vid": "1", "xy": rect}, "m2": {"vid": "1", "xy": [[7], 1, 2]},
+                     "m3": {"vid": "2", "xy": rect}, "m4": {"vid": "3", "xy": rect},
+                     "m5": {"vid": "4", "xy": rect}},
+    }  # fmt: skip
+    (tmp_path / "p.json").write_text(json.dumps(project))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "p.json", out, "--class-name", "thing") == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.png"]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
+    for line in (
+        "p.json: 'a.png' regions[1]: region 'm2': xy [[7], 1, 2] is not [shape id, coordinates...]; skipped",
+        "p.json: 'metadata m3': region 'm3' lies on view '2', whose fid_list '1' is not a list of file ids",
+        "p.json: 'metadata m4': region 'm4' lies on view '3', whose file '9' is not in 'file'",
+        "p.json: 'metadata m5': region 'm5' lies on view '4', which is not in 'view' (views: ['1', '2', '3']",
+        "skipped 4 record(s): 1 bad_shape, 3 bad_view",
+    ):
+        assert line in err, line

@@ -16,7 +16,10 @@ and reports problems the same way: shape ids 1 point, 2 rectangle [x, y, w, h], 
 points on the object's border: their box) and 9 extreme circle (not converted). Points, lines and
 polylines have no area and are reported as ``via`` reports them. Only image files are converted; a
 video or audio file, and a region with a time (``z``), are reported and skipped. The image is the file's
-``src`` (with ``config.file.loc_prefix`` of its ``loc``), else its ``fname``, as ``via`` looks it up.
+``src`` (with ``config.file.loc_prefix`` of its ``loc``), else its ``fname`` (an inline file's ``src`` is
+a data: URI, a remote one's a URL: neither names a file), as ``via`` looks it up. A region whose ``xy``
+is no [shape id, coordinates...] list, or whose view is missing, names no file (its ``fid_list`` is not
+a list of file ids) or a file not in ``file``, is reported and skipped too.
 """
 
 from __future__ import annotations
@@ -63,9 +66,9 @@ def _value(definition: dict, value):
 
 
 def _shape(xy) -> dict:
-    """``xy`` [shape id, coordinates...] -> VIA 2 ``shape_attributes``."""
-    if not isinstance(xy, list) or not xy:
-        return {}
+    """``xy`` [shape id, coordinates...] -> VIA 2 ``shape_attributes``; Skip when it is no such list."""
+    if not isinstance(xy, list) or not xy or not isinstance(xy[0], int) or isinstance(xy[0], bool):
+        raise Skip("bad_shape", f"xy {_short(xy)} is not [shape id, coordinates...]")
     kind, coords = _SHAPES.get(xy[0], repr(xy[0])), xy[1:]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in coords):
         return {"name": kind, "coordinates": coords}  # via reports the missing fields
@@ -84,9 +87,16 @@ def _shape(xy) -> dict:
     return {"name": kind, "coordinates": coords}
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _image_name(data, f: dict) -> str:
+    """The file's ``src`` (a path, with its ``loc`` prefix), else its ``fname``: an inline file's ``src``
+    is a data: URI (the image itself, no file name) and a remote one's a URL."""
     src, fname = f.get("src"), f.get("fname")
-    if isinstance(src, str) and src.strip() and "://" not in src:
+    if isinstance(src, str) and src.strip() and "://" not in src and not src.lstrip().startswith("data:"):
         prefix = _dict(_dict(_dict(data.get("config")).get("file")).get("loc_prefix")).get(str(f.get("loc")))
         return (prefix if isinstance(prefix, str) else "") + src
     return fname if isinstance(fname, str) else ""
@@ -102,8 +112,7 @@ def via3_entries(data) -> tuple:
                             "options": {str(v): "" for v in _dict(d.get("options")).values()}}
                for aid, d in defs.items()}
     files = _dict(data.get("file"))
-    view_files = {str(vid): [str(fid) for fid in _dict(v).get("fid_list") or []]
-                  for vid, v in _dict(data.get("view")).items()}
+    view_files = {str(vid): _dict(v).get("fid_list") for vid, v in _dict(data.get("view")).items()}
     entries: dict = {}
     for fid, f in files.items():
         f = _dict(f)
@@ -117,14 +126,36 @@ def via3_entries(data) -> tuple:
         xy = m.get("xy")
         if not xy:  # a file or temporal-segment annotation, no region
             continue
-        for fid in view_files.get(str(m.get("vid")), [])[:1]:  # a region lies on the view's first file
-            if fid not in entries:
-                continue
-            attributes = {names[str(a)]: _value(defs[str(a)], v)
-                          for a, v in _dict(m.get("av")).items() if str(a) in defs}
-            region = {"shape_attributes": _shape(xy), "region_attributes": attributes, "id": str(mid)}
-            if m.get("z"):
-                region["problem"] = Skip("timed_region", f"region {mid!r} has a time z={m.get('z')} (a "
-                                                         "video frame's): not converted")
-            entries[fid]["regions"].append(region)
+        fid = _region_file(view_files, m.get("vid"))
+        if fid not in entries:  # no file to put it on: reported as an entry of its own
+            problem = Skip("bad_view", f"region {mid!r} lies on view {m.get('vid')!r}, "
+                                       + (f"whose file {fid!r} is not in 'file'" if fid is not None else
+                                          _view_problem(view_files, m.get("vid"))))
+            entries[f"metadata {mid}"] = {"filename": "", "regions": [], "problem": problem}
+            continue
+        attributes = {names[str(a)]: _value(defs[str(a)], v)
+                      for a, v in _dict(m.get("av")).items() if str(a) in defs}
+        region = {"region_attributes": attributes, "id": str(mid)}
+        try:
+            region["shape_attributes"] = _shape(xy)
+        except Skip as e:
+            region["problem"] = Skip(e.reason, f"region {mid!r}: {e}")
+        if m.get("z"):
+            region["problem"] = Skip("timed_region", f"region {mid!r} has a time z={m.get('z')} (a "
+                                                     "video frame's): not converted")
+        entries[fid]["regions"].append(region)
     return [(entries[fid].get("filename") or fid, entries[fid]) for fid in entries], defined
+
+
+def _region_file(view_files: dict, vid):
+    """The file a region of view ``vid`` lies on (the view's first), or None."""
+    fids = view_files.get(str(vid))
+    if isinstance(fids, list) and fids and isinstance(fids[0], (str, int)) and not isinstance(fids[0], bool):
+        return str(fids[0])
+    return None
+
+
+def _view_problem(view_files: dict, vid) -> str:
+    if str(vid) not in view_files:
+        return f"which is not in 'view' (views: {sorted(view_files)[:8]})"
+    return f"whose fid_list {_short(view_files[str(vid)])} is not a list of file ids"
