@@ -6,20 +6,23 @@ VIA 3's "Export as COCO" writes (its project files are converted by ``convert-da
   loader measures the image file as it does for records without a size;
 - a polygon's ``segmentation`` as one flat list ``[x1, y1, x2, y2, ...]``, not wrapped in the list of
   polygons COCO expects: wrapped, ``[[x1, y1, ...]]`` (a flat list of at least 6 numbers, even length);
-- ``"bbox": [null, null, null, null]`` (or ``[[]]``): removed, so that the loader gives the annotation
-  its segmentation's box;
+- ``"bbox": [null, null, null, null]`` (or ``[[]]``): its polygons' extent (as COCO's files give it),
+  else removed, so that the loader gives the annotation its segmentation's box;
+- ``"area": null``: removed, so that a reader that needs it computes the mask's (the evaluator; the
+  loader computes areas itself);
 - circles, ellipses and points as ``"segmentation": [[]]``: left to the loader, which reports them as
-  empty shapes (``mask_codec``); ``"area": null`` and ``"iscrowd": false`` need nothing (the loader
-  computes areas and reads false as 0), nor category ids from 0.
+  empty shapes (``mask_codec``); ``"iscrowd": false`` needs nothing (read as 0), nor category ids from 0.
 
-Each reading is said in one note. The parsed file is never modified: the records changed are copies.
+Each reading is said in one note (``warn_tool_exports``: as warnings, for ``eval --results``'s ground
+truth). The parsed file is never modified: the records changed are copies.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
-__all__ = ["read_tool_exports"]
+__all__ = ["read_tool_exports", "warn_tool_exports"]
 
 
 def _number(v) -> bool:
@@ -39,6 +42,20 @@ def _no_box(bbox) -> bool:
     return isinstance(bbox, list) and bool(bbox) and all(v is None or v == [] for v in bbox)
 
 
+def _polygons_extent(seg):
+    """[x, y, w, h] around the vertices of a list of polygons; None when it is no such list."""
+    if not (isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                                                  and all(map(_number, p)) for p in seg)):
+        return None
+    xs = [v for p in seg for v in p[0::2]]
+    ys = [v for p in seg for v in p[1::2]]
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def _null_area(a) -> bool:
+    return isinstance(a, dict) and "area" in a and a["area"] is None
+
+
 def read_tool_exports(data: dict, source: str) -> tuple:
     """(``data`` with the readings above, [notes naming ``source``]); ``data`` itself when nothing
     needed reading."""
@@ -48,21 +65,29 @@ def read_tool_exports(data: dict, source: str) -> tuple:
     sized = sum(map(_unknown_size, images))
     wrapped = sum(isinstance(a, dict) and _flat_polygon(a.get("segmentation")) for a in annotations)
     unboxed = sum(isinstance(a, dict) and _no_box(a.get("bbox")) for a in annotations)
-    if not (sized or wrapped or unboxed):
+    unmeasured = sum(map(_null_area, annotations))
+    if not (sized or wrapped or unboxed or unmeasured):
         return data, []
     out = dict(data)
     if sized:
         out["images"] = [{k: v for k, v in img.items() if k not in ("width", "height")}
                          if _unknown_size(img) else img for img in images]
-    if wrapped or unboxed:
+    if wrapped or unboxed or unmeasured:
         fixed = []
         for a in annotations:
-            if isinstance(a, dict) and (_flat_polygon(a.get("segmentation")) or _no_box(a.get("bbox"))):
+            if isinstance(a, dict) and (_flat_polygon(a.get("segmentation")) or _no_box(a.get("bbox"))
+                                        or _null_area(a)):
                 a = dict(a)
                 if _flat_polygon(a.get("segmentation")):
                     a["segmentation"] = [a["segmentation"]]
                 if _no_box(a.get("bbox")):
-                    del a["bbox"]
+                    extent = _polygons_extent(a.get("segmentation"))
+                    if extent is None:
+                        del a["bbox"]
+                    else:
+                        a["bbox"] = extent
+                if _null_area(a):
+                    del a["area"]
             fixed.append(a)
         out["annotations"] = fixed
     notes = []
@@ -75,4 +100,15 @@ def read_tool_exports(data: dict, source: str) -> tuple:
     if unboxed:
         notes.append(f"{source}: {unboxed} annotations have a bbox of nulls (as VIA 3 exports them): "
                      f"their segmentation's box is used")
+    if unmeasured:
+        notes.append(f"{source}: {unmeasured} annotations have area null (as VIA 3 exports them): the "
+                     f"mask's area is used")
     return out, notes
+
+
+def warn_tool_exports(data: dict, source: str) -> dict:
+    """``read_tool_exports`` for a reader that has no report of its own: each note a warning."""
+    data, notes = read_tool_exports(data, source)
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return data

@@ -31,6 +31,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.data.coco import category_names, load_coco_json
+from maskrcnn.data.coco_exports import warn_tool_exports
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints
@@ -233,6 +234,7 @@ def load_ground_truth(gt) -> COCO:
         source, data = "ground truth", gt
     else:
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
+    data = warn_tool_exports(data, source)  # VIA 3's COCO export read as CocoDataset reads it
     data = _validate_ground_truth(data, source)
     data.setdefault("annotations", [])
     coco = COCO()

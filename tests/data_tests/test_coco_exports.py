@@ -9,6 +9,7 @@ from PIL import Image
 
 from maskrcnn.data.coco import CocoDataset
 from maskrcnn.data.mask_codec import segmentation_problem
+from maskrcnn.engine.evaluator import load_ground_truth
 
 
 def test_via3_coco_export_reads_as_meant(tmp_path, caplog):
@@ -51,3 +52,28 @@ def test_unwrapped_polygon_message_names_the_list_of_polygons():
     assert problem.startswith("segmentation must be a list of polygons [[x1, y1, x2, y2, ...], ...]")
     assert segmentation_problem([[1, 1, 9, 1, 9]], 20, 20) == (
         "a polygon must be a flat list [x1, y1, x2, y2, ...] of even length")
+
+
+def test_eval_ground_truth_reads_via3_export(tmp_path):
+    """eval --json X --results R read the raw file and refused VIA 3's export ("bbox [None, ...] is not
+    ..."): its flat polygons, null boxes and null areas are read as the dataset reads them, said in
+    warnings."""
+    coco = {
+        "images": [{"id": 1, "file_name": "v1.png", "width": 60, "height": 40}],
+        "annotations": [{"id": 0, "image_id": 1, "category_id": 0, "bbox": [None, None, None, None],
+                         "segmentation": [10, 10, 50, 10, 50, 30, 10, 30], "iscrowd": False, "area": None}],
+        "categories": [{"id": 0, "name": "cat"}],
+    }  # fmt: skip
+    path = tmp_path / "p-coco.json"
+    path.write_text(json.dumps(coco))
+    with pytest.warns(UserWarning) as caught:
+        gt = load_ground_truth(path)
+    (ann,) = gt.dataset["annotations"]
+    assert ann["bbox"] == [10, 10, 40, 20] and ann["area"] == 800.0
+    assert ann["segmentation"] == [[10, 10, 50, 10, 50, 30, 10, 30]]
+    messages = [str(w.message) for w in caught]
+    assert f"{path}: 1 annotations have a bbox of nulls (as VIA 3 exports them)" in messages[1]
+    assert len(messages) == 3 and "area null" in messages[2]
+    with pytest.warns(UserWarning, match="ground truth: 1 segmentations are one flat polygon"):
+        assert load_ground_truth(coco).dataset["annotations"][0]["area"] == 800
+    assert coco["annotations"][0]["bbox"] == [None] * 4  # the caller's dict is not modified
