@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, Sequence, TextIO
@@ -30,7 +31,7 @@ from maskrcnn.data import images
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
-__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "read_json",
+__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "parse_xml", "read_json",
            "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
@@ -84,6 +85,32 @@ class Report:
         listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
         lines.append(f"skipped {total} record(s)" + (f": {listing}" if listing else ""))
         return "\n".join(lines)
+
+
+class _RefuseDoctype(ET.TreeBuilder):
+    """A tree builder that stops the parse at a DOCTYPE: expat calls ``doctype`` as the declaration
+    starts, before its internal subset (where entities would be declared) is read."""
+
+    def doctype(self, name, pubid, system):
+        raise ValueError("has a DOCTYPE declaration (refused: entity declarations can expand without "
+                         "bound or read other files, and no annotation tool writes one)")
+
+
+def parse_xml(path: Path) -> ET.Element:
+    """The root element of an XML file (CVAT, VOC); ValueError in one line naming the file (and the line)
+    when it is not well-formed or has a DOCTYPE; OSError when it cannot be read."""
+    parser = ET.XMLParser(target=_RefuseDoctype())
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                parser.feed(chunk)
+        return parser.close()
+    except ET.ParseError as e:
+        line, column = e.position
+        reason = str(e).split(":")[0]  # "mismatched tag: line 3, column 2" -> "mismatched tag"
+        raise ValueError(f"{path}: line {line}, column {column}: not well-formed XML ({reason})") from None
+    except ValueError as e:  # from _RefuseDoctype
+        raise ValueError(f"{path}: {e}") from None
 
 
 def image_size(path: Path) -> tuple:

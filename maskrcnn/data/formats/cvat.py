@@ -55,11 +55,11 @@ from typing import Optional
 
 import numpy as np
 
-from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size
+from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size, parse_xml
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
 from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
 
-__all__ = ["ANNOTATIONS_FILE", "cvat_file", "declared_labels", "decode_cvat_rle", "parse_xml", "read_cvat"]
+__all__ = ["ANNOTATIONS_FILE", "cvat_file", "declared_labels", "decode_cvat_rle", "read_cvat"]
 
 ANNOTATIONS_FILE = "annotations.xml"
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
@@ -82,32 +82,6 @@ def cvat_file(src: Path) -> Path:
         return found[0]
     listing = f"{len(found)} .xml files; name one" if found else "no .xml file"
     raise FileNotFoundError(f"{src}: no {ANNOTATIONS_FILE} in the folder ({listing})")
-
-
-class _RefuseDoctype(ET.TreeBuilder):
-    """A tree builder that stops the parse at a DOCTYPE: expat calls ``doctype`` as the declaration
-    starts, before its internal subset (where entities would be declared) is read."""
-
-    def doctype(self, name, pubid, system):
-        raise ValueError("has a DOCTYPE declaration (refused: entity declarations can expand without "
-                         "bound or read other files, and CVAT never writes one)")
-
-
-def parse_xml(path: Path) -> ET.Element:
-    """The root element of an XML file; ValueError in one line naming the file (and the line) when it
-    cannot be read, is not well-formed, or has a DOCTYPE."""
-    parser = ET.XMLParser(target=_RefuseDoctype())
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                parser.feed(chunk)
-        return parser.close()
-    except ET.ParseError as e:
-        line, column = e.position
-        reason = str(e).split(":")[0]  # "mismatched tag: line 3, column 2" -> "mismatched tag"
-        raise ValueError(f"{path}: line {line}, column {column}: not well-formed XML ({reason})") from None
-    except ValueError as e:  # from _RefuseDoctype
-        raise ValueError(f"{path}: {e}") from None
 
 
 def _float(el: ET.Element, name: str) -> float:

@@ -18,19 +18,19 @@ Rules:
   Tools that write 0-based boxes come out a pixel larger at the top-left edge.
 - ``difficult`` objects are crowd regions (``iscrowd`` 1), as in ``voc``; parts (``<part>``) are not
   instances. An object without a name or a readable bndbox is reported and skipped; an unreadable XML
-  or a missing image skips the image.
+  (one with a DOCTYPE too: ``common.parse_xml`` expands no entity) or a missing image skips the image.
+- ``split_names`` and ``read_objects`` are ``voc``'s too (its Segmentation split, its XML objects).
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, parse_xml
 from maskrcnn.data.formats.geometry import numbers, rectangle_points, to_coco_polygon
 
-__all__ = ["has_boxes_only", "read_voc_boxes"]
+__all__ = ["has_boxes_only", "read_objects", "read_voc_boxes", "split_names"]
 
 
 def has_boxes_only(root: Path) -> bool:
@@ -40,32 +40,39 @@ def has_boxes_only(root: Path) -> bool:
     return not has_pngs and (root / "Annotations").is_dir() and any((root / "Annotations").glob("*.xml"))
 
 
-def _split_names(root: Path, split: Optional[str], *, report: Report) -> tuple:
-    """(where the names came from, [names])."""
-    sets = root / "ImageSets" / "Main"
-    found = sorted(p.stem for p in sets.glob("*.txt")) if sets.is_dir() else []
+def split_names(root: Path, split: Optional[str], *, sets: str, listed: str, suffix: str,
+                report: Report) -> tuple:
+    """(where the names came from, [names]) of the split: the names in ``ImageSets/{sets}/{split}.txt``
+    (``train`` without ``split``); without ``split`` and ``train.txt``, the file stems of
+    ``{listed}/*{suffix}`` (said in the notes). Shared by ``voc`` (Segmentation, SegmentationObject PNGs)
+    and this module (Main, Annotations XML)."""
+    folder = root / "ImageSets" / sets
+    found = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
     if split is None and "train" not in found:
-        names = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
-        report.note(f"images of Annotations/ converted (no ImageSets/Main/train.txt; split files: "
+        names = sorted(p.stem for p in (root / listed).glob(f"*{suffix}"))
+        report.note(f"images of {listed}/ converted (no ImageSets/{sets}/train.txt; split files: "
                     f"{', '.join(found[:8]) or 'none'})", len(names))
-        return "Annotations", names
+        return listed, names
     split = split or "train"
-    path = sets / f"{split}.txt"
+    path = folder / f"{split}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such split file (found: {', '.join(found[:8]) or 'none'})")
     names = [line.split()[0] for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    return f"ImageSets/Main/{split}.txt", names
+    return f"ImageSets/{sets}/{split}.txt", names
 
 
-def _objects(path: Path) -> list:
-    """[(index, name, difficult, bndbox element or None)] of an XML file, or Skip."""
+def read_objects(path: Path) -> list:
+    """[(name, difficult, bndbox element or None)] of a VOC XML's objects in order (its ``<part>`` s are
+    not objects); Skip("unreadable_xml") when the file cannot be read, is not well-formed or has a
+    DOCTYPE (``parse_xml``: no entity expansion). Shared by ``voc`` and this module."""
     try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as e:
-        raise Skip("unreadable_xml", f"{path.name} cannot be read ({e})") from None
-    return [(k, (obj.findtext("name") or "").strip(),
+        root = parse_xml(path)
+    except (ValueError, OSError) as e:
+        detail = str(e).removeprefix(f"{path}: ")  # the message names the file by its name
+        raise Skip("unreadable_xml", f"{path.name} cannot be read ({detail})") from None
+    return [((obj.findtext("name") or "").strip(),
              (obj.findtext("difficult") or "0").strip() in ("1", "true", "True"), obj.find("bndbox"))
-            for k, obj in enumerate(root.findall("object"))]
+            for obj in root.iter("object")]
 
 
 def _box(bndbox) -> list:
@@ -85,7 +92,7 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
                    boxes_as_masks: bool = False) -> None:
     """Add the images of one split of a VOC detection tree and their boxes. ``images``: name -> image
     path (JPEGImages/)."""
-    source, names = _split_names(root, split, report=report)
+    source, names = split_names(root, split, sets="Main", listed="Annotations", suffix=".xml", report=report)
     report.note("VOC images with boxes only (no SegmentationObject PNGs): written as " +
                 ("rectangle masks (--boxes-as-masks)" if boxes_as_masks else
                  "box-only annotations (segmentation []; --boxes-as-masks writes rectangles)"), len(names))
@@ -93,18 +100,18 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
         record = f"{source} line {n} ({name})" if source != "Annotations" else f"Annotations/{name}.xml"
         xml_path = root / "Annotations" / f"{name}.xml"
         try:
+            if name not in images:  # first: a split file's name is a path probed only when it names an image
+                raise Skip("missing_image", f"no image JPEGImages/{name}.jpg")
             if not xml_path.is_file():
                 raise Skip("missing_annotation", f"no Annotations/{name}.xml")
-            if name not in images:
-                raise Skip("missing_image", f"no image JPEGImages/{name}.jpg")
-            objects = _objects(xml_path)
+            objects = read_objects(xml_path)
             height, width = image_size(images[name])
             image_id = builder.add_image(images[name], height=height, width=width, source=record)
         except Skip as e:
             report.skip(record, e)
             continue
         where = builder.relative(xml_path)
-        for k, label, difficult, bndbox in objects:
+        for k, (label, difficult, bndbox) in enumerate(objects):
             try:
                 box = _box(bndbox)
                 if boxes_as_masks:
