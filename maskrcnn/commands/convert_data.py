@@ -3,11 +3,12 @@
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
     maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
-    maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]
+    maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]   (VIA 1, 2, 3)
                           [--class-name N] [--classes a,b,c]
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
+                          [--boxes-as-masks] (a tree with boxes only: box-only COCO, or rectangles)
     maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--split Train] [--classes a,b,c]
-                          (file_name relative to the XML file's folder)
+                          (file_name relative to the XML file's folder; CVAT for images or for video)
     maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
                           [--classes a,b,c]
     maskrcnn convert-data --from yolo DATA_YAML_OR_FOLDER --output train.json [--split train|val|test]
@@ -18,7 +19,8 @@ folder), so ``maskrcnn train --train-images SRC`` finds every image; an image ou
 through ``..``. Label Studio exports name their images by URL: they are looked for under ``--images``
 (default: the export's folder), and ``file_name`` is relative to that folder. LabelMe images that exist
 only inside their JSON file (``imageData``) are written to
-``<OUT stem>_images/`` beside OUT.json, never into SRC, and referenced the same way, relative to SRC.
+``<OUT stem>_images/`` beside OUT.json, never into SRC; when every image came so, ``file_name`` is
+relative to OUT.json's folder (``<OUT stem>_images/a.png``), else to SRC like the others.
 YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
@@ -52,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source_format", required=True, choices=FORMATS,
                         help="the annotation format of SRC")
     parser.add_argument("src", metavar="SRC",
-                        help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/; "
+                        help="Cityscapes root; VOC: the folder holding JPEGImages/ and SegmentationObject/ "
+                             "(boxes only: Annotations/); "
                              "LabelMe / VIA: a folder (searched recursively for .json "
                              "files) or one JSON file (VIA: or its CSV export); CVAT: its XML export "
                              "(annotations.xml) or the folder holding it; Label Studio: its JSON or JSON-MIN "
@@ -62,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None,
                         help="cityscapes / yolo: the split to convert (default: train); voc: the names in "
                              "ImageSets/Segmentation/S.txt (default: train, or every SegmentationObject PNG "
-                             "when there is no train.txt); cvat: the images of subset S, e.g. Train or "
+                             "when there is no train.txt; a tree with boxes only: ImageSets/Main/S.txt, "
+                             "else every Annotations/ XML); cvat: the images of subset S, e.g. Train or "
                              "Validation of a project export (default: all)")
     parser.add_argument("--class-attribute", default=None, metavar="A",
                         help="via: the region attribute holding the class (default: a project's dropdown / "
@@ -81,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the export's folder); file_name values are relative to it")
     parser.add_argument("--boxes-as-masks", action="store_true", default=None,
                         help="yolo: write box-only lines (class cx cy w h) as rectangle masks instead of "
-                             "leaving them out")
+                             "leaving them out; voc (a tree with boxes only): write the boxes as rectangle "
+                             "masks instead of box-only annotations (segmentation [])")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -90,7 +95,7 @@ def _check_options(args) -> None:
     applies = {"split": ("cityscapes", "voc", "yolo", "cvat"), "class_attribute": ("via",),
                "class_name": ("via",),
                "classes": ("labelme", "via", "cvat", "labelstudio", "voc", "yolo"),
-               "images": ("labelstudio",), "boxes_as_masks": ("yolo",)}
+               "images": ("labelstudio",), "boxes_as_masks": ("yolo", "voc")}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -126,7 +131,8 @@ def _voc(args, src: Path, out: Path, report, description: str):
         raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
     classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
     builder = CocoBuilder(root=src, categories=classes.categories, description=description)
-    read_voc(src, split=args.split, classes=classes, builder=builder, report=report)
+    read_voc(src, split=args.split, classes=classes, builder=builder, report=report,
+             boxes_as_masks=bool(args.boxes_as_masks))
     return builder
 
 
@@ -168,7 +174,11 @@ def _labelme(args, src: Path, out: Path, report, description: str):
 
     root, files = json_files(src, exclude=[out])
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
-    read_labelme(files, builder=builder, report=report, embedded_dir=out.parent / f"{out.stem}_images")
+    embedded = out.parent / f"{out.stem}_images"
+    read_labelme(files, builder=builder, report=report, embedded_dir=embedded)
+    inside = f"{builder.relative(embedded)}/"
+    if builder.images and all(i["file_name"].startswith(inside) for i in builder.images):
+        builder.rebase(out.parent)  # every image came from imageData: "lm_images/a.png", not "../out/..."
     return builder
 
 

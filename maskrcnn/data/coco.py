@@ -21,7 +21,8 @@ define two different keypoint sets is refused when keypoints are read (one keypo
 An image that cannot be read at ``__getitem__`` is counted too and
 another image is returned in its place (deterministically).
 
-Annotation tools' own COCO dialects are read as their users meant them, each reading said once per
+Annotation tools' own COCO dialects are read as their users meant them (VIA 3's: ``coco_exports``), each
+reading said once per
 dataset in one line (``dataset.notes``, logged as warnings): a category that no annotation uses and that
 the other categories name as their supercategory (Roboflow's id 0 named after the dataset) is a grouping
 and no class; an annotation without a segmentation (``[]``, ``{}``, null or absent: a rectangle from CVAT,
@@ -63,6 +64,7 @@ from urllib.parse import unquote, urlsplit
 import torch
 
 from maskrcnn.class_names import distinct_names
+from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
@@ -347,6 +349,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = coco if coco is not None else load_coco_json(self.json_path)
+        data, export_notes = read_tool_exports(data, str(self.json_path))  # VIA 3's COCO, say
         self._problems = _Problems(str(self.json_path))
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
@@ -365,10 +368,11 @@ class CocoDataset(torch.utils.data.Dataset):
             if n:
                 self._notes.append(f"{self.json_path}: {n} crowd annotations (iscrowd 1) read as ordinary "
                                    f"objects (data.crowd_as_objects)")
-        elif cvat_crowd_note(annotations, str(self.json_path)):
-            self._notes.append(cvat_crowd_note(annotations, str(self.json_path)))
+        elif note := cvat_crowd_note(annotations, str(self.json_path)):
+            self._notes.append(note)
         self._load_annotations(annotations)
         self._problems.summarise()
+        self._notes[:0] = export_notes
         for note in self._notes:
             logger.warning(note)
         self.ids = [i for i in self._image_order if not (filter_empty and not self._has_objects(i))]

@@ -144,6 +144,12 @@ def _polygon_problem(seg: list, height: int, width: int) -> Optional[str]:
     good = 0
     lo_x, hi_x = -_POLYGON_MARGIN * width, (1 + _POLYGON_MARGIN) * width
     lo_y, hi_y = -_POLYGON_MARGIN * height, (1 + _POLYGON_MARGIN) * height
+    if seg and all(_is_number(v) for v in seg):  # [x1, y1, ...]: one polygon not wrapped in a list
+        return ("segmentation must be a list of polygons [[x1, y1, x2, y2, ...], ...]; this is a list of "
+                "numbers (a polygon not wrapped in a list)")
+    if seg and all(isinstance(p, (list, tuple)) and not p for p in seg):
+        return ("segmentation holds only empty polygons ([[]]: a shape without points, as VIA 3 exports "
+                "circles, ellipses and points)")
     for poly in seg:
         if not isinstance(poly, (list, tuple)) or len(poly) % 2:
             return "a polygon must be a flat list [x1, y1, x2, y2, ...] of even length"

@@ -38,6 +38,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.data.coco import category_names, load_coco_json
+from maskrcnn.data.coco_exports import warn_tool_exports
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.json_values import is_finite_number
@@ -251,6 +252,7 @@ def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[st
         data = gt
     else:
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
+    data = warn_tool_exports(data, source or "ground truth")  # VIA 3 COCO export, read as CocoDataset does
     anns = data.get("annotations", [])
     note = None if crowd_as_objects or source is None else cvat_crowd_note(anns, source)
     if note:

@@ -2,8 +2,10 @@
 masks decoded pixel-wise, groups, crowd regions, where images are found, and every bad record or file
 named and counted."""
 
+import io
 import json
 import math
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -12,8 +14,9 @@ from PIL import Image
 
 from maskrcnn.cli import main
 from maskrcnn.data.coco import CocoDataset
-from maskrcnn.data.formats.common import Skip
+from maskrcnn.data.formats.common import Report, Skip
 from maskrcnn.data.formats.cvat import decode_cvat_rle
+from maskrcnn.data.formats.cvat_video import frame_images
 
 H, W = 32, 48
 
@@ -267,11 +270,6 @@ def test_cvat_image_lookup(tmp_path):
      "annotations.xml: has a DOCTYPE declaration (refused"),
     ('<?xml version="1.0"?>\n<!DOCTYPE a SYSTEM "file:///etc/passwd">\n<annotations/>\n',
      "annotations.xml: has a DOCTYPE declaration (refused"),
-    ('<annotations><version>1.1</version><meta/><track id="0" label="cat" source="manual">'
-     '<box frame="0" outside="0" occluded="0" keyframe="1" xtl="1" ytl="1" xbr="5" ybr="5"/></track>'
-     '</annotations>',
-     'a "CVAT for video 1.1" export (<track> elements), which is not converted: export the task from CVAT '
-     'as "CVAT for images 1.1" instead'),
     ("<dataset><image name='a.png'/></dataset>", "not a CVAT XML export (the root element is <dataset>"),
     ("<annotations><version>2.0</version></annotations>", "CVAT XML version '2.0'; only 1.0 and 1.1 are"),
 ])
@@ -361,3 +359,49 @@ def test_cvat_polygon_bbox_is_its_extent_with_fractions(tmp_path):
     (ann,) = json.loads(out.read_text())["annotations"]
     assert ann["bbox"] == [10.5, 10.5, 49.75, 40.25]
     assert ann["area"] == int(_mask_of(ann["segmentation"], size=(64, 80)).sum())
+
+
+def test_cvat_for_video_tracks(tmp_path, capsys):
+    """"CVAT for video 1.1" (<track> with a shape on every frame, interpolated ones keyframe="0") was
+    refused: each frame's shapes inside the view are instances of frame_NNNNNN.PNG; outside="1" shapes
+    left out; a gap in a track is a warning (not interpolated)."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    for f in range(5):
+        _png(src / "images" / f"frame_{f:06d}.PNG")
+    box = '<box frame="{}" keyframe="{}" outside="{}" occluded="0" xtl="{}" ytl="2" xbr="{}" ybr="8"/>'
+    poly = '<polygon frame="{}" keyframe="1" outside="0" occluded="0" points="1,20;9,20;9,28;1,28"/>'
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><meta><task><labels><label><name>car</name></label>'
+        '<label><name>dog</name></label></labels></task></meta>'
+        '<track id="0" label="car" source="manual">' + box.format(0, 1, 0, 2, 10) + box.format(1, 0, 0, 4, 12)
+        + box.format(2, 1, 1, 6, 14) + '</track>'
+        '<track id="1" label="dog" group_id="0">' + poly.format(1) + poly.format(3) + '</track>'
+        '</annotations>')  # fmt: skip
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    files = {i["id"]: i["file_name"] for i in coco["images"]}
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    got = [(files[a["image_id"]], names[a["category_id"]], a["bbox"]) for a in coco["annotations"]]
+    assert got == [("images/frame_000000.PNG", "car", [2.0, 2.0, 8.0, 6.0]),
+                   ("images/frame_000001.PNG", "car", [4.0, 2.0, 8.0, 6.0]),
+                   ("images/frame_000001.PNG", "dog", [1.0, 20.0, 8.0, 8.0]),
+                   ("images/frame_000003.PNG", "dog", [1.0, 20.0, 8.0, 8.0])]  # fmt: skip
+    assert "track '1' has no shape on frames [2] after a shape inside the view" in err
+    assert "1 CVAT track shapes outside the view left out" in err and "2 CVAT tracks converted" in err
+
+
+def test_cvat_video_gap_after_outside_is_not_warned():
+    """CVAT writes no shape between an outside="1" keyframe and the track's return: frames 0 in, 1 in,
+    2 out, 4 in, 5 out were warned about frame 3; only a gap after a shape in view is."""
+    shape = '<box frame="{}" keyframe="1" outside="{}" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    track0 = "".join(shape.format(f, o) for f, o in ((0, 0), (1, 0), (2, 1), (4, 0), (5, 1)))
+    track1 = shape.format(0, 0) + shape.format(3, 1)
+    root = ET.fromstring(f'<annotations><track id="0" label="car">{track0}</track>'
+                         f'<track id="1" label="car">{track1}</track></annotations>')
+    report = Report(stream=io.StringIO())
+    frames = frame_images(root, [], report=report, where="a.xml")
+    assert [el.get("name") for el in frames] == ["frame_000000", "frame_000001", "frame_000004"]
+    assert report.messages == ["a.xml: warning: track '1' has no shape on frames [1, 2] after a shape inside "
+                               "the view: they are not interpolated here (CVAT's export writes every frame "
+                               "in view)"]

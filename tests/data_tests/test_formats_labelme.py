@@ -182,8 +182,10 @@ def test_labelme_single_file_with_fixed_classes(tmp_path, capsys):
     assert "b.json: shapes[0] (label 'bird'): label 'bird' is not one of the classes ['dog']" in captured.err
     assert "1 unknown_label" in captured.err
     coco = json.loads(out2.read_text())
-    assert coco["annotations"] == [] and coco["images"][0]["file_name"] == "../../dogs_images/b.png"
-    assert CocoDataset(json_path=out2, image_dir=src / "sub").skipped == {}
+    # every image came from imageData: file_name relative to OUT.json's folder, not "../../dogs_images/.."
+    assert coco["annotations"] == [] and coco["images"][0]["file_name"] == "dogs_images/b.png"
+    assert f"use --train-images {tmp_path}" in captured.out
+    assert CocoDataset(json_path=out2, image_dir=tmp_path).skipped == {}
 
     # Nothing converted: an error, and nothing written.
     out3 = tmp_path / "none.json"

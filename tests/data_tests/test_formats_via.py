@@ -75,9 +75,6 @@ def _tree(src):
     (src / "sub" / "project.json").write_text(
         json.dumps(project).replace('"filename": "img3.png"', '"filename": "../img3.png"')
     )
-    (src / "via3.json").write_text(
-        json.dumps({"project": {}, "config": {}, "attribute": {}, "file": {}, "metadata": {}, "view": {}})
-    )
 
 
 def test_via_exports_and_project(tmp_path, capsys):
@@ -112,9 +109,8 @@ def test_via_exports_and_project(tmp_path, capsys):
         "via2_export.json: 'img1.jpg1234' regions[4]: all_points_x and all_points_y must be lists",
         "via2_export.json: 'img1.jpg1234' regions[5]: no value for the class attribute 'name'",
         "via2_export.json: 'missing.jpg1234': image ",
-        "via3.json: a VIA 3 project (not supported)",
-        "skipped 7 record(s): 1 ambiguous_class, 1 bad_coordinates, 1 bad_shape, 1 missing_class, "
-        "1 missing_image, 1 not_via, 1 unsupported_shape",
+        "skipped 6 record(s): 1 ambiguous_class, 1 bad_coordinates, 1 bad_shape, 1 missing_class, "
+        "1 missing_image, 1 unsupported_shape",
     ):
         assert line in err, line
     assert "1 VIA files with the class from attribute 'kind'" in err
@@ -203,7 +199,7 @@ def test_via_csv_export(tmp_path, capsys):
         names = {c["id"]: c["name"] for c in coco["categories"]}
         assert [(names[a["category_id"]], a["bbox"], a["area"]) for a in coco["annotations"]] == [
             ("cat", [2.0, 2.0, 8.0, 6.0], 48), ("dog", [30.0, 20.0, 5.0, 4.0], 20)]
-        assert f"{path.name}: 'a.png99' regions[2]: the region has no 'shape_attributes' object" in err
+        assert f"{path.name}: 'a.png' regions[2]: the region has no 'shape_attributes' object" in err
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     assert _convert(tmp_path / "other.csv", tmp_path / "o.json") == 1
     assert "other.csv: not a VIA CSV export" in capsys.readouterr().err
@@ -317,3 +313,88 @@ def test_via_export_free_text_first_attribute_and_empty_shapes(tmp_path, capsys)
     assert _classes(tmp_path / "o3.json") == ["cat", "cat", "dog"]
     err = capsys.readouterr().err
     assert "1 VIA files with the class from attribute 'kind'" in err and "free text" not in err
+
+
+def test_via3_project(tmp_path, capsys):
+    """VIA 3: shape ids, option ids -> class names, extreme rectangles as their box; points, extreme
+    circles, timed regions and video files reported by file and counted."""
+    src = tmp_path / "v3"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "a.png")
+    project = {
+        "project": {"pname": "p", "vid_list": ["1", "2"]}, "config": {"file": {"loc_prefix": {}}},
+        "attribute": {"1": {"aname": "kind", "anchor_id": "FILE1_Z0_XY1", "type": 3,
+                            "options": {"0": "cat", "1": "dog"}},
+                      "2": {"aname": "note", "anchor_id": "FILE1_Z0_XY0", "type": 1, "options": {}}},
+        "file": {"1": {"fid": "1", "fname": "a.png", "type": 2, "loc": 1, "src": ""},
+                 "2": {"fid": "2", "fname": "v.mp4", "type": 4, "loc": 1, "src": ""}},
+        "view": {"1": {"fid_list": ["1"]}, "2": {"fid_list": ["2"]}},
+        "metadata": {
+            "1_a": {"vid": "1", "z": [], "xy": [7, 2, 2, 10, 2, 10, 8, 2, 8], "av": {"1": "0"}},
+            "1_b": {"vid": "1", "z": [], "xy": [2, 20, 10, 5, 4], "av": {"1": "1"}},
+            "1_c": {"vid": "1", "z": [], "xy": [8, 30, 5, 35, 2, 38, 6, 33, 9], "av": {"1": "1"}},
+            "1_d": {"vid": "1", "z": [], "xy": [1, 5, 5], "av": {"1": "0"}},
+            "1_e": {"vid": "1", "z": [], "xy": [9, 1, 1, 2, 2, 3, 1], "av": {"1": "0"}},
+            "1_f": {"vid": "1", "z": [1.5], "xy": [2, 1, 1, 3, 3], "av": {"1": "0"}},
+            "2_a": {"vid": "2", "z": [0.5], "xy": [2, 1, 1, 3, 3], "av": {"1": "0"}},
+        },
+    }  # fmt: skip
+    (src / "project.json").write_text(json.dumps(project))
+    out = tmp_path / "out.json"
+    assert _convert(src / "project.json", out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    got = [(names[a["category_id"]], a["bbox"]) for a in coco["annotations"]]
+    assert got == [("cat", [2.0, 2.0, 8.0, 6.0]), ("dog", [20.0, 10.0, 5.0, 4.0]),
+                   ("dog", [30.0, 2.0, 8.0, 7.0])]  # fmt: skip
+    assert coco["images"] == [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
+    assert "project.json: 'a.png' regions[3]: shape 'point' is not converted" in err
+    assert "shape 'extreme_circle' is not converted" in err
+    assert "region '1_f' has a time z=[1.5]" in err
+    assert "'v.mp4' is a video or audio file" in err
+    assert "2 unsupported_shape" in err and "1 timed_region" in err and "1 not_image" in err
+
+
+def test_via_user_problem_keys_are_data(tmp_path, capsys):
+    """An entry or region of a user's VIA 2 file with a "problem" key had it raised (TypeError: exceptions
+    must derive from BaseException): only the VIA 3 translation's Skip is raised."""
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "a.png")
+    region = {**_region(_rect(2, 2, 8, 6), name="cat"), "problem": "blurry"}
+    data = _entry("a.png", [region])
+    data["a.png1234"]["problem"] = "check again"
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "e.json", out) == 0
+    assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
+
+
+def test_via3_inline_file_and_bad_regions_reported(tmp_path, capsys):
+    """An inline file's src (a data: URI) was taken as its file name (OSError "File name too long", the
+    conversion aborted); xy [[7], 1, 2] raised TypeError; a fid_list that is no list, or a region whose
+    view is missing, dropped silently: each is reported by region and counted."""
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "a.png")
+    rect = [2, 2, 2, 8, 6]
+    project = {
+        "project": {}, "config": {}, "attribute": {},
+        "file": {"1": {"fname": "a.png", "type": 2, "loc": 4, "src": "data:image/png;base64," + "A" * 5000}},
+        "view": {"1": {"fid_list": ["1"]}, "2": {"fid_list": "1"}, "3": {"fid_list": ["9"]}},
+        "metadata": {"m1": {"vid": "1", "xy": rect}, "m2": {"vid": "1", "xy": [[7], 1, 2]},
+                     "m3": {"vid": "2", "xy": rect}, "m4": {"vid": "3", "xy": rect},
+                     "m5": {"vid": "4", "xy": rect}},
+    }  # fmt: skip
+    (tmp_path / "p.json").write_text(json.dumps(project))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "p.json", out, "--class-name", "thing") == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.png"]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
+    for line in (
+        "p.json: 'a.png' regions[1]: region 'm2': xy [[7], 1, 2] is not [shape id, coordinates...]; skipped",
+        "p.json: 'metadata m3': region 'm3' lies on view '2', whose fid_list '1' is not a list of file ids",
+        "p.json: 'metadata m4': region 'm4' lies on view '3', whose file '9' is not in 'file'",
+        "p.json: 'metadata m5': region 'm5' lies on view '4', which is not in 'view' (views: ['1', '2', '3']",
+        "skipped 4 record(s): 1 bad_shape, 3 bad_view",
+    ):
+        assert line in err, line

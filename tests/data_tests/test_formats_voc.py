@@ -91,8 +91,9 @@ def _tree(root):
     _image(root, "2007_000002")
     _rgb_png(root / "SegmentationObject" / "2007_000002.png", objects)
     _rgb_png(root / "SegmentationClass" / "2007_000002.png", classes)
-    # Named in the split: PNGs without their image; no PNG at all.
+    # Named in the split: PNGs without their image; an image without its PNG.
     _palette_png(root / "SegmentationObject" / "2007_000003.png", objects)
+    _image(root, "2007_000004")
     _split(root, "train", ["2007_000001", "2007_000002", "2007_000003", "2007_000004"])
     _split(root, "val", ["2007_000002"])
 
@@ -175,6 +176,7 @@ def test_no_split_files_converts_every_object_png_empty_png_and_16bit_grey(tmp_p
     assert Image.open(root / "SegmentationObject" / "b.png").mode.startswith("I")
     (root / "Annotations").mkdir()
     (root / "Annotations" / "b.xml").write_text("<annotation><object><name>cat")  # cut short
+    (root / "Annotations" / "a.xml").write_text(_DOCTYPE_XML)
     out = tmp_path / "all.json"
     assert _convert(root, out) == 0
     err = capsys.readouterr().err
@@ -187,8 +189,10 @@ def test_no_split_files_converts_every_object_png_empty_png_and_16bit_grey(tmp_p
     assert ("2 images of SegmentationObject/ converted (no ImageSets/Segmentation/train.txt; split files: "
             "none)") in err
     assert "1 images without instances" in err
-    assert "SegmentationObject/b.png: warning: b.xml cannot be read (no element found" in err
+    assert ("SegmentationObject/b.png: warning: b.xml cannot be read (line 1, column 29: not well-formed XML "
+            "(no element found)); classes from SegmentationClass only") in err
     assert "classes from SegmentationClass only, difficult flags unknown" in err
+    assert "SegmentationObject/a.png: warning: a.xml cannot be read (has a DOCTYPE declaration" in err
     assert "skipped 0 record(s)" in err
 
 
@@ -344,3 +348,76 @@ def test_other_png_modes_read_as_indices(tmp_path, mode):
     coco = json.loads(out.read_text())
     (ann,) = coco["annotations"]
     assert ann["category_id"] == PERSON and (mask_utils.decode(ann["segmentation"]) == ids).all()
+
+
+_DOCTYPE_XML = ('<!DOCTYPE annotation [<!ENTITY x "cat">]><annotation><object><name>&x;</name>'
+                '<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>')
+
+
+def _det_xml(root, name, objects):
+    """A detection XML: (name, difficult, (xmin, ymin, xmax, ymax) 1-based inclusive or None)."""
+    path = root / "Annotations" / f"{name}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(
+        f"<object><name>{n}</name><difficult>{d}</difficult>"
+        + ("" if box is None else "<bndbox>" + "".join(
+            f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box)) + "</bndbox>")
+        + "<part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>3</xmax><ymax>3</ymax></bndbox>"
+          "</part></object>"
+        for n, d, box in objects)
+    path.write_text(f"<annotation><filename>{name}.jpg</filename>{body}</annotation>")
+
+
+def test_voc_detection_tree_boxes_only(tmp_path, capsys):
+    """Annotations/ + ImageSets/Main without SegmentationObject PNGs (LabelImg, CVAT's VOC export of box
+    tasks) was refused "SegmentationObject: no such folder" (and, with the folder empty, "no voc
+    annotations there"): box-only COCO, or rectangles with --boxes-as-masks; split from ImageSets/Main."""
+    root = tmp_path / "det"
+    for name in ("a", "b", "c"):
+        _image(root, name)
+    _det_xml(root, "a", [("dog", 0, (11, 6, 20, 15)), ("cat", 1, (1, 1, 48, 40)), ("cat", 0, None)])
+    _det_xml(root, "b", [("person", 0, (5, 5, 10, 10))])
+    _det_xml(root, "c", [("bird", 0, (1, 1, 2, 2))])
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("a\nmissing\n")
+    (root / "ImageSets" / "Main" / "val.txt").write_text("b\n")
+    (root / "SegmentationObject").mkdir()  # empty, as some exports leave it
+    out = tmp_path / "train.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["JPEGImages/a.jpg"]
+    got = [(a["category_id"], a["bbox"], a["area"], a["segmentation"], a["iscrowd"])
+           for a in coco["annotations"]]
+    assert got == [(DOG, [10.0, 5.0, 10.0, 10.0], 100.0, [], 0),
+                   (CAT, [0.0, 0.0, 48.0, 32.0], 1536.0, [], 1)]  # clipped to the 48x32 image
+    assert "ImageSets/Main/train.txt line 2 (missing): no image JPEGImages/missing.jpg; skipped" in err
+    assert "Annotations/a.xml: object 3 (cat): the object has no <bndbox>; skipped" in err
+    assert "box-only annotations (segmentation []" in err
+    dataset = CocoDataset(json_path=out, image_dir=root)  # the loader trains them as boxes
+    assert dataset.box_only_annotations == 2
+    target = dataset[0][1]
+    assert target["boxes"].tolist()[0] == [10.0, 5.0, 20.0, 15.0]
+    assert target["has_mask"].tolist() == [False, False]
+
+    assert _convert(root, out, "--split", "val", "--boxes-as-masks") == 0
+    coco = json.loads(out.read_text())
+    ann = coco["annotations"][0]
+    assert ann["segmentation"] == [[4.0, 4.0, 10.0, 4.0, 10.0, 10.0, 4.0, 10.0]] and ann["area"] == 36
+    assert _convert(tmp_path / "voc_seg_missing", out, "--boxes-as-masks") == 1
+
+
+def test_voc_detection_xml_with_doctype_refused(tmp_path, capsys):
+    """VOC XML was read with plain ET.parse, entities expanded (CVAT's reader refuses a DOCTYPE): the
+    file is skipped as unreadable, named."""
+    root = tmp_path / "det"
+    for name in ("a", "b"):
+        _image(root, name)
+    _det_xml(root, "b", [("dog", 0, (11, 6, 20, 15))])
+    (root / "Annotations" / "a.xml").write_text(_DOCTYPE_XML)
+    out = tmp_path / "o.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["JPEGImages/b.jpg"]
+    assert "Annotations/a.xml: a.xml cannot be read (has a DOCTYPE declaration (refused" in err
+    assert "skipped 1 record(s): 1 unreadable_xml" in err

@@ -153,7 +153,7 @@ def test_yolo_boxes_as_masks(tmp_path, capsys):
     # The option is refused for the other formats.
     argv = ["convert-data", "--from", "labelme", str(src), "--output", str(out), "--boxes-as-masks"]
     assert main(argv) == 1
-    assert "--boxes-as-masks applies to --from yolo, not labelme" in capsys.readouterr().err
+    assert "--boxes-as-masks applies to --from yolo / voc, not labelme" in capsys.readouterr().err
 
 
 def test_yolo_bad_lines_named_and_counted(tmp_path, capsys):
@@ -409,3 +409,17 @@ def test_yolo_classes_left_out_are_told_once_per_class_with_a_count(tmp_path, ca
     assert "5 lines of classes not in --classes left out" in err and "skipped 0 record(s)" in err
     coco = json.loads(out.read_text())
     assert coco["categories"] == [{"id": 1, "name": "dog"}] and len(coco["annotations"]) == 6
+
+
+def test_yolo_path_up_and_back_is_shown_tidy(tmp_path, capsys, monkeypatch):
+    """'path: ../ds' (Ultralytics' own YAMLs write it so) printed --train-images ds/../ds."""
+    src = tmp_path / "ds"
+    src.mkdir()
+    (src / "data.yaml").write_text("path: ../ds\ntrain: images/train\nnames:\n  0: cat\n")
+    _image(src / "images/train/a.png")
+    (src / "labels/train").mkdir(parents=True)
+    (src / "labels/train/a.txt").write_text(_line(0, *RECT) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert-data", "--from", "yolo", "ds", "--output", "o.json"]) == 0
+    out = capsys.readouterr().out
+    assert "file_name values are relative to ds: use --train-images ds\n" in out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, Sequence, TextIO
@@ -30,7 +31,7 @@ from maskrcnn.data import images
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
-__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "read_json",
+__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "parse_xml", "read_json",
            "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
@@ -84,6 +85,32 @@ class Report:
         listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
         lines.append(f"skipped {total} record(s)" + (f": {listing}" if listing else ""))
         return "\n".join(lines)
+
+
+class _RefuseDoctype(ET.TreeBuilder):
+    """A tree builder that stops the parse at a DOCTYPE: expat calls ``doctype`` as the declaration
+    starts, before its internal subset (where entities would be declared) is read."""
+
+    def doctype(self, name, pubid, system):
+        raise ValueError("has a DOCTYPE declaration (refused: entity declarations can expand without "
+                         "bound or read other files, and no annotation tool writes one)")
+
+
+def parse_xml(path: Path) -> ET.Element:
+    """The root element of an XML file (CVAT, VOC); ValueError in one line naming the file (and the line)
+    when it is not well-formed or has a DOCTYPE; OSError when it cannot be read."""
+    parser = ET.XMLParser(target=_RefuseDoctype())
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                parser.feed(chunk)
+        return parser.close()
+    except ET.ParseError as e:
+        line, column = e.position
+        reason = str(e).split(":")[0]  # "mismatched tag: line 3, column 2" -> "mismatched tag"
+        raise ValueError(f"{path}: line {line}, column {column}: not well-formed XML ({reason})") from None
+    except ValueError as e:  # from _RefuseDoctype
+        raise ValueError(f"{path}: {e}") from None
 
 
 def image_size(path: Path) -> tuple:
@@ -189,6 +216,16 @@ class CocoBuilder:
         self._sizes[image_id] = (int(height), int(width))
         return image_id
 
+    def rebase(self, root: Path) -> None:
+        """Make ``root`` the folder every ``file_name`` is relative to (the files stay where they are)."""
+        root = Path(root)
+        for image in self.images:
+            image["file_name"] = Path(os.path.relpath((self.root / image["file_name"]).absolute(),
+                                                      root.absolute())).as_posix()
+        self._sources = {Path(os.path.relpath((self.root / k).absolute(), root.absolute())).as_posix(): v
+                         for k, v in self._sources.items()}
+        self.root = root
+
     def declare(self, labels: Iterable[str]) -> None:
         """Labels the export lists as its classes: categories even without instances (not used with a
         fixed list of categories, which says exactly which there are)."""
@@ -224,6 +261,22 @@ class CocoBuilder:
         rle = mask_utils.merge(mask_utils.frPyObjects([list(p) for p in polygons], height, width))
         return self._add(image_id, label, [list(p) for p in polygons], rle, iscrowd,
                          bbox=_polygon_box(polygons, height, width))
+
+    def add_box(self, image_id: int, label: str, box: Sequence[float], *, iscrowd: bool = False) -> dict:
+        """A box-only instance (a detection dataset's box, no mask): ``box`` (x1, y1, x2, y2) clipped to
+        the image, written with ``segmentation`` [] (what the COCO loader trains as a box, leaving it
+        out of the mask loss) and its area w * h."""
+        self.check_label(label)
+        height, width = self._sizes[image_id]
+        x1, x2 = (min(max(float(v), 0.0), float(width)) for v in sorted(box[0::2]))
+        y1, y2 = (min(max(float(v), 0.0), float(height)) for v in sorted(box[1::2]))
+        if x2 <= x1 or y2 <= y1:
+            raise Skip("empty_mask", f"box {list(box)} lies outside the {width}x{height} image or is empty")
+        w, h = round(x2 - x1, 6), round(y2 - y1, 6)
+        ann = {"id": len(self.annotations) + 1, "image_id": image_id, "_label": label, "segmentation": [],
+               "area": round(w * h, 6), "bbox": [x1, y1, w, h], "iscrowd": int(bool(iscrowd))}
+        self.annotations.append(ann)
+        return ann
 
     def add_mask(self, image_id: int, label: str, mask: np.ndarray, *, iscrowd: bool = False):
         """An instance given as an (H, W) boolean mask, written as compressed RLE."""

@@ -1,4 +1,4 @@
-"""CVAT's "CVAT for images 1.1" XML export (``annotations.xml``) -> COCO instances.
+"""CVAT's "CVAT for images 1.1" (and "CVAT for video 1.1") XML export (``annotations.xml``) -> COCO instances.
 
 Shapes: an image is H rows x W columns; a mask patch is (h, w) bool; P points of a shape are (P, 2).
 
@@ -35,9 +35,8 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
   only; a video task's frames (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
   their extension added. The image's own size is used; ``width`` / ``height`` that differ cause a
   warning, as in the LabelMe converter.
-- "CVAT for video 1.1" exports (``<track>`` elements) are refused in one line: CVAT exports the same
-  task as "CVAT for images 1.1", tracks split into per-frame shapes and every frame named, which this
-  reads; converting tracks here would duplicate CVAT's interpolation rules for no gain.
+- "CVAT for video 1.1" exports (``<track>`` elements, a shape on every frame): each frame's shapes
+  inside the view are that frame's instances (``cvat_video``; its images ``frame_000000.PNG`` ...).
 
 The XML is parsed with the standard library and refused, before any element is built, when it has a
 DOCTYPE: entity declarations (the "billion laughs" expansion, external files) can only come in one, and
@@ -56,10 +55,11 @@ from typing import Optional
 
 import numpy as np
 
-from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size
+from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size, parse_xml
+from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
 from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
 
-__all__ = ["ANNOTATIONS_FILE", "cvat_file", "declared_labels", "decode_cvat_rle", "parse_xml", "read_cvat"]
+__all__ = ["ANNOTATIONS_FILE", "cvat_file", "declared_labels", "decode_cvat_rle", "read_cvat"]
 
 ANNOTATIONS_FILE = "annotations.xml"
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
@@ -82,32 +82,6 @@ def cvat_file(src: Path) -> Path:
         return found[0]
     listing = f"{len(found)} .xml files; name one" if found else "no .xml file"
     raise FileNotFoundError(f"{src}: no {ANNOTATIONS_FILE} in the folder ({listing})")
-
-
-class _RefuseDoctype(ET.TreeBuilder):
-    """A tree builder that stops the parse at a DOCTYPE: expat calls ``doctype`` as the declaration
-    starts, before its internal subset (where entities would be declared) is read."""
-
-    def doctype(self, name, pubid, system):
-        raise ValueError("has a DOCTYPE declaration (refused: entity declarations can expand without "
-                         "bound or read other files, and CVAT never writes one)")
-
-
-def parse_xml(path: Path) -> ET.Element:
-    """The root element of an XML file; ValueError in one line naming the file (and the line) when it
-    cannot be read, is not well-formed, or has a DOCTYPE."""
-    parser = ET.XMLParser(target=_RefuseDoctype())
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                parser.feed(chunk)
-        return parser.close()
-    except ET.ParseError as e:
-        line, column = e.position
-        reason = str(e).split(":")[0]  # "mismatched tag: line 3, column 2" -> "mismatched tag"
-        raise ValueError(f"{path}: line {line}, column {column}: not well-formed XML ({reason})") from None
-    except ValueError as e:  # from _RefuseDoctype
-        raise ValueError(f"{path}: {e}") from None
 
 
 def _float(el: ET.Element, name: str) -> float:
@@ -306,9 +280,6 @@ def _check_root(path: Path, root: ET.Element) -> list:
     if root.tag != "annotations":
         raise ValueError(f"{path}: not a CVAT XML export (the root element is <{root.tag}>, "
                          "not <annotations>)")
-    if root.find("track") is not None:
-        raise ValueError(f'{path}: a "CVAT for video 1.1" export (<track> elements), which is not converted: '
-                         'export the task from CVAT as "CVAT for images 1.1" instead')
     version: Optional[str] = root.findtext("version")
     if version is not None and version.strip() not in _VERSIONS:
         raise ValueError(f"{path}: CVAT XML version {version.strip()!r}; only {' and '.join(_VERSIONS)} are "
@@ -348,9 +319,11 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     xml_path = Path(xml_path)
     root = parse_xml(xml_path)
     images = _check_root(xml_path, root)
+    xml_name = builder.relative(xml_path)
+    if has_tracks(root):  # "CVAT for video 1.1": a track's shape on every frame
+        images = frame_images(root, images, report=report, where=xml_name)
     if split is not None:
         images = _subset(xml_path, images, split)
     builder.declare(declared_labels(root))
-    xml_name = builder.relative(xml_path)
     for index, el in enumerate(images):
         _convert_image(el, index, xml_name=xml_name, builder=builder, report=report)

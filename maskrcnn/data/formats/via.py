@@ -1,4 +1,4 @@
-"""VGG Image Annotator (VIA 1 and 2) annotation files -> COCO instances.
+"""VGG Image Annotator (VIA 1, 2 and 3) annotation files -> COCO instances.
 
 Accepted files: the "export annotations as JSON" format, ``{"<filename><size>": {"filename", "size",
 "regions", "file_attributes"}, ...}``, with ``regions`` a list (VIA 2) or a dict keyed "0", "1", ... (VIA
@@ -27,6 +27,8 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
 - The image is ``filename`` relative to the JSON file's folder, else to a VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
   read from the image file).
+- A VIA 3 project (``{"project", "attribute", "file", "view", "metadata"}``) is translated into the
+  entries above by ``via3`` (its shape ids, option ids, image files) and converted as they are.
 - VIA's CSV export (a row per region, the shape and attributes as JSON in their cells; an image without
   regions has one row with ``{}``) is read as the JSON export it mirrors, when given as the file to
   convert (a folder is searched for ``.json`` files only).
@@ -48,6 +50,7 @@ from maskrcnn.data.formats.geometry import (
     rectangle_points,
     to_coco_polygon,
 )
+from maskrcnn.data.formats.via3 import is_via3_project, via3_entries
 
 __all__ = ["DEFAULT_CLASS_NAME", "read_via"]
 
@@ -67,8 +70,9 @@ def _search_paths(settings) -> list:
 def _entries(data) -> tuple:
     """(entries [(key, entry)], the region attributes the file defines {name: definition}, image folders
     it names) of a VIA 1/2 file, or Skip."""
-    if isinstance(data, dict) and {"project", "metadata", "file"} <= set(data):
-        raise Skip("not_via", "a VIA 3 project (not supported): export it from VIA 3 as COCO instead")
+    if is_via3_project(data):
+        entries, defined = via3_entries(data)
+        return entries, defined, []
     defined, search = {}, []
     if isinstance(data, dict) and "_via_img_metadata" in data:  # a VIA 2 project file
         attributes = data.get("_via_attributes")
@@ -121,7 +125,11 @@ def _read_csv(path: Path) -> dict:
         shape, attributes = _csv_cell(row["region_shape_attributes"]), _csv_cell(row["region_attributes"])
         if shape != {}:  # {}: the one row of an image without regions
             regions.append({"shape_attributes": shape, "region_attributes": attributes})
-    return entries
+    # messages name an entry by its key: the file name alone reads better than "c2.jpg123" (the CSV has
+    # no key column); filename + size only where one name comes with two sizes
+    names = [entry["filename"] for entry in entries.values()]
+    return {entry["filename"] if names.count(entry["filename"]) == 1 else key: entry
+            for key, entry in entries.items()}
 
 
 def _regions(entry: dict) -> list:
@@ -287,6 +295,8 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
         where = f"{name}: {key!r}"
         try:
             filename = entry.get("filename")
+            if isinstance(entry.get("problem"), Skip):  # VIA 3: a video or audio file (a user key: no)
+                raise entry["problem"]
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
             image_path = _image_path(path, filename, search)
@@ -298,6 +308,8 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
             continue
         for index, region in regions:
             try:
+                if isinstance(region, dict) and isinstance(region.get("problem"), Skip):  # VIA 3: timed
+                    raise region["problem"]
                 label = _region_class(region, attribute, class_name)
                 shape = region.get("shape_attributes") if isinstance(region, dict) else None
                 polygon = to_coco_polygon(_region_points(shape), width, height)

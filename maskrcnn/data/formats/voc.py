@@ -37,13 +37,17 @@ Rules:
   turned the image before annotating) are used as they are.
 - Reported and skipped: a name whose PNG or image is missing, a mask of another size than the image,
   an unreadable PNG or an unknown colour (the image); an instance with no class (the instance). An
-  instance id with no XML object is a warning (its class comes from SegmentationClass). An object PNG
-  with no instance gives an image without instances.
+  instance id with no XML object is a warning (its class comes from SegmentationClass), and so is an
+  unreadable XML (one with a DOCTYPE too: ``common.parse_xml`` expands no entity). An object PNG with
+  no instance gives an image without instances. A split file's name is looked up among the images
+  before any other path is built from it.
+- A detection tree (``Annotations/*.xml`` and ``ImageSets/Main/``, no SegmentationObject PNG: VOC's
+  detection task, LabelImg, CVAT's VOC export of box tasks) is converted by ``voc_boxes``: box-only
+  instances (``segmentation`` []), or rectangles with ``--boxes-as-masks``.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
@@ -51,6 +55,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
+from maskrcnn.data.formats.voc_boxes import has_boxes_only, read_objects, read_voc_boxes, split_names
 from maskrcnn.data.images import IMAGE_EXTENSIONS
 
 __all__ = ["VOC_CLASSES", "VocClasses", "read_voc", "voc_classes", "voc_colormap"]
@@ -204,34 +209,11 @@ def _xml_objects(path: Path, *, report: Report, where: str) -> Optional[list]:
     if not path.is_file():
         return None
     try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as e:
-        report.warn(where, f"{path.name} cannot be read ({e}); classes from SegmentationClass only, "
-                           f"difficult flags unknown")
+        objects = read_objects(path)
+    except Skip as e:
+        report.warn(where, f"{e}; classes from SegmentationClass only, difficult flags unknown")
         return None
-    objects = []
-    for obj in root.iter("object"):
-        name = (obj.findtext("name") or "").strip()
-        difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
-        objects.append((name, difficult))
-    return objects
-
-
-def _split_names(root: Path, split: Optional[str], *, report: Report) -> tuple:
-    """(where the names came from, [names]) of the split."""
-    sets = root / "ImageSets" / "Segmentation"
-    found = sorted(p.stem for p in sets.glob("*.txt")) if sets.is_dir() else []
-    if split is None and "train" not in found:
-        names = sorted(p.stem for p in (root / "SegmentationObject").glob("*.png"))
-        report.note(f"images of SegmentationObject/ converted (no ImageSets/Segmentation/train.txt; "
-                    f"split files: {', '.join(found) or 'none'})", len(names))
-        return "SegmentationObject", names
-    split = split or "train"
-    path = sets / f"{split}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such split file (found: {', '.join(found) or 'none'})")
-    names = [line.split()[0] for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    return f"ImageSets/Segmentation/{split}.txt", names
+    return [(name, difficult) for name, difficult, _ in objects]
 
 
 def _image_paths(image_dir: Path) -> dict:
@@ -307,10 +289,21 @@ def _convert_image(name: str, image_path: Path, *, root: Path, classes: VocClass
 
 
 def read_voc(root: Path, *, split: Optional[str], classes: VocClasses, builder: CocoBuilder,
-             report: Report) -> None:
+             report: Report, boxes_as_masks: bool = False) -> None:
     """Add the images of one split of a VOC tree and their instances (builder categories:
-    ``classes.categories``)."""
+    ``classes.categories``). A detection tree (Annotations/*.xml, no SegmentationObject PNG) is read by
+    ``voc_boxes`` (``boxes_as_masks``: its boxes as rectangle masks)."""
     root = Path(root)
+    if has_boxes_only(root):
+        if not (root / "JPEGImages").is_dir():
+            raise FileNotFoundError(f"{root / 'JPEGImages'}: no such folder; a VOC detection tree has "
+                                    "JPEGImages/ beside Annotations/ (export the images too)")
+        read_voc_boxes(root, split=split, images=_image_paths(root / "JPEGImages"), builder=builder,
+                       report=report, boxes_as_masks=boxes_as_masks)
+        return
+    if boxes_as_masks:
+        raise ValueError(f"{root}: --boxes-as-masks applies to VOC trees with boxes only (Annotations/*.xml "
+                         f"without SegmentationObject PNGs); this one has masks")
     for folder in ("SegmentationObject", "JPEGImages"):
         if not (root / folder).is_dir():
             raise FileNotFoundError(
@@ -318,15 +311,16 @@ def read_voc(root: Path, *, split: Optional[str], classes: VocClasses, builder: 
                 f"SegmentationClass/ (and Annotations/, ImageSets/Segmentation/) side by side"
                 + (" (export the images with the annotations)" if folder == "JPEGImages" else "")
             )
-    source, names = _split_names(root, split, report=report)
+    source, names = split_names(root, split, sets="Segmentation", listed="SegmentationObject", suffix=".png",
+                                report=report)
     images = _image_paths(root / "JPEGImages")
     for n, name in enumerate(names, 1):
         record = f"{source} line {n} ({name})" if source != "SegmentationObject" else f"{source}/{name}.png"
+        if name not in images:  # first: a split file's name is probed as a path only when it is an image's
+            report.skip(record, Skip("missing_image", f"no image JPEGImages/{name}.jpg"))
+            continue
         if not (root / "SegmentationObject" / f"{name}.png").is_file():
             report.skip(record, Skip("missing_annotation", f"no SegmentationObject/{name}.png"))
-            continue
-        if name not in images:
-            report.skip(record, Skip("missing_image", f"no image JPEGImages/{name}.jpg"))
             continue
         try:
             _convert_image(name, images[name], root=root, classes=classes, builder=builder, report=report)

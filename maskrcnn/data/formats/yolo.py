@@ -62,6 +62,7 @@ describes is unknown, so both are skipped: ``ambiguous_label``).
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,10 @@ def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
             raise ValueError(f"{path}: 'path' must be a folder, not {given!r}")
         candidate = root / given  # an absolute 'path' stays as it is
         if candidate.is_dir():
-            root = candidate
+            # "yolo3/../yolo3" shown as "yolo3" (in file names and the --train-images line): the lexical
+            # form is kept only where it is the same folder (a symlink before '..' would make it another)
+            tidy = Path(os.path.normpath(candidate))
+            root = tidy if tidy.resolve() == candidate.resolve() else candidate
         else:
             report.warn(path.name, f"'path: {given}' is not a folder here; reading the splits relative to "
                                    f"the YAML's folder {root}")

@@ -1,0 +1,114 @@
+"""COCO files as some annotation tools export them, read as their users meant them.
+
+VIA 3's "Export as COCO" writes (its project files are converted by ``convert-data --from via``):
+
+- ``"width": -1, "height": -1`` (VIA does not keep the size): an unknown size, removed, so that the
+  loader measures the image file as it does for records without a size;
+- a polygon's ``segmentation`` as one flat list ``[x1, y1, x2, y2, ...]``, not wrapped in the list of
+  polygons COCO expects: wrapped, ``[[x1, y1, ...]]`` (a flat list of at least 6 numbers, even length);
+- ``"bbox": [null, null, null, null]`` (or ``[[]]``): its polygons' extent (as COCO's files give it),
+  else removed, so that the loader gives the annotation its segmentation's box;
+- ``"area": null``: removed, so that a reader that needs it computes the mask's (the evaluator; the
+  loader computes areas itself);
+- circles, ellipses and points as ``"segmentation": [[]]``: left to the loader, which reports them as
+  empty shapes (``mask_codec``); ``"iscrowd": false`` needs nothing (read as 0), nor category ids from 0.
+
+Each reading is said in one note (``warn_tool_exports``: as warnings, for ``eval --results``'s ground
+truth). The parsed file is never modified: the records changed are copies.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+__all__ = ["read_tool_exports", "warn_tool_exports"]
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _unknown_size(img) -> bool:
+    return isinstance(img, dict) and img.get("width") == -1 and img.get("height") == -1
+
+
+def _flat_polygon(seg) -> bool:
+    return isinstance(seg, list) and len(seg) >= 6 and len(seg) % 2 == 0 and all(map(_number, seg))
+
+
+def _no_box(bbox) -> bool:
+    """VIA 3's box of a shape it did not measure: [null, null, null, null] or [[]]."""
+    return isinstance(bbox, list) and bool(bbox) and all(v is None or v == [] for v in bbox)
+
+
+def _polygons_extent(seg):
+    """[x, y, w, h] around the vertices of a list of polygons; None when it is no such list."""
+    if not (isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                                                  and all(map(_number, p)) for p in seg)):
+        return None
+    xs = [v for p in seg for v in p[0::2]]
+    ys = [v for p in seg for v in p[1::2]]
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def _null_area(a) -> bool:
+    return isinstance(a, dict) and "area" in a and a["area"] is None
+
+
+def read_tool_exports(data: dict, source: str) -> tuple:
+    """(``data`` with the readings above, [notes naming ``source``]); ``data`` itself when nothing
+    needed reading."""
+    images, annotations = data.get("images"), data.get("annotations")
+    images = images if isinstance(images, list) else []
+    annotations = annotations if isinstance(annotations, list) else []
+    sized = sum(map(_unknown_size, images))
+    wrapped = sum(isinstance(a, dict) and _flat_polygon(a.get("segmentation")) for a in annotations)
+    unboxed = sum(isinstance(a, dict) and _no_box(a.get("bbox")) for a in annotations)
+    unmeasured = sum(map(_null_area, annotations))
+    if not (sized or wrapped or unboxed or unmeasured):
+        return data, []
+    out = dict(data)
+    if sized:
+        out["images"] = [{k: v for k, v in img.items() if k not in ("width", "height")}
+                         if _unknown_size(img) else img for img in images]
+    if wrapped or unboxed or unmeasured:
+        fixed = []
+        for a in annotations:
+            if isinstance(a, dict) and (_flat_polygon(a.get("segmentation")) or _no_box(a.get("bbox"))
+                                        or _null_area(a)):
+                a = dict(a)
+                if _flat_polygon(a.get("segmentation")):
+                    a["segmentation"] = [a["segmentation"]]
+                if _no_box(a.get("bbox")):
+                    extent = _polygons_extent(a.get("segmentation"))
+                    if extent is None:
+                        del a["bbox"]
+                    else:
+                        a["bbox"] = extent
+                if _null_area(a):
+                    del a["area"]
+            fixed.append(a)
+        out["annotations"] = fixed
+    notes = []
+    if sized:
+        notes.append(f"{source}: {sized} images have width and height -1 (unknown, as VIA 3 exports "
+                     f"them): their files' sizes are used")
+    if wrapped:
+        notes.append(f"{source}: {wrapped} segmentations are one flat polygon [x1, y1, ...] not wrapped in "
+                     f"a list (as VIA 3 exports them): read as [[x1, y1, ...]]")
+    if unboxed:
+        notes.append(f"{source}: {unboxed} annotations have a bbox of nulls (as VIA 3 exports them): "
+                     f"their segmentation's box is used")
+    if unmeasured:
+        notes.append(f"{source}: {unmeasured} annotations have area null (as VIA 3 exports them): the "
+                     f"mask's area is used")
+    return out, notes
+
+
+def warn_tool_exports(data: dict, source: str) -> dict:
+    """``read_tool_exports`` for a reader that has no report of its own: each note a warning."""
+    data, notes = read_tool_exports(data, source)
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return data

@@ -1,0 +1,97 @@
+"""CVAT's "CVAT for video 1.1" tracks -> the per-frame ``<image>`` elements ``cvat`` converts.
+
+A video export holds ``<track id label [group_id] source>`` elements, each with one shape per frame
+(``<polygon frame keyframe outside occluded points ...>``, ``<box>``, ``<ellipse>``, ``<mask>``, ...).
+CVAT writes a track's shape for every frame while the object is in view, the interpolated ones with
+``keyframe="0"`` (its XML format documentation: each shape is cloned for each location); after a shape
+with ``outside="1"`` (the object has left the view) it writes none until the track comes back. So no
+interpolation is done here: each shape with ``outside="0"`` is an instance on its frame's image, with
+the track's label and group; shapes with ``outside="1"`` are left out. Only a gap after a shape inside
+the view is warned about (a hand-made or trimmed file: the object would be missing from those frames).
+Frames are named as CVAT saves a video's frames, ``frame_000000`` (``cvat`` adds the ``.PNG`` /
+``.png`` extension and looks in ``images/``), or by the file's ``<image id name>`` elements when it
+has them. Track ids are not kept (COCO instances have no identity across images). Only frames with at
+least one shape inside the view become images; frames without any are not written (no negatives).
+"""
+
+from __future__ import annotations
+
+import copy
+import xml.etree.ElementTree as ET
+
+from maskrcnn.data.formats.common import Report
+
+__all__ = ["frame_images", "has_tracks"]
+
+_TRACK_KEYS = ("frame", "keyframe", "outside", "track_id")  # per-frame keys, not the shape's own
+
+
+def has_tracks(root: ET.Element) -> bool:
+    return root.find("track") is not None
+
+
+def _frame(el: ET.Element):
+    try:
+        return int(el.get("frame", ""))
+    except ValueError:
+        return None
+
+
+def _outside(el: ET.Element) -> bool:
+    return (el.get("outside") or "0").strip() in ("1", "true")
+
+
+def _gaps_in_view(track: ET.Element) -> list:
+    """Frames without a shape that follow a shape inside the view. Frames after an ``outside="1"`` shape
+    are missing by design: CVAT writes nothing until the track returns."""
+    outside: dict = {}  # frame -> outside; a frame holding any inside shape counts as inside
+    for shape in track:
+        frame = _frame(shape)
+        if frame is not None:
+            outside[frame] = outside.get(frame, True) and _outside(shape)
+    frames = sorted(outside)
+    return [f for a, b in zip(frames, frames[1:]) if not outside[a] for f in range(a + 1, b)]
+
+
+def frame_images(root: ET.Element, images: list, *, report: Report, where: str) -> list:
+    """``<image>`` elements, one per frame holding track shapes inside the view (in frame order), each
+    holding those shapes labelled as their tracks; ``images`` (the file's own ``<image>`` elements)
+    give the frames' names and their own shapes."""
+    named = {el.get("id"): el for el in images}
+    frames: dict = {}  # frame -> <image>
+    for track in root.findall("track"):
+        for shape in track:
+            frame = _frame(shape)
+            if frame is None:
+                report.warn(where, f"track {track.get('id')!r}: a <{shape.tag}> without an integer 'frame' "
+                                   "left out")
+                continue
+            if _outside(shape):
+                report.note("CVAT track shapes outside the view left out")
+                continue
+            if frame not in frames:
+                own = named.get(str(frame))
+                frames[frame] = (copy.deepcopy(own) if own is not None
+                                 else ET.Element("image", id=str(frame), name=f"frame_{frame:06d}"))
+            el = copy.deepcopy(shape)
+            for key in _TRACK_KEYS:
+                el.attrib.pop(key, None)
+            el.set("label", track.get("label") or "")
+            if track.get("group_id"):
+                el.set("group_id", track.get("group_id"))
+            frames[frame].append(el)
+        gaps = _gaps_in_view(track)
+        if gaps:  # hand-made or trimmed files: CVAT's own exports have none
+            report.warn(where, f"track {track.get('id')!r} has no shape on frames {gaps[:8]}"
+                               f"{' ...' if len(gaps) > 8 else ''} after a shape inside the view: they are "
+                               "not interpolated here (CVAT's export writes every frame in view)")
+        report.note("CVAT tracks converted (track ids not kept)")
+    others = [el for el in images if _frame_id(el) not in frames]  # frames without tracks, as they are
+    return [frames[f] for f in sorted(frames)] + [el for el in others if len(el)]
+
+
+def _frame_id(el: ET.Element):
+    try:
+        return int(el.get("id", ""))
+    except ValueError:
+        return None

@@ -1,0 +1,79 @@
+"""COCO files as VIA 3 exports them (sizes -1, unwrapped polygons, null boxes, [[]] shapes, ids from 0)
+read as meant; an unwrapped polygon's message names the list of polygons expected."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.data.mask_codec import segmentation_problem
+from maskrcnn.engine.evaluator import load_ground_truth
+
+
+def test_via3_coco_export_reads_as_meant(tmp_path, caplog):
+    for name in ("v1.png", "v2.png"):
+        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / name)
+    unknown = {"width": -1, "height": -1}
+    coco = {
+        "images": [{"id": 1, "file_name": "v1.png", **unknown}, {"id": 2, "file_name": "v2.png", **unknown}],
+        "annotations": [
+            {"id": 0, "image_id": 1, "category_id": 0, "bbox": [None, None, None, None],
+             "segmentation": [10, 10, 50, 10, 50, 30, 10, 30], "iscrowd": False, "area": None},
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10],
+             "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]], "iscrowd": False, "area": 100},
+            {"id": 2, "image_id": 2, "category_id": 0, "bbox": [[]], "segmentation": [[]], "iscrowd": False,
+             "area": None},
+        ],
+        "categories": [{"id": 0, "name": "cat", "supercategory": "kind"},
+                       {"id": 1, "name": "dog", "supercategory": "kind"}],
+    }  # fmt: skip
+    path = tmp_path / "p-coco.json"
+    path.write_text(json.dumps(coco))
+    before = json.loads(path.read_text())
+    with pytest.warns(UserWarning, match="skipped 1 bad_segmentation"):
+        dataset = CocoDataset(json_path=path, image_dir=tmp_path, coco=before)
+    assert before == coco  # the parsed file is not modified
+    assert dataset.skipped == {"bad_segmentation": 1}
+    assert [dataset.image_info(i)["height"] for i in range(2)] == [40, 40]
+    target = dataset[0][1]
+    assert target["boxes"].tolist() == [[10.0, 10.0, 50.0, 30.0], [5.0, 5.0, 15.0, 15.0]]
+    assert target["labels"].tolist() == [1, 2] and int(target["masks"][0].sum()) == 40 * 20
+    log = caplog.text
+    assert "annotation id 2 (image id 2) segmentation holds only empty polygons ([[]]" in log
+    assert "2 images have width and height -1 (unknown, as VIA 3 exports them)" in log
+    assert "1 segmentations are one flat polygon [x1, y1, ...] not wrapped in a list" in log
+    assert "2 annotations have a bbox of nulls" in log
+
+
+def test_unwrapped_polygon_message_names_the_list_of_polygons():
+    problem = segmentation_problem([1, 1, 9, 1, 9], 20, 20)
+    assert problem.startswith("segmentation must be a list of polygons [[x1, y1, x2, y2, ...], ...]")
+    assert segmentation_problem([[1, 1, 9, 1, 9]], 20, 20) == (
+        "a polygon must be a flat list [x1, y1, x2, y2, ...] of even length")
+
+
+def test_eval_ground_truth_reads_via3_export(tmp_path):
+    """eval --json X --results R read the raw file and refused VIA 3's export ("bbox [None, ...] is not
+    ..."): its flat polygons, null boxes and null areas are read as the dataset reads them, said in
+    warnings."""
+    coco = {
+        "images": [{"id": 1, "file_name": "v1.png", "width": 60, "height": 40}],
+        "annotations": [{"id": 0, "image_id": 1, "category_id": 0, "bbox": [None, None, None, None],
+                         "segmentation": [10, 10, 50, 10, 50, 30, 10, 30], "iscrowd": False, "area": None}],
+        "categories": [{"id": 0, "name": "cat"}],
+    }  # fmt: skip
+    path = tmp_path / "p-coco.json"
+    path.write_text(json.dumps(coco))
+    with pytest.warns(UserWarning) as caught:
+        gt = load_ground_truth(path)
+    (ann,) = gt.dataset["annotations"]
+    assert ann["bbox"] == [10, 10, 40, 20] and ann["area"] == 800.0
+    assert ann["segmentation"] == [[10, 10, 50, 10, 50, 30, 10, 30]]
+    messages = [str(w.message) for w in caught]
+    assert f"{path}: 1 annotations have a bbox of nulls (as VIA 3 exports them)" in messages[1]
+    assert len(messages) == 3 and "area null" in messages[2]
+    with pytest.warns(UserWarning, match="ground truth: 1 segmentations are one flat polygon"):
+        assert load_ground_truth(coco).dataset["annotations"][0]["area"] == 800
+    assert coco["annotations"][0]["bbox"] == [None] * 4  # the caller's dict is not modified
