@@ -1,6 +1,7 @@
 """Hostile checkpoints at ``maskrcnn predict`` / ``eval``: NaN weights (predicted nothing, exit 0,
 before), unusable stored configs, truncated files, code-running pickles, bare state dicts."""
 
+import json
 import pickle
 
 import pytest
@@ -67,6 +68,16 @@ class _RunsCode:
         return (exec, ("open(__import__('os').environ['HOSTILE_MARKER'], 'w').write('ran')",))
 
 
+def _ground_truth(folder):
+    """A valid one-object COCO file: eval reads --json before the weights, so the refusal is the weights'."""
+    path = folder / "j.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "width": 8, "height": 8}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]}],
+        "categories": [{"id": 1, "name": "a"}]}))
+    return path
+
+
 def test_pickle_that_runs_code_is_refused(cli, tmp_path, image, monkeypatch):
     marker = tmp_path / "marker"
     monkeypatch.setenv("HOSTILE_MARKER", str(marker))
@@ -77,7 +88,7 @@ def test_pickle_that_runs_code_is_refused(cli, tmp_path, image, monkeypatch):
     assert "weights_only" not in text and not marker.exists()
     plain = tmp_path / "evil.pkl"  # a plain pickle, not even a torch zip
     plain.write_bytes(pickle.dumps(_RunsCode()))
-    rc, text = cli("eval", "--weights", plain, "--json", tmp_path / "j.json", "--images", tmp_path)
+    rc, text = cli("eval", "--weights", plain, "--json", _ground_truth(tmp_path), "--images", tmp_path)
     assert rc == 1 and str(plain) in text and not marker.exists()
 
 
@@ -185,7 +196,7 @@ def _each_entry_point_says(cli, tmp_path, image, cases, read_weights):
     for name, words in cases.items():
         path = tmp_path / name
         runs = [("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu"),
-                ("eval", "--weights", path, "--json", tmp_path / "j.json", "--images", tmp_path),
+                ("eval", "--weights", path, "--json", _ground_truth(tmp_path), "--images", tmp_path),
                 ("export", "--weights", path, "--output", tmp_path / "m.onnx")]
         if name != "model_final.pkl":  # convert reads a detectron2 .pkl: it is refused only as weights
             runs += [("convert", "--from", src, path, tmp_path / "c.pth")
