@@ -52,6 +52,27 @@ def instance_colors(n: int, *, offset: int = 0) -> np.ndarray:
     return (np.asarray(rgb, dtype=np.float64).reshape(n, 3) * 255).round().astype(np.uint8)
 
 
+# Labels: white text on the detection's colour darkened (x 0.55, rounded down). Every darkened palette
+# colour keeps white text at a contrast of about 4:1 or more, where black text on the bright colour itself
+# falls to 2.1:1 for some of them. The mask's outline takes the darkened colour too.
+LABEL_DARKEN = 0.55
+LABEL_TEXT = (255, 255, 255)
+
+
+def colors_by_score(scores) -> tuple:
+    """The colours of D detections, in the given order: ``(colors, dark)``, each (D, 3) uint8. The best
+    score gets ``instance_colors``' first colour, the next best the second (ties keep their order), so a
+    detection's colour follows its rank, not its index; ``dark`` is its label's background and mask
+    outline. One rule for ``draw_instances`` and the serve page (``overlay_colors``)."""
+    scores = np.asarray(scores).reshape(-1)  # (D,), its own dtype: casting could turn near-ties into ties
+    D = scores.shape[0]
+    rank = np.empty(D, np.int64)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(D)
+    colors = instance_colors(D)[rank]  # (D, 3)
+    dark = (colors.astype(np.float32) * LABEL_DARKEN).astype(np.uint8)  # (D, 3): rounded down
+    return colors, dark
+
+
 def to_uint8_hwc(image) -> np.ndarray:
     """Any supported image form -> (H, W, 3) uint8 numpy array (a copy)."""
     if isinstance(image, Image.Image):  # upright, as the Predictor saw it: the boxes are in those coordinates
@@ -334,10 +355,7 @@ def draw_instances(
 
     order = np.argsort(scores, kind="stable")  # ascending: best painted last
     order = order[scores[order] >= score_thresh]
-    rank = np.empty(D, np.int64)
-    rank[np.argsort(-scores, kind="stable")] = np.arange(D)
-    inst_color = instance_colors(D)[rank]  # (D, 3): the best instance gets the first palette colour
-    dark = (inst_color.astype(np.float32) * 0.55).astype(np.uint8)
+    inst_color, dark = colors_by_score(scores)  # (D, 3) each: the best instance gets the first colour
 
     line, font_size = line_and_font_size(H, W)
 
@@ -415,7 +433,7 @@ def draw_instances(
     for tx, ty, tx2, ty2, text, font, i, (l, t) in placed[::-1]:
         pad = max(1, font_size // 6)
         draw.rectangle([tx, ty, tx2, ty2], fill=tuple(int(v) for v in dark[i]))
-        draw.text((tx + pad - l, ty + pad - t), text, fill=(255, 255, 255), font=font)
+        draw.text((tx + pad - l, ty + pad - t), text, fill=LABEL_TEXT, font=font)
     return pil
 
 
