@@ -13,6 +13,8 @@ alike. A class name is labelled as ``shown_text.short_name`` shows it (one line,
 escaped, at most 40 columns); a label that would cover a better instance's label goes inside or below its
 box, or is left out when every place is mostly covered. The commands' defaults (score threshold, enlarging
 small images) are in ``overlay_defaults.py``.
+A detection's colour follows its score rank (``colors_by_score``); its label is ``LABEL_TEXT`` (white) on
+that colour darkened by ``LABEL_DARKEN``: the serve page takes the same colours (``overlay_colors``).
 A label the built-in font cannot draw (CJK, Cyrillic, ...) is drawn with a system font that can
 (fontconfig's answer, known names, the usual font folders; found once per font size and set of non-ASCII
 characters), else as the class index with one warning per class: missing-glyph boxes say nothing.
