@@ -13,6 +13,8 @@ alike. A class name is labelled as ``shown_text.short_name`` shows it (one line,
 escaped, at most 40 columns); a label that would cover a better instance's label goes inside or below its
 box, or is left out when every place is mostly covered. The commands' defaults (score threshold, enlarging
 small images) are in ``overlay_defaults.py``.
+A detection's colour follows its score rank (``colors_by_score``); its label is ``LABEL_TEXT`` (white) on
+that colour darkened by ``LABEL_DARKEN``: the serve page takes the same colours (``overlay_colors``).
 A label the built-in font cannot draw (CJK, Cyrillic, ...) is drawn with a system font that can
 (fontconfig's answer, known names, the usual font folders; found once per font size and set of non-ASCII
 characters), else as the class index with one warning per class: missing-glyph boxes say nothing.
@@ -50,6 +52,27 @@ def instance_colors(n: int, *, offset: int = 0) -> np.ndarray:
     sats = np.where(i % 3 == 2, 0.60, 0.85)
     rgb = [colorsys.hsv_to_rgb(h, s, v) for h, s, v in zip(hues, sats, values)]
     return (np.asarray(rgb, dtype=np.float64).reshape(n, 3) * 255).round().astype(np.uint8)
+
+
+# Labels: white text on the detection's colour darkened (x 0.55, rounded down). Every darkened palette
+# colour keeps white text at a contrast of about 4:1 or more, where black text on the bright colour itself
+# falls to 2.1:1 for some of them. The mask's outline takes the darkened colour too.
+LABEL_DARKEN = 0.55
+LABEL_TEXT = (255, 255, 255)
+
+
+def colors_by_score(scores) -> tuple:
+    """The colours of D detections, in the given order: ``(colors, dark)``, each (D, 3) uint8. The best
+    score gets ``instance_colors``' first colour, the next best the second (ties keep their order), so a
+    detection's colour follows its rank, not its index; ``dark`` is its label's background and mask
+    outline. One rule for ``draw_instances`` and the serve page (``overlay_colors``)."""
+    scores = np.asarray(scores).reshape(-1)  # (D,), its own dtype: casting could turn near-ties into ties
+    D = scores.shape[0]
+    rank = np.empty(D, np.int64)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(D)
+    colors = instance_colors(D)[rank]  # (D, 3)
+    dark = (colors.astype(np.float32) * LABEL_DARKEN).astype(np.uint8)  # (D, 3): rounded down
+    return colors, dark
 
 
 def to_uint8_hwc(image) -> np.ndarray:
@@ -334,10 +357,7 @@ def draw_instances(
 
     order = np.argsort(scores, kind="stable")  # ascending: best painted last
     order = order[scores[order] >= score_thresh]
-    rank = np.empty(D, np.int64)
-    rank[np.argsort(-scores, kind="stable")] = np.arange(D)
-    inst_color = instance_colors(D)[rank]  # (D, 3): the best instance gets the first palette colour
-    dark = (inst_color.astype(np.float32) * 0.55).astype(np.uint8)
+    inst_color, dark = colors_by_score(scores)  # (D, 3) each: the best instance gets the first colour
 
     line, font_size = line_and_font_size(H, W)
 
@@ -415,7 +435,7 @@ def draw_instances(
     for tx, ty, tx2, ty2, text, font, i, (l, t) in placed[::-1]:
         pad = max(1, font_size // 6)
         draw.rectangle([tx, ty, tx2, ty2], fill=tuple(int(v) for v in dark[i]))
-        draw.text((tx + pad - l, ty + pad - t), text, fill=(255, 255, 255), font=font)
+        draw.text((tx + pad - l, ty + pad - t), text, fill=LABEL_TEXT, font=font)
     return pil
 
 

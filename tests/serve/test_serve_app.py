@@ -367,6 +367,18 @@ def test_a_tiled_predictor_is_served_and_health_says_so_and_tile_is_no_query_par
     assert status == 400 and body["detail"] == "unknown parameter 'tile': /predict takes score_thresh"
 
 
+def contrast_ratio(a, b) -> float:
+    """WCAG contrast ratio of two sRGB colours (1 to 21)."""
+
+    def luminance(rgb):
+        c = np.asarray(rgb, dtype=np.float64) / 255.0
+        c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return float(c @ np.array([0.2126, 0.7152, 0.0722]))
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 class _Fixed:
     """A predictor that gives fixed detections, under class names that repeat."""
 
@@ -384,7 +396,6 @@ def test_answer_names_classes_apart_and_carries_the_overlays_colours(start_serve
     """Repeated names came back as they were (one "dup" for two classes); the page drew labels black on
     the detection's colour (2.1:1 for some) where the overlays draw white on it darkened: the colours
     sent are the overlays' own, read back from what draw_instances draws."""
-    from maskrcnn.overlay_colors import contrast_ratio
     from maskrcnn.visualize import draw_instances
 
     boxes = torch.tensor([[5.0, 40, 30, 70], [40, 40, 70, 70], [75, 40, 110, 70]])

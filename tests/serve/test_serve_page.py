@@ -24,7 +24,7 @@ pytest.importorskip("selenium", reason="the browser test needs selenium (the dev
 
 from maskrcnn.data.images import decode_image_bytes  # noqa: E402
 from maskrcnn.serve.app import create_app  # noqa: E402
-from maskrcnn.visualize import instance_colors  # noqa: E402
+from maskrcnn.visualize import LABEL_DARKEN, instance_colors  # noqa: E402
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -146,7 +146,7 @@ def test_page_draws_detections_and_the_slider_hides_them(serve_predictor, browse
             allowed[max(y0 - 20, 0) : y0 + 20, max(x0 - 4, 0) :] = True  # label above or inside the top
         assert not (changed & ~allowed).any()
         colours = instance_colors(n)
-        dark = (colours.astype(np.float32) * 0.55).astype(np.uint8)  # draw_instances' label strips
+        dark = (colours.astype(np.float32) * LABEL_DARKEN).astype(np.uint8)  # draw_instances' label strips
         # the last detection is drawn on top: its label's background is its colour darkened, exactly, as
         # the PNG overlays have it (white text on it)
         assert near(drawn, dark[n - 1]) >= 20
@@ -279,7 +279,7 @@ def test_page_labels_white_on_the_darkened_colour_inside_the_canvas(browser, tmp
         assert show_image(browser, server.url + "/", path) == "done"
         set_slider(browser, 0.0)
         drawn = canvas_pixels(browser)
-        dark = (instance_colors(1)[0].astype(np.float32) * 0.55).astype(np.uint8)
+        dark = (instance_colors(1)[0].astype(np.float32) * LABEL_DARKEN).astype(np.uint8)
         strip = np.argwhere(np.abs(drawn.astype(int) - dark.astype(int)).max(-1) <= 1)  # (P, 2) rows, cols
         assert len(strip) > 200
         k = int(browser.find_element(By.ID, "canvas").get_attribute("data-scale"))
