@@ -230,6 +230,30 @@ def left_out_line(skipped: dict, kept: int) -> str:
             f"(data.filter_empty=false keeps them as background images{crowd_kept})")
 
 
+def skip_words(skipped: dict) -> str:
+    """``CocoDataset.skipped`` in words, most frequent first: "image without annotations: 47; missing
+    image file: 3" (the raw dict read as Python, not as a reason)."""
+    if not skipped:
+        return "nothing"
+    ordered = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "; ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in ordered)
+
+
+def keypoint_config_refusal(cfg, train_set, config_named=None) -> str:
+    """One line when ``cfg`` trains keypoints (``model.roi_heads.keypoint_on``) and the training file
+    has none (no category names a keypoint set, no kept annotation holds keypoints), else "". Every
+    annotation was then skipped as having no keypoint, and the run failed with "no usable training
+    image", the reason unsaid."""
+    if not cfg.model.roi_heads.keypoint_on or train_set.keypoint_names:
+        return ""
+    if any(a.get("keypoints") for a in train_set.to_coco_dict()["annotations"]):
+        return ""  # unnamed keypoints, read as COCO's 17
+    config = f"--config {config_named}" if config_named else "the config"
+    return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
+            f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "
+            "boxes and masks with a mask config (--config r50_fpn), or --set model.roi_heads.keypoint_on=false")
+
+
 def _has(n: int) -> str:
     return "has" if n == 1 else "have"
 
@@ -346,6 +370,9 @@ def build_training(
         filter_empty=cfg.data.filter_empty,
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
     )
+    no_keypoints = keypoint_config_refusal(cfg, train_set, config_named)
+    if no_keypoints:  # every annotation was skipped as lacking keypoints: "no usable training image" said why not
+        raise ValueError(no_keypoints)
     if len(train_set) == 0:
         missing = train_set.skipped.get("missing_image_file", 0)
         crowd_only = train_set.skipped.get("image_with_only_crowd_annotations", 0)
@@ -356,7 +383,8 @@ def build_training(
         elif crowd_only:  # every object marked iscrowd: crowd regions are ignored, not learnt from
             hint = (f"; {crowd_only} of its images {_has(crowd_only)} only crowd annotations (iscrowd 1: "
                     "regions the losses ignore, not objects to learn): an object to train on has iscrowd 0")
-        raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
+        raise ValueError(f"{train_json}: no usable training image (skipped: {skip_words(train_set.skipped)})"
+                         f"{hint}")
     line = left_out_line(train_set.skipped, len(train_set))
     if line:
         say(f"note: {train_json}: {line}")

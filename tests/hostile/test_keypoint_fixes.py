@@ -60,8 +60,36 @@ def test_keypoint_model_on_a_file_without_keypoints_scores_boxes_and_says_why(tm
 
 def test_eval_refuses_a_file_of_other_classes_before_the_inference(cli, tmp_path, tiny_checkpoint):
     path, images = _file(tmp_path, [{"id": 1, "name": "person"}], [_box(1, 1), _box(2, 2)])
-    rc, text = cli("eval", "--weights", tiny_checkpoint, "--json", path, "--images", images, "--device", "cpu")
+    rc, text = cli("eval", "--weights", tiny_checkpoint, "--json", path, "--images", images,
+                   "--device", "cpu")
     assert rc == 1, text
     assert (f"{path}: none of its categories (person) is among the classes of {tiny_checkpoint} (a, b): "
             "no detection could be scored") in text, text
     assert "s/image" not in text, text  # refused before the inference (no progress line)
+
+
+# ---------------------------------------------------------------------------- 3. keypoint config, no keypoints
+
+
+def test_keypoint_config_on_a_file_without_keypoints_names_the_way_out(cli, tmp_path):
+    path, images = _file(tmp_path, [{"id": 1, "name": "circle"}],
+                         [_box(1, 1, segmentation=[[4, 4, 24, 4, 24, 24]]), _box(2, 2)])
+    rc, text = cli("train", "--config", "keypoint_r50_fpn", "--train-json", path, "--train-images", images,
+                   "--output", tmp_path / "run", "--device", "cpu")
+    assert rc == 1, text
+    assert (f"{path}: no category defines keypoints (a 'keypoints' list of names) and no annotation holds "
+            "any, but --config keypoint_r50_fpn trains keypoints (model.roi_heads.keypoint_on); train boxes "
+            "and masks with a mask config (--config r50_fpn), or --set model.roi_heads.keypoint_on=false"
+            ) in text, text
+    assert "no usable training image" not in text
+
+
+def test_no_usable_training_image_says_the_skips_in_words(cli, tmp_path):
+    from maskrcnn.engine.training import skip_words
+
+    assert skip_words({"missing_image_file": 3, "image_without_annotations": 47}) == (
+        "image without annotations: 47; missing image file: 3")
+    path, images = _file(tmp_path, [{"id": 1, "name": "circle"}], [_box(1, 1), _box(2, 2)])
+    rc, text = cli("train", "--config", "r50_fpn", "--train-json", path, "--train-images", tmp_path,
+                   "--output", tmp_path / "run", "--device", "cpu")
+    assert rc == 1 and f"{path}: no usable training image (skipped: missing image file: 2; unknown image: 2)" in text, text
