@@ -251,7 +251,8 @@ def keypoint_config_refusal(cfg, train_set, config_named=None) -> str:
     config = f"--config {config_named}" if config_named else "the config"
     return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
             f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "
-            "boxes and masks with a mask config (--config r50_fpn), or --set model.roi_heads.keypoint_on=false")
+            "boxes and masks with a mask config (--config r50_fpn), or --set "
+            "model.roi_heads.keypoint_on=false")
 
 
 def _has(n: int) -> str:
@@ -371,7 +372,7 @@ def build_training(
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
     )
     no_keypoints = keypoint_config_refusal(cfg, train_set, config_named)
-    if no_keypoints:  # every annotation was skipped as lacking keypoints: "no usable training image" said why not
+    if no_keypoints:  # every annotation skipped as lacking keypoints: "no usable training image" hid why
         raise ValueError(no_keypoints)
     if len(train_set) == 0:
         missing = train_set.skipped.get("missing_image_file", 0)

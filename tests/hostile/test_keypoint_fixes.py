@@ -68,7 +68,7 @@ def test_eval_refuses_a_file_of_other_classes_before_the_inference(cli, tmp_path
     assert "s/image" not in text, text  # refused before the inference (no progress line)
 
 
-# ---------------------------------------------------------------------------- 3. keypoint config, no keypoints
+# ---------------------------------------------------------------------------- 3. keypoint config, none
 
 
 def test_keypoint_config_on_a_file_without_keypoints_names_the_way_out(cli, tmp_path):
@@ -92,4 +92,5 @@ def test_no_usable_training_image_says_the_skips_in_words(cli, tmp_path):
     path, images = _file(tmp_path, [{"id": 1, "name": "circle"}], [_box(1, 1), _box(2, 2)])
     rc, text = cli("train", "--config", "r50_fpn", "--train-json", path, "--train-images", tmp_path,
                    "--output", tmp_path / "run", "--device", "cpu")
-    assert rc == 1 and f"{path}: no usable training image (skipped: missing image file: 2; unknown image: 2)" in text, text
+    assert rc == 1, text
+    assert f"{path}: no usable training image (skipped: missing image file: 2; unknown image: 2)" in text
