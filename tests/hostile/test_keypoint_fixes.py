@@ -94,3 +94,47 @@ def test_no_usable_training_image_says_the_skips_in_words(cli, tmp_path):
                    "--output", tmp_path / "run", "--device", "cpu")
     assert rc == 1, text
     assert f"{path}: no usable training image (skipped: missing image file: 2; unknown image: 2)" in text
+
+
+# ---------------------------------------------------------------------------- 4. mask config, keypoint file
+
+
+def _person(aid, image_id, points, **extra):
+    """points: [(x, y, v), ...]"""
+    return _box(aid, image_id, keypoints=[float(c) for p in points for c in p], **extra)
+
+
+def test_mask_config_on_keypoint_annotations_warns_once_and_calls_them_no_rectangles(tmp_path, caplog):
+    from maskrcnn.data.coco import CocoDataset
+
+    cats = [{"id": 1, "name": "person", "keypoints": ["a", "b"], "skeleton": []}]
+    anns = [_person(1, 1, [(6, 6, 2), (9, 9, 1)], segmentation=[]),
+            _person(2, 2, [(6, 6, 2), (9, 9, 2)], segmentation=[[4, 4, 24, 4, 24, 24]]),
+            _box(3, 2, segmentation=[])]  # a rectangle without keypoints
+    path, images = _file(tmp_path, cats, anns)
+    with caplog.at_level("WARNING"):
+        ds = CocoDataset(json_path=path, image_dir=images, keypoints=False)
+    assert ds.notes == [
+        f"{path}: 1 annotations have a box and no segmentation (rectangles, as CVAT, Label Studio and "
+        "Roboflow export them): they train the box and class losses, not the mask loss",
+        f"{path}: 2 annotations hold keypoints, which a model without a keypoint head ignores: train them "
+        "with a keypoint config (--config keypoint_r50_fpn); 1 of them have no segmentation: their boxes "
+        "train the box and class losses, not the mask loss"]
+    assert CocoDataset(json_path=path, image_dir=images, keypoints=True).notes == []
+
+
+# ---------------------------------------------------------------------------- 6. visibility flags
+
+
+def test_visibility_flags_other_than_0_1_2_are_read_as_cocoeval_reads_them_and_said(tmp_path):
+    from maskrcnn.data.coco import CocoDataset
+
+    cats = [{"id": 1, "name": "person", "keypoints": ["a", "b", "c"], "skeleton": []}]
+    path, images = _file(tmp_path, cats, [_person(7, 1, [(6, 6, 3), (9, 9, -1), (12, 12, 1)]),
+                                          _person(8, 2, [(6, 6, 2), (9, 9, 0.5), (12, 12, 0)])])
+    ds = CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    assert ds.notes == [f"{path}: 3 keypoint visibility flags are not 0, 1 or 2 (the first: 3.0 in "
+                        "annotation id 7): read as COCOeval reads them, labelled (2) when > 0, unlabelled (0) otherwise"]
+    kp = ds.to_coco_dict()["annotations"]
+    assert kp[0]["keypoints"] == [6, 6, 2, 0, 0, 0, 12, 12, 1]
+    assert kp[1]["keypoints"] == [6, 6, 2, 9, 9, 2, 12, 12, 0]
