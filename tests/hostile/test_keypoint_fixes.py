@@ -134,7 +134,8 @@ def test_visibility_flags_other_than_0_1_2_are_read_as_cocoeval_reads_them_and_s
                                           _person(8, 2, [(6, 6, 2), (9, 9, 0.5), (12, 12, 0)])])
     ds = CocoDataset(json_path=path, image_dir=images, keypoints=True)
     assert ds.notes == [f"{path}: 3 keypoint visibility flags are not 0, 1 or 2 (the first: 3.0 in "
-                        "annotation id 7): read as COCOeval reads them, labelled (2) when > 0, unlabelled (0) otherwise"]
+                        "annotation id 7): read as COCOeval reads them, labelled (2) when > 0, "
+                        "unlabelled (0) otherwise"]
     kp = ds.to_coco_dict()["annotations"]
     assert kp[0]["keypoints"] == [6, 6, 2, 0, 0, 0, 12, 12, 1]
     assert kp[1]["keypoints"] == [6, 6, 2, 9, 9, 2, 12, 12, 0]
