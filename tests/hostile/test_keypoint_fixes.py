@@ -139,3 +139,29 @@ def test_visibility_flags_other_than_0_1_2_are_read_as_cocoeval_reads_them_and_s
     kp = ds.to_coco_dict()["annotations"]
     assert kp[0]["keypoints"] == [6, 6, 2, 0, 0, 0, 12, 12, 1]
     assert kp[1]["keypoints"] == [6, 6, 2, 9, 9, 2, 12, 12, 0]
+
+
+# ---------------------------------------------------------------------------- 5. glued sides, unpaired sides
+
+
+def test_glued_side_words_pair_and_every_unpaired_sided_name_is_warned():
+    import warnings
+
+    from maskrcnn.data.keypoints import flip_map_from_names
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # paired: no warning
+        assert flip_map_from_names(["nose", "left_eye", "right_eye", "leftshoulder", "rightshoulder"]) == (
+            0, 2, 1, 4, 3)
+        assert flip_map_from_names(["LeftHand", "RightHand", "hand.L", "hand.R", "SHOULDERLEFT",
+                                    "SHOULDERRIGHT", "knee_l", "knee_r", "l_toe", "r_toe", "bright"]) == (
+            1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 10)
+    # never across spellings: leftover / RIGHTOVER are no pair
+    with pytest.warns(UserWarning) as caught:
+        names = ["nose", "leftshoulder", "L_Eye", "hand.R", "leftover", "RIGHTOVER", "LEar", "Rear"]
+        assert flip_map_from_names(names, source="kp.json") == tuple(range(8))
+    (w,) = caught
+    assert str(w.message) == (
+        "kp.json: keypoints leftshoulder, L_Eye, hand.R, leftover, RIGHTOVER, LEar look like one side but "
+        "pair with no other name, so a horizontal flip keeps them in place; give the pairs with "
+        "data.keypoint_flip_map, or train without flips (input.flip_prob=0)")
