@@ -19,8 +19,10 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner is an error, because
   flipping would silently mislabel it, and so is a map that is not its own inverse (a flip would copy
   one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of names) wins over
-  the names when given; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's
-  "1".."68"), which training warns about while it flips images.
+  the names when given; training prints the pairs it uses and stores them there in the run's config
+  (``flip_pairs``), so that predict's flip TTA, ``--resume`` and export use the same;
+  ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which training warns
+  about while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
@@ -46,6 +48,8 @@ __all__ = [
     "clip_keypoints",
     "flip_map_from_names",
     "flip_map_from_pairs",
+    "flip_pairs",
+    "flip_pairs_line",
     "keypoint_flip_map",
     "keypoint_sigmas",
     "pairs_nothing",
@@ -210,6 +214,23 @@ def flip_map_from_pairs(pairs: Sequence, names: Optional[Sequence[str]], num_key
         seen |= {a, b}
         out[a], out[b] = b, a
     return tuple(out)
+
+
+def flip_pairs(flip_map: Optional[Sequence[int]], names: Optional[Sequence[str]] = None) -> tuple:
+    """A flip map -> its swapped pairs, as ``data.keypoint_flip_map`` takes them (``flip_map_from_pairs``
+    reads them back to the same map): ((a, b), ...) with a < b, by name when ``names`` are given, by
+    0-based index otherwise; () when it swaps nothing. A run stores them in its config."""
+    if flip_map is None:
+        return ()
+    pairs = [(i, int(j)) for i, j in enumerate(flip_map) if i < int(j)]
+    if names:
+        return tuple((str(names[a]), str(names[b])) for a, b in pairs)
+    return tuple(pairs)
+
+
+def flip_pairs_line(pairs: Sequence) -> str:
+    """``(("left_eye", "right_eye"), ...)`` -> "left_eye<->right_eye, ..." ("none" when empty)."""
+    return ", ".join(f"{a}<->{b}" for a, b in pairs) or "none (a flip keeps every keypoint's label)"
 
 
 def pairs_nothing(flip_map: Optional[Sequence[int]]) -> bool:

@@ -309,7 +309,13 @@ def build_training(
     config's (the run's, on resume)."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas, pairs_nothing
+    from maskrcnn.data.keypoints import (
+        flip_pairs,
+        flip_pairs_line,
+        keypoint_flip_map,
+        keypoint_sigmas,
+        pairs_nothing,
+    )
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
@@ -419,6 +425,10 @@ def build_training(
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
         flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
                                      configured=cfg.data.keypoint_flip_map, source=str(train_json))
+        # the pairs used, in the run's config.yaml: predict's flip TTA, --resume and export read them
+        # there, not from whatever names a later file brings
+        cfg.data.keypoint_flip_map = flip_pairs(flip_map, cfg.data.keypoint_names)
+        say(f"keypoint flip pairs: {flip_pairs_line(cfg.data.keypoint_flip_map)}")
         if cfg.input.flip_prob > 0 and pairs_nothing(flip_map):  # half the images: left and right exchanged
             say(f"warning: {train_json}: its keypoint names pair no left with a right, so the training flips "
                 f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point; if it has left/right points, give "

@@ -165,3 +165,31 @@ def test_glued_side_words_pair_and_every_unpaired_sided_name_is_warned():
         "kp.json: keypoints leftshoulder, L_Eye, hand.R, leftover, RIGHTOVER, LEar look like one side but "
         "pair with no other name, so a horizontal flip keeps them in place; give the pairs with "
         "data.keypoint_flip_map, or train without flips (input.flip_prob=0)")
+
+
+# ---------------------------------------------------------------------------- 7. the flip map a run used
+
+
+def test_training_prints_the_flip_pairs_and_stores_them_in_the_run_config(tmp_path):
+    import io
+
+    from maskrcnn.config import load_config as load
+    from maskrcnn.data.keypoints import keypoint_flip_map
+    from maskrcnn.engine.training import build_training
+
+    names = ["nose", "leftshoulder", "rightshoulder", "L_Eye", "R_Eye"]
+    cats = [{"id": 1, "name": "person", "keypoints": names, "skeleton": []}]
+    path, images = _file(tmp_path, cats, [_person(1, 1, [(8, 8, 2)] * 5)])
+    cfg = load_config("demo_keypoints", {"model.backbone": "resnet18", "model.fpn_dim": 8,
+                                         "data.num_workers": 0})
+    stream = io.StringIO()
+    _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
+                            log_stream=stream, overwrite=True, trainer_kwargs={"tensorboard": False})
+    (line,) = [s for s in stream.getvalue().splitlines() if s.startswith("keypoint flip pairs")]
+    assert line == "keypoint flip pairs: leftshoulder<->rightshoulder, L_Eye<->R_Eye"
+    stored = load(str(tmp_path / "run" / "config.yaml"))
+    assert [list(p) for p in stored.data.keypoint_flip_map] == [["leftshoulder", "rightshoulder"],
+                                                                 ["L_Eye", "R_Eye"]]
+    # read back (predict's TTA, --resume): the same map, whatever names a later file brings
+    assert keypoint_flip_map(stored.data.keypoint_names, 5,
+                             configured=stored.data.keypoint_flip_map) == (0, 2, 1, 4, 3)
