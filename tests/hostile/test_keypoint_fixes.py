@@ -193,3 +193,22 @@ def test_training_prints_the_flip_pairs_and_stores_them_in_the_run_config(tmp_pa
     # read back (predict's TTA, --resume): the same map, whatever names a later file brings
     assert keypoint_flip_map(stored.data.keypoint_names, 5,
                              configured=stored.data.keypoint_flip_map) == (0, 2, 1, 4, 3)
+
+
+# ---------------------------------------------------------------------------- 8. Cityscapes root too deep
+
+
+@pytest.mark.parametrize("inner", ["gtFine", "leftImg8bit", "mine"])
+def test_cityscapes_root_given_one_level_too_deep_says_to_pass_its_parent(cli, tmp_path, inner):
+    root = tmp_path / "cs"
+    (root / inner / "val" / "frankfurt").mkdir(parents=True)
+    rc, text = cli("convert-data", "--from", "cityscapes", root / inner, "--split", "val",
+                   "--output", tmp_path / "t.json")
+    assert rc == 1, text
+    what = (f"is Cityscapes' {inner} folder itself" if inner != "mine"
+            else "holds val/<city>/ as Cityscapes' gtFine and leftImg8bit do")
+    hint = f"{root / inner} {what}: pass its parent, the folder that holds gtFine and leftImg8bit ({root})"
+    assert hint in text, text
+    rc, text = cli("convert-data", "--from", "cityscapes", root, "--split", "test",
+                   "--output", tmp_path / "t.json")
+    assert rc == 1 and "pass its parent" not in text, text
