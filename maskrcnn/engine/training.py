@@ -90,6 +90,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
     derived = {*DATA_KEYS, *_followed_weights(output)}
+    if not _asked("data.keypoint_flip_map", overrides):  # the pairs the run derived and stored
+        derived.add("data.keypoint_flip_map")
 
     asked_init, started = cfg.model.init_weights, saved.model.init_weights
     def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given

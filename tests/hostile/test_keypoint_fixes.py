@@ -193,6 +193,14 @@ def test_training_prints_the_flip_pairs_and_stores_them_in_the_run_config(tmp_pa
     # read back (predict's TTA, --resume): the same map, whatever names a later file brings
     assert keypoint_flip_map(stored.data.keypoint_names, 5,
                              configured=stored.data.keypoint_flip_map) == (0, 2, 1, 4, 3)
+    # --resume with the preset named: the stored pairs are the run's, not a setting the preset differs on
+    stream = io.StringIO()
+    fresh = load_config("demo_keypoints", {"model.backbone": "resnet18", "model.fpn_dim": 8,
+                                           "data.num_workers": 0})
+    build_training(fresh, train_json=path, train_images=images, output=tmp_path / "run", log_stream=stream,
+                   resume=True, overrides={}, config_named="demo_keypoints",
+                   trainer_kwargs={"tensorboard": False})
+    assert "keypoint_flip_map" not in stream.getvalue(), stream.getvalue()
 
 
 # ---------------------------------------------------------------------------- 8. Cityscapes root too deep
