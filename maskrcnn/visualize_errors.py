@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from maskrcnn.data.mask_codec import annotation_to_mask
 from maskrcnn.engine.error_analysis import result_rle, xyxy_boxes
+from maskrcnn.shown_text import short_name
 from maskrcnn.visualize import draw_instances, draw_targets, to_uint8_hwc
 
 __all__ = ["draw_errors"]
@@ -47,8 +48,8 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
 
-    def name(cid) -> str:
-        return str(names.get(cid, cid))
+    def name(cid) -> str:  # shown form, shortened before the tags so that they are never cut off
+        return short_name(names.get(cid, cid))
 
     anns = match.annotations
     gt_names = [f"{name(a['category_id'])} MISSED" if not a.get("iscrowd") and not found
@@ -60,7 +61,7 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
     target = {"boxes": xyxy_boxes(a["bbox"] for a in anns).numpy().astype(np.float32),
               "labels": np.arange(len(anns)), "masks": gt_masks,
               "iscrowd": np.asarray([bool(a.get("iscrowd")) for a in anns])}
-    left = draw_targets(img, target, gt_names, min_size=min_size)
+    left = draw_targets(img, target, gt_names, min_size=min_size, names_shown=True)
 
     dets = match.detections
     det_names = []
@@ -76,7 +77,7 @@ def draw_errors(image, match, names: dict, *, masks: bool = True, min_size: int 
            "labels": np.arange(len(dets))}
     if masks and dets:  # compressed RLE (the validated records): decoded one at a time by draw_instances
         det["masks_rle"] = [r["segmentation"] for r in dets]
-    right = draw_instances(img, det, det_names, min_size=min_size)
+    right = draw_instances(img, det, det_names, min_size=min_size, names_shown=True)
 
     header = 18
     out = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height) + header),

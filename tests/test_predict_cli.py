@@ -87,7 +87,44 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
     pngs = sorted(p.name for p in (out / "overlays").iterdir())
     assert pngs == ["alpha.png", "deep.png", "gray.png", "rgb.png", "rotated.png"]
     with Image.open(out / "overlays" / "rotated.png") as im:
-        assert im.size == (30, 80) and im.mode == "RGB"
+        assert im.size == (30 * 7, 80 * 7) and im.mode == "RGB"  # upright, enlarged to >= 512 px (7 x 80)
+
+
+def test_overlays_draw_detections_above_the_overlay_threshold_enlarged(checkpoint, tmp_path, capsys):
+    """Overlays drew every detection down to the model's own threshold (0.05 for published checkpoints),
+    at the image's own size: now those scoring >= 0.5 (--overlay-score-thresh), enlarged to 512 px, while
+    predictions.json keeps every detection."""
+    from maskrcnn.visualize import draw_instances
+
+    img = tmp_path / "in" / "a.png"
+    img.parent.mkdir()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(img)
+    def overlay(*flags):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        rc = main(["predict", "--weights", str(checkpoint), str(img), "--output", str(out), "--device", "cpu",
+                   "--score-thresh", "0", *flags])  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+        return (np.asarray(Image.open(out / "overlays" / "a.png")).astype(int),
+                json.loads((out / "predictions.json").read_text()))
+
+    default, results = overlay()
+    scores = sorted(r["score"] for r in results)
+    assert len(scores) >= 4 and scores[-1] < 0.5  # random weights: none at 0.5, all kept in the JSON
+    assert default.shape == (48 * 8, 64 * 8, 3)  # 64 px enlarged 8 times: >= 512 px
+    enlarged = np.asarray(Image.open(img).resize((64 * 8, 48 * 8), Image.NEAREST)).astype(int)
+    assert (default == enlarged).all()  # nothing scores 0.5: nothing drawn
+    t = (scores[1] + scores[2]) / 2  # two detections below, the others above
+    lowered, _ = overlay("--overlay-score-thresh", f"{t!r}")
+    det = {"boxes": torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in results)]),
+           "scores": torch.tensor([r["score"] for r in results]),
+           "labels": torch.tensor([{5: 1, 9: 2}[r["category_id"]] for r in results]),
+           "masks_rle": [r["segmentation"] for r in results]}
+    names = ["__background__", "cat", "dog"]
+
+    def drawn(thresh):
+        return np.asarray(draw_instances(Image.open(img), det, names, min_size=512, score_thresh=thresh))
+
+    assert (lowered == drawn(t)).all() and (lowered != drawn(0.0)).any()
 
 
 def test_predict_threshold_and_errors(checkpoint, tmp_path, capsys):

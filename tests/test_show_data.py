@@ -88,6 +88,8 @@ def test_show_data_summary_and_overlays(tmp_path, capsys):
                 str(images),
                 "--output",
                 str(out),
+                "--overlay-min-size",  # at the image's own size: pixels compared below
+                "0",
                 "--max",
                 "2",
             ]

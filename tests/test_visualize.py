@@ -318,3 +318,24 @@ def test_a_hundred_labels_look_their_font_up_once(monkeypatch, fresh_font_lookup
         per_label = np.asarray(draw_instances(_image(), det, names, min_size=240))
     assert len(loads) == 2 + 1 + D
     assert (once == per_label).all()
+
+
+def test_label_cover_areas_in_one_broadcast_match_pairwise_overlaps():
+    """Label placement summed each candidate's overlap with every placed label pair by pair in Python
+    (3.3 s for 2000 detections); ``_covered`` does it in one broadcast with the same sums."""
+    from maskrcnn.visualize import _covered
+
+    def pairwise(a, b):
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (40, 2))
+    placed = np.concatenate([xy, xy + rng.uniform(1, 30, (40, 2))], axis=1)  # (40, 4)
+    placed[1] = placed[0] + [placed[0, 2] - placed[0, 0], 0, placed[0, 2] - placed[0, 0], 0]  # touching: 0
+    candidates = np.array([[10.0, 10.0, 40.0, 25.0], [0.0, 0.0, 1000.0, 1000.0], [-50, -50, -10, -10],
+                           placed[0]])  # (4, 4): partly covered, covering all, outside, one placed itself
+    want = [sum(pairwise(c, p) for p in placed) for c in candidates]
+    assert np.allclose(_covered(candidates, placed), want, rtol=1e-12, atol=0)
+    assert _covered(candidates, placed)[2] == 0.0
+    assert np.allclose(_covered(candidates, placed)[1], ((placed[:, 2:] - placed[:, :2]).prod(axis=1)).sum())
+    assert _covered(candidates, np.zeros((0, 4))).tolist() == [0.0] * 4  # nothing placed yet

@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
+# A class name for a table row: as pictures show it (shown_text: control characters escaped and quoted, an
+# empty name '', at most 40 columns): a newline broke the row, a 300-character name widened every row.
+from maskrcnn.shown_text import short_name as shown_name
+
 __all__ = ["IMAGE_DIR_ORDER", "image_dir_or_default", "shown_name", "skipped_line"]
 
 # What --train-images / --images default to, in ``data/coco.image_dir_candidates``'s order, for --help
@@ -20,12 +24,6 @@ IMAGE_DIR_ORDER = ("the JSON's folder when it holds images (Roboflow's), a folde
 def skipped_line(skipped: dict) -> str:
     """{reason: count} -> 'skipped: 1 bad_bbox, 2 missing_image_file' (reasons sorted), or 'skipped: none'."""
     return "skipped: " + (", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())) or "none")
-
-
-def shown_name(name: str) -> str:
-    """A class name for a table row: as written, or its repr when empty or holding a newline or tab (a
-    blank row, or one that breaks the table)."""
-    return name if name and name.isprintable() else repr(name)
 
 
 def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],

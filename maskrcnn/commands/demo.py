@@ -52,7 +52,7 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
     built, not optimised in place, and left in training mode)."""
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.predictor import Predictor
-    from maskrcnn.visualize import draw_instances, skeleton_for
+    from maskrcnn.visualize import OVERLAY_MIN_SIZE, OVERLAY_SCORE_THRESH, draw_instances, skeleton_for
 
     val = CocoDataset(json_path=val_json, image_dir=val_images)
     predictor = Predictor(trainer.model, cfg, device=trainer.device, optimise=False)
@@ -63,7 +63,8 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
         for window in predictor.predict_files(paths):
             for i, image, det in window:
                 path = out_dir / f"val_{i:03d}.png"
-                draw_instances(image, det, predictor.class_names, score_thresh=0.3, min_size=512,
+                draw_instances(image, det, predictor.class_names, score_thresh=OVERLAY_SCORE_THRESH,
+                               min_size=OVERLAY_MIN_SIZE,
                                skeleton=skeleton_for(cfg)).save(path)
                 written.append(path)
     finally:

@@ -37,6 +37,9 @@ or cut-outs (``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large
 their small objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the
 folders) are predicted frame by frame, with a JSONL of results and an overlay video each
 (``commands/predict_video.py``).
+Overlays draw the detections scoring at least ``--overlay-score-thresh`` (0.5, as the demo and the serve
+page; predictions.json keeps every detection) on images enlarged to ``--overlay-min-size`` px (512; videos
+0) on their longer side (``overlay_defaults.py``).
 Shapes: D detections of one image, H x W its original size, K keypoints.
 """
 
@@ -52,6 +55,13 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.overlay_defaults import (
+    OVERLAY_MAX_SIZE,
+    OVERLAY_MIN_SIZE,
+    OVERLAY_SCORE_THRESH,
+    check_overlay_min_size,
+    overlay_min_size,
+)
 
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
@@ -97,8 +107,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay PNGs")
     parser.add_argument(
-        "--overlay-min-size", type=int, default=0, metavar="PX",
-        help="draw overlays of images smaller than PX (longer side) enlarged by an integer factor",
+        "--overlay-min-size", type=int, default=None, metavar="PX",
+        help=f"draw overlays of images smaller than PX (longer side) enlarged by an integer factor, so that "
+        f"labels stay legible (default {OVERLAY_MIN_SIZE} for images, 0 for videos; 0: the image's own size; "
+        f"at most {OVERLAY_MAX_SIZE})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overlay-score-thresh", type=float, default=OVERLAY_SCORE_THRESH, metavar="T",
+        help=f"draw detections scoring at least T in the overlays (default {OVERLAY_SCORE_THRESH:g}, as the "
+        "demo and the serve page; predictions.json keeps every detection of --score-thresh)",
     )  # fmt: skip
     parser.add_argument(
         "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
@@ -214,10 +231,10 @@ def _unique_overlay_path(folder: Path, stem: str, used: set) -> Path:
     return folder / f"{name}.png"
 
 
-def _check_score_thresh(value) -> None:
+def _check_score_thresh(value, flag: str = "--score-thresh") -> None:
     # NaN would compare false with every score and silently drop everything (above 1 keeps nothing, openly)
     if value is not None and not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"--score-thresh must be a finite number >= 0, got {value}")
+        raise ValueError(f"{flag} must be a finite number >= 0, got {value}")
 
 
 class _ResultsWriter:
@@ -364,6 +381,8 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
+    _check_score_thresh(args.overlay_score_thresh, "--overlay-score-thresh")
+    check_overlay_min_size(args.overlay_min_size)
     export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
     from maskrcnn.commands import predict_video
@@ -470,8 +489,8 @@ def run(args: argparse.Namespace) -> int:
                     from maskrcnn.visualize import draw_instances, skeleton_for
 
                     overlay = draw_instances(
-                        image, det, predictor.class_names, min_size=args.overlay_min_size,
-                        skeleton=skeleton_for(predictor.cfg),
+                        image, det, predictor.class_names, min_size=overlay_min_size(args, video=False),
+                        score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
                     )
                     overlay.save(_unique_overlay_path(overlay_dir, path.stem, used_names))
                 n_done += 1

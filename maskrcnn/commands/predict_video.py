@@ -248,6 +248,7 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     import torch
 
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.overlay_defaults import overlay_min_size
     from maskrcnn.visualize import draw_instances, skeleton_for
 
     frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
@@ -268,8 +269,9 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
             lines.append(json.dumps(line, ensure_ascii=False))  # names readable: no COCO reader opens it
             summary["detections"] += len(records)
             if overlay is not None:
-                drawn = draw_instances(image, det, predictor.class_names, min_size=args.overlay_min_size,
-                                       skeleton=skeleton)
+                drawn = draw_instances(image, det, predictor.class_names,
+                                       min_size=overlay_min_size(args, video=True),
+                                       score_thresh=args.overlay_score_thresh, skeleton=skeleton)
                 first_time = frame.time if first_time is None else first_time
                 overlay.write(np.asarray(drawn), time=frame.time - first_time)  # (H, W, 3) uint8
         out.write("".join(line + "\n" for line in lines))

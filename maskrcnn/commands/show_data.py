@@ -3,9 +3,13 @@
     maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
 
 J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included). The ground truth of the first N images is drawn to
-``DIR/overlays/<stem>.png`` (masks, boxes, class names; crowd regions hatched), and a summary is printed
-and written to ``DIR/summary.json``:
+see (skipped records included); every image's header is read first (``check_image_files``, a few
+threads at once), so an image training would refuse (unreadable, or of another size than the JSON's:
+``image_size_mismatch``) is skipped by name and its objects are not counted. The counts cover the
+whole file, so ``--max`` limits the drawing, not that pass. The ground truth of the first N images is drawn to
+``DIR/overlays/<stem>.png`` (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd
+regions hatched; images smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
+is printed and written to ``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
@@ -30,6 +34,7 @@ import sys
 from pathlib import Path
 
 from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, shown_name, skipped_line
+from maskrcnn.overlay_defaults import OVERLAY_MAX_SIZE, OVERLAY_MIN_SIZE, check_overlay_min_size
 from maskrcnn.text_width import display_width, pad
 
 HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
@@ -44,9 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", help="the folder file_name values are relative to (default, from the "
                                          f"export's layout: {IMAGE_DIR_ORDER})")
     parser.add_argument("--output", required=True, help="folder for overlays/ and summary.json")
-    parser.add_argument("--max", type=int, default=20, metavar="N", help="draw at most N images (default 20)")
-    parser.add_argument("--overlay-min-size", type=int, default=0, metavar="PX",
-                        help="draw images smaller than PX (longer side) enlarged by an integer factor")
+    parser.add_argument("--max", type=int, default=20, metavar="N",
+                        help="draw at most N images (default 20; the counts and header check cover all)")
+    parser.add_argument("--overlay-min-size", type=int, default=OVERLAY_MIN_SIZE, metavar="PX",
+                        help="draw images smaller than PX (longer side) enlarged by an integer factor "
+                        f"(default {OVERLAY_MIN_SIZE}, as predict and the demo; 0: the image's own size; "
+                        f"at most {OVERLAY_MAX_SIZE})")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -183,6 +191,7 @@ def run(args) -> int:
 
     if args.max < 0:
         raise ValueError(f"--max must be >= 0, got {args.max}")
+    check_overlay_min_size(args.overlay_min_size)  # negative was taken as 0, 100000 asked for 30 GB
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
@@ -191,6 +200,7 @@ def run(args) -> int:
     images = image_dir_or_default(args.images, args.json, "--images")
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto")
     out = Path(args.output)
+    dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = [p.name for p in overlays]

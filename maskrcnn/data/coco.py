@@ -8,7 +8,8 @@ orig_size (H, W) of the file as read.
 
 Category ids (any integers) map to contiguous labels 1..K-1 in increasing id order; label 0 is the
 background (``class_names[0] == "__background__"``). The JSON is validated when loaded: every problem
-(missing field, bad box, bad segmentation, unknown category or image, duplicate id, missing image file)
+(missing field, bad box, bad segmentation, unknown category or image, duplicate image or category id,
+missing image file)
 is logged with the file, image id and annotation id, the offending record is skipped and counted in
 ``dataset.skipped``; a long training run never dies on one bad record. Segmentations are checked in
 full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box reaching past the
@@ -28,11 +29,21 @@ Label Studio, Roboflow or FiftyOne) is kept as a box: its mask is the box standi
 ``has_mask`` (M,) bool, present when the dataset holds such annotations, is False for it, so that the
 mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd other than 0/1 (the
 string "0" too: read as written, it was true) is refused as the evaluation refuses it; ids may be
-floats holding integers;
+floats holding integers, or strings of up to 18 digits ("7", one note); a category named ``_background_``
+(labelme2coco), ``background`` or ``__background__`` without annotations is no class either (with
+annotations: kept, a warning); a repeated annotation id is renumbered above the largest (ids only name
+records; an exact copy under a repeated id, same image, category and geometry, is skipped as
+``duplicate_annotation``); an image record with only a ``coco_url`` is looked up by the URL's file name
+(never '.' or '..', '\\' separating too);
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
 two records that come to one file so, the first keeps it and the others are skipped (named).
+An image whose file is of another size than its record is refused when read (``image_size_mismatch``,
+both sizes named; ``check_image_files`` checks every header up front, for ``show-data``), unless the
+record gives the stored size of a photo that EXIF turns by a quarter: its annotations were drawn on the
+stored pixels, so it is read without the rotation (decoded once, the rotation undone on the tensor;
+said once per process).
 """
 
 from __future__ import annotations
@@ -44,21 +55,38 @@ import os
 import re
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional, Union
+from urllib.parse import unquote, urlsplit
 
 import torch
 
-from maskrcnn.data.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image, unnameable_note
+from maskrcnn.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    image_header,
+    image_size,
+    read_image,
+    turned_size,
+    undo_orientation,
+    unnameable_note,
+)
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
-__all__ = ["CocoDataset", "choose_image_dir", "default_image_dir", "image_dir_candidates", "load_coco_json"]
+__all__ = ["CocoDataset", "ImageSizeError", "choose_image_dir", "default_image_dir", "image_dir_candidates",
+           "load_coco_json"]
 
 logger = logging.getLogger(__name__)
+# names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
+_BACKGROUND_NAMES = ("_background_", "background", "__background__")
+# why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
+_STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orientation turns the image to, "
+                      "so the annotations were drawn on the stored pixels")
 _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
 
 
@@ -87,10 +115,50 @@ class _Problems:
             warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
 
 
+# digits a string id may have to be read as an integer: every 64-bit id fits; a longer string stays a
+# string (refused by the checks as any other non-integer id), and int() of one past Python's
+# int_max_str_digits (4300) would raise ValueError while the file is read
+_MAX_ID_DIGITS = 18
+
+
+def _is_digit_string(value) -> bool:
+    """A short string of ASCII decimal digits ("17": an id as some exporters and spreadsheets write it),
+    at most ``_MAX_ID_DIGITS`` long."""
+    return (isinstance(value, str) and 0 < len(value) <= _MAX_ID_DIGITS and value.isascii()
+            and value.isdigit())
+
+
 def _as_id(value):
-    """An id as an int: integers, and floats holding one (1.0, as tools that go through JSON numbers
-    of JavaScript or pandas write them); anything else unchanged (refused by the checks)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """An id as an int: integers, floats holding one (1.0, as tools that go through JSON numbers of
+    JavaScript or pandas write them) and strings of decimal digits ("1"); anything else unchanged
+    (refused by the checks)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return int(value) if _is_digit_string(value) else value
+
+
+def _string_ids(data: dict) -> int:
+    """How many ids of the file's records (images' id; annotations' id, image_id, category_id;
+    categories' id) are written as strings of digits: read as integers, said once."""
+    keys = {"images": ("id",), "annotations": ("id", "image_id", "category_id"), "categories": ("id",)}
+    return sum(_is_digit_string(record.get(key))
+               for section, names in keys.items() for record in data.get(section) or []
+               if isinstance(record, dict) for key in names)
+
+
+class ImageSizeError(ImageReadError):
+    """An image file whose size is not the one its COCO record gives (the message names both)."""
+
+
+def _url_file_name(url) -> Optional[str]:
+    """The file name a coco_url ends in ('http://host/val2017/000000139.jpg?x=1' -> '000000139.jpg',
+    percent-escapes decoded); None when there is none. The decoded path is split at '/' and '\\' alike,
+    and '.' or '..' is no name: '..%5C..%5Cx.jpg' decodes to '..\\..\\x.jpg', which joined to the
+    image folder would reach outside it."""
+    if not isinstance(url, str) or not url.strip():
+        return None
+    name = re.split(r"[/\\]", unquote(urlsplit(url.strip()).path))[-1]
+    return name if name not in ("", ".", "..") else None
 
 
 def _tail_candidates(file_name: str) -> list:
@@ -106,6 +174,13 @@ def _tail_candidates(file_name: str) -> list:
     if len(name) > 9 and name[8] == "-" and all(c in "0123456789abcdef" for c in name[:8]):
         tails.append(name[9:])
     return tails
+
+
+def _same_object(a: dict, b: dict) -> bool:
+    """Two validated annotations of one image, category and box that are the same object: the same
+    geometry as written (segmentation, keypoints) and crowd flag."""
+    return all(a.get(k) == b.get(k) for k in ("segmentation", "keypoints", "_box_only")) and bool(
+        a.get("iscrowd", 0)) == bool(b.get("iscrowd", 0))
 
 
 def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
@@ -275,7 +350,11 @@ class CocoDataset(torch.utils.data.Dataset):
         self._problems = _Problems(str(self.json_path))
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
-                if isinstance(a, dict) and _is_whole(a.get("category_id"))}
+                if isinstance(a, dict) and _is_int(_as_id(a.get("category_id")))}
+        string_ids = _string_ids(data)
+        if string_ids:
+            self._notes.append(f"{self.json_path}: {string_ids} ids are written as strings of digits "
+                               f"(\"id\": \"1\"); read as the integers they spell")
         self._load_categories(data["categories"], used)
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
@@ -298,6 +377,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
         self._unreadable: set = set()
+        # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
+        self._stored_pixels: dict = {}
 
     # ------------------------------------------------------------------ loading and validation
 
@@ -356,26 +437,39 @@ class CocoDataset(torch.utils.data.Dataset):
         self.keypoint_skeleton = [list(p) for p in skeleton]
 
     def _drop_grouping_categories(self, seen: dict, used: set) -> None:
-        """Roboflow's exports put first a category (id 0, named after the dataset) that every real class
-        names as its supercategory and that no annotation uses: a class that would never train, yet takes
-        a label, an output channel and an AP of 0 (or n/a). Such a category (named as another's
-        supercategory, without annotations) is left out, with a note; a parent class that has
-        annotations stays a class."""
+        """Categories that are no class, left out with a note when no annotation uses them: Roboflow's
+        exports put first a category (id 0, named after the dataset) that every real class names as its
+        supercategory; labelme2coco writes ``_background_`` (id 0), and other tools a ``background`` or
+        ``__background__`` category. Either would take a label, an output channel and an AP of 0 (or
+        n/a) and never train. A parent class or a background category that has annotations stays a
+        class (the latter with a warning: label 0 is the background already)."""
         parents = {c.get("supercategory") for c in seen.values()}
-        grouping = [cid for cid, c in seen.items()
-                    if cid not in used and c["name"] in parents
-                    and any(o.get("supercategory") == c["name"] for k, o in seen.items() if k != cid)]
+
+        def why(cid: int, c: dict) -> Optional[str]:
+            if c["name"].strip().lower() in _BACKGROUND_NAMES:
+                return "is named as the background (label 0 is the background already)"
+            if c["name"] in parents and any(o.get("supercategory") == c["name"] for k, o in seen.items()
+                                            if k != cid):
+                return "is the other categories' supercategory (a grouping, as Roboflow exports write one)"
+            return None
+
+        reasons = {cid: why(cid, c) for cid, c in seen.items()}
+        grouping = [cid for cid, reason in reasons.items() if reason and cid not in used]
+        for cid in sorted(set(used) & set(seen)):
+            if seen[cid]["name"].strip().lower() not in _BACKGROUND_NAMES:
+                continue
+            warnings.warn(f"{self.json_path}: category {seen[cid]['name']!r} (id {cid}) is named as the "
+                          f"background but has annotations; kept as a class", stacklevel=4)
         if grouping and len(grouping) < len(seen):
             for cid in grouping:
                 self._notes.append(f"{self.json_path}: category {seen[cid]['name']!r} (id {cid}) has no "
-                                   f"annotation and is the other categories' supercategory (a grouping, as "
-                                   f"Roboflow exports write one); not a class")
+                                   f"annotation and {reasons[cid]}; not a class")
                 del seen[cid]
 
     def _load_images(self, images: list) -> None:
         self._images: dict = {}
         self._image_order: list = []
-        found_by_tail, sized_from_file = [], 0
+        found_by_tail, sized_from_file, from_url = [], 0, []
         file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
             if isinstance(img, dict):
@@ -387,6 +481,10 @@ class CocoDataset(torch.utils.data.Dataset):
             if iid in self._images:
                 self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
                 continue
+            url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
+            if url_name:  # a record with only coco_url (the file downloaded beside it): look its name up
+                img["file_name"] = url_name
+                from_url.append(iid)
             if "file_name" not in img:
                 self._problems.add("bad_image", f"image id {iid} lacks file_name")
                 continue
@@ -405,6 +503,7 @@ class CocoDataset(torch.utils.data.Dataset):
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / written} not found"
                     + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
+                    + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
                 )
                 continue
@@ -458,6 +557,12 @@ class CocoDataset(torch.utils.data.Dataset):
             self._notes.append(f"{self.json_path}: {len(found_by_tail)} image file names not found as "
                                f"written were found by the end of their path in {self.image_dir} "
                                f"(e.g. {written!r} -> {used!r})")
+        from_url = [iid for iid in from_url if iid in self._images]
+        if from_url:
+            first = self._images[from_url[0]]["file_name"]
+            self._notes.append(f"{self.json_path}: {len(from_url)} images without file_name were looked up "
+                               f"by the last part of their coco_url (e.g. image id {from_url[0]} -> "
+                               f"{first!r}); nothing is downloaded")
         if sized_from_file:
             self._notes.append(f"{self.json_path}: {sized_from_file} images without height and width "
                                f"were measured from their files")
@@ -567,6 +672,12 @@ class CocoDataset(torch.utils.data.Dataset):
         self._far_keypoints: list = []  # annotation ids, one per labelled keypoint made unlabelled
         self._odd_visibility: list = []  # (annotation id, value), one per flag other than 0, 1, 2
         seen_ids = set()
+        # ids only name records (pycocotools needs them unique): a repeated one gets a new id above the
+        # largest, so no object is lost; an exact copy (image, category, geometry) is a duplicate
+        next_id = 1 + max((i for i in (_as_id(a.get("id")) for a in annotations if isinstance(a, dict))
+                           if _is_int(i)), default=0)
+        renumbered: list = []  # the repeated ids, in file order
+        geometry: dict = {}  # (image id, category id, box) -> the kept annotations with it
         for ann in annotations:
             if not isinstance(ann, dict):
                 self._problems.add("bad_annotation", f"annotation {str(ann)[:80]} is not an object")
@@ -577,10 +688,6 @@ class CocoDataset(torch.utils.data.Dataset):
             if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
                 continue
-            if aid in seen_ids:
-                self._problems.add("duplicate_annotation_id", f"{where}: id appears twice")
-                continue
-            seen_ids.add(aid)
             if not _is_int(iid) or iid not in self._images:
                 self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image")
                 continue
@@ -591,7 +698,28 @@ class CocoDataset(torch.utils.data.Dataset):
             if problem:
                 self._problems.add(problem[0], f"{where} {problem[1]}")
                 continue
+            twins = geometry.setdefault((iid, ann["category_id"], ann["_box"]), [])
+            # only a repeated id is compared: two records with ids of their own were meant as two
+            copy_of = (next((t["id"] for t in twins if _same_object(t, ann)), None)
+                       if aid in seen_ids else None)
+            if copy_of is not None:
+                self._problems.add("duplicate_annotation",
+                                   f"{where} is an exact copy of annotation id {copy_of} (same image, "
+                                   f"category and geometry)")
+                continue
+            if aid in seen_ids:
+                renumbered.append(aid)
+                ann["id"] = aid = next_id
+                next_id += 1
+            seen_ids.add(aid)
+            twins.append(ann)
             self._anns[iid].append(ann)
+        if renumbered:
+            distinct = list(dict.fromkeys(renumbered))
+            first = ", ".join(str(i) for i in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+            self._notes.append(f"{self.json_path}: {len(renumbered)} annotations repeat an id used before "
+                               f"(ids {first}): kept, with new ids from {next_id - len(renumbered)} "
+                               f"(ids only name records)")
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
         self.keypoints_outside_image = len(self._far_keypoints)
         if self._far_keypoints:
@@ -739,19 +867,99 @@ class CocoDataset(torch.utils.data.Dataset):
         return target
 
     def check_image_size(self, index: int, image: torch.Tensor) -> None:
-        """Raise ImageReadError when the index-th image as read (EXIF orientation applied) is not the size
+        """Raise ImageSizeError when the index-th image as read (EXIF orientation applied) is not the size
         the JSON gives (a tool that ignored the orientation, a resized file): its annotations would lie
         on other pixels."""
-        info = self.image_info(index)
-        if tuple(image.shape[-2:]) != (info["height"], info["width"]):
-            raise ImageReadError(
-                f"{info['path']}: image is {image.shape[-2]}x{image.shape[-1]} (HxW), "
-                f"{self.json_path} says {info['height']}x{info['width']} (image id {info['id']})"
-            )
+        problem = self._size_problem(self.image_info(index), tuple(image.shape[-2:]))
+        if problem:
+            raise ImageSizeError(problem)
+
+    def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
+        """The message of an image of (H, W) ``size`` that is not the JSON's size; None when it is."""
+        if tuple(size) == (info["height"], info["width"]):
+            return None
+        return (f"{info['path']}: image is {size[0]}x{size[1]} (HxW), {self.json_path} says "
+                f"{info['height']}x{info['width']} (image id {info['id']})")
+
+    def _drawn_on_stored_pixels(self, info: dict, shown: tuple, *, header: Optional[tuple] = None,
+                                say: bool = True) -> bool:
+        """True when the JSON's size is the file's stored size, EXIF turns it by a quarter, and the turned
+        size ``shown`` (H, W) (of the decoded image, or from the header) is not the JSON's: the annotating
+        tool showed (and sized) the stored pixels, so its annotations lie on those; the orientation is
+        kept in ``_stored_pixels`` for ``_load`` to undo. ``header``: ``image_header``'s (stored size,
+        orientation) when read already; else the header is read once, and only for a size that is the
+        JSON's turned by a quarter (a resized file costs no read).
+
+        A first such image is said once per process (``check_image_files`` counts them): DataLoader
+        workers are processes of their own, made anew each epoch unless ``persistent_workers``, so a
+        training run says it once per worker and epoch."""
+        if info["id"] in self._stored_pixels:
+            return True
+        json_size = (info["height"], info["width"])
+        if tuple(shown) == json_size or tuple(shown[::-1]) != json_size:
+            return False
+        if header is None:
+            try:
+                header = image_header(info["path"])
+            except ImageReadError:
+                return False
+        stored, orientation = header
+        if stored != json_size or turned_size(stored, orientation) == json_size:
+            return False
+        if say and not self._stored_pixels:
+            # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
+            warnings.warn(f"{self.json_path}: image id {info['id']} ({info['path']}) read without its EXIF "
+                          f"rotation: {_STORED_PIXELS_WHY} ({stored[0]}x{stored[1]}, turned "
+                          f"{shown[0]}x{shown[1]}); others alike are read so without a word", stacklevel=1)
+        self._stored_pixels[info["id"]] = orientation
+        return True
+
+    def check_image_files(self, *, threads: int = 8) -> None:
+        """Read the header of every image in use (no pixel is decoded; one open per image, ``threads`` at
+        a time: the reads wait on the disk, not the CPU) and leave out, counted and named, those that
+        reading the image would refuse: unreadable (``unreadable_image``) or of another size than the
+        JSON's (``image_size_mismatch``, both sizes named), their annotations with them; images sized as
+        their stored pixels while EXIF turns them are read unturned (one note counting them).
+        For ``show-data``, whose counts (over every image) are then what training sees; training finds
+        these image by image as it reads them (a header pass over 100k images would delay every start)."""
+        if self.image_dir is None:
+            return
+        infos = [self.image_info(index) for index in range(len(self.ids))]
+
+        def header(info):
+            try:
+                return image_header(info["path"]), None
+            except ImageReadError as e:
+                return None, str(e)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
+            headers = list(pool.map(header, infos))  # in order: problems are named in the file's order
+        refused = set()
+        for info, (head, error) in zip(infos, headers):
+            if error is not None:
+                self._problems.add("unreadable_image", error)
+                refused.add(info["id"])
+                continue
+            shown = turned_size(*head)  # (H, W) as read_image returns it
+            problem = self._size_problem(info, shown)
+            if problem and not self._drawn_on_stored_pixels(info, shown, header=head, say=False):
+                self._problems.add("image_size_mismatch", problem)
+                refused.add(info["id"])
+        if refused:
+            self.ids = [i for i in self.ids if i not in refused]
+            self._image_order = [i for i in self._image_order if i not in refused]
+        if self._stored_pixels:
+            self._notes.append(f"{self.json_path}: {len(self._stored_pixels)} images read without their "
+                               f"EXIF rotation: {_STORED_PIXELS_WHY}")
+            logger.warning(self._notes[-1])
 
     def _load(self, index: int):
         info = self.image_info(index)
-        image = read_image(info["path"])
+        image = read_image(info["path"])  # (3, H, W), EXIF orientation applied
+        shown = tuple(image.shape[-2:])
+        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
+            # the stored pixels, from the decoded image: the file is decoded once
+            image = undo_orientation(image, self._stored_pixels[info["id"]])
         self.check_image_size(index, image)
         return image, self._target(info["id"], info["height"], info["width"])
 
@@ -775,7 +983,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 break
             except ImageReadError as e:
                 self._unreadable.add(candidate)
-                self._problems.counts["unreadable_image"] += 1
+                reason = "image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image"
+                self._problems.counts[reason] += 1
                 # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
                 # warning's source (cli.warning_source)
                 warnings.warn(f"{e}; using another image instead", stacklevel=1)

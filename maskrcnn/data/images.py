@@ -41,7 +41,10 @@ __all__ = [
     "MultiFrameWarning",
     "decode_image_bytes",
     "exif_oriented",
+    "image_header",
     "image_size",
+    "turned_size",
+    "undo_orientation",
     "unnameable_note",
     "list_images",
     "list_images_and_passed_over",
@@ -114,14 +117,16 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
-    """Read an image file as a (3, H, W) float32 RGB tensor in [0, 1], EXIF orientation applied."""
+def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:
+    """Read an image file as a (3, H, W) float32 RGB tensor in [0, 1], EXIF orientation applied
+    (``orient=False``: the pixels as stored, for a COCO file whose sizes and annotations are those of the
+    stored pixels)."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such image file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
-    return _decode(path, str(path))
+    return _decode(path, str(path), orient=orient)
 
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
@@ -130,12 +135,10 @@ _EXIF_ORIENTATION = 0x0112
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 
 
-def image_size(path: Union[str, os.PathLike]) -> tuple:
-    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied), from its header
-    only (no pixel is decoded); ImageReadError naming the file when it cannot be read.
-
-    The one definition of an image's size before decoding: the dataset converters and the COCO reader
-    (images without a recorded size) both use it."""
+def image_header(path: Union[str, os.PathLike]) -> tuple:
+    """((H, W) as stored, EXIF orientation 1..8) of an image file, from its header only (no pixel is
+    decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it); ImageReadError
+    naming the file when it cannot be read. ``turned_size`` gives the size ``read_image`` returns."""
     try:
         with Image.open(path) as img:
             width, height = img.size
@@ -150,7 +153,40 @@ def image_size(path: Union[str, os.PathLike]) -> tuple:
                 height = img.tag_v2.get(_TIFF_LENGTH, height)
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
-    return (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+    return (height, width), orientation if orientation in range(1, 9) else 1
+
+
+def turned_size(stored: tuple, orientation: int) -> tuple:
+    """(H, W) of an image stored as ``stored`` (H, W) once its EXIF ``orientation`` is applied."""
+    return tuple(stored[::-1]) if orientation in _TRANSPOSING_ORIENTATIONS else tuple(stored)
+
+
+def image_size(path: Union[str, os.PathLike], *, orient: bool = True) -> tuple:
+    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied; ``orient=False``:
+    as stored), from its header only (no pixel is decoded); ImageReadError naming the file when it
+    cannot be read.
+
+    The one definition of an image's size before decoding: the dataset converters and the COCO reader
+    (images without a recorded size) both use it."""
+    stored, orientation = image_header(path)
+    return turned_size(stored, orientation) if orient else stored
+
+
+def undo_orientation(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(3, H, W) image as ``read_image`` returns it (EXIF ``orientation`` applied) -> the pixels as stored,
+    the same as ``read_image(path, orient=False)`` without decoding the file again (each case undoes
+    the transpose ``ImageOps.exif_transpose`` made)."""
+    hw = (-2, -1)
+    undo = {
+        2: lambda x: x.flip(-1),  # mirrored left-right
+        3: lambda x: x.flip(hw),  # turned 180 degrees
+        4: lambda x: x.flip(-2),  # mirrored top-bottom
+        5: lambda x: x.transpose(-2, -1),  # transposed: its own inverse
+        6: lambda x: torch.rot90(x, 1, hw),  # turned a quarter clockwise: back counter-clockwise
+        7: lambda x: x.transpose(-2, -1).flip(hw),  # transversed: its own inverse
+        8: lambda x: torch.rot90(x, -1, hw),  # turned a quarter counter-clockwise: back clockwise
+    }.get(orientation)
+    return image if undo is None else undo(image).contiguous()
 
 
 def decode_image_bytes(
@@ -212,7 +248,7 @@ def _is_empty_file(path) -> bool:
         return False
 
 
-def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Tensor:
+def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
@@ -233,7 +269,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None) -> torch.Ten
                 )
             img.seek(0)
             img.load()
-            oriented = exif_oriented(img, name, stacklevel=3)
+            oriented = exif_oriented(img, name, stacklevel=3) if orient else img
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")

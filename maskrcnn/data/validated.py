@@ -6,8 +6,10 @@ datasets (``split-data``, ``merge-data``).
 record is reported naming the file and the image / annotation id exactly as training reports it, and is
 left out and counted (``skipped``). What comes back keeps each kept record's fields as written (an
 image's ``license`` or ``coco_url``, an annotation's ``area``), so a rewritten file loses nothing but the
-bad records. With ``image_dir`` None the image files are not looked for (``split-data`` needs only the
-JSON); with a folder, an image whose file is missing is skipped, as in training.
+bad records; ids are written as the integers the dataset read ("7" -> 7), a file_name as the file found
+(one taken from a ``coco_url``), annotation ids as the dataset made them unique. With ``image_dir`` None
+the image files are not looked for (``split-data`` needs only the JSON); with a folder, an image whose
+file is missing is skipped, as in training.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional, Union
 
 from maskrcnn.data.coco import CocoDataset, load_coco_json
+from maskrcnn.data.coco import _as_id as as_id
 from maskrcnn.data.json_values import is_int
 
 __all__ = ["ValidatedCoco", "read_validated"]
@@ -42,19 +45,19 @@ def read_validated(json_path: Union[str, os.PathLike],
     dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto", coco=raw)
     first_image, first_category = {}, {}
     for img in raw["images"]:
-        if isinstance(img, dict) and is_int(img.get("id")):
-            first_image.setdefault(img["id"], img)  # a repeated id: the dataset kept the first, so do we
+        if isinstance(img, dict) and is_int(as_id(img.get("id"))):  # "7", 7.0: 7, as the dataset reads
+            first_image.setdefault(as_id(img["id"]), img)  # a repeated id: the dataset kept the first; we too
     for cat in raw["categories"]:
-        if isinstance(cat, dict) and is_int(cat.get("id")):
-            first_category.setdefault(cat["id"], cat)
+        if isinstance(cat, dict) and is_int(as_id(cat.get("id"))):
+            first_category.setdefault(as_id(cat["id"]), cat)
     images, paths = [], {}
     for index in range(len(dataset)):  # filter_empty is off: every valid image, in file order
         info = dataset.image_info(index)
-        images.append(dict(first_image[info["id"]], file_name=info["file_name"]))
+        images.append(dict(first_image[info["id"]], id=info["id"], file_name=info["file_name"]))
         if info["path"] is not None:
             paths[info["id"]] = info["path"]
     categories = [
-        dict(first_category[cid], name=dataset.class_names[label])
+        dict(first_category[cid], id=cid, name=dataset.class_names[label])
         for label, cid in dataset.label_to_category_id.items()
     ]
     return ValidatedCoco(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from maskrcnn.shown_text import mpl_literal, short_name
 
 __all__ = ["confusion_csv", "plot_confusion", "worst_images", "write_analysis"]
 
@@ -52,7 +53,10 @@ def plot_confusion(confusion: dict, png_path, *, title: str = "") -> Optional[Pa
     import numpy as np
 
     counts = np.asarray(confusion["counts"], dtype=np.int64).reshape(len(confusion["rows"]), -1)  # (K+1, K+1)
-    rows, cols = confusion["rows"], confusion["columns"]
+    # names as pictures show them (control characters escaped, at most 40 columns; the CSV has them whole),
+    # drawn as written: "$x$" is no formula, "a$b $c" no mathtext error
+    rows = [mpl_literal(short_name(n)) for n in confusion["rows"]]
+    cols = [mpl_literal(short_name(n)) for n in confusion["columns"]]
     side = min(30.0, 2.5 + 0.45 * max(len(rows), len(cols)))
     fig, ax = plt.subplots(figsize=(side + 1.5, side))
     # each row scaled by its largest cell: a frequent class does not wash out the rare ones
@@ -69,7 +73,7 @@ def plot_confusion(confusion: dict, png_path, *, title: str = "") -> Optional[Pa
             if v:
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
                         color="white" if shade[i, j] > 0.6 else "black")
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(mpl_literal(title or "confusion matrix"))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

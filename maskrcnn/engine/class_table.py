@@ -13,6 +13,7 @@ import math
 from typing import Optional
 
 from maskrcnn.data.coco import category_names
+from maskrcnn.shown_text import short_name
 from maskrcnn.text_width import display_width, pad
 
 __all__ = ["class_rows", "format_class_table"]
@@ -49,12 +50,13 @@ def class_rows(metrics: dict, ground_truth: dict, counts: dict) -> list:
 def format_class_table(rows: list, score_threshold: float) -> str:
     """A plain text table of ``class_rows``: one line per class, AP columns in percent ("-": undefined)."""
     kinds = [k for k in _KINDS if rows and f"{k}_AP" in rows[0]]
-    width = max([len("class")] + [display_width(str(r["name"])) for r in rows]) + 2  # 葉: 2 columns
+    names = [short_name(r["name"]) for r in rows]  # one line each, at most 40 columns (JSON has them whole)
+    width = max([len("class")] + [display_width(n) for n in names]) + 2  # 葉: 2 columns
     columns = [(f"{k}_{m}", f"{k} {m}") for k in kinds for m in ("AP", "AP50")]
     header = (f"{'class':{width}s}" + "".join(f"{title:>11s}" for _, title in columns)
               + f"{'gt':>7s}{f'dets>={score_threshold:g}':>11s}")
     lines = [header]
-    for r in rows:
+    for r, name in zip(rows, names):
         cells = "".join(f"{'-':>11s}" if r[k] is None else f"{r[k]:11.2f}" for k, _ in columns)
-        lines.append(f"{pad(str(r['name']), width)}{cells}{r['ground_truth']:7d}{r['detections']:11d}")
+        lines.append(f"{pad(name, width)}{cells}{r['ground_truth']:7d}{r['detections']:11d}")
     return "\n".join(lines)

@@ -238,6 +238,8 @@ def plot_curves(metrics_path, png_path) -> Optional[Path]:
         import matplotlib.pyplot as plt
     except Exception:
         return None
+    from maskrcnn.shown_text import mpl_literal  # metric names drawn as written, never as mathtext
+
     records = read_metrics(metrics_path)
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if any("/AP" in k for k in r)]
@@ -246,7 +248,8 @@ def plot_curves(metrics_path, png_path) -> Optional[Path]:
         its = [r["iteration"] for r in train]
         keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("loss_")})
         for k in keys:
-            axes[0].plot(its, [r.get(k, float("nan")) for r in train], label=k, lw=2 if k == "loss" else 1)
+            axes[0].plot(its, [r.get(k, float("nan")) for r in train], label=mpl_literal(k),
+                         lw=2 if k == "loss" else 1)
         axes[0].set_yscale("log")
         axes[0].legend(fontsize=7)
     axes[0].set_xlabel("iteration")
@@ -254,9 +257,8 @@ def plot_curves(metrics_path, png_path) -> Optional[Path]:
     if evals:
         keys = sorted({k for r in evals for k in r if k.endswith("/AP") or k.endswith("/AP50")})
         for k in keys:
-            axes[1].plot(
-                [r["iteration"] for r in evals], [r.get(k, float("nan")) for r in evals], "o-", label=k
-            )
+            axes[1].plot([r["iteration"] for r in evals], [r.get(k, float("nan")) for r in evals], "o-",
+                         label=mpl_literal(k))
         axes[1].legend(fontsize=7)
     axes[1].set_xlabel("iteration")
     axes[1].set_title("validation AP (%)")

@@ -83,7 +83,7 @@ def test_validation_skips_and_counts_each_problem(tmp_path):
     ok = {"image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY}
     anns = [
         {"id": 1, **ok},
-        {"id": 1, **ok},  # duplicate id
+        {"id": 1, **ok},  # the same id, the same object: an exact copy
         {"id": 2, **{**ok, "category_id": 99}},
         {"id": 3, **{**ok, "bbox": [3, 2, 0, 4]}},
         {"id": 4, **{**ok, "bbox": [3, 2, float("nan"), 4]}},
@@ -104,7 +104,7 @@ def test_validation_skips_and_counts_each_problem(tmp_path):
     with pytest.warns(UserWarning, match="skipped"):
         ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
     assert ds.skipped == {
-        "duplicate_annotation_id": 1,
+        "duplicate_annotation": 1,  # an exact copy (id 1 twice)
         "unknown_category": 1,
         "bad_bbox": 2,
         "bbox_outside_image": 1,

@@ -147,3 +147,19 @@ def test_image_size_of_a_turned_tiff_is_read_images(tmp_path):
     assert e.value.reason == "unreadable_image"
     with pytest.raises(Skip, match=r"image .*gone.tif not found"):
         image_size(tmp_path / "gone.tif")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_undo_orientation_gives_the_stored_pixels(tmp_path, orientation):
+    from maskrcnn.data.images import image_header, turned_size, undo_orientation
+
+    pixels = np.random.RandomState(0).randint(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "p.png", exif=exif.tobytes())  # lossless: pixels compared exactly
+    shown = read_image(tmp_path / "p.png")
+    stored = read_image(tmp_path / "p.png", orient=False)
+    assert image_header(tmp_path / "p.png") == ((5, 7), orientation)
+    assert turned_size((5, 7), orientation) == tuple(shown.shape[-2:])
+    assert torch.equal(stored, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
+    assert torch.equal(undo_orientation(shown, orientation), stored)
