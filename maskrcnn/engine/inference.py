@@ -141,13 +141,19 @@ def keypoints_unscorable(cfg, dataset) -> Optional[str]:
 
 def check_class_overlap(class_names, dataset, *, weights="the model") -> None:
     """ValueError, before any inference, when none of the model's classes (``class_names``, background
-    first) is a category of ``dataset`` and their numbers differ: every detection would be of a category
-    the ground truth lacks (the evaluator's "category ids 2, 3 are not in the ground truth" after the
-    whole inference) or, numbered by position, a 'circle' scored as a 'person'. Models whose classes are
+    first) is a category of ``dataset`` (names compared as ``init_weights.normalise_name`` reads them) and
+    their numbers differ: every detection would be of a category the ground truth lacks (the evaluator's
+    "category ids 2, 3 are not in the ground truth" after the whole inference) or, numbered by position,
+    a 'circle' scored as a 'person'. Models whose classes are
     unnamed (``class_N``) and equal counts (matched by position with a warning, ``label_mapping``) pass."""
+    from maskrcnn.engine.init_weights import normalise_name
+
     mine = [str(n) for n in class_names[1:]]
     theirs = [str(n) for n in dataset.class_names[1:]]
-    if not mine or not theirs or all(n.startswith("class_") for n in mine) or set(mine) & set(theirs):
+    # names equal as fine-tuning matches them ('Traffic_Light' is 'traffic light'): a 'Person' model
+    # scores a file's 'person'
+    shared = {normalise_name(n) for n in mine} & {normalise_name(n) for n in theirs}
+    if not mine or not theirs or all(n.startswith("class_") for n in mine) or shared:
         return
     if len(mine) == len(theirs):
         return

@@ -220,3 +220,17 @@ def test_cityscapes_root_given_one_level_too_deep_says_to_pass_its_parent(cli, t
     rc, text = cli("convert-data", "--from", "cityscapes", root, "--split", "test",
                    "--output", tmp_path / "t.json")
     assert rc == 1 and "pass its parent" not in text, text
+
+
+# ---------------------------------------------------------------------------- mends after review
+
+
+def test_class_overlap_compares_names_as_fine_tuning_does():
+    from maskrcnn.engine.inference import check_class_overlap
+
+    data = types.SimpleNamespace(json_path="val.json",
+                                 class_names=["__background__", "person", "car", "bike"])
+    check_class_overlap(["__background__", "Person", "Car"], data)  # was refused: no exact name in common
+    check_class_overlap(["__background__", "Traffic_Light", "bike "], data)
+    with pytest.raises(ValueError, match=r"val.json: none of its categories \(person, car, bike\)"):
+        check_class_overlap(["__background__", "Dog", "Cat"], data)
