@@ -318,6 +318,8 @@ class CocoDataset(torch.utils.data.Dataset):
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     ``keypoint_names``: the set of the file's keypoint categories (``keypoint_category_ids``, whose ids;
     ``to_coco_dict`` gives the names to every category, as the one keypoint head predicts them for all).
+    ``defines_keypoints``: a keypoint set named, or keypoints in a kept annotation (a keypoint model's
+    training and keypoint AP need one).
     ``filter_empty``: images without an object are left out of ``ids``, counted in ``skipped`` as
     ``image_without_annotations`` or, when all their annotations are crowd regions,
     ``image_with_only_crowd_annotations``.
@@ -721,6 +723,10 @@ class CocoDataset(torch.utils.data.Dataset):
                                f"(ids {first}): kept, with new ids from {next_id - len(renumbered)} "
                                f"(ids only name records)")
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
+        # a keypoint set to train and score: a category's names, or keypoints in a kept annotation (unnamed,
+        # read as COCO's 17); False: a keypoint model's training has nothing to learn, its eval no keypoint AP
+        self.defines_keypoints = bool(self.keypoint_names) or any(
+            a.get("keypoints") for anns in self._anns.values() for a in anns)
         self.keypoints_outside_image = len(self._far_keypoints)
         if self._far_keypoints:
             self._notes.append(
@@ -738,8 +744,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"when > 0, unlabelled (0) otherwise")
         # keypoints a model without a keypoint head reads nothing of (a mask config on a keypoint file):
         # said, and their box-only annotations are no "rectangles" (CVAT's skeletons export so)
-        kept = [a for anns in self._anns.values() for a in anns]
-        with_kp = [] if self.keypoints else [a for a in kept if _labels_keypoints(a.get("keypoints"))]
+        with_kp = [] if self.keypoints else [a for anns in self._anns.values() for a in anns
+                                             if _labels_keypoints(a.get("keypoints"))]
         box_kp = sum(a["_box_only"] for a in with_kp)
         rectangles = self.box_only_annotations - box_kp
         if rectangles and not self.keypoints:

@@ -130,10 +130,8 @@ def keypoints_unscorable(cfg, dataset) -> Optional[str]:
     ground truth (no category names a keypoint set, no annotation holds keypoints), else None. Boxes
     and masks are still scored: COCOeval's keypoint AP needs the category's keypoints and each person's
     ``num_keypoints``, and failed on such a file with a bare KeyError once the whole inference was done."""
-    if not cfg.model.roi_heads.keypoint_on or dataset.keypoint_names:
-        return None
-    if any(a.get("keypoints") for a in dataset.to_coco_dict()["annotations"]):
-        return None  # unnamed keypoints are read as COCO's 17 (check_keypoint_count)
+    if not cfg.model.roi_heads.keypoint_on or dataset.defines_keypoints:
+        return None  # (unnamed keypoints are read as COCO's 17: check_keypoint_count)
     kinds = " and ".join(t for t in iou_types(cfg) if t != "keypoints")
     return (f"note: {dataset.json_path} defines no keypoints (no category has a 'keypoints' list, no "
             f"annotation holds keypoints): {kinds} AP only, no keypoint AP")

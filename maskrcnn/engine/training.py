@@ -246,10 +246,8 @@ def keypoint_config_refusal(cfg, train_set, config_named=None) -> str:
     has none (no category names a keypoint set, no kept annotation holds keypoints), else "". Every
     annotation was then skipped as having no keypoint, and the run failed with "no usable training
     image", the reason unsaid."""
-    if not cfg.model.roi_heads.keypoint_on or train_set.keypoint_names:
+    if not cfg.model.roi_heads.keypoint_on or train_set.defines_keypoints:  # (unnamed: read as COCO's 17)
         return ""
-    if any(a.get("keypoints") for a in train_set.to_coco_dict()["annotations"]):
-        return ""  # unnamed keypoints, read as COCO's 17
     config = f"--config {config_named}" if config_named else "the config"
     return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
             f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "

@@ -234,3 +234,19 @@ def test_class_overlap_compares_names_as_fine_tuning_does():
     check_class_overlap(["__background__", "Traffic_Light", "bike "], data)
     with pytest.raises(ValueError, match=r"val.json: none of its categories \(person, car, bike\)"):
         check_class_overlap(["__background__", "Dog", "Cat"], data)
+
+
+def test_a_val_file_without_keypoints_is_no_keypoint_count_mismatch(tmp_path):
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.inference import check_keypoint_count
+
+    cfg = load_config("demo_keypoints", {"model.roi_heads.num_keypoints": 5})
+    path, images = _file(tmp_path, [{"id": 1, "name": "person"}], [_box(1, 1, segmentation=[])])
+    plain = CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    assert plain.defines_keypoints is False
+    path, images = _file(tmp_path, [{"id": 1, "name": "person"}],
+                         [_person(1, 1, [(6, 6, 2)] * 17, segmentation=[])], name="unnamed.json")
+    unnamed = CocoDataset(json_path=path, image_dir=images, keypoints=True)
+    assert unnamed.defines_keypoints is True  # unnamed keypoints, read as COCO's 17
+    with pytest.raises(ValueError, match="the model predicts 5 keypoints, .* read as COCO's 17"):
+        check_keypoint_count(cfg, unnamed)
