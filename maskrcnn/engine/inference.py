@@ -110,7 +110,11 @@ def unscored_classes_warning(mapping: dict, dataset) -> Optional[str]:
 
 def check_keypoint_count(cfg, dataset) -> None:
     """ValueError when a keypoint model is to be scored on a dataset of another keypoint count: every
-    detection would be left out as 'keypoints hold 5 points, the category has 17' (its box and mask too)."""
+    detection would be left out as 'keypoints hold 5 points, the category has 17' (its box and mask too).
+    Nothing to check on a dataset without keypoint ground truth (``keypoints_unscorable``): its boxes and
+    masks are scored, no keypoint AP."""
+    if keypoints_unscorable(cfg, dataset):
+        return
     names, k = dataset.keypoint_names, cfg.model.roi_heads.num_keypoints
     if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
         raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
@@ -176,8 +180,8 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
         types = tuple(t for t in types if t != "keypoints")
         if not quiet:
             print(no_keypoints, file=sys.stderr)
-    elif cfg.model.roi_heads.keypoint_on:
-        check_keypoint_count(cfg, dataset)
+    check_keypoint_count(cfg, dataset)  # nothing to check without keypoints or keypoint ground truth
+    if cfg.model.roi_heads.keypoint_on and not no_keypoints:
         # the model's keypoint names (or the dataset's): COCO's sigma per COCO name, else the default
         names = list(cfg.data.keypoint_names) or dataset.keypoint_names
         sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)

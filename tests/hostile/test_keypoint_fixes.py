@@ -244,6 +244,7 @@ def test_a_val_file_without_keypoints_is_no_keypoint_count_mismatch(tmp_path):
     path, images = _file(tmp_path, [{"id": 1, "name": "person"}], [_box(1, 1, segmentation=[])])
     plain = CocoDataset(json_path=path, image_dir=images, keypoints=True)
     assert plain.defines_keypoints is False
+    check_keypoint_count(cfg, plain)  # was: "the model predicts 5 keypoints, ... read as COCO's 17"
     path, images = _file(tmp_path, [{"id": 1, "name": "person"}],
                          [_person(1, 1, [(6, 6, 2)] * 17, segmentation=[])], name="unnamed.json")
     unnamed = CocoDataset(json_path=path, image_dir=images, keypoints=True)
