@@ -255,6 +255,35 @@ def keypoint_config_refusal(cfg, train_set, config_named=None) -> str:
             "model.roi_heads.keypoint_on=false")
 
 
+def stale_flip_map_note(pairs, config_names, names, *, source) -> str:
+    """A note when ``data.keypoint_flip_map`` (``pairs``, not given with ``--set``) is of another keypoint
+    set than the training file's (``names``), as when a run's config.yaml is reused with other data:
+    pairs by name naming a keypoint the file lacks (they failed, naming the config's keypoint), or pairs
+    by index of a config whose ``data.keypoint_names`` (``config_names``) are not the file's (they
+    swapped other points, unsaid); "" when the pairs fit. The caller derives the map from the names."""
+    names = [str(n) for n in names or ()]
+    if not names:  # a file without keypoint names: the config's names (and pairs) stand
+        return ""
+    ends = [v for p in pairs or () if isinstance(p, (list, tuple)) for v in p]
+    missing = [str(v) for v in dict.fromkeys(v for v in ends if isinstance(v, str)) if v not in names]
+    by_index = any(isinstance(v, int) and not isinstance(v, bool) for v in ends)
+    other_set = by_index and config_names and [str(n) for n in config_names] != names
+    if not missing and not other_set:
+        return ""
+    why = (f"names {short_listing(missing, limit=5)}, not among its keypoints" if missing else
+           f"is by index into the config's keypoints ({short_listing(config_names, limit=5)}), not its own")
+    return (f"note: {source}: the config's data.keypoint_flip_map ({flip_line(pairs)}) {why}: the pairs are "
+            "derived from its keypoint names instead (--set data.keypoint_flip_map='[[a, b], ...]' gives "
+            "them)")
+
+
+def flip_line(pairs) -> str:
+    """``flip_pairs_line`` of configured pairs as written ([a, b] lists, of indices or names)."""
+    from maskrcnn.data.keypoints import flip_pairs_line
+
+    return flip_pairs_line([tuple(p) for p in pairs if isinstance(p, (list, tuple)) and len(p) == 2])
+
+
 def _has(n: int) -> str:
     return "has" if n == 1 else "have"
 
@@ -418,13 +447,19 @@ def build_training(
     cfg.data.class_names = tuple(train_set.class_names)
     flip_map = None
     if rh.keypoint_on:
+        configured = cfg.data.keypoint_flip_map
+        stale = "" if _asked("data.keypoint_flip_map", overrides or {}) else stale_flip_map_note(
+            configured, cfg.data.keypoint_names, train_set.keypoint_names, source=str(train_json))
+        if stale:  # another keypoint set's pairs (a run's config.yaml reused with other data)
+            say(stale)
+            configured = ()
         if train_set.keypoint_names:
             cfg.data.keypoint_names = tuple(train_set.keypoint_names)
             cfg.data.keypoint_skeleton = tuple(tuple(p) for p in train_set.keypoint_skeleton)
             cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
         flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
-                                     configured=cfg.data.keypoint_flip_map, source=str(train_json))
+                                     configured=configured, source=str(train_json))
         # the pairs used, in the run's config.yaml: predict's flip TTA, --resume and export read them
         # there, not from whatever names a later file brings
         cfg.data.keypoint_flip_map = flip_pairs(flip_map, cfg.data.keypoint_names)

@@ -251,3 +251,33 @@ def test_a_val_file_without_keypoints_is_no_keypoint_count_mismatch(tmp_path):
     assert unnamed.defines_keypoints is True  # unnamed keypoints, read as COCO's 17
     with pytest.raises(ValueError, match="the model predicts 5 keypoints, .* read as COCO's 17"):
         check_keypoint_count(cfg, unnamed)
+
+
+def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again(tmp_path):
+    import io
+
+    from maskrcnn.engine.training import build_training, stale_flip_map_note
+
+    names = ["nose", "left_eye", "right_eye", "LEar"]  # LEar: sided, unpaired
+    cats = [{"id": 1, "name": "person", "keypoints": names, "skeleton": []}]
+    path, images = _file(tmp_path, cats, [_person(1, 1, [(8, 8, 2)] * 4)])
+    # another run's stored pairs: names this file lacks (failed as unknown names)
+    cfg = load_config("demo_keypoints", {"model.backbone": "resnet18", "model.fpn_dim": 8,
+                                         "data.num_workers": 0,
+                                         "data.keypoint_flip_map": [["leftshoulder", "rightshoulder"]]})
+    stream = io.StringIO()
+    _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
+                            log_stream=stream, overwrite=True, overrides={},
+                            trainer_kwargs={"tensorboard": False})
+    text = stream.getvalue()
+    assert (f"note: {path}: the config's data.keypoint_flip_map (leftshoulder<->rightshoulder) names "
+            "leftshoulder, rightshoulder, not among its keypoints: the pairs are derived from its keypoint "
+            "names instead") in text, text
+    assert "keypoint flip pairs: left_eye<->right_eye" in text, text
+    assert [list(p) for p in cfg.data.keypoint_flip_map] == [["left_eye", "right_eye"]]
+    # index pairs of another keypoint set: derived again; of this one, or asked with --set: kept
+    note = stale_flip_map_note([[0, 3]], ["a", "b", "c", "d"], names, source="x.json")
+    assert note.startswith("note: x.json: the config's data.keypoint_flip_map (0<->3) is by index into the "
+                           "config's keypoints (a, b, c, d), not its own"), note
+    assert stale_flip_map_note([[0, 3]], names, names, source="x.json") == ""
+    assert stale_flip_map_note([["left_eye", "LEar"]], (), names, source="x.json") == ""
