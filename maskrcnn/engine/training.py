@@ -37,6 +37,7 @@ are computed here once from the training annotations and a summary is printed (r
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -458,8 +459,12 @@ def build_training(
             cfg.data.keypoint_skeleton = tuple(tuple(p) for p in train_set.keypoint_skeleton)
             cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
-        flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
-                                     configured=configured, source=str(train_json))
+        with warnings.catch_warnings(record=True) as caught:  # said once, in the log, not on each stderr
+            warnings.simplefilter("always")
+            flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
+                                         configured=configured, source=str(train_json))
+        for caught_warning in caught:  # the unpaired sided names (flip_map_from_names)
+            say(f"warning: {caught_warning.message}")
         # the pairs used, in the run's config.yaml: predict's flip TTA, --resume and export read them
         # there, not from whatever names a later file brings
         cfg.data.keypoint_flip_map = flip_pairs(flip_map, cfg.data.keypoint_names)

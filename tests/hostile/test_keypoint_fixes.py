@@ -253,8 +253,9 @@ def test_a_val_file_without_keypoints_is_no_keypoint_count_mismatch(tmp_path):
         check_keypoint_count(cfg, unnamed)
 
 
-def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again(tmp_path):
+def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again_and_logs_warnings(tmp_path):
     import io
+    import warnings
 
     from maskrcnn.engine.training import build_training, stale_flip_map_note
 
@@ -266,13 +267,16 @@ def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again(t
                                          "data.num_workers": 0,
                                          "data.keypoint_flip_map": [["leftshoulder", "rightshoulder"]]})
     stream = io.StringIO()
-    _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
-                            log_stream=stream, overwrite=True, overrides={},
-                            trainer_kwargs={"tensorboard": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unpaired-name warning goes to the log, not to stderr
+        _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
+                                log_stream=stream, overwrite=True, overrides={},
+                                trainer_kwargs={"tensorboard": False})
     text = stream.getvalue()
     assert (f"note: {path}: the config's data.keypoint_flip_map (leftshoulder<->rightshoulder) names "
             "leftshoulder, rightshoulder, not among its keypoints: the pairs are derived from its keypoint "
             "names instead") in text, text
+    assert f"warning: {path}: keypoint LEar looks like one side but pairs with no other name" in text, text
     assert "keypoint flip pairs: left_eye<->right_eye" in text, text
     assert [list(p) for p in cfg.data.keypoint_flip_map] == [["left_eye", "right_eye"]]
     # index pairs of another keypoint set: derived again; of this one, or asked with --set: kept
