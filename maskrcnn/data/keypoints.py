@@ -14,9 +14,10 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
   name only (``Rear`` is no right ``ear``); so does a side word glued to a lowercase word, by exact
   spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end
-  after three letters or more: ``bright`` is none). A name that looks sided but finds no partner
-  (``leftshoulder`` alone, ``L_Eye`` without ``R_Eye``) is kept in place with a warning naming every
-  such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner is an error, because
+  after three letters or more: ``bright`` is none; only the first side word swaps: ``rightleft`` is no
+  ``leftright``). A name that looks sided but finds no partner (``leftshoulder`` alone, ``L_Eye``
+  without ``R_Eye``; a glued word only at the start: ``copyright`` alone is none) is kept in place with
+  a warning naming every such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner is an error, because
   flipping would silently mislabel it, and so is a map that is not its own inverse (a flip would copy
   one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of names) wins over
   the names when given; training prints the pairs it uses and stores them there in the run's config
@@ -90,8 +91,10 @@ _SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
 # three letters at least (bright, upright are no sides)
 _SIDE_GLUED_WORD = re.compile(r"(?i)^(left|right)(?=[a-z])|(?<=[a-z]{3})(left|right)$")
 # what makes a name look sided (a warning when it pairs with nothing): a side word anywhere it is one of
-# the spellings above, or a side letter standing alone (L_Eye, eye.R) or glued as OpenPose's
-_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, _SIDE_GLUED_WORD)
+# the spellings above, or a side letter standing alone (L_Eye, eye.R) or glued as OpenPose's; a glued
+# side word only at the start (leftshoulder): at the end it is too often part of a word (copyright,
+# downright) to be warned about alone, though shoulderleft/shoulderright still pair
+_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, re.compile(r"(?i)^(left|right)(?=[a-z])"))
 
 
 def _mirror_name(name: str) -> str:
@@ -117,7 +120,7 @@ def _other_spellings(name: str) -> tuple:
     return ((_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), False),
             (_SIDE_CAMEL.sub(_swap, name), True),
             (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True),
-            (_SIDE_GLUED_WORD.sub(_swap, name), True))
+            (_SIDE_GLUED_WORD.sub(_swap, name, count=1), True))  # one side: rightleft is no leftright
 
 
 def unpaired_sided_names(names: Sequence[str], flip_map: Sequence[int]) -> list:

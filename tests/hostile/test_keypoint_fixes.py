@@ -285,3 +285,17 @@ def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again_a
                            "config's keypoints (a, b, c, d), not its own"), note
     assert stale_flip_map_note([[0, 3]], names, names, source="x.json") == ""
     assert stale_flip_map_note([["left_eye", "LEar"]], (), names, source="x.json") == ""
+
+
+def test_a_side_word_glued_at_the_end_alone_is_no_warning_and_only_the_first_side_swaps():
+    import warnings
+
+    from maskrcnn.data.keypoints import flip_map_from_names
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert flip_map_from_names(["copyright", "downright", "nose"]) == (0, 1, 2)  # was warned as sided
+        assert flip_map_from_names(["shoulderleft", "shoulderright"]) == (1, 0)
+    # the first side word swaps, not both: rightleft was paired with leftright
+    with pytest.warns(UserWarning, match="keypoints rightleft, leftright look like one side"):
+        assert flip_map_from_names(["rightleft", "leftright"]) == (0, 1)
