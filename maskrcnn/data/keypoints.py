@@ -7,23 +7,23 @@ Everything here follows from a COCO category's ``keypoints`` (names) and ``skele
 pairs, as the COCO files write them), so that a dataset with its own keypoint set needs no code:
 
 - flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
-  case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
-  ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase
-  sides (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
+  case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``, ``Left-Knee``,
+  ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase sides
+  (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
   Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, when both names exist; every
   other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
   name only (``Rear`` is no right ``ear``); so does a side word glued to a lowercase word, by exact
-  spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end
-  after three letters or more: ``bright`` is none; only the first side word swaps: ``rightleft`` is no
+  spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end after
+  three letters or more: ``bright`` is none; only the first side word swaps: ``rightleft`` is no
   ``leftright``). A name that looks sided but finds no partner (``leftshoulder`` alone, ``L_Eye``
   without ``R_Eye``; a glued word only at the start: ``copyright`` alone is none) is kept in place with
-  a warning naming every such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner is an error, because
-  flipping would silently mislabel it, and so is a map that is not its own inverse (a flip would copy
-  one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of names) wins over
-  the names when given; training prints the pairs it uses and stores them there in the run's config
-  (``flip_pairs``), so that predict's flip TTA, ``--resume`` and export use the same;
-  ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which training warns
-  about while it flips images.
+  a warning naming every such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner
+  is an error, because flipping would silently mislabel it, and so is a map that is not its own inverse
+  (a flip would copy one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of
+  names) wins over the names when given; training prints the pairs it uses and stores them there in the
+  run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and export use the same;
+  ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which training warns about
+  while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
