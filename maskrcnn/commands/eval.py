@@ -152,7 +152,12 @@ def _predict(args, raw: dict) -> tuple:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.engine.inference import build_evaluator, evaluate_dataset, unscored_classes_warning
+    from maskrcnn.engine.inference import (
+        build_evaluator,
+        check_class_overlap,
+        evaluate_dataset,
+        unscored_classes_warning,
+    )
     from maskrcnn.predictor import Predictor
 
     images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
@@ -179,6 +184,7 @@ def _predict(args, raw: dict) -> tuple:
         json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on, coco=raw,
         crowd_as_objects=args.crowd_as_objects or predictor.cfg.data.crowd_as_objects,
     )
+    check_class_overlap(predictor.class_names, dataset, weights=args.weights)  # before the inference
     evaluator = build_evaluator(predictor, dataset)
     unscored = unscored_classes_warning(evaluator.label_to_category_id, dataset)
     if unscored:  # COCOeval's AP 0 for them stays in the mean: said, not changed

@@ -203,6 +203,11 @@ def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
+def _labels_keypoints(kp) -> bool:
+    """True for a flat keypoint list with at least one labelled point (visibility > 0)."""
+    return isinstance(kp, list) and any(is_finite_number(v) and v > 0 for v in kp[2::3])
+
+
 def _public_record(ann: dict, box_as_mask: bool = True) -> dict:
     """An annotation as ``to_coco_dict`` gives it: private keys out; a box-only one with the box as its
     polygon (drawn and counted as its region), or with ``[]`` (``box_as_mask=False``)."""
@@ -317,6 +322,8 @@ class CocoDataset(torch.utils.data.Dataset):
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     ``keypoint_names``: the set of the file's keypoint categories (``keypoint_category_ids``, whose ids;
     ``to_coco_dict`` gives the names to every category, as the one keypoint head predicts them for all).
+    ``defines_keypoints``: a keypoint set named, or keypoints in a kept annotation (a keypoint model's
+    training and keypoint AP need one).
     ``filter_empty``: images without an object are left out of ``ids``, counted in ``skipped`` as
     ``image_without_annotations`` or, when all their annotations are crowd regions,
     ``image_with_only_crowd_annotations``.
@@ -655,8 +662,22 @@ class CocoDataset(torch.utils.data.Dataset):
                 or not all(is_finite_number(v) for v in kp)
             ):
                 return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
+            kp = self._visibility_read(kp, ann)
             ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
+
+    def _visibility_read(self, kp: list, ann: dict) -> list:
+        """COCO's visibility flags are 0 (not labelled), 1 (labelled, hidden), 2 (labelled, visible);
+        another value (3, -1, 0.5) is read as COCOeval reads it, labelled when > 0 (then 2) and
+        unlabelled otherwise (then 0, its x and y too), counted and said once per file."""
+        odd = [k for k in range(2, len(kp), 3) if kp[k] not in (0, 1, 2)]
+        if not odd:
+            return kp
+        out = list(kp)
+        for k in odd:
+            self._odd_visibility.append((ann.get("id"), kp[k]))
+            out[k - 2: k + 1] = [kp[k - 2], kp[k - 1], 2] if kp[k] > 0 else [0, 0, 0]
+        return out
 
     def _keypoints_inside(self, kp: list, ann: dict, width: float, height: float) -> list:
         """``clip_keypoints`` (data/keypoints.py, which the evaluation's ground truth goes through too);
@@ -668,6 +689,7 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load_annotations(self, annotations: list) -> None:
         self._filled: Counter = Counter()
         self._far_keypoints: list = []  # annotation ids, one per labelled keypoint made unlabelled
+        self._odd_visibility: list = []  # (annotation id, value), one per flag other than 0, 1, 2
         seen_ids = set()
         # ids only name records (pycocotools needs them unique): a repeated one gets a new id above the
         # largest, so no object is lost; an exact copy (image, category, geometry) is a duplicate
@@ -718,6 +740,10 @@ class CocoDataset(torch.utils.data.Dataset):
                                f"(ids {first}): kept, with new ids from {next_id - len(renumbered)} "
                                f"(ids only name records)")
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
+        # a keypoint set to train and score: a category's names, or keypoints in a kept annotation (unnamed,
+        # read as COCO's 17); False: a keypoint model's training has nothing to learn, its eval no keypoint AP
+        self.defines_keypoints = bool(self.keypoint_names) or any(
+            a.get("keypoints") for anns in self._anns.values() for a in anns)
         self.keypoints_outside_image = len(self._far_keypoints)
         if self._far_keypoints:
             self._notes.append(
@@ -727,11 +753,29 @@ class CocoDataset(torch.utils.data.Dataset):
         if self._filled["bbox"]:
             self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
                                f"the box of their segmentation")
-        if self.box_only_annotations and not self.keypoints:
+        if self._odd_visibility:
+            aid, value = self._odd_visibility[0]
             self._notes.append(
-                f"{self.json_path}: {self.box_only_annotations} annotations have a box and no segmentation "
+                f"{self.json_path}: {len(self._odd_visibility)} keypoint visibility flags are not 0, 1 or 2 "
+                f"(the first: {value!r} in annotation id {aid}): read as COCOeval reads them, labelled (2) "
+                f"when > 0, unlabelled (0) otherwise")
+        # keypoints a model without a keypoint head reads nothing of (a mask config on a keypoint file):
+        # said, and their box-only annotations are no "rectangles" (CVAT's skeletons export so)
+        with_kp = [] if self.keypoints else [a for anns in self._anns.values() for a in anns
+                                             if _labels_keypoints(a.get("keypoints"))]
+        box_kp = sum(a["_box_only"] for a in with_kp)
+        rectangles = self.box_only_annotations - box_kp
+        if rectangles and not self.keypoints:
+            self._notes.append(
+                f"{self.json_path}: {rectangles} annotations have a box and no segmentation "
                 f"(rectangles, as CVAT, Label Studio and Roboflow export them): they train the box and "
                 f"class losses, not the mask loss")
+        if with_kp:
+            self._notes.append(
+                f"{self.json_path}: {len(with_kp)} annotations hold keypoints, which a model without a "
+                "keypoint head ignores: train them with a keypoint config (--config keypoint_r50_fpn)"
+                + (f"; {box_kp} of them have no segmentation: their boxes train the box and class losses, "
+                   "not the mask loss" if box_kp else ""))
 
     def _has_objects(self, image_id: int) -> bool:
         return any(not a.get("iscrowd", 0) for a in self._anns[image_id])

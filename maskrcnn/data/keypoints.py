@@ -7,16 +7,23 @@ Everything here follows from a COCO category's ``keypoints`` (names) and ``skele
 pairs, as the COCO files write them), so that a dataset with its own keypoint set needs no code:
 
 - flip map: a name containing the word ``left`` swaps with the same name saying ``right`` (and back),
-  case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``,
-  ``Left-Knee``, ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase
-  sides (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
+  case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``, ``Left-Knee``,
+  ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase sides
+  (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
   Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, when both names exist; every
   other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
-  name only (``Rear`` is no right ``ear``). A ``left`` name with no ``right`` partner is an error,
-  because flipping would silently mislabel it, and so is a map that is not its own inverse (a flip
-  would copy one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of
-  names) wins over the names when given; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's
-  "1".."68"), which training warns about while it flips images.
+  name only (``Rear`` is no right ``ear``); so does a side word glued to a lowercase word, by exact
+  spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end after
+  three letters or more: ``bright`` is none; only the first side word swaps: ``rightleft`` is no
+  ``leftright``). A name that looks sided but finds no partner (``leftshoulder`` alone, ``L_Eye``
+  without ``R_Eye``; a glued word only at the start: ``copyright`` alone is none) is kept in place with
+  a warning naming every such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner
+  is an error, because flipping would silently mislabel it, and so is a map that is not its own inverse
+  (a flip would copy one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of
+  names) wins over the names when given; training prints the pairs it uses and stores them there in the
+  run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and export use the same;
+  ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which training warns about
+  while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
@@ -30,6 +37,7 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Optional, Sequence
 
 __all__ = [
@@ -41,10 +49,13 @@ __all__ = [
     "clip_keypoints",
     "flip_map_from_names",
     "flip_map_from_pairs",
+    "flip_pairs",
+    "flip_pairs_line",
     "keypoint_flip_map",
     "keypoint_sigmas",
     "pairs_nothing",
     "skeleton_edges",
+    "unpaired_sided_names",
 ]
 
 COCO_KEYPOINT_NAMES = (
@@ -75,6 +86,15 @@ _SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
 _SIDE_CAMEL = re.compile(r"(?<![A-Za-z])(left|right|Left|Right)(?=[A-Z])|(?<=[a-z0-9])(Left|Right)(?![a-z])")
 # OpenPose / Human3.6M: the side letter glued to a capitalised word (LEye, RShoulder, LHip)
 _SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
+# the side word glued to a lowercase one (leftshoulder, RIGHTHAND, shoulderleft): a side only when the
+# partner exists spelt the same way, case included (leftover and RIGHTOVER are none); at the end, after
+# three letters at least (bright, upright are no sides)
+_SIDE_GLUED_WORD = re.compile(r"(?i)^(left|right)(?=[a-z])|(?<=[a-z]{3})(left|right)$")
+# what makes a name look sided (a warning when it pairs with nothing): a side word anywhere it is one of
+# the spellings above, or a side letter standing alone (L_Eye, eye.R) or glued as OpenPose's; a glued
+# side word only at the start (leftshoulder): at the end it is too often part of a word (copyright,
+# downright) to be warned about alone, though shoulderleft/shoulderright still pair
+_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, re.compile(r"(?i)^(left|right)(?=[a-z])"))
 
 
 def _mirror_name(name: str) -> str:
@@ -99,7 +119,15 @@ def _other_spellings(name: str) -> tuple:
     table = {"l": "r", "r": "l", "L": "R", "R": "L"}
     return ((_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), False),
             (_SIDE_CAMEL.sub(_swap, name), True),
-            (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True))
+            (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True),
+            (_SIDE_GLUED_WORD.sub(_swap, name, count=1), True))  # one side: rightleft is no leftright
+
+
+def unpaired_sided_names(names: Sequence[str], flip_map: Sequence[int]) -> list:
+    """The names that look like one side (``_SIDED``: ``leftshoulder``, ``L_Eye``, ``hand.R``) but that
+    the flip map keeps in place: a flip teaches such a point where the other side's is."""
+    return [str(n) for i, n in enumerate(names)
+            if int(flip_map[i]) == i and any(p.search(str(n)) for p in _SIDED)]
 
 
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
@@ -134,6 +162,14 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
                 f"to {names[out[j]]!r}), so a flip would copy one point over another; rename them or give "
                 "the pairs in data.keypoint_flip_map"
             )
+    lone = unpaired_sided_names(names, out)
+    if lone:  # kept in place: each flip teaches it where the other side's point is
+        many = len(lone) > 1
+        warnings.warn(
+            f"{source}: keypoint{'s' if many else ''} {', '.join(lone)} look{'' if many else 's'} like one "
+            f"side but pair{'' if many else 's'} with no other name, so a horizontal flip keeps "
+            f"{'them' if many else 'it'} in place; give the pairs with data.keypoint_flip_map, or train "
+            "without flips (input.flip_prob=0)", stacklevel=2)
     return tuple(out)
 
 
@@ -181,6 +217,23 @@ def flip_map_from_pairs(pairs: Sequence, names: Optional[Sequence[str]], num_key
         seen |= {a, b}
         out[a], out[b] = b, a
     return tuple(out)
+
+
+def flip_pairs(flip_map: Optional[Sequence[int]], names: Optional[Sequence[str]] = None) -> tuple:
+    """A flip map -> its swapped pairs, as ``data.keypoint_flip_map`` takes them (``flip_map_from_pairs``
+    reads them back to the same map): ((a, b), ...) with a < b, by name when ``names`` are given, by
+    0-based index otherwise; () when it swaps nothing. A run stores them in its config."""
+    if flip_map is None:
+        return ()
+    pairs = [(i, int(j)) for i, j in enumerate(flip_map) if i < int(j)]
+    if names:
+        return tuple((str(names[a]), str(names[b])) for a, b in pairs)
+    return tuple(pairs)
+
+
+def flip_pairs_line(pairs: Sequence) -> str:
+    """``(("left_eye", "right_eye"), ...)`` -> "left_eye<->right_eye, ..." ("none" when empty)."""
+    return ", ".join(f"{a}<->{b}" for a, b in pairs) or "none (a flip keeps every keypoint's label)"
 
 
 def pairs_nothing(flip_map: Optional[Sequence[int]]) -> bool:

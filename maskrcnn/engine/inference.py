@@ -110,7 +110,11 @@ def unscored_classes_warning(mapping: dict, dataset) -> Optional[str]:
 
 def check_keypoint_count(cfg, dataset) -> None:
     """ValueError when a keypoint model is to be scored on a dataset of another keypoint count: every
-    detection would be left out as 'keypoints hold 5 points, the category has 17' (its box and mask too)."""
+    detection would be left out as 'keypoints hold 5 points, the category has 17' (its box and mask too).
+    Nothing to check on a dataset without keypoint ground truth (``keypoints_unscorable``): its boxes and
+    masks are scored, no keypoint AP."""
+    if keypoints_unscorable(cfg, dataset):
+        return
     names, k = dataset.keypoint_names, cfg.model.roi_heads.num_keypoints
     if cfg.model.roi_heads.keypoint_on and names and len(names) != k:
         raise ValueError(f"the model predicts {k} keypoints, {dataset.json_path} has {len(names)} "
@@ -125,6 +129,42 @@ def check_keypoint_count(cfg, dataset) -> None:
                          f"'keypoints' list of {k} names")
 
 
+def keypoints_unscorable(cfg, dataset) -> Optional[str]:
+    """For a keypoint model: a line saying that keypoint AP is left out when ``dataset`` has no keypoint
+    ground truth (no category names a keypoint set, no annotation holds keypoints), else None. Boxes
+    and masks are still scored: COCOeval's keypoint AP needs the category's keypoints and each person's
+    ``num_keypoints``, and failed on such a file with a bare KeyError once the whole inference was done."""
+    if not cfg.model.roi_heads.keypoint_on or dataset.defines_keypoints:
+        return None  # (unnamed keypoints are read as COCO's 17: check_keypoint_count)
+    kinds = " and ".join(t for t in iou_types(cfg) if t != "keypoints")
+    return (f"note: {dataset.json_path} defines no keypoints (no category has a 'keypoints' list, no "
+            f"annotation holds keypoints): {kinds} AP only, no keypoint AP")
+
+
+def check_class_overlap(class_names, dataset, *, weights="the model") -> None:
+    """ValueError, before any inference, when none of the model's classes (``class_names``, background
+    first) is a category of ``dataset`` (names compared as ``init_weights.normalise_name`` reads them) and
+    their numbers differ: every detection would be of a category the ground truth lacks (the evaluator's
+    "category ids 2, 3 are not in the ground truth" after the whole inference) or, numbered by position,
+    a 'circle' scored as a 'person'. Models whose classes are
+    unnamed (``class_N``) and equal counts (matched by position with a warning, ``label_mapping``) pass."""
+    from maskrcnn.engine.init_weights import normalise_name
+
+    mine = [str(n) for n in class_names[1:]]
+    theirs = [str(n) for n in dataset.class_names[1:]]
+    # names equal as fine-tuning matches them ('Traffic_Light' is 'traffic light'): a 'Person' model
+    # scores a file's 'person'
+    shared = {normalise_name(n) for n in mine} & {normalise_name(n) for n in theirs}
+    if not mine or not theirs or all(n.startswith("class_") for n in mine) or shared:
+        return
+    if len(mine) == len(theirs):
+        return
+    raise ValueError(
+        f"{dataset.json_path}: none of its categories ({short_listing(theirs, limit=8)}) is among the "
+        f"classes of {weights} ({short_listing(mine, limit=8)}): no detection could be scored; evaluate "
+        "it on a file of the model's classes, or a model trained on this file's")
+
+
 def build_evaluator(predictor, dataset, *, quiet: bool = False):
     """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth). Unless
     ``quiet``, says on stderr how keypoints are scored: the dataset's keypoint names against the model's
@@ -134,8 +174,14 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
 
     cfg = predictor.cfg
     sigmas, order = None, None
-    if cfg.model.roi_heads.keypoint_on:
-        check_keypoint_count(cfg, dataset)
+    types = iou_types(cfg)
+    no_keypoints = keypoints_unscorable(cfg, dataset)
+    if no_keypoints:
+        types = tuple(t for t in types if t != "keypoints")
+        if not quiet:
+            print(no_keypoints, file=sys.stderr)
+    check_keypoint_count(cfg, dataset)  # nothing to check without keypoints or keypoint ground truth
+    if cfg.model.roi_heads.keypoint_on and not no_keypoints:
         # the model's keypoint names (or the dataset's): COCO's sigma per COCO name, else the default
         names = list(cfg.data.keypoint_names) or dataset.keypoint_names
         sigmas = keypoint_sigmas(names, int(cfg.model.roi_heads.num_keypoints), cfg.data.keypoint_sigmas)
@@ -148,7 +194,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
     mapping = label_mapping(predictor, dataset)
     return CocoEvaluator(
         dataset.to_coco_dict(box_as_mask=False),  # box-only objects: ignored regions of segm AP
-        iou_types=iou_types(cfg),
+        iou_types=types,
         label_to_category_id=mapping,
         class_names=predictor.class_names,  # each result's category_name (eval's predictions.json)
         keypoint_sigmas=sigmas,

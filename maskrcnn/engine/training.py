@@ -39,6 +39,7 @@ are computed here once from the training annotations and a summary is printed (r
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -92,6 +93,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
     derived = {*DATA_KEYS, *_followed_weights(output)}
+    if not _asked("data.keypoint_flip_map", overrides):  # the pairs the run derived and stored
+        derived.add("data.keypoint_flip_map")
 
     asked_init, started = cfg.model.init_weights, saved.model.init_weights
     def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given
@@ -232,6 +235,58 @@ def left_out_line(skipped: dict, kept: int) -> str:
             f"(data.filter_empty=false keeps them as background images{crowd_kept})")
 
 
+def skip_words(skipped: dict) -> str:
+    """``CocoDataset.skipped`` in words, most frequent first: "image without annotations: 47; missing
+    image file: 3" (the raw dict read as Python, not as a reason)."""
+    if not skipped:
+        return "nothing"
+    ordered = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "; ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in ordered)
+
+
+def keypoint_config_refusal(cfg, train_set, config_named=None) -> str:
+    """One line when ``cfg`` trains keypoints (``model.roi_heads.keypoint_on``) and the training file
+    has none (no category names a keypoint set, no kept annotation holds keypoints), else "". Every
+    annotation was then skipped as having no keypoint, and the run failed with "no usable training
+    image", the reason unsaid."""
+    if not cfg.model.roi_heads.keypoint_on or train_set.defines_keypoints:  # (unnamed: read as COCO's 17)
+        return ""
+    config = f"--config {config_named}" if config_named else "the config"
+    return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
+            f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "
+            "boxes and masks with a mask config (--config r50_fpn), or --set "
+            "model.roi_heads.keypoint_on=false")
+
+
+def stale_flip_map_note(pairs, config_names, names, *, source) -> str:
+    """A note when ``data.keypoint_flip_map`` (``pairs``, not given with ``--set``) is of another keypoint
+    set than the training file's (``names``), as when a run's config.yaml is reused with other data:
+    pairs by name naming a keypoint the file lacks (they failed, naming the config's keypoint), or pairs
+    by index of a config whose ``data.keypoint_names`` (``config_names``) are not the file's (they
+    swapped other points, unsaid); "" when the pairs fit. The caller derives the map from the names."""
+    names = [str(n) for n in names or ()]
+    if not names:  # a file without keypoint names: the config's names (and pairs) stand
+        return ""
+    ends = [v for p in pairs or () if isinstance(p, (list, tuple)) for v in p]
+    missing = [str(v) for v in dict.fromkeys(v for v in ends if isinstance(v, str)) if v not in names]
+    by_index = any(isinstance(v, int) and not isinstance(v, bool) for v in ends)
+    other_set = by_index and config_names and [str(n) for n in config_names] != names
+    if not missing and not other_set:
+        return ""
+    why = (f"names {short_listing(missing, limit=5)}, not among its keypoints" if missing else
+           f"is by index into the config's keypoints ({short_listing(config_names, limit=5)}), not its own")
+    return (f"note: {source}: the config's data.keypoint_flip_map ({flip_line(pairs)}) {why}: the pairs are "
+            "derived from its keypoint names instead (--set data.keypoint_flip_map='[[a, b], ...]' gives "
+            "them)")
+
+
+def flip_line(pairs) -> str:
+    """``flip_pairs_line`` of configured pairs as written ([a, b] lists, of indices or names)."""
+    from maskrcnn.data.keypoints import flip_pairs_line
+
+    return flip_pairs_line([tuple(p) for p in pairs if isinstance(p, (list, tuple)) and len(p) == 2])
+
+
 def _has(n: int) -> str:
     return "has" if n == 1 else "have"
 
@@ -311,7 +366,13 @@ def build_training(
     config's (the run's, on resume)."""
     from maskrcnn.config import preset_solver_steps, save_config
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.keypoints import keypoint_flip_map, keypoint_sigmas, pairs_nothing
+    from maskrcnn.data.keypoints import (
+        flip_pairs,
+        flip_pairs_line,
+        keypoint_flip_map,
+        keypoint_sigmas,
+        pairs_nothing,
+    )
     from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
@@ -374,6 +435,9 @@ def build_training(
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
         crowd_as_objects=cfg.data.crowd_as_objects,
     )
+    no_keypoints = keypoint_config_refusal(cfg, train_set, config_named)
+    if no_keypoints:  # every annotation skipped as lacking keypoints: "no usable training image" hid why
+        raise ValueError(no_keypoints)
     if len(train_set) == 0:
         missing = train_set.skipped.get("missing_image_file", 0)
         crowd_only = train_set.skipped.get("image_with_only_crowd_annotations", 0)
@@ -384,7 +448,8 @@ def build_training(
         elif crowd_only:  # every object marked iscrowd: crowd regions are ignored, not learnt from
             hint = (f"; {crowd_only} of its images {_has(crowd_only)} only crowd annotations (iscrowd 1: "
                     "regions the losses ignore, not objects to learn): an object to train on has iscrowd 0")
-        raise ValueError(f"{train_json}: no usable training image (skipped: {dict(train_set.skipped)}){hint}")
+        raise ValueError(f"{train_json}: no usable training image (skipped: {skip_words(train_set.skipped)})"
+                         f"{hint}")
     line = left_out_line(train_set.skipped, len(train_set))
     if line:
         say(f"note: {train_json}: {line}")
@@ -411,13 +476,27 @@ def build_training(
     cfg.data.class_names = tuple(train_set.class_names)
     flip_map = None
     if rh.keypoint_on:
+        configured = cfg.data.keypoint_flip_map
+        stale = "" if _asked("data.keypoint_flip_map", overrides or {}) else stale_flip_map_note(
+            configured, cfg.data.keypoint_names, train_set.keypoint_names, source=str(train_json))
+        if stale:  # another keypoint set's pairs (a run's config.yaml reused with other data)
+            say(stale)
+            configured = ()
         if train_set.keypoint_names:
             cfg.data.keypoint_names = tuple(train_set.keypoint_names)
             cfg.data.keypoint_skeleton = tuple(tuple(p) for p in train_set.keypoint_skeleton)
             cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
-        flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
-                                     configured=cfg.data.keypoint_flip_map, source=str(train_json))
+        with warnings.catch_warnings(record=True) as caught:  # said once, in the log, not on each stderr
+            warnings.simplefilter("always")
+            flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
+                                         configured=configured, source=str(train_json))
+        for caught_warning in caught:  # the unpaired sided names (flip_map_from_names)
+            say(f"warning: {caught_warning.message}")
+        # the pairs used, in the run's config.yaml: predict's flip TTA, --resume and export read them
+        # there, not from whatever names a later file brings
+        cfg.data.keypoint_flip_map = flip_pairs(flip_map, cfg.data.keypoint_names)
+        say(f"keypoint flip pairs: {flip_pairs_line(cfg.data.keypoint_flip_map)}")
         if cfg.input.flip_prob > 0 and pairs_nothing(flip_map):  # half the images: left and right exchanged
             say(f"warning: {train_json}: its keypoint names pair no left with a right, so the training flips "
                 f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point; if it has left/right points, give "

@@ -120,8 +120,8 @@ def test_crowd_only_training_images_are_counted_apart_and_named(tmp_path):
         build_training(load_config("demo"), train_json=path, train_images=images, output=tmp_path / "run",
                        log_stream=io.StringIO())
     assert str(info.value) == (
-        f"{path}: no usable training image (skipped: {{'image_with_only_crowd_annotations': 1, "
-        "'image_without_annotations': 2}); 1 of its images has only crowd annotations (iscrowd 1: regions "
+        f"{path}: no usable training image (skipped: image without annotations: 2; image with only crowd "
+        "annotations: 1); 1 of its images has only crowd annotations (iscrowd 1: regions "
         "the losses ignore, not objects to learn): an object to train on has iscrowd 0")
 
 

@@ -116,6 +116,17 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     return _draw_polygons(data["objects"], height, width, where=where, report=report), "polygons"
 
 
+def _one_level_too_deep(root: Path, split: str) -> str:
+    """The hint for a root given one level too deep (``gtFine`` or ``leftImg8bit`` itself, or any folder
+    holding ``<split>/<city>/``): pass its parent, which holds both. "" otherwise."""
+    if root.name in ("gtFine", "leftImg8bit") or (root / split).is_dir():
+        what = (f"is Cityscapes' {root.name} folder itself" if root.name in ("gtFine", "leftImg8bit")
+                else f"holds {split}/<city>/ as Cityscapes' gtFine and leftImg8bit do")
+        return (f"; {root} {what}: pass its parent, the folder that holds gtFine and leftImg8bit "
+                f"({root.resolve().parent})")
+    return ""
+
+
 def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Report) -> None:
     """Add the images of one split and their instances (builder categories: ``CATEGORIES``)."""
     root = Path(root)
@@ -125,6 +136,7 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
         raise FileNotFoundError(
             f"{image_dir}: no such folder; Cityscapes' layout is leftImg8bit/<split>/<city>/"
             f"*_leftImg8bit.png with gtFine/<split>/<city>/ beside it (splits found: {found or 'none'})"
+            + _one_level_too_deep(root, split)
         )
     suffix = "_leftImg8bit.png"
     image_paths = sorted(image_dir.glob(f"*/*{suffix}"))
