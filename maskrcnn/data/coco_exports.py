@@ -90,19 +90,14 @@ def read_tool_exports(data: dict, source: str) -> tuple:
                     del a["area"]
             fixed.append(a)
         out["annotations"] = fixed
-    notes = []
-    if sized:
-        notes.append(f"{source}: {sized} images have width and height -1 (unknown, as VIA 3 exports "
-                     f"them): their files' sizes are used")
-    if wrapped:
-        notes.append(f"{source}: {wrapped} segmentations are one flat polygon [x1, y1, ...] not wrapped in "
-                     f"a list (as VIA 3 exports them): read as [[x1, y1, ...]]")
-    if unboxed:
-        notes.append(f"{source}: {unboxed} annotations have a bbox of nulls (as VIA 3 exports them): "
-                     f"their segmentation's box is used")
-    if unmeasured:
-        notes.append(f"{source}: {unmeasured} annotations have area null (as VIA 3 exports them): the "
-                     f"mask's area is used")
+    said = (  # (count, what those records are, as VIA 3 exports them, and how they are read)
+        (sized, "images have width and height -1, unknown", "their files' sizes are used"),
+        (wrapped, "segmentations are one flat polygon [x1, y1, ...] not wrapped in a list",
+         "read as [[x1, y1, ...]]"),
+        (unboxed, "annotations have a bbox of nulls", "their segmentation's box is used"),
+        (unmeasured, "annotations have area null", "the mask's area is used"),
+    )
+    notes = [f"{source}: {n} {what} (as VIA 3 exports them): {how}" for n, what, how in said if n]
     return out, notes
 
 

@@ -42,7 +42,7 @@ def test_via3_coco_export_reads_as_meant(tmp_path, caplog):
     assert target["labels"].tolist() == [1, 2] and int(target["masks"][0].sum()) == 40 * 20
     log = caplog.text
     assert "annotation id 2 (image id 2) segmentation holds only empty polygons ([[]]" in log
-    assert "2 images have width and height -1 (unknown, as VIA 3 exports them)" in log
+    assert "2 images have width and height -1, unknown (as VIA 3 exports them)" in log
     assert "1 segmentations are one flat polygon [x1, y1, ...] not wrapped in a list" in log
     assert "2 annotations have a bbox of nulls" in log
 
