@@ -12,7 +12,7 @@ keypoint models), D >= 0.
 The checkpoint's config (with the ``--set`` overrides, e.g. ``model.roi_heads.score_thresh``) and
 class names go into the file's metadata, so ``maskrcnn predict --weights FILE.onnx`` needs nothing
 else. Needs ``pip install 'maskrcnn[onnx]'``. ``--size``: the traced example's size (default: the
-config's test size).
+config's test size). ``--size`` sides above ``MAX_SIDE`` (4096) are refused up front, in one line.
 
 A model that cannot become a graph is refused in one line naming the checkpoint, before tracing: an
 INT8 checkpoint of ``maskrcnn quantize`` (``--float`` exports its float32 weights, without the
@@ -22,7 +22,9 @@ none) and replaced if it exists, like every file the commands write, but never w
 
 ``pt2``: the dense part only, ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the
 FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``; written by
-``maskrcnn.export.pt2``).
+``maskrcnn.export.pt2``). Only N (1-64) is free: Hp x Wp is fixed at ``--size`` (torch.export
+specialises the graph to it), so pad each batch to that size (zeros past the image, after
+normalisation, as ``maskrcnn.predictor`` pads) or export one file per size.
 
 Everything that needs torch is imported in ``run``: ``maskrcnn export --help`` needs no torch.
 """
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", default=None,
         help="HxW of the traced example (onnx: an image, default the config's test size; pt2: the padded "
-        "batch, multiples of 32, default 800x1088)",
+        "batch, multiples of 32, default 800x1088, and fixed: the .pt2 takes only that HxW, any N; pad "
+        f"to it or export one file per size); each side at most {MAX_SIDE}",
     )  # fmt: skip
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
@@ -58,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+# The longest --size side accepted. The traced example is one image (onnx) or a batch of two (pt2) of
+# this size, allocated before tracing: 4096 is twice the longest side any preset resizes to
+# (input.max_size_test: 1333, 2048 at most), while 100000x100000 would ask the allocator for 120 GB
+# and die in its raw error. A model run on larger images still exports: onnx takes any H and W.
+MAX_SIDE = 4096
+
+
 def _size(text, *, multiple: int = 1):
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -66,6 +76,9 @@ def _size(text, *, multiple: int = 1):
     if h <= 0 or w <= 0 or h % multiple or w % multiple:
         what = f"positive multiples of {multiple}" if multiple > 1 else "positive"
         raise ValueError(f"--size {text}: height and width must be {what}")
+    if max(h, w) > MAX_SIDE:
+        raise ValueError(f"--size {text}: each side must be at most {MAX_SIDE} (the traced example is "
+                         "allocated whole; the presets resize to at most 2048)")
     return h, w
 
 
@@ -75,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
+    if args.size:  # before loading: a wrong size is refused in a second, not after the model is built
+        _size(args.size)
     from maskrcnn.export.onnx_runtime import is_onnx_file
 
     weights, output = Path(args.weights), Path(args.output)
@@ -123,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
     names = export_features(predictor.model, args.output, size_hw=(h, w))
     print(
-        f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; "
-        "proposals, NMS and the RoI heads stay in Python (maskrcnn.predictor)",
+        f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; N 1-64 is "
+        f"free, H x W is fixed at {h}x{w}: pad each batch to it (zeros past the image) or export again "
+        "with --size HxW per size; proposals, NMS and the RoI heads stay in Python (maskrcnn.predictor)",
         file=sys.stderr,
     )
     return 0

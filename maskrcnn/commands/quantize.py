@@ -12,6 +12,9 @@ connected layers, the mask head's convolutions.
 
 A calibration image that cannot be read is skipped with a warning naming it and counted in the last
 line; only a set of which none could be read is refused.
+The mask head is calibrated on the detected boxes (score >= ``model.roi_heads.score_thresh``, as in
+inference): a set where no image gives a detection is refused in one line saying so (one image with
+a detection is enough); calibrate on images that show the objects, or leave it out with ``--parts``.
 
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
 the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running (a checkpoint

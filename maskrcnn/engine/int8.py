@@ -133,7 +133,7 @@ def quantize_predictor(
     from maskrcnn.data.images import ImageReadError
 
     prepare_int8(predictor.model, parts=parts)
-    used = skipped = 0
+    used = skipped = detected = 0  # detected: images with a box for the mask head to see
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
         try:
             image = predictor.load(item)
@@ -143,8 +143,9 @@ def quantize_predictor(
             on_unreadable(item, str(e))
             skipped += 1
             continue
-        predictor.predict_tensors([image])
+        result = predictor.predict_tensors([image])[0]
         used += 1
+        detected += bool(len(result["boxes"]))
     if used == 0:  # every file was skipped: nothing was measured
         raise ValueError(f"int8: none of the {skipped} calibration image(s) in {source or 'the set'} "
                          "could be read")
@@ -152,11 +153,7 @@ def quantize_predictor(
     sites = observer_sites(predictor.model)
     unseen = unobserved_parts(observers)
     if unseen:
-        raise ValueError(
-            f"int8: the {used} calibration image(s) never reached {', '.join(unseen)} (no "
-            "detections?); calibrate on more or more typical images, or leave "
-            f"{'it' if len(unseen) == 1 else 'them'} out with --parts"
-        )
+        raise ValueError(_unseen_message(unseen, parts, used=used, detected=detected, cfg=predictor.cfg))
     convert_int8(predictor.model)
     predictor.int8_parts = list(predictor.model.int8_parts)
     return {
@@ -168,6 +165,23 @@ def quantize_predictor(
         "calibration": {"images": used, "skipped": skipped, "source": str(source)},
         "torch_version": torch.__version__.split("+")[0],
     }
+
+
+def _unseen_message(unseen: list, parts: list, *, used: int, detected: int, cfg) -> str:
+    """Why a part saw no tensor, and what to do. The heads after the box head run on the detected boxes
+    only (those scoring >= ``model.roi_heads.score_thresh``, as in inference), so they are calibrated by
+    the images that gave a detection: one is enough, none is the usual cause, not the number of images."""
+    them = "it" if len(unseen) == 1 else "them"
+    keep = ",".join(p for p in parts if p not in unseen) or "..."
+    if detected == 0:
+        thresh = cfg.model.roi_heads.score_thresh
+        verb = "is" if len(unseen) == 1 else "are"
+        return (f"int8: {', '.join(unseen)} {verb} calibrated on the detected boxes, and none of the {used} "
+                f"calibration image(s) gave a detection (score >= model.roi_heads.score_thresh {thresh}); "
+                "calibrate on images that show the objects the model finds (one with a detection is "
+                f"enough; check with `maskrcnn predict`), or leave {them} out with --parts {keep}")
+    return (f"int8: the {used} calibration image(s) never reached {', '.join(unseen)}; calibrate on more "
+            f"or more typical images, or leave {them} out with --parts {keep}")
 
 
 def int8_section_problem(section) -> Optional[str]:

@@ -2,7 +2,10 @@
 
 ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the FPN maps as a tuple in the order
 of ``FeatureExtractor.names`` (``p2..p6``; a C4 model: its one map ``res4``, ``res5`` with
-``model.roi_features=res5``), each (N, C, Hp / stride, Wp / stride); the batch size is dynamic (1-64).
+``model.roi_features=res5``), each (N, C, Hp / stride, Wp / stride). Only the batch size is dynamic
+(1-64): Hp x Wp is the example's ``size_hw``, fixed (``torch.export`` specialises the graph to it and
+refuses another size with a guard such as ``batch.size()[2] == 128``); pad each batch to it, or export
+one program per size.
 Proposals, NMS and the RoI heads stay in Python (``maskrcnn.predictor``).
 """
 

@@ -130,3 +130,19 @@ def test_pt2_export_filters_only_torchs_no_complete_tensor_warning(monkeypatch, 
         pt2.export_features(model, tmp_path / "m.pt2")
         assert warnings.filters == filters  # no filter left behind for the rest of the process
     assert [str(w.message) for w in seen] == ["another warning"] and (tmp_path / "m.pt2").read_bytes() == b"x"
+
+
+def test_a_calibration_set_without_detections_is_named_as_the_reason_the_mask_head_saw_nothing(
+        fp32, tmp_path, capsys):
+    # score_thresh 0.99: the untrained model detects nothing, as a background-only image would give
+    calib = _pngs(tmp_path / "calib", 1)
+    out = tmp_path / "int8.pth"
+    assert main(["quantize", "--weights", str(fp32), "--calib-images", str(calib),
+                 "--parts", "box_head,mask_head", "--set", "model.roi_heads.score_thresh=0.99",
+                 "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["maskrcnn quantize: error: int8: mask_head is calibrated on the detected boxes, and none "
+                   "of the 1 calibration image(s) gave a detection (score >= model.roi_heads.score_thresh "
+                   "0.99); calibrate on images that show the objects the model finds (one with a detection "
+                   "is enough; check with `maskrcnn predict`), or leave it out with --parts box_head"]
+    assert not out.exists()

@@ -136,3 +136,37 @@ def test_a_failed_pt2_save_leaves_the_old_output(tmp_path, capsys, monkeypatch, 
     rc, _, err = _export(capsys, "--weights", tiny, "--output", out, "--size", "64x96")
     assert rc == 1 and err == ["maskrcnn export: error: no space left on device"]
     assert out.read_bytes() == b"the previous export"
+
+
+def test_a_size_past_the_maximum_is_refused_before_loading_and_the_output_kept(tmp_path, capsys, monkeypatch,
+                                                                               tiny):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"the previous export")
+    monkeypatch.setattr(Predictor, "from_checkpoint", lambda *a, **k: pytest.fail("loaded before --size"))
+    for size in ("100000x100000", "64x4097"):
+        rc, stdout, err = _export(capsys, "--weights", tiny, "--output", out, "--size", size)
+        assert (rc, stdout) == (1, "")
+        assert err == [f"maskrcnn export: error: --size {size}: each side must be at most 4096 (the traced "
+                       "example is allocated whole; the presets resize to at most 2048)"]
+    assert out.read_bytes() == b"the previous export"
+
+
+def test_the_pt2_message_and_help_say_height_and_width_are_fixed(tmp_path, capsys, monkeypatch, tiny):
+    seen = {}
+
+    def export(module, args, dynamic_shapes):
+        seen["shape"], seen["dynamic"] = tuple(args[0].shape), dynamic_shapes
+        return "a program"
+
+    monkeypatch.setattr(torch.export, "export", export)  # no tracing: the message is what is tested
+    monkeypatch.setattr(torch.export, "save", lambda program, f, **k: f.write(b"pt2"))
+    rc, _, err = _export(capsys, "--weights", tiny, "--output", tmp_path / "m.pt2", "--size", "64x96")
+    assert rc == 0 and len(err) == 1, err
+    assert seen["shape"] == (2, 3, 64, 96) and list(seen["dynamic"][0]) == [0]  # only N is dynamic
+    assert "normalised batch (N, 3, 64, 96)" in err[0]
+    assert "N 1-64 is free, H x W is fixed at 64x96: pad each batch to it (zeros past the image) or export " \
+           "again with --size HxW per size" in err[0]
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "fixed: the .pt2 takes only that HxW, any N; pad to it or export one file per size" in text
