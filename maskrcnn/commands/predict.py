@@ -14,7 +14,8 @@ Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name`
 ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
 as ``\\u`` escapes, read back exactly; ``overlay``: the path of the image's overlay, relative to DIR) and
 ``DIR/overlays/<image path>.png``, the image's path relative to the images folder as the exports have it
-(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``).
+(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``;
+inputs on two Windows drives, under no one folder, by the image's name, made unique).
 Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywhere, with a warning
 (``Predictor``). Folders are searched recursively for image files, in sorted order. An ``.onnx`` file
 (``maskrcnn export``) runs with onnxruntime through the same predictor (resize, paste, outputs);
