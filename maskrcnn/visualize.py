@@ -37,7 +37,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from maskrcnn.data.images import FLOAT_RANGE_SLACK
 from maskrcnn.data.keypoints import COCO_SKELETON, skeleton_edges
-from maskrcnn.overlay_defaults import OVERLAY_MIN_SIZE, OVERLAY_SCORE_THRESH  # noqa: F401  (re-exported)
 from maskrcnn.shown_text import short_name
 
 _GOLDEN = 0.618033988749895

@@ -150,6 +150,36 @@ def test_predict_threshold_and_errors(checkpoint, tmp_path, capsys):
     assert rc == 1 and "nope.pth" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("failing", ["commonpath", "relpath"])
+def test_overlays_of_images_on_two_drives_are_named_by_the_image(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                   failing):
+    """On Windows os.path.commonpath and os.path.relpath raise ValueError for paths on two drives
+    (C:\\a.jpg D:\\b.jpg): a plain predict over them failed. Their overlays are now named by the images'
+    names, made unique where they clash (as if two folders on two drives held x.png)."""
+    import os
+
+    for folder, seed in (("a", 4), ("b", 5)):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        pixels = np.random.default_rng(seed).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "in" / folder / "x.png")
+
+    def other_drive(*args, **kwargs):
+        raise ValueError("paths don't have the same drive")
+
+    monkeypatch.setattr(os.path, failing, other_drive)
+    out = tmp_path / "out"
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "in" / "a" / "x.png"),
+               str(tmp_path / "in" / "b" / "x.png"), "--output", str(out), "--device", "cpu",
+               "--score-thresh", "0"])  # fmt: skip
+    monkeypatch.undo()
+    assert rc == 0, capsys.readouterr().err
+    pngs = sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png"))
+    assert pngs == ["x.png", "x.png.png"]
+    overlay_of = {r["file_name"]: r["overlay"] for r in json.loads((out / "predictions.json").read_text())}
+    assert overlay_of == {str(tmp_path / "in" / "a" / "x.png"): "overlays/x.png",
+                          str(tmp_path / "in" / "b" / "x.png"): "overlays/x.png.png"}  # fmt: skip
+
+
 def test_results_writer_keeps_every_image_when_a_file_name_is_not_utf8(tmp_path):
     """One image named with bytes that are not UTF-8 (``os.fsdecode`` gives a lone surrogate) made the
     UTF-8 write fail and lost the whole predictions.json. Written as ASCII (for COCO readers, which open

@@ -51,8 +51,9 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
     """Predictions on the first ``n`` validation images, drawn over them (the trained model is run as
     built, not optimised in place, and left in training mode)."""
     from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.overlay_defaults import OVERLAY_MIN_SIZE, OVERLAY_SCORE_THRESH
     from maskrcnn.predictor import Predictor
-    from maskrcnn.visualize import OVERLAY_MIN_SIZE, OVERLAY_SCORE_THRESH, draw_instances, skeleton_for
+    from maskrcnn.visualize import draw_instances, skeleton_for
 
     val = CocoDataset(json_path=val_json, image_dir=val_images)
     predictor = Predictor(trainer.model, cfg, device=trainer.device, optimise=False)

@@ -14,7 +14,8 @@ Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name`
 ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
 as ``\\u`` escapes, read back exactly; ``overlay``: the path of the image's overlay, relative to DIR) and
 ``DIR/overlays/<image path>.png``, the image's path relative to the images folder as the exports have it
-(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``).
+(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``;
+inputs on two Windows drives, under no one folder, by the image's name, made unique).
 Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywhere, with a warning
 (``Predictor``). Folders are searched recursively for image files, in sorted order. An ``.onnx`` file
 (``maskrcnn export``) runs with onnxruntime through the same predictor (resize, paste, outputs);
@@ -53,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -428,12 +428,37 @@ def _remove_earlier_overlays(out_dir: Path, earlier_stems: set, earlier_paths: s
     return removed
 
 
+def _overlay_root(inputs, files):
+    """The images folder overlays/ mirrors, or None where the inputs share none (on Windows, files on two
+    drives: ``os.path.commonpath`` raises ValueError); overlays are then named by the image's name."""
+    from maskrcnn.data.pre_annotations.export import images_root
+
+    try:
+        return images_root(inputs, files)
+    except ValueError:
+        return None
+
+
+def _overlay_file_name(path: Path, root) -> str:
+    """``path`` relative to ``root`` with '/' (as the exports write it), or its name where there is no root
+    or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpath
+    makes names that clash unique."""
+    from maskrcnn.data.pre_annotations.export import relative_file_name
+
+    if root is None:
+        return path.name
+    try:
+        return relative_file_name(path, root)
+    except ValueError:
+        return path.name
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run, images_root
+    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
     from maskrcnn.overlay_paths import overlay_relpath
@@ -519,7 +544,8 @@ def run(args: argparse.Namespace) -> int:
     writer = _ResultsWriter(out_dir)
     export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
     skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
-    root = images_root(args.inputs, files)  # overlays/ mirrors the images' folders below it, as exports do
+    # overlays/ mirrors the images' folders below the images folder, as the exports do
+    root = export.root if export is not None else _overlay_root(args.inputs, files)
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -538,8 +564,7 @@ def run(args: argparse.Namespace) -> int:
                 path = files[idx]
                 extra = {"file_name": str(path)}
                 if not args.no_overlays:
-                    relative = Path(os.path.relpath(path.absolute(), root)).as_posix()
-                    overlay_name = overlay_relpath(relative, used_names)
+                    overlay_name = overlay_relpath(_overlay_file_name(path, root), used_names)
                     extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
                 writer.add(
                     detections_to_coco_results(
@@ -592,8 +617,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
                       f"{overlay_dir}/", file=sys.stderr)
         if export is not None:
-            if export.left_out_note():
-                print(export.left_out_note(), file=sys.stderr)
+            note = export.left_out_note()
+            if note:
+                print(note, file=sys.stderr)
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
     results = writer.results

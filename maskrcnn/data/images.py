@@ -161,15 +161,15 @@ def turned_size(stored: tuple, orientation: int) -> tuple:
     return tuple(stored[::-1]) if orientation in _TRANSPOSING_ORIENTATIONS else tuple(stored)
 
 
-def image_size(path: Union[str, os.PathLike], *, orient: bool = True) -> tuple:
-    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied; ``orient=False``:
-    as stored), from its header only (no pixel is decoded); ImageReadError naming the file when it
-    cannot be read.
+def image_size(path: Union[str, os.PathLike]) -> tuple:
+    """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied; the size as stored
+    is ``image_header``'s), from its header only (no pixel is decoded); ImageReadError naming the file
+    when it cannot be read.
 
     The one definition of an image's size before decoding: the dataset converters and the COCO reader
     (images without a recorded size) both use it."""
     stored, orientation = image_header(path)
-    return turned_size(stored, orientation) if orient else stored
+    return turned_size(stored, orientation)
 
 
 def undo_orientation(image: torch.Tensor, orientation: int) -> torch.Tensor:

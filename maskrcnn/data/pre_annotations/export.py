@@ -52,7 +52,8 @@ from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
 
 __all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
-           "check_export_arguments", "export_for_run", "images_root", "parse_export_formats"]
+           "check_export_arguments", "export_for_run", "images_root", "parse_export_formats",
+           "relative_file_name"]
 
 COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_annotations.xml"
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
@@ -65,6 +66,12 @@ def images_root(inputs: Sequence, files: Sequence) -> Path:
     folders = [Path(p).absolute() for p in inputs if Path(p).is_dir()]
     folders += [Path(f).absolute().parent for f in files]
     return Path(os.path.commonpath([str(f) for f in folders])) if folders else Path.cwd()
+
+
+def relative_file_name(path, root) -> str:
+    """An image's path as the exports (and ``predict``'s overlays) write it: relative to the images folder
+    ``root``, with '/'. Raises ValueError on Windows for a path on another drive than ``root``."""
+    return Path(os.path.relpath(Path(path).absolute(), root)).as_posix()
 
 
 class PreAnnotationExport:
@@ -89,16 +96,12 @@ class PreAnnotationExport:
         pixel_formats = [f for f in self.formats if f in PIXEL_FORMATS]
         self.mask_files = MaskFiles(
             out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
-            file_names=[self._file_name(f) for f in files]) if pixel_formats else None
-
-    def _file_name(self, path) -> str:
-        """An image's path as the exports write it: relative to the images folder, with '/'."""
-        return Path(os.path.relpath(Path(path).absolute(), self.root)).as_posix()
+            file_names=[relative_file_name(f, self.root) for f in files]) if pixel_formats else None
 
     def add(self, image_id: int, path: Path, height: int, width: int, det: dict, image=None) -> None:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``
         its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
-        file_name = self._file_name(path)
+        file_name = relative_file_name(path, self.root)
         if self.keeps_instances:
             self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
             self.paths.append(Path(path).absolute())

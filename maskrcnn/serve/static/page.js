@@ -165,12 +165,14 @@ function render() {
         const cy = Math.floor(q / m.w);
         const y = m.y0 + cy, x = m.x0 + q - cy * m.w;
         const a = edge[q] ? 1 : MASK_ALPHA; // outline: opaque
+        let cr = r, cg = g, cb = b; // this pixel's colour, chosen once for its whole k x k block
+        if (edge[q]) { cr = er; cg = eg; cb = eb; }
         for (let dy = 0; dy < k; dy++) { // the k x k block of this image pixel
           let o = (y * k + dy) * rowStride + x * k * 4;
           for (let dx = 0; dx < k; dx++, o += 4) {
-            px[o] += ((edge[q] ? er : r) - px[o]) * a;
-            px[o + 1] += ((edge[q] ? eg : g) - px[o + 1]) * a;
-            px[o + 2] += ((edge[q] ? eb : b) - px[o + 2]) * a;
+            px[o] += (cr - px[o]) * a;
+            px[o + 1] += (cg - px[o + 1]) * a;
+            px[o + 2] += (cb - px[o + 2]) * a;
           }
         }
       }
