@@ -787,6 +787,14 @@ class CocoDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ public attributes
 
+    def object_mask_counts(self) -> tuple:
+        """(non-crowd objects, those of them without a mask) over the kept annotations, as
+        ``to_coco_dict`` gives them: a box-only one (a rectangle, or keypoints without a segmentation) has
+        no mask, and the evaluation's ground truth makes it an ignored region of segm AP. Counted from the
+        ``_box_only`` flags, without building the dict."""
+        objects = [a for i in self._image_order for a in self._anns[i] if not a.get("iscrowd", 0)]
+        return len(objects), sum(1 for a in objects if a["_box_only"])
+
     @property
     def skipped(self) -> dict:
         """Counts of skipped records (and filtered images, unreadable images) by reason."""

@@ -317,17 +317,16 @@ def best_metric_for(cfg, val_set, val_json) -> tuple:
     AP (``evaluator._run_segm``: NaN, ``not_reported``), so a run following ``segm/*`` never wrote
     ``model_best.pth`` and never counted its patience. ``auto`` then follows ``bbox/AP``, said in the
     line; a ``segm/*`` metric the user set is refused (ValueError) before anything trains."""
-    from maskrcnn.data.mask_codec import is_empty_segmentation
     from maskrcnn.engine.best_model import AUTO, resolve_metric
 
     s = cfg.solver
     metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
     if not metric or not metric.startswith("segm/") or s.eval_period <= 0:
         return metric, ""
-    objects = [a for a in val_set.to_coco_dict(box_as_mask=False)["annotations"] if not a.get("iscrowd")]
-    if not objects or not all(is_empty_segmentation(a.get("segmentation")) for a in objects):
+    objects, without_mask = val_set.object_mask_counts()  # keypoints without a segmentation: no mask
+    if not objects or without_mask < objects:
         return metric, ""
-    why = (f"none of the {len(objects)} objects of the validation set {val_json} has a mask (each has a box "
+    why = (f"none of the {objects} objects of the validation set {val_json} has a mask (each has a box "
            f"and no segmentation), so its segm AP is never reported")
     if str(s.best_metric).strip().lower() != AUTO:
         raise ValueError(f"solver.best_metric {metric}: {why}; follow a bbox metric (e.g. "
