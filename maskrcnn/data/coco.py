@@ -141,15 +141,6 @@ def _as_id(value):
     return int(value) if _is_digit_string(value) else value
 
 
-def _string_ids(data: dict) -> int:
-    """How many ids of the file's records (images' id; annotations' id, image_id, category_id;
-    categories' id) are written as strings of digits: read as integers, said once."""
-    keys = {"images": ("id",), "annotations": ("id", "image_id", "category_id"), "categories": ("id",)}
-    return sum(_is_digit_string(record.get(key))
-               for section, names in keys.items() for record in data.get(section) or []
-               if isinstance(record, dict) for key in names)
-
-
 class ImageSizeError(ImageReadError):
     """An image file whose size is not the one its COCO record gives (the message names both)."""
 
@@ -361,10 +352,9 @@ class CocoDataset(torch.utils.data.Dataset):
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
                 if isinstance(a, dict) and _is_int(_as_id(a.get("category_id")))}
-        string_ids = _string_ids(data)
-        if string_ids:
-            self._notes.append(f"{self.json_path}: {string_ids} ids are written as strings of digits "
-                               f"(\"id\": \"1\"); read as the integers they spell")
+        # ids written as strings of digits (images' id; annotations' id, image_id, category_id; categories'
+        # id): read as integers, counted where the loaders read them, said once
+        self._digit_ids = 0
         self._load_categories(data["categories"], used)
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
@@ -378,6 +368,9 @@ class CocoDataset(torch.utils.data.Dataset):
         elif note := cvat_crowd_note(annotations, str(self.json_path)):
             self._notes.append(note)
         self._load_annotations(annotations)
+        if self._digit_ids:  # the first note, before those of the loaders
+            self._notes.insert(0, f"{self.json_path}: {self._digit_ids} ids are written as strings of digits "
+                                  f"(\"id\": \"1\"); read as the integers they spell")
         self._problems.summarise()
         self._notes[:0] = export_notes
         for note in self._notes:
@@ -409,6 +402,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 # and all its annotations were skipped
                 cat = dict(cat, name=str(cat["name"]))
             if isinstance(cat, dict):
+                self._digit_ids += _is_digit_string(cat.get("id"))
                 cat = dict(cat, id=_as_id(cat.get("id")))
             if (
                 not isinstance(cat, dict)
@@ -492,6 +486,7 @@ class CocoDataset(torch.utils.data.Dataset):
         file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
             if isinstance(img, dict):
+                self._digit_ids += _is_digit_string(img.get("id"))
                 img = dict(img, id=_as_id(img.get("id")))
             if not isinstance(img, dict) or not _is_int(img.get("id")):
                 self._problems.add("bad_image", f"image record {str(img)[:80]} has no integer 'id'")
@@ -701,8 +696,10 @@ class CocoDataset(torch.utils.data.Dataset):
             if not isinstance(ann, dict):
                 self._problems.add("bad_annotation", f"annotation {str(ann)[:80]} is not an object")
                 continue
-            aid = _as_id(ann.get("id"))
-            iid = _as_id(ann.get("image_id"))
+            raw = ann.get("id"), ann.get("image_id"), ann.get("category_id")
+            if str in (type(raw[0]), type(raw[1]), type(raw[2])):  # rare: the type test keeps the pass cheap
+                self._digit_ids += sum(map(_is_digit_string, raw))
+            aid, iid = _as_id(raw[0]), _as_id(raw[1])
             where = f"annotation id {aid!r} (image id {iid!r})"
             if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
