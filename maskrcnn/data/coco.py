@@ -904,6 +904,18 @@ class CocoDataset(torch.utils.data.Dataset):
         if problem:
             raise ImageSizeError(problem)
 
+    def stored_orientation(self, index: int, shown: tuple) -> Optional[int]:
+        """The EXIF orientation to undo (``images.undo_orientation``) on the index-th image decoded at
+        (H, W) ``shown`` (EXIF orientation applied) when its JSON gives the file's stored size: the tool
+        that annotated it showed the stored pixels, and the annotations lie on those. None when the image
+        is to be used as decoded (its size is the JSON's, or it differs otherwise: ``check_image_size``
+        refuses it). One rule for training (``_load``) and evaluation (``evaluate_dataset``)."""
+        info = self.image_info(index)
+        shown = tuple(shown)
+        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
+            return self._stored_pixels[info["id"]]
+        return None
+
     def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
         """The message of an image of (H, W) ``size`` that is not the JSON's size; None when it is."""
         if tuple(size) == (info["height"], info["width"]):
@@ -986,10 +998,9 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load(self, index: int):
         info = self.image_info(index)
         image = read_image(info["path"])  # (3, H, W), EXIF orientation applied
-        shown = tuple(image.shape[-2:])
-        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
-            # the stored pixels, from the decoded image: the file is decoded once
-            image = undo_orientation(image, self._stored_pixels[info["id"]])
+        orientation = self.stored_orientation(index, image.shape[-2:])
+        if orientation is not None:  # the stored pixels, from the decoded image: the file is decoded once
+            image = undo_orientation(image, orientation)
         self.check_image_size(index, image)
         return image, self._target(info["id"], info["height"], info["width"])
 
