@@ -141,15 +141,6 @@ def _as_id(value):
     return int(value) if _is_digit_string(value) else value
 
 
-def _string_ids(data: dict) -> int:
-    """How many ids of the file's records (images' id; annotations' id, image_id, category_id;
-    categories' id) are written as strings of digits: read as integers, said once."""
-    keys = {"images": ("id",), "annotations": ("id", "image_id", "category_id"), "categories": ("id",)}
-    return sum(_is_digit_string(record.get(key))
-               for section, names in keys.items() for record in data.get(section) or []
-               if isinstance(record, dict) for key in names)
-
-
 class ImageSizeError(ImageReadError):
     """An image file whose size is not the one its COCO record gives (the message names both)."""
 
@@ -361,10 +352,9 @@ class CocoDataset(torch.utils.data.Dataset):
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
                 if isinstance(a, dict) and _is_int(_as_id(a.get("category_id")))}
-        string_ids = _string_ids(data)
-        if string_ids:
-            self._notes.append(f"{self.json_path}: {string_ids} ids are written as strings of digits "
-                               f"(\"id\": \"1\"); read as the integers they spell")
+        # ids written as strings of digits (images' id; annotations' id, image_id, category_id; categories'
+        # id): read as integers, counted where the loaders read them, said once
+        self._digit_ids = 0
         self._load_categories(data["categories"], used)
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
@@ -378,6 +368,9 @@ class CocoDataset(torch.utils.data.Dataset):
         elif note := cvat_crowd_note(annotations, str(self.json_path)):
             self._notes.append(note)
         self._load_annotations(annotations)
+        if self._digit_ids:  # the first note, before those of the loaders
+            self._notes.insert(0, f"{self.json_path}: {self._digit_ids} ids are written as strings of digits "
+                                  f"(\"id\": \"1\"); read as the integers they spell")
         self._problems.summarise()
         self._notes[:0] = export_notes
         for note in self._notes:
@@ -409,6 +402,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 # and all its annotations were skipped
                 cat = dict(cat, name=str(cat["name"]))
             if isinstance(cat, dict):
+                self._digit_ids += _is_digit_string(cat.get("id"))
                 cat = dict(cat, id=_as_id(cat.get("id")))
             if (
                 not isinstance(cat, dict)
@@ -492,6 +486,7 @@ class CocoDataset(torch.utils.data.Dataset):
         file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
             if isinstance(img, dict):
+                self._digit_ids += _is_digit_string(img.get("id"))
                 img = dict(img, id=_as_id(img.get("id")))
             if not isinstance(img, dict) or not _is_int(img.get("id")):
                 self._problems.add("bad_image", f"image record {str(img)[:80]} has no integer 'id'")
@@ -701,8 +696,10 @@ class CocoDataset(torch.utils.data.Dataset):
             if not isinstance(ann, dict):
                 self._problems.add("bad_annotation", f"annotation {str(ann)[:80]} is not an object")
                 continue
-            aid = _as_id(ann.get("id"))
-            iid = _as_id(ann.get("image_id"))
+            raw = ann.get("id"), ann.get("image_id"), ann.get("category_id")
+            if str in (type(raw[0]), type(raw[1]), type(raw[2])):  # rare: the type test keeps the pass cheap
+                self._digit_ids += sum(map(_is_digit_string, raw))
+            aid, iid = _as_id(raw[0]), _as_id(raw[1])
             where = f"annotation id {aid!r} (image id {iid!r})"
             if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
@@ -786,6 +783,14 @@ class CocoDataset(torch.utils.data.Dataset):
                    for a in self._anns[image_id] if not a.get("iscrowd", 0))
 
     # ------------------------------------------------------------------ public attributes
+
+    def object_mask_counts(self) -> tuple:
+        """(non-crowd objects, those of them without a mask) over the kept annotations, as
+        ``to_coco_dict`` gives them: a box-only one (a rectangle, or keypoints without a segmentation) has
+        no mask, and the evaluation's ground truth makes it an ignored region of segm AP. Counted from the
+        ``_box_only`` flags, without building the dict."""
+        objects = [a for i in self._image_order for a in self._anns[i] if not a.get("iscrowd", 0)]
+        return len(objects), sum(1 for a in objects if a["_box_only"])
 
     @property
     def skipped(self) -> dict:
@@ -899,6 +904,18 @@ class CocoDataset(torch.utils.data.Dataset):
         if problem:
             raise ImageSizeError(problem)
 
+    def stored_orientation(self, index: int, shown: tuple) -> Optional[int]:
+        """The EXIF orientation to undo (``images.undo_orientation``) on the index-th image decoded at
+        (H, W) ``shown`` (EXIF orientation applied) when its JSON gives the file's stored size: the tool
+        that annotated it showed the stored pixels, and the annotations lie on those. None when the image
+        is to be used as decoded (its size is the JSON's, or it differs otherwise: ``check_image_size``
+        refuses it). One rule for training (``_load``) and evaluation (``evaluate_dataset``)."""
+        info = self.image_info(index)
+        shown = tuple(shown)
+        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
+            return self._stored_pixels[info["id"]]
+        return None
+
     def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
         """The message of an image of (H, W) ``size`` that is not the JSON's size; None when it is."""
         if tuple(size) == (info["height"], info["width"]):
@@ -981,10 +998,9 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load(self, index: int):
         info = self.image_info(index)
         image = read_image(info["path"])  # (3, H, W), EXIF orientation applied
-        shown = tuple(image.shape[-2:])
-        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
-            # the stored pixels, from the decoded image: the file is decoded once
-            image = undo_orientation(image, self._stored_pixels[info["id"]])
+        orientation = self.stored_orientation(index, image.shape[-2:])
+        if orientation is not None:  # the stored pixels, from the decoded image: the file is decoded once
+            image = undo_orientation(image, orientation)
         self.check_image_size(index, image)
         return image, self._target(info["id"], info["height"], info["width"])
 

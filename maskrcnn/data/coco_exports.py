@@ -52,43 +52,52 @@ def _polygons_extent(seg):
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
-def _null_area(a) -> bool:
-    return isinstance(a, dict) and "area" in a and a["area"] is None
+def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool) -> dict:
+    """A copy of the annotation ``a`` with the readings its flags name."""
+    a = dict(a)
+    if flat:
+        a["segmentation"] = [a["segmentation"]]
+    if unboxed:
+        extent = _polygons_extent(a.get("segmentation"))
+        if extent is None:
+            del a["bbox"]
+        else:
+            a["bbox"] = extent
+    if unmeasured:
+        del a["area"]
+    return a
 
 
 def read_tool_exports(data: dict, source: str) -> tuple:
     """(``data`` with the readings above, [notes naming ``source``]); ``data`` itself when nothing
-    needed reading."""
+    needed reading. One pass over the annotations (a COCO-train-sized file reads through it at each
+    dataset built and each ground truth loaded), copying the list only once a record needs reading."""
     images, annotations = data.get("images"), data.get("annotations")
     images = images if isinstance(images, list) else []
     annotations = annotations if isinstance(annotations, list) else []
     sized = sum(map(_unknown_size, images))
-    wrapped = sum(isinstance(a, dict) and _flat_polygon(a.get("segmentation")) for a in annotations)
-    unboxed = sum(isinstance(a, dict) and _no_box(a.get("bbox")) for a in annotations)
-    unmeasured = sum(map(_null_area, annotations))
-    if not (sized or wrapped or unboxed or unmeasured):
+    wrapped = unboxed = unmeasured = 0
+    fixed = None  # the annotation list with the records read otherwise: a copy, made at the first one
+    for i, a in enumerate(annotations):
+        if not isinstance(a, dict):
+            continue
+        seg, bbox = a.get("segmentation"), a.get("bbox")
+        # the cheap tests first: most records are COCO's own ([[...]] polygons, a box of numbers, an area)
+        flat = isinstance(seg, list) and len(seg) >= 6 and _flat_polygon(seg)
+        no_box = isinstance(bbox, list) and bool(bbox) and bbox[0] in (None, []) and _no_box(bbox)
+        null_area = a.get("area", 0) is None  # present and null
+        if flat or no_box or null_area:
+            if fixed is None:
+                fixed = list(annotations)
+            fixed[i] = _read_annotation(a, flat, no_box, null_area)
+            wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
+    if not sized and fixed is None:
         return data, []
     out = dict(data)
     if sized:
         out["images"] = [{k: v for k, v in img.items() if k not in ("width", "height")}
                          if _unknown_size(img) else img for img in images]
-    if wrapped or unboxed or unmeasured:
-        fixed = []
-        for a in annotations:
-            if isinstance(a, dict) and (_flat_polygon(a.get("segmentation")) or _no_box(a.get("bbox"))
-                                        or _null_area(a)):
-                a = dict(a)
-                if _flat_polygon(a.get("segmentation")):
-                    a["segmentation"] = [a["segmentation"]]
-                if _no_box(a.get("bbox")):
-                    extent = _polygons_extent(a.get("segmentation"))
-                    if extent is None:
-                        del a["bbox"]
-                    else:
-                        a["bbox"] = extent
-                if _null_area(a):
-                    del a["area"]
-            fixed.append(a)
+    if fixed is not None:
         out["annotations"] = fixed
     said = (  # (count, what those records are, as VIA 3 exports them, and how they are read)
         (sized, "images have width and height -1, unknown", "their files' sizes are used"),

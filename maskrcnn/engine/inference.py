@@ -252,8 +252,9 @@ def evaluate_dataset(
 ) -> Optional[dict]:
     """Run ``predictor`` over the first ``max_images`` images of ``dataset`` (all by default), feed
     ``evaluator`` and return its ``evaluate()``. An image file that cannot be read, is not the size its
-    record gives, or that the model fails on, is left out of the score after ``on_error(index, path,
-    error)`` (raised when None);
+    record gives (except a quarter-turned photo whose record gives its stored size: predicted on its
+    stored pixels, as training reads it), or that the model fails on, is left out of the score after
+    ``on_error(index, path, error)`` (raised when None);
     ``progress(done, total)`` after each window (``total``: this process's images).
     ``NothingEvaluated`` when every image was left out.
 
@@ -276,8 +277,8 @@ def evaluate_dataset(
     for window in windows:
         for index, image, det in window:
             try:  # detections on other pixels than the annotations' would score as misses, silently
-                dataset.check_image_size(indices[index], image)
-            except ValueError as e:  # ImageReadError
+                det = _on_annotated_pixels(predictor, dataset, indices[index], image, det)
+            except (ValueError, RuntimeError) as e:  # ImageReadError; the model failing on the stored pixels
                 if on_error is None:
                     raise
                 on_error(indices[index], paths[index], e)
@@ -301,6 +302,24 @@ def evaluate_dataset(
         raise NothingEvaluated(f"{source}: none of its {n} images could be evaluated"
                                + (" (each named above)" if n else ""))
     return evaluator.evaluate()
+
+
+def _on_annotated_pixels(predictor, dataset, index: int, image, det: dict) -> dict:
+    """``det`` (predicted on ``image`` as read, EXIF orientation applied) when the image is the size its
+    record gives; predicted again on the stored pixels when the record gives the stored size of a
+    quarter-turned photo (``dataset.stored_orientation``: training reads it so, its annotations lie on
+    those pixels); ``ImageSizeError`` otherwise."""
+    from maskrcnn.data.images import undo_orientation
+
+    try:
+        dataset.check_image_size(index, image)
+        return det
+    except ValueError:
+        stored = getattr(dataset, "stored_orientation", None)
+        orientation = stored(index, image.shape[-2:]) if stored is not None else None
+        if orientation is None:
+            raise
+    return predictor.predict_tensors([undo_orientation(image, orientation)])[0]
 
 
 def predict_files_skipping(predictor, files: list, *, on_error: Callable):

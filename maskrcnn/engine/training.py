@@ -81,7 +81,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
     ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
     once without it)."""
-    from maskrcnn.config import apply_overrides, flatten_sections, load_config
+    from maskrcnn.config import apply_overrides, flatten_sections, load_config, set_keys
 
     saved_path = output / "config.yaml"
     if not saved_path.is_file():
@@ -93,7 +93,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
     derived = {*DATA_KEYS, *_followed_weights(output)}
-    if not _asked("data.keypoint_flip_map", overrides):  # the pairs the run derived and stored
+    # set_keys, not _asked: --set data={filter_empty: false} names filter_empty, not the flip map
+    if "data.keypoint_flip_map" not in set_keys(overrides):  # the pairs the run derived and stored
         derived.add("data.keypoint_flip_map")
 
     asked_init, started = cfg.model.init_weights, saved.model.init_weights
@@ -316,17 +317,16 @@ def best_metric_for(cfg, val_set, val_json) -> tuple:
     AP (``evaluator._run_segm``: NaN, ``not_reported``), so a run following ``segm/*`` never wrote
     ``model_best.pth`` and never counted its patience. ``auto`` then follows ``bbox/AP``, said in the
     line; a ``segm/*`` metric the user set is refused (ValueError) before anything trains."""
-    from maskrcnn.data.mask_codec import is_empty_segmentation
     from maskrcnn.engine.best_model import AUTO, resolve_metric
 
     s = cfg.solver
     metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
     if not metric or not metric.startswith("segm/") or s.eval_period <= 0:
         return metric, ""
-    objects = [a for a in val_set.to_coco_dict(box_as_mask=False)["annotations"] if not a.get("iscrowd")]
-    if not objects or not all(is_empty_segmentation(a.get("segmentation")) for a in objects):
+    objects, without_mask = val_set.object_mask_counts()  # keypoints without a segmentation: no mask
+    if not objects or without_mask < objects:
         return metric, ""
-    why = (f"none of the {len(objects)} objects of the validation set {val_json} has a mask (each has a box "
+    why = (f"none of the {objects} objects of the validation set {val_json} has a mask (each has a box "
            f"and no segmentation), so its segm AP is never reported")
     if str(s.best_metric).strip().lower() != AUTO:
         raise ValueError(f"solver.best_metric {metric}: {why}; follow a bbox metric (e.g. "
@@ -364,7 +364,7 @@ def build_training(
     (``_resumed_config``). ``config_keys``: the keys that file wrote (``config.load_config_keys``; None:
     read from ``config_named``), kept over what ``--init`` weights only suggest. ``device`` None: the
     config's (the run's, on resume)."""
-    from maskrcnn.config import preset_solver_steps, save_config
+    from maskrcnn.config import preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
         flip_pairs,
@@ -477,7 +477,7 @@ def build_training(
     flip_map = None
     if rh.keypoint_on:
         configured = cfg.data.keypoint_flip_map
-        stale = "" if _asked("data.keypoint_flip_map", overrides or {}) else stale_flip_map_note(
+        stale = "" if "data.keypoint_flip_map" in set_keys(overrides or {}) else stale_flip_map_note(
             configured, cfg.data.keypoint_names, train_set.keypoint_names, source=str(train_json))
         if stale:  # another keypoint set's pairs (a run's config.yaml reused with other data)
             say(stale)

@@ -279,3 +279,44 @@ def test_check_image_files_opens_each_header_once_and_names_problems_in_order(tm
         warnings.simplefilter("ignore")
         image, target = ds[2]
     assert target["image_id"] == 5 and tuple(image.shape[-2:]) == (H, W) and len(headers) == 5
+
+
+def test_evaluation_predicts_a_photo_sized_as_its_stored_pixels_on_those_pixels(tmp_path):
+    """Training reads it without its EXIF rotation; eval --weights (and training's evaluation) read it
+    turned and left it out as image_size_mismatch."""
+    from maskrcnn.data.images import read_image
+    from maskrcnn.engine.inference import evaluate_dataset
+
+    class Predictor:  # records the pixels it is given: (H, W), the mean of the left three columns
+        window = 4
+
+        def predict_files(self, paths, on_error=None):
+            images = [read_image(p) for p in paths]
+            yield [(i, im, det) for i, (im, det) in enumerate(zip(images, self.predict_tensors(images)))]
+
+        def predict_tensors(self, images):
+            return [(tuple(im.shape[-2:]), round(float(im[:, :, :3].mean()))) for im in images]
+
+    class Evaluator:
+        def __init__(self):
+            self.seen = {}
+
+        def process(self, image_id, det):
+            self.seen[image_id] = det
+
+        def image_ids(self):
+            return list(self.seen)
+
+        def evaluate(self):
+            return dict(self.seen)
+
+    _exif_photo(tmp_path / "img", "p.jpg", (20, 30))  # the JSON gives the stored size
+    data = {"images": [{"id": 7, "file_name": "p.jpg", "height": 20, "width": 30}],
+            "annotations": [_ann(1, 7, 1, 2, 2, 8, 8)], "categories": CATS}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    ds = _quiet_dataset(json_path=tmp_path / "ann.json", image_dir=tmp_path / "img")
+    errors = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the once-said "read without its EXIF rotation"
+        got = evaluate_dataset(Predictor(), ds, Evaluator(), on_error=lambda *a: errors.append(a))
+    assert errors == [] and got == {7: ((20, 30), 1)}  # the stored pixels: the white column on the left

@@ -405,3 +405,14 @@ def test_cvat_video_gap_after_outside_is_not_warned():
     assert report.messages == ["a.xml: warning: track '1' has no shape on frames [1, 2] after a shape inside "
                                "the view: they are not interpolated here (CVAT's export writes every frame "
                                "in view)"]
+
+
+def test_cvat_video_huge_gap_lists_eight_frames_lazily():
+    """Frames 0 and 2,000,000,000 built a list of every missing frame (memory exhausted) to show eight."""
+    shape = '<box frame="{}" keyframe="1" outside="0" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    root = ET.fromstring(f'<annotations><track id="0" label="car">{shape.format(0)}'
+                         f'{shape.format(2_000_000_000)}</track></annotations>')
+    report = Report(stream=io.StringIO())
+    frame_images(root, [], report=report, where="a.xml")
+    assert report.messages[0].startswith("a.xml: warning: track '0' has no shape on frames "
+                                         "[1, 2, 3, 4, 5, 6, 7, 8] ... after a shape inside the view")

@@ -253,7 +253,10 @@ def test_a_val_file_without_keypoints_is_no_keypoint_count_mismatch(tmp_path):
         check_keypoint_count(cfg, unnamed)
 
 
-def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again_and_logs_warnings(tmp_path):
+# a section-level --set names only the keys inside it: it was read as asking for the stale flip map
+@pytest.mark.parametrize("overrides", [{}, {"data": "{num_workers: 0}"}])
+def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again_and_logs_warnings(
+        tmp_path, overrides):
     import io
     import warnings
 
@@ -270,7 +273,7 @@ def test_a_run_config_reused_with_other_keypoints_derives_the_flip_pairs_again_a
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the unpaired-name warning goes to the log, not to stderr
         _, cfg = build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run",
-                                log_stream=stream, overwrite=True, overrides={},
+                                log_stream=stream, overwrite=True, overrides=overrides,
                                 trainer_kwargs={"tensorboard": False})
     text = stream.getvalue()
     assert (f"note: {path}: the config's data.keypoint_flip_map (leftshoulder<->rightshoulder) names "

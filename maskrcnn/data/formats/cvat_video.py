@@ -17,6 +17,7 @@ least one shape inside the view become images; frames without any are not writte
 from __future__ import annotations
 
 import copy
+import itertools
 import xml.etree.ElementTree as ET
 
 from maskrcnn.data.formats.common import Report
@@ -41,16 +42,20 @@ def _outside(el: ET.Element) -> bool:
     return (el.get("outside") or "0").strip() in ("1", "true")
 
 
-def _gaps_in_view(track: ET.Element) -> list:
-    """Frames without a shape that follow a shape inside the view. Frames after an ``outside="1"`` shape
-    are missing by design: CVAT writes nothing until the track returns."""
+def _gaps_in_view(track: ET.Element, shown: int = 8) -> tuple:
+    """(the first ``shown`` frames without a shape that follow a shape inside the view, how many such
+    frames in all). Frames after an ``outside="1"`` shape are missing by design: CVAT writes nothing until
+    the track returns. The total comes from frame differences, never a list of every missing frame (frames
+    0 and 2,000,000,000 are one short line of XML)."""
     outside: dict = {}  # frame -> outside; a frame holding any inside shape counts as inside
     for shape in track:
         frame = _frame(shape)
         if frame is not None:
             outside[frame] = outside.get(frame, True) and _outside(shape)
     frames = sorted(outside)
-    return [f for a, b in zip(frames, frames[1:]) if not outside[a] for f in range(a + 1, b)]
+    spans = [(a, b) for a, b in zip(frames, frames[1:]) if not outside[a] and b > a + 1]
+    first = list(itertools.islice((f for a, b in spans for f in range(a + 1, b)), shown))
+    return first, sum(b - a - 1 for a, b in spans)
 
 
 def frame_images(root: ET.Element, images: list, *, report: Report, where: str) -> list:
@@ -80,11 +85,12 @@ def frame_images(root: ET.Element, images: list, *, report: Report, where: str) 
             if track.get("group_id"):
                 el.set("group_id", track.get("group_id"))
             frames[frame].append(el)
-        gaps = _gaps_in_view(track)
+        gaps, missing = _gaps_in_view(track)
         if gaps:  # hand-made or trimmed files: CVAT's own exports have none
-            report.warn(where, f"track {track.get('id')!r} has no shape on frames {gaps[:8]}"
-                               f"{' ...' if len(gaps) > 8 else ''} after a shape inside the view: they are "
-                               "not interpolated here (CVAT's export writes every frame in view)")
+            more = " ..." if missing > len(gaps) else ""
+            report.warn(where, f"track {track.get('id')!r} has no shape on frames {gaps}{more} after a shape "
+                               "inside the view: they are not interpolated here (CVAT's export writes every "
+                               "frame in view)")
         report.note("CVAT tracks converted (track ids not kept)")
     others = [el for el in images if _frame_id(el) not in frames]  # frames without tracks, as they are
     return [frames[f] for f in sorted(frames)] + [el for el in others if len(el)]

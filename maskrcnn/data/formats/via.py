@@ -36,6 +36,7 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 from pathlib import Path
@@ -127,8 +128,8 @@ def _read_csv(path: Path) -> dict:
             regions.append({"shape_attributes": shape, "region_attributes": attributes})
     # messages name an entry by its key: the file name alone reads better than "c2.jpg123" (the CSV has
     # no key column); filename + size only where one name comes with two sizes
-    names = [entry["filename"] for entry in entries.values()]
-    return {entry["filename"] if names.count(entry["filename"]) == 1 else key: entry
+    names = collections.Counter(entry["filename"] for entry in entries.values())
+    return {entry["filename"] if names[entry["filename"]] == 1 else key: entry
             for key, entry in entries.items()}
 
 
