@@ -5,6 +5,7 @@ where Label Studio and the README use GET)."""
 
 import base64
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -58,6 +59,32 @@ def test_image_and_tasks_together_are_a_400(server):
             assert status == 400, body
             assert "both 'image' and 'tasks', which exclude each other" in body["detail"]
             assert "'tasks' a Label Studio call" in body["detail"]
+
+
+def test_a_label_that_the_checkpoint_repeats_is_told_its_names_here(server, caplog):
+    said = "'circle' is 'circle (id 1)', 'circle (id 2)' here: the checkpoint repeats it; use those labels"
+    with caplog.at_level(logging.WARNING, logger="maskrcnn.serve"):
+        setup = {"project": "4.1", "schema": _config(["Circle", "star"])}
+        status, body = server.request("POST", "/setup", body=json.dumps(setup), headers=JSON)
+        assert status == 200, body
+        assert body["unmatched_labels"] == ["Circle"] and body["matched"] == {"star": "star"}
+        assert body["renamed"] == {"Circle": ["circle (id 1)", "circle (id 2)"]}
+        assert body["hint"] == said.replace("'circle' is", "'Circle' is")
+        # /predict's warning for a config that misses classes (no task needed: it is checked first)
+        payload = {"tasks": [], "project": "4.1", "label_config": _config(["circle", "star"])}
+        assert server.request("POST", "/predict", body=json.dumps(payload), headers=JSON)[0] == 200
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("project 4.1: classes without a label" in w and said.replace("'circle' is", "'Circle' is") in w
+               for w in warned), warned
+    assert any("have no label" in w and said in w for w in warned), warned
+
+    # no label in common: the refusal says it too; labels that match nothing renamed get no hint
+    status, body = server.request("POST", "/setup", headers=JSON,
+                                  body=json.dumps({"project": "4", "schema": _config(["circle", "zebra"])}))
+    assert status == 400 and body["detail"].endswith("; " + said), body
+    status, body = server.request("POST", "/setup", headers=JSON,
+                                  body=json.dumps({"project": "4", "schema": _config(["star", "zebra"])}))
+    assert status == 200 and body["renamed"] == {} and body["hint"] == ""
 
 
 def test_the_readme_lists_every_field_of_the_answer(server):
