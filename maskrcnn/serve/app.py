@@ -8,19 +8,22 @@ with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_siz
 field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start
 with the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl
 --data-binary @photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and
-an optional ``score_thresh`` (query parameter, form field or JSON key). A raw body that starts with
+an optional ``score_thresh`` (query parameter, form field or JSON key); a JSON body with both ``image``
+and ``tasks`` (a Label Studio call) is a 400 saying they exclude each other. A raw body that starts with
 ``{`` or ``[`` and parses is JSON whatever its Content-Type (no image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
-     "predictions": [<COCO result>, ...]}
+     "predictions": [<COCO result>, ...], "seconds": float}
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
 ``keypoints``) plus ``label`` (the model's class index) and the colours the library's overlays give the
 detection (``color``, ``label_color``, ``text_color``: [R, G, B]; ``overlay_colors``), which the page
 draws with. Class names that repeat or are empty are told apart as 'NAME (id INDEX)'
-(``class_names.distinct_class_names``) in ``categories`` and ``category_name``.
+(``class_names.distinct_class_names``) in ``categories`` and ``category_name``. ``seconds``: the time
+the server spent on the request, from its headers to the encoded answer (receiving the body, decoding,
+waiting in the queue, the model, encoding; not sending the answer).
 
 Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
@@ -38,9 +41,9 @@ logged as warnings on the ``maskrcnn.serve`` logger. (Headers that never complet
 business: ``maskrcnn.serve.server``.)
 
 Label Studio's ML backend protocol (``POST /predict`` with a JSON body of tasks, ``POST /setup``,
-``POST /webhook``, ``POST /health``) is answered too: ``maskrcnn.serve.labelstudio_backend``; the tasks'
-images are fetched by ``labelstudio_fetcher`` (``maskrcnn.serve.labelstudio_fetch``) and run through the
-same batch queue.
+``POST /webhook``; its health check is a ``GET /health``) is answered too:
+``maskrcnn.serve.labelstudio_backend``; the tasks' images are fetched by ``labelstudio_fetcher``
+(``maskrcnn.serve.labelstudio_fetch``) and run through the same batch queue.
 
 Decoding and JSON encoding run in the server's thread pool; the model runs on the ``BatchQueue``'s one
 worker thread in batches of the predictor's ``batch_size``.
@@ -468,7 +471,8 @@ def create_app(
         # client gets the reason, and the next request is served as usual.
         return JSONResponse({"detail": f"prediction failed: {type(exc).__name__}: {exc}"}, status_code=500)
 
-    @app.api_route("/health", methods=["GET", "POST"])  # Label Studio's backend check POSTs in some versions
+    # GET only, as Label Studio's check (MLApi.health) and its ML backend SDK's route are; a POST is a 405
+    @app.get("/health")
     async def health():
         return {
             "status": "ok",
@@ -534,7 +538,14 @@ def create_app(
             elif not ctype.startswith("multipart/form-data"):
                 sniffed = _sniff_json(body)  # JSON sent without its Content-Type
                 payload = None if sniffed is None else _json_object(body, sniffed)
-            if payload is not None and "image" in payload and "tasks" not in payload:
+            if payload is not None and "image" in payload and "tasks" in payload:
+                # either would drop the other without a word (an image answered by [] as no tasks)
+                raise RequestError(
+                    400,
+                    "the JSON body has both 'image' and 'tasks', which exclude each other: 'image' is a "
+                    "plain prediction ({\"image\": \"<base64>\"}), 'tasks' a Label Studio call",
+                )
+            if payload is not None and "image" in payload:
                 data, name, fields = _image_from_json(payload)  # {"image": "<base64>"}
             elif payload is not None:
                 try:  # Label Studio's tasks

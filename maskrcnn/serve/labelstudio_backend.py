@@ -5,12 +5,15 @@ In Label Studio: the project's Settings > Model (``Machine Learning`` in older v
 label-studio-ml-backend 2.x, which Label Studio 1.8 and later speak; the 1.x SDK's answers had the same
 ``results`` list, plus a ``model_version`` beside it, which is sent too):
 
-- ``GET /health`` (and ``POST``): 200 while the server is up.
+- ``GET /health``: 200 while the server is up (a ``POST`` is a 405: Label Studio GETs it).
 - ``POST /setup`` ``{"project": "<id>.<timestamp>", "schema": <labelling config XML>, ...}``: the config is
   checked here (``parse_label_config``, ``match_labels``): it must have a ``BrushLabels``,
   ``PolygonLabels`` or ``RectangleLabels`` control on an ``Image``, and labels that are our class names
   (exactly, else ignoring case). Answer ``{"model_version", "control", "matched", "unmatched_classes",
-  "unmatched_labels"}``; a config without such a control, or with no label in common, is a 400 with
+  "unmatched_labels", "renamed", "hint"}``: ``renamed`` {label: [our names]} for an unmatched label
+  that is a class name the checkpoint repeats (served as 'NAME (id INDEX)': ``renamed_labels``), and
+  ``hint`` a sentence saying which labels to use ("" when none; the warnings say it too); a config
+  without such a control, or with no label in common, is a 400 with
   ``{"detail": reason}`` (Label Studio shows it). The ``hostname`` and ``access_token`` Label Studio
   1.x sends are used to fetch ``/data/upload/...`` images when the server has no ``--ls-url`` (an
   explicit ``--ls-url`` wins, and ``--ls-token`` goes only to it, never to a ``/setup`` address:
@@ -68,7 +71,7 @@ from maskrcnn.serve import DEFAULT_MIN_REGION_AREA  # in the package: `serve --h
 
 __all__ = ["DEFAULT_MIN_REGION_AREA", "LabelConfig", "LabelStudioBackend", "default_config",
            "empty_prediction", "has_masks", "match_labels", "parse_label_config", "predict_tasks",
-           "setup_report", "task_image_reference", "task_prediction"]
+           "renamed_hint", "renamed_labels", "setup_report", "task_image_reference", "task_prediction"]
 
 log = logging.getLogger("maskrcnn.serve")
 
@@ -153,20 +156,62 @@ def match_labels(class_names: Sequence[str], labels: Sequence[str]) -> tuple:
     return mapping, unmatched_classes, [lab for lab in labels if lab not in used]
 
 
-def setup_report(xml: str, class_names: Sequence[str], *, has_masks: bool, model_version: str) -> dict:
+def renamed_labels(labels: Sequence[str], source_names: Sequence[str], class_names: Sequence[str]) -> dict:
+    """{label: [our class names]} for each of ``labels`` that is (exactly, else ignoring case) a name the
+    checkpoint gives (``source_names``) but that we serve renamed (``class_names``, from
+    ``class_names.distinct_class_names``: 'circle' twice -> 'circle (id 1)', 'circle (id 2)'): a project
+    that kept the checkpoint's repeated name matches none of its classes, and this says which labels to
+    use instead. Both lists index = label, the background at 0."""
+    renamed: Dict[str, List[str]] = {}
+    for raw, name in zip(source_names[1:], class_names[1:]):
+        if raw != name and str(raw).strip():
+            renamed.setdefault(raw, []).append(name)
+    folded: Dict[str, List[str]] = {}
+    for raw, names in renamed.items():
+        folded.setdefault(raw.casefold(), []).extend(names)
+    out = {}
+    for lab in labels:
+        names = renamed.get(lab) or folded.get(lab.casefold())
+        if names:
+            out[lab] = names
+    return out
+
+
+def renamed_hint(renamed: dict, source_names: Sequence[str]) -> str:
+    """The sentences that tell a project what its labels in ``renamed`` (``renamed_labels``) are here:
+    "'circle' is 'circle (id 1)', 'circle (id 2)' here: the checkpoint repeats it; use those labels"."""
+    counts = {}
+    for raw in source_names[1:]:
+        counts[str(raw).casefold()] = counts.get(str(raw).casefold(), 0) + 1
+    said = []
+    for lab, names in renamed.items():
+        repeated = counts.get(lab.casefold(), 0) > 1
+        why = "repeats it" if repeated else "has it beside a name made for a repeated one"
+        use = "those labels" if len(names) > 1 else "that label"
+        said.append(f"{lab!r} is {', '.join(map(repr, names))} here: the checkpoint {why}; use {use}")
+    return "; ".join(said)
+
+
+def setup_report(xml: str, class_names: Sequence[str], *, has_masks: bool, model_version: str,
+                 source_names: Optional[Sequence[str]] = None) -> dict:
     """``/setup``'s answer for a labelling config; ``ValueError`` for one the backend cannot serve (no
-    control for our regions, or no label in common with our classes)."""
+    control for our regions, or no label in common with our classes). ``source_names``: the class names
+    as the checkpoint gives them, before ``distinct_class_names`` (None: ``class_names``); an unmatched
+    label that is one of them, renamed, is in ``renamed`` ({label: [our names]}) and ``hint`` says so."""
     config = parse_label_config(xml, has_masks=has_masks)
     ours = list(class_names[1:])
     mapping, unmatched_classes, unmatched_labels = match_labels(ours, config.labels)
+    renamed = renamed_labels(unmatched_labels, source_names or class_names, class_names)
+    hint = renamed_hint(renamed, source_names or class_names)
     if not mapping:
         raise ValueError(f"none of the {config.kind} control {config.from_name!r}'s labels "
                          f"({', '.join(config.labels) or 'none'}) is one of the model's classes "
-                         f"({', '.join(ours)})")
+                         f"({', '.join(ours)})" + (f"; {hint}" if hint else ""))
     return {"model_version": model_version,
             "control": {"type": config.kind, "from_name": config.from_name, "to_name": config.to_name,
                         "data_key": config.data_key},
-            "matched": mapping, "unmatched_classes": unmatched_classes, "unmatched_labels": unmatched_labels}
+            "matched": mapping, "unmatched_classes": unmatched_classes, "unmatched_labels": unmatched_labels,
+            "renamed": renamed, "hint": hint}
 
 
 def task_image_reference(task, data_key: str) -> str:
@@ -283,6 +328,11 @@ class LabelStudioBackend:
                  min_region_area: float = DEFAULT_MIN_REGION_AREA):
         self.batches, self.stats, self.fetcher = batches, stats, fetcher
         self.names = distinct_class_names(predictor.class_names)  # Label Studio refuses repeated labels
+        # as the checkpoint names them (a Predictor's class_names are told apart already): a project's
+        # label equal to a renamed one is told what it is called here
+        source = getattr(predictor, "source_class_names", None)
+        self.source_names = list(source) if source and len(source) == len(self.names) else list(
+            predictor.class_names)
         self.has_masks = has_masks(predictor)
         self.max_pixels, self.request_timeout_s = max_pixels, request_timeout_s
         self.model_version = model_version
@@ -294,7 +344,8 @@ class LabelStudioBackend:
 
     def setup(self, payload: dict) -> dict:
         report = setup_report(payload.get("schema") or payload.get("label_config"), self.names,
-                              has_masks=self.has_masks, model_version=self.model_version)
+                              has_masks=self.has_masks, model_version=self.model_version,
+                              source_names=self.source_names)
         hostname, token = payload.get("hostname"), payload.get("access_token")
         if isinstance(hostname, str) and hostname.strip():
             said = self.fetcher.adopt(hostname.strip(), token if isinstance(token, str) else None)
@@ -302,9 +353,10 @@ class LabelStudioBackend:
                 self._address_said = said
                 log.warning("Label Studio project %s: %s", payload.get("project"), said)
         if report["unmatched_classes"] or report["unmatched_labels"]:
-            log.warning("Label Studio project %s: classes without a label: %s; labels without a class: %s",
+            log.warning("Label Studio project %s: classes without a label: %s; labels without a class: %s%s",
                         payload.get("project"), report["unmatched_classes"] or "none",
-                        report["unmatched_labels"] or "none")
+                        report["unmatched_labels"] or "none",
+                        f" ({report['hint']})" if report["hint"] else "")
         return report
 
     def _warn_unmatched(self, xml: str, config: LabelConfig, project) -> None:
@@ -320,12 +372,15 @@ class LabelStudioBackend:
         _, unmatched_classes, unmatched_labels = match_labels(self.names[1:], config.labels)
         if not unmatched_classes:
             return
+        renamed = renamed_labels(unmatched_labels, self.source_names, self.names)
+        hint = renamed_hint(renamed, self.source_names)
         everything = " (all of them: every prediction is empty)" if len(unmatched_classes) == len(
             self.names) - 1 else ""
         log.warning("Label Studio project %s: the model's classes %s have no label in the %s control %r%s, "
                     "their detections are left out; labels no class matches: %s (labels must be the class "
-                    "names, case aside)", project, ", ".join(unmatched_classes), config.kind,
-                    config.from_name, everything, ", ".join(unmatched_labels) or "none")
+                    "names, case aside)%s", project, ", ".join(unmatched_classes), config.kind,
+                    config.from_name, everything, ", ".join(unmatched_labels) or "none",
+                    f"; {hint}" if hint else "")
 
     def _load(self, reference: str):
         from maskrcnn.data.images import decode_image_bytes

@@ -111,11 +111,11 @@ def test_setup_checks_the_labelling_config(serve_predictor, start_server):
     assert status == 400
     assert "no <BrushLabels> or <PolygonLabels> or <RectangleLabels> control" in body["detail"]
 
-    # the webhook is accepted and ignored; /health answers a POST too
+    # the webhook is accepted and ignored; Label Studio's health check is a GET
     status, body = server.request("POST", "/webhook", body=b'{"action": "ANNOTATION_CREATED"}',
                                   headers={"Content-Type": "application/json"})
     assert status == 200 and body["status"] == "ignored"
-    assert server.request("POST", "/health")[0] == 200
+    assert server.request("GET", "/health")[0] == 200
 
 
 def _masks_of_plain_predict(server, data):
