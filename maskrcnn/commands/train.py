@@ -35,6 +35,10 @@ Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says 
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
 (the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
 that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
+A SIGTERM sent to the whole process group (``timeout``, ``kill -- -PGID``) also ends the DataLoader workers,
+and PyTorch reports their death mid-iteration: the signal's line wins ("stopped by SIGTERM during iteration
+N, which ended the DataLoader workers too; not saved: ..."), exit 143. A worker that died alone (most likely
+out of memory) is one error saying so, with the way round it (``--set data.num_workers=0``).
 ``--resume`` of a folder with finished weights (``model_final.pth``) and no checkpoint is refused.
 Multi-process: ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` (``solver.batch_size`` is the
 total over all processes).
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 HELP = "train on COCO-format data"
@@ -116,6 +121,7 @@ def run(args) -> int:
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
+    from maskrcnn.engine.trainer import StoppedBySignal
     from maskrcnn.engine.training import build_training
     from maskrcnn.io_utils import check_output_dir
 
@@ -158,6 +164,11 @@ def run(args) -> int:
         record_run_data(args.output, given=given, resolved=data)
     try:
         result = trainer.train()
+    except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
+        du.cleanup(wait_for_peers=False)
+        if trainer.is_main:
+            print(e, file=sys.stderr)
+        return 128 + e.signum
     except BaseException as e:
         du.cleanup(wait_for_peers=False)
         du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
