@@ -48,7 +48,10 @@ fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 Every write of weights goes through one helper: a failed write (disk full, folder gone) is one
 ``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept. ``train`` returns the
-number of the signal that stopped the run (the command exits with 128 + it: 130, 143). When it starts,
+number of the signal that stopped the run (the command exits with 128 + it: 130, 143). A DataLoader worker's
+death (PyTorch raises it wherever the main process is) is ``StoppedBySignal`` (not saved: mid-iteration)
+when this process got a stop signal too (a SIGTERM to the process group), else an error saying the worker
+was ended (out of memory?) and that ``data.num_workers=0`` avoids the workers. When it starts,
 the trainer removes the hidden temporary files of its run files (``.model_0000010.pth.<hex>.tmp``) that a
 killed run left (older than this process, unchanged for 10 minutes); a resume that finds no checkpoint
 starts ``metrics.jsonl``, ``best.json``, ``curves.png`` and the TensorBoard curves afresh, and is refused
