@@ -6,6 +6,7 @@ chose when it was left out. Not a command: no ``HELP``, no ``run``.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional, Union
 
 # A class name for a table row: as pictures show it (shown_text: control characters escaped and quoted, an
@@ -27,14 +28,18 @@ def skipped_line(skipped: dict) -> str:
 
 
 def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],
-                         flag: str) -> str:
+                         flag: str, also: Optional[tuple] = None) -> str:
     """The image folder a command was given, or else ``choose_image_dir(json_path)``, printing which
     folder was chosen and why (``flag``: the command's option left out, e.g. ``--images``), so that a
-    wrong guess is seen before training or evaluating on it. train, eval and show-data use it."""
+    wrong guess is seen before training or evaluating on it. train, eval and show-data use it. ``also``:
+    (folder, its flag), one more candidate weighed after the layout's (train: --val-images defaults to the
+    --train-images folder when the validation JSON's layout does not hold its images)."""
     if given:
         return str(given)
     from maskrcnn.data.coco import choose_image_dir  # torch: only when the folder is guessed
 
-    folder, why = choose_image_dir(json_path)
+    folder, why = choose_image_dir(json_path, also=(also[0],) if also else ())
+    if also and Path(folder).resolve() == Path(also[0]).resolve():
+        why = f"as {also[1]}" + (f"; {why}" if why else "")
     print(f"{flag} not given: images of {json_path} read from {folder}" + (f" ({why})" if why else ""))
     return str(folder)

@@ -21,7 +21,9 @@ given with ``--resume`` is not applied: its values that differ from the run's ar
 ``--init WEIGHTS`` (``model.init_weights``) starts from a checkpoint of ours, a torchvision or detectron2
 detector or an ImageNet backbone (file, URL or published name); the config follows the weights, class
 rows are kept for classes whose names match, and ``RUN_DIR/init_report.json`` lists what was loaded
-(``engine/init_weights.py``).
+(``engine/init_weights.py``). Without ``--config``, a detector as ``--init`` trains with the ``finetune``
+preset (one line says so; ``--config r50_fpn`` for the from-scratch recipe), an ImageNet backbone with
+``r50_fpn``; ``--set`` applies over either, and the model keys the weights imply are followed as usual.
 
 ``model.num_classes`` and ``data.class_names`` come from the training set (a ``model.num_classes`` set
 with ``--set`` or in the YAML file that differs is named in a note, with the data's); the label -> category id
@@ -33,6 +35,10 @@ Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says 
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
 (the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
 that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
+A SIGTERM sent to the whole process group (``timeout``, ``kill -- -PGID``) also ends the DataLoader workers,
+and PyTorch reports their death mid-iteration: the signal's line wins ("stopped by SIGTERM during iteration
+N, which ended the DataLoader workers too; not saved: ..."), exit 143. A worker that died alone (most likely
+out of memory) is one error saying so, with the way round it (``--set data.num_workers=0``).
 ``--resume`` of a folder with finished weights (``model_final.pth``) and no checkpoint is refused.
 Multi-process: ``torchrun --nproc_per_node P -m maskrcnn.cli train ...`` (``solver.batch_size`` is the
 total over all processes).
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 HELP = "train on COCO-format data"
@@ -49,7 +56,8 @@ HELP = "train on COCO-format data"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None,
-                   help="a preset name or a YAML file (default r50_fpn; --resume: the run's config.yaml)")
+                   help="a preset name or a YAML file (default r50_fpn; finetune when --init is a detector; "
+                        "--resume: the run's config.yaml)")
     p.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
@@ -62,7 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "images/ or data/, ../images; of several, the one holding most of its file_names; "
                         "of none, the JSON's folder)")
     p.add_argument("--val-json", help="COCO JSON of the validation set (evaluated every solver.eval_period)")
-    p.add_argument("--val-images", help="folder of the validation images (default: as --train-images)")
+    p.add_argument("--val-images",
+                   help="folder of the validation images (default: from the validation JSON's layout as for "
+                        "--train-images, or the --train-images folder when that holds more of its images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -87,12 +97,31 @@ def _sets_key(written: frozenset, overrides: dict, dotted: str) -> bool:
     return dotted in written or dotted in set_keys(overrides)
 
 
+def default_config(init, *, resume: bool, say) -> str:
+    """The preset when ``--config`` is left out: ``finetune`` when ``--init`` is a whole detector (ours, or
+    torchvision's, detectron2's, MMDetection's), said in one line (``say``) with how to choose otherwise;
+    ``r50_fpn`` (the from-scratch recipe: lr 0.02, 16 images, 90k iterations) otherwise: no ``--init``, an
+    ImageNet backbone, weights that cannot be read (their refusal comes later), and ``--resume`` (the run's
+    own config.yaml)."""
+    if not init or resume:
+        return "r50_fpn"
+    from maskrcnn.interop.weights import init_kind
+
+    if init_kind(init) != "detector":
+        return "r50_fpn"
+    say(f"--config not given: --init {init} is a detector, so the finetune preset's recipe is used (4 images "
+        "per iteration, lr 0.005, 2000 iterations, validation and a checkpoint every 500; --set changes any "
+        "of it); --config r50_fpn for the from-scratch recipe")
+    return "finetune"
+
+
 def run(args) -> int:
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
+    from maskrcnn.engine.trainer import StoppedBySignal
     from maskrcnn.engine.training import build_training
     from maskrcnn.io_utils import check_output_dir
 
@@ -106,11 +135,13 @@ def run(args) -> int:
             f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
     data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images")
     if data["val_json"]:
-        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images")
+        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images",
+                                                  also=(data["train_images"], "--train-images"))
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
-    cfg, written = load_config_keys(args.config or "r50_fpn", overrides)  # the --config file read once
+    config = args.config or default_config(args.init, resume=args.resume, say=du.say_on_launch_rank0)
+    cfg, written = load_config_keys(config, overrides)  # the --config file read once
     trainer, cfg = build_training(
         cfg,
         train_json=data["train_json"],
@@ -133,6 +164,11 @@ def run(args) -> int:
         record_run_data(args.output, given=given, resolved=data)
     try:
         result = trainer.train()
+    except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
+        du.cleanup(wait_for_peers=False)
+        if trainer.is_main:
+            print(e, file=sys.stderr)
+        return 128 + e.signum
     except BaseException as e:
         du.cleanup(wait_for_peers=False)
         du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun

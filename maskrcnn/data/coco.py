@@ -58,7 +58,7 @@ import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 from urllib.parse import unquote, urlsplit
 
 import torch
@@ -253,15 +253,19 @@ def _sampled_file_names(json_path: Path) -> list:
     return names[:20] + spread
 
 
-def choose_image_dir(json_path: Union[str, os.PathLike]) -> tuple:
+def choose_image_dir(json_path: Union[str, os.PathLike], also: Sequence = ()) -> tuple:
     """(folder, why) -> the image folder of an export when none is given, and a short reason for a
     message. One candidate folder (``image_dir_candidates``): that one, the JSON unread. Several (a stray
     ``logo.png`` beside ``train.json`` and ``train/``): the JSON is read and the one holding most of a
     sample of its file_names is taken (ties: the likelier by layout), so that a stray image does not make
     every image go missing. None holding any, or no candidate: the first by layout, else the JSON's
-    folder (the missing files are then reported by the loader)."""
+    folder (the missing files are then reported by the loader). ``also``: folders to weigh after the
+    layout's (train's ``--train-images`` for the validation set, as its ``--help`` says)."""
     json_path = Path(json_path)
     candidates = image_dir_candidates(json_path)
+    for folder in map(Path, also):
+        if folder.is_dir() and not any(folder.resolve() == c.resolve() for c in candidates):
+            candidates.append(folder)
     if len(candidates) < 2:
         return (candidates[0] if candidates else json_path.parent), ""
     names = _sampled_file_names(json_path)

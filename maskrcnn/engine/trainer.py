@@ -48,7 +48,10 @@ fails costs no training. A second Ctrl-C (SIGINT) while the
 first is waiting for the iteration to end raises KeyboardInterrupt at once, naming the kept checkpoint.
 Every write of weights goes through one helper: a failed write (disk full, folder gone) is one
 ``CheckpointWriteError`` naming the file, the iteration and the checkpoint kept. ``train`` returns the
-number of the signal that stopped the run (the command exits with 128 + it: 130, 143). When it starts,
+number of the signal that stopped the run (the command exits with 128 + it: 130, 143). A DataLoader worker's
+death (PyTorch raises it wherever the main process is) is ``StoppedBySignal`` (not saved: mid-iteration)
+when this process got a stop signal too (a SIGTERM to the process group), else an error saying the worker
+was ended (out of memory?) and that ``data.num_workers=0`` avoids the workers. When it starts,
 the trainer removes the hidden temporary files of its run files (``.model_0000010.pth.<hex>.tmp``) that a
 killed run left (older than this process, unchanged for 10 minutes); a resume that finds no checkpoint
 starts ``metrics.jsonl``, ``best.json``, ``curves.png`` and the TensorBoard curves afresh, and is refused
@@ -172,6 +175,22 @@ class DivergenceError(RuntimeError):
 
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written; the message names the file, the iteration and the kept one."""
+
+
+class StoppedBySignal(Exception):
+    """The run stopped mid-iteration by the signal ``signum`` (the command exits with 128 + it), not saved:
+    a SIGTERM sent to the whole process group (``timeout``, a job scheduler, ``kill -- -PGID``) ends the
+    DataLoader workers too, and PyTorch raises their death wherever the main process is, mid-step."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+def is_worker_death(e: BaseException) -> bool:
+    """Whether ``e`` is PyTorch's error for a DataLoader worker that died ("DataLoader worker (pid N) is
+    killed by signal: Terminated.", "... exited unexpectedly")."""
+    return isinstance(e, RuntimeError) and str(e).startswith("DataLoader worker")
 
 
 # ----------------------------------------------------------------------------------- optimizer
@@ -786,6 +805,76 @@ class Trainer:
             f"are {self.output_dir / FINAL_NAME}"
         )
 
+    def _loop(self, batches, timer_data: float) -> bool:
+        """The training iterations of ``train``; True when a signal stopped them (checkpoint saved)."""
+        interrupted = False
+        while self.iteration < self.max_iter and not self.stopped_early:
+            with torch.random.fork_rng(devices=[]):  # a loader that starts lazily draws here too
+                images, targets = next(batches)
+            data_time = time.perf_counter() - timer_data
+            t0 = time.perf_counter()
+            # the lr this step uses: run_step steps the schedule, which then holds the next one's
+            lr = self.optimizer.param_groups[0]["lr"]
+            values = self.run_step(images, targets)
+            self.iteration += 1
+            if self.world_size > 1:
+                values = du.all_reduce_mean(values)
+            self.logger.log_iteration(
+                self.iteration,
+                values,
+                lr=lr,
+                iter_time=time.perf_counter() - t0 + data_time,
+                data_time=data_time,
+            )
+            # Every rank judges the same (all-reduced) values: all stop together.
+            total = sum(values.values())
+            if self.divergence.update(total):
+                raise DivergenceError(self._divergence_text(total, lr))
+            # The checkpoint before the evaluation: an evaluation that fails (out of memory, a bad
+            # validation image) must not cost the iterations since the last checkpoint.
+            if self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0:
+                self._checkpoint_put_off = True
+            if self._checkpoint_put_off and self.divergence.streak == 0:
+                # not while the loss is above the divergence threshold: those weights may be garbage,
+                # and last_checkpoint would point --resume at them
+                self._checkpoint_put_off = False
+                self.save()
+            if (
+                self.eval_period > 0
+                and self.iteration % self.eval_period == 0
+                and self.iteration < self.max_iter
+            ):
+                self._evaluate()
+                if self._stop_early():
+                    self.stopped_early = True
+                    break
+            stop = du.any_true(self._stop_signal is not None)
+            if stop and self._saved_at != self.iteration:
+                self.save()
+            if stop:
+                interrupted = True
+                self.logger.print(
+                    f"stopped by a signal after iteration {self.iteration}; checkpoint saved"
+                )
+                break
+            timer_data = time.perf_counter()
+        return interrupted
+
+    def _worker_death_error(self, e: RuntimeError) -> Exception:
+        """A dead DataLoader worker, in words: the signal the main process got too wins (a SIGTERM to the
+        process group: the user's stop, exit 128 + it); a worker that died alone was most likely killed for
+        memory (or from outside), and reading the images in the training process avoids the workers."""
+        if self._stop_signal is not None:
+            name = signal.Signals(self._stop_signal).name
+            return StoppedBySignal(
+                f"stopped by {name} during iteration {self.iteration + 1}, which ended the DataLoader "
+                f"workers too; not saved: {self._kept_checkpoint_text()} (continue with --resume)",
+                self._stop_signal)
+        return RuntimeError(
+            f"{str(e).strip().rstrip('.')}: a process reading the training images was ended (most likely "
+            "out of memory, or killed from outside); fewer workers (--set data.num_workers=1) or none "
+            "(data.num_workers=0: the images are read in the training process itself) work around it")
+
     def train(self) -> dict:
         """Run to ``max_iter`` (or until a signal, or an early stop); returns {"iteration", "interrupted",
         "signal" (the number of the signal that stopped it, or None), "eval", "stopped_early", "best":
@@ -808,56 +897,12 @@ class Trainer:
             with torch.random.fork_rng(devices=[]):
                 batches = iter(self.make_batches(self.iteration))
             timer_data = time.perf_counter()
-            while self.iteration < self.max_iter and not self.stopped_early:
-                with torch.random.fork_rng(devices=[]):  # a loader that starts lazily draws here too
-                    images, targets = next(batches)
-                data_time = time.perf_counter() - timer_data
-                t0 = time.perf_counter()
-                # the lr this step uses: run_step steps the schedule, which then holds the next one's
-                lr = self.optimizer.param_groups[0]["lr"]
-                values = self.run_step(images, targets)
-                self.iteration += 1
-                if self.world_size > 1:
-                    values = du.all_reduce_mean(values)
-                self.logger.log_iteration(
-                    self.iteration,
-                    values,
-                    lr=lr,
-                    iter_time=time.perf_counter() - t0 + data_time,
-                    data_time=data_time,
-                )
-                # Every rank judges the same (all-reduced) values: all stop together.
-                total = sum(values.values())
-                if self.divergence.update(total):
-                    raise DivergenceError(self._divergence_text(total, lr))
-                # The checkpoint before the evaluation: an evaluation that fails (out of memory, a bad
-                # validation image) must not cost the iterations since the last checkpoint.
-                if self.checkpoint_period > 0 and self.iteration % self.checkpoint_period == 0:
-                    self._checkpoint_put_off = True
-                if self._checkpoint_put_off and self.divergence.streak == 0:
-                    # not while the loss is above the divergence threshold: those weights may be garbage,
-                    # and last_checkpoint would point --resume at them
-                    self._checkpoint_put_off = False
-                    self.save()
-                if (
-                    self.eval_period > 0
-                    and self.iteration % self.eval_period == 0
-                    and self.iteration < self.max_iter
-                ):
-                    self._evaluate()
-                    if self._stop_early():
-                        self.stopped_early = True
-                        break
-                stop = du.any_true(self._stop_signal is not None)
-                if stop and self._saved_at != self.iteration:
-                    self.save()
-                if stop:
-                    interrupted = True
-                    self.logger.print(
-                        f"stopped by a signal after iteration {self.iteration}; checkpoint saved"
-                    )
-                    break
-                timer_data = time.perf_counter()
+            try:
+                interrupted = self._loop(batches, timer_data)
+            except RuntimeError as e:
+                if not is_worker_death(e):
+                    raise
+                raise self._worker_death_error(e) from None
         # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
         # 0's everywhere, as saved in the checkpoints (a no-op for one process)
         du.broadcast_buffers(self.model)

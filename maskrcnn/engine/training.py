@@ -570,6 +570,10 @@ def build_training(
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
                               crowd_as_objects=cfg.data.crowd_as_objects)
+        missing = val_set.skipped.get("missing_image_file", 0)
+        if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
+            raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
+                             "folder that holds them with --val-images")
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
         best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
         if line:

@@ -282,6 +282,27 @@ def identify_file(path) -> Optional[str]:
     return layout_of(obj)
 
 
+def init_kind(spec: str) -> Optional[str]:
+    """What ``train --init SPEC`` starts from, told before the config is chosen: "detector" (ours or
+    another library's: a whole model, fine-tuned with the ``finetune`` recipe) | "imagenet" (a backbone:
+    the from-scratch recipe) | None (unreadable or unknown: ``read_weights`` refuses it later, naming
+    why). A published name is told by its name (nothing downloaded); a URL is fetched into the cache that
+    ``read_weights`` then reads from; a file is read as ``read_weights`` reads it."""
+    from maskrcnn.interop.download import is_published, resolve
+
+    spec, ema = split_ema(spec)
+    if ema:  # only a torchvision detector's file has an EMA copy
+        return "detector"
+    if is_published(spec):  # every published detector's URL names its R-CNN; no ImageNet backbone's does
+        return "detector" if "rcnn" in resolve(spec).lower() else "imagenet"
+    try:
+        path = resolve_spec(spec)["path"]
+    except (OSError, ValueError, RuntimeError):
+        return None
+    found = identify_file(path)
+    return None if found is None else ("imagenet" if found == "imagenet" else "detector")
+
+
 def wrong_source_hint(path, asked: str) -> Optional[str]:
     """The refusal of ``convert --from ASKED`` on a file that is recognisably something else (our
     checkpoint, or another library's layout); None when it is what was asked for, or unrecognised."""

@@ -1,0 +1,170 @@
+"""train's defaults when fine-tuning: without --config a detector as --init trains with the finetune preset
+(an ImageNet backbone keeps r50_fpn); --val-images defaults to the --train-images folder when the validation
+JSON's layout does not hold its images, and a validation set none of whose images is found is refused before
+training; a DataLoader worker's death is told apart from the user's SIGTERM (exit 143) and from a worker
+killed alone (out of memory: data.num_workers=0)."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.cli import main
+
+
+def _coco(path, names):
+    path.write_text(json.dumps({
+        "images": [{"id": i + 1, "file_name": n, "width": 24, "height": 24} for i, n in enumerate(names)],
+        "categories": [{"id": 1, "name": "box"}],
+        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [4, 4, 10, 10],
+                         "area": 100.0, "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
+                        for i in range(len(names))]}))
+    return path
+
+
+def _images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(names):
+        Image.fromarray(np.full((24, 24, 3), 40 * (i + 1), np.uint8)).save(folder / n)
+    return folder
+
+
+class _Stop(ValueError):
+    pass
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """build_training replaced: what train handed it, then a stop (no model, no training)."""
+    import maskrcnn.engine.training as training
+
+    got = {}
+
+    def fake(cfg, **kw):
+        got.update(kw, cfg=cfg)
+        raise _Stop("stop here")
+
+    monkeypatch.setattr(training, "build_training", fake)
+    return got
+
+
+def _tv_detector_file(path):
+    torch.save({"model": {"backbone.body.conv1.weight": torch.zeros(1)}}, path)
+    return str(path)
+
+
+def test_a_detector_as_init_without_config_takes_the_finetune_preset(tmp_path, seen, capsys):
+    from maskrcnn.interop.weights import init_kind
+
+    assert init_kind("maskrcnn_resnet50_fpn_coco") == init_kind("mask_rcnn_R_50_FPN_3x") == "detector"
+    assert init_kind("resnet50") == init_kind("detectron2://ImageNetPretrained/MSRA/R-50.pkl") == "imagenet"
+    weights = _tv_detector_file(tmp_path / "tv.pth")
+    assert init_kind(weights) == "detector" and init_kind(str(tmp_path / "none.pth")) is None
+    train = _coco(tmp_path / "train.json", ["1.png"])
+    _images(tmp_path, ["1.png"])
+    common = ["train", "--train-json", str(train), "--output", str(tmp_path / "run")]
+    assert main([*common, "--init", weights, "--set", "solver.lr=0.001"]) == 1
+    cfg = seen["cfg"]
+    # finetune's recipe, --set over it, --init over the preset's own weights
+    assert (cfg.solver.lr, cfg.solver.iters, cfg.solver.batch_size) == (0.001, 2000, 4)
+    assert cfg.model.init_weights == weights and seen["config_named"] is None
+    out = capsys.readouterr().out
+    assert (f"--config not given: --init {weights} is a detector, so the finetune preset's recipe is used "
+            "(4 images per iteration, lr 0.005, 2000 iterations") in out
+    assert "--config r50_fpn for the from-scratch recipe" in out
+    # asked for: the from-scratch recipe, no line; an ImageNet backbone: r50_fpn as before
+    assert main([*common, "--init", weights, "--config", "r50_fpn"]) == 1
+    assert (seen["cfg"].solver.lr, seen["cfg"].solver.iters) == (0.02, 90000)
+    assert main([*common, "--init", "resnet50"]) == 1
+    assert (seen["cfg"].solver.lr, seen["cfg"].solver.iters) == (0.02, 90000)
+    assert "--config not given" not in capsys.readouterr().out
+
+
+def test_val_images_default_to_the_train_images_folder(tmp_path, seen, capsys):
+    names = ["a.png", "b.png"]
+    pics = _images(tmp_path / "pics", names)
+    (tmp_path / "ann").mkdir()
+    train = _coco(tmp_path / "ann" / "train.json", names)
+    val = _coco(tmp_path / "ann" / "val.json", names[:1])
+    args = ["train", "--train-json", str(train), "--train-images", str(pics), "--val-json", str(val),
+            "--config", "demo", "--output", str(tmp_path / "run")]
+    assert main(args) == 1
+    assert seen["val_images"] == str(pics)
+    assert (f"--val-images not given: images of {val} read from {pics} (as --train-images)"
+            in capsys.readouterr().out)
+    # a folder of the val JSON's own layout that holds its images still wins
+    own = _images(tmp_path / "ann" / "val", names[:1])
+    assert main(args) == 1 and seen["val_images"] == str(own)
+
+
+def test_a_validation_set_without_any_image_found_is_refused_before_training(tmp_path):
+    from maskrcnn.config import load_config
+    from maskrcnn.engine.training import build_training
+
+    names = ["a.png", "b.png"]
+    pics = _images(tmp_path / "pics", names)
+    train, val = _coco(tmp_path / "train.json", names), _coco(tmp_path / "val.json", ["x.png", "y.png"])
+    cfg = load_config("demo", {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0})
+    with pytest.raises(ValueError) as info:
+        build_training(cfg, train_json=train, train_images=pics, val_json=val, val_images=pics,
+                       output=tmp_path / "run", trainer_kwargs={"tensorboard": False})
+    assert str(info.value) == (f"{val}: none of its 2 image files is under {pics}: give the folder that "
+                               "holds them with --val-images")
+
+
+def _toy_trainer(tmp_path, toy, *, sigterm: bool):
+    from maskrcnn.config import load_config
+    from maskrcnn.engine.trainer import build_trainer
+
+    make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1)
+
+    def batches(start_iter):
+        for i, batch in enumerate(make(start_iter)):
+            if i == 3:  # as PyTorch reports a worker that a signal ended
+                if sigterm:  # the process group's SIGTERM: the main process got it too
+                    os.kill(os.getpid(), signal.SIGTERM)
+                raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Terminated. ")
+            yield batch
+
+    cfg = load_config("demo", {"solver.iters": 50, "solver.checkpoint_period": 2})
+    return build_trainer(cfg, toy.Toy(), make_batches=batches, output_dir=tmp_path, tensorboard=False,
+                         class_names=["__background__", "x"], plot=False)
+
+
+def test_a_worker_killed_with_the_main_process_is_the_signals_stop(tmp_path, toy, monkeypatch, capsys):
+    from maskrcnn.engine.trainer import StoppedBySignal
+
+    trainer = _toy_trainer(tmp_path, toy, sigterm=True)
+    with pytest.raises(StoppedBySignal) as info:
+        trainer.train()
+    assert info.value.signum == signal.SIGTERM
+    assert str(info.value) == ("stopped by SIGTERM during iteration 4, which ended the DataLoader workers "
+                               "too; not saved: the last good checkpoint is "
+                               f"{tmp_path / 'model_0000002.pth'} (continue with --resume)")
+    # the command: that line and 143, not "error: DataLoader worker ..."
+    import maskrcnn.engine.training as training
+
+    monkeypatch.setattr(training, "build_training", lambda cfg, **kw: (trainer, cfg))
+    trainer.train = lambda: (_ for _ in ()).throw(info.value)
+    (tmp_path / "d").mkdir()
+    _images(tmp_path / "d", ["1.png"])
+    argv = ["train", "--config", "demo", "--train-json", str(_coco(tmp_path / "d" / "t.json", ["1.png"])),
+            "--output", str(tmp_path / "run")]
+    assert main(argv) == 143
+    err = capsys.readouterr().err
+    assert str(info.value) in err and "error" not in err
+
+
+def test_a_worker_killed_alone_says_why_and_the_way_round(tmp_path, toy):
+    trainer = _toy_trainer(tmp_path, toy, sigterm=False)
+    with pytest.raises(RuntimeError) as info:
+        trainer.train()
+    assert str(info.value) == (
+        "DataLoader worker (pid 4242) is killed by signal: Terminated: a process reading the training images "
+        "was ended (most likely out of memory, or killed from outside); fewer workers (--set "
+        "data.num_workers=1) or none (data.num_workers=0: the images are read in the training process "
+        "itself) work around it")
