@@ -140,7 +140,8 @@ def run(args) -> int:
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
-    config = args.config or default_config(args.init, resume=args.resume, say=du.say_on_launch_rank0)
+    config = args.config or default_config(overrides.get("model.init_weights"), resume=args.resume,
+                                           say=du.say_on_launch_rank0)  # --init, or --set model.init_weights
     cfg, written = load_config_keys(config, overrides)  # the --config file read once
     trainer, cfg = build_training(
         cfg,

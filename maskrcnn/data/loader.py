@@ -178,8 +178,10 @@ def _worker_init(seed: int, rank: int):
         # Ctrl-C in a terminal reaches the whole process group: a worker it ended left the main process,
         # which stops at the end of its iteration and saves, waiting for a batch that never came
         # ('DataLoader worker exited unexpectedly', nothing saved). The main process handles it and
-        # shuts the workers down.
+        # shuts the workers down. SIGTERM to the group (timeout, a scheduler, kill -- -PGID) likewise: the
+        # main process saves at the end of its iteration and exits 143.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # Augmentation draws from per-sample seeds; this only makes any other randomness reproducible.
         s = _seed_of(seed, rank, worker_id, 2)
         torch.manual_seed(s)

@@ -286,15 +286,24 @@ def init_kind(spec: str) -> Optional[str]:
     """What ``train --init SPEC`` starts from, told before the config is chosen: "detector" (ours or
     another library's: a whole model, fine-tuned with the ``finetune`` recipe) | "imagenet" (a backbone:
     the from-scratch recipe) | None (unreadable or unknown: ``read_weights`` refuses it later, naming
-    why). A published name is told by its name (nothing downloaded); a URL is fetched into the cache that
-    ``read_weights`` then reads from; a file is read as ``read_weights`` reads it."""
-    from maskrcnn.interop.download import is_published, resolve
+    why). A published name or URL is told by its cached file when there is one, else by its name (nothing
+    downloaded: every torchrun rank decides alike before rank 0 downloads); a file is read as
+    ``read_weights`` reads it."""
+    from maskrcnn.interop.download import cache_dir, cache_name, is_published, resolve
 
-    spec, ema = split_ema(spec)
-    if ema:  # only a torchvision detector's file has an EMA copy
-        return "detector"
-    if is_published(spec):  # every published detector's URL names its R-CNN; no ImageNet backbone's does
-        return "detector" if "rcnn" in resolve(spec).lower() else "imagenet"
+    spec, _ = split_ema(spec)  # FILE#ema: the file is told like any other (read_weights refuses a wrong one)
+    if is_published(spec) or "://" in spec:
+        try:
+            url = resolve(spec)
+        except ValueError:
+            return None
+        cached = cache_dir() / cache_name(url)
+        if not cached.is_file():  # told by its name, as every rank tells it: nothing fetched before the run
+            # every published detector's URL names its R-CNN; no ImageNet backbone's does
+            if "rcnn" in url.lower():
+                return "detector"
+            return "imagenet" if is_published(spec) else None
+        spec = str(cached)
     try:
         path = resolve_spec(spec)["path"]
     except (OSError, ValueError, RuntimeError):

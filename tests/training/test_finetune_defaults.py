@@ -64,6 +64,7 @@ def test_a_detector_as_init_without_config_takes_the_finetune_preset(tmp_path, s
     assert init_kind("resnet50") == init_kind("detectron2://ImageNetPretrained/MSRA/R-50.pkl") == "imagenet"
     weights = _tv_detector_file(tmp_path / "tv.pth")
     assert init_kind(weights) == "detector" and init_kind(str(tmp_path / "none.pth")) is None
+    assert init_kind(f"{weights}#ema") == "detector" and init_kind(str(tmp_path / "none.pth#ema")) is None
     train = _coco(tmp_path / "train.json", ["1.png"])
     _images(tmp_path, ["1.png"])
     common = ["train", "--train-json", str(train), "--output", str(tmp_path / "run")]
@@ -82,6 +83,22 @@ def test_a_detector_as_init_without_config_takes_the_finetune_preset(tmp_path, s
     assert main([*common, "--init", "resnet50"]) == 1
     assert (seen["cfg"].solver.lr, seen["cfg"].solver.iters) == (0.02, 90000)
     assert "--config not given" not in capsys.readouterr().out
+
+
+def test_a_url_is_told_by_its_cached_file_or_its_name_never_fetched(tmp_path, monkeypatch):
+    """Every torchrun rank decides before rank 0 downloads: an uncached URL is never fetched for it."""
+    from maskrcnn.interop import download
+    from maskrcnn.interop.weights import init_kind
+
+    monkeypatch.setenv("MASKRCNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "download", lambda *a, **k: pytest.fail("fetched"))
+    assert init_kind("https://example.invalid/models/mask_rcnn_custom.pth") == "detector"
+    url = "https://example.invalid/models/mine.pth"
+    assert init_kind(url) is None  # unknown: the default recipe
+    cached = tmp_path / "cache" / download.cache_name(url)
+    cached.parent.mkdir(parents=True)
+    _tv_detector_file(cached)
+    assert init_kind(url) == "detector"
 
 
 def test_val_images_default_to_the_train_images_folder(tmp_path, seen, capsys):
