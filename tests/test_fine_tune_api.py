@@ -53,7 +53,8 @@ def test_train_from_python_raises_the_commands_error(tmp_path):
 
 def test_keywords_become_the_commands_options():
     argv = train_argv(train_json="t.json", output="run", init="w.pth", set={
-        "solver.steps": [10, 20], "solver.lr": 0.001, "model.backbone": "resnet18", "data.filter_empty": True})
+        "solver.steps": [10, 20], "solver.lr": 0.001, "model.backbone": "resnet18",
+        "data.filter_empty": True})
     assert argv == ["train", "--output", "run", "--train-json", "t.json", "--init", "w.pth", "--set",
                     "solver.steps=[10, 20]", "solver.lr=0.001", "model.backbone=resnet18",
                     "data.filter_empty=true"]

@@ -6,7 +6,7 @@ when it is a ``FrozenBatchNorm2d`` (``model.norm=frozen_bn``: statistics and aff
 parameters, so ``requires_grad`` cannot show them). Example:
 
     frozen: backbone stem, res2 (model.freeze_at=2); batch norm frozen (53 FrozenBatchNorm2d layers);
-    training 43.7M of 44.4M parameters
+    training 43.7M of 43.9M parameters
 """
 
 from __future__ import annotations

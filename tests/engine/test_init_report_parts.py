@@ -20,7 +20,8 @@ def _lines(model_keys, source_keys):
 
 
 SHARED = ("backbone.stem.conv1.weight", "rpn.conv.weight", "roi_heads.box_head.fc6.weight")
-MASK = ("roi_heads.mask_head.fcn1.weight", "roi_heads.mask_head.fcn1.bias", "roi_heads.mask_head.predictor.bias")
+MASK = ("roi_heads.mask_head.fcn1.weight", "roi_heads.mask_head.fcn1.bias",
+        "roi_heads.mask_head.predictor.bias")
 KEYPOINT = ("roi_heads.keypoint_head.fcn1.weight", "roi_heads.keypoint_head.predictor.bias")
 
 
