@@ -321,8 +321,9 @@ PART_NAMES = {
 def part_lines(report: dict) -> list:
     """One line per part (``PARTS``) that starts fresh or goes unused as a whole, from the report's key
     lists: "mask head starts fresh: the weights have none (N tensors)", "keypoint head of the weights
-    unused: this model has none (N tensors)"; a part only partly fresh (not class rows, which the class
-    lines tell) is named with its count. The counts alone ("12 start fresh") hide which part they are."""
+    unused: this model has none (N tensors)". Class rows are left out (the class lines tell them: a box
+    predictor whose classes all differ is not "a part the weights lack"). The counts alone ("12 start
+    fresh") hide which part they are."""
     def by_part(keys):
         groups = {}
         for key in keys:
@@ -332,20 +333,14 @@ def part_lines(report: dict) -> list:
     loaded = by_part(report["loaded"])
     rows = set(report.get("class_specific") or {})
     lines = []
-    for part, keys in by_part(report["reinitialised"]).items():
-        name = PART_NAMES.get(part, part.rstrip("."))
-        if part not in loaded:
-            lines.append(f"{name} starts fresh: the weights have none ({len(keys)} tensors)")
-        elif not set(keys) <= rows:  # class rows are told by the class lines
-            lines.append(f"{name}: {len(keys)} tensors start fresh ({', '.join(sorted(keys)[:3])}"
-                         f"{', ...' if len(keys) > 3 else ''})")
+    for part, keys in by_part(k for k in report["reinitialised"] if k not in rows).items():
+        if part not in loaded:  # plan_init refuses a part the weights hold only partly
+            lines.append(f"{PART_NAMES.get(part, part.rstrip('.'))} starts fresh: the weights have none "
+                         f"({len(keys)} tensors)")
     for part, keys in by_part(report["unused"]).items():
-        name = PART_NAMES.get(part, part.rstrip("."))
         if part not in loaded:
-            lines.append(f"{name} of the weights unused: this model has none ({len(keys)} tensors)")
-        else:
-            lines.append(f"{name}: {len(keys)} of the weights' tensors unused ({', '.join(sorted(keys)[:3])}"
-                         f"{', ...' if len(keys) > 3 else ''})")
+            lines.append(f"{PART_NAMES.get(part, part.rstrip('.'))} of the weights unused: this model has "
+                         f"none ({len(keys)} tensors)")
     return lines
 
 

@@ -41,3 +41,20 @@ def test_a_keypoint_rcnn_file_says_its_keypoint_head_is_unused():
 def test_a_full_match_adds_no_part_line():
     assert _lines(SHARED + MASK, SHARED + MASK)[1:] == ["  loaded 6 tensors, 0 start fresh, "
                                                          "0 of the weights' unused"]
+
+
+BOX_PREDICTOR = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(2, 3),
+                 "roi_heads.box_predictor.cls_score.bias": torch.zeros(2),
+                 "roi_heads.box_predictor.bbox_pred.weight": torch.zeros(8, 3),
+                 "roi_heads.box_predictor.bbox_pred.bias": torch.zeros(8)}
+
+
+def test_class_rows_all_fresh_are_not_a_box_predictor_the_weights_lack():
+    state = dict(_state(*SHARED), **BOX_PREDICTOR)
+    plan = plan_init(state, dict(state), class_rows=[None, None])  # no class row matched
+    assert sorted(plan["reinitialised"]) == sorted(BOX_PREDICTOR)
+    report = {"source": {"spec": "w.pth"}, "loaded": plan["loaded"], "reinitialised": plan["reinitialised"],
+              "unused": plan["unused"], "class_specific": plan["class_specific"], "copied_classes": {},
+              "fresh_classes": ["cat"], "notes": []}
+    assert summary_lines(report, {})[1:] == ["  loaded 3 tensors, 4 start fresh, 0 of the weights' unused",
+                                             "  fresh class rows: cat"]
