@@ -8,19 +8,20 @@ own parser and code path (``commands/train.py``), so the two cannot drift apart:
     predictor = maskrcnn.Predictor.from_weights(final)
 
 The keywords are the command's options (``train_json`` is ``--train-json``; ``set`` a dict of dotted
-config keys, each value written as ``--set key=value``: a string as it is, anything else as JSON, so
-``[10]``, ``true``, ``0.001``). Returns the path of ``RUN_DIR/model_final.pth``. A failure raises the
-exception the command would print as "maskrcnn train: error: ..." (``ValueError``, ``OSError``,
-``KeyError`` for an unknown config key, ...; a bad keyword a ``TypeError``, a bad option value a
-``ValueError``) instead of returning an exit status; a
-run stopped by Ctrl-C or SIGTERM (checkpoint saved) raises ``TrainingStopped`` (continue with
-``resume=True``). Process state is left as found: the trainer's SIGINT / SIGTERM handlers are restored
-when it returns, and no exit is called.
+config keys, each value written as ``--set key=value``: a string or a path as it is, anything else as
+JSON, so ``[10]``, ``true``, ``0.001``). Returns the path of ``RUN_DIR/model_final.pth``. A failure
+raises the exception the command would print as "maskrcnn train: error: ..." (``ValueError``,
+``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword a ``TypeError``, a bad option
+value a ``ValueError``) instead of returning an exit status; a run stopped by Ctrl-C or SIGTERM
+(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Process state is left as
+found: the trainer's SIGINT / SIGTERM handlers are restored when it
+returns, and no exit is called.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -30,6 +31,8 @@ class TrainingStopped(RuntimeError):
 
 
 def _value_text(value) -> str:
+    if isinstance(value, os.PathLike):  # a path is a string to the config (data.root, a weights file)
+        return os.fspath(value)
     return value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
 
 

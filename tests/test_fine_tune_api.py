@@ -4,6 +4,7 @@ path; returns the final checkpoint, raises on failure, leaves the signal handler
 (``engine/frozen_parts.py``), read from the model's ``requires_grad`` flags."""
 
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,6 +59,11 @@ def test_keywords_become_the_commands_options():
     assert argv == ["train", "--output", "run", "--train-json", "t.json", "--init", "w.pth", "--set",
                     "solver.steps=[10, 20]", "solver.lr=0.001", "model.backbone=resnet18",
                     "data.filter_empty=true"]
+
+
+def test_a_path_in_set_is_written_as_its_text():
+    argv = train_argv(train_json="t.json", output="run", set={"model.init_weights": Path("w") / "x.pth"})
+    assert argv[-2:] == ["--set", f"model.init_weights={Path('w') / 'x.pth'}"]
 
 
 def test_the_frozen_line_follows_requires_grad_not_the_config():
