@@ -14,6 +14,7 @@ from maskrcnn.config import load_config
 from maskrcnn.data.shapes import generate_shapes_dataset
 from maskrcnn.engine.frozen_parts import frozen_line
 from maskrcnn.fine_tune import train_argv
+from maskrcnn.modeling import layers
 from maskrcnn.modeling.mask_rcnn import build_model
 from tests.tiny_model import TINY
 
@@ -78,3 +79,20 @@ def test_the_frozen_line_follows_requires_grad_not_the_config():
     assert f"training {trained / 1e6:.1f}M" in line
     model = build_model(load_config("r50_fpn", {**TINY, "model.freeze_at": 0, "model.norm": "bn"}))
     assert frozen_line(model, freeze_at=0).startswith("frozen: no parameters; training ")
+
+
+def test_a_whole_frozen_backbone_keeps_the_key_that_froze_it():
+    model = build_model(load_config("r50_fpn", {**TINY, "model.freeze_at": 5, "model.norm": "frozen_bn"}))
+    assert frozen_line(model, freeze_at=5).startswith("frozen: backbone (all, model.freeze_at=5); "
+                                                      "batch norm frozen (")
+
+
+def test_frozen_batch_norm_is_counted_by_type_not_by_class_name():
+    class FrozenBatchNorm2d(torch.nn.Module):  # same name, not the library's layer
+        pass
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), FrozenBatchNorm2d())
+    assert frozen_line(model) == "frozen: no parameters; training 6 of 6 parameters"
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), layers.FrozenBatchNorm2d(2))
+    assert frozen_line(model) == ("frozen: no parameters; batch norm frozen (1 FrozenBatchNorm2d layers); "
+                                  "training 6 of 6 parameters")
