@@ -58,25 +58,16 @@ def train(*, train_json=None, output, init=None, config=None, set: Optional[Mapp
           device=None) -> Path:
     """Train as ``maskrcnn train`` does; returns ``RUN_DIR/model_final.pth``. Keywords: the module
     docstring; ``train_json`` may be left out only with ``resume=True`` (the run's data)."""
-    import contextlib
-    import io
-
     from maskrcnn.cli import build_parser
     from maskrcnn.commands import train as command
 
     argv = train_argv(train_json=train_json, output=output, init=init, config=config, set=set,
                       train_images=train_images, val_json=val_json, val_images=val_images, resume=resume,
                       overwrite=overwrite, device=device)
-    parser = build_parser(argv)
-    usage = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(usage):  # argparse prints its usage and exits: a message instead
-            args = parser.parse_args(argv)
-    except SystemExit:
-        lines = usage.getvalue().strip().splitlines()
-        raise ValueError(lines[-1] if lines else f"bad arguments: {argv[1:]}") from None
-    status = command.run(args)
-    if status:
-        raise TrainingStopped(f"the run in {output} was stopped by a signal (status {status}); its "
-                              "checkpoint is saved: continue with resume=True")
+    args = build_parser(argv, raise_errors=True).parse_args(argv)  # a bad value: ValueError, no exit
+    result = command.run_training(args)
+    if result.get("interrupted"):
+        raise TrainingStopped(f"the run in {output} was stopped by a signal at iteration "
+                              f"{result.get('iteration')}; its checkpoint is saved: continue with "
+                              "resume=True")
     return Path(output) / "model_final.pth"

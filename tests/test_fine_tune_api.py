@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import maskrcnn
+from maskrcnn.cli import build_parser
 from maskrcnn.config import load_config
 from maskrcnn.data.shapes import generate_shapes_dataset
 from maskrcnn.engine.frozen_parts import frozen_line
@@ -96,3 +97,23 @@ def test_frozen_batch_norm_is_counted_by_type_not_by_class_name():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), layers.FrozenBatchNorm2d(2))
     assert frozen_line(model) == ("frozen: no parameters; batch norm frozen (1 FrozenBatchNorm2d layers); "
                                   "training 6 of 6 parameters")
+
+
+def test_a_bad_option_value_raises_without_exiting_or_printing(capsys):
+    with pytest.raises(ValueError, match="^maskrcnn train: error: argument --train-json: expected one "
+                                         "argument$"):
+        maskrcnn.train(train_json="-t.json", output="run")  # read by argparse as an option
+    assert capsys.readouterr().err == ""
+    argv = ["train", "--config", "demo", "--output"]
+    with pytest.raises(ValueError, match="^maskrcnn train: error: argument --output: expected one argument$"):
+        build_parser(argv, raise_errors=True).parse_args(argv)
+
+
+def test_a_run_a_signal_stopped_raises_training_stopped(monkeypatch, tmp_path):
+    from maskrcnn.commands import train as command
+
+    monkeypatch.setattr(command, "run_training", lambda args: {"interrupted": True, "iteration": 7,
+                                                               "signal": signal.SIGTERM})
+    with pytest.raises(maskrcnn.TrainingStopped, match="stopped by a signal at iteration 7"):
+        maskrcnn.train(train_json="t.json", output=tmp_path / "run")
+    assert command.exit_status({"interrupted": True, "signal": signal.SIGTERM}) == 143

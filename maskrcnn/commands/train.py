@@ -88,6 +88,12 @@ def _sets_key(written: frozenset, overrides: dict, dotted: str) -> bool:
 
 
 def run(args) -> int:
+    return exit_status(run_training(args))
+
+
+def run_training(args) -> dict:
+    """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
+    "signal", ...}): ``run`` makes it an exit status, ``maskrcnn.train`` an exception."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
@@ -140,7 +146,7 @@ def run(args) -> int:
     du.cleanup()
     if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
-    return exit_status(result)
+    return result
 
 
 def exit_status(result: dict) -> int:
