@@ -7,6 +7,7 @@ The names users reach for first are here, imported on first use (PEP 562) so tha
     predictor = maskrcnn.Predictor.from_weights("model_final.pth")
     detections = predictor(["street.jpg"])
     maskrcnn.draw_instances(image, detections[0], predictor.class_names).save("out.png")
+    final = maskrcnn.train(train_json="train.json", output="runs/mine", init="maskrcnn_resnet50_fpn_coco")
 """
 
 __version__ = "0.1.0"
@@ -19,6 +20,8 @@ _LAZY = {
     "draw_instances": "maskrcnn.visualize",
     "ImageReadError": "maskrcnn.data.images",
     "read_image": "maskrcnn.data.images",
+    "train": "maskrcnn.fine_tune",
+    "TrainingStopped": "maskrcnn.fine_tune",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -69,9 +69,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser, whose usage errors add a hint when an argument that reads as an option is an
     existing file (``-photo.jpg``: argparse takes it for an unknown option and then misses the images)."""
 
-    def __init__(self, *args, dash_files: tuple = (), **kwargs):
+    def __init__(self, *args, dash_files: tuple = (), raise_errors: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.dash_files = tuple(dash_files)
+        self.raise_errors = raise_errors  # a ValueError instead of usage + exit (maskrcnn.train)
 
     def error(self, message: str):
         # Only where the file is the cause: named as unrecognized, or missed as a required argument
@@ -81,6 +82,8 @@ class _Parser(argparse.ArgumentParser):
             name = (named or self.dash_files)[0]
             message += (f" ({name} is a file, read as an option since it starts with '-': pass it after "
                         f"'--' or as ./{name})")
+        if self.raise_errors:
+            raise ValueError(f"{self.prog}: error: {message}")
         super().error(message)
 
 
@@ -91,14 +94,17 @@ def _dash_files(argv: list) -> tuple:
     return tuple(a for a in before if a.startswith("-") and a != "-" and os.path.isfile(a))
 
 
-def build_parser(argv: list) -> argparse.ArgumentParser:
+def build_parser(argv: list, *, raise_errors: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``argv``'s command; ``raise_errors``: a usage error raises ``ValueError("maskrcnn
+    COMMAND: error: ...")`` instead of printing the usage and exiting (for callers from Python)."""
     dash_files = _dash_files(argv)
     parser = _Parser(
         prog="maskrcnn", description="Mask R-CNN in pure PyTorch: train, evaluate, predict, convert.",
-        dash_files=dash_files,
+        dash_files=dash_files, raise_errors=raise_errors,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                parser_class=functools.partial(_Parser, dash_files=dash_files))
+                                parser_class=functools.partial(_Parser, dash_files=dash_files,
+                                                               raise_errors=raise_errors))
     wanted = next((a for a in argv if not a.startswith("-")), None)
     parser.command_parsers = {}
     for name in COMMANDS:

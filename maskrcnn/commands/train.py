@@ -116,6 +116,12 @@ def default_config(init, *, resume: bool, say) -> str:
 
 
 def run(args) -> int:
+    return exit_status(run_training(args))
+
+
+def run_training(args) -> dict:
+    """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
+    "signal", ...}): ``run`` makes it an exit status, ``maskrcnn.train`` an exception."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
@@ -177,7 +183,7 @@ def run(args) -> int:
     du.cleanup()
     if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
-    return exit_status(result)
+    return result
 
 
 def exit_status(result: dict) -> int:

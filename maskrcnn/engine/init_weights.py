@@ -22,7 +22,9 @@ its weights):
    keypoint name when the sets differ.
 4. The report (``init_report.json``): ``source``, ``config_changes``, ``config_kept``, ``loaded``,
    ``reinitialised``, ``unused``, ``class_specific``, ``copied_classes`` (ours -> theirs),
-   ``fresh_classes``, ``notes``.
+   ``fresh_classes``, ``notes``. Printed (``summary_lines``) as counts plus one line per part that starts
+   fresh or goes unused as a whole (``part_lines``: "mask head starts fresh: the weights have none" for a
+   Faster R-CNN file, "keypoint head of the weights unused: this model has none").
 
 Shapes: K classes incl. background (ours), K' (the weights'); F box head width; C mask head width;
 J keypoints. Class-specific tensors: cls_score (K, F) / (K,), bbox_pred (4K, F) / (4K,) with rows
@@ -308,6 +310,40 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
     return report
 
 
+# a part's prefix -> the words a user reads for it
+PART_NAMES = {
+    "backbone.": "backbone", "fpn.": "FPN", "rpn.": "RPN", "roi_heads.res5.": "res5 RoI head",
+    "roi_heads.box_head.": "box head", "roi_heads.box_predictor.": "box predictor",
+    "roi_heads.mask_head.": "mask head", "roi_heads.keypoint_head.": "keypoint head",
+}
+
+
+def part_lines(report: dict) -> list:
+    """One line per part (``PARTS``) that starts fresh or goes unused as a whole, from the report's key
+    lists: "mask head starts fresh: the weights have none (N tensors)", "keypoint head of the weights
+    unused: this model has none (N tensors)". Class rows are left out (the class lines tell them: a box
+    predictor whose classes all differ is not "a part the weights lack"). The counts alone ("12 start
+    fresh") hide which part they are."""
+    def by_part(keys):
+        groups = {}
+        for key in keys:
+            groups.setdefault(_part(key), []).append(key)
+        return groups
+
+    loaded = by_part(report["loaded"])
+    rows = set(report.get("class_specific") or {})
+    lines = []
+    for part, keys in by_part(k for k in report["reinitialised"] if k not in rows).items():
+        if part not in loaded:  # plan_init refuses a part the weights hold only partly
+            lines.append(f"{PART_NAMES.get(part, part.rstrip('.'))} starts fresh: the weights have none "
+                         f"({len(keys)} tensors)")
+    for part, keys in by_part(report["unused"]).items():
+        if part not in loaded:
+            lines.append(f"{PART_NAMES.get(part, part.rstrip('.'))} of the weights unused: this model has "
+                         f"none ({len(keys)} tensors)")
+    return lines
+
+
 def summary_lines(report: dict, changes: dict) -> list:
     """The report in a few printable lines."""
     src = report["source"]
@@ -321,6 +357,7 @@ def summary_lines(report: dict, changes: dict) -> list:
         lines.append(f"  kept {key}={v['value']} from {v['by']} (the weights suggest {v['weights']})")
     lines.append(f"  loaded {len(report['loaded'])} tensors, {len(report['reinitialised'])} start fresh, "
                  f"{len(report['unused'])} of the weights' unused")
+    lines.extend("  " + line for line in part_lines(report))
     if report["copied_classes"]:
         lines.append("  class rows from the weights: " + ", ".join(
             f"{a} <- {b}" for a, b in report["copied_classes"].items()))

@@ -377,6 +377,7 @@ def build_training(
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.frozen_parts import frozen_line
     from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
@@ -549,6 +550,7 @@ def build_training(
             for line in summary_lines(report, changes):
                 say(line)
             say(f"  report: {output / INIT_REPORT}")
+        say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
 
     def make_batches(start_iter: int):
         return iter(

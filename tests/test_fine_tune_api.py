@@ -1,0 +1,119 @@
+"""``maskrcnn.train(...)``: the ``train`` command from Python through the command's own parser and code
+path; returns the final checkpoint, raises on failure, leaves the signal handlers as found
+(``maskrcnn/fine_tune.py``). Also the start-of-training line naming the frozen parts
+(``engine/frozen_parts.py``), read from the model's ``requires_grad`` flags."""
+
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import maskrcnn
+from maskrcnn.cli import build_parser
+from maskrcnn.config import load_config
+from maskrcnn.data.shapes import generate_shapes_dataset
+from maskrcnn.engine.frozen_parts import frozen_line
+from maskrcnn.fine_tune import train_argv
+from maskrcnn.modeling import layers
+from maskrcnn.modeling.mask_rcnn import build_model
+from tests.tiny_model import TINY
+
+ONE_ITERATION = {"model.backbone": "resnet18", "model.fpn_dim": 16, "model.norm": "frozen_bn",
+                 "model.freeze_at": 2, "model.roi_heads.box_head_dim": 32, "model.roi_heads.mask_head_dim": 8,
+                 "model.rpn.post_nms_topk_train": 32, "model.roi_heads.batch_size_per_image": 16,
+                 "solver.iters": 1, "solver.batch_size": 1, "solver.warmup_iters": 1, "solver.steps": [10],
+                 "solver.checkpoint_period": 0, "input.min_size": [32], "input.max_size": 48,
+                 "data.num_workers": 0}
+
+
+def test_train_from_python_returns_the_final_checkpoint_and_restores_the_handlers(tmp_path, capsys):
+    data = generate_shapes_dataset(tmp_path / "data", num_train=1, num_val=0, image_size=(32, 32), seed=0,
+                                   classes=("circle", "square"))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    final = maskrcnn.train(train_json=data["train_json"], train_images=data["train_images"],
+                           output=tmp_path / "run", config="demo", set=ONE_ITERATION, device="cpu")
+    assert final == tmp_path / "run" / "model_final.pth" and final.is_file()
+    assert torch.load(final, weights_only=True)["iteration"] == 1
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    out = capsys.readouterr().out
+    # the frozen parts, from the model: stem and res2 (freeze_at 2), the batch norms
+    line = next(x for x in out.splitlines() if x.startswith("frozen:"))
+    assert line.startswith("frozen: backbone stem, res2 (model.freeze_at=2); batch norm frozen (")
+
+
+def test_train_from_python_raises_the_commands_error(tmp_path):
+    with pytest.raises(OSError, match="missing.json"):
+        maskrcnn.train(train_json=tmp_path / "missing.json", train_images=tmp_path, output=tmp_path / "run",
+                       config="demo")
+    with pytest.raises(KeyError, match="unknown config key 'model.no_such_key'"):
+        (tmp_path / "t.json").write_text('{"images": [], "annotations": [], "categories": []}')
+        maskrcnn.train(train_json=tmp_path / "t.json", train_images=tmp_path, output=tmp_path / "run2",
+                       config="demo", set={"model.no_such_key": 1})
+    with pytest.raises(TypeError):
+        maskrcnn.train(train_json="t.json", output="run", iters=3)  # not an option of the command
+
+
+def test_keywords_become_the_commands_options():
+    argv = train_argv(train_json="t.json", output="run", init="w.pth", set={
+        "solver.steps": [10, 20], "solver.lr": 0.001, "model.backbone": "resnet18",
+        "data.filter_empty": True})
+    assert argv == ["train", "--output", "run", "--train-json", "t.json", "--init", "w.pth", "--set",
+                    "solver.steps=[10, 20]", "solver.lr=0.001", "model.backbone=resnet18",
+                    "data.filter_empty=true"]
+
+
+def test_a_path_in_set_is_written_as_its_text():
+    argv = train_argv(train_json="t.json", output="run", set={"model.init_weights": Path("w") / "x.pth"})
+    assert argv[-2:] == ["--set", f"model.init_weights={Path('w') / 'x.pth'}"]
+
+
+def test_the_frozen_line_follows_requires_grad_not_the_config():
+    model = build_model(load_config("r50_fpn", {**TINY, "model.freeze_at": 3, "model.norm": "frozen_bn"}))
+    for p in model.rpn.parameters():  # frozen by hand: the config does not say so, the line must
+        p.requires_grad_(False)
+    line = frozen_line(model, freeze_at=3)
+    assert line.startswith("frozen: backbone stem, res2, res3 (model.freeze_at=3), rpn (all); "
+                           "batch norm frozen (")
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert line.endswith(f" of {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+    assert f"training {trained / 1e6:.1f}M" in line
+    model = build_model(load_config("r50_fpn", {**TINY, "model.freeze_at": 0, "model.norm": "bn"}))
+    assert frozen_line(model, freeze_at=0).startswith("frozen: no parameters; training ")
+
+
+def test_a_whole_frozen_backbone_keeps_the_key_that_froze_it():
+    model = build_model(load_config("r50_fpn", {**TINY, "model.freeze_at": 5, "model.norm": "frozen_bn"}))
+    assert frozen_line(model, freeze_at=5).startswith("frozen: backbone (all, model.freeze_at=5); "
+                                                      "batch norm frozen (")
+
+
+def test_frozen_batch_norm_is_counted_by_type_not_by_class_name():
+    class FrozenBatchNorm2d(torch.nn.Module):  # same name, not the library's layer
+        pass
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), FrozenBatchNorm2d())
+    assert frozen_line(model) == "frozen: no parameters; training 6 of 6 parameters"
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), layers.FrozenBatchNorm2d(2))
+    assert frozen_line(model) == ("frozen: no parameters; batch norm frozen (1 FrozenBatchNorm2d layers); "
+                                  "training 6 of 6 parameters")
+
+
+def test_a_bad_option_value_raises_without_exiting_or_printing(capsys):
+    with pytest.raises(ValueError, match="^maskrcnn train: error: argument --train-json: expected one "
+                                         "argument$"):
+        maskrcnn.train(train_json="-t.json", output="run")  # read by argparse as an option
+    assert capsys.readouterr().err == ""
+    argv = ["train", "--config", "demo", "--output"]
+    with pytest.raises(ValueError, match="^maskrcnn train: error: argument --output: expected one argument$"):
+        build_parser(argv, raise_errors=True).parse_args(argv)
+
+
+def test_a_run_a_signal_stopped_raises_training_stopped(monkeypatch, tmp_path):
+    from maskrcnn.commands import train as command
+
+    monkeypatch.setattr(command, "run_training", lambda args: {"interrupted": True, "iteration": 7,
+                                                               "signal": signal.SIGTERM})
+    with pytest.raises(maskrcnn.TrainingStopped, match="stopped by a signal at iteration 7"):
+        maskrcnn.train(train_json="t.json", output=tmp_path / "run")
+    assert command.exit_status({"interrupted": True, "signal": signal.SIGTERM}) == 143
