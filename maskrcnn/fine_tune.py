@@ -66,6 +66,8 @@ def train(*, train_json=None, output, init=None, config=None, set: Optional[Mapp
                       overwrite=overwrite, device=device)
     args = build_parser(argv, raise_errors=True).parse_args(argv)  # a bad value: ValueError, no exit
     result = command.run_training(args)
+    if result.get("stopped"):  # mid-iteration, not saved (the DataLoader workers ended by the same signal)
+        raise TrainingStopped(result["stopped"])
     if result.get("interrupted"):
         raise TrainingStopped(f"the run in {output} was stopped by a signal at iteration "
                               f"{result.get('iteration')}; its checkpoint is saved: continue with "

@@ -121,7 +121,8 @@ def run(args) -> int:
 
 def run_training(args) -> dict:
     """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
-    "signal", ...}): ``run`` makes it an exit status, ``maskrcnn.train`` an exception."""
+    "signal", ...}; a stop mid-iteration, not saved: also "stopped", its line): ``run`` makes it an exit
+    status, ``maskrcnn.train`` an exception."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
@@ -175,7 +176,7 @@ def run_training(args) -> dict:
         du.cleanup(wait_for_peers=False)
         if trainer.is_main:
             print(e, file=sys.stderr)
-        return 128 + e.signum
+        return {"interrupted": True, "signal": e.signum, "saved": False, "stopped": str(e)}
     except BaseException as e:
         du.cleanup(wait_for_peers=False)
         du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
