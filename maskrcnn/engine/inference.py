@@ -37,12 +37,34 @@ def _ids_by_name(class_names, dataset) -> Optional[dict]:
     None unless each of the model's classes names at most one category of the dataset, and either
     all of them are found or every category of the dataset is one of them (a validation split
     converted on its own lists only the classes it holds: the model's others are left out, not
-    mis-numbered)."""
-    ids: dict = {}
+    mis-numbered). Names are compared exactly; when that finds no such mapping, a class without an exact
+    match is matched by its name as ``init_weights.normalise_name`` reads it ('Person' is 'person', as
+    ``check_class_overlap`` lets it through), unless that name is ambiguous: it names several categories
+    of the dataset, or several of the model's classes read alike."""
+    return _match_names(class_names, dataset, loose=False) or _match_names(class_names, dataset, loose=True)
+
+
+def _match_names(class_names, dataset, *, loose: bool) -> Optional[dict]:
+    """``_ids_by_name``'s mapping by exact names, or (``loose``) by exact names first, then normalised."""
+    from maskrcnn.engine.init_weights import normalise_name
+
+    exact: dict = {}
+    normalised: dict = {}
     for label, cid in dataset.label_to_category_id.items():
-        ids.setdefault(dataset.class_names[label], []).append(cid)
-    found = {label: ids.get(name, []) for label, name in enumerate(class_names) if label > 0}
-    everyone = all(found.values()) or set(ids) <= set(class_names[1:])
+        exact.setdefault(dataset.class_names[label], []).append(cid)
+        normalised.setdefault(normalise_name(dataset.class_names[label]), []).append(cid)
+    mine = [normalise_name(n) for n in class_names[1:]]
+    found = {}
+    for label, name in enumerate(class_names[1:], 1):
+        if name in exact or not loose:
+            found[label] = exact.get(name, [])
+            continue
+        key = normalise_name(name)
+        if normalised.get(key) and mine.count(key) > 1:
+            return None  # two of the model's classes read alike: which one is the file's is unknown
+        found[label] = normalised.get(key, [])
+    matched = {cid for v in found.values() for cid in v}
+    everyone = all(found.values()) or set(dataset.label_to_category_id.values()) <= matched
     if not found or any(len(v) > 1 for v in found.values()) or not everyone:
         return None
     mapping = {label: v[0] for label, v in found.items() if v}
