@@ -209,7 +209,7 @@ def _detector_layout(keys: list) -> Optional[str]:
 
 def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
-    ``read_weights`` validates those through ``checkpoint.load_checkpoint``). ``ema``: a torchvision
+    ``read_weights`` validates those with ``checkpoint.check_checkpoint``). ``ema``: a torchvision
     file's "model_ema" copy instead of "model"."""
     from maskrcnn.interop import imagenet
 
