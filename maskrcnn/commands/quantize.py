@@ -92,6 +92,11 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
           f"{section['calibration']['images']} image(s){_skipped(section)} in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    float_layers = getattr(predictor.model, "int8_float_layers", [])
+    if float_layers:
+        print(f"note: {', '.join(float_layers)} runs in float32: this CPU's INT8 kernel for it is wrong "
+              "(PyTorch's fbgemm transposed convolution without AVX-512); the file still holds its "
+              "statistics, so a CPU whose kernel works runs it in INT8", file=sys.stderr)
     return section
 
 

@@ -23,7 +23,9 @@ Parts (``PARTS``):
 - ``box_head``: the box head's fully connected layers (dynamic int8 ``Linear``: weights int8,
   activations quantized per batch; its convolutions, if any, stay float32).
 - ``mask_head``: the mask head's convolutions and transposed convolution (static int8; the per-class
-  1x1 predictor stays float32, its logits become probabilities thresholded at 0.5).
+  1x1 predictor stays float32, its logits become probabilities thresholded at 0.5). The transposed
+  convolution stays float32 on CPUs whose INT8 kernel for it is wrong (``modeling.int8_kernel_check``:
+  fbgemm's on AVX2 CPUs), observed all the same.
 Always float32: anchors, box decoding, NMS, RoIAlign, box and class predictors, mask pasting,
 keypoint heads.
 
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.engine.int8_choices import PARTS
+from maskrcnn.modeling.int8_kernel_check import int8_transposed_conv_works
 from maskrcnn.modeling.mask_head import MaskHead
 
 __all__ = [
@@ -169,15 +172,25 @@ def _trace_without_identity(module: nn.Module):
     return gm
 
 
-def _prepare(module: nn.Module, example: tuple, float_modules=()) -> nn.Module:
+def _qconfig_mapping(float_modules=()):
+    """The engine's default INT8 mapping with ``float_modules`` (submodule names) left in float32."""
     from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import prepare_fx
 
     mapping = get_default_qconfig_mapping(int8_engine())
     for name in float_modules:
         mapping = mapping.set_module_name(name, None)
+    return mapping
+
+
+# the mask head's 1x1 predictor stays float32 (per-class logits, cheap); see the module docstring
+_MASK_FLOAT = ("predictor",)
+
+
+def _prepare(module: nn.Module, example: tuple, float_modules=()) -> nn.Module:
+    from torch.ao.quantization.quantize_fx import prepare_fx
+
     with _quiet():
-        return prepare_fx(_trace_without_identity(module).eval(), mapping, example)
+        return prepare_fx(_trace_without_identity(module).eval(), _qconfig_mapping(float_modules), example)
 
 
 def _check_folded(module: nn.Module, part: str) -> None:
@@ -238,7 +251,7 @@ def prepare_int8(model: nn.Module, *, parts=DEFAULT_PARTS) -> nn.Module:
         _check_folded(body, "mask_head")
         x = torch.zeros(1, mask_head.deconv.in_channels, 14, 14)
         model.roi_heads.mask_head = QuantizedMaskHead(
-            _prepare(body, (x,), float_modules=("predictor",)), class_agnostic=mask_head.class_agnostic
+            _prepare(body, (x,), float_modules=_MASK_FLOAT), class_agnostic=mask_head.class_agnostic
         )
         done.append("mask_head")
     model.int8_parts = done
@@ -260,13 +273,26 @@ def _prepared_graphs(model: nn.Module) -> dict:
 
 @torch.no_grad()
 def convert_int8(model: nn.Module) -> nn.Module:
-    """Replace the observing parts of a prepared, calibrated ``model`` by quantized ones (in place)."""
+    """Replace the observing parts of a prepared, calibrated ``model`` by quantized ones (in place).
+    ``model.int8_float_layers`` names the layers of those parts left in float32 because this CPU's INT8
+    kernel for them is wrong (``modeling.int8_kernel_check``)."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
     if not getattr(model, "int8_parts", None) or model.int8_converted:
         raise ValueError("int8: convert_int8 needs a model from prepare_int8 that is not yet converted")
+    prepared = _prepared_graphs(model)
+    model.int8_float_layers = []
     with _quiet():
-        graphs = {name: convert_fx(gm) for name, gm in _prepared_graphs(model).items()}
+        graphs = {name: convert_fx(gm) for name, gm in prepared.items() if name != "mask_head"}
+        if "mask_head" in prepared:
+            # Observed like the rest (the file's statistics do not depend on the CPU), converted in
+            # float32 where this CPU's INT8 transposed convolution is wrong (int8_kernel_check)
+            deconv = next(m for m in prepared["mask_head"].modules() if isinstance(m, nn.ConvTranspose2d))
+            keep_float = _MASK_FLOAT if int8_transposed_conv_works(deconv) else _MASK_FLOAT + ("deconv",)
+            if "deconv" in keep_float:
+                model.int8_float_layers.append("mask_head.deconv")
+            mapping = _qconfig_mapping(keep_float)
+            graphs["mask_head"] = convert_fx(prepared["mask_head"], qconfig_mapping=mapping)
         if "features" in graphs:
             model.backbone.body = graphs["features"]
         if "rpn" in graphs:

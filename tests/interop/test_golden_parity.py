@@ -34,6 +34,7 @@ from maskrcnn.ops.fused_conv import fused_kernel_works
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from golden_weights import recipe_state_dict  # noqa: E402
+from thread_count import recorded_threads  # noqa: E402
 
 pytestmark = pytest.mark.slow  # R50 on CPU: about a minute for the four models
 
@@ -47,6 +48,11 @@ def _load(name):
 
 
 def _run(name, image_ids, optimise=False):
+    with recorded_threads():  # as torchvision recorded them: one thread rounds near-ties otherwise
+        return _run_recorded(name, image_ids, optimise)
+
+
+def _run_recorded(name, image_ids, optimise):
     g = _load(name)
     sd = recipe_state_dict(g["state_dict_keys"])
     # weights=None models use plain BatchNorm (eps 1e-5) in eval mode: frozen BN with eps 1e-5

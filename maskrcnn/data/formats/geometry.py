@@ -98,6 +98,10 @@ def _clip_half_plane(pts: list, axis: int, bound: float, keep_below: bool) -> li
     return out
 
 
+# px²: below it a polygon is a line (collinear points whose area is float rounding)
+_LINE_AREA = 1e-9
+
+
 def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
     """The part of a polygon inside [0, width] x [0, height] (Sutherland-Hodgman: the clip region is
     convex, so one pass per border is exact even for concave polygons). (P, 2) -> (Q, 2), Q may be 0."""
@@ -108,8 +112,10 @@ def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
 
 
 def _area(points: np.ndarray) -> float:
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    # Shoelace on coordinates relative to the first point, term by term: two whole-array dot products
+    # summed in SIMD order left a collinear polygon an area of 1e-15 on some CPUs (AVX2), not 0.
+    x, y = points[:, 0] - points[0, 0], points[:, 1] - points[0, 1]
+    return 0.5 * abs(float(np.sum(x * np.roll(y, -1) - y * np.roll(x, -1))))
 
 
 def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: int = 2) -> list:
@@ -118,6 +124,6 @@ def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: in
     if len(points) < 3:
         raise Skip("few_points", f"polygon has {len(points)} point(s), at least 3 are needed")
     clipped = np.round(clip_polygon(points, float(width), float(height)), decimals)  # (Q, 2)
-    if len(clipped) < 3 or _area(clipped) <= 0.0:
+    if len(clipped) < 3 or _area(clipped) <= _LINE_AREA:
         raise Skip("empty_mask", f"polygon lies outside the {width}x{height} image or has no area")
     return [float(v) for v in clipped.reshape(-1)]
