@@ -223,7 +223,7 @@ def run(args) -> int:
     _print_summary(summary)
     print(f"{len(overlays)} overlays -> {out / 'overlays'}/, summary -> {out / 'summary.json'}")
     if len(dataset) == 0:  # training on it would fail: a script's `show-data && train` must stop here
-        print(f"maskrcnn show-data: error: {dataset.json_path}: no image of it could be used (each one "
-              "skipped, see above, or none listed): nothing to show or train on", file=sys.stderr)
-        return 1
+        # raised after the summary is printed: the CLI's error line and status 1, as for any refusal
+        raise ValueError(f"{dataset.json_path}: no image of it could be used (each one skipped, see above, "
+                         "or none listed): nothing to show or train on")
     return 0

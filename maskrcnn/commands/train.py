@@ -173,7 +173,8 @@ def run_training(args) -> dict:
         config_keys=written,
         init_reads=reads,
     )
-    del reads  # (emptied by the weights' reading; nothing held during the run)
+    reads.clear()  # what the weights' reading did not take (a --resume, a file changed in between): not
+    del reads  # held during the run
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
         record_run_data(args.output, given=given, resolved=data)
     try:

@@ -25,7 +25,16 @@ class FileReads:
             st = os.stat(path)
         except OSError:
             return None  # the reader names the missing file
+        # a file rewritten at the same size within the filesystem's timestamp step (seconds on some) keeps
+        # its key: fine within one call, the reason a FileReads must never outlive it
         return os.path.realpath(path), st.st_size, st.st_mtime_ns, reader
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def clear(self) -> None:
+        """Forget every object kept (the caller is done with the file reads)."""
+        self._objects.clear()
 
     def read(self, path, reader: str, read: Callable[[], object], *, take: bool) -> object:
         """The object ``read()`` gives for ``path``, read at most once: kept for a later call, or

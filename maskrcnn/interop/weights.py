@@ -120,11 +120,30 @@ def _unwrap(obj, source: str) -> dict:
     return obj
 
 
+def _holds_namespace(obj) -> bool:
+    """Whether ``obj`` holds an ``argparse.Namespace`` (the one global ``torch_load_weights`` allows beyond
+    ``load_checkpoint``'s), looked for through dicts, lists and tuples without recursion."""
+    import argparse
+
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, argparse.Namespace):
+            return True
+        if isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return False
+
+
 def _ours(path: str, obj: dict) -> SourceWeights:
     """Our checkpoint's weights from ``obj``, the file's object already read, checked as
     ``load_checkpoint`` checks it (not read again)."""
     from maskrcnn.checkpoint import check_checkpoint, check_class_names, config_from_checkpoint
+    from maskrcnn.checkpoint import load_checkpoint as refuse_as_load_checkpoint
 
+    if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
+        refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
     ckpt = check_checkpoint(path, obj)
     check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt)
@@ -260,16 +279,14 @@ def _read_weights_object(path, *, any_pickle: bool = False, reads=None, take: bo
     an MMDetection v3 file that ``weights_only`` refuses (its mmengine training state) with foreign
     objects left inert. ConversionError (the first reader's) when none reads it; FileNotFoundError.
     ``reads`` (a ``FileReads``): the call's earlier read of the file is used (``take``: and forgotten)."""
-    import zipfile
-
     from maskrcnn.checkpoint_refusal import is_plain_pickle
+    from maskrcnn.interop.detectron2 import reader_for
 
     pickled = any_pickle and is_plain_pickle(path)
     if reads is None:
         return _read_object(path, pickled)
     # the reader read_detectron2_file picks for a .pkl is the one any_pickle picks: one entry for both
-    suffix = Path(path).suffix.lower() in (".pkl", ".pickle") and os.path.isfile(path)
-    reader = "pickle" if pickled or (suffix and not zipfile.is_zipfile(path)) else "torch"
+    reader = "pickle" if pickled or (os.path.isfile(path) and reader_for(path) == "pickle") else "torch"
     return reads.read(path, reader, lambda: _read_object(path, pickled), take=take)
 
 
@@ -365,7 +382,16 @@ def _mmdet_or_none(path: str):
 
 def read_weights(spec: str, *, cache=None, reads=None) -> SourceWeights:
     """Resolve, read (never running code from the file) and convert ``spec``; see the module docstring.
-    ``reads`` (a ``FileReads``): the object ``init_kind`` read in the same call is used, not read again."""
+    ``reads`` (a ``FileReads``): the object ``init_kind`` read in the same call is used, not read again;
+    emptied when this returns or raises."""
+    try:
+        return _read_weights(spec, cache=cache, reads=reads)
+    finally:
+        if reads is not None:  # the call's other reads (another reader's, a file since replaced): not kept
+            reads.clear()
+
+
+def _read_weights(spec: str, *, cache, reads) -> SourceWeights:
     from maskrcnn.checkpoint import FORMAT
     from maskrcnn.interop.download import sha256_of
 

@@ -40,6 +40,18 @@ def test_exact_names_win_and_ambiguous_names_match_nothing(tmp_path):
     assert _ids_by_name(["__background__", "Person", "PERSON", "car"], one) is None
     # ... unless one of them is the file's name exactly: matched as before, the other left out
     assert _ids_by_name(["__background__", "person", "PERSON", "car"], one) == {1: 4, 3: 5}
+    # ... also when another class matches only as normalised: the ambiguous one alone is left out
+    assert _ids_by_name(["__background__", "person", "PERSON", "Car"], one) == {1: 4, 3: 5}
+
+
+def test_a_name_that_fits_two_categories_is_named_in_a_note(tmp_path, capsys):
+    both = _dataset(tmp_path, [(1, "Person"), (2, "person"), (3, "car")])
+    notes = []
+    assert _ids_by_name(["__background__", "PERSON", "Car"], both, notes) is None
+    assert len(notes) == 1 and "'PERSON' fits several" in notes[0] and "'Person', 'person'" in notes[0]
+    # no mapping by name: the checkpoint's ids
+    assert label_mapping(_predictor(["PERSON", "Car"], {1: 1, 2: 3}), both) == {1: 1, 2: 3}
+    assert "'PERSON' fits several" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("names", [["cat", "dog"], ["Dog", "Cat"]])

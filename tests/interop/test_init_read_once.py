@@ -77,7 +77,7 @@ def test_reads_are_shared_within_one_call_only(checkpoint, loads):
         reads = FileReads()
         assert default_config(str(checkpoint), resume=False, say=lambda line: None, reads=reads) == "finetune"
         read_weights(str(checkpoint), reads=reads)
-        assert reads._objects == {}  # handed over: the weights are not held for the run
+        assert len(reads) == 0  # handed over: the weights are not held for the run
     assert loads == [str(checkpoint)] * 2
 
 
@@ -88,3 +88,30 @@ def test_a_file_replaced_in_between_is_read_again(tmp_path):
     os.utime(path, ns=(0, 0))  # another modification time: another file
     assert reads.read(path, "torch", lambda: calls.append(1) or "second", take=True) == "second"
     assert len(calls) == 2
+
+
+def test_a_detectron2_pkl_is_unpickled_once(tmp_path, monkeypatch):
+    """A model-zoo style .pkl: init_kind reads it as any plain pickle, read_weights as detectron2's .pkl;
+    both through the numpy-only unpickler (``detectron2.reader_for``), so the one read is shared."""
+    import pickle
+
+    import numpy as np
+
+    from maskrcnn.interop import detectron2
+    from maskrcnn.interop.weights import init_kind, read_weights
+
+    path = tmp_path / "model_final.pkl"
+    path.write_bytes(pickle.dumps({"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1),
+                                                                                                np.float32)},
+                                   "__author__": "Detectron2 Model Zoo"}, protocol=2))
+    assert detectron2.reader_for(path) == "pickle"
+    calls, read_pickle = [], detectron2._read_pickle
+    monkeypatch.setattr(detectron2, "_read_pickle", lambda p: calls.append(p) or read_pickle(p))
+    reads = FileReads()
+    init_kind(str(path), reads=reads)
+    assert len(reads) == 1
+    try:
+        read_weights(str(path), reads=reads)
+    except ValueError:  # one tensor is no detector: refused after the read, which is what is counted
+        pass
+    assert len(calls) == 1 and len(reads) == 0
