@@ -334,12 +334,13 @@ def main(argv=None) -> int:
     p.add_argument("--state", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    try:
-        args.size = tuple(int(v) for v in args.size.lower().split("x"))
-        if len(args.size) != 2 or min(args.size) < 1:
-            raise ValueError
-    except ValueError:
-        p.error(f"--size expects HxW (e.g. 800x1067), got {args.size!r}")
+    sys.path.insert(0, str(REPO))
+    from maskrcnn.commands.size_arg import parse_size
+
+    try:  # the messages show what was typed; sides above size_arg.MAX_SIDE (4096) refused
+        args.size = parse_size(args.size, allocated="each image")
+    except ValueError as e:
+        p.error(str(e))
     if args.images < 1:
         p.error(f"--images must be >= 1, got {args.images}")
     if args.worker:

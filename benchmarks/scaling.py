@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -184,7 +185,7 @@ def parse_case(case: str) -> tuple:
             if len(parts) == 3 and not parts[2].endswith("det"):
                 raise ValueError
             count = int(parts[2].removesuffix("det")) if len(parts) == 3 else 100
-            if mp > 0 and count > 0:
+            if math.isfinite(mp) and mp > 0 and count > 0:
                 return parts[0], mp, count
         elif parts[0] == "train" and len(parts) == 2 and parts[1].endswith("gt"):
             count = int(parts[1].removesuffix("gt"))

@@ -1,10 +1,12 @@
-"""``maskrcnn benchmark`` on what a hostile probe gave it: many images (memory must stay flat: images
-made one batch at a time, detections dropped), absurd --threads and --size, unreadable input files,
-options that do not apply, and its --help. Tiny sizes: the demo preset at 64x64 or smaller."""
+"""``maskrcnn benchmark`` on what a hostile probe gave it: many images (memory must stay flat: images made
+one window of up to 4 batches at a time, detections dropped), absurd --threads, --batch-size and --size,
+unreadable input files, options that do not apply, and its --help. Tiny sizes: the demo preset at 64x64
+or smaller."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import weakref
 
 import numpy as np
@@ -56,12 +58,22 @@ def test_synthetic_images_are_made_lazily_and_the_same_on_every_pass():
 
 def test_threads_out_of_bounds_are_refused_in_one_line_before_torch_is_told(capsys):
     before = torch.get_num_threads()
-    for threads, message in (("100000", "--threads 100000: at most"), ("0", "--threads must be >= 1")):
+    for threads, message in (("100000", "--threads 100000: at most"), ("-1", "--threads must be >= 0")):
         assert main([*DEMO, "--threads", threads]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
     assert torch.get_num_threads() == before
     assert benchmark.check_threads(None) is None and benchmark.check_threads(2, cores=2) is None
+    assert benchmark.check_threads(0) is None  # 0, as before: torch's own choice
+    assert main([*DEMO, "--threads", "0", "--size", "32x32", "--images", "1"]) == 0
+    assert torch.get_num_threads() == before
+    capsys.readouterr()
+    for batch in ("0", str(benchmark.MAX_BATCH_SIZE + 1)):
+        assert main([*DEMO, "--batch-size", batch]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        limit = benchmark.MAX_BATCH_SIZE
+        assert len(err) == 1 and f"--batch-size must be 1 to {limit}, got {batch}" in err[0]
+    assert 1 <= benchmark.usable_cores() <= (os.cpu_count() or 1)
     assert "more than the 2 cores here" in benchmark.check_threads(3, cores=2)
     assert "more than the 2 cores here" in benchmark.check_threads(8, cores=2)
     with pytest.raises(ValueError, match=r"at most 8 \(4 x the 2 cores here\)"):
@@ -75,6 +87,9 @@ def test_a_size_past_the_maximum_is_refused_in_one_line_before_the_model_is_buil
         assert capsys.readouterr().err.strip().splitlines() == [
             f"maskrcnn benchmark: error: --size {size}: each side must be at most 4096 (each synthetic image "
             "is allocated whole; the presets resize to at most 2048)"]
+    assert main([*DEMO, "--size", ""]) == 1  # given empty is not "not given" (the default)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "maskrcnn benchmark: error: --size expects HxW (e.g. 800x1067), got ''"]
 
 
 def test_unreadable_inputs_are_skipped_named_and_counted_and_only_all_unreadable_refused(tmp_path, capsys,
@@ -84,7 +99,8 @@ def test_unreadable_inputs_are_skipped_named_and_counted_and_only_all_unreadable
     assert main([*DEMO, str(folder)]) == 0
     out, err = capsys.readouterr()
     warned = [line for line in err.splitlines() if "warning: skipped" in line]
-    assert len(warned) == 1 and str(folder / "broken.png") in warned[0]  # once, though read on two passes
+    # warned once, though read on three passes (pre-check, warm-up, timed)
+    assert len(warned) == 1 and str(folder / "broken.png") in warned[0]
     assert "2 image(s) timed (1 unreadable skipped), 2 sizes:" in out
 
     bad = tmp_path / "bad"

@@ -7,13 +7,15 @@
 Times the path a user gets from ``Predictor`` (what ``predict`` and ``eval`` run: resize, model, masks
 pasted at the image size) on the given image files, or on ``--images`` synthetic images of ``--size``,
 after one warm-up batch, and prints seconds per image, images per second, how many images were timed and
-the process's peak resident memory. Images are made (or read) one batch at a time and each batch's
-detections are counted and dropped, so memory and s/image do not grow with the number of images; only the
-model's calls are timed, not the reading. An input file that cannot be read is skipped with a warning
-naming it and counted; only inputs of which none can be read are refused. ``--size`` sides above
-``size_arg.MAX_SIDE`` (4096) and ``--threads`` above 4 x the cores are refused in one line. For the
-comparison with torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W the
-image size.
+the process's peak resident memory. Images are made (or read) one window at a time (the predictor's
+window: up to 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with their detections)
+and each window's detections are counted and dropped, so memory and s/image do not grow with the number
+of images (they grow with ``--batch-size`` x 4 x H x W instead; ``--batch-size`` is at most
+``MAX_BATCH_SIZE``, 64); only the model's calls are timed, not the reading. An input file that cannot be
+read is skipped with a warning naming it and counted; only inputs of which none can be read are refused.
+``--size`` sides above ``size_arg.MAX_SIDE`` (4096) and ``--threads`` above 4 x the usable cores are
+refused in one line; ``--threads 0`` (or leaving it out) is torch's own choice. For the comparison with
+torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
 
 torch is imported inside the functions that run: ``maskrcnn benchmark --help`` needs no torch.
 """
@@ -36,6 +38,10 @@ DEFAULT_IMAGES = 5
 # More threads than this many per core only oversubscribes the cores (and a huge count makes torch's
 # thread pool crash the process): refused rather than timed.
 MAX_THREADS_PER_CORE = 4
+# A window of batch_size x 4 images is held at once: at 64 and the largest --size (4096x4096) that is
+# 256 float32 images, 51 GB; more than 64 per forward is refused in one line rather than left to the
+# allocator.
+MAX_BATCH_SIZE = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,10 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--images", type=int, default=None,
                         help=f"how many synthetic images to time (default {DEFAULT_IMAGES})")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward (default 1)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help=f"images per forward, 1 to {MAX_BATCH_SIZE} (default 1; up to 4 batches are "
+                             "held at once)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (and onnxruntime's intra-op threads), 1 to 4 x the cores "
-                             "(default: torch's own choice)")  # fmt: skip
+                        help="torch threads (and onnxruntime's intra-op threads), up to 4 x the cores "
+                             "(default, or 0: torch's own choice)")  # fmt: skip
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, cuda:N or mps (default auto: CUDA when available; INT8 files: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
@@ -69,15 +77,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform has one), else
+    ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def check_threads(threads, cores=None):
-    """``--threads`` refused (ValueError) below 1 or above ``MAX_THREADS_PER_CORE`` x ``cores`` (default
-    ``os.cpu_count()``); returns a warning when it is above the core count, else None. None (not given)
-    is torch's own choice."""
-    if threads is None:
+    """``--threads`` refused (ValueError) below 0 or above ``MAX_THREADS_PER_CORE`` x ``cores`` (default
+    ``usable_cores()``); returns a warning when it is above the core count, else None. None (not given)
+    and 0 are torch's own choice."""
+    if threads is not None and threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's own choice), got {threads}")
+    if not threads:
         return None
-    cores = cores or os.cpu_count() or 1
-    if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads} (leave it out for torch's own choice)")
+    cores = cores or usable_cores()
     if threads > MAX_THREADS_PER_CORE * cores:
         limit = MAX_THREADS_PER_CORE * cores
         raise ValueError(f"--threads {threads}: at most {limit} ({MAX_THREADS_PER_CORE} x the {cores} cores "
@@ -97,7 +114,7 @@ def build_predictor(args: argparse.Namespace):
         batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
     )  # fmt: skip
     if args.weights:  # an .onnx file runs with onnxruntime, with --threads intra-op threads
-        return Predictor.from_weights(args.weights, threads=args.threads, **options)
+        return Predictor.from_weights(args.weights, threads=args.threads or None, **options)
     import torch
 
     from maskrcnn.config import load_config
@@ -172,8 +189,8 @@ def load_images(args: argparse.Namespace):
     count = DEFAULT_IMAGES if args.images is None else args.images
     if count < 1:
         raise ValueError(f"--images must be >= 1, got {count}")
-    return SyntheticImages(size_hw=parse_size(args.size or DEFAULT_SIZE, allocated="each synthetic image"),
-                           count=count)
+    size = DEFAULT_SIZE if args.size is None else args.size  # "" was given: refused, not the default
+    return SyntheticImages(size_hw=parse_size(size, allocated="each synthetic image"), count=count)
 
 
 @dataclass
@@ -233,8 +250,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     oversubscribed = check_threads(args.threads)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"--batch-size must be 1 to {MAX_BATCH_SIZE}, got {args.batch_size} (a window of up "
+                         "to 4 batches is held at once)")
     if args.inputs:
         given = (("--images", args.images), ("--size", args.size))
         ignored = [flag for flag, value in given if value is not None]
@@ -251,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
                              "named above)")
     if oversubscribed:
         print(f"maskrcnn benchmark: warning: {oversubscribed}", file=sys.stderr)
-    if args.threads is not None:
+    if args.threads:  # None or 0: torch's own choice
         torch.set_num_threads(args.threads)  # this process's choice, made on its command line
     predictor = build_predictor(args)
     if predictor.int8_parts and args.no_optimise:

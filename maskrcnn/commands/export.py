@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(text, *, multiple: int = 1):
+    # parse_size with this command's message: what export allocates at --size is the traced example.
     return parse_size(text, multiple=multiple, allocated="the traced example")
 
 

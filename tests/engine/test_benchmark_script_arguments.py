@@ -44,6 +44,18 @@ def test_inference_times_the_number_of_images_asked_for(benchmark_script, monkey
         inference.main(["--images", "0"])
 
 
+def test_inference_size_is_parsed_and_bounded_like_the_commands(benchmark_script, monkeypatch, capsys):
+    inference = benchmark_script("inference")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
+    for size, message in (("big", "--size expects HxW (e.g. 800x1067), got 'big'"),
+                          ("", "--size expects HxW (e.g. 800x1067), got ''"),
+                          ("0x10", "--size 0x10: height and width must be positive"),
+                          ("64x5000", "--size 64x5000: each side must be at most 4096")):
+        with pytest.raises(SystemExit) as stopped:
+            inference.main(["--size", size, "--tv-python", ""])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_inference_shows_a_dash_when_no_detection_matched(benchmark_script):
     inference = benchmark_script("inference")
     masks = torch.zeros(1, 8, 8, dtype=torch.bool)
@@ -68,8 +80,8 @@ def test_scaling_checks_every_case_before_the_table_starts(benchmark_script, mon
     assert scaling.parse_case("infer-2mp-1000det") == ("infer", 2.0, 1000)
     assert scaling.parse_case("tiled-48mp") == ("tiled", 48.0, 100)
     assert scaling.parse_case("train-10gt") == ("train", None, 10)
-    for bad in ("bogus", "infer-xmp", "infer-2mp-5", "infer-0mp", "train-0gt", "train-10",
-                "infer-2mp-1det-x"):
+    for bad in ("bogus", "infer-xmp", "infer-2mp-5", "infer-0mp", "infer-infmp", "infer-nanmp", "train-0gt",
+                "train-10", "infer-2mp-1det-x"):
         with pytest.raises(ValueError, match=f"unknown case '{bad}'"):
             scaling.parse_case(bad)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a case ran"))
