@@ -230,6 +230,7 @@ def apply_int8_section(model, section: dict, *, where: str):
         convert_int8,
         int8_engine,
         load_observer_state,
+        missing_parts_problem,
         observer_sites,
         prepare_int8,
     )
@@ -245,6 +246,9 @@ def apply_int8_section(model, section: dict, *, where: str):
             f"{where}: '{INT8_KEY}.engine' is {section.get('engine')!r}, this PyTorch runs {engine!r}; "
             "calibrate again here (maskrcnn quantize)"
         )
+    problem = missing_parts_problem(model, section["parts"])
+    if problem:  # a file calibrated for another architecture, or edited
+        raise CheckpointError(f"{where}: '{INT8_KEY}.parts' {section['parts']}: {problem}")
     prepare_int8(model, parts=section["parts"])
     sites = observer_sites(model)
     moved = sorted(k for k in set(sites) | set(section["sites"]) if sites.get(k) != section["sites"].get(k))

@@ -119,3 +119,16 @@ def test_calib_images_naming_a_file_that_is_no_image_says_so(keypoint_model, tmp
     assert rc == 1 and err == [f"maskrcnn quantize: error: {image}: is a file; with a COCO JSON give the "
                                "folder its file_names are relative to"]
     assert not (tmp_path / "q.pth").exists()
+
+
+def test_an_int8_file_listing_a_part_the_model_lacks_is_refused_naming_the_file(keypoint_model, tmp_path):
+    from maskrcnn.checkpoint import CheckpointError
+    from maskrcnn.engine.int8 import INT8_KEY
+    from maskrcnn.predictor import Predictor
+
+    ckpt = load_checkpoint(keypoint_model)
+    ckpt[INT8_KEY] = {"format_version": 1, "parts": ["mask_head"], "observers": {}, "sites": {}}
+    torch.save(ckpt, tmp_path / "edited.pth")
+    with pytest.raises(CheckpointError, match=r"edited\.pth: 'int8\.parts' \['mask_head'\]: this model has "
+                                              r"no mask head \(parts it has: features, rpn, box_head\)"):
+        Predictor.from_checkpoint(tmp_path / "edited.pth", device="cpu")
