@@ -1,19 +1,20 @@
 """``maskrcnn quantize``: INT8 post-training quantization of a checkpoint for CPU inference.
 
-    maskrcnn quantize --weights CKPT --calib-images DIR [--calib-json J] [--calib-count 16]
+    maskrcnn quantize --weights CKPT --calib-images PATH [--calib-json J] [--calib-count 16]
                       [--parts features,rpn,box_head,mask_head] [--set KEY=VALUE ...] --output OUT.pth
 
 Calibrates on ``--calib-count`` images spread evenly over the folder's sorted image files (or over the
 images ``--calib-json`` lists, ``file_name``s relative to ``--calib-images``; or on the one image
-``--calib-images`` names when it is an image file) and writes a checkpoint
+``--calib-images`` names when it is a file) and writes a checkpoint
 holding the fp32 weights and the calibrated activation statistics (``engine/int8.py``); ``predict``,
 ``eval``, ``serve`` and ``benchmark`` run it as INT8 as it is. ``--parts`` chooses what is quantized
 (``modeling/quantize.py``): the backbone + FPN, the RPN's 3x3 convolution, the box head's fully
 connected layers, the mask head's convolutions; by default all of them the model has, with one note
 naming those it lacks (a keypoint model: no mask head) and saying that keypoint heads stay float32. A
-part named in ``--parts`` that the model lacks is refused before calibration, naming it. ``--output``
-must not be the ``--weights`` file (another spelling, a symlink, a hard link): the INT8 file leaves out
-the training state, so a training checkpoint written over could no longer be resumed.
+part named in ``--parts`` that the model lacks is refused before calibration, naming it. An
+``--output`` that names the same file as ``--weights`` (another spelling, a symlink or a hard link to it)
+is refused: write the result under another name (the INT8 file leaves out the training state, so a
+training checkpoint replaced by it could no longer be resumed).
 
 A calibration image that cannot be read is skipped with a warning naming it and counted in the last
 line; only a set of which none could be read is refused.
@@ -22,7 +23,7 @@ inference): a set where no image gives a detection is refused in one line saying
 a detection is enough); calibrate on images that show the objects, or leave it out with ``--parts``.
 
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
-the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running (a checkpoint
+the same ``--int8 --calib-images PATH`` options, which calibrate in memory before running (a checkpoint
 already INT8 is run as it is, with one note, its calibration folder not read).
 """
 
@@ -41,9 +42,9 @@ HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a f
 def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES, PARTS  # (no torch: --help)
 
-    parser.add_argument("--calib-images", required=required, metavar="DIR",
-                        help="folder of calibration images (or the image root of --calib-json); one image "
-                             "file calibrates on that image alone")
+    parser.add_argument("--calib-images", required=required, metavar="PATH",
+                        help="folder of calibration images (or the image root of --calib-json); one "
+                             "image file calibrates on that image alone")
     parser.add_argument("--calib-json", metavar="J", help="calibrate on the images this COCO JSON lists")
     parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
                         help=f"calibration images, spread over the set ({DEFAULT_CALIBRATION_IMAGES})")
@@ -91,10 +92,10 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
         print(f"note: {ALREADY_INT8}", file=sys.stderr)
         return None
     if not args.calib_images:
-        raise ValueError("--int8 needs --calib-images DIR (or a checkpoint written by `maskrcnn quantize`)")
+        raise ValueError("--int8 needs --calib-images PATH (or a checkpoint written by `maskrcnn quantize`)")
     parts = _parts(args.parts)
     problem = missing_parts_problem(predictor.model, parts or ())
-    if problem:  # before the calibration images are read
+    if problem:  # checked here, before the calibration images are read, so the message names --parts
         raise ValueError(f"--parts {args.parts}: {problem}")
     files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
     note = _parts_note(predictor.model, parts)
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
-    # the output keeps no training state: written over its input, a checkpoint could not be resumed
+    # the output keeps no training state: one naming the --weights file (any spelling, a link) is refused
     check_output_not_input(args.output, args.weights, result="the INT8 checkpoint")
     overrides = parse_set_args(args.set)
     predictor = Predictor.from_checkpoint(  # int8=False: an INT8 input is calibrated again, from its fp32

@@ -60,22 +60,17 @@ def calibration_files(
 ) -> list:
     """Calibration image paths: ``count`` files evenly spaced over the sorted image files of the folder
     ``images`` (searched recursively), or, with ``json_path``, over the images a COCO JSON lists
-    (``file_name`` relative to ``images``). ``images`` may be one image file instead of a folder: a
-    one-image set. Raises naming the folder or file when none is found."""
+    (``file_name`` relative to ``images``). ``images`` may be one file instead of a folder: a one-image
+    set, whatever its extension (as ``predict`` takes one file; one that is no image is reported when it
+    is read). Raises naming the folder or file when none is found."""
     root = Path(images)
     if root.is_file():
-        from maskrcnn.data.images import IMAGE_EXTENSIONS
-
         if json_path is not None:
             raise ValueError(f"{root}: is a file; with a COCO JSON give the folder its file_names are "
                              "relative to")
-        if root.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise ValueError(f"{root}: is a file but not an image; give a folder of calibration images "
-                             "(or one image file)")
-        _spread([root], count)  # the count is checked all the same
-        return [root]
+        return _spread([root], count)  # the count is checked all the same
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: calibration image folder not found")
+        raise FileNotFoundError(f"{root}: calibration image folder or file not found")
     if json_path is not None:
         from maskrcnn.data.coco import load_coco_json
 

@@ -53,7 +53,6 @@ from maskrcnn.modeling.mask_head import MaskHead
 
 __all__ = [
     "PARTS",
-    "DEFAULT_PARTS",
     "QuantizedFeatures",
     "QuantizedMaskHead",
     "FeaturePassthrough",
@@ -69,7 +68,6 @@ __all__ = [
     "missing_parts_problem",
 ]
 
-DEFAULT_PARTS = PARTS
 _OBSERVER_KEY = "activation_post_process"
 
 
@@ -215,9 +213,9 @@ def _check_folded(module: nn.Module, part: str) -> None:
                              "(fold_bn=True) first")
 
 
-# what a model lacking a part lacks, in words for the refusal and the note
+# what a model lacking a part lacks, in words for the refusal and the note ("features" is not here:
+# every MaskRCNN has a backbone + FPN to quantize)
 _LACKS = {
-    "features": "this model has no backbone",
     "rpn": "this model's RPN head has no convolution (model.rpn.head_convs 0)",
     "box_head": "this model's box head has no fully connected layer (C4: res5 + average pooling)",
     "mask_head": "this model has no mask head",
@@ -228,12 +226,11 @@ def lacking_parts(model: nn.Module) -> dict:
     """The ``PARTS`` a built (not yet prepared) ``MaskRCNN`` has nothing to quantize in -> why, in order:
     ``{"mask_head": "this model has no mask head"}`` for a keypoint model."""
     has = {
-        "features": getattr(model, "backbone", None) is not None,
         "rpn": len(getattr(model.rpn.head, "convs", ())) > 0,
         "box_head": len(getattr(model.roi_heads.box_head, "fcs", ())) > 0,
         "mask_head": model.roi_heads.mask_head is not None,
     }
-    return {p: _LACKS[p] for p in PARTS if not has[p]}
+    return {p: _LACKS[p] for p in PARTS if not has.get(p, True)}
 
 
 def quantizable_parts(model: nn.Module) -> list:

@@ -1,8 +1,6 @@
-"""What a hostile probe of ``maskrcnn quantize`` found: an --output that is the --weights file (a training
+"""What a hostile probe of ``maskrcnn quantize`` found: an --output naming the --weights file (a training
 checkpoint would lose its optimizer state), --parts naming a part the model lacks (a keypoint model's
-mask head), --calib-images naming one image file, and a keypoint model's parts left out unsaid."""
-
-import os
+mask head), --calib-images naming one file, and a keypoint model's parts left out unsaid."""
 
 import numpy as np
 import pytest
@@ -53,13 +51,14 @@ def test_the_output_is_never_the_weights_file_by_any_name(tmp_path, capsys):
                        optimizer={"state": {}, "param_groups": []})
     before = ckpt.read_bytes()
     (tmp_path / "link.pth").symlink_to("ck.pth")
-    os.link(ckpt, tmp_path / "hard.pth")
+    (tmp_path / "hard.pth").hardlink_to(ckpt)
     calib = _png(tmp_path / "calib" / "a.png").parent
+    # the last: --weights is the link, --output the file it points to, which the write would replace
     for weights, output in [(ckpt, f"{tmp_path}/./ck.pth"), (ckpt, tmp_path / "link.pth"),
-                            (tmp_path / "link.pth", tmp_path / "hard.pth")]:
+                            (tmp_path / "link.pth", tmp_path / "hard.pth"), (tmp_path / "link.pth", ckpt)]:
         rc, _, err = _quantize(capsys, "--weights", weights, "--calib-images", calib, "--output", output)
-        assert rc == 1 and err == [f"maskrcnn quantize: error: --output {output}: is the --weights file; "
-                                   "write the INT8 checkpoint to another file"]
+        assert rc == 1 and err == [f"maskrcnn quantize: error: --output {output}: names the same file as "
+                                   "--weights; write the INT8 checkpoint under another name"]
     assert ckpt.read_bytes() == before and "optimizer" in load_checkpoint(ckpt)
 
 
@@ -107,12 +106,15 @@ def test_a_keypoint_model_says_which_parts_are_int8_and_a_single_image_calibrate
 
 
 def test_calib_images_naming_a_file_that_is_no_image_says_so(keypoint_model, tmp_path, capsys):
+    # any file is taken as a one-image set (as predict takes one file); the reader says it is no image
     text = tmp_path / "list.txt"
     text.write_text("a.png\n")
     rc, _, err = _quantize(capsys, "--weights", keypoint_model, "--calib-images", text, "--output",
                            tmp_path / "q.pth")
-    assert rc == 1 and err == [f"maskrcnn quantize: error: {text}: is a file but not an image; give a folder "
-                               "of calibration images (or one image file)"]
+    assert rc == 1 and err[-2:] == [
+        f"warning: skipped calibration image {text}: not an image file PIL can identify",
+        f"maskrcnn quantize: error: int8: none of the 1 calibration image(s) in {text} could be read"]
+    assert not (tmp_path / "q.pth").exists()
     image = _png(tmp_path / "a.png")
     rc, _, err = _quantize(capsys, "--weights", keypoint_model, "--calib-images", image, "--calib-json",
                            tmp_path / "val.json", "--output", tmp_path / "q.pth")
