@@ -70,7 +70,7 @@ def _size(text, *, multiple: int = 1):
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
-    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
@@ -78,12 +78,11 @@ def run(args: argparse.Namespace) -> int:
         _size(args.size)
     from maskrcnn.export.onnx_runtime import is_onnx_file
 
-    weights, output = Path(args.weights), Path(args.output)
+    weights = Path(args.weights)
     if is_onnx_file(weights):
         raise ValueError(f"--weights {weights}: an exported ONNX file; export reads the checkpoint it came "
                          "from (run the .onnx itself with `maskrcnn predict --weights`)")
-    if weights.is_file() and output.exists() and output.samefile(weights):  # a link or ./ spelling too
-        raise ValueError(f"--output {args.output}: is the --weights file; write the export to another file")
+    check_output_not_input(args.output, args.weights, result="the export")  # a link or ./ spelling too
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")
