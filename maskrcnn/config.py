@@ -699,10 +699,50 @@ def _choice_problems(cfg: Config, stored: bool = False) -> list:
     return problems
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# a field's annotation -> (the test of its value's kind, what it asks for); YAML and --set values are
+# converted to these by _coerce, so only a value set by attribute assignment can fail (str: None too, as a
+# YAML file's empty value is read)
+_KINDS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "float": (_is_number, "a number"),
+    "Optional[float]": (lambda v: v is None or _is_number(v), "a number or None"),
+    "Union[int, tuple]": (lambda v: isinstance(v, (int, tuple, list)) and not isinstance(v, bool),
+                          "a whole number or a list"),
+    "str": (lambda v: v is None or isinstance(v, str), "a string"),
+    "tuple": (lambda v: isinstance(v, (tuple, list)), "a list"),
+    "dict": (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def _kind_problems(node, prefix: str = "") -> list:
+    """Each value of its field's kind, sections walked: a Config changed by attribute assignment
+    (``cfg.model.num_classes = "3"``) is refused as a YAML file's bad value is; the checks of
+    ``config_problems`` compare values and assume these kinds."""
+    problems = []
+    for f in dataclasses.fields(node):
+        key, value = prefix + f.name, getattr(node, f.name)
+        if f.type in _KINDS:
+            test, wanted = _KINDS[f.type]
+            if not test(value):
+                problems.append(f"{key} must be {wanted}, got {value!r}")
+        elif not isinstance(value, f.default_factory):  # a section: RPNConfig, ModelConfig, ...
+            problems.append(f"{key} must be a section ({f.default_factory.__name__}), got {value!r}")
+        else:
+            problems.extend(_kind_problems(value, key + "."))
+    return problems
+
+
 def config_problems(cfg: Config, *, stored: bool = False) -> list:
     """Every key whose value no run can use, one line each (empty when the config is usable); ``stored``:
     as ``_choice_problems``."""
-    problems = []
+    problems = _kind_problems(cfg)
+    if problems:  # the checks below compare values of the kinds these ask for
+        return problems
     for key, (test, wanted) in _RANGES.items():
         value = get_key(cfg, key)
         if value is None:  # Optional fields: None means "same as ..." (weight_decay_bias)

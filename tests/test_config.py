@@ -171,3 +171,13 @@ def test_load_config_keys_names_the_keys_the_file_wrote(tmp_path):
     assert written == {"model.num_classes", "model.fpn_dim", "model.init_class_map", "solver"}
     assert config_file_keys(str(path)) == written  # for a caller given only the name
     assert load_config_keys("demo")[1] == frozenset() and config_file_keys("demo") == frozenset()
+
+
+def test_a_value_of_the_wrong_kind_set_by_assignment_is_named_not_a_crash():
+    from maskrcnn.config import validate_config
+
+    cfg = load_config("demo")
+    cfg.model.freeze_at, cfg.solver.amp = "2", 1  # "2": a TypeError comparing it with 0 before
+    with pytest.raises(ValueError, match="^invalid configuration: model.freeze_at must be a whole number, "
+                                         "got '2'; solver.amp must be true or false, got 1$"):
+        validate_config(cfg)

@@ -223,3 +223,23 @@ def test_training_names_malformed_targets_and_takes_float64_images(tiny):
 def test_scripting_is_refused_with_a_pointer_to_export(tiny):
     with pytest.raises(RuntimeError, match="does not support torch.jit.script.*maskrcnn export"):
         torch.jit.script(tiny)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("num_classes", "3", "model.num_classes must be a whole number, got '3'"),  # was a % format error
+    ("num_classes", 0, "model.num_classes must be > 0, got 0"),  # was built
+    ("pixel_mean", (1.0, 2.0), r"model.pixel_mean must be 3 values \(R, G, B\), got \[1.0, 2.0\]"),
+    ("fpn", "no", "model.fpn must be true or false, got 'no'"),  # was read as true
+    ("rpn", {}, r"model.rpn must be a section \(RPNConfig\), got \{\}"),
+])
+def test_a_config_changed_by_assignment_is_checked_as_a_loaded_one(key, value, message):
+    cfg = _tiny_cfg()
+    setattr(cfg.model, key, value)
+    with pytest.raises(ValueError, match=f"^invalid configuration: {message}$"):
+        build_model(cfg)
+
+
+@pytest.mark.parametrize("cfg", ["demo", {"model": {"num_classes": 3}}, None])
+def test_build_model_takes_a_config_object_only(cfg):
+    with pytest.raises(TypeError, match=f"expects a maskrcnn.config.Config, got {type(cfg).__name__} "):
+        build_model(cfg)
