@@ -18,8 +18,9 @@ Returns the path of ``RUN_DIR/model_final.pth``. A failure
 raises the exception the command would print as "maskrcnn train: error: ..." (``ValueError``,
 ``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword a ``TypeError``, a bad option
 value a ``ValueError``) instead of returning an exit status; a run stopped by Ctrl-C or SIGTERM
-(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Process state is left as
-found: the trainer's SIGINT / SIGTERM handlers are restored when it
+(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Warnings (a dataset's
+skipped records) read as the command's, one line each ("maskrcnn train: warning: ..."). Process state is
+left as found: the trainer's SIGINT / SIGTERM handlers and the warnings' format are restored when it
 returns, and no exit is called.
 """
 
@@ -136,14 +137,17 @@ def train(*, train_json=None, output, init=None, config=None, set=None,
     if config is not None and not isinstance(config, (str, os.PathLike)):
         raise TypeError(f"config: a preset name, a YAML file's path or a maskrcnn.config.Config is "
                         f"expected, got {type(config).__name__}")
-    from maskrcnn.cli import build_parser
+    from maskrcnn.cli import build_parser, one_line_warnings
     from maskrcnn.commands import train as command
 
     argv = train_argv(train_json=train_json, output=output, init=init, config=config, set=set,
                       train_images=train_images, val_json=val_json, val_images=val_images, resume=resume,
                       overwrite=overwrite, device=device)
     args = build_parser(argv, raise_errors=True).parse_args(argv)  # a bad value: ValueError, no exit
-    result = command.run_training(args)
+    # the dataset's skipped records are warnings: one line each as the command prints them, beside its
+    # "note: ..." lines, not "/.../coco.py:119: UserWarning: ..." with a line of our source under it
+    with one_line_warnings("train"):
+        result = command.run_training(args)
     if result.get("stopped"):  # mid-iteration, not saved (the DataLoader workers ended by the same signal)
         raise TrainingStopped(result["stopped"])
     if result.get("interrupted"):
