@@ -16,8 +16,10 @@ type is a ``TypeError`` naming the key), or a list of ``"key=value"`` strings as
 file, removed after: the keys that differ from the r50_fpn preset's, over it; messages name that file).
 Returns the path of ``RUN_DIR/model_final.pth``. A failure
 raises the exception the command would print as "maskrcnn train: error: ..." (``ValueError``,
-``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword a ``TypeError``, a bad option
-value a ``ValueError``) instead of returning an exit status; a run stopped by Ctrl-C or SIGTERM
+``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword, or a value of a type no option
+takes, a ``TypeError``; a bad value a ``ValueError`` from the command's own checks: each value is joined
+to its option, so argparse's own errors, "expected one argument", cannot arise) instead of returning an
+exit status; a run stopped by Ctrl-C or SIGTERM
 (checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Warnings (a dataset's
 skipped records) read as the command's, one line each ("maskrcnn train: warning: ..."). Process state is
 left as found: the trainer's SIGINT / SIGTERM handlers and the warnings' format are restored when it
@@ -28,40 +30,22 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping
-
-import numpy as np
 
 
 class TrainingStopped(RuntimeError):
     """A signal (Ctrl-C, SIGTERM) stopped the run at the end of an iteration; its checkpoint is saved."""
 
 
-def _plain(value, key: str):
-    """``value`` as JSON writes it: numpy and torch scalars and arrays as their numbers (``.tolist()``),
-    inside lists and section mappings too; anything else that is not JSON's is a TypeError naming
-    ``key`` and the type (json's own error named neither)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    torch = sys.modules.get("torch")  # a tensor exists only where torch was imported
-    if isinstance(value, (np.generic, np.ndarray)) or (torch is not None and isinstance(value, torch.Tensor)):
-        return _plain(value.tolist(), key)  # a 0-d one gives its Python scalar
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, key) for v in value]
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):  # set={"solver": {...}}
-        return {k: _plain(v, f"{key}.{k}") for k, v in value.items()}
-    raise TypeError(f"set[{key!r}]: a {type(value).__name__} is not a config value (a string, a number, "
-                    "true/false, a list or a mapping of them; numpy and torch scalars and arrays are read "
-                    "as their numbers)")
-
-
 def _value_text(key: str, value) -> str:
-    if isinstance(value, os.PathLike):  # a path is a string to the config (data.root, a weights file)
-        return os.fspath(value)
-    return value if isinstance(value, str) else json.dumps(_plain(value, key))
+    """One ``--set`` value: a string or a path as it is, anything else as JSON (``config.plain_value``:
+    numpy and torch values as their numbers, paths as strings, in lists and mappings too)."""
+    from maskrcnn.config import plain_value
+
+    value = plain_value(value, key, "set[{!r}]")
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _set_items(set) -> list:
@@ -99,15 +83,17 @@ def train_argv(*, train_json=None, output, init=None, config=None, set=None,
 
 def _config_file(cfg, folder: Path) -> Path:
     """A Config object written as a YAML file in ``folder`` for ``--config``: the keys whose values differ
-    from the default (r50_fpn) preset's, over ``_base_: r50_fpn``, so the run reads ``cfg`` back whole and
-    takes only those keys as set by the user (as for a YAML file of one's own)."""
+    from the r50_fpn preset's, over ``_base_: r50_fpn``, so the run reads ``cfg`` back whole. Every key
+    that differs from r50_fpn counts as set by the user (as in a YAML file of one's own), whichever preset
+    ``cfg`` was made from: ``PRESETS["demo"]()`` passed whole sets each of demo's own values."""
     import yaml
 
-    from maskrcnn.config import Config, flatten_sections, validate_config
+    from maskrcnn.config import PRESETS, flatten_sections, validate_config
     from maskrcnn.io_utils import atomic_write_text
 
     validate_config(cfg)  # a value set by attribute assignment: the key named, not the temporary file
-    default = flatten_sections(Config().to_dict(), Config())
+    base = PRESETS["r50_fpn"]()  # the _base_ written: a key equal to its value is left out
+    default = flatten_sections(base.to_dict(), base)
     nested: dict = {"_base_": "r50_fpn"}
     for key, value in flatten_sections(cfg.to_dict(), cfg).items():
         if default.get(key, object()) != value:
