@@ -14,7 +14,8 @@ Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name`
 ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
 as ``\\u`` escapes, read back exactly; ``overlay``: the path of the image's overlay, relative to DIR) and
 ``DIR/overlays/<image path>.png``, the image's path relative to the images folder as the exports have it
-(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``;
+(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``x.jpg`` beside ``x.png``
+gives ``x.jpg.png`` and ``x.png.png`` in any order, also when one is predicted alone; ``overlay_paths``;
 inputs on two Windows drives, under no one folder, by the image's name, made unique).
 Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywhere, with a warning
 (``Predictor``). Folders are searched recursively for image files, in sorted order. An ``.onnx`` file
@@ -441,7 +442,7 @@ def _overlay_root(inputs, files):
 
 def _overlay_file_name(path: Path, root) -> str:
     """``path`` relative to ``root`` with '/' (as the exports write it), or its name where there is no root
-    or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpath
+    or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpaths
     makes names that clash unique."""
     from maskrcnn.data.pre_annotations.export import relative_file_name
 
@@ -453,6 +454,20 @@ def _overlay_file_name(path: Path, root) -> str:
         return path.name
 
 
+def _overlay_names(files, root) -> dict:
+    """{index in ``files``: its overlay path relative to overlays/}, chosen for all files up front and
+    in the order of their paths, so that neither the order given nor the other inputs change a name; an
+    image file beside one of them with the same name but for the extension (not predicted this run)
+    counts as a clash too (``overlay_paths``)."""
+    from maskrcnn.data.images import IMAGE_EXTENSIONS
+    from maskrcnn.overlay_paths import overlay_relpaths, same_name_beside
+
+    order = sorted(range(len(files)), key=lambda i: str(files[i]))
+    beside = [_overlay_file_name(p, root) for p in same_name_beside(files, IMAGE_EXTENSIONS)]
+    names = overlay_relpaths([_overlay_file_name(files[i], root) for i in order], beside=beside)
+    return dict(zip(order, names))
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -461,7 +476,6 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
-    from maskrcnn.overlay_paths import overlay_relpath
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
@@ -546,6 +560,7 @@ def run(args: argparse.Namespace) -> int:
     skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
     # overlays/ mirrors the images' folders below the images folder, as the exports do
     root = export.root if export is not None else _overlay_root(args.inputs, files)
+    overlay_names = {} if args.no_overlays else _overlay_names(files, root)
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -564,7 +579,8 @@ def run(args: argparse.Namespace) -> int:
                 path = files[idx]
                 extra = {"file_name": str(path)}
                 if not args.no_overlays:
-                    overlay_name = overlay_relpath(_overlay_file_name(path, root), used_names)
+                    overlay_name = overlay_names[idx]
+                    used_names.add(overlay_name)
                     extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
                 writer.add(
                     detections_to_coco_results(

@@ -70,7 +70,8 @@ class MaskFiles:
     def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
                  min_area: int = 0, file_names: Sequence[str] = ()):
         """``file_names``: every image path of the run, known up front, so that images whose mask files
-        would share a name are told apart from the first one written (``mask_file_stems``)."""
+        would share a name are told apart from the first one written (``mask_file_stems``), and the images
+        of the same name beside them that the run does not predict (``PreAnnotationExport``)."""
         self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in PIXEL_FORMATS)
         self.stems = mask_file_stems(file_names)
         self.categories, self.min_area = list(categories), int(min_area)
