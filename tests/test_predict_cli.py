@@ -205,7 +205,8 @@ def test_overlays_of_images_sharing_a_name_do_not_depend_on_order_or_on_the_othe
     assert overlays(tmp_path / "a", jpg) == {jpg: "overlays/y.jpg.png"}  # re-run with one: the same name
     assert [p.name for p in (tmp_path / "a" / "overlays").iterdir()] == ["y.jpg.png"]  # y.png's removed
     assert overlays(tmp_path / "c", jpg, export=["--export", "masks"]) == {jpg: "overlays/y.jpg.png"}
-    assert sorted(p.name for p in (tmp_path / "c" / "masks").glob("*.png")) == ["y.jpg.png", "y.jpg_classes.png"]
+    assert sorted(p.name for p in (tmp_path / "c" / "masks").glob("*.png")) == \
+        ["y.jpg.png", "y.jpg_classes.png"]
 
 
 def test_results_writer_keeps_every_image_when_a_file_name_is_not_utf8(tmp_path):

@@ -312,7 +312,8 @@ def test_summary_without_a_predicted_frame_gives_the_shown_size(av, checkpoint, 
     known; it is the size as shown (this one turned to portrait: 48 wide, 64 high), as with frames."""
     path = tmp_path / "portrait.mp4"
     make_video(av, path, n=2, rotation=90, noise=False)
-    assert _predict_quick(checkpoint, tmp_path / "out", path, "--no-overlays", "--start", "10", "--end", "20") == 0
+    assert _predict_quick(checkpoint, tmp_path / "out", path, "--no-overlays", "--start", "10",
+                          "--end", "20") == 0
     _, summary = _lines(tmp_path / "out" / "portrait.predictions.jsonl")
     assert (summary["frames_predicted"], summary["width"], summary["height"]) == (0, H, W)
 

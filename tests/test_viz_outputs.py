@@ -176,7 +176,8 @@ def test_overlay_paths_stay_inside_the_overlays_folder():
     overlays/) and a NUL passed through (saving the overlay raised)."""
     from maskrcnn.overlay_paths import overlay_relpaths
 
-    got = overlay_relpaths(["C:foo.jpg", "C:/x/y.jpg", "..\\..\\a:b\\c.jpg", "n\0ul.jpg", "../../etc/z.jpg", ":"])
+    got = overlay_relpaths(["C:foo.jpg", "C:/x/y.jpg", "..\\..\\a:b\\c.jpg", "n\0ul.jpg", "../../etc/z.jpg",
+                            ":"])
     assert got == ["C_foo.png", "x/y.png", "a_b/c.png", "n_ul.png", "etc/z.png", "image.png"]
 
 

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--no-optimise", action="store_true", help="skip BN folding / channels_last")
+    parser.add_argument("--no-optimise", action="store_true",
+                        help="skip BN folding, channels_last, Winograd and fused additions")
     parser.add_argument("--no-winograd", action="store_true", help="direct 3x3 convolutions on CPU")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 

@@ -125,8 +125,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "demo and the serve page; predictions.json keeps every detection of --score-thresh)",
     )  # fmt: skip
     parser.add_argument(
-        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
-    )
+        "--no-optimise", action="store_true",
+        help="run the model as built: no batch-norm folding, channels_last, Winograd 3x3 convolutions or "
+        "fused residual additions (slower; the outputs differ by float rounding only)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-winograd", action="store_true",
         help="direct 3x3 convolutions on CPU (slower; rounding closer to other libraries')",

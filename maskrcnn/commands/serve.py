@@ -103,8 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="autocast dtype"
     )
     parser.add_argument(
-        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
-    )
+        "--no-optimise", action="store_true",
+        help="run the model as built: no batch-norm folding, channels_last, Winograd 3x3 convolutions or "
+        "fused residual additions (slower; the outputs differ by float rounding only)",
+    )  # fmt: skip
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )

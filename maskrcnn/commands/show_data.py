@@ -12,7 +12,8 @@ counted. The counts cover the whole file, so ``--max`` limits the drawing, not t
 truth of the first N images is drawn to ``DIR/overlays/<file_name with .png for its extension>``
 (masks, boxes, class names as ``shown_text.short_name`` shows them; crowd regions hatched; folders kept;
 ``a.jpg`` beside ``a.png`` gives ``a.jpg.png`` and ``a.png.png``: ``overlay_paths``; images smaller than
-``--overlay-min-size``, 512 px by default, enlarged), and a summary is printed and written to ``DIR/summary.json``:
+``--overlay-min-size``, 512 px by default, enlarged), and a summary is printed and written to
+``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
