@@ -118,6 +118,18 @@ def cache_name(url: str) -> str:
     return f"{stem}_u{digest}.{suffix}" if dot else f"{name}_u{digest}"
 
 
+def _offline_hint(spec: str, target: Path, want: str) -> str:
+    """What to do without a network: where a file downloaded by hand is picked up (the exact path
+    ``download`` looks at first), or how to name a local file instead."""
+    there = ""
+    if target.is_file():  # there already but not the published file: say so, else it looks ignored
+        there = f" (the file there now is not it: its sha256 does not start with {want})"
+    check = f", checked against the sha256 prefix {want} in its name" if want else ""
+    return (f"offline? download that URL on another machine and save it as {target}{there}: it is picked "
+            f"up from there{check} ($MASKRCNN_CACHE sets the folder); or give the file's path in place of "
+            f"{spec!r} (train --init FILE, convert FILE)")
+
+
 def download(name_or_url: str, *, cache: Optional[Path] = None, sha256_prefix: Optional[str] = None,
              progress: bool = True, timeout: float = 60.0) -> Path:
     """Path of the cached, verified file, downloading it first when needed.
@@ -139,7 +151,8 @@ def download(name_or_url: str, *, cache: Optional[Path] = None, sha256_prefix: O
             try:
                 response = urllib.request.urlopen(url, timeout=timeout)
             except Exception as e:  # URLError, HTTPError, ValueError, OSError: all a failed download
-                raise DownloadError(f"{url}: download failed ({e})") from None
+                hint = _offline_hint(name_or_url, target, want)
+                raise DownloadError(f"{url}: download failed ({e}); {hint}") from None
             with response:
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0
