@@ -1,11 +1,13 @@
 """Where an image's overlay goes: ``overlays/<the image's path relative to the images folder>.png``, the
 layout of the LabelMe, YOLO, mask and cut-out exports, so that ``a/x.jpg`` and ``b/x.jpg`` get
 ``a/x.png`` and ``b/x.png`` (flat names made them ``x.png`` and ``x_2.png``, and nothing said which was
-which). Images whose overlays would share a name (``x.jpg`` beside ``x.png``) are named by their whole
-file name instead, each of them (``x.jpg.png`` and ``x.png.png``), as ``predict --export masks`` names
-its mask files; an image file of the same name beside one on disk counts too (``same_name_beside``), so
-that a re-run with one of them alone into the same folder names it as before, and the order the images
-are given in never changes a name. Used by ``maskrcnn predict`` and ``maskrcnn show-data``.
+which). Images whose overlays would share a name (``x.jpg`` beside ``x.png``, or ``Y.PNG``: case is
+ignored, as macOS and Windows disks ignore it) are named by their whole file name instead, each of them
+(``x.jpg.png`` and ``x.png.png``), as ``predict --export masks`` names its mask files; an image file of
+the same name beside one on disk counts too (``same_name_beside``), so that a re-run with ``x.jpg``
+alone, ``x.png`` beside it, into the same folder names it ``x.jpg.png`` as before (a clash among the
+images given, or with a name a made name takes, may still be numbered in the order given). Used by
+``maskrcnn predict`` and ``maskrcnn show-data``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def overlay_relpaths(file_names: Sequence[str], *, beside: Iterable[str] = ()) -
     """The overlays of the images ``file_names`` (one each, in their order), relative to the overlays
     folder: the path with ``.png`` for its extension, or, for images whose names would then clash with
     another's among ``file_names`` and ``beside`` (image files not drawn that lie beside them, same
-    relative form), the whole name: ``x.jpg`` and ``x.png`` give ``x.jpg.png`` and ``x.png.png``,
+    relative form; case ignored), the whole name: ``x.jpg`` and ``x.png`` give ``x.jpg.png`` and
+    ``x.png.png``,
     whichever comes first, and ``x.jpg`` alone gives ``x.jpg.png`` when ``beside`` has ``x.png``. The
     same name twice (two drives) or a made name that is another image's own (``x.jpg.png`` beside
     ``x.jpg`` and ``x.png``) is made unique in the given order: ``x.png``, then the whole name, then
@@ -46,18 +49,18 @@ def overlay_relpaths(file_names: Sequence[str], *, beside: Iterable[str] = ()) -
     paths = [safe_relpath(f) for f in file_names]
     wanted: dict = {}  # short overlay name -> the distinct image paths that would take it
     for path in [*paths, *(safe_relpath(f) for f in beside)]:
-        wanted.setdefault(_short(path), set()).add(path.as_posix())
-    used, names = set(), []
+        wanted.setdefault(_short(path).casefold(), set()).add(path.as_posix())
+    used, names = set(), []  # used: casefolded, one file on a disk that ignores case
     for path in paths:
         whole = f"{path}.png"
-        candidates = [whole] if len(wanted[_short(path)]) > 1 else [_short(path), whole]
-        name = next((c for c in candidates if c not in used), None)
+        candidates = [whole] if len(wanted[_short(path).casefold()]) > 1 else [_short(path), whole]
+        name = next((c for c in candidates if c.casefold() not in used), None)
         if name is None:
             n = 2
-            while f"{path}_{n}.png" in used:
+            while f"{path}_{n}.png".casefold() in used:
                 n += 1
             name = f"{path}_{n}.png"
-        used.add(name)
+        used.add(name.casefold())
         names.append(name)
     return names
 

@@ -196,6 +196,17 @@ def test_overlay_names_of_images_sharing_a_name_do_not_depend_on_the_order():
     assert overlay_relpaths(["x.jpg", "x.png", "x.jpg.png"]) == ["x.jpg.png", "x.png.png", "x.jpg.png.png"]
 
 
+def test_overlay_and_mask_names_clash_whatever_the_case():
+    """y.jpg and Y.PNG would write y.png and Y.png: one file on a macOS or Windows disk."""
+    from maskrcnn.data.pre_annotations.mask_files import mask_file_stems
+    from maskrcnn.overlay_paths import overlay_relpaths
+
+    assert overlay_relpaths(["y.jpg", "Y.PNG"]) == ["y.jpg.png", "Y.PNG.png"]
+    assert overlay_relpaths(["y.jpg"], beside=["Y.PNG"]) == ["y.jpg.png"]
+    assert overlay_relpaths(["x.png", "X.png"]) == ["x.png.png", "X.png_2.png"]  # names only case tells apart
+    assert mask_file_stems(["y.jpg", "Y.PNG", "z.jpg"]) == {"y.jpg": "y.jpg", "Y.PNG": "Y.PNG", "z.jpg": "z"}
+
+
 def test_predictor_tells_names_apart_by_the_checkpoints_category_ids(tmp_path):
     """With label_to_category_id {1: 2, 2: 7} the names were told apart by class index, 'a (id 1)' and
     'a (id 2)', next to category_id 2 and 7, while CocoDataset names the same classes 'a (id 2)' and

@@ -20,6 +20,8 @@ import resource
 import sys
 import time
 
+from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+
 HELP = "time inference of a checkpoint"
 
 
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-optimise", action="store_true",
-                        help="skip BN folding, channels_last, Winograd and fused additions")
+                        help=NO_OPTIMISE_HELP)
     parser.add_argument("--no-winograd", action="store_true", help="direct 3x3 convolutions on CPU")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 

@@ -61,6 +61,7 @@ import time
 import warnings
 from pathlib import Path
 
+from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.overlay_defaults import (
     OVERLAY_MAX_SIZE,
@@ -126,8 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--no-optimise", action="store_true",
-        help="run the model as built: no batch-norm folding, channels_last, Winograd 3x3 convolutions or "
-        "fused residual additions (slower; the outputs differ by float rounding only)",
+        help=NO_OPTIMISE_HELP,
     )  # fmt: skip
     parser.add_argument(
         "--no-winograd", action="store_true",

@@ -29,6 +29,8 @@ import socket
 import sys
 from pathlib import Path
 
+from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+
 HELP = "serve a model over HTTP: POST /predict, GET /health and a web page at /"
 
 
@@ -104,8 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-optimise", action="store_true",
-        help="run the model as built: no batch-norm folding, channels_last, Winograd 3x3 convolutions or "
-        "fused residual additions (slower; the outputs differ by float rounding only)",
+        help=NO_OPTIMISE_HELP,
     )  # fmt: skip
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"

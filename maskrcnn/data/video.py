@@ -114,8 +114,10 @@ def _shown_size(height: int, width: int, angle: int) -> Tuple[int, int]:
 class VideoReader:
     """One video file, opened at construction (``VideoReadError`` if it is not a readable video); use as a
     context manager. ``fps`` (a Fraction, None when the file does not say), ``declared_frames`` (0 when
-    unknown), ``shown_size`` ((H, W) after rotation, from the header until a frame is decoded; None when
-    the header has none), ``notes`` (what was done to the frames: rotation) and, once ``frames`` has stopped,
+    unknown), ``stored_size`` ((H, W) as the header stores it, before any rotation; None when it has
+    none), ``shown_size`` ((H, W) after rotation, from the first decoded frame: None until one is, since a
+    phone video's rotation is a display matrix that only its frames give), ``notes`` (what was done to the
+    frames: rotation) and, once ``frames`` has stopped,
     ``problem`` (None, or one line naming the file and the frame where decoding stopped early)."""
 
     def __init__(self, path: Union[str, os.PathLike]):
@@ -145,11 +147,12 @@ class VideoReader:
         self.declared_frames = self.counted_frames  # shown only: estimated when the container has no count
         if not self.declared_frames and self.end_time is not None and self.fps:
             self.declared_frames = round((self.end_time - self.start_time) * self.fps)
-        # (H, W) as shown: the header's stored size turned by its rotate tag, then by the first decoded
-        # frame's own size and rotation (a summary gives it also when no frame was predicted)
+        # (H, W) as stored: the header's. As shown it is known only from a decoded frame (``frames``): the
+        # header gives no display matrix (PyAV reads it per frame), so its size may be the wrong way round
         context = self._stream.codec_context
-        self.shown_size: Optional[Tuple[int, int]] = _shown_size(
-            context.height, context.width, _rotation_of(None, self._stream)) if context.width else None
+        self.stored_size: Optional[Tuple[int, int]] = (
+            (int(context.height), int(context.width)) if context.width else None)
+        self.shown_size: Optional[Tuple[int, int]] = None
         self.notes: List[str] = []
         self.problem: Optional[str] = None
         self.timing = Timing()

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -150,9 +151,15 @@ def download(name_or_url: str, *, cache: Optional[Path] = None, sha256_prefix: O
         with os.fdopen(fd, "wb") as out:
             try:
                 response = urllib.request.urlopen(url, timeout=timeout)
-            except Exception as e:  # URLError, HTTPError, ValueError, OSError: all a failed download
+            except urllib.error.HTTPError as e:  # the server answered (404, 403...): not offline
+                raise DownloadError(f"{url}: download failed ({e}); give the file's path in place of "
+                                    f"{name_or_url!r} instead (train --init FILE, convert FILE)") from None
+            except OSError as e:  # URLError (no network, name not resolved), a socket timeout
                 hint = _offline_hint(name_or_url, target, want)
                 raise DownloadError(f"{url}: download failed ({e}); {hint}") from None
+            except Exception as e:  # ValueError (a malformed URL) and the like
+                raise DownloadError(f"{url}: download failed ({e}); give the file's path in place of "
+                                    f"{name_or_url!r} instead (train --init FILE, convert FILE)") from None
             with response:
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0

@@ -79,3 +79,21 @@ def test_offline_failure_says_where_a_file_downloaded_by_hand_is_picked_up(tmp_p
         resolve_spec("maskrcnn_resnet50_fpn_coco")
     target.write_bytes(payload)  # the file downloaded by hand, where the message said: used, no network
     assert resolve_spec("maskrcnn_resnet50_fpn_coco")["path"] == str(target)
+
+
+def test_http_error_is_no_offline_hint(tmp_path, monkeypatch):
+    """A 404 is an answer from the server: no "offline?" and no cache path, only the file's path instead."""
+    import urllib.error
+    import urllib.request
+
+    url = "https://example.invalid/models/gone-12345678.pth"
+
+    def not_found(*args, **kwargs):
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    with pytest.raises(DownloadError) as info:
+        download(url, cache=tmp_path / "cache", progress=False)
+    message = str(info.value)
+    assert message.startswith(f"{url}: download failed (HTTP Error 404: Not Found); give the file's path")
+    assert "offline?" not in message
