@@ -99,3 +99,18 @@ def test_an_unknown_option_of_a_command_is_told_with_that_commands_usage(capsys)
     with pytest.raises(SystemExit):
         cli.main(["--bogus"])
     assert "maskrcnn: error: unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["predict", "serve", "benchmark"])
+def test_no_optimise_help_names_all_it_skips(name):
+    """``--no-optimise`` said "do not fold batch norm / use channels_last"; it turns off the Winograd
+    convolutions and the fused residual additions too (``Predictor``: optimise_for_inference's all)."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"maskrcnn.commands.{name}").add_arguments(parser)
+    text = " ".join(parser.format_help().split()).lower()  # argparse wraps the help: words, one space
+    for part in ("batch-norm folding", "channels_last", "winograd", "fused",
+                 "int8 checkpoint always runs folded"):
+        assert part in text, (name, part, text)

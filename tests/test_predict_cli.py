@@ -180,6 +180,35 @@ def test_overlays_of_images_on_two_drives_are_named_by_the_image(checkpoint, tmp
                           str(tmp_path / "in" / "b" / "x.png"): "overlays/x.png.png"}  # fmt: skip
 
 
+def test_overlays_of_images_sharing_a_name_do_not_depend_on_order_or_on_the_other_input(checkpoint, tmp_path,
+                                                                                        capsys):
+    """``predict y.jpg y.png`` wrote y.jpg's overlay to y.png and y.png's to y.png.png, the given order
+    deciding; a re-run with y.jpg alone then put it in y.png. Each is named by its whole name, in any
+    order and also alone (y.png lies beside it), as --export masks names the mask files."""
+    pixels = np.random.default_rng(3).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "in" / "y.jpg")
+    Image.fromarray(pixels).save(tmp_path / "in" / "y.png")
+    jpg, png = str(tmp_path / "in" / "y.jpg"), str(tmp_path / "in" / "y.png")
+
+    def overlays(out, *inputs, export=()):
+        rc = main(["predict", "--weights", str(checkpoint), *inputs, "--output", str(out), "--device", "cpu",
+                   "--overlay-min-size", "0", *export])  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+        return {r["file_name"]: r["overlay"] for r in json.loads((out / "predictions.json").read_text())}
+
+    expected = {jpg: "overlays/y.jpg.png", png: "overlays/y.png.png"}
+    assert overlays(tmp_path / "a", jpg, png, export=["--export", "masks"]) == expected
+    assert sorted(p.name for p in (tmp_path / "a" / "masks").glob("y.*_classes.png")) == \
+        ["y.jpg_classes.png", "y.png_classes.png"]  # the mask export's whole names: the same rule
+    assert overlays(tmp_path / "b", png, jpg) == expected
+    assert overlays(tmp_path / "a", jpg) == {jpg: "overlays/y.jpg.png"}  # re-run with one: the same name
+    assert [p.name for p in (tmp_path / "a" / "overlays").iterdir()] == ["y.jpg.png"]  # y.png's removed
+    assert overlays(tmp_path / "c", jpg, export=["--export", "masks"]) == {jpg: "overlays/y.jpg.png"}
+    assert sorted(p.name for p in (tmp_path / "c" / "masks").glob("*.png")) == \
+        ["y.jpg.png", "y.jpg_classes.png"]
+
+
 def test_results_writer_keeps_every_image_when_a_file_name_is_not_utf8(tmp_path):
     """One image named with bytes that are not UTF-8 (``os.fsdecode`` gives a lone surrogate) made the
     UTF-8 write fail and lost the whole predictions.json. Written as ASCII (for COCO readers, which open

@@ -307,6 +307,30 @@ def test_start_past_the_end_warns(av, checkpoint, tmp_path, capsys):
         assert summary["frames_predicted"] == 0 and summary["status"] == "complete"
 
 
+def test_summary_without_a_predicted_frame_gives_the_shown_size(av, checkpoint, tmp_path, capsys):
+    """--start after the last frame left "width": null, "height": null in the summary although the size is
+    known; it is the size as shown (this one turned to portrait: 48 wide, 64 high), as with frames."""
+    path = tmp_path / "portrait.mp4"
+    make_video(av, path, n=2, rotation=90, noise=False)
+    assert _predict_quick(checkpoint, tmp_path / "out", path, "--no-overlays", "--start", "10",
+                          "--end", "20") == 0
+    _, summary = _lines(tmp_path / "out" / "portrait.predictions.jsonl")
+    assert (summary["frames_predicted"], summary["width"], summary["height"]) == (0, H, W)
+
+
+def test_reader_gives_no_shown_size_before_a_frame_of_a_rotated_video(av, tmp_path):
+    """The header gives the stored size (64 wide, 48 high); a phone video's rotation is a display matrix
+    read from its frames, so before one is decoded the shown size is unknown (None), not the stored one."""
+    from maskrcnn.data.video import VideoReader
+
+    path = tmp_path / "portrait.mp4"
+    make_video(av, path, n=2, rotation=90)
+    with VideoReader(path) as reader:
+        assert reader.shown_size is None and reader.stored_size == (H, W)
+        assert next(reader.frames()).image.shape[:2] == (W, H)
+        assert reader.shown_size == (W, H)
+
+
 def test_camcorder_and_phone_extensions_are_videos(av, checkpoint, tmp_path, capsys):
     folder = tmp_path / "cam"
     folder.mkdir()

@@ -174,12 +174,37 @@ def test_cleanup_of_recorded_paths_spelled_with_dot_dot(tmp_path):
 def test_overlay_paths_stay_inside_the_overlays_folder():
     """'C:foo.jpg' kept its ':' (on Windows a name relative to drive C's current folder, outside
     overlays/) and a NUL passed through (saving the overlay raised)."""
-    from maskrcnn.overlay_paths import overlay_relpath
+    from maskrcnn.overlay_paths import overlay_relpaths
 
-    used = set()
-    got = [overlay_relpath(name, used) for name in
-           ("C:foo.jpg", "C:/x/y.jpg", "..\\..\\a:b\\c.jpg", "n\0ul.jpg", "../../etc/z.jpg", ":")]
+    got = overlay_relpaths(["C:foo.jpg", "C:/x/y.jpg", "..\\..\\a:b\\c.jpg", "n\0ul.jpg", "../../etc/z.jpg",
+                            ":"])
     assert got == ["C_foo.png", "x/y.png", "a_b/c.png", "n_ul.png", "etc/z.png", "image.png"]
+
+
+def test_overlay_names_of_images_sharing_a_name_do_not_depend_on_the_order():
+    """y.jpg then y.png gave y.png and y.png.png, y.png then y.jpg the reverse: which overlay showed which
+    image depended on the order given. Both are now named by their whole name, as the mask export does,
+    also when only one is drawn and the other lies beside it."""
+    from maskrcnn.overlay_paths import overlay_relpaths
+
+    assert overlay_relpaths(["y.jpg", "y.png", "z.jpg"]) == ["y.jpg.png", "y.png.png", "z.png"]
+    assert overlay_relpaths(["y.png", "y.jpg", "z.jpg"]) == ["y.png.png", "y.jpg.png", "z.png"]
+    assert overlay_relpaths(["y.jpg"], beside=["y.png"]) == ["y.jpg.png"]
+    assert overlay_relpaths(["a/y.jpg", "b/y.png"]) == ["a/y.png", "b/y.png"]  # other folders: no clash
+    # the same name twice (two drives), and an image whose own name is a made one: unique, never lost
+    assert overlay_relpaths(["x.png", "x.png"]) == ["x.png", "x.png.png"]
+    assert overlay_relpaths(["x.jpg", "x.png", "x.jpg.png"]) == ["x.jpg.png", "x.png.png", "x.jpg.png.png"]
+
+
+def test_overlay_and_mask_names_clash_whatever_the_case():
+    """y.jpg and Y.PNG would write y.png and Y.png: one file on a macOS or Windows disk."""
+    from maskrcnn.data.pre_annotations.mask_files import mask_file_stems
+    from maskrcnn.overlay_paths import overlay_relpaths
+
+    assert overlay_relpaths(["y.jpg", "Y.PNG"]) == ["y.jpg.png", "Y.PNG.png"]
+    assert overlay_relpaths(["y.jpg"], beside=["Y.PNG"]) == ["y.jpg.png"]
+    assert overlay_relpaths(["x.png", "X.png"]) == ["x.png.png", "X.png_2.png"]  # names only case tells apart
+    assert mask_file_stems(["y.jpg", "Y.PNG", "z.jpg"]) == {"y.jpg": "y.jpg", "Y.PNG": "Y.PNG", "z.jpg": "z"}
 
 
 def test_predictor_tells_names_apart_by_the_checkpoints_category_ids(tmp_path):

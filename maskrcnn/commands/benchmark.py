@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 from maskrcnn.commands.size_arg import MAX_SIDE, parse_size
 
+from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+
 HELP = "time inference of a checkpoint"
 DEFAULT_SIZE = "800x1067"
 DEFAULT_IMAGES = 5
@@ -72,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda, cuda:N or mps (default auto: CUDA when available; INT8 files: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="float32 (default), or autocast of the backbone + FPN to bfloat16 / float16")
-    parser.add_argument("--no-optimise", action="store_true", help="skip BN folding / channels_last")
+    parser.add_argument("--no-optimise", action="store_true", help=NO_OPTIMISE_HELP)
     parser.add_argument("--no-winograd", action="store_true", help="direct 3x3 convolutions on CPU")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 

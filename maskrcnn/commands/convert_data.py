@@ -223,6 +223,14 @@ def run(args) -> int:
     listing = short_listing((f"{name} {per_class[name]}" for name in names.values()), what="more classes")
     print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
           f"regions -> {out}")
-    print(f"file_name values are relative to {builder.root}: use --train-images "
-          f"{shell_word(builder.root)}")  # quoted: pasted into a shell as it is
+    print(f"file_name values are relative to {builder.root}: "
+          f"{images_flag_hint(args.split, shell_word(builder.root))}")  # quoted: pasted into a shell as it is
     return 0
+
+
+def images_flag_hint(split, root: str) -> str:
+    """Which flag takes ``root`` for the converted split: ``--train-images`` for a training split (or none
+    given), else ``--val-images`` (train) or ``--images`` (eval): a val.json is not trained on."""
+    if split is None or str(split).strip().lower().startswith("train"):
+        return f"use --train-images {root}"
+    return f"use --val-images {root} (train) or --images {root} (eval)"

@@ -14,7 +14,8 @@ Writes ``DIR/predictions.json`` (COCO results format: ``image_id``, ``file_name`
 ``score``, ``segmentation`` RLE with a str ``counts``, ``keypoints`` flat [x, y, v, ...]; non-ASCII names
 as ``\\u`` escapes, read back exactly; ``overlay``: the path of the image's overlay, relative to DIR) and
 ``DIR/overlays/<image path>.png``, the image's path relative to the images folder as the exports have it
-(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``overlay_paths``;
+(``a/x.jpg`` and ``b/x.jpg`` give ``overlays/a/x.png`` and ``overlays/b/x.png``; ``x.jpg`` beside ``x.png``
+gives ``x.jpg.png`` and ``x.png.png`` in any order, also when one is predicted alone; ``overlay_paths``;
 inputs on two Windows drives, under no one folder, by the image's name, made unique).
 Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywhere, with a warning
 (``Predictor``). Folders are searched recursively for image files, in sorted order. An ``.onnx`` file
@@ -60,6 +61,7 @@ import time
 import warnings
 from pathlib import Path
 
+from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.overlay_defaults import (
     OVERLAY_MAX_SIZE,
@@ -124,8 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "demo and the serve page; predictions.json keeps every detection of --score-thresh)",
     )  # fmt: skip
     parser.add_argument(
-        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
-    )
+        "--no-optimise", action="store_true",
+        help=NO_OPTIMISE_HELP,
+    )  # fmt: skip
     parser.add_argument(
         "--no-winograd", action="store_true",
         help="direct 3x3 convolutions on CPU (slower; rounding closer to other libraries')",
@@ -441,7 +444,7 @@ def _overlay_root(inputs, files):
 
 def _overlay_file_name(path: Path, root) -> str:
     """``path`` relative to ``root`` with '/' (as the exports write it), or its name where there is no root
-    or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpath
+    or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpaths
     makes names that clash unique."""
     from maskrcnn.data.pre_annotations.export import relative_file_name
 
@@ -453,6 +456,20 @@ def _overlay_file_name(path: Path, root) -> str:
         return path.name
 
 
+def _overlay_names(files, root) -> dict:
+    """{index in ``files``: its overlay path relative to overlays/}, chosen for all files up front and
+    in the order of their paths, so that neither the order given nor the other inputs change a name; an
+    image file beside one of them with the same name but for the extension (not predicted this run)
+    counts as a clash too (``overlay_paths``)."""
+    from maskrcnn.data.images import IMAGE_EXTENSIONS
+    from maskrcnn.overlay_paths import overlay_relpaths, same_name_beside
+
+    order = sorted(range(len(files)), key=lambda i: str(files[i]))
+    beside = [_overlay_file_name(p, root) for p in same_name_beside(files, IMAGE_EXTENSIONS)]
+    names = overlay_relpaths([_overlay_file_name(files[i], root) for i in order], beside=beside)
+    return dict(zip(order, names))
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -461,7 +478,6 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
-    from maskrcnn.overlay_paths import overlay_relpath
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
@@ -546,6 +562,7 @@ def run(args: argparse.Namespace) -> int:
     skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
     # overlays/ mirrors the images' folders below the images folder, as the exports do
     root = export.root if export is not None else _overlay_root(args.inputs, files)
+    overlay_names = {} if args.no_overlays else _overlay_names(files, root)
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -564,7 +581,8 @@ def run(args: argparse.Namespace) -> int:
                 path = files[idx]
                 extra = {"file_name": str(path)}
                 if not args.no_overlays:
-                    overlay_name = overlay_relpath(_overlay_file_name(path, root), used_names)
+                    overlay_name = overlay_names[idx]
+                    used_names.add(overlay_name)
                     extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
                 writer.add(
                     detections_to_coco_results(

@@ -13,7 +13,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   is done, so a crash or Ctrl-C keeps the frames done: ``{"frame": index in the video (0-based, every
   decoded frame counts), "time": seconds from the start, "detections": [the predictions.json entries
   without image_id: category_id, bbox [x, y, w, h], score, segmentation (compressed RLE), keypoints]}``;
-  then one ``{"summary": {...}}`` line (also after an error or an interrupt): the video, its shown size,
+  then one ``{"summary": {...}}`` line (also after an error or an interrupt): the video, its shown size
+  (``width``, ``height``: of the frames, of the first decoded one where no frame was predicted; null
+  where no frame was decoded, with ``stored_width``, ``stored_height`` from the header, before rotation),
   average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
   ``status`` (complete / truncated / interrupted / failed),
   the problem if any and what was done to the frames (rotation, padding).
@@ -179,6 +181,12 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
             finally:  # what was done stays: the results, then the overlay of the frames done
                 summary["problem"] = summary["problem"] or reader.problem
+                if summary["width"] is None and reader.shown_size:  # no frame predicted: the size is known
+                    summary["height"], summary["width"] = reader.shown_size
+                elif summary["width"] is None and reader.stored_size:  # no frame decoded: as stored only
+                    summary["stored_height"], summary["stored_width"] = reader.stored_size
+                    reader.notes.append("no frame decoded: width and height unknown (a rotation is read from "
+                                        "the frames); stored_width and stored_height are the header's")
                 _timing_to_summary(reader, summary)
                 written = _finish_overlay(overlay, summary)
                 out.write(json.dumps({"summary": summary}) + "\n")

@@ -29,6 +29,8 @@ import socket
 import sys
 from pathlib import Path
 
+from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+
 HELP = "serve a model over HTTP: POST /predict, GET /health and a web page at /"
 
 
@@ -103,8 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="autocast dtype"
     )
     parser.add_argument(
-        "--no-optimise", action="store_true", help="do not fold batch norm / use channels_last"
-    )
+        "--no-optimise", action="store_true",
+        help=NO_OPTIMISE_HELP,
+    )  # fmt: skip
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )

@@ -9,10 +9,11 @@ does with ``data.crowd_as_objects`` (CVAT's brush masks: ``data/crowd.py``). Eve
 first (``check_image_files``, a few threads at once), so an image training would refuse (unreadable, or
 of another size than the JSON's: ``image_size_mismatch``) is skipped by name and its objects are not
 counted. The counts cover the whole file, so ``--max`` limits the drawing, not that pass. The ground
-truth of the first N images is drawn to ``DIR/overlays/<file_name>.png`` (masks, boxes, class names as
-``shown_text.short_name`` shows them; crowd regions hatched; the image's ``file_name`` with ``.png`` for
-its extension, folders kept: ``overlay_paths``; images smaller than ``--overlay-min-size``, 512 px by
-default, enlarged), and a summary is printed and written to ``DIR/summary.json``:
+truth of the first N images is drawn to ``DIR/overlays/<file_name with .png for its extension>``
+(masks, boxes, class names as ``shown_text.short_name`` shows them; crowd regions hatched; folders kept;
+``a.jpg`` beside ``a.png`` gives ``a.jpg.png`` and ``a.png.png``: ``overlay_paths``; images smaller than
+``--overlay-min-size``, 512 px by default, enlarged), and a summary is printed and written to
+``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
@@ -173,7 +174,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
     """Overlays of the first ``max_images`` images; returns {overlay path relative to ``folder``: the
     image's file_name}."""
     from maskrcnn.data.keypoints import skeleton_edges
-    from maskrcnn.overlay_paths import overlay_relpath
+    from maskrcnn.overlay_paths import overlay_relpaths
     from maskrcnn.visualize import draw_targets
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,14 +183,16 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
         skeleton = skeleton_edges(dataset.keypoint_skeleton, dataset.num_keypoints)
         skeleton = skeleton or (None if dataset.num_keypoints == 17 else ())
     file_names = {img["id"]: img["file_name"] for img in dataset.to_coco_dict()["images"]}
-    written, used, drawn = {}, set(), set()
+    # named for the whole file up front: --max and the order drawn never change an image's overlay name
+    overlay_of = dict(zip(file_names, overlay_relpaths(list(file_names.values()))))
+    written, drawn = {}, set()
     for index in range(min(max_images, len(dataset))):
         image, target = dataset[index]  # an unreadable image comes back as another one: name by id
         image_id = target["image_id"]
         if image_id in drawn:
             continue  # the same image again, in place of an unreadable one
         drawn.add(image_id)
-        name = overlay_relpath(file_names[image_id], used)  # its folders, as the exports keep them
+        name = overlay_of[image_id]  # its folders, as the exports keep them
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton).save(path)

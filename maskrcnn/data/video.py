@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Union
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class Frame:
 
 def _rotation_of(frame, stream) -> int:
     """Counter-clockwise degrees to turn ``frame`` by to show it upright."""
-    angle = getattr(frame, "rotation", None)  # the display matrix, PyAV >= 13
+    angle = getattr(frame, "rotation", None)  # the display matrix, PyAV >= 13 (frame None: the header's)
     if angle is None:
         tag = stream.metadata.get("rotate")  # older muxers: degrees clockwise
         try:
@@ -105,10 +105,19 @@ def _rotation_of(frame, stream) -> int:
     return int(angle)
 
 
+def _shown_size(height: int, width: int, angle: int) -> Tuple[int, int]:
+    """(H, W) of a frame stored ``height`` x ``width`` once turned by ``angle`` degrees (applied in
+    multiples of 90 only, as ``VideoReader.frames`` does)."""
+    return (int(width), int(height)) if angle % 90 == 0 and angle % 180 else (int(height), int(width))
+
+
 class VideoReader:
     """One video file, opened at construction (``VideoReadError`` if it is not a readable video); use as a
     context manager. ``fps`` (a Fraction, None when the file does not say), ``declared_frames`` (0 when
-    unknown), ``notes`` (what was done to the frames: rotation) and, once ``frames`` has stopped,
+    unknown), ``stored_size`` ((H, W) as the header stores it, before any rotation; None when it has
+    none), ``shown_size`` ((H, W) after rotation, from the first decoded frame: None until one is, since a
+    phone video's rotation is a display matrix that only its frames give), ``notes`` (what was done to the
+    frames: rotation) and, once ``frames`` has stopped,
     ``problem`` (None, or one line naming the file and the frame where decoding stopped early)."""
 
     def __init__(self, path: Union[str, os.PathLike]):
@@ -138,6 +147,12 @@ class VideoReader:
         self.declared_frames = self.counted_frames  # shown only: estimated when the container has no count
         if not self.declared_frames and self.end_time is not None and self.fps:
             self.declared_frames = round((self.end_time - self.start_time) * self.fps)
+        # (H, W) as stored: the header's. As shown it is known only from a decoded frame (``frames``): the
+        # header gives no display matrix (PyAV reads it per frame), so its size may be the wrong way round
+        context = self._stream.codec_context
+        self.stored_size: Optional[Tuple[int, int]] = (
+            (int(context.height), int(context.width)) if context.width else None)
+        self.shown_size: Optional[Tuple[int, int]] = None
         self.notes: List[str] = []
         self.problem: Optional[str] = None
         self.timing = Timing()
@@ -172,6 +187,8 @@ class VideoReader:
                                 f"{index + 1} frame(s) before it are kept")
                 return
             index += 1
+            if index == 0 and frame.width:
+                self.shown_size = _shown_size(frame.height, frame.width, _rotation_of(frame, stream))
             if frame.time is not None:
                 time = frame.time - origin
             else:  # no timestamp: the frame's position at the nominal rate

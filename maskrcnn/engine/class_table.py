@@ -4,7 +4,8 @@ class, its ground-truth instances and its detections at the analysis score thres
 Shapes: K categories, one row each. Rows are plain dicts: ``name``, ``category_id``, ``ground_truth``,
 ``detections``, and ``bbox_AP``, ``bbox_AP50``,
 ``segm_AP``, ``segm_AP50`` for the kinds evaluated (percent; None where undefined: a class without
-ground truth). Worst first: by segm AP when masks were scored, else bbox AP; undefined last.
+ground truth). Worst first: by segm AP when masks were scored, else bbox AP; undefined last; classes
+tied at the 2 decimals shown by bbox AP next, then by name.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def class_rows(metrics: dict, ground_truth: dict, counts: dict) -> list:
             row[f"{kind}_AP"] = _number(metrics[kind].get("per_category", {}).get(name))
             row[f"{kind}_AP50"] = _number(metrics[kind].get("per_category_AP50", {}).get(name))
         rows.append(row)
-    key = f"{kinds[-1]}_AP" if kinds else None
+    keys = [f"{kind}_AP" for kind in reversed(kinds)]  # segm first when scored, then bbox
 
     def worst_first(row):
-        value = row.get(key) if key else None
-        return (value is None, value if value is not None else 0.0, str(row["name"]))
+        # compared as shown (2 decimals): classes the table shows tied go by the next AP, then by name
+        values = [row.get(key) for key in keys]
+        return (*((v is None, round(v, 2) if v is not None else 0.0) for v in values), str(row["name"]))
 
     return sorted(rows, key=worst_first)
 

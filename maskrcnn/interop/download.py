@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -118,6 +119,18 @@ def cache_name(url: str) -> str:
     return f"{stem}_u{digest}.{suffix}" if dot else f"{name}_u{digest}"
 
 
+def _offline_hint(spec: str, target: Path, want: str) -> str:
+    """What to do without a network: where a file downloaded by hand is picked up (the exact path
+    ``download`` looks at first), or how to name a local file instead."""
+    there = ""
+    if target.is_file():  # there already but not the published file: say so, else it looks ignored
+        there = f" (the file there now is not it: its sha256 does not start with {want})"
+    check = f", checked against the sha256 prefix {want} in its name" if want else ""
+    return (f"offline? download that URL on another machine and save it as {target}{there}: it is picked "
+            f"up from there{check} ($MASKRCNN_CACHE sets the folder); or give the file's path in place of "
+            f"{spec!r} (train --init FILE, convert FILE)")
+
+
 def download(name_or_url: str, *, cache: Optional[Path] = None, sha256_prefix: Optional[str] = None,
              progress: bool = True, timeout: float = 60.0) -> Path:
     """Path of the cached, verified file, downloading it first when needed.
@@ -138,8 +151,15 @@ def download(name_or_url: str, *, cache: Optional[Path] = None, sha256_prefix: O
         with os.fdopen(fd, "wb") as out:
             try:
                 response = urllib.request.urlopen(url, timeout=timeout)
-            except Exception as e:  # URLError, HTTPError, ValueError, OSError: all a failed download
-                raise DownloadError(f"{url}: download failed ({e})") from None
+            except urllib.error.HTTPError as e:  # the server answered (404, 403...): not offline
+                raise DownloadError(f"{url}: download failed ({e}); give the file's path in place of "
+                                    f"{name_or_url!r} instead (train --init FILE, convert FILE)") from None
+            except OSError as e:  # URLError (no network, name not resolved), a socket timeout
+                hint = _offline_hint(name_or_url, target, want)
+                raise DownloadError(f"{url}: download failed ({e}); {hint}") from None
+            except Exception as e:  # ValueError (a malformed URL) and the like
+                raise DownloadError(f"{url}: download failed ({e}); give the file's path in place of "
+                                    f"{name_or_url!r} instead (train --init FILE, convert FILE)") from None
             with response:
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0

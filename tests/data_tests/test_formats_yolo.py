@@ -423,3 +423,18 @@ def test_yolo_path_up_and_back_is_shown_tidy(tmp_path, capsys, monkeypatch):
     assert main(["convert-data", "--from", "yolo", "ds", "--output", "o.json"]) == 0
     out = capsys.readouterr().out
     assert "file_name values are relative to ds: use --train-images ds\n" in out
+
+
+def test_val_split_hint_names_the_flag_that_takes_it(tmp_path, capsys, monkeypatch):
+    """``--split val`` printed "use --train-images ds": a validation JSON goes with --val-images (train) or
+    --images (eval)."""
+    src = tmp_path / "ds"
+    (src / "labels/val").mkdir(parents=True)
+    (src / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: cat\n")
+    _image(src / "images/val/a.png")
+    (src / "labels/val/a.txt").write_text(_line(0, *RECT) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert-data", "--from", "yolo", "ds/data.yaml", "--output", "v.json",
+                 "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "file_name values are relative to ds: use --val-images ds (train) or --images ds (eval)\n" in out

@@ -225,6 +225,18 @@ def test_class_table_worst_first():
     assert lines[3].split() == ["bird", "-", "-", "-", "-", "0", "1"]
 
 
+def test_class_table_ties_in_segm_ap_go_by_bbox_ap():
+    """With every segm AP 0.00 (a model early in training) the table was alphabetical, the bbox AP that
+    tells the classes apart unused; classes tied as shown (0.001 and 0 both print 0.00) now go by it."""
+    gt = _ground_truth()
+    metrics = {"bbox": {"per_category": {"cat": 5.0, "dog": 1.0, "bird": 3.0}},
+               "segm": {"per_category": {"cat": 0.0, "dog": 0.001, "bird": 0.0}}}
+    rows = class_rows(metrics, gt, {})
+    assert [r["name"] for r in rows] == ["dog", "bird", "cat"]
+    metrics["bbox"]["per_category"]["bird"] = 1.0  # tied in both: by name
+    assert [r["name"] for r in class_rows(metrics, gt, {})] == ["bird", "dog", "cat"]
+
+
 @pytest.fixture()
 def dataset(tmp_path):
     (tmp_path / "images").mkdir()

@@ -44,3 +44,56 @@ def test_checksum_mismatch_leaves_nothing(tmp_path):
     with pytest.raises(DownloadError, match="download failed"):
         download((tmp_path / "absent-12345678.pth").as_uri(), cache=cache, progress=False)
     assert list(cache.iterdir()) == []
+
+
+def test_offline_failure_says_where_a_file_downloaded_by_hand_is_picked_up(tmp_path, monkeypatch):
+    """Offline, train's first fine-tuning step and ``convert maskrcnn_resnet50_fpn_coco`` said only
+    "download failed (<urlopen error ...>)". The message now names the URL, the exact path the file is
+    looked for at (and a file saved there is used), and ``--init FILE`` as the other way."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    from maskrcnn.interop import download as download_module
+    from maskrcnn.interop.weights import resolve_spec
+
+    payload = b"weights" * 1000
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    url = f"https://example.invalid/models/maskrcnn_resnet50_fpn_coco-{prefix}.pth"
+    monkeypatch.setitem(download_module.PUBLISHED, "maskrcnn_resnet50_fpn_coco", url)
+    monkeypatch.setenv("MASKRCNN_CACHE", str(tmp_path / "cache"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DownloadError) as info:
+        resolve_spec("maskrcnn_resnet50_fpn_coco")  # what train --config finetune starts from
+    message = str(info.value)
+    assert message.startswith(f"{url}: download failed (") and "train --init FILE" in message
+    target = tmp_path / "cache" / f"maskrcnn_resnet50_fpn_coco-{prefix}.pth"
+    assert f"save it as {target}: it is picked up from there" in message and prefix in message
+    assert not target.exists()
+    target.write_bytes(b"a page of HTML")  # a wrong file there is said to be wrong, not silently ignored
+    with pytest.raises(DownloadError, match=re.escape(f"{target} (the file there now is not it")):
+        resolve_spec("maskrcnn_resnet50_fpn_coco")
+    target.write_bytes(payload)  # the file downloaded by hand, where the message said: used, no network
+    assert resolve_spec("maskrcnn_resnet50_fpn_coco")["path"] == str(target)
+
+
+def test_http_error_is_no_offline_hint(tmp_path, monkeypatch):
+    """A 404 is an answer from the server: no "offline?" and no cache path, only the file's path instead."""
+    import urllib.error
+    import urllib.request
+
+    url = "https://example.invalid/models/gone-12345678.pth"
+
+    def not_found(*args, **kwargs):
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    with pytest.raises(DownloadError) as info:
+        download(url, cache=tmp_path / "cache", progress=False)
+    message = str(info.value)
+    assert message.startswith(f"{url}: download failed (HTTP Error 404: Not Found); give the file's path")
+    assert "offline?" not in message

@@ -205,7 +205,7 @@ def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
             raise ValueError(f"{path}: 'path' must be a folder, not {given!r}")
         candidate = root / given  # an absolute 'path' stays as it is
         if candidate.is_dir():
-            # "yolo3/../yolo3" shown as "yolo3" (in file names and the --train-images line): the lexical
+            # "yolo3/../yolo3" shown as "yolo3" (in file names and the images-folder hint): the lexical
             # form is kept only where it is the same folder (a symlink before '..' would make it another)
             tidy = Path(os.path.normpath(candidate))
             root = tidy if tidy.resolve() == candidate.resolve() else candidate

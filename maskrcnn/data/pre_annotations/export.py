@@ -22,8 +22,9 @@ with none (YOLO: an empty label file). YOLO names a label file by the image's pa
 of images ``a.jpg`` and ``a.png`` side by side only the first gets one (a warning names the other), as
 Ultralytics would give both the same labels. Mask images and cut-outs (``mask_files``) are written image
 by image as the run goes, from each image's own detections and pixels (``--export-min-area`` leaves out
-small cut-outs); images whose mask files would share a name (``a.jpg`` and ``a.png``) are named by their
-whole file name (``masks/a.jpg.png``).
+small cut-outs); images whose mask files would share a name (``a.jpg`` and ``a.png``, also when only one
+of them is predicted and the other lies beside it) are named by their whole file name
+(``masks/a.jpg.png``), as their overlays are (``overlay_paths``).
 """
 
 from __future__ import annotations
@@ -94,9 +95,17 @@ class PreAnnotationExport:
         self.instances: list = []
         self.left_out = [0, 0]  # detections with an empty mask (box), images they were on: left_out_note
         pixel_formats = [f for f in self.formats if f in PIXEL_FORMATS]
-        self.mask_files = MaskFiles(
-            out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
-            file_names=[relative_file_name(f, self.root) for f in files]) if pixel_formats else None
+        self.mask_files = None
+        if pixel_formats:
+            from maskrcnn.data.images import IMAGE_EXTENSIONS
+            from maskrcnn.overlay_paths import same_name_beside
+
+            # an image of the same name beside one of the run's (x.png by x.jpg) counts as a clash even when
+            # not predicted: a re-run with one of them alone names its files as before (and as its overlay)
+            beside = same_name_beside(files, IMAGE_EXTENSIONS)
+            self.mask_files = MaskFiles(
+                out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
+                file_names=[relative_file_name(f, self.root) for f in [*files, *beside]])
 
     def add(self, image_id: int, path: Path, height: int, width: int, det: dict, image=None) -> None:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``

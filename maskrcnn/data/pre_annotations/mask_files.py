@@ -53,13 +53,14 @@ def _targets(stem: str) -> list:
 
 def mask_file_stems(file_names: Sequence[str]) -> dict:
     """{image path: the name its mask files and cut-out folder take}: the path without its extension,
-    or the whole path (``a.jpg``) for images whose files would share a name with another image's."""
+    or the whole path (``a.jpg``) for images whose files would share a name with another image's, case
+    ignored (``y.jpg`` and ``Y.PNG``: one file on a macOS or Windows disk)."""
     names = sorted(set(file_names))
     stems = {f: PurePosixPath(f).with_suffix("").as_posix() for f in names}
     users: dict = {}  # (format, target) -> the images that would write it
     for f in names:
         for target in _targets(stems[f]):
-            users.setdefault(target, []).append(f)
+            users.setdefault((target[0], target[1].casefold()), []).append(f)
     clashing = {f for shared in users.values() if len(shared) > 1 for f in shared}
     return {f: (f if f in clashing else stems[f]) for f in names}
 
@@ -70,7 +71,8 @@ class MaskFiles:
     def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
                  min_area: int = 0, file_names: Sequence[str] = ()):
         """``file_names``: every image path of the run, known up front, so that images whose mask files
-        would share a name are told apart from the first one written (``mask_file_stems``)."""
+        would share a name are told apart from the first one written (``mask_file_stems``), and the images
+        of the same name beside them that the run does not predict (``PreAnnotationExport``)."""
         self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in PIXEL_FORMATS)
         self.stems = mask_file_stems(file_names)
         self.categories, self.min_area = list(categories), int(min_area)
@@ -86,14 +88,14 @@ class MaskFiles:
         """Whether ``file_name`` may have ``targets`` (paths under the format's folder); a warning when
         another image has one of them already."""
         for target in targets:
-            owner = self._owner.get((fmt, target))
+            owner = self._owner.get((fmt, target.casefold()))  # one file on a disk that ignores case
             if owner is not None:
                 what = "masks" if fmt == MASKS_DIR else "cut-outs"
                 print(f"pre-annotations: {fmt}: {file_name} left without {what}: {owner} has the same "
                       f"{'file' if fmt == MASKS_DIR else 'folder'} {fmt}/{target}", file=sys.stderr)
                 return False
         for target in targets:
-            self._owner[(fmt, target)] = file_name
+            self._owner[(fmt, target.casefold())] = file_name
         return True
 
     def add(self, file_name: str, path: Path, height: int, width: int, det: dict, image=None) -> None:
