@@ -30,9 +30,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from maskrcnn.commands.size_arg import MAX_SIDE, parse_size
-
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+from maskrcnn.commands.size_arg import MAX_SIDE, parse_size
 
 HELP = "time inference of a checkpoint"
 DEFAULT_SIZE = "800x1067"
