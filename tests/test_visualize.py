@@ -339,3 +339,22 @@ def test_label_cover_areas_in_one_broadcast_match_pairwise_overlaps():
     assert _covered(candidates, placed)[2] == 0.0
     assert np.allclose(_covered(candidates, placed)[1], ((placed[:, 2:] - placed[:, :2]).prod(axis=1)).sum())
     assert _covered(candidates, np.zeros((0, 4))).tolist() == [0.0] * 4  # nothing placed yet
+
+
+def test_draw_instances_takes_what_the_predictor_takes(tmp_path):
+    """A path was read as a 0-d array ("got shape ()"), uint16 refused: the image forms the Predictor
+    takes draw the same overlay as the uint8 array."""
+    u8 = to_uint8_hwc(_image())
+    det = _det()
+    want = np.asarray(draw_instances(u8, det))
+    path = tmp_path / "x.png"
+    Image.fromarray(u8).save(path)
+    forms = [str(path), path, path.read_bytes(), u8.astype(np.uint16) * 257,
+             (u8.astype(np.uint16) * 257).astype(">u2"), np.ma.masked_array(u8)]
+    for image in forms:
+        assert np.array_equal(np.asarray(draw_instances(image, det)), want), type(image)
+    with pytest.raises(TypeError, match=r"det is a list of results, one per image \(1 here\): pass one "
+                                        r"image's result, e.g. results\[0\]"):
+        draw_instances(u8, [det])
+    with pytest.raises(TypeError, match="expected a file path.*got NoneType"):
+        draw_instances(None, det)

@@ -223,3 +223,22 @@ def test_training_names_malformed_targets_and_takes_float64_images(tiny):
 def test_scripting_is_refused_with_a_pointer_to_export(tiny):
     with pytest.raises(RuntimeError, match="does not support torch.jit.script.*maskrcnn export"):
         torch.jit.script(tiny)
+
+
+@pytest.mark.parametrize("name", ["0..255", "normalised", "nan", "inf"])
+def test_inference_refuses_float_images_off_scale_or_not_finite(tiny, name):
+    """Without targets, 0..255, normalised and NaN images gave detections; they are refused with the
+    message training gives, in forward and in preprocess (the Predictor's stages)."""
+    tiny.eval()
+    image = {"0..255": torch.rand(3, 64, 80) * 255, "normalised": (torch.rand(3, 64, 80) - 0.45) / 0.225,
+             "nan": torch.full((3, 64, 80), float("nan")),
+             "inf": torch.rand(3, 64, 80).index_put_((torch.tensor(0), torch.tensor(1), torch.tensor(2)),
+                                                     torch.tensor(float("inf")))}[name]
+    match = "model: image 1: image holds NaN" if name in ("nan", "inf") else (
+        r"model: image 1: float image values span \[.*\], expected RGB in \[0, 1\]")
+    with torch.inference_mode(), pytest.raises(ValueError, match=match):
+        tiny([torch.rand(3, 48, 64), image])
+    with pytest.raises(ValueError, match=match):
+        tiny.preprocess([torch.rand(3, 48, 64), image])
+    ok = torch.rand(3, 64, 80) * 1.04 - 0.02  # a resize's ringing: within the slack, used
+    assert tiny.preprocess([ok])[0].shape == (1, 3, 64, 96)
