@@ -353,8 +353,8 @@ class Predictor:
             if self.device.type != "cpu" or self.dtype is not None:
                 raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
                                  f"device {self.device}, dtype {dtype}); for its float weights load it with "
-                                 "int8=False in Python; on the command line, use the float checkpoint it "
-                                 "was made from")
+                                 "int8=False in Python; on the command line drop --device/--dtype (INT8 "
+                                 "runs on the CPU) or use the float checkpoint it was made from.")
             optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False)
             apply_int8_section(self.model, int8, where=int8_source)
             self.int8_parts = list(self.model.int8_parts)
@@ -591,7 +591,8 @@ class Predictor:
         return self._predict_loaded(images)
 
     def _predict_loaded(self, images: list) -> list:
-        """``predict_tensors`` on images ``load`` has checked already (each is checked once): with
+        """``predict_tensors`` on images ``load`` has checked already (checked once, on load; the model's
+        ``preprocess`` is told so, per forward, tile and TTA view): with
         ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling."""
         if self.tta is not None:
             return [self._predict_tta(image) for image in images]
@@ -657,7 +658,8 @@ class Predictor:
         """The feature extractor (``dtype`` autocast) and the RPN on resized images: (features name ->
         (N, C, Hl, Wl) float32, [(h, w)] per image, proposals [(P, 4)] per image)."""
         model = self.model
-        batch, sizes = model.preprocess(images)  # (N, 3, Hp, Wp), [(h, w)] per image
+        # (N, 3, Hp, Wp), [(h, w)] per image; load() checked the values (no second min/max, no sync)
+        batch, sizes = model.preprocess(images, checked=True)
         if self.dtype is None:
             feats = model.features(batch)
         else:

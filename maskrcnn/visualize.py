@@ -83,7 +83,15 @@ def to_uint8_hwc(image) -> np.ndarray:
     from maskrcnn.predictor import load_image, plain_array
 
     where = "draw_instances: image"
-    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+    if isinstance(image, Image.Image):
+        from maskrcnn.data.images import exif_oriented
+
+        # turned here so that a corrupt EXIF block's warning names the caller's line, not the library's
+        image = exif_oriented(image, "draw_instances", stacklevel=3)
+        with warnings.catch_warnings():  # its tag still unreadable: warned once above
+            warnings.filterwarnings("ignore", message=r".*ignoring unreadable EXIF orientation")
+            image = load_image(image, where)  # (3, H, W) float32 in [0, 1], upright
+    elif isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
         image = load_image(image, where)  # (3, H, W) float32 in [0, 1], upright
     elif isinstance(image, np.ndarray):
         image = plain_array(image, where)  # masked, subclass or big-endian arrays: plain native values

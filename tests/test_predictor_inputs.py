@@ -306,6 +306,7 @@ def test_messages_fit_the_python_api(pred, tmp_path):
         Predictor.from_weights(tmp_path / "model.pth", device="tpu")
     with pytest.raises(ValueError, match="is a folder, not a checkpoint file"):
         Predictor.from_weights(tmp_path, device="cpu")
-    with pytest.raises(ValueError, match=r"int8=False in Python; on the command line, use the float "
-                                         r"checkpoint it was made from"):
+    with pytest.raises(ValueError, match=r"int8=False in Python; on the command line drop --device/"
+                                         r"--dtype \(INT8 runs on the CPU\) or use the float checkpoint "
+                                         r"it was made from\.$"):
         Predictor(pred.model, pred.cfg, int8={}, dtype="bfloat16")

@@ -358,3 +358,28 @@ def test_draw_instances_takes_what_the_predictor_takes(tmp_path):
         draw_instances(u8, [det])
     with pytest.raises(TypeError, match="expected a file path.*got NoneType"):
         draw_instances(None, det)
+
+
+def test_a_corrupt_exif_block_warns_once_at_the_callers_line(monkeypatch):
+    im = Image.fromarray(np.full((H, W, 3), 128, np.uint8))
+
+    def broken(self):
+        raise SyntaxError("bad EXIF")
+
+    monkeypatch.setattr(Image.Image, "getexif", broken)
+    with pytest.warns(UserWarning, match="^draw_instances: ignoring unreadable EXIF") as w:
+        out = draw_instances(im, _det(), ["bg", "a", "b"])
+    assert out.size == (W, H)
+    exif = [x for x in w if "EXIF" in str(x.message)]
+    assert len(exif) == 1 and exif[0].filename == __file__
+
+
+def test_a_16_bit_pil_image_and_a_masked_array():
+    u16 = np.full((H, W), 65535, np.uint16)
+    u16[:10] = 0
+    arr = to_uint8_hwc(Image.fromarray(u16))
+    assert arr.shape == (H, W, 3) and arr[:10].max() == 0 and arr[10:].min() == 255
+    masked = np.ma.masked_array(np.zeros((H, W, 3), np.uint8), mask=np.zeros((H, W, 3), bool))
+    masked.mask[0, 0, 0] = True
+    with pytest.raises(ValueError, match="masked values"):
+        to_uint8_hwc(masked)

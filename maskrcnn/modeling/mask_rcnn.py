@@ -61,7 +61,7 @@ class MaskRCNN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
 
-    def preprocess(self, images: list) -> tuple:
+    def preprocess(self, images: list, *, checked: bool = False) -> tuple:
         """Normalise and zero-pad into one (N, 3, Hp, Wp) tensor; returns (batch, [(Hi, Wi)]).
 
         ``images``: a list of (3, H, W) float RGB tensors in [0, 1], or one (N, 3, H, W) / (3, H, W)
@@ -69,13 +69,12 @@ class MaskRCNN(nn.Module):
         float32 model become float32, without a message). A float image off [0, 1] (0..255 values,
         mean/std-normalised ones) or holding NaN / infinity is refused as the Predictor refuses it: the
         model would misread it silently. One min/max per image, read back once for the batch (next to a
-        forward, nothing measurable)."""
+        forward, nothing measurable). ``checked=True``: the caller has checked the values already (the
+        Predictor on load, ``forward`` with its targets), so no second min/max and device sync, and
+        ``torch.compile(model.preprocess)`` has no host read to break its graph on."""
         images = _image_list(images)
-        _check_image_values(_read_back(_image_ranges(images)))
-        return self._normalise_and_pad(images)
-
-    def _normalise_and_pad(self, images: list) -> tuple:
-        """``preprocess`` of images checked already."""
+        if not checked:
+            _check_image_values(_read_back(_image_ranges(images)))
         sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
         d = max(1, int(self.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
@@ -104,7 +103,7 @@ class MaskRCNN(nn.Module):
             sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
             _check_targets(targets, sizes, num_classes=self.num_classes, images=images,
                            need_masks=self.roi_heads.mask_head is not None)
-            batch, sizes = self._normalise_and_pad(images)
+            batch, sizes = self.preprocess(images, checked=True)  # values checked with the targets
         feats = self.features(batch)
         rpn_feats = [feats[n] for n in self.rpn_in_features]
         proposals, rpn_losses = self.rpn(rpn_feats, sizes, batch.shape[-2:], targets, generator=generator)
@@ -136,6 +135,8 @@ def _image_list(images) -> list:
             raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
         if not img.is_floating_point():
             raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
+        if img.numel() == 0:
+            raise ValueError(f"model: image {i} is empty, shape {tuple(img.shape)}")
     return list(images)
 
 
