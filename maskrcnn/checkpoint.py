@@ -62,6 +62,8 @@ def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_nam
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:

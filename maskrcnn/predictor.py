@@ -35,7 +35,9 @@ Images given to the Python API (``__call__``), one or an iterable of them: file 
 EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
 (H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB; EXIF orientation
 applied as for files, by ``data.images.exif_oriented``, so that ``Image.open(f)`` and ``f`` give the same
-detections; an image turned already keeps its pixels). Arrays and tensors are used as given. Colour
+detections; an image turned already keeps its pixels). Arrays and tensors are used as given (numpy
+subclasses by their values, ``plain_array``: a masked array only when nothing is masked; big-endian
+arrays in native byte order). Colour
 order is RGB (PIL, imageio, torchvision); ``channels="BGR"`` reads 3-channel arrays and tensors in
 OpenCV's order (what ``cv2.imread`` gives, detectron2's default). Values: uint8 0..255, uint16
 0..65535 (arrays), or float in [0, 1]; a float image outside [0, 1] by more than ``FLOAT_RANGE_SLACK``
@@ -80,6 +82,24 @@ def default_class_names(num_classes: int) -> list:
 CHANNELS = ("RGB", "BGR")
 
 
+def plain_array(image, where: str):
+    """A numpy array of any kind as a plain ``np.ndarray`` in native byte order (a copy only where one is
+    needed): a subclass (``np.matrix``, ``np.memmap``, ...) by its values, a masked array by its data when
+    nothing is masked (masked pixels have no value to detect on: refused), a big-endian array (FITS,
+    astropy, ``'>u2'``) byte-swapped, since torch and the dtype checks take native numbers only."""
+    import numpy as np
+
+    if isinstance(image, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(image))
+        if masked:
+            raise ValueError(f"{where}: numpy masked array with {masked} masked values: fill them first "
+                             "(image.filled(0)), or pass image.data to use the values under the mask")
+    image = np.asarray(image)  # the base class: iterating a subclass could yield its rows as images
+    if not image.dtype.isnative:
+        image = image.astype(image.dtype.newbyteorder("="))
+    return image
+
+
 def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
     """A numpy array (H, W, C) / (H, W) or a PIL image (EXIF orientation applied) -> (C, H, W) tensor
     (uint8 or float, RGB); else unchanged."""
@@ -96,6 +116,7 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
                              ) from None
         return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     if isinstance(image, np.ndarray):
+        image = plain_array(image, where)
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
@@ -331,8 +352,9 @@ class Predictor:
 
             if self.device.type != "cpu" or self.dtype is not None:
                 raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
-                                 f"device {self.device}, dtype {dtype}); load it with int8=False to run "
-                                 "its float weights")
+                                 f"device {self.device}, dtype {dtype}); for its float weights load it with "
+                                 "int8=False in Python; on the command line drop --device/--dtype (INT8 "
+                                 "runs on the CPU) or use the float checkpoint it was made from.")
             optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False)
             apply_int8_section(self.model, int8, where=int8_source)
             self.int8_parts = list(self.model.int8_parts)
@@ -498,16 +520,7 @@ class Predictor:
         """A file path, encoded image bytes, tensor, numpy array or PIL image -> (3, H, W) float32 in
         [0, 1] at its original size (on the tensor's device, else the CPU); see the module docstring for
         the conventions. ``channels="BGR"``: a 3-channel array or tensor is in OpenCV's order."""
-        if isinstance(item, (str, os.PathLike)):
-            from maskrcnn.data.images import read_image
-
-            return read_image(Path(item))
-        if isinstance(item, (bytes, bytearray, memoryview)):  # a file's content, e.g. an HTTP upload
-            from maskrcnn.data.images import decode_image_bytes
-
-            return decode_image_bytes(bytes(item), name=f"image {index} (bytes, read as an encoded image "
-                                      "file; give a path as str or Path)")
-        return _as_float_image(item, f"image {index}", channels)
+        return load_image(item, f"image {index}", channels=channels)
 
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]], *, channels: str = "RGB") -> list:
         """Detections per image (a list even for one image), on the CPU, in original coordinates:
@@ -578,7 +591,8 @@ class Predictor:
         return self._predict_loaded(images)
 
     def _predict_loaded(self, images: list) -> list:
-        """``predict_tensors`` on images ``load`` has checked already (each is checked once): with
+        """``predict_tensors`` on images ``load`` has checked already (checked once, on load; the model's
+        ``preprocess`` is told so, per forward, tile and TTA view): with
         ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling."""
         if self.tta is not None:
             return [self._predict_tta(image) for image in images]
@@ -644,7 +658,8 @@ class Predictor:
         """The feature extractor (``dtype`` autocast) and the RPN on resized images: (features name ->
         (N, C, Hl, Wl) float32, [(h, w)] per image, proposals [(P, 4)] per image)."""
         model = self.model
-        batch, sizes = model.preprocess(images)  # (N, 3, Hp, Wp), [(h, w)] per image
+        # (N, 3, Hp, Wp), [(h, w)] per image; load() checked the values (no second min/max, no sync)
+        batch, sizes = model.preprocess(images, checked=True)
         if self.dtype is None:
             feats = model.features(batch)
         else:
@@ -876,14 +891,31 @@ class Predictor:
         return {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in det.items()}
 
 
+def load_image(item: ImageLike, where: str, *, channels: str = "RGB") -> torch.Tensor:
+    """``Predictor.load`` of one image named ``where`` in messages: (3, H, W) float32 in [0, 1]. Also what
+    ``draw_instances`` reads, so that an overlay is drawn on the pixels the Predictor saw."""
+    if isinstance(item, (str, os.PathLike)):
+        from maskrcnn.data.images import read_image
+
+        return read_image(Path(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):  # a file's content, e.g. an HTTP upload
+        from maskrcnn.data.images import decode_image_bytes
+
+        return decode_image_bytes(bytes(item), name=f"{where} (bytes, read as an encoded image file; give "
+                                  "a path as str or Path)")
+    return _as_float_image(item, where, channels)
+
+
 def _is_one_image(images) -> bool:
-    """One image (not a list of them): a (C, H, W) / (H, W) tensor, a numpy array (H, W[, C]) or a PIL
-    image."""
+    """One image (not a list of them): a (C, H, W) / (H, W) tensor, a numpy array (H, W[, C]) of any
+    ndarray subclass (a masked array's rows are not images) or a PIL image."""
+    import numpy as np
+
     if isinstance(images, torch.Tensor):
         return images.dim() in (2, 3)
     if type(images).__module__.startswith("PIL.") and hasattr(images, "mode"):
         return True
-    return type(images).__module__ == "numpy" and getattr(images, "ndim", 0) in (2, 3)
+    return isinstance(images, np.ndarray) and images.ndim in (2, 3)
 
 
 def _some(keys: Sequence[str], n: int = 5) -> str:

@@ -2,9 +2,10 @@
 
 Shapes: D detections, H x W the image, K keypoints per instance.
 
-``draw_instances(image, det, class_names)`` takes the image in any of the forms the library handles
-((3, H, W) float in [0, 1], (3, H, W) or (H, W, 3) uint8, a PIL image, turned upright by its EXIF
-orientation as the Predictor and ``read_image`` turn it) and the detections of one image
+``draw_instances(image, det, class_names)`` takes the image in any of the forms the Predictor takes
+(a file path or encoded bytes, a PIL image, turned upright by its EXIF orientation as the Predictor and
+``read_image`` turn it; (3, H, W) float in [0, 1]; (3, H, W) or (H, W, 3) uint8 or uint16) and the
+detections of one image (a dict: ``results[0]`` of a Predictor's list)
 in the same coordinates (``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,), optional ``masks``
 (D, H, W) bool, optional ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K)) and returns a PIL RGB
 image. Line widths and the font grow with the image (its longer side, at most twice its shorter one:
@@ -29,7 +30,7 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -75,22 +76,41 @@ def colors_by_score(scores) -> tuple:
 
 
 def to_uint8_hwc(image) -> np.ndarray:
-    """Any supported image form -> (H, W, 3) uint8 numpy array (a copy)."""
-    if isinstance(image, Image.Image):  # upright, as the Predictor saw it: the boxes are in those coordinates
+    """Any image the Predictor takes -> (H, W, 3) uint8 numpy array (a copy). Files, encoded bytes and
+    PIL images are read as the Predictor reads them (``predictor.load_image``: EXIF orientation, 16-bit
+    modes scaled), so the overlay is drawn on the pixels it saw; arrays and tensors also channels first
+    or last, uint8, uint16 (0..65535) or float in [0, 1]."""
+    from maskrcnn.predictor import load_image, plain_array
+
+    where = "draw_instances: image"
+    if isinstance(image, Image.Image):
         from maskrcnn.data.images import exif_oriented
 
-        return np.array(exif_oriented(image, "draw_instances", stacklevel=3).convert("RGB"))
-    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        # turned here so that a corrupt EXIF block's warning names the caller's line, not the library's
+        image = exif_oriented(image, "draw_instances", stacklevel=3)
+        with warnings.catch_warnings():  # its tag still unreadable: warned once above
+            warnings.filterwarnings("ignore", message=r".*ignoring unreadable EXIF orientation")
+            image = load_image(image, where)  # (3, H, W) float32 in [0, 1], upright
+    elif isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+        image = load_image(image, where)  # (3, H, W) float32 in [0, 1], upright
+    elif isinstance(image, np.ndarray):
+        image = plain_array(image, where)  # masked, subclass or big-endian arrays: plain native values
+    elif not isinstance(image, torch.Tensor):
+        raise TypeError(f"{where}: expected a file path, an encoded image's bytes, a PIL image, a numpy "
+                        f"array or a tensor, got {type(image).__name__}")
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else image
     if arr.ndim == 2:
         arr = arr[None]  # grey (H, W) -> (1, H, W)
     if arr.ndim != 3:
         raise ValueError(f"draw_instances: image must be (3, H, W) or (H, W, 3), got shape {arr.shape}")
     floating = np.issubdtype(arr.dtype, np.floating)
     # Channels first unless the last axis alone looks like channels; float images are (3, H, W) by the
-    # library's convention, uint8 ones (H, W, 3) by PIL's / numpy's.
+    # library's convention, integer ones (H, W, 3) by PIL's / numpy's.
     chw = arr.shape[0] in (1, 3, 4) and not (arr.shape[-1] in (1, 3, 4) and not floating)
     if chw:
         arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    if arr.dtype == np.uint16:  # 16-bit PNG / TIFF, 0..65535: as the Predictor scales it
+        arr, floating = arr.astype(np.float32) / 65535.0, True
     if floating:
         arr = arr.astype(np.float32)
         finite = arr[np.isfinite(arr)]
@@ -101,7 +121,8 @@ def to_uint8_hwc(image) -> np.ndarray:
                              ": divide 0..255 values by 255, or pass uint8")
         arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif arr.dtype != np.uint8:
-        raise ValueError(f"draw_instances: unsupported image dtype {arr.dtype} (float in [0, 1] or uint8)")
+        raise ValueError(f"draw_instances: unsupported image dtype {arr.dtype} (float in [0, 1], uint8 or "
+                         "uint16)")
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] == 4:
@@ -109,6 +130,16 @@ def to_uint8_hwc(image) -> np.ndarray:
     elif arr.shape[2] != 3:
         raise ValueError(f"draw_instances: image has {arr.shape[2]} channels, expected 1, 3 or 4")
     return np.array(arr, dtype=np.uint8, order="C", copy=True)  # never draw on the caller's array
+
+
+def _check_one_result(det, name: str) -> None:
+    """TypeError unless ``det`` is one image's dict: the Predictor returns a list, one per image."""
+    if isinstance(det, Mapping):
+        return
+    if isinstance(det, (list, tuple)):
+        raise TypeError(f"{name} is a {type(det).__name__} of results, one per image ({len(det)} here): pass "
+                        "one image's result, e.g. results[0]")
+    raise TypeError(f"{name} must be one image's detections (a dict), got {type(det).__name__}")
 
 
 def _np(x) -> Optional[np.ndarray]:
@@ -321,6 +352,7 @@ def draw_instances(
 
     Defaults draw everything as given (score_thresh 0, own size); the commands pass
     ``overlay_defaults.OVERLAY_SCORE_THRESH`` and ``OVERLAY_MIN_SIZE``."""
+    _check_one_result(det, "draw_instances: det")
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
@@ -464,6 +496,7 @@ def draw_targets(
     regions are hatched with light and dark stripes and outlined in black instead of tinted, so that
     they never read as one more instance, and labelled "<class> (crowd)". ``names_shown``: as for
     ``draw_instances``."""
+    _check_one_result(target, "draw_targets: target")
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     boxes = _np(target.get("boxes"))

@@ -271,3 +271,42 @@ def test_draw_instances_refuses_0_255_floats(rgb):
         draw_instances(rgb.astype(np.float32), det)
     drawn = np.asarray(draw_instances(rgb.astype(np.float32) / 255, det))
     assert np.array_equal(drawn, np.asarray(draw_instances(rgb, det)))
+
+
+def test_numpy_subclasses_are_one_image_by_their_values(pred, rgb, ref):
+    """A masked array (or any ndarray subclass) was taken for a batch: its 40 rows, 40 results."""
+
+    class Tagged(np.ndarray):  # what libraries wrapping arrays (astropy, xarray's data) hand over
+        pass
+
+    for image in (np.ma.masked_array(rgb), rgb.view(Tagged)):
+        out = pred(image)
+        assert len(out) == 1
+        _same(out[0], ref)
+    assert len(pred(np.ma.masked_array(np.stack([rgb, rgb])))) == 2  # (N, H, W, 3): N images
+    holes = np.ma.masked_array(rgb, mask=np.zeros(rgb.shape, bool))
+    holes[3, 4] = np.ma.masked  # a masked pixel has no value to detect on
+    with pytest.raises(ValueError, match=r"image 0: numpy masked array with 3 masked values.*filled"):
+        pred(holes)
+
+
+def test_big_endian_arrays_read_as_native_ones(pred, rgb, ref):
+    """FITS / astropy arrays are big-endian: '>u2' was "dtype >u2 not supported (... uint16 ...)", '>f4'
+    torch's byte-order error."""
+    _same(pred((rgb.astype(np.uint16) * 257).astype(">u2"))[0], ref)
+    as_float = rgb.astype(np.float32) / 255
+    _same(pred(as_float.astype(">f4"))[0], pred(as_float)[0])
+
+
+@pytest.mark.filterwarnings("ignore::maskrcnn.engine.device.EmulatedBF16Warning")
+def test_messages_fit_the_python_api(pred, tmp_path):
+    """Python callers were told of --device, and of a missing file for a folder; the INT8 refusal says
+    what to do in Python and on the command line alike."""
+    with pytest.raises(ValueError, match=r"^device 'tpu': expected auto, cpu, cuda or cuda:N$"):
+        Predictor.from_weights(tmp_path / "model.pth", device="tpu")
+    with pytest.raises(ValueError, match="is a folder, not a checkpoint file"):
+        Predictor.from_weights(tmp_path, device="cpu")
+    with pytest.raises(ValueError, match=r"int8=False in Python; on the command line drop --device/"
+                                         r"--dtype \(INT8 runs on the CPU\) or use the float checkpoint "
+                                         r"it was made from\.$"):
+        Predictor(pred.model, pred.cfg, int8={}, dtype="bfloat16")

@@ -339,3 +339,47 @@ def test_label_cover_areas_in_one_broadcast_match_pairwise_overlaps():
     assert _covered(candidates, placed)[2] == 0.0
     assert np.allclose(_covered(candidates, placed)[1], ((placed[:, 2:] - placed[:, :2]).prod(axis=1)).sum())
     assert _covered(candidates, np.zeros((0, 4))).tolist() == [0.0] * 4  # nothing placed yet
+
+
+def test_draw_instances_takes_what_the_predictor_takes(tmp_path):
+    """A path was read as a 0-d array ("got shape ()"), uint16 refused: the image forms the Predictor
+    takes draw the same overlay as the uint8 array."""
+    u8 = to_uint8_hwc(_image())
+    det = _det()
+    want = np.asarray(draw_instances(u8, det))
+    path = tmp_path / "x.png"
+    Image.fromarray(u8).save(path)
+    forms = [str(path), path, path.read_bytes(), u8.astype(np.uint16) * 257,
+             (u8.astype(np.uint16) * 257).astype(">u2"), np.ma.masked_array(u8)]
+    for image in forms:
+        assert np.array_equal(np.asarray(draw_instances(image, det)), want), type(image)
+    with pytest.raises(TypeError, match=r"det is a list of results, one per image \(1 here\): pass one "
+                                        r"image's result, e.g. results\[0\]"):
+        draw_instances(u8, [det])
+    with pytest.raises(TypeError, match="expected a file path.*got NoneType"):
+        draw_instances(None, det)
+
+
+def test_a_corrupt_exif_block_warns_once_at_the_callers_line(monkeypatch):
+    im = Image.fromarray(np.full((H, W, 3), 128, np.uint8))
+
+    def broken(self):
+        raise SyntaxError("bad EXIF")
+
+    monkeypatch.setattr(Image.Image, "getexif", broken)
+    with pytest.warns(UserWarning, match="^draw_instances: ignoring unreadable EXIF") as w:
+        out = draw_instances(im, _det(), ["bg", "a", "b"])
+    assert out.size == (W, H)
+    exif = [x for x in w if "EXIF" in str(x.message)]
+    assert len(exif) == 1 and exif[0].filename == __file__
+
+
+def test_a_16_bit_pil_image_and_a_masked_array():
+    u16 = np.full((H, W), 65535, np.uint16)
+    u16[:10] = 0
+    arr = to_uint8_hwc(Image.fromarray(u16))
+    assert arr.shape == (H, W, 3) and arr[:10].max() == 0 and arr[10:].min() == 255
+    masked = np.ma.masked_array(np.zeros((H, W, 3), np.uint8), mask=np.zeros((H, W, 3), bool))
+    masked.mask[0, 0, 0] = True
+    with pytest.raises(ValueError, match="masked values"):
+        to_uint8_hwc(masked)

@@ -116,7 +116,7 @@ def run(args) -> int:
         cfg.solver.steps = tuple(max(1, int(s * ratio)) for s in base.solver.steps)
         cfg.solver.warmup_iters = min(base.solver.warmup_iters, max(1, args.iters // 10))
         cfg.solver.checkpoint_period = max(1, int(base.solver.checkpoint_period * ratio))
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, what="--device")
 
     data_dir = out / "data"
     if (data_dir / "train.json").is_file() and (data_dir / "val.json").is_file():

@@ -161,7 +161,8 @@ def run_training(args) -> dict:
         val_json=data["val_json"],
         val_images=data["val_images"],
         output=args.output,
-        device=resolve_device(args.device) if args.device else None,  # None: the config's (the run's)
+        # None: the config's (the run's)
+        device=resolve_device(args.device, what="--device") if args.device else None,
         resume=args.resume,
         overwrite=args.overwrite,
         asked_num_classes=(cfg.model.num_classes if _sets_key(written, overrides, "model.num_classes")

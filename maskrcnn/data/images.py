@@ -62,7 +62,7 @@ FLOAT_RANGE_SLACK = 0.1
 
 def check_float_range(image: torch.Tensor, where: str) -> None:
     """Refuse a float image holding NaN or infinity, or values on another scale than [0, 1] (one min/max):
-    the Predictor's check (the model's training forward checks the same with ``float_range_problem``)."""
+    the Predictor's check (the model's ``preprocess`` checks the same with ``float_range_problem``)."""
     lo, hi = (float(v) for v in torch.aminmax(image))  # NaN anywhere makes both NaN
     problem = float_range_problem(lo, hi, where)
     if problem:

@@ -83,17 +83,18 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """``"auto"`` (or None) -> cuda when available, else cpu; anything else is passed to torch.device."""
+def resolve_device(device: Union[str, torch.device, None], *, what: str = "device") -> torch.device:
+    """``"auto"`` (or None) -> cuda when available, else cpu; anything else is passed to torch.device.
+    ``what`` names the value in messages: "device" (an argument, from Python or a command's --device
+    alike), or where else it came from ("the config's device")."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError:  # torch's message lists its twenty device types, naming neither key nor choices
-        raise ValueError(f"device {str(device)!r} (--device or the config's device): expected auto, cpu, "
-                         f"cuda or cuda:N") from None
+        raise ValueError(f"{what} {str(device)!r}: expected auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+        raise ValueError(f"{what} {str(device)!r} requested but CUDA is not available")
     return dev
 
 

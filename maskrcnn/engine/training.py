@@ -413,7 +413,7 @@ def build_training(
         cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
                                            from_checkpoint=resuming, notes=resume_notes)
         run_classes = run_classes if resuming else ()
-    device = resolve_device(cfg.device) if device is None else device
+    device = resolve_device(cfg.device, what="the config's device") if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size, reads=init_reads)

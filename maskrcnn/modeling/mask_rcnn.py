@@ -10,8 +10,9 @@ coordinates of the image given. ``model(images, targets)`` -> dict of scalar los
 a target is ``{"boxes" (M, 4), "labels" (M,), "masks" (M, Hi, Wi)}`` (+ ``iscrowd`` (M,) bool,
 ``keypoints`` (M, J, 3), ``has_mask`` (M,) bool: False leaves that gt out of the mask loss), boxes
 xyxy finite with x2 >= x1, labels in 1..num_classes-1, masks bool or 0/1: anything else is refused in
-one line (``_check_targets``), as is a float image off [0, 1] when targets are given. TorchScript is
-not supported (``torch.jit.script`` raises ``SCRIPTING_UNSUPPORTED``); export or torch.compile instead.
+one line (``_check_targets``), as is a float image off [0, 1] or holding NaN / infinity, with targets
+or without (``preprocess``: one min/max per image). TorchScript is not supported (``torch.jit.script``
+raises ``SCRIPTING_UNSUPPORTED``); export or torch.compile instead.
 
 Top-level state-dict keys: ``backbone.*`` (backbone.py), ``fpn.*`` (fpn.py), ``rpn.head.*`` (rpn.py),
 ``roi_heads.{box_head,box_predictor,mask_head,keypoint_head}.*`` (the head modules). See
@@ -60,23 +61,20 @@ class MaskRCNN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
 
-    def preprocess(self, images: list) -> tuple:
+    def preprocess(self, images: list, *, checked: bool = False) -> tuple:
         """Normalise and zero-pad into one (N, 3, Hp, Wp) tensor; returns (batch, [(Hi, Wi)]).
 
         ``images``: a list of (3, H, W) float RGB tensors in [0, 1], or one (N, 3, H, W) / (3, H, W)
         tensor. Any float dtype is taken and converted to the model's own (float64 / float16 images of a
-        float32 model become float32, without a message). Their value range is checked with targets only
-        (``_check_targets``: the Predictor checks its inputs itself)."""
-        if isinstance(images, torch.Tensor) and images.dim() == 3:
-            images = [images]
-        if len(images) == 0:
-            raise ValueError("model: got an empty list of images")
-        for i, img in enumerate(images):
-            if not isinstance(img, torch.Tensor) or img.dim() != 3 or img.shape[0] != 3:
-                shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
-                raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
-            if not img.is_floating_point():
-                raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
+        float32 model become float32, without a message). A float image off [0, 1] (0..255 values,
+        mean/std-normalised ones) or holding NaN / infinity is refused as the Predictor refuses it: the
+        model would misread it silently. One min/max per image, read back once for the batch (next to a
+        forward, nothing measurable). ``checked=True``: the caller has checked the values already (the
+        Predictor on load, ``forward`` with its targets), so no second min/max and device sync, and
+        ``torch.compile(model.preprocess)`` has no host read to break its graph on."""
+        images = _image_list(images)
+        if not checked:
+            _check_image_values(_read_back(_image_ranges(images)))
         sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
         d = max(1, int(self.size_divisibility))  # 0: no padding multiple (detectron2's C4 models)
         hp = int(math.ceil(max(s[0] for s in sizes) / d) * d)
@@ -97,13 +95,15 @@ class MaskRCNN(nn.Module):
     def forward(self, images: list, targets: list = None, generator: torch.Generator = None):
         if self.training and targets is None:
             raise ValueError("model: in training mode targets are required (call model.eval() to predict)")
-        if targets is not None:  # before the images: a dict's keys would be counted as targets
-            _check_target_container(targets)
-        batch, sizes = self.preprocess(images)
-        if targets is not None:
-            one = isinstance(images, torch.Tensor) and images.dim() == 3
-            _check_targets(targets, sizes, num_classes=self.num_classes, images=[images] if one else images,
+        if targets is None:
+            batch, sizes = self.preprocess(images)
+        else:  # the images' values read back with the targets' (one host read per forward)
+            _check_target_container(targets)  # before the images: a dict's keys would be counted as targets
+            images = _image_list(images)
+            sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
+            _check_targets(targets, sizes, num_classes=self.num_classes, images=images,
                            need_masks=self.roi_heads.mask_head is not None)
+            batch, sizes = self.preprocess(images, checked=True)  # values checked with the targets
         feats = self.features(batch)
         rpn_feats = [feats[n] for n in self.rpn_in_features]
         proposals, rpn_losses = self.rpn(rpn_feats, sizes, batch.shape[-2:], targets, generator=generator)
@@ -120,6 +120,43 @@ class MaskRCNN(nn.Module):
     @property
     def rpn_in_features(self) -> list:
         return list(self.fpn.out_names) if self.fpn is not None else [self.backbone.stage_names[-1]]
+
+
+def _image_list(images) -> list:
+    """``images`` as a list of (3, H, W) float tensors (a (3, H, W) or (N, 3, H, W) tensor split), or one
+    line naming the first that is not one."""
+    if isinstance(images, torch.Tensor) and images.dim() == 3:
+        images = [images]
+    if len(images) == 0:
+        raise ValueError("model: got an empty list of images")
+    for i, img in enumerate(images):
+        if not isinstance(img, torch.Tensor) or img.dim() != 3 or img.shape[0] != 3:
+            shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
+            raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
+        if not img.is_floating_point():
+            raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
+        if img.numel() == 0:
+            raise ValueError(f"model: image {i} is empty, shape {tuple(img.shape)}")
+    return list(images)
+
+
+def _image_ranges(images: list) -> list:
+    """Per image its [min, max], a (2,) tensor on its device (NaN anywhere makes both NaN)."""
+    return [torch.stack(torch.aminmax(img.detach())) for img in images]
+
+
+def _read_back(stats: list) -> list:
+    """(k,) tensors -> one flat list of floats: one host read (one device sync on a GPU) for all."""
+    return torch.cat([v.double().to(stats[0].device) for v in stats]).tolist()
+
+
+def _check_image_values(values: list) -> None:
+    """Refuse the first image whose range (``values``: min, max of image 0, then of image 1, ...) is off
+    [0, 1] or not finite, in ``float_range_problem``'s words (the Predictor's)."""
+    for i in range(len(values) // 2):
+        problem = float_range_problem(values[2 * i], values[2 * i + 1], f"model: image {i}")
+        if problem:
+            raise ValueError(problem)
 
 
 def _check_target_container(targets) -> None:
@@ -169,7 +206,7 @@ def _check_targets(targets: list, sizes: list, *, num_classes: int, need_masks: 
         if boxes.shape[0]:
             checked.append((i, labels, boxes, masks if need_masks and masks.dtype != torch.bool else None))
     # the values: per image [min, max]; per target [label min, label max, boxes bad, mask min, mask max]
-    stats = [torch.stack(torch.aminmax(img.detach())) for img in images]
+    stats = _image_ranges(images)
     for _, labels, boxes, masks in checked:
         b = boxes.detach()
         good = torch.isfinite(b).all() & (b[:, 2:] >= b[:, :2]).all()
@@ -178,12 +215,8 @@ def _check_targets(targets: list, sizes: list, *, num_classes: int, need_masks: 
                                 span.double()]))
     if not stats:
         return
-    device = stats[0].device
-    values = torch.cat([v.double().to(device) for v in stats]).tolist()  # the one host read
-    for i, _ in enumerate(images):
-        problem = float_range_problem(values[2 * i], values[2 * i + 1], f"model: image {i}")
-        if problem:
-            raise ValueError(problem)
+    values = _read_back(stats)
+    _check_image_values(values[: 2 * len(images)])
     rows = values[2 * len(images):]
     for k, (i, _, _, masks) in enumerate(checked):
         lo, hi, bad_boxes, mlo, mhi = rows[5 * k: 5 * k + 5]

@@ -266,3 +266,26 @@ def test_numpy_and_torch_values_set_by_assignment_build_as_their_numbers():
 def test_build_model_takes_a_config_object_only(cfg):
     with pytest.raises(TypeError, match=f"expects a maskrcnn.config.Config, got {type(cfg).__name__} "):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("name", ["0..255", "normalised", "nan", "inf", "empty"])
+def test_inference_refuses_float_images_off_scale_or_not_finite(tiny, name):
+    """Without targets, 0..255, normalised and NaN images gave detections; they are refused with the
+    message training gives, in forward and in preprocess (the Predictor's stages)."""
+    tiny.eval()
+    image = {"0..255": torch.rand(3, 64, 80) * 255, "normalised": (torch.rand(3, 64, 80) - 0.45) / 0.225,
+             "nan": torch.full((3, 64, 80), float("nan")),
+             "inf": torch.rand(3, 64, 80).index_put_((torch.tensor(0), torch.tensor(1), torch.tensor(2)),
+                                                     torch.tensor(float("inf"))),
+             "empty": torch.rand(3, 0, 40)}[name]
+    match = "model: image 1: image holds NaN" if name in ("nan", "inf") else (
+        r"model: image 1 is empty, shape \(3, 0, 40\)" if name == "empty" else
+        r"model: image 1: float image values span \[.*\], expected RGB in \[0, 1\]")
+    with torch.inference_mode(), pytest.raises(ValueError, match=match):
+        tiny([torch.rand(3, 48, 64), image])
+    with pytest.raises(ValueError, match=match):
+        tiny.preprocess([torch.rand(3, 48, 64), image])
+    if name != "empty":  # checked=True: the caller checked the values (the Predictor on load)
+        assert tiny.preprocess([image], checked=True)[0].shape == (1, 3, 64, 96)
+    ok = torch.rand(3, 64, 80) * 1.04 - 0.02  # a resize's ringing: within the slack, used
+    assert tiny.preprocess([ok])[0].shape == (1, 3, 64, 96)
