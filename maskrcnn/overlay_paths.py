@@ -32,3 +32,12 @@ def overlay_relpath(file_name: str, used: set) -> str:
         n += 1
     used.add(f"{path}_{n}.png")
     return f"{path}_{n}.png"
+
+
+def safe_file_name(file_name: str) -> str:
+    """``file_name`` with each control character (newline, tab, escape, ...), line / paragraph separator
+    and bidi control replaced by ``_``: a newline inside an overlay's name broke every listing of the
+    folder and every line naming it (``shown_text`` decides which characters those are)."""
+    from maskrcnn.shown_text import is_unshowable
+
+    return "".join("_" if is_unshowable(c) else c for c in str(file_name))

@@ -14,6 +14,13 @@ Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame
 happens with bad input"); split such a file into one file per frame to use every frame. MPO JPEGs (the
 photo plus its preview or depth map, as phones and cameras write them) are read as the photo, quietly.
 
+Image size: a file of more than ``max_image_pixels()`` pixels (PIL's decompression-bomb limit, 178.9 MP,
+unless the environment variable ``MASKRCNN_MAX_IMAGE_PIXELS`` says another number, for whole-slide scans
+and aerial panoramas) is refused from its header, before any pixel is decoded, in one line naming the
+file, its megapixels and the way to raise the limit (``ImageTooLargeError``). PIL's own check (and its
+warning above 89 MP, which names no file) is replaced by ours for the length of each open
+(``_pil_size_check_off``), so the limit is applied per call, not by changing PIL's setting for the process.
+
 An image reported missing whose name the file-system encoding cannot spell (PYTHONUTF8=0 LC_ALL=C: ASCII)
 says so (``unnameable_note``), with the fix: the file may well be there.
 """
@@ -24,7 +31,9 @@ import io
 import math
 import os
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
@@ -48,6 +57,7 @@ __all__ = [
     "unnameable_note",
     "list_images",
     "list_images_and_passed_over",
+    "max_image_pixels",
     "read_image",
 ]
 
@@ -97,24 +107,110 @@ class MultiFrameWarning(UserWarning):
     """A multi-frame file was read as its first frame only."""
 
 
-def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] from any PIL mode."""
+def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = False) -> np.ndarray:
+    """(H, W, 3) float32 from any PIL mode, in [0, 1] except as said below; ValueError naming ``name``
+    for values that are no image.
+
+    High bit depth grayscale is scaled here (PIL's convert("RGB") would clip at 255): "I;16*" and "I" (the
+    mode of 16-bit PNGs in some Pillow versions and of 16-bit data converted) by 65535 whatever their
+    largest value (a dark 16-bit image read by its maximum came out 257 times brighter), values outside
+    0..65535 refused. Float ("F"): from a file, NaN reads as 0 (said once, in a warning naming the file;
+    an image all NaN is refused) and values above 1 are taken as the 0..255 scale; handed over in memory
+    (``in_memory``: a PIL image given to the Predictor) the floats are returned as they are, for the
+    numpy rules (NaN, infinity or values off [0, 1] refused by ``check_float_range``)."""
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
-        # High bit depth grayscale: PIL's convert("RGB") would clip at 255, so scale ourselves.
         array = np.asarray(img).astype(np.float32)  # (H, W)
-        if mode.startswith("I;16"):
+        if mode != "F":
+            if array.size and (array.min() < 0 or array.max() > 65535):
+                raise ImageReadError(f"{name}: integer image (mode {mode}) values span [{array.min():.0f}, "
+                                 f"{array.max():.0f}], outside the 16-bit scale 0..65535")
             array = array / 65535.0
-        elif mode == "I":
-            # 16-bit PNGs open as "I" in some Pillow versions; 8-bit data stays on the 0..255 scale.
-            array = array / (65535.0 if array.size and array.max() > 255 else 255.0)
-        else:  # F: floats, taken as [0, 1] unless they are clearly on the 0..255 scale
-            array = array / (255.0 if array.size and np.nanmax(array) > 1.0 else 1.0)
-        array = np.nan_to_num(np.clip(array, 0.0, 1.0))
+        elif in_memory:
+            return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)
+        else:
+            array = _float_file_array(array, name)
         return np.repeat(array[:, :, None], 3, axis=2)
     if mode != "RGB":
         img = img.convert("RGB")  # palette, gray, alpha, CMYK, YCbCr, bilevel ...
     return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
+    """A float file's (H, W) values -> [0, 1]: NaN as 0 (said once; all NaN refused), on the 0..255 scale
+    when above 1. No numpy warning: NaN is found first and left out of the maximum."""
+    nan = np.isnan(array)
+    n_nan = int(nan.sum())
+    if n_nan:
+        if n_nan == array.size:
+            raise ImageReadError(f"{name}: every pixel is NaN (not a number): no image to read")
+        warnings.warn(f"{name}: {n_nan} of {array.size} pixels are NaN (not a number); read as 0 (black)",
+                      stacklevel=4)
+        array = np.where(nan, 0.0, array).astype(np.float32)
+    array = array / (255.0 if array.size and array.max() > 1.0 else 1.0)
+    return np.clip(array, 0.0, 1.0)
+
+
+# PIL's decompression-bomb limit: DecompressionBombError above twice Image.MAX_IMAGE_PIXELS.
+MAX_PIXELS_ENV = "MASKRCNN_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels(pil_limit: Optional[int] = -1) -> Optional[int]:
+    """The most pixels (width x height) an image file may have to be read: ``MASKRCNN_MAX_IMAGE_PIXELS``
+    when set (a positive whole number; "0" or "none": no limit), else PIL's error limit, twice
+    ``Image.MAX_IMAGE_PIXELS`` (178956970 by default; None when PIL's limit was turned off).
+    ``pil_limit``: ``Image.MAX_IMAGE_PIXELS`` as it stood (read now when -1)."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if value:
+        if value.lower() in ("0", "none"):
+            return None
+        try:
+            limit = int(value.replace("_", ""))
+        except ValueError:
+            limit = -1
+        if limit < 1:
+            raise ValueError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels (e.g. 1000000000), "
+                             "or 0 for no limit")
+        return limit
+    pil_limit = Image.MAX_IMAGE_PIXELS if pil_limit == -1 else pil_limit
+    return None if pil_limit is None else 2 * int(pil_limit)
+
+
+_pil_lock = threading.Lock()
+_pil_state = {"users": 0, "saved": None}
+
+
+@contextmanager
+def _pil_size_check_off():
+    """PIL's process-wide bomb check off for the length of our opens (threads counted, the first one in
+    saving PIL's setting and the last one out restoring it), so that our per-call limit decides; yields
+    that limit (``max_image_pixels``, from PIL's setting as it stood before)."""
+    with _pil_lock:
+        first = _pil_state["users"] == 0
+        limit = max_image_pixels(Image.MAX_IMAGE_PIXELS if first else _pil_state["saved"])
+        if first:
+            _pil_state["saved"] = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _pil_state["users"] += 1
+    try:
+        yield limit
+    finally:
+        with _pil_lock:
+            _pil_state["users"] -= 1
+            if _pil_state["users"] == 0:
+                Image.MAX_IMAGE_PIXELS = _pil_state["saved"]
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.4g} MP"  # 225 MP, 179 MP; a test's 400 pixels 0.0004 MP
+
+
+def _check_size(width: int, height: int, name: str, limit: Optional[int]) -> None:
+    """ImageTooLargeError naming ``name`` when width x height is over ``limit`` (None: no limit)."""
+    if limit is not None and width * height > limit:
+        raise ImageTooLargeError(
+            f"{name}: image too large ({width}x{height} = {_mp(width * height)} > limit {_mp(limit)}; raise "
+            f"it with the environment variable {MAX_PIXELS_ENV}, e.g. {MAX_PIXELS_ENV}={2 * width * height})")
 
 
 def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:
@@ -122,11 +218,27 @@ def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.T
     (``orient=False``: the pixels as stored, for a COCO file whose sizes and annotations are those of the
     stored pixels)."""
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such image file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a directory, not an image file")
+    problem = missing_file_problem(path)
+    if problem:
+        raise ImageReadError(f"{path}: {problem}")
     return _decode(path, str(path), orient=orient)
+
+
+def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+    """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
+    "is a broken link (to TARGET)"); None when it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not an image file"
+    if path.exists():
+        return None
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"is a broken link (to {target})"
+    return "no such image file"
 
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
@@ -139,9 +251,12 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     """((H, W) as stored, EXIF orientation 1..8) of an image file, from its header only (no pixel is
     decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it); ImageReadError
     naming the file when it cannot be read. ``turned_size`` gives the size ``read_image`` returns."""
+    if _is_empty_file(path):
+        raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with Image.open(path) as img:
+        with _pil_size_check_off() as limit, Image.open(path) as img:
             width, height = img.size
+            _check_size(width, height, str(path), limit)
             try:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
             except Exception:  # a corrupt EXIF block: read_image ignores it too
@@ -151,6 +266,10 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
                 # stored size, or a turned TIFF would be turned twice and mismatch read_image's.
                 width = img.tag_v2.get(_TIFF_WIDTH, width)
                 height = img.tag_v2.get(_TIFF_LENGTH, height)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:  # a frame or tile larger than the image (no other source)
+        raise ImageTooLargeError(f"{path}: image too large ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
     return (height, width), orientation if orientation in range(1, 9) else 1
@@ -196,7 +315,7 @@ def decode_image_bytes(
 
     ``max_pixels`` bounds width x height, checked from the header before any pixel is decoded, so that
     a small file that decompresses to a huge image (a decompression bomb) costs nothing; it raises
-    ``ImageTooLargeError``. PIL's own bomb limit applies too."""
+    ``ImageTooLargeError``. ``max_image_pixels()`` applies too, as to files."""
     if not data:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
     return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
@@ -252,7 +371,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
-        with Image.open(source) as img:
+        with _pil_size_check_off() as limit, Image.open(source) as img:
+            _check_size(img.width, img.height, name, limit)  # before any pixel is decoded
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
@@ -273,7 +393,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")
-            array = _to_rgb_array(oriented)  # (H, W, 3)
+            array = _to_rgb_array(oriented, name)  # (H, W, 3)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -315,7 +435,9 @@ def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *,
         elif p.is_file():
             found.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            reason = missing_file_problem(p)
+            reason = "no such file or folder" if reason == "no such image file" else reason
+            raise FileNotFoundError(f"{p}: {reason}")
     return found, passed_over
 
 
