@@ -13,8 +13,9 @@ JSON, so ``[10]``, ``true``, ``0.001``). Returns the path of ``RUN_DIR/model_fin
 raises the exception the command would print as "maskrcnn train: error: ..." (``ValueError``,
 ``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword a ``TypeError``, a bad option
 value a ``ValueError``) instead of returning an exit status; a run stopped by Ctrl-C or SIGTERM
-(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Process state is left as
-found: the trainer's SIGINT / SIGTERM handlers are restored when it
+(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Warnings (a dataset's
+skipped records) read as the command's, one line each ("maskrcnn train: warning: ..."). Process state is
+left as found: the trainer's SIGINT / SIGTERM handlers and the warnings' format are restored when it
 returns, and no exit is called.
 """
 
@@ -58,14 +59,17 @@ def train(*, train_json=None, output, init=None, config=None, set: Optional[Mapp
           device=None) -> Path:
     """Train as ``maskrcnn train`` does; returns ``RUN_DIR/model_final.pth``. Keywords: the module
     docstring; ``train_json`` may be left out only with ``resume=True`` (the run's data)."""
-    from maskrcnn.cli import build_parser
+    from maskrcnn.cli import build_parser, one_line_warnings
     from maskrcnn.commands import train as command
 
     argv = train_argv(train_json=train_json, output=output, init=init, config=config, set=set,
                       train_images=train_images, val_json=val_json, val_images=val_images, resume=resume,
                       overwrite=overwrite, device=device)
     args = build_parser(argv, raise_errors=True).parse_args(argv)  # a bad value: ValueError, no exit
-    result = command.run_training(args)
+    # the dataset's skipped records are warnings: one line each as the command prints them, beside its
+    # "note: ..." lines, not "/.../coco.py:119: UserWarning: ..." with a line of our source under it
+    with one_line_warnings("train"):
+        result = command.run_training(args)
     if result.get("stopped"):  # mid-iteration, not saved (the DataLoader workers ended by the same signal)
         raise TrainingStopped(result["stopped"])
     if result.get("interrupted"):

@@ -117,3 +117,24 @@ def test_a_run_a_signal_stopped_raises_training_stopped(monkeypatch, tmp_path):
     with pytest.raises(maskrcnn.TrainingStopped, match="stopped by a signal at iteration 7"):
         maskrcnn.train(train_json="t.json", output=tmp_path / "run")
     assert command.exit_status({"interrupted": True, "signal": signal.SIGTERM}) == 143
+
+
+def test_warnings_during_train_from_python_read_as_the_commands_lines(monkeypatch, tmp_path):
+    """The dataset's skipped records (warnings.warn) printed as "/.../coco.py:119: UserWarning: ..." and
+    a line of our source, among the command's plain "note: ..." lines; now one line as the CLI's."""
+    import warnings
+
+    import maskrcnn.data.coco as coco
+    from maskrcnn.commands import train as command
+
+    shown = []
+
+    def run_training(args):
+        shown.append(warnings.formatwarning("t.json: skipped 1 bad_bbox", UserWarning, coco.__file__, 119))
+        return {"interrupted": False}
+
+    monkeypatch.setattr(command, "run_training", run_training)
+    before = warnings.formatwarning
+    maskrcnn.train(train_json="t.json", output=tmp_path / "run")
+    assert shown == ["maskrcnn train: warning: t.json: skipped 1 bad_bbox\n"]
+    assert warnings.formatwarning is before  # the caller's format, restored
