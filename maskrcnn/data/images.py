@@ -15,11 +15,12 @@ happens with bad input"); split such a file into one file per frame to use every
 photo plus its preview or depth map, as phones and cameras write them) are read as the photo, quietly.
 
 Image size: a file of more than ``max_image_pixels()`` pixels (PIL's decompression-bomb limit, 178.9 MP,
-unless the environment variable ``MASKRCNN_MAX_IMAGE_PIXELS`` says another number, for whole-slide scans
-and aerial panoramas) is refused from its header, before any pixel is decoded, in one line naming the
-file, its megapixels and the way to raise the limit (``ImageTooLargeError``). PIL's own check (and its
-warning above 89 MP, which names no file) is replaced by ours for the length of each open
-(``_pil_size_check_off``), so the limit is applied per call, not by changing PIL's setting for the process.
+twice ``PIL.Image.MAX_IMAGE_PIXELS``) is refused from its header, before any pixel is decoded, in one line
+naming the file, its megapixels and the way to raise the limit (``ImageTooLargeError``, PIL's
+DecompressionBombError converted). PIL's warning above 89 MP, which names no file, is silenced around our
+opens. The library only reads PIL's setting: a program raises ``Image.MAX_IMAGE_PIXELS`` itself; the
+``maskrcnn`` command sets it once from the environment variable ``MASKRCNN_MAX_IMAGE_PIXELS``
+(``apply_max_pixels_env``), for whole-slide scans and aerial panoramas.
 
 An image reported missing whose name the file-system encoding cannot spell (PYTHONUTF8=0 LC_ALL=C: ASCII)
 says so (``unnameable_note``), with the fix: the file may well be there.
@@ -30,8 +31,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import sys
-import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,54 +152,65 @@ def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-# PIL's decompression-bomb limit: DecompressionBombError above twice Image.MAX_IMAGE_PIXELS.
+# PIL's decompression-bomb limit: DecompressionBombError above twice Image.MAX_IMAGE_PIXELS. The library
+# never writes Image.MAX_IMAGE_PIXELS (a process-wide setting); the maskrcnn command sets it once, from
+# this environment variable (``apply_max_pixels_env``).
 MAX_PIXELS_ENV = "MASKRCNN_MAX_IMAGE_PIXELS"
 
 
-def max_image_pixels(pil_limit: Optional[int] = -1) -> Optional[int]:
-    """The most pixels (width x height) an image file may have to be read: ``MASKRCNN_MAX_IMAGE_PIXELS``
-    when set (a positive whole number; "0" or "none": no limit), else PIL's error limit, twice
-    ``Image.MAX_IMAGE_PIXELS`` (178956970 by default; None when PIL's limit was turned off).
-    ``pil_limit``: ``Image.MAX_IMAGE_PIXELS`` as it stood (read now when -1)."""
-    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+def parse_max_pixels(value: str) -> Optional[int]:
+    """``MASKRCNN_MAX_IMAGE_PIXELS``'s value -> a number of pixels, None for "0" / "none" (no limit);
+    "1e9" and "1_000_000_000" are accepted. ValueError, in one line, for anything else."""
+    text = value.strip()
+    if text.lower() in ("0", "none"):
+        return None
+    try:
+        number = float(text.replace("_", ""))
+    except ValueError:
+        number = -1.0
+    if not (1 <= number < float("inf") and number.is_integer()):  # NaN, inf, fractions, negatives
+        raise ValueError(f"{MAX_PIXELS_ENV}={value!r}: expected a whole number of pixels "
+                         "(e.g. 1000000000 or 1e9), or 0 for no limit")
+    return int(number)
+
+
+def apply_max_pixels_env(environ=None) -> None:
+    """For the program that owns the process (``maskrcnn`` command): ``Image.MAX_IMAGE_PIXELS`` from
+    ``MASKRCNN_MAX_IMAGE_PIXELS`` when set (PIL refuses above twice it: the variable is the refusal
+    limit, so half of it is stored); ValueError for a bad value. Library users set PIL's own setting."""
+    value = (os.environ if environ is None else environ).get(MAX_PIXELS_ENV, "").strip()
     if value:
-        if value.lower() in ("0", "none"):
-            return None
-        try:
-            limit = int(value.replace("_", ""))
-        except ValueError:
-            limit = -1
-        if limit < 1:
-            raise ValueError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels (e.g. 1000000000), "
-                             "or 0 for no limit")
-        return limit
-    pil_limit = Image.MAX_IMAGE_PIXELS if pil_limit == -1 else pil_limit
+        limit = parse_max_pixels(value)
+        Image.MAX_IMAGE_PIXELS = None if limit is None else max(1, limit // 2)
+
+
+def max_image_pixels() -> Optional[int]:
+    """The most pixels (width x height) an image file may have to be read: PIL's error limit, twice
+    ``Image.MAX_IMAGE_PIXELS`` (178956970 by default; None when PIL's limit is turned off)."""
+    pil_limit = Image.MAX_IMAGE_PIXELS
     return None if pil_limit is None else 2 * int(pil_limit)
 
 
-_pil_lock = threading.Lock()
-_pil_state = {"users": 0, "saved": None}
-
-
 @contextmanager
-def _pil_size_check_off():
-    """PIL's process-wide bomb check off for the length of our opens (threads counted, the first one in
-    saving PIL's setting and the last one out restoring it), so that our per-call limit decides; yields
-    that limit (``max_image_pixels``, from PIL's setting as it stood before)."""
-    with _pil_lock:
-        first = _pil_state["users"] == 0
-        limit = max_image_pixels(Image.MAX_IMAGE_PIXELS if first else _pil_state["saved"])
-        if first:
-            _pil_state["saved"] = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-        _pil_state["users"] += 1
-    try:
-        yield limit
-    finally:
-        with _pil_lock:
-            _pil_state["users"] -= 1
-            if _pil_state["users"] == 0:
-                Image.MAX_IMAGE_PIXELS = _pil_state["saved"]
+def _pil_open_quiet():
+    """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
+    names the file); yields the limit (``max_image_pixels``). PIL's setting is only read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield max_image_pixels()
+
+
+def _bomb_error(name: str, error: Exception) -> ImageTooLargeError:
+    """PIL's DecompressionBombError -> ImageTooLargeError naming the file and the limit PIL has."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{_mp(int(found.group(1)))} > " if found else ""
+    limit = max_image_pixels()
+    return ImageTooLargeError(
+        f"{name}: image too large ({size}limit {_mp(limit) if limit else 'none'}; {_RAISE_HINT})")
+
+
+_RAISE_HINT = (f"raise it with the environment variable {MAX_PIXELS_ENV} (maskrcnn commands), "
+               "or PIL.Image.MAX_IMAGE_PIXELS in a program")
 
 
 def _mp(pixels: int) -> str:
@@ -209,8 +221,8 @@ def _check_size(width: int, height: int, name: str, limit: Optional[int]) -> Non
     """ImageTooLargeError naming ``name`` when width x height is over ``limit`` (None: no limit)."""
     if limit is not None and width * height > limit:
         raise ImageTooLargeError(
-            f"{name}: image too large ({width}x{height} = {_mp(width * height)} > limit {_mp(limit)}; raise "
-            f"it with the environment variable {MAX_PIXELS_ENV}, e.g. {MAX_PIXELS_ENV}={2 * width * height})")
+            f"{name}: image too large ({width}x{height} = {_mp(width * height)} > limit {_mp(limit)}; "
+            f"{_RAISE_HINT})")
 
 
 def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:
@@ -254,7 +266,7 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with _pil_size_check_off() as limit, Image.open(path) as img:
+        with _pil_open_quiet() as limit, Image.open(path) as img:
             width, height = img.size
             _check_size(width, height, str(path), limit)
             try:
@@ -268,8 +280,8 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
                 height = img.tag_v2.get(_TIFF_LENGTH, height)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as e:  # a frame or tile larger than the image (no other source)
-        raise ImageTooLargeError(f"{path}: image too large ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(str(path), e) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
     return (height, width), orientation if orientation in range(1, 9) else 1
@@ -371,13 +383,15 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
-        with _pil_size_check_off() as limit, Image.open(source) as img:
-            _check_size(img.width, img.height, name, limit)  # before any pixel is decoded
+        with _pil_open_quiet() as limit, Image.open(source) as img:
+            # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
+            # has no hint to raise the library's limit, which would not help)
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
                     f"than the limit of {max_pixels} pixels"
                 )
+            _check_size(img.width, img.height, name, limit)
             frames = int(getattr(img, "n_frames", 1) or 1)
             # MPO: a phone's or camera's JPEG holding the photo and its own preview, depth or disparity
             # map; the first frame is the whole photo, so a warning on every such photo would mislead.
@@ -403,7 +417,11 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
         hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
         raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
     except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"{name}: image too large ({e})") from None
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        if max_pixels is not None and found and int(found.group(1)) > max_pixels:  # the caller's bound first
+            raise ImageTooLargeError(f"{name}: image of {found.group(1)} pixels is larger than the limit of "
+                                     f"{max_pixels} pixels") from None
+        raise _bomb_error(name, e) from None
     except MemoryError as e:
         raise ImageTooLargeError(f"{name}: image too large for the memory available ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -39,20 +39,49 @@ def _png_header_only(path, width, height):
 def test_an_image_over_the_default_limit_is_refused_naming_the_file_and_the_way_out(tmp_path, monkeypatch):
     monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
     huge = _png_header_only(tmp_path / "slide.png", 15000, 15000)  # 225 MP: PIL's DecompressionBombError
+    before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ImageTooLargeError) as e:
         image_header(huge)
     message = str(e.value)
-    assert message.startswith(f"{huge}: image too large (15000x15000 = 225 MP > limit 179 MP; raise it with")
-    assert MAX_PIXELS_ENV in message and "decompression bomb" not in message
+    assert message.startswith(f"{huge}: image too large (225 MP > limit 179 MP; raise it with")
+    assert MAX_PIXELS_ENV in message and "MAX_IMAGE_PIXELS in a program" in message
+    assert "decompression bomb" not in message
     with pytest.raises(ImageTooLargeError, match="image too large"):
         read_image(huge)
+    assert Image.MAX_IMAGE_PIXELS == before  # reading only reads PIL's setting
 
-    monkeypatch.setenv(MAX_PIXELS_ENV, "300000000")  # a whole-slide scan: the limit raised for it
+    monkeypatch.setenv(MAX_PIXELS_ENV, "300000000")  # the library ignores the variable: the CLI applies it
+    with pytest.raises(ImageTooLargeError):
+        image_header(huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150_000_000)  # a program raises PIL's own setting
     assert image_header(huge) == ((15000, 15000), 1)
-    assert Image.MAX_IMAGE_PIXELS == 89478485  # PIL's own setting as it was: nothing leaks
+    assert max_image_pixels() == 300_000_000
+
+
+def test_the_cli_sets_pils_limit_once_from_the_variable_and_restores_it(monkeypatch, capsys):
+    from maskrcnn import cli
+    from maskrcnn.data.images import apply_max_pixels_env, parse_max_pixels
+
+    assert parse_max_pixels("1e9") == parse_max_pixels("1_000_000_000") == 10**9
+    assert parse_max_pixels("0") is None and parse_max_pixels("None") is None
+    for bad in ("lots", "1.5", "-3", "nan", "inf"):
+        with pytest.raises(ValueError, match=f"{MAX_PIXELS_ENV}='{bad}': expected a whole number"):
+            parse_max_pixels(bad)
+    before = Image.MAX_IMAGE_PIXELS
+    seen = []
+    monkeypatch.setattr(cli, "_run", lambda args, **kw: seen.append(Image.MAX_IMAGE_PIXELS) or 0)
+    argv = ["show-data", "--json", "d.json", "--images", "i", "--output", "o"]
+    for value, limit in (("1e9", 5 * 10**8), ("0", None)):
+        monkeypatch.setenv(MAX_PIXELS_ENV, value)
+        assert cli.main(argv) == 0 and seen[-1] == limit
+        assert Image.MAX_IMAGE_PIXELS == before  # restored for a program calling main()
     monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
-    with pytest.raises(ValueError, match=f"{MAX_PIXELS_ENV}='lots': expected a number of pixels"):
-        max_image_pixels()
+    count = len(seen)
+    assert cli.main(argv) == 2 and len(seen) == count  # one configuration error, nothing run
+    err = capsys.readouterr().err
+    assert f"maskrcnn show-data: error: {MAX_PIXELS_ENV}='lots': expected a whole number" in err
+    apply_max_pixels_env({})  # unset: PIL's setting as it is
+    assert Image.MAX_IMAGE_PIXELS == before
 
 
 def test_the_limit_follows_pils_setting_and_replaces_its_nameless_warning(tmp_path, monkeypatch):
@@ -66,7 +95,7 @@ def test_the_limit_follows_pils_setting_and_replaces_its_nameless_warning(tmp_pa
         assert image_header(tmp_path / "warned.png") == ((10, 15), 1)
     assert [str(w.message) for w in caught] == []  # PIL's "could be decompression bomb DOS attack" is gone
     for read in (image_header, read_image):
-        with pytest.raises(ImageTooLargeError, match=r"big.png: image too large \(20x20 = 0.0004 MP > limit "
+        with pytest.raises(ImageTooLargeError, match=r"big.png: image too large \(0.0004 MP > limit "
                                                      r"0.0002 MP; raise it"):
             read(tmp_path / "big.png")
     assert Image.MAX_IMAGE_PIXELS == 100
@@ -88,7 +117,7 @@ def test_a_coco_image_over_the_limit_is_skipped_and_counted_not_a_traceback(tmp_
     dataset = CocoDataset(json_path=json_path, image_dir=images)
     dataset.check_image_files()
     assert dataset.skipped == {"unreadable_image": 1} and len(dataset) == 1
-    assert "pano.png: image too large (15000x15000 = 225 MP > limit 179 MP" in dataset.problems[0]
+    assert "pano.png: image too large (225 MP > limit 179 MP" in dataset.problems[0]
 
 
 def test_empty_folder_and_broken_link_files_say_what_they_are(tmp_path):
