@@ -126,6 +126,10 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
             if array.size and (array.min() < 0 or array.max() > 65535):
                 raise ImageReadError(f"{name}: integer image (mode {mode}) values span [{array.min():.0f}, "
                                  f"{array.max():.0f}], outside the 16-bit scale 0..65535")
+            if in_memory and mode == "I" and array.size and array.max() <= 255:
+                warnings.warn(f"{name}: PIL image of mode I with values 0..{array.max():.0f} read as 16-bit "
+                              "(0..65535), so it looks dark; convert it to L for 8-bit values",
+                              stacklevel=4)
             array = array / 65535.0
         elif in_memory:
             return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)
@@ -140,14 +144,15 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
 def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
     """A float file's (H, W) values -> [0, 1]: NaN as 0 (said once; all NaN refused), on the 0..255 scale
     when above 1. No numpy warning: NaN is found first and left out of the maximum."""
-    nan = np.isnan(array)
-    n_nan = int(nan.sum())
-    if n_nan:
-        if n_nan == array.size:
-            raise ImageReadError(f"{name}: every pixel is NaN (not a number): no image to read")
-        warnings.warn(f"{name}: {n_nan} of {array.size} pixels are NaN (not a number); read as 0 (black)",
-                      stacklevel=4)
-        array = np.where(nan, 0.0, array).astype(np.float32)
+    bad = ~np.isfinite(array)  # NaN and +-infinity: neither is a brightness
+    n_bad = int(bad.sum())
+    if n_bad:
+        if n_bad == array.size:
+            raise ImageReadError(f"{name}: every pixel is NaN or infinite (not a number): no image to read")
+        warnings.warn(f"{name}: {n_bad} of {array.size} pixels are NaN or infinite (not a number); read as "
+                      "0 (black)", stacklevel=4)
+        array = np.where(bad, 0.0, array).astype(np.float32)
+    # the scale from the finite values only: one +inf pixel no longer divides the image by 255
     array = array / (255.0 if array.size and array.max() > 1.0 else 1.0)
     return np.clip(array, 0.0, 1.0)
 

@@ -154,12 +154,22 @@ def test_float_files_with_nan_are_refused_or_said_once_without_a_numpy_warning(t
     Image.fromarray(part).save(tmp_path / "part.tiff")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(ImageReadError, match="nan.tiff: every pixel is NaN"):
+        with pytest.raises(ImageReadError, match="nan.tiff: every pixel is NaN or infinite"):
             read_image(tmp_path / "nan.tiff")
         image = read_image(tmp_path / "part.tiff")
     assert [str(w.message) for w in caught] == [
-        f"{tmp_path / 'part.tiff'}: 3 of 20 pixels are NaN (not a number); read as 0 (black)"]
+        f"{tmp_path / 'part.tiff'}: 3 of 20 pixels are NaN or infinite (not a number); read as 0 (black)"]
     assert float(image[:, 0, 0].max()) == 0.0 and float(image[:, 3, 4].min()) == 0.5
+
+
+def test_an_infinite_pixel_in_a_float_file_is_said_like_nan_and_does_not_set_the_scale(tmp_path):
+    values = np.full((2, 3), 0.5, np.float32)
+    values[0, 0], values[0, 1] = np.inf, -np.inf
+    Image.fromarray(values).save(tmp_path / "inf.tiff")
+    with pytest.warns(UserWarning, match="inf.tiff: 2 of 6 pixels are NaN or infinite"):
+        image = read_image(tmp_path / "inf.tiff")
+    assert float(image[0, 1, 2]) == 0.5  # not 0.5 / 255: the scale from the finite values
+    assert float(image[0, 0, 0]) == float(image[0, 0, 1]) == 0.0
 
 
 def test_16_bit_files_and_integer_images_are_on_the_16_bit_scale_whatever_their_maximum(tmp_path):
@@ -173,7 +183,9 @@ def test_16_bit_files_and_integer_images_are_on_the_16_bit_scale_whatever_their_
     # in memory (the Predictor) as from a file; 257 times brighter when scaled by its maximum
     as_i = Image.fromarray(dark.astype(np.int32))
     assert as_i.mode == "I"
-    np.testing.assert_allclose(_as_float_image(as_i, "image 0")[0].numpy(), dark / 65535.0, rtol=1e-6)
+    with pytest.warns(UserWarning, match="image 0: PIL image of mode I with values 0..255 read as 16-bit "
+                                         r"\(0..65535\), so it looks dark; convert it to L for 8-bit values"):
+        np.testing.assert_allclose(_as_float_image(as_i, "image 0")[0].numpy(), dark / 65535.0, rtol=1e-6)
     as_i.save(tmp_path / "dark_i.tiff")
     np.testing.assert_allclose(read_image(tmp_path / "dark_i.tiff")[0].numpy(), dark / 65535.0, rtol=1e-6)
     with pytest.raises(ValueError, match=r"image 0: integer image \(mode I\) values span \[0, 70000\]"):
