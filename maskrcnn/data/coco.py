@@ -1043,13 +1043,13 @@ class CocoDataset(torch.utils.data.Dataset):
         # An unreadable image is replaced by the next readable one, so the choice is deterministic.
         for attempt in range(n):
             candidate = (index + attempt) % n
-            if candidate in self._unreadable:
+            if self.ids[candidate] in self._unreadable:  # by image id: leave_out shifts the positions
                 continue
             try:
                 image, target = self._load(candidate)
                 break
             except ImageReadError as e:
-                self._unreadable.add(candidate)
+                self._unreadable.add(self.ids[candidate])
                 reason = "image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image"
                 self._problems.counts[reason] += 1
                 # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the

@@ -201,3 +201,26 @@ def test_float_pil_images_in_memory_follow_the_numpy_rules():
         _as_float_image(Image.fromarray(nan), "image 0")  # was read as black
     with pytest.raises(ValueError, match=r"image 0: float image values span \[0, 255\]"):
         _as_float_image(Image.fromarray(ok * 255), "image 0")  # was divided by 255 quietly
+
+
+def test_unreadable_images_are_remembered_by_id_not_by_a_position_leave_out_shifts(tmp_path):
+    from maskrcnn.data.images import ImageReadError as ReadError
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"not a png")
+    for name in ("b.png", "c.png"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / name)
+    records = [{"id": i, "file_name": n, "width": 8, "height": 8} for i, n in enumerate("abc", 1)]
+    records = [dict(r, file_name=r["file_name"] + ".png") for r in records]
+    json_path = tmp_path / "d.json"
+    json_path.write_text(json.dumps({"images": records, "annotations": [],
+                                     "categories": [{"id": 1, "name": "a"}]}))
+    dataset = CocoDataset(json_path=json_path, image_dir=images)
+    with pytest.warns(UserWarning, match="using another image"):
+        dataset[0]  # a.png unreadable: b.png in its place
+    dataset.leave_out({1: ReadError("a.png: cannot decode image")})  # b.png now at position 0
+    assert dataset.ids == [2, 3] and dataset._unreadable == {1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset[0]  # b.png itself, not skipped as the stale position 0 said
