@@ -205,8 +205,24 @@ def _main(argv: list = None) -> int:
                   f"{world_size} processes would do all the work and write the same files; only maskrcnn "
                   f"{' / '.join(SEVERAL_PROCESSES)} shares its work among processes)", file=sys.stderr)
         return 2
-    with one_line_warnings(args.command):
-        return _run(args, rank=rank, world_size=world_size)
+    # PIL's decompression-bomb limit is process-wide: this entry point owns the process, so it is set
+    # here, once, from MASKRCNN_MAX_IMAGE_PIXELS (a bad value: one configuration error, not one per
+    # image), and restored on return for a program calling main().
+    from PIL import Image
+
+    from maskrcnn.data.images import apply_max_pixels_env
+
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        apply_max_pixels_env()
+    except ValueError as e:
+        print(f"maskrcnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with one_line_warnings(args.command):
+            return _run(args, rank=rank, world_size=world_size)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Iterable, List, Sequence
 
-__all__ = ["overlay_relpaths", "same_name_beside", "safe_relpath"]
+__all__ = ["overlay_relpaths", "same_name_beside", "safe_relpath", "safe_file_name"]
 
 
 def safe_relpath(file_name: str) -> PurePosixPath:
@@ -86,3 +86,12 @@ def same_name_beside(paths: Sequence, extensions: Sequence[str]) -> List[Path]:
                     folder / entry.name not in given and entry.is_file():
                 found.append(folder / entry.name)
     return sorted(found)
+
+
+def safe_file_name(file_name: str) -> str:
+    """``file_name`` with each control character (newline, tab, escape, ...), line / paragraph separator
+    and bidi control replaced by ``_``: a newline inside an overlay's name broke every listing of the
+    folder and every line naming it (``shown_text`` decides which characters those are)."""
+    from maskrcnn.shown_text import is_unshowable
+
+    return "".join("_" if is_unshowable(c) else c for c in str(file_name))

@@ -106,11 +106,14 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
     import numpy as np
 
     if type(image).__module__.startswith("PIL.") and hasattr(image, "mode"):
-        from maskrcnn.data.images import _to_rgb_array, exif_oriented
+        from maskrcnn.data.images import ImageReadError, _to_rgb_array, exif_oriented
 
         try:
-            # upright as read_image turns the file it came from: detections in the file's coordinates
-            array = _to_rgb_array(exif_oriented(image, where, stacklevel=4))  # (H, W, 3) float32 in [0, 1]
+            # upright as read_image turns the file it came from: detections in the file's coordinates;
+            # mode "F" floats as given (H, W, 3), for the numpy rules checked below
+            array = _to_rgb_array(exif_oriented(image, where, stacklevel=4), where, in_memory=True)
+        except ImageReadError:
+            raise  # values that are no image (mode "I" off the 16-bit scale), named already
         except (ValueError, OSError) as e:  # a mode PIL cannot convert (e.g. "La")
             raise ValueError(f"{where}: PIL image of mode {image.mode!r} cannot be read as RGB ({e})"
                              ) from None

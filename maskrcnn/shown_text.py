@@ -25,7 +25,7 @@ import unicodedata
 
 from maskrcnn.text_width import display_width
 
-__all__ = ["NAME_COLUMNS", "display_name", "mpl_literal", "short_name", "shorten"]
+__all__ = ["NAME_COLUMNS", "display_name", "is_unshowable", "mpl_literal", "short_name", "shorten"]
 
 NAME_COLUMNS = 40  # display columns of a name in a picture, a figure or a table row
 ELLIPSIS = "…"
@@ -45,8 +45,13 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _escaped(char: str) -> bool:
+def is_unshowable(char: str) -> bool:
+    """Whether ``display_name`` escapes ``char`` (a control, a lone surrogate, a line / paragraph
+    separator, a bidi control); ``overlay_paths.safe_file_name`` replaces the same characters."""
     return char in _BIDI_CONTROLS or unicodedata.category(char) in _ESCAPED
+
+
+_escaped = is_unshowable
 
 
 def _quoted(name: str) -> bool:

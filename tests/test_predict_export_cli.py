@@ -313,3 +313,35 @@ def test_paths_found_and_not_predicted_are_reported_once_each(tmp_path):
     assert found == [images / "sub" / "good.png"]
     assert told == [(images / "dangling.png", "broken link"),
                     (images / "sub" / "link.png", f"same file as {images / 'sub' / 'good.png'}")]
+
+
+def test_a_link_sorting_before_its_file_is_the_one_left_out(tmp_path):
+    """imgs/link.jpg -> rgb.jpg sorts first: the file itself was dropped ("left out imgs/rgb.jpg: same
+    file as imgs/link.jpg") and the alias kept, by sort order alone."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(images / "rgb.png")
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(images / "z.png")
+    (images / "link.png").symlink_to("rgb.png")
+    told = []
+    found = expand_inputs([images], on_left_out=lambda path, reason: told.append((path, reason)))
+    assert found == [images / "rgb.png", images / "z.png"]  # the file, in the link's place in the order
+    assert told == [(images / "link.png", f"same file as {images / 'rgb.png'}")]
+
+
+def test_control_characters_in_file_names_are_escaped_when_printed_and_replaced_in_overlays(tmp_path, capsys):
+    """A newline in a file name broke the printed line in two and went into the overlay's name."""
+    from maskrcnn.commands.predict import _overlay_file_name, print_left_out, shown_path
+    from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
+
+    path = tmp_path / "new\nline.jpg"
+    assert shown_path(path) == "'" + str(tmp_path).replace("\\", "\\\\") + "/new\\nline.jpg'"
+    print_left_out(path, "broken link")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "new\\nline.jpg" in err
+    assert overlay_relpaths([_overlay_file_name(path, tmp_path)]) == ["new_line.png"]
+    assert _overlay_file_name(path, None) == "new_line.jpg"
+    assert safe_file_name("a/b\tc\u202ed\x1b.png") == "a/b_c_d_.png"
+    assert safe_file_name("ü 漢字.png") == "ü 漢字.png"

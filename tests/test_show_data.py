@@ -176,6 +176,39 @@ def test_dataset_commands_share_the_skipped_line_and_the_class_name_display():
     assert split_data.shown_name is show_data.shown_name is data_report.shown_name
 
 
+def test_an_image_undecodable_behind_a_good_header_is_counted_once_and_its_slot_refilled(tmp_path, capsys):
+    """A truncated JPEG passes the header check and fails while drawing: it is named once in problems
+    (the count was 1 higher than the names), its objects leave the totals, the next image takes its
+    overlay slot (--max 2 wrote 1), and no "using another image" (training's wording) is printed."""
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(images / "a_cut.jpg")
+    whole = (images / "a_cut.jpg").read_bytes()
+    (images / "a_cut.jpg").write_bytes(whole[: len(whole) // 2])
+    for name in ("b.png", "new\nline.png"):
+        Image.fromarray(pixels).save(images / name)
+    records = [{"id": i, "file_name": n, "width": 64, "height": 64}
+               for i, n in enumerate(["a_cut.jpg", "b.png", "new\nline.png"], 1)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [0, 0, 10, 10],
+             "segmentation": _rect(0, 0, 10, 10)} for i in (1, 2, 3)]
+    json_path = tmp_path / "d.json"
+    json_path.write_text(json.dumps({"images": records, "annotations": anns,
+                                     "categories": [{"id": 1, "name": "cat"}]}))
+    out = tmp_path / "show"
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--max", "2"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"] == {"unreadable_image": 1}
+    assert len(summary["problems"]) == 1 and "a_cut.jpg: cannot decode image" in summary["problems"][0]
+    assert (summary["images"], summary["instances"]) == (2, 2)  # the undecodable image's object left out
+    assert summary["overlay_images"] == {"b.png": "b.png", "new_line.png": "new\nline.png"}
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["b.png", "new_line.png"]
+    assert "using another image" not in captured.out + captured.err
+    assert "2 images (0 without instances), 2 instances" in captured.out
+
+
 def test_a_file_without_a_usable_image_ends_with_status_1(tmp_path, capsys):
     """Every image missing, or none listed: show-data ended 0, so `show-data && train` went on to a
     training that fails. The summary is still written; one error line names the file."""

@@ -157,8 +157,9 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
     default a line ``maskrcnn predict: left out PATH: REASON`` on stderr), one call each: a second path
-    to a file listed already (a symlink beside its target: "same file as imgs/good.png"; the same path
-    reached twice says nothing), a broken link, a symlinked subfolder (not followed)."""
+    to a file listed already (a symlink beside its target: "same file as imgs/good.png", the file itself
+    kept rather than the link whatever their order; the same path reached twice says nothing), a broken
+    link, a symlinked subfolder (not followed)."""
     from maskrcnn.data.images import list_images_and_passed_over
 
     if on_left_out is None:
@@ -166,6 +167,7 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
     if outputs is None:
         outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
     files, seen, left_out, reported = [], {}, 0, set()
+    position = {}  # resolved file -> its index in files
     for given in inputs:
         top = Path(given).resolve()
         found, passed_over = list_images_and_passed_over(given, recursive=True)
@@ -176,14 +178,21 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
         for f in found:
             key = f.resolve()
             if key in seen:
-                if f != seen[key] and f not in reported:  # another name for it: the user may count on both
+                kept = seen[key]
+                if f != kept and kept.is_symlink() and not f.is_symlink():
+                    # the file itself wins over a link to it listed first (link.jpg sorts before rgb.jpg)
+                    seen[key], kept, f = f, f, kept
+                    if key in position:
+                        files[position[key]] = kept
+                if f != kept and f not in reported:  # another name for it: the user may count on both
                     reported.add(f)
-                    on_left_out(f, f"same file as {seen[key]}")
+                    on_left_out(f, f"same file as {shown_path(kept)}")
                 continue
             seen[key] = f
             if top != key and outputs.inside(key.parent, top):
                 left_out += 1
                 continue
+            position[key] = len(files)
             files.append(f)
     if left_out:
         print(f"maskrcnn predict: left out {left_out} image file(s) inside predict output folders (overlays "
@@ -192,7 +201,15 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
 
 
 def print_left_out(path, reason: str) -> None:
-    print(f"maskrcnn predict: left out {path}: {reason}", file=sys.stderr)
+    print(f"maskrcnn predict: left out {shown_path(path)}: {reason}", file=sys.stderr)
+
+
+def shown_path(path) -> str:
+    """``path`` for a printed line: as written, or quoted with its control characters escaped
+    (``shown_text.display_name``): a newline in a file name broke the progress line in two."""
+    from maskrcnn.shown_text import display_name
+
+    return display_name(path)
 
 
 class _OutputFolders:
@@ -447,13 +464,14 @@ def _overlay_file_name(path: Path, root) -> str:
     or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpaths
     makes names that clash unique."""
     from maskrcnn.data.pre_annotations.export import relative_file_name
+    from maskrcnn.overlay_paths import safe_file_name
 
     if root is None:
-        return path.name
+        return safe_file_name(path.name)
     try:
-        return relative_file_name(path, root)
+        return safe_file_name(relative_file_name(path, root))  # "new\nline.jpg" -> "new_line.png"
     except ValueError:
-        return path.name
+        return safe_file_name(path.name)
 
 
 def _overlay_names(files, root) -> dict:
@@ -570,6 +588,7 @@ def run(args: argparse.Namespace) -> int:
         skipped.append(path)
         text = str(error)
         text = text if text.startswith(str(path)) else f"{path}: {text}"  # read errors name the file already
+        text = text.replace(str(path), shown_path(path), 1)
         print(f"[{index + 1:>{width}}/{len(files)}] skipped {text}", file=sys.stderr)
 
     t0 = time.perf_counter()
@@ -608,8 +627,8 @@ def run(args: argparse.Namespace) -> int:
                 if export is not None:
                     export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                 print(
-                    f"[{idx + 1:>{width}}/{len(files)}] {path} ({W}x{H}): {det['boxes'].shape[0]} detections "
-                    f"in {per_image:.2f} s",
+                    f"[{idx + 1:>{width}}/{len(files)}] {shown_path(path)} ({W}x{H}): "
+                    f"{det['boxes'].shape[0]} detections in {per_image:.2f} s",
                     file=sys.stderr,
                 )
             t0 = time.perf_counter()

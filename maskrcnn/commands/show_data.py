@@ -8,11 +8,14 @@ see (skipped records included); ``--crowd-as-objects`` reads crowd annotations a
 does with ``data.crowd_as_objects`` (CVAT's brush masks: ``data/crowd.py``). Every image's header is read
 first (``check_image_files``, a few threads at once), so an image training would refuse (unreadable, or
 of another size than the JSON's: ``image_size_mismatch``) is skipped by name and its objects are not
-counted. The counts cover the whole file, so ``--max`` limits the drawing, not that pass. The ground
-truth of the first N images is drawn to ``DIR/overlays/<file_name with .png for its extension>``
-(masks, boxes, class names as ``shown_text.short_name`` shows them; crowd regions hatched; folders kept;
-``a.jpg`` beside ``a.png`` gives ``a.jpg.png`` and ``a.png.png``: ``overlay_paths``; images smaller than
-``--overlay-min-size``, 512 px by default, enlarged), and a summary is printed and written to
+counted. The counts cover the whole file, so ``--max`` limits the drawing, not that pass. An image whose
+header is good but whose pixels cannot be decoded (a truncated JPEG) is found while drawing: it is left
+out the same way (one problem line, its objects out of the totals) and the next image is drawn in its
+place. The ground truth of the first N readable images is drawn to
+``DIR/overlays/<file_name with .png for its extension>`` (masks, boxes, class names as
+``shown_text.short_name`` shows them; crowd regions hatched; folders kept; control characters as ``_``;
+``a.jpg`` and ``a.png`` both in the file give ``a.jpg.png`` and ``a.png.png``: ``overlay_paths``; images
+smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary is printed and written to
 ``DIR/summary.json``:
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
@@ -171,10 +174,13 @@ def _print_summary(s: dict, out=None) -> None:
 
 
 def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
-    """Overlays of the first ``max_images`` images; returns {overlay path relative to ``folder``: the
-    image's file_name}."""
+    """Overlays of the first ``max_images`` images that can be read; returns {overlay path relative to
+    ``folder``: the image's file_name}. An image that cannot be decoded (its header was good) is left out
+    of the dataset (``CocoDataset.leave_out``: one problem line, its objects out of the counts) and the
+    next image is drawn in its place."""
+    from maskrcnn.data.images import ImageReadError
     from maskrcnn.data.keypoints import skeleton_edges
-    from maskrcnn.overlay_paths import overlay_relpaths
+    from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
     from maskrcnn.visualize import draw_targets
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,19 +190,23 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
         skeleton = skeleton or (None if dataset.num_keypoints == 17 else ())
     file_names = {img["id"]: img["file_name"] for img in dataset.to_coco_dict()["images"]}
     # named for the whole file up front: --max and the order drawn never change an image's overlay name
-    overlay_of = dict(zip(file_names, overlay_relpaths(list(file_names.values()))))
-    written, drawn = {}, set()
-    for index in range(min(max_images, len(dataset))):
-        image, target = dataset[index]  # an unreadable image comes back as another one: name by id
+    overlay_of = dict(zip(file_names, overlay_relpaths([safe_file_name(n) for n in file_names.values()])))
+    written, unreadable = {}, {}
+    for index in range(len(dataset)):
+        if len(written) >= max_images:
+            break
+        try:
+            image, target = dataset.load(index)  # no other image in place of an unreadable one
+        except ImageReadError as e:  # a good header over undecodable pixels: the next image takes its place
+            unreadable[dataset.image_info(index)["id"]] = e
+            continue
         image_id = target["image_id"]
-        if image_id in drawn:
-            continue  # the same image again, in place of an unreadable one
-        drawn.add(image_id)
         name = overlay_of[image_id]  # its folders, as the exports keep them
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton).save(path)
         written[name] = file_names[image_id]
+    dataset.leave_out(unreadable)  # counted and named once, their objects out of the totals
     return written
 
 

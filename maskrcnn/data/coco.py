@@ -72,6 +72,7 @@ from maskrcnn.data.images import (
     ImageReadError,
     image_header,
     image_size,
+    missing_file_problem,
     read_image,
     turned_size,
     undo_orientation,
@@ -520,9 +521,12 @@ class CocoDataset(torch.utils.data.Dataset):
             if file_name is None:
                 written = str(img["file_name"])
                 foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
+                # a folder or a broken link is there, but no file: "not found" sent users looking for it
+                problem = missing_file_problem(self.image_dir / written)
                 self._problems.add(
                     "missing_image_file",
-                    f"image id {iid}: file {self.image_dir / written} not found"
+                    f"image id {iid}: file {self.image_dir / written} "
+                    + ("not found" if problem in (None, "no such image file") else problem)
                     + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
                     + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
@@ -983,24 +987,42 @@ class CocoDataset(torch.utils.data.Dataset):
 
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
             headers = list(pool.map(header, infos))  # in order: problems are named in the file's order
-        refused = set()
+        refused = {}
         for info, (head, error) in zip(infos, headers):
             if error is not None:
-                self._problems.add("unreadable_image", error)
-                refused.add(info["id"])
+                refused[info["id"]] = ("unreadable_image", error)
                 continue
             shown = turned_size(*head)  # (H, W) as read_image returns it
             problem = self._size_problem(info, shown)
             if problem and not self._drawn_on_stored_pixels(info, shown, header=head, say=False):
-                self._problems.add("image_size_mismatch", problem)
-                refused.add(info["id"])
-        if refused:
-            self.ids = [i for i in self.ids if i not in refused]
-            self._image_order = [i for i in self._image_order if i not in refused]
+                refused[info["id"]] = ("image_size_mismatch", problem)
+        self._leave_out(refused)
         if self._stored_pixels:
             self._notes.append(f"{self.json_path}: {len(self._stored_pixels)} images read without their "
                                f"EXIF rotation: {_STORED_PIXELS_WHY}")
             logger.warning(self._notes[-1])
+
+    def _leave_out(self, refused: dict) -> None:
+        """Leave out the images ``refused`` ({image id: (reason, message)}), counted and named once each,
+        their annotations with them (``to_coco_dict`` and the counts no longer see them)."""
+        for reason, message in refused.values():
+            self._problems.add(reason, message)
+        if refused:
+            self.ids = [i for i in self.ids if i not in refused]
+            self._image_order = [i for i in self._image_order if i not in refused]
+
+    def leave_out(self, unreadable: dict) -> None:
+        """Leave out images found unreadable when read ({image id: the ImageReadError}), as
+        ``check_image_files`` leaves out those it finds: counted and named once each, their annotations
+        with them. For ``show-data``, which reads images with ``load`` (no other image in place of an
+        unreadable one) and whose overlays and counts must then agree. Indices shift after it."""
+        self._leave_out({iid: ("image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image",
+                               str(e)) for iid, e in unreadable.items()})
+
+    def load(self, index: int) -> tuple:
+        """(image, target) of the index-th image, without transforms and without another image in place
+        of an unreadable one: ImageReadError (``ImageSizeError`` for a size other than the JSON's)."""
+        return self._load(index)
 
     def _load(self, index: int):
         info = self.image_info(index)
@@ -1032,13 +1054,13 @@ class CocoDataset(torch.utils.data.Dataset):
         # An unreadable image is replaced by the next readable one, so the choice is deterministic.
         for attempt in range(n):
             candidate = (index + attempt) % n
-            if candidate in self._unreadable:
+            if self.ids[candidate] in self._unreadable:  # by image id: leave_out shifts the positions
                 continue
             try:
                 image, target = self._load(candidate)
                 break
             except ImageReadError as e:
-                self._unreadable.add(candidate)
+                self._unreadable.add(self.ids[candidate])
                 reason = "image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image"
                 self._problems.counts[reason] += 1
                 # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the

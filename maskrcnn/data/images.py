@@ -14,6 +14,14 @@ Multi-frame files (animated GIF, APNG or WebP, multi-page TIFF): the first frame
 happens with bad input"); split such a file into one file per frame to use every frame. MPO JPEGs (the
 photo plus its preview or depth map, as phones and cameras write them) are read as the photo, quietly.
 
+Image size: a file of more than ``max_image_pixels()`` pixels (PIL's decompression-bomb limit, 178.9 MP,
+twice ``PIL.Image.MAX_IMAGE_PIXELS``) is refused from its header, before any pixel is decoded, in one line
+naming the file, its megapixels and the way to raise the limit (``ImageTooLargeError``, PIL's
+DecompressionBombError converted). PIL's warning above 89 MP, which names no file, is silenced around our
+opens. The library only reads PIL's setting: a program raises ``Image.MAX_IMAGE_PIXELS`` itself; the
+``maskrcnn`` command sets it once from the environment variable ``MASKRCNN_MAX_IMAGE_PIXELS``
+(``apply_max_pixels_env``), for whole-slide scans and aerial panoramas.
+
 An image reported missing whose name the file-system encoding cannot spell (PYTHONUTF8=0 LC_ALL=C: ASCII)
 says so (``unnameable_note``), with the fix: the file may well be there.
 """
@@ -23,8 +31,10 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
@@ -48,6 +58,7 @@ __all__ = [
     "unnameable_note",
     "list_images",
     "list_images_and_passed_over",
+    "max_image_pixels",
     "read_image",
 ]
 
@@ -97,24 +108,126 @@ class MultiFrameWarning(UserWarning):
     """A multi-frame file was read as its first frame only."""
 
 
-def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] from any PIL mode."""
+def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = False) -> np.ndarray:
+    """(H, W, 3) float32 from any PIL mode, in [0, 1] except as said below; ValueError naming ``name``
+    for values that are no image.
+
+    High bit depth grayscale is scaled here (PIL's convert("RGB") would clip at 255): "I;16*" and "I" (the
+    mode of 16-bit PNGs in some Pillow versions and of 16-bit data converted) by 65535 whatever their
+    largest value (a dark 16-bit image read by its maximum came out 257 times brighter), values outside
+    0..65535 refused. Float ("F"): from a file, NaN reads as 0 (said once, in a warning naming the file;
+    an image all NaN is refused) and values above 1 are taken as the 0..255 scale; handed over in memory
+    (``in_memory``: a PIL image given to the Predictor) the floats are returned as they are, for the
+    numpy rules (NaN, infinity or values off [0, 1] refused by ``check_float_range``)."""
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
-        # High bit depth grayscale: PIL's convert("RGB") would clip at 255, so scale ourselves.
         array = np.asarray(img).astype(np.float32)  # (H, W)
-        if mode.startswith("I;16"):
+        if mode != "F":
+            if array.size and (array.min() < 0 or array.max() > 65535):
+                raise ImageReadError(f"{name}: integer image (mode {mode}) values span [{array.min():.0f}, "
+                                 f"{array.max():.0f}], outside the 16-bit scale 0..65535")
+            if in_memory and mode == "I" and array.size and array.max() <= 255:
+                warnings.warn(f"{name}: PIL image of mode I with values 0..{array.max():.0f} read as 16-bit "
+                              "(0..65535), so it looks dark; convert it to L for 8-bit values",
+                              stacklevel=4)
             array = array / 65535.0
-        elif mode == "I":
-            # 16-bit PNGs open as "I" in some Pillow versions; 8-bit data stays on the 0..255 scale.
-            array = array / (65535.0 if array.size and array.max() > 255 else 255.0)
-        else:  # F: floats, taken as [0, 1] unless they are clearly on the 0..255 scale
-            array = array / (255.0 if array.size and np.nanmax(array) > 1.0 else 1.0)
-        array = np.nan_to_num(np.clip(array, 0.0, 1.0))
+        elif in_memory:
+            return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)
+        else:
+            array = _float_file_array(array, name)
         return np.repeat(array[:, :, None], 3, axis=2)
     if mode != "RGB":
         img = img.convert("RGB")  # palette, gray, alpha, CMYK, YCbCr, bilevel ...
     return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
+    """A float file's (H, W) values -> [0, 1]: NaN as 0 (said once; all NaN refused), on the 0..255 scale
+    when above 1. No numpy warning: NaN is found first and left out of the maximum."""
+    bad = ~np.isfinite(array)  # NaN and +-infinity: neither is a brightness
+    n_bad = int(bad.sum())
+    if n_bad:
+        if n_bad == array.size:
+            raise ImageReadError(f"{name}: every pixel is NaN or infinite (not a number): no image to read")
+        warnings.warn(f"{name}: {n_bad} of {array.size} pixels are NaN or infinite (not a number); read as "
+                      "0 (black)", stacklevel=4)
+        array = np.where(bad, 0.0, array).astype(np.float32)
+    # the scale from the finite values only: one +inf pixel no longer divides the image by 255
+    array = array / (255.0 if array.size and array.max() > 1.0 else 1.0)
+    return np.clip(array, 0.0, 1.0)
+
+
+# PIL's decompression-bomb limit: DecompressionBombError above twice Image.MAX_IMAGE_PIXELS. The library
+# never writes Image.MAX_IMAGE_PIXELS (a process-wide setting); the maskrcnn command sets it once, from
+# this environment variable (``apply_max_pixels_env``).
+MAX_PIXELS_ENV = "MASKRCNN_MAX_IMAGE_PIXELS"
+
+
+def parse_max_pixels(value: str) -> Optional[int]:
+    """``MASKRCNN_MAX_IMAGE_PIXELS``'s value -> a number of pixels, None for "0" / "none" (no limit);
+    "1e9" and "1_000_000_000" are accepted. ValueError, in one line, for anything else."""
+    text = value.strip()
+    if text.lower() in ("0", "none"):
+        return None
+    try:
+        number = float(text.replace("_", ""))
+    except ValueError:
+        number = -1.0
+    if not (1 <= number < float("inf") and number.is_integer()):  # NaN, inf, fractions, negatives
+        raise ValueError(f"{MAX_PIXELS_ENV}={value!r}: expected a whole number of pixels "
+                         "(e.g. 1000000000 or 1e9), or 0 for no limit")
+    return int(number)
+
+
+def apply_max_pixels_env(environ=None) -> None:
+    """For the program that owns the process (``maskrcnn`` command): ``Image.MAX_IMAGE_PIXELS`` from
+    ``MASKRCNN_MAX_IMAGE_PIXELS`` when set (PIL refuses above twice it: the variable is the refusal
+    limit, so half of it is stored); ValueError for a bad value. Library users set PIL's own setting."""
+    value = (os.environ if environ is None else environ).get(MAX_PIXELS_ENV, "").strip()
+    if value:
+        limit = parse_max_pixels(value)
+        Image.MAX_IMAGE_PIXELS = None if limit is None else max(1, limit // 2)
+
+
+def max_image_pixels() -> Optional[int]:
+    """The most pixels (width x height) an image file may have to be read: PIL's error limit, twice
+    ``Image.MAX_IMAGE_PIXELS`` (178956970 by default; None when PIL's limit is turned off)."""
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    return None if pil_limit is None else 2 * int(pil_limit)
+
+
+@contextmanager
+def _pil_open_quiet():
+    """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
+    names the file); yields the limit (``max_image_pixels``). PIL's setting is only read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield max_image_pixels()
+
+
+def _bomb_error(name: str, error: Exception) -> ImageTooLargeError:
+    """PIL's DecompressionBombError -> ImageTooLargeError naming the file and the limit PIL has."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{_mp(int(found.group(1)))} > " if found else ""
+    limit = max_image_pixels()
+    return ImageTooLargeError(
+        f"{name}: image too large ({size}limit {_mp(limit) if limit else 'none'}; {_RAISE_HINT})")
+
+
+_RAISE_HINT = (f"raise it with the environment variable {MAX_PIXELS_ENV} (maskrcnn commands), "
+               "or PIL.Image.MAX_IMAGE_PIXELS in a program")
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.4g} MP"  # 225 MP, 179 MP; a test's 400 pixels 0.0004 MP
+
+
+def _check_size(width: int, height: int, name: str, limit: Optional[int]) -> None:
+    """ImageTooLargeError naming ``name`` when width x height is over ``limit`` (None: no limit)."""
+    if limit is not None and width * height > limit:
+        raise ImageTooLargeError(
+            f"{name}: image too large ({width}x{height} = {_mp(width * height)} > limit {_mp(limit)}; "
+            f"{_RAISE_HINT})")
 
 
 def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:
@@ -122,11 +235,27 @@ def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.T
     (``orient=False``: the pixels as stored, for a COCO file whose sizes and annotations are those of the
     stored pixels)."""
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such image file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a directory, not an image file")
+    problem = missing_file_problem(path)
+    if problem:
+        raise ImageReadError(f"{path}: {problem}")
     return _decode(path, str(path), orient=orient)
+
+
+def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+    """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
+    "is a broken link (to TARGET)"); None when it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not an image file"
+    if path.exists():
+        return None
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"is a broken link (to {target})"
+    return "no such image file"
 
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
@@ -139,9 +268,12 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     """((H, W) as stored, EXIF orientation 1..8) of an image file, from its header only (no pixel is
     decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it); ImageReadError
     naming the file when it cannot be read. ``turned_size`` gives the size ``read_image`` returns."""
+    if _is_empty_file(path):
+        raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with Image.open(path) as img:
+        with _pil_open_quiet() as limit, Image.open(path) as img:
             width, height = img.size
+            _check_size(width, height, str(path), limit)
             try:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
             except Exception:  # a corrupt EXIF block: read_image ignores it too
@@ -151,6 +283,10 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
                 # stored size, or a turned TIFF would be turned twice and mismatch read_image's.
                 width = img.tag_v2.get(_TIFF_WIDTH, width)
                 height = img.tag_v2.get(_TIFF_LENGTH, height)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(str(path), e) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
     return (height, width), orientation if orientation in range(1, 9) else 1
@@ -196,7 +332,7 @@ def decode_image_bytes(
 
     ``max_pixels`` bounds width x height, checked from the header before any pixel is decoded, so that
     a small file that decompresses to a huge image (a decompression bomb) costs nothing; it raises
-    ``ImageTooLargeError``. PIL's own bomb limit applies too."""
+    ``ImageTooLargeError``. ``max_image_pixels()`` applies too, as to files."""
     if not data:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
     return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
@@ -252,12 +388,15 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
-        with Image.open(source) as img:
+        with _pil_open_quiet() as limit, Image.open(source) as img:
+            # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
+            # has no hint to raise the library's limit, which would not help)
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
                     f"than the limit of {max_pixels} pixels"
                 )
+            _check_size(img.width, img.height, name, limit)
             frames = int(getattr(img, "n_frames", 1) or 1)
             # MPO: a phone's or camera's JPEG holding the photo and its own preview, depth or disparity
             # map; the first frame is the whole photo, so a warning on every such photo would mislead.
@@ -273,7 +412,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")
-            array = _to_rgb_array(oriented)  # (H, W, 3)
+            array = _to_rgb_array(oriented, name)  # (H, W, 3)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -283,7 +422,11 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
         hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
         raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
     except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"{name}: image too large ({e})") from None
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        if max_pixels is not None and found and int(found.group(1)) > max_pixels:  # the caller's bound first
+            raise ImageTooLargeError(f"{name}: image of {found.group(1)} pixels is larger than the limit of "
+                                     f"{max_pixels} pixels") from None
+        raise _bomb_error(name, e) from None
     except MemoryError as e:
         raise ImageTooLargeError(f"{name}: image too large for the memory available ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -315,7 +458,9 @@ def list_images_and_passed_over(paths: Union[str, os.PathLike, Iterable], *,
         elif p.is_file():
             found.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            reason = missing_file_problem(p)
+            reason = "no such file or folder" if reason == "no such image file" else reason
+            raise FileNotFoundError(f"{p}: {reason}")
     return found, passed_over
 
 
