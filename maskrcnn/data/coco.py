@@ -95,27 +95,62 @@ _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary
 
 
 class _Problems:
-    """Counts problems by reason and logs the first few, each naming the file and the record."""
+    """Counts problems by reason and logs the first few, each naming the file and the record. Image files
+    not found are logged as one line (how many, the first few names) when there are more than 3: a wrong
+    image folder made one line per image, then one per annotation of those images, which hid the
+    reason. The annotations of images skipped (``quiet``) are counted in one line too."""
+
+    _NAMED = 3  # image files named in the line of those not found
 
     def __init__(self, source: str):
         self.source = source
         self.counts: Counter = Counter()
         self.messages: list = []
+        self.logged = 0
+        self.missing: list = []  # (message, the file not found), logged at the end
+        self.quiet = 0  # annotations of skipped images: counted, one line at the end
 
-    def add(self, reason: str, message: str) -> None:
+    def _log(self, text: str) -> None:
+        self.logged += 1
+        if self.logged <= _MAX_LOGGED:
+            logger.warning(text)
+
+    def add(self, reason: str, message: str, *, missing_file: Optional[str] = None,
+            quiet: bool = False) -> None:
+        """``missing_file``: an image file not found (collected into one line); ``quiet``: counted, not
+        logged alone (an annotation of an image skipped already)."""
         self.counts[reason] += 1
         text = f"{self.source}: {message}; skipped"
         self.messages.append(text)
-        if len(self.messages) <= _MAX_LOGGED:
-            logger.warning(text)
+        if missing_file is not None:
+            self.missing.append((text, missing_file))
+        elif quiet:
+            self.quiet += 1
+        else:
+            self._log(text)
 
     def summarise(self) -> None:
+        if len(self.missing) <= self._NAMED:
+            for text, _ in self.missing:
+                self._log(text)
+        else:
+            names = ", ".join(name for _, name in self.missing[:self._NAMED])
+            # what the first file's line said past "not found" (looked for by the end of its path, a name
+            # the locale cannot encode): it is likely true of the others
+            detail = self.missing[0][0].split(" not found", 1)[1].removesuffix("; skipped")
+            self._log(f"{self.source}: {len(self.missing)} image files not found ({names}, ...){detail}; "
+                      "skipped")
+        if self.quiet:
+            self._log(f"{self.source}: {self.quiet} annotation(s) of the images skipped above left out")
         if self.counts:
             listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
             # the records are named on the lines before, as far as they were logged; a command-line user
             # cannot see a Python attribute (``CocoDataset.problems`` holds them all)
-            named = len(self.messages)
-            where = "each named above" if named <= _MAX_LOGGED else f"the first {_MAX_LOGGED} named above"
+            if self.logged > _MAX_LOGGED:
+                where = f"the first {_MAX_LOGGED} named above"
+            else:  # files not found past the few named, or annotations of skipped images: counted in a line
+                where = "summed up above" if len(self.missing) > self._NAMED or self.quiet else \
+                    "each named above"
             warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
 
 
@@ -486,6 +521,7 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load_images(self, images: list) -> None:
         self._images: dict = {}
         self._image_order: list = []
+        self._listed_ids: set = set()  # ids of image records, kept or skipped
         found_by_tail, sized_from_file, from_url = [], 0, []
         file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
@@ -496,6 +532,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image record {str(img)[:80]} has no integer 'id'")
                 continue
             iid = img["id"]
+            self._listed_ids.add(iid)
             if iid in self._images:
                 self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
                 continue
@@ -518,7 +555,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 written = str(img["file_name"])
                 foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
                 self._problems.add(
-                    "missing_image_file",
+                    "missing_image_file", missing_file=str(self.image_dir / written), message=
                     f"image id {iid}: file {self.image_dir / written} not found"
                     + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
                     + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
@@ -709,7 +746,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
                 continue
             if not _is_int(iid) or iid not in self._images:
-                self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image")
+                self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image",
+                                   quiet=_is_int(iid) and iid in self._listed_ids)  # said in one line
                 continue
             ann = dict(ann, id=aid, image_id=iid)
             if "category_id" in ann:

@@ -176,9 +176,9 @@ def _fill_empty_parts(part: list, unit_sizes: Sequence[int], unit_names: Sequenc
         movable = [u for u, j in enumerate(part) if held[j] > 1]
         if not empty or not movable:
             return
-        target = max(empty, key=lambda j: (fractions[j], -j))  # the emptiest by what it should hold
+        target = max(empty, key=lambda j: (fractions[j], -j))  # the one that should hold the most
 
-        def cost(u: int) -> tuple:
+        def cost(u: int, sizes=sizes, target=target) -> tuple:
             moved = list(sizes)
             moved[part[u]] -= unit_sizes[u]
             moved[target] += unit_sizes[u]
