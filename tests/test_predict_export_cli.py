@@ -313,3 +313,27 @@ def test_paths_found_and_not_predicted_are_reported_once_each(tmp_path):
     assert found == [images / "sub" / "good.png"]
     assert told == [(images / "dangling.png", "broken link"),
                     (images / "sub" / "link.png", f"same file as {images / 'sub' / 'good.png'}")]
+
+
+def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, tmp_path, capsys,
+                                                                         monkeypatch):
+    """The README's round trip: predict --export cvat,labelstudio into pre/, then convert-data on the XML
+    as written (before: every image 'not found' beside the XML, nothing written) and on the tasks with
+    the --images the printed line gives."""
+    import shlex
+
+    ckpt, images = setup
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", "pre", "--device", "cpu",
+                 "--no-overlays", "--score-thresh", "0", "--export", "cvat,labelstudio"]) == 0
+    err = capsys.readouterr().err
+    commands = [line.split("read back with: maskrcnn ", 1)[1] for line in err.splitlines()
+                if "read back with: " in line]
+    assert commands[0] == "convert-data --from cvat pre/cvat_annotations.xml --output train.json"
+    assert "convert-data --from labelstudio pre/labelstudio_tasks.json --images" in commands[1]
+    for k, command in enumerate(commands):
+        argv = shlex.split(command)
+        argv[argv.index("--output") + 1] = f"rt{k}.json"
+        assert main(argv) == 0, capsys.readouterr().err
+        coco = json.loads((tmp_path / f"rt{k}.json").read_text())
+        assert sorted(i["file_name"] for i in coco["images"]) == sorted(SIZES)
