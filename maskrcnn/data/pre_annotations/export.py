@@ -11,7 +11,9 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
 
 Image paths are relative to the images folder: the folder given, or the closest folder holding every
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
-file instead, as LabelMe wants it). Only the images predicted (not those skipped) are listed, each with
+file instead, as LabelMe wants it; the CVAT XML records the images folder in a comment, and predict
+prints the ``convert-data`` lines that read the CVAT and Label Studio files back, ``read_back_lines``).
+Only the images predicted (not those skipped) are listed, each with
 its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops those below
 it; those of an empty mask, as a tiny image's detections can be, are left out of every export and counted
 in a line, ``left_out_note``: an annotation with an empty segmentation reads back in COCO tools as a
