@@ -3,6 +3,10 @@
     python benchmarks/inference.py [--tv-python PYTHON] [--images 3] [--threads 2] [--size 800x1067]
                                    [--variants fp32,fp32-opt,bf16-opt,onnx] [--rounds 1] [--profile]
 
+``--variants`` takes any of fp32, fp32-opt, bf16, bf16-opt, int8, onnx (``bf16``: bfloat16 autocast on
+the model as built); another name is refused before anything runs. ``--images N`` times N images: the
+three golden images in turn, each with its own noise.
+
 Every measurement runs in its own process (so that the RSS high-water mark belongs to it alone):
 - ``torchvision``: ``maskrcnn_resnet50_fpn(weights=None, num_classes=C)`` with the deterministic weights
   of the golden-data recipe (tests/data/golden), run by an interpreter that has torchvision
@@ -12,8 +16,8 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   channels_last, Winograd 3x3 convolutions, fused residual additions: what Predictor runs on CPU),
   ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
   direct convolution); ``int8`` the model quantized by ``maskrcnn.engine.int8.quantize_predictor``
-  (backbone + FPN, RPN conv, mask head static INT8, box head fcs dynamic INT8), calibrated on the same
-  three images (for speed only: random-weight detections say nothing about accuracy; see
+  (backbone + FPN, RPN conv, mask head static INT8, box head fcs dynamic INT8), calibrated on the timed
+  images (for speed only: random-weight detections say nothing about accuracy; see
   ``benchmarks/low_precision.py`` for AP on trained models); ``onnx`` the model exported by
   ``maskrcnn.export`` (the whole graph) and run by onnxruntime's CPU provider with ``--threads``
   intra-op threads, through the same Predictor (resize and paste are ours; the export is not timed).
@@ -24,7 +28,8 @@ every run alike; s/image is the median over all rounds' images, with the spread 
 cpu s/img the median CPU time of the process per image (all its threads: on an idle machine about
 threads x s/image; on a shared one the steadier figure of the work done).
 The table compares every variant's detections (first round) with the reference (torchvision, or ours
-fp32 without torchvision) by matching: same label and box IoU > 0.99 (and > 0.9).
+fp32 without torchvision) by matching: same label and box IoU > 0.99 (and > 0.9); the worst differences
+of matched pairs read "-" when no pair matched.
 Shapes: D detections per image, H x W = the image size.
 """
 
@@ -45,6 +50,20 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN_IMAGES = ["img_simple0.png", "img_simple1.png", "img_hard2.png"]
+KNOWN_VARIANTS = ("fp32", "fp32-opt", "bf16", "bf16-opt", "int8", "onnx")
+
+
+def parse_variants(text: str) -> list:
+    """``--variants`` -> the list of variant names; ValueError naming the unknown ones and listing the
+    known ones (before any run starts, so that a typo is not timed as a run of its own)."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in KNOWN_VARIANTS]
+    if unknown:
+        raise ValueError(f"--variants: unknown {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(KNOWN_VARIANTS)}")
+    if not variants:
+        raise ValueError(f"--variants: none given; known: {', '.join(KNOWN_VARIANTS)}")
+    return variants
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,14 +95,16 @@ def recipe_state_dict(keys_shapes) -> dict:
     return out
 
 
-def load_images(size_hw) -> list:
-    """The three golden images stretched to ``size_hw``: real-looking content at the benchmark size."""
+def load_images(size_hw, count: int = len(GOLDEN_IMAGES)) -> list:
+    """``count`` images: the golden images in turn, stretched to ``size_hw`` (real-looking content at the
+    benchmark size), each with its own noise (the first three are the same for any ``count``)."""
     from PIL import Image
 
     h, w = size_hw
     out = []
     g = torch.Generator().manual_seed(0)
-    for name in GOLDEN_IMAGES:
+    for i in range(count):
+        name = GOLDEN_IMAGES[i % len(GOLDEN_IMAGES)]
         img = (
             Image.open(REPO / "tests" / "data" / "golden" / name)
             .convert("RGB")
@@ -150,7 +171,7 @@ def worker_torchvision(args) -> dict:
     model.load_state_dict(weights)
     model.eval()
     torch.save(weights, args.state)
-    images = load_images(args.size)
+    images = load_images(args.size, args.images)
 
     @torch.inference_mode()
     def run_one(img):
@@ -192,11 +213,11 @@ def worker_ours(args) -> dict:
         names = ["__background__"] + [f"class{i}" for i in range(1, cfg.model.num_classes)]
         export_onnx(model, cfg, names, path)
         predictor = Predictor.from_onnx(path, threads=args.threads)
-        images = load_images(args.size)
+        images = load_images(args.size, args.images)
         dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, False)
         name = f"onnxruntime {onnxruntime.__version__}"
         return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
-    images = load_images(args.size)
+    images = load_images(args.size, args.images)
     if variant == "int8":
         from maskrcnn.engine.int8 import quantize_predictor
 
@@ -238,7 +259,8 @@ def _unpack_masks(d) -> torch.Tensor:
 
 def compare(ref: list, other: list, *, iou_thresh: float = 0.99) -> dict:
     """Match detections per image: same label, box IoU > ``iou_thresh``, greedy in the reference's
-    score order; report the worst box / score / mask-IoU differences of matched pairs."""
+    score order; report the worst box / score / mask-IoU differences of matched pairs (None when no pair
+    matched: there is no difference to report, not a perfect one)."""
     sys.path.insert(0, str(REPO))
     from maskrcnn.ops.boxes import box_iou
 
@@ -270,10 +292,15 @@ def compare(ref: list, other: list, *, iou_thresh: float = 0.99) -> dict:
         "ref": n_ref,
         "other": n_other,
         "matched": matched / max(n_ref, n_other, 1),
-        "box": worst_box,
-        "score": worst_score,
-        "mask_iou": worst_mask_iou,
+        "box": worst_box if matched else None,
+        "score": worst_score if matched else None,
+        "mask_iou": worst_mask_iou if matched else None,
     }
+
+
+def _worst(value, spec: str, width: int) -> str:
+    """A worst-difference cell of the table: "-" when nothing matched (``compare`` gives None)."""
+    return f"{'-' if value is None else format(value, spec):>{width}}"
 
 
 def _cpu_name() -> str:
@@ -307,9 +334,21 @@ def main(argv=None) -> int:
     p.add_argument("--state", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.size = tuple(int(v) for v in args.size.lower().split("x"))
+    sys.path.insert(0, str(REPO))
+    from maskrcnn.commands.size_arg import parse_size
+
+    try:  # the messages show what was typed; sides above size_arg.MAX_SIDE (4096) refused
+        args.size = parse_size(args.size, allocated="each image")
+    except ValueError as e:
+        p.error(str(e))
+    if args.images < 1:
+        p.error(f"--images must be >= 1, got {args.images}")
     if args.worker:
         return run_worker(args)
+    try:
+        variants = parse_variants(args.variants)
+    except ValueError as e:
+        p.error(str(e))
 
     tv_python = args.tv_python
     if tv_python is None:
@@ -335,7 +374,7 @@ def main(argv=None) -> int:
         os.makedirs(tmp, exist_ok=True)
         state = os.path.join(tmp, "tv_state.pt")
         jobs = ([("torchvision", tv_python)] if tv_python else []) + [
-            (f"ours:{v}", sys.executable) for v in args.variants.split(",") if v
+            (f"ours:{v}", sys.executable) for v in variants
         ]
         for worker, _ in jobs:
             if worker.startswith("ours:bf16") and not _bf16_supported():
@@ -404,8 +443,8 @@ def main(argv=None) -> int:
         )  # fmt: skip
         print(
             f"{r['name']:<28} {t:>8.3f} {cpu:>9} {spread:>11} {base / t:>7.2f}x {r['peak_rss_mb']:>11.0f} "
-            f"{c['other']:>5d} {100 * c['matched']:>7.1f}% {100 * loose:>6.1f}% {c['box']:>9.2e} "
-            f"{c['score']:>11.2e} {c['mask_iou']:>12.4f}"
+            f"{c['other']:>5d} {100 * c['matched']:>7.1f}% {100 * loose:>6.1f}% {_worst(c['box'], '.2e', 9)} "
+            f"{_worst(c['score'], '.2e', 11)} {_worst(c['mask_iou'], '.4f', 12)}"
         )
     if args.json:
         with open(args.json, "w") as f:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -171,19 +172,49 @@ def _train(instances: int) -> dict:
             "base_mb": base}
 
 
+CASE_FORMS = "infer-<P>mp[-<D>det], tiled-<P>mp[-<D>det], train-<M>gt"
+
+
+def parse_case(case: str) -> tuple:
+    """A case name -> (kind, megapixels or None, detections or instances): ``("infer", 2.0, 100)``,
+    ``("tiled", 48.0, 1000)``, ``("train", None, 10)``; ValueError naming the case and the forms otherwise."""
+    parts = case.split("-")
+    try:
+        if parts[0] in ("infer", "tiled") and len(parts) in (2, 3) and parts[1].endswith("mp"):
+            mp = float(parts[1].removesuffix("mp"))
+            if len(parts) == 3 and not parts[2].endswith("det"):
+                raise ValueError
+            count = int(parts[2].removesuffix("det")) if len(parts) == 3 else 100
+            if math.isfinite(mp) and mp > 0 and count > 0:
+                return parts[0], mp, count
+        elif parts[0] == "train" and len(parts) == 2 and parts[1].endswith("gt"):
+            count = int(parts[1].removesuffix("gt"))
+            if count > 0:
+                return "train", None, count
+    except ValueError:
+        pass
+    raise ValueError(f"unknown case {case!r} (the cases: {CASE_FORMS}, with positive numbers)")
+
+
+def parse_cases(text: str) -> list:
+    """``--cases`` -> the case names, every one checked by ``parse_case`` before any runs."""
+    cases = [c.strip() for c in text.split(",") if c.strip()]
+    if not cases:
+        raise ValueError(f"--cases: none given (the cases: {CASE_FORMS})")
+    for case in cases:
+        parse_case(case)
+    return cases
+
+
 def run_case(case: str, threads: int, masks_mode: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    parts = case.split("-")
-    if parts[0] in ("infer", "tiled"):
-        mp = float(parts[1].removesuffix("mp"))
-        dets = int(parts[2].removesuffix("det")) if len(parts) > 2 else 100
-        out = _infer(mp, dets, masks_mode, tile=1024 if parts[0] == "tiled" else None)
-    elif parts[0] == "train":
-        out = _train(int(parts[1].removesuffix("gt")))
+    kind, mp, count = parse_case(case)
+    if kind == "train":
+        out = _train(count)
     else:
-        raise SystemExit(f"unknown case {case!r}")
+        out = _infer(mp, count, masks_mode, tile=1024 if kind == "tiled" else None)
     out.setdefault("peak_mb", _status_mb("VmHWM"))
     return out
 
@@ -216,6 +247,10 @@ def main(argv=None) -> int:
     if args.case:
         print(json.dumps(run_case(args.case, args.threads, args.masks)))
         return 0
+    try:  # every case checked before the table starts: a typo is not found after an hour of cases
+        cases = parse_cases(args.cases)
+    except ValueError as e:
+        parser.error(str(e))
     from maskrcnn.engine.device import cpu_name
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,7 +263,7 @@ def main(argv=None) -> int:
     print(f"|{'-' * 22}|{'-' * 8}|{'-' * 11}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|"
           f"{'-' * 9}|")
     failed = 0
-    for case in args.cases.split(","):
+    for case in cases:
         for name, path in versions:
             r, error = _run_child(case, args, path)
             if error:

@@ -76,6 +76,13 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         ckpt = load_weights_only(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
+    return check_checkpoint(path, ckpt)
+
+
+def check_checkpoint(path: PathLike, ckpt: object) -> dict:
+    """``ckpt``, the object read from ``path``, when it is a checkpoint of ours this library reads;
+    ``CheckpointError`` naming the file and the field otherwise (``load_checkpoint``'s checks, for a
+    reader that has read the file already)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = ""
         if isinstance(ckpt, dict) and any(isinstance(v, torch.Tensor) for v in ckpt.values()):

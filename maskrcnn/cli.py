@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import functools
 import importlib
 import os
@@ -204,10 +205,24 @@ def _main(argv: list = None) -> int:
                   f"{world_size} processes would do all the work and write the same files; only maskrcnn "
                   f"{' / '.join(SEVERAL_PROCESSES)} shares its work among processes)", file=sys.stderr)
         return 2
-    # Warnings (skipped records, multi-frame images) as one line each, not with a line of our source;
-    # restored on return, so that a program calling main() keeps its own format.
+    with one_line_warnings(args.command):
+        return _run(args, rank=rank, world_size=world_size)
+
+
+@contextlib.contextmanager
+def one_line_warnings(command: str):
+    """Warnings (skipped records, multi-frame images) as one line each, "maskrcnn COMMAND: warning: ...",
+    beside the command's printed notes, not with a file:line and a line of our source; the format is
+    restored on exit, so that a program calling ``main()`` or ``maskrcnn.train`` keeps its own."""
     formatwarning = warnings.formatwarning
-    warnings.formatwarning = functools.partial(_format_warning, args.command)
+    warnings.formatwarning = functools.partial(_format_warning, command)
+    try:
+        yield
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _run(args, *, rank: int, world_size: int) -> int:
     try:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt as e:
@@ -225,8 +240,6 @@ def _main(argv: list = None) -> int:
         if line is not None:
             print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
         return 1
-    finally:
-        warnings.formatwarning = formatwarning
 
 
 def _format_warning(command: str, message, category=None, filename: str = "", *_args, **_kw) -> str:

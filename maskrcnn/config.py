@@ -31,10 +31,13 @@ import copy
 import dataclasses
 import difflib
 import math
+import numbers
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import yaml
 
@@ -699,9 +702,127 @@ def _choice_problems(cfg: Config, stored: bool = False) -> list:
     return problems
 
 
-def config_problems(cfg: Config, *, stored: bool = False) -> list:
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def plain_value(value: Any, key: str, label: str = "{}") -> Any:
+    """``value`` as YAML and JSON write it: numpy and torch scalars, arrays and tensors as their numbers
+    (a numpy float by its shortest repr: ``np.float32(0.1)`` is 0.1, not 0.10000000149011612), a path
+    (``os.PathLike``) as its string, inside lists and mappings too; anything else that is not plain data
+    is a TypeError naming the (dotted) ``key``, in ``label``'s ``{}``, and the type."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, os.PathLike):  # a path is a string to the config (data.root, a weights file)
+        return os.fspath(value)
+    # a tensor or an array exists only where torch or numpy was imported (reading a config imports neither)
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch is not None and isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        return plain_value((t.float() if t.dtype == torch.bfloat16 else t).numpy(), key, label)
+    if np is None:
+        pass
+    elif isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return plain_value(value[()], key, label)
+        return [plain_value(v, key, label) for v in value]
+    elif isinstance(value, np.bool_):
+        return bool(value)
+    elif isinstance(value, np.floating):
+        return float(np.format_float_positional(value, unique=True, trim="0"))
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v, key, label) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: plain_value(v, f"{key}.{k}", label) for k, v in value.items()}
+    raise TypeError(f"{label.format(key)}: a {type(value).__name__} is not a config value (a string, a "
+                    "number, "
+                    "true/false, a list or a mapping of them; numpy and torch scalars and arrays are read "
+                    "as their numbers)")
+
+
+# a field's annotation -> (the test of its value's kind, what it asks for). YAML and --set values are
+# converted by _coerce (a number given for a string field is passed through, as is: the key's own check,
+# _CHOICES, device, best_metric, names it), so a value set by attribute assignment fails most of these
+# (str: None too, as a YAML file's empty value is read)
+_KINDS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int": (_is_whole, "a whole number"),
+    "float": (_is_number, "a number"),
+    "Optional[float]": (lambda v: v is None or _is_number(v), "a number or None"),
+    "Union[int, tuple]": (lambda v: _is_whole(v) or isinstance(v, (tuple, list)), "a whole number or a list"),
+    "str": (lambda v: v is None or isinstance(v, str), "a string"),
+    "tuple": (lambda v: isinstance(v, (tuple, list)), "a list"),
+    "dict": (lambda v: isinstance(v, dict), "a mapping"),
+}
+# string keys whose own check below names what they accept (the choices, a did-you-mean): a number there
+# (YAML ``backbone: 50``) is said by that check, not as "must be a string"
+_OWN_STRING_CHECKS = {*_CHOICES, "device", "solver.best_metric", "solver.lr_schedule"}
+
+
+def _normalise(node) -> None:
+    """Numpy and torch values (and paths) set by attribute assignment replaced by the Python values a
+    loaded config has (``plain_value``; a list as a tuple in a tuple field), sections walked, so that they
+    are checked, compared and written (``yaml.safe_dump``) as those; another type is left for the kind
+    check to name."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _normalise(value)
+            continue
+        try:
+            plain = plain_value(value, f.name)
+        except TypeError:
+            continue
+        if isinstance(plain, list) and "tuple" in str(f.type):
+            plain = tuple(plain)
+        if plain is not value:
+            setattr(node, f.name, plain)
+
+
+def _kind_problems(node, prefix: str = "") -> tuple:
+    """(problems, fatal): each value of its field's kind, sections walked, so that a Config changed by
+    attribute assignment (``cfg.model.num_classes = "3"``) is refused as a YAML file's bad value is;
+    ``fatal``: a kind the checks of ``config_problems`` cannot compare (a number's, a list's, a section's)."""
+    problems, fatal = [], False
+    for f in dataclasses.fields(node):
+        key, value = prefix + f.name, getattr(node, f.name)
+        if f.type in _KINDS:
+            test, wanted = _KINDS[f.type]
+            if f.type == "str" and key in _OWN_STRING_CHECKS:
+                continue
+            if not test(value):
+                problems.append(f"{key} must be {wanted}, got {value!r}")
+                fatal = fatal or f.type != "str"
+        elif not isinstance(value, f.default_factory):  # a section: RPNConfig, ModelConfig, ...
+            problems.append(f"{key} must be a section ({f.default_factory.__name__}), got {value!r}")
+            fatal = True
+        else:
+            more, more_fatal = _kind_problems(value, key + ".")
+            problems.extend(more)
+            fatal = fatal or more_fatal
+    return problems, fatal
+
+
+# the keys a model is built from (build_model): a stored config's other values (an outdated solver one)
+# do not keep it from loading for inference
+MODEL_KEYS = ("model.", "input.")
+
+
+def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] = None) -> list:
     """Every key whose value no run can use, one line each (empty when the config is usable); ``stored``:
-    as ``_choice_problems``."""
+    as ``_choice_problems``; ``keys``: only the problems of the keys starting with one of these prefixes
+    (each value's kind is checked whatever they are)."""
+    kinds, fatal = _kind_problems(cfg)
+    if fatal:  # the checks below compare values of the kinds these ask for
+        return kinds
     problems = []
     for key, (test, wanted) in _RANGES.items():
         value = get_key(cfg, key)
@@ -722,7 +843,9 @@ def config_problems(cfg: Config, *, stored: bool = False) -> list:
     problems.extend(_best_model_problems(cfg.solver))
     problems.extend(_solver_problems(cfg.solver))
     problems.extend(_choice_problems(cfg, stored))
-    return problems
+    if keys is not None:
+        problems = [p for p in problems if p.startswith(keys)]
+    return kinds + problems
 
 
 LR_SCHEDULES = ("step", "cosine")  # solver.lr_schedule (engine/schedule.py)
@@ -770,10 +893,13 @@ def _training_problems(cfg: Config) -> list:
 
 
 def validate_config(cfg: Config, *, lines: Optional[dict] = None, source: str = "",
-                    stored: bool = False) -> Config:
+                    stored: bool = False, keys: Optional[tuple] = None) -> Config:
     """``cfg`` if every value is usable, else ValueError listing the keys at fault (each with its line in
-    the YAML file ``source`` where ``lines`` has it; ``stored``: as ``from_dict``)."""
-    problems = config_problems(cfg, stored=stored)
+    the YAML file ``source`` where ``lines`` has it; ``stored``: as ``from_dict``; ``keys``: as
+    ``config_problems``). Numpy and torch values set by attribute assignment are replaced by their Python
+    numbers (``_normalise``)."""
+    _normalise(cfg)
+    problems = config_problems(cfg, stored=stored, keys=keys)
     if problems:
         said = [_with_line(p, lines or {}, source) for p in problems]
         raise ValueError("invalid configuration: " + "; ".join(said))

@@ -7,14 +7,22 @@ own parser and code path (``commands/train.py``), so the two cannot drift apart:
                            set={"solver.iters": 300, "solver.batch_size": 2})
     predictor = maskrcnn.Predictor.from_weights(final)
 
-The keywords are the command's options (``train_json`` is ``--train-json``; ``set`` a dict of dotted
+The keywords are the command's options (``train_json`` is ``--train-json``; each value joined to its
+option, ``--output=-run1``, so one that starts with '-' is still a value). ``set``: a dict of dotted
 config keys, each value written as ``--set key=value``: a string or a path as it is, anything else as
-JSON, so ``[10]``, ``true``, ``0.001``). Returns the path of ``RUN_DIR/model_final.pth``. A failure
+JSON, so ``[10]``, ``true``, ``0.001`` (numpy and torch scalars and arrays as their numbers; another
+type is a ``TypeError`` naming the key), or a list of ``"key=value"`` strings as on the command line.
+``config``: a preset name, a YAML file or a ``Config`` object (written for the run to a temporary YAML
+file, removed after: the keys that differ from the r50_fpn preset's, over it; messages name that file).
+Returns the path of ``RUN_DIR/model_final.pth``. A failure
 raises the exception the command would print as "maskrcnn train: error: ..." (``ValueError``,
-``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword a ``TypeError``, a bad option
-value a ``ValueError``) instead of returning an exit status; a run stopped by Ctrl-C or SIGTERM
-(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Process state is left as
-found: the trainer's SIGINT / SIGTERM handlers are restored when it
+``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword, or a value of a type no option
+takes, a ``TypeError``; a bad value a ``ValueError`` from the command's own checks: each value is joined
+to its option, so argparse's own errors, "expected one argument", cannot arise) instead of returning an
+exit status; a run stopped by Ctrl-C or SIGTERM
+(checkpoint saved) raises ``TrainingStopped`` (continue with ``resume=True``). Warnings (a dataset's
+skipped records) read as the command's, one line each ("maskrcnn train: warning: ..."). Process state is
+left as found: the trainer's SIGINT / SIGTERM handlers and the warnings' format are restored when it
 returns, and no exit is called.
 """
 
@@ -22,50 +30,110 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping
 
 
 class TrainingStopped(RuntimeError):
     """A signal (Ctrl-C, SIGTERM) stopped the run at the end of an iteration; its checkpoint is saved."""
 
 
-def _value_text(value) -> str:
-    if isinstance(value, os.PathLike):  # a path is a string to the config (data.root, a weights file)
-        return os.fspath(value)
-    return value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
+def _value_text(key: str, value) -> str:
+    """One ``--set`` value: a string or a path as it is, anything else as JSON (``config.plain_value``:
+    numpy and torch values as their numbers, paths as strings, in lists and mappings too)."""
+    from maskrcnn.config import plain_value
+
+    value = plain_value(value, key, "set[{!r}]")
+    return value if isinstance(value, str) else json.dumps(value)
 
 
-def train_argv(*, train_json=None, output, init=None, config=None, set: Optional[Mapping] = None,
+def _set_items(set) -> list:
+    """``set`` as ``--set`` items: a mapping of dotted keys, or a list / tuple of ``"key=value"`` strings
+    as on the command line."""
+    if isinstance(set, Mapping):
+        bad = next((k for k in set if not isinstance(k, str)), None)
+        if bad is not None:
+            raise TypeError(f"set: the keys are dotted config keys (strings), got {bad!r}")
+        return [f"{key}={_value_text(key, value)}" for key, value in set.items()]
+    if isinstance(set, (list, tuple)) and all(isinstance(item, str) for item in set):
+        return list(set)
+    raise TypeError(f"set: a mapping of dotted config keys ({{'solver.iters': 300}}) or a list of "
+                    f"'key=value' strings (['solver.iters=300']) is expected, got {type(set).__name__}"
+                    + (" holding a non-string" if isinstance(set, (list, tuple)) else ""))
+
+
+def train_argv(*, train_json=None, output, init=None, config=None, set=None,
                train_images=None, val_json=None, val_images=None, resume: bool = False,
                overwrite: bool = False, device=None) -> list:
-    """The ``maskrcnn train`` arguments the keywords stand for (see the module docstring)."""
-    argv = ["train", "--output", str(output)]
+    """The ``maskrcnn train`` arguments the keywords stand for (see the module docstring). Each value is
+    joined to its option (``--output=-run1``): a value starting with '-' is not read as an option."""
+    argv = ["train", f"--output={output}"]
     for option, value in (("--train-json", train_json), ("--train-images", train_images),
                           ("--val-json", val_json), ("--val-images", val_images), ("--config", config),
                           ("--init", init), ("--device", device)):
         if value is not None:
-            argv += [option, str(value)]
+            argv.append(f"{option}={value}")
     argv += ["--resume"] if resume else []
     argv += ["--overwrite"] if overwrite else []
-    if set:
-        argv += ["--set", *(f"{key}={_value_text(value)}" for key, value in set.items())]
+    if set is not None:
+        argv += [f"--set={item}" for item in _set_items(set)]
     return argv
 
 
-def train(*, train_json=None, output, init=None, config=None, set: Optional[Mapping] = None,
+def _config_file(cfg, folder: Path) -> Path:
+    """A Config object written as a YAML file in ``folder`` for ``--config``: the keys whose values differ
+    from the r50_fpn preset's, over ``_base_: r50_fpn``, so the run reads ``cfg`` back whole. Every key
+    that differs from r50_fpn counts as set by the user (as in a YAML file of one's own), whichever preset
+    ``cfg`` was made from: ``PRESETS["demo"]()`` passed whole sets each of demo's own values."""
+    import yaml
+
+    from maskrcnn.config import PRESETS, flatten_sections, validate_config
+    from maskrcnn.io_utils import atomic_write_text
+
+    validate_config(cfg)  # a value set by attribute assignment: the key named, not the temporary file
+    base = PRESETS["r50_fpn"]()  # the _base_ written: a key equal to its value is left out
+    default = flatten_sections(base.to_dict(), base)
+    nested: dict = {"_base_": "r50_fpn"}
+    for key, value in flatten_sections(cfg.to_dict(), cfg).items():
+        if default.get(key, object()) != value:
+            *sections, leaf = key.split(".")
+            node = nested
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[leaf] = value
+    path = folder / "config.yaml"
+    atomic_write_text(path, yaml.safe_dump(nested, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def train(*, train_json=None, output, init=None, config=None, set=None,
           train_images=None, val_json=None, val_images=None, resume: bool = False, overwrite: bool = False,
           device=None) -> Path:
     """Train as ``maskrcnn train`` does; returns ``RUN_DIR/model_final.pth``. Keywords: the module
     docstring; ``train_json`` may be left out only with ``resume=True`` (the run's data)."""
-    from maskrcnn.cli import build_parser
+    from maskrcnn.config import Config
+
+    if isinstance(config, Config):  # read by the command as a file: a temporary one, removed after
+        with tempfile.TemporaryDirectory(prefix="maskrcnn-config-") as folder:
+            return train(train_json=train_json, output=output, init=init,
+                         config=_config_file(config, Path(folder)), set=set, train_images=train_images,
+                         val_json=val_json, val_images=val_images, resume=resume, overwrite=overwrite,
+                         device=device)
+    if config is not None and not isinstance(config, (str, os.PathLike)):
+        raise TypeError(f"config: a preset name, a YAML file's path or a maskrcnn.config.Config is "
+                        f"expected, got {type(config).__name__}")
+    from maskrcnn.cli import build_parser, one_line_warnings
     from maskrcnn.commands import train as command
 
     argv = train_argv(train_json=train_json, output=output, init=init, config=config, set=set,
                       train_images=train_images, val_json=val_json, val_images=val_images, resume=resume,
                       overwrite=overwrite, device=device)
     args = build_parser(argv, raise_errors=True).parse_args(argv)  # a bad value: ValueError, no exit
-    result = command.run_training(args)
+    # the dataset's skipped records are warnings: one line each as the command prints them, beside its
+    # "note: ..." lines, not "/.../coco.py:119: UserWarning: ..." with a line of our source under it
+    with one_line_warnings("train"):
+        result = command.run_training(args)
     if result.get("stopped"):  # mid-iteration, not saved (the DataLoader workers ended by the same signal)
         raise TrainingStopped(result["stopped"])
     if result.get("interrupted"):

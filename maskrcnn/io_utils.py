@@ -18,7 +18,8 @@ shortened temporary name (``fitting_prefix``): its start and a hash of the whole
 
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
-parents, an existing folder that refuses new files), in one line naming the option and the path.
+parents, an existing folder that refuses new files), in one line naming the option and the path;
+``check_output_not_input`` that an output file names the same file as the command's input.
 
 Used for checkpoints and ``last_checkpoint``, ``metrics.jsonl`` rewrites, curves, JSON reports and
 datasets the commands write. (The weight download streams into its own temporary file: it cannot hold
@@ -41,8 +42,8 @@ from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "create_temp_file", "fitting_prefix", "remove_stale_temps", "replace_durably",
-    "stale_before", "temp_target", "write_error",
+    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "remove_stale_temps",
+    "replace_durably", "stale_before", "temp_target", "write_error",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -351,3 +352,17 @@ def check_output_file(path: PathLike, option: str = "OUT") -> Path:
     if problem:
         raise ValueError(f"{option} {path}: {problem}")
     return path
+
+
+def check_output_not_input(output: PathLike, source: PathLike, *, option: str = "--output",
+                           source_option: str = "--weights", result: str = "the result") -> None:
+    """ValueError naming both options when ``output`` names the same file as ``source``: the same path in
+    another spelling, a symlink or a hard link to it (``os.path.samefile``); the result is to be written
+    under another name."""
+    try:
+        same = Path(source).is_file() and Path(output).exists() and os.path.samefile(output, source)
+    except OSError:  # gone or unreadable between the checks: not the same file as far as we can tell
+        same = False
+    if same:
+        raise ValueError(f"{option} {os.fspath(output)}: names the same file as {source_option}; "
+                         f"write {result} under another name")

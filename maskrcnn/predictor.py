@@ -439,7 +439,7 @@ class Predictor:
         section = ckpt.get(INT8_KEY) if int8 is not False else None
         if int8 and section is None:
             raise CheckpointError(f"{path}: has no '{INT8_KEY}' section (write one with `maskrcnn quantize`, "
-                                  "or calibrate on the fly with --int8 --calib-images DIR)")
+                                  "or calibrate on the fly with --int8 --calib-images PATH)")
         if section is not None:
             if str(device) == "auto":  # INT8 kernels are CPU kernels
                 device = "cpu"

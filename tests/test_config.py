@@ -171,3 +171,27 @@ def test_load_config_keys_names_the_keys_the_file_wrote(tmp_path):
     assert written == {"model.num_classes", "model.fpn_dim", "model.init_class_map", "solver"}
     assert config_file_keys(str(path)) == written  # for a caller given only the name
     assert load_config_keys("demo")[1] == frozenset() and config_file_keys("demo") == frozenset()
+
+
+def test_a_value_of_the_wrong_kind_set_by_assignment_is_named_not_a_crash():
+    from maskrcnn.config import validate_config
+
+    cfg = load_config("demo")
+    cfg.model.freeze_at, cfg.solver.amp = "2", 1  # "2": a TypeError comparing it with 0 before
+    with pytest.raises(ValueError, match="^invalid configuration: model.freeze_at must be a whole number, "
+                                         "got '2'; solver.amp must be true or false, got 1$"):
+        validate_config(cfg)
+
+
+def test_a_yaml_number_for_a_checked_string_key_keeps_that_keys_own_message(tmp_path):
+    """The kind check said "must be a string" for these and hid the other keys' problems; a number for a
+    key with choices lists them again, with its line, and the device's and best_metric's own messages."""
+    path = tmp_path / "a.yaml"
+    path.write_text("_base_: demo\ndevice: 0\nmodel: {backbone: 50}\nsolver:\n  best_metric: segm/APP\n"
+                    "  lr: -1\n")
+    with pytest.raises(ValueError) as info:
+        load_config(str(path))
+    text = info.value.args[0]
+    assert "model.backbone must be one of resnet18|" in text and "got 50 (a.yaml line 3)" in text
+    assert "device must be auto, cpu, cuda or cuda:N, got 0" in text
+    assert "solver.lr must be" in text and "did you mean" in text and "must be a string" not in text

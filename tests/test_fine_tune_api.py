@@ -6,12 +6,13 @@ path; returns the final checkpoint, raises on failure, leaves the signal handler
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import maskrcnn
 from maskrcnn.cli import build_parser
-from maskrcnn.config import load_config
+from maskrcnn.config import load_config, load_config_keys, parse_set_args
 from maskrcnn.data.shapes import generate_shapes_dataset
 from maskrcnn.engine.frozen_parts import frozen_line
 from maskrcnn.fine_tune import train_argv
@@ -58,14 +59,80 @@ def test_keywords_become_the_commands_options():
     argv = train_argv(train_json="t.json", output="run", init="w.pth", set={
         "solver.steps": [10, 20], "solver.lr": 0.001, "model.backbone": "resnet18",
         "data.filter_empty": True})
-    assert argv == ["train", "--output", "run", "--train-json", "t.json", "--init", "w.pth", "--set",
-                    "solver.steps=[10, 20]", "solver.lr=0.001", "model.backbone=resnet18",
-                    "data.filter_empty=true"]
+    assert argv == ["train", "--output=run", "--train-json=t.json", "--init=w.pth",
+                    "--set=solver.steps=[10, 20]", "--set=solver.lr=0.001", "--set=model.backbone=resnet18",
+                    "--set=data.filter_empty=true"]
 
 
 def test_a_path_in_set_is_written_as_its_text():
     argv = train_argv(train_json="t.json", output="run", set={"model.init_weights": Path("w") / "x.pth"})
-    assert argv[-2:] == ["--set", f"model.init_weights={Path('w') / 'x.pth'}"]
+    assert argv[-1] == f"--set=model.init_weights={Path('w') / 'x.pth'}"
+
+
+def test_values_that_start_with_a_dash_are_values(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match="-t.json"):  # read as the file, not as an option
+        maskrcnn.train(train_json="-t.json", output="-run1", config="demo")
+    # each was "argument --output: expected one argument" (argparse read the value as an option)
+    argv = train_argv(train_json="-train.json", output="-run1", config="-c.yaml", set={"-k": 1, "a": "-2"})
+    args = build_parser(argv, raise_errors=True).parse_args(argv)
+    assert (args.output, args.train_json, args.config) == ("-run1", "-train.json", "-c.yaml")
+    assert parse_set_args(args.set) == {"-k": "1", "a": "-2"}
+
+
+def test_numpy_and_torch_values_in_set_are_their_numbers():
+    argv = train_argv(output="run", set={"solver.iters": np.int64(5), "input.min_size": np.array([100, 120]),
+                                         "solver.lr": torch.tensor(0.5), "solver.steps": torch.tensor([7]),
+                                         "data.filter_empty": np.bool_(False),
+                                         "solver": {"gamma": np.float32(0.25)}})
+    args = build_parser(argv, raise_errors=True).parse_args(argv)
+    cfg = load_config("demo", parse_set_args(args.set))  # "Object of type int64 is not JSON serializable"
+    assert (cfg.solver.iters, cfg.input.min_size, cfg.solver.lr) == (5, (100, 120), 0.5)
+    assert cfg.solver.steps == (7,)
+    assert (cfg.data.filter_empty, cfg.solver.gamma) == (False, 0.25)
+    # a path anywhere is its string; a float32 its shortest repr (was 0.10000000149011612)
+    argv = train_argv(output="run", set={"model": {"init_weights": Path("w/x.pth")},
+                                         "solver.lr": np.float32(0.1)})
+    cfg = load_config("demo", parse_set_args(build_parser(argv, raise_errors=True).parse_args(argv).set))
+    assert (cfg.model.init_weights, cfg.solver.lr) == (str(Path("w/x.pth")), 0.1)
+    with pytest.raises(TypeError, match=r"^set\['solver.steps'\]: a set is not a config value"):
+        train_argv(output="run", set={"solver.steps": {10, 20}})
+    with pytest.raises(TypeError, match=r"^set\['solver.gamma'\]: a bytes is not"):
+        train_argv(output="run", set={"solver": {"gamma": b"1"}})
+
+
+def test_set_may_be_a_list_of_key_value_strings():
+    assert train_argv(output="run", set=["solver.iters=3", "solver.lr=-1"])[-2:] == [
+        "--set=solver.iters=3", "--set=solver.lr=-1"]
+    for bad in ("solver.iters=3", [3], {1: 2}, 3):  # a list was an AttributeError (.items)
+        with pytest.raises(TypeError, match="^set: "):
+            maskrcnn.train(train_json="t.json", output="run", set=bad)
+
+
+def test_a_config_object_is_read_by_the_run_from_a_temporary_file(monkeypatch):
+    from maskrcnn.commands import train as command
+
+    cfg = load_config("demo")
+    cfg.solver.iters, cfg.model.init_class_map = 7, {"pedestrian": "person"}
+    seen = {}
+
+    def run_training(args):  # the file the command reads, while it runs
+        seen["path"] = Path(args.config)
+        seen["cfg"], seen["written"] = load_config_keys(args.config)
+        return {}
+
+    monkeypatch.setattr(command, "run_training", run_training)
+    cfg.model.pixel_std = np.array([57.0, 57.0, 58.0], dtype=np.float32)  # yaml.safe_dump refused numpy
+    cfg.solver.gamma = torch.tensor(0.5)
+    maskrcnn.train(train_json="t.json", output="run", config=cfg)  # was OSError "File name too long"
+    assert seen["cfg"] == cfg and not seen["path"].exists()  # the whole config; removed after
+    assert {"solver.iters", "model.backbone", "model.init_class_map"} <= seen["written"]
+    assert "model.num_classes" not in seen["written"]  # the preset's default: not a choice to note
+    cfg.model.num_classes = "3"  # named, not the temporary file
+    with pytest.raises(ValueError, match="^invalid configuration: model.num_classes must be a whole number"):
+        maskrcnn.train(train_json="t.json", output="run", config=cfg)
+    with pytest.raises(TypeError, match="^config: a preset name, a YAML file's path or a maskrcnn.config"):
+        maskrcnn.train(train_json="t.json", output="run", config={"solver": {"iters": 3}})
 
 
 def test_the_frozen_line_follows_requires_grad_not_the_config():
@@ -99,14 +166,16 @@ def test_frozen_batch_norm_is_counted_by_type_not_by_class_name():
                                   "training 6 of 6 parameters")
 
 
-def test_a_bad_option_value_raises_without_exiting_or_printing(capsys):
-    with pytest.raises(ValueError, match="^maskrcnn train: error: argument --train-json: expected one "
-                                         "argument$"):
-        maskrcnn.train(train_json="-t.json", output="run")  # read by argparse as an option
-    assert capsys.readouterr().err == ""
-    argv = ["train", "--config", "demo", "--output"]
-    with pytest.raises(ValueError, match="^maskrcnn train: error: argument --output: expected one argument$"):
+@pytest.mark.parametrize("argv, option", [(["train", "--output=run", "--device"], "--device"),
+                                          (["train", "--config", "demo", "--output"], "--output")])
+def test_build_parser_raise_errors_raises_a_bad_option_value_without_exiting_or_printing(capsys, argv,
+                                                                                       option):
+    """build_parser(raise_errors=True), which maskrcnn.train parses with: argparse's error a ValueError, not
+    an exit. maskrcnn.train's keywords cannot reach one (each value joined to its option)."""
+    message = f"^maskrcnn train: error: argument {option}: expected one argument$"
+    with pytest.raises(ValueError, match=message):
         build_parser(argv, raise_errors=True).parse_args(argv)
+    assert capsys.readouterr().err == ""
 
 
 def test_a_run_a_signal_stopped_raises_training_stopped(monkeypatch, tmp_path):
@@ -117,3 +186,24 @@ def test_a_run_a_signal_stopped_raises_training_stopped(monkeypatch, tmp_path):
     with pytest.raises(maskrcnn.TrainingStopped, match="stopped by a signal at iteration 7"):
         maskrcnn.train(train_json="t.json", output=tmp_path / "run")
     assert command.exit_status({"interrupted": True, "signal": signal.SIGTERM}) == 143
+
+
+def test_warnings_during_train_from_python_read_as_the_commands_lines(monkeypatch, tmp_path):
+    """The dataset's skipped records (warnings.warn) printed as "/.../coco.py:119: UserWarning: ..." and
+    a line of our source, among the command's plain "note: ..." lines; now one line as the CLI's."""
+    import warnings
+
+    import maskrcnn.data.coco as coco
+    from maskrcnn.commands import train as command
+
+    shown = []
+
+    def run_training(args):
+        shown.append(warnings.formatwarning("t.json: skipped 1 bad_bbox", UserWarning, coco.__file__, 119))
+        return {"interrupted": False}
+
+    monkeypatch.setattr(command, "run_training", run_training)
+    before = warnings.formatwarning
+    maskrcnn.train(train_json="t.json", output=tmp_path / "run")
+    assert shown == ["maskrcnn train: warning: t.json: skipped 1 bad_bbox\n"]
+    assert warnings.formatwarning is before  # the caller's format, restored

@@ -66,3 +66,24 @@ def test_json_with_a_file_name_that_is_not_utf8_is_written_and_reads_back(tmp_pa
     io_utils.atomic_write_json(tmp_path / "coco.json", data, ensure_ascii=True)  # for other tools
     raw = (tmp_path / "coco.json").read_bytes()
     assert raw.isascii() and b'"\\u00d6lfleck"' in raw and json.loads(raw) == data
+
+
+def test_an_output_that_is_the_input_file_by_any_name_is_refused(tmp_path):
+    source = tmp_path / "in.pth"
+    source.write_bytes(b"weights")
+    (tmp_path / "link.pth").symlink_to("in.pth")
+    (tmp_path / "hard.pth").hardlink_to(source)
+    (tmp_path / "copy.pth").write_bytes(b"weights")  # equal bytes, another file
+    for same in (f"{tmp_path}/./in.pth", tmp_path / "link.pth", tmp_path / "hard.pth"):
+        with pytest.raises(ValueError, match=rf"^--out {same}: names the same file as --in; write it under "
+                                             r"another name$"):
+            io_utils.check_output_not_input(same, source, option="--out", source_option="--in", result="it")
+    # the input given by its link, the output by the file's own name: the write would replace the file
+    # the link points to, which is the case that really loses data
+    with pytest.raises(ValueError, match=rf"^--out {source}: names the same file as --in; write it under "
+                                         r"another name$"):
+        io_utils.check_output_not_input(source, tmp_path / "link.pth", option="--out", source_option="--in",
+                                        result="it")
+    for other in (tmp_path / "copy.pth", tmp_path / "new.pth"):  # not written yet: nothing to replace
+        io_utils.check_output_not_input(other, source)
+    io_utils.check_output_not_input(source, tmp_path / "missing.pth")  # no input there to lose

@@ -122,8 +122,10 @@ def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys)
     args = parser.parse_args(["--weights", ckpt, "--device", "cpu", images])
     predictor = benchmark.build_predictor(args)
     files = sorted(SIZES)
-    dets, seconds = benchmark.time_inference(predictor, benchmark.load_images(args))
-    assert seconds > 0 and len(dets) == len(files)
+    dets = []
+    timing = benchmark.time_inference(predictor, benchmark.load_images(args),
+                                      on_detections=lambda _images, window: dets.extend(window))
+    assert timing.seconds > 0 and timing.images == len(dets) == len(files)
     l2c = predictor.label_to_category_id
     timed = [r for i, det in enumerate(dets)
              for r in detections_to_coco_results(det, image_id=i, label_to_category_id=l2c,

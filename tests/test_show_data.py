@@ -174,3 +174,26 @@ def test_dataset_commands_share_the_skipped_line_and_the_class_name_display():
     assert shown == ["cat", "''", "'a\\nb'", "'t\\t'"]
     assert split_data.skipped_line is merge_data.skipped_line is show_data.skipped_line
     assert split_data.shown_name is show_data.shown_name is data_report.shown_name
+
+
+def test_a_file_without_a_usable_image_ends_with_status_1(tmp_path, capsys):
+    """Every image missing, or none listed: show-data ended 0, so `show-data && train` went on to a
+    training that fails. The summary is still written; one error line names the file."""
+    json_path, images = _dataset(tmp_path)
+    data = json.loads(json_path.read_text())
+    missing = dict(data, images=[dict(img, file_name="gone_" + img["file_name"]) for img in data["images"]])
+    empty = dict(data, images=[], annotations=[])
+    for name, coco in (("missing", missing), ("empty", empty)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(coco))
+        out = tmp_path / f"show_{name}"
+        assert main(["show-data", "--json", str(path), "--images", str(images), "--output", str(out)]) == 1
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error" in line]
+        assert errors == [f"maskrcnn show-data: error: {path}: no image of it could be used (each one "
+                          "skipped, see above, or none listed): nothing to show or train on"], err
+        assert json.loads((out / "summary.json").read_text())["images"] == 0
+    # some usable images beside a skipped one: status 0, the skip counted
+    out = tmp_path / "show_some"
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["skipped"]["missing_image_file"] == 1

@@ -5,10 +5,17 @@
                        [--no-optimise] [--no-winograd]
 
 Times the path a user gets from ``Predictor`` (what ``predict`` and ``eval`` run: resize, model, masks
-pasted at the image size) on the given image files, or on synthetic images of the given size, after one
-warm-up batch, and prints seconds per image, images per second and the process's peak resident memory.
-For the comparison with torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W
-the image size.
+pasted at the image size) on the given image files, or on ``--images`` synthetic images of ``--size``,
+after one warm-up batch, and prints seconds per image, images per second, how many images were timed and
+the process's peak resident memory. Images are made (or read) one window at a time (the predictor's
+window: up to 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with their detections)
+and each window's detections are counted and dropped, so memory and s/image do not grow with the number
+of images (they grow with ``--batch-size`` x 4 x H x W instead; ``--batch-size`` is at most
+``MAX_BATCH_SIZE``, 64); only the model's calls are timed, not the reading. An input file that cannot be
+read is skipped with a warning naming it and counted; only inputs of which none can be read are refused.
+``--size`` sides above ``size_arg.MAX_SIDE`` (4096) and ``--threads`` above 4 x the usable cores are
+refused in one line; ``--threads 0`` (or leaving it out) is torch's own choice. For the comparison with
+torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
 
 torch is imported inside the functions that run: ``maskrcnn benchmark --help`` needs no torch.
 """
@@ -16,11 +23,25 @@ torch is imported inside the functions that run: ``maskrcnn benchmark --help`` n
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import resource
 import sys
 import time
+from dataclasses import dataclass, field
+
+from maskrcnn.commands.size_arg import MAX_SIDE, parse_size
 
 HELP = "time inference of a checkpoint"
+DEFAULT_SIZE = "800x1067"
+DEFAULT_IMAGES = 5
+# More threads than this many per core only oversubscribes the cores (and a huge count makes torch's
+# thread pool crash the process): refused rather than timed.
+MAX_THREADS_PER_CORE = 4
+# A window of batch_size x 4 images is held at once: at 64 and the largest --size (4096x4096) that is
+# 256 float32 images, 51 GB; more than 64 per forward is refused in one line rather than left to the
+# allocator.
+MAX_BATCH_SIZE = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,27 +53,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     src.add_argument("--config", help="preset or YAML: time a randomly initialised model")
     parser.add_argument(
-        "inputs", nargs="*", metavar="IMAGE_OR_DIR", help="time these images (default: synthetic ones)"
-    )
-    parser.add_argument("--size", default="800x1067", help="HxW of the synthetic images (default 800x1067)")
-    parser.add_argument("--images", type=int, default=5, help="timed images (default 5)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+        "inputs", nargs="*", metavar="IMAGE_OR_DIR",
+        help="time these images, each once (default: synthetic ones; --images and --size are for those)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size", default=None,
+        help=f"HxW of the synthetic images (default {DEFAULT_SIZE}; each side at most {MAX_SIDE})",
+    )  # fmt: skip
+    parser.add_argument("--images", type=int, default=None,
+                        help=f"how many synthetic images to time (default {DEFAULT_IMAGES})")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help=f"images per forward, 1 to {MAX_BATCH_SIZE} (default 1; up to 4 batches are "
+                             "held at once)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (and onnxruntime's intra-op threads), up to 4 x the cores "
+                             "(default, or 0: torch's own choice)")  # fmt: skip
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or mps (default auto: CUDA when available; INT8 files: cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="float32 (default), or autocast of the backbone + FPN to bfloat16 / float16")
     parser.add_argument("--no-optimise", action="store_true", help="skip BN folding / channels_last")
     parser.add_argument("--no-winograd", action="store_true", help="direct 3x3 convolutions on CPU")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _size(text: str) -> tuple:
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform has one), else
+    ``os.cpu_count()``."""
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size expects HxW (e.g. 800x1067), got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"--size must be positive, got {text!r}")
-    return h, w
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def check_threads(threads, cores=None):
+    """``--threads`` refused (ValueError) below 0 or above ``MAX_THREADS_PER_CORE`` x ``cores`` (default
+    ``usable_cores()``); returns a warning when it is above the core count, else None. None (not given)
+    and 0 are torch's own choice."""
+    if threads is not None and threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's own choice), got {threads}")
+    if not threads:
+        return None
+    cores = cores or usable_cores()
+    if threads > MAX_THREADS_PER_CORE * cores:
+        limit = MAX_THREADS_PER_CORE * cores
+        raise ValueError(f"--threads {threads}: at most {limit} ({MAX_THREADS_PER_CORE} x the {cores} cores "
+                         "here)")
+    if threads > cores:
+        return (f"--threads {threads} is more than the {cores} cores here: the threads share cores, so the "
+                "timing is slower and noisier than with one thread per core")
+    return None
 
 
 def build_predictor(args: argparse.Namespace):
@@ -77,27 +127,89 @@ def build_predictor(args: argparse.Namespace):
     return Predictor(model, cfg, **options)
 
 
-def load_images(args: argparse.Namespace) -> list:
-    """(3, H, W) float images: the input files, or ``--images`` smooth random images of ``--size``."""
+class SyntheticImages:
+    """``count`` smooth random (3, H, W) images of ``size_hw``, made one at a time on each pass (the same
+    images every pass): memory holds a batch of them, however many are timed."""
+
+    def __init__(self, *, size_hw: tuple, count: int):
+        self.size_hw, self.count = size_hw, count
+
+    def __iter__(self):
+        import torch
+
+        h, w = self.size_hw
+        g = torch.Generator().manual_seed(0)
+        for _ in range(self.count):
+            # Upsampled noise, so that the RPN sees structure rather than white noise.
+            noise = torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g)
+            yield torch.nn.functional.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+class ImageFiles:
+    """Image files read one at a time on each pass. A file that cannot be read is reported once, by
+    ``on_unreadable(path, reason)`` (the reason names the file), and skipped on every pass; ``skipped``
+    counts them."""
+
+    def __init__(self, paths: list, *, on_unreadable):
+        self.paths, self.on_unreadable = list(paths), on_unreadable
+        self._unreadable = set()  # indices into paths
+
+    @property
+    def skipped(self) -> int:
+        return len(self._unreadable)
+
+    def __iter__(self):
+        from maskrcnn.data.images import ImageReadError, read_image
+
+        for index, path in enumerate(self.paths):
+            if index in self._unreadable:
+                continue
+            try:
+                image = read_image(path)
+            except (ImageReadError, OSError) as e:  # what predict and quantize skip
+                self._unreadable.add(index)
+                self.on_unreadable(path, str(e))
+                continue
+            yield image
+
+
+def _warn_unreadable(path, reason: str) -> None:
+    text = reason if reason.startswith(str(path)) else f"{path}: {reason}"  # read errors name the file
+    print(f"maskrcnn benchmark: warning: skipped {text}", file=sys.stderr)
+
+
+def load_images(args: argparse.Namespace):
+    """The images to time, as a re-iterable that makes or reads them one at a time: the input files
+    (unreadable ones skipped with a warning, ``ImageFiles``), or ``--images`` synthetic images of
+    ``--size`` (``SyntheticImages``)."""
     if args.inputs:
         from maskrcnn.commands.predict import expand_inputs
-        from maskrcnn.data.images import read_image
 
-        return [read_image(path) for path in expand_inputs(args.inputs)]
-    import torch
-
-    h, w = _size(args.size)
-    g = torch.Generator().manual_seed(0)
-    # Smooth random images (upsampled noise) so the RPN sees structure rather than white noise.
-    return [
-        torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w),
-                                        mode="bilinear", align_corners=False)[0]
-        for _ in range(args.images)
-    ]  # fmt: skip
+        return ImageFiles(expand_inputs(args.inputs), on_unreadable=_warn_unreadable)
+    count = DEFAULT_IMAGES if args.images is None else args.images
+    if count < 1:
+        raise ValueError(f"--images must be >= 1, got {count}")
+    size = DEFAULT_SIZE if args.size is None else args.size  # "" was given: refused, not the default
+    return SyntheticImages(size_hw=parse_size(size, allocated="each synthetic image"), count=count)
 
 
-def time_inference(predictor, images: list) -> tuple:
-    """(detections per image, seconds) of ``predictor`` on ``images``, after a warm-up on the first batch."""
+@dataclass
+class Timing:
+    """What ``time_inference`` measured: images timed, their detections (a count: the detections
+    themselves are dropped), the seconds of the model's calls, and the image sizes seen ("HxW")."""
+
+    images: int = 0
+    detections: int = 0
+    seconds: float = 0.0
+    sizes: set = field(default_factory=set)
+
+
+def time_inference(predictor, images, *, on_detections=None) -> Timing:
+    """Time ``predictor.predict_tensors`` on ``images`` (an iterable of (3, H, W) images that can be
+    iterated twice), one window (``predictor.window`` images) at a time, after a warm-up on the first
+    batch. Only the calls are timed, not making or reading the images. Each window's detections are
+    counted, handed to ``on_detections(images, detections)`` when given, and dropped: memory does not
+    grow with the number of images."""
     import torch
 
     dev = predictor.device
@@ -106,46 +218,83 @@ def time_inference(predictor, images: list) -> tuple:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    predictor.predict_tensors(images[: predictor.batch_size])  # warm-up
-    sync()
-    dets = []
-    t0 = time.perf_counter()
-    for start in range(0, len(images), predictor.window):
-        dets.extend(predictor.predict_tensors(images[start : start + predictor.window]))
-    sync()
-    return dets, time.perf_counter() - t0
+    warm_up = list(itertools.islice(iter(images), predictor.batch_size))
+    if warm_up:
+        predictor.predict_tensors(warm_up)
+        sync()
+    del warm_up
+    timing = Timing()
+    stream = iter(images)
+    while True:
+        window = list(itertools.islice(stream, predictor.window))
+        if not window:
+            break
+        t0 = time.perf_counter()
+        dets = predictor.predict_tensors(window)
+        sync()
+        timing.seconds += time.perf_counter() - t0
+        timing.images += len(window)
+        timing.detections += sum(int(d["boxes"].shape[0]) for d in dets)
+        timing.sizes.update(f"{im.shape[-2]}x{im.shape[-1]}" for im in window)
+        if on_detections is not None:
+            on_detections(window, dets)
+        del dets, window  # before the next window is made: one window's images and detections at a time
+    return timing
+
+
+def _note(text: str) -> None:
+    print(f"maskrcnn benchmark: note: {text}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)  # this process's choice, made on its command line
-    if args.images < 1 or args.batch_size < 1:
-        raise ValueError("--images and --batch-size must be >= 1")
+    oversubscribed = check_threads(args.threads)
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"--batch-size must be 1 to {MAX_BATCH_SIZE}, got {args.batch_size} (a window of up "
+                         "to 4 batches is held at once)")
+    if args.inputs:
+        given = (("--images", args.images), ("--size", args.size))
+        ignored = [flag for flag, value in given if value is not None]
+        if ignored:
+            verb = "applies" if len(ignored) == 1 else "apply"
+            _note(f"{' and '.join(ignored)} {verb} to synthetic images only: ignored, every readable input "
+                  "file is timed once at its own size")
     images = load_images(args)
-    if not images:
-        raise ValueError(f"no image files found in the inputs: {', '.join(map(str, args.inputs))}")
+    if isinstance(images, ImageFiles):  # refused before the model is built when no file can be read
+        if not images.paths:
+            raise ValueError(f"no image files found in the inputs: {', '.join(map(str, args.inputs))}")
+        if next(iter(images), None) is None:
+            raise ValueError(f"none of the {len(images.paths)} input image file(s) could be read (each is "
+                             "named above)")
+    if oversubscribed:
+        print(f"maskrcnn benchmark: warning: {oversubscribed}", file=sys.stderr)
+    if args.threads:  # None or 0: torch's own choice
+        torch.set_num_threads(args.threads)  # this process's choice, made on its command line
     predictor = build_predictor(args)
+    if predictor.int8_parts and args.no_optimise:
+        _note("--no-optimise does not apply to an INT8 file: it always runs its INT8 kernels")
     dev = predictor.device
-    dets, elapsed = time_inference(predictor, images)
-    n_det = sum(int(d["boxes"].shape[0]) for d in dets)
-    sizes = sorted({f"{im.shape[-2]}x{im.shape[-1]}" for im in images})
+    timing = time_inference(predictor, images)
+    if timing.images == 0:  # every file became unreadable after the first look
+        raise ValueError("none of the input image files could be read (each is named above)")
+    sizes = sorted(timing.sizes)
     size = sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes"
+    skipped = getattr(images, "skipped", 0)
+    skipped = f" ({skipped} unreadable skipped)" if skipped else ""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     engine = f"{args.dtype}{'' if args.no_optimise else ', optimised'}"
     if predictor.runtime:
         engine = "onnxruntime"
     elif predictor.int8_parts:
         engine = f"int8 ({', '.join(predictor.int8_parts)})"
+    n, elapsed = timing.images, timing.seconds
     print(
         f"{predictor.cfg.model.backbone} fpn={predictor.cfg.model.fpn} on {dev} "
         f"({torch.get_num_threads()} threads), "
-        f"{engine}, batch {args.batch_size}, {size}: "
-        f"{elapsed / len(images):.3f} s/image ({len(images) / elapsed:.2f} images/s), "
-        f"{n_det / len(images):.1f} detections/image, peak RSS {rss:.0f} MB",
+        f"{engine}, batch {args.batch_size}, {n} image(s) timed{skipped}, {size}: "
+        f"{elapsed / n:.3f} s/image ({n / elapsed:.2f} images/s), "
+        f"{timing.detections / n:.1f} detections/image, peak RSS {rss:.0f} MB",
         file=sys.stdout,
     )
     if dev.type == "cuda":

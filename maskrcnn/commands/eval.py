@@ -1,7 +1,7 @@
 """``maskrcnn eval``: COCO AP of a checkpoint on a COCO-format dataset, or of an existing results file.
 
     maskrcnn eval --weights CKPT --json J --images D [--output DIR] [--device D] [--max-images N]
-                  [--dtype bfloat16] [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
+                  [--dtype bfloat16] [--int8 --calib-images PATH [--calib-json J] [--calib-count N]]
                   [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                   [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
     maskrcnn eval --results R.json [--results R2.json] --json J [--output DIR]
@@ -19,7 +19,7 @@ cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, comp
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
 without the ROOT folder) it is refused before the inference.
-A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images DIR``
+A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images PATH``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
 P.bbox.json --results P.segm.json``, or ``--results P``; its ``tools/test.py --out results.pkl``),

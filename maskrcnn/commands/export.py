@@ -12,7 +12,8 @@ keypoint models), D >= 0.
 The checkpoint's config (with the ``--set`` overrides, e.g. ``model.roi_heads.score_thresh``) and
 class names go into the file's metadata, so ``maskrcnn predict --weights FILE.onnx`` needs nothing
 else. Needs ``pip install 'maskrcnn[onnx]'``. ``--size``: the traced example's size (default: the
-config's test size). ``--size`` sides above ``MAX_SIDE`` (4096) are refused up front, in one line.
+config's test size). ``--size`` sides above ``MAX_SIDE`` (4096, ``commands/size_arg.py``) are refused up
+front, in one line.
 
 A model that cannot become a graph is refused in one line naming the checkpoint, before tracing: an
 INT8 checkpoint of ``maskrcnn quantize`` (``--float`` exports its float32 weights, without the
@@ -36,6 +37,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from maskrcnn.commands.size_arg import MAX_SIDE, parse_size
 from maskrcnn.shell import shell_word
 
 HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor as pt2"
@@ -61,30 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-# The longest --size side accepted. The traced example is one image (onnx) or a batch of two (pt2) of
-# this size, allocated before tracing: 4096 is twice the longest side any preset resizes to
-# (input.max_size_test: 1333, 2048 at most), while 100000x100000 would ask the allocator for 120 GB
-# and die in its raw error. A model run on larger images still exports: onnx takes any H and W.
-MAX_SIDE = 4096
-
-
 def _size(text, *, multiple: int = 1):
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size expects HxW, got {text!r}") from None
-    if h <= 0 or w <= 0 or h % multiple or w % multiple:
-        what = f"positive multiples of {multiple}" if multiple > 1 else "positive"
-        raise ValueError(f"--size {text}: height and width must be {what}")
-    if max(h, w) > MAX_SIDE:
-        raise ValueError(f"--size {text}: each side must be at most {MAX_SIDE} (the traced example is "
-                         "allocated whole; the presets resize to at most 2048)")
-    return h, w
+    # parse_size with this command's message: what export allocates at --size is the traced example.
+    return parse_size(text, multiple=multiple, allocated="the traced example")
 
 
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
-    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
@@ -92,12 +78,11 @@ def run(args: argparse.Namespace) -> int:
         _size(args.size)
     from maskrcnn.export.onnx_runtime import is_onnx_file
 
-    weights, output = Path(args.weights), Path(args.output)
+    weights = Path(args.weights)
     if is_onnx_file(weights):
         raise ValueError(f"--weights {weights}: an exported ONNX file; export reads the checkpoint it came "
                          "from (run the .onnx itself with `maskrcnn predict --weights`)")
-    if weights.is_file() and output.exists() and output.samefile(weights):  # a link or ./ spelling too
-        raise ValueError(f"--output {args.output}: is the --weights file; write the export to another file")
+    check_output_not_input(args.output, args.weights, result="the export")  # a link or ./ spelling too
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")

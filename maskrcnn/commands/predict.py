@@ -5,7 +5,7 @@ results and overlays.
                      [--batch-size B] [--dtype bfloat16] [--no-overlays]
                      [--tile SIZE [--tile-overlap F] [--no-full-image] [--tile-scale S]]
                      [--tta [--tta-sizes 400,600,800] [--tta-max-size PX] [--tta-no-flip]]
-                     [--int8 --calib-images DIR [--calib-json J] [--calib-count N]]
+                     [--int8 --calib-images PATH [--calib-json J] [--calib-count N]]
                      [--export coco,labelme,cvat,labelstudio,yolo,masks,cutouts [--export-url-prefix P]
                                [--export-tolerance PX] [--export-min-area PX]]
 
@@ -35,7 +35,7 @@ Stopped before its first image, the earlier files are left untouched. Ctrl-C say
 written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
 read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
 quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
---calib-images DIR`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+--calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
 ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
 (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
 ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs

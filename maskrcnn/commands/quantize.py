@@ -1,14 +1,20 @@
 """``maskrcnn quantize``: INT8 post-training quantization of a checkpoint for CPU inference.
 
-    maskrcnn quantize --weights CKPT --calib-images DIR [--calib-json J] [--calib-count 16]
+    maskrcnn quantize --weights CKPT --calib-images PATH [--calib-json J] [--calib-count 16]
                       [--parts features,rpn,box_head,mask_head] [--set KEY=VALUE ...] --output OUT.pth
 
 Calibrates on ``--calib-count`` images spread evenly over the folder's sorted image files (or over the
-images ``--calib-json`` lists, ``file_name``s relative to ``--calib-images``) and writes a checkpoint
+images ``--calib-json`` lists, ``file_name``s relative to ``--calib-images``; or on the one image
+``--calib-images`` names when it is a file) and writes a checkpoint
 holding the fp32 weights and the calibrated activation statistics (``engine/int8.py``); ``predict``,
 ``eval``, ``serve`` and ``benchmark`` run it as INT8 as it is. ``--parts`` chooses what is quantized
 (``modeling/quantize.py``): the backbone + FPN, the RPN's 3x3 convolution, the box head's fully
-connected layers, the mask head's convolutions.
+connected layers, the mask head's convolutions; by default all of them the model has, with one note
+naming those it lacks (a keypoint model: no mask head) and saying that keypoint heads stay float32. A
+part named in ``--parts`` that the model lacks is refused before calibration, naming it. An
+``--output`` that names the same file as ``--weights`` (another spelling, a symlink or a hard link to it)
+is refused: write the result under another name (the INT8 file leaves out the training state, so a
+training checkpoint replaced by it could no longer be resumed).
 
 A calibration image that cannot be read is skipped with a warning naming it and counted in the last
 line; only a set of which none could be read is refused.
@@ -17,7 +23,7 @@ inference): a set where no image gives a detection is refused in one line saying
 a detection is enough); calibrate on images that show the objects, or leave it out with ``--parts``.
 
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
-the same ``--int8 --calib-images DIR`` options, which calibrate in memory before running (a checkpoint
+the same ``--int8 --calib-images PATH`` options, which calibrate in memory before running (a checkpoint
 already INT8 is run as it is, with one note, its calibration folder not read).
 """
 
@@ -36,18 +42,23 @@ HELP = "INT8 post-training quantization of a checkpoint (CPU), calibrated on a f
 def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES, PARTS  # (no torch: --help)
 
-    parser.add_argument("--calib-images", required=required, metavar="DIR",
-                        help="folder of calibration images (or the image root of --calib-json)")
+    parser.add_argument("--calib-images", required=required, metavar="PATH",
+                        help="folder of calibration images (or the image root of --calib-json); one "
+                             "image file calibrates on that image alone")
     parser.add_argument("--calib-json", metavar="J", help="calibrate on the images this COCO JSON lists")
     parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
                         help=f"calibration images, spread over the set ({DEFAULT_CALIBRATION_IMAGES})")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help=f"what to quantize, comma-separated (default: all of {','.join(PARTS)})")
+    parser.add_argument("--parts", default=None,
+                        help=f"what to quantize, comma-separated, of {','.join(PARTS)} (default: all the "
+                             "model has; a keypoint model has no mask head)")
 
 
-def _parts(text: str) -> list:
+def _parts(text: Optional[str]) -> Optional[list]:
+    """``--parts`` as a list; None (not given): all the model has."""
     from maskrcnn.engine.int8_choices import PARTS
 
+    if text is None:
+        return None
     parts = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
     if bad or not parts:
@@ -75,19 +86,27 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     "int8" section. Prints what it did on stderr. A predictor already INT8 (a checkpoint written by
     ``maskrcnn quantize``) is left as it is, with one note, and the folder is not read: None."""
     from maskrcnn.engine.int8 import calibration_files, quantize_predictor
+    from maskrcnn.modeling.quantize import missing_parts_problem
 
     if predictor.int8_parts:
         print(f"note: {ALREADY_INT8}", file=sys.stderr)
         return None
     if not args.calib_images:
-        raise ValueError("--int8 needs --calib-images DIR (or a checkpoint written by `maskrcnn quantize`)")
+        raise ValueError("--int8 needs --calib-images PATH (or a checkpoint written by `maskrcnn quantize`)")
+    parts = _parts(args.parts)
+    problem = missing_parts_problem(predictor.model, parts or ())
+    if problem:  # checked here, before the calibration images are read, so the message names --parts
+        raise ValueError(f"--parts {args.parts}: {problem}")
     files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
+    note = _parts_note(predictor.model, parts)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     start = time.perf_counter()
 
     def skip(path, reason: str) -> None:
         print(f"warning: skipped calibration image {reason}", file=sys.stderr)  # reason names the file
 
-    section = quantize_predictor(predictor, files, parts=_parts(args.parts),
+    section = quantize_predictor(predictor, files, parts=parts,
                                  source=str(args.calib_json or args.calib_images), on_unreadable=skip)
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
           f"{section['calibration']['images']} image(s){_skipped(section)} in "
@@ -98,6 +117,20 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
               "(PyTorch's fbgemm transposed convolution without AVX-512); the file still holds its "
               "statistics, so a CPU whose kernel works runs it in INT8", file=sys.stderr)
     return section
+
+
+def _parts_note(model, parts: Optional[list]) -> str:
+    """One line for a model INT8 does not cover whole: the parts quantized, why the others are not (with
+    ``parts`` None, all the model has) and that a keypoint head runs in float32; "" for any other."""
+    from maskrcnn.modeling.quantize import lacking_parts, quantizable_parts
+
+    lacking = lacking_parts(model) if parts is None else {}  # named parts: all there (checked)
+    keypoints = getattr(model.roi_heads, "keypoint_head", None) is not None
+    if not lacking and not keypoints:
+        return ""
+    quantized = parts if parts is not None else quantizable_parts(model)
+    why = [*lacking.values(), *(["its keypoint head always runs in float32"] if keypoints else [])]
+    return f"INT8 for {', '.join(quantized)}; {'; '.join(why)}"
 
 
 def _skipped(section: dict) -> str:
@@ -120,10 +153,12 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.checkpoint import load_checkpoint
     from maskrcnn.config import parse_set_args
     from maskrcnn.engine.int8 import INT8_KEY, save_int8_checkpoint
-    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
+    # the output keeps no training state: one naming the --weights file (any spelling, a link) is refused
+    check_output_not_input(args.output, args.weights, result="the INT8 checkpoint")
     overrides = parse_set_args(args.set)
     predictor = Predictor.from_checkpoint(  # int8=False: an INT8 input is calibrated again, from its fp32
         args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False}

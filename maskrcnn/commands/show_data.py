@@ -29,6 +29,9 @@ default, enlarged), and a summary is printed and written to ``DIR/summary.json``
 - ``skipped``: the dataset's counts of skipped records by reason, ``problems``: the first 100 messages;
 - ``overlays``: the overlays written, relative to ``DIR/overlays``; ``overlay_images``: {overlay: the
   image's ``file_name``}.
+
+A file none of whose images can be used (all missing or unreadable, or none listed) ends with status 1,
+after its summary, on one line naming it; skipped images beside usable ones leave the status 0.
 """
 
 from __future__ import annotations
@@ -219,4 +222,8 @@ def run(args) -> int:
     write_json(out / "summary.json", summary, ensure_ascii=False)  # our own report: names readable
     _print_summary(summary)
     print(f"{len(overlays)} overlays -> {out / 'overlays'}/, summary -> {out / 'summary.json'}")
+    if len(dataset) == 0:  # training on it would fail: a script's `show-data && train` must stop here
+        # raised after the summary is printed: the CLI's error line and status 1, as for any refusal
+        raise ValueError(f"{dataset.json_path}: no image of it could be used (each one skipped, see above, "
+                         "or none listed): nothing to show or train on")
     return 0

@@ -97,17 +97,17 @@ def _sets_key(written: frozenset, overrides: dict, dotted: str) -> bool:
     return dotted in written or dotted in set_keys(overrides)
 
 
-def default_config(init, *, resume: bool, say) -> str:
+def default_config(init, *, resume: bool, say, reads=None) -> str:
     """The preset when ``--config`` is left out: ``finetune`` when ``--init`` is a whole detector (ours, or
     torchvision's, detectron2's, MMDetection's), said in one line (``say``) with how to choose otherwise;
     ``r50_fpn`` (the from-scratch recipe: lr 0.02, 16 images, 90k iterations) otherwise: no ``--init``, an
     ImageNet backbone, weights that cannot be read (their refusal comes later), and ``--resume`` (the run's
-    own config.yaml)."""
+    own config.yaml). ``reads``: a ``FileReads`` keeping the file read here for the run's weights."""
     if not init or resume:
         return "r50_fpn"
     from maskrcnn.interop.weights import init_kind
 
-    if init_kind(init) != "detector":
+    if init_kind(init, reads=reads) != "detector":
         return "r50_fpn"
     say(f"--config not given: --init {init} is a detector, so the finetune preset's recipe is used (4 images "
         "per iteration, lr 0.005, 2000 iterations, validation and a checkpoint every 500; --set changes any "
@@ -130,6 +130,7 @@ def run_training(args) -> dict:
     from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
     from maskrcnn.engine.trainer import StoppedBySignal
     from maskrcnn.engine.training import build_training
+    from maskrcnn.interop.file_reads import FileReads
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
@@ -147,8 +148,11 @@ def run_training(args) -> dict:
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init
+    # the --init file read to choose the preset is the one whose weights start the run: read once
+    reads = FileReads()
     config = args.config or default_config(overrides.get("model.init_weights"), resume=args.resume,
-                                           say=du.say_on_launch_rank0)  # --init, or --set model.init_weights
+                                           say=du.say_on_launch_rank0,
+                                           reads=reads)  # --init, or --set model.init_weights
     cfg, written = load_config_keys(config, overrides)  # the --config file read once
     trainer, cfg = build_training(
         cfg,
@@ -167,7 +171,10 @@ def run_training(args) -> dict:
         overrides=overrides,
         config_named=args.config,
         config_keys=written,
+        init_reads=reads,
     )
+    reads.clear()  # what the weights' reading did not take (a --resume, a file changed in between): not
+    del reads  # held during the run
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
         record_run_data(args.output, given=given, resolved=data)
     try:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import os
 import re
 import warnings
@@ -349,6 +350,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` or ``dataset[(i, seed)]`` -> (image, target); with a seed the transforms draw from
     ``torch.Generator().manual_seed(seed)``, so an augmented sample is a pure function of (i, seed).
+    ``i`` is an integer (numpy and torch ones too) in ``-len .. len-1``, a negative one from the end as for
+    a list; beyond: IndexError; a float or a slice: TypeError.
     ``keypoints="auto"``: keypoints when a category names a keypoint set (show-data).
     ``keypoint_names``: the set of the file's keypoint categories (``keypoint_category_ids``, whose ids;
     ``to_coco_dict`` gives the names to every category, as the one keypoint head predicts them for all).
@@ -1047,15 +1050,23 @@ class CocoDataset(torch.utils.data.Dataset):
         return image, self._target(info["id"], info["height"], info["width"])
 
     def __getitem__(self, item):
+        if isinstance(item, tuple) and len(item) != 2:
+            raise TypeError(f"{self.json_path}: a dataset index is i or (i, seed), got a tuple of "
+                            f"{len(item)}")
         index, seed = item if isinstance(item, tuple) else (item, None)
+        try:  # int, numpy and torch integers, as a list takes; not a float (1.5) or a slice
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(f"{self.json_path}: dataset indices must be integers (or (i, seed)), got "
+                            f"{type(index).__name__}") from None
         n = len(self.ids)
         if self.image_dir is None:
             raise RuntimeError(f"{self.json_path}: read without an image folder; its images cannot be loaded")
         if n == 0:
             raise IndexError(f"{self.json_path}: the dataset has no usable image")
-        index = int(index) % n if index < 0 else int(index)
-        if index >= n:
-            raise IndexError(f"index {index} out of range for {n} images")
+        if not -n <= index < n:  # a negative one counts from the end, as for a list
+            raise IndexError(f"{self.json_path}: index {index} out of range for {n} images")
+        index %= n
         # An unreadable image is replaced by the next readable one, so the choice is deterministic.
         for attempt in range(n):
             candidate = (index + attempt) % n

@@ -32,17 +32,51 @@ def iou_types(cfg) -> tuple:
     return ("bbox",) + (("segm",) if rh.mask_on else ()) + (("keypoints",) if rh.keypoint_on else ())
 
 
-def _ids_by_name(class_names, dataset) -> Optional[dict]:
+def _ids_by_name(class_names, dataset, notes: Optional[list] = None) -> Optional[dict]:
     """Label -> the dataset's category id of the same name, for the model's classes the dataset has;
     None unless each of the model's classes names at most one category of the dataset, and either
     all of them are found or every category of the dataset is one of them (a validation split
     converted on its own lists only the classes it holds: the model's others are left out, not
-    mis-numbered)."""
-    ids: dict = {}
+    mis-numbered). Names are compared exactly; when that finds no such mapping, a class without an exact
+    match is matched by its name as ``init_weights.normalise_name`` reads it ('Person' is 'person', as
+    ``check_class_overlap`` lets it through); a class whose name so read is ambiguous (it names several
+    categories of the dataset, or another of the model's classes reads alike) is
+    left out (matches nothing), the others still matched. ``notes`` (a list): a line is appended for
+    each class left out for naming several categories."""
+    return (_match_names(class_names, dataset, loose=False)
+            or _match_names(class_names, dataset, loose=True, notes=notes))
+
+
+def _match_names(class_names, dataset, *, loose: bool, notes: Optional[list] = None) -> Optional[dict]:
+    """``_ids_by_name``'s mapping by exact names, or (``loose``) by exact names first, then normalised."""
+    from maskrcnn.engine.init_weights import normalise_name
+
+    exact: dict = {}
+    normalised: dict = {}
     for label, cid in dataset.label_to_category_id.items():
-        ids.setdefault(dataset.class_names[label], []).append(cid)
-    found = {label: ids.get(name, []) for label, name in enumerate(class_names) if label > 0}
-    everyone = all(found.values()) or set(ids) <= set(class_names[1:])
+        exact.setdefault(dataset.class_names[label], []).append(cid)
+        normalised.setdefault(normalise_name(dataset.class_names[label]), []).append(cid)
+    mine = [normalise_name(n) for n in class_names[1:]]
+    found = {}
+    for label, name in enumerate(class_names[1:], 1):
+        if name in exact or not loose:
+            found[label] = exact.get(name, [])
+            continue
+        key = normalise_name(name)
+        if normalised.get(key) and mine.count(key) > 1:
+            found[label] = []  # another of the model's classes reads alike: which is the file's is unknown
+            continue
+        if len(normalised.get(key, [])) > 1:  # 'PERSON' on a file's 'Person' and 'person': which is unknown
+            if notes is not None:
+                names = ", ".join(f"'{dataset.class_names[dataset.category_id_to_label[c]]}'"
+                                  for c in normalised[key])
+                notes.append(f"note: {dataset.json_path}: the model's class '{name}' fits several of its "
+                             f"categories ({names}); not matched by name")
+            found[label] = []
+            continue
+        found[label] = normalised.get(key, [])
+    matched = {cid for v in found.values() for cid in v}
+    everyone = all(found.values()) or set(dataset.label_to_category_id.values()) <= matched
     if not found or any(len(v) > 1 for v in found.values()) or not everyone:
         return None
     mapping = {label: v[0] for label, v in found.items() if v}
@@ -57,7 +91,10 @@ def label_mapping(predictor, dataset) -> dict:
     num_classes = len(predictor.class_names)
     mapping = predictor.label_to_category_id or (
         dataset.label_to_category_id if num_classes == dataset.num_classes else None)
-    by_name = _ids_by_name(predictor.class_names, dataset)
+    notes: list = []
+    by_name = _ids_by_name(predictor.class_names, dataset, notes)
+    for line in notes:
+        print(line, file=sys.stderr)
     if by_name is not None and by_name != mapping:
         # Another export of the same classes numbers them differently (train and val files from
         # separate exports): by position or by the checkpoint's ids each 'dog' was scored as a 'cat'.

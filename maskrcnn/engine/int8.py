@@ -60,10 +60,17 @@ def calibration_files(
 ) -> list:
     """Calibration image paths: ``count`` files evenly spaced over the sorted image files of the folder
     ``images`` (searched recursively), or, with ``json_path``, over the images a COCO JSON lists
-    (``file_name`` relative to ``images``). Raises naming the folder or file when none is found."""
+    (``file_name`` relative to ``images``). ``images`` may be one file instead of a folder: a one-image
+    set, whatever its extension (as ``predict`` takes one file; one that is no image is reported when it
+    is read). Raises naming the folder or file when none is found."""
     root = Path(images)
+    if root.is_file():
+        if json_path is not None:
+            raise ValueError(f"{root}: is a file; with a COCO JSON give the folder its file_names are "
+                             "relative to")
+        return _spread([root], count)  # the count is checked all the same
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: calibration image folder not found")
+        raise FileNotFoundError(f"{root}: calibration image folder or file not found")
     if json_path is not None:
         from maskrcnn.data.coco import load_coco_json
 
@@ -101,7 +108,9 @@ def quantize_predictor(
     predictor, images: Sequence, *, parts=None, source: str = "", on_unreadable=None,
 ) -> dict:
     """Quantize ``predictor.model`` in place, calibrated on ``images`` (paths or (3, H, W) tensors, at
-    their original size), and return the "int8" section to save with the checkpoint.
+    their original size), and return the "int8" section to save with the checkpoint. ``parts`` None:
+    all the model has (``modeling.quantize.quantizable_parts``); one it lacks is refused before any
+    image is read.
 
     The predictor must run on the CPU, in float32, with its norms folded and without Winograd / fused
     additions: ``Predictor(..., optimise=True, winograd=False, fused_add=False)``. When a part saw no data
@@ -111,7 +120,6 @@ def quantize_predictor(
     with the file and why; the section's "calibration" counts the ``skipped`` ones) and only a set of
     which none could be read is refused; None: the first unreadable file raises (``ImageReadError``)."""
     from maskrcnn.modeling.quantize import (
-        DEFAULT_PARTS,
         convert_int8,
         int8_engine,
         observer_sites,
@@ -129,10 +137,10 @@ def quantize_predictor(
     if len(images) == 0:
         raise ValueError("int8: no calibration images")
     _check_plain_convolutions(predictor.model)
-    parts = list(DEFAULT_PARTS if parts is None else parts)
     from maskrcnn.data.images import ImageReadError
 
-    prepare_int8(predictor.model, parts=parts)
+    prepare_int8(predictor.model, parts=None if parts is None else list(parts))  # None: all it has
+    parts = list(predictor.model.int8_parts)
     used = skipped = detected = 0  # detected: images with a box for the mask head to see
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
         try:
@@ -217,6 +225,7 @@ def apply_int8_section(model, section: dict, *, where: str):
         convert_int8,
         int8_engine,
         load_observer_state,
+        missing_parts_problem,
         observer_sites,
         prepare_int8,
     )
@@ -232,6 +241,9 @@ def apply_int8_section(model, section: dict, *, where: str):
             f"{where}: '{INT8_KEY}.engine' is {section.get('engine')!r}, this PyTorch runs {engine!r}; "
             "calibrate again here (maskrcnn quantize)"
         )
+    problem = missing_parts_problem(model, section["parts"])
+    if problem:  # a file calibrated for another architecture, or edited
+        raise CheckpointError(f"{where}: '{INT8_KEY}.parts' {section['parts']}: {problem}")
     prepare_int8(model, parts=section["parts"])
     sites = observer_sites(model)
     moved = sorted(k for k in set(sites) | set(section["sites"]) if sites.get(k) != section["sites"].get(k))

@@ -192,15 +192,16 @@ def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Pa
         f"{shell_word(output / 'model_final.pth')} (or its newest model_*.pth) --output ANOTHER_FOLDER")
 
 
-def _read_init_weights(spec: str, rank: int, world_size: int):
-    """The weights on every rank; rank 0 downloads first, so that the others find them in the cache."""
+def _read_init_weights(spec: str, rank: int, world_size: int, *, reads=None):
+    """The weights on every rank; rank 0 downloads first, so that the others find them in the cache.
+    ``reads``: this process's ``FileReads`` (the file the preset was chosen by, read once)."""
     from maskrcnn.engine import distributed as du
     from maskrcnn.interop.weights import read_weights
 
-    source = read_weights(spec) if rank == 0 else None
+    source = read_weights(spec, reads=reads) if rank == 0 else None
     if world_size > 1:
         du.barrier()
-    return source if source is not None else read_weights(spec)
+    return source if source is not None else read_weights(spec, reads=reads)
 
 
 def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
@@ -352,6 +353,7 @@ def build_training(
     overrides=None,
     config_named=None,
     config_keys=None,
+    init_reads=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
@@ -363,7 +365,8 @@ def build_training(
     warning, not applied; ``overrides=None`` applies all of ``cfg``'s non-model settings
     (``_resumed_config``). ``config_keys``: the keys that file wrote (``config.load_config_keys``; None:
     read from ``config_named``), kept over what ``--init`` weights only suggest. ``device`` None: the
-    config's (the run's, on resume)."""
+    config's (the run's, on resume). ``init_reads``: the ``FileReads`` the preset was chosen with
+    (``commands.train.default_config``): the ``--init`` file it read is not read again."""
     from maskrcnn.config import preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
@@ -413,7 +416,7 @@ def build_training(
     device = resolve_device(cfg.device) if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
-        source = _read_init_weights(cfg.model.init_weights, rank, world_size)
+        source = _read_init_weights(cfg.model.init_weights, rank, world_size, reads=init_reads)
         explicit = _explicit_keys(source.implied, overrides, config_named, config_keys)
         cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit)
     if cfg.solver.batch_size % world_size:

@@ -181,13 +181,22 @@ def _read_torch(path: Path):
         raise ConversionError(unreadable_message(path, e)) from None  # torch's refusal spans a screen
 
 
+def reader_for(path) -> str:
+    """Which reader ``read_detectron2_file`` gives an existing file: "pickle" (the numpy-only unpickler)
+    for a ``.pkl`` / ``.pickle`` that is not a zip archive, else "torch" (``torch.load``)."""
+    path = Path(path)
+    if path.suffix.lower() in (".pkl", ".pickle") and not zipfile.is_zipfile(path):
+        return "pickle"
+    return "torch"
+
+
 def read_detectron2_file(path) -> object:
     """The file's object: zip archives (torch.save) through ``torch.load``, ``.pkl`` through the
-    numpy-only unpickler, anything else through ``torch.load`` (the legacy torch format)."""
+    numpy-only unpickler, anything else through ``torch.load`` (the legacy torch format): ``reader_for``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path) and path.suffix.lower() in (".pkl", ".pickle"):
+    if reader_for(path) == "pickle":
         return _read_pickle(path)
     return _read_torch(path)
 

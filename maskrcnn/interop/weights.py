@@ -120,10 +120,31 @@ def _unwrap(obj, source: str) -> dict:
     return obj
 
 
-def _ours(path: str) -> SourceWeights:
-    from maskrcnn.checkpoint import check_class_names, config_from_checkpoint, load_checkpoint
+def _holds_namespace(obj) -> bool:
+    """Whether ``obj`` holds an ``argparse.Namespace`` (the one global ``torch_load_weights`` allows beyond
+    ``load_checkpoint``'s), looked for through dicts, lists and tuples without recursion."""
+    import argparse
 
-    ckpt = load_checkpoint(path)
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, argparse.Namespace):
+            return True
+        if isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return False
+
+
+def _ours(path: str, obj: dict) -> SourceWeights:
+    """Our checkpoint's weights from ``obj``, the file's object already read, checked as
+    ``load_checkpoint`` checks it (not read again)."""
+    from maskrcnn.checkpoint import check_checkpoint, check_class_names, config_from_checkpoint
+    from maskrcnn.checkpoint import load_checkpoint as refuse_as_load_checkpoint
+
+    if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
+        refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
+    ckpt = check_checkpoint(path, obj)
     check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
@@ -207,7 +228,7 @@ def _detector_layout(keys: list) -> Optional[str]:
 
 def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
-    ``read_weights`` validates those through ``checkpoint.load_checkpoint``). ``ema``: a torchvision
+    ``read_weights`` validates those with ``checkpoint.check_checkpoint``). ``ema``: a torchvision
     file's "model_ema" copy instead of "model"."""
     from maskrcnn.interop import imagenet
 
@@ -252,16 +273,28 @@ def layout_of(obj) -> Optional[str]:
         return None
 
 
-def _read_weights_object(path, *, any_pickle: bool = False) -> object:
+def _read_weights_object(path, *, any_pickle: bool = False, reads=None, take: bool = False) -> object:
     """A weights file's object, never running code from it: a zip through ``torch.load(weights_only=True)``,
     a ``.pkl`` (``any_pickle``: any plain pickle, whatever its suffix) through the numpy-only unpickler,
     an MMDetection v3 file that ``weights_only`` refuses (its mmengine training state) with foreign
-    objects left inert. ConversionError (the first reader's) when none reads it; FileNotFoundError."""
+    objects left inert. ConversionError (the first reader's) when none reads it; FileNotFoundError.
+    ``reads`` (a ``FileReads``): the call's earlier read of the file is used (``take``: and forgotten)."""
     from maskrcnn.checkpoint_refusal import is_plain_pickle
+    from maskrcnn.interop.detectron2 import reader_for
+
+    pickled = any_pickle and is_plain_pickle(path)
+    if reads is None:
+        return _read_object(path, pickled)
+    # the reader read_detectron2_file picks for a .pkl is the one any_pickle picks: one entry for both
+    reader = "pickle" if pickled or (os.path.isfile(path) and reader_for(path) == "pickle") else "torch"
+    return reads.read(path, reader, lambda: _read_object(path, pickled), take=take)
+
+
+def _read_object(path, pickled: bool) -> object:
     from maskrcnn.interop.detectron2 import _read_pickle, read_detectron2_file
 
     try:
-        if any_pickle and is_plain_pickle(path):
+        if pickled:
             return _read_pickle(Path(path))
         return read_detectron2_file(path)  # zip: torch.load(weights_only=True); .pkl: numpy-only unpickler
     except ConversionError:
@@ -271,24 +304,25 @@ def _read_weights_object(path, *, any_pickle: bool = False) -> object:
         return obj
 
 
-def identify_file(path) -> Optional[str]:
+def identify_file(path, *, reads=None) -> Optional[str]:
     """``layout_of`` the file's object, read by ``_read_weights_object`` as ``read_weights`` reads it (a plain
     pickle through the numpy-only unpickler whatever its suffix); None when it cannot be read or is none
-    of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs."""
+    of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs. ``reads`` (a
+    ``FileReads``): the object is kept there for the call's ``read_weights``."""
     try:
-        obj = _read_weights_object(path, any_pickle=True)
+        obj = _read_weights_object(path, any_pickle=True, reads=reads)
     except (ConversionError, OSError, ValueError):
         return None
     return layout_of(obj)
 
 
-def init_kind(spec: str) -> Optional[str]:
+def init_kind(spec: str, *, reads=None) -> Optional[str]:
     """What ``train --init SPEC`` starts from, told before the config is chosen: "detector" (ours or
     another library's: a whole model, fine-tuned with the ``finetune`` recipe) | "imagenet" (a backbone:
     the from-scratch recipe) | None (unreadable or unknown: ``read_weights`` refuses it later, naming
     why). A published name or URL is told by its cached file when there is one, else by its name (nothing
     downloaded: every torchrun rank decides alike before rank 0 downloads); a file is read as
-    ``read_weights`` reads it."""
+    ``read_weights`` reads it (kept in ``reads``, a ``FileReads``, for the call's ``read_weights``)."""
     from maskrcnn.interop.download import cache_dir, cache_name, is_published, resolve
 
     spec, _ = split_ema(spec)  # FILE#ema: the file is told like any other (read_weights refuses a wrong one)
@@ -308,7 +342,7 @@ def init_kind(spec: str) -> Optional[str]:
         path = resolve_spec(spec)["path"]
     except (OSError, ValueError, RuntimeError):
         return None
-    found = identify_file(path)
+    found = identify_file(path, reads=reads)
     return None if found is None else ("imagenet" if found == "imagenet" else "detector")
 
 
@@ -346,20 +380,29 @@ def _mmdet_or_none(path: str):
     return obj if isinstance(sd, dict) and is_mmdetection([k for k in sd if isinstance(k, str)]) else None
 
 
-def read_weights(spec: str, *, cache=None) -> SourceWeights:
-    """Resolve, read (never running code from the file) and convert ``spec``; see the module docstring."""
+def read_weights(spec: str, *, cache=None, reads=None) -> SourceWeights:
+    """Resolve, read (never running code from the file) and convert ``spec``; see the module docstring.
+    ``reads`` (a ``FileReads``): the object ``init_kind`` read in the same call is used, not read again;
+    emptied when this returns or raises."""
+    try:
+        return _read_weights(spec, cache=cache, reads=reads)
+    finally:
+        if reads is not None:  # the call's other reads (another reader's, a file since replaced): not kept
+            reads.clear()
+
+
+def _read_weights(spec: str, *, cache, reads) -> SourceWeights:
     from maskrcnn.checkpoint import FORMAT
     from maskrcnn.interop.download import sha256_of
 
     spec, ema = split_ema(spec)
     where = resolve_spec(spec, cache=cache)
     path = where["path"]
-    obj = _read_weights_object(path)
+    obj = _read_weights_object(path, reads=reads, take=True)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        del obj
         if ema:
             raise _no_ema(spec, "a maskrcnn checkpoint")
-        weights = _ours(path)
+        weights = _ours(path, obj)
     else:
         weights = convert_any(obj, source=str(spec), ema=ema)
     weights.provenance = {**where, "sha256": sha256_of(path), "bytes": os.path.getsize(path),

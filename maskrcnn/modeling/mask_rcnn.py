@@ -199,9 +199,20 @@ def _check_targets(targets: list, sizes: list, *, num_classes: int, need_masks: 
 
 
 def build_model(cfg) -> MaskRCNN:
-    """The one place that reads ``cfg.model``."""
+    """The one place that reads ``cfg.model``. ``cfg``: a ``maskrcnn.config.Config`` (anything else: a
+    TypeError), checked first as a loaded one is (``validate_config``): a value changed by attribute
+    assignment (``cfg.model.num_classes = 0``) is a one-line ValueError naming the key, not an error deep
+    inside a layer or a model that cannot train. Checked: every value's kind (numpy and torch numbers
+    read as Python's) and the ``model.*`` / ``input.*`` keys' values only, so that a stored config with an
+    outdated value elsewhere (a solver key) still builds its model for inference."""
+    from maskrcnn.config import MODEL_KEYS, Config, validate_config
     from maskrcnn.ops import BoxCoder, MultiScaleRoIAlign
 
+    if not isinstance(cfg, Config):
+        raise TypeError(f"build_model expects a maskrcnn.config.Config, got {type(cfg).__name__} "
+                        "(load_config(PRESET_OR_YAML) gives one)")
+    # stored: the device is not checked, the model does not use it
+    validate_config(cfg, stored=True, keys=MODEL_KEYS)
     m = cfg.model
     r = m.rpn
     h = m.roi_heads

@@ -29,6 +29,11 @@ Parts (``PARTS``):
 Always float32: anchors, box decoding, NMS, RoIAlign, box and class predictors, mask pasting,
 keypoint heads.
 
+A model may lack a part (``quantizable_parts``): a keypoint model has no mask head, a C4 model's box
+head (res5 + average pooling) no fully connected layer, an RPN built with ``model.rpn.head_convs`` 0 no
+convolution. ``prepare_int8`` without ``parts`` quantizes those the model has; asked for one it lacks,
+it refuses naming it (``missing_parts_problem``) instead of leaving it out unsaid.
+
 Shapes: N images, (N, 3, Hp, Wp) padded batch; features name -> (N, C, Hl, Wl); R RoIs,
 (R, C, S, S) pooled features.
 """
@@ -48,7 +53,6 @@ from maskrcnn.modeling.mask_head import MaskHead
 
 __all__ = [
     "PARTS",
-    "DEFAULT_PARTS",
     "QuantizedFeatures",
     "QuantizedMaskHead",
     "FeaturePassthrough",
@@ -59,9 +63,11 @@ __all__ = [
     "unobserved_parts",
     "observer_sites",
     "int8_engine",
+    "lacking_parts",
+    "quantizable_parts",
+    "missing_parts_problem",
 ]
 
-DEFAULT_PARTS = PARTS
 _OBSERVER_KEY = "activation_post_process"
 
 
@@ -207,15 +213,59 @@ def _check_folded(module: nn.Module, part: str) -> None:
                              "(fold_bn=True) first")
 
 
+# what a model lacking a part lacks, in words for the refusal and the note ("features" is not here:
+# every MaskRCNN has a backbone + FPN to quantize)
+_LACKS = {
+    "rpn": "this model's RPN head has no convolution (model.rpn.head_convs 0)",
+    "box_head": "this model's box head has no fully connected layer (C4: res5 + average pooling)",
+    "mask_head": "this model has no mask head",
+}
+
+
+def lacking_parts(model: nn.Module) -> dict:
+    """The ``PARTS`` a built (not yet prepared) ``MaskRCNN`` has nothing to quantize in -> why, in order:
+    ``{"mask_head": "this model has no mask head"}`` for a keypoint model."""
+    has = {
+        "rpn": len(getattr(model.rpn.head, "convs", ())) > 0,
+        "box_head": len(getattr(model.roi_heads.box_head, "fcs", ())) > 0,
+        "mask_head": model.roi_heads.mask_head is not None,
+    }
+    return {p: _LACKS[p] for p in PARTS if not has.get(p, True)}
+
+
+def quantizable_parts(model: nn.Module) -> list:
+    """The ``PARTS`` a built (not yet prepared) ``MaskRCNN`` has something to quantize in, in order."""
+    lacking = lacking_parts(model)
+    return [p for p in PARTS if p not in lacking]
+
+
+def missing_parts_problem(model: nn.Module, parts) -> str:
+    """"" when ``model`` has all of ``parts``; else one sentence naming those it lacks and those it has:
+    "this model has no mask head (parts it has: features, rpn, box_head)"."""
+    lacking = lacking_parts(model)
+    missing = [why for p, why in lacking.items() if p in parts]
+    if not missing:
+        return ""
+    return f"{'; '.join(missing)} (parts it has: {', '.join(quantizable_parts(model)) or 'none'})"
+
+
 @torch.no_grad()
-def prepare_int8(model: nn.Module, *, parts=DEFAULT_PARTS) -> nn.Module:
+def prepare_int8(model: nn.Module, *, parts=None) -> nn.Module:
     """Swap ``parts`` of ``model`` (a folded, eval-mode ``MaskRCNN`` on the CPU) for observing FX
-    copies; returns ``model``. ``model.int8_parts`` records which parts were prepared."""
+    copies; returns ``model``. ``model.int8_parts`` records which parts were prepared. ``parts`` None:
+    all the model has (``quantizable_parts``); a part it lacks, asked for, is refused (ValueError)."""
+    if getattr(model, "int8_parts", None):
+        raise ValueError("int8: this model is already prepared or quantized")
+    if parts is None:
+        parts = quantizable_parts(model)
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise ValueError(f"int8: unknown parts {unknown}; expected some of {list(PARTS)}")
-    if getattr(model, "int8_parts", None):
-        raise ValueError("int8: this model is already prepared or quantized")
+    if not parts:
+        raise ValueError(f"int8: no parts to quantize; expected some of {list(PARTS)}")
+    problem = missing_parts_problem(model, parts)
+    if problem:
+        raise ValueError(f"int8: {problem}")
     first = next(iter(model.parameters()), None)
     if first is not None and first.device.type != "cpu":
         raise ValueError(f"int8: quantized kernels run on the CPU; the model is on {first.device}")

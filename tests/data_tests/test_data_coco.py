@@ -148,6 +148,27 @@ def test_unreadable_image_is_replaced_deterministically(tmp_path):
         assert ds[0][1]["image_id"] == 2  # remembered: no second attempt, no second warning
 
 
+def test_indices_are_read_as_a_list_reads_them(tmp_path):
+    ds = CocoDataset(json_path=_coco(tmp_path, []), image_dir=tmp_path / "img")
+    assert [ds[i][1]["image_id"] for i in (-1, -3, np.int64(1), torch.tensor(2))] == [3, 1, 2, 3]
+    assert [t["image_id"] for _, t in ds] == [1, 2, 3]  # iteration stops at the IndexError
+    for bad in (3, -4):  # -4 wrapped round to image 3 before
+        with pytest.raises(IndexError, match=f"ann.json: index {bad} out of range for 3 images"):
+            ds[bad]
+    for bad, name in ((1.5, "float"), (slice(0, 2), "slice")):  # 1.5 was image 2; a slice a TypeError on <
+        with pytest.raises(TypeError, match=f"ann.json: dataset indices must be integers .*got {name}$"):
+            ds[bad]
+    assert ds[(-1, 5)][1]["image_id"] == 3  # the loader's (index, seed) form
+
+
+def test_an_unreadable_last_image_is_replaced_by_the_first(tmp_path):
+    path = _coco(tmp_path, [])
+    (tmp_path / "img" / "c.png").write_bytes(b"garbage")
+    ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    with pytest.warns(UserWarning, match="c.png"):
+        assert ds[-1][1]["image_id"] == 1  # the next readable one wraps round, as in training
+
+
 def test_bad_files_raise_clear_errors(tmp_path):
     (tmp_path / "img").mkdir()
     bad = tmp_path / "bad.json"

@@ -260,5 +260,12 @@ def test_calibration_files_spread_over_folder_or_json(tmp_path):
         calibration_files(tmp_path, json_path=tmp_path / "none.json")
     with pytest.raises(ValueError, match=">= 1"):
         calibration_files(tmp_path, count=0)
-    with pytest.raises(FileNotFoundError, match="calibration image folder"):
+    with pytest.raises(FileNotFoundError, match="calibration image folder or file not found"):
         calibration_files(tmp_path / "nope")
+    # one file: a one-image set, whatever its extension (an unreadable one is reported when read)
+    assert calibration_files(tmp_path / "im3.png", count=4) == [tmp_path / "im3.png"]
+    assert calibration_files(tmp_path / "notes.txt") == [tmp_path / "notes.txt"]
+    with pytest.raises(ValueError, match=">= 1"):
+        calibration_files(tmp_path / "im3.png", count=0)
+    with pytest.raises(ValueError, match=r"im3\.png: is a file; with a COCO JSON give the folder"):
+        calibration_files(tmp_path / "im3.png", json_path=tmp_path / "cal.json")

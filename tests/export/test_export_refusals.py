@@ -94,8 +94,8 @@ def test_the_output_is_never_the_weights_file(tmp_path, capsys):
     before = ckpt.read_bytes()
     same = tmp_path / "." / "tiny.pth"  # another spelling of the same file
     rc, _, err = _export(capsys, "--weights", ckpt, "--output", same, "--format", "onnx")
-    assert rc == 1 and err == [f"maskrcnn export: error: --output {same}: is the --weights file; write the "
-                               "export to another file"]
+    assert rc == 1 and err == [f"maskrcnn export: error: --output {same}: names the same file as "
+                               "--weights; write the export under another name"]
     assert ckpt.read_bytes() == before
 
 

@@ -228,3 +228,19 @@ def test_globals_are_read_from_the_opcodes_without_unpickling(tmp_path):
     assert code_global(tmp_path / "sd.pth") is None  # tensors and an OrderedDict run no code
     torch.save({"payload": _RunsCode()}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     assert code_global(tmp_path / "legacy.pth") == "builtins.exec"
+
+
+def test_our_checkpoint_holding_a_namespace_is_refused_alike_by_init(cli, tiny_checkpoint, tmp_path, image):
+    """train --init read our checkpoints with torchvision's allow-list (argparse.Namespace, its reference
+    scripts' "args"), so it took a file that predict / eval / --resume refuse: now refused alike."""
+    import argparse
+
+    from maskrcnn.interop.weights import read_weights
+
+    path = _edited(tiny_checkpoint, tmp_path, lambda c: c.update(args=argparse.Namespace(lr=0.02)))
+    rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
+    assert rc == 1 and str(path) in text
+    with pytest.raises(ValueError) as info:
+        read_weights(str(path))
+    assert str(info.value) == text.strip().split("error: ", 1)[-1]
+    assert not any(n in str(info.value) for n in _NOISE)

@@ -1,0 +1,61 @@
+"""Eval's matching of the model's classes to a dataset's categories by name: exact names first, then
+names as fine-tuning reads them ('Person' is 'person'), as check_class_overlap already lets them through."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from maskrcnn.data.coco import CocoDataset
+from maskrcnn.engine.inference import _ids_by_name, check_class_overlap, label_mapping
+
+
+def _dataset(tmp_path, categories):
+    gt = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in categories]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    return CocoDataset(json_path=tmp_path / "gt.json", image_dir=tmp_path)
+
+
+def _predictor(names, ids=None):
+    return SimpleNamespace(class_names=["__background__", *names], label_to_category_id=ids)
+
+
+def test_classes_named_in_another_case_are_matched_by_name(tmp_path, capsys):
+    """'Person' and 'Car' on a file's 'car' (3), 'dog' (1), 'person' (7): the overlap check passed, then
+    the checkpoint's ids {1: 1, 2: 2} scored every person as a dog; without them it raised."""
+    dataset = _dataset(tmp_path, [(3, "car"), (1, "dog"), (7, "person")])
+    check_class_overlap(["__background__", "Person", "Car"], dataset)  # passes, as before
+    assert label_mapping(_predictor(["Person", "Car"], {1: 1, 2: 2}), dataset) == {1: 7, 2: 3}
+    assert "matching them by name" in capsys.readouterr().err
+
+
+def test_exact_names_win_and_ambiguous_names_match_nothing(tmp_path):
+    # the file has both 'Person' and 'person': 'person' is exact, 'PERSON' names two of them
+    both = _dataset(tmp_path, [(1, "Person"), (2, "person"), (3, "car")])
+    assert _ids_by_name(["__background__", "person", "Car"], both) == {1: 2, 2: 3}
+    assert _ids_by_name(["__background__", "PERSON", "Car"], both) is None
+    # two of the model's classes read as 'person': which is the file's is unknown
+    (tmp_path / "other").mkdir()
+    one = _dataset(tmp_path / "other", [(4, "person"), (5, "car")])
+    assert _ids_by_name(["__background__", "Person", "PERSON", "car"], one) is None
+    # ... unless one of them is the file's name exactly: matched as before, the other left out
+    assert _ids_by_name(["__background__", "person", "PERSON", "car"], one) == {1: 4, 3: 5}
+    # ... also when another class matches only as normalised: the ambiguous one alone is left out
+    assert _ids_by_name(["__background__", "person", "PERSON", "Car"], one) == {1: 4, 3: 5}
+
+
+def test_a_name_that_fits_two_categories_is_named_in_a_note(tmp_path, capsys):
+    both = _dataset(tmp_path, [(1, "Person"), (2, "person"), (3, "car")])
+    notes = []
+    assert _ids_by_name(["__background__", "PERSON", "Car"], both, notes) is None
+    assert len(notes) == 1 and "'PERSON' fits several" in notes[0] and "'Person', 'person'" in notes[0]
+    # no mapping by name: the checkpoint's ids
+    assert label_mapping(_predictor(["PERSON", "Car"], {1: 1, 2: 3}), both) == {1: 1, 2: 3}
+    assert "'PERSON' fits several" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("names", [["cat", "dog"], ["Dog", "Cat"]])
+def test_the_same_classes_match_exactly_or_in_another_case(tmp_path, names):
+    dataset = _dataset(tmp_path, [(9, "dog"), (5, "cat")])
+    got = _ids_by_name(["__background__", *names], dataset)
+    assert got == ({1: 5, 2: 9} if names[0] == "cat" else {1: 9, 2: 5})

@@ -1,0 +1,149 @@
+"""``maskrcnn benchmark`` on what a hostile probe gave it: many images (memory must stay flat: images made
+one window of up to 4 batches at a time, detections dropped), absurd --threads, --batch-size and --size,
+unreadable input files, options that do not apply, and its --help. Tiny sizes: the demo preset at 64x64
+or smaller."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.commands import benchmark
+from maskrcnn.predictor import Predictor
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+DEMO = ["benchmark", "--config", "demo", "--device", "cpu"]
+
+
+def _pngs(folder, n, seed=0):
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(folder / f"c{i}.png")
+    return folder
+
+
+def test_the_timing_loop_keeps_no_earlier_images_or_detections(monkeypatch, capsys):
+    real = Predictor.predict_tensors
+    earlier, calls = [], []  # weak references to every image and detection tensor of the calls so far
+
+    def predict_tensors(self, images):
+        alive = [ref for ref in earlier if ref() is not None]
+        calls.append(len(alive))  # 0: nothing of an earlier window is held while the next one runs
+        dets = real(self, images)
+        earlier.extend(weakref.ref(t) for t in images)
+        earlier.extend(weakref.ref(d[k]) for d in dets for k in ("boxes", "masks"))
+        return dets
+
+    monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
+    assert main([*DEMO, "--size", "48x64", "--images", "5"]) == 0
+    assert calls == [0] * 6  # the warm-up and five windows of one image
+    assert "5 image(s) timed, 48x64:" in capsys.readouterr().out
+
+
+def test_synthetic_images_are_made_lazily_and_the_same_on_every_pass():
+    many = benchmark.SyntheticImages(size_hw=(16, 24), count=10**12)  # a list of them would never end
+    first = next(iter(many))
+    assert first.shape == (3, 16, 24)
+    assert torch.equal(first, next(iter(many)))
+
+
+def test_threads_out_of_bounds_are_refused_in_one_line_before_torch_is_told(capsys):
+    before = torch.get_num_threads()
+    for threads, message in (("100000", "--threads 100000: at most"), ("-1", "--threads must be >= 0")):
+        assert main([*DEMO, "--threads", threads]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert torch.get_num_threads() == before
+    assert benchmark.check_threads(None) is None and benchmark.check_threads(2, cores=2) is None
+    assert benchmark.check_threads(0) is None  # 0, as before: torch's own choice
+    assert main([*DEMO, "--threads", "0", "--size", "32x32", "--images", "1"]) == 0
+    assert torch.get_num_threads() == before
+    capsys.readouterr()
+    for batch in ("0", str(benchmark.MAX_BATCH_SIZE + 1)):
+        assert main([*DEMO, "--batch-size", batch]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        limit = benchmark.MAX_BATCH_SIZE
+        assert len(err) == 1 and f"--batch-size must be 1 to {limit}, got {batch}" in err[0]
+    assert 1 <= benchmark.usable_cores() <= (os.cpu_count() or 1)
+    assert "more than the 2 cores here" in benchmark.check_threads(3, cores=2)
+    assert "more than the 2 cores here" in benchmark.check_threads(8, cores=2)
+    with pytest.raises(ValueError, match=r"at most 8 \(4 x the 2 cores here\)"):
+        benchmark.check_threads(9, cores=2)
+
+
+def test_a_size_past_the_maximum_is_refused_in_one_line_before_the_model_is_built(monkeypatch, capsys):
+    monkeypatch.setattr(benchmark, "build_predictor", lambda args: pytest.fail("built before --size"))
+    for size in ("100000x100000", "64x4097"):
+        assert main([*DEMO, "--size", size]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"maskrcnn benchmark: error: --size {size}: each side must be at most 4096 (each synthetic image "
+            "is allocated whole; the presets resize to at most 2048)"]
+    assert main([*DEMO, "--size", ""]) == 1  # given empty is not "not given" (the default)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "maskrcnn benchmark: error: --size expects HxW (e.g. 800x1067), got ''"]
+
+
+def test_unreadable_inputs_are_skipped_named_and_counted_and_only_all_unreadable_refused(tmp_path, capsys,
+                                                                                          monkeypatch):
+    folder = _pngs(tmp_path / "imgs", 2)
+    (folder / "broken.png").write_text("not a png")
+    assert main([*DEMO, str(folder)]) == 0
+    out, err = capsys.readouterr()
+    warned = [line for line in err.splitlines() if "warning: skipped" in line]
+    # warned once, though read on three passes (pre-check, warm-up, timed)
+    assert len(warned) == 1 and str(folder / "broken.png") in warned[0]
+    assert "2 image(s) timed (1 unreadable skipped), 2 sizes:" in out
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_text("not a png")
+    monkeypatch.setattr(benchmark, "build_predictor", lambda args: pytest.fail("built with nothing to time"))
+    assert main([*DEMO, str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad / "broken.png") in err
+    assert "error: none of the 1 input image file(s) could be read" in err
+
+
+def test_options_that_do_not_apply_are_noted_and_the_images_timed_counted(tmp_path, capsys):
+    folder = _pngs(tmp_path / "imgs", 2)
+    assert main([*DEMO, str(folder), "--images", "7", "--size", "10x10"]) == 0
+    out, err = capsys.readouterr()
+    assert "note: --images and --size apply to synthetic images only: ignored" in err
+    assert "2 image(s) timed" in out
+    assert main([*DEMO, str(folder / "c0.png"), "--size", "10x10"]) == 0
+    out, err = capsys.readouterr()
+    assert "note: --size applies to synthetic images only" in err and "1 image(s) timed, 40x56:" in out
+
+
+def test_no_optimise_with_an_int8_file_is_noted(tmp_path, capsys):
+    from tiny_model import TINY_FROZEN_BN, build_tiny, save_tiny_checkpoint  # tests/ is on the path
+
+    model, cfg = build_tiny(TINY_FROZEN_BN)
+    fp32 = save_tiny_checkpoint(tmp_path / "fp32.pth", model, cfg)
+    int8 = tmp_path / "int8.pth"
+    assert main(["quantize", "--weights", str(fp32), "--calib-images", str(_pngs(tmp_path / "calib", 1)),
+                 "--parts", "rpn", "--output", str(int8)]) == 0  # one part: quicker
+    capsys.readouterr()
+    benchmark_int8 = ["benchmark", "--weights", str(int8), "--size", "32x32", "--images", "1"]
+    assert main([*benchmark_int8, "--no-optimise"]) == 0
+    out, err = capsys.readouterr()
+    assert "note: --no-optimise does not apply to an INT8 file: it always runs its INT8 kernels" in err
+    assert "int8 (rpn)" in out
+    assert main(benchmark_int8) == 0
+    assert "--no-optimise" not in capsys.readouterr().err
+
+
+def test_every_option_has_a_description():
+    parser = argparse.ArgumentParser()
+    benchmark.add_arguments(parser)
+    undescribed = [a.option_strings or a.dest for a in parser._actions if not a.help]
+    assert undescribed == []
