@@ -153,37 +153,41 @@ def assign_units(unit_classes: Sequence[Counter], unit_sizes: Sequence[int], uni
         if part[u] is None:
             name = unit_names[u]
             give(u, max(range(n_parts), key=lambda j: (round(wants[j], _TIE), _draw(seed, "part", name, j))))
-    _fill_empty_parts(part, unit_sizes, unit_names, fractions, seed)
+    _fill_empty_parts(part, unit_classes, unit_sizes, unit_names, fractions, seed)
     return part
 
 
-def _fill_empty_parts(part: list, unit_sizes: Sequence[int], unit_names: Sequence[str],
-                      fractions: Sequence[float], seed: int) -> None:
+def _fill_empty_parts(part: list, unit_classes: Sequence[Counter], unit_sizes: Sequence[int],
+                      unit_names: Sequence[str], fractions: Sequence[float], seed: int) -> None:
     """Give each part left without a unit one from a part holding several (in place), while there is one.
 
     With few units the rarest class's unit goes to the part wanting most of it (train), and so may every
     later one: val came out empty for every seed. The unit moved is the one that brings the parts' sizes
     closest to their fractions (the sum of |images - f * N|; ties: the smaller unit, then a seeded draw),
-    so a small group goes to val rather than the big one."""
+    so a small group goes to val rather than the big one. Before closeness: the fewest classes the move
+    leaves with no image in the part it leaves, so the only unit of a class stays in train."""
     total = sum(unit_sizes)
     while True:
         sizes = [0] * len(fractions)
         held = [0] * len(fractions)
+        class_held = [Counter() for _ in fractions]  # part -> {class: images showing it}
         for u, j in enumerate(part):
             sizes[j] += unit_sizes[u]
             held[j] += 1
+            class_held[j].update(unit_classes[u])
         empty = [j for j in range(len(fractions)) if held[j] == 0]
         movable = [u for u, j in enumerate(part) if held[j] > 1]
         if not empty or not movable:
             return
         target = max(empty, key=lambda j: (fractions[j], -j))  # the one that should hold the most
 
-        def cost(u: int, sizes=sizes, target=target) -> tuple:
+        def cost(u: int, sizes=sizes, target=target, class_held=class_held) -> tuple:
             moved = list(sizes)
             moved[part[u]] -= unit_sizes[u]
             moved[target] += unit_sizes[u]
             gap = sum(abs(n - f * total) for n, f in zip(moved, fractions))
-            return round(gap, _TIE), unit_sizes[u], _draw(seed, "fill", unit_names[u])
+            emptied = sum(1 for c, n in unit_classes[u].items() if n and class_held[part[u]][c] <= n)
+            return emptied, round(gap, _TIE), unit_sizes[u], _draw(seed, "fill", unit_names[u])
 
         part[min(movable, key=cost)] = target
 
