@@ -116,15 +116,17 @@ class _Problems:
         if self.logged <= _MAX_LOGGED:
             logger.warning(text)
 
-    def add(self, reason: str, message: str, *, missing_file: Optional[str] = None,
+    def add(self, reason: str, message: str, *, missing_file: Optional[str] = None, detail: str = "",
             quiet: bool = False) -> None:
-        """``missing_file``: an image file not found (collected into one line); ``quiet``: counted, not
-        logged alone (an annotation of an image skipped already)."""
+        """``missing_file``: an image file not found (collected into one line); ``detail``: what is said
+        of that one file after ``message`` (where else it was looked for, where its name came from), kept
+        in the combined line only when every file's is the same; ``quiet``: counted, not logged alone (an
+        annotation of an image skipped already)."""
         self.counts[reason] += 1
-        text = f"{self.source}: {message}; skipped"
+        text = f"{self.source}: {message}{detail}; skipped"
         self.messages.append(text)
         if missing_file is not None:
-            self.missing.append((text, missing_file))
+            self.missing.append((text, missing_file, detail))
         elif quiet:
             self.quiet += 1
         else:
@@ -132,13 +134,14 @@ class _Problems:
 
     def summarise(self) -> None:
         if len(self.missing) <= self._NAMED:
-            for text, _ in self.missing:
+            for text, _, _ in self.missing:
                 self._log(text)
         else:
-            names = ", ".join(name for _, name in self.missing[:self._NAMED])
-            # what the first file's line said past "not found" (looked for by the end of its path, a name
-            # the locale cannot encode): it is likely true of the others
-            detail = self.missing[0][0].split(" not found", 1)[1].removesuffix("; skipped")
+            names = ", ".join(name for _, name, _ in self.missing[:self._NAMED])
+            # the per-file detail (looked for by the end of its path, the name from coco_url, a name the
+            # locale cannot encode) only when it is true of every file counted
+            details = {detail for _, _, detail in self.missing}
+            detail = details.pop() if len(details) == 1 else ""
             self._log(f"{self.source}: {len(self.missing)} image files not found ({names}, ...){detail}; "
                       "skipped")
         if self.quiet:
@@ -558,9 +561,9 @@ class CocoDataset(torch.utils.data.Dataset):
                 written = str(img["file_name"])
                 foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
                 self._problems.add(
-                    "missing_image_file", missing_file=str(self.image_dir / written), message=
-                    f"image id {iid}: file {self.image_dir / written} not found"
-                    + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
+                    "missing_image_file", missing_file=str(self.image_dir / written),
+                    message=f"image id {iid}: file {self.image_dir / written} not found",
+                    detail=(f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
                     + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
                 )
