@@ -88,7 +88,7 @@ def run(args) -> int:
         raise FileNotFoundError(f"--images-root {args.images_root}: no such folder")
     root = os.path.abspath(args.images_root if args.images_root is not None
                            else common_root([str(images) for _, images, _ in specs]))
-    sources, skipped, unguessed = [], [], []  # unguessed: sources whose images were not all where looked
+    sources, skipped, unguessed = [], [], []  # unguessed: (source, not found, listed): most not found
     for json_path, images, given in specs:
         data = read_validated(json_path, images)
         paths = {iid: os.path.abspath(p) for iid, p in data.image_paths.items()}
@@ -96,18 +96,20 @@ def run(args) -> int:
                                    categories=data.categories, image_paths=paths,
                                    image_keys={iid: os.path.realpath(p) for iid, p in paths.items()}))
         skipped.append(data.skipped)
-        if data.skipped.get("missing_image_file") and not given:
-            unguessed.append(str(json_path))
+        missing, listed = data.skipped.get("missing_image_file", 0), len(data.raw.get("images") or [])
+        if not given and missing * 2 > listed:  # most not found: the folder guessed is likely the wrong one
+            unguessed.append((str(json_path), missing, listed))
     merged, counts, notes = merge_coco(sources, images_root=root, classes=classes)
     for note in notes:
         warnings.warn(note, stacklevel=1)
     for src, c in zip(sources, counts):
         for name, n in sorted(c.left_out.items()):
             print(f"{src.name}: class {name!r} is not in --classes: its {n} annotation(s) left out")
-    hint = (f"; give the image folder after a ':' ({unguessed[0]}:IMAGES) where it is not the one looked in"
-            if unguessed else "")
-    for name in unguessed:
-        print(f"{name}: image files not found in the folder looked in; give {name}:IMAGES for another")
+    hint = (f"; give the image folder after a ':' ({unguessed[0][0]}:IMAGES) where it is not the one "
+            "looked in" if unguessed else "")
+    for name, missing, listed in unguessed:
+        print(f"{name}: {missing} of {listed} image files not found in the folder looked in; "
+              f"give {name}:IMAGES for another")
     if not merged["images"]:
         raise ValueError(f"no usable image in any source (see the problems above){hint}; nothing written")
     atomic_write_json(out, merged, ensure_ascii=True)  # a COCO file for other tools: ASCII (io_utils)

@@ -241,11 +241,28 @@ def test_images_not_found_are_one_line_per_source_and_the_failure_hints_a_folder
     (tmp_path / "ann" / "a.json").write_text(json.dumps(coco))
     out = tmp_path / "m.json"
     assert main(["merge-data", str(tmp_path / "ann" / "a.json"), "--output", str(out)]) == 1
-    err = capsys.readouterr().err
+    out_text, err = capsys.readouterr()
     assert "no usable image in any source" in err and "a.json:IMAGES" in err
+    assert "a.json: 7 of 7 image files not found in the folder looked in; give " in out_text
     lines = [r.getMessage() for r in caplog.records if "not found" in r.getMessage()]
     assert len(lines) == 1 and "a.json: 7 image files not found (" in lines[0]
     assert "x1.png" in lines[0] and "x4.png" not in lines[0] and lines[0].endswith(", ...); skipped")
     assert sum("annotation id" in r.getMessage() for r in caplog.records) == 0
     assert "7 annotation(s) of the images skipped above left out" in caplog.text
     assert not out.exists()
+
+
+@pytest.mark.parametrize("present, hinted", [(2, False), (1, True)])
+def test_the_wrong_folder_hint_only_when_most_images_of_a_source_are_not_found(tmp_path, capsys, present,
+                                                                               hinted):
+    """Before: one image not found among many was told its folder was likely the wrong one."""
+    names = [f"x{i}.png" for i in range(1, 4)]
+    _images(tmp_path / "ann", names[:present])
+    coco = {"images": [_img(i, n) for i, n in enumerate(names, 1)],
+            "annotations": [_ann(i, i, 1) for i in range(1, 4)], "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "ann" / "a.json").write_text(json.dumps(coco))
+    assert main(["merge-data", str(tmp_path / "ann" / "a.json"), "--output", str(tmp_path / "m.json")]) == 0
+    out_text = capsys.readouterr().out
+    assert ("not found in the folder looked in" in out_text) is hinted
+    if hinted:
+        assert "a.json: 2 of 3 image files not found in the folder looked in; give " in out_text
