@@ -287,8 +287,8 @@ def test_cvat_source_and_options(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _convert(tmp_path / "empty", tmp_path / "o.json") == 1
     assert "empty: no annotations.xml in the folder (no .xml file)" in capsys.readouterr().err
-    assert _convert(tmp_path / "empty", tmp_path / "o.json", "--images", str(tmp_path / "nowhere")) == 1
-    assert "no annotations.xml in the folder" in capsys.readouterr().err  # --images not refused for cvat
+    assert _convert(tmp_path / "empty", tmp_path / "o.json", "--images", str(tmp_path)) == 1
+    assert "no annotations.xml in the folder" in capsys.readouterr().err  # --images (a folder) accepted
     (tmp_path / "empty" / "annotations.xml").write_text(_xml([]))
     assert _convert(tmp_path / "empty", tmp_path / "o.json") == 1
     assert "no image could be converted" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
