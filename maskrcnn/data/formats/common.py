@@ -49,8 +49,8 @@ class Report:
     """Skipped records (counted by reason, printed naming file and record), warnings and notes."""
 
     def __init__(self, *, stream: Optional[TextIO] = None, hints: Optional[dict] = None):
-        """``hints``: {reason: text} said with each problem of that reason (how to fix it: "pass
-        --images ROOT" with an image not found)."""
+        """``hints``: {reason: text} said with the first problem of that reason (how to fix it:
+        "pass --images ROOT" with an image not found)."""
         self.stream = stream if stream is not None else sys.stderr
         self.hints = dict(hints or {})
         self.skipped: Counter = Counter()
@@ -64,7 +64,7 @@ class Report:
 
     def skip(self, where: str, problem: Skip) -> None:
         self.skipped[problem.reason] += 1
-        hint = self.hints.get(problem.reason)
+        hint = self.hints.pop(problem.reason, None)  # on the first such line only: the others repeat it
         self._print(f"{where}: {problem}" + (f" ({hint})" if hint else "") + "; skipped")
 
     def warn(self, where: str, message: str) -> None:
