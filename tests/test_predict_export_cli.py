@@ -345,3 +345,27 @@ def test_control_characters_in_file_names_are_escaped_when_printed_and_replaced_
     assert _overlay_file_name(path, None) == "new_line.jpg"
     assert safe_file_name("a/b\tc\u202ed\x1b.png") == "a/b_c_d_.png"
     assert safe_file_name("ü 漢字.png") == "ü 漢字.png"
+
+
+def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, tmp_path, capsys,
+                                                                         monkeypatch):
+    """The README's round trip: predict --export cvat,labelstudio into pre/, then convert-data on the XML
+    as written (before: every image 'not found' beside the XML, nothing written) and on the tasks with
+    the --images the printed line gives."""
+    import shlex
+
+    ckpt, images = setup
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", "pre", "--device", "cpu",
+                 "--no-overlays", "--score-thresh", "0", "--export", "cvat,labelstudio"]) == 0
+    err = capsys.readouterr().err
+    commands = [line.split("read back with: maskrcnn ", 1)[1] for line in err.splitlines()
+                if "read back with: " in line]
+    assert commands[0] == "convert-data --from cvat pre/cvat_annotations.xml --output train.json"
+    assert "convert-data --from labelstudio pre/labelstudio_tasks.json --images" in commands[1]
+    for k, command in enumerate(commands):
+        argv = shlex.split(command)
+        argv[argv.index("--output") + 1] = f"rt{k}.json"
+        assert main(argv) == 0, capsys.readouterr().err
+        coco = json.loads((tmp_path / f"rt{k}.json").read_text())
+        assert sorted(i["file_name"] for i in coco["images"]) == sorted(SIZES)

@@ -2,21 +2,25 @@
 -> one COCO instance JSON file.
 
     maskrcnn convert-data --from cityscapes ROOT --output val.json [--split val]
-    maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c]
+    maskrcnn convert-data --from labelme FOLDER_OR_FILE --output train.json [--classes a,b,c] [--images ROOT]
     maskrcnn convert-data --from via FOLDER_OR_FILE --output train.json [--class-attribute A]   (VIA 1, 2, 3)
-                          [--class-name N] [--classes a,b,c]
+                          [--class-name N] [--classes a,b,c] [--images ROOT]
     maskrcnn convert-data --from voc VOC_ROOT --output train.json [--split train] [--classes a,b,c]
                           [--boxes-as-masks] (a tree with boxes only: box-only COCO, or rectangles)
     maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--split Train] [--classes a,b,c]
-                          (file_name relative to the XML file's folder; CVAT for images or for video)
-    maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images FOLDER]
+                          [--images ROOT] (CVAT for images or for video)
+    maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images ROOT]
                           [--classes a,b,c]
     maskrcnn convert-data --from yolo DATA_YAML_OR_FOLDER --output train.json [--split train|val|test]
                           [--classes a,b,c] [--boxes-as-masks]
 
 Every image's ``file_name`` is its path relative to SRC (for a single LabelMe / VIA file: the file's
 folder), so ``maskrcnn train --train-images SRC`` finds every image; an image outside SRC is reached
-through ``..``. Label Studio exports name their images by URL: they are looked for under ``--images``
+through ``..``. ``--images ROOT`` (labelstudio, cvat, via, labelme: the formats whose files name images
+by a relative path) is the folder the names are relative to when the images are not beside the file;
+file_name values are then relative to ROOT, and an image not found without it says to pass it. CVAT:
+the folder ``predict --export cvat`` recorded in the XML is ROOT by default. Label Studio exports name their
+images by URL: they are looked for under ``--images``
 (default: the export's folder), and ``file_name`` is relative to that folder. LabelMe images that exist
 only inside their JSON file (``imageData``) are written to
 ``<OUT stem>_images/`` beside OUT.json, never into SRC; when every image came so, ``file_name`` is
@@ -48,6 +52,9 @@ from maskrcnn.shell import shell_word
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
 FORMATS = ("cityscapes", "labelme", "via", "cvat", "labelstudio", "yolo", "voc")
+# formats whose files name images by a path relative to some folder, which --images gives
+IMAGES_FORMATS = ("labelstudio", "cvat", "via", "labelme")
+IMAGES_HINT = "pass --images ROOT, the folder the image names are relative to"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,9 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(voc: the names of the class indices 1..N); other labels are reported and "
                              "skipped (default: the labels found, sorted by name); yolo: classes chosen by "
                              "name, or the names of the indices 0, 1, .. when the dataset has none")
-    parser.add_argument("--images", default=None, metavar="FOLDER",
-                        help="labelstudio: the folder (searched recursively) holding the tasks' images "
-                             "(default: the export's folder); file_name values are relative to it")
+    parser.add_argument("--images", default=None, metavar="ROOT",
+                        help="labelstudio / cvat / via / labelme: the folder the file's image names are "
+                             "relative to, when the images are not beside it (labelstudio: searched "
+                             "recursively; default: the export's folder; cvat: the folder predict --export "
+                             "recorded, else the XML's; via / labelme: looked in first / after the JSON "
+                             "file's folder); file_name values are relative to it. yolo / voc / cityscapes: "
+                             "the dataset's own layout says where the images are")
     parser.add_argument("--boxes-as-masks", action="store_true", default=None,
                         help="yolo: write box-only lines (class cx cy w h) as rectangle masks instead of "
                              "leaving them out; voc (a tree with boxes only): write the boxes as rectangle "
@@ -95,11 +106,21 @@ def _check_options(args) -> None:
     applies = {"split": ("cityscapes", "voc", "yolo", "cvat"), "class_attribute": ("via",),
                "class_name": ("via",),
                "classes": ("labelme", "via", "cvat", "labelstudio", "voc", "yolo"),
-               "images": ("labelstudio",), "boxes_as_masks": ("yolo", "voc")}
+               "images": IMAGES_FORMATS, "boxes_as_masks": ("yolo", "voc")}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
             raise ValueError(f"{flag} applies to --from {' / '.join(formats)}, not {args.source_format}")
+
+
+def _images_folder(args) -> Path:
+    """``--images`` as a folder (None when not given); FileNotFoundError when it is no folder."""
+    if args.images is None:
+        return None
+    images = Path(args.images)
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images {images}: no such folder")
+    return images
 
 
 def _fixed_categories(spec) -> list:
@@ -138,11 +159,15 @@ def _voc(args, src: Path, out: Path, report, description: str):
 
 def _cvat(args, src: Path, out: Path, report, description: str):
     from maskrcnn.data.formats.common import CocoBuilder
-    from maskrcnn.data.formats.cvat import cvat_file, read_cvat
+    from maskrcnn.data.formats.cvat import cvat_file, read_cvat, recorded_images_folder
 
     xml_path = cvat_file(src)
-    builder = CocoBuilder(root=xml_path.parent, categories=_fixed_categories(args.classes),
-                          description=description)
+    root = _images_folder(args) or xml_path.parent
+    recorded = recorded_images_folder(xml_path) if args.images is None else None
+    if recorded is not None and recorded.is_dir():
+        root = recorded
+        report.tell(xml_path.name, f"images looked for under {recorded} (the folder predict recorded in it)")
+    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
     read_cvat(xml_path, builder=builder, report=report, split=args.split)
     return builder
 
@@ -160,9 +185,7 @@ def _labelstudio(args, src: Path, out: Path, report, description: str):
     from maskrcnn.data.formats.labelstudio import read_labelstudio
 
     root, files = json_files(src, exclude=[out])
-    images = Path(args.images) if args.images is not None else root
-    if not images.is_dir():
-        raise FileNotFoundError(f"--images {images}: no such folder")
+    images = _images_folder(args) or root
     builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description)
     read_labelstudio(files, builder=builder, report=report, images=images, names_from=root)
     return builder
@@ -173,11 +196,13 @@ def _labelme(args, src: Path, out: Path, report, description: str):
     from maskrcnn.data.formats.labelme import read_labelme
 
     root, files = json_files(src, exclude=[out])
-    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
+    images = _images_folder(args)
+    builder = CocoBuilder(root=images or root, categories=_fixed_categories(args.classes),
+                          description=description)
     embedded = out.parent / f"{out.stem}_images"
-    read_labelme(files, builder=builder, report=report, embedded_dir=embedded)
+    read_labelme(files, builder=builder, report=report, embedded_dir=embedded, json_root=root, images=images)
     inside = f"{builder.relative(embedded)}/"
-    if builder.images and all(i["file_name"].startswith(inside) for i in builder.images):
+    if builder.images and images is None and all(i["file_name"].startswith(inside) for i in builder.images):
         builder.rebase(out.parent)  # every image came from imageData: "lm_images/a.png", not "../out/..."
     return builder
 
@@ -187,9 +212,11 @@ def _via(args, src: Path, out: Path, report, description: str):
     from maskrcnn.data.formats.via import read_via
 
     root, files = json_files(src, exclude=[out])
-    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
+    images = _images_folder(args)
+    builder = CocoBuilder(root=images or root, categories=_fixed_categories(args.classes),
+                          description=description)
     read_via(files, builder=builder, report=report, class_attribute=args.class_attribute,
-             class_name=args.class_name)
+             class_name=args.class_name, images=images)
     return builder
 
 
@@ -209,11 +236,15 @@ def run(args) -> int:
 
     _check_options(args)
     out = check_output_file(args.output, "--output")
-    report = Report(stream=sys.stderr)
+    # an image not found where the file's names point: the images may be elsewhere, which --images says
+    hint = args.images is None and args.source_format in IMAGES_FORMATS
+    report = Report(stream=sys.stderr, hints={"missing_image": IMAGES_HINT} if hint else None)
     builder = _convert(args, out, report)
     print(report.summary(), file=sys.stderr)
     if not builder.images:
         why = "see the problems above" if report.messages else f"no {args.source_format} annotations there"
+        if hint and report.skipped.get("missing_image"):
+            why += f"; {IMAGES_HINT}"
         raise ValueError(f"{args.src}: no image could be converted ({why}); nothing written")
     coco = builder.to_dict()
     write_json(out, coco)

@@ -4,7 +4,8 @@
                         [--classes a,b,c] [--force]
 
 Each source is read with the validation ``train`` runs, its images looked for under IMAGES (default: the
-JSON file's folder): bad records and images without their file are reported by file and id, left out and
+folder train chooses, said in a line: the JSON's folder when it holds images, train/ beside train.json,
+...): bad records and images without their file are reported by file and id, left out and
 counted. Categories are matched by name (case, ``_``, ``-`` and spaces ignored, as fine-tuning matches
 classes; each name joined with another spelling is said in a warning), new names appended, ids 1..K
 in the order first seen or as ``--classes`` gives them (classes
@@ -24,7 +25,7 @@ import os
 import warnings
 from pathlib import Path
 
-from maskrcnn.commands.data_report import skipped_line
+from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, image_dir_or_default, skipped_line
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
 
@@ -34,7 +35,7 @@ HELP = "merge COCO JSON files: classes matched by name, ids renumbered, file nam
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="+", metavar="A.json[:IMAGES]",
                         help="a COCO JSON file and, after ':', the folder its file_name values are relative "
-                             "to (default: the JSON file's folder)")
+                             "to (default, as train chooses it: " + IMAGE_DIR_ORDER + ")")
     parser.add_argument("--output", required=True, metavar="OUT.json", help="the merged COCO JSON file")
     parser.add_argument("--images-root", default=None, metavar="R",
                         help="make file_name values relative to R (default: the deepest folder holding every "
@@ -48,8 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_source(spec: str) -> tuple:
-    """'A.json:IMAGES' -> (Path('A.json'), Path('IMAGES')); 'A.json' -> (A.json, its folder). A spec
-    naming an existing file as a whole is that file (a ':' in its name, or a Windows drive)."""
+    """'A.json:IMAGES' -> (Path('A.json'), Path('IMAGES'), True); 'A.json' -> (A.json, the folder train
+    would choose for it (``image_dir_or_default``: the JSON's folder, train/ beside train.json, ...; said
+    in a line), False). A spec naming an existing file as a whole is that file (a ':' in its name, or a
+    Windows drive)."""
     if Path(spec).is_file() or ":" not in spec:
         json_path, images = Path(spec), None
     else:
@@ -62,10 +65,11 @@ def parse_source(spec: str) -> tuple:
         raise ValueError(f"{json_path}: is a folder; give a COCO JSON file")
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
-    images = images if images is not None else json_path.parent
+    if images is None:  # as train, eval and show-data choose it (train/ beside train.json, ...)
+        return json_path, Path(image_dir_or_default(None, json_path, f"{json_path}:IMAGES")), False
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: no such image folder (for {json_path})")
-    return json_path, images
+    return json_path, images, True
 
 
 def run(args) -> int:
@@ -78,28 +82,36 @@ def run(args) -> int:
     specs = [parse_source(s) for s in args.sources]
     if out.exists() and not args.force:
         raise ValueError(f"--output {out}: already there; give --force to overwrite")
-    if out.resolve() in {j.resolve() for j, _ in specs}:
+    if out.resolve() in {j.resolve() for j, _, _ in specs}:
         raise ValueError(f"--output {out}: is one of the sources; choose another file")
     if args.images_root is not None and not Path(args.images_root).is_dir():
         raise FileNotFoundError(f"--images-root {args.images_root}: no such folder")
     root = os.path.abspath(args.images_root if args.images_root is not None
-                           else common_root([str(images) for _, images in specs]))
-    sources, skipped = [], []
-    for json_path, images in specs:
+                           else common_root([str(images) for _, images, _ in specs]))
+    sources, skipped, unguessed = [], [], []  # unguessed: (source, not found, listed): most not found
+    for json_path, images, given in specs:
         data = read_validated(json_path, images)
         paths = {iid: os.path.abspath(p) for iid, p in data.image_paths.items()}
         sources.append(MergeSource(name=str(json_path), images=data.images, annotations=data.annotations,
                                    categories=data.categories, image_paths=paths,
                                    image_keys={iid: os.path.realpath(p) for iid, p in paths.items()}))
         skipped.append(data.skipped)
+        missing, listed = data.skipped.get("missing_image_file", 0), len(data.raw.get("images") or [])
+        if not given and missing * 2 > listed:  # most not found: the folder guessed is likely the wrong one
+            unguessed.append((str(json_path), missing, listed))
     merged, counts, notes = merge_coco(sources, images_root=root, classes=classes)
     for note in notes:
         warnings.warn(note, stacklevel=1)
     for src, c in zip(sources, counts):
         for name, n in sorted(c.left_out.items()):
             print(f"{src.name}: class {name!r} is not in --classes: its {n} annotation(s) left out")
+    hint = (f"; give the image folder after a ':' ({unguessed[0][0]}:IMAGES) where it is not the one "
+            "looked in" if unguessed else "")
+    for name, missing, listed in unguessed:
+        print(f"{name}: {missing} of {listed} image files not found in the folder looked in; "
+              f"give {name}:IMAGES for another")
     if not merged["images"]:
-        raise ValueError("no usable image in any source (see the problems above); nothing written")
+        raise ValueError(f"no usable image in any source (see the problems above){hint}; nothing written")
     atomic_write_json(out, merged, ensure_ascii=True)  # a COCO file for other tools: ASCII (io_utils)
     for src, c, sk in zip(sources, counts, skipped):
         listing = short_listing((f"{name} {n}" for name, n in c.instances.items()), what="more classes")

@@ -659,6 +659,8 @@ def run(args: argparse.Namespace) -> int:
                 print(note, file=sys.stderr)
             print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
+            for line in export.read_back_lines():
+                print(line, file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
     print(

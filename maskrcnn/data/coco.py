@@ -97,27 +97,65 @@ _MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary
 
 
 class _Problems:
-    """Counts problems by reason and logs the first few, each naming the file and the record."""
+    """Counts problems by reason and logs the first few, each naming the file and the record. Image files
+    not found are logged as one line (how many, the first few names) when there are more than 3: a wrong
+    image folder made one line per image, then one per annotation of those images, which hid the
+    reason. The annotations of images skipped (``quiet``) are counted in one line too."""
+
+    _NAMED = 3  # image files named in the line of those not found
 
     def __init__(self, source: str):
         self.source = source
         self.counts: Counter = Counter()
         self.messages: list = []
+        self.logged = 0
+        self.missing: list = []  # (message, the file not found), logged at the end
+        self.quiet = 0  # annotations of skipped images: counted, one line at the end
 
-    def add(self, reason: str, message: str) -> None:
-        self.counts[reason] += 1
-        text = f"{self.source}: {message}; skipped"
-        self.messages.append(text)
-        if len(self.messages) <= _MAX_LOGGED:
+    def _log(self, text: str) -> None:
+        self.logged += 1
+        if self.logged <= _MAX_LOGGED:
             logger.warning(text)
 
+    def add(self, reason: str, message: str, *, missing_file: Optional[str] = None, detail: str = "",
+            quiet: bool = False) -> None:
+        """``missing_file``: an image file not found (collected into one line); ``detail``: what is said
+        of that one file after ``message`` (where else it was looked for, where its name came from), kept
+        in the combined line only when every file's is the same; ``quiet``: counted, not logged alone (an
+        annotation of an image skipped already)."""
+        self.counts[reason] += 1
+        text = f"{self.source}: {message}{detail}; skipped"
+        self.messages.append(text)
+        if missing_file is not None:
+            self.missing.append((text, missing_file, detail))
+        elif quiet:
+            self.quiet += 1
+        else:
+            self._log(text)
+
     def summarise(self) -> None:
+        if len(self.missing) <= self._NAMED:
+            for text, _, _ in self.missing:
+                self._log(text)
+        else:
+            names = ", ".join(name for _, name, _ in self.missing[:self._NAMED])
+            # the per-file detail (looked for by the end of its path, the name from coco_url, a name the
+            # locale cannot encode) only when it is true of every file counted
+            details = {detail for _, _, detail in self.missing}
+            detail = details.pop() if len(details) == 1 else ""
+            self._log(f"{self.source}: {len(self.missing)} image files not found ({names}, ...){detail}; "
+                      "skipped")
+        if self.quiet:
+            self._log(f"{self.source}: {self.quiet} annotation(s) of the images skipped above left out")
         if self.counts:
             listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
             # the records are named on the lines before, as far as they were logged; a command-line user
             # cannot see a Python attribute (``CocoDataset.problems`` holds them all)
-            named = len(self.messages)
-            where = "each named above" if named <= _MAX_LOGGED else f"the first {_MAX_LOGGED} named above"
+            if self.logged > _MAX_LOGGED:
+                where = f"the first {_MAX_LOGGED} named above"
+            else:  # files not found past the few named, or annotations of skipped images: counted in a line
+                where = "summed up above" if len(self.missing) > self._NAMED or self.quiet else \
+                    "each named above"
             warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
 
 
@@ -490,6 +528,7 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load_images(self, images: list) -> None:
         self._images: dict = {}
         self._image_order: list = []
+        self._listed_ids: set = set()  # ids of image records, kept or skipped
         found_by_tail, sized_from_file, from_url = [], 0, []
         file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
         for img in images:
@@ -500,6 +539,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image record {str(img)[:80]} has no integer 'id'")
                 continue
             iid = img["id"]
+            self._listed_ids.add(iid)
             if iid in self._images:
                 self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
                 continue
@@ -523,11 +563,14 @@ class CocoDataset(torch.utils.data.Dataset):
                 foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
                 # a folder or a broken link is there, but no file: "not found" sent users looking for it
                 problem = missing_file_problem(self.image_dir / written)
+                not_found = problem in (None, "no such image file")
                 self._problems.add(
                     "missing_image_file",
                     f"image id {iid}: file {self.image_dir / written} "
-                    + ("not found" if problem in (None, "no such image file") else problem)
-                    + (f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
+                    + ("not found" if not_found else problem),
+                    # a plain 'not found' is summed up with the others; a folder or broken link said alone
+                    missing_file=str(self.image_dir / written) if not_found else None,
+                    detail=(f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
                     + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
                 )
@@ -716,7 +759,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
                 continue
             if not _is_int(iid) or iid not in self._images:
-                self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image")
+                self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image",
+                                   quiet=_is_int(iid) and iid in self._listed_ids)  # said in one line
                 continue
             ann = dict(ann, id=aid, image_id=iid)
             if "category_id" in ann:

@@ -12,7 +12,10 @@ data", ECML PKDD 2011), over units instead of single images:
   most images in all; then a seeded draw), subtracting what the unit holds from that part's wants for
   every class it shows;
 - units without any instance (images without annotations, or only crowd regions) go last, each to the
-  part wanting the most images, so they too spread by the fractions.
+  part wanting the most images, so they too spread by the fractions;
+- a part left without any unit while another holds several (few units: every one went to the part
+  wanting most of its class) gets the unit that brings the part sizes closest to the fractions (ties:
+  the smaller unit), so val is not empty when there are units enough for it.
 A unit counts, for class c, its images that show c (a unit's instances of one class are not independent
 samples: they stay together whatever the split does).
 
@@ -150,7 +153,43 @@ def assign_units(unit_classes: Sequence[Counter], unit_sizes: Sequence[int], uni
         if part[u] is None:
             name = unit_names[u]
             give(u, max(range(n_parts), key=lambda j: (round(wants[j], _TIE), _draw(seed, "part", name, j))))
+    _fill_empty_parts(part, unit_classes, unit_sizes, unit_names, fractions, seed)
     return part
+
+
+def _fill_empty_parts(part: list, unit_classes: Sequence[Counter], unit_sizes: Sequence[int],
+                      unit_names: Sequence[str], fractions: Sequence[float], seed: int) -> None:
+    """Give each part left without a unit one from a part holding several (in place), while there is one.
+
+    With few units the rarest class's unit goes to the part wanting most of it (train), and so may every
+    later one: val came out empty for every seed. The unit moved is the one that brings the parts' sizes
+    closest to their fractions (the sum of |images - f * N|; ties: the smaller unit, then a seeded draw),
+    so a small group goes to val rather than the big one. Before closeness: the fewest classes the move
+    leaves with no image in the part it leaves, so the only unit of a class stays in train."""
+    total = sum(unit_sizes)
+    while True:
+        sizes = [0] * len(fractions)
+        held = [0] * len(fractions)
+        class_held = [Counter() for _ in fractions]  # part -> {class: images showing it}
+        for u, j in enumerate(part):
+            sizes[j] += unit_sizes[u]
+            held[j] += 1
+            class_held[j].update(unit_classes[u])
+        empty = [j for j in range(len(fractions)) if held[j] == 0]
+        movable = [u for u, j in enumerate(part) if held[j] > 1]
+        if not empty or not movable:
+            return
+        target = max(empty, key=lambda j: (fractions[j], -j))  # the one that should hold the most
+
+        def cost(u: int, sizes=sizes, target=target, class_held=class_held) -> tuple:
+            moved = list(sizes)
+            moved[part[u]] -= unit_sizes[u]
+            moved[target] += unit_sizes[u]
+            gap = sum(abs(n - f * total) for n, f in zip(moved, fractions))
+            emptied = sum(1 for c, n in unit_classes[u].items() if n and class_held[part[u]][c] <= n)
+            return emptied, round(gap, _TIE), unit_sizes[u], _draw(seed, "fill", unit_names[u])
+
+        part[min(movable, key=cost)] = target
 
 
 def split_coco(coco: dict, *, fractions: Sequence[float], names: Sequence[str], seed: int = 0,

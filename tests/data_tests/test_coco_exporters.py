@@ -320,3 +320,27 @@ def test_evaluation_predicts_a_photo_sized_as_its_stored_pixels_on_those_pixels(
         warnings.simplefilter("ignore")  # the once-said "read without its EXIF rotation"
         got = evaluate_dataset(Predictor(), ds, Evaluator(), on_error=lambda *a: errors.append(a))
     assert errors == [] and got == {7: ((20, 30), 1)}  # the stored pixels: the white column on the left
+
+
+def _not_found_line(tmp_path, caplog, images):
+    path, folder = _write(tmp_path, {"images": images, "annotations": [], "categories": CATS}, names=())
+    with caplog.at_level(logging.WARNING, logger="maskrcnn.data.coco"):
+        ds = _quiet_dataset(json_path=path, image_dir=folder)
+    assert ds.skipped == {"missing_image_file": len(images)}
+    [line] = [r.getMessage() for r in caplog.records if "image files not found" in r.getMessage()]
+    return line
+
+
+def test_the_line_of_images_not_found_keeps_a_detail_only_when_every_file_has_it(tmp_path, caplog):
+    """Before: the combined line repeated the first file's detail (its coco_url) as if true of all."""
+    images = [{"id": 1, "coco_url": "http://host/gone.png", "height": H, "width": W}]
+    images += [{"id": i, "file_name": f"x{i}.png", "height": H, "width": W} for i in range(2, 6)]
+    line = _not_found_line(tmp_path, caplog, images)
+    assert line.startswith(f"{tmp_path / 'ann.json'}: 5 image files not found (") and "coco_url" not in line
+    assert line.endswith("...); skipped")
+    caplog.clear()
+    images = [{"id": i, "file_name": f"C:\\shots\\g{i}.png", "height": H, "width": W} for i in range(1, 6)]
+    (tmp_path / "b").mkdir()
+    line = _not_found_line(tmp_path / "b", caplog, images)
+    assert line.endswith(f"...) (nor in {tmp_path / 'b' / 'img'} by the end of its path); skipped")
+    assert line.count("nor in") == 1

@@ -259,9 +259,11 @@ def test_one_integer_check_for_every_validator():
     assert mask_codec.is_int is validated.is_int is is_int and mask_codec.is_whole is is_whole
 
 
-@pytest.mark.parametrize("missing, where", [(1, "each named above"), (21, "the first 20 named above")])
+@pytest.mark.parametrize("missing, where", [(1, "each named above"), (3, "each named above"),
+                                            (21, "summed up above")])
 def test_skip_summary_points_to_the_lines_above_not_a_python_attribute(tmp_path, missing, where):
-    # it said "(see dataset.problems)", which a command-line user cannot see
+    # it said "(see dataset.problems)", which a command-line user cannot see; files not found are one line
+    # naming the first 3 when there are more (21 used to give 20 lines and "the first 20 named above")
     images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}] + [
         {"id": i, "file_name": f"gone{i}.png", "height": 20, "width": 30} for i in range(2, missing + 2)]
     path = _coco(tmp_path, [], images=images, files=("a.png",))

@@ -321,9 +321,9 @@ def test_labelstudio_bad_files_and_options(tmp_path, capsys):
 
     assert _convert(tmp_path / "one.json", tmp_path / "o.json", "--images", tmp_path / "nowhere") == 1
     assert "--images " in capsys.readouterr().err
-    assert main(["convert-data", "--from", "labelme", str(tmp_path), "--output", str(tmp_path / "o.json"),
+    assert main(["convert-data", "--from", "voc", str(tmp_path), "--output", str(tmp_path / "o.json"),
                  "--images", str(tmp_path)]) == 1
-    assert "--images applies to --from labelstudio, not labelme" in capsys.readouterr().err
+    assert "--images applies to --from labelstudio / cvat / via / labelme, not voc" in capsys.readouterr().err
 
 
 def test_labelstudio_image_found_twice_is_ambiguous(tmp_path, capsys):

@@ -398,3 +398,32 @@ def test_via3_inline_file_and_bad_regions_reported(tmp_path, capsys):
         "skipped 4 record(s): 1 bad_shape, 3 bad_view",
     ):
         assert line in err, line
+
+
+def test_via_and_labelme_take_images_from_a_folder_apart_with_images(tmp_path, capsys):
+    """--images was refused for via and labelme ("applies to --from labelstudio"), and an image not
+    found did not say how to give its folder."""
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "photos" / "sub" / "a.png")
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "via.json").write_text(json.dumps(_entry("sub/a.png", [_region(_rect(1, 1, 4, 3),
+                                                                                       name="cat")])))
+    out = tmp_path / "out.json"
+    assert _convert(tmp_path / "ann" / "via.json", out) == 1
+    err = capsys.readouterr().err
+    assert "not found (pass --images ROOT, the folder the image names are relative to); skipped" in err
+    assert _convert(tmp_path / "ann" / "via.json", out, "--images", str(tmp_path / "photos")) == 0
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["sub/a.png"]
+    shape = {"label": "cat", "points": [[1, 1], [5, 1], [5, 4]], "shape_type": "polygon", "group_id": None}
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "a.json").write_text(json.dumps({"shapes": [shape], "imagePath": "sub/a.png"}))
+    out2 = tmp_path / "out2.json"
+    assert main(["convert-data", "--from", "labelme", str(tmp_path / "lm"), "--output", str(out2)]) == 1
+    assert "(pass --images ROOT" in capsys.readouterr().err
+    assert main(["convert-data", "--from", "labelme", str(tmp_path / "lm"), "--output", str(out2), "--images",
+                 str(tmp_path / "photos")]) == 0
+    assert [i["file_name"] for i in json.loads(out2.read_text())["images"]] == ["sub/a.png"]
+    assert main(["convert-data", "--from", "yolo", str(tmp_path / "lm"), "--output", str(out2), "--images",
+                 str(tmp_path / "photos")]) == 1
+    err = capsys.readouterr().err
+    assert "--images applies to --from labelstudio / cvat / via / labelme, not yolo" in err

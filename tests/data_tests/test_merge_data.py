@@ -215,3 +215,54 @@ def test_the_merged_dataset_is_ascii_for_other_tools(tmp_path):
     raw = out.read_bytes()
     assert raw.isascii() and b'"\\u00d6lfleck"' in raw
     assert json.loads(raw)["categories"] == [{"id": 1, "name": "Ölfleck"}]
+
+
+def test_source_without_images_folder_finds_train_beside_train_json_as_train_does(tmp_path, capsys):
+    """Before: the images of ds/train.json (the demo layout: in ds/train/) were looked for in ds/ only,
+    one 'not found' line each, then 'no usable image'. Now the folder train chooses, said in a line."""
+    _images(tmp_path / "ds" / "train", ["t0.png", "t1.png"])
+    coco = {"images": [_img(1, "t0.png"), _img(2, "t1.png")], "annotations": [_ann(1, 1, 1)],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "ds" / "train.json").write_text(json.dumps(coco))
+    out = tmp_path / "m.json"
+    assert main(["merge-data", str(tmp_path / "ds" / "train.json"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"train.json:IMAGES not given: images of {tmp_path / 'ds' / 'train.json'} read from " \
+           f"{tmp_path / 'ds' / 'train'}" in printed
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["t0.png", "t1.png"]
+
+
+def test_images_not_found_are_one_line_per_source_and_the_failure_hints_a_folder(tmp_path, capsys, caplog):
+    """Before: one line per image not found and one per annotation of it; the failure did not say how to
+    give the folder."""
+    (tmp_path / "ann").mkdir()
+    coco = {"images": [_img(i, f"x{i}.png") for i in range(1, 8)],
+            "annotations": [_ann(i, i, 1) for i in range(1, 8)], "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "ann" / "a.json").write_text(json.dumps(coco))
+    out = tmp_path / "m.json"
+    assert main(["merge-data", str(tmp_path / "ann" / "a.json"), "--output", str(out)]) == 1
+    out_text, err = capsys.readouterr()
+    assert "no usable image in any source" in err and "a.json:IMAGES" in err
+    assert "a.json: 7 of 7 image files not found in the folder looked in; give " in out_text
+    lines = [r.getMessage() for r in caplog.records if "not found" in r.getMessage()]
+    assert len(lines) == 1 and "a.json: 7 image files not found (" in lines[0]
+    assert "x1.png" in lines[0] and "x4.png" not in lines[0] and lines[0].endswith(", ...); skipped")
+    assert sum("annotation id" in r.getMessage() for r in caplog.records) == 0
+    assert "7 annotation(s) of the images skipped above left out" in caplog.text
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("present, hinted", [(2, False), (1, True)])
+def test_the_wrong_folder_hint_only_when_most_images_of_a_source_are_not_found(tmp_path, capsys, present,
+                                                                               hinted):
+    """Before: one image not found among many was told its folder was likely the wrong one."""
+    names = [f"x{i}.png" for i in range(1, 4)]
+    _images(tmp_path / "ann", names[:present])
+    coco = {"images": [_img(i, n) for i, n in enumerate(names, 1)],
+            "annotations": [_ann(i, i, 1) for i in range(1, 4)], "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "ann" / "a.json").write_text(json.dumps(coco))
+    assert main(["merge-data", str(tmp_path / "ann" / "a.json"), "--output", str(tmp_path / "m.json")]) == 0
+    out_text = capsys.readouterr().out
+    assert ("not found in the folder looked in" in out_text) is hinted
+    if hinted:
+        assert "a.json: 2 of 3 image files not found in the folder looked in; give " in out_text

@@ -323,3 +323,58 @@ def test_yolo_export_gives_one_label_file_to_one_of_two_images_sharing_it(tmp_pa
     assert "yolo: a.jpg left without labels: a.png has the same label file labels/a.txt" in err
     assert (tmp_path / "pre" / "yolo" / "labels" / "a.txt").read_text() == \
         "0 0.083333 0.083333 0.416667 0.083333 0.416667 0.361111 0.083333 0.361111\n"  # a.png's rectangle
+
+
+def test_cvat_export_read_back_as_written_finds_the_images_where_the_xml_records_them(drawn, tmp_path,
+                                                                                      capsys):
+    """Before: the XML (in pre/) names images relative to the photos folder, the converter looked beside
+    the XML: 'image pre/a.png not found' for each, nothing written, and --images was refused for cvat."""
+    from maskrcnn.cli import main
+
+    root, images, instances, expected = drawn
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    plain = pre / "plain.xml"  # without the recorded folder (another tool's export)
+    plain.write_text(cvat_xml(images, instances, CATEGORIES), encoding="utf-8")
+    out = tmp_path / "rt.json"
+    assert main(["convert-data", "--from", "cvat", str(plain), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "a.png not found (pass --images ROOT" in err and err.rstrip().endswith(
+        "; pass --images ROOT, the folder the image names are relative to); nothing written")
+    assert main(["convert-data", "--from", "cvat", str(plain), "--images", str(root), "--output",
+                 str(out)]) == 0
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == list(LAYOUT)
+    # as predict --export writes it: the images folder relative to the XML's, in a comment CVAT ignores
+    recorded = pre / "cvat_annotations.xml"
+    recorded.write_text(cvat_xml(images, instances, CATEGORIES, images_folder="../images"), encoding="utf-8")
+    assert [el.get("name") for el in ET.fromstring(recorded.read_text()).iter("image")] == list(LAYOUT)
+    assert main(["convert-data", "--from", "cvat", str(recorded), "--output", str(out)]) == 0
+    assert "(the folder predict recorded in it)" in capsys.readouterr().err
+    got = _read_back(json.loads(out.read_text()), root)
+    for image, want in zip(images, expected):
+        back = got[image.file_name]
+        assert [n for n, _ in back] == [n for n, _ in want]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(back, want))
+
+
+def test_labelstudio_tasks_not_found_say_to_pass_images_and_read_back_with_it(drawn, tmp_path, capsys):
+    """Before: "image 'a.png' (from 'a.png') not found under pre; skipped", then "no image could be
+    converted", neither mentioning --images."""
+    from maskrcnn.cli import main
+
+    root, images, instances, _ = drawn
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    tasks = pre / "labelstudio_tasks.json"
+    tasks.write_text(json.dumps(labelstudio_tasks(images, instances)))
+    out = tmp_path / "rt.json"
+    assert main(["convert-data", "--from", "labelstudio", str(tasks), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "not found under" in line]
+    assert len(lines) == 3 and lines[0].endswith("(pass --images ROOT, the folder the image names are "
+                                                  "relative to); skipped")
+    assert not any("--images" in line for line in lines[1:])  # the hint on the first line only
+    assert "no image could be converted (see the problems above; pass --images ROOT" in err
+    assert main(["convert-data", "--from", "labelstudio", str(tasks), "--images", str(root), "--output",
+                 str(out)]) == 0
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == list(LAYOUT)

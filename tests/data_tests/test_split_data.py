@@ -263,3 +263,27 @@ def test_a_failed_write_of_one_part_leaves_every_old_part_and_no_temp_file(tmp_p
     assert "no space left on device" in capsys.readouterr().err.lower()
     assert sorted(p.name for p in out.iterdir()) == ["train.json", "val.json"]
     assert [(out / f"{n}.json").read_text() for n in ("train", "val")] == ["the old train", "the old val"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_two_groups_give_val_the_small_one_instead_of_leaving_it_empty(seed):
+    """Before: the rare class's group went to train (wanting most of it), then the other group too: val
+    was empty for every seed. Now the group bringing the sizes closest to 80/20 fills val: 12/2."""
+    rows = [(f"big/b{i}.jpg", [1]) for i in range(12)] + [(f"lm/l{i}.jpg", [3]) for i in range(2)]
+    parts, _ = split_coco(_dataset(rows), fractions=[0.8, 0.2], names=["train", "val"], seed=seed,
+                          group_by=compile_group_by("^([^/]+)/"))
+    assert sorted(i["file_name"] for i in parts["val"]["images"]) == ["lm/l0.jpg", "lm/l1.jpg"]
+    assert len(parts["train"]["images"]) == 12
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_filling_val_keeps_the_only_unit_of_a_class_in_train(seed):
+    """Before: the move to fill an empty val looked at sizes only, and for seeds 0, 5, 6 took `rare` (the
+    only unit of class 3) out of train. Now a unit whose class train also holds elsewhere goes instead."""
+    rows = ([(f"big/b{i}.jpg", [1]) for i in range(12)] + [(f"rare/r{i}.jpg", [3]) for i in range(2)]
+            + [(f"other/o{i}.jpg", [1]) for i in range(2)])
+    parts, _ = split_coco(_dataset(rows), fractions=[0.8, 0.2], names=["train", "val"], seed=seed,
+                          group_by=compile_group_by("^([^/]+)/"))
+    train_ids = {i["id"] for i in parts["train"]["images"]}
+    assert 3 in {a["category_id"] for a in parts["train"]["annotations"] if a["image_id"] in train_ids}
+    assert parts["val"]["images"]

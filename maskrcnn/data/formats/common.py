@@ -48,8 +48,11 @@ class Skip(ValueError):
 class Report:
     """Skipped records (counted by reason, printed naming file and record), warnings and notes."""
 
-    def __init__(self, *, stream: Optional[TextIO] = None):
+    def __init__(self, *, stream: Optional[TextIO] = None, hints: Optional[dict] = None):
+        """``hints``: {reason: text} said with the first problem of that reason (how to fix it:
+        "pass --images ROOT" with an image not found)."""
         self.stream = stream if stream is not None else sys.stderr
+        self.hints = dict(hints or {})
         self.skipped: Counter = Counter()
         self.notes: Counter = Counter()
         self.messages: list = []
@@ -61,7 +64,8 @@ class Report:
 
     def skip(self, where: str, problem: Skip) -> None:
         self.skipped[problem.reason] += 1
-        self._print(f"{where}: {problem}; skipped")
+        hint = self.hints.pop(problem.reason, None)  # on the first such line only: the others repeat it
+        self._print(f"{where}: {problem}" + (f" ({hint})" if hint else "") + "; skipped")
 
     def warn(self, where: str, message: str) -> None:
         self.notes["warnings"] += 1

@@ -31,8 +31,10 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
   its subsets in one file, so train and val are converted apart from it; case is ignored). Without it,
   every image.
 - The image file: ``images/<subset>/<name>`` (a project export), ``images/<name>`` (a task export's
-  zip), ``<name>`` relative to the XML file's folder, then the same folders with the name's last part
-  only; a video task's frames (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
+  zip), ``<name>`` relative to the images root (``--images``, else the folder ``predict --export cvat``
+  recorded in a comment, ``IMAGES_COMMENT``, else the XML file's folder), then the same folders with the
+  name's last part only, then all of it again under the XML file's folder; a video task's frames
+  (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
   their extension added. The image's own size is used; ``width`` / ``height`` that differ cause a
   warning, as in the LabelMe converter.
 - "CVAT for video 1.1" exports (``<track>`` elements, a shape on every frame): each frame's shapes
@@ -49,9 +51,11 @@ A file that is not well-formed XML, has a DOCTYPE or is not a CVAT export is an 
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -59,9 +63,14 @@ from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, i
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
 from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
 
-__all__ = ["ANNOTATIONS_FILE", "cvat_file", "declared_labels", "decode_cvat_rle", "read_cvat"]
+__all__ = ["ANNOTATIONS_FILE", "IMAGES_COMMENT", "cvat_file", "declared_labels", "decode_cvat_rle",
+           "read_cvat", "recorded_images_folder"]
 
 ANNOTATIONS_FILE = "annotations.xml"
+# predict --export cvat's comment: the images folder, %-quoted ("--" cannot be in a comment), relative to
+# the XML file's folder; the image names are relative to it
+IMAGES_COMMENT = "<!-- maskrcnn images folder: {} -->"
+_IMAGES_COMMENT = re.compile(r"<!-- maskrcnn images folder: (.*?) -->")
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
 _VIDEO_FRAME_EXTENSIONS = (".PNG", ".png")  # CVAT saves a video's frames as <name>.PNG
 _TRUE = ("true", "1", "yes")
@@ -210,18 +219,35 @@ def _is_crowd(el: ET.Element) -> bool:
                for a in el.findall("attribute"))
 
 
-def _image_path(root: Path, el: ET.Element) -> Path:
-    """The file an ``<image>`` names (see the module docstring for where it is looked for)."""
+def _image_path(roots: Sequence[Path], el: ET.Element) -> Path:
+    """The file an ``<image>`` names, looked for under each of ``roots`` in turn (see the module
+    docstring for where)."""
     name = (el.get("name") or "").replace("\\", "/")
     if not name.strip():
         raise Skip("bad_image", "<image> has no 'name' attribute")
     subset = (el.get("subset") or "").strip()
-    folders = ([root / "images" / subset] if subset else []) + [root / "images", root]
     names = [name, Path(name).name]
     if not Path(name).suffix:
         names += [name + ext for ext in _VIDEO_FRAME_EXTENSIONS]
-    candidates = [folder / n for n in names for folder in folders]
-    return next((c for c in candidates if c.is_file()), root / name)
+    candidates = []
+    for root in roots:
+        folders = ([root / "images" / subset] if subset else []) + [root / "images", root]
+        candidates += [folder / n for n in names for folder in folders]
+    return next((c for c in candidates if c.is_file()), roots[0] / name)
+
+
+def recorded_images_folder(xml_path: Path) -> Optional[Path]:
+    """The images folder ``predict --export cvat`` recorded in the file (``IMAGES_COMMENT``, a comment
+    CVAT ignores, near the top), relative to the file's folder; None when there is none."""
+    try:
+        with open(xml_path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    match = _IMAGES_COMMENT.search(head)
+    if match is None:
+        return None
+    return Path(xml_path).parent / unquote(match.group(1).strip())
 
 
 def _check_size(report: Report, where: str, el: ET.Element, height: int, width: int) -> None:
@@ -236,10 +262,10 @@ def _check_size(report: Report, where: str, el: ET.Element, height: int, width: 
 
 
 def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBuilder,
-                   report: Report) -> None:
+                   report: Report, roots: Sequence[Path]) -> None:
     where = f"{xml_name}: image {el.get('name')!r}" if el.get("name") else f"{xml_name}: image [{index}]"
     try:
-        image_path = _image_path(builder.root, el)
+        image_path = _image_path(roots, el)
         height, width = image_size(image_path)
         image_id = builder.add_image(image_path, height=height, width=width, source=xml_name)
     except Skip as e:
@@ -313,10 +339,12 @@ def _subset(xml_path: Path, images: list, split: str) -> list:
 
 
 def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Optional[str] = None) -> None:
-    """Add the images and shapes of a CVAT for images XML file (under ``builder.root``) to ``builder``,
-    only those of subset ``split`` when given; ValueError when the file as a whole cannot be read (see
-    the module docstring)."""
+    """Add the images and shapes of a CVAT for images XML file to ``builder``, only those of subset
+    ``split`` when given; ValueError when the file as a whole cannot be read (see the module docstring).
+    The images are looked for under ``builder.root``, then (when that is another folder) the XML's."""
     xml_path = Path(xml_path)
+    roots = [builder.root] + ([xml_path.parent] if builder.root.absolute() != xml_path.parent.absolute()
+                              else [])
     root = parse_xml(xml_path)
     images = _check_root(xml_path, root)
     xml_name = builder.relative(xml_path)
@@ -326,4 +354,4 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
         images = _subset(xml_path, images, split)
     builder.declare(declared_labels(root))
     for index, el in enumerate(images):
-        _convert_image(el, index, xml_name=xml_name, builder=builder, report=report)
+        _convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots)

@@ -15,7 +15,8 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   labelme's ``shapes_to_label`` lays it) a mask; an instance with a mask among its shapes is written as
   RLE. Types without an area (``line``, ``linestrip``, ``point``, ``points``) are reported and skipped.
 - The image is ``imagePath`` relative to the JSON file's folder, else a file of that name beside the
-  JSON file, else ``imageData`` (the image file's bytes in base64, as labelme stores them), written
+  JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else ``imageData`` (the
+  image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
 - The image's own size is used; ``imageHeight`` / ``imageWidth`` that differ only cause a warning (as
   in labelme, which corrects them from the image).
@@ -27,7 +28,7 @@ import base64
 import binascii
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -56,12 +57,16 @@ def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_di
     return target
 
 
-def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path) -> Path:
+def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path,
+                images: Optional[Path] = None) -> Path:
     raw = data.get("imagePath")
     candidates = []
     if isinstance(raw, str) and raw.strip():
         given = Path(raw.replace("\\", "/"))  # files written on Windows
         candidates = [json_path.parent / given, json_path.parent / given.name]
+        if images is not None:  # --images: the images moved apart from the JSON files
+            inside = not given.is_absolute() and ".." not in given.parts
+            candidates += ([images / given] if inside else []) + [images / given.name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -120,12 +125,13 @@ def _shape_region(shape: dict, width: int, height: int):
                                     "(only polygon, rectangle, circle, mask)")
 
 
-def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path) -> None:
+def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path, json_root: Path,
+                  images: Optional[Path]) -> None:
     name = builder.relative(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
-    image_path = _image_path(path, data, root=builder.root, embedded_dir=embedded_dir)
+    image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, images=images)
     height, width = image_size(image_path)
     for key, actual in (("imageHeight", height), ("imageWidth", width)):
         if data.get(key) is not None and data[key] != actual:
@@ -159,10 +165,15 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
             report.skip(f"{name}: shapes{indices} (label {label!r})", e)
 
 
-def read_labelme(files: Sequence[Path], *, builder: CocoBuilder, report: Report, embedded_dir: Path) -> None:
-    """Add the images and instances of LabelMe ``files`` (under ``builder.root``) to ``builder``."""
+def read_labelme(files: Sequence[Path], *, builder: CocoBuilder, report: Report, embedded_dir: Path,
+                 json_root: Optional[Path] = None, images: Optional[Path] = None) -> None:
+    """Add the images and instances of LabelMe ``files`` (under ``json_root``, default ``builder.root``)
+    to ``builder``; ``images``: a folder the images moved to (``--images``), looked in after the
+    JSON file's."""
     for path in files:
         try:
-            _convert_file(Path(path), builder=builder, report=report, embedded_dir=Path(embedded_dir))
+            _convert_file(Path(path), builder=builder, report=report, embedded_dir=Path(embedded_dir),
+                          json_root=Path(json_root) if json_root is not None else builder.root,
+                          images=None if images is None else Path(images))
         except Skip as e:
             report.skip(builder.relative(path), e)

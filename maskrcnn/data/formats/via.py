@@ -24,7 +24,8 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
   else it is reported and skipped: a silent catch-all class would hide unlabelled regions.
-- The image is ``filename`` relative to the JSON file's folder, else to a VIA 2 project's "Default Path"
+- The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
+  VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
   read from the image file).
 - A VIA 3 project (``{"project", "attribute", "file", "view", "metadata"}``) is translated into the
@@ -89,13 +90,16 @@ def _entries(data) -> tuple:
     return entries, defined, search
 
 
-def _image_path(json_path: Path, filename: str, search: list) -> Path:
-    """The image ``filename`` names: beside the JSON file, else in one of the project's image folders
-    (VIA prepends its "Default Path" to each filename; relative ones are taken from the JSON file's
-    folder), else a file of its name beside the JSON file (a project moved with its images)."""
+def _image_path(json_path: Path, filename: str, search: list, images: Optional[Path] = None) -> Path:
+    """The image ``filename`` names: under ``images`` (``--images``) when given, else beside the JSON
+    file; then in one of the project's image folders (VIA prepends its "Default Path" to each filename;
+    relative ones are taken from the JSON file's folder), else a file of its name under ``images`` or
+    beside the JSON file (a project moved with its images)."""
     name = filename.replace("\\", "/")
-    candidates = [json_path.parent / name, *(json_path.parent / folder / name for folder in search),
-                  json_path.parent / Path(name).name]
+    first = [images / name] if images is not None else []
+    by_name = [images / Path(name).name] if images is not None else []
+    candidates = [*first, json_path.parent / name, *(json_path.parent / folder / name for folder in search),
+                  *by_name, json_path.parent / Path(name).name]
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
@@ -284,7 +288,8 @@ def _region_points(shape):
     raise Skip("unsupported_shape", f"shape {kind!r} is not converted (polygon, rect, circle, ellipse)")
 
 
-def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name) -> None:
+def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name,
+                  images: Optional[Path] = None) -> None:
     name = builder.relative(path)
     entries, defined, search = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
@@ -300,7 +305,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
                 raise entry["problem"]
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
-            image_path = _image_path(path, filename, search)
+            image_path = _image_path(path, filename, search, images)
             regions = _regions(entry)
             height, width = image_size(image_path)
             image_id = builder.add_image(image_path, height=height, width=width, source=name)
@@ -326,11 +331,13 @@ def read_via(
     report: Report,
     class_attribute: Optional[str] = None,
     class_name: Optional[str] = None,
+    images: Optional[Path] = None,
 ) -> None:
-    """Add the images and regions of VIA ``files`` (under ``builder.root``) to ``builder``."""
+    """Add the images and regions of VIA ``files`` (under ``builder.root``) to ``builder``; ``images``:
+    the folder the filenames are relative to when it is not the JSON file's (``--images``)."""
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, class_attribute=class_attribute,
-                          class_name=class_name)
+                          class_name=class_name, images=None if images is None else Path(images))
         except Skip as e:
             report.skip(builder.relative(path), e)

@@ -11,7 +11,9 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
 
 Image paths are relative to the images folder: the folder given, or the closest folder holding every
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
-file instead, as LabelMe wants it). Only the images predicted (not those skipped) are listed, each with
+file instead, as LabelMe wants it; the CVAT XML records the images folder in a comment, and predict
+prints the ``convert-data`` lines that read the CVAT and Label Studio files back, ``read_back_lines``).
+Only the images predicted (not those skipped) are listed, each with
 its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops those below
 it; those of an empty mask, as a tiny image's detections can be, are left out of every export and counted
 in a line, ``left_out_note``: an annotation with an empty segmentation reads back in COCO tools as a
@@ -51,6 +53,7 @@ from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
 from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
+from maskrcnn.shell import shell_word
 
 __all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
            "check_export_arguments", "export_for_run", "images_root", "parse_export_formats",
@@ -149,6 +152,32 @@ class PreAnnotationExport:
         atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
         return folder
 
+    def _folder_from_out(self) -> str:
+        """The images folder relative to the output folder (absolute on another Windows drive)."""
+        try:
+            return Path(os.path.relpath(self.root.absolute(), self.out_dir.absolute())).as_posix()
+        except ValueError:
+            return self.root.absolute().as_posix()
+
+    def read_back_lines(self) -> list:
+        """The ``convert-data`` commands that read the exported files back (after correcting), one line
+        each: the Label Studio tasks name their images relative to the images folder, which only
+        ``--images`` can tell (the CVAT XML records it, see ``to_cvat``)."""
+        lines = []
+        try:
+            here = os.path.relpath(self.root.absolute())
+            root = here if not here.startswith("..") else str(self.root.absolute())
+        except ValueError:
+            root = str(self.root.absolute())
+        if "cvat" in self.formats:
+            lines.append(f"pre-annotations: read back with: maskrcnn convert-data --from cvat "
+                         f"{shell_word(str(self.out_dir / CVAT_FILE))} --output train.json")
+        if "labelstudio" in self.formats:
+            lines.append(f"pre-annotations: read back with: maskrcnn convert-data --from labelstudio "
+                         f"{shell_word(str(self.out_dir / LABELSTUDIO_FILE))} --images {shell_word(root)} "
+                         f"--output train.json")
+        return lines
+
     def left_out_note(self) -> Optional[str]:
         """One line counting the detections the exports left out, and why (None when none were)."""
         n, images = self.left_out
@@ -174,7 +203,8 @@ class PreAnnotationExport:
                 written.append(self._labelme())
             elif fmt == "cvat":
                 written.append(self.out_dir / CVAT_FILE)
-                atomic_write_text(written[-1], cvat_xml(self.images, self.instances, self.categories))
+                atomic_write_text(written[-1], cvat_xml(self.images, self.instances, self.categories,
+                                                        images_folder=self._folder_from_out()))
             elif fmt == "labelstudio":
                 tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
                                           model_version=self.model_version)

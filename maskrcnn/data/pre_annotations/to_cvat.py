@@ -21,10 +21,12 @@ A box-only model's instances are ``<box xtl ytl xbr ybr>`` rectangles.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Sequence
+from typing import Optional, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
+from maskrcnn.data.formats.cvat import IMAGES_COMMENT
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
 
 __all__ = ["cvat_xml", "encode_cvat_rle"]
@@ -51,8 +53,12 @@ def _sub(parent: ET.Element, tag: str, text=None, **attrs) -> ET.Element:
 
 
 def cvat_xml(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]],
-             categories: Sequence[Category], *, task_name: str = "maskrcnn pre-annotations") -> str:
-    """The XML text (UTF-8 declaration included) of ``images`` and their ``instances`` (one list each)."""
+             categories: Sequence[Category], *, task_name: str = "maskrcnn pre-annotations",
+             images_folder: Optional[str] = None) -> str:
+    """The XML text (UTF-8 declaration included) of ``images`` and their ``instances`` (one list each).
+    ``images_folder``: the folder the image names are relative to, as a path relative to the XML file's
+    folder, recorded in a comment (CVAT ignores comments) so that ``convert-data --from cvat`` finds the
+    images where they are."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     root = ET.Element("annotations")
@@ -79,4 +85,7 @@ def cvat_xml(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instanc
             _sub(el, "mask", label=inst.category.name, source="auto", occluded=0, z_order=0,
                  rle=encode_cvat_rle(patch), left=left, top=top, width=patch.shape[1], height=patch.shape[0])
     ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    comment = "" if images_folder is None else IMAGES_COMMENT.format(quote(images_folder, safe="/:")
+                                                                      .replace("-", "%2D")) + "\n"
+    return ('<?xml version="1.0" encoding="utf-8"?>\n' + comment + ET.tostring(root, encoding="unicode")
+            + "\n")
