@@ -15,14 +15,20 @@ VIA 3's "Export as COCO" writes (its project files are converted by ``convert-da
 
 Each reading is said in one note (``warn_tool_exports``: as warnings, for ``eval --results``'s ground
 truth). The parsed file is never modified: the records changed are copies.
+
+A reader that measures no image itself (``eval --results``: no dataset is built) gives the unknown sizes
+their files' first (``sizes_from_files``): without them a mask cannot be checked nor scored.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from pathlib import Path
+from typing import Union
 
-__all__ = ["read_tool_exports", "warn_tool_exports"]
+__all__ = ["has_unknown_sizes", "read_tool_exports", "sizes_from_files", "warn_tool_exports"]
 
 
 def _number(v) -> bool:
@@ -116,3 +122,66 @@ def warn_tool_exports(data: dict, source: str) -> dict:
     for note in notes:
         warnings.warn(note, stacklevel=3)
     return data
+
+
+def _sizeless(img) -> bool:
+    """Width and height -1 (VIA 3) or both left out (makesense.ai, hand-made files)."""
+    return _unknown_size(img) or (isinstance(img, dict) and img.get("width") is None
+                                  and img.get("height") is None)
+
+
+def has_unknown_sizes(data: dict) -> bool:
+    """Whether an image of ``data`` has width and height -1 or none."""
+    images = data.get("images") if isinstance(data, dict) else None
+    return isinstance(images, list) and any(map(_sizeless, images))
+
+
+def _needs_size(annotations: list) -> set:
+    """Ids of the images whose annotations cannot be checked without the image's size: a mask or
+    keypoints (a box alone can)."""
+    from maskrcnn.data.mask_codec import is_empty_segmentation
+
+    return {a.get("image_id") for a in annotations if isinstance(a, dict) and (
+        not is_empty_segmentation(a.get("segmentation")) or a.get("keypoints"))}
+
+
+def sizes_from_files(data: dict, image_dir: Union[str, os.PathLike], source: str, *, hint: str = "") -> tuple:
+    """(``data`` with every image of unknown size (``_sizeless``) given its file's (under ``image_dir``,
+    by its file_name, else its last part; EXIF orientation applied, as the loader measures it), [notes]);
+    ``data`` itself when no size is unknown. ValueError naming ``source``, the images (id, file_name) and
+    the field when an image whose annotations need its size has no readable file; an image that needs
+    none (no annotation, or boxes only) keeps its unknown size. ``hint``: how to fix it, said last."""
+    from maskrcnn.data.images import ImageReadError, image_size
+
+    if not has_unknown_sizes(data):
+        return data, []
+    images = data["images"]
+    annotations = data.get("annotations")
+    needed = _needs_size(annotations if isinstance(annotations, list) else [])
+    folder, out, measured, problems = Path(image_dir), [], 0, []
+    for img in images:
+        if not _sizeless(img):
+            out.append(img)
+            continue
+        name = str(img.get("file_name") or "").replace("\\", "/")
+        path = next((p for p in (folder / name, folder / Path(name).name) if name and p.is_file()),
+                    folder / name)
+        try:
+            height, width = image_size(path)
+        except (ImageReadError, OSError) as e:
+            if img.get("id") in needed:
+                field = "width and height -1" if _unknown_size(img) else "no width and height"
+                why = ("is not found" if not path.is_file()
+                       else "cannot be read: " + str(e).removeprefix(f"{path}: "))
+                problems.append(f"image id {img.get('id')!r} ({name!r}) has {field} and its file {path} {why}")
+            out.append(img)
+            continue
+        out.append({**img, "height": int(height), "width": int(width)})
+        measured += 1
+    if problems:
+        raise ValueError(f"{source}: {len(problems)} images of unknown size whose masks need it: "
+                         + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+                         + (f" ({hint})" if hint else ""))
+    notes = [f"{source}: {measured} images without a size (width and height -1, as VIA 3 exports them, "
+             f"or none): read from their files in {folder}"] if measured else []
+    return {**data, "images": out}, notes
