@@ -401,8 +401,8 @@ def _sized_ground_truth(args, raw: dict) -> dict:
     if not has_unknown_sizes(raw):
         return raw
     folder = image_dir_or_default(args.images, args.json, "--images")
-    raw, notes = sizes_from_files(raw, folder, str(args.json),
-                                  hint="give --images D, the folder of its images, to read their sizes from them")
+    hint = "give --images D, the folder of its images, to read their sizes from them"
+    raw, notes = sizes_from_files(raw, folder, str(args.json), hint=hint)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return raw

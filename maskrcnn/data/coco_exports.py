@@ -173,7 +173,8 @@ def sizes_from_files(data: dict, image_dir: Union[str, os.PathLike], source: str
                 field = "width and height -1" if _unknown_size(img) else "no width and height"
                 why = ("is not found" if not path.is_file()
                        else "cannot be read: " + str(e).removeprefix(f"{path}: "))
-                problems.append(f"image id {img.get('id')!r} ({name!r}) has {field} and its file {path} {why}")
+                problems.append(f"image id {img.get('id')!r} ({name!r}) has {field} and its file {path} "
+                                f"{why}")
             out.append(img)
             continue
         out.append({**img, "height": int(height), "width": int(width)})

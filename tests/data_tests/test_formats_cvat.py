@@ -363,7 +363,7 @@ def test_cvat_polygon_bbox_is_its_extent_with_fractions(tmp_path):
 def test_cvat_for_video_tracks(tmp_path, capsys):
     """"CVAT for video 1.1" (<track> with a shape on every frame, interpolated ones keyframe="0") was
     refused: each frame's shapes inside the view are instances of frame_NNNNNN.PNG; outside="1" shapes
-    left out; a gap in a track is a warning (not interpolated)."""
+    left out; a gap in a track is a warning (not interpolated); frames without shapes are negatives."""
     src, out = tmp_path / "src", tmp_path / "coco.json"
     for f in range(5):
         _png(src / "images" / f"frame_{f:06d}.PNG")
@@ -388,6 +388,10 @@ def test_cvat_for_video_tracks(tmp_path, capsys):
                    ("images/frame_000003.PNG", "dog", [1.0, 20.0, 8.0, 8.0])]  # fmt: skip
     assert "track '1' has no shape on frames [2] after a shape inside the view" in err
     assert "1 CVAT track shapes outside the view left out" in err and "2 CVAT tracks converted" in err
+    # frames 2 (the car outside, the dog's gap) and 4 (no track) have files and no shape in view: images
+    # without instances, as an empty <image> of "CVAT for images" is (they were left out)
+    assert sorted(files.values()) == [f"images/frame_{f:06d}.PNG" for f in range(5)]
+    assert "2 CVAT video frames without shapes (kept as images without instances)" in err
 
 
 def test_cvat_video_gap_after_outside_is_not_warned():

@@ -437,14 +437,16 @@ def test_via3_coco_export_beside_its_project_is_named_as_coco(tmp_path, capsys):
     Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "a.png")
     project = {
         "project": {"pname": "p", "vid_list": ["1"]}, "config": {"file": {"loc_prefix": {}}},
-        "attribute": {"1": {"aname": "kind", "anchor_id": "FILE1_Z0_XY1", "type": 3, "options": {"0": "cat"}}},
+        "attribute": {"1": {"aname": "kind", "anchor_id": "FILE1_Z0_XY1", "type": 3,
+                            "options": {"0": "cat"}}},
         "file": {"1": {"fid": "1", "fname": "a.png", "type": 2, "loc": 1, "src": ""}},
         "view": {"1": {"fid_list": ["1"]}},
         "metadata": {"1_a": {"vid": "1", "z": [], "xy": [2, 2, 2, 10, 8], "av": {"1": "0"}}},
     }  # fmt: skip
     (src / "via_project_p.json").write_text(json.dumps(project))
     export = {"info": {}, "images": [{"id": 1, "width": -1, "height": -1, "file_name": "a.png"}],
-              "annotations": [{"id": 0, "image_id": 1, "category_id": 0, "segmentation": [2, 2, 12, 2, 12, 10],
+              "annotations": [{"id": 0, "image_id": 1, "category_id": 0,
+                               "segmentation": [2, 2, 12, 2, 12, 10],
                                "area": None, "bbox": [None] * 4, "iscrowd": 0}],
               "categories": [{"id": 0, "name": "cat", "supercategory": "kind"}]}  # fmt: skip
     (src / "p_coco.json").write_text(json.dumps(export))

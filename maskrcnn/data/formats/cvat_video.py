@@ -10,8 +10,11 @@ the track's label and group; shapes with ``outside="1"`` are left out. Only a ga
 the view is warned about (a hand-made or trimmed file: the object would be missing from those frames).
 Frames are named as CVAT saves a video's frames, ``frame_000000`` (``cvat`` adds the ``.PNG`` /
 ``.png`` extension and looks in ``images/``), or by the file's ``<image id name>`` elements when it
-has them. Track ids are not kept (COCO instances have no identity across images). Only frames with at
-least one shape inside the view become images; frames without any are not written (no negatives).
+has them. Track ids are not kept (COCO instances have no identity across images). A frame without any
+shape inside the view is an image without instances (a negative, as an empty ``<image>`` of "CVAT for
+images" is) when its file is in the export (``frame_000000.PNG``; exported without images, no file says
+which frames there were), and the file's own ``<image>`` elements are kept with or without shapes; such
+frames are counted in the notes.
 """
 
 from __future__ import annotations
@@ -58,10 +61,13 @@ def _gaps_in_view(track: ET.Element, shown: int = 8) -> tuple:
     return first, sum(b - a - 1 for a, b in spans)
 
 
-def frame_images(root: ET.Element, images: list, *, report: Report, where: str) -> list:
+def frame_images(root: ET.Element, images: list, *, report: Report, where: str, files: frozenset = frozenset()
+                 ) -> list:
     """``<image>`` elements, one per frame holding track shapes inside the view (in frame order), each
-    holding those shapes labelled as their tracks; ``images`` (the file's own ``<image>`` elements)
-    give the frames' names and their own shapes."""
+    holding those shapes labelled as their tracks, then one per frame of ``files`` (the frame numbers
+    whose image files the export holds) without such shapes and the file's other ``<image>`` elements,
+    each as it is; ``images`` (the file's own ``<image>`` elements) give the frames' names and their own
+    shapes."""
     named = {el.get("id"): el for el in images}
     frames: dict = {}  # frame -> <image>
     for track in root.findall("track"):
@@ -93,7 +99,13 @@ def frame_images(root: ET.Element, images: list, *, report: Report, where: str) 
                                "frame in view)")
         report.note("CVAT tracks converted (track ids not kept)")
     others = [el for el in images if _frame_id(el) not in frames]  # frames without tracks, as they are
-    return [frames[f] for f in sorted(frames)] + [el for el in others if len(el)]
+    named_frames = {_frame_id(el) for el in images}
+    empty = [ET.Element("image", id=str(f), name=f"frame_{f:06d}") for f in sorted(files)
+             if f not in frames and f not in named_frames]
+    negatives = len(empty) + sum(1 for el in others if not len(el))
+    if negatives:
+        report.note("CVAT video frames without shapes (kept as images without instances)", negatives)
+    return [frames[f] for f in sorted(frames)] + others + empty
 
 
 def _frame_id(el: ET.Element):
