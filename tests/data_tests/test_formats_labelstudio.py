@@ -534,8 +534,8 @@ def test_labelstudio_latest_annotation_wins_predictions_on_request(tmp_path, cap
     assert _convert(root / "export.json", out, "--ls-use-predictions") == 0
     err = capsys.readouterr().err
     assert boxes(out) == [(1, "cat", 20.0), (2, "dog", 0.0), (2, "dog", 12.0)]  # v2, the latest prediction
-    assert ("1 tasks read from their predictions (--ls-use-predictions), 1 tasks with several "
-            "predictions") in err
+    assert "1 tasks read from their predictions (--ls-use-predictions)" in err
+    assert "1 tasks with several predictions (the latest taken)" in err
     assert "skipped 1 record(s): 1 cancelled" in err
 
 
