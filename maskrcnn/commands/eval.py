@@ -394,11 +394,12 @@ def run(args: argparse.Namespace) -> int:
 def _sized_ground_truth(args, raw: dict) -> dict:
     """``raw`` with the sizes it does not know (VIA 3's COCO export writes width and height -1; some
     files leave them out) read from the image files, under --images (default: the export's layout, as
-    with --weights): the masks are checked and scored on the image's grid."""
+    with --weights): the masks are checked and scored on the image's grid. ``raw`` unchanged, and no
+    folder looked for, when no image of unknown size has a mask or keypoints (boxes need no size)."""
     from maskrcnn.commands.data_report import image_dir_or_default
-    from maskrcnn.data.coco_exports import has_unknown_sizes, sizes_from_files
+    from maskrcnn.data.coco_exports import needs_sizes, sizes_from_files
 
-    if not has_unknown_sizes(raw):
+    if not needs_sizes(raw):
         return raw
     folder = image_dir_or_default(args.images, args.json, "--images")
     hint = "give --images D, the folder of its images, to read their sizes from them"

@@ -556,4 +556,21 @@ def test_labelstudio_json_min_takes_the_latest_record_of_a_task(tmp_path, capsys
     out = tmp_path / "coco.json"
     assert _convert(tmp_path / "min.json", out) == 0
     assert [a["bbox"][0] for a in json.loads(out.read_text())["annotations"]] == [20.0]
-    assert "1 tasks with several annotations" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 tasks with several annotations (the latest record taken)" in err  # JSON-MIN: no ground truth
+    assert "the ground truth" not in err
+
+
+def test_labelstudio_ground_truth_beats_a_newer_annotation(tmp_path, capsys):
+    """An annotation marked ground truth is taken even when a plain one was updated after it."""
+    root = tmp_path / "project"
+    _image(root / "a.png")
+    truth = {**_annotation(1, [_box("cat", 50)], "2024-05-01T09:00:00.000000Z"), "ground_truth": True}
+    newer = _annotation(2, [_box("cat", 0)], "2024-05-09T10:00:00.000000Z")
+    tasks = [{"id": 31, "data": {"image": "/data/upload/3/a.png"}, "annotations": [truth, newer]}]
+    (root / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "coco.json"
+    assert _convert(root / "export.json", out) == 0
+    assert [a["bbox"][0] for a in json.loads(out.read_text())["annotations"]] == [20.0]  # 50% of 40 px
+    err = capsys.readouterr().err
+    assert "1 tasks with several annotations (the ground truth, else the latest, taken)" in err

@@ -305,14 +305,19 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
 _FRAME_FILE = re.compile(r"^frame_(\d+)\.png$", re.IGNORECASE)
 
 
-def _frame_files(roots: Sequence[Path]) -> frozenset:
-    """The frame numbers whose files (``frame_000000.PNG``, as CVAT saves a video's frames) lie in
-    ``images/`` or directly under one of ``roots``."""
-    found = set()
+def _frame_files(roots: Sequence[Path]) -> dict:
+    """{frame number: its file's name} for the frame files (``frame_000000.PNG``, as CVAT saves a video's
+    frames; any number of digits, any case of the extension) in ``images/`` or directly under one of
+    ``roots``; the first found of a frame is kept. The name, not the number, is what the frame's
+    ``<image>`` is given: ``frame_1.png`` is found as it is, not looked for as ``frame_000001.PNG``."""
+    found: dict = {}
     for folder in (f for root in roots for f in (root / "images", root)):
         if folder.is_dir():
-            found.update(int(m.group(1)) for p in folder.iterdir() if (m := _FRAME_FILE.match(p.name)))
-    return frozenset(found)
+            for p in sorted(folder.iterdir()):
+                m = _FRAME_FILE.match(p.name)
+                if m and p.is_file():
+                    found.setdefault(int(m.group(1)), p.name)
+    return found
 
 
 def _check_root(path: Path, root: ET.Element) -> list:

@@ -73,6 +73,10 @@ from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 
 __all__ = ["read_labelstudio"]
 
+# the notes on tasks with several annotations: a full export flags the ground truth, JSON-MIN does not
+_SEVERAL_ANNOTATIONS = "tasks with several annotations (the ground truth, else the latest, taken)"
+_SEVERAL_MIN_RECORDS = "tasks with several annotations (the latest record taken)"
+
 _SHAPE_TYPES = ("polygonlabels", "rectanglelabels", "ellipselabels", "brushlabels", "labels")
 _POINT_TYPES = ("keypointlabels", "keypoint")
 _UNLABELLED_TYPES = ("polygon", "rectangle", "ellipse", "brush")
@@ -329,7 +333,7 @@ def _full_task(item: dict, key: str, report: Report, *, predictions: Optional[st
         report.note("cancelled annotations left out", len(annotations) - len(kept))
     if kept:
         if len(kept) > 1:
-            report.note("tasks with several annotations (the ground truth, else the latest, taken)")
+            report.note(_SEVERAL_ANNOTATIONS)
         chosen = next((a for a in kept if a.get("ground_truth")), None) or kept[_latest(kept)]
     elif annotations:
         raise Skip("cancelled", "every annotation of the task was cancelled (skipped by the annotator)")
@@ -467,7 +471,7 @@ def _min_choices(tasks: list, report: Report) -> set:
             by_task[index if key.startswith("tasks[") else key].append(index)
     several = sum(len(indices) > 1 for indices in by_task.values())
     if several:
-        report.note("tasks with several annotations (the ground truth, else the latest, taken)", several)
+        report.note(_SEVERAL_MIN_RECORDS, several)
     return {indices[_latest([tasks[i] for i in indices])] for indices in by_task.values()}
 
 
