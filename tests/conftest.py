@@ -3,15 +3,17 @@
 - Tests marked ``cuda`` are skipped when no CUDA device is available.
 - ``single_thread``: runs a test with one intra-op thread. Tests of small ops run many tiny tensor
   operations; extra threads only add synchronisation, which costs a great deal on a loaded machine.
-- ``thread_pool``: runs a test with at least two intra-op threads, for bit-exact comparisons with
-  references recorded that way: torch's CPU kernels may round differently on a single thread (its
-  bilinear interpolation does, by one ulp), and pytest-xdist workers may have one thread each.
+- ``thread_pool``: runs a test with at least two intra-op threads (``thread_count.recorded_threads``,
+  which the golden tests use as a block), for bit-exact comparisons with references recorded that way:
+  torch's CPU kernels may round differently on a single thread (its bilinear interpolation does, by one
+  ulp), and pytest-xdist workers may have one thread each.
 """
 
 import os
 
 import pytest
 import torch
+from thread_count import recorded_threads  # tests/ is on the path: pytest puts this file's folder there
 
 
 def pytest_configure(config):
@@ -43,7 +45,5 @@ def single_thread():
 
 @pytest.fixture
 def thread_pool():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(2, threads))
-    yield
-    torch.set_num_threads(threads)
+    with recorded_threads(2):
+        yield

@@ -250,10 +250,11 @@ def missing_parts_problem(model: nn.Module, parts) -> str:
 
 
 @torch.no_grad()
-def prepare_int8(model: nn.Module, *, parts=None) -> nn.Module:
+def prepare_int8(model: nn.Module, *, parts=None, named: str = "int8") -> nn.Module:
     """Swap ``parts`` of ``model`` (a folded, eval-mode ``MaskRCNN`` on the CPU) for observing FX
     copies; returns ``model``. ``model.int8_parts`` records which parts were prepared. ``parts`` None:
-    all the model has (``quantizable_parts``); a part it lacks, asked for, is refused (ValueError)."""
+    all the model has (``quantizable_parts``); a part it lacks, asked for, is refused (ValueError, its
+    message starting with ``named``: a command names its option, "--parts mask_head")."""
     if getattr(model, "int8_parts", None):
         raise ValueError("int8: this model is already prepared or quantized")
     if parts is None:
@@ -265,7 +266,7 @@ def prepare_int8(model: nn.Module, *, parts=None) -> nn.Module:
         raise ValueError(f"int8: no parts to quantize; expected some of {list(PARTS)}")
     problem = missing_parts_problem(model, parts)
     if problem:
-        raise ValueError(f"int8: {problem}")
+        raise ValueError(f"{named}: {problem}")
     first = next(iter(model.parameters()), None)
     if first is not None and first.device.type != "cpu":
         raise ValueError(f"int8: quantized kernels run on the CPU; the model is on {first.device}")
