@@ -11,9 +11,22 @@
 
 import os
 
-import pytest
-import torch
-from thread_count import recorded_threads  # tests/ is on the path: pytest puts this file's folder there
+# Threads waiting for work sleep instead of spinning. Set before torch loads its OpenMP runtime, which
+# reads it once: pytest-xdist workers, the golden comparisons' extra thread and the command-line tests'
+# subprocesses share the cores, and spinning threads there took the CPU from the ones with work (a
+# 2-thread golden run beside a 1-thread training test on 2 cores: 266 s spinning, 146 s sleeping).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# thread_count lives beside this file: put its folder on the path rather than rely on pytest's
+# "prepend" import mode doing it (it does not under --import-mode=append or importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+from thread_count import recorded_threads  # noqa: E402
 
 
 def pytest_configure(config):
