@@ -8,14 +8,16 @@ Times the path a user gets from ``Predictor`` (what ``predict`` and ``eval`` run
 pasted at the image size) on the given image files, or on ``--images`` synthetic images of ``--size``,
 after one warm-up batch, and prints seconds per image, images per second, how many images were timed and
 the process's peak resident memory. Images are made (or read) one window at a time (the predictor's
-window: up to 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with their detections)
+window: one image at batch 1, else 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with
+their detections)
 and each window's detections are counted and dropped, so memory and s/image do not grow with the number
 of images (they grow with ``--batch-size`` x 4 x H x W instead; ``--batch-size`` is at most
 ``MAX_BATCH_SIZE``, 64); only the model's calls are timed, not the reading. An input file that cannot be
 read is skipped with a warning naming it and counted; only inputs of which none can be read are refused.
 So is a readable file the model fails on (``time_inference``: its window run again without it), unless
-it is in the first batch: a failure there, before anything has run, stops the run (it is the model's or
-the device's far more often than one file's: every image would fail it).
+it is in the first batch, or every image of its window fails alone too: either stops the run, with a note
+(a failure there, before anything has run, or on every image, is the model's or the device's far more
+often than the files': every image would meet it).
 ``--size`` sides above ``size_arg.MAX_SIDE`` (4096) and ``--threads`` above 4 x the usable cores are
 refused in one line; ``--threads 0`` (or leaving it out) is torch's own choice. For the comparison with
 torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
@@ -31,6 +33,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
@@ -228,12 +231,13 @@ def time_inference(predictor, images, *, on_detections=None, on_failure=None) ->
     counted, handed to ``on_detections(images, detections)`` when given, and dropped: memory does not
     grow with the number of images.
 
-    ``on_failure(name, error, first=...)``: a window the model fails on is run again one image at a time,
-    untimed, and each image that fails alone is reported (``first=False``), counted (``Timing.failed``) and
-    left out; the rest of the window is timed again as one call (a failure that no single image repeats
-    is raised). A failure in the warm-up batch is reported with ``first=True`` (``name``: its images) and
-    raised: nothing has run yet, so it is the model's or the device's (a wrong device, out of memory on
-    the first window), which every image would meet, far more often than one file's. Without
+    ``on_failure(name, error, stop=...)``: an image the model fails on is reported (``stop=None``), counted
+    (``Timing.failed``) and left out. A one-image window that fails is that image's failure; a larger one
+    is run again one image at a time, untimed, and the rest of it timed again as one call (a failure that
+    no single image repeats is raised). The run stops (the error reported, then raised) when the warm-up
+    batch fails (``stop="first"``; ``name``: its images), before anything has run, or when every image of
+    a larger window fails alone too (``stop="window"``): either is the model's or the device's (a wrong
+    device, out of memory), which every image would meet, far more often than the files'. Without
     ``on_failure`` every failure is raised."""
     import torch
 
@@ -250,7 +254,7 @@ def time_inference(predictor, images, *, on_detections=None, on_failure=None) ->
             sync()
         except Exception as e:
             if on_failure is not None:
-                on_failure(", ".join(str(name) for name, _ in warm_up), e, first=True)
+                on_failure(_names(name for name, _ in warm_up), e, stop="first")
             raise
     del warm_up
     timing = Timing()
@@ -259,20 +263,22 @@ def time_inference(predictor, images, *, on_detections=None, on_failure=None) ->
         window = list(itertools.islice(stream, predictor.window))
         if not window:
             break
+        dets = None
         try:
-            t0 = time.perf_counter()
-            dets = predictor.predict_tensors([image for _, image in window])
-            sync()
-        except Exception:
+            dets, seconds = _timed_predict(predictor, window, sync)
+        except Exception as e:
             if on_failure is None:
                 raise
+            if len(window) == 1:  # the failure is this image's: not run again
+                on_failure(window[0][0], e, stop=None)
+                timing.failed += 1
+                continue
+        if dets is None:  # retried out here: the error's traceback (the failed call's tensors) is gone
             window = _without_failures(predictor, window, sync, on_failure, timing)
             if not window:
                 continue
-            t0 = time.perf_counter()
-            dets = predictor.predict_tensors([image for _, image in window])
-            sync()
-        timing.seconds += time.perf_counter() - t0
+            dets, seconds = _timed_predict(predictor, window, sync)
+        timing.seconds += seconds
         timing.images += len(window)
         timing.detections += sum(int(d["boxes"].shape[0]) for d in dets)
         timing.sizes.update(f"{im.shape[-2]}x{im.shape[-1]}" for _, im in window)
@@ -282,19 +288,41 @@ def time_inference(predictor, images, *, on_detections=None, on_failure=None) ->
     return timing
 
 
+def _timed_predict(predictor, window: list, sync) -> tuple[list, float]:
+    """``window``'s (name, image) pairs predicted in one call: (detections, seconds of the call)."""
+    t0 = time.perf_counter()
+    dets = predictor.predict_tensors([image for _, image in window])
+    sync()
+    return dets, time.perf_counter() - t0
+
+
+def _names(names) -> str:
+    """The first name, and how many more: a window's names may be 256 paths."""
+    names = [str(name) for name in names]
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
 def _without_failures(predictor, window: list, sync, on_failure, timing: Timing) -> list:
     """``window``'s (name, image) pairs less those the model fails on alone (run untimed, one at a time),
-    each reported by ``on_failure`` and counted in ``timing.failed``."""
-    kept = []
+    each reported by ``on_failure`` and counted in ``timing.failed``. When every one fails alone the last
+    error is reported (``stop="window"``) and raised: a fault of the model or the device, not the files'."""
+    kept, failed = [], []
     for name, image in window:
         try:
             predictor.predict_tensors([image])
             sync()
         except Exception as e:
-            on_failure(name, e, first=False)
-            timing.failed += 1
+            traceback.clear_frames(e.__traceback__)  # keep the error, not the failed call's tensors
+            failed.append((name, e))
         else:
             kept.append((name, image))
+    if not kept:
+        error = failed[-1][1]
+        on_failure(_names(name for name, _ in failed), error, stop="window")
+        raise error
+    for name, error in failed:
+        on_failure(name, error, stop=None)
+        timing.failed += 1
     return kept
 
 
@@ -302,15 +330,18 @@ def _note(text: str) -> None:
     print(f"maskrcnn benchmark: note: {text}", file=sys.stderr)
 
 
-def _report_failure(name, error: BaseException, *, first: bool) -> None:
+def _report_failure(name, error: BaseException, *, stop: str | None) -> None:
     """``time_inference``'s ``on_failure``: an image skipped, or why the run stops (the error itself is
     then printed as the command's error)."""
     lines = str(error).strip().splitlines()
     reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    if first:
-        _note(f"the model failed on the first batch ({name}), before anything was timed: stopped, as a "
-              "failure there is the model's or the device's (every image would meet it) far more often than "
-              "one file's")
+    why = ("a failure there is the model's or the device's (every image would meet it) far more often than "
+           "one file's")
+    if stop == "first":
+        _note(f"the model failed on the first batch ({name}), before anything was timed: stopped, as {why}")
+    elif stop == "window":
+        _note(f"the model failed on every image of a window ({name}), each alone too: stopped, as such a "
+              "failure is the model's or the device's far more often than every file's")
     else:
         print(f"maskrcnn benchmark: warning: skipped {name}: the model failed on it ({reason})",
               file=sys.stderr)
