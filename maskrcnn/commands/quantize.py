@@ -86,6 +86,7 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     "int8" section. Prints what it did on stderr. A predictor already INT8 (a checkpoint written by
     ``maskrcnn quantize``) is left as it is, with one note, and the folder is not read: None."""
     from maskrcnn.engine.int8 import calibration_files, quantize_predictor
+    from maskrcnn.modeling.quantize import check_parts
 
     if predictor.int8_parts:
         print(f"note: {ALREADY_INT8}", file=sys.stderr)
@@ -93,19 +94,20 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     if not args.calib_images:
         raise ValueError("--int8 needs --calib-images PATH (or a checkpoint written by `maskrcnn quantize`)")
     parts = _parts(args.parts)
+    named = f"--parts {args.parts}" if parts else "int8"
+    # a part the model lacks: refused before the calibration images are listed, the message naming --parts
+    check_parts(predictor.model, parts, named=named)
     files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
+    note = _parts_note(predictor.model, parts)
+    if note:  # before calibrating, which takes a while
+        print(f"note: {note}", file=sys.stderr)
     start = time.perf_counter()
 
     def skip(path, reason: str) -> None:
         print(f"warning: skipped calibration image {reason}", file=sys.stderr)  # reason names the file
 
-    # a part the model lacks: refused before any image is read, the message naming --parts
-    section = quantize_predictor(predictor, files, parts=parts,
-                                 parts_named=f"--parts {args.parts}" if parts else "int8",
+    section = quantize_predictor(predictor, files, parts=parts, parts_named=named,
                                  source=str(args.calib_json or args.calib_images), on_unreadable=skip)
-    note = _parts_note(predictor.model, parts)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
           f"{section['calibration']['images']} image(s){_skipped(section)} in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
