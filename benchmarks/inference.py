@@ -423,9 +423,10 @@ def main(argv=None) -> int:
         return 1
     ref = runs[0]
     base = float(np.median(ref["times"]))
+    threads = args.threads or "torch's default"
     print(
         f"\nMask R-CNN R50-FPN inference, {args.images} images {args.size[0]}x{args.size[1]} x "
-        f"{max(1, args.rounds)} round(s), batch 1, {args.threads or torch.get_num_threads()} threads, "
+        f"{max(1, args.rounds)} round(s), batch 1, {threads} threads, "
         f"torch {torch.__version__}, "
         f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
     )

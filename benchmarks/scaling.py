@@ -259,14 +259,12 @@ def main(argv=None) -> int:
         parser.error(str(e))
     if oversubscribed:
         print(f"warning: {oversubscribed}", file=sys.stderr)
-    import torch
-
     from maskrcnn.engine.device import cpu_name
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     versions = [("before", os.path.abspath(args.before))] if args.before else []
     versions.append(("after" if args.before else "this", here))
-    threads = args.threads or f"torch's default ({torch.get_num_threads()})"
+    threads = args.threads or "torch's default"  # each case's child chooses; torch not loaded here for it
     print(f"CPU: {cpu_name()}; {threads} threads; {os.cpu_count()} cores; load average "
           f"{os.getloadavg()[0]:.1f} at the start; code: " + ", ".join(f"{n} = {d}" for n, d in versions))
     print(f"| {'case':<20} | {'code':<6} | {'size':>9} | {'n':>5} | {'masks':>5} | {'wall s':>7} | "

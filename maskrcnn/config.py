@@ -775,6 +775,9 @@ def plain_config(node):
     those; another type is left for the kind check to name. The caller's object is never changed: ``node``
     itself when every value is plain already, else a new one (``dataclasses.replace``) holding the
     replacements, its unchanged values shared."""
+    # The result shares the unchanged mutable values (lists, dicts, sections left as they were) with
+    # ``node``: it is for checking, comparing and writing, and must not be mutated (a change to it could
+    # change the caller's Config).
     changes = {}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
