@@ -212,7 +212,7 @@ def worker_ours(args) -> dict:
         path = str(Path(args.out).with_suffix(".onnx"))
         names = ["__background__"] + [f"class{i}" for i in range(1, cfg.model.num_classes)]
         export_onnx(model, cfg, names, path)
-        predictor = Predictor.from_onnx(path, threads=args.threads)
+        predictor = Predictor.from_onnx(path, threads=args.threads or None)
         images = load_images(args.size, args.images)
         dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, False)
         name = f"onnxruntime {onnxruntime.__version__}"
@@ -238,7 +238,8 @@ def worker_ours(args) -> dict:
 
 
 def run_worker(args) -> int:
-    torch.set_num_threads(args.threads)
+    if args.threads:  # 0: torch's own choice
+        torch.set_num_threads(args.threads)
     fn = worker_torchvision if args.worker == "torchvision" else worker_ours
     res = fn(args)
     res["peak_rss_mb"] = peak_rss_mb()
@@ -320,7 +321,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=3, help="timed images (after one warm-up)")
     p.add_argument("--rounds", type=int, default=1, help="alternate every run this many times")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch (and onnxruntime intra-op) threads, up to 4 x the cores; 0: torch's choice")
     p.add_argument("--size", default="800x1067", help="HxW of the images")
     p.add_argument("--num-classes", type=int, default=4, help="as in the golden data (random weights)")
     p.add_argument("--variants", default="fp32,fp32-opt,bf16-opt,onnx")
@@ -335,12 +337,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    from maskrcnn.commands.benchmark import check_threads
     from maskrcnn.commands.size_arg import parse_size
 
     try:  # the messages show what was typed; sides above size_arg.MAX_SIDE (4096) refused
         args.size = parse_size(args.size, allocated="each image")
+        # as maskrcnn benchmark: below 0 or above 4 x the cores refused (a huge count crashed torch's pool)
+        oversubscribed = None if args.worker else check_threads(args.threads)
     except ValueError as e:
         p.error(str(e))
+    if oversubscribed:
+        print(f"warning: {oversubscribed}", file=sys.stderr)
     if args.images < 1:
         p.error(f"--images must be >= 1, got {args.images}")
     if args.worker:
@@ -416,9 +423,11 @@ def main(argv=None) -> int:
         return 1
     ref = runs[0]
     base = float(np.median(ref["times"]))
+    threads = args.threads or "torch's default"
     print(
         f"\nMask R-CNN R50-FPN inference, {args.images} images {args.size[0]}x{args.size[1]} x "
-        f"{max(1, args.rounds)} round(s), batch 1, {args.threads} threads, torch {torch.__version__}, "
+        f"{max(1, args.rounds)} round(s), batch 1, {threads} threads, "
+        f"torch {torch.__version__}, "
         f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
     )
     print(f"reference for speed-up and matching: {ref['name']}")

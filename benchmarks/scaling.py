@@ -209,7 +209,8 @@ def parse_cases(text: str) -> list:
 def run_case(case: str, threads: int, masks_mode: str) -> dict:
     import torch
 
-    torch.set_num_threads(threads)
+    if threads:  # 0: torch's own choice
+        torch.set_num_threads(threads)
     kind, mp, count = parse_case(case)
     if kind == "train":
         out = _train(count)
@@ -235,7 +236,8 @@ def _run_child(case: str, args, pythonpath: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=DEFAULT_CASES)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads of each case, up to 4 x the cores; 0: torch's own choice")
     parser.add_argument("--masks", default="auto", choices=["auto", "dense", "rle"])
     parser.add_argument(
         "--before", metavar="DIR",
@@ -247,16 +249,23 @@ def main(argv=None) -> int:
     if args.case:
         print(json.dumps(run_case(args.case, args.threads, args.masks)))
         return 0
+    from maskrcnn.commands.benchmark import check_threads
+
     try:  # every case checked before the table starts: a typo is not found after an hour of cases
         cases = parse_cases(args.cases)
+        # as maskrcnn benchmark: below 0 or above 4 x the cores refused (a huge count crashed torch's pool)
+        oversubscribed = check_threads(args.threads)
     except ValueError as e:
         parser.error(str(e))
+    if oversubscribed:
+        print(f"warning: {oversubscribed}", file=sys.stderr)
     from maskrcnn.engine.device import cpu_name
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     versions = [("before", os.path.abspath(args.before))] if args.before else []
     versions.append(("after" if args.before else "this", here))
-    print(f"CPU: {cpu_name()}; {args.threads} threads; {os.cpu_count()} cores; load average "
+    threads = args.threads or "torch's default"  # each case's child chooses; torch not loaded here for it
+    print(f"CPU: {cpu_name()}; {threads} threads; {os.cpu_count()} cores; load average "
           f"{os.getloadavg()[0]:.1f} at the start; code: " + ", ".join(f"{n} = {d}" for n, d in versions))
     print(f"| {'case':<20} | {'code':<6} | {'size':>9} | {'n':>5} | {'masks':>5} | {'wall s':>7} | "
           f"{'CPU s':>7} | {'masks s':>7} | {'base MB':>7} | {'peak MB':>7} |")

@@ -239,7 +239,8 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps | xpu (:N too)
 
     def to_dict(self) -> dict:
-        return to_plain(dataclasses.asdict(self))
+        """Plain data (lists, numbers as Python's: ``plain_config``) for YAML, JSON and checkpoints."""
+        return to_plain(dataclasses.asdict(plain_config(self)))
 
     def copy(self) -> Config:
         return copy.deepcopy(self)
@@ -767,24 +768,45 @@ _KINDS = {
 _OWN_STRING_CHECKS = {*_CHOICES, "device", "solver.best_metric", "solver.lr_schedule"}
 
 
-def _normalise(node) -> None:
-    """Numpy and torch values (and paths) set by attribute assignment replaced by the Python values a
-    loaded config has (``plain_value``; a list as a tuple in a tuple field), sections walked, so that they
-    are checked, compared and written (``yaml.safe_dump``) as those; another type is left for the kind
-    check to name."""
+def plain_config(node):
+    """``node`` (a Config or a section) with numpy and torch values (and paths) set by attribute
+    assignment replaced by the Python values a loaded config has (``plain_value``; a list as a tuple in a
+    tuple field), sections walked, so that they are checked, compared and written (``yaml.safe_dump``) as
+    those; another type is left for the kind check to name. The caller's object is never changed: ``node``
+    itself when every value is plain already, else a new one (``dataclasses.replace``) holding the
+    replacements, its unchanged values shared."""
+    # The result shares the unchanged mutable values (lists, dicts, sections left as they were) with
+    # ``node``: it is for checking, comparing and writing, and must not be mutated (a change to it could
+    # change the caller's Config).
+    changes = {}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):
-            _normalise(value)
-            continue
-        try:
-            plain = plain_value(value, f.name)
-        except TypeError:
-            continue
-        if isinstance(plain, list) and "tuple" in str(f.type):
-            plain = tuple(plain)
-        if plain is not value:
-            setattr(node, f.name, plain)
+            plain = plain_config(value)
+        else:
+            try:
+                plain = plain_value(value, f.name)
+            except TypeError:
+                continue
+            if isinstance(plain, list) and "tuple" in str(f.type):
+                plain = tuple(plain)
+        if not _same_data(value, plain):
+            changes[f.name] = plain
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def _same_data(value, plain) -> bool:
+    """Whether ``plain`` (``plain_value(value)``) is ``value`` over again: containers of the same types
+    holding the same objects (a tuple is rebuilt, its numbers are not), so a plain Config is not copied."""
+    if value is plain:
+        return True
+    if type(value) is not type(plain):
+        return False
+    if isinstance(value, (list, tuple)):
+        return len(value) == len(plain) and all(_same_data(a, b) for a, b in zip(value, plain))
+    if isinstance(value, dict):
+        return list(value) == list(plain) and all(_same_data(value[k], plain[k]) for k in value)
+    return False
 
 
 def _kind_problems(node, prefix: str = "") -> tuple:
@@ -894,11 +916,12 @@ def _training_problems(cfg: Config) -> list:
 
 def validate_config(cfg: Config, *, lines: Optional[dict] = None, source: str = "",
                     stored: bool = False, keys: Optional[tuple] = None) -> Config:
-    """``cfg`` if every value is usable, else ValueError listing the keys at fault (each with its line in
-    the YAML file ``source`` where ``lines`` has it; ``stored``: as ``from_dict``; ``keys``: as
-    ``config_problems``). Numpy and torch values set by attribute assignment are replaced by their Python
-    numbers (``_normalise``)."""
-    _normalise(cfg)
+    """``cfg`` (plain, see below) if every value is usable, else ValueError listing the keys at fault (each
+    with its line in the YAML file ``source`` where ``lines`` has it; ``stored``: as ``from_dict``;
+    ``keys``: as ``config_problems``). Numpy and torch values set by attribute assignment read as their
+    Python numbers (``plain_config``): the Config returned holds those, ``cfg`` is left as it was (callers
+    use the returned one)."""
+    cfg = plain_config(cfg)
     problems = config_problems(cfg, stored=stored, keys=keys)
     if problems:
         said = [_with_line(p, lines or {}, source) for p in problems]

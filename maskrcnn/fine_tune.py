@@ -13,7 +13,8 @@ config keys, each value written as ``--set key=value``: a string or a path as it
 JSON, so ``[10]``, ``true``, ``0.001`` (numpy and torch scalars and arrays as their numbers; another
 type is a ``TypeError`` naming the key), or a list of ``"key=value"`` strings as on the command line.
 ``config``: a preset name, a YAML file or a ``Config`` object (written for the run to a temporary YAML
-file, removed after: the keys that differ from the r50_fpn preset's, over it; messages name that file).
+file, removed after: the keys that differ from the r50_fpn preset's, over it; messages name it "the Config
+given to train()", not that file; the object itself is left as it was, numpy and torch values included).
 Returns the path of ``RUN_DIR/model_final.pth``. A failure
 raises the exception the command would print as "maskrcnn train: error: ..." (``ValueError``,
 ``OSError``, ``KeyError`` for an unknown config key, ...; a bad keyword, or a value of a type no option
@@ -91,7 +92,7 @@ def _config_file(cfg, folder: Path) -> Path:
     from maskrcnn.config import PRESETS, flatten_sections, validate_config
     from maskrcnn.io_utils import atomic_write_text
 
-    validate_config(cfg)  # a value set by attribute assignment: the key named, not the temporary file
+    cfg = validate_config(cfg)  # a value set by attribute assignment: the key named, not the temporary file
     base = PRESETS["r50_fpn"]()  # the _base_ written: a key equal to its value is left out
     default = flatten_sections(base.to_dict(), base)
     nested: dict = {"_base_": "r50_fpn"}
@@ -107,6 +108,9 @@ def _config_file(cfg, folder: Path) -> Path:
     return path
 
 
+CONFIG_GIVEN = "the Config given to train()"  # how messages name a Config object, not its temporary file
+
+
 def train(*, train_json=None, output, init=None, config=None, set=None,
           train_images=None, val_json=None, val_images=None, resume: bool = False, overwrite: bool = False,
           device=None) -> Path:
@@ -114,12 +118,18 @@ def train(*, train_json=None, output, init=None, config=None, set=None,
     docstring; ``train_json`` may be left out only with ``resume=True`` (the run's data)."""
     from maskrcnn.config import Config
 
+    keywords = dict(train_json=train_json, output=output, init=init, set=set, train_images=train_images,
+                    val_json=val_json, val_images=val_images, resume=resume, overwrite=overwrite,
+                    device=device)
     if isinstance(config, Config):  # read by the command as a file: a temporary one, removed after
         with tempfile.TemporaryDirectory(prefix="maskrcnn-config-") as folder:
-            return train(train_json=train_json, output=output, init=init,
-                         config=_config_file(config, Path(folder)), set=set, train_images=train_images,
-                         val_json=val_json, val_images=val_images, resume=resume, overwrite=overwrite,
-                         device=device)
+            return _train(config=_config_file(config, Path(folder)), config_said=CONFIG_GIVEN, **keywords)
+    return _train(config=config, config_said=None, **keywords)
+
+
+def _train(*, config, config_said, train_json, output, init, set, train_images, val_json, val_images,
+           resume, overwrite, device) -> Path:
+    """``train`` with ``config`` a preset name or a file; ``config_said``: how messages name it."""
     if config is not None and not isinstance(config, (str, os.PathLike)):
         raise TypeError(f"config: a preset name, a YAML file's path or a maskrcnn.config.Config is "
                         f"expected, got {type(config).__name__}")
@@ -133,7 +143,7 @@ def train(*, train_json=None, output, init=None, config=None, set=None,
     # the dataset's skipped records are warnings: one line each as the command prints them, beside its
     # "note: ..." lines, not "/.../coco.py:119: UserWarning: ..." with a line of our source under it
     with one_line_warnings("train"):
-        result = command.run_training(args)
+        result = command.run_training(args, config_said=config_said)
     if result.get("stopped"):  # mid-iteration, not saved (the DataLoader workers ended by the same signal)
         raise TrainingStopped(result["stopped"])
     if result.get("interrupted"):

@@ -3,9 +3,10 @@
 - Tests marked ``cuda`` are skipped when no CUDA device is available.
 - ``single_thread``: runs a test with one intra-op thread. Tests of small ops run many tiny tensor
   operations; extra threads only add synchronisation, which costs a great deal on a loaded machine.
-- ``thread_pool``: runs a test with at least two intra-op threads, for bit-exact comparisons with
-  references recorded that way: torch's CPU kernels may round differently on a single thread (its
-  bilinear interpolation does, by one ulp), and pytest-xdist workers may have one thread each.
+- ``thread_pool``: runs a test with at least two intra-op threads (``thread_count.recorded_threads``,
+  which the golden tests use as a block), for bit-exact comparisons with references recorded that way:
+  torch's CPU kernels may round differently on a single thread (its bilinear interpolation does, by one
+  ulp), and pytest-xdist workers may have one thread each.
 """
 
 import os
@@ -16,8 +17,16 @@ import os
 # 2-thread golden run beside a 1-thread training test on 2 cores: 266 s spinning, 146 s sleeping).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# thread_count lives beside this file: put its folder on the path rather than rely on pytest's
+# "prepend" import mode doing it (it does not under --import-mode=append or importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+from thread_count import recorded_threads  # noqa: E402
 
 
 def pytest_configure(config):
@@ -49,7 +58,5 @@ def single_thread():
 
 @pytest.fixture
 def thread_pool():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(2, threads))
-    yield
-    torch.set_num_threads(threads)
+    with recorded_threads(2):
+        yield

@@ -113,6 +113,75 @@ def test_unreadable_inputs_are_skipped_named_and_counted_and_only_all_unreadable
     assert "error: none of the 1 input image file(s) could be read" in err
 
 
+def test_a_file_the_model_fails_on_is_skipped_named_and_counted_unless_it_is_in_the_first_batch(
+        tmp_path, capsys, monkeypatch):
+    """One readable file the model failed on stopped the whole run; now it is left out of its window (the
+    rest timed) like an unreadable one. In the first batch, before anything has run, or when every image of
+    a window fails alone too, it stops the run (a fault of the model or the device, not of the files)."""
+    folder = _pngs(tmp_path / "imgs", 3)  # c0 40x56, c1 48x56, c2 56x56
+    real, failing, calls = Predictor.predict_tensors, {48}, []
+    after_warm_up = []  # when set: every call after the warm-up fails (a device fault)
+
+    def predict_tensors(self, images):
+        calls.append([im.shape[-2] for im in images])
+        if any(im.shape[-2] in failing for im in images) or (after_warm_up and len(calls) > 1):
+            raise RuntimeError("shape mismatch in the head\n(a second line of torch's)")
+        return real(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
+    assert main([*DEMO, str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert (f"maskrcnn benchmark: warning: skipped {folder / 'c1.png'}: the model failed on it "
+            "(RuntimeError: shape mismatch in the head)") in err.splitlines()
+    assert "2 image(s) timed (1 failed in the model skipped), 2 sizes:" in out
+    # at batch 1 the predictor's window is one image: warm-up, then each image once (c1's failure is
+    # its own, not run again)
+    assert calls == [[40], [40], [48], [56]]
+
+    # at --batch-size 2 one window of 3: warm-up, the window, each image alone (untimed), the window
+    # without c2 (timed)
+    failing, calls[:] = {56}, []
+    assert main([*DEMO, str(folder), "--batch-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert (f"maskrcnn benchmark: warning: skipped {folder / 'c2.png'}: the model failed on it "
+            "(RuntimeError: shape mismatch in the head)") in err.splitlines()
+    assert "2 image(s) timed (1 failed in the model skipped), 2 sizes:" in out
+    assert calls == [[40, 48], [40, 48, 56], [40], [48], [56], [40, 48]]
+
+    # every image of that window fails alone too: the last error raised, the run said to have stopped
+    failing, calls[:] = set(), []
+    after_warm_up.append(True)
+    assert main([*DEMO, str(folder), "--batch-size", "2"]) == 1
+    err = capsys.readouterr().err
+    assert (f"note: the model failed on every image of a window ({folder / 'c0.png'} and 2 more), each "
+            "alone too: stopped") in err
+    assert "maskrcnn benchmark: error: shape mismatch in the head" in err and "skipped" not in err
+    assert calls == [[40, 48], [40, 48, 56], [40], [48], [56]]
+    after_warm_up.clear()
+
+    # the first batch fails: named by its first file and how many more
+    failing = {40}
+    assert main([*DEMO, str(folder), "--batch-size", "2"]) == 1
+    err = capsys.readouterr().err
+    assert (f"note: the model failed on the first batch ({folder / 'c0.png'} and 1 more), before anything "
+            "was timed: stopped") in err
+
+    (folder / "broken.png").write_text("not a png")  # both kinds counted
+    failing = {48, 56}
+    assert main([*DEMO, str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "1 image(s) timed (1 unreadable and 2 failed in the model skipped), 40x56:" in out
+
+    failing.add(40)  # the first file: nothing has run, so the model or the device is at fault: stopped
+    calls.clear()
+    assert main([*DEMO, str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert (f"note: the model failed on the first batch ({folder / 'c0.png'}), before anything was timed: "
+            "stopped") in err
+    assert "maskrcnn benchmark: error: shape mismatch in the head" in err and "failed on it" not in err
+    assert calls == [[40]]
+
+
 def test_options_that_do_not_apply_are_noted_and_the_images_timed_counted(tmp_path, capsys):
     folder = _pngs(tmp_path / "imgs", 2)
     assert main([*DEMO, str(folder), "--images", "7", "--size", "10x10"]) == 0

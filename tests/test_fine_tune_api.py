@@ -12,7 +12,7 @@ import torch
 
 import maskrcnn
 from maskrcnn.cli import build_parser
-from maskrcnn.config import load_config, load_config_keys, parse_set_args
+from maskrcnn.config import load_config, load_config_keys, parse_set_args, plain_config
 from maskrcnn.data.shapes import generate_shapes_dataset
 from maskrcnn.engine.frozen_parts import frozen_line
 from maskrcnn.fine_tune import train_argv
@@ -116,16 +116,20 @@ def test_a_config_object_is_read_by_the_run_from_a_temporary_file(monkeypatch):
     cfg.solver.iters, cfg.model.init_class_map = 7, {"pedestrian": "person"}
     seen = {}
 
-    def run_training(args):  # the file the command reads, while it runs
-        seen["path"] = Path(args.config)
+    def run_training(args, config_said=None):  # the file the command reads, while it runs
+        seen["path"], seen["said"] = Path(args.config), config_said
         seen["cfg"], seen["written"] = load_config_keys(args.config)
         return {}
 
     monkeypatch.setattr(command, "run_training", run_training)
-    cfg.model.pixel_std = np.array([57.0, 57.0, 58.0], dtype=np.float32)  # yaml.safe_dump refused numpy
+    cfg.model.pixel_std = std = np.array([57.0, 57.0, 58.0], dtype=np.float32)  # yaml.safe_dump refused it
     cfg.solver.gamma = torch.tensor(0.5)
     maskrcnn.train(train_json="t.json", output="run", config=cfg)  # was OSError "File name too long"
-    assert seen["cfg"] == cfg and not seen["path"].exists()  # the whole config; removed after
+    assert seen["cfg"] == plain_config(cfg) and not seen["path"].exists()  # the whole config; removed after
+    assert seen["cfg"].model.pixel_std == (57.0, 57.0, 58.0) and seen["cfg"].solver.gamma == 0.5
+    assert seen["said"] == "the Config given to train()"  # how the run's messages name it
+    # the caller's object as they left it (its numpy and torch values were replaced in place)
+    assert cfg.model.pixel_std is std and isinstance(cfg.solver.gamma, torch.Tensor)
     assert {"solver.iters", "model.backbone", "model.init_class_map"} <= seen["written"]
     assert "model.num_classes" not in seen["written"]  # the preset's default: not a choice to note
     cfg.model.num_classes = "3"  # named, not the temporary file
@@ -133,6 +137,21 @@ def test_a_config_object_is_read_by_the_run_from_a_temporary_file(monkeypatch):
         maskrcnn.train(train_json="t.json", output="run", config=cfg)
     with pytest.raises(TypeError, match="^config: a preset name, a YAML file's path or a maskrcnn.config"):
         maskrcnn.train(train_json="t.json", output="run", config={"solver": {"iters": 3}})
+
+
+def test_a_config_objects_messages_name_it_not_its_temporary_file(tmp_path):
+    """The run read the Config from a temporary YAML file, and its messages named that file ("but --config
+    /tmp/maskrcnn-config-.../config.yaml trains keypoints"), gone when the user reads them."""
+    data = generate_shapes_dataset(tmp_path / "data", num_train=1, num_val=0, image_size=(32, 32), seed=0,
+                                   classes=("circle",))
+    cfg = load_config("demo")
+    cfg.model.roi_heads.keypoint_on = True  # the data has no keypoints: refused before any model is built
+    with pytest.raises(ValueError) as info:
+        maskrcnn.train(train_json=data["train_json"], train_images=data["train_images"],
+                       output=tmp_path / "r", config=cfg, device="cpu")
+    message = str(info.value)
+    assert "but the Config given to train() trains keypoints" in message
+    assert "maskrcnn-config-" not in message and "config.yaml" not in message
 
 
 def test_the_frozen_line_follows_requires_grad_not_the_config():
@@ -181,8 +200,8 @@ def test_build_parser_raise_errors_raises_a_bad_option_value_without_exiting_or_
 def test_a_run_a_signal_stopped_raises_training_stopped(monkeypatch, tmp_path):
     from maskrcnn.commands import train as command
 
-    monkeypatch.setattr(command, "run_training", lambda args: {"interrupted": True, "iteration": 7,
-                                                               "signal": signal.SIGTERM})
+    monkeypatch.setattr(command, "run_training", lambda args, **_: {"interrupted": True, "iteration": 7,
+                                                                    "signal": signal.SIGTERM})
     with pytest.raises(maskrcnn.TrainingStopped, match="stopped by a signal at iteration 7"):
         maskrcnn.train(train_json="t.json", output=tmp_path / "run")
     assert command.exit_status({"interrupted": True, "signal": signal.SIGTERM}) == 143
@@ -198,7 +217,7 @@ def test_warnings_during_train_from_python_read_as_the_commands_lines(monkeypatc
 
     shown = []
 
-    def run_training(args):
+    def run_training(args, **_):
         shown.append(warnings.formatwarning("t.json: skipped 1 bad_bbox", UserWarning, coco.__file__, 119))
         return {"interrupted": False}
 

@@ -8,11 +8,16 @@ Times the path a user gets from ``Predictor`` (what ``predict`` and ``eval`` run
 pasted at the image size) on the given image files, or on ``--images`` synthetic images of ``--size``,
 after one warm-up batch, and prints seconds per image, images per second, how many images were timed and
 the process's peak resident memory. Images are made (or read) one window at a time (the predictor's
-window: up to 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with their detections)
+window: one image at batch 1, else 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with
+their detections)
 and each window's detections are counted and dropped, so memory and s/image do not grow with the number
 of images (they grow with ``--batch-size`` x 4 x H x W instead; ``--batch-size`` is at most
 ``MAX_BATCH_SIZE``, 64); only the model's calls are timed, not the reading. An input file that cannot be
 read is skipped with a warning naming it and counted; only inputs of which none can be read are refused.
+So is a readable file the model fails on (``time_inference``: its window run again without it), unless
+it is in the first batch, or every image of its window fails alone too: either stops the run, with a note
+(a failure there, before anything has run, or on every image, is the model's or the device's far more
+often than the files': every image would meet it).
 ``--size`` sides above ``size_arg.MAX_SIDE`` (4096) and ``--threads`` above 4 x the usable cores are
 refused in one line; ``--threads 0`` (or leaving it out) is torch's own choice. For the comparison with
 torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
@@ -28,6 +33,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
@@ -149,7 +155,7 @@ class SyntheticImages:
 class ImageFiles:
     """Image files read one at a time on each pass. A file that cannot be read is reported once, by
     ``on_unreadable(path, reason)`` (the reason names the file), and skipped on every pass; ``skipped``
-    counts them."""
+    counts them. ``named()``: (path, image) pairs, so that a failure on an image can name its file."""
 
     def __init__(self, paths: list, *, on_unreadable):
         self.paths, self.on_unreadable = list(paths), on_unreadable
@@ -160,6 +166,9 @@ class ImageFiles:
         return len(self._unreadable)
 
     def __iter__(self):
+        return (image for _, image in self.named())
+
+    def named(self):
         from maskrcnn.data.images import ImageReadError, read_image
 
         for index, path in enumerate(self.paths):
@@ -171,7 +180,7 @@ class ImageFiles:
                 self._unreadable.add(index)
                 self.on_unreadable(path, str(e))
                 continue
-            yield image
+            yield path, image
 
 
 def _warn_unreadable(path, reason: str) -> None:
@@ -197,20 +206,39 @@ def load_images(args: argparse.Namespace):
 @dataclass
 class Timing:
     """What ``time_inference`` measured: images timed, their detections (a count: the detections
-    themselves are dropped), the seconds of the model's calls, and the image sizes seen ("HxW")."""
+    themselves are dropped), the seconds of the model's calls, the image sizes seen ("HxW"), and the
+    images the model failed on, left out (``failed``)."""
 
     images: int = 0
+    failed: int = 0
     detections: int = 0
     seconds: float = 0.0
     sizes: set = field(default_factory=set)
 
 
-def time_inference(predictor, images, *, on_detections=None) -> Timing:
+def _named(images):
+    """(name, image) pairs: an ``ImageFiles``' paths, else "image N" (1-based)."""
+    named = getattr(images, "named", None)
+    if callable(named):
+        return named()
+    return ((f"image {i}", image) for i, image in enumerate(images, 1))
+
+
+def time_inference(predictor, images, *, on_detections=None, on_failure=None) -> Timing:
     """Time ``predictor.predict_tensors`` on ``images`` (an iterable of (3, H, W) images that can be
     iterated twice), one window (``predictor.window`` images) at a time, after a warm-up on the first
     batch. Only the calls are timed, not making or reading the images. Each window's detections are
     counted, handed to ``on_detections(images, detections)`` when given, and dropped: memory does not
-    grow with the number of images."""
+    grow with the number of images.
+
+    ``on_failure(name, error, stop=...)``: an image the model fails on is reported (``stop=None``), counted
+    (``Timing.failed``) and left out. A one-image window that fails is that image's failure; a larger one
+    is run again one image at a time, untimed, and the rest of it timed again as one call (a failure that
+    no single image repeats is raised). The run stops (the error reported, then raised) when the warm-up
+    batch fails (``stop="first"``; ``name``: its images), before anything has run, or when every image of
+    a larger window fails alone too (``stop="window"``): either is the model's or the device's (a wrong
+    device, out of memory), which every image would meet, far more often than the files'. Without
+    ``on_failure`` every failure is raised."""
     import torch
 
     dev = predictor.device
@@ -219,32 +247,104 @@ def time_inference(predictor, images, *, on_detections=None) -> Timing:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    warm_up = list(itertools.islice(iter(images), predictor.batch_size))
+    warm_up = list(itertools.islice(_named(images), predictor.batch_size))
     if warm_up:
-        predictor.predict_tensors(warm_up)
-        sync()
+        try:
+            predictor.predict_tensors([image for _, image in warm_up])
+            sync()
+        except Exception as e:
+            if on_failure is not None:
+                on_failure(_names(name for name, _ in warm_up), e, stop="first")
+            raise
     del warm_up
     timing = Timing()
-    stream = iter(images)
+    stream = _named(images)
     while True:
         window = list(itertools.islice(stream, predictor.window))
         if not window:
             break
-        t0 = time.perf_counter()
-        dets = predictor.predict_tensors(window)
-        sync()
-        timing.seconds += time.perf_counter() - t0
+        dets = None
+        try:
+            dets, seconds = _timed_predict(predictor, window, sync)
+        except Exception as e:
+            if on_failure is None:
+                raise
+            if len(window) == 1:  # the failure is this image's: not run again
+                on_failure(window[0][0], e, stop=None)
+                timing.failed += 1
+                continue
+        if dets is None:  # retried out here: the error's traceback (the failed call's tensors) is gone
+            window = _without_failures(predictor, window, sync, on_failure, timing)
+            if not window:
+                continue
+            dets, seconds = _timed_predict(predictor, window, sync)
+        timing.seconds += seconds
         timing.images += len(window)
         timing.detections += sum(int(d["boxes"].shape[0]) for d in dets)
-        timing.sizes.update(f"{im.shape[-2]}x{im.shape[-1]}" for im in window)
+        timing.sizes.update(f"{im.shape[-2]}x{im.shape[-1]}" for _, im in window)
         if on_detections is not None:
-            on_detections(window, dets)
+            on_detections([image for _, image in window], dets)
         del dets, window  # before the next window is made: one window's images and detections at a time
     return timing
 
 
+def _timed_predict(predictor, window: list, sync) -> tuple[list, float]:
+    """``window``'s (name, image) pairs predicted in one call: (detections, seconds of the call)."""
+    t0 = time.perf_counter()
+    dets = predictor.predict_tensors([image for _, image in window])
+    sync()
+    return dets, time.perf_counter() - t0
+
+
+def _names(names) -> str:
+    """The first name, and how many more: a window's names may be 256 paths."""
+    names = [str(name) for name in names]
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
+def _without_failures(predictor, window: list, sync, on_failure, timing: Timing) -> list:
+    """``window``'s (name, image) pairs less those the model fails on alone (run untimed, one at a time),
+    each reported by ``on_failure`` and counted in ``timing.failed``. When every one fails alone the last
+    error is reported (``stop="window"``) and raised: a fault of the model or the device, not the files'."""
+    kept, failed = [], []
+    for name, image in window:
+        try:
+            predictor.predict_tensors([image])
+            sync()
+        except Exception as e:
+            traceback.clear_frames(e.__traceback__)  # keep the error, not the failed call's tensors
+            failed.append((name, e))
+        else:
+            kept.append((name, image))
+    if not kept:
+        error = failed[-1][1]
+        on_failure(_names(name for name, _ in failed), error, stop="window")
+        raise error
+    for name, error in failed:
+        on_failure(name, error, stop=None)
+        timing.failed += 1
+    return kept
+
+
 def _note(text: str) -> None:
     print(f"maskrcnn benchmark: note: {text}", file=sys.stderr)
+
+
+def _report_failure(name, error: BaseException, *, stop: str | None) -> None:
+    """``time_inference``'s ``on_failure``: an image skipped, or why the run stops (the error itself is
+    then printed as the command's error)."""
+    lines = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    why = ("a failure there is the model's or the device's (every image would meet it) far more often than "
+           "one file's")
+    if stop == "first":
+        _note(f"the model failed on the first batch ({name}), before anything was timed: stopped, as {why}")
+    elif stop == "window":
+        _note(f"the model failed on every image of a window ({name}), each alone too: stopped, as such a "
+              "failure is the model's or the device's far more often than every file's")
+    else:
+        print(f"maskrcnn benchmark: warning: skipped {name}: the model failed on it ({reason})",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,13 +376,16 @@ def run(args: argparse.Namespace) -> int:
     if predictor.int8_parts and args.no_optimise:
         _note("--no-optimise does not apply to an INT8 file: it always runs its INT8 kernels")
     dev = predictor.device
-    timing = time_inference(predictor, images)
-    if timing.images == 0:  # every file became unreadable after the first look
-        raise ValueError("none of the input image files could be read (each is named above)")
+    timing = time_inference(predictor, images, on_failure=_report_failure)
+    if timing.images == 0:  # every file became unreadable after the first look, or failed in the model
+        raise ValueError("none of the input images could be timed: each was unreadable or failed in the "
+                         "model (each is named above)")
     sizes = sorted(timing.sizes)
     size = sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes"
-    skipped = getattr(images, "skipped", 0)
-    skipped = f" ({skipped} unreadable skipped)" if skipped else ""
+    unreadable = getattr(images, "skipped", 0)
+    counts = ((unreadable, "unreadable"), (timing.failed, "failed in the model"))
+    skipped = " and ".join(f"{n} {what}" for n, what in counts if n)
+    skipped = f" ({skipped} skipped)" if skipped else ""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     engine = f"{args.dtype}{'' if args.no_optimise else ', optimised'}"
     if predictor.runtime:

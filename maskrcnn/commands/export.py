@@ -63,9 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _size(text, *, multiple: int = 1):
-    # parse_size with this command's message: what export allocates at --size is the traced example.
-    return parse_size(text, multiple=multiple, allocated="the traced example")
+# what export allocates at --size, for parse_size's message
+ALLOCATED = "the traced example"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
-    if args.size:  # before loading: a wrong size is refused in a second, not after the model is built
-        _size(args.size)
+    # before loading: a wrong size is refused in a second, not after the model is built
+    size_hw = parse_size(args.size, allocated=ALLOCATED) if args.size else None
     from maskrcnn.export.onnx_runtime import is_onnx_file
 
     weights = Path(args.weights)
@@ -105,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
         names = export_onnx(
             predictor.model, predictor.cfg, predictor.source_class_names, args.output,  # as given
             label_to_category_id=predictor.label_to_category_id,
-            example_hw=_size(args.size) if args.size else None,
+            example_hw=size_hw,
         )  # fmt: skip
         print(f"wrote {args.output} (onnx): image (3, H, W) -> {', '.join(names)}; run it with "
               f"`maskrcnn predict --weights {shell_word(args.output)} IMAGES --output DIR`",
               file=sys.stderr)  # quoted: "exp 葉/m#ema.onnx" pasted into a shell as it is
         return 0
-    h, w = _size(args.size or "800x1088", multiple=32)
+    h, w = parse_size(args.size or "800x1088", multiple=32, allocated=ALLOCATED)
     predictor = Predictor.from_checkpoint(
         args.weights, device="cpu", overrides=overrides, optimise=not args.no_optimise, winograd=False,
         fused_add=False, int8=False if args.float else None,

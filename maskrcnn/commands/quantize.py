@@ -86,7 +86,7 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     "int8" section. Prints what it did on stderr. A predictor already INT8 (a checkpoint written by
     ``maskrcnn quantize``) is left as it is, with one note, and the folder is not read: None."""
     from maskrcnn.engine.int8 import calibration_files, quantize_predictor
-    from maskrcnn.modeling.quantize import missing_parts_problem
+    from maskrcnn.modeling.quantize import check_parts
 
     if predictor.int8_parts:
         print(f"note: {ALREADY_INT8}", file=sys.stderr)
@@ -94,19 +94,19 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     if not args.calib_images:
         raise ValueError("--int8 needs --calib-images PATH (or a checkpoint written by `maskrcnn quantize`)")
     parts = _parts(args.parts)
-    problem = missing_parts_problem(predictor.model, parts or ())
-    if problem:  # checked here, before the calibration images are read, so the message names --parts
-        raise ValueError(f"--parts {args.parts}: {problem}")
+    named = f"--parts {args.parts}" if parts else "int8"
+    # a part the model lacks: refused before the calibration images are listed, the message naming --parts
+    check_parts(predictor.model, parts, named=named)
     files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
     note = _parts_note(predictor.model, parts)
-    if note:
+    if note:  # before calibrating, which takes a while
         print(f"note: {note}", file=sys.stderr)
     start = time.perf_counter()
 
     def skip(path, reason: str) -> None:
         print(f"warning: skipped calibration image {reason}", file=sys.stderr)  # reason names the file
 
-    section = quantize_predictor(predictor, files, parts=parts,
+    section = quantize_predictor(predictor, files, parts=parts, parts_named=named,
                                  source=str(args.calib_json or args.calib_images), on_unreadable=skip)
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
           f"{section['calibration']['images']} image(s){_skipped(section)} in "

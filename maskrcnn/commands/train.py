@@ -119,10 +119,11 @@ def run(args) -> int:
     return exit_status(run_training(args))
 
 
-def run_training(args) -> dict:
+def run_training(args, *, config_said=None) -> dict:
     """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
     "signal", ...}; a stop mid-iteration, not saved: also "stopped", its line): ``run`` makes it an exit
-    status, ``maskrcnn.train`` an exception."""
+    status, ``maskrcnn.train`` an exception. ``config_said``: how messages name ``--config`` where its file
+    means nothing to the user (``maskrcnn.train`` given a Config object writes it to a temporary one)."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
@@ -173,6 +174,7 @@ def run_training(args) -> dict:
         config_named=args.config,
         config_keys=written,
         init_reads=reads,
+        config_said=config_said,
     )
     reads.clear()  # what the weights' reading did not take (a --resume, a file changed in between): not
     del reads  # held during the run

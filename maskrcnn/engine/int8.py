@@ -106,11 +106,12 @@ def _check_plain_convolutions(model) -> None:
 @torch.no_grad()
 def quantize_predictor(
     predictor, images: Sequence, *, parts=None, source: str = "", on_unreadable=None,
+    parts_named: str = "int8",
 ) -> dict:
     """Quantize ``predictor.model`` in place, calibrated on ``images`` (paths or (3, H, W) tensors, at
     their original size), and return the "int8" section to save with the checkpoint. ``parts`` None:
     all the model has (``modeling.quantize.quantizable_parts``); one it lacks is refused before any
-    image is read.
+    image is read, the message starting with ``parts_named`` (a command's "--parts mask_head").
 
     The predictor must run on the CPU, in float32, with its norms folded and without Winograd / fused
     additions: ``Predictor(..., optimise=True, winograd=False, fused_add=False)``. When a part saw no data
@@ -139,7 +140,8 @@ def quantize_predictor(
     _check_plain_convolutions(predictor.model)
     from maskrcnn.data.images import ImageReadError
 
-    prepare_int8(predictor.model, parts=None if parts is None else list(parts))  # None: all it has
+    # None: all it has
+    prepare_int8(predictor.model, parts=None if parts is None else list(parts), named=parts_named)
     parts = list(predictor.model.int8_parts)
     used = skipped = detected = 0  # detected: images with a box for the mask head to see
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not

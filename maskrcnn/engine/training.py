@@ -65,7 +65,7 @@ def _asked(key: str, overrides: dict) -> bool:
 
 
 def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
-                    notes=None):
+                    notes=None, config_said=None):
     """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
     input, data, seed, device: the run goes on with the settings it was started with), then what this
     command asks for explicitly, and the run's class names.
@@ -80,7 +80,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     from the run's is an error, the same one is not applied again (``from_checkpoint`` False: the run has
     no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
     ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
-    once without it)."""
+    once without it). ``config_said``: how the lines name that config (``config_phrase``)."""
     from maskrcnn.config import apply_overrides, flatten_sections, load_config, set_keys
 
     saved_path = output / "config.yaml"
@@ -123,7 +123,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
     if from_config:
         listed = ", ".join(f"{k}={asked[k]} (the run's: {kept.get(k)})" for k in from_config)
-        say(f"warning: --resume goes on with the run's settings ({saved_path}); --config {config_named} "
+        said = config_phrase(config_named, config_said)
+        say(f"warning: --resume goes on with the run's settings ({saved_path}); {said} "
             f"differs in {listed}: not applied (on --resume only --set changes a setting)")
     cfg = apply_overrides(saved, {k: asked[k] for k in applied})
     source = "the config" if everything else "--set"
@@ -145,18 +146,27 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
+def config_phrase(config_named, config_said=None) -> str:
+    """How a message names the config the run was given: ``config_said`` where the caller gave one
+    (``maskrcnn.train`` with a Config object: "the Config given to train()", not the temporary file it
+    was written to), else ``--config FILE``; "the config" for none given."""
+    return config_said or (f"--config {config_named}" if config_named else "the config")
+
+
 def _explicit_keys(keys, overrides: dict | None, config_named: str | None,
-                   config_keys: frozenset | None = None) -> dict:
+                   config_keys: frozenset | None = None, config_said: str | None = None) -> dict:
     """{key: "--set" | "--config FILE"} for those of ``keys`` the user set explicitly: named by ``--set``
     (in a section's mapping too), or written in the YAML file given as ``--config`` (``config_keys``, as
     ``config.load_config_keys`` gave them; None: read from ``config_named``; a preset sets nothing
-    explicitly). ``init_weights.follow_weights_keeping`` keeps these where the weights only suggest."""
+    explicitly; ``config_said``: as ``config_phrase``). ``init_weights.follow_weights_keeping`` keeps these
+    where the weights only suggest."""
     from maskrcnn.config import config_file_keys, set_keys
 
     named = set_keys(overrides or {})
     out = {k: "--set" for k in keys if k in named}
     in_file = (config_file_keys(config_named) if config_keys is None else config_keys) if config_named else ()
-    out.update({k: f"--config {config_named}" for k in keys if k in in_file and k not in out})
+    said = config_phrase(config_named, config_said)
+    out.update({k: said for k in keys if k in in_file and k not in out})
     return out
 
 
@@ -246,14 +256,14 @@ def skip_words(skipped: dict) -> str:
     return "; ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in ordered)
 
 
-def keypoint_config_refusal(cfg, train_set, config_named=None) -> str:
+def keypoint_config_refusal(cfg, train_set, config_named=None, config_said=None) -> str:
     """One line when ``cfg`` trains keypoints (``model.roi_heads.keypoint_on``) and the training file
     has none (no category names a keypoint set, no kept annotation holds keypoints), else "". Every
     annotation was then skipped as having no keypoint, and the run failed with "no usable training
-    image", the reason unsaid."""
+    image", the reason unsaid. ``config_said``: as ``config_phrase``."""
     if not cfg.model.roi_heads.keypoint_on or train_set.defines_keypoints:  # (unnamed: read as COCO's 17)
         return ""
-    config = f"--config {config_named}" if config_named else "the config"
+    config = config_phrase(config_named, config_said)
     return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
             f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "
             "boxes and masks with a mask config (--config r50_fpn), or --set "
@@ -354,6 +364,7 @@ def build_training(
     config_named=None,
     config_keys=None,
     init_reads=None,
+    config_said=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
@@ -366,8 +377,9 @@ def build_training(
     (``_resumed_config``). ``config_keys``: the keys that file wrote (``config.load_config_keys``; None:
     read from ``config_named``), kept over what ``--init`` weights only suggest. ``device`` None: the
     config's (the run's, on resume). ``init_reads``: the ``FileReads`` the preset was chosen with
-    (``commands.train.default_config``): the ``--init`` file it read is not read again."""
-    from maskrcnn.config import preset_solver_steps, save_config, set_keys
+    (``commands.train.default_config``): the ``--init`` file it read is not read again. ``config_said``:
+    how messages name the config given, where ``--config FILE`` would mislead (``config_phrase``)."""
+    from maskrcnn.config import plain_config, preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
         flip_pairs,
@@ -411,13 +423,14 @@ def build_training(
     if resume:  # before the device: the run's config names it unless asked otherwise
         # also with no checkpoint yet (the run starts again from scratch with its own settings)
         cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
-                                           from_checkpoint=resuming, notes=resume_notes)
+                                           from_checkpoint=resuming, notes=resume_notes,
+                                           config_said=config_said)
         run_classes = run_classes if resuming else ()
     device = resolve_device(cfg.device, what="the config's device") if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size, reads=init_reads)
-        explicit = _explicit_keys(source.implied, overrides, config_named, config_keys)
+        explicit = _explicit_keys(source.implied, overrides, config_named, config_keys, config_said)
         cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit)
     if cfg.solver.batch_size % world_size:
         raise ValueError(
@@ -439,7 +452,7 @@ def build_training(
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
         crowd_as_objects=cfg.data.crowd_as_objects,
     )
-    no_keypoints = keypoint_config_refusal(cfg, train_set, config_named)
+    no_keypoints = keypoint_config_refusal(cfg, train_set, config_named, config_said)
     if no_keypoints:  # every annotation skipped as lacking keypoints: "no usable training image" hid why
         raise ValueError(no_keypoints)
     if len(train_set) == 0:
@@ -475,7 +488,7 @@ def build_training(
         names = ", ".join(train_set.class_names[1:])
         say(f"note: data.class_names {list(asked_class_names)} is not applied: class names come from the "
             f"training data, and {train_json} has {names}")
-    cfg = cfg.copy()
+    cfg = plain_config(cfg).copy()  # a library caller's numpy / torch numbers as Python's; theirs left as is
     cfg.model.num_classes = int(train_set.num_classes)
     cfg.data.class_names = tuple(train_set.class_names)
     flip_map = None

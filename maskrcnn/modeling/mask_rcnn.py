@@ -245,7 +245,7 @@ def build_model(cfg) -> MaskRCNN:
         raise TypeError(f"build_model expects a maskrcnn.config.Config, got {type(cfg).__name__} "
                         "(load_config(PRESET_OR_YAML) gives one)")
     # stored: the device is not checked, the model does not use it
-    validate_config(cfg, stored=True, keys=MODEL_KEYS)
+    cfg = validate_config(cfg, stored=True, keys=MODEL_KEYS)  # numbers as Python's; the caller's left as is
     m = cfg.model
     r = m.rpn
     h = m.roi_heads

@@ -66,6 +66,7 @@ __all__ = [
     "lacking_parts",
     "quantizable_parts",
     "missing_parts_problem",
+    "check_parts",
 ]
 
 _OBSERVER_KEY = "activation_post_process"
@@ -249,15 +250,15 @@ def missing_parts_problem(model: nn.Module, parts) -> str:
     return f"{'; '.join(missing)} (parts it has: {', '.join(quantizable_parts(model)) or 'none'})"
 
 
-@torch.no_grad()
-def prepare_int8(model: nn.Module, *, parts=None) -> nn.Module:
-    """Swap ``parts`` of ``model`` (a folded, eval-mode ``MaskRCNN`` on the CPU) for observing FX
-    copies; returns ``model``. ``model.int8_parts`` records which parts were prepared. ``parts`` None:
-    all the model has (``quantizable_parts``); a part it lacks, asked for, is refused (ValueError)."""
-    if getattr(model, "int8_parts", None):
-        raise ValueError("int8: this model is already prepared or quantized")
+def check_parts(model: nn.Module, parts=None, *, named: str = "int8") -> list:
+    """The parts ``prepare_int8`` quantizes in ``model`` (a built, not yet prepared ``MaskRCNN``):
+    ``parts``, or with None all the model has (``quantizable_parts``). Unknown parts, none, or a part the
+    model lacks are refused (ValueError; a lacking part's message starts with ``named``: a command names
+    its option, "--parts mask_head"). ``prepare_int8`` calls it; a command calls it first too, so that a
+    bad ``--parts`` is refused before the calibration images are looked at."""
     if parts is None:
         parts = quantizable_parts(model)
+    parts = list(parts)
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         raise ValueError(f"int8: unknown parts {unknown}; expected some of {list(PARTS)}")
@@ -265,7 +266,19 @@ def prepare_int8(model: nn.Module, *, parts=None) -> nn.Module:
         raise ValueError(f"int8: no parts to quantize; expected some of {list(PARTS)}")
     problem = missing_parts_problem(model, parts)
     if problem:
-        raise ValueError(f"int8: {problem}")
+        raise ValueError(f"{named}: {problem}")
+    return parts
+
+
+@torch.no_grad()
+def prepare_int8(model: nn.Module, *, parts=None, named: str = "int8") -> nn.Module:
+    """Swap ``parts`` of ``model`` (a folded, eval-mode ``MaskRCNN`` on the CPU) for observing FX
+    copies; returns ``model``. ``model.int8_parts`` records which parts were prepared. ``parts`` None:
+    all the model has (``quantizable_parts``); a part it lacks, asked for, is refused (ValueError, its
+    message starting with ``named``: a command names its option, "--parts mask_head")."""
+    if getattr(model, "int8_parts", None):
+        raise ValueError("int8: this model is already prepared or quantized")
+    parts = check_parts(model, parts, named=named)
     first = next(iter(model.parameters()), None)
     if first is not None and first.device.type != "cpu":
         raise ValueError(f"int8: quantized kernels run on the CPU; the model is on {first.device}")

@@ -5,6 +5,7 @@ times, and its table shows "-" for the worst differences when no detection match
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 
 import pytest
@@ -90,3 +91,39 @@ def test_scaling_checks_every_case_before_the_table_starts(benchmark_script, mon
     assert stopped.value.code == 2
     out, err = capsys.readouterr()
     assert out == "" and "unknown case 'bogus' (the cases: infer-<P>mp[-<D>det]" in err
+
+
+@pytest.mark.parametrize("script, argv", [("inference", ["--variants", "fp32", "--tv-python", ""]),
+                                          ("scaling", ["--cases", "infer-0.5mp"])])
+def test_threads_are_bounded_as_maskrcnn_benchmark_bounds_them(benchmark_script, monkeypatch, capsys, script,
+                                                               argv, tmp_path):
+    """--threads -1 or 0 failed in every run (torch.set_num_threads), a huge count crashed torch's pool:
+    refused before anything runs with maskrcnn benchmark's check; 0 is torch's own choice, as there."""
+    from maskrcnn.commands.benchmark import MAX_THREADS_PER_CORE, usable_cores
+
+    module = benchmark_script(script)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
+    huge = MAX_THREADS_PER_CORE * usable_cores() + 1
+    for threads, message in (("-1", "--threads must be >= 0"), (str(huge), f"--threads {huge}: at most")):
+        with pytest.raises(SystemExit) as stopped:
+            module.main([*argv, "--threads", threads])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    commands = []
+
+    def failed_run(cmd, **_):
+        commands.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="stopped here")
+
+    monkeypatch.setattr(subprocess, "run", failed_run)
+    module.main([*argv, "--threads", "0"])  # each run "failed": only the option handed on is checked
+    assert commands and all(cmd[cmd.index("--threads") + 1] == "0" for cmd in commands)
+    before = torch.get_num_threads()
+    if script == "scaling":  # the case itself leaves torch's choice as it is
+        monkeypatch.setattr(module, "_infer", lambda *a, **k: {"peak_mb": 0})
+        module.run_case("infer-0.5mp", 0, "auto")
+    else:
+        monkeypatch.setattr(module, "worker_ours", lambda args: {"dets": []})
+        monkeypatch.setattr(module, "pack_detections", lambda dets: dets)
+        monkeypatch.setattr(module, "peak_rss_mb", lambda: 0.0)
+        module.run_worker(argparse.Namespace(threads=0, worker="ours:fp32", out=tmp_path / "r.pt"))
+    assert torch.get_num_threads() == before

@@ -142,6 +142,10 @@ def test_a_value_set_explicitly_wins_over_one_the_weights_only_suggest(tmp_path)
     written = load_config_keys(str(yaml))[1]
     yaml.unlink()
     assert _explicit_keys(implied, {}, str(yaml), written) == {"model.frozen_bn_eps": f"--config {yaml}"}
+    # maskrcnn.train(config=Config) reads it from a temporary file: the kept line and the init report say
+    # which Config, not that file's name
+    said = _explicit_keys(implied, {}, str(yaml), written, "the Config given to train()")
+    assert said == {"model.frozen_bn_eps": "the Config given to train()"}
     # a section's mapping names only its own keys: --set model={num_classes: 3} keeps no implied value
     assert _explicit_keys(implied, {"model": "{num_classes: 3}"}, None) == {}
     in_section = _explicit_keys(implied, {"model": "{frozen_bn_eps: 1.0e-5}"}, None)

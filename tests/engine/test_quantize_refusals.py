@@ -70,6 +70,11 @@ def test_a_part_the_model_lacks_is_refused_naming_it_and_the_parts_it_has(keypoi
                                "--output", out)
         assert rc == 1 and err == [f"maskrcnn quantize: error: --parts {parts}: this model has no mask head "
                                    "(parts it has: features, rpn, box_head)"]
+    # refused before the calibration images are listed: a missing --calib-images does not hide it
+    rc, _, err = _quantize(capsys, "--weights", keypoint_model, "--calib-images", tmp_path / "missing",
+                           "--parts", "mask_head", "--output", out)
+    assert rc == 1 and err == ["maskrcnn quantize: error: --parts mask_head: this model has no mask head "
+                               "(parts it has: features, rpn, box_head)"]
     assert not out.exists()
     # a C4 model's box head is res5 + average pooling: no fully connected layer to quantize; an RPN
     # built without its 3x3 convolution has nothing either; both named, in one line

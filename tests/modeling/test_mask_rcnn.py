@@ -246,20 +246,31 @@ def test_a_config_changed_by_assignment_is_checked_as_a_loaded_one(key, value, m
 
 
 def test_numpy_and_torch_values_set_by_assignment_build_as_their_numbers():
-    """They built before the kind check; set= takes them too. Replaced by Python's numbers, so the config
-    is written by yaml.safe_dump as a loaded one is."""
+    """They built before the kind check; set= takes them too. Read as Python's numbers, so the config is
+    checked and written by yaml.safe_dump as a loaded one is; the caller's Config is left as it was (it
+    was changed in place under them)."""
     import yaml
+
+    from maskrcnn.config import MODEL_KEYS, validate_config
 
     cfg = _tiny_cfg()
     cfg.model.num_classes = np.int64(3)
-    cfg.model.pixel_mean = np.array([103.5, 116.25, 123.75], dtype=np.float32)
+    cfg.model.pixel_mean = mean = np.array([103.5, 116.25, 123.75], dtype=np.float32)
     cfg.model.rpn.nms_thresh = np.float32(0.7)  # not 0.699999988079071
     cfg.model.fpn_dim = torch.tensor(32)
     cfg.solver.lr_schedule = "outdated"  # not a model key: a stored config still builds for inference
-    build_model(cfg)
-    assert type(cfg.model.num_classes) is int and cfg.model.fpn_dim == 32
-    assert cfg.model.pixel_mean == (103.5, 116.25, 123.75) and cfg.model.rpn.nms_thresh == 0.7
-    yaml.safe_dump(cfg.to_dict())
+    model = build_model(cfg)
+    assert type(model.num_classes) is int and model.fpn.out_channels == 32
+    assert model.pixel_mean.flatten().tolist() == [103.5, 116.25, 123.75]
+    assert type(cfg.model.num_classes) is np.int64 and cfg.model.pixel_mean is mean  # the caller's, as set
+    assert type(cfg.model.rpn.nms_thresh) is np.float32 and isinstance(cfg.model.fpn_dim, torch.Tensor)
+    plain = validate_config(cfg, stored=True, keys=MODEL_KEYS)
+    assert type(plain.model.num_classes) is int and plain.model.fpn_dim == 32
+    assert plain.model.pixel_mean == (103.5, 116.25, 123.75) and plain.model.rpn.nms_thresh == 0.7
+    assert type(cfg.model.num_classes) is np.int64  # still
+    assert yaml.safe_load(yaml.safe_dump(cfg.to_dict())) == plain.to_dict()  # written as its numbers
+    loaded = _tiny_cfg()
+    assert validate_config(loaded) is loaded  # a plain Config is not copied
 
 
 @pytest.mark.parametrize("cfg", ["demo", {"model": {"num_classes": 3}}, None])
