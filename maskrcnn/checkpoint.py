@@ -10,6 +10,9 @@ them is tensors or plain Python values (RNG states are stored as uint8 tensors /
 A file that cannot be loaded is refused in one line naming it (``checkpoint_refusal``: empty, asking to
 run code, a plain pickle, truncated), never with torch's advice to load it with ``weights_only=False``.
 
+A safetensors file (``safetensors_io``: told by its bytes, the config and class names in its metadata)
+loads into the same dict; one of another project's tensors is refused as a bare state dict.
+
 Writes are atomic (``io_utils.atomic_write_bytes``: temporary file in the same folder, fsync,
 ``os.replace``): a crash at any moment leaves either the old file or the new one, never half of one.
 """
@@ -70,7 +73,10 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path} is empty (0 bytes)")
     from maskrcnn.checkpoint_refusal import not_weights_message
     from maskrcnn.safe_load import load_weights_only
+    from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
+    if is_safetensors(path):  # told by its bytes (its first ones would read as "not a PyTorch file")
+        return check_checkpoint(path, _to_device(read_safetensors(path, error=CheckpointError), map_location))
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
     if refusal is not None:
         raise CheckpointError(refusal)
@@ -79,6 +85,17 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
     return check_checkpoint(path, ckpt)
+
+
+def _to_device(ckpt: dict, map_location: Any) -> dict:
+    """A safetensors file's checkpoint (read onto the CPU) moved where ``map_location`` asks, when it
+    names a device; the CPU otherwise."""
+    if map_location is None or not isinstance(map_location, (str, torch.device)) or \
+            torch.device(map_location).type == "cpu":
+        return ckpt
+    if isinstance(ckpt.get("model"), dict):
+        ckpt["model"] = {k: v.to(map_location) for k, v in ckpt["model"].items()}
+    return ckpt
 
 
 def check_checkpoint(path: PathLike, ckpt: object) -> dict:
