@@ -63,7 +63,8 @@ def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_nam
 
 
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
-    """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file."""
+    """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file.
+    ``map_location`` applies to torch files; a safetensors file's tensors are read onto the CPU."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
@@ -76,7 +77,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
     if is_safetensors(path):  # told by its bytes (its first ones would read as "not a PyTorch file")
-        return check_checkpoint(path, _to_device(read_safetensors(path, error=CheckpointError), map_location))
+        return check_checkpoint(path, read_safetensors(path, error=CheckpointError))  # (onto the CPU)
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
     if refusal is not None:
         raise CheckpointError(refusal)
@@ -85,17 +86,6 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
     return check_checkpoint(path, ckpt)
-
-
-def _to_device(ckpt: dict, map_location: Any) -> dict:
-    """A safetensors file's checkpoint (read onto the CPU) moved where ``map_location`` asks, when it
-    names a device; the CPU otherwise."""
-    if map_location is None or not isinstance(map_location, (str, torch.device)) or \
-            torch.device(map_location).type == "cpu":
-        return ckpt
-    if isinstance(ckpt.get("model"), dict):
-        ckpt["model"] = {k: v.to(map_location) for k, v in ckpt["model"].items()}
-    return ckpt
 
 
 def check_checkpoint(path: PathLike, ckpt: object) -> dict:
@@ -171,6 +161,15 @@ def non_finite_keys(state_dict: dict) -> list:
         k for k, v in state_dict.items()
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]
+
+
+def label_to_category_id(ckpt: dict):
+    """The checkpoint's label -> dataset category id map: its own field, else one an older file kept
+    under "metadata"; None when it has neither."""
+    l2c = ckpt.get("label_to_category_id")
+    if l2c is None and isinstance(ckpt.get("metadata"), dict):
+        l2c = ckpt["metadata"].get("label_to_category_id")
+    return l2c
 
 
 def config_from_checkpoint(ckpt: dict, overrides: Optional[dict] = None):

@@ -7,7 +7,7 @@
 
 The format: an 8-byte little-endian header length N, N bytes of JSON naming each tensor's dtype, shape
 and byte range (plus ``__metadata__``, a string -> string map), then the raw bytes. Reading it runs no
-code, whatever the file holds (``safetensors.torch.load_file``): no pickle is involved.
+code, whatever the file holds (``safetensors.safe_open``): no pickle is involved.
 
 Our checkpoint as safetensors: the tensors are the "model" state dict under our names; the rest of
 ``checkpoint.py``'s format travels as JSON strings in the metadata under ``maskrcnn.*`` keys
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from typing import Any, Union
 
@@ -79,9 +80,9 @@ def read_safetensors(path: PathLike, *, error: type = ValueError) -> dict:
     file, a header that is not JSON, no tensors, a metadata field that is not the JSON we write."""
     safetensors, st = _library(path, error)
     try:
-        with safetensors.safe_open(os.fspath(path), framework="pt") as f:
+        with safetensors.safe_open(os.fspath(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
-        tensors = st.load_file(os.fspath(path), device="cpu")
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except OSError:  # missing, a folder, no permission: the caller's words for the file system
         raise
     except (safetensors.SafetensorError, ValueError, RuntimeError, TypeError) as e:
@@ -97,27 +98,34 @@ def _field(path, metadata: dict, name: str, error):
     text = metadata[PREFIX + name]
     try:
         return json.loads(text)
-    except ValueError as e:
-        raise error(f"{path}: safetensors metadata field '{PREFIX}{name}' is not JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # (nested past the JSON parser's depth: RecursionError)
+        reason = e if isinstance(e, ValueError) else "nested too deeply"
+        raise error(f"{path}: safetensors metadata field '{PREFIX}{name}' is not JSON ({reason})") from None
 
 
 def _checkpoint(path, metadata: dict, tensors: dict, error) -> dict:
     """Our checkpoint's dict from the metadata we write (module docstring); ``check_checkpoint`` then
     checks the fields' types and the config as it does for a torch file."""
     version = metadata.get(PREFIX + "format_version", "")
-    ckpt: dict = {"format": metadata[PREFIX + "format"],
-                  "format_version": int(version) if version.isdigit() else version, "model": tensors}
+    ckpt: dict = {"format": metadata[PREFIX + "format"], "model": tensors,
+                  "format_version": int(version) if re.fullmatch(r"[0-9]+", version) else version}
     for name in ("config", "class_names", *CARRIED):
         if PREFIX + name in metadata:
             ckpt[name] = _field(path, metadata, name, error)
     pairs = ckpt.get("label_to_category_id")
     if pairs is not None:  # JSON objects have string keys: stored as [label, category id] pairs
-        try:
-            ckpt["label_to_category_id"] = {int(a): int(b) for a, b in pairs}
-        except (TypeError, ValueError):
+        if not _int_pairs(pairs):
             raise error(f"{path}: safetensors metadata field '{PREFIX}label_to_category_id' is not a list "
-                        "of [label, category id] pairs") from None
+                        "of [label, category id] pairs")
+        ckpt["label_to_category_id"] = {a: b for a, b in pairs}
     return ckpt
+
+
+def _int_pairs(value) -> bool:
+    """Whether ``value`` is what we write for label_to_category_id: a list of 2-element lists of ints
+    (not bools, not floats, not a JSON object, whose keys would be iterated)."""
+    return isinstance(value, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(type(x) is int for x in p) for p in value)
 
 
 def _own_storage(state: dict) -> dict:
@@ -141,12 +149,15 @@ def _own_storage(state: dict) -> dict:
     return out
 
 
-def safetensors_bytes(*, model_state: dict, config: Any, class_names, **fields: Any) -> bytes:
+def safetensors_bytes(*, model_state: dict, config: Any, class_names, path: Any = None,
+                      **fields: Any) -> bytes:
     """Our checkpoint (the arguments of ``checkpoint.save_checkpoint``) as a safetensors file's bytes.
-    ``fields`` other than ``CARRIED`` are refused: training state is not what such a file shares."""
+    ``fields`` other than ``CARRIED`` are refused: training state is not what such a file shares.
+    ``path``: the file being written, named when the safetensors package is missing."""
     from maskrcnn.checkpoint import FORMAT, FORMAT_VERSION
 
-    _, st = _library(None, RuntimeError, what="writing a safetensors file")
+    what = f"writing {path} (a safetensors file)" if path is not None else "writing a safetensors file"
+    _, st = _library(None, RuntimeError, what=what)
     unknown = sorted(set(fields) - set(CARRIED))
     if unknown:
         raise ValueError(f"safetensors files carry the weights, config and class names only, not {unknown}")
@@ -168,4 +179,4 @@ def save_safetensors(path: PathLike, *, model_state: dict, config: Any, class_na
     from maskrcnn.io_utils import atomic_write_bytes
 
     atomic_write_bytes(path, safetensors_bytes(model_state=model_state, config=config,
-                                               class_names=class_names, **fields))
+                                               class_names=class_names, path=path, **fields))

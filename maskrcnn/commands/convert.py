@@ -1,4 +1,5 @@
-"""``maskrcnn convert``: turn a torchvision, detectron2 or MMDetection checkpoint into our format.
+"""``maskrcnn convert``: turn a torchvision, detectron2 or MMDetection checkpoint into our format, or
+rewrite one of ours (``--from maskrcnn``), e.g. as a safetensors file (``--to safetensors``).
 
     maskrcnn convert --from torchvision|detectron2|mmdetection|maskrcnn IN OUT [--to torch|safetensors]
         [--set key=value ...] [--class-names a,b,c] [--ema]
@@ -30,7 +31,8 @@ import os
 import re
 import sys
 
-HELP = "convert a torchvision, detectron2 or MMDetection checkpoint into this library's format"
+HELP = ("convert a torchvision, detectron2 or MMDetection checkpoint into this library's format, or one of "
+        "ours (--from maskrcnn) to a safetensors file (--to safetensors)")
 SOURCES = ("torchvision", "detectron2", "mmdetection", "maskrcnn")
 
 
@@ -106,26 +108,56 @@ def _convert(args, path: str, overrides: dict) -> dict:
 
 def _ours(args, path: str, overrides: dict) -> dict:
     """A checkpoint of ours read as ``predict`` reads it (a torch file or a safetensors one), in the shape
-    of a converter's result; "carried": its fields kept beside the weights."""
-    from maskrcnn.checkpoint import check_class_names, config_from_checkpoint, load_checkpoint
+    of a converter's result; "carried": its fields kept beside the weights. ``--set`` changes that leave
+    the class names or the weights not fitting the model refuse here, as ``predict`` would refuse OUT."""
+    from maskrcnn.checkpoint import (
+        CheckpointError,
+        check_class_names,
+        config_from_checkpoint,
+        label_to_category_id,
+        load_checkpoint,
+    )
 
     ckpt = load_checkpoint(path)
     check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt, overrides or None)
     sd = ckpt["model"]
+    if overrides:
+        check_class_names(path, {**ckpt, "config": cfg.to_dict()})
+        _check_fit(path, cfg, sd, CheckpointError)
     names = list(ckpt["class_names"]) or list(cfg.data.class_names)
-    l2c = ckpt.get("label_to_category_id")
-    if l2c is None and isinstance(ckpt.get("metadata"), dict):
-        l2c = ckpt["metadata"].get("label_to_category_id")
+    l2c = label_to_category_id(ckpt)
     carried = {"label_to_category_id": l2c} if l2c else {}
     if isinstance(ckpt.get("converted_from"), dict):
         carried["converted_from"] = ckpt["converted_from"]
-    known = {"format", "format_version", "config", "class_names", "model", "metadata", *carried}
+    known = {"format", "format_version", "config", "class_names", "model", *carried}
     left = sorted(k for k in ckpt if k not in known)
+    if isinstance(ckpt.get("metadata"), dict):  # its label_to_category_id is carried; the rest is not
+        rest = sorted(k for k in ckpt["metadata"] if not (k == "label_to_category_id" and l2c))
+        left = [k for k in left if k != "metadata"] + (
+            [f"metadata ({', '.join(map(str, rest))})"] if rest else [])
     notes = [f"left out: {', '.join(map(str, left))} (OUT keeps the weights, config and class names)"] \
         if left else []
     return {"state_dict": sd, "config": cfg, "class_names": names, "layout": "maskrcnn-checkpoint",
             "report": {"num_tensors": len(sd)}, "notes": notes, "carried": carried}
+
+
+def _check_fit(path, cfg, state: dict, error) -> None:
+    """``error`` in one line when ``state`` does not load strictly into the model ``cfg`` describes
+    (built on the meta device: no memory, no initialisation)."""
+    import torch
+
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
+        shown = "; ".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
+        raise error(f"{path}: with the --set changes its weights do not fit the model the config describes"
+                    f" ({shown or str(e).strip()})") from None
 
 
 def _write(args, result: dict, cfg, names) -> None:

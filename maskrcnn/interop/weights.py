@@ -356,7 +356,8 @@ def wrong_source_hint(path, asked: str) -> Optional[str]:
         return None
     if found == "maskrcnn":
         return (f"{path}: this is a maskrcnn checkpoint: no conversion needed, use it as --weights / --init "
-                f"(not --from {asked})")
+                f"(not --from {asked}); to rewrite it: maskrcnn convert --from maskrcnn {path} OUT "
+                "[--to safetensors]")
     if found == "imagenet":
         return (f"{path}: this looks like an ImageNet backbone, not a {asked} detector: start a run from it "
                 "with train --init")

@@ -82,8 +82,10 @@ def test_train_init_takes_a_safetensors_file_and_reads_it_once(tmp_path, monkeyp
     sd = _torchvision_resnet("resnet18")
     safe = tmp_path / "model.safetensors"
     st.save_file(sd, str(safe))
-    got, calls, load_file = {}, [], st.load_file
-    monkeypatch.setattr(st, "load_file", lambda *a, **k: calls.append(a[0]) or load_file(*a, **k))
+    import safetensors
+
+    got, calls, safe_open = {}, [], safetensors.safe_open  # (the one open that reads metadata and tensors)
+    monkeypatch.setattr(safetensors, "safe_open", lambda *a, **k: calls.append(a[0]) or safe_open(*a, **k))
 
     def build_training(cfg, *, init_reads=None, **_):
         got["source"] = training._read_init_weights(cfg.model.init_weights, 0, 1, reads=init_reads)
@@ -173,13 +175,14 @@ def _raw(path, header: bytes, data: bytes = b""):
     return path
 
 
-def _header(size: int, *, metadata=None) -> bytes:
-    """A header for one float32 tensor "w" of 1 element, padded with spaces to ``size`` bytes."""
+def _header(size=None, *, metadata=None) -> bytes:
+    """A header for one float32 tensor "w" of 1 element, padded with spaces to ``size`` bytes (None: to a
+    multiple of 8)."""
     head = {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
     if metadata is not None:
         head["__metadata__"] = metadata
     text = json.dumps(head).encode()
-    return text + b" " * (size - len(text))
+    return text + b" " * ((size if size is not None else -(-len(text) // 8) * 8) - len(text))
 
 
 @pytest.mark.parametrize("size, looks_like", [(0x0108, "onnx"), (0x0280, "pickle"), (0x4B50, "zip")])
@@ -189,10 +192,13 @@ def test_header_lengths_that_start_like_other_formats_are_safetensors(tmp_path, 
     from maskrcnn.checkpoint_refusal import is_plain_pickle, not_torch_file_message
     from maskrcnn.export.onnx_runtime import is_onnx_file
 
-    path = _raw(tmp_path / "w.onnx", _header(size), struct.pack("<f", 2.5))
-    assert is_safetensors(path) and not is_onnx_file(path) and not is_plain_pickle(path)
-    assert not_torch_file_message(path) == f"{path} is a safetensors file, not a PyTorch one"
-    assert torch.equal(read_safetensors(path)["w"], torch.tensor([2.5]))
+    for name in ("w.bin", "w.onnx"):  # a neutral name (the bytes decide) and ONNX's own suffix
+        path = _raw(tmp_path / name, _header(size), struct.pack("<f", 2.5))
+        assert is_safetensors(path), name
+        assert not is_onnx_file(path), name
+        assert not is_plain_pickle(path), name
+        assert not_torch_file_message(path) == f"{path} is a safetensors file, not a PyTorch one"
+        assert torch.equal(read_safetensors(path)["w"], torch.tensor([2.5]))
 
 
 def _broken(tmp_path, tiny_checkpoint) -> dict:
@@ -208,7 +214,22 @@ def _broken(tmp_path, tiny_checkpoint) -> dict:
             "maskrcnn.config": "{oops", "maskrcnn.class_names": "[]"}
     bad_config = _header(200, metadata=ours)
     _raw(tmp_path / "bad_config.safetensors", bad_config, struct.pack("<f", 1.0))
+    deep = {**ours, "maskrcnn.config": "[" * 200_000 + "]" * 200_000}  # past the JSON parser's depth
+    _raw(tmp_path / "deep.safetensors", _header(metadata=deep), struct.pack("<f", 1.0))
+    with st.safe_open(str(good), "pt") as f:
+        good_meta = dict(f.metadata())
+    for name, pairs in (("l2c_object", '{"12": 5}'), ("l2c_float", "[[1, 2.7]]"), ("l2c_bool", "[[true, 2]]"),
+                        ("l2c_triple", "[[1, 2, 3]]")):
+        meta = {**good_meta, "maskrcnn.label_to_category_id": pairs}
+        _raw(tmp_path / f"{name}.safetensors", _header(metadata=meta), struct.pack("<f", 1.0))
+    arabic_one = {**good_meta, "maskrcnn.format_version": "\u0661"}  # a digit to str.isdigit, not ASCII
+    _raw(tmp_path / "version.safetensors", _header(metadata=arabic_one), struct.pack("<f", 1.0))
+    l2c = (": safetensors metadata field 'maskrcnn.label_to_category_id' is not a list of "
+           "[label, category id] pairs")
     return {
+        "deep": ": safetensors metadata field 'maskrcnn.config' is not JSON (nested too deeply)",
+        "l2c_object": l2c, "l2c_float": l2c, "l2c_bool": l2c, "l2c_triple": l2c,
+        "version": ": checkpoint format_version '\u0661' is not supported",
         "truncated": " is a safetensors file that is truncated or corrupt",
         "cut_header": " is a safetensors file that is truncated or corrupt (invalid header length)",
         "not_json": " is a safetensors file that is truncated or corrupt (invalid JSON in header",
@@ -228,12 +249,15 @@ def test_broken_files_are_one_line_naming_the_file_at_every_entry_point(tiny_che
         with pytest.raises(CheckpointError) as e:
             load_checkpoint(path)
         assert str(e.value).startswith(f"{path}{words}") and "\n" not in str(e.value), str(e.value)
-        if name != "bad_config":  # (a file of ours: read_weights names the field through check_checkpoint)
+        ours = name not in ("truncated", "cut_header", "not_json", "no_tensors")
+        if not ours:  # (a file of ours: read_weights names the field through check_checkpoint)
             with pytest.raises(ConversionError, match=re.escape(f"{path}{words}")):
                 read_weights(str(path))
         for argv in (["predict", "--weights", str(path), str(img), "--output", str(tmp_path / "o")],
                      ["convert", "--from", "maskrcnn", str(path), str(tmp_path / "out.pth")],
                      ["convert", "--from", "torchvision", str(path), str(tmp_path / "out.pth")]):
+            if name == "version" and argv[2] == "torchvision":  # read as ours: "no conversion needed"
+                continue
             assert main(argv) == 1
             err = capsys.readouterr().err.strip()
             assert err.startswith(f"maskrcnn {argv[0]}: error: {path}{words}") and "\n" not in err, err
@@ -255,6 +279,45 @@ def test_without_the_package_a_safetensors_file_is_one_line(tiny_checkpoint, tmp
     assert main(["convert", "--from", "maskrcnn", str(tiny_checkpoint), str(tmp_path / "x"), "--to",
                  "safetensors"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "maskrcnn convert: error: writing a safetensors file needs the safetensors package: "
-        "pip install safetensors")
+        f"maskrcnn convert: error: writing {tmp_path / 'x'} (a safetensors file) needs the safetensors "
+        "package: pip install safetensors")
     assert not (tmp_path / "x").exists()
+
+
+def test_convert_from_maskrcnn_refuses_set_changes_the_weights_do_not_fit(tiny_checkpoint, tmp_path, capsys):
+    """``--set model.num_classes=7`` on a 3-class checkpoint: refused in one line, nothing written (predict
+    would refuse OUT); by its class names, or by the weights when it stores none. A --set the weights fit
+    is written."""
+    out = tmp_path / "out.safetensors"
+    base = ["convert", "--from", "maskrcnn", str(tiny_checkpoint), str(out), "--to", "safetensors"]
+    assert main([*base, "--set", "model.num_classes=7"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"maskrcnn convert: error: {tiny_checkpoint}: 'class_names' has 3 names for a "
+                          "model with num_classes=7") and "\n" not in err, err
+    assert not out.exists()
+    ckpt = load_checkpoint(tiny_checkpoint)
+    nameless = tmp_path / "nameless.pth"
+    save_checkpoint(nameless, model_state=ckpt["model"], config=ckpt["config"], class_names=[])
+    argv = ["convert", "--from", "maskrcnn", str(nameless), str(out), "--set", "model.num_classes=7"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"maskrcnn convert: error: {nameless}: with the --set changes its weights do not "
+                          "fit the model the config describes (") and "size mismatch" in err, err
+    assert "\n" not in err
+    assert not out.exists()
+    assert main([*base, "--set", "model.roi_heads.score_thresh=0.3"]) == 0, capsys.readouterr().err
+    got = load_checkpoint(out)
+    assert got["config"]["model"]["roi_heads"]["score_thresh"] == 0.3 and got["class_names"] == NAMES
+
+
+def test_convert_from_maskrcnn_names_what_metadata_leaves_out(tiny_checkpoint, tmp_path, capsys):
+    """An older file's "metadata": its label_to_category_id is carried, its other entries named as left
+    out."""
+    ckpt = load_checkpoint(tiny_checkpoint)
+    old = tmp_path / "old.pth"
+    save_checkpoint(old, model_state=ckpt["model"], config=ckpt["config"], class_names=NAMES,
+                    metadata={"label_to_category_id": {1: 5, 2: 9}, "epoch": 3, "dataset": "pets"})
+    out = tmp_path / "out.safetensors"
+    assert main(["convert", "--from", "maskrcnn", str(old), str(out), "--to", "safetensors"]) == 0
+    assert "note: left out: metadata (dataset, epoch) (OUT keeps" in capsys.readouterr().err
+    assert load_checkpoint(out)["label_to_category_id"] == {1: 5, 2: 9}
