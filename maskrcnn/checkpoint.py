@@ -10,6 +10,9 @@ them is tensors or plain Python values (RNG states are stored as uint8 tensors /
 A file that cannot be loaded is refused in one line naming it (``checkpoint_refusal``: empty, asking to
 run code, a plain pickle, truncated), never with torch's advice to load it with ``weights_only=False``.
 
+A safetensors file (``safetensors_io``: told by its bytes, the config and class names in its metadata)
+loads into the same dict; one of another project's tensors is refused as a bare state dict.
+
 Writes are atomic (``io_utils.atomic_write_bytes``: temporary file in the same folder, fsync,
 ``os.replace``): a crash at any moment leaves either the old file or the new one, never half of one.
 """
@@ -60,7 +63,8 @@ def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_nam
 
 
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
-    """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file."""
+    """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file.
+    ``map_location`` applies to torch files; a safetensors file's tensors are read onto the CPU."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
@@ -70,7 +74,10 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path} is empty (0 bytes)")
     from maskrcnn.checkpoint_refusal import not_weights_message
     from maskrcnn.safe_load import load_weights_only
+    from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
+    if is_safetensors(path):  # told by its bytes (its first ones would read as "not a PyTorch file")
+        return check_checkpoint(path, read_safetensors(path, error=CheckpointError))  # (onto the CPU)
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
     if refusal is not None:
         raise CheckpointError(refusal)
@@ -154,6 +161,15 @@ def non_finite_keys(state_dict: dict) -> list:
         k for k, v in state_dict.items()
         if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]
+
+
+def label_to_category_id(ckpt: dict):
+    """The checkpoint's label -> dataset category id map: its own field, else one an older file kept
+    under "metadata"; None when it has neither."""
+    l2c = ckpt.get("label_to_category_id")
+    if l2c is None and isinstance(ckpt.get("metadata"), dict):
+        l2c = ckpt["metadata"].get("label_to_category_id")
+    return l2c
 
 
 def config_from_checkpoint(ckpt: dict, overrides: Optional[dict] = None):

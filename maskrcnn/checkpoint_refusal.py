@@ -9,6 +9,7 @@
                                      | "PATH is a zip archive without a PyTorch data.pkl, ..."
                                      | "PATH is truncated or corrupt (REASON)"
                                      | "PATH is not a PyTorch file (neither its zip format nor a pickle; ...)"
+                                     | "PATH is a safetensors file, not a PyTorch one"
                                      | "PATH: refused to load (REASON)"
     not_weights_message(path) -> one of the lines above for a file that is no weights file | None
 
@@ -140,12 +141,15 @@ def _torch_reason(error: Exception) -> str:
 def is_plain_pickle(path) -> bool:
     """A pickle stream that is neither a PyTorch zip archive nor a legacy torch file (a detectron2
     ``.pkl``): what ``torch.load`` calls "Unsupported operand" or "Invalid magic number"."""
+    from maskrcnn.safetensors_io import is_safetensors
+
     try:
         with open(path, "rb") as f:
             head = f.read(2)
     except OSError:
         return False
-    if zipfile.is_zipfile(path) or not head.startswith(b"\x80"):
+    # (a safetensors header length may start with the byte 0x80 too)
+    if zipfile.is_zipfile(path) or not head.startswith(b"\x80") or is_safetensors(path):
         return False
     # a legacy torch file starts with a pickled magic number: protocol 2, a LONG1 (0x8a) int
     return head != b"\x80\x02" or _first_op(path) != "LONG1"
@@ -234,11 +238,15 @@ def not_torch_file_message(path) -> Optional[str]:
     bytes), None for one that may be: ``torch.save`` writes a zip archive (``PK``) or, in its legacy
     format, a pickle (protocol marker 0x80). Checked before ``torch.load``, whose pickle reader takes
     text for opcodes and fails with a bare KeyError or IndexError."""
+    from maskrcnn.safetensors_io import is_safetensors
+
     try:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
         return None
+    if is_safetensors(path):  # (the readers of weights take it before this; a reader of torch files only)
+        return f"{path} is a safetensors file, not a PyTorch one"
     if not head or head.startswith((b"PK", b"\x80")):
         return None
     return f"{path} is not a PyTorch file (neither its zip format nor a pickle; it starts with {head!r})"

@@ -410,6 +410,7 @@ class Predictor:
             CheckpointError,
             check_class_names,
             config_from_checkpoint,
+            label_to_category_id,
             load_checkpoint,
         )
         from maskrcnn.config import apply_overrides
@@ -455,10 +456,7 @@ class Predictor:
                 f"(backbone={cfg.model.backbone}, fpn={cfg.model.fpn}): " + "; ".join(problems)
             )
         class_names = ckpt.get("class_names") or list(cfg.data.class_names) or None
-        l2c = ckpt.get("label_to_category_id")
-        if l2c is None and isinstance(ckpt.get("metadata"), dict):
-            l2c = ckpt["metadata"].get("label_to_category_id")
-        kwargs.setdefault("label_to_category_id", l2c)
+        kwargs.setdefault("label_to_category_id", label_to_category_id(ckpt))
         from maskrcnn.engine.int8 import INT8_KEY
 
         section = ckpt.get(INT8_KEY) if int8 is not False else None

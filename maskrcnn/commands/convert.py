@@ -1,7 +1,8 @@
-"""``maskrcnn convert``: turn a torchvision, detectron2 or MMDetection checkpoint into our format.
+"""``maskrcnn convert``: turn a torchvision, detectron2 or MMDetection checkpoint into our format, or
+rewrite one of ours (``--from maskrcnn``), e.g. as a safetensors file (``--to safetensors``).
 
-    maskrcnn convert --from torchvision|detectron2|mmdetection IN OUT [--set key=value ...]
-        [--class-names a,b,c] [--ema]
+    maskrcnn convert --from torchvision|detectron2|mmdetection|maskrcnn IN OUT [--to torch|safetensors]
+        [--set key=value ...] [--class-names a,b,c] [--ema]
 
 IN is a file, a published name (``maskrcnn_resnet50_fpn_coco``, ``maskrcnn_resnet50_fpn_v2_coco``,
 ``keypointrcnn_resnet50_fpn_coco``, ...; downloaded to the cache and checksummed) or a URL.
@@ -15,6 +16,12 @@ A torchvision file with an EMA copy (``model_ema``, saved as torchvision's class
 ``train.py --model-ema`` saves it; its detection ``train.py`` has no such option, a script that adds one
 writes the same) holds two copies of the weights: ``model`` is converted (a note says the other exists),
 ``--ema`` converts the averaged ``model_ema`` instead.
+
+``--to safetensors`` writes a safetensors file (``safetensors_io``: the weights, with the config and class
+names in its metadata) instead of a torch one, for sharing (the Hugging Face hub); ``--from maskrcnn``
+rewrites a checkpoint of ours (a training run's: its training state is left out), e.g.
+``maskrcnn convert --from maskrcnn runs/mine/model_final.pth model.safetensors --to safetensors``.
+Any input may be a safetensors file (told by its bytes).
 """
 
 from __future__ import annotations
@@ -24,15 +31,21 @@ import os
 import re
 import sys
 
-HELP = "convert a torchvision, detectron2 or MMDetection checkpoint into this library's format"
+HELP = ("convert a torchvision, detectron2 or MMDetection checkpoint into this library's format, or one of "
+        "ours (--from maskrcnn) to a safetensors file (--to safetensors)")
+SOURCES = ("torchvision", "detectron2", "mmdetection", "maskrcnn")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source_format", required=True,
-                        choices=("torchvision", "detectron2", "mmdetection"),
-                        help="the checkpoint's origin")
+                        choices=SOURCES,
+                        help="the checkpoint's origin (maskrcnn: one of this library's, to write it "
+                             "--to safetensors, or to keep only its weights)")
     parser.add_argument("input", metavar="IN", help="checkpoint file, published name or URL")
     parser.add_argument("output", metavar="OUT", help="where to write the converted checkpoint")
+    parser.add_argument("--to", dest="target_format", choices=("torch", "safetensors"), default="torch",
+                        help="the file OUT is: a torch checkpoint (default) or a safetensors file (weights, "
+                             "with the config and class names in its metadata), for sharing")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
                         metavar="KEY=VALUE",
                         help="config overrides stored with the checkpoint")
@@ -79,6 +92,8 @@ def _convert(args, path: str, overrides: dict) -> dict:
         from maskrcnn.interop.torchvision import load_torchvision_file
 
         return load_torchvision_file(path, overrides=overrides, ema=args.ema)
+    elif args.source_format == "maskrcnn":
+        return _ours(args, path, overrides)
     elif args.source_format == "mmdetection":
         from maskrcnn.interop.mmdetection import load_mmdetection_file
 
@@ -91,16 +106,87 @@ def _convert(args, path: str, overrides: dict) -> dict:
         return d2.load_detectron2_file(path, overrides=overrides)
 
 
+def _ours(args, path: str, overrides: dict) -> dict:
+    """A checkpoint of ours read as ``predict`` reads it (a torch file or a safetensors one), in the shape
+    of a converter's result; "carried": its fields kept beside the weights. ``--set`` changes that leave
+    the class names or the weights not fitting the model refuse here, as ``predict`` would refuse OUT."""
+    from maskrcnn.checkpoint import (
+        CheckpointError,
+        check_class_names,
+        config_from_checkpoint,
+        label_to_category_id,
+        load_checkpoint,
+    )
+
+    ckpt = load_checkpoint(path)
+    check_class_names(path, ckpt)
+    cfg = config_from_checkpoint(ckpt, overrides or None)
+    sd = ckpt["model"]
+    if overrides:
+        check_class_names(path, {**ckpt, "config": cfg.to_dict()})
+        _check_fit(path, cfg, sd, CheckpointError)
+    names = list(ckpt["class_names"]) or list(cfg.data.class_names)
+    l2c = label_to_category_id(ckpt)
+    carried = {"label_to_category_id": l2c} if l2c else {}
+    if isinstance(ckpt.get("converted_from"), dict):
+        carried["converted_from"] = ckpt["converted_from"]
+    known = {"format", "format_version", "config", "class_names", "model", *carried}
+    left = sorted(k for k in ckpt if k not in known)
+    if isinstance(ckpt.get("metadata"), dict):  # its label_to_category_id is carried; the rest is not
+        rest = sorted(k for k in ckpt["metadata"] if not (k == "label_to_category_id" and l2c))
+        left = [k for k in left if k != "metadata"] + (
+            [f"metadata ({', '.join(map(str, rest))})"] if rest else [])
+    notes = [f"left out: {', '.join(map(str, left))} (OUT keeps the weights, config and class names)"] \
+        if left else []
+    return {"state_dict": sd, "config": cfg, "class_names": names, "layout": "maskrcnn-checkpoint",
+            "report": {"num_tensors": len(sd)}, "notes": notes, "carried": carried}
+
+
+def _check_fit(path, cfg, state: dict, error) -> None:
+    """``error`` in one line when ``state`` does not load strictly into the model ``cfg`` describes
+    (built on the meta device: no memory, no initialisation)."""
+    import torch
+
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    with torch.device("meta"):
+        model = build_model(cfg)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
+        shown = "; ".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
+        raise error(f"{path}: with the --set changes its weights do not fit the model the config describes"
+                    f" ({shown or str(e).strip()})") from None
+
+
+def _write(args, result: dict, cfg, names) -> None:
+    """OUT, atomically, in the format ``--to`` names."""
+    carried = result["carried"] if "carried" in result else {
+        "converted_from": {"format": args.source_format, "layout": result["layout"],
+                           "source": os.path.basename(str(args.input))}}
+    if args.target_format == "safetensors":
+        from maskrcnn.safetensors_io import save_safetensors
+
+        save_safetensors(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
+                         **carried)
+    else:
+        from maskrcnn.checkpoint import save_checkpoint
+
+        save_checkpoint(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
+                        **carried)
+
+
 def run(args) -> int:
-    from maskrcnn.checkpoint import save_checkpoint
     from maskrcnn.config import parse_set_args
-    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.io_utils import check_output_file, check_output_not_input
 
     check_output_file(args.output, "OUT")
     if args.ema and args.source_format != "torchvision":
         raise ValueError(f"--ema applies to --from torchvision, not {args.source_format}")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
+    check_output_not_input(args.output, path, option="OUT", source_option="IN")
     try:
         result = _convert(args, path, overrides)
     except (ValueError, OSError) as e:  # (ConversionError is a ValueError)
@@ -115,9 +201,7 @@ def run(args) -> int:
     if args.class_names:
         names = given_class_names(args.class_names, cfg.model.num_classes)
     cfg.data.class_names = tuple(names)
-    save_checkpoint(args.output, model_state=result["state_dict"], config=cfg, class_names=names,
-                    converted_from={"format": args.source_format, "layout": result["layout"],
-                                    "source": os.path.basename(str(args.input))})
+    _write(args, result, cfg, names)
     for note in result.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     print(f"{args.input} ({result['layout']}, {cfg.model.backbone}, {cfg.model.num_classes} classes incl. "

@@ -40,8 +40,13 @@ class OnnxModelError(ValueError):
 def is_onnx_file(path: Union[str, os.PathLike]) -> bool:
     """``path`` ends in ``.onnx``, or is a file whose first bytes are an ONNX model's (its ``ir_version``
     field: tag 0x08, a version 1..127; checkpoints start with ``PK`` (zip) or 0x80 (pickle)), whatever
-    its name (``model.bin``)."""
+    its name (``model.bin``). Never a safetensors file, whose header length may start with the same two
+    bytes (0x08 0x01: a 264-byte header)."""
+    from maskrcnn.safetensors_io import is_safetensors
+
     path = Path(path)
+    if is_safetensors(path):  # (by its bytes, whatever its name)
+        return False
     if path.suffix.lower() == ".onnx":
         return True
     try:

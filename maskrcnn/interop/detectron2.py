@@ -182,9 +182,14 @@ def _read_torch(path: Path):
 
 
 def reader_for(path) -> str:
-    """Which reader ``read_detectron2_file`` gives an existing file: "pickle" (the numpy-only unpickler)
-    for a ``.pkl`` / ``.pickle`` that is not a zip archive, else "torch" (``torch.load``)."""
+    """Which reader ``read_detectron2_file`` gives an existing file: "safetensors" for one by its bytes,
+    "pickle" (the numpy-only unpickler) for a ``.pkl`` / ``.pickle`` that is not a zip archive, else
+    "torch" (``torch.load``)."""
+    from maskrcnn.safetensors_io import is_safetensors
+
     path = Path(path)
+    if is_safetensors(path):
+        return "safetensors"
     if path.suffix.lower() in (".pkl", ".pickle") and not zipfile.is_zipfile(path):
         return "pickle"
     return "torch"
@@ -192,12 +197,18 @@ def reader_for(path) -> str:
 
 def read_detectron2_file(path) -> object:
     """The file's object: zip archives (torch.save) through ``torch.load``, ``.pkl`` through the
-    numpy-only unpickler, anything else through ``torch.load`` (the legacy torch format): ``reader_for``."""
+    numpy-only unpickler, a safetensors file through its library, anything else through ``torch.load``
+    (the legacy torch format): ``reader_for``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    if reader_for(path) == "pickle":
+    reader = reader_for(path)
+    if reader == "pickle":
         return _read_pickle(path)
+    if reader == "safetensors":
+        from maskrcnn.safetensors_io import read_safetensors
+
+        return read_safetensors(path, error=ConversionError)
     return _read_torch(path)
 
 

@@ -135,6 +135,10 @@ def read_mmdet_file(path) -> object:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    from maskrcnn.safetensors_io import is_safetensors, read_safetensors
+
+    if is_safetensors(path):  # a bare state dict (no meta, so no config text: the defaults apply)
+        return read_safetensors(path, error=ConversionError)
     from maskrcnn.checkpoint_refusal import code_global, is_attack_global
     from maskrcnn.safe_load import program_archive, program_archive_message
 

@@ -371,13 +371,17 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
 def torch_load_weights(path):
     """``torch.load(weights_only=True)`` of another project's file (no code runs), also when it holds
     the training's ``argparse.Namespace``: torchvision's detection reference scripts save their command
-    line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else)."""
+    line as "args" beside the weights (an attribute holder; unpickling it sets attributes, nothing else).
+    A safetensors file (``safetensors_io``) is read by its own library: its tensors, or our checkpoint."""
     import argparse
     import pickle
 
     from maskrcnn.checkpoint_refusal import not_weights_message
     from maskrcnn.safe_load import load_weights_only
+    from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
+    if is_safetensors(path):  # its tensors, recognised by their names as a torch file's state dict
+        return read_safetensors(path, error=ConversionError)
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
     if refusal is not None:  # (the callers word every refusal through checkpoint_refusal)
         raise pickle.UnpicklingError(refusal)

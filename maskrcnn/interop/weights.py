@@ -3,9 +3,10 @@ MMDetection detectors, and ImageNet backbones (``imagenet.py``), given as a file
 
 ``read_weights(spec)`` resolves the spec (downloads are cached and, where the publisher gives a hash,
 checked; ``download.py``), opens the file without running code from it (``torch.load(weights_only=True)``
-for torch files, a numpy-only unpickler for ``.pkl``; MMDetection v3 files, whose training state holds
-mmengine objects, through ``mmdet_file.read_mmdet_file``), recognises the layout from the key names,
-converts to our parameter names and returns a ``SourceWeights``:
+for torch files, ``safetensors`` for a safetensors file (our config in its metadata, or bare tensors
+recognised by their names like a torch file's), a numpy-only unpickler for ``.pkl``; MMDetection v3
+files, whose training state holds mmengine objects, through ``mmdet_file.read_mmdet_file``), recognises
+the layout from the key names, converts to our parameter names and returns a ``SourceWeights``:
 
 - ``state_dict``: tensors under our names (``docs/checkpoints.md``), in our conventions (RGB stem,
   background first);
@@ -275,9 +276,10 @@ def layout_of(obj) -> Optional[str]:
 
 def _read_weights_object(path, *, any_pickle: bool = False, reads=None, take: bool = False) -> object:
     """A weights file's object, never running code from it: a zip through ``torch.load(weights_only=True)``,
-    a ``.pkl`` (``any_pickle``: any plain pickle, whatever its suffix) through the numpy-only unpickler,
-    an MMDetection v3 file that ``weights_only`` refuses (its mmengine training state) with foreign
-    objects left inert. ConversionError (the first reader's) when none reads it; FileNotFoundError.
+    a safetensors file (told by its bytes) through its library, a ``.pkl`` (``any_pickle``: any plain
+    pickle, whatever its suffix) through the numpy-only unpickler, an MMDetection v3 file that
+    ``weights_only`` refuses (its mmengine training state) with foreign objects left inert.
+    ConversionError (the first reader's) when none reads it; FileNotFoundError.
     ``reads`` (a ``FileReads``): the call's earlier read of the file is used (``take``: and forgotten)."""
     from maskrcnn.checkpoint_refusal import is_plain_pickle
     from maskrcnn.interop.detectron2 import reader_for
@@ -286,7 +288,7 @@ def _read_weights_object(path, *, any_pickle: bool = False, reads=None, take: bo
     if reads is None:
         return _read_object(path, pickled)
     # the reader read_detectron2_file picks for a .pkl is the one any_pickle picks: one entry for both
-    reader = "pickle" if pickled or (os.path.isfile(path) and reader_for(path) == "pickle") else "torch"
+    reader = "pickle" if pickled else reader_for(path) if os.path.isfile(path) else "torch"
     return reads.read(path, reader, lambda: _read_object(path, pickled), take=take)
 
 
@@ -354,7 +356,8 @@ def wrong_source_hint(path, asked: str) -> Optional[str]:
         return None
     if found == "maskrcnn":
         return (f"{path}: this is a maskrcnn checkpoint: no conversion needed, use it as --weights / --init "
-                f"(not --from {asked})")
+                f"(not --from {asked}); to rewrite it: maskrcnn convert --from maskrcnn {path} OUT "
+                "[--to safetensors]")
     if found == "imagenet":
         return (f"{path}: this looks like an ImageNet backbone, not a {asked} detector: start a run from it "
                 "with train --init")

@@ -132,7 +132,8 @@ def test_the_wrong_from_says_what_the_file_looks_like(tmp_path, capsys):
     for source in ("detectron2", "mmdetection", "torchvision"):
         rc, line = _convert_cli(capsys, "--from", source, ours, tmp_path / "out.pth")
         assert rc == 1 and line.endswith(f"{ours}: this is a maskrcnn checkpoint: no conversion needed, use "
-                                         f"it as --weights / --init (not --from {source})")
+                                         f"it as --weights / --init (not --from {source}); to rewrite it: "
+                                         f"maskrcnn convert --from maskrcnn {ours} OUT [--to safetensors]")
     d2 = tmp_path / "model_final.pkl"  # a detectron2 zoo pickle: numpy arrays under "model"
     arrays = {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1)),
               "proposal_generator.rpn_head.conv.weight": np.zeros((2, 2, 3, 3))}
