@@ -42,13 +42,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskrcnn.data.folders import list_folder
+from maskrcnn.data.folders import link_target, list_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "ImageTooLargeError",
     "MultiFrameWarning",
+    "TOO_LARGE",
     "decode_image_bytes",
     "exif_oriented",
     "image_header",
@@ -60,6 +61,8 @@ __all__ = [
     "list_images_and_passed_over",
     "max_image_pixels",
     "read_image",
+    "skip_reason",
+    "too_large_line",
 ]
 
 # A folder's files with these extensions are read, or named when they cannot be: .jfif is a JPEG (Windows
@@ -97,11 +100,17 @@ _NEEDS_PLUGIN = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}
 
 
 class ImageReadError(ValueError):
-    """An image file could not be read; the message names the file and the reason."""
+    """An image file could not be read; the message names the file and the reason. ``reason``: the key a
+    skipped image is counted under in the dataset and command summaries."""
+
+    reason = "unreadable_image"
 
 
 class ImageTooLargeError(ImageReadError):
-    """An image has more pixels than allowed (a limit given by the caller, or PIL's bomb limit)."""
+    """An image has more pixels than allowed (a limit given by the caller, or PIL's bomb limit). Counted
+    apart from unreadable files: the file is good, and ``too_large_line`` says how to read it."""
+
+    reason = "image_too_large"
 
 
 class MultiFrameWarning(UserWarning):
@@ -218,6 +227,29 @@ _RAISE_HINT = (f"raise it with the environment variable {MAX_PIXELS_ENV} (maskrc
                "or PIL.Image.MAX_IMAGE_PIXELS in a program")
 
 
+TOO_LARGE = ImageTooLargeError.reason
+
+
+def skip_reason(error, other: str = "prediction_failed") -> str:
+    """The key an image left out for ``error`` is counted under: an ``ImageReadError``'s ``reason``
+    (``image_too_large``, ``unreadable_image``, a subclass's own), ``unreadable_image`` for an OSError
+    reading it, ``other`` for anything else (the model failing on the image: an error or the message
+    ``predict_files_skipping`` reports)."""
+    if isinstance(error, ImageReadError):
+        return error.reason
+    return ImageReadError.reason if isinstance(error, OSError) else other
+
+
+def too_large_line(count: int) -> str:
+    """The line said once beside the count of images over the pixel limit (``image_too_large``): the
+    limit now in force and how to raise it. Unlike an unreadable file, such an image is good: a limit
+    raised for the run reads it."""
+    limit = max_image_pixels()
+    limit = f"the limit of {_mp(limit)}" if limit else "the limit"
+    return (f"{count} image(s) over {limit} (image_too_large): {_RAISE_HINT}, e.g. {MAX_PIXELS_ENV}="
+            "1000000000 (0: no limit); README, \"What happens with bad input\"")
+
+
 def _mp(pixels: int) -> str:
     return f"{pixels / 1e6:.4g} MP"  # 225 MP, 179 MP; a test's 400 pixels 0.0004 MP
 
@@ -250,11 +282,7 @@ def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     if path.exists():
         return None
     if path.is_symlink():
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        return f"is a broken link (to {target})"
+        return f"is a broken link (to {link_target(path)})"
     return "no such image file"
 
 

@@ -126,7 +126,8 @@ def image_size(path: Path) -> tuple:
         return images.image_size(path)
     except images.ImageReadError as e:
         detail = str(e).removeprefix(f"{path}: ")  # the Skip's message names the file itself
-        raise Skip("unreadable_image", f"image {path} cannot be read: {detail}") from None
+        # image_too_large apart (its message says the limit and how to raise it): the file itself is good
+        raise Skip(e.reason, f"image {path} cannot be read: {detail}") from None
 
 
 def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
