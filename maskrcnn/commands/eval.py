@@ -155,7 +155,7 @@ def _predict(args, raw: dict) -> tuple:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.images import TOO_LARGE, skip_reason, too_large_line
+    from maskrcnn.data.images import reason_counts, skip_reason, too_large_line
     from maskrcnn.engine.inference import (
         build_evaluator,
         check_class_overlap,
@@ -223,10 +223,11 @@ def _predict(args, raw: dict) -> tuple:
         raise KeyboardInterrupt(f"after {progress.reported} of {total} images; nothing written (eval writes "
                                 "its files only once every image is scored)") from None
     if unreadable:
-        listing = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-        print(f"{len(unreadable)} images left out of the evaluation ({listing})", file=sys.stderr)
-        if reasons[TOO_LARGE]:
-            print(too_large_line(reasons[TOO_LARGE]), file=sys.stderr)
+        print(f"{len(unreadable)} images left out of the evaluation ({reason_counts(reasons)})",
+              file=sys.stderr)
+        too_large = too_large_line(reasons)  # good files over the pixel limit: how to read them
+        if too_large:
+            print(too_large, file=sys.stderr)
     # the images scored, for the per-class counts and Cityscapes: the skipped ones are in neither AP
     evaluated = evaluator.image_ids()  # never none: evaluate_dataset raises NothingEvaluated then
     return metrics, evaluator, dataset.to_coco_dict(), evaluated, unreadable

@@ -495,7 +495,7 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.images import TOO_LARGE, skip_reason, too_large_line
+    from maskrcnn.data.images import reason_counts, skip_reason, too_large_line
     from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
@@ -669,9 +669,10 @@ def run(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
-    if reasons[TOO_LARGE]:  # good files over the pixel limit: the one skip a setting undoes, said how
-        print(too_large_line(reasons[TOO_LARGE]), file=sys.stderr)
-    listing = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    too_large = too_large_line(reasons)  # good files over the pixel limit: the one skip a setting undoes
+    if too_large:
+        print(too_large, file=sys.stderr)
+    listing = reason_counts(reasons)
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
         + (f" ({listing}), " if listing else ", ")

@@ -152,7 +152,7 @@ def _keypoint_counts(coco: dict, dataset) -> dict:
 
 
 def _print_summary(s: dict, out=None) -> None:
-    from maskrcnn.data.images import TOO_LARGE, too_large_line
+    from maskrcnn.data.images import too_large_line
 
     out = out or sys.stdout  # looked up at call time: a default bound at import keeps a stale stream
     boxes = s.get("boxes_without_mask")
@@ -173,9 +173,9 @@ def _print_summary(s: dict, out=None) -> None:
               f"labelled point), {k['labelled_v2']} points visible (v=2), {k['labelled_v1']} occluded (v=1), "
               f"{k['outside_image']} far outside their image (made unlabelled)", file=out)
     print(f"  {skipped_line(s['skipped'])}", file=out)
-    too_large = s["skipped"].get(TOO_LARGE, 0)
-    if too_large:  # good files over the pixel limit: the one skip a setting undoes, said how
-        print(f"  {too_large_line(too_large)}", file=out)
+    too_large = too_large_line(s["skipped"])  # good files over the pixel limit: the one skip a setting undoes
+    if too_large:
+        print(f"  {too_large}", file=out)
 
 
 def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:

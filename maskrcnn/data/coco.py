@@ -69,12 +69,14 @@ from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
+    TOO_LARGE,
     ImageReadError,
-    ImageTooLargeError,
     image_header,
     image_size,
     missing_file_problem,
     read_image,
+    reason_counts,
+    too_large_line,
     turned_size,
     undo_orientation,
     unnameable_note,
@@ -84,15 +86,16 @@ from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
-from maskrcnn.shown_text import display_name, with_shown
+
+# A file or category name from the JSON in a problem line: control characters escaped, quoted (a file_name
+# holding "\x1b[31m" turned the terminal red, a "\n" split the line), as predict prints its paths
+from maskrcnn.shown_text import display_name as _shown
+from maskrcnn.shown_text import with_shown
 
 __all__ = ["CocoDataset", "ImageSizeError", "TransformError", "choose_image_dir", "default_image_dir",
            "image_dir_candidates", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
-# A file or category name from the JSON in a problem line: control characters escaped, quoted (a file_name
-# holding "\x1b[31m" turned the terminal red, a "\n" split the line), as predict prints its paths
-_shown = display_name
 # names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
 _BACKGROUND_NAMES = ("_background_", "background", "__background__")
 # why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
@@ -153,7 +156,7 @@ class _Problems:
         if self.quiet:
             self._log(f"{self.source}: {self.quiet} annotation(s) of the images skipped above left out")
         if self.counts:
-            listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+            listing = reason_counts(self.counts)
             # the records are named on the lines before, as far as they were logged; a command-line user
             # cannot see a Python attribute (``CocoDataset.problems`` holds them all)
             if self.logged > _MAX_LOGGED:
@@ -161,7 +164,9 @@ class _Problems:
             else:  # files not found past the few named, or annotations of skipped images: counted in a line
                 where = "summed up above" if len(self.missing) > self._NAMED or self.quiet else \
                     "each named above"
-            warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
+            too_large = too_large_line(self.counts)  # good files over the pixel limit: how to read them
+            warnings.warn(f"{self.source}: skipped {listing} ({where})"
+                          + (f"; {too_large}" if too_large else ""), stacklevel=3)
 
 
 # digits a string id may have to be read as an integer: every 64-bit id fits; a longer string stays a
@@ -201,8 +206,10 @@ class TransformError(RuntimeError):
 def _transform_error(error: Exception, where: str) -> Exception:
     """``error`` (raised by the transforms) as an error of the same type whose message starts with
     ``where`` (the file, the image, the index), so that ``except ValueError`` around a dataset still
-    catches a transform's ValueError; a ``TransformError`` when its type cannot be made so. The caller
-    raises it from ``error``: the traceback keeps the transform's own frames."""
+    catches a transform's ValueError; a ``TransformError`` when its type cannot be made so. The new
+    instance is built from the message alone: the original's attributes (an OSError's ``errno`` and
+    ``filename``, a KeyError's key) are not copied, and the original is kept only as ``__cause__`` (the
+    caller raises it ``from error``), where they and the transform's own frames are found."""
     message = f"{where}: {type(error).__name__}: {error}"
     try:
         same = type(error)(message)
@@ -621,7 +628,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 try:
                     img["height"], img["width"] = image_size(self.image_dir / file_name)
                 except ImageReadError as e:  # too large: counted apart, the limit can be raised
-                    self._problems.add(e.reason if isinstance(e, ImageTooLargeError) else "bad_image",
+                    self._problems.add(TOO_LARGE if e.reason == TOO_LARGE else "bad_image",
                                        f"image id {iid} has no height and width, and "
                                        f"{with_shown(str(e), self.image_dir / file_name)}")
                     continue
@@ -1046,7 +1053,8 @@ class CocoDataset(torch.utils.data.Dataset):
     def check_image_files(self, *, threads: int = 8) -> None:
         """Read the header of every image in use (no pixel is decoded; one open per image, ``threads`` at
         a time: the reads wait on the disk, not the CPU) and leave out, counted and named, those that
-        reading the image would refuse: unreadable (``unreadable_image``) or of another size than the
+        reading the image would refuse: unreadable (``unreadable_image``), over the pixel limit
+        (``image_too_large``: the file is good, a raised limit reads it) or of another size than the
         JSON's (``image_size_mismatch``, both sizes named), their annotations with them; images sized as
         their stored pixels while EXIF turns them are read unturned (one note counting them).
         For ``show-data``, whose counts (over every image) are then what training sees; training finds

@@ -61,6 +61,7 @@ __all__ = [
     "list_images_and_passed_over",
     "max_image_pixels",
     "read_image",
+    "reason_counts",
     "skip_reason",
     "too_large_line",
 ]
@@ -240,10 +241,19 @@ def skip_reason(error, other: str = "prediction_failed") -> str:
     return ImageReadError.reason if isinstance(error, OSError) else other
 
 
-def too_large_line(count: int) -> str:
-    """The line said once beside the count of images over the pixel limit (``image_too_large``): the
-    limit now in force and how to raise it. Unlike an unreadable file, such an image is good: a limit
-    raised for the run reads it."""
+def reason_counts(counts) -> str:
+    """``counts`` ({reason: images}) as one listing, by reason: "1 image_too_large, 2 unreadable_image";
+    "" for none. The one form every summary counts skipped records in."""
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
+def too_large_line(counts) -> Optional[str]:
+    """The line said once beside ``counts`` ({reason: images}) when some images are over the pixel limit
+    (``image_too_large``): the limit now in force and how to raise it; None when there are none. Unlike
+    an unreadable file, such an image is good: a limit raised for the run reads it."""
+    count = counts.get(TOO_LARGE, 0)
+    if not count:
+        return None
     limit = max_image_pixels()
     limit = f"the limit of {_mp(limit)}" if limit else "the limit"
     return (f"{count} image(s) over {limit} (image_too_large): {_RAISE_HINT}, e.g. {MAX_PIXELS_ENV}="
@@ -455,8 +465,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             raise ImageTooLargeError(f"{name}: image of {found.group(1)} pixels is larger than the limit of "
                                      f"{max_pixels} pixels") from None
         raise _bomb_error(name, e) from None
-    except MemoryError as e:
-        raise ImageTooLargeError(f"{name}: image too large for the memory available ({e})") from None
+    except MemoryError as e:  # not the pixel limit (there may be none): unreadable here, no limit hint
+        raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)

@@ -16,6 +16,8 @@ from maskrcnn.data.images import (
     MAX_PIXELS_ENV,
     ImageReadError,
     ImageTooLargeError,
+    read_image,
+    reason_counts,
     skip_reason,
     too_large_line,
 )
@@ -65,13 +67,45 @@ def test_a_record_without_size_whose_file_is_too_large_is_counted_as_too_large(t
     for record in data["images"]:
         del record["width"], record["height"]  # measured from the file: big.png's header refuses it
     json_path.write_text(json.dumps(data))
-    with pytest.warns(UserWarning, match="skipped 1 image_too_large"):
+    with pytest.warns(UserWarning, match="skipped 1 image_too_large") as caught:
         dataset = CocoDataset(json_path=json_path, image_dir=images)
     assert dataset.skipped["image_too_large"] == 1 and "bad_image" not in dataset.skipped
+    # the dataset's skipped warning (what train prints) ends with the limit and how to raise it
+    skipped = [str(w.message) for w in caught if "skipped 1 image_too_large" in str(w.message)]
+    assert skipped and "1 image(s) over the limit of 0.004 MP (image_too_large)" in skipped[0]
+    assert MAX_PIXELS_ENV in skipped[0]
+
+
+def test_an_image_that_runs_out_of_memory_decoding_is_unreadable_without_a_limit_hint(tmp_path, monkeypatch):
+    """A MemoryError while decoding is not the pixel limit (there may be none): it was counted
+    image_too_large with advice to raise MASKRCNN_MAX_IMAGE_PIXELS."""
+    from maskrcnn.data import images as images_module
+
+    json_path, images = _coco(tmp_path, {"a.png": (8, 8), "b.png": (8, 8)})
+
+    def no_memory(img, name="image", **kwargs):
+        raise MemoryError("cannot allocate 1 TB")
+
+    monkeypatch.setattr(images_module, "_to_rgb_array", no_memory)
+    with pytest.raises(ImageReadError, match="a.png: ran out of memory decoding the image") as e:
+        read_image(images / "a.png")
+    assert type(e.value) is ImageReadError and e.value.reason == "unreadable_image"
+    assert skip_reason(e.value) == "unreadable_image"
+    assert MAX_PIXELS_ENV not in str(e.value)
+    dataset = CocoDataset(json_path=json_path, image_dir=images)
+    with pytest.warns(UserWarning) as caught, pytest.raises(RuntimeError, match="no image of the dataset"):
+        dataset[0]
+    assert dataset.skipped == {"unreadable_image": 2}
+    assert too_large_line(dataset.skipped) is None
+    assert not any(MAX_PIXELS_ENV in str(w.message) for w in caught)
 
 
 def test_the_too_large_line_says_the_limit_in_force_and_how_to_raise_it(small_limit):
-    line = too_large_line(2)
+    assert too_large_line({"unreadable_image": 3}) is None and too_large_line({}) is None
+    listing = reason_counts({"unreadable_image": 2, "image_too_large": 1})
+    assert listing == "1 image_too_large, 2 unreadable_image"
+    assert reason_counts({}) == ""
+    line = too_large_line({"image_too_large": 2, "unreadable_image": 1})
     assert line.startswith("2 image(s) over the limit of 0.004 MP (image_too_large): raise it with the "
                            f"environment variable {MAX_PIXELS_ENV}")
     assert "What happens with bad input" in line
@@ -85,9 +119,23 @@ def test_convert_data_counts_a_too_large_image_apart(tmp_path, small_limit):
     from maskrcnn.data.formats.common import Skip, image_size
 
     Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(tmp_path / "big.png")
-    with pytest.raises(Skip, match="big.png cannot be read: image too large") as e:
+    with pytest.raises(Skip, match="image .*big.png is over the pixel limit: image too large") as e:
         image_size(tmp_path / "big.png")
     assert e.value.reason == "image_too_large"
+
+
+def test_convert_data_summary_says_the_limit_after_a_too_large_image(small_limit):
+    import io
+
+    from maskrcnn.data.formats.common import Report, Skip
+
+    report = Report(stream=io.StringIO())
+    report.skip("a.json", Skip("unreadable_image", "image x cannot be read"))
+    assert "image_too_large" not in report.summary()  # no limit line without an image over it
+    report.skip("a.json", Skip("image_too_large", "image big.png is over the pixel limit"))
+    lines = report.summary().splitlines()
+    assert lines[-2] == "skipped 2 record(s): 1 image_too_large, 1 unreadable_image"
+    assert lines[-1].startswith("1 image(s) over the limit of 0.004 MP (image_too_large): raise it with")
 
 
 def _lines(problems, caught, caplog):
