@@ -13,6 +13,8 @@ form, one shortening rule, and matplotlib text drawn literally. The full strings
   hid the objects, cut the confusion matrix's tick labels and padded every table row to 376 columns.
 - ``short_name(name)``: both, at ``NAME_COLUMNS`` (40) columns: what overlays, figure tick labels and
   the tables' name columns show; a quoted name is cut between whole escapes and keeps its closing quote.
+- ``with_shown(text, name)``: a message that names a file or class as written (an error's text) with
+  that name in its ``display_name`` form.
 - ``mpl_literal(text)``: a string matplotlib draws as written: by default a ``$`` pair is read as
   mathtext, so a class named ``$x$`` was drawn as an italic x and one named ``a$b $c`` raised
   ParseSyntaxException mid-eval. Every user string in the project's figures goes through it (not the
@@ -25,7 +27,8 @@ import unicodedata
 
 from maskrcnn.text_width import display_width
 
-__all__ = ["NAME_COLUMNS", "display_name", "is_unshowable", "mpl_literal", "short_name", "shorten"]
+__all__ = ["NAME_COLUMNS", "display_name", "is_unshowable", "mpl_literal", "short_name", "shorten",
+           "with_shown"]
 
 NAME_COLUMNS = 40  # display columns of a name in a picture, a figure or a table row
 ELLIPSIS = "…"
@@ -68,6 +71,18 @@ def display_name(name) -> str:
     characters, bidi controls and backslashes escaped; ``''`` for an empty name."""
     name = str(name)
     return "'" + "".join(_pieces(name)) + "'" if _quoted(name) else name
+
+
+def with_shown(text: str, name) -> str:
+    """``text`` with ``name`` (a path, a class name), where it appears as written, in its
+    ``display_name`` form: an error message that names a file as written (an ``ImageReadError``'s) made
+    printable without changing the rest of it. ``text`` unchanged when ``name`` is None or shows as
+    written."""
+    if name is None:
+        return text
+    name = str(name)
+    shown = display_name(name)
+    return text if shown == name or not name else text.replace(name, shown)
 
 
 def _cut(pieces, room: int) -> str:

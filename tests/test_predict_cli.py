@@ -61,8 +61,9 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "corrupt.jpg" in err and "skipped" in err
-    assert "5 image(s)" in err and "1 skipped, 2 left out (named above)" in err
-    assert f"maskrcnn predict: left out {tmp_path / 'in' / 'gone.png'}: broken link\n" in err
+    assert "5 image(s)" in err and "1 skipped (1 unreadable_image), 2 left out (named above)" in err
+    assert (f"maskrcnn predict: left out {tmp_path / 'in' / 'gone.png'}: broken link (to "
+            f"{tmp_path / 'nowhere.png'})\n") in err
     sub = tmp_path / "in" / "sub"
     assert f"maskrcnn predict: left out {sub / 'same.png'}: same file as {sub / 'alpha.png'}\n" in err
     results = json.loads((out / "predictions.json").read_text())

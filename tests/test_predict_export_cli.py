@@ -311,7 +311,7 @@ def test_paths_found_and_not_predicted_are_reported_once_each(tmp_path):
     found = expand_inputs([images, images / "sub", images / "sub" / "link.png"],
                           on_left_out=lambda path, reason: told.append((path, reason)))
     assert found == [images / "sub" / "good.png"]
-    assert told == [(images / "dangling.png", "broken link"),
+    assert told == [(images / "dangling.png", f"broken link (to {tmp_path / 'gone.png'})"),
                     (images / "sub" / "link.png", f"same file as {images / 'sub' / 'good.png'}")]
 
 

@@ -134,3 +134,11 @@ def test_a_long_label_is_shortened_and_stacked_labels_are_not_drawn_over_each_ot
     label_bg = np.asarray(many)[:, :, 0] < 140  # the labels' dark backgrounds (masks: none)
     rows = np.nonzero(label_bg.any(axis=1))[0]
     assert rows.size and np.diff(rows).max() > 1  # separate bands: above, inside, below, not one block
+
+
+def test_with_shown_escapes_a_name_inside_a_message_and_leaves_the_rest():
+    from maskrcnn.shown_text import with_shown
+
+    assert with_shown("d/a\nb.png: empty file", "d/a\nb.png") == "'d/a\\nb.png': empty file"
+    assert with_shown("d/ok.png: empty file", "d/ok.png") == "d/ok.png: empty file"
+    assert with_shown("text", None) == "text"

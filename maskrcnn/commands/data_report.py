@@ -24,7 +24,9 @@ IMAGE_DIR_ORDER = ("the JSON's folder when it holds images (Roboflow's), a folde
 
 def skipped_line(skipped: dict) -> str:
     """{reason: count} -> 'skipped: 1 bad_bbox, 2 missing_image_file' (reasons sorted), or 'skipped: none'."""
-    return "skipped: " + (", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())) or "none")
+    from maskrcnn.data.images import reason_counts  # torch: only when a report is printed, not for --help
+
+    return "skipped: " + (reason_counts(skipped) or "none")
 
 
 def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],

@@ -31,7 +31,9 @@ images have width and height -1 (VIA 3's COCO export) or none gets their files' 
 ``--images``, default the export's layout), or is refused naming the images whose masks need them.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
-(the AP, the per-class counts and Cityscapes' alike), and metrics.json records it:
+(the AP, the per-class counts and Cityscapes' alike), counted by reason in one line (``unreadable_image``,
+``image_too_large`` with a line saying the pixel limit and how to raise it, ``image_size_mismatch``,
+``prediction_failed``), and metrics.json records it:
 ``"images_evaluated": N`` and ``"images_skipped": [{"file_name", "image_id", "reason"}]`` beside the
 AP tables (with a checkpoint only: ``--results`` scores every image of J). No image left: an error.
 
@@ -60,6 +62,7 @@ import importlib.util
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -156,6 +159,7 @@ def _predict(args, raw: dict) -> tuple:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.images import reason_counts, skip_reason, too_large_line
     from maskrcnn.engine.inference import (
         build_evaluator,
         check_class_overlap,
@@ -163,6 +167,7 @@ def _predict(args, raw: dict) -> tuple:
         unscored_classes_warning,
     )
     from maskrcnn.predictor import Predictor
+    from maskrcnn.shown_text import display_name, with_shown
 
     images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
     overrides = parse_set_args(args.set)
@@ -195,13 +200,16 @@ def _predict(args, raw: dict) -> tuple:
         print(f"warning: {unscored}", file=sys.stderr)
     start = time.perf_counter()
     unreadable = []  # [{"file_name", "image_id", "reason"}]: into metrics.json, beside the AP they are out of
+    reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
 
     def skip(index, path, error):
         info = dataset.image_info(index)
         text = str(error)
         unreadable.append({"file_name": info["file_name"], "image_id": info["id"],
                            "reason": text.removeprefix(f"{path}: ")})
-        print(f"skipping image: {text if str(path) in text else f'{path}: {text}'}", file=sys.stderr)
+        reasons[skip_reason(error)] += 1
+        text, shown = with_shown(text, path), display_name(path)  # a file_name's "\n" escaped
+        print(f"skipping image: {text if shown in text else f'{shown}: {text}'}", file=sys.stderr)
 
     def progress(done: int, total: int, every: int = 50):
         progress.total = total
@@ -219,8 +227,11 @@ def _predict(args, raw: dict) -> tuple:
         raise KeyboardInterrupt(f"after {progress.reported} of {total} images; nothing written (eval writes "
                                 "its files only once every image is scored)") from None
     if unreadable:
-        print(f"{len(unreadable)} images (unreadable, not of their recorded size, or the model failed on "
-              "them) left out of the evaluation", file=sys.stderr)
+        print(f"{len(unreadable)} images left out of the evaluation ({reason_counts(reasons)})",
+              file=sys.stderr)
+        too_large = too_large_line(reasons)  # good files over the pixel limit: how to read them
+        if too_large:
+            print(too_large, file=sys.stderr)
     # the images scored, for the per-class counts and Cityscapes: the skipped ones are in neither AP
     evaluated = evaluator.image_ids()  # never none: evaluate_dataset raises NothingEvaluated then
     return metrics, evaluator, dataset.to_coco_dict(), evaluated, unreadable

@@ -22,7 +22,8 @@ Class names that repeat or are empty are told apart as 'NAME (id INDEX)' everywh
 (``maskrcnn export``) runs with onnxruntime through the same predictor (resize, paste, outputs);
 ``--dtype``, ``--set`` and the optimisation switches are the checkpoint's only. A file that cannot be
 read, or that the model fails on (an image no forward can take, memory), is reported on stderr by name
-and skipped; the summary counts it. Results are written as they are produced
+and skipped; the summary counts it by reason (``unreadable_image``, ``image_too_large`` with a line saying the
+pixel limit and how to raise it, ``prediction_failed``). Results are written as they are produced
 (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at the end,
 also after an error or an interrupt), so one bad image late in a folder loses nothing. An ``--output``
 that holds an earlier run's results is said up front (how many images, how many overlays; of a results
@@ -59,6 +60,7 @@ import re
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
@@ -493,6 +495,7 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.data.images import reason_counts, skip_reason, too_large_line
     from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
@@ -584,8 +587,11 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
+    reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
+
     def skip(index, path, error):
         skipped.append(path)
+        reasons[skip_reason(error)] += 1
         text = str(error)
         text = text if text.startswith(str(path)) else f"{path}: {text}"  # read errors name the file already
         text = text.replace(str(path), shown_path(path), 1)
@@ -663,8 +669,13 @@ def run(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
+    too_large = too_large_line(reasons)  # good files over the pixel limit: the one skip a setting undoes
+    if too_large:
+        print(too_large, file=sys.stderr)
+    listing = reason_counts(reasons)
     print(
-        f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped, "
+        f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
+        + (f" ({listing}), " if listing else ", ")
         + (f"{len(left_out)} left out (named above), " if left_out else "")
         + f"{total:.1f} s "
         f"({total / max(n_done, 1):.2f} s/image); wrote {out_dir / 'predictions.json'}"

@@ -3,16 +3,16 @@
     maskrcnn show-data --json J --images D --output DIR [--max N] [--overlay-min-size PX]
                        [--crowd-as-objects]
 
-J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would
-see (skipped records included); ``--crowd-as-objects`` reads crowd annotations as objects, as training
-does with ``data.crowd_as_objects`` (CVAT's brush masks: ``data/crowd.py``). Every image's header is read
-first (``check_image_files``, a few threads at once), so an image training would refuse (unreadable, or
-of another size than the JSON's: ``image_size_mismatch``) is skipped by name and its objects are not
-counted. The counts cover the whole file, so ``--max`` limits the drawing, not that pass. An image whose
-header is good but whose pixels cannot be decoded (a truncated JPEG) is found while drawing: it is left
-out the same way (one problem line, its objects out of the totals) and the next image is drawn in its
-place. The ground truth of the first N readable images is drawn to
-``DIR/overlays/<file_name with .png for its extension>`` (masks, boxes, class names as
+J is loaded with ``CocoDataset``, the validation training runs, so every count is what training would see
+(skipped records included); ``--crowd-as-objects`` reads crowd annotations as objects, as training does with
+``data.crowd_as_objects`` (CVAT's brush masks: ``data/crowd.py``). Every image's header is read first
+(``check_image_files``, a few threads at once), so an image training would refuse (unreadable, or of another
+size than the JSON's: ``image_size_mismatch``; over the pixel limit: ``image_too_large``, with a line saying
+the limit and how to raise it) is skipped by name and its objects are not counted. The counts cover the whole
+file, so ``--max`` limits the drawing, not that pass. An image whose header is good but whose pixels cannot be
+decoded (a truncated JPEG) is found while drawing: it is left out the same way (one problem line, its objects
+out of the totals) and the next image is drawn in its place. The ground truth of the first N readable images
+is drawn to ``DIR/overlays/<file_name with .png for its extension>`` (masks, boxes, class names as
 ``shown_text.short_name`` shows them; crowd regions hatched; folders kept; control characters as ``_``;
 ``a.jpg`` and ``a.png`` both in the file give ``a.jpg.png`` and ``a.png.png``: ``overlay_paths``; images
 smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary is printed and written to
@@ -152,6 +152,8 @@ def _keypoint_counts(coco: dict, dataset) -> dict:
 
 
 def _print_summary(s: dict, out=None) -> None:
+    from maskrcnn.data.images import too_large_line
+
     out = out or sys.stdout  # looked up at call time: a default bound at import keeps a stale stream
     boxes = s.get("boxes_without_mask")
     print(f"{s['json']}: {s['images']} images ({s['images_without_instances']} without instances), "
@@ -171,6 +173,9 @@ def _print_summary(s: dict, out=None) -> None:
               f"labelled point), {k['labelled_v2']} points visible (v=2), {k['labelled_v1']} occluded (v=1), "
               f"{k['outside_image']} far outside their image (made unlabelled)", file=out)
     print(f"  {skipped_line(s['skipped'])}", file=out)
+    too_large = too_large_line(s["skipped"])  # good files over the pixel limit: the one skip a setting undoes
+    if too_large:
+        print(f"  {too_large}", file=out)
 
 
 def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:

@@ -69,11 +69,14 @@ from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
+    TOO_LARGE,
     ImageReadError,
     image_header,
     image_size,
     missing_file_problem,
     read_image,
+    reason_counts,
+    too_large_line,
     turned_size,
     undo_orientation,
     unnameable_note,
@@ -84,8 +87,13 @@ from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
-__all__ = ["CocoDataset", "ImageSizeError", "choose_image_dir", "default_image_dir", "image_dir_candidates",
-           "load_coco_json"]
+# A file or category name from the JSON in a problem line: control characters escaped, quoted (a file_name
+# holding "\x1b[31m" turned the terminal red, a "\n" split the line), as predict prints its paths
+from maskrcnn.shown_text import display_name as _shown
+from maskrcnn.shown_text import with_shown
+
+__all__ = ["CocoDataset", "ImageSizeError", "TransformError", "choose_image_dir", "default_image_dir",
+           "image_dir_candidates", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 # names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
@@ -148,7 +156,7 @@ class _Problems:
         if self.quiet:
             self._log(f"{self.source}: {self.quiet} annotation(s) of the images skipped above left out")
         if self.counts:
-            listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+            listing = reason_counts(self.counts)
             # the records are named on the lines before, as far as they were logged; a command-line user
             # cannot see a Python attribute (``CocoDataset.problems`` holds them all)
             if self.logged > _MAX_LOGGED:
@@ -156,7 +164,9 @@ class _Problems:
             else:  # files not found past the few named, or annotations of skipped images: counted in a line
                 where = "summed up above" if len(self.missing) > self._NAMED or self.quiet else \
                     "each named above"
-            warnings.warn(f"{self.source}: skipped {listing} ({where})", stacklevel=3)
+            too_large = too_large_line(self.counts)  # good files over the pixel limit: how to read them
+            warnings.warn(f"{self.source}: skipped {listing} ({where})"
+                          + (f"; {too_large}" if too_large else ""), stacklevel=3)
 
 
 # digits a string id may have to be read as an integer: every 64-bit id fits; a longer string stays a
@@ -183,6 +193,29 @@ def _as_id(value):
 
 class ImageSizeError(ImageReadError):
     """An image file whose size is not the one its COCO record gives (the message names both)."""
+
+    reason = "image_size_mismatch"
+
+
+class TransformError(RuntimeError):
+    """A dataset's transforms raised an error that cannot be raised again as its own type with the image
+    named (a KeyError, whose message prints quoted; an error type of a user's that takes other
+    arguments); the original is its ``__cause__``."""
+
+
+def _transform_error(error: Exception, where: str) -> Exception:
+    """``error`` (raised by the transforms) as an error of the same type whose message starts with
+    ``where`` (the file, the image, the index), so that ``except ValueError`` around a dataset still
+    catches a transform's ValueError; a ``TransformError`` when its type cannot be made so. The new
+    instance is built from the message alone: the original's attributes (an OSError's ``errno`` and
+    ``filename``, a KeyError's key) are not copied, and the original is kept only as ``__cause__`` (the
+    caller raises it ``from error``), where they and the transform's own frames are found."""
+    message = f"{where}: {type(error).__name__}: {error}"
+    try:
+        same = type(error)(message)
+    except Exception:  # a type whose constructor takes other arguments
+        same = None
+    return same if same is not None and str(same) == message else TransformError(message)
 
 
 def _url_file_name(url) -> Optional[str]:
@@ -481,7 +514,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 if list(other["keypoints"]) != list(first["keypoints"]):
                     n, m = len(first["keypoints"]), len(other["keypoints"])
                     raise ValueError(
-                        f"{self.json_path}: categories {first['name']} ({n} keypoints) and {other['name']} "
+                        f"{self.json_path}: categories {_shown(first['name'])} ({n} keypoints) and "
+                        f"{_shown(other['name'])} "
                         f"({m}{', other names' if n == m else ''}) define different keypoint sets; one "
                         "keypoint set per dataset")
         self.keypoint_names = list(with_kp[0]["keypoints"]) if with_kp else None
@@ -536,7 +570,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._digit_ids += _is_digit_string(img.get("id"))
                 img = dict(img, id=_as_id(img.get("id")))
             if not isinstance(img, dict) or not _is_int(img.get("id")):
-                self._problems.add("bad_image", f"image record {str(img)[:80]} has no integer 'id'")
+                self._problems.add("bad_image", f"image record {_shown(str(img)[:80])} has no integer 'id'")
                 continue
             iid = img["id"]
             self._listed_ids.add(iid)
@@ -566,10 +600,10 @@ class CocoDataset(torch.utils.data.Dataset):
                 not_found = problem in (None, "no such image file")
                 self._problems.add(
                     "missing_image_file",
-                    f"image id {iid}: file {self.image_dir / written} "
+                    f"image id {iid}: file {_shown(self.image_dir / written)} "
                     + ("not found" if not_found else problem),
                     # a plain 'not found' is summed up with the others; a folder or broken link said alone
-                    missing_file=str(self.image_dir / written) if not_found else None,
+                    missing_file=_shown(self.image_dir / written) if not_found else None,
                     detail=(f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
                     + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
@@ -582,7 +616,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add(
                     "ambiguous_file_name",
                     f"image id {iid}: file_name {img['file_name']!r} and image id {owner[0]}'s "
-                    f"{owner[2]!r} both resolve to {file_name} (by the end of the path); the first keeps it",
+                    f"{owner[2]!r} both resolve to {_shown(file_name)} (by the end of the path); the first "
+                    "keeps it",
                 )
                 continue
             if by_tail:
@@ -592,8 +627,10 @@ class CocoDataset(torch.utils.data.Dataset):
                 # applied, as it is read) is the one the annotations were drawn on
                 try:
                     img["height"], img["width"] = image_size(self.image_dir / file_name)
-                except ImageReadError as e:
-                    self._problems.add("bad_image", f"image id {iid} has no height and width, and {e}")
+                except ImageReadError as e:  # too large: counted apart, the limit can be raised
+                    self._problems.add(TOO_LARGE if e.reason == TOO_LARGE else "bad_image",
+                                       f"image id {iid} has no height and width, and "
+                                       f"{with_shown(str(e), self.image_dir / file_name)}")
                     continue
                 sized_from_file += 1
             missing = [k for k in ("height", "width") if k not in img]
@@ -748,7 +785,7 @@ class CocoDataset(torch.utils.data.Dataset):
         geometry: dict = {}  # (image id, category id, box) -> the kept annotations with it
         for ann in annotations:
             if not isinstance(ann, dict):
-                self._problems.add("bad_annotation", f"annotation {str(ann)[:80]} is not an object")
+                self._problems.add("bad_annotation", f"annotation {_shown(str(ann)[:80])} is not an object")
                 continue
             raw = ann.get("id"), ann.get("image_id"), ann.get("category_id")
             if str in (type(raw[0]), type(raw[1]), type(raw[2])):  # rare: the type test keeps the pass cheap
@@ -883,12 +920,14 @@ class CocoDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _path(self, image_id: int) -> Optional[Path]:
+        """The file of image ``image_id`` (None without an image folder)."""
+        return self.image_dir / self._images[image_id]["file_name"] if self.image_dir is not None else None
+
     def image_info(self, index: int) -> dict:
         """{"id", "file_name", "path", "height", "width"} of the index-th image."""
         iid = self.ids[index]
-        info = self._images[iid]
-        path = self.image_dir / info["file_name"] if self.image_dir is not None else None
-        return {"id": iid, **info, "path": path}
+        return {"id": iid, **self._images[iid], "path": self._path(iid)}
 
     def to_coco_dict(self, *, box_as_mask: bool = True) -> dict:
         """The validated ground truth as a COCO dict (every valid image, every kept annotation), e.g.
@@ -975,7 +1014,7 @@ class CocoDataset(torch.utils.data.Dataset):
         """The message of an image of (H, W) ``size`` that is not the JSON's size; None when it is."""
         if tuple(size) == (info["height"], info["width"]):
             return None
-        return (f"{info['path']}: image is {size[0]}x{size[1]} (HxW), {self.json_path} says "
+        return (f"{_shown(info['path'])}: image is {size[0]}x{size[1]} (HxW), {self.json_path} says "
                 f"{info['height']}x{info['width']} (image id {info['id']})")
 
     def _drawn_on_stored_pixels(self, info: dict, shown: tuple, *, header: Optional[tuple] = None,
@@ -1005,8 +1044,8 @@ class CocoDataset(torch.utils.data.Dataset):
             return False
         if say and not self._stored_pixels:
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
-            warnings.warn(f"{self.json_path}: image id {info['id']} ({info['path']}) read without its EXIF "
-                          f"rotation: {_STORED_PIXELS_WHY} ({stored[0]}x{stored[1]}, turned "
+            warnings.warn(f"{self.json_path}: image id {info['id']} ({_shown(info['path'])}) read without "
+                          f"its EXIF rotation: {_STORED_PIXELS_WHY} ({stored[0]}x{stored[1]}, turned "
                           f"{shown[0]}x{shown[1]}); others alike are read so without a word", stacklevel=1)
         self._stored_pixels[info["id"]] = orientation
         return True
@@ -1014,7 +1053,8 @@ class CocoDataset(torch.utils.data.Dataset):
     def check_image_files(self, *, threads: int = 8) -> None:
         """Read the header of every image in use (no pixel is decoded; one open per image, ``threads`` at
         a time: the reads wait on the disk, not the CPU) and leave out, counted and named, those that
-        reading the image would refuse: unreadable (``unreadable_image``) or of another size than the
+        reading the image would refuse: unreadable (``unreadable_image``), over the pixel limit
+        (``image_too_large``: the file is good, a raised limit reads it) or of another size than the
         JSON's (``image_size_mismatch``, both sizes named), their annotations with them; images sized as
         their stored pixels while EXIF turns them are read unturned (one note counting them).
         For ``show-data``, whose counts (over every image) are then what training sees; training finds
@@ -1027,14 +1067,14 @@ class CocoDataset(torch.utils.data.Dataset):
             try:
                 return image_header(info["path"]), None
             except ImageReadError as e:
-                return None, str(e)
+                return None, e
 
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
             headers = list(pool.map(header, infos))  # in order: problems are named in the file's order
         refused = {}
         for info, (head, error) in zip(infos, headers):
-            if error is not None:
-                refused[info["id"]] = ("unreadable_image", error)
+            if error is not None:  # unreadable_image, or image_too_large (the limit can be raised)
+                refused[info["id"]] = (error.reason, with_shown(str(error), info["path"]))
                 continue
             shown = turned_size(*head)  # (H, W) as read_image returns it
             problem = self._size_problem(info, shown)
@@ -1060,8 +1100,8 @@ class CocoDataset(torch.utils.data.Dataset):
         ``check_image_files`` leaves out those it finds: counted and named once each, their annotations
         with them. For ``show-data``, which reads images with ``load`` (no other image in place of an
         unreadable one) and whose overlays and counts must then agree. Indices shift after it."""
-        self._leave_out({iid: ("image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image",
-                               str(e)) for iid, e in unreadable.items()})
+        self._leave_out({iid: (e.reason, with_shown(str(e), self._path(iid)))
+                         for iid, e in unreadable.items()})
 
     def load(self, index: int) -> tuple:
         """(image, target) of the index-th image, without transforms and without another image in place
@@ -1105,16 +1145,21 @@ class CocoDataset(torch.utils.data.Dataset):
                 break
             except ImageReadError as e:
                 self._unreadable.add(self.ids[candidate])
-                reason = "image_size_mismatch" if isinstance(e, ImageSizeError) else "unreadable_image"
-                self._problems.counts[reason] += 1
+                self._problems.counts[e.reason] += 1  # image_too_large apart: its message says the limit
                 # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
                 # warning's source (cli.warning_source)
-                warnings.warn(f"{e}; using another image instead", stacklevel=1)
+                warnings.warn(f"{with_shown(str(e), self._path(self.ids[candidate]))}; using another image "
+                              "instead", stacklevel=1)
         else:
             raise RuntimeError(f"{self.json_path}: no image of the dataset could be read")
         if self.transforms is not None:
             generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-            image, target = self.transforms(image, target, generator)
+            try:
+                image, target = self.transforms(image, target, generator)
+            except Exception as e:  # a user's transform: its error alone did not say which image
+                iid = self.ids[candidate]  # not the target's: the transform may have changed it
+                raise _transform_error(e, f"{self.json_path}: the transforms failed on image id {iid} "
+                                          f"({_shown(self._path(iid))}, dataset index {candidate})") from e
         return image, target
 
     def __repr__(self) -> str:

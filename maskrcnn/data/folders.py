@@ -8,18 +8,33 @@ descended into (pathlib's ``**`` does not follow them).
 
 ``list_folder`` also says what it passed over that a user may have meant to be listed, each with a
 reason, for the caller to report (a listing that drops a file without a word hides it): a broken
-symlink with a wanted extension ("broken link"), with ``recursive`` a symlinked subfolder ("link to a
-folder, not followed"), without ``recursive`` a subfolder with a wanted extension ("a folder"), and
-anything else with a wanted extension that is not a regular file (a FIFO, a socket). With ``recursive``
-a subfolder is searched like any other, whatever its name, so it is not reported.
+symlink with a wanted extension ("broken link (to TARGET)", the path the link holds: a link made with a
+relative target from the wrong folder, or to a drive not mounted, is told by it), with ``recursive`` a
+symlinked subfolder ("link to a folder, not followed"), without ``recursive`` a subfolder with a wanted
+extension ("a folder"), and anything else with a wanted extension that is not a regular file (a FIFO, a
+socket). With ``recursive`` a subfolder is searched like any other, whatever its name, so it is not
+reported.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
-__all__ = ["files_with_suffixes", "list_folder"]
+from maskrcnn.shown_text import display_name
+
+__all__ = ["files_with_suffixes", "link_target", "list_folder"]
+
+
+def link_target(path: Path) -> str:
+    """What the symlink ``path`` points to, as it is written in the link (relative targets stay relative:
+    that is what to fix), control characters escaped (``shown_text.display_name``); "?" when it cannot
+    be read."""
+    try:
+        return display_name(os.readlink(path))
+    except OSError:
+        return "?"
 
 
 def files_with_suffixes(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> List[Path]:
@@ -44,7 +59,7 @@ def list_folder(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> Tu
         elif not named or (recursive and f.is_dir()):
             continue  # searched (recursive), or not asked for
         elif f.is_symlink() and not f.exists():
-            passed_over.append((f, "broken link"))
+            passed_over.append((f, f"broken link (to {link_target(f)})"))
         else:
             passed_over.append((f, "a folder" if f.is_dir() else "not a regular file"))
     return sorted(files), sorted(passed_over)

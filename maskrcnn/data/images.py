@@ -42,13 +42,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskrcnn.data.folders import list_folder
+from maskrcnn.data.folders import link_target, list_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "ImageTooLargeError",
     "MultiFrameWarning",
+    "TOO_LARGE",
     "decode_image_bytes",
     "exif_oriented",
     "image_header",
@@ -60,6 +61,9 @@ __all__ = [
     "list_images_and_passed_over",
     "max_image_pixels",
     "read_image",
+    "reason_counts",
+    "skip_reason",
+    "too_large_line",
 ]
 
 # A folder's files with these extensions are read, or named when they cannot be: .jfif is a JPEG (Windows
@@ -97,11 +101,17 @@ _NEEDS_PLUGIN = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}
 
 
 class ImageReadError(ValueError):
-    """An image file could not be read; the message names the file and the reason."""
+    """An image file could not be read; the message names the file and the reason. ``reason``: the key a
+    skipped image is counted under in the dataset and command summaries."""
+
+    reason = "unreadable_image"
 
 
 class ImageTooLargeError(ImageReadError):
-    """An image has more pixels than allowed (a limit given by the caller, or PIL's bomb limit)."""
+    """An image has more pixels than allowed (a limit given by the caller, or PIL's bomb limit). Counted
+    apart from unreadable files: the file is good, and ``too_large_line`` says how to read it."""
+
+    reason = "image_too_large"
 
 
 class MultiFrameWarning(UserWarning):
@@ -218,6 +228,38 @@ _RAISE_HINT = (f"raise it with the environment variable {MAX_PIXELS_ENV} (maskrc
                "or PIL.Image.MAX_IMAGE_PIXELS in a program")
 
 
+TOO_LARGE = ImageTooLargeError.reason
+
+
+def skip_reason(error, other: str = "prediction_failed") -> str:
+    """The key an image left out for ``error`` is counted under: an ``ImageReadError``'s ``reason``
+    (``image_too_large``, ``unreadable_image``, a subclass's own), ``unreadable_image`` for an OSError
+    reading it, ``other`` for anything else (the model failing on the image: an error or the message
+    ``predict_files_skipping`` reports)."""
+    if isinstance(error, ImageReadError):
+        return error.reason
+    return ImageReadError.reason if isinstance(error, OSError) else other
+
+
+def reason_counts(counts) -> str:
+    """``counts`` ({reason: images}) as one listing, by reason: "1 image_too_large, 2 unreadable_image";
+    "" for none. The one form every summary counts skipped records in."""
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
+def too_large_line(counts) -> Optional[str]:
+    """The line said once beside ``counts`` ({reason: images}) when some images are over the pixel limit
+    (``image_too_large``): the limit now in force and how to raise it; None when there are none. Unlike
+    an unreadable file, such an image is good: a limit raised for the run reads it."""
+    count = counts.get(TOO_LARGE, 0)
+    if not count:
+        return None
+    limit = max_image_pixels()
+    limit = f"the limit of {_mp(limit)}" if limit else "the limit"
+    return (f"{count} image(s) over {limit} (image_too_large): {_RAISE_HINT}, e.g. {MAX_PIXELS_ENV}="
+            "1000000000 (0: no limit); README, \"What happens with bad input\"")
+
+
 def _mp(pixels: int) -> str:
     return f"{pixels / 1e6:.4g} MP"  # 225 MP, 179 MP; a test's 400 pixels 0.0004 MP
 
@@ -250,11 +292,7 @@ def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     if path.exists():
         return None
     if path.is_symlink():
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        return f"is a broken link (to {target})"
+        return f"is a broken link (to {link_target(path)})"
     return "no such image file"
 
 
@@ -427,8 +465,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             raise ImageTooLargeError(f"{name}: image of {found.group(1)} pixels is larger than the limit of "
                                      f"{max_pixels} pixels") from None
         raise _bomb_error(name, e) from None
-    except MemoryError as e:
-        raise ImageTooLargeError(f"{name}: image too large for the memory available ({e})") from None
+    except MemoryError as e:  # not the pixel limit (there may be none): unreadable here, no limit hint
+        raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)

@@ -422,7 +422,11 @@ def make_evaluate_fn(cfg, dataset, json_path, *, device="cpu", optimise: bool = 
     del json_path  # the dataset was read from it
 
     def skip(index, path, error):
-        warnings.warn(f"validation: {path} left out of the score ({error})", stacklevel=2)
+        from maskrcnn.shown_text import display_name, with_shown
+
+        # a file_name from the JSON: its control characters escaped, as the dataset's own lines show it
+        warnings.warn(f"validation: {display_name(path)} left out of the score "
+                      f"({with_shown(str(error), path)})", stacklevel=2)
 
     warned: list = []  # the unscored classes are said at the first evaluation only
 

@@ -67,11 +67,12 @@ def test_what_a_listing_passes_over_is_named_with_its_reason(tree):
     files, passed_over = list_images_and_passed_over(tree, recursive=True)
     assert "album.png/in.png" in _rel(files, tree)
     assert [(p.relative_to(tree).as_posix(), why) for p, why in passed_over] == [
-        ("dangling.png", "broken link"), ("linked", "link to a folder, not followed")]
+        ("dangling.png", f"broken link (to {tree.parent / 'gone.png'})"),
+        ("linked", "link to a folder, not followed")]
     files, passed_over = list_images_and_passed_over(tree)
     assert _rel(files, tree) == [".hidden.png", "link.png", "z.png"]
     assert [(p.relative_to(tree).as_posix(), why) for p, why in passed_over] == [
-        ("album.png", "a folder"), ("dangling.png", "broken link")]
+        ("album.png", "a folder"), ("dangling.png", f"broken link (to {tree.parent / 'gone.png'})")]
 
 
 def test_a_broken_link_to_a_video_is_named_too(tree):
@@ -81,4 +82,16 @@ def test_a_broken_link_to_a_video_is_named_too(tree):
     videos = list_videos([tree], on_passed_over=lambda path, why: passed.append((path, why)))
     assert "B/gone.mp4" not in _rel(videos, tree)
     assert [(p.relative_to(tree).as_posix(), why) for p, why in passed] == [
-        ("B/gone.mp4", "broken link"), ("linked", "link to a folder, not followed")]
+        ("B/gone.mp4", f"broken link (to {tree / 'nowhere.mp4'})"),
+        ("linked", "link to a folder, not followed")]
+
+
+def test_a_broken_link_names_its_target_as_the_link_holds_it(tmp_path):
+    """"broken link" alone did not say where the link pointed (a relative target made from the wrong
+    folder, a drive not mounted): the target is named as written in the link, control characters
+    escaped."""
+    (tmp_path / "a.png").symlink_to("../old/a.png")
+    (tmp_path / "b.png").symlink_to("../old/new\nline.png")
+    _, passed_over = list_images_and_passed_over(tmp_path)
+    assert [why for _, why in passed_over] == ["broken link (to ../old/a.png)",
+                                               "broken link (to '../old/new\\nline.png')"]

@@ -116,7 +116,7 @@ def test_a_coco_image_over_the_limit_is_skipped_and_counted_not_a_traceback(tmp_
         {"images": records, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
     dataset = CocoDataset(json_path=json_path, image_dir=images)
     dataset.check_image_files()
-    assert dataset.skipped == {"unreadable_image": 1} and len(dataset) == 1
+    assert dataset.skipped == {"image_too_large": 1} and len(dataset) == 1  # a good file: not unreadable
     assert "pano.png: image too large (225 MP > limit 179 MP" in dataset.problems[0]
 
 

@@ -247,7 +247,8 @@ def test_eval_leaves_out_an_image_the_model_fails_on_by_name(cli, tiny_checkpoin
                    "--output", tmp_path / "m", "--device", "cpu")  # fmt: skip
     assert rc == 0, text
     assert f"skipping image: {images / 'im2.png'}: the model failed on this image (RuntimeError" in text
-    assert "1 images (unreadable, not of their recorded size, or the model failed on them) left out" in text
+    assert "1 images left out of the evaluation (1 prediction_failed)" in text
+    assert "image_too_large" not in text  # no pixel-limit hint for a model failure
     assert (tmp_path / "m" / "metrics.json").is_file()
 
 

@@ -247,3 +247,30 @@ def test_training_says_which_images_filter_empty_left_out(tmp_path):
     assert (f"note: {path}: 3 of 4 training images are left out: 2 have no annotations, 1 has only crowd "
             "annotations (iscrowd 1: regions the losses ignore); data.filter_empty=false keeps them as "
             "background images, their crowd regions ignored\n") in stream.getvalue(), stream.getvalue()
+
+
+def test_a_validation_file_name_with_a_newline_is_printed_escaped_when_left_out(tmp_path):
+    """make_evaluate_fn's skip warning names the file from the JSON: a "\\n" in it split the line (and an
+    ANSI escape coloured the terminal); it is printed escaped, in the name and in the error's text."""
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine import inference
+    from tests.tiny_model import build_tiny
+
+    path, images = _dataset(tmp_path, [_ann(1, 1), _ann(2, 2)])
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = "bad\nname.png"
+    path.write_text(json.dumps(data))
+    (images / "1.png").rename(images / "bad\nname.png")
+    (images / "bad\nname.png").write_bytes(b"not a png")
+    dataset = CocoDataset(json_path=path, image_dir=images)
+    model, cfg = build_tiny()
+    evaluate = inference.make_evaluate_fn(cfg, dataset, path, optimise=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        evaluate(model)
+    said = [str(w.message) for w in seen if "left out of the score" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in seen]
+    assert "\n" not in said[0]
+    escaped = f"'{images}/bad\\nname.png'"
+    assert said[0].startswith(f"validation: {escaped} left out of the score ("), said[0]
+    assert said[0].count(escaped) == 2, said[0]  # the error's own text names it escaped too

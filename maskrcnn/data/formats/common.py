@@ -86,8 +86,11 @@ class Report:
         if self.notes:
             lines.append("notes: " + ", ".join(f"{n} {what}" for what, n in sorted(self.notes.items())))
         total = sum(self.skipped.values())
-        listing = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        listing = images.reason_counts(self.skipped)
         lines.append(f"skipped {total} record(s)" + (f": {listing}" if listing else ""))
+        too_large = images.too_large_line(self.skipped)  # good files over the pixel limit: how to read them
+        if too_large:
+            lines.append(too_large)
         return "\n".join(lines)
 
 
@@ -126,7 +129,9 @@ def image_size(path: Path) -> tuple:
         return images.image_size(path)
     except images.ImageReadError as e:
         detail = str(e).removeprefix(f"{path}: ")  # the Skip's message names the file itself
-        raise Skip("unreadable_image", f"image {path} cannot be read: {detail}") from None
+        # image_too_large apart (its message says the limit and how to raise it): the file itself is good
+        what = "is over the pixel limit" if e.reason == images.TOO_LARGE else "cannot be read"
+        raise Skip(e.reason, f"image {path} {what}: {detail}") from None
 
 
 def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:

@@ -1,0 +1,97 @@
+"""The commands' summaries count an image over the pixel limit as ``image_too_large``, apart from
+unreadable files, with a line saying the limit and how to raise it (``show-data``, ``predict``,
+``eval``); eval's skip lines print a file name from the JSON escaped."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_model import TINY  # tests/ is on the path
+
+from maskrcnn.cli import main
+from maskrcnn.config import PRESETS, apply_overrides
+from maskrcnn.data.images import MAX_PIXELS_ENV
+from maskrcnn.modeling.mask_rcnn import build_model
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+HINT = f"1 image(s) over the limit of 0.004 MP (image_too_large): raise it with the environment variable " \
+       f"{MAX_PIXELS_ENV}"
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    """PIL refuses images over 2 x 2000 = 4000 pixels: 80x80 is too large, 40x40 is not."""
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_checkpoint(path, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "cat", "dog"], label_to_category_id={1: 5, 2: 9})
+    return path
+
+
+def _images(folder):
+    """ok.png (40x40), big.png (80x80: over the small limit), and a 0-byte file named with a newline."""
+    folder.mkdir()
+    for name, side in (("ok.png", 40), ("big.png", 80)):
+        Image.fromarray(np.full((side, side, 3), 90, np.uint8)).save(folder / name)
+    (folder / "empty\nname.png").write_bytes(b"")
+    return {"ok.png": 40, "big.png": 80, "empty\nname.png": 40}
+
+
+def _coco(tmp_path):
+    images = tmp_path / "images"
+    sides = _images(images)
+    records = [{"id": i, "file_name": n, "width": s, "height": s}
+               for i, (n, s) in enumerate(sides.items(), 1)]
+    anns = [{"id": i, "image_id": i, "category_id": 5, "bbox": [2, 2, 20, 20], "area": 400, "iscrowd": 0,
+             "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]]} for i in range(1, 4)]
+    json_path = tmp_path / "d.json"
+    json_path.write_text(json.dumps({"images": records, "annotations": anns,
+                                     "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]}))
+    return json_path, images
+
+
+def test_show_data_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, small_limit, capsys):
+    json_path, images = _coco(tmp_path)
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
+                 str(tmp_path / "show")]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: 1 image_too_large, 1 unreadable_image" in out
+    assert HINT in out and "What happens with bad input" in out
+    summary = json.loads((tmp_path / "show" / "summary.json").read_text())
+    assert summary["skipped"] == {"image_too_large": 1, "unreadable_image": 1}
+
+
+def test_predict_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, small_limit, checkpoint, capsys):
+    images = tmp_path / "in"
+    _images(images)
+    assert main(["predict", "--weights", str(checkpoint), str(images), "--output", str(tmp_path / "out"),
+                 "--device", "cpu", "--no-overlays"]) == 0
+    err = capsys.readouterr().err
+    assert "done: 1 image(s)" in err and "2 skipped (1 image_too_large, 1 unreadable_image)" in err
+    assert HINT in err
+
+
+def test_eval_counts_a_too_large_image_apart_and_prints_names_escaped(tmp_path, small_limit, checkpoint,
+                                                                      capsys):
+    json_path, images = _coco(tmp_path)
+    assert main(["eval", "--weights", str(checkpoint), "--json", str(json_path), "--images", str(images),
+                 "--device", "cpu", "--output", str(tmp_path / "ev")]) == 0
+    err = capsys.readouterr().err
+    assert "2 images left out of the evaluation (1 image_too_large, 1 unreadable_image)" in err
+    assert HINT in err
+    assert f"skipping image: '{images}/empty\\nname.png': empty file (0 bytes)" in err
+    assert not any(line.startswith("name.png") for line in err.splitlines())  # no line cut in two
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["images_evaluated"] == 1 and len(metrics["images_skipped"]) == 2
