@@ -308,11 +308,52 @@ def test_paths_found_and_not_predicted_are_reported_once_each(tmp_path):
     (images / "sub" / "link.png").symlink_to(images / "sub" / "good.png")
     (images / "dangling.png").symlink_to(tmp_path / "gone.png")
     told = []
-    found = expand_inputs([images, images / "sub", images / "sub" / "link.png"],
+    found = expand_inputs([images, images / "sub", images / "sub" / "good.png"],
                           on_left_out=lambda path, reason: told.append((path, reason)))
     assert found == [images / "sub" / "good.png"]
     assert told == [(images / "dangling.png", "broken link"),
                     (images / "sub" / "link.png", f"same file as {images / 'sub' / 'good.png'}")]
+
+
+def test_a_link_named_on_the_command_line_beside_its_file_is_predicted_under_both_names(setup, tmp_path,
+                                                                                         capsys):
+    """`predict a.png link_to_a.png` said "left out link_to_a.png: same file as a.png" and gave it no
+    results nor overlay: an argument the user typed was dropped as an alias. Each name typed is predicted,
+    with a note that they are one file; a link found in a folder is still left out."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    ckpt, _ = setup
+    images = tmp_path / "imgs"
+    (images / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(images / "a.png")
+    (images / "link_to_a.png").symlink_to("a.png")
+    a, link = images / "a.png", images / "link_to_a.png"
+    for inputs, expected, note in [
+        ([a, link], [a, link], (link, a)),
+        ([link, a], [link, a], (a, link)),
+        ([images, link], [a, link], (link, a)),  # the link found in the folder, and typed: predicted
+        ([link, images], [link, a], (link, a)),  # the file itself found in the folder beside it
+    ]:
+        told, same = [], []
+        found = expand_inputs(inputs, on_left_out=lambda *x, to=told: to.append(x),
+                              on_same_file=lambda *x, to=same: to.append(x))
+        assert (found, told, same) == (expected, [], [note]), inputs
+    told, same = [], []
+    spelled_twice = [a, f"{images}/sub/../a.png", f"{images}/./a.png"]  # one path: once, nothing said
+    assert expand_inputs(spelled_twice, on_left_out=told.append, on_same_file=same.append) == [a]
+    assert told == same == []
+    assert expand_inputs([images], on_left_out=lambda *x: told.append(x)) == [a]  # found only: left out
+    assert told == [(link, f"same file as {a}")]
+
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(a), str(link), "--output", str(out),
+                 "--device", "cpu", "--overlay-min-size", "0", "--score-thresh", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "left out" not in err and f"{link} is the same file as {a}: predicted under each name" in err
+    records = json.loads((out / "predictions.json").read_text())
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "link_to_a.png"]
+    assert {r["file_name"] for r in records} == {str(a), str(link)}
+    assert "done: 2 image(s)" in err
 
 
 def test_a_link_sorting_before_its_file_is_the_one_left_out(tmp_path):

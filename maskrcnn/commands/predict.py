@@ -147,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser)
 
 
-def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> list:
+def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_same_file=None) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
@@ -159,15 +159,23 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
     default a line ``maskrcnn predict: left out PATH: REASON`` on stderr), one call each: a second path
     to a file listed already (a symlink beside its target: "same file as imgs/good.png", the file itself
     kept rather than the link whatever their order; the same path reached twice says nothing), a broken
-    link, a symlinked subfolder (not followed)."""
+    link, a symlinked subfolder (not followed). A file named on the command line is never left out as
+    another's alias: the user asked for it by that name (a script may look for its overlay), so
+    ``a.jpg link_to_a.jpg`` predicts both, and ``on_same_file(path, other)`` (by default a note on stderr)
+    says that ``path`` is the same file as ``other``, listed already."""
     from maskrcnn.data.images import list_images_and_passed_over
 
     if on_left_out is None:
         on_left_out = print_left_out
+    if on_same_file is None:
+        on_same_file = print_same_file
     if outputs is None:
         outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
-    files, seen, left_out, reported = [], {}, 0, set()
-    position = {}  # resolved file -> its index in files
+    # given by name: compared as written, made absolute ('a.jpg' and './a.jpg' are one path, not a link)
+    named = {_spelled(p) for p in inputs if not Path(p).is_dir()}
+    files, seen, reported = [], {}, set()
+    listed = set()  # the paths in files, as _spelled has them: the same path twice is listed once
+    in_output = set()  # the paths left out for lying in an output folder, counted once each
     for given in inputs:
         top = Path(given).resolve()
         found, passed_over = list_images_and_passed_over(given, recursive=True)
@@ -176,32 +184,68 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
                 reported.add(path)
                 on_left_out(path, reason)
         for f in found:
+            spelled = _spelled(f)
+            if spelled in listed:
+                continue
             key = f.resolve()
-            if key in seen:
-                kept = seen[key]
-                if f != kept and kept.is_symlink() and not f.is_symlink():
-                    # the file itself wins over a link to it listed first (link.jpg sorts before rgb.jpg)
-                    seen[key], kept, f = f, f, kept
-                    if key in position:
-                        files[position[key]] = kept
-                if f != kept and f not in reported:  # another name for it: the user may count on both
-                    reported.add(f)
-                    on_left_out(f, f"same file as {shown_path(kept)}")
-                continue
-            seen[key] = f
             if top != key and outputs.inside(key.parent, top):
-                left_out += 1
+                in_output.add(spelled)
                 continue
-            position[key] = len(files)
+            kept = seen.get(key)
+            if kept is None:
+                seen[key] = f
+            elif _is_alias(kept, f, named):
+                # the file itself wins over a link to it found first (link.jpg sorts before rgb.jpg), in the
+                # link's place in the order
+                files[files.index(kept)] = f
+                listed.discard(_spelled(kept))
+                listed.add(spelled)
+                seen[key] = f
+                _report_once(kept, f"same file as {shown_path(f)}", reported, on_left_out)
+                continue
+            elif spelled in named or (kept.is_symlink() and not f.is_symlink()):
+                # given by name (the user asked for it so), or the file itself beside a link given by name
+                on_same_file(*((f, kept) if spelled in named else (kept, f)))
+                if not f.is_symlink():
+                    seen[key] = f
+            else:  # another name for it found in a folder: said, since the user may count on both
+                _report_once(f, f"same file as {shown_path(kept)}", reported, on_left_out)
+                continue
+            listed.add(spelled)
             files.append(f)
-    if left_out:
-        print(f"maskrcnn predict: left out {left_out} image file(s) inside predict output folders (overlays "
-              "of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
+    if in_output:
+        print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
+              "(overlays of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
     return files
+
+
+def _is_alias(kept: Path, f: Path, named: set) -> bool:
+    """Whether ``kept``, listed already, is to give its place to ``f``, the same file: ``kept`` is a link
+    found in a folder (not named on the command line) and ``f`` the file itself."""
+    return kept.is_symlink() and not f.is_symlink() and _spelled(kept) not in named
+
+
+def _report_once(path, reason: str, reported: set, on_left_out) -> None:
+    if path not in reported:
+        reported.add(path)
+        on_left_out(path, reason)
+
+
+def _spelled(path) -> str:
+    """``path`` absolute and with '.' and '..' taken out as written (links not followed): two arguments
+    that are one path spelled twice compare equal, a link and its target do not."""
+    import os
+
+    return os.path.normpath(os.path.abspath(path))
 
 
 def print_left_out(path, reason: str) -> None:
     print(f"maskrcnn predict: left out {shown_path(path)}: {reason}", file=sys.stderr)
+
+
+def print_same_file(path, other) -> None:
+    print(f"maskrcnn predict: note: {shown_path(path)} is the same file as {shown_path(other)}: predicted "
+          "under each name given", file=sys.stderr)
 
 
 def shown_path(path) -> str:
