@@ -410,3 +410,29 @@ def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, 
         assert main(argv) == 0, capsys.readouterr().err
         coco = json.loads((tmp_path / f"rt{k}.json").read_text())
         assert sorted(i["file_name"] for i in coco["images"]) == sorted(SIZES)
+
+
+def test_the_images_of_the_same_name_beside_are_listed_once_per_run(setup, tmp_path, monkeypatch, capsys):
+    """The overlays and the mask files each listed the images' folders for a same-named image beside them
+    (``same_name_beside``): twice per run, on a folder of 100,000 photos twice the listing. Once now, and
+    both still name an image by its whole name when one of the same name lies beside it."""
+    import maskrcnn.overlay_paths as overlay_paths
+
+    ckpt, _ = setup
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for name in ("x.jpg", "x.png"):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(images / name)
+    calls, listing = [], overlay_paths.same_name_beside
+
+    def counting(paths, extensions):
+        calls.append(list(paths))
+        return listing(paths, extensions)
+
+    monkeypatch.setattr(overlay_paths, "same_name_beside", counting)
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(images / "x.jpg"), "--output", str(out), "--device",
+                 "cpu", "--overlay-min-size", "0", "--export", "masks"]) == 0
+    assert calls == [[images / "x.jpg"]]
+    assert [p.name for p in (out / "overlays").iterdir()] == ["x.jpg.png"]  # x.png beside it
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == ["x.jpg.png", "x.jpg_classes.png"]

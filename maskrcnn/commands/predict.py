@@ -518,16 +518,15 @@ def _overlay_file_name(path: Path, root) -> str:
         return safe_file_name(path.name)
 
 
-def _overlay_names(files, root) -> dict:
+def _overlay_names(files, root, beside) -> dict:
     """{index in ``files``: its overlay path relative to overlays/}, chosen for all files up front and
     in the order of their paths, so that neither the order given nor the other inputs change a name; an
-    image file beside one of them with the same name but for the extension (not predicted this run)
-    counts as a clash too (``overlay_paths``)."""
-    from maskrcnn.data.images import IMAGE_EXTENSIONS
-    from maskrcnn.overlay_paths import overlay_relpaths, same_name_beside
+    image file beside one of them with the same name but for the extension (not predicted this run:
+    ``beside``, ``overlay_paths.same_name_beside``) counts as a clash too."""
+    from maskrcnn.overlay_paths import overlay_relpaths
 
     order = sorted(range(len(files)), key=lambda i: str(files[i]))
-    beside = [_overlay_file_name(p, root) for p in same_name_beside(files, IMAGE_EXTENSIONS)]
+    beside = [_overlay_file_name(p, root) for p in beside]
     names = overlay_relpaths([_overlay_file_name(files[i], root) for i in order], beside=beside)
     return dict(zip(order, names))
 
@@ -537,9 +536,11 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
+    from maskrcnn.data.images import IMAGE_EXTENSIONS
+    from maskrcnn.data.pre_annotations.export import PIXEL_FORMATS, check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
+    from maskrcnn.overlay_paths import same_name_beside
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
@@ -620,11 +621,15 @@ def run(args: argparse.Namespace) -> int:
               f"replace them once its first image is done (stopped before that, they stay as they are){kept}",
               file=sys.stderr)
     writer = _ResultsWriter(out_dir)
-    export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
+    # images of the same name beside the run's (x.png by x.jpg, not predicted): the overlays and the mask
+    # files name theirs by the same rule; one listing of their folders serves both
+    beside = [] if args.no_overlays and not any(f in PIXEL_FORMATS for f in export_formats) else \
+        same_name_beside(files, IMAGE_EXTENSIONS)
+    export = export_for_run(args, export_formats, files, predictor, out_dir, beside=beside)  # None: no export
     skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
     # overlays/ mirrors the images' folders below the images folder, as the exports do
     root = export.root if export is not None else _overlay_root(args.inputs, files)
-    overlay_names = {} if args.no_overlays else _overlay_names(files, root)
+    overlay_names = {} if args.no_overlays else _overlay_names(files, root, beside)
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
