@@ -230,3 +230,30 @@ def test_a_file_without_a_usable_image_ends_with_status_1(tmp_path, capsys):
     out = tmp_path / "show_some"
     assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["skipped"]["missing_image_file"] == 1
+
+
+def test_files_in_the_overlays_folder_that_show_data_did_not_write_are_left_as_they_are(tmp_path, capsys):
+    """show-data drew over any file of an overlay's name in DIR/overlays: predict's overlay of the same
+    image, the user's own PNG, or through a link, a file elsewhere. Only its own earlier overlays (listed
+    in DIR/summary.json) are written over now; another file keeps its place and the overlay a free name."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    (out / "overlays").mkdir(parents=True)
+    (out / "overlays" / "a.png").write_bytes(b"predict's overlay of a.png")
+    (tmp_path / "elsewhere.png").write_bytes(b"the user's")
+    (out / "overlays" / "b.png").symlink_to(tmp_path / "elsewhere.png")
+    args = ["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+            "--overlay-min-size", "0", "--max", "2"]
+    for _ in range(2):  # the second run writes over its own overlays, under the same names
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert (out / "overlays" / "a.png").read_bytes() == b"predict's overlay of a.png"
+        assert (tmp_path / "elsewhere.png").read_bytes() == b"the user's"
+        assert (out / "overlays" / "b.png").is_symlink()
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["overlay_images"] == {"a_2.png": "a.png", "b_2.png": "b.png"}
+        assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "a_2.png", "b.png",
+                                                                        "b_2.png"]
+        assert np.asarray(Image.open(out / "overlays" / "a_2.png")).shape == (H, W, 3)
+        assert f"{out / 'overlays' / 'a.png'} is not an overlay this command wrote" in err
+        assert f"a.png drawn to {out / 'overlays' / 'a_2.png'}" in err

@@ -706,7 +706,9 @@ def run(args: argparse.Namespace) -> int:
             note = export.left_out_note()
             if note:
                 print(note, file=sys.stderr)
-            print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
+            # stopped before its first image: the earlier run's mask files stay, as its other files do
+            wrote = export.finish(replace=stopped is None or n_done > 0)
+            print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
             for line in export.read_back_lines():
                 print(line, file=sys.stderr)
