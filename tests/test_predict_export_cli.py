@@ -349,7 +349,7 @@ def test_a_link_named_on_the_command_line_beside_its_file_is_predicted_under_bot
     assert main(["predict", "--weights", str(ckpt), str(a), str(link), "--output", str(out),
                  "--device", "cpu", "--overlay-min-size", "0", "--score-thresh", "0"]) == 0
     err = capsys.readouterr().err
-    assert "left out" not in err and f"{link} is the same file as {a}: predicted under each name" in err
+    assert "left out" not in err and f"{link} is the same file as {a}: predicted under both names" in err
     records = json.loads((out / "predictions.json").read_text())
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "link_to_a.png"]
     assert {r["file_name"] for r in records} == {str(a), str(link)}
@@ -436,3 +436,50 @@ def test_the_images_of_the_same_name_beside_are_listed_once_per_run(setup, tmp_p
     assert calls == [[images / "x.jpg"]]
     assert [p.name for p in (out / "overlays").iterdir()] == ["x.jpg.png"]  # x.png beside it
     assert sorted(p.name for p in (out / "masks").glob("*.png")) == ["x.jpg.png", "x.jpg_classes.png"]
+
+
+def test_a_path_with_dotdot_past_a_linked_folder_is_another_file_not_a_duplicate(tmp_path, capsys):
+    """'imgs/sub/../a.png' with imgs/sub a link to other/real is other/a.png: it was dropped as a
+    duplicate of imgs/a.png, compared by its text only."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    imgs, other = tmp_path / "imgs", tmp_path / "other"
+    (other / "real").mkdir(parents=True)
+    imgs.mkdir()
+    for path in (imgs / "a.png", other / "a.png"):
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(path)
+    (imgs / "sub").symlink_to(other / "real")
+    found = expand_inputs([str(imgs / "a.png"), str(imgs) + "/sub/../a.png"])
+    assert [p.resolve() for p in found] == [(imgs / "a.png").resolve(), (other / "a.png").resolve()]
+    # the same path spelled twice is still listed once
+    assert len(expand_inputs([str(imgs / "a.png"), str(imgs) + "/./a.png"])) == 1
+
+
+def test_files_in_an_output_folder_named_and_predicted_are_not_counted_as_left_out(tmp_path, capsys):
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "old/overlays/a.png", "old/overlays/b.png"):
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(images / rel)
+    (images / "old" / "predictions.json").write_text("[]")
+    named = images / "old" / "overlays" / "a.png"
+    for inputs in ([images, named], [named, images]):
+        found = expand_inputs(inputs)
+        assert sorted(p.relative_to(images).as_posix() for p in found) == ["a.png", "old/overlays/a.png"]
+        assert "left out 1 image file(s) inside predict output folders" in capsys.readouterr().err
+
+
+def test_predict_writes_its_overlays_atomically_not_through_a_link(setup, tmp_path, capsys):
+    ckpt = setup[0]
+    images, out = tmp_path / "imgs", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(images / "a.png")
+    (out / "overlays").mkdir(parents=True)
+    (tmp_path / "elsewhere.png").write_bytes(b"the user's")
+    (out / "overlays" / "a.png").symlink_to(tmp_path / "elsewhere.png")
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", str(out),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "elsewhere.png").read_bytes() == b"the user's"
+    assert not (out / "overlays" / "a.png").is_symlink()
+    assert Image.open(out / "overlays" / "a.png").size[0] > 0

@@ -174,8 +174,10 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     # given by name: compared as written, made absolute ('a.jpg' and './a.jpg' are one path, not a link)
     named = {_spelled(p) for p in inputs if not Path(p).is_dir()}
     files, seen, reported = [], {}, set()
-    listed = set()  # the paths in files, as _spelled has them: the same path twice is listed once
-    in_output = set()  # the paths left out for lying in an output folder, counted once each
+    # the paths in files, as _spelled has them -> the file each is (resolved): the same path twice is listed
+    # once; a spelling with '..' past a link ('imgs/sub/../a.png', sub a link) may be another file
+    listed: dict = {}  # spelled -> {resolved, ...}
+    in_output: dict = {}  # the paths left out for lying in an output folder -> their file, counted once each
     for given in inputs:
         top = Path(given).resolve()
         found, passed_over = list_images_and_passed_over(given, recursive=True)
@@ -185,11 +187,11 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 on_left_out(path, reason)
         for f in found:
             spelled = _spelled(f)
-            if spelled in listed:
-                continue
             key = f.resolve()
+            if key in listed.get(spelled, ()):
+                continue
             if top != key and outputs.inside(key.parent, top):
-                in_output.add(spelled)
+                in_output[spelled] = key
                 continue
             kept = seen.get(key)
             if kept is None:
@@ -198,8 +200,8 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 # the file itself wins over a link to it found first (link.jpg sorts before rgb.jpg), in the
                 # link's place in the order
                 files[files.index(kept)] = f
-                listed.discard(_spelled(kept))
-                listed.add(spelled)
+                listed.get(_spelled(kept), set()).discard(key)
+                listed.setdefault(spelled, set()).add(key)
                 seen[key] = f
                 _report_once(kept, f"same file as {shown_path(f)}", reported, on_left_out)
                 continue
@@ -211,8 +213,9 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
             else:  # another name for it found in a folder: said, since the user may count on both
                 _report_once(f, f"same file as {shown_path(kept)}", reported, on_left_out)
                 continue
-            listed.add(spelled)
+            listed.setdefault(spelled, set()).add(key)
             files.append(f)
+    in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
     if in_output:
         print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
               "(overlays of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
@@ -245,7 +248,7 @@ def print_left_out(path, reason: str) -> None:
 
 def print_same_file(path, other) -> None:
     print(f"maskrcnn predict: note: {shown_path(path)} is the same file as {shown_path(other)}: predicted "
-          "under each name given", file=sys.stderr)
+          "under both names", file=sys.stderr)
 
 
 def shown_path(path) -> str:
@@ -662,6 +665,9 @@ def run(args: argparse.Namespace) -> int:
                     )
                 )
                 if not args.no_overlays:
+                    import io
+
+                    from maskrcnn.io_utils import atomic_write_bytes
                     from maskrcnn.visualize import draw_instances, skeleton_for
 
                     overlay = draw_instances(
@@ -670,7 +676,9 @@ def run(args: argparse.Namespace) -> int:
                     )
                     target = overlay_dir / overlay_name
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    overlay.save(target)
+                    png = io.BytesIO()
+                    overlay.save(png, "PNG")
+                    atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
                 n_done += 1
                 H, W = image.shape[-2:]
                 if export is not None:
@@ -707,7 +715,7 @@ def run(args: argparse.Namespace) -> int:
             if note:
                 print(note, file=sys.stderr)
             # stopped before its first image: the earlier run's mask files stay, as its other files do
-            wrote = export.finish(replace=stopped is None or n_done > 0)
+            wrote = export.finish(replace=stopped is None or n_done > 0, partial=stopped is not None)
             print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
             for line in export.read_back_lines():

@@ -200,9 +200,7 @@ def _may_write(folder: Path, name: str, owned: set) -> bool:
 
     try:
         mode = os.lstat(folder / name).st_mode
-    except FileNotFoundError:
-        return True
-    except OSError:  # a file among its parents, a name too long: saying so is left to the write
+    except OSError:  # none there, a file among its parents, a name too long: the write says so
         return True
     return name in owned and stat.S_ISREG(mode)
 
@@ -218,13 +216,15 @@ def _free_name(folder: Path, name: str, taken: set, owned: set) -> str:
     return f"{stem}_{n}.png"
 
 
-def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: frozenset = frozenset()) -> dict:
+def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: frozenset = frozenset(),
+          written_files=None) -> dict:
     """Overlays of the first ``max_images`` images that can be read; returns {overlay path relative to
     ``folder``: the image's file_name}. An image that cannot be decoded (its header was good) is left out
     of the dataset (``CocoDataset.leave_out``: one problem line, its objects out of the counts) and the
     next image is drawn in its place. A file there of an overlay's name that is not one of ``owned`` (an
     earlier run's overlays) is left as it is: the overlay takes a free name (``_free_name``) and a line
-    says so."""
+    says so. ``written_files``: a ``WrittenFiles`` of ``folder`` each overlay is listed in before it is
+    written (a run killed mid-way still owns its overlays)."""
     import io
 
     from maskrcnn.data.images import ImageReadError
@@ -261,6 +261,8 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: froze
                   f"drawn to {display_name(folder / name)}", file=sys.stderr)
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        if written_files is not None:
+            written_files.add([name])
         png = io.BytesIO()
         overlay = draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton)
         overlay.save(png, "PNG")
@@ -288,8 +290,18 @@ def run(args) -> int:
                           crowd_as_objects=args.crowd_as_objects)
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
-    overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
-                     owned=frozenset(_owned_overlays(out / "summary.json")))
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    # every earlier run's overlays, listed in overlays/written.json (and written.partial.jsonl of a run
+    # killed mid-way), and the last summary.json's (a run from before written.json): this run's to write over
+    written_files = WrittenFiles(folder=out / "overlays", label="overlays", prefix="show-data")
+    owned = frozenset(written_files.earlier | _owned_overlays(out / "summary.json"))
+    try:
+        overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
+                         owned=owned, written_files=written_files)
+    finally:  # listed for the next run, this run's and the earlier ones (none removed: they stay owned)
+        written_files.earlier |= owned
+        written_files.finish(replace=False)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = list(overlays)  # paths relative to overlays/
     summary["overlay_images"] = overlays  # overlay -> the image's file_name

@@ -272,3 +272,77 @@ def test_the_written_lists_remove_only_regular_png_files_inside_their_folder(tmp
     assert "masks: " + str(folder / "written.json") + ": field 'files' is not a list of paths" in \
         capsys.readouterr().err
     assert (folder / "kept.png").exists()
+
+
+def test_an_unreadable_list_either_one_removes_nothing_and_is_named(tmp_path, capsys, monkeypatch):
+    """An unreadable written.json said the files it lists were left, yet the partial list's went (and the
+    reverse): now either list bad removes nothing, and the line names the bad file."""
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name in ("old.png", "killed.png"):
+        (folder / name).write_bytes(b"x")
+    (folder / "written.json").write_text("{not json")
+    (folder / "written.partial.jsonl").write_text('["killed.png"]\n')
+    assert WrittenFiles(folder=folder, label="masks").finish() == 0
+    err = capsys.readouterr().err
+    assert str(folder / "written.json") + ": not readable as JSON" in err and "no file" in err
+    assert (folder / "killed.png").exists() and (folder / "old.png").exists()
+
+    (folder / "written.json").write_text(json.dumps({"files": ["old.png"]}))
+    (folder / "written.partial.jsonl").write_text('["killed.png"]\n')  # the other way round: partial bad
+    from pathlib import Path
+
+    read_text = Path.read_text
+
+    def unreadable(self, *a, **kw):  # as without read permission (root would read it all the same)
+        if self.name == "written.partial.jsonl":
+            raise PermissionError(13, "Permission denied")
+        return read_text(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    assert WrittenFiles(folder=folder, label="masks").finish() == 0
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert str(folder / "written.partial.jsonl") + ": not readable" in err
+    assert (folder / "old.png").exists() and (folder / "killed.png").exists()
+
+
+def test_a_name_differing_in_case_only_is_kept_only_when_it_is_this_runs_file(tmp_path):
+    """On a case-sensitive disk an earlier 'A.png' beside this run's 'a.png' is another file: it was kept
+    (case ignored) and then dropped from the list, never removed. Decided by file identity now."""
+    import os
+
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    (folder / "A.png").write_bytes(b"earlier")
+    (folder / "written.json").write_text(json.dumps({"files": ["A.png"]}))
+    written = WrittenFiles(folder=folder, label="masks")
+    written.add(["a.png"])
+    (folder / "a.png").write_bytes(b"this run's")
+    case_sensitive = not os.path.samefile(folder / "A.png", folder / "a.png") if (folder / "A.png").exists() \
+        else True
+    removed = written.finish()
+    if case_sensitive:
+        assert removed == 1 and _files(folder) == ["a.png", "written.json"]
+    else:
+        assert removed == 0 and (folder / "a.png").read_bytes() == b"this run's"
+
+
+def test_the_removed_line_says_when_the_run_was_partial(tmp_path, capsys):
+    from maskrcnn.data.pre_annotations.mask_files import MaskFiles
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    (folder / "old.png").write_bytes(b"x")
+    (folder / "written.json").write_text(json.dumps({"files": ["old.png"]}))
+    for partial in (True, False):
+        (folder / "old.png").write_bytes(b"x")
+        (folder / "written.json").write_text(json.dumps({"files": ["old.png"]}))
+        MaskFiles(out_dir=tmp_path, formats=["masks"], categories=[]).finish("masks", partial=partial)
+        err = capsys.readouterr().err
+        assert "removed 1 file(s) of the earlier run" in err and not (folder / "old.png").exists()
+        assert ("this partial run (stopped early)" in err) == partial

@@ -191,9 +191,10 @@ class PreAnnotationExport:
                 "pixel (nothing to correct; an empty segmentation would read back as a box-only instance "
                 "or fail to decode); predictions.json keeps them")
 
-    def finish(self, *, replace: bool = True) -> list:
-        """Write the files; returns the paths written (files, and LabelMe's folder). ``replace``: as
-        ``MaskFiles.finish`` takes it (False: the run stopped before its first image)."""
+    def finish(self, *, replace: bool = True, partial: bool = False) -> list:
+        """Write the files; returns the paths written (files, and LabelMe's folder). ``replace``,
+        ``partial``: as ``MaskFiles.finish`` takes them (False: the run stopped before its first image;
+        True: the run stopped early)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for fmt in self.formats:
@@ -218,7 +219,7 @@ class PreAnnotationExport:
             elif fmt == "yolo":
                 written.append(self._yolo())
             elif fmt in PIXEL_FORMATS:
-                written.append(self.mask_files.finish(fmt, replace=replace))
+                written.append(self.mask_files.finish(fmt, replace=replace, partial=partial))
         return written
 
 

@@ -144,18 +144,21 @@ class MaskFiles:
                 crop = cutout_box(boxes[i], regions[i], height, width)
                 atomic_write_bytes(self.out_dir / CUTOUTS_DIR / names[i], cutout_png(image, crop, regions[i]))
 
-    def finish(self, fmt: str, *, replace: bool = True) -> Path:
+    def finish(self, fmt: str, *, replace: bool = True, partial: bool = False) -> Path:
         """End format ``fmt`` ("masks": write ``masks/index.json``); returns its folder (made when no image
         gave it a file). ``replace``: the run got as far as its first image, so its files replace the
         earlier run's (those it did not write again are removed); False leaves the earlier files, and
-        their ``index.json``, as they are."""
+        their ``index.json``, as they are. ``partial``: the run stopped early (Ctrl-C, an error), said in
+        the line counting the earlier files removed."""
         folder = self.out_dir / fmt
         folder.mkdir(parents=True, exist_ok=True)
         removed = self.written[fmt].finish(replace=replace)
         if removed:
-            print(f"pre-annotations: {fmt}: removed {removed} file(s) of the earlier run that this run did "
-                  f"not write again (images not predicted now, fewer instances) from {folder}/",
-                  file=sys.stderr)
+            why = ("this partial run (stopped early) did not write: images not reached or not predicted now, "
+                   "fewer instances") if partial else \
+                "this run did not write again (images not predicted now, fewer instances)"
+            print(f"pre-annotations: {fmt}: removed {removed} file(s) of the earlier run that {why} from "
+                  f"{folder}/", file=sys.stderr)
         if fmt == MASKS_DIR and (replace or not (folder / MASKS_INDEX).exists()):
             atomic_write_json(folder / MASKS_INDEX, self.index)
         if fmt == CUTOUTS_DIR and self.min_area > 0:

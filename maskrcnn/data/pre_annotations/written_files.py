@@ -8,8 +8,8 @@ predicted now, an instance fewer now): left there, they read as this run's.
 
 Only files listed so are ever removed, and of those only the ones that still are regular files (not
 links, not folders) inside FOLDER, with the ``.png`` extension every written file has: a file the user put
-there, or a list edited to name another file, is left alone. An unreadable list is said in one line and
-removes nothing. The lists are JSON, read as data only.
+there, or a list edited to name another file, is left alone. An unreadable list (either of the two) is said
+in one line, naming the file, and no earlier file is removed then. The lists are JSON, read as data only.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ class WrittenFiles:
     (read when made, before this run writes any); ``finish`` removes the earlier ones not written again
     and lists this run's."""
 
-    def __init__(self, *, folder: Path, label: str):
-        """``label``: how the lines name the folder's files ("masks", "cutouts")."""
+    def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations"):
+        """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
+        the lines are from."""
         self.folder, self.label = Path(folder), label
-        self.earlier = read_written(self.folder, label=label)
+        self.earlier = read_written(self.folder, label=label, prefix=prefix)
         self.files: Set[str] = set()
         self._partial = None
 
@@ -73,13 +74,13 @@ class WrittenFiles:
         return removed
 
 
-def read_written(folder: Path, *, label: str = "") -> Set[str]:
+def read_written(folder: Path, *, label: str = "", prefix: str = "pre-annotations") -> Set[str]:
     """The paths listed in ``folder``'s ``written.json`` and in a killed run's ``written.partial.jsonl``
-    (a line cut short by the kill is dropped). A list that cannot be read is said on stderr, naming the
-    file and what is wrong, and lists nothing (its files are then never removed)."""
+    (a line cut short by the kill is dropped). When either list cannot be read, a line on stderr names the
+    file and what is wrong, and nothing is listed: no earlier file is removed, the other list's neither."""
     found: Set[str] = set()
     final, partial = folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL
-    problem = None
+    problems = []
     if final.is_file():
         try:
             data = json.loads(final.read_text(encoding="utf-8", errors="surrogateescape"))
@@ -87,14 +88,15 @@ def read_written(folder: Path, *, label: str = "") -> Set[str]:
             if isinstance(files, list) and all(isinstance(f, str) for f in files):
                 found.update(files)
             else:
-                problem = f"{final}: field 'files' is not a list of paths"
+                problems.append(f"{final}: field 'files' is not a list of paths")
         except (OSError, ValueError) as e:
-            problem = f"{final}: not readable as JSON ({e})"
+            problems.append(f"{final}: not readable as JSON ({e})")
     if partial.is_file():
         try:
             lines = partial.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
         except OSError as e:
-            lines, problem = [], f"{partial}: not readable ({e})"
+            lines = []
+            problems.append(f"{partial}: not readable ({e})")
         for line in lines:
             try:
                 paths = json.loads(line)
@@ -102,24 +104,29 @@ def read_written(folder: Path, *, label: str = "") -> Set[str]:
                 continue  # the line a kill cut short: its files may not exist either
             if isinstance(paths, list):
                 found.update(p for p in paths if isinstance(p, str))
-    if problem:
-        print(f"pre-annotations: {label}: {problem}; the earlier run's files it lists are left as they are",
-              file=sys.stderr)
+    if problems:
+        print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed (those "
+              f"listed in {WRITTEN_FILE} and {WRITTEN_PARTIAL} alike)", file=sys.stderr)
+        return set()
     return found
 
 
 def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str]) -> int:
-    """Remove the files ``paths`` (relative to ``folder``) that are not in ``keep`` (compared with case
-    ignored: on a macOS or Windows disk 'A.png' is this run's 'a.png') and are regular ``.png`` files
-    inside ``folder``; then the folders left empty by it, up to ``folder``. Returns how many went."""
+    """Remove the files ``paths`` (relative to ``folder``) that are not in ``keep`` (this run's files)
+    and are regular ``.png`` files inside ``folder``; then the folders left empty by it, up to ``folder``.
+    Returns how many went. A path that differs from one of ``keep`` in case only is kept when it is that
+    very file (``os.path.samefile``: on a macOS or Windows disk 'A.png' is this run's 'a.png'), removed
+    when it is another (a case-sensitive disk)."""
     try:
         top = folder.resolve()
     except (OSError, RuntimeError):
         return 0
-    kept = {k.casefold() for k in keep}
+    kept: dict = {}
+    for k in keep:
+        kept.setdefault(k.casefold(), []).append(k)
     removed = 0
     for rel in sorted(paths):
-        if rel.casefold() in kept:
+        if rel in keep or _same_as_kept(folder, rel, kept.get(rel.casefold(), ())):
             continue
         path = _inside(top, folder, rel)
         if path is None:
@@ -139,6 +146,20 @@ def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str]) -> int
                 break
             parent = parent.parent
     return removed
+
+
+def _same_as_kept(folder: Path, rel: str, candidates) -> bool:
+    """Whether ``folder / rel`` is the very file of one of ``candidates`` (this run's paths of the same
+    name but for case); a path that cannot be compared counts as the same (kept: nothing is lost)."""
+    for other in candidates:
+        try:
+            if os.path.samefile(folder / rel, folder / other):
+                return True
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return True
+    return False
 
 
 def _inside(top: Path, folder: Path, rel: str) -> Optional[Path]:
