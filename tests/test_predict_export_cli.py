@@ -308,11 +308,52 @@ def test_paths_found_and_not_predicted_are_reported_once_each(tmp_path):
     (images / "sub" / "link.png").symlink_to(images / "sub" / "good.png")
     (images / "dangling.png").symlink_to(tmp_path / "gone.png")
     told = []
-    found = expand_inputs([images, images / "sub", images / "sub" / "link.png"],
+    found = expand_inputs([images, images / "sub", images / "sub" / "good.png"],
                           on_left_out=lambda path, reason: told.append((path, reason)))
     assert found == [images / "sub" / "good.png"]
     assert told == [(images / "dangling.png", f"broken link (to {tmp_path / 'gone.png'})"),
                     (images / "sub" / "link.png", f"same file as {images / 'sub' / 'good.png'}")]
+
+
+def test_a_link_named_on_the_command_line_beside_its_file_is_predicted_under_both_names(setup, tmp_path,
+                                                                                         capsys):
+    """`predict a.png link_to_a.png` said "left out link_to_a.png: same file as a.png" and gave it no
+    results nor overlay: an argument the user typed was dropped as an alias. Each name typed is predicted,
+    with a note that they are one file; a link found in a folder is still left out."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    ckpt, _ = setup
+    images = tmp_path / "imgs"
+    (images / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(images / "a.png")
+    (images / "link_to_a.png").symlink_to("a.png")
+    a, link = images / "a.png", images / "link_to_a.png"
+    for inputs, expected, note in [
+        ([a, link], [a, link], (link, a)),
+        ([link, a], [link, a], (a, link)),
+        ([images, link], [a, link], (link, a)),  # the link found in the folder, and typed: predicted
+        ([link, images], [link, a], (link, a)),  # the file itself found in the folder beside it
+    ]:
+        told, same = [], []
+        found = expand_inputs(inputs, on_left_out=lambda *x, to=told: to.append(x),
+                              on_same_file=lambda *x, to=same: to.append(x))
+        assert (found, told, same) == (expected, [], [note]), inputs
+    told, same = [], []
+    spelled_twice = [a, f"{images}/sub/../a.png", f"{images}/./a.png"]  # one path: once, nothing said
+    assert expand_inputs(spelled_twice, on_left_out=told.append, on_same_file=same.append) == [a]
+    assert told == same == []
+    assert expand_inputs([images], on_left_out=lambda *x: told.append(x)) == [a]  # found only: left out
+    assert told == [(link, f"same file as {a}")]
+
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(a), str(link), "--output", str(out),
+                 "--device", "cpu", "--overlay-min-size", "0", "--score-thresh", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "left out" not in err and f"{link} is the same file as {a}: predicted under both names" in err
+    records = json.loads((out / "predictions.json").read_text())
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "link_to_a.png"]
+    assert {r["file_name"] for r in records} == {str(a), str(link)}
+    assert "done: 2 image(s)" in err
 
 
 def test_a_link_sorting_before_its_file_is_the_one_left_out(tmp_path):
@@ -369,3 +410,76 @@ def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, 
         assert main(argv) == 0, capsys.readouterr().err
         coco = json.loads((tmp_path / f"rt{k}.json").read_text())
         assert sorted(i["file_name"] for i in coco["images"]) == sorted(SIZES)
+
+
+def test_the_images_of_the_same_name_beside_are_listed_once_per_run(setup, tmp_path, monkeypatch, capsys):
+    """The overlays and the mask files each listed the images' folders for a same-named image beside them
+    (``same_name_beside``): twice per run, on a folder of 100,000 photos twice the listing. Once now, and
+    both still name an image by its whole name when one of the same name lies beside it."""
+    import maskrcnn.overlay_paths as overlay_paths
+
+    ckpt, _ = setup
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for name in ("x.jpg", "x.png"):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(images / name)
+    calls, listing = [], overlay_paths.same_name_beside
+
+    def counting(paths, extensions):
+        calls.append(list(paths))
+        return listing(paths, extensions)
+
+    monkeypatch.setattr(overlay_paths, "same_name_beside", counting)
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(images / "x.jpg"), "--output", str(out), "--device",
+                 "cpu", "--overlay-min-size", "0", "--export", "masks"]) == 0
+    assert calls == [[images / "x.jpg"]]
+    assert [p.name for p in (out / "overlays").iterdir()] == ["x.jpg.png"]  # x.png beside it
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == ["x.jpg.png", "x.jpg_classes.png"]
+
+
+def test_a_path_with_dotdot_past_a_linked_folder_is_another_file_not_a_duplicate(tmp_path, capsys):
+    """'imgs/sub/../a.png' with imgs/sub a link to other/real is other/a.png: it was dropped as a
+    duplicate of imgs/a.png, compared by its text only."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    imgs, other = tmp_path / "imgs", tmp_path / "other"
+    (other / "real").mkdir(parents=True)
+    imgs.mkdir()
+    for path in (imgs / "a.png", other / "a.png"):
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(path)
+    (imgs / "sub").symlink_to(other / "real")
+    found = expand_inputs([str(imgs / "a.png"), str(imgs) + "/sub/../a.png"])
+    assert [p.resolve() for p in found] == [(imgs / "a.png").resolve(), (other / "a.png").resolve()]
+    # the same path spelled twice is still listed once
+    assert len(expand_inputs([str(imgs / "a.png"), str(imgs) + "/./a.png"])) == 1
+
+
+def test_files_in_an_output_folder_named_and_predicted_are_not_counted_as_left_out(tmp_path, capsys):
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "old/overlays/a.png", "old/overlays/b.png"):
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(images / rel)
+    (images / "old" / "predictions.json").write_text("[]")
+    named = images / "old" / "overlays" / "a.png"
+    for inputs in ([images, named], [named, images]):
+        found = expand_inputs(inputs)
+        assert sorted(p.relative_to(images).as_posix() for p in found) == ["a.png", "old/overlays/a.png"]
+        assert "left out 1 image file(s) inside predict output folders" in capsys.readouterr().err
+
+
+def test_predict_writes_its_overlays_atomically_not_through_a_link(setup, tmp_path, capsys):
+    ckpt = setup[0]
+    images, out = tmp_path / "imgs", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(images / "a.png")
+    (out / "overlays").mkdir(parents=True)
+    (tmp_path / "elsewhere.png").write_bytes(b"the user's")
+    (out / "overlays" / "a.png").symlink_to(tmp_path / "elsewhere.png")
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", str(out),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "elsewhere.png").read_bytes() == b"the user's"
+    assert not (out / "overlays" / "a.png").is_symlink()
+    assert Image.open(out / "overlays" / "a.png").size[0] > 0

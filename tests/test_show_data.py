@@ -204,7 +204,7 @@ def test_an_image_undecodable_behind_a_good_header_is_counted_once_and_its_slot_
     assert len(summary["problems"]) == 1 and "a_cut.jpg: cannot decode image" in summary["problems"][0]
     assert (summary["images"], summary["instances"]) == (2, 2)  # the undecodable image's object left out
     assert summary["overlay_images"] == {"b.png": "b.png", "new_line.png": "new\nline.png"}
-    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["b.png", "new_line.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["b.png", "new_line.png", "written.json"]
     assert "using another image" not in captured.out + captured.err
     assert "2 images (0 without instances), 2 instances" in captured.out
 
@@ -230,3 +230,91 @@ def test_a_file_without_a_usable_image_ends_with_status_1(tmp_path, capsys):
     out = tmp_path / "show_some"
     assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["skipped"]["missing_image_file"] == 1
+
+
+def test_files_in_the_overlays_folder_that_show_data_did_not_write_are_left_as_they_are(tmp_path, capsys):
+    """show-data drew over any file of an overlay's name in DIR/overlays: predict's overlay of the same
+    image, the user's own PNG, or through a link, a file elsewhere. Only its own earlier overlays (listed
+    in DIR/summary.json) are written over now; another file keeps its place and the overlay a free name."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    (out / "overlays").mkdir(parents=True)
+    (out / "overlays" / "a.png").write_bytes(b"predict's overlay of a.png")
+    (tmp_path / "elsewhere.png").write_bytes(b"the user's")
+    (out / "overlays" / "b.png").symlink_to(tmp_path / "elsewhere.png")
+    args = ["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+            "--overlay-min-size", "0", "--max", "2"]
+    for _ in range(2):  # the second run writes over its own overlays, under the same names
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert (out / "overlays" / "a.png").read_bytes() == b"predict's overlay of a.png"
+        assert (tmp_path / "elsewhere.png").read_bytes() == b"the user's"
+        assert (out / "overlays" / "b.png").is_symlink()
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["overlay_images"] == {"a_2.png": "a.png", "b_2.png": "b.png"}
+        assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "a_2.png", "b.png",
+                                                                        "b_2.png", "written.json"]
+        assert np.asarray(Image.open(out / "overlays" / "a_2.png")).shape == (H, W, 3)
+        assert f"{out / 'overlays' / 'a.png'} is not an overlay this command wrote" in err
+        assert f"a.png drawn to {out / 'overlays' / 'a_2.png'}" in err
+
+
+def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
+    """Ownership was the last summary.json's list: --max 3, --max 1, --max 3 took b.png for another
+    program's file and wrote b_2.png. overlays/written.json accumulates every run's overlays; a run
+    killed before its summary.json leaves written.partial.jsonl, read by the next run."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+
+    def show(n):
+        assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                     "--overlay-min-size", "0", "--max", str(n)]) == 0
+        return capsys.readouterr().err
+
+    for n in (3, 1, 3):
+        err = show(n)
+        assert "is not an overlay this command wrote" not in err
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png", "written.json"]
+    assert json.loads((out / "overlays" / "written.json").read_text()) == {"files": ["a.png", "b.png",
+                                                                                     "c.png"]}
+
+    # a run killed before summary.json (and written.json): its partial list owns what it wrote
+    (out / "overlays" / "written.json").unlink()
+    (out / "summary.json").write_text(json.dumps({"overlays": ["a.png"]}))
+    (out / "overlays" / "written.partial.jsonl").write_text('["b.png"]\n["c.png"]\n["c.p')
+    err = show(3)
+    assert "is not an overlay this command wrote" not in err
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png", "written.json"]
+
+    # killed while drawing: _draw lists each overlay before writing it
+    import maskrcnn.commands.show_data as show_data
+
+    out = tmp_path / "show2"  # a fresh folder: the killed run is its first
+    assert not hasattr(show_data, "atomic_write_bytes")  # imported inside _draw: patched in io_utils
+    import maskrcnn.io_utils as io_utils
+
+    calls = []
+    original = io_utils.atomic_write_bytes
+
+    def killed(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        original(path, data)
+
+    io_utils.atomic_write_bytes = killed
+    try:
+        try:
+            main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                  "--overlay-min-size", "0", "--max", "3"])
+        except (KeyboardInterrupt, SystemExit):
+            pass
+    finally:
+        io_utils.atomic_write_bytes = original
+    capsys.readouterr()
+    assert not (out / "summary.json").exists() and len(calls) >= 2
+    assert json.loads((out / "overlays" / "written.json").read_text())["files"] == ["a.png", "b.png"]
+    assert not (out / "overlays" / "written.partial.jsonl").exists()
+    err = show(3)
+    assert "is not an overlay this command wrote" not in err
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png", "written.json"]

@@ -149,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser)
 
 
-def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> list:
+def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_same_file=None) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
@@ -161,15 +161,25 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
     default a line ``maskrcnn predict: left out PATH: REASON`` on stderr), one call each: a second path
     to a file listed already (a symlink beside its target: "same file as imgs/good.png", the file itself
     kept rather than the link whatever their order; the same path reached twice says nothing), a broken
-    link, a symlinked subfolder (not followed)."""
+    link, a symlinked subfolder (not followed). A file named on the command line is never left out as
+    another's alias: the user asked for it by that name (a script may look for its overlay), so
+    ``a.jpg link_to_a.jpg`` predicts both, and ``on_same_file(path, other)`` (by default a note on stderr)
+    says that ``path`` is the same file as ``other``, listed already."""
     from maskrcnn.data.images import list_images_and_passed_over
 
     if on_left_out is None:
         on_left_out = print_left_out
+    if on_same_file is None:
+        on_same_file = print_same_file
     if outputs is None:
         outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
-    files, seen, left_out, reported = [], {}, 0, set()
-    position = {}  # resolved file -> its index in files
+    # given by name: compared as written, made absolute ('a.jpg' and './a.jpg' are one path, not a link)
+    named = {_spelled(p) for p in inputs if not Path(p).is_dir()}
+    files, seen, reported = [], {}, set()
+    # the paths in files, as _spelled has them -> the file each is (resolved): the same path twice is listed
+    # once; a spelling with '..' past a link ('imgs/sub/../a.png', sub a link) may be another file
+    listed: dict = {}  # spelled -> {resolved, ...}
+    in_output: dict = {}  # the paths left out for lying in an output folder -> their file, counted once each
     for given in inputs:
         top = Path(given).resolve()
         found, passed_over = list_images_and_passed_over(given, recursive=True)
@@ -178,32 +188,69 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None) -> lis
                 reported.add(path)
                 on_left_out(path, reason)
         for f in found:
+            spelled = _spelled(f)
             key = f.resolve()
-            if key in seen:
-                kept = seen[key]
-                if f != kept and kept.is_symlink() and not f.is_symlink():
-                    # the file itself wins over a link to it listed first (link.jpg sorts before rgb.jpg)
-                    seen[key], kept, f = f, f, kept
-                    if key in position:
-                        files[position[key]] = kept
-                if f != kept and f not in reported:  # another name for it: the user may count on both
-                    reported.add(f)
-                    on_left_out(f, f"same file as {shown_path(kept)}")
+            if key in listed.get(spelled, ()):
                 continue
-            seen[key] = f
             if top != key and outputs.inside(key.parent, top):
-                left_out += 1
+                in_output[spelled] = key
                 continue
-            position[key] = len(files)
+            kept = seen.get(key)
+            if kept is None:
+                seen[key] = f
+            elif _is_alias(kept, f, named):
+                # the file itself wins over a link to it found first (link.jpg sorts before rgb.jpg), in the
+                # link's place in the order
+                files[files.index(kept)] = f
+                listed.get(_spelled(kept), set()).discard(key)
+                listed.setdefault(spelled, set()).add(key)
+                seen[key] = f
+                _report_once(kept, f"same file as {shown_path(f)}", reported, on_left_out)
+                continue
+            elif spelled in named or (kept.is_symlink() and not f.is_symlink()):
+                # given by name (the user asked for it so), or the file itself beside a link given by name
+                on_same_file(*((f, kept) if spelled in named else (kept, f)))
+                if not f.is_symlink():
+                    seen[key] = f
+            else:  # another name for it found in a folder: said, since the user may count on both
+                _report_once(f, f"same file as {shown_path(kept)}", reported, on_left_out)
+                continue
+            listed.setdefault(spelled, set()).add(key)
             files.append(f)
-    if left_out:
-        print(f"maskrcnn predict: left out {left_out} image file(s) inside predict output folders (overlays "
-              "of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
+    in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
+    if in_output:
+        print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
+              "(overlays of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
     return files
+
+
+def _is_alias(kept: Path, f: Path, named: set) -> bool:
+    """Whether ``kept``, listed already, is to give its place to ``f``, the same file: ``kept`` is a link
+    found in a folder (not named on the command line) and ``f`` the file itself."""
+    return kept.is_symlink() and not f.is_symlink() and _spelled(kept) not in named
+
+
+def _report_once(path, reason: str, reported: set, on_left_out) -> None:
+    if path not in reported:
+        reported.add(path)
+        on_left_out(path, reason)
+
+
+def _spelled(path) -> str:
+    """``path`` absolute and with '.' and '..' taken out as written (links not followed): two arguments
+    that are one path spelled twice compare equal, a link and its target do not."""
+    import os
+
+    return os.path.normpath(os.path.abspath(path))
 
 
 def print_left_out(path, reason: str) -> None:
     print(f"maskrcnn predict: left out {shown_path(path)}: {reason}", file=sys.stderr)
+
+
+def print_same_file(path, other) -> None:
+    print(f"maskrcnn predict: note: {shown_path(path)} is the same file as {shown_path(other)}: predicted "
+          "under both names", file=sys.stderr)
 
 
 def shown_path(path) -> str:
@@ -476,16 +523,15 @@ def _overlay_file_name(path: Path, root) -> str:
         return safe_file_name(path.name)
 
 
-def _overlay_names(files, root) -> dict:
+def _overlay_names(files, root, beside) -> dict:
     """{index in ``files``: its overlay path relative to overlays/}, chosen for all files up front and
     in the order of their paths, so that neither the order given nor the other inputs change a name; an
-    image file beside one of them with the same name but for the extension (not predicted this run)
-    counts as a clash too (``overlay_paths``)."""
-    from maskrcnn.data.images import IMAGE_EXTENSIONS
-    from maskrcnn.overlay_paths import overlay_relpaths, same_name_beside
+    image file beside one of them with the same name but for the extension (not predicted this run:
+    ``beside``, ``overlay_paths.same_name_beside``) counts as a clash too."""
+    from maskrcnn.overlay_paths import overlay_relpaths
 
     order = sorted(range(len(files)), key=lambda i: str(files[i]))
-    beside = [_overlay_file_name(p, root) for p in same_name_beside(files, IMAGE_EXTENSIONS)]
+    beside = [_overlay_file_name(p, root) for p in beside]
     names = overlay_relpaths([_overlay_file_name(files[i], root) for i in order], beside=beside)
     return dict(zip(order, names))
 
@@ -495,10 +541,11 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.images import reason_counts, skip_reason, too_large_line
-    from maskrcnn.data.pre_annotations.export import check_export_arguments, export_for_run
+    from maskrcnn.data.images import IMAGE_EXTENSIONS, reason_counts, skip_reason, too_large_line
+    from maskrcnn.data.pre_annotations.export import PIXEL_FORMATS, check_export_arguments, export_for_run
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
+    from maskrcnn.overlay_paths import same_name_beside
     from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
@@ -579,11 +626,15 @@ def run(args: argparse.Namespace) -> int:
               f"replace them once its first image is done (stopped before that, they stay as they are){kept}",
               file=sys.stderr)
     writer = _ResultsWriter(out_dir)
-    export = export_for_run(args, export_formats, files, predictor, out_dir)  # None without --export
+    # images of the same name beside the run's (x.png by x.jpg, not predicted): the overlays and the mask
+    # files name theirs by the same rule; one listing of their folders serves both
+    beside = [] if args.no_overlays and not any(f in PIXEL_FORMATS for f in export_formats) else \
+        same_name_beside(files, IMAGE_EXTENSIONS)
+    export = export_for_run(args, export_formats, files, predictor, out_dir, beside=beside)  # None: no export
     skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
     # overlays/ mirrors the images' folders below the images folder, as the exports do
     root = export.root if export is not None else _overlay_root(args.inputs, files)
-    overlay_names = {} if args.no_overlays else _overlay_names(files, root)
+    overlay_names = {} if args.no_overlays else _overlay_names(files, root, beside)
     t_start = time.perf_counter()
     width = len(str(len(files)))
 
@@ -619,6 +670,9 @@ def run(args: argparse.Namespace) -> int:
                     )
                 )
                 if not args.no_overlays:
+                    import io
+
+                    from maskrcnn.io_utils import atomic_write_bytes
                     from maskrcnn.visualize import draw_instances, skeleton_for
 
                     overlay = draw_instances(
@@ -627,7 +681,9 @@ def run(args: argparse.Namespace) -> int:
                     )
                     target = overlay_dir / overlay_name
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    overlay.save(target)
+                    png = io.BytesIO()
+                    overlay.save(png, "PNG")
+                    atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
                 n_done += 1
                 H, W = image.shape[-2:]
                 if export is not None:
@@ -663,7 +719,9 @@ def run(args: argparse.Namespace) -> int:
             note = export.left_out_note()
             if note:
                 print(note, file=sys.stderr)
-            print(f"pre-annotations: wrote {', '.join(str(p) for p in export.finish())} (image paths "
+            # stopped before its first image: the earlier run's mask files stay, as its other files do
+            wrote = export.finish(replace=stopped is None or n_done > 0, partial=stopped is not None)
+            print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
                   f"relative to {export.root})", file=sys.stderr)
             for line in export.read_back_lines():
                 print(line, file=sys.stderr)

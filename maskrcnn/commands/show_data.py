@@ -34,6 +34,12 @@ smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
 - ``overlays``: the overlays written, relative to ``DIR/overlays``; ``overlay_images``: {overlay: the
   image's ``file_name``}.
 
+An overlay is written only over a file this command wrote: one listed in the ``overlays`` of the
+``DIR/summary.json`` there from an earlier run. Any other file of the overlay's name in ``DIR/overlays``
+(``predict``'s overlays of the same images, the user's own PNG, a link) is left as it is, and the overlay
+takes a free name beside it (``x_2.png``, ...: ``overlay_images`` says whose it is), with a line saying so.
+Each overlay is written atomically.
+
 A file none of whose images can be used (all missing or unreadable, or none listed) ends with status 1,
 after its summary, on one line naming it; skipped images beside usable ones leave the status 0.
 """
@@ -178,14 +184,59 @@ def _print_summary(s: dict, out=None) -> None:
         print(f"  {too_large}", file=out)
 
 
-def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
+def _owned_overlays(summary_path: Path) -> set:
+    """The overlays an earlier run of this command wrote (the ``overlays`` of its ``summary.json``,
+    relative to the overlays folder), the files it may write over; none when there is no such file or
+    it cannot be read as one."""
+    import json
+
+    try:
+        listed = json.loads(summary_path.read_text(encoding="utf-8")).get("overlays")
+    except (OSError, ValueError, AttributeError):  # none, unreadable, not an object
+        return set()
+    return {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
+
+
+def _may_write(folder: Path, name: str, owned: set) -> bool:
+    """Whether the overlay ``name`` may be written in ``folder``: no file there yet, or a regular file
+    an earlier run of this command wrote (``owned``); never another program's file or a link."""
+    import os
+    import stat
+
+    try:
+        mode = os.lstat(folder / name).st_mode
+    except OSError:  # none there, a file among its parents, a name too long: the write says so
+        return True
+    return name in owned and stat.S_ISREG(mode)
+
+
+def _free_name(folder: Path, name: str, taken: set, owned: set) -> str:
+    """``name`` (``x.png``) or the first of ``x_2.png``, ``x_3.png``, ... that no other image of the file
+    takes (``taken``: casefolded, one file on a disk that ignores case) and ``_may_write`` allows."""
+    if _may_write(folder, name, owned):
+        return name
+    stem, n = name[: -len(".png")] if name.endswith(".png") else name, 2
+    while f"{stem}_{n}.png".casefold() in taken or not _may_write(folder, f"{stem}_{n}.png", owned):
+        n += 1
+    return f"{stem}_{n}.png"
+
+
+def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: frozenset = frozenset(),
+          written_files=None) -> dict:
     """Overlays of the first ``max_images`` images that can be read; returns {overlay path relative to
     ``folder``: the image's file_name}. An image that cannot be decoded (its header was good) is left out
     of the dataset (``CocoDataset.leave_out``: one problem line, its objects out of the counts) and the
-    next image is drawn in its place."""
+    next image is drawn in its place. A file there of an overlay's name that is not one of ``owned`` (an
+    earlier run's overlays) is left as it is: the overlay takes a free name (``_free_name``) and a line
+    says so. ``written_files``: a ``WrittenFiles`` of ``folder`` each overlay is listed in before it is
+    written (a run killed mid-way still owns its overlays)."""
+    import io
+
     from maskrcnn.data.images import ImageReadError
     from maskrcnn.data.keypoints import skeleton_edges
+    from maskrcnn.io_utils import atomic_write_bytes
     from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
+    from maskrcnn.shown_text import display_name
     from maskrcnn.visualize import draw_targets
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -197,6 +248,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
     # named for the whole file up front: --max and the order drawn never change an image's overlay name
     overlay_of = dict(zip(file_names, overlay_relpaths([safe_file_name(n) for n in file_names.values()])))
     written, unreadable = {}, {}
+    taken = {name.casefold() for name in overlay_of.values()}
     for index in range(len(dataset)):
         if len(written) >= max_images:
             break
@@ -206,10 +258,20 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int) -> dict:
             unreadable[dataset.image_info(index)["id"]] = e
             continue
         image_id = target["image_id"]
-        name = overlay_of[image_id]  # its folders, as the exports keep them
+        name = _free_name(folder, overlay_of[image_id], taken, owned)  # its folders, as the exports keep them
+        if name != overlay_of[image_id]:
+            taken.add(name.casefold())
+            print(f"show-data: {display_name(folder / overlay_of[image_id])} is not an overlay this command "
+                  f"wrote (another program's file?): left as it is; {display_name(file_names[image_id])} "
+                  f"drawn to {display_name(folder / name)}", file=sys.stderr)
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton).save(path)
+        if written_files is not None:
+            written_files.add([name])
+        png = io.BytesIO()
+        overlay = draw_targets(image, target, dataset.class_names, min_size=min_size, skeleton=skeleton)
+        overlay.save(png, "PNG")
+        atomic_write_bytes(path, png.getvalue())  # a link there is replaced, never written through
         written[name] = file_names[image_id]
     dataset.leave_out(unreadable)  # counted and named once, their objects out of the totals
     return written
@@ -233,7 +295,18 @@ def run(args) -> int:
                           crowd_as_objects=args.crowd_as_objects)
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
-    overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size)
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    # every earlier run's overlays, listed in overlays/written.json (and written.partial.jsonl of a run
+    # killed mid-way), and the last summary.json's (a run from before written.json): this run's to write over
+    written_files = WrittenFiles(folder=out / "overlays", label="overlays", prefix="show-data")
+    owned = frozenset(written_files.earlier | _owned_overlays(out / "summary.json"))
+    try:
+        overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
+                         owned=owned, written_files=written_files)
+    finally:  # listed for the next run, this run's and the earlier ones (none removed: they stay owned)
+        written_files.earlier |= owned
+        written_files.finish(replace=False)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = list(overlays)  # paths relative to overlays/
     summary["overlay_images"] = overlays  # overlay -> the image's file_name

@@ -188,3 +188,161 @@ def test_images_sharing_a_name_get_mask_files_named_by_their_whole_file_name(tmp
     cut = np.array(Image.open(out / "cutouts" / "x" / "img.png" / "001_dog_wolf.png"))
     assert cut[..., 3].any()  # img.png's own first instance (the disc), not img.jpg's rectangle
     assert list(json.loads((out / "masks" / "index.json").read_text())) == names
+
+
+def _det(n: int) -> dict:
+    """The first ``n`` of the drawn instances, as predict has them."""
+    boxes, scores, labels, masks = _drawn()
+    return {"boxes": boxes[:n], "scores": scores[:n], "labels": labels[:n],
+            "masks_rle": masks_to_rles(torch.from_numpy(masks[:n]))}
+
+
+def _files(folder) -> list:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+
+
+def test_a_rerun_removes_the_earlier_runs_mask_files_it_does_not_write_again(tmp_path, capsys):
+    """A re-run into the same folder left the earlier run's masks of images it no longer predicts, and
+    the cut-outs of instances it no longer finds: read as this run's. Now they go (counted), and only
+    they: the user's files there stay."""
+    a, c = _photo(tmp_path, "sub/a.png"), _photo(tmp_path, "c.png", seed=1)
+    first = _export(tmp_path, ["masks", "cutouts"], files=[a, c])
+    first.add(1, a, H, W, _det(4), read_image(a))
+    first.add(2, c, H, W, _det(2), read_image(c))
+    first.finish()
+    pre = tmp_path / "pre"
+    assert _files(pre / "cutouts") == ["c/001_cat.png", "c/002_dog_wolf.png", "sub/a/001_cat.png",
+                                       "sub/a/002_dog_wolf.png", "sub/a/003_cat.png",
+                                       "sub/a/004_dog_wolf.png", "written.json"]
+    for mine in (pre / "masks" / "mine.png", pre / "cutouts" / "sub" / "a" / "notes.png"):
+        mine.write_bytes(b"the user's")
+
+    capsys.readouterr()
+    second = _export(tmp_path, ["masks", "cutouts"], files=[a])  # c.png not predicted, a.png 2 instances
+    second.add(1, a, H, W, _det(2), read_image(a))
+    second.finish()
+    err = capsys.readouterr().err
+    assert _files(pre / "masks") == ["index.json", "mine.png", "sub/a.png", "sub/a_classes.png",
+                                     "written.json"]
+    assert _files(pre / "cutouts") == ["sub/a/001_cat.png", "sub/a/002_dog_wolf.png", "sub/a/notes.png",
+                                       "written.json"]
+    assert not (pre / "cutouts" / "c").exists()  # its folder, left empty, goes too
+    assert "masks: removed 2 file(s) of the earlier run that this run did not write again" in err
+    assert "cutouts: removed 4 file(s) of the earlier run" in err
+    assert json.loads((pre / "masks" / "written.json").read_text()) == {"files": ["sub/a.png",
+                                                                                   "sub/a_classes.png"]}
+    assert list(json.loads((pre / "masks" / "index.json").read_text())) == ["sub/a.png"]
+
+    third = _export(tmp_path, ["masks"], files=[c])  # stopped before its first image: nothing replaced
+    third.finish(replace=False)
+    assert _files(pre / "masks") == ["index.json", "mine.png", "sub/a.png", "sub/a_classes.png",
+                                     "written.json"]
+    assert list(json.loads((pre / "masks" / "index.json").read_text())) == ["sub/a.png"]
+    assert len(_files(pre / "cutouts")) == 4  # a run without cutouts leaves the cut-outs as they are
+
+
+def test_the_written_lists_remove_only_regular_png_files_inside_their_folder(tmp_path, capsys):
+    """The lists are read from disk: one naming a file outside the folder, a link, a folder or another
+    kind of file removes none of them; an unreadable list is said and removes nothing; a killed run's
+    partial list counts (its line cut short dropped)."""
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    folder, outside = tmp_path / "masks", tmp_path / "elsewhere"
+    (folder / "dir.png").mkdir(parents=True)
+    outside.mkdir()
+    for path in (outside / "o.png", tmp_path / "up.png", folder / "notes.txt", folder / "old.png",
+                 folder / "killed.png", folder / "kept.png"):
+        path.write_bytes(b"x")
+    (folder / "link.png").symlink_to(outside / "o.png")
+    (folder / "linkdir").symlink_to(outside)
+    listed = ["../up.png", str(tmp_path / "up.png"), "link.png", "linkdir/o.png", "dir.png", "notes.txt",
+              "a/../../up.png", "old.png", "kept.png"]
+    (folder / "written.json").write_text(json.dumps({"files": listed}))
+    (folder / "written.partial.jsonl").write_text('["killed.png"]\n["kil')
+    written = WrittenFiles(folder=folder, label="masks")
+    written.add(["kept.png"])
+    assert written.finish() == 2  # old.png and killed.png
+    assert _files(tmp_path) == ["elsewhere/o.png", "masks/kept.png", "masks/link.png", "masks/notes.txt",
+                                "masks/written.json", "up.png"]
+    assert (folder / "dir.png").is_dir() and (folder / "linkdir").is_symlink()
+    assert json.loads((folder / "written.json").read_text()) == {"files": ["kept.png"]}
+
+    (folder / "written.json").write_text('{"files": "kept.png"}')
+    assert WrittenFiles(folder=folder, label="masks").finish() == 0
+    assert "masks: " + str(folder / "written.json") + ": field 'files' is not a list of paths" in \
+        capsys.readouterr().err
+    assert (folder / "kept.png").exists()
+
+
+def test_an_unreadable_list_either_one_removes_nothing_and_is_named(tmp_path, capsys, monkeypatch):
+    """An unreadable written.json said the files it lists were left, yet the partial list's went (and the
+    reverse): now either list bad removes nothing, and the line names the bad file."""
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name in ("old.png", "killed.png"):
+        (folder / name).write_bytes(b"x")
+    (folder / "written.json").write_text("{not json")
+    (folder / "written.partial.jsonl").write_text('["killed.png"]\n')
+    assert WrittenFiles(folder=folder, label="masks").finish() == 0
+    err = capsys.readouterr().err
+    assert str(folder / "written.json") + ": not readable as JSON" in err and "no file" in err
+    assert (folder / "killed.png").exists() and (folder / "old.png").exists()
+
+    (folder / "written.json").write_text(json.dumps({"files": ["old.png"]}))
+    (folder / "written.partial.jsonl").write_text('["killed.png"]\n')  # the other way round: partial bad
+    from pathlib import Path
+
+    read_text = Path.read_text
+
+    def unreadable(self, *a, **kw):  # as without read permission (root would read it all the same)
+        if self.name == "written.partial.jsonl":
+            raise PermissionError(13, "Permission denied")
+        return read_text(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    assert WrittenFiles(folder=folder, label="masks").finish() == 0
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert str(folder / "written.partial.jsonl") + ": not readable" in err
+    assert (folder / "old.png").exists() and (folder / "killed.png").exists()
+
+
+def test_a_name_differing_in_case_only_is_kept_only_when_it_is_this_runs_file(tmp_path):
+    """On a case-sensitive disk an earlier 'A.png' beside this run's 'a.png' is another file: it was kept
+    (case ignored) and then dropped from the list, never removed. Decided by file identity now."""
+    import os
+
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    (folder / "A.png").write_bytes(b"earlier")
+    (folder / "written.json").write_text(json.dumps({"files": ["A.png"]}))
+    written = WrittenFiles(folder=folder, label="masks")
+    written.add(["a.png"])
+    (folder / "a.png").write_bytes(b"this run's")
+    case_sensitive = not os.path.samefile(folder / "A.png", folder / "a.png") if (folder / "A.png").exists() \
+        else True
+    removed = written.finish()
+    if case_sensitive:
+        assert removed == 1 and _files(folder) == ["a.png", "written.json"]
+    else:
+        assert removed == 0 and (folder / "a.png").read_bytes() == b"this run's"
+
+
+def test_the_removed_line_says_when_the_run_was_partial(tmp_path, capsys):
+    from maskrcnn.data.pre_annotations.mask_files import MaskFiles
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    (folder / "old.png").write_bytes(b"x")
+    (folder / "written.json").write_text(json.dumps({"files": ["old.png"]}))
+    for partial in (True, False):
+        (folder / "old.png").write_bytes(b"x")
+        (folder / "written.json").write_text(json.dumps({"files": ["old.png"]}))
+        MaskFiles(out_dir=tmp_path, formats=["masks"], categories=[]).finish("masks", partial=partial)
+        err = capsys.readouterr().err
+        assert "removed 1 file(s) of the earlier run" in err and not (folder / "old.png").exists()
+        assert ("this partial run (stopped early)" in err) == partial

@@ -84,8 +84,10 @@ class PreAnnotationExport:
     def __init__(self, *, out_dir: Path, formats: Sequence[str], root: Path, class_names: Sequence[str],
                  label_to_category_id: Optional[dict] = None, url_prefix: str = "",
                  model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
-                 min_area: int = 0, files: Sequence = ()):
-        """``files``: the image files of the run (mask files of images sharing a name are told apart)."""
+                 min_area: int = 0, files: Sequence = (), beside: Optional[Sequence] = None):
+        """``files``: the image files of the run (mask files of images sharing a name are told apart);
+        ``beside``: the image files of the same name beside them (``overlay_paths.same_name_beside``,
+        listed here when None; ``predict`` lists them once for the overlays and the mask files)."""
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
@@ -100,12 +102,13 @@ class PreAnnotationExport:
         pixel_formats = [f for f in self.formats if f in PIXEL_FORMATS]
         self.mask_files = None
         if pixel_formats:
-            from maskrcnn.data.images import IMAGE_EXTENSIONS
-            from maskrcnn.overlay_paths import same_name_beside
-
             # an image of the same name beside one of the run's (x.png by x.jpg) counts as a clash even when
             # not predicted: a re-run with one of them alone names its files as before (and as its overlay)
-            beside = same_name_beside(files, IMAGE_EXTENSIONS)
+            if beside is None:
+                from maskrcnn.data.images import IMAGE_EXTENSIONS
+                from maskrcnn.overlay_paths import same_name_beside
+
+                beside = same_name_beside(files, IMAGE_EXTENSIONS)
             self.mask_files = MaskFiles(
                 out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
                 file_names=[relative_file_name(f, self.root) for f in [*files, *beside]])
@@ -188,8 +191,10 @@ class PreAnnotationExport:
                 "pixel (nothing to correct; an empty segmentation would read back as a box-only instance "
                 "or fail to decode); predictions.json keeps them")
 
-    def finish(self) -> list:
-        """Write the files; returns the paths written (files, and LabelMe's folder)."""
+    def finish(self, *, replace: bool = True, partial: bool = False) -> list:
+        """Write the files; returns the paths written (files, and LabelMe's folder). ``replace``,
+        ``partial``: as ``MaskFiles.finish`` takes them (False: the run stopped before its first image;
+        True: the run stopped early)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for fmt in self.formats:
@@ -214,13 +219,14 @@ class PreAnnotationExport:
             elif fmt == "yolo":
                 written.append(self._yolo())
             elif fmt in PIXEL_FORMATS:
-                written.append(self.mask_files.finish(fmt))
+                written.append(self.mask_files.finish(fmt, replace=replace, partial=partial))
         return written
 
 
 def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequence, predictor,
-                   out_dir: Path) -> Optional[PreAnnotationExport]:
-    """The ``PreAnnotationExport`` of a ``maskrcnn predict`` run (None without ``--export``)."""
+                   out_dir: Path, *, beside: Optional[Sequence] = None) -> Optional[PreAnnotationExport]:
+    """The ``PreAnnotationExport`` of a ``maskrcnn predict`` run (None without ``--export``); ``beside``:
+    as ``PreAnnotationExport`` takes it."""
     if not formats:
         return None
     masks = bool(predictor.cfg.model.roi_heads.mask_on)
@@ -232,4 +238,5 @@ def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequ
         class_names=predictor.class_names, label_to_category_id=predictor.label_to_category_id,
         url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
         tolerance=args.export_tolerance, masks=masks, min_area=args.export_min_area, files=files,
+        beside=beside,
     )  # fmt: skip

@@ -18,6 +18,12 @@ left even so (``a.png.jpg`` beside ``a.png`` and ``a.jpg``) keeps the first imag
 the other without (a warning names both). An image without instances gets all-zero mask PNGs and no
 cut-out; a cut-out whose mask has fewer than ``min_area`` pixels is not written (cut-outs only: the mask
 PNGs keep it), and how many were left out is printed when the cut-outs are finished.
+
+Each format's folder lists the files the run wrote (``written_files``: ``masks/written.json``,
+``cutouts/written.json``); a run into the same folder removes the earlier run's files that it does not
+write again, and only those (a line counts them), so the folder holds this run's images and instances
+only, as ``predictions.json`` does. A run stopped before its first image leaves them (``finish``'s
+``replace``), and a format the run does not write keeps its folder as it is.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from maskrcnn.data.pre_annotations.to_masks import (
     instance_id_image,
     safe_file_name,
 )
+from maskrcnn.data.pre_annotations.written_files import WrittenFiles
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CUTOUTS_DIR", "MASKS_DIR", "MASKS_INDEX", "MaskFiles", "mask_file_stems"]
@@ -83,6 +90,8 @@ class MaskFiles:
         self.index: dict = {}
         self._owner: dict = {}  # (format, file or folder it names) -> the image path that has it
         self.below_min_area = 0  # cut-outs left out by min_area: said at the end (else they vanish silently)
+        # the earlier run's files are read here, before this run writes any
+        self.written = {f: WrittenFiles(folder=self.out_dir / f, label=f) for f in self.formats}
 
     def _claim(self, fmt: str, file_name: str, targets: Sequence[str]) -> bool:
         """Whether ``file_name`` may have ``targets`` (paths under the format's folder); a warning when
@@ -111,6 +120,7 @@ class MaskFiles:
                                                                            f"{stem}_classes.png"]):
             ids = instance_id_image(regions, scores, height, width)
             classes = class_image(ids, [c.id for c in categories], sixteen_bit=self.sixteen_bit)
+            self.written[MASKS_DIR].add([f"{stem}.png", f"{stem}_classes.png"])
             atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}.png", id_png(ids))
             atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}_classes.png", class_png(classes))
             self.index[file_name] = index_records(boxes, scores, categories)
@@ -128,18 +138,28 @@ class MaskFiles:
                 raise ValueError(f"{file_name}: an image of {tuple(image.shape[-2:])} pixels for masks of "
                                  f"{height}x{width}")
             digits = max(3, len(str(len(regions))))  # zero-padded: file listings sort as predictions.json
+            names = {i: f"{stem}/{i + 1:0{digits}d}_{self.names[labels[i]]}.png" for i in wanted}
+            self.written[CUTOUTS_DIR].add(list(names.values()))
             for i in wanted:
                 crop = cutout_box(boxes[i], regions[i], height, width)
-                name = f"{i + 1:0{digits}d}_{self.names[labels[i]]}.png"
-                target = self.out_dir / CUTOUTS_DIR / stem / name
-                atomic_write_bytes(target, cutout_png(image, crop, regions[i]))
+                atomic_write_bytes(self.out_dir / CUTOUTS_DIR / names[i], cutout_png(image, crop, regions[i]))
 
-    def finish(self, fmt: str) -> Path:
+    def finish(self, fmt: str, *, replace: bool = True, partial: bool = False) -> Path:
         """End format ``fmt`` ("masks": write ``masks/index.json``); returns its folder (made when no image
-        gave it a file)."""
+        gave it a file). ``replace``: the run got as far as its first image, so its files replace the
+        earlier run's (those it did not write again are removed); False leaves the earlier files, and
+        their ``index.json``, as they are. ``partial``: the run stopped early (Ctrl-C, an error), said in
+        the line counting the earlier files removed."""
         folder = self.out_dir / fmt
         folder.mkdir(parents=True, exist_ok=True)
-        if fmt == MASKS_DIR:
+        removed = self.written[fmt].finish(replace=replace)
+        if removed:
+            why = ("this partial run (stopped early) did not write: images not reached or not predicted now, "
+                   "fewer instances") if partial else \
+                "this run did not write again (images not predicted now, fewer instances)"
+            print(f"pre-annotations: {fmt}: removed {removed} file(s) of the earlier run that {why} from "
+                  f"{folder}/", file=sys.stderr)
+        if fmt == MASKS_DIR and (replace or not (folder / MASKS_INDEX).exists()):
             atomic_write_json(folder / MASKS_INDEX, self.index)
         if fmt == CUTOUTS_DIR and self.min_area > 0:
             print(f"pre-annotations: cutouts: {self.below_min_area} instance(s) left out by "
