@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import save_cat_dog_checkpoint  # tests/ is on the path
 
 from maskrcnn.cli import main
-from maskrcnn.config import PRESETS, apply_overrides
 from maskrcnn.data.images import MAX_PIXELS_ENV
-from maskrcnn.modeling.mask_rcnn import build_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -30,14 +27,7 @@ def small_limit(monkeypatch):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from maskrcnn.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(path, model_state=build_model(cfg).state_dict(), config=cfg,
-                    class_names=["__background__", "cat", "dog"], label_to_category_id={1: 5, 2: 9})
-    return path
+    return save_cat_dog_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
 
 
 def _images(folder):

@@ -82,6 +82,17 @@ def save_tiny_checkpoint(path, model, cfg, class_names=("__background__", "a", "
     return path
 
 
+def save_cat_dog_checkpoint(path):
+    """A tiny r18_fpn model (TINY, seed 0) saved at ``path`` with the classes cat and dog as COCO
+    category ids 5 and 9 (for the command-line tests' --weights); ``path``."""
+    from maskrcnn.checkpoint import save_checkpoint
+
+    model, cfg = build_tiny(TINY, seed=0)
+    save_checkpoint(path, model_state=model.state_dict(), config=cfg,
+                    class_names=["__background__", "cat", "dog"], label_to_category_id={1: 5, 2: 9})
+    return path
+
+
 def write_one_image_set(folder, height: int, width: int, seed: int = 1):
     """``folder``/images/a.png (random pixels, ``height`` x ``width``) and ``folder``/gt.json, a COCO file
     of it with one rectangle of class "a" (categories "a", "b"): a set ``maskrcnn eval`` runs on.

@@ -2,11 +2,11 @@
 loading the weights (``read_weights``) share the object, and our checkpoint is not read a third time to
 be checked. The sharing lasts one call (``interop/file_reads.FileReads``): nothing is cached across calls."""
 
-import json
 import os
 
 import pytest
 import torch
+from init_as_train import read_init_as_train_does  # tests/interop is on the path
 
 from maskrcnn.checkpoint import save_checkpoint
 from maskrcnn.config import PRESETS, apply_overrides
@@ -38,32 +38,9 @@ def loads(monkeypatch):
     return opened
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_train_init_reads_the_file_once(checkpoint, loads, tmp_path, monkeypatch):
     """Before: once for the preset, once in read_weights, once more in load_checkpoint (ours)."""
-    from maskrcnn.commands.train import run_training
-    from maskrcnn.engine import training
-    from maskrcnn.fine_tune import train_argv
-
-    got = {}
-
-    def build_training(cfg, *, init_reads=None, **_):  # the run's own reading of --init, then stop
-        got["source"] = training._read_init_weights(cfg.model.init_weights, 0, 1, reads=init_reads)
-        got["config"] = cfg
-        raise _Stop
-
-    monkeypatch.setattr(training, "build_training", build_training)
-    (tmp_path / "images").mkdir()
-    (tmp_path / "t.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
-    from maskrcnn.cli import build_parser
-
-    argv = train_argv(train_json=tmp_path / "t.json", train_images=tmp_path / "images", init=checkpoint,
-                      output=tmp_path / "run")
-    with pytest.raises(_Stop):
-        run_training(build_parser(argv, raise_errors=True).parse_args(argv))
+    got = read_init_as_train_does(checkpoint, tmp_path, monkeypatch)
     assert got["config"].solver.batch_size == PRESETS["finetune"]().solver.batch_size  # told a detector
     assert got["source"].kind == "maskrcnn" and got["source"].class_names == ["__background__", "a", "b"]
     assert loads == [str(checkpoint)]

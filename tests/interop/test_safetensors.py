@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from init_as_train import read_init_as_train_does  # tests/interop is on the path
 
 from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from maskrcnn.cli import main
@@ -67,38 +68,17 @@ def test_imagenet_resnet_as_safetensors_starts_a_run_as_the_pth(tmp_path, arch):
     assert torch.equal(b.state_dict["backbone.stem.conv1.conv.weight"], sd["conv1.weight"])
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_train_init_takes_a_safetensors_file_and_reads_it_once(tmp_path, monkeypatch):
     """``train --init model.safetensors`` without --config: told an ImageNet backbone (from-scratch
     recipe), its tensors the run's, the file read once for both."""
-    from maskrcnn.cli import build_parser
-    from maskrcnn.commands.train import run_training
-    from maskrcnn.engine import training
-    from maskrcnn.fine_tune import train_argv
+    import safetensors
 
     sd = _torchvision_resnet("resnet18")
     safe = tmp_path / "model.safetensors"
     st.save_file(sd, str(safe))
-    import safetensors
-
-    got, calls, safe_open = {}, [], safetensors.safe_open  # (the one open that reads metadata and tensors)
+    calls, safe_open = [], safetensors.safe_open  # (the one open that reads metadata and tensors)
     monkeypatch.setattr(safetensors, "safe_open", lambda *a, **k: calls.append(a[0]) or safe_open(*a, **k))
-
-    def build_training(cfg, *, init_reads=None, **_):
-        got["source"] = training._read_init_weights(cfg.model.init_weights, 0, 1, reads=init_reads)
-        got["config"] = cfg
-        raise _Stop
-
-    monkeypatch.setattr(training, "build_training", build_training)
-    (tmp_path / "images").mkdir()
-    (tmp_path / "t.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
-    argv = train_argv(train_json=tmp_path / "t.json", train_images=tmp_path / "images", init=safe,
-                      output=tmp_path / "run")
-    with pytest.raises(_Stop):
-        run_training(build_parser(argv, raise_errors=True).parse_args(argv))
+    got = read_init_as_train_does(safe, tmp_path, monkeypatch)
     source = got["source"]
     assert source.kind == "imagenet" and source.implied["model.backbone"] == "resnet18"
     got_w = source.state_dict["backbone.res3.0.shortcut.conv.weight"]
