@@ -520,23 +520,39 @@ def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
 
 
-def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = "checkpoint") -> dict:
+def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = "checkpoint",
+                        ema: bool = False) -> dict:
     """Full conversion with a check against the model ``build_model`` makes from the overrides.
 
     ``obj``: what the file holds (``{"meta", "state_dict", ...}`` or the state dict itself).
     ``overrides``: extra config keys, applied last (``model.stride_in_1x1`` also picks the input
-    convention of a file without config: see the module docstring).
+    convention of a file without config: see the module docstring). ``ema``: convert the EMA copy
+    mmengine's ``EMAHook`` keeps ("ema_state_dict") instead of "state_dict"; without it a note says the
+    file holds one.
     Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report", "notes"}``; raises
     ConversionError naming the design, or the unmapped, missing or mis-shaped keys.
     """
     from maskrcnn.config import Config, apply_overrides
+    from maskrcnn.interop.wrappers import ema_copy, ema_note
     from maskrcnn.modeling.mask_rcnn import build_model
 
     overrides = dict(overrides or {})
+    found = ema_copy(obj)
+    ema_notes = []
+    if ema:
+        if found is None:
+            raise ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), but "
+                                  "the file has no 'ema_state_dict' (mmengine's EMAHook writes one)")
+        obj = {**obj, "state_dict": found[1]}
+        ema_notes.append(f"took the EMA copy of the weights ('{found[0]}')")
+    elif found is not None:
+        ema_notes.append(ema_note(obj, taken="'state_dict'", how="`maskrcnn convert --ema` or "
+                                  "`train --init FILE#ema` takes the EMA copy"))
     sd, meta = unwrap(obj, source)
     layout = detect_layout(sd, source, str(meta.get("mmdet_version", "")))
     cfgtext = config_of(meta)
     cfg_over, bgr, notes = config_overrides(sd, layout, cfgtext, overrides, source=source)
+    notes = [*notes, *ema_notes]
     cfg_over.update(overrides)
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
@@ -572,6 +588,6 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
             "notes": notes}
 
 
-def load_mmdetection_file(path, overrides: Optional[dict] = None) -> dict:
+def load_mmdetection_file(path, overrides: Optional[dict] = None, *, ema: bool = False) -> dict:
     """``convert_mmdetection`` on a file; loading never runs code from it."""
-    return convert_mmdetection(read_mmdet_file(path), overrides, source=str(path))
+    return convert_mmdetection(read_mmdet_file(path), overrides, source=str(path), ema=ema)

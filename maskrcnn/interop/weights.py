@@ -16,9 +16,10 @@ converts to our parameter names and returns a ``SourceWeights``:
   keypoint channels; ``unused``: source keys no detector of ours uses (an ImageNet ``fc``);
 - ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
 
-A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy of a torchvision
-detector file (its "model_ema", as ``train.py --model-ema`` saves it) instead of "model"; without it a
-note says the copy exists.
+A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy a file holds beside its
+weights (``wrappers.EMA_KEYS``: "model_ema" of torchvision's ``train.py --model-ema`` and of our
+checkpoints, timm's "state_dict_ema", mmengine's "ema_state_dict") instead of them; without it a note
+says the copy exists.
 """
 
 from __future__ import annotations
@@ -136,22 +137,39 @@ def _holds_namespace(obj) -> bool:
     return False
 
 
-def _ours(path: str, obj: dict) -> SourceWeights:
+def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     """Our checkpoint's weights from ``obj``, the file's object already read, checked as
-    ``load_checkpoint`` checks it (not read again)."""
+    ``load_checkpoint`` checks it (not read again); ``ema``: its "model_ema" copy instead of "model"."""
     from maskrcnn.checkpoint import check_checkpoint, check_class_names, config_from_checkpoint
     from maskrcnn.checkpoint import load_checkpoint as refuse_as_load_checkpoint
+    from maskrcnn.interop.wrappers import ema_copy, ema_note
 
     if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
         refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
+
+    notes = []
+    if ema:
+        found = ema_copy(obj)
+        if found is None or found[0] != "model_ema":
+            raise ConversionError(f"{path}: the EMA copy of the weights was asked for ({EMA_SUFFIX}), "
+                                  "but the checkpoint has no 'model_ema'")
+        obj = {**obj, "model": found[1]}  # checked below as 'model' is
+        notes.append("took the EMA copy of the weights ('model_ema')")
+    else:
+        note = ema_note(obj, taken="'model'", how=f"`train --init FILE{EMA_SUFFIX}` takes the EMA copy")
+        notes += [note] if note else []
     ckpt = check_checkpoint(path, obj)
     check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
+    if isinstance(obj.get("model"), dict) and list(obj["model"])[:1] != list(sd)[:1]:
+        wrapped = next(iter(obj["model"]))
+        notes.append(f"dropped the prefix every key had ('{wrapped[: len(wrapped) - len(next(iter(sd)))]}': "
+                     "a DataParallel / Lightning wrapper)")
     names = list(ckpt["class_names"]) or None
     return SourceWeights(
         state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
-        class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None,
+        class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None, notes=notes,
     )
 
 
@@ -168,17 +186,17 @@ def split_ema(spec: str) -> tuple:
 
 def _no_ema(source: str, what: str) -> ConversionError:
     """The refusal of ``#ema`` on a file that is not a torchvision detector's (``what`` it is)."""
-    return ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision detector's file "
-                           f"('model_ema'); this is {what}")
+    return ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy a file holds ('model_ema', timm's "
+                           f"'state_dict_ema', mmengine's 'ema_state_dict'); this is {what}")
 
 
 def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
-    if ema and kind != "torchvision":
+    if ema and kind == "detectron2":
         raise _no_ema(source, f"a {kind} file")
     if kind == "mmdetection":
         from maskrcnn.interop.mmdetection import convert_mmdetection
 
-        result = convert_mmdetection(obj, source=source)
+        result = convert_mmdetection(obj, source=source, ema=ema)
         cfg, sd = result["config"], result["state_dict"]
         return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                              implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
@@ -205,9 +223,9 @@ def _state_dict_keys(obj, source: str) -> tuple:
     """``(state_dict, its string keys)`` of a file's object, recognised without the "module." of a
     (Distributed)DataParallel model (or a Lightning "model."), as ``convert`` reads such files;
     ConversionError when it holds no state dict."""
-    from maskrcnn.interop.torchvision import strip_module_prefix
+    from maskrcnn.interop.wrappers import strip_common_prefix
 
-    sd = strip_module_prefix(_unwrap(obj, source))
+    sd, _prefix = strip_common_prefix(_unwrap(obj, source), lambda keys: _detector_layout(keys) is not None)
     return sd, [k for k in sd if isinstance(k, str)]
 
 
@@ -245,8 +263,13 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if any(k.startswith("backbone.stem.") for k in keys):
         raise ConversionError(f"{source}: a bare state dict of this library's model, without the config that "
                               "says how to build it; save it with maskrcnn.checkpoint.save_checkpoint")
+    from maskrcnn.interop.wrappers import common_prefix
+
+    shared = common_prefix(keys)
+    shared = f"; every key starts with '{shared}'" if shared else ""
     raise ConversionError(
-        f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}); "
+        f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}"
+        f"{shared}); "
         "expected a maskrcnn checkpoint, a torchvision, detectron2 or MMDetection R-CNN, or an ImageNet "
         "ResNet/ResNeXt")
 
@@ -400,9 +423,7 @@ def _read_weights(spec: str, *, cache, reads) -> SourceWeights:
     path = where["path"]
     obj = _read_weights_object(path, reads=reads, take=True)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        if ema:
-            raise _no_ema(spec, "a maskrcnn checkpoint")
-        weights = _ours(path, obj)
+        weights = _ours(path, obj, ema)
     else:
         weights = convert_any(obj, source=str(spec), ema=ema)
     weights.provenance = {**where, "sha256": sha256_of(path), "bytes": os.path.getsize(path),
