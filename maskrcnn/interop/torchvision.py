@@ -34,7 +34,12 @@ from typing import Optional
 import torch
 
 from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, shape_mismatches
-from maskrcnn.interop.wrappers import ema_copy, strip_common_prefix, strip_module_prefix  # noqa: F401 - re-exported
+from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
+    common_prefix,
+    ema_copy,
+    strip_common_prefix,
+    strip_module_prefix,
+)
 
 COCO_CLASS_NAMES_91 = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
@@ -166,9 +171,11 @@ def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
     has_body = any(k.startswith("backbone.body.") for k in sd)
     if not has_body or "roi_heads.box_predictor.cls_score.weight" not in sd:
+        shared = common_prefix(list(sd))  # a wrapper this reader does not know: said, not guessed
+        shared = f" (every key starts with '{shared}')" if shared else ""
         raise ConversionError(
             f"{source}: not a torchvision detection state dict: "
-            "no backbone.body.* or roi_heads.box_predictor.cls_score.* keys"
+            f"no backbone.body.* or roi_heads.box_predictor.cls_score.* keys{shared}"
         )
     check_resnet_body(sd, source)
     v2 = "roi_heads.box_head.0.0.weight" in sd

@@ -127,6 +127,8 @@ def test_a_single_shared_prefix_is_dropped_only_when_it_makes_a_known_layout():
     assert strip_common_prefix(backbone_only, _torchvision_keys) == (backbone_only, None)
     with pytest.raises(ConversionError, match=r"every key starts with 'net\.'\); expected a maskrcnn"):
         convert_any({"net.conv.weight": torch.zeros(1), "net.fc.weight": torch.zeros(1)}, source="x.pth")
+    with pytest.raises(ConversionError, match=r"cls_score\.\* keys \(every key starts with 'net\.'\)$"):
+        convert_torchvision({"net.conv.weight": torch.zeros(1), "net.fc.weight": torch.zeros(1)})
 
 
 def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp_path, tiny):
