@@ -10,7 +10,7 @@
     maskrcnn convert-data --from cvat XML_OR_FOLDER --output train.json [--split Train] [--classes a,b,c]
                           [--images ROOT] (CVAT for images or for video)
     maskrcnn convert-data --from labelstudio EXPORT.json --output train.json [--images ROOT]
-                          [--classes a,b,c]
+                          [--classes a,b,c] [--ls-use-predictions]
     maskrcnn convert-data --from yolo DATA_YAML_OR_FOLDER --output train.json [--split train|val|test]
                           [--classes a,b,c] [--boxes-as-masks]
 
@@ -94,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "recorded, else the XML's; via / labelme: looked in first / after the JSON "
                              "file's folder); file_name values are relative to it. yolo / voc / cityscapes: "
                              "the dataset's own layout says where the images are")
+    parser.add_argument("--ls-use-predictions", action="store_true", default=None,
+                        help="labelstudio: a task without annotations (none, not cancelled ones) is read "
+                             "from its latest prediction; by default predictions are read only from a file "
+                             "holding no annotation at all (pre-annotations read back), and annotations "
+                             "always win")
     parser.add_argument("--boxes-as-masks", action="store_true", default=None,
                         help="yolo: write box-only lines (class cx cy w h) as rectangle masks instead of "
                              "leaving them out; voc (a tree with boxes only): write the boxes as rectangle "
@@ -106,7 +111,8 @@ def _check_options(args) -> None:
     applies = {"split": ("cityscapes", "voc", "yolo", "cvat"), "class_attribute": ("via",),
                "class_name": ("via",),
                "classes": ("labelme", "via", "cvat", "labelstudio", "voc", "yolo"),
-               "images": IMAGES_FORMATS, "boxes_as_masks": ("yolo", "voc")}
+               "images": IMAGES_FORMATS, "boxes_as_masks": ("yolo", "voc"),
+               "ls_use_predictions": ("labelstudio",)}
     for option, formats in applies.items():
         if getattr(args, option) is not None and args.source_format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -187,7 +193,8 @@ def _labelstudio(args, src: Path, out: Path, report, description: str):
     root, files = json_files(src, exclude=[out])
     images = _images_folder(args) or root
     builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description)
-    read_labelstudio(files, builder=builder, report=report, images=images, names_from=root)
+    read_labelstudio(files, builder=builder, report=report, images=images, names_from=root,
+                     use_predictions=bool(args.ls_use_predictions))
     return builder
 
 

@@ -26,7 +26,9 @@ P.bbox.json --results P.segm.json``, or ``--results P``; its ``tools/test.py --o
 Ultralytics (``image_id`` by file name) and
 torchvision write them, saying how each was read (``engine/results_file.py``); 0-based category ids
 (a 0 the ground truth lacks, the rest fitting after +1) are refused with a hint: ``--category-offset 1``
-adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them.
+adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them. A J whose
+images have width and height -1 (VIA 3's COCO export) or none gets their files' sizes (under
+``--images``, default the export's layout), or is refused naming the images whose masks need them.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
 (the AP, the per-class counts and Cityscapes' alike), and metrics.json records it:
@@ -87,8 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
     from maskrcnn.commands.data_report import IMAGE_DIR_ORDER
 
-    parser.add_argument("--images", help="image folder of the annotation file, with --weights (default, from "
-                                         f"the export's layout: {IMAGE_DIR_ORDER})")
+    parser.add_argument("--images", help="image folder of the annotation file, with --weights, and with "
+                                         "--results when J lacks image sizes (VIA 3's COCO export writes "
+                                         "-1): read from the files (default, from the export's layout: "
+                                         f"{IMAGE_DIR_ORDER})")
     parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
@@ -336,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.engine.results_file import read_category_map
 
         mapping = read_category_map(args.category_map) if args.category_map else None
+        raw = _sized_ground_truth(args, raw)
         # read and checked once, for the AP and the analysis
         coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
         # the Cityscapes scorer gets the records that passed validation, not the raw file
@@ -384,6 +389,24 @@ def run(args: argparse.Namespace) -> int:
               + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
                  f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))
     return 1 if cityscapes_failed else 0
+
+
+def _sized_ground_truth(args, raw: dict) -> dict:
+    """``raw`` with the sizes it does not know (VIA 3's COCO export writes width and height -1; some
+    files leave them out) read from the image files, under --images (default: the export's layout, as
+    with --weights): the masks are checked and scored on the image's grid. ``raw`` unchanged, and no
+    folder looked for, when no image of unknown size has a mask or keypoints (boxes need no size)."""
+    from maskrcnn.commands.data_report import image_dir_or_default
+    from maskrcnn.data.coco_exports import needs_sizes, sizes_from_files
+
+    if not needs_sizes(raw):
+        return raw
+    folder = image_dir_or_default(args.images, args.json, "--images")
+    hint = "give --images D, the folder of its images, to read their sizes from them"
+    raw, notes = sizes_from_files(raw, folder, str(args.json), hint=hint)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return raw
 
 
 def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):

@@ -15,14 +15,21 @@ VIA 3's "Export as COCO" writes (its project files are converted by ``convert-da
 
 Each reading is said in one note (``warn_tool_exports``: as warnings, for ``eval --results``'s ground
 truth). The parsed file is never modified: the records changed are copies.
+
+A reader that measures no image itself (``eval --results``: no dataset is built) gives the unknown sizes
+their files' first (``sizes_from_files``) when a mask or keypoints need them (``needs_sizes``): without
+them a mask cannot be checked nor scored; boxes need none, and no folder is looked for then.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from pathlib import Path
+from typing import Union
 
-__all__ = ["read_tool_exports", "warn_tool_exports"]
+__all__ = ["has_unknown_sizes", "needs_sizes", "read_tool_exports", "sizes_from_files", "warn_tool_exports"]
 
 
 def _number(v) -> bool:
@@ -68,9 +75,15 @@ def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool) -> di
     return a
 
 
-def read_tool_exports(data: dict, source: str) -> tuple:
+# how a reader takes the images of unknown size: the loader measures their files; the evaluator reads none
+_SIZES_MEASURED = "their files' sizes are used"
+_SIZES_LEFT = "left unknown (no image file is read: their boxes need no size, a mask on them is refused)"
+
+
+def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASURED) -> tuple:
     """(``data`` with the readings above, [notes naming ``source``]); ``data`` itself when nothing
-    needed reading. One pass over the annotations (a COCO-train-sized file reads through it at each
+    needed reading. ``sizes_how``: what the reader does with the sizes left unknown, said in the note.
+    One pass over the annotations (a COCO-train-sized file reads through it at each
     dataset built and each ground truth loaded), copying the list only once a record needs reading."""
     images, annotations = data.get("images"), data.get("annotations")
     images = images if isinstance(images, list) else []
@@ -100,7 +113,7 @@ def read_tool_exports(data: dict, source: str) -> tuple:
     if fixed is not None:
         out["annotations"] = fixed
     said = (  # (count, what those records are, as VIA 3 exports them, and how they are read)
-        (sized, "images have width and height -1, unknown", "their files' sizes are used"),
+        (sized, "images have width and height -1, unknown", sizes_how),
         (wrapped, "segmentations are one flat polygon [x1, y1, ...] not wrapped in a list",
          "read as [[x1, y1, ...]]"),
         (unboxed, "annotations have a bbox of nulls", "their segmentation's box is used"),
@@ -111,8 +124,113 @@ def read_tool_exports(data: dict, source: str) -> tuple:
 
 
 def warn_tool_exports(data: dict, source: str) -> dict:
-    """``read_tool_exports`` for a reader that has no report of its own: each note a warning."""
-    data, notes = read_tool_exports(data, source)
+    """``read_tool_exports`` for a reader that has no report of its own and reads no image (the evaluator:
+    ``eval --results`` gave the sizes a mask needs first, ``sizes_from_files``): each note a warning."""
+    data, notes = read_tool_exports(data, source, sizes_how=_SIZES_LEFT)
     for note in notes:
         warnings.warn(note, stacklevel=3)
     return data
+
+
+def _sizeless(img) -> bool:
+    """Width and height -1 (VIA 3) or both absent or null (makesense.ai, hand-made files)."""
+    return _unknown_size(img) or (isinstance(img, dict) and img.get("width") is None
+                                  and img.get("height") is None)
+
+
+def has_unknown_sizes(data: dict) -> bool:
+    """Whether an image of ``data`` has width and height -1 or none."""
+    images = data.get("images") if isinstance(data, dict) else None
+    return isinstance(images, list) and any(map(_sizeless, images))
+
+
+def _hashable_id(v) -> bool:
+    """An image id that can be looked up: an int or a str (a list or a dict, malformed, cannot)."""
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _needs_size(annotations: list) -> set:
+    """Ids of the images whose annotations cannot be checked without the image's size: a mask or
+    keypoints (a box alone can). Malformed ids (not an int or a str) are left to the ground truth's own
+    checks."""
+    from maskrcnn.data.mask_codec import is_empty_segmentation
+
+    return {a.get("image_id") for a in annotations if isinstance(a, dict) and _hashable_id(a.get("image_id"))
+            and (not is_empty_segmentation(a.get("segmentation")) or a.get("keypoints"))}
+
+
+def needs_sizes(data: dict) -> bool:
+    """Whether an image of unknown size (``_sizeless``) has annotations that need its size (a mask or
+    keypoints): only then are image files read (``sizes_from_files``)."""
+    if not has_unknown_sizes(data):
+        return False
+    annotations = data.get("annotations")
+    needed = _needs_size(annotations if isinstance(annotations, list) else [])
+    return any(_sizeless(img) and _hashable_id(img.get("id")) and img.get("id") in needed
+               for img in data["images"])
+
+
+def _image_file(folder: Path, name: str):
+    """The file of an image named ``name`` under ``folder`` (its file_name, else its last part); None
+    when there is none or the name cannot be a path here (too long a part, a NUL byte)."""
+    if not name:
+        return None
+    for path in (folder / name, folder / Path(name).name):
+        try:
+            if path.is_file():
+                return path
+        except (OSError, ValueError):  # ENAMETOOLONG, an embedded NUL
+            continue
+    return None
+
+
+def _size_problem(img: dict, name: str, path: Path, error) -> str:
+    """Why the image ``img`` (file_name ``name``), which needs its size, has none: its file ``path`` is
+    not found (``error`` None) or cannot be read (``error``)."""
+    field = "width and height -1" if _unknown_size(img) else "no width and height"
+    why = "is not found" if error is None else "cannot be read: " + str(error).removeprefix(f"{path}: ")
+    return f"image id {img.get('id')!r} ({name!r}) has {field} and its file {path} {why}"
+
+
+def sizes_from_files(data: dict, image_dir: Union[str, os.PathLike], source: str, *, hint: str = "") -> tuple:
+    """(``data`` with every image of unknown size (``_sizeless``) given its file's (under ``image_dir``,
+    by its file_name, else its last part; EXIF orientation applied, as the loader measures it), [notes]);
+    ``data`` itself when no size is unknown. ValueError naming ``source``, the images (id, file_name) and
+    the field when an image whose annotations need its size has no readable file; an image that needs
+    none (no annotation, or boxes only) keeps its unknown size. ``hint``: how to fix it, said last."""
+    from maskrcnn.data.images import ImageReadError, image_size
+
+    if not has_unknown_sizes(data):
+        return data, []
+    images = data["images"]
+    annotations = data.get("annotations")
+    needed = _needs_size(annotations if isinstance(annotations, list) else [])
+    folder, out, measured, problems = Path(image_dir), [], 0, []
+    for img in images:
+        if not _sizeless(img):
+            out.append(img)
+            continue
+        name = str(img.get("file_name") or "").replace("\\", "/")
+        needs = _hashable_id(img.get("id")) and img.get("id") in needed
+        path = _image_file(folder, name)
+        if path is None:
+            if needs:
+                problems.append(_size_problem(img, name, folder / name, None))
+            out.append(img)
+            continue
+        try:
+            height, width = image_size(path)
+        except (ImageReadError, OSError, ValueError) as e:
+            if needs:
+                problems.append(_size_problem(img, name, path, e))
+            out.append(img)
+            continue
+        out.append({**img, "height": int(height), "width": int(width)})
+        measured += 1
+    if problems:
+        raise ValueError(f"{source}: {len(problems)} images of unknown size whose masks need it: "
+                         + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+                         + (f" ({hint})" if hint else ""))
+    notes = [f"{source}: {measured} images without a size (width and height -1, as VIA 3 exports them, "
+             f"or none): read from their files in {folder}"] if measured else []
+    return {**data, "images": out}, notes

@@ -211,9 +211,18 @@ class TrainLoader:
             worker_init_fn=_worker_init(self.sampler.seed, self.sampler.rank) if self.num_workers else None,
             persistent_workers=False,
         )
-        for batch in loader:
-            self.iteration += 1
-            yield batch
+        batches = iter(loader)
+        try:
+            for batch in batches:
+                self.iteration += 1
+                yield batch
+        finally:
+            # Workers ignore SIGTERM (see _worker_init), so they must be told to stop: an iterator left
+            # alive (a worker's error holds it in its traceback) kept them waiting for work while the
+            # process, exiting, waited for them. torch's iterator does this when it is collected.
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def state_dict(self) -> dict:
         return {"seed": self.sampler.seed, "iteration": self.iteration}

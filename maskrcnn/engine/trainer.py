@@ -903,6 +903,10 @@ class Trainer:
                 if not is_worker_death(e):
                     raise
                 raise self._worker_death_error(e) from None
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # stops the loader's worker processes now, not when the iterator is collected
         # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
         # 0's everywhere, as saved in the checkpoints (a no-op for one process)
         du.broadcast_buffers(self.model)

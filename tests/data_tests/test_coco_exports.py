@@ -2,6 +2,7 @@
 read as meant; an unwrapped polygon's message names the list of polygons expected."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -77,3 +78,125 @@ def test_eval_ground_truth_reads_via3_export(tmp_path):
     with pytest.warns(UserWarning, match="ground truth: 1 segmentations are one flat polygon"):
         assert load_ground_truth(coco).dataset["annotations"][0]["area"] == 800
     assert coco["annotations"][0]["bbox"] == [None] * 4  # the caller's dict is not modified
+
+
+def _via3_export_with_unknown_sizes(folder):
+    """VIA 3's "Export as COCO" of a project whose images it had not measured: width and height -1."""
+    coco = {
+        "info": {"year": 2026, "description": "VGG Image Annotator (VIA)"},
+        "images": [{"id": 1, "width": -1, "height": -1, "file_name": "v1.png", "license": 1,
+                    "flickr_url": "v1.png", "coco_url": "v1.png", "date_captured": ""}],
+        "annotations": [{"segmentation": [10, 10, 50, 10, 50, 30, 10, 30], "area": None,
+                         "bbox": [None, None, None, None], "iscrowd": 0, "id": 0, "image_id": 1,
+                         "category_id": 0}],
+        "categories": [{"supercategory": "kind", "id": 0, "name": "cat"}],
+    }  # fmt: skip
+    (folder / "gt.json").write_text(json.dumps(coco))
+    (folder / "r.json").write_text(json.dumps([{"image_id": 1, "category_id": 0, "score": 0.9,
+                                                "bbox": [10, 10, 40, 20],
+                                                "segmentation": [[10, 10, 50, 10, 50, 30, 10, 30]]}]))
+    return folder / "gt.json", folder / "r.json"
+
+
+def test_eval_results_reads_unknown_sizes_from_the_image_files(tmp_path, capsys):
+    """eval --results refused VIA 3's COCO export ("image 1 has no integer height and width") although
+    its note said the files' sizes were used: they are now, from --images; without the image file the
+    error names the file, the image and the field."""
+    from maskrcnn.cli import main
+
+    gt, results = _via3_export_with_unknown_sizes(tmp_path)
+    images = tmp_path / "pics"
+    images.mkdir()
+    argv = ["eval", "--results", str(results), "--json", str(gt), "--images", str(images),
+            "--output", str(tmp_path / "ev")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert (f"{gt}: 1 images of unknown size whose masks need it: image id 1 ('v1.png') has width and "
+            f"height -1 and its file {images / 'v1.png'} is not found (give --images D") in err
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(images / "v1.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the VIA 3 notes (flat polygon, null bbox and area)
+        assert main(argv) == 0
+    assert f"{gt}: 1 images without a size (width and height -1" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["segm"]["AP"] == pytest.approx(100.0)
+
+
+def test_unknown_sizes_of_images_without_masks_are_not_needed(tmp_path):
+    """A box-only image (or one without annotations) is checked without its size: no file is needed."""
+    from maskrcnn.data.coco_exports import sizes_from_files
+
+    data = {"images": [{"id": 1, "file_name": "gone.png", "width": -1, "height": -1}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                             "segmentation": []}]}
+    out, notes = sizes_from_files(data, tmp_path, "gt.json")
+    assert out["images"] == data["images"] and notes == []
+
+
+def test_eval_results_box_only_unknown_sizes_reads_no_file(tmp_path, capsys, monkeypatch):
+    """Boxes need no size: eval --results with sizes -1, box-only annotations and no image file looked
+    for no folder ("--images not given: ..."), and its note claimed the files' sizes were used."""
+    from maskrcnn.cli import main
+
+    coco = {"images": [{"id": 1, "width": -1, "height": -1, "file_name": "gone.png"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 20],
+                             "area": 800, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "cat"}]}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+    (tmp_path / "r.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "score": 0.9,
+                                                  "bbox": [10, 10, 40, 20]}]))
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["eval", "--results", "r.json", "--json", "gt.json", "--output", "ev"]) == 0
+    out, err = capsys.readouterr()
+    said = out + err + "\n".join(str(w.message) for w in caught)
+    assert "--images not given" not in said and "read from their files" not in said
+    assert "their files' sizes are used" not in said
+    assert "1 images have width and height -1, unknown (as VIA 3 exports them): left unknown" in said
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["bbox"]["AP"] == pytest.approx(100.0)
+
+
+def test_needs_size_with_keypoints_and_no_segmentation(tmp_path):
+    """Keypoints are checked against the image's size: a person without a segmentation needs its file."""
+    from maskrcnn.data.coco_exports import needs_sizes, sizes_from_files
+
+    data = {"images": [{"id": 1, "file_name": "gone.png"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                             "keypoints": [2, 2, 2], "num_keypoints": 1}]}
+    assert needs_sizes(data)
+    with pytest.raises(ValueError, match=r"gt.json: 1 images of unknown size whose masks need it: image "
+                                         r"id 1 \('gone.png'\) has no width and height and its file .* is "
+                                         r"not found"):
+        sizes_from_files(data, tmp_path, "gt.json")
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + ".png", "dir/" + "b" * 300 + "/x.png", "nul\x00.png"])
+def test_unreadable_file_names_are_not_found(tmp_path, name):
+    """A 300-character path part (ENAMETOOLONG) or a NUL byte in file_name raised OSError / ValueError
+    from is_file(): the file is not found, said as for any missing file."""
+    from maskrcnn.data.coco_exports import sizes_from_files
+
+    data = {"images": [{"id": 1, "file_name": name, "width": -1, "height": -1}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                             "segmentation": [[1, 1, 5, 1, 5, 5]]}]}
+    with pytest.raises(ValueError, match="1 images of unknown size whose masks need it: image id 1 .* is not "
+                                         "found"):
+        sizes_from_files(data, tmp_path, "gt.json")
+
+
+def test_unhashable_annotation_image_id_is_left_to_the_checks(tmp_path):
+    """An annotation whose image_id is a list raised TypeError (unhashable) before the ground truth's
+    checks: it is left to them, which name the record."""
+    from maskrcnn.data.coco_exports import needs_sizes, sizes_from_files
+
+    data = {"images": [{"id": 1, "file_name": "gone.png", "width": -1, "height": -1}],
+            "annotations": [{"id": 1, "image_id": [1], "category_id": 1, "bbox": [1, 1, 4, 4],
+                             "segmentation": [[1, 1, 5, 1, 5, 5]]}],
+            "categories": [{"id": 1, "name": "cat"}]}
+    assert not needs_sizes(data)
+    out, notes = sizes_from_files(data, tmp_path, "gt.json")
+    assert out["images"] == data["images"] and notes == []
+    with pytest.raises(ValueError, match="image_id"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note on the sizes -1
+        load_ground_truth(out)

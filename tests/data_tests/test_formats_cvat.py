@@ -363,7 +363,7 @@ def test_cvat_polygon_bbox_is_its_extent_with_fractions(tmp_path):
 def test_cvat_for_video_tracks(tmp_path, capsys):
     """"CVAT for video 1.1" (<track> with a shape on every frame, interpolated ones keyframe="0") was
     refused: each frame's shapes inside the view are instances of frame_NNNNNN.PNG; outside="1" shapes
-    left out; a gap in a track is a warning (not interpolated)."""
+    left out; a gap in a track is a warning (not interpolated); frames without shapes are negatives."""
     src, out = tmp_path / "src", tmp_path / "coco.json"
     for f in range(5):
         _png(src / "images" / f"frame_{f:06d}.PNG")
@@ -388,6 +388,11 @@ def test_cvat_for_video_tracks(tmp_path, capsys):
                    ("images/frame_000003.PNG", "dog", [1.0, 20.0, 8.0, 8.0])]  # fmt: skip
     assert "track '1' has no shape on frames [2] after a shape inside the view" in err
     assert "1 CVAT track shapes outside the view left out" in err and "2 CVAT tracks converted" in err
+    # frames 2 (the car outside, the dog's gap) and 4 (no track) have files and no shape in view: images
+    # without instances, as an empty <image> of "CVAT for images" is (they were left out)
+    assert sorted(files.values()) == [f"images/frame_{f:06d}.PNG" for f in range(5)]
+    assert "2 CVAT video frames without shapes (kept as images without instances)" in err
+    assert "warning: 1 frames without shapes lie after every track's last frame (3): frame 4" in err
 
 
 def test_cvat_video_gap_after_outside_is_not_warned():
@@ -415,3 +420,53 @@ def test_cvat_video_huge_gap_lists_eight_frames_lazily():
     frame_images(root, [], report=report, where="a.xml")
     assert report.messages[0].startswith("a.xml: warning: track '0' has no shape on frames "
                                          "[1, 2, 3, 4, 5, 6, 7, 8] ... after a shape inside the view")
+
+
+def test_cvat_video_frame_files_found_by_their_own_name(tmp_path, capsys):
+    """frame_1.png (no zero padding) and frame_000002.Png (mixed-case extension) were counted as frames
+    kept, then looked for as frame_000001.PNG / .png and skipped as not found: their own names are used."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "frame_000000.PNG")
+    _png(src / "images" / "frame_1.png")
+    _png(src / "images" / "frame_000002.Png")
+    box = '<box frame="{}" keyframe="1" outside="0" occluded="0" xtl="2" ytl="2" xbr="10" ybr="8"/>'
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><track id="0" label="car">' + box.format(0) + box.format(1)
+        + box.format(2) + '</track></annotations>')  # fmt: skip
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert sorted(i["file_name"] for i in coco["images"]) == [
+        "images/frame_000000.PNG", "images/frame_000002.Png", "images/frame_1.png"]
+    assert len(coco["annotations"]) == 3 and "not found" not in err
+
+
+def test_cvat_video_empty_frames_after_the_tracks_are_warned(tmp_path, capsys):
+    """A video annotated only in part: the frame files after every track's last frame (and most frames
+    empty) were kept as negatives with a note only; a warning names their range and how to leave them out."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    for f in range(10):
+        _png(src / "images" / f"frame_{f:06d}.PNG")
+    box = '<box frame="{}" keyframe="1" outside="0" occluded="0" xtl="2" ytl="2" xbr="10" ybr="8"/>'
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><track id="0" label="car">' + box.format(0) + box.format(1)
+        + '</track></annotations>')  # fmt: skip
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert len(json.loads(out.read_text())["images"]) == 10  # kept, as negatives
+    assert ("warning: 8 frames without shapes lie after every track's last frame (1): frames 2-9; kept as "
+            "images without instances (negatives); to leave them out, remove their files") in err
+    assert "8 CVAT video frames without shapes (kept as images without instances)" in err
+
+
+def test_cvat_video_mostly_empty_frames_are_warned():
+    """More than half of the frames without shapes (not after the tracks): one warning with the range."""
+    shape = '<box frame="{}" keyframe="1" outside="0" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    root = ET.fromstring(f'<annotations><track id="0" label="car">{shape.format(0)}{shape.format(9)}'
+                         '</track></annotations>')
+    report = Report(stream=io.StringIO())
+    files = {f: f"frame_{f:06d}.PNG" for f in range(10)}
+    frames = frame_images(root, [], report=report, where="a.xml", files=files)
+    assert len(frames) == 10
+    assert any("8 of the 10 frames have no shape (frames 1-8); kept as images without instances" in m
+               for m in report.messages)

@@ -478,3 +478,99 @@ def test_brush_rle_runs_of_every_kind_and_width_round_trip():
     assert word == 8 and words.tolist() == expected.tolist()
     with pytest.raises(Skip, match="ends in the middle of"):
         decode_words(rle[:len(rle) // 2], expected=len(expected))
+
+
+def _box(label, x):
+    """A rectangle 10% wide at x percent: its pixel box tells which annotation was taken."""
+    return _result("rectanglelabels", [label], x=x, y=0, width=10, height=10, rotation=0)
+
+
+def _annotation(aid, result, updated, *, created="2024-05-01T08:00:00.000000Z", cancelled=False):
+    return {"id": aid, "completed_by": 1, "result": result, "was_cancelled": cancelled, "ground_truth": False,
+            "created_at": created, "updated_at": updated, "lead_time": 12.5, "task": 0, "project": 3}
+
+
+def _prediction(pid, result, updated, version):
+    return {"id": pid, "model_version": version, "score": 0.5, "result": result, "created_at": updated,
+            "updated_at": updated, "task": 0, "project": 3}
+
+
+def test_labelstudio_latest_annotation_wins_predictions_on_request(tmp_path, capsys):
+    """Of several annotations the most recently updated is taken (the first listed was taken); cancelled
+    ones and predictions never beat an annotation; a task with only predictions is read from its latest
+    one with --ls-use-predictions (skipped without it), a task whose annotations were all cancelled is
+    skipped either way."""
+    root = tmp_path / "project"
+    for name in ("a.png", "b.png", "c.png"):
+        _image(root / name)
+    tasks = [
+        {"id": 21, "data": {"image": "/data/upload/3/a.png"}, "annotations": [
+            _annotation(1, [_box("cat", 0)], "2024-05-01T09:00:00.000000Z"),
+            _annotation(2, [_box("cat", 50)], "2024-05-03T10:00:00.000000Z"),  # reviewed last: taken
+            _annotation(3, [_box("cat", 80)], "2024-05-09T10:00:00.000000Z", cancelled=True)],
+         "predictions": [_prediction(7, [_box("cat", 20)], "2024-06-01T00:00:00.000000Z", "v2")]},
+        {"id": 22, "data": {"image": "/data/upload/3/b.png"}, "annotations": [], "predictions": [
+            _prediction(8, [_box("dog", 0), _box("dog", 30)], "2024-06-02T00:00:00.000000Z", "v2"),
+            _prediction(9, [_box("dog", 60)], "2024-04-01T00:00:00.000000Z", "v1")]},
+        {"id": 23, "data": {"image": "/data/upload/3/c.png"},
+         "annotations": [_annotation(4, [], "2024-05-01T09:00:00Z", cancelled=True)],
+         "predictions": [_prediction(10, [_box("dog", 0)], "2024-06-02T00:00:00Z", "v2")]},
+    ]  # fmt: skip
+    (root / "export.json").write_text(json.dumps(tasks))
+
+    def boxes(out):
+        coco = json.loads(out.read_text())
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        return [(a["image_id"], names[a["category_id"]], a["bbox"][0]) for a in coco["annotations"]]
+
+    out = tmp_path / "coco.json"
+    assert _convert(root / "export.json", out) == 0
+    err = capsys.readouterr().err
+    assert boxes(out) == [(1, "cat", 20.0)]  # 50% of 40 px
+    assert "task 22: the task has predictions (model output) but no annotation (--ls-use-predictions" in err
+    assert "task 23: every annotation of the task was cancelled" in err
+    assert "1 tasks with several annotations (the ground truth, else the latest, taken)" in err
+
+    assert _convert(root / "export.json", out, "--ls-use-predictions") == 0
+    err = capsys.readouterr().err
+    assert boxes(out) == [(1, "cat", 20.0), (2, "dog", 0.0), (2, "dog", 12.0)]  # v2, the latest prediction
+    assert "1 tasks read from their predictions (--ls-use-predictions)" in err
+    assert "1 tasks with several predictions (the latest taken)" in err
+    assert "skipped 1 record(s): 1 cancelled" in err
+
+
+def test_labelstudio_json_min_takes_the_latest_record_of_a_task(tmp_path, capsys):
+    _image(tmp_path / "x.png")
+    records = [
+        {"image": "/data/upload/1/x.png", "id": 5, "annotation_id": 1, "annotator": 1,
+         "label": [{**_box("cat", 0)["value"], "original_width": W, "original_height": H}],
+         "created_at": "2024-05-01T08:00:00.000000Z", "updated_at": "2024-05-01T08:00:00.000000Z"},
+        {"image": "/data/upload/1/x.png", "id": 5, "annotation_id": 2, "annotator": 2,
+         "label": [{**_box("cat", 50)["value"], "original_width": W, "original_height": H}],
+         "created_at": "2024-05-01T07:00:00.000000Z", "updated_at": "2024-05-02T08:00:00.000000Z"},
+        {"image": "/data/upload/1/x.png", "id": 5, "annotation_id": 3, "annotator": 3,
+         "label": [{**_box("cat", 80)["value"], "original_width": W, "original_height": H}],
+         "created_at": "2024-04-01T07:00:00.000000Z", "updated_at": "2024-04-01T07:00:00.000000Z"},
+    ]  # fmt: skip
+    (tmp_path / "min.json").write_text(json.dumps(records))
+    out = tmp_path / "coco.json"
+    assert _convert(tmp_path / "min.json", out) == 0
+    assert [a["bbox"][0] for a in json.loads(out.read_text())["annotations"]] == [20.0]
+    err = capsys.readouterr().err
+    assert "1 tasks with several annotations (the latest record taken)" in err  # JSON-MIN: no ground truth
+    assert "the ground truth" not in err
+
+
+def test_labelstudio_ground_truth_beats_a_newer_annotation(tmp_path, capsys):
+    """An annotation marked ground truth is taken even when a plain one was updated after it."""
+    root = tmp_path / "project"
+    _image(root / "a.png")
+    truth = {**_annotation(1, [_box("cat", 50)], "2024-05-01T09:00:00.000000Z"), "ground_truth": True}
+    newer = _annotation(2, [_box("cat", 0)], "2024-05-09T10:00:00.000000Z")
+    tasks = [{"id": 31, "data": {"image": "/data/upload/3/a.png"}, "annotations": [truth, newer]}]
+    (root / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "coco.json"
+    assert _convert(root / "export.json", out) == 0
+    assert [a["bbox"][0] for a in json.loads(out.read_text())["annotations"]] == [20.0]  # 50% of 40 px
+    err = capsys.readouterr().err
+    assert "1 tasks with several annotations (the ground truth, else the latest, taken)" in err

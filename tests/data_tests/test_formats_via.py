@@ -427,3 +427,33 @@ def test_via_and_labelme_take_images_from_a_folder_apart_with_images(tmp_path, c
                  str(tmp_path / "photos")]) == 1
     err = capsys.readouterr().err
     assert "--images applies to --from labelstudio / cvat / via / labelme, not yolo" in err
+
+
+def test_via3_coco_export_beside_its_project_is_named_as_coco(tmp_path, capsys):
+    """A folder holding a VIA 3 project and its "Export as COCO" file: the project converts, and the COCO
+    file is said to be COCO, usable as it is, not "no entry with a 'filename'"."""
+    src = tmp_path / "v3"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "a.png")
+    project = {
+        "project": {"pname": "p", "vid_list": ["1"]}, "config": {"file": {"loc_prefix": {}}},
+        "attribute": {"1": {"aname": "kind", "anchor_id": "FILE1_Z0_XY1", "type": 3,
+                            "options": {"0": "cat"}}},
+        "file": {"1": {"fid": "1", "fname": "a.png", "type": 2, "loc": 1, "src": ""}},
+        "view": {"1": {"fid_list": ["1"]}},
+        "metadata": {"1_a": {"vid": "1", "z": [], "xy": [2, 2, 2, 10, 8], "av": {"1": "0"}}},
+    }  # fmt: skip
+    (src / "via_project_p.json").write_text(json.dumps(project))
+    export = {"info": {}, "images": [{"id": 1, "width": -1, "height": -1, "file_name": "a.png"}],
+              "annotations": [{"id": 0, "image_id": 1, "category_id": 0,
+                               "segmentation": [2, 2, 12, 2, 12, 10],
+                               "area": None, "bbox": [None] * 4, "iscrowd": 0}],
+              "categories": [{"id": 0, "name": "cat", "supercategory": "kind"}]}  # fmt: skip
+    (src / "p_coco.json").write_text(json.dumps(export))
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "p_coco.json: a COCO instance file (VIA 3's \"Export as COCO\" writes one), not a VIA" in err
+    coco = json.loads(out.read_text())
+    assert coco["images"] == [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 10.0, 8.0]]

@@ -7,6 +7,7 @@ run ``maskrcnn train`` on two 32x32 images with the tiny R18-FPN for one or two 
 
 import errno
 import json
+import multiprocessing
 import os
 
 import pytest
@@ -140,6 +141,9 @@ def test_error_in_a_loader_worker_is_its_own_one_line(cli, tmp_path):
     assert rc == 1 and "Original Traceback" not in text, text  # (the warnings are on the worker's stderr)
     assert errors == [f"maskrcnn train: error: {data[0]}: no image of the dataset could be read "
                       "(in a data loader worker)"], text  # fmt: skip
+    # the loader's workers (which ignore SIGTERM) were stopped: left waiting for work, they kept this
+    # process from exiting, its exit handler waiting for them
+    assert multiprocessing.active_children() == []
 
 
 def test_second_ctrl_c_stops_at_once_naming_the_kept_checkpoint(tmp_path, capfd):

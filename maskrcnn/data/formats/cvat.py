@@ -38,7 +38,8 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
   their extension added. The image's own size is used; ``width`` / ``height`` that differ cause a
   warning, as in the LabelMe converter.
 - "CVAT for video 1.1" exports (``<track>`` elements, a shape on every frame): each frame's shapes
-  inside the view are that frame's instances (``cvat_video``; its images ``frame_000000.PNG`` ...).
+  inside the view are that frame's instances (``cvat_video``; its images ``frame_000000.PNG`` ...); a
+  frame whose file is there but that has no shape in view is an image without instances.
 
 The XML is parsed with the standard library and refused, before any element is built, when it has a
 DOCTYPE: entity declarations (the "billion laughs" expansion, external files) can only come in one, and
@@ -301,6 +302,24 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
             report.skip(f"{where}: shapes {indices} (label {label!r})", e)
 
 
+_FRAME_FILE = re.compile(r"^frame_(\d+)\.png$", re.IGNORECASE)
+
+
+def _frame_files(roots: Sequence[Path]) -> dict:
+    """{frame number: its file's name} for the frame files (``frame_000000.PNG``, as CVAT saves a video's
+    frames; any number of digits, any case of the extension) in ``images/`` or directly under one of
+    ``roots``; the first found of a frame is kept. The name, not the number, is what the frame's
+    ``<image>`` is given: ``frame_1.png`` is found as it is, not looked for as ``frame_000001.PNG``."""
+    found: dict = {}
+    for folder in (f for root in roots for f in (root / "images", root)):
+        if folder.is_dir():
+            for p in sorted(folder.iterdir()):
+                m = _FRAME_FILE.match(p.name)
+                if m and p.is_file():
+                    found.setdefault(int(m.group(1)), p.name)
+    return found
+
+
 def _check_root(path: Path, root: ET.Element) -> list:
     """The ``<image>`` elements of a "CVAT for images" file; ValueError when it is not one."""
     if root.tag != "annotations":
@@ -349,7 +368,7 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     images = _check_root(xml_path, root)
     xml_name = builder.relative(xml_path)
     if has_tracks(root):  # "CVAT for video 1.1": a track's shape on every frame
-        images = frame_images(root, images, report=report, where=xml_name)
+        images = frame_images(root, images, report=report, where=xml_name, files=_frame_files(roots))
     if split is not None:
         images = _subset(xml_path, images, split)
     builder.declare(declared_labels(root))

@@ -10,8 +10,14 @@ the track's label and group; shapes with ``outside="1"`` are left out. Only a ga
 the view is warned about (a hand-made or trimmed file: the object would be missing from those frames).
 Frames are named as CVAT saves a video's frames, ``frame_000000`` (``cvat`` adds the ``.PNG`` /
 ``.png`` extension and looks in ``images/``), or by the file's ``<image id name>`` elements when it
-has them. Track ids are not kept (COCO instances have no identity across images). Only frames with at
-least one shape inside the view become images; frames without any are not written (no negatives).
+has them. Track ids are not kept (COCO instances have no identity across images). A frame without any
+shape inside the view is an image without instances (a negative, as an empty ``<image>`` of "CVAT for
+images" is) when its file is in the export (``frame_000000.PNG``; exported without images, no file says
+which frames there were), and the file's own ``<image>`` elements are kept with or without shapes; such
+frames are counted in the notes, and warned about (their range named) when they are more than half of the
+frames or lie after the last frame of every track: a video annotated only in part would otherwise add
+thousands of background images silently. They are kept; removing their files from the export's
+``images/`` folder leaves them out. A frame file is found by its own name (``frame_1.png`` as well).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import copy
 import itertools
 import xml.etree.ElementTree as ET
+from typing import Mapping, Optional
 
 from maskrcnn.data.formats.common import Report
 
@@ -58,10 +65,25 @@ def _gaps_in_view(track: ET.Element, shown: int = 8) -> tuple:
     return first, sum(b - a - 1 for a, b in spans)
 
 
-def frame_images(root: ET.Element, images: list, *, report: Report, where: str) -> list:
+def frame_images(
+    root: ET.Element,
+    images: list,
+    *,
+    report: Report,
+    where: str,
+    files: Optional[Mapping[int, str]] = None,
+) -> list:
     """``<image>`` elements, one per frame holding track shapes inside the view (in frame order), each
-    holding those shapes labelled as their tracks; ``images`` (the file's own ``<image>`` elements)
-    give the frames' names and their own shapes."""
+    holding those shapes labelled as their tracks, then one per frame of ``files`` ({frame number: the
+    name of its image file in the export}) without such shapes and the file's other ``<image>`` elements,
+    each as it is; ``images`` (the file's own ``<image>`` elements) give the frames' names and their own
+    shapes, else ``files`` does, else ``frame_000000``. Frames without shapes are warned about when they
+    are most of the frames or lie after every track's last frame (``_warn_empty``)."""
+    files = dict(files or {})
+
+    def name(frame: int) -> str:
+        return files.get(frame) or f"frame_{frame:06d}"
+
     named = {el.get("id"): el for el in images}
     frames: dict = {}  # frame -> <image>
     for track in root.findall("track"):
@@ -77,7 +99,7 @@ def frame_images(root: ET.Element, images: list, *, report: Report, where: str) 
             if frame not in frames:
                 own = named.get(str(frame))
                 frames[frame] = (copy.deepcopy(own) if own is not None
-                                 else ET.Element("image", id=str(frame), name=f"frame_{frame:06d}"))
+                                 else ET.Element("image", id=str(frame), name=name(frame)))
             el = copy.deepcopy(shape)
             for key in _TRACK_KEYS:
                 el.attrib.pop(key, None)
@@ -93,7 +115,40 @@ def frame_images(root: ET.Element, images: list, *, report: Report, where: str) 
                                "frame in view)")
         report.note("CVAT tracks converted (track ids not kept)")
     others = [el for el in images if _frame_id(el) not in frames]  # frames without tracks, as they are
-    return [frames[f] for f in sorted(frames)] + [el for el in others if len(el)]
+    named_frames = {_frame_id(el) for el in images}
+    empty = [ET.Element("image", id=str(f), name=name(f)) for f in sorted(files)
+             if f not in frames and f not in named_frames]
+    negatives = len(empty) + sum(1 for el in others if not len(el))
+    if negatives:
+        report.note("CVAT video frames without shapes (kept as images without instances)", negatives)
+    _warn_empty(root, report, where, [int(el.get("id")) for el in empty], len(frames) + len(empty))
+    return [frames[f] for f in sorted(frames)] + others + empty
+
+
+def _span(frames: list) -> str:
+    """Sorted frame numbers, said as their range: ``5-900`` (with how many when some between are not)."""
+    if len(frames) == 1:
+        return f"frame {frames[0]}"
+    whole = frames[-1] - frames[0] + 1 == len(frames)
+    return f"frames {frames[0]}-{frames[-1]}" + ("" if whole else f" ({len(frames)} of them)")
+
+
+def _warn_empty(root: ET.Element, report: Report, where: str, empty: list, total: int) -> None:
+    """A warning when the frames whose files hold no shape (``empty``, sorted, of ``total`` frames) are
+    more than half of them, or when some lie after the last frame of every track (a video annotated only
+    in part: thousands of background images added silently otherwise)."""
+    if not empty:
+        return
+    last = max((f for track in root.findall("track") for f in map(_frame, track) if f is not None),
+               default=None)
+    after = [f for f in empty if last is not None and f > last]
+    how = ("kept as images without instances (negatives); to leave them out, remove their files from the "
+           "export's images/ folder before converting")
+    if after:
+        report.warn(where, f"{len(after)} frames without shapes lie after every track's last frame "
+                           f"({last}): {_span(after)}; {how}")
+    if 2 * len(empty) > total and len(after) < len(empty):
+        report.warn(where, f"{len(empty)} of the {total} frames have no shape ({_span(empty)}); {how}")
 
 
 def _frame_id(el: ET.Element):

@@ -26,12 +26,17 @@ Rules:
 - Labels: a result's label list must hold one label; with ``--classes``, labels outside them are dropped
   first (so ["cat", "occluded"] with --classes cat is a cat). Several left: skipped as ambiguous (no class
   is more right than another).
-- Annotations: the task's annotation marked ``ground_truth``, else its first one; cancelled (skipped)
-  annotations are left out. A task with several annotations is counted in the notes. Predictions (model
-  output) are converted only from a file that holds no annotation at all (tasks written for import,
-  e.g. by ``predict --export labelstudio``: the first prediction of each task, noted "took the
-  predictions"); elsewhere a task with predictions and no annotation is skipped and counted. In
-  JSON-MIN, where each annotation is a record of its own, the first record of a task id is taken.
+- Annotations (human work) win over predictions (model output). Of a task's annotations, cancelled
+  (skipped) ones are left out; of the others the one marked ``ground_truth`` (a reviewer's choice), else
+  the most recently updated (``updated_at``, else ``created_at``: the annotator's last word, a review's
+  fix included; without times, the first listed). Tasks with several annotations are counted in the
+  notes. A task whose every annotation was cancelled is skipped (the annotator judged the image
+  unusable), predictions or not. Predictions stand for a task that has no annotation: in a file that
+  holds no annotation at all (tasks written for import, e.g. by ``predict --export labelstudio``, read
+  back; noted), or in any file with ``use_predictions`` (``--ls-use-predictions``); else such a task is
+  skipped and counted. Of several predictions, the most recently updated is taken (a newer model
+  version), counted in the notes. In JSON-MIN, where each annotation is a record of its own, the most
+  recently updated record of a task id is taken (without times, the first).
 - Images: the data field the labelling config's ``<Image value="$key">`` reads names the file: ``key``
   from the results' ``source`` ("$key") when they carry it, else ``image``, else the one data field
   whose value names an image file (a ``/data/local-files/?d=`` URL's PATH, else a URL's or path's file
@@ -55,6 +60,7 @@ import math
 import os
 import re
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 from urllib.parse import unquote, urlsplit
@@ -66,6 +72,10 @@ from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, t
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 
 __all__ = ["read_labelstudio"]
+
+# the notes on tasks with several annotations: a full export flags the ground truth, JSON-MIN does not
+_SEVERAL_ANNOTATIONS = "tasks with several annotations (the ground truth, else the latest, taken)"
+_SEVERAL_MIN_RECORDS = "tasks with several annotations (the latest record taken)"
 
 _SHAPE_TYPES = ("polygonlabels", "rectanglelabels", "ellipselabels", "brushlabels", "labels")
 _POINT_TYPES = ("keypointlabels", "keypoint")
@@ -282,30 +292,62 @@ def _task_key(item: dict, index: int) -> str:
     return f"task {tid}" if isinstance(tid, (int, str)) and not isinstance(tid, bool) else f"tasks[{index}]"
 
 
-def _full_task(item: dict, key: str, report: Report, *, predictions: bool = False) -> _Task:
-    """``predictions``: the file holds no annotation at all, so a task's predictions stand for it."""
+def _time(record: dict) -> Optional[datetime]:
+    """When an annotation or prediction was last changed: ``updated_at``, else ``created_at`` (ISO 8601,
+    as Label Studio writes them; a time without zone taken as UTC); None when neither reads as one."""
+    for key in ("updated_at", "created_at"):
+        value = record.get(key)
+        if isinstance(value, str) and value.strip():
+            try:
+                when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _latest(records: Sequence[dict]) -> int:
+    """The index of the most recently updated of ``records``; the first listed of those without a time
+    when none has one, and of equal times."""
+    times = [_time(r) for r in records]
+    if not any(times):
+        return 0
+    return max((i for i, t in enumerate(times) if t is not None), key=lambda i: (times[i], -i))
+
+
+def _dicts(value) -> list:
+    return [a for a in value if isinstance(a, dict)] if isinstance(value, list) else []
+
+
+def _full_task(item: dict, key: str, report: Report, *, predictions: Optional[str] = None) -> _Task:
+    """``predictions``: why a task without annotations is read from its predictions (the file holds no
+    annotation at all, or ``--ls-use-predictions``); None: it is not."""
     data = item.get("data")
     if not isinstance(data, dict):
         raise Skip("bad_task", "the task has no 'data' object")
     sources, names = _config_hints(item)
     reference = _image_reference(data, sources=sources, names=names)
-    annotations = item.get("annotations", item.get("completions"))  # completions: Label Studio < 1.0
-    if predictions and not annotations and item.get("predictions"):
-        annotations = item["predictions"]
-        report.note("tasks read from their predictions (no annotation in the file)")
-    annotations = [a for a in annotations if isinstance(a, dict)] if isinstance(annotations, list) else []
+    annotations = _dicts(item.get("annotations", item.get("completions")))  # completions: Label Studio < 1.0
     kept = [a for a in annotations if not a.get("was_cancelled")]
     if len(kept) < len(annotations):
         report.note("cancelled annotations left out", len(annotations) - len(kept))
-    if not kept:
-        if annotations:
-            raise Skip("cancelled", "every annotation of the task was cancelled (skipped by the annotator)")
-        if item.get("predictions"):
-            raise Skip("only_predictions", "the task has predictions (model output) but no annotation")
+    if kept:
+        if len(kept) > 1:
+            report.note(_SEVERAL_ANNOTATIONS)
+        chosen = next((a for a in kept if a.get("ground_truth")), None) or kept[_latest(kept)]
+    elif annotations:
+        raise Skip("cancelled", "every annotation of the task was cancelled (skipped by the annotator)")
+    elif predictions and _dicts(item.get("predictions")):
+        found = _dicts(item["predictions"])
+        report.note(f"tasks read from their predictions ({predictions})")
+        if len(found) > 1:
+            report.note("tasks with several predictions (the latest taken)")
+        chosen = found[_latest(found)]
+    elif item.get("predictions"):
+        raise Skip("only_predictions", "the task has predictions (model output) but no annotation "
+                                       "(--ls-use-predictions takes them)")
+    else:
         raise Skip("unannotated", "the task has no annotation")
-    if len(kept) > 1:
-        report.note("tasks with several annotations (the ground truth, else the first, taken)")
-    chosen = next((a for a in kept if a.get("ground_truth")), kept[0])
     results = chosen.get("result")
     if not isinstance(results, list):
         raise Skip("bad_task", "the annotation has no 'result' list")
@@ -416,24 +458,40 @@ def _only_predictions(tasks: list) -> bool:
             and any(t.get("predictions") for t in full))
 
 
+def _is_full(item) -> bool:
+    return isinstance(item, dict) and ("data" in item or "annotations" in item or "completions" in item)
+
+
+def _min_choices(tasks: list, report: Report) -> set:
+    """Indices of the JSON-MIN records taken: of the records of one task id, the latest (``_latest``)."""
+    by_task = defaultdict(list)
+    for index, item in enumerate(tasks):
+        if isinstance(item, dict) and not _is_full(item):
+            key = _task_key(item, index)
+            by_task[index if key.startswith("tasks[") else key].append(index)
+    several = sum(len(indices) > 1 for indices in by_task.values())
+    if several:
+        report.note(_SEVERAL_MIN_RECORDS, several)
+    return {indices[_latest([tasks[i] for i in indices])] for indices in by_task.values()}
+
+
 def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report,
-                  finder: _ImageFinder) -> None:
-    seen = set()
+                  finder: _ImageFinder, use_predictions: bool = False) -> None:
     tasks = _tasks(read_json(path))
-    predictions = _only_predictions(tasks)
+    predictions = ("no annotation in the file" if _only_predictions(tasks)
+                   else "--ls-use-predictions" if use_predictions else None)
+    taken = _min_choices(tasks, report)
     for index, item in enumerate(tasks):
         key = _task_key(item, index) if isinstance(item, dict) else f"tasks[{index}]"
         where = f"{name}: {key}"
         try:
             if not isinstance(item, dict):
                 raise Skip("bad_task", f"a task must be a JSON object, not {type(item).__name__}")
-            if "data" in item or "annotations" in item or "completions" in item:
+            if _is_full(item):
                 task = _full_task(item, key, report, predictions=predictions)
             else:  # JSON-MIN: one record per annotation
-                if key in seen and not key.startswith("tasks["):
-                    report.note("tasks with several annotations (the ground truth, else the first, taken)")
+                if index not in taken:  # another annotation of its task (counted in _min_choices)
                     continue
-                seen.add(key)
                 task = _min_task(item, key, report)
             _convert_task(task, where=where, builder=builder, report=report, finder=finder, source=name)
         except Skip as e:
@@ -441,14 +499,16 @@ def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report
 
 
 def read_labelstudio(files: Sequence[Path], *, builder: CocoBuilder, report: Report, images: Path,
-                     names_from: Optional[Path] = None) -> None:
+                     names_from: Optional[Path] = None, use_predictions: bool = False) -> None:
     """Add the tasks of Label Studio export ``files`` to ``builder``, their images found under ``images``;
-    messages name each file relative to ``names_from`` (default: its folder)."""
+    messages name each file relative to ``names_from`` (default: its folder). ``use_predictions``: a task
+    without annotations is read from its latest prediction (else only in a file without annotations)."""
     finder = _ImageFinder(Path(images))
     for path in files:
         path = Path(path)
         name = Path(os.path.relpath(path, names_from)).as_posix() if names_from else path.name
         try:
-            _convert_file(path, name, builder=builder, report=report, finder=finder)
+            _convert_file(path, name, builder=builder, report=report, finder=finder,
+                          use_predictions=use_predictions)
         except Skip as e:
             report.skip(name, e)

@@ -72,6 +72,10 @@ def _search_paths(settings) -> list:
 def _entries(data) -> tuple:
     """(entries [(key, entry)], the region attributes the file defines {name: definition}, image folders
     it names) of a VIA 1/2 file, or Skip."""
+    if isinstance(data, dict) and {"images", "annotations", "categories"} <= set(data):
+        raise Skip("not_via", "a COCO instance file (VIA 3's \"Export as COCO\" writes one), not a VIA "
+                              "annotation file: train or evaluate on it as it is (--train-json, eval --json; "
+                              "its -1 sizes are read from the images), or convert the VIA project file")
     if is_via3_project(data):
         entries, defined = via3_entries(data)
         return entries, defined, []
