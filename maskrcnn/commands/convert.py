@@ -14,8 +14,10 @@ Every source key must map and every model key must be filled, or nothing is writ
 A torchvision file with an EMA copy (``model_ema``, saved as torchvision's classification reference
 ``train.py --model-ema`` saves it; its detection ``train.py`` has no such option, a script that adds one
 writes the same) holds two copies of the weights: ``model`` is converted (a note says the other exists),
-``--ema`` converts the averaged ``model_ema`` instead; likewise timm's ``state_dict_ema`` and, for
-MMDetection, mmengine's ``ema_state_dict``.
+``--ema`` converts the averaged ``model_ema`` instead; likewise timm's ``state_dict_ema``. An
+MMDetection file written with mmengine's ``EMAHook`` needs no ``--ema``: the hook swaps the copies before
+saving, so its ``state_dict`` (converted, a note says so) already is the average and ``ema_state_dict``
+holds the raw weights; ``--ema`` on it is refused.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "MMDetection file stores, COCO for 91 / 81 classes, else class_1, class_2, ...)")
     parser.add_argument("--ema", action="store_true",
                         help="take the EMA copy of the weights instead of 'model' / 'state_dict': "
-                             "torchvision's 'model_ema' (its classification train.py --model-ema), timm's "
-                             "'state_dict_ema', mmengine's 'ema_state_dict'")
+                             "torchvision's 'model_ema' (its classification train.py --model-ema) or timm's "
+                             "'state_dict_ema' (--from torchvision); MMDetection files need none: mmengine's "
+                             "EMAHook saves the average as 'state_dict' itself")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -107,7 +110,7 @@ def run(args) -> int:
 
     check_output_file(args.output, "OUT")
     if args.ema and args.source_format == "detectron2":
-        raise ValueError("--ema applies to --from torchvision and mmdetection, not detectron2")
+        raise ValueError("--ema applies to --from torchvision, not detectron2")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
     try:

@@ -268,9 +268,15 @@ def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, sour
     tiny share of the model's loaded while most of the weights' found no place."""
     wanted = [k for k in model_state if not k.endswith("num_batches_tracked")]
     theirs = [k for k in source_state if not k.endswith("num_batches_tracked")]
+    loaded = [k for k in loaded if not str(k).endswith("num_batches_tracked")]
+    if not wanted:
+        return
+    if not theirs:
+        raise InitError(f"{source}: the weights hold no tensors to load"
+                        f"{' but batch counters (num_batches_tracked)' if source_state else ''}: training "
+                        "would start from random weights")
     unplaced = [k for k in theirs if k not in model_state]
-    if not wanted or not theirs or (loaded and (len(loaded) >= _MIN_LOADED_SHARE * len(wanted)
-                                                or len(unplaced) <= len(loaded))):
+    if loaded and (len(loaded) >= _MIN_LOADED_SHARE * len(wanted) or len(unplaced) <= len(loaded)):
         return
     raise InitError(
         f"{source}: only {len(loaded)} of the model's {len(wanted)} tensors found in the weights by name, "

@@ -526,28 +526,27 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
 
     ``obj``: what the file holds (``{"meta", "state_dict", ...}`` or the state dict itself).
     ``overrides``: extra config keys, applied last (``model.stride_in_1x1`` also picks the input
-    convention of a file without config: see the module docstring). ``ema``: convert the EMA copy
-    mmengine's ``EMAHook`` keeps ("ema_state_dict") instead of "state_dict"; without it a note says the
-    file holds one.
+    convention of a file without config: see the module docstring). ``ema``: refused (ConversionError):
+    mmengine's ``EMAHook`` swaps the copies before saving, so "state_dict" already is the EMA average
+    (a note says so when "ema_state_dict", the raw weights, is beside it) and no other copy is offered.
     Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report", "notes"}``; raises
     ConversionError naming the design, or the unmapped, missing or mis-shaped keys.
     """
     from maskrcnn.config import Config, apply_overrides
-    from maskrcnn.interop.wrappers import ema_copy, ema_note
+    from maskrcnn.interop.wrappers import MMENGINE_RAW_KEY, mmengine_ema_note, no_ema_error
     from maskrcnn.modeling.mask_rcnn import build_model
 
     overrides = dict(overrides or {})
-    found = ema_copy(obj)
-    ema_notes = []
+    swapped = mmengine_ema_note(obj)
     if ema:
-        if found is None:
-            raise ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), but "
-                                  "the file has no 'ema_state_dict' (mmengine's EMAHook writes one)")
-        obj = {**obj, "state_dict": found[1]}
-        ema_notes.append(f"took the EMA copy of the weights ('{found[0]}')")
-    elif found is not None:
-        ema_notes.append(ema_note(obj, taken="'state_dict'", how="`maskrcnn convert --ema` or "
-                                  "`train --init FILE#ema` takes the EMA copy"))
+        if swapped is not None:
+            raise no_ema_error(source, "this file's 'state_dict' already is the EMA average (mmengine's "
+                                       "EMAHook swaps it in before saving; the raw weights are in "
+                                       f"'{MMENGINE_RAW_KEY}'): convert it without --ema / #ema")
+        raise no_ema_error(source, "--from mmdetection takes no other copy: mmengine's EMAHook saves the "
+                                   "EMA average as 'state_dict' itself (converted without --ema / #ema), "
+                                   f"and this file has no '{MMENGINE_RAW_KEY}' beside it")
+    ema_notes = [swapped] if swapped is not None else []
     sd, meta = unwrap(obj, source)
     layout = detect_layout(sd, source, str(meta.get("mmdet_version", "")))
     cfgtext = config_of(meta)

@@ -37,6 +37,7 @@ from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, sh
 from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
     common_prefix,
     ema_copy,
+    no_ema_error,
     strip_common_prefix,
     strip_module_prefix,
 )
@@ -123,7 +124,7 @@ def ema_state_dict(obj) -> Optional[dict]:
     return None if found is None else found[1]
 
 
-def _ema_steps(obj) -> str:
+def _ema_label(obj) -> str:
     key, _sd, steps = ema_copy(obj)
     return f"'{key}'" + (f", averaged over {steps} steps" if steps is not None else "")
 
@@ -134,14 +135,13 @@ def pick_weights(obj, source: str = "checkpoint", *, ema: bool = False) -> tuple
     averaged = ema_state_dict(obj)
     if ema:
         if averaged is None:
-            raise ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), but "
-                                  "the file has no 'model_ema' (train.py --model-ema writes one) nor "
-                                  "'state_dict_ema' (timm)")
-        return averaged, [f"took the EMA copy of the weights ({_ema_steps(obj)})"]
+            raise no_ema_error(source, "the file has no 'model_ema' (train.py --model-ema writes one) nor "
+                                       "'state_dict_ema' (timm), the copies --from torchvision takes")
+        return averaged, [f"took the EMA copy of the weights ({_ema_label(obj)})"]
     if averaged is None:
         return obj, []
     taken = "'model'" if isinstance(obj.get("model"), dict) else "'state_dict'"
-    return obj, [f"the file also holds an EMA copy of the weights ({_ema_steps(obj)}); took {taken}; "
+    return obj, [f"the file also holds an EMA copy of the weights ({_ema_label(obj)}); took {taken}; "
                  "`maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy"]
 
 

@@ -18,8 +18,9 @@ converts to our parameter names and returns a ``SourceWeights``:
 
 A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy a file holds beside its
 weights (``wrappers.EMA_KEYS``: "model_ema" of torchvision's ``train.py --model-ema`` and of our
-checkpoints, timm's "state_dict_ema", mmengine's "ema_state_dict") instead of them; without it a note
-says the copy exists.
+checkpoints, timm's "state_dict_ema") instead of them; without it a note says the copy exists. An
+MMDetection file refuses it: mmengine's ``EMAHook`` saves the average as "state_dict" itself (the raw
+weights go to "ema_state_dict"), so the plain spec already takes the average (a note says so).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     ``load_checkpoint`` checks it (not read again); ``ema``: its "model_ema" copy instead of "model"."""
     from maskrcnn.checkpoint import check_checkpoint, check_class_names, config_from_checkpoint
     from maskrcnn.checkpoint import load_checkpoint as refuse_as_load_checkpoint
-    from maskrcnn.interop.wrappers import ema_copy, ema_note
+    from maskrcnn.interop.wrappers import ema_copy, ema_note, no_ema_error
 
     if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
         refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
@@ -151,8 +152,8 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     if ema:
         found = ema_copy(obj)
         if found is None or found[0] != "model_ema":
-            raise ConversionError(f"{path}: the EMA copy of the weights was asked for ({EMA_SUFFIX}), "
-                                  "but the checkpoint has no 'model_ema'")
+            raise no_ema_error(path, "the checkpoint has no 'model_ema', the copy a maskrcnn checkpoint "
+                                     "keeps when saved with save_checkpoint(..., model_ema=...)")
         obj = {**obj, "model": found[1]}  # checked below as 'model' is
         notes.append("took the EMA copy of the weights ('model_ema')")
     else:
@@ -185,9 +186,12 @@ def split_ema(spec: str) -> tuple:
 
 
 def _no_ema(source: str, what: str) -> ConversionError:
-    """The refusal of ``#ema`` on a file that is not a torchvision detector's (``what`` it is)."""
-    return ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy a file holds ('model_ema', timm's "
-                           f"'state_dict_ema', mmengine's 'ema_state_dict'); this is {what}")
+    """The refusal of ``#ema`` on a file of which no EMA copy is read (``what`` it is)."""
+    from maskrcnn.interop.wrappers import no_ema_error
+
+    return no_ema_error(source, f"this is {what}; {EMA_SUFFIX} takes 'model_ema' (torchvision's "
+                                "train.py --model-ema, our save_checkpoint) or timm's 'state_dict_ema' "
+                                "beside a torchvision detector's or our checkpoint's weights")
 
 
 def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
@@ -222,10 +226,13 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
 def _state_dict_keys(obj, source: str) -> tuple:
     """``(state_dict, its string keys)`` of a file's object, recognised without the "module." of a
     (Distributed)DataParallel model (or a Lightning "model."), as ``convert`` reads such files;
-    ConversionError when it holds no state dict."""
+    ConversionError when it holds no state dict. Another prefix every key shares ("detector.") is
+    dropped only when the names without it are torchvision's, the one converter that drops it too
+    (``convert_torchvision``); detectron2 and MMDetection files so wrapped stay unrecognised."""
     from maskrcnn.interop.wrappers import strip_common_prefix
 
-    sd, _prefix = strip_common_prefix(_unwrap(obj, source), lambda keys: _detector_layout(keys) is not None)
+    sd, _prefix = strip_common_prefix(_unwrap(obj, source),
+                                      lambda keys: _detector_layout(keys) == "torchvision")
     return sd, [k for k in sd if isinstance(k, str)]
 
 
@@ -255,7 +262,7 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if kind is not None:
         return _detector(obj, kind, source, ema)
     if ema:
-        raise _no_ema(source, "not one")
+        raise _no_ema(source, "not a detector's file")
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",

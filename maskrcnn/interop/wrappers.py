@@ -9,9 +9,13 @@ single prefix every key shares only when the names without it are a layout the c
 backbone-only file of ``backbone.*`` keys keeps its names).
 
 EMA copies, by the key each tool stores them under (``EMA_KEYS``): torchvision's reference ``train.py
---model-ema`` and this library ("model_ema"), timm ("state_dict_ema"), mmengine's ``EMAHook``
-("ema_state_dict"). An ``AveragedModel`` copy carries its model behind ``module.`` and a step counter
-("n_averaged"; mmengine's "steps"), both dropped by ``ema_copy``.
+--model-ema`` and this library ("model_ema", written by ``save_checkpoint(..., model_ema=...)``), timm
+("state_dict_ema"); each beside the raw weights ("model" / "state_dict"). An ``AveragedModel`` copy
+carries its model behind ``module.`` and a step counter ("n_averaged"), both dropped by ``ema_copy``.
+mmengine's ``EMAHook`` is not among them: it swaps the two copies before saving, so a file's
+"state_dict" already holds the averaged weights and "ema_state_dict" (``MMENGINE_RAW_KEY``: its keys
+behind ``module.``, a "steps" counter) the raw ones; the MMDetection converter takes "state_dict" and
+says it is the average (``mmengine_ema_note``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 WRAPPER_PREFIXES = ("module.", "model.")
-EMA_KEYS = ("model_ema", "state_dict_ema", "ema_state_dict")
+EMA_KEYS = ("model_ema", "state_dict_ema")
+MMENGINE_RAW_KEY = "ema_state_dict"
 _EMA_COUNTERS = ("n_averaged", "steps")
 
 
@@ -63,12 +68,10 @@ def is_our_layout(keys) -> bool:
     return any(isinstance(k, str) and k.startswith("backbone.stem.") for k in keys)
 
 
-def ema_copy(obj) -> Optional[tuple]:
-    """``(key, the EMA copy without its wrapper prefix and step counter, steps or None)`` of a file's
-    object, None when it holds none (``EMA_KEYS``)."""
+def _copy_under(obj, keys) -> Optional[tuple]:
     if not isinstance(obj, dict):
         return None
-    for key in EMA_KEYS:
+    for key in keys:
         ema = obj.get(key)
         if isinstance(ema, dict) and ema:
             steps = next((ema[c] for c in _EMA_COUNTERS if c in ema), None)
@@ -79,6 +82,32 @@ def ema_copy(obj) -> Optional[tuple]:
                 steps = None
             return key, strip_module_prefix({k: v for k, v in ema.items() if k not in _EMA_COUNTERS}), steps
     return None
+
+
+def ema_copy(obj) -> Optional[tuple]:
+    """``(key, the EMA copy without its wrapper prefix and step counter, steps or None)`` of a file's
+    object, None when it holds none (``EMA_KEYS``)."""
+    return _copy_under(obj, EMA_KEYS)
+
+
+def mmengine_ema_note(obj) -> Optional[str]:
+    """The note for an mmengine file whose ``EMAHook`` swapped the copies before saving: "state_dict"
+    (taken) is the EMA average, "ema_state_dict" the raw weights (not converted); None without one."""
+    found = _copy_under(obj, (MMENGINE_RAW_KEY,))
+    if found is None:
+        return None
+    averaged = f", averaged over {found[2]} steps" if found[2] is not None else ""
+    return (f"took 'state_dict': the EMA average of the weights{averaged} (mmengine's EMAHook swaps it in "
+            f"before saving; the raw weights in '{MMENGINE_RAW_KEY}' are not converted)")
+
+
+def no_ema_error(source: str, accepted: str):
+    """The ConversionError of ``--ema`` / ``#ema`` on ``source`` that has no EMA copy the path reads:
+    ``accepted`` says which copies that path takes (and why this file has none)."""
+    from maskrcnn.interop.torchvision import ConversionError
+
+    return ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), "
+                           f"but {accepted}")
 
 
 def ema_note(obj, *, taken: str, how: str) -> Optional[str]:

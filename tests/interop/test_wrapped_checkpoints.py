@@ -72,6 +72,28 @@ def test_init_that_would_load_nothing_stops_naming_the_file_and_keys():
     assert plan["loaded"] == ["backbone.stem.w"] and sorted(plan["reinitialised"]) == ["fpn.w", "rpn.head.w"]
 
 
+def test_init_refuses_weights_without_tensors_and_a_tiny_share_loaded():
+    from maskrcnn.engine.init_weights import InitError, plan_init
+
+    counter = {"p0.num_batches_tracked": torch.zeros((), dtype=torch.int64)}
+    model = {**{f"p{i}.w": torch.zeros(1) for i in range(100)}, **counter}  # parts each its own
+    with pytest.raises(InitError, match=r"^x\.pth: the weights hold no tensors to load: training would"):
+        plan_init(model, {}, source="x.pth")
+    with pytest.raises(InitError, match=r"no tensors to load but batch counters \(num_batches_tracked\)"):
+        plan_init(model, dict(counter), source="x.pth")
+    unplaced = {f"net.w{i}": torch.ones(1) for i in range(50)}
+    # 2 of 100 loaded, 50 of the file's tensors placed nowhere: refused
+    source = {"p0.w": torch.ones(1), "p1.w": torch.ones(1), **unplaced}
+    with pytest.raises(InitError, match=r"^x\.pth: only 2 of the model's 100 tensors found"):
+        plan_init(model, source, source="x.pth")
+    # 4 of 100 and the batch counter (not a tensor that counts): still under the 5% share, refused
+    source = {**{f"p{i}.w": torch.ones(1) for i in range(4)}, **counter, **unplaced}
+    with pytest.raises(InitError, match=r"^x\.pth: only 4 of the model's 100 tensors found"):
+        plan_init(model, source, source="x.pth")
+    source["p4.w"] = torch.ones(1)  # 5 of 100: the share, loaded
+    assert len(plan_init(model, source, source="x.pth")["loaded"]) == 6  # (the counter too)
+
+
 def test_bare_or_lightning_wrapped_weights_of_our_model_get_the_save_checkpoint_advice(tmp_path, tiny):
     """torch.save(model.state_dict()) of our model was told to "convert it with `maskrcnn convert`",
     which no --from does."""
@@ -131,6 +153,26 @@ def test_a_single_shared_prefix_is_dropped_only_when_it_makes_a_known_layout():
         convert_torchvision({"net.conv.weight": torch.zeros(1), "net.fc.weight": torch.zeros(1)})
 
 
+def test_an_unknown_prefix_before_a_detectron2_or_mmdetection_file_is_not_dropped_halfway(tmp_path):
+    """A `detector.`-prefixed MMDetection / detectron2 file was recognised by train --init and the
+    not-ours hint, then refused by the converter as "not a two-stage R-CNN" (the hint's command too)."""
+    mm = {f"detector.{k}": v for k, v in to_mmdet(_random_model()).items()}
+    d2 = {f"detector.{k}": torch.zeros(1) for k in ("backbone.bottom_up.stem.conv1.weight",
+                                                     "proposal_generator.rpn_head.conv.weight",
+                                                     "roi_heads.box_predictor.cls_score.weight")}
+    for name, sd in (("mm.pth", {"meta": {}, "state_dict": mm}), ("d2.pth", {"model": d2})):
+        assert layout_of(sd) is None
+        with pytest.raises(ConversionError, match=r"every key starts with 'detector\.'") as e:
+            convert_any(sd, source=name)
+        assert "two-stage" not in str(e.value)
+        path = tmp_path / name
+        torch.save(sd, path)
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(path)
+        message = str(e.value)
+        assert "every key starts with 'detector.'" in message and "maskrcnn convert --from" not in message
+
+
 def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp_path, tiny):
     """timm's 'state_dict_ema', mmengine's 'ema_state_dict' and our checkpoint's 'model_ema' were ignored
     without a word."""
@@ -145,20 +187,35 @@ def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp
     from maskrcnn.interop.mmdetection import convert_mmdetection
 
     mm = to_mmdet(_random_model())
-    averaged = {"steps": torch.tensor(50), **{f"module.{k}": v + 1 for k, v in mm.items()}}
-    obj = {"meta": {"dataset_meta": {"classes": ("cat", "dog")}}, "state_dict": mm,
-           "ema_state_dict": averaged}
+    # mmengine's EMAHook swaps the copies before saving: 'state_dict' holds the average, 'ema_state_dict'
+    # the raw weights (behind module., with its 'steps' counter)
+    raw = {"steps": torch.tensor(50), **{f"module.{k}": v + 1 for k, v in mm.items()}}
+    obj = {"meta": {"dataset_meta": {"classes": ("cat", "dog")}}, "state_dict": mm, "ema_state_dict": raw}
     plain = convert_mmdetection(obj)
-    assert "the file also holds an EMA copy of the weights ('ema_state_dict', averaged over 50 steps); " \
-           "took 'state_dict'" in " | ".join(plain["notes"])
-    took = convert_mmdetection(obj, ema=True)
+    assert "took 'state_dict': the EMA average of the weights, averaged over 50 steps (mmengine's " \
+           "EMAHook swaps it in before saving; the raw weights in 'ema_state_dict' are not converted)" \
+           in plain["notes"]
     stem = "backbone.res2.0.conv1.conv.weight"
-    assert torch.equal(took["state_dict"][stem], plain["state_dict"][stem] + 1)
+    assert torch.equal(plain["state_dict"][stem], convert_mmdetection(mm)["state_dict"][stem])
+    with pytest.raises(ConversionError, match=r"^mm\.pth: the EMA copy of the weights was asked for "
+                       r"\(--ema / #ema\), but this file's 'state_dict' already is the EMA average "
+                       r"\(mmengine's EMAHook"):
+        convert_mmdetection(obj, source="mm.pth", ema=True)
+    with pytest.raises(ConversionError, match=r"already is the EMA average"):
+        convert_any(obj, source="mm.pth", ema=True)  # train --init mm.pth#ema
+    with pytest.raises(ConversionError, match=r"has no 'ema_state_dict' beside it$"):
+        convert_mmdetection({"state_dict": mm}, source="mm.pth", ema=True)
+    assert "EMA average" in " | ".join(convert_any(obj, source="mm.pth").notes)
 
     cfg, ours = tiny
     path = tmp_path / "ours_ema.pth"
     save_checkpoint(path, model_state=ours, config=cfg, class_names=NAMES,
                     model_ema={k: v + 1 if v.is_floating_point() else v for k, v in ours.items()})
+    bare = tmp_path / "ours_no_ema.pth"
+    save_checkpoint(bare, model_state=ours, config=cfg, class_names=NAMES)
+    with pytest.raises(ConversionError, match=r"has no 'model_ema', the copy a maskrcnn checkpoint keeps "
+                       r"when saved with save_checkpoint\(\.\.\., model_ema=\.\.\.\)$"):
+        read_weights(f"{bare}#ema")
     assert read_weights(str(path)).notes == [
         "the file also holds an EMA copy of the weights ('model_ema'); took 'model'; "
         "`train --init FILE#ema` takes the EMA copy"]
