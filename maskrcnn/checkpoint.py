@@ -93,12 +93,7 @@ def check_checkpoint(path: PathLike, ckpt: object) -> dict:
     ``CheckpointError`` naming the file and the field otherwise (``load_checkpoint``'s checks, for a
     reader that has read the file already)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        hint = ""
-        if isinstance(ckpt, dict) and any(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            hint = " (it looks like a bare state_dict: convert it with `maskrcnn convert`)"
-        elif isinstance(ckpt, dict) and any(isinstance(ckpt.get(k), dict) for k in ("model", "state_dict")):
-            hint = f" ({_CONVERT_HINT})"  # another project's, its weights under "model" / "state_dict"
-        raise CheckpointError(f"{path}: not a maskrcnn checkpoint{hint}")
+        raise CheckpointError(f"{path}: not a maskrcnn checkpoint{_not_ours_hint(path, ckpt)}")
     version = ckpt.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -108,6 +103,11 @@ def check_checkpoint(path: PathLike, ckpt: object) -> dict:
     for key, kind in (("config", dict), ("class_names", list), ("model", dict)):
         if not isinstance(ckpt.get(key), kind):
             raise CheckpointError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    from maskrcnn.interop.wrappers import strip_module_prefix
+
+    # a model saved while wrapped in (Distributed)DataParallel or a LightningModule: its names behind
+    # "module." / "model.", which none of ours start with (read as the other libraries' files are)
+    ckpt = {**ckpt, "model": strip_module_prefix(ckpt["model"])}
     from maskrcnn.config import from_dict
 
     try:  # unknown keys and values no run can use (min_size_test 0, a NaN threshold) named here
@@ -119,6 +119,38 @@ def check_checkpoint(path: PathLike, ckpt: object) -> dict:
         listing = short_listing(bad, limit=5)
         raise CheckpointError(f"{path}: weights hold NaN or infinite values in 'model' tensors {listing}")
     return ckpt
+
+
+def _not_ours_hint(path, obj) -> str:
+    """Why a file that is not our checkpoint is not, and what to do, from its key names: the exact
+    ``maskrcnn convert --from X`` command for another library's detector, the way to save a bare state
+    dict of our model, the prefix every key shares; "" when the object says nothing."""
+    if not isinstance(obj, dict):
+        return ""
+    from maskrcnn.interop.weights import layout_of
+    from maskrcnn.interop.wrappers import common_prefix, is_our_layout, strip_common_prefix
+
+    found = layout_of(obj)
+    if found in ("torchvision", "detectron2", "mmdetection"):
+        shown = {"mmdetection": "an MMDetection", "detectron2": "a detectron2"}.get(found, "a torchvision")
+        return f" ({shown} checkpoint: maskrcnn convert --from {found} {path} OUT.pth)"
+    if found == "imagenet":
+        return " (an ImageNet backbone: start a training run from it with maskrcnn train --init)"
+    inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), obj)
+    if not any(isinstance(v, torch.Tensor) for v in inner.values()):
+        return f" ({_CONVERT_HINT})" if inner is not obj else ""
+    sd, _prefix = strip_common_prefix(inner, is_our_layout)
+    if is_our_layout(sd):
+        return (" (the weights of this library's model without the config that says how to build it; no "
+                "--from converts them: save them with maskrcnn.checkpoint.save_checkpoint(OUT, "
+                "model_state=STATE_DICT, config=CONFIG, class_names=[...]) and the config they were trained "
+                "with; docs/checkpoints.md)")
+    shared = common_prefix(list(sd))
+    shared = f"; every key starts with '{shared}'" if shared else ""
+    some = ", ".join(map(str, list(sd)[:3]))
+    what = "a bare state_dict" if inner is obj else "weights"
+    return (f" ({what} with keys like {some}{shared}: not a torchvision, detectron2 or MMDetection layout "
+            "`maskrcnn convert` reads)")
 
 
 def check_class_names(path: PathLike, ckpt: dict) -> None:

@@ -15,7 +15,10 @@ Every source key must map and every model key must be filled, or nothing is writ
 A torchvision file with an EMA copy (``model_ema``, saved as torchvision's classification reference
 ``train.py --model-ema`` saves it; its detection ``train.py`` has no such option, a script that adds one
 writes the same) holds two copies of the weights: ``model`` is converted (a note says the other exists),
-``--ema`` converts the averaged ``model_ema`` instead.
+``--ema`` converts the averaged ``model_ema`` instead; likewise timm's ``state_dict_ema``. An
+MMDetection file written with mmengine's ``EMAHook`` needs no ``--ema``: the hook swaps the copies before
+saving, so its ``state_dict`` (converted, a note says so) already is the average and ``ema_state_dict``
+holds the raw weights; ``--ema`` on it is refused.
 
 ``--to safetensors`` writes a safetensors file (``safetensors_io``: the weights, with the config and class
 names in its metadata) instead of a torch one, for sharing (the Hugging Face hub); ``--from maskrcnn``
@@ -53,8 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated class names without the background (default: the names an "
                              "MMDetection file stores, COCO for 91 / 81 classes, else class_1, class_2, ...)")
     parser.add_argument("--ema", action="store_true",
-                        help="torchvision: take the EMA copy of the weights ('model_ema', saved as its "
-                             "classification train.py --model-ema does) instead of 'model'")
+                        help="take the EMA copy of the weights instead of 'model' / 'state_dict': "
+                             "torchvision's 'model_ema' (its classification train.py --model-ema) or timm's "
+                             "'state_dict_ema' (--from torchvision); MMDetection files need none: mmengine's "
+                             "EMAHook saves the average as 'state_dict' itself")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -80,6 +85,13 @@ def given_class_names(text: str, num_classes: int) -> list:
     weights' (``num_classes`` counts the background)."""
     given = [n.strip() for n in text.split(",") if n.strip()]
     k = num_classes - 1
+    # (the names a dataset's background category goes by: data/coco.py's, compared as it compares them)
+    background = [n for n in given if n.lower() in ("__background__", "background", "_background_")]
+    if background:
+        example = ",".join(f"class_{i}" for i in range(1, min(k, 3) + 1)) + (",..." if k > 3 else "")
+        raise ValueError(f"--class-names names the background ({background[0]!r}): it is implicit (class 0, "
+                         f"added as '__background__'); give the {k} foreground class"
+                         f"{'' if k == 1 else 'es'} only, e.g. --class-names {example}")
     if len(given) != k:
         raise ValueError(f"--class-names has {len(given)} name{'' if len(given) == 1 else 's'} but the "
                          f"weights have {k} class{'' if k == 1 else 'es'} (plus background)")
@@ -97,7 +109,7 @@ def _convert(args, path: str, overrides: dict) -> dict:
     elif args.source_format == "mmdetection":
         from maskrcnn.interop.mmdetection import load_mmdetection_file
 
-        return load_mmdetection_file(path, overrides=overrides)
+        return load_mmdetection_file(path, overrides=overrides, ema=args.ema)
     else:
         try:
             from maskrcnn.interop import detectron2 as d2
@@ -182,7 +194,7 @@ def run(args) -> int:
     from maskrcnn.io_utils import check_output_file, check_output_not_input
 
     check_output_file(args.output, "OUT")
-    if args.ema and args.source_format != "torchvision":
+    if args.ema and args.source_format in ("detectron2", "maskrcnn"):
         raise ValueError(f"--ema applies to --from torchvision, not {args.source_format}")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
@@ -196,6 +208,13 @@ def run(args) -> int:
         if hint is None:
             raise
         raise ValueError(hint) from None
+    from maskrcnn.checkpoint import non_finite_keys
+    from maskrcnn.listing import short_listing
+
+    bad = non_finite_keys(result["state_dict"])
+    if bad:  # such weights predict nothing (or NaN boxes); predict / eval / --init refuse them: said here
+        raise ValueError(f"{args.input}: weights hold NaN or infinite values in tensors "
+                         f"{short_listing(bad, limit=5)} (our names); nothing written")
     cfg = result["config"]
     names = result["class_names"]
     if args.class_names:

@@ -605,7 +605,7 @@ def run(args: argparse.Namespace) -> int:
     if low:
         print(low, file=sys.stderr)
     print(
-        f"loaded {args.weights} ({predictor.cfg.model.backbone}, {len(predictor.class_names) - 1} classes) "
+        f"loaded {args.weights} ({predictor.cfg.model.backbone}, {_classes(len(predictor.class_names) - 1)}) "
         f"on {predictor.device}{', int8' if predictor.precision == 'int8' else ''}; "
         f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
@@ -741,3 +741,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return max(video_rc, 0 if n_done > 0 or not skipped else 1)
+
+
+def _classes(n: int) -> str:
+    return f"{n} class{'' if n == 1 else 'es'}"

@@ -194,12 +194,14 @@ def _copy_rows(fresh: torch.Tensor, src: torch.Tensor, rows: list, axis: int, pe
 
 
 def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[list] = None,
-              keypoint_rows: Optional[list] = None) -> dict:
+              keypoint_rows: Optional[list] = None, source: str = "the weights") -> dict:
     """The state dict to load (see the module docstring) and what happened to each key.
 
     ``model_state``: the freshly built model's tensors. ``source_state``: the weights under our names.
     ``class_rows`` / ``keypoint_rows``: ``match_names``'s result (None: the tensors are copied whole and
     must match in shape). Returns {"state", "loaded", "reinitialised", "unused", "class_specific"}.
+    Weights of which (almost) nothing fits by name (``_too_little_loaded``) are refused naming ``source``:
+    a run that would quietly start from random weights is no fine-tuning.
     """
     source_state = dict(source_state)
     # an ImageNet res5 is the C4 design's RoI head
@@ -251,8 +253,35 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
             problems.append(f"{len(items)} {what}: {'; '.join(items[:_LISTED])}{more}")
     if problems:
         raise InitError("the weights do not fit the model: " + " | ".join(problems))
+    _too_little_loaded(model_state, source_state, loaded, source)
     return {"state": state, "loaded": loaded, "reinitialised": fresh, "unused": unused,
             "class_specific": class_specific}
+
+
+# fewer of the model's tensors than this share loaded, while more of the weights' go unused, is a naming
+# mismatch (an unknown wrapper prefix), not a part the weights lack (an ImageNet backbone fills well over it)
+_MIN_LOADED_SHARE = 0.05
+
+
+def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, source: str) -> None:
+    """InitError naming ``source`` and a few of its keys against the model's, when no tensor or only a
+    tiny share of the model's loaded while most of the weights' found no place."""
+    wanted = [k for k in model_state if not k.endswith("num_batches_tracked")]
+    theirs = [k for k in source_state if not k.endswith("num_batches_tracked")]
+    loaded = [k for k in loaded if not str(k).endswith("num_batches_tracked")]
+    if not wanted:
+        return
+    if not theirs:
+        raise InitError(f"{source}: the weights hold no tensors to load"
+                        f"{' but batch counters (num_batches_tracked)' if source_state else ''}: training "
+                        "would start from random weights")
+    unplaced = [k for k in theirs if k not in model_state]
+    if loaded and (len(loaded) >= _MIN_LOADED_SHARE * len(wanted) or len(unplaced) <= len(loaded)):
+        return
+    raise InitError(
+        f"{source}: only {len(loaded)} of the model's {len(wanted)} tensors found in the weights by name, "
+        f"{len(unplaced)} of its {len(theirs)} tensors fit nowhere: training would start from random weights "
+        f"(the file's keys: {', '.join(map(str, unplaced[:3]))}; the model's: {', '.join(wanted[:3])})")
 
 
 def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
@@ -280,7 +309,7 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         elif cfg.model.roi_heads.num_keypoints != n_src:
             keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
     plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
-                     keypoint_rows=keypoint_rows)
+                     keypoint_rows=keypoint_rows, source=str(source.provenance.get("spec") or "the weights"))
     model.load_state_dict(plan["state"], strict=True)
     report = {
         "source": dict(source.provenance, kind=source.kind, layout=source.layout),

@@ -520,23 +520,38 @@ def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
 
 
-def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = "checkpoint") -> dict:
+def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = "checkpoint",
+                        ema: bool = False) -> dict:
     """Full conversion with a check against the model ``build_model`` makes from the overrides.
 
     ``obj``: what the file holds (``{"meta", "state_dict", ...}`` or the state dict itself).
     ``overrides``: extra config keys, applied last (``model.stride_in_1x1`` also picks the input
-    convention of a file without config: see the module docstring).
+    convention of a file without config: see the module docstring). ``ema``: refused (ConversionError):
+    mmengine's ``EMAHook`` swaps the copies before saving, so "state_dict" already is the EMA average
+    (a note says so when "ema_state_dict", the raw weights, is beside it) and no other copy is offered.
     Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report", "notes"}``; raises
     ConversionError naming the design, or the unmapped, missing or mis-shaped keys.
     """
     from maskrcnn.config import Config, apply_overrides
+    from maskrcnn.interop.wrappers import MMENGINE_RAW_KEY, mmengine_ema_note, no_ema_error
     from maskrcnn.modeling.mask_rcnn import build_model
 
     overrides = dict(overrides or {})
+    swapped = mmengine_ema_note(obj)
+    if ema:
+        if swapped is not None:
+            raise no_ema_error(source, "this file's 'state_dict' already is the EMA average (mmengine's "
+                                       "EMAHook swaps it in before saving; the raw weights are in "
+                                       f"'{MMENGINE_RAW_KEY}'): convert it without --ema / #ema")
+        raise no_ema_error(source, "--from mmdetection takes no other copy: mmengine's EMAHook saves the "
+                                   "EMA average as 'state_dict' itself (converted without --ema / #ema), "
+                                   f"and this file has no '{MMENGINE_RAW_KEY}' beside it")
+    ema_notes = [swapped] if swapped is not None else []
     sd, meta = unwrap(obj, source)
     layout = detect_layout(sd, source, str(meta.get("mmdet_version", "")))
     cfgtext = config_of(meta)
     cfg_over, bgr, notes = config_overrides(sd, layout, cfgtext, overrides, source=source)
+    notes = [*notes, *ema_notes]
     cfg_over.update(overrides)
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
@@ -572,6 +587,6 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
             "notes": notes}
 
 
-def load_mmdetection_file(path, overrides: Optional[dict] = None) -> dict:
+def load_mmdetection_file(path, overrides: Optional[dict] = None, *, ema: bool = False) -> dict:
     """``convert_mmdetection`` on a file; loading never runs code from it."""
-    return convert_mmdetection(read_mmdet_file(path), overrides, source=str(path))
+    return convert_mmdetection(read_mmdet_file(path), overrides, source=str(path), ema=ema)

@@ -17,7 +17,8 @@ Files saved like torchvision's classification reference ``train.py --model-ema``
 ``train.py`` has no such option) hold a second copy of the weights, averaged over the steps:
 ``{"model": sd, "model_ema": {"n_averaged": tensor, "module.<key>": tensor, ...}, ...}``.
 ``model`` is taken unless ``ema=True`` asks for the average (``model_ema`` without its ``module.``
-prefix and counter); either way a note says which copy was taken.
+prefix and counter); either way a note says which copy was taken. timm's "state_dict_ema" beside
+"state_dict" is read the same way.
 
 Only ResNet / ResNeXt backbones (``backbone.body.layer1..4``) convert; another backbone under
 ``backbone.body`` (MobileNet's ``features.*``) is refused in one line naming it.
@@ -33,6 +34,13 @@ from typing import Optional
 import torch
 
 from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, shape_mismatches
+from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
+    common_prefix,
+    ema_copy,
+    no_ema_error,
+    strip_common_prefix,
+    strip_module_prefix,
+)
 
 COCO_CLASS_NAMES_91 = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
@@ -109,18 +117,16 @@ def _map_key(key: str, box_linear_index: dict) -> Optional[str]:
 
 
 def ema_state_dict(obj) -> Optional[dict]:
-    """The averaged copy a torchvision ``--model-ema`` file keeps under "model_ema" (an
-    ``AveragedModel``'s state: the model's keys behind ``module.``, plus the "n_averaged" counter);
-    None when the file has none."""
-    ema = obj.get("model_ema") if isinstance(obj, dict) else None
-    if not isinstance(ema, dict) or not ema:
-        return None
-    return strip_module_prefix({k: v for k, v in ema.items() if k != "n_averaged"})
+    """The averaged copy a file keeps beside its weights (``wrappers.EMA_KEYS``: torchvision's
+    ``--model-ema`` "model_ema", timm's "state_dict_ema"), without its ``module.`` prefix and step
+    counter; None when the file has none."""
+    found = ema_copy(obj)
+    return None if found is None else found[1]
 
 
-def _ema_steps(obj) -> str:
-    n = obj["model_ema"].get("n_averaged")
-    return f", averaged over {int(n)} steps" if isinstance(n, torch.Tensor) and n.numel() == 1 else ""
+def _ema_label(obj) -> str:
+    key, _sd, steps = ema_copy(obj)
+    return f"'{key}'" + (f", averaged over {steps} steps" if steps is not None else "")
 
 
 def pick_weights(obj, source: str = "checkpoint", *, ema: bool = False) -> tuple:
@@ -129,17 +135,26 @@ def pick_weights(obj, source: str = "checkpoint", *, ema: bool = False) -> tuple
     averaged = ema_state_dict(obj)
     if ema:
         if averaged is None:
-            raise ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), but "
-                                  "the file has no 'model_ema' (train.py --model-ema writes one)")
-        return averaged, [f"took the EMA copy of the weights ('model_ema'{_ema_steps(obj)})"]
+            raise no_ema_error(source, "the file has no 'model_ema' (train.py --model-ema writes one) nor "
+                                       "'state_dict_ema' (timm), the copies --from torchvision takes")
+        return averaged, [f"took the EMA copy of the weights ({_ema_label(obj)})"]
     if averaged is None:
         return obj, []
-    return obj, [f"the file also holds an EMA copy of the weights ('model_ema'{_ema_steps(obj)}); took "
-                 "'model'; `maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy"]
+    taken = "'model'" if isinstance(obj.get("model"), dict) else "'state_dict'"
+    return obj, [f"the file also holds an EMA copy of the weights ({_ema_label(obj)}); took {taken}; "
+                 "`maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy"]
 
 
 def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     """A plain name -> tensor dict from a torchvision file (a state dict, or one under 'model')."""
+    return unwrap_with_prefix(obj, source)[0]
+
+
+def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
+    """``(unwrap_state_dict's dict, the extra prefix dropped or None)``: besides the ``module.`` /
+    ``model.`` wrappers, a single prefix every key shares ("detector." of a LightningModule's
+    ``self.detector``) is dropped when the names without it are torchvision's
+    (``wrappers.strip_common_prefix``)."""
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -149,31 +164,18 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ConversionError(f"{source}: entries that are not tensors: {bad[:5]}")
-    return strip_module_prefix(obj)
-
-
-# Put in front of every name by (Distributed)DataParallel, and by a LightningModule that holds the
-# detector as ``self.model`` (its checkpoint's "state_dict"); no layout of ours or theirs starts so.
-_WRAPPER_PREFIXES = ("module.", "model.")
-
-
-def strip_module_prefix(sd: dict) -> dict:
-    """Drop the ``module.`` / ``model.`` wrappers put in front of every name (both, in any order)."""
-    while sd:
-        shared = [p for p in _WRAPPER_PREFIXES if all(isinstance(k, str) and k.startswith(p) for k in sd)]
-        if not shared:
-            break
-        sd = {k[len(shared[0]):]: v for k, v in sd.items()}
-    return sd
+    return strip_common_prefix(obj, lambda keys: any(k.startswith("backbone.body.") for k in keys))
 
 
 def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
     has_body = any(k.startswith("backbone.body.") for k in sd)
     if not has_body or "roi_heads.box_predictor.cls_score.weight" not in sd:
+        shared = common_prefix(list(sd))  # a wrapper this reader does not know: said, not guessed
+        shared = f" (every key starts with '{shared}')" if shared else ""
         raise ConversionError(
             f"{source}: not a torchvision detection state dict: "
-            "no backbone.body.* or roi_heads.box_predictor.cls_score.* keys"
+            f"no backbone.body.* or roi_heads.box_predictor.cls_score.* keys{shared}"
         )
     check_resnet_body(sd, source)
     v2 = "roi_heads.box_head.0.0.weight" in sd
@@ -333,7 +335,9 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     from maskrcnn.modeling.mask_rcnn import build_model
 
     obj, notes = pick_weights(obj, source, ema=ema)
-    sd = unwrap_state_dict(obj, source)
+    sd, prefix = unwrap_with_prefix(obj, source)
+    if prefix is not None:
+        notes.append(f"every key shared the prefix '{prefix}' (a LightningModule's attribute?): dropped")
     layout = detect_layout(sd, source)
     if frozen_bn_eps is None:
         frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0

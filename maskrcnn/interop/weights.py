@@ -17,9 +17,11 @@ the layout from the key names, converts to our parameter names and returns a ``S
   keypoint channels; ``unused``: source keys no detector of ours uses (an ImageNet ``fc``);
 - ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
 
-A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy of a torchvision
-detector file (its "model_ema", as ``train.py --model-ema`` saves it) instead of "model"; without it a
-note says the copy exists.
+A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy a file holds beside its
+weights (``wrappers.EMA_KEYS``: "model_ema" of torchvision's ``train.py --model-ema`` and of our
+checkpoints, timm's "state_dict_ema") instead of them; without it a note says the copy exists. An
+MMDetection file refuses it: mmengine's ``EMAHook`` saves the average as "state_dict" itself (the raw
+weights go to "ema_state_dict"), so the plain spec already takes the average (a note says so).
 """
 
 from __future__ import annotations
@@ -137,22 +139,39 @@ def _holds_namespace(obj) -> bool:
     return False
 
 
-def _ours(path: str, obj: dict) -> SourceWeights:
+def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     """Our checkpoint's weights from ``obj``, the file's object already read, checked as
-    ``load_checkpoint`` checks it (not read again)."""
+    ``load_checkpoint`` checks it (not read again); ``ema``: its "model_ema" copy instead of "model"."""
     from maskrcnn.checkpoint import check_checkpoint, check_class_names, config_from_checkpoint
     from maskrcnn.checkpoint import load_checkpoint as refuse_as_load_checkpoint
+    from maskrcnn.interop.wrappers import ema_copy, ema_note, no_ema_error
 
     if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
         refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
+
+    notes = []
+    if ema:
+        found = ema_copy(obj)
+        if found is None or found[0] != "model_ema":
+            raise no_ema_error(path, "the checkpoint has no 'model_ema', the copy a maskrcnn checkpoint "
+                                     "keeps when saved with save_checkpoint(..., model_ema=...)")
+        obj = {**obj, "model": found[1]}  # checked below as 'model' is
+        notes.append("took the EMA copy of the weights ('model_ema')")
+    else:
+        note = ema_note(obj, taken="'model'", how=f"`train --init FILE{EMA_SUFFIX}` takes the EMA copy")
+        notes += [note] if note else []
     ckpt = check_checkpoint(path, obj)
     check_class_names(path, ckpt)
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
+    if isinstance(obj.get("model"), dict) and list(obj["model"])[:1] != list(sd)[:1]:
+        wrapped = next(iter(obj["model"]))
+        notes.append(f"dropped the prefix every key had ('{wrapped[: len(wrapped) - len(next(iter(sd)))]}': "
+                     "a DataParallel / Lightning wrapper)")
     names = list(ckpt["class_names"]) or None
     return SourceWeights(
         state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
-        class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None,
+        class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None, notes=notes,
     )
 
 
@@ -168,18 +187,21 @@ def split_ema(spec: str) -> tuple:
 
 
 def _no_ema(source: str, what: str) -> ConversionError:
-    """The refusal of ``#ema`` on a file that is not a torchvision detector's (``what`` it is)."""
-    return ConversionError(f"{source}: {EMA_SUFFIX} takes the EMA copy of a torchvision detector's file "
-                           f"('model_ema'); this is {what}")
+    """The refusal of ``#ema`` on a file of which no EMA copy is read (``what`` it is)."""
+    from maskrcnn.interop.wrappers import no_ema_error
+
+    return no_ema_error(source, f"this is {what}; {EMA_SUFFIX} takes 'model_ema' (torchvision's "
+                                "train.py --model-ema, our save_checkpoint) or timm's 'state_dict_ema' "
+                                "beside a torchvision detector's or our checkpoint's weights")
 
 
 def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
-    if ema and kind != "torchvision":
+    if ema and kind == "detectron2":
         raise _no_ema(source, f"a {kind} file")
     if kind == "mmdetection":
         from maskrcnn.interop.mmdetection import convert_mmdetection
 
-        result = convert_mmdetection(obj, source=source)
+        result = convert_mmdetection(obj, source=source, ema=ema)
         cfg, sd = result["config"], result["state_dict"]
         return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                              implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
@@ -205,10 +227,13 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
 def _state_dict_keys(obj, source: str) -> tuple:
     """``(state_dict, its string keys)`` of a file's object, recognised without the "module." of a
     (Distributed)DataParallel model (or a Lightning "model."), as ``convert`` reads such files;
-    ConversionError when it holds no state dict."""
-    from maskrcnn.interop.torchvision import strip_module_prefix
+    ConversionError when it holds no state dict. Another prefix every key shares ("detector.") is
+    dropped only when the names without it are torchvision's, the one converter that drops it too
+    (``convert_torchvision``); detectron2 and MMDetection files so wrapped stay unrecognised."""
+    from maskrcnn.interop.wrappers import strip_common_prefix
 
-    sd = strip_module_prefix(_unwrap(obj, source))
+    sd, _prefix = strip_common_prefix(_unwrap(obj, source),
+                                      lambda keys: _detector_layout(keys) == "torchvision")
     return sd, [k for k in sd if isinstance(k, str)]
 
 
@@ -238,7 +263,7 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if kind is not None:
         return _detector(obj, kind, source, ema)
     if ema:
-        raise _no_ema(source, "not one")
+        raise _no_ema(source, "not a detector's file")
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
@@ -246,8 +271,13 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if any(k.startswith("backbone.stem.") for k in keys):
         raise ConversionError(f"{source}: a bare state dict of this library's model, without the config that "
                               "says how to build it; save it with maskrcnn.checkpoint.save_checkpoint")
+    from maskrcnn.interop.wrappers import common_prefix
+
+    shared = common_prefix(keys)
+    shared = f"; every key starts with '{shared}'" if shared else ""
     raise ConversionError(
-        f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}); "
+        f"{source}: not weights this library can start from (keys like {', '.join(map(str, keys[:3]))}"
+        f"{shared}); "
         "expected a maskrcnn checkpoint, a torchvision, detectron2 or MMDetection R-CNN, or an ImageNet "
         "ResNet/ResNeXt")
 
@@ -403,9 +433,7 @@ def _read_weights(spec: str, *, cache, reads) -> SourceWeights:
     path = where["path"]
     obj = _read_weights_object(path, reads=reads, take=True)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        if ema:
-            raise _no_ema(spec, "a maskrcnn checkpoint")
-        weights = _ours(path, obj)
+        weights = _ours(path, obj, ema)
     else:
         weights = convert_any(obj, source=str(spec), ema=ema)
     weights.provenance = {**where, "sha256": sha256_of(path), "bytes": os.path.getsize(path),

@@ -1,0 +1,121 @@
+"""How training tools wrap a state dict, undone before its key names are read: the prefix a wrapper puts
+in front of every name, and the EMA copy some tools keep beside the weights.
+
+Prefixes: (Distributed)DataParallel writes ``module.``, a LightningModule holding the detector as
+``self.model`` writes ``model.`` (both: ``model.module.``); no layout of ours or another library's starts
+so, so these are dropped wherever every key has them (``strip_module_prefix``). A LightningModule whose
+attribute has another name (``self.detector``) writes that name instead: ``strip_common_prefix`` drops a
+single prefix every key shares only when the names without it are a layout the caller recognises (a
+backbone-only file of ``backbone.*`` keys keeps its names).
+
+EMA copies, by the key each tool stores them under (``EMA_KEYS``): torchvision's reference ``train.py
+--model-ema`` and this library ("model_ema", written by ``save_checkpoint(..., model_ema=...)``), timm
+("state_dict_ema"); each beside the raw weights ("model" / "state_dict"). An ``AveragedModel`` copy
+carries its model behind ``module.`` and a step counter ("n_averaged"), both dropped by ``ema_copy``.
+mmengine's ``EMAHook`` is not among them: it swaps the two copies before saving, so a file's
+"state_dict" already holds the averaged weights and "ema_state_dict" (``MMENGINE_RAW_KEY``: its keys
+behind ``module.``, a "steps" counter) the raw ones; the MMDetection converter takes "state_dict" and
+says it is the average (``mmengine_ema_note``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+WRAPPER_PREFIXES = ("module.", "model.")
+EMA_KEYS = ("model_ema", "state_dict_ema")
+MMENGINE_RAW_KEY = "ema_state_dict"
+_EMA_COUNTERS = ("n_averaged", "steps")
+
+
+def strip_module_prefix(sd: dict) -> dict:
+    """Drop the ``module.`` / ``model.`` wrappers put in front of every name (both, in any order)."""
+    while sd:
+        shared = [p for p in WRAPPER_PREFIXES if all(isinstance(k, str) and k.startswith(p) for k in sd)]
+        if not shared:
+            break
+        sd = {k[len(shared[0]):]: v for k, v in sd.items()}
+    return sd
+
+
+def common_prefix(keys) -> Optional[str]:
+    """The first dotted part every key shares ("detector."), None when they do not share one."""
+    keys = list(keys)
+    if not keys or not all(isinstance(k, str) and "." in k for k in keys):
+        return None
+    first = keys[0].split(".", 1)[0] + "."
+    return first if all(k.startswith(first) for k in keys) else None
+
+
+def strip_common_prefix(sd: dict, recognised: Callable[[list], bool]) -> tuple:
+    """``(sd without its wrappers, the single extra prefix dropped or None)``: ``strip_module_prefix``,
+    then a prefix every key shares dropped when ``recognised`` (a test of key names) fails with it and
+    holds without it."""
+    sd = strip_module_prefix(sd)
+    keys = [k for k in sd if isinstance(k, str)]
+    prefix = common_prefix(keys)
+    if prefix is None or recognised(keys):
+        return sd, None
+    stripped = {k[len(prefix):]: v for k, v in sd.items()}
+    stripped = strip_module_prefix(stripped)  # (self.detector holding a DDP model: detector.module.)
+    if not recognised([k for k in stripped if isinstance(k, str)]):
+        return sd, None
+    return stripped, prefix
+
+
+def is_our_layout(keys) -> bool:
+    """Key names of this library's model (``docs/checkpoints.md``)."""
+    return any(isinstance(k, str) and k.startswith("backbone.stem.") for k in keys)
+
+
+def _copy_under(obj, keys) -> Optional[tuple]:
+    if not isinstance(obj, dict):
+        return None
+    for key in keys:
+        ema = obj.get(key)
+        if isinstance(ema, dict) and ema:
+            steps = next((ema[c] for c in _EMA_COUNTERS if c in ema), None)
+            try:
+                one = steps is not None and getattr(steps, "numel", lambda: 1)() == 1
+                steps = int(steps) if one else None
+            except (TypeError, ValueError):
+                steps = None
+            return key, strip_module_prefix({k: v for k, v in ema.items() if k not in _EMA_COUNTERS}), steps
+    return None
+
+
+def ema_copy(obj) -> Optional[tuple]:
+    """``(key, the EMA copy without its wrapper prefix and step counter, steps or None)`` of a file's
+    object, None when it holds none (``EMA_KEYS``)."""
+    return _copy_under(obj, EMA_KEYS)
+
+
+def mmengine_ema_note(obj) -> Optional[str]:
+    """The note for an mmengine file whose ``EMAHook`` swapped the copies before saving: "state_dict"
+    (taken) is the EMA average, "ema_state_dict" the raw weights (not converted); None without one."""
+    found = _copy_under(obj, (MMENGINE_RAW_KEY,))
+    if found is None:
+        return None
+    averaged = f", averaged over {found[2]} steps" if found[2] is not None else ""
+    return (f"took 'state_dict': the EMA average of the weights{averaged} (mmengine's EMAHook swaps it in "
+            f"before saving; the raw weights in '{MMENGINE_RAW_KEY}' are not converted)")
+
+
+def no_ema_error(source: str, accepted: str):
+    """The ConversionError of ``--ema`` / ``#ema`` on ``source`` that has no EMA copy the path reads:
+    ``accepted`` says which copies that path takes (and why this file has none)."""
+    from maskrcnn.interop.torchvision import ConversionError
+
+    return ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), "
+                           f"but {accepted}")
+
+
+def ema_note(obj, *, taken: str, how: str) -> Optional[str]:
+    """The note for a file holding an EMA copy beside the weights ``taken`` (e.g. "'model'"): which key
+    holds it and ``how`` to take it instead; None when it holds none."""
+    found = ema_copy(obj)
+    if found is None:
+        return None
+    key, _sd, steps = found
+    averaged = f", averaged over {steps} steps" if steps is not None else ""
+    return f"the file also holds an EMA copy of the weights ('{key}'{averaged}); took {taken}; {how}"
