@@ -40,11 +40,6 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # The files holding tests marked slow (R50 golden runs, training runs) first, each file's tests kept
-    # together and in order: collected last (tests/training sorts after the rest), one of them ran alone
-    # at the end of a parallel run while the other workers had nothing left to do.
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # (a stable sort)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
