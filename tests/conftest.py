@@ -39,6 +39,39 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = str(share)  # the command-line tests' subprocesses too
 
 
+# The longest single files, handed to pytest-xdist's workers first. Its --dist loadfile queue starts
+# with the files holding the most tests, so these few-test files came last, and the run ended with one
+# worker training (test_overfit_two_images, ~100 s) while the others had nothing left to do. Only the
+# order changes; a file not named here keeps its place.
+LONG_FILES_FIRST = (
+    "tests/training/test_train_overfit.py",
+    "tests/interop/test_detectron2_golden.py",
+    "tests/interop/test_golden_parity.py",
+    "tests/training/test_train_keypoints.py",
+    "tests/test_gpu_check.py",
+    "tests/engine/test_roofline.py",
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongFilesFirst(LoadFileScheduling):
+        _ordered = False
+
+        def _assign_work_unit(self, node):
+            if not self._ordered:  # the queue is complete by the first assignment
+                self._ordered = True
+                for scope in reversed(LONG_FILES_FIRST):
+                    if scope in self.workqueue:
+                        self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
+
+    return LongFilesFirst(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
