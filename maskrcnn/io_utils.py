@@ -106,6 +106,15 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     atomic_write_all({path: data})
 
 
+def holds(path: PathLike, data: bytes) -> bool:
+    """Whether the file ``path`` already holds exactly ``data``: a rewrite with the same bytes is skipped,
+    so that a run with nothing to do (a resume of a finished run) leaves its files' times as they were."""
+    try:
+        return Path(path).is_file() and Path(path).read_bytes() == data
+    except OSError:
+        return False
+
+
 def atomic_write_all(contents: dict) -> None:
     """Write several files as one step: ``contents`` is {path: bytes}. Every file is written to its
     temporary file in the target's folder (fsynced) first, and only when all are written are they

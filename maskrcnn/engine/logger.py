@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_text, json_safe
+from maskrcnn.io_utils import atomic_write_bytes, holds, json_safe
 
 
 def format_seconds(seconds: float) -> str:
@@ -73,7 +73,9 @@ def truncate_metrics(path, last_iteration: int, *, drop_eval_at_last: bool = Fal
         return it < last_iteration or it == last_iteration and not (drop_eval_at_last and is_eval)
 
     kept = [r for r in read_metrics(path) if kept_record(r)]
-    atomic_write_text(path, "".join(record_line(r) for r in kept))
+    data = "".join(record_line(r) for r in kept).encode("utf-8")
+    if not holds(path, data):  # nothing to drop (a resume of a finished run): the file is not touched
+        atomic_write_bytes(path, data)
 
 
 def eval_record(path, iteration: int) -> Optional[dict]:
@@ -115,10 +117,19 @@ class TrainingLogger:
         self._window: List[float] = []  # recent s/iter, for the ETA
         self._tb = None
         self._tb_missing = ""  # the line saying TensorBoard is missing, until the first iteration prints it
+        # made at the first record, not here: a run with nothing to do writes no event file
+        self._tb_folder = None
         if enabled and self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                self._tb, self._tb_missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
+                self._tb_folder = self.output_dir / "tensorboard"
+
+    def _tensorboard(self):
+        """The SummaryWriter (made on first use), or None without TensorBoard."""
+        if self._tb_folder is not None:
+            self._tb, self._tb_missing = _make_tensorboard_writer(self._tb_folder)
+            self._tb_folder = None
+        return self._tb
 
     # ------------------------------------------------------------------ records
     def _append(self, record: dict) -> None:
@@ -140,6 +151,7 @@ class TrainingLogger:
         """Called after every iteration; writes a record every ``log_period`` iterations (and the last)."""
         if not self.enabled:
             return
+        self._tensorboard()
         if self._tb_missing:  # once, when training runs (not for a run refused before its first step)
             self.stream.write(self._tb_missing + "\n")
             self._tb_missing = ""
@@ -157,7 +169,7 @@ class TrainingLogger:
             "data_time": data_time,
         }
         self._append(record)
-        if self._tb is not None:
+        if self._tb is not None:  # made above
             for k, v in record.items():
                 if k != "iteration":
                     self._tb.add_scalar(f"train/{k}", v, iteration)
@@ -173,7 +185,7 @@ class TrainingLogger:
                 if isinstance(value, (int, float)):
                     record[f"{task}/{name}"] = float(value)
         self._append(record)
-        if self._tb is not None:
+        if self._tensorboard() is not None:
             for k, v in record.items():
                 if k != "iteration":
                     self._tb.add_scalar(f"eval/{k}", v, iteration)
