@@ -65,6 +65,13 @@ def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_nam
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file.
     ``map_location`` applies to torch files; a safetensors file's tensors are read onto the CPU."""
+    return check_checkpoint(path, read_checkpoint_object(path, map_location=map_location))
+
+
+def read_checkpoint_object(path: PathLike, *, map_location: Any = "cpu") -> object:
+    """What a weights file holds, read as ``load_checkpoint`` reads it (never running code from it) but
+    not yet checked to be our checkpoint (``check_checkpoint``); ``CheckpointError`` naming the file when
+    it cannot be read."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
@@ -77,7 +84,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
     if is_safetensors(path):  # told by its bytes (its first ones would read as "not a PyTorch file")
-        return check_checkpoint(path, read_safetensors(path, error=CheckpointError))  # (onto the CPU)
+        return read_safetensors(path, error=CheckpointError)  # (onto the CPU)
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
     if refusal is not None:
         raise CheckpointError(refusal)
@@ -85,7 +92,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         ckpt = load_weights_only(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
-    return check_checkpoint(path, ckpt)
+    return ckpt
 
 
 def check_checkpoint(path: PathLike, ckpt: object) -> dict:
@@ -188,11 +195,19 @@ def _refusal(path: Path, error: Exception) -> str:
 
 
 def non_finite_keys(state_dict: dict) -> list:
-    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
-    return [
-        k for k, v in state_dict.items()
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
-    ]
+    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity.
+
+    Checked on every load: one sum per tensor (a reduction, no tensor-sized boolean copy as
+    ``isfinite(v).all()`` makes), the sums checked together; a sum is finite when every element is, so
+    only a tensor whose sum is not (a NaN, an infinity, or finite values summing past the dtype's range)
+    is looked at element by element. Integer tensors (batch counters) cannot hold either: skipped."""
+    floats = [(k, v) for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not floats:
+        return []
+    with torch.no_grad():
+        sums = torch.stack([v.sum().float().cpu() for _k, v in floats])
+        suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
+    return [floats[i][0] for i in suspects if not bool(torch.isfinite(floats[i][1]).all())]
 
 
 def label_to_category_id(ckpt: dict):

@@ -63,6 +63,11 @@ def strip_common_prefix(sd: dict, recognised: Callable[[list], bool]) -> tuple:
     return stripped, prefix
 
 
+def prefix_note(prefix: str) -> str:
+    """The converters' note for a prefix ``strip_common_prefix`` dropped."""
+    return f"every key shared the prefix '{prefix}' (a LightningModule's attribute?): dropped"
+
+
 def is_our_layout(keys) -> bool:
     """Key names of this library's model (``docs/checkpoints.md``)."""
     return any(isinstance(k, str) and k.startswith("backbone.stem.") for k in keys)
