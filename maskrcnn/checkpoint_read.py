@@ -122,7 +122,7 @@ def _with_config(path, sd: dict, prefix: Optional[str], config: str, overrides: 
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg.to_dict(),
             "class_names": list(cfg.data.class_names), "model": sd}
     ckpt = check_checkpoint(path, ckpt)
-    check_class_names(path, ckpt)
+    check_class_names(f"--config {config}", ckpt)  # (the names are the config's: it is named)
     misfit = first_misfit(ckpt["model"], cfg)
     if misfit is not None:
         raise CheckpointError(f"{path}: does not fit the model --config {config} describes: {misfit}")

@@ -58,14 +58,18 @@ def test_bare_state_dict_is_refused_without_config_saying_what_to_add(bare, tmp_
 
 
 def test_bare_state_dict_with_config_predicts_as_its_checkpoint(bare, tmp_path, capsys):
-    """The same weights as a bare state dict with --config, and as a checkpoint: the same predictions
+    """The same weights as a bare state dict with --config, and as a checkpoint: the same model
     (before, --config was no option of predict / eval / export: the file was refused with advice only)."""
-    assert _predict(bare, bare / "ckpt.pth", tmp_path / "ckpt") == 0
     assert _predict(bare, bare / "bare.pth", tmp_path / "bare", "--config", str(bare / "tiny.yaml")) == 0
     assert "note:" not in capsys.readouterr().err  # names from the YAML, no prefix: nothing to say
-    ours = json.loads((tmp_path / "bare" / "predictions.json").read_text())
-    theirs = json.loads((tmp_path / "ckpt" / "predictions.json").read_text())
-    assert ours and ours == theirs
+    found = json.loads((tmp_path / "bare" / "predictions.json").read_text())
+    assert found and {p["category_name"] for p in found} <= {"a", "b"}
+    ours = Predictor.from_checkpoint(bare / "bare.pth", device="cpu", optimise=False,
+                                     config=str(bare / "tiny.yaml"))
+    theirs = Predictor.from_checkpoint(bare / "ckpt.pth", device="cpu", optimise=False)
+    assert ours.cfg.to_dict() == theirs.cfg.to_dict() and ours.class_names == theirs.class_names
+    mine, reference = ours.model.state_dict(), theirs.model.state_dict()
+    assert sorted(mine) == sorted(reference) and all(torch.equal(mine[k], v) for k, v in reference.items())
 
     # a Lightning-wrapped one under "state_dict", without names: said in notes, classes class1..N
     wrapped = tmp_path / "lightning.ckpt"
@@ -111,6 +115,14 @@ def test_config_that_does_not_fit_names_the_first_key_and_both_shapes(bare, tmp_
     with pytest.raises(CheckpointError,
                        match=rf"the file has no {STEM} \(1 of the model's \d+ tensors missing\)$"):
         Predictor.from_checkpoint(tmp_path / "short.pth", device="cpu", config=str(bare / "tiny.yaml"))
+    # class names of the YAML that do not fit its model: the YAML named (the file holds none)
+    data = yaml.safe_load((bare / "tiny.yaml").read_text())
+    data["data"]["class_names"] = ["__background__", "x"]
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(CheckpointError) as e:
+        Predictor.from_checkpoint(path, device="cpu", config=str(tmp_path / "two.yaml"))
+    assert str(e.value).startswith(f"--config {tmp_path / 'two.yaml'}: 'class_names' has 2 names for a model "
+                                   "with num_classes=3")
     # a checkpoint holds its config: --config is refused for it, not silently ignored
     assert main(["predict", "--weights", str(bare / "ckpt.pth"), str(bare / "a.png"), "--output",
                  str(tmp_path / "o"), "--config", "r18_fpn"]) == 1
