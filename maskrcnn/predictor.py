@@ -399,6 +399,7 @@ class Predictor:
         optimise: bool = True,
         int8: Optional[bool] = None,
         config: Optional[str] = None,
+        config_how: Optional[str] = None,
         **kwargs,
     ) -> Predictor:
         """Build the model the checkpoint's config describes (``overrides``: dotted config keys, e.g.
@@ -410,6 +411,8 @@ class Predictor:
         a YAML file): the model of a bare state dict of ours (``torch.save(model.state_dict())``), which
         holds no config (``checkpoint_read.inference_weights``). What was taken (an EMA copy left, a
         wrapper's prefix dropped, default class names) is in the predictor's ``weights_notes``.
+        ``config_how``: what the refusal of a bare state dict without ``config`` tells its reader to do (a
+        command names its own option; ``checkpoint_read.inference_weights``).
 
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
         False runs the float weights of either; True requires the file's "int8" section."""
@@ -423,7 +426,7 @@ class Predictor:
         inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
         _check_arguments(**kwargs)
         _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
-        ckpt, notes = inference_weights(path, config=config, overrides=overrides)
+        ckpt, notes = inference_weights(path, config=config, overrides=overrides, config_how=config_how)
         cfg = config_from_checkpoint(ckpt)
         if overrides:
             cfg = apply_overrides(cfg, overrides)
@@ -509,6 +512,7 @@ class Predictor:
         from maskrcnn.export.onnx_runtime import is_onnx_file
 
         if is_onnx_file(path):
+            kwargs.pop("config_how", None)
             if kwargs.pop("config", None) is not None:
                 raise ValueError(f"{path}: --config is for a bare state dict; an exported ONNX file holds "
                                  "its config")

@@ -180,16 +180,16 @@ def _predict(args, raw: dict) -> tuple:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+
     predictor = Predictor.from_weights(
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
         tile=tile_from_args(args),
         tta=tta_from_args(args),
-        config=args.config,
+        **config_kwargs(args),
         **options,
     )
-    from maskrcnn.commands.weights_args import print_weights_notes
-
     print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments

@@ -73,7 +73,7 @@ ALLOCATED = "the traced example"
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.commands.weights_args import print_weights_notes
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         require_onnx()  # before the minutes of loading and tracing
         # the plain model: the CPU speed-ups (Winograd, fused additions) are this library's kernels
         predictor = Predictor.from_checkpoint(args.weights, device="cpu", overrides=overrides, optimise=False,
-                                              int8=False if args.float else None, config=args.config)
+                                              int8=False if args.float else None, **config_kwargs(args))
         print_weights_notes(predictor, args.weights)
         if predictor.int8_parts:
             raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): "
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     h, w = parse_size(args.size or "800x1088", multiple=32, allocated=ALLOCATED)
     predictor = Predictor.from_checkpoint(
         args.weights, device="cpu", overrides=overrides, optimise=not args.no_optimise, winograd=False,
-        fused_add=False, int8=False if args.float else None, config=args.config,
+        fused_add=False, int8=False if args.float else None, **config_kwargs(args),
     )  # fmt: skip
     print_weights_notes(predictor, args.weights)
     if predictor.int8_parts:

@@ -591,6 +591,8 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+
     predictor = Predictor.from_weights(
         args.weights,
         overrides=parse_set_args(args.set),
@@ -599,11 +601,9 @@ def run(args: argparse.Namespace) -> int:
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
         tile=tile_from_args(args),
         tta=tta_from_args(args),
-        config=args.config,
+        **config_kwargs(args),
         **options,
     )
-    from maskrcnn.commands.weights_args import print_weights_notes
-
     print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments

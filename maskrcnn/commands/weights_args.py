@@ -1,5 +1,6 @@
-"""``--config`` of the commands that run a model's weights (predict, eval, export), and the notes on what
-was taken from the weights file, printed alike by each."""
+"""``--config`` of the commands that run a model's weights (predict, eval, export), the refusal of a bare
+state dict by those without it (quantize, serve, benchmark), and the notes on what was taken from the
+weights file, printed alike by each."""
 
 from __future__ import annotations
 
@@ -13,6 +14,22 @@ CONFIG_HELP = ("with --weights a bare state dict of this library's model (torch.
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="PRESET_OR_YAML", help=CONFIG_HELP)
+
+
+def config_kwargs(args: argparse.Namespace) -> dict:
+    """``Predictor.from_checkpoint`` keywords of a command with ``--config``: it, and the refusal of a bare
+    state dict without it naming the option."""
+    from maskrcnn.checkpoint_read import CONFIG_HOW_CLI
+
+    return {"config": args.config, "config_how": CONFIG_HOW_CLI}
+
+
+def no_config_kwargs(command: str) -> dict:
+    """``Predictor.from_checkpoint`` keywords of a command with no ``--config`` for its weights (quantize,
+    serve, benchmark): the refusal of a bare state dict says it has none, and what to do instead."""
+    from maskrcnn.checkpoint_read import config_how_without_option
+
+    return {"config_how": config_how_without_option(command)}
 
 
 def print_weights_notes(predictor, weights) -> None:

@@ -50,7 +50,7 @@ def test_our_checkpoint_with_a_ddp_prefix_loads_and_its_config_is_followed(tmp_p
     assert sorted(weights.state_dict) == sorted(sd)
     assert weights.implied["model.backbone"] == "resnet18"
     assert weights.notes == [
-        "dropped the prefix every key had ('module.': a DataParallel / Lightning wrapper)"]
+        "dropped the prefix 'module.' every key had (a DataParallel / LightningModule wrapper)"]
     predictor = Predictor.from_checkpoint(path, device="cpu")
     key = "roi_heads.box_predictor.cls_score.weight"  # (not folded with a norm, as the stem is)
     assert torch.equal(predictor.model.state_dict()[key], sd[key])
@@ -106,8 +106,9 @@ def test_bare_or_lightning_wrapped_weights_of_our_model_get_the_save_checkpoint_
             load_checkpoint(path)
         message = str(e.value)
         assert message.startswith(f"{path}: not a maskrcnn checkpoint (the weights of this library's model "
-                                  "without the config that says how to build it; no --from converts them: "
-                                  "save them with maskrcnn.checkpoint.save_checkpoint(OUT, ")
+                                  "without the config that says how to build it: predict, eval and export "
+                                  "run them with --config PRESET_OR_YAML; no --from converts them: save them "
+                                  "with maskrcnn.checkpoint.save_checkpoint(OUT, ")
         assert "maskrcnn convert" not in message
 
 
@@ -140,8 +141,8 @@ def test_a_single_shared_prefix_is_dropped_only_when_it_makes_a_known_layout():
     sd = _tv_faster()
     wrapped = {"state_dict": {f"detector.{k}": v for k, v in sd.items()}, "epoch": 3}
     result = convert_torchvision(wrapped)
-    assert result["notes"] == ["every key shared the prefix 'detector.' (a LightningModule's attribute?): "
-                               "dropped"]
+    assert result["notes"] == ["dropped the prefix 'detector.' every key had (a DataParallel / "
+                               "LightningModule wrapper)"]
     assert layout_of(wrapped) == "torchvision"
     key = "backbone.res2.0.conv1.conv.weight"
     assert torch.equal(result["state_dict"][key], sd["backbone.body.layer1.0.conv1.weight"])
@@ -166,7 +167,7 @@ def test_a_prefix_before_a_detectron2_or_mmdetection_file_is_dropped_as_for_torc
 
     d2 = {k: torch.from_numpy(v) for k, v in to_detectron2(d2_model(**D2_LAYOUTS["fasterrcnn"])).items()}
     mm = to_mmdet(_random_model())
-    note = "every key shared the prefix 'detector.' (a LightningModule's attribute?): dropped"
+    note = "dropped the prefix 'detector.' every key had (a DataParallel / LightningModule wrapper)"
     cases = (("detectron2", "d2.pth", {"model": d2}, convert_detectron2({"model": d2})),
              ("mmdetection", "mm.pth", {"meta": {}, "state_dict": mm}, convert_mmdetection(mm)))
     for fmt, name, plain, expected in cases:
