@@ -121,7 +121,12 @@ def build_predictor(args: argparse.Namespace):
         batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
     )  # fmt: skip
     if args.weights:  # an .onnx file runs with onnxruntime, with --threads intra-op threads
-        return Predictor.from_weights(args.weights, threads=args.threads or None, **options)
+        from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
+
+        predictor = Predictor.from_weights(args.weights, threads=args.threads or None, **options,
+                                           **no_config_kwargs("benchmark"))
+        print_weights_notes(predictor, args.weights)
+        return predictor
     import torch
 
     from maskrcnn.config import load_config

@@ -75,8 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--weights",
-        help="checkpoint written by train / convert / quantize (INT8), or an .onnx file written by export "
-             "(run by onnxruntime)",
+        help="checkpoint written by train / convert / quantize (INT8) (FILE#ema: the EMA copy 'model_ema' it "
+             "keeps; a bare state dict of ours with --config), or an .onnx file written by export (run by "
+             "onnxruntime)",
     )  # fmt: skip
     source.add_argument(
         "--results", action="append", metavar="FILE",
@@ -84,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "Ultralytics, torchvision; MMDetection's tools/test.py --out .pkl too); repeat it or give a "
              "comma list for one file per kind (MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or "
              "PREFIX alone)")
+    from maskrcnn.commands.weights_args import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--category-offset", type=int, default=0, metavar="N",
                         help="with --results: add N to every category_id (1: 0-based class indices, as "
                              "Ultralytics writes for datasets other than COCO)")
@@ -176,13 +180,17 @@ def _predict(args, raw: dict) -> tuple:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+
     predictor = Predictor.from_weights(
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
         tile=tile_from_args(args),
         tta=tta_from_args(args),
+        **config_kwargs(args),
         **options,
     )
+    print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
@@ -341,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
+    if args.config and args.results:
+        raise ValueError("--config applies to --weights (a bare state dict of ours), not to --results files")
     from maskrcnn.data.coco import load_coco_json
 
     raw = load_coco_json(args.json)  # read once, for both sources

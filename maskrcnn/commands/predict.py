@@ -80,8 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument(
         "--weights", required=True,
-        help="checkpoint written by train / convert, or an .onnx file written by export (run by onnxruntime)",
+        help="checkpoint written by train / convert (FILE#ema: the EMA copy 'model_ema' it keeps; a bare "
+        "state dict of ours with --config), or an .onnx file written by export (run by onnxruntime)",
     )  # fmt: skip
+    from maskrcnn.commands.weights_args import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--output", required=True, help="folder for predictions.json and overlays/")
     parser.add_argument(
         "--score-thresh",
@@ -587,6 +591,8 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+
     predictor = Predictor.from_weights(
         args.weights,
         overrides=parse_set_args(args.set),
@@ -595,8 +601,10 @@ def run(args: argparse.Namespace) -> int:
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
         tile=tile_from_args(args),
         tta=tta_from_args(args),
+        **config_kwargs(args),
         **options,
     )
+    print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments
 

@@ -139,7 +139,8 @@ def _skipped(section: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert (FILE#ema: "
+                        "the EMA copy 'model_ema' it keeps, calibrated and written as the output's weights)")
     parser.add_argument("--output", required=True, help="the INT8 checkpoint to write (.pth)")
     add_int8_arguments(parser, required=True)
     parser.add_argument(
@@ -150,21 +151,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.checkpoint_read import inference_weights
+    from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.engine.int8 import INT8_KEY, save_int8_checkpoint
+    from maskrcnn.interop.weights import split_ema
     from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
     # the output keeps no training state: one naming the --weights file (any spelling, a link) is refused
-    check_output_not_input(args.output, args.weights, result="the INT8 checkpoint")
+    check_output_not_input(args.output, split_ema(args.weights)[0], result="the INT8 checkpoint")
     overrides = parse_set_args(args.set)
     predictor = Predictor.from_checkpoint(  # int8=False: an INT8 input is calibrated again, from its fp32
-        args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False}
+        args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False},
+        **no_config_kwargs("quantize"),
     )
+    print_weights_notes(predictor, args.weights)
     section = apply_int8_arguments(predictor, args)
-    ckpt = load_checkpoint(args.weights)
+    # read as the predictor read it: "FILE#ema" calibrated on the EMA copy writes that copy as 'model'
+    ckpt, _notes = inference_weights(args.weights)
     ckpt.pop(INT8_KEY, None)
     ckpt["config"] = predictor.cfg.to_dict()  # with the overrides the calibration ran under
     save_int8_checkpoint(args.output, ckpt, section)
