@@ -483,3 +483,33 @@ def test_predict_writes_its_overlays_atomically_not_through_a_link(setup, tmp_pa
     assert (tmp_path / "elsewhere.png").read_bytes() == b"the user's"
     assert not (out / "overlays" / "a.png").is_symlink()
     assert Image.open(out / "overlays" / "a.png").size[0] > 0
+
+
+def test_ctrl_c_before_the_first_image_keeps_an_earlier_runs_export_files(setup, tmp_path, monkeypatch,
+                                                                          capsys):
+    """Stopped before its first image, a run wrote every end-of-run export (COCO, LabelMe's folder, CVAT,
+    Label Studio, YOLO) again with no image: the earlier run's good files were lost. Now none is written,
+    and the stop line says so."""
+    from maskrcnn.predictor import Predictor
+
+    ckpt, images = setup
+    out = tmp_path / "out"
+    assert _predict(ckpt, images, out, "--score-thresh", "0") == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {"coco_instances.json", "cvat_annotations.xml", "labelstudio_tasks.json", "a.json", "a.txt"} <= \
+        {p.name for p in before}
+    assert json.loads((out / "coco_instances.json").read_text())["images"]
+
+    def interrupted(self, paths, *, on_error=None):
+        raise KeyboardInterrupt
+        yield  # a generator, as the real one is
+
+    monkeypatch.setattr(Predictor, "predict_files", interrupted)
+    assert _predict(ckpt, images, out, "--score-thresh", "0") == 130
+    err = capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert "interrupted: after 0 of 2 images; nothing written" in err, err
+    assert ("no pre-annotation file written (coco, labelme, cvat, labelstudio, yolo, masks, cutouts): any "
+            "earlier ones stay as they were") in err, err
+    assert "pre-annotations: wrote" not in err

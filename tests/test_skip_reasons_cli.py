@@ -85,3 +85,27 @@ def test_eval_counts_a_too_large_image_apart_and_prints_names_escaped(tmp_path, 
     assert not any(line.startswith("name.png") for line in err.splitlines())  # no line cut in two
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["images_evaluated"] == 1 and len(metrics["images_skipped"]) == 2
+
+
+def test_show_data_says_the_pixel_limit_once_when_a_record_without_a_size_is_over_it(tmp_path, small_limit,
+                                                                                      capsys):
+    """A record without width and height is measured while the file is read: over the limit, it ended the
+    dataset's skipped-records warning with the limit line, and the summary printed it again. Now once,
+    in the summary, counting it with the one the header pass finds (a record with its size)."""
+    import warnings
+
+    json_path, images = _coco(tmp_path)
+    data = json.loads(json_path.read_text())
+    Image.fromarray(np.full((80, 80, 3), 90, np.uint8)).save(images / "big2.png")
+    data["images"].append({"id": 4, "file_name": "big2.png"})  # no size: measured while the file is read
+    json_path.write_text(json.dumps(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
+                     str(tmp_path / "show")]) == 0
+    captured = capsys.readouterr()
+    said = "\n".join([captured.out, captured.err, *(str(w.message) for w in caught)])
+    assert said.count("(image_too_large): raise it") == 1, said
+    assert f"2 image(s) over the limit of 0.004 MP (image_too_large): raise it with the environment " \
+           f"variable {MAX_PIXELS_ENV}" in captured.out
+    assert json.loads((tmp_path / "show" / "summary.json").read_text())["skipped"]["image_too_large"] == 2
