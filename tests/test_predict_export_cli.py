@@ -514,3 +514,31 @@ def test_ctrl_c_before_the_first_image_keeps_an_earlier_runs_export_files(setup,
     assert ("no pre-annotation file written (coco, labelme, cvat, labelstudio, yolo, masks, cutouts): any "
             "earlier ones stay as they were") in err, err
     assert "pre-annotations: wrote" not in err
+
+
+def test_an_error_before_the_first_image_writes_no_export_and_says_so(setup, tmp_path, monkeypatch, capsys):
+    """An error (not Ctrl-C, whose stop line says it) that ends the run before the first image: no export
+    file is written, a line says none was and that the earlier files stay, and they are byte for byte as
+    they were. (An OSError, a full disk say: a RuntimeError or ValueError of the model is one image's
+    prediction_failed skip, and the run goes on.)"""
+    from maskrcnn.predictor import Predictor
+
+    ckpt, images = setup
+    out = tmp_path / "out"
+    earlier = ["coco_instances.json", "labelme/a.json", "masks/a.png", "masks/index.json"]
+    for name in earlier:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def failing(self, paths, *, on_error=None):
+        raise OSError("no space left on device")
+        yield  # a generator, as the real one is
+
+    monkeypatch.setattr(Predictor, "predict_files", failing)
+    assert _predict(ckpt, images, out) == 1
+    err = capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert (f"pre-annotations: none written (stopped before the first image): any earlier files in {out} "
+            "stay as they were") in err, err
+    assert "no space left on device" in err and "pre-annotations: wrote" not in err

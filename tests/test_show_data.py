@@ -349,3 +349,31 @@ def test_a_rerun_that_draws_fewer_images_removes_the_earlier_overlays_it_does_no
     assert json.loads((folder / "written.json").read_text())["files"] == ["a.png"]
     assert json.loads((out / "summary.json").read_text())["overlays"] == ["a.png"]
     assert "removed" not in show(1)  # nothing more to remove
+
+
+def test_a_rerun_that_draws_none_keeps_the_earlier_overlays(tmp_path, capsys):
+    """A run that drew none (--max 0, or one refused with a wrong --images: no image found, status 1) took
+    this run's empty list as the whole and removed every earlier overlay. It removes none now, and keeps
+    them listed for the next run."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    folder = out / "overlays"
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--overlay-min-size", "0"]) == 0
+    before = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+    assert sorted(before) == ["a.png", "b.png", "c.png"]
+    capsys.readouterr()
+    wrong = tmp_path / "elsewhere"
+    wrong.mkdir()
+    for extra in (["--images", str(images), "--max", "0"], ["--images", str(wrong)]):
+        code = main(["show-data", "--json", str(json_path), "--output", str(out), "--overlay-min-size", "0",
+                     *extra])
+        assert code == (0 if "--max" in extra else 1)
+        assert "removed" not in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in folder.glob("*.png")} == before
+        assert json.loads((folder / "written.json").read_text())["files"] == ["a.png", "b.png", "c.png"]
+    # still show-data's own: the next run that draws one writes over them and removes the others
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--overlay-min-size", "0", "--max", "1"]) == 0
+    assert "is not an overlay this command wrote" not in capsys.readouterr().err
+    assert sorted(p.name for p in folder.glob("*.png")) == ["a.png"]

@@ -85,10 +85,12 @@ def test_eval_counts_a_too_large_image_apart_and_prints_names_escaped(tmp_path, 
     assert not any(line.startswith("name.png") for line in err.splitlines())  # no line cut in two
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["images_evaluated"] == 1
-    # the stable reason keys, counted, and the files with theirs: the message is the printed line's
-    assert metrics["images_skipped"] == {"image_too_large": 1, "unreadable_image": 1}
-    assert sorted((r["file_name"], r["reason"]) for r in metrics["images_skipped_files"]) == \
+    # the files as before, each with its message, and its stable reason key; the keys counted beside
+    assert metrics["images_skipped_by_reason"] == {"image_too_large": 1, "unreadable_image": 1}
+    skipped = sorted(metrics["images_skipped"], key=lambda r: r["file_name"])
+    assert [(r["file_name"], r["reason_key"]) for r in skipped] == \
         [("big.png", "image_too_large"), ("empty\nname.png", "unreadable_image")]
+    assert skipped[1]["reason"] == "empty file (0 bytes)" and "image too large" in skipped[0]["reason"]
 
 
 def test_show_data_says_the_pixel_limit_once_when_a_record_without_a_size_is_over_it(tmp_path, small_limit,

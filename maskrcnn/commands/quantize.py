@@ -115,7 +115,8 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
     from maskrcnn.data.images import too_large_line
 
-    too_large = too_large_line(_skip_reasons(section))  # good files over the pixel limit: how to read them
+    # good files over the pixel limit: how to read them
+    too_large = too_large_line(section["calibration"]["skipped_reasons"])
     if too_large:
         print(too_large, file=sys.stderr)
     float_layers = getattr(predictor.model, "int8_float_layers", [])
@@ -140,18 +141,11 @@ def _parts_note(model, parts: Optional[list]) -> str:
     return f"INT8 for {', '.join(quantized)}; {'; '.join(why)}"
 
 
-def _skip_reasons(section: dict) -> dict:
-    """{skip reason: calibration images} (a section without them, of an older file: all unreadable)."""
-    calibration = section["calibration"]
-    n = calibration.get("skipped", 0)
-    return calibration.get("skipped_reasons") or ({"unreadable_image": n} if n else {})
-
-
 def _skipped(section: dict, what: str = "") -> str:
     """", N WHAT skipped (1 image_too_large, 1 unreadable_image)" as predict counts them; "" for none."""
     from maskrcnn.data.images import reason_counts
 
-    reasons = _skip_reasons(section)
+    reasons = section["calibration"]["skipped_reasons"]  # {skip reason: images}
     what = f" {what}" if what else ""
     return f", {sum(reasons.values())}{what} skipped ({reason_counts(reasons)})" if reasons else ""
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -147,7 +148,7 @@ def quantize_predictor(
     prepare_int8(predictor.model, parts=None if parts is None else list(parts), named=parts_named)
     parts = list(predictor.model.int8_parts)
     used = skipped = detected = 0  # detected: images with a box for the mask head to see
-    reasons: dict = {}  # skip reason -> images: image_too_large apart, its limit can be raised
+    reasons = Counter()  # skip reason -> images: image_too_large apart, its limit can be raised
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
         try:
             image = predictor.load(item)
@@ -156,7 +157,7 @@ def quantize_predictor(
                 raise
             on_unreadable(item, str(e))
             skipped += 1
-            reasons[skip_reason(e)] = reasons.get(skip_reason(e), 0) + 1
+            reasons[skip_reason(e)] += 1
             continue
         result = predictor.predict_tensors([image])[0]
         used += 1

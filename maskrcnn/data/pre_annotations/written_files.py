@@ -33,12 +33,17 @@ class WrittenFiles:
     (read when made, before this run writes any); ``finish`` removes the earlier ones not written again
     and lists this run's."""
 
-    def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations"):
+    def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations",
+                 also_earlier: Iterable[str] = ()):
         """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
-        the lines are from."""
+        the lines are from; ``also_earlier``: more earlier runs' files, listed elsewhere (a report from
+        before ``written.json``), taken only when the lists here can be read: with one that cannot,
+        nothing earlier is removed."""
         self.folder, self.label = Path(folder), label
         # readable: False when a list is there but cannot be read (said in a line): nothing is removed
         self.earlier, self.readable = _read_written(self.folder, label=label, prefix=prefix)
+        if self.readable:
+            self.earlier |= set(also_earlier)
         self.files: Set[str] = set()
         self._partial = None
 
