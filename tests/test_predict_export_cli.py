@@ -542,3 +542,29 @@ def test_an_error_before_the_first_image_writes_no_export_and_says_so(setup, tmp
     assert (f"pre-annotations: none written (stopped before the first image): any earlier files in {out} "
             "stay as they were") in err, err
     assert "no space left on device" in err and "pre-annotations: wrote" not in err
+
+
+def test_a_run_that_predicts_no_image_keeps_the_earlier_export_files(setup, tmp_path, monkeypatch, capsys):
+    """Every image failing (each a prediction_failed skip, the run going on to its end): no image was
+    predicted, so no export file replaces the earlier run's, and a line says so."""
+    from maskrcnn.predictor import Predictor
+
+    ckpt, images = setup
+    out = tmp_path / "out"
+    earlier = ["coco_instances.json", "labelme/a.json", "masks/a.png", "masks/index.json"]
+    for name in earlier:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    before = {out / name: (out / name).read_bytes() for name in earlier}
+
+    def failing(self, images):
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(Predictor, "_predict_loaded", failing)
+    _predict(ckpt, images, out)
+    err = capsys.readouterr().err
+    assert "the model failed" in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert (f"pre-annotations: none written (no image was predicted): any earlier files in {out} "
+            "stay as they were") in err, err
+    assert "pre-annotations: wrote" not in err

@@ -723,15 +723,17 @@ def run(args: argparse.Namespace) -> int:
             note = export.left_out_note()
             if note:
                 print(note, file=sys.stderr)
-            # stopped before its first image: the earlier run's mask files stay, as its other files do
-            wrote = export.finish(replace=stopped is None or n_done > 0, partial=stopped is not None)
+            # no image predicted (stopped before the first, or every one skipped): the earlier run's
+            # export files stay, as its other files do (empty ones would replace good ones)
+            wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
             if wrote:
                 print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
                       f"relative to {export.root})", file=sys.stderr)
                 for line in export.read_back_lines():
                     print(line, file=sys.stderr)
             elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
-                print("pre-annotations: none written (stopped before the first image): any earlier files "
+                why = "stopped before the first image" if stopped is not None else "no image was predicted"
+                print(f"pre-annotations: none written ({why}): any earlier files "
                       f"in {out_dir} stay as they were", file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
