@@ -33,9 +33,10 @@ Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
 (the AP, the per-class counts and Cityscapes' alike), counted by reason in one line (``unreadable_image``,
 ``image_too_large`` with a line saying the pixel limit and how to raise it, ``image_size_mismatch``,
-``prediction_failed``), and metrics.json records it:
-``"images_evaluated": N`` and ``"images_skipped": [{"file_name", "image_id", "reason"}]`` beside the
-AP tables (with a checkpoint only: ``--results`` scores every image of J). No image left: an error.
+``prediction_failed``), and metrics.json records it: ``"images_evaluated": N``, ``"images_skipped":
+[{"file_name", "image_id", "reason", "reason_key"}]`` (``reason`` the message, as before; ``reason_key``
+one of the keys above) and ``"images_skipped_by_reason": {reason_key: images}`` beside the AP tables (with
+a checkpoint only: ``--results`` scores every image of J). No image left: an error.
 
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
@@ -207,14 +208,17 @@ def _predict(args, raw: dict) -> tuple:
     if unscored:  # COCOeval's AP 0 for them stays in the mean: said, not changed
         print(f"warning: {unscored}", file=sys.stderr)
     start = time.perf_counter()
-    unreadable = []  # [{"file_name", "image_id", "reason"}]: into metrics.json, beside the AP they are out of
+    # [{"file_name", "image_id", "reason", "reason_key"}]: into metrics.json, beside the AP they are out
+    # of; reason: the message (as metrics.json always had it), reason_key: the stable key (unreadable_image,
+    # image_too_large, ...) that images_skipped_by_reason counts
+    unreadable = []
     reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
 
     def skip(index, path, error):
         info = dataset.image_info(index)
         text = str(error)
         unreadable.append({"file_name": info["file_name"], "image_id": info["id"],
-                           "reason": text.removeprefix(f"{path}: ")})
+                           "reason": text.removeprefix(f"{path}: "), "reason_key": skip_reason(error)})
         reasons[skip_reason(error)] += 1
         text, shown = with_shown(text, path), display_name(path)  # a file_name's "\n" escaped
         print(f"skipping image: {text if shown in text else f'{shown}: {text}'}", file=sys.stderr)
@@ -372,7 +376,11 @@ def run(args: argparse.Namespace) -> int:
         results, image_ids, images = None, None, {}
     else:
         metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
-        images = {"images_evaluated": len(image_ids), "images_skipped": skipped}
+        # images_skipped as it always was (the files, each with its message), and counted by reason key
+        # as the summary line counts them
+        by_reason = Counter(record["reason_key"] for record in skipped)
+        images = {"images_evaluated": len(image_ids), "images_skipped": skipped,
+                  "images_skipped_by_reason": dict(sorted(by_reason.items()))}
         results = evaluator.results()
         cs_results = results
         coco_gt = evaluator.coco_gt

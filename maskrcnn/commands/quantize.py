@@ -17,7 +17,9 @@ is refused: write the result under another name (the INT8 file leaves out the tr
 training checkpoint replaced by it could no longer be resumed).
 
 A calibration image that cannot be read is skipped with a warning naming it and counted in the last
-line; only a set of which none could be read is refused.
+line by reason as ``predict`` counts it (``unreadable_image``; ``image_too_large``, a good file over the
+pixel limit, with the line saying the limit and how to raise it); only a set of which none could be read
+is refused.
 The mask head is calibrated on the detected boxes (score >= ``model.roi_heads.score_thresh``, as in
 inference): a set where no image gives a detection is refused in one line saying so (one image with
 a detection is enough); calibrate on images that show the objects, or leave it out with ``--parts``.
@@ -111,6 +113,12 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
           f"{section['calibration']['images']} image(s){_skipped(section)} in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    from maskrcnn.data.images import too_large_line
+
+    # good files over the pixel limit: how to read them
+    too_large = too_large_line(section["calibration"]["skipped_reasons"])
+    if too_large:
+        print(too_large, file=sys.stderr)
     float_layers = getattr(predictor.model, "int8_float_layers", [])
     if float_layers:
         print(f"note: {', '.join(float_layers)} runs in float32: this CPU's INT8 kernel for it is wrong "
@@ -133,9 +141,13 @@ def _parts_note(model, parts: Optional[list]) -> str:
     return f"INT8 for {', '.join(quantized)}; {'; '.join(why)}"
 
 
-def _skipped(section: dict) -> str:
-    n = section["calibration"].get("skipped", 0)
-    return f" ({n} unreadable skipped)" if n else ""
+def _skipped(section: dict, what: str = "") -> str:
+    """", N WHAT skipped (1 image_too_large, 1 unreadable_image)" as predict counts them; "" for none."""
+    from maskrcnn.data.images import reason_counts
+
+    reasons = section["calibration"]["skipped_reasons"]  # {skip reason: images}
+    what = f" {what}" if what else ""
+    return f", {sum(reasons.values())}{what} skipped ({reason_counts(reasons)})" if reasons else ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +187,6 @@ def run(args: argparse.Namespace) -> int:
     ckpt["config"] = predictor.cfg.to_dict()  # with the overrides the calibration ran under
     save_int8_checkpoint(args.output, ckpt, section)
     print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics"
-          f"{_skipped(section)}; run it "
+          f"{_skipped(section, 'calibration image(s)')}; run it "
           f"with `maskrcnn predict --weights {shell_word(args.output)} ...` (CPU)")
     return 0
