@@ -65,6 +65,13 @@ def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_nam
 def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     """Load and validate a checkpoint (``weights_only=True``); raise ``CheckpointError`` naming the file.
     ``map_location`` applies to torch files; a safetensors file's tensors are read onto the CPU."""
+    return check_checkpoint(path, read_checkpoint_object(path, map_location=map_location))
+
+
+def read_checkpoint_object(path: PathLike, *, map_location: Any = "cpu") -> object:
+    """What a weights file holds, read as ``load_checkpoint`` reads it (never running code from it) but
+    not yet checked to be our checkpoint (``check_checkpoint``); ``CheckpointError`` naming the file when
+    it cannot be read."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
@@ -77,7 +84,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
     from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
     if is_safetensors(path):  # told by its bytes (its first ones would read as "not a PyTorch file")
-        return check_checkpoint(path, read_safetensors(path, error=CheckpointError))  # (onto the CPU)
+        return read_safetensors(path, error=CheckpointError)  # (onto the CPU)
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
     if refusal is not None:
         raise CheckpointError(refusal)
@@ -85,7 +92,7 @@ def load_checkpoint(path: PathLike, *, map_location: Any = "cpu") -> dict:
         ckpt = load_weights_only(path, map_location=map_location)
     except Exception as e:  # noqa: BLE001 - weights_only refuses arbitrary objects with UnpicklingError and friends
         raise CheckpointError(_refusal(path, e)) from None
-    return check_checkpoint(path, ckpt)
+    return ckpt
 
 
 def check_checkpoint(path: PathLike, ckpt: object) -> dict:
@@ -93,7 +100,7 @@ def check_checkpoint(path: PathLike, ckpt: object) -> dict:
     ``CheckpointError`` naming the file and the field otherwise (``load_checkpoint``'s checks, for a
     reader that has read the file already)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a maskrcnn checkpoint{_not_ours_hint(path, ckpt)}")
+        raise not_ours_error(path, ckpt)
     version = ckpt.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -121,36 +128,48 @@ def check_checkpoint(path: PathLike, ckpt: object) -> dict:
     return ckpt
 
 
-def _not_ours_hint(path, obj) -> str:
+def not_ours_error(path, obj, *, ema: bool = False, config: Optional[str] = None) -> CheckpointError:
+    """The refusal of a file that is not our checkpoint, saying what it is (``_not_ours_hint``); ``ema``
+    and ``config``: the reader's "FILE#ema" and ``--config``, carried into the command it suggests."""
+    hint = _not_ours_hint(path, obj, ema=ema, config=config)
+    return CheckpointError(f"{path}: not a maskrcnn checkpoint{hint}")
+
+
+def _not_ours_hint(path, obj, *, ema: bool = False, config: Optional[str] = None) -> str:
     """Why a file that is not our checkpoint is not, and what to do, from its key names: the exact
-    ``maskrcnn convert --from X`` command for another library's detector, the way to save a bare state
-    dict of our model, the prefix every key shares; "" when the object says nothing."""
+    ``maskrcnn convert --from X`` command for another library's detector (with ``--ema`` when ``ema``),
+    how to run or save a bare state dict of our model (``checkpoint_read.bare_state_dict``), the prefix
+    every key shares; "" when the object says nothing."""
     if not isinstance(obj, dict):
         return ""
+    from maskrcnn.checkpoint_read import bare_state_dict
     from maskrcnn.interop.weights import layout_of
     from maskrcnn.interop.wrappers import common_prefix, is_our_layout, strip_common_prefix
 
     found = layout_of(obj)
+    unused = " (--config applies only to a bare state dict of this library's model)" if config else ""
     if found in ("torchvision", "detectron2", "mmdetection"):
         shown = {"mmdetection": "an MMDetection", "detectron2": "a detectron2"}.get(found, "a torchvision")
-        return f" ({shown} checkpoint: maskrcnn convert --from {found} {path} OUT.pth)"
+        flag = " --ema" if ema else ""
+        return f" ({shown} checkpoint: maskrcnn convert --from {found}{flag} {path} OUT.pth){unused}"
     if found == "imagenet":
-        return " (an ImageNet backbone: start a training run from it with maskrcnn train --init)"
+        return f" (an ImageNet backbone: start a training run from it with maskrcnn train --init){unused}"
+    if bare_state_dict(obj) is not None:
+        return (" (the weights of this library's model without the config that says how to build it: "
+                "predict, eval and export run them with --config PRESET_OR_YAML; no --from converts them: "
+                "save them with maskrcnn.checkpoint.save_checkpoint(OUT, model_state=STATE_DICT, "
+                "config=CONFIG, class_names=[...]) and the config they were trained with; "
+                "docs/checkpoints.md)")
     inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), obj)
     if not any(isinstance(v, torch.Tensor) for v in inner.values()):
-        return f" ({_CONVERT_HINT})" if inner is not obj else ""
+        return (f" ({_CONVERT_HINT})" if inner is not obj else "") + unused
     sd, _prefix = strip_common_prefix(inner, is_our_layout)
-    if is_our_layout(sd):
-        return (" (the weights of this library's model without the config that says how to build it; no "
-                "--from converts them: save them with maskrcnn.checkpoint.save_checkpoint(OUT, "
-                "model_state=STATE_DICT, config=CONFIG, class_names=[...]) and the config they were trained "
-                "with; docs/checkpoints.md)")
     shared = common_prefix(list(sd))
     shared = f"; every key starts with '{shared}'" if shared else ""
     some = ", ".join(map(str, list(sd)[:3]))
     what = "a bare state_dict" if inner is obj else "weights"
     return (f" ({what} with keys like {some}{shared}: not a torchvision, detectron2 or MMDetection layout "
-            "`maskrcnn convert` reads)")
+            f"`maskrcnn convert` reads){unused}")
 
 
 def check_class_names(path: PathLike, ckpt: dict) -> None:
@@ -188,11 +207,27 @@ def _refusal(path: Path, error: Exception) -> str:
 
 
 def non_finite_keys(state_dict: dict) -> list:
-    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
-    return [
-        k for k, v in state_dict.items()
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
-    ]
+    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity.
+
+    Checked on every load: one sum per tensor (a reduction, no tensor-sized boolean copy as
+    ``isfinite(v).all()`` makes), the sums checked together; a sum is finite when every element is, so
+    only a tensor whose sum is not (a NaN, an infinity, or finite values summing past the dtype's range)
+    is looked at element by element. Each sum is taken in the tensor's own dtype and kept as float64 (a
+    float64 tensor summing past float32's range is not a suspect); 1-byte floats (float8_e5m2,
+    float8_e4m3fn), which have no CPU sum or isfinite, are read as float16, which holds each of their
+    values. Integer tensors (batch counters) cannot hold either: skipped."""
+    floats = [(k, v) for k, v in state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not floats:
+        return []
+    with torch.no_grad():
+        sums = torch.stack([_summable(v).sum().double().cpu() for _k, v in floats])  # (float64 holds each)
+        suspects = (~torch.isfinite(sums)).nonzero().flatten().tolist()
+    return [floats[i][0] for i in suspects if not bool(torch.isfinite(_summable(floats[i][1])).all())]
+
+
+def _summable(v: torch.Tensor) -> torch.Tensor:
+    """``v``, or a 1-byte float tensor as float16 (its values exactly: NaN and infinities kept)."""
+    return v.to(torch.float16) if v.element_size() == 1 else v
 
 
 def label_to_category_id(ckpt: dict):

@@ -343,6 +343,7 @@ class Predictor:
         self.paste_method = cfg.model.roi_heads.mask_paste
         self.runtime = not isinstance(model, nn.Module)  # an ONNX file run by onnxruntime
         self.int8_parts = []  # the parts running in INT8 (engine.int8), none by default
+        self.weights_notes = []  # what from_checkpoint took from the file, said by the commands (notes)
         if self.runtime:
             if self.dtype is not None:
                 raise ValueError(f"dtype {dtype!r}: an ONNX model runs in the precision it was exported in")
@@ -397,6 +398,8 @@ class Predictor:
         overrides: Optional[dict] = None,
         optimise: bool = True,
         int8: Optional[bool] = None,
+        config: Optional[str] = None,
+        config_how: Optional[str] = None,
         **kwargs,
     ) -> Predictor:
         """Build the model the checkpoint's config describes (``overrides``: dotted config keys, e.g.
@@ -404,15 +407,17 @@ class Predictor:
         ``score_thresh`` below the config's ``model.roi_heads.score_thresh`` lowers that one too (the box
         head would drop those detections first); ``detections_per_image`` still caps them.
 
+        ``path``: "FILE#ema" takes the "model_ema" copy the checkpoint keeps. ``config`` (a preset name or
+        a YAML file): the model of a bare state dict of ours (``torch.save(model.state_dict())``), which
+        holds no config (``checkpoint_read.inference_weights``). What was taken (an EMA copy left, a
+        wrapper's prefix dropped, default class names) is in the predictor's ``weights_notes``.
+        ``config_how``: what the refusal of a bare state dict without ``config`` tells its reader to do (a
+        command names its own option; ``checkpoint_read.inference_weights``).
+
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
         False runs the float weights of either; True requires the file's "int8" section."""
-        from maskrcnn.checkpoint import (
-            CheckpointError,
-            check_class_names,
-            config_from_checkpoint,
-            label_to_category_id,
-            load_checkpoint,
-        )
+        from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, label_to_category_id
+        from maskrcnn.checkpoint_read import inference_weights
         from maskrcnn.config import apply_overrides
         from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -421,8 +426,7 @@ class Predictor:
         inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
         _check_arguments(**kwargs)
         _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
-        ckpt = load_checkpoint(path, map_location="cpu")
-        check_class_names(path, ckpt)
+        ckpt, notes = inference_weights(path, config=config, overrides=overrides, config_how=config_how)
         cfg = config_from_checkpoint(ckpt)
         if overrides:
             cfg = apply_overrides(cfg, overrides)
@@ -467,7 +471,9 @@ class Predictor:
             if str(device) == "auto":  # INT8 kernels are CPU kernels
                 device = "cpu"
             kwargs.update(int8=section, int8_source=str(path))
-        return cls(model, cfg, class_names, device=device, optimise=optimise, **kwargs)
+        predictor = cls(model, cfg, class_names, device=device, optimise=optimise, **kwargs)
+        predictor.weights_notes = notes
+        return predictor
 
     @classmethod
     def from_onnx(
@@ -506,6 +512,10 @@ class Predictor:
         from maskrcnn.export.onnx_runtime import is_onnx_file
 
         if is_onnx_file(path):
+            kwargs.pop("config_how", None)
+            if kwargs.pop("config", None) is not None:
+                raise ValueError(f"{path}: --config is for a bare state dict; an exported ONNX file holds "
+                                 "its config")
             if overrides:
                 raise ValueError(f"{path}: config overrides (--set) do not apply to an exported ONNX file; "
                                  "override them when exporting the checkpoint")

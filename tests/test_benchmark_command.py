@@ -101,7 +101,7 @@ def test_unreadable_inputs_are_skipped_named_and_counted_and_only_all_unreadable
     warned = [line for line in err.splitlines() if "warning: skipped" in line]
     # warned once, though read on three passes (pre-check, warm-up, timed)
     assert len(warned) == 1 and str(folder / "broken.png") in warned[0]
-    assert "2 image(s) timed (1 unreadable skipped), 2 sizes:" in out
+    assert "2 image(s) timed, 1 skipped (1 unreadable_image), 2 sizes:" in out
 
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -111,6 +111,31 @@ def test_unreadable_inputs_are_skipped_named_and_counted_and_only_all_unreadable
     err = capsys.readouterr().err
     assert str(bad / "broken.png") in err
     assert "error: none of the 1 input image file(s) could be read" in err
+
+
+def test_a_file_over_the_pixel_limit_is_counted_as_too_large_with_the_limit_line(tmp_path, capsys,
+                                                                                  monkeypatch):
+    """Counted as "unreadable", with no word on the limit: the file is good, and a raised limit reads it
+    (predict and eval count it as image_too_large, followed by the line saying how to raise it)."""
+    from maskrcnn.data.images import MAX_PIXELS_ENV
+
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # refused over 2 x 2000 pixels
+    folder = _pngs(tmp_path / "imgs", 1)  # 40x56: under the limit
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(folder / "big.png")
+    (folder / "broken.png").write_text("not a png")
+    assert main([*DEMO, str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 image(s) timed, 2 skipped (1 image_too_large, 1 unreadable_image), 40x56:" in out
+    line = ("1 image(s) over the limit of 0.004 MP (image_too_large): raise it with the environment variable "
+            f"{MAX_PIXELS_ENV}")
+    assert err.count(line) == 1, err
+
+    (folder / "c0.png").unlink()  # none left to time: the refusal counts them and says the limit too
+    assert main([*DEMO, str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert ("error: none of the 2 input image file(s) could be read (each is named above: 1 image_too_large, "
+            f"1 unreadable_image); {line}") in err, err
 
 
 def test_a_file_the_model_fails_on_is_skipped_named_and_counted_unless_it_is_in_the_first_batch(
@@ -133,7 +158,7 @@ def test_a_file_the_model_fails_on_is_skipped_named_and_counted_unless_it_is_in_
     out, err = capsys.readouterr()
     assert (f"maskrcnn benchmark: warning: skipped {folder / 'c1.png'}: the model failed on it "
             "(RuntimeError: shape mismatch in the head)") in err.splitlines()
-    assert "2 image(s) timed (1 failed in the model skipped), 2 sizes:" in out
+    assert "2 image(s) timed, 1 skipped (1 prediction_failed), 2 sizes:" in out
     # at batch 1 the predictor's window is one image: warm-up, then each image once (c1's failure is
     # its own, not run again)
     assert calls == [[40], [40], [48], [56]]
@@ -145,7 +170,7 @@ def test_a_file_the_model_fails_on_is_skipped_named_and_counted_unless_it_is_in_
     out, err = capsys.readouterr()
     assert (f"maskrcnn benchmark: warning: skipped {folder / 'c2.png'}: the model failed on it "
             "(RuntimeError: shape mismatch in the head)") in err.splitlines()
-    assert "2 image(s) timed (1 failed in the model skipped), 2 sizes:" in out
+    assert "2 image(s) timed, 1 skipped (1 prediction_failed), 2 sizes:" in out
     assert calls == [[40, 48], [40, 48, 56], [40], [48], [56], [40, 48]]
 
     # every image of that window fails alone too: the last error raised, the run said to have stopped
@@ -170,7 +195,8 @@ def test_a_file_the_model_fails_on_is_skipped_named_and_counted_unless_it_is_in_
     failing = {48, 56}
     assert main([*DEMO, str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "1 image(s) timed (1 unreadable and 2 failed in the model skipped), 40x56:" in out
+    assert "1 image(s) timed, 3 skipped (2 prediction_failed, 1 unreadable_image), 40x56:" in \
+        out
 
     failing.add(40)  # the first file: nothing has run, so the model or the device is at fault: stopped
     calls.clear()

@@ -483,3 +483,88 @@ def test_predict_writes_its_overlays_atomically_not_through_a_link(setup, tmp_pa
     assert (tmp_path / "elsewhere.png").read_bytes() == b"the user's"
     assert not (out / "overlays" / "a.png").is_symlink()
     assert Image.open(out / "overlays" / "a.png").size[0] > 0
+
+
+def test_ctrl_c_before_the_first_image_keeps_an_earlier_runs_export_files(setup, tmp_path, monkeypatch,
+                                                                          capsys):
+    """Stopped before its first image, a run wrote every end-of-run export (COCO, LabelMe's folder, CVAT,
+    Label Studio, YOLO) again with no image: the earlier run's good files were lost. Now none is written,
+    and the stop line says so."""
+    from maskrcnn.predictor import Predictor
+
+    ckpt, images = setup
+    out = tmp_path / "out"
+    earlier = ["coco_instances.json", "labelme/a.json", "cvat_annotations.xml", "labelstudio_tasks.json",
+               "labelstudio_config.xml", "yolo/labels/a.txt", "yolo/data.yaml", "masks/a.png",
+               "masks/index.json"]
+    for name in earlier:  # an earlier run's files (what is in them does not matter here)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(self, paths, *, on_error=None):
+        raise KeyboardInterrupt
+        yield  # a generator, as the real one is
+
+    monkeypatch.setattr(Predictor, "predict_files", interrupted)
+    assert _predict(ckpt, images, out) == 130
+    err = capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert "interrupted: after 0 of 2 images; nothing written" in err, err
+    assert ("no pre-annotation file written (coco, labelme, cvat, labelstudio, yolo, masks, cutouts): any "
+            "earlier ones stay as they were") in err, err
+    assert "pre-annotations: wrote" not in err
+
+
+def test_an_error_before_the_first_image_writes_no_export_and_says_so(setup, tmp_path, monkeypatch, capsys):
+    """An error (not Ctrl-C, whose stop line says it) that ends the run before the first image: no export
+    file is written, a line says none was and that the earlier files stay, and they are byte for byte as
+    they were. (An OSError, a full disk say: a RuntimeError or ValueError of the model is one image's
+    prediction_failed skip, and the run goes on.)"""
+    from maskrcnn.predictor import Predictor
+
+    ckpt, images = setup
+    out = tmp_path / "out"
+    earlier = ["coco_instances.json", "labelme/a.json", "masks/a.png", "masks/index.json"]
+    for name in earlier:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def failing(self, paths, *, on_error=None):
+        raise OSError("no space left on device")
+        yield  # a generator, as the real one is
+
+    monkeypatch.setattr(Predictor, "predict_files", failing)
+    assert _predict(ckpt, images, out) == 1
+    err = capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert (f"pre-annotations: none written (stopped before the first image): any earlier files in {out} "
+            "stay as they were") in err, err
+    assert "no space left on device" in err and "pre-annotations: wrote" not in err
+
+
+def test_a_run_that_predicts_no_image_keeps_the_earlier_export_files(setup, tmp_path, monkeypatch, capsys):
+    """Every image failing (each a prediction_failed skip, the run going on to its end): no image was
+    predicted, so no export file replaces the earlier run's, and a line says so."""
+    from maskrcnn.predictor import Predictor
+
+    ckpt, images = setup
+    out = tmp_path / "out"
+    earlier = ["coco_instances.json", "labelme/a.json", "masks/a.png", "masks/index.json"]
+    for name in earlier:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    before = {out / name: (out / name).read_bytes() for name in earlier}
+
+    def failing(self, images):
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(Predictor, "_predict_loaded", failing)
+    _predict(ckpt, images, out)
+    err = capsys.readouterr().err
+    assert "the model failed" in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert (f"pre-annotations: none written (no image was predicted): any earlier files in {out} "
+            "stay as they were") in err, err
+    assert "pre-annotations: wrote" not in err

@@ -261,7 +261,7 @@ def test_files_in_the_overlays_folder_that_show_data_did_not_write_are_left_as_t
 
 def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
     """Ownership was the last summary.json's list: --max 3, --max 1, --max 3 took b.png for another
-    program's file and wrote b_2.png. overlays/written.json accumulates every run's overlays; a run
+    program's file and wrote b_2.png. overlays/written.json lists the overlays of the runs; a run
     killed before its summary.json leaves written.partial.jsonl, read by the next run."""
     json_path, images = _dataset(tmp_path)
     out = tmp_path / "show"
@@ -274,6 +274,7 @@ def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
     for n in (3, 1, 3):
         err = show(n)
         assert "is not an overlay this command wrote" not in err
+        assert len(list((out / "overlays").glob("*.png"))) == n
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png", "written.json"]
     assert json.loads((out / "overlays" / "written.json").read_text()) == {"files": ["a.png", "b.png",
                                                                                      "c.png"]}
@@ -318,3 +319,61 @@ def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
     err = show(3)
     assert "is not an overlay this command wrote" not in err
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png", "c.png", "written.json"]
+
+
+def test_a_rerun_that_draws_fewer_images_removes_the_earlier_overlays_it_does_not_draw(tmp_path, capsys):
+    """A second run with a smaller --max left the first run's overlays of the images it no longer drew,
+    read as this run's. Now they go: only regular .png files inside overlays/ that written.json names,
+    never the user's own file, a link named there or a path leading out of the folder."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+
+    def show(n):
+        assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                     "--overlay-min-size", "0", "--max", str(n)]) == 0
+        return capsys.readouterr().err
+
+    show(3)
+    folder = out / "overlays"
+    assert sorted(p.name for p in folder.glob("*.png")) == ["a.png", "b.png", "c.png"]
+    (folder / "mine.png").write_bytes(b"the user's own")  # not listed
+    (tmp_path / "outside.png").write_bytes(b"elsewhere")
+    (folder / "link.png").symlink_to(tmp_path / "outside.png")
+    listed = json.loads((folder / "written.json").read_text())["files"]
+    (folder / "written.json").write_text(json.dumps({"files": [*listed, "link.png", "../outside.png"]}))
+    err = show(1)
+    assert f"show-data: removed 2 overlay(s) of the earlier runs' images not drawn now from {folder}/" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "link.png", "mine.png", "written.json"]
+    assert (folder / "link.png").is_symlink() and (tmp_path / "outside.png").read_bytes() == b"elsewhere"
+    assert (folder / "mine.png").read_bytes() == b"the user's own"
+    assert json.loads((folder / "written.json").read_text())["files"] == ["a.png"]
+    assert json.loads((out / "summary.json").read_text())["overlays"] == ["a.png"]
+    assert "removed" not in show(1)  # nothing more to remove
+
+
+def test_a_rerun_that_draws_none_keeps_the_earlier_overlays(tmp_path, capsys):
+    """A run that drew none (--max 0, or one refused with a wrong --images: no image found, status 1) took
+    this run's empty list as the whole and removed every earlier overlay. It removes none now, and keeps
+    them listed for the next run."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    folder = out / "overlays"
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--overlay-min-size", "0"]) == 0
+    before = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+    assert sorted(before) == ["a.png", "b.png", "c.png"]
+    capsys.readouterr()
+    wrong = tmp_path / "elsewhere"
+    wrong.mkdir()
+    for extra in (["--images", str(images), "--max", "0"], ["--images", str(wrong)]):
+        code = main(["show-data", "--json", str(json_path), "--output", str(out), "--overlay-min-size", "0",
+                     *extra])
+        assert code == (0 if "--max" in extra else 1)
+        assert "removed" not in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in folder.glob("*.png")} == before
+        assert json.loads((folder / "written.json").read_text())["files"] == ["a.png", "b.png", "c.png"]
+    # still show-data's own: the next run that draws one writes over them and removes the others
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--overlay-min-size", "0", "--max", "1"]) == 0
+    assert "is not an overlay this command wrote" not in capsys.readouterr().err
+    assert sorted(p.name for p in folder.glob("*.png")) == ["a.png"]

@@ -84,4 +84,34 @@ def test_eval_counts_a_too_large_image_apart_and_prints_names_escaped(tmp_path, 
     assert f"skipping image: '{images}/empty\\nname.png': empty file (0 bytes)" in err
     assert not any(line.startswith("name.png") for line in err.splitlines())  # no line cut in two
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert metrics["images_evaluated"] == 1 and len(metrics["images_skipped"]) == 2
+    assert metrics["images_evaluated"] == 1
+    # the files as before, each with its message, and its stable reason key; the keys counted beside
+    assert metrics["images_skipped_by_reason"] == {"image_too_large": 1, "unreadable_image": 1}
+    skipped = sorted(metrics["images_skipped"], key=lambda r: r["file_name"])
+    assert [(r["file_name"], r["reason_key"]) for r in skipped] == \
+        [("big.png", "image_too_large"), ("empty\nname.png", "unreadable_image")]
+    assert skipped[1]["reason"] == "empty file (0 bytes)" and "image too large" in skipped[0]["reason"]
+
+
+def test_show_data_says_the_pixel_limit_once_when_a_record_without_a_size_is_over_it(tmp_path, small_limit,
+                                                                                      capsys):
+    """A record without width and height is measured while the file is read: over the limit, it ended the
+    dataset's skipped-records warning with the limit line, and the summary printed it again. Now once,
+    in the summary, counting it with the one the header pass finds (a record with its size)."""
+    import warnings
+
+    json_path, images = _coco(tmp_path)
+    data = json.loads(json_path.read_text())
+    Image.fromarray(np.full((80, 80, 3), 90, np.uint8)).save(images / "big2.png")
+    data["images"].append({"id": 4, "file_name": "big2.png"})  # no size: measured while the file is read
+    json_path.write_text(json.dumps(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
+                     str(tmp_path / "show")]) == 0
+    captured = capsys.readouterr()
+    said = "\n".join([captured.out, captured.err, *(str(w.message) for w in caught)])
+    assert said.count("(image_too_large): raise it") == 1, said
+    assert f"2 image(s) over the limit of 0.004 MP (image_too_large): raise it with the environment " \
+           f"variable {MAX_PIXELS_ENV}" in captured.out
+    assert json.loads((tmp_path / "show" / "summary.json").read_text())["skipped"]["image_too_large"] == 2

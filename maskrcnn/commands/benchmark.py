@@ -13,11 +13,13 @@ their detections)
 and each window's detections are counted and dropped, so memory and s/image do not grow with the number
 of images (they grow with ``--batch-size`` x 4 x H x W instead; ``--batch-size`` is at most
 ``MAX_BATCH_SIZE``, 64); only the model's calls are timed, not the reading. An input file that cannot be
-read is skipped with a warning naming it and counted; only inputs of which none can be read are refused.
-So is a readable file the model fails on (``time_inference``: its window run again without it), unless
-it is in the first batch, or every image of its window fails alone too: either stops the run, with a note
-(a failure there, before anything has run, or on every image, is the model's or the device's far more
-often than the files': every image would meet it).
+read is skipped with a warning naming it and counted by reason as ``predict`` counts it
+(``unreadable_image``; ``image_too_large``, a good file over the pixel limit, with the line saying the
+limit and how to raise it); only inputs of which none can be read are refused.
+So is a readable file the model fails on (``prediction_failed``; ``time_inference``: its window run
+again without it), unless it is in the first batch, or every image of its window fails alone too: either
+stops the run, with a note (a failure there, before anything has run, or on every image, is the model's
+or the device's far more often than the files': every image would meet it).
 ``--size`` sides above ``size_arg.MAX_SIDE`` (4096) and ``--threads`` above 4 x the usable cores are
 refused in one line; ``--threads 0`` (or leaving it out) is torch's own choice. For the comparison with
 torchvision see ``benchmarks/inference.py``. Shapes: N images per batch, H x W the image size.
@@ -34,6 +36,7 @@ import resource
 import sys
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
@@ -121,7 +124,12 @@ def build_predictor(args: argparse.Namespace):
         batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
     )  # fmt: skip
     if args.weights:  # an .onnx file runs with onnxruntime, with --threads intra-op threads
-        return Predictor.from_weights(args.weights, threads=args.threads or None, **options)
+        from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
+
+        predictor = Predictor.from_weights(args.weights, threads=args.threads or None, **options,
+                                           **no_config_kwargs("benchmark"))
+        print_weights_notes(predictor, args.weights)
+        return predictor
     import torch
 
     from maskrcnn.config import load_config
@@ -155,21 +163,28 @@ class SyntheticImages:
 class ImageFiles:
     """Image files read one at a time on each pass. A file that cannot be read is reported once, by
     ``on_unreadable(path, reason)`` (the reason names the file), and skipped on every pass; ``skipped``
-    counts them. ``named()``: (path, image) pairs, so that a failure on an image can name its file."""
+    counts them, ``reasons`` by the key predict and eval count them under (``unreadable_image``,
+    ``image_too_large``: a good file over the pixel limit). ``named()``: (path, image) pairs, so that a
+    failure on an image can name its file."""
 
     def __init__(self, paths: list, *, on_unreadable):
         self.paths, self.on_unreadable = list(paths), on_unreadable
-        self._unreadable = set()  # indices into paths
+        self._unreadable = {}  # index into paths -> skip reason
 
     @property
     def skipped(self) -> int:
         return len(self._unreadable)
 
+    @property
+    def reasons(self) -> Counter:
+        """{skip reason: files}, as ``data.images.reason_counts`` and ``too_large_line`` take them."""
+        return Counter(self._unreadable.values())
+
     def __iter__(self):
         return (image for _, image in self.named())
 
     def named(self):
-        from maskrcnn.data.images import ImageReadError, read_image
+        from maskrcnn.data.images import ImageReadError, read_image, skip_reason
 
         for index, path in enumerate(self.paths):
             if index in self._unreadable:
@@ -177,7 +192,7 @@ class ImageFiles:
             try:
                 image = read_image(path)
             except (ImageReadError, OSError) as e:  # what predict and quantize skip
-                self._unreadable.add(index)
+                self._unreadable[index] = skip_reason(e)
                 self.on_unreadable(path, str(e))
                 continue
             yield path, image
@@ -350,6 +365,8 @@ def _report_failure(name, error: BaseException, *, stop: str | None) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from maskrcnn.data.images import reason_counts, too_large_line
+
     oversubscribed = check_threads(args.threads)
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"--batch-size must be 1 to {MAX_BATCH_SIZE}, got {args.batch_size} (a window of up "
@@ -366,8 +383,10 @@ def run(args: argparse.Namespace) -> int:
         if not images.paths:
             raise ValueError(f"no image files found in the inputs: {', '.join(map(str, args.inputs))}")
         if next(iter(images), None) is None:
+            too_large = too_large_line(images.reasons)
             raise ValueError(f"none of the {len(images.paths)} input image file(s) could be read (each is "
-                             "named above)")
+                             f"named above: {reason_counts(images.reasons)})"
+                             + (f"; {too_large}" if too_large else ""))
     if oversubscribed:
         print(f"maskrcnn benchmark: warning: {oversubscribed}", file=sys.stderr)
     if args.threads:  # None or 0: torch's own choice
@@ -382,10 +401,15 @@ def run(args: argparse.Namespace) -> int:
                          "model (each is named above)")
     sizes = sorted(timing.sizes)
     size = sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes"
-    unreadable = getattr(images, "skipped", 0)
-    counts = ((unreadable, "unreadable"), (timing.failed, "failed in the model"))
-    skipped = " and ".join(f"{n} {what}" for n, what in counts if n)
-    skipped = f" ({skipped} skipped)" if skipped else ""
+    # counted by reason as predict counts them: a file over the pixel limit is good, and the line after
+    # says how to read it
+    reasons = Counter(getattr(images, "reasons", {}))
+    if timing.failed:
+        reasons["prediction_failed"] += timing.failed
+    skipped = f", {sum(reasons.values())} skipped ({reason_counts(reasons)})" if reasons else ""
+    too_large = too_large_line(reasons)
+    if too_large:
+        print(too_large, file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     engine = f"{args.dtype}{'' if args.no_optimise else ', optimised'}"
     if predictor.runtime:

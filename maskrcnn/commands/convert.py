@@ -18,7 +18,8 @@ writes the same) holds two copies of the weights: ``model`` is converted (a note
 ``--ema`` converts the averaged ``model_ema`` instead; likewise timm's ``state_dict_ema``. An
 MMDetection file written with mmengine's ``EMAHook`` needs no ``--ema``: the hook swaps the copies before
 saving, so its ``state_dict`` (converted, a note says so) already is the average and ``ema_state_dict``
-holds the raw weights; ``--ema`` on it is refused.
+holds the raw weights; ``--ema`` on it is refused. ``--from maskrcnn --ema`` writes the ``model_ema`` copy
+one of our checkpoints keeps (``save_checkpoint(..., model_ema=...)``) as OUT's weights.
 
 ``--to safetensors`` writes a safetensors file (``safetensors_io``: the weights, with the config and class
 names in its metadata) instead of a torch one, for sharing (the Hugging Face hub); ``--from maskrcnn``
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", action="store_true",
                         help="take the EMA copy of the weights instead of 'model' / 'state_dict': "
                              "torchvision's 'model_ema' (its classification train.py --model-ema) or timm's "
-                             "'state_dict_ema' (--from torchvision); MMDetection files need none: mmengine's "
+                             "'state_dict_ema' (--from torchvision), our checkpoint's 'model_ema' (--from "
+                             "maskrcnn); MMDetection files need none: mmengine's "
                              "EMAHook saves the average as 'state_dict' itself")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -127,11 +129,12 @@ def _ours(args, path: str, overrides: dict) -> dict:
         check_class_names,
         config_from_checkpoint,
         label_to_category_id,
-        load_checkpoint,
+        read_checkpoint_object,
     )
+    from maskrcnn.checkpoint_read import checked_ours
 
-    ckpt = load_checkpoint(path)
-    check_class_names(path, ckpt)
+    ckpt, notes = checked_ours(path, read_checkpoint_object(path), ema=args.ema,
+                               ema_how="`maskrcnn convert --from maskrcnn --ema` takes the EMA copy")
     cfg = config_from_checkpoint(ckpt, overrides or None)
     sd = ckpt["model"]
     if overrides:
@@ -142,13 +145,14 @@ def _ours(args, path: str, overrides: dict) -> dict:
     carried = {"label_to_category_id": l2c} if l2c else {}
     if isinstance(ckpt.get("converted_from"), dict):
         carried["converted_from"] = ckpt["converted_from"]
-    known = {"format", "format_version", "config", "class_names", "model", *carried}
+    known = {"format", "format_version", "config", "class_names", "model", *carried,
+             *(["model_ema"] if args.ema else [])}  # (--ema: its copy is OUT's weights, said in a note)
     left = sorted(k for k in ckpt if k not in known)
     if isinstance(ckpt.get("metadata"), dict):  # its label_to_category_id is carried; the rest is not
         rest = sorted(k for k in ckpt["metadata"] if not (k == "label_to_category_id" and l2c))
         left = [k for k in left if k != "metadata"] + (
             [f"metadata ({', '.join(map(str, rest))})"] if rest else [])
-    notes = [f"left out: {', '.join(map(str, left))} (OUT keeps the weights, config and class names)"] \
+    notes += [f"left out: {', '.join(map(str, left))} (OUT keeps the weights, config and class names)"] \
         if left else []
     return {"state_dict": sd, "config": cfg, "class_names": names, "layout": "maskrcnn-checkpoint",
             "report": {"num_tensors": len(sd)}, "notes": notes, "carried": carried}
@@ -194,8 +198,8 @@ def run(args) -> int:
     from maskrcnn.io_utils import check_output_file, check_output_not_input
 
     check_output_file(args.output, "OUT")
-    if args.ema and args.source_format in ("detectron2", "maskrcnn"):
-        raise ValueError(f"--ema applies to --from torchvision, not {args.source_format}")
+    if args.ema and args.source_format == "detectron2":
+        raise ValueError(f"--ema applies to --from torchvision or maskrcnn, not {args.source_format}")
     overrides = {k: _number(v) for k, v in parse_set_args(args.overrides or []).items()}
     path = _local_path(args.input)
     check_output_not_input(args.output, path, option="OUT", source_option="IN")

@@ -33,9 +33,10 @@ Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
 (the AP, the per-class counts and Cityscapes' alike), counted by reason in one line (``unreadable_image``,
 ``image_too_large`` with a line saying the pixel limit and how to raise it, ``image_size_mismatch``,
-``prediction_failed``), and metrics.json records it:
-``"images_evaluated": N`` and ``"images_skipped": [{"file_name", "image_id", "reason"}]`` beside the
-AP tables (with a checkpoint only: ``--results`` scores every image of J). No image left: an error.
+``prediction_failed``), and metrics.json records it: ``"images_evaluated": N``, ``"images_skipped":
+[{"file_name", "image_id", "reason", "reason_key"}]`` (``reason`` the message, as before; ``reason_key``
+one of the keys above) and ``"images_skipped_by_reason": {reason_key: images}`` beside the AP tables (with
+a checkpoint only: ``--results`` scores every image of J). No image left: an error.
 
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
@@ -75,8 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--weights",
-        help="checkpoint written by train / convert / quantize (INT8), or an .onnx file written by export "
-             "(run by onnxruntime)",
+        help="checkpoint written by train / convert / quantize (INT8) (FILE#ema: the EMA copy 'model_ema' it "
+             "keeps; a bare state dict of ours with --config), or an .onnx file written by export (run by "
+             "onnxruntime)",
     )  # fmt: skip
     source.add_argument(
         "--results", action="append", metavar="FILE",
@@ -84,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "Ultralytics, torchvision; MMDetection's tools/test.py --out .pkl too); repeat it or give a "
              "comma list for one file per kind (MMDetection's PREFIX.bbox.json and PREFIX.segm.json, or "
              "PREFIX alone)")
+    from maskrcnn.commands.weights_args import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--category-offset", type=int, default=0, metavar="N",
                         help="with --results: add N to every category_id (1: 0-based class indices, as "
                              "Ultralytics writes for datasets other than COCO)")
@@ -176,13 +181,17 @@ def _predict(args, raw: dict) -> tuple:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+
     predictor = Predictor.from_weights(
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
         tile=tile_from_args(args),
         tta=tta_from_args(args),
+        **config_kwargs(args),
         **options,
     )
+    print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
@@ -199,14 +208,17 @@ def _predict(args, raw: dict) -> tuple:
     if unscored:  # COCOeval's AP 0 for them stays in the mean: said, not changed
         print(f"warning: {unscored}", file=sys.stderr)
     start = time.perf_counter()
-    unreadable = []  # [{"file_name", "image_id", "reason"}]: into metrics.json, beside the AP they are out of
+    # [{"file_name", "image_id", "reason", "reason_key"}]: into metrics.json, beside the AP they are out
+    # of; reason: the message (as metrics.json always had it), reason_key: the stable key (unreadable_image,
+    # image_too_large, ...) that images_skipped_by_reason counts
+    unreadable = []
     reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
 
     def skip(index, path, error):
         info = dataset.image_info(index)
         text = str(error)
         unreadable.append({"file_name": info["file_name"], "image_id": info["id"],
-                           "reason": text.removeprefix(f"{path}: ")})
+                           "reason": text.removeprefix(f"{path}: "), "reason_key": skip_reason(error)})
         reasons[skip_reason(error)] += 1
         text, shown = with_shown(text, path), display_name(path)  # a file_name's "\n" escaped
         print(f"skipping image: {text if shown in text else f'{shown}: {text}'}", file=sys.stderr)
@@ -341,6 +353,8 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
+    if args.config and args.results:
+        raise ValueError("--config applies to --weights (a bare state dict of ours), not to --results files")
     from maskrcnn.data.coco import load_coco_json
 
     raw = load_coco_json(args.json)  # read once, for both sources
@@ -362,7 +376,11 @@ def run(args: argparse.Namespace) -> int:
         results, image_ids, images = None, None, {}
     else:
         metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
-        images = {"images_evaluated": len(image_ids), "images_skipped": skipped}
+        # images_skipped as it always was (the files, each with its message), and counted by reason key
+        # as the summary line counts them
+        by_reason = Counter(record["reason_key"] for record in skipped)
+        images = {"images_evaluated": len(image_ids), "images_skipped": skipped,
+                  "images_skipped_by_reason": dict(sorted(by_reason.items()))}
         results = evaluator.results()
         cs_results = results
         coco_gt = evaluator.coco_gt

@@ -44,7 +44,12 @@ HELP = "export a checkpoint: the whole model as ONNX, or the feature extractor a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="checkpoint to export")
+    parser.add_argument("--weights", required=True,
+                        help="checkpoint to export (FILE#ema: the EMA copy 'model_ema' it keeps; a bare "
+                             "state dict of ours with --config)")
+    from maskrcnn.commands.weights_args import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--output", required=True, help="output file (.onnx or .pt2)")
     parser.add_argument("--format", choices=["onnx", "pt2"], default=None, help="default: from the suffix")
     parser.add_argument(
@@ -68,6 +73,7 @@ ALLOCATED = "the traced example"
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
@@ -93,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         require_onnx()  # before the minutes of loading and tracing
         # the plain model: the CPU speed-ups (Winograd, fused additions) are this library's kernels
         predictor = Predictor.from_checkpoint(args.weights, device="cpu", overrides=overrides, optimise=False,
-                                              int8=False if args.float else None)
+                                              int8=False if args.float else None, **config_kwargs(args))
+        print_weights_notes(predictor, args.weights)
         if predictor.int8_parts:
             raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): "
                              "PyTorch's quantized kernels have no ONNX operators; add --float to export its "
@@ -113,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     h, w = parse_size(args.size or "800x1088", multiple=32, allocated=ALLOCATED)
     predictor = Predictor.from_checkpoint(
         args.weights, device="cpu", overrides=overrides, optimise=not args.no_optimise, winograd=False,
-        fused_add=False, int8=False if args.float else None,
+        fused_add=False, int8=False if args.float else None, **config_kwargs(args),
     )  # fmt: skip
+    print_weights_notes(predictor, args.weights)
     if predictor.int8_parts:
         raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): add --float "
                          "to export its float32 weights (the calibration is not kept)")

@@ -33,7 +33,8 @@ run's overlays of images this run did not draw (those its records' ``overlay`` n
 flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images its results name; sub-folders left empty
 go too; counted in a line), also when it is stopped by Ctrl-C or an error later on, so the folder never
 mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under ``--no-overlays``.
-Stopped before its first image, the earlier files are left untouched. Ctrl-C says how many images were
+Stopped before its first image, the earlier files (the ``--export`` files too: none is written, the stop
+line says so) are left untouched. Ctrl-C says how many images were
 written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
 read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
 quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
@@ -80,8 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
     parser.add_argument(
         "--weights", required=True,
-        help="checkpoint written by train / convert, or an .onnx file written by export (run by onnxruntime)",
+        help="checkpoint written by train / convert (FILE#ema: the EMA copy 'model_ema' it keeps; a bare "
+        "state dict of ours with --config), or an .onnx file written by export (run by onnxruntime)",
     )  # fmt: skip
+    from maskrcnn.commands.weights_args import add_config_argument
+
+    add_config_argument(parser)
     parser.add_argument("--output", required=True, help="folder for predictions.json and overlays/")
     parser.add_argument(
         "--score-thresh",
@@ -587,6 +592,8 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+
     predictor = Predictor.from_weights(
         args.weights,
         overrides=parse_set_args(args.set),
@@ -595,8 +602,10 @@ def run(args: argparse.Namespace) -> int:
         masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
         tile=tile_from_args(args),
         tta=tta_from_args(args),
+        **config_kwargs(args),
         **options,
     )
+    print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
@@ -699,6 +708,9 @@ def run(args: argparse.Namespace) -> int:
         if n_done == 0:
             kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
                 earlier_overlays else ""
+            if export is not None:  # an empty file would replace an earlier run's good one
+                kept += (f"; no pre-annotation file written ({', '.join(export.formats)}): any earlier ones "
+                         "stay as they were")
             raise KeyboardInterrupt(f"after 0 of {len(files)} images; nothing written{kept}") from None
         overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
         raise KeyboardInterrupt(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
@@ -719,12 +731,18 @@ def run(args: argparse.Namespace) -> int:
             note = export.left_out_note()
             if note:
                 print(note, file=sys.stderr)
-            # stopped before its first image: the earlier run's mask files stay, as its other files do
-            wrote = export.finish(replace=stopped is None or n_done > 0, partial=stopped is not None)
-            print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
-                  f"relative to {export.root})", file=sys.stderr)
-            for line in export.read_back_lines():
-                print(line, file=sys.stderr)
+            # no image predicted (stopped before the first, or every one skipped): the earlier run's
+            # export files stay, as its other files do (empty ones would replace good ones)
+            wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
+            if wrote:
+                print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
+                      f"relative to {export.root})", file=sys.stderr)
+                for line in export.read_back_lines():
+                    print(line, file=sys.stderr)
+            elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
+                why = "stopped before the first image" if stopped is not None else "no image was predicted"
+                print(f"pre-annotations: none written ({why}): any earlier files "
+                      f"in {out_dir} stay as they were", file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
     too_large = too_large_line(reasons)  # good files over the pixel limit: the one skip a setting undoes

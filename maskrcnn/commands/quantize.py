@@ -17,7 +17,9 @@ is refused: write the result under another name (the INT8 file leaves out the tr
 training checkpoint replaced by it could no longer be resumed).
 
 A calibration image that cannot be read is skipped with a warning naming it and counted in the last
-line; only a set of which none could be read is refused.
+line by reason as ``predict`` counts it (``unreadable_image``; ``image_too_large``, a good file over the
+pixel limit, with the line saying the limit and how to raise it); only a set of which none could be read
+is refused.
 The mask head is calibrated on the detected boxes (score >= ``model.roi_heads.score_thresh``, as in
 inference): a set where no image gives a detection is refused in one line saying so (one image with
 a detection is enough); calibrate on images that show the objects, or leave it out with ``--parts``.
@@ -111,6 +113,12 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     print(f"int8: quantized {', '.join(section['parts'])} ({section['engine']} engine), calibrated on "
           f"{section['calibration']['images']} image(s){_skipped(section)} in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    from maskrcnn.data.images import too_large_line
+
+    # good files over the pixel limit: how to read them
+    too_large = too_large_line(section["calibration"]["skipped_reasons"])
+    if too_large:
+        print(too_large, file=sys.stderr)
     float_layers = getattr(predictor.model, "int8_float_layers", [])
     if float_layers:
         print(f"note: {', '.join(float_layers)} runs in float32: this CPU's INT8 kernel for it is wrong "
@@ -133,13 +141,18 @@ def _parts_note(model, parts: Optional[list]) -> str:
     return f"INT8 for {', '.join(quantized)}; {'; '.join(why)}"
 
 
-def _skipped(section: dict) -> str:
-    n = section["calibration"].get("skipped", 0)
-    return f" ({n} unreadable skipped)" if n else ""
+def _skipped(section: dict, what: str = "") -> str:
+    """", N WHAT skipped (1 image_too_large, 1 unreadable_image)" as predict counts them; "" for none."""
+    from maskrcnn.data.images import reason_counts
+
+    reasons = section["calibration"]["skipped_reasons"]  # {skip reason: images}
+    what = f" {what}" if what else ""
+    return f", {sum(reasons.values())}{what} skipped ({reason_counts(reasons)})" if reasons else ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert")
+    parser.add_argument("--weights", required=True, help="checkpoint written by train / convert (FILE#ema: "
+                        "the EMA copy 'model_ema' it keeps, calibrated and written as the output's weights)")
     parser.add_argument("--output", required=True, help="the INT8 checkpoint to write (.pth)")
     add_int8_arguments(parser, required=True)
     parser.add_argument(
@@ -150,25 +163,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.checkpoint_read import inference_weights
+    from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.engine.int8 import INT8_KEY, save_int8_checkpoint
+    from maskrcnn.interop.weights import split_ema
     from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
 
     check_output_file(args.output, "--output")
     # the output keeps no training state: one naming the --weights file (any spelling, a link) is refused
-    check_output_not_input(args.output, args.weights, result="the INT8 checkpoint")
+    check_output_not_input(args.output, split_ema(args.weights)[0], result="the INT8 checkpoint")
     overrides = parse_set_args(args.set)
     predictor = Predictor.from_checkpoint(  # int8=False: an INT8 input is calibrated again, from its fp32
-        args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False}
+        args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False},
+        **no_config_kwargs("quantize"),
     )
+    print_weights_notes(predictor, args.weights)
     section = apply_int8_arguments(predictor, args)
-    ckpt = load_checkpoint(args.weights)
+    # read as the predictor read it: "FILE#ema" calibrated on the EMA copy writes that copy as 'model'
+    ckpt, _notes = inference_weights(args.weights)
     ckpt.pop(INT8_KEY, None)
     ckpt["config"] = predictor.cfg.to_dict()  # with the overrides the calibration ran under
     save_int8_checkpoint(args.output, ckpt, section)
     print(f"wrote {args.output}: fp32 weights + {len(section['observers'])} calibrated statistics"
-          f"{_skipped(section)}; run it "
+          f"{_skipped(section, 'calibration image(s)')}; run it "
           f"with `maskrcnn predict --weights {shell_word(args.output)} ...` (CPU)")
     return 0

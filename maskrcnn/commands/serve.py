@@ -235,6 +235,7 @@ def _labelstudio_fetcher(args: argparse.Namespace):
 
 def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, fetcher, *, tile=None,
            tta=None) -> int:
+    from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import Predictor
     from maskrcnn.serve.server import uvicorn_config
@@ -250,7 +251,9 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         masks="rle",  # answers hold RLE: no image-sized masks, so memory does not grow with the upload
         tile=tile,
         tta=tta,
+        **no_config_kwargs("serve"),
     )
+    print_weights_notes(predictor, args.weights)
     low = predictor.fixed_threshold_note(args.score_thresh)  # an ONNX graph's threshold is its own
     if low:
         print(f"maskrcnn serve: {low}", file=sys.stderr)

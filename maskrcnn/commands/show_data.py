@@ -34,11 +34,17 @@ smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
 - ``overlays``: the overlays written, relative to ``DIR/overlays``; ``overlay_images``: {overlay: the
   image's ``file_name``}.
 
-An overlay is written only over a file this command wrote: one listed in the ``overlays`` of the
-``DIR/summary.json`` there from an earlier run. Any other file of the overlay's name in ``DIR/overlays``
-(``predict``'s overlays of the same images, the user's own PNG, a link) is left as it is, and the overlay
-takes a free name beside it (``x_2.png``, ...: ``overlay_images`` says whose it is), with a line saying so.
-Each overlay is written atomically.
+An overlay is written only over a file this command wrote: one listed in ``DIR/overlays/written.json``
+(every overlay is listed there before it is written; a killed run's in ``written.partial.jsonl``) or in
+the ``overlays`` of the ``DIR/summary.json`` there from an earlier run. Any other file of the overlay's
+name in ``DIR/overlays`` (``predict``'s overlays of the same images, the user's own PNG, a link) is left as
+it is, and the overlay takes a free name beside it (``x_2.png``, ...: ``overlay_images`` says whose it
+is), with a line saying so. Each overlay is written atomically. The earlier runs' overlays this run does
+not draw again (a smaller ``--max``, images filtered out of the file since) are removed once it has drawn
+its first one, a line counting them, so that ``DIR/overlays`` shows this run's images only: only regular
+``.png`` files inside ``DIR/overlays`` that those lists name (``written_files``: never a file the user put
+there, never through a link; an unreadable list removes nothing, said in a line). A run that draws none
+(``--max 0``, one stopped or refused before its first overlay) leaves them.
 
 A file none of whose images can be used (all missing or unreadable, or none listed) ends with status 1,
 after its summary, on one line naming it; skipped images beside usable ones leave the status 0.
@@ -291,22 +297,37 @@ def run(args) -> int:
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
     images = image_dir_or_default(args.images, args.json, "--images")
+    # the pixel limit's line is said once, in the summary, over every image skipped for it (those of
+    # records without a size, found while the file is read, and those of the header pass below); with
+    # pixel_limit_line=False it depends on _print_summary being reached: a run stopped before the
+    # summary is printed does not say it
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
-                          crowd_as_objects=args.crowd_as_objects)
+                          crowd_as_objects=args.crowd_as_objects, pixel_limit_line=False)
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+    from maskrcnn.shown_text import display_name
 
     # every earlier run's overlays, listed in overlays/written.json (and written.partial.jsonl of a run
     # killed mid-way), and the last summary.json's (a run from before written.json): this run's to write over
-    written_files = WrittenFiles(folder=out / "overlays", label="overlays", prefix="show-data")
-    owned = frozenset(written_files.earlier | _owned_overlays(out / "summary.json"))
+    in_summary = _owned_overlays(out / "summary.json")  # a run from before written.json listed them there
+    # an unreadable list: in_summary's are not taken either, no earlier overlay is removed (a line said so)
+    written_files = WrittenFiles(folder=out / "overlays", label="overlays", prefix="show-data",
+                                 also_earlier=in_summary)
+    owned = frozenset(written_files.earlier | in_summary)
     try:
         overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
                          owned=owned, written_files=written_files)
-    finally:  # listed for the next run, this run's and the earlier ones (none removed: they stay owned)
-        written_files.earlier |= owned
-        written_files.finish(replace=False)
+    finally:
+        # This run's overlays replace the earlier runs' once it drew one: those of images it no longer
+        # draws (a smaller --max, a file filtered since) would read as this run's. Only regular .png files
+        # inside overlays/ that a list names go (written_files), never through a link. A run that drew
+        # none (--max 0, no image left, stopped or refused before its first overlay) removes none and
+        # keeps them listed.
+        removed = written_files.finish(replace=bool(written_files.files))
+        if removed:
+            print(f"show-data: removed {removed} overlay(s) of the earlier runs' images not drawn now from "
+                  f"{display_name(out / 'overlays')}/", file=sys.stderr)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = list(overlays)  # paths relative to overlays/
     summary["overlay_images"] = overlays  # overlay -> the image's file_name

@@ -112,8 +112,11 @@ class _Problems:
 
     _NAMED = 3  # image files named in the line of those not found
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, *, pixel_limit_line: bool = True):
+        """``pixel_limit_line``: the summing-up warning ends with ``too_large_line`` (as ``CocoDataset``
+        takes it)."""
         self.source = source
+        self.pixel_limit_line = pixel_limit_line
         self.counts: Counter = Counter()
         self.messages: list = []
         self.logged = 0
@@ -164,7 +167,8 @@ class _Problems:
             else:  # files not found past the few named, or annotations of skipped images: counted in a line
                 where = "summed up above" if len(self.missing) > self._NAMED or self.quiet else \
                     "each named above"
-            too_large = too_large_line(self.counts)  # good files over the pixel limit: how to read them
+            # good files over the pixel limit: how to read them (unless the caller's summary says it)
+            too_large = too_large_line(self.counts) if self.pixel_limit_line else None
             warnings.warn(f"{self.source}: skipped {listing} ({where})"
                           + (f"; {too_large}" if too_large else ""), stacklevel=3)
 
@@ -404,6 +408,9 @@ class CocoDataset(torch.utils.data.Dataset):
     ``coco``: the file already parsed by ``load_coco_json(json_path)`` (``read_validated`` needs it too),
     so it is not read twice; ``json_path`` still names the file in messages. It is never modified (the
     records kept are copies).
+    ``pixel_limit_line=False``: the warning that sums up the records skipped while reading leaves out the
+    line on the pixel limit (``images.too_large_line``): a caller that prints it in its own summary, over
+    every image skipped (show-data), says it once.
     """
 
     def __init__(
@@ -417,6 +424,7 @@ class CocoDataset(torch.utils.data.Dataset):
         min_keypoints_per_image: int = 0,
         coco: Optional[dict] = None,
         crowd_as_objects: bool = False,
+        pixel_limit_line: bool = True,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir) if image_dir is not None else None
@@ -427,7 +435,7 @@ class CocoDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = coco if coco is not None else load_coco_json(self.json_path)
         data, export_notes = read_tool_exports(data, str(self.json_path))  # VIA 3's COCO, say
-        self._problems = _Problems(str(self.json_path))
+        self._problems = _Problems(str(self.json_path), pixel_limit_line=pixel_limit_line)
         self._notes: list = []  # one line each: what was read other than as written (tool dialects)
         used = {_as_id(a["category_id"]) for a in data.get("annotations", [])
                 if isinstance(a, dict) and _is_int(_as_id(a.get("category_id")))}

@@ -17,13 +17,14 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   three letters or more: ``bright`` is none; only the first side word swaps: ``rightleft`` is no
   ``leftright``). A name that looks sided but finds no partner (``leftshoulder`` alone, ``L_Eye``
   without ``R_Eye``; a glued word only at the start: ``copyright`` alone is none) is kept in place with
-  a warning naming every such name (``unpaired_sided_names``). A ``left`` name with no ``right`` partner
-  is an error, because flipping would silently mislabel it, and so is a map that is not its own inverse
-  (a flip would copy one point over another). ``data.keypoint_flip_map`` (pairs of 0-based indices or of
-  names) wins over the names when given; training prints the pairs it uses and stores them there in the
-  run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and export use the same;
-  ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which training warns about
-  while it flips images.
+  a warning naming every such name (``unpaired_sided_names``; names with control characters escaped, as
+  every problem line shows a file's names: ``shown_text.display_name``). A ``left`` name with no
+  ``right`` partner is an error, because flipping would silently mislabel it, and so is a map that is
+  not its own inverse (a flip would copy one point over another). ``data.keypoint_flip_map`` (pairs of
+  0-based indices or of names) wins over the names when given; training prints the pairs it uses and
+  stores them there in the run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and
+  export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
+  training warns about while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
@@ -39,6 +40,8 @@ from __future__ import annotations
 import re
 import warnings
 from typing import Optional, Sequence
+
+from maskrcnn.shown_text import display_name
 
 __all__ = [
     "COCO_KEYPOINT_NAMES",
@@ -165,8 +168,11 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
     lone = unpaired_sided_names(names, out)
     if lone:  # kept in place: each flip teaches it where the other side's point is
         many = len(lone) > 1
+        # names from the file, escaped as in every problem line: a newline or an ANSI escape in a name
+        # would otherwise forge lines or recolour the terminal
+        shown = ", ".join(display_name(n) for n in lone)
         warnings.warn(
-            f"{source}: keypoint{'s' if many else ''} {', '.join(lone)} look{'' if many else 's'} like one "
+            f"{source}: keypoint{'s' if many else ''} {shown} look{'' if many else 's'} like one "
             f"side but pair{'' if many else 's'} with no other name, so a horizontal flip keeps "
             f"{'them' if many else 'it'} in place; give the pairs with data.keypoint_flip_map, or train "
             "without flips (input.flip_prob=0)", stacklevel=2)
@@ -232,8 +238,10 @@ def flip_pairs(flip_map: Optional[Sequence[int]], names: Optional[Sequence[str]]
 
 
 def flip_pairs_line(pairs: Sequence) -> str:
-    """``(("left_eye", "right_eye"), ...)`` -> "left_eye<->right_eye, ..." ("none" when empty)."""
-    return ", ".join(f"{a}<->{b}" for a, b in pairs) or "none (a flip keeps every keypoint's label)"
+    """``(("left_eye", "right_eye"), ...)`` -> "left_eye<->right_eye, ..." ("none" when empty); names with
+    control characters shown escaped (``shown_text.display_name``)."""
+    return ", ".join(f"{display_name(a)}<->{display_name(b)}" for a, b in pairs) or \
+        "none (a flip keeps every keypoint's label)"
 
 
 def pairs_nothing(flip_map: Optional[Sequence[int]]) -> bool:

@@ -10,7 +10,8 @@ The saved artifact is an ordinary checkpoint (``checkpoint.py`` format, read wit
     "int8": {"format_version": 1, "parts": ["features", "rpn", "box_head", "mask_head"],
              "engine": "x86", "observers": {"<part>.activation_post_process_<i>.<buffer>": tensor},
              "sites": {"<part>.activation_post_process_<i>": "what it watches: backbone.res2.0.conv1.conv"},
-             "calibration": {"images": int, "skipped": int, "source": str}, "torch_version": str}
+             "calibration": {"images": int, "skipped": int, "skipped_reasons": {reason: int}, "source": str},
+             "torch_version": str}
 
 A quantized FX module cannot be saved without pickling code, so loading rebuilds it: build the model
 from the config, load the fp32 weights, fold the norms, prepare the same parts (FX tracing is
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -118,8 +120,10 @@ def quantize_predictor(
     (``ValueError``), the model is left prepared, not quantized: build the predictor again.
 
     ``on_unreadable(path, reason)``: given, an image file that cannot be read is skipped (it is called
-    with the file and why; the section's "calibration" counts the ``skipped`` ones) and only a set of
-    which none could be read is refused; None: the first unreadable file raises (``ImageReadError``)."""
+    with the file and why; the section's "calibration" counts the ``skipped`` ones, and in
+    ``skipped_reasons`` by the key predict counts them under: ``unreadable_image``, ``image_too_large``)
+    and only a set of which none could be read is refused; None: the first unreadable file raises
+    (``ImageReadError``)."""
     from maskrcnn.modeling.quantize import (
         convert_int8,
         int8_engine,
@@ -138,12 +142,13 @@ def quantize_predictor(
     if len(images) == 0:
         raise ValueError("int8: no calibration images")
     _check_plain_convolutions(predictor.model)
-    from maskrcnn.data.images import ImageReadError
+    from maskrcnn.data.images import ImageReadError, reason_counts, skip_reason, too_large_line
 
     # None: all it has
     prepare_int8(predictor.model, parts=None if parts is None else list(parts), named=parts_named)
     parts = list(predictor.model.int8_parts)
     used = skipped = detected = 0  # detected: images with a box for the mask head to see
+    reasons = Counter()  # skip reason -> images: image_too_large apart, its limit can be raised
     for item in images:  # one at a time: the observers' histograms grow with each image, memory does not
         try:
             image = predictor.load(item)
@@ -152,13 +157,16 @@ def quantize_predictor(
                 raise
             on_unreadable(item, str(e))
             skipped += 1
+            reasons[skip_reason(e)] += 1
             continue
         result = predictor.predict_tensors([image])[0]
         used += 1
         detected += bool(len(result["boxes"]))
     if used == 0:  # every file was skipped: nothing was measured
+        too_large = too_large_line(reasons)  # good files over the pixel limit: how to read them
         raise ValueError(f"int8: none of the {skipped} calibration image(s) in {source or 'the set'} "
-                         "could be read")
+                         f"could be read ({reason_counts(reasons)})"
+                         + (f"; {too_large}" if too_large else ""))
     observers = observer_state(predictor.model)
     sites = observer_sites(predictor.model)
     unseen = unobserved_parts(observers)
@@ -172,7 +180,8 @@ def quantize_predictor(
         "engine": int8_engine(),
         "observers": observers,
         "sites": sites,
-        "calibration": {"images": used, "skipped": skipped, "source": str(source)},
+        "calibration": {"images": used, "skipped": skipped, "skipped_reasons": dict(sorted(reasons.items())),
+                        "source": str(source)},
         "torch_version": torch.__version__.split("+")[0],
     }
 

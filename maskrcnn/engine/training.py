@@ -285,8 +285,13 @@ def stale_flip_map_note(pairs, config_names, names, *, source) -> str:
     other_set = by_index and config_names and [str(n) for n in config_names] != names
     if not missing and not other_set:
         return ""
-    why = (f"names {short_listing(missing, limit=5)}, not among its keypoints" if missing else
-           f"is by index into the config's keypoints ({short_listing(config_names, limit=5)}), not its own")
+    from maskrcnn.shown_text import display_name  # the names from a file, escaped as in its problem lines
+
+    if missing:
+        why = f"names {short_listing(map(display_name, missing), limit=5)}, not among its keypoints"
+    else:
+        listed = short_listing(map(display_name, config_names), limit=5)
+        why = f"is by index into the config's keypoints ({listed}), not its own"
     return (f"note: {source}: the config's data.keypoint_flip_map ({flip_line(pairs)}) {why}: the pairs are "
             "derived from its keypoint names instead (--set data.keypoint_flip_map='[[a, b], ...]' gives "
             "them)")

@@ -54,9 +54,9 @@ from maskrcnn.interop.torchvision import (
     COCO_CLASS_NAMES_91,
     ConversionError,
     resnet_arch,
-    strip_module_prefix,
     torch_load_weights,
 )
+from maskrcnn.interop.wrappers import prefix_note, strip_common_prefix
 
 # detectron2's COCO classes are the 80 contiguous ones: torchvision's 91 ids minus the unused "N/A"s
 COCO_CLASS_NAMES_81 = tuple(n for n in COCO_CLASS_NAMES_91 if n != "N/A")
@@ -218,6 +218,21 @@ def read_detectron2_file(path) -> object:
 
 def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
     """A plain name -> tensor dict from a detectron2 file (numpy arrays become tensors)."""
+    return unwrap_with_prefix(obj, source)[0]
+
+
+def is_detectron2(keys) -> bool:
+    """Key names of detectron2's R-CNNs: FPN models nest the ResNet as backbone.bottom_up, C4 models do
+    not (both have an RPN under proposal_generator)."""
+    return any(isinstance(k, str) and k.startswith(("backbone.bottom_up.", "proposal_generator."))
+               for k in keys)
+
+
+def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
+    """``(unwrap_state_dict's dict, the extra prefix dropped or None)``: besides the ``module.`` /
+    ``model.`` wrappers, a single prefix every key shares ("detector." of a LightningModule's
+    ``self.detector``) is dropped when the names without it are detectron2's, as the torchvision reader
+    drops it (``wrappers.strip_common_prefix``)."""
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     elif isinstance(obj, dict) and isinstance(obj.get("blobs"), dict):  # Caffe2 / Detectron1 pickles
@@ -241,7 +256,7 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict:
             bad.append(k)
     if bad:
         raise ConversionError(f"{source}: entries that are not arrays: {bad[:5]}")
-    return strip_module_prefix(out)
+    return strip_common_prefix(out, is_detectron2)
 
 
 def is_c4(sd: dict) -> bool:
@@ -478,7 +493,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     ``obj``: what the file holds (a dict with ``model``, or the state dict itself; numpy arrays or
     tensors). ``overrides``: extra config keys, applied last. ``input_format``: the model's INPUT.FORMAT
     (the model zoo's nets are all BGR; "RGB" keeps the stem and the statistics' order).
-    Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report"}``; raises
+    Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report", "notes"}`` (notes: a
+    wrapper's prefix dropped); raises
     ConversionError naming unmapped, missing or mis-shaped keys.
     """
     from maskrcnn.config import Config, apply_overrides
@@ -486,7 +502,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
 
     if input_format not in ("BGR", "RGB"):
         raise ValueError(f"input_format must be BGR or RGB, got {input_format!r}")
-    sd = unwrap_state_dict(obj, source)
+    sd, prefix = unwrap_with_prefix(obj, source)
+    notes = [prefix_note(prefix)] if prefix is not None else []
     layout = detect_layout(sd, source)
     cfg_over = config_overrides(sd, layout, source=source, input_format=input_format)
     cfg_over.update(overrides or {})
@@ -514,7 +531,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
     ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
     names = default_class_names(cfg.model.num_classes, layout)
-    return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report}
+    return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
+            "notes": notes}
 
 
 def load_detectron2_file(path, overrides: Optional[dict] = None, **kwargs) -> dict:

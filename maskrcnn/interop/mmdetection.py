@@ -53,7 +53,8 @@ from maskrcnn.interop.key_rules import (
     shape_mismatches,
 )
 from maskrcnn.interop.mmdet_file import UNKNOWN, lookup, parse_config_text, read_mmdet_file
-from maskrcnn.interop.torchvision import ConversionError, resnet_arch, strip_module_prefix
+from maskrcnn.interop.torchvision import ConversionError, resnet_arch
+from maskrcnn.interop.wrappers import prefix_note, strip_common_prefix
 
 # mmdet's defaults (configs/_base_/models/mask_rcnn_r50_fpn.py), on 0-255 images
 PYTORCH_MEAN_RGB = (123.675, 116.28, 103.53)
@@ -123,7 +124,10 @@ _DESIGNS_COMPILED = [(re.compile(p), name) for p, name in _DESIGNS]
 
 
 def unwrap(obj, source: str = "checkpoint") -> tuple:
-    """(state dict of tensors, meta dict) from what an mmdet file holds."""
+    """(state dict of tensors, meta dict, the extra prefix dropped or None) from what an mmdet file holds:
+    besides the ``module.`` / ``model.`` wrappers, a single prefix every key shares ("detector." of a
+    LightningModule's ``self.detector``) is dropped when the names without it are mmdet's, as the
+    torchvision reader drops it (``wrappers.strip_common_prefix``)."""
     meta = obj.get("meta") if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) else {}
     sd = obj.get("state_dict") if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) else obj
     if not isinstance(sd, dict) or not sd:
@@ -138,7 +142,8 @@ def unwrap(obj, source: str = "checkpoint") -> tuple:
             bad.append(k)
     if bad:
         raise ConversionError(f"{source}: state_dict entries that are not tensors: {bad[:5]}")
-    return strip_module_prefix(out), meta
+    sd, prefix = strip_common_prefix(out, is_mmdetection)
+    return sd, meta, prefix
 
 
 def class_names_of(meta: dict) -> Optional[list]:
@@ -547,11 +552,11 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
                                    "EMA average as 'state_dict' itself (converted without --ema / #ema), "
                                    f"and this file has no '{MMENGINE_RAW_KEY}' beside it")
     ema_notes = [swapped] if swapped is not None else []
-    sd, meta = unwrap(obj, source)
+    sd, meta, prefix = unwrap(obj, source)
     layout = detect_layout(sd, source, str(meta.get("mmdet_version", "")))
     cfgtext = config_of(meta)
     cfg_over, bgr, notes = config_overrides(sd, layout, cfgtext, overrides, source=source)
-    notes = [*notes, *ema_notes]
+    notes = [*([prefix_note(prefix)] if prefix is not None else []), *notes, *ema_notes]
     cfg_over.update(overrides)
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)

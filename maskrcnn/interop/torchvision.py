@@ -38,6 +38,7 @@ from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-e
     common_prefix,
     ema_copy,
     no_ema_error,
+    prefix_note,
     strip_common_prefix,
     strip_module_prefix,
 )
@@ -337,7 +338,7 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     obj, notes = pick_weights(obj, source, ema=ema)
     sd, prefix = unwrap_with_prefix(obj, source)
     if prefix is not None:
-        notes.append(f"every key shared the prefix '{prefix}' (a LightningModule's attribute?): dropped")
+        notes.append(prefix_note(prefix))
     layout = detect_layout(sd, source)
     if frozen_bn_eps is None:
         frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0

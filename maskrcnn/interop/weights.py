@@ -141,33 +141,18 @@ def _holds_namespace(obj) -> bool:
 
 def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     """Our checkpoint's weights from ``obj``, the file's object already read, checked as
-    ``load_checkpoint`` checks it (not read again); ``ema``: its "model_ema" copy instead of "model"."""
-    from maskrcnn.checkpoint import check_checkpoint, check_class_names, config_from_checkpoint
+    ``load_checkpoint`` checks it (not read again; ``checkpoint_read.checked_ours``, as ``convert --from
+    maskrcnn`` and ``predict`` check it); ``ema``: its "model_ema" copy instead of "model"."""
+    from maskrcnn.checkpoint import config_from_checkpoint
     from maskrcnn.checkpoint import load_checkpoint as refuse_as_load_checkpoint
-    from maskrcnn.interop.wrappers import ema_copy, ema_note, no_ema_error
+    from maskrcnn.checkpoint_read import checked_ours
 
     if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
         refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
-
-    notes = []
-    if ema:
-        found = ema_copy(obj)
-        if found is None or found[0] != "model_ema":
-            raise no_ema_error(path, "the checkpoint has no 'model_ema', the copy a maskrcnn checkpoint "
-                                     "keeps when saved with save_checkpoint(..., model_ema=...)")
-        obj = {**obj, "model": found[1]}  # checked below as 'model' is
-        notes.append("took the EMA copy of the weights ('model_ema')")
-    else:
-        note = ema_note(obj, taken="'model'", how=f"`train --init FILE{EMA_SUFFIX}` takes the EMA copy")
-        notes += [note] if note else []
-    ckpt = check_checkpoint(path, obj)
-    check_class_names(path, ckpt)
+    ckpt, notes = checked_ours(path, obj, ema=ema,
+                               ema_how=f"`train --init FILE{EMA_SUFFIX}` takes the EMA copy")
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
-    if isinstance(obj.get("model"), dict) and list(obj["model"])[:1] != list(sd)[:1]:
-        wrapped = next(iter(obj["model"]))
-        notes.append(f"dropped the prefix every key had ('{wrapped[: len(wrapped) - len(next(iter(sd)))]}': "
-                     "a DataParallel / Lightning wrapper)")
     names = list(ckpt["class_names"]) or None
     return SourceWeights(
         state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
@@ -215,7 +200,7 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
     cfg, sd = result["config"], result["state_dict"]
     notes = list(result.get("notes", []))
     if kind == "detectron2":
-        notes = ["stem conv input channels reversed: BGR weights, RGB images",
+        notes = [*notes, "stem conv input channels reversed: BGR weights, RGB images",
                  "class rows moved: detectron2's background-last order to background-first"]
     keypoints = list(COCO_KEYPOINT_NAMES) if cfg.model.roi_heads.keypoint_on and \
         cfg.model.roi_heads.num_keypoints == len(COCO_KEYPOINT_NAMES) else None
@@ -228,24 +213,22 @@ def _state_dict_keys(obj, source: str) -> tuple:
     """``(state_dict, its string keys)`` of a file's object, recognised without the "module." of a
     (Distributed)DataParallel model (or a Lightning "model."), as ``convert`` reads such files;
     ConversionError when it holds no state dict. Another prefix every key shares ("detector.") is
-    dropped only when the names without it are torchvision's, the one converter that drops it too
-    (``convert_torchvision``); detectron2 and MMDetection files so wrapped stay unrecognised."""
+    dropped when the names without it are a detector's layout, as each converter drops it
+    (``wrappers.strip_common_prefix``)."""
     from maskrcnn.interop.wrappers import strip_common_prefix
 
-    sd, _prefix = strip_common_prefix(_unwrap(obj, source),
-                                      lambda keys: _detector_layout(keys) == "torchvision")
+    sd, _prefix = strip_common_prefix(_unwrap(obj, source), lambda keys: _detector_layout(keys) is not None)
     return sd, [k for k in sd if isinstance(k, str)]
 
 
 def _detector_layout(keys: list) -> Optional[str]:
     """"torchvision" | "detectron2" | "mmdetection" by a state dict's key names, None for none of them."""
+    from maskrcnn.interop.detectron2 import is_detectron2
     from maskrcnn.interop.mmdetection import is_mmdetection
 
     if any(k.startswith("backbone.body.") for k in keys):
         return "torchvision"
-    # detectron2: FPN models nest the ResNet as backbone.bottom_up, C4 models do not (both have an RPN
-    # under proposal_generator)
-    if any(k.startswith(("backbone.bottom_up.", "proposal_generator.")) for k in keys):
+    if is_detectron2(keys):
         return "detectron2"
     if is_mmdetection(keys):  # rpn_head.*, roi_head.*, neck.lateral_convs.*
         return "mmdetection"
@@ -409,8 +392,13 @@ def _mmdet_or_none(path: str):
         obj = read_mmdet_file(path)
     except ConversionError:
         return None
+    from maskrcnn.interop.wrappers import strip_common_prefix
+
     sd = obj.get("state_dict") if isinstance(obj, dict) else None
-    return obj if isinstance(sd, dict) and is_mmdetection([k for k in sd if isinstance(k, str)]) else None
+    if not isinstance(sd, dict):
+        return None
+    sd, _prefix = strip_common_prefix(sd, is_mmdetection)  # ("detector.": as the converter reads it)
+    return obj if is_mmdetection([k for k in sd if isinstance(k, str)]) else None
 
 
 def read_weights(spec: str, *, cache=None, reads=None) -> SourceWeights:

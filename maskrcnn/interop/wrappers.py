@@ -63,6 +63,23 @@ def strip_common_prefix(sd: dict, recognised: Callable[[list], bool]) -> tuple:
     return stripped, prefix
 
 
+def dropped_prefix(before: dict, after: dict) -> Optional[str]:
+    """The prefix dropped from every key of ``before`` to give ``after`` (``strip_module_prefix`` /
+    ``strip_common_prefix`` keep the order, so the first keys name the same tensor); None when none was."""
+    if not before or not after:
+        return None
+    first, kept = next(iter(before)), next(iter(after))
+    if not isinstance(first, str) or not isinstance(kept, str) or len(first) <= len(kept):
+        return None
+    return first[: len(first) - len(kept)]
+
+
+def prefix_note(prefix: str) -> str:
+    """The note for a prefix dropped from every key (``dropped_prefix``, ``strip_common_prefix``), said
+    alike by every reader of weights."""
+    return f"dropped the prefix '{prefix}' every key had (a DataParallel / LightningModule wrapper)"
+
+
 def is_our_layout(keys) -> bool:
     """Key names of this library's model (``docs/checkpoints.md``)."""
     return any(isinstance(k, str) and k.startswith("backbone.stem.") for k in keys)

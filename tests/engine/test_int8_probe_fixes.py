@@ -49,8 +49,9 @@ def test_unreadable_calibration_image_is_skipped_and_int8_checkpoint_ignores_int
                  "--output", str(out)]) == 0  # one part: quicker
     final, err = capsys.readouterr()
     assert "warning: skipped calibration image" in err and "broken.png" in err
-    assert "calibrated on 2 image(s) (1 unreadable skipped)" in err
-    assert final.startswith(f"wrote {out}") and "(1 unreadable skipped)" in final and out.is_file()
+    assert "calibrated on 2 image(s), 1 skipped (1 unreadable_image) in" in err
+    assert final.startswith(f"wrote {out}") and out.is_file()
+    assert ", 1 calibration image(s) skipped (1 unreadable_image); run it" in final
 
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -68,6 +69,35 @@ def test_unreadable_calibration_image_is_skipped_and_int8_checkpoint_ignores_int
     err = capsys.readouterr().err
     assert err.count("already INT8: --int8 / --calib-images not needed") == 1 and ", int8;" in err
     assert "broken.png" not in err
+
+
+def test_a_calibration_image_over_the_pixel_limit_is_counted_as_too_large_with_the_limit_line(
+        fp32, tmp_path, capsys, monkeypatch):
+    """Counted as "unreadable", with no word on the limit: the file is good, and a raised limit reads it
+    (predict and eval count it as image_too_large, followed by the line saying how to raise it)."""
+    from maskrcnn.data.images import MAX_PIXELS_ENV
+
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # refused over 2 x 5000 pixels
+    calib = _pngs(tmp_path / "calib", 1)  # 60x80: under the limit
+    Image.fromarray(np.zeros((120, 120, 3), np.uint8)).save(calib / "big.png")
+    (calib / "broken.png").write_text("not a png")
+    out = tmp_path / "int8.pth"
+    assert main(["quantize", "--weights", str(fp32), "--calib-images", str(calib), "--parts", "rpn",
+                 "--output", str(out)]) == 0
+    final, err = capsys.readouterr()
+    assert "calibrated on 1 image(s), 2 skipped (1 image_too_large, 1 unreadable_image) in" in err, err
+    line = ("1 image(s) over the limit of 0.01 MP (image_too_large): raise it with the environment variable "
+            f"{MAX_PIXELS_ENV}")
+    assert err.count(line) == 1, err
+    assert ", 2 calibration image(s) skipped (1 image_too_large, 1 unreadable_image); run it" in final
+
+    (calib / "c0.png").unlink()  # none left: the refusal counts them and says the limit too
+    assert main(["quantize", "--weights", str(fp32), "--calib-images", str(calib), "--parts", "rpn",
+                 "--output", str(tmp_path / "no.pth")]) == 1
+    err = capsys.readouterr().err
+    assert (f"none of the 2 calibration image(s) in {calib} could be read (1 image_too_large, 1 "
+            f"unreadable_image); {line}") in err, err
 
 
 def test_score_thresh_below_the_models_own_lowers_it_for_a_checkpoint_and_is_noted_for_onnx(fp32, tmp_path):

@@ -118,7 +118,8 @@ def test_calib_images_naming_a_file_that_is_no_image_says_so(keypoint_model, tmp
                            tmp_path / "q.pth")
     assert rc == 1 and err[-2:] == [
         f"warning: skipped calibration image {text}: not an image file PIL can identify",
-        f"maskrcnn quantize: error: int8: none of the 1 calibration image(s) in {text} could be read"]
+        f"maskrcnn quantize: error: int8: none of the 1 calibration image(s) in {text} could be read "
+        "(1 unreadable_image)"]
     assert not (tmp_path / "q.pth").exists()
     image = _png(tmp_path / "a.png")
     rc, _, err = _quantize(capsys, "--weights", keypoint_model, "--calib-images", image, "--calib-json",

@@ -108,12 +108,13 @@ def test_damaged_checkpoint_file_is_named(cli, tiny_checkpoint, tmp_path, image,
 
 
 def test_bare_state_dict_of_our_model_points_to_save_checkpoint(cli, tiny_checkpoint, tmp_path, image):
-    """It was told to "convert it with `maskrcnn convert`", which no --from does: its config is missing."""
+    """It was told to "convert it with `maskrcnn convert`", which no --from does: its config is missing
+    (given with --config it runs: tests/test_weights_for_inference.py)."""
     path = tmp_path / "bare.pth"
     torch.save(torch.load(tiny_checkpoint, weights_only=True)["model"], path)
     rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
     assert rc == 1 and str(path) in text and "maskrcnn.checkpoint.save_checkpoint(OUT, " in text
-    assert "maskrcnn convert" not in text
+    assert "maskrcnn convert" not in text and "add --config PRESET_OR_YAML" in text
 
 
 def _detectron2_zoo_pkl(path):

@@ -167,6 +167,33 @@ def test_glued_side_words_pair_and_every_unpaired_sided_name_is_warned():
         "data.keypoint_flip_map, or train without flips (input.flip_prob=0)")
 
 
+def test_keypoint_names_in_the_flip_map_lines_are_escaped():
+    """Names from the file were printed raw in the unpaired-side warning, the flip pairs line and the stale
+    flip map note: a newline forged a line of its own, an ANSI escape recoloured or cleared the terminal.
+    Now shown as every problem line shows a name from a COCO file (``shown_text.display_name``)."""
+    import warnings
+
+    from maskrcnn.data.keypoints import flip_map_from_names, flip_pairs_line
+    from maskrcnn.engine.training import stale_flip_map_note
+
+    forged, ansi = "L_Eye\nmaskrcnn train: error: forged", "hand.R\x1b[31m\u202e"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert flip_map_from_names(["nose", forged, ansi], source="kp.json") == (0, 1, 2)
+    (w,) = caught
+    assert str(w.message).startswith(
+        "kp.json: keypoints 'L_Eye\\nmaskrcnn train: error: forged', 'hand.R\\x1b[31m\\u202e' look like "
+        "one side but pair with no other name")
+    lines = [flip_pairs_line([("left\neye", "right\x1beye")]),
+             stale_flip_map_note([["left\x1b[2Jeye", "b"]], None, ["x", "y"], source="t.json"),
+             stale_flip_map_note([[0, 1]], ["a\nb", "c"], ["x", "y"], source="t.json")]
+    assert lines[0] == "'left\\neye'<->'right\\x1beye'"
+    assert "names 'left\\x1b[2Jeye', b, not among its keypoints" in lines[1]
+    assert "the config's keypoints ('a\\nb', c)" in lines[2]
+    for text in [str(w.message), *lines]:
+        assert "\n" not in text and "\x1b" not in text and "\u202e" not in text, text
+
+
 # ---------------------------------------------------------------------------- 7. the flip map a run used
 
 

@@ -214,7 +214,7 @@ def test_ema_copy_is_named_and_taken_on_request_by_convert_and_train_init(tmp_pa
            "'model_ema' (train.py --model-ema writes one) nor 'state_dict_ema' (timm), the copies --from " \
            "torchvision takes" in capsys.readouterr().err
     assert main(["convert", "--from", "detectron2", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
-    assert "--ema applies to --from torchvision, not detectron2" in capsys.readouterr().err
+    assert "--ema applies to --from torchvision or maskrcnn, not detectron2" in capsys.readouterr().err
     with pytest.raises(ConversionError, match=r"^x\.pkl: the EMA copy of the weights was asked for \(--ema / "
                        r"#ema\), but this is a detectron2 file; #ema takes 'model_ema' \(torchvision's "):
         convert_any({"model": {"backbone.bottom_up.stem.conv1.weight": torch.zeros(1)}}, source="x.pkl",

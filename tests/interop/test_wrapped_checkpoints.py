@@ -50,7 +50,7 @@ def test_our_checkpoint_with_a_ddp_prefix_loads_and_its_config_is_followed(tmp_p
     assert sorted(weights.state_dict) == sorted(sd)
     assert weights.implied["model.backbone"] == "resnet18"
     assert weights.notes == [
-        "dropped the prefix every key had ('module.': a DataParallel / Lightning wrapper)"]
+        "dropped the prefix 'module.' every key had (a DataParallel / LightningModule wrapper)"]
     predictor = Predictor.from_checkpoint(path, device="cpu")
     key = "roi_heads.box_predictor.cls_score.weight"  # (not folded with a norm, as the stem is)
     assert torch.equal(predictor.model.state_dict()[key], sd[key])
@@ -106,8 +106,9 @@ def test_bare_or_lightning_wrapped_weights_of_our_model_get_the_save_checkpoint_
             load_checkpoint(path)
         message = str(e.value)
         assert message.startswith(f"{path}: not a maskrcnn checkpoint (the weights of this library's model "
-                                  "without the config that says how to build it; no --from converts them: "
-                                  "save them with maskrcnn.checkpoint.save_checkpoint(OUT, ")
+                                  "without the config that says how to build it: predict, eval and export "
+                                  "run them with --config PRESET_OR_YAML; no --from converts them: save them "
+                                  "with maskrcnn.checkpoint.save_checkpoint(OUT, ")
         assert "maskrcnn convert" not in message
 
 
@@ -140,8 +141,8 @@ def test_a_single_shared_prefix_is_dropped_only_when_it_makes_a_known_layout():
     sd = _tv_faster()
     wrapped = {"state_dict": {f"detector.{k}": v for k, v in sd.items()}, "epoch": 3}
     result = convert_torchvision(wrapped)
-    assert result["notes"] == ["every key shared the prefix 'detector.' (a LightningModule's attribute?): "
-                               "dropped"]
+    assert result["notes"] == ["dropped the prefix 'detector.' every key had (a DataParallel / "
+                               "LightningModule wrapper)"]
     assert layout_of(wrapped) == "torchvision"
     key = "backbone.res2.0.conv1.conv.weight"
     assert torch.equal(result["state_dict"][key], sd["backbone.body.layer1.0.conv1.weight"])
@@ -153,24 +154,42 @@ def test_a_single_shared_prefix_is_dropped_only_when_it_makes_a_known_layout():
         convert_torchvision({"net.conv.weight": torch.zeros(1), "net.fc.weight": torch.zeros(1)})
 
 
-def test_an_unknown_prefix_before_a_detectron2_or_mmdetection_file_is_not_dropped_halfway(tmp_path):
-    """A `detector.`-prefixed MMDetection / detectron2 file was recognised by train --init and the
-    not-ours hint, then refused by the converter as "not a two-stage R-CNN" (the hint's command too)."""
-    mm = {f"detector.{k}": v for k, v in to_mmdet(_random_model()).items()}
-    d2 = {f"detector.{k}": torch.zeros(1) for k in ("backbone.bottom_up.stem.conv1.weight",
-                                                     "proposal_generator.rpn_head.conv.weight",
-                                                     "roi_heads.box_predictor.cls_score.weight")}
-    for name, sd in (("mm.pth", {"meta": {}, "state_dict": mm}), ("d2.pth", {"model": d2})):
-        assert layout_of(sd) is None
-        with pytest.raises(ConversionError, match=r"every key starts with 'detector\.'") as e:
-            convert_any(sd, source=name)
-        assert "two-stage" not in str(e.value)
+def test_a_prefix_before_a_detectron2_or_mmdetection_file_is_dropped_as_for_torchvision(tmp_path, capsys):
+    """A `detector.`-prefixed MMDetection / detectron2 file (a LightningModule's ``self.detector``) was
+    refused by `convert --from detectron2|mmdetection`, train --init and the not-ours hint alike, which
+    dropped only "module." / "model."; the torchvision reader dropped any single shared prefix."""
+    from test_detectron2_convert import LAYOUTS as D2_LAYOUTS
+    from test_detectron2_convert import _random_model as d2_model
+    from test_detectron2_convert import to_detectron2
+
+    from maskrcnn.interop.detectron2 import convert_detectron2
+    from maskrcnn.interop.mmdetection import convert_mmdetection
+
+    d2 = {k: torch.from_numpy(v) for k, v in to_detectron2(d2_model(**D2_LAYOUTS["fasterrcnn"])).items()}
+    mm = to_mmdet(_random_model())
+    note = "dropped the prefix 'detector.' every key had (a DataParallel / LightningModule wrapper)"
+    cases = (("detectron2", "d2.pth", {"model": d2}, convert_detectron2({"model": d2})),
+             ("mmdetection", "mm.pth", {"meta": {}, "state_dict": mm}, convert_mmdetection(mm)))
+    for fmt, name, plain, expected in cases:
+        inner = "model" if fmt == "detectron2" else "state_dict"
+        obj = {**plain, inner: {f"detector.{k}": v for k, v in plain[inner].items()}}
+        assert layout_of(obj) == fmt
+        assert note in convert_any(obj, source=name).notes  # train --init
         path = tmp_path / name
-        torch.save(sd, path)
+        torch.save(obj, path)
         with pytest.raises(CheckpointError) as e:
             load_checkpoint(path)
-        message = str(e.value)
-        assert "every key starts with 'detector.'" in message and "maskrcnn convert --from" not in message
+        assert f"maskrcnn convert --from {fmt} {path} OUT.pth" in str(e.value)
+        out = tmp_path / f"ours_{name}"
+        assert main(["convert", "--from", fmt, str(path), str(out)]) == 0
+        assert f"note: {note}" in capsys.readouterr().err
+        converted = load_checkpoint(out)["model"]
+        assert sorted(converted) == sorted(expected["state_dict"])
+        assert all(torch.equal(converted[k], v) for k, v in expected["state_dict"].items())
+    # a prefix whose removal leaves no layout this library reads stays, and is named
+    other = {f"detector.{k}": torch.zeros(1) for k in ("net.conv.weight", "net.fc.weight")}
+    with pytest.raises(ConversionError, match=r"every key starts with 'detector\.'"):
+        convert_any(other, source="x.pth")
 
 
 def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp_path, tiny):

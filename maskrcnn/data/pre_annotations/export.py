@@ -19,14 +19,16 @@ it; those of an empty mask, as a tiny image's detections can be, are left out of
 in a line, ``left_out_note``: an annotation with an empty segmentation reads back in COCO tools as a
 box-only instance, or fails to decode, and there is nothing to correct; a model without a mask head gives
 rectangles, said once). Files are written atomically at the end of the run (also after an error or an
-interrupt, as ``predictions.json`` is, with the images done so far); an image without instances is listed
-with none (YOLO: an empty label file). YOLO names a label file by the image's path without its extension:
-of images ``a.jpg`` and ``a.png`` side by side only the first gets one (a warning names the other), as
-Ultralytics would give both the same labels. Mask images and cut-outs (``mask_files``) are written image
-by image as the run goes, from each image's own detections and pixels (``--export-min-area`` leaves out
-small cut-outs); images whose mask files would share a name (``a.jpg`` and ``a.png``, also when only one
-of them is predicted and the other lies beside it) are named by their whole file name
-(``masks/a.jpg.png``), as their overlays are (``overlay_paths``).
+interrupt, as ``predictions.json`` is, with the images done so far); a run stopped before its first image
+writes none of them, so an earlier run's files in the folder stay as they were (``finish``'s
+``replace``). An image without instances is listed with none (YOLO: an empty label file). YOLO names
+a label file by the image's path without its extension: of images ``a.jpg`` and ``a.png`` side by side
+only the first gets one (a warning names the other), as Ultralytics would give both the same labels.
+Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
+own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
+would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
+beside it) are named by their whole file name (``masks/a.jpg.png``), as their overlays are
+(``overlay_paths``).
 """
 
 from __future__ import annotations
@@ -192,9 +194,12 @@ class PreAnnotationExport:
                 "or fail to decode); predictions.json keeps them")
 
     def finish(self, *, replace: bool = True, partial: bool = False) -> list:
-        """Write the files; returns the paths written (files, and LabelMe's folder). ``replace``,
-        ``partial``: as ``MaskFiles.finish`` takes them (False: the run stopped before its first image;
-        True: the run stopped early)."""
+        """Write the files; returns the paths written (files, and LabelMe's folder). ``replace`` False:
+        the run stopped before its first image, so nothing is written (``[]``) and an earlier run's files
+        stay as they were (empty ones would replace them); ``partial``: the run stopped early, said by
+        ``MaskFiles.finish``."""
+        if not replace:
+            return []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for fmt in self.formats:

@@ -33,11 +33,17 @@ class WrittenFiles:
     (read when made, before this run writes any); ``finish`` removes the earlier ones not written again
     and lists this run's."""
 
-    def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations"):
+    def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations",
+                 also_earlier: Iterable[str] = ()):
         """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
-        the lines are from."""
+        the lines are from; ``also_earlier``: more earlier runs' files, listed elsewhere (a report from
+        before ``written.json``), taken only when the lists here can be read: with one that cannot,
+        nothing earlier is removed."""
         self.folder, self.label = Path(folder), label
-        self.earlier = read_written(self.folder, label=label, prefix=prefix)
+        # readable: False when a list is there but cannot be read (said in a line): nothing is removed
+        self.earlier, self.readable = _read_written(self.folder, label=label, prefix=prefix)
+        if self.readable:
+            self.earlier |= set(also_earlier)
         self.files: Set[str] = set()
         self._partial = None
 
@@ -78,6 +84,11 @@ def read_written(folder: Path, *, label: str = "", prefix: str = "pre-annotation
     """The paths listed in ``folder``'s ``written.json`` and in a killed run's ``written.partial.jsonl``
     (a line cut short by the kill is dropped). When either list cannot be read, a line on stderr names the
     file and what is wrong, and nothing is listed: no earlier file is removed, the other list's neither."""
+    return _read_written(folder, label=label, prefix=prefix)[0]
+
+
+def _read_written(folder: Path, *, label: str, prefix: str) -> tuple:
+    """``read_written``'s paths, and whether the lists there (if any) could be read."""
     found: Set[str] = set()
     final, partial = folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL
     problems = []
@@ -107,8 +118,8 @@ def read_written(folder: Path, *, label: str = "", prefix: str = "pre-annotation
     if problems:
         print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed (those "
               f"listed in {WRITTEN_FILE} and {WRITTEN_PARTIAL} alike)", file=sys.stderr)
-        return set()
-    return found
+        return set(), False
+    return found, True
 
 
 def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str]) -> int:

@@ -1,0 +1,201 @@
+"""One reading of this library's weights for every command that takes them: ``train --init`` and
+``convert --from maskrcnn`` (``checked_ours``), ``predict`` / ``eval`` / ``export`` (``inference_weights``,
+through ``Predictor.from_checkpoint``).
+
+    checked_ours(path, obj, ema=False, ema_how=None) -> (ckpt, notes)
+    inference_weights("FILE[#ema]", config=None, overrides=None, config_how=None) -> (ckpt, notes)
+
+``checked_ours`` checks a checkpoint of ours already read (``checkpoint.check_checkpoint``: fields,
+config, finite weights; ``check_class_names``) and says what was taken: the EMA copy ("model_ema") on
+request, else a note naming it and ``ema_how`` (the caller's way to ask for it); the wrapper prefix
+dropped from its keys.
+
+``inference_weights`` also takes a bare state dict of our model (``torch.save(model.state_dict())``, or
+one under "model" / "state_dict", behind a wrapper's prefix) when ``config`` (a preset name or a YAML
+file, ``config.load_config``) says how to build the model: it loads strictly, a key missing or extra, or
+a shape the model does not have, refused in one line; entries that are not tensors dropped with a note.
+Its EMA copy beside it (a torchvision ``train.py`` file: "model", "model_ema", "epoch") is noted, taken
+with "FILE#ema". Without ``config`` it is refused saying what to add (``config_how``: the caller's way).
+A checkpoint of ours holds its config: ``config`` is refused for it (``--set`` changes it).
+
+Notes are returned, never printed: the commands print them (``note: ...`` on stderr).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from maskrcnn.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    check_checkpoint,
+    check_class_names,
+    read_checkpoint_object,
+)
+
+_SAVE = ("save it as a checkpoint: maskrcnn.checkpoint.save_checkpoint(OUT, model_state=STATE_DICT, "
+         "config=CONFIG, class_names=[...]); docs/checkpoints.md")
+_NAMES = ("with no class names stored its classes are named class1, class2, ... unless that YAML sets "
+          "data.class_names")
+CONFIG_HOW_LIBRARY = (f"pass config=PRESET_OR_YAML (Predictor.from_checkpoint, inference_weights), the "
+                      f"preset (e.g. r50_fpn) or YAML file it was trained with; {_NAMES} (or {_SAVE})")
+CONFIG_HOW_CLI = (f"add --config PRESET_OR_YAML, the preset (e.g. r50_fpn) or YAML file it was trained with; "
+                  f"{_NAMES} (or {_SAVE})")
+
+
+def config_how_without_option(command: str) -> str:
+    """The no-config refusal's remedy for a command with no ``--config`` for its weights."""
+    return (f"`maskrcnn {command}` takes no --config for its weights: {_SAVE} (predict, eval and export run "
+            "it as it is with --config PRESET_OR_YAML)")
+
+
+def ema_how_for(path) -> str:
+    """How a caller of ``inference_weights`` takes a checkpoint's EMA copy: both spellings, the commands'
+    and the library's."""
+    from maskrcnn.interop.weights import EMA_SUFFIX
+
+    return (f"`--weights {path}{EMA_SUFFIX}` / `Predictor.from_checkpoint(\"{path}{EMA_SUFFIX}\")` takes the "
+            "EMA copy")
+
+
+def checked_ours(path, obj: dict, *, ema: bool = False, ema_how: Optional[str] = None) -> tuple:
+    """``(ckpt, notes)``: ``obj``, a checkpoint of ours read from ``path``, checked as ``load_checkpoint``
+    checks it and its class names against its model; with ``ema`` its "model_ema" copy as "model"
+    (ConversionError naming the file when it has none). ``ema_how``: how the caller's user takes the EMA
+    copy, said in a note when the file holds one and ``ema`` is not asked for (None: no note)."""
+    from maskrcnn.interop.wrappers import dropped_prefix, ema_copy, ema_note, no_ema_error, prefix_note
+
+    notes = []
+    if ema:
+        found = ema_copy(obj)
+        if found is None or found[0] != "model_ema":
+            raise no_ema_error(str(path), "the checkpoint has no 'model_ema', the copy a maskrcnn checkpoint "
+                                          "keeps when saved with save_checkpoint(..., model_ema=...)")
+        obj = {**obj, "model": found[1]}  # checked below as 'model' is
+        notes.append("took the EMA copy of the weights ('model_ema')")
+    elif ema_how is not None:
+        note = ema_note(obj, taken="'model'", how=ema_how)
+        notes += [note] if note else []
+    ckpt = check_checkpoint(path, obj)
+    check_class_names(path, ckpt)
+    prefix = dropped_prefix(obj["model"], ckpt["model"]) if isinstance(obj.get("model"), dict) else None
+    notes += [prefix_note(prefix)] if prefix else []
+    return ckpt, notes
+
+
+def bare_state_dict(obj) -> Optional[tuple]:
+    """``(state dict, notes)`` when ``obj`` is a bare state dict of our model (itself, or under "model" /
+    "state_dict", its keys behind a wrapper's prefix: ``wrappers``), else None. Its tensors are taken:
+    entries that are not (an "epoch" count, a counter saved as a number) are dropped, named in a note,
+    as a wrapper's prefix is. The one test of a bare state dict of ours (``check_checkpoint``'s refusal
+    says so by it too)."""
+    import torch
+
+    from maskrcnn.interop.wrappers import dropped_prefix, is_our_layout, prefix_note, strip_common_prefix
+
+    if not isinstance(obj, dict) or obj.get("format") == FORMAT:
+        return None
+    inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), obj)
+    tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        return None
+    sd, _prefix = strip_common_prefix(tensors, is_our_layout)
+    if not is_our_layout(sd):
+        return None
+    notes = []
+    prefix = dropped_prefix(tensors, sd)
+    notes += [prefix_note(prefix)] if prefix else []
+    others = [str(k) for k in inner if k not in tensors]
+    if others:
+        from maskrcnn.listing import short_listing
+
+        one = len(others) == 1
+        notes.append(f"dropped {len(others)} entr{'y' if one else 'ies'} that {'is' if one else 'are'} not a "
+                     f"tensor: {short_listing(others, limit=5)}")
+    return sd, notes
+
+
+def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional[dict] = None,
+                      config_how: Optional[str] = None) -> tuple:
+    """``(ckpt, notes)`` for predict / eval / export (module docstring): ``spec`` a file, "FILE#ema" for
+    its EMA copy; ``config`` the preset or YAML file a bare state dict needs (``overrides`` applied to it,
+    as the caller applies them to a checkpoint's); ``config_how``: the remedy the refusal of a bare state
+    dict without ``config`` names (``CONFIG_HOW_LIBRARY`` by default; the commands give theirs).
+    ``CheckpointError`` naming the file otherwise."""
+    from maskrcnn.checkpoint import not_ours_error
+    from maskrcnn.interop.weights import split_ema
+    from maskrcnn.interop.wrappers import ema_copy, ema_note, no_ema_error
+
+    path, ema = split_ema(str(spec))
+    obj = read_checkpoint_object(path, map_location="cpu")
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if config is not None:
+            raise CheckpointError(f"{path}: --config {config} is for a bare state dict; this checkpoint "
+                                  "holds its own config (change it with --set KEY=VALUE)")
+        return checked_ours(path, obj, ema=ema, ema_how=ema_how_for(path))
+    found = bare_state_dict(obj)
+    if found is None:  # not ours: refused in load_checkpoint's words (what it is), with #ema / --config
+        raise not_ours_error(path, obj, ema=ema, config=config)
+    taken = next((f"'{k}'" for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), "its tensors")
+    copy = ema_copy(obj)
+    notes = []
+    if ema:
+        ours = bare_state_dict(copy[1]) if copy is not None else None
+        if ours is None:
+            raise no_ema_error(path, "this bare state dict holds one copy of the weights (no 'model_ema' or "
+                                     "'state_dict_ema' of this library's model beside them)")
+        found = ours
+        notes.append(f"took the EMA copy of the weights ('{copy[0]}')")
+    elif copy is not None:
+        notes.append(ema_note(obj, taken=taken, how=ema_how_for(path)))
+    if config is None:
+        raise CheckpointError(f"{path}: the weights of this library's model without the config that says how "
+                              f"to build it: {config_how or CONFIG_HOW_LIBRARY}")
+    sd, found_notes = found
+    ckpt, config_notes = _with_config(path, sd, config, overrides)
+    return ckpt, [*notes, *found_notes, *config_notes]
+
+
+def _with_config(path, sd: dict, config: str, overrides: Optional[dict]) -> tuple:
+    """A bare state dict of ours as a checkpoint of the model ``config`` describes, strictly fitting."""
+    from maskrcnn.config import load_config
+
+    cfg = load_config(config, overrides or None, stored=True)  # (no training checks: nothing is trained)
+    ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg.to_dict(),
+            "class_names": list(cfg.data.class_names), "model": sd}
+    ckpt = check_checkpoint(path, ckpt)
+    check_class_names(f"--config {config}", ckpt)  # (the names are the config's: it is named)
+    misfit = first_misfit(ckpt["model"], cfg)
+    if misfit is not None:
+        raise CheckpointError(f"{path}: does not fit the model --config {config} describes: {misfit}")
+    notes = []
+    if not cfg.data.class_names:
+        k = int(cfg.model.num_classes) - 1
+        notes.append(f"no class names stored: its {k} class{'' if k == 1 else 'es'} are named "
+                     f"class1..class{k} (data.class_names in a --config YAML names them)")
+    return ckpt, notes
+
+
+def first_misfit(state: dict, cfg) -> Optional[str]:
+    """Why ``state`` does not load strictly into the model ``cfg`` describes, in a few words about its
+    first key that does not (a shape, a key missing or extra); None when it loads. The model is built on
+    the meta device: no memory, no initialisation."""
+    import torch
+
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    with torch.device("meta"):
+        expected = build_model(cfg).state_dict()
+    for key, want in expected.items():
+        if key not in state:
+            missing = [k for k in expected if k not in state]
+            return f"the file has no {key} ({len(missing)} of the model's {len(expected)} tensors missing)"
+        have = state[key]
+        if tuple(have.shape) != tuple(want.shape):
+            return (f"{key} has shape {tuple(have.shape)} in the file, the model expects "
+                    f"{tuple(want.shape)}")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        return f"the file's {extra[0]} is not in the model ({len(extra)} such tensor{'s' * (len(extra) > 1)})"
+    return None
