@@ -1246,11 +1246,10 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
 def save_config(cfg: Config, path: Union[str, Path]) -> None:
     """Write ``cfg`` as UTF-8 YAML, atomically; class names in any script are written as they are
     ("猫", not the escape "\\u732B" PyYAML writes by default)."""
-    from maskrcnn.io_utils import atomic_write_bytes, holds
+    from maskrcnn.io_utils import atomic_write_text
 
-    data = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).encode("utf-8")
-    if not holds(path, data):  # the same settings (a resume): the file and its time stay as they are
-        atomic_write_bytes(path, data)
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    atomic_write_text(path, text, unless_same=True)  # the same settings (a resume): the file is left as it is
 
 
 def set_keys(overrides: dict) -> set:

@@ -56,7 +56,7 @@ def _same_path(given, recorded: str) -> bool:
 def record_run_data(output, *, given: dict, resolved: dict) -> dict:
     """Write ``output/run.json`` from ``given`` (the arguments as typed, None when left out) and
     ``resolved`` (the paths trained on, images folders found included); returns what was written."""
-    from maskrcnn.io_utils import atomic_write_bytes, holds
+    from maskrcnn.io_utils import atomic_write_json
 
     before = read_run_data(output)  # a resume that took a path from the record keeps its "given"
     data = {}
@@ -69,9 +69,7 @@ def record_run_data(output, *, given: dict, resolved: dict) -> dict:
         data[name] = {"given": None if typed is None else str(typed), "path": path}
     record = {"data": data}
     Path(output).mkdir(parents=True, exist_ok=True)
-    data = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
-    if not holds(Path(output) / RUN_DATA, data):  # as atomic_write_json writes it; unchanged: not touched
-        atomic_write_bytes(Path(output) / RUN_DATA, data)
+    atomic_write_json(Path(output) / RUN_DATA, record, indent=2, unless_same=True)  # unchanged: not touched
     return record
 
 

@@ -534,25 +534,32 @@ class Trainer:
         if self.best is not None:
             return self._evaluated_on_record()
         results = eval_record(self.logger.metrics_path, self.iteration)
-        if results is not None:
+        if results:  # {}: an evaluation that returned no results, on record all the same
             self.last_eval = results
         return results is not None
 
     def _finish_resumed(self) -> bool:
         """A resume where the run ended: only what its end left undone (``_left``), nothing more; a
-        finished run is left as it is: no evaluation, no record, no file written. True if it wrote."""
+        finished run is left as it is: no evaluation, no record, no file written. True if it wrote an
+        evaluation record (curves.png is drawn again only then)."""
         left, self._left = self._left, None
         todo = ([f"writing {FINAL_NAME}"] if left["weights"] else []) + (
             ["running the final evaluation"] if left["eval"] else [])
         if todo and self.is_main:
             self.logger.print(f"the run was stopped before it had finished: {' and '.join(todo)} now")
         if left["weights"]:  # main process only (see _left_at_the_end)
-            self._write_weights(self.output_dir / FINAL_NAME, self.model.state_dict(),
-                                what="the final weights", kept_note=" and holds the same weights",
-                                iteration=self.iteration, **self.checkpoint_extra)
+            self._write_final()
+            if self.stopped_early:  # as the uninterrupted run said it
+                self.logger.print(self._early_stop_text())
         if left["eval"]:
-            self._evaluate()
-        return left["weights"] or left["eval"]
+            self._evaluate()  # one record, results or none (main process)
+        return left["eval"]
+
+    def _write_final(self) -> None:
+        """``model_final.pth``: this iteration's weights (main process)."""
+        self._write_weights(self.output_dir / FINAL_NAME, self.model.state_dict(),
+                            what="the final weights", kept_note=" and holds the same weights",
+                            iteration=self.iteration, **self.checkpoint_extra)
 
     def _start_afresh(self) -> None:
         """A resume with no checkpoint starts from iteration 0: what the earlier attempt left of its run
@@ -645,8 +652,8 @@ class Trainer:
         results = eval_record(self.logger.metrics_path, self.iteration)
         if results is None:
             return False
-        try:
-            value = metric_value(results, self.best.metric)
+        try:  # {}: an evaluation that returned no results counts as NaN, as _follow_best counts it
+            value = metric_value(results, self.best.metric) if results else float("nan")
         except ValueError:  # the record lacks the metric followed now: evaluate again
             return False
         after = copy.deepcopy(self.best)
@@ -661,7 +668,9 @@ class Trainer:
                     and best.get("iteration") == after.iteration and best.get("value") == after.value
                     and (self.output_dir / BEST_NAME).is_file()):  # value: the same float (JSON keeps it)
                 return False
-        self.best, self.last_eval = after, results
+        self.best = after
+        if results:
+            self.last_eval = results
         return True
 
     # ------------------------------------------------------------------ signals
@@ -817,7 +826,9 @@ class Trainer:
         if self.is_main:
             if results:
                 self.last_eval = results
-                self.logger.log_eval(self.iteration, results)
+            # no results (nothing evaluated): a record of the iteration all the same, so that a resume
+            # knows it ran (the final evaluation of a run killed after it is not run again)
+            self.logger.log_eval(self.iteration, results or {})
             if self.best is not None:
                 self._follow_best(results)
         du.barrier()
@@ -954,7 +965,7 @@ class Trainer:
         if self._left is not None:  # resumed where the run ended: nothing to train
             wrote = self._finish_resumed()
             if self.is_main:
-                self.logger.close(plot=self.plot and wrote)  # curves.png: only for a new record
+                self.logger.close(plot=self.plot and wrote)  # curves.png: only for a new evaluation record
             return self._result(interrupted=False)
         with self._signals():
             # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
@@ -979,9 +990,7 @@ class Trainer:
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
             if self.is_main:
-                self._write_weights(self.output_dir / FINAL_NAME, self.model.state_dict(),
-                                    what="the final weights", kept_note=" and holds the same weights",
-                                    iteration=self.iteration, **self.checkpoint_extra)
+                self._write_final()
             if self.stopped_early:  # the weights were evaluated just now (or before the resume)
                 if self.is_main:  # (only the main process's tracker has seen the evaluations)
                     self.logger.print(self._early_stop_text())

@@ -17,7 +17,7 @@ from test_hostile_training import OneWeight, _train_args
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.config import load_config
 from maskrcnn.engine import logger as logger_module
-from maskrcnn.engine.logger import read_metrics
+from maskrcnn.engine.logger import plot_curves, read_metrics
 from maskrcnn.engine.trainer import build_trainer
 
 
@@ -31,7 +31,8 @@ def _evaluations(records):
 
 
 class Evaluation:
-    """A validation that counts its calls and gives the APs ``aps`` in turn (after ``done`` of them)."""
+    """A validation that counts its calls and gives the APs ``aps`` in turn (after ``done`` of them);
+    an AP of None: no results (nothing evaluated, as ``NothingEvaluated`` makes the evaluate fn return)."""
 
     def __init__(self, aps=(10.0, 20.0, 15.0), done=0):
         self.aps, self.calls = aps, list(range(done))
@@ -39,10 +40,22 @@ class Evaluation:
     def __call__(self, model):
         self.calls.append(len(self.calls))
         ap = self.aps[len(self.calls) - 1]
-        return {"bbox": {"AP": ap}, "segm": {"AP": ap}}
+        return None if ap is None else {"bbox": {"AP": ap}, "segm": {"AP": ap}}
 
 
-def _trainer(out, evaluate, *, iters=6, patience=0):
+class TensorBoardStandIn:
+    """For ``_make_tensorboard_writer``: records the folders it is asked for and gives no writer, with
+    the line ``missing`` (TensorBoard not installed) or none."""
+
+    def __init__(self, missing=""):
+        self.folders, self.missing = [], missing
+
+    def __call__(self, folder):
+        self.folders.append(folder)
+        return None, self.missing
+
+
+def _trainer(out, evaluate, *, iters=6, patience=0, tensorboard=False, plot=False):
     solver = {"iters": iters, "checkpoint_period": 2, "eval_period": 2, "warmup_iters": 0,
               "clip_grad_norm": 0, "lr": 0.1, "early_stop_patience": patience}  # fmt: skip
     cfg = load_config("demo", {f"solver.{k}": v for k, v in solver.items()})
@@ -53,7 +66,7 @@ def _trainer(out, evaluate, *, iters=6, patience=0):
 
     return build_trainer(cfg, OneWeight(), make_batches=make_batches, output_dir=out,
                          class_names=["bg", "a"], evaluate_fn=evaluate, handle_signals=False,
-                         tensorboard=False, plot=False)  # fmt: skip
+                         tensorboard=tensorboard, plot=plot)  # fmt: skip
 
 
 def _resume(out, evaluate, **kw):
@@ -66,19 +79,16 @@ def test_resume_of_a_finished_run_evaluates_logs_and_writes_nothing(tmp_path, mo
     _trainer(tmp_path, Evaluation()).train()
     assert _evaluations(read_metrics(tmp_path / "metrics.jsonl")) == [2, 4, 6]
     before = _times(tmp_path)
-    made = []  # the TensorBoard writer, made at the first record: a no-op makes none (no event file)
-    monkeypatch.setattr(logger_module, "_make_tensorboard_writer", lambda folder: made.append(folder))
+    made = TensorBoardStandIn()  # the writer, made at the first record: a no-op makes none (no event file)
+    monkeypatch.setattr(logger_module, "_make_tensorboard_writer", made)
 
     again = Evaluation()
     for _ in range(2):  # each no-op resume used to add one more final record
-        trainer = _trainer(tmp_path, again)
-        trainer.logger._tb_folder = tmp_path / "tensorboard"  # as with tensorboard=True
-        assert trainer.resume()
-        result = trainer.train()
+        result = _resume(tmp_path, again, tensorboard=True, plot=True)
         assert result["iteration"] == 6 and not result["interrupted"]
         # the final evaluation's results, from its record
         assert result["eval"] == {"bbox": {"AP": 15.0}, "segm": {"AP": 15.0}}
-    assert again.calls == [] and made == []
+    assert again.calls == [] and made.folders == []
     assert _times(tmp_path) == before
 
 
@@ -95,6 +105,66 @@ def test_resume_of_a_run_that_had_stopped_early_writes_nothing(tmp_path, capsys,
     assert result["stopped_early"] == (iters == 20) and again.calls == []
     assert ("stopped early" in capsys.readouterr().out) == (iters == 20)
     assert _times(tmp_path) == before
+
+
+def test_early_stopped_run_whose_final_weights_are_restored_says_it_stopped_early(tmp_path, capsys):
+    """Killed while writing model_final.pth of a run that stopped early: the resume writes it and says
+    what the uninterrupted run said (the summary with the best), evaluating nothing."""
+    _trainer(tmp_path, Evaluation(), iters=20, patience=1).train()
+    said = capsys.readouterr().out
+    summary = "stopped early after iteration 6 of 20"
+    assert summary in said
+    (tmp_path / "model_final.pth").unlink()
+    again = Evaluation()
+    result = _resume(tmp_path, again, iters=20, patience=1)
+    text = capsys.readouterr().out
+    assert result["stopped_early"] and again.calls == []
+    assert [line for line in text.splitlines() if summary in line] == [
+        line for line in said.splitlines() if summary in line]
+    assert load_checkpoint(tmp_path / "model_final.pth")["iteration"] == 6
+
+
+def test_final_weights_alone_missing_do_not_redraw_the_curves(tmp_path):
+    _trainer(tmp_path, Evaluation(), plot=True).train()
+    curves = tmp_path / "curves.png"
+    assert curves.is_file()
+    (tmp_path / "model_final.pth").unlink()
+    before = curves.stat().st_mtime_ns
+    again = Evaluation()
+    _resume(tmp_path, again, plot=True)
+    assert again.calls == [] and (tmp_path / "model_final.pth").is_file()
+    assert curves.stat().st_mtime_ns == before
+
+
+def test_final_evaluation_with_no_results_is_on_record_and_not_run_again(tmp_path, monkeypatch, capsys):
+    """An evaluation that returned no results (NothingEvaluated) leaves a record of its iteration alone:
+    a resume of the finished run does not run it again; one killed before that record runs it once (and
+    the TensorBoard note, with no training to print it, comes with that evaluation)."""
+    nothing = (None, None, None)
+    _trainer(tmp_path, Evaluation(nothing), plot=True).train()
+    metrics = tmp_path / "metrics.jsonl"
+    evals = [r for r in read_metrics(metrics) if "loss" not in r]
+    assert evals == [{"iteration": i, "evaluated": 0} for i in (2, 4, 6)]
+    assert plot_curves(metrics, tmp_path / "again.png") is not None  # the plot reads past such records
+    (tmp_path / "again.png").unlink()
+
+    before, again = _times(tmp_path), Evaluation(nothing)
+    result = _resume(tmp_path, again, plot=True)
+    assert again.calls == [] and result["eval"] is None and _times(tmp_path) == before
+
+    _drop_last_eval(metrics)  # killed during the final evaluation
+    note = "TensorBoard not installed (stand-in)"
+    monkeypatch.setattr(logger_module, "_make_tensorboard_writer", TensorBoardStandIn(note))
+    capsys.readouterr()
+    again = Evaluation(nothing, done=2)
+    _resume(tmp_path, again, tensorboard=True)
+    assert again.calls == [0, 1, 2], "evaluated once"
+    assert [r for r in read_metrics(metrics) if "loss" not in r] == evals
+    assert capsys.readouterr().out.count(note) == 1
+
+    before, last = _times(tmp_path), Evaluation(nothing)
+    _resume(tmp_path, last)
+    assert last.calls == [] and _times(tmp_path) == before
 
 
 def _drop_last_eval(metrics):
@@ -162,7 +232,8 @@ def test_command_resume_of_a_finished_run_changes_nothing(cli, tmp_path, finishe
     args = [str(run) if a == finished_run[0] else a for a in finished_run[1]]
     rc, text = cli(*args)
     assert rc == 0 and NOTHING_LEFT in text, text
-    assert "AP" not in text, text  # no metrics table: not evaluated again
+    # no metrics table: not evaluated again
+    assert "AP50" not in text and "running the final evaluation" not in text, text
     assert _times(run) == before
 
 
@@ -173,5 +244,6 @@ def test_python_resume_of_a_finished_run_changes_nothing(tmp_path, finished_run,
     path = maskrcnn.train(output=run, resume=True)
     assert path == run / "model_final.pth"
     text = capsys.readouterr()
-    assert NOTHING_LEFT in text.out + text.err and "AP" not in text.out, text
+    assert NOTHING_LEFT in text.out + text.err, text
+    assert "AP50" not in text.out and "running the final evaluation" not in text.out, text
     assert _times(run) == before
