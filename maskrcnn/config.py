@@ -1248,7 +1248,8 @@ def save_config(cfg: Config, path: Union[str, Path]) -> None:
     ("猫", not the escape "\\u732B" PyYAML writes by default)."""
     from maskrcnn.io_utils import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    atomic_write_text(path, text, unless_same=True)  # the same settings (a resume): the file is left as it is
 
 
 def set_keys(overrides: dict) -> set:

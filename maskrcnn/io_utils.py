@@ -101,9 +101,21 @@ def _name_max(folder: PathLike) -> int:
         return 255
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+def atomic_write_bytes(path: PathLike, data: bytes, *, unless_same: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace).
+    ``unless_same``: a file that already holds exactly ``data`` is not rewritten, so that a run with
+    nothing to do (a resume of a finished run) leaves its files and their times as they were."""
+    if unless_same and _holds(path, data):
+        return
     atomic_write_all({path: data})
+
+
+def _holds(path: PathLike, data: bytes) -> bool:
+    """Whether the file ``path`` already holds exactly ``data``."""
+    try:
+        return Path(path).is_file() and Path(path).read_bytes() == data
+    except OSError:
+        return False
 
 
 def atomic_write_all(contents: dict) -> None:
@@ -254,9 +266,9 @@ def replace_durably(tmp: PathLike, path: PathLike) -> None:
     remove_stale_temps(path)
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: PathLike, text: str, *, unless_same: bool = False) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (``unless_same``: as ``atomic_write_bytes``)."""
+    atomic_write_bytes(path, text.encode("utf-8"), unless_same=unless_same)
 
 
 def json_safe(value: Any) -> Any:
@@ -272,7 +284,7 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> None:
+def atomic_write_json(path: PathLike, data: Any, *, unless_same: bool = False, **dumps_kwargs: Any) -> None:
     """Write ``json.dumps(data, **dumps_kwargs)`` to ``path`` atomically (serialised first, so an
     object JSON cannot encode raises before the old file is touched). UTF-8 with non-ASCII text as it is
     (``ensure_ascii=False`` unless asked otherwise): a class name such as "Ölfleck" reads as itself in
@@ -283,10 +295,11 @@ def atomic_write_json(path: PathLike, data: Any, **dumps_kwargs: Any) -> None:
 
     A file name that is not valid UTF-8 (``os.fsdecode`` gives its bytes as lone surrogates, e.g.
     b"caf\\xe9.png" -> "caf\\udce9.png") is written as the escape ``\\udce9`` (what ``ensure_ascii=True``
-    writes), which ``json.loads`` reads back as the same string, rather than failing the whole file."""
+    writes), which ``json.loads`` reads back as the same string, rather than failing the whole file.
+    ``unless_same``: as ``atomic_write_bytes`` (a file with these very bytes is not rewritten)."""
     dumps_kwargs.setdefault("ensure_ascii", False)
     text = json.dumps(data, **dumps_kwargs)
-    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"), unless_same=unless_same)
 
 
 def _fsync_dir(folder: Path) -> None:

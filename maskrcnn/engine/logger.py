@@ -4,7 +4,8 @@ Only the main process logs (the trainer gives other ranks ``enabled=False``).
 
 ``metrics.jsonl``: one JSON object per line. Training records ``{"iteration": i, "loss": total,
 "loss_rpn_cls": .., ..., "lr": .., "time": s/iter, "data_time": ..}`` (``iteration`` counts finished
-iterations, 1-based); evaluation records ``{"iteration": i, "bbox/AP": .., "segm/AP": .., ...}``.
+iterations, 1-based); evaluation records ``{"iteration": i, "bbox/AP": .., "segm/AP": .., ...}``, or
+``{"iteration": i, "evaluated": 0}`` for an evaluation that returned no results (nothing evaluated).
 A value that is not a finite number (``bbox/APm`` when the validation set has no medium-sized object is
 NaN) is written as ``null``, as ``maskrcnn eval``'s ``metrics.json`` writes it: JSON has no NaN, and
 strict readers (JavaScript's ``JSON.parse``, jq) refuse the bare token. ``read_metrics`` reads a ``null``
@@ -73,12 +74,14 @@ def truncate_metrics(path, last_iteration: int, *, drop_eval_at_last: bool = Fal
         return it < last_iteration or it == last_iteration and not (drop_eval_at_last and is_eval)
 
     kept = [r for r in read_metrics(path) if kept_record(r)]
-    atomic_write_text(path, "".join(record_line(r) for r in kept))
+    # nothing to drop (a resume of a finished run): the file is not touched
+    atomic_write_text(path, "".join(record_line(r) for r in kept), unless_same=True)
 
 
 def eval_record(path, iteration: int) -> Optional[dict]:
     """The evaluation record of ``iteration`` in a metrics.jsonl as ``log_eval`` was given it
-    (``{"bbox": {"AP": ..}, "segm": {..}}``, NaN for ``null``; the last one if several); None when the
+    (``{"bbox": {"AP": ..}, "segm": {..}}``, NaN for ``null``; the last one if several); ``{}`` for the
+    record of an evaluation that returned no results (``{"iteration": i, "evaluated": 0}``); None when the
     file holds none."""
     found = None
     for r in read_metrics(path) if path is not None else ():
@@ -91,7 +94,7 @@ def eval_record(path, iteration: int) -> Optional[dict]:
         task, _, name = key.partition("/")
         if name:
             results.setdefault(task, {})[name] = value
-    return results or None
+    return results
 
 
 class TrainingLogger:
@@ -114,11 +117,21 @@ class TrainingLogger:
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._window: List[float] = []  # recent s/iter, for the ETA
         self._tb = None
-        self._tb_missing = ""  # the line saying TensorBoard is missing, until the first iteration prints it
+        # made at the first record, not here: a run with nothing to do writes no event file
+        self._tb_folder = None
         if enabled and self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                self._tb, self._tb_missing = _make_tensorboard_writer(self.output_dir / "tensorboard")
+                self._tb_folder = self.output_dir / "tensorboard"
+
+    def _tensorboard(self):
+        """The SummaryWriter (made on first use), or None without TensorBoard."""
+        if self._tb_folder is not None:
+            self._tb, missing = _make_tensorboard_writer(self._tb_folder)
+            self._tb_folder = None
+            if missing:  # once, at the first record (training, or the evaluation alone of a resumed run)
+                self.stream.write(missing + "\n")
+        return self._tb
 
     # ------------------------------------------------------------------ records
     def _append(self, record: dict) -> None:
@@ -140,9 +153,7 @@ class TrainingLogger:
         """Called after every iteration; writes a record every ``log_period`` iterations (and the last)."""
         if not self.enabled:
             return
-        if self._tb_missing:  # once, when training runs (not for a run refused before its first step)
-            self.stream.write(self._tb_missing + "\n")
-            self._tb_missing = ""
+        self._tensorboard()  # made at the first iteration (not for a run refused before its first step)
         self._window.append(iter_time)
         self._window = self._window[-50:]
         if iteration % self.log_period and iteration != self.max_iter:
@@ -157,15 +168,22 @@ class TrainingLogger:
             "data_time": data_time,
         }
         self._append(record)
-        if self._tb is not None:
+        if self._tb is not None:  # made above
             for k, v in record.items():
                 if k != "iteration":
                     self._tb.add_scalar(f"train/{k}", v, iteration)
         self._print_progress(iteration, total, losses, lr)
 
     def log_eval(self, iteration: int, results: Dict[str, dict]) -> None:
-        """``results`` as CocoEvaluator.evaluate returns it: {"bbox": {"AP": .., ...}, "segm": {...}}."""
+        """``results`` as CocoEvaluator.evaluate returns it: {"bbox": {"AP": .., ...}, "segm": {...}}.
+        Empty (an evaluation that returned no results): the record of the iteration alone,
+        ``{"iteration": i, "evaluated": 0}`` (readers of evaluation records look for the metric keys),
+        so that a resume knows the evaluation ran; no table, no TensorBoard point."""
         if not self.enabled:
+            return
+        tb = self._tensorboard()  # (its note, when missing, before the first record: maybe this one)
+        if not results:
+            self._append({"iteration": iteration, "evaluated": 0})
             return
         record = {"iteration": iteration}
         for task, metrics in results.items():
@@ -173,10 +191,10 @@ class TrainingLogger:
                 if isinstance(value, (int, float)):
                     record[f"{task}/{name}"] = float(value)
         self._append(record)
-        if self._tb is not None:
+        if tb is not None:
             for k, v in record.items():
                 if k != "iteration":
-                    self._tb.add_scalar(f"eval/{k}", v, iteration)
+                    tb.add_scalar(f"eval/{k}", v, iteration)
         from maskrcnn.engine.evaluator import format_metrics_table  # pycocotools: only when evaluating
 
         self.print(format_metrics_table(results))

@@ -69,7 +69,7 @@ def record_run_data(output, *, given: dict, resolved: dict) -> dict:
         data[name] = {"given": None if typed is None else str(typed), "path": path}
     record = {"data": data}
     Path(output).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(output) / RUN_DATA, record, indent=2)
+    atomic_write_json(Path(output) / RUN_DATA, record, indent=2, unless_same=True)  # unchanged: not touched
     return record
 
 

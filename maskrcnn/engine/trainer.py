@@ -72,6 +72,10 @@ first runs that evaluation (the checkpoint's weights are the ones it evaluates) 
 writes the best model and stops exactly where an uninterrupted run does. An evaluation that did run
 before the run stopped (``metrics.jsonl`` holds its record, ``best.json`` the best it leads to: the final
 evaluation of a shorter schedule, or a kill after it) is counted from its record, not run again.
+A resume from the checkpoint where the run ends (``max_iter`` reached, or stopped early) trains nothing:
+it finishes only what the end left undone (``model_final.pth`` of that iteration, the final evaluation
+with its record), and a finished run is left as it is (no evaluation, no record, no file written:
+``metrics.jsonl``, ``config.yaml``, ``run.json`` are rewritten only when their contents change).
 Checkpoints without the state (older ones, or written while following another metric) resume with the
 tracking started afresh.
 """
@@ -387,6 +391,9 @@ class Trainer:
                 f"eval_period > 0) and a best_metric; got eval_period {self.eval_period}, "
                 f"{'an' if evaluate_fn is not None else 'no'} evaluate_fn, best_metric {best_metric!r}")
         self._eval_pending = False  # resumed at an iteration whose evaluation the checkpoint predates
+        # resumed where the run had ended (solver.iters reached, or stopped early): what its end left
+        # undone, {"weights": model_final.pth due, "eval": the final evaluation due}; None otherwise
+        self._left: Optional[dict] = None
         self.stopped_early = False
 
     # ------------------------------------------------------------------ checkpoints
@@ -483,18 +490,76 @@ class Trainer:
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
+        self._saved_at = self.iteration  # the checkpoint just loaded is this iteration's
         on_record = False
         if self._eval_pending:  # every rank asks (a collective); the main process, which logs, answers
             on_record = self.is_main and self._evaluated_on_record()
             self._eval_pending = du.any_true(self.is_main and not on_record)
+        self._left = self._left_at_the_end() if not self._eval_pending else None
         if self.is_main:
             # an evaluation to run again is logged again: its earlier record (if any) goes
-            truncate_metrics(self.logger.metrics_path, self.iteration, drop_eval_at_last=self._eval_pending)
+            truncate_metrics(self.logger.metrics_path, self.iteration,
+                             drop_eval_at_last=self._eval_pending or bool(self._left and self._left["eval"]))
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
             if on_record:
                 self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
                                   f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
         return True
+
+    def _left_at_the_end(self) -> Optional[dict]:
+        """For a checkpoint where the run ends (``max_iter`` reached, or the run had stopped early): what
+        the end of the run did not finish before it stopped (a kill while writing ``model_final.pth`` or
+        during the final evaluation): {"weights": bool, "eval": bool}, both False for a finished run,
+        which a resume then leaves as it is. None when there is training left (every rank: collectives)."""
+        stopped = self.iteration < self.max_iter and self._stop_early()  # early: before max_iter only
+        if self.iteration < self.max_iter and not stopped:
+            return None
+        eval_due = (self.evaluate_fn is not None and not stopped
+                    and not (self.is_main and self._final_on_record()))
+        return {"weights": self.is_main and not self._final_weights_on_disk(),
+                "eval": du.any_true(self.is_main and eval_due)}
+
+    def _final_weights_on_disk(self) -> bool:
+        """Whether ``model_final.pth`` holds this iteration's weights (main process): a kill before its
+        write leaves none, or an earlier, shorter schedule's."""
+        try:
+            final = load_checkpoint(self.output_dir / FINAL_NAME, map_location="cpu")
+        except CheckpointError:
+            return False
+        return final.get("iteration") == self.iteration
+
+    def _final_on_record(self) -> bool:
+        """Whether the final evaluation of this iteration ran to its end before the run stopped (main
+        process): with a tracker, its record and the best it leads to (``_evaluated_on_record``)."""
+        if self.best is not None:
+            return self._evaluated_on_record()
+        results = eval_record(self.logger.metrics_path, self.iteration)
+        if results:  # {}: an evaluation that returned no results, on record all the same
+            self.last_eval = results
+        return results is not None
+
+    def _finish_resumed(self) -> bool:
+        """A resume where the run ended: only what its end left undone (``_left``), nothing more; a
+        finished run is left as it is: no evaluation, no record, no file written. True if it wrote an
+        evaluation record (curves.png is drawn again only then)."""
+        left, self._left = self._left, None
+        todo = ([f"writing {FINAL_NAME}"] if left["weights"] else []) + (
+            ["running the final evaluation"] if left["eval"] else [])
+        if todo and self.is_main:
+            self.logger.print(f"the run was stopped before it had finished: {' and '.join(todo)} now")
+        if left["weights"]:  # main process only (see _left_at_the_end)
+            self._write_final()
+            if self.stopped_early:  # as the uninterrupted run said it
+                self.logger.print(self._early_stop_text())
+        if left["eval"]:
+            self._evaluate()  # one record, results or none (main process)
+        return left["eval"]
+
+    def _write_final(self) -> None:
+        """``model_final.pth``: this iteration's weights (main process)."""
+        self._write_weights(self.output_dir / FINAL_NAME, self.model.state_dict(),
+                            what="the final weights", kept_note=" and holds the same weights",
+                            iteration=self.iteration, **self.checkpoint_extra)
 
     def _start_afresh(self) -> None:
         """A resume with no checkpoint starts from iteration 0: what the earlier attempt left of its run
@@ -587,8 +652,8 @@ class Trainer:
         results = eval_record(self.logger.metrics_path, self.iteration)
         if results is None:
             return False
-        try:
-            value = metric_value(results, self.best.metric)
+        try:  # {}: an evaluation that returned no results counts as NaN, as _follow_best counts it
+            value = metric_value(results, self.best.metric) if results else float("nan")
         except ValueError:  # the record lacks the metric followed now: evaluate again
             return False
         after = copy.deepcopy(self.best)
@@ -603,7 +668,9 @@ class Trainer:
                     and best.get("iteration") == after.iteration and best.get("value") == after.value
                     and (self.output_dir / BEST_NAME).is_file()):  # value: the same float (JSON keeps it)
                 return False
-        self.best, self.last_eval = after, results
+        self.best = after
+        if results:
+            self.last_eval = results
         return True
 
     # ------------------------------------------------------------------ signals
@@ -759,7 +826,9 @@ class Trainer:
         if self.is_main:
             if results:
                 self.last_eval = results
-                self.logger.log_eval(self.iteration, results)
+            # no results (nothing evaluated): a record of the iteration all the same, so that a resume
+            # knows it ran (the final evaluation of a run killed after it is not run again)
+            self.logger.log_eval(self.iteration, results or {})
             if self.best is not None:
                 self._follow_best(results)
         du.barrier()
@@ -887,10 +956,17 @@ class Trainer:
             self.logger.print(f"evaluating iteration {self.iteration} first: its checkpoint was written "
                               "before its evaluation (best checkpoint, early stopping)")
             self._evaluate()
-        self.stopped_early = self._stop_early()  # also a resumed run that had already stopped early
+        # also a resumed run that had already stopped early (before max_iter: the final evaluation, counted
+        # from its record on a resume, may leave the tracker out of patience, but it stops nothing)
+        self.stopped_early = self.iteration < self.max_iter and self._stop_early()
         if self.stopped_early:
             self.logger.print(f"nothing to train: the run had stopped early at iteration {self.iteration} "
                               "(raise solver.early_stop_patience, or set it to 0, to train on)")
+        if self._left is not None:  # resumed where the run ended: nothing to train
+            wrote = self._finish_resumed()
+            if self.is_main:
+                self.logger.close(plot=self.plot and wrote)  # curves.png: only for a new evaluation record
+            return self._result(interrupted=False)
         with self._signals():
             # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
             # training streams, which a resumed run restores from the checkpoint.
@@ -914,9 +990,7 @@ class Trainer:
             if self._saved_at != self.iteration:
                 self.save()  # full state at the end too, so that a longer run can resume from it
             if self.is_main:
-                self._write_weights(self.output_dir / FINAL_NAME, self.model.state_dict(),
-                                    what="the final weights", kept_note=" and holds the same weights",
-                                    iteration=self.iteration, **self.checkpoint_extra)
+                self._write_final()
             if self.stopped_early:  # the weights were evaluated just now (or before the resume)
                 if self.is_main:  # (only the main process's tracker has seen the evaluations)
                     self.logger.print(self._early_stop_text())
@@ -924,6 +998,9 @@ class Trainer:
                 self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
         if self.is_main:
             self.logger.close(plot=self.plot)
+        return self._result(interrupted=interrupted)
+
+    def _result(self, *, interrupted: bool) -> dict:
         return {
             "iteration": self.iteration, "interrupted": interrupted, "eval": self.last_eval,
             "signal": self._stop_signal if interrupted else None,
