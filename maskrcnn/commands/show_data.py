@@ -290,9 +290,10 @@ def run(args) -> int:
     check_output_dir(args.output)
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
-    images = image_dir_or_default(args.images, args.json, "--images")
+    parsed: dict = {}  # the JSON, when choosing its image folder read it: not read twice
+    images = image_dir_or_default(args.images, args.json, "--images", parsed=parsed)
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
-                          crowd_as_objects=args.crowd_as_objects)
+                          crowd_as_objects=args.crowd_as_objects, coco=parsed.pop(Path(args.json), None))
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     from maskrcnn.data.pre_annotations.written_files import WrittenFiles
