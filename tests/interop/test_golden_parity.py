@@ -47,16 +47,20 @@ def _load(name):
     return torch.load(GOLDEN / f"{name}.pt", weights_only=True)
 
 
-def _run(name, image_ids, optimise=False):
-    with recorded_threads():  # as torchvision recorded them: one thread rounds near-ties otherwise
-        return _run_recorded(name, image_ids, optimise)
-
-
-def _run_recorded(name, image_ids, optimise):
+def _converted(name):
+    """(golden data, our conversion of its recipe weights): seconds of numpy for an R50."""
     g = _load(name)
     sd = recipe_state_dict(g["state_dict_keys"])
     # weights=None models use plain BatchNorm (eps 1e-5) in eval mode: frozen BN with eps 1e-5
-    conv = convert_torchvision(sd, overrides={"model.frozen_bn_eps": 1e-5})
+    return g, convert_torchvision(sd, overrides={"model.frozen_bn_eps": 1e-5})
+
+
+def _run(name, image_ids, optimise=False, converted=None):
+    with recorded_threads():  # as torchvision recorded them: one thread rounds near-ties otherwise
+        return _run_recorded(*(converted or _converted(name)), image_ids, optimise)
+
+
+def _run_recorded(g, conv, image_ids, optimise):
     model = build_model(conv["config"])
     model.load_state_dict(conv["state_dict"])
     model.eval()
@@ -91,8 +95,14 @@ def _run_recorded(name, image_ids, optimise):
 
 
 @pytest.fixture(scope="module")
-def r50_320():
-    return _run("maskrcnn_r50fpn_320", [0, 1, 2])
+def r50_320_converted():
+    """The plain and the optimised 320 runs load the same converted weights (the model copies them)."""
+    return _converted("maskrcnn_r50fpn_320")
+
+
+@pytest.fixture(scope="module")
+def r50_320(r50_320_converted):
+    return _run("maskrcnn_r50fpn_320", [0, 1, 2], converted=r50_320_converted)
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +116,8 @@ def r50_800():
 
 
 @pytest.fixture(scope="module")
-def r50_320_optimised():
-    return _run("maskrcnn_r50fpn_320", [0, 1, 2], optimise=True)
+def r50_320_optimised(r50_320_converted):
+    return _run("maskrcnn_r50fpn_320", [0, 1, 2], optimise=True, converted=r50_320_converted)
 
 
 def _rel(a, b):
