@@ -82,8 +82,8 @@ def run(args) -> int:
 
     classes = parse_classes(args.classes)
     out = check_output_file(args.output, "--output")
-    parsed: dict = {}  # JSON path -> the file, when choosing its image folder read it: not read twice
-    specs = [parse_source(s, parsed) for s in args.sources]
+    # no parsed file kept while choosing the folders: N sources held at once would take N files' memory
+    specs = [parse_source(s) for s in args.sources]
     if out.exists() and not args.force:
         raise ValueError(f"--output {out}: already there; give --force to overwrite")
     if out.resolve() in {j.resolve() for j, _, _ in specs}:
@@ -94,7 +94,7 @@ def run(args) -> int:
                            else common_root([str(images) for _, images, _ in specs]))
     sources, skipped, unguessed = [], [], []  # unguessed: (source, not found, listed): most not found
     for json_path, images, given in specs:
-        data = read_validated(json_path, images, coco=parsed.pop(json_path, None))
+        data = read_validated(json_path, images)
         paths = {iid: os.path.abspath(p) for iid, p in data.image_paths.items()}
         sources.append(MergeSource(name=str(json_path), images=data.images, annotations=data.annotations,
                                    categories=data.categories, image_paths=paths,

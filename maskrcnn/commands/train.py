@@ -142,13 +142,14 @@ def run_training(args, *, config_said=None) -> dict:
     if not data["train_json"]:
         raise ValueError("--train-json is required (the training set's COCO JSON)" + (
             f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
-    parsed: dict = {}  # a JSON read to choose its image folder: the dataset takes it, not read twice
+    # the train JSON read to choose its image folder: the training set takes it, not read twice; the
+    # validation JSON not kept (held while the training set is built it would double the memory)
+    parsed: dict = {}
     data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images",
                                                 parsed=parsed)
     if data["val_json"]:
         data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images",
-                                                  also=(data["train_images"], "--train-images"),
-                                                  parsed=parsed)
+                                                  also=(data["train_images"], "--train-images"))
     overrides = parse_set_args(args.set)
     if args.init:
         overrides["model.init_weights"] = args.init

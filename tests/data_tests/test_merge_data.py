@@ -293,13 +293,14 @@ def _two_candidate_folders(tmp_path):
     return tmp_path / "train.json"
 
 
-def test_merge_reads_a_json_once_when_its_folder_is_chosen(tmp_path, monkeypatch, capsys):
-    """With several candidate image folders the JSON was parsed to choose one, then again to merge it."""
+def test_merge_keeps_no_source_parsed_while_choosing_the_folders(tmp_path, monkeypatch, capsys):
+    """Every source's folder is chosen before any is merged: a parsed file kept from choosing until
+    merging would hold N (LVIS-sized) files at once, so merge-data reads a JSON again to merge it."""
     path = _two_candidate_folders(tmp_path)
     read = _count_json_reads(monkeypatch)
     assert main(["merge-data", str(path), "--output", str(tmp_path / "all.json")]) == 0
     assert f"images of {path} read from {tmp_path / 'train'}" in capsys.readouterr().out
-    assert read.count(str(path)) == 1
+    assert read.count(str(path)) == 2
     assert len(json.loads((tmp_path / "all.json").read_text())["images"]) == 2
 
 
