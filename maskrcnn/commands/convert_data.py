@@ -166,15 +166,17 @@ def _voc(args, src: Path, out: Path, report, description: str):
 
 
 def _cvat(args, src: Path, out: Path, report, description: str):
-    from maskrcnn.data.formats.common import CocoBuilder
+    from maskrcnn.data.formats.common import CocoBuilder, recorded_folder_unusable
     from maskrcnn.data.formats.cvat import cvat_file, read_cvat, recorded_images_folder
 
     xml_path = cvat_file(src)
     root = _images_folder(args) or xml_path.parent
-    recorded = recorded_images_folder(xml_path) if args.images is None else None
-    if recorded is not None and recorded.is_dir():
+    recorded, why = recorded_images_folder(xml_path) if args.images is None else (None, None)
+    if recorded is not None:
         root = recorded
         report.tell(xml_path.name, f"images looked for under {recorded} (the folder predict recorded in it)")
+    elif why is not None:
+        report.tell(xml_path.name, recorded_folder_unusable("its recorded images folder", why))
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
     read_cvat(xml_path, builder=builder, report=report, split=args.split)
     return builder

@@ -497,9 +497,46 @@ def test_cvat_video_task_frames_without_shapes_or_files_are_told(tmp_path, capsy
     err = capsys.readouterr().err
     coco = json.loads(out.read_text())
     assert sorted(i["file_name"] for i in coco["images"]) == [f"images/frame_{f:06d}.PNG" for f in (0, 1, 2)]
-    assert ("warning: 7 of the task's 10 frames (<meta>: from 0, 10 frames) have neither a shape in view nor "
-            "an image file: frames 3-9; left out") in err
-    assert "7 CVAT task frames without shapes or image files (left out)" in err
+    assert ("warning: 7 of the task's 10 frames (<meta>: from 0, 10 frames) have no shape in view and "
+            "no frame_N file found for them: frames 3-9; left out") in err
+    assert "7 CVAT task frames without shapes or frame_N files (left out)" in err
+
+
+def _ten_frame_task(src, extra_task=""):
+    box = '<box frame="{}" keyframe="1" outside="0" occluded="0" xtl="2" ytl="2" xbr="10" ybr="8"/>'
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><meta><task><size>10</size><start_frame>0</start_frame>'
+        f'<stop_frame>9</stop_frame>{extra_task}</task></meta>'
+        '<track id="0" label="car">' + box.format(0) + box.format(1) + '</track></annotations>')
+
+
+def test_cvat_video_jpeg_frames_and_deleted_frames(tmp_path, capsys):
+    """JPEG frames (frame_000002.jpg, frame_3.JPEG) are frame files; <deleted_frames> are not told as
+    frames without a file."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "frame_000000.PNG")
+    _png(src / "images" / "frame_000001.jpg")
+    _png(src / "images" / "frame_000002.jpg")
+    _png(src / "images" / "frame_3.JPEG")
+    _ten_frame_task(src, "<deleted_frames>4,5, 6</deleted_frames>")
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert sorted(i["file_name"] for i in json.loads(out.read_text())["images"]) == [
+        "images/frame_000000.PNG", "images/frame_000001.jpg", "images/frame_000002.jpg",
+        "images/frame_3.JPEG"]
+    assert "3 of the task's 10 frames (<meta>: from 0, 10 frames) have no shape in view and no frame_N " \
+           "file found for them: frames 7-9; left out" in err
+
+
+def test_cvat_video_other_image_names_in_images_are_not_told_as_missing(tmp_path, capsys):
+    """images/ holding files not named frame_N (renamed frames): no claim that frames have no file."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "frame_000000.PNG")
+    _png(src / "images" / "frame_000001.PNG")
+    _png(src / "images" / "clip_0002.png")
+    _ten_frame_task(src)
+    _convert(src, out)
+    assert "of the task's 10 frames" not in capsys.readouterr().err
 
 
 def test_cvat_video_task_frames_follow_the_frame_step():
@@ -514,8 +551,8 @@ def test_cvat_video_task_frames_follow_the_frame_step():
     assert [el.get("name") for el in frames] == ["frame_000010", "frame_000015", "frame_000055.PNG"]
     told = [m for m in report.messages if "of the task's" in m]
     assert told == ["a.xml: warning: 7 of the task's 10 frames (<meta>: from 10, 10 frames, step 5) have "
-                    "neither a shape in view nor an image file: frames 20-50; left out (no image to keep "
-                    "them as negatives: export with images, or pass --images FOLDER holding "
+                    "no shape in view and no frame_N file found for them: frames 20-50; left out (no image "
+                    "to keep them as negatives: export with images, or pass --images FOLDER holding "
                     "frame_000000.PNG ...)"]
 
 
@@ -548,8 +585,8 @@ def test_cvat_video_huge_sane_task_is_counted_not_listed():
     frame_images(_video_meta(start_frame=0, size=10_000_000), [], report=report, where="a.xml")
     assert report.messages == [
         "a.xml: warning: 9999998 of the task's 10000000 frames (<meta>: from 0, 10000000 frames) have "
-        "neither a shape in view nor an image file: frames 2-9999999; left out (no image to keep them as "
-        "negatives: export with images, or pass --images FOLDER holding frame_000000.PNG ...)"]
+        "no shape in view and no frame_N file found for them: frames 2-9999999; left out (no image to keep "
+        "them as negatives: export with images, or pass --images FOLDER holding frame_000000.PNG ...)"]
 
 
 def test_cvat_video_without_task_meta_claims_no_frames():

@@ -4,6 +4,7 @@ annotation choice, image lookup) and every record it cannot convert named and co
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -605,7 +606,7 @@ def test_labelstudio_tasks_predict_wrote_read_back_without_images(tmp_path, caps
     assert [i["file_name"] for i in coco["images"]] == ["sub/a.png"]
     assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
     assert "images looked for under" in captured.err and "(the folder predict recorded in it)" in captured.err
-    assert f"file_name values are relative to {tmp_path / 'pre' / '..' / 'photos'}" in captured.out
+    assert f"file_name values are relative to {tmp_path / 'photos'}" in captured.out
 
 
 def test_labelstudio_images_option_overrides_the_recorded_folder(tmp_path, capsys):
@@ -635,6 +636,52 @@ def test_labelstudio_recorded_folder_not_usable_is_said(tmp_path, capsys, folder
     assert _convert(tasks, out) == 0
     assert f"its tasks' maskrcnn_images_folder is {why}" in capsys.readouterr().err
     assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["a.png"]
+
+
+def _tasks_file(path, file_name, images_folder):
+    from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance
+    from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_tasks
+
+    box = Instance(category=Category(label=1, id=1, name="cat"), score=0.9, rle=None,
+                   box=(2.0, 2.0, 10.0, 8.0))
+    tasks = labelstudio_tasks([ImageRecord(id=1, file_name=file_name, height=H, width=W)], [[box]],
+                              images_folder=images_folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tasks))
+
+
+def test_labelstudio_one_recorded_folder_from_files_in_different_subfolders(tmp_path, capsys):
+    """pre/a/ and pre/b/ both record photos/ (as ../../photos): the folder was keyed by its unnormalised
+    path (two keys, file_name relative to a common root); now one folder, file_name relative to it."""
+    _image(tmp_path / "photos" / "x.png")
+    _image(tmp_path / "photos" / "sub" / "y.png")
+    _tasks_file(tmp_path / "pre" / "a" / "tasks.json", "x.png", "../../photos")
+    _tasks_file(tmp_path / "pre" / "b" / "more" / "tasks.json", "sub/y.png", "../../../photos")
+    out = tmp_path / "coco.json"
+    assert _convert(tmp_path / "pre", out) == 0
+    captured = capsys.readouterr()
+    assert sorted(i["file_name"] for i in json.loads(out.read_text())["images"]) == ["sub/y.png", "x.png"]
+    assert captured.err.count(f"images looked for under {tmp_path / 'photos'} (the folder predict") == 2
+    assert f"file_name values are relative to {tmp_path / 'photos'}" in captured.out
+
+
+def test_labelstudio_recorded_folder_without_the_first_image_falls_back(tmp_path, capsys, monkeypatch):
+    """The export moved to where its recorded path is some other existing folder (no images there): that
+    folder was trusted and walked for every image. It is checked for the first task's image first."""
+    _tasks_file(tmp_path / "moved" / "tasks.json", "sub/a.png", "../other")
+    (tmp_path / "other" / "deep").mkdir(parents=True)  # an unrelated tree
+    (tmp_path / "other" / "deep" / "notes.txt").write_text("x")
+    _image(tmp_path / "moved" / "sub" / "a.png")  # under the default folder (the file's)
+    walked = []
+    real_walk = os.walk
+    monkeypatch.setattr(os, "walk", lambda top, *a, **k: walked.append(str(top)) or real_walk(top, *a, **k))
+    out = tmp_path / "coco.json"
+    assert _convert(tmp_path / "moved" / "tasks.json", out) == 0
+    err = capsys.readouterr().err
+    assert ("its tasks' maskrcnn_images_folder is '../other', a folder not holding the first task's image "
+            "(the file was moved?): images looked for under the default folder (give --images)") in err
+    assert not any("other" in w for w in walked)
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["sub/a.png"]
 
 
 def test_labelstudio_reference_never_climbs_out_of_the_images_folder(tmp_path, capsys):

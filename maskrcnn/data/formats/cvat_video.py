@@ -157,13 +157,17 @@ def frame_images(
     report: Report,
     where: str,
     files: Optional[Mapping[int, str]] = None,
+    other_files: bool = False,
 ) -> list:
     """``<image>`` elements, one per frame holding track shapes inside the view (in frame order), each
     holding those shapes labelled as their tracks, then one per frame of ``files`` ({frame number: the
     name of its image file in the export}) without such shapes and the file's other ``<image>`` elements,
     each as it is; ``images`` (the file's own ``<image>`` elements) give the frames' names and their own
     shapes, else ``files`` does, else ``frame_000000``. Frames without shapes are warned about when they
-    are most of the frames or lie after every track's last frame (``_warn_empty``)."""
+    are most of the frames or lie after every track's last frame (``_warn_empty``). The task's frames
+    (``task_frames``) with neither are told in one warning, less ``<meta><task><deleted_frames>``; not
+    when ``other_files`` (the images folder holds image files not named frame_N: the frames' files may
+    be named otherwise)."""
     files = dict(files or {})
 
     def name(frame: int) -> str:
@@ -207,11 +211,18 @@ def frame_images(
     if negatives:
         report.note("CVAT video frames without shapes (kept as images without instances)", negatives)
     _warn_empty(root, report, where, [int(el.get("id")) for el in empty], len(frames) + len(empty))
-    task = task_frames(root, report, where)
+    task = task_frames(root, report, where) if not other_files else None
     if task is not None:
         known = {f for f in (*frames, *named_frames, *files) if isinstance(f, int)}  # not None: a bad id
-        _warn_unshown(report, where, task, known)
+        _warn_unshown(report, where, task, known | deleted_frames(root))
     return [frames[f] for f in sorted(frames)] + others + empty
+
+
+def deleted_frames(root: ET.Element) -> set:
+    """The frame numbers ``<meta><task><deleted_frames>`` lists (frames deleted in CVAT: no image, no
+    shape, by design); empty when there is none."""
+    el = root.find("meta/task/deleted_frames")
+    return set() if el is None else {int(n) for n in re.findall(r"\d+", "".join(el.itertext()))}
 
 
 def _warn_unshown(report: Report, where: str, task: range, known: set) -> None:
@@ -224,11 +235,11 @@ def _warn_unshown(report: Report, where: str, task: range, known: set) -> None:
     whole = (last - first) // step + 1 == missing
     span = (f"frame {first}" if missing == 1 else
             f"frames {first}-{last}" + ("" if whole else f" ({missing} of them)"))
-    report.note("CVAT task frames without shapes or image files (left out)", missing)
+    report.note("CVAT task frames without shapes or frame_N files (left out)", missing)
     report.warn(where, f"{missing} of the task's {len(task)} frames (<meta>: from {task.start}, "
-                       f"{len(task)} frames{f', step {step}' if step > 1 else ''}) have neither a shape in "
-                       f"view nor an image file: {span}; left out (no image to keep them as negatives: "
-                       "export with images, or pass --images FOLDER holding frame_000000.PNG ...)")
+                       f"{len(task)} frames{f', step {step}' if step > 1 else ''}) have no shape in view "
+                       f"and no frame_N file found for them: {span}; left out (no image to keep them as "
+                       "negatives: export with images, or pass --images FOLDER holding frame_000000.PNG ...)")
 
 
 def _span(frames: list) -> str:

@@ -76,7 +76,15 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    Report,
+    Skip,
+    image_size,
+    read_json,
+    recorded_folder_unusable,
+    usable_recorded_folder,
+)
 from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, to_coco_polygon
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 
@@ -501,31 +509,58 @@ def _min_choices(tasks: list, report: Report) -> set:
     return {indices[_latest([tasks[i] for i in indices])] for indices in by_task.values()}
 
 
+def _first_reference(tasks: list) -> Optional[str]:
+    """The image reference of the file's first task that names one (None: no task does)."""
+    for item in tasks:
+        if not isinstance(item, dict):
+            continue
+        data = item.get("data") if _is_full(item) else item
+        if not isinstance(data, dict):
+            continue
+        try:
+            sources, names = _config_hints(item) if _is_full(item) else ((), ())
+            return _image_reference(data, sources=sources, names=names)
+        except Skip:
+            continue
+    return None
+
+
+def _holds_image(folder: Path, reference: Optional[str]) -> bool:
+    """Whether ``folder`` holds the image ``reference`` names, at its path relative to the folder (or
+    by its file name directly in it); no walk of the folder. True when there is no reference."""
+    if reference is None:
+        return True
+    relative, name = _parse_reference(reference)
+    relative = _inside(relative)
+    return bool((relative and (folder / relative).is_file()) or (name and (folder / name).is_file()))
+
+
 def _recorded_folder(path: Path, name: str, tasks: list, report: Report) -> Optional[Path]:
-    """The images folder the file's tasks record (``IMAGES_FOLDER_KEY``, relative to the file's folder)
-    when it is one relative path to an existing folder; None (with a line saying why, when the tasks
-    record something) otherwise."""
+    """The images folder the file's tasks record (``IMAGES_FOLDER_KEY``, relative to the file's folder,
+    normalised) when it is one relative path to an existing folder holding the first task's image; None
+    (with a line saying why, when the tasks record something) otherwise."""
     values = []
     for item in tasks:
         data = item.get("data") if isinstance(item, dict) and _is_full(item) else item
         value = data.get(IMAGES_FOLDER_KEY) if isinstance(data, dict) else None
         if value is not None and value not in values:
             values.append(value)
+            if len(values) > 1:  # different folders: the rest need not be looked at
+                break
     if not values:
         return None
     value = values[0]
-    if len(values) > 1 or not isinstance(value, str) or not value.strip() or "\0" in value:
-        why = "different folders" if len(values) > 1 else f"{_short(repr(value))}, not a folder's path"
-    elif posixpath.isabs(value) or ntpath.isabs(value) or ntpath.splitdrive(value)[0]:
-        why = f"{_short(value)!r}, not a path relative to the file"
-    elif not (path.parent / value).is_dir():
-        why = f"{_short(value)!r}, not a folder beside it (the file was moved?)"
+    if len(values) > 1:
+        why = "different folders"
     else:
-        folder = path.parent / value
-        report.tell(name, f"images looked for under {folder} (the folder predict recorded in it)")
-        return folder
-    report.tell(name, f"its tasks' {IMAGES_FOLDER_KEY} is {why}: images looked for under the default "
-                      "folder (give --images)")
+        folder, why = usable_recorded_folder(path, value)
+        if folder is not None and not _holds_image(folder, _first_reference(tasks)):
+            folder, why = None, (f"{_short(value)!r}, a folder not holding the first task's image (the "
+                                 "file was moved?)")
+        if folder is not None:
+            report.tell(name, f"images looked for under {folder} (the folder predict recorded in it)")
+            return folder
+    report.tell(name, recorded_folder_unusable(f"its tasks' {IMAGES_FOLDER_KEY}", why))
     return None
 
 
