@@ -326,3 +326,43 @@ def test_choose_image_dir_takes_the_file_already_parsed(tmp_path, monkeypatch):
     parsed: dict = {}
     assert choose_image_dir(path, parsed=parsed)[0] == tmp_path / "train"
     assert read == [str(path)] and parsed[path] == raw
+
+
+def test_train_reads_its_train_json_once_and_keeps_no_validation_json(tmp_path, monkeypatch):
+    """train parsed train.json to choose its folder and again for the training set; the validation JSON
+    read to choose its folder is not held while the training set is built (read again for its set)."""
+    import maskrcnn.data.coco as coco_module
+
+    path = _two_candidate_folders(tmp_path)
+    _images(tmp_path / "val", ["a.png"])
+    val = {"images": [_img(1, "a.png")], "annotations": [_ann(1, 1, 1)],
+           "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    read = _count_json_reads(monkeypatch)
+    seen, real = [], coco_module.CocoDataset
+
+    class Stop(Exception):
+        pass
+
+    def training_set(*args, **kwargs):  # the training set built: stop there, before any model
+        seen.append((kwargs.get("coco") is not None, list(read)))
+        real(*args, **kwargs)
+        raise Stop
+
+    import maskrcnn.engine.training as training_module
+
+    handed, build = [], training_module.build_training
+
+    def building(*args, **kwargs):
+        handed.append(sorted(str(p) for p in kwargs.get("parsed") or {}))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "build_training", building)
+    monkeypatch.setattr(coco_module, "CocoDataset", training_set)
+    with pytest.raises(Stop):
+        main(["train", "--train-json", str(path), "--val-json", str(tmp_path / "val.json"), "--config",
+              "demo", "--output", str(tmp_path / "run"), "--debug"])
+    assert seen[0][0]  # handed the file read to choose its folder
+    assert read.count(str(path)) == 1
+    assert seen[0][1].count(str(tmp_path / "val.json")) == 1  # read to choose its folder
+    assert handed == [[str(path)]]  # ... and not kept for the run
