@@ -4,7 +4,9 @@ reads back through our converters; the COCO file loads as a training set. No det
 all the same."""
 
 import json
+import os
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,7 +156,7 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
     assert not np.array(Image.open(out / "masks" / "a.png")).any() and not (out / "cutouts" / "a").exists()
     assert [len(el) for el in ET.parse(out / "cvat_annotations.xml").getroot().iter("image")] == [0]
     assert json.loads((out / "labelstudio_tasks.json").read_text()) == [
-        {"data": {"image": "a.png"},
+        {"data": {"image": "a.png", "maskrcnn_images_folder": Path(os.path.relpath(images, out)).as_posix()},
          "predictions": [{"model_version": "tiny.pth", "score": 0.0, "result": []}]}]
     capsys.readouterr()
     rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),
@@ -391,8 +393,8 @@ def test_control_characters_in_file_names_are_escaped_when_printed_and_replaced_
 def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, tmp_path, capsys,
                                                                          monkeypatch):
     """The README's round trip: predict --export cvat,labelstudio into pre/, then convert-data on the XML
-    as written (before: every image 'not found' beside the XML, nothing written) and on the tasks with
-    the --images the printed line gives."""
+    and on the tasks as written (before: every image 'not found' beside them, nothing written; the tasks
+    needed --images)."""
     import shlex
 
     ckpt, images = setup
@@ -403,7 +405,8 @@ def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, 
     commands = [line.split("read back with: maskrcnn ", 1)[1] for line in err.splitlines()
                 if "read back with: " in line]
     assert commands[0] == "convert-data --from cvat pre/cvat_annotations.xml --output train.json"
-    assert "convert-data --from labelstudio pre/labelstudio_tasks.json --images" in commands[1]
+    # the tasks record the images folder too (before: only --images could say it)
+    assert commands[1] == "convert-data --from labelstudio pre/labelstudio_tasks.json --output train.json"
     for k, command in enumerate(commands):
         argv = shlex.split(command)
         argv[argv.index("--output") + 1] = f"rt{k}.json"

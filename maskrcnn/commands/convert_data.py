@@ -21,7 +21,8 @@ by a relative path) is the folder the names are relative to when the images are 
 file_name values are then relative to ROOT, and an image not found without it says to pass it. CVAT:
 the folder ``predict --export cvat`` recorded in the XML is ROOT by default. Label Studio exports name their
 images by URL: they are looked for under ``--images``
-(default: the export's folder), and ``file_name`` is relative to that folder. LabelMe images that exist
+(default: the folder ``predict --export labelstudio`` recorded in the tasks, else the export's folder),
+and ``file_name`` is relative to that folder. LabelMe images that exist
 only inside their JSON file (``imageData``) are written to
 ``<OUT stem>_images/`` beside OUT.json, never into SRC; when every image came so, ``file_name`` is
 relative to OUT.json's folder (``<OUT stem>_images/a.png``), else to SRC like the others.
@@ -90,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default=None, metavar="ROOT",
                         help="labelstudio / cvat / via / labelme: the folder the file's image names are "
                              "relative to, when the images are not beside it (labelstudio: searched "
-                             "recursively; default: the export's folder; cvat: the folder predict --export "
+                             "recursively; default: the folder predict --export recorded in the tasks, else "
+                             "the export's folder; cvat: the folder predict --export "
                              "recorded, else the XML's; via / labelme: looked in first / after the JSON "
                              "file's folder); file_name values are relative to it. yolo / voc / cityscapes: "
                              "the dataset's own layout says where the images are")
@@ -164,15 +166,17 @@ def _voc(args, src: Path, out: Path, report, description: str):
 
 
 def _cvat(args, src: Path, out: Path, report, description: str):
-    from maskrcnn.data.formats.common import CocoBuilder
+    from maskrcnn.data.formats.common import CocoBuilder, recorded_folder_unusable
     from maskrcnn.data.formats.cvat import cvat_file, read_cvat, recorded_images_folder
 
     xml_path = cvat_file(src)
     root = _images_folder(args) or xml_path.parent
-    recorded = recorded_images_folder(xml_path) if args.images is None else None
-    if recorded is not None and recorded.is_dir():
+    recorded, why = recorded_images_folder(xml_path) if args.images is None else (None, None)
+    if recorded is not None:
         root = recorded
         report.tell(xml_path.name, f"images looked for under {recorded} (the folder predict recorded in it)")
+    elif why is not None:
+        report.tell(xml_path.name, recorded_folder_unusable("its recorded images folder", why))
     builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
     read_cvat(xml_path, builder=builder, report=report, split=args.split)
     return builder
@@ -193,8 +197,11 @@ def _labelstudio(args, src: Path, out: Path, report, description: str):
     root, files = json_files(src, exclude=[out])
     images = _images_folder(args) or root
     builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description)
-    read_labelstudio(files, builder=builder, report=report, images=images, names_from=root,
-                     use_predictions=bool(args.ls_use_predictions))
+    used = read_labelstudio(files, builder=builder, report=report, images=images, names_from=root,
+                            use_predictions=bool(args.ls_use_predictions), recorded=args.images is None)
+    folders = set(used.values())
+    if len(folders) == 1 and None not in folders:  # every file's images in the folder predict recorded
+        builder.rebase(folders.pop())  # file_name relative to it, as to --images that folder
     return builder
 
 

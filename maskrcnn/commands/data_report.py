@@ -30,17 +30,19 @@ def skipped_line(skipped: dict) -> str:
 
 
 def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Union[str, os.PathLike],
-                         flag: str, also: Optional[tuple] = None) -> str:
+                         flag: str, also: Optional[tuple] = None, parsed: Optional[dict] = None) -> str:
     """The image folder a command was given, or else ``choose_image_dir(json_path)``, printing which
     folder was chosen and why (``flag``: the command's option left out, e.g. ``--images``), so that a
     wrong guess is seen before training or evaluating on it. train, eval and show-data use it. ``also``:
     (folder, its flag), one more candidate weighed after the layout's (train: --val-images defaults to the
-    --train-images folder when the validation JSON's layout does not hold its images)."""
+    --train-images folder when the validation JSON's layout does not hold its images). ``parsed``:
+    {JSON path: the parsed file}, the caller's: the JSON is read at most once between the folder's choice
+    and the caller's loader (``choose_image_dir``)."""
     if given:
         return str(given)
     from maskrcnn.data.coco import choose_image_dir  # torch: only when the folder is guessed
 
-    folder, why = choose_image_dir(json_path, also=(also[0],) if also else ())
+    folder, why = choose_image_dir(json_path, also=(also[0],) if also else (), parsed=parsed)
     if also and Path(folder).resolve() == Path(also[0]).resolve():
         why = f"as {also[1]}" + (f"; {why}" if why else "")
     print(f"{flag} not given: images of {json_path} read from {folder}" + (f" ({why})" if why else ""))

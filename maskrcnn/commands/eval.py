@@ -174,7 +174,8 @@ def _predict(args, raw: dict) -> tuple:
     from maskrcnn.predictor import Predictor
     from maskrcnn.shown_text import display_name, with_shown
 
-    images = image_dir_or_default(args.images, args.json, "--images")  # as train's --train-images
+    # as train's --train-images; the JSON already read (raw) is not read again to choose the folder
+    images = image_dir_or_default(args.images, args.json, "--images", parsed={Path(args.json): raw})
     overrides = parse_set_args(args.set)
     options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
     if args.int8:
@@ -430,7 +431,7 @@ def _sized_ground_truth(args, raw: dict) -> dict:
 
     if not needs_sizes(raw):
         return raw
-    folder = image_dir_or_default(args.images, args.json, "--images")
+    folder = image_dir_or_default(args.images, args.json, "--images", parsed={Path(args.json): raw})
     hint = "give --images D, the folder of its images, to read their sizes from them"
     raw, notes = sizes_from_files(raw, folder, str(args.json), hint=hint)
     for note in notes:

@@ -24,6 +24,7 @@ import argparse
 import os
 import warnings
 from pathlib import Path
+from typing import Optional
 
 from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, image_dir_or_default, skipped_line
 from maskrcnn.listing import short_listing
@@ -48,11 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def parse_source(spec: str) -> tuple:
+def parse_source(spec: str, parsed: Optional[dict] = None) -> tuple:
     """'A.json:IMAGES' -> (Path('A.json'), Path('IMAGES'), True); 'A.json' -> (A.json, the folder train
     would choose for it (``image_dir_or_default``: the JSON's folder, train/ beside train.json, ...; said
     in a line), False). A spec naming an existing file as a whole is that file (a ':' in its name, or a
-    Windows drive)."""
+    Windows drive). ``parsed``: {JSON path: the parsed file}, the caller's, where a JSON read to choose
+    its folder is put (``image_dir_or_default``), for the caller to read it from there."""
     if Path(spec).is_file() or ":" not in spec:
         json_path, images = Path(spec), None
     else:
@@ -66,7 +68,8 @@ def parse_source(spec: str) -> tuple:
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
     if images is None:  # as train, eval and show-data choose it (train/ beside train.json, ...)
-        return json_path, Path(image_dir_or_default(None, json_path, f"{json_path}:IMAGES")), False
+        folder = image_dir_or_default(None, json_path, f"{json_path}:IMAGES", parsed=parsed)
+        return json_path, Path(folder), False
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: no such image folder (for {json_path})")
     return json_path, images, True
@@ -79,6 +82,7 @@ def run(args) -> int:
 
     classes = parse_classes(args.classes)
     out = check_output_file(args.output, "--output")
+    # no parsed file kept while choosing the folders: N sources held at once would take N files' memory
     specs = [parse_source(s) for s in args.sources]
     if out.exists() and not args.force:
         raise ValueError(f"--output {out}: already there; give --force to overwrite")

@@ -296,13 +296,15 @@ def run(args) -> int:
     check_output_dir(args.output)
     # a person_keypoints file's people need no segmentation (their box stands in, as in training):
     # read without keypoints, every one of them was skipped as 'lacks segmentation'
-    images = image_dir_or_default(args.images, args.json, "--images")
+    parsed: dict = {}  # the JSON, when choosing its image folder read it: not read twice
+    images = image_dir_or_default(args.images, args.json, "--images", parsed=parsed)
     # the pixel limit's line is said once, in the summary, over every image skipped for it (those of
     # records without a size, found while the file is read, and those of the header pass below); with
     # pixel_limit_line=False it depends on _print_summary being reached: a run stopped before the
     # summary is printed does not say it
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
-                          crowd_as_objects=args.crowd_as_objects, pixel_limit_line=False)
+                          crowd_as_objects=args.crowd_as_objects, pixel_limit_line=False,
+                          coco=parsed.pop(Path(args.json), None))
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     from maskrcnn.data.pre_annotations.written_files import WrittenFiles

@@ -142,7 +142,11 @@ def run_training(args, *, config_said=None) -> dict:
     if not data["train_json"]:
         raise ValueError("--train-json is required (the training set's COCO JSON)" + (
             f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
-    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images")
+    # the train JSON read to choose its image folder: the training set takes it, not read twice; the
+    # validation JSON not kept (held while the training set is built it would double the memory)
+    parsed: dict = {}
+    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images",
+                                                parsed=parsed)
     if data["val_json"]:
         data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images",
                                                   also=(data["train_images"], "--train-images"))
@@ -175,7 +179,9 @@ def run_training(args, *, config_said=None) -> dict:
         config_keys=written,
         init_reads=reads,
         config_said=config_said,
+        parsed=parsed,
     )
+    parsed.clear()  # not held during the run
     reads.clear()  # what the weights' reading did not take (a --resume, a file changed in between): not
     del reads  # held during the run
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here

@@ -317,27 +317,36 @@ def image_dir_candidates(json_path: Union[str, os.PathLike]) -> list:
     return found
 
 
-def _sampled_file_names(json_path: Path) -> list:
+def _sampled_file_names(json_path: Path, parsed: Optional[dict] = None) -> list:
     """The first 20 file_names of a COCO file's images and 5 spread over the rest; [] when the file is
-    not readable COCO (its loader reports that later, naming the file)."""
+    not readable COCO (its loader reports that later, naming the file). ``parsed``: {JSON path: the file
+    as ``load_coco_json`` read it}, the caller's: a file there is not read again, a file read here is put
+    there (so that the caller's loader does not read it a second time)."""
+    key = Path(json_path)
     try:
-        images = load_coco_json(json_path)["images"]
+        data = parsed[key] if parsed is not None and key in parsed else load_coco_json(json_path)
     except (OSError, ValueError):
         return []
+    if parsed is not None:
+        parsed[key] = data
+    images = data["images"]
     names = [im.get("file_name") for im in images if isinstance(im, dict)]
     names = [n for n in names if isinstance(n, str) and n]
     spread = names[20::max(1, (len(names) - 20) // 5)][:5] if len(names) > 20 else []
     return names[:20] + spread
 
 
-def choose_image_dir(json_path: Union[str, os.PathLike], also: Sequence = ()) -> tuple:
+def choose_image_dir(json_path: Union[str, os.PathLike], also: Sequence = (),
+                     parsed: Optional[dict] = None) -> tuple:
     """(folder, why) -> the image folder of an export when none is given, and a short reason for a
     message. One candidate folder (``image_dir_candidates``): that one, the JSON unread. Several (a stray
     ``logo.png`` beside ``train.json`` and ``train/``): the JSON is read and the one holding most of a
     sample of its file_names is taken (ties: the likelier by layout), so that a stray image does not make
     every image go missing. None holding any, or no candidate: the first by layout, else the JSON's
     folder (the missing files are then reported by the loader). ``also``: folders to weigh after the
-    layout's (train's ``--train-images`` for the validation set, as its ``--help`` says)."""
+    layout's (train's ``--train-images`` for the validation set, as its ``--help`` says). ``parsed``:
+    {JSON path: the parsed file}, the caller's (``_sampled_file_names``): the JSON is parsed once in a
+    command that loads it after choosing its folder, as ``CocoDataset(coco=parsed.get(path))``."""
     json_path = Path(json_path)
     candidates = image_dir_candidates(json_path)
     for folder in map(Path, also):
@@ -345,7 +354,7 @@ def choose_image_dir(json_path: Union[str, os.PathLike], also: Sequence = ()) ->
             candidates.append(folder)
     if len(candidates) < 2:
         return (candidates[0] if candidates else json_path.parent), ""
-    names = _sampled_file_names(json_path)
+    names = _sampled_file_names(json_path, parsed)
     held = [sum((c / n).is_file() for n in names) for c in candidates]
     best = max(range(len(candidates)), key=lambda i: (held[i], -i))
     if not held[best]:

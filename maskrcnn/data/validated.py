@@ -40,10 +40,13 @@ class ValidatedCoco(NamedTuple):
 
 
 def read_validated(json_path: Union[str, os.PathLike],
-                   image_dir: Optional[Union[str, os.PathLike]] = None) -> ValidatedCoco:
+                   image_dir: Optional[Union[str, os.PathLike]] = None, *,
+                   coco: Optional[dict] = None) -> ValidatedCoco:
     """The kept records of ``json_path`` (see the module docstring); ValueError / FileNotFoundError naming
-    the file when it cannot be read as COCO at all."""
-    raw = load_coco_json(json_path)  # the dataset keeps only what training needs; the rest comes from here
+    the file when it cannot be read as COCO at all. ``coco``: the file as ``load_coco_json`` already read
+    it (not read again)."""
+    # the dataset keeps only what training needs; the rest comes from here
+    raw = coco if coco is not None else load_coco_json(json_path)
     dataset = CocoDataset(json_path=json_path, image_dir=image_dir, keypoints="auto", coco=raw)
     first_image, first_category = {}, {}
     for img in raw["images"]:

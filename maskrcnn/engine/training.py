@@ -370,6 +370,7 @@ def build_training(
     config_keys=None,
     init_reads=None,
     config_said=None,
+    parsed=None,
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
@@ -383,7 +384,9 @@ def build_training(
     read from ``config_named``), kept over what ``--init`` weights only suggest. ``device`` None: the
     config's (the run's, on resume). ``init_reads``: the ``FileReads`` the preset was chosen with
     (``commands.train.default_config``): the ``--init`` file it read is not read again. ``config_said``:
-    how messages name the config given, where ``--config FILE`` would mislead (``config_phrase``)."""
+    how messages name the config given, where ``--config FILE`` would mislead (``config_phrase``).
+    ``parsed``: {JSON path: the parsed file}, the JSON files choosing their image folders read
+    (``data_report.image_dir_or_default``): taken from there, not read again."""
     from maskrcnn.config import plain_config, preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
@@ -449,8 +452,10 @@ def build_training(
     for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()):
         say(line)
     rh = cfg.model.roi_heads
+    parsed = parsed if parsed is not None else {}
     train_set = CocoDataset(
         json_path=train_json,
+        coco=parsed.pop(Path(train_json), None),
         image_dir=train_images,
         keypoints=rh.keypoint_on,
         filter_empty=cfg.data.filter_empty,
@@ -592,7 +597,8 @@ def build_training(
     evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
-                              crowd_as_objects=cfg.data.crowd_as_objects)
+                              crowd_as_objects=cfg.data.crowd_as_objects,
+                              coco=parsed.pop(Path(val_json), None))
         missing = val_set.skipped.get("missing_image_file", 0)
         if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "

@@ -470,3 +470,129 @@ def test_cvat_video_mostly_empty_frames_are_warned():
     assert len(frames) == 10
     assert any("8 of the 10 frames have no shape (frames 1-8); kept as images without instances" in m
                for m in report.messages)
+
+
+def _video_meta(**fields):
+    """A "CVAT for video" file's <meta><task> with ``fields`` (start_frame=..., size=...) and one car track
+    in view on frames 0 and 1."""
+    task = "".join(f"<{k}>{v}</{k}>" for k, v in fields.items())
+    box = '<box frame="{}" keyframe="1" outside="0" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    return ET.fromstring(f'<annotations><meta><task>{task}</task></meta><track id="0" label="car">'
+                         f'{box.format(0)}{box.format(1)}</track></annotations>')
+
+
+def test_cvat_video_task_frames_without_shapes_or_files_are_told(tmp_path, capsys):
+    """Frames of the task (<meta><task> start_frame, stop_frame, size) with neither a shape in view nor an
+    image file were left out without a word: an export without images, or frames removed, lost its
+    negatives silently. Those with a file stay images without instances; the others are one warning."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    for f in (0, 1, 2):
+        _png(src / "images" / f"frame_{f:06d}.PNG")
+    box = '<box frame="{}" keyframe="1" outside="0" occluded="0" xtl="2" ytl="2" xbr="10" ybr="8"/>'
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><meta><task><size>10</size><start_frame>0</start_frame>'
+        '<stop_frame>9</stop_frame><frame_filter></frame_filter></task></meta>'
+        '<track id="0" label="car">' + box.format(0) + box.format(1) + '</track></annotations>')
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert sorted(i["file_name"] for i in coco["images"]) == [f"images/frame_{f:06d}.PNG" for f in (0, 1, 2)]
+    assert ("warning: 7 of the task's 10 frames (<meta>: from 0, 10 frames) have no shape in view and "
+            "no frame_N file found for them: frames 3-9; left out") in err
+    assert "7 CVAT task frames without shapes or frame_N files (left out)" in err
+
+
+def _ten_frame_task(src, extra_task=""):
+    box = '<box frame="{}" keyframe="1" outside="0" occluded="0" xtl="2" ytl="2" xbr="10" ybr="8"/>'
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><meta><task><size>10</size><start_frame>0</start_frame>'
+        f'<stop_frame>9</stop_frame>{extra_task}</task></meta>'
+        '<track id="0" label="car">' + box.format(0) + box.format(1) + '</track></annotations>')
+
+
+def test_cvat_video_jpeg_frames_and_deleted_frames(tmp_path, capsys):
+    """JPEG frames (frame_000002.jpg, frame_3.JPEG) are frame files; <deleted_frames> are not told as
+    frames without a file."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "frame_000000.PNG")
+    _png(src / "images" / "frame_000001.jpg")
+    _png(src / "images" / "frame_000002.jpg")
+    _png(src / "images" / "frame_3.JPEG")
+    _ten_frame_task(src, "<deleted_frames>4,5, 6</deleted_frames>")
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert sorted(i["file_name"] for i in json.loads(out.read_text())["images"]) == [
+        "images/frame_000000.PNG", "images/frame_000001.jpg", "images/frame_000002.jpg",
+        "images/frame_3.JPEG"]
+    assert "3 of the task's 10 frames (<meta>: from 0, 10 frames) have no shape in view and no frame_N " \
+           "file found for them: frames 7-9; left out" in err
+
+
+def test_cvat_video_other_image_names_in_images_are_not_told_as_missing(tmp_path, capsys):
+    """images/ holding files not named frame_N (renamed frames): no claim that frames have no file."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "images" / "frame_000000.PNG")
+    _png(src / "images" / "frame_000001.PNG")
+    _png(src / "images" / "clip_0002.png")
+    _ten_frame_task(src)
+    _convert(src, out)
+    assert "of the task's 10 frames" not in capsys.readouterr().err
+
+
+def test_cvat_video_task_frames_follow_the_frame_step():
+    """frame_filter step=5 from 10: frames 10, 15, ..., 55; only those not shown are told."""
+    shape = '<box frame="{}" keyframe="1" outside="0" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    root = ET.fromstring('<annotations><meta><task><size>10</size><start_frame>10</start_frame>'
+                         '<stop_frame>55</stop_frame><frame_filter>step=5</frame_filter></task></meta>'
+                         f'<track id="0" label="car">{shape.format(10)}{shape.format(15)}</track>'
+                         '</annotations>')
+    report = Report(stream=io.StringIO())
+    frames = frame_images(root, [], report=report, where="a.xml", files={55: "frame_000055.PNG"})
+    assert [el.get("name") for el in frames] == ["frame_000010", "frame_000015", "frame_000055.PNG"]
+    told = [m for m in report.messages if "of the task's" in m]
+    assert told == ["a.xml: warning: 7 of the task's 10 frames (<meta>: from 10, 10 frames, step 5) have "
+                    "no shape in view and no frame_N file found for them: frames 20-50; left out (no image "
+                    "to keep them as negatives: export with images, or pass --images FOLDER holding "
+                    "frame_000000.PNG ...)"]
+
+
+@pytest.mark.parametrize("fields, field, why", [
+    ({"start_frame": 5, "stop_frame": 2}, "stop_frame", "2 is before <start_frame> 5"),
+    ({"start_frame": 0, "size": 2_000_000_000}, "size", "makes 2000000000 frames, more than a video task"),
+    ({"start_frame": 0, "stop_frame": 1_999_999_999}, "stop_frame", "makes 2000000000 frames"),
+    ({"start_frame": 0, "stop_frame": 5, "size": 9}, "size", "9 frames from 0 (step 1) go past <stop_frame>"),
+    ({"stop_frame": 9, "size": 10}, "start_frame", "is missing"),
+    ({"start_frame": 0}, "size", "is missing"),
+    ({"start_frame": "1e9", "size": 3}, "start_frame", "is '1e9', not a whole number"),
+    ({"start_frame": 0, "size": 3, "frame_filter": "step=0"}, "frame_filter", "is 'step=0', not 'step=N'"),
+    ({"start_frame": 0, "size": 0}, "size", "is 0"),
+])  # fmt: skip
+def test_cvat_video_task_meta_not_sane_is_ignored_with_one_warning(fields, field, why):
+    """Hostile or damaged <meta>: one warning naming the field, the frames left as the shapes and files
+    give them, nothing allocated per frame (2e9 frames: at once)."""
+    report = Report(stream=io.StringIO())
+    frames = frame_images(_video_meta(**fields), [], report=report, where="a.xml")
+    assert [el.get("name") for el in frames] == ["frame_000000", "frame_000001"]
+    assert len(report.messages) == 1
+    assert report.messages[0].startswith(f"a.xml: warning: <meta><task><{field}> {why}")
+    assert report.messages[0].endswith(": the task's frames are not known, so frames without shapes or image "
+                                       "files are not told")
+
+
+def test_cvat_video_huge_sane_task_is_counted_not_listed():
+    """A sane task of 10 million frames with two shown: counted from the range's ends, at once."""
+    report = Report(stream=io.StringIO())
+    frame_images(_video_meta(start_frame=0, size=10_000_000), [], report=report, where="a.xml")
+    assert report.messages == [
+        "a.xml: warning: 9999998 of the task's 10000000 frames (<meta>: from 0, 10000000 frames) have "
+        "no shape in view and no frame_N file found for them: frames 2-9999999; left out (no image to keep "
+        "them as negatives: export with images, or pass --images FOLDER holding frame_000000.PNG ...)"]
+
+
+def test_cvat_video_without_task_meta_claims_no_frames():
+    """A hand-made file without <meta><task>: no warning about fields it never had."""
+    root = ET.fromstring('<annotations><track id="0" label="car"><box frame="0" keyframe="1" outside="0" '
+                         'xtl="1" ytl="1" xbr="5" ybr="5"/></track></annotations>')
+    report = Report(stream=io.StringIO())
+    assert len(frame_images(root, [], report=report, where="a.xml")) == 1
+    assert report.messages == []

@@ -4,6 +4,7 @@ annotation choice, image lookup) and every record it cannot convert named and co
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -574,3 +575,128 @@ def test_labelstudio_ground_truth_beats_a_newer_annotation(tmp_path, capsys):
     assert [a["bbox"][0] for a in json.loads(out.read_text())["annotations"]] == [20.0]  # 50% of 40 px
     err = capsys.readouterr().err
     assert "1 tasks with several annotations (the ground truth, else the latest, taken)" in err
+
+
+def _predicted_tasks(tmp_path, *, url_prefix=""):
+    """predict --export labelstudio's layout: photos/sub/a.png, the tasks in pre/ (naming the image
+    relative to photos/, recording photos/ as ../photos), one predicted cat box."""
+    from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance
+    from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_tasks
+
+    _image(tmp_path / "photos" / "sub" / "a.png")
+    box = Instance(category=Category(label=1, id=1, name="cat"), score=0.9, rle=None,
+                   box=(2.0, 2.0, 10.0, 8.0))
+    tasks = labelstudio_tasks([ImageRecord(id=1, file_name="sub/a.png", height=H, width=W)], [[box]],
+                              url_prefix=url_prefix, images_folder="../photos")
+    (tmp_path / "pre").mkdir()
+    (tmp_path / "pre" / "tasks.json").write_text(json.dumps(tasks))
+    return tmp_path / "pre" / "tasks.json"
+
+
+@pytest.mark.parametrize("url_prefix", ["", "/data/local-files/?d="])
+def test_labelstudio_tasks_predict_wrote_read_back_without_images(tmp_path, capsys, url_prefix):
+    """The tasks predict --export labelstudio writes name images relative to the images folder, not to
+    the file: without --images every image was 'not found' under pre/ and nothing was written. The folder
+    each task records (relative to the file) is where they are looked for now; file_name relative to it."""
+    tasks = _predicted_tasks(tmp_path, url_prefix=url_prefix)
+    out = tmp_path / "coco.json"
+    assert _convert(tasks, out) == 0
+    captured = capsys.readouterr()
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["sub/a.png"]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
+    assert "images looked for under" in captured.err and "(the folder predict recorded in it)" in captured.err
+    assert f"file_name values are relative to {tmp_path / 'photos'}" in captured.out
+
+
+def test_labelstudio_images_option_overrides_the_recorded_folder(tmp_path, capsys):
+    """--images stays the override: a copy of the photos elsewhere is read, the recorded folder unused."""
+    tasks = _predicted_tasks(tmp_path)
+    _image(tmp_path / "copy" / "sub" / "a.png", size=(H + 4, W))
+    out = tmp_path / "coco.json"
+    assert _convert(tasks, out, "--images", tmp_path / "copy") == 0
+    assert "recorded" not in capsys.readouterr().err
+    images = json.loads(out.read_text())["images"]
+    assert [(i["file_name"], i["height"]) for i in images] == [("sub/a.png", H + 4)]
+
+
+@pytest.mark.parametrize("folder, why", [
+    ("/abs/photos", "'/abs/photos', not a path relative to the file"),
+    ("../elsewhere", "'../elsewhere', not a folder beside it (the file was moved?)"),
+    (7, "7, not a folder's path"),
+])  # fmt: skip
+def test_labelstudio_recorded_folder_not_usable_is_said(tmp_path, capsys, folder, why):
+    """A recorded folder that is absolute, missing or not text: a line says so, the default folder used."""
+    tasks = _predicted_tasks(tmp_path)
+    data = json.loads(tasks.read_text())
+    data[0]["data"]["maskrcnn_images_folder"] = folder
+    tasks.write_text(json.dumps(data))
+    _image(tmp_path / "pre" / "a.png")  # found by name under the default folder (the file's)
+    out = tmp_path / "coco.json"
+    assert _convert(tasks, out) == 0
+    assert f"its tasks' maskrcnn_images_folder is {why}" in capsys.readouterr().err
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["a.png"]
+
+
+def _tasks_file(path, file_name, images_folder):
+    from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance
+    from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_tasks
+
+    box = Instance(category=Category(label=1, id=1, name="cat"), score=0.9, rle=None,
+                   box=(2.0, 2.0, 10.0, 8.0))
+    tasks = labelstudio_tasks([ImageRecord(id=1, file_name=file_name, height=H, width=W)], [[box]],
+                              images_folder=images_folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tasks))
+
+
+def test_labelstudio_one_recorded_folder_from_files_in_different_subfolders(tmp_path, capsys):
+    """pre/a/ and pre/b/ both record photos/ (as ../../photos): the folder was keyed by its unnormalised
+    path (two keys, file_name relative to a common root); now one folder, file_name relative to it."""
+    _image(tmp_path / "photos" / "x.png")
+    _image(tmp_path / "photos" / "sub" / "y.png")
+    _tasks_file(tmp_path / "pre" / "a" / "tasks.json", "x.png", "../../photos")
+    _tasks_file(tmp_path / "pre" / "b" / "more" / "tasks.json", "sub/y.png", "../../../photos")
+    out = tmp_path / "coco.json"
+    assert _convert(tmp_path / "pre", out) == 0
+    captured = capsys.readouterr()
+    assert sorted(i["file_name"] for i in json.loads(out.read_text())["images"]) == ["sub/y.png", "x.png"]
+    assert captured.err.count(f"images looked for under {tmp_path / 'photos'} (the folder predict") == 2
+    assert f"file_name values are relative to {tmp_path / 'photos'}" in captured.out
+
+
+def test_labelstudio_recorded_folder_without_the_first_image_falls_back(tmp_path, capsys, monkeypatch):
+    """The export moved to where its recorded path is some other existing folder (no images there): that
+    folder was trusted and walked for every image. It is checked for the first task's image first."""
+    _tasks_file(tmp_path / "moved" / "tasks.json", "sub/a.png", "../other")
+    (tmp_path / "other" / "deep").mkdir(parents=True)  # an unrelated tree
+    (tmp_path / "other" / "deep" / "notes.txt").write_text("x")
+    _image(tmp_path / "moved" / "sub" / "a.png")  # under the default folder (the file's)
+    walked = []
+    real_walk = os.walk
+    monkeypatch.setattr(os, "walk", lambda top, *a, **k: walked.append(str(top)) or real_walk(top, *a, **k))
+    out = tmp_path / "coco.json"
+    assert _convert(tmp_path / "moved" / "tasks.json", out) == 0
+    err = capsys.readouterr().err
+    assert ("its tasks' maskrcnn_images_folder is '../other', a folder not holding the first task's image "
+            "(the file was moved?): images looked for under the default folder (give --images)") in err
+    assert not any("other" in w for w in walked)
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["sub/a.png"]
+
+
+def test_labelstudio_reference_never_climbs_out_of_the_images_folder(tmp_path, capsys):
+    """'../secret.png' (or a/../../secret.png) was joined to the images folder as it was: a file outside it
+    was read. Such a path is looked for by its file name only, inside the folder."""
+    root = tmp_path / "project"
+    _image(tmp_path / "secret.png")
+    task = _task(1, "a/../../secret.png", ([_result("rectanglelabels", ["cat"], x=10, y=10, width=20,
+                                                    height=20)], False, False))
+    root.mkdir()
+    (root / "export.json").write_text(json.dumps([task, dict(task, id=2, data={"image": "../secret.png"})]))
+    out = tmp_path / "coco.json"
+    assert _convert(root / "export.json", out) == 1
+    err = capsys.readouterr().err
+    assert err.count("image 'secret.png' (from") == 2 and "not found under" in err
+    _image(root / "deep" / "secret.png")  # the same name inside the folder: that one
+    assert _convert(root / "export.json", out) == 0  # (task 2, the same file again, skipped as a duplicate)
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["deep/secret.png"]

@@ -266,3 +266,103 @@ def test_the_wrong_folder_hint_only_when_most_images_of_a_source_are_not_found(t
     assert ("not found in the folder looked in" in out_text) is hinted
     if hinted:
         assert "a.json: 2 of 3 image files not found in the folder looked in; give " in out_text
+
+
+def _count_json_reads(monkeypatch) -> list:
+    """The names of the files json.load reads from now on (every JSON reader of the package uses it)."""
+    import json as json_module
+
+    read, load = [], json_module.load
+
+    def counting(f, *args, **kwargs):
+        read.append(getattr(f, "name", None))
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(json_module, "load", counting)
+    return read
+
+
+def _two_candidate_folders(tmp_path):
+    """train.json beside a stray logo.png and train/ holding its images: two candidate folders, so the
+    JSON is read to choose one (the one holding its file_names: train/)."""
+    _images(tmp_path / "train", ["a.png", "b.png"])
+    _images(tmp_path, ["logo.png"])
+    coco = {"images": [_img(1, "a.png"), _img(2, "b.png")], "annotations": [_ann(1, 1, 1), _ann(2, 2, 1)],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "train.json").write_text(json.dumps(coco))
+    return tmp_path / "train.json"
+
+
+def test_merge_keeps_no_source_parsed_while_choosing_the_folders(tmp_path, monkeypatch, capsys):
+    """Every source's folder is chosen before any is merged: a parsed file kept from choosing until
+    merging would hold N (LVIS-sized) files at once, so merge-data reads a JSON again to merge it."""
+    path = _two_candidate_folders(tmp_path)
+    read = _count_json_reads(monkeypatch)
+    assert main(["merge-data", str(path), "--output", str(tmp_path / "all.json")]) == 0
+    assert f"images of {path} read from {tmp_path / 'train'}" in capsys.readouterr().out
+    assert read.count(str(path)) == 2
+    assert len(json.loads((tmp_path / "all.json").read_text())["images"]) == 2
+
+
+def test_show_data_reads_a_json_once_when_its_folder_is_chosen(tmp_path, monkeypatch, capsys):
+    """show-data parsed the JSON to choose its image folder and again for the dataset."""
+    path = _two_candidate_folders(tmp_path)
+    read = _count_json_reads(monkeypatch)
+    assert main(["show-data", "--json", str(path), "--output", str(tmp_path / "look"), "--max", "1"]) == 0
+    assert f"images of {path} read from {tmp_path / 'train'}" in capsys.readouterr().out
+    assert read.count(str(path)) == 1
+
+
+def test_choose_image_dir_takes_the_file_already_parsed(tmp_path, monkeypatch):
+    """A JSON the caller already parsed (eval reads it first) is not read to choose its folder; one read
+    there is handed back in ``parsed``, for the dataset."""
+    from maskrcnn.data.coco import choose_image_dir, load_coco_json
+
+    path = _two_candidate_folders(tmp_path)
+    raw = load_coco_json(path)
+    read = _count_json_reads(monkeypatch)
+    assert choose_image_dir(path, parsed={path: raw})[0] == tmp_path / "train"
+    assert read == []
+    parsed: dict = {}
+    assert choose_image_dir(path, parsed=parsed)[0] == tmp_path / "train"
+    assert read == [str(path)] and parsed[path] == raw
+
+
+def test_train_reads_its_train_json_once_and_keeps_no_validation_json(tmp_path, monkeypatch):
+    """train parsed train.json to choose its folder and again for the training set; the validation JSON
+    read to choose its folder is not held while the training set is built (read again for its set)."""
+    import maskrcnn.data.coco as coco_module
+
+    path = _two_candidate_folders(tmp_path)
+    _images(tmp_path / "val", ["a.png"])
+    val = {"images": [_img(1, "a.png")], "annotations": [_ann(1, 1, 1)],
+           "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    read = _count_json_reads(monkeypatch)
+    seen, real = [], coco_module.CocoDataset
+
+    class Stop(Exception):
+        pass
+
+    def training_set(*args, **kwargs):  # the training set built: stop there, before any model
+        seen.append((kwargs.get("coco") is not None, list(read)))
+        real(*args, **kwargs)
+        raise Stop
+
+    import maskrcnn.engine.training as training_module
+
+    handed, build = [], training_module.build_training
+
+    def building(*args, **kwargs):
+        handed.append(sorted(str(p) for p in kwargs.get("parsed") or {}))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "build_training", building)
+    monkeypatch.setattr(coco_module, "CocoDataset", training_set)
+    with pytest.raises(Stop):
+        main(["train", "--train-json", str(path), "--val-json", str(tmp_path / "val.json"), "--config",
+              "demo", "--output", str(tmp_path / "run"), "--debug"])
+    assert seen[0][0]  # handed the file read to choose its folder
+    assert read.count(str(path)) == 1
+    assert seen[0][1].count(str(tmp_path / "val.json")) == 1  # read to choose its folder
+    assert handed == [[str(path)]]  # ... and not kept for the run

@@ -32,9 +32,36 @@ from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "parse_xml", "read_json",
-           "write_json"]
+           "recorded_folder_unusable", "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
+
+
+def _shown(value, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def usable_recorded_folder(owner: Path, value) -> tuple:
+    """The images folder ``predict --export`` recorded in file ``owner`` (``value``: a path relative to
+    the file's folder): (the folder, normalised, None) when it is one relative path to an existing
+    folder; (None, why not) otherwise, for ``recorded_folder_unusable``."""
+    import ntpath
+    import posixpath
+
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        return None, f"{_shown(repr(value))}, not a folder's path"
+    if posixpath.isabs(value) or ntpath.isabs(value) or ntpath.splitdrive(value)[0]:
+        return None, f"{_shown(value)!r}, not a path relative to the file"
+    folder = Path(os.path.normpath(Path(owner).parent / value))
+    if not folder.is_dir():
+        return None, f"{_shown(value)!r}, not a folder beside it (the file was moved?)"
+    return folder, None
+
+
+def recorded_folder_unusable(what: str, why: str) -> str:
+    """The line said when a recorded images folder (``what``: where it is recorded) is not used."""
+    return f"{what} is {why}: images looked for under the default folder (give --images)"
 
 
 class Skip(ValueError):

@@ -60,7 +60,15 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size, parse_xml
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    MaskPatch,
+    Report,
+    Skip,
+    image_size,
+    parse_xml,
+    usable_recorded_folder,
+)
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
 from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
 
@@ -73,7 +81,8 @@ ANNOTATIONS_FILE = "annotations.xml"
 IMAGES_COMMENT = "<!-- maskrcnn images folder: {} -->"
 _IMAGES_COMMENT = re.compile(r"<!-- maskrcnn images folder: (.*?) -->")
 _NO_AREA = ("polyline", "points", "cuboid", "skeleton")
-_VIDEO_FRAME_EXTENSIONS = (".PNG", ".png")  # CVAT saves a video's frames as <name>.PNG
+# CVAT saves a video's frames as <name>.PNG (JPEG ones with the task's image quality setting)
+_VIDEO_FRAME_EXTENSIONS = (".PNG", ".png", ".jpg", ".JPG", ".jpeg", ".JPEG")
 _TRUE = ("true", "1", "yes")
 _VERSIONS = ("1.0", "1.1")  # 1.1 added meta fields only; the <image> elements are the same
 
@@ -237,18 +246,20 @@ def _image_path(roots: Sequence[Path], el: ET.Element) -> Path:
     return next((c for c in candidates if c.is_file()), roots[0] / name)
 
 
-def recorded_images_folder(xml_path: Path) -> Optional[Path]:
+def recorded_images_folder(xml_path: Path) -> tuple:
     """The images folder ``predict --export cvat`` recorded in the file (``IMAGES_COMMENT``, a comment
-    CVAT ignores, near the top), relative to the file's folder; None when there is none."""
+    CVAT ignores, near the top), relative to the file's folder: (folder, None) when usable
+    (``usable_recorded_folder``: normalised, an existing folder); (None, why not) when not; (None, None)
+    when there is none."""
     try:
         with open(xml_path, "rb") as f:
             head = f.read(4096).decode("utf-8", "replace")
     except OSError:
-        return None
+        return None, None
     match = _IMAGES_COMMENT.search(head)
     if match is None:
-        return None
-    return Path(xml_path).parent / unquote(match.group(1).strip())
+        return None, None
+    return usable_recorded_folder(Path(xml_path), unquote(match.group(1).strip()))
 
 
 def _check_size(report: Report, where: str, el: ET.Element, height: int, width: int) -> None:
@@ -302,22 +313,28 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
             report.skip(f"{where}: shapes {indices} (label {label!r})", e)
 
 
-_FRAME_FILE = re.compile(r"^frame_(\d+)\.png$", re.IGNORECASE)
+_FRAME_FILE = re.compile(r"^frame_(\d+)\.(png|jpe?g)$", re.IGNORECASE)
+_IMAGE_FILE = re.compile(r"\.(png|jpe?g|bmp|tiff?|webp|gif)$", re.IGNORECASE)
 
 
-def _frame_files(roots: Sequence[Path]) -> dict:
-    """{frame number: its file's name} for the frame files (``frame_000000.PNG``, as CVAT saves a video's
-    frames; any number of digits, any case of the extension) in ``images/`` or directly under one of
-    ``roots``; the first found of a frame is kept. The name, not the number, is what the frame's
-    ``<image>`` is given: ``frame_1.png`` is found as it is, not looked for as ``frame_000001.PNG``."""
+def _frame_files_and_others(roots: Sequence[Path]) -> tuple:
+    """({frame number: its file's name} for the frame files (``frame_000000.PNG``, as CVAT saves a
+    video's frames, or .jpg / .jpeg; any number of digits, any case of the extension) in ``images/`` or
+    directly under one of ``roots``, the first found of a frame kept; whether an ``images/`` folder holds
+    image files not named frame_N: the frames' files may be named otherwise, so frames without one are
+    not told). The name, not the number, is what the frame's ``<image>`` is given: ``frame_1.png`` is
+    found as it is, not looked for as ``frame_000001.PNG``."""
     found: dict = {}
+    others = False
     for folder in (f for root in roots for f in (root / "images", root)):
         if folder.is_dir():
             for p in sorted(folder.iterdir()):
                 m = _FRAME_FILE.match(p.name)
                 if m and p.is_file():
                     found.setdefault(int(m.group(1)), p.name)
-    return found
+                elif folder.name == "images" and _IMAGE_FILE.search(p.name) and p.is_file():
+                    others = True
+    return found, others
 
 
 def _check_root(path: Path, root: ET.Element) -> list:
@@ -368,7 +385,8 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     images = _check_root(xml_path, root)
     xml_name = builder.relative(xml_path)
     if has_tracks(root):  # "CVAT for video 1.1": a track's shape on every frame
-        images = frame_images(root, images, report=report, where=xml_name, files=_frame_files(roots))
+        files, others = _frame_files_and_others(roots)
+        images = frame_images(root, images, report=report, where=xml_name, files=files, other_files=others)
     if split is not None:
         images = _subset(xml_path, images, split)
     builder.declare(declared_labels(root))

@@ -18,24 +18,109 @@ frames are counted in the notes, and warned about (their range named) when they 
 frames or lie after the last frame of every track: a video annotated only in part would otherwise add
 thousands of background images silently. They are kept; removing their files from the export's
 ``images/`` folder leaves them out. A frame file is found by its own name (``frame_1.png`` as well).
+
+Every frame of the task is known from ``<meta><task>`` (``task_frames``): CVAT numbers a video's frames
+``start_frame + k * step`` for k below ``size``, ``step`` from ``frame_filter`` ("step=5"; none: 1),
+none past ``stop_frame``. A frame of that range with neither a shape in view nor a file in the export
+(exported without images, or its file removed) cannot be an image here (nothing says its pixels); such
+frames were left out without a word: they are said in one warning, their range named. Fields that are
+missing, not whole numbers, or not sane (``stop_frame`` before ``start_frame``, more frames than
+``MAX_TASK_FRAMES``, a ``size`` that does not fit the range) are ignored with one warning naming the
+field; the range is counted and scanned from its ends, never listed frame by frame.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import re
 import xml.etree.ElementTree as ET
 from typing import Mapping, Optional
 
 from maskrcnn.data.formats.common import Report
 
-__all__ = ["frame_images", "has_tracks"]
+__all__ = ["MAX_TASK_FRAMES", "frame_images", "has_tracks", "task_frames"]
 
 _TRACK_KEYS = ("frame", "keyframe", "outside", "track_id")  # per-frame keys, not the shape's own
+# more frames than a task holds: 10 million is over 3 days of video at 30 frames a second; CVAT itself
+# could not serve such a task, so a larger number is a damaged or hand-made file
+MAX_TASK_FRAMES = 10_000_000
+_STEP = re.compile(r"^\s*step\s*=\s*(\d+)\s*$")
+_WHOLE = re.compile(r"^\s*\d{1,12}\s*$")  # 12 digits: int() of a 5000-digit text costs, and means nothing
 
 
 def has_tracks(root: ET.Element) -> bool:
     return root.find("track") is not None
+
+
+def task_frames(root: ET.Element, report: Report, where: str) -> Optional[range]:
+    """The frame numbers of the task as ``<meta><task>`` gives them (``start_frame``, ``stop_frame``,
+    ``frame_filter``'s step and ``size``, the number of frames: see the module docstring); None, with one
+    warning naming the field, when a field is missing or not sane; None without one when the file has no
+    ``<meta><task>`` (a hand-made file claims no frames)."""
+    task = root.find("meta/task")
+    if task is None:
+        return None
+
+    def ignored(field: str, why: str) -> None:
+        report.warn(where, f"<meta><task><{field}> {why}: the task's frames are not known, so frames "
+                           "without shapes or image files are not told")
+
+    def whole(field: str, required: bool):
+        raw = task.findtext(field)
+        if raw is None or not raw.strip():
+            if required:
+                ignored(field, "is missing")
+            return None, not required
+        if not _WHOLE.match(raw):
+            ignored(field, f"is {raw.strip()[:40]!r}, not a whole number")
+            return None, False
+        return int(raw), True
+
+    start, ok = whole("start_frame", True)
+    if not ok:
+        return None
+    stop, ok = whole("stop_frame", False)
+    if not ok:
+        return None
+    size, ok = whole("size", stop is None)
+    if not ok:
+        return None
+    step, raw_filter = 1, (task.findtext("frame_filter") or "").strip()
+    if raw_filter:
+        match = _STEP.match(raw_filter)
+        if match is None or int(match.group(1)) < 1:
+            ignored("frame_filter", f"is {raw_filter[:40]!r}, not 'step=N'")
+            return None
+        step = int(match.group(1))
+    if stop is not None and stop < start:
+        ignored("stop_frame", f"{stop} is before <start_frame> {start}")
+        return None
+    count = size if size is not None else (stop - start) // step + 1
+    if count > MAX_TASK_FRAMES:
+        ignored("size" if size is not None else "stop_frame",
+                f"makes {count} frames, more than a video task holds ({MAX_TASK_FRAMES})")
+        return None
+    if count < 1:
+        ignored("size", f"is {count}")
+        return None
+    frames = range(start, start + count * step, step)
+    if stop is not None and frames[-1] > stop:
+        ignored("size", f"{count} frames from {start} (step {step}) go past <stop_frame> {stop}")
+        return None
+    return frames
+
+
+def _unshown(frames: range, known: set) -> tuple:
+    """(how many, first, last) of the numbers of ``frames`` not in ``known``; counted and found from the
+    range's ends, never listed (a range of millions holds a few known frames)."""
+    inside = sum(1 for f in known if f in frames)
+    missing = len(frames) - inside
+    if not missing:
+        return 0, None, None
+    first = next(f for f in frames if f not in known)  # at most len(known) + 1 steps each
+    last = next(f for f in reversed(frames) if f not in known)
+    return missing, first, last
 
 
 def _frame(el: ET.Element):
@@ -72,13 +157,17 @@ def frame_images(
     report: Report,
     where: str,
     files: Optional[Mapping[int, str]] = None,
+    other_files: bool = False,
 ) -> list:
     """``<image>`` elements, one per frame holding track shapes inside the view (in frame order), each
     holding those shapes labelled as their tracks, then one per frame of ``files`` ({frame number: the
     name of its image file in the export}) without such shapes and the file's other ``<image>`` elements,
     each as it is; ``images`` (the file's own ``<image>`` elements) give the frames' names and their own
     shapes, else ``files`` does, else ``frame_000000``. Frames without shapes are warned about when they
-    are most of the frames or lie after every track's last frame (``_warn_empty``)."""
+    are most of the frames or lie after every track's last frame (``_warn_empty``). The task's frames
+    (``task_frames``) with neither are told in one warning, less ``<meta><task><deleted_frames>``; not
+    when ``other_files`` (the images folder holds image files not named frame_N: the frames' files may
+    be named otherwise)."""
     files = dict(files or {})
 
     def name(frame: int) -> str:
@@ -122,7 +211,35 @@ def frame_images(
     if negatives:
         report.note("CVAT video frames without shapes (kept as images without instances)", negatives)
     _warn_empty(root, report, where, [int(el.get("id")) for el in empty], len(frames) + len(empty))
+    task = task_frames(root, report, where) if not other_files else None
+    if task is not None:
+        known = {f for f in (*frames, *named_frames, *files) if isinstance(f, int)}  # not None: a bad id
+        _warn_unshown(report, where, task, known | deleted_frames(root))
     return [frames[f] for f in sorted(frames)] + others + empty
+
+
+def deleted_frames(root: ET.Element) -> set:
+    """The frame numbers ``<meta><task><deleted_frames>`` lists (frames deleted in CVAT: no image, no
+    shape, by design); empty when there is none."""
+    el = root.find("meta/task/deleted_frames")
+    return set() if el is None else {int(n) for n in re.findall(r"\d+", "".join(el.itertext()))}
+
+
+def _warn_unshown(report: Report, where: str, task: range, known: set) -> None:
+    """One warning for the frames of the task (``task_frames``) that no shape, ``<image>`` nor file shows:
+    without a file such a frame cannot be an image without instances, and it was left out unsaid."""
+    missing, first, last = _unshown(task, known)
+    if not missing:
+        return
+    step = task.step
+    whole = (last - first) // step + 1 == missing
+    span = (f"frame {first}" if missing == 1 else
+            f"frames {first}-{last}" + ("" if whole else f" ({missing} of them)"))
+    report.note("CVAT task frames without shapes or frame_N files (left out)", missing)
+    report.warn(where, f"{missing} of the task's {len(task)} frames (<meta>: from {task.start}, "
+                       f"{len(task)} frames{f', step {step}' if step > 1 else ''}) have no shape in view "
+                       f"and no frame_N file found for them: {span}; left out (no image to keep them as "
+                       "negatives: export with images, or pass --images FOLDER holding frame_000000.PNG ...)")
 
 
 def _span(frames: list) -> str:

@@ -46,7 +46,14 @@ Rules:
   space) in ``images`` and in its subfolders; Label Studio stores uploads as ``<8 hex>-<name>``
   (``/data/upload/3/5f2c1a3b-photo.jpg``), so ``photo.jpg`` is tried next. A name found twice in the
   subfolders is skipped as ambiguous. A task without an image (the message lists its data keys), or
-  whose image is not found, is skipped, naming the task id.
+  whose image is not found, is skipped, naming the task id. A reference's path never leaves the folder
+  it is looked for under: one whose ``..`` would climb out of it is looked for by its file name only.
+- The tasks ``predict --export labelstudio`` writes name their images relative to the images folder,
+  which each task's data records, relative to the tasks file's folder (``IMAGES_FOLDER_KEY``; Label
+  Studio keeps the extra data field and ignores it). With ``recorded`` (``convert-data`` without
+  ``--images``) a file's images are looked for under that folder when it is a relative path to an
+  existing folder (said in a line; URLs are never fetched: only their file names are looked for there);
+  else, and always with ``--images``, under ``images``.
 - Left out and counted in the notes: results without labels, classification and text results (choices,
   textarea, rating, ...), keypoints, relations. Skipped as errors: a result on an image Label Studio
   showed turned (``image_rotation`` not 0: its coordinates are of the turned view, not the file), a
@@ -57,7 +64,9 @@ An annotated task with no region left is kept as an image without instances (a n
 from __future__ import annotations
 
 import math
+import ntpath
 import os
+import posixpath
 import re
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -67,11 +76,23 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    Report,
+    Skip,
+    image_size,
+    read_json,
+    recorded_folder_unusable,
+    usable_recorded_folder,
+)
 from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, to_coco_polygon
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 
-__all__ = ["read_labelstudio"]
+__all__ = ["IMAGES_FOLDER_KEY", "read_labelstudio"]
+
+# predict --export labelstudio's data field: the images folder the tasks' image paths are relative to, as
+# a path relative to the tasks file's folder ("/" separators)
+IMAGES_FOLDER_KEY = "maskrcnn_images_folder"
 
 # the notes on tasks with several annotations: a full export flags the ground truth, JSON-MIN does not
 _SEVERAL_ANNOTATIONS = "tasks with several annotations (the ground truth, else the latest, taken)"
@@ -84,7 +105,7 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")  # Label Studio's "<uuid4 hex
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 _OUTSIDE_MARGIN = 0.10  # of the image size: further past the border is not a slip of the mouse
 # Label Studio's own fields beside the data in JSON-MIN records (and in some tasks' data)
-_NOT_DATA = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time")
+_NOT_DATA = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", IMAGES_FOLDER_KEY)
 
 
 class _ImageFinder:
@@ -105,6 +126,7 @@ class _ImageFinder:
 
     def find(self, reference: str) -> Path:
         relative, name = _parse_reference(reference)
+        relative = _inside(relative)
         source = _short(reference)
         if relative and (self.root / relative).is_file():
             return self.root / relative
@@ -120,6 +142,18 @@ class _ImageFinder:
             if found:
                 return found[0]
         raise Skip("missing_image", f"image {name!r} (from {source!r}) not found under {self.root}")
+
+
+def _inside(relative: Optional[str]) -> Optional[str]:
+    """``relative`` when it names a path below the folder it is joined to; None when it is absolute, has
+    a drive, or its ``..`` climb out of that folder (``a/../../x.png``): a task's path never reaches a
+    file outside the images folder (the file is then looked for by its name, inside it)."""
+    if not relative or "\0" in relative:
+        return None
+    normal = posixpath.normpath(relative.replace("\\", "/"))
+    if normal.startswith("/") or normal == ".." or normal.startswith("../") or ntpath.splitdrive(normal)[0]:
+        return None
+    return normal
 
 
 def _short(reference: str, limit: int = 100) -> str:
@@ -475,9 +509,69 @@ def _min_choices(tasks: list, report: Report) -> set:
     return {indices[_latest([tasks[i] for i in indices])] for indices in by_task.values()}
 
 
+def _first_reference(tasks: list) -> Optional[str]:
+    """The image reference of the file's first task that names one (None: no task does)."""
+    for item in tasks:
+        if not isinstance(item, dict):
+            continue
+        data = item.get("data") if _is_full(item) else item
+        if not isinstance(data, dict):
+            continue
+        try:
+            sources, names = _config_hints(item) if _is_full(item) else ((), ())
+            return _image_reference(data, sources=sources, names=names)
+        except Skip:
+            continue
+    return None
+
+
+def _holds_image(folder: Path, reference: Optional[str]) -> bool:
+    """Whether ``folder`` holds the image ``reference`` names, at its path relative to the folder (or
+    by its file name directly in it); no walk of the folder. True when there is no reference."""
+    if reference is None:
+        return True
+    relative, name = _parse_reference(reference)
+    relative = _inside(relative)
+    return bool((relative and (folder / relative).is_file()) or (name and (folder / name).is_file()))
+
+
+def _recorded_folder(path: Path, name: str, tasks: list, report: Report) -> Optional[Path]:
+    """The images folder the file's tasks record (``IMAGES_FOLDER_KEY``, relative to the file's folder,
+    normalised) when it is one relative path to an existing folder holding the first task's image; None
+    (with a line saying why, when the tasks record something) otherwise."""
+    values = []
+    for item in tasks:
+        data = item.get("data") if isinstance(item, dict) and _is_full(item) else item
+        value = data.get(IMAGES_FOLDER_KEY) if isinstance(data, dict) else None
+        if value is not None and value not in values:
+            values.append(value)
+            if len(values) > 1:  # different folders: the rest need not be looked at
+                break
+    if not values:
+        return None
+    value = values[0]
+    if len(values) > 1:
+        why = "different folders"
+    else:
+        folder, why = usable_recorded_folder(path, value)
+        if folder is not None and not _holds_image(folder, _first_reference(tasks)):
+            folder, why = None, (f"{_short(value)!r}, a folder not holding the first task's image (the "
+                                 "file was moved?)")
+        if folder is not None:
+            report.tell(name, f"images looked for under {folder} (the folder predict recorded in it)")
+            return folder
+    report.tell(name, recorded_folder_unusable(f"its tasks' {IMAGES_FOLDER_KEY}", why))
+    return None
+
+
 def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report,
-                  finder: _ImageFinder, use_predictions: bool = False) -> None:
+                  finder: _ImageFinder, use_predictions: bool = False, finders: Optional[dict] = None):
+    """``finders``: {folder: its finder}, the recorded folders' (``_recorded_folder``) to use instead of
+    ``finder``; None: ``finder`` only. Returns the recorded folder used, or None."""
     tasks = _tasks(read_json(path))
+    folder = _recorded_folder(path, name, tasks, report) if finders is not None else None
+    if folder is not None:
+        finder = finders.setdefault(folder, _ImageFinder(folder))
     predictions = ("no annotation in the file" if _only_predictions(tasks)
                    else "--ls-use-predictions" if use_predictions else None)
     taken = _min_choices(tasks, report)
@@ -496,19 +590,27 @@ def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report
             _convert_task(task, where=where, builder=builder, report=report, finder=finder, source=name)
         except Skip as e:
             report.skip(where, e)
+    return folder
 
 
 def read_labelstudio(files: Sequence[Path], *, builder: CocoBuilder, report: Report, images: Path,
-                     names_from: Optional[Path] = None, use_predictions: bool = False) -> None:
-    """Add the tasks of Label Studio export ``files`` to ``builder``, their images found under ``images``;
-    messages name each file relative to ``names_from`` (default: its folder). ``use_predictions``: a task
-    without annotations is read from its latest prediction (else only in a file without annotations)."""
+                     names_from: Optional[Path] = None, use_predictions: bool = False,
+                     recorded: bool = False) -> dict:
+    """Add the tasks of Label Studio export ``files`` to ``builder``, their images found under ``images``
+    (with ``recorded``: under the folder a file's tasks record, ``IMAGES_FOLDER_KEY``, when there is
+    one); messages name each file relative to ``names_from`` (default: its folder). ``use_predictions``:
+    a task without annotations is read from its latest prediction (else only in a file without
+    annotations). Returns {file: the recorded folder its images were looked for under, or None}."""
     finder = _ImageFinder(Path(images))
+    finders: Optional[dict] = {} if recorded else None
+    used = {}
     for path in files:
         path = Path(path)
         name = Path(os.path.relpath(path, names_from)).as_posix() if names_from else path.name
+        used[path] = None
         try:
-            _convert_file(path, name, builder=builder, report=report, finder=finder,
-                          use_predictions=use_predictions)
+            used[path] = _convert_file(path, name, builder=builder, report=report, finder=finder,
+                                       use_predictions=use_predictions, finders=finders)
         except Skip as e:
             report.skip(name, e)
+    return used

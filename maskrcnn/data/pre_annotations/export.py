@@ -166,8 +166,8 @@ class PreAnnotationExport:
 
     def read_back_lines(self) -> list:
         """The ``convert-data`` commands that read the exported files back (after correcting), one line
-        each: the Label Studio tasks name their images relative to the images folder, which only
-        ``--images`` can tell (the CVAT XML records it, see ``to_cvat``)."""
+        each: the CVAT XML and the Label Studio tasks record the images folder (``to_cvat``,
+        ``to_labelstudio``); ``--images`` is given where the tasks cannot record it (another drive)."""
         lines = []
         try:
             here = os.path.relpath(self.root.absolute())
@@ -178,9 +178,10 @@ class PreAnnotationExport:
             lines.append(f"pre-annotations: read back with: maskrcnn convert-data --from cvat "
                          f"{shell_word(str(self.out_dir / CVAT_FILE))} --output train.json")
         if "labelstudio" in self.formats:
+            images = (f" --images {shell_word(root)}" if Path(self._folder_from_out()).is_absolute()
+                      else "")
             lines.append(f"pre-annotations: read back with: maskrcnn convert-data --from labelstudio "
-                         f"{shell_word(str(self.out_dir / LABELSTUDIO_FILE))} --images {shell_word(root)} "
-                         f"--output train.json")
+                         f"{shell_word(str(self.out_dir / LABELSTUDIO_FILE))}{images} --output train.json")
         return lines
 
     def left_out_note(self) -> Optional[str]:
@@ -216,8 +217,10 @@ class PreAnnotationExport:
                 atomic_write_text(written[-1], cvat_xml(self.images, self.instances, self.categories,
                                                         images_folder=self._folder_from_out()))
             elif fmt == "labelstudio":
+                folder = self._folder_from_out()  # recorded only as a relative path (the reader's rule)
                 tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
-                                          model_version=self.model_version)
+                                          model_version=self.model_version,
+                                          images_folder=None if Path(folder).is_absolute() else folder)
                 written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
                 atomic_write_json(written[-2], tasks, ensure_ascii=True)  # imported by another tool
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))

@@ -18,15 +18,19 @@ regions' (Label Studio sorts tasks by it), 0 for an image without regions.
 
 URL: ``url_prefix`` + the image's path relative to the images folder, %-quoted (``/`` kept): with
 ``/data/local-files/?d=`` and Label Studio's local storage rooted at that folder the tasks find their
-images; the default (no prefix) leaves the relative path, for a script or a storage to resolve.
+images; the default (no prefix) leaves the relative path, for a script or a storage to resolve. Each
+task's data also records that folder relative to the tasks file's folder (``images_folder``, under
+``IMAGES_FOLDER_KEY``; Label Studio keeps the field and shows nothing of it), so ``convert-data`` reads
+the file back without ``--images``.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
+from maskrcnn.data.formats.labelstudio import IMAGES_FOLDER_KEY
 from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
 
@@ -66,8 +70,11 @@ def brush_result(image: ImageRecord, k: int, inst: Instance, *, from_name: str =
 
 
 def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]], *,
-                      url_prefix: str = "", model_version: str = "maskrcnn") -> list:
-    """The task list of ``images`` and their ``instances`` (one list each)."""
+                      url_prefix: str = "", model_version: str = "maskrcnn",
+                      images_folder: Optional[str] = None) -> list:
+    """The task list of ``images`` and their ``instances`` (one list each); ``images_folder``: the folder
+    the image paths are relative to, as a path relative to the tasks file's folder, recorded in each task
+    (None: not recorded)."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     tasks = []
@@ -75,7 +82,10 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
         results = [brush_result(image, k, inst) if inst.rle is not None else rectangle_result(image, k, inst)
                    for k, inst in enumerate(found, start=1)]
         score = sum(inst.score for inst in found) / len(found) if found else 0.0
-        tasks.append({"data": {"image": url_prefix + quote(image.file_name, safe="/")},
+        data = {"image": url_prefix + quote(image.file_name, safe="/")}
+        if images_folder is not None:
+            data[IMAGES_FOLDER_KEY] = images_folder
+        tasks.append({"data": data,
                       "predictions": [{"model_version": model_version, "score": round(score, 5),
                                        "result": results}]})
     return tasks
