@@ -297,11 +297,11 @@ def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
     calls = []
     original = io_utils.atomic_write_bytes
 
-    def killed(path, data):
+    def killed(path, data, **options):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        original(path, data)
+        original(path, data, **options)
 
     io_utils.atomic_write_bytes = killed
     try:
