@@ -361,6 +361,10 @@ def run(args: argparse.Namespace) -> int:
     refusal = no_ground_truth(raw, args.json)
     if refusal:  # before loading a model and reading every image
         raise ValueError(refusal)
+    if args.cityscapes:  # ROOT/gtFine/<split>: a wrong ROOT failed only after the whole evaluation
+        from maskrcnn.engine.cityscapes_eval import check_root
+
+        check_root(args.cityscapes, raw, given=f"--cityscapes {args.cityscapes}: ")
     if args.results:
         from maskrcnn.engine.results_file import read_category_map
 
