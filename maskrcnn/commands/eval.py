@@ -376,6 +376,15 @@ def run(args: argparse.Namespace) -> int:
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping)
+        if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
+            from maskrcnn.data.keypoints import default_sigma_note
+
+            names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
+            # (--set data.keypoint_sigmas applies to --weights: the names in --json choose the sigmas here)
+            note = default_sigma_note(names, None, advice="with --results a keypoint named as COCO names it "
+                                                          "(left_knee) gets COCO's sigma")
+            if note:
+                print(note, file=sys.stderr)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids, images = None, None, {}
     else:
