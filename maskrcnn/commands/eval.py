@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "--results when J lacks image sizes (VIA 3's COCO export writes "
                                          "-1): read from the files (default, from the export's layout: "
                                          f"{IMAGE_DIR_ORDER})")
-    parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
+    parser.add_argument("--output", help="folder for metrics.json (and predictions.json, with --weights)")
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1,
