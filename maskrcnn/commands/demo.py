@@ -55,7 +55,10 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
     from maskrcnn.predictor import Predictor
     from maskrcnn.visualize import draw_instances, skeleton_for
 
-    val = CocoDataset(json_path=val_json, image_dir=val_images)
+    # read as the training's validation read it: a keypoint model's file draws no note that its keypoints
+    # go unread
+    val = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=cfg.model.roi_heads.keypoint_on,
+                      crowd_as_objects=cfg.data.crowd_as_objects)
     predictor = Predictor(trainer.model, cfg, device=trainer.device, optimise=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

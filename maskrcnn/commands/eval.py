@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "--results when J lacks image sizes (VIA 3's COCO export writes "
                                          "-1): read from the files (default, from the export's layout: "
                                          f"{IMAGE_DIR_ORDER})")
-    parser.add_argument("--output", help="folder for metrics.json (and predictions.json)")
+    parser.add_argument("--output", help="folder for metrics.json (and predictions.json, with --weights)")
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument("--batch-size", type=int, default=1,
@@ -362,6 +362,10 @@ def run(args: argparse.Namespace) -> int:
     refusal = no_ground_truth(raw, args.json)
     if refusal:  # before loading a model and reading every image
         raise ValueError(refusal)
+    if args.cityscapes:  # ROOT/gtFine/<split>: a wrong ROOT failed only after the whole evaluation
+        from maskrcnn.engine.cityscapes_eval import check_root
+
+        check_root(args.cityscapes, raw, given=f"--cityscapes {args.cityscapes}: ")
     if args.results:
         from maskrcnn.engine.results_file import read_category_map
 
@@ -373,6 +377,15 @@ def run(args: argparse.Namespace) -> int:
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping)
+        if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
+            from maskrcnn.data.keypoints import default_sigma_note
+
+            names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
+            # (--set data.keypoint_sigmas applies to --weights: the names in --json choose the sigmas here)
+            note = default_sigma_note(names, None, advice="with --results a keypoint named as COCO names it "
+                                                          "(left_knee) gets COCO's sigma")
+            if note:
+                print(note, file=sys.stderr)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids, images = None, None, {}
     else:

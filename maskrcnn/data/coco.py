@@ -84,7 +84,13 @@ from maskrcnn.data.images import (
 from maskrcnn.data.json_values import is_finite_number
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
-from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, skeleton_edges
+from maskrcnn.data.keypoints import (
+    KEYPOINT_MARGIN,
+    clip_keypoints,
+    odd_visibility_note,
+    read_visibility,
+    skeleton_edges,
+)
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 
 # A file or category name from the JSON in a problem line: control characters escaped, quoted (a file_name
@@ -773,13 +779,8 @@ class CocoDataset(torch.utils.data.Dataset):
         """COCO's visibility flags are 0 (not labelled), 1 (labelled, hidden), 2 (labelled, visible);
         another value (3, -1, 0.5) is read as COCOeval reads it, labelled when > 0 (then 2) and
         unlabelled otherwise (then 0, its x and y too), counted and said once per file."""
-        odd = [k for k in range(2, len(kp), 3) if kp[k] not in (0, 1, 2)]
-        if not odd:
-            return kp
-        out = list(kp)
-        for k in odd:
-            self._odd_visibility.append((ann.get("id"), kp[k]))
-            out[k - 2: k + 1] = [kp[k - 2], kp[k - 1], 2] if kp[k] > 0 else [0, 0, 0]
+        out, odd = read_visibility(kp)
+        self._odd_visibility.extend((ann.get("id"), value) for value in odd)
         return out
 
     def _keypoints_inside(self, kp: list, ann: dict, width: float, height: float) -> list:
@@ -860,11 +861,7 @@ class CocoDataset(torch.utils.data.Dataset):
             self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
                                f"the box of their segmentation")
         if self._odd_visibility:
-            aid, value = self._odd_visibility[0]
-            self._notes.append(
-                f"{self.json_path}: {len(self._odd_visibility)} keypoint visibility flags are not 0, 1 or 2 "
-                f"(the first: {value!r} in annotation id {aid}): read as COCOeval reads them, labelled (2) "
-                f"when > 0, unlabelled (0) otherwise")
+            self._notes.append(odd_visibility_note(self.json_path, self._odd_visibility))
         # keypoints a model without a keypoint head reads nothing of (a mask config on a keypoint file):
         # said, and their box-only annotations are no "rectangles" (CVAT's skeletons export so)
         with_kp = [] if self.keypoints else [a for anns in self._anns.values() for a in anns

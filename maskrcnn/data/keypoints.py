@@ -33,6 +33,8 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   the image's size past the border is clipped to it, one farther out made unlabelled (v=0). Training
   (``CocoDataset``) and every evaluation's ground truth (``engine/evaluator.py``, also ``eval
   --results``) apply the same function, so the two ways of scoring a model score the same points.
+- visibility flags other than 0, 1, 2 (``read_visibility``): read as COCOeval reads them, labelled (2)
+  when > 0, unlabelled (0) otherwise; both readers say so in the same line (``odd_visibility_note``).
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ __all__ = [
     "DEFAULT_KEYPOINT_SIGMA",
     "KEYPOINT_MARGIN",
     "clip_keypoints",
+    "default_sigma_note",
     "flip_map_from_names",
     "flip_map_from_pairs",
     "flip_pairs",
     "flip_pairs_line",
     "keypoint_flip_map",
     "keypoint_sigmas",
+    "odd_visibility_note",
     "pairs_nothing",
+    "read_visibility",
     "skeleton_edges",
     "unpaired_sided_names",
 ]
@@ -305,3 +310,43 @@ def clip_keypoints(kp: Sequence[float], width: float, height: float) -> tuple:
         out[k: k + 3] = [0.0, 0.0, 0.0]
         far += 1
     return out, far
+
+
+def read_visibility(kp: Sequence[float]) -> tuple:
+    """A flat [x1, y1, v1, ...] list with its visibility flags other than COCO's 0 (not labelled), 1
+    (labelled, hidden), 2 (labelled, visible) read as COCOeval reads them: labelled (then 2) when > 0,
+    unlabelled otherwise (then 0, its x and y too). -> (the new list, the odd flags as found, in order)."""
+    odd = [k for k in range(2, len(kp), 3) if kp[k] not in (0, 1, 2)]
+    if not odd:
+        return kp, []
+    out = list(kp)
+    for k in odd:
+        out[k - 2: k + 1] = [kp[k - 2], kp[k - 1], 2] if kp[k] > 0 else [0, 0, 0]
+    return out, [kp[k] for k in odd]
+
+
+def odd_visibility_note(source, odd: Sequence[tuple]) -> Optional[str]:
+    """The line for a file's odd visibility flags (``odd``: (annotation id, value), one per flag, in file
+    order): how many, the first and how they were read; None without any."""
+    if not odd:
+        return None
+    aid, value = odd[0]
+    return (f"{source}: {len(odd)} keypoint visibility flags are not 0, 1 or 2 (the first: {value!r} in "
+            f"annotation id {aid}): read as COCOeval reads them, labelled (2) when > 0, unlabelled (0) "
+            "otherwise")
+
+
+_OWN_SIGMAS = "set data.keypoint_sigmas (one per keypoint) for your own"
+
+
+def default_sigma_note(names, configured, *, advice: str = _OWN_SIGMAS) -> Optional[str]:
+    """One line naming the keypoints whose OKS sigma is the default (not COCO names, no
+    ``data.keypoint_sigmas``), None when there are none (eval prints it, from a model or from --results;
+    ``advice``: the way to other sigmas there)."""
+    if configured or not names:
+        return None
+    unknown = [str(n) for n in names if str(n).lower() not in COCO_KEYPOINT_NAMES]
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+    return f"OKS sigmas: {DEFAULT_KEYPOINT_SIGMA} (default) for {shown}; {advice}"

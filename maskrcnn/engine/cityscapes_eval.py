@@ -34,7 +34,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-__all__ = ["evaluate_cityscapes", "ground_truth_path", "label_ids_for", "write_predictions"]
+__all__ = ["check_root", "evaluate_cityscapes", "ground_truth_path", "label_ids_for", "write_predictions"]
 
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 INSTALL_HINT = ("the Cityscapes evaluation needs the cityscapesscripts package: "
@@ -70,6 +70,21 @@ def ground_truth_path(root: Path, file_name: str) -> tuple:
     split, city, stem = parts[-3], parts[-2], parts[-1][: -len(_IMAGE_SUFFIX)]
     folder = Path(root) / "gtFine" / split / city
     return stem, folder / f"{stem}_gtFine_instanceIds.png", folder / f"{stem}_gtFine_polygons.json"
+
+
+def check_root(root, ground_truth: dict, *, given: str = "") -> None:
+    """FileNotFoundError unless ``root/gtFine/<split>`` holds a folder for every split the Cityscapes-named
+    images of ``ground_truth`` come from (before the inference: a ROOT given one level too deep, ``gtFine``
+    itself, failed only after it, one missing file at a time). ``given``: the message's start."""
+    from maskrcnn.data.formats.cityscapes import check_split_folder
+
+    splits = set()
+    for img in ground_truth.get("images", []):
+        parts = Path(str(img.get("file_name", ""))).parts
+        if len(parts) >= 3 and parts[-1].endswith(_IMAGE_SUFFIX):  # other names: said where they are read
+            splits.add(parts[-3])
+    for split in sorted(splits):
+        check_split_folder(root, "gtFine", split, given=given)
 
 
 def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: dict) -> dict:

@@ -42,7 +42,7 @@ from maskrcnn.data.coco_exports import warn_tool_exports
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.json_values import is_finite_number
-from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints
+from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, odd_visibility_note, read_visibility
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 from maskrcnn.engine.best_model import METRICS
@@ -191,6 +191,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     data = copy.copy(data)
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
+    odd = []  # (the file's annotation id, value), one per visibility flag other than 0, 1, 2
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
         if "segmentation" not in ann:
@@ -220,6 +221,9 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
         if ann.get("keypoints") is not None:
+            # flags other than 0, 1, 2 read (and said) as CocoDataset reads them: eval --results said nothing
+            ann["keypoints"], values = read_visibility(ann["keypoints"])
+            odd.extend((anns[index].get("id"), value) for value in values)
             img = images[ann["image_id"]]
             if is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
                 # as CocoDataset reads them for training and for the model's evaluation: scored against
@@ -230,6 +234,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    if odd:
+        warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
     if far:
         warnings.warn(
             f"{source}: {len(far)} labelled keypoints lie more than {KEYPOINT_MARGIN:.0%} of the image's "

@@ -206,7 +206,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
     """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth). Unless
     ``quiet``, says on stderr how keypoints are scored: the dataset's keypoint names against the model's
     (``keypoint_order``) and the keypoints whose OKS sigma is the default (``default_sigma_note``)."""
-    from maskrcnn.data.keypoints import keypoint_sigmas
+    from maskrcnn.data.keypoints import default_sigma_note, keypoint_sigmas
     from maskrcnn.engine.evaluator import CocoEvaluator
 
     cfg = predictor.cfg
@@ -256,21 +256,6 @@ def keypoint_order(cfg, dataset) -> tuple:
             "keypoints are matched to its keypoints by name")
     return None, (f"warning: {dataset.json_path}: its keypoint names {theirs} are not the model's "
                   f"(data.keypoint_names {ours}): scored by position, the k-th point against the k-th")
-
-
-def default_sigma_note(names, configured) -> Optional[str]:
-    """One line naming the keypoints whose OKS sigma is the default (not COCO names, no
-    ``data.keypoint_sigmas``), None when there are none."""
-    from maskrcnn.data.keypoints import COCO_KEYPOINT_NAMES, DEFAULT_KEYPOINT_SIGMA
-
-    if configured or not names:
-        return None
-    unknown = [str(n) for n in names if str(n).lower() not in COCO_KEYPOINT_NAMES]
-    if not unknown:
-        return None
-    shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
-    return (f"OKS sigmas: {DEFAULT_KEYPOINT_SIGMA} (default) for {shown}; set data.keypoint_sigmas (one per "
-            "keypoint) for your own")
 
 
 class NothingEvaluated(ValueError):

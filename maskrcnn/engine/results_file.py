@@ -98,27 +98,43 @@ def read_results_file(path: Path) -> list:
     return results
 
 
-def iou_types_of(results: list, source: str) -> list:
-    """The IoU types a results list supports: segm / keypoints when every record has the field; bbox
-    when every record has one, or when nothing else is there (so that a missing bbox is named)."""
+def _supported(results: list) -> tuple:
+    """(the IoU types ``results`` supports, as ``iou_types_of`` says, how many records lack a bbox when
+    bbox is not among them, else 0)."""
     def every(field):
         return bool(results) and all(isinstance(r, dict) and field in r for r in results)
 
     types = [t for t, field in (("segm", "segmentation"), ("keypoints", "keypoints")) if every(field)]
     if every("bbox") or not types:
-        return ["bbox"] + types
-    without = sum(1 for r in results if "bbox" not in r)
+        return ["bbox"] + types, 0
+    return types, sum(1 for r in results if "bbox" not in r)
+
+
+def _no_bbox_note(source: str, results: list, types: list, without: int) -> None:
     _note(f"{source}: {without} of {len(results)} results have no bbox (as torchvision's segmentation "
           f"results): bbox AP is not scored, only {', '.join(types)}")
+
+
+def iou_types_of(results: list, source: str) -> list:
+    """The IoU types a results list supports: segm / keypoints when every record has the field; bbox
+    when every record has one, or when nothing else is there (so that a missing bbox is named)."""
+    types, without = _supported(results)
+    if without:
+        _no_bbox_note(source, results, types, without)
     return types
 
 
 def plan_iou_types(files: list, wanted=None) -> dict:
     """{iou_type: index of the file that is scored for it} for ``files`` [(source, results)]. One file
     serves every type it supports; of several, a type goes to the one file holding it, bbox to the file
-    holding nothing else (MMDetection's ``.bbox.json`` beside its ``.segm.json``)."""
-    supported = [iou_types_of(results, source) for source, results in files]
+    holding nothing else (MMDetection's ``.bbox.json`` beside its ``.segm.json``). A file without boxes
+    is said to leave bbox AP unscored only when no other file gives it (MMDetection's ``.segm.json``
+    holds none: its pair's ``.bbox.json`` does)."""
+    found = [_supported(results) for _, results in files]
+    supported = [types for types, _ in found]
     if len(files) == 1:
+        if found[0][1]:
+            _no_bbox_note(files[0][0], files[0][1], *found[0])
         types = supported[0] if wanted is None else list(wanted)
         return {t: 0 for t in types}
     plan = {}
@@ -136,6 +152,10 @@ def plan_iou_types(files: list, wanted=None) -> dict:
     if idle:
         raise ValueError(f"{', '.join(idle)}: nothing to score in it that another results file does not "
                          f"already give")
+    if "bbox" not in plan:
+        for (source, results), (types, without) in zip(files, found):
+            if without:
+                _no_bbox_note(source, results, types, without)
     return plan
 
 

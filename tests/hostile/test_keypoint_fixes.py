@@ -141,6 +141,41 @@ def test_visibility_flags_other_than_0_1_2_are_read_as_cocoeval_reads_them_and_s
     assert kp[1]["keypoints"] == [6, 6, 2, 9, 9, 2, 12, 12, 0]
 
 
+def test_eval_results_says_the_visibility_flags_and_default_sigmas_as_the_model_path_does(tmp_path, cli):
+    """eval --results read odd flags as COCOeval does but said nothing, nor which OKS sigmas were the
+    default: both lines now come from the functions the --weights path uses."""
+    from maskrcnn.data.coco import CocoDataset
+
+    cats = [{"id": 1, "name": "person", "keypoints": ["head", "neck", "left_knee"], "skeleton": []}]
+    path, images = _file(tmp_path, cats, [_person(7, 1, [(6, 6, 3), (9, 9, -1), (12, 12, 1)]),
+                                          _person(8, 2, [(6, 6, 2), (9, 9, 0.5), (12, 12, 0)])])
+    (note,) = CocoDataset(json_path=path, image_dir=images, keypoints=True).notes  # the --weights path's
+    results = tmp_path / "res.json"
+    results.write_text(json.dumps([
+        {"image_id": 1, "category_id": 1, "bbox": [4, 4, 20, 20], "score": 0.9,
+         "keypoints": [6, 6, 2, 9, 9, 2, 12, 12, 2]},
+        {"image_id": 2, "category_id": 1, "bbox": [4, 4, 20, 20], "score": 0.9,
+         "keypoints": [6, 6, 2, 9, 9, 2, 12, 12, 2]}]))
+    with pytest.warns(UserWarning) as caught:  # pytest records the warnings the CLI would print
+        rc, text = cli("eval", "--json", path, "--results", results)
+    assert rc == 0, text
+    assert [str(w.message) for w in caught if "visibility" in str(w.message)] == [note]
+    assert note == (f"{path}: 3 keypoint visibility flags are not 0, 1 or 2 (the first: 3.0 in annotation id "
+                    "7): read as COCOeval reads them, labelled (2) when > 0, unlabelled (0) otherwise")
+    (line,) = [s for s in text.splitlines() if s.startswith("OKS sigmas")]
+    assert line.startswith("OKS sigmas: 0.0669 (default) for head, neck; "), line
+    assert any(s.startswith("keypoints ") for s in text.splitlines()), text
+    # COCO names only: no sigma line
+    cats[0]["keypoints"] = ["nose", "neck", "left_knee"]
+    path, _ = _file(tmp_path / "coco", cats, [_person(7, 1, [(6, 6, 2), (9, 9, 2), (12, 12, 1)])])
+    rc, text = cli("eval", "--json", path, "--results", results)
+    assert rc == 0 and "OKS sigmas: 0.0669 (default) for neck;" in text, text
+    cats[0]["keypoints"] = ["nose", "left_eye", "left_knee"]
+    path, _ = _file(tmp_path / "named", cats, [_person(7, 1, [(6, 6, 2), (9, 9, 2), (12, 12, 1)])])
+    rc, text = cli("eval", "--json", path, "--results", results)
+    assert rc == 0 and "OKS sigmas" not in text and "keypoints " in text, text
+
+
 # ---------------------------------------------------------------------------- 5. glued sides, unpaired sides
 
 

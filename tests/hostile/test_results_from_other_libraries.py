@@ -90,6 +90,24 @@ def test_mmdetection_bbox_and_segm_files_are_scored_each_for_its_kind(cli, tmp_p
     assert ("MMDetection's prefix" in notes) == (form == "prefix")
 
 
+@pytest.mark.parametrize("form", ["two", "comma", "prefix"])
+def test_a_segm_file_without_boxes_beside_its_bbox_file_is_not_said_to_leave_bbox_out(cli, tmp_path, form):
+    """It was: "results.segm.json: 4 of 4 results have no bbox ...: bbox AP is not scored, only segm", and
+    then a bbox row from results.bbox.json."""
+    _, _, data = coco_dataset(tmp_path)
+    bbox, segm = _mmdet_files(tmp_path, data)
+    _write(segm, [{k: v for k, v in r.items() if k != "bbox"} for r in gt_as_results(data)])
+    given = {"two": [bbox, segm], "comma": [f"{segm},{bbox}"], "prefix": [tmp_path / "results"]}[form]
+    rc, text, metrics, notes = _eval(cli, tmp_path, *given)
+    assert rc == 0, text
+    assert metrics["bbox"]["AP"] == pytest.approx(100.0) and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert "have no bbox" not in notes and "bbox AP is not scored" not in notes, notes
+    # the segm file alone: its missing boxes are said, as before
+    rc, text, metrics, notes = _eval(cli, tmp_path, segm)
+    assert rc == 0 and set(metrics) == {"segm"}, text
+    assert f"{segm}: 4 of 4 results have no bbox" in notes and "bbox AP is not scored, only segm" in notes
+
+
 def test_two_files_of_one_kind_are_refused_by_name(cli, tmp_path):
     _, _, data = coco_dataset(tmp_path)
     _, segm = _mmdet_files(tmp_path, data)

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
 from maskrcnn.data.formats.geometry import as_points
 
-__all__ = ["CATEGORIES", "LABEL_IDS", "read_cityscapes"]
+__all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes"]
 
 # cityscapesScripts helpers/labels.py: name -> label id (-1: never drawn).
 LABEL_IDS = {
@@ -127,17 +127,27 @@ def _one_level_too_deep(root: Path, split: str) -> str:
     return ""
 
 
+def check_split_folder(root, kind: str, split: str, *, given: str = "") -> Path:
+    """``root/kind/split`` (``kind``: ``leftImg8bit`` or ``gtFine``), or FileNotFoundError naming the
+    layout, the splits ``root/kind`` holds and, for a root given one level too deep, its parent (shared by
+    convert-data and eval --cityscapes, which checks before the inference). ``given``: the message's start
+    (``"--cityscapes: "``)."""
+    root = Path(root)
+    folder = root / kind / split
+    if not folder.is_dir():
+        found = sorted(p.name for p in (root / kind).glob("*") if p.is_dir())
+        raise FileNotFoundError(
+            f"{given}{folder}: no such folder; Cityscapes' layout is leftImg8bit/<split>/<city>/"
+            f"*_leftImg8bit.png with gtFine/<split>/<city>/ beside it (splits in {kind}: {found or 'none'})"
+            + _one_level_too_deep(root, split)
+        )
+    return folder
+
+
 def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Report) -> None:
     """Add the images of one split and their instances (builder categories: ``CATEGORIES``)."""
     root = Path(root)
-    image_dir = root / "leftImg8bit" / split
-    if not image_dir.is_dir():
-        found = sorted(p.name for p in (root / "leftImg8bit").glob("*") if p.is_dir())
-        raise FileNotFoundError(
-            f"{image_dir}: no such folder; Cityscapes' layout is leftImg8bit/<split>/<city>/"
-            f"*_leftImg8bit.png with gtFine/<split>/<city>/ beside it (splits found: {found or 'none'})"
-            + _one_level_too_deep(root, split)
-        )
+    image_dir = check_split_folder(root, "leftImg8bit", split)
     suffix = "_leftImg8bit.png"
     image_paths = sorted(image_dir.glob(f"*/*{suffix}"))
     if not image_paths:
