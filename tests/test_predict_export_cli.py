@@ -51,6 +51,20 @@ def _predict(ckpt, images, out, *options):
                  "--no-overlays", "--export", "coco,labelme,cvat,labelstudio,yolo,masks,cutouts", *options])
 
 
+EARLIER_EXPORTS = ["coco_instances.json", "labelme/a.json", "cvat_annotations.xml", "labelstudio_tasks.json",
+                   "labelstudio_config.xml", "yolo/labels/a.txt", "yolo/data.yaml", "masks/a.png",
+                   "masks/index.json"]
+
+
+def _earlier_exports(out):
+    """``out`` holding an earlier run's export files, one of each format (written by hand: what is in them
+    does not matter, only that their bytes stay)."""
+    for name in EARLIER_EXPORTS:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    return out
+
+
 def test_predict_export_writes_every_format(setup, tmp_path, capsys):
     ckpt, images = setup
     out = tmp_path / "out"
@@ -496,13 +510,7 @@ def test_ctrl_c_before_the_first_image_keeps_an_earlier_runs_export_files(setup,
     from maskrcnn.predictor import Predictor
 
     ckpt, images = setup
-    out = tmp_path / "out"
-    earlier = ["coco_instances.json", "labelme/a.json", "cvat_annotations.xml", "labelstudio_tasks.json",
-               "labelstudio_config.xml", "yolo/labels/a.txt", "yolo/data.yaml", "masks/a.png",
-               "masks/index.json"]
-    for name in earlier:  # an earlier run's files (what is in them does not matter here)
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    out = _earlier_exports(tmp_path / "out")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def interrupted(self, paths, *, on_error=None):
@@ -527,11 +535,7 @@ def test_an_error_before_the_first_image_writes_no_export_and_says_so(setup, tmp
     from maskrcnn.predictor import Predictor
 
     ckpt, images = setup
-    out = tmp_path / "out"
-    earlier = ["coco_instances.json", "labelme/a.json", "masks/a.png", "masks/index.json"]
-    for name in earlier:
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(f"the earlier run's {name}".encode())
+    out = _earlier_exports(tmp_path / "out")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def failing(self, paths, *, on_error=None):
@@ -553,12 +557,8 @@ def test_a_run_that_predicts_no_image_keeps_the_earlier_export_files(setup, tmp_
     from maskrcnn.predictor import Predictor
 
     ckpt, images = setup
-    out = tmp_path / "out"
-    earlier = ["coco_instances.json", "labelme/a.json", "masks/a.png", "masks/index.json"]
-    for name in earlier:
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(f"the earlier run's {name}".encode())
-    before = {out / name: (out / name).read_bytes() for name in earlier}
+    out = _earlier_exports(tmp_path / "out")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def failing(self, images):
         raise RuntimeError("the model failed")

@@ -259,6 +259,13 @@ def test_files_in_the_overlays_folder_that_show_data_did_not_write_are_left_as_t
         assert f"a.png drawn to {out / 'overlays' / 'a_2.png'}" in err
 
 
+def _show_max(json_path, images, out, n, capsys) -> str:
+    """show-data of the first ``n`` images, every instance drawn; its stderr."""
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--overlay-min-size", "0", "--max", str(n)]) == 0
+    return capsys.readouterr().err
+
+
 def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
     """Ownership was the last summary.json's list: --max 3, --max 1, --max 3 took b.png for another
     program's file and wrote b_2.png. overlays/written.json lists the overlays of the runs; a run
@@ -267,9 +274,7 @@ def test_overlays_of_every_earlier_run_stay_show_datas_own(tmp_path, capsys):
     out = tmp_path / "show"
 
     def show(n):
-        assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
-                     "--overlay-min-size", "0", "--max", str(n)]) == 0
-        return capsys.readouterr().err
+        return _show_max(json_path, images, out, n, capsys)
 
     for n in (3, 1, 3):
         err = show(n)
@@ -329,9 +334,7 @@ def test_a_rerun_that_draws_fewer_images_removes_the_earlier_overlays_it_does_no
     out = tmp_path / "show"
 
     def show(n):
-        assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
-                     "--overlay-min-size", "0", "--max", str(n)]) == 0
-        return capsys.readouterr().err
+        return _show_max(json_path, images, out, n, capsys)
 
     show(3)
     folder = out / "overlays"
