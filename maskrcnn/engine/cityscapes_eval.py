@@ -75,14 +75,18 @@ def ground_truth_path(root: Path, file_name: str) -> tuple:
 def check_root(root, ground_truth: dict, *, given: str = "") -> None:
     """FileNotFoundError unless ``root/gtFine/<split>`` holds a folder for every split the Cityscapes-named
     images of ``ground_truth`` come from (before the inference: a ROOT given one level too deep, ``gtFine``
-    itself, failed only after it, one missing file at a time). ``given``: the message's start."""
+    itself, failed only after it, one missing file at a time). ValueError, as the scoring would raise it
+    after the inference, for a category that is not a Cityscapes class or an image not named as Cityscapes
+    names its images. ``given``: the message's start."""
     from maskrcnn.data.formats.cityscapes import check_split_folder
 
-    splits = set()
-    for img in ground_truth.get("images", []):
-        parts = Path(str(img.get("file_name", ""))).parts
-        if len(parts) >= 3 and parts[-1].endswith(_IMAGE_SUFFIX):  # other names: said where they are read
-            splits.add(parts[-3])
+    try:
+        label_ids_for(ground_truth.get("categories", []))
+        splits = {Path(str(img.get("file_name", ""))).parts[-3]
+                  for img in ground_truth.get("images", [])
+                  if ground_truth_path(root, str(img.get("file_name", "")))}
+    except ValueError as e:
+        raise ValueError(f"{given}{e}") from None
     for split in sorted(splits):
         check_split_folder(root, "gtFine", split, given=given)
 

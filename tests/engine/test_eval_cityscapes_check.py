@@ -71,3 +71,30 @@ def test_the_right_root_passes_the_check_and_goes_on_to_the_results(tmp_path, sc
                  str(tmp_path / "absent_results.json"), "--cityscapes", str(root)])
     err = capsys.readouterr().err
     assert code == 1 and "absent_results.json" in err and "no such folder" not in err, err
+
+
+def test_categories_or_image_names_not_cityscapes_are_refused_before_the_results_are_read(
+        tmp_path, scorer_installed, capsys):
+    """A COCO file that is not Cityscapes' (its classes, its image names) failed only in the scoring,
+    after the whole inference."""
+    import json
+
+    root = tmp_path / "cs"
+    (root / "gtFine" / "val" / "lindau").mkdir(parents=True)
+    absent = tmp_path / "absent_results.json"
+    gt = json.loads(_ground_truth(tmp_path / "cs_val.json").read_text())
+    shapes = dict(gt, categories=[{"id": 26, "name": "circle"}])
+    (tmp_path / "shapes.json").write_text(json.dumps(shapes))
+    code = main(["eval", "--json", str(tmp_path / "shapes.json"), "--results", str(absent),
+                 "--cityscapes", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and "absent_results" not in err, err
+    assert f"--cityscapes {root}: categories ['circle'] are not Cityscapes instance classes" in err, err
+    renamed = dict(gt, images=[dict(gt["images"][0], file_name="val_00000.png")])
+    (tmp_path / "renamed.json").write_text(json.dumps(renamed))
+    code = main(["eval", "--json", str(tmp_path / "renamed.json"), "--results", str(absent),
+                 "--cityscapes", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and "absent_results" not in err, err
+    assert (f"--cityscapes {root}: image 'val_00000.png' is not named as Cityscapes names its "
+            "images") in err, err
