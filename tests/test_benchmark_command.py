@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pixel_limit import add_too_large_and_broken, limit_line, small_pixel_limit  # tests/ is on the path
 
 from maskrcnn.cli import main
 from maskrcnn.commands import benchmark
@@ -117,18 +118,12 @@ def test_a_file_over_the_pixel_limit_is_counted_as_too_large_with_the_limit_line
                                                                                   monkeypatch):
     """Counted as "unreadable", with no word on the limit: the file is good, and a raised limit reads it
     (predict and eval count it as image_too_large, followed by the line saying how to raise it)."""
-    from maskrcnn.data.images import MAX_PIXELS_ENV
-
-    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # refused over 2 x 2000 pixels
-    folder = _pngs(tmp_path / "imgs", 1)  # 40x56: under the limit
-    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(folder / "big.png")
-    (folder / "broken.png").write_text("not a png")
+    small_pixel_limit(monkeypatch)  # refused over 2 x 2000 pixels
+    folder = add_too_large_and_broken(_pngs(tmp_path / "imgs", 1), 80)  # c0.png 40x56: under the limit
     assert main([*DEMO, str(folder)]) == 0
     out, err = capsys.readouterr()
     assert "1 image(s) timed, 2 skipped (1 image_too_large, 1 unreadable_image), 40x56:" in out
-    line = ("1 image(s) over the limit of 0.004 MP (image_too_large): raise it with the environment variable "
-            f"{MAX_PIXELS_ENV}")
+    line = limit_line(1, "0.004")
     assert err.count(line) == 1, err
 
     (folder / "c0.png").unlink()  # none left to time: the refusal counts them and says the limit too

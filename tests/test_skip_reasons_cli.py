@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from pixel_limit import small_pixel_limit
 from tiny_model import save_cat_dog_checkpoint  # tests/ is on the path
 
 from maskrcnn.cli import main
@@ -21,8 +22,7 @@ HINT = f"1 image(s) over the limit of 0.004 MP (image_too_large): raise it with 
 @pytest.fixture
 def small_limit(monkeypatch):
     """PIL refuses images over 2 x 2000 = 4000 pixels: 80x80 is too large, 40x40 is not."""
-    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    small_pixel_limit(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image
+from pixel_limit import small_pixel_limit  # tests/ is on the path
 
 from maskrcnn.data.coco import CocoDataset, TransformError
 from maskrcnn.data.images import (
@@ -28,8 +29,7 @@ RED = "\x1b[31m"  # an ANSI escape: printed raw it turned the terminal red
 @pytest.fixture
 def small_limit(monkeypatch):
     """PIL refuses images over 2 x 2000 = 4000 pixels: a 80x80 file is too large, 8x8 is not."""
-    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    small_pixel_limit(monkeypatch)
 
 
 def _coco(tmp_path, files: dict, *, categories=None, annotate=True):

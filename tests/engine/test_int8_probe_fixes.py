@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pixel_limit import add_too_large_and_broken, limit_line, small_pixel_limit  # tests/ is on the path
 from tiny_model import TINY as TINY_PLAIN  # tests/ is on the path
 from tiny_model import TINY_FROZEN_BN as TINY
 
@@ -75,20 +76,14 @@ def test_a_calibration_image_over_the_pixel_limit_is_counted_as_too_large_with_t
         fp32, tmp_path, capsys, monkeypatch):
     """Counted as "unreadable", with no word on the limit: the file is good, and a raised limit reads it
     (predict and eval count it as image_too_large, followed by the line saying how to raise it)."""
-    from maskrcnn.data.images import MAX_PIXELS_ENV
-
-    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # refused over 2 x 5000 pixels
-    calib = _pngs(tmp_path / "calib", 1)  # 60x80: under the limit
-    Image.fromarray(np.zeros((120, 120, 3), np.uint8)).save(calib / "big.png")
-    (calib / "broken.png").write_text("not a png")
+    small_pixel_limit(monkeypatch, 5000)  # refused over 2 x 5000 pixels
+    calib = add_too_large_and_broken(_pngs(tmp_path / "calib", 1), 120)  # c0.png 60x80: under the limit
     out = tmp_path / "int8.pth"
     assert main(["quantize", "--weights", str(fp32), "--calib-images", str(calib), "--parts", "rpn",
                  "--output", str(out)]) == 0
     final, err = capsys.readouterr()
     assert "calibrated on 1 image(s), 2 skipped (1 image_too_large, 1 unreadable_image) in" in err, err
-    line = ("1 image(s) over the limit of 0.01 MP (image_too_large): raise it with the environment variable "
-            f"{MAX_PIXELS_ENV}")
+    line = limit_line(1, "0.01")
     assert err.count(line) == 1, err
     assert ", 2 calibration image(s) skipped (1 image_too_large, 1 unreadable_image); run it" in final
 
