@@ -113,7 +113,8 @@ def atomic_write_bytes(path: PathLike, data: bytes, *, unless_same: bool = False
 def _holds(path: PathLike, data: bytes) -> bool:
     """Whether the file ``path`` already holds exactly ``data``."""
     try:
-        return Path(path).is_file() and Path(path).read_bytes() == data
+        p = Path(path)  # a size that differs says it without reading the file
+        return p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data
     except OSError:
         return False
 

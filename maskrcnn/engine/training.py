@@ -385,8 +385,9 @@ def build_training(
     config's (the run's, on resume). ``init_reads``: the ``FileReads`` the preset was chosen with
     (``commands.train.default_config``): the ``--init`` file it read is not read again. ``config_said``:
     how messages name the config given, where ``--config FILE`` would mislead (``config_phrase``).
-    ``parsed``: {JSON path: the parsed file}, the JSON files choosing their image folders read
-    (``data_report.image_dir_or_default``): taken from there, not read again."""
+    ``parsed``: {JSON path: the parsed file}, the train JSON if choosing its image folder read it
+    (``data_report.image_dir_or_default``): taken from there, not read again (the validation JSON is
+    not held there: it would be kept in memory while the training set is built)."""
     from maskrcnn.config import plain_config, preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
@@ -597,8 +598,7 @@ def build_training(
     evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
-                              crowd_as_objects=cfg.data.crowd_as_objects,
-                              coco=parsed.pop(Path(val_json), None))
+                              crowd_as_objects=cfg.data.crowd_as_objects)
         missing = val_set.skipped.get("missing_image_file", 0)
         if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
