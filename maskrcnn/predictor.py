@@ -400,6 +400,7 @@ class Predictor:
         int8: Optional[bool] = None,
         config: Optional[str] = None,
         config_how: Optional[str] = None,
+        keep_checkpoint: bool = False,
         **kwargs,
     ) -> Predictor:
         """Build the model the checkpoint's config describes (``overrides``: dotted config keys, e.g.
@@ -415,7 +416,10 @@ class Predictor:
         command names its own option; ``checkpoint_read.inference_weights``).
 
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
-        False runs the float weights of either; True requires the file's "int8" section."""
+        False runs the float weights of either; True requires the file's "int8" section.
+        ``keep_checkpoint``: the checkpoint as read (the EMA copy as "model" for "FILE#ema") kept as the
+        predictor's ``checkpoint``, for a caller that writes it out again (``maskrcnn quantize``): not
+        read a second time. Off by default: it holds a second copy of the weights."""
         from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, label_to_category_id
         from maskrcnn.checkpoint_read import inference_weights
         from maskrcnn.config import apply_overrides
@@ -473,6 +477,8 @@ class Predictor:
             kwargs.update(int8=section, int8_source=str(path))
         predictor = cls(model, cfg, class_names, device=device, optimise=optimise, **kwargs)
         predictor.weights_notes = notes
+        if keep_checkpoint:
+            predictor.checkpoint = ckpt
         return predictor
 
     @classmethod

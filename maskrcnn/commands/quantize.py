@@ -163,7 +163,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.checkpoint_read import inference_weights
     from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.engine.int8 import INT8_KEY, save_int8_checkpoint
@@ -177,12 +176,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_set_args(args.set)
     predictor = Predictor.from_checkpoint(  # int8=False: an INT8 input is calibrated again, from its fp32
         args.weights, overrides=overrides or None, **{**int8_predictor_kwargs(args), "int8": False},
-        **no_config_kwargs("quantize"),
+        **no_config_kwargs("quantize"), keep_checkpoint=True,
     )
     print_weights_notes(predictor, args.weights)
     section = apply_int8_arguments(predictor, args)
-    # read as the predictor read it: "FILE#ema" calibrated on the EMA copy writes that copy as 'model'
-    ckpt, _notes = inference_weights(args.weights)
+    # as the predictor read it: "FILE#ema" calibrated on the EMA copy writes that copy as 'model'
+    ckpt = dict(predictor.checkpoint)
     ckpt.pop(INT8_KEY, None)
     ckpt["config"] = predictor.cfg.to_dict()  # with the overrides the calibration ran under
     save_int8_checkpoint(args.output, ckpt, section)
