@@ -9,7 +9,11 @@
 warning names them (an exact resume needs the run's data); recorded paths that are gone are one error.
 
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
-unless ``--resume`` continues that run or ``--overwrite`` replaces it.
+unless ``--resume`` continues that run or ``--overwrite`` replaces it (both together: a usage error).
+One run at a time per RUN_DIR: the launch's rank 0 holds ``RUN_DIR/.lock`` for the run's duration
+(``engine/run_lock.py``); a second run into it is refused ("RUN_DIR is in use by another training run
+(pid N)"). Training images that could not be read (each replaced by another, ``data/coco.py``) are
+counted and named in one line at the end.
 
 ``--resume`` goes on with the run's own ``RUN_DIR/config.yaml`` (model, solver, input, data): ``--config``
 is not needed. ``--set`` changes a setting on resume (one line says each change: ``resume: solver.iters
@@ -179,7 +183,7 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.run_data import RUN_DATA, record_run_data, resume_data_arguments
     from maskrcnn.engine.trainer import StoppedBySignal
-    from maskrcnn.engine.training import build_training
+    from maskrcnn.engine.training import build_training, unread_line
     from maskrcnn.interop.file_reads import FileReads
 
     data = dict(given)
@@ -233,7 +237,12 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
         record_run_data(args.output, given=given, resolved=data)
     try:
-        result = trainer.train()
+        try:
+            result = trainer.train()
+        finally:  # each process its own: a worker's read failures reach only its process's batches
+            line = unread_line(getattr(trainer, "unread_images", ()))
+            if line:
+                print(line, flush=True)
     except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
         du.cleanup(wait_for_peers=False)
         if trainer.is_main:

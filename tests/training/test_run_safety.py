@@ -131,5 +131,36 @@ def test_resume_of_a_folder_without_a_run_says_so_first(tmp_path, capsys, seen):
     assert main(["train", "--resume", "--output", str(empty)]) == 1
     assert capsys.readouterr().err.strip() == (
         f"maskrcnn train: error: {empty}: no training run to resume there (the folder holds no run.json, "
-        "last_checkpoint or checkpoint); --train-json is required to start one (the training set's COCO JSON)")
+        "last_checkpoint or checkpoint); --train-json is required to start one (the training set's COCO "
+        "JSON)")
     assert seen == []
+
+
+def test_training_images_that_could_not_be_read_are_counted_and_named_at_the_end(tmp_path, capsys):
+    """Read in a DataLoader worker: its dataset's counts stay there; the line comes from the batches."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in (1, 2, 3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), np.uint8)).save(
+            images / f"{i}.png")
+    broken = images / "2.png"
+    broken.write_bytes(broken.read_bytes()[:200])  # its header reads, its pixels do not
+    ann = [{"id": i, "image_id": i, "category_id": 1, "bbox": [8, 8, 30, 30], "area": 900.0, "iscrowd": 0,
+            "segmentation": [[8, 8, 38, 8, 38, 38, 8, 38]]} for i in (1, 2, 3)]
+    (tmp_path / "train.json").write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 64, "height": 64} for i in (1, 2, 3)],
+        "categories": [{"id": 1, "name": "box"}], "annotations": ann}))
+    # its per-load warning is the worker's (its stderr); the count is the main process's
+    assert main(["train", "--config", "demo", "--device", "cpu", "--train-json", str(tmp_path / "train.json"),
+                 "--train-images", str(images), "--output", str(tmp_path / "run"), "--set",
+                 "solver.iters=2", "data.num_workers=1", "solver.batch_size=2", "solver.warmup_iters=1",
+                 "solver.steps=[100]", "solver.checkpoint_period=0", "input.min_size=64",
+                 "input.max_size=96"]) == 0
+    out = capsys.readouterr().out
+    assert (f"warning: 1 training image(s) could not be read and were replaced by other images: {broken}\n"
+            in out), out
