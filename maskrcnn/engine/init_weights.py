@@ -284,6 +284,19 @@ def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, sour
         f"(the file's keys: {', '.join(map(str, unplaced[:3]))}; the model's: {', '.join(wanted[:3])})")
 
 
+def refuse_non_finite(state_dict: dict, source: str) -> None:
+    """InitError naming ``source`` and the tensors (our names) holding a NaN or an infinity: another
+    library's file is converted, not checked as our checkpoints are, and a run started from it would
+    only stop later at its first non-finite loss, with a misleading hint to lower the learning rate."""
+    from maskrcnn.checkpoint import non_finite_keys
+    from maskrcnn.listing import short_listing
+
+    bad = non_finite_keys(state_dict)
+    if bad:
+        raise InitError(f"{source}: weights hold NaN or infinite values in tensors "
+                        f"{short_listing(bad, limit=5)} (our names); training would not start from them")
+
+
 def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
     """Load ``source`` (a ``SourceWeights``) into ``model`` (built from ``cfg`` after ``follow_weights``)
     and return the report (without ``config_changes``, which the caller adds)."""
@@ -308,8 +321,10 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
             keypoint_rows = match_names(ours_kp, source.keypoint_names, what="keypoint", background=False)
         elif cfg.model.roi_heads.num_keypoints != n_src:
             keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
+    spec = str(source.provenance.get("spec") or "the weights")
+    refuse_non_finite(source.state_dict, spec)
     plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
-                     keypoint_rows=keypoint_rows, source=str(source.provenance.get("spec") or "the weights"))
+                     keypoint_rows=keypoint_rows, source=spec)
     model.load_state_dict(plan["state"], strict=True)
     report = {
         "source": dict(source.provenance, kind=source.kind, layout=source.layout),
