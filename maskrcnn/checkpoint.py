@@ -153,7 +153,8 @@ def _not_ours_hint(path, obj, *, ema: bool = False, config: Optional[str] = None
         flag = " --ema" if ema else ""
         return f" ({shown} checkpoint: maskrcnn convert --from {found}{flag} {path} OUT.pth){unused}"
     if found == "imagenet":
-        return f" (an ImageNet backbone: start a training run from it with maskrcnn train --init){unused}"
+        return (" (backbone weights only, not a detector (an ImageNet ResNet, or a torchvision backbone "
+                f"saved alone): start a training run from them with maskrcnn train --init){unused}")
     if bare_state_dict(obj) is not None:
         return (" (the weights of this library's model without the config that says how to build it: "
                 "predict, eval and export run them with --config PRESET_OR_YAML; no --from converts them: "

@@ -171,13 +171,19 @@ def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
 def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
     has_body = any(k.startswith("backbone.body.") for k in sd)
-    if not has_body or "roi_heads.box_predictor.cls_score.weight" not in sd:
+    if has_body and "roi_heads.box_predictor.cls_score.weight" not in sd:  # said by what is missing
+        check_resnet_body(sd, source)  # (train --init takes a ResNet body only)
+        raise ConversionError(
+            f"{source}: not a torchvision detection state dict: has backbone.body.* but no "
+            "roi_heads.box_predictor.cls_score.weight: backbone weights only, not a detector; use them "
+            "with `maskrcnn train --init`"
+        )
+    if not has_body:
         shared = common_prefix(list(sd))  # a wrapper this reader does not know: said, not guessed
         shared = f" (every key starts with '{shared}')" if shared else ""
-        raise ConversionError(
-            f"{source}: not a torchvision detection state dict: "
-            f"no backbone.body.* or roi_heads.box_predictor.cls_score.* keys{shared}"
-        )
+        missing = "backbone.body.*" if "roi_heads.box_predictor.cls_score.weight" in sd else \
+            "backbone.body.* or roi_heads.box_predictor.cls_score.*"
+        raise ConversionError(f"{source}: not a torchvision detection state dict: no {missing} keys{shared}")
     check_resnet_body(sd, source)
     v2 = "roi_heads.box_head.0.0.weight" in sd
     if any(k.startswith("roi_heads.keypoint_predictor.") for k in sd):
