@@ -114,10 +114,14 @@ def resolve_spec(spec: str, *, cache=None) -> dict:
 
 
 def _unwrap(obj, source: str) -> dict:
-    for key in ("model", "state_dict", "blobs"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
+    from maskrcnn.interop.wrappers import inner_state_dict, state_dict_problem
+
+    problem = state_dict_problem(obj, source)
+    if problem is not None:
+        raise ConversionError(problem)
+    obj, taken, _ignored = inner_state_dict(obj)
+    if taken is None and isinstance(obj, dict) and isinstance(obj.get("blobs"), dict):  # Caffe2 pickles
+        obj = obj["blobs"]
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"{source}: not a state dict (expected a mapping of names to arrays)")
     return obj
