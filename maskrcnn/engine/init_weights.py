@@ -388,6 +388,22 @@ def part_lines(report: dict) -> list:
     return lines
 
 
+def loaded_count(report: dict) -> str:
+    """"loaded N tensors", or "loaded N tensors whole, M in part (class rows: 3 of 4 from the weights)"
+    when class-specific tensors (``class_specific``) took some rows from the weights and kept fresh ones
+    for the rest: counted as loaded alone, they read as if every class came from the weights."""
+    rows = report.get("class_specific") or {}
+    part = {k: v for k, v in rows.items() if k in report["loaded"] and v["rows_copied"] and v["rows_fresh"]}
+    if not part:
+        return f"loaded {len(report['loaded'])} tensors"
+    said = {}
+    for key, v in part.items():  # one count per kind of row (a keypoint channel is no class)
+        what = "keypoint channels" if key in KEYPOINT_ROWS else "class rows"
+        said.setdefault(what, f"{v['rows_copied']} of {v['rows_copied'] + v['rows_fresh']}")
+    listed = "; ".join(f"{what}: {n} from the weights" for what, n in said.items())
+    return f"loaded {len(report['loaded']) - len(part)} tensors whole, {len(part)} in part ({listed})"
+
+
 def summary_lines(report: dict, changes: dict) -> list:
     """The report in a few printable lines."""
     src = report["source"]
@@ -399,7 +415,7 @@ def summary_lines(report: dict, changes: dict) -> list:
         lines.append(f"  the config follows the weights: {listed}")
     for key, v in (report.get("config_kept") or {}).items():
         lines.append(f"  kept {key}={v['value']} from {v['by']} (the weights suggest {v['weights']})")
-    lines.append(f"  loaded {len(report['loaded'])} tensors, {len(report['reinitialised'])} start fresh, "
+    lines.append(f"  {loaded_count(report)}, {len(report['reinitialised'])} start fresh, "
                  f"{len(report['unused'])} of the weights' unused")
     lines.extend("  " + line for line in part_lines(report))
     if report["copied_classes"]:
