@@ -3,7 +3,8 @@
 Two runs writing into one folder would overwrite each other's checkpoints and interleave their
 ``metrics.jsonl`` records; the second is refused in one line, "OUTPUT is in use by another training run
 (pid N)". On POSIX the lock is ``fcntl.flock`` (non-blocking) on the lock file: the operating system
-releases it when the process ends, however it ends, so a killed run's file left behind blocks nothing.
+releases it when the process ends, however it ends, so a killed run's file left behind blocks nothing; a
+run that ends removes the file (a run that locked it meanwhile sees the path name another file and retries).
 Where ``fcntl`` is missing (Windows) the lock file is created with O_CREAT | O_EXCL and holds the pid;
 one whose process is no longer running is taken as stale and replaced. The file holds only a pid: it is
 read as a number, never run. Only the process that takes the lock (rank 0) calls this.
@@ -41,10 +42,8 @@ def run_lock(output):
         yield path
     finally:
         release()
-        if made:
+        if made:  # the lock file is gone with its release
             with contextlib.suppress(OSError):  # not empty (the run wrote there) or already gone
-                if [p.name for p in output.iterdir()] == [LOCK_NAME]:
-                    path.unlink()
                 output.rmdir()
 
 
@@ -63,20 +62,39 @@ def _read_pid(path: Path):
 
 
 def _flock(path: Path, output: Path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # BlockingIOError: held by a running process
-        os.close(fd)
-        raise _refusal(output, _read_pid(path)) from None
-    # the holder's pid, for the refusal of the next one (the file is not removed: a run that opened it
-    # meanwhile would lock a file no later run sees)
+    for _ in range(100):  # another run removed the file between our open and our lock: open it again
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: held by a running process
+            os.close(fd)
+            raise _refusal(output, _read_pid(path)) from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # we locked a file its holder has removed on its release: not the lock any more
+    else:
+        raise _refusal(output, None)
+    # the holder's pid, for the refusal of the next one
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
 
     def release():
+        # removed while still locked, so a run that opened it meanwhile sees (by _same_file) that it
+        # locked a removed file and opens the path again; a refused or finished run leaves no file behind
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         os.close(fd)  # closing the last descriptor releases the flock
     return release
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _running(pid: int) -> bool:

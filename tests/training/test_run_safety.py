@@ -74,8 +74,27 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(tmp_path, seen):
     seen.trainer.during = second_run
     assert main(_data(tmp_path) + ["--output", str(out)]) == 0
     assert len(refusals) == 1
+    assert not (out / LOCK_NAME).exists()  # a finished run leaves no lock file behind
     with run_lock(out):  # released at the end
         pass
+
+
+def test_a_run_that_locked_a_file_its_holder_removed_opens_the_path_again(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = run_lock(out)
+    holder.__enter__()
+    stale = os.open(out / LOCK_NAME, os.O_RDWR)  # a second run opened the file while it was held ...
+    holder.__exit__(None, None, None)  # ... and its holder ended, removing it
+    with run_lock(out) as path:  # a third run makes and locks a new file
+        fcntl = pytest.importorskip("fcntl")
+        fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the removed file's lock is free: not the lock
+        os.close(stale)
+        with pytest.raises(RunInUse):  # the path's file is what counts
+            with run_lock(out):
+                pass
+        assert path.is_file()
+    assert not (out / LOCK_NAME).exists()
 
 
 def test_a_killed_runs_lock_file_blocks_nothing(tmp_path, seen):
