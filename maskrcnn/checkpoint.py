@@ -131,6 +131,11 @@ def check_checkpoint(path: PathLike, ckpt: object) -> dict:
 def not_ours_error(path, obj, *, ema: bool = False, config: Optional[str] = None) -> CheckpointError:
     """The refusal of a file that is not our checkpoint, saying what it is (``_not_ours_hint``); ``ema``
     and ``config``: the reader's "FILE#ema" and ``--config``, carried into the command it suggests."""
+    from maskrcnn.interop.wrappers import state_dict_problem
+
+    problem = state_dict_problem(obj, str(path))  # nothing to convert or run: said, not "not ours"
+    if problem is not None:
+        return CheckpointError(problem)
     hint = _not_ours_hint(path, obj, ema=ema, config=config)
     return CheckpointError(f"{path}: not a maskrcnn checkpoint{hint}")
 
@@ -144,7 +149,7 @@ def _not_ours_hint(path, obj, *, ema: bool = False, config: Optional[str] = None
         return ""
     from maskrcnn.checkpoint_read import bare_state_dict
     from maskrcnn.interop.weights import layout_of
-    from maskrcnn.interop.wrappers import common_prefix, is_our_layout, strip_common_prefix
+    from maskrcnn.interop.wrappers import common_prefix, inner_state_dict, is_our_layout, strip_common_prefix
 
     found = layout_of(obj)
     unused = " (--config applies only to a bare state dict of this library's model)" if config else ""
@@ -153,14 +158,15 @@ def _not_ours_hint(path, obj, *, ema: bool = False, config: Optional[str] = None
         flag = " --ema" if ema else ""
         return f" ({shown} checkpoint: maskrcnn convert --from {found}{flag} {path} OUT.pth){unused}"
     if found == "imagenet":
-        return f" (an ImageNet backbone: start a training run from it with maskrcnn train --init){unused}"
+        return (" (backbone weights only, not a detector (an ImageNet ResNet, or a torchvision backbone "
+                f"saved alone): start a training run from them with maskrcnn train --init){unused}")
     if bare_state_dict(obj) is not None:
         return (" (the weights of this library's model without the config that says how to build it: "
                 "predict, eval and export run them with --config PRESET_OR_YAML; no --from converts them: "
                 "save them with maskrcnn.checkpoint.save_checkpoint(OUT, model_state=STATE_DICT, "
                 "config=CONFIG, class_names=[...]) and the config they were trained with; "
                 "docs/checkpoints.md)")
-    inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), obj)
+    inner = inner_state_dict(obj)[0]
     if not any(isinstance(v, torch.Tensor) for v in inner.values()):
         return (f" ({_CONVERT_HINT})" if inner is not obj else "") + unused
     sd, _prefix = strip_common_prefix(inner, is_our_layout)

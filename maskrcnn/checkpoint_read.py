@@ -92,18 +92,25 @@ def bare_state_dict(obj) -> Optional[tuple]:
     says so by it too)."""
     import torch
 
-    from maskrcnn.interop.wrappers import dropped_prefix, is_our_layout, prefix_note, strip_common_prefix
+    from maskrcnn.interop.wrappers import (
+        dropped_prefix,
+        inner_note,
+        inner_state_dict,
+        is_our_layout,
+        prefix_note,
+        strip_common_prefix,
+    )
 
     if not isinstance(obj, dict) or obj.get("format") == FORMAT:
         return None
-    inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), obj)
+    inner, taken, ignored = inner_state_dict(obj)
     tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         return None
     sd, _prefix = strip_common_prefix(tensors, is_our_layout)
     if not is_our_layout(sd):
         return None
-    notes = []
+    notes = [inner_note(taken, ignored)] if ignored else []
     prefix = dropped_prefix(tensors, sd)
     notes += [prefix_note(prefix)] if prefix else []
     others = [str(k) for k in inner if k not in tensors]
@@ -125,7 +132,7 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
     ``CheckpointError`` naming the file otherwise."""
     from maskrcnn.checkpoint import not_ours_error
     from maskrcnn.interop.weights import split_ema
-    from maskrcnn.interop.wrappers import ema_copy, ema_note, no_ema_error
+    from maskrcnn.interop.wrappers import ema_copy, ema_note, inner_state_dict, no_ema_error
 
     path, ema = split_ema(str(spec))
     obj = read_checkpoint_object(path, map_location="cpu")
@@ -137,7 +144,8 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
     found = bare_state_dict(obj)
     if found is None:  # not ours: refused in load_checkpoint's words (what it is), with #ema / --config
         raise not_ours_error(path, obj, ema=ema, config=config)
-    taken = next((f"'{k}'" for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), "its tensors")
+    entry = inner_state_dict(obj)[1]
+    taken = f"'{entry}'" if entry else "its tensors"
     copy = ema_copy(obj)
     notes = []
     if ema:

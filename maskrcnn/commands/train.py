@@ -9,7 +9,11 @@
 warning names them (an exact resume needs the run's data); recorded paths that are gone are one error.
 
 A RUN_DIR holding an earlier run's files (checkpoints, ``metrics.jsonl``, ``config.yaml``) is refused
-unless ``--resume`` continues that run or ``--overwrite`` replaces it.
+unless ``--resume`` continues that run or ``--overwrite`` replaces it (both together: a usage error).
+One run at a time per RUN_DIR: the launch's rank 0 holds ``RUN_DIR/.lock`` for the run's duration
+(``engine/run_lock.py``); a second run into it is refused ("RUN_DIR is in use by another training run
+(pid N)"). Training images that could not be read (each replaced by another, ``data/coco.py``) are
+counted and named in one line at the end.
 
 ``--resume`` goes on with the run's own ``RUN_DIR/config.yaml`` (model, solver, input, data): ``--config``
 is not needed. ``--set`` changes a setting on resume (one line says each change: ``resume: solver.iters
@@ -47,11 +51,27 @@ total over all processes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from pathlib import Path
 
 HELP = "train on COCO-format data"
+
+
+class _NotWith(argparse.Action):
+    """A flag (store_true) that is a usage error beside ``other``: ``--resume --overwrite`` would both
+    continue the run and delete it."""
+
+    def __init__(self, option_strings, dest, *, other: str, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+        self.other = other
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.other, False):
+            parser.error("--resume and --overwrite contradict each other: --resume continues the run in "
+                         "--output, --overwrite deletes it to start a new one; give one of them")
+        setattr(namespace, self.dest, True)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,8 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of the validation images (default: from the validation JSON's layout as for "
                         "--train-images, or the --train-images folder when that holds more of its images)")
     p.add_argument("--output", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last_checkpoint")
-    p.add_argument("--overwrite", action="store_true",
+    p.add_argument("--resume", action=_NotWith, other="overwrite",
+                   help="continue from RUN_DIR/last_checkpoint")
+    p.add_argument("--overwrite", action=_NotWith, other="resume",
                    help="start a new run in a RUN_DIR that holds an earlier run's files (they are replaced)")
     p.add_argument("--init", metavar="WEIGHTS", default=None,
                    help="start from these weights: our checkpoint, a torchvision / detectron2 / MMDetection "
@@ -124,18 +145,47 @@ def run_training(args, *, config_said=None) -> dict:
     "signal", ...}; a stop mid-iteration, not saved: also "stopped", its line): ``run`` makes it an exit
     status, ``maskrcnn.train`` an exception. ``config_said``: how messages name ``--config`` where its file
     means nothing to the user (``maskrcnn.train`` given a Config object writes it to a temporary one)."""
-    from maskrcnn.commands.data_report import image_dir_or_default
-    from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
-    from maskrcnn.engine.device import resolve_device
-    from maskrcnn.engine.run_data import DATA_ARGUMENTS, RUN_DATA, record_run_data, resume_data_arguments
-    from maskrcnn.engine.trainer import StoppedBySignal
-    from maskrcnn.engine.training import build_training
-    from maskrcnn.interop.file_reads import FileReads
+    from maskrcnn.engine.run_data import DATA_ARGUMENTS
+    from maskrcnn.engine.run_lock import run_lock
     from maskrcnn.io_utils import check_output_dir
 
     check_output_dir(args.output)
     given = {name: getattr(args, name) or None for name in DATA_ARGUMENTS}
+    if args.resume and not given["train_json"]:
+        nothing = nothing_to_resume(args.output)
+        if nothing:  # before the lock: taking it would make the folder
+            raise ValueError(f"{args.output}: no training run to resume there ({nothing}); --train-json is "
+                             "required to start one (the training set's COCO JSON)")
+    # one run per folder: a second one into it would overwrite this one's checkpoints and metrics
+    with run_lock(args.output) if du.env_world()[0] == 0 else contextlib.nullcontext():
+        return _locked_run(args, given, config_said=config_said)
+
+
+def nothing_to_resume(output) -> str:
+    """Why ``output`` holds no run a ``--resume`` could continue ("no such folder", ...); "" when it
+    holds one (its ``run.json``, a checkpoint or its pointer)."""
+    from maskrcnn.engine.run_data import RUN_DATA
+    from maskrcnn.engine.trainer import LAST_CHECKPOINT, checkpoint_candidates
+
+    output = Path(output)
+    if not output.is_dir():
+        return "no such folder"
+    if (output / RUN_DATA).is_file() or (output / LAST_CHECKPOINT).is_file() or checkpoint_candidates(output):
+        return ""
+    return f"the folder holds no {RUN_DATA}, {LAST_CHECKPOINT} or checkpoint"
+
+
+def _locked_run(args, given: dict, *, config_said=None) -> dict:
+    from maskrcnn.commands.data_report import image_dir_or_default
+    from maskrcnn.config import load_config_keys, parse_set_args
+    from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.device import resolve_device
+    from maskrcnn.engine.run_data import RUN_DATA, record_run_data, resume_data_arguments
+    from maskrcnn.engine.trainer import StoppedBySignal
+    from maskrcnn.engine.training import build_training, unread_line
+    from maskrcnn.interop.file_reads import FileReads
+
     data = dict(given)
     if args.resume:  # the data arguments left out: the run's (RUN_DIR/run.json)
         data = resume_data_arguments(args.output, given, du.say_on_launch_rank0)
@@ -187,7 +237,12 @@ def run_training(args, *, config_said=None) -> dict:
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
         record_run_data(args.output, given=given, resolved=data)
     try:
-        result = trainer.train()
+        try:
+            result = trainer.train()
+        finally:  # each process its own: a worker's read failures reach only its process's batches
+            line = unread_line(getattr(trainer, "unread_images", ()))
+            if line:
+                print(line, flush=True)
     except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
         du.cleanup(wait_for_peers=False)
         if trainer.is_main:

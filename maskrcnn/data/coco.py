@@ -19,7 +19,9 @@ would train on a box nobody drew). A labelled keypoint outside the image is clip
 (``keypoints_outside_image``) and said once per file naming an annotation id. A file whose categories
 define two different keypoint sets is refused when keypoints are read (one keypoint head, one set).
 An image that cannot be read at ``__getitem__`` is counted too and
-another image is returned in its place (deterministically).
+another image is returned in its place (deterministically); that sample's target then names the files
+it replaced under ``UNREAD_IMAGES`` (a tuple of paths): the count above lives in the process that read
+(a DataLoader worker), the target reaches the training loop, which reports them (``engine/training.py``).
 
 Annotation tools' own COCO dialects are read as their users meant them (VIA 3's: ``coco_exports``), each
 reading said once per
@@ -106,6 +108,8 @@ _BACKGROUND_NAMES = ("_background_", "background", "__background__")
 # why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
 _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orientation turns the image to, "
                       "so the annotations were drawn on the stored pixels")
+# a training sample's target key: the image files that could not be read and that it stands in for
+UNREAD_IMAGES = "unread_images"
 _MAX_LOGGED = 20  # problems of one reason logged one by one; the rest only counted (a summary follows)
 
 
@@ -1157,6 +1161,7 @@ class CocoDataset(torch.utils.data.Dataset):
             raise IndexError(f"{self.json_path}: index {index} out of range for {n} images")
         index %= n
         # An unreadable image is replaced by the next readable one, so the choice is deterministic.
+        unread = []
         for attempt in range(n):
             candidate = (index + attempt) % n
             if self.ids[candidate] in self._unreadable:  # by image id: leave_out shifts the positions
@@ -1166,6 +1171,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 break
             except ImageReadError as e:
                 self._unreadable.add(self.ids[candidate])
+                unread.append(str(self._path(self.ids[candidate])))
                 self._problems.counts[e.reason] += 1  # image_too_large apart: its message says the limit
                 # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
                 # warning's source (cli.warning_source)
@@ -1181,6 +1187,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 iid = self.ids[candidate]  # not the target's: the transform may have changed it
                 raise _transform_error(e, f"{self.json_path}: the transforms failed on image id {iid} "
                                           f"({_shown(self._path(iid))}, dataset index {candidate})") from e
+        if unread:  # only then: the usual target keeps its usual keys
+            target = {**target, UNREAD_IMAGES: tuple(unread)}
         return image, target
 
     def __repr__(self) -> str:

@@ -284,6 +284,19 @@ def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, sour
         f"(the file's keys: {', '.join(map(str, unplaced[:3]))}; the model's: {', '.join(wanted[:3])})")
 
 
+def refuse_non_finite(state_dict: dict, source: str) -> None:
+    """InitError naming ``source`` and the tensors (our names) holding a NaN or an infinity: another
+    library's file is converted, not checked as our checkpoints are, and a run started from it would
+    only stop later at its first non-finite loss, with a misleading hint to lower the learning rate."""
+    from maskrcnn.checkpoint import non_finite_keys
+    from maskrcnn.listing import short_listing
+
+    bad = non_finite_keys(state_dict)
+    if bad:
+        raise InitError(f"{source}: weights hold NaN or infinite values in tensors "
+                        f"{short_listing(bad, limit=5)} (our names); training would not start from them")
+
+
 def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
     """Load ``source`` (a ``SourceWeights``) into ``model`` (built from ``cfg`` after ``follow_weights``)
     and return the report (without ``config_changes``, which the caller adds)."""
@@ -308,8 +321,10 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
             keypoint_rows = match_names(ours_kp, source.keypoint_names, what="keypoint", background=False)
         elif cfg.model.roi_heads.num_keypoints != n_src:
             keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
+    spec = str(source.provenance.get("spec") or "the weights")
+    refuse_non_finite(source.state_dict, spec)
     plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
-                     keypoint_rows=keypoint_rows, source=str(source.provenance.get("spec") or "the weights"))
+                     keypoint_rows=keypoint_rows, source=spec)
     model.load_state_dict(plan["state"], strict=True)
     report = {
         "source": dict(source.provenance, kind=source.kind, layout=source.layout),
@@ -373,6 +388,22 @@ def part_lines(report: dict) -> list:
     return lines
 
 
+def loaded_count(report: dict) -> str:
+    """"loaded N tensors", or "loaded N tensors whole, M in part (class rows: 3 of 4 from the weights)"
+    when class-specific tensors (``class_specific``) took some rows from the weights and kept fresh ones
+    for the rest: counted as loaded alone, they read as if every class came from the weights."""
+    rows = report.get("class_specific") or {}
+    part = {k: v for k, v in rows.items() if k in report["loaded"] and v["rows_copied"] and v["rows_fresh"]}
+    if not part:
+        return f"loaded {len(report['loaded'])} tensors"
+    said = {}
+    for key, v in part.items():  # one count per kind of row (a keypoint channel is no class)
+        what = "keypoint channels" if key in KEYPOINT_ROWS else "class rows"
+        said.setdefault(what, f"{v['rows_copied']} of {v['rows_copied'] + v['rows_fresh']}")
+    listed = "; ".join(f"{what}: {n} from the weights" for what, n in said.items())
+    return f"loaded {len(report['loaded']) - len(part)} tensors whole, {len(part)} in part ({listed})"
+
+
 def summary_lines(report: dict, changes: dict) -> list:
     """The report in a few printable lines."""
     src = report["source"]
@@ -384,7 +415,7 @@ def summary_lines(report: dict, changes: dict) -> list:
         lines.append(f"  the config follows the weights: {listed}")
     for key, v in (report.get("config_kept") or {}).items():
         lines.append(f"  kept {key}={v['value']} from {v['by']} (the weights suggest {v['weights']})")
-    lines.append(f"  loaded {len(report['loaded'])} tensors, {len(report['reinitialised'])} start fresh, "
+    lines.append(f"  {loaded_count(report)}, {len(report['reinitialised'])} start fresh, "
                  f"{len(report['unused'])} of the weights' unused")
     lines.extend("  " + line for line in part_lines(report))
     if report["copied_classes"]:

@@ -225,6 +225,28 @@ def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
     return model.to(device)
 
 
+def _noting_unread(batches, unread: dict):
+    """``batches`` with the files each sample replaced (``coco.UNREAD_IMAGES``, set by the process that
+    read it, maybe a DataLoader worker) taken out of its target and noted in ``unread``."""
+    from maskrcnn.data.coco import UNREAD_IMAGES
+
+    for images, targets in batches:
+        for target in targets:
+            for path in target.pop(UNREAD_IMAGES, ()):
+                unread[path] = None
+        yield images, targets
+
+
+def unread_line(unread) -> str:
+    """The training images that could not be read during the run, one line ("" when none): each was
+    warned about once as it failed, and a sample of another image trained in its place."""
+    paths = list(unread)
+    if not paths:
+        return ""
+    return (f"warning: {len(paths)} training image(s) could not be read and were replaced by other images: "
+            f"{short_listing(paths, limit=10)}")
+
+
 def left_out_line(skipped: dict, kept: int) -> str:
     """What ``data.filter_empty`` left out of a training set, one line ("" when nothing): ``skipped`` as
     ``CocoDataset.skipped`` counts it, ``kept`` the images that train. Left out without a word, a user
@@ -579,8 +601,10 @@ def build_training(
             say(f"  report: {output / INIT_REPORT}")
         say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
 
+    unread: dict = {}  # image files that could not be read, in the order met (a dict: each once)
+
     def make_batches(start_iter: int):
-        return iter(
+        return _noting_unread(
             build_train_loader(
                 train_set,
                 batch_size=cfg.solver.batch_size // world_size,
@@ -591,7 +615,8 @@ def build_training(
                 world_size=world_size,
                 start_iter=start_iter,
                 repeat_factors=repeat_factors,
-            )
+            ),
+            unread,
         )
 
     check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
@@ -621,6 +646,7 @@ def build_training(
         log_stream=log_stream,
         **(trainer_kwargs or {}),
     )
+    trainer.unread_images = unread  # filled as the run reads: said at its end (unread_line)
     if resume and not trainer.resume() and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
     elif resume and trainer.iteration >= trainer.max_iter and rank == 0:

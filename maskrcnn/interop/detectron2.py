@@ -233,6 +233,11 @@ def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
     ``model.`` wrappers, a single prefix every key shares ("detector." of a LightningModule's
     ``self.detector``) is dropped when the names without it are detectron2's, as the torchvision reader
     drops it (``wrappers.strip_common_prefix``)."""
+    from maskrcnn.interop.wrappers import state_dict_problem
+
+    problem = state_dict_problem(obj, source)
+    if problem is not None:
+        raise ConversionError(problem)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     elif isinstance(obj, dict) and isinstance(obj.get("blobs"), dict):  # Caffe2 / Detectron1 pickles

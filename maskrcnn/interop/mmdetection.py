@@ -128,6 +128,11 @@ def unwrap(obj, source: str = "checkpoint") -> tuple:
     besides the ``module.`` / ``model.`` wrappers, a single prefix every key shares ("detector." of a
     LightningModule's ``self.detector``) is dropped when the names without it are mmdet's, as the
     torchvision reader drops it (``wrappers.strip_common_prefix``)."""
+    from maskrcnn.interop.wrappers import state_dict_problem
+
+    problem = state_dict_problem(obj, source)
+    if problem is not None:
+        raise ConversionError(problem)
     meta = obj.get("meta") if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) else {}
     sd = obj.get("state_dict") if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) else obj
     if not isinstance(sd, dict) or not sd:

@@ -37,8 +37,11 @@ from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, sh
 from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
     common_prefix,
     ema_copy,
+    inner_note,
+    inner_state_dict,
     no_ema_error,
     prefix_note,
+    state_dict_problem,
     strip_common_prefix,
     strip_module_prefix,
 )
@@ -141,7 +144,8 @@ def pick_weights(obj, source: str = "checkpoint", *, ema: bool = False) -> tuple
         return averaged, [f"took the EMA copy of the weights ({_ema_label(obj)})"]
     if averaged is None:
         return obj, []
-    taken = "'model'" if isinstance(obj.get("model"), dict) else "'state_dict'"
+    entry = inner_state_dict(obj)[1]
+    taken = f"'{entry}'" if entry else "its tensors"
     return obj, [f"the file also holds an EMA copy of the weights ({_ema_label(obj)}); took {taken}; "
                  "`maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy"]
 
@@ -156,10 +160,10 @@ def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
     ``model.`` wrappers, a single prefix every key shares ("detector." of a LightningModule's
     ``self.detector``) is dropped when the names without it are torchvision's
     (``wrappers.strip_common_prefix``)."""
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
-    elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+    problem = state_dict_problem(obj, source)
+    if problem is not None:
+        raise ConversionError(problem)
+    obj, _taken, _ignored = inner_state_dict(obj)
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"{source}: not a state dict (expected a mapping of names to tensors)")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
@@ -171,13 +175,19 @@ def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
 def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
     has_body = any(k.startswith("backbone.body.") for k in sd)
-    if not has_body or "roi_heads.box_predictor.cls_score.weight" not in sd:
+    if has_body and "roi_heads.box_predictor.cls_score.weight" not in sd:  # said by what is missing
+        check_resnet_body(sd, source)  # (train --init takes a ResNet body only)
+        raise ConversionError(
+            f"{source}: not a torchvision detection state dict: has backbone.body.* but no "
+            "roi_heads.box_predictor.cls_score.weight: backbone weights only, not a detector; use them "
+            "with `maskrcnn train --init`"
+        )
+    if not has_body:
         shared = common_prefix(list(sd))  # a wrapper this reader does not know: said, not guessed
         shared = f" (every key starts with '{shared}')" if shared else ""
-        raise ConversionError(
-            f"{source}: not a torchvision detection state dict: "
-            f"no backbone.body.* or roi_heads.box_predictor.cls_score.* keys{shared}"
-        )
+        missing = "backbone.body.*" if "roi_heads.box_predictor.cls_score.weight" in sd else \
+            "backbone.body.* or roi_heads.box_predictor.cls_score.*"
+        raise ConversionError(f"{source}: not a torchvision detection state dict: no {missing} keys{shared}")
     check_resnet_body(sd, source)
     v2 = "roi_heads.box_head.0.0.weight" in sd
     if any(k.startswith("roi_heads.keypoint_predictor.") for k in sd):
@@ -336,6 +346,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     from maskrcnn.modeling.mask_rcnn import build_model
 
     obj, notes = pick_weights(obj, source, ema=ema)
+    note = inner_note(*inner_state_dict(obj)[1:])
+    notes += [note] if note else []
     sd, prefix = unwrap_with_prefix(obj, source)
     if prefix is not None:
         notes.append(prefix_note(prefix))

@@ -114,10 +114,14 @@ def resolve_spec(spec: str, *, cache=None) -> dict:
 
 
 def _unwrap(obj, source: str) -> dict:
-    for key in ("model", "state_dict", "blobs"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
+    from maskrcnn.interop.wrappers import inner_state_dict, state_dict_problem
+
+    problem = state_dict_problem(obj, source)
+    if problem is not None:
+        raise ConversionError(problem)
+    obj, taken, _ignored = inner_state_dict(obj)
+    if taken is None and isinstance(obj, dict) and isinstance(obj.get("blobs"), dict):  # Caffe2 pickles
+        obj = obj["blobs"]
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"{source}: not a state dict (expected a mapping of names to arrays)")
     return obj
@@ -235,6 +239,37 @@ def _detector_layout(keys: list) -> Optional[str]:
     return None
 
 
+_BODY = "backbone.body."
+
+
+def _backbone_body(sd: dict) -> Optional[dict]:
+    """The ``backbone.body.*`` tensors, under torchvision's ImageNet names (``conv1.weight``,
+    ``layer1.*``), of a file that has a torchvision detector's backbone but no box predictor (weights of
+    ``backbone.body`` / ``resnet_fpn_backbone`` saved alone); None for a detector or another body."""
+    from maskrcnn.interop import imagenet
+
+    if "roi_heads.box_predictor.cls_score.weight" in sd:
+        return None
+    body = {k[len(_BODY):]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(_BODY)}
+    return body if imagenet.detect_layout(body) == "torchvision" else None
+
+
+def _torchvision_backbone(sd: dict, body: dict, source: str) -> SourceWeights:
+    """A torchvision backbone saved without its detector: its ResNet body starts ours as an ImageNet
+    backbone does; the rest (an FPN, an RPN) is listed unused, not guessed into place."""
+    from maskrcnn.interop import imagenet
+    from maskrcnn.listing import short_listing
+
+    bb = imagenet.convert_imagenet(body, source=source)
+    rest = sorted(k for k in sd if not (isinstance(k, str) and k.startswith(_BODY)))
+    note = "backbone weights only (backbone.body.*, no roi_heads.box_predictor): the ResNet body loaded"
+    if rest:
+        note += f"; {len(rest)} other tensors unused ({short_listing(rest, limit=3)})"
+    return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"torchvision-backbone {bb.arch}",
+                         implied=bb.implied, unused=[_BODY + k for k in bb.unused] + rest,
+                         notes=[*bb.notes, note])
+
+
 def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
     """What a weights file held (already read safely) -> ``SourceWeights`` (our checkpoints excepted:
     ``read_weights`` validates those with ``checkpoint.check_checkpoint``). ``ema``: a torchvision
@@ -243,6 +278,11 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
 
     sd, keys = _state_dict_keys(obj, source)  # ``train --init`` once refused what ``convert`` took
     kind = _detector_layout(keys)
+    body = _backbone_body(sd) if kind == "torchvision" else None
+    if body is not None:
+        if ema:
+            raise _no_ema(source, "backbone weights only, not a detector's file")
+        return _torchvision_backbone(sd, body, source)
     if kind is not None:
         return _detector(obj, kind, source, ema)
     if ema:
@@ -279,6 +319,8 @@ def layout_of(obj) -> Optional[str]:
     except (ConversionError, AttributeError, TypeError):
         return None
     kind = _detector_layout(keys)
+    if kind == "torchvision" and _backbone_body(sd) is not None:
+        return "imagenet"  # a backbone saved alone: a run starts from it as from an ImageNet one
     if kind is not None:
         return kind
     try:
@@ -372,8 +414,8 @@ def wrong_source_hint(path, asked: str) -> Optional[str]:
                 f"(not --from {asked}); to rewrite it: maskrcnn convert --from maskrcnn {path} OUT "
                 "[--to safetensors]")
     if found == "imagenet":
-        return (f"{path}: this looks like an ImageNet backbone, not a {asked} detector: start a run from it "
-                "with train --init")
+        return (f"{path}: backbone weights only (an ImageNet ResNet, or a torchvision backbone saved alone), "
+                f"not a {asked} detector: start a run from them with train --init")
     shown = {"mmdetection": "an MMDetection"}.get(found, f"a {found}")
     return f"{path}: this looks like {shown} file, not {asked}: use --from {found}"
 

@@ -28,6 +28,51 @@ MMENGINE_RAW_KEY = "ema_state_dict"
 _EMA_COUNTERS = ("n_averaged", "steps")
 
 
+# the entries training scripts keep the weights under, in the order they are taken
+STATE_DICT_ENTRIES = ("model", "state_dict")
+
+
+def inner_state_dict(obj) -> tuple:
+    """``(the weights' dict, the entry it was under or None, [the other entries holding a dict too])``:
+    the first of ``STATE_DICT_ENTRIES`` holding a dict, else ``obj`` itself. The one choice every reader
+    makes (``inner_note`` says it when another entry was passed over)."""
+    if not isinstance(obj, dict):
+        return obj, None, []
+    held = [k for k in STATE_DICT_ENTRIES if isinstance(obj.get(k), dict)]
+    if not held:
+        return obj, None, []
+    return obj[held[0]], held[0], held[1:]
+
+
+def inner_note(taken: Optional[str], ignored: list) -> Optional[str]:
+    """The note for a file holding weights under more than one entry (``inner_state_dict``); None when
+    there was no choice."""
+    if taken is None or not ignored:
+        return None
+    others = ", ".join(f"'{k}'" for k in ignored)
+    return f"the file holds dicts under both '{taken}' and {others}: took '{taken}', ignored {others}"
+
+
+def state_dict_problem(obj, source: str) -> Optional[str]:
+    """Why ``obj`` (what a file holds) has no weights to read, in one line naming ``source`` and the
+    entry: an empty dict, an empty inner dict, or "model" / "state_dict" holding something else (a list);
+    None when it may hold weights."""
+    if not isinstance(obj, dict):
+        return None
+    if not obj:
+        return f"{source} holds no tensors (an empty dict)"
+    inner, taken, _ignored = inner_state_dict(obj)
+    if taken is not None and not inner:
+        return f"{source}: '{taken}' holds no tensors (an empty dict)"
+    if taken is None:
+        for key in STATE_DICT_ENTRIES:
+            value = obj.get(key)
+            if key in obj and not hasattr(value, "shape"):  # (a tensor named "model" is a state dict's)
+                return (f"{source}: '{key}' is a {type(value).__name__}, not a state dict (a mapping of "
+                        "names to tensors)")
+    return None
+
+
 def strip_module_prefix(sd: dict) -> dict:
     """Drop the ``module.`` / ``model.`` wrappers put in front of every name (both, in any order)."""
     while sd:

@@ -1,0 +1,59 @@
+"""``train --init`` from another library's file: NaN/inf weights refused before training (converted
+files are not checked as our checkpoints are), and the summary counting class tensors copied in part
+apart from those loaded whole (``engine/init_weights``)."""
+
+import pytest
+import torch
+
+from maskrcnn.config import load_config
+from maskrcnn.engine.init_weights import InitError, initialise_model
+from maskrcnn.interop.weights import SourceWeights
+
+
+class _Tiny(torch.nn.Module):
+    """A model whose state dict has one backbone tensor pair (our names)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(2, 2)
+
+
+def _source(state, spec="tv_maskrcnn.pth"):
+    return SourceWeights(state_dict=state, kind="torchvision", layout="maskrcnn", implied={},
+                         provenance={"spec": spec})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_of_a_converted_file_are_refused_naming_file_and_keys(bad):
+    weight = torch.ones(2, 2)
+    weight[0, 1] = bad
+    model = _Tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InitError, match=r"^tv_maskrcnn\.pth: weights hold NaN or infinite values in tensors "
+                                        r"backbone\.weight \(our names\)"):
+        initialise_model(model, load_config("r50_fpn"), _source({"backbone.weight": weight,
+                                                                  "backbone.bias": torch.zeros(2)}))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing loaded
+
+
+def test_class_tensors_copied_in_part_are_counted_apart_from_whole_ones():
+    """Weights of fewer classes: the box predictor's rows of the classes they share come from them, the
+    others start fresh; the summary must not count those tensors as loaded like the rest."""
+    from maskrcnn.engine.init_weights import plan_init, summary_lines
+
+    model = {"backbone.a.weight": torch.zeros(2, 3),
+             "roi_heads.box_predictor.cls_score.weight": torch.zeros(4, 5),
+             "roi_heads.box_predictor.cls_score.bias": torch.zeros(4),
+             "roi_heads.box_predictor.bbox_pred.bias": torch.zeros(16)}
+    source = {"backbone.a.weight": torch.ones(2, 3),
+              "roi_heads.box_predictor.cls_score.weight": torch.ones(3, 5),
+              "roi_heads.box_predictor.cls_score.bias": torch.ones(3),
+              "roi_heads.box_predictor.bbox_pred.bias": torch.ones(12)}
+    plan = plan_init(model, source, class_rows=[0, 1, 2, None])
+    report = {"source": {"spec": "w.pth"}, "loaded": plan["loaded"], "reinitialised": plan["reinitialised"],
+              "unused": plan["unused"], "class_specific": plan["class_specific"],
+              "copied_classes": {"a": "a", "b": "b"}, "fresh_classes": ["c"], "notes": []}
+    lines = summary_lines(report, {})
+    assert lines[1] == ("  loaded 1 tensors whole, 3 in part (class rows: 3 of 4 from the weights), 0 start "
+                        "fresh, 0 of the weights' unused")
+    assert lines[-1] == "  fresh class rows: c"

@@ -1,0 +1,83 @@
+"""A torchvision backbone saved without its detector (``backbone.body.*``, an FPN, no box predictor):
+``convert`` says what is missing and where such weights go, ``train --init`` starts its backbone from
+them, and predict's refusal does not send it to ``convert`` (which cannot take it)."""
+
+import re
+
+import pytest
+import torch
+
+from maskrcnn.checkpoint import CheckpointError
+from maskrcnn.checkpoint_read import inference_weights
+from maskrcnn.interop.torchvision import ConversionError, convert_torchvision
+from maskrcnn.interop.weights import init_kind, read_weights
+from maskrcnn.modeling.backbone import ResNet
+
+
+def _torchvision_body(prefix="backbone.body."):
+    """Our ResNet-18's tensors under torchvision's names (random values: only names and shapes count)."""
+    out = {}
+    for k, v in ResNet(arch="resnet18", norm="frozen_bn").state_dict().items():
+        if k.startswith("stem."):
+            name = "conv1.weight" if k == "stem.conv1.conv.weight" else k.replace("stem.conv1.norm.", "bn1.")
+        else:
+            stage, block, layer, kind, leaf = re.match(
+                r"res(\d)\.(\d+)\.(conv\d|shortcut)\.(conv|norm)\.(\w+)$", k).groups()
+            if layer == "shortcut":
+                name = f"layer{int(stage) - 1}.{block}.downsample.{0 if kind == 'conv' else 1}.{leaf}"
+            else:
+                part = layer if kind == "conv" else layer.replace("conv", "bn")
+                name = f"layer{int(stage) - 1}.{block}.{part}.{leaf}"
+        out[prefix + name] = torch.randn(v.shape) if v.is_floating_point() else v
+    return out
+
+
+@pytest.fixture()
+def backbone_file(tmp_path):
+    sd = {**_torchvision_body(), "backbone.fpn.inner_blocks.0.0.weight": torch.randn(256, 64, 1, 1)}
+    path = tmp_path / "tv_backbone.pth"
+    torch.save({"model": sd}, path)
+    return path, sd
+
+
+def test_convert_says_what_is_missing_and_where_the_weights_go(backbone_file):
+    _path, sd = backbone_file
+    with pytest.raises(ConversionError) as e:
+        convert_torchvision(sd, source="tv_backbone.pth")
+    assert str(e.value) == ("tv_backbone.pth: not a torchvision detection state dict: has backbone.body.* "
+                            "but no roi_heads.box_predictor.cls_score.weight: backbone weights only, not a "
+                            "detector; use them with `maskrcnn train --init`")
+
+
+def test_train_init_starts_the_backbone_from_it(backbone_file):
+    path, sd = backbone_file
+    assert init_kind(str(path)) == "imagenet"  # the from-scratch recipe: the heads start fresh
+    weights = read_weights(str(path))
+    assert weights.kind == "imagenet" and weights.layout == "torchvision-backbone resnet18"
+    ours = weights.state_dict
+    assert torch.equal(ours["backbone.stem.conv1.conv.weight"], sd["backbone.body.conv1.weight"])
+    assert torch.equal(weights.state_dict["backbone.res4.1.conv2.norm.running_var"],
+                       sd["backbone.body.layer3.1.bn2.running_var"])
+    assert all(k.startswith("backbone.") for k in weights.state_dict)
+    assert weights.unused == ["backbone.fpn.inner_blocks.0.0.weight"]
+    assert any("backbone weights only" in n and "1 other tensors unused" in n for n in weights.notes)
+
+
+def test_predict_refusal_points_to_train_init_not_convert(backbone_file):
+    path, _sd = backbone_file
+    with pytest.raises(CheckpointError) as e:
+        inference_weights(str(path))
+    message = str(e.value)
+    assert message.startswith(f"{path}: not a maskrcnn checkpoint (backbone weights only, not a detector")
+    assert "maskrcnn train --init" in message and "convert" not in message
+
+
+def test_convert_command_sends_it_to_train_init(backbone_file, tmp_path, capsys):
+    from maskrcnn.cli import main
+
+    path, _sd = backbone_file
+    assert main(["convert", "--from", "torchvision", str(path), str(tmp_path / "out.pth")]) != 0
+    err = capsys.readouterr().err
+    assert "backbone weights only (an ImageNet ResNet, or a torchvision backbone saved alone), not a " \
+           "torchvision detector: start a run from them with train --init" in err
+    assert not (tmp_path / "out.pth").exists()
