@@ -51,7 +51,6 @@ said once per process).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import operator
@@ -83,7 +82,7 @@ from maskrcnn.data.images import (
     undo_orientation,
     unnameable_note,
 )
-from maskrcnn.data.json_values import is_finite_number
+from maskrcnn.data.json_values import is_finite_number, read_json_file
 from maskrcnn.data.json_values import is_int as _is_int
 from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import (
@@ -111,14 +110,16 @@ _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orie
                       "so the annotations were drawn on the stored pixels")
 # a training sample's target key: the image files that could not be read and that it stands in for
 UNREAD_IMAGES = "unread_images"
-_MAX_LOGGED = 20  # problems logged one by one; the rest only counted (a summary warning follows)
+_MAX_LOGGED = 20  # problems of one reason logged one by one; the rest only counted (a summary follows)
 
 
 class _Problems:
     """Counts problems by reason and logs the first few, each naming the file and the record. Image files
     not found are logged as one line (how many, the first few names) when there are more than 3: a wrong
     image folder made one line per image, then one per annotation of those images, which hid the
-    reason. The annotations of images skipped (``quiet``) are counted in one line too."""
+    reason. The annotations of images skipped (``quiet``) are counted in one line too. The first
+    ``_MAX_LOGGED`` of each reason are logged: with one cap for all, the lines of files not found (logged
+    last) went unsaid after 20 others, while the summary said the first 20 were named."""
 
     _NAMED = 3  # image files named in the line of those not found
 
@@ -129,13 +130,13 @@ class _Problems:
         self.pixel_limit_line = pixel_limit_line
         self.counts: Counter = Counter()
         self.messages: list = []
-        self.logged = 0
+        self.logged: Counter = Counter()  # lines logged by reason
         self.missing: list = []  # (message, the file not found), logged at the end
         self.quiet = 0  # annotations of skipped images: counted, one line at the end
 
-    def _log(self, text: str) -> None:
-        self.logged += 1
-        if self.logged <= _MAX_LOGGED:
+    def _log(self, text: str, reason: str) -> None:
+        self.logged[reason] += 1
+        if self.logged[reason] <= _MAX_LOGGED:
             logger.warning(text)
 
     def add(self, reason: str, message: str, *, missing_file: Optional[str] = None, detail: str = "",
@@ -152,12 +153,12 @@ class _Problems:
         elif quiet:
             self.quiet += 1
         else:
-            self._log(text)
+            self._log(text, reason)
 
     def summarise(self) -> None:
         if len(self.missing) <= self._NAMED:
             for text, _, _ in self.missing:
-                self._log(text)
+                self._log(text, "missing")
         else:
             names = ", ".join(name for _, name, _ in self.missing[:self._NAMED])
             # the per-file detail (looked for by the end of its path, the name from coco_url, a name the
@@ -165,18 +166,21 @@ class _Problems:
             details = {detail for _, _, detail in self.missing}
             detail = details.pop() if len(details) == 1 else ""
             self._log(f"{self.source}: {len(self.missing)} image files not found ({names}, ...){detail}; "
-                      "skipped")
+                      "skipped", "missing")
         if self.quiet:
-            self._log(f"{self.source}: {self.quiet} annotation(s) of the images skipped above left out")
+            self._log(f"{self.source}: {self.quiet} annotation(s) of the images skipped above left out",
+                      "quiet")
         if self.counts:
             listing = reason_counts(self.counts)
             # the records are named on the lines before, as far as they were logged; a command-line user
             # cannot see a Python attribute (``CocoDataset.problems`` holds them all)
-            if self.logged > _MAX_LOGGED:
-                where = f"the first {_MAX_LOGGED} named above"
-            else:  # files not found past the few named, or annotations of skipped images: counted in a line
-                where = "summed up above" if len(self.missing) > self._NAMED or self.quiet else \
-                    "each named above"
+            # files not found past the few named, or annotations of skipped images: counted in a line
+            summed = len(self.missing) > self._NAMED or self.quiet
+            if max(self.logged.values(), default=0) > _MAX_LOGGED:
+                where = f"the first {_MAX_LOGGED} of each reason named above" + (
+                    ", files not found summed up" if len(self.missing) > self._NAMED else "")
+            else:
+                where = "summed up above" if summed else "each named above"
             # good files over the pixel limit: how to read them (unless the caller's summary says it)
             too_large = too_large_line(self.counts) if self.pixel_limit_line else None
             warnings.warn(f"{self.source}: skipped {listing} ({where})"
@@ -391,8 +395,7 @@ def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no such annotation file")
     try:
-        with open(json_path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors write one) is fine
-            data = json.load(f)
+        data = read_json_file(json_path)  # UTF-16 / 32 with a BOM too, as Windows tools write them
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
@@ -625,13 +628,17 @@ class CocoDataset(torch.utils.data.Dataset):
                 # a folder or a broken link is there, but no file: "not found" sent users looking for it
                 problem = missing_file_problem(self.image_dir / written)
                 not_found = problem in (None, "no such image file")
+                # a URL as written: joined to the folder, Path made "http:/host/x.png" of it
+                url = "://" in written
+                shown = repr(written) if url else _shown(self.image_dir / written)  # repr: escaped, quoted
+                where = "" if url else f" (nor in {self.image_dir} by the end of its path)" if foreign else ""
                 self._problems.add(
                     "missing_image_file",
-                    f"image id {iid}: file {_shown(self.image_dir / written)} "
-                    + ("not found" if not_found else problem),
+                    f"image id {iid}: file {shown} " + ("not found" if not_found else problem),
                     # a plain 'not found' is summed up with the others; a folder or broken link said alone
-                    missing_file=_shown(self.image_dir / written) if not_found else None,
-                    detail=(f" (nor in {self.image_dir} by the end of its path)" if foreign else "")
+                    missing_file=shown if not_found else None,
+                    detail=where + (" (a URL: URLs are not fetched; download the images and give their "
+                                    "folder)" if url else "")
                     + (f" (the name taken from its coco_url {img['coco_url']!r})" if url_name else "")
                     + unnameable_note(self.image_dir / written),
                 )

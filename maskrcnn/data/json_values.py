@@ -1,5 +1,5 @@
 """Type checks of values read from annotation files, one definition for every validator (``coco.py``,
-``validated.py``, ``mask_codec.py``).
+``validated.py``, ``mask_codec.py``), and ``read_json_file``, the one reader of their JSON files.
 
 JSON's ``true`` / ``false`` parse as Python ints but are never an id, a size or a run length, so they are
 refused; numpy integers (counts built in memory rather than parsed) are integers.
@@ -9,11 +9,33 @@ keypoint, a score, an area), which are never numpy's.
 
 from __future__ import annotations
 
+import codecs
+import json
 import math
+import os
+from typing import Union
 
 import numpy as np
 
-__all__ = ["is_finite_number", "is_int", "is_whole"]
+__all__ = ["is_finite_number", "is_int", "is_whole", "read_json_file"]
+
+# Byte order marks -> the codec that drops them. UTF-32 first: its little-endian mark starts with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def read_json_file(path: Union[str, os.PathLike]):
+    """A JSON file's value. UTF-8, or UTF-16 / UTF-32 with a byte order mark (what Windows PowerShell 5.1's
+    ``Out-File`` and ``>`` write, and Notepad's "Unicode"); a UTF-8 BOM is dropped too. OSError when it
+    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError) or RecursionError when it is not
+    JSON: the callers name the file."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
+    # opened again as text rather than decoding the bytes read: a COCO file may be gigabytes, and its
+    # bytes and its text need not both live while it is parsed
+    with open(path, encoding=encoding) as f:
+        return json.load(f)
 
 
 def is_int(value) -> bool:

@@ -28,7 +28,7 @@ from maskrcnn.data.json_values import is_int, is_whole
 
 __all__ = [
     "annotation_to_mask", "compress_runs", "decode_rle_window", "is_empty_segmentation", "mask_to_rle",
-    "masks_to_rles",
+    "masks_to_rles", "points_far_outside",
     "rle_counts_from_string", "row_windows_to_runs", "segmentation_problem",
 ]
 
@@ -140,10 +140,22 @@ def _rle_problem(seg: dict, height: int, width: int, check_size: bool) -> Option
     return None
 
 
-def _polygon_problem(seg: list, height: int, width: int) -> Optional[str]:
-    good = 0
+def points_far_outside(xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> Optional[str]:
+    """Why polygon vertices (``xs``, ``ys``: (P,) finite floats, P >= 1) are refused: some lie more than
+    ``_POLYGON_MARGIN`` image sizes outside the ``width`` x ``height`` image (None when none does). The
+    one rule for COCO files and for the converters, which would otherwise clip such a shape into a
+    different one (a triangle reaching 1e5 pixels out becomes the image's rectangle)."""
     lo_x, hi_x = -_POLYGON_MARGIN * width, (1 + _POLYGON_MARGIN) * width
     lo_y, hi_y = -_POLYGON_MARGIN * height, (1 + _POLYGON_MARGIN) * height
+    (x0, x1), (y0, y1) = (float(xs.min()), float(xs.max())), (float(ys.min()), float(ys.max()))
+    if x0 < lo_x or x1 > hi_x or y0 < lo_y or y1 > hi_y:
+        return (f"polygon coordinates reach ({x0:.4g}..{x1:.4g}, {y0:.4g}..{y1:.4g}), far outside "
+                f"the {width}x{height} image")
+    return None
+
+
+def _polygon_problem(seg: list, height: int, width: int) -> Optional[str]:
+    good = 0
     if seg and all(_is_number(v) for v in seg):  # [x1, y1, ...]: one polygon not wrapped in a list
         return ("segmentation must be a list of polygons [[x1, y1, x2, y2, ...], ...]; this is a list of "
                 "numbers (a polygon not wrapped in a list)")
@@ -164,11 +176,9 @@ def _polygon_problem(seg: list, height: int, width: int) -> Optional[str]:
         if not np.isfinite(coords).all():
             return "polygon coordinates must be finite numbers"
         if len(coords):
-            xs, ys = coords[0::2], coords[1::2]
-            (x0, x1), (y0, y1) = (xs.min(), xs.max()), (ys.min(), ys.max())
-            if x0 < lo_x or x1 > hi_x or y0 < lo_y or y1 > hi_y:
-                return (f"polygon coordinates reach ({x0:.4g}..{x1:.4g}, {y0:.4g}..{y1:.4g}), far outside "
-                        f"the {width}x{height} image")
+            far = points_far_outside(coords[0::2], coords[1::2], height, width)
+            if far:
+                return far
         good += len(poly) >= 6
     return None if good else "segmentation has no polygon with at least 3 points"
 

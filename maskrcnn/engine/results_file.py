@@ -40,7 +40,6 @@ maps each one, an id the map lacks refused.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections import Counter
@@ -48,6 +47,8 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import pycocotools.mask as mask_utils
+
+from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
     "compress_segmentations", "iou_types_of", "match_image_ids", "note_scoring_conventions",
@@ -90,7 +91,7 @@ def resolve_results_paths(given: Union[str, os.PathLike, Sequence]) -> list:
 def read_results_file(path: Path) -> list:
     """The JSON list of a results file; ValueError naming the file for anything else."""
     try:
-        results = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM is fine
+        results = read_json_file(path)  # a BOM is fine, UTF-16 too
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(results, list):
@@ -228,7 +229,7 @@ def read_category_map(path) -> dict:
     """``{"results id": ground-truth id}`` from a JSON file: {int or str: int or str}; ValueError naming
     the file for anything else."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        data = read_json_file(path)
     except OSError as e:
         raise ValueError(f"{path}: cannot read the category map ({e.strerror or e})") from None
     except (ValueError, RecursionError) as e:

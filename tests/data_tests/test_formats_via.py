@@ -199,7 +199,8 @@ def test_via_csv_export(tmp_path, capsys):
         names = {c["id"]: c["name"] for c in coco["categories"]}
         assert [(names[a["category_id"]], a["bbox"], a["area"]) for a in coco["annotations"]] == [
             ("cat", [2.0, 2.0, 8.0, 6.0], 48), ("dog", [30.0, 20.0, 5.0, 4.0], 20)]
-        assert f"{path.name}: 'a.png' regions[2]: the region has no 'shape_attributes' object" in err
+        assert f"{path.name}: 'a.png' regions[2]: region_shape_attributes is not valid JSON (CSV row 4)" \
+            in err
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     assert _convert(tmp_path / "other.csv", tmp_path / "o.json") == 1
     assert "other.csv: not a VIA CSV export" in capsys.readouterr().err
@@ -349,7 +350,7 @@ def test_via3_project(tmp_path, capsys):
     assert got == [("cat", [2.0, 2.0, 8.0, 6.0]), ("dog", [20.0, 10.0, 5.0, 4.0]),
                    ("dog", [30.0, 2.0, 8.0, 7.0])]  # fmt: skip
     assert coco["images"] == [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
-    assert "project.json: 'a.png' regions[3]: shape 'point' is not converted" in err
+    assert "project.json: 'a.png' metadata '1_d': shape 'point' is not converted" in err
     assert "shape 'extreme_circle' is not converted" in err
     assert "region '1_f' has a time z=[1.5]" in err
     assert "'v.mp4' is a video or audio file" in err
@@ -391,7 +392,7 @@ def test_via3_inline_file_and_bad_regions_reported(tmp_path, capsys):
     assert [i["file_name"] for i in coco["images"]] == ["a.png"]
     assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0]]
     for line in (
-        "p.json: 'a.png' regions[1]: region 'm2': xy [[7], 1, 2] is not [shape id, coordinates...]; skipped",
+        "p.json: 'a.png' metadata 'm2': xy [[7], 1, 2] is not [shape id, coordinates...]; skipped",
         "p.json: 'metadata m3': region 'm3' lies on view '2', whose fid_list '1' is not a list of file ids",
         "p.json: 'metadata m4': region 'm4' lies on view '3', whose file '9' is not in 'file'",
         "p.json: 'metadata m5': region 'm5' lies on view '4', which is not in 'view' (views: ['1', '2', '3']",

@@ -16,7 +16,6 @@ where the image lies outside it), so ``--train-images ROOT`` finds every image, 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import xml.etree.ElementTree as ET
@@ -28,6 +27,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 from maskrcnn.data import images
+from maskrcnn.data.json_values import read_json_file
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
@@ -176,8 +176,7 @@ def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
 def read_json(path: Path):
     """A JSON file's content; Skip when it is not readable JSON."""
     try:
-        with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors write one) is fine
-            return json.load(f)
+        return read_json_file(path)  # UTF-16 / 32 with a BOM too, as Windows tools write them
     except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, 5000-digit numbers
         raise Skip("unreadable_json", f"not readable JSON ({e})") from None
 

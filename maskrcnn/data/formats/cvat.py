@@ -274,7 +274,10 @@ def _check_size(report: Report, where: str, el: ET.Element, height: int, width: 
 
 
 def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBuilder,
-                   report: Report, roots: Sequence[Path]) -> None:
+                   report: Report, roots: Sequence[Path]) -> int:
+    """Add one ``<image>``'s instances; the number of elements nested inside its shapes that are not
+    their ``<attribute>``s (ignored: a shape is drawn by its own attributes, and hand-edited or other
+    tools' files nest shapes there; counted so that they are not lost unsaid)."""
     where = f"{xml_name}: image {el.get('name')!r}" if el.get("name") else f"{xml_name}: image [{index}]"
     try:
         image_path = _image_path(roots, el)
@@ -282,8 +285,9 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         image_id = builder.add_image(image_path, height=height, width=width, source=xml_name)
     except Skip as e:
         report.skip(where, e)
-        return
+        return 0
     _check_size(report, where, el, height, width)
+    nested = 0
 
     instances: dict = {}  # (label, group) -> (shape indices, regions, crowd), in order of first shape
     for i, shape in enumerate(el):
@@ -293,6 +297,7 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         if shape.tag in _NO_AREA:
             report.note(f"CVAT {shape.tag} shapes left out (no area)")
             continue
+        nested += sum(1 for child in shape if child.tag != "attribute")
         label = shape.get("label")
         try:
             builder.check_label(label)
@@ -311,6 +316,7 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
             builder.add_regions(image_id, label, regions, iscrowd=any(crowd))
         except Skip as e:
             report.skip(f"{where}: shapes {indices} (label {label!r})", e)
+    return nested
 
 
 _FRAME_FILE = re.compile(r"^frame_(\d+)\.(png|jpe?g)$", re.IGNORECASE)
@@ -390,5 +396,8 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     if split is not None:
         images = _subset(xml_path, images, split)
     builder.declare(declared_labels(root))
-    for index, el in enumerate(images):
-        _convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots)
+    nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots)
+                 for index, el in enumerate(images))
+    if nested:  # once per file: one line per shape would bury the problems
+        report.warn(xml_name, f"{nested} element(s) nested inside shapes ignored (a shape holds only "
+                              "<attribute> elements; its geometry is in its own attributes)")

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from maskrcnn.data.formats.common import Skip
+from maskrcnn.data.mask_codec import points_far_outside
 
 __all__ = [
     "as_points", "circle_points", "clip_polygon", "ellipse_points", "numbers", "rectangle_points",
@@ -120,9 +121,15 @@ def _area(points: np.ndarray) -> float:
 
 def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: int = 2) -> list:
     """A polygon as COCO writes it, [x1, y1, x2, y2, ...], clipped to the image and rounded to
-    ``decimals`` places; Skip when it has under 3 points or nothing of it lies inside the image."""
+    ``decimals`` places; Skip when it has under 3 points, a point far outside the image (as the COCO
+    loader refuses it: ``mask_codec.points_far_outside``) or nothing of it inside the image."""
     if len(points) < 3:
         raise Skip("few_points", f"polygon has {len(points)} point(s), at least 3 are needed")
+    # Clipping a shape reaching far out would silently make another one (a mistyped 90000 turns a
+    # triangle into the image's rectangle): refused by the rule COCO files are checked with.
+    far = points_far_outside(points[:, 0], points[:, 1], int(height), int(width))
+    if far:
+        raise Skip("bad_coordinates", far)
     clipped = np.round(clip_polygon(points, float(width), float(height)), decimals)  # (Q, 2)
     if len(clipped) < 3 or _area(clipped) <= _LINE_AREA:
         raise Skip("empty_mask", f"polygon lies outside the {width}x{height} image or has no area")

@@ -124,7 +124,7 @@ def _read_csv(path: Path) -> dict:
     except (OSError, ValueError, csv.Error) as e:  # ValueError: not UTF-8
         raise Skip("unreadable_csv", f"not a readable CSV file ({e})") from None
     entries: dict = {}
-    for row in rows:
+    for number, row in enumerate(rows, start=2):  # numbered as a spreadsheet shows them, the header 1
         row = {(k or "").lstrip("#"): v for k, v in row.items()}  # VIA 1 heads the first column "#filename"
         if not columns <= set(row):
             raise Skip("not_via", f"not a VIA CSV export (it needs the columns {', '.join(sorted(columns))})")
@@ -133,7 +133,13 @@ def _read_csv(path: Path) -> dict:
         regions = entries.setdefault(key, {"filename": filename, "regions": []})["regions"]
         shape, attributes = _csv_cell(row["region_shape_attributes"]), _csv_cell(row["region_attributes"])
         if shape != {}:  # {}: the one row of an image without regions
-            regions.append({"shape_attributes": shape, "region_attributes": attributes})
+            region = {"shape_attributes": shape, "region_attributes": attributes}
+            # a blank region_attributes cell is no attributes, not a broken one
+            broken = [c for c in ("region_shape_attributes", "region_attributes") if _csv_cell(row[c]) is None
+                      and (c == "region_shape_attributes" or (row[c] or "").strip())]
+            if broken:  # said as it is: "no shape_attributes object" sent users looking for a column
+                region["problem"] = Skip("bad_shape", f"{broken[0]} is not valid JSON (CSV row {number})")
+            regions.append(region)
     # messages name an entry by its key: the file name alone reads better than "c2.jpg123" (the CSV has
     # no key column); filename + size only where one name comes with two sizes
     names = collections.Counter(entry["filename"] for entry in entries.values())
@@ -318,14 +324,17 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
             continue
         for index, region in regions:
             try:
-                if isinstance(region, dict) and isinstance(region.get("problem"), Skip):  # VIA 3: timed
+                if isinstance(region, dict) and isinstance(region.get("problem"), Skip):  # VIA 3, CSV
                     raise region["problem"]
                 label = _region_class(region, attribute, class_name)
                 shape = region.get("shape_attributes") if isinstance(region, dict) else None
                 polygon = to_coco_polygon(_region_points(shape), width, height)
                 builder.add_polygons(image_id, label, [polygon])
             except Skip as e:
-                report.skip(f"{where} regions[{index}]", e)
+                # a VIA 3 region is named by its metadata id, as the project file keys it
+                in_file = f"metadata {region['id']!r}" if isinstance(region, dict) and "id" in region \
+                    else f"regions[{index}]"
+                report.skip(f"{where} {in_file}", e)
 
 
 def read_via(

@@ -53,16 +53,24 @@ def _region_attribute_defs(data) -> dict:
     return defs
 
 
-def _value(definition: dict, value):
-    """A region's value of one attribute as VIA 2 writes it: a choice's option name, a checkbox's
-    ``{option: true}``, a text as it is."""
+def _value(definition: dict, value, name: str):
+    """A region's value of attribute ``name`` as VIA 2 writes it: a choice's option name, a checkbox's
+    ``{option: true}``, a text as it is. Skip when a choice's value is no option id of it: taken as it
+    is, an id would become a class of its own ('7' beside 'cat' and 'dog'). Text attributes have no
+    options: any value is theirs."""
     options = {str(k): v for k, v in _dict(definition.get("options")).items()}
     kind = definition.get("type")
-    if kind == 2 and isinstance(value, str):
-        return {options.get(o.strip(), o.strip()): True for o in value.split(",") if o.strip()}
-    if kind in _CHOICE_TYPES and str(value) in options:
-        return options[str(value)]
-    return value
+    if kind not in _CHOICE_TYPES or value is None or value == "":  # text, or nothing chosen
+        return value
+    chosen = [o.strip() for o in value.split(",") if o.strip()] if kind == 2 and isinstance(value, str) \
+        else [str(value)]
+    unknown = [o for o in chosen if o not in options]
+    if unknown:
+        raise Skip("unknown_option", f"option id {unknown[0]!r} is not an option of attribute {name!r} "
+                                     f"(its options: {_short(options)})")
+    if kind == 2:
+        return {options[o]: True for o in chosen}
+    return options[chosen[0]]
 
 
 def _shape(xy) -> dict:
@@ -78,7 +86,10 @@ def _shape(xy) -> dict:
         return dict(zip(("name", "cx", "cy", "r"), (kind, *coords)))
     if kind == "ellipse" and len(coords) >= 4:
         return dict(zip(("name", "cx", "cy", "rx", "ry"), (kind, *coords[:4])))
-    if kind in ("polygon", "polyline") and len(coords) % 2 == 0:
+    if kind in ("polygon", "polyline"):
+        if len(coords) % 2:
+            raise Skip("bad_shape", f"xy holds {len(coords)} coordinates after the shape id: a {kind} "
+                                    "needs x, y pairs")
         return {"name": kind, "all_points_x": coords[0::2], "all_points_y": coords[1::2]}
     if kind == "extreme_rectangle" and len(coords) == 8:
         xs, ys = coords[0::2], coords[1::2]
@@ -133,13 +144,13 @@ def via3_entries(data) -> tuple:
                                           _view_problem(view_files, m.get("vid"))))
             entries[f"metadata {mid}"] = {"filename": "", "regions": [], "problem": problem}
             continue
-        attributes = {names[str(a)]: _value(defs[str(a)], v)
-                      for a, v in _dict(m.get("av")).items() if str(a) in defs}
-        region = {"region_attributes": attributes, "id": str(mid)}
+        region = {"region_attributes": {}, "id": str(mid)}  # id: messages name the metadata
         try:
+            region["region_attributes"] = {names[str(a)]: _value(defs[str(a)], v, names[str(a)])
+                                           for a, v in _dict(m.get("av")).items() if str(a) in defs}
             region["shape_attributes"] = _shape(xy)
         except Skip as e:
-            region["problem"] = Skip(e.reason, f"region {mid!r}: {e}")
+            region["problem"] = e
         if m.get("z"):
             region["problem"] = Skip("timed_region", f"region {mid!r} has a time z={m.get('z')} (a "
                                                      "video frame's): not converted")
