@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskrcnn.data.folders import link_target, list_folder
+from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -285,14 +285,14 @@ def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.T
 
 def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
-    "is a broken link (to TARGET)"); None when it is a file."""
+    "is a broken link (to TARGET)", "is a symlink loop"); None when it is a file."""
     path = Path(path)
     if path.is_dir():
         return "is a folder, not an image file"
     if path.exists():
         return None
     if path.is_symlink():
-        return f"is a broken link (to {link_target(path)})"
+        return "is a symlink loop" if is_symlink_loop(path) else f"is a broken link (to {link_target(path)})"
     return "no such image file"
 
 
