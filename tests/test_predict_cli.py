@@ -241,8 +241,9 @@ def test_a_symlink_loop_or_an_imageless_folder_given_is_named_and_the_rest_predi
     (tmp_path / "b_loop.jpg").symlink_to("a_loop.jpg")
     (tmp_path / "dir.jpg").mkdir()
     out = tmp_path / "out"
-    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "base.png"), str(tmp_path / "a_loop.jpg"),
-               str(tmp_path / "dir.jpg"), "--output", str(out), "--device", "cpu"])  # fmt: skip
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "base.png"),
+               str(tmp_path / "a_loop.jpg"), str(tmp_path / "dir.jpg"), "--output", str(out),
+               "--device", "cpu"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 0, err
     assert f"maskrcnn predict: left out {tmp_path / 'a_loop.jpg'}: a symlink loop\n" in err

@@ -591,7 +591,8 @@ def run(args: argparse.Namespace) -> int:
             print_left_out(path, reason)
 
     imageless = []  # folders given in which no image file was found
-    found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out, on_empty_folder=imageless.append)
+    found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out,
+                          on_empty_folder=imageless.append)
     files, videos = predict_video.split_video_inputs(args.inputs, found, on_left_out=leave_out)
     for folder in imageless:  # said, not silently dropped: "dir.jpg" may have been meant as an image
         if not any(folder in v.parents for v in videos):
