@@ -113,6 +113,10 @@ class ImageTooLargeError(ImageReadError):
 
     reason = "image_too_large"
 
+    def __init__(self, message: str, *, caller_limit: Optional[int] = None):
+        super().__init__(message)
+        self.caller_limit = caller_limit  # the caller's max_pixels the message names; None: PIL's limit
+
 
 class MultiFrameWarning(UserWarning):
     """A multi-frame file was read as its first frame only."""
@@ -432,7 +436,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
-                    f"than the limit of {max_pixels} pixels"
+                    f"than the limit of {max_pixels} pixels", caller_limit=max_pixels
                 )
             _check_size(img.width, img.height, name, limit)
             frames = int(getattr(img, "n_frames", 1) or 1)
@@ -463,7 +467,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
         found = re.search(r"\((\d+) pixels\)", str(e))
         if max_pixels is not None and found and int(found.group(1)) > max_pixels:  # the caller's bound first
             raise ImageTooLargeError(f"{name}: image of {found.group(1)} pixels is larger than the limit of "
-                                     f"{max_pixels} pixels") from None
+                                     f"{max_pixels} pixels", caller_limit=max_pixels) from None
         raise _bomb_error(name, e) from None
     except MemoryError as e:  # not the pixel limit (there may be none): unreadable here, no limit hint
         raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None
