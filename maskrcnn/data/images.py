@@ -329,9 +329,19 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
         raise
     except Image.DecompressionBombError as e:
         raise _bomb_error(str(path), e) from None
+    except UnidentifiedImageError:  # worded as read_image words it (show-data said PIL's own words)
+        raise _unidentified_error(str(path), path) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
     return (height, width), orientation if orientation in range(1, 9) else 1
+
+
+def _unidentified_error(name: str, source) -> ImageReadError:
+    """The one wording for a file PIL cannot identify (``source``: its path or bytes), for every command:
+    with a hint where the format needs a plugin (HEIC)."""
+    kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
+    hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
+    return ImageReadError(f"{name}: not an image file PIL can identify{hint}")
 
 
 def turned_size(stored: tuple, orientation: int) -> tuple:
@@ -460,9 +470,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     except UnidentifiedImageError:
         if isinstance(source, (str, os.PathLike)) and _is_empty_file(source):
             raise ImageReadError(f"{name}: empty file (0 bytes)") from None  # an upload or copy cut short
-        kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
-        hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
-        raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
+        raise _unidentified_error(name, source) from None
     except Image.DecompressionBombError as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
         if max_pixels is not None and found and int(found.group(1)) > max_pixels:  # the caller's bound first
