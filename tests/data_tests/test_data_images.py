@@ -142,7 +142,7 @@ def test_image_size_of_a_turned_tiff_is_read_images(tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match=r"bad.tif: not an image file PIL can identify$"):
         images.image_size(tmp_path / "bad.tif")
-    with pytest.raises(Skip, match=r"image .*bad.tif cannot be read: not an image file PIL can identify") as e:
+    with pytest.raises(Skip, match=r"image .*bad.tif cannot be read: not an image file PIL") as e:
         image_size(tmp_path / "bad.tif")
     assert e.value.reason == "unreadable_image"
     with pytest.raises(Skip, match=r"image .*gone.tif not found"):
