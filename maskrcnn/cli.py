@@ -251,7 +251,7 @@ def _run(args, *, rank: int, world_size: int) -> int:
 
         # under torchrun: a message every process shares once (rank 0), a rank's own error named by rank
         # (and a setup error from each other machine's first process: its disk may lack a file)
-        line = error_line(e, _one_line(e), rank=rank, world_size=world_size,
+        line = error_line(e, _one_line(e, args), rank=rank, world_size=world_size,
                           local_rank=int(os.environ.get("LOCAL_RANK", 0)))
         if line is not None:
             print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
@@ -282,21 +282,30 @@ def warning_source(filename: str):
     return None
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: BaseException, args=None) -> str:
     """The message a user needs: the path and the reason for file-system errors (whose str() is
     '[Errno 21] Is a directory: ...'), the key for a KeyError, the text otherwise; for an error raised in a
-    DataLoader worker, the original error's message rather than the worker's traceback."""
+    DataLoader worker, the original error's message rather than the worker's traceback. ``args``: the
+    command's parsed arguments, for a hint naming only options it has."""
     worker_message = _worker_error_message(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
     if worker_message is not None:
         return worker_message
     if isinstance(e, KeyError) and e.args:
         return str(e.args[0])
     if isinstance(e, MemoryError):
-        return f"out of memory{': ' + str(e) if str(e) else ''} (try smaller images or --batch-size 1)"
+        return f"out of memory{': ' + str(e) if str(e) else ''} ({_memory_hint(args)})"
     if isinstance(e, OSError) and e.strerror:  # the library's own FileNotFoundErrors carry a message
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror.lower()}"
     return str(e)
+
+
+def _memory_hint(args) -> str:
+    """What to try after running out of memory: --batch-size only for a command that has it (show-data
+    has none: the hint named an option it refuses)."""
+    if getattr(args, "batch_size", 1) not in (None, 1):
+        return "try smaller images or --batch-size 1"
+    return "try smaller images"
 
 
 _WORKER_HEADER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")

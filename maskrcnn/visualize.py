@@ -353,7 +353,22 @@ def draw_instances(
     Defaults draw everything as given (score_thresh 0, own size); the commands pass
     ``overlay_defaults.OVERLAY_SCORE_THRESH`` and ``OVERLAY_MIN_SIZE``."""
     _check_one_result(det, "draw_instances: det")
-    img = to_uint8_hwc(image)
+    img = to_uint8_hwc(image)  # here: its warnings name the caller's line
+    return _draw_instances(img, det, class_names, score_thresh=score_thresh, mask_alpha=mask_alpha,
+                           show_boxes=show_boxes, show_labels=show_labels, keypoint_thresh=keypoint_thresh,
+                           min_size=min_size, show_scores=show_scores, skeleton=skeleton,
+                           names_shown=names_shown, mask_scale=1, unpainted=None)
+
+
+def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, mask_alpha, show_boxes,
+                    show_labels, keypoint_thresh, min_size, show_scores, skeleton, names_shown,
+                    mask_scale: int, unpainted: Optional[np.ndarray]):
+    """``draw_instances``, its ``masks`` at 1/``mask_scale`` of the image's size (``draw_targets`` has
+    enlarged the image, not the masks: 200,000 masks repeated at once needed 36 GiB). The masks are laid
+    into one instance-index map at their own size, enlarged once: memory for one map, not for every mask
+    (repeating pixels commutes with laying the masks in order). ``unpainted``: (D,) bool, the instances whose
+    mask is not laid (crowd regions, hatched by ``draw_targets``), or None. ``img``: (H, W, 3) uint8, drawn
+    on in place."""
     H, W = img.shape[:2]
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
     boxes = _np(det.get("boxes"))
@@ -370,16 +385,15 @@ def draw_instances(
         raise ValueError(f"draw_instances: {D} boxes but {scores.shape[0]} scores, {labels.shape[0]} labels")
     if masks is not None and (masks.ndim == 4 and masks.shape[1] == 1):
         masks = masks[:, 0]  # (D, 1, H, W) -> (D, H, W)
-    if masks is not None and masks.shape != (D, H, W):
-        raise ValueError(f"draw_instances: masks have shape {masks.shape}, expected {(D, H, W)}")
+    mask_hw = (H // mask_scale, W // mask_scale)
+    if masks is not None and masks.shape != (D, *mask_hw):
+        raise ValueError(f"draw_instances: masks have shape {masks.shape}, expected {(D, *mask_hw)}")
     # Compact masks (Predictor(masks="rle")) are decoded one at a time: one H x W mask in memory at most.
     rles = list(det["masks_rle"]) if masks is None and det.get("masks_rle") is not None else None
     if rles is not None and (len(rles) != D or any(list(r["size"]) != [H, W] for r in rles)):
         raise ValueError(f"draw_instances: masks_rle must be {D} RLE dicts of size [{H}, {W}]")
     if factor > 1:  # enlarge: repeat pixels; box and keypoint coordinates scale with them
         img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
-        if masks is not None:
-            masks = np.repeat(np.repeat(masks.astype(bool), factor, axis=1), factor, axis=2)
         boxes = boxes * factor
         if keypoints is not None:
             keypoints = keypoints.astype(np.float32).copy()
@@ -393,9 +407,12 @@ def draw_instances(
     line, font_size = line_and_font_size(H, W)
 
     if (masks is not None or rles is not None) and order.size:
-        owner = np.full((H, W), -1, np.int32)
-        for i in order:  # one pass per shown instance; later (better) instances overwrite
-            owner[masks[i].astype(bool) if masks is not None else _decode_rle(rles[i], factor)] = i
+        owner = np.full(mask_hw, -1, np.int32)  # at the masks' own size
+        for i in order if unpainted is None else order[~unpainted[order]]:  # later (better) ones overwrite
+            owner[masks[i].astype(bool) if masks is not None else _decode_rle(rles[i], 1)] = i
+        grow = factor * mask_scale
+        if grow > 1:
+            owner = np.repeat(np.repeat(owner, grow, axis=0), grow, axis=1)
         inside = owner >= 0
         idx = owner[inside]
         blended = img[inside].astype(np.float32) * (1 - mask_alpha) + inst_color[idx] * mask_alpha
@@ -504,7 +521,7 @@ def draw_targets(
     M = boxes.shape[0]
     labels = _np(target.get("labels")).reshape(M).astype(np.int64)
     masks = _np(target.get("masks"))
-    masks = None if masks is None else masks.reshape(M, H, W).astype(bool)
+    masks = None if masks is None else masks.reshape(M, H, W)  # at this size: never enlarged (memory)
     crowd = _np(target.get("iscrowd"))
     crowd = np.zeros(M, bool) if crowd is None else crowd.reshape(M).astype(bool)
     keypoints = _np(target.get("keypoints"))
@@ -514,13 +531,15 @@ def draw_targets(
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
     if factor > 1:
         img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
-        masks = None if masks is None else np.repeat(np.repeat(masks, factor, axis=1), factor, axis=2)
         boxes, H, W = boxes * factor, H * factor, W * factor
         if keypoints is not None:
             keypoints = keypoints.copy()
             keypoints[:, :, :2] *= factor
     if masks is not None and crowd.any():
-        region = masks[crowd].any(axis=0)  # (H, W)
+        region = np.zeros(masks.shape[1:], bool)
+        for i in np.nonzero(crowd)[0]:  # one mask at a time
+            region |= masks[i].astype(bool)
+        region = np.repeat(np.repeat(region, factor, axis=0), factor, axis=1) if factor > 1 else region
         period = max(3, int(round(max(H, W) / 120)))
         yy, xx = np.mgrid[0:H, 0:W]  # (H, W) each
         light = region & (((yy + xx) // period) % 2 == 0)
@@ -528,13 +547,13 @@ def draw_targets(
         img[light] = (img[light].astype(np.float32) * 0.4 + 255 * 0.6).astype(np.uint8)
         img[dark] = (img[dark].astype(np.float32) * 0.5).astype(np.uint8)
         img[_contours(np.where(region, 0, -1).astype(np.int32), max(1, int(round(max(H, W) / 400))))] = 0
-        masks = masks.copy()
-        masks[crowd] = False  # the hatching stands for their masks
     if class_names is None:
         class_names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
     names = list(class_names) if names_shown else [short_name(n) for n in class_names]  # before "(crowd)"
     shown = np.where(crowd, labels + len(names), labels)  # crowd labels index the "(crowd)" names
     det = {"boxes": boxes, "scores": np.ones(M, np.float32), "labels": shown, "masks": masks,
            "keypoints": keypoints}
-    return draw_instances(img, det, names + [f"{n} (crowd)" for n in names], mask_alpha=mask_alpha,
-                          show_scores=False, skeleton=skeleton, names_shown=True)
+    return _draw_instances(img, det, names + [f"{n} (crowd)" for n in names], score_thresh=0.0,
+                           mask_alpha=mask_alpha, show_boxes=True, show_labels=True, keypoint_thresh=None,
+                           min_size=0, show_scores=False, skeleton=skeleton, names_shown=True,
+                           mask_scale=factor, unpainted=crowd if masks is not None else None)

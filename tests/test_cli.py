@@ -114,3 +114,22 @@ def test_no_optimise_help_names_all_it_skips(name):
     for part in ("batch-norm folding", "channels_last", "winograd", "fused",
                  "int8 checkpoint always runs folded"):
         assert part in text, (name, part, text)
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["show-data", "--json", "a.json", "--output", "out"], "(try smaller images)\n"),
+    (["predict", "--weights", "w.pth", "a.png", "--output", "o", "--batch-size", "4"],
+     "(try smaller images or --batch-size 1)\n"),
+])  # fmt: skip
+def test_the_out_of_memory_hint_names_only_options_the_command_has(argv, hint, monkeypatch, capsys):
+    """``show-data`` out of memory said "try ... --batch-size 1", an option it refuses."""
+    import importlib
+
+    module = importlib.import_module(f"maskrcnn.commands.{argv[0].replace('-', '_')}")
+
+    def run(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(module, "run", run)
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err == f"maskrcnn {argv[0]}: error: out of memory {hint}"

@@ -229,3 +229,25 @@ def test_results_writer_keeps_every_image_when_a_file_name_is_not_utf8(tmp_path)
     raw = (tmp_path / "predictions.json").read_bytes()
     assert raw.isascii() and b"\\udce9" in raw and b"\\u00d6lfleck" in raw
     assert json.loads(raw) == records and not writer.partial.exists()
+
+
+def test_a_symlink_loop_or_an_imageless_folder_given_is_named_and_the_rest_predicted(checkpoint, tmp_path,
+                                                                                       capsys):
+    """``predict base.png a_loop.jpg`` (a link to a link back to it) died on "Symlink loop from ..." and
+    predicted nothing; a folder named "dir.jpg" with no image in it was dropped without a word (alone:
+    "no image or video files found" without its name)."""
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "base.png")
+    (tmp_path / "a_loop.jpg").symlink_to("b_loop.jpg")
+    (tmp_path / "b_loop.jpg").symlink_to("a_loop.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    out = tmp_path / "out"
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "base.png"),
+               str(tmp_path / "a_loop.jpg"), str(tmp_path / "dir.jpg"), "--output", str(out),
+               "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"maskrcnn predict: left out {tmp_path / 'a_loop.jpg'}: a symlink loop\n" in err
+    assert (f"maskrcnn predict: left out {tmp_path / 'dir.jpg'}: a folder with no image or video file in it "
+            "(a folder given is searched for images, whatever its name)\n") in err
+    assert "2 left out (named above)" in err
+    assert (out / "overlays" / "base.png").is_file()  # the other input was predicted

@@ -571,3 +571,27 @@ def test_a_run_that_predicts_no_image_keeps_the_earlier_export_files(setup, tmp_
     assert (f"pre-annotations: none written (no image was predicted): any earlier files in {out} "
             "stay as they were") in err, err
     assert "pre-annotations: wrote" not in err
+
+
+def test_export_file_names_replace_control_characters_as_the_overlays_do(setup, tmp_path, capsys):
+    """``--export labelme/masks/cutouts`` kept a newline in their file names while the overlay replaced it
+    with '_'; an image already named with '_' there keeps its own files (numbered, not dropped). YOLO keeps
+    the image's own name: Ultralytics finds a label file by the image's name."""
+    ckpt, _ = setup
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("new\nline.png", "new_line.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(images / name)
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
+                 "--score-thresh", "0", "--export", "labelme,masks,cutouts"]) == 0, capsys.readouterr().err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.parent.name != "cutouts"
+                     and p.parent.parent.name != "cutouts")  # fmt: skip
+    assert not [w for w in written if "\n" in w], written
+    assert {"labelme/new_line.json", "labelme/new_line.png.json", "masks/new_line.png.png",
+            "masks/new_line.png_2.png", "overlays/new_line.png.png"} <= set(written), written
+    masks_index = json.loads((out / "masks" / "index.json").read_text())
+    assert sorted(masks_index) == ["new\nline.png", "new_line.png"]  # the images' own names, as predicted
+    cutouts = sorted(p.name for p in (out / "cutouts").iterdir() if p.is_dir())
+    assert cutouts == ["new_line.png", "new_line.png_2"]

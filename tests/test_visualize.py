@@ -383,3 +383,38 @@ def test_a_16_bit_pil_image_and_a_masked_array():
     masked.mask[0, 0, 0] = True
     with pytest.raises(ValueError, match="masked values"):
         to_uint8_hwc(masked)
+
+
+def test_enlarged_overlays_do_not_enlarge_every_mask_at_once():
+    """``show-data`` on an image with 200,000 small polygons ran out of memory: ``draw_targets`` (and
+    ``draw_instances``) repeated every mask's pixels at once (36 GiB). The masks are now laid into one
+    instance map at their own size, enlarged once; the picture is the same as enlarging each mask."""
+    import tracemalloc
+
+    from maskrcnn.visualize import draw_targets
+
+    M, h, w, factor = 3000, 20, 20, 20  # 3000 masks enlarged 20x: 1.2 GB as bools, 4.8 MB as one map
+    masks = np.zeros((M, h, w), bool)
+    masks[np.arange(M), np.arange(M) % h, (np.arange(M) // h) % w] = True
+    boxes = np.zeros((M, 4), np.float32)
+    target = {"boxes": boxes, "labels": np.ones(M, np.int64), "masks": masks,
+              "iscrowd": np.arange(M) == 0}  # fmt: skip
+    tracemalloc.start()
+    try:
+        out = draw_targets(np.zeros((h, w, 3), np.uint8), target, ["bg", "x"], min_size=h * factor)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.size == (w * factor, h * factor)
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB"
+    # the same picture as enlarging the image and every mask first, for a few instances
+    small = {"boxes": boxes[1:4], "labels": np.ones(3, np.int64), "masks": masks[1:4]}
+    big = {"boxes": boxes[1:4] * 4, "labels": np.ones(3, np.int64),
+           "masks": masks[1:4].repeat(4, axis=1).repeat(4, axis=2)}  # fmt: skip
+    image = np.full((h, w, 3), 90, np.uint8)
+    assert np.array_equal(np.asarray(draw_targets(image, small, ["bg", "x"], min_size=4 * h)),
+                          np.asarray(draw_targets(image.repeat(4, 0).repeat(4, 1), big, ["bg", "x"])))
+    det = dict(small, scores=np.array([0.9, 0.8, 0.7], np.float32))
+    assert np.array_equal(np.asarray(draw_instances(image, det, ["bg", "x"], min_size=4 * h)),
+                          np.asarray(draw_instances(image.repeat(4, 0).repeat(4, 1), dict(big, scores=det[
+                              "scores"]), ["bg", "x"])))

@@ -154,7 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser)
 
 
-def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_same_file=None) -> list:
+def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_same_file=None,
+                  on_empty_folder=None) -> list:
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
@@ -169,7 +170,12 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     link, a symlinked subfolder (not followed). A file named on the command line is never left out as
     another's alias: the user asked for it by that name (a script may look for its overlay), so
     ``a.jpg link_to_a.jpg`` predicts both, and ``on_same_file(path, other)`` (by default a note on stderr)
-    says that ``path`` is the same file as ``other``, listed already."""
+    says that ``path`` is the same file as ``other``, listed already.
+
+    A path given that is a symlink loop is left out (``on_left_out``), as an unreadable file is skipped:
+    the other inputs are still predicted. ``on_empty_folder(folder)`` is called for each folder given in
+    which no image file was found (it may hold videos: the caller knows)."""
+    from maskrcnn.data.folders import is_symlink_loop
     from maskrcnn.data.images import list_images_and_passed_over
 
     if on_left_out is None:
@@ -186,8 +192,13 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     listed: dict = {}  # spelled -> {resolved, ...}
     in_output: dict = {}  # the paths left out for lying in an output folder -> their file, counted once each
     for given in inputs:
+        if is_symlink_loop(given):  # no file at its end, as a zero-byte file has no image: named, skipped
+            _report_once(Path(given), "a symlink loop", reported, on_left_out)
+            continue
         top = Path(given).resolve()
         found, passed_over = list_images_and_passed_over(given, recursive=True)
+        if not found and on_empty_folder is not None and Path(given).is_dir():
+            on_empty_folder(Path(given))
         for path, reason in passed_over:
             if path not in reported:  # once, when nested folders are given
                 reported.add(path)
@@ -247,6 +258,16 @@ def _spelled(path) -> str:
     import os
 
     return os.path.normpath(os.path.abspath(path))
+
+
+def empty_folder_reason(folder: Path) -> str:
+    """Why the folder ``folder``, given on the command line, gave nothing to predict."""
+    from maskrcnn.data.images import IMAGE_EXTENSIONS
+
+    reason = "a folder with no image or video file in it"
+    if folder.suffix.lower() in IMAGE_EXTENSIONS:  # "dir.jpg": the user may have taken it for an image
+        reason += " (a folder given is searched for images, whatever its name)"
+    return reason
 
 
 def print_left_out(path, reason: str) -> None:
@@ -569,8 +590,13 @@ def run(args: argparse.Namespace) -> int:
             left_out.append(path)
             print_left_out(path, reason)
 
-    found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out)
+    imageless = []  # folders given in which no image file was found
+    found = expand_inputs(args.inputs, outputs=outputs, on_left_out=leave_out,
+                          on_empty_folder=imageless.append)
     files, videos = predict_video.split_video_inputs(args.inputs, found, on_left_out=leave_out)
+    for folder in imageless:  # said, not silently dropped: "dir.jpg" may have been meant as an image
+        if not any(folder in v.parents for v in videos):
+            leave_out(folder, empty_folder_reason(folder))
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)

@@ -9,7 +9,8 @@ descended into (pathlib's ``**`` does not follow them).
 ``list_folder`` also says what it passed over that a user may have meant to be listed, each with a
 reason, for the caller to report (a listing that drops a file without a word hides it): a broken
 symlink with a wanted extension ("broken link (to TARGET)", the path the link holds: a link made with a
-relative target from the wrong folder, or to a drive not mounted, is told by it), with ``recursive`` a
+relative target from the wrong folder, or to a drive not mounted, is told by it; "a symlink loop" for
+links that lead back to themselves), with ``recursive`` a
 symlinked subfolder ("link to a folder, not followed"), without ``recursive`` a subfolder with a wanted
 extension ("a folder"), and anything else with a wanted extension that is not a regular file (a FIFO, a
 socket). With ``recursive`` a subfolder is searched like any other, whatever its name, so it is not
@@ -24,7 +25,7 @@ from typing import Iterable, List, Tuple
 
 from maskrcnn.shown_text import display_name
 
-__all__ = ["files_with_suffixes", "link_target", "list_folder"]
+__all__ = ["dangling_link_problem", "files_with_suffixes", "is_symlink_loop", "link_target", "list_folder"]
 
 
 def link_target(path: Path) -> str:
@@ -35,6 +36,25 @@ def link_target(path: Path) -> str:
         return display_name(os.readlink(path))
     except OSError:
         return "?"
+
+
+def is_symlink_loop(path) -> bool:
+    """Whether ``path`` is a symlink that leads, link by link, back to itself (ELOOP): no file at its end,
+    like a broken link, but there is no missing target to name."""
+    import errno
+
+    try:
+        Path(path).resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 raises this for a loop
+        return True
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
+def dangling_link_problem(path) -> str:
+    """Why the symlink ``path`` leads to no file: "a symlink loop" or "broken link (to TARGET)"."""
+    return "a symlink loop" if is_symlink_loop(path) else f"broken link (to {link_target(path)})"
 
 
 def files_with_suffixes(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> List[Path]:
@@ -59,7 +79,7 @@ def list_folder(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> Tu
         elif not named or (recursive and f.is_dir()):
             continue  # searched (recursive), or not asked for
         elif f.is_symlink() and not f.exists():
-            passed_over.append((f, f"broken link (to {link_target(f)})"))
+            passed_over.append((f, dangling_link_problem(f)))
         else:
             passed_over.append((f, "a folder" if f.is_dir() else "not a regular file"))
     return sorted(files), sorted(passed_over)

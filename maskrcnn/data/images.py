@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskrcnn.data.folders import link_target, list_folder
+from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -112,6 +112,10 @@ class ImageTooLargeError(ImageReadError):
     apart from unreadable files: the file is good, and ``too_large_line`` says how to read it."""
 
     reason = "image_too_large"
+
+    def __init__(self, message: str, *, caller_limit: Optional[int] = None):
+        super().__init__(message)
+        self.caller_limit = caller_limit  # the caller's max_pixels the message names; None: PIL's limit
 
 
 class MultiFrameWarning(UserWarning):
@@ -285,14 +289,14 @@ def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.T
 
 def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
-    "is a broken link (to TARGET)"); None when it is a file."""
+    "is a broken link (to TARGET)", "is a symlink loop"); None when it is a file."""
     path = Path(path)
     if path.is_dir():
         return "is a folder, not an image file"
     if path.exists():
         return None
     if path.is_symlink():
-        return f"is a broken link (to {link_target(path)})"
+        return "is a symlink loop" if is_symlink_loop(path) else f"is a broken link (to {link_target(path)})"
     return "no such image file"
 
 
@@ -325,9 +329,19 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
         raise
     except Image.DecompressionBombError as e:
         raise _bomb_error(str(path), e) from None
+    except UnidentifiedImageError:  # worded as read_image words it (show-data said PIL's own words)
+        raise _unidentified_error(str(path), path) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
     return (height, width), orientation if orientation in range(1, 9) else 1
+
+
+def _unidentified_error(name: str, source) -> ImageReadError:
+    """The one wording for a file PIL cannot identify (``source``: its path or bytes), for every command:
+    with a hint where the format needs a plugin (HEIC)."""
+    kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
+    hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
+    return ImageReadError(f"{name}: not an image file PIL can identify{hint}")
 
 
 def turned_size(stored: tuple, orientation: int) -> tuple:
@@ -432,7 +446,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
-                    f"than the limit of {max_pixels} pixels"
+                    f"than the limit of {max_pixels} pixels", caller_limit=max_pixels
                 )
             _check_size(img.width, img.height, name, limit)
             frames = int(getattr(img, "n_frames", 1) or 1)
@@ -456,14 +470,12 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     except UnidentifiedImageError:
         if isinstance(source, (str, os.PathLike)) and _is_empty_file(source):
             raise ImageReadError(f"{name}: empty file (0 bytes)") from None  # an upload or copy cut short
-        kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
-        hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
-        raise ImageReadError(f"{name}: not an image file PIL can identify{hint}") from None
+        raise _unidentified_error(name, source) from None
     except Image.DecompressionBombError as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
         if max_pixels is not None and found and int(found.group(1)) > max_pixels:  # the caller's bound first
             raise ImageTooLargeError(f"{name}: image of {found.group(1)} pixels is larger than the limit of "
-                                     f"{max_pixels} pixels") from None
+                                     f"{max_pixels} pixels", caller_limit=max_pixels) from None
         raise _bomb_error(name, e) from None
     except MemoryError as e:  # not the pixel limit (there may be none): unreadable here, no limit hint
         raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None

@@ -365,6 +365,17 @@ def _parameters(query, fields: list) -> dict:
     return dict(given)
 
 
+def _urlencoded_body_note(data: bytes) -> str:
+    """What to tell about an unreadable image sent as application/x-www-form-urlencoded, which curl sets
+    for both -d and --data-binary: blame ``curl -d`` only when the body looks mangled by it (-d drops every
+    CR and LF byte of a file: a PNG's signature loses its "\\r\\n", a larger image has none left), else say
+    what came (a user who sent a text file with --data-binary had been told to use --data-binary)."""
+    mangled_png = data.startswith(b"\x89PNG\x1a")  # b"\x89PNG\r\n\x1a\n" less its CR and LF
+    if mangled_png or (len(data) >= 4096 and b"\n" not in data and b"\r" not in data):
+        return "curl -d drops line breaks from a file: send it with --data-binary or -F image=@"
+    return f"received {len(data)} bytes sent as application/x-www-form-urlencoded, starting {data[:16]!r}"
+
+
 def _parse_score_thresh(value) -> Optional[float]:
     if value is None or value == "":
         return None
@@ -563,14 +574,15 @@ def create_app(
             try:
                 image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
             except ImageTooLargeError as e:
-                raise RequestError(413, f"{e}; this server takes at most {max_pixels} pixels") from None
+                # the server's own limit is named once; PIL's (lower) one gets the server's added
+                own = e.caller_limit == max_pixels
+                server = "" if own else f"; this server takes at most {max_pixels} pixels"
+                raise RequestError(413, f"{e}{server}") from None
             except ImageReadError as e:
+                content_type = request.headers.get("content-type", "")
                 hint = ""
-                if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                    # what `curl -d @photo.jpg` sends, after dropping the file's CR and LF bytes
-                    hint = (
-                        " (curl -d drops line breaks from a file: send it with --data-binary or -F image=@)"
-                    )
+                if content_type.startswith("application/x-www-form-urlencoded"):  # curl's default type
+                    hint = f" ({_urlencoded_body_note(data)})"
                 raise RequestError(400, f"{e}{hint}") from None
             try:
                 future = batches.submit(image)

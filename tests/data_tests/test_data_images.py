@@ -140,9 +140,9 @@ def test_image_size_of_a_turned_tiff_is_read_images(tmp_path):
     assert images.image_size(tmp_path / "t.tif") == (40, 20)
     assert image_size(tmp_path / "t.tif") == (40, 20)
     (tmp_path / "bad.tif").write_bytes(b"not an image")
-    with pytest.raises(ImageReadError, match=r"bad.tif: cannot read the image size"):
+    with pytest.raises(ImageReadError, match=r"bad.tif: not an image file PIL can identify$"):
         images.image_size(tmp_path / "bad.tif")
-    with pytest.raises(Skip, match=r"image .*bad.tif cannot be read: cannot read the image size") as e:
+    with pytest.raises(Skip, match=r"image .*bad.tif cannot be read: not an image file PIL") as e:
         image_size(tmp_path / "bad.tif")
     assert e.value.reason == "unreadable_image"
     with pytest.raises(Skip, match=r"image .*gone.tif not found"):
@@ -163,3 +163,16 @@ def test_undo_orientation_gives_the_stored_pixels(tmp_path, orientation):
     assert turned_size((5, 7), orientation) == tuple(shown.shape[-2:])
     assert torch.equal(stored, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
     assert torch.equal(undo_orientation(shown, orientation), stored)
+
+
+def test_a_file_pil_cannot_identify_is_worded_the_same_from_its_header_as_when_read(tmp_path):
+    """``show-data`` (which reads the header) said "cannot read the image size (cannot identify image
+    file ...)" where predict, train and serve say "not an image file PIL can identify"."""
+    from maskrcnn.data.images import ImageReadError, image_header, image_size, read_image
+
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"plain text, not a picture")
+    for read in (image_header, image_size, read_image):
+        with pytest.raises(ImageReadError) as e:
+            read(path)
+        assert str(e.value) == f"{path}: not an image file PIL can identify", read.__name__

@@ -95,3 +95,17 @@ def test_a_broken_link_names_its_target_as_the_link_holds_it(tmp_path):
     _, passed_over = list_images_and_passed_over(tmp_path)
     assert [why for _, why in passed_over] == ["broken link (to ../old/a.png)",
                                                "broken link (to '../old/new\\nline.png')"]
+
+
+def test_a_symlink_loop_is_called_a_loop_not_a_broken_link(tmp_path):
+    """Two links pointing at each other were reported as "broken link (to b_loop.jpg)", sending the user
+    to look for a missing b_loop.jpg that is there."""
+    (tmp_path / "a_loop.jpg").symlink_to("b_loop.jpg")
+    (tmp_path / "b_loop.jpg").symlink_to("a_loop.jpg")
+    (tmp_path / "gone.jpg").symlink_to("nowhere.jpg")
+    _, passed_over = list_images_and_passed_over(tmp_path)
+    assert [(p.name, why) for p, why in passed_over] == [
+        ("a_loop.jpg", "a symlink loop"), ("b_loop.jpg", "a symlink loop"),
+        ("gone.jpg", "broken link (to nowhere.jpg)")]
+    with pytest.raises(FileNotFoundError, match=r"a_loop.jpg: is a symlink loop$"):
+        list_images([tmp_path / "a_loop.jpg"])

@@ -131,12 +131,17 @@ class PreAnnotationExport:
             self.mask_files.add(file_name, path, int(height), int(width), det, image)
 
     def _labelme(self) -> Path:
+        from maskrcnn.overlay_paths import safe_file_name
+
         folder = self.out_dir / LABELME_DIR
         used = set()
         for image, path, found in zip(self.images, self.paths, self.instances):
-            target = folder / Path(image.file_name).with_suffix(".json")
-            if target in used:  # a.jpg and a.png side by side: LabelMe pairs a.json with one of them
-                target = folder / (image.file_name + ".json")
+            name = safe_file_name(image.file_name)  # as the overlays: no newline in a file name
+            target = folder / Path(name).with_suffix(".json")
+            n = 1
+            while target in used:  # a.jpg and a.png side by side: LabelMe pairs a.json with one of them
+                n += 1
+                target = folder / (name + (".json" if n == 2 else f"_{n}.json"))
             used.add(target)
             image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
             data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)

@@ -61,15 +61,28 @@ def _targets(stem: str) -> list:
 def mask_file_stems(file_names: Sequence[str]) -> dict:
     """{image path: the name its mask files and cut-out folder take}: the path without its extension,
     or the whole path (``a.jpg``) for images whose files would share a name with another image's, case
-    ignored (``y.jpg`` and ``Y.PNG``: one file on a macOS or Windows disk)."""
+    ignored (``y.jpg`` and ``Y.PNG``: one file on a macOS or Windows disk). Control characters become
+    ``_`` as in the overlays' names (``overlay_paths.safe_file_name``: a newline in a file name breaks every
+    listing); a name that still clashes then is numbered (``a_b.jpg_2``)."""
+    from maskrcnn.overlay_paths import safe_file_name
+
     names = sorted(set(file_names))
-    stems = {f: PurePosixPath(f).with_suffix("").as_posix() for f in names}
+    stems = {f: safe_file_name(PurePosixPath(f).with_suffix("").as_posix()) for f in names}
     users: dict = {}  # (format, target) -> the images that would write it
     for f in names:
         for target in _targets(stems[f]):
             users.setdefault((target[0], target[1].casefold()), []).append(f)
     clashing = {f for shared in users.values() if len(shared) > 1 for f in shared}
-    return {f: (f if f in clashing else stems[f]) for f in names}
+    chosen, used = {}, set()
+    for f in names:
+        name = safe_file_name(f) if f in clashing else stems[f]
+        base, n = name, 1
+        while name.casefold() in used:  # "a\nb.jpg" and "a_b.jpg": one name once made safe
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name.casefold())
+        chosen[f] = name
+    return chosen
 
 
 class MaskFiles:
