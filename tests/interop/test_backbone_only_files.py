@@ -2,10 +2,9 @@
 ``convert`` says what is missing and where such weights go, ``train --init`` starts its backbone from
 them, and predict's refusal does not send it to ``convert`` (which cannot take it)."""
 
-import re
-
 import pytest
 import torch
+from torchvision_names import torchvision_resnet_name  # tests/interop is on the path
 
 from maskrcnn.checkpoint import CheckpointError
 from maskrcnn.checkpoint_read import inference_weights
@@ -18,16 +17,7 @@ def _torchvision_body(prefix="backbone.body."):
     """Our ResNet-18's tensors under torchvision's names (random values: only names and shapes count)."""
     out = {}
     for k, v in ResNet(arch="resnet18", norm="frozen_bn").state_dict().items():
-        if k.startswith("stem."):
-            name = "conv1.weight" if k == "stem.conv1.conv.weight" else k.replace("stem.conv1.norm.", "bn1.")
-        else:
-            stage, block, layer, kind, leaf = re.match(
-                r"res(\d)\.(\d+)\.(conv\d|shortcut)\.(conv|norm)\.(\w+)$", k).groups()
-            if layer == "shortcut":
-                name = f"layer{int(stage) - 1}.{block}.downsample.{0 if kind == 'conv' else 1}.{leaf}"
-            else:
-                part = layer if kind == "conv" else layer.replace("conv", "bn")
-                name = f"layer{int(stage) - 1}.{block}.{part}.{leaf}"
+        name = torchvision_resnet_name(k)
         out[prefix + name] = torch.randn(v.shape) if v.is_floating_point() else v
     return out
 

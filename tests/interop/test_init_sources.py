@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision_names import torchvision_resnet_name  # tests/interop is on the path
 
 from maskrcnn.cli import main
 from maskrcnn.config import load_config
@@ -148,21 +149,8 @@ def test_detectron2_zoo_pkl_background_last(three_classes, tmp_path):
 def _torchvision_resnet50():
     """torchvision's ImageNet ResNet-50 layout (our backbone's shapes under its names, plus fc), filled by
     the golden recipe so that the network stays numerically tame."""
-    names = {"stem.conv1.conv.weight": "conv1.weight"}
-    entries = []
-    for k, v in ResNet(arch="resnet50", norm="frozen_bn").state_dict().items():
-        name = names.get(k)
-        if name is None and k.startswith("stem."):
-            name = k.replace("stem.conv1.norm.", "bn1.")
-        if name is None:
-            m = re.match(r"res(\d)\.(\d+)\.(conv\d|shortcut)\.(conv|norm)\.(\w+)$", k)
-            stage, block, layer, kind, leaf = m.groups()
-            if layer == "shortcut":
-                name = f"layer{int(stage) - 1}.{block}.downsample.{0 if kind == 'conv' else 1}.{leaf}"
-            else:
-                part = layer if kind == "conv" else layer.replace("conv", "bn")
-                name = f"layer{int(stage) - 1}.{block}.{part}.{leaf}"
-        entries.append((name, tuple(v.shape)))
+    entries = [(torchvision_resnet_name(k), tuple(v.shape))
+               for k, v in ResNet(arch="resnet50", norm="frozen_bn").state_dict().items()]
     return recipe_state_dict(entries + [("fc.weight", (1000, 2048)), ("fc.bias", (1000,))])
 
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 from init_as_train import read_init_as_train_does  # tests/interop is on the path
+from torchvision_names import torchvision_resnet_name  # tests/interop is on the path
 
 from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, load_checkpoint, save_checkpoint
 from maskrcnn.cli import main
@@ -36,16 +37,7 @@ def _torchvision_resnet(arch: str) -> dict:
     g = torch.Generator().manual_seed(0)
     out = {}
     for k, v in ResNet(arch=arch, norm="bn").state_dict().items():
-        if k.startswith("stem."):
-            name = "conv1.weight" if k == "stem.conv1.conv.weight" else k.replace("stem.conv1.norm.", "bn1.")
-        else:
-            stage, block, layer, kind, leaf = re.match(
-                r"res(\d)\.(\d+)\.(conv\d|shortcut)\.(conv|norm)\.(\w+)$", k).groups()
-            if layer == "shortcut":
-                part = f"downsample.{0 if kind == 'conv' else 1}"
-            else:
-                part = layer if kind == "conv" else layer.replace("conv", "bn")
-            name = f"layer{int(stage) - 1}.{block}.{part}.{leaf}"
+        name = torchvision_resnet_name(k)
         out[name] = torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
     width = 512 if arch == "resnet18" else 2048
     out["fc.weight"], out["fc.bias"] = torch.randn(1000, width, generator=g), torch.zeros(1000)

@@ -6,28 +6,7 @@ arguments ``build_training`` receives matter here."""
 import json
 import os
 
-import pytest
-
-import maskrcnn.engine.training as training
 from maskrcnn.cli import main
-
-
-@pytest.fixture
-def seen(monkeypatch):
-    """The keyword arguments of each ``build_training`` call (the run folder made, nothing trained)."""
-    calls = []
-
-    class _Trainer:
-        def train(self):
-            return {"interrupted": False, "iteration": 0}
-
-    def build_training(cfg, **kwargs):
-        calls.append(kwargs)
-        os.makedirs(kwargs["output"], exist_ok=True)
-        return _Trainer(), cfg
-
-    monkeypatch.setattr(training, "build_training", build_training)
-    return calls
 
 
 def test_resume_without_data_arguments_trains_on_the_runs_data(tmp_path, monkeypatch, capsys, seen):

@@ -9,35 +9,8 @@ import sys
 import pytest
 
 import maskrcnn.engine.run_lock as run_lock_module
-import maskrcnn.engine.training as training
 from maskrcnn.cli import main
 from maskrcnn.engine.run_lock import LOCK_NAME, RunInUse, run_lock
-
-
-@pytest.fixture
-def seen(monkeypatch):
-    """Each ``build_training`` call's keyword arguments; the stub trainer's ``train`` runs ``during``."""
-    class _Calls(list):
-        trainer = None
-
-    calls = _Calls()
-
-    class _Trainer:
-        during = None
-
-        def train(self):
-            if _Trainer.during:
-                _Trainer.during()
-            return {"interrupted": False, "iteration": 0}
-
-    def build_training(cfg, **kwargs):
-        calls.append(kwargs)
-        os.makedirs(kwargs["output"], exist_ok=True)
-        return _Trainer(), cfg
-
-    monkeypatch.setattr(training, "build_training", build_training)
-    calls.trainer = _Trainer
-    return calls
 
 
 def _data(tmp_path):
