@@ -216,8 +216,8 @@ def test_read_validated_parses_the_file_once_and_leaves_the_parsed_dict_as_writt
     coco["annotations"].append(_ann(990, 100, 42))  # unknown category: left out
     src = _write(tmp_path / "all.json", coco)
     loads = []
-    real_load = coco_module.json.load
-    monkeypatch.setattr(coco_module.json, "load", lambda f: loads.append(1) or real_load(f))
+    real_load = json.load  # the one parser every reader calls (data/json_values.read_json_file)
+    monkeypatch.setattr(json, "load", lambda f: loads.append(1) or real_load(f))
     data = read_validated(src)
     assert len(loads) == 1
     assert data.raw == json.loads(json.dumps(coco))  # nothing the validation did shows in the parsed dict
