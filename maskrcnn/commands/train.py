@@ -241,8 +241,9 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
             result = trainer.train()
         finally:  # each process its own: a worker's read failures reach only its process's batches
             line = unread_line(getattr(trainer, "unread_images", ()))
-            if line:
-                print(line, flush=True)
+            if line:  # each rank counts the images its own batches read: said as such
+                share = f" (rank {du.get_rank()}'s share)" if du.get_world_size() > 1 else ""
+                print(line + share, flush=True)
     except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
         du.cleanup(wait_for_peers=False)
         if trainer.is_main:

@@ -5,21 +5,29 @@ Two runs writing into one folder would overwrite each other's checkpoints and in
 (pid N)". On POSIX the lock is ``fcntl.flock`` (non-blocking) on the lock file: the operating system
 releases it when the process ends, however it ends, so a killed run's file left behind blocks nothing; a
 run that ends removes the file (a run that locked it meanwhile sees the path name another file and retries).
-Where ``fcntl`` is missing (Windows) the lock file is created with O_CREAT | O_EXCL and holds the pid;
-one whose process is no longer running is taken as stale and replaced. The file holds only a pid: it is
-read as a number, never run. Only the process that takes the lock (rank 0) calls this.
+On Windows the file's first byte is locked with ``msvcrt.locking`` (also released by the OS); where
+neither exists the lock file is created with O_CREAT | O_EXCL and holds the pid, one whose process is no
+longer running taken as stale and replaced. A file system without locks (Lustre mounted without
+``-o flock``, some FUSE / CIFS mounts) gets a warning and an unlocked run, as before the lock existed.
+The file holds only a pid: it is read as a number, never run. Only the process that takes the lock
+(rank 0) calls this.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
+try:
+    import msvcrt
+except ImportError:  # POSIX
+    msvcrt = None
 
 LOCK_NAME = ".lock"
 
@@ -37,7 +45,12 @@ def run_lock(output):
     made = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     path = output / LOCK_NAME
-    release = _flock(path, output) if fcntl is not None else _pid_file(path, output)
+    if fcntl is not None:
+        release = _flock(path, output)
+    elif msvcrt is not None:
+        release = _msvcrt_lock(path, output)
+    else:
+        release = _pid_file(path, output)
     try:
         yield path
     finally:
@@ -63,12 +76,19 @@ def _read_pid(path: Path):
 
 def _flock(path: Path, output: Path):
     for _ in range(100):  # another run removed the file between our open and our lock: open it again
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # BlockingIOError: held by a running process
+        except BlockingIOError:  # held by a running process
             os.close(fd)
             raise _refusal(output, _read_pid(path)) from None
+        except OSError as e:  # no locks on this file system (Lustre without -o flock, some FUSE / CIFS)
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            warnings.warn(f"{output}: this file system does not support file locks ({e.strerror}); another "
+                          "training run into this folder is not prevented", stacklevel=3)
+            return lambda: None
         if _same_file(fd, path):
             break
         os.close(fd)  # we locked a file its holder has removed on its release: not the lock any more
@@ -84,6 +104,33 @@ def _flock(path: Path, output: Path):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         os.close(fd)  # closing the last descriptor releases the flock
+    return release
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:  # another user's lock file left in a shared folder
+        raise RunInUse(f"{path}: the run folder's lock file cannot be opened (permission denied); remove it "
+                       "if no training run is using this folder") from None
+
+
+def _msvcrt_lock(path: Path, output: Path):
+    """Windows: a non-blocking lock of the file's first byte, released by the OS when the process ends."""
+    fd = _open_lock_file(path)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:  # held by a running process (its pid cannot be read through the lock)
+        os.close(fd)
+        raise _refusal(output, None) from None
+
+    def release():
+        os.lseek(fd, 0, os.SEEK_SET)  # the locked byte: locking() acts from the current position
+        with contextlib.suppress(OSError):
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        os.close(fd)
+        with contextlib.suppress(OSError):  # opened by a run starting meanwhile: it stays, unlocked
+            path.unlink()
     return release
 
 

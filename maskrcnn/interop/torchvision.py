@@ -172,11 +172,23 @@ def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
     return strip_common_prefix(obj, lambda keys: any(k.startswith("backbone.body.") for k in keys))
 
 
+def backbone_only(sd: dict) -> bool:
+    """Whether every key is a ``backbone.*`` one (``backbone.body`` / ``resnet_fpn_backbone`` saved alone),
+    not a detector's (``rpn.*``, ``roi_heads.*``)."""
+    return all(isinstance(k, str) and k.startswith("backbone.") for k in sd)
+
+
 def detect_layout(sd: dict, source: str = "checkpoint") -> str:
     """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
     has_body = any(k.startswith("backbone.body.") for k in sd)
     if has_body and "roi_heads.box_predictor.cls_score.weight" not in sd:  # said by what is missing
         check_resnet_body(sd, source)  # (train --init takes a ResNet body only)
+        if not backbone_only(sd):  # rpn.* / roi_heads.*: a detector whose box predictor was dropped
+            raise ConversionError(
+                f"{source}: a torchvision detector saved without roi_heads.box_predictor.* (dropped to "
+                "fine-tune on new classes?): not read; save the whole detector instead (`maskrcnn train "
+                "--init` starts the class rows it lacks fresh by itself)"
+            )
         raise ConversionError(
             f"{source}: not a torchvision detection state dict: has backbone.body.* but no "
             "roi_heads.box_predictor.cls_score.weight: backbone weights only, not a detector; use them "

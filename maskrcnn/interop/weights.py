@@ -244,11 +244,12 @@ _BODY = "backbone.body."
 
 def _backbone_body(sd: dict) -> Optional[dict]:
     """The ``backbone.body.*`` tensors, under torchvision's ImageNet names (``conv1.weight``,
-    ``layer1.*``), of a file that has a torchvision detector's backbone but no box predictor (weights of
-    ``backbone.body`` / ``resnet_fpn_backbone`` saved alone); None for a detector or another body."""
+    ``layer1.*``), of a file that holds ``backbone.*`` keys only (``backbone.body`` / ``resnet_fpn_backbone``
+    saved alone); None for a detector (with or without its box predictor) or another body."""
     from maskrcnn.interop import imagenet
+    from maskrcnn.interop.torchvision import backbone_only
 
-    if "roi_heads.box_predictor.cls_score.weight" in sd:
+    if not backbone_only(sd):  # a detector (maybe without its box predictor): not an ImageNet body
         return None
     body = {k[len(_BODY):]: v for k, v in sd.items() if isinstance(k, str) and k.startswith(_BODY)}
     return body if imagenet.detect_layout(body) == "torchvision" else None

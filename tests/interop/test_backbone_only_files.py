@@ -71,3 +71,13 @@ def test_convert_command_sends_it_to_train_init(backbone_file, tmp_path, capsys)
     assert "backbone weights only (an ImageNet ResNet, or a torchvision backbone saved alone), not a " \
            "torchvision detector: start a run from them with train --init" in err
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_a_detector_without_its_box_predictor_is_not_taken_for_a_backbone(tmp_path):
+    # torchvision's fine-tuning recipe drops roi_heads.box_predictor: the rest is a detector, and reading
+    # only its body as an ImageNet backbone would silently throw away the FPN, the RPN and the heads
+    sd = {**_torchvision_body(), "rpn.head.conv.0.0.weight": torch.randn(256, 256, 3, 3),
+          "roi_heads.box_head.fc6.weight": torch.randn(1024, 12544)}
+    with pytest.raises(ConversionError, match="saved without roi_heads.box_predictor") as e:
+        convert_torchvision(sd, source="tv_no_predictor.pth")
+    assert "backbone weights only" not in str(e.value)

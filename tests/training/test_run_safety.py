@@ -85,6 +85,7 @@ def test_a_killed_runs_lock_file_blocks_nothing(tmp_path, seen):
 
 def test_without_fcntl_a_pid_file_locks_and_a_dead_ones_is_stale(tmp_path, monkeypatch):
     monkeypatch.setattr(run_lock_module, "fcntl", None)
+    monkeypatch.setattr(run_lock_module, "msvcrt", None)
     out = tmp_path / "run"
     with run_lock(out) as path:
         assert path.read_text().strip() == str(os.getpid())
@@ -156,3 +157,46 @@ def test_training_images_that_could_not_be_read_are_counted_and_named_at_the_end
     out = capsys.readouterr().out
     assert (f"warning: 1 training image(s) could not be read and were replaced by other images: {broken}\n"
             in out), out
+
+
+def test_a_file_system_without_locks_warns_and_runs_unlocked(tmp_path, monkeypatch):
+    import errno
+    import types
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_lock_module, "fcntl", types.SimpleNamespace(
+        flock=no_locks, LOCK_EX=2, LOCK_NB=4))
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="does not support file locks .No locks available.; another"):
+        with run_lock(out):
+            (out / "metrics.jsonl").write_text("")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]  # no lock file left
+
+
+def test_on_windows_the_first_byte_is_locked_and_a_held_one_refuses(tmp_path, monkeypatch):
+    held = {}
+
+    class _Msvcrt:
+        LK_NBLCK, LK_UNLCK = 2, 0
+
+        @staticmethod
+        def locking(fd, mode, nbytes):
+            key = os.fstat(fd).st_ino
+            if mode == _Msvcrt.LK_NBLCK:
+                if key in held:
+                    raise OSError(36, "Resource deadlock avoided")
+                held[key] = fd
+            else:
+                held.pop(key)
+
+    monkeypatch.setattr(run_lock_module, "fcntl", None)
+    monkeypatch.setattr(run_lock_module, "msvcrt", _Msvcrt)
+    out = tmp_path / "run"
+    with run_lock(out):
+        assert len(held) == 1
+        with pytest.raises(RunInUse, match="in use by another training run"):
+            with run_lock(out):
+                pass
+    assert held == {} and not out.exists()
