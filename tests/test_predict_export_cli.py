@@ -595,3 +595,17 @@ def test_export_file_names_replace_control_characters_as_the_overlays_do(setup, 
     assert sorted(masks_index) == ["new\nline.png", "new_line.png"]  # the images' own names, as predicted
     cutouts = sorted(p.name for p in (out / "cutouts").iterdir() if p.is_dir())
     assert cutouts == ["new_line.png", "new_line.png_2"]
+
+
+def test_labelme_file_names_differ_beyond_case(setup, tmp_path, capsys):
+    """A.png beside a.jpg: 'A.json' and 'a.json' are one file on macOS's and Windows' disks."""
+    ckpt, _ = setup
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("Case.png", "case.jpg"):
+        Image.new("RGB", (50, 40), (90, 120, 30)).save(images / name)
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
+                 "--export", "labelme"]) == 0, capsys.readouterr().err
+    names = sorted(p.name for p in (out / "labelme").glob("*.json"))
+    assert len(names) == 2 and len({n.casefold() for n in names}) == 2, names

@@ -28,7 +28,11 @@ def _png(path, size=(H, W)):
 
 
 def _convert(kind, src, out, capsys):
-    rc = main(["convert-data", "--from", kind, str(src), "--output", str(out)])
+    return _convert_with([], kind, src, out, capsys)
+
+
+def _convert_with(flags, kind, src, out, capsys):
+    rc = main(["convert-data", "--from", kind, str(src), "--output", str(out), *flags])
     return rc, capsys.readouterr().err
 
 
@@ -114,6 +118,22 @@ def test_via3_option_id_that_is_no_option_is_skipped_and_odd_xy_named_by_metadat
     assert "xy" in odd and "all_points_x" not in odd and "regions[" not in odd
 
 
+def test_via3_stale_option_of_another_attribute_loses_no_region(tmp_path, capsys):
+    _png(tmp_path / "a.png")
+    project = _via3({"1_a": {"vid": "1", "z": [], "xy": SQUARE, "av": {"1": "0", "2": "9"}}},
+                    {"aname": "cls", "anchor_id": "FILE1_Z0_XY1", "type": 3, "options": {"0": "cat"}})
+    project["attribute"]["2"] = {"aname": "occluded", "anchor_id": "FILE1_Z0_XY1", "type": 3,
+                                 "options": {"0": "no", "1": "yes"}}
+    (tmp_path / "p.json").write_text(json.dumps(project))
+    rc, _ = _convert_with(["--class-attribute", "cls"], "via", tmp_path / "p.json", tmp_path / "out.json",
+                          capsys)
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert rc == 0 and [c["name"] for c in coco["categories"]] == ["cat"] and len(coco["annotations"]) == 1
+    rc, err = _convert_with(["--class-attribute", "occluded"], "via", tmp_path / "p.json",
+                            tmp_path / "out2.json", capsys)  # the class read from the stale one: refused
+    assert "option id '9' is not an option of attribute 'occluded'" in err
+
+
 def test_via3_text_attribute_keeps_free_text(tmp_path, capsys):
     _png(tmp_path / "a.png")
     text = {"aname": "cls", "anchor_id": "FILE1_Z0_XY1", "type": 1, "options": {}}
@@ -136,6 +156,22 @@ def test_via_csv_broken_shape_cell_is_said_to_be_broken_json(tmp_path, capsys):
     assert rc == 0 and _annotation_count(tmp_path / "out.json") == 1
     assert "region_shape_attributes is not valid JSON (CSV row 3)" in err
     assert "no 'shape_attributes' object" not in err
+
+
+def test_via_csv_broken_attributes_cell_refuses_only_a_class_read_from_it(tmp_path, capsys):
+    _png(tmp_path / "a.png")
+    rows = ["filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,"
+            "region_attributes",
+            'a.png,1,"{}",3,0,"{""name"":""rect"",""x"":2,""y"":2,""width"":9,""height"":9}","{""c"":""cat"""',
+            'a.png,1,"{}",3,1,,"{}"']
+    (tmp_path / "via.csv").write_text("\n".join(rows) + "\n")
+    rc, err = _convert_with(["--class-name", "thing"], "via", tmp_path / "via.csv", tmp_path / "out.json",
+                            capsys)  # no class attribute: the broken cell costs nothing
+    assert rc == 0 and _annotation_count(tmp_path / "out.json") == 1
+    assert "region_shape_attributes is blank (CSV row 3)" in err
+    rc, err = _convert_with(["--class-attribute", "c"], "via", tmp_path / "via.csv", tmp_path / "out2.json",
+                            capsys)
+    assert "region_attributes is not valid JSON (CSV row 2)" in err
 
 
 def test_cvat_elements_nested_in_shapes_are_counted_in_one_warning(tmp_path, capsys):

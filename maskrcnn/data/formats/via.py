@@ -52,7 +52,7 @@ from maskrcnn.data.formats.geometry import (
     rectangle_points,
     to_coco_polygon,
 )
-from maskrcnn.data.formats.via3 import is_via3_project, via3_entries
+from maskrcnn.data.formats.via3 import ANY_ATTRIBUTE, ATTRIBUTE_PROBLEMS, is_via3_project, via3_entries
 
 __all__ = ["DEFAULT_CLASS_NAME", "read_via"]
 
@@ -134,11 +134,14 @@ def _read_csv(path: Path) -> dict:
         shape, attributes = _csv_cell(row["region_shape_attributes"]), _csv_cell(row["region_attributes"])
         if shape != {}:  # {}: the one row of an image without regions
             region = {"shape_attributes": shape, "region_attributes": attributes}
-            # a blank region_attributes cell is no attributes, not a broken one
-            broken = [c for c in ("region_shape_attributes", "region_attributes") if _csv_cell(row[c]) is None
-                      and (c == "region_shape_attributes" or (row[c] or "").strip())]
-            if broken:  # said as it is: "no shape_attributes object" sent users looking for a column
-                region["problem"] = Skip("bad_shape", f"{broken[0]} is not valid JSON (CSV row {number})")
+            # said as it is: "no shape_attributes object" sent users looking for a column
+            if shape is None:
+                blank = not (row["region_shape_attributes"] or "").strip()
+                region["problem"] = Skip("bad_shape", f"region_shape_attributes is "
+                                         f"{'blank' if blank else 'not valid JSON'} (CSV row {number})")
+            elif attributes is None and (row["region_attributes"] or "").strip():  # blank: no attributes
+                region[ATTRIBUTE_PROBLEMS] = {ANY_ATTRIBUTE: Skip(
+                    "bad_shape", f"region_attributes is not valid JSON (CSV row {number})")}
             regions.append(region)
     # messages name an entry by its key: the file name alone reads better than "c2.jpg123" (the CSV has
     # no key column); filename + size only where one name comes with two sizes
@@ -258,6 +261,9 @@ def _class_attribute(entries: list, defined: dict) -> tuple:
 def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
     if attribute is None:
         return class_name or DEFAULT_CLASS_NAME
+    problems = region.get(ATTRIBUTE_PROBLEMS) or {}
+    if attribute in problems or ANY_ATTRIBUTE in problems:
+        raise problems.get(attribute) or problems[ANY_ATTRIBUTE]
     values = _class_values(_attributes(region).get(attribute))
     if len(values) > 1:
         raise Skip("ambiguous_class", f"attribute {attribute!r} has several options ticked: {list(values)}")

@@ -26,7 +26,12 @@ from __future__ import annotations
 
 from maskrcnn.data.formats.common import Skip
 
-__all__ = ["is_via3_project", "via3_entries"]
+# a region's key (VIA 3 and VIA CSV regions) for what was wrong with its attributes: {attribute name: Skip},
+# ANY_ATTRIBUTE for a whole broken cell. Raised only where the class is read from them: a stale option of
+# another attribute ("occluded", "difficult") loses no region
+ATTRIBUTE_PROBLEMS, ANY_ATTRIBUTE = "attribute_problems", "*"
+
+__all__ = ["ANY_ATTRIBUTE", "ATTRIBUTE_PROBLEMS", "is_via3_project", "via3_entries"]
 
 _CHOICE_TYPES = {2: "checkbox", 3: "radio", 4: "dropdown", 5: "image"}  # VIA 3 type -> VIA 2 type name
 _IMAGE_FILE = 2
@@ -145,9 +150,14 @@ def via3_entries(data) -> tuple:
             entries[f"metadata {mid}"] = {"filename": "", "regions": [], "problem": problem}
             continue
         region = {"region_attributes": {}, "id": str(mid)}  # id: messages name the metadata
+        for a, v in _dict(m.get("av")).items():
+            if str(a) in defs:
+                name = names[str(a)]
+                try:
+                    region["region_attributes"][name] = _value(defs[str(a)], v, name)
+                except Skip as e:  # refuses the region only where its class is read from this attribute
+                    region.setdefault(ATTRIBUTE_PROBLEMS, {})[name] = e
         try:
-            region["region_attributes"] = {names[str(a)]: _value(defs[str(a)], v, names[str(a)])
-                                           for a, v in _dict(m.get("av")).items() if str(a) in defs}
             region["shape_attributes"] = _shape(xy)
         except Skip as e:
             region["problem"] = e

@@ -139,10 +139,12 @@ class PreAnnotationExport:
             name = safe_file_name(image.file_name)  # as the overlays: no newline in a file name
             target = folder / Path(name).with_suffix(".json")
             n = 1
-            while target in used:  # a.jpg and a.png side by side: LabelMe pairs a.json with one of them
+            # a.jpg and a.png side by side: LabelMe pairs a.json with one of them; A.jpg beside a.png is
+            # one file on case-insensitive disks (macOS, Windows)
+            while str(target).casefold() in used:
                 n += 1
                 target = folder / (name + (".json" if n == 2 else f"_{n}.json"))
-            used.add(target)
+            used.add(str(target).casefold())
             image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
             data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)
             atomic_write_json(target, data, indent=2)  # indented, as LabelMe writes its files
