@@ -69,6 +69,9 @@ def train_argv(*, train_json=None, output, init=None, config=None, set=None,
                overwrite: bool = False, device=None) -> list:
     """The ``maskrcnn train`` arguments the keywords stand for (see the module docstring). Each value is
     joined to its option (``--output=-run1``): a value starting with '-' is not read as an option."""
+    if resume and overwrite:  # said in the caller's words, not as the command line's flags
+        raise ValueError("resume=True and overwrite=True contradict each other: resume continues the run in "
+                         "output, overwrite deletes it to start a new one; give one of them")
     argv = ["train", f"--output={output}"]
     for option, value in (("--train-json", train_json), ("--train-images", train_images),
                           ("--val-json", val_json), ("--val-images", val_images), ("--config", config),

@@ -112,6 +112,15 @@ def test_resume_and_overwrite_together_are_a_usage_error(tmp_path, capsys, seen,
     assert seen == []
 
 
+def test_resume_and_overwrite_together_from_python_are_named_as_keywords(tmp_path, seen):
+    import maskrcnn
+
+    with pytest.raises(ValueError, match=r"^resume=True and overwrite=True contradict each other"):
+        maskrcnn.train(train_json=tmp_path / "train.json", output=tmp_path / "run", resume=True,
+                       overwrite=True)
+    assert seen == []
+
+
 def test_resume_of_a_folder_without_a_run_says_so_first(tmp_path, capsys, seen):
     missing = tmp_path / "nonexist"
     assert main(["train", "--resume", "--output", str(missing)]) == 1
