@@ -297,13 +297,12 @@ def _shift(a: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
     return out
 
 
-def _decode_rle(rle: dict, factor: int) -> np.ndarray:
-    """(H * factor, W * factor) bool from a COCO RLE dict, pixels repeated ``factor`` times."""
+def _decode_rle(rle: dict) -> np.ndarray:
+    """(H, W) bool from a COCO RLE dict (enlarged, if at all, with the other masks: ``_draw_instances``)."""
     import pycocotools.mask as mask_utils
 
-    mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")
                               if isinstance(rle["counts"], str) else rle["counts"]}).astype(bool)
-    return np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1) if factor > 1 else mask
 
 
 def _contours(owner: np.ndarray, thickness: int) -> np.ndarray:
@@ -409,7 +408,7 @@ def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, ma
     if (masks is not None or rles is not None) and order.size:
         owner = np.full(mask_hw, -1, np.int32)  # at the masks' own size
         for i in order if unpainted is None else order[~unpainted[order]]:  # later (better) ones overwrite
-            owner[masks[i].astype(bool) if masks is not None else _decode_rle(rles[i], 1)] = i
+            owner[masks[i].astype(bool) if masks is not None else _decode_rle(rles[i])] = i
         grow = factor * mask_scale
         if grow > 1:
             owner = np.repeat(np.repeat(owner, grow, axis=0), grow, axis=1)
