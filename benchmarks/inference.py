@@ -13,7 +13,8 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   (``--tv-python``; the current one if it has torchvision). Its state dict is handed to the others.
 - ``ours`` variants: the same weights converted with ``maskrcnn.interop.torchvision``; ``fp32`` is the
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
-  channels_last, Winograd 3x3 convolutions, fused residual additions: what Predictor runs on CPU),
+  channels_last, Winograd 3x3 convolutions, or oneDNN linear layers where ``torch.mm`` lags oneDNN,
+  fused residual additions: what Predictor runs on CPU; the table's last lines say which it chose),
   ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
   direct convolution); ``int8`` the model quantized by ``maskrcnn.engine.int8.quantize_predictor``
   (backbone + FPN, RPN conv, mask head static INT8, box head fcs dynamic INT8), calibrated on the timed
@@ -234,7 +235,21 @@ def worker_ours(args) -> dict:
         dtype="bfloat16" if variant.startswith("bf16") else None,
     )
     dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
-    return {"name": f"ours {variant}", "times": times, "cpu_times": cpu, "dets": dets}
+    return {"name": f"ours {variant}", "times": times, "cpu_times": cpu, "dets": dets,
+            "kernels": _kernels(predictor.model)}
+
+
+def _kernels(model) -> str:
+    """What ``optimise_for_inference`` chose for this model on this CPU, as one phrase."""
+    from maskrcnn.ops.gemm_rates import matmul_rate_ratio
+
+    counts = [(getattr(model, attr, None), what) for attr, what in (
+        ("winograd_convs", "Winograd convs"), ("onednn_linears", "oneDNN linears"),
+        ("fused_adds", "fused additions"))]  # fmt: skip
+    if all(n is None for n, _ in counts):
+        return "as built"
+    return (", ".join(f"{n or 0} {what}" for n, what in counts)
+            + f" (oneDNN / torch.mm matrix-product rate here: {matmul_rate_ratio():.2f}x)")
 
 
 def run_worker(args) -> int:
@@ -455,6 +470,10 @@ def main(argv=None) -> int:
             f"{c['other']:>5d} {100 * c['matched']:>7.1f}% {100 * loose:>6.1f}% {_worst(c['box'], '.2e', 9)} "
             f"{_worst(c['score'], '.2e', 11)} {_worst(c['mask_iou'], '.4f', 12)}"
         )
+    for r, row in zip(runs, table):
+        if r.get("kernels"):
+            row["kernels"] = r["kernels"]
+            print(f"{r['name']}: {r['kernels']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(table, f, indent=1)

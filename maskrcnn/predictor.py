@@ -236,9 +236,11 @@ class Predictor:
             With ``tile``: tiles per forward, images read one at a time (``window`` 1).
         dtype: None / "float32", "bfloat16" (CPU or CUDA autocast) or "float16" (CUDA autocast).
         optimise: fold batch norm into convolutions, use channels_last and (on CPU) Winograd 3x3
-            convolutions and fused residual additions (``modeling.fuse``); changes ``model`` in place,
-            so leave it off, or give a copy, for a model that will be trained further.
-        winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU only).
+            convolutions (or, where ``torch.mm`` lags oneDNN, oneDNN's linear layers) and fused residual
+            additions (``modeling.fuse``); changes ``model`` in place, so leave it off, or give a copy,
+            for a model that will be trained further.
+        winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU, unless
+            ``torch.mm`` is clearly slower than oneDNN there, ``ops.gemm_rates``).
         fused_add: with ``optimise``, whether to fuse residual additions into oneDNN's convolution
             (None: on CPU, where its self-test passes; False for a graph to export).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
@@ -359,7 +361,8 @@ class Predictor:
                                  f"device {self.device}, dtype {dtype}); for its float weights load it with "
                                  "int8=False in Python; on the command line drop --device/--dtype (INT8 "
                                  "runs on the CPU) or use the float checkpoint it was made from.")
-            optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False)
+            optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False,
+                                   onednn_linear=False)
             apply_int8_section(self.model, int8, where=int8_source)
             self.int8_parts = list(self.model.int8_parts)
         elif optimise:

@@ -16,6 +16,10 @@ import os
 # subprocesses share the cores, and spinning threads there took the CPU from the ones with work (a
 # 2-thread golden run beside a 1-thread training test on 2 cores: 266 s spinning, 146 s sleeping).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Winograd or oneDNN linear layers (ops.gemm_rates) are chosen by measuring this CPU's matrix-product
+# rates; the suite pins the choice (blas: as on most CPUs), also for its subprocesses, so that no test
+# depends on a timing. The oneDNN path has tests of its own that pin it the other way.
+os.environ.setdefault("MASKRCNN_MATMUL", "blas")
 
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterable, Tuple
 __all__ = ["NO_OPTIMISE_HELP", "options_from_flags", "refuse_without"]
 
 # --no-optimise of predict, serve and benchmark: one text, naming all that optimise_for_inference does
-NO_OPTIMISE_HELP = ("run the model as built: no batch-norm folding, channels_last, Winograd 3x3 convolutions "
-                    "or fused residual additions (slower; the outputs differ by float rounding only); an "
-                    "INT8 checkpoint always runs folded")
+NO_OPTIMISE_HELP = ("run the model as built: no batch-norm folding, channels_last, Winograd 3x3 "
+                    "convolutions, oneDNN linear layers or fused residual additions (slower; the outputs "
+                    "differ by float rounding only); an INT8 checkpoint always runs folded")
 
 
 def options_from_flags(build: Callable[..., Any], flags: Iterable[Tuple[str, str, Any]], **fixed) -> Any:

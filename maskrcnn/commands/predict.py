@@ -138,7 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--no-winograd", action="store_true",
-        help="direct 3x3 convolutions on CPU (slower; rounding closer to other libraries')",
+        help="direct 3x3 convolutions on CPU (slower where Winograd is used; rounding closer to other "
+             "libraries'; Winograd is left out by itself on CPUs where torch.mm lags oneDNN)",
     )  # fmt: skip
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"

@@ -218,10 +218,19 @@ def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
     """The model on ``device``, its 4-d weights channels_last on the CPU: oneDNN's convolutions then run
     without reordering each input, and the multi-level RoIAlign reads the FPN maps and returns their
     gradients in place (measured 2-4% of an R18-FPN training step on a 2-core CPU; same values).
-    Activations follow the weights' layout; checkpoints hold the same values in either layout."""
+    Activations follow the weights' layout; checkpoints hold the same values in either layout.
+    Where ``torch.mm`` lags oneDNN's matrix product (``ops.gemm_rates``: AMD CPUs with AVX-512), the
+    linear layers are ``OneDnnLinear``s, forward and backward by oneDNN (same parameters and keys)."""
     device = torch.device(device)
     if device.type == "cpu":
-        return model.to(device=device, memory_format=torch.channels_last)
+        from maskrcnn.modeling.fuse import use_onednn_linear
+        from maskrcnn.ops.gemm_rates import matmul_lags_onednn
+        from maskrcnn.ops.onednn_linear import onednn_linear_available
+
+        model = model.to(device=device, memory_format=torch.channels_last)
+        if onednn_linear_available() and matmul_lags_onednn():
+            use_onednn_linear(model)
+        return model
     return model.to(device)
 
 

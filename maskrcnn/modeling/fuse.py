@@ -9,6 +9,10 @@ PyTorch, and ``optimise_for_inference`` swaps modules in. Outputs stay equal up 
 4. (CPU) Replace each folded ``ConvNorm`` without a ReLU of its own, whose output residual blocks and
    FPN's top-down path sum with a residual, by ``ConvAdd`` (``ops.fused_conv``): the sum (and ReLU)
    inside oneDNN's convolution. The kernel's self-test runs here; its verdict is held by the modules.
+5. (CPU) Where ``torch.mm`` is clearly slower than oneDNN's matrix product (``ops.gemm_rates``: AMD CPUs
+   with AVX-512, where MKL takes its AVX2 path), skip 3. (Winograd's products run on ``torch.bmm``; there
+   oneDNN's direct convolution is faster) and compute the linear layers by oneDNN (``OneDnnLinear``,
+   ``ops.onednn_linear``). The rate is measured once per process, when the first model is optimised.
 
 Shapes: C_out x C_in x kh x kw convolution weights; a norm layer is a per-channel affine map on C_out.
 
@@ -27,9 +31,12 @@ from torch import nn
 
 from maskrcnn.modeling.layers import ConvNorm
 from maskrcnn.ops.fused_conv import ConvAdd, fused_kernel_works
+from maskrcnn.ops.gemm_rates import matmul_lags_onednn
+from maskrcnn.ops.onednn_linear import OneDnnLinear, onednn_linear_available
 from maskrcnn.ops.winograd import WinogradConv2d, winograd_eligible
 
-__all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine", "use_winograd", "use_fused_add"]
+__all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine", "use_winograd", "use_fused_add",
+           "use_onednn_linear"]
 
 
 def _is_foldable_norm(m: nn.Module) -> bool:
@@ -140,6 +147,19 @@ def use_fused_add(module: nn.Module, *, fused: bool) -> int:
     return replaced
 
 
+def use_onednn_linear(module: nn.Module) -> int:
+    """Replace every plain ``nn.Linear`` below ``module`` by a ``OneDnnLinear`` (same parameters);
+    returns how many were replaced."""
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Linear:
+            setattr(module, name, OneDnnLinear(child))
+            replaced += 1
+        else:
+            replaced += use_onednn_linear(child)
+    return replaced
+
+
 def _on_cpu(model: nn.Module) -> bool:
     first = next(iter(model.parameters()), None)
     return first is not None and first.device.type == "cpu"
@@ -153,15 +173,18 @@ def optimise_for_inference(
     channels_last: bool = True,
     winograd: Optional[bool] = None,
     fused_add: Optional[bool] = None,
+    onednn_linear: Optional[bool] = None,
 ) -> nn.Module:
     """Put ``model`` in eval mode, fold its norm layers into convolutions, use channels_last weights,
-    Winograd 3x3 convolutions and fused conv + residual additions.
+    Winograd 3x3 convolutions or oneDNN linear layers, and fused conv + residual additions.
 
-    winograd, fused_add: True / False, or None for "when the model is on the CPU" (on CUDA, cuDNN
-    chooses its own algorithms; the fused kernel is oneDNN's). ``fused_add`` needs ``fold_bn`` and is
-    used only where the kernel's self-test passes. Changes ``model`` in place and returns it.
-    ``model.folded_norms``, ``model.winograd_convs`` and ``model.fused_adds`` record how many norms
-    were folded and modules replaced (0 is legitimate, e.g. for a model without norm layers)."""
+    winograd, fused_add, onednn_linear: True / False, or None for "when the model is on the CPU" (on
+    CUDA, cuDNN chooses its own algorithms; the fused kernel is oneDNN's), and for ``winograd`` /
+    ``onednn_linear`` also "where ``torch.mm`` does not / does lag oneDNN" (``ops.gemm_rates``).
+    ``fused_add`` needs ``fold_bn`` and is used only where the kernel's self-test passes. Changes
+    ``model`` in place and returns it. ``model.folded_norms``, ``model.winograd_convs``,
+    ``model.fused_adds`` and ``model.onednn_linears`` record how many norms were folded and modules
+    replaced (0 is legitimate, e.g. for a model without norm layers)."""
     model.eval()
     folded = _fold_children(model) if fold_bn else 0
     if channels_last:
@@ -169,8 +192,16 @@ def optimise_for_inference(
         # backbone / FPN / heads chain stays NHWC without converting the input batch.
         model.to(memory_format=torch.channels_last)
     on_cpu = _on_cpu(model)
+    blas_lags = None  # measured only when a None needs it (the GPU path never measures the CPU)
+    if on_cpu and (winograd is None or onednn_linear is None):
+        blas_lags = matmul_lags_onednn()
+    if winograd is None:
+        winograd = on_cpu and not blas_lags
+    if onednn_linear is None:
+        onednn_linear = on_cpu and blas_lags
     # after folding: a Winograd conv's kernel is transformed once, so the norm must already be in it
-    model.winograd_convs = use_winograd(model) if (on_cpu if winograd is None else winograd) else 0
+    model.winograd_convs = use_winograd(model) if winograd else 0
+    model.onednn_linears = use_onednn_linear(model) if onednn_linear and onednn_linear_available() else 0
     fused_add = (on_cpu if fused_add is None else fused_add) and fold_bn and fused_kernel_works()
     # after Winograd: a 3x3 sum-conv it took keeps its plain addition (Winograd is the bigger win)
     model.fused_adds = use_fused_add(model, fused=True) if fused_add else 0

@@ -50,6 +50,7 @@ from torch import nn
 from maskrcnn.engine.int8_choices import PARTS
 from maskrcnn.modeling.int8_kernel_check import int8_transposed_conv_works
 from maskrcnn.modeling.mask_head import MaskHead
+from maskrcnn.ops.onednn_linear import plain_linears
 
 __all__ = [
     "PARTS",
@@ -364,6 +365,7 @@ def convert_int8(model: nn.Module) -> nn.Module:
             model.roi_heads.mask_head.body = graphs["mask_head"]
         box_head = model.roi_heads.box_head
         if getattr(box_head, "int8_dynamic", False):
+            plain_linears(box_head.fcs)  # quantize_dynamic maps nn.Linear by its exact type
             box_head.fcs = torch.ao.quantization.quantize_dynamic(
                 box_head.fcs, {nn.Linear}, dtype=torch.qint8
             )

@@ -145,6 +145,23 @@ def test_bad_int8_sections_are_refused_naming_file_and_field(quantized, tmp_path
         Predictor.from_checkpoint(tmp_path / "module.pth", device="cpu")
 
 
+def test_int8_box_head_from_onednn_linears(monkeypatch):
+    """On a CPU where torch.mm lags oneDNN, the optimised predictor's linear layers are ``OneDnnLinear``s;
+    quantizing swaps the box head's back, so that they still become dynamic INT8 layers."""
+    from maskrcnn.modeling import fuse
+    from maskrcnn.ops.onednn_linear import OneDnnLinear
+
+    monkeypatch.setattr(fuse, "matmul_lags_onednn", lambda: True)
+    model, cfg = _model()
+    predictor = _plain(model, cfg)
+    fcs = predictor.model.roi_heads.box_head.fcs
+    assert all(type(fc) is OneDnnLinear for fc in fcs) or predictor.model.onednn_linears == 0
+    section = quantize_predictor(predictor, _images(1), parts=["box_head"])
+    assert section["parts"] == ["box_head"]
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert [type(fc) for fc in predictor.model.roi_heads.box_head.fcs] == [dynamic] * len(fcs)
+
+
 def test_int8_needs_plain_float_cpu_predictor():
     cfg = apply_overrides(PRESETS["r18_fpn"](), {**TINY, "model.fpn_norm": "gn"})
     with pytest.raises(ValueError, match=r"features\.fpn\.lateral\.0 uses GroupNorm.*leave 'features' out"):

@@ -65,7 +65,9 @@ def _run_recorded(g, conv, image_ids, optimise):
     model.load_state_dict(conv["state_dict"])
     model.eval()
     if optimise:  # what Predictor runs on CPU: BN folded, channels_last, Winograd 3x3 convolutions
-        optimise_for_inference(model)
+        # both CPU kernel choices at once, whatever this CPU's matrix-product rates pick (ops.gemm_rates)
+        optimise_for_inference(model, winograd=True, onednn_linear=True)
+        assert model.onednn_linears == 4  # box head fc6, fc7; class scores, box deltas
         # res3-res5 stride-1 3x3s (3 + 5 + 2), FPN outputs (4), RPN head (1), mask head (4)
         assert model.winograd_convs == 19 and model.folded_norms > 0
         # block ends (16) and shortcuts (4) of res2-res5, FPN laterals (4): conv + add in one kernel

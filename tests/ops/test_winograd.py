@@ -136,7 +136,7 @@ def test_use_winograd_replaces_eligible_convs_in_a_model():
     x = torch.randn(1, 3, 21, 19)
     with torch.no_grad():
         ref = model(x)
-        optimise_for_inference(model)
+        optimise_for_inference(model, winograd=True)
         assert model.winograd_convs == 1 and isinstance(model[2][0], WinogradConv2d)
         torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
     assert use_winograd(model) == 0  # idempotent: a WinogradConv2d is not replaced again

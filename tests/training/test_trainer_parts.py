@@ -206,20 +206,27 @@ def test_resume_falls_back_to_an_older_checkpoint_when_the_newest_is_corrupt(tmp
     assert [r["iteration"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
 
 
-def test_place_for_training_changes_the_layout_not_the_values():
-    """On the CPU the training model's 4-d weights are channels_last (oneDNN, RoIAlign read in place):
-    the same losses and gradients as the model as built, and a state dict that loads either way."""
+@pytest.mark.parametrize("matmul", ["blas", "onednn"])
+def test_place_for_training_changes_the_layout_not_the_values(monkeypatch, matmul):
+    """On the CPU the training model's 4-d weights are channels_last (oneDNN, RoIAlign read in place),
+    and where torch.mm lags oneDNN (pinned here both ways) its linear layers run on oneDNN: the same
+    losses and gradients as the model as built, and a state dict that loads either way."""
     from tiny_model import TINY  # tests/ is on the path
 
     from maskrcnn.config import PRESETS, apply_overrides
     from maskrcnn.engine.training import place_for_training
     from maskrcnn.modeling.mask_rcnn import build_model
+    from maskrcnn.ops.onednn_linear import OneDnnLinear, onednn_linear_available
 
+    monkeypatch.setenv("MASKRCNN_MATMUL", matmul)
     torch.manual_seed(0)
     plain = build_model(apply_overrides(PRESETS["r18_fpn"](), TINY)).train()
     placed = place_for_training(copy.deepcopy(plain), "cpu")
     convs = [m.weight for m in placed.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    swapped = [m for m in placed.modules() if isinstance(m, OneDnnLinear)]
+    # fc6, fc7, the class scores and the box deltas
+    assert len(swapped) == (4 if matmul == "onednn" and onednn_linear_available() else 0)
     g = torch.Generator().manual_seed(1)
     images = [torch.rand(3, 64, 80, generator=g), torch.rand(3, 72, 64, generator=g)]
     targets = [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0]]), "labels": torch.tensor([1]),
