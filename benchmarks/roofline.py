@@ -18,9 +18,13 @@ mask pasting are not floating-point products and are left out, so the floors bel
   ``train_speed.py --tv-python`` times: the RPN's proposals decide how many RoIs the mask head trains
   on), else from ours with the frozen norms set to the batch's statistics.
 
-The machine's rate is the best of float32 ``torch.mm`` at a few shapes (a large square product and
-the (tiles x 256) @ (256 x 256) products of the Winograd and 1x1 layers), at ``--threads``. The floor is
-work / rate: the time if every product ran at that rate and nothing else took any time.
+The machine's rate is the best float32 matrix-product rate at a few shapes (a large square product and
+the (tiles x 256) @ (256 x 256) products of the Winograd and 1x1 layers), at ``--threads``, through
+both of PyTorch's CPU engines: ``torch.mm`` (the BLAS, MKL on x86) and oneDNN (the same product as a
+1x1 convolution); on AMD CPUs with AVX-512 MKL runs its AVX2 path at a third of oneDNN's rate
+(``maskrcnn.ops.gemm_rates``). The floor is work / rate: the time if every product ran at that rate and
+nothing else took any time. The optimised work is counted with Winograd's 3x3 convolutions, whether or
+not this CPU's rates leave them out of ``Predictor``'s model (the floor of that algorithm).
 
 With the JSON files of ``benchmarks/inference.py --json`` and ``benchmarks/train_speed.py --json`` run
 on the same machine, their measured seconds are set beside the floors: the GFLOP/s each run reaches
@@ -56,21 +60,34 @@ import train_speed as train_bench  # noqa: E402  (benchmarks/train_speed.py: mod
 GEMM_SHAPES = ((2048, 2048, 2048), (3350, 256, 256), (4096, 1024, 256), (1024, 256, 1024))
 
 
+def _best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: thread pool, packing buffers, oneDNN's primitive
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def gemm_rate(shapes=GEMM_SHAPES, *, repeats: int = 5, earlier: Optional[dict] = None) -> dict:
-    """Best float32 ``torch.mm`` rate over ``shapes``: {"gflops": best, "by_shape": {shape: GFLOP/s}}.
-    With ``earlier`` (a result of this function), each shape keeps the better of both: a virtual
-    machine's speed drifts over minutes, and the floor is meant for its best."""
+    """Best float32 matrix-product rate over ``shapes`` and both engines: {"gflops": best, "by_shape":
+    {"MxKxN mm" / "MxKxN oneDNN": GFLOP/s}}. With ``earlier`` (a result of this function), each entry
+    keeps the better of both: a virtual machine's speed drifts over minutes, and the floor is meant for
+    its best."""
+    import torch.nn.functional as F
+
     by_shape = dict(earlier["by_shape"]) if earlier else {}
     for m, k, n in shapes:
         a, b = torch.randn(m, k), torch.randn(k, n)
-        torch.mm(a, b)  # warm-up: thread pool, packing buffers
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - t0)
-        key = f"{m}x{k}x{n}"
-        by_shape[key] = max(by_shape.get(key, 0.0), 2 * m * k * n / best / 1e9)
+        # the same (M, K) @ (K, N) as a 1x1 convolution over a channels_last (1, K, M, 1) map
+        x = a.view(1, m, 1, k).permute(0, 3, 1, 2)
+        w = b.t().reshape(n, k, 1, 1).contiguous(memory_format=torch.channels_last)
+        engines = (("mm", lambda a=a, b=b: torch.mm(a, b)), ("oneDNN", lambda x=x, w=w: F.conv2d(x, w)))
+        for engine, fn in engines:
+            key = f"{m}x{k}x{n} {engine}"
+            rate = 2 * m * k * n / _best_seconds(fn, repeats) / 1e9
+            by_shape[key] = max(by_shape.get(key, 0.0), rate)
     return {"gflops": max(by_shape.values()), "by_shape": by_shape}
 
 
@@ -102,7 +119,8 @@ def inference_work(size_hw) -> dict:
         model = copy.deepcopy(built)
         # fused_add off: oneDNN's fused conv + add is the same products, under an op the counter
         # does not know
-        predictor = Predictor(model, cfg, device="cpu", batch_size=1, optimise=optimise, fused_add=False)
+        predictor = Predictor(model, cfg, device="cpu", batch_size=1, optimise=optimise, fused_add=False,
+                              winograd=optimise)
         dets = []
         work[name] = counted(lambda p=predictor, d=dets: d.append(p.predict_tensors([image])[0]))
         work[name]["detections"] = int(dets[0]["scores"].numel())
@@ -229,8 +247,9 @@ def main(argv=None) -> int:
             training[backbone] = train_work(backbone, initial)
     rate = gemm_rate(earlier=rate)
     peak = rate["gflops"]
-    print(f"float32 torch.mm, {args.threads} threads, torch {torch.__version__}, "
-          f"CPU: {inference_bench._cpu_name()}, best of runs before and after the counting")
+    print(f"float32 matrix products (torch.mm and oneDNN), {args.threads} threads, "
+          f"torch {torch.__version__}, CPU: {inference_bench._cpu_name()}, "
+          "best of runs before and after the counting")
     print("  " + ", ".join(f"{s}: {g:.0f} GFLOP/s" for s, g in rate["by_shape"].items()))
     print(f"  rate used for the floors: {peak:.0f} GFLOP/s\n")
     result = {"gemm": rate, "threads": args.threads}

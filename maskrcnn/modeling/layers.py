@@ -102,11 +102,14 @@ class ConvNorm(nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and isinstance(self.norm, FrozenBatchNorm2d) and type(self.conv) is nn.Conv2d:
+        frozen_norm = isinstance(self.norm, FrozenBatchNorm2d) and type(self.conv) is nn.Conv2d
+        if frozen_norm and (self.training or torch.is_grad_enabled()):
             # A frozen norm is a per-channel affine map: training convolves with the scaled kernel and
             # adds the shift as the bias (norm(conv(x, W)) = conv(x, W * scale) + shift), which saves
             # two passes over the activations forward and one backward; the kernel's gradient flows
-            # through the scaling. (Inference folds the norm once: modeling.fuse.)
+            # through the scaling. The frozen stages of a training model are in eval mode but run
+            # under autograd: they take this path too (a multiply and an add over each output saved).
+            # Inference (no autograd) runs the model as built; modeling.fuse folds the norm once.
             scale, shift = self.norm.scale_shift()  # (C_out,) each
             weight = self.conv.weight * scale.view(-1, 1, 1, 1).to(self.conv.weight.dtype)
             bias = shift if self.conv.bias is None else self.conv.bias * scale + shift

@@ -71,8 +71,10 @@ def test_get_norm():
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 def test_training_conv_with_frozen_norm_equals_the_norm_after_the_conv(relu, bias):
-    """In training a frozen norm is folded into the kernel on the fly: the same output, and the same
-    gradients for the kernel, its bias and the input, as the norm applied after the convolution."""
+    """Under autograd a frozen norm is folded into the kernel on the fly, in training mode and in the
+    eval mode of a training model's frozen stages alike: the same output, and the same gradients for
+    the kernel, its bias and the input, as the norm applied after the convolution. Without autograd
+    the layer runs as built."""
     from maskrcnn.modeling.layers import ConvNorm
 
     g = torch.Generator().manual_seed(0)
@@ -83,20 +85,29 @@ def test_training_conv_with_frozen_norm_equals_the_norm_after_the_conv(relu, bia
     x = torch.randn(2, 3, 9, 11, generator=g, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(2, 5, 5, 6, generator=g, dtype=torch.float64)
     results, norm_calls = [], []
-    layer.norm.register_forward_hook(lambda *_: norm_calls.append(layer.training))
-    for folded in (True, False):
-        layer.train(folded)  # eval mode takes the separate path
-        out = layer(x)
+    layer.norm.register_forward_hook(lambda *_: norm_calls.append("norm"))
+
+    def separate(x):  # the norm after the convolution, as written
+        out = layer.norm(layer.conv(x))
+        return torch.relu(out) if relu else out
+
+    for mode, forward in (("train", layer), ("eval", layer), ("separate", separate)):
+        layer.train(mode == "train")
+        out = forward(x)
         out.backward(grad)
         params = [p.grad.clone() for p in layer.conv.parameters()]
         results.append((out.detach(), x.grad.clone(), params))
         x.grad = None
         layer.zero_grad()
-    (out_f, gx_f, gp_f), (out_s, gx_s, gp_s) = results
-    torch.testing.assert_close(out_f, out_s, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(gx_f, gx_s, rtol=1e-12, atol=1e-12)
-    assert len(gp_f) == (2 if bias else 1)
-    for a, b in zip(gp_f, gp_s):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert norm_calls == [False]  # training never ran the norm module: it was folded
+    assert norm_calls == ["norm"]  # only the written-out reference ran the norm module: it was folded
+    (out_s, gx_s, gp_s) = results[-1]
+    for out_f, gx_f, gp_f in results[:2]:
+        torch.testing.assert_close(out_f, out_s, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gx_f, gx_s, rtol=1e-12, atol=1e-12)
+        assert len(gp_f) == (2 if bias else 1)
+        for a, b in zip(gp_f, gp_s):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        layer.eval()(x)
+    assert norm_calls == ["norm", "norm"]  # inference without autograd: the model as built
     assert all(not p.requires_grad for p in layer.norm.buffers())  # the norm stays frozen
