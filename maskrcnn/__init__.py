@@ -22,6 +22,7 @@ _LAZY = {
     "read_image": "maskrcnn.data.images",
     "train": "maskrcnn.fine_tune",
     "TrainingStopped": "maskrcnn.fine_tune",
+    "reuse_freed_memory": "maskrcnn.cpu_memory",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -335,5 +335,19 @@ def _worker_error_message(text: str):
     return f"{message or kind} (in a data loader worker)"
 
 
+def console_entry() -> int:
+    """The ``maskrcnn`` program (and ``python -m maskrcnn.cli``): a process of its own, so glibc's
+    allocator is set to reuse freed memory first (``cpu_memory``: 15-30% of an inference or a training
+    step on the CPU), then ``main``. A program calling ``main()`` keeps its own allocator settings."""
+    from maskrcnn.cpu_memory import reuse_freed_memory
+
+    try:
+        reuse_freed_memory()
+    except ValueError as e:  # a bad MASKRCNN_MALLOC: a configuration error, said before any work
+        print(f"maskrcnn: error: {e}", file=sys.stderr)
+        return 2
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_entry())
