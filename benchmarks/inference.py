@@ -22,6 +22,10 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   ``benchmarks/low_precision.py`` for AP on trained models); ``onnx`` the model exported by
   ``maskrcnn.export`` (the whole graph) and run by onnxruntime's CPU provider with ``--threads``
   intra-op threads, through the same Predictor (resize and paste are ours; the export is not timed).
+Our runs set glibc's allocator to reuse freed memory, as the ``maskrcnn`` program does at start
+(``maskrcnn.cpu_memory``; ``MASKRCNN_MALLOC=default`` in the environment runs them without);
+``--tv-reuse-memory`` adds a torchvision run started with the same setting (``REUSE_MEMORY_ENV``), so
+that the table shows what the allocator alone gives torchvision.
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
 at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
 times (torchvision, ours, ..., torchvision, ours, ...) so that a slow phase of a shared machine hits
@@ -52,6 +56,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN_IMAGES = ["img_simple0.png", "img_simple1.png", "img_hard2.png"]
 KNOWN_VARIANTS = ("fp32", "fp32-opt", "bf16", "bf16-opt", "int8", "onnx")
+# what maskrcnn.cpu_memory.reuse_freed_memory sets, as glibc reads it at a process's start
+REUSE_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 def parse_variants(text: str) -> list:
@@ -181,11 +187,16 @@ def worker_torchvision(args) -> dict:
 
     dets, times, cpu = _time_runs(run_one, images, args.profile)
     name = f"torchvision {torchvision.__version__} fp32"
+    if args.worker.endswith(":reuse"):  # started with glibc's MALLOC_* variables (REUSE_MEMORY_ENV)
+        name += ", reuse"
     return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
 
 
 def worker_ours(args) -> dict:
     sys.path.insert(0, str(REPO))
+    from maskrcnn.cpu_memory import reuse_freed_memory
+
+    malloc = reuse_freed_memory()  # as the maskrcnn program does at start (MASKRCNN_MALLOC=default: not)
     from maskrcnn.config import PRESETS, apply_overrides
     from maskrcnn.modeling.mask_rcnn import build_model
     from maskrcnn.predictor import Predictor
@@ -236,7 +247,7 @@ def worker_ours(args) -> dict:
     )
     dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
     return {"name": f"ours {variant}", "times": times, "cpu_times": cpu, "dets": dets,
-            "kernels": _kernels(predictor.model)}
+            "kernels": f"{_kernels(predictor.model)}; allocator: {malloc}"}
 
 
 def _kernels(model) -> str:
@@ -255,7 +266,7 @@ def _kernels(model) -> str:
 def run_worker(args) -> int:
     if args.threads:  # 0: torch's own choice
         torch.set_num_threads(args.threads)
-    fn = worker_torchvision if args.worker == "torchvision" else worker_ours
+    fn = worker_torchvision if args.worker.startswith("torchvision") else worker_ours
     res = fn(args)
     res["peak_rss_mb"] = peak_rss_mb()
     res["dets"] = pack_detections(res["dets"])
@@ -345,6 +356,8 @@ def main(argv=None) -> int:
         "--tv-python", default=os.environ.get("MASKRCNN_TV_PYTHON"), help="python with torchvision"
     )
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops per run")
+    p.add_argument("--tv-reuse-memory", action="store_true",
+                   help="also run torchvision with glibc set to reuse freed memory, as ours runs")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--workdir", help="keep each run's results here and reuse those already there")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -395,7 +408,8 @@ def main(argv=None) -> int:
         tmp = args.workdir or scratch
         os.makedirs(tmp, exist_ok=True)
         state = os.path.join(tmp, "tv_state.pt")
-        jobs = ([("torchvision", tv_python)] if tv_python else []) + [
+        jobs = ([("torchvision", tv_python)] if tv_python else []) + (
+            [("torchvision:reuse", tv_python)] if tv_python and args.tv_reuse_memory else []) + [
             (f"ours:{v}", sys.executable) for v in variants
         ]
         for worker, _ in jobs:
@@ -422,7 +436,8 @@ def main(argv=None) -> int:
                 out,
             ] + common
             print(f"running {worker} (round {rnd + 1}) ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd, cwd=str(REPO))
+            env = {**os.environ, **REUSE_MEMORY_ENV} if worker.endswith(":reuse") else None
+            proc = subprocess.run(cmd, cwd=str(REPO), env=env)
             if proc.returncode != 0:
                 print(f"{worker} failed (exit {proc.returncode})", file=sys.stderr)
                 continue

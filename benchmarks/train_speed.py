@@ -23,6 +23,10 @@ the first-iteration losses printed under the table show both start from the same
 mask-head RoIs a step how much mask work each does. ``--amp``: both under bfloat16 autocast (a
 different recipe from the float32 default; worth it on CPUs with native bfloat16).
 
+Ours sets glibc's allocator to reuse freed memory, as ``maskrcnn train`` does (``maskrcnn.cpu_memory``;
+``MASKRCNN_MALLOC=default`` in the environment: not); ``--tv-reuse-memory`` starts torchvision's runs
+with the same setting (a separate run of this script: the table's columns are the two libraries).
+
 Each side trains as its users get it: ours placed by ``engine.training.place_for_training`` and with
 ``engine.trainer.build_optimizer`` (what ``maskrcnn train`` does: channels_last weights on the CPU; SGD,
 momentum 0.9, weight decay 1e-4, the fused update), torchvision with the SGD
@@ -44,6 +48,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# what maskrcnn.cpu_memory.reuse_freed_memory sets, as glibc reads it at a process's start
+REUSE_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 MIN_SIZE, MAX_SIZE = 320, 533
 IMAGE_HW = (320, 427)
 
@@ -128,6 +134,10 @@ def load_shared_weights(model, path):
 def worker(args) -> None:
     import torch
 
+    if args.impl == "ours":  # as maskrcnn train does at start (MASKRCNN_MALLOC=default: not)
+        from maskrcnn.cpu_memory import reuse_freed_memory
+
+        reuse_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -212,7 +222,8 @@ def run_one(python, impl, backbone, args, *extra):
         *(["--amp"] if args.amp else []),
         *extra,
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, **REUSE_MEMORY_ENV} if impl == "torchvision" and args.tv_reuse_memory else None
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -230,6 +241,8 @@ def main(argv=None) -> int:
     p.add_argument("--backbones", default="resnet18,resnet50")
     p.add_argument("--tv-python", default=os.environ.get("TV_PYTHON"), help="a Python with torchvision")
     p.add_argument("--json", help="also write the medians here (benchmarks/roofline.py reads them)")
+    p.add_argument("--tv-reuse-memory", action="store_true",
+                   help="start torchvision's runs with glibc set to reuse freed memory, as ours runs")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--backbone", default="resnet18", help=argparse.SUPPRESS)
@@ -267,6 +280,8 @@ def main(argv=None) -> int:
         f"training step, batch 2 at {IMAGE_HW[0]}x{IMAGE_HW[1]}, device {args.device}, "
         f"{args.iters} timed iterations (median), {args.rounds} round(s) alternated"
         + (", bfloat16 autocast" if args.amp else ", float32")
+        + ("; both reuse freed memory" if args.tv_reuse_memory else
+           "; ours reuses freed memory (as maskrcnn train), torchvision with glibc's defaults")
     )
     print(
         f"{'model':<14}{'ours s/it':>10}{'cpu s/it':>9}{'ours MB':>9}"
