@@ -24,7 +24,7 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   intra-op threads, through the same Predictor (resize and paste are ours; the export is not timed).
 Our runs set glibc's allocator to reuse freed memory, as the ``maskrcnn`` program does at start
 (``maskrcnn.cpu_memory``; ``MASKRCNN_MALLOC=default`` in the environment runs them without);
-``--tv-reuse-memory`` adds a torchvision run started with the same setting (``REUSE_MEMORY_ENV``), so
+``--tv-reuse-memory`` adds a torchvision run started with the same setting (``REUSE_ENVIRONMENT``), so
 that the table shows what the allocator alone gives torchvision.
 Each times the whole path a user gets (resize, model, paste masks at the original size) for one image
 at a time after one warm-up image, and saves its detections. With ``--rounds R`` the runs alternate R
@@ -56,8 +56,6 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN_IMAGES = ["img_simple0.png", "img_simple1.png", "img_hard2.png"]
 KNOWN_VARIANTS = ("fp32", "fp32-opt", "bf16", "bf16-opt", "int8", "onnx")
-# what maskrcnn.cpu_memory.reuse_freed_memory sets, as glibc reads it at a process's start
-REUSE_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 def parse_variants(text: str) -> list:
@@ -187,7 +185,7 @@ def worker_torchvision(args) -> dict:
 
     dets, times, cpu = _time_runs(run_one, images, args.profile)
     name = f"torchvision {torchvision.__version__} fp32"
-    if args.worker.endswith(":reuse"):  # started with glibc's MALLOC_* variables (REUSE_MEMORY_ENV)
+    if args.worker.endswith(":reuse"):  # started with glibc's MALLOC_* variables (REUSE_ENVIRONMENT)
         name += ", reuse"
     return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
 
@@ -367,6 +365,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from maskrcnn.commands.benchmark import check_threads
     from maskrcnn.commands.size_arg import parse_size
+    from maskrcnn.cpu_memory import REUSE_ENVIRONMENT
 
     try:  # the messages show what was typed; sides above size_arg.MAX_SIDE (4096) refused
         args.size = parse_size(args.size, allocated="each image")
@@ -436,7 +435,7 @@ def main(argv=None) -> int:
                 out,
             ] + common
             print(f"running {worker} (round {rnd + 1}) ...", file=sys.stderr, flush=True)
-            env = {**os.environ, **REUSE_MEMORY_ENV} if worker.endswith(":reuse") else None
+            env = {**os.environ, **REUSE_ENVIRONMENT} if worker.endswith(":reuse") else None
             proc = subprocess.run(cmd, cwd=str(REPO), env=env)
             if proc.returncode != 0:
                 print(f"{worker} failed (exit {proc.returncode})", file=sys.stderr)

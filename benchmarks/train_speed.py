@@ -48,8 +48,6 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# what maskrcnn.cpu_memory.reuse_freed_memory sets, as glibc reads it at a process's start
-REUSE_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 MIN_SIZE, MAX_SIZE = 320, 533
 IMAGE_HW = (320, 427)
 
@@ -222,7 +220,9 @@ def run_one(python, impl, backbone, args, *extra):
         *(["--amp"] if args.amp else []),
         *extra,
     ]
-    env = {**os.environ, **REUSE_MEMORY_ENV} if impl == "torchvision" and args.tv_reuse_memory else None
+    from maskrcnn.cpu_memory import REUSE_ENVIRONMENT
+
+    env = {**os.environ, **REUSE_ENVIRONMENT} if impl == "torchvision" and args.tv_reuse_memory else None
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}

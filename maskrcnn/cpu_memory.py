@@ -26,11 +26,14 @@ import os
 import platform
 from typing import Mapping, Optional
 
-__all__ = ["reuse_freed_memory", "SWITCH_VARIABLE"]
+__all__ = ["reuse_freed_memory", "SWITCH_VARIABLE", "REUSE_ENVIRONMENT"]
 
 SWITCH_VARIABLE = "MASKRCNN_MALLOC"
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 _TRIM_THRESHOLD = 1 << 30
+# the same setting as glibc reads it from the environment at a process's start (for another program,
+# e.g. a benchmark's reference run)
+REUSE_ENVIRONMENT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(_TRIM_THRESHOLD)}
 _GLIBC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
                     "GLIBC_TUNABLES")
 _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
