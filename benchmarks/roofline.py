@@ -41,7 +41,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -60,22 +59,14 @@ import train_speed as train_bench  # noqa: E402  (benchmarks/train_speed.py: mod
 GEMM_SHAPES = ((2048, 2048, 2048), (3350, 256, 256), (4096, 1024, 256), (1024, 256, 1024))
 
 
-def _best_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: thread pool, packing buffers, oneDNN's primitive
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def gemm_rate(shapes=GEMM_SHAPES, *, repeats: int = 5, earlier: Optional[dict] = None) -> dict:
     """Best float32 matrix-product rate over ``shapes`` and both engines: {"gflops": best, "by_shape":
     {"MxKxN mm" / "MxKxN oneDNN": GFLOP/s}}. With ``earlier`` (a result of this function), each entry
     keeps the better of both: a virtual machine's speed drifts over minutes, and the floor is meant for
     its best."""
     import torch.nn.functional as F
+
+    from maskrcnn.ops.gemm_rates import best_seconds
 
     by_shape = dict(earlier["by_shape"]) if earlier else {}
     for m, k, n in shapes:
@@ -86,7 +77,7 @@ def gemm_rate(shapes=GEMM_SHAPES, *, repeats: int = 5, earlier: Optional[dict] =
         engines = (("mm", lambda a=a, b=b: torch.mm(a, b)), ("oneDNN", lambda x=x, w=w: F.conv2d(x, w)))
         for engine, fn in engines:
             key = f"{m}x{k}x{n} {engine}"
-            rate = 2 * m * k * n / _best_seconds(fn, repeats) / 1e9
+            rate = 2 * m * k * n / best_seconds(fn, repeats) / 1e9
             by_shape[key] = max(by_shape.get(key, 0.0), rate)
     return {"gflops": max(by_shape.values()), "by_shape": by_shape}
 

@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-__all__ = ["matmul_rate_ratio", "matmul_lags_onednn", "LAG_MARGIN", "PIN_VARIABLE"]
+__all__ = ["matmul_rate_ratio", "matmul_lags_onednn", "best_seconds", "LAG_MARGIN", "PIN_VARIABLE"]
 
 PIN_VARIABLE = "MASKRCNN_MATMUL"
 _PINNED = {"blas": False, "onednn": True, "measure": None, "": None}
@@ -37,7 +37,8 @@ LAG_MARGIN = 1.5
 _ratios: dict = {}  # torch.get_num_threads() -> measured ratio (a measurement, not configuration)
 
 
-def _best_seconds(fn, repeats: int) -> float:
+def best_seconds(fn, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn()``, after one untimed call."""
     fn()  # the first call creates oneDNN's primitive and touches the output's pages
     best = float("inf")
     for _ in range(repeats):
@@ -55,8 +56,8 @@ def _measure(repeats: int) -> float:
     # the same product as a 1x1 convolution over a channels_last (1, K, 32, 64) map: oneDNN's GEMM
     x = a.view(1, 32, 64, 256).permute(0, 3, 1, 2)
     w = b.t().reshape(256, 256, 1, 1).contiguous(memory_format=torch.channels_last)
-    t_mm = _best_seconds(lambda: torch.mm(a, b), repeats)
-    t_onednn = _best_seconds(lambda: F.conv2d(x, w), repeats)
+    t_mm = best_seconds(lambda: torch.mm(a, b), repeats)
+    t_onednn = best_seconds(lambda: F.conv2d(x, w), repeats)
     return t_mm / max(t_onednn, 1e-9)
 
 
