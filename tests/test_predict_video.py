@@ -377,3 +377,20 @@ def test_video_options_without_a_video_get_a_note(checkpoint, tmp_path, capsys):
     notes = [line for line in capsys.readouterr().err.splitlines() if "videos only" in line]
     assert notes == ["maskrcnn predict: note: --every, --start apply to videos only, and no video is among "
                      "the inputs: ignored"]
+
+
+def _overlay_seconds(av, path):
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return c.duration / 1_000_000, float(stream.duration * stream.time_base)
+
+
+def test_every_n_overlay_ends_with_its_source(av, checkpoint, tmp_path, capsys):
+    # 25 frames 40 ms apart: 1.0 s; --every 10 predicts 0, 0.4, 0.8 s; the last is held to 1.0 s, not for
+    # one --every step (to 1.2 s); --end holds it to --end
+    path = tmp_path / "long.mp4"
+    make_timed_video(av, path, [40 * i for i in range(25)])
+    assert _predict_quick(checkpoint, tmp_path / "out", path, "--every", "10") == 0, capsys.readouterr().err
+    assert _overlay_seconds(av, tmp_path / "out" / "long.overlay.mp4") == pytest.approx((1.0, 1.0), abs=0.01)
+    assert _predict_quick(checkpoint, tmp_path / "end", path, "--every", "10", "--end", "0.9") == 0
+    assert _overlay_seconds(av, tmp_path / "end" / "long.overlay.mp4") == pytest.approx((0.9, 0.9), abs=0.01)

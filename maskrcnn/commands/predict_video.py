@@ -164,9 +164,10 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         count = (reader.declared_frames if reader.counted_frames else
                  f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
         print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
+        clock = {}  # "first": the first predicted frame's time, where the overlay starts
         with open(jsonl, "w", encoding="utf-8") as out:
             try:
-                _predict_frames(predictor, reader, out, overlay, args, summary, tag)
+                _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock)
                 summary["status"] = "truncated" if reader.problem else "complete"
             except KeyboardInterrupt:
                 summary["status"] = "interrupted"
@@ -188,7 +189,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                     reader.notes.append("no frame decoded: width and height unknown (a rotation is read from "
                                         "the frames); stored_width and stored_height are the header's")
                 _timing_to_summary(reader, summary)
-                written = _finish_overlay(overlay, summary)
+                written = _finish_overlay(overlay, summary, end=_overlay_end(reader, args, clock))
                 out.write(json.dumps({"summary": summary}) + "\n")
     if reader.problem:
         print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
@@ -202,11 +203,24 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
     return summary
 
 
-def _finish_overlay(overlay, summary: dict) -> Optional[Path]:
+def _overlay_end(reader, args, clock: dict) -> Optional[float]:
+    """Seconds from the first predicted frame to where the part of the source read ends (its last decoded
+    frame plus one frame, ``--end`` at most): the last predicted frame is held until then, not for one
+    ``--every`` step (a 2 s video at ``--every 15`` gave a 3 s overlay). None without a predicted frame."""
+    first, last = clock.get("first"), reader.timing.last
+    if first is None or last is None:
+        return None
+    end = last + (reader.timing.min_interval or 1 / float(reader.fps or DEFAULT_FPS))
+    if args.end is not None:
+        end = min(end, args.end)
+    return end - first
+
+
+def _finish_overlay(overlay, summary: dict, *, end: Optional[float] = None) -> Optional[Path]:
     if overlay is None:
         return None
     try:
-        written = overlay.close()
+        written = overlay.close(end=end)
     except Exception as e:  # noqa: BLE001 - the results are kept whatever the encoder says
         print(f"{summary['video']}: overlay video not written ({e})", file=sys.stderr)
         return None
@@ -251,7 +265,7 @@ def _timing_to_summary(reader, summary: dict) -> None:
                                 "average): the overlay keeps the source's frame times")
 
 
-def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str) -> None:
+def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str, clock: dict) -> None:
     import numpy as np
     import torch
 
@@ -262,7 +276,6 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
     skeleton = skeleton_for(predictor.cfg)  # the same for every frame
     last_print = time.perf_counter()
-    first_time = None  # the overlay starts at the first predicted frame
     for batch in _batches(frames, predictor.batch_size):
         images = [torch.from_numpy(f.image).permute(2, 0, 1).float().div_(255.0) for f in batch]  # (3, H, W)
         dets = predictor.predict_tensors(images)
@@ -280,8 +293,8 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
                 drawn = draw_instances(image, det, predictor.class_names,
                                        min_size=overlay_min_size(args, video=True),
                                        score_thresh=args.overlay_score_thresh, skeleton=skeleton)
-                first_time = frame.time if first_time is None else first_time
-                overlay.write(np.asarray(drawn), time=frame.time - first_time)  # (H, W, 3) uint8
+                first = clock.setdefault("first", frame.time)  # the overlay starts at the first predicted one
+                overlay.write(np.asarray(drawn), time=frame.time - first)  # (H, W, 3) uint8
         out.write("".join(line + "\n" for line in lines))
         out.flush()
         summary["frames_predicted"] += len(batch)
