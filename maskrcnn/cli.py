@@ -9,6 +9,11 @@ A file whose name starts with '-' (``-photo.jpg``) reads to argparse as an optio
 follows and such an argument names an existing file, the error says to pass it after ``--`` or as
 ``./-photo.jpg``.
 
+``--set`` takes the KEY=VALUE tokens that follow it, and only those: a config override always holds '=',
+so the first token after it without one (``--set input.min_size_test=128 street.png``) is what it would
+be without ``--set`` before it (an input), not a value that argparse's ``nargs="+"`` swallowed, leaving
+"the following arguments are required: IMAGE_OR_DIR" (``split_set_values``).
+
 Under ``torchrun`` (RANK, WORLD_SIZE) only ``train`` runs (``SEVERAL_PROCESSES``: it shares its work,
 validation included); another command says in one line that it runs in one process, before any work. An
 error prints once: a message every process shares from rank 0 (a setup error also from each other
@@ -93,6 +98,34 @@ def _dash_files(argv: list) -> tuple:
     after '--' are positional already."""
     before = argv[:argv.index("--")] if "--" in argv else argv
     return tuple(a for a in before if a.startswith("-") and a != "-" and os.path.isfile(a))
+
+
+SET_OPTION = "--set"  # the config overrides of every command that has them (KEY=VALUE ...)
+
+
+def split_set_values(argv: list) -> list:
+    """``argv`` with each ``--set`` value that holds '=' given as ``--set=KEY=VALUE`` (one value: argparse
+    takes no more after ``=``), so that a token after them without '=' is no ``--set`` value: ``["--set",
+    "a=1", "b=2", "x.png"]`` -> ``["--set=a=1", "--set=b=2", "x.png"]``. A ``--set`` followed by no
+    KEY=VALUE stays as it is (argparse's "expected at least one argument", or the value's own error);
+    tokens after ``--`` are left alone."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return out + list(argv[i:])
+        i += 1
+        if token != SET_OPTION or i == len(argv) or not _is_override(argv[i]):
+            out.append(token)
+            continue
+        while i < len(argv) and _is_override(argv[i]):
+            out.append(f"{SET_OPTION}={argv[i]}")
+            i += 1
+    return out
+
+
+def _is_override(token: str) -> bool:
+    return "=" in token and not token.startswith("-")  # "--device=cpu" is an option, not a KEY=VALUE
 
 
 def build_parser(argv: list, *, raise_errors: bool = False) -> argparse.ArgumentParser:
@@ -189,7 +222,7 @@ def _escape_unencodable(stream):
 
 
 def _main(argv: list = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = split_set_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser: its usage, not the top level's "maskrcnn COMMAND ..."

@@ -133,3 +133,35 @@ def test_the_out_of_memory_hint_names_only_options_the_command_has(argv, hint, m
     monkeypatch.setattr(module, "run", run)
     assert cli.main(argv) == 1
     assert capsys.readouterr().err == f"maskrcnn {argv[0]}: error: out of memory {hint}"
+
+
+@pytest.mark.parametrize("argv, field, overrides, expected", [
+    (["predict", "--weights", "w.pth", "--output", "o", "--set", "input.min_size_test=128", "model.x=1",
+      "street.png", "b.png"], "inputs", "set", ["street.png", "b.png"]),
+    (["convert", "--from", "maskrcnn", "--set", "input.min_size_test=512", "model.x=1", "ck.pth", "conv.pth"],
+     "output", "overrides", "conv.pth"),
+    (["train", "--train-json", "t.json", "--set", "input.min_size_test=512", "model.x=1",
+      "--output", "runs/a"], "output", "set", "runs/a"),
+    (["export", "--weights", "w.pth", "--set", "input.min_size_test=512", "model.x=1", "--output", "m.onnx"],
+     "output", "set", "m.onnx"),
+])  # fmt: skip
+def test_set_takes_only_key_value_tokens(argv, field, overrides, expected, monkeypatch):
+    """``--set k=v street.png`` took street.png as an override: "the following arguments are required:
+    IMAGE_OR_DIR" though it was given."""
+    import importlib
+
+    module = importlib.import_module(f"maskrcnn.commands.{argv[0]}")
+    seen = {}
+    monkeypatch.setattr(module, "run", lambda args: seen.update(vars(args)) or 0)
+    assert cli.main(argv) == 0
+    assert str(seen[field]) == str(expected)  # a Path or a list of strings
+    assert seen[overrides] == ["input.min_size_test=512" if argv[0] != "predict" else
+                               "input.min_size_test=128", "model.x=1"]
+
+
+def test_set_followed_by_an_input_only_or_after_dashes_is_left_to_argparse():
+    assert cli.split_set_values(["predict", "--set", "x.png"]) == ["predict", "--set", "x.png"]
+    assert cli.split_set_values(["a", "--set", "k=v", "--", "--set", "j=w"]) == \
+        ["a", "--set=k=v", "--", "--set", "j=w"]
+    assert cli.split_set_values(["a", "--set", "k=-1", "--device=cpu", "x"]) == \
+        ["a", "--set=k=-1", "--device=cpu", "x"]

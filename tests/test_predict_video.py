@@ -377,3 +377,50 @@ def test_video_options_without_a_video_get_a_note(checkpoint, tmp_path, capsys):
     notes = [line for line in capsys.readouterr().err.splitlines() if "videos only" in line]
     assert notes == ["maskrcnn predict: note: --every, --start apply to videos only, and no video is among "
                      "the inputs: ignored"]
+
+
+def _overlay_seconds(av, path):
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return c.duration / 1_000_000, float(stream.duration * stream.time_base)
+
+
+def test_every_n_overlay_ends_with_its_source(av, checkpoint, tmp_path, capsys):
+    # 25 frames 40 ms apart: 1.0 s; --every 10 predicts 0, 0.4, 0.8 s; the last is held to 1.0 s, not for
+    # one --every step (to 1.2 s); --end holds it to --end
+    path = tmp_path / "long.mp4"
+    make_timed_video(av, path, [40 * i for i in range(25)])
+    assert _predict_quick(checkpoint, tmp_path / "out", path, "--every", "10") == 0, capsys.readouterr().err
+    assert _overlay_seconds(av, tmp_path / "out" / "long.overlay.mp4") == pytest.approx((1.0, 1.0), abs=0.01)
+    assert _predict_quick(checkpoint, tmp_path / "end", path, "--every", "10", "--end", "0.9") == 0
+    assert _overlay_seconds(av, tmp_path / "end" / "long.overlay.mp4") == pytest.approx((0.9, 0.9), abs=0.01)
+
+
+def test_rerun_removes_the_earlier_runs_video_files_and_a_video_given_twice_is_one(
+        av, checkpoint, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_timed_video(av, folder / "v.mp4", [0, 40, 80])
+    monkeypatch.chdir(folder)
+    out = tmp_path / "out"
+    (out / "other").mkdir(parents=True)
+    (out / "mine.overlay.mp4").write_bytes(b"the user's")  # no results beside it: not a run's
+    # an earlier run of three (v, v_2, v_3: the same file given three times was predicted three times)
+    for stem in ("v", "v_2", "v_3"):
+        (out / f"{stem}.predictions.jsonl").write_text("{}\n")
+        (out / f"{stem}.overlay.mp4").write_bytes(b"old")
+    assert _predict_quick(checkpoint, out, "v.mp4", "v.mp4", "./v.mp4", folder, "--no-overlays") == 0
+    err = capsys.readouterr().err
+    assert "1 video(s)" in err and "[video 1/1]" in err
+    assert f"note: {out} holds an earlier run's video results (3 video(s): v, v_2, v_3)" in err
+    assert ("removed 5 file(s) of the earlier run's videos that this run did not write again from "
+            f"{out}/: v_2.predictions.jsonl, v_3.predictions.jsonl, v.overlay.mp4, v_2.overlay.mp4, "
+            "v_3.overlay.mp4") in err
+    assert sorted(p.name for p in out.iterdir()) == ["mine.overlay.mp4", "other", "v.predictions.jsonl"]
+    frames, _ = _lines(out / "v.predictions.jsonl")
+    assert len(frames) == 3
+    # drawn this time: the overlay is this run's, kept; nothing else to remove
+    assert _predict_quick(checkpoint, out, "v.mp4") == 0
+    err = capsys.readouterr().err
+    assert not any(line.startswith("removed") for line in err.splitlines()), err
+    assert (out / "v.overlay.mp4").stat().st_size > 100

@@ -22,7 +22,14 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
 - ``DIR/<stem>.overlay.mp4`` unless ``--no-overlays``: the predicted frames drawn as the image overlays
   are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
-  ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename).
+  ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
+  source (or ``--end``) ends.
+
+A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image
+is; two videos of one stem get ``<stem>_2``, ... An ``--output`` that holds an earlier run's video results
+(``*.predictions.jsonl``) is said up front; once this run has started a video, the earlier run's results
+and overlays it did not write again are removed, named in one line (also after Ctrl-C or an error), so
+the folder never mixes two runs' videos.
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the frames shown in
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from fractions import Fraction
@@ -97,10 +105,16 @@ def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
     there when there is a video, before a checkpoint is loaded."""
     from maskrcnn.data.video import import_av, is_video_path, list_videos
 
-    videos = list_videos(inputs, on_passed_over=on_left_out)
+    # the same path given twice, or a folder and a video in it, is one video (as an image is): spelled
+    # absolute with '.' and '..' taken out ('v.mp4' and './v.mp4'), links not followed
+    videos = list({_spelled(v): v for v in list_videos(inputs, on_passed_over=on_left_out)}.values())
     if videos:
         import_av()
     return [f for f in files if not is_video_path(f)], videos
+
+
+def _spelled(path: Path) -> str:
+    return os.path.normpath(os.path.abspath(path))
 
 
 def _batches(frames: Iterator, size: int) -> Iterator[list]:
@@ -124,24 +138,84 @@ def _unique_stem(stem: str, used: set) -> str:
 
 
 def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.Namespace) -> int:
-    """Predict each video (module docstring); 0 if a video was predicted or none failed, else 1."""
+    """Predict each video (module docstring); 0 if a video was predicted or none failed, else 1. The
+    results of an earlier run in ``out_dir`` are said up front and, once this run has written a video's,
+    those it did not write again are removed (``_remove_earlier_videos``), so that the folder never
+    mixes two runs."""
     from maskrcnn.data.video import VideoReadError
 
+    earlier = _earlier_videos(out_dir)
+    if earlier:
+        print(f"maskrcnn predict: note: {out_dir} holds an earlier run's video results ({len(earlier)} "
+              f"video(s): {', '.join(sorted(earlier)[:3])}{', ...' if len(earlier) > 3 else ''}): this "
+              "run's replace them once its first video is started (those it does not write again are "
+              "removed)", file=sys.stderr)
     used, done, failed = set(), 0, 0
-    for k, path in enumerate(videos):
-        tag = f"[video {k + 1}/{len(videos)}]"
-        try:
-            stem = _unique_stem(path.stem, used)
-            summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag)
-        except VideoReadError as e:
-            print(f"{tag} skipped {e}", file=sys.stderr)
-            failed += 1
-            continue
-        if summary["status"] == "failed":
-            failed += 1
-        else:
-            done += 1
+    try:
+        for k, path in enumerate(videos):
+            tag = f"[video {k + 1}/{len(videos)}]"
+            try:
+                stem = _unique_stem(path.stem, used)
+                summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag)
+            except VideoReadError as e:
+                used.discard(stem)  # nothing written under its name
+                print(f"{tag} skipped {e}", file=sys.stderr)
+                failed += 1
+                continue
+            if summary["status"] == "failed":
+                failed += 1
+            else:
+                done += 1
+    finally:  # also after Ctrl-C or an error: the folder holds this run's videos only
+        _remove_earlier_videos(out_dir, earlier, used)
     return 0 if done > 0 or not failed else 1
+
+
+JSONL_SUFFIX, OVERLAY_SUFFIX = ".predictions.jsonl", ".overlay.mp4"
+
+
+def _earlier_videos(out_dir: Path) -> dict:
+    """The videos an earlier run left results of in ``out_dir`` (``<stem>.predictions.jsonl``; an overlay
+    without its results is not taken for one: it may be the user's own file): stem -> its overlay's
+    (inode, mtime) or None, to tell afterwards whether this run wrote it again."""
+    if not out_dir.is_dir():
+        return {}
+    earlier = {}
+    for path in out_dir.iterdir():
+        if path.name.endswith(JSONL_SUFFIX) and path.is_file():
+            stem = path.name[:-len(JSONL_SUFFIX)]
+            earlier[stem] = _identity(out_dir / f"{stem}{OVERLAY_SUFFIX}")
+    return earlier
+
+
+def _identity(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _remove_earlier_videos(out_dir: Path, earlier: dict, written: set) -> None:
+    """Remove the earlier run's results of the videos this run did not write again, and its overlays this
+    run did not write again (an overlay is renamed into place: a new file), those of videos it predicted
+    under ``--no-overlays`` or without a frame included: they drew other results. Nothing when this run
+    wrote no video (stopped before the first, or none readable): the earlier run stays whole."""
+    if not written:
+        return
+    doomed = [out_dir / f"{stem}{JSONL_SUFFIX}" for stem in sorted(earlier) if stem not in written]
+    doomed += [out_dir / f"{stem}{OVERLAY_SUFFIX}" for stem, identity in sorted(earlier.items())
+               if identity is not None and _identity(out_dir / f"{stem}{OVERLAY_SUFFIX}") == identity]
+    removed = []
+    for path in doomed:
+        try:
+            path.unlink()
+            removed.append(path.name)
+        except FileNotFoundError:
+            pass
+    if removed:
+        print(f"removed {len(removed)} file(s) of the earlier run's videos that this run did not write "
+              f"again from {out_dir}/: {', '.join(removed)}", file=sys.stderr)
 
 
 def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag: str = "") -> dict:
@@ -149,7 +223,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
     from maskrcnn.data.video import VideoReader
 
     with VideoReader(path) as reader:  # VideoReadError: not a video
-        jsonl = out_dir / f"{stem}.predictions.jsonl"
+        jsonl = out_dir / f"{stem}{JSONL_SUFFIX}"
         overlay = None
         if not args.no_overlays:
             from maskrcnn.data.video_writer import VideoWriter
@@ -157,16 +231,17 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
             fps = reader.fps or DEFAULT_FPS
             if reader.fps is None:
                 reader.notes.append(f"frame rate unknown: overlay at {float(DEFAULT_FPS):g} fps")
-            overlay = VideoWriter(out_dir / f"{stem}.overlay.mp4", fps=fps / args.every)
+            overlay = VideoWriter(out_dir / f"{stem}{OVERLAY_SUFFIX}", fps=fps / args.every)
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
                    "fps": float(reader.fps) if reader.fps else None, "every": args.every, "status": "failed",
                    "problem": None, "notes": reader.notes}
         count = (reader.declared_frames if reader.counted_frames else
                  f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
         print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
+        clock = {}  # "first": the first predicted frame's time, where the overlay starts
         with open(jsonl, "w", encoding="utf-8") as out:
             try:
-                _predict_frames(predictor, reader, out, overlay, args, summary, tag)
+                _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock)
                 summary["status"] = "truncated" if reader.problem else "complete"
             except KeyboardInterrupt:
                 summary["status"] = "interrupted"
@@ -188,7 +263,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                     reader.notes.append("no frame decoded: width and height unknown (a rotation is read from "
                                         "the frames); stored_width and stored_height are the header's")
                 _timing_to_summary(reader, summary)
-                written = _finish_overlay(overlay, summary)
+                written = _finish_overlay(overlay, summary, end=_overlay_end(reader, args, clock))
                 out.write(json.dumps({"summary": summary}) + "\n")
     if reader.problem:
         print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
@@ -202,11 +277,24 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
     return summary
 
 
-def _finish_overlay(overlay, summary: dict) -> Optional[Path]:
+def _overlay_end(reader, args, clock: dict) -> Optional[float]:
+    """Seconds from the first predicted frame to where the part of the source read ends (its last decoded
+    frame plus one frame, ``--end`` at most): the last predicted frame is held until then, not for one
+    ``--every`` step (a 2 s video at ``--every 15`` gave a 3 s overlay). None without a predicted frame."""
+    first, last = clock.get("first"), reader.timing.last
+    if first is None or last is None:
+        return None
+    end = last + (reader.timing.min_interval or 1 / float(reader.fps or DEFAULT_FPS))
+    if args.end is not None:
+        end = min(end, args.end)
+    return end - first
+
+
+def _finish_overlay(overlay, summary: dict, *, end: Optional[float] = None) -> Optional[Path]:
     if overlay is None:
         return None
     try:
-        written = overlay.close()
+        written = overlay.close(end=end)
     except Exception as e:  # noqa: BLE001 - the results are kept whatever the encoder says
         print(f"{summary['video']}: overlay video not written ({e})", file=sys.stderr)
         return None
@@ -251,7 +339,7 @@ def _timing_to_summary(reader, summary: dict) -> None:
                                 "average): the overlay keeps the source's frame times")
 
 
-def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str) -> None:
+def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str, clock: dict) -> None:
     import numpy as np
     import torch
 
@@ -262,7 +350,6 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
     skeleton = skeleton_for(predictor.cfg)  # the same for every frame
     last_print = time.perf_counter()
-    first_time = None  # the overlay starts at the first predicted frame
     for batch in _batches(frames, predictor.batch_size):
         images = [torch.from_numpy(f.image).permute(2, 0, 1).float().div_(255.0) for f in batch]  # (3, H, W)
         dets = predictor.predict_tensors(images)
@@ -280,8 +367,8 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
                 drawn = draw_instances(image, det, predictor.class_names,
                                        min_size=overlay_min_size(args, video=True),
                                        score_thresh=args.overlay_score_thresh, skeleton=skeleton)
-                first_time = frame.time if first_time is None else first_time
-                overlay.write(np.asarray(drawn), time=frame.time - first_time)  # (H, W, 3) uint8
+                first = clock.setdefault("first", frame.time)  # the overlay starts at the first predicted one
+                overlay.write(np.asarray(drawn), time=frame.time - first)  # (H, W, 3) uint8
         out.write("".join(line + "\n" for line in lines))
         out.flush()
         summary["frames_predicted"] += len(batch)

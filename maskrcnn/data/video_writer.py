@@ -13,8 +13,9 @@ Timing: ``write(image, time=t)`` places the frame at ``t`` seconds from the firs
 timestamps: a variable-frame-rate video keeps its timing, and so lasts as long as the source); without
 ``time`` frames follow each other at ``fps``. The stream's time base is ``TIME_BASE`` (1/60000 s: exact
 for 24, 25, 30, 50, 60 and 30000/1001 fps and within MPEG-4 part 2's limit of 65535); each frame lasts
-until the next one, the last as long as the one before it. No B-frames (``max_b_frames = 0``): frames are
-stored in the order shown, so the muxer's lengths and the video's duration follow the frame times.
+until the next one, the last until ``close(end=t)`` (the source's end: an overlay of every N-th frame
+ends where its source does) or else as long as the one before it. No B-frames (``max_b_frames = 0``):
+frames are stored in the order shown, so the muxer's lengths and the video's duration follow the frame times.
 """
 
 from __future__ import annotations
@@ -120,13 +121,15 @@ class VideoWriter:
             packet.duration = self._durations.pop(packet.pts, packet.duration)
             self._container.mux(packet)
 
-    def close(self) -> Optional[Path]:
-        """Flush the encoder and rename the file into place; None (and no file) without a frame."""
+    def close(self, *, end: Optional[float] = None) -> Optional[Path]:
+        """Flush the encoder and rename the file into place; None (and no file) without a frame. ``end``:
+        seconds (on ``write``'s clock) the last frame shows until; None: as long as the one before it."""
         if self._stream is None:
             self.discard()
             return None
+        until = self._last_pts + self._step if end is None else round(end / TIME_BASE)
         try:
-            self._encode_held(until=self._last_pts + self._step)  # the last: as long as the one before
+            self._encode_held(until=max(until, self._last_pts + 1))  # a frame lasts at least one tick
             self._mux(self._stream.encode())  # the frames the encoder still holds
             self._container.close()
         except BaseException:

@@ -1,4 +1,5 @@
-"""The HTTP application: ``POST /predict``, ``GET /health`` and the web page at ``/``.
+"""The HTTP application: ``POST /predict``, ``GET /health`` and the web page at ``/`` (those two GETs
+answer HEAD too, with the headers only).
 
 ``create_app(predictor, ...)`` returns a FastAPI (ASGI) application around a ``Predictor`` (anything
 with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_size`` and ``device``);
@@ -8,9 +9,11 @@ with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_siz
 field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start
 with the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl
 --data-binary @photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and
-an optional ``score_thresh`` (query parameter, form field or JSON key); a JSON body with both ``image``
-and ``tasks`` (a Label Studio call) is a 400 saying they exclude each other. A raw body that starts with
-``{`` or ``[`` and parses is JSON whatever its Content-Type (no image format starts so). It answers::
+an optional ``score_thresh`` (query parameter, form field or JSON key: a number, JSON's true / false
+refused); a form whose ``image`` field holds text, not a file (``-F image=hello``), is a 400 saying so;
+a JSON body with both ``image`` and ``tasks`` (a Label Studio call) is a 400 saying they exclude each
+other. A raw body that starts with ``{`` or ``[`` and parses is JSON whatever its Content-Type (no
+image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
@@ -217,6 +220,12 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
         named = ", ".join(f"{k}={v.filename!r}" if v.filename else k for k, v in uploads)
         raise RequestError(400, f"one image per request (got {len(uploads)} files: {named})")
     if not uploads:
+        # `-F image=hello` (no '@'): a field named so, holding text; "send it in a field named 'image'" was
+        # wrong advice, the name was right
+        texts = [k for k, v in form.multi_items() if isinstance(v, str) and k.lower() in ("image", "file")]
+        if texts:
+            raise RequestError(400, f"no image in the form: field '{texts[0]}' holds text, not a file: send "
+                                    f"the file with curl -F {texts[0]}=@photo.jpg")
         raise RequestError(400, "no image in the form: send the file in a field named 'image'")
     upload = uploads[0][1]
     data = await upload.read()
@@ -379,6 +388,8 @@ def _urlencoded_body_note(data: bytes) -> str:
 def _parse_score_thresh(value) -> Optional[float]:
     if value is None or value == "":
         return None
+    if isinstance(value, bool):  # JSON true / false: float() reads them as 1.0 / 0.0
+        raise RequestError(400, f"score_thresh must be a number in [0, 1], got {value!r}")
     try:
         t = float(value)
     except (TypeError, ValueError):
@@ -482,8 +493,10 @@ def create_app(
         # client gets the reason, and the next request is served as usual.
         return JSONResponse({"detail": f"prediction failed: {type(exc).__name__}: {exc}"}, status_code=500)
 
-    # GET only, as Label Studio's check (MLApi.health) and its ML backend SDK's route are; a POST is a 405
-    @app.get("/health")
+    # GET (and HEAD, which HTTP expects wherever GET is served: uptime monitors and load balancers probe
+    # with it; the server sends its headers without the body), as Label Studio's check (MLApi.health)
+    # and its ML backend SDK's route are; a POST is a 405
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         return {
             "status": "ok",
@@ -505,7 +518,7 @@ def create_app(
             **app.state.stats,
         }
 
-    @app.get("/")
+    @app.api_route("/", methods=["GET", "HEAD"])
     async def page():
         return Response(
             _static_file("index.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS

@@ -125,6 +125,41 @@ def test_health_and_page(server):
     assert status == 200 and "function decodeMask" in js and 'fetch("predict"' in js
 
 
+def test_head_is_answered_as_get_without_a_body(server):
+    """HEAD on / and /health was a 405: uptime monitors and load balancers probe with it."""
+    for path in ("/", "/health"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.request("GET", path)
+        got = conn.getresponse()
+        get_type, get_body = got.getheader("content-type"), got.read()
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.request("HEAD", path)
+        head = conn.getresponse()
+        assert (head.status, head.read()) == (200, b""), path
+        assert head.getheader("content-type") == get_type and len(get_body) > 0
+        conn.close()
+    assert server.request("POST", "/health")[0] == 405  # GET and HEAD only
+
+
+def test_a_json_boolean_threshold_and_a_text_image_field_are_refused_by_name(server):
+    import base64
+    import json
+
+    image = base64.b64encode(png_bytes(_noise(3))).decode()
+    for value in (True, False):  # float(True) is 1.0: taken as a threshold, no detection, a 200
+        status, body = server.request("POST", "/predict", headers={"Content-Type": "application/json"},
+                                      body=json.dumps({"image": image, "score_thresh": value}))
+        assert status == 400, body
+        assert body["detail"] == f"score_thresh must be a number in [0, 1], got {value}"
+    # curl -F image=hello: the field was named 'image' (it was told to use that name), but holds text
+    form = b'--zzz\r\nContent-Disposition: form-data; name="image"\r\n\r\nhello\r\n--zzz--\r\n'
+    status, body = server.request("POST", "/predict", body=form,
+                                  headers={"Content-Type": "multipart/form-data; boundary=zzz"})
+    assert (status, body["detail"]) == (400, "no image in the form: field 'image' holds text, not a file: "
+                                             "send the file with curl -F image=@photo.jpg")
+
+
 def _chunk(kind, payload):
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
