@@ -492,8 +492,10 @@ class CocoDataset(torch.utils.data.Dataset):
             self._problems.counts[reason] += 1
         if keypoints and min_keypoints_per_image > 0:
             # detectron2's MIN_KEYPOINTS_PER_IMAGE: an image whose people show no labelled keypoint
-            # gives the keypoint head nothing to learn
-            kept = [i for i in self.ids if self._visible_keypoints(i) >= min_keypoints_per_image]
+            # gives the keypoint head nothing to learn; one holding an object of a category without
+            # keypoints (a file's cars) is kept: that object's box is for the box head, not the keypoint one
+            kept = [i for i in self.ids if self._visible_keypoints(i) >= min_keypoints_per_image
+                    or self._has_objects_without_keypoints(i)]
             if len(kept) < len(self.ids):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
@@ -893,6 +895,13 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _has_objects(self, image_id: int) -> bool:
         return any(not a.get("iscrowd", 0) for a in self._anns[image_id])
+
+    def _has_objects_without_keypoints(self, image_id: int) -> bool:
+        """A non-crowd object of a category that defines no keypoint set (False when the file names no
+        set: its keypoints, read as COCO's 17, may belong to any category)."""
+        kp_ids = self.keypoint_category_ids
+        return bool(kp_ids) and any(not a.get("iscrowd", 0) and a["category_id"] not in kp_ids
+                                    for a in self._anns[image_id])
 
     def _visible_keypoints(self, image_id: int) -> int:
         """Labelled keypoints (v > 0) of the image's non-crowd annotations."""

@@ -21,7 +21,8 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   every problem line shows a file's names: ``shown_text.display_name``). A ``left`` name with no
   ``right`` partner is an error, because flipping would silently mislabel it, and so is a map that is
   not its own inverse (a flip would copy one point over another). ``data.keypoint_flip_map`` (pairs of
-  0-based indices or of names) wins over the names when given; training prints the pairs it uses and
+  0-based indices or of names) wins over the names when given, with the same warning for the sided
+  names its pairs leave in place (a partial list); training prints the pairs it uses and
   stores them there in the run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and
   export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
   training warns about while it flips images.
@@ -170,18 +171,27 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
                 f"to {names[out[j]]!r}), so a flip would copy one point over another; rename them or give "
                 "the pairs in data.keypoint_flip_map"
             )
-    lone = unpaired_sided_names(names, out)
-    if lone:  # kept in place: each flip teaches it where the other side's point is
-        many = len(lone) > 1
-        # names from the file, escaped as in every problem line: a newline or an ANSI escape in a name
-        # would otherwise forge lines or recolour the terminal
-        shown = ", ".join(display_name(n) for n in lone)
-        warnings.warn(
-            f"{source}: keypoint{'s' if many else ''} {shown} look{'' if many else 's'} like one "
-            f"side but pair{'' if many else 's'} with no other name, so a horizontal flip keeps "
-            f"{'them' if many else 'it'} in place; give the pairs with data.keypoint_flip_map, or train "
-            "without flips (input.flip_prob=0)", stacklevel=2)
+    _warn_unpaired(names, out, source=source, by="", fix="give the pairs with data.keypoint_flip_map")
     return tuple(out)
+
+
+def _warn_unpaired(names: Sequence[str], flip_map: Sequence[int], *, source: str, by: str, fix: str) -> None:
+    """One warning naming the sided-looking names ``flip_map`` keeps in place (``unpaired_sided_names``):
+    each flip teaches such a point where the other side's is. ``by``: what paired them with nothing
+    ("" for the names themselves), ``fix``: what gives them their pairs."""
+    lone = unpaired_sided_names(names, flip_map)
+    if not lone:
+        return
+    many = len(lone) > 1
+    # names from the file, escaped as in every problem line: a newline or an ANSI escape in a name
+    # would otherwise forge lines or recolour the terminal
+    shown = ", ".join(display_name(n) for n in lone)
+    them = "them" if many else "it"
+    pairs = f"{by}pairs {them}" if by else f"pair{'' if many else 's'}"
+    warnings.warn(
+        f"{source}: keypoint{'s' if many else ''} {shown} look{'' if many else 's'} like one "
+        f"side but {pairs} with no other name, so a horizontal flip keeps {them} in place; {fix}, or "
+        "train without flips (input.flip_prob=0)", stacklevel=3)
 
 
 def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, configured: Sequence = (),
@@ -192,7 +202,11 @@ def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, con
     if names and len(names) != num_keypoints:  # first: a short list made configured names look unknown
         raise ValueError(f"{source}: {len(names)} keypoint names for {num_keypoints} keypoints")
     if configured:
-        return flip_map_from_pairs(configured, names, num_keypoints)
+        out = flip_map_from_pairs(configured, names, num_keypoints)
+        if names:  # a partial list: the sided names it leaves out are kept in place, as unpaired names are
+            _warn_unpaired(names, out, source=source, by="data.keypoint_flip_map ",
+                           fix="add the pairs to data.keypoint_flip_map")
+        return out
     if names:
         return flip_map_from_names(names, source=source)
     if num_keypoints == len(COCO_KEYPOINT_NAMES):

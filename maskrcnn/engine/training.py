@@ -31,7 +31,8 @@ number of processes is known); schedule settings the run does not use (``solver.
 preset's with the cosine schedule, ``solver.lr_min_factor`` with the step one) and a warm-up as long as
 the run are said in note lines (``schedule.schedule_notes``). A training set without a usable image is
 one error saying why (image files not found, only crowd annotations); images ``data.filter_empty`` left
-out (no annotations, only crowd ones) are counted in one note line (``left_out_line``).
+out (no annotations, only crowd ones) and those ``data.min_keypoints_per_image`` left out of a keypoint
+run are counted by reason in one note line (``left_out_line``).
 
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
@@ -256,26 +257,44 @@ def unread_line(unread) -> str:
             f"{short_listing(paths, limit=10)}")
 
 
-def left_out_line(skipped: dict, kept: int) -> str:
-    """What ``data.filter_empty`` left out of a training set, one line ("" when nothing): ``skipped`` as
-    ``CocoDataset.skipped`` counts it, ``kept`` the images that train. Left out without a word, a user
-    counting images wonders where they went. Crowd-only images count apart, in the words of the
-    no-usable-image error: the losses ignore crowd regions, so with filter_empty=false such an image trains
-    as a background image too, its crowd regions ignored."""
+def left_out_line(skipped: dict, kept: int, min_keypoints: int = 1) -> str:
+    """What the training set's filters left out, one line ("" when nothing): ``skipped`` as
+    ``CocoDataset.skipped`` counts it, ``kept`` the images that train, ``min_keypoints`` the
+    ``data.min_keypoints_per_image`` that skipped ``image_with_too_few_keypoints``. Every image left out is
+    in it by reason, so its "N of M" adds up: left out without a word, a user counting images wonders where
+    they went. Crowd-only images count apart, in the words of the no-usable-image error: the losses ignore
+    crowd regions, so with filter_empty=false such an image trains as a background image too, its crowd
+    regions ignored."""
     empty = skipped.get("image_without_annotations", 0)
     crowd = skipped.get("image_with_only_crowd_annotations", 0)
-    if not empty and not crowd:
+    few = skipped.get("image_with_too_few_keypoints", 0)
+    if not empty and not crowd and not few:
         return ""
-    total = kept + empty + crowd + skipped.get("image_with_too_few_keypoints", 0)
+    total = kept + empty + crowd + few
     crowd_words = "only crowd annotations (iscrowd 1: regions the losses ignore)"
-    if empty and crowd:
-        return (f"{empty + crowd} of {total} training images are left out: {empty} {_has(empty)} no "
-                f"annotations, {crowd} {_has(crowd)} {crowd_words}; data.filter_empty=false keeps them as "
-                "background images, their crowd regions ignored")
-    n, what = (empty, "no annotations") if empty else (crowd, crowd_words)
-    crowd_kept = "" if empty else ", crowd regions ignored"
-    return (f"{n} of {total} training images {_has(n)} {what} and {'is' if n == 1 else 'are'} left out "
-            f"(data.filter_empty=false keeps them as background images{crowd_kept})")
+    few_words = ("no labelled keypoint (data.min_keypoints_per_image 1)" if min_keypoints == 1 else
+                 f"fewer than {min_keypoints} labelled keypoints (data.min_keypoints_per_image)")
+    # the setting that keeps each kind: a keypoint-less image trains the box (and mask) heads only
+    few_keeps = (f"data.min_keypoints_per_image=0 keeps {'them' if few > 1 else 'it'} for the box "
+                 "(and mask) heads")
+    reasons = [(n, what) for n, what in ((empty, "no annotations"), (crowd, crowd_words), (few, few_words))
+               if n]
+    if len(reasons) == 1:
+        n, what = reasons[0]
+        keeps = (few_keeps if few else "data.filter_empty=false keeps them as background images"
+                 + ("" if empty else ", crowd regions ignored"))
+        return (f"{n} of {total} training images {_has(n)} {what} and {'is' if n == 1 else 'are'} left out "
+                f"({keeps})")
+    keeps = []
+    if empty or crowd:
+        keeps.append("data.filter_empty=false keeps " + ("them" if not few else "those without objects")
+                     + " as background images" + (", their crowd regions ignored" if crowd else ""))
+    if few:  # with another reason: a single reason took the early return
+        keeps.append("data.min_keypoints_per_image=0 those with too few keypoints, for the box (and mask) "
+                     "heads")
+    listed = ", ".join(f"{n} {_has(n)} {what}" for n, what in reasons)
+    return (f"{empty + crowd + few} of {total} training images are left out: {listed}; "
+            f"{'; '.join(keeps)}")
 
 
 def skip_words(skipped: dict) -> str:
@@ -509,7 +528,7 @@ def build_training(
                     "regions the losses ignore, not objects to learn): an object to train on has iscrowd 0")
         raise ValueError(f"{train_json}: no usable training image (skipped: {skip_words(train_set.skipped)})"
                          f"{hint}")
-    line = left_out_line(train_set.skipped, len(train_set))
+    line = left_out_line(train_set.skipped, len(train_set), cfg.data.min_keypoints_per_image)
     if line:
         say(f"note: {train_json}: {line}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
@@ -587,6 +606,22 @@ def build_training(
                                      threshold=cfg.data.repeat_threshold):
             say(line)
 
+    # the validation set is checked before anything is written into --output: a run refused here (its
+    # images not found, say) leaves no config.yaml that would make its corrected retry "a training run"
+    check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
+    evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
+    if val_json is not None:
+        val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
+                              crowd_as_objects=cfg.data.crowd_as_objects)
+        missing = val_set.skipped.get("missing_image_file", 0)
+        if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
+            raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
+                             "folder that holds them with --val-images")
+        check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
+        best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
+        if line:
+            say(line)
+        evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
@@ -628,33 +663,25 @@ def build_training(
             unread,
         )
 
-    check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
-    evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
-    if val_json is not None:
-        val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
-                              crowd_as_objects=cfg.data.crowd_as_objects)
-        missing = val_set.skipped.get("missing_image_file", 0)
-        if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
-            raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
-                             "folder that holds them with --val-images")
-        check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
-        best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
-        if line:
-            say(line)
-        evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)
-    trainer = build_trainer(
-        cfg,
-        model,
-        make_batches=make_batches,
-        output_dir=output,
-        class_names=cfg.data.class_names,
-        device=device,
-        evaluate_fn=evaluate_fn,
-        best_metric=best_metric,
-        checkpoint_extra={"label_to_category_id": label_to_cat},
-        log_stream=log_stream,
-        **(trainer_kwargs or {}),
-    )
+    try:
+        trainer = build_trainer(
+            cfg,
+            model,
+            make_batches=make_batches,
+            output_dir=output,
+            class_names=cfg.data.class_names,
+            device=device,
+            evaluate_fn=evaluate_fn,
+            best_metric=best_metric,
+            checkpoint_extra={"label_to_category_id": label_to_cat},
+            log_stream=log_stream,
+            **(trainer_kwargs or {}),
+        )
+    except BaseException:
+        if rank == 0 and not resume:  # refused while assembling: no config.yaml left to block its retry
+            for name in ("config.yaml", INIT_REPORT):
+                (output / name).unlink(missing_ok=True)
+        raise
     trainer.unread_images = unread  # filled as the run reads: said at its end (unread_line)
     if resume and not trainer.resume() and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")

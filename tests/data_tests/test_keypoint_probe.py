@@ -104,6 +104,49 @@ def test_training_warns_when_names_pair_nothing_and_flips_are_on(tmp_path):
         _build(tmp_path / "b", other, images)
 
 
+def test_a_partial_configured_flip_map_warns_for_the_sided_names_it_leaves_in_place(tmp_path):
+    """Only hand.L/hand.R given: foot_l/foot_r, which the names pair, stayed in place at every flip
+    without the warning the names' own map gives."""
+    names = ["head", "hand.L", "hand.R", "foot_l", "foot_r"]
+    with pytest.warns(UserWarning) as seen:
+        assert keypoint_flip_map(names, 5, configured=[["hand.L", "hand.R"]], source="kp5.json") == \
+            (0, 2, 1, 3, 4)
+    assert [str(w.message) for w in seen] == [
+        "kp5.json: keypoints foot_l, foot_r look like one side but data.keypoint_flip_map pairs them with no "
+        "other name, so a horizontal flip keeps them in place; add the pairs to data.keypoint_flip_map, or "
+        "train without flips (input.flip_prob=0)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every sided name paired, or none sided: no warning
+        keypoint_flip_map(names, 5, configured=[["hand.L", "hand.R"], [3, 4]], source="kp5.json")
+        keypoint_flip_map(["1", "2", "3"], 3, configured=[[0, 1]])
+    path, images = _kp_json(tmp_path, names, [_person(1, 1, [(8, 8, 2)] * 5)])
+    said, _ = _build(tmp_path, path, images, **{"data.keypoint_flip_map": [["hand.L", "hand.R"]]})
+    assert f"warning: {path}: keypoints foot_l, foot_r look like one side but data.keypoint_flip_map" in said
+
+
+def test_images_left_out_for_too_few_keypoints_are_counted_and_other_classes_kept(tmp_path):
+    """data.min_keypoints_per_image left images out without a word (the "N of M left out" line then
+    wrong), and an image whose only object is a class without keypoints (a car) lost its box."""
+    from maskrcnn.data.coco import CocoDataset
+
+    names = ["nose", "left_eye", "right_eye"]
+    unlabelled = _person(2, 2, [(0, 0, 0)] * 3)
+    path, images = _kp_json(tmp_path, names, [_person(1, 1, [(8, 8, 2)] * 3), unlabelled])
+    said, _ = _build(tmp_path, path, images)
+    assert (f"note: {path}: 1 of 2 training images has no labelled keypoint (data.min_keypoints_per_image "
+            "1) and is left out (data.min_keypoints_per_image=0 keeps it for the box (and mask) heads)\n"
+            ) in said
+    said, _ = _build(tmp_path, path, images, **{"data.min_keypoints_per_image": 0})
+    assert "left out" not in said
+    cats = [{"id": 1, "name": "person", "keypoints": names}, {"id": 2, "name": "car"}]
+    car = {"id": 3, "image_id": 2, "category_id": 2, "bbox": [2, 2, 10, 10], "area": 100.0, "iscrowd": 0}
+    path, images = _kp_json(tmp_path / "car", names, [_person(1, 1, [(8, 8, 2)] * 3), unlabelled, car],
+                            categories=cats)
+    ds = CocoDataset(json_path=path, image_dir=images, keypoints=True, filter_empty=True,
+                     min_keypoints_per_image=1)
+    assert ds.ids == [1, 2] and "image_with_too_few_keypoints" not in ds.skipped
+
+
 # ---------------------------------------------------------------------------- 3. two keypoint sets
 
 

@@ -133,6 +133,44 @@ def test_a_validation_set_without_any_image_found_is_refused_before_training(tmp
                                "holds them with --val-images")
 
 
+def test_a_refused_run_leaves_nothing_that_blocks_its_corrected_retry(tmp_path):
+    """The validation refusal came after config.yaml was written: the retry with the fixed file was then
+    refused as "already holds a training run", and --resume said there was no run to resume."""
+    from maskrcnn.config import load_config
+    from maskrcnn.engine.training import build_training
+
+    names = ["a.png", "b.png"]
+    pics = _images(tmp_path / "pics", names)
+    train, val = _coco(tmp_path / "train.json", names), _coco(tmp_path / "val.json", ["x.png", "y.png"])
+    cfg = load_config("demo", {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0})
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="none of its 2 image files"):
+        build_training(cfg, train_json=train, train_images=pics, val_json=val, val_images=pics, output=run,
+                       trainer_kwargs={"tensorboard": False})
+    assert not run.exists() or not any(run.iterdir()), list(run.iterdir())
+    fixed = _coco(tmp_path / "val_fixed.json", names[:1])
+    trainer, _ = build_training(cfg, train_json=train, train_images=pics, val_json=fixed, val_images=pics,
+                                output=run, trainer_kwargs={"tensorboard": False})
+    assert (run / "config.yaml").is_file() and trainer.iteration == 0
+
+
+def test_a_missing_train_json_is_the_only_line(tmp_path, monkeypatch, capsys):
+    """A mistyped --train-json first got "images of nope.json read from images", about a file that is not
+    there, then the not-found error."""
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "images", ["a.png"])
+    assert main(["train", "--train-json", "nope.json", "--config", "demo", "--output", "runs/z"]) == 1
+    out, err = capsys.readouterr()
+    assert "read from" not in out + err, out + err
+    assert err.strip().splitlines() == ["maskrcnn train: error: nope.json: no such annotation file"], err
+    assert not (tmp_path / "runs").exists()
+    val = ["train", "--train-json", str(_coco(tmp_path / "t.json", ["a.png"])), "--val-json", "nope_val.json",
+           "--config", "demo", "--output", "runs/z"]
+    assert main(val) == 1
+    out, err = capsys.readouterr()
+    assert "read from" not in out and "nope_val.json: no such annotation file" in err, out + err
+
+
 def _toy_trainer(tmp_path, toy, *, sigterm: bool):
     from maskrcnn.config import load_config
     from maskrcnn.engine.trainer import build_trainer

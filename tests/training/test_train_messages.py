@@ -226,11 +226,27 @@ def test_a_validation_with_every_image_left_out_gives_no_ap_not_zero(tmp_path):
      "2 of 5 training images have only crowd annotations (iscrowd 1: regions the losses ignore) and are left "
      "out (data.filter_empty=false keeps them as background images, crowd regions ignored)"),
     ({"missing_image_file": 2}, 3, ""),
+    ({"image_with_too_few_keypoints": 2}, 6,
+     "2 of 8 training images have no labelled keypoint (data.min_keypoints_per_image 1) and are left out "
+     "(data.min_keypoints_per_image=0 keeps them for the box (and mask) heads)"),
+    # every image left out is in the line: the count named only the empty one, the total both
+    ({"image_without_annotations": 1, "image_with_too_few_keypoints": 1}, 6,
+     "2 of 8 training images are left out: 1 has no annotations, 1 has no labelled keypoint "
+     "(data.min_keypoints_per_image 1); data.filter_empty=false keeps those without objects as background "
+     "images; data.min_keypoints_per_image=0 those with too few keypoints, for the box (and mask) heads"),
 ])
 def test_the_line_on_images_filter_empty_leaves_out(skipped, kept, line):
     from maskrcnn.engine.training import left_out_line
 
     assert left_out_line(skipped, kept) == line
+
+
+def test_the_left_out_line_names_the_keypoint_minimum():
+    from maskrcnn.engine.training import left_out_line
+
+    assert left_out_line({"image_with_too_few_keypoints": 1}, 3, 4) == (
+        "1 of 4 training images has fewer than 4 labelled keypoints (data.min_keypoints_per_image) and is "
+        "left out (data.min_keypoints_per_image=0 keeps it for the box (and mask) heads)")
 
 
 def test_training_says_which_images_filter_empty_left_out(tmp_path):
