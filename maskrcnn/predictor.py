@@ -76,6 +76,15 @@ WINDOW_BATCHES = 4
 __all__ = ["FixedThresholdWarning", "Predictor", "resolve_device", "resolve_dtype"]
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` of a warning issued by this module's caller-facing method that called this
+    one: the first frame outside this file (from_weights -> from_onnx, or from_onnx called directly)."""
+    level, frame = 1, inspect.currentframe().f_back
+    while frame is not None and frame.f_code.co_filename == __file__:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 class FixedThresholdWarning(UserWarning):
     """``from_onnx`` asked for a ``score_thresh`` below the graph's own, fixed at export: fewer detections
     than asked (``fixed_threshold_note`` says it; commands that print that note filter this warning out)."""
@@ -521,7 +530,7 @@ class Predictor:
         predictor = cls(model, model.cfg, model.class_names, device=device, **kwargs)
         note = predictor.fixed_threshold_note(predictor.score_thresh)
         if note:  # a library caller gets fewer detections than asked for: said, as predict prints it
-            warnings.warn(f"{path}: {note}", FixedThresholdWarning, stacklevel=2)
+            warnings.warn(f"{path}: {note}", FixedThresholdWarning, stacklevel=_caller_level())
         return predictor
 
     @classmethod

@@ -185,6 +185,9 @@ def test_an_onnx_predictor_asked_for_a_lower_threshold_warns(monkeypatch, tmp_pa
     monkeypatch.setattr("maskrcnn.export.onnx_runtime.OnnxModel", FakeOnnx)
     with pytest.warns(FixedThresholdWarning, match=r"m\.onnx: note: a score threshold of 0.01 keeps nothing"):
         Predictor.from_onnx(tmp_path / "m.onnx", score_thresh=0.01)
+    with pytest.warns(FixedThresholdWarning) as record:  # through from_weights: still the caller's line
+        Predictor.from_weights(tmp_path / "m.onnx", score_thresh=0.01)
+    assert record[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error", FixedThresholdWarning)
         Predictor.from_onnx(tmp_path / "m.onnx", score_thresh=0.1)  # at or above its own: nothing to say
