@@ -73,7 +73,22 @@ ImageLike = Union[torch.Tensor, str, os.PathLike, object]
 # choice gives batch-mates of closer sizes, at the memory of that many original images.
 WINDOW_BATCHES = 4
 
-__all__ = ["Predictor", "resolve_device", "resolve_dtype"]
+__all__ = ["FixedThresholdWarning", "Predictor", "resolve_device", "resolve_dtype"]
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of a warning issued by this module's caller-facing method that called this
+    one: the first frame outside this file (from_weights -> from_onnx, or from_onnx called directly)."""
+    level, frame = 1, inspect.currentframe().f_back
+    while frame is not None and frame.f_code.co_filename == __file__:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+class FixedThresholdWarning(UserWarning):
+    """``from_onnx`` asked for a ``score_thresh`` below the graph's own, fixed at export: fewer detections
+    than asked (``fixed_threshold_note`` says it; commands that print that note filter this warning out)."""
+
 
 def default_class_names(num_classes: int) -> list:
     return ["__background__"] + [f"class{i}" for i in range(1, num_classes)]
@@ -495,7 +510,9 @@ class Predictor:
     ) -> Predictor:
         """An ONNX file written by ``maskrcnn export``, run by onnxruntime (its config, class names and
         category ids come from the file's metadata). ``threads``: onnxruntime's intra-op threads
-        (None: its default, all cores)."""
+        (None: its default, all cores). A ``score_thresh`` below the graph's own
+        ``model.roi_heads.score_thresh`` keeps nothing more (fixed at export, unlike ``from_checkpoint``):
+        a ``FixedThresholdWarning`` says so."""
         from maskrcnn.export.onnx_runtime import OnnxModel
 
         if kwargs.get("int8"):  # True, or a checkpoint's section: neither applies to a graph
@@ -510,7 +527,11 @@ class Predictor:
         kwargs.setdefault("label_to_category_id", model.label_to_category_id)
         for key in ("optimise", "winograd", "fused_add"):
             kwargs.pop(key, None)  # CPU speed-ups of the PyTorch model: onnxruntime has its own
-        return cls(model, model.cfg, model.class_names, device=device, **kwargs)
+        predictor = cls(model, model.cfg, model.class_names, device=device, **kwargs)
+        note = predictor.fixed_threshold_note(predictor.score_thresh)
+        if note:  # a library caller gets fewer detections than asked for: said, as predict prints it
+            warnings.warn(f"{path}: {note}", FixedThresholdWarning, stacklevel=_caller_level())
+        return predictor
 
     @classmethod
     def from_weights(

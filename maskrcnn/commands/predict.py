@@ -63,6 +63,7 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Optional, Sequence
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
 from maskrcnn.io_utils import atomic_write_json
@@ -92,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--score-thresh",
         type=float,
         default=None,
-        help="write only detections scoring at least this (the model's own threshold is the checkpoint's)",
+        help="write only detections scoring at least this; below a checkpoint's own threshold "
+             "(model.roi_heads.score_thresh) it lowers that one too, not an .onnx file's (fixed at export)",
     )
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
@@ -239,6 +241,41 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
         print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
               "(overlays of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
     return files
+
+
+def other_files(inputs, outputs) -> list:
+    """The files in the folders ``inputs`` (at any depth, symlinked folders not followed) that have
+    neither an image nor a video extension, sorted: never predicted, so counted in one line
+    (``other_files_line``) rather than left out without a word. Output folders of ``predict``
+    (``outputs``, an ``_OutputFolders``) are not looked in: their files are a run's own."""
+    import os
+
+    from maskrcnn.data.images import IMAGE_EXTENSIONS
+    from maskrcnn.data.video import VIDEO_EXTENSIONS
+
+    known = {e.lower() for e in (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS)}
+    found = []
+    for given in inputs:
+        if not Path(given).is_dir():
+            continue
+        top = Path(given).resolve()
+        for folder, subfolders, names in os.walk(given):
+            here = Path(folder).resolve()
+            if outputs.is_output(here) or outputs.inside(here, top):
+                subfolders[:] = []
+                continue
+            found += [Path(folder) / n for n in names
+                      if Path(n).suffix.lower() not in known and (Path(folder) / n).is_file()]
+    return sorted(set(found))
+
+
+def other_files_line(files: Sequence, shown: int = 3) -> Optional[str]:
+    """One line counting the files that are not images or videos and naming the first ``shown``."""
+    if not files:
+        return None
+    names = ", ".join(shown_path(f) for f in files[:shown]) + (", ..." if len(files) > shown else "")
+    return (f"maskrcnn predict: left out {len(files)} file(s) that are not images or videos (by their "
+            f"extension): {names}")
 
 
 def _is_alias(kept: Path, f: Path, named: set) -> bool:
@@ -598,6 +635,9 @@ def run(args: argparse.Namespace) -> int:
     for folder in imageless:  # said, not silently dropped: "dir.jpg" may have been meant as an image
         if not any(folder in v.parents for v in videos):
             leave_out(folder, empty_folder_reason(folder))
+    others = other_files_line(other_files(args.inputs, outputs))
+    if others:  # notes.txt beside the photos: counted, as README says what predict does not predict is
+        print(others, file=sys.stderr)
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
@@ -620,18 +660,21 @@ def run(args: argparse.Namespace) -> int:
 
         options = int8_predictor_kwargs(args)
     from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
+    from maskrcnn.predictor import FixedThresholdWarning
 
-    predictor = Predictor.from_weights(
-        args.weights,
-        overrides=parse_set_args(args.set),
-        score_thresh=args.score_thresh,
-        batch_size=args.batch_size,
-        masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
-        tile=tile_from_args(args),
-        tta=tta_from_args(args),
-        **config_kwargs(args),
-        **options,
-    )
+    with warnings.catch_warnings():  # its note is printed below, once, with the others
+        warnings.simplefilter("ignore", FixedThresholdWarning)
+        predictor = Predictor.from_weights(
+            args.weights,
+            overrides=parse_set_args(args.set),
+            score_thresh=args.score_thresh,
+            batch_size=args.batch_size,
+            masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
+            tile=tile_from_args(args),
+            tta=tta_from_args(args),
+            **config_kwargs(args),
+            **options,
+        )
     print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments

@@ -5,7 +5,7 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
     labelme      OUT/labelme/<image path>.json      (to_labelme; one file per image)
     cvat         OUT/cvat_annotations.xml           (to_cvat)
     labelstudio  OUT/labelstudio_tasks.json, OUT/labelstudio_config.xml  (to_labelstudio)
-    yolo         OUT/yolo/labels/<image path>.txt, OUT/yolo/data.yaml  (to_yolo)
+    yolo         OUT/yolo/labels/<image path>.txt, OUT/yolo/labels/classes.txt, OUT/yolo/data.yaml  (to_yolo)
     masks        OUT/masks/<image path>.png, ..._classes.png, OUT/masks/index.json  (to_masks, mask_files)
     cutouts      OUT/cutouts/<image path without extension>/<id>_<category>.png     (to_masks, mask_files)
 
@@ -18,12 +18,15 @@ its instances of a non-empty mask scoring at least ``--score-thresh`` (the predi
 it; those of an empty mask, as a tiny image's detections can be, are left out of every export and counted
 in a line, ``left_out_note``: an annotation with an empty segmentation reads back in COCO tools as a
 box-only instance, or fails to decode, and there is nothing to correct; a model without a mask head gives
-rectangles, said once). Files are written atomically at the end of the run (also after an error or an
-interrupt, as ``predictions.json`` is, with the images done so far); a run stopped before its first image
-writes none of them, so an earlier run's files in the folder stay as they were (``finish``'s
-``replace``). An image without instances is listed with none (YOLO: an empty label file). YOLO names
-a label file by the image's path without its extension: of images ``a.jpg`` and ``a.png`` side by side
-only the first gets one (a warning names the other), as Ultralytics would give both the same labels.
+rectangles, said once). A keypoint model's keypoints go into the COCO file (``to_coco``: each instance's
+points, each category the set's names and skeleton, so ``train`` takes it as it is); the other formats
+carry none, said in one line per run (``keypoints_note``). Files are written atomically at the end of
+the run (also after an error or an interrupt, as ``predictions.json`` is, with the images done so far); a
+run stopped before its first image writes none of them, so an earlier run's files in the folder stay as
+they were (``finish``'s ``replace``). An image without instances is listed with none (YOLO: an empty label
+file). YOLO names a label file by the image's path without its extension: of images ``a.jpg`` and
+``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
+both the same labels.
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
@@ -53,7 +56,7 @@ from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
 from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
-from maskrcnn.data.pre_annotations.to_yolo import yolo_data_yaml, yolo_labels
+from maskrcnn.data.pre_annotations.to_yolo import yolo_classes_txt, yolo_data_yaml, yolo_labels
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
 from maskrcnn.shell import shell_word
 
@@ -86,14 +89,18 @@ class PreAnnotationExport:
     def __init__(self, *, out_dir: Path, formats: Sequence[str], root: Path, class_names: Sequence[str],
                  label_to_category_id: Optional[dict] = None, url_prefix: str = "",
                  model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
-                 min_area: int = 0, files: Sequence = (), beside: Optional[Sequence] = None):
-        """``files``: the image files of the run (mask files of images sharing a name are told apart);
+                 min_area: int = 0, files: Sequence = (), beside: Optional[Sequence] = None,
+                 keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = ()):
+        """``keypoint_names``: a keypoint model's set (None: no keypoints), ``skeleton`` its 1-based pairs;
+        ``files``: the image files of the run (mask files of images sharing a name are told apart);
         ``beside``: the image files of the same name beside them (``overlay_paths.same_name_beside``,
         listed here when None; ``predict`` lists them once for the overlays and the mask files)."""
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
         self.masks = bool(masks)  # False: a box-only model, rectangles everywhere
+        self.keypoint_names = None if keypoint_names is None else [str(n) for n in keypoint_names]
+        self.skeleton = [[int(a), int(b)] for a, b in skeleton]
         # the images and their instances (RLEs) are kept for the formats written at the end only: mask
         # images and cut-outs are written image by image and need nothing kept
         self.keeps_instances = any(f not in PIXEL_FORMATS for f in self.formats)
@@ -120,9 +127,11 @@ class PreAnnotationExport:
         its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
         file_name = relative_file_name(path, self.root)
         if self.keeps_instances:
+            # the instances first: an error there leaves the three lists as long as each other
+            found = instances_from_detections(det, self.categories)
             self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
             self.paths.append(Path(path).absolute())
-            self.instances.append(instances_from_detections(det, self.categories))
+            self.instances.append(found)
             empty = int(det["scores"].shape[0]) - len(self.instances[-1])
             if empty:
                 self.left_out[0] += empty
@@ -161,6 +170,8 @@ class PreAnnotationExport:
                 continue
             used[target] = image.file_name
             atomic_write_text(target, yolo_labels(image, found, tolerance=self.tolerance))
+        # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them
+        atomic_write_text(folder / "labels" / "classes.txt", yolo_classes_txt(self.categories))
         atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
         return folder
 
@@ -201,6 +212,15 @@ class PreAnnotationExport:
                 "pixel (nothing to correct; an empty segmentation would read back as a box-only instance "
                 "or fail to decode); predictions.json keeps them")
 
+    def keypoints_note(self) -> Optional[str]:
+        """One line naming the formats written without the keypoints of a keypoint model (None when none
+        are: no keypoint model, or COCO alone)."""
+        without = [f for f in self.formats if f != "coco"]
+        if self.keypoint_names is None or not without:
+            return None
+        return (f"pre-annotations: keypoints are not exported to {', '.join(without)} (only coco carries "
+                "them); predictions.json keeps them")
+
     def finish(self, *, replace: bool = True, partial: bool = False) -> list:
         """Write the files; returns the paths written (files, and LabelMe's folder). ``replace`` False:
         the run stopped before its first image, so nothing is written (``[]``) and an earlier run's files
@@ -215,7 +235,8 @@ class PreAnnotationExport:
                 written.append(self.out_dir / COCO_FILE)
                 atomic_write_json(written[-1], coco_instances(
                     self.images, self.instances, self.categories,
-                    description=f"maskrcnn predict pre-annotations ({self.model_version})"),
+                    description=f"maskrcnn predict pre-annotations ({self.model_version})",
+                    keypoint_names=self.keypoint_names, skeleton=self.skeleton),
                     ensure_ascii=True)  # for pycocotools & co: ASCII (io_utils)
             elif fmt == "labelme":
                 written.append(self._labelme())
@@ -248,10 +269,32 @@ def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequ
     if not masks:
         print("pre-annotations: the model has no mask head: instances are exported as rectangles (boxes), "
               "to correct or draw masks over", file=sys.stderr)
-    return PreAnnotationExport(
+    names, skeleton = keypoint_set(predictor.cfg)
+    export = PreAnnotationExport(
         out_dir=out_dir, formats=formats, root=images_root(args.inputs, files),
         class_names=predictor.class_names, label_to_category_id=predictor.label_to_category_id,
         url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
         tolerance=args.export_tolerance, masks=masks, min_area=args.export_min_area, files=files,
-        beside=beside,
+        beside=beside, keypoint_names=names, skeleton=skeleton,
     )  # fmt: skip
+    note = export.keypoints_note()
+    if note:
+        print(note, file=sys.stderr)
+    return export
+
+
+def keypoint_set(cfg) -> tuple:
+    """(names, 1-based skeleton pairs) of a keypoint model's config, (None, []) of another: the training
+    dataset's names (``data.keypoint_names``), else COCO's for 17 keypoints (a converted COCO model),
+    else ``keypoint_1``.. (a COCO file needs names for the set)."""
+    heads = cfg.model.roi_heads
+    if not heads.keypoint_on:
+        return None, []
+    k = int(heads.num_keypoints)
+    names = list(cfg.data.keypoint_names)
+    if len(names) != k:
+        from maskrcnn.interop.weights import COCO_KEYPOINT_NAMES
+
+        names = list(COCO_KEYPOINT_NAMES) if k == len(COCO_KEYPOINT_NAMES) else [
+            f"keypoint_{i + 1}" for i in range(k)]
+    return names, [list(p) for p in cfg.data.keypoint_skeleton]

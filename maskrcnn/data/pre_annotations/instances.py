@@ -9,6 +9,11 @@ the writers decode it when they need pixels, one instance at a time. A model wit
 box instances (``rle`` None, ``box`` xyxy): every writer has rectangles (COCO a rectangle polygon,
 LabelMe ``rectangle`` shapes, CVAT ``<box>``, Label Studio ``rectanglelabels``), a box to correct being
 better than nothing to start from.
+
+A keypoint model's detections also carry their keypoints (``keypoints`` (D, K, 3), ``keypoint_scores``
+(D, K)): an ``Instance`` keeps them as COCO's flat [x1, y1, v1, ..., xK, yK, vK], v = 2 (labelled,
+visible) for a point scoring above ``KEYPOINT_VISIBLE_SCORE``, else 0 written as 0, 0, 0 (not labelled,
+as COCO writes it): a weak guess is left for the annotator to place rather than trained as a true point.
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ import pycocotools.mask as mask_utils
 
 from maskrcnn.data.mask_codec import annotation_to_mask, decode_rle_window, masks_to_rles
 
-__all__ = ["Category", "ImageRecord", "Instance", "bbox_area", "box_patch", "categories_of", "category_of",
-           "instances_from_detections", "json_rle", "mask_of", "rle_box_patch"]
+__all__ = ["KEYPOINT_VISIBLE_SCORE", "Category", "ImageRecord", "Instance", "bbox_area", "box_patch",
+           "categories_of", "category_of", "instances_from_detections", "json_rle", "keypoint_triplets",
+           "mask_of", "rle_box_patch"]
+
+# A predicted keypoint exported as labelled (v = 2) scores above this (its ``keypoint_scores``, as the
+# model's keypoint head gives them): detectron2's visualiser draws keypoints above the same 0.05
+KEYPOINT_VISIBLE_SCORE = 0.05
 
 
 class ImageRecord(NamedTuple):
@@ -45,12 +55,14 @@ class Category(NamedTuple):
 class Instance(NamedTuple):
     """One detection with a non-empty mask: its ``category``, ``score`` and ``rle`` (COCO compressed RLE,
     ``counts`` a str, ``size`` [H, W]); or, of a model without masks, ``rle`` None and ``box`` (x0, y0,
-    x1, y1) in pixels (non-empty)."""
+    x1, y1) in pixels (non-empty). ``keypoints``: of a keypoint model, COCO's flat [x, y, v] * K
+    (``keypoint_triplets``), else None."""
 
     category: Category
     score: float
     rle: Optional[dict]
     box: Optional[tuple] = None
+    keypoints: Optional[list] = None
 
 
 def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dict] = None) -> List[Category]:
@@ -88,15 +100,30 @@ def instances_from_detections(det: dict, categories: Sequence[Category]) -> List
     scores = det["scores"].detach().float().cpu().tolist()
     labels = det["labels"].detach().cpu().tolist()
     boxes = det["boxes"].detach().float().cpu().tolist()  # (D, 4) xyxy
+    points = [None] * n
+    if det.get("keypoints") is not None:
+        kps = det["keypoints"].detach().float().cpu()  # (D, K, 3)
+        kp_scores = det.get("keypoint_scores")
+        kp_scores = kps[..., 2] if kp_scores is None else kp_scores.detach().float().cpu()  # (D, K)
+        points = [keypoint_triplets(k, s) for k, s in zip(kps, kp_scores)]
     out = []
-    for rle, score, label, box in zip(rles, scores, labels, boxes):
+    for rle, score, label, box, kp in zip(rles, scores, labels, boxes, points):
         category = category_of(by_label, label)
         if rle is None:
             x0, y0, x1, y1 = (round(float(v), 2) for v in box)
             if x1 > x0 and y1 > y0:
-                out.append(Instance(category, float(score), None, (x0, y0, x1, y1)))
+                out.append(Instance(category, float(score), None, (x0, y0, x1, y1), kp))
         elif int(mask_utils.area(_bytes_rle(rle))) > 0:
-            out.append(Instance(category, float(score), rle))
+            out.append(Instance(category, float(score), rle, None, kp))
+    return out
+
+
+def keypoint_triplets(keypoints, scores) -> list:
+    """One detection's keypoints (K, 3) (x, y, _) and their scores (K,) -> COCO's flat [x, y, v] * K:
+    v = 2 where the score is above ``KEYPOINT_VISIBLE_SCORE``, else the point is 0, 0, 0."""
+    out = []
+    for (x, y, _), s in zip(keypoints.tolist(), scores.tolist()):
+        out += [round(float(x), 2), round(float(y), 2), 2] if s > KEYPOINT_VISIBLE_SCORE else [0, 0, 0]
     return out
 
 

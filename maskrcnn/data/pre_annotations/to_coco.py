@@ -11,11 +11,16 @@ several parts included); ``bbox`` and ``area`` are the mask's own (as the conver
 differ by a pixel or two (a box-only model's instances: the box, and its rectangle as the polygon).
 ``score`` is extra (COCO's loaders ignore it; it lets a reviewer sort).
 Every class of the model is listed, with or without instances, under the dataset's category ids.
+
+A keypoint model's instances also get ``keypoints`` ([x, y, v] * K, v = 2 above
+``instances.KEYPOINT_VISIBLE_SCORE``, else 0, 0, 0) and ``num_keypoints``, and every category the set's
+``keypoints`` (names) and ``skeleton`` (1-based pairs), as a COCO person-keypoints file has them: the one
+keypoint head predicts the set for every class, and ``train --config keypoint_...`` takes the file as it is.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, bbox_area, json_rle
 
@@ -23,8 +28,11 @@ __all__ = ["coco_instances"]
 
 
 def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]],
-                   categories: Sequence[Category], *, description: str = "") -> dict:
-    """The COCO instances dict of ``images`` and their ``instances`` (one list per image)."""
+                   categories: Sequence[Category], *, description: str = "",
+                   keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = ()) -> dict:
+    """The COCO instances dict of ``images`` and their ``instances`` (one list per image);
+    ``keypoint_names`` (a keypoint model's set, None: none) and ``skeleton`` (1-based pairs) go into every
+    category."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     annotations = []
@@ -41,10 +49,21 @@ def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[I
                 "segmentation": segmentation,
                 "area": area, "bbox": bbox, "iscrowd": 0, "score": round(float(inst.score), 5),
             })  # fmt: skip
+            if inst.keypoints is not None:
+                annotations[-1]["keypoints"] = list(inst.keypoints)
+                annotations[-1]["num_keypoints"] = sum(1 for v in inst.keypoints[2::3] if v > 0)
     return {
         "info": {"description": description},
         "images": [{"id": int(im.id), "file_name": im.file_name, "width": int(im.width),
                     "height": int(im.height)} for im in images],
         "annotations": annotations,
-        "categories": [{"id": int(c.id), "name": c.name} for c in categories],
+        "categories": [_category(c, keypoint_names, skeleton) for c in categories],
     }  # fmt: skip
+
+
+def _category(category: Category, keypoint_names: Optional[Sequence[str]], skeleton: Sequence) -> dict:
+    out = {"id": int(category.id), "name": category.name}
+    if keypoint_names is not None:
+        out["keypoints"] = [str(n) for n in keypoint_names]
+        out["skeleton"] = [[int(a), int(b)] for a, b in skeleton]
+    return out

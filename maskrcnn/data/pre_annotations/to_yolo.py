@@ -25,7 +25,9 @@ A box-only model's instances are detection lines, ``class cx cy w h`` (centre an
 datasets folder, not beside the YAML), ``train`` and ``val`` that folder itself (``.``), ``names`` the
 class names as a list. Ultralytics and ``convert-data --from yolo`` find an image's labels by replacing
 the last ``images`` folder of its path with ``labels``: with the images in ``DATA/images/`` put
-``labels/`` beside them as ``DATA/labels/``.
+``labels/`` beside them as ``DATA/labels/``. ``labels/classes.txt`` names the classes too, one a line
+in index order (as LabelImg and Ultralytics' converters write it): copied with the labels, it keeps the
+names where ``data.yaml`` is left behind (``convert-data --from yolo`` reads ``DATA/labels/classes.txt``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import yaml
 from maskrcnn.data.pre_annotations.contours import Component, bridge_holes, mask_to_components
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
 
-__all__ = ["instance_ring", "yolo_data_yaml", "yolo_labels"]
+__all__ = ["instance_ring", "yolo_classes_txt", "yolo_data_yaml", "yolo_labels"]
 
 
 def instance_ring(instance: Instance, *, tolerance: float) -> np.ndarray:
@@ -74,3 +76,8 @@ def yolo_data_yaml(images_root: str, categories: Sequence[Category]) -> str:
     data = {"path": str(images_root), "train": ".", "val": ".",
             "names": [c.name for c in sorted(categories, key=lambda c: c.label)]}
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def yolo_classes_txt(categories: Sequence[Category]) -> str:
+    """``classes.txt``: the class names one a line, in class index order (label - 1)."""
+    return "".join(c.name + "\n" for c in sorted(categories, key=lambda c: c.label))
