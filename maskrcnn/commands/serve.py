@@ -27,6 +27,7 @@ import ipaddress
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
@@ -237,22 +238,24 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
            tta=None) -> int:
     from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
-    from maskrcnn.predictor import Predictor
+    from maskrcnn.predictor import FixedThresholdWarning, Predictor
     from maskrcnn.serve.server import uvicorn_config
 
-    predictor = Predictor.from_weights(
-        args.weights,
-        device=args.device,
-        overrides=parse_set_args(args.set),
-        score_thresh=args.score_thresh,
-        batch_size=args.batch_size,
-        dtype=None if args.dtype == "float32" else args.dtype,
-        optimise=not args.no_optimise,
-        masks="rle",  # answers hold RLE: no image-sized masks, so memory does not grow with the upload
-        tile=tile,
-        tta=tta,
-        **no_config_kwargs("serve"),
-    )
+    with warnings.catch_warnings():  # its note is printed below, once, as predict prints it
+        warnings.simplefilter("ignore", FixedThresholdWarning)
+        predictor = Predictor.from_weights(
+            args.weights,
+            device=args.device,
+            overrides=parse_set_args(args.set),
+            score_thresh=args.score_thresh,
+            batch_size=args.batch_size,
+            dtype=None if args.dtype == "float32" else args.dtype,
+            optimise=not args.no_optimise,
+            masks="rle",  # answers hold RLE: no image-sized masks, so memory does not grow with the upload
+            tile=tile,
+            tta=tta,
+            **no_config_kwargs("serve"),
+        )
     print_weights_notes(predictor, args.weights)
     low = predictor.fixed_threshold_note(args.score_thresh)  # an ONNX graph's threshold is its own
     if low:
