@@ -223,7 +223,13 @@ def match_image_ids(results: list, coco_gt, source: str) -> list:
                   f"of others ({moved} differ): read as ids")
         return results
     if not all(i in by_name for i in ids):
-        return results
+        named = sorted({i for i in ids if i not in known and i in by_name}, key=str)
+        if named and any(i in known for i in ids):  # ids and names mixed: names match all or none
+            raise ValueError(f"{source}: image_id values mix the ground truth's ids and file names of its "
+                             f"images ({named[0]!r} is the file name of image {by_name[named[0]]!r}"
+                             f"{f', {len(named)} names in all' if len(named) > 1 else ''}): use one or "
+                             f"the other")
+        return results  # validation names the unknown ids
     _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
           f"{by_name[ids[0]]!r}), as Ultralytics writes them")
     return [dict(r, image_id=by_name[r["image_id"]]) for r in results]

@@ -157,3 +157,15 @@ def test_different_keypoint_sets_error_names_the_ground_truth_file(cli, tmp_path
         warnings.simplefilter("ignore")
         rc, text = cli("eval", "--results", res, "--json", path)
     assert rc == 1 and f"{path}: categories with different keypoint sets" in text
+
+
+def test_ids_mixed_with_file_names_are_refused_as_such(cli, tmp_path):
+    """It said "image ids im2.png are not in the ground truth (neither as ids nor as file names of its
+    images)", while im2.png is image 2's file name."""
+    path, _, data = coco_dataset(tmp_path)
+    results = gt_as_results(data)
+    results[2]["image_id"] = "im2.png"
+    res = _write(tmp_path, results)
+    rc, text = cli("eval", "--results", res, "--json", path)
+    assert rc == 1 and "mix the ground truth's ids and file names" in text
+    assert "'im2.png' is the file name of image 2" in text
