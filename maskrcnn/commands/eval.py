@@ -36,7 +36,9 @@ given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and l
 ``prediction_failed``), and metrics.json records it: ``"images_evaluated": N``, ``"images_skipped":
 [{"file_name", "image_id", "reason", "reason_key"}]`` (``reason`` the message, as before; ``reason_key``
 one of the keys above) and ``"images_skipped_by_reason": {reason_key: images}`` beside the AP tables (with
-a checkpoint only: ``--results`` scores every image of J). No image left: an error.
+a checkpoint only: ``--results`` scores every image of J). No image left: an error. Options that only
+change how a model runs (``--max-images``, ``--device``, ``--tta``, ``--tile``, ``--int8`` ...) are
+refused with ``--results``, naming them, as ``--config`` is.
 
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
@@ -107,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1,
                         help="images per forward, grouped by size (default 1: detections then never depend "
                         "on batch-mates, whose padding changes border features; larger pays off on a GPU)")
-    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--max-images", type=_at_least_one, default=None, metavar="N",
+                        help="with --weights: evaluate only the first N images (N >= 1)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="autocast dtype of the backbone and FPN (bfloat16: CPU or CUDA; float16: CUDA)")
     parser.add_argument("--int8", action="store_true",
@@ -338,6 +341,37 @@ def _analysis_summary(analysis: dict) -> str:
                                    if analysis.get("dropped_by_max_dets") else ""))
 
 
+# options that only change how a model runs: with --results there is none, and they changed nothing
+_MODEL_FLAGS = ("device", "batch_size", "max_images", "dtype", "int8", "calib_images", "calib_json",
+                "calib_count", "parts", "tile", "tile_overlap", "no_full_image", "tile_scale",
+                "tile_max_tiles", "tta", "tta_sizes", "tta_max_size", "tta_no_flip", "set")
+
+
+def _refuse_model_flags(args: argparse.Namespace) -> None:
+    """ValueError naming the model-run options given with --results (silently ignored, a user read the
+    unchanged table as the effect of --tta, or as the AP of --max-images N images)."""
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    given = [name for name in _MODEL_FLAGS
+             if hasattr(args, name) and getattr(args, name) != defaults.get_default(name)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ValueError(f"{flags} {verb} to --weights (running a model), not to --results files, which "
+                         f"are scored as they are, over every image of --json")
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type of --max-images: 0 or -1 images gave 'none of its -1 images could be evaluated'."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
@@ -356,6 +390,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--category-offset and --category-map apply to --results files")
     if args.config and args.results:
         raise ValueError("--config applies to --weights (a bare state dict of ours), not to --results files")
+    if args.results:
+        _refuse_model_flags(args)
     from maskrcnn.data.coco import load_coco_json
 
     raw = load_coco_json(args.json)  # read once, for both sources
@@ -376,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
-            category_map=mapping)
+            category_map=mapping, gt_source=str(args.json))
         if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
             from maskrcnn.data.keypoints import default_sigma_note
 

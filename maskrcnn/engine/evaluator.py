@@ -50,6 +50,7 @@ from maskrcnn.engine.results_file import (
     compress_segmentations,
     match_image_ids,
     note_scoring_conventions,
+    partial_fields,
     plan_iou_types,
     read_results_file,
     resolve_results_paths,
@@ -74,8 +75,14 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+def _order(value) -> tuple:
+    """Sort key for ids and indices: numbers in numeric order (2 before 10), then the rest as text."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
+
+
 def _listing(values, n: int = 10) -> str:
-    values = sorted(values, key=str)
+    values = sorted(values, key=_order)
     return ", ".join(str(v) for v in values[:n]) + (
         f", ... ({len(values)} in all)" if len(values) > n else ""
     )
@@ -84,6 +91,33 @@ def _listing(values, n: int = 10) -> str:
 def _is_id(value) -> bool:
     """An id pycocotools can index by: an integer or a string (never a bool, float, list or null)."""
     return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _as_id(value):
+    """An integer-valued float (1.0, as tools that go through JavaScript's or pandas' JSON numbers write
+    ids) as the int it holds, as ``CocoDataset`` reads it (``data/coco.py``: training and show-data took
+    a file eval refused); anything else unchanged. Digit strings stay strings: a results file's "000123"
+    may be a file stem to match by name."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _with_ids(record, *keys):
+    """``record`` (a dict; anything else unchanged) with the ids under ``keys`` read by ``_as_id``."""
+    if not isinstance(record, dict) or not any(isinstance(record.get(k), float) for k in keys):
+        return record
+    return dict(record, **{k: _as_id(record[k]) for k in keys if k in record})
+
+
+def _ids_read(data: dict) -> dict:
+    """A ground-truth dict with its image, category and annotation ids read by ``_as_id``."""
+    out = dict(data)
+    for key, fields in (("images", ("id",)), ("categories", ("id",)),
+                        ("annotations", ("image_id", "category_id"))):
+        if isinstance(data.get(key), list):
+            out[key] = [_with_ids(x, *fields) for x in data[key]]
+    return out
 
 
 def _box_problem(bbox) -> Optional[str]:
@@ -118,10 +152,11 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     missing = [k for k in ("id", "image_id", "category_id", "bbox") if k not in ann]
     if missing:
         return f"lacks {', '.join(missing)}"
-    if not _is_id(ann["image_id"]) or ann["image_id"] not in images:
-        return f"image_id {str(ann['image_id'])[:40]} is not an image of the file"
-    if not _is_id(ann["category_id"]) or ann["category_id"] not in cat_ids:
-        return f"category_id {str(ann['category_id'])[:40]} is not a category of the file"
+    for key, known, what in (("image_id", images, "an image"), ("category_id", cat_ids, "a category")):
+        if not _is_id(ann[key]):  # the type, not the value, is what is wrong (1.5, null, a list)
+            return f"{key} {ann[key]!r:.40} is not an integer or a string"
+        if ann[key] not in known:
+            return f"{key} {ann[key]!r:.40} is not {what} of the file"
     problem = _box_problem(ann["bbox"])
     if problem:
         return problem
@@ -157,6 +192,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
     detections into misses (72 AP instead of 100). Nothing outside the evaluation refers to ground-truth
     annotation ids, so they are replaced, whatever they were (0, duplicates, strings)."""
+    data = _ids_read(data)
     problems = []
     images = {}
     for img in data["images"]:
@@ -170,6 +206,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     for cat in data["categories"]:
         if not isinstance(cat, dict) or not _is_id(cat.get("id")):
             problems.append(f"category {str(cat)[:60]} has no integer or string 'id'")
+        elif cat["id"] in cat_ids:  # pycocotools keeps the last, CocoDataset the first: two names for it
+            problems.append(f"category id {cat['id']!r} appears twice")
         else:
             names = cat.get("keypoints")
             cat_ids[cat["id"]] = names if isinstance(names, list) and names else None
@@ -272,40 +310,60 @@ def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[st
     return coco
 
 
-def _result_problem(r: dict, iou_types: Sequence[str], coco_gt) -> Optional[str]:
-    """Why one result record cannot be scored (None when it can); its ids are known to exist."""
-    if not is_finite_number(r["score"]):
-        return f"score {str(r['score'])[:40]} is not a finite number"
-    if "bbox" in iou_types:
-        problem = _box_problem(r["bbox"])
-        if problem:
-            return problem
-    if "segm" in iou_types:
-        img = coco_gt.imgs[r["image_id"]]
-        if not (is_finite_number(img.get("height")) and is_finite_number(img.get("width"))):
-            return f"image {r['image_id']!r} of the ground truth has no height and width to check the mask"
-        problem = segmentation_problem(r["segmentation"], img["height"], img["width"])
-        if problem:
-            return f"segmentation: {problem}"
-    if "keypoints" in iou_types:
-        problem = _keypoints_problem(r["keypoints"])
-        if problem:
-            return problem
-        names = coco_gt.cats[r["category_id"]].get("keypoints")
-        if isinstance(names, list) and names and len(r["keypoints"]) != 3 * len(names):
-            # COCOeval compares every person's keypoints with one skeleton: another length cannot be scored
-            return f"keypoints hold {len(r['keypoints']) // 3} points, the category has {len(names)}"
+def _score_problem(score) -> Optional[str]:
+    if isinstance(score, str):  # shown quoted: "score 0.9 is not a finite number" read as a contradiction
+        return f"score {score!r:.40} is a string, not a number"
+    if not is_finite_number(score):
+        return f"score {str(score)[:40]} is not a finite number"
     return None
 
 
-def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str) -> list:
+def _result_problems(r: dict, iou_types: Sequence[str], coco_gt) -> dict:
+    """{IoU type: why one result record cannot be scored for it}, for the types it cannot (empty when
+    it can be scored for all); its ids are known to exist. A bad score leaves it out of every type; a
+    bad mask only out of segm AP (its box is still a detection of bbox AP), and so on; a type whose
+    field the record lacks (``results_file.partial_fields``) is not its to score."""
+    problem = _score_problem(r["score"])
+    if problem:
+        return {t: problem for t in iou_types}
+    problems = {}
+    if "bbox" in iou_types and "bbox" in r:
+        problem = _box_problem(r["bbox"])
+        if problem:
+            problems["bbox"] = problem
+    if "segm" in iou_types and "segmentation" in r:
+        img = coco_gt.imgs[r["image_id"]]
+        if not (is_finite_number(img.get("height")) and is_finite_number(img.get("width"))):
+            problems["segm"] = (f"image {r['image_id']!r} of the ground truth has no height and width to "
+                                f"check the mask")
+        else:
+            problem = segmentation_problem(r["segmentation"], img["height"], img["width"])
+            if problem:
+                problems["segm"] = f"segmentation: {problem}"
+    if "keypoints" in iou_types and "keypoints" in r:
+        problem = _keypoints_problem(r["keypoints"])
+        names = coco_gt.cats[r["category_id"]].get("keypoints")
+        if not problem and isinstance(names, list) and names and len(r["keypoints"]) != 3 * len(names):
+            # COCOeval compares every person's keypoints with one skeleton: another length cannot be scored
+            problem = f"keypoints hold {len(r['keypoints']) // 3} points, the category has {len(names)}"
+        if problem:
+            problems["keypoints"] = problem
+    return problems
+
+
+def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str, *,
+                      optional: Sequence[str] = (), by_type: bool = False):
     """The results pycocotools can score. Missing fields, unknown images or categories (a results file
     for another dataset) raise ValueError; a record with a bad value (a NaN box, a string score, a
     garbage RLE) is left out, and the left-out records are counted in a warning naming the file, the
-    record and the field: never a crash in pycocotools, never a silent miss."""
+    record and the field: never a crash in pycocotools, never a silent miss. ``optional``: fields some
+    records may lack (``results_file.partial_fields``). ``by_type``: {IoU type: the records scored for
+    it} (a record with a bad mask still counts in bbox AP); else the records good for every type."""
     if not isinstance(results, list):
         raise ValueError(f"{source}: COCO results are a JSON list, got {type(results).__name__}")
-    needed = ["image_id", "category_id", "score"] + [_FIELDS[t] for t in iou_types]
+    results = [_with_ids(r, "image_id", "category_id") for r in results]  # 1.0 read as 1, as the GT's
+    needed = ["image_id", "category_id", "score"] + [_FIELDS[t] for t in iou_types
+                                                     if _FIELDS[t] not in optional]
     missing = {}
     for i, r in enumerate(results):
         if not isinstance(r, dict):
@@ -321,8 +379,8 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         first = results[bad_ids[0]]
         raise ValueError(
             f"{source}: results {_listing(bad_ids)} have an image_id or category_id that is not an "
-            f"integer or a string (result {bad_ids[0]}: image_id {str(first['image_id'])[:30]}, "
-            f"category_id {str(first['category_id'])[:30]})"
+            f"integer or a string (result {bad_ids[0]}: image_id {first['image_id']!r:.30}, "
+            f"category_id {first['category_id']!r:.30})"
         )
     bad_cats = {r["category_id"] for r in results} - set(coco_gt.getCatIds())
     if bad_cats:
@@ -334,20 +392,28 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     if bad_images:
         raise ValueError(f"{source}: image ids {_listing(bad_images)} are not in the ground truth (neither "
                          f"as ids nor as file names of its images)")
-    kept, problems = [], []
+    kept = {t: [] for t in iou_types}
+    problems, every = [], []
     for i, r in enumerate(results):
-        problem = _result_problem(r, iou_types, coco_gt)
-        if problem:
-            problems.append(f"result {i} (image_id {r['image_id']!r}): {problem}")
-        else:
-            kept.append(_plain_segmentation(r))
+        found = _result_problems(r, iou_types, coco_gt)
+        if found:
+            text = "; ".join(dict.fromkeys(found.values()))  # one score problem, said once
+            only = by_type and len(found) < len(iou_types)  # else it is left out of every AP
+            out_of = f" (left out of {', '.join(found)} AP only)" if only else ""
+            problems.append(f"result {i} (image_id {r['image_id']!r}): {text}{out_of}")
+        record = _plain_segmentation(r)
+        for t in iou_types:
+            if t not in found and _FIELDS[t] in r:
+                kept[t].append(record)
+        if not found:
+            every.append(record)
     if problems:
         warnings.warn(
             f"{source}: {len(problems)} of {len(results)} results left out of the evaluation (scored as "
             f"if absent): " + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""),
             stacklevel=3,
         )
-    return kept
+    return kept if by_type else every
 
 
 def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
@@ -438,7 +504,7 @@ def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
 
 
 def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list],
-                  keypoint_sigmas: Optional[Sequence[float]] = None):
+                  keypoint_sigmas: Optional[Sequence[float]] = None, gt_source: str = "the ground truth"):
     """(metrics dict, summary text) for one IoU type."""
     if not results:
         return _empty_metrics(iou_type, coco_gt), "no detections\n"
@@ -457,9 +523,9 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
             with_names = [c for c in coco_gt.dataset["categories"] if c.get("keypoints")]
             sizes = {c["name"] if "name" in c else c["id"]: len(c["keypoints"]) for c in with_names}
             if len(set(sizes.values())) > 1:  # COCOeval has one sigma per keypoint for all categories
-                raise ValueError(f"categories with different keypoint sets {sizes} (name: keypoints) cannot "
-                                 f"be scored together (COCOeval has one set of OKS sigmas); evaluate each "
-                                 f"set against a ground truth of its own")
+                raise ValueError(f"{gt_source}: categories with different keypoint sets {sizes} (name: "
+                                 f"keypoints) cannot be scored together (COCOeval has one set of OKS "
+                                 f"sigmas); evaluate each set against a ground truth of its own")
             if with_names:
                 coco_eval.params.catIds = sorted(c["id"] for c in with_names)
             used = _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas)
@@ -618,20 +684,24 @@ def evaluate_results_file(
     category_map: Optional[dict] = None,
     return_records_by_type: bool = False,
     crowd_as_objects: bool = False,
+    gt_source: str = "the ground truth",
 ):
     """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
     comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
     prefix; its ``tools/test.py --out`` pickle: ``engine/mmdet_results.py``), read as
     ``engine/results_file.py`` says, each interpretation in a warning. ``iou_types``
-    default: those the results support (bbox when every result has a box; segm when every result has a
-    segmentation; keypoints when every result has keypoints). ``category_offset`` is added to every
-    results ``category_id``; ``category_map`` ({results id: ground-truth id}) maps them instead (0-based
-    class indices). ``crowd_as_objects``: as ``load_ground_truth`` (a path or dict ``gt_json``). With
+    default: those the results support (bbox when every result has a box; segm / keypoints when any
+    result has a segmentation / keypoints: scored on those that have one, the rest said in a warning).
+    ``category_offset`` is added to every results ``category_id``; ``category_map`` ({results id:
+    ground-truth id}) maps them instead (0-based class indices). ``crowd_as_objects``:
+    as ``load_ground_truth`` (a path or dict ``gt_json``); ``gt_source``: its file's name in messages
+    when ``gt_json`` is not a path. With
     ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for other
     scorers of the same file (records: those that passed validation, the ones scored for segm when there
     are several files) and an analysis of each kind on the very records its AP came from. Box-only
     ground truth is an ignored region of segm AP (``_run_segm``)."""
     coco_gt = load_ground_truth(gt_json, crowd_as_objects=crowd_as_objects)
+    gt_source = str(gt_json) if isinstance(gt_json, (str, os.PathLike)) else gt_source
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
     files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))
@@ -640,22 +710,26 @@ def evaluate_results_file(
     out, scored = {}, {}
     for index, (source, results) in enumerate(files):
         types = [t for t in IOU_TYPES if plan.get(t) == index]
+        partial = partial_fields(results, types, source)
+        results = [_with_ids(r, "image_id", "category_id") for r in results]  # 1.0 as 1, as CocoDataset
         results = shift_categories(results, source, offset=category_offset, mapping=category_map)
         results = match_image_ids(results, coco_gt, source)
-        results = _validate_results(results, coco_gt, types, source)
+        by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True)
+        main = by_type[types[0]]  # every record of the file but bad ones (types[0] has no partial field)
         if not category_offset and not category_map:
-            zero_based_suspicion(results, coco_gt, source)
+            zero_based_suspicion(main, coco_gt, source)
         if "segm" in types:
-            results = compress_segmentations(results, coco_gt, source)
-        note_scoring_conventions(results, coco_gt, source)
+            by_type["segm"] = compress_segmentations(by_type["segm"], coco_gt, source)
+        note_scoring_conventions(main, coco_gt, source)
         for iou_type in types:
-            out[iou_type], _ = (_run_segm(coco_gt, results, None) if iou_type == "segm" else
-                                _run_cocoeval(coco_gt, results, iou_type, None, keypoint_sigmas))
-        scored[index] = results
+            records = by_type[iou_type]
+            out[iou_type], _ = (_run_segm(coco_gt, records, None) if iou_type == "segm" else
+                                _run_cocoeval(coco_gt, records, iou_type, None, keypoint_sigmas, gt_source))
+            scored[iou_type] = records
     out = {t: out[t] for t in IOU_TYPES if t in out}
     if return_records_by_type:
-        records = scored[plan.get("segm", min(plan.values()))]
-        return out, records, {t: scored[plan[t]] for t in out}
+        records = scored.get("segm", scored[next(iter(out))])
+        return out, records, {t: scored[t] for t in out}
     return out
 
 

@@ -5,6 +5,8 @@ What is read, and how (each interpretation is said in a warning naming the file)
 - COCO results as detectron2 (``coco_instances_results.json``), torchvision's reference scripts, this
   library and pycocotools' ``loadRes`` take them: ``image_id``, ``category_id`` (the ground truth's
   ids), ``score``, ``bbox`` [x, y, w, h], ``segmentation`` (RLE with ``counts`` a string).
+- Files where some records (not all) have a ``segmentation`` (``keypoints``): segm (keypoint) AP is
+  scored on those records, the others absent from it, said in one warning.
 - Files without ``bbox`` whose records all have a ``segmentation`` (torchvision's segmentation
   results): segm AP only; bbox AP is not made up from the masks.
 - MMDetection's ``format_only`` output, one file per kind: ``PREFIX.bbox.json`` and
@@ -52,7 +54,8 @@ from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
     "compress_segmentations", "iou_types_of", "match_image_ids", "note_scoring_conventions",
-    "plan_iou_types", "read_category_map", "read_results_file", "resolve_results_paths", "shift_categories",
+    "partial_fields", "plan_iou_types", "read_category_map", "read_results_file", "resolve_results_paths",
+    "shift_categories",
     "zero_based_hint", "zero_based_suspicion",
 ]
 
@@ -105,10 +108,34 @@ def _supported(results: list) -> tuple:
     def every(field):
         return bool(results) and all(isinstance(r, dict) and field in r for r in results)
 
-    types = [t for t, field in (("segm", "segmentation"), ("keypoints", "keypoints")) if every(field)]
+    types = [t for t, field in (("segm", "segmentation"), ("keypoints", "keypoints"))
+             if every(field) or _lacking(results, field)]
     if every("bbox") or not types:
         return ["bbox"] + types, 0
     return types, sum(1 for r in results if "bbox" not in r)
+
+
+def _lacking(results: list, field: str) -> int:
+    """How many records lack ``field`` when some (not all, not none) have it, else 0: a file joined from
+    a mask model's and a box model's output, or a writer that leaves empty masks out. Its AP is scored
+    on the records that have one (the others absent from it, said by ``partial_fields``): left out
+    whole, segm AP disappeared without a word."""
+    having = sum(1 for r in results if isinstance(r, dict) and field in r)
+    return len(results) - having if 0 < having < len(results) else 0
+
+
+def partial_fields(results: list, types: Sequence[str], source: str) -> tuple:
+    """The fields of ``types`` (segmentation, keypoints) that some but not all of ``results`` have, each
+    said in one warning: those types' AP is over the records that have the field."""
+    partial = []
+    for t, field in (("segm", "segmentation"), ("keypoints", "keypoints")):
+        n = _lacking(results, field) if t in types else 0
+        if n:
+            partial.append(field)
+            name = "keypoint" if t == "keypoints" else t
+            _note(f"{source}: {n} of {len(results)} results have no {field}: {name} AP is scored on the "
+                  f"{len(results) - n} that have one (those without count as absent from it)")
+    return tuple(partial)
 
 
 def _no_bbox_note(source: str, results: list, types: list, without: int) -> None:
@@ -117,8 +144,9 @@ def _no_bbox_note(source: str, results: list, types: list, without: int) -> None
 
 
 def iou_types_of(results: list, source: str) -> list:
-    """The IoU types a results list supports: segm / keypoints when every record has the field; bbox
-    when every record has one, or when nothing else is there (so that a missing bbox is named)."""
+    """The IoU types a results list supports: segm / keypoints when any record has the field (scored
+    on those that have it, ``partial_fields``); bbox when every record has one, or when nothing else
+    is there (so that a missing bbox is named)."""
     types, without = _supported(results)
     if without:
         _no_bbox_note(source, results, types, without)
@@ -195,7 +223,13 @@ def match_image_ids(results: list, coco_gt, source: str) -> list:
                   f"of others ({moved} differ): read as ids")
         return results
     if not all(i in by_name for i in ids):
-        return results
+        named = sorted({i for i in ids if i not in known and i in by_name}, key=str)
+        if named and any(i in known for i in ids):  # ids and names mixed: names match all or none
+            raise ValueError(f"{source}: image_id values mix the ground truth's ids and file names of its "
+                             f"images ({named[0]!r} is the file name of image {by_name[named[0]]!r}"
+                             f"{f', {len(named)} names in all' if len(named) > 1 else ''}): use one or "
+                             f"the other")
+        return results  # validation names the unknown ids
     _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
           f"{by_name[ids[0]]!r}), as Ultralytics writes them")
     return [dict(r, image_id=by_name[r["image_id"]]) for r in results]
@@ -293,8 +327,11 @@ def compress_segmentations(results: list, coco_gt, source: str) -> list:
 def _identity(r: dict) -> tuple:
     """What makes two validated records the same detection (cheaper than serialising each)."""
     seg = r.get("segmentation")
-    return (r["image_id"], r["category_id"], r["score"], tuple(r.get("bbox") or ()),
-            seg.get("counts") if isinstance(seg, dict) else None, tuple(r.get("keypoints") or ()))
+    seg = seg.get("counts") if isinstance(seg, dict) else seg
+    if isinstance(seg, list):  # polygons, uncompressed RLE: the records bbox AP scores are not encoded
+        seg = repr(seg)
+    return (r["image_id"], r["category_id"], r["score"], tuple(r.get("bbox") or ()), seg,
+            tuple(r.get("keypoints") or ()))
 
 
 def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
