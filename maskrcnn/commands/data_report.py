@@ -43,6 +43,8 @@ def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Un
     from maskrcnn.data.coco import choose_image_dir  # torch: only when the folder is guessed
 
     folder, why = choose_image_dir(json_path, also=(also[0],) if also else (), parsed=parsed)
+    if not Path(json_path).is_file():  # the loader's "no such annotation file" is then the one line
+        return str(folder)
     if also and Path(folder).resolve() == Path(also[0]).resolve():
         why = f"as {also[1]}" + (f"; {why}" if why else "")
     print(f"{flag} not given: images of {json_path} read from {folder}" + (f" ({why})" if why else ""))

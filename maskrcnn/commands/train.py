@@ -157,18 +157,9 @@ def run_training(args, *, config_said=None) -> dict:
         if nothing:  # before the lock: taking it would make the folder
             raise ValueError(f"{args.output}: no training run to resume there ({nothing}); --train-json is "
                              "required to start one (the training set's COCO JSON)")
-    check_annotation_files(given)  # before the lock: taking it would make the folder
     # one run per folder: a second one into it would overwrite this one's checkpoints and metrics
     with run_lock(args.output) if du.env_world()[0] == 0 else contextlib.nullcontext():
         return _locked_run(args, given, config_said=config_said)
-
-
-def check_annotation_files(data: dict) -> None:
-    """A mistyped ``--train-json`` / ``--val-json`` (``data``: the data arguments) is the one error, said
-    before a line choosing the image folder of a file that is not there (``image_dir_or_default``)."""
-    for json_path in (data.get("train_json"), data.get("val_json")):
-        if json_path and not Path(json_path).is_file():
-            raise FileNotFoundError(f"{json_path}: no such annotation file")
 
 
 def nothing_to_resume(output) -> str:
@@ -201,7 +192,6 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     if not data["train_json"]:
         raise ValueError("--train-json is required (the training set's COCO JSON)" + (
             f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
-    check_annotation_files(data)  # those a resumed run recorded, too
     # the train JSON read to choose its image folder: the training set takes it, not read twice; the
     # validation JSON not kept (held while the training set is built it would double the memory)
     parsed: dict = {}

@@ -163,12 +163,13 @@ def test_a_missing_train_json_is_the_only_line(tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "read from" not in out + err, out + err
     assert err.strip().splitlines() == ["maskrcnn train: error: nope.json: no such annotation file"], err
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs" / "z").exists()  # the run's folder is not left behind
     val = ["train", "--train-json", str(_coco(tmp_path / "t.json", ["a.png"])), "--val-json", "nope_val.json",
            "--config", "demo", "--output", "runs/z"]
     assert main(val) == 1
     out, err = capsys.readouterr()
-    assert "read from" not in out and "nope_val.json: no such annotation file" in err, out + err
+    # a line on the training set's images (that file is there), none on the missing validation file's
+    assert "images of nope_val.json" not in out and "nope_val.json: no such annotation file" in err, out + err
 
 
 def _toy_trainer(tmp_path, toy, *, sigterm: bool):
