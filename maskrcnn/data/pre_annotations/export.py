@@ -26,7 +26,8 @@ run stopped before its first image writes none of them, so an earlier run's file
 they were (``finish``'s ``replace``). An image without instances is listed with none (YOLO: an empty label
 file). YOLO names a label file by the image's path without its extension: of images ``a.jpg`` and
 ``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
-both the same labels.
+both the same labels; ``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg``
+at the root gets no label file either (the same warning).
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
@@ -161,7 +162,10 @@ class PreAnnotationExport:
 
     def _yolo(self) -> Path:
         folder = self.out_dir / YOLO_DIR
-        used: dict = {}
+        classes = folder / "labels" / "classes.txt"
+        # taken by the class names, written last: an image classes.jpg at the root would lose its labels
+        # to them silently (and the names would read back as boxes), so it gets the clash warning instead
+        used: dict = {classes: "the class names file"}
         for image, found in zip(self.images, self.instances):
             target = folder / "labels" / Path(image.file_name).with_suffix(".txt")
             if target in used:  # a.jpg and a.png: one label file for both, which Ultralytics can't tell apart
@@ -171,7 +175,7 @@ class PreAnnotationExport:
             used[target] = image.file_name
             atomic_write_text(target, yolo_labels(image, found, tolerance=self.tolerance))
         # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them
-        atomic_write_text(folder / "labels" / "classes.txt", yolo_classes_txt(self.categories))
+        atomic_write_text(classes, yolo_classes_txt(self.categories))
         atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
         return folder
 
