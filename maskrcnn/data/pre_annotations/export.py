@@ -92,7 +92,8 @@ class PreAnnotationExport:
                  model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
                  min_area: int = 0, files: Sequence = (), beside: Optional[Sequence] = None,
                  keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = ()):
-        """``keypoint_names``: a keypoint model's set (None: no keypoints), ``skeleton`` its 1-based pairs;
+        """``keypoint_names``: a keypoint model's set (None: named by ``default_keypoint_names`` when the
+        detections carry keypoints, as ``predict`` names an unnamed set), ``skeleton`` its 1-based pairs;
         ``files``: the image files of the run (mask files of images sharing a name are told apart);
         ``beside``: the image files of the same name beside them (``overlay_paths.same_name_beside``,
         listed here when None; ``predict`` lists them once for the overlays and the mask files)."""
@@ -127,6 +128,10 @@ class PreAnnotationExport:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``
         its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
         file_name = relative_file_name(path, self.root)
+        if self.keypoint_names is None and det.get("keypoints") is not None:
+            # a keypoint model's detections without the set's names (the Python API's default): COCO
+            # categories without ``keypoints`` make every annotation's points unreadable to training
+            self.keypoint_names = default_keypoint_names(int(det["keypoints"].shape[1]))
         if self.keeps_instances:
             # the instances first: an error there leaves the three lists as long as each other
             found = instances_from_detections(det, self.categories)
@@ -297,8 +302,15 @@ def keypoint_set(cfg) -> tuple:
     k = int(heads.num_keypoints)
     names = list(cfg.data.keypoint_names)
     if len(names) != k:
-        from maskrcnn.interop.weights import COCO_KEYPOINT_NAMES
-
-        names = list(COCO_KEYPOINT_NAMES) if k == len(COCO_KEYPOINT_NAMES) else [
-            f"keypoint_{i + 1}" for i in range(k)]
+        names = default_keypoint_names(k)
     return names, [list(p) for p in cfg.data.keypoint_skeleton]
+
+
+def default_keypoint_names(k: int) -> list:
+    """Names for a set of ``k`` unnamed keypoints: COCO's for 17 (a converted COCO model), else
+    ``keypoint_1``..: a COCO file needs names for the set (``train`` reads no points without them)."""
+    from maskrcnn.interop.weights import COCO_KEYPOINT_NAMES
+
+    if k == len(COCO_KEYPOINT_NAMES):
+        return list(COCO_KEYPOINT_NAMES)
+    return [f"keypoint_{i + 1}" for i in range(k)]
