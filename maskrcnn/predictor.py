@@ -317,7 +317,8 @@ class Predictor:
             try:  # the map training's flips use; a bad set fails here, not after the first image's passes
                 self._tta_flip_map = keypoint_flip_map(
                     cfg.data.keypoint_names, int(cfg.model.roi_heads.num_keypoints),
-                    configured=getattr(cfg.data, "keypoint_flip_map", ()))
+                    configured=getattr(cfg.data, "keypoint_flip_map", ()),
+                    warn_unpaired=False)  # the checkpoint's stored pairs: training warned when it chose them
             except ValueError as e:
                 raise ValueError(f"tta: {e}; or predict without mirrored passes (--tta-no-flip)") from None
         if self.tta is not None and not isinstance(model, nn.Module):

@@ -67,6 +67,26 @@ def test_coco_export_of_a_keypoint_model_carries_keypoints_and_trains_as_it_is(t
     assert target["keypoints"][1, :, 2].tolist() == [2, 2, 0]
 
 
+def test_the_python_api_without_keypoint_names_still_writes_a_coco_file_that_trains(tmp_path):
+    """Before: PreAnnotationExport without keypoint_names (its default) wrote the annotations' keypoints
+    under categories without a keypoint set, and CocoDataset(keypoints=True) dropped every annotation.
+    Now the set is named as predict names an unnamed one: keypoint_1.. (COCO's 17 names for 17)."""
+    _export(tmp_path, ["coco"])
+    coco = json.loads((tmp_path / "out" / "coco_instances.json").read_text())
+    names = ["keypoint_1", "keypoint_2", "keypoint_3"]
+    assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": names, "skeleton": []}]
+    data = CocoDataset(json_path=str(tmp_path / "out" / "coco_instances.json"),
+                       image_dir=str(tmp_path / "imgs"), keypoints=True)
+    assert data.keypoint_names == names
+    _, target = data[0]
+    assert target["keypoints"][:, :, 2].tolist() == [[2, 2, 2], [2, 2, 0]]
+    seventeen = {**_det(), "keypoints": torch.ones(2, 17, 3), "keypoint_scores": torch.ones(2, 17)}
+    export = PreAnnotationExport(out_dir=tmp_path / "out17", formats=["coco"], root=tmp_path / "imgs",
+                                 class_names=["__background__", "person"], masks=False)
+    export.add(1, tmp_path / "imgs" / "a.png", 40, 60, seventeen)
+    assert export.keypoint_names[:3] == ["nose", "left_eye", "right_eye"] and len(export.keypoint_names) == 17
+
+
 def test_a_model_without_keypoints_exports_none_and_says_nothing(tmp_path):
     det = _det()
     del det["keypoints"], det["keypoint_scores"]

@@ -195,15 +195,18 @@ def _warn_unpaired(names: Sequence[str], flip_map: Sequence[int], *, source: str
 
 
 def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, configured: Sequence = (),
-                      source: str = "keypoint names") -> Optional[tuple]:
+                      source: str = "keypoint names", warn_unpaired: bool = True) -> Optional[tuple]:
     """The flip map for a model with ``num_keypoints``: ``configured`` (``data.keypoint_flip_map``) when
     given, else from ``names`` when known, COCO's for 17 unnamed keypoints, None (no swap) for unnamed
-    sets of other sizes. ``source`` (the dataset's file) names where the names came from in errors."""
+    sets of other sizes. ``source`` (the dataset's file) names where the names came from in errors.
+    ``warn_unpaired`` False: ``configured`` are the pairs a run derived and stored in its config (predict's
+    flip TTA, ``--resume``), not a user's setting, so a sided name they leave unpaired is not blamed on
+    data.keypoint_flip_map (training said it once, from the names, when it derived them)."""
     if names and len(names) != num_keypoints:  # first: a short list made configured names look unknown
         raise ValueError(f"{source}: {len(names)} keypoint names for {num_keypoints} keypoints")
     if configured:
         out = flip_map_from_pairs(configured, names, num_keypoints)
-        if names:  # a partial list: the sided names it leaves out are kept in place, as unpaired names are
+        if names and warn_unpaired:  # a partial list: the sided names it leaves out stay in place
             _warn_unpaired(names, out, source=source, by="data.keypoint_flip_map ",
                            fix="add the pairs to data.keypoint_flip_map")
         return out

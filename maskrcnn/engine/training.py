@@ -567,8 +567,12 @@ def build_training(
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
         with warnings.catch_warnings(record=True) as caught:  # said once, in the log, not on each stderr
             warnings.simplefilter("always")
-            flip_map = keypoint_flip_map(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
-                                         configured=configured, source=str(train_json))
+            # on --resume the configured pairs are those this run derived and stored (warned about then),
+            # unless --set gives others
+            flip_map = keypoint_flip_map(
+                cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints, configured=configured,
+                source=str(train_json),
+                warn_unpaired=not resume or "data.keypoint_flip_map" in set_keys(overrides or {}))
         for caught_warning in caught:  # the unpaired sided names (flip_map_from_names)
             say(f"warning: {caught_warning.message}")
         # the pairs used, in the run's config.yaml: predict's flip TTA, --resume and export read them

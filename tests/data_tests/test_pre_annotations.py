@@ -325,6 +325,30 @@ def test_yolo_export_gives_one_label_file_to_one_of_two_images_sharing_it(tmp_pa
         "0 0.083333 0.083333 0.416667 0.083333 0.416667 0.361111 0.083333 0.361111\n"  # a.png's rectangle
 
 
+def test_yolo_export_keeps_classes_txt_for_the_names_when_an_image_is_called_classes(tmp_path, capsys):
+    """Before: an image classes.png at the root had its label file labels/classes.txt overwritten by the
+    class names (its labels lost, and the names read back as labels); now the name is reserved and the
+    image gets the clash warning, as a.jpg beside a.png does."""
+    from maskrcnn.data.pre_annotations.export import PreAnnotationExport
+
+    export = PreAnnotationExport(out_dir=tmp_path / "pre", formats=["yolo"], root=tmp_path,
+                                 class_names=CLASS_NAMES)
+    rect = np.zeros((1, H, W), bool)
+    rect[0, 6:26, 8:40] = True
+    for i, name in enumerate(["classes.png", "sub/classes.png"], start=1):
+        det = {"boxes": torch.zeros(1, 4), "scores": torch.tensor([0.9]), "labels": torch.tensor([1]),
+               "masks": torch.from_numpy(rect)}
+        export.add(i, tmp_path / name, H, W, det)
+    export.finish()
+    err = capsys.readouterr().err
+    assert ("yolo: classes.png left without labels: the class names file has the same label file "
+            "labels/classes.txt") in err
+    labels = tmp_path / "pre" / "yolo" / "labels"
+    assert (labels / "classes.txt").read_text() == "cat\ndog\n"
+    assert "sub/classes.png" not in err  # only the root's name is taken
+    assert (labels / "sub" / "classes.txt").read_text().startswith("0 ")
+
+
 def test_cvat_export_read_back_as_written_finds_the_images_where_the_xml_records_them(drawn, tmp_path,
                                                                                       capsys):
     """Before: the XML (in pre/) names images relative to the photos folder, the converter looked beside

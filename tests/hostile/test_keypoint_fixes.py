@@ -265,6 +265,42 @@ def test_training_prints_the_flip_pairs_and_stores_them_in_the_run_config(tmp_pa
     assert "keypoint_flip_map" not in stream.getvalue(), stream.getvalue()
 
 
+def test_the_stored_flip_pairs_do_not_warn_again_at_resume_or_predict_a_users_partial_map_does(tmp_path):
+    """Before: the unpaired-side warning for a configured map blamed data.keypoint_flip_map also when the
+    map was the run's own stored pairs (derived from the names), on every --resume and at predict with
+    flip TTA. Now it is said once, at the first build, and a user's partial map still gets it."""
+    import io
+    import warnings
+
+    from maskrcnn.config import load_config as load
+    from maskrcnn.data.keypoints import keypoint_flip_map
+    from maskrcnn.engine.training import build_training
+    from maskrcnn.predictor import Predictor
+
+    names = ["nose", "left_eye", "right_eye", "L_marker"]
+    cats = [{"id": 1, "name": "person", "keypoints": names, "skeleton": []}]
+    path, images = _file(tmp_path, cats, [_person(1, 1, [(8, 8, 2)] * 4)])
+    settings = {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0}
+    stream = io.StringIO()
+    trainer, _ = build_training(load_config("demo_keypoints", settings), train_json=path,
+                                train_images=images, output=tmp_path / "run", log_stream=stream,
+                                overwrite=True, trainer_kwargs={"tensorboard": False})
+    assert stream.getvalue().count("L_marker looks like one side") == 1  # the first build: from the names
+    stored = load(str(tmp_path / "run" / "config.yaml"))
+    assert [list(p) for p in stored.data.keypoint_flip_map] == [["left_eye", "right_eye"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        Predictor(trainer.model, stored, tta=True)  # flip TTA reads the stored pairs
+        stream = io.StringIO()
+        build_training(load_config("demo_keypoints", settings), train_json=path, train_images=images,
+                       output=tmp_path / "run", log_stream=stream, resume=True, overrides={},
+                       config_named="demo_keypoints", trainer_kwargs={"tensorboard": False})
+    assert "L_marker" not in stream.getvalue(), stream.getvalue()
+    # the same pairs given by a user: their map leaves L_marker in place, said
+    with pytest.warns(UserWarning, match="L_marker looks like one side but data.keypoint_flip_map pairs it"):
+        keypoint_flip_map(names, 4, configured=[["left_eye", "right_eye"]], source="kp.json")
+
+
 # ---------------------------------------------------------------------------- 8. Cityscapes root too deep
 
 

@@ -26,7 +26,8 @@ run stopped before its first image writes none of them, so an earlier run's file
 they were (``finish``'s ``replace``). An image without instances is listed with none (YOLO: an empty label
 file). YOLO names a label file by the image's path without its extension: of images ``a.jpg`` and
 ``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
-both the same labels.
+both the same labels; ``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg``
+at the root gets no label file either (the same warning).
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
@@ -91,7 +92,8 @@ class PreAnnotationExport:
                  model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
                  min_area: int = 0, files: Sequence = (), beside: Optional[Sequence] = None,
                  keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = ()):
-        """``keypoint_names``: a keypoint model's set (None: no keypoints), ``skeleton`` its 1-based pairs;
+        """``keypoint_names``: a keypoint model's set (None: named by ``default_keypoint_names`` when the
+        detections carry keypoints, as ``predict`` names an unnamed set), ``skeleton`` its 1-based pairs;
         ``files``: the image files of the run (mask files of images sharing a name are told apart);
         ``beside``: the image files of the same name beside them (``overlay_paths.same_name_beside``,
         listed here when None; ``predict`` lists them once for the overlays and the mask files)."""
@@ -126,6 +128,10 @@ class PreAnnotationExport:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``
         its (3, H, W) float pixels, for cut-outs (read from ``path`` when None)."""
         file_name = relative_file_name(path, self.root)
+        if self.keypoint_names is None and det.get("keypoints") is not None:
+            # a keypoint model's detections without the set's names (the Python API's default): COCO
+            # categories without ``keypoints`` make every annotation's points unreadable to training
+            self.keypoint_names = default_keypoint_names(int(det["keypoints"].shape[1]))
         if self.keeps_instances:
             # the instances first: an error there leaves the three lists as long as each other
             found = instances_from_detections(det, self.categories)
@@ -161,7 +167,10 @@ class PreAnnotationExport:
 
     def _yolo(self) -> Path:
         folder = self.out_dir / YOLO_DIR
-        used: dict = {}
+        classes = folder / "labels" / "classes.txt"
+        # taken by the class names, written last: an image classes.jpg at the root would lose its labels
+        # to them silently (and the names would read back as boxes), so it gets the clash warning instead
+        used: dict = {classes: "the class names file"}
         for image, found in zip(self.images, self.instances):
             target = folder / "labels" / Path(image.file_name).with_suffix(".txt")
             if target in used:  # a.jpg and a.png: one label file for both, which Ultralytics can't tell apart
@@ -171,7 +180,7 @@ class PreAnnotationExport:
             used[target] = image.file_name
             atomic_write_text(target, yolo_labels(image, found, tolerance=self.tolerance))
         # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them
-        atomic_write_text(folder / "labels" / "classes.txt", yolo_classes_txt(self.categories))
+        atomic_write_text(classes, yolo_classes_txt(self.categories))
         atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
         return folder
 
@@ -293,8 +302,15 @@ def keypoint_set(cfg) -> tuple:
     k = int(heads.num_keypoints)
     names = list(cfg.data.keypoint_names)
     if len(names) != k:
-        from maskrcnn.interop.weights import COCO_KEYPOINT_NAMES
-
-        names = list(COCO_KEYPOINT_NAMES) if k == len(COCO_KEYPOINT_NAMES) else [
-            f"keypoint_{i + 1}" for i in range(k)]
+        names = default_keypoint_names(k)
     return names, [list(p) for p in cfg.data.keypoint_skeleton]
+
+
+def default_keypoint_names(k: int) -> list:
+    """Names for a set of ``k`` unnamed keypoints: COCO's for 17 (a converted COCO model), else
+    ``keypoint_1``..: a COCO file needs names for the set (``train`` reads no points without them)."""
+    from maskrcnn.interop.weights import COCO_KEYPOINT_NAMES
+
+    if k == len(COCO_KEYPOINT_NAMES):
+        return list(COCO_KEYPOINT_NAMES)
+    return [f"keypoint_{i + 1}" for i in range(k)]
