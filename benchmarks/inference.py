@@ -250,15 +250,17 @@ def worker_ours(args) -> dict:
 
 def _kernels(model) -> str:
     """What ``optimise_for_inference`` chose for this model on this CPU, as one phrase."""
-    from maskrcnn.ops.gemm_rates import matmul_rate_ratio
+    from maskrcnn.ops.gemm_rates import PIN_VARIABLE, matmul_rate_ratio
 
     counts = [(getattr(model, attr, None), what) for attr, what in (
         ("winograd_convs", "Winograd convs"), ("onednn_linears", "oneDNN linears"),
         ("fused_adds", "fused additions"))]  # fmt: skip
     if all(n is None for n, _ in counts):
         return "as built"
-    return (", ".join(f"{n or 0} {what}" for n, what in counts)
-            + f" (oneDNN / torch.mm matrix-product rate here: {matmul_rate_ratio():.2f}x)")
+    pinned = os.environ.get(PIN_VARIABLE, "").strip().lower()
+    why = (f"pinned by {PIN_VARIABLE}={pinned}" if pinned not in ("", "measure") else
+           f"oneDNN / torch.mm matrix-product rate here: {matmul_rate_ratio():.2f}x")
+    return ", ".join(f"{n or 0} {what}" for n, what in counts) + f" ({why})"
 
 
 def run_worker(args) -> int:

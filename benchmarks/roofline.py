@@ -20,8 +20,8 @@ mask pasting are not floating-point products and are left out, so the floors bel
 
 The machine's rate is the best float32 matrix-product rate at a few shapes (a large square product and
 the (tiles x 256) @ (256 x 256) products of the Winograd and 1x1 layers), at ``--threads``, through
-both of PyTorch's CPU engines: ``torch.mm`` (the BLAS, MKL on x86) and oneDNN (the same product as a
-1x1 convolution); on AMD CPUs with AVX-512 MKL runs its AVX2 path at a third of oneDNN's rate
+both of PyTorch's CPU engines: ``torch.mm`` (the BLAS, MKL on x86) and oneDNN (its matmul, the
+operator of ``OneDnnLinear``); on AMD CPUs with AVX-512 MKL runs its AVX2 path at a third of oneDNN's rate
 (``maskrcnn.ops.gemm_rates``). The floor is work / rate: the time if every product ran at that rate and
 nothing else took any time. The optimised work is counted with Winograd's 3x3 convolutions, whether or
 not this CPU's rates leave them out of ``Predictor``'s model (the floor of that algorithm).
@@ -64,17 +64,14 @@ def gemm_rate(shapes=GEMM_SHAPES, *, repeats: int = 5, earlier: Optional[dict] =
     {"MxKxN mm" / "MxKxN oneDNN": GFLOP/s}}. With ``earlier`` (a result of this function), each entry
     keeps the better of both: a virtual machine's speed drifts over minutes, and the floor is meant for
     its best."""
-    import torch.nn.functional as F
-
-    from maskrcnn.ops.gemm_rates import best_seconds
+    from maskrcnn.ops.gemm_rates import best_seconds, onednn_matmul
 
     by_shape = dict(earlier["by_shape"]) if earlier else {}
     for m, k, n in shapes:
         a, b = torch.randn(m, k), torch.randn(k, n)
-        # the same (M, K) @ (K, N) as a 1x1 convolution over a channels_last (1, K, M, 1) map
-        x = a.view(1, m, 1, k).permute(0, 3, 1, 2)
-        w = b.t().reshape(n, k, 1, 1).contiguous(memory_format=torch.channels_last)
-        engines = (("mm", lambda a=a, b=b: torch.mm(a, b)), ("oneDNN", lambda x=x, w=w: F.conv2d(x, w)))
+        b_t = b.t().contiguous()  # (N, K)
+        engines = (("mm", lambda a=a, b=b: torch.mm(a, b)),
+                   ("oneDNN", lambda a=a, b_t=b_t: onednn_matmul(a, b_t)))
         for engine, fn in engines:
             key = f"{m}x{k}x{n} {engine}"
             rate = 2 * m * k * n / best_seconds(fn, repeats) / 1e9
@@ -110,8 +107,9 @@ def inference_work(size_hw) -> dict:
         model = copy.deepcopy(built)
         # fused_add off: oneDNN's fused conv + add is the same products, under an op the counter
         # does not know
+        # oneDNN's linear is an operator the counter does not know either: counted as the plain layer
         predictor = Predictor(model, cfg, device="cpu", batch_size=1, optimise=optimise, fused_add=False,
-                              winograd=optimise)
+                              winograd=optimise, onednn_linear=False)
         dets = []
         work[name] = counted(lambda p=predictor, d=dets: d.append(p.predict_tensors([image])[0]))
         work[name]["detections"] = int(dets[0]["scores"].numel())
@@ -134,6 +132,7 @@ def train_work(backbone: str, initial_weights: Optional[str] = None) -> dict:
     from torchvision's ``initial_weights`` when given (then both libraries' steps train the same RoIs,
     as in ``train_speed.py --tv-python``), else from our own initialisation."""
     from maskrcnn.engine.training import place_for_training
+    from maskrcnn.ops.onednn_linear import plain_linears
 
     torch.manual_seed(0)
     model = train_bench.build_ours(backbone, "cpu")
@@ -143,6 +142,7 @@ def train_work(backbone: str, initial_weights: Optional[str] = None) -> dict:
     else:
         train_bench.normalise_frozen_norms(torch, model, images)
     model = place_for_training(model, "cpu")
+    plain_linears(model)  # oneDNN's linear is an operator the FLOP counter does not know
     model.train()
     mask_rois = []
     model.roi_heads.mask_head.register_forward_hook(lambda m, inp, out: mask_rois.append(inp[0].shape[0]))

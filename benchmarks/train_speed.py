@@ -132,10 +132,11 @@ def load_shared_weights(model, path):
 def worker(args) -> None:
     import torch
 
+    allocator = "glibc's defaults" if args.impl != "ours" else None
     if args.impl == "ours":  # as maskrcnn train does at start (MASKRCNN_MALLOC=default: not)
         from maskrcnn.cpu_memory import reuse_freed_memory
 
-        reuse_freed_memory()
+        allocator = reuse_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -195,6 +196,7 @@ def worker(args) -> None:
                 "first_loss": first_loss,
                 "mask_rois": statistics.median(mask_rois) if mask_rois else 0,
                 "loss": float(loss),
+                "allocator": allocator,
             }
         )
     )
@@ -280,8 +282,8 @@ def main(argv=None) -> int:
         f"training step, batch 2 at {IMAGE_HW[0]}x{IMAGE_HW[1]}, device {args.device}, "
         f"{args.iters} timed iterations (median), {args.rounds} round(s) alternated"
         + (", bfloat16 autocast" if args.amp else ", float32")
-        + ("; both reuse freed memory" if args.tv_reuse_memory else
-           "; ours reuses freed memory (as maskrcnn train), torchvision with glibc's defaults")
+        + ("; torchvision started with freed memory reused" if args.tv_reuse_memory else
+           "; torchvision with glibc's allocator defaults")
     )
     print(
         f"{'model':<14}{'ours s/it':>10}{'cpu s/it':>9}{'ours MB':>9}"
@@ -303,6 +305,9 @@ def main(argv=None) -> int:
             f"{cell(tv_runs, 's_per_iter', '.3f'):>10}{cell(tv_runs, 'cpu_s_per_iter', '.3f'):>9}"
             f"{cell(tv_runs, 'peak_mb', '.0f'):>9}{ratio:>9}  {' '.join(f'{x:.2f}' for x in ratios)}"
         )
+        said = {run.get("allocator") for run in ours_runs if run.get("allocator")}
+        if said:  # what maskrcnn.cpu_memory did in our runs (e.g. left alone under MASKRCNN_MALLOC=default)
+            print(f"  {backbone}: ours' allocator: {', '.join(sorted(said))}")
         first = [cell(runs, "first_loss", ".3f") for runs in (ours_runs, tv_runs)]
         rois = [cell(runs, "mask_rois", ".0f") for runs in (ours_runs, tv_runs)]
         print(f"  {backbone}: first-iteration loss ours {first[0]}, torchvision {first[1]}; "

@@ -373,10 +373,12 @@ def console_entry() -> int:
     allocator is set to reuse freed memory first (``cpu_memory``: 15-30% of an inference or a training
     step on the CPU), then ``main``. A program calling ``main()`` keeps its own allocator settings."""
     from maskrcnn.cpu_memory import reuse_freed_memory
+    from maskrcnn.ops.gemm_rates import check_pin
 
     try:
+        check_pin()
         reuse_freed_memory()
-    except ValueError as e:  # a bad MASKRCNN_MALLOC: a configuration error, said before any work
+    except ValueError as e:  # a bad MASKRCNN_MATMUL / MASKRCNN_MALLOC: said before any work
         print(f"maskrcnn: error: {e}", file=sys.stderr)
         return 2
     return main()

@@ -258,6 +258,8 @@ class Predictor:
             ``torch.mm`` is clearly slower than oneDNN there, ``ops.gemm_rates``).
         fused_add: with ``optimise``, whether to fuse residual additions into oneDNN's convolution
             (None: on CPU, where its self-test passes; False for a graph to export).
+        onednn_linear: with ``optimise``, whether to run the linear layers through oneDNN (None: on CPU
+            where ``torch.mm`` is clearly slower than oneDNN, ``ops.gemm_rates``).
         paste_masks: paste ``masks`` (D, H, W) bool at the original size (False: only ``mask_probs``).
         masks: "dense" (default) returns ``masks`` (D, H, W) bool; "rle" returns ``masks_rle``, D COCO
             RLE dicts ({"size": [H, W], "counts": str}, ``pycocotools.mask.decode`` gives the mask back)
@@ -294,6 +296,7 @@ class Predictor:
         optimise: bool = False,
         winograd: Optional[bool] = None,
         fused_add: Optional[bool] = None,
+        onednn_linear: Optional[bool] = None,
         paste_masks: bool = True,
         masks: str = "dense",
         label_to_category_id: Optional[dict] = None,
@@ -384,7 +387,8 @@ class Predictor:
         elif optimise:
             from maskrcnn.modeling.fuse import optimise_for_inference
 
-            optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add)
+            optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add,
+                                   onednn_linear=onednn_linear)
 
     @property
     def precision(self) -> str:
@@ -526,7 +530,7 @@ class Predictor:
         _check_float16_device(kwargs.get("dtype"), device)  # before the file is read, as from_checkpoint
         model = OnnxModel(path, device=device, threads=threads)
         kwargs.setdefault("label_to_category_id", model.label_to_category_id)
-        for key in ("optimise", "winograd", "fused_add"):
+        for key in ("optimise", "winograd", "fused_add", "onednn_linear"):
             kwargs.pop(key, None)  # CPU speed-ups of the PyTorch model: onnxruntime has its own
         predictor = cls(model, model.cfg, model.class_names, device=device, **kwargs)
         note = predictor.fixed_threshold_note(predictor.score_thresh)

@@ -682,7 +682,7 @@ def build_training(
             **(trainer_kwargs or {}),
         )
     except BaseException:
-        if rank == 0 and not resume:  # refused while assembling: no config.yaml left to block its retry
+        if rank == 0 and not resuming:  # refused while assembling: no config.yaml left to block its retry
             for name in ("config.yaml", INIT_REPORT):
                 (output / name).unlink(missing_ok=True)
         raise

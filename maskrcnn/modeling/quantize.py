@@ -363,9 +363,11 @@ def convert_int8(model: nn.Module) -> nn.Module:
             model.rpn.head.convs[0] = graphs["rpn"]
         if "mask_head" in graphs:
             model.roi_heads.mask_head.body = graphs["mask_head"]
+        # an INT8 model runs its float linear layers as F.linear, like one loaded from its file (the
+        # Predictor's int8 branch: onednn_linear=False), and quantize_dynamic maps nn.Linear by type
+        plain_linears(model)
         box_head = model.roi_heads.box_head
         if getattr(box_head, "int8_dynamic", False):
-            plain_linears(box_head.fcs)  # quantize_dynamic maps nn.Linear by its exact type
             box_head.fcs = torch.ao.quantization.quantize_dynamic(
                 box_head.fcs, {nn.Linear}, dtype=torch.qint8
             )

@@ -42,6 +42,7 @@ class _OneDnnLinearFn(torch.autograd.Function):
         return _onednn(x, weight, bias)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no second derivative: refused, not wrong
     def backward(ctx, grad_out: Tensor):
         x, weight = ctx.saved_tensors
         grad_out = grad_out.contiguous()
@@ -87,7 +88,7 @@ class OneDnnLinear(nn.Module):
             params = (self.weight, self.bias) if self.bias is not None else (self.weight,)
             if not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params))):
                 return _onednn(x, self.weight, self.bias)
-            if x.dim() == 2:
+            if x.dim() == 2 and x.shape[0] > 0:  # oneDNN has no product over zero rows (grad_W)
                 return _OneDnnLinearFn.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 

@@ -157,3 +157,16 @@ def test_the_choice_can_be_pinned(monkeypatch):
     monkeypatch.setenv("MASKRCNN_MATMUL", "mkl")
     with pytest.raises(ValueError, match=r"MASKRCNN_MATMUL='mkl': expected blas, onednn or measure"):
         gemm_rates.matmul_lags_onednn()
+
+
+@needs_onednn
+def test_zero_rows_under_autograd_and_no_second_derivative():
+    lin = _linear()
+    module = OneDnnLinear(lin)
+    x = torch.zeros(0, 40, requires_grad=True)
+    module(x).sum().backward()  # zero rows: F.linear (oneDNN has no product over zero rows)
+    assert x.grad.shape == (0, 40) and torch.equal(lin.weight.grad, torch.zeros_like(lin.weight))
+    x = torch.randn(3, 40, requires_grad=True)
+    (gx,) = torch.autograd.grad(module(x).sum(), [x], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        torch.autograd.grad(gx.sum(), [lin.weight])  # refused, not a silently wrong second derivative
