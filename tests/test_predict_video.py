@@ -210,6 +210,52 @@ def test_interrupt_keeps_the_frames_done(av, checkpoint, video, tmp_path, monkey
     assert len(_decode(av, out / "clip.overlay.mp4")) == 2 and not list(out.glob(".*.tmp"))
 
 
+def test_a_stopped_rerun_keeps_the_earlier_runs_results(av, checkpoint, tmp_path, monkeypatch, capsys):
+    # an earlier run's results of v and w; this run is stopped (Ctrl-C, then a model error) in v: nothing
+    # earlier is removed or overwritten, this run's frames of v go beside them; a complete rerun replaces
+    from maskrcnn.predictor import Predictor
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_timed_video(av, folder / "v.mp4", [0, 40, 80])
+    out = tmp_path / "out"
+    out.mkdir()
+    for stem in ("v", "w"):
+        (out / f"{stem}.predictions.jsonl").write_text('{"earlier": 1}\n')
+        (out / f"{stem}.overlay.mp4").write_bytes(b"earlier")
+    predict_tensors = Predictor.predict_tensors
+
+    def stop_after_one(error):
+        def predict(self, images):
+            if getattr(self, "_done", 0):
+                raise error
+            self._done = 1
+            return predict_tensors(self, images)
+        return predict
+
+    for error, code in ((KeyboardInterrupt, 130), (RuntimeError("out of memory"), 1)):
+        monkeypatch.setattr(Predictor, "predict_tensors", stop_after_one(error))
+        assert _predict_quick(checkpoint, out, folder / "v.mp4", "--batch-size", "1") == code
+        err = capsys.readouterr().err
+        assert not any(line.startswith("removed") for line in err.splitlines()), err
+        assert "the earlier run's v.predictions.jsonl and overlay are kept; this run's frames done are in " \
+               "v.predictions.partial.jsonl" in err
+        for stem in ("v", "w"):
+            assert (out / f"{stem}.predictions.jsonl").read_text() == '{"earlier": 1}\n'
+            assert (out / f"{stem}.overlay.mp4").read_bytes() == b"earlier"
+        frames, summary = _lines(out / "v.predictions.partial.jsonl")
+        assert [f["frame"] for f in frames] == [0] and summary["status"] in ("interrupted", "failed")
+        assert not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
+    assert _predict_quick(checkpoint, out, folder / "v.mp4") == 0
+    err = capsys.readouterr().err
+    assert ("removed 2 file(s) of the earlier run's videos that this run did not write again from "
+            f"{out}/: w.predictions.jsonl, w.overlay.mp4") in err
+    assert sorted(p.name for p in out.iterdir()) == ["v.overlay.mp4", "v.predictions.jsonl"]
+    frames, summary = _lines(out / "v.predictions.jsonl")
+    assert len(frames) == 3 and summary["status"] == "complete"
+
+
 def _predict_quick(checkpoint, out, *args):
     # no batch-norm folding / Winograd weights: most of a tiny run's time, not what these tests are about
     return _predict(checkpoint, out, *args, "--no-optimise")
@@ -394,6 +440,13 @@ def test_every_n_overlay_ends_with_its_source(av, checkpoint, tmp_path, capsys):
     assert _overlay_seconds(av, tmp_path / "out" / "long.overlay.mp4") == pytest.approx((1.0, 1.0), abs=0.01)
     assert _predict_quick(checkpoint, tmp_path / "end", path, "--every", "10", "--end", "0.9") == 0
     assert _overlay_seconds(av, tmp_path / "end" / "long.overlay.mp4") == pytest.approx((0.9, 0.9), abs=0.01)
+    # --max-frames stops before the source's end: the last predicted frame lasts one --every step, not one
+    # source frame (0, 0.2, 0.4 s predicted: to 0.6 s, not 0.44 s), never past the source's end (0, 0.4,
+    # 0.8 s: to 1.0 s, not 1.2 s, nor 0.84 s)
+    assert _predict_quick(checkpoint, tmp_path / "max", path, "--every", "5", "--max-frames", "3") == 0
+    assert _overlay_seconds(av, tmp_path / "max" / "long.overlay.mp4") == pytest.approx((0.6, 0.6), abs=0.01)
+    assert _predict_quick(checkpoint, tmp_path / "max2", path, "--every", "10", "--max-frames", "3") == 0
+    assert _overlay_seconds(av, tmp_path / "max2" / "long.overlay.mp4") == pytest.approx((1.0, 1.0), abs=0.01)
 
 
 def test_rerun_removes_the_earlier_runs_video_files_and_a_video_given_twice_is_one(

@@ -27,9 +27,12 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
 
 A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image
 is; two videos of one stem get ``<stem>_2``, ... An ``--output`` that holds an earlier run's video results
-(``*.predictions.jsonl``) is said up front; once this run has started a video, the earlier run's results
-and overlays it did not write again are removed, named in one line (also after Ctrl-C or an error), so
-the folder never mixes two runs' videos.
+(``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are replaced only once
+this run has predicted it completely (status complete or truncated): stopped by Ctrl-C or an error, the
+earlier ones stay and this run's frames done go to ``<stem>.predictions.partial.jsonl`` beside them
+(hours of earlier results are not lost for a second of this run). Once the whole run is through (not
+after Ctrl-C) and a video was predicted completely, the earlier run's results and overlays it did not write
+again are removed, named in one line, so the folder never mixes two runs' videos.
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the frames shown in
@@ -139,24 +142,26 @@ def _unique_stem(stem: str, used: set) -> str:
 
 def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.Namespace) -> int:
     """Predict each video (module docstring); 0 if a video was predicted or none failed, else 1. The
-    results of an earlier run in ``out_dir`` are said up front and, once this run has written a video's,
-    those it did not write again are removed (``_remove_earlier_videos``), so that the folder never
-    mixes two runs."""
+    results of an earlier run in ``out_dir`` are said up front; a video's are replaced only by a complete
+    prediction of it, and once the run is through, those it did not write again are removed
+    (``_remove_earlier_videos``), so that the folder never mixes two runs."""
     from maskrcnn.data.video import VideoReadError
 
     earlier = _earlier_videos(out_dir)
     if earlier:
         print(f"maskrcnn predict: note: {out_dir} holds an earlier run's video results ({len(earlier)} "
               f"video(s): {', '.join(sorted(earlier)[:3])}{', ...' if len(earlier) > 3 else ''}): this "
-              "run's replace them once its first video is started (those it does not write again are "
-              "removed)", file=sys.stderr)
+              "run's replace each once it has predicted its video completely (those it does not write "
+              "again are removed when the run is through)", file=sys.stderr)
     used, done, failed = set(), 0, 0
+    completed = set()  # stems this run predicted completely: their earlier files may go
     try:
         for k, path in enumerate(videos):
             tag = f"[video {k + 1}/{len(videos)}]"
             try:
                 stem = _unique_stem(path.stem, used)
-                summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag)
+                summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag,
+                                        keep_earlier=stem in earlier)
             except VideoReadError as e:
                 used.discard(stem)  # nothing written under its name
                 print(f"{tag} skipped {e}", file=sys.stderr)
@@ -166,12 +171,16 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
                 failed += 1
             else:
                 done += 1
-    finally:  # also after Ctrl-C or an error: the folder holds this run's videos only
-        _remove_earlier_videos(out_dir, earlier, used)
+                completed.add(stem)
+    except BaseException:  # Ctrl-C: only the earlier overlays this run's complete results replaced go
+        _remove_earlier_videos(out_dir, {s: i for s, i in earlier.items() if s in completed}, completed)
+        raise
+    _remove_earlier_videos(out_dir, earlier, completed)
     return 0 if done > 0 or not failed else 1
 
 
 JSONL_SUFFIX, OVERLAY_SUFFIX = ".predictions.jsonl", ".overlay.mp4"
+PARTIAL_SUFFIX = ".predictions.partial.jsonl"  # a stopped video's results beside the earlier run's
 
 
 def _earlier_videos(out_dir: Path) -> dict:
@@ -199,8 +208,9 @@ def _identity(path: Path):
 def _remove_earlier_videos(out_dir: Path, earlier: dict, written: set) -> None:
     """Remove the earlier run's results of the videos this run did not write again, and its overlays this
     run did not write again (an overlay is renamed into place: a new file), those of videos it predicted
-    under ``--no-overlays`` or without a frame included: they drew other results. Nothing when this run
-    wrote no video (stopped before the first, or none readable): the earlier run stays whole."""
+    under ``--no-overlays`` or without a frame included: they drew other results. ``written``: the stems
+    this run predicted completely; nothing when there is none (stopped before the first, or every video
+    stopped or unreadable): the earlier run stays whole."""
     if not written:
         return
     doomed = [out_dir / f"{stem}{JSONL_SUFFIX}" for stem in sorted(earlier) if stem not in written]
@@ -218,8 +228,12 @@ def _remove_earlier_videos(out_dir: Path, earlier: dict, written: set) -> None:
               f"again from {out_dir}/: {', '.join(removed)}", file=sys.stderr)
 
 
-def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag: str = "") -> dict:
-    """One video -> ``DIR/<stem>.predictions.jsonl`` and the overlay video; its summary."""
+def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag: str = "",
+                  keep_earlier: bool = False) -> dict:
+    """One video -> ``DIR/<stem>.predictions.jsonl`` and the overlay video; its summary. With
+    ``keep_earlier`` (an earlier run's results of this stem are there) the results go to
+    ``<stem>.predictions.partial.jsonl``, renamed over the earlier ones only when the video was predicted
+    completely; stopped, they stay there and this run's overlay is dropped: the earlier pair stays whole."""
     from maskrcnn.data.video import VideoReader
 
     with VideoReader(path) as reader:  # VideoReadError: not a video
@@ -238,8 +252,9 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         count = (reader.declared_frames if reader.counted_frames else
                  f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
         print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
-        clock = {}  # "first": the first predicted frame's time, where the overlay starts
-        with open(jsonl, "w", encoding="utf-8") as out:
+        clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
+        partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
+        with open(partial if keep_earlier else jsonl, "w", encoding="utf-8") as out:
             try:
                 _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock)
                 summary["status"] = "truncated" if reader.problem else "complete"
@@ -263,8 +278,19 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                     reader.notes.append("no frame decoded: width and height unknown (a rotation is read from "
                                         "the frames); stored_width and stored_height are the header's")
                 _timing_to_summary(reader, summary)
-                written = _finish_overlay(overlay, summary, end=_overlay_end(reader, args, clock))
+                replaced = summary["status"] in ("complete", "truncated") or not keep_earlier
+                if replaced:
+                    written = _finish_overlay(overlay, summary, end=_overlay_end(reader, args, clock, summary))
+                else:  # the earlier overlay drew the earlier results, which stay
+                    written = None
+                    if overlay is not None:
+                        overlay.discard()
+                    print(f"{tag} {path}: stopped: the earlier run's {jsonl.name} and overlay are kept; this "
+                          f"run's frames done are in {partial.name}", file=sys.stderr)
+                    jsonl = partial
                 out.write(json.dumps({"summary": summary}) + "\n")
+        if keep_earlier and jsonl != partial:  # complete: it replaces the earlier results
+            os.replace(partial, jsonl)
     if reader.problem:
         print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
     elif summary["status"] == "complete" and not summary["frames_predicted"]:
@@ -277,14 +303,25 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
     return summary
 
 
-def _overlay_end(reader, args, clock: dict) -> Optional[float]:
-    """Seconds from the first predicted frame to where the part of the source read ends (its last decoded
-    frame plus one frame, ``--end`` at most): the last predicted frame is held until then, not for one
-    ``--every`` step (a 2 s video at ``--every 15`` gave a 3 s overlay). None without a predicted frame."""
+def _overlay_end(reader, args, clock: dict, summary: dict) -> Optional[float]:
+    """Seconds from the first predicted frame to where the last predicted frame stops showing. Read to its
+    end, the source's last decoded frame plus one frame (``--end`` at most): not one ``--every`` step
+    after the last predicted frame (a 2 s video at ``--every 15`` gave a 3 s overlay). Stopped before its
+    end (``--max-frames``, Ctrl-C, an error): the last predicted frame plus one ``--every`` step, never
+    beyond the source's end (by its header) or ``--end`` (``--every 10 --max-frames 3`` at 25 fps: 1.2 s,
+    not 0.84 s). None without a predicted frame."""
     first, last = clock.get("first"), reader.timing.last
     if first is None or last is None:
         return None
-    end = last + (reader.timing.min_interval or 1 / float(reader.fps or DEFAULT_FPS))
+    frame = reader.timing.min_interval or 1 / float(reader.fps or DEFAULT_FPS)
+    stopped = summary["status"] in ("interrupted", "failed") or (
+        args.max_frames is not None and summary["frames_predicted"] >= args.max_frames)
+    if stopped:
+        end = clock["last"] + args.every * frame
+        if reader.end_time is not None:
+            end = min(end, reader.end_time - reader.start_time)
+    else:
+        end = last + frame
     if args.end is not None:
         end = min(end, args.end)
     return end - first
@@ -368,6 +405,7 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
                                        min_size=overlay_min_size(args, video=True),
                                        score_thresh=args.overlay_score_thresh, skeleton=skeleton)
                 first = clock.setdefault("first", frame.time)  # the overlay starts at the first predicted one
+                clock["last"] = frame.time
                 overlay.write(np.asarray(drawn), time=frame.time - first)  # (H, W, 3) uint8
         out.write("".join(line + "\n" for line in lines))
         out.flush()

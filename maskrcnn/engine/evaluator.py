@@ -48,6 +48,7 @@ from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, 
 from maskrcnn.engine.best_model import METRICS
 from maskrcnn.engine.results_file import (
     compress_segmentations,
+    image_name_keys,
     match_image_ids,
     note_scoring_conventions,
     partial_fields,
@@ -365,14 +366,19 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     needed = ["image_id", "category_id", "score"] + [_FIELDS[t] for t in iou_types
                                                      if _FIELDS[t] not in optional]
     missing = {}
+    # where every scored field is optional (segm and keypoints of a file without bbox), a record must still
+    # carry one of them: else it was accepted silently and scored nowhere
+    fields = [_FIELDS[t] for t in iou_types] if all(_FIELDS[t] in optional for t in iou_types) else []
     for i, r in enumerate(results):
         if not isinstance(r, dict):
             raise ValueError(f"{source}: result {i} is not an object")
         for k in needed:
             if k not in r:
-                missing.setdefault(k, []).append(i)
+                missing.setdefault(repr(k), []).append(i)
+        if fields and not any(f in r for f in fields):  # only ids and a score: nothing of it can be scored
+            missing.setdefault(" or ".join(repr(f) for f in fields), []).append(i)
     if missing:
-        parts = [f"{k!r} missing in results {_listing(v)}" for k, v in missing.items()]
+        parts = [f"{k} missing in results {_listing(v)}" for k, v in missing.items()]
         raise ValueError(f"{source}: " + "; ".join(parts))
     bad_ids = [i for i, r in enumerate(results) if not (_is_id(r["image_id"]) and _is_id(r["category_id"]))]
     if bad_ids:
@@ -390,8 +396,14 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         )
     bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if bad_images:
-        raise ValueError(f"{source}: image ids {_listing(bad_images)} are not in the ground truth (neither "
-                         f"as ids nor as file names of its images)")
+        # file names of its images among them are not wrong (match_image_ids matches names only when every
+        # value is one): naming them too said "a.jpg is not a file name of its images" of one that is
+        unmatched = {i for i in bad_images if i not in image_name_keys(coco_gt)} or bad_images
+        names = len(bad_images) - len(unmatched)
+        raise ValueError(f"{source}: image ids {_listing(unmatched)} are not in the ground truth (neither "
+                         f"as ids nor as file names of its images)" +
+                         (f"; {names} other value(s) are file names of its images: matched by file name "
+                          f"only when every image_id is one" if names else ""))
     kept = {t: [] for t in iou_types}
     problems, every = [], []
     for i, r in enumerate(results):
@@ -700,8 +712,8 @@ def evaluate_results_file(
     scorers of the same file (records: those that passed validation, the ones scored for segm when there
     are several files) and an analysis of each kind on the very records its AP came from. Box-only
     ground truth is an ignored region of segm AP (``_run_segm``)."""
-    coco_gt = load_ground_truth(gt_json, crowd_as_objects=crowd_as_objects)
     gt_source = str(gt_json) if isinstance(gt_json, (str, os.PathLike)) else gt_source
+    coco_gt = load_ground_truth(gt_json, crowd_as_objects=crowd_as_objects, source=gt_source)  # named errors
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
     files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))

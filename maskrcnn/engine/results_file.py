@@ -53,7 +53,7 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
-    "compress_segmentations", "iou_types_of", "match_image_ids", "note_scoring_conventions",
+    "compress_segmentations", "image_name_keys", "iou_types_of", "match_image_ids", "note_scoring_conventions",
     "partial_fields", "plan_iou_types", "read_category_map", "read_results_file", "resolve_results_paths",
     "shift_categories",
     "zero_based_hint", "zero_based_suspicion",
@@ -196,6 +196,14 @@ def _name_keys(file_name: str) -> set:
     if path.stem.isdigit():
         keys.add(int(path.stem))
     return keys
+
+
+def image_name_keys(coco_gt) -> set:
+    """Every value an ``image_id`` may name one of ``coco_gt``'s images by (``_name_keys``): for a refusal
+    of unknown ids to leave out those that are file names (names mixed with unknown ids are refused as
+    a whole, but only the unknown ones are wrong)."""
+    return {key for img in coco_gt.dataset["images"] if img.get("file_name")
+            for key in _name_keys(img["file_name"])}
 
 
 def match_image_ids(results: list, coco_gt, source: str) -> list:

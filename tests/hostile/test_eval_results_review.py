@@ -1,0 +1,62 @@
+"""Review findings on ``evaluate_results_file`` / ``maskrcnn eval --results``: the unknown image ids named
+without the file names among them, a dict ground truth's errors naming ``gt_source``, and a record that
+carries no field of any scored type refused."""
+
+import json
+
+import pytest
+from hostile_helpers import coco_dataset, gt_as_results
+
+from maskrcnn.engine.evaluator import evaluate_results_file
+
+
+def _write(tmp_path, results, name="res.json"):
+    res = tmp_path / name
+    res.write_text(json.dumps(results))
+    return res
+
+
+def test_unknown_ids_mixed_with_file_names_name_only_the_unknown(tmp_path):
+    # it said "image ids 999, im2.png are not in the ground truth (neither as ids nor as file names of
+    # its images)" although im2.png is image 2's file name
+    path, _, data = coco_dataset(tmp_path)
+    results = gt_as_results(data)
+    results[0]["image_id"], results[1]["image_id"] = 999, "im1.png"
+    results[2]["image_id"] = results[3]["image_id"] = "im2.png"
+    res = _write(tmp_path, results)
+    with pytest.raises(ValueError) as e:
+        evaluate_results_file(path, res)
+    assert str(e.value) == (f"{res}: image ids 999 are not in the ground truth (neither as ids nor as file "
+                            "names of its images); 2 other value(s) are file names of its images: matched "
+                            "by file name only when every image_id is one")
+
+
+def test_a_dict_ground_truths_errors_name_gt_source(tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    data["annotations"][0]["image_id"] = 77  # no such image
+    res = _write(tmp_path, gt_as_results(data))
+    with pytest.raises(ValueError, match=r"^my_gt\.json: ") as e:
+        evaluate_results_file(data, res, gt_source="my_gt.json")
+    assert "ground truth:" not in str(e.value)
+
+
+@pytest.mark.parametrize("keep", ["segmentation", "keypoints"])
+def test_a_record_with_no_field_of_a_scored_type_is_refused(tmp_path, keep):
+    # without bbox in the file, segm / keypoints are scored on the records that have them; one with
+    # neither (only ids and a score) was accepted silently and scored nowhere
+    path, _, data = coco_dataset(tmp_path)
+    for cat in data["categories"]:
+        cat["keypoints"] = ["head"]
+    for a in data["annotations"]:
+        a["keypoints"], a["num_keypoints"] = [a["bbox"][0] + 1, a["bbox"][1] + 1, 2], 1
+    path.write_text(json.dumps(data))
+    results = [{k: v for k, v in r.items() if k != "bbox"} for r in gt_as_results(data)]
+    for r, a in zip(results, data["annotations"]):
+        if keep == "keypoints":
+            r["keypoints"] = a["keypoints"]
+            del r["segmentation"]
+    del results[1][keep], results[3][keep]  # 1 and 3: ids and a score only
+    res = _write(tmp_path, results)
+    with pytest.warns(UserWarning), pytest.raises(ValueError) as e:
+        evaluate_results_file(path, res)
+    assert str(e.value) == f"{res}: {keep!r} missing in results 1, 3"
