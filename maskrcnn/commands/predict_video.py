@@ -280,7 +280,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 _timing_to_summary(reader, summary)
                 replaced = summary["status"] in ("complete", "truncated") or not keep_earlier
                 if replaced:
-                    written = _finish_overlay(overlay, summary, end=_overlay_end(reader, args, clock, summary))
+                    end = _overlay_end(reader, args, clock, summary)
+                    written = _finish_overlay(overlay, summary, end=end)
                 else:  # the earlier overlay drew the earlier results, which stay
                     written = None
                     if overlay is not None:

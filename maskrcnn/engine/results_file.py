@@ -53,9 +53,9 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
-    "compress_segmentations", "image_name_keys", "iou_types_of", "match_image_ids", "note_scoring_conventions",
-    "partial_fields", "plan_iou_types", "read_category_map", "read_results_file", "resolve_results_paths",
-    "shift_categories",
+    "compress_segmentations", "image_name_keys", "iou_types_of", "match_image_ids",
+    "note_scoring_conventions", "partial_fields", "plan_iou_types", "read_category_map",
+    "read_results_file", "resolve_results_paths", "shift_categories",
     "zero_based_hint", "zero_based_suspicion",
 ]
 
