@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+from maskrcnn.data.folders import spelled_path
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.overlay_defaults import (
     OVERLAY_MAX_SIZE,
@@ -188,10 +189,10 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     if outputs is None:
         outputs = _OutputFolders({Path(output).resolve()} if output is not None else set())
     # given by name: compared as written, made absolute ('a.jpg' and './a.jpg' are one path, not a link)
-    named = {_spelled(p) for p in inputs if not Path(p).is_dir()}
+    named = {spelled_path(p) for p in inputs if not Path(p).is_dir()}
     files, seen, reported = [], {}, set()
-    # the paths in files, as _spelled has them -> the file each is (resolved): the same path twice is listed
-    # once; a spelling with '..' past a link ('imgs/sub/../a.png', sub a link) may be another file
+    # the paths in files, as spelled_path has them -> the file each is (resolved): the same path twice is
+    # listed once; a spelling with '..' past a link ('imgs/sub/../a.png', sub a link) may be another file
     listed: dict = {}  # spelled -> {resolved, ...}
     in_output: dict = {}  # the paths left out for lying in an output folder -> their file, counted once each
     for given in inputs:
@@ -207,7 +208,7 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 reported.add(path)
                 on_left_out(path, reason)
         for f in found:
-            spelled = _spelled(f)
+            spelled = spelled_path(f)
             key = f.resolve()
             if key in listed.get(spelled, ()):
                 continue
@@ -221,7 +222,7 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 # the file itself wins over a link to it found first (link.jpg sorts before rgb.jpg), in the
                 # link's place in the order
                 files[files.index(kept)] = f
-                listed.get(_spelled(kept), set()).discard(key)
+                listed.get(spelled_path(kept), set()).discard(key)
                 listed.setdefault(spelled, set()).add(key)
                 seen[key] = f
                 _report_once(kept, f"same file as {shown_path(f)}", reported, on_left_out)
@@ -281,21 +282,13 @@ def other_files_line(files: Sequence, shown: int = 3) -> Optional[str]:
 def _is_alias(kept: Path, f: Path, named: set) -> bool:
     """Whether ``kept``, listed already, is to give its place to ``f``, the same file: ``kept`` is a link
     found in a folder (not named on the command line) and ``f`` the file itself."""
-    return kept.is_symlink() and not f.is_symlink() and _spelled(kept) not in named
+    return kept.is_symlink() and not f.is_symlink() and spelled_path(kept) not in named
 
 
 def _report_once(path, reason: str, reported: set, on_left_out) -> None:
     if path not in reported:
         reported.add(path)
         on_left_out(path, reason)
-
-
-def _spelled(path) -> str:
-    """``path`` absolute and with '.' and '..' taken out as written (links not followed): two arguments
-    that are one path spelled twice compare equal, a link and its target do not."""
-    import os
-
-    return os.path.normpath(os.path.abspath(path))
 
 
 def empty_folder_reason(folder: Path) -> str:

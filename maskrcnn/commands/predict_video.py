@@ -106,18 +106,15 @@ def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
     a video given by name): videos are files with a video extension, given or found in the folders
     (``on_left_out(path, reason)`` for those passed over: a broken link to a .mp4). Checks that PyAV is
     there when there is a video, before a checkpoint is loaded."""
+    from maskrcnn.data.folders import spelled_path
     from maskrcnn.data.video import import_av, is_video_path, list_videos
 
     # the same path given twice, or a folder and a video in it, is one video (as an image is): spelled
     # absolute with '.' and '..' taken out ('v.mp4' and './v.mp4'), links not followed
-    videos = list({_spelled(v): v for v in list_videos(inputs, on_passed_over=on_left_out)}.values())
+    videos = list({spelled_path(v): v for v in list_videos(inputs, on_passed_over=on_left_out)}.values())
     if videos:
         import_av()
     return [f for f in files if not is_video_path(f)], videos
-
-
-def _spelled(path: Path) -> str:
-    return os.path.normpath(os.path.abspath(path))
 
 
 def _batches(frames: Iterator, size: int) -> Iterator[list]:

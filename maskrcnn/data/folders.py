@@ -25,7 +25,8 @@ from typing import Iterable, List, Tuple
 
 from maskrcnn.shown_text import display_name
 
-__all__ = ["dangling_link_problem", "files_with_suffixes", "is_symlink_loop", "link_target", "list_folder"]
+__all__ = ["dangling_link_problem", "files_with_suffixes", "is_symlink_loop", "link_target", "list_folder",
+           "spelled_path"]
 
 
 def link_target(path: Path) -> str:
@@ -83,3 +84,9 @@ def list_folder(folder: Path, suffixes: Iterable[str], *, recursive: bool) -> Tu
         else:
             passed_over.append((f, "a folder" if f.is_dir() else "not a regular file"))
     return sorted(files), sorted(passed_over)
+
+
+def spelled_path(path) -> str:
+    """``path`` absolute and with '.' and '..' taken out as written (links not followed): two arguments
+    that are one path spelled twice ('v.mp4', './v.mp4') compare equal, a link and its target do not."""
+    return os.path.normpath(os.path.abspath(path))

@@ -398,7 +398,8 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
     if bad_images:
         # file names of its images among them are not wrong (match_image_ids matches names only when every
         # value is one): naming them too said "a.jpg is not a file name of its images" of one that is
-        unmatched = {i for i in bad_images if i not in image_name_keys(coco_gt)} or bad_images
+        name_keys = image_name_keys(coco_gt)
+        unmatched = {i for i in bad_images if i not in name_keys} or bad_images
         names = len(bad_images) - len(unmatched)
         raise ValueError(f"{source}: image ids {_listing(unmatched)} are not in the ground truth (neither "
                          f"as ids nor as file names of its images)" +
