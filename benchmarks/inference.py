@@ -260,6 +260,9 @@ def _kernels(model) -> str:
     pinned = os.environ.get(PIN_VARIABLE, "").strip().lower()
     why = (f"pinned by {PIN_VARIABLE}={pinned}" if pinned not in ("", "measure") else
            f"oneDNN / torch.mm matrix-product rate here: {matmul_rate_ratio():.2f}x")
+    products = {"onednn": " (products on oneDNN)", "bmm": " (products on torch.bmm)"}.get(
+        getattr(model, "winograd_products", None), "")
+    counts[0] = (counts[0][0], counts[0][1] + products)
     return ", ".join(f"{n or 0} {what}" for n, what in counts) + f" ({why})"
 
 

@@ -254,8 +254,9 @@ class Predictor:
             convolutions (or, where ``torch.mm`` lags oneDNN, oneDNN's linear layers) and fused residual
             additions (``modeling.fuse``); changes ``model`` in place, so leave it off, or give a copy,
             for a model that will be trained further.
-        winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU, unless
-            ``torch.mm`` is clearly slower than oneDNN there, ``ops.gemm_rates``).
+        winograd: with ``optimise``, whether to use Winograd 3x3 convolutions (None: on CPU; where
+            ``torch.mm`` is clearly slower than oneDNN, ``ops.gemm_rates``, with their products on
+            oneDNN and from 256 channels).
         fused_add: with ``optimise``, whether to fuse residual additions into oneDNN's convolution
             (None: on CPU, where its self-test passes; False for a graph to export).
         onednn_linear: with ``optimise``, whether to run the linear layers through oneDNN (None: on CPU

@@ -10,9 +10,10 @@ PyTorch, and ``optimise_for_inference`` swaps modules in. Outputs stay equal up 
    FPN's top-down path sum with a residual, by ``ConvAdd`` (``ops.fused_conv``): the sum (and ReLU)
    inside oneDNN's convolution. The kernel's self-test runs here; its verdict is held by the modules.
 5. (CPU) Where ``torch.mm`` is clearly slower than oneDNN's matrix product (``ops.gemm_rates``: AMD CPUs
-   with AVX-512, where MKL takes its AVX2 path), skip 3. (Winograd's products run on ``torch.bmm``; there
-   oneDNN's direct convolution is faster) and compute the linear layers by oneDNN (``OneDnnLinear``,
-   ``ops.onednn_linear``). The rate is measured once per process, when the first model is optimised.
+   with AVX-512, where MKL takes its AVX2 path), run Winograd's 36 products on oneDNN too, for the 3x3
+   convolutions of 256+ channels (on ``torch.bmm`` they were slower than oneDNN's direct convolution),
+   and compute the linear layers by oneDNN (``OneDnnLinear``, ``ops.onednn_linear``). The rate is
+   measured once per process, when the first model is optimised.
 
 Shapes: C_out x C_in x kh x kw convolution weights; a norm layer is a per-channel affine map on C_out.
 
@@ -114,16 +115,17 @@ def _fold_children(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def use_winograd(module: nn.Module, *, min_channels: int = 128) -> int:
-    """Replace every eligible 3x3 convolution below ``module`` by a ``WinogradConv2d`` (same parameters);
-    returns how many were replaced. Convolutions followed by a norm must be folded first."""
+def use_winograd(module: nn.Module, *, min_channels: int = 128, onednn_products: bool = False) -> int:
+    """Replace every eligible 3x3 convolution below ``module`` by a ``WinogradConv2d`` (same parameters),
+    its products on oneDNN with ``onednn_products``; returns how many were replaced. Convolutions
+    followed by a norm must be folded first."""
     replaced = 0
     for name, child in list(module.named_children()):
         if winograd_eligible(child, min_channels=min_channels):
-            setattr(module, name, WinogradConv2d(child))
+            setattr(module, name, WinogradConv2d(child, onednn_products=onednn_products))
             replaced += 1
         else:
-            replaced += use_winograd(child, min_channels=min_channels)
+            replaced += use_winograd(child, min_channels=min_channels, onednn_products=onednn_products)
     return replaced
 
 
@@ -179,8 +181,9 @@ def optimise_for_inference(
     Winograd 3x3 convolutions or oneDNN linear layers, and fused conv + residual additions.
 
     winograd, fused_add, onednn_linear: True / False, or None for "when the model is on the CPU" (on
-    CUDA, cuDNN chooses its own algorithms; the fused kernel is oneDNN's), and for ``winograd`` /
-    ``onednn_linear`` also "where ``torch.mm`` does not / does lag oneDNN" (``ops.gemm_rates``).
+    CUDA, cuDNN chooses its own algorithms; the fused kernel is oneDNN's), and for ``onednn_linear``
+    also "where ``torch.mm`` lags oneDNN" (``ops.gemm_rates``), where Winograd's products run on oneDNN
+    too (``model.winograd_products``: "onednn" or "bmm", None without Winograd convolutions).
     ``fused_add`` needs ``fold_bn`` and is used only where the kernel's self-test passes. Changes
     ``model`` in place and returns it. ``model.folded_norms``, ``model.winograd_convs``,
     ``model.fused_adds`` and ``model.onednn_linears`` record how many norms were folded and modules
@@ -192,15 +195,19 @@ def optimise_for_inference(
         # backbone / FPN / heads chain stays NHWC without converting the input batch.
         model.to(memory_format=torch.channels_last)
     on_cpu = _on_cpu(model)
-    blas_lags = None  # measured only when a None needs it (the GPU path never measures the CPU)
-    if on_cpu and (winograd is None or onednn_linear is None):
-        blas_lags = matmul_lags_onednn()
+    blas_lags = False  # measured only where it decides something (the GPU path never measures the CPU)
+    if on_cpu and (winograd is not False or onednn_linear is None):
+        blas_lags = matmul_lags_onednn() and onednn_linear_available()
     if winograd is None:
-        winograd = on_cpu and not blas_lags
+        winograd = on_cpu
     if onednn_linear is None:
-        onednn_linear = on_cpu and blas_lags
-    # after folding: a Winograd conv's kernel is transformed once, so the norm must already be in it
-    model.winograd_convs = use_winograd(model) if winograd else 0
+        onednn_linear = blas_lags
+    # after folding: a Winograd conv's kernel is transformed once, so the norm must already be in it.
+    # With its products on oneDNN Winograd pays from 256 channels (ops.winograd's measurements)
+    min_channels = 256 if blas_lags else 128
+    model.winograd_convs = (use_winograd(model, min_channels=min_channels, onednn_products=blas_lags)
+                            if winograd else 0)
+    model.winograd_products = ("onednn" if blas_lags else "bmm") if model.winograd_convs else None
     model.onednn_linears = use_onednn_linear(model) if onednn_linear and onednn_linear_available() else 0
     fused_add = (on_cpu if fused_add is None else fused_add) and fold_bn and fused_kernel_works()
     # after Winograd: a 3x3 sum-conv it took keeps its plain addition (Winograd is the bigger win)

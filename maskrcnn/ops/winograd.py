@@ -22,6 +22,16 @@ only, by ``modeling.fuse.optimise_for_inference``, and never for training.
 The image is processed in chunks of about ``_CHUNK_TILE_CHANNELS / C`` tiles so that the transformed
 tiles of a chunk stay in the CPU cache between the transforms and the 36 matrix products. The layout is
 channels-last throughout: a channels_last input is read in place, the output is channels_last.
+
+The 36 products run on ``torch.bmm`` (the BLAS) or, with ``onednn_products``, as 36 oneDNN matmuls
+(``ops.gemm_rates.onednn_matmul``): on CPUs where the BLAS lags oneDNN (AMD with AVX-512, where MKL
+takes its AVX2 path at a third of oneDNN's rate) ``torch.bmm`` made Winograd slower than oneDNN's direct
+convolution, while with oneDNN's products it is 1.3-1.4x faster than the direct convolution on the
+256 / 512-channel maps of FPN, the RPN and res4 / res5 (measured on a 2-core AMD EPYC with AVX-512:
+256 channels at 200 x 272 95 against 132 ms, at 100 x 136 25 against 33 ms; 128 channels 9.6 against
+8.2 ms: not used there; RoIs of 14 x 14, whose 4 x 4 tiles cover 16 x 16, 48 against 45 ms: not used
+where the tiles waste more than a fifth of their outputs). That path takes larger chunks, as the
+products' rate grows with their size.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from maskrcnn.ops.gemm_rates import onednn_matmul
 
 __all__ = ["WinogradConv2d", "winograd_weight", "conv3x3_winograd", "winograd_eligible"]
 
@@ -42,10 +54,18 @@ _G = torch.tensor(
 # tiles x channels of one chunk: ~32k floats per transformed tile position keeps a chunk's working set
 # (input, transformed tiles, products) within a few MB, i.e. in L2/L3 cache
 _CHUNK_TILE_CHANNELS = 1 << 15
+# the same with the products on oneDNN, whose rate grows with the products' size (measured on the AMD
+# EPYC above, 256 channels at 200 x 272: 1 << 15 186, 1 << 17 95 ms with freed memory reused; above
+# 1 << 17 the fresh buffers' page faults cost more than the larger products gain where the allocator
+# returns freed memory to the system: 1 << 17 126, 1 << 20 249 ms)
+_ONEDNN_CHUNK_TILE_CHANNELS = 1 << 17
 # below this many tiles x input channels the direct convolution is as fast or faster (the transforms'
 # fixed costs dominate: e.g. a single 14 x 14 RoI, or 8 x 8 maps); measured crossover on an AVX-512
 # Xeon: ~64 tiles at 128 channels, ~32 at 256, ~16 at 512
 _MIN_TILE_CHANNELS = 1 << 13
+# with the products on oneDNN: the least share of the tiles' 16 outputs that falls inside the map (14 x 14
+# RoIs: 196 / 256 = 0.77, slower than the direct convolution; 25 x 34: 0.84, faster)
+_MIN_TILE_USE = 0.8
 
 
 def winograd_weight(weight: Tensor) -> Tensor:
@@ -75,11 +95,11 @@ _AT = torch.tensor(
 _OUTPUT_TRANSFORM = torch.kron(_AT, _AT)  # (16, 36)
 
 
-def _chunks(num_images: int, tile_rows: int, tile_cols: int, channels: int) -> list:
-    """``(image begin, image end, tile row begin, tile row end)`` chunks of about the cache budget:
-    whole images when one image has fewer tiles than the budget (RoI batches), bands of tile rows
-    otherwise (one large feature map)."""
-    budget = max(32, _CHUNK_TILE_CHANNELS // channels) * max(1, torch.get_num_threads() // 2)
+def _chunks(num_images: int, tile_rows: int, tile_cols: int, channels: int, tile_channels: int) -> list:
+    """``(image begin, image end, tile row begin, tile row end)`` chunks of about ``tile_channels`` tiles
+    x channels (per two threads): whole images when one image has fewer tiles than the budget (RoI
+    batches), bands of tile rows otherwise (one large feature map)."""
+    budget = max(32, tile_channels // channels) * max(1, torch.get_num_threads() // 2)
     per_image = tile_rows * tile_cols
     if per_image >= budget:
         rows = max(1, budget // tile_cols)
@@ -89,11 +109,14 @@ def _chunks(num_images: int, tile_rows: int, tile_cols: int, channels: int) -> l
     return [(i, min(num_images, i + images), 0, tile_rows) for i in range(0, num_images, images)]
 
 
-def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None) -> Tensor:
+def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None, *,
+                     onednn_products: bool = False) -> Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for a 3x3 kernel, computed as F(4x4, 3x3).
 
     x: (N, C, H, W) floating point (any memory format); weight_t: (36, C, Co) from ``winograd_weight``;
-    bias: (Co,) or None. Returns (N, Co, H, W) channels_last."""
+    bias: (Co,) or None; onednn_products: the 36 products by oneDNN's matmul instead of ``torch.bmm``
+    (float32 / bfloat16, where ``ops.onednn_linear.onednn_linear_available()``).
+    Returns (N, Co, H, W) channels_last."""
     n_img, c, h, w = x.shape
     if weight_t.dim() != 3 or weight_t.shape[0] != 36 or weight_t.shape[1] != c:
         raise ValueError(f"conv3x3_winograd: transformed weight {tuple(weight_t.shape)} does not fit "
@@ -117,7 +140,8 @@ def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None) -> Tensor
     input_t = _BT.to(device=x.device, dtype=x.dtype)
     output_t = _OUTPUT_TRANSFORM.to(device=x.device, dtype=x.dtype)
     s_n, s_h, s_w, _ = xp.stride()
-    chunks = _chunks(n_img, th, tw, c)
+    budget = _ONEDNN_CHUNK_TILE_CHANNELS if onednn_products else _CHUNK_TILE_CHANNELS
+    chunks = _chunks(n_img, th, tw, c, budget)
     # one set of buffers for the largest chunk, reused by every chunk: fresh multi-MB buffers per chunk
     # cost first-touch page faults (3-8% of the convolution on a 2-core VM, 2% on others)
     p_max = max((i1 - i0) * (r1 - r0) * tw for i0, i1, r0, r1 in chunks)
@@ -143,7 +167,14 @@ def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None) -> Tensor
         transformed = transformed_buf[: 36 * p * c].view(6, 6 * p * c)
         torch.mm(input_t, cols.view(6, 6 * p * c), out=transformed)
         prod = prod_buf[: 36 * p * co].view(36, p, co)
-        torch.bmm(transformed.view(36, p, c), weight_t, out=prod)  # (36, P, Co)
+        if onednn_products:
+            # (P, C) @ (C, Co) for each position: oneDNN's matmul takes the kernel's transposed view
+            # (Co, C) as a linear layer's weight; it returns a new tensor, copied into place
+            transformed_36 = transformed.view(36, p, c)
+            for k in range(36):
+                prod[k].copy_(onednn_matmul(transformed_36[k], weight_t[k].t()))
+        else:
+            torch.bmm(transformed.view(36, p, c), weight_t, out=prod)  # (36, P, Co)
         blocks = blocks_buf[: 16 * p * co].view(16, p * co)
         torch.mm(output_t, prod.view(36, p * co), out=blocks)
         blocks = blocks.view(4, 4, n, tr, tw, co)
@@ -178,22 +209,27 @@ class WinogradConv2d(nn.Module):
     state-dict keys), plus the transformed kernel, computed once. Float32 CPU inputs with no gradient
     and no autocast, large enough for the transforms to pay off, take the Winograd path; anything else
     (small maps, CUDA, where cuDNN picks its own algorithm, other dtypes, training) falls back to
-    ``F.conv2d`` with the original weight."""
+    ``F.conv2d`` with the original weight. With ``onednn_products`` the 36 products run on oneDNN
+    (see the module's notes), and maps whose 4 x 4 tiles waste more than a fifth of their outputs (the
+    mask head's 14 x 14 RoIs) keep the direct convolution, which is faster there."""
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, *, onednn_products: bool = False):
         super().__init__()
         if not winograd_eligible(conv, min_channels=1):
             raise ValueError(f"WinogradConv2d: not a 3x3 stride-1 'same' ungrouped Conv2d: {conv}")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.onednn_products = onednn_products
         self.weight = conv.weight
         self.bias = conv.bias
         self.register_buffer("weight_t", winograd_weight(conv.weight), persistent=False)  # (36, C, Co)
 
     def _use_winograd(self, x: Tensor) -> bool:
+        tiles = -(-x.shape[-2] // 4) * -(-x.shape[-1] // 4) if x.dim() == 4 else 0
         return (
             x.device.type == "cpu"
             and x.dim() == 4
-            and x.shape[0] * -(-x.shape[2] // 4) * -(-x.shape[3] // 4) * x.shape[1] >= _MIN_TILE_CHANNELS
+            and x.shape[0] * tiles * x.shape[1] >= _MIN_TILE_CHANNELS
+            and (not self.onednn_products or x.shape[2] * x.shape[3] >= _MIN_TILE_USE * 16 * tiles)
             and x.dtype == torch.float32
             and self.weight_t.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")
@@ -202,8 +238,9 @@ class WinogradConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_winograd(x):
-            return conv3x3_winograd(x, self.weight_t, self.bias)
+            return conv3x3_winograd(x, self.weight_t, self.bias, onednn_products=self.onednn_products)
         return F.conv2d(x, self.weight, self.bias, padding=1)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), F(4x4, 3x3)"
+        products = ", products on oneDNN" if self.onednn_products else ""
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), F(4x4, 3x3){products}"

@@ -26,11 +26,13 @@ from pycocotools import mask as mask_util
 from maskrcnn.data.images import read_image
 from maskrcnn.data.transforms import resize_image
 from maskrcnn.interop.torchvision import convert_torchvision
+from maskrcnn.modeling import fuse
 from maskrcnn.modeling.fuse import optimise_for_inference
 from maskrcnn.modeling.mask_rcnn import build_model
 from maskrcnn.modeling.postprocess import detections_to_original
 from maskrcnn.ops import box_iou
 from maskrcnn.ops.fused_conv import fused_kernel_works
+from maskrcnn.ops.onednn_linear import onednn_linear_available
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from golden_weights import recipe_state_dict  # noqa: E402
@@ -55,21 +57,27 @@ def _converted(name):
     return g, convert_torchvision(sd, overrides={"model.frozen_bn_eps": 1e-5})
 
 
-def _run(name, image_ids, optimise=False, converted=None):
+def _run(name, image_ids, optimise=False, converted=None, products="bmm"):
     with recorded_threads():  # as torchvision recorded them: one thread rounds near-ties otherwise
-        return _run_recorded(*(converted or _converted(name)), image_ids, optimise)
+        return _run_recorded(*(converted or _converted(name)), image_ids, optimise, products)
 
 
-def _run_recorded(g, conv, image_ids, optimise):
+def _run_recorded(g, conv, image_ids, optimise, products):
     model = build_model(conv["config"])
     model.load_state_dict(conv["state_dict"])
     model.eval()
     if optimise:  # what Predictor runs on CPU: BN folded, channels_last, Winograd 3x3 convolutions
-        # both CPU kernel choices at once, whatever this CPU's matrix-product rates pick (ops.gemm_rates)
-        optimise_for_inference(model, winograd=True, onednn_linear=True)
+        # Winograd's products on either engine, whatever this CPU's matrix-product rates pick
+        # (ops.gemm_rates), with oneDNN's linear layers
+        onednn = products == "onednn"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fuse, "matmul_lags_onednn", lambda: onednn)
+            optimise_for_inference(model, winograd=True, onednn_linear=True)
         assert model.onednn_linears == 4  # box head fc6, fc7; class scores, box deltas
-        # res3-res5 stride-1 3x3s (3 + 5 + 2), FPN outputs (4), RPN head (1), mask head (4)
-        assert model.winograd_convs == 19 and model.folded_norms > 0
+        # res3-res5 stride-1 3x3s (3 + 5 + 2), FPN outputs (4), RPN head (1), mask head (4); with the
+        # products on oneDNN from 256 channels only (res3's 128-channel ones stay direct)
+        assert model.winograd_convs == (16 if onednn else 19) and model.folded_norms > 0
+        assert model.winograd_products == products
         # block ends (16) and shortcuts (4) of res2-res5, FPN laterals (4): conv + add in one kernel
         assert model.fused_adds == (24 if fused_kernel_works() else 0)
     c = g["constructor"]
@@ -117,9 +125,10 @@ def r50_800():
     return _run("maskrcnn_r50fpn_800", [2])
 
 
-@pytest.fixture(scope="module")
-def r50_320_optimised(r50_320_converted):
-    return _run("maskrcnn_r50fpn_320", [0, 1, 2], optimise=True, converted=r50_320_converted)
+@pytest.fixture(scope="module", params=["bmm"] + ["onednn"] * onednn_linear_available())
+def r50_320_optimised(r50_320_converted, request):
+    return _run("maskrcnn_r50fpn_320", [0, 1, 2], optimise=True, converted=r50_320_converted,
+                products=request.param)
 
 
 def _rel(a, b):

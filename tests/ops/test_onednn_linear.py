@@ -97,11 +97,12 @@ def test_same_state_dict_and_plain_round_trip():
 class _Head(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(128, 128, 3, padding=1)
-        self.fcs = nn.ModuleList([nn.Linear(128 * 4 * 4, 32), nn.Linear(32, 8)])
+        self.conv_128 = nn.Conv2d(128, 256, 3, padding=1)  # Winograd from 128 channels on torch.bmm only
+        self.conv_256 = nn.Conv2d(256, 256, 3, padding=1)
+        self.fcs = nn.ModuleList([nn.Linear(256 * 4 * 4, 32), nn.Linear(32, 8)])
 
     def forward(self, x):
-        x = self.conv(x).flatten(1)
+        x = self.conv_256(self.conv_128(x)).flatten(1)
         for fc in self.fcs:
             x = fc(x)
         return x
@@ -109,9 +110,11 @@ class _Head(nn.Module):
 
 @pytest.mark.parametrize("lags", [True, False])
 def test_optimise_picks_by_the_measured_rates(monkeypatch, lags):
-    """Where torch.mm lags oneDNN: no Winograd, oneDNN linears; elsewhere the reverse. Explicit
-    choices win over the measurement, and a model on no CPU is not measured."""
+    """Where torch.mm lags oneDNN: Winograd's products on oneDNN, for 256+ channels only, and oneDNN
+    linears; elsewhere Winograd on torch.bmm from 128 channels and plain linears. Explicit choices win
+    over the measurement, and a choice that needs no measurement does not measure."""
     monkeypatch.setattr(fuse, "matmul_lags_onednn", lambda: lags)
+    lags = lags and onednn_linear_available()  # without oneDNN's linear there is nothing to choose
     torch.manual_seed(0)
     model = _Head().eval()
     x = torch.randn(2, 128, 4, 4)
@@ -119,11 +122,16 @@ def test_optimise_picks_by_the_measured_rates(monkeypatch, lags):
         ref = model(x)
         optimise_for_inference(model)
         torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
-    assert model.winograd_convs == (0 if lags else 1)
-    assert model.onednn_linears == (2 if lags and onednn_linear_available() else 0)
-    assert isinstance(model.conv, WinogradConv2d) != lags
+    assert model.winograd_convs == (1 if lags else 2)
+    assert model.winograd_products == ("onednn" if lags else "bmm")
+    assert isinstance(model.conv_128, WinogradConv2d) != lags
+    assert model.conv_256.onednn_products == lags
+    assert model.onednn_linears == (2 if lags else 0)
     both = optimise_for_inference(_Head(), winograd=True, onednn_linear=True)
-    assert both.winograd_convs == 1 and both.onednn_linears == 2 * onednn_linear_available()
+    assert both.winograd_convs == (1 if lags else 2) and both.onednn_linears == 2 * onednn_linear_available()
+    monkeypatch.setattr(fuse, "matmul_lags_onednn", lambda: pytest.fail("measured without need"))
+    plain = optimise_for_inference(_Head(), winograd=False, onednn_linear=False)
+    assert plain.winograd_convs == 0 and plain.winograd_products is None and plain.onednn_linears == 0
 
 
 def test_the_rate_is_measured_once_per_thread_count(monkeypatch):

@@ -8,6 +8,7 @@ from torch import nn
 
 from maskrcnn.modeling.fuse import optimise_for_inference, use_winograd
 from maskrcnn.ops import winograd
+from maskrcnn.ops.onednn_linear import onednn_linear_available
 from maskrcnn.ops.winograd import WinogradConv2d, conv3x3_winograd, winograd_eligible, winograd_weight
 
 
@@ -49,7 +50,7 @@ def test_chunking_does_not_change_the_result(monkeypatch, budget, shape):
     ref = F.conv2d(x, weight, bias, padding=1)
     monkeypatch.setattr(winograd, "_CHUNK_TILE_CHANNELS", budget)
     n, c, h, w, _ = shape
-    chunks = winograd._chunks(n, -(-h // 4), -(-w // 4), c)
+    chunks = winograd._chunks(n, -(-h // 4), -(-w // 4), c, budget)
     covered = sum((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in chunks)
     assert covered == n * -(-h // 4)  # every tile row of every image exactly once
     torch.testing.assert_close(conv3x3_winograd(x, winograd_weight(weight), bias), ref, rtol=0, atol=1e-12)
@@ -98,7 +99,7 @@ def test_module_uses_winograd_only_where_it_may(monkeypatch):
     wconv = WinogradConv2d(conv)
     calls = []
     real = winograd.conv3x3_winograd
-    monkeypatch.setattr(winograd, "conv3x3_winograd", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(winograd, "conv3x3_winograd", lambda *a, **k: calls.append(1) or real(*a, **k))
     x = torch.randn(2, 8, 9, 11)  # 2 * 3 * 3 tiles x 8 channels = 144
     monkeypatch.setattr(winograd, "_MIN_TILE_CHANNELS", 144)
     ref = conv(x)
@@ -142,3 +143,49 @@ def test_use_winograd_replaces_eligible_convs_in_a_model():
     assert use_winograd(model) == 0  # idempotent: a WinogradConv2d is not replaced again
     plain = optimise_for_inference(nn.Sequential(nn.Conv2d(128, 128, 3, padding=1)), winograd=False)
     assert plain.winograd_convs == 0
+
+
+onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch build has no oneDNN linear")
+
+
+@onednn
+@pytest.mark.parametrize("budget", [1, 1 << 17])
+@pytest.mark.parametrize("shape", [(1, 32, 37, 41, 24), (6, 16, 16, 16, 8)])
+def test_products_on_onednn_equal_the_direct_convolution(monkeypatch, budget, shape):
+    """The 36 products through oneDNN's matmul (the path where torch.mm lags oneDNN): the same float32
+    result as the torch.bmm path up to summation order, chunked (one tile row per chunk) or not."""
+    x, weight, bias = _case(*shape, dtype=torch.float32, seed=5)
+    ref = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+    monkeypatch.setattr(winograd, "_ONEDNN_CHUNK_TILE_CHANNELS", budget)
+    wt = winograd_weight(weight)
+    out = conv3x3_winograd(x, wt, bias, onednn_products=True)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+    rel = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+    assert rel < 5e-5, rel  # as the torch.bmm path (measured ~7e-6)
+    torch.testing.assert_close(out, conv3x3_winograd(x, wt, bias), rtol=1e-5, atol=1e-5)
+
+
+@onednn
+def test_products_on_onednn_keep_the_direct_convolution_where_tiles_waste(monkeypatch):
+    """With oneDNN's products a map whose 4 x 4 tiles leave more than a fifth of their outputs unused
+    (the mask head's 14 x 14 RoIs: 196 of 256) runs the direct convolution; 16 x 16 uses every output."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    wconv = WinogradConv2d(conv, onednn_products=True)
+    assert "products on oneDNN" in repr(wconv)
+    calls = []
+    real = winograd.conv3x3_winograd
+    monkeypatch.setattr(winograd, "conv3x3_winograd", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(winograd, "_MIN_TILE_CHANNELS", 1)
+    with torch.no_grad():
+        # 14: 196 / 256 = 0.77 of the tiles' outputs used; 16: all; 25: 625 / 784 = 0.797; 27: 0.93
+        for size, used in [(14, False), (16, True), (25, False), (27, True)]:
+            x = torch.randn(3, 16, size, size)
+            torch.testing.assert_close(wconv(x), conv(x), rtol=1e-5, atol=1e-5)
+            assert bool(calls) == used, size
+            assert all(k == {"onednn_products": True} for k in calls)
+            calls.clear()
+        # the torch.bmm path keeps its rule (tiles x channels only)
+        x = torch.randn(3, 16, 14, 14)
+        torch.testing.assert_close(WinogradConv2d(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+        assert calls == [{"onednn_products": False}]
