@@ -4,7 +4,7 @@ against float32.
     python benchmarks/low_precision.py --weights CKPT --json VAL.json --images VAL_DIR \\
         --calib-images TRAIN_DIR [--calib-json TRAIN.json] [--calib-count 16] \\
         [--modes fp32,fp32-opt,bf16-opt,int8,int8-features] [--threads 2] [--rounds 3] [--timed 20] \\
-        [--json OUT.json]
+        [--output-json OUT.json]
 
 Modes (all through ``maskrcnn.predictor.Predictor``, what ``predict`` and ``eval`` run):
 - ``fp32``: the model as built; ``fp32-opt``: after ``modeling.fuse.optimise_for_inference`` (folded

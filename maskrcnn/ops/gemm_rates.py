@@ -5,8 +5,9 @@ Why it matters: on most CPUs the two run at about the same rate, but on AMD CPUs
 Zen 4 / Zen 5) MKL takes its AVX2 code path while oneDNN uses AVX-512, and ``torch.mm`` runs at a
 third of oneDNN's rate (measured on a 2-core AMD EPYC VM with AVX-512: 121 against 391 GFLOP/s). There
 the inference rewrites of ``modeling.fuse`` that lean on ``torch.mm`` / ``torch.bmm`` lose: Winograd's
-36 small products are slower than oneDNN's direct 3x3 convolution, and the box head's fully connected
-layers are faster through oneDNN's matmul (``ops.onednn_linear``).
+36 small products on ``torch.bmm`` are slower than oneDNN's direct 3x3 convolution (as oneDNN matmuls
+they are faster: ``ops.winograd``), and the box head's fully connected layers are faster through
+oneDNN's matmul (``ops.onednn_linear``).
 
 ``matmul_rate_ratio()`` measures it once per process and thread count, when the first model is
 optimised or placed for training (0.1-0.3 s: the same (1024 x 1024) @ (1024 x 512) product through
@@ -15,8 +16,8 @@ interleaved, the best of each compared), and ``matmul_lags_onednn()`` reads it a
 machine busy with other work a measurement can still land on the other side of the margin; the choice
 only changes speed and float rounding (~1e-6), and the variable below pins it.
 The environment variable ``MASKRCNN_MATMUL`` pins the answer instead of measuring it: ``blas`` (as if
-``torch.mm`` kept pace: Winograd, plain linear layers) or ``onednn`` (as if it lagged), e.g. to make
-runs on a machine near the margin take the same path every time.
+``torch.mm`` kept pace: Winograd on ``torch.bmm``, plain linear layers) or ``onednn`` (as if it lagged),
+e.g. to make runs on a machine near the margin take the same path every time.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def check_pin() -> None:
 
 def matmul_lags_onednn() -> bool:
     """Whether ``torch.mm`` is clearly slower than oneDNN here (``LAG_MARGIN``): then Winograd's products
-    do not pay and linear layers run faster through oneDNN. ``MASKRCNN_MATMUL`` (see above) pins it."""
+    and the linear layers run faster through oneDNN. ``MASKRCNN_MATMUL`` (see above) pins it."""
     check_pin()
     pinned = os.environ.get(PIN_VARIABLE, "").strip().lower()
     if _PINNED[pinned] is not None:
