@@ -596,3 +596,55 @@ def test_cvat_video_without_task_meta_claims_no_frames():
     report = Report(stream=io.StringIO())
     assert len(frame_images(root, [], report=report, where="a.xml")) == 1
     assert report.messages == []
+
+
+def test_cvat_project_export_without_split_names_the_subsets_merged(tmp_path, capsys):
+    """Without --split a project export's subsets were all converted, unsaid: a val set converted from it
+    later with --split was then in the training file too. One line now names them and how to pick one;
+    the result is the same."""
+    src = tmp_path / "project"
+    for subset, name in (("Train", "a.png"), ("Train", "b.png"), ("Validation", "c.png")):
+        _png(src / "images" / subset / name)
+    box = '<box label="cat" xtl="1" ytl="1" xbr="9" ybr="9"/>'
+    images = [_image(name, [box], extra=f' subset="{subset}"')
+              for subset, name in (("Train", "a.png"), ("Train", "b.png"), ("Validation", "c.png"))]
+    (src / "annotations.xml").write_text(_xml(images))
+    assert _convert(src, tmp_path / "all.json") == 0
+    err = capsys.readouterr().err
+    assert ("annotations.xml: a project export with subsets Train (2 images), Validation (1 image): all "
+            "converted into one file; --split NAME converts one subset (e.g. --split Train)") in err
+    coco = json.loads((tmp_path / "all.json").read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["images/Train/a.png", "images/Train/b.png",
+                                                        "images/Validation/c.png"]
+    assert _convert(src, tmp_path / "train.json", "--split", "Train") == 0
+    assert "project export with subsets" not in capsys.readouterr().err
+
+
+def test_cvat_exif_photo_annotated_on_its_stored_pixels_and_label_spaces(tmp_path, capsys):
+    """An <image> whose width / height are the stored size of a photo EXIF turns by a quarter: its shapes
+    lie on the stored pixels and are turned with the image (they were kept as drawn, beside the objects
+    in the turned image); an <image> of another size still warns. Labels' surrounding spaces ("cat "
+    beside <meta>'s "cat", a second class) are stripped, said once."""
+    src = tmp_path / "export"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: stored (x, y) at (H - y, x)
+    for name in ("f.jpg", "g.jpg"):
+        (src / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(src / "images" / name, exif=exif)
+    mask = np.ones((2, 3), bool)
+    shapes = ['<box label="cat " xtl="3" ytl="2" xbr="12" ybr="8"/>',
+              f'<mask label="cat" rle="{_cvat_rle(mask)}" left="10" top="5" width="3" height="2"/>']
+    (src / "annotations.xml").write_text(_xml([_image("f.jpg", shapes, size=(20, 40)),
+                                               _image("g.jpg", shapes[:1], size=(20, 30))]))
+    assert _convert(src, tmp_path / "out.json") == 0
+    err = capsys.readouterr().err
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert [(i["height"], i["width"]) for i in coco["images"]] == [(40, 20), (40, 20)]
+    assert [(a["image_id"], a["bbox"]) for a in coco["annotations"]] == [
+        (1, [12.0, 3.0, 6.0, 9.0]), (1, [13.0, 10.0, 2.0, 3.0]), (2, [3.0, 2.0, 9.0, 6.0])]
+    assert coco["categories"] == [{"id": 1, "name": "cat"}]
+    assert ("annotations.xml: image 'f.jpg': the size it gives, 20x40 (HxW), is the image's stored size, "
+            "not its 40x20 once its EXIF orientation 6 is applied") in err
+    assert "image 'g.jpg': warning: width '30' differs from the image's 20; using the image's" in err
+    assert "image 'f.jpg': warning" not in err
+    assert err.count("label 'cat ' read as 'cat'") == 1

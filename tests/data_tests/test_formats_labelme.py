@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pycocotools.mask as mask_utils
+import torch
 from PIL import Image
 
 from maskrcnn.cli import main
@@ -259,3 +260,72 @@ def test_polygon_bbox_is_the_polygon_extent_not_the_rasterised_mask(tmp_path, ca
     assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == (2, 40, 1, 30)  # what the mask box gave
     _, target = CocoDataset(json_path=out, image_dir=src)[0]  # training's boxes, x1 y1 x2 y2
     assert target["boxes"].tolist() == [[1, 1, 40, 30], [30, 20, 40, 30], [2, 20, 5, 23]]
+
+
+def _photo(path, stored=(20, 40), block=(3, 2, 12, 8)):
+    """A JPEG stored as ``stored`` (H, W) pixels with EXIF orientation 6 (shown turned a quarter clockwise,
+    W x H), a white block on the stored pixels x1..x2, y1..y2 (``block``, pixel edges)."""
+    pixels = np.zeros((*stored, 3), np.uint8)
+    x1, y1, x2, y2 = block
+    pixels[y1:y2, x1:x2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, exif=exif, quality=100)
+
+
+def test_labelme_exif_photo_annotated_on_its_stored_pixels_is_turned_with_it(tmp_path, capsys):
+    """A photo EXIF turns by a quarter, annotated in a tool that showed its stored pixels (imageHeight /
+    imageWidth its stored size): the shapes were kept as drawn and warned about as a size typo ("using
+    the image's"), so every mask lay beside its object in the turned image training reads. Now they are
+    turned with the image (a mask shape too); a file sized as the turned image keeps its shapes; a size
+    that is neither is warned about as before."""
+    from maskrcnn.data.images import read_image
+
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    patch = np.ones((2, 3), bool)
+    for name, size in (("stored", (20, 40)), ("shown", (40, 20)), ("other", (25, 40))):
+        _photo(src / f"{name}.jpg")
+        _labelme(src / f"{name}.json", [
+            _shape("box", [[3, 2], [12, 8]], "rectangle"),
+            {**_shape("dot", [[10, 5], [12, 6]], "mask"), "mask": _mask_b64(patch)},  # x 10..12, y 5, 6
+        ], f"{name}.jpg", size=size)  # fmt: skip
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("other.jpg", 40, 20), ("shown.jpg", 40, 20), ("stored.jpg", 40, 20)]
+    boxes = {(a["image_id"], a["category_id"]): a["bbox"] for a in coco["annotations"]}
+    # turned a quarter clockwise: stored (x, y) is shown at (H - y, x), H = 20 the stored height
+    assert boxes[(3, 1)] == [12.0, 3.0, 6.0, 9.0] and boxes[(3, 2)] == [13.0, 10.0, 2.0, 3.0]
+    assert boxes[(2, 1)] == boxes[(1, 1)] == [3.0, 2.0, 9.0, 6.0]  # as drawn
+    # the turned shapes lie on the block as training reads the image (turned)
+    image = read_image(src / "stored.jpg")  # (3, 40, 20)
+    box = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(coco["annotations"][4]["segmentation"],
+                                                                     40, 20))) > 0
+    assert box.sum() == 54 and (image[0][torch.from_numpy(box)] > 0.8).all()
+    dot = mask_utils.decode(coco["annotations"][5]["segmentation"]) > 0
+    expected = np.zeros((40, 20), bool)
+    expected[10:13, 13:15] = True
+    assert (dot == expected).all()
+    assert ("stored.json: the size it gives, 20x40 (HxW), is the image's stored size, not its 40x20 once its "
+            "EXIF orientation 6 is applied: the annotations were drawn on the stored pixels") in err
+    assert "1 images annotated on their stored pixels" in err
+    assert "other.json: warning: imageHeight 25 differs from the image's 40; using the image's" in err
+    assert "stored.json: warning" not in err and "shown.json: warning" not in err
+
+
+def test_labelme_label_spaces_are_stripped_once_per_label(tmp_path, capsys):
+    """"box " and "box" (a typed label's trailing space) were two classes; now one, said once."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    for name, label in (("a", "box "), ("b", "box"), ("c", "box ")):
+        _png(src / f"{name}.png")
+        shapes = [_shape(label, [[2, 2], [9, 9]], "rectangle", group_id=1),
+                  _shape(label, [[20, 2], [29, 9]], "rectangle", group_id=1)]
+        _labelme(src / f"{name}.json", shapes, f"{name}.png")
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "box"}]
+    assert len(coco["annotations"]) == 3  # each file's group is still one instance
+    assert err.count("label 'box ' read as 'box'") == 1 and "a.json: label 'box ' read as 'box'" in err

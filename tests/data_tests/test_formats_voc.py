@@ -354,8 +354,9 @@ _DOCTYPE_XML = ('<!DOCTYPE annotation [<!ENTITY x "cat">]><annotation><object><n
                 '<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>')
 
 
-def _det_xml(root, name, objects):
-    """A detection XML: (name, difficult, (xmin, ymin, xmax, ymax) 1-based inclusive or None)."""
+def _det_xml(root, name, objects, size=None):
+    """A detection XML: (name, difficult, (xmin, ymin, xmax, ymax) 1-based inclusive or None); ``size``
+    (H, W) its <size>, none when None."""
     path = root / "Annotations" / f"{name}.xml"
     path.parent.mkdir(parents=True, exist_ok=True)
     body = "".join(
@@ -365,7 +366,8 @@ def _det_xml(root, name, objects):
         + "<part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>3</xmax><ymax>3</ymax></bndbox>"
           "</part></object>"
         for n, d, box in objects)
-    path.write_text(f"<annotation><filename>{name}.jpg</filename>{body}</annotation>")
+    given = "" if size is None else f"<size><width>{size[1]}</width><height>{size[0]}</height></size>"
+    path.write_text(f"<annotation><filename>{name}.jpg</filename>{given}{body}</annotation>")
 
 
 def test_voc_detection_tree_boxes_only(tmp_path, capsys):
@@ -421,3 +423,53 @@ def test_voc_detection_xml_with_doctype_refused(tmp_path, capsys):
     assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["JPEGImages/b.jpg"]
     assert "Annotations/a.xml: a.xml cannot be read (has a DOCTYPE declaration (refused" in err
     assert "skipped 1 record(s): 1 unreadable_xml" in err
+
+
+def test_voc_detection_exif_photo_boxes_on_its_stored_pixels_are_turned(tmp_path, capsys):
+    """LabelImg shows a photo's stored pixels and writes their size in <size>: on a photo EXIF turns by a
+    quarter the boxes were kept as drawn (<size> never read), beside the objects of the turned image
+    training reads, without a word. Now they are turned with it; a <size> of the turned image keeps them;
+    another <size> is warned about naming both sizes (0, as some tools write, is not)."""
+    root = tmp_path / "det"
+    for name, size in (("stored", (20, 40)), ("shown", (40, 20)), ("other", (25, 40)), ("zero", (0, 0))):
+        _image(root, name, size=(20, 40), exif=_exif(6))  # stored 20x40 (HxW), shown 40x20
+        _det_xml(root, name, [("dog", 0, (4, 3, 12, 8))], size=size)  # pixels x 3..11, y 2..7
+    out = tmp_path / "out.json"
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        (f"JPEGImages/{n}.jpg", 40, 20) for n in ("other", "shown", "stored", "zero")]
+    # turned a quarter clockwise: stored (x, y) is shown at (H - y, x), H = 20 the stored height
+    assert [a["bbox"] for a in coco["annotations"]] == [[3.0, 2.0, 9.0, 6.0], [3.0, 2.0, 9.0, 6.0],
+                                                        [12.0, 3.0, 6.0, 9.0], [3.0, 2.0, 9.0, 6.0]]
+    assert ("Annotations/stored.xml: the size it gives, 20x40 (HxW), is the image's stored size, not its "
+            "40x20 once its EXIF orientation 6 is applied") in err
+    assert ("Annotations/other.xml: warning: <size> 25x40 (HxW) differs from the image's 40x20; using the "
+            "image's") in err
+    assert not any(f"{n}.xml: warning" in err for n in ("shown", "zero", "stored"))
+    assert _convert(root, out, "--boxes-as-masks") == 0
+    ann = json.loads(out.read_text())["annotations"][2]
+    assert ann["segmentation"] == [[12.0, 3.0, 18.0, 3.0, 18.0, 12.0, 12.0, 12.0]] and ann["area"] == 54
+
+
+def test_voc_xml_objects_without_pixels_are_named_with_their_file(tmp_path, capsys):
+    """XML objects with no index in the object PNG were only counted ("1 XML objects without pixels"),
+    the image unnamed, and one in a gap (indices 1 and 3 of 3 objects) not even counted. Each is now
+    named with its XML file."""
+    root = tmp_path / "voc"
+    ids, cls = np.zeros((H, W), int), np.zeros((H, W), int)
+    ids[2:8, 2:8], cls[2:8, 2:8] = 1, CAT
+    ids[10:20, 10:20], cls[10:20, 10:20] = 3, DOG
+    _image(root, "a")
+    _palette_png(root / "SegmentationObject" / "a.png", ids)
+    _palette_png(root / "SegmentationClass" / "a.png", cls)
+    _xml(root, "a", [("cat", 0), ("bird", 0), ("dog", 0), ("bus", 0)])
+    assert _convert(root, tmp_path / "out.json") == 0
+    err = capsys.readouterr().err
+    for k, name in ((2, "bird"), (4, "bus")):
+        assert (f"Annotations/a.xml: object {k} ({name}): no pixel of index {k} in "
+                f"SegmentationObject/a.png; left out") in err
+    assert "2 XML objects without pixels in SegmentationObject" in err
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert len(coco["annotations"]) == 2

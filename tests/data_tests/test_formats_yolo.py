@@ -438,3 +438,20 @@ def test_val_split_hint_names_the_flag_that_takes_it(tmp_path, capsys, monkeypat
                  "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert "file_name values are relative to ds: use --val-images ds (train) or --images ds (eval)\n" in out
+
+
+def test_yolo_every_box_only_line_left_out_is_named(tmp_path, capsys):
+    """Box-only lines were warned about for the first file only; the others were counted, never named.
+    Each is now named by file and line (the why said once)."""
+    src = tmp_path / "plain"
+    for name in ("a", "b", "c"):
+        _image(src / f"images/{name}.png")
+    _label(src / "labels/a.txt", _line(0, *RECT))
+    _label(src / "labels/b.txt", "0 0.5 0.5 0.2 0.2\n")
+    _label(src / "labels/c.txt", "\n".join([_line(0, *RECT), "0 0.3 0.3 0.1 0.1", "0 0.6 0.6 0.1 0.1"]))
+    assert _convert(src, tmp_path / "out.json", "--classes", "thing") == 0
+    err = capsys.readouterr().err
+    assert "labels/b.txt: line 1: warning: a box-only line (class cx cy w h) has no mask" in err
+    assert "labels/c.txt: line 2: warning: box-only line left out (no mask)" in err
+    assert "labels/c.txt: line 3: warning: box-only line left out (no mask)" in err
+    assert "3 box-only lines left out" in err and err.count("a box-only line (class cx cy w h)") == 1

@@ -31,8 +31,9 @@ from maskrcnn.data.json_values import read_json_file
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
-__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "image_size", "json_files", "parse_xml", "read_json",
-           "recorded_folder_unusable", "usable_recorded_folder", "write_json"]
+__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "given_size", "image_size",
+           "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "stored_pixels_told",
+           "stripped_label", "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
 
@@ -83,6 +84,7 @@ class Report:
         self.skipped: Counter = Counter()
         self.notes: Counter = Counter()
         self.messages: list = []
+        self._told: set = set()  # keys of the lines said once (``tell_once``)
 
     def _print(self, text: str) -> None:
         self.messages.append(text)
@@ -101,6 +103,12 @@ class Report:
     def tell(self, where: str, message: str) -> None:
         """A line worth printing that is neither a problem nor a warning (what an option left out)."""
         self._print(f"{where}: {message}")
+
+    def tell_once(self, key, where: str, message: str) -> None:
+        """``tell`` the first time ``key`` comes, nothing after (one line per label, not per shape)."""
+        if key not in self._told:
+            self._told.add(key)
+            self.tell(where, message)
 
     def note(self, what: str, n: int = 1) -> None:
         """Count something worth a line in the summary that is not a problem (e.g. ignored shapes)."""
@@ -150,10 +158,67 @@ def parse_xml(path: Path) -> ET.Element:
 def image_size(path: Path) -> tuple:
     """(height, width) of an image file as ``read_image`` sees it (EXIF orientation applied), from the
     header only (``images.image_size``); Skip when the file is missing or not an image."""
+    stored, orientation = _image_header(path)
+    return images.turned_size(stored, orientation)
+
+
+def annotated_size(path: Path, given) -> tuple:
+    """((H, W) of the image as ``read_image`` sees it, the EXIF orientation to turn the annotations by or
+    None) for annotations whose file gives the image's size ``given`` (H, W; None when it gives none).
+
+    The COCO loader's rule (``CocoDataset._drawn_on_stored_pixels``, on the same ``images`` helpers): a
+    ``given`` size that is the file's stored size while EXIF turns it by a quarter (so that the turned
+    size is not ``given``) says the tool showed, and the annotations lie on, the stored pixels. The loader
+    reads such an image unturned; a converter turns the annotations onto the image as shown
+    (``geometry.turn_region``), so that the COCO file is true for every reader. Skip as ``image_size``."""
+    stored, orientation = _image_header(path)
+    shown = images.turned_size(stored, orientation)
+    if given is None or tuple(given) == shown or tuple(given) != tuple(stored):
+        return shown, None
+    return shown, orientation
+
+
+def stripped_label(label, *, report: Report, where: str):
+    """``label`` without the spaces around it (what the tools' label dialogs strip, and what a hand-edited
+    file or an import leaves: "box " beside "box" would be a class of its own), said once per label naming
+    ``where`` (the file); anything else than such a string as it is (``check_label`` judges it)."""
+    if not isinstance(label, str) or label == label.strip() or not label.strip():
+        return label
+    report.tell_once(("stripped_label", label), where,
+                     f"label {label!r} read as {label.strip()!r} (the spaces around it stripped; said once "
+                     f"per label)")
+    return label.strip()
+
+
+def given_size(height, width) -> Optional[tuple]:
+    """(H, W) of the size an annotation file gives (numbers, or their text as XML writes them) when both
+    are whole numbers; None otherwise (missing, 0 as some tools write it, not a number)."""
+    try:
+        size = tuple(float(v) for v in (height, width))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if any(isinstance(v, bool) for v in (height, width)) or not all(v.is_integer() and v > 0 for v in size):
+        return None
+    return int(size[0]), int(size[1])
+
+
+def stored_pixels_told(report: Report, where: str, given: tuple, shown: tuple, orientation: int) -> None:
+    """Say (the first image by name, then a count in the notes) that an image's annotations, drawn on its
+    stored pixels, were turned with it (``annotated_size``)."""
+    report.note("images annotated on their stored pixels: annotations turned with the EXIF rotation")
+    report.tell_once("stored_pixels", where,
+                     f"the size it gives, {given[0]}x{given[1]} (HxW), is the image's stored size, not its "
+                     f"{shown[0]}x{shown[1]} once its EXIF orientation {orientation} is applied: the "
+                     f"annotations were drawn on the stored pixels and are turned with the image (others "
+                     f"alike are counted in the notes)")
+
+
+def _image_header(path: Path) -> tuple:
+    """``images.image_header`` (stored (H, W), EXIF orientation); Skip when missing or not an image."""
     if not path.is_file():
         raise Skip("missing_image", f"image {path} not found{images.unnameable_note(path)}")
     try:
-        return images.image_size(path)
+        return images.image_header(path)
     except images.ImageReadError as e:
         detail = str(e).removeprefix(f"{path}: ")  # the Skip's message names the file itself
         # image_too_large apart (its message says the limit and how to raise it): the file itself is good

@@ -29,14 +29,16 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
   even when one of them has no instance of some class.
 - ``--split S``: only the images of subset S (``<image subset="Train">``; a project export holds all
   its subsets in one file, so train and val are converted apart from it; case is ignored). Without it,
-  every image.
+  every image (one line names the subsets merged, when there are several).
+- A label's surrounding spaces are stripped ("box " is "box"), said once per label.
 - The image file: ``images/<subset>/<name>`` (a project export), ``images/<name>`` (a task export's
   zip), ``<name>`` relative to the images root (``--images``, else the folder ``predict --export cvat``
   recorded in a comment, ``IMAGES_COMMENT``, else the XML file's folder), then the same folders with the
   name's last part only, then all of it again under the XML file's folder; a video task's frames
   (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
   their extension added. The image's own size is used; ``width`` / ``height`` that differ cause a
-  warning, as in the LabelMe converter.
+  warning, as in the LabelMe converter; when they are the stored size of a photo that EXIF turns by a
+  quarter, the shapes are cut to the stored pixels they were drawn on, then turned with the image.
 - "CVAT for video 1.1" exports (``<track>`` elements, a shape on every frame): each frame's shapes
   inside the view are that frame's instances (``cvat_video``; its images ``frame_000000.PNG`` ...); a
   frame whose file is there but that has no shape in view is an image without instances.
@@ -65,12 +67,21 @@ from maskrcnn.data.formats.common import (
     MaskPatch,
     Report,
     Skip,
-    image_size,
+    annotated_size,
+    given_size,
     parse_xml,
+    stored_pixels_told,
+    stripped_label,
     usable_recorded_folder,
 )
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
-from maskrcnn.data.formats.geometry import ellipse_points, numbers, rectangle_points, to_coco_polygon
+from maskrcnn.data.formats.geometry import (
+    ellipse_points,
+    numbers,
+    rectangle_points,
+    to_coco_polygon,
+    turn_region,
+)
 
 __all__ = ["ANNOTATIONS_FILE", "IMAGES_COMMENT", "cvat_file", "declared_labels", "decode_cvat_rle",
            "read_cvat", "recorded_images_folder"]
@@ -281,12 +292,16 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
     where = f"{xml_name}: image {el.get('name')!r}" if el.get("name") else f"{xml_name}: image [{index}]"
     try:
         image_path = _image_path(roots, el)
-        height, width = image_size(image_path)
+        given = given_size(el.get("height"), el.get("width"))
+        (height, width), orientation = annotated_size(image_path, given)
         image_id = builder.add_image(image_path, height=height, width=width, source=xml_name)
     except Skip as e:
         report.skip(where, e)
         return 0
-    _check_size(report, where, el, height, width)
+    if orientation is None:
+        _check_size(report, where, el, height, width)
+    else:  # drawn on the stored pixels: shapes are cut to those, then turned with the image
+        stored_pixels_told(report, where, given, (height, width), orientation)
     nested = 0
 
     instances: dict = {}  # (label, group) -> (shape indices, regions, crowd), in order of first shape
@@ -298,10 +313,14 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
             report.note(f"CVAT {shape.tag} shapes left out (no area)")
             continue
         nested += sum(1 for child in shape if child.tag != "attribute")
-        label = shape.get("label")
+        label = stripped_label(shape.get("label"), report=report, where=xml_name)
         try:
             builder.check_label(label)
-            region = _region(shape, width, height)
+            if orientation is None:
+                region = _region(shape, width, height)
+            else:
+                region = turn_region(_region(shape, given[1], given[0]), orientation=orientation,
+                                     stored=given)
         except Skip as e:
             report.skip(f"{where}: shape [{i}] <{shape.tag}> (label {label!r})", e)
             continue
@@ -380,6 +399,22 @@ def _subset(xml_path: Path, images: list, split: str) -> list:
     return chosen
 
 
+def _tell_subsets(images: list, *, report: Report, where: str) -> None:
+    """One line when the file holds several subsets (a project export) and all are converted: a val set
+    converted from it with ``--split`` would be in this one too."""
+    counts: dict = {}
+    for el in images:
+        subset = (el.get("subset") or "").strip()
+        counts[subset] = counts.get(subset, 0) + 1
+    named = {k: n for k, n in counts.items() if k}
+    if len(named) < 2:
+        return
+    listing = ", ".join(f"{k} ({n} image{'s' if n != 1 else ''})" for k, n in sorted(named.items()))
+    without = f" and {counts['']} image(s) of no subset" if "" in counts else ""
+    report.tell(where, f"a project export with subsets {listing}{without}: all converted into one file; "
+                       f"--split NAME converts one subset (e.g. --split {sorted(named)[0]})")
+
+
 def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Optional[str] = None) -> None:
     """Add the images and shapes of a CVAT for images XML file to ``builder``, only those of subset
     ``split`` when given; ValueError when the file as a whole cannot be read (see the module docstring).
@@ -395,6 +430,8 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
         images = frame_images(root, images, report=report, where=xml_name, files=files, other_files=others)
     if split is not None:
         images = _subset(xml_path, images, split)
+    else:
+        _tell_subsets(images, report=report, where=xml_name)
     builder.declare(declared_labels(root))
     nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots)
                  for index, el in enumerate(images))

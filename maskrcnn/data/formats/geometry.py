@@ -14,12 +14,12 @@ import math
 
 import numpy as np
 
-from maskrcnn.data.formats.common import Skip
+from maskrcnn.data.formats.common import MaskPatch, Skip
 from maskrcnn.data.mask_codec import points_far_outside
 
 __all__ = [
     "as_points", "circle_points", "clip_polygon", "ellipse_points", "numbers", "rectangle_points",
-    "to_coco_polygon",
+    "to_coco_polygon", "turn_points", "turn_region",
 ]
 
 _CURVE_TOLERANCE = 0.25  # pixels between a curve and the chords that replace it
@@ -134,3 +134,36 @@ def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: in
     if len(clipped) < 3 or _area(clipped) <= _LINE_AREA:
         raise Skip("empty_mask", f"polygon lies outside the {width}x{height} image or has no area")
     return [float(v) for v in clipped.reshape(-1)]
+
+
+def turn_points(points: np.ndarray, *, orientation: int, stored: tuple) -> np.ndarray:
+    """(P, 2) pixel-edge (x, y) points on an image's stored pixels, ``stored`` (H, W) -> the same points
+    on the image turned upright by its EXIF ``orientation``, as ``read_image`` turns it (PIL's
+    ``exif_transpose``): (P, 2)."""
+    h, w = stored
+    x, y = points[:, 0], points[:, 1]
+    turned = {
+        2: (w - x, y),  # mirrored left-right
+        3: (w - x, h - y),  # turned 180 degrees
+        4: (x, h - y),  # mirrored top-bottom
+        5: (y, x),  # transposed
+        6: (h - y, x),  # turned a quarter clockwise
+        7: (h - y, w - x),  # transversed
+        8: (y, w - x),  # turned a quarter counter-clockwise
+    }.get(orientation, (x, y))
+    return np.stack(turned, axis=1).astype(np.float64)
+
+
+def turn_region(region, *, orientation: int, stored: tuple):
+    """A region on an image's stored pixels (``stored`` (H, W)): a COCO polygon [x1, y1, ...] or a
+    ``MaskPatch`` -> the same region on the image turned upright by its EXIF ``orientation``."""
+    if not isinstance(region, MaskPatch):
+        points = np.asarray(region, dtype=np.float64).reshape(-1, 2)  # (P, 2)
+        return [float(v) for v in turn_points(points, orientation=orientation, stored=stored).reshape(-1)]
+    h, w = region.patch.shape
+    corners = np.array([[region.left, region.top], [region.left + w, region.top + h]], dtype=np.float64)
+    left, top = turn_points(corners, orientation=orientation, stored=stored).min(axis=0).astype(int).tolist()
+    p = region.patch
+    patch = {2: p[:, ::-1], 3: p[::-1, ::-1], 4: p[::-1, :], 5: p.T, 6: p.T[:, ::-1], 7: p.T[::-1, ::-1],
+             8: p.T[::-1, :]}.get(orientation, p)
+    return MaskPatch(top, left, np.ascontiguousarray(patch))

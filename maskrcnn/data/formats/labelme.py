@@ -19,7 +19,11 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
 - The image's own size is used; ``imageHeight`` / ``imageWidth`` that differ only cause a warning (as
-  in labelme, which corrects them from the image).
+  in labelme, which corrects them from the image). But when they are the stored size of a photo that
+  EXIF turns by a quarter (a tool that showed the stored pixels), the shapes lie on those pixels: they
+  are cut to them, then turned with the image (``common.annotated_size``, the COCO loader's rule).
+- A label's surrounding spaces are stripped ("box " is "box", as labelme's label dialog strips them),
+  said once per label.
 """
 
 from __future__ import annotations
@@ -34,8 +38,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.checkpoint import atomic_write_bytes
-from maskrcnn.data.formats.common import CocoBuilder, MaskPatch, Report, Skip, image_size, read_json
-from maskrcnn.data.formats.geometry import as_points, circle_points, rectangle_points, to_coco_polygon
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    MaskPatch,
+    Report,
+    Skip,
+    annotated_size,
+    given_size,
+    read_json,
+    stored_pixels_told,
+    stripped_label,
+)
+from maskrcnn.data.formats.geometry import (
+    as_points,
+    circle_points,
+    rectangle_points,
+    to_coco_polygon,
+    turn_region,
+)
 
 __all__ = ["IGNORE_LABEL", "read_labelme"]
 
@@ -132,15 +152,19 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
     image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, images=images)
-    height, width = image_size(image_path)
+    given = given_size(data.get("imageHeight"), data.get("imageWidth"))
+    (height, width), orientation = annotated_size(image_path, given)
+    if orientation is not None:  # drawn on the stored pixels: shapes are cut to those, then turned
+        stored_pixels_told(report, name, given, (height, width), orientation)
     for key, actual in (("imageHeight", height), ("imageWidth", width)):
-        if data.get(key) is not None and data[key] != actual:
+        if orientation is None and data.get(key) is not None and data[key] != actual:
             report.warn(name, f"{key} {data[key]!r} differs from the image's {actual}; using the image's")
     image_id = builder.add_image(image_path, height=height, width=width, source=name)
 
     instances: dict = {}  # (label, group) -> (shape indices, regions), in order of first shape
     for i, shape in enumerate(data["shapes"]):
         label = shape.get("label") if isinstance(shape, dict) else None
+        label = stripped_label(label, report=report, where=name)
         where = f"{name}: shapes[{i}] (label {label!r})"
         if label == IGNORE_LABEL:
             report.note(f"{IGNORE_LABEL} shapes left out")
@@ -149,7 +173,11 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
             if not isinstance(shape, dict):
                 raise Skip("bad_shape", "a shape must be a JSON object")
             builder.check_label(label)
-            region = _shape_region(shape, width, height)
+            if orientation is None:
+                region = _shape_region(shape, width, height)
+            else:
+                region = turn_region(_shape_region(shape, given[1], given[0]), orientation=orientation,
+                                     stored=given)
         except Skip as e:
             report.skip(where, e)
             continue

@@ -38,9 +38,10 @@ Rules:
 - Reported and skipped: a name whose PNG or image is missing, a mask of another size than the image,
   an unreadable PNG or an unknown colour (the image); an instance with no class (the instance). An
   instance id with no XML object is a warning (its class comes from SegmentationClass), and so is an
-  unreadable XML (one with a DOCTYPE too: ``common.parse_xml`` expands no entity). An object PNG with
-  no instance gives an image without instances. A split file's name is looked up among the images
-  before any other path is built from it.
+  unreadable XML (one with a DOCTYPE too: ``common.parse_xml`` expands no entity). An XML object whose
+  index has no pixel in the object PNG is named (the XML file, its index and name) and counted. An
+  object PNG with no instance gives an image without instances. A split file's name is looked up among
+  the images before any other path is built from it.
 - A detection tree (``Annotations/*.xml`` and ``ImageSets/Main/``, no SegmentationObject PNG: VOC's
   detection task, LabelImg, CVAT's VOC export of box tasks) is converted by ``voc_boxes``: box-only
   instances (``segmentation`` []), or rectangles with ``--boxes-as-masks``.
@@ -273,8 +274,12 @@ def _convert_image(name: str, image_path: Path, *, root: Path, classes: VocClass
     instances = [k for k in np.unique(ids).tolist() if k not in (0, VOID)]
     if not instances:
         report.note("images without instances")
-    if xml is not None and len(xml) > max(instances, default=0):
-        report.note("XML objects without pixels in SegmentationObject", len(xml) - max(instances, default=0))
+    if xml is not None:  # object k of the XML is index k of the PNG: those with no pixel, gaps too
+        xml_where = builder.relative(root / "Annotations" / f"{name}.xml")
+        for k in sorted(set(range(1, len(xml) + 1)) - set(instances)):
+            report.note("XML objects without pixels in SegmentationObject")
+            report.tell(f"{xml_where}: object {k} ({xml[k - 1][0] or 'no name'})",
+                        f"no pixel of index {k} in {where}; left out")
     for k in instances:
         mask = ids == k
         try:

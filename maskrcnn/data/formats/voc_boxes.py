@@ -14,7 +14,9 @@ Rules:
   ``boxes_as_masks`` each box is a rectangle polygon instead (a mask that is its box).
 - Coordinates: VOC's bndbox counts pixels from 1 and includes xmax, ymax (pixel 1..W), so the box is
   ``[xmin - 1, ymin - 1, xmax, ymax]`` in COCO's pixel-edge coordinates (as detectron2 reads VOC);
-  clipped to the image, whose size is read from the file (the XML's ``<size>`` may be 0 or stale).
+  clipped to the image, whose size is read from the file (the XML's ``<size>`` may be 0 or stale: one
+  that differs is warned about). A ``<size>`` that is the stored size of a photo EXIF turns by a quarter
+  (LabelImg shows the stored pixels) says the boxes lie on those: they are turned with the image.
   Tools that write 0-based boxes come out a pixel larger at the top-left edge.
 - ``difficult`` objects are crowd regions (``iscrowd`` 1), as in ``voc``; parts (``<part>``) are not
   instances. An object without a name or a readable bndbox is reported and skipped; an unreadable XML
@@ -27,8 +29,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, parse_xml
-from maskrcnn.data.formats.geometry import numbers, rectangle_points, to_coco_polygon
+import numpy as np
+
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    Report,
+    Skip,
+    annotated_size,
+    given_size,
+    parse_xml,
+    stored_pixels_told,
+)
+from maskrcnn.data.formats.geometry import numbers, rectangle_points, to_coco_polygon, turn_points
 
 __all__ = ["has_boxes_only", "read_objects", "read_voc_boxes", "split_names"]
 
@@ -65,14 +77,20 @@ def read_objects(path: Path) -> list:
     """[(name, difficult, bndbox element or None)] of a VOC XML's objects in order (its ``<part>`` s are
     not objects); Skip("unreadable_xml") when the file cannot be read, is not well-formed or has a
     DOCTYPE (``parse_xml``: no entity expansion). Shared by ``voc`` and this module."""
+    return _read_xml(path)[0]
+
+
+def _read_xml(path: Path) -> tuple:
+    """(``read_objects``' list, the (H, W) ``<size>`` gives or None when it gives none or 0); Skip."""
     try:
         root = parse_xml(path)
     except (ValueError, OSError) as e:
         detail = str(e).removeprefix(f"{path}: ")  # the message names the file by its name
         raise Skip("unreadable_xml", f"{path.name} cannot be read ({detail})") from None
-    return [((obj.findtext("name") or "").strip(),
-             (obj.findtext("difficult") or "0").strip() in ("1", "true", "True"), obj.find("bndbox"))
-            for obj in root.iter("object")]
+    objects = [((obj.findtext("name") or "").strip(),
+                (obj.findtext("difficult") or "0").strip() in ("1", "true", "True"), obj.find("bndbox"))
+               for obj in root.iter("object")]
+    return objects, given_size(root.findtext("size/height"), root.findtext("size/width"))
 
 
 def _box(bndbox) -> list:
@@ -104,16 +122,26 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
                 raise Skip("missing_image", f"no image JPEGImages/{name}.jpg")
             if not xml_path.is_file():
                 raise Skip("missing_annotation", f"no Annotations/{name}.xml")
-            objects = read_objects(xml_path)
-            height, width = image_size(images[name])
+            objects, given = _read_xml(xml_path)
+            (height, width), orientation = annotated_size(images[name], given)
             image_id = builder.add_image(images[name], height=height, width=width, source=record)
         except Skip as e:
             report.skip(record, e)
             continue
         where = builder.relative(xml_path)
+        if orientation is not None:  # LabelImg shows (and sizes) a photo's stored pixels
+            stored_pixels_told(report, where, given, (height, width), orientation)
+        elif given is not None and given != (height, width):
+            report.warn(where, f"<size> {given[0]}x{given[1]} (HxW) differs from the image's "
+                               f"{height}x{width}; using the image's")
         for k, (label, difficult, bndbox) in enumerate(objects):
             try:
                 box = _box(bndbox)
+                if orientation is not None:  # the two corners turned: a box again, its corners swapped
+                    x1, y1, x2, y2 = box
+                    corners = turn_points(np.array([[x1, y1], [x2, y2]]), orientation=orientation,
+                                          stored=given)
+                    box = [*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist()]
                 if boxes_as_masks:
                     polygon = to_coco_polygon(rectangle_points(*box), width, height)
                     builder.add_polygons(image_id, label, [polygon], iscrowd=difficult)

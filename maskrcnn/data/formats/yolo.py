@@ -41,7 +41,8 @@ Ultralytics trains on: it reads images with OpenCV, which applies the orientatio
 fractions by the size of what it read; ``read_image`` applies the orientation too, so masks and pixels
 agree. A line of exactly 5 numbers is a box ``class cx cy w h`` (also in a file of polygons, where
 Ultralytics would misread it as a 2-point polygon). Mask R-CNN needs a mask, so box lines are left out,
-counted in the notes, with a warning the first time: their objects then train as background. With
+counted in the notes, each named with a warning (why, the first time): their objects then train as
+background. With
 ``boxes_as_masks`` they become rectangle masks instead, a compromise: the mask head then learns that
 those objects fill their boxes. A line repeated within a file is converted once (Ultralytics removes
 duplicate labels too). UTF-8 with or without a BOM, LF or CRLF line ends, blank lines and extra spaces
@@ -394,10 +395,12 @@ def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, 
             values = _coordinates(tokens[1:])
             if values.size == 4:
                 if not boxes_as_masks:
-                    if not report.notes[_BOXES_LEFT_OUT]:  # once: the summary counts them
+                    if not report.notes[_BOXES_LEFT_OUT]:  # the why once; then each line by name
                         report.warn(where, "a box-only line (class cx cy w h) has no mask: such lines are "
                                            "left out, and their objects are unlabelled in training; "
                                            "--boxes-as-masks writes them as rectangle masks")
+                    else:
+                        report.warn(where, "box-only line left out (no mask)")
                     report.note(_BOXES_LEFT_OUT)
                     continue
                 polygon = _box_polygon(values, width, height)
