@@ -272,3 +272,84 @@ def test_skip_summary_points_to_the_lines_above_not_a_python_attribute(tmp_path,
         ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
     assert len(ds.problems) == missing
     assert [str(w.message) for w in caught] == [f"{path}: skipped {missing} missing_image_file ({where})"]
+
+
+# (field, value): values the evaluation refuses that the loader used (iscrowd "0" and 2, which both refused
+# already: test_coco_dialects), each skipped by the loader now when the file is read
+_REFUSED_VALUES = [("area", -3), ("area", "400"), ("area", float("inf")),
+                   ("keypoints", [1, 2]), ("keypoints", "none"), ("keypoints", [1, 2, True])]
+
+
+@pytest.mark.parametrize("field, value", _REFUSED_VALUES)
+def test_a_value_the_evaluation_refuses_is_skipped_when_the_file_is_read(tmp_path, field, value):
+    """train --val-json read "area": -3 (and show-data put it in the smallest size bin); the scorer refused
+    it at the first evaluation, after the training, naming no file. One rule now (data/annotation_values):
+    the loader skips it, naming the file, the annotation id and the field, and what it keeps scores."""
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    anns = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY},
+            {"id": 4, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY,
+             field: value}]
+    path = _coco(tmp_path, anns)
+    with pytest.warns(UserWarning, match=f"skipped 1 bad_{field}"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    (line,) = ds.problems
+    assert line.startswith(f"{path}: annotation id 4 (image id 1) ") and field in line, line
+    assert [a["id"] for a in ds.to_coco_dict()["annotations"]] == [1]
+    load_ground_truth(ds.to_coco_dict(box_as_mask=False), source=str(path))  # scores: nothing refused
+    with pytest.raises(ValueError, match=f"{path}: .*annotation id 4 .*{field}"):  # the raw file: refused
+        load_ground_truth(path)
+
+
+@pytest.mark.parametrize("field, value", [("iscrowd", None), ("keypoints", {})])
+def test_null_values_the_loader_reads_as_absent_score_as_absent(tmp_path, field, value):
+    """"iscrowd": null was read as 0 by the loader and refused by the scorer (train's first evaluation
+    died on it); null is absent for both now."""
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    anns = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY,
+             field: value}]
+    ds = CocoDataset(json_path=_coco(tmp_path, anns), image_dir=tmp_path / "img")
+    assert not ds.problems
+    (ann,) = load_ground_truth(ds.to_coco_dict(box_as_mask=False)).dataset["annotations"]
+    assert ann["iscrowd"] == 0 and ann["area"] == 24.0 and ann.get("keypoints") is None
+
+
+def test_an_image_file_listed_twice_keeps_the_first_listing_as_merge_data_does(tmp_path, caplog):
+    """Two image records of one file (an exporter splitting a picture's objects) were two samples, each
+    training the other's objects as background, without a word (show-data drew a.png and a.png.png)."""
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+              {"id": 3, "file_name": "./a.png", "height": 20, "width": 30}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY},
+            {"id": 2, "image_id": 3, "category_id": 3, "bbox": [3, 2, 6, 4], "segmentation": POLY}]
+    path = _coco(tmp_path, anns, images=images)
+    with pytest.warns(UserWarning, match="skipped 1 duplicate_image_file"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert len(ds) == 1 and ds.image_info(0)["id"] == 1 and ds.instances_per_class() == [0, 0, 1]
+    assert ds.problems[0].startswith(f"{path}: image id 3: file ./a.png is listed by image id 1 too; the "
+                                     "first keeps it")
+    assert ds.skipped == {"duplicate_image_file": 1, "unknown_image": 1}
+
+
+def test_an_rle_of_the_files_size_blames_the_jsons_swapped_width_and_height(tmp_path):
+    """A record with width and height swapped: every RLE (right, the file's size) was skipped as "RLE size
+    ... does not match the image size", and the image counted as one without annotations. The file is
+    read (its header) for such an image: the JSON's size is named, as show-data names it."""
+    rle, _ = _square_rle()  # 20x30 (HxW), the files' size
+    images = [{"id": 1, "file_name": "a.png", "height": 30, "width": 20},  # swapped
+              {"id": 2, "file_name": "b.png", "height": 20, "width": 30}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": rle},
+            {"id": 2, "image_id": 1, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": POLY},
+            {"id": 3, "image_id": 2, "category_id": 7, "bbox": [3, 2, 6, 4], "segmentation": rle}]
+    path = _coco(tmp_path, anns, images=images)
+    with pytest.warns(UserWarning, match="skipped 1 image_size_mismatch, 2 unknown_image"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "img", filter_empty=True)
+    assert ds.problems[0] == (f"{path}: {tmp_path / 'img' / 'a.png'}: image is 20x30 (HxW), {path} says "
+                              "30x20 (image id 1); skipped")
+    assert [ds.image_info(i)["id"] for i in range(len(ds))] == [2]
+    assert "image_without_annotations" not in ds.skipped
+    # without the files (split-data): the size said to be the JSON's
+    with pytest.warns(UserWarning, match="skipped 1 bad_segmentation"):
+        ds = CocoDataset(json_path=path, image_dir=None)
+    assert ds.problems[0] == (f"{path}: annotation id 1 (image id 1) RLE size [20, 30] does not match the "
+                              "height and width [30, 20] the JSON gives image id 1; skipped")

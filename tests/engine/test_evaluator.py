@@ -285,3 +285,40 @@ def test_missing_area_is_the_masks_as_show_data_counts_it():
     areas = [a["area"] for a in load_ground_truth(data).dataset["annotations"]]
     assert areas[0] == _area({"segmentation": triangle, "bbox": [10, 10, 40, 40]}, 60, 60)
     assert 760 < areas[0] < 840 < 32**2 and areas[1] == 20.0  # no mask: the box's
+
+
+def test_eval_results_reads_the_ground_truth_as_eval_weights_does(tmp_path, caplog):
+    """eval --results refused a ground truth holding a VIA 3 point ("segmentation": [[]]) that eval
+    --weights, train and show-data skip by name: both read --json through CocoDataset now, one path."""
+    from PIL import Image
+
+    Image.new("RGB", (30, 20)).save(tmp_path / "a.png")
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 30, "height": 20}],
+          "categories": [{"id": 1, "name": "sq"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 8],
+                           "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]},
+                          {"id": 4, "image_id": 1, "category_id": 1, "bbox": [20, 2, 5, 5],
+                           "segmentation": [[]]}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 8], "score": 0.9}]))
+    with pytest.warns(UserWarning, match="skipped 1 bad_segmentation"):
+        rc = cli.main(["eval", "--json", str(path), "--results", str(res), "--output", str(tmp_path / "m")])
+    assert rc == 0
+    assert (f"{path}: annotation id 4 (image id 1) segmentation holds only empty polygons ([[]]: a shape "
+            "without points, as VIA 3 exports circles, ellipses and points); skipped") in caplog.text
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["bbox"]["AP"] == pytest.approx(100.0)
+    ds = CocoDataset(json_path=path, image_dir=tmp_path)  # what eval --weights scores against: the same
+    assert [a["id"] for a in ds.to_coco_dict()["annotations"]] == [1]
+
+
+def test_ground_truth_errors_name_the_file_and_the_annotation_by_id(tmp_path):
+    """A model's evaluation on a dataset's ground truth said "ground truth: ... (record 2)": neither the
+    file nor the file's record (the position among the records kept)."""
+    data = {"images": [{"id": 1, "width": 30, "height": 20}], "categories": [{"id": 1, "name": "a"}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "area": -3}]}
+    with pytest.raises(ValueError) as caught:
+        CocoEvaluator(data, source="val.json")
+    assert str(caught.value) == ("val.json: 1 problems in the ground truth, which must be right to score "
+                                 "against: annotation id 7 has area -3, not a finite number >= 0")
