@@ -12,10 +12,12 @@ keeps the images done; ``index.json`` is written at the end (also after an error
 lists exactly the images with mask files. Images of the run whose files would share a name (``a.jpg``
 and ``a.png``: the same ``masks/a.png`` and ``cutouts/a/``; ``a.png`` and ``a_classes.png``) are named
 by their whole file name instead (``masks/a.jpg.png``, ``masks/a.jpg_classes.png``, ``cutouts/a.jpg/``;
-``masks_file_stems``), all of them, and only they: without a clash the names stay as above. The run's
-image paths are known before the first image is written, so the choice never changes midway. A clash
-left even so (``a.png.jpg`` beside ``a.png`` and ``a.jpg``) keeps the first image's files and leaves
-the other without (a warning names both). An image without instances gets all-zero mask PNGs and no
+``mask_file_stems``, the overlays' rule: ``overlay_paths``), all of them, and only they: without a clash
+the names stay as above; ``mask_file`` gives an image's mask image, which predict records in
+predictions.json (``mask``). The run's image paths are known before the first image is written, so the
+choice never changes midway; a name one of whose files is still another image's is numbered (``_2``).
+An image named to the exporter without being listed up front that would take another's files is left
+without (a warning names both). An image without instances gets all-zero mask PNGs and no
 cut-out; a cut-out whose mask has fewer than ``min_area`` pixels is not written (cut-outs only: the mask
 PNGs keep it), and how many were left out is printed when the cut-outs are finished.
 
