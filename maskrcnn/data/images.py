@@ -129,11 +129,12 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
     High bit depth grayscale is scaled here (PIL's convert("RGB") would clip at 255): "I;16*" and "I" (the
     mode of 16-bit PNGs in some Pillow versions and of 16-bit data converted) by 65535 whatever their
     largest value (a dark 16-bit image read by its maximum came out 257 times brighter), values outside
-    0..65535 refused. Float ("F"), from a file or handed over in memory (``in_memory``: a PIL image given
-    to the Predictor), by one rule (``float_mode_array``), so that ``predictor([Image.open(f)])`` and
-    ``predictor([f])`` agree: [0, 1] or 0..255, anything else refused naming the image. NaN and infinity:
-    from a file they read as 0 (said once, in a warning naming the file; an image all NaN is refused); in
-    memory they are returned as they are, for the Predictor's rules (``check_float_range`` refuses them)."""
+    0..65535 refused. Float ("F"): handed over in memory (``in_memory``: a PIL image given to the
+    Predictor) the floats are returned as they are, for the numpy rules (NaN, infinity or values off
+    [0, 1] refused by ``check_float_range``); from a file the same range rule is applied here
+    (``float_file_array``), so that ``predictor([Image.open(f)])`` and ``predictor([f])`` agree; only
+    NaN and infinity read as 0 from a file (said once, in a warning naming the file; an image all NaN is
+    refused)."""
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         array = np.asarray(img).astype(np.float32)  # (H, W)
@@ -146,10 +147,10 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
                               "(0..65535), so it looks dark; convert it to L for 8-bit values",
                               stacklevel=4)
             array = array / 65535.0
-        elif in_memory and not np.isfinite(array).all():
-            return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor refuses NaN (numpy rules)
+        elif in_memory:
+            return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)
         else:
-            array = _float_file_array(array, name) if not in_memory else float_mode_array(array, name)
+            array = _float_file_array(array, name)
         return np.repeat(array[:, :, None], 3, axis=2)
     if mode != "RGB":
         img = img.convert("RGB")  # palette, gray, alpha, CMYK, YCbCr, bilevel ...
@@ -157,8 +158,8 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
 
 
 def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
-    """A float file's (H, W) values -> [0, 1]: NaN as 0 (said once; all NaN refused), then
-    ``float_mode_array``'s scale rule. No numpy warning: NaN is found first and left out of the maximum."""
+    """A float file's (H, W) values: NaN as 0 (said once; all NaN refused), then ``float_file_array``'s
+    range rule. No numpy warning: NaN is found first and left out of the maximum."""
     bad = ~np.isfinite(array)  # NaN and +-infinity: neither is a brightness
     n_bad = int(bad.sum())
     if n_bad:
@@ -167,27 +168,21 @@ def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
         warnings.warn(f"{name}: {n_bad} of {array.size} pixels are NaN or infinite (not a number); read as "
                       "0 (black)", stacklevel=6)
         array = np.where(bad, 0.0, array).astype(np.float32)
-    # the scale from the finite values only: one +inf pixel no longer divides the image by 255
-    return float_mode_array(array, name)
+    return float_file_array(array, name)  # the range of the finite values only
 
 
-def float_mode_array(array: np.ndarray, name: str) -> np.ndarray:
-    """Finite (H, W) values of a float ("F") image, from a file or a PIL image in memory -> [0, 1]: as
-    given when they lie in [0, 1] (give or take ``FLOAT_RANGE_SLACK``, the Predictor's rule for float
-    images, clipped), divided by 255 when they lie on the 0..255 scale (same slack); ImageReadError naming
-    ``name`` and the span otherwise. A mean-subtracted image (negatives) or one on a 16-bit scale
-    (ImageJ, scientific cameras) was clipped silently when read from a file (a white or a black frame,
-    0 detections without a word) while the same PIL image handed to the Predictor was refused."""
-    if not array.size:
-        return array
-    lo, hi = float(array.min()), float(array.max())
-    scale = 1.0 if hi <= 1.0 + FLOAT_RANGE_SLACK else 255.0
-    if lo / scale < -FLOAT_RANGE_SLACK or hi / scale > 1.0 + FLOAT_RANGE_SLACK:
-        raise ImageReadError(
-            f"{name}: float image (mode F) values span [{lo:.4g}, {hi:.4g}], on neither the [0, 1] nor the "
-            "0..255 scale: rescale it to [0, 1] (16-bit values: divide by 65535) and undo any mean/std "
-            "normalisation (the model normalises itself)")
-    return np.clip(array / scale, 0.0, 1.0)
+def float_file_array(array: np.ndarray, name: str) -> np.ndarray:
+    """Finite (H, W) values of a float ("F") image file, checked by the Predictor's rule for float
+    images (``float_range_problem``: [0, 1] give or take ``FLOAT_RANGE_SLACK``, used as given), so that
+    ``predictor([f])`` and ``predictor([Image.open(f)])`` agree; ImageReadError naming ``name`` and the
+    span otherwise, in the Predictor's words. A mean-subtracted image (negatives), one on a 16-bit scale
+    (ImageJ, scientific cameras) or on 0..255 was clipped or divided by 255 silently when read from a file
+    (a white or black frame, 0 detections without a word) while the same PIL image was refused."""
+    if array.size:
+        problem = float_range_problem(float(array.min()), float(array.max()), name)
+        if problem:
+            raise ImageReadError(problem)
+    return array
 
 
 # PIL's decompression-bomb limit: DecompressionBombError above twice Image.MAX_IMAGE_PIXELS. The library

@@ -293,37 +293,35 @@ def test_eval_with_no_image_left_is_an_error_not_a_score(cli, tiny_checkpoint, t
 
 
 @pytest.mark.parametrize("values, span", [(np.linspace(-0.5, 0.5, 48), "[-0.5, 0.5]"),  # mean-subtracted
-                                          (np.linspace(0, 65535, 48), "[0, 6.554e+04]")])  # a 16-bit scale
-def test_float_tiff_off_both_scales_is_refused_as_the_same_pil_image_is(tmp_path, values, span):
-    """A float TIFF off [0, 1] and off 0..255 was clipped silently when read from its file (a white or
-    black frame: 0 detections, no word), while the same image opened with PIL and handed to the
-    Predictor was refused: one rule for both now, naming the image and the span."""
-    from maskrcnn.predictor import _from_numpy_or_pil
+                                          (np.linspace(0, 65535, 48), "[0, 6.554e+04]"),  # a 16-bit scale
+                                          (np.linspace(0, 255, 48), "[0, 255]")])
+def test_float_tiff_off_0_1_is_refused_as_the_same_pil_image_is(tmp_path, values, span):
+    """A float TIFF off [0, 1] was clipped (or divided by 255) silently when read from its file (a white
+    or black frame: 0 detections, no word), while the same image opened with PIL and handed to the
+    Predictor was refused: the Predictor's rule and words for both now, naming the image and the span."""
+    from maskrcnn.predictor import _as_float_image
 
     path = tmp_path / "f.tif"
     Image.fromarray(values.reshape(6, 8).astype(np.float32), mode="F").save(path)
-    with pytest.raises(ImageReadError, match=rf"f.tif: float image \(mode F\) values span {re.escape(span)}, "
-                                             r"on neither the \[0, 1\] nor the 0..255 scale"):
+    words = rf"float image values span {re.escape(span)}, expected RGB in \[0, 1\]"
+    with pytest.raises(ImageReadError, match=rf"f.tif: {words}"):
         read_image(path)
-    in_memory = rf"image 0: float image \(mode F\) values span {re.escape(span)}, "
-    with pytest.raises(ImageReadError, match=in_memory):  # the same words, the same rule
-        _from_numpy_or_pil(Image.open(path), "image 0")
+    with pytest.raises(ValueError, match=rf"image 0: {words}"):  # the same words, the same rule
+        _as_float_image(Image.open(path), "image 0")
 
 
-def test_float_tiff_on_the_0_255_scale_reads_as_the_same_pil_image():
-    """Both paths take a float image on the 0..255 scale alike (the PIL image was refused), and a
-    [0, 1] one with a bicubic overshoot (1.05) as given (the file's was divided by 255: nearly black)."""
-    from maskrcnn.predictor import _from_numpy_or_pil
+def test_float_tiff_slightly_over_1_reads_as_the_same_pil_image():
+    """A [0, 1] float image with a bicubic overshoot (1.05): the Predictor takes the PIL image as given;
+    its file was divided by 255 (nearly black)."""
+    from maskrcnn.predictor import _as_float_image
 
-    for values, expected in ((np.linspace(0, 255, 48), np.linspace(0, 1, 48)),
-                             (np.linspace(0, 1.05, 48), np.minimum(np.linspace(0, 1.05, 48), 1.0))):
-        image = Image.fromarray(values.reshape(6, 8).astype(np.float32), mode="F")
-        buffer = io.BytesIO()
-        image.save(buffer, "TIFF")
-        from_file = decode_image_bytes(buffer.getvalue(), name="f.tif")
-        in_memory = _from_numpy_or_pil(image, "image 0")
-        assert torch.allclose(from_file, in_memory) and from_file.shape == (3, 6, 8)
-        assert np.allclose(from_file[0].numpy().ravel(), expected, atol=1e-6)
+    values = np.linspace(0, 1.05, 48).reshape(6, 8).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(values, mode="F").save(buffer, "TIFF")
+    from_file = decode_image_bytes(buffer.getvalue(), name="f.tif")
+    in_memory = _as_float_image(Image.fromarray(values, mode="F"), "image 0")
+    assert from_file.shape == (3, 6, 8) and torch.equal(from_file, in_memory)
+    assert float(from_file.max()) == pytest.approx(1.05)
 
 
 def _jpeg_with_corrupt_exif(path):
