@@ -367,7 +367,7 @@ def test_a_link_named_on_the_command_line_beside_its_file_is_predicted_under_bot
     err = capsys.readouterr().err
     assert "left out" not in err and f"{link} is the same file as {a}: predicted under both names" in err
     records = json.loads((out / "predictions.json").read_text())
-    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "link_to_a.png"]
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png", "link_to_a.png"]
     assert {r["file_name"] for r in records} == {str(a), str(link)}
     assert "done: 2 image(s)" in err
 
@@ -451,7 +451,7 @@ def test_the_images_of_the_same_name_beside_are_listed_once_per_run(setup, tmp_p
     assert main(["predict", "--weights", str(ckpt), str(images / "x.jpg"), "--output", str(out), "--device",
                  "cpu", "--overlay-min-size", "0", "--export", "masks"]) == 0
     assert calls == [[images / "x.jpg"]]
-    assert [p.name for p in (out / "overlays").iterdir()] == ["x.jpg.png"]  # x.png beside it
+    assert [p.name for p in (out / "overlays").glob("*.png")] == ["x.jpg.png"]  # x.png beside it
     assert sorted(p.name for p in (out / "masks").glob("*.png")) == ["x.jpg.png", "x.jpg_classes.png"]
 
 
@@ -589,12 +589,24 @@ def test_export_file_names_replace_control_characters_as_the_overlays_do(setup, 
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.parent.name != "cutouts"
                      and p.parent.parent.name != "cutouts")  # fmt: skip
     assert not [w for w in written if "\n" in w], written
-    assert {"labelme/new_line.json", "labelme/new_line.png.json", "masks/new_line.png.png",
-            "masks/new_line.png_2.png", "overlays/new_line.png.png"} <= set(written), written
+    assert {"labelme/new_line.json", "labelme/new_line.png.json", "masks/new_line.png",
+            "masks/new_line.png.png", "overlays/new_line.png", "overlays/new_line.png.png"} <= set(written), \
+        written
     masks_index = json.loads((out / "masks" / "index.json").read_text())
     assert sorted(masks_index) == ["new\nline.png", "new_line.png"]  # the images' own names, as predicted
     cutouts = sorted(p.name for p in (out / "cutouts").iterdir() if p.is_dir())
-    assert cutouts == ["new_line.png", "new_line.png_2"]
+    assert cutouts == ["new_line", "new_line.png"]
+    # which files are whose: named in each record, by the overlays' rule (the mask files were numbered the
+    # other way round, and nothing said which was which)
+    files = {Path(r["file_name"]).name: (r["overlay"], r["mask"])
+             for r in json.loads((out / "predictions.json").read_text())}
+    assert files == {"new\nline.png": ("overlays/new_line.png", "masks/new_line.png"),
+                     "new_line.png": ("overlays/new_line.png.png", "masks/new_line.png.png")}
+    records = json.loads((out / "predictions.json").read_text())
+    for name, (_, mask) in files.items():  # each mask image covers its own image's detections
+        masks = [annotation_to_mask(r["segmentation"], 40, 50).numpy().astype(bool)
+                 for r in records if Path(r["file_name"]).name == name]
+        assert np.array_equal(np.array(Image.open(out / mask)) > 0, np.logical_or.reduce(masks)), name
 
 
 def test_labelme_file_names_differ_beyond_case(setup, tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_predict_names_overlays_and_exports(run_inputs, tmp_path, capsys):
                      "cpu", "--score-thresh", "0"]) == 0
     err = capsys.readouterr().err
     assert sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*")) == \
-        ["legend.png", "x.png"], err  # images a/ given: relative to it
+        ["legend.png", "written.json", "x.png"], err  # images a/ given: relative to it
     assert "removed 3 overlay(s)" in err, err
 
 

@@ -29,13 +29,14 @@ also after an error or an interrupt), so one bad image late in a folder loses no
 that holds an earlier run's results is said up front (how many images, how many overlays; of a results
 file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once its first
 image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses the earlier
-run's overlays of images this run did not draw (those its records' ``overlay`` name; of runs that wrote
-flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images its results name; sub-folders left empty
-go too; counted in a line), also when it is stopped by Ctrl-C or an error later on, so the folder never
-mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under ``--no-overlays``.
-Stopped before its first image, the earlier files (the ``--export`` files too: none is written, the stop
-line says so) are left untouched. Ctrl-C says how many images were
-written and where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
+run's overlays of images this run did not draw (those listed in ``overlays/written.json``, each run's list
+of the overlays it wrote, images without detections included; those its records' ``overlay`` name; of
+runs that wrote flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images its results name;
+sub-folders left empty go too; counted in a line), also when it is stopped by Ctrl-C or an error later
+on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
+``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
+is written, the stop line says so) are left untouched. Ctrl-C says how many images were written and
+where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
 read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
 quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
 --calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
@@ -425,9 +426,12 @@ def read_partial_results(path) -> list:
 LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 
 
-def _earlier_run(out_dir: Path) -> tuple:
+def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
     """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
-    results ("3 image(s) in its predictions", or a large file's size; "" when there are none), the PNGs
+    results ("3 image(s) in its predictions", or a large file's size; "" when there are none; ``listed``,
+    the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the images drawn
+    without detections too, which have no record: "4 image(s) in its predictions (1 without
+    detections)"), the PNGs
     under overlays/, the stems of the images named (``file_name``) by its records that have no
     ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
     with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
@@ -453,7 +457,10 @@ def _earlier_run(out_dir: Path) -> tuple:
             stems = {Path(n).stem for n in (r.get("file_name", r.get("image_id")) for r in records
                                              if "overlay" not in r) if isinstance(n, str)}
             paths = {r["overlay"] for r in records if isinstance(r.get("overlay"), str)}
-            words = f"{len(names)} image(s) in its predictions" if names else ""
+            # an overlay listed that no record names: an image drawn without detections
+            bare = len({f"overlays/{p}" for p in listed} - paths)
+            words = (f"{len(names) + bare} image(s) in its predictions"
+                     + (f" ({bare} without detections)" if bare else "")) if names or bare else ""
     except (OSError, ValueError, UnicodeDecodeError):
         pass
     overlays = out_dir / "overlays"
@@ -628,9 +635,9 @@ def run(args: argparse.Namespace) -> int:
     for folder in imageless:  # said, not silently dropped: "dir.jpg" may have been meant as an image
         if not any(folder in v.parents for v in videos):
             leave_out(folder, empty_folder_reason(folder))
-    others = other_files_line(other_files(args.inputs, outputs))
+    others = other_files(args.inputs, outputs)
     if others:  # notes.txt beside the photos: counted, as README says what predict does not predict is
-        print(others, file=sys.stderr)
+        print(other_files_line(others), file=sys.stderr)
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
@@ -690,7 +697,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         overlay_dir.mkdir(exist_ok=True)
 
-    earlier_results, earlier_overlays, earlier_stems, earlier_paths = _earlier_run(out_dir)
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    # the overlays each run writes, listed in overlays/written.json (as show-data and the mask exports do):
+    # an image without detections has no record in predictions.json to name its overlay, so the earlier
+    # run's overlay of such an image was left behind, looking like this run's
+    overlay_list = WrittenFiles(folder=overlay_dir, label="overlays", prefix="maskrcnn predict")
+    earlier_results, earlier_overlays, earlier_stems, earlier_paths = _earlier_run(
+        out_dir, listed=overlay_list.earlier)
     if earlier_results or earlier_overlays:
         what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
         kept = "; --no-overlays: its overlays stay" if args.no_overlays and earlier_overlays else ""
@@ -732,6 +746,9 @@ def run(args: argparse.Namespace) -> int:
                     overlay_name = overlay_names[idx]
                     used_names.add(overlay_name)
                     extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
+                mask_file = export.mask_file(path) if export is not None else None
+                if mask_file is not None:  # which mask image is this image's, named as its overlay is
+                    extra["mask"] = mask_file
                 writer.add(
                     detections_to_coco_results(
                         det,
@@ -752,6 +769,7 @@ def run(args: argparse.Namespace) -> int:
                         score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
                     )
                     target = overlay_dir / overlay_name
+                    overlay_list.add([overlay_name])  # listed before it is written: a kill loses none
                     target.parent.mkdir(parents=True, exist_ok=True)
                     png = io.BytesIO()
                     overlay.save(png, "PNG")
@@ -787,6 +805,8 @@ def run(args: argparse.Namespace) -> int:
             writer.finish()
             removed = 0 if args.no_overlays else _remove_earlier_overlays(
                 out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
+            if not args.no_overlays:  # those of the earlier runs' list (with 0 detections too) not drawn now
+                removed += overlay_list.finish(replace=True)
             if removed:
                 print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
                       f"{overlay_dir}/", file=sys.stderr)
@@ -815,7 +835,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
         + (f" ({listing}), " if listing else ", ")
-        + (f"{len(left_out)} left out (named above), " if left_out else "")
+        # every file said to be left out: the ones named and those counted by extension (notes.txt)
+        + (f"{len(left_out) + len(others)} left out (named {'or counted ' if others else ''}above), "
+           if left_out or others else "")
         + f"{total:.1f} s "
         f"({total / max(n_done, 1):.2f} s/image); wrote {out_dir / 'predictions.json'}"
         + ("" if args.no_overlays else f" and {overlay_dir}/"),

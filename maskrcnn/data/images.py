@@ -129,10 +129,12 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
     High bit depth grayscale is scaled here (PIL's convert("RGB") would clip at 255): "I;16*" and "I" (the
     mode of 16-bit PNGs in some Pillow versions and of 16-bit data converted) by 65535 whatever their
     largest value (a dark 16-bit image read by its maximum came out 257 times brighter), values outside
-    0..65535 refused. Float ("F"): from a file, NaN reads as 0 (said once, in a warning naming the file;
-    an image all NaN is refused) and values above 1 are taken as the 0..255 scale; handed over in memory
-    (``in_memory``: a PIL image given to the Predictor) the floats are returned as they are, for the
-    numpy rules (NaN, infinity or values off [0, 1] refused by ``check_float_range``)."""
+    0..65535 refused. Float ("F"): handed over in memory (``in_memory``: a PIL image given to the
+    Predictor) the floats are returned as they are, for the numpy rules (NaN, infinity or values off
+    [0, 1] refused by ``check_float_range``); from a file the same range rule is applied here
+    (``float_file_array``), so that ``predictor([Image.open(f)])`` and ``predictor([f])`` agree; only
+    NaN and infinity read as 0 from a file (said once, in a warning naming the file; an image all NaN is
+    refused)."""
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         array = np.asarray(img).astype(np.float32)  # (H, W)
@@ -156,19 +158,31 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
 
 
 def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
-    """A float file's (H, W) values -> [0, 1]: NaN as 0 (said once; all NaN refused), on the 0..255 scale
-    when above 1. No numpy warning: NaN is found first and left out of the maximum."""
+    """A float file's (H, W) values: NaN as 0 (said once; all NaN refused), then ``float_file_array``'s
+    range rule. No numpy warning: NaN is found first and left out of the maximum."""
     bad = ~np.isfinite(array)  # NaN and +-infinity: neither is a brightness
     n_bad = int(bad.sum())
     if n_bad:
         if n_bad == array.size:
             raise ImageReadError(f"{name}: every pixel is NaN or infinite (not a number): no image to read")
         warnings.warn(f"{name}: {n_bad} of {array.size} pixels are NaN or infinite (not a number); read as "
-                      "0 (black)", stacklevel=4)
+                      "0 (black)", stacklevel=6)
         array = np.where(bad, 0.0, array).astype(np.float32)
-    # the scale from the finite values only: one +inf pixel no longer divides the image by 255
-    array = array / (255.0 if array.size and array.max() > 1.0 else 1.0)
-    return np.clip(array, 0.0, 1.0)
+    return float_file_array(array, name)  # the range of the finite values only
+
+
+def float_file_array(array: np.ndarray, name: str) -> np.ndarray:
+    """Finite (H, W) values of a float ("F") image file, checked by the Predictor's rule for float
+    images (``float_range_problem``: [0, 1] give or take ``FLOAT_RANGE_SLACK``, used as given), so that
+    ``predictor([f])`` and ``predictor([Image.open(f)])`` agree; ImageReadError naming ``name`` and the
+    span otherwise, in the Predictor's words. A mean-subtracted image (negatives), one on a 16-bit scale
+    (ImageJ, scientific cameras) or on 0..255 was clipped or divided by 255 silently when read from a file
+    (a white or black frame, 0 detections without a word) while the same PIL image was refused."""
+    if array.size:
+        problem = float_range_problem(float(array.min()), float(array.max()), name)
+        if problem:
+            raise ImageReadError(problem)
+    return array
 
 
 # PIL's decompression-bomb limit: DecompressionBombError above twice Image.MAX_IMAGE_PIXELS. The library
@@ -308,8 +322,41 @@ _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size a
 
 def image_header(path: Union[str, os.PathLike]) -> tuple:
     """((H, W) as stored, EXIF orientation 1..8) of an image file, from its header only (no pixel is
-    decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it); ImageReadError
-    naming the file when it cannot be read. ``turned_size`` gives the size ``read_image`` returns."""
+    decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it, PIL's warnings
+    about it said naming the file); ImageReadError naming the file when it cannot be read.
+    ``turned_size`` gives the size ``read_image`` returns."""
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return _read_header(path)
+    finally:
+        _say_caught(caught, str(path), stacklevel=3)
+
+
+def _say_caught(caught: list, name: str, *, stacklevel: int = 4) -> None:
+    """Warnings recorded while reading the image ``name``, said again: PIL's own (a corrupt EXIF block:
+    "Corrupt EXIF data.", "Skipping tag 274"), which name no file, in one line naming it (a folder's
+    run printed them between two images' lines, and nothing said which photo they were about); the
+    library's own as they were raised. ``stacklevel``: the caller of ``read_image`` / ``image_header``."""
+    pil_folder = os.path.dirname(Image.__file__) + os.sep
+    said = []
+    for w in caught:
+        if os.path.abspath(w.filename).startswith(pil_folder):
+            text = " ".join(str(w.message).split())  # PIL's "Corrupt EXIF data.  Expecting ..."
+            if text not in said:
+                said.append(text)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if said:
+        note = ("; its EXIF orientation is unreadable: used as stored, not turned"
+                if any("tag 274" in t for t in said) else "")
+        warnings.warn(f"{name}: {'; '.join(said)} (PIL, reading the image){note}", UserWarning,
+                      stacklevel=stacklevel)
+
+
+def _read_header(path) -> tuple:
+    """``image_header``'s work."""
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
@@ -439,6 +486,17 @@ def _is_empty_file(path) -> bool:
 def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
+    caught: list = []  # PIL's own warnings (a corrupt EXIF block), said again naming the file
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return _decode_pixels(source, name, max_pixels=max_pixels, orient=orient)
+    finally:
+        _say_caught(caught, name)
+
+
+def _decode_pixels(source, name: str, *, max_pixels: Optional[int], orient: bool) -> torch.Tensor:
+    """``_decode``'s work, its warnings one frame deeper (``stacklevel``s: the caller of ``read_image``)."""
     try:
         with _pil_open_quiet() as limit, Image.open(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
@@ -456,11 +514,11 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
                 warnings.warn(
                     f"{name}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
                     MultiFrameWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             img.seek(0)
             img.load()
-            oriented = exif_oriented(img, name, stacklevel=3) if orient else img
+            oriented = exif_oriented(img, name, stacklevel=4) if orient else img
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")

@@ -346,3 +346,21 @@ def test_the_removed_line_says_when_the_run_was_partial(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "removed 1 file(s) of the earlier run" in err and not (folder / "old.png").exists()
         assert ("this partial run (stopped early)" in err) == partial
+
+
+def test_mask_file_names_follow_the_overlays_rule():
+    """The mask files of images whose names clash once made safe were numbered by their own rule
+    (``new_line.png_2``), the other way round from the overlays: one rule now, the overlays'."""
+    from maskrcnn.data.pre_annotations.mask_files import mask_file_stems
+    from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
+
+    names = ["new\nline.png", "new_line.png", "a/x.jpg", "b.png", "b_classes.png", "y.jpg"]
+    stems = mask_file_stems(names, beside=["y.png"])
+    overlays = dict(zip(sorted(names), overlay_relpaths([safe_file_name(n) for n in sorted(names)],
+                                                        beside=["y.png"])))
+    assert stems["new\nline.png"] == "new_line" and stems["new_line.png"] == "new_line.png"
+    assert stems["a/x.jpg"] == "a/x" and stems["y.jpg"] == "y.jpg"  # y.png lies beside it
+    for name in ("new\nline.png", "new_line.png", "a/x.jpg", "y.jpg"):
+        assert f"{stems[name]}.png" == overlays[name], name
+    # a clash only mask files have (b.png's b_classes.png): both by their whole names
+    assert stems["b.png"] == "b.png" and stems["b_classes.png"] == "b_classes.png"

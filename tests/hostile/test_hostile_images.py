@@ -1,7 +1,9 @@
 """Hostile images at ``maskrcnn predict`` and the image reader: extreme aspect ratios, files the model
 fails on, memory, animations, multi-page TIFFs, corrupt and empty files, an interrupted run."""
 
+import io
 import json
+import re
 import warnings
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 from hostile_helpers import save_image
 from PIL import Image
 
-from maskrcnn.data.images import ImageReadError, MultiFrameWarning, read_image
+from maskrcnn.data.images import ImageReadError, MultiFrameWarning, decode_image_bytes, read_image
 from maskrcnn.data.transforms import resize_image, resized_size
 from maskrcnn.predictor import Predictor
 
@@ -288,3 +290,62 @@ def test_eval_with_no_image_left_is_an_error_not_a_score(cli, tiny_checkpoint, t
     assert f"skipping image: {images / 'im1.png'}: empty file (0 bytes)" in text
     assert f"maskrcnn eval: error: {path}: none of its 2 images could be evaluated (each named above)" in text
     assert not (tmp_path / "m" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("values, span", [(np.linspace(-0.5, 0.5, 48), "[-0.5, 0.5]"),  # mean-subtracted
+                                          (np.linspace(0, 65535, 48), "[0, 6.554e+04]"),  # a 16-bit scale
+                                          (np.linspace(0, 255, 48), "[0, 255]")])
+def test_float_tiff_off_0_1_is_refused_as_the_same_pil_image_is(tmp_path, values, span):
+    """A float TIFF off [0, 1] was clipped (or divided by 255) silently when read from its file (a white
+    or black frame: 0 detections, no word), while the same image opened with PIL and handed to the
+    Predictor was refused: the Predictor's rule and words for both now, naming the image and the span."""
+    from maskrcnn.predictor import _as_float_image
+
+    path = tmp_path / "f.tif"
+    Image.fromarray(values.reshape(6, 8).astype(np.float32), mode="F").save(path)
+    words = rf"float image values span {re.escape(span)}, expected RGB in \[0, 1\]"
+    with pytest.raises(ImageReadError, match=rf"f.tif: {words}"):
+        read_image(path)
+    with pytest.raises(ValueError, match=rf"image 0: {words}"):  # the same words, the same rule
+        _as_float_image(Image.open(path), "image 0")
+
+
+def test_float_tiff_slightly_over_1_reads_as_the_same_pil_image():
+    """A [0, 1] float image with a bicubic overshoot (1.05): the Predictor takes the PIL image as given;
+    its file was divided by 255 (nearly black)."""
+    from maskrcnn.predictor import _as_float_image
+
+    values = np.linspace(0, 1.05, 48).reshape(6, 8).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(values, mode="F").save(buffer, "TIFF")
+    from_file = decode_image_bytes(buffer.getvalue(), name="f.tif")
+    in_memory = _as_float_image(Image.fromarray(values, mode="F"), "image 0")
+    assert from_file.shape == (3, 6, 8) and torch.equal(from_file, in_memory)
+    assert float(from_file.max()) == pytest.approx(1.05)
+
+
+def _jpeg_with_corrupt_exif(path):
+    """A JPEG whose EXIF block's orientation tag (274) points past its end: PIL warns twice, by no name."""
+    data = io.BytesIO()
+    Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(data, "JPEG")
+    jpeg = data.getvalue()
+    app1 = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\xff\xff\xff\xff" + b"\x00" * 4
+    path.write_bytes(jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:])
+
+
+def test_pil_warnings_about_a_corrupt_exif_block_name_the_file(tmp_path):
+    """PIL's "Corrupt EXIF data" / "Skipping tag 274" warnings named no file: in a folder's run they
+    came between two images' lines, and nothing said which photo had the broken EXIF (its orientation)."""
+    from maskrcnn.data.images import image_header
+
+    path = tmp_path / "badexif.jpg"
+    _jpeg_with_corrupt_exif(path)
+    for read in (read_image, image_header):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            read(path)
+        texts = [str(w.message) for w in caught]
+        assert len(texts) == 1, texts  # one line per file, both of PIL's messages in it
+        assert texts[0].startswith(f"{path}: Tag data larger than file. Skipping tag 274; Corrupt EXIF data.")
+        assert texts[0].endswith("its EXIF orientation is unreadable: used as stored, not turned")
+        assert caught[0].filename == __file__  # said where the caller reads the file, not inside PIL

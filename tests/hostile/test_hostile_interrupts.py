@@ -211,7 +211,7 @@ def test_predict_into_an_earlier_runs_folder_stopped_by_ctrl_c(tiny_weights, tmp
         return
     results = json.loads((out / "predictions.json").read_text())
     assert {r["file_name"] for r in results} <= {str(tmp_path / "a.png")}
-    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "written.json"]
     assert (out / "overlays" / "a.png").read_bytes() != b"old overlay"
     assert not (out / "predictions.partial.jsonl").exists()
     assert (f"interrupted: after 1 of 2 images; wrote their {len(results)} detection(s) to "
@@ -317,9 +317,37 @@ def test_predict_into_an_earlier_runs_folder_removes_only_its_overlays(tiny_weig
         assert left == ["a.png", "legend.png", "old1.png", "old1_2.png", "old2.png"]
         assert "--no-overlays: its overlays stay" in err and "removed" not in err, err
     else:
-        assert left == ["a.png", "legend.png"]
+        assert left == ["a.png", "legend.png", "written.json"]  # written.json: the overlays this run wrote
         assert f"removed 3 overlay(s) of the earlier run's images not in this run from {out / 'overlays'}/" \
             in err, err
+
+
+def test_a_rerun_removes_the_earlier_overlay_of_an_image_without_detections(tiny_weights, tmp_path, capsys):
+    """An image with no detections has no record in predictions.json, so nothing named its overlay: a
+    re-run into the same folder left it behind (looking like this run's), and the note counted the
+    earlier run's images without it. overlays/written.json lists every overlay a run writes."""
+    from PIL import Image
+
+    from maskrcnn.cli import main
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / name)
+    out = tmp_path / "out"
+    args = ["--output", str(out), "--device", "cpu"]
+    # a score threshold above 1 keeps no detection: both images drawn, neither in predictions.json
+    assert main(["predict", "--weights", str(tiny_weights), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                 *args, "--score-thresh", "2"]) == 0
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png", "b.png"]
+    capsys.readouterr()
+    assert main(["predict", "--weights", str(tiny_weights), str(tmp_path / "a.png"), *args,
+                 "--score-thresh", "0"]) == 0
+    err = capsys.readouterr().err
+    note = ("holds an earlier run's results (2 image(s) in its predictions (2 without detections), "
+            "2 overlay(s))")
+    assert note in err, err
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png"], err
+    assert f"removed 1 overlay(s) of the earlier run's images not in this run from {out / 'overlays'}/" in err
+    assert json.loads((out / "overlays" / "written.json").read_text()) == {"files": ["a.png"]}
 
 
 def test_a_large_earlier_predictions_file_is_not_read_for_the_note(tmp_path, monkeypatch):

@@ -122,7 +122,15 @@ class PreAnnotationExport:
                 beside = same_name_beside(files, IMAGE_EXTENSIONS)
             self.mask_files = MaskFiles(
                 out_dir=self.out_dir, formats=pixel_formats, categories=self.categories, min_area=min_area,
-                file_names=[relative_file_name(f, self.root) for f in [*files, *beside]])
+                file_names=[relative_file_name(f, self.root) for f in files],
+                beside=[relative_file_name(f, self.root) for f in beside])
+
+    def mask_file(self, path: Path) -> Optional[str]:
+        """The mask image of the image file ``path`` relative to the output folder, None without
+        ``--export masks`` (``MaskFiles.mask_file``)."""
+        if self.mask_files is None:
+            return None
+        return self.mask_files.mask_file(relative_file_name(path, self.root))
 
     def add(self, image_id: int, path: Path, height: int, width: int, det: dict, image=None) -> None:
         """One image's detections (in its original coordinates, as the Predictor returns them); ``image``

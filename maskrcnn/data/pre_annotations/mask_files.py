@@ -12,10 +12,12 @@ keeps the images done; ``index.json`` is written at the end (also after an error
 lists exactly the images with mask files. Images of the run whose files would share a name (``a.jpg``
 and ``a.png``: the same ``masks/a.png`` and ``cutouts/a/``; ``a.png`` and ``a_classes.png``) are named
 by their whole file name instead (``masks/a.jpg.png``, ``masks/a.jpg_classes.png``, ``cutouts/a.jpg/``;
-``masks_file_stems``), all of them, and only they: without a clash the names stay as above. The run's
-image paths are known before the first image is written, so the choice never changes midway. A clash
-left even so (``a.png.jpg`` beside ``a.png`` and ``a.jpg``) keeps the first image's files and leaves
-the other without (a warning names both). An image without instances gets all-zero mask PNGs and no
+``mask_file_stems``, the overlays' rule: ``overlay_paths``), all of them, and only they: without a clash
+the names stay as above; ``mask_file`` gives an image's mask image, which predict records in
+predictions.json (``mask``). The run's image paths are known before the first image is written, so the
+choice never changes midway; a name one of whose files is still another image's is numbered (``_2``).
+An image named to the exporter without being listed up front that would take another's files is left
+without (a warning names both). An image without instances gets all-zero mask PNGs and no
 cut-out; a cut-out whose mask has fewer than ``min_area`` pixels is not written (cut-outs only: the mask
 PNGs keep it), and how many were left out is printed when the cut-outs are finished.
 
@@ -58,29 +60,37 @@ def _targets(stem: str) -> list:
     return [(MASKS_DIR, f"{stem}.png"), (MASKS_DIR, f"{stem}_classes.png"), (CUTOUTS_DIR, f"{stem}/")]
 
 
-def mask_file_stems(file_names: Sequence[str]) -> dict:
-    """{image path: the name its mask files and cut-out folder take}: the path without its extension,
-    or the whole path (``a.jpg``) for images whose files would share a name with another image's, case
-    ignored (``y.jpg`` and ``Y.PNG``: one file on a macOS or Windows disk). Control characters become
-    ``_`` as in the overlays' names (``overlay_paths.safe_file_name``: a newline in a file name breaks every
-    listing); a name that still clashes then is numbered (``a_b.jpg_2``)."""
-    from maskrcnn.overlay_paths import safe_file_name
+def mask_file_stems(file_names: Sequence[str], beside: Sequence[str] = ()) -> dict:
+    """{image path: the name its mask files and cut-out folder take}, by the overlays' rule
+    (``overlay_paths.overlay_relpaths``, its ``.png`` left off), so that an image's mask files and its
+    overlay are named alike: the path without its extension, or the whole path (``a.jpg``) for images
+    whose files would share a name with another's among ``file_names`` or ``beside`` (image files of the
+    same name lying beside them, not predicted), case ignored (``y.jpg`` and ``Y.PNG``: one file on a
+    macOS or Windows disk); control characters are ``_`` (``overlay_paths.safe_file_name``), and a name
+    that still clashes then is made unique as the overlay's is (``new_line.png`` beside ``new\nline.png``:
+    ``new_line`` for the first in sorted order, ``new_line.png`` for the other). Mask files have a clash
+    overlays lack (``b.png``'s ``b_classes.png`` is ``b_classes.png``'s own ``b_classes.png``): such
+    images take their whole name, numbered (``_2``) while any of their files is another's."""
+    from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
 
     names = sorted(set(file_names))
-    stems = {f: safe_file_name(PurePosixPath(f).with_suffix("").as_posix()) for f in names}
+    overlays = overlay_relpaths([safe_file_name(f) for f in names],
+                                beside=[safe_file_name(f) for f in beside])
+    stems = {f: name[:-len(".png")] for f, name in zip(names, overlays)}
     users: dict = {}  # (format, target) -> the images that would write it
     for f in names:
         for target in _targets(stems[f]):
             users.setdefault((target[0], target[1].casefold()), []).append(f)
     clashing = {f for shared in users.values() if len(shared) > 1 for f in shared}
-    chosen, used = {}, set()
-    for f in names:
-        name = safe_file_name(f) if f in clashing else stems[f]
-        base, n = name, 1
-        while name.casefold() in used:  # "a\nb.jpg" and "a_b.jpg": one name once made safe
+    taken = {(fmt, t.casefold()) for f in names if f not in clashing for fmt, t in _targets(stems[f])}
+    chosen = {f: stems[f] for f in names if f not in clashing}
+    for f in sorted(clashing):
+        base = name = safe_file_name(f)
+        n = 1
+        while any((fmt, t.casefold()) in taken for fmt, t in _targets(name)):
             n += 1
             name = f"{base}_{n}"
-        used.add(name.casefold())
+        taken.update((fmt, t.casefold()) for fmt, t in _targets(name))
         chosen[f] = name
     return chosen
 
@@ -89,12 +99,12 @@ class MaskFiles:
     """Writes each image's mask PNGs and cut-outs (``add``), then ``masks/index.json`` (``finish``)."""
 
     def __init__(self, *, out_dir: Path, formats: Sequence[str], categories: Sequence[Category],
-                 min_area: int = 0, file_names: Sequence[str] = ()):
+                 min_area: int = 0, file_names: Sequence[str] = (), beside: Sequence[str] = ()):
         """``file_names``: every image path of the run, known up front, so that images whose mask files
-        would share a name are told apart from the first one written (``mask_file_stems``), and the images
-        of the same name beside them that the run does not predict (``PreAnnotationExport``)."""
+        would share a name are told apart from the first one written (``mask_file_stems``); ``beside``:
+        the images of the same name beside them that the run does not predict (``PreAnnotationExport``)."""
         self.out_dir, self.formats = Path(out_dir), tuple(f for f in formats if f in PIXEL_FORMATS)
-        self.stems = mask_file_stems(file_names)
+        self.stems = mask_file_stems(file_names, beside)
         self.categories, self.min_area = list(categories), int(min_area)
         # one class PNG format for the whole run: palette while every category id fits in 8 bits
         self.sixteen_bit = max((c.id for c in self.categories), default=0) > 255
@@ -105,6 +115,14 @@ class MaskFiles:
         self.below_min_area = 0  # cut-outs left out by min_area: said at the end (else they vanish silently)
         # the earlier run's files are read here, before this run writes any
         self.written = {f: WrittenFiles(folder=self.out_dir / f, label=f) for f in self.formats}
+
+    def mask_file(self, file_name: str):
+        """The instance-id PNG of the image ``file_name`` relative to the output folder
+        (``masks/<name>.png``; its class PNG is ``<name>_classes.png`` beside it, its cut-outs
+        ``cutouts/<name>/``), None without the masks format: recorded in predictions.json (``mask``), as
+        the overlay is, so that images whose names clash are told apart there."""
+        stem = self.stems.get(file_name)
+        return f"{MASKS_DIR}/{stem}.png" if MASKS_DIR in self.formats and stem is not None else None
 
     def _claim(self, fmt: str, file_name: str, targets: Sequence[str]) -> bool:
         """Whether ``file_name`` may have ``targets`` (paths under the format's folder); a warning when
