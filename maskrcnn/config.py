@@ -11,9 +11,9 @@ Conventions fixed here (see also the top of ``modeling/box_head.py``):
 Checked when read (``validate_config``, after every override): types, and ranges that any run needs
 (sizes and counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the
 error names the key; a config to train with (not one stored in a checkpoint) also needs ``solver.iters``
->= 1 and ``solver.steps`` in increasing order. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an
-unknown tag is an error naming the file and line), syntax errors name the file and line, and aliases may add at
-most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
+>= 1 and ``solver.steps`` in increasing order. YAML is read with ``yaml.SafeLoader`` (no tag runs code;
+an unknown tag is an error naming the file and line), syntax errors name the file and line, and aliases may
+add at most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
 readings that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and
 load), in values and keys (a key ``08`` YAML reads as text is refused too), and keys given twice (``1`` and
 ``'1'`` are two keys: the resolved tag counts) are refused by the loader with the key and the line; a

@@ -202,8 +202,8 @@ def test_negative_iterations_get_the_training_bound_not_the_stored_one():
     for iters in (-3, 0):
         with pytest.raises(ValueError) as e:
             load_config("demo", {"solver.iters": iters})
-        assert str(e.value) == (f"invalid configuration: solver.iters must be >= 1 (0 would train nothing and "
-                                f"write the initial weights as model_final.pth), got {iters}")
+        assert str(e.value) == (f"invalid configuration: solver.iters must be >= 1 (0 would train nothing "
+                                f"and write the initial weights as model_final.pth), got {iters}")
     # a stored config keeps its own bound (0 was allowed there)
     with pytest.raises(ValueError, match=r"solver.iters must be >= 0, got -3"):
         from_dict({"solver": {"iters": -3}}, stored=True)
@@ -213,8 +213,9 @@ def test_steps_out_of_order_are_refused_naming_the_key_and_values():
     # the schedule sorts them: [15000, 1800] (18000 meant) dropped the lr at 1800 without a word
     with pytest.raises(ValueError) as e:
         load_config("demo", {"solver.steps": [15000, 1800]})
-    assert str(e.value) == ("invalid configuration: solver.steps must be in increasing order (the iterations "
-                            "of the lr drops, first to last), got [15000, 1800]: a typo? (sorted: [1800, 15000])")
+    assert str(e.value) == ("invalid configuration: solver.steps must be in increasing order (the "
+                            "iterations of the lr drops, first to last), got [15000, 1800]: a typo? "
+                            "(sorted: [1800, 15000])")
     assert load_config("demo", {"solver.steps": [1800, 15000]}).solver.steps == (1800, 15000)
     assert load_config("demo", {"solver.steps": []}).solver.steps == ()
     # a stored config (a run from before this check) still reads, for predict / eval / resume

@@ -421,6 +421,13 @@ def wrong_source_hint(path, asked: str) -> Optional[str]:
     return f"{path}: this looks like {shown} file, not {asked}: use --from {found}"
 
 
+def is_mmdetection_file(path) -> bool:
+    """Whether ``path`` is an MMDetection v3 checkpoint that ``weights_only`` refuses for its training
+    state (read as ``convert --from mmdetection`` reads it: foreign objects inert, an attack global
+    refused): the refusal of predict / export / quantize then names that command."""
+    return _mmdet_or_none(str(path)) is not None
+
+
 def _mmdet_or_none(path: str):
     """An MMDetection v3 checkpoint that ``weights_only`` refused (its mmengine training state), read with
     foreign objects left inert; None when the file is not one (the original refusal then stands)."""
