@@ -284,17 +284,20 @@ def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, sour
         f"(the file's keys: {', '.join(map(str, unplaced[:3]))}; the model's: {', '.join(wanted[:3])})")
 
 
-def refuse_non_finite(state_dict: dict, source: str) -> None:
-    """InitError naming ``source`` and the tensors (our names) holding a NaN or an infinity: another
+def refuse_non_finite(state_dict: dict, source: str, origin: Optional[dict] = None) -> None:
+    """InitError naming ``source`` and the tensors holding a NaN or an infinity, by the file's keys
+    (``origin``: our key -> the file's, ``SourceWeights.origin``; None: the names are ours): another
     library's file is converted, not checked as our checkpoints are, and a run started from it would
     only stop later at its first non-finite loss, with a misleading hint to lower the learning rate."""
     from maskrcnn.checkpoint import non_finite_keys
+    from maskrcnn.interop.key_rules import file_keys
     from maskrcnn.listing import short_listing
 
     bad = non_finite_keys(state_dict)
     if bad:
+        named = file_keys(bad, {k: k for k in bad} if origin is None else origin)
         raise InitError(f"{source}: weights hold NaN or infinite values in tensors "
-                        f"{short_listing(bad, limit=5)} (our names); training would not start from them")
+                        f"{short_listing(named, limit=5)}; training would not start from them")
 
 
 def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
@@ -322,7 +325,7 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         elif cfg.model.roi_heads.num_keypoints != n_src:
             keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
     spec = str(source.provenance.get("spec") or "the weights")
-    refuse_non_finite(source.state_dict, spec)
+    refuse_non_finite(source.state_dict, spec, source.origin)
     plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
                      keypoint_rows=keypoint_rows, source=spec)
     model.load_state_dict(plan["state"], strict=True)

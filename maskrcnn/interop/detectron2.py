@@ -529,7 +529,7 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     origin = {new: key for key in sd if not _IGNORED.match(key) and (new := _map_key(key)) is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours),
+              "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours), "origin": origin,
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}
     problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="detectron2")
     if problems:

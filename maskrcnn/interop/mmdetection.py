@@ -591,7 +591,8 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
                          f"{cfg.model.num_classes - 1}; default names used")
         names = default_class_names(cfg.model.num_classes)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "num_tensors": len(ours), "config_text": bool(cfgtext),
+              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin,
+              "config_text": bool(cfgtext),
               "mmdet_version": str(meta.get("mmdet_version", ""))}
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
             "notes": notes}

@@ -382,7 +382,7 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     origin = {new: key for key, new in renamed_keys(sd).items() if new is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "num_tensors": len(ours)}
+              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin}
     problems = []
     for name, items in (("unmapped torchvision keys", unmapped), ("keys our model needs but the file lacks",
                         missing), ("converted keys our model does not have", unexpected),

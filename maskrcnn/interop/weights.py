@@ -76,6 +76,9 @@ class SourceWeights:
     unused: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    # our key -> the file's (a converter's report["origin"]), for messages naming its tensors; None: the
+    # file's names are ours (our checkpoint), {}: not known (a backbone's: said as our names)
+    origin: Optional[dict] = None
 
     def describe(self) -> str:
         if self.kind == "imagenet":
@@ -195,7 +198,7 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
         return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                              implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
                              notes=["class rows moved: mmdet's background-last order to background-first",
-                                    *result["notes"]])
+                                    *result["notes"]], origin=result["report"]["origin"])
     if kind == "torchvision":
         from maskrcnn.interop.torchvision import convert_torchvision as convert
     else:
@@ -210,7 +213,7 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
         cfg.model.roi_heads.num_keypoints == len(COCO_KEYPOINT_NAMES) else None
     return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                          implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
-                         keypoint_names=keypoints, notes=notes)
+                         keypoint_names=keypoints, notes=notes, origin=result["report"]["origin"])
 
 
 def _state_dict_keys(obj, source: str) -> tuple:
@@ -268,7 +271,7 @@ def _torchvision_backbone(sd: dict, body: dict, source: str) -> SourceWeights:
         note += f"; {len(rest)} other tensors unused ({short_listing(rest, limit=3)})"
     return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"torchvision-backbone {bb.arch}",
                          implied=bb.implied, unused=[_BODY + k for k in bb.unused] + rest,
-                         notes=[*bb.notes, note])
+                         notes=[*bb.notes, note], origin={})
 
 
 def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
@@ -291,7 +294,7 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
-                             implied=bb.implied, unused=bb.unused, notes=bb.notes)
+                             implied=bb.implied, unused=bb.unused, notes=bb.notes, origin={})
     if any(k.startswith("backbone.stem.") for k in keys):
         raise ConversionError(f"{source}: a bare state dict of this library's model, without the config that "
                               "says how to build it; save it with maskrcnn.checkpoint.save_checkpoint")
