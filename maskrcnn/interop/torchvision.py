@@ -270,6 +270,35 @@ def _backbone_arch(sd: dict) -> str:
                        bottleneck="backbone.body.layer1.0.conv3.weight" in sd)
 
 
+# the class-specific tensors of torchvision's heads -> rows per class; each counts the background
+_CLASS_ROWS = (("roi_heads.box_predictor.cls_score.weight", 1), ("roi_heads.box_predictor.cls_score.bias", 1),
+               ("roi_heads.box_predictor.bbox_pred.weight", 4), ("roi_heads.box_predictor.bbox_pred.bias", 4),
+               ("roi_heads.mask_predictor.mask_fcn_logits.weight", 1),
+               ("roi_heads.mask_predictor.mask_fcn_logits.bias", 1))
+
+
+def class_count_conflict(sd: dict, source: str, layout: str) -> Optional[str]:
+    """The refusal of a file whose heads disagree on the class count (a mask predictor replaced for 3
+    classes beside a 91-class box predictor), naming both keys and shapes; None when they agree. Said
+    before a model is guessed from the box predictor: the shape mismatch against that guess ("the model
+    needs (91, ...)") spoke of a model nobody asked for."""
+    first = "roi_heads.box_predictor.cls_score.weight"
+    if first not in sd:
+        return None
+    k = int(sd[first].shape[0])
+    for key, per in _CLASS_ROWS:
+        t = sd.get(key)
+        if not isinstance(t, torch.Tensor) or t.dim() == 0 or int(t.shape[0]) == k * per:
+            continue
+        rows = int(t.shape[0])
+        theirs = f"{rows // per} classes" if rows % per == 0 else f"{rows} rows (not {per} per class)"
+        return (f"{source} ({layout} layout): the file contradicts itself on the class count: {first} "
+                f"{tuple(sd[first].shape)} has {k} classes, {key} {tuple(t.shape)} has {theirs} (each "
+                "counting the background); no model holds both: a head replaced for another class set "
+                "without the other?")
+    return None
+
+
 def config_overrides(sd: dict, layout: str, *, frozen_bn_eps: float = 0.0) -> dict:
     """Config keys (dotted) that make ``build_model`` produce this layout."""
     num_classes = int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0])
@@ -364,6 +393,9 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     if prefix is not None:
         notes.append(prefix_note(prefix))
     layout = detect_layout(sd, source)
+    conflict = class_count_conflict(sd, source, layout)
+    if conflict is not None:
+        raise ConversionError(conflict)
     if frozen_bn_eps is None:
         frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0
     cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
