@@ -402,9 +402,10 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
+    counters = []  # dropped below, counted in the report (train --init says how many)
     if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter
-        ours = {k: v for k, v in ours.items()
-                if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
+        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
+        ours = {k: v for k, v in ours.items() if k not in counters}
     model_sd = build_model(cfg).state_dict()
     for k in model_sd:  # frozen-BN sources (published files) have no batch counters for a trainable BN
         if k.endswith("num_batches_tracked") and k not in ours:
@@ -414,7 +415,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     origin = {new: key for key, new in renamed_keys(sd).items() if new is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin}
+              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin,
+              "counters_dropped": counters}
     problems = []
     for name, items in (("unmapped torchvision keys", unmapped), ("keys our model needs but the file lacks",
                         missing), ("converted keys our model does not have", unexpected),

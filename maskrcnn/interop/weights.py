@@ -76,9 +76,11 @@ class SourceWeights:
     unused: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    # our key -> the file's (a converter's report["origin"]), for messages naming its tensors; None: the
-    # file's names are ours (our checkpoint), {}: not known (a backbone's: said as our names)
+    # our key -> the file's (a converter's report["origin"]; ours to ours for our checkpoint), for
+    # messages naming its tensors; None or a key it lacks: not known (said as our name, marked so)
     origin: Optional[dict] = None
+    # batch-norm counters (num_batches_tracked, our names) the conversion dropped: a frozen BN keeps none
+    counters: list = field(default_factory=list)
 
     def describe(self) -> str:
         if self.kind == "imagenet":
@@ -164,6 +166,7 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     return SourceWeights(
         state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
         class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None, notes=notes,
+        origin={k: k for k in sd},
     )
 
 
@@ -198,7 +201,8 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
         return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                              implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
                              notes=["class rows moved: mmdet's background-last order to background-first",
-                                    *result["notes"]], origin=result["report"]["origin"])
+                                    *result["notes"]], origin=result["report"]["origin"],
+                             counters=result["report"]["counters_dropped"])
     if kind == "torchvision":
         from maskrcnn.interop.torchvision import convert_torchvision as convert
     else:
@@ -213,7 +217,8 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
         cfg.model.roi_heads.num_keypoints == len(COCO_KEYPOINT_NAMES) else None
     return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                          implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
-                         keypoint_names=keypoints, notes=notes, origin=result["report"]["origin"])
+                         keypoint_names=keypoints, notes=notes, origin=result["report"]["origin"],
+                         counters=result["report"]["counters_dropped"])
 
 
 def _state_dict_keys(obj, source: str) -> tuple:
@@ -271,7 +276,7 @@ def _torchvision_backbone(sd: dict, body: dict, source: str) -> SourceWeights:
         note += f"; {len(rest)} other tensors unused ({short_listing(rest, limit=3)})"
     return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"torchvision-backbone {bb.arch}",
                          implied=bb.implied, unused=[_BODY + k for k in bb.unused] + rest,
-                         notes=[*bb.notes, note], origin={})
+                         notes=[*bb.notes, note])
 
 
 def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> SourceWeights:
@@ -294,7 +299,7 @@ def convert_any(obj, *, source: str = "checkpoint", ema: bool = False) -> Source
     if imagenet.detect_layout(sd) is not None:
         bb = imagenet.convert_imagenet(sd, source=source)
         return SourceWeights(state_dict=bb.state_dict, kind="imagenet", layout=f"{bb.layout} {bb.arch}",
-                             implied=bb.implied, unused=bb.unused, notes=bb.notes, origin={})
+                             implied=bb.implied, unused=bb.unused, notes=bb.notes)
     if any(k.startswith("backbone.stem.") for k in keys):
         raise ConversionError(f"{source}: a bare state dict of this library's model, without the config that "
                               "says how to build it; save it with maskrcnn.checkpoint.save_checkpoint")

@@ -117,6 +117,17 @@ def test_heads_disagreeing_on_the_class_count_are_said_to_contradict_each_other(
         convert_torchvision(sd, source="f.pth")
 
 
+def test_batch_counters_dropped_for_frozen_norms_are_counted():
+    from maskrcnn.interop.weights import convert_any
+
+    sd = _manifest_sd("maskrcnn_resnet50_fpn")
+    counters = [k for k in sd if k.endswith("num_batches_tracked")]
+    result = convert_torchvision(sd, source="f.pth")
+    assert len(result["report"]["counters_dropped"]) == len(counters) == 53
+    assert not any(k.endswith("num_batches_tracked") for k in result["state_dict"])
+    assert len(convert_any(sd, source="f.pth").counters) == 53  # train --init reports them
+
+
 def test_unreadable_file_named(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a zip file at all")
