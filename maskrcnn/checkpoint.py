@@ -40,7 +40,7 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, not ours or of an unknown format version."""
 
 
-_CONVERT_HINT = "a torchvision or detectron2 checkpoint? `maskrcnn convert` reads it"
+_CONVERT_HINT = "a torchvision, detectron2 or MMDetection checkpoint? `maskrcnn convert` reads it"
 
 
 def save_checkpoint(path: PathLike, *, model_state: dict, config: Any, class_names, **extra: Any) -> None:
@@ -202,7 +202,11 @@ def _refusal(path: Path, error: Exception) -> str:
         from maskrcnn.checkpoint_refusal import code_global
 
         bad = code_global(path) or ""
-        if bad.split(".", 1)[0] in ("mmengine", "mmdet", "mmcv"):  # an MMDetection v3 training state
+        from maskrcnn.interop.weights import is_mmdetection_file
+
+        # an MMDetection v3 training state: by its globals' module, else by its keys, read with the foreign
+        # objects left inert (a trainer's own class in message_hub names neither mmengine nor mmdet)
+        if bad.split(".", 1)[0] in ("mmengine", "mmdet", "mmcv") or is_mmdetection_file(path):
             return (f"{path} is an MMDetection checkpoint (it holds {bad}): "
                     f"maskrcnn convert --from mmdetection {path} OUT.pth")
     if kind == "pickle":

@@ -11,9 +11,9 @@ Conventions fixed here (see also the top of ``modeling/box_head.py``):
 Checked when read (``validate_config``, after every override): types, and ranges that any run needs
 (sizes and counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the
 error names the key; a config to train with (not one stored in a checkpoint) also needs ``solver.iters``
->= 1. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is an
-error naming the file and line), syntax errors name the file and line, and aliases may add at
-most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
+>= 1 and ``solver.steps`` in increasing order. YAML is read with ``yaml.SafeLoader`` (no tag runs code;
+an unknown tag is an error naming the file and line), syntax errors name the file and line, and aliases may
+add at most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
 readings that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and
 load), in values and keys (a key ``08`` YAML reads as text is refused too), and keys given twice (``1`` and
 ``'1'`` are two keys: the resolved tag counts) are refused by the loader with the key and the line; a
@@ -570,6 +570,10 @@ def _unit(v) -> bool:
     return 0.0 <= v <= 1.0
 
 
+# what a config to train with asks of solver.iters (_training_problems); a negative value says it too, not
+# the ">= 0" of a stored config, which a user who then sets 0 would be refused again for
+_ITERS_TO_TRAIN = ">= 1 (0 would train nothing and write the initial weights as model_final.pth)"
+
 # key -> (test of each value, what the test asks for); a tuple-valued key is tested value by value
 _RANGES = {
     "input.min_size": (_positive, "> 0"),
@@ -627,7 +631,7 @@ _RANGES = {
     "solver.weight_decay_bias": (_non_negative, "a finite number >= 0 (or null)"),
     # >= 0 here, for the configs stored in checkpoints and run folders (runs of 0 iterations were allowed);
     # a config to train with must ask for 1 or more (load_config, _training_problems)
-    "solver.iters": (_non_negative, ">= 0"),
+    "solver.iters": (_non_negative, ">= 0"),  # config_problems says _ITERS_TO_TRAIN unless stored
     "solver.batch_size": (_positive, "> 0"),
     "solver.accumulate": (_positive, "a whole number >= 1"),
     "solver.warmup_iters": (_non_negative, ">= 0"),
@@ -854,6 +858,8 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             problems.append(f"{key} must be a number or list of numbers, got {value!r}")
         elif not all(test(v) for v in values):
+            if key == "solver.iters" and not stored:
+                wanted = _ITERS_TO_TRAIN
             problems.append(f"{key} must be {wanted}, got {value!r}")
     scale, jitter = cfg.input.scale_range, cfg.input.color_jitter
     if len(scale) != 2 or scale[0] > scale[1]:
@@ -907,11 +913,17 @@ def _best_model_problems(s: SolverConfig) -> list:
 def _training_problems(cfg: Config) -> list:
     """What a config read to train with (a preset, a YAML file, ``--set``; not a stored one) may not ask
     for: 0 iterations trained nothing and wrote the initial weights as ``model_final.pth``, exit 0."""
+    problems = []
     iters = cfg.solver.iters
     if isinstance(iters, int) and not isinstance(iters, bool) and iters < 1:
-        return [f"solver.iters must be >= 1 (0 would train nothing and write the initial weights as "
-                f"model_final.pth), got {iters!r}"]
-    return []
+        problems.append(f"solver.iters must be {_ITERS_TO_TRAIN}, got {iters!r}")
+    steps = tuple(cfg.solver.steps)
+    # the schedule sorts them, so [15000, 1800] (18000 meant) dropped the lr at 1800 without a word; a
+    # stored config is not checked (earlier versions took any order, and its run is over or resumed as is)
+    if any(b < a for a, b in zip(steps, steps[1:])):
+        problems.append(f"solver.steps must be in increasing order (the iterations of the lr drops, first "
+                        f"to last), got {to_plain(steps)!r}: a typo? (sorted: {sorted(steps)!r})")
+    return problems
 
 
 def validate_config(cfg: Config, *, lines: Optional[dict] = None, source: str = "",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from maskrcnn.config import PRESETS, Config, load_config, parse_set_args, save_config
+from maskrcnn.config import PRESETS, Config, from_dict, load_config, parse_set_args, save_config
 
 
 def test_every_preset_builds_a_config():
@@ -195,3 +195,28 @@ def test_a_yaml_number_for_a_checked_string_key_keeps_that_keys_own_message(tmp_
     assert "model.backbone must be one of resnet18|" in text and "got 50 (a.yaml line 3)" in text
     assert "device must be auto, cpu, cuda or cuda:N, got 0" in text
     assert "solver.lr must be" in text and "did you mean" in text and "must be a string" not in text
+
+
+def test_negative_iterations_get_the_training_bound_not_the_stored_one():
+    # -3 was answered ">= 0"; the user who then set 0 was refused again with ">= 1"
+    for iters in (-3, 0):
+        with pytest.raises(ValueError) as e:
+            load_config("demo", {"solver.iters": iters})
+        assert str(e.value) == (f"invalid configuration: solver.iters must be >= 1 (0 would train nothing "
+                                f"and write the initial weights as model_final.pth), got {iters}")
+    # a stored config keeps its own bound (0 was allowed there)
+    with pytest.raises(ValueError, match=r"solver.iters must be >= 0, got -3"):
+        from_dict({"solver": {"iters": -3}}, stored=True)
+
+
+def test_steps_out_of_order_are_refused_naming_the_key_and_values():
+    # the schedule sorts them: [15000, 1800] (18000 meant) dropped the lr at 1800 without a word
+    with pytest.raises(ValueError) as e:
+        load_config("demo", {"solver.steps": [15000, 1800]})
+    assert str(e.value) == ("invalid configuration: solver.steps must be in increasing order (the "
+                            "iterations of the lr drops, first to last), got [15000, 1800]: a typo? "
+                            "(sorted: [1800, 15000])")
+    assert load_config("demo", {"solver.steps": [1800, 15000]}).solver.steps == (1800, 15000)
+    assert load_config("demo", {"solver.steps": []}).solver.steps == ()
+    # a stored config (a run from before this check) still reads, for predict / eval / resume
+    assert from_dict({"solver": {"steps": [5, 2]}}, stored=True).solver.steps == (5, 2)

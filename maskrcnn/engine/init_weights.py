@@ -199,7 +199,8 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
 
     ``model_state``: the freshly built model's tensors. ``source_state``: the weights under our names.
     ``class_rows`` / ``keypoint_rows``: ``match_names``'s result (None: the tensors are copied whole and
-    must match in shape). Returns {"state", "loaded", "reinitialised", "unused", "class_specific"}.
+    must match in shape). Returns {"state", "loaded", "reinitialised", "unused", "counters_ignored" (the
+    weights' batch-norm counters the model has no place for), "class_specific"}.
     Weights of which (almost) nothing fits by name (``_too_little_loaded``) are refused naming ``source``:
     a run that would quietly start from random weights is no fine-tuning.
     """
@@ -244,6 +245,9 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
                   and _part(k) in model_parts]
     unused = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
               and _part(k) not in model_parts]
+    # a batch counter the model has no place for (its BN frozen) is no part of the weights left unused:
+    # not listed there, counted apart (the report lists every key of the weights)
+    counters = [k for k in source_state if k not in model_state and k.endswith("num_batches_tracked")]
     problems = []
     for what, items in (("shape mismatches", mismatched),
                         ("keys the model needs but the weights lack", missing),
@@ -255,7 +259,7 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
         raise InitError("the weights do not fit the model: " + " | ".join(problems))
     _too_little_loaded(model_state, source_state, loaded, source)
     return {"state": state, "loaded": loaded, "reinitialised": fresh, "unused": unused,
-            "class_specific": class_specific}
+            "counters_ignored": counters, "class_specific": class_specific}
 
 
 # fewer of the model's tensors than this share loaded, while more of the weights' go unused, is a naming
@@ -284,17 +288,20 @@ def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, sour
         f"(the file's keys: {', '.join(map(str, unplaced[:3]))}; the model's: {', '.join(wanted[:3])})")
 
 
-def refuse_non_finite(state_dict: dict, source: str) -> None:
-    """InitError naming ``source`` and the tensors (our names) holding a NaN or an infinity: another
+def refuse_non_finite(state_dict: dict, source: str, origin: Optional[dict] = None) -> None:
+    """InitError naming ``source`` and the tensors holding a NaN or an infinity, by the file's keys
+    (``origin``: our key -> the file's, ``SourceWeights.origin``; None: not known, our names said): another
     library's file is converted, not checked as our checkpoints are, and a run started from it would
     only stop later at its first non-finite loss, with a misleading hint to lower the learning rate."""
     from maskrcnn.checkpoint import non_finite_keys
+    from maskrcnn.interop.key_rules import file_keys
     from maskrcnn.listing import short_listing
 
     bad = non_finite_keys(state_dict)
     if bad:
+        named = file_keys(bad, origin or {})
         raise InitError(f"{source}: weights hold NaN or infinite values in tensors "
-                        f"{short_listing(bad, limit=5)} (our names); training would not start from them")
+                        f"{short_listing(named, limit=5)}; training would not start from them")
 
 
 def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
@@ -322,7 +329,7 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         elif cfg.model.roi_heads.num_keypoints != n_src:
             keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
     spec = str(source.provenance.get("spec") or "the weights")
-    refuse_non_finite(source.state_dict, spec)
+    refuse_non_finite(source.state_dict, spec, source.origin)
     plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
                      keypoint_rows=keypoint_rows, source=spec)
     model.load_state_dict(plan["state"], strict=True)
@@ -331,6 +338,7 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         "loaded": plan["loaded"],
         "reinitialised": plan["reinitialised"],
         "unused": sorted(set(plan["unused"]) | set(source.unused)),
+        "counters_ignored": sorted(set(plan["counters_ignored"]) | set(source.counters)),
         "class_specific": plan["class_specific"],
         "copied_classes": {},
         "fresh_classes": [],
@@ -415,8 +423,11 @@ def summary_lines(report: dict, changes: dict) -> list:
         lines.append(f"  the config follows the weights: {listed}")
     for key, v in (report.get("config_kept") or {}).items():
         lines.append(f"  kept {key}={v['value']} from {v['by']} (the weights suggest {v['weights']})")
+    counters = len(report.get("counters_ignored") or [])
     lines.append(f"  {loaded_count(report)}, {len(report['reinitialised'])} start fresh, "
-                 f"{len(report['unused'])} of the weights' unused")
+                 f"{len(report['unused'])} of the weights' unused"
+                 + (f", {counters} batch-norm counter{'' if counters == 1 else 's'} (num_batches_tracked) "
+                    "ignored (the model's norms keep none)" if counters else ""))
     lines.extend("  " + line for line in part_lines(report))
     if report["copied_classes"]:
         lines.append("  class rows from the weights: " + ", ".join(

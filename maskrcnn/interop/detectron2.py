@@ -514,9 +514,10 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped, ignored = convert_state_dict(sd)
+    counters = []  # dropped below, counted in the report (train --init says how many)
     if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter (SyncBN-trained files have one)
-        ours = {k: v for k, v in ours.items()
-                if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
+        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
+        ours = {k: v for k, v in ours.items() if k not in counters}
     if input_format == "BGR":
         stem_bgr_to_rgb(ours)
     background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source,
@@ -529,7 +530,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     origin = {new: key for key in sd if not _IGNORED.match(key) and (new := _map_key(key)) is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours),
+              "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours), "origin": origin,
+              "counters_dropped": counters,
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}
     problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="detectron2")
     if problems:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, Sequence, Union
 
-__all__ = ["compile_rules", "conversion_problems", "count_indices", "first_rule", "rename_key",
+__all__ = ["compile_rules", "conversion_problems", "count_indices", "file_keys", "first_rule", "rename_key",
            "shape_mismatches"]
 
 Replacement = Union[str, Callable[[tuple], str]]
@@ -69,4 +69,17 @@ def shape_mismatches(ours: dict, model_sd: dict, origin: dict) -> list:
             theirs = origin.get(k, k)
             out.append(f"the file's {theirs} {tuple(ours[k].shape)}, the model's "
                        f"{k + ' ' if theirs != k else ''}needs {tuple(model_sd[k].shape)}")
+    return out
+
+
+def file_keys(keys, origin: dict) -> list:
+    """Our ``keys`` as the file spells them, for messages about its tensors (a NaN in them): "the file's
+    key (ours: our key)", the file's key alone where the names agree, "our key (our name)" where
+    ``origin`` (our key -> the file's, a converter's ``report["origin"]``) does not know it. Someone
+    opening the file with ``torch.load`` looks for its own key, which our name is not."""
+    out = []
+    for k in keys:
+        theirs = origin.get(k)
+        out.append(f"{k} (our name)" if theirs is None else theirs if theirs == k
+                   else f"{theirs} (ours: {k})")
     return out

@@ -565,9 +565,10 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     cfg_over.update(overrides)
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
+    counters = []  # dropped below, counted in the report (train --init says how many)
     if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter
-        ours = {k: v for k, v in ours.items()
-                if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
+        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
+        ours = {k: v for k, v in ours.items() if k not in counters}
     if bgr:
         stem_bgr_to_rgb(ours)
     # mmdet's order is detectron2's: background last in fc_cls, no background slot in fc_reg / conv_logits
@@ -591,7 +592,9 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
                          f"{cfg.model.num_classes - 1}; default names used")
         names = default_class_names(cfg.model.num_classes)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "num_tensors": len(ours), "config_text": bool(cfgtext),
+              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin,
+              "counters_dropped": counters,
+              "config_text": bool(cfgtext),
               "mmdet_version": str(meta.get("mmdet_version", ""))}
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
             "notes": notes}

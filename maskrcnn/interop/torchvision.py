@@ -270,6 +270,35 @@ def _backbone_arch(sd: dict) -> str:
                        bottleneck="backbone.body.layer1.0.conv3.weight" in sd)
 
 
+# the class-specific tensors of torchvision's heads -> rows per class; each counts the background
+_CLASS_ROWS = (("roi_heads.box_predictor.cls_score.weight", 1), ("roi_heads.box_predictor.cls_score.bias", 1),
+               ("roi_heads.box_predictor.bbox_pred.weight", 4), ("roi_heads.box_predictor.bbox_pred.bias", 4),
+               ("roi_heads.mask_predictor.mask_fcn_logits.weight", 1),
+               ("roi_heads.mask_predictor.mask_fcn_logits.bias", 1))
+
+
+def class_count_conflict(sd: dict, source: str, layout: str) -> Optional[str]:
+    """The refusal of a file whose heads disagree on the class count (a mask predictor replaced for 3
+    classes beside a 91-class box predictor), naming both keys and shapes; None when they agree. Said
+    before a model is guessed from the box predictor: the shape mismatch against that guess ("the model
+    needs (91, ...)") spoke of a model nobody asked for."""
+    first = "roi_heads.box_predictor.cls_score.weight"
+    if first not in sd:
+        return None
+    k = int(sd[first].shape[0])
+    for key, per in _CLASS_ROWS:
+        t = sd.get(key)
+        if not isinstance(t, torch.Tensor) or t.dim() == 0 or int(t.shape[0]) == k * per:
+            continue
+        rows = int(t.shape[0])
+        theirs = f"{rows // per} classes" if rows % per == 0 else f"{rows} rows (not {per} per class)"
+        return (f"{source} ({layout} layout): the file contradicts itself on the class count: {first} "
+                f"{tuple(sd[first].shape)} has {k} classes, {key} {tuple(t.shape)} has {theirs} (each "
+                "counting the background); no model holds both: a head replaced for another class set "
+                "without the other?")
+    return None
+
+
 def config_overrides(sd: dict, layout: str, *, frozen_bn_eps: float = 0.0) -> dict:
     """Config keys (dotted) that make ``build_model`` produce this layout."""
     num_classes = int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0])
@@ -364,15 +393,19 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     if prefix is not None:
         notes.append(prefix_note(prefix))
     layout = detect_layout(sd, source)
+    conflict = class_count_conflict(sd, source, layout)
+    if conflict is not None:
+        raise ConversionError(conflict)
     if frozen_bn_eps is None:
         frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0
     cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
+    counters = []  # dropped below, counted in the report (train --init says how many)
     if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter
-        ours = {k: v for k, v in ours.items()
-                if not (k.startswith("backbone.") and k.endswith("num_batches_tracked"))}
+        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
+        ours = {k: v for k, v in ours.items() if k not in counters}
     model_sd = build_model(cfg).state_dict()
     for k in model_sd:  # frozen-BN sources (published files) have no batch counters for a trainable BN
         if k.endswith("num_batches_tracked") and k not in ours:
@@ -382,7 +415,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     origin = {new: key for key, new in renamed_keys(sd).items() if new is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "num_tensors": len(ours)}
+              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin,
+              "counters_dropped": counters}
     problems = []
     for name, items in (("unmapped torchvision keys", unmapped), ("keys our model needs but the file lacks",
                         missing), ("converted keys our model does not have", unexpected),

@@ -76,6 +76,11 @@ class SourceWeights:
     unused: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    # our key -> the file's (a converter's report["origin"]; ours to ours for our checkpoint), for
+    # messages naming its tensors; None or a key it lacks: not known (said as our name, marked so)
+    origin: Optional[dict] = None
+    # batch-norm counters (num_batches_tracked, our names) the conversion dropped: a frozen BN keeps none
+    counters: list = field(default_factory=list)
 
     def describe(self) -> str:
         if self.kind == "imagenet":
@@ -161,6 +166,7 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     return SourceWeights(
         state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
         class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None, notes=notes,
+        origin={k: k for k in sd},
     )
 
 
@@ -195,7 +201,8 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
         return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                              implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
                              notes=["class rows moved: mmdet's background-last order to background-first",
-                                    *result["notes"]])
+                                    *result["notes"]], origin=result["report"]["origin"],
+                             counters=result["report"]["counters_dropped"])
     if kind == "torchvision":
         from maskrcnn.interop.torchvision import convert_torchvision as convert
     else:
@@ -210,7 +217,8 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
         cfg.model.roi_heads.num_keypoints == len(COCO_KEYPOINT_NAMES) else None
     return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                          implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
-                         keypoint_names=keypoints, notes=notes)
+                         keypoint_names=keypoints, notes=notes, origin=result["report"]["origin"],
+                         counters=result["report"]["counters_dropped"])
 
 
 def _state_dict_keys(obj, source: str) -> tuple:
@@ -419,6 +427,13 @@ def wrong_source_hint(path, asked: str) -> Optional[str]:
                 f"not a {asked} detector: start a run from them with train --init")
     shown = {"mmdetection": "an MMDetection"}.get(found, f"a {found}")
     return f"{path}: this looks like {shown} file, not {asked}: use --from {found}"
+
+
+def is_mmdetection_file(path) -> bool:
+    """Whether ``path`` is an MMDetection v3 checkpoint that ``weights_only`` refuses for its training
+    state (read as ``convert --from mmdetection`` reads it: foreign objects inert, an attack global
+    refused): the refusal of predict / export / quantize then names that command."""
+    return _mmdet_or_none(str(path)) is not None
 
 
 def _mmdet_or_none(path: str):

@@ -30,7 +30,7 @@ def test_non_finite_weights_of_a_converted_file_are_refused_naming_file_and_keys
     model = _Tiny()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(InitError, match=r"^tv_maskrcnn\.pth: weights hold NaN or infinite values in tensors "
-                                        r"backbone\.weight \(our names\)"):
+                                        r"backbone\.weight \(our name\)"):
         initialise_model(model, load_config("r50_fpn"), _source({"backbone.weight": weight,
                                                                   "backbone.bias": torch.zeros(2)}))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing loaded

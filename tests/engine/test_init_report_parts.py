@@ -14,8 +14,9 @@ def _state(*keys):
 def _lines(model_keys, source_keys):
     plan = plan_init(_state(*model_keys), _state(*source_keys))
     report = {"source": {"spec": "w.pth"}, "loaded": plan["loaded"], "reinitialised": plan["reinitialised"],
-              "unused": plan["unused"], "class_specific": plan["class_specific"], "copied_classes": {},
-              "fresh_classes": [], "notes": []}
+              "unused": plan["unused"], "counters_ignored": plan["counters_ignored"],
+              "class_specific": plan["class_specific"], "copied_classes": {}, "fresh_classes": [],
+              "notes": []}
     return summary_lines(report, {})
 
 
@@ -41,6 +42,17 @@ def test_a_keypoint_rcnn_file_says_its_keypoint_head_is_unused():
 def test_a_full_match_adds_no_part_line():
     assert _lines(SHARED + MASK, SHARED + MASK)[1:] == ["  loaded 6 tensors, 0 start fresh, "
                                                          "0 of the weights' unused"]
+
+
+def test_batch_counters_the_model_has_no_place_for_are_counted_not_dropped_unsaid():
+    # an ImageNet ResNet as torchvision writes it: a num_batches_tracked beside each BN, none in a frozen BN
+    counters = ("backbone.stem.conv1.norm.num_batches_tracked",
+                "backbone.res2.0.conv1.norm.num_batches_tracked")
+    plan = plan_init(_state(*SHARED), dict(_state(*SHARED), **{k: torch.tensor(7) for k in counters}))
+    assert plan["counters_ignored"] == list(counters) and plan["unused"] == []
+    assert _lines(SHARED, SHARED + counters[:1])[1:] == [
+        "  loaded 3 tensors, 0 start fresh, 0 of the weights' unused, 1 batch-norm counter "
+        "(num_batches_tracked) ignored (the model's norms keep none)"]
 
 
 BOX_PREDICTOR = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(2, 3),

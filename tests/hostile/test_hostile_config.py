@@ -44,7 +44,8 @@ def test_bad_yaml_file_is_refused_by_file_and_line_or_key(cli, tmp_path, case):
 
 @pytest.mark.parametrize(
     "setting, words",
-    [("solver.iters=-5", "solver.iters must be >= 0, got -5"),
+    [("solver.iters=-5", "solver.iters must be >= 1 (0 would train nothing and write the initial weights as "
+                         "model_final.pth), got -5"),
      ("solver.iters=1.5", "config key 'solver.iters' expects a whole number, got 1.5"),  # trained 1 iter
      ("seed=0.5", "config key 'seed' expects a whole number, got 0.5"),
      ("device=gpu", "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),

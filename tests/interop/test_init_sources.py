@@ -157,9 +157,14 @@ def _torchvision_resnet50():
 def test_imagenet_resnet50_starts_the_backbone(three_classes, tmp_path):
     root, data = three_classes
     sd = _torchvision_resnet50()
+    # torchvision.models.resnet50().state_dict() holds a batch counter beside each BN's statistics: a
+    # frozen BN keeps none, and the report said nothing of these 53 of the file's entries
+    counters = [k.replace("running_var", "num_batches_tracked") for k in sd if k.endswith("running_var")]
+    sd.update({k: torch.tensor(0) for k in counters})
     path = tmp_path / "resnet50-imagenet.pth"
     torch.save(sd, path)
     report, saved = _run(root, data, path, "model.backbone=resnet18")  # the weights decide the backbone
+    assert len(report["counters_ignored"]) == len(counters) == 53
     got = saved["model"]
     assert torch.equal(got["backbone.stem.conv1.conv.weight"], sd["conv1.weight"])
     assert torch.equal(got["backbone.res3.1.conv2.norm.running_var"], sd["layer2.1.bn2.running_var"])

@@ -179,6 +179,22 @@ def test_v3_file_with_foreign_objects_loads_without_running_them(tmp_path, tiny_
     assert not marker.exists()
 
 
+def test_v3_file_refused_by_the_inference_reader_names_the_mmdetection_command(tmp_path, tiny_mask):
+    # predict / export / quantize read with weights_only: a trainer's own class in message_hub (no mmengine
+    # name) was answered "a torchvision or detectron2 checkpoint?", leaving MMDetection out
+    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
+
+    _, sd = tiny_mask
+    marker = tmp_path / "called"
+    path = _save_v3(tmp_path / "epoch_12.pth", sd, _config_text(), marker)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert str(e.value) == (f"{path} is an MMDetection checkpoint (it holds "
+                            f"test_mmdetection_convert._record_call): maskrcnn convert --from mmdetection "
+                            f"{path} OUT.pth")
+    assert not marker.exists()
+
+
 def test_config_text_is_parsed_not_run():
     text = _config_text() + "x = __import__('os').system('touch never-run')\ny = [1, -2.5, (3, 'a')]\n"
     cfg = parse_config_text(text)

@@ -93,6 +93,41 @@ def test_unknown_and_missing_keys_are_named():
         convert_torchvision({"fc.weight": torch.zeros(2, 2)})
 
 
+def test_heads_disagreeing_on_the_class_count_are_said_to_contradict_each_other():
+    # box predictor 91 classes, mask predictor 3: was "the model's roi_heads.mask_head.predictor.weight
+    # needs (91, 256, 1, 1)", a model guessed from the box predictor that a user training 3 classes never
+    # asked for
+    from maskrcnn.interop.weights import convert_any
+
+    sd = _manifest_sd("maskrcnn_resnet50_fpn")
+    sd["roi_heads.mask_predictor.mask_fcn_logits.weight"] = torch.zeros(3, 256, 1, 1)
+    sd["roi_heads.mask_predictor.mask_fcn_logits.bias"] = torch.zeros(3)
+    said = ("f.pth (maskrcnn layout): the file contradicts itself on the class count: "
+            "roi_heads.box_predictor.cls_score.weight (91, 1024) has 91 classes, "
+            "roi_heads.mask_predictor.mask_fcn_logits.weight (3, 256, 1, 1) has 3 classes (each counting the "
+            "background); no model holds both: a head replaced for another class set without the other?")
+    for convert in (convert_torchvision, convert_any):  # convert --from torchvision, train --init
+        with pytest.raises(ConversionError) as e:
+            convert(sd, source="f.pth")
+        assert str(e.value) == said
+    sd["roi_heads.mask_predictor.mask_fcn_logits.weight"] = torch.zeros(91, 256, 1, 1)
+    sd["roi_heads.box_predictor.bbox_pred.bias"] = torch.zeros(10)
+    with pytest.raises(ConversionError, match=r"roi_heads\.box_predictor\.bbox_pred\.bias \(10,\) has 10 "
+                                              r"rows \(not 4 per class\)"):
+        convert_torchvision(sd, source="f.pth")
+
+
+def test_batch_counters_dropped_for_frozen_norms_are_counted():
+    from maskrcnn.interop.weights import convert_any
+
+    sd = _manifest_sd("maskrcnn_resnet50_fpn")
+    counters = [k for k in sd if k.endswith("num_batches_tracked")]
+    result = convert_torchvision(sd, source="f.pth")
+    assert len(result["report"]["counters_dropped"]) == len(counters) == 53
+    assert not any(k.endswith("num_batches_tracked") for k in result["state_dict"])
+    assert len(convert_any(sd, source="f.pth").counters) == 53  # train --init reports them
+
+
 def test_unreadable_file_named(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a zip file at all")

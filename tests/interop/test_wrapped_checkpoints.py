@@ -251,10 +251,25 @@ def test_convert_refuses_non_finite_weights_and_a_named_background(tmp_path, cap
     src, out = tmp_path / "nan.pth", tmp_path / "out.pth"
     torch.save(bad, src)
     assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
+    # the file's own key first (what torch.load shows; it has no fcs.0), ours beside it
     assert capsys.readouterr().err.strip().endswith(
-        f"{src}: weights hold NaN or infinite values in tensors roi_heads.box_head.fcs.0.weight (our names); "
-        "nothing written")
+        f"{src}: weights hold NaN or infinite values in tensors roi_heads.box_head.fc6.weight (ours: "
+        "roi_heads.box_head.fcs.0.weight); nothing written")
     assert not out.exists()
+    from maskrcnn.engine.init_weights import InitError, refuse_non_finite
+
+    source = read_weights(str(src))  # train --init: the same words
+    with pytest.raises(InitError) as e:
+        refuse_non_finite(source.state_dict, str(src), source.origin)
+    assert str(e.value) == (f"{src}: weights hold NaN or infinite values in tensors "
+                            "roi_heads.box_head.fc6.weight (ours: roi_heads.box_head.fcs.0.weight); training "
+                            "would not start from them")
+    mm = to_mmdet(_random_model())  # farther from ours: MMDetection's shared_fcs
+    mm["roi_head.bbox_head.shared_fcs.0.weight"][0, 0] = float("inf")
+    source = convert_any({"state_dict": mm}, source="mm.pth")
+    with pytest.raises(InitError, match=r"in tensors roi_head\.bbox_head\.shared_fcs\.0\.weight \(ours: "
+                                        r"roi_heads\.box_head\.fcs\.0\.weight\); training"):
+        refuse_non_finite(source.state_dict, "mm.pth", source.origin)
     from maskrcnn.commands.convert import given_class_names
 
     for name in ("__background__", "Background", "_background_"):
