@@ -11,7 +11,8 @@ PyTorch, and ``optimise_for_inference`` swaps modules in. Outputs stay equal up 
    inside oneDNN's convolution. The kernel's self-test runs here; its verdict is held by the modules.
 5. (CPU) Where ``torch.mm`` is clearly slower than oneDNN's matrix product (``ops.gemm_rates``: AMD CPUs
    with AVX-512, where MKL takes its AVX2 path), run Winograd's 36 products on oneDNN too, for the 3x3
-   convolutions of 256+ channels (on ``torch.bmm`` they were slower than oneDNN's direct convolution),
+   convolutions of 256+ channels outside the mask / keypoint heads, whose 14 x 14 RoIs waste the tiles
+   (on ``torch.bmm`` the products were slower than oneDNN's direct convolution),
    and compute the linear layers by oneDNN (``OneDnnLinear``, ``ops.onednn_linear``). The rate is
    measured once per process, when the first model is optimised.
 
@@ -34,7 +35,7 @@ from maskrcnn.modeling.layers import ConvNorm
 from maskrcnn.ops.fused_conv import ConvAdd, fused_kernel_works
 from maskrcnn.ops.gemm_rates import matmul_lags_onednn
 from maskrcnn.ops.onednn_linear import OneDnnLinear, onednn_linear_available
-from maskrcnn.ops.winograd import WinogradConv2d, winograd_eligible
+from maskrcnn.ops.winograd import WinogradConv2d, tiles_use_enough, winograd_eligible
 
 __all__ = ["optimise_for_inference", "fold_conv_norm", "norm_affine", "use_winograd", "use_fused_add",
            "use_onednn_linear"]
@@ -115,18 +116,36 @@ def _fold_children(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def use_winograd(module: nn.Module, *, min_channels: int = 128, onednn_products: bool = False) -> int:
+def use_winograd(module: nn.Module, *, min_channels: int = 128, onednn_products: bool = False,
+                 skip: tuple = ()) -> int:
     """Replace every eligible 3x3 convolution below ``module`` by a ``WinogradConv2d`` (same parameters),
-    its products on oneDNN with ``onednn_products``; returns how many were replaced. Convolutions
-    followed by a norm must be folded first."""
+    its products on oneDNN with ``onednn_products``, except below the modules in ``skip``; returns how
+    many were replaced. Convolutions followed by a norm must be folded first."""
     replaced = 0
     for name, child in list(module.named_children()):
+        if any(child is s for s in skip):
+            continue
         if winograd_eligible(child, min_channels=min_channels):
             setattr(module, name, WinogradConv2d(child, onednn_products=onednn_products))
             replaced += 1
         else:
-            replaced += use_winograd(child, min_channels=min_channels, onednn_products=onednn_products)
+            replaced += use_winograd(child, min_channels=min_channels, onednn_products=onednn_products,
+                                     skip=skip)
     return replaced
+
+
+def roi_heads_on_wasteful_tiles(model: nn.Module) -> tuple:
+    """The mask / keypoint heads whose maps have their pooler's fixed size, where Winograd's tiles with
+    the products on oneDNN always lose to the direct convolution (14 x 14: ``ops.winograd``): replacing
+    their convolutions would only hold transformed kernels never read (~300 MB for a keypoint head)."""
+    roi_heads = getattr(model, "roi_heads", None)
+    heads = []
+    for pooler_name, head_name in (("mask_pooler", "mask_head"), ("keypoint_pooler", "keypoint_head")):
+        size = getattr(getattr(roi_heads, pooler_name, None), "output_size", None)
+        head = getattr(roi_heads, head_name, None)
+        if head is not None and size is not None and not tiles_use_enough(*size):
+            heads.append(head)
+    return tuple(heads)
 
 
 def use_fused_add(module: nn.Module, *, fused: bool) -> int:
@@ -205,8 +224,9 @@ def optimise_for_inference(
     # after folding: a Winograd conv's kernel is transformed once, so the norm must already be in it.
     # With its products on oneDNN Winograd pays from 256 channels (ops.winograd's measurements)
     min_channels = 256 if blas_lags else 128
-    model.winograd_convs = (use_winograd(model, min_channels=min_channels, onednn_products=blas_lags)
-                            if winograd else 0)
+    skip = roi_heads_on_wasteful_tiles(model) if blas_lags else ()  # 14 x 14 RoIs: direct convolution
+    model.winograd_convs = (use_winograd(model, min_channels=min_channels, onednn_products=blas_lags,
+                                         skip=skip) if winograd else 0)
     model.winograd_products = ("onednn" if blas_lags else "bmm") if model.winograd_convs else None
     model.onednn_linears = use_onednn_linear(model) if onednn_linear and onednn_linear_available() else 0
     fused_add = (on_cpu if fused_add is None else fused_add) and fold_bn and fused_kernel_works()

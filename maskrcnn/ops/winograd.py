@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from maskrcnn.ops.gemm_rates import onednn_matmul
 
-__all__ = ["WinogradConv2d", "winograd_weight", "conv3x3_winograd", "winograd_eligible"]
+__all__ = ["WinogradConv2d", "winograd_weight", "conv3x3_winograd", "winograd_eligible", "tiles_use_enough"]
 
 # F(4x4, 3x3) with interpolation points 0, 1, -1, 2, -2 and infinity (float64, exact in binary)
 _G = torch.tensor(
@@ -189,6 +189,13 @@ def conv3x3_winograd(x: Tensor, weight_t: Tensor, bias: Tensor = None, *,
     return out
 
 
+def tiles_use_enough(height: int, width: int) -> bool:
+    """Whether the 4 x 4 output tiles of an H x W map use enough of their outputs for Winograd with its
+    products on oneDNN to beat the direct convolution (``_MIN_TILE_USE``; 14 x 14 RoIs do not)."""
+    tiles = -(-height // 4) * -(-width // 4)
+    return height * width >= _MIN_TILE_USE * 16 * tiles
+
+
 def winograd_eligible(conv: nn.Module, *, min_channels: int = 128) -> bool:
     """A plain 3x3, stride 1, dilation 1, 'same' zero-padded, ungrouped Conv2d with at least
     ``min_channels`` input and output channels (below that oneDNN's direct kernel is as fast)."""
@@ -229,7 +236,7 @@ class WinogradConv2d(nn.Module):
             x.device.type == "cpu"
             and x.dim() == 4
             and x.shape[0] * tiles * x.shape[1] >= _MIN_TILE_CHANNELS
-            and (not self.onednn_products or x.shape[2] * x.shape[3] >= _MIN_TILE_USE * 16 * tiles)
+            and (not self.onednn_products or tiles_use_enough(x.shape[2], x.shape[3]))
             and x.dtype == torch.float32
             and self.weight_t.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")

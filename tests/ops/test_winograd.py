@@ -153,10 +153,14 @@ onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch 
 @pytest.mark.parametrize("shape", [(1, 32, 37, 41, 24), (6, 16, 16, 16, 8)])
 def test_products_on_onednn_equal_the_direct_convolution(monkeypatch, budget, shape):
     """The 36 products through oneDNN's matmul (the path where torch.mm lags oneDNN): the same float32
-    result as the torch.bmm path up to summation order, chunked (one tile row per chunk) or not."""
+    result as the torch.bmm path up to summation order, in chunks of a few tile rows / images or in one."""
     x, weight, bias = _case(*shape, dtype=torch.float32, seed=5)
     ref = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
     monkeypatch.setattr(winograd, "_ONEDNN_CHUNK_TILE_CHANNELS", budget)
+    # the budget grows with the threads: pinned, so that budget 1 chunks on a many-core machine too
+    monkeypatch.setattr(winograd.torch, "get_num_threads", lambda: 1)
+    n, c, h, w, _ = shape
+    assert (len(winograd._chunks(n, -(-h // 4), -(-w // 4), c, budget)) > 1) == (budget == 1)
     wt = winograd_weight(weight)
     out = conv3x3_winograd(x, wt, bias, onednn_products=True)
     assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
@@ -189,3 +193,27 @@ def test_products_on_onednn_keep_the_direct_convolution_where_tiles_waste(monkey
         x = torch.randn(3, 16, 14, 14)
         torch.testing.assert_close(WinogradConv2d(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
         assert calls == [{"onednn_products": False}]
+
+
+def test_roi_heads_on_14_pixel_rois_keep_the_direct_convolution_with_onednn_products(monkeypatch):
+    """With the products on oneDNN the mask (and keypoint) head's convolutions, always on its pooler's
+    14 x 14 maps, are left as they are (their Winograd would never run); a 16 x 16 pooler's are replaced.
+    The torch.bmm path replaces them as before."""
+    from maskrcnn.modeling import fuse
+
+    def model(pool):
+        roi_heads = nn.Module()
+        roi_heads.mask_pooler = type("Pooler", (nn.Module,), {})()
+        roi_heads.mask_pooler.output_size = (pool, pool)
+        roi_heads.mask_head = nn.Sequential(nn.Conv2d(256, 256, 3, padding=1))
+        holder = nn.Module()
+        holder.fpn = nn.Conv2d(256, 256, 3, padding=1)
+        holder.roi_heads = roi_heads
+        return holder
+
+    for lags, pool, expected in [(True, 14, 1), (True, 16, 2), (False, 14, 2)]:
+        monkeypatch.setattr(fuse, "matmul_lags_onednn", lambda lags=lags: lags)
+        m = optimise_for_inference(model(pool), fused_add=False)
+        lagging = lags and onednn_linear_available()
+        assert m.winograd_convs == (expected if lagging else 2), (lags, pool)
+        assert isinstance(m.fpn, WinogradConv2d)
