@@ -166,7 +166,7 @@ def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
         if n_bad == array.size:
             raise ImageReadError(f"{name}: every pixel is NaN or infinite (not a number): no image to read")
         warnings.warn(f"{name}: {n_bad} of {array.size} pixels are NaN or infinite (not a number); read as "
-                      "0 (black)", stacklevel=6)
+                      "0 (black)", stacklevel=4)
         array = np.where(bad, 0.0, array).astype(np.float32)
     return float_file_array(array, name)  # the range of the finite values only
 
@@ -322,41 +322,8 @@ _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size a
 
 def image_header(path: Union[str, os.PathLike]) -> tuple:
     """((H, W) as stored, EXIF orientation 1..8) of an image file, from its header only (no pixel is
-    decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it, PIL's warnings
-    about it said naming the file); ImageReadError naming the file when it cannot be read.
-    ``turned_size`` gives the size ``read_image`` returns."""
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            return _read_header(path)
-    finally:
-        _say_caught(caught, str(path), stacklevel=3)
-
-
-def _say_caught(caught: list, name: str, *, stacklevel: int = 4) -> None:
-    """Warnings recorded while reading the image ``name``, said again: PIL's own (a corrupt EXIF block:
-    "Corrupt EXIF data.", "Skipping tag 274"), which name no file, in one line naming it (a folder's
-    run printed them between two images' lines, and nothing said which photo they were about); the
-    library's own as they were raised. ``stacklevel``: the caller of ``read_image`` / ``image_header``."""
-    pil_folder = os.path.dirname(Image.__file__) + os.sep
-    said = []
-    for w in caught:
-        if os.path.abspath(w.filename).startswith(pil_folder):
-            text = " ".join(str(w.message).split())  # PIL's "Corrupt EXIF data.  Expecting ..."
-            if text not in said:
-                said.append(text)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if said:
-        note = ("; its EXIF orientation is unreadable: used as stored, not turned"
-                if any("tag 274" in t for t in said) else "")
-        warnings.warn(f"{name}: {'; '.join(said)} (PIL, reading the image){note}", UserWarning,
-                      stacklevel=stacklevel)
-
-
-def _read_header(path) -> tuple:
-    """``image_header``'s work."""
+    decoded; a missing or corrupt EXIF block reads as 1, as ``read_image`` ignores it); ImageReadError
+    naming the file when it cannot be read. ``turned_size`` gives the size ``read_image`` returns."""
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
@@ -486,17 +453,6 @@ def _is_empty_file(path) -> bool:
 def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
-    caught: list = []  # PIL's own warnings (a corrupt EXIF block), said again naming the file
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            return _decode_pixels(source, name, max_pixels=max_pixels, orient=orient)
-    finally:
-        _say_caught(caught, name)
-
-
-def _decode_pixels(source, name: str, *, max_pixels: Optional[int], orient: bool) -> torch.Tensor:
-    """``_decode``'s work, its warnings one frame deeper (``stacklevel``s: the caller of ``read_image``)."""
     try:
         with _pil_open_quiet() as limit, Image.open(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
@@ -514,11 +470,11 @@ def _decode_pixels(source, name: str, *, max_pixels: Optional[int], orient: bool
                 warnings.warn(
                     f"{name}: {frames} frames (animation or pages); using the first, {frames - 1} left out",
                     MultiFrameWarning,
-                    stacklevel=4,
+                    stacklevel=3,
                 )
             img.seek(0)
             img.load()
-            oriented = exif_oriented(img, name, stacklevel=4) if orient else img
+            oriented = exif_oriented(img, name, stacklevel=3) if orient else img
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")

@@ -322,30 +322,3 @@ def test_float_tiff_slightly_over_1_reads_as_the_same_pil_image():
     in_memory = _as_float_image(Image.fromarray(values, mode="F"), "image 0")
     assert from_file.shape == (3, 6, 8) and torch.equal(from_file, in_memory)
     assert float(from_file.max()) == pytest.approx(1.05)
-
-
-def _jpeg_with_corrupt_exif(path):
-    """A JPEG whose EXIF block's orientation tag (274) points past its end: PIL warns twice, by no name."""
-    data = io.BytesIO()
-    Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(data, "JPEG")
-    jpeg = data.getvalue()
-    app1 = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\xff\xff\xff\xff" + b"\x00" * 4
-    path.write_bytes(jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:])
-
-
-def test_pil_warnings_about_a_corrupt_exif_block_name_the_file(tmp_path):
-    """PIL's "Corrupt EXIF data" / "Skipping tag 274" warnings named no file: in a folder's run they
-    came between two images' lines, and nothing said which photo had the broken EXIF (its orientation)."""
-    from maskrcnn.data.images import image_header
-
-    path = tmp_path / "badexif.jpg"
-    _jpeg_with_corrupt_exif(path)
-    for read in (read_image, image_header):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            read(path)
-        texts = [str(w.message) for w in caught]
-        assert len(texts) == 1, texts  # one line per file, both of PIL's messages in it
-        assert texts[0].startswith(f"{path}: Tag data larger than file. Skipping tag 274; Corrupt EXIF data.")
-        assert texts[0].endswith("its EXIF orientation is unreadable: used as stored, not turned")
-        assert caught[0].filename == __file__  # said where the caller reads the file, not inside PIL
