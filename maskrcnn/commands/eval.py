@@ -373,7 +373,7 @@ def _at_least_one(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table
+    from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
 
     _check_analysis_args(args)
@@ -407,8 +407,8 @@ def run(args: argparse.Namespace) -> int:
 
         mapping = read_category_map(args.category_map) if args.category_map else None
         raw = _sized_ground_truth(args, raw)
-        # read and checked once, for the AP and the analysis, as --weights reads it
-        coco_gt = _results_ground_truth(args, raw)
+        # read and checked once, for the AP and the analysis
+        coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
@@ -468,61 +468,6 @@ def run(args: argparse.Namespace) -> int:
               + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
                  f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))
     return 1 if cityscapes_failed else 0
-
-
-def _results_ground_truth(args, raw: dict):
-    """The ground truth ``--results`` are scored against (a pycocotools COCO): ``--json`` (``raw``, the
-    sizes it needs read: ``_sized_ground_truth``) read as ``--weights``, train and show-data read it, by
-    ``CocoDataset`` (a bad record skipped, named and counted: VIA 3's ``[[]]`` shapes, which the scorer's
-    own check refused the whole file for while ``--weights`` scored it), its records then checked for the
-    scorer as a model's evaluation checks them. No image is read: an image whose size is unknown (its
-    boxes need none) is checked against the extent of its boxes and stays of unknown size."""
-    from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.coco_exports import has_unknown_sizes
-    from maskrcnn.engine.evaluator import load_ground_truth
-
-    unknown = {}  # image id -> its record's own width and height (absent, null or -1)
-    if has_unknown_sizes(raw):
-        raw, unknown = _box_extent_sizes(raw)
-    dataset = CocoDataset(json_path=args.json, image_dir=None, keypoints="auto", coco=raw,
-                          crowd_as_objects=args.crowd_as_objects)
-    data = dataset.to_coco_dict(box_as_mask=False)  # box-only objects: ignored regions of segm AP
-    for cat in data["categories"]:  # the file's own: keypoint AP over the categories that define the set
-        if cat["id"] not in dataset.keypoint_category_ids:  # (a model's evaluation gives every class it)
-            cat.pop("keypoints", None), cat.pop("skeleton", None)
-    for img in data["images"]:
-        if img["id"] in unknown:  # as written: the scorer reads such a box on its own extent
-            img.pop("width"), img.pop("height")
-            img.update(unknown[img["id"]])
-    return load_ground_truth(data, source=str(args.json), read_by_dataset=True)
-
-
-def _box_extent_sizes(raw: dict) -> tuple:
-    """(``raw`` with each image of unknown size (``coco_exports.has_unknown_sizes``) given one that holds
-    its annotations' boxes, {image id: its record's own width and height}). Only boxes are on such an
-    image (``_sized_ground_truth`` read the size of those with a mask or keypoints), and a box needs no
-    size: the loader's size checks then pass every box as the scorer's reading (on the box's extent) does."""
-    from maskrcnn.data.coco import _as_id
-    from maskrcnn.data.json_values import is_finite_number
-
-    extent: dict = {}  # image id -> (width, height) its boxes reach
-    for ann in raw.get("annotations", []):
-        bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        if isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox):
-            x, y, w, h = (float(v) for v in bbox)
-            # -x too: a box reaching left of the image is clipped there, not refused as far outside it
-            reach = (max(x + w, -x), max(y + h, -y))
-            old = extent.get(_as_id(ann.get("image_id")), (1, 1))
-            extent[_as_id(ann.get("image_id"))] = tuple(max(a, math.ceil(b)) for a, b in zip(old, reach))
-    images, unknown = [], {}
-    for img in raw["images"]:
-        if isinstance(img, dict) and (img.get("width") in (None, -1) and img.get("height") in (None, -1)):
-            own = {k: img[k] for k in ("width", "height") if k in img}
-            unknown[_as_id(img.get("id"))] = own
-            width, height = extent.get(_as_id(img.get("id")), (1, 1))
-            img = {**img, "width": width, "height": height}
-        images.append(img)
-    return {**raw, "images": images}, unknown
 
 
 def _sized_ground_truth(args, raw: dict) -> dict:

@@ -9,8 +9,7 @@ orig_size (H, W) of the file as read.
 Category ids (any integers) map to contiguous labels 1..K-1 in increasing id order; label 0 is the
 background (``class_names[0] == "__background__"``). The JSON is validated when loaded: every problem
 (missing field, bad box, bad segmentation, unknown category or image, duplicate image or category id,
-missing image file, a file listed by a second image record: the first keeps it, as merge-data keeps it; an
-``iscrowd``, ``area`` or ``keypoints`` value the evaluation refuses, by its rule: ``annotation_values``)
+missing image file)
 is logged with the file, image id and annotation id, the offending record is skipped and counted in
 ``dataset.skipped``; a long training run never dies on one bad record. Segmentations are checked in
 full (``mask_codec.segmentation_problem``) before pycocotools sees them; a box reaching past the
@@ -35,17 +34,16 @@ mask loss leaves it out; a missing bbox is the segmentation's box; an iscrowd ot
 string "0" too: read as written, it was true) is refused as the evaluation refuses it; ids may be
 floats holding integers, or strings of up to 18 digits ("7", one note); a category named ``_background_``
 (labelme2coco), ``background`` or ``__background__`` without annotations is no class either (with
-annotations: kept, a warning); a repeated (or non-integer: "a", 2.5) annotation id is renumbered above
-the largest (ids only name records; an exact copy under a repeated id, same image, category and
-geometry, is skipped as ``duplicate_annotation``); an image record with only a ``coco_url`` is looked up
-by the URL's file name (never '.' or '..', '\\' separating too);
+annotations: kept, a warning); a repeated annotation id is renumbered above the largest (ids only name
+records; an exact copy under a repeated id, same image, category and geometry, is skipped as
+``duplicate_annotation``); an image record with only a ``coco_url`` is looked up by the URL's file name
+(never '.' or '..', '\\' separating too);
 a record without width and height gets its file's size (EXIF orientation applied, from the header);
 a file_name not found as written is looked up in the image folder by the end of its path (Windows
 separators, another machine's absolute path, Label Studio's 'images/<hash>-x.jpg' or upload path);
 two records that come to one file so, the first keeps it and the others are skipped (named).
 An image whose file is of another size than its record is refused when read (``image_size_mismatch``,
-both sizes named; ``check_image_files`` checks every header up front, for ``show-data``; an image with an
-RLE of another size than its record's has its header read when the file is loaded), unless the
+both sizes named; ``check_image_files`` checks every header up front, for ``show-data``), unless the
 record gives the stored size of a photo that EXIF turns by a quarter: its annotations were drawn on the
 stored pixels, so it is read without the rotation (decoded once, the rotation undone on the tensor;
 said once per process).
@@ -68,7 +66,6 @@ from urllib.parse import unquote, urlsplit
 import torch
 
 from maskrcnn.class_names import distinct_names
-from maskrcnn.data.annotation_values import annotation_value_problem, has_no_keypoints
 from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
@@ -288,15 +285,6 @@ def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
-def _rle_size_differs(segmentation, img: dict) -> bool:
-    """An RLE whose integer ``size`` is not the image record's [height, width]."""
-    if not isinstance(segmentation, dict):
-        return False
-    size = segmentation.get("size")
-    return (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_whole(v) for v in size)
-            and (int(size[0]), int(size[1])) != (img["height"], img["width"]))
-
-
 def _labels_keypoints(kp) -> bool:
     """True for a flat keypoint list with at least one labelled point (visibility > 0)."""
     return isinstance(kp, list) and any(is_finite_number(v) and v > 0 for v in kp[2::3])
@@ -480,8 +468,6 @@ class CocoDataset(torch.utils.data.Dataset):
         if keypoints == "auto":  # as a keypoint model's training reads a file with a keypoint set
             self.keypoints = keypoints = bool(self.keypoint_names)
         self._load_images(data["images"])
-        # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
-        self._stored_pixels: dict = {}
         annotations = data.get("annotations", [])
         if crowd_as_objects:  # data.crowd_as_objects: CVAT's brush masks are objects, not crowds (crowd.py)
             annotations, n = as_objects(annotations)
@@ -514,6 +500,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
         self._unreadable: set = set()
+        # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
+        self._stored_pixels: dict = {}
 
     # ------------------------------------------------------------------ loading and validation
 
@@ -658,23 +646,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 )
                 continue
             by_tail = file_name not in (img["file_name"], img["file_name"].replace("\\", "/"))
-            # the file's identity as merge-data takes it (its real path), so that 'a.jpg' and './a.jpg' are
-            # one file; without an image folder, the name as written
-            key = (os.path.realpath(self.image_dir / file_name) if self.image_dir is not None
-                   else os.path.normpath(file_name.replace("\\", "/")))
-            owner = file_owner.get(key)
-            if owner is not None and not (by_tail or owner[1]):
-                # one picture's objects split over two records (an exporter's, a merge script's): each was
-                # a sample whose other objects trained as background. As merge-data merges such a file:
-                # the first listing keeps it
-                self._problems.add(
-                    "duplicate_image_file",
-                    f"image id {iid}: file {_shown(file_name)} is listed by image id {owner[0]} too; the "
-                    "first keeps it, this record's annotations are left out (merge the two records' "
-                    "annotations into one to keep them all)",
-                )
-                continue
-            if owner is not None:
+            owner = file_owner.get(file_name)
+            if owner is not None and (by_tail or owner[1]):
                 # C:\a\x.png and D:\b\x.png both end in x.png: one image's boxes on the other's pixels
                 self._problems.add(
                     "ambiguous_file_name",
@@ -718,7 +691,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 "width": int(img["width"]),
             }
             self._image_order.append(iid)
-            file_owner.setdefault(key, (iid, by_tail, img["file_name"]))
+            file_owner.setdefault(file_name, (iid, by_tail, img["file_name"]))
         self._anns: dict = {iid: [] for iid in self._images}
         if found_by_tail:
             written, used = found_by_tail[0]
@@ -759,13 +732,12 @@ class CocoDataset(torch.utils.data.Dataset):
             return "missing_field", f"lacks {', '.join(missing)}"
         if not _is_int(ann["category_id"]) or ann["category_id"] not in self.category_id_to_label:
             return "unknown_category", f"has unknown category_id {ann['category_id']!r}"
-        # iscrowd, area and keypoints as the evaluation reads them (one rule: ``annotation_values``): a
-        # value it refuses (a negative area, the string "0") is skipped here, named, when the file is read,
-        # not found by the scorer at train's first evaluation, after the training
-        problem = annotation_value_problem(ann, self.num_keypoints if self.keypoints else
-                                           len(self.keypoint_names) if self.keypoint_names else None)
-        if problem:
-            return problem
+        crowd = ann.get("iscrowd")
+        if crowd is not None and crowd not in (0, 1):
+            # "0" (a string) is truthy: read as written it made the object a crowd region; refused as
+            # the evaluation's ground-truth check refuses it (true/false and 0.0/1.0 are 0/1)
+            kind = " (a string)" if isinstance(crowd, str) else ""
+            return "bad_iscrowd", f"has iscrowd {str(crowd)[:20]!r}{kind}, not 0 or 1"
         if not box_only:
             problem = segmentation_problem(seg, img["height"], img["width"])
             if problem:
@@ -803,8 +775,16 @@ class CocoDataset(torch.utils.data.Dataset):
             )
         ann["_box"] = (x1, y1, x2, y2)
         ann["_box_only"] = box_only
-        if self.keypoints and not has_no_keypoints(ann.get("keypoints")):  # checked above
-            kp = self._visibility_read(ann["keypoints"], ann)
+        if self.keypoints and ann.get("keypoints"):  # null or []: none labelled (as a missing field)
+            kp = ann["keypoints"]
+            if (
+                not isinstance(kp, list)
+                or len(kp) != 3 * self.num_keypoints
+                # true / false are no coordinates (the evaluation refused them, naming no file)
+                or not all(is_finite_number(v) for v in kp)
+            ):
+                return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
+            kp = self._visibility_read(kp, ann)
             ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
 
@@ -833,7 +813,6 @@ class CocoDataset(torch.utils.data.Dataset):
         next_id = 1 + max((i for i in (_as_id(a.get("id")) for a in annotations if isinstance(a, dict))
                            if _is_int(i)), default=0)
         renumbered: list = []  # the repeated ids, in file order
-        wrong_size: set = set()  # images whose file has another size than the JSON's (found by an RLE)
         geometry: dict = {}  # (image id, category id, box) -> the kept annotations with it
         for ann in annotations:
             if not isinstance(ann, dict):
@@ -844,11 +823,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._digit_ids += sum(map(_is_digit_string, raw))
             aid, iid = _as_id(raw[0]), _as_id(raw[1])
             where = f"annotation id {aid!r} (image id {iid!r})"
-            if aid is None:
+            if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
-                continue
-            if not _is_int(iid) and iid is not None:  # 1.5, "x": not an unknown image, a wrong value
-                self._problems.add("unknown_image", f"{where} has an image_id that is not an integer")
                 continue
             if not _is_int(iid) or iid not in self._images:
                 self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image",
@@ -857,52 +833,32 @@ class CocoDataset(torch.utils.data.Dataset):
             ann = dict(ann, id=aid, image_id=iid)
             if "category_id" in ann:
                 ann["category_id"] = _as_id(ann["category_id"])
-            if iid in wrong_size:  # an image refused below for its JSON size: its other annotations go too
-                self._problems.add("unknown_image", f"{where} refers to a skipped image", quiet=True)
-                continue
             problem = self._annotation_problem(ann, self._images[iid])
-            if problem and _rle_size_differs(ann.get("segmentation"), self._images[iid]):
-                refusal = self._json_size_problem(iid)
-                if refusal:  # the file agrees with the RLE, not with the JSON: the JSON's size is wrong
-                    wrong_size.add(iid)
-                    self._problems.add("image_size_mismatch", refusal)
-                    self._problems.add("unknown_image", f"{where} refers to a skipped image", quiet=True)
-                    continue
-                size = list(ann["segmentation"]["size"])
-                img = self._images[iid]
-                problem = problem[0], (f"RLE size {size} does not match the height and width "
-                                       f"[{img['height']}, {img['width']}] the JSON gives image id {iid}")
             if problem:
                 self._problems.add(problem[0], f"{where} {problem[1]}")
                 continue
             twins = geometry.setdefault((iid, ann["category_id"], ann["_box"]), [])
             # only a repeated id is compared: two records with ids of their own were meant as two
             copy_of = (next((t["id"] for t in twins if _same_object(t, ann)), None)
-                       if _is_int(aid) and aid in seen_ids else None)
+                       if aid in seen_ids else None)
             if copy_of is not None:
                 self._problems.add("duplicate_annotation",
                                    f"{where} is an exact copy of annotation id {copy_of} (same image, "
                                    f"category and geometry)")
                 continue
-            if not _is_int(aid) or aid in seen_ids:  # "a", 2.5: a name too, as the evaluation takes it
-                renumbered.append(aid if _is_int(aid) else repr(aid)[:20])
+            if aid in seen_ids:
+                renumbered.append(aid)
                 ann["id"] = aid = next_id
                 next_id += 1
             seen_ids.add(aid)
             twins.append(ann)
             self._anns[iid].append(ann)
-        for iid in wrong_size:  # left out with their annotations (those kept before it was found: counted)
-            self._problems.quiet += len(self._anns[iid])
-            self._problems.counts["unknown_image"] += len(self._anns[iid])
-            self._anns[iid] = []
-        self._image_order = [i for i in self._image_order if i not in wrong_size]
         if renumbered:
             distinct = list(dict.fromkeys(renumbered))
             first = ", ".join(str(i) for i in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
-            what = "repeat an id used before" + ("" if all(map(_is_int, renumbered)) else
-                                                 " or have one that is not an integer")
-            self._notes.append(f"{self.json_path}: {len(renumbered)} annotations {what} (ids {first}): kept, "
-                               f"with new ids from {next_id - len(renumbered)} (ids only name records)")
+            self._notes.append(f"{self.json_path}: {len(renumbered)} annotations repeat an id used before "
+                               f"(ids {first}): kept, with new ids from {next_id - len(renumbered)} "
+                               f"(ids only name records)")
         self.box_only_annotations = sum(a["_box_only"] for anns in self._anns.values() for a in anns)
         # a keypoint set to train and score: a category's names, or keypoints in a kept annotation (unnamed,
         # read as COCO's 17); False: a keypoint model's training has nothing to learn, its eval no keypoint AP
@@ -936,26 +892,6 @@ class CocoDataset(torch.utils.data.Dataset):
                 "keypoint head ignores: train them with a keypoint config (--config keypoint_r50_fpn)"
                 + (f"; {box_kp} of them have no segmentation: their boxes train the box and class losses, "
                    "not the mask loss" if box_kp else ""))
-
-    def _json_size_problem(self, image_id: int) -> Optional[str]:
-        """The ``image_size_mismatch`` message of an image whose file (its header; EXIF orientation
-        applied) is not the size its record gives, as ``check_image_files`` says it; None when it is, or
-        when it cannot be told (no image folder, a file not readable: reading it says that). Asked only
-        for an image with an RLE of another size than the record's: a record with width and height
-        swapped made every RLE of the image "not match the image size", blaming good masks, and the
-        image went into the count of those without annotations."""
-        if self.image_dir is None:
-            return None
-        info = {"id": image_id, **self._images[image_id], "path": self._path(image_id)}
-        try:
-            head = image_header(info["path"])
-        except ImageReadError:
-            return None
-        shown = turned_size(*head)  # (H, W) as read_image returns it
-        problem = self._size_problem(info, shown)
-        if problem and not self._drawn_on_stored_pixels(info, shown, header=head, say=False):
-            return problem
-        return None
 
     def _has_objects(self, image_id: int) -> bool:
         return any(not a.get("iscrowd", 0) for a in self._anns[image_id])

@@ -37,7 +37,6 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from maskrcnn.data.annotation_values import annotation_value_problem
 from maskrcnn.data.coco import category_names, load_coco_json
 from maskrcnn.data.coco_exports import warn_tool_exports
 from maskrcnn.data.coco_results import detections_to_coco_results
@@ -162,12 +161,10 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     problem = _box_problem(ann["bbox"])
     if problem:
         return problem
-    names = cat_ids[ann["category_id"]]
-    # iscrowd, area and keypoints by the loader's rule (``annotation_values``): what CocoDataset reads
-    # (train's --val-json, eval --weights) never fails here at a first evaluation after the training
-    problem = annotation_value_problem(ann, len(names) if names else None)
-    if problem:
-        return problem[1]
+    if "area" in ann and not (is_finite_number(ann["area"]) and ann["area"] >= 0):
+        return f"area {str(ann['area'])[:40]} is not a finite number >= 0"
+    if ann.get("iscrowd", 0) not in (0, 1):  # also refuses true/false lookalikes such as "yes"
+        return f"iscrowd {str(ann['iscrowd'])[:20]} is not 0 or 1"
     if not is_empty_segmentation(ann.get("segmentation")):
         img = images[ann["image_id"]]
         if not (is_finite_number(img.get("height")) and is_finite_number(img.get("width"))):
@@ -175,6 +172,13 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
         problem = segmentation_problem(ann["segmentation"], img["height"], img["width"])
         if problem:
             return f"segmentation: {problem}"
+    if ann.get("keypoints") is not None:
+        problem = _keypoints_problem(ann["keypoints"])
+        names = cat_ids[ann["category_id"]]
+        if not problem and names and ann["keypoints"] and len(ann["keypoints"]) != 3 * len(names):
+            # COCOeval would fail on numpy's broadcasting message, naming neither record nor field
+            problem = f"keypoints hold {len(ann['keypoints']) // 3} points, the category has {len(names)}"
+        return problem
     return None
 
 
@@ -217,10 +221,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             continue
         problem = _gt_annotation_problem(ann, images, cat_ids)
         if problem:
-            # named by its id; by its position only without one: in a dict CocoDataset gave, the position
-            # is among the records it kept, not the file's (which said "record 2" of the file's fourth)
-            where = f"id {ann['id']!r}" if _is_id(ann.get("id")) else f"{index} (of the list, without an id)"
-            problems.append(f"annotation {where} {problem}")
+            problems.append(f"annotation id {ann.get('id')!r} {problem} (record {index})")
     if problems:
         raise ValueError(
             f"{source}: {len(problems)} problems in the ground truth, which must be right to score "
@@ -231,13 +232,6 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     odd = []  # (the file's annotation id, value), one per visibility flag other than 0, 1, 2
     for index, ann in enumerate(data["annotations"]):
-        # as CocoDataset reads them (``annotation_values``): iscrowd and area null are absent (0, computed),
-        # keypoints {} none labelled
-        for key in ("iscrowd", "area"):
-            if key in ann and ann[key] is None:
-                del ann[key]
-        if isinstance(ann.get("keypoints"), dict):
-            del ann["keypoints"]
         ann.setdefault("iscrowd", 0)
         if "segmentation" not in ann:
             # no segmentation at all (a detection dataset, a keypoint person drawn without one): the box's
@@ -289,14 +283,12 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     return data
 
 
-def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[str] = None,
-                      read_by_dataset: bool = False) -> COCO:
+def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[str] = None) -> COCO:
     """A pycocotools COCO from a path, a dict or a COCO (returned as is), validated, quietly.
     ``crowd_as_objects``: crowd annotations scored as ordinary objects (``data.crowd_as_objects``);
     without it a file (a path, or a dict read from the file ``source`` names) that looks like a CVAT
-    export with crowd RLE is said in a warning (``data/crowd.py``). ``read_by_dataset``: ``gt`` is a
-    ``CocoDataset``'s ``to_coco_dict`` (said when it was read: no note again; ``source`` only names
-    the file in errors)."""
+    export with crowd RLE is said in a warning (``data/crowd.py``; a ``CocoDataset``'s dict was said
+    when it was read)."""
     if isinstance(gt, COCO):
         return gt
     if isinstance(gt, (str, os.PathLike)):
@@ -307,7 +299,7 @@ def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[st
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
     data = warn_tool_exports(data, source or "ground truth")  # VIA 3 COCO export, read as CocoDataset does
     anns = data.get("annotations", [])
-    note = None if crowd_as_objects or source is None or read_by_dataset else cvat_crowd_note(anns, source)
+    note = None if crowd_as_objects or source is None else cvat_crowd_note(anns, source)
     if note:
         warnings.warn(note, stacklevel=2)
     data = _validate_ground_truth(data, source or "ground truth", crowd_as_objects=crowd_as_objects)
@@ -598,8 +590,6 @@ class CocoEvaluator:
             not have, e.g. a validation split converted without them: there is nothing to score them by).
         keypoint_order: for each of the ground truth's keypoints, the index of the model's keypoint of
             that name (the same set in another order); detections' keypoints are put in that order.
-        source: the file ``gt`` (a ``CocoDataset``'s ``to_coco_dict``) was read from, named in errors
-            (they said "ground truth:", not which file).
     """
 
     def __init__(
@@ -612,12 +602,11 @@ class CocoEvaluator:
         keypoint_sigmas: Optional[Sequence[float]] = None,
         ignore_labels: Sequence[int] = (),
         keypoint_order: Optional[Sequence[int]] = None,
-        source: Optional[str] = None,
     ):
         unknown = [t for t in iou_types if t not in IOU_TYPES]
         if unknown or not iou_types:
             raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
-        self.coco_gt = load_ground_truth(gt, source=source, read_by_dataset=source is not None)
+        self.coco_gt = load_ground_truth(gt)
         self.iou_types = tuple(iou_types)
         self.keypoint_sigmas = tuple(keypoint_sigmas) if keypoint_sigmas else None
         self.label_to_category_id = label_to_category_id

@@ -238,7 +238,6 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
         # the model's classes the dataset lacks (matched by name): nothing to score them against
         ignore_labels=[label for label in range(1, len(predictor.class_names)) if label not in mapping],
         keypoint_order=order,
-        source=str(dataset.json_path),  # named in an error (train's --val-json, eval --weights' --json)
     )
 
 
