@@ -285,6 +285,11 @@ def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
 
 
+def _is_rle_size(size) -> bool:
+    """[height, width] of whole numbers, as an RLE's ``size`` must be."""
+    return isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_whole(v) for v in size)
+
+
 def _labels_keypoints(kp) -> bool:
     """True for a flat keypoint list with at least one labelled point (visibility > 0)."""
     return isinstance(kp, list) and any(is_finite_number(v) and v > 0 for v in kp[2::3])
@@ -796,6 +801,32 @@ class CocoDataset(torch.utils.data.Dataset):
         self._odd_visibility.extend((ann.get("id"), value) for value in odd)
         return out
 
+    def _rle_size_cause(self, image_id: int, ann: dict, headers: dict) -> Optional[str]:
+        """When ``ann``'s RLE is of another size than its image record and the image file is not the
+        record's size either, the record's width/height are what is wrong (swapped, stale): said as
+        show-data says it, instead of blaming the RLE. Else None. Only on that error path, so a file is
+        opened (its header, once per image: ``headers`` caches it) only for such an image."""
+        seg = ann.get("segmentation")
+        if self.image_dir is None or not isinstance(seg, dict) or not _is_rle_size(seg.get("size")):
+            return None
+        img = self._images[image_id]
+        if [int(v) for v in seg["size"]] == [img["height"], img["width"]]:
+            return None
+        if image_id not in headers:
+            try:
+                headers[image_id] = image_header(self._path(image_id))  # (stored size, orientation)
+            except (ImageReadError, OSError):
+                headers[image_id] = None  # unreadable: said when it is read, as for any image
+        if headers[image_id] is None or headers[image_id][0] == (img["height"], img["width"]):
+            return None  # the record is the stored size (an EXIF-turned photo read unturned): not wrong
+        shown = turned_size(*headers[image_id])  # (H, W) as read_image returns it
+        problem = self._size_problem({"id": image_id, **img, "path": self._path(image_id)}, shown)
+        if not problem:
+            return None
+        size = [int(v) for v in seg["size"]]
+        agrees = "the file's size" if tuple(size) == tuple(shown) else "neither the file's nor the record's"
+        return f"has an RLE of size {size} ({agrees}); the image record's width/height are wrong: {problem}"
+
     def _keypoints_inside(self, kp: list, ann: dict, width: float, height: float) -> list:
         """``clip_keypoints`` (data/keypoints.py, which the evaluation's ground truth goes through too);
         the points made unlabelled counted, and said once per file with the first annotation's id."""
@@ -814,6 +845,7 @@ class CocoDataset(torch.utils.data.Dataset):
                            if _is_int(i)), default=0)
         renumbered: list = []  # the repeated ids, in file order
         geometry: dict = {}  # (image id, category id, box) -> the kept annotations with it
+        headers: dict = {}  # image id -> its file's size as read, or None (``_rle_size_cause``)
         for ann in annotations:
             if not isinstance(ann, dict):
                 self._problems.add("bad_annotation", f"annotation {_shown(str(ann)[:80])} is not an object")
@@ -835,7 +867,9 @@ class CocoDataset(torch.utils.data.Dataset):
                 ann["category_id"] = _as_id(ann["category_id"])
             problem = self._annotation_problem(ann, self._images[iid])
             if problem:
-                self._problems.add(problem[0], f"{where} {problem[1]}")
+                cause = problem[0] == "bad_segmentation" and self._rle_size_cause(iid, ann, headers)
+                text = cause or problem[1]
+                self._problems.add(problem[0], f"{where} {text}")
                 continue
             twins = geometry.setdefault((iid, ann["category_id"], ann["_box"]), [])
             # only a repeated id is compared: two records with ids of their own were meant as two

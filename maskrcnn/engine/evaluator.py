@@ -182,12 +182,14 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     return None
 
 
-def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = False) -> dict:
+def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = False,
+                           positions: bool = True) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
     absent, give a rectangle (segmentation ``[]``, ``{}``, null or none at all) its box as its region,
     clip labelled keypoints outside the image as training does (``data.keypoints.clip_keypoints``, with a
     warning when some are made unlabelled), and number the annotations 1..N. Raises ValueError naming
-    the annotations and fields at fault.
+    the annotations and fields at fault (and each one's position among ``data``'s records, unless not
+    ``positions``: records kept out of a file, whose positions are not the file's).
 
     Why the renumbering: COCOeval marks an unmatched detection with the ground-truth id 0 and keys its
     matches by annotation id, so an annotation with id 0, or two sharing an id, silently turn perfect
@@ -221,7 +223,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             continue
         problem = _gt_annotation_problem(ann, images, cat_ids)
         if problem:
-            problems.append(f"annotation id {ann.get('id')!r} {problem} (record {index})")
+            where = f" (record {index})" if positions else ""
+            problems.append(f"annotation id {ann.get('id')!r} {problem}{where}")
     if problems:
         raise ValueError(
             f"{source}: {len(problems)} problems in the ground truth, which must be right to score "
@@ -283,12 +286,15 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     return data
 
 
-def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[str] = None) -> COCO:
+def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[str] = None,
+                      from_dataset: bool = False) -> COCO:
     """A pycocotools COCO from a path, a dict or a COCO (returned as is), validated, quietly.
     ``crowd_as_objects``: crowd annotations scored as ordinary objects (``data.crowd_as_objects``);
     without it a file (a path, or a dict read from the file ``source`` names) that looks like a CVAT
-    export with crowd RLE is said in a warning (``data/crowd.py``; a ``CocoDataset``'s dict was said
-    when it was read)."""
+    export with crowd RLE is said in a warning (``data/crowd.py``). ``from_dataset``: ``gt`` is a
+    ``CocoDataset``'s records (``to_coco_dict``) of the file ``source``: its notes were said when it was
+    read, and ``source`` only names the file in the errors, each annotation by its id (its position
+    among the records the dataset kept is not the file's)."""
     if isinstance(gt, COCO):
         return gt
     if isinstance(gt, (str, os.PathLike)):
@@ -299,10 +305,11 @@ def load_ground_truth(gt, *, crowd_as_objects: bool = False, source: Optional[st
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
     data = warn_tool_exports(data, source or "ground truth")  # VIA 3 COCO export, read as CocoDataset does
     anns = data.get("annotations", [])
-    note = None if crowd_as_objects or source is None else cvat_crowd_note(anns, source)
+    note = None if crowd_as_objects or source is None or from_dataset else cvat_crowd_note(anns, source)
     if note:
         warnings.warn(note, stacklevel=2)
-    data = _validate_ground_truth(data, source or "ground truth", crowd_as_objects=crowd_as_objects)
+    data = _validate_ground_truth(data, source or "ground truth", crowd_as_objects=crowd_as_objects,
+                                  positions=not from_dataset)
     data.setdefault("annotations", [])
     coco = COCO()
     coco.dataset = data

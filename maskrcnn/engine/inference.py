@@ -202,6 +202,19 @@ def check_class_overlap(class_names, dataset, *, weights="the model") -> None:
         "it on a file of the model's classes, or a model trained on this file's")
 
 
+def ground_truth(dataset):
+    """The pycocotools COCO the model's evaluation scores ``dataset`` against: its validated records,
+    box-only objects as ignored regions of segm AP, read by the scorer (``load_ground_truth``), whose
+    errors name the dataset's file. Training calls it once before its first iteration, so a value the
+    scorer refuses and the dataset keeps (``"area": -3``) ends the run at its start, not at its first
+    evaluation hours in."""
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    path = getattr(dataset, "json_path", None)  # a dataset of the user's may have no file
+    return load_ground_truth(dataset.to_coco_dict(box_as_mask=False),
+                             source=str(path) if path is not None else None, from_dataset=True)
+
+
 def build_evaluator(predictor, dataset, *, quiet: bool = False):
     """A CocoEvaluator for ``predictor``'s model on ``dataset`` (its validated ground truth). Unless
     ``quiet``, says on stderr how keypoints are scored: the dataset's keypoint names against the model's
@@ -230,7 +243,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
                 print(line, file=sys.stderr)
     mapping = label_mapping(predictor, dataset)
     return CocoEvaluator(
-        dataset.to_coco_dict(box_as_mask=False),  # box-only objects: ignored regions of segm AP
+        ground_truth(dataset),
         iou_types=types,
         label_to_category_id=mapping,
         class_names=predictor.class_names,  # each result's category_name (eval's predictions.json)

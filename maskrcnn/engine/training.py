@@ -452,7 +452,7 @@ def build_training(
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.frozen_parts import frozen_line
-    from maskrcnn.engine.inference import check_keypoint_count, make_evaluate_fn
+    from maskrcnn.engine.inference import check_keypoint_count, ground_truth, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
     from maskrcnn.engine.trainer import build_trainer, checkpoint_candidates, finished_without_checkpoint
@@ -622,6 +622,7 @@ def build_training(
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
                              "folder that holds them with --val-images")
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
+        ground_truth(val_set)  # read as each evaluation will read it: a value it refuses fails now
         best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
         if line:
             say(line)

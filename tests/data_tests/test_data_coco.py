@@ -272,3 +272,25 @@ def test_skip_summary_points_to_the_lines_above_not_a_python_attribute(tmp_path,
         ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
     assert len(ds.problems) == missing
     assert [str(w.message) for w in caught] == [f"{path}: skipped {missing} missing_image_file ({where})"]
+
+
+def test_an_rle_of_the_file_size_under_a_swapped_record_blames_the_record(tmp_path):
+    """p_formats F1: a record with width/height swapped made every (right) RLE 'not match the image size';
+    the record's size, not the RLE, is what is wrong. Still skipped as before; an RLE of another size
+    than a record that is the file's size is still blamed on the RLE."""
+    rle, _ = _square_rle()  # [20, 30]: the files' size (HxW)
+    anns = [{"id": 5, "image_id": 1, "category_id": 7, "segmentation": rle, "bbox": [3, 2, 6, 4]},
+            {"id": 6, "image_id": 2, "category_id": 7, "segmentation": _square_rle(10, 30)[0],
+             "bbox": [3, 2, 6, 4]}]
+    images = [{"id": 1, "file_name": "a.png", "height": 30, "width": 20},  # swapped
+              {"id": 2, "file_name": "b.png", "height": 20, "width": 30}]
+    path = _coco(tmp_path, anns, images=images)
+    with pytest.warns(UserWarning, match="skipped 2 bad_segmentation"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path / "img")
+    assert ds.skipped == {"bad_segmentation": 2} and len(ds) == 2
+    assert ds.problems[0] == (
+        f"{path}: annotation id 5 (image id 1) has an RLE of size [20, 30] (the file's size); the image "
+        f"record's width/height are wrong: {tmp_path / 'img' / 'a.png'}: image is 20x30 (HxW), {path} says "
+        "30x20 (image id 1); skipped")
+    assert ds.problems[1] == (f"{path}: annotation id 6 (image id 2) RLE size [10, 30] does not match the "
+                              "image size [20, 30]; skipped")

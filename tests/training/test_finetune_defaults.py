@@ -224,3 +224,27 @@ def test_a_worker_killed_alone_says_why_and_the_way_round(tmp_path, toy):
         "was ended (most likely out of memory, or killed from outside); fewer workers (--set "
         "data.num_workers=1) or none (data.num_workers=0: the images are read in the training process "
         "itself) work around it")
+
+
+def test_a_validation_ground_truth_the_scorer_refuses_is_refused_before_training(tmp_path):
+    """p_formats F9: the loader keeps "area": -3, the scorer refuses it: the run trained to its end and
+    died at the first evaluation with 'ground truth: ... (record 1)', naming no file. Now the scorer reads
+    it before anything is written, the file and the annotation (by id, not by its position) named."""
+    from maskrcnn.config import load_config
+    from maskrcnn.engine.training import build_training
+
+    names = ["a.png", "b.png"]
+    pics = _images(tmp_path / "pics", names)
+    train, val = _coco(tmp_path / "train.json", names), _coco(tmp_path / "val.json", names)
+    data = json.loads(val.read_text())
+    data["annotations"][0]["iscrowd"] = "0"  # skipped by the loader: the kept records' positions shift
+    data["annotations"][1]["area"] = -3
+    val.write_text(json.dumps(data))
+    cfg = load_config("demo", {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0})
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="bad_iscrowd"), pytest.raises(ValueError) as info:
+        build_training(cfg, train_json=train, train_images=pics, val_json=val, val_images=pics, output=run,
+                       trainer_kwargs={"tensorboard": False})
+    assert str(info.value) == (f"{val}: 1 problems in the ground truth, which must be right to score "
+                               "against: annotation id 2 area -3 is not a finite number >= 0")
+    assert not run.exists()
