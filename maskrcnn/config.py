@@ -920,11 +920,11 @@ def _training_problems(cfg: Config) -> list:
     steps = tuple(cfg.solver.steps)
     # the schedule sorts them, so [15000, 1800] (18000 meant) dropped the lr at 1800 without a word; a
     # stored config is not checked (earlier versions took any order, and its run is over or resumed as is).
-    # A step given twice drops the lr twice at once (/ 100): a typo too. A cosine schedule reads no steps
-    if cfg.solver.lr_schedule == "step" and any(b <= a for a, b in zip(steps, steps[1:])):
-        problems.append(f"solver.steps must be in increasing order, each once (the iterations of the lr "
-                        f"drops, first to last), got {to_plain(steps)!r}: a typo? (sorted: "
-                        f"{sorted(set(steps))!r})")
+    # Equal steps stay allowed: recipes scaled to a few iterations give them ([0, 0]). A cosine schedule
+    # reads no steps
+    if cfg.solver.lr_schedule == "step" and any(b < a for a, b in zip(steps, steps[1:])):
+        problems.append(f"solver.steps must be in increasing order (the iterations of the lr drops, first "
+                        f"to last), got {to_plain(steps)!r}: a typo? (sorted: {sorted(steps)!r})")
     return problems
 
 
