@@ -206,8 +206,12 @@ def _refusal(path: Path, error: Exception) -> str:
 
         # an MMDetection v3 training state: by its globals' module, else by its keys, read with the foreign
         # objects left inert (a trainer's own class in message_hub names neither mmengine nor mmdet)
-        if bad.split(".", 1)[0] in ("mmengine", "mmdet", "mmcv") or is_mmdetection_file(path):
-            return (f"{path} is an MMDetection checkpoint (it holds {bad}): "
+        # the evidence said is the one found: "holds X" only for X of mmengine / mmdet / mmcv (a
+        # trainer's own __main__.Hook says nothing of MMDetection), else the keys that told it
+        ours = bad.split(".", 1)[0] in ("mmengine", "mmdet", "mmcv")
+        if ours or is_mmdetection_file(path):
+            why = f"it holds {bad}" if ours else "its state_dict keys are MMDetection's"
+            return (f"{path} is an MMDetection checkpoint ({why}): "
                     f"maskrcnn convert --from mmdetection {path} OUT.pth")
     if kind == "pickle":
         return f"{message} (a detectron2 .pkl? {_CONVERT_HINT.split('? ', 1)[1]})"

@@ -207,6 +207,23 @@ def test_overlay_and_mask_names_clash_whatever_the_case():
     assert mask_file_stems(["y.jpg", "Y.PNG", "z.jpg"]) == {"y.jpg": "y.jpg", "Y.PNG": "Y.PNG", "z.jpg": "z"}
 
 
+def test_overlay_and_mask_file_names_sort_clashing_images_alike(tmp_path):
+    """The overlays sorted the images by str(path), the mask files by their relative name: a spelling
+    with '..' sorts differently, and the short name new_line went to one image's overlay and to the other
+    image's mask files."""
+    from maskrcnn.commands.predict import _overlay_names
+    from maskrcnn.data.pre_annotations.export import relative_file_name
+    from maskrcnn.data.pre_annotations.mask_files import mask_file_stems
+
+    root = tmp_path / "r"
+    files = [root / "a" / ".." / "new_line.png", root / "new\nline.png"]  # 'a/..' sorts first by str(path)
+    rel = [relative_file_name(f, root) for f in files]
+    assert rel == ["new_line.png", "new\nline.png"]
+    overlays, stems = _overlay_names(files, root, []), mask_file_stems(rel)
+    assert overlays == {0: "new_line.png.png", 1: "new_line.png"}
+    assert {i: stems[rel[i]] + ".png" for i in range(2)} == overlays
+
+
 def test_predictor_tells_names_apart_by_the_checkpoints_category_ids(tmp_path):
     """With label_to_category_id {1: 2, 2: 7} the names were told apart by class index, 'a (id 1)' and
     'a (id 2)', next to category_id 2 and 7, while CocoDataset names the same classes 'a (id 2)' and

@@ -213,14 +213,15 @@ def run(args) -> int:
             raise
         raise ValueError(hint) from None
     from maskrcnn.checkpoint import non_finite_keys
-    from maskrcnn.interop.key_rules import file_keys
+    from maskrcnn.interop.key_rules import file_keys, under_entry
     from maskrcnn.listing import short_listing
 
     bad = non_finite_keys(result["state_dict"])
     if bad:  # such weights predict nothing (or NaN boxes); predict / eval / --init refuse them: said here
         origin = result["report"].get("origin", {k: k for k in bad})  # (ours: the file's names are ours)
+        where = under_entry(result["report"].get("entry"))  # keys under 'model' / 'state_dict'
         raise ValueError(f"{args.input}: weights hold NaN or infinite values in tensors "
-                         f"{short_listing(file_keys(bad, origin), limit=5)}; nothing written")
+                         f"{short_listing(file_keys(bad, origin), limit=5)}{where}; nothing written")
     cfg = result["config"]
     names = result["class_names"]
     if args.class_names:

@@ -430,8 +430,9 @@ def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
     """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
     results ("3 image(s) in its predictions", or a large file's size; "" when there are none; ``listed``,
     the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the images drawn
-    without detections too, which have no record: "4 image(s) in its predictions (1 without
-    detections)"), the PNGs
+    without detections too, which have no record, when the list is known to be the same run's as the
+    records (each names its overlay, and each of those is listed): "3 image(s) in its predictions, 1 more
+    drawn without detections"), the PNGs
     under overlays/, the stems of the images named (``file_name``) by its records that have no
     ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
     with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
@@ -457,10 +458,16 @@ def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
             stems = {Path(n).stem for n in (r.get("file_name", r.get("image_id")) for r in records
                                              if "overlay" not in r) if isinstance(n, str)}
             paths = {r["overlay"] for r in records if isinstance(r.get("overlay"), str)}
-            # an overlay listed that no record names: an image drawn without detections
-            bare = len({f"overlays/{p}" for p in listed} - paths)
-            words = (f"{len(names) + bare} image(s) in its predictions"
-                     + (f" ({bare} without detections)" if bare else "")) if names or bare else ""
+            # an overlay listed that no record names is an image drawn without detections only when the
+            # list is the records' run's: a run that drew overlays names one in every record and lists
+            # each. A --no-overlays run leaves the list of the run before it (its overlays are not this
+            # file's images), and records naming no overlay, or none at all, tell nothing of the list
+            listed_paths = {f"overlays/{p}" for p in listed}
+            same_run = bool(records) and all(isinstance(r.get("overlay"), str) for r in records) \
+                and paths <= listed_paths
+            bare = len(listed_paths - paths) if same_run else 0
+            words = ", ".join(([f"{len(names)} image(s) in its predictions"] if names else [])
+                              + ([f"{bare} more drawn without detections"] if bare else []))
     except (OSError, ValueError, UnicodeDecodeError):
         pass
     overlays = out_dir / "overlays"
@@ -576,15 +583,23 @@ def _overlay_file_name(path: Path, root) -> str:
     """``path`` relative to ``root`` with '/' (as the exports write it), or its name where there is no root
     or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpaths
     makes names that clash unique."""
-    from maskrcnn.data.pre_annotations.export import relative_file_name
     from maskrcnn.overlay_paths import safe_file_name
 
+    return safe_file_name(_relative_name(path, root))  # "new\nline.jpg" -> "new_line.png"
+
+
+def _relative_name(path: Path, root) -> str:
+    """``_overlay_file_name`` before its control characters are made safe: the order key of the overlays'
+    names, the one ``mask_file_stems`` sorts the mask files' names by (an image's overlay and its mask
+    files give a clashing name to the same image)."""
+    from maskrcnn.data.pre_annotations.export import relative_file_name
+
     if root is None:
-        return safe_file_name(path.name)
+        return path.name
     try:
-        return safe_file_name(relative_file_name(path, root))  # "new\nline.jpg" -> "new_line.png"
+        return relative_file_name(path, root)
     except ValueError:
-        return safe_file_name(path.name)
+        return path.name
 
 
 def _overlay_names(files, root, beside) -> dict:
@@ -594,7 +609,10 @@ def _overlay_names(files, root, beside) -> dict:
     ``beside``, ``overlay_paths.same_name_beside``) counts as a clash too."""
     from maskrcnn.overlay_paths import overlay_relpaths
 
-    order = sorted(range(len(files)), key=lambda i: str(files[i]))
+    # by the relative name (as mask_file_stems sorts), not str(path): a spelling with '..' or another
+    # separator sorts elsewhere, and the overlay and mask files would give a clashing name to different
+    # images; the whole path breaks a tie (the same name on two drives)
+    order = sorted(range(len(files)), key=lambda i: (_relative_name(files[i], root), str(files[i])))
     beside = [_overlay_file_name(p, root) for p in beside]
     names = overlay_relpaths([_overlay_file_name(files[i], root) for i in order], beside=beside)
     return dict(zip(order, names))

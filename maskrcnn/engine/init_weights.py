@@ -21,7 +21,9 @@ its weights):
    names), background included, the others keep their fresh rows; keypoint channels likewise by
    keypoint name when the sets differ.
 4. The report (``init_report.json``): ``source``, ``config_changes``, ``config_kept``, ``loaded``,
-   ``reinitialised``, ``unused``, ``class_specific``, ``copied_classes`` (ours -> theirs),
+   ``reinitialised``, ``unused``, ``counters_ignored`` (the weights' batch-norm counters,
+   num_batches_tracked, that the model has no place for in a part it has: its norms keep none; those of
+   a part it lacks are ``unused``), ``class_specific``, ``copied_classes`` (ours -> theirs),
    ``fresh_classes``, ``notes``. Printed (``summary_lines``) as counts plus one line per part that starts
    fresh or goes unused as a whole (``part_lines``: "mask head starts fresh: the weights have none" for a
    Faster R-CNN file, "keypoint head of the weights unused: this model has none").
@@ -243,11 +245,12 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
             missing.append(key)
     unexpected = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
                   and _part(k) in model_parts]
+    # a batch counter the model has no place for in a part it has (its BN frozen) is no part of the
+    # weights left unused: not listed there, counted apart (the report lists every key of the weights);
+    # one of a part the model lacks is unused with the rest of that part
+    counters, unused = split_counters([k for k in source_state if k not in model_state], model_state)
     unused = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
-              and _part(k) not in model_parts]
-    # a batch counter the model has no place for (its BN frozen) is no part of the weights left unused:
-    # not listed there, counted apart (the report lists every key of the weights)
-    counters = [k for k in source_state if k not in model_state and k.endswith("num_batches_tracked")]
+              and _part(k) not in model_parts] + unused
     problems = []
     for what, items in (("shape mismatches", mismatched),
                         ("keys the model needs but the weights lack", missing),
@@ -288,20 +291,34 @@ def _too_little_loaded(model_state: dict, source_state: dict, loaded: list, sour
         f"(the file's keys: {', '.join(map(str, unplaced[:3]))}; the model's: {', '.join(wanted[:3])})")
 
 
-def refuse_non_finite(state_dict: dict, source: str, origin: Optional[dict] = None) -> None:
+def split_counters(keys, model_state: dict) -> tuple:
+    """``(ignored, unused)``: the batch counters (num_batches_tracked) among ``keys`` (the weights' keys
+    under our names) that ``model_state`` has no key for, split by whether the model has their part (its
+    norms there keep none: ignored) or lacks it (unused, as the part's other tensors are). A counter the
+    model keeps (a trainable BN) is in neither."""
+    model_parts = {_part(k) for k in model_state}
+    counters = [k for k in keys if k.endswith("num_batches_tracked") and k not in model_state]
+    return ([k for k in counters if _part(k) in model_parts],
+            [k for k in counters if _part(k) not in model_parts])
+
+
+def refuse_non_finite(state_dict: dict, source: str, origin: Optional[dict] = None,
+                      entry: Optional[str] = None) -> None:
     """InitError naming ``source`` and the tensors holding a NaN or an infinity, by the file's keys
     (``origin``: our key -> the file's, ``SourceWeights.origin``; None: not known, our names said): another
     library's file is converted, not checked as our checkpoints are, and a run started from it would
-    only stop later at its first non-finite loss, with a misleading hint to lower the learning rate."""
+    only stop later at its first non-finite loss, with a misleading hint to lower the learning rate.
+    ``entry``: the file's entry holding them ("model", ``SourceWeights.entry``), said after the keys."""
     from maskrcnn.checkpoint import non_finite_keys
-    from maskrcnn.interop.key_rules import file_keys
+    from maskrcnn.interop.key_rules import file_keys, under_entry
     from maskrcnn.listing import short_listing
 
     bad = non_finite_keys(state_dict)
     if bad:
         named = file_keys(bad, origin or {})
         raise InitError(f"{source}: weights hold NaN or infinite values in tensors "
-                        f"{short_listing(named, limit=5)}; training would not start from them")
+                        f"{short_listing(named, limit=5)}{under_entry(entry)}; training would not start "
+                        "from them")
 
 
 def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
@@ -329,16 +346,19 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         elif cfg.model.roi_heads.num_keypoints != n_src:
             keypoint_rows = [None] * cfg.model.roi_heads.num_keypoints  # unnamed and different: all fresh
     spec = str(source.provenance.get("spec") or "the weights")
-    refuse_non_finite(source.state_dict, spec, source.origin)
+    refuse_non_finite(source.state_dict, spec, source.origin, source.entry)
     plan = plan_init(model.state_dict(), source.state_dict, class_rows=class_rows,
                      keypoint_rows=keypoint_rows, source=spec)
     model.load_state_dict(plan["state"], strict=True)
+    dropped_ignored, dropped_unused = split_counters(source.counters, plan["state"])
     report = {
         "source": dict(source.provenance, kind=source.kind, layout=source.layout),
         "loaded": plan["loaded"],
         "reinitialised": plan["reinitialised"],
-        "unused": sorted(set(plan["unused"]) | set(source.unused)),
-        "counters_ignored": sorted(set(plan["counters_ignored"]) | set(source.counters)),
+        # the counters the converter dropped (its frozen BN) count as the file's own would: a model that
+        # keeps counters (model.norm=bn) has a place for them, and a part it lacks leaves them unused
+        "unused": sorted(set(plan["unused"]) | set(source.unused) | set(dropped_unused)),
+        "counters_ignored": sorted(set(plan["counters_ignored"]) | set(dropped_ignored)),
         "class_specific": plan["class_specific"],
         "copied_classes": {},
         "fresh_classes": [],

@@ -56,7 +56,7 @@ from maskrcnn.interop.torchvision import (
     resnet_arch,
     torch_load_weights,
 )
-from maskrcnn.interop.wrappers import prefix_note, strip_common_prefix
+from maskrcnn.interop.wrappers import prefix_note, strip_common_prefix, where_keys
 
 # detectron2's COCO classes are the 80 contiguous ones: torchvision's 91 ids minus the unused "N/A"s
 COCO_CLASS_NAMES_81 = tuple(n for n in COCO_CLASS_NAMES_91 if n != "N/A")
@@ -527,10 +527,14 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    origin = {new: key for key in sd if not _IGNORED.match(key) and (new := _map_key(key)) is not None}
+    # the file's keys: the entry and the wrapper prefixes the reader dropped are the file's, not ours
+    entry, held_prefix = where_keys(obj, sd, ("model", "blobs"))
+    origin = {new: held_prefix + key for key in sd
+              if not _IGNORED.match(key) and (new := _map_key(key)) is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "ignored": ignored, "num_tensors": len(ours), "origin": origin,
+              "entry": entry,
               "counters_dropped": counters,
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}
     problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="detectron2")

@@ -72,6 +72,12 @@ def shape_mismatches(ours: dict, model_sd: dict, origin: dict) -> list:
     return out
 
 
+def under_entry(entry) -> str:
+    """The words after a listing of ``file_keys`` for a file whose weights lie under ``entry`` ("model",
+    ``wrappers.where_keys``): the keys said are that dict's, not the top level's; "" for None."""
+    return f" (under the file's '{entry}')" if entry else ""
+
+
 def file_keys(keys, origin: dict) -> list:
     """Our ``keys`` as the file spells them, for messages about its tensors (a NaN in them): "the file's
     key (ours: our key)", the file's key alone where the names agree, "our key (our name)" where

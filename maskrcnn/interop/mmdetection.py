@@ -54,7 +54,7 @@ from maskrcnn.interop.key_rules import (
 )
 from maskrcnn.interop.mmdet_file import UNKNOWN, lookup, parse_config_text, read_mmdet_file
 from maskrcnn.interop.torchvision import ConversionError, resnet_arch
-from maskrcnn.interop.wrappers import prefix_note, strip_common_prefix
+from maskrcnn.interop.wrappers import prefix_note, strip_common_prefix, where_keys
 
 # mmdet's defaults (configs/_base_/models/mask_rcnn_r50_fpn.py), on 0-255 images
 PYTORCH_MEAN_RGB = (123.675, 116.28, 103.53)
@@ -576,7 +576,9 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     model_sd = build_model(cfg).state_dict()
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    origin = {new: key for key in sd if (new := _map_key(key)) is not None}
+    # the file's keys: the entry and the wrapper prefixes the reader dropped are the file's, not ours
+    entry, held_prefix = where_keys(obj, sd, ("state_dict",))
+    origin = {new: held_prefix + key for key in sd if (new := _map_key(key)) is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="MMDetection")
     if problems:
@@ -593,6 +595,7 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
         names = default_class_names(cfg.model.num_classes)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin,
+              "entry": entry,
               "counters_dropped": counters,
               "config_text": bool(cfgtext),
               "mmdet_version": str(meta.get("mmdet_version", ""))}

@@ -35,6 +35,8 @@ import torch
 
 from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, shape_mismatches
 from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
+    EMA_KEYS,
+    STATE_DICT_ENTRIES,
     common_prefix,
     ema_copy,
     inner_note,
@@ -44,6 +46,7 @@ from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-e
     state_dict_problem,
     strip_common_prefix,
     strip_module_prefix,
+    where_keys,
 )
 
 COCO_CLASS_NAMES_91 = (
@@ -386,6 +389,7 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     from maskrcnn.config import Config, apply_overrides
     from maskrcnn.modeling.mask_rcnn import build_model
 
+    held = obj  # what the file holds: its keys name the tensors in messages (where_keys)
     obj, notes = pick_weights(obj, source, ema=ema)
     note = inner_note(*inner_state_dict(obj)[1:])
     notes += [note] if note else []
@@ -412,10 +416,12 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
             ours[k] = torch.tensor(0, dtype=torch.int64)
     missing = [k for k in model_sd if k not in ours]
     unexpected = [k for k in ours if k not in model_sd]
-    origin = {new: key for key, new in renamed_keys(sd).items() if new is not None}
+    # the file's keys: the entry and the wrapper prefixes the reader dropped are the file's, not ours
+    entry, held_prefix = where_keys(held, sd, EMA_KEYS if ema else STATE_DICT_ENTRIES)
+    origin = {new: held_prefix + key for key, new in renamed_keys(sd).items() if new is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
-              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin,
+              "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin, "entry": entry,
               "counters_dropped": counters}
     problems = []
     for name, items in (("unmapped torchvision keys", unmapped), ("keys our model needs but the file lacks",

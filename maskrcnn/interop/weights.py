@@ -79,6 +79,8 @@ class SourceWeights:
     # our key -> the file's (a converter's report["origin"]; ours to ours for our checkpoint), for
     # messages naming its tensors; None or a key it lacks: not known (said as our name, marked so)
     origin: Optional[dict] = None
+    # the file's entry holding the weights ("model", "state_dict"; None: at its top), said beside its keys
+    entry: Optional[str] = None
     # batch-norm counters (num_batches_tracked, our names) the conversion dropped: a frozen BN keeps none
     counters: list = field(default_factory=list)
 
@@ -202,6 +204,7 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
                              implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
                              notes=["class rows moved: mmdet's background-last order to background-first",
                                     *result["notes"]], origin=result["report"]["origin"],
+                             entry=result["report"].get("entry"),
                              counters=result["report"]["counters_dropped"])
     if kind == "torchvision":
         from maskrcnn.interop.torchvision import convert_torchvision as convert
@@ -218,6 +221,7 @@ def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
     return SourceWeights(state_dict=sd, kind=kind, layout=result["layout"],
                          implied=implied_by_config(cfg, sd), class_names=list(result["class_names"]),
                          keypoint_names=keypoints, notes=notes, origin=result["report"]["origin"],
+                             entry=result["report"].get("entry"),
                          counters=result["report"]["counters_dropped"])
 
 

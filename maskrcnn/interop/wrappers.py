@@ -119,6 +119,26 @@ def dropped_prefix(before: dict, after: dict) -> Optional[str]:
     return first[: len(first) - len(kept)]
 
 
+def where_keys(obj, sd: dict, entries: tuple = STATE_DICT_ENTRIES) -> tuple:
+    """``(entry, prefix)``: where the keys of ``sd`` (a reader's dict, its wrappers dropped) lie in what
+    the file holds, ``obj``: under which of ``entries`` (the ones the reader looks in, in its order; None:
+    at the top) and behind which prefix dropped from every key ("module.detector."; "" for none), so that
+    a message can name a tensor by the key the file has. ``(None, "")`` when no entry holds them all."""
+    if not isinstance(obj, dict) or not sd:
+        return None, ""
+    kept = next(iter(sd))
+    if not isinstance(kept, str):
+        return None, ""
+    held = [(None, obj)] + [(e, obj[e]) for e in entries if isinstance(obj.get(e), dict)]
+    for entry, keys in held:
+        for key in keys:
+            if isinstance(key, str) and key.endswith(kept):
+                prefix = key[: len(key) - len(kept)]
+                if all(isinstance(k, str) and prefix + k in keys for k in sd):
+                    return entry, prefix
+    return None, ""
+
+
 def prefix_note(prefix: str) -> str:
     """The note for a prefix dropped from every key (``dropped_prefix``, ``strip_common_prefix``), said
     alike by every reader of weights."""

@@ -57,3 +57,27 @@ def test_class_tensors_copied_in_part_are_counted_apart_from_whole_ones():
     assert lines[1] == ("  loaded 1 tensors whole, 3 in part (class rows: 3 of 4 from the weights), 0 start "
                         "fresh, 0 of the weights' unused")
     assert lines[-1] == "  fresh class rows: c"
+
+
+class _WithBatchNorm(torch.nn.Module):
+    """A backbone with a trainable BN (model.norm=bn): its batch counter has a place in the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+
+
+def test_counters_the_converter_dropped_are_ignored_only_where_the_model_keeps_none():
+    # the converter drops a frozen-BN file's counters; a model with trainable norms keeps counters there,
+    # and a part the model lacks (no mask head) leaves its counter unused: neither is "ignored"
+    model = _WithBatchNorm()
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    source = _source(state)
+    source.counters = ["backbone.1.num_batches_tracked", "roi_heads.mask_head.norm.num_batches_tracked"]
+    report = initialise_model(model, load_config("r50_fpn"), source)
+    assert report["counters_ignored"] == []
+    assert report["unused"] == ["roi_heads.mask_head.norm.num_batches_tracked"]
+    # a model whose norms keep none there (frozen): the counter is ignored, as the file's own would be
+    source.counters = ["backbone.0.num_batches_tracked"]
+    assert initialise_model(model, load_config("r50_fpn"), source)["counters_ignored"] == \
+        ["backbone.0.num_batches_tracked"]

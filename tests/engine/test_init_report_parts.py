@@ -55,6 +55,12 @@ def test_batch_counters_the_model_has_no_place_for_are_counted_not_dropped_unsai
         "(num_batches_tracked) ignored (the model's norms keep none)"]
 
 
+def test_batch_counters_of_a_part_the_model_lacks_are_unused_with_it():
+    counter = "roi_heads.mask_head.fcn1.norm.num_batches_tracked"  # a Mask R-CNN file, a Faster R-CNN model
+    plan = plan_init(_state(*SHARED), dict(_state(*SHARED + MASK), **{counter: torch.tensor(7)}))
+    assert plan["counters_ignored"] == [] and plan["unused"] == [*MASK, counter]
+
+
 BOX_PREDICTOR = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(2, 3),
                  "roi_heads.box_predictor.cls_score.bias": torch.zeros(2),
                  "roi_heads.box_predictor.bbox_pred.weight": torch.zeros(8, 3),

@@ -342,12 +342,52 @@ def test_a_rerun_removes_the_earlier_overlay_of_an_image_without_detections(tiny
     assert main(["predict", "--weights", str(tiny_weights), str(tmp_path / "a.png"), *args,
                  "--score-thresh", "0"]) == 0
     err = capsys.readouterr().err
-    note = ("holds an earlier run's results (2 image(s) in its predictions (2 without detections), "
-            "2 overlay(s))")
-    assert note in err, err
+    # its predictions.json is [] (no record names an overlay): whether written.json is its run's cannot
+    # be told, so neither images "in its predictions" nor "without detections" are claimed
+    assert "holds an earlier run's results (2 overlay(s)): " in err, err
     assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png"], err
     assert f"removed 1 overlay(s) of the earlier run's images not in this run from {out / 'overlays'}/" in err
     assert json.loads((out / "overlays" / "written.json").read_text()) == {"files": ["a.png"]}
+
+
+def test_the_note_counts_images_without_detections_only_from_the_records_own_run(tiny_weights, tmp_path,
+                                                                                capsys):
+    """A --no-overlays run between two runs leaves the first run's overlays/written.json: its overlays,
+    named by no record of the second run's predictions.json, were counted as images "without
+    detections" "in its predictions"."""
+    from PIL import Image
+
+    from maskrcnn.cli import main
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / name)
+    out = tmp_path / "out"
+    args = ["--weights", str(tiny_weights), "--output", str(out), "--device", "cpu", "--score-thresh", "0"]
+    images = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert main(["predict", *images, *args]) == 0
+    assert main(["predict", images[0], *args, "--no-overlays"]) == 0
+    capsys.readouterr()
+    assert main(["predict", images[0], *args]) == 0
+    err = capsys.readouterr().err
+    assert "holds an earlier run's results (1 image(s) in its predictions, 2 overlay(s)): " in err, err
+
+
+def test_the_note_counts_images_drawn_without_detections_by_the_same_run(tmp_path):
+    from maskrcnn.commands import predict
+
+    out = tmp_path / "out"
+    (out / "overlays").mkdir(parents=True)
+    for name in ("a", "b"):
+        (out / "overlays" / f"{name}.png").write_bytes(b"png")
+    records = [{"image_id": 1, "file_name": "a.png", "overlay": "overlays/a.png", "score": 0.5}] * 2
+    (out / "predictions.json").write_text(json.dumps(records))
+    # the list names the records' overlay and one more: b, drawn by that run without detections
+    assert predict._earlier_run(out, listed={"a.png", "b.png"})[0] == \
+        "1 image(s) in its predictions, 1 more drawn without detections"
+    # a list that lacks a record's overlay is another run's: nothing is claimed of its other overlays
+    assert predict._earlier_run(out, listed={"b.png"})[0] == "1 image(s) in its predictions"
+    (out / "predictions.json").write_text("[]")  # every image without detections, or a --no-overlays run's
+    assert predict._earlier_run(out, listed={"a.png", "b.png"})[:2] == ("", 2)
 
 
 def test_a_large_earlier_predictions_file_is_not_read_for_the_note(tmp_path, monkeypatch):

@@ -189,9 +189,9 @@ def test_v3_file_refused_by_the_inference_reader_names_the_mmdetection_command(t
     path = _save_v3(tmp_path / "epoch_12.pth", sd, _config_text(), marker)
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
-    assert str(e.value) == (f"{path} is an MMDetection checkpoint (it holds "
-                            f"test_mmdetection_convert._record_call): maskrcnn convert --from mmdetection "
-                            f"{path} OUT.pth")
+    # recognised by its keys: the trainer's own class it holds is not named as MMDetection's evidence
+    assert str(e.value) == (f"{path} is an MMDetection checkpoint (its state_dict keys are MMDetection's): "
+                            f"maskrcnn convert --from mmdetection {path} OUT.pth")
     assert not marker.exists()
 
 

@@ -243,6 +243,36 @@ def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp
         "took the EMA copy of the weights ('model_ema')"]
 
 
+def test_non_finite_weights_behind_a_wrapper_are_named_by_the_files_whole_key(tmp_path, capsys):
+    # {"model": {"module." + k: v}}: the readers drop the entry and the prefix; the key said as "the
+    # file's" lacked both, a key no torch.load of the file shows
+    from maskrcnn.engine.init_weights import InitError, refuse_non_finite
+
+    sd = _tv_faster()
+    sd["roi_heads.box_head.fc6.weight"] = sd["roi_heads.box_head.fc6.weight"].clone()
+    sd["roi_heads.box_head.fc6.weight"][0, 0] = float("nan")
+    src, out = tmp_path / "ddp.pth", tmp_path / "out.pth"
+    torch.save({"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, src)
+    assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"{src}: weights hold NaN or infinite values in tensors module.roi_heads.box_head.fc6.weight (ours: "
+        "roi_heads.box_head.fcs.0.weight) (under the file's 'model'); nothing written")
+    assert not out.exists()
+    source = read_weights(str(src))  # train --init: the same words
+    with pytest.raises(InitError) as e:
+        refuse_non_finite(source.state_dict, str(src), source.origin, source.entry)
+    assert str(e.value) == (f"{src}: weights hold NaN or infinite values in tensors "
+                            "module.roi_heads.box_head.fc6.weight (ours: roi_heads.box_head.fcs.0.weight) "
+                            "(under the file's 'model'); training would not start from them")
+    mm = to_mmdet(_random_model())  # a LightningModule's self.detector inside DataParallel
+    mm["roi_head.bbox_head.shared_fcs.0.weight"][0, 0] = float("inf")
+    source = convert_any({"state_dict": {"module.detector." + k: v for k, v in mm.items()}}, source="mm.pth")
+    with pytest.raises(InitError, match=r"in tensors module\.detector\.roi_head\.bbox_head\.shared_fcs\.0\."
+                                        r"weight \(ours: roi_heads\.box_head\.fcs\.0\.weight\) \(under the "
+                                        r"file's 'state_dict'\); training"):
+        refuse_non_finite(source.state_dict, "mm.pth", source.origin, source.entry)
+
+
 def test_convert_refuses_non_finite_weights_and_a_named_background(tmp_path, capsys):
     sd = _tv_faster()
     bad = dict(sd)
