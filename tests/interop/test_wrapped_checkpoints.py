@@ -243,14 +243,20 @@ def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp
         "took the EMA copy of the weights ('model_ema')"]
 
 
+def _tv_with_nan_fc6() -> dict:
+    """A torchvision Faster R-CNN state dict whose box head fc6 holds one NaN."""
+    sd = _tv_faster()
+    sd["roi_heads.box_head.fc6.weight"] = sd["roi_heads.box_head.fc6.weight"].clone()
+    sd["roi_heads.box_head.fc6.weight"][0, 0] = float("nan")
+    return sd
+
+
 def test_non_finite_weights_behind_a_wrapper_are_named_by_the_files_whole_key(tmp_path, capsys):
     # {"model": {"module." + k: v}}: the readers drop the entry and the prefix; the key said as "the
     # file's" lacked both, a key no torch.load of the file shows
     from maskrcnn.engine.init_weights import InitError, refuse_non_finite
 
-    sd = _tv_faster()
-    sd["roi_heads.box_head.fc6.weight"] = sd["roi_heads.box_head.fc6.weight"].clone()
-    sd["roi_heads.box_head.fc6.weight"][0, 0] = float("nan")
+    sd = _tv_with_nan_fc6()
     src, out = tmp_path / "ddp.pth", tmp_path / "out.pth"
     torch.save({"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, src)
     assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
@@ -274,10 +280,7 @@ def test_non_finite_weights_behind_a_wrapper_are_named_by_the_files_whole_key(tm
 
 
 def test_convert_refuses_non_finite_weights_and_a_named_background(tmp_path, capsys):
-    sd = _tv_faster()
-    bad = dict(sd)
-    bad["roi_heads.box_head.fc6.weight"] = sd["roi_heads.box_head.fc6.weight"].clone()
-    bad["roi_heads.box_head.fc6.weight"][0, 0] = float("nan")
+    bad = _tv_with_nan_fc6()
     src, out = tmp_path / "nan.pth", tmp_path / "out.pth"
     torch.save(bad, src)
     assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
