@@ -72,6 +72,7 @@ from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
     TOO_LARGE,
     ImageReadError,
+    drawn_on_stored_pixels,
     image_header,
     image_size,
     missing_file_problem,
@@ -1108,7 +1109,7 @@ class CocoDataset(torch.utils.data.Dataset):
             except ImageReadError:
                 return False
         stored, orientation = header
-        if stored != json_size or turned_size(stored, orientation) == json_size:
+        if not drawn_on_stored_pixels(json_size, stored, orientation):
             return False
         if say and not self._stored_pixels:
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)

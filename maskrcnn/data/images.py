@@ -45,6 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
 
 __all__ = [
+    "drawn_on_stored_pixels",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "ImageTooLargeError",
@@ -361,6 +362,14 @@ def _unidentified_error(name: str, source) -> ImageReadError:
 def turned_size(stored: tuple, orientation: int) -> tuple:
     """(H, W) of an image stored as ``stored`` (H, W) once its EXIF ``orientation`` is applied."""
     return tuple(stored[::-1]) if orientation in _TRANSPOSING_ORIENTATIONS else tuple(stored)
+
+
+def drawn_on_stored_pixels(given: tuple, stored: tuple, orientation: int) -> bool:
+    """Whether annotations that give the image size ``given`` (H, W) were drawn on the stored pixels of a
+    file stored as ``stored`` with EXIF ``orientation``: ``given`` is the stored size and the turned
+    size is not (a tool that showed the file unturned). The one rule of the COCO reader and the
+    annotation-tool converters."""
+    return tuple(given) == tuple(stored) and turned_size(stored, orientation) != tuple(given)
 
 
 def image_size(path: Union[str, os.PathLike]) -> tuple:

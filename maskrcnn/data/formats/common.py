@@ -166,14 +166,14 @@ def annotated_size(path: Path, given) -> tuple:
     """((H, W) of the image as ``read_image`` sees it, the EXIF orientation to turn the annotations by or
     None) for annotations whose file gives the image's size ``given`` (H, W; None when it gives none).
 
-    The COCO loader's rule (``CocoDataset._drawn_on_stored_pixels``, on the same ``images`` helpers): a
+    The COCO loader's rule (``images.drawn_on_stored_pixels``, which ``CocoDataset`` applies too): a
     ``given`` size that is the file's stored size while EXIF turns it by a quarter (so that the turned
     size is not ``given``) says the tool showed, and the annotations lie on, the stored pixels. The loader
     reads such an image unturned; a converter turns the annotations onto the image as shown
     (``geometry.turn_region``), so that the COCO file is true for every reader. Skip as ``image_size``."""
     stored, orientation = _image_header(path)
     shown = images.turned_size(stored, orientation)
-    if given is None or tuple(given) == shown or tuple(given) != tuple(stored):
+    if given is None or not images.drawn_on_stored_pixels(given, stored, orientation):
         return shown, None
     return shown, orientation
 
