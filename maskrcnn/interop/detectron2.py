@@ -47,6 +47,7 @@ from maskrcnn.interop.key_rules import (
     compile_rules,
     conversion_problems,
     count_indices,
+    drop_frozen_counters,
     rename_key,
     shape_mismatches,
 )
@@ -514,10 +515,7 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped, ignored = convert_state_dict(sd)
-    counters = []  # dropped below, counted in the report (train --init says how many)
-    if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter (SyncBN-trained files have one)
-        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
-        ours = {k: v for k, v in ours.items() if k not in counters}
+    ours, counters = drop_frozen_counters(ours, cfg.model.norm)  # SyncBN-trained files have one
     if input_format == "BGR":
         stem_bgr_to_rgb(ours)
     background_first(ours, int(sd["roi_heads.box_predictor.cls_score.weight"].shape[0]), source,

@@ -89,3 +89,14 @@ def file_keys(keys, origin: dict) -> list:
         out.append(f"{k} (our name)" if theirs is None else theirs if theirs == k
                    else f"{theirs} (ours: {k})")
     return out
+
+
+def drop_frozen_counters(ours: dict, norm: str) -> tuple:
+    """(``ours`` without the backbone's ``num_batches_tracked`` entries, their keys) when the model's
+    norms are frozen (``model.norm`` "frozen_bn": they keep no batch counter); else (``ours``, []). The
+    converters count the dropped keys in their report (``train --init`` says how many)."""
+    if norm != "frozen_bn":
+        return ours, []
+    counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
+    dropped = set(counters)
+    return {k: v for k, v in ours.items() if k not in dropped}, counters

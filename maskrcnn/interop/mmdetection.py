@@ -49,6 +49,7 @@ from maskrcnn.interop.key_rules import (
     compile_rules,
     conversion_problems,
     count_indices,
+    drop_frozen_counters,
     rename_key,
     shape_mismatches,
 )
@@ -565,10 +566,7 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     cfg_over.update(overrides)
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
-    counters = []  # dropped below, counted in the report (train --init says how many)
-    if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter
-        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
-        ours = {k: v for k, v in ours.items() if k not in counters}
+    ours, counters = drop_frozen_counters(ours, cfg.model.norm)
     if bgr:
         stem_bgr_to_rgb(ours)
     # mmdet's order is detectron2's: background last in fc_cls, no background slot in fc_reg / conv_logits

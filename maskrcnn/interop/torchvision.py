@@ -33,7 +33,13 @@ from typing import Optional
 
 import torch
 
-from maskrcnn.interop.key_rules import compile_rules, first_rule, rename_key, shape_mismatches
+from maskrcnn.interop.key_rules import (
+    compile_rules,
+    drop_frozen_counters,
+    first_rule,
+    rename_key,
+    shape_mismatches,
+)
 from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
     EMA_KEYS,
     STATE_DICT_ENTRIES,
@@ -406,10 +412,7 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
     ours, unmapped = convert_state_dict(sd)
-    counters = []  # dropped below, counted in the report (train --init says how many)
-    if cfg.model.norm == "frozen_bn":  # frozen norms keep no batch counter
-        counters = [k for k in ours if k.startswith("backbone.") and k.endswith("num_batches_tracked")]
-        ours = {k: v for k, v in ours.items() if k not in counters}
+    ours, counters = drop_frozen_counters(ours, cfg.model.norm)
     model_sd = build_model(cfg).state_dict()
     for k in model_sd:  # frozen-BN sources (published files) have no batch counters for a trainable BN
         if k.endswith("num_batches_tracked") and k not in ours:
