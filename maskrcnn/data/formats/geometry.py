@@ -163,7 +163,12 @@ def turn_region(region, *, orientation: int, stored: tuple):
     h, w = region.patch.shape
     corners = np.array([[region.left, region.top], [region.left + w, region.top + h]], dtype=np.float64)
     left, top = turn_points(corners, orientation=orientation, stored=stored).min(axis=0).astype(int).tolist()
-    p = region.patch
-    patch = {2: p[:, ::-1], 3: p[::-1, ::-1], 4: p[::-1, :], 5: p.T, 6: p.T[:, ::-1], 7: p.T[::-1, ::-1],
-             8: p.T[::-1, :]}.get(orientation, p)
-    return MaskPatch(top, left, np.ascontiguousarray(patch))
+    return MaskPatch(top, left, turn_array(region.patch, orientation))
+
+
+def turn_array(a: np.ndarray, orientation: int) -> np.ndarray:
+    """A (H, W) array of an image's stored pixels -> the same turned upright by its EXIF ``orientation``
+    (what ``ImageOps.exif_transpose``, and so ``read_image``, does to the pixels; 1 or unknown: as is)."""
+    turned = {2: a[:, ::-1], 3: a[::-1, ::-1], 4: a[::-1, :], 5: a.T, 6: a.T[:, ::-1], 7: a.T[::-1, ::-1],
+              8: a.T[::-1, :]}.get(orientation, a)
+    return np.ascontiguousarray(turned)

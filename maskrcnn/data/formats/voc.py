@@ -56,6 +56,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
+from maskrcnn.data.formats.geometry import turn_array
 from maskrcnn.data.formats.voc_boxes import has_boxes_only, read_objects, read_voc_boxes, split_names
 from maskrcnn.data.images import IMAGE_EXTENSIONS
 
@@ -68,10 +69,6 @@ VOC_CLASSES = (
 VOID = 255
 BACKGROUND = "background"
 _EXIF_ORIENTATION = 0x0112
-# EXIF orientation -> the PIL transpose that ImageOps.exif_transpose applies (read_image turns so)
-_T = Image.Transpose
-_TURNS = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
-          7: _T.TRANSVERSE, 8: _T.ROTATE_90}
 _INDEX_MODES = ("P", "L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -194,13 +191,12 @@ def _orientation(path: Path) -> int:
 def _align(ids: np.ndarray, *, orientation: int, size: tuple, what: str, name: str) -> tuple:
     """(``ids`` laid on the image as read: (H, W) = ``size``, EXIF orientation applied; whether they were
     turned for it), or Skip."""
-    turned = orientation in _TURNS
+    turned = orientation in range(2, 9)  # an EXIF orientation that turns the image (geometry.turn_array)
     stored = size[::-1] if orientation in (5, 6, 7, 8) else size
     if ids.shape == size and (not turned or ids.shape != stored):
         return ids, False  # no orientation, or a quarter turn the mask already follows
     if ids.shape == stored:
-        image = Image.fromarray(ids.astype(np.int32))  # mode I: any index survives the transpose
-        return np.asarray(image.transpose(_TURNS[orientation])).astype(np.int64), True
+        return turn_array(ids, orientation).astype(np.int64), True
     h, w = ids.shape
     raise Skip("bad_mask_size", f"{what} {name} is {w}x{h}, the image {size[1]}x{size[0]}")
 
