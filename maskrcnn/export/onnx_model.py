@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskrcnn.export import onnx_ops
-from maskrcnn.modeling.mask_head import mask_probs_for_labels
+from maskrcnn.modeling.mask_head import head_mask_probs
 
 # NMS scores of candidates that must never be kept (too small, below the threshold, other level):
 # below every sigmoid / softmax score, and below the operator's score threshold
@@ -119,11 +119,10 @@ class OnnxMaskRCNN(nn.Module):
         roi = model.roi_heads
         out = (boxes, labels, scores)
         if self.masks:
-            logits = roi.mask_head(self._pool(roi.mask_pooler, feats, boxes))  # (D, K, M, M)
             # (D, 1, M, M): the predicted class's channel (the one channel of a class-agnostic head), read
             # as the model was trained (sigmoid, or softmax for the softmax ablation)
-            channels = roi.mask_head.channels_for(labels)  # (D,)
-            out += (mask_probs_for_labels(logits, channels, mode=roi.mask_loss.mode),)
+            pooled = self._pool(roi.mask_pooler, feats, boxes)  # (D, C, S, S)
+            out += (head_mask_probs(roi.mask_head, pooled, labels, mode=roi.mask_loss.mode),)
         if self.keypoints:
             out += (roi.keypoint_head(self._pool(roi.keypoint_pooler, feats, boxes)),)  # (D, J, Hk, Hk)
         return out

@@ -38,11 +38,26 @@ class MaskHead(nn.Module):
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (R, C, S, S) -> mask logits (R, K, 2S, 2S) ((R, 1, 2S, 2S) when class-agnostic)."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (R, C, S, S) -> the predictor's input (R, conv_dim, 2S, 2S)."""
         for conv in self.convs:
             x = conv(x)
-        return self.predictor(F.relu(self.deconv(x), inplace=True))
+        return F.relu(self.deconv(x), inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (R, C, S, S) -> mask logits (R, K, 2S, 2S) ((R, 1, 2S, 2S) when class-agnostic)."""
+        return self.predictor(self.features(x))
+
+    def channel_logits(self, x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """x (R, C, S, S), channels (R,) -> (R, 1, 2S, 2S): each RoI's logits of its one channel, the
+        1x1 predictor's rows gathered per RoI instead of all K computed (inference reads one)."""
+        feats = self.features(x)  # (R, Cd, M, M)
+        rows = self.predictor.weight.flatten(1)[channels]  # (R, Cd)
+        # einsum, not a reshape to (R, Cd, M * M): an exported graph's reshape fails on 0 detections
+        logits = torch.einsum("rc,rchw->rhw", rows, feats)  # (R, M, M)
+        if self.predictor.bias is not None:
+            logits = logits + self.predictor.bias[channels][:, None, None]
+        return logits[:, None]
 
     def channels_for(self, labels: torch.Tensor) -> torch.Tensor:
         """labels (R,) -> the logit channel of each RoI's class (R,): the label, or 0 when class-agnostic."""
@@ -58,3 +73,16 @@ def mask_probs_for_labels(mask_logits: torch.Tensor, labels: torch.Tensor, *, mo
     if mode == "softmax":
         return mask_logits.float().softmax(dim=1)[idx, labels][:, None]  # (D, M, M) -> (D, 1, M, M)
     return mask_logits[idx, labels][:, None].float().sigmoid()  # gather (D, M, M) -> (D, 1, M, M)
+
+
+def head_mask_probs(head: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, mode: str = "sigmoid"
+                    ) -> torch.Tensor:
+    """A mask head on pooled RoI features x (D, C, S, S) and the detections' labels (D,) -> (D, 1, M, M)
+    probabilities of each detection's class. Sigmoid masks of a float ``MaskHead`` compute only the read
+    channel of the 1x1 predictor (K times less of its work: 13 of the head's ~260 ms for 100 detections
+    of a COCO model on 2 CPU threads); softmax masks need every channel, and a replaced head (INT8) runs
+    its own forward."""
+    channels = head.channels_for(labels)  # (D,)
+    if mode == "sigmoid" and isinstance(head, MaskHead) and type(head.predictor) is nn.Conv2d:
+        return head.channel_logits(x, channels).float().sigmoid()
+    return mask_probs_for_labels(head(x), channels, mode=mode)

@@ -32,7 +32,7 @@ from torch import nn
 from maskrcnn.modeling import roi_losses
 from maskrcnn.modeling.box_head import postprocess_boxes
 from maskrcnn.modeling.keypoint_head import KEYPOINT_SCORES, heatmaps_to_keypoints
-from maskrcnn.modeling.mask_head import mask_probs_for_labels
+from maskrcnn.modeling.mask_head import head_mask_probs
 from maskrcnn.modeling.matcher import BalancedSampler, Matcher, gt_ignore_flags
 from maskrcnn.modeling.rpn_loss import BoxRegressionLoss
 
@@ -116,9 +116,8 @@ class RoIHeads(nn.Module):
         """The mask head on given boxes: per image boxes [(Di, 4)] in its input's coordinates, labels
         (sum Di,) -> (sum Di, 1, M, M) probabilities of each box's class (test-time augmentation runs it
         on boxes merged from other passes, ``engine/tta.py``)."""
-        logits = self.mask_head(self._pooled(self.mask_pooler, features, boxes))  # (sum D, K, M, M)
-        channels = self.mask_head.channels_for(labels)  # (sum D,)
-        return mask_probs_for_labels(logits, channels, mode=self.mask_loss.mode)
+        pooled = self._pooled(self.mask_pooler, features, boxes)  # (sum D, C, S, S)
+        return head_mask_probs(self.mask_head, pooled, labels, mode=self.mask_loss.mode)
 
     def keypoint_heatmaps(self, features: dict, boxes: list) -> torch.Tensor:
         """The keypoint head on given boxes: per image boxes [(Di, 4)] in its input's coordinates ->

@@ -77,10 +77,11 @@ def test_inference_reads_the_mask_the_head_was_trained_for(switch):
     torch.manual_seed(0)
     model = build_model(_cfg(**switch)).eval()
     captured = []
-    model.roi_heads.mask_head.register_forward_hook(lambda m, i, out: captured.append(out))
+    # the pooled RoI features the mask head ran on (inference computes only the read channel)
+    model.roi_heads.mask_pooler.register_forward_hook(lambda m, i, out: captured.append(out))
     with torch.inference_mode():
         det = model([torch.rand(3, H, W)])[0]
-    logits, labels = captured[0], det["labels"]
+        logits, labels = model.roi_heads.mask_head(captured[0]), det["labels"]  # (D, K or 1, M, M)
     assert len(labels) > 0 and bool((labels > 0).all())
     idx = torch.arange(len(labels))
     if switch.get("model.roi_heads.mask_class_agnostic"):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from maskrcnn.modeling.box_head import BoxHead, BoxPredictor, postprocess_boxes
 from maskrcnn.modeling.keypoint_head import KeypointHead, heatmaps_to_keypoints
-from maskrcnn.modeling.mask_head import MaskHead, mask_probs_for_labels
+from maskrcnn.modeling.mask_head import MaskHead, head_mask_probs, mask_probs_for_labels
 from maskrcnn.modeling.rpn import RPNHead, select_proposals
 from maskrcnn.ops import BoxCoder
 
@@ -74,6 +74,21 @@ def test_head_shapes_and_mask_channel_pick():
     torch.testing.assert_close(probs[2, 0], logits[2, 2].sigmoid())
     heat = KeypointHead(in_channels=8, num_keypoints=17, num_convs=2, conv_dim=8)(torch.randn(2, 8, 14, 14))
     assert heat.shape == (2, 17, 56, 56)
+
+
+@pytest.mark.parametrize("class_agnostic", [False, True])
+@pytest.mark.parametrize("mode", ["sigmoid", "softmax"])
+def test_head_mask_probs_reads_only_each_detections_channel_as_the_full_logits_do(class_agnostic, mode):
+    torch.manual_seed(0)
+    head = MaskHead(in_channels=8, num_classes=6, conv_dim=16, class_agnostic=class_agnostic).eval()
+    torch.nn.init.normal_(head.predictor.bias)  # the gathered bias must be each RoI's own
+    x, labels = torch.randn(5, 8, 14, 14), torch.tensor([5, 0, 3, 3, 1])
+    with torch.no_grad():
+        full = mask_probs_for_labels(head(x), head.channels_for(labels), mode=mode)  # all K channels
+        picked = head_mask_probs(head, x, labels, mode=mode)
+        empty = head_mask_probs(head, x[:0], labels[:0], mode=mode)
+    assert picked.shape == (5, 1, 28, 28) and empty.shape == (0, 1, 28, 28)
+    torch.testing.assert_close(picked, full, rtol=1e-5, atol=1e-6)
 
 
 def _keypoints_loop(maps, rois):
