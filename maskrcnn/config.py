@@ -8,6 +8,10 @@ Conventions fixed here (see also the top of ``modeling/box_head.py``):
   (torchvision's convention; detectron2 checkpoints are converted at the border).
 - Images enter the model as RGB floats in [0, 1]; ``pixel_mean`` / ``pixel_std`` are on that scale.
 
+Overrides (``apply_overrides``, ``load_config(name, overrides)``) read numpy and torch numbers as their
+values, by ``plain_value``, the rule ``train(set=...)`` writes them by. A name that is not a key, assigned
+to a Config or section (``cfg.solver.learning_rate = 0.1``), is an AttributeError at once (``_Section``).
+
 Checked when read (``validate_config``, after every override): types, and ranges that any run needs
 (sizes and counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the
 error names the key; a config to train with (not one stored in a checkpoint) also needs ``solver.iters``
@@ -45,8 +49,39 @@ import yaml
 # Sections
 
 
+class _Section:
+    """Base of the config classes: assigning a name that is not one of the section's keys
+    (``cfg.model.roi_heads.score_treshold = 0.9``, a typo) is an AttributeError naming the dotted key, with
+    the close match an unknown YAML key gets; a plain class would keep it as a new attribute that no
+    builder reads, and the setting would vanish without a word."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self.__dataclass_fields__:  # the class's own keys: set by __init__, replace, users
+            dotted = _section_prefix(type(self)) + name
+            near = nearest_key(dotted, Config())
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise AttributeError(f"unknown config key {dotted!r}{hint}")
+        object.__setattr__(self, name, value)
+
+
+def _section_prefix(cls: type) -> str:
+    """The dotted prefix of a section class in a Config ("model.roi_heads."); each class is used once."""
+    prefixes = {Config: ""}
+    todo = [(Config(), "")]
+    while todo:
+        node, prefix = todo.pop()
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                prefixes[type(value)] = f"{prefix}{f.name}."
+                todo.append((value, f"{prefix}{f.name}."))
+    return prefixes.get(cls, "")
+
+
 @dataclass
-class RPNConfig:
+class RPNConfig(_Section):
     head_convs: int = 1  # 1 (v1 / detectron2) or 2 (torchvision v2)
     anchor_sizes: tuple = (32, 64, 128, 256, 512)  # one size per level P2..P6
     aspect_ratios: tuple = (0.5, 1.0, 2.0)
@@ -68,7 +103,7 @@ class RPNConfig:
 
 
 @dataclass
-class ROIHeadsConfig:
+class ROIHeadsConfig(_Section):
     box_head: str = "2fc"  # 2fc (v1) | 4conv1fc (v2)
     box_head_dim: int = 1024
     box_head_norm: str = "none"  # none | bn
@@ -110,7 +145,7 @@ class ROIHeadsConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     backbone: str = "resnet50"  # resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x4d / _32x8d
     fpn: bool = True  # False: the paper's C4 design (res5 as the RoI head)
     # Without an FPN, where RoIs are pooled from: "c4" (the paper's C4: the body stops at res4, stride 16,
@@ -141,7 +176,7 @@ class ModelConfig:
 
 
 @dataclass
-class InputConfig:
+class InputConfig(_Section):
     min_size: Union[int, tuple] = 800  # training: one size or a tuple to sample from per image
     max_size: int = 1333
     min_size_test: int = 800
@@ -160,7 +195,7 @@ class InputConfig:
 
 
 @dataclass
-class SolverConfig:
+class SolverConfig(_Section):
     lr: float = 0.02  # for batch_size 16; the linear scaling rule: lr = 0.02 * batch_size / 16
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -202,7 +237,7 @@ class SolverConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     num_workers: int = 2
     aspect_ratio_grouping: bool = True
     # leave out training images without annotations or with crowd regions only (one line says how many);
@@ -230,7 +265,7 @@ class DataConfig:
 
 
 @dataclass
-class Config:
+class Config(_Section):
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
@@ -747,8 +782,9 @@ def plain_value(value: Any, key: str, label: str = "{}") -> Any:
         return [plain_value(v, key, label) for v in value]
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return {k: plain_value(v, f"{key}.{k}", label) for k, v in value.items()}
-    raise TypeError(f"{label.format(key)}: a {type(value).__name__} is not a config value (a string, a "
-                    "number, "
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeio" else "a"  # an object, an ellipsis; a uint8 ("u" as "you")
+    raise TypeError(f"{label.format(key)}: {article} {kind} is not a config value (a string, a number, "
                     "true/false, a list or a mapping of them; numpy and torch scalars and arrays are read "
                     "as their numbers)")
 
@@ -956,7 +992,14 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
     """Convert ``value`` (from YAML or a ``--set`` string) to the type of the field's current value.
 
     ``type_name`` is the field's annotation: ``Union[int, tuple]`` fields accept one number or a list.
+    Numpy and torch scalars and arrays, and paths, read as ``plain_value`` reads them (``train(set=...)``'s
+    rule): ``np.int64(5)`` is 5, ``np.float32(0.1)`` 0.1, ``np.bool_(True)`` true.
     """
+    if not isinstance(value, str):
+        try:
+            value = plain_value(value, name)
+        except TypeError:  # not data at all (object()): the checks below name the key and what it expects
+            pass
     if isinstance(value, str) and not isinstance(current, str):
         text = value.strip()
         if text.startswith("(") and text.endswith(")") and isinstance(current, (tuple, int)):
@@ -1061,6 +1104,7 @@ def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = Non
     """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error; ``lines``: the
     1-based line of each key in the YAML file ``source`` they came from, added to the errors; ``stored``:
     as ``from_dict`` (the device is not checked)."""
+    check_overrides(overrides)
     cfg = copy.deepcopy(cfg)
     lines = lines or {}
     for dotted, value in overrides.items():
@@ -1071,6 +1115,17 @@ def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = Non
                 raise
             raise type(e)(f"{e.args[0] if e.args else e} ({source} line {lines[dotted]})") from None
     return validate_config(cfg, lines=lines, source=source, stored=stored)
+
+
+def check_overrides(overrides: Any, name: str = "overrides") -> None:
+    """One-line TypeError naming ``name`` unless ``overrides`` is a mapping of dotted keys (strings) to
+    values: a list of "key=value" strings (``train(set=...)``'s other form) failed deep inside."""
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"{name}: a mapping of dotted config keys to values ({{'model.roi_heads."
+                        f"score_thresh': 0.5}}) is expected, got {type(overrides).__name__}")
+    bad = next((k for k in overrides if not isinstance(k, str)), None)
+    if bad is not None:
+        raise TypeError(f"{name}: the keys are dotted config keys (strings), got {bad!r}")
 
 
 def _with_line(problem: str, lines: dict, source: str) -> str:

@@ -45,12 +45,14 @@ OpenCV's order (what ``cv2.imread`` gives, detectron2's default). Values: uint8 
 model would misread it silently.
 
 Results are ordinary CPU tensors (the model runs under ``torch.inference_mode``, the results are made
-outside it), the same for the same input at a fixed ``torch.get_num_threads()``; one Predictor may be
-called from several threads at once (it keeps no per-call state).
+outside it, a caller's own ``inference_mode`` included), the same for the same input at a fixed
+``torch.get_num_threads()``; one Predictor may be called from several threads at once (it keeps no
+per-call state).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
@@ -174,6 +176,8 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"{where}: expected a (3, H, W) tensor, a numpy (H, W, 3) array, a PIL image, a "
                         f"file path or an encoded image's bytes, got {type(image).__name__}")
+    if image.is_meta:  # shapes only: every read of its values fails deep inside PyTorch
+        raise ValueError(f"{where}: tensor on the meta device holds no data")
     if image.dim() == 3 and image.shape[0] not in (1, 3) and image.shape[2] in (1, 3, 4):
         raise ValueError(f"{where}: image tensor of shape {tuple(image.shape)} looks like (H, W, C); tensors "
                          "are channels first (3, H, W): pass image.permute(2, 0, 1), or the numpy array")
@@ -190,6 +194,15 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
     image = image.detach().float()
     check_float_range(image, where)
     return image
+
+
+@contextlib.contextmanager
+def _outside_inference():
+    """Out of inference mode (a caller's ``torch.inference_mode()`` too: tensors made here are ordinary
+    ones, editable in place afterwards), gradients still off. ``inference_mode(False)`` alone turns
+    gradients back on."""
+    with torch.inference_mode(False), torch.no_grad():
+        yield
 
 
 def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=None, tile=None,
@@ -446,12 +459,14 @@ class Predictor:
         read a second time. Off by default: it holds a second copy of the weights."""
         from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, label_to_category_id
         from maskrcnn.checkpoint_read import inference_weights
-        from maskrcnn.config import apply_overrides
+        from maskrcnn.config import apply_overrides, check_overrides
         from maskrcnn.modeling.mask_rcnn import build_model
 
         # Bad arguments (a device this machine lacks, a misspelt keyword): one line now, not after a long
         # load and build.
         inspect.signature(cls).bind(None, None, **kwargs)  # TypeError naming an unknown keyword
+        if overrides is not None:
+            check_overrides(overrides)
         _check_arguments(**kwargs)
         _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
         ckpt, notes = inference_weights(path, config=config, overrides=overrides, config_how=config_how)
@@ -545,8 +560,11 @@ class Predictor:
     ) -> Predictor:
         """``from_onnx`` for an ONNX file (a ``.onnx`` name, or an ONNX model's first bytes under another
         name), else ``from_checkpoint``."""
+        from maskrcnn.config import check_overrides
         from maskrcnn.export.onnx_runtime import is_onnx_file
 
+        if overrides is not None:
+            check_overrides(overrides)
         if is_onnx_file(path):
             kwargs.pop("config_how", None)
             if kwargs.pop("config", None) is not None:
@@ -634,6 +652,8 @@ class Predictor:
                 desc = f"{im.dtype} tensor of shape {tuple(im.shape)}" if tensor else type(im).__name__
                 raise ValueError(f"image {i}: predict_tensors takes (3, H, W) float RGB tensors in [0, 1], "
                                  f"got a {desc} (the predictor itself converts other forms)")
+            if im.is_meta:
+                raise ValueError(f"image {i}: tensor on the meta device holds no data")
             check_float_range(im.detach().float(), f"image {i}")
         return self._predict_loaded(images)
 
@@ -677,8 +697,9 @@ class Predictor:
                     raw[i] = det
         # Outside inference mode: inference tensors refuse in-place edits (boxes[:, 2:] -= boxes[:, :2])
         # and autograd ever after, a trap for users; the model's outputs are small (the pasted masks,
-        # made from them here, are the large part), so cloning them costs little.
-        with torch.no_grad():
+        # made from them here, are the large part), so cloning them costs little. Left explicitly
+        # (_outside_inference): a caller's own inference_mode would otherwise hold here too.
+        with _outside_inference():
             return [
                 self._to_original(
                     {k: (v.clone() if torch.is_tensor(v) else v) for k, v in det.items()},
@@ -755,7 +776,7 @@ class Predictor:
                 self._tta_empty(det, boxes)
             elif heads.mask_head is not None or heads.keypoint_head is not None:
                 self._tta_second_pass(det, image_on, augs, own, source)
-        with torch.no_grad():  # outside inference mode, as in _predict_whole
+        with _outside_inference():  # as in _predict_whole
             det = {k: v.clone() for k, v in det.items()}
             return self._to_original(det, (height, width), (height, width))
 
@@ -862,22 +883,23 @@ class Predictor:
                     else:
                         resized.append(self._resize_tile(crop))
                 raw = self._forward(resized)
-            with torch.no_grad():  # outside inference mode, as in _predict_whole
+            with _outside_inference():  # as in _predict_whole
                 for window, r, det in zip(batch, resized, raw):
                     det = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in det.items()}
                     pools.append(self._tile_pool(det, tuple(r.shape[-2:]), window, (height, width),
                                                  source=len(pools)))
-        merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh)
-        merged = tiling.top_detections(merged, self.detections_per_image)
-        out = {k: merged[k] for k in ("boxes", "scores", "labels", "keypoints", "keypoint_scores")
-               if k in merged}
-        if "bitmaps" in merged:
-            if self.mask_format == "rle":
-                out["masks_rle"] = tiling.local_masks_to_rles(merged["origins"], merged["bitmaps"],
-                                                              (height, width))
-            else:
-                out["masks"] = tiling.local_masks_to_dense(merged["origins"], merged["bitmaps"],
-                                                           (height, width))
+        with _outside_inference():  # the results are made here: not inside a caller's inference_mode
+            merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh)
+            merged = tiling.top_detections(merged, self.detections_per_image)
+            out = {k: merged[k] for k in ("boxes", "scores", "labels", "keypoints", "keypoint_scores")
+                   if k in merged}
+            if "bitmaps" in merged:
+                if self.mask_format == "rle":
+                    out["masks_rle"] = tiling.local_masks_to_rles(merged["origins"], merged["bitmaps"],
+                                                                  (height, width))
+                else:
+                    out["masks"] = tiling.local_masks_to_dense(merged["origins"], merged["bitmaps"],
+                                                               (height, width))
         return out
 
     def _resize_tile(self, crop: torch.Tensor) -> torch.Tensor:

@@ -225,3 +225,63 @@ def test_steps_out_of_order_are_refused_naming_the_key_and_values():
     assert load_config("demo", {"solver.steps": []}).solver.steps == ()
     # a stored config (a run from before this check) still reads, for predict / eval / resume
     assert from_dict({"solver": {"steps": [5, 2]}}, stored=True).solver.steps == (5, 2)
+
+
+def test_numpy_and_torch_scalars_in_overrides_are_their_values():
+    """They were refused with "expects a number, got np.int64(5)" (np.float64 passed only as a float
+    subclass), while train(set=...) read them as their numbers: one rule (plain_value) for both now."""
+    import numpy as np
+    import torch
+
+    from maskrcnn.config import apply_overrides
+
+    cfg = load_config("demo", {"model.roi_heads.detections_per_image": np.int64(5),
+                               "solver.lr": np.float32(0.1), "model.fpn": np.bool_(False),
+                               "solver.iters": torch.tensor(7),
+                               "model.roi_heads.score_thresh": torch.tensor(0.25),
+                               "input.min_size": np.array([100, 120]), "solver": {"gamma": np.float32(0.5)}})
+    got = (cfg.model.roi_heads.detections_per_image, cfg.solver.lr, cfg.model.fpn, cfg.solver.iters,
+           cfg.model.roi_heads.score_thresh, cfg.input.min_size, cfg.solver.gamma)
+    assert got == (5, 0.1, False, 7, 0.25, (100, 120), 0.5)  # np.float32(0.1) by its shortest repr
+    assert [type(v) for v in got] == [int, float, bool, int, float, tuple, float]
+    # and still checked as those numbers are
+    for overrides, message in [({"solver.iters": np.float32(1.5)}, "expects a whole number, got 1.5"),
+                               ({"model.fpn": np.int64(1)}, "expects true/false, got 1"),
+                               ({"solver.lr": object()}, "'solver.lr' expects a number, got <object")]:
+        with pytest.raises(ValueError, match=message):
+            apply_overrides(load_config("demo"), overrides)
+
+
+def test_an_unknown_key_set_by_assignment_is_refused_with_the_nearest_one():
+    """cfg.model.roi_heads.score_treshold = 0.9 was kept as a new attribute that nothing read: the model
+    built with score_thresh 0.05 without a word. Refused at once, as an unknown YAML key is."""
+    import copy
+    import dataclasses
+    import pickle
+
+    cfg = load_config("demo")
+    for stmt, message in [
+        ("cfg.model.roi_heads.score_treshold = 0.9",
+         "unknown config key 'model.roi_heads.score_treshold'; did you mean 'model.roi_heads.score_thresh'?"),
+        ("cfg.solver.learning_rate = 0.1",
+         "unknown config key 'solver.learning_rate'; did you mean 'solver.lr'?"),
+        ("cfg.sed = 1", "unknown config key 'sed'; did you mean 'seed'?"),
+    ]:
+        with pytest.raises(AttributeError) as info:
+            exec(stmt, {"cfg": cfg})
+        assert info.value.args[0] == message
+    assert not hasattr(cfg.model.roi_heads, "score_treshold")
+    cfg.model.roi_heads.score_thresh = 0.9  # the keys themselves, as before
+    assert cfg.model.roi_heads.score_thresh == 0.9
+    assert copy.deepcopy(cfg) == cfg and pickle.loads(pickle.dumps(cfg)) == cfg
+    assert dataclasses.replace(cfg.solver, lr=0.5).lr == 0.5
+
+
+def test_overrides_that_are_not_a_mapping_are_a_type_error_naming_them():
+    from maskrcnn.config import apply_overrides
+
+    with pytest.raises(TypeError, match=r"^overrides: a mapping of dotted config keys to values \(.*\) is "
+                                        r"expected, got list$"):
+        apply_overrides(load_config("demo"), ["model.roi_heads.score_thresh=0.5"])  # was 'list' has no .items
+    with pytest.raises(TypeError, match="^overrides: the keys are dotted config keys \\(strings\\), got 3$"):
+        load_config("demo", {3: 1})

@@ -99,6 +99,8 @@ def test_numpy_and_torch_values_in_set_are_their_numbers():
         train_argv(output="run", set={"solver.steps": {10, 20}})
     with pytest.raises(TypeError, match=r"^set\['solver.gamma'\]: a bytes is not"):
         train_argv(output="run", set={"solver": {"gamma": b"1"}})
+    with pytest.raises(TypeError, match=r"^set\['solver.iters'\]: an object is not a config value"):
+        train_argv(output="run", set={"solver.iters": object()})  # was "a object"
 
 
 def test_set_may_be_a_list_of_key_value_strings():

@@ -162,6 +162,34 @@ def test_results_are_ordinary_tensors(pred, rgb, ref):
     assert w.grad is not None
 
 
+def test_results_made_inside_the_callers_inference_mode_are_ordinary_tensors(pred, rgb, ref):
+    """The caller's own torch.inference_mode held over the Predictor's no_grad: the results were
+    inference tensors, and an in-place edit afterwards failed. Whole images, tiles and TTA alike."""
+    from maskrcnn.engine.tiling import TileOptions
+    from maskrcnn.engine.tta import TTAOptions
+
+    tiled = Predictor(pred.model, pred.cfg, tile=TileOptions(size=32, overlap=0.25))
+    tta = Predictor(pred.model, pred.cfg, tta=TTAOptions(min_sizes=(40,), max_size=64, flip=True))
+    for predictor in (pred, tiled, tta):
+        with torch.inference_mode():
+            det = predictor(rgb)[0]
+        assert not any(v.is_inference() or v.requires_grad for v in det.values() if torch.is_tensor(v))
+        before = det["boxes"].clone()
+        det["boxes"].add_(1)  # "Inplace update to inference tensor outside InferenceMode"
+        torch.testing.assert_close(det["boxes"], before + 1)
+    with torch.inference_mode():
+        _same(pred(rgb)[0], ref)  # the same detections
+
+
+def test_tensors_on_the_meta_device_are_refused_naming_the_image(pred, rgb):
+    """A meta tensor holds no data: "Tensor.item() cannot be called on meta tensors" from deep inside."""
+    for dtype in (torch.float32, torch.uint8):
+        with pytest.raises(ValueError, match="^image 1: tensor on the meta device holds no data$"):
+            pred([rgb, torch.empty(3, 40, 56, device="meta", dtype=dtype)])
+    with pytest.raises(ValueError, match="^image 0: tensor on the meta device holds no data$"):
+        pred.predict_tensors([torch.empty(3, 40, 56, device="meta")])
+
+
 def test_output_types_order_empty_and_determinism(pred, rgb, ref):
     assert ref["boxes"].dtype == ref["scores"].dtype == ref["mask_probs"].dtype == torch.float32
     assert ref["labels"].dtype == torch.int64 and ref["masks"].dtype == torch.bool
@@ -243,11 +271,15 @@ def test_float16_without_cuda_is_refused_before_the_file_is_read(tmp_path, monke
     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     ({"dtype": "half"}, "dtype 'half' not supported"),
     ({"masks": "compact"}, "masks must be 'dense' or 'rle'"),
+    # was AttributeError: 'list' object has no attribute 'items', after the file was read
+    ({"overrides": ["model.roi_heads.score_thresh=0.5"]}, "^overrides: a mapping of dotted config keys"),
 ])  # fmt: skip
 def test_from_checkpoint_checks_arguments_before_loading(tmp_path, monkeypatch, kwargs, error):
     _no_loading(monkeypatch)
     with pytest.raises((ValueError, TypeError), match=error):
         Predictor.from_checkpoint(tmp_path / "model.pth", device="cpu", **kwargs)
+    with pytest.raises((ValueError, TypeError), match=error):
+        Predictor.from_weights(tmp_path / "model.pth", device="cpu", **kwargs)
 
 
 def test_package_names_import_and_stay_lazy():

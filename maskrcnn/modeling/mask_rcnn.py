@@ -133,6 +133,8 @@ def _image_list(images) -> list:
         if not isinstance(img, torch.Tensor) or img.dim() != 3 or img.shape[0] != 3:
             shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
             raise ValueError(f"model: image {i} must be a (3, H, W) tensor, got {shape}")
+        if img.is_meta:  # shapes only: the value checks below fail deep inside PyTorch on it
+            raise ValueError(f"model: image {i} is a tensor on the meta device, which holds no data")
         if not img.is_floating_point():
             raise ValueError(f"model: image {i} must be float RGB in [0, 1], got dtype {img.dtype}")
         if img.numel() == 0:

@@ -300,3 +300,13 @@ def test_inference_refuses_float_images_off_scale_or_not_finite(tiny, name):
         assert tiny.preprocess([image], checked=True)[0].shape == (1, 3, 64, 96)
     ok = torch.rand(3, 64, 80) * 1.04 - 0.02  # a resize's ringing: within the slack, used
     assert tiny.preprocess([ok])[0].shape == (1, 3, 64, 96)
+
+
+def test_images_on_the_meta_device_are_refused_in_one_line(tiny):
+    """A meta tensor has a shape and no data: "Cannot copy out of meta tensor" from deep inside before."""
+    tiny.eval()
+    meta = torch.empty(3, 64, 80, device="meta")
+    for call in (tiny, tiny.preprocess):
+        with pytest.raises(ValueError, match="^model: image 1 is a tensor on the meta device, which holds no "
+                                             "data$"):
+            call([torch.rand(3, 48, 64), meta])
