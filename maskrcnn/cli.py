@@ -12,7 +12,9 @@ follows and such an argument names an existing file, the error says to pass it a
 ``--set`` takes the KEY=VALUE tokens that follow it, and only those: a config override always holds '=',
 so the first token after it without one (``--set input.min_size_test=128 street.png``) is what it would
 be without ``--set`` before it (an input), not a value that argparse's ``nargs="+"`` swallowed, leaving
-"the following arguments are required: IMAGE_OR_DIR" (``split_set_values``).
+"the following arguments are required: IMAGE_OR_DIR" (``split_set_values``). A list or mapping the shell cut
+at its spaces (``--set solver.steps=[60000, 80000]`` unquoted) is put back together: the tokens that close
+its brackets join it, as one value.
 
 Under ``torchrun`` (RANK, WORLD_SIZE) only ``train`` runs (``SEVERAL_PROCESSES``: it shares its work,
 validation included); another command says in one line that it runs in one process, before any work. An
@@ -119,13 +121,30 @@ def split_set_values(argv: list) -> list:
             out.append(token)
             continue
         while i < len(argv) and _is_override(argv[i]):
-            out.append(f"{SET_OPTION}={argv[i]}")
-            i += 1
+            value, i = _rejoined(argv, i)
+            out.append(f"{SET_OPTION}={value}")
     return out
 
 
 def _is_override(token: str) -> bool:
     return "=" in token and not token.startswith("-")  # "--device=cpu" is an option, not a KEY=VALUE
+
+
+def _bracket_depth(text: str) -> int:
+    return sum(text.count(c) for c in "[{(") - sum(text.count(c) for c in "]})")
+
+
+def _rejoined(argv: list, i: int) -> tuple:
+    """(the override at ``argv[i]``, the index after it): with the following tokens that close the
+    brackets it left open, joined by spaces (an unquoted ``k=[1, 2]`` reaches argv as "k=[1," "2]"); as
+    it is when no later token closes them, or a token on the way holds '=' or starts an option."""
+    value, depth = argv[i], _bracket_depth(argv[i])
+    j = i + 1
+    while depth > 0 and j < len(argv) and "=" not in argv[j] and not argv[j].startswith("-"):
+        value, depth, j = f"{value} {argv[j]}", depth + _bracket_depth(argv[j]), j + 1
+        if depth <= 0:
+            return value, j
+    return argv[i], i + 1
 
 
 def build_parser(argv: list, *, raise_errors: bool = False) -> argparse.ArgumentParser:

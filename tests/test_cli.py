@@ -159,6 +159,19 @@ def test_set_takes_only_key_value_tokens(argv, field, overrides, expected, monke
                                "input.min_size_test=128", "model.x=1"]
 
 
+def test_a_set_list_the_shell_cut_at_its_spaces_is_one_value_again():
+    """``--set solver.steps=[10, 20]`` unquoted reached argparse as "solver.steps=[10," and "20]":
+    "unrecognized arguments: 20]"."""
+    assert cli.split_set_values(["train", "--set", "solver.steps=[10,", "20]", "input.min_size=(640,", "672,",
+                                 "704)", "--output", "o"]) == \
+        ["train", "--set=solver.steps=[10, 20]", "--set=input.min_size=(640, 672, 704)", "--output", "o"]
+    # brackets no later token closes, or an option / override on the way: the tokens as they were
+    assert cli.split_set_values(["predict", "--set", "k=[1,", "a.png"]) == ["predict", "--set=k=[1,", "a.png"]
+    assert cli.split_set_values(["a", "--set", "k=[1,", "--device", "cpu]"]) == \
+        ["a", "--set=k=[1,", "--device", "cpu]"]
+    assert cli.split_set_values(["a", "--set", "k=[1,", "j=2]"]) == ["a", "--set=k=[1,", "--set=j=2]"]
+
+
 def test_set_followed_by_an_input_only_or_after_dashes_is_left_to_argparse():
     assert cli.split_set_values(["predict", "--set", "x.png"]) == ["predict", "--set", "x.png"]
     assert cli.split_set_values(["a", "--set", "k=v", "--", "--set", "j=w"]) == \
