@@ -20,8 +20,8 @@ an object of integers or null). onnxruntime's own log of a failed load is silenc
 
 An image onnxruntime fails on (a node's error, memory) raises ``OnnxRunError``, a ``RuntimeError`` like
 the PyTorch model's failures: onnxruntime's own types (``Fail``, ``InvalidArgument``, ...) derive from
-``Exception`` only, so they would escape every place that skips and counts an image the model fails on
-(``engine/inference.predict_files_skipping``: predict, eval, serve).
+``Exception`` only, so they would escape the places that skip and count an image the model fails on
+(``engine/inference.predict_files_skipping``: predict, eval), which catch the model's error types.
 """
 
 from __future__ import annotations
