@@ -150,8 +150,9 @@ def test_ema_copy_is_named_in_a_note_and_taken_with_hash_ema(bare, tmp_path, cap
     assert _predict(bare, f"{path}#ema", tmp_path / "o2") == 0
     assert "took the EMA copy" in capsys.readouterr().err
     plain = save_cat_dog_checkpoint(tmp_path / "plain.pth")
-    with pytest.raises(ValueError, match=r"plain\.pth: the EMA copy of the weights was asked for \(--ema / "
-                       r"#ema\), but the checkpoint has no 'model_ema'"):
+    with pytest.raises(ValueError, match=r"plain\.pth: the EMA copy of the weights was asked for \(the #ema "
+                       r"suffix of a weights path, or convert's --ema\), but the checkpoint has no "
+                       r"'model_ema'"):
         Predictor.from_checkpoint(f"{plain}#ema", device="cpu")
 
 
@@ -290,8 +291,9 @@ def test_a_torchvision_style_dict_of_our_weights_notes_and_takes_its_ema_copy(ba
     averaged = Predictor.from_checkpoint(f"{path}#ema", device="cpu", optimise=False, config=config)
     assert torch.equal(averaged.model.state_dict()[STEM], sd[STEM] + 0.5)
     assert averaged.weights_notes == ["took the EMA copy of the weights ('model_ema')"]
-    with pytest.raises(ValueError, match=r"bare\.pth: the EMA copy of the weights was asked for \(--ema / "
-                                         r"#ema\), but this bare state dict holds one copy of the weights"):
+    with pytest.raises(ValueError, match=r"bare\.pth: the EMA copy of the weights was asked for \(the #ema "
+                                         r"suffix of a weights path, or convert's --ema\), but this bare "
+                                         r"state dict holds one copy of the weights"):
         Predictor.from_checkpoint(f"{bare / 'bare.pth'}#ema", device="cpu", config=config)
 
 

@@ -17,8 +17,10 @@ front, in one line.
 
 A model that cannot become a graph is refused in one line naming the checkpoint, before tracing: an
 INT8 checkpoint of ``maskrcnn quantize`` (``--float`` exports its float32 weights, without the
-calibration), RoIPool heads. ``--output`` is written atomically (a failed export leaves the old file, or
-none) and replaced if it exists, like every file the commands write, but never when it is the
+calibration), RoIPool heads. A flag that does nothing here is accepted with a one-line note saying so
+(``--no-optimise`` with ONNX, whose graph is always traced from the plain model; ``--float`` on a
+checkpoint that is not INT8), not silently. ``--output`` is written atomically (a failed export leaves
+the old file, or none) and replaced if it exists, like every file the commands write, but never when it is the
 ``--weights`` file itself.
 
 ``pt2``: the dense part only, ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the
@@ -92,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if fmt is None:
         raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")
     overrides = parse_set_args(args.set) or None
+    if fmt == "onnx" and args.no_optimise:  # said now: the load and the tracing take a while
+        print("note: --no-optimise applies to pt2 only: an ONNX export is always traced from the plain model "
+              "(BN layers as the checkpoint has them)", file=sys.stderr)
     if fmt == "onnx":
         from maskrcnn.export.onnx_export import export_onnx, require_onnx
         from maskrcnn.export.onnx_model import export_problem
@@ -99,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         require_onnx()  # before the minutes of loading and tracing
         # the plain model: the CPU speed-ups (Winograd, fused additions) are this library's kernels
         predictor = Predictor.from_checkpoint(args.weights, device="cpu", overrides=overrides, optimise=False,
-                                              int8=False if args.float else None, **config_kwargs(args))
+                                              int8=False if args.float else None, keep_checkpoint=args.float,
+                                              **config_kwargs(args))
         print_weights_notes(predictor, args.weights)
+        _note_float_without_int8(predictor, args)
         if predictor.int8_parts:
             raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): "
                              "PyTorch's quantized kernels have no ONNX operators; add --float to export its "
@@ -120,9 +127,11 @@ def run(args: argparse.Namespace) -> int:
     h, w = parse_size(args.size or "800x1088", multiple=32, allocated=ALLOCATED)
     predictor = Predictor.from_checkpoint(
         args.weights, device="cpu", overrides=overrides, optimise=not args.no_optimise, winograd=False,
-        fused_add=False, int8=False if args.float else None, **config_kwargs(args),
+        fused_add=False, int8=False if args.float else None, keep_checkpoint=args.float,
+        **config_kwargs(args),
     )  # fmt: skip
     print_weights_notes(predictor, args.weights)
+    _note_float_without_int8(predictor, args)
     if predictor.int8_parts:
         raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): add --float "
                          "to export its float32 weights (the calibration is not kept)")
@@ -136,3 +145,18 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _note_float_without_int8(predictor, args: argparse.Namespace) -> None:
+    """With ``--float``: one note when the checkpoint has no INT8 section (the flag changed nothing). The
+    checkpoint was kept for this look only (``keep_checkpoint``): dropped, it is a second copy of the
+    weights."""
+    if not args.float:
+        return
+    from maskrcnn.engine.int8 import INT8_KEY
+
+    int8 = INT8_KEY in (getattr(predictor, "checkpoint", None) or {})
+    predictor.checkpoint = None
+    if not int8:
+        print(f"note: --float has no effect: {args.weights} is not an INT8 checkpoint (`maskrcnn quantize` "
+              "writes those); its weights are exported as they are", file=sys.stderr)

@@ -17,6 +17,11 @@ not ONNX or cut short, external data (``*.onnx.data``) missing or cut short, ano
 (no ``maskrcnn_format`` metadata, or not one ``image`` input (3, H, W) float), metadata fields of the
 wrong type (``config`` an object, ``class_names`` a list of num_classes strings, ``label_to_category_id``
 an object of integers or null). onnxruntime's own log of a failed load is silenced: the error says it.
+
+An image onnxruntime fails on (a node's error, memory) raises ``OnnxRunError``, a ``RuntimeError`` like
+the PyTorch model's failures: onnxruntime's own types (``Fail``, ``InvalidArgument``, ...) derive from
+``Exception`` only, so they would escape the places that skip and count an image the model fails on
+(``engine/inference.predict_files_skipping``: predict, eval), which catch the model's error types.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ from maskrcnn.export import FORMAT, FORMAT_VERSION
 
 class OnnxModelError(ValueError):
     """An ONNX file that is missing, unreadable or not written by ``maskrcnn export``."""
+
+
+class OnnxRunError(RuntimeError):
+    """onnxruntime failed on one image (the file loaded): its message in one line, the image's size named."""
 
 
 def is_onnx_file(path: Union[str, os.PathLike]) -> bool:
@@ -129,6 +138,14 @@ def _load_problem(path: Path, message: str) -> str:
     message = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", message)  # ort's status prefix
     message = re.sub(r"Load model from .*? failed:", "", message)  # it names the file, as we do
     return "onnxruntime cannot load this file: " + " ".join(_without_source_locations(message).split())
+
+
+def _run_problem(message: str) -> str:
+    """onnxruntime's error while running -> one line: without its status prefix and C++ places."""
+    message = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", message)
+    message = re.sub(r"Non-zero status code returned while running (\w+) node\. Name:('[^']*') Status "
+                     r"Message:", r"\1 node \2:", message)  # -> "Reshape node '/Reshape_53': ..."
+    return " ".join(_without_source_locations(message).split()) or "no message"
 
 
 def _without_source_locations(message: str) -> str:
@@ -226,7 +243,12 @@ class OnnxModel:
         ``mask_probs`` (D, 1, M, M) (+ ``keypoints`` (D, J, 3), ``keypoint_scores`` (D, J)) as the model has
         them."""
         array = np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32)
-        out = dict(zip(self.output_names, self.session.run(None, {"image": array})))
+        try:
+            outputs = self.session.run(None, {"image": array})
+        except Exception as e:  # onnxruntime's own types, not RuntimeErrors: one type for every caller
+            raise OnnxRunError(f"onnxruntime failed on the {'x'.join(map(str, array.shape[1:]))} (resized) "
+                               f"image: {_run_problem(str(e))}") from e
+        out = dict(zip(self.output_names, outputs))
         det = {
             "boxes": torch.from_numpy(out["boxes"]),
             "scores": torch.from_numpy(out["scores"]),

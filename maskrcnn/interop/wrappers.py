@@ -185,11 +185,13 @@ def mmengine_ema_note(obj) -> Optional[str]:
 
 def no_ema_error(source: str, accepted: str):
     """The ConversionError of ``--ema`` / ``#ema`` on ``source`` that has no EMA copy the path reads:
-    ``accepted`` says which copies that path takes (and why this file has none)."""
+    ``accepted`` says which copies that path takes (and why this file has none). The same text for every
+    command, so it says whose each spelling is: only ``convert`` has an ``--ema`` flag; the others (predict,
+    export, quantize, train --init, ...) take the ``FILE#ema`` suffix of a weights path."""
     from maskrcnn.interop.torchvision import ConversionError
 
-    return ConversionError(f"{source}: the EMA copy of the weights was asked for (--ema / #ema), "
-                           f"but {accepted}")
+    return ConversionError(f"{source}: the EMA copy of the weights was asked for (the #ema suffix of a "
+                           f"weights path, or convert's --ema), but {accepted}")
 
 
 def ema_note(obj, *, taken: str, how: str) -> Optional[str]:

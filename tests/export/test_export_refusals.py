@@ -63,7 +63,7 @@ def test_an_int8_checkpoint_is_refused_by_name_and_exported_as_float_on_request(
         assert "add --float" in err[0] and not (tmp_path / out).exists()
     rc, _, err = _export(capsys, "--weights", tmp_path / "int8.pth", "--output", tmp_path / "f.onnx",
                          "--float")
-    assert rc == 0, err
+    assert rc == 0 and not any("--float has no effect" in line for line in err), err  # it had an effect
     image = torch.rand(3, 50, 75, generator=torch.Generator().manual_seed(1))
     a = Predictor.from_checkpoint(ckpt, device="cpu", optimise=False)(image)[0]
     b = Predictor.from_onnx(tmp_path / "f.onnx")(image)[0]  # the float weights: the float model's output
@@ -170,3 +170,29 @@ def test_the_pt2_message_and_help_say_height_and_width_are_fixed(tmp_path, capsy
         main(["export", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "fixed: the .pt2 takes only that HxW, any N; pad to it or export one file per size" in text
+
+
+def test_flags_that_change_nothing_are_said_in_one_note(tmp_path, capsys, monkeypatch, tiny):
+    from maskrcnn.export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: ["boxes"])  # no tracing: notes tested
+    rc, _, err = _export(capsys, "--weights", tiny, "--output", tmp_path / "m.onnx", "--no-optimise")
+    assert rc == 0 and err[0] == ("note: --no-optimise applies to pt2 only: an ONNX export is always traced "
+                                  "from the plain model (BN layers as the checkpoint has them)"), err
+    rc, _, err = _export(capsys, "--weights", tiny, "--output", tmp_path / "m.onnx", "--float")
+    assert rc == 0 and err[0] == (f"note: --float has no effect: {tiny} is not an INT8 checkpoint (`maskrcnn "
+                                  "quantize` writes those); its weights are exported as they are"), err
+    rc, _, err = _export(capsys, "--weights", tiny, "--output", tmp_path / "m.onnx")
+    assert rc == 0 and not any(line.startswith("note:") for line in err), err  # without the flags: no note
+
+
+@pytest.mark.parametrize("command", ["export", "quantize"])
+def test_a_missing_ema_copy_names_the_suffix_not_a_flag_the_command_lacks(tmp_path, capsys, tiny, command):
+    options = {"export": ["--output", str(tmp_path / "m.onnx")],
+               "quantize": ["--calib-images", str(tmp_path), "--output", str(tmp_path / "q.pth")]}[command]
+    rc = main([command, "--weights", f"{tiny}#ema", *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == [f"maskrcnn {command}: error: {tiny}: the EMA copy of the weights was asked "
+                               "for (the #ema suffix of a weights path, or convert's --ema), but the "
+                               "checkpoint has no 'model_ema', the copy a maskrcnn checkpoint keeps when "
+                               "saved with save_checkpoint(..., model_ema=...)"]

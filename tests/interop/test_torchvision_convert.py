@@ -245,13 +245,14 @@ def test_ema_copy_is_named_and_taken_on_request_by_convert_and_train_init(tmp_pa
     plain = tmp_path / "plain_tv.pth"
     torch.save({"model": {theirs: sd[theirs]}}, plain)
     assert main(["convert", "--from", "torchvision", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
-    assert "plain_tv.pth: the EMA copy of the weights was asked for (--ema / #ema), but the file has no " \
-           "'model_ema' (train.py --model-ema writes one) nor 'state_dict_ema' (timm), the copies --from " \
-           "torchvision takes" in capsys.readouterr().err
+    assert "plain_tv.pth: the EMA copy of the weights was asked for (the #ema suffix of a weights path, or " \
+           "convert's --ema), but the file has no 'model_ema' (train.py --model-ema writes one) nor " \
+           "'state_dict_ema' (timm), the copies --from torchvision takes" in capsys.readouterr().err
     assert main(["convert", "--from", "detectron2", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
     assert "--ema applies to --from torchvision or maskrcnn, not detectron2" in capsys.readouterr().err
-    with pytest.raises(ConversionError, match=r"^x\.pkl: the EMA copy of the weights was asked for \(--ema / "
-                       r"#ema\), but this is a detectron2 file; #ema takes 'model_ema' \(torchvision's "):
+    with pytest.raises(ConversionError, match=r"^x\.pkl: the EMA copy of the weights was asked for \(the "
+                       r"#ema suffix of a weights path, or convert's --ema\), but this is a detectron2 "
+                       r"file; #ema takes 'model_ema' \(torchvision's "):
         convert_any({"model": {"backbone.bottom_up.stem.conv1.weight": torch.zeros(1)}}, source="x.pkl",
                     ema=True)
     with pytest.raises(ConversionError, match=r"this is not a detector's file; #ema takes"):
