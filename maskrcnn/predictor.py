@@ -389,11 +389,15 @@ class Predictor:
             from maskrcnn.engine.int8 import apply_int8_section
             from maskrcnn.modeling.fuse import optimise_for_inference
 
-            if self.device.type != "cpu" or self.dtype is not None:
+            wrong = ([f"device {self.device}"] if self.device.type != "cpu" else []) + (
+                [f"dtype {dtype}"] if self.dtype is not None else [])  # only what was asked and cannot be
+            if wrong:
+                flags = "/".join(f for f, w in (("--device", "device"), ("--dtype", "dtype"))
+                                 if any(x.startswith(w) for x in wrong))
                 raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
-                                 f"device {self.device}, dtype {dtype}); for its float weights load it with "
-                                 "int8=False in Python; on the command line drop --device/--dtype (INT8 "
-                                 "runs on the CPU) or use the float checkpoint it was made from.")
+                                 f"{', '.join(wrong)}); for its float weights load it with int8=False in "
+                                 f"Python; on the command line drop {flags} (INT8 runs on the CPU) or use the "
+                                 "float checkpoint it was made from.")
             optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False,
                                    onednn_linear=False)
             apply_int8_section(self.model, int8, where=int8_source)

@@ -338,7 +338,9 @@ def test_messages_fit_the_python_api(pred, tmp_path):
         Predictor.from_weights(tmp_path / "model.pth", device="tpu")
     with pytest.raises(ValueError, match="is a folder, not a checkpoint file"):
         Predictor.from_weights(tmp_path, device="cpu")
-    with pytest.raises(ValueError, match=r"int8=False in Python; on the command line drop --device/"
-                                         r"--dtype \(INT8 runs on the CPU\) or use the float checkpoint "
+    # only what was asked and cannot be: no "got device cpu" when no device was given
+    with pytest.raises(ValueError, match=r"\(got dtype bfloat16\); for its float weights load it with "
+                                         r"int8=False in Python; on the command line drop --dtype "
+                                         r"\(INT8 runs on the CPU\) or use the float checkpoint "
                                          r"it was made from\.$"):
         Predictor(pred.model, pred.cfg, int8={}, dtype="bfloat16")
