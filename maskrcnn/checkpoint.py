@@ -148,11 +148,14 @@ def _not_ours_hint(path, obj, *, ema: bool = False, config: Optional[str] = None
     if not isinstance(obj, dict):
         return ""
     from maskrcnn.checkpoint_read import bare_state_dict
-    from maskrcnn.interop.weights import layout_of
+    from maskrcnn.interop.weights import layout_of, torchvision_problem
     from maskrcnn.interop.wrappers import common_prefix, inner_state_dict, is_our_layout, strip_common_prefix
 
     found = layout_of(obj)
     unused = " (--config applies only to a bare state dict of this library's model)" if config else ""
+    problem = torchvision_problem(obj) if found == "torchvision" else None
+    if problem is not None:  # a RetinaNet: `convert` would refuse it too, so it is not sent there
+        return f" ({problem}){unused}"
     if found in ("torchvision", "detectron2", "mmdetection"):
         shown = {"mmdetection": "an MMDetection", "detectron2": "a detectron2"}.get(found, "a torchvision")
         flag = " --ema" if ema else ""

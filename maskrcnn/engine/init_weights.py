@@ -23,10 +23,13 @@ its weights):
 4. The report (``init_report.json``): ``source``, ``config_changes``, ``config_kept``, ``loaded``,
    ``reinitialised``, ``unused``, ``counters_ignored`` (the weights' batch-norm counters,
    num_batches_tracked, that the model has no place for in a part it has: its norms keep none; those of
-   a part it lacks are ``unused``), ``class_specific``, ``copied_classes`` (ours -> theirs),
-   ``fresh_classes``, ``notes``. Printed (``summary_lines``) as counts plus one line per part that starts
-   fresh or goes unused as a whole (``part_lines``: "mask head starts fresh: the weights have none" for a
-   Faster R-CNN file, "keypoint head of the weights unused: this model has none").
+   a part it lacks are ``unused``), ``class_specific``, ``weights_classes`` (weights with class rows:
+   ``{"num_classes": K', "placeholders": rows named N/A, "run_num_classes": K}``, printed "weights: 90
+   classes + background (10 of them N/A placeholders) -> this run: 4 + background"), ``copied_classes``
+   (ours -> theirs), ``fresh_classes``, ``notes``. Printed (``summary_lines``) as counts plus one line
+   per part that starts fresh or goes unused as a whole (``part_lines``: "mask head starts fresh: the
+   weights have none" for a Faster R-CNN file, "keypoint head of the weights unused: this model has
+   none").
 
 Shapes: K classes incl. background (ours), K' (the weights'); F box head width; C mask head width;
 J keypoints. Class-specific tensors: cls_score (K, F) / (K,), bbox_pred (4K, F) / (4K,) with rows
@@ -364,6 +367,8 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         "fresh_classes": [],
         "notes": list(source.notes),
     }
+    if score is not None:
+        report["weights_classes"] = weights_classes(int(score.shape[0]), source.class_names, len(names))
     if class_rows is not None:
         theirs = source.class_names or []
         for i, j in enumerate(class_rows[1:], start=1):
@@ -380,6 +385,25 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
                                       if j is not None and j < len(theirs)}
         report["fresh_keypoints"] = [kp_names[i] for i, j in enumerate(keypoint_rows) if j is None]
     return report
+
+
+def weights_classes(rows: int, names: Optional[Sequence[str]], ours: int) -> dict:
+    """The report's ``weights_classes``: the weights' class count and the run's, each counting the
+    background as ``model.num_classes`` does, and how many of the weights' rows are placeholders (COCO's
+    unused ids, "N/A" in torchvision's 91), which hold no class a dataset could match. Said because the
+    class rows' counts ("3 of 5 from the weights") are the run's, never the weights'."""
+    named = list(names) if names is not None and len(names) == rows else None
+    unused = sum(normalise_name(n) in _PLACEHOLDERS for n in named[1:]) if named else 0
+    return {"num_classes": rows, "placeholders": unused, "run_num_classes": ours}
+
+
+def classes_line(counts: dict) -> str:
+    """"weights: 90 classes + background (10 of them N/A placeholders) -> this run: 4 + background"."""
+    theirs = counts["num_classes"] - 1
+    unused = counts.get("placeholders") or 0
+    return (f"weights: {theirs} class{'' if theirs == 1 else 'es'} + background"
+            + (f" ({unused} of them N/A placeholders)" if unused else "")
+            + f" -> this run: {counts['run_num_classes'] - 1} + background")
 
 
 # a part's prefix -> the words a user reads for it
@@ -449,6 +473,8 @@ def summary_lines(report: dict, changes: dict) -> list:
                  + (f", {counters} batch-norm counter{'' if counters == 1 else 's'} (num_batches_tracked) "
                     "ignored (the model's norms keep none)" if counters else ""))
     lines.extend("  " + line for line in part_lines(report))
+    if report.get("weights_classes"):
+        lines.append("  " + classes_line(report["weights_classes"]))
     if report["copied_classes"]:
         lines.append("  class rows from the weights: " + ", ".join(
             f"{a} <- {b}" for a, b in report["copied_classes"].items()))

@@ -75,7 +75,10 @@ evaluation of a shorter schedule, or a kill after it) is counted from its record
 A resume from the checkpoint where the run ends (``max_iter`` reached, or stopped early) trains nothing:
 it finishes only what the end left undone (``model_final.pth`` of that iteration, the final evaluation
 with its record), and a finished run is left as it is (no evaluation, no record, no file written:
-``metrics.jsonl``, ``config.yaml``, ``run.json`` are rewritten only when their contents change).
+``metrics.jsonl``, ``config.yaml``, ``run.json`` are rewritten only when their contents change). A resume
+that trains past the end a shorter schedule reached sets that end's ``model_final.pth`` aside first
+(``_set_aside_final``: removed, or renamed after its iteration), so that a stop before the new end leaves
+no final weights that are not the last.
 Checkpoints without the state (older ones, or written while following another metric) resume with the
 tracking started afresh.
 """
@@ -134,6 +137,11 @@ def earlier_run_files(output: Path) -> list:
     if not output.is_dir():
         return []
     return sorted({p for pattern in RUN_FILE_PATTERNS for p in output.glob(pattern) if p.is_file()})
+
+
+def _same_tensors(a: dict, b: dict) -> bool:
+    """Whether two state dicts hold the same names and, under each, equal tensors."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def checkpoint_candidates(output_dir: Path) -> list:
@@ -504,7 +512,47 @@ class Trainer:
             if on_record:
                 self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
                                   f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
+            if self._left is None:  # training left: past the end an earlier, shorter schedule reached
+                self._set_aside_final(ckpt["model"], path)
         return True
+
+    def _set_aside_final(self, resumed: dict, resumed_from: Path) -> None:
+        """A resume that trains on (``solver.iters`` raised after the run had finished) finds the
+        ``model_final.pth`` of the earlier end: no longer the run's last weights, yet left in place it would
+        look so should this run be stopped before its own end (``eval --weights RUN/model_final.pth`` would
+        take the earlier end's weights without a word). It goes now, said in one line: removed when the
+        checkpoint resumed from holds the same weights (the end writes both), else (that checkpoint was
+        lost, another was resumed from) renamed after its iteration, ``model_final_0000004.pth``, which no
+        resume takes for a checkpoint. ``model_best.pth`` stays: the best of the run's evaluations so far
+        (``best.json`` names its iteration), which this run replaces only with a better one (main process)."""
+        final = self.output_dir / FINAL_NAME
+        if not final.is_file():
+            return
+        try:
+            held = load_checkpoint(final, map_location="cpu")
+        except CheckpointError:
+            held = None  # unreadable: which iteration it was is unknown; kept aside all the same
+        it = held.get("iteration") if held is not None else None
+        until = f"this run goes on to iteration {self.max_iter} and writes its own at its end"
+        what = (f"{FINAL_NAME} (unreadable)" if held is None else f"{FINAL_NAME} (iteration {it}'s weights"
+                + (", the end of the earlier, shorter schedule)" if it == self.iteration else ")"))
+        try:
+            if it == self.iteration and _same_tensors(held["model"], resumed):
+                final.unlink()
+                self.logger.print(f"removed {what}: {until}; {resumed_from.name}, resumed from, holds the "
+                                  "same weights")
+            else:
+                aside = f"model_final_{it:07d}.pth" if isinstance(it, int) else "model_final_earlier.pth"
+                os.replace(final, self.output_dir / aside)
+                self.logger.print(f"renamed {what} to {aside}: {until}")
+        except OSError as e:
+            raise CheckpointWriteError(f"could not set {final} aside before training on past iteration "
+                                       f"{self.iteration}: {e.strerror or e}") from e
+        best = self.output_dir / BEST_NAME
+        if self.best is not None and self.best.value is not None and best.is_file():
+            self.logger.print(f"{BEST_NAME} (iteration {self.best.iteration}, {self.best.metric} "
+                              f"{self.best.value:.2f}) stays: the best so far; an evaluation that beats it "
+                              "replaces it")
 
     def _left_at_the_end(self) -> Optional[dict]:
         """For a checkpoint where the run ends (``max_iter`` reached, or the run had stopped early): what

@@ -21,7 +21,10 @@ prefix and counter); either way a note says which copy was taken. timm's "state_
 "state_dict" is read the same way.
 
 Only ResNet / ResNeXt backbones (``backbone.body.layer1..4``) convert; another backbone under
-``backbone.body`` (MobileNet's ``features.*``) is refused in one line naming it.
+``backbone.body`` (MobileNet's ``features.*``) is refused in one line naming it. Only R-CNNs convert (told
+by their parts, ``rpn.head.*`` and ``roi_heads.*``): torchvision's one-stage detectors (RetinaNet, FCOS,
+SSD, SSDlite: one ``head.classification_head`` / ``head.regression_head``) are refused naming the family
+(``rcnn_problem``), and only an R-CNN whose box predictor is missing is told it was dropped to fine-tune.
 Published v1 COCO weights need frozen batch norm with eps 0 (torchvision overwrites eps on load);
 weights from a model built with ``weights=None`` (plain BatchNorm, eps 1e-5) need ``frozen_bn_eps=1e-5``.
 """
@@ -178,26 +181,110 @@ def unwrap_with_prefix(obj, source: str = "checkpoint") -> tuple:
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ConversionError(f"{source}: entries that are not tensors: {bad[:5]}")
-    return strip_common_prefix(obj, lambda keys: any(k.startswith("backbone.body.") for k in keys))
+    return strip_common_prefix(obj, is_torchvision)
 
 
 def backbone_only(sd: dict) -> bool:
     """Whether every key is a ``backbone.*`` one (``backbone.body`` / ``resnet_fpn_backbone`` saved alone),
-    not a detector's (``rpn.*``, ``roi_heads.*``)."""
+    not a detector's (``rpn.*``, ``roi_heads.*``, a one-stage ``head.*``)."""
     return all(isinstance(k, str) and k.startswith("backbone.") for k in sd)
 
 
+# What makes a torchvision R-CNN, whatever its heads: region proposals (rpn.head.*) and per-region heads
+# (roi_heads.box_head.*, then the box predictor a fine-tuning recipe may drop). torchvision's one-stage
+# detectors (RetinaNet, FCOS, SSD, SSDlite) have neither: one dense head, head.classification_head.* and
+# head.regression_head.*, over the backbone's features.
+_RCNN_PARTS = ("rpn.head.", "roi_heads.box_head.")
+ONE_STAGE_HEADS = ("head.classification_head.", "head.regression_head.")
+
+
+def is_torchvision(keys) -> bool:
+    """Key names only torchvision's detectors use: a ``backbone.body`` (its R-CNNs, RetinaNet, FCOS) or a
+    one-stage dense head (``ONE_STAGE_HEADS``: SSD's and SSDlite's sit over ``backbone.features``)."""
+    return any(isinstance(k, str) and k.startswith(("backbone.body.",) + ONE_STAGE_HEADS) for k in keys)
+
+
+def one_stage_family(sd: dict) -> Optional[str]:
+    """The torchvision one-stage detector the keys are ("RetinaNet", "FCOS", "SSD", "SSDlite", or "one-stage
+    detector" for another head of that shape), told by what only that family's head has; None when the
+    keys have no one-stage head (``ONE_STAGE_HEADS``)."""
+    keys = [k for k in sd if isinstance(k, str)]
+    if not any(k.startswith(ONE_STAGE_HEADS) for k in keys):
+        return None
+    if any(k.startswith("head.regression_head.bbox_ctrness.") for k in keys):  # FCOS's centre-ness branch
+        return "FCOS"
+    if any(k.startswith("head.classification_head.module_list.") for k in keys):  # one conv per feature map
+        # SSDlite's per-map predictor is a depthwise-separable Sequential (module_list.i.0.0.weight),
+        # SSD's a plain conv (module_list.i.weight)
+        lite = any(re.match(r"^head\.classification_head\.module_list\.\d+\.\d+\.", k) for k in keys)
+        return "SSDlite" if lite else "SSD"
+    if any(k.startswith("head.classification_head.cls_logits.") for k in keys) and \
+            any(k.startswith("head.regression_head.bbox_reg.") for k in keys):
+        return "RetinaNet"
+    return "one-stage detector"
+
+
+def _other_family(sd: dict, family: str) -> str:
+    """A torchvision detector of another family than the R-CNNs, said as such (its keys are not a dropped
+    box predictor's), with what of it a run could still start from."""
+    if any(k.startswith("backbone.body.layer1.") for k in sd):
+        use = ("only its ResNet body could start a run: save its backbone.* tensors alone (`torch.save({k: v "
+               "for k, v in sd.items() if k.startswith('backbone.')}, 'body.pth')`) and give that file to "
+               "`maskrcnn train --init`")
+    else:
+        parts = dict.fromkeys(".".join(k.split(".")[:2]) + (".*" if k.count(".") > 1 else "")
+                              for k in sd if k.startswith("backbone."))  # in the file's order
+        shown = f" ({', '.join(list(parts)[:3])})" if parts else ""
+        use = f"its backbone{shown} is no ResNet/ResNeXt either: nothing of it can start a run"
+    return (f"a torchvision {family} ({', '.join(p + '*' for p in ONE_STAGE_HEADS)}): no RPN or RoI heads "
+            "(rpn.*, roi_heads.*), so not a Mask / Faster / Keypoint R-CNN, the detectors this library "
+            f"reads; {use}")
+
+
+def _not_whole_rcnn(sd: dict) -> str:
+    """What a file with a ResNet ``backbone.body``, other keys and no box predictor is, from the R-CNN
+    parts it has (``_RCNN_PARTS``)."""
+    has = [p for p in _RCNN_PARTS if any(k.startswith(p) for k in sd)]
+    if "roi_heads.box_head." in has:  # a real R-CNN, less the predictor a fine-tuning recipe drops
+        lacks = "rpn.head.* and roi_heads.box_predictor.*" if "rpn.head." not in has else \
+            "roi_heads.box_predictor.*"
+        return (f"a torchvision R-CNN saved without {lacks} (dropped to fine-tune on new classes?): not "
+                "read; save the whole detector instead (`maskrcnn train --init` starts the class rows it "
+                "lacks fresh by itself)")
+    if has:  # rpn.head.* and no RoI head at all
+        return ("a torchvision backbone and RPN (rpn.head.*) without RoI heads (no roi_heads.*): not a whole "
+                "R-CNN; save the whole detector, or its backbone.* tensors alone for `maskrcnn train --init` "
+                "to start the backbone from")
+    other = next(k for k in sd if not k.startswith("backbone."))
+    return (f"a backbone.body with other keys than an R-CNN's ({other}, ...; no rpn.head.* or roi_heads.*): "
+            "not a Mask / Faster / Keypoint R-CNN, the detectors this library reads")
+
+
+def rcnn_problem(sd: dict) -> Optional[str]:
+    """Why torchvision-named weights are no R-CNN (the sentence after the file's name): a one-stage
+    detector (RetinaNet, FCOS, SSD, SSDlite: ``one_stage_family``), or a ResNet body with some of an
+    R-CNN's parts but no box predictor (one dropped to fine-tune, an RPN alone); None for an R-CNN with
+    its box predictor, a backbone saved alone (read as one) and another body (``check_resnet_body``
+    refuses it: that comes first)."""
+    family = one_stage_family(sd)
+    if family is not None:
+        return _other_family(sd, family)
+    if "roi_heads.box_predictor.cls_score.weight" in sd or backbone_only(sd):
+        return None
+    if not any(k.startswith("backbone.body.layer1.") for k in sd):
+        return None
+    return _not_whole_rcnn(sd)
+
+
 def detect_layout(sd: dict, source: str = "checkpoint") -> str:
-    """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2."""
+    """One of maskrcnn, maskrcnn_v2, keypointrcnn, fasterrcnn, fasterrcnn_v2; another detector (a
+    RetinaNet, an SSD) or an R-CNN less its box predictor is refused, naming which (``rcnn_problem``)."""
+    problem = rcnn_problem(sd)
+    if problem is not None:
+        raise ConversionError(f"{source}: {problem}")
     has_body = any(k.startswith("backbone.body.") for k in sd)
     if has_body and "roi_heads.box_predictor.cls_score.weight" not in sd:  # said by what is missing
         check_resnet_body(sd, source)  # (train --init takes a ResNet body only)
-        if not backbone_only(sd):  # rpn.* / roi_heads.*: a detector whose box predictor was dropped
-            raise ConversionError(
-                f"{source}: a torchvision detector saved without roi_heads.box_predictor.* (dropped to "
-                "fine-tune on new classes?): not read; save the whole detector instead (`maskrcnn train "
-                "--init` starts the class rows it lacks fresh by itself)"
-            )
         raise ConversionError(
             f"{source}: not a torchvision detection state dict: has backbone.body.* but no "
             "roi_heads.box_predictor.cls_score.weight: backbone weights only, not a detector; use them "

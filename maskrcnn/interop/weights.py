@@ -241,8 +241,9 @@ def _detector_layout(keys: list) -> Optional[str]:
     """"torchvision" | "detectron2" | "mmdetection" by a state dict's key names, None for none of them."""
     from maskrcnn.interop.detectron2 import is_detectron2
     from maskrcnn.interop.mmdetection import is_mmdetection
+    from maskrcnn.interop.torchvision import is_torchvision
 
-    if any(k.startswith("backbone.body.") for k in keys):
+    if is_torchvision(keys):  # (its one-stage detectors too: the torchvision reader names them)
         return "torchvision"
     if is_detectron2(keys):
         return "detectron2"
@@ -389,10 +390,12 @@ def identify_file(path, *, reads=None) -> Optional[str]:
 def init_kind(spec: str, *, reads=None) -> Optional[str]:
     """What ``train --init SPEC`` starts from, told before the config is chosen: "detector" (ours or
     another library's: a whole model, fine-tuned with the ``finetune`` recipe) | "imagenet" (a backbone:
-    the from-scratch recipe) | None (unreadable or unknown: ``read_weights`` refuses it later, naming
-    why). A published name or URL is told by its cached file when there is one, else by its name (nothing
-    downloaded: every torchrun rank decides alike before rank 0 downloads); a file is read as
-    ``read_weights`` reads it (kept in ``reads``, a ``FileReads``, for the call's ``read_weights``)."""
+    the from-scratch recipe) | None (unreadable or unknown, or a detector no run can start from: a
+    torchvision RetinaNet, an R-CNN saved without its box predictor; ``read_weights`` refuses it later,
+    naming why: no "is a detector, so the finetune preset" line before it). A published name or URL is
+    told by its cached file when there is one, else by its name (nothing downloaded: every torchrun rank
+    decides alike before rank 0 downloads); a file is read as ``read_weights`` reads it (kept in
+    ``reads``, a ``FileReads``, for the call's ``read_weights``)."""
     from maskrcnn.interop.download import cache_dir, cache_name, is_published, resolve
 
     spec, _ = split_ema(spec)  # FILE#ema: the file is told like any other (read_weights refuses a wrong one)
@@ -412,8 +415,26 @@ def init_kind(spec: str, *, reads=None) -> Optional[str]:
         path = resolve_spec(spec)["path"]
     except (OSError, ValueError, RuntimeError):
         return None
-    found = identify_file(path, reads=reads)
+    try:
+        obj = _read_weights_object(path, any_pickle=True, reads=reads)
+    except (ConversionError, OSError, ValueError):
+        return None
+    found = layout_of(obj)
+    if found == "torchvision" and torchvision_problem(obj) is not None:
+        return None  # a RetinaNet, an R-CNN less its box predictor: no detector to fine-tune (refused later)
     return None if found is None else ("imagenet" if found == "imagenet" else "detector")
+
+
+def torchvision_problem(obj) -> Optional[str]:
+    """``torchvision.rcnn_problem`` of a torchvision file's object (``layout_of`` "torchvision"): why it is
+    no R-CNN (a RetinaNet, an R-CNN less its box predictor), or None."""
+    from maskrcnn.interop.torchvision import rcnn_problem
+
+    try:
+        sd, _keys = _state_dict_keys(obj, "file")
+    except (ConversionError, AttributeError, TypeError):
+        return None
+    return rcnn_problem(sd)
 
 
 def wrong_source_hint(path, asked: str) -> Optional[str]:

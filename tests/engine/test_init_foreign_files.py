@@ -81,3 +81,43 @@ def test_counters_the_converter_dropped_are_ignored_only_where_the_model_keeps_n
     source.counters = ["backbone.0.num_batches_tracked"]
     assert initialise_model(model, load_config("r50_fpn"), source)["counters_ignored"] == \
         ["backbone.0.num_batches_tracked"]
+
+
+class _WithClasses(torch.nn.Module):
+    """A model with a box classifier of ``k`` rows (background included)."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.roi_heads = torch.nn.Module()
+        self.roi_heads.box_predictor = torch.nn.Module()
+        self.roi_heads.box_predictor.cls_score = torch.nn.Linear(3, k)
+
+
+@pytest.mark.parametrize("theirs, line", [
+    (None, "weights: 90 classes + background (10 of them N/A placeholders) -> this run: 4 + background"),
+    (["__background__", "person"], "weights: 1 class + background -> this run: 4 + background"),
+])
+def test_the_report_says_the_weights_own_class_count(theirs, line):
+    # "class rows: 3 of 5 from the weights" counts the run's rows: the weights' 91 went unsaid
+    from maskrcnn.engine.init_weights import summary_lines
+    from maskrcnn.interop.torchvision import COCO_CLASS_NAMES_91
+
+    names = list(COCO_CLASS_NAMES_91) if theirs is None else theirs
+    ours = ["__background__", "person", "widget", "car", "gizmo"]
+    source = _source({"roi_heads.box_predictor.cls_score.weight": torch.ones(len(names), 3),
+                      "roi_heads.box_predictor.cls_score.bias": torch.ones(len(names))})
+    source.class_names = names
+    report = initialise_model(_WithClasses(5), load_config("r50_fpn", {"data.class_names": ours}), source)
+    placeholders = 10 if theirs is None else 0  # torchvision's "N/A" ids
+    assert report["weights_classes"] == {"num_classes": len(names), "placeholders": placeholders,
+                                         "run_num_classes": 5}
+    lines = summary_lines(report, {})
+    assert "  " + line in lines
+    assert lines.index("  " + line) < lines.index("  fresh class rows: widget" + (", car" if theirs else "")
+                                                  + ", gizmo")
+    # weights without class rows (an ImageNet backbone) have no count to say
+    report = initialise_model(_Tiny(), load_config("r50_fpn"), _source(
+        {k: v.clone() for k, v in _Tiny().state_dict().items()}))
+    assert "weights_classes" not in report
+    assert not any(line.lstrip().startswith("weights:") for line in summary_lines(report, {}))
+
