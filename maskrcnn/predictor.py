@@ -396,8 +396,8 @@ class Predictor:
                                  if any(x.startswith(w) for x in wrong))
                 raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
                                  f"{', '.join(wrong)}); for its float weights load it with int8=False in "
-                                 f"Python; on the command line drop {flags} (INT8 runs on the CPU) or use the "
-                                 "float checkpoint it was made from.")
+                                 f"Python; on the command line drop {flags} (INT8 runs on the CPU) or use "
+                                 "the float checkpoint it was made from.")
             optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False,
                                    onednn_linear=False)
             apply_int8_section(self.model, int8, where=int8_source)
