@@ -26,3 +26,26 @@ def test_convert_and_merge_summaries_escape_control_characters_in_class_names(tm
     printed = capsys.readouterr().out
     assert f"2 classes (1 'line\\nbreak', 2 'tab\\there') -> {merged}" in printed, printed
     assert "annotations ('line\\nbreak' 1, 'tab\\there' 1)" in printed, printed
+
+
+def test_names_equal_but_for_surrounding_spaces_are_one_rule_across_export_and_readers(tmp_path, capsys):
+    """'x' and 'x ' were two classes in the export, but the LabelMe / CVAT / YOLO readers strip the spaces
+    (merging or refusing them) while the Label Studio reader kept 'x '. Now the export tells them apart as
+    exact repeats are ('x (id 4)'), and the Label Studio reader strips as the others do."""
+    from maskrcnn.data.pre_annotations.instances import categories_of
+
+    cats = categories_of(["__background__", "x", "x ", "y"], {1: 4, 2: 5, 3: 6})
+    assert [c.name for c in cats] == ["x (id 4)", "x (id 5)", "y"]
+    assert [c.name for c in categories_of(["__background__", "a", "b"])] == ["a", "b"]
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    tasks = [{"id": 1, "data": {"image": "a.png"}, "annotations": [{"result": [
+        {"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 40,
+         "original_height": 30, "value": {"x": 10, "y": 10, "width": 50, "height": 50,
+                                          "rectanglelabels": [" box "]}}]}]}]
+    (tmp_path / "tasks.json").write_text(json.dumps(tasks))
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "labelstudio", str(tmp_path / "tasks.json"), "--images",
+                 str(tmp_path), "--output", str(out)]) == 0
+    assert [c["name"] for c in json.loads(out.read_text())["categories"]] == ["box"]
+    assert "label ' box ' read as 'box'" in capsys.readouterr().err
