@@ -36,7 +36,12 @@ sub-folders left empty go too; counted in a line), also when it is stopped by Ct
 on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
 ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
 is written, the stop line says so) are left untouched. Ctrl-C says how many images were written and
-where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
+where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
+(``stop_signals``): the image being predicted is finished, the results and exports of the images done
+are written, "stopped by SIGTERM: ..." and exit status 143 (a second one stops at once; videos are not
+covered: they run before the images, with the signal's default). Every requested export's location is
+checked before predicting (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line
+a kill or a full disk cut short is
 read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
 quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
 --calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).

@@ -28,6 +28,14 @@ file). YOLO names a label file by the image's path without its extension: of ima
 ``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
 both the same labels; ``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg``
 at the root gets no label file either (the same warning).
+The per-image files (LabelMe's, YOLO's label files, mask images, cut-outs) are listed with the hash of
+what was written (``written_files``: ``OUT/labelme.written.json``, beside the folder ``convert-data``
+reads whole; ``OUT/yolo/written.json``): a re-run into the same folder writes nothing over a file
+changed since (a LabelMe file corrected in LabelMe) or one no list names, and removes the earlier run's
+files still as written that it does not write again, each said in a line, so that the folder reads back
+as this run's images only. Where each format writes is checked before predicting
+(``check_export_locations``), and ``--export yolo`` refuses class names holding a line break
+(``to_yolo.check_yolo_names``) then too.
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies

@@ -22,9 +22,12 @@ cut-out; a cut-out whose mask has fewer than ``min_area`` pixels is not written 
 PNGs keep it), and how many were left out is printed when the cut-outs are finished.
 
 Each format's folder lists the files the run wrote (``written_files``: ``masks/written.json``,
-``cutouts/written.json``); a run into the same folder removes the earlier run's files that it does not
-write again, and only those (a line counts them), so the folder holds this run's images and instances
-only, as ``predictions.json`` does. A run stopped before its first image leaves them (``finish``'s
+``cutouts/written.json``, each with the hash of what was written); a run into the same folder removes
+the earlier run's files that it does not write again, and only those (a line counts them), so the
+folder holds this run's images and instances only, as ``predictions.json`` does. A file changed since
+it was written (a mask painted over), or one no list names, is the user's: neither written over nor
+removed, said in a line (``WrittenFiles.write``; ``index.json`` still describes this run's
+detections). A run stopped before its first image leaves them (``finish``'s
 ``replace``), and a format the run does not write keeps its folder as it is.
 """
 
