@@ -294,8 +294,12 @@ def _run(args, *, rank: int, world_size: int) -> int:
     try:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt as e:
-        print(f"interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
-        return 130
+        from maskrcnn.stop_signals import exit_status, signal_name
+
+        signum = getattr(e, "signum", None)  # stop_signals.StoppedBySignal: a SIGTERM handled as Ctrl-C
+        what = "interrupted" if signum is None else f"stopped by {signal_name(signum)}"
+        print(f"{what}{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        return 130 if signum is None else exit_status(signum)
     except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):
             raise

@@ -393,7 +393,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)  # this process's choice, made on its command line
     predictor = build_predictor(args)
     if predictor.int8_parts and args.no_optimise:
-        _note("--no-optimise does not apply to an INT8 file: it always runs its INT8 kernels")
+        from maskrcnn.commands.flag_options import not_applying
+
+        _note(not_applying([("--no-optimise", True)], "an INT8 file", "it always runs its INT8 kernels"))
     dev = predictor.device
     timing = time_inference(predictor, images, on_failure=_report_failure)
     if timing.images == 0:  # every file became unreadable after the first look, or failed in the model

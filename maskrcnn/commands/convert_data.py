@@ -49,6 +49,7 @@ from pathlib import Path
 
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
+from maskrcnn.shown_text import display_name
 
 HELP = "convert annotations of other tools and datasets (see --from) into COCO instance JSON"
 
@@ -265,7 +266,9 @@ def run(args) -> int:
     names = {c["id"]: c["name"] for c in coco["categories"]}
     per_class = Counter(names[a["category_id"]] for a in coco["annotations"] if not a["iscrowd"])
     crowd = sum(a["iscrowd"] for a in coco["annotations"])
-    listing = short_listing((f"{name} {per_class[name]}" for name in names.values()), what="more classes")
+    # names as show-data prints them: a newline or tab in a class name escaped, not breaking the line
+    listing = short_listing((f"{display_name(name)} {per_class[name]}" for name in names.values()),
+                            what="more classes")
     print(f"{len(coco['images'])} images, {sum(per_class.values())} instances ({listing}), {crowd} crowd "
           f"regions -> {out}")
     print(f"file_name values are relative to {builder.root}: "

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Tuple
 
-__all__ = ["NO_OPTIMISE_HELP", "options_from_flags", "refuse_without"]
+__all__ = ["NO_OPTIMISE_HELP", "not_applying", "options_from_flags", "refuse_without"]
 
 # --no-optimise of predict, serve and benchmark: one text, naming all that optimise_for_inference does
 NO_OPTIMISE_HELP = ("run the model as built: no batch-norm folding, channels_last, Winograd 3x3 "
                     "convolutions, oneDNN linear layers or fused residual additions (slower; the outputs "
                     "differ by float rounding only); an INT8 checkpoint always runs folded")
+
+
+def not_applying(flags: Iterable[Tuple[str, bool]], what: str, why: str):
+    """The note for flags given that do not apply to the model at hand (``(flag, given)`` pairs; ``what``
+    "an INT8 file", "an .onnx file"; ``why`` what runs instead): "--no-optimise does not apply to an INT8
+    file: it always runs its INT8 kernels", one wording for predict and benchmark; None when none was
+    given."""
+    given = [flag for flag, on in flags if on]
+    if not given:
+        return None
+    return f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {what}: {why}"
 
 
 def options_from_flags(build: Callable[..., Any], flags: Iterable[Tuple[str, str, Any]], **fixed) -> Any:

@@ -29,6 +29,7 @@ from typing import Optional
 from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, image_dir_or_default, skipped_line
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
+from maskrcnn.shown_text import display_name
 
 HELP = "merge COCO JSON files: classes matched by name, ids renumbered, file names made relative to one root"
 
@@ -118,11 +119,14 @@ def run(args) -> int:
         raise ValueError(f"no usable image in any source (see the problems above){hint}; nothing written")
     atomic_write_json(out, merged, ensure_ascii=True)  # a COCO file for other tools: ASCII (io_utils)
     for src, c, sk in zip(sources, counts, skipped):
-        listing = short_listing((f"{name} {n}" for name, n in c.instances.items()), what="more classes")
+        listing = short_listing((f"{display_name(name)} {n}" for name, n in c.instances.items()),
+                                what="more classes")
         print(f"{src.name}: {c.images} images, {sum(c.instances.values())} annotations ({listing}); "
               f"{c.duplicates} duplicate image(s), {sum(c.left_out.values())} annotation(s) of other classes "
               f"left out; {skipped_line(sk)}")
-    names = short_listing((f"{cat['id']} {cat['name']}" for cat in merged["categories"]), what="more classes")
+    # names as show-data prints them: a newline or tab in a class name escaped, not breaking the line
+    names = short_listing((f"{cat['id']} {display_name(cat['name'])}" for cat in merged["categories"]),
+                          what="more classes")
     print(f"{len(merged['images'])} images, {len(merged['annotations'])} annotations, "
           f"{len(merged['categories'])} classes ({names}) -> {out}")
     print(f"file_name values are relative to {root}: use --train-images {shell_word(root)}")

@@ -36,7 +36,12 @@ sub-folders left empty go too; counted in a line), also when it is stopped by Ct
 on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
 ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
 is written, the stop line says so) are left untouched. Ctrl-C says how many images were written and
-where. A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut short is
+where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
+(``stop_signals``): the image being predicted is finished, the results and exports of the images done
+are written, "stopped by SIGTERM: ..." and exit status 143 (a second one stops at once; videos are not
+covered: they run before the images, with the signal's default). Every requested export's location is
+checked before predicting (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line
+a kill or a full disk cut short is
 read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
 quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
 --calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
@@ -58,7 +63,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -66,6 +73,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
+from maskrcnn import stop_signals
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
 from maskrcnn.data.folders import spelled_path
 from maskrcnn.io_utils import atomic_write_json
@@ -76,6 +84,7 @@ from maskrcnn.overlay_defaults import (
     check_overlay_min_size,
     overlay_min_size,
 )
+from maskrcnn.stop_signals import StoppedBySignal, signal_name
 
 HELP = "run a checkpoint on images, write predictions.json and overlays"
 
@@ -624,7 +633,12 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
     from maskrcnn.data.images import IMAGE_EXTENSIONS, reason_counts, skip_reason, too_large_line
-    from maskrcnn.data.pre_annotations.export import PIXEL_FORMATS, check_export_arguments, export_for_run
+    from maskrcnn.data.pre_annotations.export import (
+        PIXEL_FORMATS,
+        check_export_arguments,
+        check_export_locations,
+        export_for_run,
+    )
     from maskrcnn.engine.inference import predict_files_skipping
     from maskrcnn.io_utils import check_output_dir
     from maskrcnn.overlay_paths import same_name_beside
@@ -635,6 +649,7 @@ def run(args: argparse.Namespace) -> int:
     check_overlay_min_size(args.overlay_min_size)
     export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
+    check_export_locations(out_dir, export_formats)  # up front: one format failing at the end loses the rest
     from maskrcnn.commands import predict_video
 
     predict_video.check_video_arguments(args)
@@ -694,6 +709,13 @@ def run(args: argparse.Namespace) -> int:
             **options,
         )
     print_weights_notes(predictor, args.weights)
+    if predictor.runtime:  # an .onnx file: its graph was fixed at export, onnxruntime runs it as it is
+        from maskrcnn.commands.flag_options import not_applying
+
+        note = not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)],
+                            "an .onnx file", "onnxruntime runs its graph as exported")
+        if note:
+            print(f"maskrcnn predict: note: {note}", file=sys.stderr)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
@@ -754,96 +776,119 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     stopped = None  # the exception that ended the loop, if any
-    try:
-        for window in predict_files_skipping(predictor, files, on_error=skip):
-            per_image = (time.perf_counter() - t0) / len(window)
-            for idx, image, det in window:
-                path = files[idx]
-                extra = {"file_name": str(path)}
-                if not args.no_overlays:
-                    overlay_name = overlay_names[idx]
-                    used_names.add(overlay_name)
-                    extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
-                mask_file = export.mask_file(path) if export is not None else None
-                if mask_file is not None:  # which mask image is this image's, named as its overlay is
-                    extra["mask"] = mask_file
-                writer.add(
-                    detections_to_coco_results(
-                        det,
-                        image_id=idx + 1,
-                        label_to_category_id=predictor.label_to_category_id,
-                        class_names=predictor.class_names,
-                        extra=extra,
-                    )
-                )
-                if not args.no_overlays:
-                    import io
+    term = []  # the stop signal got (SIGTERM): the image being predicted is finished, then the run stops
 
-                    from maskrcnn.io_utils import atomic_write_bytes
-                    from maskrcnn.visualize import draw_instances, skeleton_for
+    def on_term(signum, frame):
+        if term:  # a second one: at once, the image being predicted dropped
+            raise StoppedBySignal("stopped at once by a second signal", signum)
+        term.append(signum)
+        # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
+        os.write(2, f"\n{signal_name(signum)}: the image being predicted is finished, the results and "
+                    "exports of the images done are written, then predict stops\n".encode())
 
-                    overlay = draw_instances(
-                        image, det, predictor.class_names, min_size=overlay_min_size(args, video=False),
-                        score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
+    # SIGTERM (timeout, docker stop, a scheduler) as Ctrl-C, the way train handles it (stop_signals)
+    with stop_signals.handling((signal.SIGTERM,), on_term):  # restored once the results are written
+        try:
+            for window in predict_files_skipping(predictor, files, on_error=skip):
+                per_image = (time.perf_counter() - t0) / len(window)
+                for idx, image, det in window:
+                    path = files[idx]
+                    extra = {"file_name": str(path)}
+                    if not args.no_overlays:
+                        overlay_name = overlay_names[idx]
+                        used_names.add(overlay_name)
+                        extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
+                    mask_file = export.mask_file(path) if export is not None else None
+                    if mask_file is not None:  # which mask image is this image's, named as its overlay is
+                        extra["mask"] = mask_file
+                    writer.add(
+                        detections_to_coco_results(
+                            det,
+                            image_id=idx + 1,
+                            label_to_category_id=predictor.label_to_category_id,
+                            class_names=predictor.class_names,
+                            extra=extra,
+                        )
                     )
-                    target = overlay_dir / overlay_name
-                    overlay_list.add([overlay_name])  # listed before it is written: a kill loses none
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    png = io.BytesIO()
-                    overlay.save(png, "PNG")
-                    atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
-                n_done += 1
-                H, W = image.shape[-2:]
-                if export is not None:
-                    export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
-                print(
-                    f"[{idx + 1:>{width}}/{len(files)}] {shown_path(path)} ({W}x{H}): "
-                    f"{det['boxes'].shape[0]} detections in {per_image:.2f} s",
-                    file=sys.stderr,
-                )
-            t0 = time.perf_counter()
-    except KeyboardInterrupt as e:
-        stopped = e
-        if n_done == 0:
-            kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
-                earlier_overlays else ""
-            if export is not None:  # an empty file would replace an earlier run's good one
-                kept += (f"; no pre-annotation file written ({', '.join(export.formats)}): any earlier ones "
-                         "stay as they were")
-            raise KeyboardInterrupt(f"after 0 of {len(files)} images; nothing written{kept}") from None
-        overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
-        raise KeyboardInterrupt(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
-                                f"detection(s) to {writer.final}{overlays}") from None
-    except BaseException as e:
-        stopped = e
-        raise
-    finally:  # an interrupt or an error still leaves the results of the images done so far
-        if stopped is None or n_done > 0:
-            # this run's files replace the earlier run's: predictions.json and overlays/ of the same images
-            writer.finish()
-            removed = 0 if args.no_overlays else _remove_earlier_overlays(
-                out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
-            if not args.no_overlays:  # those of the earlier runs' list (with 0 detections too) not drawn now
-                removed += overlay_list.finish(replace=True)
-            if removed:
-                print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
-                      f"{overlay_dir}/", file=sys.stderr)
-        if export is not None:
-            note = export.left_out_note()
-            if note:
-                print(note, file=sys.stderr)
-            # no image predicted (stopped before the first, or every one skipped): the earlier run's
-            # export files stay, as its other files do (empty ones would replace good ones)
-            wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
-            if wrote:
-                print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
-                      f"relative to {export.root})", file=sys.stderr)
-                for line in export.read_back_lines():
-                    print(line, file=sys.stderr)
-            elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
-                why = "stopped before the first image" if stopped is not None else "no image was predicted"
-                print(f"pre-annotations: none written ({why}): any earlier files "
-                      f"in {out_dir} stay as they were", file=sys.stderr)
+                    if not args.no_overlays:
+                        import io
+
+                        from maskrcnn.io_utils import atomic_write_bytes
+                        from maskrcnn.visualize import draw_instances, skeleton_for
+
+                        overlay = draw_instances(
+                            image, det, predictor.class_names, min_size=overlay_min_size(args, video=False),
+                            score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
+                        )
+                        target = overlay_dir / overlay_name
+                        overlay_list.add([overlay_name])  # listed before it is written: a kill loses none
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        png = io.BytesIO()
+                        overlay.save(png, "PNG")
+                        atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
+                    n_done += 1
+                    H, W = image.shape[-2:]
+                    if export is not None:
+                        export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
+                    print(
+                        f"[{idx + 1:>{width}}/{len(files)}] {shown_path(path)} ({W}x{H}): "
+                        f"{det['boxes'].shape[0]} detections in {per_image:.2f} s",
+                        file=sys.stderr,
+                    )
+                    if term:  # this image is done: the run stops here, as after Ctrl-C
+                        raise StoppedBySignal("", term[0])
+                t0 = time.perf_counter()
+        except KeyboardInterrupt as e:
+            # Ctrl-C, or a stop signal (stop_signals.StoppedBySignal: the command exits 128 + its number)
+            signum = getattr(e, "signum", None)
+
+            def stop(message):
+                return KeyboardInterrupt(message) if signum is None else StoppedBySignal(message, signum)
+
+            stopped = e
+            if n_done == 0:
+                kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
+                    earlier_overlays else ""
+                if export is not None:  # an empty file would replace an earlier run's good one
+                    kept += (f"; no pre-annotation file written ({', '.join(export.formats)}): any "
+                             "earlier ones stay as they were")
+                raise stop(f"after 0 of {len(files)} images; nothing written{kept}") from None
+            overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
+            raise stop(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
+                       f"detection(s) to {writer.final}{overlays}") from None
+        except BaseException as e:
+            stopped = e
+            raise
+        finally:  # an interrupt or an error still leaves the results of the images done so far
+            if stopped is None or n_done > 0:
+                # this run's files replace the earlier run's: predictions.json and overlays/ of the same
+                # images
+                writer.finish()
+                removed = 0 if args.no_overlays else _remove_earlier_overlays(
+                    out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
+                # those of the earlier runs' list (with 0 detections too) not drawn now
+                if not args.no_overlays:
+                    removed += overlay_list.finish(replace=True)
+                if removed:
+                    print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
+                          f"{overlay_dir}/", file=sys.stderr)
+            if export is not None:
+                note = export.left_out_note()
+                if note:
+                    print(note, file=sys.stderr)
+                # no image predicted (stopped before the first, or every one skipped): the earlier run's
+                # export files stay, as its other files do (empty ones would replace good ones)
+                wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
+                if wrote:
+                    print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
+                          f"relative to {export.root})", file=sys.stderr)
+                    for line in export.read_back_lines():
+                        print(line, file=sys.stderr)
+                elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
+                    why = "stopped before the first image" if stopped is not None else \
+                        "no image was predicted"
+                    print(f"pre-annotations: none written ({why}): any earlier files "
+                          f"in {out_dir} stay as they were", file=sys.stderr)
     results = writer.results
     total = time.perf_counter() - t_start
     too_large = too_large_line(reasons)  # good files over the pixel limit: the one skip a setting undoes

@@ -265,4 +265,6 @@ def exit_status(result: dict) -> int:
     and job schedulers must not take a stopped run (checkpoint saved, to be resumed) for a finished one."""
     if not result.get("interrupted"):
         return 0
-    return 128 + int(result.get("signal") or signal.SIGINT)
+    from maskrcnn.stop_signals import exit_status as signal_exit_status
+
+    return signal_exit_status(int(result.get("signal") or signal.SIGINT))

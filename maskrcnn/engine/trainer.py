@@ -101,6 +101,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskrcnn import stop_signals
 from maskrcnn.checkpoint import CheckpointError, load_checkpoint, non_finite_keys, save_checkpoint
 from maskrcnn.engine import distributed as du
 from maskrcnn.engine.best_model import BestTracker, metric_value, resolve_metric
@@ -743,12 +744,8 @@ class Trainer:
                 os.write(2, b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
                             b"stops (Ctrl-C again to stop at once, without saving)\n")
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_signals.handling((signal.SIGTERM, signal.SIGINT), handler):  # restored after the run
             yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):

@@ -9,6 +9,8 @@ Read:
   and, under each control's name (often "label", but any), a list of regions: the result's ``value``
   with ``original_width`` / ``original_height`` merged in. The region lists are found as the list-valued
   fields whose items carry a ``*labels`` key.
+- A label's surrounding spaces are stripped ("box " is "box"), as the LabelMe, CVAT and YOLO readers
+  strip them, said once per label.
 
 Rules:
 - Coordinates are percent (0..100) of the image's width and height, so they are scaled by the size of
@@ -83,6 +85,7 @@ from maskrcnn.data.formats.common import (
     image_size,
     read_json,
     recorded_folder_unusable,
+    stripped_label,
     usable_recorded_folder,
 )
 from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, to_coco_polygon
@@ -456,6 +459,8 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
             if not labels:  # None or []: a shape drawn without choosing a label
                 report.note("results without labels left out")
                 continue
+            if isinstance(labels, list):  # "box " is "box", as the LabelMe, CVAT and YOLO readers read it
+                labels = [stripped_label(x, report=report, where=where) for x in labels]
             label = _pick_label(labels, builder)
             rotation = value.get("image_rotation") or 0
             if rotation:

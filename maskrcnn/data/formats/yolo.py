@@ -18,10 +18,12 @@ Where the images and classes come from:
   (``kpt_shape``: its lines are boxes with keypoints, not polygons) is refused.
 - Without a YAML: the images under SRC/images (with ``--split S``: SRC/images/S, SRC/S/images or SRC/S),
   else under SRC. The class names are those of a ``classes.txt`` (in SRC or SRC/labels, one a line, as
-  LabelImg, Label Studio and X-AnyLabeling write it), else ``classes`` (names of the indices 0, 1, ..),
-  else ``class_<index>`` for the indices 0 .. the largest one met: ids stay index + 1, so splits
-  converted apart agree, and a dataset converts without knowing its names (rename them later, or give
-  ``--classes``); a warning says so, naming a dataset YAML one folder up (SRC was a split's folder).
+  LabelImg, Label Studio and X-AnyLabeling write it; lines end at ``\n`` or ``\r\n`` only, as those
+  tools split them, not at the other breaks ``str.splitlines`` knows: ``classes_lines``), else
+  ``classes`` (names of the indices 0, 1, ..), else ``class_<index>`` for the indices 0 .. the largest
+  one met: ids stay index + 1, so splits converted apart agree, and a dataset converts without knowing
+  its names (rename them later, or give ``--classes``); a warning says so, naming a dataset YAML one
+  folder up (SRC was a split's folder).
   Split folders found together (images/train + images/val, Roboflow's train/ + valid/) are converted
   together only with a warning: validation images would otherwise slip into training unnoticed.
 - ``classes`` with a dataset that names its classes (YAML or classes.txt) selects them by name: the
@@ -235,6 +237,16 @@ def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
     return YoloDataset(root=root, images=tuple(images), names=names, source=path.name)
 
 
+def classes_lines(text: str) -> list:
+    """The lines of a ``classes.txt``: split at ``\n`` (a ``\r`` before it dropped), not at the other
+    characters ``str.splitlines`` breaks at (``\x85``, ``\u2028``, ``\x1c``..): a name holding one stays
+    one name, and the classes after it keep their indices."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the last line's end
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _classes_file(src: Path) -> Optional[Path]:
     return next((p for p in (src / "classes.txt", src / "labels" / "classes.txt") if p.is_file()), None)
 
@@ -260,7 +272,7 @@ def _folder_dataset(src: Path, split: Optional[str], report: Report) -> YoloData
     classes = _classes_file(src)
     if classes is not None:
         try:
-            lines = [line.strip() for line in classes.read_text(encoding="utf-8-sig").splitlines()]
+            lines = [line.strip() for line in classes_lines(classes.read_bytes().decode("utf-8-sig"))]
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"{classes}: cannot be read ({e})") from None
         source = str(classes.relative_to(src))

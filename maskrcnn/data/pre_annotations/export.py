@@ -28,6 +28,14 @@ file). YOLO names a label file by the image's path without its extension: of ima
 ``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
 both the same labels; ``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg``
 at the root gets no label file either (the same warning).
+The per-image files (LabelMe's, YOLO's label files, mask images, cut-outs) are listed with the hash of
+what was written (``written_files``: ``OUT/labelme.written.json``, beside the folder ``convert-data``
+reads whole; ``OUT/yolo/written.json``): a re-run into the same folder writes nothing over a file
+changed since (a LabelMe file corrected in LabelMe) or one no list names, and removes the earlier run's
+files still as written that it does not write again, each said in a line, so that the folder reads back
+as this run's images only. Where each format writes is checked before predicting
+(``check_export_locations``), and ``--export yolo`` refuses class names holding a line break
+(``to_yolo.check_yolo_names``) then too.
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
@@ -38,6 +46,7 @@ beside it) are named by their whole file name (``masks/a.jpg.png``), as their ov
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -57,17 +66,62 @@ from maskrcnn.data.pre_annotations.to_coco import coco_instances
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
 from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
-from maskrcnn.data.pre_annotations.to_yolo import yolo_classes_txt, yolo_data_yaml, yolo_labels
+from maskrcnn.data.pre_annotations.to_yolo import (
+    check_yolo_names,
+    yolo_classes_txt,
+    yolo_data_yaml,
+    yolo_labels,
+)
+from maskrcnn.data.pre_annotations.written_files import WrittenFiles
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text
 from maskrcnn.shell import shell_word
 
 __all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
-           "check_export_arguments", "export_for_run", "images_root", "parse_export_formats",
+           "check_export_arguments", "check_export_locations", "export_for_run", "export_locations",
+           "images_root", "parse_export_formats",
            "relative_file_name"]
 
 COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_annotations.xml"
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
 YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
+LABELME_RECORD = "labelme.written.json"  # the LabelMe files a run wrote (written_files), beside labelme/
+
+
+def _json_bytes(data, **dumps_kwargs) -> bytes:
+    """``data`` as ``atomic_write_json`` writes it (UTF-8, non-ASCII as it is)."""
+    return json.dumps(data, ensure_ascii=False, **dumps_kwargs).encode("utf-8", errors="backslashreplace")
+
+
+def export_locations(out_dir: Path, formats: Sequence[str]) -> list:
+    """(path, format, "file" or "folder") of what each of ``formats`` writes in ``out_dir`` (its
+    folders, and its single files)."""
+    out_dir = Path(out_dir)
+    where = {
+        "coco": [(COCO_FILE, "file")],
+        "labelme": [(LABELME_DIR, "folder"), (LABELME_RECORD, "file")],
+        "cvat": [(CVAT_FILE, "file")],
+        "labelstudio": [(LABELSTUDIO_FILE, "file"), (LABELSTUDIO_CONFIG, "file")],
+        "yolo": [(YOLO_DIR, "folder"), (f"{YOLO_DIR}/labels", "folder"), (f"{YOLO_DIR}/{YOLO_YAML}", "file"),
+                 (f"{YOLO_DIR}/labels/classes.txt", "file")],
+        "masks": [("masks", "folder")],
+        "cutouts": [("cutouts", "folder")],
+    }
+    return [(out_dir / rel, fmt, kind) for fmt in formats for rel, kind in where.get(fmt, ())]
+
+
+def check_export_locations(out_dir: Path, formats: Sequence[str]) -> None:
+    """Refuse, before any image is predicted, an output folder where an export cannot be written: a file
+    where a format needs a folder, a folder where it writes a file (else that format would fail at the
+    end of a long run, and the formats after it be lost). ValueError naming every such path, one line."""
+    problems = []
+    for path, fmt, kind in export_locations(out_dir, formats):
+        if kind == "folder" and (path.is_file() or (path.is_symlink() and not path.is_dir())):
+            problems.append(f"{path} is a file where --export {fmt} writes a folder")
+        elif kind == "file" and path.is_dir():
+            problems.append(f"{path} is a folder where --export {fmt} writes a file")
+    if problems:
+        raise ValueError("; ".join(problems) + " (move it away or choose another --output): nothing "
+                         "predicted")
 
 
 def images_root(inputs: Sequence, files: Sequence) -> Path:
@@ -99,6 +153,8 @@ class PreAnnotationExport:
         listed here when None; ``predict`` lists them once for the overlays and the mask files)."""
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
+        if "yolo" in self.formats:  # before any image is predicted: classes.txt could not hold the names
+            check_yolo_names(self.categories)
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
         self.masks = bool(masks)  # False: a box-only model, rectangles everywhere
         self.keypoint_names = None if keypoint_names is None else [str(n) for n in keypoint_names]
@@ -153,10 +209,13 @@ class PreAnnotationExport:
         if self.mask_files is not None:
             self.mask_files.add(file_name, path, int(height), int(width), det, image)
 
-    def _labelme(self) -> Path:
+    def _labelme(self, *, partial: bool) -> Path:
         from maskrcnn.overlay_paths import safe_file_name
 
         folder = self.out_dir / LABELME_DIR
+        # the list lies beside the folder: convert-data reads every .json in it as a LabelMe file
+        written = WrittenFiles(folder=folder, label="labelme", suffixes=(".json",),
+                               record=self.out_dir / LABELME_RECORD)
         used = set()
         for image, path, found in zip(self.images, self.paths, self.instances):
             name = safe_file_name(image.file_name)  # as the overlays: no newline in a file name
@@ -170,12 +229,15 @@ class PreAnnotationExport:
             used.add(str(target).casefold())
             image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
             data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)
-            atomic_write_json(target, data, indent=2)  # indented, as LabelMe writes its files
+            # indented, as LabelMe writes its files; a file corrected since the last run is kept (written)
+            written.write(target.relative_to(folder).as_posix(), _json_bytes(data, indent=2))
+        self._end_listed(written, folder, partial=partial)
         return folder
 
-    def _yolo(self) -> Path:
+    def _yolo(self, *, partial: bool) -> Path:
         folder = self.out_dir / YOLO_DIR
         classes = folder / "labels" / "classes.txt"
+        written = WrittenFiles(folder=folder, label="yolo", suffixes=(".txt",))
         # taken by the class names, written last: an image classes.jpg at the root would lose its labels
         # to them silently (and the names would read back as boxes), so it gets the clash warning instead
         used: dict = {classes: "the class names file"}
@@ -186,11 +248,27 @@ class PreAnnotationExport:
                       f"the same label file {target.relative_to(folder).as_posix()}", file=sys.stderr)
                 continue
             used[target] = image.file_name
-            atomic_write_text(target, yolo_labels(image, found, tolerance=self.tolerance))
+            written.write(target.relative_to(folder).as_posix(),
+                          yolo_labels(image, found, tolerance=self.tolerance).encode("utf-8"))
         # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them
         atomic_write_text(classes, yolo_classes_txt(self.categories))
         atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
+        self._end_listed(written, folder, partial=partial)
         return folder
+
+    @staticmethod
+    def _end_listed(written: WrittenFiles, folder: Path, *, partial: bool) -> None:
+        """List the run's files of a per-image format and remove the earlier run's not written again
+        (not the user's: ``WrittenFiles``), each said in a line, as the mask files are."""
+        removed = written.finish(replace=True)
+        if removed:
+            why = ("this partial run (stopped early) did not write: images not reached or not predicted "
+                   "now") if partial else ("this run did not write again (images not predicted now, or "
+                                           "named from another images folder)")
+            print(f"pre-annotations: {written.label}: removed {removed} file(s) of the earlier run that "
+                  f"{why} from {folder}/", file=sys.stderr)
+        for line in written.kept_lines():
+            print(line, file=sys.stderr)
 
     def _folder_from_out(self) -> str:
         """The images folder relative to the output folder (absolute on another Windows drive)."""
@@ -256,7 +334,7 @@ class PreAnnotationExport:
                     keypoint_names=self.keypoint_names, skeleton=self.skeleton),
                     ensure_ascii=True)  # for pycocotools & co: ASCII (io_utils)
             elif fmt == "labelme":
-                written.append(self._labelme())
+                written.append(self._labelme(partial=partial))
             elif fmt == "cvat":
                 written.append(self.out_dir / CVAT_FILE)
                 atomic_write_text(written[-1], cvat_xml(self.images, self.instances, self.categories,
@@ -270,7 +348,7 @@ class PreAnnotationExport:
                 atomic_write_json(written[-2], tasks, ensure_ascii=True)  # imported by another tool
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))
             elif fmt == "yolo":
-                written.append(self._yolo())
+                written.append(self._yolo(partial=partial))
             elif fmt in PIXEL_FORMATS:
                 written.append(self.mask_files.finish(fmt, replace=replace, partial=partial))
         return written

@@ -18,6 +18,7 @@ as COCO writes it): a weak guess is left for the annotator to place rather than 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -68,8 +69,18 @@ class Instance(NamedTuple):
 def categories_of(class_names: Sequence[str], label_to_category_id: Optional[dict] = None) -> List[Category]:
     """The categories of a model's ``class_names`` (index = label, 0 the background): label i has the
     category id ``label_to_category_id[i]`` (the training dataset's, kept in the checkpoint), else i."""
+    from maskrcnn.class_names import distinct_names, name_ids
+
     mapping = {int(k): int(v) for k, v in (label_to_category_id or {}).items()}
-    return [Category(label, mapping.get(label, label), str(class_names[label]))
+    names = [str(n) for n in class_names[1:]]
+    # names equal but for the spaces around them ('x', 'x ') are one class to every reader (the LabelMe,
+    # CVAT, YOLO and Label Studio readers strip them): told apart as exact repeats are, 'x (id 5)'
+    stripped = Counter(n.strip() for n in names)
+    if any(stripped[n.strip()] > 1 and n.strip() for n in names):
+        ids = name_ids(class_names, label_to_category_id)
+        proposed = {i: (n.strip() if stripped[n.strip()] > 1 else n) for i, n in zip(ids, names)}
+        names = list(distinct_names(proposed).values())
+    return [Category(label, mapping.get(label, label), names[label - 1])
             for label in range(1, len(class_names))]
 
 

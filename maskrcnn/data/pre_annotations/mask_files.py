@@ -22,9 +22,12 @@ cut-out; a cut-out whose mask has fewer than ``min_area`` pixels is not written 
 PNGs keep it), and how many were left out is printed when the cut-outs are finished.
 
 Each format's folder lists the files the run wrote (``written_files``: ``masks/written.json``,
-``cutouts/written.json``); a run into the same folder removes the earlier run's files that it does not
-write again, and only those (a line counts them), so the folder holds this run's images and instances
-only, as ``predictions.json`` does. A run stopped before its first image leaves them (``finish``'s
+``cutouts/written.json``, each with the hash of what was written); a run into the same folder removes
+the earlier run's files that it does not write again, and only those (a line counts them), so the
+folder holds this run's images and instances only, as ``predictions.json`` does. A file changed since
+it was written (a mask painted over), or one no list names, is the user's: neither written over nor
+removed, said in a line (``WrittenFiles.write``; ``index.json`` still describes this run's
+detections). A run stopped before its first image leaves them (``finish``'s
 ``replace``), and a format the run does not write keeps its folder as it is.
 """
 
@@ -48,7 +51,7 @@ from maskrcnn.data.pre_annotations.to_masks import (
     safe_file_name,
 )
 from maskrcnn.data.pre_annotations.written_files import WrittenFiles
-from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
+from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CUTOUTS_DIR", "MASKS_DIR", "MASKS_INDEX", "MaskFiles", "mask_file_stems"]
 
@@ -151,9 +154,9 @@ class MaskFiles:
                                                                            f"{stem}_classes.png"]):
             ids = instance_id_image(regions, scores, height, width)
             classes = class_image(ids, [c.id for c in categories], sixteen_bit=self.sixteen_bit)
-            self.written[MASKS_DIR].add([f"{stem}.png", f"{stem}_classes.png"])
-            atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}.png", id_png(ids))
-            atomic_write_bytes(self.out_dir / MASKS_DIR / f"{stem}_classes.png", class_png(classes))
+            # listed with their hash before written; a file edited since the last run is kept (written_files)
+            self.written[MASKS_DIR].write(f"{stem}.png", id_png(ids))
+            self.written[MASKS_DIR].write(f"{stem}_classes.png", class_png(classes))
             self.index[file_name] = index_records(boxes, scores, categories)
         if CUTOUTS_DIR in self.formats:
             areas = [None if r is None else int(r.patch.sum()) for r in regions]
@@ -170,10 +173,9 @@ class MaskFiles:
                                  f"{height}x{width}")
             digits = max(3, len(str(len(regions))))  # zero-padded: file listings sort as predictions.json
             names = {i: f"{stem}/{i + 1:0{digits}d}_{self.names[labels[i]]}.png" for i in wanted}
-            self.written[CUTOUTS_DIR].add(list(names.values()))
             for i in wanted:
                 crop = cutout_box(boxes[i], regions[i], height, width)
-                atomic_write_bytes(self.out_dir / CUTOUTS_DIR / names[i], cutout_png(image, crop, regions[i]))
+                self.written[CUTOUTS_DIR].write(names[i], cutout_png(image, crop, regions[i]))
 
     def finish(self, fmt: str, *, replace: bool = True, partial: bool = False) -> Path:
         """End format ``fmt`` ("masks": write ``masks/index.json``); returns its folder (made when no image
@@ -190,6 +192,8 @@ class MaskFiles:
                 "this run did not write again (images not predicted now, fewer instances)"
             print(f"pre-annotations: {fmt}: removed {removed} file(s) of the earlier run that {why} from "
                   f"{folder}/", file=sys.stderr)
+        for line in self.written[fmt].kept_lines():  # the user's files (edited, or put there): left alone
+            print(line, file=sys.stderr)
         if fmt == MASKS_DIR and (replace or not (folder / MASKS_INDEX).exists()):
             atomic_write_json(folder / MASKS_INDEX, self.index)
         if fmt == CUTOUTS_DIR and self.min_area > 0:

@@ -28,6 +28,8 @@ the last ``images`` folder of its path with ``labels``: with the images in ``DAT
 ``labels/`` beside them as ``DATA/labels/``. ``labels/classes.txt`` names the classes too, one a line
 in index order (as LabelImg and Ultralytics' converters write it): copied with the labels, it keeps the
 names where ``data.yaml`` is left behind (``convert-data --from yolo`` reads ``DATA/labels/classes.txt``).
+A class name holding a line break (``\n``, ``\r``, ``\u2028``, any ``str.splitlines`` splits at) cannot
+be one line: the export is refused before predicting, naming the class (``check_yolo_names``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ import yaml
 from maskrcnn.data.pre_annotations.contours import Component, bridge_holes, mask_to_components
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
 
-__all__ = ["instance_ring", "yolo_classes_txt", "yolo_data_yaml", "yolo_labels"]
+__all__ = ["LINE_BREAKS", "check_yolo_names", "instance_ring", "yolo_classes_txt", "yolo_data_yaml",
+           "yolo_labels"]
+
+# every character str.splitlines breaks a line at: a name holding one cannot be one line of classes.txt
+# (our reader splits at "\n" only, but other tools read it with splitlines or universal newlines)
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 def instance_ring(instance: Instance, *, tolerance: float) -> np.ndarray:
@@ -78,6 +85,21 @@ def yolo_data_yaml(images_root: str, categories: Sequence[Category]) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def check_yolo_names(categories: Sequence[Category]) -> None:
+    """ValueError naming the first class whose name holds a line break (``LINE_BREAKS``): written one a
+    line, it would take two lines of ``classes.txt``, and every class after it would read back under the
+    next one's name, silently."""
+    from maskrcnn.shown_text import display_name
+
+    for c in sorted(categories, key=lambda c: c.label):
+        if any(ch in LINE_BREAKS for ch in c.name):
+            raise ValueError(f"--export yolo: class {c.label - 1} {display_name(c.name)} holds a line break, "
+                             "which labels/classes.txt (one name a line) cannot hold: leave yolo out of "
+                             "--export (the other formats keep the name), or rename the class")
+
+
 def yolo_classes_txt(categories: Sequence[Category]) -> str:
-    """``classes.txt``: the class names one a line, in class index order (label - 1)."""
+    """``classes.txt``: the class names one a line, in class index order (label - 1); a name with a line
+    break is refused (``check_yolo_names``)."""
+    check_yolo_names(categories)
     return "".join(c.name + "\n" for c in sorted(categories, key=lambda c: c.label))

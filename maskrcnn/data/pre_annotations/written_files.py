@@ -1,31 +1,55 @@
-"""Which files a ``predict --export masks,cutouts`` run wrote in a format's folder, so that a re-run into
-the same ``--output`` can take away the earlier run's files it does not write again (an image not
-predicted now, an instance fewer now): left there, they read as this run's.
+"""Which files a ``predict --export`` run (or ``predict``'s / ``show-data``'s overlays) wrote in a
+folder, so that a re-run into the same ``--output`` can take away the earlier run's files it does not write
+again (an image not predicted now, an instance fewer now): left there, they read as this run's.
 
-    FOLDER/written.json             {"files": [path relative to FOLDER, ...]}: the last finished run's
-    FOLDER/written.partial.jsonl    one JSON list of paths a line, appended before the files are written;
-                                    left by a run that was killed, read by the next one
+    FOLDER/written.json             {"files": [path relative to FOLDER, ...], "sha256": {path: [hex, ...]}}:
+                                    the last finished run's files, and of those written by ``write`` the
+                                    SHA-256 of the content written
+    FOLDER/written.partial.jsonl    one JSON list of paths (or {path: hex}) a line, appended before the
+                                    files are written; left by a run that was killed, read by the next one
 
-Only files listed so are ever removed, and of those only the ones that still are regular files (not
-links, not folders) inside FOLDER, with the ``.png`` extension every written file has: a file the user put
-there, or a list edited to name another file, is left alone. An unreadable list (either of the two) is said
-in one line, naming the file, and no earlier file is removed then. The lists are JSON, read as data only.
+(the two lists can lie elsewhere, ``record``: LabelMe's folder is read back whole, a JSON list there would
+be taken for a LabelMe file). Only files listed so are ever removed, and of those only the ones that still
+are regular files (not links, not folders) inside FOLDER, with one of the extensions the folder's files
+have (``.png``, LabelMe's ``.json``, YOLO's ``.txt``): a file the user put there, or a list edited to name
+another file, is left alone. A file listed with its hash is ours only while it still holds that content:
+one changed since (a LabelMe file corrected in LabelMe, a YOLO label file in X-AnyLabeling) is the user's,
+neither written over (``write``) nor removed (``finish``), and so is a file there that no list names;
+``kept_lines`` says which, counted, a few named. An unreadable list (either of the two) is said in one
+line, naming the file, and no earlier file is removed then. The lists are JSON, read as data only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Optional, Set
+from typing import Dict, Iterable, Optional, Set, Union
 
-from maskrcnn.io_utils import atomic_write_json
+from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 
 __all__ = ["WRITTEN_FILE", "WRITTEN_PARTIAL", "WrittenFiles"]
 
 WRITTEN_FILE, WRITTEN_PARTIAL = "written.json", "written.partial.jsonl"
+SHOWN_NAMES = 3  # files named in a kept line; the rest counted
+
+
+def content_hash(data: bytes) -> str:
+    """The hash a written file is recorded with (SHA-256, hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_hash(path: Path) -> Optional[str]:
+    """``content_hash`` of the regular file ``path``; None when it cannot be read (or is not one)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        return content_hash(path.read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 class WrittenFiles:
@@ -34,33 +58,91 @@ class WrittenFiles:
     and lists this run's."""
 
     def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations",
-                 also_earlier: Iterable[str] = ()):
+                 also_earlier: Iterable[str] = (), suffixes: Iterable[str] = (".png",),
+                 record: Optional[Path] = None):
         """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
         the lines are from; ``also_earlier``: more earlier runs' files, listed elsewhere (a report from
         before ``written.json``), taken only when the lists here can be read: with one that cannot,
-        nothing earlier is removed."""
-        self.folder, self.label = Path(folder), label
+        nothing earlier is removed; ``suffixes``: the extensions of the files this folder's runs write
+        (only such files are ever removed); ``record``: the list's path (``FOLDER/written.json`` when
+        None), the killed run's list beside it (``<name>.partial.jsonl``)."""
+        self.folder, self.label, self.prefix = Path(folder), label, prefix
+        self.suffixes = tuple(s.lower() for s in suffixes)
+        self.record = Path(record) if record is not None else self.folder / WRITTEN_FILE
+        self.partial_record = self.record.with_name(_partial_name(self.record))
         # readable: False when a list is there but cannot be read (said in a line): nothing is removed
-        self.earlier, self.readable = _read_written(self.folder, label=label, prefix=prefix)
+        self.earlier, self.readable, self.earlier_hashes = _read_lists(
+            self.record, self.partial_record, label=label, prefix=prefix)
         if self.readable:
             self.earlier |= set(also_earlier)
         self.files: Set[str] = set()
+        self.hashes: Dict[str, Set[str]] = {}  # this run's files written by ``write``: their content's hash
+        self.kept: Dict[str, list] = {"changed": [], "unlisted": []}  # the user's files, left as they are
         self._partial = None
 
-    def add(self, paths: Iterable[str]) -> None:
-        """``paths`` (relative to the folder, '/'-separated) are about to be written: listed first, so that
-        a run killed mid-write leaves no file unlisted."""
-        paths = [p for p in paths if p not in self.files]
+    def add(self, paths: Union[Iterable[str], Dict[str, str]]) -> None:
+        """``paths`` (relative to the folder, '/'-separated; a dict: {path: content hash}) are about to be
+        written: listed first, so that a run killed mid-write leaves no file unlisted."""
+        hashes = dict(paths) if isinstance(paths, dict) else {}
+        paths = [p for p in paths if p not in self.files or p in hashes]
         if not paths:
             return
         if self._partial is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.partial_record.parent.mkdir(parents=True, exist_ok=True)
             # appended to: a killed run's list stays in it until a run finishes
-            self._partial = open(self.folder / WRITTEN_PARTIAL, "a", encoding="utf-8",
-                                 errors="surrogateescape")
-        self._partial.write(json.dumps(paths) + "\n")
+            self._partial = open(self.partial_record, "a", encoding="utf-8", errors="surrogateescape")
+        self._partial.write(json.dumps({p: hashes[p] for p in paths} if hashes else paths) + "\n")
         self._partial.flush()
         self.files.update(paths)
+        for p in paths:
+            if p in hashes:
+                self.hashes.setdefault(p, set()).add(hashes[p])
+
+    def owned(self, rel: str) -> bool:
+        """Whether ``rel`` may be written over: no file there, or one an earlier run wrote (listed) and,
+        when listed with its hash, still as written. A file no list names, or changed since, is the
+        user's (a ``kept`` reason is recorded by ``write``)."""
+        return self._users(rel) is None
+
+    def _users(self, rel: str) -> Optional[str]:
+        """None when ``rel`` is ours to write over, else why not ("changed", "unlisted")."""
+        path = self.folder / rel
+        if not os.path.lexists(path) or rel in self.files:
+            return None
+        if rel not in self.earlier:
+            return "unlisted"
+        known = self.earlier_hashes.get(rel)
+        if known is None:  # listed by a run that recorded no hash (masks before hashes): ours, as it was
+            return None
+        return None if _file_hash(path) in known else "changed"
+
+    def write(self, rel: str, data: bytes) -> bool:
+        """Write ``data`` to ``rel`` (atomically, listed with its hash first) unless the file there is the
+        user's (``owned``): then it is left as it is, counted in ``kept``, and False returned."""
+        why = self._users(rel)
+        if why is not None:
+            self.kept[why].append(rel)
+            return False
+        self.add({rel: content_hash(data)})
+        target = self.folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data)  # a link there is replaced, never written through
+        return True
+
+    def kept_lines(self) -> list:
+        """One line per reason the user's files were left as they were (``write`` and ``finish``): how
+        many, the first few named; [] when none were."""
+        lines = []
+        for why, text in (("changed", "changed since an earlier run wrote them"),
+                          ("unlisted", "not written by an earlier run (none lists them)")):
+            names = sorted(set(self.kept[why]))
+            if names:
+                shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more"
+                                                          if len(names) > SHOWN_NAMES else "")
+                lines.append(f"{self.prefix}: {self.label}: kept {len(names)} file(s) in {self.folder}/ "
+                             f"{text}: yours, neither written over nor removed ({shown}); move or delete "
+                             "them to have this run's written")
+        return lines
 
     def finish(self, *, replace: bool = True) -> int:
         """Write ``written.json``. With ``replace`` (the run got as far as its first image), first remove
@@ -71,35 +153,66 @@ class WrittenFiles:
                 self._partial.close()
             except OSError:  # a full disk's flush: written.json below lists the files all the same
                 pass
-        removed = _remove_listed(self.folder, self.earlier, keep=self.files) if replace else 0
-        if self.files or self.earlier or (self.folder / WRITTEN_FILE).exists():
+        removed = 0
+        if replace:
+            removed, changed = _remove_listed(self.folder, self.earlier, keep=self.files,
+                                              hashes=self.earlier_hashes, suffixes=self.suffixes)
+            self.kept["changed"] += changed
+        if self.files or self.earlier or self.record.exists():
             listed = self.files if replace else self.files | self.earlier
-            self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.folder / WRITTEN_FILE, {"files": sorted(listed)})
-        (self.folder / WRITTEN_PARTIAL).unlink(missing_ok=True)  # after written.json: nothing is lost
+            hashes = {p: set(h) for p, h in self.hashes.items()}
+            if not replace:
+                for p, h in self.earlier_hashes.items():
+                    hashes.setdefault(p, set()).update(h)
+            data = {"files": sorted(listed)}
+            if hashes:
+                data["sha256"] = {p: sorted(hashes[p]) for p in sorted(hashes) if p in listed}
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.record, data)
+        self.partial_record.unlink(missing_ok=True)  # after written.json: nothing is lost
         return removed
+
+
+def _partial_name(record: Path) -> str:
+    """The killed run's list beside ``record``: written.json -> written.partial.jsonl."""
+    return (record.name[:-len(".json")] if record.name.endswith(".json") else record.name) + ".partial.jsonl"
 
 
 def read_written(folder: Path, *, label: str = "", prefix: str = "pre-annotations") -> Set[str]:
     """The paths listed in ``folder``'s ``written.json`` and in a killed run's ``written.partial.jsonl``
     (a line cut short by the kill is dropped). When either list cannot be read, a line on stderr names the
     file and what is wrong, and nothing is listed: no earlier file is removed, the other list's neither."""
-    return _read_written(folder, label=label, prefix=prefix)[0]
+    return _read_lists(folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL, label=label, prefix=prefix)[0]
 
 
-def _read_written(folder: Path, *, label: str, prefix: str) -> tuple:
-    """``read_written``'s paths, and whether the lists there (if any) could be read."""
+def _hash_list(value) -> Optional[Set[str]]:
+    """A recorded hash (hex) or list of them as a set; None for anything else."""
+    values = [value] if isinstance(value, str) else value
+    if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+        return set(values)
+    return None
+
+
+def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple:
+    """``read_written``'s paths, whether the lists there (if any) could be read, and {path: the hashes
+    recorded for it} (a path listed without one: not in it)."""
     found: Set[str] = set()
-    final, partial = folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL
+    hashes: Dict[str, Set[str]] = {}
     problems = []
     if final.is_file():
         try:
             data = json.loads(final.read_text(encoding="utf-8", errors="surrogateescape"))
             files = data.get("files") if isinstance(data, dict) else None
-            if isinstance(files, list) and all(isinstance(f, str) for f in files):
+            recorded = data.get("sha256", {}) if isinstance(data, dict) else {}
+            if isinstance(files, list) and all(isinstance(f, str) for f in files) \
+                    and isinstance(recorded, dict):
                 found.update(files)
+                for p, h in recorded.items():
+                    known = _hash_list(h)
+                    if known is not None and p in found:
+                        hashes.setdefault(p, set()).update(known)
             else:
-                problems.append(f"{final}: field 'files' is not a list of paths")
+                problems.append(f"{final}: field 'files' is not a list of paths (or 'sha256' not a dict)")
         except (OSError, ValueError) as e:
             problems.append(f"{final}: not readable as JSON ({e})")
     if partial.is_file():
@@ -115,23 +228,32 @@ def _read_written(folder: Path, *, label: str, prefix: str) -> tuple:
                 continue  # the line a kill cut short: its files may not exist either
             if isinstance(paths, list):
                 found.update(p for p in paths if isinstance(p, str))
+            elif isinstance(paths, dict):  # {path: hash}: written by ``write``
+                for p, h in paths.items():
+                    if isinstance(p, str) and isinstance(h, str):
+                        found.add(p)
+                        hashes.setdefault(p, set()).add(h)
     if problems:
         print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed (those "
-              f"listed in {WRITTEN_FILE} and {WRITTEN_PARTIAL} alike)", file=sys.stderr)
-        return set(), False
-    return found, True
+              f"listed in {final.name} and {partial.name} alike)", file=sys.stderr)
+        return set(), False, {}
+    return found, True, hashes
 
 
-def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str]) -> int:
+def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str], hashes: Optional[dict] = None,
+                   suffixes: Iterable[str] = (".png",)) -> tuple:
     """Remove the files ``paths`` (relative to ``folder``) that are not in ``keep`` (this run's files)
-    and are regular ``.png`` files inside ``folder``; then the folders left empty by it, up to ``folder``.
-    Returns how many went. A path that differs from one of ``keep`` in case only is kept when it is that
-    very file (``os.path.samefile``: on a macOS or Windows disk 'A.png' is this run's 'a.png'), removed
-    when it is another (a case-sensitive disk)."""
+    and are regular files inside ``folder`` ending in one of ``suffixes``, and, when ``hashes`` records
+    theirs, still hold that content; then the folders left empty by it, up to ``folder``. Returns how
+    many went, and the paths kept because they changed (the user's). A path that differs from one of
+    ``keep`` in case only is kept when it is that very file (``os.path.samefile``: on a macOS or Windows
+    disk 'A.png' is this run's 'a.png'), removed when it is another (a case-sensitive disk)."""
+    hashes = hashes or {}
+    changed: list = []
     try:
         top = folder.resolve()
     except (OSError, RuntimeError):
-        return 0
+        return 0, changed
     kept: dict = {}
     for k in keep:
         kept.setdefault(k.casefold(), []).append(k)
@@ -139,11 +261,14 @@ def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str]) -> int
     for rel in sorted(paths):
         if rel in keep or _same_as_kept(folder, rel, kept.get(rel.casefold(), ())):
             continue
-        path = _inside(top, folder, rel)
+        path = _inside(top, folder, rel, suffixes)
         if path is None:
             continue
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):  # a link is not followed, nor removed
+                continue
+            if rel in hashes and _file_hash(path) not in hashes[rel]:
+                changed.append(rel)  # edited since it was written: the user's now
                 continue
             path.unlink()
         except (OSError, ValueError):  # gone meanwhile, or not ours to remove
@@ -156,7 +281,7 @@ def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str]) -> int
             except OSError:
                 break
             parent = parent.parent
-    return removed
+    return removed, changed
 
 
 def _same_as_kept(folder: Path, rel: str, candidates) -> bool:
@@ -173,12 +298,12 @@ def _same_as_kept(folder: Path, rel: str, candidates) -> bool:
     return False
 
 
-def _inside(top: Path, folder: Path, rel: str) -> Optional[Path]:
+def _inside(top: Path, folder: Path, rel: str, suffixes: Iterable[str] = (".png",)) -> Optional[Path]:
     """``folder / rel`` with its folder resolved, when that lies inside ``top`` (``folder`` resolved) and
-    the name ends in ``.png``; None for a path that would leave it (``..``, absolute, a drive, a link to a
-    folder elsewhere)."""
+    the name ends in one of ``suffixes``; None for a path that would leave it (``..``, absolute, a drive,
+    a link to a folder elsewhere)."""
     pure = PurePosixPath(rel)
-    if pure.is_absolute() or not pure.parts or ".." in pure.parts or pure.suffix.lower() != ".png" \
+    if pure.is_absolute() or not pure.parts or ".." in pure.parts or pure.suffix.lower() not in suffixes \
             or "\0" in rel:
         return None
     given = folder.joinpath(*pure.parts)
