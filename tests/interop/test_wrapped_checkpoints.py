@@ -217,7 +217,8 @@ def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp
     stem = "backbone.res2.0.conv1.conv.weight"
     assert torch.equal(plain["state_dict"][stem], convert_mmdetection(mm)["state_dict"][stem])
     with pytest.raises(ConversionError, match=r"^mm\.pth: the EMA copy of the weights was asked for "
-                       r"\(--ema / #ema\), but this file's 'state_dict' already is the EMA average "
+                       r"\(the #ema suffix of a weights path, or convert's --ema\), but this file's "
+                       r"'state_dict' already is the EMA average "
                        r"\(mmengine's EMAHook"):
         convert_mmdetection(obj, source="mm.pth", ema=True)
     with pytest.raises(ConversionError, match=r"already is the EMA average"):
