@@ -12,6 +12,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 from PIL import Image
@@ -135,6 +136,7 @@ def _two_ranks(tmp_path, jsons: list) -> dict:
     return {rank: pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in (0, 1)}
 
 
+@pytest.mark.slow  # two pairs of processes (5-7 s on one core)
 def test_a_setup_error_of_one_process_alone_is_printed_and_rank_zero_names_the_lost_peer(tmp_path):
     # rank 1's --train-json is missing on its side alone: it printed nothing ("rank 0 has it too"), and
     # rank 0 said "another process stopped; its error is above" with nothing above
