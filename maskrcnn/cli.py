@@ -19,9 +19,11 @@ its brackets join it, as one value.
 Under ``torchrun`` (RANK, WORLD_SIZE) only ``train`` runs (``SEVERAL_PROCESSES``: it shares its work,
 validation included); another command says in one line that it runs in one process, before any work. An
 error prints once: a message every process shares from rank 0 (a setup error also from each other
-machine's first process, LOCAL_RANK 0, as ``rank N: ...``), a process's own error (in the training loop)
-from that process as ``rank N: ...``, and the peers' "connection closed" as "another process stopped; its
-error is above" (``engine/distributed.error_line``; ``--debug``: the raw traceback).
+machine's first process, LOCAL_RANK 0, and from any process whose setup error rank 0 did not report alike,
+as ``rank N: ...``), a process's own error (in the training loop) from that process as ``rank N: ...``,
+and the peers' "connection closed" as "another process stopped (the connection to ADDRESS was lost); its
+error, if it printed one, is above ..." (``engine/distributed.error_line``; ``--debug``: the raw
+traceback).
 
 Warnings print as one line: this library's "maskrcnn COMMAND: warning: ...", another library's (PyTorch's
 DDP or autograd notes) "warning (torch): ...", named by the file that raised it (``warning_source``).
@@ -303,12 +305,15 @@ def _run(args, *, rank: int, world_size: int) -> int:
     except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as e:
         if getattr(args, "debug", False):
             raise
-        from maskrcnn.engine.distributed import error_line
+        from maskrcnn.engine.distributed import error_line, rank0_setup_error
 
         # under torchrun: a message every process shares once (rank 0), a rank's own error named by rank
-        # (and a setup error from each other machine's first process: its disk may lack a file)
-        line = error_line(e, _one_line(e, args), rank=rank, world_size=world_size,
-                          local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        # (and a setup error from each other machine's first process: its disk may lack a file, and from
+        # any process whose setup error rank 0 did not report alike: nobody else printed it)
+        message = _one_line(e, args)
+        line = error_line(e, message, rank=rank, world_size=world_size,
+                          local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                          rank0_message=rank0_setup_error(e, message) if world_size > 1 else None)
         if line is not None:
             print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
         return 1

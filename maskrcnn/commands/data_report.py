@@ -47,5 +47,8 @@ def image_dir_or_default(given: Optional[Union[str, os.PathLike]], json_path: Un
         return str(folder)
     if also and Path(folder).resolve() == Path(also[0]).resolve():
         why = f"as {also[1]}" + (f"; {why}" if why else "")
-    print(f"{flag} not given: images of {json_path} read from {folder}" + (f" ({why})" if why else ""))
+    from maskrcnn.engine.distributed import say_on_launch_rank0  # under torchrun: once, not per process
+
+    say_on_launch_rank0(f"{flag} not given: images of {json_path} read from {folder}"
+                        + (f" ({why})" if why else ""))
     return str(folder)

@@ -177,13 +177,45 @@ def nothing_to_resume(output) -> str:
 
 
 def _locked_run(args, given: dict, *, config_said=None) -> dict:
+    from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.trainer import StoppedBySignal
+    from maskrcnn.engine.training import unread_line
+
+    # the setup is every process's alike (one config, one annotation file): its warnings and skipped
+    # records are said by rank 0 alone; from the first iteration each process reads its own share
+    with du.setup_said_by_rank0():
+        trainer = _set_up(args, given, config_said=config_said)
+    try:
+        try:
+            result = trainer.train()
+        finally:  # each process its own: a worker's read failures reach only its process's batches
+            line = unread_line(getattr(trainer, "unread_images", ()))
+            if line:  # each rank counts the images its own batches read: said as such
+                share = f" (rank {du.get_rank()}'s share)" if du.get_world_size() > 1 else ""
+                print(line + share, flush=True)
+    except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
+        du.cleanup(wait_for_peers=False)
+        if trainer.is_main:
+            print(e, file=sys.stderr)
+        return {"interrupted": True, "signal": e.signum, "saved": False, "stopped": str(e)}
+    except BaseException as e:
+        du.cleanup(wait_for_peers=False)
+        du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
+        raise
+    du.cleanup()
+    if result["interrupted"] and trainer.is_main:  # once, not once per process
+        print(f"stopped at iteration {result['iteration']}; continue with --resume")
+    return result
+
+
+def _set_up(args, given: dict, *, config_said=None):
+    """The trainer of the run the arguments ask for, its data read and its files written."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.run_data import RUN_DATA, record_run_data, resume_data_arguments
-    from maskrcnn.engine.trainer import StoppedBySignal
-    from maskrcnn.engine.training import build_training, unread_line
+    from maskrcnn.engine.training import build_training
     from maskrcnn.interop.file_reads import FileReads
 
     data = dict(given)
@@ -236,27 +268,7 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     del reads  # held during the run
     if du.get_rank() == 0:  # the run folder exists now; a later --resume reads its data from here
         record_run_data(args.output, given=given, resolved=data)
-    try:
-        try:
-            result = trainer.train()
-        finally:  # each process its own: a worker's read failures reach only its process's batches
-            line = unread_line(getattr(trainer, "unread_images", ()))
-            if line:  # each rank counts the images its own batches read: said as such
-                share = f" (rank {du.get_rank()}'s share)" if du.get_world_size() > 1 else ""
-                print(line + share, flush=True)
-    except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
-        du.cleanup(wait_for_peers=False)
-        if trainer.is_main:
-            print(e, file=sys.stderr)
-        return {"interrupted": True, "signal": e.signum, "saved": False, "stopped": str(e)}
-    except BaseException as e:
-        du.cleanup(wait_for_peers=False)
-        du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
-        raise
-    du.cleanup()
-    if result["interrupted"] and trainer.is_main:  # once, not once per process
-        print(f"stopped at iteration {result['iteration']}; continue with --resume")
-    return result
+    return trainer
 
 
 def exit_status(result: dict) -> int:

@@ -10,14 +10,27 @@ its result records on rank 0 (``gather_objects``) and evaluates with rank 0's bu
 (``broadcast_buffers``); collectives wait ``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer.
 ``error_line`` decides what each process prints for an error (once for one every process raises together,
 ``mark_shared``; ``rank N:`` for a process's own, ``mark_own``; a setup error also from each other
-machine's first process; "another process stopped" for a peer's death: ``is_peer_loss``).
+machine's first process, and from any process whose setup error rank 0 did not report alike,
+``rank0_setup_error``; "another process stopped", with the peer's address, for a peer's death:
+``is_peer_loss``, ``peer_loss_line``).
+
+A message every process shares prints once, from torchrun's rank 0: notes through ``say_on_launch_rank0``;
+the warnings and log records of the setup (the config's "given twice", the dataset's skipped records and
+their summary: every process reads the same config and the same JSON) through ``setup_said_by_rank0``,
+which the training command holds around its setup. From the first iteration on, each process reads its own
+share of the images, and what it warns of is its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import logging
 import os
+import re
 import sys
+import time
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -61,6 +74,26 @@ def say_on_launch_rank0(line: str, file=None) -> None:
     process until then), so one process says what all of them would."""
     if env_world()[0] == 0:
         print(line, file=file or sys.stdout, flush=True)
+
+
+@contextlib.contextmanager
+def setup_said_by_rank0():
+    """For the block, in a process torchrun ranked other than 0: no warning (of this library or another)
+    and no log record below ERROR is shown; rank 0 shows the same ones (restored on exit). For the
+    setup of a run, which every process does alike (the same config, the same annotation file): 8 GPUs
+    printed each "given twice" warning and each skipped record 8 times. Errors are not affected
+    (``error_line`` decides those). Nothing changes in rank 0 or in a single process."""
+    if env_world()[0] == 0:
+        yield
+        return
+    disabled = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(disabled)
 
 
 def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
@@ -175,6 +208,45 @@ _PEER_LOSS_TEXT = (
 )
 
 
+# How long a process other than rank 0 waits, at a setup error, for rank 0 to report its own: every process
+# meets a shared setup error at the same point of the same code, within moments; a process that waited in
+# vain prints its error (rank 0 did not fail alike: a file missing for this process alone).
+SETUP_ERROR_WAIT = 10.0
+
+
+def _setup_error_key(rank: int) -> str:
+    # each attempt of a torchrun restart its own keys, should a store outlive the attempt
+    return f"maskrcnn/setup_error/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{rank}"
+
+
+def rank0_setup_error(e: BaseException, message: str, *, wait: Optional[float] = None) -> Optional[str]:
+    """Rank 0's message for the setup error it met too, through the process group's store (torchrun's
+    agent keeps it while the processes come and go): rank 0 posts ``message`` and gets it back; another
+    rank waits up to ``wait`` seconds (``SETUP_ERROR_WAIT``) for rank 0's, "" when none came (rank 0 is
+    setting up on, or waits in a collective: the error is this process's alone). None where it is not
+    known: one process, the group not joined yet (errors of the config, the same in every process), no
+    store to reach, or not a setup error (``mark_own``, ``mark_shared``, a peer's loss, an error of
+    another kind than ValueError / KeyError / OSError). ``error_line`` takes the result."""
+    if (not is_initialized() or get_world_size() <= 1 or is_peer_loss(e)
+            or getattr(e, "maskrcnn_own_error", False) or getattr(e, "maskrcnn_shared_error", False)
+            or not isinstance(e, (ValueError, KeyError, OSError))):
+        return None
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        key = _setup_error_key(0)
+        if get_rank() == 0:
+            store.set(key, message.encode("utf-8", "surrogateescape"))  # a file name's odd bytes too
+            return message
+        deadline = time.monotonic() + (SETUP_ERROR_WAIT if wait is None else wait)
+        while not store.check([key]):
+            if time.monotonic() >= deadline:
+                return ""
+            time.sleep(0.05)
+        return store.get(key).decode("utf-8", "surrogateescape")
+    except Exception:  # the store's host is gone (rank 0 held it and ended), or no store: not known
+        return None
+
+
 def mark_own(e: BaseException) -> BaseException:
     """Mark ``e`` as this process's own error (raised in the training loop, on its own share of the data or
     of the memory), which the other processes do not share: ``error_line`` names the rank."""
@@ -192,32 +264,52 @@ def mark_shared(e: BaseException) -> BaseException:
 
 
 def error_line(e: BaseException, message: str, *, rank: int, world_size: int,
-               local_rank: Optional[int] = None) -> Optional[str]:
+               local_rank: Optional[int] = None, rank0_message: Optional[str] = None) -> Optional[str]:
     """What process ``rank`` of ``world_size`` prints for the error ``e`` whose text is ``message`` (None:
     nothing). One process: the message. Several (torchrun), so that a message shared by every process is
     printed once and one process's own error still reaches the user:
 
-    - another process's death (``is_peer_loss``): rank 0 says so, pointing at the error above (the one that
-      stopped prints its own); the other ranks say nothing;
+    - another process's death (``is_peer_loss``): rank 0 says so, with what the backend said of the peer
+      (its address) and where its error is, if it printed one (``peer_loss_line``); the others say nothing;
     - an error every process raises together (``mark_shared``, checked before "own"): rank 0 only;
     - an error of the setup that every process of a machine meets alike (a ValueError, KeyError or OSError
       before the training loop: the same config, the same disk): rank 0, and the first process of each
       other machine (``local_rank`` 0, torchrun's LOCAL_RANK; None: not known) prefixed ``rank N:`` -- a
       file missing on another node's disk is then printed by that node. On one machine rank 0 is the only
-      local rank 0: once;
+      local rank 0: once. Another process prints it too when rank 0 did not report the same message
+      (``rank0_message``, from ``rank0_setup_error``: "" rank 0 reported none, a text its own; None
+      unknown): an error of its own setup alone (a file missing for it only, a limit it alone hit) was
+      printed by nobody;
     - this process's own error (``mark_own``, or a RuntimeError / MemoryError of the setup, e.g. its GPU):
       every rank, the others prefixed ``rank N:``.
     """
     if world_size <= 1:
         return message
     if is_peer_loss(e):
-        return "another process stopped; its error is above" if rank == 0 else None
+        return peer_loss_line(e) if rank == 0 else None
     if rank == 0:
         return message
     if getattr(e, "maskrcnn_shared_error", False):
         return None
     own = getattr(e, "maskrcnn_own_error", False) or not isinstance(e, (ValueError, KeyError, OSError))
-    return f"rank {rank}: {message}" if own or local_rank == 0 else None
+    not_rank0s = rank0_message is not None and rank0_message != message
+    return f"rank {rank}: {message}" if own or local_rank == 0 or not_rank0s else None
+
+
+# the peer's address in gloo's texts: "Connection closed by peer [10.0.0.2]:41235", "Read error
+# [10.0.0.2]:41235: Connection reset by peer"
+_PEER_ADDRESS = re.compile(r"\[([0-9A-Fa-f.:]+)\]:(\d+)")
+
+
+def peer_loss_line(e: BaseException) -> str:
+    """Rank 0's line for the loss of another process: the peer's address where the backend's text names
+    it, and where that process's error is: above when it printed one on this console, on its own
+    machine's console when it ran there, none when it was killed (by SIGKILL, the out-of-memory killer:
+    torchrun's report names its exit status)."""
+    match = _PEER_ADDRESS.search(str(e))
+    peer = f" (the connection to {match.group(1)}:{match.group(2)} was lost)" if match else ""
+    return (f"another process stopped{peer}; its error, if it printed one, is above or on its machine's "
+            "console; none if it was killed (torchrun's report names its exit status)")
 
 
 def is_peer_loss(e: BaseException) -> bool:

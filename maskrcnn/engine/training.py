@@ -2,7 +2,8 @@
 
 ``build_training(cfg, ...)`` is what ``maskrcnn train`` and ``maskrcnn demo`` run; it reads the config
 (``model.num_classes`` and ``data.class_names`` come from the training set: a ``model.num_classes``
-asked for that differs is named in a note, with the data's) and writes ``RUN_DIR/config.yaml``. It
+asked for that differs is named in a note, with the data's) and writes ``RUN_DIR/config.yaml`` (under
+torchrun only once every process has set up: a start one of them refused leaves nothing behind). It
 leaves the process's RNG state alone: the initial weights are drawn from a generator seeded with
 ``cfg.seed`` inside ``torch.random.fork_rng``, the same on every rank.
 
@@ -632,24 +633,6 @@ def build_training(
         model = build_model(cfg)
     report = initialise_model(model, cfg, source) if source is not None else None
     model = place_for_training(model, device)
-    if rank == 0:
-        if earlier and overwrite and not resume:
-            # only now that the new run is assembled (a typo must not cost the old run); metrics.jsonl
-            # is appended to, so an old one would mix with the new run
-            for path in earlier:
-                path.unlink(missing_ok=True)
-        output.mkdir(parents=True, exist_ok=True)
-        if not resuming:  # a resumed run's: once its checkpoint has loaded under these settings (below)
-            save_config(cfg, output / "config.yaml")
-        if report is not None:
-            report = {"source": report.pop("source"), "config_changes": changes, "config_kept": kept,
-                      **report}
-            atomic_write_json(output / INIT_REPORT, report, indent=2)
-            for line in summary_lines(report, changes):
-                say(line)
-            say(f"  report: {output / INIT_REPORT}")
-        say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
-
     unread: dict = {}  # image files that could not be read, in the order met (a dict: each once)
 
     def make_batches(start_iter: int):
@@ -668,25 +651,41 @@ def build_training(
             unread,
         )
 
-    try:
-        trainer = build_trainer(
-            cfg,
-            model,
-            make_batches=make_batches,
-            output_dir=output,
-            class_names=cfg.data.class_names,
-            device=device,
-            evaluate_fn=evaluate_fn,
-            best_metric=best_metric,
-            checkpoint_extra={"label_to_category_id": label_to_cat},
-            log_stream=log_stream,
-            **(trainer_kwargs or {}),
-        )
-    except BaseException:
-        if rank == 0 and not resuming:  # refused while assembling: no config.yaml left to block its retry
-            for name in ("config.yaml", INIT_REPORT):
-                (output / name).unlink(missing_ok=True)
-        raise
+    trainer = build_trainer(
+        cfg,
+        model,
+        make_batches=make_batches,
+        output_dir=output,
+        class_names=cfg.data.class_names,
+        device=device,
+        evaluate_fn=evaluate_fn,
+        best_metric=best_metric,
+        checkpoint_extra={"label_to_category_id": label_to_cat},
+        log_stream=log_stream,
+        **(trainer_kwargs or {}),
+    )
+    # Nothing is written into --output before every process has set up: a start refused by one of them
+    # (its file missing, its memory short) must leave no config.yaml that makes the corrected retry "a
+    # training run". Rank 0 waits here; when another process failed, the barrier fails (gloo: the
+    # connection closed) or torchrun ends rank 0 (SIGTERM) while it waits: either way before any write.
+    du.barrier()
+    if rank == 0:
+        if earlier and overwrite and not resume:
+            # only now that the new run is assembled (a typo must not cost the old run); metrics.jsonl
+            # is appended to, so an old one would mix with the new run
+            for path in earlier:
+                path.unlink(missing_ok=True)
+        output.mkdir(parents=True, exist_ok=True)
+        if not resuming:  # a resumed run's: once its checkpoint has loaded under these settings (below)
+            save_config(cfg, output / "config.yaml")
+        if report is not None:
+            report = {"source": report.pop("source"), "config_changes": changes, "config_kept": kept,
+                      **report}
+            atomic_write_json(output / INIT_REPORT, report, indent=2)
+            for line in summary_lines(report, changes):
+                say(line)
+            say(f"  report: {output / INIT_REPORT}")
+        say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
     trainer.unread_images = unread  # filled as the run reads: said at its end (unread_line)
     if resume and not trainer.resume() and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")

@@ -1,0 +1,154 @@
+"""Under torchrun, the setup every process does alike (the config, the annotation file) says its warnings
+and skipped records once, from rank 0; a setup error of one process alone is printed by that process
+(rank 0 did not report it); rank 0's line for a lost peer says what it knows; and a start that one
+process refused leaves no file in the run folder."""
+
+import contextlib
+import io
+import json
+import logging
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.engine import distributed as du
+
+
+def _coco(path, names):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "images": [{"id": i + 1, "file_name": n, "width": 24, "height": 24} for i, n in enumerate(names)],
+        "categories": [{"id": 1, "name": "box"}],
+        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [4, 4, 10, 10],
+                         "area": 100.0, "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
+                        for i in range(len(names))]}))
+    return path
+
+
+def _as_rank(monkeypatch, rank: int) -> None:
+    for k, v in {"RANK": rank, "WORLD_SIZE": 2, "LOCAL_RANK": rank}.items():
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.setattr(du, "init_distributed", lambda device: (rank, 2, torch.device("cpu")))
+
+
+def test_setup_warnings_and_skipped_records_print_from_rank_zero_only(monkeypatch, capsys, caplog, tmp_path):
+    # the probe's 4 copies of "given twice", 2 of "--train-images not given" and of each skipped record
+    data = _coco(tmp_path / "data" / "train.json", ["a.png", "b.png"])  # no image file there
+    caplog.set_level(logging.WARNING)
+    said = {}
+    for rank in (1, 0):
+        _as_rank(monkeypatch, rank)
+        caplog.clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc = main(["train", "--config", "demo", "--train-json", str(data), "--output",
+                       str(tmp_path / "run"), "--device", "cpu", "--set", "solver.iters=10", "solver.iters=3",
+                       "solver.batch_size=2"])
+        out, err = capsys.readouterr()
+        logged = [r.getMessage() for r in caplog.records]
+        said[rank] = (rc, out, err, [str(w.message) for w in caught], logged)
+    rc, out, err, caught, logged = said[1]
+    assert (rc, out, err, caught, logged) == (1, "", "", [], []), said[1]
+    rc, out, err, caught, logged = said[0]  # rank 0 says each once
+    assert rc == 1 and out.count("--train-images not given") == 1, out
+    assert sum("solver.iters given twice" in w for w in caught) == 1, caught
+    assert sum("skipped 2 missing_image_file" in w for w in caught) == 1, caught
+    assert sum("not found" in line for line in logged) == 2, logged
+    assert err.count("error: ") == 1 and "no usable training image" in err, err
+
+
+def test_the_setup_writes_nothing_before_every_process_has_set_up(monkeypatch, tmp_path):
+    # rank 0 wrote config.yaml before the DDP wrapper's collectives; another process's setup error then
+    # had torchrun end rank 0 (SIGTERM, no clean-up) and the corrected retry was "already holds a training
+    # run". The folder is written only after the barrier that every process reaches once set up.
+    from maskrcnn.config import load_config
+    from maskrcnn.engine import trainer as trainer_module
+    from maskrcnn.engine.training import build_training
+
+    names = ["a.png", "b.png"]
+    (tmp_path / "pics").mkdir()
+    for i, n in enumerate(names):
+        Image.fromarray(np.full((24, 24, 3), 40 * (i + 1), np.uint8)).save(tmp_path / "pics" / n)
+    train = _coco(tmp_path / "train.json", names)
+    run = tmp_path / "run"
+    seen = []
+    real_build = trainer_module.build_trainer
+
+    def build_trainer(*args, **kwargs):  # where DistributedDataParallel syncs with the other processes
+        seen.append(("build_trainer", sorted(p.name for p in run.glob("*"))))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "build_trainer", build_trainer)
+    monkeypatch.setattr(du, "barrier",
+                        lambda: seen.append(("barrier", sorted(p.name for p in run.glob("*")))))
+    cfg = load_config("demo", {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0})
+    build_training(cfg, train_json=train, train_images=tmp_path / "pics", output=run,
+                   trainer_kwargs={"tensorboard": False})
+    assert seen == [("build_trainer", []), ("barrier", [])], seen
+    assert (run / "config.yaml").is_file()  # written once every process got there
+
+
+def _rank_process(rank: int, port: int, tmp: str, jsons: list, out: str) -> None:
+    """Process ``rank`` of 2 as torchrun starts it (its agent's store, env:// initialisation): ``maskrcnn
+    train`` on ``jsons[rank]``, or for None a rank 0 that set up and waits in a collective, as in
+    ``build_training``'s barrier."""
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "TORCHELASTIC_USE_AGENT_STORE": "True",
+                       "GLOO_SOCKET_IFNAME": "lo"})  # gloo would pick an interface from the host name
+    du.SETUP_ERROR_WAIT = 1.5  # a shared error reaches the store within moments
+    if jsons[rank] is None:
+        du.init_distributed("cpu")
+        try:
+            du.barrier()
+            seen = None
+        except Exception as e:  # the peer's exit, as gloo reports it
+            seen = du.error_line(e, str(e), rank=0, world_size=2)
+    else:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = main(["train", "--config", "demo", "--train-json", jsons[rank], "--train-images", tmp,
+                       "--output", os.path.join(tmp, "run"), "--device", "cpu", "--set",
+                       "solver.batch_size=2"])
+        seen = (rc, err.getvalue())
+    with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
+        pickle.dump(seen, f)
+    os._exit(0)  # the group cannot be left cleanly without its peer
+
+
+def _two_ranks(tmp_path, jsons: list) -> dict:
+    from torch.distributed import TCPStore
+
+    for old in tmp_path.glob("rank*.pkl"):  # an earlier call's
+        old.unlink()
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # as torchrun's agent holds it
+    ctx = mp.start_processes(_rank_process, args=(store.port, str(tmp_path), jsons, str(tmp_path)), nprocs=2,
+                             join=False, start_method="spawn")
+    while not ctx.join(timeout=60):
+        pass
+    return {rank: pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in (0, 1)}
+
+
+@pytest.mark.slow  # two pairs of processes (5-7 s on one core)
+def test_a_setup_error_of_one_process_alone_is_printed_and_rank_zero_names_the_lost_peer(tmp_path):
+    # rank 1's --train-json is missing on its side alone: it printed nothing ("rank 0 has it too"), and
+    # rank 0 said "another process stopped; its error is above" with nothing above
+    said = _two_ranks(tmp_path, [None, str(tmp_path / "gone" / "t.json")])
+    rc, err = said[1]
+    gone = tmp_path / "gone" / "t.json"
+    assert rc == 1 and err == f"maskrcnn train: error: rank 1: {gone}: no such annotation file\n", err
+    line = said[0]
+    assert line.startswith("another process stopped (the connection to 127.0.0.1:"), line
+    assert "its error, if it printed one, is above" in line and "its error is above" not in line
+    # an error every process meets still prints once: rank 0 reported the same
+    missing = str(tmp_path / "t.json")
+    said = _two_ranks(tmp_path, [missing, missing])
+    assert said[0] == (1, f"maskrcnn train: error: {missing}: no such annotation file\n"), said
+    assert said[1] == (1, ""), said
