@@ -132,20 +132,46 @@ def _is_override(token: str) -> bool:
     return "=" in token and not token.startswith("-")  # "--device=cpu" is an option, not a KEY=VALUE
 
 
-def _bracket_depth(text: str) -> int:
-    return sum(text.count(c) for c in "[{(") - sum(text.count(c) for c in "]})")
+_CLOSERS = {"[": "]", "{": "}", "(": ")"}
+
+
+def _still_open(text: str, stack: list):
+    """The brackets still open after ``text`` (``stack``: those open before it, innermost last), quoted
+    text skipped; None where a closer does not match its opener (no list the shell cut: leave it)."""
+    stack, quote = list(stack), None
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _CLOSERS:
+            stack.append(_CLOSERS[ch])
+        elif ch in "]})":
+            if not stack or stack.pop() != ch:
+                return None
+    return stack
+
+
+def _continues_value(token: str) -> bool:
+    """Whether ``token`` may be the rest of a cut list: no '=' (another override) and no option ("-1]",
+    "-0.5," are numbers, not options)."""
+    number = token[1:2].isdigit() or (token[1:2] == "." and token[2:3].isdigit())
+    return "=" not in token and (not token.startswith("-") or number)
 
 
 def _rejoined(argv: list, i: int) -> tuple:
-    """(the override at ``argv[i]``, the index after it): with the following tokens that close the
-    brackets it left open, joined by spaces (an unquoted ``k=[1, 2]`` reaches argv as "k=[1," "2]"); as
-    it is when no later token closes them, or a token on the way holds '=' or starts an option."""
-    value, depth = argv[i], _bracket_depth(argv[i])
-    j = i + 1
-    while depth > 0 and j < len(argv) and "=" not in argv[j] and not argv[j].startswith("-"):
-        value, depth, j = f"{value} {argv[j]}", depth + _bracket_depth(argv[j]), j + 1
-        if depth <= 0:
-            return value, j
+    """(the override at ``argv[i]``, the index after it). A value that starts a list, mapping or tuple
+    (``k=[``, ``k={``, ``k=(``) left open, with the following tokens that close it, joined by spaces: an
+    unquoted ``k=[1, 2]`` reaches argv as "k=[1," "2]". As it is when no later token closes it, a closer
+    does not match, or a token on the way holds '=' or is an option."""
+    value = argv[i].split("=", 1)[1]
+    if value[:1] not in _CLOSERS:
+        return argv[i], i + 1
+    stack, joined, j = _still_open(value, []), argv[i], i + 1
+    while stack and j < len(argv) and _continues_value(argv[j]):
+        stack, joined, j = _still_open(argv[j], stack), f"{joined} {argv[j]}", j + 1
+        if stack == []:
+            return joined, j
     return argv[i], i + 1
 
 

@@ -170,6 +170,14 @@ def test_a_set_list_the_shell_cut_at_its_spaces_is_one_value_again():
     assert cli.split_set_values(["a", "--set", "k=[1,", "--device", "cpu]"]) == \
         ["a", "--set=k=[1,", "--device", "cpu]"]
     assert cli.split_set_values(["a", "--set", "k=[1,", "j=2]"]) == ["a", "--set=k=[1,", "--set=j=2]"]
+    # negative numbers continue a list; only a value that starts a list / mapping / tuple is joined, with
+    # matching closers; a plain string with a bracket ("a file :( name") is no list
+    assert cli.split_set_values(["a", "--set", "model.x=[0.5,", "-1]", "y.png"]) == \
+        ["a", "--set=model.x=[0.5, -1]", "y.png"]
+    assert cli.split_set_values(["a", "--set", "k={a:", "[1,", "2]}"]) == ["a", "--set=k={a: [1, 2]}"]
+    assert cli.split_set_values(["a", "--set", "k=:(", "photo).jpg"]) == ["a", "--set=k=:(", "photo).jpg"]
+    assert cli.split_set_values(["a", "--set", "k=[1,", "2)", "x"]) == ["a", "--set=k=[1,", "2)", "x"]
+    assert cli.split_set_values(["a", "--set", "k=['a]',", "b]"]) == ["a", "--set=k=['a]', b]"]
 
 
 def test_set_followed_by_an_input_only_or_after_dashes_is_left_to_argparse():
