@@ -140,6 +140,15 @@ def earlier_run_files(output: Path) -> list:
     return sorted({p for pattern in RUN_FILE_PATTERNS for p in output.glob(pattern) if p.is_file()})
 
 
+def _free_name(folder: Path, stem: str) -> str:
+    """``stem``.pth, or ``stem``_2.pth, _3, ... : the first name no file in ``folder`` has."""
+    name, n = f"{stem}.pth", 1
+    while (folder / name).exists():
+        n += 1
+        name = f"{stem}_{n}.pth"
+    return name
+
+
 def _same_tensors(a: dict, b: dict) -> bool:
     """Whether two state dicts hold the same names and, under each, equal tensors."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -535,15 +544,17 @@ class Trainer:
             held = None  # unreadable: which iteration it was is unknown; kept aside all the same
         it = held.get("iteration") if held is not None else None
         until = f"this run goes on to iteration {self.max_iter} and writes its own at its end"
-        what = (f"{FINAL_NAME} (unreadable)" if held is None else f"{FINAL_NAME} (iteration {it}'s weights"
-                + (", the end of the earlier, shorter schedule)" if it == self.iteration else ")"))
+        when = f"iteration {it}'s weights" if isinstance(it, int) else "weights of an unknown iteration"
+        what = (f"{FINAL_NAME} (unreadable)" if held is None else f"{FINAL_NAME} ({when}"
+                + (", where the run ended before this resume)" if it == self.iteration else ")"))
         try:
             if it == self.iteration and _same_tensors(held["model"], resumed):
                 final.unlink()
                 self.logger.print(f"removed {what}: {until}; {resumed_from.name}, resumed from, holds the "
                                   "same weights")
             else:
-                aside = f"model_final_{it:07d}.pth" if isinstance(it, int) else "model_final_earlier.pth"
+                aside = _free_name(self.output_dir, f"model_final_{it:07d}" if isinstance(it, int) else
+                                   "model_final_earlier")  # never over weights set aside before
                 os.replace(final, self.output_dir / aside)
                 self.logger.print(f"renamed {what} to {aside}: {until}")
         except OSError as e:

@@ -228,9 +228,10 @@ def _other_family(sd: dict, family: str) -> str:
     """A torchvision detector of another family than the R-CNNs, said as such (its keys are not a dropped
     box predictor's), with what of it a run could still start from."""
     if any(k.startswith("backbone.body.layer1.") for k in sd):
-        use = ("only its ResNet body could start a run: save its backbone.* tensors alone (`torch.save({k: v "
-               "for k, v in sd.items() if k.startswith('backbone.')}, 'body.pth')`) and give that file to "
-               "`maskrcnn train --init`")
+        use = ("only its ResNet body could start a run: save its backbone.* tensors alone (from the state "
+               "dict: a training checkpoint's 'model' entry, names without a 'module.' prefix; "
+               "`torch.save({k: v for k, v in sd.items() if k.startswith('backbone.')}, 'body.pth')`) and "
+               "give that file to `maskrcnn train --init`")
     else:
         parts = dict.fromkeys(".".join(k.split(".")[:2]) + (".*" if k.count(".") > 1 else "")
                               for k in sd if k.startswith("backbone."))  # in the file's order
@@ -266,6 +267,7 @@ def rcnn_problem(sd: dict) -> Optional[str]:
     R-CNN's parts but no box predictor (one dropped to fine-tune, an RPN alone); None for an R-CNN with
     its box predictor, a backbone saved alone (read as one) and another body (``check_resnet_body``
     refuses it: that comes first)."""
+    sd = {k: v for k, v in sd.items() if isinstance(k, str)}  # a stray non-text key is no layer of any
     family = one_stage_family(sd)
     if family is not None:
         return _other_family(sd, family)

@@ -83,6 +83,18 @@ def head_mask_probs(head: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, m
     of a COCO model on 2 CPU threads); softmax masks need every channel, and a replaced head (INT8) runs
     its own forward."""
     channels = head.channels_for(labels)  # (D,)
-    if mode == "sigmoid" and isinstance(head, MaskHead) and type(head.predictor) is nn.Conv2d:
+    if mode == "sigmoid" and _plain_head(head):
         return head.channel_logits(x, channels).float().sigmoid()
     return mask_probs_for_labels(head(x), channels, mode=mode)
+
+
+def _plain_head(head: nn.Module) -> bool:
+    """Whether ``head`` computes what ``MaskHead.forward`` does with a plain 1x1 predictor, nothing
+    watching: ``channel_logits`` gives its read channels then. A subclass's own forward, a replaced
+    predictor, or hooks (a caller reading the logits) run the whole forward."""
+    predictor = getattr(head, "predictor", None)
+    return (
+        isinstance(head, MaskHead) and type(head).forward is MaskHead.forward
+        and type(predictor) is nn.Conv2d and predictor.kernel_size == (1, 1) and predictor.groups == 1
+        and not any(m._forward_hooks or m._forward_pre_hooks for m in (head, predictor))
+    )

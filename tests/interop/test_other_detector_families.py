@@ -67,9 +67,10 @@ def test_convert_names_the_family_not_a_dropped_predictor(family, make):
                               "Mask / Faster / Keypoint R-CNN")
     assert "dropped" not in message and "save the whole detector" not in message
     if family in ("RetinaNet", "FCOS"):  # a ResNet body: the one part a run can start from
-        assert message.endswith("save its backbone.* tensors alone (`torch.save({k: v for k, v in sd.items() "
-                                "if k.startswith('backbone.')}, 'body.pth')`) and give that file to "
-                                "`maskrcnn train --init`")
+        assert message.endswith("save its backbone.* tensors alone (from the state dict: a training "
+                                "checkpoint's 'model' entry, names without a 'module.' prefix; "
+                                "`torch.save({k: v for k, v in sd.items() if k.startswith('backbone.')}, "
+                                "'body.pth')`) and give that file to `maskrcnn train --init`")
     else:
         assert "backbone.features.*, backbone.extra.*) is no ResNet/ResNeXt either: nothing of it can " \
                "start a run" in message

@@ -91,6 +91,35 @@ def test_head_mask_probs_reads_only_each_detections_channel_as_the_full_logits_d
     torch.testing.assert_close(picked, full, rtol=1e-5, atol=1e-6)
 
 
+def test_head_mask_probs_skips_the_full_predictor_only_where_nothing_else_would_run(monkeypatch):
+    torch.manual_seed(0)
+    head = MaskHead(in_channels=8, num_classes=6, conv_dim=16).eval()
+    x, labels = torch.randn(3, 8, 14, 14), torch.tensor([5, 0, 3])
+    with torch.no_grad():
+        want = mask_probs_for_labels(head(x), labels)
+
+        def refuse(*args):
+            raise AssertionError("the full predictor ran")
+
+        with monkeypatch.context() as m:  # sigmoid masks of a plain head: only the read channels
+            m.setattr(head.predictor, "forward", refuse)
+            torch.testing.assert_close(head_mask_probs(head, x, labels), want, rtol=1e-5, atol=1e-6)
+        seen = []  # a caller's hook on the head sees its whole output
+        handle = head.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+        torch.testing.assert_close(head_mask_probs(head, x, labels), want)
+        handle.remove()
+        assert seen == [(3, 6, 28, 28)]
+
+        class Halved(MaskHead):  # a subclass's own forward is what it computes
+            def forward(self, x):
+                return super().forward(x) / 2
+
+        halved = Halved(in_channels=8, num_classes=6, conv_dim=16).eval()
+        halved.load_state_dict(head.state_dict())
+        torch.testing.assert_close(head_mask_probs(halved, x, labels),
+                                   mask_probs_for_labels(head(x) / 2, labels))
+
+
 def _keypoints_loop(maps, rois):
     """Reference from the definition, one RoI at a time with F.interpolate(bicubic)."""
     out, scores = [], []

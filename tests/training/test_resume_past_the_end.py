@@ -64,7 +64,7 @@ def test_a_lengthened_run_stopped_before_its_end_leaves_no_stale_final_weights(t
     longer = _trainer(toy, tmp_path, iters=8, stop_before=7)
     assert longer.resume() and longer.iteration == 4
     log = _log(longer)
-    assert ("removed model_final.pth (iteration 4's weights, the end of the earlier, shorter schedule): this "
+    assert ("removed model_final.pth (iteration 4's weights, where the run ended before this resume): this "
             "run goes on to iteration 8 and writes its own at its end; model_0000004.pth, resumed from, "
             "holds the same weights") in log, log
     assert "model_best.pth (iteration 4, segm/AP 4.00) stays: the best so far" in log
@@ -95,3 +95,12 @@ def test_final_weights_no_checkpoint_holds_are_renamed_after_their_iteration(tmp
     assert kept["iteration"] == 4 and all(torch.equal(kept["model"][k], v) for k, v in final.items())
     # never taken for a checkpoint to resume from
     assert [p.name for p in checkpoint_candidates(tmp_path)] == ["model_0000002.pth"]
+
+
+def test_a_name_to_set_weights_aside_under_is_never_one_taken(tmp_path):
+    from maskrcnn.engine.trainer import _free_name
+
+    assert _free_name(tmp_path, "model_final_0000004") == "model_final_0000004.pth"
+    (tmp_path / "model_final_0000004.pth").write_bytes(b"set aside before")
+    (tmp_path / "model_final_0000004_2.pth").write_bytes(b"and again")
+    assert _free_name(tmp_path, "model_final_0000004") == "model_final_0000004_3.pth"
