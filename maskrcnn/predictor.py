@@ -327,6 +327,7 @@ class Predictor:
         self.tile = as_tile_options(tile)
         self.tta = as_tta_options(tta)
         self._tta_enlarge_warned = False
+        self._tile_cap_warned = False  # tiling.cap_note said (once per predictor)
         self._tta_flip_map = None  # the keypoint set's left <-> right map for mirrored passes
         if self.tta is not None and self.tta.flip and cfg.model.roi_heads.keypoint_on:
             from maskrcnn.data.keypoints import keypoint_flip_map
@@ -751,7 +752,7 @@ class Predictor:
         height, width = image.shape[-2:]
         augs = tta.augmentations(self.tta)
         heads = self.model.roi_heads
-        note = tta.enlargement_note(self.tta, (height, width))
+        note = tta.enlargement_note(self.tta, (height, width)) or tta.shrink_note(self.tta, (height, width))
         if note and not self._tta_enlarge_warned:  # once: a folder of thumbnails would repeat it each time
             self._tta_enlarge_warned = True
             warnings.warn(note, stacklevel=3)
@@ -894,6 +895,10 @@ class Predictor:
                                                  source=len(pools)))
         with _outside_inference():  # the results are made here: not inside a caller's inference_mode
             merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh)
+            note = tiling.cap_note(merged["boxes"].shape[0], self.detections_per_image, (height, width))
+            if note and not self._tile_cap_warned:  # once: every large image of a folder may reach it
+                self._tile_cap_warned = True
+                warnings.warn(note, stacklevel=3)
             merged = tiling.top_detections(merged, self.detections_per_image)
             out = {k: merged[k] for k in ("boxes", "scores", "labels", "keypoints", "keypoint_scores")
                    if k in merged}
@@ -932,7 +937,8 @@ class Predictor:
             det["origins"], det["bitmaps"] = tiling.local_masks(
                 det["mask_probs"], det["boxes"], crop_hw, method=self.paste_method,
                 threshold=self.mask_threshold)
-        return tiling.shift_to_image(det, window, image_hw, source=source, margin=self.tile.edge_margin)
+        return tiling.shift_to_image(det, window, image_hw, source=source, margin=self.tile.edge_margin,
+                                     scale=input_hw[0] / max(1, crop_hw[0]))
 
     def _thresholded(self, det: dict) -> dict:
         """Detections in float32 with the score threshold applied (before pasting: never paste what is

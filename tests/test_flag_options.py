@@ -50,7 +50,7 @@ def _args(add, argv):
     (["--tile", "64", "--tile-max-tiles", "0"],
      "--tile-max-tiles: tile max_tiles must be an integer >= 1, got 0"),
     (["--tile", "64", "--tile-overlap", "1", "--tile-max-tiles", "0"],
-     "--tile-overlap: tile overlap must be a fraction in [0, 1), got 1.0"),
+     "--tile-overlap: tile overlap must be a fraction in (0, 1), got 1.0"),
 ])
 def test_tile_flags_name_their_own_errors(argv, said):
     with pytest.raises(ValueError) as info:
@@ -68,3 +68,25 @@ def test_tile_and_tta_options_from_good_flags():
     with pytest.raises(ValueError) as info:
         tta_from_args(_args(add_tta_arguments, ["--tta", "--tta-sizes", "48,48", "--tta-max-size", "0"]))
     assert str(info.value) == "--tta-sizes: tta min_sizes repeat a size: [48, 48]"
+
+
+@pytest.mark.parametrize("sizes", ["128,", ",128", "128,,256", " , "])
+def test_tta_sizes_with_an_empty_item_are_refused(sizes):
+    with pytest.raises(ValueError) as info:
+        tta_from_args(_args(add_tta_arguments, ["--tta", "--tta-sizes", sizes]))
+    assert str(info.value) == (f"--tta-sizes: an empty item in {sizes!r}: give comma-separated integers, "
+                               "e.g. 400,600,800")
+
+
+def test_a_tile_overlap_of_zero_is_refused_and_a_thin_one_warned_of(capsys):
+    with pytest.raises(ValueError) as info:
+        tile_from_args(_args(add_tile_arguments, ["--tile", "250", "--tile-overlap", "0"]))
+    assert str(info.value).startswith("--tile-overlap: tile overlap 0.0 of a 250-pixel tile shares no pixel "
+                                      "with its neighbour: objects cut by a tile edge could never be joined")
+    tile = tile_from_args(_args(add_tile_arguments, ["--tile", "250", "--tile-overlap", "0.04"]))
+    assert tile.overlap == 0.04
+    err = capsys.readouterr().err
+    assert err.startswith("warning: --tile-overlap: tiles of 250 pixels overlapping by 0.04 share only 10 "
+                          "pixel(s)") and "an overlap of at least 0.13 (32 pixels) joins them" in err
+    tile_from_args(_args(add_tile_arguments, ["--tile", "250", "--tile-overlap", "0.2"]))  # 50 pixels
+    assert capsys.readouterr().err == ""

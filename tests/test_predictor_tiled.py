@@ -203,7 +203,7 @@ def test_predict_command_refuses_tile_options_without_tile(checkpoint, tmp_path,
     rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "a.png"), "--output",
                str(tmp_path / "out"), "--tile", "512", "--tile-overlap", "1.5"])
     assert rc == 1
-    assert "--tile-overlap: tile overlap must be a fraction in [0, 1), got 1.5" in capsys.readouterr().err
+    assert "--tile-overlap: tile overlap must be a fraction in (0, 1), got 1.5" in capsys.readouterr().err
 
 
 def test_eval_command_passes_the_tile_through(checkpoint, tmp_path, capsys):
@@ -228,3 +228,18 @@ def test_predict_command_refuses_an_image_of_too_many_tiles_in_one_line(checkpoi
     assert rc == 1
     assert ("big.png: not predicted: a 130x100 image cut into 64-pixel tiles "
             "overlapping by 0.99 takes 2479 tiles (67 x 37), over the limit of 100") in err
+    # a refusal of the user's own limit, counted as what it is (the model never failed on it)
+    assert "1 skipped (1 too_many_tiles)" in err and "prediction_failed" not in err
+
+
+def test_a_tiled_image_over_detections_per_image_says_how_many_were_dropped_once():
+    image, objects = _scene()
+    predictor = _stub_predictor(tile=TileOptions(size=320, overlap=0.25), batch_size=4)
+    predictor.detections_per_image = 2  # as model.roi_heads.detections_per_image=2 sets it
+    with pytest.warns(UserWarning) as caught:
+        dets = predictor([image, image])
+    assert [d["boxes"].shape[0] for d in dets] == [2, 2]
+    notes = [str(w.message) for w in caught if "detections_per_image" in str(w.message)]
+    assert len(notes) == 1  # said for the first image only
+    assert "1280x960 image kept the best 2 of 3 detections (1 dropped at model.roi_heads." \
+           "detections_per_image = 2); raise it with --set model.roi_heads.detections_per_image=4" in notes[0]

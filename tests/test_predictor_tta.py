@@ -201,3 +201,15 @@ def test_no_detections_skip_the_mask_pass_and_large_enlargements_are_warned_once
     assert notes == ["tta: a 12x10 image runs enlarged 6 times at its largest scale (77x64, 0.0 MP per "
                      "forward; memory and time grow with the pixels): give --tta-sizes / min_sizes near the "
                      "images' own size"]
+
+
+def test_a_max_size_leaving_the_model_nothing_to_see_is_warned_of_once(tiny):
+    model, cfg = tiny
+    images = [torch.rand(3, 150, 150), torch.rand(3, 150, 150)]
+    predictor = Predictor(model, cfg, tta=TTAOptions(min_sizes=(64, 96), max_size=10, flip=False))
+    with pytest.warns(UserWarning) as caught:
+        predictor(images)
+    notes = [str(w.message) for w in caught if "tta:" in str(w.message)]
+    assert notes == ["tta: a 150x150 image runs at most at 10x10 (--tta-max-size / max_size 10, "
+                     "--tta-sizes / min_sizes): under 32 pixels a side, the model's smallest objects, little "
+                     "or nothing can be detected; raise --tta-max-size / max_size"]

@@ -10,6 +10,7 @@ detections: small objects in large images (aerial photos, slides, 48 MP photos) 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from maskrcnn.commands.flag_options import options_from_flags, refuse_without
 
@@ -22,7 +23,9 @@ def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
         "resize, plus the whole image; detections merged (cut pieces joined, duplicates dropped)",
     )  # fmt: skip
     group.add_argument("--tile-overlap", type=float, default=None, metavar="F",
-                       help="fraction of a tile shared with its neighbour (default 0.2)")
+                       help="fraction of a tile shared with its neighbour, > 0 (default 0.2): objects cut "
+                       "by a tile edge are joined from what both tiles saw, so 0 is refused and a strip "
+                       "under 32 pixels is warned of")
     group.add_argument("--no-full-image", action="store_true",
                        help="tiles only: do not also run the whole image (for its large objects)")
     group.add_argument("--tile-scale", type=float, default=None, metavar="S",
@@ -35,7 +38,7 @@ def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
 def tile_from_args(args: argparse.Namespace):
     """``TileOptions`` from the command line, or None without ``--tile``; a bad value is one line naming
     the option."""
-    from maskrcnn.engine.tiling import TileOptions
+    from maskrcnn.engine.tiling import TileOptions, overlap_note
 
     if args.tile is None:
         refuse_without("--tile SIZE", (("--tile-overlap", args.tile_overlap is not None),
@@ -46,5 +49,9 @@ def tile_from_args(args: argparse.Namespace):
     given = (("--tile", "size", args.tile), ("--tile-overlap", "overlap", args.tile_overlap),
              ("--tile-scale", "scale", args.tile_scale),
              ("--tile-max-tiles", "max_tiles", args.tile_max_tiles))
-    return options_from_flags(TileOptions, [g for g in given if g[2] is not None],
-                              full_image=not args.no_full_image)
+    options = options_from_flags(TileOptions, [g for g in given if g[2] is not None],
+                                 full_image=not args.no_full_image)
+    note = overlap_note(options) if args.tile_overlap is not None else None
+    if note is not None:  # accepted (objects narrower than the strip still join), but said once
+        print(f"warning: --tile-overlap: {note}", file=sys.stderr)
+    return options

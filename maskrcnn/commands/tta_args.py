@@ -38,8 +38,12 @@ def tta_from_args(args: argparse.Namespace):
         return None
     flags = []
     if args.tta_sizes is not None:
+        items = args.tta_sizes.split(",")
+        if len(items) > 1 and any(not s.strip() for s in items):  # "128," is a typo, not one size
+            raise ValueError(f"--tta-sizes: an empty item in {args.tta_sizes!r}: give comma-separated "
+                             "integers, e.g. 400,600,800")
         try:
-            sizes = tuple(int(s) for s in args.tta_sizes.split(",") if s.strip())
+            sizes = tuple(int(s) for s in items if s.strip())
         except ValueError:
             raise ValueError(f"--tta-sizes: expected comma-separated integers, got {args.tta_sizes!r}"
                              ) from None

@@ -393,11 +393,11 @@ def predict_files_skipping(predictor, files: list, *, on_error: Callable):
                 skip_once(start + i, path, _model_error(e))
 
 
-def _model_error(e: BaseException) -> str:
+def _model_error(e: BaseException) -> str | ValueError:
     from maskrcnn.engine.tiling import TooManyTiles
 
-    if isinstance(e, TooManyTiles):  # the image's tile settings were refused, the model never ran
-        return f"not predicted: {e}"
+    if isinstance(e, TooManyTiles):  # the image's tile settings were refused, the model never ran:
+        return TooManyTiles(f"not predicted: {e}")  # its str the message, counted under its reason
     # torch's CPU allocator reports exhaustion as a RuntimeError, numpy's as a MemoryError
     if isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e):
         return "out of memory while predicting this image (too large: downscale it, or use more memory)"

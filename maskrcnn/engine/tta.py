@@ -58,12 +58,16 @@ __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
     "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
     "flip_keypoint_heatmaps", "average_keypoint_heatmaps", "keypoint_frame",
-    "keypoints_to_original", "enlargement_note",
+    "keypoints_to_original", "enlargement_note", "shrink_note",
 ]
 
 # Enlarging an image more than this (per side) at some scale is worth a word: memory and time grow with
 # the input's pixels (a 50-pixel image at --tta-sizes 4000 is a 16 MP forward, GBs of feature maps).
 ENLARGEMENT_NOTE = 4.0
+
+# Below this short side (pixels of the model's input) at every scale, nothing is found: the model's
+# smallest anchors are 32 pixels (a --tta-max-size of 10 runs a 150-pixel image at 10 pixels).
+SHRINK_NOTE = 32
 
 # detectron2's defaults (TEST.AUG in its config defaults)
 DEFAULT_MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
@@ -231,3 +235,18 @@ def enlargement_note(options: TTAOptions, image_hw) -> str:
     return (f"tta: a {width}x{height} image runs enlarged {factor:.0f} times at its largest scale "
             f"({w}x{h}, {w * h / 1e6:.1f} MP per forward; memory and time grow with the pixels): give "
             "--tta-sizes / min_sizes near the images' own size")
+
+
+def shrink_note(options: TTAOptions, image_hw) -> str:
+    """A warning's text when every scale of ``options`` shrinks an H x W image's short side below
+    ``SHRINK_NOTE`` pixels (``max_size`` caps the long side: a tiny one leaves the model nothing to find),
+    else ''."""
+    height, width = int(image_hw[0]), int(image_hw[1])
+    short, long = min(height, width), max(height, width)
+    factor = max(min(s / short, options.max_size / long) for s in options.min_sizes)
+    if round(short * factor) >= SHRINK_NOTE:
+        return ""
+    h, w = max(1, round(height * factor)), max(1, round(width * factor))
+    return (f"tta: a {width}x{height} image runs at most at {w}x{h} (--tta-max-size / max_size "
+            f"{options.max_size}, --tta-sizes / min_sizes): under {SHRINK_NOTE} pixels a side, the model's "
+            "smallest objects, little or nothing can be detected; raise --tta-max-size / max_size")

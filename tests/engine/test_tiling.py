@@ -7,14 +7,17 @@ import torch
 from maskrcnn.data.mask_codec import masks_to_rles
 from maskrcnn.engine.tiling import (
     TileOptions,
+    TooManyTiles,
     as_tile_options,
     axis_starts,
+    cap_note,
     concat_pools,
     cut_flags,
     local_masks,
     local_masks_to_dense,
     local_masks_to_rles,
     merge_detections,
+    overlap_note,
     shift_to_image,
     tile_grid,
     top_detections,
@@ -257,7 +260,7 @@ def test_a_small_whole_object_does_not_swallow_a_large_ones_piece():
     # nor join them
     big, small = (30, 10, 150, 90, 0.7), (90, 40, 100, 50, 0.9)
     det_a, det_b = _rect_det([big], TILE_A), _rect_det([big, small], TILE_B)
-    det_b["bitmaps"][0][40:50, 10:20] = False  # B's mask of the big one leaves the small one out
+    det_b["bitmaps"][0][30:40, 10:20] = False  # B's mask of the big one leaves the small one out (y 40..50)
     pool = _pool((det_a, TILE_A), (det_b, TILE_B))
     assert pool["cut"].tolist() == [True, True, False]
     merged = merge_detections(pool)
@@ -348,3 +351,85 @@ def test_overlaps_of_hand_made_pairs():
     assert pool["cut"].tolist() == [False, True, False, False, False, False]
     values = _pair_overlaps(pool, torch.tensor([0, 1, 2, 0]), torch.tensor([3, 4, 5, 4]))
     assert values.tolist() == [50 / 150, 1.0, 0.0, 0.0]
+
+
+# ------------------------------------------------------------------------------------------------
+# partial views: a source seeing part of an object calls it a smaller object of the same class
+
+
+def _scaled_pool(*parts):
+    """parts: (det, window, scale); each part its own source, seen at ``scale`` model pixels per pixel."""
+    return concat_pools([shift_to_image(det, window, (H, W), source=s, margin=2, scale=scale)
+                         for s, (det, window, scale) in enumerate(parts)])
+
+
+@pytest.mark.parametrize("piece", [(100, 40, 120, 60, 0.7),   # cut by A's edge at x 120
+                                   (92, 30, 115, 70, 0.7)])   # 5 pixels short of it: whole
+def test_a_partial_view_inside_an_object_another_tile_saw_whole_goes(piece):
+    # the object (x 90..160) lies whole in tile B; tile A sees its left end and calls that a smaller
+    # object of the same class, too small a part of the object's share of the overlap to match it
+    big = (90, 20, 160, 80, 0.9)
+    pool = _pool((_rect_det([piece], TILE_A), TILE_A), (_rect_det([big], TILE_B), TILE_B))
+    assert pool["cut"].tolist() == [piece[2] == 120, False]
+    merged = merge_detections(pool)
+    assert merged["boxes"].tolist() == [[90.0, 20.0, 160.0, 80.0]]  # one detection per object
+    assert merged["source"].tolist() == [1]
+
+
+def test_separate_small_objects_inside_and_beside_a_large_one_stay():
+    # B sees the big object whole, its mask leaving out a small one in front of it (seen by A and B,
+    # in the overlap) and another small one inside its box at its right end (seen by B alone); a third
+    # small one lies beside it
+    big, inner, right, beside = (85, 20, 160, 80, 0.9), (95, 40, 105, 50, 0.8), (140, 60, 150, 70, 0.8), \
+        (170, 40, 180, 50, 0.8)
+    det_b = _rect_det([big, inner, right, beside], TILE_B)
+    det_b["bitmaps"][0][20:30, 10:20] = False  # (y 40..50, x 95..105 from the mask's origin 20, 85)
+    det_b["bitmaps"][0][40:50, 55:65] = False  # (y 60..70, x 140..150)
+    pool = _pool((_rect_det([inner], TILE_A), TILE_A), (det_b, TILE_B))
+    merged = merge_detections(pool)
+    assert sorted(merged["boxes"].tolist()) == sorted([list(map(float, b[:4]))
+                                                       for b in (big, inner, right, beside)])
+
+
+def test_a_small_object_only_a_tile_resolves_is_not_dropped_by_the_coarse_whole_image():
+    # the whole image (at 1/6) finds the big object with a coarse mask over the small one in front of it;
+    # only tile A (at 1) is fine enough to see the small one: the whole image is no witness of its absence
+    big, small = (30, 10, 150, 90, 0.9), (60, 40, 70, 50, 0.8)
+    whole = _rect_det([big], [0, 0, W, H])
+    pool = _scaled_pool((_rect_det([small], TILE_A), TILE_A, 1.0), (whole, [0, 0, W, H], 1 / 6))
+    assert len(merge_detections(pool)["boxes"]) == 2
+    # at the tile's resolution the whole image would have seen it: the small one is a stray view
+    pool = _scaled_pool((_rect_det([small], TILE_A), TILE_A, 1.0), (whole, [0, 0, W, H], 1.0))
+    assert merge_detections(pool)["boxes"].tolist() == [[30.0, 10.0, 150.0, 90.0]]
+
+
+# ------------------------------------------------------------------------------------------------
+# options and notes
+
+
+def test_an_overlap_sharing_no_pixel_is_refused_and_a_thin_one_is_noted():
+    with pytest.raises(ValueError, match="shares no pixel with its neighbour: objects cut by a tile edge"):
+        TileOptions(size=250, overlap=0.0)
+    with pytest.raises(ValueError, match="shares no pixel"):
+        TileOptions(size=100, overlap=0.004)  # rounds to 0 pixels
+    assert "share only 10 pixel(s)" in overlap_note(TileOptions(size=100, overlap=0.1))
+    assert "an overlap of at least 0.32 (32 pixels) joins them" in overlap_note(TileOptions(size=100,
+                                                                                      overlap=0.1))
+    assert overlap_note(TileOptions(size=250, overlap=0.2)) is None  # 50 pixels
+
+
+def test_the_cap_note_says_how_many_were_dropped_and_the_key():
+    assert cap_note(100, 100, (900, 1200)) == ""
+    note = cap_note(241, 100, (900, 1200))
+    assert "1200x900 image kept the best 100 of 241 detections (141 dropped" in note
+    assert "--set model.roi_heads.detections_per_image=241" in note
+
+
+def test_too_many_tiles_is_counted_under_its_own_reason():
+    from maskrcnn.data.images import skip_reason
+    from maskrcnn.engine.inference import _model_error
+
+    error = _model_error(TooManyTiles("a 130x100 image ... over the limit of 100"))
+    assert str(error).startswith("not predicted: a 130x100 image")
+    assert skip_reason(error) == "too_many_tiles"
+    assert skip_reason(_model_error(RuntimeError("boom"))) == "prediction_failed"
