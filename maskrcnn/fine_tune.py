@@ -53,9 +53,9 @@ def _set_items(set) -> list:
     """``set`` as ``--set`` items: a mapping of dotted keys, or a list / tuple of ``"key=value"`` strings
     as on the command line."""
     if isinstance(set, Mapping):
-        bad = next((k for k in set if not isinstance(k, str)), None)
-        if bad is not None:
-            raise TypeError(f"set: the keys are dotted config keys (strings), got {bad!r}")
+        from maskrcnn.config import check_overrides
+
+        check_overrides(set, "set")  # string keys
         return [f"{key}={_value_text(key, value)}" for key, value in set.items()]
     if isinstance(set, (list, tuple)) and all(isinstance(item, str) for item in set):
         return list(set)

@@ -380,11 +380,17 @@ def identify_file(path, *, reads=None) -> Optional[str]:
     pickle through the numpy-only unpickler whatever its suffix); None when it cannot be read or is none
     of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs. ``reads`` (a
     ``FileReads``): the object is kept there for the call's ``read_weights``."""
+    obj = _weights_object_or_none(path, reads)
+    return None if obj is None else layout_of(obj)
+
+
+def _weights_object_or_none(path, reads=None):
+    """The file's object as ``read_weights`` reads it (``_read_weights_object``), or None when it cannot be
+    read: for telling a file (``identify_file``, ``init_kind``), not for refusing it."""
     try:
-        obj = _read_weights_object(path, any_pickle=True, reads=reads)
+        return _read_weights_object(path, any_pickle=True, reads=reads)
     except (ConversionError, OSError, ValueError):
         return None
-    return layout_of(obj)
 
 
 def init_kind(spec: str, *, reads=None) -> Optional[str]:
@@ -415,11 +421,8 @@ def init_kind(spec: str, *, reads=None) -> Optional[str]:
         path = resolve_spec(spec)["path"]
     except (OSError, ValueError, RuntimeError):
         return None
-    try:
-        obj = _read_weights_object(path, any_pickle=True, reads=reads)
-    except (ConversionError, OSError, ValueError):
-        return None
-    found = layout_of(obj)
+    obj = _weights_object_or_none(path, reads)
+    found = None if obj is None else layout_of(obj)
     if found == "torchvision" and torchvision_problem(obj) is not None:
         return None  # a RetinaNet, an R-CNN less its box predictor: no detector to fine-tune (refused later)
     return None if found is None else ("imagenet" if found == "imagenet" else "detector")
