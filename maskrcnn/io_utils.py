@@ -298,9 +298,15 @@ def atomic_write_json(path: PathLike, data: Any, *, unless_same: bool = False, *
     b"caf\\xe9.png" -> "caf\\udce9.png") is written as the escape ``\\udce9`` (what ``ensure_ascii=True``
     writes), which ``json.loads`` reads back as the same string, rather than failing the whole file.
     ``unless_same``: as ``atomic_write_bytes`` (a file with these very bytes is not rewritten)."""
+    atomic_write_bytes(path, json_bytes(data, **dumps_kwargs), unless_same=unless_same)
+
+
+def json_bytes(data: Any, **dumps_kwargs: Any) -> bytes:
+    """``data`` as ``atomic_write_json`` writes it: ``json.dumps`` (``ensure_ascii=False`` unless asked
+    otherwise) as UTF-8, a lone surrogate (an undecodable file name) as its escape; for a caller that
+    needs the bytes first (``written_files`` hashes them before writing)."""
     dumps_kwargs.setdefault("ensure_ascii", False)
-    text = json.dumps(data, **dumps_kwargs)
-    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"), unless_same=unless_same)
+    return json.dumps(data, **dumps_kwargs).encode("utf-8", errors="backslashreplace")
 
 
 def _fsync_dir(folder: Path) -> None:

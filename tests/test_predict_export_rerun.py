@@ -77,7 +77,8 @@ def test_a_rerun_keeps_the_users_edited_files_and_removes_the_earlier_runs_stale
     assert (f"pre-annotations: labelme: kept 1 file(s) in {out / 'labelme'}/ changed since an earlier run "
             "wrote them: yours, neither written over nor removed (a.json)") in err, err
     assert (f"pre-annotations: labelme: kept 1 file(s) in {out / 'labelme'}/ not written by an earlier run "
-            "(none lists them): yours, neither written over nor removed (b.json)") in err, err
+            "(none lists them: yours, or written by a version before maskrcnn recorded its files; move them "
+            "away to have them written again): neither written over nor removed (b.json)") in err, err
     assert "yolo: kept 1 file(s)" in err and "(labels/a.txt)" in err
     assert "masks: kept 1 file(s)" in err and "(a.png)" in err
     assert "pre-annotations: labelme: removed 1 file(s) of the earlier run" in err
@@ -117,9 +118,11 @@ def test_yolo_export_refuses_a_class_name_with_a_line_break_and_classes_txt_spli
         with pytest.raises(ValueError, match="--export yolo: class 0 .* holds a line break"):
             PreAnnotationExport(out_dir=tmp_path / "pre", formats=["coco", "yolo"], root=tmp_path,
                                 class_names=["__background__", name, "b"])
-    PreAnnotationExport(out_dir=tmp_path / "pre", formats=["coco"], root=tmp_path,  # yolo alone refuses
-                        class_names=["__background__", "line\nbreak", "b"])
-    assert not (tmp_path / "pre").exists()
+    # yolo alone refuses: the other formats keep the name as it is
+    PreAnnotationExport(out_dir=tmp_path / "pre", formats=["coco"], root=tmp_path,
+                        class_names=["__background__", "line\nbreak", "b"]).finish()
+    coco = json.loads((tmp_path / "pre" / "coco_instances.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["line\nbreak", "b"]
 
     src = tmp_path / "ds"
     (src / "images").mkdir(parents=True)
@@ -168,3 +171,87 @@ def test_flags_that_do_not_apply_are_noted_in_one_wording():
         "--no-optimise does not apply to an INT8 file: it always runs its INT8 kernels"
     assert not_applying([("--no-optimise", True), ("--no-winograd", True)], "an .onnx file", "why") == \
         "--no-optimise and --no-winograd do not apply to an .onnx file: why"
+
+
+def _terminate_at_first_window(monkeypatch):
+    from maskrcnn.predictor import Predictor
+
+    real = Predictor.predict_files
+
+    def terminated(self, paths, **kwargs):
+        for i, item in enumerate(real(self, paths, **kwargs)):
+            if i == 0:
+                os.kill(os.getpid(), signal.SIGTERM)  # while the first window is in hand
+            yield item
+
+    monkeypatch.setattr(Predictor, "predict_files", terminated)
+
+
+def _terminate_in_labelme_export(monkeypatch):
+    from maskrcnn.data.pre_annotations.export import PreAnnotationExport
+
+    real = PreAnnotationExport._labelme
+
+    def labelme(self, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the exports are written
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(PreAnnotationExport, "_labelme", labelme)
+
+
+def test_a_signal_while_the_exports_are_written_never_cuts_them_short(setup, tmp_path, monkeypatch,
+                                                                       capsys):
+    """A second SIGTERM while the exports were written raised inside them: the LabelMe export the first
+    signal's line promised was lost. A first one then said "then predict stops" yet the run said done and
+    exited 0. Now a signal is only recorded once the writing starts: every export is written, and the run
+    ends with 143 either way."""
+    ckpt, images = setup
+    _terminate_at_first_window(monkeypatch)
+    _terminate_in_labelme_export(monkeypatch)
+    out = tmp_path / "out"
+    assert _predict(ckpt, images, out, "coco,labelme,yolo") == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM: after 1 of 2 images; wrote their" in err, err
+    assert _files(out / "labelme") == ["a.json"]
+    assert _files(out / "yolo" / "labels") == ["a.txt", "classes.txt"]
+
+    monkeypatch.undo()
+    _terminate_in_labelme_export(monkeypatch)  # the first signal, while the exports are written
+    out = tmp_path / "out2"
+    assert _predict(ckpt, images, out, "coco,labelme") == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM: after 2 of 2 images, while their results and exports were written" in err
+    assert "done:" not in err
+    assert _files(out / "labelme") == ["a.json", "sub/b.json"]
+
+
+def test_sigterm_with_a_batch_keeps_the_whole_window_predicted(setup, tmp_path, monkeypatch, capsys):
+    """With --batch-size 2 the stop was checked per image: the window's second image, already predicted,
+    was thrown away. Now the check comes after each window."""
+    ckpt, images = setup
+    _terminate_at_first_window(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["predict", "--weights", str(ckpt), str(images), "--output", str(out), "--device", "cpu",
+                 "--no-overlays", "--batch-size", "2", "--export", "labelme"]) == 143
+    assert "stopped by SIGTERM: after 2 of 2 images" in capsys.readouterr().err
+    assert _files(out / "labelme") == ["a.json", "sub/b.json"]
+
+
+def test_yolo_class_names_are_checked_before_the_videos_are_predicted(setup, tmp_path, monkeypatch, capsys):
+    """The YOLO names check ran after the videos were predicted (their time lost to a refusal). Now it
+    runs before them."""
+    from maskrcnn.checkpoint import load_checkpoint, save_checkpoint
+    from maskrcnn.commands import predict_video
+
+    ckpt, images = setup
+    state = load_checkpoint(ckpt)
+    bad = tmp_path / "bad.pth"
+    save_checkpoint(bad, model_state=state["model"], config=state["config"],
+                    class_names=["__background__", "line\nbreak", "dog"])
+    predicted = []
+    monkeypatch.setattr(predict_video, "split_video_inputs",
+                        lambda inputs, found, **kw: ([f for f in found], [tmp_path / "v.mp4"]))
+    monkeypatch.setattr(predict_video, "predict_videos", lambda *a, **kw: predicted.append(a) or 0)
+    assert _predict(bad, images, tmp_path / "out", "yolo") == 1
+    assert "--export yolo: class 0 " in capsys.readouterr().err
+    assert predicted == []

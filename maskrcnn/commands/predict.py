@@ -37,14 +37,16 @@ on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and 
 ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
 is written, the stop line says so) are left untouched. Ctrl-C says how many images were written and
 where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
-(``stop_signals``): the image being predicted is finished, the results and exports of the images done
-are written, "stopped by SIGTERM: ..." and exit status 143 (a second one stops at once; videos are not
-covered: they run before the images, with the signal's default). Every requested export's location is
-checked before predicting (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line
-a kill or a full disk cut short is
-read with that line dropped and a warning (``read_partial_results``). A checkpoint written by ``maskrcnn
-quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a note); ``--int8
---calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+(``stop_signals``): the images being predicted (one window of ``--batch-size``) are finished, the
+results and exports of the images done are written, "stopped by SIGTERM: ..." and exit status 143 (a
+second one while predicting stops at once; once the results and exports are being written a signal is
+only recorded, so they are written whole, and the run then ends with that status; videos are not
+covered: they run before the images, with the signal's default). Every requested export's location
+(and ``--export yolo``'s class names, before the videos too) is checked before predicting
+(``check_export_locations``). A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut
+short is read with that line dropped and a warning (``read_partial_results``). A checkpoint written by
+``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a
+note); ``--int8 --calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
 ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
 (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
 ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
@@ -730,6 +732,11 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
+    if "yolo" in export_formats and files:  # before the videos too: refused after them, their time is lost
+        from maskrcnn.data.pre_annotations.instances import categories_of
+        from maskrcnn.data.pre_annotations.to_yolo import check_yolo_names
+
+        check_yolo_names(categories_of(predictor.class_names, predictor.label_to_category_id))
     video_rc = predict_video.predict_videos(predictor, videos, out_dir, args) if videos else 0
     if not files:
         return video_rc
@@ -776,14 +783,21 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     stopped = None  # the exception that ended the loop, if any
-    term = []  # the stop signal got (SIGTERM): the image being predicted is finished, then the run stops
+    term = []  # the stop signal got (SIGTERM): the images in hand are finished, then the run stops
+    writing = []  # non-empty once the results and exports are being written: a signal is only recorded then
 
     def on_term(signum, frame):
-        if term:  # a second one: at once, the image being predicted dropped
+        if writing:  # raising now would cut the exports short that the first signal's line promised
+            if not term:
+                term.append(signum)
+                os.write(2, f"\n{signal_name(signum)}: the results and exports are being written, then "
+                            "predict stops\n".encode())
+            return
+        if term:  # a second one while predicting: at once, the images being predicted dropped
             raise StoppedBySignal("stopped at once by a second signal", signum)
         term.append(signum)
         # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
-        os.write(2, f"\n{signal_name(signum)}: the image being predicted is finished, the results and "
+        os.write(2, f"\n{signal_name(signum)}: the images being predicted are finished, the results and "
                     "exports of the images done are written, then predict stops\n".encode())
 
     # SIGTERM (timeout, docker stop, a scheduler) as Ctrl-C, the way train handles it (stop_signals)
@@ -835,10 +849,12 @@ def run(args: argparse.Namespace) -> int:
                         f"{det['boxes'].shape[0]} detections in {per_image:.2f} s",
                         file=sys.stderr,
                     )
-                    if term:  # this image is done: the run stops here, as after Ctrl-C
-                        raise StoppedBySignal("", term[0])
+                if term:  # the whole window is done (none of its images lost): the run stops, as after Ctrl-C
+                    raise StoppedBySignal("", term[0])
                 t0 = time.perf_counter()
+            writing.append(True)
         except KeyboardInterrupt as e:
+            writing.append(True)
             # Ctrl-C, or a stop signal (stop_signals.StoppedBySignal: the command exits 128 + its number)
             signum = getattr(e, "signum", None)
 
@@ -857,9 +873,11 @@ def run(args: argparse.Namespace) -> int:
             raise stop(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
                        f"detection(s) to {writer.final}{overlays}") from None
         except BaseException as e:
+            writing.append(True)
             stopped = e
             raise
         finally:  # an interrupt or an error still leaves the results of the images done so far
+            writing.append(True)
             if stopped is None or n_done > 0:
                 # this run's files replace the earlier run's: predictions.json and overlays/ of the same
                 # images
@@ -889,6 +907,9 @@ def run(args: argparse.Namespace) -> int:
                         "no image was predicted"
                     print(f"pre-annotations: none written ({why}): any earlier files "
                           f"in {out_dir} stay as they were", file=sys.stderr)
+    if term:  # came while the results were written (all of them were): the run did not end on its own
+        raise StoppedBySignal(f"after {n_done} of {len(files)} images, while their results and exports were "
+                              f"written (all of them were, to {out_dir})", term[0])
     results = writer.results
     total = time.perf_counter() - t_start
     too_large = too_large_line(reasons)  # good files over the pixel limit: the one skip a setting undoes

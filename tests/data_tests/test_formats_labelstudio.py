@@ -700,3 +700,19 @@ def test_labelstudio_reference_never_climbs_out_of_the_images_folder(tmp_path, c
     _image(root / "deep" / "secret.png")  # the same name inside the folder: that one
     assert _convert(root / "export.json", out) == 0  # (task 2, the same file again, skipped as a duplicate)
     assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["deep/secret.png"]
+
+
+def test_a_bare_string_label_is_stripped_as_a_listed_one(tmp_path, capsys):
+    """A label given as a bare string (not a list) was not stripped: " box" became a class of its own
+    beside "box". Now it is read as "box", said once as the listed ones are."""
+    root = tmp_path / "project"
+    _image(root / "a.png")
+    bare = _result("rectanglelabels", None, x=0, y=0, width=10, height=10, rotation=0)
+    bare["value"]["rectanglelabels"] = " box"
+    tasks = [_task(1, "/data/upload/3/a.png", ([_box("box", 50), bare], False, False))]
+    (root / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "coco.json"
+    assert _convert(root / "export.json", out) == 0
+    coco = json.loads(out.read_text())
+    assert [c["name"] for c in coco["categories"]] == ["box"] and len(coco["annotations"]) == 2
+    assert "label ' box' read as 'box'" in capsys.readouterr().err

@@ -459,6 +459,7 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
             if not labels:  # None or []: a shape drawn without choosing a label
                 report.note("results without labels left out")
                 continue
+            labels = [labels] if isinstance(labels, str) else labels  # a bare name: stripped as a listed one
             if isinstance(labels, list):  # "box " is "box", as the LabelMe, CVAT and YOLO readers read it
                 labels = [stripped_label(x, report=report, where=where) for x in labels]
             label = _pick_label(labels, builder)

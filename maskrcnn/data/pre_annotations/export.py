@@ -28,7 +28,8 @@ file). YOLO names a label file by the image's path without its extension: of ima
 ``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
 both the same labels; ``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg``
 at the root gets no label file either (the same warning).
-The per-image files (LabelMe's, YOLO's label files, mask images, cut-outs) are listed with the hash of
+The per-image files (LabelMe's, YOLO's label files and its ``classes.txt`` / ``data.yaml``, mask
+images, cut-outs) are listed with the hash of
 what was written (``written_files``: ``OUT/labelme.written.json``, beside the folder ``convert-data``
 reads whole; ``OUT/yolo/written.json``): a re-run into the same folder writes nothing over a file
 changed since (a LabelMe file corrected in LabelMe) or one no list names, and removes the earlier run's
@@ -46,7 +47,6 @@ beside it) are named by their whole file name (``masks/a.jpg.png``), as their ov
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -73,7 +73,7 @@ from maskrcnn.data.pre_annotations.to_yolo import (
     yolo_labels,
 )
 from maskrcnn.data.pre_annotations.written_files import WrittenFiles
-from maskrcnn.io_utils import atomic_write_json, atomic_write_text
+from maskrcnn.io_utils import atomic_write_json, atomic_write_text, json_bytes
 from maskrcnn.shell import shell_word
 
 __all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
@@ -85,11 +85,6 @@ COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_anno
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
 YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
 LABELME_RECORD = "labelme.written.json"  # the LabelMe files a run wrote (written_files), beside labelme/
-
-
-def _json_bytes(data, **dumps_kwargs) -> bytes:
-    """``data`` as ``atomic_write_json`` writes it (UTF-8, non-ASCII as it is)."""
-    return json.dumps(data, ensure_ascii=False, **dumps_kwargs).encode("utf-8", errors="backslashreplace")
 
 
 def export_locations(out_dir: Path, formats: Sequence[str]) -> list:
@@ -230,14 +225,14 @@ class PreAnnotationExport:
             image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
             data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)
             # indented, as LabelMe writes its files; a file corrected since the last run is kept (written)
-            written.write(target.relative_to(folder).as_posix(), _json_bytes(data, indent=2))
+            written.write(target.relative_to(folder).as_posix(), json_bytes(data, indent=2))
         self._end_listed(written, folder, partial=partial)
         return folder
 
     def _yolo(self, *, partial: bool) -> Path:
         folder = self.out_dir / YOLO_DIR
         classes = folder / "labels" / "classes.txt"
-        written = WrittenFiles(folder=folder, label="yolo", suffixes=(".txt",))
+        written = WrittenFiles(folder=folder, label="yolo", suffixes=(".txt", ".yaml"))
         # taken by the class names, written last: an image classes.jpg at the root would lose its labels
         # to them silently (and the names would read back as boxes), so it gets the clash warning instead
         used: dict = {classes: "the class names file"}
@@ -250,9 +245,11 @@ class PreAnnotationExport:
             used[target] = image.file_name
             written.write(target.relative_to(folder).as_posix(),
                           yolo_labels(image, found, tolerance=self.tolerance).encode("utf-8"))
-        # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them
-        atomic_write_text(classes, yolo_classes_txt(self.categories))
-        atomic_write_text(folder / YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories))
+        # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them.
+        # Listed with their hash as the label files are: LabelImg rewrites classes.txt with the classes the
+        # user added, and a classes.txt or data.yaml changed since is the user's (kept, said in a line)
+        written.write("labels/classes.txt", yolo_classes_txt(self.categories).encode("utf-8"))
+        written.write(YOLO_YAML, yolo_data_yaml(str(self.root.absolute()), self.categories).encode("utf-8"))
         self._end_listed(written, folder, partial=partial)
         return folder
 

@@ -26,8 +26,10 @@ Each format's folder lists the files the run wrote (``written_files``: ``masks/w
 the earlier run's files that it does not write again, and only those (a line counts them), so the
 folder holds this run's images and instances only, as ``predictions.json`` does. A file changed since
 it was written (a mask painted over), or one no list names, is the user's: neither written over nor
-removed, said in a line (``WrittenFiles.write``; ``index.json`` still describes this run's
-detections). A run stopped before its first image leaves them (``finish``'s
+removed, said in a line (``WrittenFiles.write``). ``{stem}.png`` and ``{stem}_classes.png`` are a pair
+(instance ids and their classes): when either is the user's neither is written and ``index.json`` keeps
+that image's earlier entry, so the user's ids keep their classes; the other images' entries are this
+run's. A run stopped before its first image leaves them (``finish``'s
 ``replace``), and a format the run does not write keeps its folder as it is.
 """
 
@@ -98,6 +100,19 @@ def mask_file_stems(file_names: Sequence[str], beside: Sequence[str] = ()) -> di
     return chosen
 
 
+def _read_index(path: Path) -> dict:
+    """An earlier ``index.json`` ({image path: records}), read as data; {} when there is none or it is not
+    one (the images whose mask pair is kept are then left out of the new index, as without one)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, list)} \
+        if isinstance(data, dict) else {}
+
+
 class MaskFiles:
     """Writes each image's mask PNGs and cut-outs (``add``), then ``masks/index.json`` (``finish``)."""
 
@@ -118,6 +133,9 @@ class MaskFiles:
         self.below_min_area = 0  # cut-outs left out by min_area: said at the end (else they vanish silently)
         # the earlier run's files are read here, before this run writes any
         self.written = {f: WrittenFiles(folder=self.out_dir / f, label=f) for f in self.formats}
+        # the earlier index.json's entries: an image whose mask pair is the user's keeps its entry
+        self.earlier_index = _read_index(self.out_dir / MASKS_DIR / MASKS_INDEX) \
+            if MASKS_DIR in self.formats else {}
 
     def mask_file(self, file_name: str):
         """The instance-id PNG of the image ``file_name`` relative to the output folder
@@ -154,10 +172,24 @@ class MaskFiles:
                                                                            f"{stem}_classes.png"]):
             ids = instance_id_image(regions, scores, height, width)
             classes = class_image(ids, [c.id for c in categories], sixteen_bit=self.sixteen_bit)
-            # listed with their hash before written; a file edited since the last run is kept (written_files)
-            self.written[MASKS_DIR].write(f"{stem}.png", id_png(ids))
-            self.written[MASKS_DIR].write(f"{stem}_classes.png", class_png(classes))
-            self.index[file_name] = index_records(boxes, scores, categories)
+            pair = {f"{stem}.png": id_png(ids), f"{stem}_classes.png": class_png(classes)}
+            written = self.written[MASKS_DIR]
+            users = {rel: written.users(rel, data) for rel, data in pair.items()}
+            if any(users.values()):
+                # one of the pair is the user's (painted since, or put there): the instance ids and their
+                # classes go together, so neither is written and the earlier index entry describes them
+                for rel, why in users.items():
+                    if why is None:
+                        written.keep_unchanged(rel)
+                    else:
+                        written.kept[why].append(rel)
+                if file_name in self.earlier_index:
+                    self.index[file_name] = self.earlier_index[file_name]
+            else:
+                # listed with their hash before written (written_files)
+                for rel, data in pair.items():
+                    written.write(rel, data)
+                self.index[file_name] = index_records(boxes, scores, categories)
         if CUTOUTS_DIR in self.formats:
             areas = [None if r is None else int(r.patch.sum()) for r in regions]
             wanted = [i for i, a in enumerate(areas) if a is not None and a >= self.min_area]

@@ -15,8 +15,12 @@ have (``.png``, LabelMe's ``.json``, YOLO's ``.txt``): a file the user put there
 another file, is left alone. A file listed with its hash is ours only while it still holds that content:
 one changed since (a LabelMe file corrected in LabelMe, a YOLO label file in X-AnyLabeling) is the user's,
 neither written over (``write``) nor removed (``finish``), and so is a file there that no list names;
-``kept_lines`` says which, counted, a few named. An unreadable list (either of the two) is said in one
-line, naming the file, and no earlier file is removed then. The lists are JSON, read as data only.
+``kept_lines`` says which, counted, a few named. A file listed without a hash (the overlays; lists of a
+version that recorded none: ``{"files": [...]}``) is ours only while it was not modified after the list
+naming it was (written.json is written after its files): a mask painted since is the user's. Nothing of
+the user's is removed or written over unless we can show we wrote it as it is. An unreadable or malformed
+list (either of the two; a hash entry that is not hex text) is said in one line, naming the file, and no
+earlier file is removed or written over then. The lists are JSON, read as data only.
 """
 
 from __future__ import annotations
@@ -71,13 +75,17 @@ class WrittenFiles:
         self.record = Path(record) if record is not None else self.folder / WRITTEN_FILE
         self.partial_record = self.record.with_name(_partial_name(self.record))
         # readable: False when a list is there but cannot be read (said in a line): nothing is removed
-        self.earlier, self.readable, self.earlier_hashes = _read_lists(
+        # earlier_stamps: {path listed without a hash: the time (ns) of the list naming it}
+        self.earlier, self.readable, self.earlier_hashes, self.earlier_stamps = _read_lists(
             self.record, self.partial_record, label=label, prefix=prefix)
-        if self.readable:
-            self.earlier |= set(also_earlier)
+        # also_earlier's (a report that predates the lists, of overlays drawn from the data: nobody
+        # edits them) are ours as they are, listed without a hash or a time
+        self.also_earlier = set(also_earlier) if self.readable else set()
+        self.earlier |= self.also_earlier
         self.files: Set[str] = set()
         self.hashes: Dict[str, Set[str]] = {}  # this run's files written by ``write``: their content's hash
-        self.kept: Dict[str, list] = {"changed": [], "unlisted": []}  # the user's files, left as they are
+        # the user's files, left as they are, by why (``kept_lines``)
+        self.kept: Dict[str, list] = {"changed": [], "unreadable": [], "unlisted": []}
         self._partial = None
 
     def add(self, paths: Union[Iterable[str], Dict[str, str]]) -> None:
@@ -99,27 +107,38 @@ class WrittenFiles:
                 self.hashes.setdefault(p, set()).add(hashes[p])
 
     def owned(self, rel: str) -> bool:
-        """Whether ``rel`` may be written over: no file there, or one an earlier run wrote (listed) and,
-        when listed with its hash, still as written. A file no list names, or changed since, is the
-        user's (a ``kept`` reason is recorded by ``write``)."""
-        return self._users(rel) is None
+        """Whether ``rel`` may be written over: no file there, or one an earlier run wrote (listed) and
+        still as written (its hash; listed without one: not modified after the list). A file no list
+        names, or changed since, is the user's (``write`` records why in ``kept``)."""
+        return self.users(rel) is None
 
-    def _users(self, rel: str) -> Optional[str]:
-        """None when ``rel`` is ours to write over, else why not ("changed", "unlisted")."""
+    def users(self, rel: str, data: Optional[bytes] = None) -> Optional[str]:
+        """None when ``rel`` is ours to write over, else why not ("changed", "unreadable", "unlisted");
+        ``data``: what would be written: a file holding exactly that loses nothing to it (ours too)."""
         path = self.folder / rel
         if not os.path.lexists(path) or rel in self.files:
             return None
+        if data is not None and _file_hash(path) == content_hash(data):
+            return None
+        if not self.readable:
+            return "unreadable"
         if rel not in self.earlier:
             return "unlisted"
-        known = self.earlier_hashes.get(rel)
-        if known is None:  # listed by a run that recorded no hash (masks before hashes): ours, as it was
-            return None
-        return None if _file_hash(path) in known else "changed"
+        return None if _as_written(path, rel, self.earlier_hashes, self.earlier_stamps, self.also_earlier) \
+            else "changed"
+
+    def keep_unchanged(self, rel: str) -> None:
+        """List ``rel``, ours (``owned``) and not written again by this run (its pair is the user's), as
+        this run's with its present content's hash: neither removed by ``finish`` nor taken later for the
+        user's."""
+        current = _file_hash(self.folder / rel)
+        if current is not None:
+            self.add({rel: current})
 
     def write(self, rel: str, data: bytes) -> bool:
         """Write ``data`` to ``rel`` (atomically, listed with its hash first) unless the file there is the
-        user's (``owned``): then it is left as it is, counted in ``kept``, and False returned."""
-        why = self._users(rel)
+        user's (``users``): then it is left as it is, counted in ``kept``, and False returned."""
+        why = self.users(rel, data)
         if why is not None:
             self.kept[why].append(rel)
             return False
@@ -133,15 +152,18 @@ class WrittenFiles:
         """One line per reason the user's files were left as they were (``write`` and ``finish``): how
         many, the first few named; [] when none were."""
         lines = []
-        for why, text in (("changed", "changed since an earlier run wrote them"),
-                          ("unlisted", "not written by an earlier run (none lists them)")):
+        moved = "; move or delete them to have this run's written"
+        for why, text, tail in (
+                ("changed", "changed since an earlier run wrote them: yours,", moved),
+                ("unreadable", "whose list could not be read (said above):", moved),
+                ("unlisted", "not written by an earlier run (none lists them: yours, or written by a version "
+                 "before maskrcnn recorded its files; move them away to have them written again):", "")):
             names = sorted(set(self.kept[why]))
             if names:
                 shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more"
                                                           if len(names) > SHOWN_NAMES else "")
                 lines.append(f"{self.prefix}: {self.label}: kept {len(names)} file(s) in {self.folder}/ "
-                             f"{text}: yours, neither written over nor removed ({shown}); move or delete "
-                             "them to have this run's written")
+                             f"{text} neither written over nor removed ({shown}){tail}")
         return lines
 
     def finish(self, *, replace: bool = True) -> int:
@@ -156,14 +178,19 @@ class WrittenFiles:
         removed = 0
         if replace:
             removed, changed = _remove_listed(self.folder, self.earlier, keep=self.files,
-                                              hashes=self.earlier_hashes, suffixes=self.suffixes)
+                                              hashes=self.earlier_hashes, stamps=self.earlier_stamps,
+                                              also=self.also_earlier, suffixes=self.suffixes)
             self.kept["changed"] += changed
         if self.files or self.earlier or self.record.exists():
             listed = self.files if replace else self.files | self.earlier
             hashes = {p: set(h) for p, h in self.hashes.items()}
-            if not replace:
-                for p, h in self.earlier_hashes.items():
-                    hashes.setdefault(p, set()).update(h)
+            if not replace:  # the earlier files still as written stay listed, each with its hash now
+                listed = self.files | {p for p in self.earlier if p in self.files or _as_written(
+                    self.folder / p, p, self.earlier_hashes, self.earlier_stamps, self.also_earlier)}
+                for p in listed - self.files:
+                    current = _file_hash(self.folder / p)
+                    if current is not None:  # else gone: listed as it was, nothing there to take
+                        hashes.setdefault(p, set()).add(current)
             data = {"files": sorted(listed)}
             if hashes:
                 data["sha256"] = {p: sorted(hashes[p]) for p in sorted(hashes) if p in listed}
@@ -185,70 +212,113 @@ def read_written(folder: Path, *, label: str = "", prefix: str = "pre-annotation
     return _read_lists(folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL, label=label, prefix=prefix)[0]
 
 
+def _is_hash(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def _hash_list(value) -> Optional[Set[str]]:
     """A recorded hash (hex) or list of them as a set; None for anything else."""
     values = [value] if isinstance(value, str) else value
-    if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+    if isinstance(values, list) and values and all(_is_hash(v) for v in values):
         return set(values)
     return None
 
 
+def _mtime_ns(path: Path) -> Optional[int]:
+    try:
+        return os.lstat(path).st_mtime_ns
+    except (OSError, ValueError):
+        return None
+
+
+def _as_written(path: Path, rel: str, hashes: dict, stamps: dict, also: Set[str] = frozenset()) -> bool:
+    """Whether the listed file ``path`` (``rel``) is still as an earlier run wrote it: the content of a
+    recorded hash; listed without one, not modified after the list naming it (written after its files);
+    ``also`` (a report from before the lists): as it is. False when that cannot be told (unreadable)."""
+    if rel in hashes:
+        return _file_hash(path) in hashes[rel]
+    if rel in stamps:
+        mtime = _mtime_ns(path)
+        return mtime is not None and mtime <= stamps[rel]
+    return rel in also
+
+
 def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple:
-    """``read_written``'s paths, whether the lists there (if any) could be read, and {path: the hashes
-    recorded for it} (a path listed without one: not in it)."""
+    """``read_written``'s paths, whether the lists there (if any) could be read, {path: the hashes
+    recorded for it}, and {path listed without a hash: the time (ns) of the newest list naming it}. A list
+    of the wrong shape (a hash entry that is not hex text, a line neither a list of paths nor {path:
+    hash}) cannot be read: nothing earlier is taken then."""
     found: Set[str] = set()
     hashes: Dict[str, Set[str]] = {}
+    unhashed: Dict[str, int] = {}
     problems = []
     if final.is_file():
         try:
             data = json.loads(final.read_text(encoding="utf-8", errors="surrogateescape"))
+            stamp = _mtime_ns(final)
             files = data.get("files") if isinstance(data, dict) else None
             recorded = data.get("sha256", {}) if isinstance(data, dict) else {}
-            if isinstance(files, list) and all(isinstance(f, str) for f in files) \
-                    and isinstance(recorded, dict):
-                found.update(files)
-                for p, h in recorded.items():
-                    known = _hash_list(h)
-                    if known is not None and p in found:
-                        hashes.setdefault(p, set()).update(known)
+            if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+                problems.append(f"{final}: field 'files' is not a list of paths")
+            elif not isinstance(recorded, dict) or not all(
+                    isinstance(p, str) and _hash_list(h) is not None for p, h in recorded.items()):
+                problems.append(f"{final}: field 'sha256' is not {{path: [SHA-256 hex, ...]}}")
+            elif stamp is None:
+                problems.append(f"{final}: its modification time cannot be read")
             else:
-                problems.append(f"{final}: field 'files' is not a list of paths (or 'sha256' not a dict)")
+                found.update(files)
+                for p in files:
+                    if p in recorded:
+                        hashes.setdefault(p, set()).update(_hash_list(recorded[p]))
+                    else:
+                        unhashed[p] = stamp
         except (OSError, ValueError) as e:
             problems.append(f"{final}: not readable as JSON ({e})")
     if partial.is_file():
+        stamp = _mtime_ns(partial)
         try:
             lines = partial.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
         except OSError as e:
             lines = []
             problems.append(f"{partial}: not readable ({e})")
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             try:
                 paths = json.loads(line)
             except ValueError:
                 continue  # the line a kill cut short: its files may not exist either
-            if isinstance(paths, list):
-                found.update(p for p in paths if isinstance(p, str))
-            elif isinstance(paths, dict):  # {path: hash}: written by ``write``
-                for p, h in paths.items():
-                    if isinstance(p, str) and isinstance(h, str):
-                        found.add(p)
-                        hashes.setdefault(p, set()).add(h)
+            if isinstance(paths, list) and all(isinstance(p, str) for p in paths) and stamp is not None:
+                for p in paths:  # appended before its files were written: the last ones may be later
+                    found.add(p)
+                    unhashed[p] = max(unhashed.get(p, stamp), stamp)
+            elif isinstance(paths, dict) and all(isinstance(p, str) and _is_hash(h)
+                                                 for p, h in paths.items()):
+                for p, h in paths.items():  # {path: hash}: written by ``write``
+                    found.add(p)
+                    hashes.setdefault(p, set()).add(h)
+            else:
+                problems.append(f"{partial}: line {number} is neither a list of paths nor {{path: SHA-256 "
+                                "hex}")
+                break
     if problems:
-        print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed (those "
-              f"listed in {final.name} and {partial.name} alike)", file=sys.stderr)
-        return set(), False, {}
-    return found, True, hashes
+        print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed or written "
+              f"over (those listed in {final.name} and {partial.name} alike)", file=sys.stderr)
+        return set(), False, {}, {}
+    for p in hashes:  # a hash proves the content; a time only that nothing changed it since
+        unhashed.pop(p, None)
+    return found, True, hashes, unhashed
 
 
 def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str], hashes: Optional[dict] = None,
+                   stamps: Optional[dict] = None, also: Set[str] = frozenset(),
                    suffixes: Iterable[str] = (".png",)) -> tuple:
     """Remove the files ``paths`` (relative to ``folder``) that are not in ``keep`` (this run's files)
-    and are regular files inside ``folder`` ending in one of ``suffixes``, and, when ``hashes`` records
-    theirs, still hold that content; then the folders left empty by it, up to ``folder``. Returns how
+    and are regular files inside ``folder`` ending in one of ``suffixes``, still as an earlier run wrote
+    them (``_as_written``: ``hashes``, ``stamps``, ``also``; a path in none of them is kept); then the
+    folders left empty by it, up to ``folder``. Returns how
     many went, and the paths kept because they changed (the user's). A path that differs from one of
     ``keep`` in case only is kept when it is that very file (``os.path.samefile``: on a macOS or Windows
     disk 'A.png' is this run's 'a.png'), removed when it is another (a case-sensitive disk)."""
-    hashes = hashes or {}
+    hashes, stamps = hashes or {}, stamps or {}
     changed: list = []
     try:
         top = folder.resolve()
@@ -267,8 +337,8 @@ def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str], hashes
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):  # a link is not followed, nor removed
                 continue
-            if rel in hashes and _file_hash(path) not in hashes[rel]:
-                changed.append(rel)  # edited since it was written: the user's now
+            if not _as_written(path, rel, hashes, stamps, also):
+                changed.append(rel)  # edited since it was written (or not shown ours): the user's now
                 continue
             path.unlink()
         except (OSError, ValueError):  # gone meanwhile, or not ours to remove
