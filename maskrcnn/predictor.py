@@ -326,7 +326,7 @@ class Predictor:
                          tile=tile, paste_masks=paste_masks, tta=tta)
         self.tile = as_tile_options(tile)
         self.tta = as_tta_options(tta)
-        self._tta_enlarge_warned = False
+        self._tta_noted = set()  # the TTA size notes said ("enlarged", "shrunk"), each once per predictor
         self._tile_cap_warned = False  # tiling.cap_note said (once per predictor)
         self._tta_flip_map = None  # the keypoint set's left <-> right map for mirrored passes
         if self.tta is not None and self.tta.flip and cfg.model.roi_heads.keypoint_on:
@@ -752,10 +752,11 @@ class Predictor:
         height, width = image.shape[-2:]
         augs = tta.augmentations(self.tta)
         heads = self.model.roi_heads
-        note = tta.enlargement_note(self.tta, (height, width)) or tta.shrink_note(self.tta, (height, width))
-        if note and not self._tta_enlarge_warned:  # once: a folder of thumbnails would repeat it each time
-            self._tta_enlarge_warned = True
-            warnings.warn(note, stacklevel=3)
+        for kind, note in (("enlarged", tta.enlargement_note(self.tta, (height, width))),
+                           ("shrunk", tta.shrink_note(self.tta, (height, width)))):
+            if note and kind not in self._tta_noted:  # each once: a folder of thumbnails would repeat it
+                self._tta_noted.add(kind)
+                warnings.warn(note, stacklevel=3)
         with torch.inference_mode():
             image_on = image.to(self.device, non_blocking=True)
             pooled = []  # per augmentation, in order: (boxes (Di, 4) original, its own boxes, scores, labels)
@@ -937,8 +938,7 @@ class Predictor:
             det["origins"], det["bitmaps"] = tiling.local_masks(
                 det["mask_probs"], det["boxes"], crop_hw, method=self.paste_method,
                 threshold=self.mask_threshold)
-        return tiling.shift_to_image(det, window, image_hw, source=source, margin=self.tile.edge_margin,
-                                     scale=input_hw[0] / max(1, crop_hw[0]))
+        return tiling.shift_to_image(det, window, image_hw, source=source, margin=self.tile.edge_margin)
 
     def _thresholded(self, det: dict) -> dict:
         """Detections in float32 with the score threshold applied (before pasting: never paste what is

@@ -253,10 +253,13 @@ TOO_LARGE = ImageTooLargeError.reason
 def skip_reason(error, other: str = "prediction_failed") -> str:
     """The key an image left out for ``error`` is counted under: an ``ImageReadError``'s ``reason``
     (``image_too_large``, ``unreadable_image``, a subclass's own), ``unreadable_image`` for an OSError
-    reading it, an error's own string ``reason`` (``too_many_tiles``: ``engine.tiling.TooManyTiles``, a
-    refusal of the image's tile settings), ``other`` for anything else (the model failing on the image:
-    an error or the message ``predict_files_skipping`` reports)."""
-    if isinstance(error, ImageReadError) or isinstance(getattr(error, "reason", None), str):
+    reading it, ``too_many_tiles`` for ``engine.tiling.TooManyTiles`` (a refusal of the image's tile
+    settings), ``other`` for anything else (the model failing on the image: an error or the message
+    ``predict_files_skipping`` reports). Only this library's reasons: an OSError's or UnicodeError's own
+    ``reason`` attribute ("invalid start byte") is no key of the summaries."""
+    from maskrcnn.engine.tiling import TooManyTiles
+
+    if isinstance(error, (ImageReadError, TooManyTiles)):
         return error.reason
     return ImageReadError.reason if isinstance(error, OSError) else other
 

@@ -78,12 +78,15 @@ def say_on_launch_rank0(line: str, file=None) -> None:
 
 @contextlib.contextmanager
 def setup_said_by_rank0():
-    """For the block, in a process torchrun ranked other than 0: no warning (of this library or another)
-    and no log record below ERROR is shown; rank 0 shows the same ones (restored on exit). For the
-    setup of a run, which every process does alike (the same config, the same annotation file): 8 GPUs
-    printed each "given twice" warning and each skipped record 8 times. Errors are not affected
-    (``error_line`` decides those). Nothing changes in rank 0 or in a single process."""
-    if env_world()[0] == 0:
+    """For the block, in a process torchrun ranked other than 0 that is not its machine's first
+    (LOCAL_RANK 0): no warning (of this library or another) and no log record below ERROR is shown;
+    its machine's first process shows the same ones (restored on exit). For the setup of a run, which
+    every process does alike (the same config, the same annotation file): 8 GPUs printed each "given
+    twice" warning and each skipped record 8 times. Each machine still says its own (its disk may lack
+    files another's has: its processes then train on other images), as ``error_line`` lets each
+    machine's first process print. Errors are not affected. Nothing changes in a single process."""
+    rank, _, local_rank = env_world()
+    if rank == 0 or local_rank == 0:
         yield
         return
     disabled = logging.root.manager.disable
@@ -231,6 +234,8 @@ def rank0_setup_error(e: BaseException, message: str, *, wait: Optional[float] =
             or getattr(e, "maskrcnn_own_error", False) or getattr(e, "maskrcnn_shared_error", False)
             or not isinstance(e, (ValueError, KeyError, OSError))):
         return None
+    if get_rank() != 0 and env_world()[2] == 0:
+        return None  # another machine's first process prints its error in any case (``error_line``)
     try:
         store = dist.distributed_c10d._get_default_store()
         key = _setup_error_key(0)

@@ -40,17 +40,6 @@ Merging (``merge_detections``), class by class, never across classes:
   are grouped by chains of matches (an object wider than a tile is cut in several tiles) and merged:
   the **union** of their masks, the box enclosing their boxes, the highest score, each keypoint from
   the piece most sure of it; the union is then the only view of the whole object there is.
-- **Partial views** go (``_partial_views``): a source that sees only part of an object, or that sees
-  it whole at a tile's enlargement, often also calls a part of it a smaller object of the same class
-  (measured on the demo model with 100-pixel tiles: 14 such nested pairs in 12 images, only 3 of the
-  small ones reaching a tile edge, so no cut rule finds them; every source adds its own). A detection
-  lying (``NESTED``: box and mask) inside a larger one of its class is dropped when a source that
-  found the larger one saw its box whole (the source's window holds it, at no less than
-  ``WITNESS_RESOLUTION`` of its resolution) and found nothing there of its own (no member of its
-  group), unless its own source's mask of the larger one leaves it out. A separate small object in
-  front of a large one is found by each source seeing both, at their resolution, so it stays (a child
-  before an adult; the whole image of a large photo, at a fraction of the tiles' resolution, is no
-  witness of a small object's absence).
 - At the end the best ``detections_per_image`` by score are kept (``cap_note``: the Predictor says
   once when that drops detections, and how to raise it).
 
@@ -322,13 +311,11 @@ def _union_masks(origins: torch.Tensor, bitmaps: list) -> tuple:
 
 
 def shift_to_image(
-    det: dict, window: Sequence[int], image_hw: Sequence[int], *, source: int, margin: float,
-    scale: float = 1.0,
+    det: dict, window: Sequence[int], image_hw: Sequence[int], *, source: int, margin: float
 ) -> dict:
     """One source's detections in its window's pixels (``boxes`` (D, 4), ``scores``, ``labels``,
     optionally ``origins`` / ``bitmaps`` from ``local_masks`` and ``keypoints``) -> a pool in image
-    pixels, with the window, the source index, the cut flags and ``scale``, the model's pixels per image
-    pixel in this source (the whole image of a large photo is seen at far less than its tiles)."""
+    pixels, with the window, the source index and the cut flags."""
     x0, y0 = int(window[0]), int(window[1])
     boxes = det["boxes"].float().cpu() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)  # (D, 4)
     n = boxes.shape[0]
@@ -339,7 +326,6 @@ def shift_to_image(
         "windows": torch.tensor([int(v) for v in window], dtype=torch.int64).expand(n, 4).clone(),
         "cut": cut_flags(boxes, window, image_hw, margin),
         "source": torch.full((n,), int(source), dtype=torch.int64),
-        "scale": torch.full((n,), float(scale), dtype=torch.float64),
     }
     if "bitmaps" in det:
         pool["origins"] = det["origins"].cpu() + torch.tensor([y0, x0], dtype=torch.int64)
@@ -630,81 +616,7 @@ def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
             # chain, since an object wider than a tile is cut in several and no one piece meets all
             frontier = new if cut[leader] else []
         groups.append((leader, members))
-    merged = _merge_groups(pool, groups)
-    partial = _partial_views(pool, merged, groups)
-    if not partial:
-        return merged
-    keep = torch.tensor([k for k in range(len(groups)) if k not in partial], dtype=torch.int64)
-    return _select(merged, keep)
-
-
-def _mask_inside(a: tuple, b: tuple) -> float:
-    """The fraction of mask ``a``'s pixels that lie inside mask ``b`` (0 for an empty one); each an
-    (origin (2,) (y, x), bitmap (h, w)) pair, box-local."""
-    extents = _bitmap_extents(torch.stack([a[0], b[0]]), [a[1], b[1]])  # (2, 4)
-    total = int(a[1].sum())
-    x0, y0 = extents[:, :2].max(dim=0).values.tolist()
-    x1, y1 = extents[:, 2:].min(dim=0).values.tolist()
-    if total == 0 or x1 <= x0 or y1 <= y0:
-        return 0.0
-    (ax, ay), (bx, by) = extents[0, :2].tolist(), extents[1, :2].tolist()
-    both = a[1][y0 - ay : y1 - ay, x0 - ax : x1 - ax] & b[1][y0 - by : y1 - by, x0 - bx : x1 - bx]
-    return int(both.sum()) / total
-
-
-# A detection lying this much (of its box's area, and of its mask's pixels when there are masks) inside
-# a larger one of its class is nested in it.
-NESTED = 0.8
-# A source that saw a region at under this fraction of another's resolution (model pixels per image
-# pixel) is no witness of what that one saw there: a small object can vanish at its resize.
-WITNESS_RESOLUTION = 0.5
-
-
-def _partial_views(pool: dict, merged: dict, groups: list) -> set:
-    """The groups (indices into ``groups`` / ``merged``) that are a partial view of a larger detection:
-    nested (``NESTED``) in the box of a larger detection of its class, where some source that found the
-    larger one (a member of its group) saw this one's box whole (its window holds it, at no less than
-    ``WITNESS_RESOLUTION`` of the resolution) and found nothing there of its own (no member of this
-    group). A separate small object in front of a large one is found by every source that sees both, so
-    its group has a member from each of them; a view of part of an object (a tile seeing a corner calls
-    it a small object, or one source's own stray box inside the object) is found by that source alone."""
-    boxes = merged["boxes"].double()  # (G, 4)
-    labels = merged["labels"]
-    area = _area(boxes)  # (G,)
-    window = dict(zip(pool["source"].tolist(), pool["windows"].tolist()))  # source -> its window
-    scales = pool.get("scale")
-    scale = dict(zip(pool["source"].tolist(), scales.tolist())) if scales is not None else {}
-    sources = [{int(pool["source"][m]) for m in members} for _, members in groups]
-    out = set()
-    for label in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == label).flatten()  # (Gc,)
-        for start in range(0, members.numel(), 512):  # (r, Gc) at a time, never Gc x Gc
-            rows = members[start : start + 512]
-            inside = _area(_clip(boxes[rows, None], boxes[None, members]).reshape(-1, 4)).reshape(
-                rows.numel(), -1) / area[rows, None].clamp(min=1e-12)  # (r, Gc) of the row's box
-            larger = (area[None, members] > area[rows, None]) | (
-                (area[None, members] == area[rows, None])
-                & (merged["scores"][None, members] > merged["scores"][rows, None]))
-            gi, hi = torch.nonzero((inside >= NESTED) & larger, as_tuple=True)
-            for g, h in zip(rows[gi].tolist(), members[hi].tolist()):
-                if g in out:
-                    continue
-                if "bitmaps" in merged:
-                    mask = (merged["origins"][g], merged["bitmaps"][g])
-                    if _mask_inside(mask, (merged["origins"][h], merged["bitmaps"][h])) < NESTED:
-                        continue  # an object in the other's notch: boxes nest, masks do not
-                    if any(_mask_inside(mask, (pool["origins"][m], pool["bitmaps"][m])) < NESTED
-                           for m in groups[h][1] if int(pool["source"][m]) in sources[g]):
-                        continue  # its own source saw the larger one too, and its mask leaves this out
-                x0, y0, x1, y1 = boxes[g].tolist()
-                seen_at = max(scale.get(s, 1.0) for s in sources[g])
-                for s in sources[h] - sources[g]:
-                    wx0, wy0, wx1, wy1 = window[s]
-                    if wx0 <= x0 and wy0 <= y0 and x1 <= wx1 and y1 <= wy1 \
-                            and scale.get(s, 1.0) >= WITNESS_RESOLUTION * seen_at:
-                        out.add(g)
-                        break
-    return out
+    return _merge_groups(pool, groups)
 
 
 def _merge_groups(pool: dict, groups: list) -> dict:

@@ -64,6 +64,19 @@ def test_setup_warnings_and_skipped_records_print_from_rank_zero_only(monkeypatc
     assert err.count("error: ") == 1 and "no usable training image" in err, err
 
 
+@pytest.mark.parametrize("rank,local_rank,shown", [(0, 0, True), (1, 1, False), (2, 0, True)])
+def test_each_machines_first_process_still_says_the_setup_warnings(monkeypatch, rank, local_rank, shown):
+    # another machine's disk may lack files rank 0's has: its first process says so (as error_line
+    # lets it print errors); the other processes of a machine are quiet
+    for k, v in {"RANK": rank, "WORLD_SIZE": 4, "LOCAL_RANK": local_rank}.items():
+        monkeypatch.setenv(k, str(v))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with du.setup_said_by_rank0():
+            warnings.warn("images.json: image id 4 not found; skipped", stacklevel=2)
+    assert len(caught) == int(shown)
+
+
 def test_the_setup_writes_nothing_before_every_process_has_set_up(monkeypatch, tmp_path):
     # rank 0 wrote config.yaml before the DDP wrapper's collectives; another process's setup error then
     # had torchrun end rank 0 (SIGTERM, no clean-up) and the corrected retry was "already holds a training
