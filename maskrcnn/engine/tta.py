@@ -223,12 +223,17 @@ def keypoint_frame(augs: Sequence[Augmentation]) -> int:
 keypoints_to_original = scale_keypoints
 
 
+def _largest_factor(options: TTAOptions, image_hw) -> tuple:
+    """(H, W, the largest resize factor of any scale of ``options``) for an H x W image."""
+    height, width = int(image_hw[0]), int(image_hw[1])
+    short, long = min(height, width), max(height, width)
+    return height, width, max(min(s / short, options.max_size / long) for s in options.min_sizes)
+
+
 def enlargement_note(options: TTAOptions, image_hw) -> str:
     """A warning's text when some scale of ``options`` enlarges an H x W image more than
     ``ENLARGEMENT_NOTE`` times per side (its largest input in pixels and megapixels), else ''."""
-    height, width = int(image_hw[0]), int(image_hw[1])
-    short, long = min(height, width), max(height, width)
-    factor = max(min(s / short, options.max_size / long) for s in options.min_sizes)
+    height, width, factor = _largest_factor(options, image_hw)
     if factor <= ENLARGEMENT_NOTE:
         return ""
     h, w = round(height * factor), round(width * factor)
@@ -241,10 +246,8 @@ def shrink_note(options: TTAOptions, image_hw) -> str:
     """A warning's text when every scale of ``options`` shrinks an H x W image's short side below
     ``SHRINK_NOTE`` pixels (``max_size`` caps the long side: a tiny one leaves the model nothing to find),
     else ''."""
-    height, width = int(image_hw[0]), int(image_hw[1])
-    short, long = min(height, width), max(height, width)
-    factor = max(min(s / short, options.max_size / long) for s in options.min_sizes)
-    if round(short * factor) >= SHRINK_NOTE:
+    height, width, factor = _largest_factor(options, image_hw)
+    if round(min(height, width) * factor) >= SHRINK_NOTE:
         return ""
     h, w = max(1, round(height * factor)), max(1, round(width * factor))
     return (f"tta: a {width}x{height} image runs at most at {w}x{h} (--tta-max-size / max_size "
