@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import TINY, cat_dog_inputs  # tests/ is on the path
 
 from maskrcnn.cli import main
 from maskrcnn.config import PRESETS, apply_overrides
@@ -31,19 +31,7 @@ SIZES = {"a.png": (50, 70), "sub/b.jpg": (40, 60)}  # (H, W)
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from maskrcnn.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
-    root = tmp_path_factory.mktemp("export")
-    ckpt = root / "tiny.pth"
-    save_checkpoint(ckpt, model_state=build_model(cfg).state_dict(), config=cfg,
-                    class_names=["__background__", "cat", "dog"], label_to_category_id={1: 5, 2: 9})
-    rng = np.random.default_rng(0)
-    for name, (h, w) in SIZES.items():
-        (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "in" / name)
-    return ckpt, root / "in"
+    return cat_dog_inputs(tmp_path_factory.mktemp("export"), SIZES)
 
 
 def _predict(ckpt, images, out, *options):

@@ -93,6 +93,23 @@ def save_cat_dog_checkpoint(path):
     return path
 
 
+def cat_dog_inputs(root, sizes: dict):
+    """``save_cat_dog_checkpoint`` at ``root``/tiny.pth and random-pixel images ``root``/in/NAME of the
+    ``sizes`` {name: (H, W)} (names may hold folders); returns (checkpoint, the images' folder)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    ckpt = save_cat_dog_checkpoint(root / "tiny.pth")
+    rng = np.random.default_rng(0)
+    for name, (h, w) in sizes.items():
+        (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "in" / name)
+    return ckpt, root / "in"
+
+
 def write_one_image_set(folder, height: int, width: int, seed: int = 1):
     """``folder``/images/a.png (random pixels, ``height`` x ``width``) and ``folder``/gt.json, a COCO file
     of it with one rectangle of class "a" (categories "a", "b"): a set ``maskrcnn eval`` runs on.
