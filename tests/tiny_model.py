@@ -110,6 +110,21 @@ def cat_dog_inputs(root, sizes: dict):
     return ckpt, root / "in"
 
 
+def write_box_coco(path, names):
+    """A COCO file at ``path`` (folders made) of 24 x 24 images ``names``, each with one 10 x 10 square of
+    the class "box"; returns ``path``."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "images": [{"id": i + 1, "file_name": n, "width": 24, "height": 24} for i, n in enumerate(names)],
+        "categories": [{"id": 1, "name": "box"}],
+        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [4, 4, 10, 10],
+                         "area": 100.0, "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
+                        for i in range(len(names))]}))
+    return path
+
+
 def write_one_image_set(folder, height: int, width: int, seed: int = 1):
     """``folder``/images/a.png (random pixels, ``height`` x ``width``) and ``folder``/gt.json, a COCO file
     of it with one rectangle of class "a" (categories "a", "b"): a set ``maskrcnn eval`` runs on.

@@ -42,13 +42,7 @@ def _trainer(toy, out, values, *, iters, eval_period=2, period=4, stop_before=-1
         "solver.log_period": 1, "solver.lr": 0.1, "solver.warmup_iters": 0, "solver.steps": (iters,),
         **{f"solver.{k}": v for k, v in solver.items()},
     })  # fmt: skip
-    make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1)
-
-    def batches(start_iter):
-        for it, batch in enumerate(make(start_iter), start=start_iter + 1):
-            if it == stop_before:
-                raise RuntimeError("crash")
-            yield batch
+    batches = toy.crashing_batches_fn(stop_before=stop_before)
 
     box = []
     evaluate = Scripted(values, box)

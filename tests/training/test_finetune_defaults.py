@@ -12,18 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_model import write_box_coco  # tests/ is on the path
 
 from maskrcnn.cli import main
 
-
-def _coco(path, names):
-    path.write_text(json.dumps({
-        "images": [{"id": i + 1, "file_name": n, "width": 24, "height": 24} for i, n in enumerate(names)],
-        "categories": [{"id": 1, "name": "box"}],
-        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [4, 4, 10, 10],
-                         "area": 100.0, "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
-                        for i in range(len(names))]}))
-    return path
+_coco = write_box_coco  # (path, names) -> path
 
 
 def _images(folder, names):

@@ -26,13 +26,7 @@ def _trainer(toy, out, *, iters, stop_before=-1):
         "solver.iters": iters, "solver.checkpoint_period": 2, "solver.eval_period": 2, "solver.log_period": 1,
         "solver.lr": 0.1, "solver.warmup_iters": 0, "solver.steps": (100,),
     })  # fmt: skip
-    make = toy.make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1)
-
-    def batches(start_iter):
-        for it, batch in enumerate(make(start_iter), start=start_iter + 1):
-            if it == stop_before:
-                raise RuntimeError("crash")
-            yield batch
+    batches = toy.crashing_batches_fn(stop_before=stop_before)
 
     box = []
     torch.manual_seed(0)

@@ -5,7 +5,6 @@ process refused leaves no file in the run folder."""
 
 import contextlib
 import io
-import json
 import logging
 import os
 import pickle
@@ -16,20 +15,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from PIL import Image
+from tiny_model import write_box_coco  # tests/ is on the path
 
 from maskrcnn.cli import main
 from maskrcnn.engine import distributed as du
 
-
-def _coco(path, names):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "images": [{"id": i + 1, "file_name": n, "width": 24, "height": 24} for i, n in enumerate(names)],
-        "categories": [{"id": 1, "name": "box"}],
-        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [4, 4, 10, 10],
-                         "area": 100.0, "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
-                        for i in range(len(names))]}))
-    return path
+_coco = write_box_coco  # (path, names) -> path
 
 
 def _as_rank(monkeypatch, rank: int) -> None:

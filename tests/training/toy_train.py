@@ -72,6 +72,20 @@ def make_batches_fn(*, rank, world_size, per_rank, nan_at, stall_at=-1):
     return make_batches
 
 
+def crashing_batches_fn(*, stop_before: int):
+    """One process's batches (``make_batches_fn``, 2 per step) that fail, as a crash (a kill leaves the
+    folder as it was), when iteration ``stop_before`` is asked for (-1: never)."""
+    make = make_batches_fn(rank=0, world_size=1, per_rank=2, nan_at=-1)
+
+    def batches(start_iter):
+        for it, batch in enumerate(make(start_iter), start=start_iter + 1):
+            if it == stop_before:
+                raise RuntimeError("crash")
+            yield batch
+
+    return batches
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
