@@ -852,9 +852,8 @@ def run(args: argparse.Namespace) -> int:
                 if term:  # the whole window is done (none of its images lost): the run stops, as after Ctrl-C
                     raise StoppedBySignal("", term[0])
                 t0 = time.perf_counter()
-            writing.append(True)
         except KeyboardInterrupt as e:
-            writing.append(True)
+            writing.append(True)  # from here a signal is only recorded
             # Ctrl-C, or a stop signal (stop_signals.StoppedBySignal: the command exits 128 + its number)
             signum = getattr(e, "signum", None)
 
@@ -873,11 +872,10 @@ def run(args: argparse.Namespace) -> int:
             raise stop(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
                        f"detection(s) to {writer.final}{overlays}") from None
         except BaseException as e:
-            writing.append(True)
             stopped = e
             raise
         finally:  # an interrupt or an error still leaves the results of the images done so far
-            writing.append(True)
+            writing.append(True)  # (set in the except above too: its stop line is not to be cut either)
             if stopped is None or n_done > 0:
                 # this run's files replace the earlier run's: predictions.json and overlays/ of the same
                 # images
