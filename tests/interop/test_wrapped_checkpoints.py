@@ -252,6 +252,22 @@ def _tv_with_nan_fc6() -> dict:
     return sd
 
 
+def _refused_by_convert_and_init(src, out, capsys, named: str) -> None:
+    """``convert`` refuses ``src`` naming ``named`` (the file's key, ours beside it, its entry) and writes
+    nothing; ``train --init`` (read_weights + refuse_non_finite) says the same words."""
+    from maskrcnn.engine.init_weights import InitError, refuse_non_finite
+
+    assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"{src}: weights hold NaN or infinite values in tensors {named}; nothing written")
+    assert not out.exists()
+    source = read_weights(str(src))
+    with pytest.raises(InitError) as e:
+        refuse_non_finite(source.state_dict, str(src), source.origin, source.entry)
+    assert str(e.value) == (f"{src}: weights hold NaN or infinite values in tensors {named}; training "
+                            "would not start from them")
+
+
 def test_non_finite_weights_behind_a_wrapper_are_named_by_the_files_whole_key(tmp_path, capsys):
     # {"model": {"module." + k: v}}: the readers drop the entry and the prefix; the key said as "the
     # file's" lacked both, a key no torch.load of the file shows
@@ -260,17 +276,8 @@ def test_non_finite_weights_behind_a_wrapper_are_named_by_the_files_whole_key(tm
     sd = _tv_with_nan_fc6()
     src, out = tmp_path / "ddp.pth", tmp_path / "out.pth"
     torch.save({"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, src)
-    assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
-    assert capsys.readouterr().err.strip().endswith(
-        f"{src}: weights hold NaN or infinite values in tensors module.roi_heads.box_head.fc6.weight (ours: "
-        "roi_heads.box_head.fcs.0.weight) (under the file's 'model'); nothing written")
-    assert not out.exists()
-    source = read_weights(str(src))  # train --init: the same words
-    with pytest.raises(InitError) as e:
-        refuse_non_finite(source.state_dict, str(src), source.origin, source.entry)
-    assert str(e.value) == (f"{src}: weights hold NaN or infinite values in tensors "
-                            "module.roi_heads.box_head.fc6.weight (ours: roi_heads.box_head.fcs.0.weight) "
-                            "(under the file's 'model'); training would not start from them")
+    _refused_by_convert_and_init(src, out, capsys, "module.roi_heads.box_head.fc6.weight (ours: "
+                                 "roi_heads.box_head.fcs.0.weight) (under the file's 'model')")
     mm = to_mmdet(_random_model())  # a LightningModule's self.detector inside DataParallel
     mm["roi_head.bbox_head.shared_fcs.0.weight"][0, 0] = float("inf")
     source = convert_any({"state_dict": {"module.detector." + k: v for k, v in mm.items()}}, source="mm.pth")
@@ -281,23 +288,14 @@ def test_non_finite_weights_behind_a_wrapper_are_named_by_the_files_whole_key(tm
 
 
 def test_convert_refuses_non_finite_weights_and_a_named_background(tmp_path, capsys):
+    from maskrcnn.engine.init_weights import InitError, refuse_non_finite
+
     bad = _tv_with_nan_fc6()
     src, out = tmp_path / "nan.pth", tmp_path / "out.pth"
     torch.save(bad, src)
-    assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 1
     # the file's own key first (what torch.load shows; it has no fcs.0), ours beside it
-    assert capsys.readouterr().err.strip().endswith(
-        f"{src}: weights hold NaN or infinite values in tensors roi_heads.box_head.fc6.weight (ours: "
-        "roi_heads.box_head.fcs.0.weight); nothing written")
-    assert not out.exists()
-    from maskrcnn.engine.init_weights import InitError, refuse_non_finite
-
-    source = read_weights(str(src))  # train --init: the same words
-    with pytest.raises(InitError) as e:
-        refuse_non_finite(source.state_dict, str(src), source.origin)
-    assert str(e.value) == (f"{src}: weights hold NaN or infinite values in tensors "
-                            "roi_heads.box_head.fc6.weight (ours: roi_heads.box_head.fcs.0.weight); training "
-                            "would not start from them")
+    _refused_by_convert_and_init(src, out, capsys, "roi_heads.box_head.fc6.weight (ours: "
+                                 "roi_heads.box_head.fcs.0.weight)")
     mm = to_mmdet(_random_model())  # farther from ours: MMDetection's shared_fcs
     mm["roi_head.bbox_head.shared_fcs.0.weight"][0, 0] = float("inf")
     source = convert_any({"state_dict": mm}, source="mm.pth")
