@@ -258,6 +258,22 @@ def _class_attribute(entries: list, defined: dict) -> tuple:
                    f"{met[0]} takes it")
 
 
+def _check_attribute(attribute: str, entries: list, defined: dict) -> None:
+    """Skip (the whole file) when no region has the region attribute ``attribute`` (``--class-attribute``)
+    and the file defines none of that name, though its regions have attributes: a misspelt name would
+    else skip every region one by one, each told to take ``--class-name``, and leave no instance."""
+    met = list(dict.fromkeys([*defined, *(key for attrs in _region_attributes(entries) for key in attrs)]))
+    if attribute in met or not met:
+        return
+    files = list(dict.fromkeys(key for _, entry in entries if isinstance(entry.get("file_attributes"), dict)
+                               for key in entry["file_attributes"]))
+    file_note = f"; {attribute!r} is a file attribute (one per image, not per region)" \
+        if attribute in files else ""
+    listing = ", ".join(map(str, met[:10])) + (", ..." if len(met) > 10 else "")
+    raise Skip("unknown_attribute", f"no region has the class attribute {attribute!r} (--class-attribute; "
+                                    f"region attributes: {listing}){file_note}")
+
+
 def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
     if attribute is None:
         return class_name or DEFAULT_CLASS_NAME
@@ -309,6 +325,8 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
     name = builder.relative(path)
     entries, defined, search = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
+    if class_attribute:
+        _check_attribute(class_attribute, entries, defined)
     if why:
         report.tell(name, why)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
