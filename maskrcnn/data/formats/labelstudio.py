@@ -27,7 +27,9 @@ Rules:
   holds.
 - Labels: a result's label list must hold one label; with ``--classes``, labels outside them are dropped
   first (so ["cat", "occluded"] with --classes cat is a cat). Several left: skipped as ambiguous (no class
-  is more right than another).
+  is more right than another). The results of one region ``id`` from several label controls (a
+  ``<PolygonLabels>`` and a ``<Labels>`` size group on one image; in JSON-MIN the same geometry under
+  each control's name) are that one region with their labels joined, counted in the notes.
 - Annotations (human work) win over predictions (model output). Of a task's annotations, cancelled
   (skipped) ones are left out; of the others the one marked ``ground_truth`` (a reviewer's choice), else
   the most recently updated (``updated_at``, else ``created_at``: the annotator's last word, a review's
@@ -38,12 +40,17 @@ Rules:
   back; noted), or in any file with ``use_predictions`` (``--ls-use-predictions``); else such a task is
   skipped and counted. Of several predictions, the most recently updated is taken (a newer model
   version), counted in the notes. In JSON-MIN, where each annotation is a record of its own, the most
-  recently updated record of a task id is taken (without times, the first).
+  recently updated record of a task id is taken (without times, the first); a record with
+  ``annotation_id`` null and no region list is a task nobody annotated ("all tasks" export), skipped as
+  the JSON export's is.
 - Images: the data field the labelling config's ``<Image value="$key">`` reads names the file: ``key``
   from the results' ``source`` ("$key") when they carry it, else ``image``, else the one data field
   whose value names an image file (a ``/data/local-files/?d=`` URL's PATH, else a URL's or path's file
   name, ending in .jpg, .png, ...; of several, the one under the results' ``to_name``, the Image tag's
-  name). The file is looked for under ``images`` (default: the export's folder): a
+  name). A task whose results are on several images (a config with two ``<Image>`` tags, each result's
+  ``source`` / ``to_name`` naming its data key) becomes one image per key with its own regions; a
+  multi-page task (``<Image valueList="$images">``: a list of images) is skipped, naming the field. The
+  file is looked for under ``images`` (default: the export's folder): a
   ``/data/local-files/?d=PATH`` URL at PATH, then any URL's or path's file name (URL-decoded: %20 is a
   space) in ``images`` and in its subfolders; Label Studio stores uploads as ``<8 hex>-<name>``
   (``/data/upload/3/5f2c1a3b-photo.jpg``), so ``photo.jpg`` is tried next. A name found twice in the

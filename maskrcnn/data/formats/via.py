@@ -23,7 +23,9 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   checkbox attribute (``{"option": true}``) gives its one ticked option. When no region of a file has
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
-  else it is reported and skipped: a silent catch-all class would hide unlabelled regions.
+  else it is reported and skipped: a silent catch-all class would hide unlabelled regions. A
+  ``class_attribute`` that the file neither defines nor any region has (a typo, a file attribute) skips
+  the whole file in one line listing its region attributes.
 - The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
   VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
