@@ -260,6 +260,8 @@ def _sniff_json(body: bytes):
         return json.loads(body)
     except ValueError:
         return None
+    except RecursionError:  # JSON after all, nested past the parser's depth: refused as _json_object does
+        raise RequestError(400, _TOO_DEEP) from None
 
 
 def _image_from_json(payload: dict) -> tuple:
@@ -633,12 +635,17 @@ def create_app(
     return app
 
 
+_TOO_DEEP = "the JSON body does not parse: its arrays or objects are nested too deeply"
+
+
 def _json_object(body: bytes, parsed=None) -> dict:
     """The JSON object of ``body`` (``parsed``: already parsed); a 400 for anything else."""
     try:
         payload = json.loads(body) if parsed is None else parsed
     except ValueError as e:  # UnicodeDecodeError included
         raise RequestError(400, f"the JSON body does not parse: {e}") from None
+    except RecursionError:  # not a ValueError: it was a 500 "prediction failed" with a logged traceback
+        raise RequestError(400, _TOO_DEEP) from None
     if not isinstance(payload, dict):
         raise RequestError(400, f"the JSON body must be an object, not {type(payload).__name__}")
     return payload

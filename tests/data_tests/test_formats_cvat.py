@@ -648,3 +648,60 @@ def test_cvat_exif_photo_annotated_on_its_stored_pixels_and_label_spaces(tmp_pat
     assert "image 'g.jpg': warning: width '30' differs from the image's 20; using the image's" in err
     assert "image 'f.jpg': warning" not in err
     assert err.count("label 'cat ' read as 'cat'") == 1
+
+
+def _stepped_task(meta="task"):
+    """frame_filter step=2 from 10 to 18: CVAT's frames are 10, 12, 14, 16, 18. Track 0 lacks 14 (a real
+    gap); track 1 is at 12, outside at 14, back at 16 (complete); track 2 jumps from 10 to 16."""
+    shape = '<box frame="{}" keyframe="1" outside="{}" xtl="1" ytl="1" xbr="5" ybr="5"/>'
+    tracks = {0: ((10, 0), (12, 0), (16, 0), (18, 0)), 1: ((12, 0), (14, 1), (16, 0)), 2: ((10, 0), (16, 0))}
+    body = "".join(f'<track id="{t}" label="car">' + "".join(shape.format(f, o) for f, o in shapes)
+                   + "</track>" for t, shapes in tracks.items())
+    return ET.fromstring(f'<annotations><meta><{meta}><size>5</size><start_frame>10</start_frame>'
+                         f'<stop_frame>18</stop_frame><frame_filter>step=2</frame_filter></{meta}></meta>'
+                         f'{body}</annotations>')
+
+
+def test_cvat_video_gaps_follow_the_frame_step():
+    """The gap warning counted every integer frame: with step 2 it named frames 11, 13, 15 ... that the
+    task does not have, on every track (4 phantom frames per real one with step 5)."""
+    report = Report(stream=io.StringIO())
+    files = {f: f"frame_{f:06d}.PNG" for f in (10, 12, 14, 16, 18)}
+    frame_images(_stepped_task(), [], report=report, where="a.xml", files=files)
+    gaps = [m for m in report.messages if "has no shape on frames" in m]
+    assert gaps == [f"a.xml: warning: track '{t}' has no shape on frames {f} after a shape inside the view: "
+                    "they are not interpolated here (CVAT's export writes every frame in view)"
+                    for t, f in ((0, [14]), (2, [12, 14]))]
+
+
+def test_cvat_video_job_export_keeps_the_task_frame_checks():
+    """"Export job dataset" writes <meta><job> with the task's fields: the step and the missing-frame
+    check came from <meta><task> only, so both were off for job exports."""
+    report = Report(stream=io.StringIO())
+    frame_images(_stepped_task("job"), [], report=report, where="a.xml", files={18: "frame_000018.PNG"})
+    assert "a.xml: warning: track '0' has no shape on frames [14] after" in report.messages[0]
+    assert report.messages[2].startswith("a.xml: warning: 1 of the job's 5 frames (<meta>: from 10, 5 "
+                                         "frames, step 2) have no shape in view and no frame_N file found "
+                                         "for them: frame 14; left out")
+    assert len(report.messages) == 3
+    report = Report(stream=io.StringIO())
+    root = ET.fromstring('<annotations><meta><job><start_frame>x</start_frame></job></meta><track id="0" '
+                         'label="car"><box frame="0" keyframe="1" outside="0" xtl="1" ytl="1" xbr="5" '
+                         'ybr="5"/></track></annotations>')
+    frame_images(root, [], report=report, where="a.xml")
+    assert report.messages == ["a.xml: warning: <meta><job><start_frame> is 'x', not a whole number: the "
+                               "job's frames are not known, so frames without shapes or image files are "
+                               "not told"]
+
+
+def test_cvat_video_frame_tags_are_counted(tmp_path, capsys):
+    """CVAT for video writes frame tags as top-level <tag frame label>; they were dropped unsaid (the
+    image export counts its tags as image labels left out)."""
+    src = tmp_path / "src"
+    _png(src / "images" / "frame_000000.PNG")
+    (src / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><track id="0" label="car"><box frame="0" keyframe="1" '
+        'outside="0" xtl="1" ytl="1" xbr="5" ybr="5"/></track><tag frame="0" label="car" source="manual"/>'
+        '<tag frame="0" label="night" source="manual"></tag></annotations>')
+    assert _convert(src, tmp_path / "o.json") == 0
+    assert "2 CVAT tags (image labels) left out" in capsys.readouterr().err

@@ -716,3 +716,98 @@ def test_a_bare_string_label_is_stripped_as_a_listed_one(tmp_path, capsys):
     coco = json.loads(out.read_text())
     assert [c["name"] for c in coco["categories"]] == ["box"] and len(coco["annotations"]) == 2
     assert "label ' box' read as 'box'" in capsys.readouterr().err
+
+
+def test_labelstudio_one_region_labelled_by_two_controls_is_one_region(tmp_path, capsys):
+    """<PolygonLabels name="label"> plus <Labels name="attr"> on one image: the export holds one result
+    per control, both with the region's id (JSON-MIN: the region under each control's name). That is one
+    region with two labels: skipped as ambiguous, or the listed class with --classes; never two
+    instances of one polygon under two classes."""
+    _image(tmp_path / "a.png")
+    points = [[10, 10], [50, 10], [30, 60]]
+    pair = [dict(_result("polygonlabels", ["dog"], points=points), id="f"),
+            dict(_result("labels", ["small"], points=points), id="f", from_name="attr")]
+    (tmp_path / "full.json").write_text(json.dumps([_task(1, "a.png", (pair, False, False))]))
+    size = {"original_width": W, "original_height": H}
+    record = {"image": "a.png", "id": 1, "annotation_id": 3,
+              "label": [{"points": points, "polygonlabels": ["dog"], **size}],
+              "attr": [{"points": points, "labels": ["small"], **size}]}
+    (tmp_path / "min.json").write_text(json.dumps([record]))
+    for export, where in (("full.json", "task 1 result[0]"), ("min.json", "task 1 label[0]")):
+        out = tmp_path / f"{export}.coco.json"
+        _convert(tmp_path / export, out)
+        err = capsys.readouterr().err
+        assert f"{export}: {where}: the region has several labels ['dog', 'small']" in err
+        assert "1 regions labelled by several label controls (their labels joined)" in err
+        assert "skipped 1 record(s): 1 ambiguous_label" in err
+        assert _convert(tmp_path / export, out, "--classes", "dog,cat") == 0
+        coco = json.loads(out.read_text())
+        assert [(a["category_id"], a["bbox"]) for a in coco["annotations"]] == [(1, [4.0, 3.0, 16.0, 15.0])]
+        capsys.readouterr()
+
+
+def test_labelstudio_json_min_unannotated_task_is_skipped(tmp_path, capsys):
+    """An "all tasks" JSON-MIN export writes a task nobody annotated as its data with annotation_id null:
+    skipped as the JSON export skips it (its objects would train as background); a record of an
+    annotation without regions stays an image without objects."""
+    _image(tmp_path / "a.png")
+    _image(tmp_path / "e.png")
+    _image(tmp_path / "n.png")
+    records = [
+        {"image": "a.png", "id": 1, "annotation_id": 1,
+         "label": [{"x": 0, "y": 0, "width": 50, "height": 50, "rectanglelabels": ["cat"]}]},
+        {"image": "/data/upload/3/0f0f0f0f-e.png", "id": 5, "annotator": None, "annotation_id": None,
+         "created_at": None, "updated_at": None, "lead_time": None},
+        {"image": "n.png", "id": 6, "annotation_id": 7, "annotator": 1},  # annotated: nothing there
+    ]
+    (tmp_path / "min.json").write_text(json.dumps(records))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "min.json", out) == 0
+    err = capsys.readouterr().err
+    assert "min.json: task 5: the task has no annotation (annotation_id null); skipped" in err
+    assert "skipped 1 record(s): 1 unannotated" in err
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["a.png", "n.png"]
+
+
+def test_labelstudio_task_with_two_images_converts_each_with_its_regions(tmp_path, capsys):
+    """A config with two <Image> tags (left, right): each result's to_name (or source) names its image."""
+    _image(tmp_path / "c.png")
+    _image(tmp_path / "d.png", size=(H * 2, W))
+    left = dict(_result("polygonlabels", ["cat"], points=[[10, 10], [50, 10], [30, 60]]), to_name="left")
+    right = dict(_result("rectanglelabels", ["dog"], x=0, y=0, width=50, height=50), to_name="right",
+                 original_width=W, original_height=H * 2)
+    lost = dict(_result("rectanglelabels", ["dog"], x=0, y=0, width=5, height=5), to_name="img_middle")
+    task = {"id": 1, "data": {"left": "/data/upload/3/aaaabbbb-c.png",
+                              "right": "/data/upload/3/aaaabbbb-d.png"},
+            "annotations": [{"id": 1, "result": [left, right, lost]}]}
+    (tmp_path / "multi.json").write_text(json.dumps([task]))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "multi.json", out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    files = {i["id"]: i["file_name"] for i in coco["images"]}
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    got = sorted((files[a["image_id"]], names[a["category_id"]], a["bbox"]) for a in coco["annotations"])
+    assert got == [
+        ("c.png", "cat", [4.0, 3.0, 16.0, 15.0]), ("d.png", "dog", [0.0, 0.0, 20.0, 30.0])]
+    assert "1 tasks with several images (each converted with its own regions)" in err
+    assert ("multi.json: task 1 result[2]: the result does not say which of the task's images (left, right) "
+            "it is on") in err
+
+
+def test_labelstudio_multi_page_task_names_its_image_list(tmp_path, capsys):
+    """<Image valueList="$images">: the data holds a list of images; the message names that key."""
+    _image(tmp_path / "c.png")
+    result = dict(_result("polygonlabels", ["cat"], points=[[5, 5], [25, 5], [15, 25]]), item_index=1)
+    task = {"id": 1, "data": {"images": ["/data/upload/3/aaaabbbb-c.png", "/data/upload/3/aaaabbbb-d.png"],
+                              "title": "x"}, "annotations": [{"id": 1, "result": [result]}]}
+    (tmp_path / "vlist.json").write_text(json.dumps([task]))
+    assert _convert(tmp_path / "vlist.json", tmp_path / "o.json") == 1
+    err = capsys.readouterr().err
+    assert ("vlist.json: task 1: data field 'images' is a list of images (a multi-page <Image valueList>): "
+            "multi-image tasks are not converted") in err
+    # A full task's list-valued data that is not images is still listed among its keys.
+    task["data"] = {"tags": ["a", "b"], "title": "x"}
+    (tmp_path / "vlist.json").write_text(json.dumps([task]))
+    assert _convert(tmp_path / "vlist.json", tmp_path / "o.json") == 1
+    assert "task 1: no data field names an image file (its keys: tags, title)" in capsys.readouterr().err

@@ -458,3 +458,31 @@ def test_via3_coco_export_beside_its_project_is_named_as_coco(tmp_path, capsys):
     coco = json.loads(out.read_text())
     assert coco["images"] == [{"id": 1, "file_name": "a.png", "height": H, "width": W}]
     assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 10.0, 8.0]]
+
+
+def test_via_class_attribute_that_no_region_has_fails_once_naming_the_attributes(tmp_path, capsys):
+    """--class-attribute typo (or a file attribute): one line naming the file's region attributes and a
+    failed conversion, not a skip per region pointing at --class-name and an empty dataset with status 0.
+    An attribute the project defines but no region has a value for is still a per-region skip."""
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "a.png")
+    species = {"type": "dropdown", "options": {"cat": "", "dog": ""}, "default_options": {}}
+    size = {"type": "checkbox", "options": {"small": "", "big": ""}, "default_options": {}}
+    regions = [_region(_rect(1, 1, 4, 3), species="cat", size={"small": True}),
+               _region(_rect(10, 1, 4, 3), species="dog")]
+    project = _project(regions, {"species": species, "size": size, "note": {"type": "text"}})
+    project["_via_img_metadata"]["a.png1234"]["file_attributes"] = {"weather": "rain"}
+    src = tmp_path / "p.json"
+    src.write_text(json.dumps(project))
+    for attribute, extra in (("typo", ""), ("weather", "; 'weather' is a file attribute (one per image, not "
+                                                       "per region)")):
+        out = tmp_path / f"{attribute}.json"
+        assert _convert(src, out, "--class-attribute", attribute) == 1
+        err = capsys.readouterr().err
+        assert (f"p.json: no region has the class attribute {attribute!r} (--class-attribute; region "
+                f"attributes: species, size, note){extra}; skipped") in err
+        assert "--class-name gives" not in err and "skipped 1 record(s): 1 unknown_attribute" in err
+        assert not out.exists()
+    assert _convert(src, tmp_path / "note.json", "--class-attribute", "note") == 0  # defined, never given
+    assert capsys.readouterr().err.count("no value for the class attribute 'note'") == 2
+    assert _convert(src, tmp_path / "size.json", "--class-attribute", "size") == 0
+    assert _classes(tmp_path / "size.json") == ["small"]

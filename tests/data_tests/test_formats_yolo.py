@@ -455,3 +455,18 @@ def test_yolo_every_box_only_line_left_out_is_named(tmp_path, capsys):
     assert "labels/c.txt: line 2: warning: box-only line left out (no mask)" in err
     assert "labels/c.txt: line 3: warning: box-only line left out (no mask)" in err
     assert "3 box-only lines left out" in err and err.count("a box-only line (class cx cy w h)") == 1
+
+
+def test_yolo_huge_class_index_is_quoted_as_written(tmp_path, capsys):
+    """A 20-digit class went through a float: 'class 100000000000000000000 is out of range'."""
+    src = tmp_path / "ds"
+    src.mkdir()
+    (src / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [a]\n")
+    _image(src / "images/train/a.png")
+    tail = " 0.1 0.1 0.5 0.1 0.5 0.5"
+    _label(src / "labels/train/a.txt", "\n".join([_line(0, *RECT), "9" * 20 + tail, "9" * 5000 + tail]))
+    assert _convert(src, tmp_path / "out.json") == 0
+    err = capsys.readouterr().err
+    assert "labels/train/a.txt: line 2: class 99999999999999999999 is out of range: data.yaml names 1 " \
+           "classes (0..0); skipped" in err
+    assert f"labels/train/a.txt: line 3: class '{'9' * 40}...' is not a class index (0, 1, ...)" in err

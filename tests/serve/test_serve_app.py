@@ -458,3 +458,14 @@ def test_answer_names_classes_apart_and_carries_the_overlays_colours(start_serve
         assert (np.abs(strip.astype(int) - p["label_color"]).max(1) == 0).sum() > 20
         assert (strip.min(1) >= 200).sum() > 5  # white text on it
         assert contrast_ratio(p["label_color"], p["text_color"]) >= 3.9
+
+
+def test_a_deeply_nested_json_body_is_a_400_not_a_500(server):
+    """{"image": [[[[...]]]]} 100 000 deep raised RecursionError (not a ValueError): a 500 "prediction
+    failed" and a logged traceback per request. Sent as JSON or as a raw body that sniffs as JSON."""
+    deep = b'{"image":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    want = "the JSON body does not parse: its arrays or objects are nested too deeply"
+    for headers, body in (({"Content-Type": "application/json"}, deep), ({}, deep), ({}, deep[9:-1])):
+        assert server.request("POST", "/predict", headers=headers, body=body) == (400, {"detail": want})
+    status, ok = server.post_file("/predict", png_bytes(_noise(2)))  # still serving
+    assert status == 200 and ok["num_detections"] > 0

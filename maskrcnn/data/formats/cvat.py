@@ -425,6 +425,9 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     root = parse_xml(xml_path)
     images = _check_root(xml_path, root)
     xml_name = builder.relative(xml_path)
+    tags = len(root.findall("tag"))  # "CVAT for video": a frame's tags beside the tracks, not in an <image>
+    if tags:
+        report.note("CVAT tags (image labels) left out", tags)
     if has_tracks(root):  # "CVAT for video 1.1": a track's shape on every frame
         files, others = _frame_files_and_others(roots)
         images = frame_images(root, images, report=report, where=xml_name, files=files, other_files=others)

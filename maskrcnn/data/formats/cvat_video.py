@@ -19,7 +19,8 @@ frames or lie after the last frame of every track: a video annotated only in par
 thousands of background images silently. They are kept; removing their files from the export's
 ``images/`` folder leaves them out. A frame file is found by its own name (``frame_1.png`` as well).
 
-Every frame of the task is known from ``<meta><task>`` (``task_frames``): CVAT numbers a video's frames
+Every frame of the task is known from ``<meta><task>`` (a job export's ``<meta><job>``, the job's frames
+in the same fields; ``task_frames``): CVAT numbers a video's frames
 ``start_frame + k * step`` for k below ``size``, ``step`` from ``frame_filter`` ("step=5"; none: 1),
 none past ``stop_frame``. A frame of that range with neither a shape in view nor a file in the export
 (exported without images, or its file removed) cannot be an image here (nothing says its pixels); such
@@ -32,6 +33,7 @@ field; the range is counted and scanned from its ends, never listed frame by fra
 from __future__ import annotations
 
 import copy
+import io
 import itertools
 import re
 import xml.etree.ElementTree as ET
@@ -53,17 +55,27 @@ def has_tracks(root: ET.Element) -> bool:
     return root.find("track") is not None
 
 
+def _meta(root: ET.Element) -> tuple:
+    """(``<meta><task>``, "task") of a task export, (``<meta><job>``, "job") of a job export ("Export job
+    dataset" writes the job's frames in the same fields, in the task's numbering), else (None, None)."""
+    for kind in ("task", "job"):
+        el = root.find(f"meta/{kind}")
+        if el is not None:
+            return el, kind
+    return None, None
+
+
 def task_frames(root: ET.Element, report: Report, where: str) -> Optional[range]:
-    """The frame numbers of the task as ``<meta><task>`` gives them (``start_frame``, ``stop_frame``,
-    ``frame_filter``'s step and ``size``, the number of frames: see the module docstring); None, with one
-    warning naming the field, when a field is missing or not sane; None without one when the file has no
-    ``<meta><task>`` (a hand-made file claims no frames)."""
-    task = root.find("meta/task")
+    """The frame numbers of the task (or job) as ``<meta><task>`` (``<meta><job>``) gives them
+    (``start_frame``, ``stop_frame``, ``frame_filter``'s step and ``size``, the number of frames: see the
+    module docstring); None, with one warning naming the field, when a field is missing or not sane; None
+    without one when the file has neither (a hand-made file claims no frames)."""
+    task, kind = _meta(root)
     if task is None:
         return None
 
     def ignored(field: str, why: str) -> None:
-        report.warn(where, f"<meta><task><{field}> {why}: the task's frames are not known, so frames "
+        report.warn(where, f"<meta><{kind}><{field}> {why}: the {kind}'s frames are not known, so frames "
                            "without shapes or image files are not told")
 
     def whole(field: str, required: bool):
@@ -134,20 +146,21 @@ def _outside(el: ET.Element) -> bool:
     return (el.get("outside") or "0").strip() in ("1", "true")
 
 
-def _gaps_in_view(track: ET.Element, shown: int = 8) -> tuple:
+def _gaps_in_view(track: ET.Element, shown: int = 8, *, step: int = 1) -> tuple:
     """(the first ``shown`` frames without a shape that follow a shape inside the view, how many such
     frames in all). Frames after an ``outside="1"`` shape are missing by design: CVAT writes nothing until
-    the track returns. The total comes from frame differences, never a list of every missing frame (frames
-    0 and 2,000,000,000 are one short line of XML)."""
+    the track returns. ``step``: the task's frame step (``frame_filter`` "step=5": its frames are 5
+    apart, the numbers between are no frames). The total comes from frame differences, never a list of
+    every missing frame (frames 0 and 2,000,000,000 are one short line of XML)."""
     outside: dict = {}  # frame -> outside; a frame holding any inside shape counts as inside
     for shape in track:
         frame = _frame(shape)
         if frame is not None:
             outside[frame] = outside.get(frame, True) and _outside(shape)
     frames = sorted(outside)
-    spans = [(a, b) for a, b in zip(frames, frames[1:]) if not outside[a] and b > a + 1]
-    first = list(itertools.islice((f for a, b in spans for f in range(a + 1, b)), shown))
-    return first, sum(b - a - 1 for a, b in spans)
+    spans = [(a, b) for a, b in zip(frames, frames[1:]) if not outside[a] and b > a + step]
+    first = list(itertools.islice((f for a, b in spans for f in range(a + step, b, step)), shown))
+    return first, sum(len(range(a + step, b, step)) for a, b in spans)
 
 
 def frame_images(
@@ -174,6 +187,8 @@ def frame_images(
         return files.get(frame) or f"frame_{frame:06d}"
 
     named = {el.get("id"): el for el in images}
+    # the task's frames: their step spaces the gap check; told (missing frames) unless other_files
+    task = task_frames(root, report if not other_files else Report(stream=io.StringIO()), where)
     frames: dict = {}  # frame -> <image>
     for track in root.findall("track"):
         for shape in track:
@@ -196,7 +211,7 @@ def frame_images(
             if track.get("group_id"):
                 el.set("group_id", track.get("group_id"))
             frames[frame].append(el)
-        gaps, missing = _gaps_in_view(track)
+        gaps, missing = _gaps_in_view(track, step=task.step if task is not None else 1)
         if gaps:  # hand-made or trimmed files: CVAT's own exports have none
             more = " ..." if missing > len(gaps) else ""
             report.warn(where, f"track {track.get('id')!r} has no shape on frames {gaps}{more} after a shape "
@@ -211,21 +226,21 @@ def frame_images(
     if negatives:
         report.note("CVAT video frames without shapes (kept as images without instances)", negatives)
     _warn_empty(root, report, where, [int(el.get("id")) for el in empty], len(frames) + len(empty))
-    task = task_frames(root, report, where) if not other_files else None
-    if task is not None:
+    if task is not None and not other_files:
         known = {f for f in (*frames, *named_frames, *files) if isinstance(f, int)}  # not None: a bad id
-        _warn_unshown(report, where, task, known | deleted_frames(root))
+        _warn_unshown(report, where, task, known | deleted_frames(root), kind=_meta(root)[1])
     return [frames[f] for f in sorted(frames)] + others + empty
 
 
 def deleted_frames(root: ET.Element) -> set:
-    """The frame numbers ``<meta><task><deleted_frames>`` lists (frames deleted in CVAT: no image, no
-    shape, by design); empty when there is none."""
-    el = root.find("meta/task/deleted_frames")
+    """The frame numbers ``<meta><task>`` (a job's ``<meta><job>``) ``<deleted_frames>`` lists (frames
+    deleted in CVAT: no image, no shape, by design); empty when there is none."""
+    meta, _ = _meta(root)
+    el = meta.find("deleted_frames") if meta is not None else None
     return set() if el is None else {int(n) for n in re.findall(r"\d+", "".join(el.itertext()))}
 
 
-def _warn_unshown(report: Report, where: str, task: range, known: set) -> None:
+def _warn_unshown(report: Report, where: str, task: range, known: set, *, kind: str = "task") -> None:
     """One warning for the frames of the task (``task_frames``) that no shape, ``<image>`` nor file shows:
     without a file such a frame cannot be an image without instances, and it was left out unsaid."""
     missing, first, last = _unshown(task, known)
@@ -236,7 +251,7 @@ def _warn_unshown(report: Report, where: str, task: range, known: set) -> None:
     span = (f"frame {first}" if missing == 1 else
             f"frames {first}-{last}" + ("" if whole else f" ({missing} of them)"))
     report.note("CVAT task frames without shapes or frame_N files (left out)", missing)
-    report.warn(where, f"{missing} of the task's {len(task)} frames (<meta>: from {task.start}, "
+    report.warn(where, f"{missing} of the {kind}'s {len(task)} frames (<meta>: from {task.start}, "
                        f"{len(task)} frames{f', step {step}' if step > 1 else ''}) have no shape in view "
                        f"and no frame_N file found for them: {span}; left out (no image to keep them as "
                        "negatives: export with images, or pass --images FOLDER holding frame_000000.PNG ...)")

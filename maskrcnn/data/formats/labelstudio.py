@@ -27,7 +27,9 @@ Rules:
   holds.
 - Labels: a result's label list must hold one label; with ``--classes``, labels outside them are dropped
   first (so ["cat", "occluded"] with --classes cat is a cat). Several left: skipped as ambiguous (no class
-  is more right than another).
+  is more right than another). The results of one region ``id`` from several label controls (a
+  ``<PolygonLabels>`` and a ``<Labels>`` size group on one image; in JSON-MIN the same geometry under
+  each control's name) are that one region with their labels joined, counted in the notes.
 - Annotations (human work) win over predictions (model output). Of a task's annotations, cancelled
   (skipped) ones are left out; of the others the one marked ``ground_truth`` (a reviewer's choice), else
   the most recently updated (``updated_at``, else ``created_at``: the annotator's last word, a review's
@@ -38,12 +40,17 @@ Rules:
   back; noted), or in any file with ``use_predictions`` (``--ls-use-predictions``); else such a task is
   skipped and counted. Of several predictions, the most recently updated is taken (a newer model
   version), counted in the notes. In JSON-MIN, where each annotation is a record of its own, the most
-  recently updated record of a task id is taken (without times, the first).
+  recently updated record of a task id is taken (without times, the first); a record with
+  ``annotation_id`` null and no region list is a task nobody annotated ("all tasks" export), skipped as
+  the JSON export's is.
 - Images: the data field the labelling config's ``<Image value="$key">`` reads names the file: ``key``
   from the results' ``source`` ("$key") when they carry it, else ``image``, else the one data field
   whose value names an image file (a ``/data/local-files/?d=`` URL's PATH, else a URL's or path's file
   name, ending in .jpg, .png, ...; of several, the one under the results' ``to_name``, the Image tag's
-  name). The file is looked for under ``images`` (default: the export's folder): a
+  name). A task whose results are on several images (a config with two ``<Image>`` tags, each result's
+  ``source`` / ``to_name`` naming its data key) becomes one image per key with its own regions; a
+  multi-page task (``<Image valueList="$images">``: a list of images) is skipped, naming the field. The
+  file is looked for under ``images`` (default: the export's folder): a
   ``/data/local-files/?d=PATH`` URL at PATH, then any URL's or path's file name (URL-decoded: %20 is a
   space) in ``images`` and in its subfolders; Label Studio stores uploads as ``<8 hex>-<name>``
   (``/data/upload/3/5f2c1a3b-photo.jpg``), so ``photo.jpg`` is tried next. A name found twice in the
@@ -65,6 +72,7 @@ An annotated task with no region left is kept as an image without instances (a n
 
 from __future__ import annotations
 
+import json
 import math
 import ntpath
 import os
@@ -186,26 +194,34 @@ def _is_image_reference(value) -> bool:
         _parse_reference(value)[1].lower().endswith(_IMAGE_SUFFIXES)
 
 
-def _config_hints(item: dict) -> tuple:
-    """(data keys, image names) the results of a task point to: ``source`` "$key" is the labelling
-    config's ``<Image value="$key">`` (exports carry it), ``to_name`` the Image tag's name (often the
-    key's too)."""
+def _all_results(item: dict) -> list:
+    """The result objects of all of a task's annotations and predictions."""
     results = []
     for group in ("annotations", "completions", "predictions"):
         entries = item.get(group) if isinstance(item.get(group), list) else []
         for entry in entries:
             found = entry.get("result") if isinstance(entry, dict) else None
             results += [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    return results
+
+
+def _config_hints(item: dict) -> tuple:
+    """(data keys, image names) the results of a task point to: ``source`` "$key" is the labelling
+    config's ``<Image value="$key">`` (exports carry it), ``to_name`` the Image tag's name (often the
+    key's too)."""
+    results = _all_results(item)
     sources = [r["source"][1:] for r in results if isinstance(r.get("source"), str)
                and r["source"].startswith("$")]
     names = [r["to_name"] for r in results if isinstance(r.get("to_name"), str)]
     return list(dict.fromkeys(sources)), list(dict.fromkeys(names))
 
 
-def _image_reference(data: dict, *, sources: Sequence[str] = (), names: Sequence[str] = ()) -> str:
+def _image_reference(data: dict, *, sources: Sequence[str] = (), names: Sequence[str] = (),
+                     min_record: bool = False) -> str:
     """The task's image URL: ``data[key]`` of the config's ``<Image value="$key">`` when the results
     name it (``sources``), else ``data["image"]``, else the one data value that names an image file (of
-    several, the one under the Image tag's name, ``names``)."""
+    several, the one under the Image tag's name, ``names``). ``min_record``: ``data`` is a JSON-MIN
+    record, whose list-valued fields are region lists, not data."""
     for key in [*sources, "image"]:
         value = data.get(key)
         if isinstance(value, str) and value.strip():
@@ -217,9 +233,31 @@ def _image_reference(data: dict, *, sources: Sequence[str] = (), names: Sequence
     if candidates:
         raise Skip("no_image", f"several data fields name an image file ({', '.join(candidates[:5])}) and "
                                "the results do not say which the labelling config's <Image> shows")
-    keys = [str(k) for k in data if k not in _NOT_DATA and not isinstance(data[k], list)]
+    # <Image valueList="$images"> (a multi-page task): one data field holding a list of images
+    pages = [str(k) for k, v in data.items() if k not in _NOT_DATA and isinstance(v, list) and v
+             and any(_is_image_reference(x) for x in v)]
+    if pages:
+        raise Skip("no_image", f"data field {pages[0]!r} is a list of images (a multi-page <Image "
+                               "valueList>): multi-image tasks are not converted")
+    keys = [str(k) for k in data if k not in _NOT_DATA and not (min_record and isinstance(data[k], list))]
     raise Skip("no_image", f"no data field names an image file (its keys: {', '.join(keys[:10]) or 'none'}"
                            f"{', ...' if len(keys) > 10 else ''})")
+
+
+def _image_keys(data: dict, results: Sequence) -> list:
+    """The data keys of the images ``results`` are drawn on, in order, when they name them: a result's
+    ``source`` "$key", else its ``to_name`` when that is a data key naming an image file (the config's
+    ``<Image name="left" value="$left">``, as is usual). Several: a task showing several images."""
+    keys = []
+    for r in results:
+        if not isinstance(r, dict):
+            continue
+        source, to = r.get("source"), r.get("to_name")
+        key = (source[1:] if isinstance(source, str) and source.startswith("$")
+               else to if isinstance(to, str) and _is_image_reference(data.get(to)) else None)
+        if key is not None and _is_image_reference(data.get(key)) and key not in keys:
+            keys.append(key)
+    return keys
 
 
 def _region_kind(result_type, value: dict) -> Optional[str]:
@@ -356,16 +394,21 @@ def _dicts(value) -> list:
     return [a for a in value if isinstance(a, dict)] if isinstance(value, list) else []
 
 
-def _full_task(item: dict, key: str, report: Report, *, predictions: Optional[str] = None) -> _Task:
-    """``predictions``: why a task without annotations is read from its predictions (the file holds no
-    annotation at all, or ``--ls-use-predictions``); None: it is not."""
+def _full_task(item: dict, key: str, report: Report, *, where: str,
+               predictions: Optional[str] = None) -> list:
+    """The task's [_Task], one per image its results are drawn on (a config with several ``<Image>``
+    tags: each result's ``source`` / ``to_name`` says which). ``predictions``: why a task without
+    annotations is read from its predictions (the file holds no annotation at all, or
+    ``--ls-use-predictions``); None: it is not. ``where``: the task in messages."""
     data = item.get("data")
     if not isinstance(data, dict):
         raise Skip("bad_task", "the task has no 'data' object")
     sources, names = _config_hints(item)
-    reference = _image_reference(data, sources=sources, names=names)
     annotations = _dicts(item.get("annotations", item.get("completions")))  # completions: Label Studio < 1.0
     kept = [a for a in annotations if not a.get("was_cancelled")]
+    image_keys = _image_keys(data, _all_results(item))
+    references = ({k: data[k] for k in image_keys} if len(image_keys) > 1
+                  else {None: _image_reference(data, sources=sources, names=names)})
     if len(kept) < len(annotations):
         report.note("cancelled annotations left out", len(annotations) - len(kept))
     if kept:
@@ -388,13 +431,35 @@ def _full_task(item: dict, key: str, report: Report, *, predictions: Optional[st
     results = chosen.get("result")
     if not isinstance(results, list):
         raise Skip("bad_task", "the annotation has no 'result' list")
+    regions = _result_regions(results, report)
+    if len(references) == 1:
+        return [_Task(key, next(iter(references.values())), [r[:3] for r in regions])]
+    report.note("tasks with several images (each converted with its own regions)")
+    by_image = {k: [] for k in references}
+    for region in regions:
+        result = results[region[3]]
+        keys = _image_keys(data, [result]) if isinstance(result, dict) else []
+        if keys:
+            by_image[keys[0]].append(region[:3])
+        else:
+            report.skip(f"{where} {region[0]}", Skip(
+                "no_image", f"the result does not say which of the task's images ({', '.join(references)}) "
+                            "it is on"))
+    return [_Task(f"{key} ({k})", reference, by_image[k]) for k, reference in references.items()]
+
+
+def _result_regions(results: list, report: Report) -> list:
+    """The regions [(where, result type, value, index of its first result)] of an annotation's results.
+    The results of one region share its ``id``: a <Labels> control beside a <Rectangle> (<Polygon>, ...)
+    tag gives the shape and its labels as two results (the labels one may hold the geometry too, else it
+    is taken from the shape), and several label controls on one image (a class and a size group, say)
+    give one result each. Their labels are joined into the one region (so it is one instance, or
+    skipped as having several labels), counted in the notes."""
     labelled_ids = {r.get("id") for r in results if isinstance(r, dict) and isinstance(r.get("value"), dict)
                     and _labels(r["value"], r.get("type")) and r.get("id") is not None}
-    # A <Labels> control beside a <Rectangle> (<Polygon>, ...) tag: the shape and its labels are two
-    # results of the same id; the labels one may hold the geometry too, else it is taken from the shape.
     shapes = {r["id"]: r for r in results if isinstance(r, dict) and r.get("type") in _UNLABELLED_TYPES
               and isinstance(r.get("value"), dict) and r.get("id") is not None}
-    regions = []
+    regions, by_id = [], {}
     for i, r in enumerate(results):
         where = f"result[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("value"), dict):
@@ -402,7 +467,7 @@ def _full_task(item: dict, key: str, report: Report, *, predictions: Optional[st
             if kind == "relation":
                 report.note("relations left out")
             else:
-                regions.append((where, None, None))  # reported as a bad result
+                regions.append((where, None, None, i))  # reported as a bad result
             continue
         value = {**r["value"], **{k: r[k] for k in ("original_width", "original_height", "image_rotation")
                                   if k in r}}
@@ -413,18 +478,50 @@ def _full_task(item: dict, key: str, report: Report, *, predictions: Optional[st
             shape = shapes.get(r.get("id"))
             if _region_kind(kind, value) is None and shape is not None:
                 kind, value = shape["type"], {**shape["value"], **value}
-            regions.append((where, kind, value))
+            rid = r.get("id")
+            joined = isinstance(rid, (str, int)) and rid in by_id
+            if joined and _join_labels(regions, by_id[rid], kind, value):
+                report.note("regions labelled by several label controls (their labels joined)")
+                continue
+            if isinstance(rid, (str, int)):
+                by_id[rid] = len(regions)
+            regions.append((where, kind, value, i))
         elif kind in _UNLABELLED_TYPES:
             if r.get("id") not in labelled_ids:  # else its labels come in a 'labels' result of the same id
                 report.note("results without labels left out")
         else:
             report.note(f"{kind or 'untyped'} results (not regions) left out")
-    return _Task(key, reference, regions)
+    return regions
+
+
+def _join_labels(regions: list, index: int, kind, value: dict) -> bool:
+    """Add the labels of another result of region ``regions[index]`` (``kind``, ``value``) to it; the
+    region keeps its first result's geometry (the second's when the first holds none). False when either
+    label list is not a list of names (then each is converted, and reported, on its own)."""
+    where, first_kind, first_value, i = regions[index]
+    first, more = _labels(first_value, first_kind), _labels(value, kind)
+    first = [first] if isinstance(first, str) else first
+    more = [more] if isinstance(more, str) else more
+    if not all(isinstance(x, list) and all(isinstance(n, str) for n in x) for x in (first, more)):
+        return False
+    if _region_kind(first_kind, first_value) is None:
+        first_kind, first_value = kind, value
+    labels_key = first_kind if first_kind in first_value else next(
+        (k for k in first_value if isinstance(k, str) and k.endswith("labels")), first_kind)
+    joined = list(dict.fromkeys(first + more))
+    regions[index] = (where, first_kind, {**first_value, labels_key: joined}, i)
+    return True
+
+
+def _geometry(value: dict) -> str:
+    """A JSON-MIN region's geometry as text: its value without the label lists."""
+    return json.dumps({k: v for k, v in value.items() if not (isinstance(k, str) and k.endswith("labels"))},
+                      sort_keys=True, default=str)
 
 
 def _min_task(item: dict, key: str, report: Report) -> _Task:
-    reference = _image_reference(item)
-    regions = []
+    reference = _image_reference(item, min_record=True)
+    regions, by_geometry = [], {}
     for field, value in item.items():
         if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
             continue
@@ -433,9 +530,22 @@ def _min_task(item: dict, key: str, report: Report) -> _Task:
         for i, v in enumerate(value):
             if "keypointlabels" in v:
                 report.note("keypoints left out")
-            else:
-                regions.append((f"{field}[{i}]", None, v))
-    return _Task(key, reference, regions)
+                continue
+            # Several label controls on one region: JSON-MIN lists it under each control's name, with the
+            # same geometry (no region id is kept); its labels are joined, as for the full export.
+            shape = _geometry(v) if _region_kind(None, v) not in (None, "keypoint") else None
+            seen = by_geometry.get(shape)
+            if seen is not None and seen[0] != field and _join_labels(regions, seen[1], None, v):
+                report.note("regions labelled by several label controls (their labels joined)")
+                continue
+            if shape is not None and shape not in by_geometry:
+                by_geometry[shape] = (field, len(regions))
+            regions.append((f"{field}[{i}]", None, v, i))
+    if not regions and "annotation_id" in item and item["annotation_id"] is None:
+        # Label Studio's converter writes a task without annotation ("all tasks" export) as its data with
+        # annotation_id null: not a labelled image without objects
+        raise Skip("unannotated", "the task has no annotation (annotation_id null)")
+    return _Task(key, reference, [r[:3] for r in regions])
 
 
 def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Report, finder: _ImageFinder,
@@ -588,14 +698,20 @@ def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report
             if not isinstance(item, dict):
                 raise Skip("bad_task", f"a task must be a JSON object, not {type(item).__name__}")
             if _is_full(item):
-                task = _full_task(item, key, report, predictions=predictions)
+                tasks_of_item = _full_task(item, key, report, where=where, predictions=predictions)
             else:  # JSON-MIN: one record per annotation
                 if index not in taken:  # another annotation of its task (counted in _min_choices)
                     continue
-                task = _min_task(item, key, report)
-            _convert_task(task, where=where, builder=builder, report=report, finder=finder, source=name)
+                tasks_of_item = [_min_task(item, key, report)]
         except Skip as e:
             report.skip(where, e)
+            continue
+        for task in tasks_of_item:
+            try:
+                _convert_task(task, where=f"{name}: {task.key}", builder=builder, report=report,
+                              finder=finder, source=name)
+            except Skip as e:
+                report.skip(f"{name}: {task.key}", e)
     return folder
 
 

@@ -23,7 +23,9 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   checkbox attribute (``{"option": true}``) gives its one ticked option. When no region of a file has
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
-  else it is reported and skipped: a silent catch-all class would hide unlabelled regions.
+  else it is reported and skipped: a silent catch-all class would hide unlabelled regions. A
+  ``class_attribute`` that the file neither defines nor any region has (a typo, a file attribute) skips
+  the whole file in one line listing its region attributes.
 - The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
   VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
@@ -258,6 +260,22 @@ def _class_attribute(entries: list, defined: dict) -> tuple:
                    f"{met[0]} takes it")
 
 
+def _check_attribute(attribute: str, entries: list, defined: dict) -> None:
+    """Skip (the whole file) when no region has the region attribute ``attribute`` (``--class-attribute``)
+    and the file defines none of that name, though its regions have attributes: a misspelt name would
+    else skip every region one by one, each told to take ``--class-name``, and leave no instance."""
+    met = list(dict.fromkeys([*defined, *(key for attrs in _region_attributes(entries) for key in attrs)]))
+    if attribute in met or not met:
+        return
+    files = list(dict.fromkeys(key for _, entry in entries if isinstance(entry.get("file_attributes"), dict)
+                               for key in entry["file_attributes"]))
+    file_note = f"; {attribute!r} is a file attribute (one per image, not per region)" \
+        if attribute in files else ""
+    listing = ", ".join(map(str, met[:10])) + (", ..." if len(met) > 10 else "")
+    raise Skip("unknown_attribute", f"no region has the class attribute {attribute!r} (--class-attribute; "
+                                    f"region attributes: {listing}){file_note}")
+
+
 def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
     if attribute is None:
         return class_name or DEFAULT_CLASS_NAME
@@ -309,6 +327,8 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
     name = builder.relative(path)
     entries, defined, search = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
+    if class_attribute:
+        _check_attribute(class_attribute, entries, defined)
     if why:
         report.tell(name, why)
     source = f"attribute {attribute!r}" if attribute else "no attribute"

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,14 +314,20 @@ def label_path(image: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- lines
 
 
+_DIGITS = re.compile(r"[0-9]{1,4000}")  # Python's int() refuses more than 4300 digits
+
+
 def _class_index(token: str) -> int:
+    if _DIGITS.fullmatch(token):  # as written: through a float, 99999999999999999999 was misquoted 1e20
+        return int(token)
     try:
         value = float(token)
     except ValueError:
         value = math.nan
     # "2.0" is 2, as Ultralytics reads it (classes are parsed as floats there)
     if not (math.isfinite(value) and value.is_integer() and value >= 0):
-        raise Skip("bad_class", f"class {token!r} is not a class index (0, 1, ...)")
+        shown = token if len(token) <= 40 else token[:40] + "..."  # a line may hold a huge token
+        raise Skip("bad_class", f"class {shown!r} is not a class index (0, 1, ...)")
     return int(value)
 
 
