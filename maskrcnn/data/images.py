@@ -22,6 +22,9 @@ opens. The library only reads PIL's setting: a program raises ``Image.MAX_IMAGE_
 ``maskrcnn`` command sets it once from the environment variable ``MASKRCNN_MAX_IMAGE_PIXELS``
 (``apply_max_pixels_env``), for whole-slide scans and aerial panoramas.
 
+Code that reads pixels its own way (the dataset converters' mask and index PNGs, LabelMe's embedded
+images) opens them through ``open_image``, which refuses and words them as ``read_image`` does.
+
 An image reported missing whose name the file-system encoding cannot spell (PYTHONUTF8=0 LC_ALL=C: ASCII)
 says so (``unnameable_note``), with the fix: the file may well be there.
 """
@@ -61,6 +64,7 @@ __all__ = [
     "list_images",
     "list_images_and_passed_over",
     "max_image_pixels",
+    "open_image",
     "read_image",
     "reason_counts",
     "skip_reason",
@@ -293,6 +297,53 @@ def _check_size(width: int, height: int, name: str, limit: Optional[int]) -> Non
         raise ImageTooLargeError(
             f"{name}: image too large ({width}x{height} = {_mp(width * height)} > limit {_mp(limit)}; "
             f"{_RAISE_HINT})")
+
+
+def open_image(source: Union[str, os.PathLike, bytes], name: str, *, decode: bool = True) -> Image.Image:
+    """A PIL image of a file or of encoded bytes, for code that reads the pixels its own way (the dataset
+    converters' mask and index PNGs, LabelMe's embedded images): the one open they go through, so that
+    every one refuses what ``read_image`` refuses, in its words. ``decode``: the pixels are loaded here
+    (PIL decodes lazily, and a truncated file fails only then); False: the header only (size, mode,
+    format). Use it in a ``with`` block; the image is closed when the block ends.
+
+    Every failure is an ``ImageReadError`` naming ``name``: over ``max_image_pixels()`` an
+    ``ImageTooLargeError`` from the header (PIL's DecompressionBombError, which is no OSError, escaped the
+    converters' own catches and ended the whole conversion with a traceback), a 0-byte source "empty
+    file (0 bytes)", anything PIL cannot identify or decode "not an image file PIL can identify" /
+    "cannot decode image (...)"."""
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageReadError(f"{name}: empty file (0 bytes)")
+        source = io.BytesIO(source)
+    elif _is_empty_file(source):
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
+    with _pil_open_quiet() as limit, _as_read_errors(name, source):
+        img = Image.open(source)
+        try:
+            _check_size(img.width, img.height, name, limit)
+            if decode:
+                img.load()
+        except BaseException:
+            img.close()
+            raise
+    return img
+
+
+@contextmanager
+def _as_read_errors(name: str, source):
+    """PIL's exceptions raised in the block -> ImageReadError naming ``name`` (``open_image``'s rules)."""
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise _unidentified_error(name, source) from None
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(name, e) from None
+    except MemoryError as e:  # not the pixel limit (there may be none): unreadable, no limit hint
+        raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(f"{name}: cannot decode image ({e})") from None
 
 
 def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:

@@ -167,8 +167,8 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
         proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
         result_path = work / "result.json"
         if proc.returncode != 0 or not result_path.is_file():
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-            raise RuntimeError("the Cityscapes evaluation script failed:\n" + "\n".join(tail))
+            failure = _failure(proc.stdout + proc.stderr)
+            raise RuntimeError(f"the Cityscapes evaluation script failed{failure}")
         official = json.loads(result_path.read_text())
         for note in json.loads((work / "notes.json").read_text()):
             warnings.warn(note, stacklevel=2)
@@ -176,6 +176,16 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
     return {"AP": 100.0 * averages["allAp"], "AP50": 100.0 * averages["allAp50%"],
             "classes": {name: {"AP": 100.0 * v["ap"], "AP50": 100.0 * v["ap50%"]}
                         for name, v in averages["classes"].items()}}
+
+
+def _failure(output: str) -> str:
+    """The child's output -> " in FUNCTION: its last line" (the exception, or the script's own ERROR line),
+    not the whole traceback (which the command's one-line message flattened into 1500 characters)."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    if not lines:
+        return " (no output)"
+    frames = re.findall(r'File "[^"]*", line \d+, in (\S+)', output)
+    return (f" in {frames[-1]}" if frames else "") + f": {lines[-1]}"
 
 
 def _write_json(data, path) -> None:
@@ -222,6 +232,7 @@ def _run_official(spec_path: str) -> int:
     # Its JSON writer serialises objects by their __dict__, which NumPy 2's scalars (pixel counts) lack;
     # the same writer, given a way to write them, in this process only. Nothing it computes changes.
     official.writeDict2JSON = _write_json
+    official.evaluateMatches = _guarded_evaluate_matches(official.evaluateMatches, notes)
     args = official.args
     args.gtInstancesFile = str(work / "gtInstances.json")  # not beside the package: a stale cache there
     args.exportFile = str(work / "result.json")  # would score the next dataset against this one
@@ -233,6 +244,54 @@ def _run_official(spec_path: str) -> int:
     official.evaluateImgLists(pred_list, gt_list, args)
     (work / "notes.json").write_text(json.dumps(notes))
     return 0
+
+
+def _guarded_evaluate_matches(evaluate_matches, notes: list):
+    """The official ``evaluateMatches`` (ap: (distances, classes, overlaps)), made to score the case it
+    fails on: a class with ground truth and predictions where, at an overlap threshold, no ground truth is
+    matched and every prediction is ignored (it lies on a ``*group`` or void region). Its ranking is then
+    empty and the script indexes it (``yTrueSortedCumsum[-1]``: IndexError), ending the whole evaluation
+    on a valid prediction set. That class's AP at that threshold is 0 by the script's own definition (it
+    scores 0 a class with ground truth and no prediction): when the whole call fails, each (class,
+    overlap) is scored by the script alone and a failing one is 0, said in ``notes``; the others are the
+    script's own numbers."""
+
+    def evaluate(matches, args):
+        try:
+            return evaluate_matches(matches, args)
+        except IndexError:
+            pass
+        labels, overlaps = list(args.instLabels), args.overlaps
+        ap, failed = None, {}
+        try:
+            for lI, label in enumerate(labels):
+                for oI, overlap in enumerate(overlaps):
+                    args.instLabels, args.overlaps = [label], np.asarray([overlap])
+                    try:
+                        cell = evaluate_matches(matches, args)  # (distances, 1, 1)
+                    except IndexError:
+                        cell = None
+                        failed.setdefault(label, []).append(float(overlap))
+                    if ap is None and cell is not None:
+                        ap = np.zeros((cell.shape[0], len(labels), len(overlaps)), float)
+                    if cell is not None:
+                        ap[:, lI, oI] = cell[:, 0, 0]
+        finally:
+            args.instLabels, args.overlaps = labels, overlaps
+        if ap is None:  # every cell failed: one distance setting unless the script has distances
+            distances = len(args.distanceThs) if args.distanceAvailable else 1
+            ap = np.zeros((distances, len(labels), len(overlaps)))
+        for label, failing in failed.items():
+            notes.append(f"Cityscapes AP: class {label}: no ground truth matched and every prediction lies "
+                         f"on a group or void region at overlap {_span(failing)}: scored 0 there "
+                         f"(cityscapesScripts fails on this case with an IndexError)")
+        return ap
+
+    return evaluate
+
+
+def _span(overlaps: list) -> str:
+    return f"{overlaps[0]:.2f}" if len(overlaps) == 1 else f"{min(overlaps):.2f}..{max(overlaps):.2f}"
 
 
 def _draw_without_bad_objects(polygons: str) -> np.ndarray:

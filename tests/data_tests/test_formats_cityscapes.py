@@ -188,3 +188,68 @@ def test_split_without_cityscapes_images_and_colour_instance_ids_are_named(tmp_p
     Image.new("RGB", (W, H)).save(prefix.with_name(prefix.name + "_gtFine_instanceIds.png"))
     assert _convert(root, tmp_path / "a.json") == 1
     assert "aachen_000000_000019_gtFine_instanceIds.png has 3 channels" in capsys.readouterr().err
+
+
+def test_resized_image_is_skipped_by_name_not_drawn_at_the_wrong_scale(tmp_path, capsys):
+    """leftImg8bit resized to half (a common speed-up): the full-size polygons were drawn unscaled on the
+    small canvas, misplaced, and an object beyond it lost without a word; the JSON was written."""
+    root = tmp_path / "cs"
+    prefix = _image(root, "val", "lindau", "lindau_000000_000019")
+    _polygons(prefix, [{"label": "car", "polygon": _rect(2, 3, 8, 7)},
+                       {"label": "car", "polygon": _rect(25, 3, 35, 9)}])
+    small = root / "leftImg8bit" / "val" / "lindau" / "lindau_000000_000019_leftImg8bit.png"
+    Image.open(small).resize((W // 2, H // 2)).save(small)
+    _instance_ids(_image(root, "val", "ulm", "ulm_000000_000019"), np.full((H, W), 26000))
+    out = tmp_path / "val.json"
+    assert _convert(root, out, "--split", "val") == 0
+    err = capsys.readouterr().err
+    assert ("leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png: "
+            "lindau_000000_000019_gtFine_polygons.json "
+            f"is drawn on a {W}x{H} image (imgWidth x imgHeight), the image is {W // 2}x{H // 2}") in err
+    assert "skipped 1 record(s): 1 image_size_mismatch" in err
+    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == [
+        "leftImg8bit/val/ulm/ulm_000000_000019_leftImg8bit.png"]
+
+
+def test_an_8_bit_instance_ids_png_is_not_read_as_all_crowd(tmp_path, capsys):
+    """A _labelIds.png copied under the instanceIds name (or ids saved through convert("L")) holds no id
+    >= 1000: every object became a crowd region, 0 instances, the polygons beside it ignored."""
+    root = tmp_path / "cs"
+    labels = np.full((H, W), 7, np.uint8)
+    labels[3:8, 2:9] = 26  # a car, as a labelIds PNG holds it
+    prefix = _image(root, "val", "lindau", "lindau_000000_000019")
+    _polygons(prefix, [{"label": "car", "polygon": _rect(2, 3, 8, 7)}])
+    Image.fromarray(labels).save(prefix.with_name(prefix.name + "_gtFine_instanceIds.png"))
+    lone = _image(root, "val", "ulm", "ulm_000000_000019")  # no polygons to fall back to
+    lone.parent.mkdir(parents=True)
+    Image.fromarray(labels).save(lone.with_name(lone.name + "_gtFine_instanceIds.png"))
+    out = tmp_path / "val.json"
+    assert _convert(root, out, "--split", "val") == 0
+    err = capsys.readouterr().err
+    assert ("lindau_000000_000019_gtFine_instanceIds.png: warning: "
+            "lindau_000000_000019_gtFine_instanceIds.png "
+            "is an 8-bit PNG (mode L), which cannot hold instance ids") in err
+    assert "drawing the polygons instead" in err
+    assert ("ulm_000000_000019_leftImg8bit.png: ulm_000000_000019_gtFine_instanceIds.png is an 8-bit "
+            "PNG") in err
+    assert "skipped 1 record(s): 1 bad_instance_ids" in err
+    coco = json.loads(out.read_text())
+    assert [(a["category_id"], a["iscrowd"], a["area"]) for a in coco["annotations"]] == [(26, 0, 35)]
+
+
+def test_missing_or_misnamed_gtfine_split_is_one_line(tmp_path, capsys):
+    """No gtFine/<split>: one 'neither ... nor ...' line per image (2975 for train), then 'no image could
+    be converted'."""
+    root = tmp_path / "cs"
+    for k in range(3):
+        _image(root, "val", "lindau", f"lindau_000000_00001{k}")
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gtFine/val: no such folder; Cityscapes' layout is" in err[0]
+    (root / "gtFine" / "val" / "lindau").mkdir(parents=True)
+    (root / "gtFine" / "val" / "lindau" / "lindau_000000_000010_gtfine_polygons.json").write_text("{}")
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "gtFine/val: no <city>/*_gtFine_instanceIds.png nor *_gtFine_polygons.json" in err[0]
+    assert "e.g. lindau_000000_000010_gtfine_polygons.json" in err[0]

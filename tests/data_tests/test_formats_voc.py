@@ -473,3 +473,37 @@ def test_voc_xml_objects_without_pixels_are_named_with_their_file(tmp_path, caps
     assert "2 XML objects without pixels in SegmentationObject" in err
     coco = json.loads((tmp_path / "out.json").read_text())
     assert len(coco["annotations"]) == 2
+
+
+def test_labelimg_folder_xmls_beside_the_images_is_read_as_boxes(tmp_path, capsys):
+    """LabelImg saves a.xml beside a.jpg by default: --from voc said "SegmentationObject: no such folder;
+    a VOC tree has JPEGImages/, SegmentationObject/ ..." (naming no box-only layout)."""
+    flat = tmp_path / "labelimg"
+    for name in ("a", "b", "c"):
+        _image(flat, name)
+    _det_xml(flat, "a", [("dog", 0, (11, 6, 20, 15))])
+    _det_xml(flat, "b", [("cat", 1, (1, 1, 10, 10))])
+    _det_xml(flat, "d", [("cat", 0, (1, 1, 10, 10))])  # no d.jpg
+    for path in (flat / "JPEGImages").iterdir():
+        path.rename(flat / path.name)
+    for path in (flat / "Annotations").iterdir():
+        path.rename(flat / path.name)
+    (flat / "JPEGImages").rmdir()
+    (flat / "Annotations").rmdir()
+    out = tmp_path / "li.json"
+    assert _convert(flat, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.jpg", "b.jpg"]  # c.jpg has no XML: not listed
+    assert [(a["category_id"], a["bbox"], a["iscrowd"]) for a in coco["annotations"]] == [
+        (DOG, [10.0, 5.0, 10.0, 10.0], 0), (CAT, [0.0, 0.0, 10.0, 10.0], 1)]
+    assert "d.xml: no image d.jpg; skipped" in err and "3 images of a LabelImg folder" in err
+    assert _convert(flat, out, "--split", "val") == 1
+    assert "has no ImageSets/Main/ split files; convert it whole, then split it with split-data" in (
+        capsys.readouterr().err)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _convert(empty, out) == 1
+    err = capsys.readouterr().err
+    assert "SegmentationObject: no such folder" in err and "one with boxes only has Annotations/*.xml" in err

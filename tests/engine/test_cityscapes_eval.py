@@ -221,3 +221,43 @@ def test_relative_root_scores_and_a_scorer_failure_keeps_the_coco_metrics(tmp_pa
     assert len(err) == 1 and "script failed: Traceback KeyError: 'x'" in err[0] and "metrics.json" in err[0]
     metrics = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
     assert metrics["segm"]["AP"] == pytest.approx(100.0) and "cityscapes" not in metrics
+
+
+def test_predictions_only_on_a_group_region_score_0_not_a_scorer_crash(tmp_path, capsys):
+    """A class whose only predictions lie on a *group region (every one ignored) while none of its ground
+    truth is found: cityscapesScripts' evaluateMatches indexes an empty ranking (IndexError), which ended
+    the whole Cityscapes evaluation with a 1500-character flattened traceback and no Cityscapes AP."""
+    root = tmp_path / "cs"
+    _tree(root)
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    coco = json.loads(gt_json.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    group = next(a for a in coco["annotations"] if a["iscrowd"] and names[a["category_id"]] == "car")
+    results = tmp_path / "r.json"
+    keys = ("image_id", "category_id", "segmentation", "bbox")
+    results.write_text(json.dumps([{**{k: group[k] for k in keys}, "score": 0.8}]))
+    with pytest.warns(UserWarning, match="Cityscapes AP: class car: no ground truth matched and every "
+                                         "prediction lies on a group or void region at overlap 0.50..0.95"):
+        assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root),
+                     "--output", str(tmp_path / "ev")]) == 0
+    assert "evaluation failed" not in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["cityscapes"]["classes"]["car"] == {"AP": 0.0, "AP50": 0.0}
+    assert metrics["cityscapes"]["AP"] == 0.0 and "segm" in metrics
+
+
+def test_a_scorer_failure_is_its_last_line_not_the_traceback():
+    from maskrcnn.engine.cityscapes_eval import _failure
+
+    output = ('Traceback (most recent call last):\n'
+              '  File "<frozen runpy>", line 198, in _run_module_as_main\n'
+              '  File "/x/evalInstanceLevelSemanticLabeling.py", line 509, in evaluateMatches\n'
+              '    nbTrueExamples = yTrueSortedCumsum[-1]\n'
+              'IndexError: index -1 is out of bounds for axis 0 with size 0\n')
+    assert _failure(output) == (
+        " in evaluateMatches: IndexError: index -1 is out of bounds for axis 0 with size 0")
+    assert _failure("ERROR: Found no prediction for ground truth x\n") == (
+        ": ERROR: Found no prediction for ground truth x")
+    assert _failure("") == " (no output)"

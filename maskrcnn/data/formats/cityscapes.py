@@ -18,6 +18,12 @@ motorcycle 32, bicycle 33 (label ids of cityscapesScripts' ``labels.py``, used a
 detectron2 does); the groups of those classes become crowd regions (``iscrowd`` 1, one per class and
 image). caravan and trailer have instances but are not evaluated, so they are left out, as detectron2
 leaves them out.
+
+Refused, by name: a missing ``gtFine/<split>`` (one line up front, not one per image); an instanceIds PNG
+that is 8-bit (no id >= 1000 fits: every object would be a crowd region), of another size than the image,
+unreadable or over the pixel limit (``images.open_image``, the converters' one open): the polygons are
+drawn instead, with a warning, or without them the image is skipped; polygons drawn for an image of
+another size than the one read (a resized leftImg8bit: ``image_size_mismatch``).
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, given_size, image_size, read_json
 from maskrcnn.data.formats.geometry import as_points
+from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
 __all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes"]
 
@@ -82,38 +89,78 @@ def _draw_polygons(objects: list, height: int, width: int, *, where: str, report
     return np.asarray(canvas, dtype=np.int64)
 
 
+_ID_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16 or 32 bits: ids up to 33999 fit
+
+
+def _read_ids_png(path: Path, height: int, width: int) -> np.ndarray:
+    """An instanceIds PNG -> (H, W) int64 ids, or Skip naming it (opened by ``images.open_image``, the
+    converters' one open: one over the pixel limit is ``image_too_large``, not a traceback)."""
+    try:
+        with open_image(path, path.name) as img:
+            mode = img.mode
+            ids = np.asarray(img, dtype=np.int64)
+    except ImageReadError as e:
+        if e.reason == TOO_LARGE:
+            raise Skip(TOO_LARGE, str(e)) from None
+        detail = str(e).removeprefix(f"{path.name}: ")
+        raise Skip("unreadable_instance_ids", f"cannot read {path.name} ({detail})") from None
+    if ids.ndim != 2:  # a colour rendering (e.g. a _gtFine_color.png saved under this name)
+        raise Skip("bad_instance_ids", f"{path.name} has {ids.shape[2]} channels; instance ids are one "
+                                       f"channel (16-bit PNG)")
+    if mode not in _ID_MODES:
+        # an 8-bit PNG holds no id >= 1000: every object read as its class's group (crowd), 0 instances,
+        # without a word (a _labelIds.png under this name, or ids saved through convert("L"))
+        raise Skip("bad_instance_ids", f"{path.name} is an 8-bit PNG (mode {mode}), which cannot hold "
+                                       f"instance ids (label id * 1000 + instance); instance ids are a "
+                                       f"16-bit PNG (is it a _labelIds.png under this name?)")
+    if ids.shape != (height, width):
+        raise Skip("bad_instance_ids",
+                   f"{path.name} is {ids.shape[1]}x{ids.shape[0]}, the image {width}x{height}")
+    return ids
+
+
+def _polygons_objects(path: Path, height: int, width: int, *, where: str, report: Report) -> list:
+    """The ``objects`` of a polygons file drawn on an image of (``height``, ``width``), or Skip.
+
+    The polygons are in the coordinates of the image they were drawn on, ``imgHeight`` x ``imgWidth``:
+    on an image of another size (a resized copy of leftImg8bit, a common speed-up) they were drawn
+    unscaled, misplaced, and the objects beyond the smaller canvas lost without a word. Such an image is
+    skipped by name (``image_size_mismatch``, the COCO loader's reason), not rescaled: json2instanceImg
+    draws at the full size, and a polygon scaled down does not fill the pixels a resized mask would."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
+        raise Skip("bad_annotation", f"{path.name} has no 'objects' list")
+    given = given_size(data.get("imgHeight"), data.get("imgWidth"))
+    if given is None:
+        stated = (data.get("imgHeight"), data.get("imgWidth"))
+        report.warn(where, f"imgHeight, imgWidth {stated} are no size; the image's {(height, width)} used")
+    elif given != (height, width):
+        raise Skip("image_size_mismatch",
+                   f"{path.name} is drawn on a {given[1]}x{given[0]} image (imgWidth x imgHeight), the image "
+                   f"is {width}x{height}: a resized leftImg8bit? convert the full-size images (and resize "
+                   f"after converting, with the COCO file)")
+    return data["objects"]
+
+
 def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder, report: Report) -> tuple:
     """((H, W) int64 instance ids, "instanceIds" or "polygons") for one image, or Skip."""
     ids_path = prefix.with_name(prefix.name + "_gtFine_instanceIds.png")
     json_path = prefix.with_name(prefix.name + "_gtFine_polygons.json")
+    refused = None
     if ids_path.is_file():
         try:
-            try:
-                with Image.open(ids_path) as img:
-                    ids = np.asarray(img, dtype=np.int64)
-            except OSError as e:
-                raise Skip("unreadable_instance_ids", f"cannot read {ids_path.name} ({e})") from None
-            if ids.ndim != 2:  # a colour rendering (e.g. a _gtFine_color.png saved under this name)
-                raise Skip("bad_instance_ids", f"{ids_path.name} has {ids.shape[2]} channels; instance ids "
-                                               f"are one channel (16-bit PNG)")
-            if ids.shape != (height, width):
-                raise Skip("bad_instance_ids", f"{ids_path.name} is {ids.shape[1]}x{ids.shape[0]}, "
-                                               f"the image {width}x{height}")
-            return ids, "instanceIds"
+            return _read_ids_png(ids_path, height, width), "instanceIds"
         except Skip as e:
             if not json_path.is_file():
                 raise
-            report.warn(builder.relative(ids_path), f"{e}; drawing the polygons instead")
+            refused = e
     if not json_path.is_file():
         raise Skip("missing_annotation", f"neither {ids_path.name} nor {json_path.name} in {prefix.parent}")
     where = builder.relative(json_path)
-    data = read_json(json_path)
-    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
-        raise Skip("bad_annotation", f"{json_path.name} has no 'objects' list")
-    given = (data.get("imgHeight"), data.get("imgWidth"))
-    if given != (height, width):
-        report.warn(where, f"imgHeight, imgWidth {given} differ from the image's {(height, width)}")
-    return _draw_polygons(data["objects"], height, width, where=where, report=report), "polygons"
+    objects = _polygons_objects(json_path, height, width, where=where, report=report)
+    if refused is not None:  # said once the polygons are known to be usable
+        report.warn(builder.relative(ids_path), f"{refused}; drawing the polygons instead")
+    return _draw_polygons(objects, height, width, where=where, report=report), "polygons"
 
 
 def _one_level_too_deep(root: Path, split: str) -> str:
@@ -155,6 +202,14 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
         others = sorted(p.name for p in image_dir.glob("*/*") if p.is_file())
         raise FileNotFoundError(
             f"{image_dir}: no <city>/*{suffix} image (Cityscapes' names); "
+            + (f"found {len(others)} other files, e.g. {others[0]}" if others else "no file in a city folder")
+        )
+    gt_dir = check_split_folder(root, "gtFine", split)  # one line, not one per image
+    if not any(p for pattern in ("*/*_gtFine_instanceIds.png", "*/*_gtFine_polygons.json")
+               for p in gt_dir.glob(pattern)):
+        others = sorted(p.name for p in gt_dir.glob("*/*") if p.is_file())
+        raise FileNotFoundError(
+            f"{gt_dir}: no <city>/*_gtFine_instanceIds.png nor *_gtFine_polygons.json (Cityscapes' names); "
             + (f"found {len(others)} other files, e.g. {others[0]}" if others else "no file in a city folder")
         )
     # ground truth without its image (a city of leftImg8bit not downloaded or unpacked) was left out

@@ -18,6 +18,8 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else ``imageData`` (the
   image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
+  Embedded images and mask PNGs are opened by ``images.open_image``: one over the pixel limit skips its
+  file (or shape) as ``image_too_large``, as an image file over it does.
 - The image's own size is used; ``imageHeight`` / ``imageWidth`` that differ only cause a warning (as
   in labelme, which corrects them from the image). But when they are the stored size of a photo that
   EXIF turns by a quarter (a tool that showed the stored pixels), the shapes lie on those pixels: they
@@ -29,13 +31,10 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
 from __future__ import annotations
 
 import base64
-import binascii
-import io
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.checkpoint import atomic_write_bytes
 from maskrcnn.data.formats.common import (
@@ -56,6 +55,7 @@ from maskrcnn.data.formats.geometry import (
     to_coco_polygon,
     turn_region,
 )
+from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
 __all__ = ["IGNORE_LABEL", "read_labelme"]
 
@@ -63,13 +63,25 @@ IGNORE_LABEL = "__ignore__"
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
 
 
-def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_dir: Path) -> Path:
+def _embedded_image(data: str, *, what: str, reason: str) -> tuple:
+    """(bytes, PIL format, (W, H)) of the base64-encoded image ``data`` of the key ``what``, from its header
+    (``images.open_image``, the converters' one open); Skip naming ``what``: ``image_too_large`` over the
+    pixel limit (counted as every image over it is, with the hint to raise the limit; PIL's
+    DecompressionBombError, no OSError, ended the whole conversion with a traceback), else ``reason``."""
     try:
-        raw = base64.b64decode(image_data, validate=True)
-        with Image.open(io.BytesIO(raw)) as img:
-            fmt = img.format
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
-        raise Skip("bad_image_data", f"imageData is not a base64-encoded image ({e})") from None
+        raw = base64.b64decode(data, validate=True)
+        with open_image(raw, what, decode=False) as img:
+            return raw, img.format, img.size
+    except ValueError as e:  # binascii.Error and ImageReadError are ValueErrors
+        if isinstance(e, ImageReadError) and e.reason == TOO_LARGE:
+            raise Skip(TOO_LARGE, str(e)) from None
+        detail = str(e).removeprefix(f"{what}: ")
+        raise Skip(reason, f"{what} is not a base64-encoded image ({detail})") from None
+
+
+def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_dir: Path) -> Path:
+    # refused (not an image, over the pixel limit): nothing is written
+    raw, fmt, _ = _embedded_image(image_data, what="imageData", reason="bad_image_data")
     # Under the JSON file's own relative path: two files of the same name in different folders
     # never overwrite each other's image.
     target = (embedded_dir / json_path.relative_to(root)).with_suffix(_EXTENSIONS.get(fmt, f".{fmt.lower()}"))
@@ -109,14 +121,15 @@ def _shape_mask(shape: dict, points: np.ndarray, width: int, height: int) -> Mas
     data = shape.get("mask")
     if not isinstance(data, str) or not data:
         raise Skip("bad_shape", "a mask shape needs its 'mask' (a base64-encoded PNG)")
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
-            size = img.size  # from the header: an image of another size is not decoded
-            patch = np.asarray(img.convert("L")) > 0 if size in (box, cut) else None  # labelme: 0/1
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
-        raise Skip("bad_shape", f"'mask' is not a base64-encoded image ({e})") from None
-    if patch is None:
+    raw, _, size = _embedded_image(data, what="'mask'", reason="bad_shape")
+    if size not in (box, cut):  # from the header: an image of another size is not decoded
         raise Skip("bad_shape", f"mask image is {size[0]}x{size[1]}, the box of its points {box[0]}x{box[1]}")
+    try:
+        with open_image(raw, "'mask'") as img:
+            patch = np.asarray(img.convert("L")) > 0  # labelme: 0/1
+    except ImageReadError as e:  # the header read, the pixels do not (a truncated PNG)
+        detail = str(e).removeprefix("'mask': ")
+        raise Skip("bad_shape", f"'mask' is not a base64-encoded image ({detail})") from None
     top, left = max(y1, 0), max(x1, 0)
     bottom, right = min(y1 + patch.shape[0], height), min(x1 + patch.shape[1], width)
     patch = patch[top - y1:bottom - y1, left - x1:right - x1] if top < bottom and left < right else patch[:0]

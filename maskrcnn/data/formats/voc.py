@@ -44,7 +44,10 @@ Rules:
   the images before any other path is built from it.
 - A detection tree (``Annotations/*.xml`` and ``ImageSets/Main/``, no SegmentationObject PNG: VOC's
   detection task, LabelImg, CVAT's VOC export of box tasks) is converted by ``voc_boxes``: box-only
-  instances (``segmentation`` []), or rectangles with ``--boxes-as-masks``.
+  instances (``segmentation`` []), or rectangles with ``--boxes-as-masks``; so is a folder of XMLs beside
+  their images (LabelImg's default save place).
+- Mask PNGs are opened by ``images.open_image`` (the converters' one open): one over the pixel limit
+  skips its image as ``image_too_large`` (PIL's DecompressionBombError ended the whole conversion).
 """
 
 from __future__ import annotations
@@ -53,12 +56,17 @@ from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size
 from maskrcnn.data.formats.geometry import turn_array
-from maskrcnn.data.formats.voc_boxes import has_boxes_only, read_objects, read_voc_boxes, split_names
-from maskrcnn.data.images import IMAGE_EXTENSIONS
+from maskrcnn.data.formats.voc_boxes import (
+    has_boxes_only,
+    is_flat_folder,
+    read_objects,
+    read_voc_boxes,
+    split_names,
+)
+from maskrcnn.data.images import IMAGE_EXTENSIONS, TOO_LARGE, ImageReadError, open_image
 
 __all__ = ["VOC_CLASSES", "VocClasses", "read_voc", "voc_classes", "voc_colormap"]
 
@@ -154,20 +162,25 @@ def voc_classes(root: Path, classes: Optional[Sequence[str]] = None) -> VocClass
 def _read_indices(path: Path, colours: dict, *, what: str) -> np.ndarray:
     """An index PNG -> (H, W) int64 indices (palette indices, grey or 16-bit values, or RGB colours
     mapped through ``colours``); Skip when it cannot be read or holds an unknown colour."""
+    name = f"{what} {path.name}"
     try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode in _INDEX_MODES or mode in ("LA", "PA"):
-                array = np.asarray(img).astype(np.int64)  # P: the palette indices, never the colours
-                indices = array[..., 0] if mode in ("LA", "PA") else array  # (H, W)
-                if indices.size and indices.min() < 0:  # 32-bit 'I' PNGs can hold them
-                    raise Skip("bad_mask", f"{what} {path.name} holds negative values")
-                return indices
-            if mode not in ("RGB", "RGBA"):
-                raise Skip("bad_mask", f"{what} {path.name} has mode {mode}; expected palette, grey or RGB")
-            rgb = np.asarray(img.convert("RGB"))  # (H, W, 3)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise Skip("unreadable_mask", f"{what} {path.name} cannot be read ({e})") from None
+        img = open_image(path, name)  # the converters' one open: over the pixel limit refused from the header
+    except ImageReadError as e:
+        # a PNG over the pixel limit is counted as every image over it (the hint says how to raise it)
+        if e.reason == TOO_LARGE:
+            raise Skip(TOO_LARGE, str(e)) from None
+        raise Skip("unreadable_mask", f"{name} cannot be read ({str(e).removeprefix(name + ': ')})") from None
+    with img:
+        mode = img.mode
+        if mode in _INDEX_MODES or mode in ("LA", "PA"):
+            array = np.asarray(img).astype(np.int64)  # P: the palette indices, never the colours
+            indices = array[..., 0] if mode in ("LA", "PA") else array  # (H, W)
+            if indices.size and indices.min() < 0:  # 32-bit 'I' PNGs can hold them
+                raise Skip("bad_mask", f"{name} holds negative values")
+            return indices
+        if mode not in ("RGB", "RGBA"):
+            raise Skip("bad_mask", f"{name} has mode {mode}; expected palette, grey or RGB")
+        rgb = np.asarray(img.convert("RGB"))  # (H, W, 3)
     codes, inverse = np.unique(_code(rgb), return_inverse=True)
     unknown = [int(c) for c in codes if int(c) not in colours]
     if unknown:
@@ -182,9 +195,9 @@ def _read_indices(path: Path, colours: dict, *, what: str) -> np.ndarray:
 
 def _orientation(path: Path) -> int:
     try:
-        with Image.open(path) as img:
+        with open_image(path, str(path), decode=False) as img:
             return int(img.getexif().get(_EXIF_ORIENTATION, 1))
-    except (OSError, SyntaxError, ValueError, TypeError):
+    except (OSError, SyntaxError, ValueError, TypeError):  # ImageReadError is a ValueError
         return 1  # image_size has read the file already; a broken EXIF block is read_image's business
 
 
@@ -295,6 +308,10 @@ def read_voc(root: Path, *, split: Optional[str], classes: VocClasses, builder: 
     ``classes.categories``). A detection tree (Annotations/*.xml, no SegmentationObject PNG) is read by
     ``voc_boxes`` (``boxes_as_masks``: its boxes as rectangle masks)."""
     root = Path(root)
+    if is_flat_folder(root):  # LabelImg's default: NAME.xml beside NAME.jpg, no VOC folders
+        read_voc_boxes(root, split=split, images=_image_paths(root), builder=builder, report=report,
+                       boxes_as_masks=boxes_as_masks, flat=True)
+        return
     if has_boxes_only(root):
         if not (root / "JPEGImages").is_dir():
             raise FileNotFoundError(f"{root / 'JPEGImages'}: no such folder; a VOC detection tree has "
@@ -308,8 +325,10 @@ def read_voc(root: Path, *, split: Optional[str], classes: VocClasses, builder: 
     for folder in ("SegmentationObject", "JPEGImages"):
         if not (root / folder).is_dir():
             raise FileNotFoundError(
-                f"{root / folder}: no such folder; a VOC tree has JPEGImages/, SegmentationObject/, "
-                f"SegmentationClass/ (and Annotations/, ImageSets/Segmentation/) side by side"
+                f"{root.resolve() / folder}: no such folder; a VOC tree has JPEGImages/, "
+                f"SegmentationObject/, SegmentationClass/ (and Annotations/, ImageSets/Segmentation/) "
+                f"side by side; one with boxes only has Annotations/*.xml and JPEGImages/ (or, as "
+                f"LabelImg saves them, the XMLs beside the images in one folder)"
                 + (" (export the images with the annotations)" if folder == "JPEGImages" else "")
             )
     source, names = split_names(root, split, sets="Segmentation", listed="SegmentationObject", suffix=".png",

@@ -4,7 +4,9 @@ Layout (under SRC): ``Annotations/NAME.xml`` (``<object><name>``, ``<difficult>`
 ``xmin ymin xmax ymax``), ``JPEGImages/NAME.jpg`` and optionally ``ImageSets/Main/{train,val,...}.txt``
 (one NAME a line; VOC's per-class files ``cat_train.txt`` hold "NAME 1" lines, read the same way), as
 VOC's detection task, LabelImg and CVAT's "Pascal VOC" export of box tasks write it, with no
-SegmentationObject PNG.
+SegmentationObject PNG. LabelImg's default save place, ``NAME.xml`` beside ``NAME.jpg`` in one folder
+(none of the folders above), is read too: every XML of the folder, its image the one of the same name
+beside it (no split files: ``split-data`` splits the result).
 
 Rules:
 - The images of ``--split S``: the names in ``ImageSets/Main/S.txt``. Without ``--split``: ``train.txt``
@@ -42,7 +44,7 @@ from maskrcnn.data.formats.common import (
 )
 from maskrcnn.data.formats.geometry import numbers, rectangle_points, to_coco_polygon, turn_points
 
-__all__ = ["has_boxes_only", "read_objects", "read_voc_boxes", "split_names"]
+__all__ = ["has_boxes_only", "is_flat_folder", "read_objects", "read_voc_boxes", "split_names"]
 
 
 def has_boxes_only(root: Path) -> bool:
@@ -106,22 +108,40 @@ def _box(bndbox) -> list:
     return [xmin - 1.0, ymin - 1.0, xmax, ymax]
 
 
+def is_flat_folder(root: Path) -> bool:
+    """LabelImg's default save place: ``NAME.xml`` beside ``NAME.jpg`` in one folder, with none of a VOC
+    tree's folders (Annotations/, JPEGImages/, SegmentationObject/)."""
+    folders = ("Annotations", "JPEGImages", "SegmentationObject")
+    return not any((root / f).is_dir() for f in folders) and any(root.glob("*.xml"))
+
+
 def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: CocoBuilder, report: Report,
-                   boxes_as_masks: bool = False) -> None:
+                   boxes_as_masks: bool = False, flat: bool = False) -> None:
     """Add the images of one split of a VOC detection tree and their boxes. ``images``: name -> image
-    path (JPEGImages/)."""
-    source, names = split_names(root, split, sets="Main", listed="Annotations", suffix=".xml", report=report)
+    path (JPEGImages/). ``flat``: a LabelImg folder (``is_flat_folder``): every ``*.xml`` of ``root``,
+    its image the file of the same name beside it (``images`` lists ``root``); no split files."""
+    if flat:
+        if split is not None:
+            raise ValueError(f"{root}: --split {split}: a folder of XMLs beside their images (LabelImg's) "
+                             f"has no ImageSets/Main/ split files; convert it whole, then split it with "
+                             f"split-data")
+        source, names = ".", sorted(p.stem for p in root.glob("*.xml"))
+        report.note("images of a LabelImg folder (XMLs beside their images)", len(names))
+    else:
+        source, names = split_names(root, split, sets="Main", listed="Annotations", suffix=".xml",
+                                    report=report)
+    xmls, pictures = ("", "") if flat else ("Annotations/", "JPEGImages/")
     report.note("VOC images with boxes only (no SegmentationObject PNGs): written as " +
                 ("rectangle masks (--boxes-as-masks)" if boxes_as_masks else
                  "box-only annotations (segmentation []; --boxes-as-masks writes rectangles)"), len(names))
     for n, name in enumerate(names, 1):
-        record = f"{source} line {n} ({name})" if source != "Annotations" else f"Annotations/{name}.xml"
-        xml_path = root / "Annotations" / f"{name}.xml"
+        record = f"{source} line {n} ({name})" if source not in ("Annotations", ".") else f"{xmls}{name}.xml"
+        xml_path = root / xmls / f"{name}.xml"
         try:
             if name not in images:  # first: a split file's name is a path probed only when it names an image
-                raise Skip("missing_image", f"no image JPEGImages/{name}.jpg")
+                raise Skip("missing_image", f"no image {pictures}{name}.jpg")
             if not xml_path.is_file():
-                raise Skip("missing_annotation", f"no Annotations/{name}.xml")
+                raise Skip("missing_annotation", f"no {xmls}{name}.xml")
             objects, given = _read_xml(xml_path)
             (height, width), orientation = annotated_size(images[name], given)
             image_id = builder.add_image(images[name], height=height, width=width, source=record)
