@@ -12,10 +12,12 @@ in the order first seen or as ``--classes`` gives them (classes
 outside it left out, one line each). Image and annotation ids are renumbered; every ``file_name``
 becomes relative to ``--images-root`` (default: the deepest folder holding every IMAGES folder), so
 ``train --train-images R`` finds every image. An image file listed twice is kept once (the first
-listing's annotations), with a warning. Categories with keypoints must agree on the keypoint names;
-a class with keypoints in one file but not in another is said, with its annotations that have none.
-``info`` describes the merge; ``licenses`` are not carried (each file numbers its own). The output is
-written atomically; an existing file is an error unless ``--force``. See ``maskrcnn/data/merge.py``.
+listing's annotations), with a warning counting the later listing's annotations left out by class.
+Categories with keypoints must agree on the keypoint names; a class with keypoints in one file but not
+in another is said, with its annotations that have none. ``info`` describes the merge; ``licenses`` are
+carried, renumbered (one written alike in two files is one), each image's ``license`` id mapped to its
+new one. The output is written atomically; an existing file is an error unless ``--force``. See
+``maskrcnn/data/merge.py``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,18 @@ def parse_source(spec: str, parsed: Optional[dict] = None) -> tuple:
     return json_path, images, True
 
 
+def _licenses(raw: dict, json_path) -> list:
+    """The file's ``licenses`` list (none when absent); one that is no list is said and not carried."""
+    value = raw.get("licenses")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        warnings.warn(f"{json_path}: 'licenses' is {type(value).__name__}, not a list; not carried",
+                      stacklevel=1)
+        return []
+    return value
+
+
 def run(args) -> int:
     from maskrcnn.data.merge import MergeSource, common_root, merge_coco, parse_classes
     from maskrcnn.data.validated import read_validated
@@ -99,7 +113,8 @@ def run(args) -> int:
         paths = {iid: os.path.abspath(p) for iid, p in data.image_paths.items()}
         sources.append(MergeSource(name=str(json_path), images=data.images, annotations=data.annotations,
                                    categories=data.categories, image_paths=paths,
-                                   image_keys={iid: os.path.realpath(p) for iid, p in paths.items()}))
+                                   image_keys={iid: os.path.realpath(p) for iid, p in paths.items()},
+                                   licenses=_licenses(data.raw, json_path)))
         skipped.append(data.skipped)
         missing, listed = data.skipped.get("missing_image_file", 0), len(data.raw.get("images") or [])
         if not given and missing * 2 > listed:  # most not found: the folder guessed is likely the wrong one
@@ -121,9 +136,15 @@ def run(args) -> int:
     for src, c, sk in zip(sources, counts, skipped):
         listing = short_listing((f"{display_name(name)} {n}" for name, n in c.instances.items()),
                                 what="more classes")
+        lost = sum(c.duplicate_annotations.values())
+        # the annotations of a duplicate image's later listing are left out: "0 annotations" alone for a
+        # file of 3 hid them
+        dup_listing = short_listing((f"{display_name(name)} {n}" for name, n in
+                                     c.duplicate_annotations.most_common()), what="more classes")
         print(f"{src.name}: {c.images} images, {sum(c.instances.values())} annotations ({listing}); "
-              f"{c.duplicates} duplicate image(s), {sum(c.left_out.values())} annotation(s) of other classes "
-              f"left out; {skipped_line(sk)}")
+              f"{c.duplicates} duplicate image(s)" + (f" (their {lost} annotation(s) left out: {dup_listing})"
+                                                      if lost else "")
+              + f", {sum(c.left_out.values())} annotation(s) of other classes left out; {skipped_line(sk)}")
     # names as show-data prints them: a newline or tab in a class name escaped, not breaking the line
     names = short_listing((f"{cat['id']} {display_name(cat['name'])}" for cat in merged["categories"]),
                           what="more classes")

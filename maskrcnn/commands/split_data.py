@@ -10,6 +10,8 @@ stratification, rarest class first: ``maskrcnn/data/split.py``), images without 
 fractions too; ``--group-by REGEX`` keeps the images whose ``file_name`` gives the same match (the first
 group when the regex has one) in one part: frames of one video, tiles of one scene; fewer groups than
 parts (a regex matching the same everywhere makes one group) is warned about, the parts left empty.
+The image records that name one file (an export listing a picture once per task) are always kept in one
+part, said in a line.
 Same file and seed, same split, on any machine. Every part keeps the full ``categories`` list, ``info``
 and ``licenses``, and the image and annotation ids. Prints images and instances per class per part and
 warns, by name, of each class left without an instance in some part. The files are written atomically,
@@ -26,6 +28,7 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.commands.data_report import shown_name, skipped_line
+from maskrcnn.shown_text import display_name
 from maskrcnn.text_width import display_width, pad
 
 HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
@@ -74,6 +77,7 @@ def run(args) -> int:
         compile_group_by,
         default_part_names,
         group_keys,
+        shared_files,
         split_by_keys,
         split_table,
     )
@@ -115,6 +119,12 @@ def run(args) -> int:
                           f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
                           stacklevel=1)
     parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed)
+    twins = shared_files(coco["images"])
+    if twins:  # the loader's note says the file is read once per record; here: where they went
+        name, ids = next(iter(twins.items()))
+        print(f"{src}: {len(twins)} image file(s) named by more than one image record (e.g. "
+              f"{display_name(name)}: image ids {', '.join(map(str, ids))}); the records of each file are "
+              "kept in one part")
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
                       f"those images is a group of its own", stacklevel=1)

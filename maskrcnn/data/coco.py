@@ -602,7 +602,10 @@ class CocoDataset(torch.utils.data.Dataset):
         self._image_order: list = []
         self._listed_ids: set = set()  # ids of image records, kept or skipped
         found_by_tail, sized_from_file, from_url = [], 0, []
-        file_owner: dict = {}  # file found -> (image id, found by the end of its path, file_name written)
+        # file found -> (image id, found by the end of its path or named by its coco_url, what the record
+        # wrote: ("file_name" or "coco_url", the value), that value as shown)
+        file_owner: dict = {}
+        shared: dict = {}  # file -> the ids of the records that name it as written alike (the first too)
         for img in images:
             if isinstance(img, dict):
                 self._digit_ids += _is_digit_string(img.get("id"))
@@ -652,16 +655,27 @@ class CocoDataset(torch.utils.data.Dataset):
                 )
                 continue
             by_tail = file_name not in (img["file_name"], img["file_name"].replace("\\", "/"))
-            owner = file_owner.get(file_name)
-            if owner is not None and (by_tail or owner[1]):
+            # a name taken from a coco_url is the end of a path too: .../camA/f0.png and .../camB/f0.png
+            loose = by_tail or bool(url_name)
+            # what the record wrote, as compared (separators alike) and as shown
+            written = (("coco_url", img["coco_url"]) if url_name
+                       else ("file_name", img["file_name"].replace("\\", "/")))
+            shown = repr(img["coco_url"] if url_name else img["file_name"])
+            # without an image folder the names are not looked up: 'a\\x.png' and 'a/x.png' are one file
+            file_key = file_name.replace("\\", "/")
+            owner = file_owner.get(file_key)
+            if owner is not None and (loose or owner[1]) and written != owner[2]:
                 # C:\a\x.png and D:\b\x.png both end in x.png: one image's boxes on the other's pixels
                 self._problems.add(
                     "ambiguous_file_name",
-                    f"image id {iid}: file_name {img['file_name']!r} and image id {owner[0]}'s "
-                    f"{owner[2]!r} both resolve to {_shown(file_name)} (by the end of the path); the first "
-                    "keeps it",
+                    f"image id {iid}: {written[0]} {shown} and image id {owner[0]}'s {owner[3]} both resolve "
+                    f"to {_shown(file_name)} (by the end of the path); the first keeps it",
                 )
                 continue
+            if owner is not None:
+                # the same file written alike under two ids (an export listing an image once per task, two
+                # files concatenated): both read, said once below; found by the name, no realpath per image
+                shared.setdefault(file_key, [owner[0]]).append(iid)
             if by_tail:
                 found_by_tail.append((img["file_name"], file_name))
             if img.get("height") is None and img.get("width") is None and self.image_dir is not None:
@@ -697,8 +711,17 @@ class CocoDataset(torch.utils.data.Dataset):
                 "width": int(img["width"]),
             }
             self._image_order.append(iid)
-            file_owner.setdefault(file_name, (iid, by_tail, img["file_name"]))
+            file_owner.setdefault(file_key, (iid, loose, written, shown))
         self._anns: dict = {iid: [] for iid in self._images}
+        self.shared_files = shared  # {file: image ids}: the records that name one file alike
+        if shared:
+            name, ids = next(iter(shared.items()))
+            self._notes.append(
+                f"{self.json_path}: {len(shared)} image file(s) named by more than one image record (e.g. "
+                f"{_shown(name)}: image ids {', '.join(map(str, ids))}): each record is read with its own "
+                f"annotations, so the picture counts once per record and each record's objects are "
+                f"background in the others; list the file once with all its annotations (split-data keeps "
+                f"such records in one part)")
         if found_by_tail:
             written, used = found_by_tail[0]
             self._notes.append(f"{self.json_path}: {len(found_by_tail)} image file names not found as "
@@ -748,6 +771,11 @@ class CocoDataset(torch.utils.data.Dataset):
             problem = segmentation_problem(seg, img["height"], img["width"])
             if problem:
                 return "bad_segmentation", problem
+        area = ann.get("area", 0)
+        if not (is_finite_number(area) and area >= 0):
+            # the evaluation refuses it (NaN, a string, null, -3): kept here, show-data and training read a
+            # file that eval then refused; skipped and counted alike everywhere the loader reads
+            return "bad_area", f"area {str(area)[:40]} is not a finite number >= 0"
         if "bbox" not in ann:  # labelme2coco-style files and hand-made ones: the segmentation's box
             ann["bbox"] = _segmentation_box(seg, img["height"], img["width"])
             if ann["bbox"] is None:
@@ -860,8 +888,13 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
                 continue
             if not _is_int(iid) or iid not in self._images:
-                self._problems.add("unknown_image", f"{where} refers to an unknown or skipped image",
-                                   quiet=_is_int(iid) and iid in self._listed_ids)  # said in one line
+                # an annotation of an image skipped above: counted apart and said in one line (counted as
+                # unknown_image, "2 missing_image_file, 2 unknown_image" read as four images skipped)
+                listed = _is_int(iid) and iid in self._listed_ids
+                self._problems.add("annotation_of_skipped_image" if listed else "unknown_image",
+                                   f"{where} refers to " + ("an image skipped above" if listed
+                                                               else "an unknown or skipped image"),
+                                   quiet=listed)
                 continue
             ann = dict(ann, id=aid, image_id=iid)
             if "category_id" in ann:

@@ -13,6 +13,7 @@ import codecs
 import json
 import math
 import os
+import re
 from typing import Union
 
 import numpy as np
@@ -24,18 +25,50 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
+def _unique_keys(pairs: list) -> dict:
+    """``json``'s object_pairs_hook: the object, or ValueError naming a key given twice. Python's own
+    reader keeps the last value silently: a hand-concatenated export with "annotations" twice lost every
+    annotation of the first list without a word."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the common case costs one len(): the pairs are only scanned on a repeat
+        seen = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {key!r} in one object; a JSON reader keeps only one of its "
+                         f"values")
+    return obj
+
+
+def _digits_problem(path, encoding: str, error: ValueError) -> ValueError:
+    """Python's refusal of a 4300+-digit integer ("... use sys.set_int_max_str_digits() ...": advice for
+    Python code, not for a command's user) as where and what: the line of the first such number."""
+    line = None
+    with open(path, encoding=encoding) as f:
+        for number, text in enumerate(f, 1):
+            if re.search(r"\d{4301}", text):
+                line = number
+                break
+    where = f" at line {line}" if line is not None else ""
+    return ValueError(f"a number of more than 4300 digits{where}; no annotation value is that long")
+
+
 def read_json_file(path: Union[str, os.PathLike]):
     """A JSON file's value. UTF-8, or UTF-16 / UTF-32 with a byte order mark (what Windows PowerShell 5.1's
     ``Out-File`` and ``>`` write, and Notepad's "Unicode"); a UTF-8 BOM is dropped too. OSError when it
-    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError) or RecursionError when it is not
-    JSON: the callers name the file."""
+    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError, a key given twice in one object, a
+    number of more than 4300 digits) or RecursionError when it is not JSON: the callers name the file."""
     with open(path, "rb") as f:
         head = f.read(4)
     encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
     # opened again as text rather than decoding the bytes read: a COCO file may be gigabytes, and its
     # bytes and its text need not both live while it is parsed
     with open(path, encoding=encoding) as f:
-        return json.load(f)
+        try:
+            return json.load(f, object_pairs_hook=_unique_keys)
+        except ValueError as e:
+            if "int_max_str_digits" not in str(e):
+                raise
+            error = e
+    raise _digits_problem(path, encoding, error) from None
 
 
 def is_int(value) -> bool:

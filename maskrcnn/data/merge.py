@@ -20,7 +20,13 @@
   image outside it), so ``train --train-images ROOT`` finds every image.
 - The same image file (same real path) listed twice, in one source or two, is merged once, with a
   warning: the first listing's annotations are kept, the later's left out (they label the same pixels;
-  keeping both would train on duplicated instances).
+  keeping both would train on duplicated instances), counted by class in the warning and in the source's
+  ``SourceCounts.duplicate_annotations`` (a file of dogs over the images of a file of cats lost every dog
+  without a number).
+- ``licenses``: every source's list, renumbered 1..L in source order (a license written alike in two
+  sources, its id aside, is one), each image's ``license`` id mapped to its new one; an image ``license``
+  its source does not list is dropped from the record, counted in a warning (it would name another
+  source's license).
 """
 
 from __future__ import annotations
@@ -34,6 +40,27 @@ from maskrcnn.engine.init_weights import normalise_name
 __all__ = ["MergeSource", "SourceCounts", "common_root", "merge_coco", "parse_classes"]
 
 
+def _licenses(sources: Sequence) -> tuple:
+    """(the merged ``licenses`` with ids 1..L, one {old id: new id} per source). A license written alike
+    in two sources (its id aside) is one; a record without an id, or whose id repeats in its source, is
+    left out (no image can name it unambiguously)."""
+    merged, index, maps = [], {}, []
+    for src in sources:
+        ids = Counter(lic.get("id") for lic in src.licenses if isinstance(lic, dict))
+        mapping = {}
+        for lic in src.licenses:
+            if not isinstance(lic, dict) or lic.get("id") is None or ids[lic["id"]] > 1:
+                continue
+            body = {k: v for k, v in lic.items() if k != "id"}
+            key = repr(sorted(body.items(), key=lambda kv: kv[0]))
+            if key not in index:
+                index[key] = len(merged) + 1
+                merged.append({"id": index[key], **body})
+            mapping[lic["id"]] = index[key]
+        maps.append(mapping)
+    return merged, maps
+
+
 class MergeSource(NamedTuple):
     name: str  # how messages name the source (its JSON path as given)
     images: list  # image records (every field), valid
@@ -41,6 +68,7 @@ class MergeSource(NamedTuple):
     categories: list  # {"id", "name", ...} one per class, names distinct
     image_paths: dict  # image id -> absolute path of its file
     image_keys: dict  # image id -> the file's identity (its real path): the same file listed twice
+    licenses: list = []  # the file's ``licenses`` as written (records that are no object left out)
 
 
 class SourceCounts(NamedTuple):
@@ -48,6 +76,8 @@ class SourceCounts(NamedTuple):
     instances: Counter  # output class name -> annotations taken (crowd regions included)
     duplicates: int  # images that were another listing of a file already taken
     left_out: Counter  # source class name -> annotations left out (not in ``classes``)
+    # source class name -> annotations of the images that were another listing, left out with them
+    duplicate_annotations: Counter = Counter()
 
 
 def parse_classes(spec: Optional[str]) -> Optional[list]:
@@ -131,28 +161,56 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 declares.setdefault(normalise_name(cat["name"]), src.name)
     first_listing: dict = {}  # file identity -> (source name, image id)
     out_name = {c["id"]: c["name"] for c in categories}
-    for src in sources:
+    licenses, license_maps = _licenses(sources)
+    for src, license_map in zip(sources, license_maps):
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
         src_name = {c["id"]: c["name"] for c in src.categories}
         image_map, duplicates = {}, 0
+        # a later listing's annotations, by source class, to name them in its warning
+        dropped: dict = {}  # image id -> Counter
+        for ann in src.annotations:
+            dropped.setdefault(ann["image_id"], Counter())[src_name[ann["category_id"]]] += 1
+        duplicate_annotations = Counter()
+        unlisted_licenses = Counter()  # image license ids the source does not list
         for img in src.images:
             key = src.image_keys[img["id"]]
             if key in first_listing:
                 where, first_id = first_listing[key]
+                lost = dropped.get(img["id"], Counter())
+                duplicate_annotations.update(lost)
+                left = (f"its {sum(lost.values())} annotation(s) left out ("
+                        + ", ".join(f"{name} {n}" for name, n in lost.most_common()) + ")" if lost
+                        else "it has no annotation")
                 warnings.append(f"{src.name}: image id {img['id']} ({src.image_paths[img['id']]}) is the "
-                                f"file of {where}: image id {first_id}; merged once, its annotations kept "
-                                f"from the first")
+                                f"file of {where}: image id {first_id}; merged once with the first's "
+                                f"annotations, {left}")
                 duplicates += 1
                 continue
             first_listing[key] = (src.name, img["id"])
             image_map[img["id"]] = len(images) + 1
             rel = os.path.relpath(src.image_paths[img["id"]], images_root).replace(os.sep, "/")
-            images.append({**img, "id": image_map[img["id"]], "file_name": rel})
+            record = {**img, "id": image_map[img["id"]], "file_name": rel}
+            if "license" in img:
+                try:
+                    new_license = license_map.get(img["license"])
+                except TypeError:  # a list or an object: no id
+                    new_license = None
+                if new_license is None:
+                    unlisted_licenses[repr(img["license"])[:20]] += 1
+                    del record["license"]
+                else:
+                    record["license"] = new_license
+            images.append(record)
+        if unlisted_licenses:
+            warnings.append(f"{src.name}: {sum(unlisted_licenses.values())} image(s) name a license its "
+                            f"'licenses' does not list (" + ", ".join(f"id {v}: {n}" for v, n in
+                                                                      unlisted_licenses.most_common(5))
+                            + "); their 'license' field is dropped")
         taken, left_out = Counter(), Counter()
         objects = Counter()  # source category id -> its non-crowd annotations taken or left out
         for ann in src.annotations:
             if ann["image_id"] not in image_map:
-                continue  # a later listing of an image already taken
+                continue  # a later listing of an image already taken: counted above
             objects[ann["category_id"]] += not ann.get("iscrowd")
             cid = cat_map[ann["category_id"]]
             if cid is None:
@@ -168,9 +226,10 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                                 f"{declares[key]}: its {objects[cat['id']]} annotation(s) of that class have "
                                 f"none labelled")
         counts.append(SourceCounts(images=len(image_map), instances=taken, duplicates=duplicates,
-                                   left_out=left_out))
+                                   left_out=left_out, duplicate_annotations=duplicate_annotations))
     merged = {
         "info": {"description": "merged by maskrcnn merge-data from " + ", ".join(s.name for s in sources)},
+        **({"licenses": licenses} if licenses else {}),
         "images": images,
         "annotations": annotations,
         "categories": categories,

@@ -225,7 +225,7 @@ def test_a_coco_url_with_escaped_backslashes_stays_inside_the_image_folder(tmp_p
     path, folder = _write(tmp_path, {"images": images, "annotations": anns, "categories": CATS})
     ds = _quiet_dataset(json_path=path, image_dir=folder)
     assert [ds.image_info(i)["file_name"] for i in range(len(ds))] == ["b.png"]
-    assert ds.skipped == {"missing_image_file": 1, "bad_image": 1, "unknown_image": 2}
+    assert ds.skipped == {"missing_image_file": 1, "bad_image": 1, "annotation_of_skipped_image": 2}
     said = f"file {folder / 'c.png'} not found (the name taken from its coco_url 'http://h/x/..%5Cc.png')"
     assert said in ds.problems[0]
 

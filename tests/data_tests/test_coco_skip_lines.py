@@ -67,11 +67,11 @@ def test_a_record_without_size_whose_file_is_too_large_is_counted_as_too_large(t
     for record in data["images"]:
         del record["width"], record["height"]  # measured from the file: big.png's header refuses it
     json_path.write_text(json.dumps(data))
-    with pytest.warns(UserWarning, match="skipped 1 image_too_large") as caught:
+    with pytest.warns(UserWarning, match="1 image_too_large") as caught:
         dataset = CocoDataset(json_path=json_path, image_dir=images)
     assert dataset.skipped["image_too_large"] == 1 and "bad_image" not in dataset.skipped
     # the dataset's skipped warning (what train prints) ends with the limit and how to raise it
-    skipped = [str(w.message) for w in caught if "skipped 1 image_too_large" in str(w.message)]
+    skipped = [str(w.message) for w in caught if "1 image_too_large" in str(w.message)]
     assert skipped and "1 image(s) over the limit of 0.004 MP (image_too_large)" in skipped[0]
     assert MAX_PIXELS_ENV in skipped[0]
 
@@ -157,7 +157,7 @@ def test_file_and_category_names_from_the_json_are_printed_escaped(tmp_path, cap
         dataset.check_image_files()
         assert dataset[0][1]["image_id"] == 3
     lines = _lines(dataset.problems, caught, caplog)
-    assert dataset.skipped == {"missing_image_file": 1, "unknown_image": 1, "bad_annotation": 1,
+    assert dataset.skipped == {"missing_image_file": 1, "annotation_of_skipped_image": 1, "bad_annotation": 1,
                                "bad_image": 1, "unreadable_image": 1}
     assert not [line for line in lines if "\x1b" in line or "\n" in line]
     text = "\n".join(lines)

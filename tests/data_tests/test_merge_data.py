@@ -38,7 +38,7 @@ def _two_sources(tmp_path):
     a = {"images": [_img(10, "a1.png", license=3), _img(11, "a2.png"), _img(12, "gone.png")],
          "annotations": [_ann(7, 10, 5), _ann(8, 11, 9), _ann(9, 11, 5), _ann(4, 10, 99)],
          "categories": [{"id": 5, "name": "Traffic_Light", "supercategory": "street"},
-                        {"id": 9, "name": "cat"}]}
+                        {"id": 9, "name": "cat"}], "licenses": [{"id": 3, "name": "CC BY 4.0"}]}
     b = {"images": [_img(1, "sub/b1.png"), _img(2, "b2.png"), _img(3, "../../siteA/imgs/a1.png")],
          "annotations": [_ann(1, 1, 2), _ann(2, 2, 1), _ann(3, 3, 1), _ann(5, 1, 1, iscrowd=1)],
          "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "traffic-light"}]}
@@ -59,7 +59,7 @@ def test_merge_renumbers_matches_names_and_the_loader_finds_every_image(tmp_path
     assert merged["categories"] == [{"id": 1, "name": "Traffic_Light", "supercategory": "street"},
                                     {"id": 2, "name": "cat"}, {"id": 3, "name": "dog"}]
     # the deepest folder holding siteA/imgs and siteB/pics is tmp_path; ids renumbered 1..N, fields kept
-    assert merged["images"] == [_img(1, "siteA/imgs/a1.png", license=3), _img(2, "siteA/imgs/a2.png"),
+    assert merged["images"] == [_img(1, "siteA/imgs/a1.png", license=1), _img(2, "siteA/imgs/a2.png"),
                                 _img(3, "siteB/pics/sub/b1.png"), _img(4, "siteB/pics/b2.png")]
     anns = [(a["id"], a["image_id"], a["category_id"], a["iscrowd"]) for a in merged["annotations"]]
     # A: 7 (a1, light), 8 (a2, cat), 9 (a2, light); 4 (unknown category) skipped. B: 1 (b1, light),
@@ -366,3 +366,48 @@ def test_train_reads_its_train_json_once_and_keeps_no_validation_json(tmp_path, 
     assert read.count(str(path)) == 1
     assert seen[0][1].count(str(tmp_path / "val.json")) == 1  # read to choose its folder
     assert handed == [[str(path)]]  # ... and not kept for the run
+
+
+def test_annotations_of_a_later_listing_of_a_file_are_counted_by_class(tmp_path, capsys, recwarn):
+    """p_datatools F6: cats.json and dogs.json over the same pictures: every dog was left out, and the
+    line for dogs.json said '0 annotations' and nothing of the 3 lost."""
+    _images(tmp_path / "imgs", ["x.png", "y.png", "z.png"])
+    images = [_img(i + 1, name) for i, name in enumerate(["x.png", "y.png", "z.png"])]
+    cats = {"images": images, "annotations": [_ann(1, 1, 1), _ann(2, 2, 1)],
+            "categories": [{"id": 1, "name": "cat"}]}
+    dogs = {"images": images, "annotations": [_ann(1, 1, 1), _ann(2, 2, 1), _ann(3, 3, 1)],
+            "categories": [{"id": 1, "name": "dog"}]}
+    (tmp_path / "cats.json").write_text(json.dumps(cats))
+    (tmp_path / "dogs.json").write_text(json.dumps(dogs))
+    out = tmp_path / "m.json"
+    assert main(["merge-data", f"{tmp_path / 'cats.json'}:{tmp_path / 'imgs'}",
+                 f"{tmp_path / 'dogs.json'}:{tmp_path / 'imgs'}", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert ("dogs.json: 0 images, 0 annotations (none); 3 duplicate image(s) (their 3 annotation(s) left "
+            "out: dog 3), 0 annotation(s) of other classes left out") in printed
+    said = [str(w.message) for w in recwarn if "merged once" in str(w.message)]
+    assert len(said) == 3 and "its 1 annotation(s) left out (dog 1)" in said[0]
+    assert len(json.loads(out.read_text())["annotations"]) == 2
+
+
+def test_licenses_are_carried_renumbered_and_image_license_ids_follow(tmp_path, recwarn):
+    """p_datatools F3: the licenses were dropped while each image kept its 'license' id: two sites'
+    license 1 (different licenses) became one dangling id."""
+    _images(tmp_path / "a", ["x.png", "y.png"])
+    _images(tmp_path / "b", ["x.png", "w.png"])
+    cc = {"name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"}
+    a = {"images": [_img(1, "x.png", license=1), _img(2, "y.png", license=7)], "annotations": [],
+         "categories": [{"id": 1, "name": "cat"}], "licenses": [{"id": 1, "name": "L-A"}, {"id": 2, **cc}]}
+    b = {"images": [_img(1, "x.png", license=1), _img(2, "w.png", license=5)], "annotations": [],
+         "categories": [{"id": 1, "name": "cat"}], "licenses": [{"id": 1, "name": "L-B"}, {"id": 5, **cc}]}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    out = tmp_path / "m.json"
+    assert main(["merge-data", f"{tmp_path / 'a.json'}:{tmp_path / 'a'}",
+                 f"{tmp_path / 'b.json'}:{tmp_path / 'b'}", "--output", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["licenses"] == [{"id": 1, "name": "L-A"}, {"id": 2, **cc}, {"id": 3, "name": "L-B"}]
+    assert [img.get("license") for img in merged["images"]] == [1, None, 3, 2]
+    dropped = [str(w.message) for w in recwarn if "license" in str(w.message)]
+    assert len(dropped) == 1 and "a.json: 1 image(s) name a license its 'licenses' does not list (id 7: 1)" \
+        in dropped[0]

@@ -217,7 +217,7 @@ def test_read_validated_parses_the_file_once_and_leaves_the_parsed_dict_as_writt
     src = _write(tmp_path / "all.json", coco)
     loads = []
     real_load = json.load  # the one parser every reader calls (data/json_values.read_json_file)
-    monkeypatch.setattr(json, "load", lambda f: loads.append(1) or real_load(f))
+    monkeypatch.setattr(json, "load", lambda f, **kw: loads.append(1) or real_load(f, **kw))
     data = read_validated(src)
     assert len(loads) == 1
     assert data.raw == json.loads(json.dumps(coco))  # nothing the validation did shows in the parsed dict
@@ -287,3 +287,22 @@ def test_filling_val_keeps_the_only_unit_of_a_class_in_train(seed):
     train_ids = {i["id"] for i in parts["train"]["images"]}
     assert 3 in {a["category_id"] for a in parts["train"]["annotations"] if a["image_id"] in train_ids}
     assert parts["val"]["images"]
+
+
+def test_records_of_one_file_always_stay_in_one_part(tmp_path, capsys):
+    """p_datatools F10: the same file_name under two image ids (an export listing a picture once per
+    task) went once to train and once to val, without --group-by nothing said: the picture leaked into
+    val. Now the records of one file are one unit (separators alike), and the command says so."""
+    rows = [(f"c{i}.jpg", [1]) for i in range(8)]
+    for seed in range(6):
+        coco = _dataset(rows + [("c0.jpg", [2]), ("c1.jpg", [3]), ("sub\\c7.jpg", [1]), ("sub/c7.jpg", [2])])
+        parts, _ = split_coco(coco, fractions=[0.5, 0.5], names=["train", "val"], seed=seed)
+        for name in ("c0.jpg", "c1.jpg", "sub/c7.jpg"):
+            where = {p for p, part in parts.items() for img in part["images"]
+                     if img["file_name"].replace("\\", "/") == name}
+            assert len(where) == 1, (seed, name, where)
+    src = _write(tmp_path / "all.json", _dataset(rows + [("c0.jpg", [2])]))
+    assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "s")]) == 0
+    assert ("1 image file(s) named by more than one image record (e.g. c0.jpg: image ids 100, 108); the "
+            "records of each file are kept in one part") in capsys.readouterr().out
+

@@ -93,7 +93,8 @@ def test_no_usable_training_image_says_the_skips_in_words(cli, tmp_path):
     rc, text = cli("train", "--config", "r50_fpn", "--train-json", path, "--train-images", tmp_path,
                    "--output", tmp_path / "run", "--device", "cpu")
     assert rc == 1, text
-    assert f"{path}: no usable training image (skipped: missing image file: 2; unknown image: 2)" in text
+    assert (f"{path}: no usable training image (skipped: annotation of skipped image: 2; missing image "
+            "file: 2)") in text
 
 
 # ---------------------------------------------------------------------------- 4. mask config, keypoint file

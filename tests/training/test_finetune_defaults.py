@@ -220,9 +220,10 @@ def test_a_worker_killed_alone_says_why_and_the_way_round(tmp_path, toy):
 
 
 def test_a_validation_ground_truth_the_scorer_refuses_is_refused_before_training(tmp_path):
-    """p_formats F9: the loader keeps "area": -3, the scorer refuses it: the run trained to its end and
+    """p_formats F9: the loader kept "area": -3, the scorer refused it: the run trained to its end and
     died at the first evaluation with 'ground truth: ... (record 1)', naming no file. Now the scorer reads
-    it before anything is written, the file and the annotation (by id, not by its position) named."""
+    it before anything is written, the file and the annotation (by id, not by its position) named. (The
+    loader now skips such an area itself; keypoints a mask model does not read are still kept by it.)"""
     from maskrcnn.config import load_config
     from maskrcnn.engine.training import build_training
 
@@ -231,7 +232,7 @@ def test_a_validation_ground_truth_the_scorer_refuses_is_refused_before_training
     train, val = _coco(tmp_path / "train.json", names), _coco(tmp_path / "val.json", names)
     data = json.loads(val.read_text())
     data["annotations"][0]["iscrowd"] = "0"  # skipped by the loader: the kept records' positions shift
-    data["annotations"][1]["area"] = -3
+    data["annotations"][1]["keypoints"] = [1, 2]  # not read by a mask model's loader; refused by the scorer
     val.write_text(json.dumps(data))
     cfg = load_config("demo", {"model.backbone": "resnet18", "model.fpn_dim": 8, "data.num_workers": 0})
     run = tmp_path / "run"
@@ -239,5 +240,6 @@ def test_a_validation_ground_truth_the_scorer_refuses_is_refused_before_training
         build_training(cfg, train_json=train, train_images=pics, val_json=val, val_images=pics, output=run,
                        trainer_kwargs={"tensorboard": False})
     assert str(info.value) == (f"{val}: 1 problems in the ground truth, which must be right to score "
-                               "against: annotation id 2 area -3 is not a finite number >= 0")
+                               "against: annotation id 2 keypoints must be a flat list [x1, y1, v1, ...] "
+                               "of finite numbers")
     assert not run.exists()

@@ -1,0 +1,55 @@
+"""The one JSON reader of annotation files (``data/json_values.read_json_file``): a key given twice in
+one object and a number too long for Python are refused in words a command's user can act on."""
+
+import json
+
+import pytest
+
+from maskrcnn.cli import main
+from maskrcnn.data.coco import load_coco_json
+from maskrcnn.data.formats.common import Skip, read_json
+from maskrcnn.data.json_values import read_json_file
+
+
+def _ann(aid):
+    return json.dumps({"id": aid, "image_id": 1, "category_id": 1, "bbox": [1, 1, 20, 20], "area": 400,
+                       "iscrowd": 0, "segmentation": [[1, 1, 21, 1, 21, 21, 1, 21]]})
+
+
+def test_a_key_given_twice_is_refused_naming_the_file_and_the_key(tmp_path, capsys):
+    """p_hostile 3: '"annotations"' twice (a hand-concatenated export): Python's reader kept the last
+    list, 5 of 6 annotations were lost without a word by show-data, train, eval and merge-data."""
+    path = tmp_path / "dup.json"
+    first, second = ",".join(_ann(i) for i in range(1, 6)), _ann(6)
+    path.write_text('{"images": [{"id": 1, "file_name": "img.png", "width": 80, "height": 64}], '
+                    f'"annotations": [{first}], "categories": [{{"id": 1, "name": "a"}}], '
+                    f'"annotations": [{second}]}}')
+    with pytest.raises(ValueError, match="duplicate key 'annotations' in one object"):
+        read_json_file(path)
+    with pytest.raises(ValueError) as info:
+        load_coco_json(path)
+    assert str(info.value).startswith(f"{path}: not valid JSON (duplicate key 'annotations'")
+    with pytest.raises(Skip) as skip:  # the converters' reader
+        read_json(path)
+    assert skip.value.reason == "unreadable_json" and "duplicate key 'annotations'" in str(skip.value)
+    assert main(["show-data", "--json", str(path), "--images", str(tmp_path), "--output",
+                 str(tmp_path / "look")]) == 1
+    assert f"{path}: not valid JSON (duplicate key 'annotations'" in capsys.readouterr().err
+    # a nested object's repeat too; the same key in two objects is no repeat
+    (tmp_path / "nested.json").write_text('[{"id": 1, "id": 2}]')
+    with pytest.raises(ValueError, match="duplicate key 'id'"):
+        read_json_file(tmp_path / "nested.json")
+    (tmp_path / "fine.json").write_text('[{"id": 1}, {"id": 2}]')
+    assert read_json_file(tmp_path / "fine.json") == [{"id": 1}, {"id": 2}]
+
+
+def test_a_number_of_5000_digits_is_refused_without_python_advice(tmp_path):
+    """p_hostile 5: the message told a command's user to call sys.set_int_max_str_digits(); now it says
+    what and where (the line)."""
+    path = tmp_path / "bigint.json"
+    path.write_text('{"images": [\n{"id": 1, "file_name": "a.png", "width": ' + "9" * 5000
+                    + ', "height": 64}], "annotations": [], "categories": [{"id": 1, "name": "a"}]}')
+    with pytest.raises(ValueError) as info:
+        load_coco_json(path)
+    assert str(info.value) == (f"{path}: not valid JSON (a number of more than 4300 digits at line 2; no "
+                               "annotation value is that long)")
