@@ -9,10 +9,12 @@
     ... [--cityscapes ROOT] [--analysis [--analysis-score 0.5] [--analysis-images N]] [--crowd-as-objects]
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
-``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null) and, for
-a checkpoint, ``DIR/predictions.json`` (COCO results); without ``--output`` a last line says that the
-metrics were not saved. predictions.json is written first and metrics.json last: a metrics.json newer
-than the run means the run finished (a failure or a kill between the two leaves the old metrics.json).
+``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null; its
+sources as ``"weights"`` or ``"results"`` and ``"json"``) and, for a checkpoint, ``DIR/predictions.json``
+(COCO results; with ``--results``, an earlier --weights run's predictions.json there is removed, any
+other named); without ``--output`` a last line says that the metrics were not saved. predictions.json is
+written first and metrics.json last: a metrics.json newer than the run means the run finished (a failure
+or a kill between the two leaves the old metrics.json).
 Ctrl-C during the inference writes nothing and says so: "interrupted: after N of M images; nothing
 written". ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
@@ -28,7 +30,9 @@ torchvision write them, saying how each was read (``engine/results_file.py``); 0
 (a 0 the ground truth lacks, the rest fitting after +1) are refused with a hint: ``--category-offset 1``
 adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them. A J whose
 images have width and height -1 (VIA 3's COCO export) or none gets their files' sizes (under
-``--images``, default the export's layout), or is refused naming the images whose masks need them.
+``--images``, default the export's layout), or is refused naming the images whose masks need them. A J
+whose masks do not fit their image record is refused naming the records whose width/height are not
+their files' (as show-data names them), when the files are there.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
 (the AP, the per-class counts and Cityscapes' alike), counted by reason in one line (``unreadable_image``,
@@ -61,10 +65,13 @@ errors (``engine/analysis_report.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
+import os
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -408,7 +415,10 @@ def run(args: argparse.Namespace) -> int:
         mapping = read_category_map(args.category_map) if args.category_map else None
         raw = _sized_ground_truth(args, raw)
         # read and checked once, for the AP and the analysis
-        coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
+        try:
+            coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
+        except ValueError as e:
+            raise _blame_image_records(args, raw, e) from None
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
@@ -423,14 +433,16 @@ def run(args: argparse.Namespace) -> int:
             if note:
                 print(note, file=sys.stderr)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
-        results, image_ids, images = None, None, {}
+        results, image_ids = None, None
+        images = {"results": _results_paths(args.results), "json": os.path.abspath(args.json)}
     else:
         metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
         # images_skipped as it always was (the files, each with its message), and counted by reason key
         # as the summary line counts them
         by_reason = Counter(record["reason_key"] for record in skipped)
         images = {"images_evaluated": len(image_ids), "images_skipped": skipped,
-                  "images_skipped_by_reason": dict(sorted(by_reason.items()))}
+                  "images_skipped_by_reason": dict(sorted(by_reason.items())),
+                  "weights": str(args.weights), "json": os.path.abspath(args.json)}
         results = evaluator.results()
         cs_results = results
         coco_gt = evaluator.coco_gt
@@ -470,6 +482,42 @@ def run(args: argparse.Namespace) -> int:
     return 1 if cityscapes_failed else 0
 
 
+def _blame_image_records(args, raw: dict, error: ValueError) -> ValueError:
+    """The error to raise for a ground truth that failed validation (``error``): one naming the image
+    records whose width/height are not their files' (``engine/record_sizes.py``) when masks failed for
+    that reason, as show-data and --weights name them, with what else is wrong once they are right;
+    ``error`` itself otherwise. Only now are image files read (under --images, else the export's
+    layout, when there is such a folder)."""
+    from maskrcnn.engine.evaluator import load_ground_truth
+    from maskrcnn.engine.record_sizes import suspect_records, with_file_sizes, wrong_record_sizes
+
+    if not args.images:
+        from maskrcnn.data.coco import choose_image_dir
+
+        folder, _ = choose_image_dir(args.json, parsed={Path(args.json): raw})
+    else:
+        folder = args.images
+    sizes = wrong_record_sizes(raw, folder, str(args.json)) if Path(folder).is_dir() else {}
+    if not sizes:
+        if args.images or not suspect_records(raw):
+            return error
+        return ValueError(f"{error} (if an image record's width/height is wrong, give --images D, the "
+                          f"images' folder, to compare them with the files)")
+    shown = "; ".join(message for _, message in list(sizes.values())[:5])
+    shown += "; ..." if len(sizes) > 5 else ""
+    text = (f"{args.json}: {len(sizes)} image record(s) give a width/height other than their file's in "
+            f"{folder}, and their annotations' masks fit the file, not the record: {shown}: correct the "
+            f"records' width and height")
+    try:
+        with warnings.catch_warnings():  # said already, by the first reading
+            warnings.simplefilter("ignore")
+            load_ground_truth(with_file_sizes(raw, sizes), crowd_as_objects=args.crowd_as_objects,
+                              source=str(args.json))
+    except ValueError as rest:
+        text += f"; then still: {str(rest).removeprefix(f'{args.json}: ')}"
+    return ValueError(text)
+
+
 def _sized_ground_truth(args, raw: dict) -> dict:
     """``raw`` with the sizes it does not know (VIA 3's COCO export writes width and height -1; some
     files leave them out) read from the image files, under --images (default: the export's layout, as
@@ -488,14 +536,61 @@ def _sized_ground_truth(args, raw: dict) -> dict:
     return raw
 
 
+def _results_paths(given) -> list:
+    """The results files of ``--results`` (``given``), absolute, as metrics.json names them (what its AP is
+    of: a folder may hold the metrics of several files, one after another)."""
+    from maskrcnn.engine.results_file import resolve_results_paths
+
+    with warnings.catch_warnings():  # an MMDetection prefix was said when the files were read
+        warnings.simplefilter("ignore")
+        return [os.path.abspath(p) for p in resolve_results_paths(given)]
+
+
+def _wrote_predictions(metrics_path: Path, predictions: Path) -> bool:
+    """Whether ``predictions`` is the predictions.json of the --weights run whose metrics.json is
+    ``metrics_path`` (a --weights run records ``images_evaluated`` and writes predictions.json first)."""
+    from maskrcnn.data.json_values import read_json_file
+
+    try:
+        earlier = read_json_file(metrics_path)
+        return (isinstance(earlier, dict) and "images_evaluated" in earlier and "results" not in earlier
+                and predictions.stat().st_mtime <= metrics_path.stat().st_mtime)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def _earlier_predictions(out: Path, results_files: list) -> None:
+    """With --results: a predictions.json in ``out`` is not what the new metrics.json scored. The earlier
+    --weights run's (``_wrote_predictions``), whose metrics.json is being replaced, is removed: left, it
+    sat beside metrics of another file as if they were a pair; anything else is named and left alone. The
+    results file itself (``--results DIR/predictions.json --output DIR``, scored again) stays."""
+    old = out / "predictions.json"
+    if not old.is_file():
+        return
+    for path in results_files:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, old):
+                return
+    if _wrote_predictions(out / "metrics.json", old):
+        old.unlink()
+        print(f"removed {old}: the predictions of the earlier --weights run, whose metrics.json this "
+              f"evaluation replaces")
+    else:
+        print(f"warning: {old} is not what this evaluation scored (metrics.json names its results file "
+              f"under \"results\"): left as it is", file=sys.stderr)
+
+
 def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):
-    """metrics.json (and predictions.json when inference made them) into ``--output``, atomically."""
+    """metrics.json (and predictions.json when inference made them) into ``--output``, atomically; with
+    --results, an earlier run's predictions.json there is dealt with first (``_earlier_predictions``)."""
     if not args.output:  # the table above is all there is: said, so that no one looks for the file later
         if not quiet:
             print("metrics not saved (give --output DIR to write metrics.json)")
         return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    if args.results and not quiet:  # before metrics.json is replaced: it tells whose predictions they are
+        _earlier_predictions(out, images["results"])
     # predictions.json first, metrics.json last: metrics.json is the "it finished" marker, so a failure
     # (a full disk, SIGKILL) between the two never leaves new metrics beside the old predictions
     if results is not None:

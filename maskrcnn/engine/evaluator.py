@@ -83,10 +83,30 @@ def _order(value) -> tuple:
 
 
 def _listing(values, n: int = 10) -> str:
+    """The first ``n`` of ``values`` in ``_order``; strings quoted: a string id '1' shown as 1 made
+    "category ids 1 are not in the ground truth (which has 1)"."""
     values = sorted(values, key=_order)
-    return ", ".join(str(v) for v in values[:n]) + (
+    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:n]) + (
         f", ... ({len(values)} in all)" if len(values) > n else ""
     )
+
+
+def _string_ids_hint(bad: set, known, field: str, *, map_option: bool = False) -> str:
+    """The end of a refusal of the unknown ids ``bad`` when some are strings of digits whose number is
+    one of the ``known`` integer ids (a hand-made script, pandas' ``to_json``): said as strings, with
+    what to do; "" otherwise. ``map_option``: ``--category-map`` takes them (its keys are strings)."""
+    numbers = {k for k in known if isinstance(k, int) and not isinstance(k, bool)}
+    quoted = sorted((v for v in bad if isinstance(v, str) and v.strip().lstrip("-").isdigit()
+                     and int(v) in numbers), key=_order)
+    if not quoted:
+        return ""
+    shown = ", ".join(repr(v) for v in quoted[:3]) + (", ..." if len(quoted) > 3 else "")
+    fix = f"write {field} as a JSON number ({int(quoted[0])}, not \"{quoted[0]}\")"
+    if map_option:
+        example = ", ".join(f'"{v}": {int(v)}' for v in quoted[:3]) + (", ..." if len(quoted) > 3 else "")
+        fix += f", or pass --category-map MAP.json with {{{example}}}"
+    which = "they are" if len(quoted) == len(bad) else f"{len(quoted)} of them ({shown}) are"
+    return f"; {which} strings (quoted in the file) of the ground truth's integer ids: {fix}"
 
 
 def _is_id(value) -> bool:
@@ -395,11 +415,15 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
             f"integer or a string (result {bad_ids[0]}: image_id {first['image_id']!r:.30}, "
             f"category_id {first['category_id']!r:.30})"
         )
-    bad_cats = {r["category_id"] for r in results} - set(coco_gt.getCatIds())
+    used_cats = {r["category_id"] for r in results}
+    bad_cats = used_cats - set(coco_gt.getCatIds())
     if bad_cats:
+        gt_order = [c["id"] for c in coco_gt.dataset["categories"]]
         raise ValueError(
             f"{source}: category ids {_listing(bad_cats)} are not in the ground truth "
-            f"(which has {_listing(coco_gt.getCatIds())})" + zero_based_hint(bad_cats, coco_gt.getCatIds())
+            f"(which has {_listing(coco_gt.getCatIds())})"
+            + (_string_ids_hint(bad_cats, coco_gt.getCatIds(), "category_id", map_option=True)
+               or zero_based_hint(used_cats, gt_order))
         )
     bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if bad_images:
@@ -411,7 +435,8 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         raise ValueError(f"{source}: image ids {_listing(unmatched)} are not in the ground truth (neither "
                          f"as ids nor as file names of its images)" +
                          (f"; {names} other value(s) are file names of its images: matched by file name "
-                          f"only when every image_id is one" if names else ""))
+                          f"only when every image_id is one" if names else "")
+                         + _string_ids_hint(unmatched, coco_gt.getImgIds(), "image_id"))
     kept = {t: [] for t in iou_types}
     problems, every = [], []
     for i, r in enumerate(results):
@@ -452,9 +477,10 @@ def _per_category(coco_eval, coco_gt, *, iou: Optional[float] = None) -> dict:
     return out
 
 
-def _empty_metrics(iou_type: str, coco_gt, value: float = 0.0) -> dict:
-    """Every AP of ``iou_type`` (the table's and each category's) at ``value``: 0 without detections,
-    NaN when nothing can be scored."""
+def _unscored_metrics(iou_type: str, coco_gt) -> dict:
+    """Every AP of ``iou_type`` (the table's and each category's) NaN: nothing can be scored. (No
+    detections are scored by COCOeval, ``_run_cocoeval``: 0 is not every AP's value then.)"""
+    value = float("nan")
     metrics = {m: value for m in METRIC_NAMES if m in _STAT_INDEX[iou_type]}
     metrics["per_category"] = {name: value for name in category_names(coco_gt.dataset).values()}
     metrics["per_category_AP50"] = dict(metrics["per_category"])
@@ -510,7 +536,7 @@ def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
         why = (f"segm AP not reported: none of the {box_only} ground-truth objects has a mask (all have a "
                f"box and an empty segmentation); bbox AP scores them")
         warnings.warn(why, stacklevel=3)
-        metrics = _empty_metrics("segm", coco_gt, float("nan"))
+        metrics = _unscored_metrics("segm", coco_gt)
         return dict(metrics, ignored_box_only=box_only, not_reported=why), why + "\n"
     if box_only:
         warnings.warn(f"{box_only} ground-truth objects have a box and no mask (segmentation empty, as "
@@ -525,15 +551,18 @@ def _run_segm(coco_gt, results: list, img_ids: Optional[list]) -> tuple:
 
 def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list],
                   keypoint_sigmas: Optional[Sequence[float]] = None, gt_source: str = "the ground truth"):
-    """(metrics dict, summary text) for one IoU type."""
-    if not results:
-        return _empty_metrics(iou_type, coco_gt), "no detections\n"
+    """(metrics dict, summary text) for one IoU type. No detections (an empty file, or every record
+    left out) are scored by COCOeval as any others: AP 0 where there are objects to miss, NaN ('-',
+    null) where there are none, as for a size range without objects (a fixed 0 put APl 0.00 in the
+    table and metrics.json for a ground truth without large objects)."""
     if iou_type == "segm":
-        # loadRes derives the box from the segmentation; keep our box out of its way.
+        # loadRes derives the box from the segmentation; keep our box out of its way. (Its area too: the
+        # mask's, so the size ranges of segm AP are by mask area, as detectron2 scores them, where a plain
+        # loadRes of records that keep their bbox takes the box's area.)
         results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+        coco_dt = _detections(coco_gt, results)
         coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
         if img_ids is not None:
             coco_eval.params.imgIds = sorted(img_ids)
@@ -548,7 +577,9 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
                                  f"sigmas); evaluate each set against a ground truth of its own")
             if with_names:
                 coco_eval.params.catIds = sorted(c["id"] for c in with_names)
-            used = _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3, keypoint_sigmas)
+            names = next((c["keypoints"] for c in with_names), [])
+            used = _oks_sigmas(coco_gt, len(results[0]["keypoints"]) // 3 if results else len(names),
+                               keypoint_sigmas)
             coco_eval.params.kpt_oks_sigmas = np.asarray(used, dtype=np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
@@ -566,6 +597,18 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
         names = names or [f"keypoint_{k}" for k in range(len(used))]
         metrics["oks_sigmas"] = {str(n): float(v) for n, v in zip(names, used)}
     return metrics, buf.getvalue()
+
+
+def _detections(coco_gt, results: list) -> COCO:
+    """``results`` as pycocotools' detections of ``coco_gt`` (``loadRes``, on a copy: it writes into
+    them); none at all as an empty set of them, which loadRes cannot make (it reads ``results[0]``)."""
+    if results:
+        return coco_gt.loadRes(copy.deepcopy(results))
+    coco_dt = COCO()
+    coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
+                       "categories": copy.deepcopy(coco_gt.dataset["categories"])}
+    coco_dt.createIndex()
+    return coco_dt
 
 
 def _without_labels(det: dict, labels: frozenset) -> dict:
@@ -727,6 +770,10 @@ def evaluate_results_file(
     files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))
              for p in resolve_results_paths(results_json)]
     plan = plan_iou_types(files, iou_types)
+    if iou_types is None and len(files) == 1 and not files[0][1]:
+        # an empty file holds no kind of result, so it misses every kind the ground truth has (only the
+        # bbox row was shown, segm gone without a word although the ground truth has masks)
+        plan = {t: 0 for t in _ground_truth_types(coco_gt)}
     out, scored = {}, {}
     for index, (source, results) in enumerate(files):
         types = [t for t in IOU_TYPES if plan.get(t) == index]
@@ -751,6 +798,14 @@ def evaluate_results_file(
         records = scored.get("segm", scored[next(iter(out))])
         return out, records, {t: scored[t] for t in out}
     return out
+
+
+def _ground_truth_types(coco_gt) -> list:
+    """The IoU types ``coco_gt`` (validated) has objects of: bbox; segm when an object has a mask (not
+    only a box); keypoints when one has a labelled keypoint."""
+    anns = coco_gt.dataset["annotations"]
+    return (["bbox"] + (["segm"] if any(not a.get("_box_only") for a in anns) else [])
+            + (["keypoints"] if any(a.get("num_keypoints") for a in anns) else []))
 
 
 def format_metrics_table(metrics: dict) -> str:

@@ -21,27 +21,30 @@ What is read, and how (each interpretation is said in a warning naming the file)
 - ``segmentation`` as polygons or as uncompressed RLE (``counts`` a list): encoded as compressed RLE at
   the ground-truth image's size (pycocotools' ``loadRes`` takes only compressed RLE for results).
 
-Scored as pycocotools scores them, and said so: an empty file (every AP 0), images of the ground truth
-with (non-crowd) objects but without any detection (their objects are misses: the AP is over every
-ground-truth image), records that repeat another exactly (the repeats are false positives) and more
+Scored as pycocotools scores them, and said so: an empty file (every AP 0, NaN where the ground truth has
+no object to miss, as for a size range without any; every kind the ground truth has), images of the
+ground truth with (non-crowd) objects but without any detection (their objects are misses: the AP is over
+every ground-truth image), records that repeat another exactly (the repeats are false positives) and more
 than 100 detections of one category in one image (COCOeval's ``maxDets``: only the 100 highest-scoring
-count). Scores are only ranked, so logits or scores above 1 are scored as they are; scores outside
-[0, 1] are said (score thresholds such as ``--analysis-score`` read them as probabilities).
+count). Scores are only ranked, so logits or scores above 1 are scored as they are; scores outside [0, 1]
+are said (score thresholds such as ``--analysis-score`` read them as probabilities).
 
-Refused by ``evaluator._validate_results`` (one line naming the file, the records and the field):
-missing fields, ids that are not integers or strings, categories not in the ground truth (with a hint
-when they look 0-based, as older Ultralytics writes them for datasets other than COCO: pass
-``--category-offset 1``), images matched neither by id nor by file name, and two files holding the same
+Refused by ``evaluator._validate_results`` (one line naming the file, the records and the field): missing
+fields, ids that are not integers or strings, categories not in the ground truth (with a hint when they
+look 0-based, as older Ultralytics writes them for datasets other than COCO: pass ``--category-offset 1``
+when that maps every id into the ground truth, else a ``--category-map``; or when they are strings of its
+integer ids, "1" for 1), images matched neither by id nor by file name, and two files holding the same
 kind of results. Ids that are all the ground truth's but would all still be after +1, while its largest
 id is never predicted, may be 0-based ids whose 0 was never predicted: said in a warning.
 
 Category ids are moved before anything is checked when asked (``shift_categories``): ``--category-offset
 N`` adds N to every ``category_id``; ``--category-map FILE.json`` (``{"results id": ground-truth id}``)
-maps each one, an id the map lacks refused.
+maps each one (a string id "1" by the map's "1"), an id the map lacks refused.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections import Counter
@@ -243,13 +246,30 @@ def match_image_ids(results: list, coco_gt, source: str) -> list:
     return [dict(r, image_id=by_name[r["image_id"]]) for r in results]
 
 
-def zero_based_hint(bad_categories: set, category_ids: Sequence) -> str:
-    """A hint for a refusal of unknown category ids that are the ground truth's shifted by one."""
-    cats = set(category_ids)
-    if bad_categories and all(isinstance(c, int) and c + 1 in cats for c in bad_categories):
-        return ("; they look like 0-based class indices, as Ultralytics and some exporters write them for "
-                "datasets other than COCO: pass --category-offset 1 (adds 1 to every category_id)")
-    return ""
+def zero_based_hint(used_categories: set, category_ids: Sequence) -> str:
+    """A hint for a refusal of unknown category ids: ``used_categories`` are every id of the results,
+    ``category_ids`` the ground truth's in its file's order. ``--category-offset 1`` only when it maps
+    every used id into the ground truth (with ground-truth ids 1, 2, 7 it turned the 0 away, then
+    refused the 2, +1 being 3); else, for 0-based class indices (0 to fewer than its categories), a
+    ``--category-map`` whose example numbers the ground truth's categories in their order."""
+    cats = list(category_ids)
+    used = set(used_categories)
+    if not used or not all(isinstance(c, int) and not isinstance(c, bool) for c in used):
+        return ""
+    why = ("they look like 0-based class indices, as Ultralytics and some exporters write them for datasets "
+           "other than COCO")
+    if all(c + 1 in cats for c in used):
+        return f"; {why}: pass --category-offset 1 (adds 1 to every category_id)"
+    if 0 not in used or min(used) < 0 or max(used) >= len(cats):
+        return ""
+    example = ", ".join(f'"{i}": {json.dumps(c)}' for i, c in enumerate(cats[:max(used) + 1][:6]))
+    more = ", ..." if max(used) + 1 > 6 else ""
+    wrong = sorted(c + 1 for c in used if c + 1 not in cats)
+    what = "a ground-truth id" if len(wrong) == 1 else "ground-truth ids"
+    return (f"; {why}, but --category-offset 1 would not map them all (+1 gives "
+            f"{', '.join(map(str, wrong[:5]))}, not {what}): map each with --category-map "
+            f"MAP.json, e.g. {{{example}{more}}} if they number the ground truth's categories in the order "
+            f"its file lists them")
 
 
 def zero_based_suspicion(results: list, coco_gt, source: str) -> None:
@@ -286,6 +306,20 @@ def read_category_map(path) -> dict:
     return out
 
 
+def _map_key(category_id, mapping: dict):
+    """The key of ``mapping`` (``read_category_map``'s: digit keys as integers) for a results
+    ``category_id``, None when it has none. A string id "1" is the map's "1" (a JSON key is a string):
+    the way to score ids a tool wrote as strings."""
+    if isinstance(category_id, bool):
+        return None
+    if category_id in mapping:
+        return category_id
+    digits = isinstance(category_id, str) and category_id.strip().lstrip("-").isdigit()
+    if digits and int(category_id) in mapping:
+        return int(category_id)
+    return None
+
+
 def shift_categories(results: list, source: str, *, offset: int = 0, mapping=None) -> list:
     """``results`` with every ``category_id`` plus ``offset``, or mapped by ``mapping`` (an id it lacks:
     ValueError naming the file and the ids). Records without an id are left for validation."""
@@ -295,11 +329,12 @@ def shift_categories(results: list, source: str, *, offset: int = 0, mapping=Non
         return results
     ids = [r.get("category_id") for r in results if isinstance(r, dict)]
     if mapping:
-        unmapped = sorted({str(i) for i in ids if i not in mapping})
+        unmapped = sorted({str(i) for i in ids if _map_key(i, mapping) is None})
         if unmapped:
             raise ValueError(f"{source}: category ids {', '.join(unmapped[:10])} are not in the category map")
         _note(f"{source}: category_id mapped by the category map ({len(set(ids))} ids)")
-        return [dict(r, category_id=mapping[r["category_id"]]) if isinstance(r, dict) else r for r in results]
+        return [dict(r, category_id=mapping[_map_key(r["category_id"], mapping)]) if isinstance(r, dict)
+                else r for r in results]
     odd = sorted({str(i)[:20] for i in ids if isinstance(i, bool) or not isinstance(i, int)})
     if odd:
         raise ValueError(f"{source}: --category-offset needs integer category ids; got {', '.join(odd[:5])}")
@@ -345,7 +380,8 @@ def _identity(r: dict) -> tuple:
 def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
     """Say what COCOeval will do with ``results`` that a user might not expect (nothing is changed)."""
     if not results:
-        _note(f"{source}: no detections in the results: every AP is 0")
+        _note(f"{source}: no detections in the results: every AP is 0 ('-' where the ground truth has no "
+              f"objects to miss, as for a size range without any)")
         return
     images = {r["image_id"] for r in results}
     # only images with objects to miss: a detection-less image without any is scored as it should be

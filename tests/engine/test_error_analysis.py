@@ -254,7 +254,8 @@ def test_cli_analysis_from_a_results_file(dataset, capsys):
                  "--images", str(dataset / "images")]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"bbox", "segm"}  # readers of the AP table see what they saw
+    # readers of the AP table see what they saw, beside what it was computed from
+    assert set(metrics) == {"bbox", "segm", "results", "json"}
     for kind in ("bbox", "segm"):
         assert metrics[kind]["per_category_counts"] == {
             "score_threshold": 0.5, "ground_truth": {"cat": 2, "dog": 1, "bird": 0},
@@ -309,8 +310,10 @@ def test_cli_analysis_of_an_empty_results_file(dataset, capsys):
                  "--images", str(dataset / "images")]) == 0
     assert "0 true positives" in capsys.readouterr().out
     analysis = json.loads((out / "analysis.json").read_text())
-    assert set(analysis) == {"score_threshold", "bbox"}  # an empty file has boxes (of nothing) only
-    assert [(c["missed"], c["precision"]) for c in analysis["bbox"]["classes"]] == [(2, None), (1, None),
-                                                                                   (0, None)]
+    # an empty file misses every kind of object the ground truth has: its boxes and its masks
+    assert set(analysis) == {"score_threshold", "bbox", "segm"}
+    for kind in ("bbox", "segm"):
+        assert [(c["missed"], c["precision"]) for c in analysis[kind]["classes"]] == [(2, None), (1, None),
+                                                                                     (0, None)]
     # images 1 (2 missed) and 3 (1 missed) have errors; 2 and 4 (crowd only) none
     assert sorted(p.name for p in (out / "analysis_images").iterdir()) == ["001_1.png", "002_3.png"]

@@ -200,7 +200,8 @@ def test_eval_command_with_a_checkpoint(tmp_path, capsys):
     assert cli.main(args) == 0
     assert "segm" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(metrics) == {"bbox", "segm", "images_evaluated", "images_skipped", "images_skipped_by_reason"}
+    assert set(metrics) == {"bbox", "segm", "images_evaluated", "images_skipped", "images_skipped_by_reason",
+                            "weights", "json"}
     assert 0.0 <= metrics["segm"]["AP"] <= 100.0 and metrics["images_evaluated"] == 2
     assert metrics["images_skipped"] == [] and metrics["images_skipped_by_reason"] == {}
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
