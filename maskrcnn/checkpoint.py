@@ -148,16 +148,18 @@ def _not_ours_hint(path, obj, *, ema: bool = False, config: Optional[str] = None
     if not isinstance(obj, dict):
         return ""
     from maskrcnn.checkpoint_read import bare_state_dict
-    from maskrcnn.interop.weights import layout_of, torchvision_problem
+    from maskrcnn.interop.weights import convert_problem, layout_of
     from maskrcnn.interop.wrappers import common_prefix, inner_state_dict, is_our_layout, strip_common_prefix
 
     found = layout_of(obj)
     unused = " (--config applies only to a bare state dict of this library's model)" if config else ""
-    problem = torchvision_problem(obj) if found == "torchvision" else None
-    if problem is not None:  # a RetinaNet: `convert` would refuse it too, so it is not sent there
-        return f" ({problem}){unused}"
+    shown = {"mmdetection": "an MMDetection", "detectron2": "a detectron2"}.get(found, "a torchvision")
+    problem = convert_problem(obj, found)
+    if problem is not None:  # a RetinaNet, a MobileNet, a PointRend: `convert` refuses it, so not sent there
+        said = problem if problem.startswith("a torchvision") else \
+            f"{shown} file that `maskrcnn convert` refuses: {problem}"
+        return f" ({said}){unused}"
     if found in ("torchvision", "detectron2", "mmdetection"):
-        shown = {"mmdetection": "an MMDetection", "detectron2": "a detectron2"}.get(found, "a torchvision")
         flag = " --ema" if ema else ""
         return f" ({shown} checkpoint: maskrcnn convert --from {found}{flag} {path} OUT.pth){unused}"
     if found == "imagenet":
@@ -196,8 +198,9 @@ def check_class_names(path: PathLike, ckpt: dict) -> None:
 
 
 def _refusal(path: Path, error: Exception) -> str:
-    """One line for a file ``torch.load(weights_only=True)`` refused (``checkpoint_refusal``), with the
-    pointer to ``maskrcnn convert`` where the file may be another library's weights."""
+    """One line for a file ``torch.load(weights_only=True)`` refused (``checkpoint_refusal``), with what
+    another reader of ours makes of it (``_other_reader_hint``: the exact ``maskrcnn convert --from X``)
+    where the file may be another library's weights."""
     from maskrcnn.checkpoint_refusal import describe_unreadable
 
     kind, message = describe_unreadable(path, error)
@@ -216,11 +219,21 @@ def _refusal(path: Path, error: Exception) -> str:
             why = f"it holds {bad}" if ours else "its state_dict keys are MMDetection's"
             return (f"{path} is an MMDetection checkpoint ({why}): "
                     f"maskrcnn convert --from mmdetection {path} OUT.pth")
-    if kind == "pickle":
-        return f"{message} (a detectron2 .pkl? {_CONVERT_HINT.split('? ', 1)[1]})"
-    if kind in ("code", "refused"):
-        return f"{message} ({_CONVERT_HINT})"
+    if kind in ("pickle", "code", "refused"):
+        return message + _other_reader_hint(path)
     return message
+
+
+def _other_reader_hint(path) -> str:
+    """What the readers of other libraries' weights make of a file ``load_checkpoint`` refused, read as
+    ``convert`` / ``train --init`` read it (a plain pickle through the numpy-only unpickler, a torchvision
+    reference script's file with its ``argparse.Namespace``; never running code): the exact ``maskrcnn
+    convert --from X`` command, or why ``convert`` would refuse it too (``_not_ours_hint``); "" when none
+    of them reads it (``convert`` would refuse it alike: no pointer there)."""
+    from maskrcnn.interop.weights import read_object_or_none
+
+    obj = read_object_or_none(path)
+    return "" if obj is None else _not_ours_hint(path, obj)
 
 
 def non_finite_keys(state_dict: dict) -> list:

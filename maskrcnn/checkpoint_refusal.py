@@ -209,13 +209,14 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
     program = program_archive(path)  # its pickles name __torch__ code: said for what it is
     if program is not None:
         return "program", program_archive_message(path, program)
-    bad = code_global(path)
+    names = pickle_globals(path)
+    bad = next((g for g in names if not is_data_global(g)), None)  # (code_global, the globals read once)
     if bad is not None:
-        if bad.startswith("torch.nn."):
-            return "model", (f"{path} asks to run code (global {bad}) when unpickled; refused (a whole "
-                             "pickled model? save its state_dict())")
+        refused = f"{path} asks to run code (global {bad}) when unpickled; refused"
+        if is_whole_model(names):
+            return "model", f"{refused}: {whole_model_advice(path, bad)}"
         kind = "attack" if is_attack_global(bad) else "code"
-        return kind, f"{path} asks to run code (global {bad}) when unpickled; refused"
+        return kind, refused
     if is_plain_pickle(path):  # (torch's words depend on the protocol: an operand, a magic number, a global)
         return "pickle", f"{path} is a plain pickle, not a PyTorch file"
     if _zip_without_data(path):
@@ -231,6 +232,41 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
         return "code", (f"{path} asks for the global {unsupported.group(1)} when unpickled, which a "
                         "weights-only load does not rebuild; refused")
     return "refused", f"{path}: refused to load ({_torch_reason(error)})"
+
+
+# the libraries whose model classes a whole pickled detector names first -> (their name, convert's --from)
+_MODEL_LIBRARIES = {"torchvision": ("torchvision", "torchvision"), "detectron2": ("detectron2", "detectron2"),
+                    "mmdet": ("MMDetection", "mmdetection")}
+
+
+def is_whole_model(names: list) -> bool:
+    """Whether a file's globals (``pickle_globals``) are a whole pickled model's (``torch.save(model)``):
+    torch.nn classes (the layers every model is made of, or the model itself) and no attack's global
+    (``is_attack_global``): such a file is advised to be loaded, by whoever trusts it."""
+    code = [g for g in names if not is_data_global(g)]  # (builtins.set is data, builtins.exec an attack)
+    return any(g.startswith("torch.nn.") for g in code) and not any(is_attack_global(g) for g in code)
+
+
+def whole_model_advice(path, first: str) -> str:
+    """What to do with ``path``, a whole pickled model whose first class is ``first``: its weights saved
+    alone, then the ``maskrcnn convert --from X`` of its library (or, for one of ours, a checkpoint)."""
+    root = first.split(".", 1)[0]
+    library, flag = _MODEL_LIBRARIES.get(root, (None, None))
+    where = "this library" if root == "maskrcnn" else library or "its library"
+    load = (f"load it where {where} is installed (torch.load('{path}', weights_only=False): only for a file "
+            "you trust, it runs the file's code)")
+    if root == "maskrcnn":
+        return (f"a whole pickled model (torch.save(model)), not a checkpoint: {load}, then write one with "
+                "maskrcnn.checkpoint.save_checkpoint(OUT, model_state=model.state_dict(), config=CONFIG, "
+                "class_names=[...])")
+    if library is None:
+        then = ("then, for a torchvision, detectron2 or MMDetection R-CNN, maskrcnn convert --from "
+                "{torchvision,detectron2,mmdetection} weights.pth OUT.pth")
+    else:
+        then = f"then maskrcnn convert --from {flag} weights.pth OUT.pth"
+    what = f"a whole pickled {library} model" if library else "a whole pickled model"
+    return (f"{what} (torch.save(model)), not its weights: {load}, save its weights with "
+            f"torch.save(model.state_dict(), 'weights.pth'), {then}")
 
 
 def not_torch_file_message(path) -> Optional[str]:

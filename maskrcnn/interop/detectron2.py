@@ -21,8 +21,8 @@ Conventions bridged here (the model itself never knows detectron2's):
   say: the weights cannot tell). FrozenBN eps 1e-5.
 - Norms: read per part from the keys: ``norm.running_var`` present -> BN (FrozenBN in the backbone),
   only ``norm.weight/bias`` -> GroupNorm (32 groups, as detectron2's "GN"), no ``norm.*`` -> none.
-- Refused in one line: Cascade R-CNN, DC5, Panoptic FPN, deformable convs, RegNet / other non-ResNet
-  FPN bodies, box heads other than 2fc / 4conv1fc.
+- Refused in one line: Cascade R-CNN, PointRend, DC5, Panoptic FPN, deformable convs, RegNet / other
+  non-ResNet FPN bodies, box heads other than 2fc / 4conv1fc.
 - Heads: anchors are not rounded (``model.rpn.anchor_rounding=False``); RoIAlignV2, i.e. half-pixel
   aligned with adaptive sampling (``pooler_aligned=True``, ``pooler_sampling_ratio=0``; our RoIAlign
   samples adaptively for ratios <= 0); masks pasted with ``grid_sample``.
@@ -270,38 +270,49 @@ def is_c4(sd: dict) -> bool:
     return any(k.startswith("roi_heads.res5.") for k in sd)
 
 
-def _refuse_unsupported_design(sd: dict, source: str) -> None:
-    """Model-zoo designs our model does not build, refused in one line naming the design (they would
-    otherwise fail on a backbone of "0 blocks" or on a list of dozens of unmapped keys)."""
+_POINTREND_HEADS = ("roi_heads.mask_coarse_head.", "roi_heads.mask_point_head.")
+
+
+def unsupported_design(sd: dict) -> Optional[str]:
+    """Why a model-zoo design our model does not build is refused, in one sentence naming the design
+    (they would otherwise fail on a backbone of "0 blocks" or on a list of dozens of unmapped keys); None
+    for a design that converts. Also said by ``predict`` on such a file, not sent to ``convert``."""
     stages = sorted({m.group(1) for m in map(re.compile(r"^roi_heads\.box_predictor\.(\d+)\.").match, sd)
                      if m})
     if stages:
-        raise ConversionError(
-            f"{source}: Cascade R-CNN ({len(stages)} box stages: roi_heads.box_head.0..{len(stages) - 1}, "
-            "roi_heads.box_predictor.0..) is not supported: our model has a single box head")
+        return (f"Cascade R-CNN ({len(stages)} box stages: roi_heads.box_head.0..{len(stages) - 1}, "
+                "roi_heads.box_predictor.0..) is not supported: our model has a single box head")
+    point = sorted({k.split(".")[1] for k in sd if k.startswith(_POINTREND_HEADS)})
+    if point:  # projects/PointRend: a coarse mask head and a point head refine the masks point by point
+        return (f"PointRend ({', '.join(f'roi_heads.{h}.*' for h in point)}) is not supported: our mask "
+                "head is the standard one (roi_heads.mask_head.*)")
     if any(k.startswith("sem_seg_head.") for k in sd):  # COCO-PanopticSegmentation/panoptic_fpn_*
-        raise ConversionError(
-            f"{source}: Panoptic FPN (a semantic segmentation head, sem_seg_head.*) is not supported: "
-            "our model is instance-only")
+        return ("Panoptic FPN (a semantic segmentation head, sem_seg_head.*) is not supported: our model "
+                "is instance-only")
     offsets = [k for k in sd if re.search(r"\.conv2_offset\.weight$", k)]
     if offsets:  # Misc/*_dconv_c3-c5 (RESNETS.DEFORM_ON_PER_STAGE): a conv that predicts sampling offsets
-        raise ConversionError(
-            f"{source}: deformable convolutions ({len(offsets)} blocks, e.g. {offsets[0]}) are not "
-            "supported: our ResNet has plain 3x3 convs")
+        return (f"deformable convolutions ({len(offsets)} blocks, e.g. {offsets[0]}) are not supported: "
+                "our ResNet has plain 3x3 convs")
     bottom_up = sorted(k for k in sd if k.startswith("backbone.bottom_up."))
     if bottom_up and not any(k.startswith("backbone.bottom_up.res2.") for k in bottom_up):
         # new_baselines/*RegNet* (backbone.bottom_up.s1.b1.*), or any other FPN body: no ResNet stages
         regnet = any(k.startswith("backbone.bottom_up.s1.") for k in bottom_up)
         kind = "a RegNet" if regnet else "a non-ResNet"
         example = next((k for k in bottom_up if not k.startswith("backbone.bottom_up.stem.")), bottom_up[0])
-        raise ConversionError(
-            f"{source}: {kind} backbone under the FPN (keys like {example}, no "
-            "backbone.bottom_up.res2.*) is not supported: ours are ResNet / ResNeXt")
+        return (f"{kind} backbone under the FPN (keys like {example}, no backbone.bottom_up.res2.*) is not "
+                "supported: ours are ResNet / ResNeXt")
     if not is_c4(sd) and not bottom_up \
             and any(k.startswith("backbone.res5.") for k in sd):
-        raise ConversionError(
-            f"{source}: the DC5 design (dilated res5 as the last backbone stage, no FPN: backbone.res5.*) "
-            "is not supported; FPN (backbone.bottom_up.*) and C4 (roi_heads.res5.*) models convert")
+        return ("the DC5 design (dilated res5 as the last backbone stage, no FPN: backbone.res5.*) is not "
+                "supported; FPN (backbone.bottom_up.*) and C4 (roi_heads.res5.*) models convert")
+    shape = _box_head_shape(sd)  # (checked again, with the file's name, where the config is read)
+    return None if shape in _BOX_HEADS else _box_head_problem(shape)
+
+
+def _refuse_unsupported_design(sd: dict, source: str) -> None:
+    design = unsupported_design(sd)
+    if design is not None:
+        raise ConversionError(f"{source}: {design}")
 
 
 def detect_layout(sd: dict, source: str = "checkpoint") -> str:
@@ -334,16 +345,26 @@ def _norm_of(sd: dict, conv: str) -> str:
     return "bn" if f"{conv}.norm.running_var" in sd else "gn"
 
 
+# (convs, fcs) of detectron2's FastRCNNConvFCHead -> ours; (0, 0): C4, whose box head is res5
+_BOX_HEADS = {(0, 2): "2fc", (0, 0): "2fc", (4, 1): "4conv1fc"}
+
+
+def _box_head_shape(sd: dict) -> tuple:
+    return (count_indices(sd, r"^roi_heads\.box_head\.conv(\d+)\.weight$"),
+            count_indices(sd, r"^roi_heads\.box_head\.fc(\d+)\.weight$"))
+
+
 def _box_head(sd: dict, source: str) -> str:
     """2fc (the zoo's default) or 4conv1fc (FastRCNNConvFCHead NUM_CONV 4, NUM_FC 1: _gn / _syncbn)."""
-    convs = count_indices(sd, r"^roi_heads\.box_head\.conv(\d+)\.weight$")
-    fcs = count_indices(sd, r"^roi_heads\.box_head\.fc(\d+)\.weight$")
-    if (convs, fcs) in ((0, 2), (0, 0)):  # (0, 0): C4, whose box head is res5
-        return "2fc"
-    if (convs, fcs) == (4, 1):
-        return "4conv1fc"
-    raise ConversionError(f"{source}: a box head of {convs} convs and {fcs} fcs is not supported; "
-                          "ours are 2fc (NUM_CONV 0, NUM_FC 2) and 4conv1fc (NUM_CONV 4, NUM_FC 1)")
+    shape = _box_head_shape(sd)
+    if shape not in _BOX_HEADS:
+        raise ConversionError(f"{source}: {_box_head_problem(shape)}")
+    return _BOX_HEADS[shape]
+
+
+def _box_head_problem(shape: tuple) -> str:
+    return (f"a box head of {shape[0]} convs and {shape[1]} fcs is not supported; ours are 2fc (NUM_CONV 0, "
+            "NUM_FC 2) and 4conv1fc (NUM_CONV 4, NUM_FC 1)")
 
 
 def _pixel_stats(sd: dict, arch: str, source: str) -> tuple:

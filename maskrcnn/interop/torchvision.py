@@ -45,16 +45,19 @@ from maskrcnn.interop.key_rules import (
 )
 from maskrcnn.interop.wrappers import (  # noqa: F401 - strip_module_prefix re-exported
     EMA_KEYS,
+    MMENGINE_RAW_KEY,
     STATE_DICT_ENTRIES,
     common_prefix,
     ema_copy,
     inner_note,
     inner_state_dict,
+    mmengine_ema_note,
     no_ema_error,
     prefix_note,
     state_dict_problem,
     strip_common_prefix,
     strip_module_prefix,
+    swapped_by_mmengine,
     where_keys,
 )
 
@@ -134,8 +137,8 @@ def _map_key(key: str, box_linear_index: dict) -> Optional[str]:
 
 def ema_state_dict(obj) -> Optional[dict]:
     """The averaged copy a file keeps beside its weights (``wrappers.EMA_KEYS``: torchvision's
-    ``--model-ema`` "model_ema", timm's "state_dict_ema"), without its ``module.`` prefix and step
-    counter; None when the file has none."""
+    ``--model-ema`` "model_ema", timm's "state_dict_ema", other scripts' "ema_state_dict"), without its
+    ``module.`` prefix and step counter; None when the file has none."""
     found = ema_copy(obj)
     return None if found is None else found[1]
 
@@ -149,13 +152,19 @@ def pick_weights(obj, source: str = "checkpoint", *, ema: bool = False) -> tuple
     """``(obj or its EMA copy, [notes])``: the weights ``unwrap_state_dict`` reads, "model_ema" when
     ``ema`` (an error when the file has none), and a note naming the copy taken when there are two."""
     averaged = ema_state_dict(obj)
+    swapped = mmengine_ema_note(obj) if swapped_by_mmengine(obj) else None
     if ema:
+        if swapped is not None:  # its "ema_state_dict" holds the raw weights
+            raise no_ema_error(source, f"this file's 'state_dict' already is the EMA average (mmengine's "
+                                       f"EMAHook swaps it in before saving; the raw weights are in "
+                                       f"'{MMENGINE_RAW_KEY}'): convert it without --ema / #ema")
         if averaged is None:
-            raise no_ema_error(source, "the file has no 'model_ema' (train.py --model-ema writes one) nor "
-                                       "'state_dict_ema' (timm), the copies --from torchvision takes")
+            raise no_ema_error(source, "the file has no 'model_ema' (train.py --model-ema writes one), "
+                                       "'state_dict_ema' (timm) nor 'ema_state_dict' beside its weights, "
+                                       "the copies --from torchvision takes")
         return averaged, [f"took the EMA copy of the weights ({_ema_label(obj)})"]
     if averaged is None:
-        return obj, []
+        return obj, [swapped] if swapped is not None else []
     entry = inner_state_dict(obj)[1]
     taken = f"'{entry}'" if entry else "its tensors"
     return obj, [f"the file also holds an EMA copy of the weights ({_ema_label(obj)}); took {taken}; "
@@ -318,8 +327,27 @@ def check_resnet_body(sd: dict, source: str = "checkpoint") -> None:
     """Refuse, in one line naming the keys, a detector whose ``backbone.body`` is not a ResNet / ResNeXt
     (torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` has ``backbone.body.0.*``, ``1.block.*``, ...):
     counting its ResNet stages found none and said "(0, 0, 0, 0) blocks per stage"."""
-    if any(k.startswith("backbone.body.layer1.") for k in sd):
-        return
+    if not any(k.startswith("backbone.body.layer1.") for k in sd):
+        raise ConversionError(f"{source}: {_not_resnet(sd)}")
+
+
+# names only a ResNet body has: one with none of them is another network (told before any conversion)
+_RESNET_NAMES = ("backbone.body.conv1.", "backbone.body.bn1.", "backbone.body.layer")
+
+
+def body_problem(sd: dict) -> Optional[str]:
+    """Why a ``backbone.body`` is plainly no ResNet / ResNeXt, having none of its names ("backbone.body.1.
+    block.* is not a ResNet/ResNeXt backbone (MobileNet?); supported: ..."), in ``check_resnet_body``'s
+    words; None otherwise (no body at all too). Said by ``predict`` of such a file instead of sending it
+    to ``convert``, which refuses it."""
+    keys = [k for k in sd if isinstance(k, str)]
+    body = [k for k in keys if k.startswith("backbone.body.")]
+    if not body or any(k.startswith(_RESNET_NAMES) for k in body):
+        return None
+    return _not_resnet(sd)
+
+
+def _not_resnet(sd: dict) -> str:
     from maskrcnn.modeling.backbone import ARCHS
 
     shown, guess = None, ""
@@ -331,8 +359,7 @@ def check_resnet_body(sd: dict, source: str = "checkpoint") -> None:
     if shown is None:
         body = [k for k in sd if k.startswith("backbone.body.") and k.count(".") >= 3]
         shown = body[0].split(".")[2] if body else "?"
-    raise ConversionError(f"{source}: backbone.body.{shown}.* is not a ResNet/ResNeXt backbone{guess}; "
-                          f"supported: {', '.join(ARCHS)}")
+    return f"backbone.body.{shown}.* is not a ResNet/ResNeXt backbone{guess}; supported: {', '.join(ARCHS)}"
 
 
 def resnet_arch(blocks: tuple, res2_conv2_weight, *, bottleneck: bool) -> str:

@@ -19,9 +19,10 @@ the layout from the key names, converts to our parameter names and returns a ``S
 
 A spec ending in ``#ema`` (``train --init model_25.pth#ema``) takes the EMA copy a file holds beside its
 weights (``wrappers.EMA_KEYS``: "model_ema" of torchvision's ``train.py --model-ema`` and of our
-checkpoints, timm's "state_dict_ema") instead of them; without it a note says the copy exists. An
-MMDetection file refuses it: mmengine's ``EMAHook`` saves the average as "state_dict" itself (the raw
-weights go to "ema_state_dict"), so the plain spec already takes the average (a note says so).
+checkpoints, timm's "state_dict_ema", another script's "ema_state_dict") instead of them; without it a
+note says the copy exists. An MMDetection file refuses it: mmengine's ``EMAHook`` saves the average as
+"state_dict" itself (the raw weights go to "ema_state_dict", with its "steps" counter), so the plain spec
+already takes the average (a note says so); so does a torchvision file with such an "ema_state_dict".
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ COCO_KEYPOINT_NAMES = (
     "right_knee", "left_ankle", "right_ankle",
 )
 
+# How RoIs are pooled and their boxes regressed: the conventions of whichever RoI box head the weights
+# have, the box_head.* of an FPN model or the res5 stage a C4 model runs on each RoI (it has no box_head.*)
+_ROI_BOX_KEYS = ("model.roi_heads.box_pool_size", "model.roi_heads.box_reg_weights", "model.roi_heads.pooler",
+                 "model.roi_heads.pooler_aligned", "model.roi_heads.pooler_sampling_ratio",
+                 "model.roi_heads.canonical_level", "model.roi_heads.canonical_box_size")
 # The config keys a detector's weights fix, by the part of the model that holds them: their tensor shapes
-# and the conventions the weights were trained with (what a feature, an anchor or a delta means).
+# and the conventions the weights were trained with (what a feature, an anchor or a delta means). A C4
+# file (roi_heads.res5.*) also brings the C4 design's proposal counts and padding, which ``convert`` writes
+# for it (detectron2's Base-RCNN-C4, our r50_c4 preset): one rule, so that ``train --init FILE`` builds the
+# model ``convert FILE`` describes.
 IMPLIED_BY_PART = {
     "backbone.": ("model.backbone", "model.stride_in_1x1", "model.pixel_mean", "model.pixel_std",
                   "model.fpn", "model.roi_features"),
@@ -50,10 +59,10 @@ IMPLIED_BY_PART = {
     "rpn.": ("model.rpn.head_convs", "model.rpn.anchor_sizes", "model.rpn.aspect_ratios",
              "model.rpn.anchor_rounding"),
     "roi_heads.box_head.": ("model.roi_heads.box_head", "model.roi_heads.box_head_dim",
-                            "model.roi_heads.box_head_norm", "model.roi_heads.box_pool_size",
-                            "model.roi_heads.box_reg_weights", "model.roi_heads.pooler",
-                            "model.roi_heads.pooler_aligned", "model.roi_heads.pooler_sampling_ratio",
-                            "model.roi_heads.canonical_level", "model.roi_heads.canonical_box_size"),
+                            "model.roi_heads.box_head_norm", *_ROI_BOX_KEYS),
+    "roi_heads.res5.": (*_ROI_BOX_KEYS, "model.size_divisibility", "model.rpn.pre_nms_topk_train",
+                        "model.rpn.pre_nms_topk_test", "model.rpn.post_nms_topk_train",
+                        "model.rpn.post_nms_topk_test"),
     "roi_heads.mask_head.": ("model.roi_heads.mask_head_convs", "model.roi_heads.mask_head_dim",
                              "model.roi_heads.mask_head_norm", "model.roi_heads.mask_pool_size",
                              "model.roi_heads.mask_loss", "model.roi_heads.mask_paste",
@@ -188,8 +197,9 @@ def _no_ema(source: str, what: str) -> ConversionError:
     from maskrcnn.interop.wrappers import no_ema_error
 
     return no_ema_error(source, f"this is {what}; {EMA_SUFFIX} takes 'model_ema' (torchvision's "
-                                "train.py --model-ema, our save_checkpoint) or timm's 'state_dict_ema' "
-                                "beside a torchvision detector's or our checkpoint's weights")
+                                "train.py --model-ema, our save_checkpoint), timm's 'state_dict_ema' or an "
+                                "'ema_state_dict' beside a torchvision detector's or our checkpoint's "
+                                "weights")
 
 
 def _detector(obj, kind: str, source: str, ema: bool = False) -> SourceWeights:
@@ -380,11 +390,11 @@ def identify_file(path, *, reads=None) -> Optional[str]:
     pickle through the numpy-only unpickler whatever its suffix); None when it cannot be read or is none
     of the layouts. Used to word a refusal: which ``--from`` (or none) the file needs. ``reads`` (a
     ``FileReads``): the object is kept there for the call's ``read_weights``."""
-    obj = _weights_object_or_none(path, reads)
+    obj = read_object_or_none(path, reads)
     return None if obj is None else layout_of(obj)
 
 
-def _weights_object_or_none(path, reads=None):
+def read_object_or_none(path, reads=None):
     """The file's object as ``read_weights`` reads it (``_read_weights_object``), or None when it cannot be
     read: for telling a file (``identify_file``, ``init_kind``), not for refusing it."""
     try:
@@ -421,23 +431,43 @@ def init_kind(spec: str, *, reads=None) -> Optional[str]:
         path = resolve_spec(spec)["path"]
     except (OSError, ValueError, RuntimeError):
         return None
-    obj = _weights_object_or_none(path, reads)
+    obj = read_object_or_none(path, reads)
     found = None if obj is None else layout_of(obj)
-    if found == "torchvision" and torchvision_problem(obj) is not None:
+    if convert_problem(obj, found) is not None:
         return None  # a RetinaNet, an R-CNN less its box predictor: no detector to fine-tune (refused later)
     return None if found is None else ("imagenet" if found == "imagenet" else "detector")
 
 
 def torchvision_problem(obj) -> Optional[str]:
-    """``torchvision.rcnn_problem`` of a torchvision file's object (``layout_of`` "torchvision"): why it is
-    no R-CNN (a RetinaNet, an R-CNN less its box predictor), or None."""
-    from maskrcnn.interop.torchvision import rcnn_problem
+    """Why a torchvision file's object (``layout_of`` "torchvision") is no detector this library reads: no
+    R-CNN (``torchvision.rcnn_problem``: a RetinaNet, an R-CNN less its box predictor) or another body
+    than a ResNet's (``torchvision.body_problem``: a MobileNet); None for one it reads."""
+    from maskrcnn.interop.torchvision import body_problem, rcnn_problem
 
     try:
         sd, _keys = _state_dict_keys(obj, "file")
     except (ConversionError, AttributeError, TypeError):
         return None
-    return rcnn_problem(sd)
+    return rcnn_problem(sd) or body_problem(sd)
+
+
+def convert_problem(obj, found: Optional[str]) -> Optional[str]:
+    """Why ``maskrcnn convert --from FOUND`` would refuse the file's object that ``layout_of`` calls
+    ``found`` although it is that library's (a torchvision RetinaNet or MobileNet detector, a detectron2
+    Cascade or PointRend: ``torchvision_problem``, ``detectron2.unsupported_design``), in the converter's
+    words; None when it converts (as far as its key names tell). What ``predict`` says of such a file,
+    rather than sending it to ``convert``."""
+    if found == "torchvision":
+        return torchvision_problem(obj)
+    if found == "detectron2":
+        from maskrcnn.interop.detectron2 import unsupported_design
+
+        try:
+            sd, _keys = _state_dict_keys(obj, "file")
+        except (ConversionError, AttributeError, TypeError):
+            return None
+        return unsupported_design(sd)
+    return None
 
 
 def wrong_source_hint(path, asked: str) -> Optional[str]:

@@ -10,12 +10,14 @@ backbone-only file of ``backbone.*`` keys keeps its names).
 
 EMA copies, by the key each tool stores them under (``EMA_KEYS``): torchvision's reference ``train.py
 --model-ema`` and this library ("model_ema", written by ``save_checkpoint(..., model_ema=...)``), timm
-("state_dict_ema"); each beside the raw weights ("model" / "state_dict"). An ``AveragedModel`` copy
+("state_dict_ema"), other training scripts ("ema_state_dict"); each beside the raw weights ("model" /
+"state_dict"). An ``AveragedModel`` copy
 carries its model behind ``module.`` and a step counter ("n_averaged"), both dropped by ``ema_copy``.
 mmengine's ``EMAHook`` is not among them: it swaps the two copies before saving, so a file's
 "state_dict" already holds the averaged weights and "ema_state_dict" (``MMENGINE_RAW_KEY``: its keys
 behind ``module.``, a "steps" counter) the raw ones; the MMDetection converter takes "state_dict" and
-says it is the average (``mmengine_ema_note``).
+says it is the average (``mmengine_ema_note``), as the torchvision one does for an "ema_state_dict" with
+that counter (``swapped_by_mmengine``: an mmengine run of a torchvision model).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 WRAPPER_PREFIXES = ("module.", "model.")
-EMA_KEYS = ("model_ema", "state_dict_ema")
 MMENGINE_RAW_KEY = "ema_state_dict"
+# (an "ema_state_dict" is the EMA copy of other training scripts, unless mmengine's: ``ema_copy``)
+EMA_KEYS = ("model_ema", "state_dict_ema", MMENGINE_RAW_KEY)
 _EMA_COUNTERS = ("n_averaged", "steps")
+_MMENGINE_COUNTER = "steps"  # mmengine's averaged model (BaseAveragedModel) keeps it beside the weights
 
 
 # the entries training scripts keep the weights under, in the order they are taken
@@ -168,8 +172,20 @@ def _copy_under(obj, keys) -> Optional[tuple]:
 
 def ema_copy(obj) -> Optional[tuple]:
     """``(key, the EMA copy without its wrapper prefix and step counter, steps or None)`` of a file's
-    object, None when it holds none (``EMA_KEYS``)."""
-    return _copy_under(obj, EMA_KEYS)
+    object, None when it holds none (``EMA_KEYS``). An "ema_state_dict" with mmengine's "steps" counter is
+    none: mmengine's EMAHook swapped the raw weights into it (``swapped_by_mmengine``)."""
+    for key in EMA_KEYS:
+        found = _copy_under(obj, (key,))
+        if found is not None and not (key == MMENGINE_RAW_KEY and swapped_by_mmengine(obj)):
+            return found
+    return None
+
+
+def swapped_by_mmengine(obj) -> bool:
+    """Whether the file's "ema_state_dict" is the one mmengine's EMAHook writes (its averaged model's
+    "steps" counter beside the weights): the raw weights, the average being in "state_dict"."""
+    held = obj.get(MMENGINE_RAW_KEY) if isinstance(obj, dict) else None
+    return isinstance(held, dict) and _MMENGINE_COUNTER in held
 
 
 def mmengine_ema_note(obj) -> Optional[str]:

@@ -120,33 +120,43 @@ def test_bare_state_dict_of_our_model_points_to_save_checkpoint(cli, tiny_checkp
 def _detectron2_zoo_pkl(path):
     import numpy as np
 
-    path.write_bytes(pickle.dumps({"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1))},
-                                   "__author__": "Detectron2 Model Zoo"}, protocol=4))  # fmt: skip
+    model = {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1)),
+             "backbone.bottom_up.res2.0.conv1.weight": np.zeros((2, 2, 1, 1))}
+    path.write_bytes(pickle.dumps({"model": model, "__author__": "Detectron2 Model Zoo"}, protocol=4))
 
 
 def _torchvision_reference_script(path):
     import argparse
 
-    torch.save({"model": {"backbone.body.conv1.weight": torch.zeros(2, 3, 1, 1)}, "epoch": 25,
-                "args": argparse.Namespace(model="maskrcnn_resnet50_fpn")}, path)  # fmt: skip
+    torch.save({"model": _TV_KEYS, "epoch": 25, "args": argparse.Namespace(model="maskrcnn_resnet50_fpn")},
+               path)  # fmt: skip
 
 
 def _torchvision_under_model(path):
-    torch.save({"model": {"backbone.body.conv1.weight": torch.zeros(2, 3, 1, 1)}, "epoch": 25}, path)
+    torch.save({"model": _TV_KEYS, "epoch": 25}, path)
+
+
+# an R-CNN's names over a ResNet body (a MobileNet's is said to be refused by convert, not sent there)
+_TV_KEYS = {"backbone.body.conv1.weight": torch.zeros(2, 3, 1, 1),
+            "backbone.body.layer1.0.conv1.weight": torch.zeros(2, 2, 1, 1),
+            "rpn.head.conv.0.0.weight": torch.zeros(2, 2, 3, 3),
+            "roi_heads.box_predictor.cls_score.weight": torch.zeros(3, 2)}
 
 
 @pytest.mark.parametrize("make", [_detectron2_zoo_pkl, _torchvision_reference_script,
                                   _torchvision_under_model])
 def test_another_projects_checkpoint_is_one_line_pointing_to_convert(cli, tmp_path, image, make):
     """torch's weights_only refusal (a screen of text, ANSI escapes, a protocol warning first) was passed on
-    whole, and a torchvision file with its weights under "model" got no hint at all."""
+    whole, and a torchvision file with its weights under "model" got no hint at all. A file only convert's
+    readers open (a detectron2 .pkl, a torchvision reference script's file with its argparse.Namespace) was
+    told "`maskrcnn convert` reads it", without the --from convert requires: now the exact command."""
     path = tmp_path / ("model_final.pkl" if make is _detectron2_zoo_pkl else "model_25.pth")
     make(path)
     rc, text = cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu")
-    # (a file that loads is named by its keys, with the exact command: docs/checkpoints.md)
-    words = f"maskrcnn convert --from torchvision {path} OUT.pth" if make is _torchvision_under_model \
-        else "`maskrcnn convert` reads it"
-    assert rc == 1 and str(path) in text and words in text
+    # (each file is named by its keys, with the exact command: docs/checkpoints.md)
+    source = "detectron2" if make is _detectron2_zoo_pkl else "torchvision"
+    words = f"maskrcnn convert --from {source} {path} OUT.pth"
+    assert rc == 1 and str(path) in text and words in text and "`maskrcnn convert` reads it" not in text
     assert text.count("\n") == 1 and "\x1b[" not in text and "pickle protocol" not in text, text
 
 
@@ -166,7 +176,9 @@ def _refused_files(folder):
     (folder / "empty.pth").write_bytes(b"")
     # protocol 2, as detectron2's model-zoo files: torch's refusal names a numpy global, not an operand
     (folder / "model_final.pkl").write_bytes(pickle.dumps(
-        {"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}}, protocol=2))
+        {"model": {"backbone.bottom_up.stem.conv1.weight": np.zeros((2, 3, 1, 1), np.float32),
+                   "backbone.bottom_up.res2.0.conv1.weight": np.zeros((2, 2, 1, 1), np.float32)}},
+        protocol=2))
     (folder / "notes.pth").write_bytes(b"hello world\n")  # torch's reader took 'h' for BINGET: KeyError 101
     system = f"global {'nt' if __import__('os').name == 'nt' else 'posix'}.system"
     return {"evil.pth": f"evil.pth asks to run code ({system}) when unpickled; refused",
@@ -174,8 +186,9 @@ def _refused_files(folder):
             "empty.pth": "empty.pth is empty (0 bytes)",
             "notes.pth": "notes.pth is not a PyTorch file (neither its zip format nor a pickle; it starts "
                          "with b'hell')",
-            "model_final.pkl": "model_final.pkl is a plain pickle, not a PyTorch file (a detectron2 .pkl? "
-                               "`maskrcnn convert` reads it)"}
+            "model_final.pkl": "model_final.pkl is a plain pickle, not a PyTorch file (a detectron2 "
+                               f"checkpoint: maskrcnn convert --from detectron2 {folder / 'model_final.pkl'} "
+                               "OUT.pth)"}
 
 
 # torch's and pickle's words: its advice to load with weights_only=False would run the file's code
@@ -250,3 +263,73 @@ def test_our_checkpoint_holding_a_namespace_is_refused_alike_by_init(cli, tiny_c
         read_weights(str(path))
     assert str(info.value) == text.strip().split("error: ", 1)[-1]
     assert not any(n in str(info.value) for n in _NOISE)
+
+
+class _WholeRCNN(torch.nn.Module):
+    """A whole model of another library, pickled by reference to its class (``torch.save(model)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+
+def _whole_model(tmp_path, monkeypatch, module: str, name: str = "whole.pth", extra=None):
+    """``torch.save`` of a ``_WholeRCNN`` whose class is named ``module.MaskRCNN`` (the modules faked in
+    sys.modules for the save, so that no library is needed); ``extra``: another attribute pickled with it."""
+    import sys
+    import types
+
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        name = ".".join(parts[:i])
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    cls = type("MaskRCNN", (_WholeRCNN,), {"__module__": module, "__qualname__": "MaskRCNN"})
+    sys.modules[module].MaskRCNN = cls
+    model = cls()
+    if extra is not None:
+        model.payload = extra
+    path = tmp_path / name
+    torch.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("module, library, command", [
+    ("torchvision.models.detection.mask_rcnn", "a whole pickled torchvision model",
+     "then maskrcnn convert --from torchvision weights.pth OUT.pth"),
+    ("mmdet.models.detectors.mask_rcnn", "a whole pickled MMDetection model",
+     "then maskrcnn convert --from mmdetection weights.pth OUT.pth"),
+    ("mylab.nets", "a whole pickled model",
+     "then, for a torchvision, detectron2 or MMDetection R-CNN, maskrcnn convert --from "),
+])
+def test_a_whole_pickled_model_gets_the_state_dict_advice_everywhere(cli, tmp_path, image, monkeypatch,
+                                                                     module, library, command):
+    """``torch.save(model)`` of a torchvision model: predict and Predictor said "`maskrcnn convert` reads
+    it", convert refused it with no advice: a circle. Every entry point now says it is a whole model and
+    how to save its state_dict() (where its library is installed, for a file one trusts), then convert."""
+    from maskrcnn.interop.weights import read_weights
+    from maskrcnn.predictor import Predictor
+
+    path = _whole_model(tmp_path, monkeypatch, module)
+    said = [cli("predict", "--weights", path, image, "--output", tmp_path / "out", "--device", "cpu"),
+            cli("convert", "--from", "torchvision", path, tmp_path / "c.pth")]
+    for call in (lambda: Predictor.from_weights(str(path)), lambda: read_weights(str(path))):
+        with pytest.raises(ValueError) as info:
+            call()
+        said.append((1, str(info.value)))
+    for rc, text in said:
+        assert rc == 1 and f"{path} asks to run code (global {module}.MaskRCNN) when unpickled; refused: " \
+            f"{library} (torch.save(model)), not its weights: load it where " in text, text
+        assert f"torch.load('{path}', weights_only=False): only for a file you trust" in text
+        assert "torch.save(model.state_dict(), 'weights.pth')" in text and command in text
+        assert "`maskrcnn convert` reads it" not in text and text.strip().count("\n") == 0
+
+
+def test_a_whole_model_that_also_runs_an_attacks_code_gets_no_advice_to_load_it(tmp_path, monkeypatch):
+    """torch.nn classes beside os.system: no advice to torch.load(weights_only=False) it."""
+    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
+
+    path = _whole_model(tmp_path, monkeypatch, "torchvision.models.detection.mask_rcnn", extra=_CallsSystem())
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "asks to run code" in str(info.value) and "weights_only=False" not in str(info.value)
+    assert "whole pickled" not in str(info.value)

@@ -258,12 +258,9 @@ def _d2_cell_anchors(sizes, ratios):
     return torch.tensor(out)
 
 
-def test_c4_layout_converts_with_detectron2_anchor_order():
-    """The paper's C4 design as detectron2 stores it (ResNet under backbone.* without bottom_up, res5 as
-    roi_heads.res5.*, 15 anchors on res4 in size-major order): every key maps, the config is the C4
-    design with detectron2's test settings, and each RPN output row follows its anchor."""
-    from maskrcnn.modeling.anchors import AnchorGenerator
-
+def _c4_detectron2() -> dict:
+    """A detectron2 C4 Mask R-CNN's weights (R18 body, 2 classes), random, from our C4 model."""
+    torch.manual_seed(0)
     ours_model = build_model(apply_overrides(
         Config(), {"model.fpn": False, "model.backbone": "resnet18", "model.num_classes": 3}))
     d2 = {}
@@ -273,6 +270,16 @@ def test_c4_layout_converts_with_detectron2_anchor_order():
         name = name.replace("rpn.head.objectness.", "proposal_generator.rpn_head.objectness_logits.")
         name = name.replace("rpn.head.deltas.", "proposal_generator.rpn_head.anchor_deltas.")
         d2[name] = _d2_value(k, torch.randn_like(v) if v.is_floating_point() else v).numpy()
+    return d2
+
+
+def test_c4_layout_converts_with_detectron2_anchor_order():
+    """The paper's C4 design as detectron2 stores it (ResNet under backbone.* without bottom_up, res5 as
+    roi_heads.res5.*, 15 anchors on res4 in size-major order): every key maps, the config is the C4
+    design with detectron2's test settings, and each RPN output row follows its anchor."""
+    from maskrcnn.modeling.anchors import AnchorGenerator
+
+    d2 = _c4_detectron2()
     assert "backbone.stem.conv1.weight" in d2 and "roi_heads.res5.1.conv2.norm.running_var" in d2
     result = convert_detectron2({"model": d2})
     m, report = result["config"].model, result["report"]
@@ -394,6 +401,13 @@ def _cascade(d2):
     return out
 
 
+def _pointrend(d2):  # projects/PointRend: no mask_head, a coarse mask head and a point head instead
+    out = {k: v for k, v in d2.items() if not k.startswith("roi_heads.mask_head.")}
+    out["roi_heads.mask_coarse_head.coarse_mask_fc1.weight"] = np.zeros((32, 64), np.float32)
+    out["roi_heads.mask_point_head.fc1.weight"] = np.zeros((32, 36, 1), np.float32)
+    return out
+
+
 def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, heads on res5
     return {k.replace("backbone.bottom_up.", "backbone."): v for k, v in d2.items() if ".fpn_" not in k}
 
@@ -401,6 +415,8 @@ def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, hea
 @pytest.mark.parametrize("variant, message", [
     (_cascade, r"Cascade R-CNN \(3 box stages.*not supported"),
     (_dc5, r"the DC5 design .*not supported"),
+    (_pointrend,
+     r"PointRend \(roi_heads.mask_coarse_head.\*, roi_heads.mask_point_head.\*\) is not supported"),
     (lambda d2: dict(d2, **{"sem_seg_head.predictor.weight": np.zeros((54, 128, 1, 1), np.float32)}),
      r"Panoptic FPN \(a semantic segmentation head, sem_seg_head.\*\) is not supported"),
     (lambda d2: dict(d2, **{"backbone.bottom_up.res3.0.conv2.conv2_offset.weight": np.zeros((18, 8, 3, 3))}),
@@ -412,10 +428,67 @@ def _dc5(d2):  # the ResNet directly under backbone. (no bottom_up), no FPN, hea
      r"a box head of 0 convs and 3 fcs is not supported"),
 ])
 def test_unsupported_zoo_designs_are_refused_in_one_line(tmp_path, r50_mask, variant, message):
-    """Cascade (Misc/cascade_*), DC5 (*_DC5_*), Panoptic FPN, deformable (Misc/*_dconv_c3-c5), RegNet
-    (new_baselines) and odd box heads: one line naming the design and the file, not a "0 blocks"
-    backbone or dozens of unmapped keys."""
+    """Cascade (Misc/cascade_*), PointRend (projects/PointRend), DC5 (*_DC5_*), Panoptic FPN, deformable
+    (Misc/*_dconv_c3-c5), RegNet (new_baselines) and odd box heads: one line naming the design and the
+    file, not a "0 blocks" backbone or dozens of unmapped keys; predict says it too."""
+    from maskrcnn.checkpoint import CheckpointError
+    from maskrcnn.checkpoint_read import inference_weights
+
     path = _save_pkl(tmp_path / "model_final_zoo.pkl", variant(r50_mask[1]))
     with pytest.raises(ConversionError, match=r"model_final_zoo\.pkl: " + message) as info:
         load_detectron2_file(path)
     assert "\n" not in str(info.value)
+    # predict says so too, instead of "`maskrcnn convert` reads it" (which refuses it)
+    with pytest.raises(CheckpointError, match=r"model_final_zoo\.pkl is a plain pickle, not a PyTorch file "
+                       r"\(a detectron2 file that `maskrcnn convert` refuses: " + message) as info:
+        inference_weights(str(path))
+    assert "convert --from" not in str(info.value) and "reads it" not in str(info.value)
+
+
+# model keys that stay the run's under --init (README: the classes come from the dataset, sampling is the
+# recipe's, a keypoint's score is an output convention), not the weights'
+_RUNS_OWN = {"num_classes", "init_weights", "roi_heads.batch_size_per_image", "roi_heads.keypoint_score"}
+
+
+def _model_keys(cfg) -> dict:
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(prefix + k, v)]
+    return {k: (list(v) if isinstance(v, (list, tuple)) else v)
+            for k, v in flat(cfg.to_dict()["model"]) if k not in _RUNS_OWN}
+
+
+@pytest.mark.parametrize("design", ["c4", "fpn"])
+def test_init_builds_the_model_convert_describes(tmp_path, monkeypatch, r50_mask, design):
+    """``train --init FILE`` follows every setting ``convert FILE`` writes into the model's config, for a
+    detectron2 C4 file and for our own C4 checkpoint converted from it: the C4 design has no box_head.*,
+    and its RoIAlign convention (RoIAlignV2), 14x14 RoIs into res5, proposal counts and padding were
+    once left at the run's (7x7, torchvision's RoIAlign), silently. FPN files: as before. The start-up
+    lines name each setting taken from the file."""
+    from init_as_train import read_init_as_train_does  # tests/interop is on the path
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.engine.init_weights import follow_weights_keeping, summary_lines
+
+    d2 = _c4_detectron2() if design == "c4" else r50_mask[1]
+    converted = convert_detectron2({"model": d2})
+    ours = tmp_path / "ours.pth"
+    save_checkpoint(ours, model_state=converted["state_dict"], config=converted["config"],
+                    class_names=converted["class_names"])
+    for path in (_save_pkl(tmp_path / "d2.pkl", d2), ours):
+        (tmp_path / path.stem).mkdir()
+        got = read_init_as_train_does(str(path), tmp_path / path.stem, monkeypatch)
+        cfg, changes, _kept = follow_weights_keeping(got["config"], got["source"].implied, {})
+        assert _model_keys(cfg) == _model_keys(converted["config"]), path.name
+        if design == "c4":
+            rh = cfg.model.roi_heads
+            assert (rh.box_pool_size, rh.pooler_aligned, rh.pooler_sampling_ratio) == (14, True, 0)
+            assert cfg.model.size_divisibility == 0
+            report = {"source": {"spec": str(path)}, "loaded": [], "reinitialised": [], "unused": [],
+                      "copied_classes": {}, "fresh_classes": [], "notes": []}
+            said = summary_lines(report, changes)[1]
+            assert "the config follows the weights" in said
+            assert "model.roi_heads.box_pool_size 7 -> 14" in said
+            assert "model.roi_heads.pooler_aligned False -> True" in said
+        else:
+            assert "model.size_divisibility" not in got["source"].implied

@@ -5,6 +5,8 @@ start from is said (a RetinaNet's ResNet body, saved alone). An R-CNN less its b
 fine-tuning hint, and only it. Key names are torchvision's (``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``,
 ``ssd300_vgg16``, ``ssdlite320_mobilenet_v3_large`` state dicts); values are small: only names count."""
 
+import re
+
 import pytest
 import torch
 from torchvision_names import torchvision_resnet_name  # tests/interop is on the path
@@ -126,3 +128,26 @@ def test_an_rpn_without_roi_heads_is_not_called_a_dropped_predictor():
         convert_torchvision(sd, source="tv.pth")
     assert str(e.value).startswith("tv.pth: a torchvision backbone and RPN (rpn.head.*) without RoI heads "
                                    "(no roi_heads.*): not a whole R-CNN")
+
+
+def _mobilenet_rcnn():
+    """fasterrcnn_mobilenet_v3_large_fpn's names: MobileNet blocks (``1.block.*``) under backbone.body."""
+    return {"backbone.body.0.0.weight": torch.zeros(1), "backbone.body.1.block.0.0.weight": torch.zeros(1),
+            "backbone.fpn.inner_blocks.0.0.weight": torch.zeros(1), **_rcnn_parts(),
+            "roi_heads.box_predictor.cls_score.weight": torch.zeros(91, 1)}
+
+
+def test_a_mobilenet_rcnn_is_not_sent_to_convert_which_refuses_it(tmp_path):
+    """predict told a MobileNet-V3 detector to `maskrcnn convert --from torchvision`, which refuses it: now
+    it says why in convert's words (not a ResNet body), and train --init makes no "finetune" claim."""
+    path = tmp_path / "mbv3.pth"
+    torch.save(_mobilenet_rcnn(), path)
+    body = "backbone.body.1.block.* is not a ResNet/ResNeXt backbone (MobileNet?); supported: resnet18"
+    with pytest.raises(ConversionError, match="^" + re.escape(f"{path}: {body}")):
+        convert_torchvision(torch.load(path, weights_only=True), source=str(path))
+    with pytest.raises(CheckpointError) as e:
+        inference_weights(str(path))
+    assert f"{path}: not a maskrcnn checkpoint (a torchvision file that `maskrcnn convert` refuses: " \
+           f"{body}" in str(e.value)
+    assert "convert --from" not in str(e.value)
+    assert init_kind(str(path)) is None

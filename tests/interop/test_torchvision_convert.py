@@ -246,8 +246,9 @@ def test_ema_copy_is_named_and_taken_on_request_by_convert_and_train_init(tmp_pa
     torch.save({"model": {theirs: sd[theirs]}}, plain)
     assert main(["convert", "--from", "torchvision", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
     assert "plain_tv.pth: the EMA copy of the weights was asked for (the #ema suffix of a weights path, or " \
-           "convert's --ema), but the file has no 'model_ema' (train.py --model-ema writes one) nor " \
-           "'state_dict_ema' (timm), the copies --from torchvision takes" in capsys.readouterr().err
+           "convert's --ema), but the file has no 'model_ema' (train.py --model-ema writes one), " \
+           "'state_dict_ema' (timm) nor 'ema_state_dict' beside its weights, the copies --from torchvision " \
+           "takes" in capsys.readouterr().err
     assert main(["convert", "--from", "detectron2", str(plain), str(tmp_path / "x.pth"), "--ema"]) == 1
     assert "--ema applies to --from torchvision or maskrcnn, not detectron2" in capsys.readouterr().err
     with pytest.raises(ConversionError, match=r"^x\.pkl: the EMA copy of the weights was asked for \(the "

@@ -244,6 +244,35 @@ def test_ema_copies_of_timm_mmengine_and_ours_are_named_and_taken_on_request(tmp
         "took the EMA copy of the weights ('model_ema')"]
 
 
+def test_an_ema_state_dict_beside_state_dict_is_named_and_taken_on_request(tmp_path, capsys):
+    """A torchvision-named 'state_dict' with an 'ema_state_dict' beside it (a training script's EMA copy)
+    was dropped without a word, and --ema said the file had no EMA copy. mmengine's (its averaged model's
+    'steps' counter: the raw weights, swapped out by EMAHook) is said as such and not taken for the EMA."""
+    sd = _tv_faster()
+    key, theirs = "backbone.res2.0.conv1.conv.weight", "backbone.body.layer1.0.conv1.weight"
+    path = tmp_path / "w_ema_sd.pth"
+    torch.save({"state_dict": sd, "ema_state_dict": {k: v + 1 for k, v in sd.items()}}, path)
+    note = ("the file also holds an EMA copy of the weights ('ema_state_dict'); took 'state_dict'; "
+            "`maskrcnn convert --ema` or `train --init FILE#ema` takes the EMA copy")
+    assert main(["convert", "--from", "torchvision", str(path), str(tmp_path / "plain.pth")]) == 0
+    assert f"note: {note}" in capsys.readouterr().err
+    assert torch.equal(load_checkpoint(tmp_path / "plain.pth")["model"][key], sd[theirs])
+    assert main(["convert", "--from", "torchvision", str(path), str(tmp_path / "ema.pth"), "--ema"]) == 0
+    assert "note: took the EMA copy of the weights ('ema_state_dict')" in capsys.readouterr().err
+    assert torch.equal(load_checkpoint(tmp_path / "ema.pth")["model"][key], sd[theirs] + 1)
+    assert note in read_weights(str(path)).notes  # train --init FILE
+    assert torch.equal(read_weights(f"{path}#ema").state_dict[key], sd[theirs] + 1)  # train --init FILE#ema
+
+    raw = {"steps": torch.tensor(50), **{f"module.{k}": v + 1 for k, v in sd.items()}}
+    swapped = {"state_dict": sd, "ema_state_dict": raw}  # an mmengine run of a torchvision model
+    assert convert_torchvision(swapped)["notes"] == [
+        "took 'state_dict': the EMA average of the weights, averaged over 50 steps (mmengine's EMAHook swaps "
+        "it in before saving; the raw weights in 'ema_state_dict' are not converted)"]
+    with pytest.raises(ConversionError, match=r"^mm\.pth: .* but this file's 'state_dict' already is the EMA "
+                       r"average \(mmengine's EMAHook"):
+        convert_torchvision(swapped, source="mm.pth", ema=True)
+
+
 def _tv_with_nan_fc6() -> dict:
     """A torchvision Faster R-CNN state dict whose box head fc6 holds one NaN."""
     sd = _tv_faster()
