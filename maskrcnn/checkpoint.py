@@ -201,13 +201,11 @@ def _refusal(path: Path, error: Exception) -> str:
     """One line for a file ``torch.load(weights_only=True)`` refused (``checkpoint_refusal``), with what
     another reader of ours makes of it (``_other_reader_hint``: the exact ``maskrcnn convert --from X``)
     where the file may be another library's weights."""
-    from maskrcnn.checkpoint_refusal import describe_unreadable
+    from maskrcnn.checkpoint_refusal import describe_refusal
 
-    kind, message = describe_unreadable(path, error)
+    kind, message, bad = describe_refusal(path, error)  # (the global: the pickle read once)
     if kind == "code":
-        from maskrcnn.checkpoint_refusal import code_global
-
-        bad = code_global(path) or ""
+        bad = bad or ""
         from maskrcnn.interop.weights import is_mmdetection_file
 
         # an MMDetection v3 training state: by its globals' module, else by its keys, read with the foreign

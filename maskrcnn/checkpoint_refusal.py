@@ -72,52 +72,81 @@ def is_data_global(name: str) -> bool:
     return name in _DATA_GLOBALS or any(p.match(name) for p in _DATA_PATTERNS)
 
 
-def _globals_of_stream(f, found: list) -> None:
+# What a pickle may push before the class its own object is built from: nothing (GLOBAL), the two strings
+# of its name (STACK_GLOBAL); legacy torch files (``_use_new_zipfile_serialization=False``) record a
+# module's class as the persistent id ("module", class, source file, source): MARK and "module" first
+_BEFORE_OUTERMOST = {"GLOBAL": ((), ("MARK", "module")),
+                     "STACK_GLOBAL": (("str", "str"), ("MARK", "module", "str", "str"))}
+
+
+def _globals_of_stream(f, found: list, outermost: list) -> None:
     """Append the globals of the pickles read from ``f`` one after another (stops at the first error:
-    a legacy torch file's raw storage bytes follow its pickles)."""
+    a legacy torch file's raw storage bytes follow its pickles) to ``found``, and to ``outermost`` the
+    global each pickle's own object is built from (``torch.save(model)``: the model's class), when it is
+    one: the first thing a pickle pushes is the bottom of its stack, the object it returns, and a class
+    pushed there (``_BEFORE_OUTERMOST``) is what that object is an instance of. A dict or list of other
+    things (a checkpoint holding a pickled model as one entry) has none."""
     for _ in range(_MAX_PICKLES):
         pushed: list = []  # what each op put on the stack, strings only (None for anything else)
         memo: dict = {}
+        before: Optional[list] = []  # the ops before the first global (None once anything else came)
         try:
             for op, arg, _pos in pickletools.genops(f):
                 name = op.name
-                if name in ("GLOBAL", "INST"):
-                    found.append(_global_name(*(str(arg).split(" ", 1) + [None])[:2]))
+                if name in ("GLOBAL", "INST", "STACK_GLOBAL"):
+                    if name == "STACK_GLOBAL":
+                        found.append(_global_name(*pushed[-2:]) if len(pushed) >= 2 else "?")
+                    else:
+                        found.append(_global_name(*(str(arg).split(" ", 1) + [None])[:2]))
+                    if before is not None and tuple(before) in _BEFORE_OUTERMOST.get(name, ()):
+                        outermost.append(found[-1])
+                    before = None
                     pushed.append(None)  # the global itself, not a string
-                elif name == "STACK_GLOBAL":
-                    found.append(_global_name(*pushed[-2:]) if len(pushed) >= 2 else "?")
-                    pushed.append(None)
                 elif name == "MEMOIZE":
                     memo[len(memo)] = pushed[-1] if pushed else None
                 elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
                     memo[arg] = pushed[-1] if pushed else None
                 elif name in ("GET", "BINGET", "LONG_BINGET"):
+                    before = None
                     pushed.append(memo.get(arg))
                 elif name in _STRING_OPS:
+                    if before is not None:
+                        before.append("module" if before == ["MARK"] and arg == "module" else "str")
                     pushed.append(arg if isinstance(arg, str) else None)
+                elif name == "MARK":
+                    if before is not None:
+                        before.append("MARK")
                 elif name not in _NO_PUSH_OPS:
+                    before = None
                     pushed.append(None)
         except Exception:  # noqa: BLE001 - the end of the pickles or a damaged file: what was read stands
             return
 
 
-def pickle_globals(path) -> list:
-    """The globals (``module.name``) the pickles of ``path`` ask for, in order, read without unpickling:
-    a PyTorch zip archive's ``*.pkl`` members, or a plain / legacy-torch pickle stream."""
+def _pickle_walk(path) -> tuple:
+    """(globals, outermost) of ``path``'s pickles (``_globals_of_stream``), read without unpickling: a
+    PyTorch zip archive's ``*.pkl`` members, or a plain / legacy-torch pickle stream."""
     found: list = []
+    outermost: list = []
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 for member in z.namelist():
                     if member.endswith(".pkl"):
                         with z.open(member) as f:
-                            _globals_of_stream(f, found)
+                            _globals_of_stream(f, found, outermost)
         else:
             with open(path, "rb") as f:
-                _globals_of_stream(f, found)
+                _globals_of_stream(f, found, outermost)
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
         pass
-    return found
+    return found, outermost
+
+
+def pickle_globals(path) -> list:
+    """The globals (``module.name``) the pickles of ``path`` ask for, in order, read without unpickling:
+    a PyTorch zip archive's ``*.pkl`` members, or a plain / legacy-torch pickle stream."""
+    return _pickle_walk(path)[0]
 
 
 def code_global(path) -> Optional[str]:
@@ -185,53 +214,60 @@ def unreadable_message(path, error: Optional[Exception] = None) -> str:
 
 def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
     """``(kind, message)``: kind is empty | program (a torch.export / TorchScript archive) | attack (code
-    from os, builtins, ...) | model (a whole pickled torch.nn model) | code (another library's objects) |
-    pickle (a plain pickle) | corrupt | object (a numpy array of dtype object) | refused;
-    message as ``unreadable_message``."""
+    from os, builtins, ...) | model (a whole pickled model, ``is_whole_model``) | code (another
+    library's objects, or any other code) | pickle (a plain pickle) | corrupt | object (a numpy array of
+    dtype object) | refused; message as ``unreadable_message``."""
+    return describe_refusal(path, error)[:2]
+
+
+def describe_refusal(path, error: Optional[Exception] = None) -> tuple:
+    """``(kind, message, global)``: ``describe_unreadable``'s, with the first global of the file that
+    would run code (``code_global``; None when it asks for none or was not read), from the one reading
+    of its pickles, for callers that word the refusal further."""
     path = str(path)
     try:
         size = os.path.getsize(path)
     except OSError:
         size = None
     if size == 0:
-        return "empty", f"{path} is empty (0 bytes)"
+        return "empty", f"{path} is empty (0 bytes)", None
     from maskrcnn.safe_load import ObjectArrayRefused, ObjectDtypeError
 
     if isinstance(error, ObjectArrayRefused):  # its message names the file already
-        return "object", str(error)
+        return "object", str(error), None
     if isinstance(error, ObjectDtypeError):
-        return "object", f"{path}: {error}"
+        return "object", f"{path}: {error}", None
     not_torch = not_torch_file_message(path)
     if not_torch is not None:
-        return "corrupt", not_torch
+        return "corrupt", not_torch, None
     from maskrcnn.safe_load import program_archive, program_archive_message
 
     program = program_archive(path)  # its pickles name __torch__ code: said for what it is
     if program is not None:
-        return "program", program_archive_message(path, program)
-    names = pickle_globals(path)
+        return "program", program_archive_message(path, program), None
+    names, outermost = _pickle_walk(path)
     bad = next((g for g in names if not is_data_global(g)), None)  # (code_global, the globals read once)
     if bad is not None:
         refused = f"{path} asks to run code (global {bad}) when unpickled; refused"
-        if is_whole_model(names):
-            return "model", f"{refused}: {whole_model_advice(path, bad)}"
+        if is_whole_model(names, outermost):
+            return "model", f"{refused}: {whole_model_advice(path, bad)}", bad
         kind = "attack" if is_attack_global(bad) else "code"
-        return kind, refused
+        return kind, refused, bad
     if is_plain_pickle(path):  # (torch's words depend on the protocol: an operand, a magic number, a global)
-        return "pickle", f"{path} is a plain pickle, not a PyTorch file"
+        return "pickle", f"{path} is a plain pickle, not a PyTorch file", None
     if _zip_without_data(path):
-        return "corrupt", f"{path} is a zip archive without a PyTorch data.pkl, not a PyTorch file"
+        return "corrupt", f"{path} is a zip archive without a PyTorch data.pkl, not a PyTorch file", None
     if error is None:
-        return "refused", f"{path}: refused to load"
+        return "refused", f"{path}: refused to load", None
     if isinstance(error, (EOFError, zipfile.BadZipFile)) or any(
             w in str(error) for w in ("truncated", "central directory", "zip archive", "Ran out of input",
                                       "not in a subdirectory", "PytorchStreamReader", "magic number")):
-        return "corrupt", f"{path} is truncated or corrupt ({_torch_reason(error)})"
+        return "corrupt", f"{path} is truncated or corrupt ({_torch_reason(error)})", None
     unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
     if unsupported:  # a global the static walk took for data, yet torch's unpickler does not rebuild
         return "code", (f"{path} asks for the global {unsupported.group(1)} when unpickled, which a "
-                        "weights-only load does not rebuild; refused")
-    return "refused", f"{path}: refused to load ({_torch_reason(error)})"
+                        "weights-only load does not rebuild; refused"), None
+    return "refused", f"{path}: refused to load ({_torch_reason(error)})", None
 
 
 # the libraries whose model classes a whole pickled detector names first -> (their name, convert's --from)
@@ -239,12 +275,27 @@ _MODEL_LIBRARIES = {"torchvision": ("torchvision", "torchvision"), "detectron2":
                     "mmdet": ("MMDetection", "mmdetection")}
 
 
-def is_whole_model(names: list) -> bool:
-    """Whether a file's globals (``pickle_globals``) are a whole pickled model's (``torch.save(model)``):
-    torch.nn classes (the layers every model is made of, or the model itself) and no attack's global
-    (``is_attack_global``): such a file is advised to be loaded, by whoever trusts it."""
+# The libraries a whole pickled detector's classes come from (torch.nn's layers, the detector libraries
+# and their frameworks, ours): a file whose every code global is one of theirs, and whose object is one of
+# their classes, is a model saved whole; any other global (torch.hub.load, os.system, a script's own
+# function) makes it code, refused without advice to load it
+_MODEL_MODULES = ("torch.nn.", "torchvision.", "detectron2.", "mmdet.", "mmcv.", "mmengine.", "maskrcnn.")
+
+
+def _is_model_global(name: str) -> bool:
+    return name.startswith(_MODEL_MODULES)
+
+
+def is_whole_model(names: list, outermost: list) -> bool:
+    """Whether a file's globals (``names``, ``pickle_globals``) are a whole pickled model's
+    (``torch.save(model)``): every global that runs code is a class of torch.nn or of a detector library
+    (``_MODEL_MODULES``), and the file's object itself is one of them (``outermost``: the classes the
+    pickles' own objects are built from, ``_globals_of_stream``), not a checkpoint dict that holds a model
+    (an ``AveragedModel``) beside its state dict. Only such a file is advised to be loaded, by whoever
+    trusts it."""
     code = [g for g in names if not is_data_global(g)]  # (builtins.set is data, builtins.exec an attack)
-    return any(g.startswith("torch.nn.") for g in code) and not any(is_attack_global(g) for g in code)
+    return bool(code) and all(_is_model_global(g) for g in code) and \
+        any(_is_model_global(g) for g in outermost)
 
 
 def whole_model_advice(path, first: str) -> str:

@@ -10,11 +10,11 @@
 
 Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in percent) and, with
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null; its
-sources as ``"weights"`` or ``"results"`` and ``"json"``) and, for a checkpoint, ``DIR/predictions.json``
-(COCO results; with ``--results``, an earlier --weights run's predictions.json there is removed, any
-other named); without ``--output`` a last line says that the metrics were not saved. predictions.json is
-written first and metrics.json last: a metrics.json newer than the run means the run finished (a failure
-or a kill between the two leaves the old metrics.json).
+sources, absolute, as ``"weights"`` or ``"results"`` and ``"json"``) and, for a checkpoint,
+``DIR/predictions.json`` (COCO results; with ``--results``, a predictions.json there, an earlier --weights
+run's or another, is named on stderr and left as it is); without ``--output`` a last line says that the
+metrics were not saved. predictions.json is written first and metrics.json last: a metrics.json newer
+than the run means the run finished (a failure or a kill between the two leaves the old metrics.json).
 Ctrl-C during the inference writes nothing and says so: "interrupted: after N of M images; nothing
 written". ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
@@ -32,7 +32,7 @@ adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) ma
 images have width and height -1 (VIA 3's COCO export) or none gets their files' sizes (under
 ``--images``, default the export's layout), or is refused naming the images whose masks need them. A J
 whose masks do not fit their image record is refused naming the records whose width/height are not
-their files' (as show-data names them), when the files are there.
+their files' (as show-data names them) and whose masks fit the file, when the files are there.
 Images are read at their original size and
 given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and left out of the score
 (the AP, the per-class counts and Cityscapes' alike), counted by reason in one line (``unreadable_image``,
@@ -420,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise _blame_image_records(args, raw, e) from None
         # the Cityscapes scorer gets the records that passed validation, not the raw file
-        metrics, cs_results, records_by_type = evaluate_results_file(
+        metrics, cs_results, records_by_type, results_files = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping, gt_source=str(args.json))
         if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
@@ -434,7 +434,9 @@ def run(args: argparse.Namespace) -> int:
                 print(note, file=sys.stderr)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids = None, None
-        images = {"results": _results_paths(args.results), "json": os.path.abspath(args.json)}
+        # as metrics.json names them (what its AP is of: a folder may hold the metrics of several files,
+        # one after another), the files evaluate_results_file read
+        images = {"results": [os.path.abspath(p) for p in results_files], "json": os.path.abspath(args.json)}
     else:
         metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
         # images_skipped as it always was (the files, each with its message), and counted by reason key
@@ -442,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
         by_reason = Counter(record["reason_key"] for record in skipped)
         images = {"images_evaluated": len(image_ids), "images_skipped": skipped,
                   "images_skipped_by_reason": dict(sorted(by_reason.items())),
-                  "weights": str(args.weights), "json": os.path.abspath(args.json)}
+                  "weights": _weights_path(args.weights), "json": os.path.abspath(args.json)}
         results = evaluator.results()
         cs_results = results
         coco_gt = evaluator.coco_gt
@@ -491,15 +493,18 @@ def _blame_image_records(args, raw: dict, error: ValueError) -> ValueError:
     from maskrcnn.engine.evaluator import load_ground_truth
     from maskrcnn.engine.record_sizes import suspect_records, with_file_sizes, wrong_record_sizes
 
+    suspects = suspect_records(raw)
+    if not suspects:  # no mask fails on its record's size alone: no record to blame, no file to read
+        return error
     if not args.images:
         from maskrcnn.data.coco import choose_image_dir
 
         folder, _ = choose_image_dir(args.json, parsed={Path(args.json): raw})
     else:
         folder = args.images
-    sizes = wrong_record_sizes(raw, folder, str(args.json)) if Path(folder).is_dir() else {}
+    sizes = wrong_record_sizes(suspects, folder, str(args.json)) if Path(folder).is_dir() else {}
     if not sizes:
-        if args.images or not suspect_records(raw):
+        if args.images:
             return error
         return ValueError(f"{error} (if an image record's width/height is wrong, give --images D, the "
                           f"images' folder, to compare them with the files)")
@@ -536,61 +541,41 @@ def _sized_ground_truth(args, raw: dict) -> dict:
     return raw
 
 
-def _results_paths(given) -> list:
-    """The results files of ``--results`` (``given``), absolute, as metrics.json names them (what its AP is
-    of: a folder may hold the metrics of several files, one after another)."""
-    from maskrcnn.engine.results_file import resolve_results_paths
-
-    with warnings.catch_warnings():  # an MMDetection prefix was said when the files were read
-        warnings.simplefilter("ignore")
-        return [os.path.abspath(p) for p in resolve_results_paths(given)]
-
-
-def _wrote_predictions(metrics_path: Path, predictions: Path) -> bool:
-    """Whether ``predictions`` is the predictions.json of the --weights run whose metrics.json is
-    ``metrics_path`` (a --weights run records ``images_evaluated`` and writes predictions.json first)."""
-    from maskrcnn.data.json_values import read_json_file
-
-    try:
-        earlier = read_json_file(metrics_path)
-        return (isinstance(earlier, dict) and "images_evaluated" in earlier and "results" not in earlier
-                and predictions.stat().st_mtime <= metrics_path.stat().st_mtime)
-    except (OSError, ValueError, RecursionError):
-        return False
+def _weights_path(spec) -> str:
+    """``--weights`` as metrics.json names it: absolute, as "json" and "results" are (a relative path
+    says nothing once the folder is read from elsewhere); a ``#ema`` suffix kept after the file's path."""
+    spec = str(spec)
+    if spec.endswith("#ema") and not os.path.exists(spec):
+        return os.path.abspath(spec[:-len("#ema")]) + "#ema"
+    return os.path.abspath(spec)
 
 
-def _earlier_predictions(out: Path, results_files: list) -> None:
-    """With --results: a predictions.json in ``out`` is not what the new metrics.json scored. The earlier
-    --weights run's (``_wrote_predictions``), whose metrics.json is being replaced, is removed: left, it
-    sat beside metrics of another file as if they were a pair; anything else is named and left alone. The
-    results file itself (``--results DIR/predictions.json --output DIR``, scored again) stays."""
-    old = out / "predictions.json"
-    if not old.is_file():
+def _other_predictions(out: Path, results_files: list) -> None:
+    """With --results: a predictions.json in ``out`` (an earlier --weights run's, the user's own) is not
+    what the new metrics.json scored; said on stderr, and left alone: it may be all that is left of a long
+    inference, and no file here tells for sure whose it is (its time survives mv, cp -p, rsync -a).
+    metrics.json names what it was computed from under "results". The results file itself
+    (``--results DIR/predictions.json --output DIR``, scored again) is no other file: nothing said."""
+    other = out / "predictions.json"
+    if not other.is_file():
         return
     for path in results_files:
         with contextlib.suppress(OSError):
-            if os.path.samefile(path, old):
+            if os.path.samefile(path, other):
                 return
-    if _wrote_predictions(out / "metrics.json", old):
-        old.unlink()
-        print(f"removed {old}: the predictions of the earlier --weights run, whose metrics.json this "
-              f"evaluation replaces")
-    else:
-        print(f"warning: {old} is not what this evaluation scored (metrics.json names its results file "
-              f"under \"results\"): left as it is", file=sys.stderr)
+    print(f"warning: {other} is not what this evaluation scored: {out / 'metrics.json'} now describes "
+          f"{', '.join(results_files)} (its \"results\" key); {other} is left as it is", file=sys.stderr)
 
 
 def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):
     """metrics.json (and predictions.json when inference made them) into ``--output``, atomically; with
-    --results, an earlier run's predictions.json there is dealt with first (``_earlier_predictions``)."""
+    --results, a predictions.json there is named as not what was scored (``_other_predictions``)."""
     if not args.output:  # the table above is all there is: said, so that no one looks for the file later
         if not quiet:
             print("metrics not saved (give --output DIR to write metrics.json)")
         return
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    if args.results and not quiet:  # before metrics.json is replaced: it tells whose predictions they are
-        _earlier_predictions(out, images["results"])
     # predictions.json first, metrics.json last: metrics.json is the "it finished" marker, so a failure
     # (a full disk, SIGKILL) between the two never leaves new metrics beside the old predictions
     if results is not None:
@@ -599,5 +584,7 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
     if not quiet:
         print(f"wrote {out / 'metrics.json'}"
               + (f" and {out / 'predictions.json'}" if results is not None else ""))
+        if args.results:
+            _other_predictions(out, images["results"])
 
 

@@ -246,21 +246,40 @@ def _run_official(spec_path: str) -> int:
     return 0
 
 
+def _empty_ranking(error: IndexError, evaluate_matches) -> bool:
+    """Whether ``error`` is the official ``evaluateMatches``' known failure: a (class, overlap) with ground
+    truth and predictions (``haveGt``, ``havePred``) whose ranking ``y_true`` is empty, read from the
+    function's own frame where it raised. Any other IndexError (another bug, another version of the
+    script) is not scored 0 but ends the evaluation as it would have."""
+    tb, frame = error.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code is evaluate_matches.__code__:
+            frame = tb.tb_frame
+        tb = tb.tb_next
+    if frame is None:
+        return False
+    found = frame.f_locals
+    y_true = found.get("y_true")
+    return bool(found.get("haveGt")) and bool(found.get("havePred")) and y_true is not None \
+        and len(y_true) == 0
+
+
 def _guarded_evaluate_matches(evaluate_matches, notes: list):
     """The official ``evaluateMatches`` (ap: (distances, classes, overlaps)), made to score the case it
     fails on: a class with ground truth and predictions where, at an overlap threshold, no ground truth is
     matched and every prediction is ignored (it lies on a ``*group`` or void region). Its ranking is then
     empty and the script indexes it (``yTrueSortedCumsum[-1]``: IndexError), ending the whole evaluation
     on a valid prediction set. That class's AP at that threshold is 0 by the script's own definition (it
-    scores 0 a class with ground truth and no prediction): when the whole call fails, each (class,
-    overlap) is scored by the script alone and a failing one is 0, said in ``notes``; the others are the
-    script's own numbers."""
+    scores 0 a class with ground truth and no prediction): when the whole call fails so
+    (``_empty_ranking``), each (class, overlap) is scored by the script alone and one failing so is 0,
+    said in ``notes``; the others are the script's own numbers. Any other error is the script's."""
 
     def evaluate(matches, args):
         try:
             return evaluate_matches(matches, args)
-        except IndexError:
-            pass
+        except IndexError as e:
+            if not _empty_ranking(e, evaluate_matches):
+                raise
         labels, overlaps = list(args.instLabels), args.overlaps
         ap, failed = None, {}
         try:
@@ -269,7 +288,9 @@ def _guarded_evaluate_matches(evaluate_matches, notes: list):
                     args.instLabels, args.overlaps = [label], np.asarray([overlap])
                     try:
                         cell = evaluate_matches(matches, args)  # (distances, 1, 1)
-                    except IndexError:
+                    except IndexError as e:
+                        if not _empty_ranking(e, evaluate_matches):
+                            raise
                         cell = None
                         failed.setdefault(label, []).append(float(overlap))
                     if ap is None and cell is not None:

@@ -96,7 +96,8 @@ def _string_ids_hint(bad: set, known, field: str, *, map_option: bool = False) -
     one of the ``known`` integer ids (a hand-made script, pandas' ``to_json``): said as strings, with
     what to do; "" otherwise. ``map_option``: ``--category-map`` takes them (its keys are strings)."""
     numbers = {k for k in known if isinstance(k, int) and not isinstance(k, bool)}
-    quoted = sorted((v for v in bad if isinstance(v, str) and v.strip().lstrip("-").isdigit()
+    # isdecimal, not isdigit: "²" is a digit to isdigit and no number to int()
+    quoted = sorted((v for v in bad if isinstance(v, str) and v.strip().lstrip("-").isdecimal()
                      and int(v) in numbers), key=_order)
     if not quoted:
         return ""
@@ -182,9 +183,9 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     if problem:
         return problem
     if "area" in ann and not (is_finite_number(ann["area"]) and ann["area"] >= 0):
-        return f"area {str(ann['area'])[:40]} is not a finite number >= 0"
+        return f"area {ann['area']!r:.40} is not a finite number >= 0"  # quoted: "12" is a string
     if ann.get("iscrowd", 0) not in (0, 1):  # also refuses true/false lookalikes such as "yes"
-        return f"iscrowd {str(ann['iscrowd'])[:20]} is not 0 or 1"
+        return f"iscrowd {ann['iscrowd']!r:.20} is not 0 or 1"
     if not is_empty_segmentation(ann.get("segmentation")):
         img = images[ann["image_id"]]
         if not (is_finite_number(img.get("height")) and is_finite_number(img.get("width"))):
@@ -759,16 +760,18 @@ def evaluate_results_file(
     ground-truth id}) maps them instead (0-based class indices). ``crowd_as_objects``:
     as ``load_ground_truth`` (a path or dict ``gt_json``); ``gt_source``: its file's name in messages
     when ``gt_json`` is not a path. With
-    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}), for other
-    scorers of the same file (records: those that passed validation, the ones scored for segm when there
-    are several files) and an analysis of each kind on the very records its AP came from. Box-only
+    ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}, [the results
+    files read, as ``resolve_results_paths`` found them]), for other scorers of the same file (records:
+    those that passed validation, the ones scored for segm when there are several files), an analysis of
+    each kind on the very records its AP came from and the record of what was scored. Box-only
     ground truth is an ignored region of segm AP (``_run_segm``)."""
     gt_source = str(gt_json) if isinstance(gt_json, (str, os.PathLike)) else gt_source
     coco_gt = load_ground_truth(gt_json, crowd_as_objects=crowd_as_objects, source=gt_source)  # named errors
     from maskrcnn.engine.mmdet_results import is_pickle, read_mmdet_results
 
+    paths = resolve_results_paths(results_json)
     files = [(str(p), read_mmdet_results(p, coco_gt) if is_pickle(p) else read_results_file(p))
-             for p in resolve_results_paths(results_json)]
+             for p in paths]
     plan = plan_iou_types(files, iou_types)
     if iou_types is None and len(files) == 1 and not files[0][1]:
         # an empty file holds no kind of result, so it misses every kind the ground truth has (only the
@@ -796,7 +799,7 @@ def evaluate_results_file(
     out = {t: out[t] for t in IOU_TYPES if t in out}
     if return_records_by_type:
         records = scored.get("segm", scored[next(iter(out))])
-        return out, records, {t: scored[t] for t in out}
+        return out, records, {t: scored[t] for t in out}, paths
     return out
 
 

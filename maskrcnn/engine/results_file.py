@@ -196,7 +196,7 @@ def _name_keys(file_name: str) -> set:
     integer when it is all digits (Ultralytics' ``image_id``)."""
     path = Path(str(file_name).replace("\\", "/"))
     keys = {str(file_name), path.name, path.stem}
-    if path.stem.isdigit():
+    if path.stem.isdecimal():  # (a "².png" is isdigit, and no int)
         keys.add(int(path.stem))
     return keys
 
@@ -302,7 +302,7 @@ def read_category_map(path) -> dict:
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError(f"{path}: category map entry {key!r}: {str(value)[:30]} is not an id")
-        out[int(key) if key.lstrip("-").isdigit() else key] = value
+        out[int(key) if key.lstrip("-").isdecimal() else key] = value  # ("²" is isdigit, no int)
     return out
 
 
@@ -314,7 +314,7 @@ def _map_key(category_id, mapping: dict):
         return None
     if category_id in mapping:
         return category_id
-    digits = isinstance(category_id, str) and category_id.strip().lstrip("-").isdigit()
+    digits = isinstance(category_id, str) and category_id.strip().lstrip("-").isdecimal()
     if digits and int(category_id) in mapping:
         return int(category_id)
     return None

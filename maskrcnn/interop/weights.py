@@ -49,9 +49,11 @@ _ROI_BOX_KEYS = ("model.roi_heads.box_pool_size", "model.roi_heads.box_reg_weigh
                  "model.roi_heads.canonical_level", "model.roi_heads.canonical_box_size")
 # The config keys a detector's weights fix, by the part of the model that holds them: their tensor shapes
 # and the conventions the weights were trained with (what a feature, an anchor or a delta means). A C4
-# file (roi_heads.res5.*) also brings the C4 design's proposal counts and padding, which ``convert`` writes
-# for it (detectron2's Base-RCNN-C4, our r50_c4 preset): one rule, so that ``train --init FILE`` builds the
-# model ``convert FILE`` describes.
+# file (roi_heads.res5.*) also brings its proposal counts and padding multiple, as its config gives them:
+# a detectron2 file those ``convert`` writes for it (detectron2's C4 defaults: 12000/6000 proposals before
+# NMS, 2000/1000 after, ROIAlignV2, size_divisibility 0), a checkpoint of ours its own stored config (the
+# r50_c4 preset's size_divisibility 32, unaligned RoIAlign): one rule, so that ``train --init FILE`` builds
+# the model ``convert FILE`` describes.
 IMPLIED_BY_PART = {
     "backbone.": ("model.backbone", "model.stride_in_1x1", "model.pixel_mean", "model.pixel_std",
                   "model.fpn", "model.roi_features"),

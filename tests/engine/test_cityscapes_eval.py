@@ -237,15 +237,83 @@ def test_predictions_only_on_a_group_region_score_0_not_a_scorer_crash(tmp_path,
     group = next(a for a in coco["annotations"] if a["iscrowd"] and names[a["category_id"]] == "car")
     results = tmp_path / "r.json"
     keys = ("image_id", "category_id", "segmentation", "bbox")
-    results.write_text(json.dumps([{**{k: group[k] for k in keys}, "score": 0.8}]))
+    # the other classes found exactly: their AP 100 beside car's 0 (an index swap in the guard shows)
+    others = [r for r in _as_results(coco) if names[r["category_id"]] != "car"]
+    results.write_text(json.dumps([{**{k: group[k] for k in keys}, "score": 0.8}, *others]))
     with pytest.warns(UserWarning, match="Cityscapes AP: class car: no ground truth matched and every "
                                          "prediction lies on a group or void region at overlap 0.50..0.95"):
         assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root),
                      "--output", str(tmp_path / "ev")]) == 0
     assert "evaluation failed" not in capsys.readouterr().err
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert metrics["cityscapes"]["classes"]["car"] == {"AP": 0.0, "AP50": 0.0}
-    assert metrics["cityscapes"]["AP"] == 0.0 and "segm" in metrics
+    classes = metrics["cityscapes"]["classes"]
+    assert classes["car"] == {"AP": 0.0, "AP50": 0.0}
+    for name in ("person", "rider", "truck", "bicycle"):
+        assert classes[name]["AP"] == pytest.approx(100.0) and classes[name]["AP50"] == pytest.approx(100.0)
+    assert metrics["cityscapes"]["AP"] == pytest.approx(4 * 100 / 5) and "segm" in metrics
+
+
+def _matches_and_args():
+    """evaluateMatches' input for one image: a person found exactly (AP 1 at every overlap) and a car whose
+    one prediction lies on a car group while its ground truth is missed (the script's IndexError)."""
+    from types import SimpleNamespace
+
+    def gt(inst_id, pixels, matched):
+        return {"instID": inst_id, "pixelCount": pixels, "medDist": -1, "distConf": 0.0,
+                "matchedPred": matched}
+
+    def pred(pixels, on, confidence):
+        return {"matchedGt": on, "voidIntersection": 0, "pixelCount": pixels, "confidence": confidence}
+
+    person = {"instID": 24001, "pixelCount": 200, "medDist": -1, "distConf": 0.0, "intersection": 200}
+    group = {"instID": 26, "pixelCount": 150, "medDist": -1, "distConf": 0.0, "intersection": 150}
+    found = {"intersection": 200, "pixelCount": 200, "confidence": 0.9}
+    matches = {"img": {
+        "prediction": {"person": [pred(200, [person], 0.9)], "car": [pred(150, [group], 0.8)]},
+        "groundTruth": {"person": [gt(24001, 200, [found])], "car": [gt(26001, 200, [])]},
+    }}
+    args = SimpleNamespace(overlaps=np.arange(0.5, 1.0, 0.05), minRegionSizes=np.array([100, 1000, 1000]),
+                           distanceThs=np.array([float("inf"), 100, 50]),
+                           distanceConfs=np.array([-float("inf"), 0.5, 0.5]), distanceAvailable=False,
+                           instLabels=["person", "car"])
+    return matches, args
+
+
+def test_the_guard_scores_the_crashing_class_0_and_the_others_as_the_script_does():
+    """The guard's test had every cell 0 or NaN: an index swap (ap[:, oI, lI]) passed it."""
+    from cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling import evaluateMatches
+
+    from maskrcnn.engine.cityscapes_eval import _guarded_evaluate_matches
+
+    matches, args = _matches_and_args()
+    with pytest.raises(IndexError):  # the script's own failure on this input
+        evaluateMatches(matches, args)
+    notes = []
+    ap = _guarded_evaluate_matches(evaluateMatches, notes)(matches, args)  # (distances, classes, overlaps)
+    assert ap.shape == (1, 2, 10)
+    assert (ap[0, 0] == 1.0).all() and (ap[0, 1] == 0.0).all()
+    assert args.instLabels == ["person", "car"] and len(args.overlaps) == 10  # given back
+    assert notes == ["Cityscapes AP: class car: no ground truth matched and every prediction lies on a group "
+                     "or void region at overlap 0.50..0.95: scored 0 there (cityscapesScripts fails on this "
+                     "case with an IndexError)"]
+
+
+def test_the_guard_lets_any_other_index_error_through():
+    """Any IndexError in a cell was scored 0: a bug of the script, or of another version, gave AP 0 in
+    silence. Only the known failure (an empty ranking where there are ground truth and predictions) is."""
+    from cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling import evaluateMatches
+
+    from maskrcnn.engine.cityscapes_eval import _guarded_evaluate_matches
+
+    def broken(matches, args):
+        return [][0]
+
+    matches, args = _matches_and_args()
+    with pytest.raises(IndexError):
+        _guarded_evaluate_matches(broken, [])(matches, args)
+    del matches["img"]["prediction"]["person"][0]["matchedGt"][0]["pixelCount"]  # a KeyError: the script's
+    with pytest.raises(KeyError):
+        _guarded_evaluate_matches(evaluateMatches, [])(matches, args)
 
 
 def test_a_scorer_failure_is_its_last_line_not_the_traceback():

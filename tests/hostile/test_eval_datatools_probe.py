@@ -1,9 +1,10 @@
 """``maskrcnn eval`` findings of the p_datatools probe: the 0-based hint where +1 cannot work, fake 0.00 for
-size ranges without objects when nothing is detected, string ids shown as numbers, a stale
-predictions.json beside a --results metrics.json, and a wrong image record blamed on its annotations."""
+size ranges without objects when nothing is detected, string ids shown as numbers, a predictions.json
+beside a --results metrics.json, and a wrong image record blamed on its annotations."""
 
 import json
 import os
+import shutil
 import warnings
 
 import pytest
@@ -121,25 +122,48 @@ def test_string_image_ids_are_said_to_be_strings(cli, tmp_path):
             'JSON number (1, not "1")') in text
 
 
-def test_results_into_a_weights_runs_folder_remove_its_predictions(cli, tmp_path, tiny_checkpoint):
-    """The earlier run's predictions.json stayed beside the new metrics.json (a pair that is not one), and
-    metrics.json said nothing of what it was computed from."""
+def test_results_into_a_weights_runs_folder_keep_its_predictions_and_say_so(tmp_path, tiny_checkpoint,
+                                                                            monkeypatch, capsys):
+    """A --results evaluation into the folder of a --weights run removed that run's predictions.json (the
+    user's filtered copy of it scored there lost the inference it came from), saying so on stdout, before
+    metrics.json was written; and metrics.json named the weights as typed (relative) while its "json" and
+    "results" were absolute. Now predictions.json is never removed: a warning on stderr names it and says
+    that metrics.json describes the results file; "weights" is absolute too."""
+    from maskrcnn.cli import main
+
     path, images, data = coco_dataset(tmp_path)
     out = tmp_path / "ev"
-    rc, text = _eval(cli, "--weights", tiny_checkpoint, "--json", path, "--images", images, "--output", out,
-                     "--device", "cpu")
-    assert rc == 0 and (out / "predictions.json").is_file(), text
+    monkeypatch.chdir(tiny_checkpoint.parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["eval", "--weights", tiny_checkpoint.name, "--json", str(path), "--images", str(images),
+                     "--output", str(out), "--device", "cpu"]) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert first["weights"] == str(tiny_checkpoint) and first["json"] == os.path.abspath(path)
-    res = _write(tmp_path / "res.json", [{k: v for k, v in r.items() if k != "segmentation"}
-                                         for r in gt_as_results(data)])
-    rc, text = _eval(cli, "--results", res, "--json", path, "--output", out)
-    assert rc == 0, text
-    assert f"removed {out / 'predictions.json'}: the predictions of the earlier --weights run" in text
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    predictions = (out / "predictions.json").read_bytes()
+    filtered = _write(out / "filtered.json", [r for r in json.loads(predictions) if r["score"] > 0.5])
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["eval", "--results", str(filtered), "--json", str(path), "--output", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert (out / "predictions.json").read_bytes() == predictions  # untouched
+    assert "predictions.json" not in printed.out.replace(str(out / "metrics.json"), "")
+    assert (f"warning: {out / 'predictions.json'} is not what this evaluation scored: {out / 'metrics.json'} "
+            f"now describes {filtered} (its \"results\" key); {out / 'predictions.json'} is left as it is"
+            ) in printed.err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["results"] == [os.path.abspath(res)] and metrics["json"] == os.path.abspath(path)
-    assert set(metrics) == {"bbox", "results", "json"}
+    assert metrics["results"] == [str(filtered)] and metrics["json"] == os.path.abspath(path)
+    assert "weights" not in metrics and "images_evaluated" not in metrics
+
+
+def test_weights_with_ema_suffix_are_absolute_in_metrics_json(tmp_path, monkeypatch):
+    from maskrcnn.commands.eval import _weights_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.pth").write_bytes(b"x")
+    assert _weights_path("m.pth") == str(tmp_path / "m.pth")
+    assert _weights_path("m.pth#ema") == str(tmp_path / "m.pth") + "#ema"
 
 
 def test_a_predictions_file_not_of_a_weights_run_is_named_and_kept(cli, tmp_path):
@@ -150,7 +174,7 @@ def test_a_predictions_file_not_of_a_weights_run_is_named_and_kept(cli, tmp_path
     res = _write(tmp_path / "res.json", gt_as_results(data))
     rc, text = _eval(cli, "--results", res, "--json", path, "--output", out)
     assert rc == 0 and mine.is_file()
-    assert f"warning: {mine} is not what this evaluation scored" in text
+    assert f"warning: {mine} is not what this evaluation scored: {out / 'metrics.json'} now describes" in text
     # scoring that very file again into its folder keeps it, without a word
     rc, text = _eval(cli, "--results", mine, "--json", path, "--output", out)
     assert rc == 0 and mine.is_file()
@@ -182,7 +206,9 @@ def test_a_wrong_image_record_without_its_images_suggests_them(cli, tmp_path):
     path, _, data = coco_dataset(tmp_path)
     data["images"][0]["width"] = 100
     alone = _write(tmp_path / "elsewhere.json", data)
-    (tmp_path / "images").rename(tmp_path / "pictures")  # no folder by the export's layout
+    # no folder by the export's layout, and no file of their names under the JSON's folder (a single one
+    # there would be taken: record_sizes' unique-name lookup)
+    shutil.rmtree(tmp_path / "images")
     rc, text = _eval(cli, "--results", _write(tmp_path / "res.json", gt_as_results(data)), "--json", alone)
     assert rc == 1 and "RLE size [40, 50] does not match the image size [40, 100]" in text
     assert "give --images D, the images' folder, to compare them with the files" in text

@@ -298,7 +298,7 @@ def _whole_model(tmp_path, monkeypatch, module: str, name: str = "whole.pth", ex
      "then maskrcnn convert --from torchvision weights.pth OUT.pth"),
     ("mmdet.models.detectors.mask_rcnn", "a whole pickled MMDetection model",
      "then maskrcnn convert --from mmdetection weights.pth OUT.pth"),
-    ("mylab.nets", "a whole pickled model",
+    ("mmengine.model.wrappers", "a whole pickled model",
      "then, for a torchvision, detectron2 or MMDetection R-CNN, maskrcnn convert --from "),
 ])
 def test_a_whole_pickled_model_gets_the_state_dict_advice_everywhere(cli, tmp_path, image, monkeypatch,
@@ -333,3 +333,83 @@ def test_a_whole_model_that_also_runs_an_attacks_code_gets_no_advice_to_load_it(
         load_checkpoint(path)
     assert "asks to run code" in str(info.value) and "weights_only=False" not in str(info.value)
     assert "whole pickled" not in str(info.value)
+
+
+def _hand_pickle(path, *globals_, payload=b""):
+    """A protocol-2 pickle that names each of ``globals_`` ("module.name") by GLOBAL (each popped again
+    but the last), then ``payload``: written by hand, never unpickled here."""
+    body = b"\x80\x02"
+    for i, name in enumerate(globals_):
+        module, attr = name.rsplit(".", 1)
+        pop = b"0" if i < len(globals_) - 1 else b""
+        body += b"c" + module.encode() + b"\n" + attr.encode() + b"\n" + pop
+    path.write_bytes(body + payload + b".")
+    return path
+
+
+def test_only_model_libraries_globals_make_a_whole_model(tmp_path, monkeypatch):
+    """is_whole_model took any torch.nn.* global with no global of a blocklist as a whole model: a file
+    naming a torchvision model, a torch.nn layer and torch.hub.load (which downloads and runs code) was
+    "a whole pickled torchvision model" with the advice torch.load(..., weights_only=False). Now every
+    global that runs code must be of torch.nn, torchvision, detectron2, mmdet, mmcv, mmengine or ours."""
+    import warnings
+
+    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
+    from maskrcnn.checkpoint_refusal import describe_unreadable
+
+    rcnn = "torchvision.models.detection.mask_rcnn.MaskRCNN"
+    hub = _hand_pickle(tmp_path / "hub.pth", rcnn, "torch.nn.modules.linear.Linear", "torch.hub.load",
+                       payload=b"(X\x0b\x00\x00\x00evil/repo:xX\x03\x00\x00\x00payt" + b"R")
+    kind, message = describe_unreadable(hub)
+    assert kind == "code" and message == f"{hub} asks to run code (global {rcnn}) when unpickled; refused"
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(hub)
+    assert "weights_only=False" not in str(info.value) and "whole pickled" not in str(info.value)
+    # a class of a library not among them (a lab's own, saved whole) is code alike: no advice to load it
+    mine = _whole_model(tmp_path, monkeypatch, "mylab.nets", name="mine.pth")
+    assert describe_unreadable(mine) == (
+        "code", f"{mine} asks to run code (global mylab.nets.MaskRCNN) when unpickled; refused")
+    # the same layers under a torchvision class are a whole model, saved in torch's legacy format too
+    legacy = tmp_path / "legacy.pth"
+    with warnings.catch_warnings():  # "Couldn't retrieve source code": the class is made in this test
+        warnings.simplefilter("ignore", UserWarning)
+        torch.save(torch.load(_whole_model(tmp_path, monkeypatch, "torchvision.models.detection.mask_rcnn"),
+                              weights_only=False), legacy, _use_new_zipfile_serialization=False)
+    kind, message = describe_unreadable(legacy)
+    assert kind == "model" and "a whole pickled torchvision model (torch.save(model))" in message
+
+
+def test_a_checkpoint_holding_a_pickled_model_beside_its_state_dict_is_no_whole_model(tmp_path, monkeypatch):
+    """A checkpoint dict whose "model" is a usable state dict, with a whole model pickled as another entry
+    (an AveragedModel as its EMA copy, a torchvision model): "a whole pickled model", told to be loaded
+    with weights_only=False, although its "model" entry is the state dict the advice asks for. Only a file
+    whose own object is a model class is one."""
+    from maskrcnn.checkpoint_refusal import describe_unreadable
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    averaged = tmp_path / "ema.pth"
+    torch.save({"model": net.state_dict(), "model_ema": torch.optim.swa_utils.AveragedModel(net)}, averaged)
+    whole = torch.load(_whole_model(tmp_path, monkeypatch, "torchvision.models.detection.mask_rcnn"),
+                       weights_only=False)
+    entry = tmp_path / "entry.pth"
+    torch.save({"model": whole.state_dict(), "ema": whole}, entry)
+    for path, bad in ((averaged, "torch.optim.swa_utils.AveragedModel"),
+                      (entry, "torchvision.models.detection.mask_rcnn.MaskRCNN")):
+        kind, message = describe_unreadable(path)
+        assert (kind, message) == ("code", f"{path} asks to run code (global {bad}) when unpickled; refused")
+    torch.save(whole, tmp_path / "alone.pth")  # the same model saved alone is one
+    assert describe_unreadable(tmp_path / "alone.pth")[0] == "model"
+
+
+def test_a_refused_files_pickle_is_read_once(tmp_path, monkeypatch):
+    """load_checkpoint's refusal read the file's pickles twice: describe_unreadable, then code_global."""
+    import maskrcnn.checkpoint_refusal as refusal
+    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
+
+    path = _hand_pickle(tmp_path / "lab.pth", "mylab.nets.Thing", payload=b")\x81")
+    walks = []
+    real = refusal._globals_of_stream
+    monkeypatch.setattr(refusal, "_globals_of_stream", lambda *a: walks.append(a) or real(*a))
+    with pytest.raises(CheckpointError, match="asks to run code \\(global mylab.nets.Thing\\)"):
+        load_checkpoint(path)
+    assert len(walks) == 1

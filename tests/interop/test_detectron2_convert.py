@@ -492,3 +492,32 @@ def test_init_builds_the_model_convert_describes(tmp_path, monkeypatch, r50_mask
             assert "model.roi_heads.pooler_aligned False -> True" in said
         else:
             assert "model.size_divisibility" not in got["source"].implied
+
+
+def test_our_own_c4_checkpoint_brings_its_stored_config_as_the_docs_say(tmp_path, monkeypatch):
+    """docs/checkpoints.md and interop/weights.py said a C4 file, "a checkpoint of ours" included, brings
+    size_divisibility 0 as convert writes it, "as our r50_c4 preset": the preset pads to 32 with
+    unaligned RoIAlign (sampling 2), and --init of our checkpoint takes the config stored in it."""
+    from pathlib import Path
+
+    from init_as_train import read_init_as_train_does  # tests/interop is on the path
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.config import PRESETS
+
+    cfg = apply_overrides(PRESETS["r50_c4"](), {"model.backbone": "resnet18", "model.num_classes": 3})
+    torch.manual_seed(0)
+    ours = tmp_path / "ours_c4.pth"
+    save_checkpoint(ours, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "a", "b"])
+    (tmp_path / "run").mkdir()
+    implied = read_init_as_train_does(str(ours), tmp_path / "run", monkeypatch)["source"].implied
+    assert implied["model.size_divisibility"] == 32
+    assert (implied["model.roi_heads.pooler_aligned"], implied["model.roi_heads.pooler_sampling_ratio"]) == (
+        False, 2)
+    assert implied["model.rpn.post_nms_topk_test"] == cfg.model.rpn.post_nms_topk_test
+    docs = " ".join((Path(__file__).parents[2] / "docs" / "checkpoints.md").read_text().split())
+    assert "a C4 checkpoint of ours the config stored in it (one trained from the `r50_c4` preset keeps " \
+           "that preset's `size_divisibility` 32" in docs
+    assert "a checkpoint of ours) also brings the C4 design's proposal counts and `size_divisibility` 0" \
+        not in docs
