@@ -775,7 +775,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if not (is_finite_number(area) and area >= 0):
             # the evaluation refuses it (NaN, a string, null, -3): kept here, show-data and training read a
             # file that eval then refused; skipped and counted alike everywhere the loader reads
-            return "bad_area", f"area {str(area)[:40]} is not a finite number >= 0"
+            return "bad_area", f"area {area!r:.40} is not a finite number >= 0"
         if "bbox" not in ann:  # labelme2coco-style files and hand-made ones: the segmentation's box
             ann["bbox"] = _segmentation_box(seg, img["height"], img["width"])
             if ann["bbox"] is None:

@@ -516,5 +516,6 @@ def test_an_area_the_evaluation_refuses_is_skipped_and_counted(tmp_path, area):
     with pytest.warns(UserWarning, match="1 bad_area"):
         ds = CocoDataset(json_path=path, image_dir=tmp_path)
     assert ds.skipped == {"bad_area": 1} and [a["id"] for a in ds.to_coco_dict()["annotations"]] == [2]
-    assert ds.problems[0].endswith(f"annotation id 1 (image id 1) area {area} is not a finite number >= 0; "
+    # quoted as written (rev_d1 7): "area": "12" read as area 12, a number, in the message
+    assert ds.problems[0].endswith(f"annotation id 1 (image id 1) area {area!r} is not a finite number >= 0; "
                                    "skipped")
