@@ -159,7 +159,8 @@ def _voc(args, src: Path, out: Path, report, description: str):
 
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
-    classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
+    classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None,
+                          report=report)
     builder = CocoBuilder(root=src, categories=classes.categories, description=description)
     read_voc(src, split=args.split, classes=classes, builder=builder, report=report,
              boxes_as_masks=bool(args.boxes_as_masks))
@@ -262,6 +263,12 @@ def run(args) -> int:
             why += f"; {IMAGES_HINT}"
         raise ValueError(f"{args.src}: no image could be converted ({why}); nothing written")
     coco = builder.to_dict()
+    if not coco["annotations"]:
+        # no object (every one skipped: an unknown class, a wrong --classes; or none drawn): a dataset
+        # without instances trains and scores nothing, so it is a failure, never a file written with status 0
+        why = "see the problems above" if report.skipped else "the annotations hold no object"
+        raise ValueError(f"{args.src}: {len(coco['images'])} image(s) but no instance could be converted "
+                         f"({why}); nothing written")
     write_json(out, coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     per_class = Counter(names[a["category_id"]] for a in coco["annotations"] if not a["iscrowd"])

@@ -482,7 +482,8 @@ def test_via_class_attribute_that_no_region_has_fails_once_naming_the_attributes
                 f"attributes: species, size, note){extra}; nothing converted") in err
         assert "--class-name gives" not in err
         assert not out.exists()
-    assert _convert(src, tmp_path / "note.json", "--class-attribute", "note") == 0  # defined, never given
+    # defined, never given: each region skipped, and no instance left fails (rev_d1 1: never an empty file)
+    assert _convert(src, tmp_path / "note.json", "--class-attribute", "note") == 1
     assert capsys.readouterr().err.count("no value for the class attribute 'note'") == 2
     assert _convert(src, tmp_path / "size.json", "--class-attribute", "size") == 0
     assert _classes(tmp_path / "size.json") == ["small"]
