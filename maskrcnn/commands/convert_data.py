@@ -29,14 +29,16 @@ relative to OUT.json's folder (``<OUT stem>_images/a.png``), else to SRC like th
 YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
-``labelmap.txt``'s, or ``--classes`` for indices 1..N); YOLO's classes in index order from id 1
+``labelmap.txt``'s, or ``--classes`` for indices 1..N; a box-only tree whose XML names are not VOC's:
+those names, sorted); YOLO's classes in index order from id 1
 (``--classes`` selects some by name; it names the indices when the dataset has no names); otherwise the
 labels met (CVAT: and those its ``<meta>`` lists), sorted by name and numbered from 1, or exactly
 ``--classes`` in the order given (use it when converting splits apart, so that a class missing from one
 split does not shift the ids of the others).
 
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
-follow at the end. The output is written atomically, and only when at least one image was converted.
+follow at the end. The output is written atomically, and only when at least one image and one instance
+were converted (a dataset without instances trains nothing: a failure, never status 0).
 See ``maskrcnn/data/formats/`` for what each format's conversion does.
 """
 
