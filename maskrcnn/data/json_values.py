@@ -57,8 +57,9 @@ def _digits_problem(path, encoding: str, error: ValueError) -> ValueError:
 def read_json_file(path: Union[str, os.PathLike]):
     """A JSON file's value. UTF-8, or UTF-16 / UTF-32 with a byte order mark (what Windows PowerShell 5.1's
     ``Out-File`` and ``>`` write, and Notepad's "Unicode"); a UTF-8 BOM is dropped too. OSError when it
-    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError, a key given twice in one object with two values, a
-    number of more than 4300 digits) or RecursionError when it is not JSON: the callers name the file."""
+    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError, a key given twice in one object with
+    two values, a number of more than 4300 digits) or RecursionError when it is not JSON: the callers name
+    the file."""
     with open(path, "rb") as f:
         head = f.read(4)
     encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")

@@ -500,8 +500,8 @@ def test_via_class_attribute_missing_from_one_file_takes_class_name_and_fails_on
         Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / name)
 
     def export(filename, attrs):
-        return {filename + "1": {"filename": filename, "size": 1, "file_attributes": {},
-                                 "regions": [{"shape_attributes": _rect(1, 1, 4, 3), "region_attributes": attrs}]}}
+        region = {"shape_attributes": _rect(1, 1, 4, 3), "region_attributes": attrs}
+        return {filename + "1": {"filename": filename, "size": 1, "file_attributes": {}, "regions": [region]}}
 
     (src / "ann_alice.json").write_text(json.dumps(export("a.png", {"species": "cat"})))
     (src / "ann_bob.json").write_text(json.dumps(export("b.png", {"note": "blurry"})))
