@@ -380,3 +380,21 @@ def test_a_rerun_that_draws_none_keeps_the_earlier_overlays(tmp_path, capsys):
                  "--overlay-min-size", "0", "--max", "1"]) == 0
     assert "is not an overlay this command wrote" not in capsys.readouterr().err
     assert sorted(p.name for p in folder.glob("*.png")) == ["a.png"]
+
+
+def test_show_data_reads_one_file_under_two_ids_once_with_both_records_objects(tmp_path, capsys, recwarn):
+    """rev_d1 5: a file named by image ids 1 and 2 was drawn twice, each overlay showing only its own
+    record's objects (the other's as background). Now one picture with the union, said in one warning."""
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    data = {"images": [{"id": i, "file_name": "a.png", "height": 40, "width": 60} for i in (1, 2)],
+            "categories": [{"id": 1, "name": "x"}],
+            "annotations": [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10]},
+                            {"id": 20, "image_id": 2, "category_id": 1, "bbox": [30, 20, 10, 10]}]}
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    assert main(["show-data", "--json", str(tmp_path / "d.json"), "--images", str(tmp_path), "--output",
+                 str(tmp_path / "look")]) == 0
+    captured = capsys.readouterr()
+    assert "d.json: 1 images (0 without instances), 2 instances" in captured.out + captured.err
+    said = [str(w.message) for w in recwarn]
+    assert any("a.png: image ids 1, 2): each file read once, as its first record" in m for m in said), said
+    assert sorted(p.name for p in (tmp_path / "look" / "overlays").glob("*.png")) == ["a.png"]

@@ -29,14 +29,16 @@ relative to OUT.json's folder (``<OUT stem>_images/a.png``), else to SRC like th
 YOLO: relative to the dataset root (the YAML's ``path``, else its folder).
 
 Categories: Cityscapes' 8 instance classes with its label ids; VOC's 20 classes with their indices (or
-``labelmap.txt``'s, or ``--classes`` for indices 1..N); YOLO's classes in index order from id 1
+``labelmap.txt``'s, or ``--classes`` for indices 1..N; a box-only tree whose XML names are not VOC's:
+those names, sorted); YOLO's classes in index order from id 1
 (``--classes`` selects some by name; it names the indices when the dataset has no names); otherwise the
 labels met (CVAT: and those its ``<meta>`` lists), sorted by name and numbered from 1, or exactly
 ``--classes`` in the order given (use it when converting splits apart, so that a class missing from one
 split does not shift the ids of the others).
 
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
-follow at the end. The output is written atomically, and only when at least one image was converted.
+follow at the end. The output is written atomically, and only when at least one image and one instance
+were converted (a dataset without instances trains nothing: a failure, never status 0).
 See ``maskrcnn/data/formats/`` for what each format's conversion does.
 """
 
@@ -159,7 +161,8 @@ def _voc(args, src: Path, out: Path, report, description: str):
 
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
-    classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None)
+    classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None,
+                          report=report)
     builder = CocoBuilder(root=src, categories=classes.categories, description=description)
     read_voc(src, split=args.split, classes=classes, builder=builder, report=report,
              boxes_as_masks=bool(args.boxes_as_masks))
@@ -262,6 +265,12 @@ def run(args) -> int:
             why += f"; {IMAGES_HINT}"
         raise ValueError(f"{args.src}: no image could be converted ({why}); nothing written")
     coco = builder.to_dict()
+    if not coco["annotations"]:
+        # no object (every one skipped: an unknown class, a wrong --classes; or none drawn): a dataset
+        # without instances trains and scores nothing, so it is a failure, never a file written with status 0
+        why = "see the problems above" if report.skipped else "the annotations hold no object"
+        raise ValueError(f"{args.src}: {len(coco['images'])} image(s) but no instance could be converted "
+                         f"({why}); nothing written")
     write_json(out, coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     per_class = Counter(names[a["category_id"]] for a in coco["annotations"] if not a["iscrowd"])

@@ -304,7 +304,8 @@ def run(args) -> int:
     # summary is printed does not say it
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
                           crowd_as_objects=args.crowd_as_objects, pixel_limit_line=False,
-                          coco=parsed.pop(Path(args.json), None))
+                          coco=parsed.pop(Path(args.json), None),
+                          fold_shared_files=True)  # one picture, the union of its records' objects
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     from maskrcnn.data.pre_annotations.written_files import WrittenFiles

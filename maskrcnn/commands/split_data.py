@@ -77,7 +77,6 @@ def run(args) -> int:
         compile_group_by,
         default_part_names,
         group_keys,
-        shared_files,
         split_by_keys,
         split_table,
     )
@@ -119,7 +118,7 @@ def run(args) -> int:
                           f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
                           stacklevel=1)
     parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed)
-    twins = shared_files(coco["images"])
+    twins = data.shared_files  # the loader's: records it kept, found as one file
     if twins:  # the loader's note says the file is read once per record; here: where they went
         name, ids = next(iter(twins.items()))
         print(f"{src}: {len(twins)} image file(s) named by more than one image record (e.g. "

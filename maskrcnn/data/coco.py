@@ -439,6 +439,12 @@ class CocoDataset(torch.utils.data.Dataset):
     ``pixel_limit_line=False``: the warning that sums up the records skipped while reading leaves out the
     line on the pixel limit (``images.too_large_line``): a caller that prints it in its own summary, over
     every image skipped (show-data), says it once.
+    ``fold_shared_files``: one file named (alike) by several image records that are kept is one picture:
+    the later records' annotations are read as the first record's (the union of its objects; the later
+    ids leave ``ids``), said in one warning naming the ids. For training and show-data: each record read
+    on its own counts the picture twice and makes each record's objects background in the other. Without
+    it (evaluation) the file is read as written, each record with its own annotations, and a note says
+    so. Either way ``shared_files`` lists {file: the ids of its accepted records}.
     """
 
     def __init__(
@@ -453,12 +459,15 @@ class CocoDataset(torch.utils.data.Dataset):
         coco: Optional[dict] = None,
         crowd_as_objects: bool = False,
         pixel_limit_line: bool = True,
+        fold_shared_files: bool = False,
     ):
         self.json_path = Path(json_path)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
         self.keypoints = keypoints
         self.filter_empty = filter_empty
+        self.fold_shared_files = fold_shared_files
+        self._folded_into: dict = {}  # image id of a later record of a file -> the first record's id
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = coco if coco is not None else load_coco_json(self.json_path)
@@ -672,10 +681,6 @@ class CocoDataset(torch.utils.data.Dataset):
                     f"to {_shown(file_name)} (by the end of the path); the first keeps it",
                 )
                 continue
-            if owner is not None:
-                # the same file written alike under two ids (an export listing an image once per task, two
-                # files concatenated): both read, said once below; found by the name, no realpath per image
-                shared.setdefault(file_key, [owner[0]]).append(iid)
             if by_tail:
                 found_by_tail.append((img["file_name"], file_name))
             if img.get("height") is None and img.get("width") is None and self.image_dir is not None:
@@ -705,6 +710,14 @@ class CocoDataset(torch.utils.data.Dataset):
                     "bad_image", f"image id {iid} has invalid size {img['height']}x{img['width']}"
                 )
                 continue
+            if owner is not None:
+                # the same file written alike under two ids (an export listing an image once per task, two
+                # files concatenated), both records accepted: said once below; found by the name, no
+                # realpath per image
+                shared.setdefault(file_key, [owner[0]]).append(iid)
+                if self.fold_shared_files:  # its annotations are the first record's (_load_annotations)
+                    self._folded_into[iid] = owner[0]
+                    continue
             self._images[iid] = {
                 "file_name": file_name,
                 "height": int(img["height"]),
@@ -713,15 +726,21 @@ class CocoDataset(torch.utils.data.Dataset):
             self._image_order.append(iid)
             file_owner.setdefault(file_key, (iid, loose, written, shown))
         self._anns: dict = {iid: [] for iid in self._images}
-        self.shared_files = shared  # {file: image ids}: the records that name one file alike
+        self.shared_files = shared  # {file: image ids}: the accepted records that name one file alike
         if shared:
             name, ids = next(iter(shared.items()))
-            self._notes.append(
-                f"{self.json_path}: {len(shared)} image file(s) named by more than one image record (e.g. "
-                f"{_shown(name)}: image ids {', '.join(map(str, ids))}): each record is read with its own "
-                f"annotations, so the picture counts once per record and each record's objects are "
-                f"background in the others; list the file once with all its annotations (split-data keeps "
-                f"such records in one part)")
+            example = (f"{len(shared)} image file(s) named by more than one image record (e.g. "
+                       f"{_shown(name)}: image ids {', '.join(map(str, ids))})")
+            if self.fold_shared_files:
+                warnings.warn(f"{self.json_path}: {example}: each file read once, as its first record, with "
+                              f"the annotations of all its records (one picture, the union of its objects)",
+                              stacklevel=3)
+            else:
+                self._notes.append(
+                    f"{self.json_path}: {example}: each record is read with its own "
+                    f"annotations, so the picture counts once per record and each record's objects are "
+                    f"background in the others; list the file once with all its annotations (split-data "
+                    f"keeps such records in one part)")
         if found_by_tail:
             written, used = found_by_tail[0]
             self._notes.append(f"{self.json_path}: {len(found_by_tail)} image file names not found as "
@@ -775,7 +794,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if not (is_finite_number(area) and area >= 0):
             # the evaluation refuses it (NaN, a string, null, -3): kept here, show-data and training read a
             # file that eval then refused; skipped and counted alike everywhere the loader reads
-            return "bad_area", f"area {str(area)[:40]} is not a finite number >= 0"
+            return "bad_area", f"area {area!r:.40} is not a finite number >= 0"
         if "bbox" not in ann:  # labelme2coco-style files and hand-made ones: the segmentation's box
             ann["bbox"] = _segmentation_box(seg, img["height"], img["width"])
             if ann["bbox"] is None:
@@ -884,6 +903,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._digit_ids += sum(map(_is_digit_string, raw))
             aid, iid = _as_id(raw[0]), _as_id(raw[1])
             where = f"annotation id {aid!r} (image id {iid!r})"
+            if self._folded_into and _is_int(iid):  # a later record of a file: read as its first record's
+                iid = self._folded_into.get(iid, iid)
             if not _is_int(aid):
                 self._problems.add("missing_field", f"{where} lacks an integer 'id'")
                 continue

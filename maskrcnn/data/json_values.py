@@ -26,15 +26,18 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 
 
 def _unique_keys(pairs: list) -> dict:
-    """``json``'s object_pairs_hook: the object, or ValueError naming a key given twice. Python's own
-    reader keeps the last value silently: a hand-concatenated export with "annotations" twice lost every
-    annotation of the first list without a word."""
+    """``json``'s object_pairs_hook: the object, or ValueError naming a key given twice with different
+    values. Python's own reader keeps the last value silently: a hand-concatenated export with
+    "annotations" twice lost every annotation of the first list without a word. A key repeated with the
+    same value loses nothing and is accepted."""
     obj = dict(pairs)
     if len(obj) != len(pairs):  # the common case costs one len(): the pairs are only scanned on a repeat
-        seen = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"duplicate key {key!r} in one object; a JSON reader keeps only one of its "
-                         f"values")
+        for key, value in pairs:
+            kept = obj[key]  # the last value: every value of the key equals it when nothing is lost
+            # the type too: true and 1 (or 1 and 1.0) compare equal but are not one value
+            if value is not kept and not (type(value) is type(kept) and value == kept):
+                raise ValueError(f"duplicate key {key!r} in one object with different values; a JSON "
+                                 f"reader keeps only one of them")
     return obj
 
 
@@ -54,8 +57,9 @@ def _digits_problem(path, encoding: str, error: ValueError) -> ValueError:
 def read_json_file(path: Union[str, os.PathLike]):
     """A JSON file's value. UTF-8, or UTF-16 / UTF-32 with a byte order mark (what Windows PowerShell 5.1's
     ``Out-File`` and ``>`` write, and Notepad's "Unicode"); a UTF-8 BOM is dropped too. OSError when it
-    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError, a key given twice in one object, a
-    number of more than 4300 digits) or RecursionError when it is not JSON: the callers name the file."""
+    cannot be read; ValueError (UnicodeDecodeError, JSONDecodeError, a key given twice in one object with
+    two values, a number of more than 4300 digits) or RecursionError when it is not JSON: the callers name
+    the file."""
     with open(path, "rb") as f:
         head = f.read(4)
     encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")

@@ -24,9 +24,10 @@
   ``SourceCounts.duplicate_annotations`` (a file of dogs over the images of a file of cats lost every dog
   without a number).
 - ``licenses``: every source's list, renumbered 1..L in source order (a license written alike in two
-  sources, its id aside, is one), each image's ``license`` id mapped to its new one; an image ``license``
-  its source does not list is dropped from the record, counted in a warning (it would name another
-  source's license).
+  sources, its id aside, is one), each image's ``license`` id mapped to its new one. Ids are matched as
+  text (an image's ``"license": "1"`` names license ``1``: exporters write either). An image ``license``
+  its source does not list, or lists twice (which one is meant is unknown), is dropped from the record,
+  counted in a warning saying which (it would name another source's license).
 """
 
 from __future__ import annotations
@@ -40,25 +41,35 @@ from maskrcnn.engine.init_weights import normalise_name
 __all__ = ["MergeSource", "SourceCounts", "common_root", "merge_coco", "parse_classes"]
 
 
+def _license_key(value) -> Optional[str]:
+    """An id as matched: its text (``"1"`` and ``1`` are one id), None for no id (absent, null, a list
+    or an object)."""
+    return None if value is None or isinstance(value, (list, dict)) else str(value)
+
+
 def _licenses(sources: Sequence) -> tuple:
-    """(the merged ``licenses`` with ids 1..L, one {old id: new id} per source). A license written alike
-    in two sources (its id aside) is one; a record without an id, or whose id repeats in its source, is
-    left out (no image can name it unambiguously)."""
-    merged, index, maps = [], {}, []
+    """(the merged ``licenses`` with ids 1..L, one {id text: new id} per source, one set of the id texts
+    each source lists twice or more). A license written alike in two sources (its id aside) is one; a
+    record without an id, or whose id repeats in its source, is left out (no image can name it
+    unambiguously)."""
+    merged, index, maps, repeated = [], {}, [], []
     for src in sources:
-        ids = Counter(lic.get("id") for lic in src.licenses if isinstance(lic, dict))
+        listed = [lic for lic in src.licenses or () if isinstance(lic, dict)]
+        ids = Counter(_license_key(lic.get("id")) for lic in listed)
         mapping = {}
-        for lic in src.licenses:
-            if not isinstance(lic, dict) or lic.get("id") is None or ids[lic["id"]] > 1:
+        for lic in listed:
+            key_id = _license_key(lic.get("id"))
+            if key_id is None or ids[key_id] > 1:
                 continue
             body = {k: v for k, v in lic.items() if k != "id"}
             key = repr(sorted(body.items(), key=lambda kv: kv[0]))
             if key not in index:
                 index[key] = len(merged) + 1
                 merged.append({"id": index[key], **body})
-            mapping[lic["id"]] = index[key]
+            mapping[key_id] = index[key]
         maps.append(mapping)
-    return merged, maps
+        repeated.append({i for i, n in ids.items() if i is not None and n > 1})
+    return merged, maps, repeated
 
 
 class MergeSource(NamedTuple):
@@ -68,7 +79,9 @@ class MergeSource(NamedTuple):
     categories: list  # {"id", "name", ...} one per class, names distinct
     image_paths: dict  # image id -> absolute path of its file
     image_keys: dict  # image id -> the file's identity (its real path): the same file listed twice
-    licenses: list = []  # the file's ``licenses`` as written (records that are no object left out)
+    # the file's ``licenses`` as written (records that are no object left out); None: none. Not a list
+    # default: a NamedTuple's default is one object shared by every instance
+    licenses: Optional[list] = None
 
 
 class SourceCounts(NamedTuple):
@@ -76,8 +89,9 @@ class SourceCounts(NamedTuple):
     instances: Counter  # output class name -> annotations taken (crowd regions included)
     duplicates: int  # images that were another listing of a file already taken
     left_out: Counter  # source class name -> annotations left out (not in ``classes``)
-    # source class name -> annotations of the images that were another listing, left out with them
-    duplicate_annotations: Counter = Counter()
+    # source class name -> annotations of the images that were another listing, left out with them;
+    # merge_coco always fills it (None only when built elsewhere: no shared mutable default)
+    duplicate_annotations: Optional[Counter] = None
 
 
 def parse_classes(spec: Optional[str]) -> Optional[list]:
@@ -161,8 +175,8 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 declares.setdefault(normalise_name(cat["name"]), src.name)
     first_listing: dict = {}  # file identity -> (source name, image id)
     out_name = {c["id"]: c["name"] for c in categories}
-    licenses, license_maps = _licenses(sources)
-    for src, license_map in zip(sources, license_maps):
+    licenses, license_maps, repeated_licenses = _licenses(sources)
+    for src, license_map, repeated in zip(sources, license_maps, repeated_licenses):
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
         src_name = {c["id"]: c["name"] for c in src.categories}
         image_map, duplicates = {}, 0
@@ -172,6 +186,7 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
             dropped.setdefault(ann["image_id"], Counter())[src_name[ann["category_id"]]] += 1
         duplicate_annotations = Counter()
         unlisted_licenses = Counter()  # image license ids the source does not list
+        twice_licenses = Counter()  # image license ids the source lists twice or more
         for img in src.images:
             key = src.image_keys[img["id"]]
             if key in first_listing:
@@ -191,12 +206,11 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
             rel = os.path.relpath(src.image_paths[img["id"]], images_root).replace(os.sep, "/")
             record = {**img, "id": image_map[img["id"]], "file_name": rel}
             if "license" in img:
-                try:
-                    new_license = license_map.get(img["license"])
-                except TypeError:  # a list or an object: no id
-                    new_license = None
+                key_id = _license_key(img["license"])
+                new_license = license_map.get(key_id)
                 if new_license is None:
-                    unlisted_licenses[repr(img["license"])[:20]] += 1
+                    said = twice_licenses if key_id in repeated else unlisted_licenses
+                    said[repr(img["license"])[:20]] += 1
                     del record["license"]
                 else:
                     record["license"] = new_license
@@ -206,6 +220,11 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                             f"'licenses' does not list (" + ", ".join(f"id {v}: {n}" for v, n in
                                                                       unlisted_licenses.most_common(5))
                             + "); their 'license' field is dropped")
+        if twice_licenses:
+            warnings.append(f"{src.name}: {sum(twice_licenses.values())} image(s) name a license id its "
+                            f"'licenses' lists twice or more (" + ", ".join(f"id {v}: {n}" for v, n in
+                                                                           twice_licenses.most_common(5))
+                            + "), so which one is meant is unknown; their 'license' field is dropped")
         taken, left_out = Counter(), Counter()
         objects = Counter()  # source category id -> its non-crowd annotations taken or left out
         for ann in src.annotations:

@@ -38,7 +38,7 @@ from collections import Counter
 from typing import Optional, Sequence
 
 __all__ = ["assign_units", "check_fractions", "compile_group_by", "default_part_names", "group_keys",
-           "shared_files", "split_by_keys", "split_coco", "split_table"]
+           "split_by_keys", "split_coco", "split_table"]
 
 _TIE = 9  # decimals wants are compared at: f * n minus whole numbers leaves float noise (0.7*10-7 != 0)
 
@@ -244,25 +244,17 @@ def _file_key(file_name: str) -> str:
     return file_name.replace("\\", "/")  # 'a\\x.png' and 'a/x.png' are one file to the loader
 
 
-def shared_files(images: list) -> dict:
-    """{file_name: ids} of the files that more than one image record names (separators alike): an export
-    listing an image once per task, two files concatenated. ``split_by_keys`` keeps them in one part."""
-    ids: dict = {}
-    for img in images:
-        ids.setdefault(_file_key(img["file_name"]), []).append(img["id"])
-    return {name: found for name, found in ids.items() if len(found) > 1}
-
-
 def _unit_names(images: list, keys: list) -> list:
     """The unit of each image: its group, or itself (named by file name and id, unique in the file). The
-    records of one file are one unit (the first one's): two records of one picture split into train and val
-    put the picture in both. An image without a twin keeps its name, and so its seeded draw."""
+    records of one file (separators alike) are one unit, the first one's, also when a group key was found
+    in one spelling of the name and not in another ('cam1/x.png' and 'cam1\\x.png'): two records of one
+    picture split into train and val put the picture in both. An image without a twin keeps its name,
+    and so its seeded draw."""
     first: dict = {}  # file -> the unit of its first record
     names = []
     for img, key in zip(images, keys):
         own = f"group\x00{key}" if key is not None else f"image\x00{img['file_name']}\x00{img['id']}"
-        # a group's records share a name already (the key comes from the file_name)
-        names.append(own if key is not None else first.setdefault(_file_key(img["file_name"]), own))
+        names.append(first.setdefault(_file_key(img["file_name"]), own))
     return names
 
 

@@ -37,6 +37,8 @@ class ValidatedCoco(NamedTuple):
     image_paths: dict  # image id -> the file's path (image_dir / file_name); empty without image_dir
     skipped: dict  # reason -> count of records left out
     problems: list  # one line per record left out, naming the file and the record
+    # file -> the ids of the kept records that name it alike (more than one): the loader's shared_files
+    shared_files: dict
 
 
 def read_validated(json_path: Union[str, os.PathLike],
@@ -71,5 +73,5 @@ def read_validated(json_path: Union[str, os.PathLike],
         path=Path(json_path), raw=raw, images=images,
         annotations=dataset.to_coco_dict(box_as_mask=False)["annotations"],
         categories=categories, keypoint_names=dataset.keypoint_names, image_paths=paths,
-        skipped=dataset.skipped, problems=dataset.problems,
+        skipped=dataset.skipped, problems=dataset.problems, shared_files=dataset.shared_files,
     )

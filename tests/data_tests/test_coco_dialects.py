@@ -516,5 +516,30 @@ def test_an_area_the_evaluation_refuses_is_skipped_and_counted(tmp_path, area):
     with pytest.warns(UserWarning, match="1 bad_area"):
         ds = CocoDataset(json_path=path, image_dir=tmp_path)
     assert ds.skipped == {"bad_area": 1} and [a["id"] for a in ds.to_coco_dict()["annotations"]] == [2]
-    assert ds.problems[0].endswith(f"annotation id 1 (image id 1) area {area} is not a finite number >= 0; "
+    # quoted as written (rev_d1 7): "area": "12" read as area 12, a number, in the message
+    assert ds.problems[0].endswith(f"annotation id 1 (image id 1) area {area!r} is not a finite number >= 0; "
                                    "skipped")
+
+
+def test_one_file_under_two_ids_folds_for_training_and_lists_only_accepted_records(tmp_path):
+    """rev_d1 5: both records of one file were kept for training and show-data, each one's objects
+    background in the other; and a twin then skipped (height 0) was still listed in shared_files. With
+    fold_shared_files (training, show-data) the later records' annotations are the first's: one picture,
+    the union of its objects, said in one warning naming the ids; without it (eval) as written."""
+    _photo(tmp_path / "a.png")
+    images = [{"id": 1, "file_name": "a.png", "height": H, "width": W},
+              {"id": 2, "file_name": "a.png", "height": H, "width": W},
+              {"id": 3, "file_name": "a.png", "height": 0, "width": W}]
+    anns = [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10]},
+            {"id": 20, "image_id": 2, "category_id": 1, "bbox": [30, 20, 10, 10]}]
+    path = _write(tmp_path / "d.json", {"images": images, "categories": [{"id": 1, "name": "x"}],
+                                        "annotations": anns})
+    with pytest.warns(UserWarning, match=r"a\.png: image ids 1, 2\): each file read once, as its first "
+                                         r"record, with the annotations of all its records"):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path, fold_shared_files=True)
+    assert ds.ids == [1] and ds.shared_files == {"a.png": [1, 2]}
+    assert [(a["id"], a["image_id"]) for a in ds.to_coco_dict()["annotations"]] == [(10, 1), (20, 1)]
+    assert len(ds[0][1]["boxes"]) == 2
+    ds = CocoDataset(json_path=path, image_dir=tmp_path)  # eval: as written
+    assert ds.ids == [1, 2] and ds.shared_files == {"a.png": [1, 2]}
+    assert [(a["id"], a["image_id"]) for a in ds.to_coco_dict()["annotations"]] == [(10, 1), (20, 2)]

@@ -176,15 +176,20 @@ def test_labelme_single_file_with_fixed_classes(tmp_path, capsys):
     assert [(a["category_id"], a["area"]) for a in coco["annotations"]][:2] == [(2, 64), (1, 100)]
     assert [i["file_name"] for i in coco["images"]] == ["a.png"]
 
-    # Labels outside --classes are named and skipped; the image stays, as a negative example.
+    # Labels outside --classes are named and skipped; with no instance left nothing is written (rev_d1 1:
+    # an empty dataset written with status 0 trained nothing)
     out2 = tmp_path / "dogs.json"
-    assert _convert(src / "sub" / "b.json", out2, "--classes", "dog") == 0
+    assert _convert(src / "sub" / "b.json", out2, "--classes", "dog") == 1
     captured = capsys.readouterr()
     assert "b.json: shapes[0] (label 'bird'): label 'bird' is not one of the classes ['dog']" in captured.err
-    assert "1 unknown_label" in captured.err
+    assert "1 unknown_label" in captured.err and "no instance could be converted" in captured.err
+    assert not out2.exists()
+    out2 = tmp_path / "birds.json"
+    assert _convert(src / "sub" / "b.json", out2, "--classes", "dog,bird") == 0
+    captured = capsys.readouterr()
     coco = json.loads(out2.read_text())
-    # every image came from imageData: file_name relative to OUT.json's folder, not "../../dogs_images/.."
-    assert coco["annotations"] == [] and coco["images"][0]["file_name"] == "dogs_images/b.png"
+    # every image came from imageData: file_name relative to OUT.json's folder, not "../../birds_images/.."
+    assert len(coco["annotations"]) == 1 and coco["images"][0]["file_name"] == "birds_images/b.png"
     assert f"use --train-images {tmp_path}" in captured.out
     assert CocoDataset(json_path=out2, image_dir=tmp_path).skipped == {}
 

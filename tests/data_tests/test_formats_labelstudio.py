@@ -811,3 +811,38 @@ def test_labelstudio_multi_page_task_names_its_image_list(tmp_path, capsys):
     (tmp_path / "vlist.json").write_text(json.dumps([task]))
     assert _convert(tmp_path / "vlist.json", tmp_path / "o.json") == 1
     assert "task 1: no data field names an image file (its keys: tags, title)" in capsys.readouterr().err
+
+
+def test_labelstudio_results_sharing_an_id_join_only_as_one_regions_controls(tmp_path, capsys):
+    """rev_d1 3: any results sharing a region id were joined. Pre-annotations imported by a script often
+    give every region one id: three polygons of one control, all "r1" (cat, cat, dog), became "2 regions
+    labelled by several label controls", one ambiguous_label skip and 0 instances. Now only another
+    control's result on the same image with the same geometry (or none) joins; the rest are regions."""
+    _image(tmp_path / "a.png")
+
+    def poly(x, label, **extra):
+        return {**_result("polygonlabels", [label], points=[[x, 10], [x + 10, 10], [x + 10, 20]]), "id": "r1",
+                **extra}
+
+    same_control = [poly(5, "cat"), poly(30, "cat"), poly(50, "dog")]
+    # another control, but another geometry or another image: not that region's labels either
+    other = [dict(poly(5, "small", from_name="size"), type="labels"),
+             dict(poly(30, "big", from_name="size", to_name="image2"), type="labels")]
+    for k, v in enumerate(other):
+        v["value"]["labels"] = v["value"].pop("polygonlabels")
+        if k == 0:
+            v["value"]["points"] = [[6, 10], [16, 10], [16, 20]]
+    tasks = [_task(1, "a.png", (same_control, False, False))]
+    (tmp_path / "e.json").write_text(json.dumps(tasks))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "e.json", out, "--classes", "cat,dog") == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert sorted(a["category_id"] for a in coco["annotations"]) == [1, 1, 2]
+    assert "several label controls" not in err and "ambiguous_label" not in err
+    tasks = [_task(1, "a.png", (same_control + other, False, False))]
+    (tmp_path / "e.json").write_text(json.dumps(tasks))
+    assert _convert(tmp_path / "e.json", out, "--classes", "cat,dog") == 0
+    err = capsys.readouterr().err
+    assert "several label controls" not in err
+    assert len(json.loads(out.read_text())["annotations"]) == 3  # the 'small' / 'big' regions: not classes

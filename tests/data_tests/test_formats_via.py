@@ -479,10 +479,41 @@ def test_via_class_attribute_that_no_region_has_fails_once_naming_the_attributes
         assert _convert(src, out, "--class-attribute", attribute) == 1
         err = capsys.readouterr().err
         assert (f"p.json: no region has the class attribute {attribute!r} (--class-attribute; region "
-                f"attributes: species, size, note){extra}; skipped") in err
-        assert "--class-name gives" not in err and "skipped 1 record(s): 1 unknown_attribute" in err
+                f"attributes: species, size, note){extra}; nothing converted") in err
+        assert "--class-name gives" not in err
         assert not out.exists()
-    assert _convert(src, tmp_path / "note.json", "--class-attribute", "note") == 0  # defined, never given
+    # defined, never given: each region skipped, and no instance left fails (rev_d1 1: never an empty file)
+    assert _convert(src, tmp_path / "note.json", "--class-attribute", "note") == 1
     assert capsys.readouterr().err.count("no value for the class attribute 'note'") == 2
     assert _convert(src, tmp_path / "size.json", "--class-attribute", "size") == 0
     assert _classes(tmp_path / "size.json") == ["small"]
+
+
+def test_via_class_attribute_missing_from_one_file_takes_class_name_and_fails_once_when_in_none(tmp_path,
+                                                                                            capsys):
+    """rev_d1 2: the per-file check skipped ann_bob.json (no 'species', only 'note') whole, though
+    --class-name gives such a region a class; and with no file having the attribute it said so once
+    per file. Now its region takes --class-name, and a typo fails once for all files."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / name)
+
+    def export(filename, attrs):
+        region = {"shape_attributes": _rect(1, 1, 4, 3), "region_attributes": attrs}
+        return {filename + "1": {"filename": filename, "size": 1, "file_attributes": {}, "regions": [region]}}
+
+    (src / "ann_alice.json").write_text(json.dumps(export("a.png", {"species": "cat"})))
+    (src / "ann_bob.json").write_text(json.dumps(export("b.png", {"note": "blurry"})))
+    out = tmp_path / "o.json"
+    assert _convert(src, out, "--class-attribute", "species", "--class-name", "animal") == 0
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["a.png", "b.png"]
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert sorted(names[a["category_id"]] for a in coco["annotations"]) == ["animal", "cat"]
+    capsys.readouterr()
+    assert _convert(src, tmp_path / "t.json", "--class-attribute", "speces") == 1
+    err = capsys.readouterr().err
+    assert err.count("no region has the class attribute 'speces'") == 1, err
+    assert "2 VIA files (ann_alice.json, ann_bob.json): no region has the class attribute 'speces' " \
+           "(--class-attribute; region attributes: species, note); nothing converted" in err

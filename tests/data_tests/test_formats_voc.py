@@ -507,3 +507,31 @@ def test_labelimg_folder_xmls_beside_the_images_is_read_as_boxes(tmp_path, capsy
     assert _convert(empty, out) == 1
     err = capsys.readouterr().err
     assert "SegmentationObject: no such folder" in err and "one with boxes only has Annotations/*.xml" in err
+
+
+def test_labelimg_folder_of_its_own_classes_takes_the_xml_names(tmp_path, capsys):
+    """rev_d1 1: a LabelImg folder labelled 'helmet' / 'vest', with no --classes and no labelmap.txt, was
+    read against VOC's 20 classes: every object skipped as unknown, "2 images, 0 instances" and an empty
+    COCO file written with status 0. Now its classes are the XMLs' names, sorted, said in one line; and
+    a conversion that leaves no instance fails, writing nothing."""
+    flat = tmp_path / "labelimg"
+    for name in ("a", "b"):
+        _image(flat, name)
+    _det_xml(flat, "a", [("vest", 0, (11, 6, 20, 15)), ("helmet", 0, (1, 1, 10, 10))])
+    _det_xml(flat, "b", [("helmet", 0, (2, 2, 12, 12))])
+    for folder in ("JPEGImages", "Annotations"):
+        for path in (flat / folder).iterdir():
+            path.rename(flat / path.name)
+        (flat / folder).rmdir()
+    out = tmp_path / "li.json"
+    assert _convert(flat, out) == 0
+    err = capsys.readouterr().err
+    assert "classes from the XMLs' <name>s (no --classes, no labelmap.txt): helmet, vest (sorted" in err
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == [{"id": 1, "name": "helmet"}, {"id": 2, "name": "vest"}]
+    assert [a["category_id"] for a in coco["annotations"]] == [2, 1, 1]
+    # --classes naming none of them: every object skipped, so nothing is written and the status is 1
+    assert _convert(flat, tmp_path / "none.json", "--classes", "dog") == 1
+    err = capsys.readouterr().err
+    assert "2 image(s) but no instance could be converted (see the problems above); nothing written" in err
+    assert not (tmp_path / "none.json").exists()

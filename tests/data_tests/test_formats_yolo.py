@@ -350,13 +350,17 @@ def test_yolo_images_and_label_files_that_cannot_be_used(tmp_path, capsys):
     assert _convert(layout, out, "--split", "test") == 1
     assert "layout: no split 'test' (looked for " in capsys.readouterr().err
 
-    # Labels kept somewhere the rule does not look: said once, not as a silent background dataset.
+    # Labels kept somewhere the rule does not look: said once, not as a silent background dataset (and,
+    # no instance converted, nothing written: rev_d1 1)
     other = tmp_path / "other"
     _image(other / "pics/a.png")
     _label(other / "annotations/a.txt", _line(0, *RECT))
-    assert _convert(other, out) == 0
+    out.unlink()
+    assert _convert(other, out) == 1
     err = capsys.readouterr().err
     assert "warning: no image has a label file (looked for pics/a.txt" in err
+    assert "1 image(s) but no instance could be converted (the annotations hold no object)" in err
+    assert not out.exists()
 
 
 def test_label_path_replaces_the_last_images_folder(tmp_path):

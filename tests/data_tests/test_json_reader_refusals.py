@@ -43,6 +43,16 @@ def test_a_key_given_twice_is_refused_naming_the_file_and_the_key(tmp_path, caps
     assert read_json_file(tmp_path / "fine.json") == [{"id": 1}, {"id": 2}]
 
 
+def test_a_key_repeated_with_the_same_value_is_accepted(tmp_path):
+    """rev_d1 6: {"id": 1, "id": 1} was refused though nothing is lost; a repeat whose values differ
+    (true is not 1) is still refused."""
+    (tmp_path / "same.json").write_text('[{"id": 1, "name": "a", "id": 1, "bbox": [1, 2], "bbox": [1, 2]}]')
+    assert read_json_file(tmp_path / "same.json") == [{"id": 1, "name": "a", "bbox": [1, 2]}]
+    (tmp_path / "typed.json").write_text('{"iscrowd": 1, "iscrowd": true}')
+    with pytest.raises(ValueError, match="duplicate key 'iscrowd' in one object with different values"):
+        read_json_file(tmp_path / "typed.json")
+
+
 def test_a_number_of_5000_digits_is_refused_without_python_advice(tmp_path):
     """p_hostile 5: the message told a command's user to call sys.set_int_max_str_digits(); now it says
     what and where (the line)."""

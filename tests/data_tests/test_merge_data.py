@@ -411,3 +411,33 @@ def test_licenses_are_carried_renumbered_and_image_license_ids_follow(tmp_path, 
     dropped = [str(w.message) for w in recwarn if "license" in str(w.message)]
     assert len(dropped) == 1 and "a.json: 1 image(s) name a license its 'licenses' does not list (id 7: 1)" \
         in dropped[0]
+
+
+def test_a_license_listed_twice_is_said_so_and_string_ids_match(tmp_path, recwarn):
+    """rev_d1 8: an image naming a license whose id its source lists twice was reported as naming one
+    the source "does not list"; "license": "1" (a string) was dropped rather than matched to id 1."""
+    _images(tmp_path / "a", ["x.png", "y.png", "z.png"])
+    a = {"images": [_img(1, "x.png", license=2), _img(2, "y.png", license="1"), _img(3, "z.png", license=9)],
+         "annotations": [], "categories": [{"id": 1, "name": "cat"}],
+         "licenses": [{"id": 1, "name": "L1"}, {"id": 2, "name": "L2a"}, {"id": 2, "name": "L2b"}]}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    out = tmp_path / "m.json"
+    assert main(["merge-data", f"{tmp_path / 'a.json'}:{tmp_path / 'a'}", "--output", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["licenses"] == [{"id": 1, "name": "L1"}]
+    assert [img.get("license") for img in merged["images"]] == [None, 1, None]
+    said = [str(w.message) for w in recwarn if "license" in str(w.message)]
+    assert any("a.json: 1 image(s) name a license id its 'licenses' lists twice or more (id 2: 1)" in m
+               for m in said), said
+    assert any("a.json: 1 image(s) name a license its 'licenses' does not list (id 9: 1)" in m
+               for m in said), said
+
+
+def test_merge_records_share_no_mutable_default():
+    """rev_d1 8: ``licenses: list = []`` and ``Counter()`` defaults were one object shared by every
+    record: a caller appending to one record's changed all."""
+    from maskrcnn.data.merge import MergeSource, SourceCounts
+
+    src = MergeSource(name="a", images=[], annotations=[], categories=[], image_paths={}, image_keys={})
+    counts = SourceCounts(images=0, instances=None, duplicates=0, left_out=None)
+    assert src.licenses is None and counts.duplicate_annotations is None

@@ -306,3 +306,18 @@ def test_records_of_one_file_always_stay_in_one_part(tmp_path, capsys):
     assert ("1 image file(s) named by more than one image record (e.g. c0.jpg: image ids 100, 108); the "
             "records of each file are kept in one part") in capsys.readouterr().out
 
+
+
+def test_one_files_records_stay_in_one_part_with_group_by():
+    """rev_d1 4: with --group-by, 'cam1/x1.png' (key cam1) and 'cam1\\x1.png' (the pattern's '/' misses:
+    no key) were two units: one picture in train and in val for 4 seeds of 6. The records of one file
+    (separators alike) are now one unit whatever the keys."""
+    images = [{"id": i, "file_name": f"cam{i}/x{i}.png"} for i in range(1, 9)]
+    images.append({"id": 100, "file_name": "cam1\\x1.png"})
+    coco = {"images": images, "categories": [{"id": 1, "name": "a"}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1} for i in [*range(1, 9), 100]]}
+    for seed in range(6):
+        parts, _ = split_coco(coco, fractions=[0.5, 0.5], names=["train", "val"], seed=seed,
+                              group_by=re.compile(r"^(cam\d+)/"))
+        where = {img["id"]: name for name, part in parts.items() for img in part["images"]}
+        assert where[1] == where[100], seed

@@ -454,12 +454,17 @@ def _result_regions(results: list, report: Report) -> list:
     tag gives the shape and its labels as two results (the labels one may hold the geometry too, else it
     is taken from the shape), and several label controls on one image (a class and a size group, say)
     give one result each. Their labels are joined into the one region (so it is one instance, or
-    skipped as having several labels), counted in the notes."""
+    skipped as having several labels), counted in the notes (once per region). Only results of other
+    controls (``from_name``) on the same image (``to_name``) with the same geometry (or one without)
+    are joined: scripts importing pre-annotations often give every region one id, and regions of one
+    control sharing an id are distinct regions, never one (``_joins``)."""
     labelled_ids = {r.get("id") for r in results if isinstance(r, dict) and isinstance(r.get("value"), dict)
                     and _labels(r["value"], r.get("type")) and r.get("id") is not None}
     shapes = {r["id"]: r for r in results if isinstance(r, dict) and r.get("type") in _UNLABELLED_TYPES
               and isinstance(r.get("value"), dict) and r.get("id") is not None}
-    regions, by_id = [], {}
+    regions, by_id = [], {}  # by_id: region id -> indices of its regions in ``regions``
+    controls: dict = {}  # index in ``regions`` -> (the from_names joined into it, its to_name)
+    joined_regions = set()
     for i, r in enumerate(results):
         where = f"result[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("value"), dict):
@@ -479,12 +484,19 @@ def _result_regions(results: list, report: Report) -> list:
             if _region_kind(kind, value) is None and shape is not None:
                 kind, value = shape["type"], {**shape["value"], **value}
             rid = r.get("id")
-            joined = isinstance(rid, (str, int)) and rid in by_id
-            if joined and _join_labels(regions, by_id[rid], kind, value):
-                report.note("regions labelled by several label controls (their labels joined)")
+            from_name, to_name = r.get("from_name"), r.get("to_name")
+            same = by_id.get(rid, ()) if isinstance(rid, (str, int)) else ()
+            target = next((j for j in same if _joins(regions[j], controls[j], kind, value, from_name,
+                                                     to_name)), None)
+            if target is not None and _join_labels(regions, target, kind, value):
+                controls[target][0].add(from_name)
+                if target not in joined_regions:
+                    joined_regions.add(target)
+                    report.note("regions labelled by several label controls (their labels joined)")
                 continue
             if isinstance(rid, (str, int)):
-                by_id[rid] = len(regions)
+                by_id.setdefault(rid, []).append(len(regions))
+            controls[len(regions)] = ({from_name}, to_name)
             regions.append((where, kind, value, i))
         elif kind in _UNLABELLED_TYPES:
             if r.get("id") not in labelled_ids:  # else its labels come in a 'labels' result of the same id
@@ -492,6 +504,21 @@ def _result_regions(results: list, report: Report) -> list:
         else:
             report.note(f"{kind or 'untyped'} results (not regions) left out")
     return regions
+
+
+def _joins(region: tuple, control: tuple, kind, value: dict, from_name, to_name) -> bool:
+    """Whether a result (``kind``, ``value``, of control ``from_name`` on ``to_name``) sharing the id of
+    ``region`` (its ``control``: the from_names joined into it, its to_name) is another control's labels
+    of that region: a control not yet joined into it, the same image, and the same geometry (or either
+    holding none). A region id given to several regions (pre-annotations imported by a script) or a
+    control's result repeated is no join: each is a region of its own."""
+    from_names, region_to = control
+    if from_name is None or from_name in from_names or to_name != region_to:
+        return False
+    _, region_kind, region_value, _ = region
+    if _region_kind(region_kind, region_value) is None or _region_kind(kind, value) is None:
+        return True
+    return _geometry(region_value) == _geometry(value)
 
 
 def _join_labels(regions: list, index: int, kind, value: dict) -> bool:
@@ -514,7 +541,7 @@ def _join_labels(regions: list, index: int, kind, value: dict) -> bool:
 
 
 def _geometry(value: dict) -> str:
-    """A JSON-MIN region's geometry as text: its value without the label lists."""
+    """A region's geometry as text (JSON-MIN's, or a result's value): its value without the label lists."""
     return json.dumps({k: v for k, v in value.items() if not (isinstance(k, str) and k.endswith("labels"))},
                       sort_keys=True, default=str)
 

@@ -24,8 +24,8 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
   else it is reported and skipped: a silent catch-all class would hide unlabelled regions. A
-  ``class_attribute`` that the file neither defines nor any region has (a typo, a file attribute) skips
-  the whole file in one line listing its region attributes.
+  ``class_attribute`` that no file defines nor any region has (a typo, a file attribute), with no
+  ``class_name``, fails the conversion in one line listing the region attributes met.
 - The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
   VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
@@ -260,20 +260,43 @@ def _class_attribute(entries: list, defined: dict) -> tuple:
                    f"{met[0]} takes it")
 
 
-def _check_attribute(attribute: str, entries: list, defined: dict) -> None:
-    """Skip (the whole file) when no region has the region attribute ``attribute`` (``--class-attribute``)
-    and the file defines none of that name, though its regions have attributes: a misspelt name would
-    else skip every region one by one, each told to take ``--class-name``, and leave no instance."""
+def _attributes_met(entries: list, defined: dict) -> tuple:
+    """(the region attributes a file defines or its regions have, its file attributes), each in the
+    order first met."""
     met = list(dict.fromkeys([*defined, *(key for attrs in _region_attributes(entries) for key in attrs)]))
-    if attribute in met or not met:
-        return
     files = list(dict.fromkeys(key for _, entry in entries if isinstance(entry.get("file_attributes"), dict)
                                for key in entry["file_attributes"]))
+    return met, files
+
+
+def _check_attribute(attribute: str, files: Sequence[Path], builder: CocoBuilder) -> None:
+    """ValueError, once for all ``files``, when none of them defines or has in a region the region
+    attribute ``attribute`` (``--class-attribute``) though their regions have attributes: a misspelt
+    name would else skip every region one by one, each told to take ``--class-name``, and leave no
+    instance. A file without it beside files with it is converted: its regions are skipped one by one
+    (a region without the class attribute, ``_region_class``). Stops at the first file that has it: the
+    common case reads one file twice."""
+    met, file_attributes = [], []
+    for path in files:
+        try:
+            entries, defined, _ = _entries(_read(Path(path)))
+        except Skip:
+            continue  # said when converted
+        regions, file_level = _attributes_met(entries, defined)
+        if attribute in regions:
+            return
+        met.extend(k for k in regions if k not in met)
+        file_attributes.extend(k for k in file_level if k not in file_attributes)
+    if not met:
+        return  # no attribute at all: each region is told it lacks one
+    where = builder.relative(files[0]) if len(files) == 1 else \
+        f"{len(files)} VIA files ({', '.join(builder.relative(f) for f in files[:3])}" \
+        f"{', ...' if len(files) > 3 else ''})"
     file_note = f"; {attribute!r} is a file attribute (one per image, not per region)" \
-        if attribute in files else ""
+        if attribute in file_attributes else ""
     listing = ", ".join(map(str, met[:10])) + (", ..." if len(met) > 10 else "")
-    raise Skip("unknown_attribute", f"no region has the class attribute {attribute!r} (--class-attribute; "
-                                    f"region attributes: {listing}){file_note}")
+    raise ValueError(f"{where}: no region has the class attribute {attribute!r} (--class-attribute; "
+                     f"region attributes: {listing}){file_note}; nothing converted")
 
 
 def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
@@ -322,13 +345,16 @@ def _region_points(shape):
     raise Skip("unsupported_shape", f"shape {kind!r} is not converted (polygon, rect, circle, ellipse)")
 
 
+def _read(path: Path):
+    """A VIA file's parsed value: its CSV export read as the JSON export it mirrors, or its JSON."""
+    return _read_csv(path) if path.suffix.lower() == ".csv" else read_json(path)
+
+
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name,
                   images: Optional[Path] = None) -> None:
     name = builder.relative(path)
-    entries, defined, search = _entries(_read_csv(path) if path.suffix.lower() == ".csv" else read_json(path))
+    entries, defined, search = _entries(_read(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
-    if class_attribute:
-        _check_attribute(class_attribute, entries, defined)
     if why:
         report.tell(name, why)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
@@ -373,7 +399,11 @@ def read_via(
     images: Optional[Path] = None,
 ) -> None:
     """Add the images and regions of VIA ``files`` (under ``builder.root``) to ``builder``; ``images``:
-    the folder the filenames are relative to when it is not the JSON file's (``--images``)."""
+    the folder the filenames are relative to when it is not the JSON file's (``--images``). ValueError
+    when ``class_attribute`` is given without ``class_name`` and no file has it (``_check_attribute``);
+    with ``class_name`` a region without it takes that class."""
+    if class_attribute and not class_name:
+        _check_attribute(class_attribute, list(files), builder)
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, class_attribute=class_attribute,

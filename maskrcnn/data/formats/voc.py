@@ -30,7 +30,8 @@ Rules:
 - Categories: VOC's 20 classes with their indices as ids (aeroplane 1 .. tvmonitor 20, the XML's
   spellings), or ``labelmap.txt``'s labels in its order (background, wherever listed, is index 0; the
   others 1..N), or ``--classes a,b`` for indices 1..N (then labelmap.txt is not read). A class index with
-  no name is reported and the instance skipped.
+  no name is reported and the instance skipped. A tree with boxes only (below) whose XML names are not
+  all VOC's, with neither: the names of its XMLs, sorted, said in one line (LabelImg's own classes).
 - EXIF orientation: training reads an image turned by its EXIF tag (``data/images.py``), but VOC masks
   follow the pixels as stored. Masks of the stored size are turned the same way (a warning names the
   image: check it with ``show-data``); masks already of the turned size (a quarter turn, a tool that
@@ -148,12 +149,38 @@ def _read_labelmap(path: Path) -> VocClasses:
     return VocClasses(names, colours, path.name)
 
 
-def voc_classes(root: Path, classes: Optional[Sequence[str]] = None) -> VocClasses:
+def _xml_names(root: Path) -> list:
+    """The object names of a box-only tree's XMLs (every one, not a split's: the ids stay the same
+    across splits), sorted; an XML that cannot be read gives none (it is named when converted)."""
+    folder = root if is_flat_folder(root) else root / "Annotations"
+    names = set()
+    for path in folder.glob("*.xml"):
+        try:
+            names.update(name for name, _, _ in read_objects(path) if name)
+        except Skip:
+            continue
+    return sorted(names)
+
+
+def voc_classes(root: Path, classes: Optional[Sequence[str]] = None, *,
+                report: Optional[Report] = None) -> VocClasses:
     """The classes of a VOC tree: ``classes`` (the names of indices 1..N) when given, else those of
-    ``ROOT/labelmap.txt`` when it exists, else VOC's 20."""
-    labelmap = Path(root) / "labelmap.txt"
+    ``ROOT/labelmap.txt`` when it exists, else VOC's 20. A tree with boxes only (a LabelImg folder, a
+    detection tree) names its classes in its XMLs rather than in index PNGs: one whose names are not all
+    VOC's takes those names, sorted (said on ``report``), since VOC's 20 would skip every other
+    object as unknown and leave an empty dataset."""
+    root = Path(root)
+    labelmap = root / "labelmap.txt"
     if classes is None and labelmap.is_file():
         return _read_labelmap(labelmap)
+    if classes is None and (is_flat_folder(root) or has_boxes_only(root)):
+        found = _xml_names(root)
+        if found and not set(found) <= set(VOC_CLASSES):
+            if report is not None:
+                report.tell(str(root), f"classes from the XMLs' <name>s (no --classes, no labelmap.txt): "
+                                       f"{', '.join(found[:20])}{', ...' if len(found) > 20 else ''} "
+                                       f"(sorted; --classes sets them and their order)")
+            return VocClasses({i + 1: name for i, name in enumerate(found)}, {}, "the XMLs' <name>s")
     names = list(classes) if classes is not None else list(VOC_CLASSES)
     source = "--classes" if classes is not None else "the 20 VOC classes"
     return VocClasses({i + 1: name for i, name in enumerate(names)}, dict(_VOC_COLOURS), source)
