@@ -513,6 +513,7 @@ def build_training(
         filter_empty=cfg.data.filter_empty,
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
         crowd_as_objects=cfg.data.crowd_as_objects,
+        fold_shared_files=True,  # one picture under two records: trained once, with all its objects
     )
     no_keypoints = keypoint_config_refusal(cfg, train_set, config_named, config_said)
     if no_keypoints:  # every annotation skipped as lacking keypoints: "no usable training image" hid why

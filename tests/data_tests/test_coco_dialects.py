@@ -543,3 +543,33 @@ def test_one_file_under_two_ids_folds_for_training_and_lists_only_accepted_recor
     ds = CocoDataset(json_path=path, image_dir=tmp_path)  # eval: as written
     assert ds.ids == [1, 2] and ds.shared_files == {"a.png": [1, 2]}
     assert [(a["id"], a["image_id"]) for a in ds.to_coco_dict()["annotations"]] == [(10, 1), (20, 2)]
+
+
+def test_training_reads_one_file_under_two_ids_as_one_picture_with_all_its_objects(tmp_path, monkeypatch):
+    """The training set is built with fold_shared_files: the picture is trained once, with the objects of
+    both records (read as written, each record's objects would be background in the other)."""
+    from maskrcnn.config import load_config
+    from maskrcnn.engine import training
+
+    _photo(tmp_path / "a.png")
+    images = [{"id": 1, "file_name": "a.png", "height": H, "width": W},
+              {"id": 2, "file_name": "a.png", "height": H, "width": W}]
+    anns = [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10]},
+            {"id": 20, "image_id": 2, "category_id": 1, "bbox": [30, 20, 10, 10]}]
+    path = _write(tmp_path / "d.json", {"images": images, "categories": [{"id": 1, "name": "x"}],
+                                        "annotations": anns})
+    built = []
+
+    class _Stop(Exception):
+        pass
+
+    def dataset(**kwargs):  # the training set as build_training makes it, then stop
+        built.append(CocoDataset(**kwargs))
+        raise _Stop
+
+    monkeypatch.setattr("maskrcnn.data.coco.CocoDataset", dataset)  # build_training imports it when run
+    cfg = load_config("demo", {"model.backbone": "resnet18", "data.num_workers": 0})
+    with pytest.warns(UserWarning, match=r"image ids 1, 2"), pytest.raises(_Stop):
+        training.build_training(cfg, train_json=path, train_images=tmp_path, output=tmp_path / "run")
+    (train_set,) = built
+    assert train_set.ids == [1] and len(train_set[0][1]["boxes"]) == 2
