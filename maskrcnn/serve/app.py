@@ -86,7 +86,7 @@ from maskrcnn.serve import labelstudio_backend as lsb
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 from maskrcnn.serve.labelstudio_fetch import ImageFetcher
 
-__all__ = ["create_app", "filter_by_score"]
+__all__ = ["create_app", "filter_by_score", "run_by_size"]
 
 # After a body passes the upload limit, read (and discard) up to this much more so that the client,
 # which is still sending, receives the 413 instead of a reset connection.
@@ -401,6 +401,21 @@ def _parse_score_thresh(value) -> Optional[float]:
     return t
 
 
+def run_by_size(predict_tensors, images: list) -> list:
+    """``predict_tensors`` on a batch of (3, H, W) images, one forward per image size: an image's
+    detections must not depend on which other clients' uploads share its batch, and images of other
+    sizes would pad it (features near its edges change, and with them its boxes and scores). Images of
+    one size pad alike, so they still share forwards. -> detections per image, in input order."""
+    groups: dict = {}  # (H, W) -> indices of the images of that size, in input order
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[-2:]), []).append(i)
+    out = [None] * len(images)
+    for ids in groups.values():
+        for i, det in zip(ids, predict_tensors([images[i] for i in ids])):
+            out[i] = det
+    return out
+
+
 def _tile_summary(tile) -> Optional[dict]:
     """``/health``'s view of the predictor's tiling (None: whole images)."""
     if tile is None:
@@ -454,7 +469,7 @@ def create_app(
         if value is not None and not 0 < value < float("inf"):
             raise ValueError(f"{name} must be a finite number of seconds > 0 (None: no limit), got {value}")
     batches = BatchQueue(
-        predictor.predict_tensors,
+        lambda images: run_by_size(predictor.predict_tensors, images),
         batch_size=predictor.batch_size,
         max_wait_s=max_wait_s,
         max_pending=max_pending,
