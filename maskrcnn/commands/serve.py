@@ -203,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-region-area must be a number of pixels >= 0, got {args.min_region_area}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    from maskrcnn.commands.predict import _check_score_thresh
+
+    _check_score_thresh(args.score_thresh)  # the flag named, not the Predictor's argument
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
 

@@ -528,6 +528,8 @@ def create_app(
             "categories": categories,
             "tile": _tile_summary(getattr(predictor, "tile", None)),
             "tta": _tta_summary(getattr(predictor, "tta", None)),
+            # the server's own (--score-thresh): a request's score_thresh can only filter further
+            "score_thresh": getattr(predictor, "score_thresh", None),
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
             "upload_timeout_s": upload_timeout_s,

@@ -42,3 +42,26 @@ def test_an_image_gets_the_same_detections_whatever_shares_its_batch(serve_predi
         torch.testing.assert_close(got["scores"], alone["scores"], atol=1e-4, rtol=0)
         torch.testing.assert_close(got["boxes"], alone["boxes"], atol=1e-2, rtol=0)
         assert torch.equal(got["labels"], alone["labels"])
+
+
+def test_score_thresh_flag_above_one_is_refused_by_name_and_health_shows_the_threshold(
+        serve_predictor, start_server, tmp_path, capsys):
+    from maskrcnn.cli import main
+
+    nope = str(tmp_path / "nope.pth")  # refused before the weights are read
+    for value in ("2", "50"):
+        assert main(["serve", "--weights", nope, "--port", "0", "--score-thresh", value]) == 1
+        err = capsys.readouterr().err
+        assert f"maskrcnn serve: error: --score-thresh must be in [0, 1] (scores are probabilities), got {value}" in err
+    assert main(["serve", "--weights", nope, "--port", "0", "--score-thresh", "nan"]) == 1
+    assert "--score-thresh must be a finite number >= 0, got nan" in capsys.readouterr().err
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(np.zeros((20, 20, 3), np.uint8)))
+    assert main(["predict", "--weights", nope, str(image), "--output", str(tmp_path / "o"),
+                 "--score-thresh", "2"]) == 1  # fmt: skip
+    assert "--score-thresh must be in [0, 1]" in capsys.readouterr().err
+
+    server = start_server(create_app(serve_predictor))
+    status, health = server.request("GET", "/health")
+    assert status == 200 and "score_thresh" in health
+    assert health["score_thresh"] == serve_predictor.score_thresh
