@@ -257,7 +257,7 @@ def _sniff_json(body: bytes):
     if body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(body)
+        return _loads(body)
     except ValueError:
         return None
     except RecursionError:  # JSON after all, nested past the parser's depth: refused as _json_object does
@@ -655,10 +655,25 @@ def create_app(
 _TOO_DEEP = "the JSON body does not parse: its arrays or objects are nested too deeply"
 
 
+def _object_without_repeats(pairs: list) -> dict:
+    """``json.loads``' object_pairs_hook: a plain dict keeps the last of a key given twice without a word
+    (``"score_thresh": 0.5, "score_thresh": 0.9`` ran at 0.9), so a repeat is a 400, as a parameter given
+    twice in the query and the form is. RequestError is no ValueError: ``_sniff_json`` passes it on."""
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
+    if twice:
+        raise RequestError(400, f"the JSON body gives {', '.join(map(repr, twice))} more than once")
+    return dict(pairs)
+
+
+def _loads(body: bytes):
+    return json.loads(body, object_pairs_hook=_object_without_repeats)
+
+
 def _json_object(body: bytes, parsed=None) -> dict:
     """The JSON object of ``body`` (``parsed``: already parsed); a 400 for anything else."""
     try:
-        payload = json.loads(body) if parsed is None else parsed
+        payload = _loads(body) if parsed is None else parsed
     except ValueError as e:  # UnicodeDecodeError included
         raise RequestError(400, f"the JSON body does not parse: {e}") from None
     except RecursionError:  # not a ValueError: it was a 500 "prediction failed" with a logged traceback

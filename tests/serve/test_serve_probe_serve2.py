@@ -65,3 +65,24 @@ def test_score_thresh_flag_above_one_is_refused_by_name_and_health_shows_the_thr
     status, health = server.request("GET", "/health")
     assert status == 200 and "score_thresh" in health
     assert health["score_thresh"] == serve_predictor.score_thresh
+
+
+@pytest.fixture
+def server(serve_predictor, start_server):
+    return start_server(create_app(serve_predictor, max_upload_bytes=200_000, weights_name="tiny.pth"))
+
+
+def _b64_png(seed=0, h=40, w=50):
+    return base64.b64encode(png_bytes(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))).decode()
+
+
+def test_a_json_key_given_twice_is_a_400_naming_it(server):
+    b64 = _b64_png()
+    for body in (f'{{"image":"{b64}","score_thresh":0.5,"score_thresh":0.9}}',
+                 f'{{"image":"{b64}","image":"{b64}"}}'):
+        for headers in (JSON, {}):  # JSON sniffed without its Content-Type too
+            status, answer = server.request("POST", "/predict", body=body.encode(), headers=headers)
+            assert status == 400, answer
+            assert "more than once" in answer["detail"]
+    status, answer = server.request("POST", "/predict", body=f'{{"image":"{b64}","score_thresh":0.5}}'.encode())
+    assert status == 200, answer
