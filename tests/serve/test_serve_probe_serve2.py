@@ -86,3 +86,37 @@ def test_a_json_key_given_twice_is_a_400_naming_it(server):
             assert "more than once" in answer["detail"]
     status, answer = server.request("POST", "/predict", body=f'{{"image":"{b64}","score_thresh":0.5}}'.encode())
     assert status == 200, answer
+
+
+def _ls_config(*controls):
+    """A labelling config: an Image 'img' on $photo and ``controls`` [(tag, name, labels)] on it."""
+    body = "".join(f'<{tag} name="{name}" toName="img">' + "".join(f'<Label value="{v}"/>' for v in labels)
+                   + f"</{tag}>" for tag, name, labels in controls)
+    return f'<View><Image name="img" value="$photo"/>{body}</View>'
+
+
+def test_label_studio_predict_without_label_config_uses_what_setup_accepted(serve_predictor_rle, start_server):
+    server = start_server(create_app(serve_predictor_rle, weights_name="tiny.pth"))
+    setup = {"project": "7.1700000000", "schema": _ls_config(("BrushLabels", "seg", ("Cat",)))}
+    status, body = server.request("POST", "/setup", body=json.dumps(setup).encode(), headers=JSON)
+    assert status == 200, body
+    task = {"id": 1, "data": {"photo": "data:image/png;base64," + _b64_png(1, 60, 80)}}
+    status, body = server.request("POST", "/predict", headers=JSON, body=json.dumps(
+        {"tasks": [task], "project": "7.1700000000"}).encode())  # no "label_config": an older client
+    assert status == 200, body
+    regions = body["results"][0]["result"]
+    assert regions, "the task's image (in the project's 'photo' field) was not read"
+    assert {r["from_name"] for r in regions} == {"seg"}
+    assert {lab for r in regions for lab in r["value"]["brushlabels"]} == {"Cat"}  # no 'dog': not a label
+
+
+def test_label_studio_setup_names_the_label_controls_it_ignores(serve_predictor, start_server):
+    server = start_server(create_app(serve_predictor, weights_name="tiny.pth"))
+    schema = _ls_config(("BrushLabels", "b", ("cat",)), ("PolygonLabels", "p", ("dog",)))
+    status, body = server.request("POST", "/setup", body=json.dumps({"project": "1.1", "schema": schema}).encode(),
+                                  headers=JSON)
+    assert status == 200, body
+    assert body["control"]["from_name"] == "b" and body["unmatched_classes"] == ["dog"]
+    assert body["ignored_controls"] == [{"type": "polygonlabels", "from_name": "p", "labels": ["dog"]}]
+    assert "ignored: polygonlabels 'p'" in body["hint"]
+    assert "'dog' is labelled in polygonlabels 'p' only" in body["hint"]
