@@ -387,6 +387,17 @@ def _urlencoded_body_note(data: bytes) -> str:
     return f"received {len(data)} bytes sent as application/x-www-form-urlencoded, starting {data[:16]!r}"
 
 
+def _json_image_note(text: str) -> str:
+    """What to add to the 400 for a JSON ``image`` that decoded to no image: a ``data:`` URL without
+    ``;base64`` is read as percent-encoded text (the data URL rule), so base64 in it decodes to junk; the
+    curl -d / urlencoded note is not for JSON, whose line breaks curl -d does not matter to."""
+    head = text.lstrip()[:200].partition(",")[0].lower()
+    if head.startswith("data:") and not head.endswith(";base64"):
+        return (" (its data: URL has no ';base64' before the ',', so the text after it was read as "
+                "percent-encoded bytes, not base64: write data:image/png;base64,...)")
+    return ""
+
+
 def _parse_score_thresh(value) -> Optional[float]:
     if value is None or value == "":
         return None
@@ -613,7 +624,9 @@ def create_app(
             except ImageReadError as e:
                 content_type = request.headers.get("content-type", "")
                 hint = ""
-                if content_type.startswith("application/x-www-form-urlencoded"):  # curl's default type
+                if payload is not None:  # JSON (sniffed even when sent as curl's urlencoded type)
+                    hint = _json_image_note(payload["image"])
+                elif content_type.startswith("application/x-www-form-urlencoded"):  # curl's default type
                     hint = f" ({_urlencoded_body_note(data)})"
                 raise RequestError(400, f"{e}{hint}") from None
             try:

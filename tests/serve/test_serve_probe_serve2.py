@@ -120,3 +120,19 @@ def test_label_studio_setup_names_the_label_controls_it_ignores(serve_predictor,
     assert body["ignored_controls"] == [{"type": "polygonlabels", "from_name": "p", "labels": ["dog"]}]
     assert "ignored: polygonlabels 'p'" in body["hint"]
     assert "'dog' is labelled in polygonlabels 'p' only" in body["hint"]
+
+
+def test_a_json_image_that_is_no_image_is_not_blamed_on_curl_d(server):
+    import os
+
+    junk = base64.b64encode(os.urandom(6000)).decode()
+    # sent as curl --data-binary sends it: application/x-www-form-urlencoded, sniffed as JSON
+    curl = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, answer = server.request("POST", "/predict", body=json.dumps({"image": junk}).encode(), headers=curl)
+    assert status == 400 and "not an image file" in answer["detail"]
+    assert "curl -d" not in answer["detail"] and "x-www-form-urlencoded" not in answer["detail"]
+    no_b64 = json.dumps({"image": "data:image/png," + _b64_png()}).encode()
+    for headers in (curl, JSON):
+        status, answer = server.request("POST", "/predict", body=no_b64, headers=headers)
+        assert status == 400 and "curl -d" not in answer["detail"]
+        assert "no ';base64'" in answer["detail"]
