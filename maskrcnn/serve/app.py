@@ -17,7 +17,10 @@ image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
-     "predictions": [<COCO result>, ...], "seconds": float}
+     "predictions": [<COCO result>, ...], "notes": [str, ...], "seconds": float}
+
+``notes``: what the client should know about how its upload was read (a multi-frame file's frames left
+out), else empty.
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
@@ -57,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
 import logging
 import time
@@ -66,6 +70,7 @@ from typing import Optional
 
 import torch
 from fastapi import FastAPI, Request
+from PIL import Image
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
@@ -387,6 +392,24 @@ def _urlencoded_body_note(data: bytes) -> str:
     return f"received {len(data)} bytes sent as application/x-www-form-urlencoded, starting {data[:16]!r}"
 
 
+def _decode_upload(data: bytes, name: str, max_pixels: int) -> tuple:
+    """-> (the decoded (3, H, W) image, [notes for the client]). A multi-frame file (an animated GIF, a
+    multi-page TIFF) is read as its first frame with a warning; the warning reaches only the server's
+    log, so the client that sent the file is told in the answer's ``notes`` too. Called here, not by the
+    thread pool directly, so that the warning names this module, not the pool's (anyio)."""
+    image = decode_image_bytes(data, name=name, max_pixels=max_pixels)
+    notes = []
+    try:  # the header again (cheap next to the decode): the frames are counted without decoding them
+        with Image.open(io.BytesIO(data)) as img:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1 and img.format != "MPO":  # MPO: a camera's preview frames, as decode leaves them
+                notes.append(f"{frames} frames (animation or pages): the first was predicted, "
+                             f"{frames - 1} left out")
+    except Exception:  # decoded once already: a second look that fails costs the note, not the answer
+        pass
+    return image, notes
+
+
 def _json_image_note(text: str) -> str:
     """What to add to the 400 for a JSON ``image`` that decoded to no image: a ``data:`` URL without
     ``;base64`` is read as percent-encoded text (the data URL rule), so base64 in it decodes to junk; the
@@ -615,7 +638,7 @@ def create_app(
                     400, "empty upload: send an image file (form field 'image' or the raw body)"
                 )
             try:
-                image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
+                image, notes = await run_in_threadpool(_decode_upload, data, name, max_pixels)
             except ImageTooLargeError as e:
                 # the server's own limit is named once; PIL's (lower) one gets the server's added
                 own = e.caller_limit == max_pixels
@@ -636,7 +659,8 @@ def create_app(
             det = await _result_unless_disconnected(request, future, request_timeout_s)
             det = filter_by_score(det, thresh)
             H, W = image.shape[-2:]
-            answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories}
+            answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories,
+                      "notes": notes}
             body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names)
         finally:
             app.state.in_flight -= 1

@@ -136,3 +136,20 @@ def test_a_json_image_that_is_no_image_is_not_blamed_on_curl_d(server):
         status, answer = server.request("POST", "/predict", body=no_b64, headers=headers)
         assert status == 400 and "curl -d" not in answer["detail"]
         assert "no ';base64'" in answer["detail"]
+
+
+def test_a_multi_frame_upload_tells_the_client_the_frames_left_out(server, caplog):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 50, 3), np.uint8)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.warns(UserWarning, match="3 frames") as caught:
+        status, answer = server.post_file("/predict", buf.getvalue(), filename="anim.gif")
+    assert status == 200, answer
+    assert answer["notes"] == ["3 frames (animation or pages): the first was predicted, 2 left out"]
+    # the log's warning names this server's module, not the thread pool's (anyio)
+    assert all(w.filename.replace("\\", "/").endswith("maskrcnn/serve/app.py") for w in caught
+               if "3 frames" in str(w.message))
+    status, answer = server.post_file("/predict", png_bytes(np.zeros((30, 40, 3), np.uint8)))
+    assert status == 200 and answer["notes"] == []
