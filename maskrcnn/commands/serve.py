@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument(
         "--batch-size", type=int, default=1,
-        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU; images of "
-        "different sizes are padded together, which changes their detections a little)",
+        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU; only "
+        "images of one size share a forward, so an answer never depends on the other requests)",
     )  # fmt: skip
     parser.add_argument(
         "--max-wait-ms", type=float, default=10.0,

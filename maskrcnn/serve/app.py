@@ -70,9 +70,9 @@ from typing import Optional
 
 import torch
 from fastapi import FastAPI, Request
-from PIL import Image
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 

@@ -52,7 +52,8 @@ def test_score_thresh_flag_above_one_is_refused_by_name_and_health_shows_the_thr
     for value in ("2", "50"):
         assert main(["serve", "--weights", nope, "--port", "0", "--score-thresh", value]) == 1
         err = capsys.readouterr().err
-        assert f"maskrcnn serve: error: --score-thresh must be in [0, 1] (scores are probabilities), got {value}" in err
+        assert ("maskrcnn serve: error: --score-thresh must be in [0, 1] (scores are probabilities), "
+                f"got {value}") in err
     assert main(["serve", "--weights", nope, "--port", "0", "--score-thresh", "nan"]) == 1
     assert "--score-thresh must be a finite number >= 0, got nan" in capsys.readouterr().err
     image = tmp_path / "a.png"
@@ -73,7 +74,8 @@ def server(serve_predictor, start_server):
 
 
 def _b64_png(seed=0, h=40, w=50):
-    return base64.b64encode(png_bytes(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))).decode()
+    pixels = np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8)
+    return base64.b64encode(png_bytes(pixels)).decode()
 
 
 def test_a_json_key_given_twice_is_a_400_naming_it(server):
@@ -84,7 +86,8 @@ def test_a_json_key_given_twice_is_a_400_naming_it(server):
             status, answer = server.request("POST", "/predict", body=body.encode(), headers=headers)
             assert status == 400, answer
             assert "more than once" in answer["detail"]
-    status, answer = server.request("POST", "/predict", body=f'{{"image":"{b64}","score_thresh":0.5}}'.encode())
+    once = f'{{"image":"{b64}","score_thresh":0.5}}'.encode()
+    status, answer = server.request("POST", "/predict", body=once)
     assert status == 200, answer
 
 
@@ -95,7 +98,8 @@ def _ls_config(*controls):
     return f'<View><Image name="img" value="$photo"/>{body}</View>'
 
 
-def test_label_studio_predict_without_label_config_uses_what_setup_accepted(serve_predictor_rle, start_server):
+def test_label_studio_predict_without_label_config_uses_what_setup_accepted(serve_predictor_rle,
+                                                                            start_server):
     server = start_server(create_app(serve_predictor_rle, weights_name="tiny.pth"))
     setup = {"project": "7.1700000000", "schema": _ls_config(("BrushLabels", "seg", ("Cat",)))}
     status, body = server.request("POST", "/setup", body=json.dumps(setup).encode(), headers=JSON)
@@ -113,8 +117,8 @@ def test_label_studio_predict_without_label_config_uses_what_setup_accepted(serv
 def test_label_studio_setup_names_the_label_controls_it_ignores(serve_predictor, start_server):
     server = start_server(create_app(serve_predictor, weights_name="tiny.pth"))
     schema = _ls_config(("BrushLabels", "b", ("cat",)), ("PolygonLabels", "p", ("dog",)))
-    status, body = server.request("POST", "/setup", body=json.dumps({"project": "1.1", "schema": schema}).encode(),
-                                  headers=JSON)
+    setup = json.dumps({"project": "1.1", "schema": schema}).encode()
+    status, body = server.request("POST", "/setup", body=setup, headers=JSON)
     assert status == 200, body
     assert body["control"]["from_name"] == "b" and body["unmatched_classes"] == ["dog"]
     assert body["ignored_controls"] == [{"type": "polygonlabels", "from_name": "p", "labels": ["dog"]}]
@@ -128,7 +132,8 @@ def test_a_json_image_that_is_no_image_is_not_blamed_on_curl_d(server):
     junk = base64.b64encode(os.urandom(6000)).decode()
     # sent as curl --data-binary sends it: application/x-www-form-urlencoded, sniffed as JSON
     curl = {"Content-Type": "application/x-www-form-urlencoded"}
-    status, answer = server.request("POST", "/predict", body=json.dumps({"image": junk}).encode(), headers=curl)
+    body = json.dumps({"image": junk}).encode()
+    status, answer = server.request("POST", "/predict", body=body, headers=curl)
     assert status == 400 and "not an image file" in answer["detail"]
     assert "curl -d" not in answer["detail"] and "x-www-form-urlencoded" not in answer["detail"]
     no_b64 = json.dumps({"image": "data:image/png," + _b64_png()}).encode()
@@ -141,7 +146,8 @@ def test_a_json_image_that_is_no_image_is_not_blamed_on_curl_d(server):
 def test_a_multi_frame_upload_tells_the_client_the_frames_left_out(server, caplog):
     from PIL import Image
 
-    frames = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 50, 3), np.uint8)) for i in range(3)]
+    frames = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 50, 3), np.uint8))
+              for i in range(3)]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     with pytest.warns(UserWarning, match="3 frames") as caught:
