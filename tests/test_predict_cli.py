@@ -135,9 +135,10 @@ def test_predict_threshold_and_errors(checkpoint, tmp_path, capsys):
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 60, 3), dtype=np.uint8)).save(img)
     rc = main(["predict", "--weights", str(checkpoint), str(img), "--output", str(tmp_path / "o"),
                "--device", "cpu", "--score-thresh", "1.01", "--no-overlays"])  # fmt: skip
-    assert rc == 0
-    assert json.loads((tmp_path / "o" / "predictions.json").read_text()) == []
-    assert not (tmp_path / "o" / "overlays").exists()
+    # scores are probabilities: above 1 every image would get [] without a word (p_serve2 F8)
+    assert rc == 1
+    assert "--score-thresh must be in [0, 1] (scores are probabilities), got 1.01" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     rc = main(
         [
             "predict",

@@ -367,9 +367,14 @@ def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
 
 
 def _check_score_thresh(value, flag: str = "--score-thresh") -> None:
-    # NaN would compare false with every score and silently drop everything (above 1 keeps nothing, openly)
+    """A one-line ValueError naming ``flag`` for a threshold no score can pass or fail as meant (also
+    ``maskrcnn serve``'s)."""
+    # NaN would compare false with every score and silently drop everything
     if value is not None and not (math.isfinite(value) and value >= 0.0):
         raise ValueError(f"{flag} must be a finite number >= 0, got {value}")
+    # Scores are probabilities: above 1 every answer is empty without a word (a typo 5 for 0.5, a percent)
+    if value is not None and value > 1.0:
+        raise ValueError(f"{flag} must be in [0, 1] (scores are probabilities), got {value:g}")
 
 
 class _ResultsWriter:

@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto | cpu | cuda | cuda:N; mps, xpu accepted, untested (default: auto)")
     parser.add_argument(
         "--batch-size", type=int, default=1,
-        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU; images of "
-        "different sizes are padded together, which changes their detections a little)",
+        help="most concurrent requests run in one forward (default 1; larger pays off on a GPU; only "
+        "images of one size share a forward, so an answer never depends on the other requests)",
     )  # fmt: skip
     parser.add_argument(
         "--max-wait-ms", type=float, default=10.0,
@@ -203,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-region-area must be a number of pixels >= 0, got {args.min_region_area}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    from maskrcnn.commands.predict import _check_score_thresh
+
+    _check_score_thresh(args.score_thresh)  # the flag named, not the Predictor's argument
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
 

@@ -33,9 +33,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 16_000_000
 # Requests served at once (their upload being read, decoded, queued or in the model); more get a 503.
 DEFAULT_MAX_PENDING = 32
-# Seconds a client has to send a request's headers (from connecting, or from the previous answer) and then
-# its body: a client that trickles bytes (slowloris) or stalls holds a connection and its buffers for no
-# longer. nginx's default for each; 20 MiB in 60 s needs 2.8 Mbit/s (a slower link needs it raised).
+# Seconds a client has to send a request's headers (from connecting, or from their first byte after the
+# previous answer) and then its body: a client that trickles bytes (slowloris) or stalls holds a
+# connection and its buffers for no longer. nginx's default for each; 20 MiB in 60 s needs 2.8 Mbit/s
+# (a slower link needs it raised).
 DEFAULT_UPLOAD_TIMEOUT_S = 60.0
 # Seconds a request may wait in the queue and be in the model before it is answered 503 / 504.
 DEFAULT_REQUEST_TIMEOUT_S = 120.0

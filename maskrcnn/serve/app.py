@@ -17,7 +17,10 @@ image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
-     "predictions": [<COCO result>, ...], "seconds": float}
+     "predictions": [<COCO result>, ...], "notes": [str, ...], "seconds": float}
+
+``notes``: what the client should know about how its upload was read (a multi-frame file's frames left
+out), else empty.
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
@@ -57,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
 import logging
 import time
@@ -68,6 +72,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
@@ -86,7 +91,7 @@ from maskrcnn.serve import labelstudio_backend as lsb
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 from maskrcnn.serve.labelstudio_fetch import ImageFetcher
 
-__all__ = ["create_app", "filter_by_score"]
+__all__ = ["create_app", "filter_by_score", "run_by_size"]
 
 # After a body passes the upload limit, read (and discard) up to this much more so that the client,
 # which is still sending, receives the 413 instead of a reset connection.
@@ -257,7 +262,7 @@ def _sniff_json(body: bytes):
     if body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(body)
+        return _loads(body)
     except ValueError:
         return None
     except RecursionError:  # JSON after all, nested past the parser's depth: refused as _json_object does
@@ -387,6 +392,35 @@ def _urlencoded_body_note(data: bytes) -> str:
     return f"received {len(data)} bytes sent as application/x-www-form-urlencoded, starting {data[:16]!r}"
 
 
+def _decode_upload(data: bytes, name: str, max_pixels: int) -> tuple:
+    """-> (the decoded (3, H, W) image, [notes for the client]). A multi-frame file (an animated GIF, a
+    multi-page TIFF) is read as its first frame with a warning; the warning reaches only the server's
+    log, so the client that sent the file is told in the answer's ``notes`` too. Called here, not by the
+    thread pool directly, so that the warning names this module, not the pool's (anyio)."""
+    image = decode_image_bytes(data, name=name, max_pixels=max_pixels)
+    notes = []
+    try:  # the header again (cheap next to the decode): the frames are counted without decoding them
+        with Image.open(io.BytesIO(data)) as img:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1 and img.format != "MPO":  # MPO: a camera's preview frames, as decode leaves them
+                notes.append(f"{frames} frames (animation or pages): the first was predicted, "
+                             f"{frames - 1} left out")
+    except Exception:  # decoded once already: a second look that fails costs the note, not the answer
+        pass
+    return image, notes
+
+
+def _json_image_note(text: str) -> str:
+    """What to add to the 400 for a JSON ``image`` that decoded to no image: a ``data:`` URL without
+    ``;base64`` is read as percent-encoded text (the data URL rule), so base64 in it decodes to junk; the
+    curl -d / urlencoded note is not for JSON, whose line breaks curl -d does not matter to."""
+    head = text.lstrip()[:200].partition(",")[0].lower()
+    if head.startswith("data:") and not head.endswith(";base64"):
+        return (" (its data: URL has no ';base64' before the ',', so the text after it was read as "
+                "percent-encoded bytes, not base64: write data:image/png;base64,...)")
+    return ""
+
+
 def _parse_score_thresh(value) -> Optional[float]:
     if value is None or value == "":
         return None
@@ -399,6 +433,21 @@ def _parse_score_thresh(value) -> Optional[float]:
     if not 0.0 <= t <= 1.0:
         raise RequestError(400, f"score_thresh must be in [0, 1], got {t}")
     return t
+
+
+def run_by_size(predict_tensors, images: list) -> list:
+    """``predict_tensors`` on a batch of (3, H, W) images, one forward per image size: an image's
+    detections must not depend on which other clients' uploads share its batch, and images of other
+    sizes would pad it (features near its edges change, and with them its boxes and scores). Images of
+    one size pad alike, so they still share forwards. -> detections per image, in input order."""
+    groups: dict = {}  # (H, W) -> indices of the images of that size, in input order
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[-2:]), []).append(i)
+    out = [None] * len(images)
+    for ids in groups.values():
+        for i, det in zip(ids, predict_tensors([images[i] for i in ids])):
+            out[i] = det
+    return out
 
 
 def _tile_summary(tile) -> Optional[dict]:
@@ -454,7 +503,7 @@ def create_app(
         if value is not None and not 0 < value < float("inf"):
             raise ValueError(f"{name} must be a finite number of seconds > 0 (None: no limit), got {value}")
     batches = BatchQueue(
-        predictor.predict_tensors,
+        lambda images: run_by_size(predictor.predict_tensors, images),
         batch_size=predictor.batch_size,
         max_wait_s=max_wait_s,
         max_pending=max_pending,
@@ -513,6 +562,8 @@ def create_app(
             "categories": categories,
             "tile": _tile_summary(getattr(predictor, "tile", None)),
             "tta": _tta_summary(getattr(predictor, "tta", None)),
+            # the server's own (--score-thresh): a request's score_thresh can only filter further
+            "score_thresh": getattr(predictor, "score_thresh", None),
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
             "upload_timeout_s": upload_timeout_s,
@@ -587,7 +638,7 @@ def create_app(
                     400, "empty upload: send an image file (form field 'image' or the raw body)"
                 )
             try:
-                image = await run_in_threadpool(decode_image_bytes, data, name=name, max_pixels=max_pixels)
+                image, notes = await run_in_threadpool(_decode_upload, data, name, max_pixels)
             except ImageTooLargeError as e:
                 # the server's own limit is named once; PIL's (lower) one gets the server's added
                 own = e.caller_limit == max_pixels
@@ -596,7 +647,9 @@ def create_app(
             except ImageReadError as e:
                 content_type = request.headers.get("content-type", "")
                 hint = ""
-                if content_type.startswith("application/x-www-form-urlencoded"):  # curl's default type
+                if payload is not None:  # JSON (sniffed even when sent as curl's urlencoded type)
+                    hint = _json_image_note(payload["image"])
+                elif content_type.startswith("application/x-www-form-urlencoded"):  # curl's default type
                     hint = f" ({_urlencoded_body_note(data)})"
                 raise RequestError(400, f"{e}{hint}") from None
             try:
@@ -606,7 +659,8 @@ def create_app(
             det = await _result_unless_disconnected(request, future, request_timeout_s)
             det = filter_by_score(det, thresh)
             H, W = image.shape[-2:]
-            answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories}
+            answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories,
+                      "notes": notes}
             body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names)
         finally:
             app.state.in_flight -= 1
@@ -638,10 +692,25 @@ def create_app(
 _TOO_DEEP = "the JSON body does not parse: its arrays or objects are nested too deeply"
 
 
+def _object_without_repeats(pairs: list) -> dict:
+    """``json.loads``' object_pairs_hook: a plain dict keeps the last of a key given twice without a word
+    (``"score_thresh": 0.5, "score_thresh": 0.9`` ran at 0.9), so a repeat is a 400, as a parameter given
+    twice in the query and the form is. RequestError is no ValueError: ``_sniff_json`` passes it on."""
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
+    if twice:
+        raise RequestError(400, f"the JSON body gives {', '.join(map(repr, twice))} more than once")
+    return dict(pairs)
+
+
+def _loads(body: bytes):
+    return json.loads(body, object_pairs_hook=_object_without_repeats)
+
+
 def _json_object(body: bytes, parsed=None) -> dict:
     """The JSON object of ``body`` (``parsed``: already parsed); a 400 for anything else."""
     try:
-        payload = json.loads(body) if parsed is None else parsed
+        payload = _loads(body) if parsed is None else parsed
     except ValueError as e:  # UnicodeDecodeError included
         raise RequestError(400, f"the JSON body does not parse: {e}") from None
     except RecursionError:  # not a ValueError: it was a 500 "prediction failed" with a logged traceback

@@ -70,8 +70,9 @@ from maskrcnn.ops.boxes import clip_boxes_to_image
 from maskrcnn.serve import DEFAULT_MIN_REGION_AREA  # in the package: `serve --help` needs it alone
 
 __all__ = ["DEFAULT_MIN_REGION_AREA", "LabelConfig", "LabelStudioBackend", "default_config",
-           "empty_prediction", "has_masks", "match_labels", "parse_label_config", "predict_tasks",
-           "renamed_hint", "renamed_labels", "setup_report", "task_image_reference", "task_prediction"]
+           "empty_prediction", "has_masks", "ignored_controls", "match_labels", "parse_label_config",
+           "predict_tasks", "renamed_hint", "renamed_labels", "setup_report", "task_image_reference",
+           "task_prediction"]
 
 log = logging.getLogger("maskrcnn.serve")
 
@@ -136,6 +137,23 @@ def parse_label_config(xml: str, *, has_masks: bool = True) -> LabelConfig:
     wanted = " or ".join(f"<{t}>" for t in order)
     raise ValueError(f"the labelling config has no {wanted} control on an <Image> (toName); this model gives "
                      + ("masks (brushes or polygons) and boxes" if has_masks else "boxes only"))
+
+
+def ignored_controls(xml: str, used: LabelConfig) -> list:
+    """The label controls on an image of ``xml`` other than ``used`` (the one our results go to), as
+    ``[{"type", "from_name", "labels"}]``: the backend answers on one control, and a class whose label is
+    only in another one would otherwise be reported "without a label" with no word of why."""
+    root = ET.fromstring(xml)
+    images = {el.get("name") for el in root.iter("Image") if el.get("name")}
+    controls = []
+    for tag in (*_CONTROLS, "KeyPointLabels", "EllipseLabels", "Labels"):
+        for el in root.iter(tag):
+            targets = {t.strip() for t in el.get("toName", "").split(",")}
+            if el.get("name") == used.from_name and tag.lower() == used.kind or not targets & images:
+                continue
+            labels = [lab.get("value") for lab in el.iter("Label") if lab.get("value") is not None]
+            controls.append({"type": tag.lower(), "from_name": el.get("name"), "labels": labels})
+    return controls
 
 
 def match_labels(class_names: Sequence[str], labels: Sequence[str]) -> tuple:
@@ -203,15 +221,26 @@ def setup_report(xml: str, class_names: Sequence[str], *, has_masks: bool, model
     mapping, unmatched_classes, unmatched_labels = match_labels(ours, config.labels)
     renamed = renamed_labels(unmatched_labels, source_names or class_names, class_names)
     hint = renamed_hint(renamed, source_names or class_names)
+    ignored = ignored_controls(xml, config)
+    if ignored:
+        # a class labelled only in another control is told so, not merely reported "without a label"
+        elsewhere = {c: other for other in ignored for lab in other["labels"] for c in unmatched_classes
+                     if c.lower() == lab.lower()}
+        said = (f"the results go to the {config.kind} control {config.from_name!r} only; ignored: "
+                + ", ".join(f"{c['type']} {c['from_name']!r}" for c in ignored))
+        if elsewhere:
+            said += " (" + ", ".join(f"{c!r} is labelled in {o['type']} {o['from_name']!r} only"
+                                     for c, o in elsewhere.items()) + ")"
+        hint = f"{hint}; {said}" if hint else said
     if not mapping:
-        raise ValueError(f"none of the {config.kind} control {config.from_name!r}'s labels "
+        raise ValueError(f"none of the labels of the {config.kind} control {config.from_name!r} "
                          f"({', '.join(config.labels) or 'none'}) is one of the model's classes "
                          f"({', '.join(ours)})" + (f"; {hint}" if hint else ""))
     return {"model_version": model_version,
             "control": {"type": config.kind, "from_name": config.from_name, "to_name": config.to_name,
                         "data_key": config.data_key},
             "matched": mapping, "unmatched_classes": unmatched_classes, "unmatched_labels": unmatched_labels,
-            "renamed": renamed, "hint": hint}
+            "renamed": renamed, "ignored_controls": ignored, "hint": hint}
 
 
 def task_image_reference(task, data_key: str) -> str:
@@ -341,11 +370,18 @@ class LabelStudioBackend:
         # the XML: a config can be as large as an upload)
         self._configs_seen: set = set()
         self._address_said = ""  # the last line logged about where /data/... images are fetched from
+        # project -> the labelling config /setup accepted for it: a /predict without a label_config
+        # (older SDKs, other clients) uses it, not our class names (labels the project lacks)
+        self._setup_configs: Dict[str, str] = {}
 
     def setup(self, payload: dict) -> dict:
         report = setup_report(payload.get("schema") or payload.get("label_config"), self.names,
                               has_masks=self.has_masks, model_version=self.model_version,
                               source_names=self.source_names)
+        if len(self._setup_configs) >= 256:  # a bound on memory; a project set up again is kept again
+            self._setup_configs.clear()
+        xml = payload.get("schema") or payload.get("label_config")
+        self._setup_configs[str(payload.get("project"))] = xml
         hostname, token = payload.get("hostname"), payload.get("access_token")
         if isinstance(hostname, str) and hostname.strip():
             said = self.fetcher.adopt(hostname.strip(), token if isinstance(token, str) else None)
@@ -404,7 +440,7 @@ class LabelStudioBackend:
                              "Studio's tasks: it needs 'image' or a 'tasks' list")
         from fastapi.concurrency import run_in_threadpool
 
-        xml = payload.get("label_config")
+        xml = payload.get("label_config") or self._setup_configs.get(str(payload.get("project")))
         config = parse_label_config(xml, has_masks=self.has_masks) if xml else default_config(self.names)
         if xml:
             self._warn_unmatched(xml, config, payload.get("project"))

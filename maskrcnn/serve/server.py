@@ -7,7 +7,8 @@
   byte arrives, and never arms that timer on a new connection. A client that connects and sends
   nothing, or sends a request's first bytes and then trickles its headers one byte every few seconds
   (slowloris), holds the connection and its buffers for ever. Here the headers of each request must be
-  complete within ``S`` seconds of the connection or of the previous answer; past that the client gets
+  complete within ``S`` seconds of the connection or of the first byte after the previous answer (an
+  idle kept-alive connection is keep-alive's to close, not counted as slow headers); past that the client gets
   ``408`` with a one-line JSON ``{"detail": ...}`` and the connection is closed. (The body's own deadline,
   from the headers on, is the application's: ``maskrcnn.serve.app``.)
 - ``timeout_keep_alive=K``: an idle connection is closed ``K`` seconds after its last answer.
@@ -54,7 +55,8 @@ def _timeout_response(timeout_s: float) -> bytes:
 
 def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[Callable[[], None]] = None):
     """A subclass of uvicorn's HTTP protocol class ``base`` whose connections must send each request's
-    headers within ``timeout_s`` seconds (of connecting, or of the previous answer); ``on_timeout()``
+    headers within ``timeout_s`` seconds (of connecting, or of the request's first byte after the previous
+    answer); ``on_timeout()``
     is called for each connection closed for being too slow."""
     missing = [name for name in _PROTOCOL_HOOKS if not callable(getattr(base, name, None))]
     if missing:  # a uvicorn whose protocol class changed: serve without the header deadline, say so
@@ -67,6 +69,7 @@ def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[
         _header_timer = None
         _waiting_after = None  # the request cycle that was current when the deadline was armed
         _lingering = False  # answered 408, closing
+        _idle_after_answer = False  # answered; no byte of the next request yet (keep-alive's time)
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -74,11 +77,21 @@ def header_deadline_protocol(base: type, timeout_s: float, on_timeout: Optional[
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._arm_header_deadline()  # the next request's headers are due in time too
+            # Idle after an answer is keep-alive, not slow headers: uvicorn closes the connection
+            # --keep-alive-timeout seconds on (a browser or a pool keeps it open meanwhile, and was
+            # counted as a header timeout when --upload-timeout was the shorter). The next request's
+            # headers are due within the deadline of its first byte, when uvicorn's timer stops.
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            self._idle_after_answer = True
 
         def data_received(self, data: bytes) -> None:
             if self._lingering:  # answered 408 and closing: what the client still sends is dropped
                 return
+            if self._idle_after_answer:  # the next request's first bytes: its headers are due in time
+                self._idle_after_answer = False
+                self._arm_header_deadline()  # before parsing: the cycle is still the answered one
             super().data_received(data)
 
         def _close_lingering(self) -> None:

@@ -104,7 +104,7 @@ def test_setup_checks_the_labelling_config(serve_predictor, start_server):
 
     status, body = post({"project": "3", "schema": _config(labels=("zebra", "horse"))})
     assert status == 400
-    assert "none of the brushlabels control 'seg''s labels (zebra, horse)" in body["detail"]
+    assert "none of the labels of the brushlabels control 'seg' (zebra, horse)" in body["detail"]
     assert "(cat, dog)" in body["detail"]
     choices = '<View><Image name="i" value="$image"/><Choices name="c" toName="i"/></View>'
     status, body = post({"schema": choices})

@@ -293,3 +293,44 @@ def test_page_labels_white_on_the_darkened_colour_inside_the_canvas(browser, tmp
         assert white > 20 and black == 0  # white text on it, no black
     finally:
         server.stop()
+
+
+def test_an_answer_for_an_earlier_file_never_replaces_a_later_ones(serve_predictor, browser, tmp_path):
+    """Choose a file whose answer is slow, then at once another: the second's answer comes first and is
+    drawn; the first's, arriving later, is dropped (it replaced the second's picture, table and status
+    while the file input named the second)."""
+    import asyncio
+    import threading
+    import time
+
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    big.write_bytes(png_bytes(np.random.default_rng(1).integers(0, 256, (150, 200, 3), np.uint8)))
+    small.write_bytes(png_bytes(np.random.default_rng(2).integers(0, 256, (60, 80, 3), np.uint8)))
+    app = create_app(serve_predictor, weights_name="tiny.pth")
+    big_answered = threading.Event()
+
+    @app.middleware("http")
+    async def slow_first_prediction(request, call_next):  # as a large photo's upload and forward are
+        first = request.url.path == "/predict" and int(request.headers.get("content-length", 0)) > 30_000
+        if first:
+            await asyncio.sleep(2.0)
+        response = await call_next(request)
+        if first:
+            big_answered.set()
+        return response
+
+    server = RunningServer(app)
+    try:
+        browser.get(server.url + "/")
+        browser.find_element(By.ID, "file").send_keys(str(big))
+        time.sleep(0.3)  # the first request is on its way
+        assert show_image(browser, None, small) == "done"
+        assert "small.png" in browser.find_element(By.ID, "status").text
+        assert big_answered.wait(timeout=30)
+        time.sleep(1.0)  # the browser has had the big answer for a while: it must not be drawn
+        status = browser.find_element(By.ID, "status").text
+        assert "small.png" in status and "big.png" not in status, status
+        scale = int(browser.find_element(By.ID, "canvas").get_attribute("data-scale"))
+        assert int(browser.find_element(By.ID, "canvas").get_attribute("width")) == 80 * scale
+    finally:
+        server.stop()

@@ -218,3 +218,26 @@ def test_a_protocol_class_without_the_hooks_is_served_as_it_is(caplog):
     with caplog.at_level("WARNING", logger="maskrcnn.serve"):
         assert header_deadline_protocol(OtherProtocol, 1.0) is OtherProtocol
     assert "connection_lost, on_response_complete" in caplog.text
+
+
+def test_an_idle_kept_alive_connection_is_no_header_timeout_but_a_slow_next_request_is(start_server):
+    """After an answer, a client that keeps the connection open and sends nothing (a browser, a pool) is
+    keep-alive's to close, not a slowloris: no 408, no header_timeouts (counted with --upload-timeout
+    shorter than --keep-alive-timeout). A next request whose headers trickle still gets the 408."""
+    app = create_app(_StubPredictor())
+    server = start_server(app, **dict(SERVER, keep_alive_s=4.0))  # upload_timeout_s 1
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    idle.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert _read_one(idle)[0] == "HTTP/1.1 200 OK"
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    slow.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert _read_one(slow)[0] == "HTTP/1.1 200 OK"
+    slow.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ")  # ... and nothing more
+    assert _parse(slow.recv(65536))[0] == "HTTP/1.1 408 Request Timeout"  # once the deadline passed
+    threading.Event().wait(1.5)  # the idle one is now well past --upload-timeout, within keep-alive
+    assert app.state.stats["header_timeouts"] == 1
+    idle.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")  # still open and served
+    status_line, _, answer = _read_one(idle)
+    assert status_line == "HTTP/1.1 200 OK" and answer["header_timeouts"] == 1
+    idle.close()
+    slow.close()

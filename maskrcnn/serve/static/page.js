@@ -246,8 +246,14 @@ function clearView() {
   canvas.classList.add("empty");
 }
 
+// Each choice of file is numbered: an answer (or error) for an earlier choice that arrives after a later
+// one was made is dropped, else a slow large image chosen first would replace the quick second one's
+// picture, table and status while the file input names the second.
+let latestChoice = 0;
+
 async function showFile(file) {
   if (!file) return;
+  const choice = ++latestChoice;
   setStatus(`${file.name}: detecting…`, "busy");
   const form = new FormData();
   form.append("image", file, file.name);
@@ -263,6 +269,7 @@ async function showFile(file) {
     }
     answer = body;
   } catch (e) {
+    if (choice !== latestChoice) return; // a later file was chosen meanwhile: its answer is the one shown
     clearView(); // the previous file's picture and table beside this file's error would read as its own
     setStatus(`${file.name}: ${e.message}`, "error");
     return;
@@ -273,6 +280,7 @@ async function showFile(file) {
   } catch (e) {
     picture = null; // e.g. TIFF: the server read it, the browser cannot
   }
+  if (choice !== latestChoice) return; // checked after the last await: nothing older is drawn after it
   current = {
     picture,
     file: answer.file_name,
