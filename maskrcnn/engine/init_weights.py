@@ -193,6 +193,11 @@ def _their_index(theirs: list, background: bool, trained: set) -> dict:
     return index
 
 
+def _plural(what: str) -> str:
+    """'class' -> 'classes', 'keypoint' -> 'keypoints'."""
+    return what + ("es" if what.endswith("s") else "s")
+
+
 def _our_index(mine, ours: list, what: str, background: bool) -> int:
     """The index in ``ours`` of ``model.init_*_map``'s key ``mine``: the name written exactly so, else the
     one name that reads alike; InitError when none does, or several do ('Star' for 'star' and 'STAR')."""
@@ -203,8 +208,8 @@ def _our_index(mine, ours: list, what: str, background: bool) -> int:
         raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set "
                         f"({', '.join(map(str, ours[first:]))})")
     if len(alike) > 1:
-        raise InitError(f"model.init_{what}_map: {mine!r} reads as several {what}es of the training set "
-                        f"({', '.join(repr(ours[i]) for i in alike)}): write each as it is spelt")
+        raise InitError(f"model.init_{what}_map: {mine!r} reads as several {_plural(what)} of the training "
+                        f"set ({', '.join(repr(ours[i]) for i in alike)}): write each as it is spelt")
     return alike[0]
 
 
@@ -231,8 +236,8 @@ def shared_rows_warning(ours: Sequence[str], rows: Optional[list], theirs: Optio
         groups.setdefault(normalise_name(ours[i]), []).append(i)
     for key, members in groups.items():
         if len(members) > 1 and any(rows[i] is not None for i in members):
-            parts.append(f"{what}es {', '.join(repr(ours[i]) for i in members)} of the training set read as "
-                         f"one name ({key!r}): {', '.join(took(i) for i in members)}")
+            parts.append(f"{_plural(what)} {', '.join(repr(ours[i]) for i in members)} of the training set "
+                         f"read as one name ({key!r}): {', '.join(took(i) for i in members)}")
             said.update(members)
     sharing = {}
     for i in range(first, len(ours)):
