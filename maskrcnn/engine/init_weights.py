@@ -17,16 +17,21 @@ its weights):
    from a part the weights do have, a key the weights have in a part the model has but the model lacks,
    or a shape mismatch stops the run before training, naming the key and both shapes. Class-specific
    rows (box classifier and regression, mask predictor) are copied for every class whose name matches
-   one of the weights' (case, spaces, ``_`` and ``-`` ignored; ``model.init_class_map`` maps other
-   names), background included, the others keep their fresh rows; keypoint channels likewise by
-   keypoint name when the sets differ.
+   one of the weights' (``normalise_name``: case aside, ``_``, ``-`` and runs of spaces read as one
+   space, so 'Traffic_Light' is 'traffic light' but 'trafficlight' is not; ``model.init_class_map``
+   maps other names), background included, the others keep their fresh rows; keypoint channels likewise
+   by keypoint name when the sets differ. Of our classes whose names read alike ('star', 'STAR') only
+   the first takes the row, the others start fresh, said in a warning. A row named as a placeholder
+   ("N/A", "__background__") matches no name unless our checkpoint records it as a trained class
+   (``trained_rows``).
 4. The report (``init_report.json``): ``source``, ``config_changes``, ``config_kept``, ``loaded``,
    ``reinitialised``, ``unused``, ``counters_ignored`` (the weights' batch-norm counters,
    num_batches_tracked, that the model has no place for in a part it has: its norms keep none; those of
    a part it lacks are ``unused``), ``class_specific``, ``weights_classes`` (weights with class rows:
    ``{"num_classes": K', "placeholders": rows named N/A, "run_num_classes": K}``, printed "weights: 90
    classes + background (10 of them N/A placeholders) -> this run: 4 + background"), ``copied_classes``
-   (ours -> theirs), ``fresh_classes``, ``notes``. Printed (``summary_lines``) as counts plus one line
+   (ours -> theirs), ``fresh_classes``, ``warnings`` (classes that read alike, rows several classes
+   take: ``shared_rows_warning``), ``notes``. Printed (``summary_lines``) as counts plus one line
    per part that starts fresh or goes unused as a whole (``part_lines``: "mask head starts fresh: the
    weights have none" for a Faster R-CNN file, "keypoint head of the weights unused: this model has
    none").
@@ -134,12 +139,18 @@ def _plain(v):
 
 
 def match_names(ours: Sequence[str], theirs: Optional[Sequence[str]], explicit: Optional[dict] = None, *,
-                what: str = "class", background: bool = True) -> list:
+                what: str = "class", background: bool = True, trained: Sequence[int] = ()) -> list:
     """For each of ``ours``, the index of the matching name in ``theirs`` or None (start fresh).
 
     ``background``: index 0 of both lists is the background and always matches. ``explicit``: {our name:
     their name or ""} overrides the name match; a name on either side that does not exist is an error.
     With ``theirs`` None (weights without names), rows match by position when both have as many.
+    Names are compared as ``normalise_name`` reads them. A row of ``theirs`` named as a placeholder
+    ("N/A", "__background__", "background": torchvision's unused COCO ids) matches no name unless its
+    index is in ``trained`` (a class a run of ours trained under that name, ``trained_rows``); an empty
+    name never matches. Of several of ``ours`` that read alike ('star', 'STAR') only the first takes the
+    matching row, the later ones start fresh (``shared_rows_warning`` says so): two classes started from
+    one row would start tied, with identical scores. ``explicit`` may still give one row to several.
     """
     explicit = dict(explicit or {})
     ours = list(ours)
@@ -148,32 +159,98 @@ def match_names(ours: Sequence[str], theirs: Optional[Sequence[str]], explicit: 
             raise InitError(f"model.init_{what}_map: the weights carry no {what} names to map to")
         return None
     theirs = list(theirs)
-    index = {}
-    for i, name in enumerate(theirs):
-        key = normalise_name(name)
-        if key not in _PLACEHOLDERS and (i > 0 or not background):
-            index.setdefault(key, i)
-    our_keys = {normalise_name(n): i for i, n in enumerate(ours)}
+    index = _their_index(theirs, background, set(trained))
     rows = [None] * len(ours)
+    met = set()  # names one of ours took already: a later spelling of the same name starts fresh
     for i, name in enumerate(ours):
         if background and i == 0:
             rows[0] = 0 if theirs else None
-        elif normalise_name(name) not in _PLACEHOLDERS:
-            rows[i] = index.get(normalise_name(name))
+            continue
+        key = normalise_name(name)
+        if key not in met:
+            met.add(key)
+            rows[i] = index.get(key)
     for mine, target in explicit.items():
-        if normalise_name(mine) not in our_keys:
-            raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set "
-                            f"({', '.join(map(str, ours[1 if background else 0:]))})")
-        i = our_keys[normalise_name(mine)]
+        i = _our_index(mine, ours, what, background)
         if target in ("", None):
             rows[i] = None
             continue
         if normalise_name(target) not in index:
-            some = list(dict.fromkeys(n for n in theirs if normalise_name(n) not in _PLACEHOLDERS))[:12]
+            some = list(dict.fromkeys(theirs[j] for j in sorted(set(index.values()))))[:12]
             raise InitError(f"model.init_{what}_map: {target!r} (for {mine!r}) is not a {what} of the "
-                            f"weights (e.g. {', '.join(some)})")
+                            f"weights (e.g. {', '.join(map(str, some))})")
         rows[i] = index[normalise_name(target)]
     return rows
+
+
+def _their_index(theirs: list, background: bool, trained: set) -> dict:
+    """{normalised name: index of its first row} over the weights' names that can match (``match_names``)."""
+    index = {}
+    for i, name in enumerate(theirs):
+        key = normalise_name(name)
+        if (i > 0 or not background) and key and (key not in _PLACEHOLDERS or i in trained):
+            index.setdefault(key, i)
+    return index
+
+
+def _plural(what: str) -> str:
+    """'class' -> 'classes', 'keypoint' -> 'keypoints'."""
+    return what + ("es" if what.endswith("s") else "s")
+
+
+def _our_index(mine, ours: list, what: str, background: bool) -> int:
+    """The index in ``ours`` of ``model.init_*_map``'s key ``mine``: the name written exactly so, else the
+    one name that reads alike; InitError when none does, or several do ('Star' for 'star' and 'STAR')."""
+    first = 1 if background else 0
+    exact = [i for i in range(first, len(ours)) if ours[i] == mine]
+    alike = exact or [i for i in range(first, len(ours)) if normalise_name(ours[i]) == normalise_name(mine)]
+    if not alike:
+        raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set "
+                        f"({', '.join(map(str, ours[first:]))})")
+    if len(alike) > 1:
+        raise InitError(f"model.init_{what}_map: {mine!r} reads as several {_plural(what)} of the training "
+                        f"set ({', '.join(repr(ours[i]) for i in alike)}): write each as it is spelt")
+    return alike[0]
+
+
+def shared_rows_warning(ours: Sequence[str], rows: Optional[list], theirs: Optional[Sequence[str]], *,
+                        what: str = "class", background: bool = True) -> Optional[str]:
+    """One line, or None: the classes of ``ours`` whose names read alike (``normalise_name``: 'star' and
+    'STAR') where the weights have a row for one of them, and which row each took (``match_names``: the
+    first, the others fresh); and any row of the weights several of ours took (``model.init_*_map``), which
+    start tied. Almost always a labelling slip ("Star" beside "star") that a user needs to hear of."""
+    if rows is None:
+        return None
+    theirs = list(theirs or [])
+    first = 1 if background else 0
+
+    def took(i):
+        j = rows[i]
+        if j is None:
+            return f"{ours[i]!r} starts fresh"
+        return f"{ours[i]!r} takes the weights' row {j}" + (f" ({theirs[j]!r})" if j < len(theirs) else "")
+
+    said, parts = set(), []
+    groups = {}
+    for i in range(first, len(ours)):
+        groups.setdefault(normalise_name(ours[i]), []).append(i)
+    for key, members in groups.items():
+        if len(members) > 1 and any(rows[i] is not None for i in members):
+            parts.append(f"{_plural(what)} {', '.join(repr(ours[i]) for i in members)} of the training set "
+                         f"read as one name ({key!r}): {', '.join(took(i) for i in members)}")
+            said.update(members)
+    sharing = {}
+    for i in range(first, len(ours)):
+        if rows[i] is not None:
+            sharing.setdefault(rows[i], []).append(i)
+    for j, members in sharing.items():
+        if len(members) > 1 and not set(members) <= said:
+            parts.append(f"{', '.join(repr(ours[i]) for i in members)} all take the weights' row {j}"
+                         + (f" ({theirs[j]!r})" if j < len(theirs) else "") + " and start tied")
+    if not parts:
+        return None
+    return ("; ".join(parts) + f" (if they are one {what}, give them one name in the data; to choose the "
+            f"rows, model.init_{what}_map={{NAME: THEIRS, OTHER: ''}}, each name as it is spelt)")
 
 
 def _copy_rows(fresh: torch.Tensor, src: torch.Tensor, rows: list, axis: int, per: int, key: str) -> tuple:
@@ -334,7 +411,8 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         theirs = source.class_names
         if theirs is not None and len(theirs) != score.shape[0]:
             theirs = None  # names that do not describe the rows are no names at all
-        class_rows = match_names(names, theirs, cfg.model.init_class_map, what="class")
+        trained = trained_rows(source) if theirs is not None else set()
+        class_rows = match_names(names, theirs, cfg.model.init_class_map, what="class", trained=trained)
         if class_rows is None:  # no names: by position when the counts agree, else all fresh but background
             same = len(names) == score.shape[0]
             class_rows = list(range(len(names))) if same else [0] + [None] * (len(names) - 1)
@@ -366,9 +444,14 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         "copied_classes": {},
         "fresh_classes": [],
         "notes": list(source.notes),
+        "warnings": [],
     }
     if score is not None:
-        report["weights_classes"] = weights_classes(int(score.shape[0]), source.class_names, len(names))
+        report["weights_classes"] = weights_classes(int(score.shape[0]), source.class_names, len(names),
+                                                    trained=trained)
+        report["notes"] += placeholder_notes(names, class_rows, source.class_names, trained)
+        shared = shared_rows_warning(names, class_rows, source.class_names)
+        report["warnings"] += [shared] if shared else []
     if class_rows is not None:
         theirs = source.class_names or []
         for i, j in enumerate(class_rows[1:], start=1):
@@ -387,13 +470,60 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
     return report
 
 
-def weights_classes(rows: int, names: Optional[Sequence[str]], ours: int) -> dict:
+def trained_rows(source) -> set:
+    """The rows of ``source``'s class names (a ``SourceWeights``) that its file records as classes a run
+    trained although named as placeholders ("N/A", "__background__": a dataset may name a category so,
+    and training keeps it as a class): of a checkpoint of ours, the labels its ``label_to_category_id``
+    maps to a dataset's category ids, which our training writes for every class of its data. Empty for
+    other libraries' files (torchvision's "N/A" rows are COCO's unused ids) and for a checkpoint of ours
+    without that map (one ``convert`` wrote from another library's file). The file is read again only
+    when some row is so named: its object is not kept past ``read_weights``."""
+    names = list(source.class_names or [])
+    if source.kind != "maskrcnn" or not any(normalise_name(n) in _PLACEHOLDERS for n in names[1:]):
+        return set()
+    from maskrcnn.checkpoint import CheckpointError, label_to_category_id, read_checkpoint_object
+
+    path = (source.provenance or {}).get("path")
+    try:
+        ckpt = read_checkpoint_object(path) if path else None
+    except (CheckpointError, OSError):
+        return set()
+    if not isinstance(ckpt, dict) or list(ckpt.get("class_names") or []) != names:
+        return set()  # not the file the weights were read from (replaced since): nothing assumed
+    l2c = label_to_category_id(ckpt)
+    try:
+        labels = {int(k) for k in (l2c or {})}
+    except (TypeError, ValueError):
+        return set()
+    return {i for i in labels if 0 < i < len(names)}
+
+
+def placeholder_notes(ours: Sequence[str], rows: Optional[list], theirs: Optional[Sequence[str]],
+                      trained=()) -> list:
+    """One note when classes of ours named as a placeholder ("N/A", "__background__") start fresh although
+    the weights have a row of that name: a placeholder (no class trained under that name), not theirs."""
+    if rows is None or not theirs:
+        return []
+    placeholders = {normalise_name(n) for j, n in enumerate(theirs) if j > 0 and j not in set(trained)}
+    fresh = [n for i, n in enumerate(ours) if i > 0 and rows[i] is None and normalise_name(n)
+             and normalise_name(n) in _PLACEHOLDERS & placeholders]
+    if not fresh:
+        return []
+    many = len(fresh) > 1
+    return [f"class{'es' if many else ''} {', '.join(map(repr, fresh))} start{'' if many else 's'} fresh: "
+            "the weights' rows of that name are placeholders (as torchvision's unused COCO ids are), not "
+            "classes the file says a run trained (model.init_class_map can give them another class's row)"]
+
+
+def weights_classes(rows: int, names: Optional[Sequence[str]], ours: int, trained=()) -> dict:
     """The report's ``weights_classes``: the weights' class count and the run's, each counting the
     background as ``model.num_classes`` does, and how many of the weights' rows are placeholders (COCO's
-    unused ids, "N/A" in torchvision's 91), which hold no class a dataset could match. Said because the
+    unused ids, "N/A" in torchvision's 91), which hold no class a dataset could match; ``trained``: rows
+    so named that a run trained as classes (``trained_rows``), no placeholders. Said because the
     class rows' counts ("3 of 5 from the weights") are the run's, never the weights'."""
     named = list(names) if names is not None and len(names) == rows else None
-    unused = sum(normalise_name(n) in _PLACEHOLDERS for n in named[1:]) if named else 0
+    unused = sum(normalise_name(n) in _PLACEHOLDERS and j not in set(trained)
+                 for j, n in enumerate(named[1:], start=1)) if named else 0
     return {"num_classes": rows, "placeholders": unused, "run_num_classes": ours}
 
 
@@ -480,5 +610,6 @@ def summary_lines(report: dict, changes: dict) -> list:
             f"{a} <- {b}" for a, b in report["copied_classes"].items()))
     if report["fresh_classes"]:
         lines.append("  fresh class rows: " + ", ".join(report["fresh_classes"]))
+    lines.extend(f"  warning: {w}" for w in report.get("warnings") or [])
     lines.extend(f"  note: {n}" for n in report["notes"])
     return lines
