@@ -25,7 +25,8 @@ A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--in
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
 P.bbox.json --results P.segm.json``, or ``--results P``; its ``tools/test.py --out results.pkl``),
-Ultralytics (``image_id`` by file name) and
+Ultralytics (``image_id`` by file name), ``maskrcnn predict`` (its records' ``file_name`` matched to J's
+images: its ``image_id`` numbers them in its own order) and
 torchvision write them, saying how each was read (``engine/results_file.py``); 0-based category ids
 (a 0 the ground truth lacks, the rest fitting after +1) are refused with a hint: ``--category-offset 1``
 adds 1 to each, ``--category-map MAP.json`` ({"results id": ground-truth id}) maps them. A J whose

@@ -11,7 +11,10 @@ Shapes: K categories; a confusion matrix (K + 1, K + 1) of counts, rows the grou
 - ``analysis_images/NNN_<file>.png``: the N images with the most errors (``visualize_errors.py``),
   worst first, drawn from the mask analysis when there is one.
 
-Every file is written atomically (``io_utils``); an image that cannot be read is reported and skipped.
+Every file is written atomically (``io_utils``); an image that cannot be read or drawn is reported and
+skipped (metrics.json is written before: a drawing never fails the command). An image is drawn on the
+pixels its record's annotations lie on, as the COCO reader reads it (a photo whose record gives its stored
+size, unturned).
 """
 
 from __future__ import annotations
@@ -133,7 +136,6 @@ def write_analysis(
 
 def _draw_worst(folder: Path, matches: dict, ground_truth: dict, images_dir, n: int) -> List[Path]:
     from maskrcnn.data.coco import category_names
-    from maskrcnn.data.images import read_image
     from maskrcnn.visualize_errors import draw_errors
 
     kind = "segm" if "segm" in matches else "bbox"
@@ -145,14 +147,39 @@ def _draw_worst(folder: Path, matches: dict, ground_truth: dict, images_dir, n: 
         info = images[match.image_id]
         path = Path(images_dir) / str(info.get("file_name", ""))
         try:
-            image = read_image(path)
+            image = _read_as_annotated(path, info)  # (3, H, W)
         except (OSError, ValueError) as e:  # ImageReadError is a ValueError
             print(f"analysis: skipping image {path}: {e}", file=sys.stderr)
             continue
-        picture = draw_errors(image, match, names, masks=kind == "segm")
-        buf = io.BytesIO()
-        picture.save(buf, format="PNG")
         target = folder / f"{rank + 1:03d}_{_safe_stem(info.get('file_name'))}.png"
-        atomic_write_bytes(target, buf.getvalue())
+        try:
+            size = tuple(image.shape[-2:])
+            if size != _record_size(info):
+                raise ValueError(f"the image is {size[0]}x{size[1]} (HxW), its record "
+                                 f"{_record_size(info)[0]}x{_record_size(info)[1]}")
+            picture = draw_errors(image, match, names, masks=kind == "segm")
+            buf = io.BytesIO()
+            picture.save(buf, format="PNG")
+            atomic_write_bytes(target, buf.getvalue())
+        except Exception as e:  # noqa: BLE001 -- metrics.json is written already: a drawing never fails eval
+            print(f"analysis: skipping image {path}: cannot draw it ({type(e).__name__}: {e})",
+                  file=sys.stderr)
+            continue
         written.append(target)
     return written
+
+
+def _record_size(info: dict) -> tuple:
+    """(H, W) an image record gives (its annotations' and detections' frame)."""
+    return int(info["height"]), int(info["width"])
+
+
+def _read_as_annotated(path: Path, info: dict):
+    """(3, H, W) the image of record ``info`` on the pixels its annotations and detections lie on, read as
+    the COCO reader reads it (``images.drawn_on_stored_pixels``): unturned when the record gives the
+    file's stored size and EXIF turns it by a quarter (the annotating tool showed the stored pixels, and
+    eval predicted on those), else upright. Turned regardless, such a photo's masks did not fit it."""
+    from maskrcnn.data.images import drawn_on_stored_pixels, image_header, read_image
+
+    stored, orientation = image_header(path)
+    return read_image(path, orient=not drawn_on_stored_pixels(_record_size(info), stored, orientation))

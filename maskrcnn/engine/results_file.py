@@ -18,13 +18,20 @@ What is read, and how (each interpretation is said in a warning naming the file)
 - Ultralytics' ``predictions.json`` (``val(save_json=True)``): its ``image_id`` is the image file's stem
   (an integer when the stem is all digits). ``image_id`` values that are not all ids of the ground
   truth's images but are all file names, base names or stems of them are matched by file name.
+- ``maskrcnn predict``'s ``predictions.json``: its ``image_id`` numbers the images 1..N in predict's own
+  order, not the ground truth's, so records that carry a ``file_name`` are matched by it
+  (``match_file_names``: the ground truth's file name as the end of the path, else the one image with
+  that base name), said in one line; refused when that cannot be done (a name of no image or of two, two
+  names of one image, only some records with one).
 - ``segmentation`` as polygons or as uncompressed RLE (``counts`` a list): encoded as compressed RLE at
   the ground-truth image's size (pycocotools' ``loadRes`` takes only compressed RLE for results).
 
 Scored as pycocotools scores them, and said so: an empty file (every AP 0, NaN where the ground truth has
 no object to miss, as for a size range without any; every kind the ground truth has), images of the
 ground truth with (non-crowd) objects but without any detection (their objects are misses: the AP is over
-every ground-truth image), records that repeat another exactly (the repeats are false positives) and more
+every ground-truth image; the first named, and said to include the images ``eval --weights`` skipped when
+its own predictions.json is scored again: those lower the AP it reported), records that repeat
+another exactly (the repeats are false positives) and more
 than 100 detections of one category in one image (COCOeval's ``maxDets``: only the 100 highest-scoring
 count). Scores are only ranked, so logits or scores above 1 are scored as they are; scores outside [0, 1]
 are said (score thresholds such as ``--analysis-score`` read them as probabilities).
@@ -56,7 +63,7 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
-    "compress_segmentations", "image_name_keys", "iou_types_of", "match_image_ids",
+    "compress_segmentations", "image_name_keys", "iou_types_of", "match_file_names", "match_image_ids",
     "note_scoring_conventions", "partial_fields", "plan_iou_types", "read_category_map",
     "read_results_file", "resolve_results_paths", "shift_categories",
     "zero_based_hint", "zero_based_suspicion",
@@ -210,10 +217,14 @@ def image_name_keys(coco_gt) -> set:
 
 
 def match_image_ids(results: list, coco_gt, source: str) -> list:
-    """``results`` with ``image_id`` the ground truth's ids. When they are all ids of its images they
-    stay (an id is an id, even if it is also another image's file stem: that is said); otherwise, when
-    every one is a file name, base name or stem of exactly one image, they are matched by file name.
-    Anything else is left for validation to refuse (naming the unknown ids)."""
+    """``results`` with ``image_id`` the ground truth's ids. Records that carry a ``file_name`` (``maskrcnn
+    predict``'s, which numbers images 1..N in its own order) are matched by it (``match_file_names``).
+    Otherwise, when the ids are all ids of its images they stay (an id is an id, even if it is also
+    another image's file stem: that is said); else, when every one is a file name, base name or stem of
+    exactly one image, they are matched by file name. Anything else is left for validation to refuse
+    (naming the unknown ids)."""
+    if any(isinstance(r, dict) and "file_name" in r for r in results):
+        return match_file_names(results, coco_gt, source)
     ids = [r.get("image_id") for r in results if isinstance(r, dict)]
     hashable = [i for i in ids if isinstance(i, (int, str)) and not isinstance(i, bool)]
     if len(hashable) != len(ids):
@@ -244,6 +255,90 @@ def match_image_ids(results: list, coco_gt, source: str) -> list:
     _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
           f"{by_name[ids[0]]!r}), as Ultralytics writes them")
     return [dict(r, image_id=by_name[r["image_id"]]) for r in results]
+
+
+def _path_parts(file_name: str) -> list:
+    """A file name's path components as the loader reads them (``data/coco._tail_candidates``): Windows
+    separators turned, a drive, '.', '..' and empty parts dropped."""
+    parts = [p for p in file_name.replace("\\", "/").split("/") if p and p not in (".", "..")]
+    return parts[1:] if parts and parts[0].endswith(":") else parts
+
+
+def _image_of_name(name: str, by_path: dict, by_base: dict, source: str):
+    """The ground-truth image id a results ``file_name`` names, None when none: the image whose
+    (normalised) file_name is the name or the end of its path ('imgs/val/a.jpg' names 'val/a.jpg'), most
+    specific first; else the one image with its base name. Two images answering to it: ValueError."""
+    parts = _path_parts(name)
+    for i in range(len(parts)):
+        ids = by_path.get("/".join(parts[i:]))
+        if ids:
+            break
+    else:
+        ids = by_base.get(parts[-1], []) if parts else []
+    if len(ids) > 1:
+        raise ValueError(f"{source}: file_name {name!r} names {len(ids)} images of the ground truth "
+                         f"(ids {', '.join(repr(i) for i in ids[:5])}: the same name in other folders); "
+                         f"give the file names as the ground truth writes them (its folders included)")
+    return ids[0] if ids else None
+
+
+def match_file_names(results: list, coco_gt, source: str) -> list:
+    """``results`` whose records carry a ``file_name`` with ``image_id`` the id of the ground-truth image
+    that file name names (``_image_of_name``: the normalised relative path, else a unique base name, as
+    the loader finds files), said in one line. ``maskrcnn predict`` numbers images 1..N in its own order,
+    so its ids are not the ground truth's: matched by id, each image was scored against another one's
+    objects. Refused (ValueError naming the file and the records): only some records with a file_name,
+    a file_name that is not a string or names no image (or two), and two file names naming one image.
+    A ground truth without file names keeps the ids (said)."""
+    records = [r for r in results if isinstance(r, dict)]  # (anything else: validation names it)
+    without = [i for i, r in enumerate(results) if isinstance(r, dict) and "file_name" not in r]
+    if without:
+        raise ValueError(f"{source}: {len(records) - len(without)} of {len(records)} results have a "
+                         f"file_name and the others not (result {without[0]}): image_id is taken from "
+                         f"file_name when every record has one; give it to all of them, or to none to match "
+                         f"by image_id")
+    bad = [i for i, r in enumerate(results) if isinstance(r, dict) and (
+        not isinstance(r["file_name"], str) or not _path_parts(r["file_name"]))]
+    if bad:
+        given = str(results[bad[0]]["file_name"])[:40]
+        raise ValueError(f"{source}: result {bad[0]} has file_name {given!r}, not a file name ({len(bad)} "
+                         f"such results)")
+    by_path, by_base = {}, {}
+    for img in coco_gt.dataset["images"]:
+        parts = _path_parts(img["file_name"]) if isinstance(img.get("file_name"), str) else []
+        if parts:
+            by_path.setdefault("/".join(parts), []).append(img["id"])
+            by_base.setdefault(parts[-1], []).append(img["id"])
+    if not by_path:
+        _note(f"{source}: the results have file_name but the ground truth's images have none: matched by "
+              f"image_id")
+        return results
+    ids, names_of = {}, {}
+    for r in records:
+        name = r["file_name"]
+        if name not in ids:
+            ids[name] = _image_of_name(name, by_path, by_base, source)
+            if ids[name] is not None:
+                names_of.setdefault(ids[name], []).append(name)
+    unknown = [name for name, image_id in ids.items() if image_id is None]
+    if unknown:
+        raise ValueError(f"{source}: file_name {unknown[0]!r} names no image of the ground truth"
+                         f"{f' ({len(unknown)} such file names)' if len(unknown) > 1 else ''}, whose "
+                         f"file names are as {next(iter(by_path))!r}: results with a file_name are matched "
+                         f"to its images by it (predictions of images it does not list? predict a folder of "
+                         f"its images only)")
+    shared = next((names for names in names_of.values() if len(names) > 1), None)
+    if shared:
+        raise ValueError(f"{source}: file_names {shared[0]!r} and {shared[1]!r} both name image id "
+                         f"{ids[shared[0]]!r} of the ground truth: two images cannot be scored as one")
+    moved = {r["file_name"] for r in records if r.get("image_id") != ids[r["file_name"]]}
+    example = next((n for n in ids if n in moved), next(iter(ids), None))
+    if example is not None:
+        given = next(r.get("image_id") for r in records if r["file_name"] == example)
+        _note(f"{source}: image_id taken from file_name, matched to the ground truth's file names "
+              f"({len(ids)} images; {len(moved)} had another image_id in the file, e.g. {example!r}: "
+              f"{given!r} -> {ids[example]!r})")
+    return [dict(r, image_id=ids[r["file_name"]]) if isinstance(r, dict) else r for r in results]
 
 
 def zero_based_hint(used_categories: set, category_ids: Sequence) -> str:
@@ -386,11 +481,17 @@ def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
     images = {r["image_id"] for r in results}
     # only images with objects to miss: a detection-less image without any is scored as it should be
     with_objects = {a["image_id"] for a in coco_gt.dataset.get("annotations", []) if not a.get("iscrowd")}
-    missing = len(with_objects - images)
+    missing = with_objects - images
     if missing:
-        _note(f"{source}: {missing} of {len(with_objects)} ground-truth images with objects have no "
-              f"detection in the results: their objects count as misses (the AP is over every ground-truth "
-              f"image)")
+        # named: re-scoring `eval --weights`'s own predictions.json counts the images it skipped (unreadable,
+        # not their recorded size) as misses, and only their names tell them from images without detections
+        names = [str(img.get("file_name") or img["id"]) for img in coco_gt.dataset["images"]
+                 if img["id"] in missing][:3]  # in the ground truth's order
+        _note(f"{source}: {len(missing)} of {len(with_objects)} ground-truth images with objects have no "
+              f"detection in the results ({', '.join(names)}{', ...' if len(missing) > 3 else ''}): their "
+              f"objects count as misses (the AP is over every ground-truth image; of `maskrcnn eval "
+              f"--weights`'s predictions.json, the images it skipped, its metrics.json's images_skipped, "
+              f"are among them)")
     outside = [float(r["score"]) for r in results if not 0 <= r["score"] <= 1]
     if outside:  # percentages, logits: COCOeval only ranks them, a threshold reads them as probabilities
         _note(f"{source}: {len(outside)} of {len(results)} scores are outside [0, 1] (from "
