@@ -624,7 +624,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             iid = img["id"]
             self._listed_ids.add(iid)
-            if iid in self._images:
+            if iid in self._images or iid in self._folded_into:  # a folded record is an id taken too
                 self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
                 continue
             url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None

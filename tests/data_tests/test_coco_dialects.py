@@ -573,3 +573,20 @@ def test_training_reads_one_file_under_two_ids_as_one_picture_with_all_its_objec
         training.build_training(cfg, train_json=path, train_images=tmp_path, output=tmp_path / "run")
     (train_set,) = built
     assert train_set.ids == [1] and len(train_set[0][1]["boxes"]) == 2
+
+
+def test_a_folded_records_id_given_again_is_a_duplicate_id(tmp_path):
+    """A record folded into its file's first record still takes its id: a later record with that id (another
+    file) is a duplicate id, skipped and counted, not a picture whose objects went to the folded one."""
+    _photo(tmp_path / "x.png")
+    _photo(tmp_path / "y.png")
+    images = [{"id": 1, "file_name": "x.png", "height": H, "width": W},
+              {"id": 2, "file_name": "x.png", "height": H, "width": W},
+              {"id": 2, "file_name": "y.png", "height": H, "width": W}]
+    anns = [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [4, 5, 16, 10]},
+            {"id": 20, "image_id": 2, "category_id": 1, "bbox": [30, 20, 10, 10]}]
+    path = _write(tmp_path / "d.json", {"images": images, "categories": [{"id": 1, "name": "x"}],
+                                        "annotations": anns})
+    with pytest.warns(UserWarning):
+        ds = CocoDataset(json_path=path, image_dir=tmp_path, fold_shared_files=True)
+    assert ds.ids == [1] and ds.skipped.get("duplicate_image_id") == 1
