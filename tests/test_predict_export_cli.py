@@ -148,7 +148,7 @@ def test_predict_export_writes_every_format(setup, tmp_path, capsys):
 def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, capsys):
     ckpt, images = setup
     out = tmp_path / "out"
-    assert _predict(ckpt, images / "a.png", out, "--score-thresh", "1.01") == 0
+    assert _predict(ckpt, images / "a.png", out, "--score-thresh", "1") == 0
     coco = json.loads((out / "coco_instances.json").read_text())
     assert len(coco["images"]) == 1 and coco["annotations"] == []
     assert len(CocoDataset(json_path=out / "coco_instances.json", image_dir=images)) == 1
