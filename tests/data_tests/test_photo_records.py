@@ -1,0 +1,63 @@
+"""Photos as hand-made COCO converters and phones leave them: EXIF-turned photos whose record gives the
+stored size, damaged files, integer-mode files (one test per reading rule)."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrcnn.data.coco import CocoDataset
+
+H, W = 40, 60  # upright size (HxW) of the photos below
+
+
+def _upright_photo(path):
+    """A photo shown upright as 60 wide x 40 high (red square at x 30..46, y 5..21), stored turned a
+    quarter (40 wide x 60 high) with EXIF orientation 6, as phones write them."""
+    rgb = np.full((H, W, 3), 128, np.uint8)
+    rgb[5:21, 30:46] = (230, 40, 40)
+    stored = Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_90)  # undone by orientation 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path, exif=exif)
+
+
+def _dataset(tmp_path, record, square):
+    data = {"images": [dict(record, id=1, file_name="p.png")],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 256.0,
+                             "bbox": [square[0], square[1], 16.0, 16.0],
+                             "segmentation": [[square[0], square[1], square[0] + 16, square[1],
+                                               square[0] + 16, square[1] + 16, square[0], square[1] + 16]]}],
+            "categories": [{"id": 1, "name": "square"}]}
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    return CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
+
+
+def test_upright_annotations_on_a_record_of_the_stored_size_read_the_photo_upright(tmp_path):
+    # Image.open(f).size (stored, 40x60 WxH) written by the converter; the tool showed it upright
+    _upright_photo(tmp_path / "p.png")
+    with pytest.warns(UserWarning, match=r"image id 1 \(p.png\) read upright.*reach 6 px past"):
+        ds = _dataset(tmp_path, {"width": 40, "height": 60}, (30.0, 5.0))
+    image, target = ds[0]
+    assert tuple(image.shape[-2:]) == (H, W)
+    assert target["boxes"].tolist() == [[30.0, 5.0, 46.0, 21.0]]  # not clipped at x=40
+    red = image[:, target["masks"][0].bool()].mean(dim=1) * 255
+    assert red[0] > 200 and red[2] < 80  # the mask lies on the red square
+
+
+def test_a_box_clipped_by_more_than_rounding_is_said(tmp_path):
+    Image.new("RGB", (W, H), "gray").save(tmp_path / "p.png")  # no EXIF: nothing explains it
+    with pytest.warns(UserWarning, match=r"1 annotation\(s\) reach more than 1 px past.*annotation id 1 "
+                                         r"of image id 1 \(p.png\) spans x 50..66"):
+        ds = _dataset(tmp_path, {"width": W, "height": H}, (50.0, 5.0))
+    assert ds[0][1]["boxes"].tolist() == [[50.0, 5.0, 60.0, 21.0]]
+
+
+def test_a_box_past_the_border_by_rounding_is_clipped_quietly(tmp_path):
+    Image.new("RGB", (W, H), "gray").save(tmp_path / "p.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = _dataset(tmp_path, {"width": W, "height": H}, (44.5, 5.0))  # reaches 60.5
+    assert ds[0][1]["boxes"].tolist() == [[44.5, 5.0, 60.0, 21.0]]
