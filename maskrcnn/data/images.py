@@ -408,10 +408,19 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
 
 def _unidentified_error(name: str, source) -> ImageReadError:
     """The one wording for a file PIL cannot identify (``source``: its path or bytes), for every command:
-    with a hint where the format needs a plugin (HEIC)."""
+    with a hint where the format needs a plugin (HEIC) this Pillow lacks. A format it reads (Pillow 11.3+
+    reads AVIF itself; pillow-heif registers HEIF) is a damaged file: no plugin would help."""
     kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
+    if kind and _pillow_opens(kind):
+        return ImageReadError(f"{name}: cannot decode image (truncated or damaged {kind} file)")
     hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
     return ImageReadError(f"{name}: not an image file PIL can identify{hint}")
+
+
+def _pillow_opens(kind: str) -> bool:
+    """Whether this Pillow (with its registered plugins) opens files of ``kind`` (AVIF, HEIC, HEIF)."""
+    Image.init()  # the plugins are registered on first use
+    return ("AVIF" if kind == "AVIF" else "HEIF") in Image.OPEN
 
 
 def turned_size(stored: tuple, orientation: int) -> tuple:

@@ -61,3 +61,19 @@ def test_a_box_past_the_border_by_rounding_is_clipped_quietly(tmp_path):
         warnings.simplefilter("error")
         ds = _dataset(tmp_path, {"width": W, "height": H}, (44.5, 5.0))  # reaches 60.5
     assert ds[0][1]["boxes"].tolist() == [[44.5, 5.0, 60.0, 21.0]]
+
+
+def test_a_damaged_avif_is_not_sent_to_install_a_plugin_when_pillow_reads_avif(tmp_path):
+    from PIL import features
+
+    from maskrcnn.data.images import ImageReadError, read_image
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    Image.new("RGB", (W, H), "red").save(tmp_path / "a.avif")
+    data = (tmp_path / "a.avif").read_bytes()
+    (tmp_path / "half.avif").write_bytes(data[: len(data) // 2])  # a copy cut short
+    with pytest.raises(ImageReadError) as e:
+        read_image(tmp_path / "half.avif")
+    assert "plugin" not in str(e.value)
+    assert "half.avif: cannot decode image (truncated or damaged AVIF file)" in str(e.value)
