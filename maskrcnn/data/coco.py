@@ -114,6 +114,9 @@ _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orie
                       "so the annotations were drawn on the stored pixels")
 # a training sample's target key: the image files that could not be read and that it stands in for
 UNREAD_IMAGES = "unread_images"
+# and the warnings saying why, when the dataset defers them (``defer_unread_warnings``: set in DataLoader
+# workers by ``loader.TrainLoader``, which says each once in the main process; each worker said them anew)
+UNREAD_WARNINGS = "unread_warnings"
 _MAX_LOGGED = 20  # problems of one reason logged one by one; the rest only counted (a summary follows)
 
 
@@ -531,6 +534,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
         self._unreadable: set = set()
+        # True: an unreadable image's warning travels in the sample's target (UNREAD_WARNINGS), not warned
+        self.defer_unread_warnings = False
         # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
         self._stored_pixels: dict = {}
 
@@ -1339,7 +1344,7 @@ class CocoDataset(torch.utils.data.Dataset):
             raise IndexError(f"{self.json_path}: index {index} out of range for {n} images")
         index %= n
         # An unreadable image is replaced by the next readable one, so the choice is deterministic.
-        unread = []
+        unread, said = [], []
         for attempt in range(n):
             candidate = (index + attempt) % n
             if self.ids[candidate] in self._unreadable:  # by image id: leave_out shifts the positions
@@ -1351,10 +1356,12 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._unreadable.add(self.ids[candidate])
                 unread.append(str(self._path(self.ids[candidate])))
                 self._problems.counts[e.reason] += 1  # image_too_large apart: its message says the limit
-                # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
-                # warning's source (cli.warning_source)
-                warnings.warn(f"{with_shown(str(e), self._path(self.ids[candidate]))}; using another image "
-                              "instead", stacklevel=1)
+                said.append(f"{with_shown(str(e), self._path(self.ids[candidate]))}; using another image "
+                            "instead")
+                if not self.defer_unread_warnings:
+                    # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as
+                    # the warning's source (cli.warning_source)
+                    warnings.warn(said[-1], stacklevel=1)
         else:
             raise RuntimeError(f"{self.json_path}: no image of the dataset could be read")
         if self.transforms is not None:
@@ -1367,6 +1374,8 @@ class CocoDataset(torch.utils.data.Dataset):
                                           f"({_shown(self._path(iid))}, dataset index {candidate})") from e
         if unread:  # only then: the usual target keeps its usual keys
             target = {**target, UNREAD_IMAGES: tuple(unread)}
+            if self.defer_unread_warnings:
+                target[UNREAD_WARNINGS] = tuple(said)
         return image, target
 
     def __repr__(self) -> str:

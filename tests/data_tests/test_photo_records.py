@@ -2,6 +2,7 @@
 stored size, damaged files, integer-mode files (one test per reading rule)."""
 
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -77,3 +78,34 @@ def test_a_damaged_avif_is_not_sent_to_install_a_plugin_when_pillow_reads_avif(t
         read_image(tmp_path / "half.avif")
     assert "plugin" not in str(e.value)
     assert "half.avif: cannot decode image (truncated or damaged AVIF file)" in str(e.value)
+
+
+def _small_set(tmp_path, bad: dict):
+    """4 images 16x16 with a box each; ``bad``: {file name: bytes} written over some of them."""
+    data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    for i in range(4):
+        Image.new("RGB", (16, 16), "gray").save(tmp_path / f"{i}.png")
+        data["images"].append({"id": i + 1, "file_name": f"{i}.png", "width": 16, "height": 16})
+        data["annotations"].append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                                    "area": 16.0, "bbox": [2, 2, 4, 4], "segmentation": []})
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    return CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
+
+
+def test_each_unreadable_training_image_is_warned_once_with_workers(tmp_path, capfd):
+    from itertools import islice
+
+    from maskrcnn.data.loader import build_train_loader
+
+    ds = _small_set(tmp_path, {"2.png": b"\x89PNG\r\n\x1a\n broken"})
+    loader = build_train_loader(ds, batch_size=2, num_workers=2, seed=0, aspect_ratio_grouping=False)
+    with warnings.catch_warnings():  # forked workers inherit it: every process writes to fd 2
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *args, **kwargs: sys.stderr.write(f"W: {message}\n")
+        targets = [t for _, ts in islice(iter(loader), 12) for t in ts]
+    said = [line for line in capfd.readouterr().err.splitlines() if "2.png" in line]
+    assert sum("2.png" in p for t in targets for p in t.get("unread_images", ())) >= 2  # met more than once
+    assert len(said) == 1, said
+    assert not any("unread_warnings" in t for t in targets)  # taken out before training sees them
