@@ -533,7 +533,7 @@ class CocoDataset(torch.utils.data.Dataset):
             if len(kept) < len(self.ids):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
-        self._unreadable: set = set()
+        self._unreadable: dict = {}  # image id -> the reason it could not be used (its error's)
         # True: an unreadable image's warning travels in the sample's target (UNREAD_WARNINGS), not warned
         self.defer_unread_warnings = False
         # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
@@ -1353,8 +1353,10 @@ class CocoDataset(torch.utils.data.Dataset):
                 image, target = self._load(candidate)
                 break
             except ImageReadError as e:
-                self._unreadable.add(self.ids[candidate])
-                unread.append(str(self._path(self.ids[candidate])))
+                self._unreadable[self.ids[candidate]] = e.reason
+                # a file of another size decodes fine: its listing says so (training's closing line)
+                unread.append(str(self._path(self.ids[candidate]))
+                              + (" (not its recorded size)" if isinstance(e, ImageSizeError) else ""))
                 self._problems.counts[e.reason] += 1  # image_too_large apart: its message says the limit
                 said.append(f"{with_shown(str(e), self._path(self.ids[candidate]))}; using another image "
                             "instead")
@@ -1363,7 +1365,11 @@ class CocoDataset(torch.utils.data.Dataset):
                     # the warning's source (cli.warning_source)
                     warnings.warn(said[-1], stacklevel=1)
         else:
-            raise RuntimeError(f"{self.json_path}: no image of the dataset could be read")
+            # a file of another size decodes fine: "could not be read" sent users to a file that opens
+            wrong_size = sum(r == ImageSizeError.reason for r in self._unreadable.values())
+            why = ", ".join(f"{n} {text}" for n, text in ((len(self._unreadable) - wrong_size, "unreadable"),
+                                                          (wrong_size, "not its recorded size")) if n)
+            raise RuntimeError(f"{self.json_path}: no image of the dataset could be used ({why})")
         if self.transforms is not None:
             generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
             try:

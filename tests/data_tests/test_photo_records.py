@@ -109,3 +109,29 @@ def test_each_unreadable_training_image_is_warned_once_with_workers(tmp_path, ca
     assert sum("2.png" in p for t in targets for p in t.get("unread_images", ())) >= 2  # met more than once
     assert len(said) == 1, said
     assert not any("unread_warnings" in t for t in targets)  # taken out before training sees them
+
+
+def test_an_image_of_another_size_is_not_said_unreadable(tmp_path):
+    from io import BytesIO
+
+    wrong = BytesIO()
+    Image.new("RGB", (16, 12), "gray").save(wrong, format="PNG")  # decodes fine, the record says 16x16
+    ds = _small_set(tmp_path, {"0.png": wrong.getvalue(), "1.png": b"junk", "2.png": b"junk",
+                               "3.png": b"junk"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match=r"no image of the dataset could be used "
+                                               r"\(3 unreadable, 1 not its recorded size\)"):
+            ds[0]
+
+
+def test_the_replaced_files_say_which_was_not_its_recorded_size(tmp_path):
+    from io import BytesIO
+
+    wrong = BytesIO()
+    Image.new("RGB", (16, 12), "gray").save(wrong, format="PNG")
+    ds = _small_set(tmp_path, {"0.png": wrong.getvalue()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = ds[0][1]
+    assert target["unread_images"] == (f"{tmp_path / '0.png'} (not its recorded size)",)
