@@ -147,10 +147,13 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
             if array.size and (array.min() < 0 or array.max() > 65535):
                 raise ImageReadError(f"{name}: integer image (mode {mode}) values span [{array.min():.0f}, "
                                  f"{array.max():.0f}], outside the 16-bit scale 0..65535")
-            if in_memory and mode == "I" and array.size and array.max() <= 255:
-                warnings.warn(f"{name}: PIL image of mode I with values 0..{array.max():.0f} read as 16-bit "
-                              "(0..65535), so it looks dark; convert it to L for 8-bit values",
-                              stacklevel=4)
+            if mode == "I" and array.size and array.max() <= 255:
+                # one rule for a PIL image and a file (8-bit values converted to I, saved as a TIFF): the
+                # 16-bit scale, said, not a guess at the scale from the values
+                what = "PIL image" if in_memory else "image file"
+                fix = "convert it to L" if in_memory else "save it as 8-bit (L or RGB)"
+                warnings.warn(f"{name}: {what} of mode I with values 0..{array.max():.0f} read as 16-bit "
+                              f"(0..65535), so it looks dark; {fix} for 8-bit values", stacklevel=4)
             array = array / 65535.0
         elif in_memory:
             return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)

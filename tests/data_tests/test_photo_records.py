@@ -135,3 +135,14 @@ def test_the_replaced_files_say_which_was_not_its_recorded_size(tmp_path):
         warnings.simplefilter("ignore")
         target = ds[0][1]
     assert target["unread_images"] == (f"{tmp_path / '0.png'} (not its recorded size)",)
+
+
+def test_a_mode_i_file_of_8_bit_values_is_said_to_look_dark_as_in_memory(tmp_path):
+    from maskrcnn.data.images import read_image
+
+    rgb = np.full((H, W, 3), 128, np.uint8)
+    Image.fromarray(rgb).convert("I").save(tmp_path / "i32.tif")  # 8-bit values, 32-bit integer mode
+    with pytest.warns(UserWarning, match=r"i32.tif: image file of mode I with values 0..128 read as 16-bit "
+                                         r"\(0..65535\), so it looks dark; save it as 8-bit"):
+        image = read_image(tmp_path / "i32.tif")
+    assert float(image.max()) == pytest.approx(128 / 65535)  # the one scale of mode I, said above
