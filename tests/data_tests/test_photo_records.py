@@ -146,3 +146,12 @@ def test_a_mode_i_file_of_8_bit_values_is_said_to_look_dark_as_in_memory(tmp_pat
                                          r"\(0..65535\), so it looks dark; save it as 8-bit"):
         image = read_image(tmp_path / "i32.tif")
     assert float(image.max()) == pytest.approx(128 / 65535)  # the one scale of mode I, said above
+
+
+def test_the_stored_pixels_warning_says_its_sizes_are_hxw(tmp_path):
+    _upright_photo(tmp_path / "p.png")  # stored 60 high x 40 wide; annotations on the stored pixels
+    with pytest.warns(UserWarning, match=r"read without its EXIF rotation.*\(stored 60x40 \(HxW\), "
+                                         r"turned 40x60\)"):
+        ds = _dataset(tmp_path, {"width": 40, "height": 60}, (10.0, 30.0))
+        image, _ = ds[0]
+    assert tuple(image.shape[-2:]) == (60, 40)
