@@ -1254,7 +1254,8 @@ class CocoDataset(torch.utils.data.Dataset):
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
             warnings.warn(f"{self.json_path}: image id {info['id']} ({_shown(info['path'])}) read without "
                           f"its EXIF rotation: {_STORED_PIXELS_WHY} (stored {stored[0]}x{stored[1]} (HxW), "
-                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word", stacklevel=1)
+                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word",
+                          stacklevel=1)
         self._stored_pixels[info["id"]] = orientation
         return True
 
