@@ -233,12 +233,32 @@ def max_image_pixels() -> Optional[int]:
 
 
 @contextmanager
-def _pil_open_quiet():
+def _pil_open_quiet(name: Optional[str] = None):
     """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
-    names the file); yields the limit (``max_image_pixels``). PIL's setting is only read."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        yield max_image_pixels()
+    names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
+    other warnings in the block ("Corrupt EXIF data", printed with no file named) are said again naming
+    it; any other warning is passed on as it was raised."""
+    if name is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield max_image_pixels()
+        return
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield max_image_pixels()
+    finally:  # also when the file is then refused: its warning said why
+        for w in caught:
+            if _is_pil_file(w.filename):
+                warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
+            else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _is_pil_file(filename: str) -> bool:
+    """Whether a warning's file is one of Pillow's modules."""
+    return bool(filename) and os.path.dirname(os.path.abspath(filename)) == os.path.dirname(Image.__file__)
 
 
 def _bomb_error(name: str, error: Exception) -> ImageTooLargeError:
@@ -320,7 +340,7 @@ def open_image(source: Union[str, os.PathLike, bytes], name: str, *, decode: boo
         source = io.BytesIO(source)
     elif _is_empty_file(source):
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    with _pil_open_quiet() as limit, _as_read_errors(name, source):
+    with _pil_open_quiet(name) as limit, _as_read_errors(name, source):
         img = Image.open(source)
         try:
             _check_size(img.width, img.height, name, limit)
@@ -386,7 +406,7 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with _pil_open_quiet() as limit, Image.open(path) as img:
+        with _pil_open_quiet(str(path)) as limit, Image.open(path) as img:
             width, height = img.size
             _check_size(width, height, str(path), limit)
             try:
@@ -530,7 +550,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
-        with _pil_open_quiet() as limit, Image.open(source) as img:
+        with _pil_open_quiet(name) as limit, Image.open(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
             # has no hint to raise the library's limit, which would not help)
             if max_pixels is not None and img.width * img.height > max_pixels:

@@ -155,3 +155,20 @@ def test_the_stored_pixels_warning_says_its_sizes_are_hxw(tmp_path):
         ds = _dataset(tmp_path, {"width": 40, "height": 60}, (10.0, 30.0))
         image, _ = ds[0]
     assert tuple(image.shape[-2:]) == (60, 40)
+
+
+def test_pils_corrupt_exif_warning_names_the_file(tmp_path):
+    from maskrcnn.data.images import ImageReadError, image_header, read_image
+
+    Image.new("RGB", (200, 140), "red").save(tmp_path / "a.tif", compression="tiff_lzw")  # tags at the end
+    data = (tmp_path / "a.tif").read_bytes()
+    (tmp_path / "half.tif").write_bytes(data[: len(data) // 2])  # a copy cut short
+    for read in (image_header, read_image):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                read(tmp_path / "half.tif")
+            except ImageReadError:
+                pass  # read_image refuses it; a header may read
+        said = [str(w.message) for w in caught if "Corrupt EXIF" in str(w.message)]
+        assert said and all(m.startswith(f"{tmp_path / 'half.tif'}: Corrupt EXIF data") for m in said), said
