@@ -107,10 +107,16 @@ logger = logging.getLogger(__name__)
 # names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
 _BACKGROUND_NAMES = ("_background_", "background", "__background__")
 # why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
+# px an annotation may reach past its image's border and be clipped without a word (rounding, a vertex on
+# the last pixel's far edge)
+_PAST_BORDER = 1.0
 _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orientation turns the image to, "
                       "so the annotations were drawn on the stored pixels")
 # a training sample's target key: the image files that could not be read and that it stands in for
 UNREAD_IMAGES = "unread_images"
+# and the warnings saying why, when the dataset defers them (``defer_unread_warnings``: set in DataLoader
+# workers by ``loader.TrainLoader``, which says each once in the main process; each worker said them anew)
+UNREAD_WARNINGS = "unread_warnings"
 _MAX_LOGGED = 20  # problems of one reason logged one by one; the rest only counted (a summary follows)
 
 
@@ -284,6 +290,18 @@ def _segmentation_box(segmentation, height: int, width: int) -> Optional[list]:
         return None
     y1, y2, x1, x2 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+
+
+def _extent(bbox, segmentation) -> tuple:
+    """(x1, y1, x2, y2) around a bbox [x, y, w, h] and a polygon segmentation's vertices (RLE: the bbox)."""
+    x, y, w, h = (float(v) for v in bbox)
+    xs, ys = [x, x + w], [y, y + h]
+    if isinstance(segmentation, list):
+        for poly in segmentation:
+            if isinstance(poly, (list, tuple)) and len(poly) >= 6:
+                xs.extend(float(v) for v in poly[0::2])
+                ys.extend(float(v) for v in poly[1::2])
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def _is_rle_size(size) -> bool:
@@ -492,6 +510,7 @@ class CocoDataset(torch.utils.data.Dataset):
         elif note := cvat_crowd_note(annotations, str(self.json_path)):
             self._notes.append(note)
         self._load_annotations(annotations)
+        self._check_past_border()
         if self._digit_ids:  # the first note, before those of the loaders
             self._notes.insert(0, f"{self.json_path}: {self._digit_ids} ids are written as strings of digits "
                                   f"(\"id\": \"1\"); read as the integers they spell")
@@ -514,7 +533,9 @@ class CocoDataset(torch.utils.data.Dataset):
             if len(kept) < len(self.ids):
                 self._problems.counts["image_with_too_few_keypoints"] += len(self.ids) - len(kept)
             self.ids = kept
-        self._unreadable: set = set()
+        self._unreadable: dict = {}  # image id -> the reason it could not be used (its error's)
+        # True: an unreadable image's warning travels in the sample's target (UNREAD_WARNINGS), not warned
+        self.defer_unread_warnings = False
         # {image id: EXIF orientation} of images sized as their stored pixels: read without the rotation
         self._stored_pixels: dict = {}
 
@@ -828,6 +849,11 @@ class CocoDataset(torch.utils.data.Dataset):
             )
         ann["_box"] = (x1, y1, x2, y2)
         ann["_box_only"] = box_only
+        # how far (px) the box or a polygon reaches past the border: clipped, but more than rounding is said
+        # (_check_past_border), and may show the record gives the stored size of an upright-drawn photo
+        extent = _extent(bbox, seg if not box_only else None)
+        ann["_past"] = max(-extent[0], -extent[1], extent[2] - W, extent[3] - H, 0.0)
+        ann["_extent"] = extent
         if self.keypoints and ann.get("keypoints"):  # null or []: none labelled (as a missing field)
             kp = ann["keypoints"]
             if (
@@ -840,6 +866,65 @@ class CocoDataset(torch.utils.data.Dataset):
             kp = self._visibility_read(kp, ann)
             ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
+
+    def _check_past_border(self) -> None:
+        """Annotations reaching past their image's border by more than rounding (``_PAST_BORDER`` px) are
+        not clipped without a word. When an image's annotations fit only the frame turned by a quarter and
+        its file is stored at the record's size with an EXIF quarter turn, the record gives the stored
+        size (``Image.open(f).size``) of a photo drawn upright (browsers turn it): its width and height
+        are read swapped, the image upright, said by name with the evidence. Else the clipped ones are
+        said in one warning (the first named). One header read per such image only."""
+        past = {iid: [a for a in anns if a["_past"] > _PAST_BORDER] for iid, anns in self._anns.items()}
+        past = {iid: anns for iid, anns in past.items() if anns}
+        clipped = []
+        for iid, anns in past.items():
+            info = self._images[iid]
+            if not self._read_upright(iid, info):
+                clipped.extend((iid, a) for a in anns)
+        if clipped:
+            iid, ann = clipped[0]
+            info = self._images[iid]
+            x1, y1, x2, y2 = ann["_extent"]
+            warnings.warn(
+                f"{self.json_path}: {len(clipped)} annotation(s) reach more than {_PAST_BORDER:g} px past "
+                f"their image's border and were clipped to it, e.g. annotation id {ann['id']} of image id "
+                f"{iid} ({_shown(info['file_name'])}) spans x {x1:g}..{x2:g}, y {y1:g}..{y2:g} on a record "
+                f"of width {info['width']}, height {info['height']}; check the record's width/height",
+                stacklevel=3)
+
+    def _read_upright(self, iid: int, info: dict) -> bool:
+        """Whether image ``iid``, whose annotations reach past its record's border, is a photo stored
+        at the record's size, turned by a quarter by EXIF, whose annotations all fit the turned frame:
+        then its record's width and height are swapped (read upright) and its boxes clipped anew."""
+        if self.image_dir is None:
+            return False
+        try:
+            stored, orientation = image_header(self.image_dir / info["file_name"])
+        except ImageReadError:
+            return False
+        size = (info["height"], info["width"])
+        turned = turned_size(stored, orientation)
+        if tuple(stored) != size or turned != size[::-1]:
+            return False
+        H, W = turned
+        anns = self._anns[iid]
+        fits = all(e[0] >= -_PAST_BORDER and e[1] >= -_PAST_BORDER and e[2] <= W + _PAST_BORDER
+                   and e[3] <= H + _PAST_BORDER for e in (a["_extent"] for a in anns))
+        if not fits or any(isinstance(a.get("segmentation"), dict) for a in anns):  # an RLE has its size
+            return False
+        info["height"], info["width"] = H, W
+        reach = max(a["_extent"][2] - size[1] for a in anns), max(a["_extent"][3] - size[0] for a in anns)
+        for a in anns:
+            bx = [float(v) for v in a["bbox"]]
+            a["_box"] = (max(bx[0], 0.0), max(bx[1], 0.0), min(bx[0] + bx[2], W), min(bx[1] + bx[3], H))
+            a["_past"] = 0.0
+        warnings.warn(
+            f"{self.json_path}: image id {iid} ({_shown(info['file_name'])}) read upright (its EXIF "
+            f"rotation applied) although its record gives the stored size (width {size[1]}, height "
+            f"{size[0]}): its annotations reach {max(reach):g} px past that border but fit the upright "
+            f"picture (width {W}, height {H}), so they were drawn upright; its width/height are read as "
+            f"{W}/{H}", stacklevel=4)
+        return True
 
     def _visibility_read(self, kp: list, ann: dict) -> list:
         """COCO's visibility flags are 0 (not labelled), 1 (labelled, hidden), 2 (labelled, visible);
@@ -1168,8 +1253,9 @@ class CocoDataset(torch.utils.data.Dataset):
         if say and not self._stored_pixels:
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
             warnings.warn(f"{self.json_path}: image id {info['id']} ({_shown(info['path'])}) read without "
-                          f"its EXIF rotation: {_STORED_PIXELS_WHY} ({stored[0]}x{stored[1]}, turned "
-                          f"{shown[0]}x{shown[1]}); others alike are read so without a word", stacklevel=1)
+                          f"its EXIF rotation: {_STORED_PIXELS_WHY} (stored {stored[0]}x{stored[1]} (HxW), "
+                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word",
+                          stacklevel=1)
         self._stored_pixels[info["id"]] = orientation
         return True
 
@@ -1259,7 +1345,7 @@ class CocoDataset(torch.utils.data.Dataset):
             raise IndexError(f"{self.json_path}: index {index} out of range for {n} images")
         index %= n
         # An unreadable image is replaced by the next readable one, so the choice is deterministic.
-        unread = []
+        unread, said = [], []
         for attempt in range(n):
             candidate = (index + attempt) % n
             if self.ids[candidate] in self._unreadable:  # by image id: leave_out shifts the positions
@@ -1268,15 +1354,23 @@ class CocoDataset(torch.utils.data.Dataset):
                 image, target = self._load(candidate)
                 break
             except ImageReadError as e:
-                self._unreadable.add(self.ids[candidate])
-                unread.append(str(self._path(self.ids[candidate])))
+                self._unreadable[self.ids[candidate]] = e.reason
+                # a file of another size decodes fine: its listing says so (training's closing line)
+                unread.append(str(self._path(self.ids[candidate]))
+                              + (" (not its recorded size)" if isinstance(e, ImageSizeError) else ""))
                 self._problems.counts[e.reason] += 1  # image_too_large apart: its message says the limit
-                # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as the
-                # warning's source (cli.warning_source)
-                warnings.warn(f"{with_shown(str(e), self._path(self.ids[candidate]))}; using another image "
-                              "instead", stacklevel=1)
+                said.append(f"{with_shown(str(e), self._path(self.ids[candidate]))}; using another image "
+                            "instead")
+                if not self.defer_unread_warnings:
+                    # stacklevel 1: the caller is the DataLoader's fetch, whose file would name torch as
+                    # the warning's source (cli.warning_source)
+                    warnings.warn(said[-1], stacklevel=1)
         else:
-            raise RuntimeError(f"{self.json_path}: no image of the dataset could be read")
+            # a file of another size decodes fine: "could not be read" sent users to a file that opens
+            wrong_size = sum(r == ImageSizeError.reason for r in self._unreadable.values())
+            why = ", ".join(f"{n} {text}" for n, text in ((len(self._unreadable) - wrong_size, "unreadable"),
+                                                          (wrong_size, "not its recorded size")) if n)
+            raise RuntimeError(f"{self.json_path}: no image of the dataset could be used ({why})")
         if self.transforms is not None:
             generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
             try:
@@ -1287,6 +1381,8 @@ class CocoDataset(torch.utils.data.Dataset):
                                           f"({_shown(self._path(iid))}, dataset index {candidate})") from e
         if unread:  # only then: the usual target keeps its usual keys
             target = {**target, UNREAD_IMAGES: tuple(unread)}
+            if self.defer_unread_warnings:
+                target[UNREAD_WARNINGS] = tuple(said)
         return image, target
 
     def __repr__(self) -> str:

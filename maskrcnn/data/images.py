@@ -147,10 +147,13 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
             if array.size and (array.min() < 0 or array.max() > 65535):
                 raise ImageReadError(f"{name}: integer image (mode {mode}) values span [{array.min():.0f}, "
                                  f"{array.max():.0f}], outside the 16-bit scale 0..65535")
-            if in_memory and mode == "I" and array.size and array.max() <= 255:
-                warnings.warn(f"{name}: PIL image of mode I with values 0..{array.max():.0f} read as 16-bit "
-                              "(0..65535), so it looks dark; convert it to L for 8-bit values",
-                              stacklevel=4)
+            if mode == "I" and array.size and array.max() <= 255:
+                # one rule for a PIL image and a file (8-bit values converted to I, saved as a TIFF): the
+                # 16-bit scale, said, not a guess at the scale from the values
+                what = "PIL image" if in_memory else "image file"
+                fix = "convert it to L" if in_memory else "save it as 8-bit (L or RGB)"
+                warnings.warn(f"{name}: {what} of mode I with values 0..{array.max():.0f} read as 16-bit "
+                              f"(0..65535), so it looks dark; {fix} for 8-bit values", stacklevel=4)
             array = array / 65535.0
         elif in_memory:
             return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)
@@ -230,12 +233,32 @@ def max_image_pixels() -> Optional[int]:
 
 
 @contextmanager
-def _pil_open_quiet():
+def _pil_open_quiet(name: Optional[str] = None):
     """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
-    names the file); yields the limit (``max_image_pixels``). PIL's setting is only read."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        yield max_image_pixels()
+    names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
+    other warnings in the block ("Corrupt EXIF data", printed with no file named) are said again naming
+    it; any other warning is passed on as it was raised."""
+    if name is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield max_image_pixels()
+        return
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield max_image_pixels()
+    finally:  # also when the file is then refused: its warning said why
+        for w in caught:
+            if _is_pil_file(w.filename):
+                warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
+            else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _is_pil_file(filename: str) -> bool:
+    """Whether a warning's file is one of Pillow's modules."""
+    return bool(filename) and os.path.dirname(os.path.abspath(filename)) == os.path.dirname(Image.__file__)
 
 
 def _bomb_error(name: str, error: Exception) -> ImageTooLargeError:
@@ -317,7 +340,7 @@ def open_image(source: Union[str, os.PathLike, bytes], name: str, *, decode: boo
         source = io.BytesIO(source)
     elif _is_empty_file(source):
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    with _pil_open_quiet() as limit, _as_read_errors(name, source):
+    with _pil_open_quiet(name) as limit, _as_read_errors(name, source):
         img = Image.open(source)
         try:
             _check_size(img.width, img.height, name, limit)
@@ -383,7 +406,7 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with _pil_open_quiet() as limit, Image.open(path) as img:
+        with _pil_open_quiet(str(path)) as limit, Image.open(path) as img:
             width, height = img.size
             _check_size(width, height, str(path), limit)
             try:
@@ -408,10 +431,19 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
 
 def _unidentified_error(name: str, source) -> ImageReadError:
     """The one wording for a file PIL cannot identify (``source``: its path or bytes), for every command:
-    with a hint where the format needs a plugin (HEIC)."""
+    with a hint where the format needs a plugin (HEIC) this Pillow lacks. A format it reads (Pillow 11.3+
+    reads AVIF itself; pillow-heif registers HEIF) is a damaged file: no plugin would help."""
     kind = _NEEDS_PLUGIN.get(Path(name).suffix.lower()) or _plugin_format_from_bytes(source)
+    if kind and _pillow_opens(kind):
+        return ImageReadError(f"{name}: cannot decode image (truncated or damaged {kind} file)")
     hint = f" ({kind} needs a Pillow plugin such as pillow-heif, or convert it to JPEG)" if kind else ""
     return ImageReadError(f"{name}: not an image file PIL can identify{hint}")
+
+
+def _pillow_opens(kind: str) -> bool:
+    """Whether this Pillow (with its registered plugins) opens files of ``kind`` (AVIF, HEIC, HEIF)."""
+    Image.init()  # the plugins are registered on first use
+    return ("AVIF" if kind == "AVIF" else "HEIF") in Image.OPEN
 
 
 def turned_size(stored: tuple, orientation: int) -> tuple:
@@ -518,7 +550,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``."""
     try:
-        with _pil_open_quiet() as limit, Image.open(source) as img:
+        with _pil_open_quiet(name) as limit, Image.open(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
             # has no hint to raise the library's limit, which would not help)
             if max_pixels is not None and img.width * img.height > max_pixels:

@@ -24,6 +24,7 @@ import bisect
 import math
 import random
 import signal
+import warnings
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -187,8 +188,34 @@ def _worker_init(seed: int, rank: int):
         torch.manual_seed(s)
         np.random.seed(s % (2**32))
         random.seed(s)
+        # each worker keeps its own record of unreadable images: warned there, each was said once per
+        # worker; the samples carry the warnings to the main process instead (TrainLoader says each once)
+        _defer_unread_warnings(torch.utils.data.get_worker_info().dataset)
 
     return init
+
+
+def _defer_unread_warnings(dataset, depth: int = 0) -> None:
+    """Set ``defer_unread_warnings`` on ``dataset`` and the datasets it wraps (``.dataset``, ``.datasets``)
+    that have it (``CocoDataset``)."""
+    if dataset is None or depth > 8:
+        return
+    if hasattr(dataset, "defer_unread_warnings"):
+        dataset.defer_unread_warnings = True
+    _defer_unread_warnings(getattr(dataset, "dataset", None), depth + 1)
+    for inner in getattr(dataset, "datasets", None) or ():
+        _defer_unread_warnings(inner, depth + 1)
+
+
+def _say_unread(targets, said: set) -> None:
+    """Warn, once per loader, each unreadable-image warning a worker put in a sample's target."""
+    from maskrcnn.data.coco import UNREAD_WARNINGS
+
+    for target in targets:
+        for message in target.pop(UNREAD_WARNINGS, ()) if isinstance(target, dict) else ():
+            if message not in said:
+                said.add(message)
+                warnings.warn(message, stacklevel=3)
 
 
 class TrainLoader:
@@ -200,6 +227,7 @@ class TrainLoader:
         self.sampler = sampler
         self.num_workers = num_workers
         self.iteration = sampler.iteration
+        self._said: set = set()  # the workers' unreadable-image warnings said so far
 
     def __iter__(self):
         self.sampler.iteration = self.iteration
@@ -215,6 +243,8 @@ class TrainLoader:
         try:
             for batch in batches:
                 self.iteration += 1
+                if self.num_workers:
+                    _say_unread(batch[1], self._said)
                 yield batch
         finally:
             # Workers ignore SIGTERM (see _worker_init), so they must be told to stop: an iterator left

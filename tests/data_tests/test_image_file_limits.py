@@ -220,7 +220,7 @@ def test_unreadable_images_are_remembered_by_id_not_by_a_position_leave_out_shif
     with pytest.warns(UserWarning, match="using another image"):
         assert dataset[0][1]["image_id"] == 2  # a.png unreadable: b.png in its place
     dataset.leave_out({1: ReadError("a.png: cannot decode image")})  # b.png now at position 0
-    assert dataset.ids == [2, 3] and dataset._unreadable == {1}
+    assert dataset.ids == [2, 3] and set(dataset._unreadable) == {1}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert dataset[0][1]["image_id"] == 2  # b.png itself, not skipped as the stale position 0 said

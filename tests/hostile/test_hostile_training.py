@@ -139,8 +139,8 @@ def test_error_in_a_loader_worker_is_its_own_one_line(cli, tmp_path):
     rc, text = cli(*_train_args(data, tmp_path / "run", 1, "--set", "data.num_workers=1"))
     errors = [line for line in text.splitlines() if "error:" in line]
     assert rc == 1 and "Original Traceback" not in text, text  # (the warnings are on the worker's stderr)
-    assert errors == [f"maskrcnn train: error: {data[0]}: no image of the dataset could be read "
-                      "(in a data loader worker)"], text  # fmt: skip
+    assert errors == [f"maskrcnn train: error: {data[0]}: no image of the dataset could be used "
+                      "(2 unreadable) (in a data loader worker)"], text  # fmt: skip
     # the loader's workers (which ignore SIGTERM) were stopped: left waiting for work, they kept this
     # process from exiting, its exit handler waiting for them
     assert multiprocessing.active_children() == []
