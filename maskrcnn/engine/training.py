@@ -254,7 +254,8 @@ def unread_line(unread) -> str:
     paths = list(unread)
     if not paths:
         return ""
-    return (f"warning: {len(paths)} training image(s) could not be read and were replaced by other images: "
+    return (f"warning: {len(paths)} training image(s) could not be used (unreadable, or not the size their "
+            f"record gives) and were replaced by other images: "
             f"{short_listing(paths, limit=10)}")
 
 

@@ -164,8 +164,8 @@ def test_training_images_that_could_not_be_read_are_counted_and_named_at_the_end
                  "solver.steps=[100]", "solver.checkpoint_period=0", "input.min_size=64",
                  "input.max_size=96"]) == 0
     out = capsys.readouterr().out
-    assert (f"warning: 1 training image(s) could not be read and were replaced by other images: {broken}\n"
-            in out), out
+    assert (f"warning: 1 training image(s) could not be used (unreadable, or not the size their record "
+            f"gives) and were replaced by other images: {broken}\n" in out), out
 
 
 def test_a_file_system_without_locks_warns_and_runs_unlocked(tmp_path, monkeypatch):
