@@ -159,3 +159,18 @@ def test_a_multi_frame_upload_tells_the_client_the_frames_left_out(server, caplo
                if "3 frames" in str(w.message))
     status, answer = server.post_file("/predict", png_bytes(np.zeros((30, 40, 3), np.uint8)))
     assert status == 200 and answer["notes"] == []
+
+
+def test_a_repeated_key_among_many_is_refused_quickly():
+    # keys.count(k) per key was quadratic: 40,000 keys and one repeat blocked the event loop 11.7 s
+    import time
+
+    from maskrcnn.serve.app import RequestError, _json_object
+
+    keys = [f"k{i}" for i in range(200_000)] + ["k777"]
+    body = ("{" + ",".join(f'"{k}":0' for k in keys) + "}").encode()
+    t0 = time.perf_counter()
+    with pytest.raises(RequestError) as e:
+        _json_object(body)
+    assert time.perf_counter() - t0 < 1.0
+    assert e.value.status == 400 and "'k777' more than once" in e.value.message
