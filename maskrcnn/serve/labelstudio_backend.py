@@ -52,8 +52,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -374,7 +374,7 @@ class LabelStudioBackend:
         # project id -> the LabelConfig /setup accepted for it (parsed: small, where the XML can be as
         # large as an upload): a /predict without a label_config (older SDKs, other clients) uses it, not
         # our class names (labels the project lacks). The least recently used goes past the bound.
-        self._setup_configs: "OrderedDict[str, LabelConfig]" = OrderedDict()
+        self._setup_configs: OrderedDict[str, LabelConfig] = OrderedDict()
 
     def setup(self, payload: dict) -> dict:
         xml = payload.get("schema") or payload.get("label_config")
