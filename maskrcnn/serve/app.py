@@ -508,6 +508,9 @@ def create_app(
         batch_size=predictor.batch_size,
         max_wait_s=max_wait_s,
         max_pending=max_pending,
+        # one run_batch call per image size: a request's answer does not wait for other sizes' forwards,
+        # and a failed size's retry alone does not rerun the sizes that succeeded
+        group_key=lambda image: tuple(image.shape[-2:]),
     )
     names = distinct_class_names(predictor.class_names)  # a Predictor's are already; other objects' too
     label_to_cat = predictor.label_to_category_id
