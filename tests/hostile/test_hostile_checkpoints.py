@@ -435,7 +435,6 @@ def test_a_users_own_module_saved_whole_gets_the_state_dict_advice_without_loadi
     """torch.save(MyNet()) of a script's own nn.Module: refused as code with no way forward; now told to
     save its state_dict() where the class is defined, then convert; never to load the file."""
     import __main__
-
     from maskrcnn.checkpoint_refusal import describe_unreadable
 
     cls = type("MyNet", (torch.nn.Module,), {"__module__": "__main__", "__qualname__": "MyNet"})
