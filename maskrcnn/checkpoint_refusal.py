@@ -79,68 +79,94 @@ _BEFORE_OUTERMOST = {"GLOBAL": ((), ("MARK", "module")),
                      "STACK_GLOBAL": (("str", "str"), ("MARK", "module", "str", "str"))}
 
 
-def _globals_of_stream(f, found: list, outermost: list) -> None:
+def _globals_of_stream(f, found: list, outermost: list, called: Optional[set] = None) -> None:
     """Append the globals of the pickles read from ``f`` one after another (stops at the first error:
     a legacy torch file's raw storage bytes follow its pickles) to ``found``, and to ``outermost`` the
     global each pickle's own object is built from (``torch.save(model)``: the model's class), when it is
     one: the first thing a pickle pushes is the bottom of its stack, the object it returns, and a class
     pushed there (``_BEFORE_OUTERMOST``) is what that object is an instance of. A dict or list of other
-    things (a checkpoint holding a pickled model as one entry) has none."""
+    things (a checkpoint holding a pickled model as one entry) has none. ``called``: gets the globals
+    REDUCE calls (a function run with the file's arguments), as opposed to classes only instantiated
+    (NEWOBJ, OBJ, INST): the stack is followed by each op's pickletools signature."""
     for _ in range(_MAX_PICKLES):
-        pushed: list = []  # what each op put on the stack, strings only (None for anything else)
+        # what each op put on the stack: a string, ("global", name), or None for anything else
+        stack: list = []
+        marks: list = []  # stack heights at each MARK
         memo: dict = {}
         before: Optional[list] = []  # the ops before the first global (None once anything else came)
         try:
             for op, arg, _pos in pickletools.genops(f):
                 name = op.name
+                if name == "REDUCE" and called is not None and len(stack) >= 2 \
+                        and isinstance(stack[-2], tuple):
+                    called.add(stack[-2][1])
                 if name in ("GLOBAL", "INST", "STACK_GLOBAL"):
                     if name == "STACK_GLOBAL":
-                        found.append(_global_name(*pushed[-2:]) if len(pushed) >= 2 else "?")
+                        found.append(_global_name(*stack[-2:]) if len(stack) >= 2 and all(
+                            isinstance(x, str) for x in stack[-2:]) else "?")
                     else:
                         found.append(_global_name(*(str(arg).split(" ", 1) + [None])[:2]))
                     if before is not None and tuple(before) in _BEFORE_OUTERMOST.get(name, ()):
                         outermost.append(found[-1])
                     before = None
-                    pushed.append(None)  # the global itself, not a string
+                    _pop(stack, marks, op)
+                    stack.append(("global", found[-1]) if name != "INST" else None)
                 elif name == "MEMOIZE":
-                    memo[len(memo)] = pushed[-1] if pushed else None
+                    memo[len(memo)] = stack[-1] if stack else None
                 elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    memo[arg] = pushed[-1] if pushed else None
+                    memo[arg] = stack[-1] if stack else None
                 elif name in ("GET", "BINGET", "LONG_BINGET"):
                     before = None
-                    pushed.append(memo.get(arg))
+                    stack.append(memo.get(arg))
                 elif name in _STRING_OPS:
                     if before is not None:
                         before.append("module" if before == ["MARK"] and arg == "module" else "str")
-                    pushed.append(arg if isinstance(arg, str) else None)
+                    stack.append(arg if isinstance(arg, str) else None)
                 elif name == "MARK":
                     if before is not None:
                         before.append("MARK")
+                    marks.append(len(stack))
+                elif name == "DUP":
+                    stack.append(stack[-1] if stack else None)
                 elif name not in _NO_PUSH_OPS:
                     before = None
-                    pushed.append(None)
+                    _pop(stack, marks, op)
+                    stack.extend(None for x in op.stack_after if x is not pickletools.markobject)
         except Exception:  # noqa: BLE001 - the end of the pickles or a damaged file: what was read stands
             return
 
 
+def _pop(stack: list, marks: list, op) -> None:
+    """Take ``op``'s operands off ``stack`` (``op.stack_before``: through the last MARK when it has one)."""
+    taken = op.stack_before
+    if pickletools.markobject in taken:
+        del stack[marks.pop() if marks else 0:]
+        below = taken.index(pickletools.markobject)
+    else:
+        below = len(taken)
+    if below:
+        del stack[max(0, len(stack) - below):]
+
+
 def _pickle_walk(path) -> tuple:
-    """(globals, outermost) of ``path``'s pickles (``_globals_of_stream``), read without unpickling: a
-    PyTorch zip archive's ``*.pkl`` members, or a plain / legacy-torch pickle stream."""
+    """(globals, outermost, called) of ``path``'s pickles (``_globals_of_stream``), read without
+    unpickling: a PyTorch zip archive's ``*.pkl`` members, or a plain / legacy-torch pickle stream."""
     found: list = []
     outermost: list = []
+    called: set = set()
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 for member in z.namelist():
                     if member.endswith(".pkl"):
                         with z.open(member) as f:
-                            _globals_of_stream(f, found, outermost)
+                            _globals_of_stream(f, found, outermost, called)
         else:
             with open(path, "rb") as f:
-                _globals_of_stream(f, found, outermost)
+                _globals_of_stream(f, found, outermost, called)
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
         pass
-    return found, outermost
+    return found, outermost, called
 
 
 def pickle_globals(path) -> list:
@@ -245,12 +271,19 @@ def describe_refusal(path, error: Optional[Exception] = None) -> tuple:
     program = program_archive(path)  # its pickles name __torch__ code: said for what it is
     if program is not None:
         return "program", program_archive_message(path, program), None
-    names, outermost = _pickle_walk(path)
+    names, outermost, called = _pickle_walk(path)
     bad = next((g for g in names if not is_data_global(g)), None)  # (code_global, the globals read once)
     if bad is not None:
         refused = f"{path} asks to run code (global {bad}) when unpickled; refused"
-        if is_whole_model(names, outermost):
+        if is_whole_model(names, outermost, called):
             return "model", f"{refused}: {whole_model_advice(path, bad)}", bad
+        own = own_model_class(names, outermost, called)
+        if own is not None:  # the user's own class: its weights, where its code is (no "load it" here)
+            return "model", (f"{refused}: a whole pickled model of the class {own} (torch.save(model)), not "
+                             "its weights: where that class is defined, save its weights with "
+                             "torch.save(model.state_dict(), 'weights.pth'), then, for a torchvision, "
+                             "detectron2 or MMDetection R-CNN, maskrcnn convert --from "
+                             "{torchvision,detectron2,mmdetection} weights.pth OUT.pth"), bad
         kind = "attack" if is_attack_global(bad) else "code"
         return kind, refused, bad
     if is_plain_pickle(path):  # (torch's words depend on the protocol: an operand, a magic number, a global)
@@ -286,16 +319,32 @@ def _is_model_global(name: str) -> bool:
     return name.startswith(_MODEL_MODULES)
 
 
-def is_whole_model(names: list, outermost: list) -> bool:
+def is_whole_model(names: list, outermost: list, called=()) -> bool:
     """Whether a file's globals (``names``, ``pickle_globals``) are a whole pickled model's
     (``torch.save(model)``): every global that runs code is a class of torch.nn or of a detector library
     (``_MODEL_MODULES``), and the file's object itself is one of them (``outermost``: the classes the
     pickles' own objects are built from, ``_globals_of_stream``), not a checkpoint dict that holds a model
     (an ``AveragedModel``) beside its state dict. Only such a file is advised to be loaded, by whoever
-    trusts it."""
+    trusts it. ``called``: the globals REDUCE calls (``_globals_of_stream``): a model's classes are only
+    instantiated, so one of them called (``maskrcnn.cli.main`` run with the file's arguments) is code."""
     code = [g for g in names if not is_data_global(g)]  # (builtins.set is data, builtins.exec an attack)
-    return bool(code) and all(_is_model_global(g) for g in code) and \
+    return bool(code) and all(_is_model_global(g) and g not in called for g in code) and \
         any(_is_model_global(g) for g in outermost)
+
+
+def own_model_class(names: list, outermost: list, called) -> Optional[str]:
+    """The class of a whole pickled model of the user's own ``nn.Module`` subclass
+    (``torch.save(MyNet())``): the file's object is of a class outside ``_MODEL_MODULES`` (and no
+    attack), its parts are torch.nn's, and no code global is called (REDUCE), only instantiated.
+    None for anything else. It is advised to save its weights, never to load the file."""
+    code = [g for g in names if not is_data_global(g)]
+    own = [g for g in outermost if g in code and not _is_model_global(g)]
+    if not own or is_attack_global(own[0]) or any(g in called for g in code):
+        return None
+    if not all(_is_model_global(g) or g in own for g in code) or \
+            not any(g.startswith("torch.nn.") for g in code):
+        return None
+    return own[0]
 
 
 def whole_model_advice(path, first: str) -> str:

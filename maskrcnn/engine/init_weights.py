@@ -406,6 +406,7 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
     and return the report (without ``config_changes``, which the caller adds)."""
     names = list(cfg.data.class_names)
     class_rows = None
+    named = None  # the file's class names when they describe its rows and matched ours (else None)
     score = source.state_dict.get("roi_heads.box_predictor.cls_score.weight")  # (K', F)
     if score is not None:
         theirs = source.class_names
@@ -416,6 +417,8 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
         if class_rows is None:  # no names: by position when the counts agree, else all fresh but background
             same = len(names) == score.shape[0]
             class_rows = list(range(len(names))) if same else [0] + [None] * (len(names) - 1)
+        else:
+            named = theirs
     keypoint_rows = None
     kp_key = "roi_heads.keypoint_head.predictor.bias"
     if kp_key in source.state_dict and cfg.model.roi_heads.keypoint_on:
@@ -449,8 +452,9 @@ def initialise_model(model: torch.nn.Module, cfg, source) -> dict:
     if score is not None:
         report["weights_classes"] = weights_classes(int(score.shape[0]), source.class_names, len(names),
                                                     trained=trained)
-        report["notes"] += placeholder_notes(names, class_rows, source.class_names, trained)
-        shared = shared_rows_warning(names, class_rows, source.class_names)
+    if named is not None:  # discarded names (not the rows' count) or rows by position: no row is named
+        report["notes"] += placeholder_notes(names, class_rows, named, trained)
+        shared = shared_rows_warning(names, class_rows, named)
         report["warnings"] += [shared] if shared else []
     if class_rows is not None:
         theirs = source.class_names or []

@@ -55,7 +55,7 @@ def suspect_records(data: dict) -> list:
 
 # Files looked at for names not found as written: the folder may be a guess (the JSON's own, when no
 # image folder is given or found), and a home directory's tree is no image folder to read whole
-_MAX_FILES = 100_000
+_MAX_FILES = 100_000  # entries (folders and files) seen
 
 
 class _Files:
@@ -79,8 +79,8 @@ class _Files:
             pass
         if self._by_name is None:
             self._by_name, seen = {}, 0
-            for root, _dirs, files in os.walk(self.folder):
-                seen += len(files)
+            for root, dirs, files in os.walk(self.folder):
+                seen += len(dirs) + len(files)  # entries: a tree of empty folders counts too
                 if seen > _MAX_FILES:
                     self._by_name = {}
                     break

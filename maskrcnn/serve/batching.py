@@ -7,6 +7,11 @@ always taken, however long the previous batch ran), and calls ``run_batch(items)
 result per item, in order). Each future gets its own result or exception: when a batch of several
 fails, each of its items is run again alone, so that one bad item fails no other.
 
+``group_key(item)`` (optional) splits a batch into groups of items with equal keys (a server's: image
+sizes): each group is its own ``run_batch`` call, its futures are resolved as soon as it finishes (an
+item never waits for another group's forward), and a failed group's items are run again alone, not
+the groups that succeeded.
+
 Only the worker thread calls ``run_batch``, so the model never runs on two threads at once. The queue
 holds at most ``max_pending`` items: past that ``submit`` raises ``QueueFullError`` (a server answers
 503) instead of letting memory grow with a flood of requests.
@@ -37,6 +42,8 @@ class BatchQueue:
         batch_size: most items per call.
         max_wait_s: how long the worker waits for batch-mates after taking the first item of a batch.
         max_pending: most items waiting (not yet taken by the worker).
+        group_key: item -> a hashable key; items with different keys never share a ``run_batch`` call
+            (None: all items of a batch share one).
         name: the worker thread's name.
     """
 
@@ -47,6 +54,7 @@ class BatchQueue:
         batch_size: int = 1,
         max_wait_s: float = 0.01,
         max_pending: int = 64,
+        group_key: Optional[Callable[[Any], Any]] = None,
         name: str = "maskrcnn-batch-worker",
     ):
         if batch_size < 1:
@@ -59,6 +67,7 @@ class BatchQueue:
         self.batch_size = int(batch_size)
         self.max_wait_s = float(max_wait_s)
         self.max_pending = int(max_pending)
+        self.group_key = group_key
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()  # guards _pending (Queue.qsize is only approximate)
         self._pending = 0
@@ -133,28 +142,44 @@ class BatchQueue:
             entries, stop = self._collect()
             # A future whose caller gave up (cancelled) is dropped before it costs a forward.
             entries = [(item, fut) for item, fut in entries if fut.set_running_or_notify_cancel()]
-            if not entries:
-                continue
-            # BaseException too (a SystemExit or GeneratorExit from inside a model's code): were this
-            # thread to end, every request after it would wait for ever on a server that looks alive.
+            for group in self._groups(entries):
+                self._run_group(group)
+
+    def _groups(self, entries: list) -> list:
+        """``entries`` split by ``group_key``, each group in submission order (groups by their first)."""
+        if self.group_key is None:
+            return [entries] if entries else []
+        groups: dict = {}
+        for entry in entries:
             try:
-                results = self._run(entries)
-            except BaseException as e:
-                if len(entries) == 1:  # handed to its caller; the worker lives on
-                    entries[0][1].set_exception(e)
-                    continue
-                # One bad item must not fail its batch-mates (nor must a batch too large for the
-                # memory left): each is run alone, and only those that fail alone get their error.
-                for entry in entries:
-                    try:
-                        (result,) = self._run([entry])
-                    except BaseException as e_alone:
-                        entry[1].set_exception(e_alone)
-                    else:
-                        entry[1].set_result(result)
-                continue
-            for (_, fut), result in zip(entries, results):
-                fut.set_result(result)
+                key = self.group_key(entry[0])
+            except Exception:  # no key: run alone, where run_batch says what is wrong with it
+                key = object()
+            groups.setdefault(key, []).append(entry)
+        return list(groups.values())
+
+    def _run_group(self, entries: list) -> None:
+        """Run ``entries`` as one batch and resolve their futures at once."""
+        # BaseException too (a SystemExit or GeneratorExit from inside a model's code): were this
+        # thread to end, every request after it would wait for ever on a server that looks alive.
+        try:
+            results = self._run(entries)
+        except BaseException as e:
+            if len(entries) == 1:  # handed to its caller; the worker lives on
+                entries[0][1].set_exception(e)
+                return
+            # One bad item must not fail its batch-mates (nor must a batch too large for the
+            # memory left): each is run alone, and only those that fail alone get their error.
+            for entry in entries:
+                try:
+                    (result,) = self._run([entry])
+                except BaseException as e_alone:
+                    entry[1].set_exception(e_alone)
+                else:
+                    entry[1].set_result(result)
+            return
+        for (_, fut), result in zip(entries, results):
+            fut.set_result(result)
 
     def _run(self, entries: list) -> list:
         try:

@@ -53,6 +53,7 @@ import asyncio
 import hashlib
 import logging
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -370,18 +371,28 @@ class LabelStudioBackend:
         # the XML: a config can be as large as an upload)
         self._configs_seen: set = set()
         self._address_said = ""  # the last line logged about where /data/... images are fetched from
-        # project -> the labelling config /setup accepted for it: a /predict without a label_config
-        # (older SDKs, other clients) uses it, not our class names (labels the project lacks)
-        self._setup_configs: Dict[str, str] = {}
+        # project id -> the LabelConfig /setup accepted for it (parsed: small, where the XML can be as
+        # large as an upload): a /predict without a label_config (older SDKs, other clients) uses it, not
+        # our class names (labels the project lacks). The least recently used goes past the bound.
+        self._setup_configs: OrderedDict[str, LabelConfig] = OrderedDict()
 
     def setup(self, payload: dict) -> dict:
-        report = setup_report(payload.get("schema") or payload.get("label_config"), self.names,
-                              has_masks=self.has_masks, model_version=self.model_version,
-                              source_names=self.source_names)
-        if len(self._setup_configs) >= 256:  # a bound on memory; a project set up again is kept again
-            self._setup_configs.clear()
         xml = payload.get("schema") or payload.get("label_config")
-        self._setup_configs[str(payload.get("project"))] = xml
+        project = payload.get("project")
+        # no project id: nothing to key it by (stored under "None" it was every such client's config)
+        key = None if project is None else str(project)
+        try:
+            report = setup_report(xml, self.names, has_masks=self.has_masks, model_version=self.model_version,
+                                  source_names=self.source_names)
+        except ValueError:  # refused: the project's earlier config is no longer what it labels with
+            if key is not None:
+                self._setup_configs.pop(key, None)
+            raise
+        if key is not None:
+            self._setup_configs[key] = parse_label_config(xml, has_masks=self.has_masks)
+            self._setup_configs.move_to_end(key)
+            if len(self._setup_configs) > 256:  # a bound on memory: the least recently used goes
+                self._setup_configs.popitem(last=False)
         hostname, token = payload.get("hostname"), payload.get("access_token")
         if isinstance(hostname, str) and hostname.strip():
             said = self.fetcher.adopt(hostname.strip(), token if isinstance(token, str) else None)
@@ -440,10 +451,15 @@ class LabelStudioBackend:
                              "Studio's tasks: it needs 'image' or a 'tasks' list")
         from fastapi.concurrency import run_in_threadpool
 
-        xml = payload.get("label_config") or self._setup_configs.get(str(payload.get("project")))
-        config = parse_label_config(xml, has_masks=self.has_masks) if xml else default_config(self.names)
+        xml, project = payload.get("label_config"), payload.get("project")
         if xml:
-            self._warn_unmatched(xml, config, payload.get("project"))
+            config = parse_label_config(xml, has_masks=self.has_masks)
+            self._warn_unmatched(xml, config, project)
+        elif project is not None and str(project) in self._setup_configs:
+            config = self._setup_configs[str(project)]  # /setup warned of its unmatched classes
+            self._setup_configs.move_to_end(str(project))
+        else:
+            config = default_config(self.names)
         results = await predict_tasks(
             tasks, config=config, class_names=self.names, model_version=self.model_version, load=self._load,
             detect=self._detect, in_thread=run_in_threadpool, concurrency=2 * self.batches.batch_size,

@@ -143,3 +143,15 @@ def test_the_readme_says_what_the_class_matcher_compares():
     assert len(same) >= 2 and len(other) >= 2, bullet
     assert all(normalise_name(a) == normalise_name(b) for a, b in same), same
     assert all(normalise_name(a) != normalise_name(b) for a, b in other), other
+
+
+def test_names_discarded_as_not_describing_the_rows_name_no_row_in_the_warnings():
+    """The file's 4 names for its 3 rows were set aside (rows taken by position), yet the warnings still
+    named row 1 by them ("takes the weights' row 1 ('circle')"): a row called a class it is not."""
+    ours = ["__background__", "star", "STAR"]
+    source = SourceWeights(state_dict=_rows_state(3), kind="maskrcnn", layout="maskrcnn-checkpoint",
+                           implied={}, class_names=["__background__", "circle", "square", "star"],
+                           provenance={"spec": "demo.pth"})
+    report = initialise_model(_WithClasses(3), load_config("r50_fpn", {"data.class_names": ours}), source)
+    said = " ".join(report["warnings"] + report["notes"])
+    assert "circle" not in said and "square" not in said, said

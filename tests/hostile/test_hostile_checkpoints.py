@@ -365,10 +365,13 @@ def test_only_model_libraries_globals_make_a_whole_model(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(hub)
     assert "weights_only=False" not in str(info.value) and "whole pickled" not in str(info.value)
-    # a class of a library not among them (a lab's own, saved whole) is code alike: no advice to load it
+    # a class of a library not among them (a lab's own, saved whole): its weights, no advice to load it
     mine = _whole_model(tmp_path, monkeypatch, "mylab.nets", name="mine.pth")
-    assert describe_unreadable(mine) == (
-        "code", f"{mine} asks to run code (global mylab.nets.MaskRCNN) when unpickled; refused")
+    kind, message = describe_unreadable(mine)
+    assert kind == "model" and message.startswith(
+        f"{mine} asks to run code (global mylab.nets.MaskRCNN) when unpickled; refused: a whole pickled "
+        "model of the class mylab.nets.MaskRCNN")
+    assert "torch.save(model.state_dict(), 'weights.pth')" in message and "weights_only=False" not in message
     # the same layers under a torchvision class are a whole model, saved in torch's legacy format too
     legacy = tmp_path / "legacy.pth"
     with warnings.catch_warnings():  # "Couldn't retrieve source code": the class is made in this test
@@ -413,3 +416,36 @@ def test_a_refused_files_pickle_is_read_once(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="asks to run code \\(global mylab.nets.Thing\\)"):
         load_checkpoint(path)
     assert len(walks) == 1
+
+
+def test_a_model_library_function_called_by_the_pickle_is_not_a_whole_model(tmp_path):
+    """Every global of an allowed package passed for a model class: maskrcnn.cli.main REDUCE-called with
+    the file's arguments (it runs the CLI) under a torchvision model class was told to be loaded with
+    torch.load(weights_only=False). A called global is code, not a class only instantiated."""
+    from maskrcnn.checkpoint_refusal import describe_unreadable
+
+    rcnn = "torchvision.models.detection.mask_rcnn.MaskRCNN"
+    path = _hand_pickle(tmp_path / "calls.pth", rcnn, "torch.nn.modules.linear.Linear", "maskrcnn.cli.main",
+                        payload=b"(X\x05\x00\x00\x00trainX\x03\x00\x00\x00payt" + b"R")
+    kind, message = describe_unreadable(path)
+    assert kind == "code" and "weights_only=False" not in message and "whole pickled" not in message
+
+
+def test_a_users_own_module_saved_whole_gets_the_state_dict_advice_without_loading_it(tmp_path):
+    """torch.save(MyNet()) of a script's own nn.Module: refused as code with no way forward; now told to
+    save its state_dict() where the class is defined, then convert; never to load the file."""
+    import __main__
+    from maskrcnn.checkpoint_refusal import describe_unreadable
+
+    cls = type("MyNet", (torch.nn.Module,), {"__module__": "__main__", "__qualname__": "MyNet"})
+    net = cls()
+    net.fc = torch.nn.Linear(2, 2)
+    __main__.MyNet = cls
+    try:
+        torch.save(net, tmp_path / "mynet.pth")
+    finally:
+        del __main__.MyNet
+    kind, message = describe_unreadable(tmp_path / "mynet.pth")
+    assert kind == "model" and "a whole pickled model of the class __main__.MyNet" in message, message
+    assert "torch.save(model.state_dict(), 'weights.pth')" in message and "convert --from" in message
+    assert "weights_only=False" not in message and "load it" not in message

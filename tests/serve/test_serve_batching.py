@@ -115,3 +115,42 @@ def test_stop_finishes_what_is_queued_and_bad_settings_are_refused():
     for bad in ({"batch_size": 0}, {"max_wait_s": -1}, {"max_pending": 0}):
         with pytest.raises(ValueError):
             BatchQueue(runner, **bad)
+
+
+def test_a_size_group_is_answered_without_waiting_for_the_others_and_fails_alone():
+    """group_key: one run_batch per group, each group's futures resolved when it finishes, and a failed
+    group retried item by item without rerunning the groups that succeeded."""
+    calls, b_started, b_release = [], threading.Event(), threading.Event()
+
+    def run(items):
+        calls.append(list(items))
+        if items[0][0] == "hold":  # the first batch: wait until all four are queued
+            assert first_release.wait(timeout=60)
+            return [None]
+        if items[0][0] == "b":
+            b_started.set()
+            assert b_release.wait(timeout=60)
+            if len(items) > 1:
+                raise RuntimeError("group b fails together")
+        return [x[1] * 10 for x in items]
+
+    first_release = threading.Event()
+    q = BatchQueue(run, batch_size=4, max_wait_s=0.0, group_key=lambda item: item[0])
+    q.start()
+    try:
+        hold = q.submit(("hold", 0))
+        while not calls:
+            threading.Event().wait(0.005)
+        futs = [q.submit(item) for item in (("a", 1), ("b", 2), ("a", 3), ("b", 4))]
+        first_release.set()
+        assert hold.result(timeout=60) is None
+        assert b_started.wait(timeout=60)
+        # group a is answered while group b is still in the model
+        assert [futs[0].result(timeout=5), futs[2].result(timeout=5)] == [10, 30]
+        assert not futs[1].done()
+        b_release.set()
+        assert [futs[1].result(timeout=60), futs[3].result(timeout=60)] == [20, 40]
+    finally:
+        b_release.set()
+        q.stop(timeout=60)
+    assert calls[1:] == [[("a", 1), ("a", 3)], [("b", 2), ("b", 4)], [("b", 2)], [("b", 4)]]

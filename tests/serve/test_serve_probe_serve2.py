@@ -159,3 +159,53 @@ def test_a_multi_frame_upload_tells_the_client_the_frames_left_out(server, caplo
                if "3 frames" in str(w.message))
     status, answer = server.post_file("/predict", png_bytes(np.zeros((30, 40, 3), np.uint8)))
     assert status == 200 and answer["notes"] == []
+
+
+def test_a_repeated_key_among_many_is_refused_quickly():
+    # keys.count(k) per key was quadratic: 40,000 keys and one repeat blocked the event loop 11.7 s
+    import time
+
+    from maskrcnn.serve.app import RequestError, _json_object
+
+    keys = [f"k{i}" for i in range(200_000)] + ["k777"]
+    body = ("{" + ",".join(f'"{k}":0' for k in keys) + "}").encode()
+    t0 = time.perf_counter()
+    with pytest.raises(RequestError) as e:
+        _json_object(body)
+    assert time.perf_counter() - t0 < 1.0
+    assert e.value.status == 400 and "'k777' more than once" in e.value.message
+
+
+class _Names:
+    class_names = ["__background__", "cat", "dog"]
+
+
+class _Batches:
+    batch_size = 1
+
+
+def _backend():
+    from maskrcnn.serve.labelstudio_backend import LabelStudioBackend
+
+    return LabelStudioBackend(_Names(), _Batches(), {}, max_pixels=10**6, request_timeout_s=5,
+                              model_version="v", fetcher=None)
+
+
+def test_label_studio_setup_store_is_lru_keeps_parsed_configs_and_forgets_refused_ones():
+    from maskrcnn.serve.labelstudio_backend import LabelConfig
+
+    ls = _backend()
+    cat = _ls_config(("BrushLabels", "seg", ("cat",)))
+    ls.setup({"project": 0, "schema": cat})
+    for p in range(1, 256):
+        ls.setup({"project": p, "schema": _ls_config(("BrushLabels", "seg", ("dog",)))})
+    ls.setup({"project": 0, "schema": cat})  # project 0 used again: the least recently used is 1
+    ls.setup({"project": 999, "schema": cat})  # past the bound: one goes, not all
+    stored = ls._setup_configs
+    assert len(stored) == 256 and "0" in stored and "1" not in stored and "2" in stored
+    assert isinstance(stored["0"], LabelConfig) and stored["0"].labels == ("cat",)
+    with pytest.raises(ValueError):  # refused: no label in common
+        ls.setup({"project": 0, "schema": _ls_config(("BrushLabels", "seg", ("bird",)))})
+    assert "0" not in stored
+    ls.setup({"schema": cat})  # no project id: not kept for every client without one
+    assert "None" not in stored and len(stored) == 255
