@@ -145,3 +145,15 @@ def write_one_image_set(folder, height: int, width: int, seed: int = 1):
           "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
     (folder / "gt.json").write_text(json.dumps(gt))
     return folder / "gt.json"
+
+
+def class_rows_model(k: int):
+    """The smallest model whose box classifier (``roi_heads.box_predictor.cls_score``) has ``k`` rows,
+    background included, named as ours names it: what fine-tuning's class-row copying reads and writes."""
+    import torch
+
+    model = torch.nn.Module()
+    model.roi_heads = torch.nn.Module()
+    model.roi_heads.box_predictor = torch.nn.Module()
+    model.roi_heads.box_predictor.cls_score = torch.nn.Linear(3, k)
+    return model

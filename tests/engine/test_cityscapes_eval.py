@@ -50,6 +50,14 @@ def _tree(root):
     Image.fromarray(ids.astype(np.uint16)).save(prefix.parent / f"{prefix.name}_gtFine_instanceIds.png")
 
 
+def _converted_tree(root, gt_json) -> dict:
+    """The small Cityscapes tree under ``root``, its val split converted to ``gt_json``; that file read."""
+    _tree(root)
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    return json.loads(gt_json.read_text())
+
+
 def _as_results(coco, drop=()):
     return [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
              "bbox": a["bbox"],
@@ -58,11 +66,8 @@ def _as_results(coco, drop=()):
 
 def test_ground_truth_as_predictions_scores_100_with_the_official_script(tmp_path, capsys):
     root = tmp_path / "cityscapes"
-    _tree(root)
     gt_json = tmp_path / "val.json"
-    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
-                 "--output", str(gt_json)]) == 0
-    coco = json.loads(gt_json.read_text())
+    coco = _converted_tree(root, gt_json)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     got = [(a["image_id"], names[a["category_id"]], a["iscrowd"], a["bbox"], a["area"])
            for a in coco["annotations"]]
@@ -130,11 +135,8 @@ def test_objects_the_official_drawing_cannot_read_are_left_out_as_convert_data_l
 
 def test_cityscapes_eval_errors(tmp_path, capsys):
     root = tmp_path / "cs"
-    _tree(root)
     gt_json = tmp_path / "val.json"
-    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
-                 "--output", str(gt_json)]) == 0
-    coco = json.loads(gt_json.read_text())
+    coco = _converted_tree(root, gt_json)
     results = tmp_path / "r.json"
     results.write_text(json.dumps(_as_results(coco)))
     capsys.readouterr()
@@ -228,11 +230,8 @@ def test_predictions_only_on_a_group_region_score_0_not_a_scorer_crash(tmp_path,
     truth is found: cityscapesScripts' evaluateMatches indexes an empty ranking (IndexError), which ended
     the whole Cityscapes evaluation with a 1500-character flattened traceback and no Cityscapes AP."""
     root = tmp_path / "cs"
-    _tree(root)
     gt_json = tmp_path / "val.json"
-    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
-                 "--output", str(gt_json)]) == 0
-    coco = json.loads(gt_json.read_text())
+    coco = _converted_tree(root, gt_json)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     group = next(a for a in coco["annotations"] if a["iscrowd"] and names[a["category_id"]] == "car")
     results = tmp_path / "r.json"

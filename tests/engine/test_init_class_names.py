@@ -21,18 +21,9 @@ from maskrcnn.engine.init_weights import (
     summary_lines,
 )
 from maskrcnn.interop.weights import SourceWeights, read_weights
+from tests.tiny_model import class_rows_model
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-class _WithClasses(torch.nn.Module):
-    """A model with a box classifier of ``k`` rows (background included), as ours names it."""
-
-    def __init__(self, k):
-        super().__init__()
-        self.roi_heads = torch.nn.Module()
-        self.roi_heads.box_predictor = torch.nn.Module()
-        self.roi_heads.box_predictor.cls_score = torch.nn.Linear(3, k)
 
 
 def _rows_state(k):
@@ -80,7 +71,7 @@ def test_the_start_warns_once_of_classes_that_read_alike():
     source = SourceWeights(state_dict=_rows_state(4), kind="maskrcnn", layout="maskrcnn-checkpoint",
                            implied={}, class_names=["__background__", "circle", "square", "star"],
                            provenance={"spec": "demo.pth"})
-    model = _WithClasses(3)
+    model = class_rows_model(3)
     report = initialise_model(model, load_config("r50_fpn", {"data.class_names": ours}), source)
     assert report["copied_classes"] == {"star": "star"} and report["fresh_classes"] == ["STAR"]
     got = model.roi_heads.box_predictor.cls_score.weight
@@ -106,7 +97,7 @@ def test_a_trained_class_named_as_a_placeholder_keeps_its_row(tmp_path):
     # a run of ours trained classes named so (its data's categories 7, 9, 11): their rows are classes
     source = _checkpoint(tmp_path / "model_final.pth", NAMES, iteration=80,
                          label_to_category_id={1: 7, 2: 9, 3: 11})
-    model = _WithClasses(4)
+    model = class_rows_model(4)
     report = initialise_model(model, load_config("r50_fpn", {"data.class_names": NAMES}), source)
     assert report["copied_classes"] == {"__background__": "__background__", "N/A": "N/A", "ring": "ring"}
     assert report["fresh_classes"] == [] and report["weights_classes"]["placeholders"] == 0
@@ -119,7 +110,7 @@ def test_placeholder_rows_of_a_file_without_trained_classes_start_fresh_with_a_n
     # a file that does not record its classes as a dataset's (convert's output of torchvision's COCO
     # model): its N/A rows are placeholders, matched by no class; a class of ours so named hears why
     source = _checkpoint(tmp_path / "converted.pth", NAMES)
-    model = _WithClasses(4)
+    model = class_rows_model(4)
     report = initialise_model(model, load_config("r50_fpn", {"data.class_names": NAMES}), source)
     assert report["copied_classes"] == {"ring": "ring"}
     assert report["fresh_classes"] == ["__background__", "N/A"]
@@ -152,6 +143,6 @@ def test_names_discarded_as_not_describing_the_rows_name_no_row_in_the_warnings(
     source = SourceWeights(state_dict=_rows_state(3), kind="maskrcnn", layout="maskrcnn-checkpoint",
                            implied={}, class_names=["__background__", "circle", "square", "star"],
                            provenance={"spec": "demo.pth"})
-    report = initialise_model(_WithClasses(3), load_config("r50_fpn", {"data.class_names": ours}), source)
+    report = initialise_model(class_rows_model(3), load_config("r50_fpn", {"data.class_names": ours}), source)
     said = " ".join(report["warnings"] + report["notes"])
     assert "circle" not in said and "square" not in said, said

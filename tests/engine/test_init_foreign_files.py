@@ -8,6 +8,7 @@ import torch
 from maskrcnn.config import load_config
 from maskrcnn.engine.init_weights import InitError, initialise_model
 from maskrcnn.interop.weights import SourceWeights
+from tests.tiny_model import class_rows_model
 
 
 class _Tiny(torch.nn.Module):
@@ -83,16 +84,6 @@ def test_counters_the_converter_dropped_are_ignored_only_where_the_model_keeps_n
         ["backbone.0.num_batches_tracked"]
 
 
-class _WithClasses(torch.nn.Module):
-    """A model with a box classifier of ``k`` rows (background included)."""
-
-    def __init__(self, k):
-        super().__init__()
-        self.roi_heads = torch.nn.Module()
-        self.roi_heads.box_predictor = torch.nn.Module()
-        self.roi_heads.box_predictor.cls_score = torch.nn.Linear(3, k)
-
-
 @pytest.mark.parametrize("theirs, line", [
     (None, "weights: 90 classes + background (10 of them N/A placeholders) -> this run: 4 + background"),
     (["__background__", "person"], "weights: 1 class + background -> this run: 4 + background"),
@@ -107,7 +98,7 @@ def test_the_report_says_the_weights_own_class_count(theirs, line):
     source = _source({"roi_heads.box_predictor.cls_score.weight": torch.ones(len(names), 3),
                       "roi_heads.box_predictor.cls_score.bias": torch.ones(len(names))})
     source.class_names = names
-    report = initialise_model(_WithClasses(5), load_config("r50_fpn", {"data.class_names": ours}), source)
+    report = initialise_model(class_rows_model(5), load_config("r50_fpn", {"data.class_names": ours}), source)
     placeholders = 10 if theirs is None else 0  # torchvision's "N/A" ids
     assert report["weights_classes"] == {"num_classes": len(names), "placeholders": placeholders,
                                          "run_num_classes": 5}
