@@ -208,7 +208,10 @@ def _write_split(out_dir: Path, split: str, n: int, rng: np.random.Generator, im
             ys, xs = np.nonzero(visible)
             if len(xs) == 0:
                 continue
-            if poly is not None and rng.random() < 0.6:
+            as_polygon = poly is not None and rng.random() < 0.6  # (the draw kept: the same data as before)
+            # a shape cut by the border is written as the RLE of its visible pixels, as annotation tools clip
+            # it: a polygon past the border would be clipped by the loader, which says so
+            if as_polygon and poly.min() >= 0 and poly[:, 0].max() <= width and poly[:, 1].max() <= height:
                 segmentation = [[float(v) for v in poly.reshape(-1)]]
             else:
                 rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
