@@ -124,18 +124,8 @@ def test_sigterm_stops_predict_as_ctrl_c_does_writing_the_exports(setup, tmp_pat
     """SIGTERM (timeout, docker stop) ended predict at once: no export, a mixed folder, no line. Now the
     image being predicted is finished, the results and exports of the images done are written, a line
     says it, and the exit status is 143; the process's own SIGTERM handler is back afterwards."""
-    from maskrcnn.predictor import Predictor
-
     ckpt, images = setup
-    real = Predictor.predict_files
-
-    def terminated(self, paths, **kwargs):
-        for i, item in enumerate(real(self, paths, **kwargs)):
-            if i == 0:
-                os.kill(os.getpid(), signal.SIGTERM)  # while the first image is in hand
-            yield item
-
-    monkeypatch.setattr(Predictor, "predict_files", terminated)
+    _terminate_at_first_window(monkeypatch)  # while the first image is in hand
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "out"
     assert _predict(ckpt, images, out, "coco,labelme") == 143
@@ -165,7 +155,7 @@ def _terminate_at_first_window(monkeypatch):
     def terminated(self, paths, **kwargs):
         for i, item in enumerate(real(self, paths, **kwargs)):
             if i == 0:
-                os.kill(os.getpid(), signal.SIGTERM)  # while the first window is in hand
+                os.kill(os.getpid(), signal.SIGTERM)  # while the first image (or window) is in hand
             yield item
 
     monkeypatch.setattr(Predictor, "predict_files", terminated)
