@@ -43,7 +43,11 @@ given to ``maskrcnn.predictor.Predictor``; an unreadable image is reported and l
 one of the keys above) and ``"images_skipped_by_reason": {reason_key: images}`` beside the AP tables (with
 a checkpoint only: ``--results`` scores every image of J). No image left: an error. Options that only
 change how a model runs (``--max-images``, ``--device``, ``--tta``, ``--tile``, ``--int8`` ...) are
-refused with ``--results``, naming them, as ``--config`` is.
+refused with ``--results``, naming them, as ``--config`` is; ``--set`` only with its one key that scores
+rather than runs, ``data.keypoint_sigmas=[...]`` (the OKS sigmas; without it, a ``predictions.json``
+scored again takes those of the metrics.json beside it that scored it before: ``_results_sigmas``).
+Files an earlier evaluation left in ``--output`` that this one did not rewrite (its analysis, confusion
+matrices, Cityscapes predictions) are moved into ``DIR/stale/`` with a note (``eval_stale.py``).
 
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
@@ -349,6 +353,57 @@ def _analysis_summary(analysis: dict) -> str:
                                    if analysis.get("dropped_by_max_dets") else ""))
 
 
+_SIGMAS_KEY = "data.keypoint_sigmas"
+
+
+def _results_sigmas(args, names) -> tuple:
+    """(the OKS sigmas to score --results with, or None: by the keypoint names ``names`` of --json; where
+    they come from, or None). ``--set data.keypoint_sigmas=[...]`` first; else, for a predictions.json that
+    ``eval --weights`` wrote, the sigmas its metrics.json beside it scored with (a run trained with its own
+    sigmas: re-scored with the defaults, the same predictions got another AP), when they are for the same
+    keypoint names (the run's names, in --json's order)."""
+    import yaml
+
+    from maskrcnn.config import parse_set_args
+
+    given = parse_set_args(args.set).get(_SIGMAS_KEY)
+    if given is not None:
+        try:
+            values = yaml.safe_load(given)
+        except yaml.YAMLError:
+            values = None
+        if not (isinstance(values, list) and values and all(_is_number(v) and v > 0 for v in values)):
+            raise ValueError(f"--set {_SIGMAS_KEY}={given}: expected a list of positive numbers, one per "
+                             f"keypoint, e.g. [0.05, 0.08]")
+        return tuple(float(v) for v in values), f"--set {_SIGMAS_KEY}"
+    if len(args.results) != 1 or not names:
+        return None, None
+    metrics_path = Path(args.results[0]).parent / "metrics.json"
+    if Path(args.results[0]).name != "predictions.json" or not metrics_path.is_file():
+        return None, None
+    import json
+
+    try:
+        earlier = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    sigmas = (earlier.get("keypoints") or {}).get("oks_sigmas") if isinstance(earlier, dict) else None
+    # the model's evaluation that wrote this predictions.json, or an eval --results of this very file (it
+    # replaced that metrics.json: the second re-scoring gave another AP than the first); not another file's
+    this = [os.path.abspath(args.results[0])]
+    ours = "weights" in earlier or earlier.get("results") == this
+    if not isinstance(sigmas, dict) or not ours or list(sigmas) != [str(n) for n in names]:
+        return None, None
+    values = list(sigmas.values())
+    if not all(_is_number(v) and v > 0 for v in values):
+        return None, None
+    return tuple(float(v) for v in values), f"{metrics_path} (the earlier evaluation of these predictions)"
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 # options that only change how a model runs: with --results there is none, and they changed nothing
 _MODEL_FLAGS = ("device", "batch_size", "max_images", "dtype", "int8", "calib_images", "calib_json",
                 "calib_count", "parts", "tile", "tile_overlap", "no_full_image", "tile_scale",
@@ -362,11 +417,14 @@ def _refuse_model_flags(args: argparse.Namespace) -> None:
     add_arguments(defaults)
     given = [name for name in _MODEL_FLAGS
              if hasattr(args, name) and getattr(args, name) != defaults.get_default(name)]
+    if "set" in given and all(item.split("=", 1)[0].strip() == _SIGMAS_KEY for item in args.set):
+        given.remove("set")  # how keypoints are scored, not how a model runs (_results_sigmas)
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         verb = "applies" if len(given) == 1 else "apply"
+        only = f" (with --results, --set takes only {_SIGMAS_KEY})" if "set" in given else ""
         raise ValueError(f"{flags} {verb} to --weights (running a model), not to --results files, which "
-                         f"are scored as they are, over every image of --json")
+                         f"are scored as they are, over every image of --json{only}")
 
 
 def _at_least_one(text: str) -> int:
@@ -420,19 +478,14 @@ def run(args: argparse.Namespace) -> int:
             coco_gt = load_ground_truth(raw, crowd_as_objects=args.crowd_as_objects, source=str(args.json))
         except ValueError as e:
             raise _blame_image_records(args, raw, e) from None
+        names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
+        sigmas, sigmas_from = _results_sigmas(args, names)
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type, results_files = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
-            category_map=mapping, gt_source=str(args.json))
+            category_map=mapping, gt_source=str(args.json), keypoint_sigmas=sigmas)
         if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
-            from maskrcnn.data.keypoints import default_sigma_note
-
-            names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
-            # (--set data.keypoint_sigmas applies to --weights: the names in --json choose the sigmas here)
-            note = default_sigma_note(names, None, advice="with --results a keypoint named as COCO names it "
-                                                          "(left_knee) gets COCO's sigma")
-            if note:
-                print(note, file=sys.stderr)
+            _say_sigmas(metrics["keypoints"], names, sigmas_from, args.set)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids = None, None
         # as metrics.json names them (what its AP is of: a folder may hold the metrics of several files,
@@ -470,6 +523,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(_cityscapes_table(metrics["cityscapes"]))
             _write_outputs(args, metrics, images, None, quiet=True)
+    ours = ["cityscapes_predictions"] if args.cityscapes else []  # this run's, failed or not
     if analysed:
         from maskrcnn.engine.analysis_report import write_analysis
 
@@ -482,7 +536,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(p.name for p in written if p.parent == Path(args.output))}"
               + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
                  f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))
+        ours += [p.name for p in written if p.parent == Path(args.output)]
+        ours += ["analysis_images"] if args.analysis_images else []
+    if args.output:  # an earlier run's analysis beside the new metrics.json read as this run's
+        from maskrcnn.commands.eval_stale import set_aside_stale, stale_note
+
+        moved = set_aside_stale(args.output, ours)
+        if moved:
+            print(stale_note(args.output, moved), file=sys.stderr)
     return 1 if cityscapes_failed else 0
+
+
+def _say_sigmas(metrics: dict, names, sigmas_from: Optional[str], set_args: list) -> None:
+    """One line on stderr saying which OKS sigmas scored the keypoints when they are not all COCO's."""
+    from maskrcnn.data.keypoints import DEFAULT_KEYPOINT_SIGMA, default_sigma_note
+
+    if sigmas_from:  # --set's own are the user's: nothing to say
+        if not set_args:
+            print(f"OKS sigmas from {sigmas_from}; --set {_SIGMAS_KEY}=[...] chooses others", file=sys.stderr)
+        return
+    used = metrics.get("oks_sigmas") or {}
+    if not names and len(used) != 17:
+        # no category names its keypoints: training reads such a file as COCO's 17 (and refuses other
+        # lengths); scored here as the results' count with the default sigma, said, not guessed silently
+        print(f"OKS sigmas: {DEFAULT_KEYPOINT_SIGMA} (default) for all {len(used)} keypoints: no category of "
+              f"--json lists keypoint names (training reads such a file as COCO's 17 keypoints); name them "
+              f"in the category's 'keypoints' list, and give sigmas with --set {_SIGMAS_KEY}=[...]",
+              file=sys.stderr)
+        return
+    advice = f"--set {_SIGMAS_KEY}=[...] gives others (one per keypoint, in --json's order)"
+    note = default_sigma_note(names, None, advice=advice)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _blame_image_records(args, raw: dict, error: ValueError) -> ValueError:

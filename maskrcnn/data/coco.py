@@ -849,6 +849,12 @@ class CocoDataset(torch.utils.data.Dataset):
             )
         ann["_box"] = (x1, y1, x2, y2)
         ann["_box_only"] = box_only
+        if area == 0 and "area" in ann:
+            # an object with a box of positive size has no area 0 (keypoint-only converters write it): the
+            # evaluation's OKS divides by it, so every keypoint not pixel-exact was a miss (AP 0, silently).
+            # Removed, so that the evaluation fills it as a missing area (the mask's, else the box's)
+            del ann["area"]
+            self._filled["area"] += 1
         # how far (px) the box or a polygon reaches past the border: clipped, but more than rounding is said
         # (_check_past_border), and may show the record gives the stored size of an upright-drawn photo
         extent = _extent(bbox, seg if not box_only else None)
@@ -862,10 +868,20 @@ class CocoDataset(torch.utils.data.Dataset):
                 # true / false are no coordinates (the evaluation refused them, naming no file)
                 or not all(is_finite_number(v) for v in kp)
             ):
-                return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
+                return "bad_keypoints", self._keypoints_length_text(kp)
             kp = self._visibility_read(kp, ann)
             ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
+
+    def _keypoints_length_text(self, kp) -> str:
+        """Why ``kp`` (a bad keypoints field) is refused: without a category's 'keypoints' names the set
+        is COCO's 17 by assumption, which a file of another set meets as "must be 51 numbers" unexplained."""
+        text = f"keypoints must be {3 * self.num_keypoints} finite numbers"
+        if self.keypoint_names or not isinstance(kp, list) or len(kp) in (0, 3 * self.num_keypoints) \
+                or len(kp) % 3:
+            return text
+        return (f"{text}: it holds {len(kp) // 3} keypoints ({len(kp)} numbers), and no category lists "
+                f"keypoint names, so COCO's 17 were assumed; name yours in the category's 'keypoints' list")
 
     def _check_past_border(self) -> None:
         """Annotations reaching past their image's border by more than rounding (``_PAST_BORDER`` px) are
@@ -1044,6 +1060,10 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{self.json_path}: {len(self._far_keypoints)} labelled keypoints lie more than "
                 f"{KEYPOINT_MARGIN:.0%} of the image's size outside it (the first in annotation id "
                 f"{self._far_keypoints[0]}): treated as unlabelled (v=0)")
+        if self._filled["area"]:
+            self._notes.append(f"{self.json_path}: {self._filled['area']} annotations with a box of positive "
+                               f"size have area 0: read as without one, the evaluation fills it (the mask's, "
+                               f"else the box's area; keypoint AP's OKS divides by it, AP 0 else)")
         if self._filled["bbox"]:
             self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
                                f"the box of their segmentation")

@@ -255,8 +255,15 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     odd = []  # (the file's annotation id, value), one per visibility flag other than 0, 1, 2
+    zero_area = []  # the file's annotation ids whose area 0 was filled
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
+        if ann.get("area") == 0 and all(float(v) > 0 for v in ann["bbox"][2:]):
+            # no object with a box of positive size has area 0 (keypoint-only converters write it); OKS
+            # divides by the area, so every keypoint not pixel-exact was a miss: keypoint AP 0, silently.
+            # Filled as a missing area is (CocoDataset reads it so for training's and --weights' evaluation)
+            del ann["area"]
+            zero_area.append(anns[index].get("id"))
         if "segmentation" not in ann:
             # no segmentation at all (a detection dataset, a keypoint person drawn without one): the box's
             # area, as before (the bbox and keypoint size ranges unchanged), then box-only as below: segm
@@ -280,6 +287,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # The box's area put a thin or diagonal object in a larger size range (AP_S/M/L).
             img = images[ann["image_id"]]  # every annotation has a mask or a polygon of its box by now
             ann["area"] = float(annotation_to_mask(ann["segmentation"], img["height"], img["width"]).sum())
+            if not ann["area"]:  # a mask of no pixel (a degenerate polygon): the box's, not 0 (OKS scale)
+                ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
         names = cat_ids[ann["category_id"]]
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
@@ -297,6 +306,12 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    if zero_area:
+        warnings.warn(
+            f"{source}: {len(zero_area)} annotations with a box of positive size have area 0 (the first: "
+            f"annotation id {zero_area[0]!r}): filled as a missing area is (the mask's, else the box's "
+            f"area): keypoint AP's OKS divides by it (with 0, every keypoint not pixel-exact is a miss)",
+            stacklevel=3)
     if odd:
         warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
     if far:
@@ -793,6 +808,12 @@ def evaluate_results_file(
         note_scoring_conventions(main, coco_gt, source)
         for iou_type in types:
             records = by_type[iou_type]
+            if iou_type == "keypoints" and results and not records:
+                # every record was left out (said above): COCOeval's 0 read as a scored AP of 0
+                warnings.warn(f"{source}: keypoint AP not scored: every result with keypoints was left out "
+                              f"(see above); its row is '-' (null in metrics.json)", stacklevel=2)
+                out[iou_type], scored[iou_type] = _not_scored(), records
+                continue
             out[iou_type], _ = (_run_segm(coco_gt, records, None) if iou_type == "segm" else
                                 _run_cocoeval(coco_gt, records, iou_type, None, keypoint_sigmas, gt_source))
             scored[iou_type] = records
@@ -801,6 +822,13 @@ def evaluate_results_file(
         records = scored.get("segm", scored[next(iter(out))])
         return out, records, {t: scored[t] for t in out}, paths
     return out
+
+
+def _not_scored() -> dict:
+    """The metrics of a kind no record could be scored for: every AP undefined (NaN: '-' in the table,
+    null in metrics.json), not COCOeval's 0 of an empty set of detections."""
+    return {**{name: float("nan") for name in METRIC_NAMES}, "per_category": {}, "per_category_AP50": {},
+            "not_scored": "every result was left out"}
 
 
 def _ground_truth_types(coco_gt) -> list:

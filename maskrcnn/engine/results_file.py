@@ -468,8 +468,18 @@ def _identity(r: dict) -> tuple:
     seg = seg.get("counts") if isinstance(seg, dict) else seg
     if isinstance(seg, list):  # polygons, uncompressed RLE: the records bbox AP scores are not encoded
         seg = repr(seg)
-    return (r["image_id"], r["category_id"], r["score"], tuple(r.get("bbox") or ()), seg,
-            tuple(r.get("keypoints") or ()))
+    return (r["image_id"], r["category_id"], r["score"], _hashable(r.get("bbox")), seg,
+            _hashable(r.get("keypoints")))
+
+
+def _hashable(values) -> object:
+    """A box or keypoints field as a key: a tuple of its numbers; any other shape (nested ``[[x, y, v],
+    ...]`` keypoints, which the checks left out of their AP but kept for the others) as its repr."""
+    if not values:
+        return ()
+    if isinstance(values, (list, tuple)) and not any(isinstance(v, (list, tuple, dict)) for v in values):
+        return tuple(values)
+    return repr(values)
 
 
 def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
