@@ -8,7 +8,8 @@ h x w the resized image the model sees, K keypoints.
 ``Predictor`` does what a user would otherwise have to get right by hand: read the file (any mode,
 EXIF orientation), resize as the checkpoint's config says (``input.min_size_test`` /
 ``input.max_size_test``), group images of similar size into forwards of ``batch_size``, run the model's
-stages in eval mode under ``torch.inference_mode`` (optionally with bfloat16 / float16 autocast on the
+stages in eval mode (for each call: a model put back into training is predicted in eval mode and left
+as it was) under ``torch.inference_mode`` (optionally with bfloat16 / float16 autocast on the
 feature extractor), map boxes and keypoints back to the original image and paste the masks at its size
 (``modeling.postprocess.detections_to_original``). It resolves the device and dtype
 (``engine.device``) and, with ``optimise``, rewrites the model for inference (``modeling.fuse``).
@@ -31,7 +32,8 @@ heatmaps (left and right keypoints swapped in mirrored passes) of the merged box
 for the boxes and once for the masks and keypoints of each), for better boxes, masks and keypoints.
 Not with ``tile`` or an ONNX model.
 
-Images given to the Python API (``__call__``), one or an iterable of them: file paths (str or Path;
+Images given to the Python API (``__call__``), one or an iterable of them (not a mapping, whose keys
+iteration would give): file paths (str or Path;
 EXIF orientation applied), a file's encoded bytes, (3, H, W) or (H, W) tensors, numpy arrays (H, W, 3),
 (H, W, 4) (alpha dropped) or (H, W), and PIL images of any mode (converted to RGB; EXIF orientation
 applied as for files, by ``data.images.exif_oriented``, so that ``Image.open(f)`` and ``f`` give the same
@@ -40,9 +42,9 @@ subclasses by their values, ``plain_array``: a masked array only when nothing is
 arrays in native byte order). Colour
 order is RGB (PIL, imageio, torchvision); ``channels="BGR"`` reads 3-channel arrays and tensors in
 OpenCV's order (what ``cv2.imread`` gives, detectron2's default). Values: uint8 0..255, uint16
-0..65535 (arrays), or float in [0, 1]; a float image outside [0, 1] by more than ``FLOAT_RANGE_SLACK``
-(0..255 floats, mean/std-normalised images) or holding NaN / infinity is refused naming it, since the
-model would misread it silently.
+0..65535 (arrays and tensors), or float in [0, 1]; a float image outside [0, 1] by more than
+``FLOAT_RANGE_SLACK`` (0..255 floats, mean/std-normalised images) or holding NaN / infinity is refused
+naming it, since the model would misread it silently.
 
 Results are ordinary CPU tensors (the model runs under ``torch.inference_mode``, the results are made
 outside it, a caller's own ``inference_mode`` included), the same for the same input at a fixed
@@ -57,9 +59,11 @@ import inspect
 import math
 import numbers
 import os
+import threading
 import warnings
+import weakref
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -141,7 +145,8 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
             image = image[:, :, None]
         if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
             hint = (": numpy images are channels last, pass image.transpose(1, 2, 0)"  # tensor.numpy()
-                    if image.ndim == 3 and image.shape[0] in (1, 3) else "")
+                    if image.ndim == 3 and image.shape[0] in (1, 3) else
+                    _grey_stack_hint(image.shape, "(N, H, W, 1) array") if image.ndim == 3 else "")
             raise ValueError(f"{where}: expected a numpy image of shape (H, W, 3) {channels}, (H, W, 4) with "
                              f"alpha or (H, W) grey, got {image.shape}{hint}")
         image = image[:, :, :3]  # alpha dropped, as PIL's convert("RGB") and read_image do
@@ -165,6 +170,12 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
     return image
 
 
+def _grey_stack_hint(shape: tuple, stacked: str) -> str:
+    """The fix for (N, H, W): N grey images stacked read as one image of N channels."""
+    return (f": if these are {shape[0]} grey (H, W) images, pass them as a list (list(images)) or as an "
+            f"{stacked}")
+
+
 def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
     """(3, H, W) float32 in [0, 1]: uint8 is scaled, grey is repeated, numpy / PIL images converted,
     BGR reordered; a float image on another scale, or holding NaN or infinity, is refused."""
@@ -182,13 +193,18 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
         raise ValueError(f"{where}: image tensor of shape {tuple(image.shape)} looks like (H, W, C); tensors "
                          "are channels first (3, H, W): pass image.permute(2, 0, 1), or the numpy array")
     if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"{where}: expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
+        hint = _grey_stack_hint(tuple(image.shape), "(N, 1, H, W) tensor") if image.dim() == 3 else ""
+        raise ValueError(f"{where}: expected an image tensor of shape (3, H, W), got {tuple(image.shape)}"
+                         f"{hint}")
     if image.shape[1] == 0 or image.shape[2] == 0:
         raise ValueError(f"{where}: empty image of shape {tuple(image.shape)}")
     if image.dtype == torch.uint8:
         image = image.float() / 255.0
+    elif image.dtype == torch.uint16:  # as a uint16 array (a 16-bit PNG / TIFF read into torch)
+        image = image.float() / 65535.0
     elif not image.is_floating_point():
-        raise ValueError(f"{where}: image dtype {image.dtype} not supported (float in [0, 1] or uint8)")
+        raise ValueError(f"{where}: image dtype {image.dtype} not supported (float in [0, 1], uint8 or "
+                         "uint16)")
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
     image = image.detach().float()
@@ -232,6 +248,71 @@ def _check_arguments(*, batch_size=1, score_thresh=None, masks="dense", dtype=No
     resolve_dtype(dtype, torch.device("cuda"))
 
 
+def _checked_config(cfg):
+    """``cfg`` checked as ``build_model`` checks it (the ``model.*`` / ``input.*`` keys, each value's kind),
+    so that a value changed by assignment after the model was built (``cfg.input.min_size_test = 0``: the
+    model then ran on a 1-pixel image and still returned detections) is a one-line ValueError naming the
+    key; anything but a ``Config`` is a TypeError. Returns the checked Config (``cfg`` itself when its
+    values are plain Python ones)."""
+    from maskrcnn.config import MODEL_KEYS, Config, validate_config
+
+    if not isinstance(cfg, Config):
+        raise TypeError(f"Predictor expects a maskrcnn.config.Config, got {type(cfg).__name__} (the Config "
+                        "the model was built from; load_config(PRESET_OR_YAML) gives one)")
+    return validate_config(cfg, stored=True, keys=MODEL_KEYS)
+
+
+def _check_class_count(model, num_classes: int) -> None:
+    """ValueError when the model's box predictor scores another number of classes than ``num_classes``
+    (the cfg's): its labels would index past the class names, or name the wrong classes. An ONNX model
+    checks its own metadata; a model without the usual head is left alone."""
+    head = getattr(getattr(getattr(model, "roi_heads", None), "box_predictor", None), "cls_score", None)
+    count = getattr(head, "out_features", None)
+    if isinstance(count, int) and count != num_classes:
+        raise ValueError(f"cfg has model.num_classes={num_classes} but the model scores {count} classes "
+                         f"(roi_heads.box_predictor.cls_score has {count} outputs, '__background__' "
+                         "included): pass the Config the model was built from")
+
+
+# A model's modes while predictors run it in eval mode: model -> [calls running, modules to set training
+# again when the last one ends]. Kept by model, not by predictor, so that calls from several threads, or
+# from two predictors of one model, give the modes back once, after the last call.
+_MODE_LOCK = threading.Lock()
+_MODE_STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """``model`` in eval mode for the block, its modules' own modes given back after (a model a notebook
+    has put back into training, or partly: a frozen backbone stays in eval). Without this a predictor
+    built before ``model.train()`` silently predicted in train mode (batch statistics, the training
+    proposal counts). Cheap for an eval model: the flags of the model and its stages (``model.train()``
+    and ``model.roi_heads.train()`` set those) are read, and only when one is set are all its modules
+    walked (a few microseconds against 140 for the walk of an R50's 245 modules; a module deeper down
+    set training alone is not looked for). An ONNX model has no modes."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    with _MODE_LOCK:
+        state = _MODE_STATE.get(model)
+        if state is None:
+            stages = model.training or any(m.training for m in model.children())
+            training = [m for m in model.modules() if m.training] if stages else []
+            if training:
+                model.eval()  # through each module's own train(False)
+            state = _MODE_STATE[model] = [0, training]
+        state[0] += 1
+    try:
+        yield
+    finally:
+        with _MODE_LOCK:
+            state[0] -= 1
+            if state[0] == 0:
+                del _MODE_STATE[model]
+                for m in state[1]:
+                    m.training = True  # the flag as it was, not train(): no module's own train() reruns
+
+
 def _check_float16_device(dtype, device: torch.device) -> None:
     """float16 on a device without it (a CPU, also "auto" resolved on a machine without CUDA): refused by
     ``resolve_dtype``'s message, before a checkpoint or ONNX file is read. Other dtypes are left to the
@@ -244,9 +325,12 @@ class Predictor:
     """Run a Mask R-CNN on images at their original size.
 
     Args:
-        model: a built ``MaskRCNN`` (put in eval mode here; moved to ``device``), or an
+        model: a built ``MaskRCNN`` (put in eval mode here, and run in eval mode by every call whatever
+            mode it is in by then, its modes given back after; moved to ``device``), or an
             ``export.onnx_runtime.OnnxModel`` (then ``dtype`` and ``optimise`` do not apply).
-        cfg: its ``Config`` (input sizes, mask threshold and paste method are read from it).
+        cfg: its ``Config`` (input sizes, mask threshold and paste method are read from it), checked as
+            ``build_model`` checks it (a value edited after loading: a ValueError naming the key) and
+            against the model (``model.num_classes`` must be the number of classes it scores).
         class_names: index = label, index 0 = "__background__". Repeated or empty names are told apart
             (``class_names.distinct_class_names``, with a warning naming them) in ``class_names``, which
             every output uses, by ``label_to_category_id``'s ids when it numbers every class (the names
@@ -324,6 +408,7 @@ class Predictor:
 
         _check_arguments(batch_size=batch_size, score_thresh=score_thresh, masks=masks, dtype=dtype,
                          tile=tile, paste_masks=paste_masks, tta=tta)
+        cfg = _checked_config(cfg)  # a value edited after loading: refused here, as build_model refuses it
         self.tile = as_tile_options(tile)
         self.tta = as_tta_options(tta)
         self._tta_noted = set()  # the TTA size notes said ("enlarged", "shrunk"), each once per predictor
@@ -347,6 +432,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         num_classes = int(cfg.model.num_classes)
+        _check_class_count(model, num_classes)
         if not class_names:
             class_names = list(cfg.data.class_names) or default_class_names(num_classes)
         if len(class_names) != num_classes:
@@ -416,6 +502,21 @@ class Predictor:
         if self.int8_parts:
             return "int8"
         return "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
+
+    def __repr__(self) -> str:
+        """What a notebook needs to tell predictors apart: where and in what it runs, its classes and the
+        threshold applied (None: the model's own, said beside it)."""
+        own = self.cfg.model.roi_heads.score_thresh
+        thresh = f"{self.score_thresh:g}" if self.score_thresh is not None else f"None (model's {own:g})"
+        parts = [f"device={self.device}", f"precision={self.precision}", f"classes={len(self.class_names)}",
+                 f"score_thresh={thresh}", f"batch_size={self.batch_size}"]
+        if self.runtime:
+            parts.append("model=onnx")
+        if self.tile is not None:
+            parts.append(f"tile={self.tile.size}")
+        if self.tta is not None:
+            parts.append("tta=True")
+        return f"Predictor({', '.join(parts)})"
 
     def fixed_threshold_note(self, asked: Optional[float]) -> Optional[str]:
         """A note when ``asked`` (a score threshold) is below what an ONNX graph keeps, else None: its box
@@ -607,6 +708,9 @@ class Predictor:
             raise ValueError(f"channels must be 'RGB' or 'BGR', got {channels!r}")
         if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or _is_one_image(images):
             images = [images]
+        elif isinstance(images, Mapping):  # iterating it would read its keys (names) as the images
+            raise TypeError("images: a mapping is not a list of images; pass list(d.values()) (and keep "
+                            "list(d) for their names: the results come back in that order)")
         elif not hasattr(images, "__iter__"):
             raise TypeError(
                 f"images: expected an image or an iterable of images, got {type(images).__name__}")
@@ -665,18 +769,20 @@ class Predictor:
     def _predict_loaded(self, images: list) -> list:
         """``predict_tensors`` on images ``load`` has checked already (checked once, on load; the model's
         ``preprocess`` is told so, per forward, tile and TTA view): with
-        ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling."""
-        if self.tta is not None:
-            return [self._predict_tta(image) for image in images]
-        if self.tile is None:
-            return self._predict_whole(images)
-        tile = self.tile
-        whole = [i for i, im in enumerate(images)
-                 if tile.scale is None and max(im.shape[-2:]) <= tile.size]  # one tile: the usual path
-        out = [None] * len(images)
-        for i, det in zip(whole, self._predict_whole([images[i] for i in whole])):
-            out[i] = det
-        return [det if det is not None else self._predict_tiled(images[i]) for i, det in enumerate(out)]
+        ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling. The model
+        runs in eval mode whatever mode it was left in (``_eval_mode``)."""
+        with _eval_mode(self.model):  # no frame of its own: the warnings' stacklevels count frames
+            if self.tta is not None:
+                return [self._predict_tta(image) for image in images]
+            if self.tile is None:
+                return self._predict_whole(images)
+            tile = self.tile
+            whole = [i for i, im in enumerate(images)
+                     if tile.scale is None and max(im.shape[-2:]) <= tile.size]  # one tile: the usual path
+            out = [None] * len(images)
+            for i, det in zip(whole, self._predict_whole([images[i] for i in whole])):
+                out[i] = det
+            return [det if det is not None else self._predict_tiled(images[i]) for i, det in enumerate(out)]
 
     def _predict_whole(self, images: list) -> list:
         """Each image whole, at the usual resize."""

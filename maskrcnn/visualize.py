@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import numbers
 import os
 import shutil
 import subprocess
@@ -140,6 +141,27 @@ def _check_one_result(det, name: str) -> None:
         raise TypeError(f"{name} is a {type(det).__name__} of results, one per image ({len(det)} here): pass "
                         "one image's result, e.g. results[0]")
     raise TypeError(f"{name} must be one image's detections (a dict), got {type(det).__name__}")
+
+
+def _check_mask_alpha(mask_alpha, name: str) -> None:
+    """ValueError unless ``mask_alpha`` is a number in [0, 1]: -1 failed deep in numpy (uint8 overflow),
+    2 drew colours beyond the instance's without a word."""
+    if isinstance(mask_alpha, (bool, np.bool_)) or not isinstance(mask_alpha, numbers.Real) or not (
+            0.0 <= float(mask_alpha) <= 1.0):  # NaN fails the comparison
+        raise ValueError(f"{name}: mask_alpha must be a number in [0, 1] (0: masks outlined only, 1: "
+                         f"opaque), got {mask_alpha!r}")
+
+
+def _finite_boxes(boxes: np.ndarray) -> np.ndarray:
+    """(D,) bool: the boxes (D, 4) whose coordinates are all finite; the others are said once, counted (a
+    NaN box has no place to draw its mask's label or outline: leaving it out is what can be drawn)."""
+    finite = np.isfinite(boxes).all(axis=1)
+    bad = int((~finite).sum())
+    if bad:
+        shown = ", ".join(str(i) for i in np.nonzero(~finite)[0][:5]) + (", ..." if bad > 5 else "")
+        warnings.warn(f"draw_instances: {bad} of {len(boxes)} detections have boxes that are not finite (NaN "
+                      f"or infinity; index {shown}): left out of the drawing", stacklevel=4)
+    return finite
 
 
 def _np(x) -> Optional[np.ndarray]:
@@ -352,6 +374,7 @@ def draw_instances(
     Defaults draw everything as given (score_thresh 0, own size); the commands pass
     ``overlay_defaults.OVERLAY_SCORE_THRESH`` and ``OVERLAY_MIN_SIZE``."""
     _check_one_result(det, "draw_instances: det")
+    _check_mask_alpha(mask_alpha, "draw_instances")
     img = to_uint8_hwc(image)  # here: its warnings name the caller's line
     return _draw_instances(img, det, class_names, score_thresh=score_thresh, mask_alpha=mask_alpha,
                            show_boxes=show_boxes, show_labels=show_labels, keypoint_thresh=keypoint_thresh,
@@ -400,7 +423,7 @@ def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, ma
         H, W = H * factor, W * factor
 
     order = np.argsort(scores, kind="stable")  # ascending: best painted last
-    order = order[scores[order] >= score_thresh]
+    order = order[(scores[order] >= score_thresh) & _finite_boxes(boxes)[order]]
     inst_color, dark = colors_by_score(scores)  # (D, 3) each: the best instance gets the first colour
 
     line, font_size = line_and_font_size(H, W)
@@ -513,6 +536,7 @@ def draw_targets(
     they never read as one more instance, and labelled "<class> (crowd)". ``names_shown``: as for
     ``draw_instances``."""
     _check_one_result(target, "draw_targets: target")
+    _check_mask_alpha(mask_alpha, "draw_targets")
     img = to_uint8_hwc(image)
     H, W = img.shape[:2]
     boxes = _np(target.get("boxes"))

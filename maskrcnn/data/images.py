@@ -369,10 +369,20 @@ def _as_read_errors(name: str, source):
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
 
 
-def read_image(path: Union[str, os.PathLike], *, orient: bool = True) -> torch.Tensor:
+def read_image(path: Union[str, os.PathLike, bytes], *, orient: bool = True) -> torch.Tensor:
     """Read an image file as a (3, H, W) float32 RGB tensor in [0, 1], EXIF orientation applied
     (``orient=False``: the pixels as stored, for a COCO file whose sizes and annotations are those of the
-    stored pixels)."""
+    stored pixels). ``path``: a str or Path, or a file's encoded bytes (``open(f, "rb").read()``, an
+    upload), as the Predictor takes them; anything else is a TypeError saying so."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        data = bytes(path)
+        if not data:
+            raise ImageReadError("image bytes: empty file (0 bytes)")
+        return _decode(io.BytesIO(data), "image bytes", orient=orient)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read_image takes a file path (str or Path) or an encoded image file's bytes, got "
+                        f"{type(path).__name__}; an image already in memory needs no reading: give it to "
+                        "the Predictor or draw_instances as it is")
     path = Path(path)
     problem = missing_file_problem(path)
     if problem:
