@@ -15,7 +15,8 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   model as built, ``fp32-opt`` after ``modeling.fuse.optimise_for_inference`` (BN folded,
   channels_last, Winograd 3x3 convolutions, or oneDNN linear layers where ``torch.mm`` lags oneDNN,
   fused residual additions: what Predictor runs on CPU; the table's last lines say which it chose),
-  ``bf16-opt`` the same with bfloat16 autocast on the backbone + FPN (Winograd then falls back to the
+  ``bf16-opt`` the same with bfloat16 autocast on the backbone, FPN, RPN head and RoI heads (the box
+  predictor and decoding stay float32; Winograd then falls back to the
   direct convolution); ``int8`` the model quantized by ``maskrcnn.engine.int8.quantize_predictor``
   (backbone + FPN, RPN conv, mask head static INT8, box head fcs dynamic INT8), calibrated on the timed
   images (for speed only: random-weight detections say nothing about accuracy; see

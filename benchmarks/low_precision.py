@@ -9,7 +9,8 @@ against float32.
 Modes (all through ``maskrcnn.predictor.Predictor``, what ``predict`` and ``eval`` run):
 - ``fp32``: the model as built; ``fp32-opt``: after ``modeling.fuse.optimise_for_inference`` (folded
   batch norm, channels_last, Winograd 3x3 convolutions, fused residual additions; ``predict``'s default);
-- ``bf16-opt``: the same with bfloat16 autocast on the backbone and FPN (pays off only on CPUs with
+- ``bf16-opt``: the same with bfloat16 autocast on the network's layers (backbone, FPN, RPN head, RoI
+  heads; the box predictor and decoding stay float32; pays off only on CPUs with
   native bfloat16, reported in the header);
 - ``int8``: ``engine.int8.quantize_predictor`` on every part (backbone + FPN, RPN conv, box head fcs
   dynamic, mask head), calibrated on ``--calib-count`` images of ``--calib-images`` (keep them apart from

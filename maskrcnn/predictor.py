@@ -10,7 +10,8 @@ EXIF orientation), resize as the checkpoint's config says (``input.min_size_test
 ``input.max_size_test``), group images of similar size into forwards of ``batch_size``, run the model's
 stages in eval mode (for each call: a model put back into training is predicted in eval mode and left
 as it was) under ``torch.inference_mode`` (optionally with bfloat16 / float16 autocast on the
-feature extractor), map boxes and keypoints back to the original image and paste the masks at its size
+convolutions and fully connected layers), map boxes and keypoints back to the original image and paste
+the masks at its size
 (``modeling.postprocess.detections_to_original``). It resolves the device and dtype
 (``engine.device``) and, with ``optimise``, rewrites the model for inference (``modeling.fuse``).
 
@@ -822,30 +823,37 @@ class Predictor:
 
     def _forward(self, images: list) -> list:
         """The model's stages on resized images -> its detections (resized coordinates), with ``dtype``
-        autocast on the feature extractor only.
-
-        Low precision pays off in the backbone and FPN convolutions (most of the time); the RPN's box
-        decoding, the RoI pooling and the heads stay float32 so that boxes keep sub-pixel precision
-        (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000)."""
+        autocast on the network (``_low_precision``)."""
         if self.runtime:  # the exported graph takes one image
             return [self.model(im) for im in images]
         feats, sizes, proposals = self._features(images)
-        dets, _ = self.model.roi_heads(feats, proposals, sizes)
+        with self._low_precision():
+            dets, _ = self.model.roi_heads(feats, proposals, sizes)
         return dets
 
+    def _low_precision(self):
+        """``dtype``'s autocast (a no-op for float32) around the network's layers: the backbone, FPN, RPN
+        head, RoI heads (and the C4 design's res5).
+
+        The convolutions and fully connected layers are the time; what decides boxes stays float32 under
+        it (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000): the features the RoIs are
+        pooled from (``_features``), the box predictor's scores and deltas (``BoxPredictor``), the
+        RPN's and box stage's decoding, ranking and NMS, mask probabilities and keypoint decoding."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
     def _features(self, images: list) -> tuple:
-        """The feature extractor (``dtype`` autocast) and the RPN on resized images: (features name ->
+        """The feature extractor and the RPN (``dtype`` autocast) on resized images: (features name ->
         (N, C, Hl, Wl) float32, [(h, w)] per image, proposals [(P, 4)] per image)."""
         model = self.model
         # (N, 3, Hp, Wp), [(h, w)] per image; load() checked the values (no second min/max, no sync)
         batch, sizes = model.preprocess(images, checked=True)
-        if self.dtype is None:
+        with self._low_precision():
             feats = model.features(batch)
-        else:
-            with torch.autocast(device_type=self.device.type, dtype=self.dtype):
-                feats = model.features(batch)
-            feats = {k: v.float() for k, v in feats.items()}  # name -> (N, C, Hl, Wl) back in float32
-        proposals, _ = model.rpn([feats[n] for n in model.rpn_in_features], sizes, batch.shape[-2:])
+            proposals, _ = model.rpn([feats[n] for n in model.rpn_in_features], sizes, batch.shape[-2:])
+        if self.dtype is not None:  # RoIs are pooled from float32 features: sub-pixel sampling kept
+            feats = {k: v.float() for k, v in feats.items()}  # name -> (N, C, Hl, Wl)
         return feats, sizes, proposals
 
     def _predict_tta(self, image: torch.Tensor) -> dict:
@@ -868,7 +876,9 @@ class Predictor:
             pooled = []  # per augmentation, in order: (boxes (Di, 4) original, its own boxes, scores, labels)
             for ids, inputs in self._tta_forwards(image_on, augs):
                 feats, sizes, proposals = self._features(inputs)
-                for a, r, det in zip(ids, inputs, heads.detect_boxes(feats, proposals, sizes)):
+                with self._low_precision():
+                    found = heads.detect_boxes(feats, proposals, sizes)
+                for a, r, det in zip(ids, inputs, found):
                     hw = tuple(r.shape[-2:])
                     pooled.append((tta.boxes_to_original(det["boxes"], hw, (height, width), augs[a].flip),
                                    det["boxes"], det["scores"], det["labels"]))
@@ -929,10 +939,12 @@ class Predictor:
                 if a == frame:
                     frame_boxes, frame_hw = in_aug[-1], hw
             if heads.mask_head is not None:
-                group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
+                with self._low_precision():
+                    group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
                 probs.extend(group_probs.split(count))  # (len(ids) * D, ...) -> per input
             if heads.keypoint_head is not None:
-                maps = heads.keypoint_heatmaps(feats, in_aug)  # (len(ids) * D, J, Hk, Hk)
+                with self._low_precision():
+                    maps = heads.keypoint_heatmaps(feats, in_aug).float()  # (len(ids) * D, J, Hk, Hk)
                 for a, m in zip(ids, maps.split(count)):  # mirrored ones flipped back, left <-> right swapped
                     m = tta.flip_keypoint_heatmaps(m, self._tta_flip_map) if augs[a].flip else m
                     heat_sum = m if heat_sum is None else heat_sum + m

@@ -22,7 +22,8 @@ cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, comp
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
 without the ROOT folder) it is refused before the inference.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images PATH``
-quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the backbone and FPN.
+quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the network's layers
+(``Predictor._low_precision``).
 ``--results`` reads results files as detectron2, MMDetection (one file per kind: ``--results
 P.bbox.json --results P.segm.json``, or ``--results P``; its ``tools/test.py --out results.pkl``),
 Ultralytics (``image_id`` by file name), ``maskrcnn predict`` (its records' ``file_name`` matched to J's

@@ -80,8 +80,11 @@ class BoxPredictor(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> tuple:
-        x = x.flatten(1)  # a C4 head gives (R, C, 1, 1) after pooling
-        return self.cls_score(x), self.bbox_pred(x)
+        # float32 even under autocast: a box delta rounded to bfloat16's 8 bits moves a large box's
+        # corners by pixels; these two layers are a small part of the head's work
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.flatten(1).float()  # a C4 head gives (R, C, 1, 1) after pooling
+            return self.cls_score(x), self.bbox_pred(x)
 
 
 @torch.no_grad()
