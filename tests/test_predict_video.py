@@ -123,7 +123,8 @@ def test_every_start_end_and_max_frames(checkpoint, video, tmp_path, capsys):
     # its folder (searched as for images)
     assert _predict(checkpoint, out, video.parent, "--start", "0.25", "--end", "0.75", "--every", "2",
                     "--max-frames", "2", "--no-overlays") == 0
-    frames, _ = _lines(out / "clip.predictions.jsonl")
+    # a limited run does not replace the complete one: its frames go beside it (test_predict_video_range)
+    frames, _ = _lines(out / "clip.predictions.partial.jsonl")
     assert [f["frame"] for f in frames] == [3, 5]
     assert _predict(checkpoint, out, video, "--start", "0.5", "--end", "0.5") == 1
     assert "--end must be after --start" in capsys.readouterr().err
@@ -341,7 +342,8 @@ def test_start_past_the_end_warns(av, checkpoint, tmp_path, capsys):
         warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
         assert warning == [f"maskrcnn predict: warning: {path}: {expected}"]
         _, summary = _lines(out / "short.predictions.jsonl")
-        assert summary["frames_predicted"] == 0 and summary["status"] == "complete"
+        # the range left every frame out: limited, not a complete prediction of the video
+        assert summary["frames_predicted"] == 0 and summary["status"] == "limited"
 
 
 def test_summary_without_a_predicted_frame_gives_the_shown_size(av, checkpoint, tmp_path, capsys):

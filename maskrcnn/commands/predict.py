@@ -40,9 +40,11 @@ where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train``
 (``stop_signals``): the images being predicted (one window of ``--batch-size``) are finished, the
 results and exports of the images done are written, "stopped by SIGTERM: ..." and exit status 143 (a
 second one while predicting stops at once; once the results and exports are being written a signal is
-only recorded, so they are written whole, and the run then ends with that status; videos are not
-covered: they run before the images, with the signal's default). Every requested export's location
-(and ``--export yolo``'s class names, before the videos too) is checked before predicting
+only recorded, so they are written whole, and the run then ends with that status; videos, predicted
+before the images, have their own handler: the batch of frames in hand is finished, the video's results
+and overlay written, status interrupted, then predict stops: ``_predict_videos_stoppable``).
+Every requested export's location (and ``--export yolo``'s class names, before the videos too) is checked
+before predicting
 (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut
 short is read with that line dropped and a warning (``read_partial_results``). A checkpoint written by
 ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a
@@ -742,7 +744,7 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.data.pre_annotations.to_yolo import check_yolo_names
 
         check_yolo_names(categories_of(predictor.class_names, predictor.label_to_category_id))
-    video_rc = predict_video.predict_videos(predictor, videos, out_dir, args) if videos else 0
+    video_rc = _predict_videos_stoppable(predictor, videos, out_dir, args, images=len(files)) if videos else 0
     if not files:
         return video_rc
     overlay_dir = out_dir / "overlays"
@@ -931,6 +933,32 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return max(video_rc, 0 if n_done > 0 or not skipped else 1)
+
+
+def _predict_videos_stoppable(predictor, videos, out_dir: Path, args, *, images: int) -> int:
+    """``predict_videos`` with SIGTERM handled as Ctrl-C is (the images' own handler comes after it): the
+    batch of frames in hand is finished, the video's results and the overlay of its frames done written,
+    then predict stops (exit 143, ``StoppedBySignal``); a second signal stops at once. A signal after the
+    last video's last batch stops the run before the images."""
+    from maskrcnn.commands import predict_video
+
+    term = []
+
+    def on_term(signum, frame):
+        if term:
+            raise StoppedBySignal("stopped at once by a second signal", signum)
+        term.append(signum)
+        # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
+        os.write(2, f"\n{signal_name(signum)}: the frames being predicted are finished, the video's results "
+                    "and overlay of the frames done are written, then predict stops\n".encode())
+
+    with stop_signals.handling((signal.SIGTERM,), on_term):
+        rc = predict_video.predict_videos(predictor, videos, out_dir, args,
+                                          stop_requested=lambda: term[0] if term else None)
+    if term and images:
+        raise StoppedBySignal(f"after the {len(videos)} video(s) (their results written); the {images} "
+                              "image(s) not predicted", term[0])
+    return rc
 
 
 def _classes(n: int) -> str:

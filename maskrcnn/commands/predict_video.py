@@ -17,8 +17,10 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   (``width``, ``height``: of the frames, of the first decoded one where no frame was predicted; null
   where no frame was decoded, with ``stored_width``, ``stored_height`` from the header, before rotation),
   average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
-  ``status`` (complete / truncated / interrupted / failed),
-  the problem if any and what was done to the frames (rotation, padding).
+  the range asked for (``every``, ``start``, ``end``, ``max_frames``), ``status`` (complete / truncated /
+  limited: the range left frames out / interrupted / failed), the problem if any and what was done to the
+  frames (rotation, padding). Whole lines only (``_Lines``): a write that fails part-way (a full disk) is
+  cut back to the last complete line; a summary that cannot be written is said in a line.
 - ``DIR/<stem>.overlay.mp4`` unless ``--no-overlays``: the predicted frames drawn as the image overlays
   are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
@@ -28,9 +30,10 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
 A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image
 is; two videos of one stem get ``<stem>_2``, ... An ``--output`` that holds an earlier run's video results
 (``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are replaced only once
-this run has predicted it completely (status complete or truncated): stopped by Ctrl-C or an error, the
-earlier ones stay and this run's frames done go to ``<stem>.predictions.partial.jsonl`` beside them
-(hours of earlier results are not lost for a second of this run). Once the whole run is through (not
+this run has predicted it completely (status complete or truncated; not limited): stopped by Ctrl-C,
+SIGTERM or an error, or limited, the earlier ones stay and this run's frames done go to
+``<stem>.predictions.partial.jsonl`` beside them (hours of earlier results are not lost for a second of
+this run). Once the whole run is through (not
 after Ctrl-C) and a video was predicted completely, the earlier run's results and overlays it did not write
 again are removed, named in one line, so the folder never mixes two runs' videos.
 
@@ -40,7 +43,10 @@ stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the f
 nothing, with a warning naming the file, the value, the video's length and its last frame's time. These
 options given with no video among the inputs get one note that they apply to videos only. A file with a
 video extension that is not a video, a damaged video and a model failure are reported in one line naming
-the file (and the frame) and the run goes on with the next input; the frames done are kept.
+the file (and the frame) and the run goes on with the next input; the frames done are kept; so does a
+video whose results file cannot be made (a folder of its name), skipped and counted. Ctrl-C, or a stop
+signal the command handles (``stop_requested``: the batch in hand finished first), ends the video as
+interrupted and is raised again with a message naming the videos done, the frames kept and the files.
 Shapes: D detections of one frame, H x W the frame as shown (after rotation).
 """
 
@@ -53,7 +59,9 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
+
+from maskrcnn.stop_signals import StoppedBySignal
 
 __all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs",
            "video_options_given"]
@@ -137,11 +145,15 @@ def _unique_stem(stem: str, used: set) -> str:
     return name
 
 
-def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.Namespace) -> int:
+def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.Namespace, *,
+                   stop_requested: Optional[Callable[[], Optional[int]]] = None) -> int:
     """Predict each video (module docstring); 0 if a video was predicted or none failed, else 1. The
     results of an earlier run in ``out_dir`` are said up front; a video's are replaced only by a complete
     prediction of it, and once the run is through, those it did not write again are removed
-    (``_remove_earlier_videos``), so that the folder never mixes two runs."""
+    (``_remove_earlier_videos``), so that the folder never mixes two runs. ``stop_requested()``: the number
+    of a stop signal got (SIGTERM, which the command handles), else None; asked after each batch of frames:
+    the video is finished as after Ctrl-C and ``StoppedBySignal`` raised. Ctrl-C / a stop signal is raised
+    again with a message saying the videos done and the frames kept."""
     from maskrcnn.data.video import VideoReadError
 
     earlier = _earlier_videos(out_dir)
@@ -152,31 +164,56 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
               "again are removed when the run is through)", file=sys.stderr)
     used, done, failed = set(), 0, 0
     completed = set()  # stems this run predicted completely: their earlier files may go
+    path = None
     try:
         for k, path in enumerate(videos):
             tag = f"[video {k + 1}/{len(videos)}]"
+            signum = stop_requested() if stop_requested is not None else None
+            if signum:  # came between two videos: the next one is not started
+                raise StoppedBySignal("", signum)
+            stem = _unique_stem(path.stem, used)
             try:
-                stem = _unique_stem(path.stem, used)
                 summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag,
-                                        keep_earlier=stem in earlier)
+                                        keep_earlier=stem in earlier, stop_requested=stop_requested)
             except VideoReadError as e:
                 used.discard(stem)  # nothing written under its name
                 print(f"{tag} skipped {e}", file=sys.stderr)
+                failed += 1
+                continue
+            except OSError as e:  # its results file cannot be made (a folder of that name): the others go on
+                used.discard(stem)
+                print(f"{tag} skipped {path}: cannot write its results "
+                      f"({e.filename or out_dir}: {e.strerror or e})", file=sys.stderr)
                 failed += 1
                 continue
             if summary["status"] == "failed":
                 failed += 1
             else:
                 done += 1
-                completed.add(stem)
-    except BaseException:  # Ctrl-C: only the earlier overlays this run's complete results replaced go
+                if summary["status"] in REPLACING:
+                    completed.add(stem)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: only the earlier overlays replaced by complete ones go
+        _remove_earlier_videos(out_dir, {s: i for s, i in earlier.items() if s in completed}, completed)
+        what = str(e) or (f"{path}: stopped before its first frame" if path is not None else "")
+        where = f"after {done + failed} of {len(videos)} video(s)"
+        raise _restated(e, where + (f"; {what}" if what else "")) from None
+    except BaseException:
         _remove_earlier_videos(out_dir, {s: i for s, i in earlier.items() if s in completed}, completed)
         raise
     _remove_earlier_videos(out_dir, earlier, completed)
     return 0 if done > 0 or not failed else 1
 
 
+def _restated(stop: KeyboardInterrupt, message: str) -> KeyboardInterrupt:
+    """``stop`` (Ctrl-C, or ``StoppedBySignal``: its signal kept for the exit status) with ``message``."""
+    signum = getattr(stop, "signum", None)
+    return KeyboardInterrupt(message) if signum is None else StoppedBySignal(message, signum)
+
+
 JSONL_SUFFIX, OVERLAY_SUFFIX = ".predictions.jsonl", ".overlay.mp4"
+# the statuses whose results replace an earlier run's: the whole video predicted (truncated: to where its
+# file ends); not "limited" (--max-frames, --start, --end left frames out), "interrupted" nor "failed"
+REPLACING = ("complete", "truncated")
 PARTIAL_SUFFIX = ".predictions.partial.jsonl"  # a stopped video's results beside the earlier run's
 
 
@@ -225,44 +262,118 @@ def _remove_earlier_videos(out_dir: Path, earlier: dict, written: set) -> None:
               f"again from {out_dir}/: {', '.join(removed)}", file=sys.stderr)
 
 
+class _Lines:
+    """A JSONL file written whole lines at a time: a write that fails part-way (a full disk) is cut back
+    to the end of the last complete line, so that every line of the file parses (a reader taking one
+    ``json.loads`` a line failed on a half record). Unbuffered: a failed write leaves nothing in a buffer
+    for ``close`` to write after the cut."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "wb", buffering=0)  # OSError (a folder of that name): nothing else made
+        self._end = 0  # the end of the last complete line
+
+    def write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        try:
+            while data:
+                data = data[self._file.write(data):]  # a raw write may write less than asked
+        except OSError:
+            try:
+                self._file.truncate(self._end)  # frees blocks: works on a full disk
+                self._file.seek(self._end)
+            except OSError:
+                pass
+            raise
+        self._end = self._file.tell()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+def _range_of(args) -> dict:
+    """The summary's record of the range options (``every`` with them): what part of the video it covers."""
+    return {"every": args.every, "start": args.start, "end": args.end, "max_frames": args.max_frames}
+
+
+def _limited(reader, args, summary: dict) -> bool:
+    """Whether ``--start``, ``--end`` or ``--max-frames`` left frames of the video out (given, but the
+    video lies inside them, they leave nothing out): a frame decoded before ``--start``, one at or after
+    ``--end``, or ``--max-frames`` frames predicted (decoding stops there)."""
+    timing = reader.timing
+    before = args.start > 0 and timing.first is not None and timing.first < args.start - 1e-6
+    after = args.end is not None and timing.last is not None and timing.last >= args.end - 1e-6
+    capped = args.max_frames is not None and summary["frames_predicted"] >= args.max_frames
+    return before or after or capped
+
+
+def _range_flags(args) -> str:
+    flags = [f"--start {args.start:g}"] if args.start > 0 else []
+    flags += [f"--end {args.end:g}"] if args.end is not None else []
+    flags += [f"--max-frames {args.max_frames}"] if args.max_frames is not None else []
+    return " ".join(flags)
+
+
+def _new_overlay(reader, out_dir: Path, stem: str, args):
+    if args.no_overlays:
+        return None
+    from maskrcnn.data.video_writer import VideoWriter
+
+    fps = reader.fps or DEFAULT_FPS
+    if reader.fps is None:
+        reader.notes.append(f"frame rate unknown: overlay at {float(DEFAULT_FPS):g} fps")
+    return VideoWriter(out_dir / f"{stem}{OVERLAY_SUFFIX}", fps=fps / args.every)
+
+
 def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag: str = "",
-                  keep_earlier: bool = False) -> dict:
+                  keep_earlier: bool = False, stop_requested: Optional[Callable[[], Optional[int]]] = None
+                  ) -> dict:
     """One video -> ``DIR/<stem>.predictions.jsonl`` and the overlay video; its summary. With
     ``keep_earlier`` (an earlier run's results of this stem are there) the results go to
     ``<stem>.predictions.partial.jsonl``, renamed over the earlier ones only when the video was predicted
-    completely; stopped, they stay there and this run's overlay is dropped: the earlier pair stays whole."""
+    completely; stopped or limited, they stay there and this run's overlay is dropped: the earlier pair
+    stays whole. OSError: the results file cannot be made (nothing is left behind); Ctrl-C or a stop
+    signal (``stop_requested``) is raised again once the frames done are written, its message naming them."""
     from maskrcnn.data.video import VideoReader
 
     with VideoReader(path) as reader:  # VideoReadError: not a video
         jsonl = out_dir / f"{stem}{JSONL_SUFFIX}"
-        overlay = None
-        if not args.no_overlays:
-            from maskrcnn.data.video_writer import VideoWriter
-
-            fps = reader.fps or DEFAULT_FPS
-            if reader.fps is None:
-                reader.notes.append(f"frame rate unknown: overlay at {float(DEFAULT_FPS):g} fps")
-            overlay = VideoWriter(out_dir / f"{stem}{OVERLAY_SUFFIX}", fps=fps / args.every)
-        summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
-                   "fps": float(reader.fps) if reader.fps else None, "every": args.every, "status": "failed",
-                   "problem": None, "notes": reader.notes}
-        count = (reader.declared_frames if reader.counted_frames else
-                 f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
-        print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
-        clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
         partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
-        with open(partial if keep_earlier else jsonl, "w", encoding="utf-8") as out:
+        summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
+                   "fps": float(reader.fps) if reader.fps else None, **_range_of(args), "status": "failed",
+                   "problem": None, "notes": reader.notes}
+        clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
+        stop, summary_lost, written = None, None, None
+        # the results file first, then the overlay's hidden temporary file: a name taken (a folder) stops
+        # here with nothing made
+        with _Lines(partial if keep_earlier else jsonl) as out:
             try:
-                _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock)
-                summary["status"] = "truncated" if reader.problem else "complete"
-            except KeyboardInterrupt:
-                summary["status"] = "interrupted"
+                overlay = _new_overlay(reader, out_dir, stem, args)
+            except BaseException:
+                out.discard()
                 raise
+            count = (reader.declared_frames if reader.counted_frames else
+                     f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
+            print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
+            try:
+                _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock, stop_requested)
+                summary["status"] = ("truncated" if reader.problem else
+                                     "limited" if _limited(reader, args, summary) else "complete")
+            except KeyboardInterrupt as e:  # raised again below, once the frames done are written
+                summary["status"] = "interrupted"
+                stop = e
             except (RuntimeError, ValueError, MemoryError, OSError) as e:  # the model, or the writer
                 done = summary["frames_predicted"]
                 first_line = str(e).splitlines()[0] if str(e) else ""
                 if isinstance(e, OSError) and e.filename is None and e.strerror:  # a full disk: say where
-                    first_line = f"{e.strerror} (writing {jsonl} or the overlay video)"
+                    first_line = f"{e.strerror} (writing {out.path} or the overlay video)"
                 summary["problem"] = (f"{path}: stopped after {done} predicted frame(s) "
                                       f"({type(e).__name__}: {first_line})")
                 print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
@@ -275,29 +386,44 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                     reader.notes.append("no frame decoded: width and height unknown (a rotation is read from "
                                         "the frames); stored_width and stored_height are the header's")
                 _timing_to_summary(reader, summary)
-                replaced = summary["status"] in ("complete", "truncated") or not keep_earlier
+                if summary["status"] == "limited":
+                    reader.notes.append(f"limited to part of the video ({_range_flags(args)}): not a "
+                                        "complete prediction of it")
+                replaced = summary["status"] in REPLACING or not keep_earlier
                 if replaced:
                     end = _overlay_end(reader, args, clock, summary)
                     written = _finish_overlay(overlay, summary, end=end)
                 else:  # the earlier overlay drew the earlier results, which stay
-                    written = None
                     if overlay is not None:
                         overlay.discard()
-                    print(f"{tag} {path}: stopped: the earlier run's {jsonl.name} and overlay are kept; this "
+                    limited = summary["status"] == "limited"
+                    why = f"limited by {_range_flags(args)}" if limited else "stopped"
+                    print(f"{tag} {path}: {why}: the earlier run's {jsonl.name} and overlay are kept; this "
                           f"run's frames done are in {partial.name}", file=sys.stderr)
                     jsonl = partial
-                out.write(json.dumps({"summary": summary}) + "\n")
+                try:
+                    out.write(json.dumps({"summary": summary}) + "\n")
+                except OSError as e:  # a full disk: the frame lines stay whole (out cut back to them)
+                    summary_lost = e
         if keep_earlier and jsonl != partial:  # complete: it replaces the earlier results
             os.replace(partial, jsonl)
+    if summary_lost is not None:
+        why = summary_lost.strerror or summary_lost
+        print(f"{tag} {path}: the summary line could not be written ({why}): "
+              f"{jsonl} holds the {summary['frames_predicted']} complete frame line(s) without it",
+              file=sys.stderr)
     if reader.problem:
         print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
-    elif summary["status"] == "complete" and not summary["frames_predicted"]:
+    elif summary["status"] in ("complete", "limited") and not summary["frames_predicted"]:
         print(f"maskrcnn predict: warning: {path}: {_why_no_frame(reader, args)}: no frame predicted",
               file=sys.stderr)
     for note in summary["notes"]:
         print(f"{tag} {path}: {note}", file=sys.stderr)
     print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; wrote "
           f"{jsonl}" + (f" and {written}" if written else ""), file=sys.stderr)
+    if stop is not None:  # Ctrl-C / SIGTERM: the run stops, its line saying what was kept
+        raise _restated(stop, f"{path}: {summary['frames_predicted']} frame(s) kept in {jsonl}"
+                              + (f" and {written}" if written else "")) from None
     return summary
 
 
@@ -374,7 +500,8 @@ def _timing_to_summary(reader, summary: dict) -> None:
                                 "average): the overlay keeps the source's frame times")
 
 
-def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: str, clock: dict) -> None:
+def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict, tag: str, clock: dict,
+                    stop_requested=None) -> None:
     import numpy as np
     import torch
 
@@ -388,8 +515,8 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
     for batch in _batches(frames, predictor.batch_size):
         images = [torch.from_numpy(f.image).permute(2, 0, 1).float().div_(255.0) for f in batch]  # (3, H, W)
         dets = predictor.predict_tensors(images)
-        lines = []
-        for frame, image, det in zip(batch, images, dets):
+        lines, found = [], 0
+        for frame, det in zip(batch, dets):
             records = detections_to_coco_results(det, image_id=frame.index,
                                                  label_to_category_id=predictor.label_to_category_id,
                                                  class_names=predictor.class_names)
@@ -397,19 +524,24 @@ def _predict_frames(predictor, reader, out, overlay, args, summary: dict, tag: s
                 del r["image_id"]  # the line's frame
             line = {"frame": frame.index, "time": round(frame.time, 6), "detections": records}
             lines.append(json.dumps(line, ensure_ascii=False))  # names readable: no COCO reader opens it
-            summary["detections"] += len(records)
-            if overlay is not None:
+            found += len(records)
+        # the batch's lines whole (a failed write is cut back: out), counted once written
+        out.write("".join(line + "\n" for line in lines))
+        summary["frames_predicted"] += len(batch)
+        summary["detections"] += found
+        summary["height"], summary["width"] = batch[0].image.shape[:2]
+        if overlay is not None:  # after the results: the overlay never draws frames the results lack
+            for frame, image, det in zip(batch, images, dets):
                 drawn = draw_instances(image, det, predictor.class_names,
                                        min_size=overlay_min_size(args, video=True),
                                        score_thresh=args.overlay_score_thresh, skeleton=skeleton)
                 first = clock.setdefault("first", frame.time)  # the overlay starts at the first predicted one
                 clock["last"] = frame.time
                 overlay.write(np.asarray(drawn), time=frame.time - first)  # (H, W, 3) uint8
-        out.write("".join(line + "\n" for line in lines))
-        out.flush()
-        summary["frames_predicted"] += len(batch)
-        summary["height"], summary["width"] = batch[0].image.shape[:2]
         if time.perf_counter() - last_print >= PROGRESS_SECONDS:
             last_print = time.perf_counter()
             print(f"{tag} {reader.path}: frame {batch[-1].index} ({batch[-1].time:.1f} s), "
                   f"{summary['frames_predicted']} predicted", file=sys.stderr)
+        signum = stop_requested() if stop_requested is not None else None
+        if signum:  # SIGTERM: the batch in hand is done; the video is finished as after Ctrl-C
+            raise StoppedBySignal("", signum)

@@ -123,7 +123,9 @@ class VideoWriter:
 
     def close(self, *, end: Optional[float] = None) -> Optional[Path]:
         """Flush the encoder and rename the file into place; None (and no file) without a frame. ``end``:
-        seconds (on ``write``'s clock) the last frame shows until; None: as long as the one before it."""
+        seconds (on ``write``'s clock) the last frame shows until; None: as long as the one before it. On
+        any failure (the encoder, a full disk, the rename) the temporary file is removed and the error
+        raised."""
         if self._stream is None:
             self.discard()
             return None
@@ -132,10 +134,12 @@ class VideoWriter:
             self._encode_held(until=max(until, self._last_pts + 1))  # a frame lasts at least one tick
             self._mux(self._stream.encode())  # the frames the encoder still holds
             self._container.close()
+            # the rename too: a folder (or a file on another device) at ``path`` left the hidden temporary
+            # file, a whole encoded video, behind
+            replace_durably(self._tmp, self.path)
         except BaseException:
             self.discard()
             raise
-        replace_durably(self._tmp, self.path)
         return self.path
 
     def discard(self) -> None:

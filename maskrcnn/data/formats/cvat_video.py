@@ -172,15 +172,15 @@ def frame_images(
     files: Optional[Mapping[int, str]] = None,
     other_files: bool = False,
 ) -> list:
-    """``<image>`` elements, one per frame holding track shapes inside the view (in frame order), each
-    holding those shapes labelled as their tracks, then one per frame of ``files`` ({frame number: the
-    name of its image file in the export}) without such shapes and the file's other ``<image>`` elements,
-    each as it is; ``images`` (the file's own ``<image>`` elements) give the frames' names and their own
-    shapes, else ``files`` does, else ``frame_000000``. Frames without shapes are warned about when they
-    are most of the frames or lie after every track's last frame (``_warn_empty``). The task's frames
-    (``task_frames``) with neither are told in one warning, less ``<meta><task><deleted_frames>``; not
-    when ``other_files`` (the images folder holds image files not named frame_N: the frames' files may
-    be named otherwise)."""
+    """``<image>`` elements in frame order: one per frame holding track shapes inside the view, each
+    holding those shapes labelled as their tracks, one per frame of ``files`` ({frame number: the name of
+    its image file in the export}) without such shapes and the file's other ``<image>`` elements, each as
+    it is (one whose id is not a number last); ``images`` (the file's own ``<image>`` elements) give the
+    frames' names and their own shapes, else ``files`` does, else ``frame_000000``. Frames without shapes
+    are warned about when they are most of the frames or lie after every track's last frame
+    (``_warn_empty``). The task's frames (``task_frames``) with neither are told in one warning, less
+    ``<meta><task><deleted_frames>``; not when ``other_files`` (the images folder holds image files not
+    named frame_N: the frames' files may be named otherwise)."""
     files = dict(files or {})
 
     def name(frame: int) -> str:
@@ -229,7 +229,10 @@ def frame_images(
     if task is not None and not other_files:
         known = {f for f in (*frames, *named_frames, *files) if isinstance(f, int)}  # not None: a bad id
         _warn_unshown(report, where, task, known | deleted_frames(root), kind=_meta(root)[1])
-    return [frames[f] for f in sorted(frames)] + others + empty
+    # in frame order, those with and without shapes alike (image ids follow it: frame 2 without a shape
+    # came after frame 3); an <image> whose id is not a number last, in the file's order
+    return sorted([*frames.values(), *others, *empty],
+                  key=lambda el: (_frame_id(el) is None, _frame_id(el) or 0))
 
 
 def deleted_frames(root: ET.Element) -> set:
