@@ -12,17 +12,20 @@ Overrides (``apply_overrides``, ``load_config(name, overrides)``) read numpy and
 values, by ``plain_value``, the rule ``train(set=...)`` writes them by. A name that is not a key, assigned
 to a Config or section (``cfg.solver.learning_rate = 0.1``), is an AttributeError at once (``_Section``).
 
-Checked when read (``validate_config``, after every override): types, and ranges that any run needs
-(sizes and counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the
-error names the key; a config to train with (not one stored in a checkpoint) also needs ``solver.iters``
->= 1 and ``solver.steps`` in increasing order. YAML is read with ``yaml.SafeLoader`` (no tag runs code;
-an unknown tag is an error naming the file and line), syntax errors name the file and line, and aliases may
-add at most ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1
-readings that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and
-load), in values and keys (a key ``08`` YAML reads as text is refused too), and keys given twice (``1`` and
-``'1'`` are two keys: the resolved tag counts) are refused by the loader with the key and the line; a
-stored config's device (mps, xpu, another machine's GPU) is not checked at load, only when used; errors
-about a file's keys and values end with "(FILE line N)".
+Checked when read (``validate_config``, after every override): types, and ranges that any run needs (sizes and
+counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the error names the key;
+whole numbers for int keys and the ``WHOLE_LISTS`` (``solver.steps``, ``input.min_size``); a config to train
+with (not one stored in a checkpoint) also needs ``solver.iters`` >= 1, ``solver.steps`` in increasing order
+and ``seed`` in [0, 2**63). A number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a
+list of numbers too; a quoted number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a
+YAML file and in ``--set`` alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
+an error naming the file and line), syntax errors name the file and line, and aliases may add at most
+``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1 readings
+that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and load), in values
+and keys (a key ``08`` YAML reads as text is refused too), and keys given twice (``1`` and ``'1'`` are two
+keys: the resolved tag counts) are refused by the loader with the key and the line; a stored config's device
+(mps, xpu, another machine's GPU) is not checked at load, only when used; errors about a file's keys and
+values end with "(FILE line N)".
 Which keys a YAML file wrote (``train --init`` keeps those over the weights' suggestions) come with its
 Config from ``load_config_keys``, the file read once (``written_keys``).
 Reading is PyYAML's pure-Python parser, ~0.4 MB/s (a 10 MB file of class names takes ~25 s, all of it
@@ -897,6 +900,11 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
             if key == "solver.iters" and not stored:
                 wanted = _ITERS_TO_TRAIN
             problems.append(f"{key} must be {wanted}, got {value!r}")
+    for key in WHOLE_LISTS:  # set by attribute assignment (YAML and --set fractions: _coerce)
+        value = get_key(cfg, key)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if all(_is_number(v) for v in values) and not all(_is_whole(v) for v in values):
+            problems.append(f"{key} must be whole numbers, got {to_plain(value)!r}")
     scale, jitter = cfg.input.scale_range, cfg.input.color_jitter
     if len(scale) != 2 or scale[0] > scale[1]:
         problems.append(f"input.scale_range must be [low, high] with low <= high, got {scale!r}")
@@ -946,6 +954,9 @@ def _best_model_problems(s: SolverConfig) -> list:
     return []
 
 
+SEED_LIMIT = 2**63  # seeds in [0, SEED_LIMIT): what torch's and numpy's generators all take
+
+
 def _training_problems(cfg: Config) -> list:
     """What a config read to train with (a preset, a YAML file, ``--set``; not a stored one) may not ask
     for: 0 iterations trained nothing and wrote the initial weights as ``model_final.pth``, exit 0."""
@@ -953,6 +964,10 @@ def _training_problems(cfg: Config) -> list:
     iters = cfg.solver.iters
     if isinstance(iters, int) and not isinstance(iters, bool) and iters < 1:
         problems.append(f"solver.iters must be {_ITERS_TO_TRAIN}, got {iters!r}")
+    # torch.manual_seed takes 64 bits: seed=1e30 failed later as "Overflow when unpacking long long", not
+    # naming the key (a stored config is not checked: its run is over or resumed with its own seed)
+    if _is_whole(cfg.seed) and not 0 <= cfg.seed < SEED_LIMIT:
+        problems.append(f"seed must be a whole number in [0, 2**63), got {cfg.seed!r}")
     steps = tuple(cfg.solver.steps)
     # the schedule sorts them, so [15000, 1800] (18000 meant) dropped the lr at 1800 without a word; a
     # stored config is not checked (earlier versions took any order, and its run is over or resumed as is).
@@ -1005,11 +1020,13 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
         if text.startswith("(") and text.endswith(")") and isinstance(current, (tuple, int)):
             text = f"[{text[1:-1]}]"  # Python's tuple form, (640, 672): read as the list it means
         value = load_yaml(text, f"config key {name!r}")
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads "1e-5" (no dot) as a string
-                value = float(value)
-            except ValueError:
-                pass
+        if isinstance(value, str) and value != text.strip():
+            # quoted (--set solver.amp='"true"'): the text inside, as a YAML file's quoted value is read
+            # (``iters: "5"`` reaches here as the text 5), so that quotes mean the same in both
+            value = load_yaml(value, f"config key {name!r}")
+        value = _number_text(value)
+    if isinstance(value, (list, tuple)) and name in _NUMBER_LISTS:
+        value = [_number_text(v) for v in value]  # inside a list too: solver.steps=[1e3, 2e3]
     if value is None and "Optional" in type_name:
         return None
     one_or_many = "Union" in type_name and "tuple" in type_name
@@ -1025,7 +1042,7 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
         return value
     if isinstance(value, (list, tuple)):
         if isinstance(current, tuple) or one_or_many:
-            return tuple(value)
+            return tuple(_whole(name, v) for v in value) if name in WHOLE_LISTS else tuple(value)
         raise ValueError(f"config key {name!r} expects one value, got the list {value!r}")
     if isinstance(current, tuple) and not one_or_many:
         raise ValueError(f"config key {name!r} expects a list, got {value!r}")
@@ -1041,8 +1058,34 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
         raise ValueError(f"config key {name!r} expects a number, got {value!r}")
     if (isinstance(current, float) or "float" in type_name) and isinstance(value, int):
         return float(value)
-    if type_name == "int" and isinstance(value, float):
+    if type_name == "int" or name in WHOLE_LISTS:
         # counts, sizes, periods, seeds: solver.iters=1.5 trained 1 iteration without a word (2.0 is 2)
+        return _whole(name, value)
+    return value
+
+
+# tuple keys of numbers: a list item YAML 1.1 reads as text (1e3, 1e-1: no dot) is read as its number,
+# as a scalar's is (``_number_text``); other lists (class names, keypoint names) keep their text
+_NUMBER_LISTS = frozenset(_RANGES) | {"data.keypoint_sigmas"}
+# number lists of whole numbers, as the int keys are (iterations, sizes in pixels): no fractions
+WHOLE_LISTS = ("solver.steps", "input.min_size")
+
+
+def _number_text(value: Any) -> Any:
+    """``value``; a string that Python reads as a number (YAML 1.1 reads ``1e-5``, without a dot, as
+    text) as that float."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _whole(name: str, value: Any) -> Any:
+    """A float that is a whole number (``1e3``, 2.0) as the int; a fraction is a ValueError naming the
+    key (anything else is left for the kind and range checks)."""
+    if isinstance(value, float) and not isinstance(value, bool):
         if not value.is_integer():
             raise ValueError(f"config key {name!r} expects a whole number, got {value!r}")
         return int(value)
@@ -1214,18 +1257,61 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, l
 
 
 def parse_set_args(items: list) -> dict:
-    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types)."""
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types). A key
+    given twice, also once alone and once in its section's mapping (``solver.lr=0.1 'solver={lr: 0.3}'``),
+    is warned about; the last one given is used (the dict's order is the order to apply them in)."""
     import warnings
 
-    out = {}
+    out: dict = {}
+    named: dict = {}  # dotted key -> its value, from the items so far (a section's mapping walked)
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        if key.strip() in out and out[key.strip()] != value.strip():  # a typo, or a script adding to a line
-            warnings.warn(f"{key.strip()} given twice: {value.strip()} (the last) used", stacklevel=2)
-        out[key.strip()] = value.strip()
+        key, value = (part.strip() for part in item.split("=", 1))
+        leaves = _set_values(key, value)
+        if key in out:  # the same key again (a typo, or a script adding to a line): the earlier is dropped
+            if _read_value(out[key]) != _read_value(value):
+                warnings.warn(f"{key} given twice: {value} (the last) used", stacklevel=2)
+            for dotted in _set_values(key, out[key]):
+                named.pop(dotted, None)
+        else:  # a key alone and in its section's mapping: both applied, the last given wins
+            for dotted, leaf in leaves.items():
+                if dotted in named and _read_value(named[dotted]) != _read_value(leaf):
+                    warnings.warn(f"{dotted} given twice: {_shown_value(leaf)} (the last) used", stacklevel=2)
+        named.update(leaves)
+        out.pop(key, None)  # re-inserted last: applied after the items given before it
+        out[key] = value
     return out
+
+
+def _set_values(key: str, value: str) -> dict:
+    """{dotted key: value} that one ``--set`` item names: a section given a mapping (``solver={lr: 0.3}``)
+    names each of its keys (a mapping-valued field, ``model.init_class_map``, stays whole); ``{key: value}``
+    for anything else, a value that does not parse included (load_config says what is wrong with it)."""
+    if not value.startswith("{"):
+        return {key: value}
+    try:
+        node = get_key(Config(), key)
+        mapping = load_yaml(value, "--set")
+    except (AttributeError, ValueError):
+        return {key: value}
+    if not dataclasses.is_dataclass(node) or not isinstance(mapping, dict):
+        return {key: value}
+    return flatten_sections(mapping, node, key + ".")
+
+
+def _read_value(value: Any) -> Any:
+    """A ``--set`` text as YAML reads it (``0.10`` and ``0.1`` are one value), else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return load_yaml(value, "--set")
+    except ValueError:
+        return value
+
+
+def _shown_value(value: Any) -> str:
+    return value if isinstance(value, str) else str(to_plain(value))
 
 
 def preset_solver_steps() -> set:

@@ -459,6 +459,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--config applies to --weights (a bare state dict of ours), not to --results files")
     if args.results:
         _refuse_model_flags(args)
+        # /dev/null, a FIFO: there, but no file to read ("no such results file" was said of them)
+        odd = next((p for p in args.results if os.path.exists(p) and not os.path.isfile(p)
+                    and not os.path.isdir(p)), None)
+        if odd is not None:
+            raise ValueError(f"--results {odd}: not a regular file (a results JSON file is expected)")
     from maskrcnn.data.coco import load_coco_json
 
     raw = load_coco_json(args.json)  # read once, for both sources

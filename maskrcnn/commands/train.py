@@ -18,7 +18,8 @@ counted and named in one line at the end.
 ``--resume`` goes on with the run's own ``RUN_DIR/config.yaml`` (model, solver, input, data): ``--config``
 is not needed. ``--set`` changes a setting on resume (one line says each change: ``resume: solver.iters
 900 -> 1200 (from --set)``; an lr or schedule change takes effect from the next iteration); model settings
-are the run's (its checkpoint holds that model; asked-for ones are named in a warning). A ``--config``
+are the run's (the model is built from its checkpoint's stored config; asked-for ones, and a ``config.yaml``
+model section edited since, are named in a warning). A ``--config``
 given with ``--resume`` is not applied: its values that differ from the run's are named in one warning
 (``engine/training.py``).
 

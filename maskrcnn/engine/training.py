@@ -10,15 +10,16 @@ leaves the process's RNG state alone: the initial weights are drawn from a gener
 ``model.init_weights`` (``--init``) starts the run from existing weights (``engine/init_weights.py``): the
 config follows the weights, the model is loaded from them and ``RUN_DIR/init_report.json`` says what was
 loaded. A resumed run continues from its own checkpoint with the config it was started with
-(``RUN_DIR/config.yaml``: model, solver, input, data, seed, device), not a preset's; the init is not
-applied again. Settings asked for explicitly (``--set``, the ``overrides`` argument) go over it: solver,
-input and data changes are applied, one line each (``resume: solver.iters 900 -> 1200 (from --set)``;
-the trainer then follows the new lr and schedule, ``engine/trainer.py``); model settings that differ from
-the run's are named in a warning line (they are not applied: the checkpoint holds that model). A
-``--config`` given with ``--resume`` is not applied either: its values that differ from the run's are
-named in one warning (model keys in the model warning), so that only what ``--set`` says changes. The
-written ``config.yaml`` is what the resumed run uses. The training set's class names must be the run's:
-a changed class list is refused before anything loads.
+(``RUN_DIR/config.yaml``: model, solver, input, data, seed, device), not a preset's; the init is not applied
+again. Its model section is the one stored in the checkpoint resumed from (``_checkpoints_model``: a
+``config.yaml`` edited since is named in a warning, key by key, and written back). Settings asked for
+explicitly (``--set``, the ``overrides`` argument) go over it: solver, input and data changes are applied, one
+line each (``resume: solver.iters 900 -> 1200 (from --set)``; the trainer then follows the new lr and
+schedule, ``engine/trainer.py``); model settings that differ from the run's are named in a warning line (they
+are not applied: the checkpoint holds that model). A ``--config`` given with ``--resume`` is not applied
+either: its values that differ from the run's are named in one warning (model keys in the model warning), so
+that only what ``--set`` says changes. The written ``config.yaml`` is what the resumed run uses. The training
+set's class names must be the run's: a changed class list is refused before anything loads.
 
 ``solver.best_metric`` and ``solver.early_stop_patience`` (the best checkpoint and early stopping,
 ``engine/best_model.py``) are checked against the model and the data before anything trains
@@ -89,6 +90,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     if not saved_path.is_file():
         return cfg, ()
     saved = load_config(str(saved_path), stored=True)
+    if from_checkpoint:
+        saved = _checkpoints_model(saved, saved_path, say)
     everything = overrides is None
     overrides = dict(overrides or {})
     asked = flatten_sections(cfg.to_dict(), cfg)
@@ -146,6 +149,45 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
             else:
                 notes.append(line)
     return cfg, tuple(saved.data.class_names)
+
+
+def _checkpoints_model(saved, saved_path: Path, say):
+    """``saved`` (the run's ``config.yaml``) with the model section of the checkpoint the resume continues
+    from, the one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads): its weights
+    are of that model. A ``config.yaml`` whose model section was edited, or copied from another run, made
+    the model from the file: torch's kilobytes of ``load_state_dict`` errors for a shape, and a
+    shape-neutral setting (``pooler_aligned``, ``mask_paste``, ``frozen_bn_eps``) applied without a word.
+    The differing keys are named in one warning, with both values; ``config.yaml`` is written back with
+    the checkpoint's once it has loaded. ``saved`` as it is when no checkpoint loads (``resume`` says why)."""
+    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
+    from maskrcnn.config import flatten_sections, from_dict
+    from maskrcnn.engine.trainer import checkpoint_candidates
+
+    for path in checkpoint_candidates(saved_path.parent):
+        try:  # read again by resume(): only its config is kept here
+            stored = load_checkpoint(path, map_location="cpu")["config"]
+            break
+        except CheckpointError:
+            continue
+    else:
+        return saved
+    held = from_dict(stored, stored=True)
+    ours, theirs = (flatten_sections(c.to_dict(), c) for c in (saved, held))
+    differing = [k for k in theirs if k.startswith("model.") and ours.get(k) != theirs[k]]
+    if not differing:
+        return saved
+    shown = [f"{k}={ours.get(k)!r} (the checkpoint's: {theirs[k]!r})" for k in differing[:_SHOWN_KEYS]]
+    more = len(differing) - len(shown)
+    listed = ", ".join(shown) + (f" and {more} more model key{'s' if more > 1 else ''}" if more > 0 else "")
+    say(f"warning: --resume: {saved_path} differs from the checkpoint it continues from ({path.name}) in "
+        f"{listed}; the checkpoint's model is used (its weights are of that model), and {saved_path.name} "
+        "is written back with it")
+    saved = saved.copy()
+    saved.model = held.model
+    return saved
+
+
+_SHOWN_KEYS = 8  # differing model keys a resume's warning lists by name (another run's config: dozens)
 
 
 def config_phrase(config_named, config_said=None) -> str:
@@ -689,16 +731,20 @@ def build_training(
             say(f"  report: {output / INIT_REPORT}")
         say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
     trainer.unread_images = unread  # filled as the run reads: said at its end (unread_line)
-    if resume and not trainer.resume() and rank == 0:
+    resumed = resume and trainer.resume()
+    if resume and not resumed and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
-    elif resume and trainer.iteration >= trainer.max_iter and rank == 0:
-        trainer.logger.print(
-            f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
-            f"{trainer.max_iter}: nothing left to train (raise solver.iters to train on)")
+    for line in resume_notes:  # only now that the run goes on (a refused resume says one line), and
+        say(line)  # before what they lead to (solver.iters cut to the checkpoint's iteration: its end)
+    if resumed and trainer.iteration >= trainer.max_iter and rank == 0:
+        # what the run's end left undone (model_final.pth, the final evaluation) is done next, and said
+        left = getattr(trainer, "_left", None) or {}
+        rest = ("no iteration left to train" if left.get("weights") or left.get("eval") else
+                "nothing left to train (raise solver.iters to train on)")
+        trainer.logger.print(f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
+                             f"{trainer.max_iter}: {rest}")
     if resuming and rank == 0:  # a resume refused by the checkpoint leaves the run's config.yaml as it was
         save_config(cfg, output / "config.yaml")
-    for line in resume_notes:  # only now that the run goes on: a refused resume says one line
-        say(line)
     return trainer, cfg
 
 

@@ -1,0 +1,132 @@
+"""``--resume`` builds the model the checkpoint holds (``engine/training._checkpoints_model``): a run's
+``config.yaml`` whose model section was edited (or copied from another run) gave torch's kilobytes of
+``load_state_dict`` errors for a shape, and applied a shape-neutral setting (``pooler_aligned``) without a
+word; now one warning names each differing key with both values and the checkpoint's model is used. A
+resume whose ``--set solver.iters`` cuts the run to its checkpoint's iteration says its lines in causal
+order, without "nothing left to train" before writing the end's weights. A tiny model, through the real
+``build_training`` and ``Trainer`` (one iteration of 32-pixel images, trained once for the module)."""
+
+import io
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from maskrcnn.config import load_config
+from maskrcnn.engine.training import build_training
+
+_TINY = {
+    "model.fpn_dim": 8, "model.roi_heads.box_head_dim": 16, "model.roi_heads.mask_head_dim": 8,
+    "input.min_size": 32, "input.max_size": 32, "input.flip_prob": 0.0, "solver.batch_size": 2,
+    "solver.iters": 1, "solver.checkpoint_period": 1, "solver.warmup_iters": 0, "data.num_workers": 0,
+}
+
+
+def _dataset(folder):
+    images = folder / "images"
+    images.mkdir(parents=True)
+    for i in (1, 2):
+        Image.fromarray(np.full((24, 24, 3), 60 * i, np.uint8)).save(images / f"{i}.png")
+    ann = [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100.0, "iscrowd": 0,
+            "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]} for i in (1, 2)]
+    path = folder / "train.json"
+    path.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.png", "width": 24, "height": 24} for i in (1, 2)],
+        "categories": [{"id": 1, "name": "box"}], "annotations": ann}))
+    return path, images
+
+
+def _build(cfg, data, run, **kwargs):
+    stream = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer, cfg = build_training(cfg, train_json=data[0], train_images=data[1], output=run,
+                                      log_stream=stream, trainer_kwargs={"tensorboard": False, "plot": False},
+                                      **kwargs)
+    return trainer, cfg, stream
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A run folder (run/) that trained its one iteration, and its data."""
+    root = tmp_path_factory.mktemp("resume_model")
+    data = _dataset(root)
+    trainer, _, _ = _build(load_config("demo", _TINY), data, root / "run")
+    trainer.train()
+    return root, data
+
+
+@pytest.fixture
+def run(finished, tmp_path):
+    root, data = finished
+    shutil.copytree(root / "run", tmp_path / "run")
+    return tmp_path / "run", data
+
+
+def _edit(path, section: tuple, **values):
+    data = yaml.safe_load(path.read_text())
+    node = data
+    for name in section:
+        node = node[name]
+    node.update(values)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_an_edited_config_yaml_model_is_named_and_the_checkpoints_is_built(run):
+    out, data = run
+    saved = out / "config.yaml"
+    # a shape (torch's load_state_dict error before) and a shape-neutral setting (applied silently before)
+    _edit(saved, ("model", "roi_heads"), box_head_dim=32, pooler_aligned=False)
+    trainer, cfg, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
+    assert trainer.iteration == 1
+    assert (f"warning: --resume: {saved} differs from the checkpoint it continues from (model_0000001.pth) "
+            "in model.roi_heads.box_head_dim=32 (the checkpoint's: 16), model.roi_heads.pooler_aligned=False "
+            "(the checkpoint's: True); the checkpoint's model is used (its weights are of that model), and "
+            "config.yaml is written back with it\n") in stream.getvalue(), stream.getvalue()
+    assert (cfg.model.roi_heads.box_head_dim, cfg.model.roi_heads.pooler_aligned) == (16, True)
+    written = load_config(str(saved), stored=True).model.roi_heads
+    assert (written.box_head_dim, written.pooler_aligned) == (16, True)
+
+
+def test_another_runs_config_yaml_lists_a_few_keys_and_counts_the_rest(run):
+    out, data = run
+    saved = out / "config.yaml"
+    other = load_config("r50_fpn").to_dict()
+    other["data"]["class_names"] = ["__background__", "box"]
+    saved.write_text(yaml.safe_dump(other, sort_keys=False))
+    _, cfg, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
+    line = next(s for s in stream.getvalue().splitlines() if "differs from the checkpoint" in s)
+    assert "model.backbone='resnet50' (the checkpoint's: 'resnet18')" in line
+    assert line.count("(the checkpoint's:") == 8
+    assert " more model keys; the checkpoint's model is used" in line
+    assert cfg.model.backbone == "resnet18" and cfg.model.fpn_dim == 8
+
+
+def test_a_resume_cut_to_its_checkpoint_says_its_lines_in_causal_order(run):
+    out, data = run
+    (out / "model_final.pth").unlink()  # as a run stopped after iteration 1 of 5 leaves it
+    _edit(out / "config.yaml", ("solver",), iters=5)
+    trainer, cfg, stream = _build(load_config("demo", {**_TINY, "solver.iters": 1}), data, out, resume=True,
+                                  overrides={"solver.iters": "1"})
+    trainer.train()
+    log = stream.getvalue()
+    lines = ["resumed from", "resume: solver.iters 5 -> 1 (from --set)",
+             "--resume: the run is already at iteration 1 of solver.iters 1: no iteration left to train\n",
+             "the run was stopped before it had finished: writing model_final.pth now"]
+    at = [log.find(s) for s in lines]
+    assert -1 not in at and at == sorted(at), log
+    assert "nothing left to train" not in log
+    assert (out / "model_final.pth").is_file()
+
+    # finished now: said so, and nothing more is done
+    before = (out / "model_final.pth").stat().st_mtime_ns
+    trainer, _, stream = _build(load_config("demo", {**_TINY, "solver.iters": 1}), data, out, resume=True,
+                                overrides={})
+    trainer.train()
+    assert ("--resume: the run is already at iteration 1 of solver.iters 1: nothing left to train (raise "
+            "solver.iters to train on)") in stream.getvalue()
+    assert (out / "model_final.pth").stat().st_mtime_ns == before
