@@ -392,10 +392,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:  # None or 0: torch's own choice
         torch.set_num_threads(args.threads)  # this process's choice, made on its command line
     predictor = build_predictor(args)
-    if predictor.int8_parts and args.no_optimise:
-        from maskrcnn.commands.flag_options import not_applying
+    from maskrcnn.commands.flag_options import not_applying
 
+    if predictor.int8_parts and args.no_optimise:
         _note(not_applying([("--no-optimise", True)], "an INT8 file", "it always runs its INT8 kernels"))
+    if predictor.runtime:  # predict's note, the same words
+        note = not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)],
+                            "an .onnx file", "onnxruntime runs its graph as exported")
+        if note:
+            _note(note)
     dev = predictor.device
     timing = time_inference(predictor, images, on_failure=_report_failure)
     if timing.images == 0:  # every file became unreadable after the first look, or failed in the model

@@ -194,6 +194,9 @@ def _predict(args, raw: dict) -> tuple:
     images = image_dir_or_default(args.images, args.json, "--images", parsed={Path(args.json): raw})
     overrides = parse_set_args(args.set)
     options = {"device": args.device, "dtype": None if args.dtype == "float32" else args.dtype}
+    from maskrcnn.commands.quantize import refuse_calibration_without_int8
+
+    refuse_calibration_without_int8(args)  # a forgotten --int8 would evaluate float32 without a word
     if args.int8:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
@@ -210,9 +213,12 @@ def _predict(args, raw: dict) -> tuple:
     )
     print_weights_notes(predictor, args.weights)
     if args.int8:
-        from maskrcnn.commands.quantize import apply_int8_arguments
+        from maskrcnn.commands.quantize import apply_int8_arguments, calibrating_on_evaluated_note
 
-        apply_int8_arguments(predictor, args)
+        if apply_int8_arguments(predictor, args) is not None:  # calibrated here, not an INT8 file
+            same = calibrating_on_evaluated_note(args.calib_images, images)
+            if same:
+                print(f"note: {same}", file=sys.stderr)
     if args.cityscapes and not predictor.cfg.model.roi_heads.mask_on:  # before the inference, not after it
         raise ValueError(f"--cityscapes scores instance masks: {args.weights} is a box-only model")
     dataset = CocoDataset(

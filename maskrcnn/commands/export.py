@@ -21,7 +21,8 @@ calibration), RoIPool heads. A flag that does nothing here is accepted with a on
 (``--no-optimise`` with ONNX, whose graph is always traced from the plain model; ``--float`` on a
 checkpoint that is not INT8), not silently. ``--output`` is written atomically (a failed export leaves
 the old file, or none) and replaced if it exists, like every file the commands write, but never when it is the
-``--weights`` file itself.
+``--weights`` file itself. A ``--format`` that contradicts the ``--output`` suffix (``--format pt2`` with
+``x.onnx``, or the reverse) is refused; another suffix takes either format.
 
 ``pt2``: the dense part only, ``features(batch)``: a normalised, padded batch (N, 3, Hp, Wp) -> the
 FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``; written by
@@ -90,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--weights {weights}: an exported ONNX file; export reads the checkpoint it came "
                          "from (run the .onnx itself with `maskrcnn predict --weights`)")
     check_output_not_input(args.output, args.weights, result="the export")  # a link or ./ spelling too
-    fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
+    by_suffix = {".onnx": "onnx", ".pt2": "pt2"}.get(Path(args.output).suffix.lower())
+    if args.format and by_suffix and args.format != by_suffix:
+        # a pt2 archive named .onnx would later be blamed as a cut-short ONNX file, and the reverse
+        raise ValueError(f"--format {args.format} contradicts --output {args.output!r}, whose suffix says "
+                         f"{by_suffix}: name the file .{args.format}, or drop --format")
+    fmt = args.format or by_suffix
     if fmt is None:
         raise ValueError(f"cannot tell the format from {args.output!r}: use --format onnx|pt2")
     overrides = parse_set_args(args.set) or None

@@ -48,7 +48,8 @@ before predicting
 (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut
 short is read with that line dropped and a warning (``read_partial_results``). A checkpoint written by
 ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a
-note); ``--int8 --calib-images PATH`` quantizes a plain checkpoint in memory first (``commands/quantize.py``).
+note, and so is ``--no-optimise``); ``--int8 --calib-images PATH`` quantizes a plain checkpoint in memory
+first (``commands/quantize.py``); ``--calib-images`` without ``--int8`` is refused ("needs --int8").
 ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
 (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
 ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
@@ -697,6 +698,9 @@ def run(args: argparse.Namespace) -> int:
         winograd=False if args.no_winograd else None,
         dtype=None if args.dtype == "float32" else args.dtype,
     )
+    from maskrcnn.commands.quantize import refuse_calibration_without_int8
+
+    refuse_calibration_without_int8(args)  # a forgotten --int8 would run float32 without a word
     if args.int8:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
@@ -725,6 +729,12 @@ def run(args: argparse.Namespace) -> int:
                             "an .onnx file", "onnxruntime runs its graph as exported")
         if note:
             print(f"maskrcnn predict: note: {note}", file=sys.stderr)
+    elif (predictor.int8_parts or args.int8) and args.no_optimise:  # benchmark's note, the same words
+        from maskrcnn.commands.flag_options import not_applying
+
+        what = "an INT8 file" if predictor.int8_parts else "--int8"
+        note = not_applying([("--no-optimise", True)], what, "it always runs its INT8 kernels")
+        print(f"maskrcnn predict: note: {note}", file=sys.stderr)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments
 
@@ -734,7 +744,7 @@ def run(args: argparse.Namespace) -> int:
         print(low, file=sys.stderr)
     print(
         f"loaded {args.weights} ({predictor.cfg.model.backbone}, {_classes(len(predictor.class_names) - 1)}) "
-        f"on {predictor.device}{', int8' if predictor.precision == 'int8' else ''}; "
+        f"on {predictor.device}{'' if predictor.precision == 'float32' else ', ' + predictor.precision}; "
         f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
     )

@@ -27,6 +27,10 @@ a detection is enough); calibrate on images that show the objects, or leave it o
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
 the same ``--int8 --calib-images PATH`` options, which calibrate in memory before running (a checkpoint
 already INT8 is run as it is, with one note, its calibration folder not read).
+``refuse_calibration_without_int8`` refuses ``--calib-images`` / ``--calib-json`` / ``--parts`` given to them
+without ``--int8``; ``calibrating_on_evaluated_note`` is eval's note when the calibration folder is the one
+it evaluates. A layer left in float32 because its INT8 kernel is wrong here is noted with what was
+measured (``modeling/int8_kernel_check.py``).
 """
 
 from __future__ import annotations
@@ -119,12 +123,41 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     too_large = too_large_line(section["calibration"]["skipped_reasons"])
     if too_large:
         print(too_large, file=sys.stderr)
-    float_layers = getattr(predictor.model, "int8_float_layers", [])
-    if float_layers:
-        print(f"note: {', '.join(float_layers)} runs in float32: this CPU's INT8 kernel for it is wrong "
-              "(PyTorch's fbgemm transposed convolution without AVX-512); the file still holds its "
-              "statistics, so a CPU whose kernel works runs it in INT8", file=sys.stderr)
+    why = getattr(predictor.model, "int8_float_why", {})
+    for layer in getattr(predictor.model, "int8_float_layers", []):
+        # what was measured on this CPU (modeling/int8_kernel_check.py), not a guess from its instruction set
+        measured = why.get(layer, "its INT8 kernel disagrees with float32 here")
+        print(f"note: {layer} runs in float32: {measured}; the file still holds its statistics, so a CPU "
+              "whose kernel works runs it in INT8", file=sys.stderr)
     return section
+
+
+def refuse_calibration_without_int8(args) -> None:
+    """``--calib-images`` / ``--calib-json`` / ``--parts`` given to predict or eval without ``--int8``:
+    refused (a forgotten ``--int8`` would otherwise run float32 without a word)."""
+    from maskrcnn.commands.flag_options import refuse_without
+
+    if not args.int8:
+        refuse_without("--int8", [("--calib-images", args.calib_images is not None),
+                                  ("--calib-json", args.calib_json is not None),
+                                  ("--parts", args.parts is not None)])
+
+
+def calibrating_on_evaluated_note(calib, images) -> Optional[str]:
+    """eval's note when ``calib`` (``--calib-images``) is the folder of the images evaluated, or one
+    holding it: the scales were measured on the images scored. None otherwise."""
+    from pathlib import Path
+
+    if not calib or not images:
+        return None
+    try:
+        calib_path, images_path = Path(calib).resolve(), Path(images).resolve()
+    except OSError:
+        return None
+    if calib_path == images_path or calib_path in images_path.parents:
+        return (f"--calib-images {calib} is (or holds) the --images folder evaluated: calibrate on "
+                "training images, not on the ones you evaluate")
+    return None
 
 
 def _parts_note(model, parts: Optional[list]) -> str:

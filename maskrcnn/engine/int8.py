@@ -19,6 +19,13 @@ deterministic), load the observer statistics, convert. The weight scales come fr
 conversion, so the rebuilt model computes what the calibrated one did. ``Predictor.from_checkpoint``
 does this for any checkpoint that has an "int8" section, so ``predict``, ``eval``, ``serve`` and
 ``benchmark`` take the file as it is.
+
+The file is tied to the quantized engine it was calibrated under (``"engine"``): the scales depend on
+the engine's integer range. It loads under that engine or one whose qconfig mapping is the same
+(``modeling.int8_qconfig.same_quantization``: x86 and fbgemm); any other is refused naming the engine
+to set (``engine_problem``). After conversion ``quantize_predictor`` runs each quantized part once on a
+tiny input (``modeling.quantize.check_int8_runs``), so a model the engine cannot run is refused before
+a file is written.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "apply_int8_section",
     "int8_section_problem",
     "save_int8_checkpoint",
+    "engine_problem",
 ]
 
 
@@ -125,6 +133,7 @@ def quantize_predictor(
     and only a set of which none could be read is refused; None: the first unreadable file raises
     (``ImageReadError``)."""
     from maskrcnn.modeling.quantize import (
+        check_int8_runs,
         convert_int8,
         int8_engine,
         observer_sites,
@@ -173,6 +182,9 @@ def quantize_predictor(
     if unseen:
         raise ValueError(_unseen_message(unseen, parts, used=used, detected=detected, cfg=predictor.cfg))
     convert_int8(predictor.model)
+    # one converted forward on tiny inputs: a model this engine cannot run on this CPU is refused now,
+    # naming the engine, before a file is written that would fail at its first prediction
+    check_int8_runs(predictor.model)
     predictor.int8_parts = list(predictor.model.int8_parts)
     return {
         "format_version": INT8_FORMAT_VERSION,
@@ -234,7 +246,6 @@ def apply_int8_section(model, section: dict, *, where: str):
     from maskrcnn.checkpoint import CheckpointError
     from maskrcnn.modeling.quantize import (
         convert_int8,
-        int8_engine,
         load_observer_state,
         missing_parts_problem,
         observer_sites,
@@ -244,14 +255,9 @@ def apply_int8_section(model, section: dict, *, where: str):
     problem = int8_section_problem(section)
     if problem:
         raise CheckpointError(f"{where}: {problem}")
-    engine = int8_engine()
-    if section.get("engine") not in (None, engine):
-        # scales were chosen for the engine's integer range (x86 uses 7-bit activations): another engine
-        # would quantize differently from what calibration measured
-        raise CheckpointError(
-            f"{where}: '{INT8_KEY}.engine' is {section.get('engine')!r}, this PyTorch runs {engine!r}; "
-            "calibrate again here (maskrcnn quantize)"
-        )
+    problem = engine_problem(section.get("engine"))
+    if problem:
+        raise CheckpointError(f"{where}: '{INT8_KEY}.engine' {problem}")
     problem = missing_parts_problem(model, section["parts"])
     if problem:  # a file calibrated for another architecture, or edited
         raise CheckpointError(f"{where}: '{INT8_KEY}.parts' {section['parts']}: {problem}")
@@ -271,6 +277,32 @@ def apply_int8_section(model, section: dict, *, where: str):
         raise CheckpointError(f"{where}: '{INT8_KEY}.observers': {e} -- calibrate again with this version "
                               "(maskrcnn quantize)") from None
     return convert_int8(model)
+
+
+def engine_problem(saved) -> Optional[str]:
+    """Why a file calibrated under the quantized engine ``saved`` cannot load under the current one, in
+    words that say which engine to set; None when it can. The scales come from the engine's qconfig
+    (x86 and fbgemm: 7-bit activations, onednn and qnnpack: 8-bit), so a file loads under the engine it
+    was calibrated under, or under one whose qconfig mapping is the same (``same_quantization``:
+    x86 and fbgemm); any other would quantize differently from what calibration measured."""
+    from maskrcnn.modeling.int8_qconfig import same_quantization
+    from maskrcnn.modeling.quantize import int8_engine
+
+    engine = int8_engine()
+    if saved is None or saved == engine:
+        return None
+    if not isinstance(saved, str):
+        return f"must be an engine name, got {saved!r}"
+    supported = list(torch.backends.quantized.supported_engines)
+    if saved in supported and same_quantization(saved, engine):
+        return None
+    again = (f"or calibrate again under {engine!r} (in Python: quantize_predictor from maskrcnn.engine.int8, "
+             "with the engine set before the Predictor is built)")
+    if saved in supported:
+        return (f"is {saved!r} and this process runs {engine!r}, which quantizes differently: set "
+                f"torch.backends.quantized.engine = {saved!r} before loading it, {again}")
+    return (f"is {saved!r}, which this PyTorch build or CPU does not offer (it has "
+            f"{', '.join(supported)}): {again}")
 
 
 def save_int8_checkpoint(path: Union[str, os.PathLike], ckpt: dict, section: dict) -> None:

@@ -24,8 +24,9 @@ Parts (``PARTS``):
   activations quantized per batch; its convolutions, if any, stay float32).
 - ``mask_head``: the mask head's convolutions and transposed convolution (static int8; the per-class
   1x1 predictor stays float32, its logits become probabilities thresholded at 0.5). The transposed
-  convolution stays float32 on CPUs whose INT8 kernel for it is wrong (``modeling.int8_kernel_check``:
-  fbgemm's on AVX2 CPUs), observed all the same.
+  convolution stays float32 where this PyTorch's INT8 kernel for its geometry disagrees with float32
+  on this CPU (``modeling.int8_kernel_check``: e.g. 512 or more input channels, a C4 mask head, under
+  x86 or onednn; any size under fbgemm), observed all the same.
 Always float32: anchors, box decoding, NMS, RoIAlign, box and class predictors, mask pasting,
 keypoint heads.
 
@@ -48,7 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.engine.int8_choices import PARTS
-from maskrcnn.modeling.int8_kernel_check import int8_transposed_conv_works
+from maskrcnn.modeling.int8_kernel_check import INT8_TOLERANCE, int8_transposed_conv_error
+from maskrcnn.modeling.int8_qconfig import int8_qconfig_mapping
 from maskrcnn.modeling.mask_head import MaskHead
 from maskrcnn.ops.onednn_linear import plain_linears
 
@@ -68,6 +70,7 @@ __all__ = [
     "quantizable_parts",
     "missing_parts_problem",
     "check_parts",
+    "check_int8_runs",
 ]
 
 _OBSERVER_KEY = "activation_post_process"
@@ -181,10 +184,9 @@ def _trace_without_identity(module: nn.Module):
 
 
 def _qconfig_mapping(float_modules=()):
-    """The engine's default INT8 mapping with ``float_modules`` (submodule names) left in float32."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-
-    mapping = get_default_qconfig_mapping(int8_engine())
+    """The engine's INT8 mapping (``int8_qconfig``: per-tensor weights for the transposed convolution,
+    which onednn's default refuses) with ``float_modules`` (submodule names) left in float32."""
+    mapping = int8_qconfig_mapping(int8_engine())
     for name in float_modules:
         mapping = mapping.set_module_name(name, None)
     return mapping
@@ -346,15 +348,19 @@ def convert_int8(model: nn.Module) -> nn.Module:
         raise ValueError("int8: convert_int8 needs a model from prepare_int8 that is not yet converted")
     prepared = _prepared_graphs(model)
     model.int8_float_layers = []
+    model.int8_float_why = {}  # layer -> what was measured, for the note
     with _quiet():
         graphs = {name: convert_fx(gm) for name, gm in prepared.items() if name != "mask_head"}
         if "mask_head" in prepared:
             # Observed like the rest (the file's statistics do not depend on the CPU), converted in
             # float32 where this CPU's INT8 transposed convolution is wrong (int8_kernel_check)
             deconv = next(m for m in prepared["mask_head"].modules() if isinstance(m, nn.ConvTranspose2d))
-            keep_float = _MASK_FLOAT if int8_transposed_conv_works(deconv) else _MASK_FLOAT + ("deconv",)
+            error = int8_transposed_conv_error(deconv)
+            works = error is not None and error < INT8_TOLERANCE
+            keep_float = _MASK_FLOAT if works else _MASK_FLOAT + ("deconv",)
             if "deconv" in keep_float:
                 model.int8_float_layers.append("mask_head.deconv")
+                model.int8_float_why["mask_head.deconv"] = _deconv_measured(deconv, error)
             mapping = _qconfig_mapping(keep_float)
             graphs["mask_head"] = convert_fx(prepared["mask_head"], qconfig_mapping=mapping)
         if "features" in graphs:
@@ -373,6 +379,52 @@ def convert_int8(model: nn.Module) -> nn.Module:
             )
     model.int8_converted = True
     return model
+
+
+def _deconv_measured(deconv: nn.ConvTranspose2d, error) -> str:
+    """What ``int8_kernel_check`` measured for ``deconv``'s geometry, in one clause for the note."""
+    k, s = deconv.kernel_size, deconv.stride
+    what = (f"the {int8_engine()} engine's INT8 kernel for a {deconv.in_channels}->{deconv.out_channels} "
+            f"{k[0]}x{k[1]} stride-{s[0]} transposed convolution")
+    if error is None:
+        return f"{what} cannot run here"
+    return (f"{what} disagrees with float32 on this CPU (relative error {error:.2f} on random data, "
+            f"against < {INT8_TOLERANCE} for a working one)")
+
+
+@torch.no_grad()
+def check_int8_runs(model: nn.Module) -> None:
+    """Run each converted part of ``model`` once on a tiny zero input, so that a model whose INT8 kernels
+    cannot run under the current engine (qnnpack refuses the FPN's 1x1 stride-2 max-pool for p6) is
+    refused here, naming the engine, and not at its first prediction. RuntimeError."""
+    if not getattr(model, "int8_converted", False):
+        raise ValueError("int8: check_int8_runs needs a converted model")
+    trials = []
+    if "features" in model.int8_parts:
+        trials.append(("features", model.backbone.body, torch.zeros(1, 3, 64, 64)))
+    if "rpn" in model.int8_parts:
+        head = model.rpn.head  # its float32 objectness reads what the convolutions give: same channels
+        trials.append(("rpn", head.convs[0], torch.zeros(1, head.objectness.in_channels, 8, 8)))
+    if "box_head" in model.int8_parts:
+        fcs = model.roi_heads.box_head.fcs
+        first = fcs[0] if isinstance(fcs, (nn.Sequential, nn.ModuleList)) else fcs
+        trials.append(("box_head", first, torch.zeros(1, int(first.in_features))))
+    if "mask_head" in model.int8_parts:
+        body = model.roi_heads.mask_head.body
+        channels = next(m for m in body.modules() if hasattr(m, "in_channels")).in_channels
+        trials.append(("mask_head", body, torch.zeros(1, channels, 14, 14)))
+    for part, module, x in trials:
+        try:
+            module(x)
+        except (RuntimeError, NotImplementedError, AssertionError) as e:
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first_line = first_line if len(first_line) <= 300 else first_line[:297] + "..."
+            raise RuntimeError(
+                f"int8: the quantized {part} cannot run under torch.backends.quantized.engine "
+                f"{int8_engine()!r} here ({first_line}); calibrate under another engine (this PyTorch "
+                f"offers {', '.join(torch.backends.quantized.supported_engines)}; the default is 'x86' "
+                "on x86 CPUs), or leave the part out (parts=... / --parts)"
+            ) from None
 
 
 def observer_state(model: nn.Module) -> dict:

@@ -20,7 +20,8 @@ image format starts so). It answers::
      "predictions": [<COCO result>, ...], "notes": [str, ...], "seconds": float}
 
 ``notes``: what the client should know about how its upload was read (a multi-frame file's frames left
-out), else empty.
+out) or answered (a ``score_thresh`` below what an exported ONNX model keeps: nothing lower comes back),
+else empty.
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
@@ -422,6 +423,14 @@ def _json_image_note(text: str) -> str:
     return ""
 
 
+def _fixed_threshold_note(predictor, thresh: Optional[float]) -> Optional[str]:
+    """``Predictor.fixed_threshold_note`` for a request's ``score_thresh`` (an ONNX graph keeps nothing
+    below its exported threshold), without its "note: " prefix; None when it does not apply."""
+    note_for = getattr(predictor, "fixed_threshold_note", None)
+    note = note_for(thresh) if note_for is not None and thresh is not None else None
+    return note[len("note: "):] if note and note.startswith("note: ") else note
+
+
 def _parse_score_thresh(value) -> Optional[float]:
     if value is None or value == "":
         return None
@@ -663,6 +672,9 @@ def create_app(
                 raise RequestError(503, str(e)) from None
             det = await _result_unless_disconnected(request, future, request_timeout_s)
             det = filter_by_score(det, thresh)
+            low = _fixed_threshold_note(predictor, thresh)
+            if low:  # an ONNX graph drops lower scores itself: told, as predict tells it
+                notes = [*notes, low]
             H, W = image.shape[-2:]
             answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories,
                       "notes": notes}

@@ -9,7 +9,7 @@ from maskrcnn.modeling.int8_kernel_check import int8_transposed_conv_works
 
 def test_check_does_not_touch_the_global_rng():
     layer = nn.ConvTranspose2d(8, 8, 2, stride=2)  # (its own init draws from the RNG)
-    int8_kernel_check._works.cache_clear()
+    int8_kernel_check._error.cache_clear()
     state = torch.get_rng_state()
     int8_transposed_conv_works(layer)
     assert torch.equal(state, torch.get_rng_state())
@@ -26,11 +26,11 @@ def test_the_check_catches_a_wrong_kernel(monkeypatch):
 
     real = QConvT.forward
     monkeypatch.setattr(QConvT, "forward", lambda self, x: real(self, x) * 3.0)  # off by its own size
-    int8_kernel_check._works.cache_clear()
+    int8_kernel_check._error.cache_clear()
     try:
         assert not int8_transposed_conv_works(nn.ConvTranspose2d(8, 8, 3, stride=1))
     finally:
-        int8_kernel_check._works.cache_clear()
+        int8_kernel_check._error.cache_clear()
 
 
 class _Head(nn.Module):
@@ -64,7 +64,7 @@ def _convert_mask_head(monkeypatch, works: bool):
     model.roi_heads = nn.Module()
     model.roi_heads.mask_head = quantize.QuantizedMaskHead(prepared, class_agnostic=False)
     model.roi_heads.box_head = nn.Module()
-    monkeypatch.setattr(quantize, "int8_transposed_conv_works", lambda layer: works)
+    monkeypatch.setattr(quantize, "int8_transposed_conv_error", lambda layer: 0.01 if works else 1.4)
     quantize.convert_int8(model)
     with torch.no_grad():
         return model, head(x), model.roi_heads.mask_head(x)
