@@ -3,7 +3,7 @@
     python benchmarks/inference.py [--tv-python PYTHON] [--images 3] [--threads 2] [--size 800x1067]
                                    [--variants fp32,fp32-opt,bf16-opt,onnx] [--rounds 1] [--profile]
 
-``--variants`` takes any of fp32, fp32-opt, bf16, bf16-opt, int8, onnx (``bf16``: bfloat16 autocast on
+``--variants`` takes any of fp32, fp32-opt, bf16, bf16-opt, int8, int8-onednn, onnx (``bf16``: bfloat16 autocast on
 the model as built); another name is refused before anything runs. ``--images N`` times N images: the
 three golden images in turn, each with its own noise.
 
@@ -20,7 +20,9 @@ Every measurement runs in its own process (so that the RSS high-water mark belon
   direct convolution); ``int8`` the model quantized by ``maskrcnn.engine.int8.quantize_predictor``
   (backbone + FPN, RPN conv, mask head static INT8, box head fcs dynamic INT8), calibrated on the timed
   images (for speed only: random-weight detections say nothing about accuracy; see
-  ``benchmarks/low_precision.py`` for AP on trained models); ``onnx`` the model exported by
+  ``benchmarks/low_precision.py`` for AP on trained models); ``int8-onednn`` the same under PyTorch's
+  ``onednn`` quantized engine (set in its worker process; Intel's choice on AMX CPUs, the default being
+  ``x86``); ``onnx`` the model exported by
   ``maskrcnn.export`` (the whole graph) and run by onnxruntime's CPU provider with ``--threads``
   intra-op threads, through the same Predictor (resize and paste are ours; the export is not timed).
 Our runs set glibc's allocator to reuse freed memory, as the ``maskrcnn`` program does at start
@@ -56,7 +58,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN_IMAGES = ["img_simple0.png", "img_simple1.png", "img_hard2.png"]
-KNOWN_VARIANTS = ("fp32", "fp32-opt", "bf16", "bf16-opt", "int8", "onnx")
+KNOWN_VARIANTS = ("fp32", "fp32-opt", "bf16", "bf16-opt", "int8", "int8-onednn", "onnx")
 
 
 def parse_variants(text: str) -> list:
@@ -229,13 +231,15 @@ def worker_ours(args) -> dict:
         name = f"onnxruntime {onnxruntime.__version__}"
         return {"name": name, "times": times, "cpu_times": cpu, "dets": dets}
     images = load_images(args.size, args.images)
-    if variant == "int8":
+    if variant in ("int8", "int8-onednn"):
         from maskrcnn.engine.int8 import quantize_predictor
 
+        if variant == "int8-onednn":  # this worker process's own engine (the default is x86)
+            torch.backends.quantized.engine = "onednn"
         predictor = Predictor(model, cfg, device="cpu", optimise=True, winograd=False, fused_add=False)
         quantize_predictor(predictor, images)
         dets, times, cpu = _time_runs(lambda img: predictor.predict_tensors([img])[0], images, args.profile)
-        return {"name": "ours int8", "times": times, "cpu_times": cpu, "dets": dets}
+        return {"name": f"ours {variant}", "times": times, "cpu_times": cpu, "dets": dets}
     predictor = Predictor(
         model,
         cfg,
