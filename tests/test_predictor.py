@@ -290,6 +290,21 @@ def test_bfloat16_covers_the_heads_but_not_what_decides_boxes(tiny):
     assert pooled == [{torch.float32}]
 
 
+def test_box_predictor_keeps_the_type_of_a_model_cast_as_a_whole():
+    """Autocast is turned off around the box predictor, which then computes in its weights' type: a
+    float64 or bfloat16 model (cast with .double() / .bfloat16()) still runs, in that type."""
+    from maskrcnn.modeling.box_head import BoxPredictor
+
+    for dtype in (torch.float64, torch.bfloat16):
+        head = BoxPredictor(in_features=8, num_classes=3).to(dtype)
+        scores, deltas = head(torch.randn(4, 8, 1, 1, dtype=dtype))
+        assert scores.dtype == dtype and deltas.shape == (4, 12)
+    head = BoxPredictor(in_features=8, num_classes=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores, deltas = head(torch.randn(4, 8, dtype=torch.bfloat16))
+    assert scores.dtype == torch.float32 and deltas.dtype == torch.float32
+
+
 def test_batches_are_grouped_by_size_and_results_keep_input_order(tiny, monkeypatch):
     model, cfg = tiny
     g = torch.Generator().manual_seed(4)

@@ -80,10 +80,13 @@ class BoxPredictor(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> tuple:
-        # float32 even under autocast: a box delta rounded to bfloat16's 8 bits moves a large box's
-        # corners by pixels; these two layers are a small part of the head's work
+        # in the weights' own precision (float32) even under autocast, in training too: a box delta
+        # rounded to bfloat16's 8 bits moves a large box's corners by pixels, and these two layers are a
+        # small part of the head's work. A model cast as a whole (.double(), .bfloat16()) keeps its type.
+        weight = self.cls_score.weight
+        dtype = weight.dtype if isinstance(weight, torch.Tensor) else torch.float32
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = x.flatten(1).float()  # a C4 head gives (R, C, 1, 1) after pooling
+            x = x.flatten(1).to(dtype)  # a C4 head gives (R, C, 1, 1) after pooling
             return self.cls_score(x), self.bbox_pred(x)
 
 
