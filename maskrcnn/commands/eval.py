@@ -48,7 +48,8 @@ refused with ``--results``, naming them, as ``--config`` is; ``--set`` only with
 rather than runs, ``data.keypoint_sigmas=[...]`` (the OKS sigmas; without it, a ``predictions.json``
 scored again takes those of the metrics.json beside it that scored it before: ``_results_sigmas``).
 Files an earlier evaluation left in ``--output`` that this one did not rewrite (its analysis, confusion
-matrices, Cityscapes predictions) are moved into ``DIR/stale/`` with a note (``eval_stale.py``).
+matrices, Cityscapes predictions) are moved into a new ``DIR/stale/N/`` with a note, only when the
+metrics.json there shows eval wrote them (``"artefacts"`` lists what each run wrote; ``eval_stale.py``).
 
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
@@ -446,12 +447,15 @@ def _at_least_one(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.commands.eval_stale import ARTEFACTS_KEY, earlier_artefacts, set_aside_stale, stale_note
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
 
     _check_analysis_args(args)
     if args.output:  # before hours of inference, not after
         check_output_dir(args.output)
+    # what the metrics.json there says an earlier evaluation wrote, read before this run replaces it
+    earlier = earlier_artefacts(args.output) if args.output else None
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
     if args.cityscapes and importlib.util.find_spec("cityscapesscripts") is None:
@@ -551,11 +555,11 @@ def run(args: argparse.Namespace) -> int:
         ours += [p.name for p in written if p.parent == Path(args.output)]
         ours += ["analysis_images"] if args.analysis_images else []
     if args.output:  # an earlier run's analysis beside the new metrics.json read as this run's
-        from maskrcnn.commands.eval_stale import set_aside_stale, stale_note
-
-        moved = set_aside_stale(args.output, ours)
+        # what this run wrote, for the next one (only what a metrics.json lists is ever moved)
+        _write_outputs(args, metrics, {**images, ARTEFACTS_KEY: sorted(ours)}, None, quiet=True)
+        moved, folder = set_aside_stale(args.output, ours, earlier)
         if moved:
-            print(stale_note(args.output, moved), file=sys.stderr)
+            print(stale_note(args.output, moved, folder, earlier[1]), file=sys.stderr)
     return 1 if cityscapes_failed else 0
 
 

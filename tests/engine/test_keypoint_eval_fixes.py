@@ -182,23 +182,55 @@ def test_unnamed_keypoint_set_says_coco_was_assumed(tmp_path, caplog, capsys):
 # ---------------------------------------------------------------- stale artefacts in --output
 
 
+def _eval(*args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["eval", *map(str, args)]) == 0
+
+
+def test_eval_names_in_a_folder_no_evaluation_wrote_are_left_alone(tmp_path, capsys):
+    gt, _ = _gt(tmp_path)
+    results = _results(gt, tmp_path / "r.json")
+    out = tmp_path / "o"
+    (out / "analysis_images").mkdir(parents=True)
+    (out / "analysis_images" / "my_notes.txt").write_text("mine")
+    (out / "stale").mkdir()
+    (out / "stale" / "confusion.png").write_text("my stale list")
+    for name in ("analysis.json", "confusion.png"):
+        (out / name).write_text("my own")
+    _eval("--results", results, "--json", gt, "--output", out)  # no metrics.json there before: moved all
+    assert (out / "analysis_images" / "my_notes.txt").read_text() == "mine"
+    assert (out / "analysis.json").read_text() == "my own" and (out / "confusion.png").read_text() == "my own"
+    assert sorted(p.name for p in (out / "stale").iterdir()) == ["confusion.png"]
+    assert "moved to" not in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["artefacts"] == []
+
+
 def test_stale_artefacts_of_an_earlier_evaluation_are_set_aside(tmp_path, capsys):
     gt, _ = _gt(tmp_path)
     results = _results(gt, tmp_path / "r.json")
     out = tmp_path / "o"
+    # an earlier evaluation's folder, of a version that did not list its artefacts
     (out / "cityscapes_predictions").mkdir(parents=True)
     (out / "cityscapes_predictions" / "a.txt").write_text("old")
     for name in ("analysis.json", "confusion.csv", "mine.txt", "predictions.json"):
         (out / name).write_text("old")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["eval", "--results", str(results), "--json", str(gt), "--output", str(out)]) == 0
+    (out / "metrics.json").write_text(json.dumps({"bbox": {}, "json": str(gt), "results": [str(results)]}))
+    (out / "stale" / "1").mkdir(parents=True)
+    (out / "stale" / "1" / "analysis.json").write_text("the user's")
+    _eval("--results", results, "--json", gt, "--output", out)
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "mine.txt", "predictions.json", "stale"]
-    assert sorted(p.name for p in (out / "stale").iterdir()) == [
+    assert (out / "stale" / "1" / "analysis.json").read_text() == "the user's"  # never replaced
+    assert sorted(p.name for p in (out / "stale" / "2").iterdir()) == [
         "analysis.json", "cityscapes_predictions", "confusion.csv"]
-    assert "moved to" in capsys.readouterr().err
-    with warnings.catch_warnings():  # this run's own analysis stays where it is written
-        warnings.simplefilter("ignore")
-        assert main(["eval", "--results", str(results), "--json", str(gt), "--output", str(out),
-                     "--analysis"]) == 0
+    assert "beside the metrics.json of an earlier evaluation" in capsys.readouterr().err
+    _eval("--results", results, "--json", gt, "--output", out, "--analysis")  # its own analysis stays
     assert (out / "analysis.json").read_text() != "old" and (out / "confusion.csv").is_file()
+    listed = json.loads((out / "metrics.json").read_text())["artefacts"]
+    assert "analysis.json" in listed and "confusion.csv" in listed
+    (out / "notes.txt").write_text("mine")
+    _eval("--results", results, "--json", gt, "--output", out)  # the analysis run's files: moved, listed
+    assert set(listed) == {p.name for p in (out / "stale" / "3").iterdir()}
+    assert "lists them as written by it" in capsys.readouterr().err
+    assert (out / "notes.txt").is_file()
+    assert sorted(p.name for p in (out / "stale").iterdir()) == ["1", "2", "3"]
