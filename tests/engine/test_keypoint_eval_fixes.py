@@ -4,6 +4,7 @@ for an unnamed keypoint set, "0.00" for a kind nothing was scored of; and eval's
 
 import json
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -145,21 +146,70 @@ def test_results_take_keypoint_sigmas_from_set(tmp_path, capsys):
     assert "--set takes only data.keypoint_sigmas" in capsys.readouterr().err
 
 
-def test_results_of_a_run_are_scored_with_the_sigmas_of_its_metrics(tmp_path, capsys):
-    gt, results = _five(tmp_path)
+def _run_folder(tmp_path, gt, results, sigmas, **provenance):
+    """A folder as ``eval --weights --output`` leaves it: predictions.json, then metrics.json naming it."""
     run = tmp_path / "run"
-    run.mkdir()
+    run.mkdir(exist_ok=True)
     predictions = run / "predictions.json"
     predictions.write_text(results.read_text())
     names = json.loads(gt.read_text())["categories"][0]["keypoints"]
+    metrics = {"weights": "/m.pth", "json": str(gt), "predictions": str(predictions),
+               "keypoint_sigmas_from": "weights",
+               "keypoints": {"AP": 1.0, "oks_sigmas": dict(zip(names, sigmas))},
+               **provenance}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run, predictions
+
+
+def test_results_of_a_run_are_scored_with_the_sigmas_of_its_metrics(tmp_path, capsys):
+    gt, results = _five(tmp_path)
     sigmas = [0.1, 0.05, 0.05, 0.08, 0.08]
-    (run / "metrics.json").write_text(json.dumps({"weights": "/m.pth", "keypoints": {
-        "AP": 1.0, "oks_sigmas": dict(zip(names, sigmas))}}))
+    run, predictions = _run_folder(tmp_path, gt, results, sigmas)
     expected = _keypoint_ap(gt, results, keypoint_sigmas=sigmas)
     for _ in range(2):  # again, over the metrics.json the first one wrote: the same AP
         assert _cli_keypoint_ap(["--results", str(predictions), "--json", str(gt)], run) == \
             pytest.approx(expected)
     assert "OKS sigmas from" in capsys.readouterr().err
+    # a --set choice is recorded as such, and is not carried to the next plain re-score
+    other = [0.2] * 5
+    assert _cli_keypoint_ap(["--results", str(predictions), "--json", str(gt), "--set",
+                             f"data.keypoint_sigmas={other}"], run) == \
+        pytest.approx(_keypoint_ap(gt, results, keypoint_sigmas=other))
+    assert json.loads((run / "metrics.json").read_text())["keypoint_sigmas_from"] == "--set"
+    capsys.readouterr()
+    assert _cli_keypoint_ap(["--results", str(predictions), "--json", str(gt)], run) == \
+        pytest.approx(_keypoint_ap(gt, results))
+    assert "OKS sigmas from" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["another_json", "another_file", "modified_after", "no_provenance"])
+def test_sigmas_of_a_metrics_json_that_did_not_score_this_file_are_not_used(tmp_path, capsys, case):
+    gt, results = _five(tmp_path)
+    sigmas = [0.1, 0.05, 0.05, 0.08, 0.08]
+    provenance = {"another_json": {"json": str(tmp_path / "another.json")},
+                  "another_file": {"predictions": str(tmp_path / "run" / "other.json")},
+                  "no_provenance": {"predictions": None, "json": None}}.get(case, {})
+    run, predictions = _run_folder(tmp_path, gt, results, sigmas, **provenance)
+    if case == "modified_after":  # predict --output wrote over it since
+        stamp = (run / "metrics.json").stat().st_mtime
+        os.utime(predictions, (stamp + 10, stamp + 10))
+    got = _cli_keypoint_ap(["--results", str(predictions), "--json", str(gt)], tmp_path / "o")
+    assert got == pytest.approx(_keypoint_ap(gt, results))  # the defaults, as for the file anywhere else
+    assert got != pytest.approx(_keypoint_ap(gt, results, keypoint_sigmas=sigmas))
+    assert "OKS sigmas from" not in capsys.readouterr().err
+
+
+def test_sigmas_set_with_nothing_keypoint_scored_are_said_to_change_nothing(tmp_path, capsys):
+    gt, _ = _gt(tmp_path, names=None, k=0)
+    data = json.loads(gt.read_text())
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"],
+                                  "score": 0.9} for a in data["annotations"]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["eval", "--results", str(boxes), "--json", str(gt), "--set",
+                     "data.keypoint_sigmas=[0.1, 0.1]"]) == 0
+    assert "--set data.keypoint_sigmas changed nothing: no keypoints were scored" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- F4: a keypoint set without names
