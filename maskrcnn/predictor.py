@@ -62,7 +62,6 @@ import numbers
 import os
 import threading
 import warnings
-import weakref
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence, Union
 
@@ -201,9 +200,12 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
         raise ValueError(f"{where}: empty image of shape {tuple(image.shape)}")
     if image.dtype == torch.uint8:
         image = image.float() / 255.0
-    elif image.dtype == torch.uint16:  # as a uint16 array (a 16-bit PNG / TIFF read into torch)
+    elif image.is_floating_point():
+        pass
+    # a 16-bit PNG / TIFF read into torch; torch.uint16 exists from torch 2.3 only (pyproject allows 2.1)
+    elif image.dtype == getattr(torch, "uint16", None):
         image = image.float() / 65535.0
-    elif not image.is_floating_point():
+    else:
         raise ValueError(f"{where}: image dtype {image.dtype} not supported (float in [0, 1], uint8 or "
                          "uint16)")
     if image.shape[0] == 1:
@@ -275,41 +277,41 @@ def _check_class_count(model, num_classes: int) -> None:
                          "included): pass the Config the model was built from")
 
 
-# A model's modes while predictors run it in eval mode: model -> [calls running, modules to set training
-# again when the last one ends]. Kept by model, not by predictor, so that calls from several threads, or
-# from two predictors of one model, give the modes back once, after the last call.
+# A model's modes while predictors run it in eval mode: id(model) -> [calls running, modules to set
+# training again when the last one ends]. Kept by model, not by predictor, so that calls from several
+# threads, or from two predictors of one model, give the modes back once, after the last call. A plain
+# dict: the entry goes in ``finally`` when the count reaches 0 (a ``with`` in a plain function cannot be
+# abandoned), and the model stays alive while a call holds it.
 _MODE_LOCK = threading.Lock()
-_MODE_STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MODE_STATE: dict = {}
 
 
 @contextlib.contextmanager
 def _eval_mode(model):
     """``model`` in eval mode for the block, its modules' own modes given back after (a model a notebook
-    has put back into training, or partly: a frozen backbone stays in eval). Without this a predictor
-    built before ``model.train()`` silently predicted in train mode (batch statistics, the training
-    proposal counts). Cheap for an eval model: the flags of the model and its stages (``model.train()``
-    and ``model.roi_heads.train()`` set those) are read, and only when one is set are all its modules
-    walked (a few microseconds against 140 for the walk of an R50's 245 modules; a module deeper down
-    set training alone is not looked for). An ONNX model has no modes."""
+    has put back into training, or partly: a frozen backbone stays in eval, one unfrozen stage trains).
+    Without this a predictor built before ``model.train()`` silently predicted in train mode (batch
+    statistics that also rewrote BatchNorm's running statistics, the training proposal counts). Every
+    module is looked at on every call, a stage deep down included (about 0.3 ms for an R50, nothing next
+    to a forward pass), also by a call that starts while another is running (a ``model.train()`` between
+    the two is caught, for the later call). An ONNX model has no modes."""
     if not isinstance(model, nn.Module):
         yield
         return
     with _MODE_LOCK:
-        state = _MODE_STATE.get(model)
-        if state is None:
-            stages = model.training or any(m.training for m in model.children())
-            training = [m for m in model.modules() if m.training] if stages else []
-            if training:
-                model.eval()  # through each module's own train(False)
-            state = _MODE_STATE[model] = [0, training]
+        training = [m for m in model.modules() if m.training]
+        if training:
+            model.eval()  # through each module's own train(False)
+        state = _MODE_STATE.setdefault(id(model), [0, []])
         state[0] += 1
+        state[1].extend(training)
     try:
         yield
     finally:
         with _MODE_LOCK:
             state[0] -= 1
             if state[0] == 0:
-                del _MODE_STATE[model]
+                del _MODE_STATE[id(model)]
                 for m in state[1]:
                     m.training = True  # the flag as it was, not train(): no module's own train() reruns
 

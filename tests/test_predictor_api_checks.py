@@ -100,7 +100,7 @@ def test_a_model_back_in_train_mode_is_predicted_in_eval_mode_and_left_training(
     torch.testing.assert_close(det["boxes"], base["boxes"])
     assert model.training
     model.eval()
-    model.roi_heads.train()  # one stage alone back in training: found from the stage flags
+    model.roi_heads.train()  # one stage alone back in training
     det = predictor(image)[0]
     assert torch.equal(det["boxes"], base["boxes"]) and model.roi_heads.training and not model.training
     model.eval()
@@ -208,3 +208,47 @@ def test_predictor_repr_says_device_precision_classes_and_threshold(built):
     assert "score_thresh=None" in text and "model's 0" in text
     assert pickle.loads(pickle.dumps(Predictor(model, cfg))).class_names == ["__background__", "class1",
                                                                                "class2"]
+
+
+def test_a_stage_deep_down_back_in_training_is_predicted_in_eval_and_its_statistics_kept(image):
+    torch.manual_seed(0)
+    cfg = _cfg(**{"model.norm": "bn"})
+    model = build_model(cfg).eval()
+    predictor = Predictor(model, cfg)
+    base = predictor(image)[0]
+    stage = model.backbone.res4  # a grandchild: neither the model nor a direct child is training
+    stage.train()
+    norms = [m for m in stage.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms, "the stage should hold BatchNorm layers"
+    before = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms]
+    det = predictor(image)[0]
+    after = [(m.running_mean, m.running_var, int(m.num_batches_tracked)) for m in norms]
+    for (mean0, var0, n0), (mean1, var1, n1) in zip(before, after):
+        assert torch.equal(mean0, mean1) and torch.equal(var0, var1) and n0 == n1
+    assert torch.equal(det["boxes"], base["boxes"]) and torch.equal(det["scores"], base["scores"])
+    assert stage.training and all(m.training for m in stage.modules())  # given back
+    assert not model.training and not model.backbone.training
+
+
+def test_a_call_starting_while_another_runs_sees_a_train_in_between():
+    from maskrcnn.predictor import _eval_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.BatchNorm1d(2))).eval()
+    with _eval_mode(model):  # call A in flight
+        model.train()  # the user's thread
+        with _eval_mode(model):  # call C starts
+            assert not any(m.training for m in model.modules())
+        assert not any(m.training for m in model.modules())  # A still running
+    assert all(m.training for m in model.modules())  # the modes as the user left them
+
+
+def test_float_and_int_tensors_on_a_torch_without_uint16(monkeypatch, image):
+    """torch.uint16 exists from torch 2.3; pyproject allows 2.1, where every float tensor reached it."""
+    from maskrcnn.predictor import _as_float_image
+
+    monkeypatch.delattr(torch, "uint16", raising=False)
+    rgb = torch.from_numpy(image).permute(2, 0, 1)
+    torch.testing.assert_close(_as_float_image(rgb.float() / 255, "image 0"), rgb.float() / 255)
+    torch.testing.assert_close(_as_float_image(rgb, "image 0"), rgb.float() / 255)
+    with pytest.raises(ValueError, match="image 0: image dtype torch.int32 not supported"):
+        _as_float_image(rgb.to(torch.int32), "image 0")

@@ -45,10 +45,12 @@ one of the keys above) and ``"images_skipped_by_reason": {reason_key: images}`` 
 a checkpoint only: ``--results`` scores every image of J). No image left: an error. Options that only
 change how a model runs (``--max-images``, ``--device``, ``--tta``, ``--tile``, ``--int8`` ...) are
 refused with ``--results``, naming them, as ``--config`` is; ``--set`` only with its one key that scores
-rather than runs, ``data.keypoint_sigmas=[...]`` (the OKS sigmas; without it, a ``predictions.json``
-scored again takes those of the metrics.json beside it that scored it before: ``_results_sigmas``).
+rather than runs, ``data.keypoint_sigmas=[...]`` (the OKS sigmas; without it, a results file scored
+again takes those of the metrics.json beside it only when that one names it and --json and a model's
+evaluation chose them: ``_results_sigmas``).
 Files an earlier evaluation left in ``--output`` that this one did not rewrite (its analysis, confusion
-matrices, Cityscapes predictions) are moved into ``DIR/stale/`` with a note (``eval_stale.py``).
+matrices, Cityscapes predictions) are moved into a new ``DIR/stale/N/`` with a note, only when the
+metrics.json there shows eval wrote them (``"artefacts"`` lists what each run wrote; ``eval_stale.py``).
 
 A J without ground truth (no "annotations" list, or an empty one) is refused in one line naming it,
 before any inference. Box-only ground truth (a tool's rectangles) is an ignored region of segm AP,
@@ -363,12 +365,20 @@ def _analysis_summary(analysis: dict) -> str:
 _SIGMAS_KEY = "data.keypoint_sigmas"
 
 
+# in metrics.json: where the OKS sigmas came from ("weights": the model's config, in an eval --weights
+# run or carried over from one; "--set"; "default"): only a model's are carried to a later re-score
+_SIGMAS_FROM_KEY = "keypoint_sigmas_from"
+
+
 def _results_sigmas(args, names) -> tuple:
-    """(the OKS sigmas to score --results with, or None: by the keypoint names ``names`` of --json; where
-    they come from, or None). ``--set data.keypoint_sigmas=[...]`` first; else, for a predictions.json that
-    ``eval --weights`` wrote, the sigmas its metrics.json beside it scored with (a run trained with its own
-    sigmas: re-scored with the defaults, the same predictions got another AP), when they are for the same
-    keypoint names (the run's names, in --json's order)."""
+    """(the OKS sigmas to score --results with, or None: by the keypoint names ``names`` of --json; the
+    line's words for where they come from, or None; what metrics.json records under "keypoint_sigmas_from").
+    ``--set data.keypoint_sigmas=[...]`` first; else the sigmas of the metrics.json beside the results file,
+    only when it demonstrably scored this very file: its provenance names the file ("predictions" of an
+    ``eval --weights`` run, or "results" of a re-score that carried that run's sigmas: a ``--set`` choice
+    is not carried on) and this --json, the file is not newer than it, and its sigmas are for the same
+    keypoint names (in --json's order). A run trained with its own sigmas, re-scored with the defaults,
+    got another AP for the same predictions."""
     import yaml
 
     from maskrcnn.config import parse_set_args
@@ -382,29 +392,31 @@ def _results_sigmas(args, names) -> tuple:
         if not (isinstance(values, list) and values and all(_is_number(v) and v > 0 for v in values)):
             raise ValueError(f"--set {_SIGMAS_KEY}={given}: expected a list of positive numbers, one per "
                              f"keypoint, e.g. [0.05, 0.08]")
-        return tuple(float(v) for v in values), f"--set {_SIGMAS_KEY}"
+        return tuple(float(v) for v in values), f"--set {_SIGMAS_KEY}", "--set"
     if len(args.results) != 1 or not names:
-        return None, None
-    metrics_path = Path(args.results[0]).parent / "metrics.json"
-    if Path(args.results[0]).name != "predictions.json" or not metrics_path.is_file():
-        return None, None
+        return None, None, "default"
+    this = os.path.abspath(args.results[0])
+    metrics_path = Path(this).parent / "metrics.json"
     import json
 
     try:
         earlier = json.loads(metrics_path.read_text(encoding="utf-8"))
+        newer = os.path.getmtime(this) > os.path.getmtime(metrics_path)  # rewritten since it was scored
     except (OSError, ValueError):
-        return None, None
-    sigmas = (earlier.get("keypoints") or {}).get("oks_sigmas") if isinstance(earlier, dict) else None
-    # the model's evaluation that wrote this predictions.json, or an eval --results of this very file (it
-    # replaced that metrics.json: the second re-scoring gave another AP than the first); not another file's
-    this = [os.path.abspath(args.results[0])]
-    ours = "weights" in earlier or earlier.get("results") == this
-    if not isinstance(sigmas, dict) or not ours or list(sigmas) != [str(n) for n in names]:
-        return None, None
+        return None, None, "default"
+    if not isinstance(earlier, dict) or newer or earlier.get("json") != os.path.abspath(args.json):
+        return None, None, "default"
+    scored_this = (("weights" in earlier and earlier.get("predictions") == this)
+                   or (earlier.get("results") == [this] and earlier.get(_SIGMAS_FROM_KEY) == "weights"))
+    sigmas = (earlier.get("keypoints") or {}).get("oks_sigmas")
+    if not scored_this or not isinstance(sigmas, dict) or list(sigmas) != [str(n) for n in names]:
+        return None, None, "default"
     values = list(sigmas.values())
     if not all(_is_number(v) and v > 0 for v in values):
-        return None, None
-    return tuple(float(v) for v in values), f"{metrics_path} (the earlier evaluation of these predictions)"
+        return None, None, "default"
+    return (tuple(float(v) for v in values),
+            f"{metrics_path} (the model's evaluation that wrote {this} scored it against this --json with "
+            f"them)", "weights")
 
 
 def _is_number(v) -> bool:
@@ -446,12 +458,15 @@ def _at_least_one(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.commands.eval_stale import ARTEFACTS_KEY, earlier_artefacts, set_aside_stale, stale_note
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
 
     _check_analysis_args(args)
     if args.output:  # before hours of inference, not after
         check_output_dir(args.output)
+    # what the metrics.json there says an earlier evaluation wrote, read before this run replaces it
+    earlier = earlier_artefacts(args.output) if args.output else None
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
     if args.cityscapes and importlib.util.find_spec("cityscapesscripts") is None:
@@ -491,18 +506,23 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise _blame_image_records(args, raw, e) from None
         names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
-        sigmas, sigmas_from = _results_sigmas(args, names)
+        sigmas, sigmas_from, sigmas_source = _results_sigmas(args, names)
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type, results_files = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping, gt_source=str(args.json), keypoint_sigmas=sigmas)
         if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
             _say_sigmas(metrics["keypoints"], names, sigmas_from, args.set)
+        elif sigmas_source == "--set":  # refused flags say "changed nothing" too; this one is only said
+            print(f"note: --set {_SIGMAS_KEY} changed nothing: no keypoints were scored (--json's categories "
+                  f"or the results hold none)", file=sys.stderr)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids = None, None
         # as metrics.json names them (what its AP is of: a folder may hold the metrics of several files,
         # one after another), the files evaluate_results_file read
         images = {"results": [os.path.abspath(p) for p in results_files], "json": os.path.abspath(args.json)}
+        if "keypoints" in metrics:
+            images[_SIGMAS_FROM_KEY] = sigmas_source
     else:
         metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
         # images_skipped as it always was (the files, each with its message), and counted by reason key
@@ -511,6 +531,10 @@ def run(args: argparse.Namespace) -> int:
         images = {"images_evaluated": len(image_ids), "images_skipped": skipped,
                   "images_skipped_by_reason": dict(sorted(by_reason.items())),
                   "weights": _weights_path(args.weights), "json": os.path.abspath(args.json)}
+        if args.output:  # what a later eval --results of it checks (_results_sigmas)
+            images["predictions"] = os.path.abspath(Path(args.output) / "predictions.json")
+        if "keypoints" in metrics:
+            images[_SIGMAS_FROM_KEY] = "weights"
         results = evaluator.results()
         cs_results = results
         coco_gt = evaluator.coco_gt
@@ -551,11 +575,11 @@ def run(args: argparse.Namespace) -> int:
         ours += [p.name for p in written if p.parent == Path(args.output)]
         ours += ["analysis_images"] if args.analysis_images else []
     if args.output:  # an earlier run's analysis beside the new metrics.json read as this run's
-        from maskrcnn.commands.eval_stale import set_aside_stale, stale_note
-
-        moved = set_aside_stale(args.output, ours)
+        # what this run wrote, for the next one (only what a metrics.json lists is ever moved)
+        _write_outputs(args, metrics, {**images, ARTEFACTS_KEY: sorted(ours)}, None, quiet=True)
+        moved, folder = set_aside_stale(args.output, ours, earlier)
         if moved:
-            print(stale_note(args.output, moved), file=sys.stderr)
+            print(stale_note(args.output, moved, folder, earlier[1]), file=sys.stderr)
     return 1 if cityscapes_failed else 0
 
 

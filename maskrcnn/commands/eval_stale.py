@@ -1,47 +1,104 @@
 """``maskrcnn eval --output DIR``: the files an earlier evaluation wrote into DIR that this one did not
-rewrite (its error analysis, confusion matrices, drawn images, Cityscapes predictions) are moved into
-``DIR/stale/``: left beside the new metrics.json they read as this run's. Only the names eval itself
-writes are touched (never a user's file), and ``predictions.json`` is never moved (with --results it may
-be all that is left of a long inference: ``eval._other_predictions`` names it instead)."""
+rewrite (its error analysis, confusion matrices, drawn images, Cityscapes predictions) are moved into a
+new folder ``DIR/stale/N/``: left beside the new metrics.json they read as this run's.
+
+Only what an earlier evaluation demonstrably wrote is moved: the names its metrics.json lists under
+``"artefacts"`` (each run records what it wrote there), or, for a metrics.json of an older version that
+lists none, eval's own names beside a metrics.json that eval wrote (it names its ``"json"`` and its
+``"weights"`` or ``"results"``). No metrics.json, or one eval did not write: nothing is moved, whatever
+the names. Nothing is ever deleted or replaced: each run that moves anything gets its own numbered folder
+under ``stale/`` (a ``stale`` that is not a folder: nothing is moved). ``predictions.json`` is never
+moved (with --results it may be all that is left of a long inference: ``eval._other_predictions`` names
+it instead)."""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Optional, Tuple
 
 # what eval writes into --output besides metrics.json and predictions.json (engine/analysis_report.py,
 # engine/cityscapes_eval.py)
 EVAL_ARTEFACTS = ("analysis.json", "confusion.csv", "confusion.png", "confusion_segm.csv",
                   "confusion_segm.png", "analysis_images", "cityscapes_predictions")
 STALE_DIR = "stale"
+ARTEFACTS_KEY = "artefacts"  # in metrics.json: the names this run wrote into --output besides it
 
 
-def set_aside_stale(output, written: Iterable[str]) -> List[str]:
-    """Move the eval artefacts in ``output`` whose names are not in ``written`` (this run's) into
-    ``output/stale/`` (replacing what an earlier run set aside there under the same name); returns their
-    names. A file that cannot be moved is left where it is (the note says only the moved ones)."""
+def earlier_artefacts(output) -> Optional[Tuple[List[str], bool]]:
+    """Before this run writes its metrics.json: (the artefact names the earlier evaluation in ``output``
+    may have written, whether its metrics.json lists them), or None when ``output`` holds no metrics.json
+    that eval wrote (then nothing is moved)."""
+    try:
+        earlier = json.loads((Path(output) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(earlier, dict) and isinstance(earlier.get("json"), str)
+            and ("weights" in earlier or isinstance(earlier.get("results"), list))):
+        return None  # another tool's metrics.json (a training run's, the user's): not eval's
+    listed = earlier.get(ARTEFACTS_KEY)
+    if isinstance(listed, list):
+        return [n for n in EVAL_ARTEFACTS if n in listed], True
+    return list(EVAL_ARTEFACTS), False  # written before eval listed its artefacts
+
+
+def _new_stale_folder(out: Path) -> Optional[Path]:
+    """A folder ``out/stale/N`` made here, N the first number free; None when ``stale`` is no folder."""
+    stale = out / STALE_DIR
+    try:
+        stale.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    if stale.is_symlink() or not stale.is_dir():
+        return None
+    for n in range(1, 10_000):
+        folder = stale / str(n)
+        try:
+            folder.mkdir()  # exclusive: never one a user or an earlier run already has
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+        return folder
+    return None
+
+
+def set_aside_stale(output, written: Iterable[str],
+                    earlier: Optional[Tuple[List[str], bool]]) -> Tuple[List[str], Optional[Path]]:
+    """Move the names of ``earlier`` (``earlier_artefacts``, read before this run wrote) that are in
+    ``output`` and not in ``written`` (this run's) into a new ``output/stale/N/``; returns their names
+    and that folder. A file that cannot be moved is left where it is (the note says only the moved
+    ones)."""
+    if not earlier:
+        return [], None
     out = Path(output)
     kept = set(written)
+    names = [n for n in earlier[0] if n not in kept and (out / n).exists() and not (out / n).is_symlink()]
+    if not names:
+        return [], None
+    folder = _new_stale_folder(out)
+    if folder is None:
+        return [], None
     moved = []
-    for name in EVAL_ARTEFACTS:
-        path = out / name
-        if name in kept or not (path.is_file() or path.is_dir()) or path.is_symlink():
+    for name in names:
+        target = folder / name
+        if target.exists():  # the folder is new: never, unless another process writes into it
             continue
-        target = out / STALE_DIR / name
         try:
-            target.parent.mkdir(exist_ok=True)
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)  # an earlier run's, set aside here before
-            os.replace(path, target)
+            os.replace(out / name, target)
         except OSError:
             continue
         moved.append(name)
-    return moved
+    if not moved:
+        folder.rmdir()  # made here, empty
+        return [], None
+    return moved, folder
 
 
-def stale_note(output, moved: List[str]) -> str:
-    """The line that says what ``set_aside_stale`` moved."""
-    return (f"note: {', '.join(moved)} in {output} came from an earlier evaluation (this one did not write "
-            f"them): moved to {Path(output) / STALE_DIR}")
+def stale_note(output, moved: List[str], folder: Path, listed: bool) -> str:
+    """The line that says what ``set_aside_stale`` moved, and why."""
+    why = ("the earlier evaluation's metrics.json there lists them as written by it" if listed else
+           "they are names eval writes, beside the metrics.json of an earlier evaluation")
+    return (f"note: {', '.join(moved)} in {output}: {why}, and this evaluation did not rewrite them: "
+            f"moved to {folder}")

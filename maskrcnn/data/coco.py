@@ -849,12 +849,6 @@ class CocoDataset(torch.utils.data.Dataset):
             )
         ann["_box"] = (x1, y1, x2, y2)
         ann["_box_only"] = box_only
-        if area == 0 and "area" in ann:
-            # an object with a box of positive size has no area 0 (keypoint-only converters write it): the
-            # evaluation's OKS divides by it, so every keypoint not pixel-exact was a miss (AP 0, silently).
-            # Removed, so that the evaluation fills it as a missing area (the mask's, else the box's)
-            del ann["area"]
-            self._filled["area"] += 1
         # how far (px) the box or a polygon reaches past the border: clipped, but more than rounding is said
         # (_check_past_border), and may show the record gives the stored size of an upright-drawn photo
         extent = _extent(bbox, seg if not box_only else None)
@@ -1060,10 +1054,6 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{self.json_path}: {len(self._far_keypoints)} labelled keypoints lie more than "
                 f"{KEYPOINT_MARGIN:.0%} of the image's size outside it (the first in annotation id "
                 f"{self._far_keypoints[0]}): treated as unlabelled (v=0)")
-        if self._filled["area"]:
-            self._notes.append(f"{self.json_path}: {self._filled['area']} annotations with a box of positive "
-                               f"size have area 0: read as without one, the evaluation fills it (the mask's, "
-                               f"else the box's area; keypoint AP's OKS divides by it, AP 0 else)")
         if self._filled["bbox"]:
             self._notes.append(f"{self.json_path}: {self._filled['bbox']} annotations without a bbox got "
                                f"the box of their segmentation")

@@ -9,7 +9,8 @@ VIA 3's "Export as COCO" writes (its project files are converted by ``convert-da
 - ``"bbox": [null, null, null, null]`` (or ``[[]]``): its polygons' extent (as COCO's files give it),
   else removed, so that the loader gives the annotation its segmentation's box;
 - ``"area": null``: removed, so that a reader that needs it computes the mask's (the evaluator; the
-  loader computes areas itself);
+  loader computes areas itself); so is an ``"area": 0`` beside a box of positive size (keypoint-only
+  converters write it; keypoint AP's OKS divides by it), said in its own note;
 - circles, ellipses and points as ``"segmentation": [[]]``: left to the loader, which reports them as
   empty shapes (``mask_codec``); ``"iscrowd": false`` needs nothing (read as 0), nor category ids from 0.
 
@@ -89,7 +90,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
     images = images if isinstance(images, list) else []
     annotations = annotations if isinstance(annotations, list) else []
     sized = sum(map(_unknown_size, images))
-    wrapped = unboxed = unmeasured = 0
+    wrapped = unboxed = unmeasured = zeroed = 0
     fixed = None  # the annotation list with the records read otherwise: a copy, made at the first one
     for i, a in enumerate(annotations):
         if not isinstance(a, dict):
@@ -99,11 +100,13 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         flat = isinstance(seg, list) and len(seg) >= 6 and _flat_polygon(seg)
         no_box = isinstance(bbox, list) and bool(bbox) and bbox[0] in (None, []) and _no_box(bbox)
         null_area = a.get("area", 0) is None  # present and null
-        if flat or no_box or null_area:
+        zero = not null_area and _zero_area(a.get("area"), bbox)
+        if flat or no_box or null_area or zero:
             if fixed is None:
                 fixed = list(annotations)
-            fixed[i] = _read_annotation(a, flat, no_box, null_area)
+            fixed[i] = _read_annotation(a, flat, no_box, null_area or zero)
             wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
+            zeroed += zero
     if not sized and fixed is None:
         return data, []
     out = dict(data)
@@ -120,7 +123,20 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         (unmeasured, "annotations have area null", "the mask's area is used"),
     )
     notes = [f"{source}: {n} {what} (as VIA 3 exports them): {how}" for n, what, how in said if n]
+    if zeroed:
+        notes.append(f"{source}: {zeroed} annotations with a box of positive size have area 0 (keypoint-only "
+                     f"converters write it): read as without one, the mask's area is used, else the box's "
+                     f"(keypoint AP's OKS divides by it: with 0, every keypoint not pixel-exact is a miss)")
     return out, notes
+
+
+def _zero_area(area, bbox) -> bool:
+    """An area of 0 beside a box of positive size: no object has it (the OKS scale, AP 0 silently)."""
+    if isinstance(area, bool) or area != 0 or not isinstance(bbox, list) or len(bbox) != 4:
+        return False
+    size = bbox[2:]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+               for v in size)
 
 
 def warn_tool_exports(data: dict, source: str) -> dict:

@@ -255,15 +255,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     odd = []  # (the file's annotation id, value), one per visibility flag other than 0, 1, 2
-    zero_area = []  # the file's annotation ids whose area 0 was filled
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
-        if ann.get("area") == 0 and all(float(v) > 0 for v in ann["bbox"][2:]):
-            # no object with a box of positive size has area 0 (keypoint-only converters write it); OKS
-            # divides by the area, so every keypoint not pixel-exact was a miss: keypoint AP 0, silently.
-            # Filled as a missing area is (CocoDataset reads it so for training's and --weights' evaluation)
-            del ann["area"]
-            zero_area.append(anns[index].get("id"))
         if "segmentation" not in ann:
             # no segmentation at all (a detection dataset, a keypoint person drawn without one): the box's
             # area, as before (the bbox and keypoint size ranges unchanged), then box-only as below: segm
@@ -306,12 +299,6 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
-    if zero_area:
-        warnings.warn(
-            f"{source}: {len(zero_area)} annotations with a box of positive size have area 0 (the first: "
-            f"annotation id {zero_area[0]!r}): filled as a missing area is (the mask's, else the box's "
-            f"area): keypoint AP's OKS divides by it (with 0, every keypoint not pixel-exact is a miss)",
-            stacklevel=3)
     if odd:
         warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
     if far:

@@ -255,7 +255,9 @@ def test_cli_analysis_from_a_results_file(dataset, capsys):
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     # readers of the AP table see what they saw, beside what it was computed from
-    assert set(metrics) == {"bbox", "segm", "results", "json"}
+    assert set(metrics) == {"bbox", "segm", "results", "json", "artefacts"}
+    # what this run wrote beside it: the next eval into this folder may move those to stale/
+    assert {"analysis.json", "analysis_images"} <= set(metrics["artefacts"])
     for kind in ("bbox", "segm"):
         assert metrics[kind]["per_category_counts"] == {
             "score_threshold": 0.5, "ground_truth": {"cat": 2, "dog": 1, "bird": 0},

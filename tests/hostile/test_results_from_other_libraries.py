@@ -67,7 +67,8 @@ def test_torchvision_segmentation_results_without_bbox_score_segm_only(cli, tmp_
     res = _write(tmp_path / "res.json", results)
     rc, text, metrics, notes = _eval(cli, tmp_path, res)
     assert rc == 0, text
-    assert set(metrics) == {"segm", "results", "json"} and metrics["segm"]["AP"] == pytest.approx(100.0)
+    assert set(metrics) == {"segm", "results", "json", "artefacts"}
+    assert metrics["segm"]["AP"] == pytest.approx(100.0)
     assert "4 of 4 results have no bbox" in notes and "bbox AP is not scored" in notes
 
 
@@ -104,7 +105,7 @@ def test_a_segm_file_without_boxes_beside_its_bbox_file_is_not_said_to_leave_bbo
     assert "have no bbox" not in notes and "bbox AP is not scored" not in notes, notes
     # the segm file alone: its missing boxes are said, as before
     rc, text, metrics, notes = _eval(cli, tmp_path, segm)
-    assert rc == 0 and set(metrics) == {"segm", "results", "json"}, text
+    assert rc == 0 and set(metrics) == {"segm", "results", "json", "artefacts"}, text
     assert f"{segm}: 4 of 4 results have no bbox" in notes and "bbox AP is not scored, only segm" in notes
 
 
@@ -305,7 +306,7 @@ def test_mmdetection_out_pickles_are_scored(cli, tmp_path, make, kinds):
     res = _pickle(tmp_path / "results.pkl", make(data))
     rc, text, metrics, notes = _eval_with(cli, tmp_path, gt, res)
     assert rc == 0, text
-    assert sorted(metrics) == sorted([*kinds, "results", "json"])
+    assert sorted(metrics) == sorted([*kinds, "results", "json", "artefacts"])
     assert all(metrics[k]["AP"] == pytest.approx(100.0) for k in kinds)
     assert f"{res}: read as MMDetection" in notes and "4 detections" in notes
 
