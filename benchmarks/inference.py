@@ -4,8 +4,8 @@
                                    [--variants fp32,fp32-opt,bf16-opt,onnx] [--rounds 1] [--profile]
 
 ``--variants`` takes any of fp32, fp32-opt, bf16, bf16-opt, int8, int8-onednn, onnx (``bf16``: bfloat16
-autocast on the model as built); another name is refused before anything runs. ``--images N`` times N images: the
-three golden images in turn, each with its own noise.
+autocast on the model as built); another name is refused before anything runs. ``--images N`` times N
+images: the three golden images in turn, each with its own noise.
 
 Every measurement runs in its own process (so that the RSS high-water mark belongs to it alone):
 - ``torchvision``: ``maskrcnn_resnet50_fpn(weights=None, num_classes=C)`` with the deterministic weights
