@@ -949,7 +949,9 @@ def _predict_videos_stoppable(predictor, videos, out_dir: Path, args, *, images:
     """``predict_videos`` with SIGTERM handled as Ctrl-C is (the images' own handler comes after it): the
     batch of frames in hand is finished, the video's results and the overlay of its frames done written,
     then predict stops (exit 143, ``StoppedBySignal``); a second signal stops at once. A signal after the
-    last video's last batch stops the run before the images."""
+    last video's last batch (its overlay being finished) stops the run too: before the images, if any, and
+    with exit 143 without: the handler's line said predict stops, and ``timeout`` or a scheduler must not
+    take a run it stopped for a finished one."""
     from maskrcnn.commands import predict_video
 
     term = []
@@ -965,9 +967,9 @@ def _predict_videos_stoppable(predictor, videos, out_dir: Path, args, *, images:
     with stop_signals.handling((signal.SIGTERM,), on_term):
         rc = predict_video.predict_videos(predictor, videos, out_dir, args,
                                           stop_requested=lambda: term[0] if term else None)
-    if term and images:
-        raise StoppedBySignal(f"after the {len(videos)} video(s) (their results written); the {images} "
-                              "image(s) not predicted", term[0])
+    if term:
+        not_done = f"; the {images} image(s) not predicted" if images else ""
+        raise StoppedBySignal(f"after the {len(videos)} video(s) (their results written){not_done}", term[0])
     return rc
 
 

@@ -32,13 +32,17 @@ is; two videos of one stem get ``<stem>_2``, ... An ``--output`` that holds an e
 (``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are replaced only once
 this run has predicted it completely (status complete or truncated; not limited): stopped by Ctrl-C,
 SIGTERM or an error, or limited, the earlier ones stay and this run's frames done go to
-``<stem>.predictions.partial.jsonl`` beside them (hours of earlier results are not lost for a second of
-this run). Once the whole run is through (not
-after Ctrl-C) and a video was predicted completely, the earlier run's results and overlays it did not write
-again are removed, named in one line, so the folder never mixes two runs' videos.
+``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4`` (hours
+of earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its
+frames); a later complete prediction of the video takes both away. Once the whole run is through (not
+after Ctrl-C) and a video was predicted completely, the earlier results and overlays of the videos that
+are not among this run's inputs are removed, named in one line, so the folder never mixes two runs'
+videos; a video this run was given but did not predict completely (limited, stopped, failed, unreadable)
+keeps its own.
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
-stops after N predicted frames; ``--start S`` / ``--end S`` (seconds) keep the frames shown in
+stops after N predicted frames (limited only when a frame to predict was left: one more is decoded to
+know); ``--start S`` / ``--end S`` (seconds) keep the frames shown in
 [S, E); a ``--start`` after a video's last frame (or no frame between ``--start`` and ``--end``) predicts
 nothing, with a warning naming the file, the value, the video's length and its last frame's time. These
 options given with no video among the inputs get one note that they apply to videos only. A file with a
@@ -47,6 +51,9 @@ the file (and the frame) and the run goes on with the next input; the frames don
 video whose results file cannot be made (a folder of its name), skipped and counted. Ctrl-C, or a stop
 signal the command handles (``stop_requested``: the batch in hand finished first), ends the video as
 interrupted and is raised again with a message naming the videos done, the frames kept and the files.
+A stop while a video's overlay is finished (a second Ctrl-C) is recorded as one in a batch is: the
+summary is written, the overlay not (said in its notes). A results file that not even one line could be
+written to (a full disk) is removed and said so, not named as written.
 Shapes: D detections of one frame, H x W the frame as shown (after rotation).
 """
 
@@ -160,18 +167,21 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
     if earlier:
         print(f"maskrcnn predict: note: {out_dir} holds an earlier run's video results ({len(earlier)} "
               f"video(s): {', '.join(sorted(earlier)[:3])}{', ...' if len(earlier) > 3 else ''}): this "
-              "run's replace each once it has predicted its video completely (those it does not write "
-              "again are removed when the run is through)", file=sys.stderr)
+              "run's replace each once it has predicted its video completely (those of videos not among "
+              "this run's are removed when the run is through)", file=sys.stderr)
     used, done, failed = set(), 0, 0
     completed = set()  # stems this run predicted completely: their earlier files may go
-    path = None
+    kept = set()  # stems this run tried but did not predict completely: their earlier files stay
+    path = stem = None
     try:
         for k, path in enumerate(videos):
             tag = f"[video {k + 1}/{len(videos)}]"
             signum = stop_requested() if stop_requested is not None else None
-            if signum:  # came between two videos: the next one is not started
-                raise StoppedBySignal("", signum)
+            if signum:  # came between two videos (the last one's overlay being finished): none started
+                raise StoppedBySignal(f"{path} and the {len(videos) - k - 1} video(s) after it not started",
+                                      signum)
             stem = _unique_stem(path.stem, used)
+            kept.add(stem)  # until predicted completely
             try:
                 summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag,
                                         keep_earlier=stem in earlier, stop_requested=stop_requested)
@@ -180,10 +190,14 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
                 print(f"{tag} skipped {e}", file=sys.stderr)
                 failed += 1
                 continue
-            except OSError as e:  # its results file cannot be made (a folder of that name): the others go on
+            except ResultsFileError as e:  # a folder of its results' name: nothing made; the others go on
                 used.discard(stem)
                 print(f"{tag} skipped {path}: cannot write its results "
                       f"({e.filename or out_dir}: {e.strerror or e})", file=sys.stderr)
+                failed += 1
+                continue
+            except OSError as e:  # anything else (renaming the results into place): said as it is
+                print(f"{tag} {path}: stopped by an error ({type(e).__name__}: {e})", file=sys.stderr)
                 failed += 1
                 continue
             if summary["status"] == "failed":
@@ -192,15 +206,21 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
                 done += 1
                 if summary["status"] in REPLACING:
                     completed.add(stem)
+                    kept.discard(stem)
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: only the earlier overlays replaced by complete ones go
+        if getattr(e, "video_status", None) in REPLACING:  # all predicted, stopped while being finished
+            completed.add(stem)
+            kept.discard(stem)
         _remove_earlier_videos(out_dir, {s: i for s, i in earlier.items() if s in completed}, completed)
-        what = str(e) or (f"{path}: stopped before its first frame" if path is not None else "")
+        what = str(e) or (f"{path}: stopped before its results file was made" if path is not None else "")
         where = f"after {done + failed} of {len(videos)} video(s)"
         raise _restated(e, where + (f"; {what}" if what else "")) from None
     except BaseException:
         _remove_earlier_videos(out_dir, {s: i for s, i in earlier.items() if s in completed}, completed)
         raise
-    _remove_earlier_videos(out_dir, earlier, completed)
+    # a video this run was given but did not predict completely (limited, stopped, failed, unreadable) keeps
+    # its earlier results and overlay: only a complete prediction of a video replaces its own
+    _remove_earlier_videos(out_dir, {s: i for s, i in earlier.items() if s not in kept}, completed)
     return 0 if done > 0 or not failed else 1
 
 
@@ -215,6 +235,12 @@ JSONL_SUFFIX, OVERLAY_SUFFIX = ".predictions.jsonl", ".overlay.mp4"
 # file ends); not "limited" (--max-frames, --start, --end left frames out), "interrupted" nor "failed"
 REPLACING = ("complete", "truncated")
 PARTIAL_SUFFIX = ".predictions.partial.jsonl"  # a stopped video's results beside the earlier run's
+PARTIAL_OVERLAY_SUFFIX = ".overlay.partial.mp4"  # and the overlay of its frames done
+
+
+class ResultsFileError(OSError):
+    """A video's results file cannot be made (a folder of its name): the video is skipped, nothing made.
+    Its own class, so that another OSError is not said as this one."""
 
 
 def _earlier_videos(out_dir: Path) -> dict:
@@ -270,7 +296,10 @@ class _Lines:
 
     def __init__(self, path: Path):
         self.path = path
-        self._file = open(path, "wb", buffering=0)  # OSError (a folder of that name): nothing else made
+        try:
+            self._file = open(path, "wb", buffering=0)
+        except OSError as e:  # a folder of that name: nothing else made
+            raise ResultsFileError(e.errno, e.strerror, e.filename) from e
         self._end = 0  # the end of the last complete line
 
     def write(self, text: str) -> None:
@@ -278,7 +307,7 @@ class _Lines:
         try:
             while data:
                 data = data[self._file.write(data):]  # a raw write may write less than asked
-        except OSError:
+        except BaseException:  # a full disk, or Ctrl-C between two raw writes: no half line stays
             try:
                 self._file.truncate(self._end)  # frees blocks: works on a full disk
                 self._file.seek(self._end)
@@ -286,6 +315,10 @@ class _Lines:
                 pass
             raise
         self._end = self._file.tell()
+
+    @property
+    def empty(self) -> bool:
+        return self._end == 0
 
     def discard(self) -> None:
         self._file.close()
@@ -303,14 +336,14 @@ def _range_of(args) -> dict:
     return {"every": args.every, "start": args.start, "end": args.end, "max_frames": args.max_frames}
 
 
-def _limited(reader, args, summary: dict) -> bool:
+def _limited(reader, args, *, capped: bool) -> bool:
     """Whether ``--start``, ``--end`` or ``--max-frames`` left frames of the video out (given, but the
     video lies inside them, they leave nothing out): a frame decoded before ``--start``, one at or after
-    ``--end``, or ``--max-frames`` frames predicted (decoding stops there)."""
+    ``--end``, or ``capped``: a frame to predict was left after ``--max-frames`` (``_predict_frames``;
+    ``--max-frames`` equal to the frames there are leaves none)."""
     timing = reader.timing
     before = args.start > 0 and timing.first is not None and timing.first < args.start - 1e-6
     after = args.end is not None and timing.last is not None and timing.last >= args.end - 1e-6
-    capped = args.max_frames is not None and summary["frames_predicted"] >= args.max_frames
     return before or after or capped
 
 
@@ -321,7 +354,7 @@ def _range_flags(args) -> str:
     return " ".join(flags)
 
 
-def _new_overlay(reader, out_dir: Path, stem: str, args):
+def _new_overlay(reader, out_dir: Path, stem: str, args):  # its name is given when it is closed
     if args.no_overlays:
         return None
     from maskrcnn.data.video_writer import VideoWriter
@@ -350,7 +383,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                    "fps": float(reader.fps) if reader.fps else None, **_range_of(args), "status": "failed",
                    "problem": None, "notes": reader.notes}
         clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
-        stop, summary_lost, written = None, None, None
+        stop, summary_lost, written, capped = None, None, None, False
+        partial_overlay = out_dir / f"{stem}{PARTIAL_OVERLAY_SUFFIX}"
         # the results file first, then the overlay's hidden temporary file: a name taken (a folder) stops
         # here with nothing made
         with _Lines(partial if keep_earlier else jsonl) as out:
@@ -363,9 +397,10 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                      f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
             print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
             try:
-                _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock, stop_requested)
+                capped = _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock,
+                                         stop_requested)
                 summary["status"] = ("truncated" if reader.problem else
-                                     "limited" if _limited(reader, args, summary) else "complete")
+                                     "limited" if _limited(reader, args, capped=capped) else "complete")
             except KeyboardInterrupt as e:  # raised again below, once the frames done are written
                 summary["status"] = "interrupted"
                 stop = e
@@ -376,7 +411,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                     first_line = f"{e.strerror} (writing {out.path} or the overlay video)"
                 summary["problem"] = (f"{path}: stopped after {done} predicted frame(s) "
                                       f"({type(e).__name__}: {first_line})")
-                print(f"{tag} {summary['problem']}; the frames done are kept", file=sys.stderr)
+                kept_line = "; the frames done are kept" if done else ""
+                print(f"{tag} {summary['problem']}{kept_line}", file=sys.stderr)
             finally:  # what was done stays: the results, then the overlay of the frames done
                 summary["problem"] = summary["problem"] or reader.problem
                 if summary["width"] is None and reader.shown_size:  # no frame predicted: the size is known
@@ -390,24 +426,37 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                     reader.notes.append(f"limited to part of the video ({_range_flags(args)}): not a "
                                         "complete prediction of it")
                 replaced = summary["status"] in REPLACING or not keep_earlier
-                if replaced:
-                    end = _overlay_end(reader, args, clock, summary)
-                    written = _finish_overlay(overlay, summary, end=end)
-                else:  # the earlier overlay drew the earlier results, which stay
-                    if overlay is not None:
-                        overlay.discard()
+                # not replaced: the earlier overlay drew the earlier results, which stay; this run's goes
+                # beside its partial results
+                target = out_dir / f"{stem}{OVERLAY_SUFFIX}" if replaced else partial_overlay
+                try:  # a Ctrl-C (a second one) or signal while the encoder finishes: recorded, as in a batch
+                    written = _finish_overlay(overlay, summary, to=target,
+                                              end=_overlay_end(reader, args, clock, summary, capped=capped))
+                except KeyboardInterrupt as e:
+                    stop = stop or e
+                    summary["notes"].append("overlay video not written: stopped while it was being finished")
+                if written != partial_overlay:  # an earlier run's partial overlay drew other frames
+                    partial_overlay.unlink(missing_ok=True)
+                if not replaced:
                     limited = summary["status"] == "limited"
                     why = f"limited by {_range_flags(args)}" if limited else "stopped"
                     print(f"{tag} {path}: {why}: the earlier run's {jsonl.name} and overlay are kept; this "
-                          f"run's frames done are in {partial.name}", file=sys.stderr)
+                          f"run's frames done are in {partial.name}"
+                          + (f" and {partial_overlay.name}" if written else ""), file=sys.stderr)
                     jsonl = partial
                 try:
                     out.write(json.dumps({"summary": summary}) + "\n")
                 except OSError as e:  # a full disk: the frame lines stay whole (out cut back to them)
                     summary_lost = e
-        if keep_earlier and jsonl != partial:  # complete: it replaces the earlier results
+            empty = out.empty
+        if empty:  # not even a line could be written (a full disk): no file claims to hold results
+            out.path.unlink(missing_ok=True)
+        elif keep_earlier and jsonl != partial:  # complete: it replaces the earlier results
             os.replace(partial, jsonl)
-    if summary_lost is not None:
+    if summary_lost is not None and empty:
+        why = summary_lost.strerror or summary_lost
+        print(f"{tag} {path}: nothing could be written to {out.path} ({why}): removed", file=sys.stderr)
+    elif summary_lost is not None:
         why = summary_lost.strerror or summary_lost
         print(f"{tag} {path}: the summary line could not be written ({why}): "
               f"{jsonl} holds the {summary['frames_predicted']} complete frame line(s) without it",
@@ -419,15 +468,19 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
               file=sys.stderr)
     for note in summary["notes"]:
         print(f"{tag} {path}: {note}", file=sys.stderr)
-    print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; wrote "
-          f"{jsonl}" + (f" and {written}" if written else ""), file=sys.stderr)
+    files = [] if empty else [str(jsonl)]
+    files += [str(written)] if written else []
+    print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; "
+          + (f"wrote {' and '.join(files)}" if files else "no file written"), file=sys.stderr)
     if stop is not None:  # Ctrl-C / SIGTERM: the run stops, its line saying what was kept
-        raise _restated(stop, f"{path}: {summary['frames_predicted']} frame(s) kept in {jsonl}"
-                              + (f" and {written}" if written else "")) from None
+        stopped = _restated(stop, f"{path}: {summary['frames_predicted']} frame(s) kept in "
+                                  + (" and ".join(files) if files else "no file"))
+        stopped.video_status = summary["status"]  # all predicted (stopped while finishing): it replaced
+        raise stopped from None
     return summary
 
 
-def _overlay_end(reader, args, clock: dict, summary: dict) -> Optional[float]:
+def _overlay_end(reader, args, clock: dict, summary: dict, *, capped: bool) -> Optional[float]:
     """Seconds from the first predicted frame to where the last predicted frame stops showing. Read to its
     end, the source's last decoded frame plus one frame (``--end`` at most): not one ``--every`` step
     after the last predicted frame (a 2 s video at ``--every 15`` gave a 3 s overlay). Stopped before its
@@ -438,8 +491,7 @@ def _overlay_end(reader, args, clock: dict, summary: dict) -> Optional[float]:
     if first is None or last is None:
         return None
     frame = reader.timing.min_interval or 1 / float(reader.fps or DEFAULT_FPS)
-    stopped = summary["status"] in ("interrupted", "failed") or (
-        args.max_frames is not None and summary["frames_predicted"] >= args.max_frames)
+    stopped = summary["status"] in ("interrupted", "failed") or capped
     if stopped:
         end = clock["last"] + args.every * frame
         if reader.end_time is not None:
@@ -451,11 +503,13 @@ def _overlay_end(reader, args, clock: dict, summary: dict) -> Optional[float]:
     return end - first
 
 
-def _finish_overlay(overlay, summary: dict, *, end: Optional[float] = None) -> Optional[Path]:
+def _finish_overlay(overlay, summary: dict, *, to: Path, end: Optional[float] = None) -> Optional[Path]:
+    """The overlay renamed to ``to``; None where there is none or the encoder failed (said). Ctrl-C or a
+    stop signal is raised (the temporary file removed) for the caller to record."""
     if overlay is None:
         return None
     try:
-        written = overlay.close(end=end)
+        written = overlay.close(end=end, to=to)
     except Exception as e:  # noqa: BLE001 - the results are kept whatever the encoder says
         print(f"{summary['video']}: overlay video not written ({e})", file=sys.stderr)
         return None
@@ -501,7 +555,10 @@ def _timing_to_summary(reader, summary: dict) -> None:
 
 
 def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict, tag: str, clock: dict,
-                    stop_requested=None) -> None:
+                    stop_requested=None) -> bool:
+    """Predict the frames of the range, written as each batch is done; whether ``--max-frames`` left a
+    frame of the range out (the reader is asked for one more: a video of exactly ``--max-frames`` frames
+    is complete)."""
     import numpy as np
     import torch
 
@@ -509,7 +566,10 @@ def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict
     from maskrcnn.overlay_defaults import overlay_min_size
     from maskrcnn.visualize import draw_instances, skeleton_for
 
-    frames = reader.frames(every=args.every, max_frames=args.max_frames, start=args.start, end=args.end)
+    frames = reader.frames(every=args.every, start=args.start, end=args.end)
+    left = {}
+    if args.max_frames is not None:
+        frames = _at_most(frames, args.max_frames, left)
     skeleton = skeleton_for(predictor.cfg)  # the same for every frame
     last_print = time.perf_counter()
     for batch in _batches(frames, predictor.batch_size):
@@ -545,3 +605,14 @@ def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict
         signum = stop_requested() if stop_requested is not None else None
         if signum:  # SIGTERM: the batch in hand is done; the video is finished as after Ctrl-C
             raise StoppedBySignal("", signum)
+    return bool(left.get("more"))
+
+
+def _at_most(frames: Iterator, n: int, left: dict) -> Iterator:
+    """The first ``n`` of ``frames``; ``left["more"]``: whether one came after them (decoded, not given:
+    up to ``--every`` frames decoded more; the reader's end-of-video checks run when there is none)."""
+    for k, frame in enumerate(frames):
+        if k == n:
+            left["more"] = True
+            return
+        yield frame

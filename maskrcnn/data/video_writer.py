@@ -121,11 +121,13 @@ class VideoWriter:
             packet.duration = self._durations.pop(packet.pts, packet.duration)
             self._container.mux(packet)
 
-    def close(self, *, end: Optional[float] = None) -> Optional[Path]:
-        """Flush the encoder and rename the file into place; None (and no file) without a frame. ``end``:
-        seconds (on ``write``'s clock) the last frame shows until; None: as long as the one before it. On
-        any failure (the encoder, a full disk, the rename) the temporary file is removed and the error
-        raised."""
+    def close(self, *, end: Optional[float] = None, to: Optional[Union[str, os.PathLike]] = None
+              ) -> Optional[Path]:
+        """Flush the encoder and rename the file into place (``to``, in the same folder, else ``path``);
+        the file's path, None (and no file) without a frame. ``end``: seconds (on ``write``'s clock) the
+        last frame shows until; None: as long as the one before it. On any failure (the encoder, a full
+        disk, the rename, Ctrl-C) the temporary file is removed and the error raised."""
+        target = self.path if to is None else Path(to)
         if self._stream is None:
             self.discard()
             return None
@@ -136,11 +138,11 @@ class VideoWriter:
             self._container.close()
             # the rename too: a folder (or a file on another device) at ``path`` left the hidden temporary
             # file, a whole encoded video, behind
-            replace_durably(self._tmp, self.path)
+            replace_durably(self._tmp, target)
         except BaseException:
             self.discard()
             raise
-        return self.path
+        return target
 
     def discard(self) -> None:
         try:
