@@ -104,6 +104,8 @@ def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys)
     assert (metrics.pop("images_evaluated"), metrics.pop("images_skipped"),
             metrics.pop("images_skipped_by_reason")) == (3, [], {})  # eval's record
     assert (metrics.pop("weights"), metrics.pop("json")) == (str(ckpt), str(setup["gt"]))  # its provenance
+    assert metrics.pop("predictions") == str(root / "eval" / "predictions.json")  # what it wrote
+    assert {"analysis.json", "confusion.csv"} <= set(metrics.pop("artefacts"))
     assert sum(counts["segm"]["detections"].values()) == len(predicted) == 30
     assert main(["eval", "--results", str(root / "eval" / "predictions.json"), "--json", str(setup["gt"]),
                  "--output", str(root / "eval_results"), "--analysis", "--analysis-score", "0"]) == 0

@@ -15,7 +15,7 @@ import torch
 def test_inference_refuses_unknown_variants_up_front(benchmark_script, monkeypatch, capsys):
     inference = benchmark_script("inference")
     assert inference.parse_variants("fp32, int8,onnx") == ["fp32", "int8", "onnx"]
-    known = "fp32, fp32-opt, bf16, bf16-opt, int8, onnx"
+    known = "fp32, fp32-opt, bf16, bf16-opt, int8, int8-onednn, onnx"
     with pytest.raises(ValueError, match=f"unknown 'bogus'; known: {known}$"):
         inference.parse_variants("fp32,bogus")
     with pytest.raises(ValueError, match="none given"):
