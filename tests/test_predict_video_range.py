@@ -3,20 +3,13 @@ range, the status says limited when it left frames out, and a limited run does n
 complete run's results."""
 
 import pytest
+import test_predict_video
 from test_predict_video import _lines, _predict_quick, make_video  # tests/ is on the path
-from tiny_model import save_cat_dog_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-
-@pytest.fixture(scope="module")
-def av():
-    return pytest.importorskip("av")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_cat_dog_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+# the video tests' fixtures: PyAV (skipped without it), a tiny checkpoint written once per module
+av, checkpoint = test_predict_video.av, test_predict_video.checkpoint
 
 
 def test_range_is_recorded_and_a_limited_run_keeps_the_complete_one(av, checkpoint, tmp_path, capsys):
