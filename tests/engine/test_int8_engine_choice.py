@@ -67,6 +67,17 @@ def test_quantize_engine_calibrates_under_it_and_predict_runs_the_file_under_it(
     err = capsys.readouterr().err
     assert err.count("calibrated under the 'onednn' quantized engine") == 1
     assert torch.backends.quantized.engine == "onednn"
+    # eval and benchmark do the same
+    from tiny_model import write_one_image_set  # tests/ is on the path
+
+    gt = write_one_image_set(tmp_path / "set", 48, 64)
+    images = str(tmp_path / "set" / "images")
+    for command in (["eval", "--weights", str(out), "--json", str(gt), "--images", images,
+                     "--output", str(tmp_path / "m")], ["benchmark", "--weights", str(out), str(img)]):
+        torch.backends.quantized.engine = "x86"
+        assert main(command) == 0, command[0]
+        said = f"maskrcnn {command[0]}: note: {out} was calibrated under the 'onednn'"
+        assert said in capsys.readouterr().err
     # a file whose engine is the current one: nothing said, nothing changed
     torch.backends.quantized.engine = "onednn"
     assert main(["predict", "--weights", str(out), str(img), "--output", str(tmp_path / "p")]) == 0
