@@ -124,8 +124,10 @@ def build_predictor(args: argparse.Namespace):
         batch_size=args.batch_size, dtype=None if args.dtype == "float32" else args.dtype,
     )  # fmt: skip
     if args.weights:  # an .onnx file runs with onnxruntime, with --threads intra-op threads
+        from maskrcnn.commands.int8_engine import use_file_engine
         from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
 
+        use_file_engine(args.weights, "benchmark")  # an INT8 file: the engine it was calibrated under
         predictor = Predictor.from_weights(args.weights, threads=args.threads or None, **options,
                                            **no_config_kwargs("benchmark"))
         print_weights_notes(predictor, args.weights)
@@ -394,8 +396,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = build_predictor(args)
     from maskrcnn.commands.flag_options import not_applying
 
-    if predictor.int8_parts and args.no_optimise:
-        _note(not_applying([("--no-optimise", True)], "an INT8 file", "it always runs its INT8 kernels"))
+    if predictor.int8_parts and (args.no_optimise or args.no_winograd):  # predict's note, the same words
+        _note(not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)],
+                           "an INT8 file", "it always runs its INT8 kernels"))
     if predictor.runtime:  # predict's note, the same words
         note = not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)],
                             "an .onnx file", "onnxruntime runs its graph as exported")

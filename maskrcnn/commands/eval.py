@@ -203,8 +203,10 @@ def _predict(args, raw: dict) -> tuple:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.int8_engine import use_file_engine
     from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
 
+    use_file_engine(args.weights, "eval")  # an INT8 file runs under the engine it was calibrated under
     predictor = Predictor.from_weights(
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed

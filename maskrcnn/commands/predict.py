@@ -48,7 +48,8 @@ before predicting
 (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut
 short is read with that line dropped and a warning (``read_partial_results``). A checkpoint written by
 ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a
-note, and so is ``--no-optimise``); ``--int8 --calib-images PATH`` quantizes a plain checkpoint in memory
+note, and so are ``--no-optimise`` / ``--no-winograd``), under the quantized engine it was calibrated under
+(``commands/int8_engine.py``); ``--int8 --calib-images PATH`` quantizes a plain checkpoint in memory
 first (``commands/quantize.py``); ``--calib-images`` without ``--int8`` is refused ("needs --int8").
 ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
 (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
@@ -705,9 +706,11 @@ def run(args: argparse.Namespace) -> int:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
+    from maskrcnn.commands.int8_engine import use_file_engine
     from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
     from maskrcnn.predictor import FixedThresholdWarning
 
+    use_file_engine(args.weights, "predict")  # an INT8 file runs under the engine it was calibrated under
     with warnings.catch_warnings():  # its note is printed below, once, with the others
         warnings.simplefilter("ignore", FixedThresholdWarning)
         predictor = Predictor.from_weights(
@@ -729,11 +732,12 @@ def run(args: argparse.Namespace) -> int:
                             "an .onnx file", "onnxruntime runs its graph as exported")
         if note:
             print(f"maskrcnn predict: note: {note}", file=sys.stderr)
-    elif (predictor.int8_parts or args.int8) and args.no_optimise:  # benchmark's note, the same words
+    elif (predictor.int8_parts or args.int8) and (args.no_optimise or args.no_winograd):  # benchmark's note
         from maskrcnn.commands.flag_options import not_applying
 
         what = "an INT8 file" if predictor.int8_parts else "--int8"
-        note = not_applying([("--no-optimise", True)], what, "it always runs its INT8 kernels")
+        note = not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)], what,
+                            "it always runs its INT8 kernels")
         print(f"maskrcnn predict: note: {note}", file=sys.stderr)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments

@@ -1,7 +1,8 @@
 """``maskrcnn quantize``: INT8 post-training quantization of a checkpoint for CPU inference.
 
     maskrcnn quantize --weights CKPT --calib-images PATH [--calib-json J] [--calib-count 16]
-                      [--parts features,rpn,box_head,mask_head] [--set KEY=VALUE ...] --output OUT.pth
+                      [--parts features,rpn,box_head,mask_head] [--engine x86|onednn|fbgemm|qnnpack]
+                      [--set KEY=VALUE ...] --output OUT.pth
 
 Calibrates on ``--calib-count`` images spread evenly over the folder's sorted image files (or over the
 images ``--calib-json`` lists, ``file_name``s relative to ``--calib-images``; or on the one image
@@ -16,6 +17,10 @@ part named in ``--parts`` that the model lacks is refused before calibration, na
 is refused: write the result under another name (the INT8 file leaves out the training state, so a
 training checkpoint replaced by it could no longer be resumed).
 
+``--engine`` sets PyTorch's quantized engine for this process before calibrating (default: the current
+one, x86 on x86 CPUs); the file records it, and the other commands run it under it
+(``commands/int8_engine.py``).
+
 A calibration image that cannot be read is skipped with a warning naming it and counted in the last
 line by reason as ``predict`` counts it (``unreadable_image``; ``image_too_large``, a good file over the
 pixel limit, with the line saying the limit and how to raise it); only a set of which none could be read
@@ -27,10 +32,11 @@ a detection is enough); calibrate on images that show the objects, or leave it o
 ``add_int8_arguments`` / ``int8_predictor_kwargs`` / ``apply_int8_arguments`` give ``predict`` and ``eval``
 the same ``--int8 --calib-images PATH`` options, which calibrate in memory before running (a checkpoint
 already INT8 is run as it is, with one note, its calibration folder not read).
-``refuse_calibration_without_int8`` refuses ``--calib-images`` / ``--calib-json`` / ``--parts`` given to them
-without ``--int8``; ``calibrating_on_evaluated_note`` is eval's note when the calibration folder is the one
-it evaluates. A layer left in float32 because its INT8 kernel is wrong here is noted with what was
-measured (``modeling/int8_kernel_check.py``).
+``refuse_calibration_without_int8`` refuses ``--calib-images`` / ``--calib-json`` / ``--calib-count`` /
+``--parts`` given to them without ``--int8``; ``calibrating_on_evaluated_note`` is eval's note when the
+calibration folder is the one it evaluates, holds it, or is a file or folder inside it. A layer left in
+float32 because its INT8 kernel is wrong here is noted with what was measured
+(``modeling/int8_kernel_check.py``).
 """
 
 from __future__ import annotations
@@ -52,11 +58,20 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = Fals
                         help="folder of calibration images (or the image root of --calib-json); one "
                              "image file calibrates on that image alone")
     parser.add_argument("--calib-json", metavar="J", help="calibrate on the images this COCO JSON lists")
-    parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
+    # None: not given (refused without --int8), DEFAULT_CALIBRATION_IMAGES where it is used
+    parser.add_argument("--calib-count", type=int, default=None, metavar="N",
                         help=f"calibration images, spread over the set ({DEFAULT_CALIBRATION_IMAGES})")
     parser.add_argument("--parts", default=None,
                         help=f"what to quantize, comma-separated, of {','.join(PARTS)} (default: all the "
                              "model has; a keypoint model has no mask head)")
+
+
+def _calib_count(args) -> int:
+    """``--calib-count``, or the default when it was not given."""
+    from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES
+
+    count = getattr(args, "calib_count", None)
+    return DEFAULT_CALIBRATION_IMAGES if count is None else count
 
 
 def _parts(text: Optional[str]) -> Optional[list]:
@@ -103,7 +118,7 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
     named = f"--parts {args.parts}" if parts else "int8"
     # a part the model lacks: refused before the calibration images are listed, the message naming --parts
     check_parts(predictor.model, parts, named=named)
-    files = calibration_files(args.calib_images, json_path=args.calib_json, count=args.calib_count)
+    files = calibration_files(args.calib_images, json_path=args.calib_json, count=_calib_count(args))
     note = _parts_note(predictor.model, parts)
     if note:  # before calibrating, which takes a while
         print(f"note: {note}", file=sys.stderr)
@@ -133,19 +148,21 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
 
 
 def refuse_calibration_without_int8(args) -> None:
-    """``--calib-images`` / ``--calib-json`` / ``--parts`` given to predict or eval without ``--int8``:
-    refused (a forgotten ``--int8`` would otherwise run float32 without a word)."""
+    """``--calib-images`` / ``--calib-json`` / ``--calib-count`` / ``--parts`` given to predict or eval
+    without ``--int8``: refused (a forgotten ``--int8`` would otherwise run float32 without a word)."""
     from maskrcnn.commands.flag_options import refuse_without
 
     if not args.int8:
         refuse_without("--int8", [("--calib-images", args.calib_images is not None),
                                   ("--calib-json", args.calib_json is not None),
+                                  ("--calib-count", getattr(args, "calib_count", None) is not None),
                                   ("--parts", args.parts is not None)])
 
 
 def calibrating_on_evaluated_note(calib, images) -> Optional[str]:
-    """eval's note when ``calib`` (``--calib-images``) is the folder of the images evaluated, or one
-    holding it: the scales were measured on the images scored. None otherwise."""
+    """eval's note when ``calib`` (``--calib-images``) is the folder of the images evaluated, one
+    holding it, or a file or subfolder inside it: the scales were measured on images scored. None
+    otherwise."""
     from pathlib import Path
 
     if not calib or not images:
@@ -156,6 +173,9 @@ def calibrating_on_evaluated_note(calib, images) -> Optional[str]:
         return None
     if calib_path == images_path or calib_path in images_path.parents:
         return (f"--calib-images {calib} is (or holds) the --images folder evaluated: calibrate on "
+                "training images, not on the ones you evaluate")
+    if images_path in calib_path.parents:  # a file or a subfolder of it: some of the images evaluated
+        return (f"--calib-images {calib} is inside the --images folder evaluated: calibrate on "
                 "training images, not on the ones you evaluate")
     return None
 
@@ -188,6 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the EMA copy 'model_ema' it keeps, calibrated and written as the output's weights)")
     parser.add_argument("--output", required=True, help="the INT8 checkpoint to write (.pth)")
     add_int8_arguments(parser, required=True)
+    from maskrcnn.commands.int8_engine import add_engine_argument
+
+    add_engine_argument(parser)
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
         help="config overrides, stored with the output (e.g. input.min_size_test=640)",
@@ -196,6 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskrcnn.commands.int8_engine import set_engine_from_args
     from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.engine.int8 import INT8_KEY, save_int8_checkpoint
@@ -203,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.io_utils import check_output_file, check_output_not_input
     from maskrcnn.predictor import Predictor
 
+    set_engine_from_args(args)  # before anything is built: the calibration reads the engine
     check_output_file(args.output, "--output")
     # the output keeps no training state: one naming the --weights file (any spelling, a link) is refused
     check_output_not_input(args.output, split_ema(args.weights)[0], result="the INT8 checkpoint")

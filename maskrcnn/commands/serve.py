@@ -239,11 +239,13 @@ def _labelstudio_fetcher(args: argparse.Namespace):
 
 def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, fetcher, *, tile=None,
            tta=None) -> int:
+    from maskrcnn.commands.int8_engine import use_file_engine
     from maskrcnn.commands.weights_args import no_config_kwargs, print_weights_notes
     from maskrcnn.config import parse_set_args
     from maskrcnn.predictor import FixedThresholdWarning, Predictor
     from maskrcnn.serve.server import uvicorn_config
 
+    use_file_engine(args.weights, "serve")  # an INT8 file runs under the engine it was calibrated under
     with warnings.catch_warnings():  # its note is printed below, once, as predict prints it
         warnings.simplefilter("ignore", FixedThresholdWarning)
         predictor = Predictor.from_weights(

@@ -296,13 +296,16 @@ def engine_problem(saved) -> Optional[str]:
     supported = list(torch.backends.quantized.supported_engines)
     if saved in supported and same_quantization(saved, engine):
         return None
-    again = (f"or calibrate again under {engine!r} (in Python: quantize_predictor from maskrcnn.engine.int8, "
-             "with the engine set before the Predictor is built)")
+    again = (f"calibrate again under {engine!r} (`maskrcnn quantize --engine {engine}`; in Python: "
+             "quantize_predictor from maskrcnn.engine.int8, with the engine set before the Predictor is "
+             "built)")
     if saved in supported:
         return (f"is {saved!r} and this process runs {engine!r}, which quantizes differently: set "
-                f"torch.backends.quantized.engine = {saved!r} before loading it, {again}")
+                f"torch.backends.quantized.engine = {saved!r} before loading it (the maskrcnn commands "
+                f"predict, eval, serve and benchmark do so themselves), or {again}")
+    offered = [e for e in supported if e != "none"]
     return (f"is {saved!r}, which this PyTorch build or CPU does not offer (it has "
-            f"{', '.join(supported)}): {again}")
+            f"{', '.join(offered)}): {again}")
 
 
 def save_int8_checkpoint(path: Union[str, os.PathLike], ckpt: dict, section: dict) -> None:

@@ -425,9 +425,18 @@ def _json_image_note(text: str) -> str:
 
 def _fixed_threshold_note(predictor, thresh: Optional[float]) -> Optional[str]:
     """``Predictor.fixed_threshold_note`` for a request's ``score_thresh`` (an ONNX graph keeps nothing
-    below its exported threshold), without its "note: " prefix; None when it does not apply."""
+    below its exported threshold), without its "note: " prefix; None when it does not apply. When the
+    server's own ``--score-thresh`` is the higher bound, the note names it instead."""
     note_for = getattr(predictor, "fixed_threshold_note", None)
     note = note_for(thresh) if note_for is not None and thresh is not None else None
+    server = getattr(predictor, "score_thresh", None)
+    if note and server is not None and thresh < server:
+        # the server's own --score-thresh filters first: exporting again at a lower threshold would not help
+        exported = float(predictor.cfg.model.roi_heads.score_thresh)
+        if server >= exported:
+            lower = f" (the exported model keeps scores down to {exported:g})" if server > exported else ""
+            return (f"a score_thresh of {thresh:g} keeps nothing more than this server's own {server:g} "
+                    f"(serve --score-thresh): start the server with a lower --score-thresh{lower}")
     return note[len("note: "):] if note and note.startswith("note: ") else note
 
 

@@ -227,7 +227,9 @@ def test_eval_notes_calibrating_on_the_images_it_evaluates(tmp_path):
         calibrating_on_evaluated_note(str(val), str(tmp_path / "val" / "." ))
     assert calibrating_on_evaluated_note(str(tmp_path), str(val))  # a folder holding them
     assert calibrating_on_evaluated_note(str(train), str(val)) is None
-    assert calibrating_on_evaluated_note(str(val / "c0.png"), str(val)) is None  # one file of them: no
+    # one file of them, or a subfolder: some of the images evaluated, the same leak
+    assert "is inside the --images folder evaluated" in calibrating_on_evaluated_note(str(val / "c0.png"),
+                                                                                       str(val))
 
 
 def test_eval_refuses_calib_images_without_int8_and_notes_calibrating_on_the_evaluated_folder(
