@@ -7,10 +7,10 @@ and eval calibrating on the images it evaluates."""
 
 import argparse
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from test_int8_kernel_check import MaskHeadLike, mask_head_only_model  # this folder is on the path
+from test_int8_probe_fixes import _pngs
 from tiny_model import TINY_FROZEN_BN, build_tiny, save_tiny_checkpoint  # tests/ is on the path
 from torch import nn
 
@@ -34,53 +34,19 @@ def engine():
     torch.backends.quantized.engine = before
 
 
-def _pngs(folder, n, seed=0):
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(folder / f"c{i}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
     model, cfg = build_tiny(TINY_FROZEN_BN)
     return save_tiny_checkpoint(tmp_path_factory.mktemp("engines") / "fp32.pth", model, cfg)
 
 
-class _Head(nn.Module):
-    """A mask head as prepare_int8 sees it (MaskHead's names): 3x3 conv, 2x2 stride-2 deconv, 1x1."""
-
-    def __init__(self, channels=16):
-        super().__init__()
-        g = torch.Generator().manual_seed(3)
-        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())])
-        self.deconv = nn.ConvTranspose2d(channels, channels, 2, stride=2)
-        self.predictor = nn.Conv2d(channels, 3, 1)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-
-    def forward(self, x):
-        for c in self.convs:
-            x = c(x)
-        return self.predictor(torch.relu(self.deconv(x)))
-
-
 def test_onednn_calibrates_a_mask_head_and_stays_close_to_float32(engine):
     # onednn's default mapping gave the transposed convolution a per-channel weight observer, which
     # prepare_fx refused with a bare AssertionError; per-tensor weights now, as x86's mapping has
     engine("onednn")
-    head = _Head().eval()
+    head = MaskHeadLike().eval()
     x = torch.randn(4, 16, 7, 7, generator=torch.Generator().manual_seed(4))
-    prepared = quantize._prepare(head, (x,), float_modules=quantize._MASK_FLOAT)
-    with torch.no_grad():
-        prepared(x)
-    model = nn.Module()
-    model.int8_parts, model.int8_converted = ["mask_head"], False
-    model.roi_heads = nn.Module()
-    model.roi_heads.mask_head = quantize.QuantizedMaskHead(prepared, class_agnostic=False)
-    model.roi_heads.box_head = nn.Module()
+    model = mask_head_only_model(head, x)
     quantize.convert_int8(model)
     with torch.no_grad():
         ref, out = head(x), model.roi_heads.mask_head(x)
@@ -166,16 +132,9 @@ def test_the_float32_deconv_note_says_what_was_measured(monkeypatch, capsys):
     from maskrcnn.commands import quantize as command
     from maskrcnn.engine import int8
 
-    head = _Head(channels=8).eval()
+    head = MaskHeadLike(channels=8).eval()
     x = torch.randn(2, 8, 5, 5, generator=torch.Generator().manual_seed(1))
-    prepared = quantize._prepare(head, (x,), float_modules=quantize._MASK_FLOAT)
-    with torch.no_grad():
-        prepared(x)
-    model = nn.Module()
-    model.int8_parts, model.int8_converted = ["mask_head"], False
-    model.roi_heads = nn.Module()
-    model.roi_heads.mask_head = quantize.QuantizedMaskHead(prepared, class_agnostic=False)
-    model.roi_heads.box_head = nn.Module()
+    model = mask_head_only_model(head, x)
     monkeypatch.setattr(quantize, "int8_transposed_conv_error", lambda layer: 1.41)
     quantize.convert_int8(model)
     section = {"parts": ["mask_head"], "engine": "x86", "calibration": {"images": 1, "skipped_reasons": {}}}

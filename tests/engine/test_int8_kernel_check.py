@@ -33,15 +33,15 @@ def test_the_check_catches_a_wrong_kernel(monkeypatch):
         int8_kernel_check._error.cache_clear()
 
 
-class _Head(nn.Module):
-    """A mask head as quantize.prepare_int8 sees it: convs, deconv, predictor (MaskHead's names)."""
+class MaskHeadLike(nn.Module):
+    """A mask head as quantize.prepare_int8 sees it (MaskHead's names): 3x3 conv, 2x2 stride-2 deconv, 1x1."""
 
-    def __init__(self):
+    def __init__(self, channels=16):
         super().__init__()
         g = torch.Generator().manual_seed(3)
-        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())])
-        self.deconv = nn.ConvTranspose2d(16, 16, 2, stride=2)
-        self.predictor = nn.Conv2d(16, 3, 1)
+        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())])
+        self.deconv = nn.ConvTranspose2d(channels, channels, 2, stride=2)
+        self.predictor = nn.Conv2d(channels, 3, 1)
         with torch.no_grad():
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
@@ -52,10 +52,8 @@ class _Head(nn.Module):
         return self.predictor(torch.relu(self.deconv(x)))
 
 
-def _convert_mask_head(monkeypatch, works: bool):
-    """A fake model whose only prepared part is the mask head, converted with the check forced."""
-    head = _Head().eval()
-    x = torch.randn(4, 16, 7, 7, generator=torch.Generator().manual_seed(4))
+def mask_head_only_model(head: nn.Module, x: torch.Tensor) -> nn.Module:
+    """A fake model whose only prepared part is ``head``, calibrated on ``x``, ready for convert_int8."""
     prepared = quantize._prepare(head, (x,), float_modules=quantize._MASK_FLOAT)
     with torch.no_grad():
         prepared(x)
@@ -64,6 +62,14 @@ def _convert_mask_head(monkeypatch, works: bool):
     model.roi_heads = nn.Module()
     model.roi_heads.mask_head = quantize.QuantizedMaskHead(prepared, class_agnostic=False)
     model.roi_heads.box_head = nn.Module()
+    return model
+
+
+def _convert_mask_head(monkeypatch, works: bool):
+    """A fake model whose only prepared part is the mask head, converted with the check forced."""
+    head = MaskHeadLike().eval()
+    x = torch.randn(4, 16, 7, 7, generator=torch.Generator().manual_seed(4))
+    model = mask_head_only_model(head, x)
     monkeypatch.setattr(quantize, "int8_transposed_conv_error", lambda layer: 0.01 if works else 1.4)
     quantize.convert_int8(model)
     with torch.no_grad():
