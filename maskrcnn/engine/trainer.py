@@ -484,11 +484,14 @@ class Trainer:
             return f"the last good checkpoint is {self.output_dir / name}"
         return f"no checkpoint was written before it ({self.output_dir} holds none to resume from)"
 
-    def resume(self) -> bool:
+    def resume(self, then: Optional[Callable[[], None]] = None) -> bool:
         """Load the newest readable checkpoint in ``output_dir``; True if there was one.
 
         ``last_checkpoint`` names it; should that file be unreadable (a disk problem after the write),
-        the newest other ``model_*.pth`` that loads is used instead, with a warning.
+        the newest other ``model_*.pth`` that loads is used instead, with a warning. ``then`` is called
+        (every process) once it has loaded, right after "resumed from ...": what the caller has to say
+        about the resume (``--set solver.iters 2 -> 3``) comes before what it leads to (the earlier end's
+        ``model_final.pth`` set aside).
         """
         candidates = checkpoint_candidates(self.output_dir)
         if not candidates:
@@ -522,8 +525,10 @@ class Trainer:
             if on_record:
                 self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
                                   f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
-            if self._left is None:  # training left: past the end an earlier, shorter schedule reached
-                self._set_aside_final(ckpt["model"], path)
+        if then is not None:
+            then()
+        if self.is_main and self._left is None:  # training left: past the end a shorter schedule reached
+            self._set_aside_final(ckpt["model"], path)
         return True
 
     def _set_aside_final(self, resumed: dict, resumed_from: Path) -> None:
