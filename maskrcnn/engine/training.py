@@ -69,7 +69,7 @@ def _asked(key: str, overrides: dict) -> bool:
 
 
 def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
-                    notes=None, config_said=None):
+                    notes=None, config_said=None, read=None):
     """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
     input, data, seed, device: the run goes on with the settings it was started with), then what this
     command asks for explicitly, and the run's class names.
@@ -84,7 +84,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     from the run's is an error, the same one is not applied again (``from_checkpoint`` False: the run has
     no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
     ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
-    once without it). ``config_said``: how the lines name that config (``config_phrase``)."""
+    once without it). ``config_said``: how the lines name that config (``config_phrase``). ``read``: a dict
+    that takes the checkpoint read for its config (``_checkpoints_config``), for ``Trainer.resume``."""
     from maskrcnn.config import apply_overrides, flatten_sections, load_config, set_keys, validate_config
 
     saved_path = output / "config.yaml"
@@ -92,11 +93,11 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     if saved_path.is_file():
         saved = load_config(str(saved_path), stored=True)
         if from_checkpoint:
-            saved = _checkpoints_model(saved, saved_path, later)
+            saved = _checkpoints_model(saved, saved_path, later, read=read)
     else:
         # a run folder copied without its config.yaml (or the file deleted): the checkpoint's own config
         # is the run's (the preset's model was built, and torch's kilobytes of load_state_dict errors said)
-        held = _checkpoints_config(output) if from_checkpoint else None
+        held = _checkpoints_config(output, read=read) if from_checkpoint else None
         if held is None:
             return cfg, ()
         saved, path = held
@@ -165,7 +166,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
-def _checkpoints_model(saved, saved_path: Path, say):
+def _checkpoints_model(saved, saved_path: Path, say, read=None):
     """``saved`` (the run's ``config.yaml``) with the model section of the checkpoint the resume continues
     from, the one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads): its weights
     are of that model. A ``config.yaml`` whose model section was edited, or copied from another run, made
@@ -175,7 +176,7 @@ def _checkpoints_model(saved, saved_path: Path, say):
     the checkpoint's once it has loaded. ``saved`` as it is when no checkpoint loads (``resume`` says why)."""
     from maskrcnn.config import flatten_sections
 
-    found = _checkpoints_config(saved_path.parent)
+    found = _checkpoints_config(saved_path.parent, read=read)
     if found is None:
         return saved
     held, path = found
@@ -194,19 +195,25 @@ def _checkpoints_model(saved, saved_path: Path, say):
     return saved
 
 
-def _checkpoints_config(run_dir: Path):
+def _checkpoints_config(run_dir: Path, read=None):
     """``(Config, path)``: the config stored in the checkpoint a resume of ``run_dir`` continues from, the
     one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads); None when none loads
-    (``resume`` says why)."""
+    (``resume`` says why). ``read`` (a dict) takes what was read, ``{"path", "checkpoint", "errors"}``:
+    handed to ``Trainer.resume``, the checkpoint is read once (hundreds of MB, on every process)."""
     from maskrcnn.checkpoint import CheckpointError, load_checkpoint
     from maskrcnn.config import from_dict
     from maskrcnn.engine.trainer import checkpoint_candidates
 
+    errors = []
     for path in checkpoint_candidates(run_dir):
-        try:  # read again by resume(): only its config is kept here
-            return from_dict(load_checkpoint(path, map_location="cpu")["config"], stored=True), path
-        except CheckpointError:
+        try:
+            ckpt = load_checkpoint(path, map_location="cpu")
+        except CheckpointError as e:
+            errors.append(str(e))
             continue
+        if read is not None:
+            read.update(path=path, checkpoint=ckpt, errors=errors)
+        return from_dict(ckpt["config"], stored=True), path
     return None
 
 
@@ -546,11 +553,12 @@ def build_training(
         du.say_on_launch_rank0(line, file=log_stream)
 
     source, changes, kept, run_classes, resume_notes = None, {}, {}, (), []
+    read: dict = {}  # the checkpoint resumed from, read once for its config and its weights
     if resume:  # before the device: the run's config names it unless asked otherwise
         # also with no checkpoint yet (the run starts again from scratch with its own settings)
         cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
                                            from_checkpoint=resuming, notes=resume_notes,
-                                           config_said=config_said)
+                                           config_said=config_said, read=read)
         run_classes = run_classes if resuming else ()
     device = resolve_device(cfg.device, what="the config's device") if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
@@ -759,7 +767,8 @@ def build_training(
         while resume_notes:  # "resumed from" and before what they lead to (an earlier end set aside, or
             say(resume_notes.pop(0))  # solver.iters cut to the checkpoint's iteration: its end)
 
-    resumed = resume and trainer.resume(then=say_notes)
+    resumed = resume and trainer.resume(then=say_notes, read=read or None)
+    read.clear()  # its tensors are the model's and the optimizer's now
     if resume and not resumed and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
     say_notes()  # no checkpoint resumed from: the run starts again with the run's settings

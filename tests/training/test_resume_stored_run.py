@@ -92,3 +92,35 @@ def test_the_set_line_comes_before_the_final_weights_it_sets_aside(run):
     at = [log.find(s) for s in lines]
     assert -1 not in at and at == sorted(at), log
     assert yaml.safe_load((out / "config.yaml").read_text())["solver"]["iters"] == 2
+
+
+def test_the_checkpoint_resumed_from_is_read_once(run, monkeypatch):
+    import maskrcnn.checkpoint as checkpoint
+    import maskrcnn.engine.trainer as trainer_module
+
+    out, data = run
+    (out / "model_final.pth").unlink()  # its own read (set aside) is not the one counted
+    reads = []
+
+    def counting(path, *args, **kwargs):
+        reads.append(path.name)
+        return real(path, *args, **kwargs)
+
+    real = checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", counting)
+    monkeypatch.setattr(trainer_module, "load_checkpoint", counting)
+    trainer, _, _ = _build(load_config("demo", {"solver.iters": 2}), data, out, resume=True,
+                           overrides={"solver.iters": "2"})
+    assert trainer.iteration == 1 and reads == ["model_0000001.pth"], reads
+
+
+def test_an_unreadable_last_checkpoint_is_still_said_to_be_skipped(run):
+    out, data = run
+    (out / "model_0000002.pth").write_bytes(b"not a checkpoint")
+    (out / "last_checkpoint").write_text("model_0000002.pth")
+    trainer, _, stream = _build(load_config("demo", {"solver.iters": 3}), data, out, resume=True,
+                                overrides={"solver.iters": "3"})
+    log = stream.getvalue()
+    assert trainer.iteration == 1 and "warning: skipped " in log and "model_0000002.pth" in log, log
+    at = [log.find(s) for s in ("warning: skipped ", "resumed from", "resume: solver.iters")]
+    assert -1 not in at and at == sorted(at), log
