@@ -16,9 +16,10 @@ Checked when read (``validate_config``, after every override): types, and ranges
 counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the error names the key;
 whole numbers for int keys and the ``WHOLE_LISTS`` (``solver.steps``, ``input.min_size``); a config to train
 with (not one stored in a checkpoint) also needs ``solver.iters`` >= 1, ``solver.steps`` in increasing order
-and ``seed`` in [0, 2**63). A number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a
-list of numbers too; a quoted number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a
-YAML file and in ``--set`` alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
+and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions took, load). A
+number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a list of numbers too; a quoted
+number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a YAML file and in ``--set``
+alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
 an error naming the file and line), syntax errors name the file and line, and aliases may add at most
 ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1 readings
 that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and load), in values
@@ -900,7 +901,9 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
             if key == "solver.iters" and not stored:
                 wanted = _ITERS_TO_TRAIN
             problems.append(f"{key} must be {wanted}, got {value!r}")
-    for key in WHOLE_LISTS:  # set by attribute assignment (YAML and --set fractions: _coerce)
+    for key in WHOLE_LISTS if not stored else ():
+        # a stored config is not checked: earlier versions took fractions (a script's 0.75 * iters), and
+        # its checkpoints must still load for predict, eval and resume (both keys only shape training)
         value = get_key(cfg, key)
         values = value if isinstance(value, (tuple, list)) else (value,)
         if all(_is_number(v) for v in values) and not all(_is_whole(v) for v in values):
@@ -954,7 +957,9 @@ def _best_model_problems(s: SolverConfig) -> list:
     return []
 
 
-SEED_LIMIT = 2**63  # seeds in [0, SEED_LIMIT): what torch's and numpy's generators all take
+# seeds in [-2**63, 2**64): what torch.manual_seed takes (64 bits, signed or not; checked). The data
+# loader masks a seed to 64 bits and the trainer's draws take it modulo, so every such seed trains
+SEED_RANGE = (-(2**63), 2**64)
 
 
 def _training_problems(cfg: Config) -> list:
@@ -966,8 +971,9 @@ def _training_problems(cfg: Config) -> list:
         problems.append(f"solver.iters must be {_ITERS_TO_TRAIN}, got {iters!r}")
     # torch.manual_seed takes 64 bits: seed=1e30 failed later as "Overflow when unpacking long long", not
     # naming the key (a stored config is not checked: its run is over or resumed with its own seed)
-    if _is_whole(cfg.seed) and not 0 <= cfg.seed < SEED_LIMIT:
-        problems.append(f"seed must be a whole number in [0, 2**63), got {cfg.seed!r}")
+    if _is_whole(cfg.seed) and not SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1]:
+        problems.append(f"seed must be a whole number in [-2**63, 2**64) (torch's generators take 64 bits), "
+                        f"got {cfg.seed!r}")
     steps = tuple(cfg.solver.steps)
     # the schedule sorts them, so [15000, 1800] (18000 meant) dropped the lr at 1800 without a word; a
     # stored config is not checked (earlier versions took any order, and its run is over or resumed as is).
@@ -1003,12 +1009,13 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
+def _coerce(name: str, current: Any, value: Any, type_name: str = "", *, stored: bool = False) -> Any:
     """Convert ``value`` (from YAML or a ``--set`` string) to the type of the field's current value.
 
     ``type_name`` is the field's annotation: ``Union[int, tuple]`` fields accept one number or a list.
     Numpy and torch scalars and arrays, and paths, read as ``plain_value`` reads them (``train(set=...)``'s
-    rule): ``np.int64(5)`` is 5, ``np.float32(0.1)`` 0.1, ``np.bool_(True)`` true.
+    rule): ``np.int64(5)`` is 5, ``np.float32(0.1)`` 0.1, ``np.bool_(True)`` true. ``stored`` (a checkpoint's
+    or a run's config): a fraction in a ``WHOLE_LISTS`` key is kept, as earlier versions wrote it.
     """
     if not isinstance(value, str):
         try:
@@ -1042,7 +1049,10 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
         return value
     if isinstance(value, (list, tuple)):
         if isinstance(current, tuple) or one_or_many:
-            return tuple(_whole(name, v) for v in value) if name in WHOLE_LISTS else tuple(value)
+            # a stored one keeps its fractions (earlier versions took them: see config_problems)
+            if name not in WHOLE_LISTS:
+                return tuple(value)
+            return tuple(_whole(name, v, strict=not stored) for v in value)
         raise ValueError(f"config key {name!r} expects one value, got the list {value!r}")
     if isinstance(current, tuple) and not one_or_many:
         raise ValueError(f"config key {name!r} expects a list, got {value!r}")
@@ -1060,7 +1070,7 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "") -> Any:
         return float(value)
     if type_name == "int" or name in WHOLE_LISTS:
         # counts, sizes, periods, seeds: solver.iters=1.5 trained 1 iteration without a word (2.0 is 2)
-        return _whole(name, value)
+        return _whole(name, value, strict=not (stored and name in WHOLE_LISTS))
     return value
 
 
@@ -1082,11 +1092,14 @@ def _number_text(value: Any) -> Any:
     return value
 
 
-def _whole(name: str, value: Any) -> Any:
+def _whole(name: str, value: Any, *, strict: bool = True) -> Any:
     """A float that is a whole number (``1e3``, 2.0) as the int; a fraction is a ValueError naming the
-    key (anything else is left for the kind and range checks)."""
+    key (``strict`` False, a stored config's list: left as it is; anything else is left for the kind and
+    range checks)."""
     if isinstance(value, float) and not isinstance(value, bool):
         if not value.is_integer():
+            if not strict:
+                return value
             raise ValueError(f"config key {name!r} expects a whole number, got {value!r}")
         return int(value)
     return value
@@ -1152,7 +1165,7 @@ def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = Non
     lines = lines or {}
     for dotted, value in overrides.items():
         try:
-            cfg = _apply_one(cfg, dotted, value)
+            cfg = _apply_one(cfg, dotted, value, stored=stored)
         except (KeyError, ValueError) as e:
             if dotted not in lines:
                 raise
@@ -1177,8 +1190,9 @@ def _with_line(problem: str, lines: dict, source: str) -> str:
     return f"{problem} ({source} line {lines[key]})" if key in lines else problem
 
 
-def _apply_one(cfg: Config, dotted: str, value: Any) -> Config:
-    """``cfg`` (changed in place) with one dotted key set; a section's mapping sets each of its keys."""
+def _apply_one(cfg: Config, dotted: str, value: Any, *, stored: bool = False) -> Config:
+    """``cfg`` (changed in place) with one dotted key set; a section's mapping sets each of its keys
+    (``stored``: as ``_coerce``)."""
     parts = dotted.split(".")
     node = cfg
     for i, part in enumerate(parts[:-1]):
@@ -1202,9 +1216,9 @@ def _apply_one(cfg: Config, dotted: str, value: Any) -> Config:
         if not isinstance(value, dict):
             raise ValueError(f"config key {dotted!r} is a section; give a mapping")
         for k, v in value.items():
-            cfg = _apply_one(cfg, f"{dotted}.{k}", v)
+            cfg = _apply_one(cfg, f"{dotted}.{k}", v, stored=stored)
         return cfg
-    setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type)))
+    setattr(node, leaf, _coerce(dotted, current, value, str(fields[leaf].type), stored=stored))
     return cfg
 
 
@@ -1263,25 +1277,31 @@ def parse_set_args(items: list) -> dict:
     import warnings
 
     out: dict = {}
-    named: dict = {}  # dotted key -> its value, from the items so far (a section's mapping walked)
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
-        leaves = _set_values(key, value)
-        if key in out:  # the same key again (a typo, or a script adding to a line): the earlier is dropped
-            if _read_value(out[key]) != _read_value(value):
-                warnings.warn(f"{key} given twice: {value} (the last) used", stacklevel=2)
-            for dotted in _set_values(key, out[key]):
-                named.pop(dotted, None)
-        else:  # a key alone and in its section's mapping: both applied, the last given wins
-            for dotted, leaf in leaves.items():
-                if dotted in named and _read_value(named[dotted]) != _read_value(leaf):
-                    warnings.warn(f"{dotted} given twice: {_shown_value(leaf)} (the last) used", stacklevel=2)
-        named.update(leaves)
-        out.pop(key, None)  # re-inserted last: applied after the items given before it
-        out[key] = value
+        before = _effective_leaves(out)  # dotted key -> the value the items so far give it
+        earlier = out.pop(key, None)  # the same key again (a typo, a script adding to a line): dropped
+        out[key] = value  # last: applied after the items given before it
+        # a key alone and in its section's mapping: both applied, the last given wins. Each leaf whose
+        # value this item changes is named with the value now used (the dict applied, not this item's)
+        now = _effective_leaves(out)
+        changed = [d for d in _set_values(key, value)
+                   if d in before and _read_value(before[d]) != _read_value(now.get(d))]
+        for dotted in changed:
+            warnings.warn(f"{dotted} given twice: {_shown_value(now[dotted])} (the last) used", stacklevel=2)
+        if not changed and earlier is not None and _read_value(earlier) != _read_value(value):
+            warnings.warn(f"{key} given twice: {value} (the last) used", stacklevel=2)
     return out
+
+
+def _effective_leaves(overrides: dict) -> dict:
+    """{dotted key: value} that applying ``overrides`` in order sets (a section's mapping walked)."""
+    leaves: dict = {}
+    for key, value in overrides.items():
+        leaves.update(_set_values(key, value))
+    return leaves
 
 
 def _set_values(key: str, value: str) -> dict:
@@ -1359,6 +1379,7 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
     differs)."""
     name = preset_or_path or "r50_fpn"
     written: frozenset = frozenset()
+    lines, source = {}, ""  # a YAML file's: the line each of its keys is on
     if name in PRESETS:
         cfg = PRESETS[name]()
     else:
@@ -1383,6 +1404,7 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
             raise ValueError(f"{path}: looks like a detectron2 config (_BASE_, upper-case keys): not read; "
                              "use a preset and --set (docs/checkpoints.md for converting its weights)")
         base_name = data.pop("_base_", "r50_fpn")
+        source = path.name
         if base_name not in PRESETS:
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
         written = written_keys(data)
@@ -1393,8 +1415,10 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     problems = [] if stored else _training_problems(cfg)
-    if problems:
-        raise ValueError("invalid configuration: " + "; ".join(problems))
+    if problems:  # the file's line for a key the file set, not one --set gave
+        from_file = {k: n for k, n in lines.items() if k not in set_keys(overrides or {})}
+        raise ValueError("invalid configuration: " + "; ".join(_with_line(p, from_file, source)
+                                                                for p in problems))
     return cfg, written
 
 

@@ -77,6 +77,7 @@ def write_overlays(trainer, cfg, val_json, val_images, out_dir: Path, n: int = N
 
 
 def _generate(task: str, data_dir: Path, seed: int) -> dict:
+    seed %= 2**64  # a config's seed may be negative (torch.manual_seed takes it); numpy's SeedSequence not
     if task == "keypoints":
         from maskrcnn.data.poses import generate_pose_dataset
 

@@ -459,6 +459,23 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _refuse_unreadable_results(given: list) -> None:
+    """/dev/null, a FIFO, a folder: there, but no file to read ("no such results file" was said of them).
+    Each path of a comma-separated list counts (the form ``--help`` documents), as ``resolve_results_paths``
+    splits them; a folder that is MMDetection's prefix (``PREFIX.bbox.json`` beside it) is left to it."""
+    from maskrcnn.engine.results_file import _KINDS
+
+    for item in given:
+        for part in [item] if os.path.isfile(item) else [p for p in str(item).split(",") if p]:
+            if not os.path.exists(part) or os.path.isfile(part):
+                continue
+            if os.path.isdir(part):
+                if any(os.path.isfile(f"{part}.{kind}.json") for kind in _KINDS):
+                    continue
+                raise ValueError(f"--results {part}: is a folder (a results JSON file is expected)")
+            raise ValueError(f"--results {part}: not a regular file (a results JSON file is expected)")
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.eval_stale import ARTEFACTS_KEY, earlier_artefacts, set_aside_stale, stale_note
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
@@ -482,11 +499,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--config applies to --weights (a bare state dict of ours), not to --results files")
     if args.results:
         _refuse_model_flags(args)
-        # /dev/null, a FIFO: there, but no file to read ("no such results file" was said of them)
-        odd = next((p for p in args.results if os.path.exists(p) and not os.path.isfile(p)
-                    and not os.path.isdir(p)), None)
-        if odd is not None:
-            raise ValueError(f"--results {odd}: not a regular file (a results JSON file is expected)")
+        _refuse_unreadable_results(args.results)
     from maskrcnn.data.coco import load_coco_json
 
     raw = load_coco_json(args.json)  # read once, for both sources

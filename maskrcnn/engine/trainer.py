@@ -484,27 +484,34 @@ class Trainer:
             return f"the last good checkpoint is {self.output_dir / name}"
         return f"no checkpoint was written before it ({self.output_dir} holds none to resume from)"
 
-    def resume(self) -> bool:
+    def resume(self, then: Optional[Callable[[], None]] = None, read: Optional[dict] = None) -> bool:
         """Load the newest readable checkpoint in ``output_dir``; True if there was one.
 
         ``last_checkpoint`` names it; should that file be unreadable (a disk problem after the write),
-        the newest other ``model_*.pth`` that loads is used instead, with a warning.
+        the newest other ``model_*.pth`` that loads is used instead, with a warning. ``then`` is called
+        (every process) once it has loaded, right after "resumed from ...": what the caller has to say
+        about the resume (``--set solver.iters 2 -> 3``) comes before what it leads to (the earlier end's
+        ``model_final.pth`` set aside). ``read``: ``{"path", "checkpoint", "errors"}``, the checkpoint this
+        choice makes, already read by the caller (``engine/training._checkpoints_config``): not read again.
         """
-        candidates = checkpoint_candidates(self.output_dir)
-        if not candidates:
-            self._start_afresh()
-            return False
-        errors = []
-        for path in candidates:
-            try:
-                ckpt = load_checkpoint(path, map_location="cpu")  # load_state_dict moves to the device
-                break
-            except CheckpointError as e:
-                errors.append(str(e))
+        if read:
+            path, ckpt, errors = read["path"], read["checkpoint"], list(read["errors"])
         else:
-            raise CheckpointError(
-                f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
-            )
+            candidates = checkpoint_candidates(self.output_dir)
+            if not candidates:
+                self._start_afresh()
+                return False
+            errors = []
+            for path in candidates:
+                try:
+                    ckpt = load_checkpoint(path, map_location="cpu")  # load_state_dict moves to the device
+                    break
+                except CheckpointError as e:
+                    errors.append(str(e))
+            else:
+                raise CheckpointError(
+                    f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
+                )
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
@@ -522,8 +529,10 @@ class Trainer:
             if on_record:
                 self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
                                   f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
-            if self._left is None:  # training left: past the end an earlier, shorter schedule reached
-                self._set_aside_final(ckpt["model"], path)
+        if then is not None:
+            then()
+        if self.is_main and self._left is None:  # training left: past the end a shorter schedule reached
+            self._set_aside_final(ckpt["model"], path)
         return True
 
     def _set_aside_final(self, resumed: dict, resumed_from: Path) -> None:

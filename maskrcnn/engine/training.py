@@ -12,7 +12,8 @@ config follows the weights, the model is loaded from them and ``RUN_DIR/init_rep
 loaded. A resumed run continues from its own checkpoint with the config it was started with
 (``RUN_DIR/config.yaml``: model, solver, input, data, seed, device), not a preset's; the init is not applied
 again. Its model section is the one stored in the checkpoint resumed from (``_checkpoints_model``: a
-``config.yaml`` edited since is named in a warning, key by key, and written back). Settings asked for
+``config.yaml`` edited since is named in a warning, key by key, and written back; a run folder without
+``config.yaml`` goes on with the whole config stored in that checkpoint, said in a note). Settings asked for
 explicitly (``--set``, the ``overrides`` argument) go over it: solver, input and data changes are applied, one
 line each (``resume: solver.iters 900 -> 1200 (from --set)``; the trainer then follows the new lr and
 schedule, ``engine/trainer.py``); model settings that differ from the run's are named in a warning line (they
@@ -68,7 +69,7 @@ def _asked(key: str, overrides: dict) -> bool:
 
 
 def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
-                    notes=None, config_said=None):
+                    notes=None, config_said=None, read=None):
     """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
     input, data, seed, device: the run goes on with the settings it was started with), then what this
     command asks for explicitly, and the run's class names.
@@ -83,15 +84,25 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     from the run's is an error, the same one is not applied again (``from_checkpoint`` False: the run has
     no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
     ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
-    once without it). ``config_said``: how the lines name that config (``config_phrase``)."""
-    from maskrcnn.config import apply_overrides, flatten_sections, load_config, set_keys
+    once without it). ``config_said``: how the lines name that config (``config_phrase``). ``read``: a dict
+    that takes the checkpoint read for its config (``_checkpoints_config``), for ``Trainer.resume``."""
+    from maskrcnn.config import apply_overrides, flatten_sections, load_config, set_keys, validate_config
 
     saved_path = output / "config.yaml"
-    if not saved_path.is_file():
-        return cfg, ()
-    saved = load_config(str(saved_path), stored=True)
-    if from_checkpoint:
-        saved = _checkpoints_model(saved, saved_path, say)
+    later = say if notes is None else notes.append  # said once the run goes on (config.yaml written)
+    if saved_path.is_file():
+        saved = load_config(str(saved_path), stored=True)
+        if from_checkpoint:
+            saved = _checkpoints_model(saved, saved_path, later, read=read)
+    else:
+        # a run folder copied without its config.yaml (or the file deleted): the checkpoint's own config
+        # is the run's (the preset's model was built, and torch's kilobytes of load_state_dict errors said)
+        held = _checkpoints_config(output, read=read) if from_checkpoint else None
+        if held is None:
+            return cfg, ()
+        saved, path = held
+        later(f"note: --resume: {output} has no config.yaml: the run goes on with the config stored in "
+              f"{path.name}, which is written as {saved_path.name}")
     everything = overrides is None
     overrides = dict(overrides or {})
     asked = flatten_sections(cfg.to_dict(), cfg)
@@ -131,7 +142,11 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         said = config_phrase(config_named, config_said)
         say(f"warning: --resume goes on with the run's settings ({saved_path}); {said} "
             f"differs in {listed}: not applied (on --resume only --set changes a setting)")
-    cfg = apply_overrides(saved, {k: asked[k] for k in applied})
+    # stored=True: the run's own values stand (fractional solver.steps earlier versions took); those asked
+    # for are checked as any config to train with is
+    cfg = apply_overrides(saved, {k: asked[k] for k in applied}, stored=True)
+    if applied:
+        validate_config(cfg, keys=tuple(applied))
     source = "the config" if everything else "--set"
     for k in applied:
         if k == "data.repeat_threshold":  # applied, but the epochs change
@@ -151,7 +166,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     return cfg, tuple(saved.data.class_names)
 
 
-def _checkpoints_model(saved, saved_path: Path, say):
+def _checkpoints_model(saved, saved_path: Path, say, read=None):
     """``saved`` (the run's ``config.yaml``) with the model section of the checkpoint the resume continues
     from, the one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads): its weights
     are of that model. A ``config.yaml`` whose model section was edited, or copied from another run, made
@@ -159,19 +174,12 @@ def _checkpoints_model(saved, saved_path: Path, say):
     shape-neutral setting (``pooler_aligned``, ``mask_paste``, ``frozen_bn_eps``) applied without a word.
     The differing keys are named in one warning, with both values; ``config.yaml`` is written back with
     the checkpoint's once it has loaded. ``saved`` as it is when no checkpoint loads (``resume`` says why)."""
-    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
-    from maskrcnn.config import flatten_sections, from_dict
-    from maskrcnn.engine.trainer import checkpoint_candidates
+    from maskrcnn.config import flatten_sections
 
-    for path in checkpoint_candidates(saved_path.parent):
-        try:  # read again by resume(): only its config is kept here
-            stored = load_checkpoint(path, map_location="cpu")["config"]
-            break
-        except CheckpointError:
-            continue
-    else:
+    found = _checkpoints_config(saved_path.parent, read=read)
+    if found is None:
         return saved
-    held = from_dict(stored, stored=True)
+    held, path = found
     ours, theirs = (flatten_sections(c.to_dict(), c) for c in (saved, held))
     differing = [k for k in theirs if k.startswith("model.") and ours.get(k) != theirs[k]]
     if not differing:
@@ -185,6 +193,28 @@ def _checkpoints_model(saved, saved_path: Path, say):
     saved = saved.copy()
     saved.model = held.model
     return saved
+
+
+def _checkpoints_config(run_dir: Path, read=None):
+    """``(Config, path)``: the config stored in the checkpoint a resume of ``run_dir`` continues from, the
+    one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads); None when none loads
+    (``resume`` says why). ``read`` (a dict) takes what was read, ``{"path", "checkpoint", "errors"}``:
+    handed to ``Trainer.resume``, the checkpoint is read once (hundreds of MB, on every process)."""
+    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
+    from maskrcnn.config import from_dict
+    from maskrcnn.engine.trainer import checkpoint_candidates
+
+    errors = []
+    for path in checkpoint_candidates(run_dir):
+        try:
+            ckpt = load_checkpoint(path, map_location="cpu")
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        if read is not None:
+            read.update(path=path, checkpoint=ckpt, errors=errors)
+        return from_dict(ckpt["config"], stored=True), path
+    return None
 
 
 _SHOWN_KEYS = 8  # differing model keys a resume's warning lists by name (another run's config: dozens)
@@ -523,11 +553,12 @@ def build_training(
         du.say_on_launch_rank0(line, file=log_stream)
 
     source, changes, kept, run_classes, resume_notes = None, {}, {}, (), []
+    read: dict = {}  # the checkpoint resumed from, read once for its config and its weights
     if resume:  # before the device: the run's config names it unless asked otherwise
         # also with no checkpoint yet (the run starts again from scratch with its own settings)
         cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
                                            from_checkpoint=resuming, notes=resume_notes,
-                                           config_said=config_said)
+                                           config_said=config_said, read=read)
         run_classes = run_classes if resuming else ()
     device = resolve_device(cfg.device, what="the config's device") if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
@@ -731,11 +762,16 @@ def build_training(
             say(f"  report: {output / INIT_REPORT}")
         say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
     trainer.unread_images = unread  # filled as the run reads: said at its end (unread_line)
-    resumed = resume and trainer.resume()
+
+    def say_notes() -> None:  # only once the run goes on (a refused resume says one line), right after
+        while resume_notes:  # "resumed from" and before what they lead to (an earlier end set aside, or
+            say(resume_notes.pop(0))  # solver.iters cut to the checkpoint's iteration: its end)
+
+    resumed = resume and trainer.resume(then=say_notes, read=read or None)
+    read.clear()  # its tensors are the model's and the optimizer's now
     if resume and not resumed and rank == 0:
         trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
-    for line in resume_notes:  # only now that the run goes on (a refused resume says one line), and
-        say(line)  # before what they lead to (solver.iters cut to the checkpoint's iteration: its end)
+    say_notes()  # no checkpoint resumed from: the run starts again with the run's settings
     if resumed and trainer.iteration >= trainer.max_iter and rank == 0:
         # what the run's end left undone (model_final.pth, the final evaluation) is done next, and said
         left = getattr(trainer, "_left", None) or {}
