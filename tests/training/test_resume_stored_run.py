@@ -6,32 +6,19 @@ warning "config.yaml is written back" was said before a refusal that left the fi
 The tiny run of ``test_resume_checkpoint_model`` (one iteration of 32-pixel images)."""
 
 import io
-import shutil
 
 import pytest
 import torch
 import yaml
 
+import tests.training.test_resume_checkpoint_model as base
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.config import load_config
 from maskrcnn.engine.training import build_training
-from tests.training.test_resume_checkpoint_model import _TINY, _build, _dataset, _edit
+from tests.training.test_resume_checkpoint_model import _build, _edit
 
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume_stored")
-    data = _dataset(root)
-    trainer, _, _ = _build(load_config("demo", _TINY), data, root / "run")
-    trainer.train()
-    return root, data
-
-
-@pytest.fixture
-def run(finished, tmp_path):
-    root, data = finished
-    shutil.copytree(root / "run", tmp_path / "run")
-    return tmp_path / "run", data
+# the same tiny finished run, trained once for this module, and a copy of it per test
+finished, run = base.finished, base.run
 
 
 def test_a_run_without_config_yaml_goes_on_with_its_checkpoints_config(run):
