@@ -3,7 +3,9 @@ peers' loss of a process that died reads as such, and the commands that do not s
 in one line before any work."""
 
 import os
+import pathlib
 import pickle
+import time
 import types
 
 import pytest
@@ -87,8 +89,16 @@ def _peer(rank: int, store: str, out: str) -> None:
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo would pick an interface from the host name
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    dist.barrier()
+    # rank 1 may leave the barrier (and its connection set-up) before rank 0 has: it dies only once rank 0
+    # says it is through, else rank 0 meets the loss inside the group's set-up instead of the collective
+    ready = pathlib.Path(out + ".ready")
     if rank == 1:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         os._exit(0)  # dies without leaving the group, as a crashed process
+    ready.touch()
     try:
         dist.all_reduce(torch.ones(1))
         seen = None

@@ -109,8 +109,10 @@ def _rank_process(rank: int, port: int, tmp: str, jsons: list, out: str) -> None
                        "GLOO_SOCKET_IFNAME": "lo"})  # gloo would pick an interface from the host name
     du.SETUP_ERROR_WAIT = 1.5  # a shared error reaches the store within moments
     if jsons[rank] is None:
-        du.init_distributed("cpu")
         try:
+            # rank 1 may fail and exit while this process is still connecting: the loss then surfaces
+            # here rather than in the barrier, and reads the same
+            du.init_distributed("cpu")
             du.barrier()
             seen = None
         except Exception as e:  # the peer's exit, as gloo reports it
