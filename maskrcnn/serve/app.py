@@ -6,22 +6,23 @@ with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_siz
 ``maskrcnn serve`` runs it with uvicorn. Shapes: D detections of one image, H x W its size.
 
 ``POST /predict`` takes one image, either as a multipart form upload (field ``image``, or any one file
-field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start
-with the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl
---data-binary @photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and
-an optional ``score_thresh`` (query parameter, form field or JSON key: a number, JSON's true / false
-refused); a form whose ``image`` field holds text, not a file (``-F image=hello``), is a 400 saying so;
-a JSON body with both ``image`` and ``tasks`` (a Label Studio call) is a 400 saying they exclude each
-other. A raw body that starts with ``{`` or ``[`` and parses is JSON whatever its Content-Type (no
-image format starts so). It answers::
+field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start with
+the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl --data-binary
+@photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and an optional
+``score_thresh`` (query parameter, form field or JSON key: a number, as text a plain decimal, ``0_5``
+refused; JSON's true / false refused); a form whose ``image`` field holds text, not a file (``-F
+image=hello``), is a 400 saying so; a JSON body with both ``image`` and ``tasks`` (a Label Studio call)
+is a 400 saying they exclude each other. A raw body that starts with ``{`` or ``[`` and parses is JSON
+whatever its Content-Type (no image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
      "predictions": [<COCO result>, ...], "notes": [str, ...], "seconds": float}
 
-``notes``: what the client should know about how its upload was read (a multi-frame file's frames left
-out) or answered (a ``score_thresh`` below what an exported ONNX model keeps: nothing lower comes back),
-else empty.
+``file_name``: the form's file name as the client sent it (the ``%22``, ``%0D``, ``%0A`` clients write
+for '"', CR and LF undone), ``upload`` for a raw body. ``notes``: what the client should know about how
+its upload was read (a multi-frame file's frames left out) or answered (a ``score_thresh`` below what an
+exported ONNX model keeps: nothing lower comes back), else empty.
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
@@ -32,7 +33,8 @@ draws with. Class names that repeat or are empty are told apart as 'NAME (id IND
 the server spent on the request, from its headers to the encoded answer (receiving the body, decoding,
 waiting in the queue, the model, encoding; not sending the answer).
 
-Bad requests get a 4xx and ``{"detail": message}``, never a crash: no image (400), a body over
+Bad requests get a 4xx and ``{"detail": message}``, never a crash (and a request still running when a
+forced stop cancels it a 503 saying the server is shutting down): no image (400), a body over
 ``max_upload_bytes`` (413), a file that is not a decodable image or is truncated (400), an image of more
 than ``max_pixels`` pixels, judged from its header before decoding (413, which stops decompression
 bombs), more than ``max_pending`` requests at once (503); a model that gives NaN or infinity (which JSON
@@ -48,7 +50,8 @@ logged as warnings on the ``maskrcnn.serve`` logger. (Headers that never complet
 business: ``maskrcnn.serve.server``.)
 
 Label Studio's ML backend protocol (``POST /predict`` with a JSON body of tasks, ``POST /setup``,
-``POST /webhook``; its health check is a ``GET /health``) is answered too:
+``POST /webhook``; its health check is a ``GET /health``) is answered too (a tasks call takes
+``score_thresh`` as an image does, in the query or beside ``tasks``; another query parameter is a 400):
 ``maskrcnn.serve.labelstudio_backend``; the tasks' images are fetched by ``labelstudio_fetcher``
 (``maskrcnn.serve.labelstudio_fetch``) and run through the same batch queue.
 
@@ -64,6 +67,7 @@ import binascii
 import io
 import json
 import logging
+import re
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
@@ -111,6 +115,40 @@ class RequestError(Exception):
         self.message = message
         self.close = close  # answer with "Connection: close" (the rest of the body is never read)
         self.counted = counted  # the /health counter it adds to, and a warning in the log ("": neither)
+
+
+class _ShutdownAnswer:
+    """ASGI middleware: a request still running when the server stops it (a second Ctrl-C, uvicorn's
+    force quit, or its graceful-shutdown timeout, cancels the request's task) is answered 503 with
+    ``{"detail"}``, as every other refusal, instead of uvicorn's plain-text 500 and a traceback per
+    request in the log. The cancellation ends here: the task finishes, which is what was asked of it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            log.warning("%s %s: answered 503: the server is shutting down", scope.get("method"),
+                        scope.get("path"))
+            if started:  # half an answer sent: nothing to add (uvicorn closes the connection)
+                return
+            body = json.dumps({"detail": "the server is shutting down; try again once it is back"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 def filter_by_score(det: dict, score_thresh: Optional[float]) -> dict:
@@ -237,7 +275,26 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
     upload = uploads[0][1]
     data = await upload.read()
     fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]  # (name, text) in order
-    return data, upload.filename or "upload", fields
+    return data, _sent_file_name(upload.filename) or "upload", fields
+
+
+# How browsers, requests (urllib3) and newer curl write '"', CR and LF in a multipart file name (the
+# HTML form encoding); the parser hands the name on as written, so 'a"b.png' came back as 'a%22b.png'.
+_FORM_NAME_ESCAPES = re.compile("%(22|0d|0a)", re.IGNORECASE)
+
+
+def _sent_file_name(name: Optional[str]) -> Optional[str]:
+    """The file name the client sent: its form encoding of '"', CR and LF undone (no other '%' is
+    encoded by clients, so any other stays as it is)."""
+    if not name:
+        return name
+    return _FORM_NAME_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
+def _one_line(name: str) -> str:
+    """``name`` for the server's log (decode warnings name the file): a CR or LF in it stays encoded, so
+    that no client can write a line of its own into the log."""
+    return name.replace("\r", "%0D").replace("\n", "%0A")
 
 
 # Files a form may carry before the parser stops (one is used; more are a 400 that names them).
@@ -440,17 +497,26 @@ def _fixed_threshold_note(predictor, thresh: Optional[float]) -> Optional[str]:
     return note[len("note: "):] if note and note.startswith("note: ") else note
 
 
+# A score_thresh given as text: a plain decimal number (float() reads Python's digit-group underscores
+# too: '0_5' was 5.0 and '0.0_5' was 0.05; and digits of other scripts), or NaN / infinity, which the
+# range check refuses by name.
+_DECIMAL = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII)
+
+
 def _parse_score_thresh(value) -> Optional[float]:
     if value is None or value == "":
         return None
     if isinstance(value, bool):  # JSON true / false: float() reads them as 1.0 / 0.0
+        raise RequestError(400, f"score_thresh must be a number in [0, 1], got {value!r}")
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
         raise RequestError(400, f"score_thresh must be a number in [0, 1], got {value!r}")
     try:
         t = float(value)
     except (TypeError, ValueError):
         raise RequestError(400, f"score_thresh must be a number in [0, 1], got {value!r}") from None
     if not 0.0 <= t <= 1.0:
-        raise RequestError(400, f"score_thresh must be in [0, 1], got {t}")
+        sent = value.strip() if isinstance(value, str) else value  # as sent ('1e1'), not as read (10.0)
+        raise RequestError(400, f"score_thresh must be in [0, 1], got {sent}")
     return t
 
 
@@ -542,10 +608,19 @@ def create_app(
         batches.start()
         try:
             yield
+        except asyncio.CancelledError:
+            # A forced stop (a second Ctrl-C): uvicorn skips the shutdown and asyncio cancels every task.
+            # Not raised on: uvicorn would log it as a traceback. The model's forward in progress is waited
+            # for on a thread (the process ending under it aborts in torch), not here: joining on the
+            # event loop held the cancelled requests' 503s (_ShutdownAnswer) until the model was done.
+            await asyncio.to_thread(batches.stop)
         finally:
-            batches.stop()
+            batches.stop()  # (nothing left to do after a forced stop)
 
-    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # no /openapi.json either: nothing reads it without the docs pages, and building it logged FastAPI's
+    # "Duplicate Operation ID" warnings for the GET + HEAD routes
+    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_ShutdownAnswer)
     app.state.batches = batches
     app.state.in_flight = 0
     # Counters for /health; maskrcnn.serve.server adds the connections closed for slow headers.
@@ -648,8 +723,12 @@ def create_app(
             if payload is not None and "image" in payload:
                 data, name, fields = _image_from_json(payload)  # {"image": "<base64>"}
             elif payload is not None:
-                try:  # Label Studio's tasks
-                    answer = await labelstudio.predict(payload)
+                # Label Studio's tasks: score_thresh in the query or beside 'tasks', as for an image;
+                # another query parameter is a 400 (the body's other keys are Label Studio's own)
+                given = [("score_thresh", payload["score_thresh"])] if "score_thresh" in payload else []
+                thresh = _parse_score_thresh(_parameters(request.query_params, given).get("score_thresh"))
+                try:
+                    answer = await labelstudio.predict(payload, score_thresh=thresh)
                 except ValueError as e:
                     raise RequestError(400, f"Label Studio predict: {e}") from None
                 return JSONResponse(answer)
@@ -661,7 +740,7 @@ def create_app(
                     400, "empty upload: send an image file (form field 'image' or the raw body)"
                 )
             try:
-                image, notes = await run_in_threadpool(_decode_upload, data, name, max_pixels)
+                image, notes = await run_in_threadpool(_decode_upload, data, _one_line(name), max_pixels)
             except ImageTooLargeError as e:
                 # the server's own limit is named once; PIL's (lower) one gets the server's added
                 own = e.caller_limit == max_pixels

@@ -42,7 +42,8 @@ rectangle; rectangle first for a model without masks):
 Detections of a class the project has no label for are left out (and counted in the log); ``/predict``
 warns once per labelling config that misses some of our classes, naming the project, those classes and
 the labels no class matches (a project whose labels were renamed would otherwise see only empty
-results). Scores are the model's, thresholded by ``--score-thresh``.
+results). Scores are the model's, thresholded by ``--score-thresh`` and then by the call's own
+``score_thresh`` (a query parameter, or a key beside ``tasks``), if it gives one.
 
 Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
 """
@@ -50,6 +51,7 @@ Shapes: D detections of one image; boxes (D, 4) xyxy pixels; an image H x W.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import xml.etree.ElementTree as ET
@@ -435,16 +437,21 @@ class LabelStudioBackend:
         data, name = self.fetcher.fetch(reference)
         return decode_image_bytes(data, name=name, max_pixels=self.max_pixels)
 
-    async def _detect(self, image):
+    async def _detect(self, image, *, score_thresh: Optional[float] = None):
+        from maskrcnn.serve.app import filter_by_score  # (app imports this module)
+
         future = self.batches.submit(image)  # QueueFullError: this task's prediction is empty
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.request_timeout_s)
+            det = await asyncio.wait_for(asyncio.wrap_future(future), self.request_timeout_s)
         except asyncio.TimeoutError:
             future.cancel()
             self.stats["request_timeouts"] += 1
             raise TimeoutError(f"no answer within {self.request_timeout_s:g} s (--request-timeout)") from None
+        return filter_by_score(det, score_thresh)
 
-    async def predict(self, payload: dict) -> dict:
+    async def predict(self, payload: dict, *, score_thresh: Optional[float] = None) -> dict:
+        """``score_thresh``: the request's own (None: none), which keeps detections scoring at least it,
+        after the server's ``--score-thresh``."""
         tasks = payload.get("tasks")
         if not isinstance(tasks, list):
             raise ValueError("a JSON body to /predict is an image, {\"image\": \"<base64>\"}, or Label "
@@ -462,7 +469,7 @@ class LabelStudioBackend:
             config = default_config(self.names)
         results = await predict_tasks(
             tasks, config=config, class_names=self.names, model_version=self.model_version, load=self._load,
-            detect=self._detect, in_thread=run_in_threadpool, concurrency=2 * self.batches.batch_size,
-            min_region_area=self.min_region_area,
+            detect=functools.partial(self._detect, score_thresh=score_thresh), in_thread=run_in_threadpool,
+            concurrency=2 * self.batches.batch_size, min_region_area=self.min_region_area,
         )
         return {"results": results, "model_version": self.model_version}
