@@ -206,7 +206,28 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     du.cleanup()
     if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
+    elif trainer.is_main:
+        line = finished_line(args.output, result)
+        if line:
+            print(line, flush=True)
     return result
+
+
+def finished_line(output, result: dict) -> str:
+    """The last line of a finished run: where its weights are, as ``predict`` and ``eval`` end saying what
+    they wrote (``done: iteration 30; final weights: RUN/model_final.pth; best segm/AP 33.28 (iteration
+    30): RUN/model_best.pth``). Only files that are there are named ("" when there is none)."""
+    from maskrcnn.engine.trainer import BEST_NAME, FINAL_NAME
+
+    output = Path(output)
+    parts = []
+    if (output / FINAL_NAME).is_file():
+        parts.append(f"final weights: {output / FINAL_NAME}")
+    best = result.get("best") or {}
+    if best.get("value") is not None and (output / BEST_NAME).is_file():
+        parts.append(f"best {best['metric']} {best['value']:.2f} (iteration {best['iteration']}): "
+                     f"{output / BEST_NAME}")
+    return (f"done: iteration {result.get('iteration')}; " + "; ".join(parts)) if parts else ""
 
 
 def _set_up(args, given: dict, *, config_said=None):
