@@ -35,7 +35,9 @@ with ``--set`` or in the YAML file that differs is named in a note, with the dat
 map travels in every checkpoint; the final config is written to ``RUN_DIR/config.yaml``. With a validation
 set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json`` follow the best
 ``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
-(``engine/best_model.py``).
+(``engine/best_model.py``). A finished run's last line names its weights (``finished_line``: "done:
+iteration N; final weights: RUN_DIR/model_final.pth; best segm/AP 41.20 (iteration M):
+RUN_DIR/model_best.pth").
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says "stopped at iteration N;
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
 (the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
