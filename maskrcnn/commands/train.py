@@ -208,7 +208,7 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     du.cleanup()
     if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
-    elif trainer.is_main:
+    elif getattr(trainer, "is_main", du.get_rank() == 0):  # a caller's stand-in may not say
         line = finished_line(args.output, result)
         if line:
             print(line, flush=True)
