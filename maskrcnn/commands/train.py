@@ -35,7 +35,9 @@ with ``--set`` or in the YAML file that differs is named in a note, with the dat
 map travels in every checkpoint; the final config is written to ``RUN_DIR/config.yaml``. With a validation
 set and ``solver.eval_period`` > 0, ``RUN_DIR/model_best.pth`` and ``best.json`` follow the best
 ``solver.best_metric`` so far; ``solver.early_stop_patience`` ends the run when it stops improving
-(``engine/best_model.py``).
+(``engine/best_model.py``). A finished run's last line names its weights (``finished_line``: "done:
+iteration N; final weights: RUN_DIR/model_final.pth; best segm/AP 41.20 (iteration M):
+RUN_DIR/model_best.pth").
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says "stopped at iteration N;
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
 (the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
@@ -206,7 +208,28 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     du.cleanup()
     if result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
+    elif getattr(trainer, "is_main", du.get_rank() == 0):  # a caller's stand-in may not say
+        line = finished_line(args.output, result)
+        if line:
+            print(line, flush=True)
     return result
+
+
+def finished_line(output, result: dict) -> str:
+    """The last line of a finished run: where its weights are, as ``predict`` and ``eval`` end saying what
+    they wrote (``done: iteration 30; final weights: RUN/model_final.pth; best segm/AP 33.28 (iteration
+    30): RUN/model_best.pth``). Only files that are there are named ("" when there is none)."""
+    from maskrcnn.engine.trainer import BEST_NAME, FINAL_NAME
+
+    output = Path(output)
+    parts = []
+    if (output / FINAL_NAME).is_file():
+        parts.append(f"final weights: {output / FINAL_NAME}")
+    best = result.get("best") or {}
+    if best.get("value") is not None and (output / BEST_NAME).is_file():
+        parts.append(f"best {best['metric']} {best['value']:.2f} (iteration {best['iteration']}): "
+                     f"{output / BEST_NAME}")
+    return (f"done: iteration {result.get('iteration')}; " + "; ".join(parts)) if parts else ""
 
 
 def _set_up(args, given: dict, *, config_said=None):

@@ -99,10 +99,17 @@ def label_mapping(predictor, dataset) -> dict:
         # Another export of the same classes numbers them differently (train and val files from
         # separate exports): by position or by the checkpoint's ids each 'dog' was scored as a 'cat'.
         absent = [predictor.class_names[label] for label in range(1, num_classes) if label not in by_name]
-        print(f"note: {dataset.json_path} numbers the model's classes differently; matching them by name"
-              + (f" (not in it, their detections left out: {', '.join(absent[:10])}"
-                 f"{', ...' if len(absent) > 10 else ''})" if absent else ""),
-              file=sys.stderr)
+        listed = f"{', '.join(absent[:10])}{', ...' if len(absent) > 10 else ''}"
+        if mapping is not None and all(mapping.get(label) == cid for label, cid in by_name.items()):
+            # the same ids, only classes absent from the file (a subset of the categories): not renumbered
+            one = len(absent) == 1
+            print(f"note: {dataset.json_path} does not have the model's class{'' if one else 'es'} {listed}: "
+                  f"{'its' if one else 'their'} detections left out (the other classes have the same ids "
+                  "there)", file=sys.stderr)
+        else:
+            print(f"note: {dataset.json_path} numbers the model's classes differently; matching them by name"
+                  + (f" (not in it, their detections left out: {listed})" if absent else ""),
+                  file=sys.stderr)
         return by_name
     if predictor.label_to_category_id:
         return dict(predictor.label_to_category_id)

@@ -58,9 +58,11 @@ starts ``metrics.jsonl``, ``best.json``, ``curves.png`` and the TensorBoard curv
 when the folder holds finished weights (``model_final.pth``, ``model_best.pth``) without a checkpoint.
 
 Best checkpoint and early stopping (``engine/best_model.py``), with periodic evaluation (``eval_period``
-> 0 and an ``evaluate_fn``) and a ``best_metric``: each evaluation, the final one included, that beats
-the best value so far writes ``model_best.pth`` (weights, config, class names, the iteration and
-``"best_model": {"metric", "value", "iteration"}``; loads wherever ``model_final.pth`` does) and then
+> 0 and an ``evaluate_fn``) and a ``best_metric``, or a resume with ``eval_period`` 0 of a run that kept
+a best (its checkpoint holds the tracker: its final evaluation counts against that best): each
+evaluation, the final one included, that beats the best value so far writes ``model_best.pth``
+(weights, config, class names, the iteration and ``"best_model": {"metric", "value", "iteration"}``;
+loads wherever ``model_final.pth`` does) and then
 ``best.json`` (``{"metric", "value", "iteration", "file"}``). With ``early_stop_patience`` > 0, that many
 evaluations in a row without a gain of ``early_stop_min_delta`` end the run normally (full checkpoint,
 ``model_final.pth`` with the last weights; the final evaluation is not repeated on the weights just
@@ -408,6 +410,12 @@ class Trainer:
                 f"early_stop_patience {early_stop_patience} needs periodic evaluation (an evaluate_fn, "
                 f"eval_period > 0) and a best_metric; got eval_period {self.eval_period}, "
                 f"{'an' if evaluate_fn is not None else 'no'} evaluate_fn, best_metric {best_metric!r}")
+        # eval_period 0 (only the final evaluation): no best of its own, but a resumed run that kept one
+        # (its checkpoint holds the tracker) goes on keeping it: its final evaluation counts as any other
+        self._best_if_kept = (
+            (best_metric, early_stop_min_delta) if best_metric and evaluate_fn is not None and not periodic
+            else None
+        )  # fmt: skip
         self._eval_pending = False  # resumed at an iteration whose evaluation the checkpoint predates
         # resumed where the run had ended (solver.iters reached, or stopped early): what its end left
         # undone, {"weights": model_final.pth due, "eval": the final evaluation due}; None otherwise
@@ -520,6 +528,8 @@ class Trainer:
         if self._eval_pending:  # every rank asks (a collective); the main process, which logs, answers
             on_record = self.is_main and self._evaluated_on_record()
             self._eval_pending = du.any_true(self.is_main and not on_record)
+        elif self._earlier_end_on_record():
+            on_record = True  # the final evaluation of a shorter schedule: counted, none is due here
         self._left = self._left_at_the_end() if not self._eval_pending else None
         if self.is_main:
             # an evaluation to run again is logged again: its earlier record (if any) goes
@@ -694,9 +704,12 @@ class Trainer:
         self._load_best_state(ckpt.get("best_model"))
 
     def _load_best_state(self, state: Optional[dict]) -> None:
-        if self.best is None:
-            return
         if not state:  # a checkpoint written without tracking: start afresh, resume as before
+            return
+        if self.best is None and self._best_if_kept is not None:  # eval_period 0 now: the run kept a best
+            metric, min_delta = self._best_if_kept
+            self.best = BestTracker(metric=metric, patience=0, min_delta=min_delta)
+        if self.best is None:
             return
         if state.get("metric") != self.best.metric:
             self.logger.print(
@@ -707,8 +720,18 @@ class Trainer:
         # the checkpoint was written before the evaluation due at its iteration: run that one first
         it = self.iteration
         self._eval_pending = (
-            0 < it < self.max_iter and it % self.eval_period == 0 and self.best.evaluated_at != it
+            0 < it < self.max_iter and self.eval_period > 0 and it % self.eval_period == 0
+            and self.best.evaluated_at != it
         )  # fmt: skip
+
+    def _earlier_end_on_record(self) -> bool:
+        """With ``eval_period`` 0 and a best kept (``_load_best_state``): the checkpoint where a shorter
+        schedule ended predates that end's final evaluation, which is counted from its record
+        (``_evaluated_on_record``), so that the longer run's final evaluation must beat the best
+        ``best.json`` names (main process; none is due there: none is run without a record)."""
+        it = self.iteration
+        return (self.is_main and self.best is not None and self.eval_period <= 0 and 0 < it < self.max_iter
+                and self.best.evaluated_at != it and self._evaluated_on_record())
 
     def _evaluated_on_record(self) -> bool:
         """Whether the evaluation the resumed checkpoint predates had run to its end before the run stopped

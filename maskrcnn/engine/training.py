@@ -86,7 +86,14 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
     once without it). ``config_said``: how the lines name that config (``config_phrase``). ``read``: a dict
     that takes the checkpoint read for its config (``_checkpoints_config``), for ``Trainer.resume``."""
-    from maskrcnn.config import apply_overrides, flatten_sections, load_config, set_keys, validate_config
+    from maskrcnn.config import (
+        apply_overrides,
+        config_file_keys,
+        flatten_sections,
+        load_config,
+        set_keys,
+        validate_config,
+    )
 
     saved_path = output / "config.yaml"
     later = say if notes is None else notes.append  # said once the run goes on (config.yaml written)
@@ -108,7 +115,10 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     asked = flatten_sections(cfg.to_dict(), cfg)
     kept = flatten_sections(saved.to_dict(), saved)
     # Set from the data or from the weights the run started from, not asked for: a preset's value differs.
-    derived = {*DATA_KEYS, *_followed_weights(output)}
+    # A key the weights set that this command names itself (--set, or written in the --config file) is
+    # asked for all the same: not applied to the model, it is named in the model warning like any other.
+    explicit = set_keys(overrides) | set(config_file_keys(config_named))
+    derived = {*DATA_KEYS, *(k for k in _followed_weights(output) if k not in explicit)}
     # set_keys, not _asked: --set data={filter_empty: false} names filter_empty, not the flip map
     if "data.keypoint_flip_map" not in set_keys(overrides):  # the pairs the run derived and stored
         derived.add("data.keypoint_flip_map")

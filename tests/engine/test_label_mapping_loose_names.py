@@ -59,3 +59,20 @@ def test_the_same_classes_match_exactly_or_in_another_case(tmp_path, names):
     dataset = _dataset(tmp_path, [(9, "dog"), (5, "cat")])
     got = _ids_by_name(["__background__", *names], dataset)
     assert got == ({1: 5, 2: 9} if names[0] == "cat" else {1: 9, 2: 5})
+
+
+def test_a_class_missing_from_the_file_is_not_called_a_renumbering(tmp_path, capsys):
+    """The model's hexagon 7, ellipse 42, arrow 99 on a file with only 7 and 42 (the same names): the note
+    said the file "numbers the model's classes differently", yet only arrow is absent."""
+    model = _predictor(["hexagon", "ellipse", "arrow"], {1: 7, 2: 42, 3: 99})
+    subset = _dataset(tmp_path, [(7, "hexagon"), (42, "ellipse")])
+    assert label_mapping(model, subset) == {1: 7, 2: 42}
+    err = capsys.readouterr().err
+    assert "differently" not in err, err
+    assert f"note: {subset.json_path} does not have the model's class arrow: its detections left out" in err
+    # renumbered as well as a class absent: both said
+    (tmp_path / "renumbered").mkdir()
+    other = _dataset(tmp_path / "renumbered", [(1, "ellipse"), (2, "hexagon")])
+    assert label_mapping(model, other) == {1: 2, 2: 1}
+    err = capsys.readouterr().err
+    assert "numbers the model's classes differently" in err and "left out: arrow" in err, err

@@ -383,3 +383,28 @@ def test_a_validation_set_of_rectangles_follows_bbox_ap_or_refuses_a_segm_metric
         val_json=paths["train_json"], val_images=paths["train_images"], output=tmp_path / "run3",
         log_stream=out, trainer_kwargs={"tensorboard": False, "plot": False})  # fmt: skip
     assert trainer.best.metric == "segm/AP" and "follows bbox/AP" not in out.getvalue()
+
+
+def test_a_resume_without_periodic_evaluation_keeps_the_runs_best(tmp_path, toy):
+    """A run that kept a best (eval_period 3), resumed with solver.eval_period=0 and a longer schedule:
+    its final evaluation scored higher, yet model_best.pth and best.json stayed the earlier best's. A
+    lower one must not replace the best: the earlier end's evaluation (on record) counts."""
+    for run, final, best_at in (("higher", 9.0, 8), ("lower", 6.0, 6)):
+        values = {3: 5.0, 6: 7.0, 8: final}
+        _trainer(toy, tmp_path / run, values, iters=6, eval_period=3, period=3)[0].train()
+        resumed, evaluate = _trainer(toy, tmp_path / run, values, iters=8, eval_period=0, period=3)
+        assert resumed.resume() and resumed.iteration == 6
+        result = resumed.train()
+        assert evaluate.calls == [8], run  # the final evaluation only; the one at 6 is on record
+        record = json.loads((tmp_path / run / "best.json").read_text())
+        assert record == {"metric": "segm/AP", "value": values[best_at], "iteration": best_at,
+                          "file": "model_best.pth"}, run
+        assert result["best"] == {k: record[k] for k in ("metric", "value", "iteration")}
+        assert load_checkpoint(tmp_path / run / "model_best.pth")["iteration"] == best_at, run
+        assert (len(_best_lines(resumed)) == 1) is (best_at == 8), run
+    # a run that never kept one (eval_period 0 from its start) gets none on resume either
+    _trainer(toy, tmp_path / "none", {6: 5.0}, iters=6, eval_period=0, period=3)[0].train()
+    resumed, _ = _trainer(toy, tmp_path / "none", {8: 9.0}, iters=8, eval_period=0, period=3)
+    assert resumed.resume()
+    resumed.train()
+    assert not any((tmp_path / "none" / name).exists() for name in ("model_best.pth", "best.json"))

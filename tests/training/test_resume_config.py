@@ -67,3 +67,30 @@ def test_settings_the_starting_weights_chose_stay_the_runs_on_resume(tmp_path):
         cfg, _ = _resumed_config(load_config("demo"), tmp_path, said.append, **kwargs)
         assert cfg.input.resize_method == "pil", kwargs
         assert not any("resize_method" in s for s in said), (kwargs, said)
+
+
+def test_a_set_model_key_the_starting_weights_chose_is_named_as_not_applied(tmp_path):
+    """A run fine-tuned from weights whose config set the backbone and the box head (init_report.json):
+    ``--resume --set model.backbone=... model.roi_heads.box_head_dim=...`` went on with the run's model
+    without a word, while ``model.freeze_at`` in the same command was named as not applied."""
+    import json
+
+    from maskrcnn.engine.training import INIT_REPORT
+
+    run = load_config("finetune", {"model.backbone": "resnet18", "model.roi_heads.box_head_dim": 256})
+    save_config(run, tmp_path / "config.yaml")
+    followed = {"model.backbone": "resnet18", "model.roi_heads.box_head_dim": 256}
+    (tmp_path / INIT_REPORT).write_text(json.dumps({"config_changes": followed}))
+    asked = {"model.backbone": "resnet50", "model.roi_heads.box_head_dim": 128, "model.freeze_at": 4}
+    said = []
+    cfg, _ = _resumed_config(load_config("finetune", asked), tmp_path, said.append,
+                             overrides={k: str(v) for k, v in asked.items()})
+    warning = [s for s in said if "not applied" in s]
+    assert len(warning) == 1, said
+    for key, value in asked.items():
+        assert f"{key}={value!r}" in warning[0], (key, warning)
+    assert (cfg.model.backbone, cfg.model.roi_heads.box_head_dim, cfg.model.freeze_at) == ("resnet18", 256, 2)
+    # not named by --set: the keys the weights chose are the run's, not a change asked for
+    said.clear()
+    _resumed_config(load_config("finetune"), tmp_path, said.append, overrides={})
+    assert said == []

@@ -290,3 +290,30 @@ def test_a_validation_file_name_with_a_newline_is_printed_escaped_when_left_out(
     escaped = f"'{images}/bad\\nname.png'"
     assert said[0].startswith(f"validation: {escaped} left out of the score ("), said[0]
     assert said[0].count(escaped) == 2, said[0]  # the error's own text names it escaped too
+
+
+def test_a_finished_run_ends_saying_where_its_weights_are(tmp_path, monkeypatch, capsys):
+    """The last line of a finished run was the AP table or "new best ...": nothing said where
+    model_final.pth was, where predict and eval end with "wrote ..."."""
+    from maskrcnn.cli import main
+    from maskrcnn.engine import training
+
+    run = tmp_path / "run"
+    best = {"metric": "segm/AP", "value": 33.28, "iteration": 30}
+    for result, files in (({"interrupted": False, "iteration": 30, "best": best},
+                           ("model_final.pth", "model_best.pth")),
+                          ({"interrupted": False, "iteration": 30, "best": None}, ("model_final.pth",))):
+        for name in ("model_final.pth", "model_best.pth"):
+            (run / name).unlink(missing_ok=True)
+        trainer = types.SimpleNamespace(is_main=True, train=lambda result=result: result)
+        monkeypatch.setattr(training, "build_training",
+                            lambda cfg, trainer=trainer, files=files, **kw: (
+                                run.mkdir(exist_ok=True), [(run / f).write_bytes(b"") for f in files],
+                                (trainer, cfg))[-1])
+        assert main(["train", "--config", "r18_fpn", "--train-json", "t.json", "--train-images",
+                     str(tmp_path), "--output", str(run), "--device", "cpu"]) == 0
+        last = capsys.readouterr().out.splitlines()[-1]
+        expected = f"done: iteration 30; final weights: {run / 'model_final.pth'}"
+        if result["best"]:
+            expected += f"; best segm/AP 33.28 (iteration 30): {run / 'model_best.pth'}"
+        assert last == expected
