@@ -249,7 +249,7 @@ def _convert(args, out: Path, report):
 
 
 def run(args) -> int:
-    from maskrcnn.data.formats.common import Report, write_json
+    from maskrcnn.data.formats.common import Report, warn_label_case, write_json
     from maskrcnn.io_utils import check_output_file
 
     _check_options(args)
@@ -258,6 +258,7 @@ def run(args) -> int:
     hint = args.images is None and args.source_format in IMAGES_FORMATS
     report = Report(stream=sys.stderr, hints={"missing_image": IMAGES_HINT} if hint else None)
     builder = _convert(args, out, report)
+    warn_label_case(builder, report, str(args.src))  # "Cat" beside "cat": one warning naming them
     print(report.summary(), file=sys.stderr)
     if not builder.images:
         why = "see the problems above" if report.messages else f"no {args.source_format} annotations there"

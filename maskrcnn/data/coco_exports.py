@@ -11,6 +11,11 @@ VIA 3's "Export as COCO" writes (its project files are converted by ``convert-da
 - ``"area": null``: removed, so that a reader that needs it computes the mask's (the evaluator; the
   loader computes areas itself); so is an ``"area": 0`` beside a box of positive size (keypoint-only
   converters write it; keypoint AP's OKS divides by it), said in its own note;
+- (CVAT's "COCO 1.0" export) a rotated box as its unturned ``bbox``, no segmentation and
+  ``"attributes": {"rotation": degrees}`` (clockwise on screen about the box's centre, as CVAT's own
+  XML gives it and ``formats.cvat`` reads it): its ``bbox`` the extent of the turned box (a detector's
+  boxes are upright), the ``rotation`` taken out of the copy so that a file written from it
+  (``merge-data``) is not turned a second time when read;
 - circles, ellipses and points as ``"segmentation": [[]]``: left to the loader, which reports them as
   empty shapes (``mask_codec``); ``"iscrowd": false`` needs nothing (read as 0), nor category ids from 0.
 
@@ -60,9 +65,36 @@ def _polygons_extent(seg):
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
-def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool) -> dict:
+def _box_rotation(a: dict, seg, bbox) -> float:
+    """The degrees CVAT's COCO export turned a box-only annotation by (``attributes.rotation``: a finite
+    number, not a whole turn, beside a bbox of 4 numbers and no segmentation); 0.0 for any other."""
+    attributes = a.get("attributes")
+    if not isinstance(attributes, dict) or seg not in (None, [], {}):
+        return 0.0
+    degrees = attributes.get("rotation")
+    if not _number(degrees) or degrees % 360 == 0 or not (isinstance(bbox, list) and len(bbox) == 4
+                                                         and all(map(_number, bbox))):
+        return 0.0
+    return float(degrees)
+
+
+def _turned_box(bbox: list, degrees: float) -> list:
+    """[x, y, w, h] around the box ``bbox`` turned by ``degrees`` clockwise on screen (y points down)
+    about its centre."""
+    x, y, w, h = (float(v) for v in bbox)
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    # the turned box's half extents: each corner (+-w/2, +-h/2) turned, the largest |x| and |y|
+    half_w, half_h = (abs(w * c) + abs(h * s)) / 2.0, (abs(w * s) + abs(h * c)) / 2.0
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return [round(v, 6) for v in (cx - half_w, cy - half_h, 2.0 * half_w, 2.0 * half_h)]
+
+
+def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool, turn: float = 0.0) -> dict:
     """A copy of the annotation ``a`` with the readings its flags name."""
     a = dict(a)
+    if turn:
+        a["bbox"] = _turned_box(a["bbox"], turn)
+        a["attributes"] = {k: v for k, v in a["attributes"].items() if k != "rotation"}
     if flat:
         a["segmentation"] = [a["segmentation"]]
     if unboxed:
@@ -90,7 +122,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
     images = images if isinstance(images, list) else []
     annotations = annotations if isinstance(annotations, list) else []
     sized = sum(map(_unknown_size, images))
-    wrapped = unboxed = unmeasured = zeroed = 0
+    wrapped = unboxed = unmeasured = zeroed = turned = 0
     fixed = None  # the annotation list with the records read otherwise: a copy, made at the first one
     for i, a in enumerate(annotations):
         if not isinstance(a, dict):
@@ -101,12 +133,14 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         no_box = isinstance(bbox, list) and bool(bbox) and bbox[0] in (None, []) and _no_box(bbox)
         null_area = a.get("area", 0) is None  # present and null
         zero = not null_area and _zero_area(a.get("area"), bbox)
-        if flat or no_box or null_area or zero:
+        turn = _box_rotation(a, seg, bbox) if "attributes" in a else 0.0
+        if flat or no_box or null_area or zero or turn:
             if fixed is None:
                 fixed = list(annotations)
-            fixed[i] = _read_annotation(a, flat, no_box, null_area or zero)
+            fixed[i] = _read_annotation(a, flat, no_box, null_area or zero, turn)
             wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
             zeroed += zero
+            turned += bool(turn)
     if not sized and fixed is None:
         return data, []
     out = dict(data)
@@ -127,6 +161,10 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         notes.append(f"{source}: {zeroed} annotations with a box of positive size have area 0 (keypoint-only "
                      f"converters write it): read as without one, the mask's area is used, else the box's "
                      f"(keypoint AP's OKS divides by it: with 0, every keypoint not pixel-exact is a miss)")
+    if turned:
+        notes.append(f"{source}: {turned} box-only annotations have attributes.rotation (rotated boxes, as "
+                     f"CVAT's COCO export writes them): each read as its box turned clockwise about its "
+                     f"centre, its bbox the turned box's extent")
     return out, notes
 
 

@@ -200,3 +200,54 @@ def test_unhashable_annotation_image_id_is_left_to_the_checks(tmp_path):
     with pytest.raises(ValueError, match="image_id"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note on the sizes -1
         load_ground_truth(out)
+
+
+def _cvat_xml_boxes(tmp_path, boxes) -> list:
+    """The bboxes ``convert-data --from cvat`` gives the rotated boxes ``boxes`` ((x, y, w, h, degrees))
+    drawn in a CVAT XML export of a 200x150 image: the reader whose turn is checked against CVAT."""
+    from maskrcnn.cli import main
+
+    folder = tmp_path / "xml"
+    folder.mkdir()
+    Image.fromarray(np.zeros((150, 200, 3), np.uint8)).save(folder / "a.png")
+    shapes = "".join(f'<box label="car" xtl="{x}" ytl="{y}" xbr="{x + w}" ybr="{y + h}" rotation="{d}"/>'
+                     for x, y, w, h, d in boxes)
+    (folder / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><image id="0" name="a.png" width="200" height="150">'
+        f"{shapes}</image></annotations>")
+    assert main(["convert-data", "--from", "cvat", str(folder), "--output", str(tmp_path / "x.json")]) == 0
+    return [a["bbox"] for a in json.loads((tmp_path / "x.json").read_text())["annotations"]]
+
+
+def test_cvat_coco_export_rotated_boxes_are_read_turned(tmp_path, caplog):
+    """CVAT's "COCO 1.0" export writes a rotated box as its unturned bbox beside attributes.rotation: it
+    was read as the upright box, silently (a 40x20 car turned 90 degrees trained as lying flat). Now the
+    box is the turned box's extent, as the CVAT XML of the same boxes converts; a rewritten file is not
+    turned twice; the evaluator reads it alike."""
+    boxes = [(40, 40, 40, 20, 90.0), (100, 60, 50, 10, 30.0), (20, 100, 30, 20, 0.0)]
+    expected = _cvat_xml_boxes(tmp_path, boxes)
+    Image.fromarray(np.zeros((150, 200, 3), np.uint8)).save(tmp_path / "a.jpg")
+    coco = {
+        "images": [{"id": 1, "width": 200, "height": 150, "file_name": "a.jpg"}],
+        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": [], "area": w * h,
+                         "bbox": [x, y, w, h], "iscrowd": 0, "attributes": {"occluded": False, "rotation": d}}
+                        for i, (x, y, w, h, d) in enumerate(boxes)],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    path = tmp_path / "instances_default.json"
+    path.write_text(json.dumps(coco))
+    dataset = CocoDataset(json_path=path, image_dir=tmp_path)
+    got = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in dataset[0][1]["boxes"].tolist()]
+    assert np.allclose(got, expected, atol=0.01), (got, expected)
+    assert got[0] == [50.0, 30.0, 20.0, 40.0]  # 40x20 about its centre (60, 50): 20 wide, 40 high
+    assert "2 box-only annotations have attributes.rotation" in caplog.text
+    # written back (merge-data, show-data's records): the turned box, no rotation left to turn again
+    written = dataset.to_coco_dict()
+    assert [a["attributes"].get("rotation") for a in written["annotations"]] == [None, None, 0.0]
+    path.write_text(json.dumps({**coco, "annotations": written["annotations"]}))
+    again = [[x1, y1, x2 - x1, y2 - y1]
+             for x1, y1, x2, y2 in CocoDataset(json_path=path, image_dir=tmp_path)[0][1]["boxes"].tolist()]
+    assert again == got
+    with pytest.warns(UserWarning, match="2 box-only annotations have attributes.rotation"):
+        gt = load_ground_truth(coco)
+    assert np.allclose([a["bbox"] for a in gt.dataset["annotations"]], expected, atol=0.01)

@@ -190,25 +190,44 @@ def test_split_without_cityscapes_images_and_colour_instance_ids_are_named(tmp_p
     assert "aachen_000000_000019_gtFine_instanceIds.png has 3 channels" in capsys.readouterr().err
 
 
-def test_resized_image_is_skipped_by_name_not_drawn_at_the_wrong_scale(tmp_path, capsys):
+def test_resized_image_gets_its_ids_resized_and_another_shape_is_skipped_by_name(tmp_path, capsys):
     """leftImg8bit resized to half (a common speed-up): the full-size polygons were drawn unscaled on the
-    small canvas, misplaced, and an object beyond it lost without a word; the JSON was written."""
+    small canvas, misplaced, and an object beyond it lost without a word; then such images were skipped.
+    Now, the rule of every converter: a resized copy (the same shape) gets the ids drawn at full size
+    resized to it (a full-size instanceIds PNG too), said once; an image of another shape is skipped by
+    name (image_size_mismatch)."""
     root = tmp_path / "cs"
-    prefix = _image(root, "val", "lindau", "lindau_000000_000019")
-    _polygons(prefix, [{"label": "car", "polygon": _rect(2, 3, 8, 7)},
-                       {"label": "car", "polygon": _rect(25, 3, 35, 9)}])
-    small = root / "leftImg8bit" / "val" / "lindau" / "lindau_000000_000019_leftImg8bit.png"
-    Image.open(small).resize((W // 2, H // 2)).save(small)
-    _instance_ids(_image(root, "val", "ulm", "ulm_000000_000019"), np.full((H, W), 26000))
+    objects = [{"label": "car", "polygon": _rect(2, 4, 9, 7)},
+               {"label": "car", "polygon": _rect(24, 4, 35, 9)}]
+    full = np.zeros((H, W), np.int64)
+    for k, (x1, y1, x2, y2) in enumerate(((2, 4, 9, 7), (24, 4, 35, 9))):
+        full[_box(x1, y1, x2, y2)] = 26000 + k
+    half = full[1::2, 1::2]  # the id under each centre of the half-size image's pixels
+    for city, size, source in (("lindau", (W // 2, H // 2), "polygons"), ("ulm", (W // 2, H // 2), "ids"),
+                               ("bonn", (W // 2, H // 3), "polygons")):
+        prefix = _image(root, "val", city, f"{city}_000000_000019")
+        if source == "polygons":
+            _polygons(prefix, objects)
+        else:
+            _instance_ids(prefix, full)
+        small = root / "leftImg8bit" / "val" / city / f"{city}_000000_000019_leftImg8bit.png"
+        Image.open(small).resize(size).save(small)
     out = tmp_path / "val.json"
     assert _convert(root, out, "--split", "val") == 0
     err = capsys.readouterr().err
-    assert ("leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png: "
-            "lindau_000000_000019_gtFine_polygons.json "
-            f"is drawn on a {W}x{H} image (imgWidth x imgHeight), the image is {W // 2}x{H // 2}") in err
+    assert ("bonn_000000_000019_leftImg8bit.png: drawn on a 40x30 image (the width x height the file gives), "
+            "the image file is 20x10, of another shape") in err
+    assert "the size it gives, 40x30 (WxH), is not the image file's 20x15 but has its shape" in err
+    assert "2 images resized since they were annotated" in err
     assert "skipped 1 record(s): 1 image_size_mismatch" in err
-    assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == [
-        "leftImg8bit/val/ulm/ulm_000000_000019_leftImg8bit.png"]
+    coco = json.loads(out.read_text())
+    names = {i["id"]: i["file_name"].split("/")[2] for i in coco["images"]}
+    assert sorted(names.values()) == ["lindau", "ulm"]
+    for city in ("lindau", "ulm"):
+        masks = [mask_utils.decode(a["segmentation"]) > 0 for a in coco["annotations"]
+                 if names[a["image_id"]] == city]
+        assert [m.shape for m in masks] == [(H // 2, W // 2)] * 2
+        assert all((m == (half == 26000 + k)).all() for k, m in enumerate(masks)), city
 
 
 def test_an_8_bit_instance_ids_png_is_not_read_as_all_crowd(tmp_path, capsys):

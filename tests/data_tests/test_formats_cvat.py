@@ -203,7 +203,7 @@ def test_cvat_bad_records_are_named_counted_and_skipped(tmp_path, capsys):
         '<cuboid label="cat" xtl1="0"></cuboid>',
     ]
     (src / "annotations.xml").write_text(_xml([
-        _image("a.png", shapes, size=(H + 1, W)),  # a wrong height: warned about, the file's is used
+        _image("a.png", shapes, size=(H + 1, W)),  # a pixel off: warned about, the shapes as drawn
         _image("sub/c.png", ['<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>']),  # a relative path
         _image("missing.png", ['<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>']),
         _image("a.png", ['<box label="cat" xtl="0" ytl="0" xbr="3" ybr="3"></box>']),  # a second time
@@ -229,7 +229,8 @@ def test_cvat_bad_records_are_named_counted_and_skipped(tmp_path, capsys):
         where + "[11] <box> (label 'cat'): polygon lies outside the 48x32 image",
         where + "[12] <box> (label None): label None is not a non-empty string",
         where + "[13] <box> (label 'dog'): label 'dog' is not one of the classes ['cat']",
-        "annotations.xml: image 'a.png': warning: height '33' differs from the image's 32; using the image's",
+        "annotations.xml: image 'a.png': warning: the size it gives, 48x33 (WxH), is a pixel off the image "
+        "file's 48x32: the shapes are used as drawn",
         "annotations.xml: image 'missing.png': image ",
         "annotations.xml: image 'a.png': image a.png was converted already, from annotations.xml; skipped",
         "annotations.xml: image [4]: <image> has no 'name' attribute; skipped",
@@ -623,8 +624,8 @@ def test_cvat_project_export_without_split_names_the_subsets_merged(tmp_path, ca
 def test_cvat_exif_photo_annotated_on_its_stored_pixels_and_label_spaces(tmp_path, capsys):
     """An <image> whose width / height are the stored size of a photo EXIF turns by a quarter: its shapes
     lie on the stored pixels and are turned with the image (they were kept as drawn, beside the objects
-    in the turned image); an <image> of another size still warns. Labels' surrounding spaces ("cat "
-    beside <meta>'s "cat", a second class) are stripped, said once."""
+    in the turned image); an <image> a pixel off the turned size still warns. Labels' surrounding spaces
+    ("cat " beside <meta>'s "cat", a second class) are stripped, said once."""
     src = tmp_path / "export"
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned a quarter clockwise: stored (x, y) at (H - y, x)
@@ -635,7 +636,7 @@ def test_cvat_exif_photo_annotated_on_its_stored_pixels_and_label_spaces(tmp_pat
     shapes = ['<box label="cat " xtl="3" ytl="2" xbr="12" ybr="8"/>',
               f'<mask label="cat" rle="{_cvat_rle(mask)}" left="10" top="5" width="3" height="2"/>']
     (src / "annotations.xml").write_text(_xml([_image("f.jpg", shapes, size=(20, 40)),
-                                               _image("g.jpg", shapes[:1], size=(20, 30))]))
+                                               _image("g.jpg", shapes[:1], size=(41, 20))]))
     assert _convert(src, tmp_path / "out.json") == 0
     err = capsys.readouterr().err
     coco = json.loads((tmp_path / "out.json").read_text())
@@ -645,7 +646,8 @@ def test_cvat_exif_photo_annotated_on_its_stored_pixels_and_label_spaces(tmp_pat
     assert coco["categories"] == [{"id": 1, "name": "cat"}]
     assert ("annotations.xml: image 'f.jpg': the size it gives, 20x40 (HxW), is the image's stored size, "
             "not its 40x20 once its EXIF orientation 6 is applied") in err
-    assert "image 'g.jpg': warning: width '30' differs from the image's 20; using the image's" in err
+    assert ("image 'g.jpg': warning: the size it gives, 20x41 (WxH), is a pixel off the image file's 20x40: "
+            "the shapes are used as drawn") in err
     assert "image 'f.jpg': warning" not in err
     assert err.count("label 'cat ' read as 'cat'") == 1
 
@@ -705,3 +707,35 @@ def test_cvat_video_frame_tags_are_counted(tmp_path, capsys):
         '<tag frame="0" label="night" source="manual"></tag></annotations>')
     assert _convert(src, tmp_path / "o.json") == 0
     assert "2 CVAT tags (image labels) left out" in capsys.readouterr().err
+
+
+def test_cvat_resized_image_shapes_scaled_other_shape_skipped(tmp_path, capsys):
+    """<image width height> of the image drawn on, the file a copy resized to half: the shapes were kept
+    at their drawn pixels with a warning that read as handled (boxes twice their place, a polygon past
+    the smaller image dropped). Now a resized copy has its shapes scaled (a mask too, pixel by pixel,
+    nearest), said once and counted; an image of another shape is skipped by name."""
+    src = tmp_path / "export"
+    _png(src / "images" / "half.png", size=(H // 2, W // 2))
+    _png(src / "images" / "other.png", size=(H // 2, W))
+    mask = np.zeros((4, 6), bool)
+    mask[:2, :] = True  # rows 10, 11 of x 20..25 drawn: rows 5 of x 10..12 once halved
+    shapes = ['<box label="cat" xtl="4" ytl="6" xbr="12" ybr="18"/>',
+              '<polygon label="cat" points="30,20;46,20;46,28"/>',
+              f'<mask label="cat" rle="{_cvat_rle(mask)}" left="20" top="10" width="6" height="4"/>']
+    (src / "annotations.xml").write_text(_xml([_image("half.png", shapes), _image("other.png", shapes)]))
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [(i["file_name"], i["height"], i["width"]) for i in coco["images"]] == [
+        ("images/half.png", H // 2, W // 2)]
+    anns = coco["annotations"]
+    assert [a["bbox"] for a in anns[:2]] == [[2.0, 3.0, 4.0, 6.0], [15.0, 10.0, 8.0, 4.0]]
+    expected = np.zeros((H // 2, W // 2), bool)
+    expected[5, 10:13] = True
+    assert (mask_utils.decode(anns[2]["segmentation"]) > 0).tolist() == expected.tolist()
+    assert (f"image 'half.png': the size it gives, {W}x{H} (WxH), is not the image file's {W // 2}x{H // 2} "
+            "but has its shape (a resized copy): the shapes are scaled by 0.5 x 0.5") in err
+    assert (f"image 'other.png': drawn on a {W}x{H} image (the width x height the file gives), the image "
+            f"file is {W}x{H // 2}, of another shape") in err
+    assert "1 images resized since they were annotated" in err and "1 image_size_mismatch" in err

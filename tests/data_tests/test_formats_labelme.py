@@ -152,7 +152,7 @@ def test_labelme_folder(tmp_path, capsys):
         "c.json: image ",
         "broken.json: not readable JSON",
         "other.json: not a LabelMe file",
-        "sub/d.json: warning: imageHeight 31 differs from the image's 30",
+        "sub/d.json: warning: the size it gives, 40x31 (WxH), is a pixel off the image file's 40x30",
         "notes: 1 __ignore__ shapes left out, 1 warnings",
         "skipped 7 record(s): 1 bad_coordinates, 1 empty_mask, 1 few_points, 1 missing_image, 1 not_labelme, "
         "1 unreadable_json, 1 unsupported_shape",
@@ -284,12 +284,12 @@ def test_labelme_exif_photo_annotated_on_its_stored_pixels_is_turned_with_it(tmp
     imageWidth its stored size): the shapes were kept as drawn and warned about as a size typo ("using
     the image's"), so every mask lay beside its object in the turned image training reads. Now they are
     turned with the image (a mask shape too); a file sized as the turned image keeps its shapes; a size
-    that is neither is warned about as before."""
+    a pixel off the turned one is warned about."""
     from maskrcnn.data.images import read_image
 
     src, out = tmp_path / "src", tmp_path / "coco.json"
     patch = np.ones((2, 3), bool)
-    for name, size in (("stored", (20, 40)), ("shown", (40, 20)), ("other", (25, 40))):
+    for name, size in (("stored", (20, 40)), ("shown", (40, 20)), ("other", (41, 20))):
         _photo(src / f"{name}.jpg")
         _labelme(src / f"{name}.json", [
             _shape("box", [[3, 2], [12, 8]], "rectangle"),
@@ -316,7 +316,8 @@ def test_labelme_exif_photo_annotated_on_its_stored_pixels_is_turned_with_it(tmp
     assert ("stored.json: the size it gives, 20x40 (HxW), is the image's stored size, not its 40x20 once its "
             "EXIF orientation 6 is applied: the annotations were drawn on the stored pixels") in err
     assert "1 images annotated on their stored pixels" in err
-    assert "other.json: warning: imageHeight 25 differs from the image's 40; using the image's" in err
+    assert ("other.json: warning: the size it gives, 20x41 (WxH), is a pixel off the image file's 20x40: the "
+            "shapes are used as drawn") in err
     assert "stored.json: warning" not in err and "shown.json: warning" not in err
 
 
@@ -334,3 +335,58 @@ def test_labelme_label_spaces_are_stripped_once_per_label(tmp_path, capsys):
     assert coco["categories"] == [{"id": 1, "name": "box"}]
     assert len(coco["annotations"]) == 3  # each file's group is still one instance
     assert err.count("label 'box ' read as 'box'") == 1 and "a.json: label 'box ' read as 'box'" in err
+
+
+def test_labelme_resized_image_shapes_scaled_other_shape_skipped(tmp_path, capsys):
+    """imageHeight / imageWidth of the image drawn on, the file a copy resized to half: the shapes were
+    kept at their drawn pixels ("using the image's"), boxes twice their place and shapes past the smaller
+    image dropped. Now a resized copy has its shapes scaled (said once, counted); an image of another
+    shape is skipped by name (image_size_mismatch)."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    for name in ("half", "other"):
+        _png(src / f"{name}.png", size=(H // 2, W // 2) if name == "half" else (H // 2, W))
+        _labelme(src / f"{name}.json", [_shape("car", [[4, 6], [12, 18]], "rectangle"),
+                                        _shape("car", [[30, 20], [38, 20], [38, 28]])], f"{name}.png")
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["half.png"]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 3.0, 4.0, 6.0], [15.0, 10.0, 4.0, 4.0]]
+    assert (f"half.json: the size it gives, {W}x{H} (WxH), is not the image file's {W // 2}x{H // 2} but has "
+            f"its shape (a resized copy): the shapes are scaled by 0.5 x 0.5") in err
+    assert (f"other.json: drawn on a {W}x{H} image (the width x height the file gives), the image file is "
+            f"{W}x{H // 2}, of another shape") in err
+    assert "1 images resized since they were annotated" in err and "1 image_size_mismatch" in err
+
+
+def test_x_anylabeling_rotated_box(tmp_path, capsys):
+    """X-AnyLabeling's rotated box (shape_type "rotation": its 4 corners, and "direction" in radians) was
+    refused as an unconverted shape type; a file of only those failed the conversion."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    _png(src / "a.png")
+    corners = [[20, 2], [34, 16], [24, 26], [10, 12]]  # a box turned 45 degrees
+    _labelme(src / "a.json", [{**_shape("car", corners, "rotation"), "direction": 0.785},
+                              _shape("car", corners[:3], "rotation")], "a.png")
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    (ann,) = json.loads(out.read_text())["annotations"]
+    assert ann["segmentation"] == [[float(v) for p in corners for v in p]]
+    assert ann["bbox"] == [10.0, 2.0, 24.0, 24.0]
+    assert "shapes[1] (label 'car'): a rotation (rotated box) needs its 4 corners, got 3 points" in err
+
+
+def test_labels_differing_only_in_case_are_warned_about_once(tmp_path, capsys):
+    """"Cat" beside "cat" became two classes without a word (merge-data joins such names, fine-tuning
+    matches names ignoring case): one warning names them, with their counts."""
+    src, out = tmp_path / "src", tmp_path / "coco.json"
+    for name, labels in (("a", ["cat", "Cat"]), ("b", ["cat", "dog", "DOG ", "Dog"])):
+        _png(src / f"{name}.png")
+        _labelme(src / f"{name}.json", [_shape(label, [[2 * i, 1], [2 * i + 1, 3]], "rectangle")
+                                        for i, label in enumerate(labels)], f"{name}.png")
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert err.count("differ only in case") == 1
+    assert (f"{src}: warning: labels that differ only in case are separate classes: 'Cat' (1 instance), "
+            f"'cat' (2 instances); 'DOG' (1 instance), 'Dog' (1 instance), 'dog' (1 instance)") in err
+    assert _convert(src, out, "--classes", "cat,Cat,dog,DOG,Dog") == 0  # the classes named: no warning
+    assert "differ only in case" not in capsys.readouterr().err

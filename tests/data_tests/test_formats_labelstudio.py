@@ -236,16 +236,17 @@ def test_labelstudio_json_export(tmp_path, capsys):
         "export.json: task 1 result[9]: point (350%, 20%) lies far outside the image",
         "export.json: task 1 result[10]: drawn on the image turned by 90 degrees",
         "export.json: task 1 result[11]: brush RLE",
-        "export.json: task 4: warning: original_width x original_height 80x120 differs from the image's "
-        "40x60",
+        "export.json: task 4: the size it gives, 80x120 (WxH), is not the image file's 40x60 but has its "
+        "shape (a resized copy): the shapes are scaled by 0.5 x 0.5",
         "export.json: task 5: image 'gone.png' (from 's3://bucket/gone.png') not found under",
         "export.json: task 6: no data field names an image file (its keys: caption)",
         "export.json: task 7: the task has predictions (model output) but no annotation",
         "export.json: task 8: every annotation of the task was cancelled",
         "export.json: task 9: the task has no annotation",
         "export.json: tasks[9]: a task must be a JSON object, not str",
-        "notes: 2 cancelled annotations left out, 1 choices results (not regions) left out, 1 keypoints left "
-        "out, 1 results without labels left out, 2 tasks with several annotations",
+        "notes: 2 cancelled annotations left out, 1 choices results (not regions) left out, 1 images resized "
+        "since they were annotated: shapes scaled to them, 1 keypoints left out, 1 results without labels "
+        "left out, 2 tasks with several annotations",
         "skipped 10 record(s): 1 ambiguous_label, 1 bad_coordinates, 1 bad_rle, 1 bad_task, 1 cancelled, "
         "1 image_rotation, 1 missing_image, 1 no_image, 1 only_predictions, 1 unannotated",
     ):
@@ -612,12 +613,12 @@ def test_labelstudio_tasks_predict_wrote_read_back_without_images(tmp_path, caps
 def test_labelstudio_images_option_overrides_the_recorded_folder(tmp_path, capsys):
     """--images stays the override: a copy of the photos elsewhere is read, the recorded folder unused."""
     tasks = _predicted_tasks(tmp_path)
-    _image(tmp_path / "copy" / "sub" / "a.png", size=(H + 4, W))
+    _image(tmp_path / "copy" / "sub" / "a.png", size=(2 * H, 2 * W))  # a resized copy
     out = tmp_path / "coco.json"
     assert _convert(tasks, out, "--images", tmp_path / "copy") == 0
     assert "recorded" not in capsys.readouterr().err
     images = json.loads(out.read_text())["images"]
-    assert [(i["file_name"], i["height"]) for i in images] == [("sub/a.png", H + 4)]
+    assert [(i["file_name"], i["height"]) for i in images] == [("sub/a.png", 2 * H)]
 
 
 @pytest.mark.parametrize("folder, why", [
@@ -846,3 +847,28 @@ def test_labelstudio_results_sharing_an_id_join_only_as_one_regions_controls(tmp
     err = capsys.readouterr().err
     assert "several label controls" not in err
     assert len(json.loads(out.read_text())["annotations"]) == 3  # the 'small' / 'big' regions: not classes
+
+
+def test_labelstudio_images_folder_given_below_the_document_root(tmp_path, capsys):
+    """Local-files URLs name the path below the document root (?d=photos/b/1.jpg); given --images the
+    folder holding the images (photos), both tasks were skipped as ambiguous (1.jpg is in a/ and b/) and
+    nothing was written. The URL's path tail (b/1.jpg) names one file there: that one is taken."""
+    for sub, size in (("a", (H, W)), ("b", (2 * H, W))):  # told apart by their sizes
+        _image(tmp_path / "photos" / sub / "1.jpg", size=size)
+    rect = dict(x=10, y=10, width=50, height=50, rotation=0)
+    tasks = [_task(1, "/data/local-files/?d=photos/b/1.jpg",
+                   ([_result("rectanglelabels", ["box"], (W, 2 * H), **rect)], False, False)),
+             _task(2, "/data/local-files/?d=photos/a/1.jpg",
+                   ([_result("rectanglelabels", ["box"], (W, H), **rect)], False, False))]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "export.json", out, "--images", tmp_path / "photos") == 0
+    assert "ambiguous" not in capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [(i["file_name"], i["height"]) for i in coco["images"]] == [("b/1.jpg", 2 * H), ("a/1.jpg", H)]
+    assert [a["bbox"] for a in coco["annotations"]] == [[4.0, 6.0, 20.0, 30.0], [4.0, 3.0, 20.0, 15.0]]
+    # a tail no folder tells apart is still ambiguous
+    tasks[0]["data"]["image"] = "/data/local-files/?d=elsewhere/c/1.jpg"
+    (tmp_path / "export.json").write_text(json.dumps(tasks[:1]))
+    assert _convert(tmp_path / "export.json", out, "--images", tmp_path / "photos") == 1
+    assert "is in several folders under" in capsys.readouterr().err

@@ -517,3 +517,21 @@ def test_via_class_attribute_missing_from_one_file_takes_class_name_and_fails_on
     assert err.count("no region has the class attribute 'speces'") == 1, err
     assert "2 VIA files (ann_alice.json, ann_bob.json): no region has the class attribute 'speces' " \
            "(--class-attribute; region attributes: species, note); nothing converted" in err
+
+
+def test_via_class_spaces_said_and_case_twins_warned(tmp_path, capsys):
+    """" cat" and "cat\\n" were stripped without a word, and "Cat" beside "cat" became a class of its own
+    silently: the stripping is said once per value, the case twins in one warning naming them."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(src / "a.jpg")
+    regions = [_region(_rect(2 + 6 * i, 2, 4, 4), label=label) for i, label in
+               enumerate(["cat", " cat", "cat\n", " cat", "Cat"])]
+    (src / "via_region_data.json").write_text(json.dumps(_entry("a.jpg", regions)))
+    out = tmp_path / "coco.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert err.count("label ' cat' read as 'cat'") == 1 and err.count("label 'cat\\n' read as 'cat'") == 1
+    assert ("warning: labels that differ only in case are separate classes: 'Cat' (1 instance), 'cat' "
+            "(4 instances)") in err
+    assert [c["name"] for c in json.loads(out.read_text())["categories"]] == ["Cat", "cat"]

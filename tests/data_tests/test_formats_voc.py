@@ -431,7 +431,7 @@ def test_voc_detection_exif_photo_boxes_on_its_stored_pixels_are_turned(tmp_path
     training reads, without a word. Now they are turned with it; a <size> of the turned image keeps them;
     another <size> is warned about naming both sizes (0, as some tools write, is not)."""
     root = tmp_path / "det"
-    for name, size in (("stored", (20, 40)), ("shown", (40, 20)), ("other", (25, 40)), ("zero", (0, 0))):
+    for name, size in (("stored", (20, 40)), ("shown", (40, 20)), ("other", (41, 20)), ("zero", (0, 0))):
         _image(root, name, size=(20, 40), exif=_exif(6))  # stored 20x40 (HxW), shown 40x20
         _det_xml(root, name, [("dog", 0, (4, 3, 12, 8))], size=size)  # pixels x 3..11, y 2..7
     out = tmp_path / "out.json"
@@ -445,8 +445,8 @@ def test_voc_detection_exif_photo_boxes_on_its_stored_pixels_are_turned(tmp_path
                                                         [12.0, 3.0, 6.0, 9.0], [3.0, 2.0, 9.0, 6.0]]
     assert ("Annotations/stored.xml: the size it gives, 20x40 (HxW), is the image's stored size, not its "
             "40x20 once its EXIF orientation 6 is applied") in err
-    assert ("Annotations/other.xml: warning: <size> 25x40 (HxW) differs from the image's 40x20; using the "
-            "image's") in err
+    assert ("Annotations/other.xml: warning: the size it gives, 20x41 (WxH), is a pixel off the image file's "
+            "20x40: the shapes are used as drawn") in err
     assert not any(f"{n}.xml: warning" in err for n in ("shown", "zero", "stored"))
     assert _convert(root, out, "--boxes-as-masks") == 0
     ann = json.loads(out.read_text())["annotations"][2]

@@ -22,8 +22,10 @@ leaves them out.
 Refused, by name: a missing ``gtFine/<split>`` (one line up front, not one per image); an instanceIds PNG
 that is 8-bit (no id >= 1000 fits: every object would be a crowd region), of another size than the image,
 unreadable or over the pixel limit (``images.open_image``, the converters' one open): the polygons are
-drawn instead, with a warning, or without them the image is skipped; polygons drawn for an image of
-another size than the one read (a resized leftImg8bit: ``image_size_mismatch``).
+drawn instead, with a warning, or without them the image is skipped. An instanceIds PNG or polygons of
+another size than the image read follow the rule of every converter (``common.resized_scale``): a
+resized leftImg8bit (the same shape) gets the ids resized to it (nearest), said once and counted; one of
+another shape is ``image_size_mismatch``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, given_size, image_size, read_json
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    Report,
+    Skip,
+    given_size,
+    image_size,
+    read_json,
+    resized_scale,
+)
 from maskrcnn.data.formats.geometry import as_points
 from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
@@ -113,20 +123,26 @@ def _read_ids_png(path: Path, height: int, width: int) -> np.ndarray:
         raise Skip("bad_instance_ids", f"{path.name} is an 8-bit PNG (mode {mode}), which cannot hold "
                                        f"instance ids (label id * 1000 + instance); instance ids are a "
                                        f"16-bit PNG (is it a _labelIds.png under this name?)")
-    if ids.shape != (height, width):
-        raise Skip("bad_instance_ids",
-                   f"{path.name} is {ids.shape[1]}x{ids.shape[0]}, the image {width}x{height}")
     return ids
 
 
-def _polygons_objects(path: Path, height: int, width: int, *, where: str, report: Report) -> list:
-    """The ``objects`` of a polygons file drawn on an image of (``height``, ``width``), or Skip.
+def _resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) instance ids -> (H, W), each pixel the id under its centre (nearest: ids are no colours)."""
+    rows = np.minimum(((np.arange(height) + 0.5) * ids.shape[0] / height).astype(np.int64), ids.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * ids.shape[1] / width).astype(np.int64), ids.shape[1] - 1)
+    return ids[np.ix_(rows, cols)]
 
-    The polygons are in the coordinates of the image they were drawn on, ``imgHeight`` x ``imgWidth``:
-    on an image of another size (a resized copy of leftImg8bit, a common speed-up) they were drawn
-    unscaled, misplaced, and the objects beyond the smaller canvas lost without a word. Such an image is
-    skipped by name (``image_size_mismatch``, the COCO loader's reason), not rescaled: json2instanceImg
-    draws at the full size, and a polygon scaled down does not fill the pixels a resized mask would."""
+
+def _polygons_objects(path: Path, height: int, width: int, *, where: str, report: Report) -> tuple:
+    """(the ``objects`` of a polygons file, the (H, W) they are drawn on) for an image of (``height``,
+    ``width``), or Skip.
+
+    The polygons are in the coordinates of the image they were drawn on, ``imgHeight`` x ``imgWidth``;
+    drawn unscaled on an image of another size they were misplaced, and the objects beyond the smaller
+    canvas lost without a word. The rule of every converter (``common.resized_scale``): a resized copy
+    of leftImg8bit (a common speed-up) has them drawn at their size, as json2instanceImg draws them, and
+    the ids resized to the image as a resized instanceIds PNG would be; an image of another shape is
+    skipped by name (``image_size_mismatch``, the COCO loader's reason)."""
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
         raise Skip("bad_annotation", f"{path.name} has no 'objects' list")
@@ -134,12 +150,9 @@ def _polygons_objects(path: Path, height: int, width: int, *, where: str, report
     if given is None:
         stated = (data.get("imgHeight"), data.get("imgWidth"))
         report.warn(where, f"imgHeight, imgWidth {stated} are no size; the image's {(height, width)} used")
-    elif given != (height, width):
-        raise Skip("image_size_mismatch",
-                   f"{path.name} is drawn on a {given[1]}x{given[0]} image (imgWidth x imgHeight), the image "
-                   f"is {width}x{height}: a resized leftImg8bit? convert the full-size images (and resize "
-                   f"after converting, with the COCO file)")
-    return data["objects"]
+        return data["objects"], (height, width)
+    resized_scale(report, where, given, (height, width))  # Skip when of another shape
+    return data["objects"], given
 
 
 def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder, report: Report) -> tuple:
@@ -149,7 +162,11 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     refused = None
     if ids_path.is_file():
         try:
-            return _read_ids_png(ids_path, height, width), "instanceIds"
+            ids = _read_ids_png(ids_path, height, width)
+            if ids.shape != (height, width):  # Skip when of another shape than the image
+                resized_scale(report, builder.relative(ids_path), ids.shape, (height, width))
+                ids = _resized_ids(ids, height, width)
+            return ids, "instanceIds"
         except Skip as e:
             if not json_path.is_file():
                 raise
@@ -157,10 +174,11 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     if not json_path.is_file():
         raise Skip("missing_annotation", f"neither {ids_path.name} nor {json_path.name} in {prefix.parent}")
     where = builder.relative(json_path)
-    objects = _polygons_objects(json_path, height, width, where=where, report=report)
+    objects, drawn = _polygons_objects(json_path, height, width, where=where, report=report)
     if refused is not None:  # said once the polygons are known to be usable
         report.warn(builder.relative(ids_path), f"{refused}; drawing the polygons instead")
-    return _draw_polygons(objects, height, width, where=where, report=report), "polygons"
+    ids = _draw_polygons(objects, *drawn, where=where, report=report)
+    return (ids if drawn == (height, width) else _resized_ids(ids, height, width)), "polygons"
 
 
 def _one_level_too_deep(root: Path, split: str) -> str:

@@ -32,8 +32,8 @@ from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "given_size", "image_size",
-           "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "stored_pixels_told",
-           "stripped_label", "usable_recorded_folder", "write_json"]
+           "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "resized_scale",
+           "stored_pixels_told", "stripped_label", "warn_label_case", "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
 
@@ -211,6 +211,61 @@ def stored_pixels_told(report: Report, where: str, given: tuple, shown: tuple, o
                      f"{shown[0]}x{shown[1]} once its EXIF orientation {orientation} is applied: the "
                      f"annotations were drawn on the stored pixels and are turned with the image (others "
                      f"alike are counted in the notes)")
+
+
+def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tuple) -> Optional[tuple]:
+    """(x scale, y scale) that lays shapes drawn on an image of the size the annotation file gives,
+    ``given`` (H, W; None: it gives none), onto the image file of size ``shown`` (H, W); None when they
+    are the same size, a pixel apart (warned about) or no size is given. The rule every converter of
+    pixel coordinates applies to an image file that is not the size its annotations were drawn on:
+
+    - the same shape (each side the other's scaled size, rounded: a resized copy, 4000x3000 -> 1333x1000):
+      the shapes are scaled with it, said for the first image by name and counted in the notes (Label
+      Studio's percent coordinates scale so by themselves);
+    - another shape (a crop, a padded copy, another image of that name, a size typed by hand): no scale
+      puts the shapes where they were drawn, so the image is skipped (``Skip`` ``image_size_mismatch``,
+      counted by the report; the COCO loader's and the Cityscapes converter's reason) rather than its
+      shapes written at the drawn pixel coordinates, misplaced, and those past the smaller canvas lost."""
+    if given is None or tuple(given) == tuple(shown):
+        return None
+    (gh, gw), (h, w) = given, shown
+    if abs(gw - w) <= 1 and abs(gh - h) <= 1:  # a size typed or rounded a pixel off: no resize
+        report.warn(where, f"the size it gives, {gw}x{gh} (WxH), is a pixel off the image file's {w}x{h}: "
+                           f"the shapes are used as drawn")
+        return None
+    sx, sy = w / gw, h / gh
+    mean = (sx + sy) / 2.0  # one scale within rounding of both sides
+    if abs(gw * mean - w) > 1.0 or abs(gh * mean - h) > 1.0:
+        raise Skip("image_size_mismatch",
+                   f"drawn on a {gw}x{gh} image (the width x height the file gives), the image file is "
+                   f"{w}x{h}, of another shape (not a resized copy): its shapes cannot be placed; convert "
+                   f"with the images they were drawn on (resize after converting, with the COCO file)")
+    report.note("images resized since they were annotated: shapes scaled to them")
+    report.tell_once("resized_image", where,
+                     f"the size it gives, {gw}x{gh} (WxH), is not the image file's {w}x{h} but has its shape "
+                     f"(a resized copy): the shapes are scaled by {sx:.4g} x {sy:.4g} (others alike are "
+                     f"counted in the notes)")
+    return sx, sy
+
+
+def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
+    """One warning naming the labels met that differ only in case ("Cat" and "cat"): each becomes a class
+    of its own, which is almost always a typo (``merge-data`` joins such names, and fine-tuning matches
+    class names ignoring case). Not with a fixed list of classes (``--classes`` says which there are)."""
+    if builder.fixed is not None:
+        return
+    counts = Counter(a["_label"] for a in builder.annotations)
+    groups: dict = {}
+    for name in sorted(set(counts) | builder._declared):
+        groups.setdefault(name.casefold(), []).append(name)
+    clashes = [names for names in groups.values() if len(names) > 1]
+    if not clashes:
+        return
+    listing = "; ".join(", ".join(f"{n!r} ({counts[n]} instance{'s' if counts[n] != 1 else ''})"
+                                  for n in names) for names in clashes)
+    report.warn(where, f"labels that differ only in case are separate classes: {listing}; if they are one "
+                       f"class, rename them alike in the annotation tool (merge-data joins such names, and "
+                       f"fine-tuning matches class names ignoring case)")
 
 
 def _image_header(path: Path) -> tuple:

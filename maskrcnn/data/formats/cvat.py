@@ -36,9 +36,11 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
   recorded in a comment, ``IMAGES_COMMENT``, else the XML file's folder), then the same folders with the
   name's last part only, then all of it again under the XML file's folder; a video task's frames
   (named ``frame_000000``, saved as ``frame_000000.PNG``) are found with
-  their extension added. The image's own size is used; ``width`` / ``height`` that differ cause a
-  warning, as in the LabelMe converter; when they are the stored size of a photo that EXIF turns by a
-  quarter, the shapes are cut to the stored pixels they were drawn on, then turned with the image.
+  their extension added. The image's own size is used. ``width`` / ``height`` that differ: a resized
+  copy (the same shape) has its shapes scaled to it, an image of another shape is skipped as
+  ``image_size_mismatch`` (``common.resized_scale``, the rule of every converter); when they are the
+  stored size of a photo that EXIF turns by a quarter, the shapes are cut to the stored pixels they
+  were drawn on, then turned with the image.
 - "CVAT for video 1.1" exports (``<track>`` elements, a shape on every frame): each frame's shapes
   inside the view are that frame's instances (``cvat_video``; its images ``frame_000000.PNG`` ...); a
   frame whose file is there but that has no shape in view is an image without instances.
@@ -70,6 +72,7 @@ from maskrcnn.data.formats.common import (
     annotated_size,
     given_size,
     parse_xml,
+    resized_scale,
     stored_pixels_told,
     stripped_label,
     usable_recorded_folder,
@@ -79,6 +82,7 @@ from maskrcnn.data.formats.geometry import (
     ellipse_points,
     numbers,
     rectangle_points,
+    scale_region,
     to_coco_polygon,
     turn_region,
 )
@@ -294,12 +298,15 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         image_path = _image_path(roots, el)
         given = given_size(el.get("height"), el.get("width"))
         (height, width), orientation = annotated_size(image_path, given)
+        # a resized copy of the image drawn on: shapes scaled to it; of another shape: skipped
+        scale = resized_scale(report, where, given, (height, width)) if orientation is None else None
         image_id = builder.add_image(image_path, height=height, width=width, source=xml_name)
     except Skip as e:
         report.skip(where, e)
         return 0
     if orientation is None:
-        _check_size(report, where, el, height, width)
+        if given is None:  # width / height absent, 0 or no number: the image's used
+            _check_size(report, where, el, height, width)
     else:  # drawn on the stored pixels: shapes are cut to those, then turned with the image
         stored_pixels_told(report, where, given, (height, width), orientation)
     nested = 0
@@ -316,7 +323,10 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         label = stripped_label(shape.get("label"), report=report, where=xml_name)
         try:
             builder.check_label(label)
-            if orientation is None:
+            if scale is not None:
+                region = scale_region(_region(shape, given[1], given[0]), scale=scale, width=width,
+                                      height=height)
+            elif orientation is None:
                 region = _region(shape, width, height)
             else:
                 region = turn_region(_region(shape, given[1], given[0]), orientation=orientation,

@@ -19,7 +19,7 @@ from maskrcnn.data.mask_codec import points_far_outside
 
 __all__ = [
     "as_points", "circle_points", "clip_polygon", "ellipse_points", "numbers", "rectangle_points",
-    "to_coco_polygon", "turn_points", "turn_region",
+    "scale_region", "to_coco_polygon", "turn_points", "turn_region",
 ]
 
 _CURVE_TOLERANCE = 0.25  # pixels between a curve and the chords that replace it
@@ -164,6 +164,28 @@ def turn_region(region, *, orientation: int, stored: tuple):
     corners = np.array([[region.left, region.top], [region.left + w, region.top + h]], dtype=np.float64)
     left, top = turn_points(corners, orientation=orientation, stored=stored).min(axis=0).astype(int).tolist()
     return MaskPatch(top, left, turn_array(region.patch, orientation))
+
+
+def scale_region(region, *, scale: tuple, width: int, height: int):
+    """A region drawn on an image of another size (a COCO polygon [x1, y1, ...] or a ``MaskPatch``) ->
+    the same region on the W x H image, its x times ``scale[0]`` and its y times ``scale[1]``; a mask's
+    pixels are taken nearest (each pixel of the W x H image takes the drawn pixel under its centre);
+    Skip when nothing of a mask is left."""
+    sx, sy = scale
+    if not isinstance(region, MaskPatch):
+        points = np.asarray(region, dtype=np.float64).reshape(-1, 2) * (sx, sy)  # (P, 2)
+        return [float(v) for v in np.round(points, 2).reshape(-1)]
+    h, w = region.patch.shape
+    top, left = math.floor(region.top * sy), math.floor(region.left * sx)
+    bottom = min(math.ceil((region.top + h) * sy), height)
+    right = min(math.ceil((region.left + w) * sx), width)
+    # the drawn pixel under each centre: row r of the image is row (r + 0.5) / sy of the drawing
+    rows = np.clip(np.floor((np.arange(top, bottom) + 0.5) / sy).astype(np.int64) - region.top, 0, h - 1)
+    cols = np.clip(np.floor((np.arange(left, right) + 0.5) / sx).astype(np.int64) - region.left, 0, w - 1)
+    patch = region.patch[np.ix_(rows, cols)]  # (bottom - top, right - left)
+    if not patch.any():
+        raise Skip("empty_mask", f"mask covers no pixel of the {width}x{height} image once scaled")
+    return MaskPatch(top, left, patch)
 
 
 def turn_array(a: np.ndarray, orientation: int) -> np.ndarray:

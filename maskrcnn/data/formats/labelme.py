@@ -10,20 +10,25 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   written as crowd regions: LabelMe has no notion of a crowd, and an ignored shape is often a mistake
   the annotator wanted gone rather than a region the evaluation should forgive).
 - ``polygon`` (>= 3 points), ``rectangle`` (two opposite corners; or its four corners, as X-AnyLabeling
-  writes it) and ``circle`` (the centre and a point on the circle) become COCO polygons clipped to the
-  image; ``mask`` (labelme >= 5.3: a base64 PNG laid on the pixels x1..x2, y1..y2 of its two points, as
-  labelme's ``shapes_to_label`` lays it) a mask; an instance with a mask among its shapes is written as
-  RLE. Types without an area (``line``, ``linestrip``, ``point``, ``points``) are reported and skipped.
+  writes it), ``rotation`` (X-AnyLabeling's rotated box: its four corners in order; its ``direction``,
+  the angle those corners already carry, is not needed) and ``circle`` (the centre and a point on the
+  circle) become COCO polygons clipped to the image; ``mask`` (labelme >= 5.3: a base64 PNG laid on
+  the pixels x1..x2, y1..y2 of its two points, as labelme's ``shapes_to_label`` lays it) a mask; an
+  instance with a mask among its shapes is written as RLE. Types without an area (``line``,
+  ``linestrip``, ``point``, ``points``) are reported and skipped.
 - The image is ``imagePath`` relative to the JSON file's folder, else a file of that name beside the
   JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else ``imageData`` (the
   image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
   Embedded images and mask PNGs are opened by ``images.open_image``: one over the pixel limit skips its
   file (or shape) as ``image_too_large``, as an image file over it does.
-- The image's own size is used; ``imageHeight`` / ``imageWidth`` that differ only cause a warning (as
-  in labelme, which corrects them from the image). But when they are the stored size of a photo that
-  EXIF turns by a quarter (a tool that showed the stored pixels), the shapes lie on those pixels: they
-  are cut to them, then turned with the image (``common.annotated_size``, the COCO loader's rule).
+- The image's own size is used. ``imageHeight`` / ``imageWidth`` that differ: a resized copy (the same
+  shape) has its shapes scaled to it, an image of another shape is skipped as ``image_size_mismatch``
+  (``common.resized_scale``, the rule of every converter; a pixel off: a warning); absent or 0, a
+  warning. When they are the
+  stored size of a photo that EXIF turns by a quarter (a tool that showed the stored pixels), the
+  shapes lie on those pixels: they are cut to them, then turned with the image
+  (``common.annotated_size``, the COCO loader's rule).
 - A label's surrounding spaces are stripped ("box " is "box", as labelme's label dialog strips them),
   said once per label.
 """
@@ -45,6 +50,7 @@ from maskrcnn.data.formats.common import (
     annotated_size,
     given_size,
     read_json,
+    resized_scale,
     stored_pixels_told,
     stripped_label,
 )
@@ -52,6 +58,7 @@ from maskrcnn.data.formats.geometry import (
     as_points,
     circle_points,
     rectangle_points,
+    scale_region,
     to_coco_polygon,
     turn_region,
 )
@@ -144,6 +151,10 @@ def _shape_region(shape: dict, width: int, height: int):
     points = as_points(shape.get("points"))
     if shape_type == "polygon" or (shape_type == "rectangle" and len(points) == 4):
         return to_coco_polygon(points, width, height)
+    if shape_type == "rotation":  # X-AnyLabeling's rotated box: its 4 corners, in order ("direction" aside)
+        if len(points) != 4:
+            raise Skip("bad_shape", f"a rotation (rotated box) needs its 4 corners, got {len(points)} points")
+        return to_coco_polygon(points, width, height)
     if shape_type == "mask":
         return _shape_mask(shape, points, width, height)
     if shape_type in ("rectangle", "circle") and len(points) != 2:
@@ -155,7 +166,7 @@ def _shape_region(shape: dict, width: int, height: int):
         radius = float(((px - cx) ** 2 + (py - cy) ** 2) ** 0.5)
         return to_coco_polygon(circle_points(cx, cy, radius), width, height)
     raise Skip("unsupported_shape", f"shape_type {shape_type!r} is not converted "
-                                    "(only polygon, rectangle, circle, mask)")
+                                    "(only polygon, rectangle, rotation, circle, mask)")
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path, json_root: Path,
@@ -169,8 +180,10 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
     (height, width), orientation = annotated_size(image_path, given)
     if orientation is not None:  # drawn on the stored pixels: shapes are cut to those, then turned
         stored_pixels_told(report, name, given, (height, width), orientation)
+    # a resized copy of the image drawn on: shapes scaled to it; of another shape: the file skipped
+    scale = resized_scale(report, name, given, (height, width)) if orientation is None else None
     for key, actual in (("imageHeight", height), ("imageWidth", width)):
-        if orientation is None and data.get(key) is not None and data[key] != actual:
+        if given is None and data.get(key) is not None and data[key] != actual:  # 0, "", no number
             report.warn(name, f"{key} {data[key]!r} differs from the image's {actual}; using the image's")
     image_id = builder.add_image(image_path, height=height, width=width, source=name)
 
@@ -186,7 +199,10 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
             if not isinstance(shape, dict):
                 raise Skip("bad_shape", "a shape must be a JSON object")
             builder.check_label(label)
-            if orientation is None:
+            if scale is not None:
+                region = scale_region(_shape_region(shape, given[1], given[0]), scale=scale, width=width,
+                                      height=height)
+            elif orientation is None:
                 region = _shape_region(shape, width, height)
             else:
                 region = turn_region(_shape_region(shape, given[1], given[0]), orientation=orientation,

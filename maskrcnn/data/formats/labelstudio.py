@@ -14,10 +14,11 @@ Read:
 
 Rules:
 - Coordinates are percent (0..100) of the image's width and height, so they are scaled by the size of
-  the image file itself; an ``original_width`` / ``original_height`` that differs only causes a warning
-  (a missing one is fine). A shape reaching more than 10% of the image past its border is skipped (the
-  coordinates are likely pixels, say pre-annotations imported unscaled); a shape a little past it is
-  clipped to the image.
+  the image file itself; an ``original_width`` / ``original_height`` that differs is judged by the rule
+  of every converter (``common.resized_scale``): of the same shape (a resized copy) it is said once, of
+  another shape the region is skipped as ``image_size_mismatch`` (a missing one is fine). A shape
+  reaching more than 10% of the image past its border is skipped (the coordinates are likely pixels,
+  say pre-annotations imported unscaled); a shape a little past it is clipped to the image.
 - ``polygonlabels`` (``points`` [[x, y], ...]), ``rectanglelabels`` (``x``, ``y`` the top-left corner,
   ``width``, ``height``, ``rotation`` degrees clockwise around that corner) and ``ellipselabels``
   (``x``, ``y`` the centre, ``radiusX``, ``radiusY``, ``rotation`` around the centre) become COCO
@@ -54,7 +55,9 @@ Rules:
   ``/data/local-files/?d=PATH`` URL at PATH, then any URL's or path's file name (URL-decoded: %20 is a
   space) in ``images`` and in its subfolders; Label Studio stores uploads as ``<8 hex>-<name>``
   (``/data/upload/3/5f2c1a3b-photo.jpg``), so ``photo.jpg`` is tried next. A name found twice in the
-  subfolders is skipped as ambiguous. A task without an image (the message lists its data keys), or
+  subfolders is the one whose folders end as the reference's path does (``?d=photos/b/1.jpg`` with
+  ``images`` the folder ``photos``, not the document root: ``b/1.jpg``); when no folder tells them
+  apart, the task is skipped as ambiguous. A task without an image (the message lists its data keys), or
   whose image is not found, is skipped, naming the task id. A reference's path never leaves the folder
   it is looked for under: one whose ``..`` would climb out of it is looked for by its file name only.
 - The tasks ``predict --export labelstudio`` writes name their images relative to the images folder,
@@ -93,6 +96,7 @@ from maskrcnn.data.formats.common import (
     image_size,
     read_json,
     recorded_folder_unusable,
+    resized_scale,
     stripped_label,
     usable_recorded_folder,
 )
@@ -135,6 +139,23 @@ class _ImageFinder:
             self._index = index
         return self._index
 
+    def _by_tail(self, found: list, relative: str) -> list:
+        """Of the files ``found`` (under the root, of one name), those whose path ends with the most parts
+        of the task's path ``relative`` (``photos/b/1.jpg`` under the folder ``photos`` given as the
+        images folder is ``b/1.jpg``): one file when a folder above the name tells them apart, else all."""
+        parts = Path(relative).parts
+
+        def tail(path: Path) -> int:  # parts shared at the end of the two paths
+            own = path.relative_to(self.root).parts
+            n = 0
+            while n < min(len(own), len(parts)) and own[-1 - n] == parts[-1 - n]:
+                n += 1
+            return n
+
+        shared = [tail(p) for p in found]
+        best = [p for p, n in zip(found, shared) if n == max(shared)]
+        return best if len(best) == 1 and max(shared) > 1 else found
+
     def find(self, reference: str) -> Path:
         relative, name = _parse_reference(reference)
         relative = _inside(relative)
@@ -146,6 +167,8 @@ class _ImageFinder:
             if (self.root / candidate).is_file():
                 return self.root / candidate
             found = self._by_name().get(candidate, [])
+            if len(found) > 1 and relative:  # the folder of the images, not the document root: by the tail
+                found = self._by_tail(found, relative)
             if len(found) > 1:
                 listing = ", ".join(p.relative_to(self.root).as_posix() for p in sorted(found)[:3])
                 raise Skip("ambiguous_image", f"image {candidate!r} (from {source!r}) is in several folders "
@@ -580,7 +603,7 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
     image_path = finder.find(task.reference)
     height, width = image_size(image_path)
     image_id = builder.add_image(image_path, height=height, width=width, source=source)
-    warned = False
+    judged: dict = {}  # (W, H) the results give -> None (a resized copy: said once) or its Skip
     for name, result_type, value in task.regions:
         try:
             if not isinstance(value, dict):
@@ -606,10 +629,17 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
                                              "Studio (image_rotation); its coordinates are of the turned "
                                              "view: annotate it unturned")
             given = (_size(value, "original_width"), _size(value, "original_height"))
-            if not warned and None not in given and given != (width, height) and kind != "brush":
-                report.warn(where, f"original_width x original_height {given[0]}x{given[1]} differs from "
-                                   f"the image's {width}x{height}; the percent coordinates are scaled to it")
-                warned = True
+            if None not in given and given != (width, height) and kind != "brush":
+                # percent coordinates scale by themselves; the rule of every converter judges the image:
+                # a resized copy said once, an image of another shape (another image?) skipped
+                if given not in judged:
+                    try:
+                        resized_scale(report, where, given[::-1], (height, width))
+                        judged[given] = None
+                    except Skip as e:
+                        judged[given] = e
+                if judged[given] is not None:
+                    raise judged[given]
             _add_region(builder, image_id, kind, value, label, height=height, width=width)
         except Skip as e:
             report.skip(f"{where} {name}", e)

@@ -25,7 +25,8 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
   else it is reported and skipped: a silent catch-all class would hide unlabelled regions. A
   ``class_attribute`` that no file defines nor any region has (a typo, a file attribute), with no
-  ``class_name``, fails the conversion in one line listing the region attributes met.
+  ``class_name``, fails the conversion in one line listing the region attributes met. A class value's
+  surrounding spaces and newlines are stripped (" cat" is "cat"), said once per value.
 - The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
   VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
@@ -45,7 +46,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json, stripped_label
 from maskrcnn.data.formats.geometry import (
     as_points,
     circle_points,
@@ -379,6 +380,9 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
                 if isinstance(region, dict) and isinstance(region.get("problem"), Skip):  # VIA 3, CSV
                     raise region["problem"]
                 label = _region_class(region, attribute, class_name)
+                raw = _attributes(region).get(attribute) if attribute else None
+                if isinstance(raw, str) and raw.strip() == label:  # " cat" / "cat\n": said once per label
+                    stripped_label(raw, report=report, where=name)
                 shape = region.get("shape_attributes") if isinstance(region, dict) else None
                 polygon = to_coco_polygon(_region_points(shape), width, height)
                 builder.add_polygons(image_id, label, [polygon])

@@ -16,9 +16,11 @@ Rules:
   ``boxes_as_masks`` each box is a rectangle polygon instead (a mask that is its box).
 - Coordinates: VOC's bndbox counts pixels from 1 and includes xmax, ymax (pixel 1..W), so the box is
   ``[xmin - 1, ymin - 1, xmax, ymax]`` in COCO's pixel-edge coordinates (as detectron2 reads VOC);
-  clipped to the image, whose size is read from the file (the XML's ``<size>`` may be 0 or stale: one
-  that differs is warned about). A ``<size>`` that is the stored size of a photo EXIF turns by a quarter
-  (LabelImg shows the stored pixels) says the boxes lie on those: they are turned with the image.
+  clipped to the image, whose size is read from the file (the XML's ``<size>`` may be 0: not used; one
+  that differs is judged by the rule of every converter, ``common.resized_scale``: a resized copy has
+  its boxes scaled to it, an image of another shape is skipped as ``image_size_mismatch``). A ``<size>``
+  that is the stored size of a photo EXIF turns by a quarter (LabelImg shows the stored pixels) says
+  the boxes lie on those: they are turned with the image.
   Tools that write 0-based boxes come out a pixel larger at the top-left edge.
 - ``difficult`` objects are crowd regions (``iscrowd`` 1), as in ``voc``; parts (``<part>``) are not
   instances. An object without a name or a readable bndbox is reported and skipped; an unreadable XML
@@ -40,6 +42,7 @@ from maskrcnn.data.formats.common import (
     annotated_size,
     given_size,
     parse_xml,
+    resized_scale,
     stored_pixels_told,
 )
 from maskrcnn.data.formats.geometry import numbers, rectangle_points, to_coco_polygon, turn_points
@@ -144,6 +147,9 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
                 raise Skip("missing_annotation", f"no {xmls}{name}.xml")
             objects, given = _read_xml(xml_path)
             (height, width), orientation = annotated_size(images[name], given)
+            # a resized copy of the image drawn on: boxes scaled to it; of another shape: skipped
+            scale = None if orientation is not None else \
+                resized_scale(report, builder.relative(xml_path), given, (height, width))
             image_id = builder.add_image(images[name], height=height, width=width, source=record)
         except Skip as e:
             report.skip(record, e)
@@ -151,12 +157,11 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
         where = builder.relative(xml_path)
         if orientation is not None:  # LabelImg shows (and sizes) a photo's stored pixels
             stored_pixels_told(report, where, given, (height, width), orientation)
-        elif given is not None and given != (height, width):
-            report.warn(where, f"<size> {given[0]}x{given[1]} (HxW) differs from the image's "
-                               f"{height}x{width}; using the image's")
         for k, (label, difficult, bndbox) in enumerate(objects):
             try:
                 box = _box(bndbox)
+                if scale is not None:
+                    box = [v * scale[k % 2] for k, v in enumerate(box)]
                 if orientation is not None:  # the two corners turned: a box again, its corners swapped
                     x1, y1, x2, y2 = box
                     corners = turn_points(np.array([[x1, y1], [x2, y2]]), orientation=orientation,
