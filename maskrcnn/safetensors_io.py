@@ -46,16 +46,21 @@ INSTALL = "pip install safetensors"
 def is_safetensors(path: PathLike) -> bool:
     """Whether ``path``'s first bytes are a safetensors header: a length within the format's limit, then
     a JSON object. Said also of a truncated one (the reader then names it truncated). A PyTorch zip
-    (``PK``) or pickle (0x80, then opcodes) never has a ``{`` at byte 8 after a header count this small."""
+    (``PK``) or pickle (0x80, then opcodes) never has a ``{`` at byte 8 after a header count this small.
+    A count past the limit (2**60) before a ``{`` is this format's layout with a corrupt count, unless the
+    file starts as a zip or a pickle does: said so (the reader names it corrupt, "header too large"),
+    not "not a PyTorch file"."""
     try:
         with open(path, "rb") as f:
             head = f.read(9)
     except OSError:
         return False
-    if len(head) < 9:
+    if len(head) < 9 or head[8:9] != b"{":
         return False
     (length,) = struct.unpack("<Q", head[:8])
-    return 2 <= length <= _MAX_HEADER and head[8:9] == b"{"
+    if length <= _MAX_HEADER:
+        return length >= 2
+    return not head.startswith((b"PK", b"\x80"))
 
 
 def _library(path, error, *, what: str = "reading it"):

@@ -7,8 +7,11 @@ rewrite one of ours (``--from maskrcnn``), e.g. as a safetensors file (``--to sa
 IN is a file, a published name (``maskrcnn_resnet50_fpn_coco``, ``maskrcnn_resnet50_fpn_v2_coco``,
 ``keypointrcnn_resnet50_fpn_coco``, ...; downloaded to the cache and checksummed) or a URL.
 The layout, backbone depth, number of classes and keypoints are read from the weights; ``--set``
-adjusts the stored config, e.g. ``--set model.frozen_bn_eps=1e-5`` for weights saved from a model
-built with plain BatchNorm (torchvision's published v1 COCO weights need the default, eps 0).
+adjusts the stored config, e.g. ``input.min_size_test=512``. A torchvision v1 file's batch-norm eps
+follows its keys (``interop.torchvision.v1_eps``, said in a note): 1e-5 for one saved from plain
+BatchNorm (``num_batches_tracked`` counters: built with ``weights=None``), 0 for the published v1 COCO
+weights' frozen norms (no counters); ``--set model.frozen_bn_eps=1e-5`` for a model built with
+``weights_backbone`` only, whose keys are the published ones'.
 MMDetection files (``interop/mmdetection.py``) take their class names and conventions from the config
 text stored in the file; what the conversion could not carry over exactly is printed as a note.
 Every source key must map and every model key must be filled, or nothing is written.

@@ -27,6 +27,9 @@ SSD, SSDlite: one ``head.classification_head`` / ``head.regression_head``) are r
 (``rcnn_problem``), and only an R-CNN whose box predictor is missing is told it was dropped to fine-tune.
 Published v1 COCO weights need frozen batch norm with eps 0 (torchvision overwrites eps on load);
 weights from a model built with ``weights=None`` (plain BatchNorm, eps 1e-5) need ``frozen_bn_eps=1e-5``.
+The file tells them apart (``v1_eps``): ``nn.BatchNorm2d`` saves a ``num_batches_tracked`` counter per
+norm, torchvision's ``FrozenBatchNorm2d`` (the published files, and models fine-tuned from them) none.
+A note says which eps was taken and why.
 """
 
 from __future__ import annotations
@@ -478,6 +481,33 @@ def default_class_names(num_classes: int, layout: str = "") -> list:
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
 
 
+_BACKGROUND_NAMES = ("__background__", "background", "_background_")
+
+
+def meta_class_names(held, num_classes: int, layout: str = "") -> tuple:
+    """``(class names background first, [note])``: those an MMDetection-style ``meta`` beside the weights
+    stores (``{"meta": {"CLASSES": (...)}, "state_dict": ...}``, or mmengine's ``dataset_meta.classes``:
+    a training loop that saved torchvision's weights the mmcv way) when their count fits the weights'
+    ``num_classes`` (with or without a background name first); else ``default_class_names`` with a note
+    saying why the stored ones were not taken; no note when the file stores none."""
+    from maskrcnn.interop.mmdetection import class_names_of
+
+    meta = held.get("meta") if isinstance(held, dict) else None
+    stored = class_names_of(meta) if isinstance(meta, dict) else None
+    if stored is None:
+        return default_class_names(num_classes, layout), []
+    where = "meta['CLASSES']" if meta.get("CLASSES") is not None else "meta['dataset_meta']['classes']"
+    if stored[0].lower() in _BACKGROUND_NAMES:
+        stored = stored[1:]
+    if len(stored) == num_classes - 1:
+        return ["__background__", *stored], [f"class names from the file's {where} ({len(stored)})"]
+    names = default_class_names(num_classes, layout)
+    shown = ", ".join(names[1:3]) + (", ..." if len(names) > 3 else "")
+    return names, [f"the file's {where} names {len(stored)} classes but the weights have "
+                   f"{num_classes - 1} (plus background): not taken; named {shown} (--class-names a,b,c "
+                   "to name them)"]
+
+
 def convert_state_dict(sd: dict) -> tuple:
     """Rename torchvision keys to ours. Returns (our state dict, [unmapped torchvision keys])."""
     out, unmapped = {}, []
@@ -498,13 +528,35 @@ def renamed_keys(sd: dict) -> dict:
     return {key: _map_key(key, box_linear_index) for key in sd}
 
 
+def v1_eps(sd: dict) -> tuple:
+    """``(frozen_bn_eps, note)`` for a v1 layout, told by the backbone's batch-norm counters
+    (``num_batches_tracked``): ``nn.BatchNorm2d`` keeps one, ``FrozenBatchNorm2d`` none. A model built
+    with ``weights=None`` has plain BatchNorm (eps 1e-5) and saves them; torchvision's published COCO v1
+    files were trained with frozen norms and have none, and need eps 0 (torchvision sets it on loading
+    them), as do models fine-tuned from them. One built with ``weights_backbone`` only has frozen norms
+    with eps 1e-5 and no counters either: the keys cannot tell it, so the note gives the ``--set``."""
+    counters = [k for k in sd if k.startswith("backbone.body.") and k.endswith(".num_batches_tracked")]
+    if counters:
+        return 1e-5, (f"model.frozen_bn_eps 1e-5: the file has {len(counters)} batch-norm counters "
+                      "(num_batches_tracked), so it was saved from plain BatchNorm (a torchvision model "
+                      "built with weights=None, eps 1e-5); torchvision's published COCO v1 weights, "
+                      "which need eps 0, have none")
+    return 0.0, ("model.frozen_bn_eps 0: the file has no batch-norm counters (num_batches_tracked), as "
+                 "torchvision's published COCO v1 weights and models fine-tuned from them, which use eps "
+                 "0; for a model built with weights_backbone only (frozen norms, eps 1e-5): "
+                 "--set model.frozen_bn_eps=1e-5")
+
+
 def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: str = "checkpoint",
                         overrides: Optional[dict] = None, ema: bool = False) -> dict:
     """Full conversion with a check against the model ``build_model`` makes from the overrides.
 
-    ``frozen_bn_eps``: None picks 0.0 for v1 layouts (torchvision's published COCO v1 weights) and
-    1e-5 for v2. ``overrides``: extra config keys (e.g. ``{"model.frozen_bn_eps": 1e-5}``), applied last.
+    ``frozen_bn_eps``: None picks 1e-5 for v2 layouts and, for v1, by the file's batch-norm counters
+    (``v1_eps``: 0.0 for torchvision's published COCO v1 weights, 1e-5 for a model built with
+    ``weights=None``), with a note saying which and why (none when ``overrides`` sets it).
+    ``overrides``: extra config keys (e.g. ``{"model.frozen_bn_eps": 1e-5}``), applied last.
     ``ema``: take the file's "model_ema" copy (module docstring).
+    Class names: those an MMDetection-style ``meta`` beside the weights stores (``meta_class_names``).
     Returns ``{"state_dict", "config" (Config), "class_names", "layout", "report", "notes"}``; raises
     ConversionError naming unmapped, missing or mis-shaped keys.
     """
@@ -522,8 +574,11 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     conflict = class_count_conflict(sd, source, layout)
     if conflict is not None:
         raise ConversionError(conflict)
-    if frozen_bn_eps is None:
-        frozen_bn_eps = 1e-5 if layout.endswith("_v2") else 0.0
+    if frozen_bn_eps is None and layout.endswith("_v2"):
+        frozen_bn_eps = 1e-5
+    elif frozen_bn_eps is None:
+        frozen_bn_eps, eps_note = v1_eps(sd)
+        notes += [] if "model.frozen_bn_eps" in (overrides or {}) else [eps_note]
     cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)
@@ -551,7 +606,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
     ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
-    names = default_class_names(cfg.model.num_classes, layout)
+    names, said = meta_class_names(held, cfg.model.num_classes, layout)
+    notes += said
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
             "notes": notes}
 

@@ -181,6 +181,8 @@ def _broken(tmp_path, tiny_checkpoint) -> dict:
     (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
     (tmp_path / "cut_header.safetensors").write_bytes(data[:40])
     _raw(tmp_path / "not_json.safetensors", b"{this is not json}   ")
+    # a header count past the format's limit (2**60) before a JSON object: this format, corrupt
+    (tmp_path / "huge_header.safetensors").write_bytes(struct.pack("<Q", 2**60) + b"{}")
     _raw(tmp_path / "no_tensors.safetensors", b'{"__metadata__":{"format":"pt"}}')
     ours = {"maskrcnn.format": "maskrcnn-checkpoint", "maskrcnn.format_version": "1",
             "maskrcnn.config": "{oops", "maskrcnn.class_names": "[]"}
@@ -205,6 +207,7 @@ def _broken(tmp_path, tiny_checkpoint) -> dict:
         "truncated": " is a safetensors file that is truncated or corrupt",
         "cut_header": " is a safetensors file that is truncated or corrupt (invalid header length)",
         "not_json": " is a safetensors file that is truncated or corrupt (invalid JSON in header",
+        "huge_header": " is a safetensors file that is truncated or corrupt (header too large)",
         "no_tensors": ": a safetensors file holding no tensors",
         "bad_config": ": safetensors metadata field 'maskrcnn.config' is not JSON",
     }
@@ -221,7 +224,7 @@ def test_broken_files_are_one_line_naming_the_file_at_every_entry_point(tiny_che
         with pytest.raises(CheckpointError) as e:
             load_checkpoint(path)
         assert str(e.value).startswith(f"{path}{words}") and "\n" not in str(e.value), str(e.value)
-        ours = name not in ("truncated", "cut_header", "not_json", "no_tensors")
+        ours = name not in ("truncated", "cut_header", "not_json", "huge_header", "no_tensors")
         if not ours:  # (a file of ours: read_weights names the field through check_checkpoint)
             with pytest.raises(ConversionError, match=re.escape(f"{path}{words}")):
                 read_weights(str(path))

@@ -40,8 +40,8 @@ def test_every_manifest_key_maps(name):
     else:
         assert cfg.model.num_classes == 91 and result["class_names"] == list(COCO_CLASS_NAMES_91)
     assert cfg.model.backbone == "resnet50"
-    # v1 COCO weights need eps 0, v2 eps 1e-5 (torchvision's own loading rule)
-    assert cfg.model.frozen_bn_eps == (1e-5 if name.endswith("v2") else 0.0)
+    # the manifest's models were built with weights=None: plain BatchNorm (eps 1e-5), counters saved
+    assert cfg.model.frozen_bn_eps == 1e-5
     assert cfg.model.roi_heads.mask_on == name.startswith("maskrcnn")
     assert cfg.model.roi_heads.keypoint_on == name.startswith("keypoint")
     # spot checks of the mapping (values are source indices)
@@ -126,6 +126,75 @@ def test_batch_counters_dropped_for_frozen_norms_are_counted():
     assert len(result["report"]["counters_dropped"]) == len(counters) == 53
     assert not any(k.endswith("num_batches_tracked") for k in result["state_dict"])
     assert len(convert_any(sd, source="f.pth").counters) == 53  # train --init reports them
+
+
+@pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
+                                  "fasterrcnn_resnet50_fpn"])
+def test_v1_eps_follows_the_batch_norm_counters_and_is_said(name, tmp_path, capsys):
+    """A v1 file saved from a model built with weights=None (nn.BatchNorm2d, eps 1e-5: num_batches_tracked
+    per norm) converted with eps 0, the published COCO files' value, without a word: 24 of 100 detections
+    differed from torchvision's. The published layout (FrozenBatchNorm2d: no counters) keeps eps 0."""
+    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.cli import main
+    from maskrcnn.interop.weights import convert_any
+
+    plain = _manifest_sd(name)
+    published = {k: v for k, v in plain.items() if not k.endswith("num_batches_tracked")}
+    counted = sum(k.endswith("num_batches_tracked") for k in plain)
+    for sd, eps, words in ((plain, 1e-5, f"model.frozen_bn_eps 1e-5: the file has {counted} batch-norm "
+                                         "counters (num_batches_tracked)"),
+                           (published, 0.0, "model.frozen_bn_eps 0: the file has no batch-norm counters")):
+        result = convert_torchvision(sd)
+        assert result["config"].model.frozen_bn_eps == eps
+        assert [n for n in result["notes"] if n.startswith(words)], result["notes"]
+        init = convert_any(sd, source="f.pth")  # train --init: the config follows the weights' eps
+        assert init.implied["model.frozen_bn_eps"] == eps and any(n.startswith(words) for n in init.notes)
+        src, out = tmp_path / "tv.pth", tmp_path / "ours.pth"
+        torch.save(sd, src)
+        assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 0
+        assert f"note: {words}" in capsys.readouterr().err
+        assert load_checkpoint(out)["config"]["model"]["frozen_bn_eps"] == eps
+    # --set decides: no note on a value the user gave
+    given = convert_torchvision(published, overrides={"model.frozen_bn_eps": 1e-5})
+    assert given["config"].model.frozen_bn_eps == 1e-5
+    assert not [n for n in given["notes"] if "frozen_bn_eps" in n]
+
+
+def test_v2_eps_is_1e_5_with_or_without_counters():
+    plain = _manifest_sd("maskrcnn_resnet50_fpn_v2")
+    published = {k: v for k, v in plain.items() if not k.endswith("num_batches_tracked")}
+    for sd in (plain, published):
+        result = convert_torchvision(sd)
+        assert result["config"].model.frozen_bn_eps == 1e-5
+        assert not [n for n in result["notes"] if "frozen_bn_eps" in n]
+
+
+def test_mmdetection_style_meta_class_names_are_kept(tmp_path, capsys):
+    """torchvision weights under 'state_dict' with mmcv's 'meta' (CLASSES, or mmengine's
+    dataset_meta.classes) beside them: the stored names were dropped for class_1, class_2, ..."""
+    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.cli import main
+
+    sd = _manifest_sd("fasterrcnn_resnet50_fpn")
+    # a 4-class model (plus background): the box predictor cut to 5 rows
+    for key, per in (("roi_heads.box_predictor.cls_score.", 1), ("roi_heads.box_predictor.bbox_pred.", 4)):
+        for leaf in ("weight", "bias"):
+            sd[key + leaf] = sd[key + leaf][: 5 * per].clone()
+    v2 = {"meta": {"epoch": 12, "CLASSES": ("a", "b", "c", "d")}, "state_dict": sd}
+    v3 = {"meta": {"dataset_meta": {"classes": ["__background__", "a", "b", "c", "d"]}}, "state_dict": sd}
+    for held in (v2, v3):
+        result = convert_torchvision(held)
+        assert result["class_names"] == ["__background__", "a", "b", "c", "d"]
+    src, out = tmp_path / "mm_style.pth", tmp_path / "ours.pth"
+    torch.save(v2, src)
+    assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 0
+    assert "note: class names from the file's meta['CLASSES'] (4)" in capsys.readouterr().err
+    assert load_checkpoint(out)["class_names"] == ["__background__", "a", "b", "c", "d"]
+    # a count that does not fit the weights: not taken, and said
+    wrong = convert_torchvision({"meta": {"CLASSES": ("a", "b")}, "state_dict": sd})
+    assert wrong["class_names"] == ["__background__", "class_1", "class_2", "class_3", "class_4"]
+    assert any(n.startswith("the file's meta['CLASSES'] names 2 classes but the weights have 4 (plus "
+                            "background): not taken") for n in wrong["notes"]), wrong["notes"]
 
 
 def test_unreadable_file_named(tmp_path):
