@@ -39,7 +39,9 @@ Merging (``merge_detections``), class by class, never across classes:
   its mask runs on beyond it. In the shared window an occluder and the occluded object's piece can
   coincide, so the overlap alone would glue an object a tile saw whole (flagged cut only because its
   box came within the margin of an edge) to another object's pieces; one object's views continue each
-  other across the cuts. Such a pair never ends up in one group, not even through chains of pieces.
+  other across the cuts. Such a pair never ends up in one group, not even through chains of pieces or
+  under a whole-image leader (which then takes the better matching of the two). Only tiles are
+  compared so: the whole image's coarse masks may run a few pixels past a tile edge.
 - Groups are led by the best whole detection (uncut first, then by score): a whole detection absorbs
   its matches and is **kept as it is** (box, mask, score): it already saw the object entirely, at a
   tile's resolution or the whole image's, and a union with cut pieces would only add their errors at
@@ -597,10 +599,17 @@ def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, reach: int)
     Why: in that window an object and a piece of another object of its class can coincide (an
     occluder and the occluded one's mask), so their overlap there alone would glue them; but had they
     been one object, the one whose view ended at the edge would have reached it. Checked only for the
-    pairs the overlap already matched (a loop over those, few)."""
+    pairs the overlap already matched (a loop over those, few). Between tiles only: the whole image's
+    masks are coarse (the image shrunk to the model's size, one of its pixels several of a tile's), so
+    one running a few pixels past a tile edge says nothing; it has no tile edges of its own."""
     out = torch.zeros(ii.shape[0], dtype=torch.bool)
-    windows = pool["windows"].tolist()
+    windows = pool["windows"]  # (D, 4)
+    everything = torch.cat([windows[:, :2].min(dim=0).values, windows[:, 2:].max(dim=0).values])  # (4,)
+    whole = (windows == everything).all(dim=1).tolist()  # (D,) the whole image's detections
+    windows = windows.tolist()
     for p, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
+        if whole[i] or whole[j]:
+            continue
         shared = [max(windows[i][0], windows[j][0]), max(windows[i][1], windows[j][1]),
                   min(windows[i][2], windows[j][2]), min(windows[i][3], windows[j][3])]
         for k, o in ((i, j), (j, i)):

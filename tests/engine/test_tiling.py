@@ -406,3 +406,10 @@ def test_an_object_seen_whole_is_not_glued_to_pieces_of_another_it_overlaps():
     assert merged["boxes"].tolist() == [[60.0, 35.0, 150.0, 95.0], [82.0, 5.0, 145.0, 58.0]]
     assert torch.equal(_dense(merged)[0], _filled(*big))
     assert torch.equal(_dense(merged)[1], _filled(*small))
+    # with the whole image's coarse blob over both (matching all three by overlap) leading: it takes
+    # P's pieces, the better matches, and leaves Q, which contradicts them, on its own
+    blob = _rect_det([(60, 5, 150, 95, 0.8)], [0, 0, W, H])
+    merged = merge_detections(concat_pools([pool, shift_to_image(blob, [0, 0, W, H], (H, W), source=3,
+                                                                  margin=2)]))
+    assert merged["boxes"].tolist() == [[60.0, 5.0, 150.0, 95.0], [82.0, 5.0, 145.0, 58.0]]
+    assert merged["source"].tolist() == [3, 0]
