@@ -1015,7 +1015,8 @@ class Predictor:
                     pools.append(self._tile_pool(det, tuple(r.shape[-2:]), window, (height, width),
                                                  source=len(pools)))
         with _outside_inference():  # the results are made here: not inside a caller's inference_mode
-            merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh)
+            merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh,
+                                             edge_margin=tile.edge_margin)
             note = tiling.cap_note(merged["boxes"].shape[0], self.detections_per_image, (height, width))
             if note and not self._tile_cap_warned:  # once: every large image of a folder may reach it
                 self._tile_cap_warned = True

@@ -90,3 +90,14 @@ def test_a_tile_overlap_of_zero_is_refused_and_a_thin_one_warned_of(capsys):
                           "pixel(s)") and "an overlap of at least 0.13 (32 pixels) joins them" in err
     tile_from_args(_args(add_tile_arguments, ["--tile", "250", "--tile-overlap", "0.2"]))  # 50 pixels
     assert capsys.readouterr().err == ""
+
+
+def test_tile_with_tta_is_refused_before_the_thin_overlap_warning(capsys):
+    def both(parser):
+        add_tile_arguments(parser)
+        add_tta_arguments(parser)
+
+    with pytest.raises(ValueError) as info:
+        tile_from_args(_args(both, ["--tile", "150", "--tta"]))  # 0.2 of 150: 30 pixels, a warning's worth
+    assert str(info.value).startswith("--tile and --tta do not combine")
+    assert capsys.readouterr().err == ""

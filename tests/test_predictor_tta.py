@@ -160,7 +160,7 @@ def test_predict_command_runs_tta_as_the_python_api_does(checkpoint, tmp_path, c
     (["--tta", "--tta-sizes", "400,big"], "--tta-sizes: expected comma-separated integers, got '400,big'"),
     (["--tta", "--tta-max-size", "0"], "--tta-max-size: tta max_size must be an integer >= 1, got 0"),
     (["--tta-no-flip"], "--tta-no-flip needs --tta"),
-    (["--tta", "--tile", "64"], "tta and tile do not combine"),
+    (["--tta", "--tile", "64"], "--tile and --tta do not combine"),  # before any tile-overlap warning
 ])
 def test_predict_command_refuses_bad_tta_options_in_one_line(checkpoint, tmp_path, capsys, flags, message):
     Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
@@ -169,6 +169,7 @@ def test_predict_command_refuses_bad_tta_options_in_one_line(checkpoint, tmp_pat
     assert rc == 1
     err = capsys.readouterr().err
     assert f"maskrcnn predict: error: {message}" in err and "Traceback" not in err
+    assert "warning" not in err  # the refusal alone: no warning about options of a run that is off
     assert not (tmp_path / "out").exists()
 
 

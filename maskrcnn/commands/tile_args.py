@@ -51,6 +51,9 @@ def tile_from_args(args: argparse.Namespace):
              ("--tile-max-tiles", "max_tiles", args.tile_max_tiles))
     options = options_from_flags(TileOptions, [g for g in given if g[2] is not None],
                                  full_image=not args.no_full_image)
+    if getattr(args, "tta", False):  # refused here, before any warning about the tiles: the run is off
+        raise ValueError("--tile and --tta do not combine: use one of them (test-time augmentation, or "
+                         "tiles for small objects in large images)")
     note = overlap_note(options)  # the default 0.2 of a small tile too: the same risk, said alike
     if note is not None:  # accepted (objects narrower than the strip still join), but said once
         print(f"warning: --tile-overlap: {note}", file=sys.stderr)

@@ -33,6 +33,15 @@ Merging (``merge_detections``), class by class, never across classes:
   detections of one source never match: the model's own NMS kept both, so they are two objects, and a
   group takes at most one detection from each source (the best matching), so a small object lying
   inside a large one's box is not swallowed.
+- A match is undone where the two contradict each other at a tile edge (``_contradicted``): one's
+  source saw up to the edge and its mask stops well short of it (twice ``edge_margin`` or more: a cut
+  piece's mask often fades a few pixels short of the cut), while the other's source saw across it and
+  its mask runs on beyond it. In the shared window an occluder and the occluded object's piece can
+  coincide, so the overlap alone would glue an object a tile saw whole (flagged cut only because its
+  box came within the margin of an edge) to another object's pieces; one object's views continue each
+  other across the cuts. Such a pair never ends up in one group, not even through chains of pieces or
+  under a whole-image leader (which then takes the better matching of the two). Only tiles are
+  compared so: the whole image's coarse masks may run a few pixels past a tile edge.
 - Groups are led by the best whole detection (uncut first, then by score): a whole detection absorbs
   its matches and is **kept as it is** (box, mask, score): it already saw the object entirely, at a
   tile's resolution or the whole image's, and a union with cut pieces would only add their errors at
@@ -555,11 +564,79 @@ def _pair_overlaps(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> torch.Tens
     return torch.where(inter > 0, ratio, torch.zeros_like(ratio))
 
 
-def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
+def _profile(pool: dict, d: int, axis: int, band: tuple, span: tuple) -> np.ndarray:
+    """Where detection ``d`` lies along a tile edge: (span[1] - span[0],) bool, for each position of
+    ``span`` on the edge's own axis, whether the mask (the box without masks) has a pixel in ``band``
+    across it. ``axis`` 0: a vertical edge (band in x, positions are rows); 1: a horizontal one."""
+    out = np.zeros(max(0, span[1] - span[0]), dtype=bool)
+    if "bitmaps" in pool:
+        bitmap = pool["bitmaps"][d]
+        if bitmap.numel() == 0:
+            return out
+        y0, x0 = (int(v) for v in pool["origins"][d])
+        lo = (x0, y0) if axis == 0 else (y0, x0)  # (across, along) origin of the bitmap
+        grid = bitmap.numpy() if axis == 0 else bitmap.numpy().T  # (along, across)
+        a0, a1 = max(band[0] - lo[0], 0), min(band[1] - lo[0], grid.shape[1])
+        s0, s1 = max(span[0] - lo[1], 0), min(span[1] - lo[1], grid.shape[0])
+        if a1 > a0 and s1 > s0:
+            at = s0 + lo[1] - span[0]
+            out[at : at + s1 - s0] = grid[s0:s1, a0:a1].any(axis=1)
+        return out
+    box = pool["boxes"][d].tolist()
+    across, along = (box[0], box[2]), (box[1], box[3])
+    if axis == 1:
+        across, along = along, across
+    if across[0] < band[1] and across[1] > band[0]:
+        first = max(math.floor(along[0]), span[0]) - span[0]
+        out[first : max(math.ceil(along[1]), span[0]) - span[0]] = True
+    return out
+
+
+def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, reach: int) -> torch.Tensor:
+    """(I,) bool: whether the detections of each pair contradict each other at a tile edge: one's source
+    saw up to the edge and its mask stays ``reach`` pixels or more short of it, while the other's
+    source saw across it and its mask runs on beyond it there (both inside the window the two saw).
+    Why: in that window an object and a piece of another object of its class can coincide (an
+    occluder and the occluded one's mask), so their overlap there alone would glue them; but had they
+    been one object, the one whose view ended at the edge would have reached it. Checked only for the
+    pairs the overlap already matched (a loop over those, few). Between tiles only: the whole image's
+    masks are coarse (the image shrunk to the model's size, one of its pixels several of a tile's), so
+    one running a few pixels past a tile edge says nothing; it has no tile edges of its own."""
+    out = torch.zeros(ii.shape[0], dtype=torch.bool)
+    windows = pool["windows"]  # (D, 4)
+    everything = torch.cat([windows[:, :2].min(dim=0).values, windows[:, 2:].max(dim=0).values])  # (4,)
+    whole = (windows == everything).all(dim=1).tolist()  # (D,) the whole image's detections
+    windows = windows.tolist()
+    for p, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
+        if whole[i] or whole[j]:
+            continue
+        shared = [max(windows[i][0], windows[j][0]), max(windows[i][1], windows[j][1]),
+                  min(windows[i][2], windows[j][2]), min(windows[i][3], windows[j][3])]
+        for k, o in ((i, j), (j, i)):
+            wk, wo = windows[k], windows[o]
+            for axis in (0, 1):  # 0: the left and right edges (bands in x), 1: top and bottom
+                span = (shared[1 - axis], shared[3 - axis])
+                edges = []  # (k's band up to the edge, o's band beyond it)
+                if wo[axis] < wk[axis]:  # o sees across k's left / top edge
+                    edge = wk[axis]
+                    edges.append(((edge, edge + reach), (edge - reach, edge)))
+                if wo[axis + 2] > wk[axis + 2]:  # o sees across k's right / bottom edge
+                    edge = wk[axis + 2]
+                    edges.append(((edge - reach, edge), (edge, edge + reach)))
+                for inside, beyond in edges:
+                    if _profile(pool, o, axis, beyond, span).any() and \
+                            not _profile(pool, k, axis, inside, span).any():
+                        out[p] = True
+    return out
+
+
+def merge_detections(pool: dict, *, match_thresh: float = 0.5, edge_margin: float = 4.0) -> dict:
     """Merge a pool of detections from tiles (and the whole image) into one detection per object,
     class by class (the module docstring says how and why). Returns a pool (``windows``, ``cut`` and
     ``source`` those of each group's leader), in leader order: whole detections by score, then the
-    merged cut pieces by score."""
+    merged cut pieces by score. ``edge_margin``: that of the cut flags (``TileOptions.edge_margin``);
+    a mask stopping twice that short of a tile edge, or more, did not reach it (``_contradicted``: a
+    cut piece's mask often fades a few pixels short of the cut)."""
     n = pool["boxes"].shape[0]
     if n == 0:
         return pool
@@ -574,6 +651,15 @@ def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
     ii, jj = torch.cat(pairs_i), torch.cat(pairs_j)  # (I,)
     values = _pair_overlaps(pool, ii, jj)  # (I,) float64
     hit = values >= match_thresh
+    at = torch.nonzero(hit).flatten()
+    apart = at[_contradicted(pool, ii[at], jj[at], reach=2 * math.ceil(edge_margin) + 1)]  # (A,)
+    hit[apart] = False
+    # pairs that are two objects whatever chains of matches say (a piece joins no group holding the
+    # other): i -> {j}
+    exclusive = [set() for _ in range(n)]
+    for a, b in zip(ii[apart].tolist(), jj[apart].tolist()):
+        exclusive[a].add(b)
+        exclusive[b].add(a)
     matches = [dict() for _ in range(n)]
     for a, b, value in zip(ii[hit].tolist(), jj[hit].tolist(), values[hit].tolist()):
         matches[a][b] = value
@@ -586,14 +672,19 @@ def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
     group = [-1] * n
     groups = []  # (leader, [members]) in leader order
 
-    def best_per_source(candidates: dict, taken_sources: set) -> list:
-        """The best-matching unassigned candidate of each source not yet in the group."""
+    def best_per_source(candidates: dict, taken_sources: set, members: list) -> list:
+        """The best-matching unassigned candidate of each source not yet in the group, contradicting
+        none of its members."""
         best = {}
         for j, value in candidates.items():
-            if group[j] < 0 and source[j] not in taken_sources:
+            if group[j] < 0 and source[j] not in taken_sources and exclusive[j].isdisjoint(members):
                 if source[j] not in best or value > best[source[j]][1]:
                     best[source[j]] = (j, value)
-        return [j for j, _ in best.values()]
+        chosen = []
+        for j, _ in sorted(best.values(), key=lambda jv: -jv[1]):  # nor each other, best first
+            if exclusive[j].isdisjoint(chosen):
+                chosen.append(j)
+        return chosen
 
     for leader in order:
         if group[leader] >= 0:
@@ -607,7 +698,7 @@ def merge_detections(pool: dict, *, match_thresh: float = 0.5) -> dict:
             for m in frontier:
                 for j, value in matches[m].items():
                     candidates[j] = max(value, candidates.get(j, 0.0))
-            new = best_per_source(candidates, taken)
+            new = best_per_source(candidates, taken, members)
             for j in new:
                 group[j] = gid
                 taken.add(source[j])

@@ -389,3 +389,27 @@ def test_too_many_tiles_is_counted_under_its_own_reason():
     os_error = OSError("certificate")
     os_error.reason = "CERTIFICATE_VERIFY_FAILED"
     assert skip_reason(os_error) == "unreadable_image"
+
+
+def test_an_object_seen_whole_is_not_glued_to_pieces_of_another_it_overlaps():
+    # a 2 x 2 grid (overlaps x 80..120, y 30..70): a big object P (x 60..150, y 35..95) cut by tiles C
+    # and D; a smaller one Q of its class (x 82..145, y 5..58) seen whole by tile B, its box 2 pixels
+    # from B's left edge (so flagged cut), its mask covering much of P's in the strips (an occluder in
+    # front): by overlap alone Q matches both of P's pieces
+    b, c, d = [80, 0, 200, 70], [0, 30, 120, 100], [80, 30, 200, 100]
+    big, small = (60, 35, 150, 95), (82, 5, 145, 58)
+    pool = _pool((_rect_det([(*small, 0.7)], b), b),  # (tile A sees nothing of this class)
+                 (_rect_det([(*big, 0.8)], c), c), (_rect_det([(*big, 0.9)], d), d))
+    assert pool["cut"].tolist() == [True, True, True]
+    merged = merge_detections(pool)
+    # P once (the union of its pieces), Q on its own as B saw it
+    assert merged["boxes"].tolist() == [[60.0, 35.0, 150.0, 95.0], [82.0, 5.0, 145.0, 58.0]]
+    assert torch.equal(_dense(merged)[0], _filled(*big))
+    assert torch.equal(_dense(merged)[1], _filled(*small))
+    # with the whole image's coarse blob over both (matching all three by overlap) leading: it takes
+    # P's pieces, the better matches, and leaves Q, which contradicts them, on its own
+    blob = _rect_det([(60, 5, 150, 95, 0.8)], [0, 0, W, H])
+    merged = merge_detections(concat_pools([pool, shift_to_image(blob, [0, 0, W, H], (H, W), source=3,
+                                                                  margin=2)]))
+    assert merged["boxes"].tolist() == [[60.0, 5.0, 150.0, 95.0], [82.0, 5.0, 145.0, 58.0]]
+    assert merged["source"].tolist() == [3, 0]
