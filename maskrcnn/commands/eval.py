@@ -139,6 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
+    parser.add_argument("--exif-frame", choices=("auto", "turned", "stored"), default=None,
+                        help="photos turned 180 degrees or mirrored (EXIF 2, 3, 4): read as the file's "
+                             "quarter-turned photos show its tool did (auto), turned, or as stored "
+                             "(default: the model's data.exif_frame, auto)")
     parser.add_argument("--crowd-as-objects", action="store_true",
                         help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
                              ": CVAT's COCO 1.0 export marks masks drawn with its brush so; a model trained "
@@ -228,6 +232,7 @@ def _predict(args, raw: dict) -> tuple:
     dataset = CocoDataset(
         json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on, coco=raw,
         crowd_as_objects=args.crowd_as_objects or predictor.cfg.data.crowd_as_objects,
+        exif_frame=args.exif_frame or getattr(predictor.cfg.data, "exif_frame", "auto"),
     )
     check_class_overlap(predictor.class_names, dataset, weights=args.weights)  # before the inference
     evaluator = build_evaluator(predictor, dataset)
