@@ -496,12 +496,13 @@ class CocoDataset(torch.utils.data.Dataset):
     ):
         self.json_path = Path(json_path)
         if exif_frame not in EXIF_FRAMES:
-            raise ValueError(f"{self.json_path}: exif_frame (data.exif_frame) must be one of {', '.join(EXIF_FRAMES)}, got "
-                             f"{exif_frame!r}")
+            raise ValueError(f"{self.json_path}: exif_frame (data.exif_frame) must be one of "
+                             f"{', '.join(EXIF_FRAMES)}, got {exif_frame!r}")
         self.exif_frame = exif_frame
         # ("stored" | "turned", how many such photos) for the file's photos turned 180 degrees or mirrored,
         # settled once from the headers when the first is met (``_half_turn_frame``)
         self._half_turn: Optional[tuple] = None
+        self._half_turned_stored: set = set()  # ids of such photos read unturned (``unturned_ids``)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
         self.keypoints = keypoints
@@ -1261,7 +1262,15 @@ class CocoDataset(torch.utils.data.Dataset):
                 return None
         if orientation not in HALF_TURNS:
             return None
-        return orientation if self._half_turn_frame() == "stored" else None
+        if self._half_turn_frame() != "stored":
+            return None
+        self._half_turned_stored.add(info["id"])
+        return orientation
+
+    def unturned_ids(self) -> set:
+        """The ids of the images read on their stored pixels so far (``stored_orientation``), for drawings
+        of the evaluation's results (``eval --analysis``) on the pixels it predicted on."""
+        return set(self._stored_pixels) | self._half_turned_stored
 
     def _half_turn_frame(self, headers: Optional[dict] = None) -> str:
         """"stored" or "turned": how this file's photos turned 180 degrees or mirrored are read, settled

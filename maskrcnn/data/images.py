@@ -46,6 +46,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
+from maskrcnn.thread_warnings import caught_here
 
 __all__ = [
     "HALF_TURNS",
@@ -239,20 +240,20 @@ def _pil_open_quiet(name: Optional[str] = None):
     """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
     names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
     other warnings in the block ("Corrupt EXIF data", printed with no file named) are said again naming
-    it; any other warning is passed on as it was raised."""
-    if name is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield max_image_pixels()
-        return
+    it; any other warning is passed on as it was raised.
+
+    Thread-safe (serve decodes uploads on several threads at once): the warnings are caught on this
+    thread only and no filter is changed (``thread_warnings``); ``catch_warnings`` here, overlapping on
+    two threads, left every later warning of the process in a dead list, never printed."""
     caught: list = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with caught_here() as caught:
             yield max_image_pixels()
     finally:  # also when the file is then refused: its warning said why
         for w in caught:
-            if _is_pil_file(w.filename):
+            if issubclass(w.category, Image.DecompressionBombWarning):
+                continue
+            if _is_pil_file(w.filename) and name is not None:
                 warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
             else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
