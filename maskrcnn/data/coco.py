@@ -532,6 +532,7 @@ class CocoDataset(torch.utils.data.Dataset):
                                    f"objects (data.crowd_as_objects)")
         elif note := cvat_crowd_note(annotations, str(self.json_path)):
             self._notes.append(note)
+        self._rle_upright(annotations)
         self._load_annotations(annotations)
         self._check_past_border()
         if self._digit_ids:  # the first note, before those of the loaders
@@ -924,6 +925,41 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{iid} ({_shown(info['file_name'])}) spans x {x1:g}..{x2:g}, y {y1:g}..{y2:g} on a record "
                 f"of width {info['width']}, height {info['height']}; check the record's width/height",
                 stacklevel=3)
+
+    def _rle_upright(self, annotations: list) -> None:
+        """Records whose RLE masks are all of the record's size turned by a quarter, and whose file is
+        stored at the record's size with an EXIF quarter turn: a converter wrote the stored size
+        (``Image.open(f).size``) of a photo its tool showed upright, and the RLE's own size says so.
+        Their width/height are swapped before the annotations are read (the photo read upright, as
+        ``_read_upright`` does for polygons), said by name; their RLEs were skipped as of a wrong size.
+        One header read per such image only."""
+        if self.image_dir is None:
+            return
+        sizes: dict = {}  # image id -> the set of its RLEs' sizes
+        for ann in annotations:
+            seg = ann.get("segmentation") if isinstance(ann, dict) else None
+            if isinstance(seg, dict) and _is_rle_size(seg.get("size")):
+                iid = _as_id(ann.get("image_id"))
+                if _is_int(iid) and iid in self._images:
+                    sizes.setdefault(iid, set()).add(tuple(int(v) for v in seg["size"]))
+        for iid, found in sizes.items():
+            info = self._images[iid]
+            record = (info["height"], info["width"])
+            if found != {record[::-1]} or record[0] == record[1]:
+                continue
+            try:
+                stored, orientation = image_header(self.image_dir / info["file_name"])
+            except ImageReadError:
+                continue
+            if tuple(stored) != record or turned_size(stored, orientation) != record[::-1]:
+                continue
+            info["height"], info["width"] = record[::-1]
+            warnings.warn(
+                f"{self.json_path}: image id {iid} ({_shown(info['file_name'])}) read upright (its EXIF "
+                f"orientation {orientation} applied) although its record gives the stored size (width "
+                f"{record[1]}, height {record[0]}): its RLE masks are of the upright picture's size "
+                f"{list(record[::-1])} (HxW), so they were drawn upright; its width/height are read as "
+                f"{record[0]}/{record[1]}", stacklevel=4)
 
     def _read_upright(self, iid: int, info: dict) -> bool:
         """Whether image ``iid``, whose annotations reach past its record's border, is a photo stored
