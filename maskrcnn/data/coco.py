@@ -1313,7 +1313,7 @@ class CocoDataset(torch.utils.data.Dataset):
         once (said once, with how many there are). ``exif_frame`` when not "auto"; else the evidence of the
         file's quarter-turned photos, whose record size tells how its tool showed them: "stored" when
         they give their stored size (and none the turned one), else "turned", as browsers and annotation
-        tools show photos. ``headers``: {image id: ``image_header``'s} when read already (show-data);
+        tools show photos (said in one line unless the quarter-turned photos say so). ``headers``: {image id: ``image_header``'s} when read already (show-data);
         else every image's header is read (a few threads), once per process and only for a file that
         holds such a photo."""
         if self._half_turn is not None:
@@ -1346,8 +1346,8 @@ class CocoDataset(torch.utils.data.Dataset):
         if frame == "auto":
             frame = "stored" if stored_ev and not turned_ev else "turned"
         self._half_turn = (frame, halves)
-        if not halves or self.exif_frame != "auto":
-            return frame
+        if not halves or self.exif_frame != "auto" or (turned_ev and not stored_ev):
+            return frame  # chosen, or the evidence says turned: nothing to tell
         if frame == "stored":
             line = (f"{self.json_path}: {halves} {_HALF_TURNED} read without their EXIF orientation too: "
                     f"their size does not tell, but the file's {stored_ev} quarter-turned photos give their "
@@ -1447,9 +1447,12 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _leave_out(self, refused: dict) -> None:
         """Leave out the images ``refused`` ({image id: (reason, message)}), counted and named once each,
-        their annotations with them (``to_coco_dict`` and the counts no longer see them)."""
-        for reason, message in refused.values():
+        their annotations with them (``to_coco_dict`` and the counts no longer see them), counted as
+        ``annotation_of_skipped_image`` as those of images skipped while the file was read are."""
+        for iid, (reason, message) in refused.items():
             self._problems.add(reason, message)
+            if iid in self._image_order and self._anns.get(iid):
+                self._problems.counts["annotation_of_skipped_image"] += len(self._anns[iid])
         if refused:
             self.ids = [i for i in self.ids if i not in refused]
             self._image_order = [i for i in self._image_order if i not in refused]

@@ -80,3 +80,19 @@ def test_show_datas_header_pass_settles_the_frame_without_reading_headers_again(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert ds._half_turn_frame() == "stored"
+
+
+def test_quarter_turned_photos_sized_turned_read_half_turned_ones_turned_without_a_note(tmp_path):
+    _photo(tmp_path / "q.png", 6, (40, 30))  # stored 40x30, upright 30 wide x 40 high: the record's
+    _photo(tmp_path / "h3.png", 3, (40, 30))
+    data = {"images": [{"id": 1, "file_name": "q.png", "width": 30, "height": 40},
+                       {"id": 2, "file_name": "h3.png", "width": 40, "height": 30}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 4.0,
+                             "bbox": [1.0, 1.0, 2.0, 2.0]} for i in (1, 2)],
+            "categories": [{"id": 1, "name": "square"}]}
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
+        assert ds.stored_orientation(1, (30, 40)) is None  # read turned, as the evidence says
+    assert not [str(w.message) for w in caught if "180 degrees" in str(w.message)]
