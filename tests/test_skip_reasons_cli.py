@@ -61,7 +61,8 @@ def test_show_data_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, s
     assert HINT in out and "What happens with bad input" in out
     summary = json.loads((tmp_path / "show" / "summary.json").read_text())
     # and the two images' objects
-    assert summary["skipped"] == {"image_too_large": 1, "unreadable_image": 1, "annotation_of_skipped_image": 2}
+    assert summary["skipped"] == {"image_too_large": 1, "unreadable_image": 1,
+                                  "annotation_of_skipped_image": 2}
 
 
 def test_predict_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, small_limit, checkpoint, capsys):

@@ -189,8 +189,9 @@ def test_rle_masks_of_the_upright_size_on_a_record_of_the_stored_size_read_the_p
                              "segmentation": {"size": [H, W], "counts": rle["counts"].decode()}}],
             "categories": [{"id": 1, "name": "square"}]}
     (tmp_path / "d.json").write_text(json.dumps(data))
-    with pytest.warns(UserWarning, match=r"image id 1 \(p.png\) read upright \(its EXIF orientation 6 "
-                                         r"applied\).*RLE masks are of the upright picture's size \[40, 60\]"):
+    said = r"image id 1 \(p.png\) read upright \(its EXIF orientation 6 applied\).*RLE masks are of the " \
+           r"upright picture's size \[40, 60\]"
+    with pytest.warns(UserWarning, match=said):
         ds = CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
     assert ds.skipped.get("bad_segmentation", 0) == 0
     image, target = ds[0]
