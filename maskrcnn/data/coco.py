@@ -1313,9 +1313,9 @@ class CocoDataset(torch.utils.data.Dataset):
         once (said once, with how many there are). ``exif_frame`` when not "auto"; else the evidence of the
         file's quarter-turned photos, whose record size tells how its tool showed them: "stored" when
         they give their stored size (and none the turned one), else "turned", as browsers and annotation
-        tools show photos (said in one line unless the quarter-turned photos say so). ``headers``: {image id: ``image_header``'s} when read already (show-data);
-        else every image's header is read (a few threads), once per process and only for a file that
-        holds such a photo."""
+        tools show photos (said in one line unless the quarter-turned photos say so). ``headers``: {image
+        id: ``image_header``'s} when read already (show-data); else every image's header is read (a few
+        threads), once per process and only for a file that holds such a photo."""
         if self._half_turn is not None:
             return self._half_turn[0]
         if headers is None:
