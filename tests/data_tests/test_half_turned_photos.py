@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from maskrcnn.data.coco import CocoDataset
@@ -96,3 +97,27 @@ def test_quarter_turned_photos_sized_turned_read_half_turned_ones_turned_without
         ds = CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
         assert ds.stored_orientation(1, (30, 40)) is None  # read turned, as the evidence says
     assert not [str(w.message) for w in caught if "180 degrees" in str(w.message)]
+
+
+def test_the_evaluation_predicts_a_half_turned_photo_on_the_pixels_training_reads(tmp_path):
+    from maskrcnn.data.images import read_image
+    from maskrcnn.engine.inference import _on_annotated_pixels
+
+    class Stub:  # records the pixels it is asked to predict on
+        def __init__(self):
+            self.seen = []
+
+        def predict_tensors(self, images):
+            self.seen.extend(images)
+            return [{"again": True}]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3)])
+        turned = read_image(tmp_path / "h3.png")  # as predict reads it
+        stub = Stub()
+        assert _on_annotated_pixels(stub, ds, 1, turned, {"first": True}) == {"again": True}
+        assert torch.equal(stub.seen[0], ds[1][0])  # the stored pixels, as training reads them
+        assert ds.unturned_ids() == {2}  # those read so far
+        ds[0]
+        assert ds.unturned_ids() == {1, 2}  # eval --analysis draws both so
