@@ -263,6 +263,10 @@ class DataConfig(_Section):
     # 1.0 export writes masks drawn with its mask / brush tool so (data/crowd.py); false: COCO's meaning,
     # regions the losses leave out and the evaluation ignores
     crowd_as_objects: bool = False
+    # photos turned 180 degrees or mirrored (EXIF orientation 2, 3, 4; their size does not tell): auto =
+    # as the same COCO file's quarter-turned photos show its tool did (their record gives the stored size:
+    # read unturned; else turned, with a note), turned (as browsers show them) or stored (LabelImg)
+    exif_frame: str = "auto"
     # repeat-factor sampling for rare classes (LVIS; data/repeat_factors.py): 0 = off (each image once
     # per epoch); LVIS uses 0.001, small custom sets 0.1-0.3
     repeat_threshold: float = 0.0
@@ -713,6 +717,7 @@ _CHOICES = {
     "model.roi_heads.mask_paste": ("torchvision", "grid_sample"),
     "model.roi_heads.keypoint_score": ("logit", "softmax"),
     "input.resize_method": ("torchvision", "pil"),
+    "data.exif_frame": ("auto", "turned", "stored"),  # data/coco.py's EXIF_FRAMES
 }
 _DEVICE = re.compile(r"^(auto|cpu|(cuda|mps|xpu)(:[0-9]+)?)$")
 # tuple keys of a fixed length: the model reshapes them to (3, 1, 1)

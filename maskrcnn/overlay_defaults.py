@@ -7,6 +7,10 @@ of its own, without torch, so that the commands' ``--help`` can name them).
   keeps whole; drawn, those low scores buried a picture under 20 overlapping labels.
 - ``OVERLAY_MIN_SIZE``: an image whose longer side is shorter is drawn enlarged by an integer factor
   until it reaches it (``--overlay-min-size``): on a 150 px image a label was a third of the picture.
+- ``OVERLAY_DRAW_MAX``: ``predict`` draws an image whose longer side is longer reduced by an integer
+  factor until it fits (a 40 MP photo at half its size): drawn whole, the overlay cost as much memory and
+  time again as the prediction (a full-size PNG of a 100 MP image took 27 s and 3.4 GB more), for a
+  picture no screen shows whole. The results (boxes, masks) are of the full image.
 - ``check_overlay_min_size(value)``: ``--overlay-min-size`` from 0 to ``OVERLAY_MAX_SIZE`` (8192), one
   check for ``predict`` and ``show-data``: a negative value was refused by one and taken as 0 by the
   other, and 100000 on a 1000 px image asked for a 100000 px square drawing (about 30 GB per RGB copy).
@@ -21,6 +25,8 @@ OVERLAY_MIN_SIZE = 512
 # tinted layer, the instance map, masks decoded at that size): still drawable on an ordinary machine, and
 # larger than any screen shows whole (an 8K display is 7680 px wide), so a larger target only costs memory.
 OVERLAY_MAX_SIZE = 8192
+# a 12 MP phone photo (4032 px) is drawn whole
+OVERLAY_DRAW_MAX = 4096
 
 
 def check_overlay_min_size(value) -> None:

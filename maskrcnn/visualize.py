@@ -112,15 +112,9 @@ def to_uint8_hwc(image) -> np.ndarray:
         arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
     if arr.dtype == np.uint16:  # 16-bit PNG / TIFF, 0..65535: as the Predictor scales it
         arr, floating = arr.astype(np.float32) / 65535.0, True
+    own = floating  # a new array: no copy needed to keep the caller's safe
     if floating:
-        arr = arr.astype(np.float32)
-        finite = arr[np.isfinite(arr)]
-        if finite.size and (finite.min() < -FLOAT_RANGE_SLACK or finite.max() > 1.0 + FLOAT_RANGE_SLACK):
-            # 0..255 floats would be drawn as a white frame, normalised ones as a dark smear
-            lo, hi = finite.min(), finite.max()
-            raise ValueError(f"draw_instances: float image values span [{lo:.4g}, {hi:.4g}], expected [0, 1]"
-                             ": divide 0..255 values by 255, or pass uint8")
-        arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        arr = _float_to_uint8(arr)
     elif arr.dtype != np.uint8:
         raise ValueError(f"draw_instances: unsupported image dtype {arr.dtype} (float in [0, 1], uint8 or "
                          "uint16)")
@@ -130,7 +124,29 @@ def to_uint8_hwc(image) -> np.ndarray:
         arr = arr[:, :, :3]
     elif arr.shape[2] != 3:
         raise ValueError(f"draw_instances: image has {arr.shape[2]} channels, expected 1, 3 or 4")
+    if own and arr.flags.c_contiguous:
+        return arr
     return np.array(arr, dtype=np.uint8, order="C", copy=True)  # never draw on the caller's array
+
+
+def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """(H, W, C) float in [0, 1] -> uint8 (NaN 0, infinity clipped), a band of rows at a time: done whole,
+    its float temporaries (the finite values, NaN replaced, scaled, clipped) held about 20 bytes per pixel
+    at once, 2 GB more for a 40 MP photo. ValueError when the finite values are on another scale."""
+    out = np.empty(arr.shape, np.uint8)
+    lo, hi = np.inf, -np.inf
+    rows = max(1, (1 << 20) // max(1, arr.shape[1] * arr.shape[2]))  # about 1 M values (4 MB) per band
+    for r in range(0, arr.shape[0], rows):
+        band = np.asarray(arr[r:r + rows], dtype=np.float32)
+        finite = band[np.isfinite(band)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        out[r:r + rows] = np.clip(np.nan_to_num(band) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if lo < -FLOAT_RANGE_SLACK or hi > 1.0 + FLOAT_RANGE_SLACK:
+        # 0..255 floats would be drawn as a white frame, normalised ones as a dark smear
+        raise ValueError(f"draw_instances: float image values span [{lo:.4g}, {hi:.4g}], expected [0, 1]"
+                         ": divide 0..255 values by 255, or pass uint8")
+    return out
 
 
 def _check_one_result(det, name: str) -> None:
@@ -358,6 +374,7 @@ def draw_instances(
     show_scores: bool = True,
     skeleton: Optional[Sequence] = None,
     names_shown: bool = False,
+    max_size: int = 0,
 ) -> Image.Image:
     """Draw one image's detections. Instances are painted from the lowest score up so the most
     confident ones stay on top; each instance keeps one colour for mask, contour, box and label.
@@ -370,6 +387,9 @@ def draw_instances(
     0-based keypoint index pairs joined by a line (``skeleton_for(cfg)``); None: COCO's for 17
     keypoints, no lines otherwise. ``names_shown``: ``class_names`` are already in their shown form
     (``short_name`` applied by the caller before a tag such as " (crowd)", which must not be cut off).
+    ``max_size``: an image whose longer side is longer is drawn reduced by an integer factor until it
+    fits (the picture box-averaged, the masks taken every factor-th pixel, boxes and keypoints scaled), so
+    that a 40 MP photo's drawing does not cost as much memory and time again as its prediction; 0: never.
 
     Defaults draw everything as given (score_thresh 0, own size); the commands pass
     ``overlay_defaults.OVERLAY_SCORE_THRESH`` and ``OVERLAY_MIN_SIZE``."""
@@ -379,20 +399,22 @@ def draw_instances(
     return _draw_instances(img, det, class_names, score_thresh=score_thresh, mask_alpha=mask_alpha,
                            show_boxes=show_boxes, show_labels=show_labels, keypoint_thresh=keypoint_thresh,
                            min_size=min_size, show_scores=show_scores, skeleton=skeleton,
-                           names_shown=names_shown, mask_scale=1, unpainted=None)
+                           names_shown=names_shown, mask_scale=1, unpainted=None, max_size=max_size)
 
 
 def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, mask_alpha, show_boxes,
                     show_labels, keypoint_thresh, min_size, show_scores, skeleton, names_shown,
-                    mask_scale: int, unpainted: Optional[np.ndarray]):
+                    mask_scale: int, unpainted: Optional[np.ndarray], max_size: int = 0):
     """``draw_instances``, its ``masks`` at 1/``mask_scale`` of the image's size (``draw_targets`` has
     enlarged the image, not the masks: 200,000 masks repeated at once needed 36 GiB). The masks are laid
     into one instance-index map at their own size, enlarged once: memory for one map, not for every mask
     (repeating pixels commutes with laying the masks in order). ``unpainted``: (D,) bool, the instances whose
     mask is not laid (crowd regions, hatched by ``draw_targets``), or None. ``img``: (H, W, 3) uint8, drawn
-    on in place."""
+    on in place. ``max_size``: ``draw_instances``'."""
     H, W = img.shape[:2]
     factor = max(1, -(-int(min_size) // max(H, W, 1))) if min_size > 0 else 1
+    # reduce by this (never with an enlargement, nor with masks smaller than the image: draw_targets)
+    shrink = -(-max(H, W) // int(max_size)) if max_size > 0 and factor == 1 and mask_scale == 1 else 1
     boxes = _np(det.get("boxes"))
     boxes = np.zeros((0, 4), np.float32) if boxes is None else boxes.reshape(-1, 4).astype(np.float32)
     D = boxes.shape[0]
@@ -414,6 +436,13 @@ def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, ma
     rles = list(det["masks_rle"]) if masks is None and det.get("masks_rle") is not None else None
     if rles is not None and (len(rles) != D or any(list(r["size"]) != [H, W] for r in rles)):
         raise ValueError(f"draw_instances: masks_rle must be {D} RLE dicts of size [{H}, {W}]")
+    if shrink > 1:  # reduce: box-average the picture; boxes, keypoints and (below) masks scale with it
+        img = np.asarray(Image.fromarray(img).reduce(shrink)).copy()  # (ceil(H / s), ceil(W / s), 3)
+        boxes = boxes / shrink
+        if keypoints is not None:
+            keypoints = keypoints.astype(np.float32).copy()
+            keypoints[:, :, :2] /= shrink
+        H, W = img.shape[:2]
     if factor > 1:  # enlarge: repeat pixels; box and keypoint coordinates scale with them
         img = np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
         boxes = boxes * factor
@@ -429,9 +458,10 @@ def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, ma
     line, font_size = line_and_font_size(H, W)
 
     if (masks is not None or rles is not None) and order.size:
-        owner = np.full(mask_hw, -1, np.int32)  # at the masks' own size
+        owner = np.full((H, W) if shrink > 1 else mask_hw, -1, np.int32)  # at the masks' own size
         for i in order if unpainted is None else order[~unpainted[order]]:  # later (better) ones overwrite
-            owner[masks[i].astype(bool) if masks is not None else _decode_rle(rles[i])] = i
+            mask = masks[i] if masks is not None else _decode_rle(rles[i])  # one full-size mask at a time
+            owner[(mask[::shrink, ::shrink] if shrink > 1 else mask).astype(bool)] = i
         grow = factor * mask_scale
         if grow > 1:
             owner = np.repeat(np.repeat(owner, grow, axis=0), grow, axis=1)

@@ -200,7 +200,7 @@ def test_an_image_undecodable_behind_a_good_header_is_counted_once_and_its_slot_
                  "--max", "2"]) == 0
     captured = capsys.readouterr()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["skipped"] == {"unreadable_image": 1}
+    assert summary["skipped"] == {"unreadable_image": 1, "annotation_of_skipped_image": 1}  # a_cut's object
     assert len(summary["problems"]) == 1 and "a_cut.jpg: cannot decode image" in summary["problems"][0]
     assert (summary["images"], summary["instances"]) == (2, 2)  # the undecodable image's object left out
     assert summary["overlay_images"] == {"b.png": "b.png", "new_line.png": "new\nline.png"}

@@ -57,10 +57,12 @@ def test_show_data_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, s
     assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output",
                  str(tmp_path / "show")]) == 0
     out = capsys.readouterr().out
-    assert "skipped: 1 image_too_large, 1 unreadable_image" in out
+    assert "skipped: 2 annotation_of_skipped_image, 1 image_too_large, 1 unreadable_image" in out
     assert HINT in out and "What happens with bad input" in out
     summary = json.loads((tmp_path / "show" / "summary.json").read_text())
-    assert summary["skipped"] == {"image_too_large": 1, "unreadable_image": 1}
+    # and the two images' objects
+    assert summary["skipped"] == {"image_too_large": 1, "unreadable_image": 1,
+                                  "annotation_of_skipped_image": 2}
 
 
 def test_predict_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, small_limit, checkpoint, capsys):

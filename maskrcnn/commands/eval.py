@@ -139,6 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
+    parser.add_argument("--exif-frame", choices=("auto", "turned", "stored"), default=None,
+                        help="photos turned 180 degrees or mirrored (EXIF 2, 3, 4): read as the file's "
+                             "quarter-turned photos show its tool did (auto), turned, or as stored "
+                             "(with --weights; default: the model's data.exif_frame, auto)")
     parser.add_argument("--crowd-as-objects", action="store_true",
                         help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
                              ": CVAT's COCO 1.0 export marks masks drawn with its brush so; a model trained "
@@ -228,6 +232,7 @@ def _predict(args, raw: dict) -> tuple:
     dataset = CocoDataset(
         json_path=args.json, image_dir=images, keypoints=predictor.cfg.model.roi_heads.keypoint_on, coco=raw,
         crowd_as_objects=args.crowd_as_objects or predictor.cfg.data.crowd_as_objects,
+        exif_frame=args.exif_frame or getattr(predictor.cfg.data, "exif_frame", "auto"),
     )
     check_class_overlap(predictor.class_names, dataset, weights=args.weights)  # before the inference
     evaluator = build_evaluator(predictor, dataset)
@@ -273,7 +278,8 @@ def _predict(args, raw: dict) -> tuple:
             print(too_large, file=sys.stderr)
     # the images scored, for the per-class counts and Cityscapes: the skipped ones are in neither AP
     evaluated = evaluator.image_ids()  # never none: evaluate_dataset raises NothingEvaluated then
-    return metrics, evaluator, dataset.to_coco_dict(), evaluated, unreadable
+    # the images read on their stored pixels (EXIF not applied), for --analysis's drawings
+    return metrics, evaluator, dataset.to_coco_dict(), evaluated, unreadable, dataset.unturned_ids()
 
 
 def _cityscapes(args, results: list, ground_truth: dict, image_ids) -> dict:
@@ -533,13 +539,14 @@ def run(args: argparse.Namespace) -> int:
                   f"or the results hold none)", file=sys.stderr)
         ground_truth = raw if args.cityscapes else None  # the validation worked on copies
         results, image_ids = None, None
+        unturned = set()  # eval --results: the records' sizes alone say how an image is drawn
         # as metrics.json names them (what its AP is of: a folder may hold the metrics of several files,
         # one after another), the files evaluate_results_file read
         images = {"results": [os.path.abspath(p) for p in results_files], "json": os.path.abspath(args.json)}
         if "keypoints" in metrics:
             images[_SIGMAS_FROM_KEY] = sigmas_source
     else:
-        metrics, evaluator, ground_truth, image_ids, skipped = _predict(args, raw)
+        metrics, evaluator, ground_truth, image_ids, skipped, unturned = _predict(args, raw)
         # images_skipped as it always was (the files, each with its message), and counted by reason key
         # as the summary line counts them
         by_reason = Counter(record["reason_key"] for record in skipped)
@@ -583,7 +590,7 @@ def run(args: argparse.Namespace) -> int:
         written = write_analysis(args.output, {k: a for k, (a, _) in analysed.items()},
                                  matches={k: m for k, (_, m) in analysed.items()},
                                  ground_truth=coco_gt.dataset, images_dir=args.images,
-                                 draw=args.analysis_images)
+                                 draw=args.analysis_images, unturned=unturned)
         print(f"wrote {', '.join(p.name for p in written if p.parent == Path(args.output))}"
               + (f" and {sum(1 for p in written if p.parent != Path(args.output))} images in "
                  f"{Path(args.output) / 'analysis_images'}" if args.analysis_images else ""))

@@ -84,6 +84,7 @@ from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
 from maskrcnn.data.folders import spelled_path
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.overlay_defaults import (
+    OVERLAY_DRAW_MAX,
     OVERLAY_MAX_SIZE,
     OVERLAY_MIN_SIZE,
     OVERLAY_SCORE_THRESH,
@@ -368,6 +369,25 @@ def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
     outputs = outputs if outputs is not None else _OutputFolders({Path(output).resolve()})
     return not any(Path(p).resolve() == key for p in inputs) and any(
         outputs.inside(key.parent, Path(p).resolve()) for p in inputs if Path(p).is_dir())
+
+
+# Memory of predicting one large image beyond the model's own, measured on the CPU with its overlay: about
+# 32 bytes per pixel (40 MP: 1.9 GB in all, 100 MP: 3.8 GB), so an image at the 179 MP limit needs about
+# 6 GB. Said once per run, from this size on.
+LARGE_IMAGE_MP = 50
+_BYTES_PER_PIXEL = 32
+
+
+def large_image_note(path, H: int, W: int, max_size: int) -> Optional[str]:
+    """The warning for an image of H x W pixels large enough that memory may run short, with the figure;
+    None below ``LARGE_IMAGE_MP``. ``max_size``: the longest side the model resizes to
+    (``input.max_size_test``)."""
+    if H * W < LARGE_IMAGE_MP * 1e6:
+        return None
+    return (f"{shown_path(path)} is {W}x{H} = {H * W / 1e6:.0f} MP: predicting an image this large takes "
+            f"about {H * W * _BYTES_PER_PIXEL / 1e9:.1f} GB of memory beyond the model's (about "
+            f"{_BYTES_PER_PIXEL} bytes per pixel); the model sees it at most {max_size} px on its longer "
+            f"side, so a copy downscaled to that size gives about the same detections for far less")
 
 
 def _check_score_thresh(value, flag: str = "--score-thresh") -> None:
@@ -793,6 +813,7 @@ def run(args: argparse.Namespace) -> int:
     width = len(str(len(files)))
 
     reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
+    large_said = []  # non-empty once an image's memory was warned about (large_image_note)
 
     def skip(index, path, error):
         skipped.append(path)
@@ -854,6 +875,7 @@ def run(args: argparse.Namespace) -> int:
                         overlay = draw_instances(
                             image, det, predictor.class_names, min_size=overlay_min_size(args, video=False),
                             score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
+                            max_size=OVERLAY_DRAW_MAX,
                         )
                         target = overlay_dir / overlay_name
                         overlay_list.add([overlay_name])  # listed before it is written: a kill loses none
@@ -863,6 +885,11 @@ def run(args: argparse.Namespace) -> int:
                         atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
                     n_done += 1
                     H, W = image.shape[-2:]
+                    note = None if large_said else large_image_note(path, H, W,
+                                                                    predictor.cfg.input.max_size_test)
+                    if note:  # once per run: the next such image costs the same
+                        large_said.append(True)
+                        print(f"warning: {note}", file=sys.stderr)
                     if export is not None:
                         export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                     print(

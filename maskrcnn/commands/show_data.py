@@ -79,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw images smaller than PX (longer side) enlarged by an integer factor "
                         f"(default {OVERLAY_MIN_SIZE}, as predict and the demo; 0: the image's own size; "
                         f"at most {OVERLAY_MAX_SIZE})")
+    parser.add_argument("--exif-frame", choices=("auto", "turned", "stored"), default="auto",
+                        help="photos turned 180 degrees or mirrored (EXIF 2, 3, 4): read as the file's "
+                             "quarter-turned photos show its tool did (auto, the default), turned, or as "
+                             "stored (data.exif_frame)")
     parser.add_argument("--crowd-as-objects", action="store_true",
                         help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
                              ": CVAT's COCO 1.0 export marks masks drawn with its brush so")
@@ -304,6 +308,7 @@ def run(args) -> int:
     # summary is printed does not say it
     dataset = CocoDataset(json_path=args.json, image_dir=images, keypoints="auto",
                           crowd_as_objects=args.crowd_as_objects, pixel_limit_line=False,
+                          exif_frame=args.exif_frame,
                           coco=parsed.pop(Path(args.json), None),
                           fold_shared_files=True)  # one picture, the union of its records' objects
     out = Path(args.output)

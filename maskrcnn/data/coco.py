@@ -46,7 +46,10 @@ An image whose file is of another size than its record is refused when read (``i
 both sizes named; ``check_image_files`` checks every header up front, for ``show-data``), unless the
 record gives the stored size of a photo that EXIF turns by a quarter: its annotations were drawn on the
 stored pixels, so it is read without the rotation (decoded once, the rotation undone on the tensor;
-said once per process).
+said once per process). A photo turned 180 degrees or mirrored (EXIF 2, 3, 4) keeps its size, so its record
+cannot tell: the same file's quarter-turned photos are the evidence (``exif_frame="auto"``): when they give
+their stored size, such photos are read unturned too; with no evidence they are read turned, as browsers and
+annotation tools show them, said in one note naming how many and how to choose (``exif_frame``).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from maskrcnn.class_names import distinct_names
 from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
+    HALF_TURNS,
     IMAGE_EXTENSIONS,
     TOO_LARGE,
     ImageReadError,
@@ -76,7 +80,7 @@ from maskrcnn.data.images import (
     image_header,
     image_size,
     missing_file_problem,
-    read_image,
+    read_image_and_orientation,
     reason_counts,
     too_large_line,
     turned_size,
@@ -112,6 +116,12 @@ _BACKGROUND_NAMES = ("_background_", "background", "__background__")
 _PAST_BORDER = 1.0
 _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orientation turns the image to, "
                       "so the annotations were drawn on the stored pixels")
+# how photos turned 180 degrees or mirrored are read (``data.exif_frame``): by the evidence of the file's
+# quarter-turned photos, as turned (as browsers and annotation tools show them), or as stored
+EXIF_FRAMES = ("auto", "turned", "stored")
+_HALF_TURNED = "photos turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4)"
+_EXIF_FRAME_HINT = ("data.exif_frame: train --set data.exif_frame=stored|turned, eval and show-data "
+                    "--exif-frame stored|turned")
 # a training sample's target key: the image files that could not be read and that it stands in for
 UNREAD_IMAGES = "unread_images"
 # and the warnings saying why, when the dataset defers them (``defer_unread_warnings``: set in DataLoader
@@ -463,6 +473,10 @@ class CocoDataset(torch.utils.data.Dataset):
     on its own counts the picture twice and makes each record's objects background in the other. Without
     it (evaluation) the file is read as written, each record with its own annotations, and a note says
     so. Either way ``shared_files`` lists {file: the ids of its accepted records}.
+    ``exif_frame`` (``data.exif_frame``): how photos turned 180 degrees or mirrored (EXIF 2, 3, 4) whose
+    record gives their size are read, as their size cannot tell: "auto" as the file's quarter-turned
+    photos show its tool did (unturned when those give their stored size; else turned, with a note),
+    "turned" or "stored".
     """
 
     def __init__(
@@ -478,8 +492,17 @@ class CocoDataset(torch.utils.data.Dataset):
         crowd_as_objects: bool = False,
         pixel_limit_line: bool = True,
         fold_shared_files: bool = False,
+        exif_frame: str = "auto",
     ):
         self.json_path = Path(json_path)
+        if exif_frame not in EXIF_FRAMES:
+            raise ValueError(f"{self.json_path}: exif_frame (data.exif_frame) must be one of "
+                             f"{', '.join(EXIF_FRAMES)}, got {exif_frame!r}")
+        self.exif_frame = exif_frame
+        # ("stored" | "turned", how many such photos) for the file's photos turned 180 degrees or mirrored,
+        # settled once from the headers when the first is met (``_half_turn_frame``)
+        self._half_turn: Optional[tuple] = None
+        self._half_turned_stored: set = set()  # ids of such photos read unturned (``unturned_ids``)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
         self.keypoints = keypoints
@@ -509,6 +532,7 @@ class CocoDataset(torch.utils.data.Dataset):
                                    f"objects (data.crowd_as_objects)")
         elif note := cvat_crowd_note(annotations, str(self.json_path)):
             self._notes.append(note)
+        self._rle_upright(annotations)
         self._load_annotations(annotations)
         self._check_past_border()
         if self._digit_ids:  # the first note, before those of the loaders
@@ -902,6 +926,41 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"of width {info['width']}, height {info['height']}; check the record's width/height",
                 stacklevel=3)
 
+    def _rle_upright(self, annotations: list) -> None:
+        """Records whose RLE masks are all of the record's size turned by a quarter, and whose file is
+        stored at the record's size with an EXIF quarter turn: a converter wrote the stored size
+        (``Image.open(f).size``) of a photo its tool showed upright, and the RLE's own size says so.
+        Their width/height are swapped before the annotations are read (the photo read upright, as
+        ``_read_upright`` does for polygons), said by name; their RLEs were skipped as of a wrong size.
+        One header read per such image only."""
+        if self.image_dir is None:
+            return
+        sizes: dict = {}  # image id -> the set of its RLEs' sizes
+        for ann in annotations:
+            seg = ann.get("segmentation") if isinstance(ann, dict) else None
+            if isinstance(seg, dict) and _is_rle_size(seg.get("size")):
+                iid = _as_id(ann.get("image_id"))
+                if _is_int(iid) and iid in self._images:
+                    sizes.setdefault(iid, set()).add(tuple(int(v) for v in seg["size"]))
+        for iid, found in sizes.items():
+            info = self._images[iid]
+            record = (info["height"], info["width"])
+            if found != {record[::-1]} or record[0] == record[1]:
+                continue
+            try:
+                stored, orientation = image_header(self.image_dir / info["file_name"])
+            except ImageReadError:
+                continue
+            if tuple(stored) != record or turned_size(stored, orientation) != record[::-1]:
+                continue
+            info["height"], info["width"] = record[::-1]
+            warnings.warn(
+                f"{self.json_path}: image id {iid} ({_shown(info['file_name'])}) read upright (its EXIF "
+                f"orientation {orientation} applied) although its record gives the stored size (width "
+                f"{record[1]}, height {record[0]}): its RLE masks are of the upright picture's size "
+                f"{list(record[::-1])} (HxW), so they were drawn upright; its width/height are read as "
+                f"{record[0]}/{record[1]}", stacklevel=4)
+
     def _read_upright(self, iid: int, info: dict) -> bool:
         """Whether image ``iid``, whose annotations reach past its record's border, is a photo stored
         at the record's size, turned by a quarter by EXIF, whose annotations all fit the turned frame:
@@ -1216,17 +1275,94 @@ class CocoDataset(torch.utils.data.Dataset):
         if problem:
             raise ImageSizeError(problem)
 
-    def stored_orientation(self, index: int, shown: tuple) -> Optional[int]:
+    def stored_orientation(self, index: int, shown: tuple, *, orientation: Optional[int] = None
+                           ) -> Optional[int]:
         """The EXIF orientation to undo (``images.undo_orientation``) on the index-th image decoded at
         (H, W) ``shown`` (EXIF orientation applied) when its JSON gives the file's stored size: the tool
         that annotated it showed the stored pixels, and the annotations lie on those. None when the image
         is to be used as decoded (its size is the JSON's, or it differs otherwise: ``check_image_size``
-        refuses it). One rule for training (``_load``) and evaluation (``evaluate_dataset``)."""
+        refuses it). One rule for training (``_load``) and evaluation (``evaluate_dataset``).
+        ``orientation``: the file's EXIF orientation when known (decoded with it); else its header is
+        read when the answer depends on it (a photo turned 180 degrees or mirrored is of its record's size
+        either way: ``exif_frame``)."""
         info = self.image_info(index)
         shown = tuple(shown)
-        if self._size_problem(info, shown) and self._drawn_on_stored_pixels(info, shown):
-            return self._stored_pixels[info["id"]]
-        return None
+        if self._size_problem(info, shown):
+            return self._stored_pixels[info["id"]] if self._drawn_on_stored_pixels(info, shown) else None
+        if self.exif_frame == "turned" or info["path"] is None:
+            return None
+        if orientation is None:
+            try:
+                orientation = image_header(info["path"])[1]
+            except ImageReadError:
+                return None
+        if orientation not in HALF_TURNS:
+            return None
+        if self._half_turn_frame() != "stored":
+            return None
+        self._half_turned_stored.add(info["id"])
+        return orientation
+
+    def unturned_ids(self) -> set:
+        """The ids of the images read on their stored pixels so far (``stored_orientation``), for drawings
+        of the evaluation's results (``eval --analysis``) on the pixels it predicted on."""
+        return set(self._stored_pixels) | self._half_turned_stored
+
+    def _half_turn_frame(self, headers: Optional[dict] = None) -> str:
+        """"stored" or "turned": how this file's photos turned 180 degrees or mirrored are read, settled
+        once (said once, with how many there are). ``exif_frame`` when not "auto"; else the evidence of the
+        file's quarter-turned photos, whose record size tells how its tool showed them: "stored" when
+        they give their stored size (and none the turned one), else "turned", as browsers and annotation
+        tools show photos (said in one line unless the quarter-turned photos say so). ``headers``: {image
+        id: ``image_header``'s} when read already (show-data); else every image's header is read (a few
+        threads), once per process and only for a file that holds such a photo."""
+        if self._half_turn is not None:
+            return self._half_turn[0]
+        if headers is None:
+            infos = [self.image_info(index) for index in range(len(self.ids))]
+
+            def header(info):
+                try:
+                    return info["id"], image_header(info["path"])
+                except ImageReadError:
+                    return info["id"], None
+
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(infos)))) as pool:
+                headers = dict(pool.map(header, infos))
+        stored_ev = turned_ev = halves = 0
+        for iid, head in headers.items():
+            if head is None or iid not in self._images:
+                continue
+            stored, orientation = head
+            record = (self._images[iid]["height"], self._images[iid]["width"])
+            if orientation in HALF_TURNS and tuple(stored) == record:
+                halves += 1
+            elif turned_size(stored, orientation) != tuple(stored):  # a quarter turn: its record tells
+                if drawn_on_stored_pixels(record, stored, orientation):
+                    stored_ev += 1
+                elif turned_size(stored, orientation) == record:
+                    turned_ev += 1
+        frame = self.exif_frame
+        if frame == "auto":
+            frame = "stored" if stored_ev and not turned_ev else "turned"
+        self._half_turn = (frame, halves)
+        if not halves or self.exif_frame != "auto" or (turned_ev and not stored_ev):
+            return frame  # chosen, or the evidence says turned: nothing to tell
+        if frame == "stored":
+            line = (f"{self.json_path}: {halves} {_HALF_TURNED} read without their EXIF orientation too: "
+                    f"their size does not tell, but the file's {stored_ev} quarter-turned photos give their "
+                    f"stored size, so its tool showed the stored pixels (to read them turned: "
+                    f"{_EXIF_FRAME_HINT})")
+        else:
+            evidence = (f"the file's quarter-turned photos disagree ({stored_ev} give the stored size, "
+                        f"{turned_ev} the turned one)" if stored_ev and turned_ev else
+                        "no quarter-turned photo of the file tells how its tool showed them")
+            line = (f"{self.json_path}: {halves} {_HALF_TURNED} read turned, as browsers and most "
+                    f"annotation tools show them: their size does not tell, and {evidence}; if their "
+                    f"annotations were drawn on the stored pixels (LabelImg, a tool that ignores EXIF), "
+                    f"read them so with {_EXIF_FRAME_HINT}")
+        warnings.warn(line, stacklevel=1)  # the caller: the DataLoader's fetch, or the evaluation
+        return frame
 
     def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
         """The message of an image of (H, W) ``size`` that is not the JSON's size; None when it is."""
@@ -1264,7 +1400,9 @@ class CocoDataset(torch.utils.data.Dataset):
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
             warnings.warn(f"{self.json_path}: image id {info['id']} ({_shown(info['path'])}) read without "
                           f"its EXIF rotation: {_STORED_PIXELS_WHY} (stored {stored[0]}x{stored[1]} (HxW), "
-                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word",
+                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word, and "
+                          f"so are its {_HALF_TURNED} unless other quarter-turned photos disagree "
+                          f"({_EXIF_FRAME_HINT})",
                           stacklevel=1)
         self._stored_pixels[info["id"]] = orientation
         return True
@@ -1290,6 +1428,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
             headers = list(pool.map(header, infos))  # in order: problems are named in the file's order
+        if self.exif_frame != "turned":  # the headers are read: settle the half-turned photos' frame now
+            self._half_turn_frame({info["id"]: head for info, (head, _) in zip(infos, headers)})
         refused = {}
         for info, (head, error) in zip(infos, headers):
             if error is not None:  # unreadable_image, or image_too_large (the limit can be raised)
@@ -1307,9 +1447,12 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _leave_out(self, refused: dict) -> None:
         """Leave out the images ``refused`` ({image id: (reason, message)}), counted and named once each,
-        their annotations with them (``to_coco_dict`` and the counts no longer see them)."""
-        for reason, message in refused.values():
+        their annotations with them (``to_coco_dict`` and the counts no longer see them), counted as
+        ``annotation_of_skipped_image`` as those of images skipped while the file was read are."""
+        for iid, (reason, message) in refused.items():
             self._problems.add(reason, message)
+            if iid in self._image_order and self._anns.get(iid):
+                self._problems.counts["annotation_of_skipped_image"] += len(self._anns[iid])
         if refused:
             self.ids = [i for i in self.ids if i not in refused]
             self._image_order = [i for i in self._image_order if i not in refused]
@@ -1329,8 +1472,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _load(self, index: int):
         info = self.image_info(index)
-        image = read_image(info["path"])  # (3, H, W), EXIF orientation applied
-        orientation = self.stored_orientation(index, image.shape[-2:])
+        image, orientation = read_image_and_orientation(info["path"])  # (3, H, W), EXIF orientation applied
+        orientation = self.stored_orientation(index, image.shape[-2:], orientation=orientation)
         if orientation is not None:  # the stored pixels, from the decoded image: the file is decoded once
             image = undo_orientation(image, orientation)
         self.check_image_size(index, image)

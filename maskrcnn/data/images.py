@@ -46,8 +46,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
+from maskrcnn.thread_warnings import caught_here
 
 __all__ = [
+    "HALF_TURNS",
     "drawn_on_stored_pixels",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
@@ -66,6 +68,7 @@ __all__ = [
     "max_image_pixels",
     "open_image",
     "read_image",
+    "read_image_and_orientation",
     "reason_counts",
     "skip_reason",
     "too_large_line",
@@ -237,20 +240,20 @@ def _pil_open_quiet(name: Optional[str] = None):
     """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
     names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
     other warnings in the block ("Corrupt EXIF data", printed with no file named) are said again naming
-    it; any other warning is passed on as it was raised."""
-    if name is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield max_image_pixels()
-        return
+    it; any other warning is passed on as it was raised.
+
+    Thread-safe (serve decodes uploads on several threads at once): the warnings are caught on this
+    thread only and no filter is changed (``thread_warnings``); ``catch_warnings`` here, overlapping on
+    two threads, left every later warning of the process in a dead list, never printed."""
     caught: list = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with caught_here() as caught:
             yield max_image_pixels()
     finally:  # also when the file is then refused: its warning said why
         for w in caught:
-            if _is_pil_file(w.filename):
+            if issubclass(w.category, Image.DecompressionBombWarning):
+                continue
+            if _is_pil_file(w.filename) and name is not None:
                 warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
             else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
@@ -390,6 +393,19 @@ def read_image(path: Union[str, os.PathLike, bytes], *, orient: bool = True) -> 
     return _decode(path, str(path), orient=orient)
 
 
+def read_image_and_orientation(path: Union[str, os.PathLike]) -> tuple:
+    """(``read_image(path)``, the file's EXIF orientation 1..8 that was applied), from one decode: for the
+    COCO reader, whose rule for a photo turned 180 degrees or mirrored needs the orientation, without
+    opening the file twice. A corrupt EXIF block reads as 1 (the image is used as stored)."""
+    path = Path(path)
+    problem = missing_file_problem(path)
+    if problem:
+        raise ImageReadError(f"{path}: {problem}")
+    seen: dict = {}
+    image = _decode(path, str(path), seen=seen)
+    return image, seen.get("orientation", 1)
+
+
 def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
     "is a broken link (to TARGET)", "is a symlink loop"); None when it is a file."""
@@ -405,6 +421,9 @@ def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+# EXIF orientations 2..4 mirror it or turn it by a half: its size stays, so the size cannot tell whether a
+# tool showed the photo turned or as stored.
+HALF_TURNS = (2, 3, 4)
 _EXIF_ORIENTATION = 0x0112
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 
@@ -465,7 +484,9 @@ def drawn_on_stored_pixels(given: tuple, stored: tuple, orientation: int) -> boo
     """Whether annotations that give the image size ``given`` (H, W) were drawn on the stored pixels of a
     file stored as ``stored`` with EXIF ``orientation``: ``given`` is the stored size and the turned
     size is not (a tool that showed the file unturned). The one rule of the COCO reader and the
-    annotation-tool converters."""
+    annotation-tool converters. A photo turned 180 degrees or mirrored (``HALF_TURNS``) keeps its size,
+    so its own size cannot tell: the COCO reader takes the same file's quarter-turned photos as the
+    evidence (``CocoDataset``'s ``exif_frame``)."""
     return tuple(given) == tuple(stored) and turned_size(stored, orientation) != tuple(given)
 
 
@@ -549,6 +570,15 @@ def exif_oriented(img: Image.Image, name: str = "image", *, stacklevel: int = 2)
     return img if oriented is None else oriented
 
 
+def _orientation_of(img: Image.Image) -> int:
+    """``img``'s EXIF orientation 1..8 (1 without one, or with a corrupt EXIF block, as it is then read)."""
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return orientation if orientation in range(1, 9) else 1
+
+
 def _is_empty_file(path) -> bool:
     try:
         return os.path.getsize(path) == 0
@@ -556,9 +586,10 @@ def _is_empty_file(path) -> bool:
         return False
 
 
-def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True) -> torch.Tensor:
+def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True,
+            seen: Optional[dict] = None) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
-    ``name``."""
+    ``name``. ``seen``: given a dict, its "orientation" is set to the file's EXIF orientation (1..8)."""
     try:
         with _pil_open_quiet(name) as limit, Image.open(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
@@ -580,6 +611,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
                 )
             img.seek(0)
             img.load()
+            if seen is not None:
+                seen["orientation"] = _orientation_of(img)
             oriented = exif_oriented(img, name, stacklevel=3) if orient else img
             width, height = oriented.size
             if width == 0 or height == 0:

@@ -25,6 +25,7 @@ import pycocotools.mask as mask_utils
 import torch
 
 from maskrcnn.data.json_values import is_int, is_whole
+from maskrcnn.thread_warnings import LOCK
 
 __all__ = [
     "annotation_to_mask", "compress_runs", "decode_rle_window", "is_empty_segmentation", "mask_to_rle",
@@ -234,7 +235,7 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
             polygons.append(coords.tolist())
         if not polygons:
             raise ValueError("segmentation has no polygon with at least 3 points")
-        with warnings.catch_warnings():  # pycocotools' numpy 2 DeprecationWarning is not ours to show
+        with LOCK, warnings.catch_warnings():  # pycocotools' numpy 2 DeprecationWarning is not ours to show
             warnings.simplefilter("ignore", DeprecationWarning)
             rles = mask_utils.frPyObjects(polygons, height, width)
             decoded = mask_utils.decode(mask_utils.merge(rles))
@@ -291,7 +292,7 @@ def masks_to_rles(masks: torch.Tensor) -> list:
         # transposing copy, then a zero-copy view (bool and uint8 share their byte layout)
         cwh = chunk.transpose(1, 2).contiguous().cpu().view(torch.uint8)  # (n, W, H)
         array = cwh.numpy().transpose(2, 1, 0)  # (H, W, n), Fortran-contiguous
-        with warnings.catch_warnings():
+        with LOCK, warnings.catch_warnings():  # LOCK: on serve threads too (thread_warnings)
             warnings.simplefilter("ignore", DeprecationWarning)
             rles = mask_utils.encode(array)
         out.extend({"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
@@ -348,7 +349,7 @@ def compress_runs(runs: list, height: int, width: int) -> list:
     own string compression)."""
     if not runs:
         return []
-    with warnings.catch_warnings():
+    with LOCK, warnings.catch_warnings():  # LOCK: on serve threads too (thread_warnings)
         warnings.simplefilter("ignore", DeprecationWarning)
         rles = mask_utils.frPyObjects(
             [{"size": [height, width], "counts": r.tolist()} for r in runs], height, width

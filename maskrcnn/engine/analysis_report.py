@@ -108,10 +108,12 @@ def write_analysis(
     ground_truth: Optional[dict] = None,
     images_dir=None,
     draw: int = 0,
+    unturned: Optional[set] = None,
 ) -> List[Path]:
     """Write the analysis files into ``output``; returns their paths. ``analyses``: {iou type: analysis}
     (bbox and / or segm). ``draw`` > 0 draws that many images (``matches`` {iou type: ImageMatch list},
-    ``ground_truth`` the COCO dict, ``images_dir`` their folder needed)."""
+    ``ground_truth`` the COCO dict, ``images_dir`` their folder needed). ``unturned``: the ids of images
+    the evaluation read on their stored pixels (``CocoDataset.unturned_ids``), drawn so too."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -130,11 +132,13 @@ def write_analysis(
         else:
             written.append(png)
     if draw > 0 and matches:
-        written += _draw_worst(out / "analysis_images", matches, ground_truth, images_dir, draw)
+        written += _draw_worst(out / "analysis_images", matches, ground_truth, images_dir, draw,
+                               unturned=unturned or set())
     return written
 
 
-def _draw_worst(folder: Path, matches: dict, ground_truth: dict, images_dir, n: int) -> List[Path]:
+def _draw_worst(folder: Path, matches: dict, ground_truth: dict, images_dir, n: int, *,
+                unturned: set = frozenset()) -> List[Path]:
     from maskrcnn.data.coco import category_names
     from maskrcnn.visualize_errors import draw_errors
 
@@ -147,7 +151,7 @@ def _draw_worst(folder: Path, matches: dict, ground_truth: dict, images_dir, n: 
         info = images[match.image_id]
         path = Path(images_dir) / str(info.get("file_name", ""))
         try:
-            image = _read_as_annotated(path, info)  # (3, H, W)
+            image = _read_as_annotated(path, info, unturned=match.image_id in unturned)  # (3, H, W)
         except (OSError, ValueError) as e:  # ImageReadError is a ValueError
             print(f"analysis: skipping image {path}: {e}", file=sys.stderr)
             continue
@@ -174,12 +178,16 @@ def _record_size(info: dict) -> tuple:
     return int(info["height"]), int(info["width"])
 
 
-def _read_as_annotated(path: Path, info: dict):
+def _read_as_annotated(path: Path, info: dict, *, unturned: bool = False):
     """(3, H, W) the image of record ``info`` on the pixels its annotations and detections lie on, read as
     the COCO reader reads it (``images.drawn_on_stored_pixels``): unturned when the record gives the
     file's stored size and EXIF turns it by a quarter (the annotating tool showed the stored pixels, and
-    eval predicted on those), else upright. Turned regardless, such a photo's masks did not fit it."""
+    eval predicted on those), or when the evaluation read it so (``unturned``: a photo turned 180 degrees
+    or mirrored, by its file's evidence), else upright. Turned regardless, such a photo's masks did not
+    fit it."""
     from maskrcnn.data.images import drawn_on_stored_pixels, image_header, read_image
 
+    if unturned:
+        return read_image(path, orient=False)
     stored, orientation = image_header(path)
     return read_image(path, orient=not drawn_on_stored_pixels(_record_size(info), stored, orientation))

@@ -349,18 +349,18 @@ def evaluate_dataset(
 def _on_annotated_pixels(predictor, dataset, index: int, image, det: dict) -> dict:
     """``det`` (predicted on ``image`` as read, EXIF orientation applied) when the image is the size its
     record gives; predicted again on the stored pixels when the record gives the stored size of a
-    quarter-turned photo (``dataset.stored_orientation``: training reads it so, its annotations lie on
-    those pixels); ``ImageSizeError`` otherwise."""
+    quarter-turned photo, or of a photo turned 180 degrees or mirrored in a file whose tool showed stored
+    pixels (``dataset.stored_orientation``: training reads it so, its annotations lie on those pixels);
+    ``ImageSizeError`` otherwise."""
     from maskrcnn.data.images import undo_orientation
 
-    try:
+    stored = getattr(dataset, "stored_orientation", None)
+    # also for an image of its record's size: a photo turned 180 degrees or mirrored keeps its size, and is
+    # read as stored when the file's quarter-turned photos show its tool did (``CocoDataset.exif_frame``)
+    orientation = stored(index, image.shape[-2:]) if stored is not None else None
+    if orientation is None:
         dataset.check_image_size(index, image)
         return det
-    except ValueError:
-        stored = getattr(dataset, "stored_orientation", None)
-        orientation = stored(index, image.shape[-2:]) if stored is not None else None
-        if orientation is None:
-            raise
     return predictor.predict_tensors([undo_orientation(image, orientation)])[0]
 
 

@@ -93,9 +93,9 @@ class _Files:
 def wrong_record_sizes(suspects: list, image_dir: Union[str, os.PathLike], source: str) -> dict:
     """{image id: ((H, W) of its file, message naming both sizes)} for the ``suspects``
     (``suspect_records``) whose file (under ``image_dir``; EXIF orientation applied, as the loader reads
-    it) is another size than the record's (the stored size, a file the annotating tool showed unturned, is
-    the record's too) and fits every mask that failed on the record: only then is the record, not the
-    masks, to blame. Files that are missing or unreadable are not judged."""
+    it) is another size than the record's and fits every mask that failed on the record: only then is the
+    record, not the masks, to blame (a record of the stored size of an EXIF-turned photo whose masks fit
+    the turned picture too, said so). Files that are missing or unreadable are not judged."""
     files = _Files(Path(image_dir))
     out = {}
     for img, segmentations in suspects:
@@ -108,12 +108,17 @@ def wrong_record_sizes(suspects: list, image_dir: Union[str, os.PathLike], sourc
             continue
         shown = tuple(turned_size(stored, orientation))
         given = (int(img["height"]), int(img["width"]))
-        if given in (shown, tuple(stored)):
+        if given == shown:
             continue
         if any(segmentation_problem(seg, *shown) is not None for seg in segmentations):
             continue  # the masks fit neither size: the file does not tell which is wrong
+        # the record is the stored size (Image.open(f).size) but the masks are of the upright picture:
+        # a converter sized the file unturned while the tool showed it turned
+        exif = (f" once its EXIF orientation {orientation} is applied (the record gives its stored size, "
+                f"{stored[0]}x{stored[1]}, but its masks are drawn on the turned picture)"
+                if given == tuple(stored) else "")
         out[img["id"]] = (shown, f"image id {img['id']!r} ({display_name(str(path))}): image is "
-                                 f"{shown[0]}x{shown[1]} (HxW), {source} says {given[0]}x{given[1]}")
+                                 f"{shown[0]}x{shown[1]} (HxW){exif}, {source} says {given[0]}x{given[1]}")
     return out
 
 

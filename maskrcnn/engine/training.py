@@ -597,6 +597,7 @@ def build_training(
         filter_empty=cfg.data.filter_empty,
         min_keypoints_per_image=cfg.data.min_keypoints_per_image if rh.keypoint_on else 0,
         crowd_as_objects=cfg.data.crowd_as_objects,
+        exif_frame=cfg.data.exif_frame,
         fold_shared_files=True,  # one picture under two records: trained once, with all its objects
     )
     no_keypoints = keypoint_config_refusal(cfg, train_set, config_named, config_said)
@@ -702,7 +703,7 @@ def build_training(
     evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
-                              crowd_as_objects=cfg.data.crowd_as_objects)
+                              crowd_as_objects=cfg.data.crowd_as_objects, exif_frame=cfg.data.exif_frame)
         missing = val_set.skipped.get("missing_image_file", 0)
         if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "

@@ -154,7 +154,7 @@ def test_show_data_does_not_count_the_objects_of_images_of_another_size(tmp_path
                      "--output", str(tmp_path / "out")]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["images"] == 1 and summary["instances"] == 1
-    assert summary["skipped"] == {"image_size_mismatch": 1}
+    assert summary["skipped"] == {"image_size_mismatch": 1, "annotation_of_skipped_image": 2}  # a.png's 2
     assert f"image is {H}x{W} (HxW), {path} says {2 * H}x{2 * W} (image id 1)" in summary["problems"][0]
     # training meets it image by image: counted under the same reason
     ds = _quiet_dataset(json_path=path, image_dir=folder)
@@ -247,7 +247,8 @@ def test_a_photo_read_as_stored_is_decoded_once_per_item(tmp_path, monkeypatch):
             "annotations": [_ann(1, 1, 1, 2, 2, 8, 8)], "categories": CATS}
     (tmp_path / "ann.json").write_text(json.dumps(data))
     stored = read_image(tmp_path / "img" / "p.jpg", orient=False)
-    decodes, headers = _counting(monkeypatch, "read_image"), _counting(monkeypatch, "image_header")
+    decodes = _counting(monkeypatch, "read_image_and_orientation")
+    headers = _counting(monkeypatch, "image_header")
     for _ in range(2):  # a new dataset each time: a DataLoader worker of a new epoch starts afresh
         ds = _quiet_dataset(json_path=tmp_path / "ann.json", image_dir=tmp_path / "img")
         with warnings.catch_warnings():
@@ -273,7 +274,8 @@ def test_check_image_files_opens_each_header_once_and_names_problems_in_order(tm
     ds.check_image_files(threads=3)
     assert sorted(p.name for p in headers) == ["a.png", "b.png", "c.png", "d.png", "p.jpg"]
     assert [ds.image_info(i)["id"] for i in range(len(ds))] == [1, 4, 5]
-    assert ds.skipped == {"image_size_mismatch": 1, "unreadable_image": 1}
+    # b.png's and c.png's annotations are counted too
+    assert ds.skipped == {"image_size_mismatch": 1, "unreadable_image": 1, "annotation_of_skipped_image": 2}
     assert "b.png: image is" in ds.problems[0]
     assert "c.png: not an image file PIL can identify" in ds.problems[1]
     with warnings.catch_warnings():

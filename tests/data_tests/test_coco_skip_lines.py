@@ -157,7 +157,8 @@ def test_file_and_category_names_from_the_json_are_printed_escaped(tmp_path, cap
         dataset.check_image_files()
         assert dataset[0][1]["image_id"] == 3
     lines = _lines(dataset.problems, caught, caplog)
-    assert dataset.skipped == {"missing_image_file": 1, "annotation_of_skipped_image": 1, "bad_annotation": 1,
+    # annotation_of_skipped_image: the missing file's and the unreadable one's (left out by check_image_files)
+    assert dataset.skipped == {"missing_image_file": 1, "annotation_of_skipped_image": 2, "bad_annotation": 1,
                                "bad_image": 1, "unreadable_image": 1}
     assert not [line for line in lines if "\x1b" in line or "\n" in line]
     text = "\n".join(lines)
@@ -218,3 +219,32 @@ def test_a_transform_that_raises_names_the_file_the_image_and_the_index(tmp_path
                                              "'no_such_key'") as e:
         dataset[0]  # a KeyError's message prints quoted: a library error, the KeyError chained
     assert isinstance(e.value.__cause__, KeyError) and isinstance(e.value, RuntimeError)
+
+
+def test_the_annotations_of_images_left_out_by_the_header_pass_or_when_read_are_counted(tmp_path):
+    # show-data: images found unreadable by check_image_files (a 0-byte file) or when decoded (a truncated
+    # PNG, leave_out) took their annotations out of the totals without counting them
+    import io
+    import json as _json
+
+    from PIL import Image as _Image
+
+    from maskrcnn.data.coco import CocoDataset as _Coco
+    from maskrcnn.data.images import ImageReadError as _ReadError
+
+    _Image.new("RGB", (20, 20), "gray").save(tmp_path / "good.png")
+    (tmp_path / "zero.png").write_bytes(b"")
+    buf = io.BytesIO()
+    _Image.new("RGB", (20, 20), "gray").save(buf, format="PNG")
+    (tmp_path / "cut.png").write_bytes(buf.getvalue()[:60])  # its header reads, its pixels do not
+    names = ["good.png", "zero.png", "cut.png"]
+    anns = [{"id": 10 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 16.0,
+             "bbox": [2, 2, 4, 4]} for i in (1, 2, 3) for k in range(i + 1)]  # 2, 3 and 4 annotations
+    (tmp_path / "d.json").write_text(_json.dumps({
+        "images": [{"id": i, "file_name": n, "width": 20, "height": 20} for i, n in enumerate(names, 1)],
+        "annotations": anns, "categories": [{"id": 1, "name": "x"}]}))
+    ds = _Coco(json_path=tmp_path / "d.json", image_dir=tmp_path)
+    ds.check_image_files()
+    assert ds.skipped.get("annotation_of_skipped_image") == 3  # zero.png's
+    ds.leave_out({3: _ReadError("cut.png: cannot decode image")})
+    assert ds.skipped.get("annotation_of_skipped_image") == 3 + 4

@@ -116,7 +116,8 @@ def test_a_coco_image_over_the_limit_is_skipped_and_counted_not_a_traceback(tmp_
         {"images": records, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
     dataset = CocoDataset(json_path=json_path, image_dir=images)
     dataset.check_image_files()
-    assert dataset.skipped == {"image_too_large": 1} and len(dataset) == 1  # a good file: not unreadable
+    # a good file: not unreadable; its one object counted as left out with it
+    assert dataset.skipped == {"image_too_large": 1, "annotation_of_skipped_image": 1} and len(dataset) == 1
     assert "pano.png: image too large (225 MP > limit 179 MP" in dataset.problems[0]
 
 

@@ -172,3 +172,29 @@ def test_pils_corrupt_exif_warning_names_the_file(tmp_path):
                 pass  # read_image refuses it; a header may read
         said = [str(w.message) for w in caught if "Corrupt EXIF" in str(w.message)]
         assert said and all(m.startswith(f"{tmp_path / 'half.tif'}: Corrupt EXIF data") for m in said), said
+
+
+def test_rle_masks_of_the_upright_size_on_a_record_of_the_stored_size_read_the_photo_upright(tmp_path):
+    # the converter wrote Image.open(f).size (stored, 40 wide x 60 high); the tool's RLE is of the upright
+    # picture (40 high x 60 wide): the RLE's own size says the photo was drawn upright
+    import pycocotools.mask as mask_utils
+
+    _upright_photo(tmp_path / "p.png")
+    upright = np.zeros((H, W), np.uint8, order="F")
+    upright[5:21, 30:46] = 1
+    rle = mask_utils.encode(upright)
+    data = {"images": [{"id": 1, "file_name": "p.png", "width": 40, "height": 60}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 256.0,
+                             "bbox": [30.0, 5.0, 16.0, 16.0],
+                             "segmentation": {"size": [H, W], "counts": rle["counts"].decode()}}],
+            "categories": [{"id": 1, "name": "square"}]}
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    said = r"image id 1 \(p.png\) read upright \(its EXIF orientation 6 applied\).*RLE masks are of the " \
+           r"upright picture's size \[40, 60\]"
+    with pytest.warns(UserWarning, match=said):
+        ds = CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
+    assert ds.skipped.get("bad_segmentation", 0) == 0
+    image, target = ds[0]
+    assert tuple(image.shape[-2:]) == (H, W) and target["masks"].shape[0] == 1
+    red = image[:, target["masks"][0].bool()].mean(dim=1) * 255
+    assert red[0] > 200 and red[2] < 80  # the mask lies on the red square

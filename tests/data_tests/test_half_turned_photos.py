@@ -1,0 +1,123 @@
+"""Photos turned 180 degrees or mirrored (EXIF 2, 3, 4) keep their size, so their record cannot tell
+whether the annotating tool showed them turned or as stored: the same file's quarter-turned photos are the
+evidence (``CocoDataset(exif_frame=...)``, ``data.exif_frame``)."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.data.coco import CocoDataset
+
+
+def _photo(path, orientation, size):
+    """A grey photo of stored ``size`` (W, H) with a red square at x 2..12, y 2..12 of its stored pixels
+    (a corner: any turn or mirror moves it), saved with EXIF ``orientation``."""
+    rgb = np.full((size[1], size[0], 3), 128, np.uint8)
+    rgb[2:12, 2:12] = (230, 40, 40)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, exif=exif)
+
+
+def _set(tmp_path, photos, **kwargs):
+    """COCO file of ``photos`` [(name, orientation)], each 40 wide x 30 high as stored, its record giving
+    the stored size and its square annotated on the stored pixels (a tool that ignored EXIF)."""
+    images, anns = [], []
+    for i, (name, orientation) in enumerate(photos, 1):
+        _photo(tmp_path / name, orientation, (40, 30))
+        images.append({"id": i, "file_name": name, "width": 40, "height": 30})
+        anns.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 100.0,
+                     "bbox": [2.0, 2.0, 10.0, 10.0], "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]]})
+    (tmp_path / "d.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                 "categories": [{"id": 1, "name": "square"}]}))
+    return CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path, **kwargs)
+
+
+def _on_red(ds, index):
+    image, target = ds[index]
+    red = image[:, target["masks"][0].bool()].mean(dim=1) * 255
+    return bool(red[0] > 200 and red[2] < 80)
+
+
+def test_a_half_turned_photo_is_read_as_stored_when_the_files_quarter_turned_photos_say_so(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3), ("h2.png", 2), ("h4.png", 4)])
+        assert all(_on_red(ds, i) for i in range(4))  # the 180-degree/mirrored ones too, not only q.png
+    said = [str(w.message) for w in caught]
+    assert any("3 photos turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4) read without their "
+               "EXIF orientation too" in m and "1 quarter-turned photos give their stored size" in m
+               for m in said), said
+    assert any("read without its EXIF rotation" in m and "and so are its photos turned 180" in m
+               for m in said), said
+    # the evaluation asks the same (no decoded orientation at hand: the header says it)
+    assert ds.stored_orientation(1, (30, 40)) == 3
+
+
+def test_without_evidence_a_half_turned_photo_is_read_turned_with_a_note_naming_the_setting(tmp_path):
+    with pytest.warns(UserWarning, match=r"d.json: 1 photos turned 180 degrees or mirrored .* read turned.*"
+                                         r"no quarter-turned photo.*data.exif_frame"):
+        ds = _set(tmp_path, [("h3.png", 3)])
+        assert not _on_red(ds, 0)  # read as browsers show it: the stored-pixel annotation is elsewhere
+    forced = _set(tmp_path, [("h3.png", 3)], exif_frame="stored")
+    assert _on_red(forced, 0)
+    with pytest.raises(ValueError, match=r"exif_frame \(data.exif_frame\) must be one of auto, turned, "
+                                         r"stored, got 'upright'"):
+        _set(tmp_path, [("h3.png", 3)], exif_frame="upright")
+
+
+def test_show_datas_header_pass_settles_the_frame_without_reading_headers_again(tmp_path, monkeypatch):
+    ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.check_image_files()
+    import maskrcnn.data.coco as coco
+
+    monkeypatch.setattr(coco, "image_header", lambda path: pytest.fail("header read again"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ds._half_turn_frame() == "stored"
+
+
+def test_quarter_turned_photos_sized_turned_read_half_turned_ones_turned_without_a_note(tmp_path):
+    _photo(tmp_path / "q.png", 6, (40, 30))  # stored 40x30, upright 30 wide x 40 high: the record's
+    _photo(tmp_path / "h3.png", 3, (40, 30))
+    data = {"images": [{"id": 1, "file_name": "q.png", "width": 30, "height": 40},
+                       {"id": 2, "file_name": "h3.png", "width": 40, "height": 30}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 4.0,
+                             "bbox": [1.0, 1.0, 2.0, 2.0]} for i in (1, 2)],
+            "categories": [{"id": 1, "name": "square"}]}
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
+        assert ds.stored_orientation(1, (30, 40)) is None  # read turned, as the evidence says
+    assert not [str(w.message) for w in caught if "180 degrees" in str(w.message)]
+
+
+def test_the_evaluation_predicts_a_half_turned_photo_on_the_pixels_training_reads(tmp_path):
+    from maskrcnn.data.images import read_image
+    from maskrcnn.engine.inference import _on_annotated_pixels
+
+    class Stub:  # records the pixels it is asked to predict on
+        def __init__(self):
+            self.seen = []
+
+        def predict_tensors(self, images):
+            self.seen.extend(images)
+            return [{"again": True}]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3)])
+        turned = read_image(tmp_path / "h3.png")  # as predict reads it
+        stub = Stub()
+        assert _on_annotated_pixels(stub, ds, 1, turned, {"first": True}) == {"again": True}
+        assert torch.equal(stub.seen[0], ds[1][0])  # the stored pixels, as training reads them
+        assert ds.unturned_ids() == {2}  # those read so far
+        ds[0]
+        assert ds.unturned_ids() == {1, 2}  # eval --analysis draws both so

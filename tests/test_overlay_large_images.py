@@ -1,0 +1,56 @@
+"""Large images in predict: the overlay is drawn reduced above OVERLAY_DRAW_MAX, its float->uint8
+conversion holds no float copies of the whole image, and one warning gives the memory figure."""
+
+import tracemalloc
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+
+from maskrcnn.commands.predict import large_image_note
+from maskrcnn.visualize import draw_instances, to_uint8_hwc
+
+
+def _det(H, W):
+    mask = np.zeros((H, W), np.uint8, order="F")
+    mask[40:80, 100:180] = 1
+    rle = mask_utils.encode(mask)
+    return {"boxes": torch.tensor([[100.0, 40.0, 180.0, 80.0]]), "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([0]), "masks_rle": [rle]}
+
+
+def test_an_image_longer_than_max_size_is_drawn_reduced_with_its_mask_where_it_was():
+    H, W = 120, 256
+    image = torch.full((3, H, W), 0.5)
+    full = np.asarray(draw_instances(image, _det(H, W), ["thing"], show_labels=False))
+    small = np.asarray(draw_instances(image, _det(H, W), ["thing"], show_labels=False, max_size=64))
+    assert full.shape == (H, W, 3) and small.shape == (H // 4, W // 4, 3)  # 256 -> 64: a factor of 4
+    grey = np.array([128, 128, 128])
+    inside_full = np.abs(full[50:70, 110:170].astype(int) - grey).sum(-1).mean()
+    inside_small = np.abs(small[50 // 4:70 // 4, 110 // 4:170 // 4].astype(int) - grey).sum(-1).mean()
+    assert inside_full > 30 and abs(inside_small - inside_full) < 10  # tinted alike, at the scaled place
+    assert np.abs(small[2:8, 2:20].astype(int) - grey).sum(-1).max() <= 3  # away from it: untouched
+
+
+def test_float_to_uint8_gives_the_same_pixels_without_float_copies_of_the_image():
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 2000, 2000), dtype=np.float32)
+    image[0, :3, :3] = np.nan
+    image[1, 5, 5] = np.inf
+    expected = np.clip(np.nan_to_num(image.transpose(1, 2, 0)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    tracemalloc.start()
+    try:
+        got = to_uint8_hwc(image)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(got, expected)
+    assert peak < image.nbytes  # 48 MB of floats: the whole-image temporaries held five times that
+
+
+def test_one_warning_gives_the_memory_of_a_large_image():
+    assert large_image_note("small.jpg", 3000, 4000, 1333) is None  # 12 MP: nothing to say
+    note = large_image_note("pano.jpg", 8000, 10000, 1333)
+    assert note.startswith("pano.jpg is 10000x8000 = 80 MP: predicting an image this large takes about "
+                           "2.6 GB of memory")
+    assert "at most 1333 px" in note
