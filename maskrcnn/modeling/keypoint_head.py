@@ -87,13 +87,10 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor, *, score: str 
     if r == 0:
         return maps.new_zeros((0, j, 3)), maps.new_zeros((0, j))
     maps = maps.float()
-    # A box under a pixel is decoded as one pixel about its centre, not from its left / top edge: the
-    # keypoints stay inside the box (so inside the image), and a mirrored box gives the mirrored
-    # keypoints (TTA decodes at a reduced scale, where a pixel spans several of the image's).
-    raw_w, raw_h = rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1]
-    widths, heights = raw_w.clamp(min=1), raw_h.clamp(min=1)
-    left = rois[:, 0] - (widths - raw_w) / 2  # (R,) rois' own x0 where the box is a pixel or wider
-    top = rois[:, 1] - (heights - raw_h) / 2
+    # a box under a pixel is widened from its left / top edge, as torchvision and detectron2 decode it
+    # (their outputs are this library's reference; such a box's keypoints may then pass its right edge)
+    widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
+    heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
     w_out = widths.ceil().long()
     h_out = heights.ceil().long()
     xs, ys, scores = [], [], []
@@ -118,7 +115,7 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor, *, score: str 
         ys.append(pos // wmax)
         scores.append(best)
     x_int, y_int, score = torch.cat(xs), torch.cat(ys), torch.cat(scores)  # (R, J) each
-    x = (x_int.float() + 0.5) * (widths / w_out)[:, None] + left[:, None]
-    y = (y_int.float() + 0.5) * (heights / h_out)[:, None] + top[:, None]
+    x = (x_int.float() + 0.5) * (widths / w_out)[:, None] + rois[:, 0:1]
+    y = (y_int.float() + 0.5) * (heights / h_out)[:, None] + rois[:, 1:2]
     kps = torch.stack([x, y, torch.ones_like(x)], dim=2)  # (R, J, 3)
     return kps, score
