@@ -13,7 +13,8 @@ VIA 3's "Export as COCO" writes (its project files are converted by ``convert-da
   converters write it; keypoint AP's OKS divides by it), said in its own note;
 - (CVAT's "COCO 1.0" export) a rotated box as its unturned ``bbox``, no segmentation and
   ``"attributes": {"rotation": degrees}`` (clockwise on screen about the box's centre, as CVAT's own
-  XML gives it and ``formats.cvat`` reads it): its ``bbox`` the extent of the turned box (a detector's
+  XML gives it and ``formats.cvat`` reads it): its ``bbox`` the extent of the turned box, clipped to
+  its image as that reader clips it (a detector's
   boxes are upright), the ``rotation`` taken out of the copy so that a file written from it
   (``merge-data``) is not turned a second time when read;
 - circles, ellipses and points as ``"segmentation": [[]]``: left to the loader, which reports them as
@@ -34,6 +35,10 @@ import os
 import warnings
 from pathlib import Path
 from typing import Union
+
+import numpy as np
+
+from maskrcnn.data.formats.geometry import clip_polygon
 
 __all__ = ["has_unknown_sizes", "needs_sizes", "read_tool_exports", "sizes_from_files", "warn_tool_exports"]
 
@@ -78,22 +83,37 @@ def _box_rotation(a: dict, seg, bbox) -> float:
     return float(degrees)
 
 
-def _turned_box(bbox: list, degrees: float) -> list:
+def _turned_box(bbox: list, degrees: float, size=None) -> list:
     """[x, y, w, h] around the box ``bbox`` turned by ``degrees`` clockwise on screen (y points down)
-    about its centre."""
+    about its centre, clipped to the image's ``size`` (W, H; None: unknown, unclipped) as the CVAT XML
+    reader clips the turned box: the extent of its part inside the image, not of corners past the border
+    (which the loader would clip only afterwards, to a wider box, and warn of as a wrong image size)."""
     x, y, w, h = (float(v) for v in bbox)
     c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    # the turned box's half extents: each corner (+-w/2, +-h/2) turned, the largest |x| and |y|
-    half_w, half_h = (abs(w * c) + abs(h * s)) / 2.0, (abs(w * s) + abs(h * c)) / 2.0
     cx, cy = x + w / 2.0, y + h / 2.0
-    return [round(v, 6) for v in (cx - half_w, cy - half_h, 2.0 * half_w, 2.0 * half_h)]
+    half = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2.0  # (4, 2) corners about the centre
+    corners = half @ np.array([[c, s], [-s, c]]) + (cx, cy)  # (4, 2): clockwise on screen
+    if size is not None:
+        inside = clip_polygon(corners, float(size[0]), float(size[1]))  # (Q, 2)
+        corners = inside if len(inside) >= 3 else corners  # wholly outside: left to the loader to refuse
+    (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
+    return [round(float(v), 6) for v in (x0, y0, x1 - x0, y1 - y0)]
 
 
-def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool, turn: float = 0.0) -> dict:
-    """A copy of the annotation ``a`` with the readings its flags name."""
+def _image_sizes(images: list) -> dict:
+    """{image id: (W, H)} of the image records that give a positive width and height."""
+    return {img.get("id"): (img["width"], img["height"]) for img in images
+            if isinstance(img, dict) and all(_number(img.get(k)) and img[k] > 0 for k in ("width", "height"))
+            and isinstance(img.get("id"), (int, str))}
+
+
+def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool, turn: float = 0.0,
+                     size=None) -> dict:
+    """A copy of the annotation ``a`` with the readings its flags name (``size``: its image's (W, H), or
+    None)."""
     a = dict(a)
     if turn:
-        a["bbox"] = _turned_box(a["bbox"], turn)
+        a["bbox"] = _turned_box(a["bbox"], turn, size)
         a["attributes"] = {k: v for k, v in a["attributes"].items() if k != "rotation"}
     if flat:
         a["segmentation"] = [a["segmentation"]]
@@ -124,6 +144,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
     sized = sum(map(_unknown_size, images))
     wrapped = unboxed = unmeasured = zeroed = turned = 0
     fixed = None  # the annotation list with the records read otherwise: a copy, made at the first one
+    sizes = None  # {image id: (W, H)}, made at the first turned box (which is clipped to its image)
     for i, a in enumerate(annotations):
         if not isinstance(a, dict):
             continue
@@ -137,7 +158,11 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         if flat or no_box or null_area or zero or turn:
             if fixed is None:
                 fixed = list(annotations)
-            fixed[i] = _read_annotation(a, flat, no_box, null_area or zero, turn)
+            size = None
+            if turn and isinstance(a.get("image_id"), (int, str)):  # an id a dict can look up
+                sizes = _image_sizes(images) if sizes is None else sizes
+                size = sizes.get(a["image_id"])
+            fixed[i] = _read_annotation(a, flat, no_box, null_area or zero, turn, size)
             wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
             zeroed += zero
             turned += bool(turn)
@@ -164,7 +189,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
     if turned:
         notes.append(f"{source}: {turned} box-only annotations have attributes.rotation (rotated boxes, as "
                      f"CVAT's COCO export writes them): each read as its box turned clockwise about its "
-                     f"centre, its bbox the turned box's extent")
+                     f"centre, its bbox the extent of the turned box's part inside the image")
     return out, notes
 
 

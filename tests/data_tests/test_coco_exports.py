@@ -251,3 +251,25 @@ def test_cvat_coco_export_rotated_boxes_are_read_turned(tmp_path, caplog):
     with pytest.warns(UserWarning, match="2 box-only annotations have attributes.rotation"):
         gt = load_ground_truth(coco)
     assert np.allclose([a["bbox"] for a in gt.dataset["annotations"]], expected, atol=0.01)
+
+
+def test_cvat_coco_rotated_box_past_the_border_is_clipped_as_the_xml_reader_clips_it(tmp_path, caplog):
+    """A turned box with corners past the image: its extent was taken unclipped (x 5.25..54.75, y from
+    -19.75) and the loader clipped that afterwards, to a box wider than the CVAT XML reader's, with a
+    warning blaming the record's width/height. Now the turned box is clipped to its image first."""
+    boxes = [(0, 0, 60, 10, 45.0), (170, 130, 40, 30, -30.0)]
+    expected = _cvat_xml_boxes(tmp_path, boxes)
+    Image.fromarray(np.zeros((150, 200, 3), np.uint8)).save(tmp_path / "a.jpg")
+    coco = {
+        "images": [{"id": 1, "width": 200, "height": 150, "file_name": "a.jpg"}],
+        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": [], "area": w * h,
+                         "bbox": [x, y, w, h], "iscrowd": 0, "attributes": {"rotation": d}}
+                        for i, (x, y, w, h, d) in enumerate(boxes)],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    path = tmp_path / "instances_default.json"
+    path.write_text(json.dumps(coco))
+    dataset = CocoDataset(json_path=path, image_dir=tmp_path)
+    got = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in dataset[0][1]["boxes"].tolist()]
+    assert np.allclose(got, expected, atol=0.01), (got, expected)
+    assert "past their image's border" not in caplog.text

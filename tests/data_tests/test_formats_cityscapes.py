@@ -272,3 +272,18 @@ def test_missing_or_misnamed_gtfine_split_is_one_line(tmp_path, capsys):
     assert len(err) == 1
     assert "gtFine/val: no <city>/*_gtFine_instanceIds.png nor *_gtFine_polygons.json" in err[0]
     assert "e.g. lindau_000000_000010_gtfine_polygons.json" in err[0]
+
+
+def test_a_pixel_off_instance_ids_png_says_it_is_resampled(tmp_path, capsys):
+    """An instanceIds PNG a pixel larger than its image is resampled to it (nearest), but the warning said
+    "the shapes are used as drawn". Now it says what is done."""
+    root = tmp_path / "cs"
+    prefix = _image(root, "val", "ulm", "ulm_000000_000019")
+    ids = np.zeros((H + 1, W + 1), np.int64)
+    ids[4:9, 2:10] = 26000
+    _instance_ids(prefix, ids)
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 0
+    err = capsys.readouterr().err
+    assert ("is a pixel off the image file's 40x30: the instance ids are resampled to the image file's "
+            "size") in err
+    assert "used as drawn" not in err

@@ -613,12 +613,12 @@ def test_labelstudio_tasks_predict_wrote_read_back_without_images(tmp_path, caps
 def test_labelstudio_images_option_overrides_the_recorded_folder(tmp_path, capsys):
     """--images stays the override: a copy of the photos elsewhere is read, the recorded folder unused."""
     tasks = _predicted_tasks(tmp_path)
-    _image(tmp_path / "copy" / "sub" / "a.png", size=(2 * H, 2 * W))  # a resized copy
+    _image(tmp_path / "copy" / "sub" / "a.png", size=(H + 4, W))  # a copy of another shape: warned about
     out = tmp_path / "coco.json"
     assert _convert(tasks, out, "--images", tmp_path / "copy") == 0
     assert "recorded" not in capsys.readouterr().err
     images = json.loads(out.read_text())["images"]
-    assert [(i["file_name"], i["height"]) for i in images] == [("sub/a.png", 2 * H)]
+    assert [(i["file_name"], i["height"]) for i in images] == [("sub/a.png", H + 4)]
 
 
 @pytest.mark.parametrize("folder, why", [
@@ -872,3 +872,62 @@ def test_labelstudio_images_folder_given_below_the_document_root(tmp_path, capsy
     (tmp_path / "export.json").write_text(json.dumps(tasks[:1]))
     assert _convert(tmp_path / "export.json", out, "--images", tmp_path / "photos") == 1
     assert "is in several folders under" in capsys.readouterr().err
+
+
+def _exif_photo(path, stored_wh, orientation):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.zeros((stored_wh[1], stored_wh[0], 3), np.uint8)).save(path, exif=exif.tobytes())
+
+
+def test_labelstudio_stored_size_of_an_exif_photo_and_a_stretched_copy_convert(tmp_path, capsys):
+    """Importers and ML backends give original_width/original_height as a photo's stored size (PIL
+    without the EXIF turn), while the percent coordinates are of the upright view Label Studio shows: such
+    regions were laid on the upright image before the resize rule, then all skipped as "another shape".
+    Now they are used as they are (noted), and so are those on a copy stretched to another aspect ratio
+    (warned about), as before; a brush mask on the stored size is refused naming the EXIF turn."""
+    _exif_photo(tmp_path / "a.jpg", (200, 100), 6)  # stored 200x100, shown 100x200
+    _image(tmp_path / "b.png", size=(64, 64))  # a 40x30 image stretched to 64x64
+    rect = dict(x=10, y=10, width=20, height=20, rotation=0)
+    brush = _result("brushlabels", ["cat"], (200, 100), format="rle",
+                    rle=_brush_rle(np.ones((100, 200), bool)))
+    stored = _result("rectanglelabels", ["box"], (200, 100), **rect)
+    tasks = [_task(1, "a.jpg", ([stored, brush], False, False)),
+             _task(2, "b.png", ([_result("rectanglelabels", ["box"], (W, H), **rect)], False, False))]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "export.json", out) == 0
+    err = capsys.readouterr().err
+    coco = json.loads(out.read_text())
+    assert [(i["width"], i["height"]) for i in coco["images"]] == [(100, 200), (64, 64)]
+    assert [(a["image_id"], a["bbox"]) for a in coco["annotations"]] == [
+        (1, [10.0, 20.0, 20.0, 40.0]), (2, [6.4, 6.4, 12.8, 12.8])]
+    assert "original_width x original_height 200x100 is the photo's stored size, before its EXIF " \
+           "orientation 6" in err
+    assert "task 1 result[1]: the brush mask is 200x100 (original_width x original_height), the image " \
+           "100x200 once EXIF turns it" in err
+    assert "task 2: warning: original_width x original_height 40x30 is of another shape than the image " \
+           "file's 64x64" in err
+    assert "image_size_mismatch" not in err
+
+
+def test_labelstudio_brush_mask_on_a_resized_copy_is_scaled_like_its_other_shapes(tmp_path, capsys):
+    """A brush mask drawn on a 80x60 image whose file is now 40x30 (a resized copy) was skipped as
+    bad_mask while the rectangle beside it was scaled. Now it is resampled to the image (nearest), as
+    CVAT and LabelMe masks are."""
+    _image(tmp_path / "a.png")
+    drawn = np.zeros((2 * H, 2 * W), bool)
+    drawn[10:31, 6:27] = True  # odd edges: 21 x 21 px
+    brush = _result("brushlabels", ["cat"], (2 * W, 2 * H), format="rle", rle=_brush_rle(drawn))
+    rect = _result("rectanglelabels", ["box"], (2 * W, 2 * H), x=10, y=10, width=20, height=20, rotation=0)
+    (tmp_path / "export.json").write_text(json.dumps([_task(1, "a.png", ([brush, rect], False, False))]))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "export.json", out) == 0
+    err = capsys.readouterr().err
+    assert "bad_mask" not in err and "has its shape (a resized copy)" in err
+    coco = json.loads(out.read_text())
+    masks = [annotation_to_mask(a["segmentation"], H, W).numpy() > 0 for a in coco["annotations"]]
+    expected = np.asarray(Image.fromarray(drawn.astype(np.uint8)).resize((W, H), Image.NEAREST)) > 0
+    assert len(masks) == 2 and (masks[0] == expected).all()
+    assert coco["annotations"][0]["bbox"] == [3.0, 5.0, 10.0, 10.0]

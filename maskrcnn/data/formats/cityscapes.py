@@ -44,7 +44,7 @@ from maskrcnn.data.formats.common import (
     read_json,
     resized_scale,
 )
-from maskrcnn.data.formats.geometry import as_points
+from maskrcnn.data.formats.geometry import as_points, nearest_indices
 from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
 __all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes"]
@@ -63,6 +63,8 @@ CATEGORIES = ((24, "person"), (25, "rider"), (26, "car"), (27, "truck"), (28, "b
               (32, "motorcycle"), (33, "bicycle"))  # the evaluated instance classes: (label id, name)
 _CLASS_NAMES = dict(CATEGORIES)
 _GROUP = "group"
+# what a pixel-off size becomes here: the ids always fill the image, so they are resampled (nearest)
+_RESAMPLED = "the instance ids are resampled to the image file's size, nearest"
 
 
 def _draw_polygons(objects: list, height: int, width: int, *, where: str, report: Report) -> np.ndarray:
@@ -128,8 +130,9 @@ def _read_ids_png(path: Path, height: int, width: int) -> np.ndarray:
 
 def _resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
     """(h, w) instance ids -> (H, W), each pixel the id under its centre (nearest: ids are no colours)."""
-    rows = np.minimum(((np.arange(height) + 0.5) * ids.shape[0] / height).astype(np.int64), ids.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * ids.shape[1] / width).astype(np.int64), ids.shape[1] - 1)
+    # every centre of the image falls on the drawing, so each axis lists all of the image's pixels
+    rows, _ = nearest_indices(0, ids.shape[0], scale=height / ids.shape[0], size=height)
+    cols, _ = nearest_indices(0, ids.shape[1], scale=width / ids.shape[1], size=width)
     return ids[np.ix_(rows, cols)]
 
 
@@ -151,7 +154,7 @@ def _polygons_objects(path: Path, height: int, width: int, *, where: str, report
         stated = (data.get("imgHeight"), data.get("imgWidth"))
         report.warn(where, f"imgHeight, imgWidth {stated} are no size; the image's {(height, width)} used")
         return data["objects"], (height, width)
-    resized_scale(report, where, given, (height, width))  # Skip when of another shape
+    resized_scale(report, where, given, (height, width), pixel_off=_RESAMPLED)  # Skip: another shape
     return data["objects"], given
 
 
@@ -164,7 +167,8 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
         try:
             ids = _read_ids_png(ids_path, height, width)
             if ids.shape != (height, width):  # Skip when of another shape than the image
-                resized_scale(report, builder.relative(ids_path), ids.shape, (height, width))
+                resized_scale(report, builder.relative(ids_path), ids.shape, (height, width),
+                              pixel_off=_RESAMPLED)
                 ids = _resized_ids(ids, height, width)
             return ids, "instanceIds"
         except Skip as e:

@@ -213,7 +213,8 @@ def stored_pixels_told(report: Report, where: str, given: tuple, shown: tuple, o
                      f"alike are counted in the notes)")
 
 
-def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tuple) -> Optional[tuple]:
+def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tuple, *,
+                  pixel_off: str = "the shapes are used as drawn") -> Optional[tuple]:
     """(x scale, y scale) that lays shapes drawn on an image of the size the annotation file gives,
     ``given`` (H, W; None: it gives none), onto the image file of size ``shown`` (H, W); None when they
     are the same size, a pixel apart (warned about) or no size is given. The rule every converter of
@@ -221,21 +222,28 @@ def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tup
 
     - the same shape (each side the other's scaled size, rounded: a resized copy, 4000x3000 -> 1333x1000):
       the shapes are scaled with it, said for the first image by name and counted in the notes (Label
-      Studio's percent coordinates scale so by themselves);
+      Studio's percent coordinates scale so by themselves). The rounding is judged in the smaller
+      image's pixels, so annotations drawn on a thumbnail lay onto the original as those of the original
+      onto the thumbnail;
     - another shape (a crop, a padded copy, another image of that name, a size typed by hand): no scale
       puts the shapes where they were drawn, so the image is skipped (``Skip`` ``image_size_mismatch``,
       counted by the report; the COCO loader's and the Cityscapes converter's reason) rather than its
-      shapes written at the drawn pixel coordinates, misplaced, and those past the smaller canvas lost."""
+      shapes written at the drawn pixel coordinates, misplaced, and those past the smaller canvas lost.
+
+    ``pixel_off``: what becomes of the annotations a pixel off, said in the warning (a converter that
+    resamples ids or masks to the image anyway says so)."""
     if given is None or tuple(given) == tuple(shown):
         return None
     (gh, gw), (h, w) = given, shown
     if abs(gw - w) <= 1 and abs(gh - h) <= 1:  # a size typed or rounded a pixel off: no resize
         report.warn(where, f"the size it gives, {gw}x{gh} (WxH), is a pixel off the image file's {w}x{h}: "
-                           f"the shapes are used as drawn")
+                           f"{pixel_off}")
         return None
     sx, sy = w / gw, h / gh
     mean = (sx + sy) / 2.0  # one scale within rounding of both sides
-    if abs(gw * mean - w) > 1.0 or abs(gh * mean - h) > 1.0:
+    # a pixel of the smaller image: ``mean`` pixels of the file when the file is the larger one
+    slack = max(1.0, mean)
+    if abs(gw * mean - w) > slack or abs(gh * mean - h) > slack:
         raise Skip("image_size_mismatch",
                    f"drawn on a {gw}x{gh} image (the width x height the file gives), the image file is "
                    f"{w}x{h}, of another shape (not a resized copy): its shapes cannot be placed; convert "

@@ -176,16 +176,29 @@ def scale_region(region, *, scale: tuple, width: int, height: int):
         points = np.asarray(region, dtype=np.float64).reshape(-1, 2) * (sx, sy)  # (P, 2)
         return [float(v) for v in np.round(points, 2).reshape(-1)]
     h, w = region.patch.shape
-    top, left = math.floor(region.top * sy), math.floor(region.left * sx)
-    bottom = min(math.ceil((region.top + h) * sy), height)
-    right = min(math.ceil((region.left + w) * sx), width)
-    # the drawn pixel under each centre: row r of the image is row (r + 0.5) / sy of the drawing
-    rows = np.clip(np.floor((np.arange(top, bottom) + 0.5) / sy).astype(np.int64) - region.top, 0, h - 1)
-    cols = np.clip(np.floor((np.arange(left, right) + 0.5) / sx).astype(np.int64) - region.left, 0, w - 1)
-    patch = region.patch[np.ix_(rows, cols)]  # (bottom - top, right - left)
+    # the image's rows whose centres fall on the drawn patch (those past it read nothing: not its edge row)
+    rows, top = nearest_indices(region.top, h, scale=sy, size=height)
+    cols, left = nearest_indices(region.left, w, scale=sx, size=width)
+    patch = region.patch[np.ix_(rows, cols)]  # (len(rows), len(cols))
     if not patch.any():
         raise Skip("empty_mask", f"mask covers no pixel of the {width}x{height} image once scaled")
     return MaskPatch(top, left, patch)
+
+
+def nearest_indices(start: int, length: int, *, scale: float, size: int) -> tuple:
+    """(indices (N,) into ``length`` drawn pixels that begin at pixel ``start`` of the drawing, the first
+    pixel of a ``size``-pixel image they fill): nearest resampling along one axis, the image ``scale`` times
+    the drawing, each image pixel the drawn pixel under its centre (pixel ``i`` of the image is pixel
+    ``(i + 0.5) / scale`` of the drawing). Only the image pixels whose centres fall on the drawn ones are
+    listed, so a region keeps its scaled extent and area. The one sampler of masks and ids scaled to an
+    image (``scale_region``, the Cityscapes ids, the Label Studio brush)."""
+    first = max(math.floor(start * scale) - 1, 0)  # a pixel of slack each side for the rounding
+    last = min(math.ceil((start + length) * scale) + 1, size)
+    source = np.floor((np.arange(first, max(last, first)) + 0.5) / scale).astype(np.int64) - start  # (N,)
+    inside = np.flatnonzero((source >= 0) & (source < length))
+    if not len(inside):
+        return source[:0], first
+    return source[inside[0]: inside[-1] + 1], first + int(inside[0])
 
 
 def turn_array(a: np.ndarray, orientation: int) -> np.ndarray:

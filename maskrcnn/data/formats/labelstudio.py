@@ -14,16 +14,18 @@ Read:
 
 Rules:
 - Coordinates are percent (0..100) of the image's width and height, so they are scaled by the size of
-  the image file itself; an ``original_width`` / ``original_height`` that differs is judged by the rule
-  of every converter (``common.resized_scale``): of the same shape (a resized copy) it is said once, of
-  another shape the region is skipped as ``image_size_mismatch`` (a missing one is fine). A shape
+  the image file itself; an ``original_width`` / ``original_height`` that differs is judged by
+  ``_judge_size``: a resized copy (``common.resized_scale``) said once, the stored size of an EXIF-turned
+  photo noted, another shape (a stretched copy?) warned about; the coordinates are used as they are in
+  each case, and a brush mask is resampled to the image (a missing size is fine). A shape
   reaching more than 10% of the image past its border is skipped (the coordinates are likely pixels,
   say pre-annotations imported unscaled); a shape a little past it is clipped to the image.
 - ``polygonlabels`` (``points`` [[x, y], ...]), ``rectanglelabels`` (``x``, ``y`` the top-left corner,
   ``width``, ``height``, ``rotation`` degrees clockwise around that corner) and ``ellipselabels``
   (``x``, ``y`` the centre, ``radiusX``, ``radiusY``, ``rotation`` around the centre) become COCO
-  polygons; ``brushlabels`` (``"format": "rle"``: see ``labelstudio_rle``) a mask written as RLE, which
-  must be exactly ``original_height`` x ``original_width`` (default: the image's size). A ``labels``
+  polygons; ``brushlabels`` (``"format": "rle"``: see ``labelstudio_rle``) a mask written as RLE, decoded
+  at ``original_height`` x ``original_width`` (default: the image's size) and resampled to the image
+  (nearest, ``geometry.scale_region``) when that is not its size. A ``labels``
   result (a ``<Labels>`` control beside a ``<Rectangle>``, ``<Polygon>``... tag) is the shape its value
   holds.
 - Labels: a result's label list must hold one label; with ``--classes``, labels outside them are dropped
@@ -91,8 +93,10 @@ import numpy as np
 
 from maskrcnn.data.formats.common import (
     CocoBuilder,
+    MaskPatch,
     Report,
     Skip,
+    annotated_size,
     image_size,
     read_json,
     recorded_folder_unusable,
@@ -100,7 +104,7 @@ from maskrcnn.data.formats.common import (
     stripped_label,
     usable_recorded_folder,
 )
-from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, to_coco_polygon
+from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, scale_region, to_coco_polygon
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 
 __all__ = ["IMAGES_FOLDER_KEY", "read_labelstudio"]
@@ -362,17 +366,73 @@ def _points(kind: str, value: dict, width: int, height: int) -> np.ndarray:
     return points
 
 
+# what becomes of a result a pixel off the image file's size: percent coordinates need no scale
+_PIXEL_OFF = "the percent coordinates are laid on the image file as they are (a brush mask resampled to it)"
+
+
+def _judge_size(report: Report, where: str, given: tuple, image_path: Path, shown: tuple) -> tuple:
+    """(how, (x scale, y scale) or orientation) for results whose ``original_width`` x ``original_height``
+    ``given`` (W, H) is not the image file's ``shown`` (H, W). Percent coordinates scale by themselves, so
+    no such size moves a shape; what it says is told, and it decides a brush mask's scale:
+
+    - ``"stored"``: the photo's stored size while EXIF turns it a quarter. Label Studio shows photos
+      upright and its percent coordinates are of that view, but importers and ML backends measure the
+      size with PIL without the EXIF turn: the coordinates are used as they are (noted);
+    - ``"scaled"``: a resized copy (``common.resized_scale``, said once by name), or a pixel off;
+    - ``"stretched"``: another shape. A copy stretched to another aspect ratio (Roboflow's "Stretch to
+      640x640") converts right from percent coordinates, as before the resize rule; a crop or another
+      image of that name cannot be told from it, so the task is warned about, not skipped (shapes far
+      outside the image are still skipped as ``bad_coordinates``)."""
+    gw, gh = given
+    _, orientation = annotated_size(image_path, (gh, gw))
+    if orientation is not None:
+        report.note("images whose original_width/original_height is the photo's stored size (before its "
+                    "EXIF turn): percent coordinates used as they are")
+        report.tell_once("labelstudio_stored_size", where,
+                         f"original_width x original_height {gw:g}x{gh:g} is the photo's stored size, before "
+                         f"its EXIF orientation {orientation} turns it to {shown[1]}x{shown[0]} as Label "
+                         f"Studio shows it: the percent coordinates, of the upright view, are used as they "
+                         f"are (others alike are counted in the notes)")
+        return "stored", orientation
+    scale = (shown[1] / gw, shown[0] / gh)
+    try:
+        resized_scale(report, where, (gh, gw), shown, pixel_off=_PIXEL_OFF)
+        return "scaled", scale
+    except Skip as e:
+        if e.reason != "image_size_mismatch":
+            raise
+    report.note("tasks whose original_width/original_height is of another shape than the image file: "
+                "percent coordinates laid on the image file")
+    report.warn(where, f"original_width x original_height {gw:g}x{gh:g} is of another shape than the image "
+                       f"file's {shown[1]}x{shown[0]}: the percent coordinates are laid on the image file as "
+                       f"they are (right for a copy stretched to another aspect ratio, and brush masks are "
+                       f"stretched alike; wrong for a crop or another image of that name: convert with the "
+                       f"images the tasks were drawn on then)")
+    return "stretched", scale
+
+
 def _add_region(builder: CocoBuilder, image_id: int, kind: str, value: dict, label: str, *, height: int,
-                width: int) -> None:
+                width: int, verdict: Optional[tuple] = None) -> None:
+    """One shape result onto the image (``height`` x ``width``); ``verdict``: ``_judge_size``'s for a
+    result whose size is not the image file's, None otherwise."""
     if kind == "brush":
         if value.get("format", "rle") != "rle":
             raise Skip("unsupported_shape", f"brush format {value.get('format')!r} is not converted "
                                             "(only rle)")
-        h, w = _size(value, "original_height") or height, _size(value, "original_width") or width
-        if (h, w) != (height, width):
-            raise Skip("bad_mask", f"the brush mask is {w}x{h} (original_width x original_height), the "
-                                   f"image {width}x{height}")
-        builder.add_mask(image_id, label, decode_brush_mask(value.get("rle"), height, width))
+        if verdict is None:
+            builder.add_mask(image_id, label, decode_brush_mask(value.get("rle"), height, width))
+            return
+        how, scale = verdict
+        h, w = int(value["original_height"]), int(value["original_width"])
+        if how == "stored" or (h, w) != (value["original_height"], value["original_width"]):
+            why = " once EXIF turns it: which way the mask lies is unknown" if how == "stored" else ""
+            raise Skip("bad_mask", f"the brush mask is {value['original_width']:g}x"
+                                   f"{value['original_height']:g} (original_width x original_height), the "
+                                   f"image {width}x{height}{why}")
+        # a mask of the size the result gives, resampled to the image as every converter scales masks
+        mask = decode_brush_mask(value.get("rle"), h, w)
+        builder.add_regions(image_id, label, [scale_region(MaskPatch(0, 0, mask), scale=scale, width=width,
+                                                           height=height)])
         return
     polygon = to_coco_polygon(_points(kind, value, width, height), width, height)
     builder.add_polygons(image_id, label, [polygon])
@@ -603,7 +663,7 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
     image_path = finder.find(task.reference)
     height, width = image_size(image_path)
     image_id = builder.add_image(image_path, height=height, width=width, source=source)
-    judged: dict = {}  # (W, H) the results give -> None (a resized copy: said once) or its Skip
+    judged: dict = {}  # (W, H) the results give -> ``_judge_size``'s verdict
     for name, result_type, value in task.regions:
         try:
             if not isinstance(value, dict):
@@ -629,18 +689,12 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
                                              "Studio (image_rotation); its coordinates are of the turned "
                                              "view: annotate it unturned")
             given = (_size(value, "original_width"), _size(value, "original_height"))
-            if None not in given and given != (width, height) and kind != "brush":
-                # percent coordinates scale by themselves; the rule of every converter judges the image:
-                # a resized copy said once, an image of another shape (another image?) skipped
-                if given not in judged:
-                    try:
-                        resized_scale(report, where, given[::-1], (height, width))
-                        judged[given] = None
-                    except Skip as e:
-                        judged[given] = e
-                if judged[given] is not None:
-                    raise judged[given]
-            _add_region(builder, image_id, kind, value, label, height=height, width=width)
+            verdict = None  # the image file is the size the result gives, or it gives none
+            if None not in given and given != (width, height):
+                if given not in judged:  # said once per task and size
+                    judged[given] = _judge_size(report, where, given, image_path, (height, width))
+                verdict = judged[given]
+            _add_region(builder, image_id, kind, value, label, height=height, width=width, verdict=verdict)
         except Skip as e:
             report.skip(f"{where} {name}", e)
 

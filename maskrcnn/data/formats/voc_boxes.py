@@ -161,7 +161,8 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
             try:
                 box = _box(bndbox)
                 if scale is not None:
-                    box = [v * scale[k % 2] for k, v in enumerate(box)]
+                    (sx, sy), (x1, y1, x2, y2) = scale, box
+                    box = [x1 * sx, y1 * sy, x2 * sx, y2 * sy]
                 if orientation is not None:  # the two corners turned: a box again, its corners swapped
                     x1, y1, x2, y2 = box
                     corners = turn_points(np.array([[x1, y1], [x2, y2]]), orientation=orientation,
