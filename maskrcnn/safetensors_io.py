@@ -47,9 +47,10 @@ def is_safetensors(path: PathLike) -> bool:
     """Whether ``path``'s first bytes are a safetensors header: a length within the format's limit, then
     a JSON object. Said also of a truncated one (the reader then names it truncated). A PyTorch zip
     (``PK``) or pickle (0x80, then opcodes) never has a ``{`` at byte 8 after a header count this small.
-    A count past the limit (2**60) before a ``{`` is this format's layout with a corrupt count, unless the
-    file starts as a zip or a pickle does: said so (the reader names it corrupt, "header too large"),
-    not "not a PyTorch file"."""
+    A count past the limit before a ``{`` is this format's layout with a corrupt count (the reader names
+    it corrupt, "header too large") only when its 8 bytes cannot be text (``_could_be_text``): any text
+    file (a YAML config, a JSON given as weights) reads as a count past 2**59, and is not this format
+    (its reader then says what the file starts with)."""
     try:
         with open(path, "rb") as f:
             head = f.read(9)
@@ -60,7 +61,24 @@ def is_safetensors(path: PathLike) -> bool:
     (length,) = struct.unpack("<Q", head[:8])
     if length <= _MAX_HEADER:
         return length >= 2
-    return not head.startswith((b"PK", b"\x80"))
+    return not head.startswith((b"PK", b"\x80")) and not _could_be_text(head[:8])
+
+
+# the control bytes text holds: tab, line feed, vertical tab, form feed, carriage return
+_TEXT_CONTROLS = frozenset(b"\t\n\x0b\x0c\r")
+
+
+def _could_be_text(raw: bytes) -> bool:
+    """Whether ``raw`` reads as UTF-8 text (ASCII included) without control bytes other than whitespace.
+    A corrupt count, in practice, has a zero or other control byte, or bytes no UTF-8 text has; a text
+    file has neither. (The ``{`` after these bytes ends any UTF-8 character, so none is cut.)"""
+    if any((b < 0x20 and b not in _TEXT_CONTROLS) or b == 0x7F for b in raw):
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _library(path, error, *, what: str = "reading it"):

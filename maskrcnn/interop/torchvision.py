@@ -28,8 +28,9 @@ SSD, SSDlite: one ``head.classification_head`` / ``head.regression_head``) are r
 Published v1 COCO weights need frozen batch norm with eps 0 (torchvision overwrites eps on load);
 weights from a model built with ``weights=None`` (plain BatchNorm, eps 1e-5) need ``frozen_bn_eps=1e-5``.
 The file tells them apart (``v1_eps``): ``nn.BatchNorm2d`` saves a ``num_batches_tracked`` counter per
-norm, torchvision's ``FrozenBatchNorm2d`` (the published files, and models fine-tuned from them) none.
-A note says which eps was taken and why.
+norm, torchvision's ``FrozenBatchNorm2d`` none. Frozen norms are eps 0 in the published files (and models
+fine-tuned from them) but 1e-5 in a model built with ``weights_backbone`` only, which the reference
+script's saved command line ("args") tells. A note says which eps was taken and why.
 """
 
 from __future__ import annotations
@@ -488,8 +489,10 @@ def meta_class_names(held, num_classes: int, layout: str = "") -> tuple:
     """``(class names background first, [note])``: those an MMDetection-style ``meta`` beside the weights
     stores (``{"meta": {"CLASSES": (...)}, "state_dict": ...}``, or mmengine's ``dataset_meta.classes``:
     a training loop that saved torchvision's weights the mmcv way) when their count fits the weights'
-    ``num_classes`` (with or without a background name first); else ``default_class_names`` with a note
-    saying why the stored ones were not taken; no note when the file stores none."""
+    ``num_classes``: as they are when they are one fewer (mmdet's lists never hold the background, so a
+    first class called "background" is a dataset's own), without a background-like first name when they
+    are as many; else ``default_class_names`` with a note giving the count the file stores and why it was
+    not taken; no note when the file stores none."""
     from maskrcnn.interop.mmdetection import class_names_of
 
     meta = held.get("meta") if isinstance(held, dict) else None
@@ -497,13 +500,15 @@ def meta_class_names(held, num_classes: int, layout: str = "") -> tuple:
     if stored is None:
         return default_class_names(num_classes, layout), []
     where = "meta['CLASSES']" if meta.get("CLASSES") is not None else "meta['dataset_meta']['classes']"
-    if stored[0].lower() in _BACKGROUND_NAMES:
+    leading_background = stored[0].lower() in _BACKGROUND_NAMES
+    if len(stored) == num_classes and leading_background:
         stored = stored[1:]
     if len(stored) == num_classes - 1:
         return ["__background__", *stored], [f"class names from the file's {where} ({len(stored)})"]
     names = default_class_names(num_classes, layout)
     shown = ", ".join(names[1:3]) + (", ..." if len(names) > 3 else "")
-    return names, [f"the file's {where} names {len(stored)} classes but the weights have "
+    first = f" (the first {stored[0]!r})" if leading_background else ""
+    return names, [f"the file's {where} names {len(stored)} classes{first} but the weights have "
                    f"{num_classes - 1} (plus background): not taken; named {shown} (--class-names a,b,c "
                    "to name them)"]
 
@@ -528,32 +533,98 @@ def renamed_keys(sd: dict) -> dict:
     return {key: _map_key(key, box_linear_index) for key in sd}
 
 
-def v1_eps(sd: dict) -> tuple:
-    """``(frozen_bn_eps, note)`` for a v1 layout, told by the backbone's batch-norm counters
-    (``num_batches_tracked``): ``nn.BatchNorm2d`` keeps one, ``FrozenBatchNorm2d`` none. A model built
-    with ``weights=None`` has plain BatchNorm (eps 1e-5) and saves them; torchvision's published COCO v1
-    files were trained with frozen norms and have none, and need eps 0 (torchvision sets it on loading
-    them), as do models fine-tuned from them. One built with ``weights_backbone`` only has frozen norms
-    with eps 1e-5 and no counters either: the keys cannot tell it, so the note gives the ``--set``."""
+# The v1 builders' COCO weights (the reference script's --weights, an enum member's name with or without
+# its class): torchvision resets the frozen norms' eps to 0 for COCO_V1 (DEFAULT) only; keypoint R-CNN's
+# COCO_LEGACY keeps the 1e-5 FrozenBatchNorm2d is built with.
+_COCO_WEIGHTS_EPS = {"COCO_V1": 0.0, "DEFAULT": 0.0, "COCO_LEGACY": 1e-5}
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reference_args_eps(held) -> Optional[tuple]:
+    """``(frozen_bn_eps, note)`` told by the command line torchvision's detection reference script saves as
+    "args" beside the weights (``{"model", "optimizer", "lr_scheduler", "args", "epoch"}``: an
+    ``argparse.Namespace``), or None when the file holds none or its fields do not decide. Since
+    torchvision 0.13 the script builds ``get_model(weights=args.weights,
+    weights_backbone=args.weights_backbone)``: COCO weights -> eps 0 (torchvision resets it on loading
+    them); backbone weights only -> frozen norms with eps 1e-5; neither -> plain BatchNorm (the counters
+    tell it). Before, ``pretrained=args.pretrained``: True -> the COCO weights, eps 0; False -> an ImageNet
+    backbone with frozen norms, eps 1e-5 from torchvision 0.9 (0 before). The fields are read as the data
+    the file stored (``vars``), only strings and booleans taken."""
+    import argparse
+
+    args = held.get("args") if isinstance(held, dict) else None
+    if not isinstance(args, argparse.Namespace):
+        return None
+    fields = vars(args)  # (a crafted file's field may be long: shown cut, one line)
+    shown = {k: _cut(repr(fields.get(k))) for k in ("weights", "weights_backbone")}
+    weights, backbone, pretrained = (fields.get(k) for k in ("weights", "weights_backbone", "pretrained"))
+    if isinstance(weights, str) and weights:
+        enum, _, member = weights.rpartition(".")
+        eps = None if "_V2_" in enum else _COCO_WEIGHTS_EPS.get(member)
+        if eps is None:  # not a v1 builder's COCO weights (another fork's meaning): not known
+            return None
+        if eps:
+            return eps, (f"model.frozen_bn_eps 1e-5: from the file's args.weights ({shown['weights']}): "
+                         "torchvision's reference script started from the legacy keypoint COCO weights, "
+                         "whose frozen norms torchvision leaves at eps 1e-5 (it sets 0 for COCO_V1 only)")
+        return eps, (f"model.frozen_bn_eps 0: from the file's args.weights ({shown['weights']}): "
+                     "torchvision's reference script started from the published COCO v1 weights, whose "
+                     "frozen norms it sets to eps 0")
+    if weights is not None:
+        return None
+    if isinstance(backbone, str) and backbone:
+        return 1e-5, ("model.frozen_bn_eps 1e-5: from the file's args.weights_backbone "
+                      f"({shown['weights_backbone']}; args.weights None): torchvision's reference script "
+                      "built the model with backbone weights only, whose frozen norms keep eps 1e-5")
+    if "weights_backbone" in fields or fields.get("prototype"):
+        return None  # neither given (plain BatchNorm, told by its counters), or an 0.11/0.12 prototype run
+    if pretrained is True:
+        return 0.0, ("model.frozen_bn_eps 0: from the file's args.pretrained (True): torchvision's "
+                     "reference script (before 0.13) started from the published COCO weights, whose frozen "
+                     "norms use eps 0")
+    if pretrained is False:
+        return 1e-5, ("model.frozen_bn_eps 1e-5: from the file's args.pretrained (False): torchvision's "
+                      "reference script (before 0.13) built the model with an ImageNet backbone and frozen "
+                      "norms, eps 1e-5 from torchvision 0.9; --set model.frozen_bn_eps=0 for one trained "
+                      "with torchvision 0.8 or older (eps 0 then)")
+    return None
+
+
+def v1_eps(sd: dict, held=None) -> tuple:
+    """``(frozen_bn_eps, note)`` for a v1 layout. First the backbone's batch-norm counters
+    (``num_batches_tracked``): ``nn.BatchNorm2d`` keeps one, ``FrozenBatchNorm2d`` none, so a model built
+    with ``weights=None`` (plain BatchNorm, eps 1e-5) is told by its keys. Frozen norms (no counters) are
+    either torchvision's published COCO v1 weights and models fine-tuned from them (eps 0, torchvision
+    sets it on loading them) or a model built with ``weights_backbone`` only (eps 1e-5; the reference
+    script's recipe): the keys cannot tell them apart, the reference script's saved command line in
+    ``held`` (the file's object) can (``reference_args_eps``). Without it eps 0 is taken, and the note
+    says it is a guess and gives the ``--set`` for the other case."""
     counters = [k for k in sd if k.startswith("backbone.body.") and k.endswith(".num_batches_tracked")]
     if counters:
         return 1e-5, (f"model.frozen_bn_eps 1e-5: the file has {len(counters)} batch-norm counters "
                       "(num_batches_tracked), so it was saved from plain BatchNorm (a torchvision model "
                       "built with weights=None, eps 1e-5); torchvision's published COCO v1 weights, "
                       "which need eps 0, have none")
-    return 0.0, ("model.frozen_bn_eps 0: the file has no batch-norm counters (num_batches_tracked), as "
-                 "torchvision's published COCO v1 weights and models fine-tuned from them, which use eps "
-                 "0; for a model built with weights_backbone only (frozen norms, eps 1e-5): "
-                 "--set model.frozen_bn_eps=1e-5")
+    told = reference_args_eps(held)
+    if told is not None:
+        return told
+    return 0.0, ("model.frozen_bn_eps 0: the file has no batch-norm counters (num_batches_tracked), so its "
+                 "norms were frozen: eps 0 if it is torchvision's published COCO v1 weights or was "
+                 "fine-tuned from them, 1e-5 if it was built with weights_backbone only (the reference "
+                 "script's recipe): --set model.frozen_bn_eps=1e-5 for that")
 
 
 def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: str = "checkpoint",
                         overrides: Optional[dict] = None, ema: bool = False) -> dict:
     """Full conversion with a check against the model ``build_model`` makes from the overrides.
 
-    ``frozen_bn_eps``: None picks 1e-5 for v2 layouts and, for v1, by the file's batch-norm counters
-    (``v1_eps``: 0.0 for torchvision's published COCO v1 weights, 1e-5 for a model built with
-    ``weights=None``), with a note saying which and why (none when ``overrides`` sets it).
+    ``frozen_bn_eps``: None picks 1e-5 for v2 layouts and, for v1, by the file's batch-norm counters and
+    the reference script's saved "args" (``v1_eps``: 1e-5 for a model built with ``weights=None`` or
+    ``weights_backbone`` only, 0.0 for torchvision's published COCO v1 weights and a guess of 0.0 when
+    nothing tells), with a note saying which and why (none when ``overrides`` sets it).
     ``overrides``: extra config keys (e.g. ``{"model.frozen_bn_eps": 1e-5}``), applied last.
     ``ema``: take the file's "model_ema" copy (module docstring).
     Class names: those an MMDetection-style ``meta`` beside the weights stores (``meta_class_names``).
@@ -577,7 +648,7 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     if frozen_bn_eps is None and layout.endswith("_v2"):
         frozen_bn_eps = 1e-5
     elif frozen_bn_eps is None:
-        frozen_bn_eps, eps_note = v1_eps(sd)
+        frozen_bn_eps, eps_note = v1_eps(sd, held)
         notes += [] if "model.frozen_bn_eps" in (overrides or {}) else [eps_note]
     cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
     cfg_over.update(overrides or {})

@@ -173,6 +173,33 @@ def test_header_lengths_that_start_like_other_formats_are_safetensors(tmp_path, 
         assert torch.equal(read_safetensors(path)["w"], torch.tensor([2.5]))
 
 
+def test_text_files_with_a_brace_at_byte_8_are_not_called_corrupt_safetensors(tmp_path):
+    """Any text reads as a header count past the format's limit: a YAML config, a JSON or a text file with
+    a ``{`` at byte 8 given as weights was told it "is a safetensors file that is truncated or corrupt
+    (header too large)". Only a count whose bytes cannot be text (a zero or other control byte, bytes no
+    UTF-8 has) is this format's layout, corrupt."""
+    from maskrcnn.checkpoint_refusal import not_torch_file_message
+
+    texts = {"cfg.yaml": b"config: {model: {num_classes: 3}}\n", "meta.json": b'{"meta":{"epoch": 3}}',
+             "notes.txt": b"# ckpt: {epoch 3}\n", "tabbed.txt": b"a\tb\r\nc: {}\n",
+             "accented.yaml": "# grö: {x: 1}\n".encode()}
+    for name, data in texts.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert data[8:9] == b"{" and not is_safetensors(path), name
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(path)
+        assert str(e.value).startswith(f"{path} is not a PyTorch file"), str(e.value)
+        assert not_torch_file_message(path).startswith(f"{path} is not a PyTorch file")
+    for count in (struct.pack("<Q", 2**60), struct.pack("<Q", 2**64 - 1), b"conf\x00ig:"):
+        path = tmp_path / "corrupt.bin"
+        path.write_bytes(count + b'{"w": 1}')
+        assert is_safetensors(path), count
+        with pytest.raises(CheckpointError, match=re.escape(f"{path} is a safetensors file that is truncated "
+                                                            "or corrupt (header too large)")):
+            load_checkpoint(path)
+
+
 def _broken(tmp_path, tiny_checkpoint) -> dict:
     good = tmp_path / "good.safetensors"
     ckpt = load_checkpoint(tiny_checkpoint)

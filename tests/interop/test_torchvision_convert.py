@@ -160,6 +160,75 @@ def test_v1_eps_follows_the_batch_norm_counters_and_is_said(name, tmp_path, caps
     assert not [n for n in given["notes"] if "frozen_bn_eps" in n]
 
 
+def _reference_args(**fields):
+    """The command line torchvision's detection reference script saves as "args" (an argparse.Namespace):
+    some of its fields, the weights ones as given."""
+    import argparse
+
+    base = {"data_path": "/datasets01/COCO/022719/", "dataset": "coco", "model": "maskrcnn_resnet50_fpn",
+            "epochs": 26, "lr": 0.02, "lr_steps": [16, 22], "amp": False, "distributed": False}
+    return argparse.Namespace(**{**base, **fields})
+
+
+def test_v1_eps_is_told_by_the_reference_scripts_saved_args(tmp_path, capsys):
+    """torchvision's reference recipe (train.py --weights-backbone only: frozen norms, eps 1e-5, no batch
+    counters) converted with eps 0, and a note saying the file was "as torchvision's published COCO v1
+    weights and models fine-tuned from them". Its checkpoint ({"model", "optimizer", "lr_scheduler",
+    "args", "epoch"}) holds the command line, which tells the two apart."""
+    from maskrcnn.checkpoint import load_checkpoint
+    from maskrcnn.cli import main
+    from maskrcnn.interop.weights import read_weights
+
+    sd = {k: v for k, v in _manifest_sd("maskrcnn_resnet50_fpn").items()
+          if not k.endswith("num_batches_tracked")}  # frozen norms: no counters
+    recipe = {"model": sd, "optimizer": {}, "lr_scheduler": {}, "epoch": 25,
+              "args": _reference_args(weights=None, weights_backbone="ResNet50_Weights.IMAGENET1K_V1")}
+    src, out = tmp_path / "model_25.pth", tmp_path / "ours.pth"
+    torch.save(recipe, src)
+    words = ("model.frozen_bn_eps 1e-5: from the file's args.weights_backbone "
+             "('ResNet50_Weights.IMAGENET1K_V1'; args.weights None)")
+    assert main(["convert", "--from", "torchvision", str(src), str(out)]) == 0
+    assert f"note: {words}" in capsys.readouterr().err
+    assert load_checkpoint(out)["config"]["model"]["frozen_bn_eps"] == 1e-5
+    init = read_weights(str(src))  # train --init: read with the safe loader, the same eps
+    assert init.implied["model.frozen_bn_eps"] == 1e-5 and any(n.startswith(words) for n in init.notes)
+    # started from the COCO weights (the detection tutorial's fine-tuning): eps 0, said from args.weights
+    for weights in ("MaskRCNN_ResNet50_FPN_Weights.COCO_V1", "DEFAULT"):
+        torch.save({**recipe, "args": _reference_args(weights=weights, weights_backbone=None)}, src)
+        result = load_torchvision_file(src)
+        assert result["config"].model.frozen_bn_eps == 0.0
+        assert any(n.startswith(f"model.frozen_bn_eps 0: from the file's args.weights ({weights!r})")
+                   for n in result["notes"]), result["notes"]
+    from maskrcnn.interop.torchvision import reference_args_eps
+
+    # torchvision < 0.13's script (--pretrained): COCO weights, or an ImageNet backbone with frozen norms
+    for pretrained, eps in ((True, 0.0), (False, 1e-5)):
+        told = reference_args_eps({"args": _reference_args(pretrained=pretrained)})
+        assert told[0] == eps and f"args.pretrained ({pretrained})" in told[1], told
+    # keypoint R-CNN's legacy COCO weights: torchvision resets eps to 0 for COCO_V1 only
+    legacy = _reference_args(model="keypointrcnn_resnet50_fpn", weights_backbone=None,
+                             weights="KeypointRCNN_ResNet50_FPN_Weights.COCO_LEGACY")
+    assert reference_args_eps({"args": legacy})[0] == 1e-5
+    # what does not decide falls back to the keys, the note a guess naming both cases: no args, neither
+    # weights given, a fork's own meaning (a path), a v2 enum, fields of other types than the script's
+    guess = "model.frozen_bn_eps 0: the file has no batch-norm counters (num_batches_tracked), so its norms"
+    for args in (None, _reference_args(weights=None, weights_backbone=None),
+                 _reference_args(weights="runs/best.pth", weights_backbone=None),
+                 _reference_args(weights="MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1", weights_backbone=None),
+                 _reference_args(weights=torch.zeros(2), weights_backbone=["x"]),
+                 _reference_args(prototype=True, pretrained=False, weights=None)):
+        held = {**recipe, "args": args}
+        assert reference_args_eps(held) is None, args
+        result = convert_torchvision(held)
+        assert result["config"].model.frozen_bn_eps == 0.0
+        assert any(n.startswith(guess) and "1e-5 if it was built with weights_backbone only" in n
+                   for n in result["notes"]), result["notes"]
+    # batch counters are the weights' own evidence: plain BatchNorm, whatever the args say
+    counted = {**recipe, "model": _manifest_sd("maskrcnn_resnet50_fpn"),
+               "args": _reference_args(weights="DEFAULT", weights_backbone=None)}
+    assert convert_torchvision(counted)["config"].model.frozen_bn_eps == 1e-5
+
+
 def test_v2_eps_is_1e_5_with_or_without_counters():
     plain = _manifest_sd("maskrcnn_resnet50_fpn_v2")
     published = {k: v for k, v in plain.items() if not k.endswith("num_batches_tracked")}
@@ -195,6 +264,29 @@ def test_mmdetection_style_meta_class_names_are_kept(tmp_path, capsys):
     assert wrong["class_names"] == ["__background__", "class_1", "class_2", "class_3", "class_4"]
     assert any(n.startswith("the file's meta['CLASSES'] names 2 classes but the weights have 4 (plus "
                             "background): not taken") for n in wrong["notes"]), wrong["notes"]
+
+
+def test_meta_class_names_keep_a_first_class_called_background():
+    """mmdet's class lists never hold the background, so a dataset's first class may be called
+    "background": ('background', 'car') beside 2-class weights (plus background) was cut to ('car',) and
+    refused as "names 1 classes but the weights have 2"."""
+    from maskrcnn.interop.torchvision import meta_class_names
+
+    def meta(*names):
+        return {"meta": {"CLASSES": names}}
+
+    names, notes = meta_class_names(meta("background", "car"), 3)
+    assert names == ["__background__", "background", "car"], notes
+    assert notes == ["class names from the file's meta['CLASSES'] (2)"]
+    # a background name first is dropped only when the count then fits
+    for stored in (("__background__", "car"), ("background", "car"), ("_background_", "car")):
+        assert meta_class_names(meta(*stored), 2)[0] == ["__background__", "car"], stored
+    assert meta_class_names(meta("car", "bus"), 3)[0] == ["__background__", "car", "bus"]
+    # a count that fits neither way: the note gives the count the file stores
+    names, notes = meta_class_names(meta("background", "car", "bus"), 5)
+    assert names == ["__background__", "class_1", "class_2", "class_3", "class_4"]
+    assert notes[0].startswith("the file's meta['CLASSES'] names 3 classes (the first 'background') but the "
+                               "weights have 4 (plus background): not taken"), notes
 
 
 def test_unreadable_file_named(tmp_path):
