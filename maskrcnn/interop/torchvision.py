@@ -35,6 +35,7 @@ script's saved command line ("args") tells. A note says which eps was taken and 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Optional
 
@@ -593,7 +594,18 @@ def reference_args_eps(held) -> Optional[tuple]:
     return None
 
 
-def v1_eps(sd: dict, held=None) -> tuple:
+def _published_v1_file(source: str) -> bool:
+    """Whether ``source`` names one of torchvision's published COCO v1 files by its own hash-suffixed
+    name (as the download cache keeps it): those are frozen-norm weights with eps 0, known without asking
+    the keys."""
+    from maskrcnn.interop.download import PUBLISHED
+
+    name = os.path.basename(str(source))
+    return any(url.startswith("https://download.pytorch.org/models/") and "_coco-" in url
+               and "_v2_" not in url and url.rsplit("/", 1)[-1] == name for url in PUBLISHED.values())
+
+
+def v1_eps(sd: dict, held=None, source: str = "checkpoint") -> tuple:
     """``(frozen_bn_eps, note)`` for a v1 layout. First the backbone's batch-norm counters
     (``num_batches_tracked``): ``nn.BatchNorm2d`` keeps one, ``FrozenBatchNorm2d`` none, so a model built
     with ``weights=None`` (plain BatchNorm, eps 1e-5) is told by its keys. Frozen norms (no counters) are
@@ -611,6 +623,8 @@ def v1_eps(sd: dict, held=None) -> tuple:
     told = reference_args_eps(held)
     if told is not None:
         return told
+    if _published_v1_file(source):
+        return 0.0, None  # the published file itself: nothing to guess, nothing to say
     return 0.0, ("model.frozen_bn_eps 0: the file has no batch-norm counters (num_batches_tracked), so its "
                  "norms were frozen: eps 0 if it is torchvision's published COCO v1 weights or was "
                  "fine-tuned from them, 1e-5 if it was built with weights_backbone only (the reference "
@@ -648,8 +662,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     if frozen_bn_eps is None and layout.endswith("_v2"):
         frozen_bn_eps = 1e-5
     elif frozen_bn_eps is None:
-        frozen_bn_eps, eps_note = v1_eps(sd, held)
-        notes += [] if "model.frozen_bn_eps" in (overrides or {}) else [eps_note]
+        frozen_bn_eps, eps_note = v1_eps(sd, held, source)
+        notes += [] if "model.frozen_bn_eps" in (overrides or {}) or eps_note is None else [eps_note]
     cfg_over = config_overrides(sd, layout, frozen_bn_eps=frozen_bn_eps)
     cfg_over.update(overrides or {})
     cfg = apply_overrides(Config(), cfg_over)

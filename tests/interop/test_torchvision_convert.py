@@ -160,6 +160,22 @@ def test_v1_eps_follows_the_batch_norm_counters_and_is_said(name, tmp_path, caps
     assert not [n for n in given["notes"] if "frozen_bn_eps" in n]
 
 
+def test_the_published_v1_file_itself_converts_with_eps_0_without_a_guess(tmp_path, capsys):
+    # the file as the download cache keeps it (its published, hash-suffixed name): eps 0 is known, and
+    # the "a guess" note with its --set advice would only puzzle someone converting the published weights
+    from maskrcnn.cli import main
+
+    frozen = {k: v for k, v in _manifest_sd("maskrcnn_resnet50_fpn").items() if not k.endswith("num_batches_tracked")}
+    for name, noted in (("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth", False), ("mine.pth", True),
+                        ("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth", True)):  # v2's name, v1 keys
+        src = tmp_path / name
+        torch.save(frozen, src)
+        assert main(["convert", "--from", "torchvision", str(src), str(tmp_path / "out.pth")]) == 0
+        said = capsys.readouterr().err
+        assert ("model.frozen_bn_eps 0: the file has no batch-norm counters" in said) == noted, (name, said)
+        assert convert_torchvision(frozen, source=str(src))["config"].model.frozen_bn_eps == 0.0
+
+
 def _reference_args(**fields):
     """The command line torchvision's detection reference script saves as "args" (an argparse.Namespace):
     some of its fields, the weights ones as given."""
