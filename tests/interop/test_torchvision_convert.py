@@ -165,7 +165,8 @@ def test_the_published_v1_file_itself_converts_with_eps_0_without_a_guess(tmp_pa
     # the "a guess" note with its --set advice would only puzzle someone converting the published weights
     from maskrcnn.cli import main
 
-    frozen = {k: v for k, v in _manifest_sd("maskrcnn_resnet50_fpn").items() if not k.endswith("num_batches_tracked")}
+    frozen = {k: v for k, v in _manifest_sd("maskrcnn_resnet50_fpn").items()
+              if not k.endswith("num_batches_tracked")}
     for name, noted in (("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth", False), ("mine.pth", True),
                         ("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth", True)):  # v2's name, v1 keys
         src = tmp_path / name
