@@ -100,12 +100,15 @@ def label_mapping(predictor, dataset) -> dict:
         # separate exports): by position or by the checkpoint's ids each 'dog' was scored as a 'cat'.
         absent = [predictor.class_names[label] for label in range(1, num_classes) if label not in by_name]
         listed = f"{', '.join(absent[:10])}{', ...' if len(absent) > 10 else ''}"
-        if mapping is not None and all(mapping.get(label) == cid for label, cid in by_name.items()):
+        # without the checkpoint's ids (nor as many classes as the file) the labels stand for themselves
+        ids = mapping if mapping is not None else {label: label for label in range(1, num_classes)}
+        if all(ids.get(label) == cid for label, cid in by_name.items()):
             # the same ids, only classes absent from the file (a subset of the categories): not renumbered
             one = len(absent) == 1
-            print(f"note: {dataset.json_path} does not have the model's class{'' if one else 'es'} {listed}: "
-                  f"{'its' if one else 'their'} detections left out (the other classes have the same ids "
-                  "there)", file=sys.stderr)
+            if absent:
+                print(f"note: {dataset.json_path} does not have the model's class{'' if one else 'es'} "
+                      f"{listed}: {'its' if one else 'their'} detections left out (the other classes have "
+                      "the same ids there)", file=sys.stderr)
         else:
             print(f"note: {dataset.json_path} numbers the model's classes differently; matching them by name"
                   + (f" (not in it, their detections left out: {listed})" if absent else ""),

@@ -34,9 +34,15 @@ Merging (``merge_detections``), class by class, never across classes:
   group takes at most one detection from each source (the best matching), so a small object lying
   inside a large one's box is not swallowed.
 - A match is undone where the two contradict each other at a tile edge (``_contradicted``): one's
-  source saw up to the edge and its mask stops well short of it (twice ``edge_margin`` or more: a cut
-  piece's mask often fades a few pixels short of the cut), while the other's source saw across it and
-  its mask runs on beyond it. In the shared window an occluder and the occluded object's piece can
+  source saw up to the edge and neither its mask nor its box comes near it (both stop 2 x
+  ceil(``edge_margin``) + 1 pixels or more short, and two cells of its mask, box side / 28, when those
+  are more: a cut piece's mask often fades a cell or a few pixels short of the cut while its box
+  reaches it), while the other's source saw across it and its mask runs on well beyond it: more than
+  ``edge_margin`` pixels past the edge, at as many positions along the edge as that allowance and at
+  a quarter or more of its own extent along it (a thin neck or limb, a stray pixel or a mask bleeding
+  over the edge is no evidence: one object's view could have missed it). Where the evidence is
+  weaker the two stay matched, so an occluder whose mask stops within the allowance of the edge is
+  glued as before. In the shared window an occluder and the occluded object's piece can
   coincide, so the overlap alone would glue an object a tile saw whole (flagged cut only because its
   box came within the margin of an edge) to another object's pieces; one object's views continue each
   other across the cuts. Such a pair never ends up in one group, not even through chains of pieces or
@@ -146,6 +152,10 @@ class TileOptions:
 # both tiles saw, and a strip thinner than the smallest objects the model finds (its smallest anchors
 # are 32 pixels) holds too little of them to match on (``overlap_note``).
 MIN_OVERLAP_PIXELS = 32
+
+# The mask head's resolution by default (2 x model.roi_heads.mask_pool_size): one cell of a detection's
+# mask is its box's side / this many pixels (``_short_of``).
+MASK_RESOLUTION = 28
 
 
 def overlap_note(options: TileOptions) -> Optional[str]:
@@ -564,12 +574,13 @@ def _pair_overlaps(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> torch.Tens
     return torch.where(inter > 0, ratio, torch.zeros_like(ratio))
 
 
-def _profile(pool: dict, d: int, axis: int, band: tuple, span: tuple) -> np.ndarray:
+def _profile(pool: dict, d: int, axis: int, band: tuple, span: tuple, *, box: bool = False) -> np.ndarray:
     """Where detection ``d`` lies along a tile edge: (span[1] - span[0],) bool, for each position of
-    ``span`` on the edge's own axis, whether the mask (the box without masks) has a pixel in ``band``
-    across it. ``axis`` 0: a vertical edge (band in x, positions are rows); 1: a horizontal one."""
+    ``span`` on the edge's own axis, whether the mask (the box without masks, or with ``box``) has a
+    pixel in ``band`` across it. ``axis`` 0: a vertical edge (band in x, positions are rows); 1: a
+    horizontal one."""
     out = np.zeros(max(0, span[1] - span[0]), dtype=bool)
-    if "bitmaps" in pool:
+    if "bitmaps" in pool and not box:
         bitmap = pool["bitmaps"][d]
         if bitmap.numel() == 0:
             return out
@@ -582,8 +593,8 @@ def _profile(pool: dict, d: int, axis: int, band: tuple, span: tuple) -> np.ndar
             at = s0 + lo[1] - span[0]
             out[at : at + s1 - s0] = grid[s0:s1, a0:a1].any(axis=1)
         return out
-    box = pool["boxes"][d].tolist()
-    across, along = (box[0], box[2]), (box[1], box[3])
+    xyxy = pool["boxes"][d].tolist()
+    across, along = (xyxy[0], xyxy[2]), (xyxy[1], xyxy[3])
     if axis == 1:
         across, along = along, across
     if across[0] < band[1] and across[1] > band[0]:
@@ -592,13 +603,33 @@ def _profile(pool: dict, d: int, axis: int, band: tuple, span: tuple) -> np.ndar
     return out
 
 
-def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, reach: int) -> torch.Tensor:
-    """(I,) bool: whether the detections of each pair contradict each other at a tile edge: one's source
-    saw up to the edge and its mask stays ``reach`` pixels or more short of it, while the other's
-    source saw across it and its mask runs on beyond it there (both inside the window the two saw).
+EVERYWHERE = (-_FAR, _FAR)  # a band holding any pixel: a detection's whole extent across an edge
+
+
+def _short_of(pool: dict, d: int, axis: int, *, edge_margin: float, mask_resolution: int) -> int:
+    """How far (pixels) detection ``d``'s view may stop short of a tile edge on ``axis`` and still have
+    reached it: more than twice the edge margin (a cut piece's mask often fades a few pixels short of
+    the cut), or two of its mask's cells when those are larger (a 300-pixel piece's 28 x 28 mask has
+    11-pixel cells: it ends a cell early at the cut, and a thin part of the object across the cut may
+    fall between its cells)."""
+    xyxy = pool["boxes"][d].tolist()
+    side = xyxy[2] - xyxy[0] if axis == 0 else xyxy[3] - xyxy[1]
+    return max(2 * math.ceil(edge_margin) + 1, math.ceil(2 * side / mask_resolution))
+
+
+def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, edge_margin: float,
+                  mask_resolution: int) -> torch.Tensor:
+    """(I,) bool: whether the detections of each pair contradict each other at a tile edge (both inside
+    the window the two saw): one's (k's) source saw up to the edge, and neither its mask nor its box
+    comes within its allowance (``_short_of``) of it, while the other's (o's) source saw across it and
+    its mask runs on well beyond it: past the edge margin, at as many positions along the edge as k's
+    allowance and at a quarter or more of o's own extent along it.
     Why: in that window an object and a piece of another object of its class can coincide (an
     occluder and the occluded one's mask), so their overlap there alone would glue them; but had they
-    been one object, the one whose view ended at the edge would have reached it. Checked only for the
+    been one object, the one whose view ended at the edge would have reached it. Only on clear
+    evidence, since undoing a match of one object's two views leaves it twice: a piece's box reaches
+    the cut even where its mask fades short of it, and a thin part of the object (a neck, a limb) or
+    a stray pixel crossing the edge in o's mask says nothing about k's reaching it. Checked only for the
     pairs the overlap already matched (a loop over those, few). Between tiles only: the whole image's
     masks are coarse (the image shrunk to the model's size, one of its pixels several of a tile's), so
     one running a few pixels past a tile edge says nothing; it has no tile edges of its own."""
@@ -607,6 +638,7 @@ def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, reach: int)
     everything = torch.cat([windows[:, :2].min(dim=0).values, windows[:, 2:].max(dim=0).values])  # (4,)
     whole = (windows == everything).all(dim=1).tolist()  # (D,) the whole image's detections
     windows = windows.tolist()
+    margin = math.ceil(edge_margin)
     for p, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
         if whole[i] or whole[j]:
             continue
@@ -616,27 +648,34 @@ def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, reach: int)
             wk, wo = windows[k], windows[o]
             for axis in (0, 1):  # 0: the left and right edges (bands in x), 1: top and bottom
                 span = (shared[1 - axis], shared[3 - axis])
-                edges = []  # (k's band up to the edge, o's band beyond it)
+                reach = _short_of(pool, k, axis, edge_margin=edge_margin, mask_resolution=mask_resolution)
+                edges = []  # (k's band up to the edge, o's band well beyond it)
                 if wo[axis] < wk[axis]:  # o sees across k's left / top edge
                     edge = wk[axis]
-                    edges.append(((edge, edge + reach), (edge - reach, edge)))
+                    edges.append(((edge, edge + reach), (edge - reach, edge - margin)))
                 if wo[axis + 2] > wk[axis + 2]:  # o sees across k's right / bottom edge
                     edge = wk[axis + 2]
-                    edges.append(((edge - reach, edge), (edge, edge + reach)))
+                    edges.append(((edge - reach, edge), (edge + margin, edge + reach)))
                 for inside, beyond in edges:
-                    if _profile(pool, o, axis, beyond, span).any() and \
-                            not _profile(pool, k, axis, inside, span).any():
+                    if _profile(pool, k, axis, inside, span).any() or \
+                            _profile(pool, k, axis, inside, span, box=True).any():
+                        continue  # k reaches the edge
+                    crossing = int(_profile(pool, o, axis, beyond, span).sum())
+                    extent = int(_profile(pool, o, axis, EVERYWHERE, span).sum())
+                    if crossing >= max(reach, extent / 4):
                         out[p] = True
     return out
 
 
-def merge_detections(pool: dict, *, match_thresh: float = 0.5, edge_margin: float = 4.0) -> dict:
+def merge_detections(pool: dict, *, match_thresh: float = 0.5, edge_margin: float = 4.0,
+                     mask_resolution: int = MASK_RESOLUTION) -> dict:
     """Merge a pool of detections from tiles (and the whole image) into one detection per object,
     class by class (the module docstring says how and why). Returns a pool (``windows``, ``cut`` and
     ``source`` those of each group's leader), in leader order: whole detections by score, then the
     merged cut pieces by score. ``edge_margin``: that of the cut flags (``TileOptions.edge_margin``);
-    a mask stopping twice that short of a tile edge, or more, did not reach it (``_contradicted``: a
-    cut piece's mask often fades a few pixels short of the cut)."""
+    a detection whose mask and box both stop more than twice that short of a tile edge (2 x
+    ceil(edge_margin) + 1 pixels or more), and two cells of its ``mask_resolution`` x
+    ``mask_resolution`` mask, did not reach it (``_contradicted``, ``_short_of``)."""
     n = pool["boxes"].shape[0]
     if n == 0:
         return pool
@@ -652,7 +691,8 @@ def merge_detections(pool: dict, *, match_thresh: float = 0.5, edge_margin: floa
     values = _pair_overlaps(pool, ii, jj)  # (I,) float64
     hit = values >= match_thresh
     at = torch.nonzero(hit).flatten()
-    apart = at[_contradicted(pool, ii[at], jj[at], reach=2 * math.ceil(edge_margin) + 1)]  # (A,)
+    apart = at[_contradicted(pool, ii[at], jj[at], edge_margin=edge_margin,
+                             mask_resolution=mask_resolution)]  # (A,)
     hit[apart] = False
     # pairs that are two objects whatever chains of matches say (a piece joins no group holding the
     # other): i -> {j}

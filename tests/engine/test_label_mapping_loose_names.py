@@ -76,3 +76,25 @@ def test_a_class_missing_from_the_file_is_not_called_a_renumbering(tmp_path, cap
     assert label_mapping(model, other) == {1: 2, 2: 1}
     err = capsys.readouterr().err
     assert "numbers the model's classes differently" in err and "left out: arrow" in err, err
+
+
+def test_a_model_without_stored_ids_whose_labels_are_the_ids_is_not_called_renumbered(tmp_path, capsys):
+    """person 1, bicycle 2, car 3 without checkpoint ids (the labels are the ids) on a file with only
+    person 1 and car 3: the note said the file "numbers the model's classes differently", yet the mapping
+    it used is the identity, bicycle only absent."""
+    model = _predictor(["person", "bicycle", "car"])
+    subset = _dataset(tmp_path, [(1, "person"), (3, "car")])
+    assert label_mapping(model, subset) == {1: 1, 3: 3}
+    err = capsys.readouterr().err
+    assert "differently" not in err, err
+    assert f"note: {subset.json_path} does not have the model's class bicycle: its detections left out" in err
+    # the file holding every class of the model and one more, the same ids: nothing to say
+    (tmp_path / "more").mkdir()
+    more = _dataset(tmp_path / "more", [(1, "person"), (2, "bicycle"), (3, "car"), (4, "dog")])
+    assert label_mapping(model, more) == {1: 1, 2: 2, 3: 3}
+    assert capsys.readouterr().err == ""
+    # other ids for the same names: renumbered, said so
+    (tmp_path / "other").mkdir()
+    other = _dataset(tmp_path / "other", [(5, "person"), (6, "car")])
+    assert label_mapping(model, other) == {1: 5, 3: 6}
+    assert "numbers the model's classes differently" in capsys.readouterr().err

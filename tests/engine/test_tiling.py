@@ -413,3 +413,70 @@ def test_an_object_seen_whole_is_not_glued_to_pieces_of_another_it_overlaps():
                                                                   margin=2)]))
     assert merged["boxes"].tolist() == [[60.0, 5.0, 150.0, 95.0], [82.0, 5.0, 145.0, 58.0]]
     assert merged["source"].tolist() == [3, 0]
+
+
+def _view(mask, box, window, source, image_hw, score=0.9):
+    """One tile's detection of an object whose mask (image-sized bool) the tile saw within its window,
+    with the given box (image pixels), as a pool in image pixels."""
+    x0, y0, x1, y1 = window
+    seen = torch.zeros_like(mask)
+    seen[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
+    ys, xs = torch.nonzero(seen, as_tuple=True)
+    oy, ox = int(ys.min()), int(xs.min())
+    det = {"boxes": torch.tensor([[box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0]], dtype=torch.float32),
+           "scores": torch.tensor([score]), "labels": torch.tensor([1]),
+           "origins": torch.tensor([[oy - y0, ox - x0]]),
+           "bitmaps": [seen[oy : int(ys.max()) + 1, ox : int(xs.max()) + 1].clone()]}
+    return shift_to_image(det, window, image_hw, source=source, margin=4)
+
+
+def _one_object_cases():
+    """(name, image_hw, window A, window B, A's mask, A's box, B's mask): one object, each case a view in
+    A that stops short of A's right edge where B's runs on across it, without contradicting it."""
+    h, w = H, W
+
+    def filled(x0, y0, x1, y1, hw=(h, w)):
+        out = torch.zeros(hw, dtype=torch.bool)
+        out[y0:y1, x0:x1] = True
+        return out
+
+    neck = filled(40, 20, 110, 80) | filled(110, 48, 130, 51) | filled(130, 20, 180, 80)
+    thick = filled(40, 20, 110, 80) | filled(110, 44, 130, 54) | filled(130, 20, 180, 80)  # a 10-px neck
+    bleed = filled(60, 30, 122, 70)  # B's mask 2 pixels past A's edge, A's ends at 110
+    stray = filled(60, 30, 118, 70)
+    stray[50, 118:121] = True  # one stray pixel of B at A's edge
+    wide = (100, 560)  # a 300-pixel piece: its mask's cells are 11 pixels
+    return [
+        # a dumbbell: A's mask (and box) misses the 3-pixel neck across its edge
+        ("neck", (h, w), TILE_A, TILE_B, filled(40, 20, 110, 80), (40, 20, 110, 80), neck),
+        # A's mask fades 10 pixels short of the cut, its box reaches it
+        # ... a neck as wide as the allowance, but a sixth of the object's height along the edge
+        ("thick neck", (h, w), TILE_A, TILE_B, filled(40, 20, 110, 80), (40, 20, 110, 80), thick),
+        ("fade", (h, w), TILE_A, TILE_B, filled(40, 20, 110, 80), (40, 20, 120, 80), filled(40, 20, 180, 80)),
+        ("bleed", (h, w), TILE_A, TILE_B, filled(60, 30, 110, 70), (60, 30, 110, 70), bleed),
+        ("stray", (h, w), TILE_A, TILE_B, filled(60, 30, 110, 70), (60, 30, 110, 70), stray),
+        # a 300-pixel piece stopping 12 pixels (about a cell) short of the cut, mask and box
+        ("large", wide, [0, 0, 320, 100], [240, 0, 560, 100], filled(8, 20, 308, 80, wide), (8, 20, 308, 80),
+         filled(8, 20, 500, 80, wide)),
+    ]
+
+
+@pytest.mark.parametrize("case", _one_object_cases(), ids=lambda case: case[0])
+def test_views_of_one_object_are_not_taken_for_two_on_weak_evidence(case):
+    # a thin part or a few stray pixels of B's view across A's edge, or A's view stopping short of it by
+    # a fade or about one cell of its mask, is no contradiction: one detection, the union of the two
+    _, hw, a, b, a_mask, a_box, b_mask = case
+    b_box = [int(v) for v in _box_of(b_mask, b)]
+    pool = concat_pools([_view(a_mask, a_box, a, 0, hw), _view(b_mask, b_box, b, 1, hw, score=0.8)])
+    merged = merge_detections(pool)
+    assert merged["boxes"].shape[0] == 1, merged["boxes"].tolist()
+    # with the whole image's detection of it leading: no duplicate left beside it
+    whole = _view(b_mask, _box_of(b_mask, [0, 0, hw[1], hw[0]]), [0, 0, hw[1], hw[0]], 2, hw, score=0.95)
+    merged = merge_detections(concat_pools([pool, whole]))
+    assert merged["boxes"].shape[0] == 1 and merged["source"].tolist() == [2], merged["boxes"].tolist()
+
+
+def _box_of(mask, window):
+    x0, y0, x1, y1 = window
+    ys, xs = torch.nonzero(mask[y0:y1, x0:x1], as_tuple=True)
+    return (int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + 1 + x0, int(ys.max()) + 1 + y0)
