@@ -1016,7 +1016,8 @@ class Predictor:
                                                  source=len(pools)))
         with _outside_inference():  # the results are made here: not inside a caller's inference_mode
             merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh,
-                                             edge_margin=tile.edge_margin)
+                                             edge_margin=tile.edge_margin,
+                                             mask_resolution=2 * self.cfg.model.roi_heads.mask_pool_size)
             note = tiling.cap_note(merged["boxes"].shape[0], self.detections_per_image, (height, width))
             if note and not self._tile_cap_warned:  # once: every large image of a folder may reach it
                 self._tile_cap_warned = True
