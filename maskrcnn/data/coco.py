@@ -72,7 +72,6 @@ from maskrcnn.class_names import distinct_names
 from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
-    HALF_TURNS,
     IMAGE_EXTENSIONS,
     TOO_LARGE,
     ImageReadError,
@@ -81,6 +80,7 @@ from maskrcnn.data.images import (
     image_size,
     missing_file_problem,
     read_image_and_orientation,
+    size_cannot_tell,
     reason_counts,
     too_large_line,
     turned_size,
@@ -119,7 +119,13 @@ _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orie
 # how photos turned 180 degrees or mirrored are read (``data.exif_frame``): by the evidence of the file's
 # quarter-turned photos, as turned (as browsers and annotation tools show them), or as stored
 EXIF_FRAMES = ("auto", "turned", "stored")
-_HALF_TURNED = "photos turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4)"
+# photos whose size cannot tell whether their tool showed them turned (``images.size_cannot_tell``)
+_HALF_TURNED = ("turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4), or square and turned by a "
+                "quarter (5 to 8)")
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo{'' if n == 1 else 's'}"
 _EXIF_FRAME_HINT = ("data.exif_frame: train --set data.exif_frame=stored|turned, eval and show-data "
                     "--exif-frame stored|turned")
 # a training sample's target key: the image files that could not be read and that it stands in for
@@ -1296,7 +1302,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 orientation = image_header(info["path"])[1]
             except ImageReadError:
                 return None
-        if orientation not in HALF_TURNS:
+        if not size_cannot_tell(shown, orientation):  # shown: the record's size, of a square when turned
             return None
         if self._half_turn_frame() != "stored":
             return None
@@ -1335,7 +1341,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             stored, orientation = head
             record = (self._images[iid]["height"], self._images[iid]["width"])
-            if orientation in HALF_TURNS and tuple(stored) == record:
+            if size_cannot_tell(stored, orientation) and tuple(stored) == record:
                 halves += 1
             elif turned_size(stored, orientation) != tuple(stored):  # a quarter turn: its record tells
                 if drawn_on_stored_pixels(record, stored, orientation):
@@ -1349,15 +1355,15 @@ class CocoDataset(torch.utils.data.Dataset):
         if not halves or self.exif_frame != "auto" or (turned_ev and not stored_ev):
             return frame  # chosen, or the evidence says turned: nothing to tell
         if frame == "stored":
-            line = (f"{self.json_path}: {halves} {_HALF_TURNED} read without their EXIF orientation too: "
-                    f"their size does not tell, but the file's {stored_ev} quarter-turned photos give their "
-                    f"stored size, so its tool showed the stored pixels (to read them turned: "
+            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read without their EXIF orientation "
+                    f"too: their size does not tell, but the file's {stored_ev} quarter-turned photo(s) give "
+                    f"their stored size, so its tool showed the stored pixels (to read them turned: "
                     f"{_EXIF_FRAME_HINT})")
         else:
             evidence = (f"the file's quarter-turned photos disagree ({stored_ev} give the stored size, "
                         f"{turned_ev} the turned one)" if stored_ev and turned_ev else
                         "no quarter-turned photo of the file tells how its tool showed them")
-            line = (f"{self.json_path}: {halves} {_HALF_TURNED} read turned, as browsers and most "
+            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read turned, as browsers and most "
                     f"annotation tools show them: their size does not tell, and {evidence}; if their "
                     f"annotations were drawn on the stored pixels (LabelImg, a tool that ignores EXIF), "
                     f"read them so with {_EXIF_FRAME_HINT}")
@@ -1398,11 +1404,14 @@ class CocoDataset(torch.utils.data.Dataset):
             return False
         if say and not self._stored_pixels:
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
+            # what becomes of the photos whose size cannot tell depends on exif_frame: said only as it is
+            halves = {"auto": f", and so are its photos {_HALF_TURNED}, unless other quarter-turned photos "
+                              f"disagree ({_EXIF_FRAME_HINT})",
+                      "turned": f"; its photos {_HALF_TURNED} are read turned (exif_frame turned)",
+                      "stored": ""}[self.exif_frame]
             warnings.warn(f"{self.json_path}: image id {info['id']} ({_shown(info['path'])}) read without "
                           f"its EXIF rotation: {_STORED_PIXELS_WHY} (stored {stored[0]}x{stored[1]} (HxW), "
-                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word, and "
-                          f"so are its {_HALF_TURNED} unless other quarter-turned photos disagree "
-                          f"({_EXIF_FRAME_HINT})",
+                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word{halves}",
                           stacklevel=1)
         self._stored_pixels[info["id"]] = orientation
         return True

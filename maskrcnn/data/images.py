@@ -50,6 +50,7 @@ from maskrcnn.thread_warnings import LOCK, caught_here
 
 __all__ = [
     "HALF_TURNS",
+    "size_cannot_tell",
     "drawn_on_stored_pixels",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
@@ -456,6 +457,13 @@ _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 # EXIF orientations 2..4 mirror it or turn it by a half: its size stays, so the size cannot tell whether a
 # tool showed the photo turned or as stored.
 HALF_TURNS = (2, 3, 4)
+
+
+def size_cannot_tell(stored: tuple, orientation: int) -> bool:
+    """Whether a photo stored as ``stored`` (H, W) with EXIF ``orientation`` is of one size turned or not,
+    so that its record's size cannot tell how its tool showed it: turned 180 degrees or mirrored
+    (``HALF_TURNS``), or square and turned by a quarter (EXIF 5..8: its height and width swap to the same)."""
+    return orientation in HALF_TURNS or (orientation in _TRANSPOSING_ORIENTATIONS and stored[0] == stored[1])
 _EXIF_ORIENTATION = 0x0112
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 
@@ -513,8 +521,8 @@ def drawn_on_stored_pixels(given: tuple, stored: tuple, orientation: int) -> boo
     """Whether annotations that give the image size ``given`` (H, W) were drawn on the stored pixels of a
     file stored as ``stored`` with EXIF ``orientation``: ``given`` is the stored size and the turned
     size is not (a tool that showed the file unturned). The one rule of the COCO reader and the
-    annotation-tool converters. A photo turned 180 degrees or mirrored (``HALF_TURNS``) keeps its size,
-    so its own size cannot tell: the COCO reader takes the same file's quarter-turned photos as the
+    annotation-tool converters. A photo turned 180 degrees or mirrored (``HALF_TURNS``), or a square one
+    turned by a quarter, keeps its size, so its own size cannot tell (``size_cannot_tell``): the COCO reader takes the same file's quarter-turned photos as the
     evidence (``CocoDataset``'s ``exif_frame``)."""
     return tuple(given) == tuple(stored) and turned_size(stored, orientation) != tuple(given)
 
