@@ -522,8 +522,8 @@ def drawn_on_stored_pixels(given: tuple, stored: tuple, orientation: int) -> boo
     file stored as ``stored`` with EXIF ``orientation``: ``given`` is the stored size and the turned
     size is not (a tool that showed the file unturned). The one rule of the COCO reader and the
     annotation-tool converters. A photo turned 180 degrees or mirrored (``HALF_TURNS``), or a square one
-    turned by a quarter, keeps its size, so its own size cannot tell (``size_cannot_tell``): the COCO reader takes the same file's quarter-turned photos as the
-    evidence (``CocoDataset``'s ``exif_frame``)."""
+    turned by a quarter, keeps its size, so its own size cannot tell (``size_cannot_tell``): the COCO
+    reader takes the same file's quarter-turned photos as the evidence (``CocoDataset``'s ``exif_frame``)."""
     return tuple(given) == tuple(stored) and turned_size(stored, orientation) != tuple(given)
 
 
