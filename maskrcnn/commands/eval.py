@@ -235,6 +235,9 @@ def _predict(args, raw: dict) -> tuple:
         exif_frame=args.exif_frame or getattr(predictor.cfg.data, "exif_frame", "auto"),
     )
     check_class_overlap(predictor.class_names, dataset, weights=args.weights)  # before the inference
+    exif_note = dataset.settle_exif_frame()  # once, before the inference: then no header is read again
+    if exif_note:
+        print(f"note: {exif_note}", file=sys.stderr)
     evaluator = build_evaluator(predictor, dataset)
     unscored = unscored_classes_warning(evaluator.label_to_category_id, dataset)
     if unscored:  # COCOeval's AP 0 for them stays in the mean: said, not changed

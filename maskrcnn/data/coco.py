@@ -508,6 +508,11 @@ class CocoDataset(torch.utils.data.Dataset):
         # ("stored" | "turned", how many such photos) for the file's photos turned 180 degrees or mirrored,
         # settled once from the headers when the first is met (``_half_turn_frame``)
         self._half_turn: Optional[tuple] = None
+        # {image id: (stored size, EXIF orientation)} of the photos EXIF turns, from the header pass that
+        # settled the frame (None without one; an image not in it is upright): reading and evaluating them
+        # then open no header a second time (``stored_orientation``, ``_drawn_on_stored_pixels``)
+        self._turned_headers: Optional[dict] = None
+        self._half_turn_note: Optional[str] = None  # the note ``settle_exif_frame`` returns
         self._half_turned_stored: set = set()  # ids of such photos read unturned (``unturned_ids``)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
@@ -1297,14 +1302,16 @@ class CocoDataset(torch.utils.data.Dataset):
             return self._stored_pixels[info["id"]] if self._drawn_on_stored_pixels(info, shown) else None
         if self.exif_frame == "turned" or info["path"] is None:
             return None
+        if self._half_turn_frame() != "stored":  # first: a file read turned needs no orientation at all
+            return None
+        if orientation is None and self._turned_headers is not None:  # the settling pass's headers
+            orientation = self._turned_headers.get(info["id"], (shown, 1))[1]
         if orientation is None:
             try:
                 orientation = image_header(info["path"])[1]
             except ImageReadError:
                 return None
         if not size_cannot_tell(shown, orientation):  # shown: the record's size, of a square when turned
-            return None
-        if self._half_turn_frame() != "stored":
             return None
         self._half_turned_stored.add(info["id"])
         return orientation
@@ -1314,32 +1321,48 @@ class CocoDataset(torch.utils.data.Dataset):
         of the evaluation's results (``eval --analysis``) on the pixels it predicted on."""
         return set(self._stored_pixels) | self._half_turned_stored
 
-    def _half_turn_frame(self, headers: Optional[dict] = None) -> str:
+    def settle_exif_frame(self) -> Optional[str]:
+        """Settle now how the photos whose size cannot tell are read (``exif_frame``; "auto": one header
+        pass over the file, a few threads at once; else no read) and return the note about it, unsaid
+        (None: nothing to tell): the caller says it once. For training, in the main process before the
+        DataLoader's workers start: settled in each worker instead, every worker read every header again
+        and said the note again. The decision travels with the dataset to the workers. Idempotent."""
+        self._half_turn_frame(say=False)
+        return self._half_turn_note
+
+    def _half_turn_frame(self, headers: Optional[dict] = None, *, say: bool = True) -> str:
         """"stored" or "turned": how this file's photos turned 180 degrees or mirrored are read, settled
         once (said once, with how many there are). ``exif_frame`` when not "auto"; else the evidence of the
         file's quarter-turned photos, whose record size tells how its tool showed them: "stored" when
         they give their stored size (and none the turned one), else "turned", as browsers and annotation
         tools show photos (said in one line unless the quarter-turned photos say so). ``headers``: {image
-        id: ``image_header``'s} when read already (show-data); else every image's header is read (a few
-        threads), once per process and only for a file that holds such a photo."""
+        id: ``image_header``'s} when read already (show-data); else, for "auto", every image's header is
+        read (a few threads), once: training settles it before its DataLoader starts (``settle_exif_frame``),
+        so that the decision travels to the workers; else the first such photo met settles it."""
         if self._half_turn is not None:
             return self._half_turn[0]
+        if headers is None and self.exif_frame != "auto":  # chosen: no evidence to read
+            self._half_turn = (self.exif_frame, 0)
+            return self.exif_frame
         if headers is None:
             infos = [self.image_info(index) for index in range(len(self.ids))]
 
             def header(info):
                 try:
-                    return info["id"], image_header(info["path"])
+                    return info["id"], image_header(info["path"]) if info["path"] is not None else None
                 except ImageReadError:
                     return info["id"], None
 
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(infos)))) as pool:
                 headers = dict(pool.map(header, infos))
         stored_ev = turned_ev = halves = 0
+        turned_headers = {}
         for iid, head in headers.items():
             if head is None or iid not in self._images:
                 continue
             stored, orientation = head
+            if orientation != 1:
+                turned_headers[iid] = (tuple(stored), orientation)
             record = (self._images[iid]["height"], self._images[iid]["width"])
             if size_cannot_tell(stored, orientation) and tuple(stored) == record:
                 halves += 1
@@ -1352,6 +1375,8 @@ class CocoDataset(torch.utils.data.Dataset):
         if frame == "auto":
             frame = "stored" if stored_ev and not turned_ev else "turned"
         self._half_turn = (frame, halves)
+        if len(headers) == len(self.ids):  # every image's header: the others' orientation does not matter
+            self._turned_headers = turned_headers
         if not halves or self.exif_frame != "auto" or (turned_ev and not stored_ev):
             return frame  # chosen, or the evidence says turned: nothing to tell
         if frame == "stored":
@@ -1367,7 +1392,9 @@ class CocoDataset(torch.utils.data.Dataset):
                     f"annotation tools show them: their size does not tell, and {evidence}; if their "
                     f"annotations were drawn on the stored pixels (LabelImg, a tool that ignores EXIF), "
                     f"read them so with {_EXIF_FRAME_HINT}")
-        warnings.warn(line, stacklevel=1)  # the caller: the DataLoader's fetch, or the evaluation
+        self._half_turn_note = line
+        if say:
+            warnings.warn(line, stacklevel=1)  # the caller: show-data, or a dataset nobody settled
         return frame
 
     def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
@@ -1394,6 +1421,8 @@ class CocoDataset(torch.utils.data.Dataset):
         json_size = (info["height"], info["width"])
         if tuple(shown) == json_size or tuple(shown[::-1]) != json_size:
             return False
+        if header is None and self._turned_headers is not None:  # the settling pass read it
+            header = self._turned_headers.get(info["id"], (tuple(shown), 1))
         if header is None:
             try:
                 header = image_header(info["path"])

@@ -141,3 +141,53 @@ def test_square_quarter_turned_photos_follow_the_files_evidence_as_half_turned_o
         assert [_on_red(forced, i) for i in range(2)] == [True, True]
         turned = _set(tmp_path, photos[1:3], exif_frame="turned")
         assert [_on_red(turned, i) for i in range(2)] == [False, False]
+
+
+def _no_header_reads(monkeypatch):
+    import maskrcnn.data.coco as coco
+
+    def fail(path):
+        raise AssertionError(f"header of {path} read again")
+
+    monkeypatch.setattr(coco, "image_header", fail)
+
+
+def test_the_frame_settled_once_travels_to_dataloader_workers_and_the_evaluation(tmp_path, monkeypatch):
+    ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3), ("sq8.png", 8, (32, 32))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        note = ds.settle_exif_frame()  # in the main process: returned, for the caller to say once
+    assert not caught and "2 photos turned 180 degrees" in note and "read without their EXIF" in note
+    assert ds.settle_exif_frame() == note
+    _no_header_reads(monkeypatch)  # forked workers inherit the patch: a header pass there fails the load
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=list)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(list(loader)) == 3
+        # the evaluation asks without a decoded orientation: the settling pass's headers answer
+        assert [ds.stored_orientation(i, s) for i, s in ((1, (30, 40)), (2, (32, 32)))] == [3, 8]
+    assert not [w for w in caught if "EXIF" in str(w.message)]
+
+
+def test_training_settles_the_frame_before_its_dataloader_starts(tmp_path, monkeypatch):
+    from maskrcnn.config import load_config
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine import training
+
+    _set(tmp_path, [("q.png", 6), ("h3.png", 3)])
+    settled = []
+
+    class _Stop(Exception):
+        pass
+
+    class Dataset(CocoDataset):
+        def settle_exif_frame(self):
+            settled.append(self._half_turn)  # not settled before: no worker has had the dataset yet
+            raise _Stop
+
+    monkeypatch.setattr("maskrcnn.data.coco.CocoDataset", Dataset)
+    cfg = load_config("demo", {"model.backbone": "resnet18", "data.num_workers": 0})
+    with pytest.raises(_Stop):
+        training.build_training(cfg, train_json=tmp_path / "d.json", train_images=tmp_path,
+                                output=tmp_path / "run")
+    assert settled == [None]
