@@ -46,10 +46,11 @@ An image whose file is of another size than its record is refused when read (``i
 both sizes named; ``check_image_files`` checks every header up front, for ``show-data``), unless the
 record gives the stored size of a photo that EXIF turns by a quarter: its annotations were drawn on the
 stored pixels, so it is read without the rotation (decoded once, the rotation undone on the tensor;
-said once per process). A photo turned 180 degrees or mirrored (EXIF 2, 3, 4) keeps its size, so its record
-cannot tell: the same file's quarter-turned photos are the evidence (``exif_frame="auto"``): when they give
-their stored size, such photos are read unturned too; with no evidence they are read turned, as browsers and
-annotation tools show them, said in one note naming how many and how to choose (``exif_frame``).
+said once per process). A photo turned 180 degrees or mirrored (EXIF 2, 3, 4), or a square one turned by a
+quarter (EXIF 5 to 8), keeps its size, so its record cannot tell: the same file's quarter-turned photos are
+the evidence (``exif_frame="auto"``): when they give their stored size, such photos are read unturned too;
+with no evidence they are read turned, as browsers and annotation tools show them, said in one note naming
+how many and how to choose (``exif_frame``).
 """
 
 from __future__ import annotations
@@ -479,10 +480,10 @@ class CocoDataset(torch.utils.data.Dataset):
     on its own counts the picture twice and makes each record's objects background in the other. Without
     it (evaluation) the file is read as written, each record with its own annotations, and a note says
     so. Either way ``shared_files`` lists {file: the ids of its accepted records}.
-    ``exif_frame`` (``data.exif_frame``): how photos turned 180 degrees or mirrored (EXIF 2, 3, 4) whose
-    record gives their size are read, as their size cannot tell: "auto" as the file's quarter-turned
-    photos show its tool did (unturned when those give their stored size; else turned, with a note),
-    "turned" or "stored".
+    ``exif_frame`` (``data.exif_frame``): how photos turned 180 degrees or mirrored (EXIF 2, 3, 4), or
+    square and turned by a quarter, whose record gives their size are read, as their size cannot tell:
+    "auto" as the file's quarter-turned photos show its tool did (unturned when those give their stored
+    size; else turned, with a note), "turned" or "stored".
     """
 
     def __init__(
