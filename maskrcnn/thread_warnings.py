@@ -1,4 +1,7 @@
-"""Catching the warnings raised on this thread, safely while other threads do the same.
+"""Catching the warnings raised on this thread, safely while other threads do the same through
+``caught_here``, or run ``catch_warnings`` blocks holding ``LOCK``. A ``catch_warnings`` block on another
+thread that does not hold it can still put back a display hook of its own time (the stdlib's limit):
+the user's own hook may then be replaced by the stdlib's until the process ends.
 
 ``warnings.catch_warnings`` swaps process-wide state (the filters, the display hook) and puts back what
 it found on exit, so two blocks on two threads that overlap (serve decodes uploads on a thread pool) put

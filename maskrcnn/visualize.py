@@ -402,6 +402,17 @@ def draw_instances(
                            names_shown=names_shown, mask_scale=1, unpainted=None, max_size=max_size)
 
 
+def _any_pool(mask: np.ndarray, s: int, out_hw: tuple) -> np.ndarray:
+    """(h, w) ``mask`` reduced by ``s`` to ``out_hw`` (ceil(h / s), ceil(w / s)), the bins of the
+    picture's PIL ``reduce`` (from the origin, the last ones partial): a cell is in the mask when any of
+    its pixels is. Every s-th pixel alone dropped a mask thinner than ``s`` (a wire, a crack) from the
+    reduced overlay."""
+    h, w = out_hw
+    padded = np.zeros((h * s, w * s), bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask.astype(bool, copy=False)
+    return padded.reshape(h, s, w, s).any(axis=(1, 3))
+
+
 def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, mask_alpha, show_boxes,
                     show_labels, keypoint_thresh, min_size, show_scores, skeleton, names_shown,
                     mask_scale: int, unpainted: Optional[np.ndarray], max_size: int = 0):
@@ -461,7 +472,7 @@ def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, ma
         owner = np.full((H, W) if shrink > 1 else mask_hw, -1, np.int32)  # at the masks' own size
         for i in order if unpainted is None else order[~unpainted[order]]:  # later (better) ones overwrite
             mask = masks[i] if masks is not None else _decode_rle(rles[i])  # one full-size mask at a time
-            owner[(mask[::shrink, ::shrink] if shrink > 1 else mask).astype(bool)] = i
+            owner[_any_pool(mask, shrink, (H, W)) if shrink > 1 else mask.astype(bool)] = i
         grow = factor * mask_scale
         if grow > 1:
             owner = np.repeat(np.repeat(owner, grow, axis=0), grow, axis=1)

@@ -54,3 +54,18 @@ def test_one_warning_gives_the_memory_of_a_large_image():
     assert note.startswith("pano.jpg is 10000x8000 = 80 MP: predicting an image this large takes about "
                            "2.6 GB of memory")
     assert "at most 1333 px" in note
+
+
+def test_a_mask_thinner_than_the_reduction_stays_visible_in_the_reduced_overlay():
+    H, W = 90, 130
+    mask = np.zeros((H, W), np.uint8, order="F")
+    mask[10:80, 101] = 1  # a 1-px wire at column 101: the factor-4 sampling of columns 0, 4, ... missed it
+    det = {"boxes": torch.tensor([[101.0, 10.0, 102.0, 80.0]]), "scores": torch.tensor([0.9]),
+           "labels": torch.tensor([0]), "masks_rle": [mask_utils.encode(mask)]}
+    image = torch.full((3, H, W), 0.5)
+    small = np.asarray(draw_instances(image, det, ["wire"], show_labels=False, show_boxes=False,
+                                      max_size=40))  # 130 -> ceil(130 / 40) = 4
+    assert small.shape == (23, 33, 3)
+    tinted = np.abs(small.astype(int) - 128).sum(-1) > 30
+    assert tinted[3:20, 101 // 4].all()  # drawn along the wire, in its reduced column
+    assert not tinted[:, :24].any()  # and nowhere else

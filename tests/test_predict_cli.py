@@ -254,3 +254,30 @@ def test_a_symlink_loop_or_an_imageless_folder_given_is_named_and_the_rest_predi
             "(a folder given is searched for images, whatever its name)\n") in err
     assert "2 left out (named above)" in err
     assert (out / "overlays" / "base.png").is_file()  # the other input was predicted
+
+
+def test_the_large_image_warning_comes_before_the_image_is_predicted(checkpoint, tmp_path, capsys,
+                                                                      monkeypatch):
+    import sys
+
+    import maskrcnn.commands.predict as predict_command
+    import maskrcnn.data.images as images
+
+    monkeypatch.setattr(predict_command, "LARGE_IMAGE_MP", 0.004)  # 4000 px stands for 50 MP
+    read = images.read_image
+
+    def read_said(path, **kwargs):  # when the decode (the memory's cost) begins
+        print(f"decoding {path.name}", file=sys.stderr)
+        return read(path, **kwargs)
+
+    monkeypatch.setattr(images, "read_image", read_said)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "in" / "a_small.png")
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(tmp_path / "in" / "b_large.png")  # 4800 px
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "in"), "--output", str(tmp_path / "o"),
+               "--device", "cpu", "--batch-size", "1", "--no-overlays"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    warning = err.index("warning: ")
+    assert err.count("b_large.png is 80x60 = 0 MP") == 1
+    assert err.index("decoding a_small.png") < warning < err.index("decoding b_large.png")  # before its cost

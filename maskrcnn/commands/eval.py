@@ -140,9 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides"
     )
     parser.add_argument("--exif-frame", choices=("auto", "turned", "stored"), default=None,
-                        help="photos turned 180 degrees or mirrored (EXIF 2, 3, 4): read as the file's "
-                             "quarter-turned photos show its tool did (auto), turned, or as stored "
-                             "(with --weights; default: the model's data.exif_frame, auto)")
+                        help="photos whose size does not tell their EXIF turn (turned 180 degrees or "
+                             "mirrored, EXIF 2, 3, 4; square and turned by a quarter, 5 to 8): read as the "
+                             "file's quarter-turned photos show its tool did (auto), turned, or as stored "
+                             "(with --weights, refused with --results; default: the model's "
+                             "data.exif_frame, auto)")
     parser.add_argument("--crowd-as-objects", action="store_true",
                         help="count crowd annotations (iscrowd 1) as ordinary objects (data.crowd_as_objects)"
                              ": CVAT's COCO 1.0 export marks masks drawn with its brush so; a model trained "
@@ -235,6 +237,9 @@ def _predict(args, raw: dict) -> tuple:
         exif_frame=args.exif_frame or getattr(predictor.cfg.data, "exif_frame", "auto"),
     )
     check_class_overlap(predictor.class_names, dataset, weights=args.weights)  # before the inference
+    exif_note = dataset.settle_exif_frame()  # once, before the inference: then no header is read again
+    if exif_note:
+        print(f"note: {exif_note}", file=sys.stderr)
     evaluator = build_evaluator(predictor, dataset)
     unscored = unscored_classes_warning(evaluator.label_to_category_id, dataset)
     if unscored:  # COCOeval's AP 0 for them stays in the mean: said, not changed
@@ -434,7 +439,8 @@ def _is_number(v) -> bool:
 # options that only change how a model runs: with --results there is none, and they changed nothing
 _MODEL_FLAGS = ("device", "batch_size", "max_images", "dtype", "int8", "calib_images", "calib_json",
                 "calib_count", "parts", "tile", "tile_overlap", "no_full_image", "tile_scale",
-                "tile_max_tiles", "tta", "tta_sizes", "tta_max_size", "tta_no_flip", "set")
+                "tile_max_tiles", "tta", "tta_sizes", "tta_max_size", "tta_no_flip", "set",
+                "exif_frame")  # which pixels the model predicts on: --results files are predicted already
 
 
 def _refuse_model_flags(args: argparse.Namespace) -> None:

@@ -144,8 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlay-min-size", type=int, default=None, metavar="PX",
         help=f"draw overlays of images smaller than PX (longer side) enlarged by an integer factor, so that "
-        f"labels stay legible (default {OVERLAY_MIN_SIZE} for images, 0 for videos; 0: the image's own size; "
-        f"at most {OVERLAY_MAX_SIZE})",
+        f"labels stay legible (default {OVERLAY_MIN_SIZE} for images, 0 for videos; 0: not enlarged; "
+        f"at most {OVERLAY_MAX_SIZE}); images longer than {OVERLAY_DRAW_MAX} px are drawn reduced to fit "
+        f"it instead",
     )  # fmt: skip
     parser.add_argument(
         "--overlay-score-thresh", type=float, default=OVERLAY_SCORE_THRESH, metavar="T",
@@ -663,7 +664,14 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tta_args import tta_from_args
     from maskrcnn.config import parse_set_args
     from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.images import IMAGE_EXTENSIONS, reason_counts, skip_reason, too_large_line
+    from maskrcnn.data.images import (
+        IMAGE_EXTENSIONS,
+        ImageReadError,
+        image_size,
+        reason_counts,
+        skip_reason,
+        too_large_line,
+    )
     from maskrcnn.data.pre_annotations.export import (
         PIXEL_FORMATS,
         check_export_arguments,
@@ -815,6 +823,20 @@ def run(args: argparse.Namespace) -> int:
     reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
     large_said = []  # non-empty once an image's memory was warned about (large_image_note)
 
+    def warn_large(paths):  # before the images are decoded: from their headers, once per run
+        if large_said:
+            return
+        for path in paths:
+            try:
+                H, W = image_size(path)
+            except (ImageReadError, OSError):
+                continue  # said when it is read
+            note = large_image_note(path, H, W, predictor.cfg.input.max_size_test)
+            if note:  # once per run: the next such image costs the same
+                large_said.append(True)
+                print(f"warning: {note}", file=sys.stderr)
+                return
+
     def skip(index, path, error):
         skipped.append(path)
         reasons[skip_reason(error)] += 1
@@ -845,7 +867,7 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM (timeout, docker stop, a scheduler) as Ctrl-C, the way train handles it (stop_signals)
     with stop_signals.handling((signal.SIGTERM,), on_term):  # restored once the results are written
         try:
-            for window in predict_files_skipping(predictor, files, on_error=skip):
+            for window in predict_files_skipping(predictor, files, on_error=skip, before=warn_large):
                 per_image = (time.perf_counter() - t0) / len(window)
                 for idx, image, det in window:
                     path = files[idx]
@@ -885,11 +907,6 @@ def run(args: argparse.Namespace) -> int:
                         atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
                     n_done += 1
                     H, W = image.shape[-2:]
-                    note = None if large_said else large_image_note(path, H, W,
-                                                                    predictor.cfg.input.max_size_test)
-                    if note:  # once per run: the next such image costs the same
-                        large_said.append(True)
-                        print(f"warning: {note}", file=sys.stderr)
                     if export is not None:
                         export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                     print(

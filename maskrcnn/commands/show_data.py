@@ -80,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default {OVERLAY_MIN_SIZE}, as predict and the demo; 0: the image's own size; "
                         f"at most {OVERLAY_MAX_SIZE})")
     parser.add_argument("--exif-frame", choices=("auto", "turned", "stored"), default="auto",
-                        help="photos turned 180 degrees or mirrored (EXIF 2, 3, 4): read as the file's "
+                        help="photos whose size does not tell their EXIF turn (turned 180 degrees or "
+                             "mirrored, EXIF 2, 3, 4; square and turned by a quarter, 5 to 8): read as the "
+                             "file's "
                              "quarter-turned photos show its tool did (auto, the default), turned, or as "
                              "stored (data.exif_frame)")
     parser.add_argument("--crowd-as-objects", action="store_true",

@@ -46,10 +46,11 @@ An image whose file is of another size than its record is refused when read (``i
 both sizes named; ``check_image_files`` checks every header up front, for ``show-data``), unless the
 record gives the stored size of a photo that EXIF turns by a quarter: its annotations were drawn on the
 stored pixels, so it is read without the rotation (decoded once, the rotation undone on the tensor;
-said once per process). A photo turned 180 degrees or mirrored (EXIF 2, 3, 4) keeps its size, so its record
-cannot tell: the same file's quarter-turned photos are the evidence (``exif_frame="auto"``): when they give
-their stored size, such photos are read unturned too; with no evidence they are read turned, as browsers and
-annotation tools show them, said in one note naming how many and how to choose (``exif_frame``).
+said once per process). A photo turned 180 degrees or mirrored (EXIF 2, 3, 4), or a square one turned by a
+quarter (EXIF 5 to 8), keeps its size, so its record cannot tell: the same file's quarter-turned photos are
+the evidence (``exif_frame="auto"``): when they give their stored size, such photos are read unturned too;
+with no evidence they are read turned, as browsers and annotation tools show them, said in one note naming
+how many and how to choose (``exif_frame``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ from maskrcnn.class_names import distinct_names
 from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
-    HALF_TURNS,
     IMAGE_EXTENSIONS,
     TOO_LARGE,
     ImageReadError,
@@ -82,6 +82,7 @@ from maskrcnn.data.images import (
     missing_file_problem,
     read_image_and_orientation,
     reason_counts,
+    size_cannot_tell,
     too_large_line,
     turned_size,
     undo_orientation,
@@ -119,7 +120,13 @@ _STORED_PIXELS_WHY = ("the JSON gives the stored size, not the one the EXIF orie
 # how photos turned 180 degrees or mirrored are read (``data.exif_frame``): by the evidence of the file's
 # quarter-turned photos, as turned (as browsers and annotation tools show them), or as stored
 EXIF_FRAMES = ("auto", "turned", "stored")
-_HALF_TURNED = "photos turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4)"
+# photos whose size cannot tell whether their tool showed them turned (``images.size_cannot_tell``)
+_HALF_TURNED = ("turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4), or square and turned by a "
+                "quarter (5 to 8)")
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo{'' if n == 1 else 's'}"
 _EXIF_FRAME_HINT = ("data.exif_frame: train --set data.exif_frame=stored|turned, eval and show-data "
                     "--exif-frame stored|turned")
 # a training sample's target key: the image files that could not be read and that it stands in for
@@ -473,10 +480,10 @@ class CocoDataset(torch.utils.data.Dataset):
     on its own counts the picture twice and makes each record's objects background in the other. Without
     it (evaluation) the file is read as written, each record with its own annotations, and a note says
     so. Either way ``shared_files`` lists {file: the ids of its accepted records}.
-    ``exif_frame`` (``data.exif_frame``): how photos turned 180 degrees or mirrored (EXIF 2, 3, 4) whose
-    record gives their size are read, as their size cannot tell: "auto" as the file's quarter-turned
-    photos show its tool did (unturned when those give their stored size; else turned, with a note),
-    "turned" or "stored".
+    ``exif_frame`` (``data.exif_frame``): how photos turned 180 degrees or mirrored (EXIF 2, 3, 4), or
+    square and turned by a quarter, whose record gives their size are read, as their size cannot tell:
+    "auto" as the file's quarter-turned photos show its tool did (unturned when those give their stored
+    size; else turned, with a note), "turned" or "stored".
     """
 
     def __init__(
@@ -502,6 +509,11 @@ class CocoDataset(torch.utils.data.Dataset):
         # ("stored" | "turned", how many such photos) for the file's photos turned 180 degrees or mirrored,
         # settled once from the headers when the first is met (``_half_turn_frame``)
         self._half_turn: Optional[tuple] = None
+        # {image id: (stored size, EXIF orientation)} of the photos EXIF turns, from the header pass that
+        # settled the frame (None without one; an image not in it is upright): reading and evaluating them
+        # then open no header a second time (``stored_orientation``, ``_drawn_on_stored_pixels``)
+        self._turned_headers: Optional[dict] = None
+        self._half_turn_note: Optional[str] = None  # the note ``settle_exif_frame`` returns
         self._half_turned_stored: set = set()  # ids of such photos read unturned (``unturned_ids``)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
@@ -1291,14 +1303,16 @@ class CocoDataset(torch.utils.data.Dataset):
             return self._stored_pixels[info["id"]] if self._drawn_on_stored_pixels(info, shown) else None
         if self.exif_frame == "turned" or info["path"] is None:
             return None
+        if self._half_turn_frame() != "stored":  # first: a file read turned needs no orientation at all
+            return None
+        if orientation is None and self._turned_headers is not None:  # the settling pass's headers
+            orientation = self._turned_headers.get(info["id"], (shown, 1))[1]
         if orientation is None:
             try:
                 orientation = image_header(info["path"])[1]
             except ImageReadError:
                 return None
-        if orientation not in HALF_TURNS:
-            return None
-        if self._half_turn_frame() != "stored":
+        if not size_cannot_tell(shown, orientation):  # shown: the record's size, of a square when turned
             return None
         self._half_turned_stored.add(info["id"])
         return orientation
@@ -1308,34 +1322,50 @@ class CocoDataset(torch.utils.data.Dataset):
         of the evaluation's results (``eval --analysis``) on the pixels it predicted on."""
         return set(self._stored_pixels) | self._half_turned_stored
 
-    def _half_turn_frame(self, headers: Optional[dict] = None) -> str:
+    def settle_exif_frame(self) -> Optional[str]:
+        """Settle now how the photos whose size cannot tell are read (``exif_frame``; "auto": one header
+        pass over the file, a few threads at once; else no read) and return the note about it, unsaid
+        (None: nothing to tell): the caller says it once. For training, in the main process before the
+        DataLoader's workers start: settled in each worker instead, every worker read every header again
+        and said the note again. The decision travels with the dataset to the workers. Idempotent."""
+        self._half_turn_frame(say=False)
+        return self._half_turn_note
+
+    def _half_turn_frame(self, headers: Optional[dict] = None, *, say: bool = True) -> str:
         """"stored" or "turned": how this file's photos turned 180 degrees or mirrored are read, settled
         once (said once, with how many there are). ``exif_frame`` when not "auto"; else the evidence of the
         file's quarter-turned photos, whose record size tells how its tool showed them: "stored" when
         they give their stored size (and none the turned one), else "turned", as browsers and annotation
         tools show photos (said in one line unless the quarter-turned photos say so). ``headers``: {image
-        id: ``image_header``'s} when read already (show-data); else every image's header is read (a few
-        threads), once per process and only for a file that holds such a photo."""
+        id: ``image_header``'s} when read already (show-data); else, for "auto", every image's header is
+        read (a few threads), once: training settles it before its DataLoader starts (``settle_exif_frame``),
+        so that the decision travels to the workers; else the first such photo met settles it."""
         if self._half_turn is not None:
             return self._half_turn[0]
+        if headers is None and self.exif_frame != "auto":  # chosen: no evidence to read
+            self._half_turn = (self.exif_frame, 0)
+            return self.exif_frame
         if headers is None:
             infos = [self.image_info(index) for index in range(len(self.ids))]
 
             def header(info):
                 try:
-                    return info["id"], image_header(info["path"])
+                    return info["id"], image_header(info["path"]) if info["path"] is not None else None
                 except ImageReadError:
                     return info["id"], None
 
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(infos)))) as pool:
                 headers = dict(pool.map(header, infos))
         stored_ev = turned_ev = halves = 0
+        turned_headers = {}
         for iid, head in headers.items():
             if head is None or iid not in self._images:
                 continue
             stored, orientation = head
+            if orientation != 1:
+                turned_headers[iid] = (tuple(stored), orientation)
             record = (self._images[iid]["height"], self._images[iid]["width"])
-            if orientation in HALF_TURNS and tuple(stored) == record:
+            if size_cannot_tell(stored, orientation) and tuple(stored) == record:
                 halves += 1
             elif turned_size(stored, orientation) != tuple(stored):  # a quarter turn: its record tells
                 if drawn_on_stored_pixels(record, stored, orientation):
@@ -1346,22 +1376,26 @@ class CocoDataset(torch.utils.data.Dataset):
         if frame == "auto":
             frame = "stored" if stored_ev and not turned_ev else "turned"
         self._half_turn = (frame, halves)
+        if len(headers) == len(self.ids):  # every image's header: the others' orientation does not matter
+            self._turned_headers = turned_headers
         if not halves or self.exif_frame != "auto" or (turned_ev and not stored_ev):
             return frame  # chosen, or the evidence says turned: nothing to tell
         if frame == "stored":
-            line = (f"{self.json_path}: {halves} {_HALF_TURNED} read without their EXIF orientation too: "
-                    f"their size does not tell, but the file's {stored_ev} quarter-turned photos give their "
-                    f"stored size, so its tool showed the stored pixels (to read them turned: "
+            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read without their EXIF orientation "
+                    f"too: their size does not tell, but the file's {stored_ev} quarter-turned photo(s) give "
+                    f"their stored size, so its tool showed the stored pixels (to read them turned: "
                     f"{_EXIF_FRAME_HINT})")
         else:
             evidence = (f"the file's quarter-turned photos disagree ({stored_ev} give the stored size, "
                         f"{turned_ev} the turned one)" if stored_ev and turned_ev else
                         "no quarter-turned photo of the file tells how its tool showed them")
-            line = (f"{self.json_path}: {halves} {_HALF_TURNED} read turned, as browsers and most "
+            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read turned, as browsers and most "
                     f"annotation tools show them: their size does not tell, and {evidence}; if their "
                     f"annotations were drawn on the stored pixels (LabelImg, a tool that ignores EXIF), "
                     f"read them so with {_EXIF_FRAME_HINT}")
-        warnings.warn(line, stacklevel=1)  # the caller: the DataLoader's fetch, or the evaluation
+        self._half_turn_note = line
+        if say:
+            warnings.warn(line, stacklevel=1)  # the caller: show-data, or a dataset nobody settled
         return frame
 
     def _size_problem(self, info: dict, size: tuple) -> Optional[str]:
@@ -1388,6 +1422,8 @@ class CocoDataset(torch.utils.data.Dataset):
         json_size = (info["height"], info["width"])
         if tuple(shown) == json_size or tuple(shown[::-1]) != json_size:
             return False
+        if header is None and self._turned_headers is not None:  # the settling pass read it
+            header = self._turned_headers.get(info["id"], (tuple(shown), 1))
         if header is None:
             try:
                 header = image_header(info["path"])
@@ -1398,11 +1434,14 @@ class CocoDataset(torch.utils.data.Dataset):
             return False
         if say and not self._stored_pixels:
             # stacklevel 1: the caller is the DataLoader's fetch (as for an unreadable image, below)
+            # what becomes of the photos whose size cannot tell depends on exif_frame: said only as it is
+            halves = {"auto": f", and so are its photos {_HALF_TURNED}, unless other quarter-turned photos "
+                              f"disagree ({_EXIF_FRAME_HINT})",
+                      "turned": f"; its photos {_HALF_TURNED} are read turned (exif_frame turned)",
+                      "stored": ""}[self.exif_frame]
             warnings.warn(f"{self.json_path}: image id {info['id']} ({_shown(info['path'])}) read without "
                           f"its EXIF rotation: {_STORED_PIXELS_WHY} (stored {stored[0]}x{stored[1]} (HxW), "
-                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word, and "
-                          f"so are its {_HALF_TURNED} unless other quarter-turned photos disagree "
-                          f"({_EXIF_FRAME_HINT})",
+                          f"turned {shown[0]}x{shown[1]}); others alike are read so without a word{halves}",
                           stacklevel=1)
         self._stored_pixels[info["id"]] = orientation
         return True

@@ -46,10 +46,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
-from maskrcnn.thread_warnings import caught_here
+from maskrcnn.thread_warnings import LOCK, caught_here
 
 __all__ = [
     "HALF_TURNS",
+    "size_cannot_tell",
     "drawn_on_stored_pixels",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
@@ -237,14 +238,15 @@ def max_image_pixels() -> Optional[int]:
 
 @contextmanager
 def _pil_open_quiet(name: Optional[str] = None):
-    """PIL's nameless DecompressionBombWarning (above 89 MP) silenced around our open (our own check
+    """PIL's warnings in the block caught on this thread (its nameless DecompressionBombWarning, above
+    89 MP, is kept from firing by a filter around the open and load, ``_no_bomb_warning``: our own check
     names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
     other warnings in the block ("Corrupt EXIF data", printed with no file named) are said again naming
     it; any other warning is passed on as it was raised.
 
     Thread-safe (serve decodes uploads on several threads at once): the warnings are caught on this
-    thread only and no filter is changed (``thread_warnings``); ``catch_warnings`` here, overlapping on
-    two threads, left every later warning of the process in a dead list, never printed."""
+    thread only (``thread_warnings``); a ``catch_warnings`` around the whole decode, overlapping on two
+    threads, left every later warning of the process in a dead list, never printed."""
     caught: list = []
     try:
         with caught_here() as caught:
@@ -257,6 +259,37 @@ def _pil_open_quiet(name: Optional[str] = None):
                 warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
             else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+@contextmanager
+def _no_bomb_warning(pixels: Optional[int] = None):
+    """PIL's DecompressionBombWarning (above ``Image.MAX_IMAGE_PIXELS``, 89 MP) ignored in the block, by a
+    filter: ``caught_here`` only catches what the filters let through, so under an "error" filter (``-W
+    error``, a test suite's ``filterwarnings = error``) PIL's warning was an exception out of
+    ``Image.open`` and an 89-179 MP image crashed predict (our own check names the file instead).
+    ``pixels``: the image's size when known (a load): below PIL's warning limit nothing is done, so that
+    decoding stays lock-free. Under ``LOCK``, so that the ``catch_warnings`` block lies wholly inside or
+    outside other threads' ``caught_here`` swaps; hold it only around short calls (a header parse)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or (pixels is not None and pixels <= limit):
+        yield
+        return
+    with LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _open_pil(source) -> Image.Image:
+    """``Image.open(source)``, a header parse, without PIL's bomb warning (``_no_bomb_warning``)."""
+    with _no_bomb_warning():
+        return Image.open(source)
+
+
+def _load_pil(img: Image.Image) -> None:
+    """``img.load()``; PIL warns again at the load of some formats (TIFF, GIF frames) when the image is over
+    its warning limit: ignored for those images only (the lock is held only for them)."""
+    with _no_bomb_warning(img.width * img.height):
+        img.load()
 
 
 def _is_pil_file(filename: str) -> bool:
@@ -344,11 +377,11 @@ def open_image(source: Union[str, os.PathLike, bytes], name: str, *, decode: boo
     elif _is_empty_file(source):
         raise ImageReadError(f"{name}: empty file (0 bytes)")
     with _pil_open_quiet(name) as limit, _as_read_errors(name, source):
-        img = Image.open(source)
+        img = _open_pil(source)
         try:
             _check_size(img.width, img.height, name, limit)
             if decode:
-                img.load()
+                _load_pil(img)
         except BaseException:
             img.close()
             raise
@@ -424,6 +457,13 @@ _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 # EXIF orientations 2..4 mirror it or turn it by a half: its size stays, so the size cannot tell whether a
 # tool showed the photo turned or as stored.
 HALF_TURNS = (2, 3, 4)
+
+
+def size_cannot_tell(stored: tuple, orientation: int) -> bool:
+    """Whether a photo stored as ``stored`` (H, W) with EXIF ``orientation`` is of one size turned or not,
+    so that its record's size cannot tell how its tool showed it: turned 180 degrees or mirrored
+    (``HALF_TURNS``), or square and turned by a quarter (EXIF 5..8: its height and width swap to the same)."""
+    return orientation in HALF_TURNS or (orientation in _TRANSPOSING_ORIENTATIONS and stored[0] == stored[1])
 _EXIF_ORIENTATION = 0x0112
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257  # ImageWidth, ImageLength: a TIFF's size as stored
 
@@ -435,13 +475,10 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with _pil_open_quiet(str(path)) as limit, Image.open(path) as img:
+        with _pil_open_quiet(str(path)) as limit, _open_pil(path) as img:
             width, height = img.size
             _check_size(width, height, str(path), limit)
-            try:
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            except Exception:  # a corrupt EXIF block: read_image ignores it too
-                orientation = 1
+            orientation = _orientation_of(img)  # before any load (a TIFF's is dropped at load)
             if img.format == "TIFF":
                 # Recent Pillow turns a TIFF itself (its size is already the turned one): start from the
                 # stored size, or a turned TIFF would be turned twice and mismatch read_image's.
@@ -455,7 +492,7 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
         raise _unidentified_error(str(path), path) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot read the image size ({e})") from None
-    return (height, width), orientation if orientation in range(1, 9) else 1
+    return (height, width), orientation
 
 
 def _unidentified_error(name: str, source) -> ImageReadError:
@@ -484,9 +521,9 @@ def drawn_on_stored_pixels(given: tuple, stored: tuple, orientation: int) -> boo
     """Whether annotations that give the image size ``given`` (H, W) were drawn on the stored pixels of a
     file stored as ``stored`` with EXIF ``orientation``: ``given`` is the stored size and the turned
     size is not (a tool that showed the file unturned). The one rule of the COCO reader and the
-    annotation-tool converters. A photo turned 180 degrees or mirrored (``HALF_TURNS``) keeps its size,
-    so its own size cannot tell: the COCO reader takes the same file's quarter-turned photos as the
-    evidence (``CocoDataset``'s ``exif_frame``)."""
+    annotation-tool converters. A photo turned 180 degrees or mirrored (``HALF_TURNS``), or a square one
+    turned by a quarter, keeps its size, so its own size cannot tell (``size_cannot_tell``): the COCO
+    reader takes the same file's quarter-turned photos as the evidence (``CocoDataset``'s ``exif_frame``)."""
     return tuple(given) == tuple(stored) and turned_size(stored, orientation) != tuple(given)
 
 
@@ -571,7 +608,10 @@ def exif_oriented(img: Image.Image, name: str = "image", *, stacklevel: int = 2)
 
 
 def _orientation_of(img: Image.Image) -> int:
-    """``img``'s EXIF orientation 1..8 (1 without one, or with a corrupt EXIF block, as it is then read)."""
+    """``img``'s EXIF orientation 1..8 (1 without one, or with a corrupt EXIF block, as it is then read).
+    The one reading of it for the header (``image_header``) and the decode (``_decode``); taken before
+    ``load()``: Pillow turns a TIFF itself at load and drops its tag, so read after it a TIFF with EXIF 3
+    was "1" in training (read turned) and 3 in evaluation (undone)."""
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:
@@ -591,7 +631,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``. ``seen``: given a dict, its "orientation" is set to the file's EXIF orientation (1..8)."""
     try:
-        with _pil_open_quiet(name) as limit, Image.open(source) as img:
+        with _pil_open_quiet(name) as limit, _open_pil(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
             # has no hint to raise the library's limit, which would not help)
             if max_pixels is not None and img.width * img.height > max_pixels:
@@ -610,9 +650,12 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
                     stacklevel=3,
                 )
             img.seek(0)
-            img.load()
+            orientation = _orientation_of(img)  # before the load, which drops a TIFF's tag
+            _load_pil(img)
             if seen is not None:
-                seen["orientation"] = _orientation_of(img)
+                seen["orientation"] = orientation
+            # a TIFF turned by Pillow at load (its tag gone): its stored pixels are got back below
+            turned_by_pil = orientation != 1 and _orientation_of(img) == 1
             oriented = exif_oriented(img, name, stacklevel=3) if orient else img
             width, height = oriented.size
             if width == 0 or height == 0:
@@ -634,7 +677,8 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
         raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
+    image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
+    return undo_orientation(image, orientation) if turned_by_pil and not orient else image
 
 
 def list_images(paths: Union[str, os.PathLike, Iterable], *, recursive: bool = False) -> List[Path]:

@@ -367,11 +367,14 @@ def _on_annotated_pixels(predictor, dataset, index: int, image, det: dict) -> di
     return predictor.predict_tensors([undo_orientation(image, orientation)])[0]
 
 
-def predict_files_skipping(predictor, files: list, *, on_error: Callable):
+def predict_files_skipping(predictor, files: list, *, on_error: Callable,
+                           before: Optional[Callable] = None):
     """``predictor.predict_files`` (windows of ``(index, image, detections)``) that survives bad images:
     a file that cannot be read, and an image the model fails on (no forward can take it, memory), is
     reported once by ``on_error(index, path, error)`` and skipped. A window that fails is retried image
-    by image, so that only the image at fault is lost and every other image's results are kept."""
+    by image, so that only the image at fault is lost and every other image's results are kept.
+    ``before(paths)``: called with each window's files before any of them is read (predict's memory
+    warning for a large image: said after the image, it came too late for the one that runs out)."""
     reported = set()
 
     def skip_once(index, path, error):
@@ -389,6 +392,8 @@ def predict_files_skipping(predictor, files: list, *, on_error: Callable):
     step = predictor.window  # predict_files yields at most one window per chunk of this size
     for start in range(0, len(files), step):
         chunk = files[start : start + step]
+        if before is not None:
+            before(chunk)
         try:
             yield from predict(start, chunk)
             continue

@@ -618,6 +618,11 @@ def build_training(
     line = left_out_line(train_set.skipped, len(train_set), cfg.data.min_keypoints_per_image)
     if line:
         say(f"note: {train_json}: {line}")
+    # how photos whose size cannot tell their EXIF turn are read: settled here, once, before the DataLoader's
+    # workers start (each worker settled it anew: every header read again, the note said again)
+    line = train_set.settle_exif_frame()
+    if line:
+        say(f"note: {line}")
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
@@ -709,6 +714,9 @@ def build_training(
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
                              "folder that holds them with --val-images")
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
+        line = val_set.settle_exif_frame()  # now, once, as for the training set
+        if line:
+            say(f"note: {line}")
         ground_truth(val_set)  # read as each evaluation will read it: a value it refuses fails now
         best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
         if line:

@@ -24,12 +24,14 @@ def _photo(path, orientation, size):
 
 
 def _set(tmp_path, photos, **kwargs):
-    """COCO file of ``photos`` [(name, orientation)], each 40 wide x 30 high as stored, its record giving
-    the stored size and its square annotated on the stored pixels (a tool that ignored EXIF)."""
+    """COCO file of ``photos`` [(name, orientation) or (name, orientation, (W, H))], each 40 wide x 30
+    high as stored unless given, its record giving the stored size and its square annotated on the stored
+    pixels (a tool that ignored EXIF)."""
     images, anns = [], []
-    for i, (name, orientation) in enumerate(photos, 1):
-        _photo(tmp_path / name, orientation, (40, 30))
-        images.append({"id": i, "file_name": name, "width": 40, "height": 30})
+    for i, (name, orientation, *size) in enumerate(photos, 1):
+        width, height = size[0] if size else (40, 30)
+        _photo(tmp_path / name, orientation, (width, height))
+        images.append({"id": i, "file_name": name, "width": width, "height": height})
         anns.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 100.0,
                      "bbox": [2.0, 2.0, 10.0, 10.0], "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]]})
     (tmp_path / "d.json").write_text(json.dumps({"images": images, "annotations": anns,
@@ -49,8 +51,9 @@ def test_a_half_turned_photo_is_read_as_stored_when_the_files_quarter_turned_pho
         ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3), ("h2.png", 2), ("h4.png", 4)])
         assert all(_on_red(ds, i) for i in range(4))  # the 180-degree/mirrored ones too, not only q.png
     said = [str(w.message) for w in caught]
-    assert any("3 photos turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4) read without their "
-               "EXIF orientation too" in m and "1 quarter-turned photos give their stored size" in m
+    assert any("3 photos turned 180 degrees or mirrored (EXIF orientation 2, 3 or 4), or square and turned "
+               "by a quarter (5 to 8) read without their EXIF orientation too" in m
+               and "1 quarter-turned photo(s) give their stored size" in m
                for m in said), said
     assert any("read without its EXIF rotation" in m and "and so are its photos turned 180" in m
                for m in said), said
@@ -59,7 +62,7 @@ def test_a_half_turned_photo_is_read_as_stored_when_the_files_quarter_turned_pho
 
 
 def test_without_evidence_a_half_turned_photo_is_read_turned_with_a_note_naming_the_setting(tmp_path):
-    with pytest.warns(UserWarning, match=r"d.json: 1 photos turned 180 degrees or mirrored .* read turned.*"
+    with pytest.warns(UserWarning, match=r"d.json: 1 photo turned 180 degrees or mirrored .* read turned.*"
                                          r"no quarter-turned photo.*data.exif_frame"):
         ds = _set(tmp_path, [("h3.png", 3)])
         assert not _on_red(ds, 0)  # read as browsers show it: the stored-pixel annotation is elsewhere
@@ -121,3 +124,70 @@ def test_the_evaluation_predicts_a_half_turned_photo_on_the_pixels_training_read
         assert ds.unturned_ids() == {2}  # those read so far
         ds[0]
         assert ds.unturned_ids() == {1, 2}  # eval --analysis draws both so
+
+
+def test_square_quarter_turned_photos_follow_the_files_evidence_as_half_turned_ones_do(tmp_path):
+    # a square photo's size is the same turned or not: only the file's evidence (or exif_frame) can tell
+    photos = [("q.png", 6), ("sq6.png", 6, (32, 32)), ("sq8.png", 8, (32, 32)), ("h3.png", 3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = _set(tmp_path, photos)  # q.png gives its stored size: the tool showed the stored pixels
+        assert [_on_red(ds, i) for i in range(4)] == [True] * 4
+    assert any("3 photos turned 180 degrees or mirrored" in str(w.message) for w in caught)
+    assert ds.stored_orientation(1, (32, 32)) == 6  # the evaluation's question, from the header
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forced = _set(tmp_path, photos[1:3], exif_frame="stored")  # squares alone: no evidence at all
+        assert [_on_red(forced, i) for i in range(2)] == [True, True]
+        turned = _set(tmp_path, photos[1:3], exif_frame="turned")
+        assert [_on_red(turned, i) for i in range(2)] == [False, False]
+
+
+def _no_header_reads(monkeypatch):
+    import maskrcnn.data.coco as coco
+
+    def fail(path):
+        raise AssertionError(f"header of {path} read again")
+
+    monkeypatch.setattr(coco, "image_header", fail)
+
+
+def test_the_frame_settled_once_travels_to_dataloader_workers_and_the_evaluation(tmp_path, monkeypatch):
+    ds = _set(tmp_path, [("q.png", 6), ("h3.png", 3), ("sq8.png", 8, (32, 32))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        note = ds.settle_exif_frame()  # in the main process: returned, for the caller to say once
+    assert not caught and "2 photos turned 180 degrees" in note and "read without their EXIF" in note
+    assert ds.settle_exif_frame() == note
+    _no_header_reads(monkeypatch)  # forked workers inherit the patch: a header pass there fails the load
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=list)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(list(loader)) == 3
+        # the evaluation asks without a decoded orientation: the settling pass's headers answer
+        assert [ds.stored_orientation(i, s) for i, s in ((1, (30, 40)), (2, (32, 32)))] == [3, 8]
+    assert not [w for w in caught if "EXIF" in str(w.message)]
+
+
+def test_training_settles_the_frame_before_its_dataloader_starts(tmp_path, monkeypatch):
+    from maskrcnn.config import load_config
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine import training
+
+    _set(tmp_path, [("q.png", 6), ("h3.png", 3)])
+    settled = []
+
+    class _Stop(Exception):
+        pass
+
+    class Dataset(CocoDataset):
+        def settle_exif_frame(self):
+            settled.append(self._half_turn)  # not settled before: no worker has had the dataset yet
+            raise _Stop
+
+    monkeypatch.setattr("maskrcnn.data.coco.CocoDataset", Dataset)
+    cfg = load_config("demo", {"model.backbone": "resnet18", "data.num_workers": 0})
+    with pytest.raises(_Stop):
+        training.build_training(cfg, train_json=tmp_path / "d.json", train_images=tmp_path,
+                                output=tmp_path / "run")
+    assert settled == [None]

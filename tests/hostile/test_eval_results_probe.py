@@ -104,6 +104,7 @@ def test_a_category_id_listed_twice_is_refused_as_an_image_id_is(cli, tmp_path):
     (["--tta", "--device", "cpu"], "--device, --tta apply to --weights"),
     (["--tile", "64", "--batch-size", "4"], "--batch-size, --tile apply to --weights"),
     (["--int8", "--dtype", "bfloat16", "--parts", "rpn"], "--dtype, --int8, --parts apply to --weights"),
+    (["--exif-frame", "stored"], "--exif-frame applies to --weights"),  # was accepted and ignored
 ])  # fmt: skip
 def test_model_run_flags_with_results_are_refused_naming_them(cli, tmp_path, flags, named):
     path, _, data = coco_dataset(tmp_path)
