@@ -1303,7 +1303,7 @@ class CocoDataset(torch.utils.data.Dataset):
             return self._stored_pixels[info["id"]] if self._drawn_on_stored_pixels(info, shown) else None
         if self.exif_frame == "turned" or info["path"] is None:
             return None
-        if self._half_turn_frame() != "stored":  # first: a file read turned needs no orientation at all
+        if self._half_turn is not None and self._half_turn[0] != "stored":  # settled: read turned
             return None
         if orientation is None and self._turned_headers is not None:  # the settling pass's headers
             orientation = self._turned_headers.get(info["id"], (shown, 1))[1]
@@ -1312,7 +1312,9 @@ class CocoDataset(torch.utils.data.Dataset):
                 orientation = image_header(info["path"])[1]
             except ImageReadError:
                 return None
-        if not size_cannot_tell(shown, orientation):  # shown: the record's size, of a square when turned
+        # this photo's own orientation first: an upright photo (nearly all) never makes the file's
+        # header pass run (shown: the record's size, of a square when turned)
+        if not size_cannot_tell(shown, orientation) or self._half_turn_frame() != "stored":
             return None
         self._half_turned_stored.add(info["id"])
         return orientation

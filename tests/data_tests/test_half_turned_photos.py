@@ -191,3 +191,13 @@ def test_training_settles_the_frame_before_its_dataloader_starts(tmp_path, monke
         training.build_training(cfg, train_json=tmp_path / "d.json", train_images=tmp_path,
                                 output=tmp_path / "run")
     assert settled == [None]
+
+
+def test_an_upright_photo_never_starts_the_files_header_pass(tmp_path, monkeypatch):
+    # the file's evidence is asked only for a photo whose size cannot tell: reading an upright photo of an
+    # unsettled "auto" file read every header of the file (600 for the demo's first training image)
+    ds = _set(tmp_path, [("up.png", 1), ("q.png", 6), ("h3.png", 3)])
+    _no_header_reads(monkeypatch)
+    ds[0]  # decoded with its orientation: no header is read
+    assert ds.stored_orientation(0, (30, 40), orientation=1) is None
+    assert ds._half_turn is None  # not settled
