@@ -408,9 +408,18 @@ def _any_pool(mask: np.ndarray, s: int, out_hw: tuple) -> np.ndarray:
     its pixels is. Every s-th pixel alone dropped a mask thinner than ``s`` (a wire, a crack) from the
     reduced overlay."""
     h, w = out_hw
-    padded = np.zeros((h * s, w * s), bool)
-    padded[: mask.shape[0], : mask.shape[1]] = mask.astype(bool, copy=False)
-    return padded.reshape(h, s, w, s).any(axis=(1, 3))
+    out = np.zeros((h, w), bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return out
+    # only the cells the mask's extent touches are pooled: a small mask on a 48 MP image costs its size
+    r0, r1 = rows[0] // s, rows[-1] // s + 1  # cell rows
+    c0, c1 = cols[0] // s, cols[-1] // s + 1
+    padded = np.zeros(((r1 - r0) * s, (c1 - c0) * s), bool)
+    part = mask[r0 * s: r1 * s, c0 * s: c1 * s]
+    padded[: part.shape[0], : part.shape[1]] = part
+    out[r0:r1, c0:c1] = padded.reshape(r1 - r0, s, c1 - c0, s).any(axis=(1, 3))
+    return out
 
 
 def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, mask_alpha, show_boxes,

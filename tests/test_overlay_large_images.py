@@ -69,3 +69,25 @@ def test_a_mask_thinner_than_the_reduction_stays_visible_in_the_reduced_overlay(
     tinted = np.abs(small.astype(int) - 128).sum(-1) > 30
     assert tinted[3:20, 101 // 4].all()  # drawn along the wire, in its reduced column
     assert not tinted[:, :24].any()  # and nowhere else
+
+
+def test_any_pooling_over_a_masks_extent_equals_pooling_the_whole_picture():
+    # the reduced overlay pools only the cells a mask's extent touches (a small mask on a 48 MP picture
+    # pooled the whole picture: 0.5 s a mask); the result is the whole picture's pooling, partial last
+    # cells and empty masks included
+    from maskrcnn.visualize import _any_pool
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        s = int(rng.integers(2, 6))
+        mask = np.zeros((h, w), bool)
+        if rng.random() < 0.9:
+            y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+            y1, x1 = int(rng.integers(y0, h)) + 1, int(rng.integers(x0, w)) + 1
+            mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.3
+        out_hw = (-(-h // s), -(-w // s))
+        whole = np.zeros((out_hw[0] * s, out_hw[1] * s), bool)
+        whole[:h, :w] = mask
+        expected = whole.reshape(out_hw[0], s, out_hw[1], s).any(axis=(1, 3))
+        np.testing.assert_array_equal(_any_pool(mask, s, out_hw), expected)
