@@ -219,6 +219,26 @@ def _cvat_xml_boxes(tmp_path, boxes) -> list:
     return [a["bbox"] for a in json.loads((tmp_path / "x.json").read_text())["annotations"]]
 
 
+def _cvat_coco_boxes(tmp_path, boxes, *, occluded: bool = False):
+    """CVAT's "COCO 1.0" export of box-only annotations (x, y, w, h, rotation degrees) on a 200x150
+    image: ``(coco dict, its path, the CocoDataset, the loaded boxes as [x, y, w, h])``; ``occluded``: the
+    attributes also carry CVAT's occluded flag, as its exports write it."""
+    Image.fromarray(np.zeros((150, 200, 3), np.uint8)).save(tmp_path / "a.jpg")
+    attributes = [{"occluded": False, "rotation": d} if occluded else {"rotation": d} for *_, d in boxes]
+    coco = {
+        "images": [{"id": 1, "width": 200, "height": 150, "file_name": "a.jpg"}],
+        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": [], "area": w * h,
+                         "bbox": [x, y, w, h], "iscrowd": 0, "attributes": attributes[i]}
+                        for i, (x, y, w, h, _) in enumerate(boxes)],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    path = tmp_path / "instances_default.json"
+    path.write_text(json.dumps(coco))
+    dataset = CocoDataset(json_path=path, image_dir=tmp_path)
+    got = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in dataset[0][1]["boxes"].tolist()]
+    return coco, path, dataset, got
+
+
 def test_cvat_coco_export_rotated_boxes_are_read_turned(tmp_path, caplog):
     """CVAT's "COCO 1.0" export writes a rotated box as its unturned bbox beside attributes.rotation: it
     was read as the upright box, silently (a 40x20 car turned 90 degrees trained as lying flat). Now the
@@ -226,18 +246,7 @@ def test_cvat_coco_export_rotated_boxes_are_read_turned(tmp_path, caplog):
     turned twice; the evaluator reads it alike."""
     boxes = [(40, 40, 40, 20, 90.0), (100, 60, 50, 10, 30.0), (20, 100, 30, 20, 0.0)]
     expected = _cvat_xml_boxes(tmp_path, boxes)
-    Image.fromarray(np.zeros((150, 200, 3), np.uint8)).save(tmp_path / "a.jpg")
-    coco = {
-        "images": [{"id": 1, "width": 200, "height": 150, "file_name": "a.jpg"}],
-        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": [], "area": w * h,
-                         "bbox": [x, y, w, h], "iscrowd": 0, "attributes": {"occluded": False, "rotation": d}}
-                        for i, (x, y, w, h, d) in enumerate(boxes)],
-        "categories": [{"id": 1, "name": "car"}],
-    }
-    path = tmp_path / "instances_default.json"
-    path.write_text(json.dumps(coco))
-    dataset = CocoDataset(json_path=path, image_dir=tmp_path)
-    got = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in dataset[0][1]["boxes"].tolist()]
+    coco, path, dataset, got = _cvat_coco_boxes(tmp_path, boxes, occluded=True)
     assert np.allclose(got, expected, atol=0.01), (got, expected)
     assert got[0] == [50.0, 30.0, 20.0, 40.0]  # 40x20 about its centre (60, 50): 20 wide, 40 high
     assert "2 box-only annotations have attributes.rotation" in caplog.text
@@ -259,17 +268,6 @@ def test_cvat_coco_rotated_box_past_the_border_is_clipped_as_the_xml_reader_clip
     warning blaming the record's width/height. Now the turned box is clipped to its image first."""
     boxes = [(0, 0, 60, 10, 45.0), (170, 130, 40, 30, -30.0)]
     expected = _cvat_xml_boxes(tmp_path, boxes)
-    Image.fromarray(np.zeros((150, 200, 3), np.uint8)).save(tmp_path / "a.jpg")
-    coco = {
-        "images": [{"id": 1, "width": 200, "height": 150, "file_name": "a.jpg"}],
-        "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": [], "area": w * h,
-                         "bbox": [x, y, w, h], "iscrowd": 0, "attributes": {"rotation": d}}
-                        for i, (x, y, w, h, d) in enumerate(boxes)],
-        "categories": [{"id": 1, "name": "car"}],
-    }
-    path = tmp_path / "instances_default.json"
-    path.write_text(json.dumps(coco))
-    dataset = CocoDataset(json_path=path, image_dir=tmp_path)
-    got = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in dataset[0][1]["boxes"].tolist()]
+    coco, path, dataset, got = _cvat_coco_boxes(tmp_path, boxes)
     assert np.allclose(got, expected, atol=0.01), (got, expected)
     assert "past their image's border" not in caplog.text

@@ -7,6 +7,7 @@ import socket
 import threading
 
 import numpy as np
+import torch
 
 CLASS_NAMES = ["__background__", "cat", "dog"]
 LABEL_TO_CATEGORY = {1: 5, 2: 9}
@@ -93,3 +94,26 @@ def wait_for(condition, what: str) -> None:
             return
         pause.wait(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class GatedPredictor:
+    """Holds its first forward until ``release`` is set (after ``entered``): a request stays in flight
+    for as long as the test wants."""
+
+    class_names = CLASS_NAMES
+    label_to_category_id = None
+    batch_size = 1
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.seen = []  # (H, W) of every image that reached the model
+
+    def predict_tensors(self, images):
+        self.seen += [tuple(im.shape[-2:]) for im in images]
+        self.entered.set()
+        assert self.release.wait(timeout=60)
+        return [
+            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+            for _ in images
+        ]

@@ -6,14 +6,13 @@ import http.client
 import io
 import socket
 import struct
-import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
-from serve_helpers import CLASS_NAMES, LABEL_TO_CATEGORY, png_bytes, wait_for
+from serve_helpers import CLASS_NAMES, LABEL_TO_CATEGORY, GatedPredictor, png_bytes, wait_for
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
@@ -284,31 +283,8 @@ def test_twenty_concurrent_requests_each_get_their_own_answer(serve_predictor, s
     assert after["batches_run"] - before["batches_run"] <= 20
 
 
-class _GatedPredictor:
-    """Holds its first forward until ``release`` is set (after ``entered``): a request stays in flight
-    for as long as the test wants."""
-
-    class_names = CLASS_NAMES
-    label_to_category_id = None
-    batch_size = 1
-    device = torch.device("cpu")
-
-    def __init__(self):
-        self.entered, self.release = threading.Event(), threading.Event()
-        self.seen = []  # (H, W) of every image that reached the model
-
-    def predict_tensors(self, images):
-        self.seen += [tuple(im.shape[-2:]) for im in images]
-        self.entered.set()
-        assert self.release.wait(timeout=60)
-        return [
-            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
-            for _ in images
-        ]
-
-
 def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
-    model = _GatedPredictor()
+    model = GatedPredictor()
     server = start_server(create_app(model, max_pending=1))
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(server.post_file, "/predict", make_png(_noise(5)))
@@ -324,7 +300,7 @@ def test_more_requests_than_max_pending_get_a_503(start_server, make_png):
 
 
 def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_server, make_png):
-    model = _GatedPredictor()
+    model = GatedPredictor()
     server = start_server(create_app(model))
     health = lambda: server.request("GET", "/health")[1]  # noqa: E731
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -346,7 +322,7 @@ def test_a_request_whose_client_disconnects_is_dropped_before_the_model(start_se
 
 def test_an_upload_still_being_read_counts_towards_max_pending(start_server, make_png):
     # Else a crowd of slow uploads would each hold up to max_upload_bytes before being counted.
-    server = start_server(create_app(_GatedPredictor(), max_pending=1))
+    server = start_server(create_app(GatedPredictor(), max_pending=1))
     health = lambda: server.request("GET", "/health")[1]  # noqa: E731
     slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
     try:

@@ -11,8 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-import torch
-from serve_helpers import CLASS_NAMES, png_bytes
+from serve_helpers import GatedPredictor, png_bytes
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
@@ -78,27 +77,10 @@ def test_a_score_thresh_with_underscores_is_refused_quoting_what_was_sent(server
         assert status == 200, (value, body)
 
 
-class _StuckPredictor:
-    """A predictor whose forward waits until released: a request in the model when the server stops."""
-
-    class_names = CLASS_NAMES
-    label_to_category_id = None
-    batch_size = 1
-    device = torch.device("cpu")
-
-    def __init__(self):
-        self.entered, self.release = threading.Event(), threading.Event()
-
-    def predict_tensors(self, images):
-        self.entered.set()
-        self.release.wait(30)
-        raise RuntimeError("released")
-
-
 def test_a_request_cancelled_by_a_forced_stop_is_answered_503_json_without_a_traceback(start_server, caplog):
     import http.client
 
-    stuck = _StuckPredictor()
+    stuck = GatedPredictor()
     server = start_server(create_app(stuck))
     answer = {}
 
