@@ -180,9 +180,32 @@ def scale_region(region, *, scale: tuple, width: int, height: int):
     rows, top = nearest_indices(region.top, h, scale=sy, size=height)
     cols, left = nearest_indices(region.left, w, scale=sx, size=width)
     patch = region.patch[np.ix_(rows, cols)]  # (len(rows), len(cols))
+    if not patch.any() and region.patch.any():
+        # a stroke thinner than a pixel of the image (a crack or a wire drawn on a larger original) can
+        # fall between the sampled centres: it is kept as the image's pixels it passes through instead
+        top, left, patch = _pooled(region, sx, sy, width, height)
     if not patch.any():
         raise Skip("empty_mask", f"mask covers no pixel of the {width}x{height} image once scaled")
     return MaskPatch(top, left, patch)
+
+
+def _pooled(region, sx: float, sy: float, width: int, height: int) -> tuple:
+    """``(top, left, patch)``: each pixel of the W x H image that any drawn pixel of ``region`` falls in
+    (the pixel's footprint on the drawing, ``[i / scale, (i + 1) / scale)``, holds one)."""
+    def spans(start, length, scale, size):  # (first image pixel, drawn [lo, hi) of each)
+        first = min(max(math.floor(start * scale), 0), size)
+        idx = np.arange(first, min(max(math.ceil((start + length) * scale), first), size))
+        lo = np.clip(np.floor(idx / scale).astype(np.int64) - start, 0, length)
+        hi = np.clip(np.ceil((idx + 1) / scale).astype(np.int64) - start, 0, length)
+        return first, lo, hi
+
+    h, w = region.patch.shape
+    top, r_lo, r_hi = spans(region.top, h, sy, height)
+    left, c_lo, c_hi = spans(region.left, w, sx, width)
+    sums = np.zeros((h + 1, w + 1), np.int64)  # summed-area table: any pixel in a span = a positive sum
+    sums[1:, 1:] = region.patch.astype(np.int64).cumsum(0).cumsum(1)
+    inside = (sums[r_hi][:, c_hi] - sums[r_lo][:, c_hi] - sums[r_hi][:, c_lo] + sums[r_lo][:, c_lo])
+    return top, left, inside > 0
 
 
 def nearest_indices(start: int, length: int, *, scale: float, size: int) -> tuple:
