@@ -1282,11 +1282,12 @@ def parse_set_args(items: list) -> dict:
     import warnings
 
     out: dict = {}
+    now: dict = {}  # dotted key -> the value the items so far give it
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
-        before = _effective_leaves(out)  # dotted key -> the value the items so far give it
+        before = now
         earlier = out.pop(key, None)  # the same key again (a typo, a script adding to a line): dropped
         out[key] = value  # last: applied after the items given before it
         # a key alone and in its section's mapping: both applied, the last given wins. Each leaf whose
