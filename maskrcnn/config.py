@@ -1422,7 +1422,8 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
         cfg = apply_overrides(cfg, overrides)
     problems = [] if stored else _training_problems(cfg)
     if problems:  # the file's line for a key the file set, not one --set gave
-        from_file = {k: n for k, n in lines.items() if k not in set_keys(overrides or {})}
+        given = set_keys(overrides or {})
+        from_file = {k: n for k, n in lines.items() if k not in given}
         raise ValueError("invalid configuration: " + "; ".join(_with_line(p, from_file, source)
                                                                 for p in problems))
     return cfg, written
