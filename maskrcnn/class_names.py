@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Optional, Sequence
 
+# names of a category or class that stands for the background (labelme2coco's, torchvision's and other
+# tools'), compared lowercased: a dataset's category, a converted file's stored names, --class-names
+BACKGROUND_NAMES = ("_background_", "background", "__background__")
+
 
 def _with_id(name, i) -> str:
     return f"{name} (id {i})".strip()

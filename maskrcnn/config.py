@@ -1282,11 +1282,12 @@ def parse_set_args(items: list) -> dict:
     import warnings
 
     out: dict = {}
+    now: dict = {}  # dotted key -> the value the items so far give it
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
-        before = _effective_leaves(out)  # dotted key -> the value the items so far give it
+        before = now
         earlier = out.pop(key, None)  # the same key again (a typo, a script adding to a line): dropped
         out[key] = value  # last: applied after the items given before it
         # a key alone and in its section's mapping: both applied, the last given wins. Each leaf whose
@@ -1421,7 +1422,8 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
         cfg = apply_overrides(cfg, overrides)
     problems = [] if stored else _training_problems(cfg)
     if problems:  # the file's line for a key the file set, not one --set gave
-        from_file = {k: n for k, n in lines.items() if k not in set_keys(overrides or {})}
+        given = set_keys(overrides or {})
+        from_file = {k: n for k, n in lines.items() if k not in given}
         raise ValueError("invalid configuration: " + "; ".join(_with_line(p, from_file, source)
                                                                 for p in problems))
     return cfg, written

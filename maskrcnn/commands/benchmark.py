@@ -396,14 +396,14 @@ def run(args: argparse.Namespace) -> int:
     predictor = build_predictor(args)
     from maskrcnn.commands.flag_options import not_applying
 
-    if predictor.int8_parts and (args.no_optimise or args.no_winograd):  # predict's note, the same words
-        _note(not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)],
-                           "an INT8 file", "it always runs its INT8 kernels"))
-    if predictor.runtime:  # predict's note, the same words
-        note = not_applying([("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)],
-                            "an .onnx file", "onnxruntime runs its graph as exported")
-        if note:
-            _note(note)
+    flags = [("--no-optimise", args.no_optimise), ("--no-winograd", args.no_winograd)]
+    note = None  # predict's notes, the same words
+    if predictor.int8_parts:
+        note = not_applying(flags, "an INT8 file", "it always runs its INT8 kernels")
+    elif predictor.runtime:
+        note = not_applying(flags, "an .onnx file", "onnxruntime runs its graph as exported")
+    if note:
+        _note(note)
     dev = predictor.device
     timing = time_inference(predictor, images, on_failure=_report_failure)
     if timing.images == 0:  # every file became unreadable after the first look, or failed in the model

@@ -88,10 +88,11 @@ def _number(value):
 def given_class_names(text: str, num_classes: int) -> list:
     """``--class-names a,b,c`` -> ["__background__", "a", "b", "c"]; ValueError when the count is not the
     weights' (``num_classes`` counts the background)."""
+    from maskrcnn.class_names import BACKGROUND_NAMES
+
     given = [n.strip() for n in text.split(",") if n.strip()]
     k = num_classes - 1
-    # (the names a dataset's background category goes by: data/coco.py's, compared as it compares them)
-    background = [n for n in given if n.lower() in ("__background__", "background", "_background_")]
+    background = [n for n in given if n.lower() in BACKGROUND_NAMES]  # as a dataset's category is compared
     if background:
         example = ",".join(f"class_{i}" for i in range(1, min(k, 3) + 1)) + (",..." if k > 3 else "")
         raise ValueError(f"--class-names names the background ({background[0]!r}): it is implicit (class 0, "

@@ -69,7 +69,7 @@ from urllib.parse import unquote, urlsplit
 
 import torch
 
-from maskrcnn.class_names import distinct_names
+from maskrcnn.class_names import BACKGROUND_NAMES, distinct_names
 from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.images import (
@@ -109,8 +109,6 @@ __all__ = ["CocoDataset", "ImageSizeError", "TransformError", "choose_image_dir"
            "image_dir_candidates", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
-# names of a category that stands for the background (labelme2coco's, and other tools'), compared lowercased
-_BACKGROUND_NAMES = ("_background_", "background", "__background__")
 # why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
 # px an annotation may reach past its image's border and be clipped without a word (rounding, a vertex on
 # the last pixel's far edge)
@@ -643,7 +641,7 @@ class CocoDataset(torch.utils.data.Dataset):
         parents = {c.get("supercategory") for c in seen.values()}
 
         def why(cid: int, c: dict) -> Optional[str]:
-            if c["name"].strip().lower() in _BACKGROUND_NAMES:
+            if c["name"].strip().lower() in BACKGROUND_NAMES:
                 return "is named as the background (label 0 is the background already)"
             if c["name"] in parents and any(o.get("supercategory") == c["name"] for k, o in seen.items()
                                             if k != cid):
@@ -653,7 +651,7 @@ class CocoDataset(torch.utils.data.Dataset):
         reasons = {cid: why(cid, c) for cid, c in seen.items()}
         grouping = [cid for cid, reason in reasons.items() if reason and cid not in used]
         for cid in sorted(set(used) & set(seen)):
-            if seen[cid]["name"].strip().lower() not in _BACKGROUND_NAMES:
+            if seen[cid]["name"].strip().lower() not in BACKGROUND_NAMES:
                 continue
             warnings.warn(f"{self.json_path}: category {seen[cid]['name']!r} (id {cid}) is named as the "
                           f"background but has annotations; kept as a class", stacklevel=4)

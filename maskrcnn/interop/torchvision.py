@@ -41,6 +41,7 @@ from typing import Optional
 
 import torch
 
+from maskrcnn.class_names import BACKGROUND_NAMES
 from maskrcnn.interop.key_rules import (
     compile_rules,
     drop_frozen_counters,
@@ -483,9 +484,6 @@ def default_class_names(num_classes: int, layout: str = "") -> list:
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
 
 
-_BACKGROUND_NAMES = ("__background__", "background", "_background_")
-
-
 def meta_class_names(held, num_classes: int, layout: str = "") -> tuple:
     """``(class names background first, [note])``: those an MMDetection-style ``meta`` beside the weights
     stores (``{"meta": {"CLASSES": (...)}, "state_dict": ...}``, or mmengine's ``dataset_meta.classes``:
@@ -501,7 +499,7 @@ def meta_class_names(held, num_classes: int, layout: str = "") -> tuple:
     if stored is None:
         return default_class_names(num_classes, layout), []
     where = "meta['CLASSES']" if meta.get("CLASSES") is not None else "meta['dataset_meta']['classes']"
-    leading_background = stored[0].lower() in _BACKGROUND_NAMES
+    leading_background = stored[0].lower() in BACKGROUND_NAMES
     if len(stored) == num_classes and leading_background:
         stored = stored[1:]
     if len(stored) == num_classes - 1:
