@@ -371,9 +371,10 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
     """One video -> ``DIR/<stem>.predictions.jsonl`` and the overlay video; its summary. With
     ``keep_earlier`` (an earlier run's results of this stem are there) the results go to
     ``<stem>.predictions.partial.jsonl``, renamed over the earlier ones only when the video was predicted
-    completely; stopped or limited, they stay there and this run's overlay is dropped: the earlier pair
-    stays whole. OSError: the results file cannot be made (nothing is left behind); Ctrl-C or a stop
-    signal (``stop_requested``) is raised again once the frames done are written, its message naming them."""
+    completely; stopped or limited, they stay there and this run's overlay goes beside them
+    (``<stem>.overlay.partial.mp4``): the earlier pair stays whole. OSError: the results file cannot be
+    made (nothing is left behind); Ctrl-C or a stop signal (``stop_requested``) is raised again once the
+    frames done are written, its message naming them."""
     from maskrcnn.data.video import VideoReader
 
     with VideoReader(path) as reader:  # VideoReadError: not a video

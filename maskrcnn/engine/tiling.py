@@ -637,13 +637,13 @@ def _contradicted(pool: dict, ii: torch.Tensor, jj: torch.Tensor, *, edge_margin
     windows = pool["windows"]  # (D, 4)
     everything = torch.cat([windows[:, :2].min(dim=0).values, windows[:, 2:].max(dim=0).values])  # (4,)
     whole = (windows == everything).all(dim=1).tolist()  # (D,) the whole image's detections
+    shared_windows = _clip(windows[ii], windows[jj]).tolist()  # (I, 4) the window each pair both saw
     windows = windows.tolist()
     margin = math.ceil(edge_margin)
     for p, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
         if whole[i] or whole[j]:
             continue
-        shared = [max(windows[i][0], windows[j][0]), max(windows[i][1], windows[j][1]),
-                  min(windows[i][2], windows[j][2]), min(windows[i][3], windows[j][3])]
+        shared = shared_windows[p]
         for k, o in ((i, j), (j, i)):
             wk, wo = windows[k], windows[o]
             for axis in (0, 1):  # 0: the left and right edges (bands in x), 1: top and bottom

@@ -170,6 +170,21 @@ def checkpoint_candidates(output_dir: Path) -> list:
     return candidates
 
 
+def read_resume_checkpoint(output_dir: Path) -> dict:
+    """The checkpoint a resume of ``output_dir`` continues from: ``{"path", "checkpoint", "errors"}``, the
+    first of ``checkpoint_candidates`` that loads (on the CPU: ``load_state_dict`` moves it to the device)
+    and the errors of those before it that did not; path and checkpoint None when none loads (errors empty:
+    there was none). ``Trainer.resume`` and the resumed config (``engine/training._checkpoints_config``)
+    both read through it, so that they take the same file."""
+    errors = []
+    for path in checkpoint_candidates(output_dir):
+        try:
+            return {"path": path, "checkpoint": load_checkpoint(path, map_location="cpu"), "errors": errors}
+        except CheckpointError as e:
+            errors.append(str(e))
+    return {"path": None, "checkpoint": None, "errors": errors}
+
+
 def finished_without_checkpoint(output_dir: Path) -> str:
     """The refusal of a resume of ``output_dir`` when it holds finished weights (model_final.pth,
     model_best.pth) but no checkpoint to continue from (no ``last_checkpoint``, no model_NNNNNNN.pth: a
@@ -499,27 +514,18 @@ class Trainer:
         the newest other ``model_*.pth`` that loads is used instead, with a warning. ``then`` is called
         (every process) once it has loaded, right after "resumed from ...": what the caller has to say
         about the resume (``--set solver.iters 2 -> 3``) comes before what it leads to (the earlier end's
-        ``model_final.pth`` set aside). ``read``: ``{"path", "checkpoint", "errors"}``, the checkpoint this
-        choice makes, already read by the caller (``engine/training._checkpoints_config``): not read again.
+        ``model_final.pth`` set aside). ``read``: ``read_resume_checkpoint``'s answer, already read by the
+        caller (``engine/training._checkpoints_config``): not read again.
         """
-        if read:
-            path, ckpt, errors = read["path"], read["checkpoint"], list(read["errors"])
-        else:
-            candidates = checkpoint_candidates(self.output_dir)
-            if not candidates:
-                self._start_afresh()
-                return False
-            errors = []
-            for path in candidates:
-                try:
-                    ckpt = load_checkpoint(path, map_location="cpu")  # load_state_dict moves to the device
-                    break
-                except CheckpointError as e:
-                    errors.append(str(e))
-            else:
-                raise CheckpointError(
-                    f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
-                )
+        found = read or read_resume_checkpoint(self.output_dir)
+        path, ckpt, errors = found["path"], found["checkpoint"], list(found["errors"])
+        if path is None and not errors:  # no checkpoint at all
+            self._start_afresh()
+            return False
+        if path is None:
+            raise CheckpointError(
+                f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
+            )
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)

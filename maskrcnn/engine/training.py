@@ -207,24 +207,18 @@ def _checkpoints_model(saved, saved_path: Path, say, read=None):
 
 def _checkpoints_config(run_dir: Path, read=None):
     """``(Config, path)``: the config stored in the checkpoint a resume of ``run_dir`` continues from, the
-    one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads); None when none loads
-    (``resume`` says why). ``read`` (a dict) takes what was read, ``{"path", "checkpoint", "errors"}``:
+    one ``Trainer.resume`` loads (``trainer.read_resume_checkpoint``); None when none loads (``resume``
+    says why). ``read`` (a dict) takes what was read, ``{"path", "checkpoint", "errors"}``:
     handed to ``Trainer.resume``, the checkpoint is read once (hundreds of MB, on every process)."""
-    from maskrcnn.checkpoint import CheckpointError, load_checkpoint
     from maskrcnn.config import from_dict
-    from maskrcnn.engine.trainer import checkpoint_candidates
+    from maskrcnn.engine.trainer import read_resume_checkpoint
 
-    errors = []
-    for path in checkpoint_candidates(run_dir):
-        try:
-            ckpt = load_checkpoint(path, map_location="cpu")
-        except CheckpointError as e:
-            errors.append(str(e))
-            continue
-        if read is not None:
-            read.update(path=path, checkpoint=ckpt, errors=errors)
-        return from_dict(ckpt["config"], stored=True), path
-    return None
+    found = read_resume_checkpoint(run_dir)
+    if found["path"] is None:
+        return None
+    if read is not None:
+        read.update(found)
+    return from_dict(found["checkpoint"]["config"], stored=True), found["path"]
 
 
 _SHOWN_KEYS = 8  # differing model keys a resume's warning lists by name (another run's config: dozens)
