@@ -237,7 +237,7 @@ def max_image_pixels() -> Optional[int]:
 
 
 @contextmanager
-def _pil_open_quiet(name: Optional[str] = None):
+def _pil_open_quiet(name: str):
     """PIL's warnings in the block caught on this thread (its nameless DecompressionBombWarning, above
     89 MP, is kept from firing by a filter around the open and load, ``_no_bomb_warning``: our own check
     names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
@@ -255,7 +255,7 @@ def _pil_open_quiet(name: Optional[str] = None):
         for w in caught:
             if issubclass(w.category, Image.DecompressionBombWarning):
                 continue
-            if _is_pil_file(w.filename) and name is not None:
+            if _is_pil_file(w.filename):
                 warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
             else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
