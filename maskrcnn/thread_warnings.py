@@ -23,7 +23,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 
-__all__ = ["LOCK", "caught_here"]
+__all__ = ["LOCK", "caught_here", "ignoring"]
 
 LOCK = threading.RLock()
 _open: dict = {}  # thread id -> the lists of its open blocks, innermost last
@@ -70,3 +70,13 @@ def caught_here():
                 if warnings.showwarning is _dispatch:
                     warnings.showwarning = _saved[0]
                 _saved.clear()
+
+
+@contextmanager
+def ignoring(category: type):
+    """``category`` warnings ignored in the block (a ``catch_warnings`` block with an "ignore" filter),
+    holding ``LOCK``, as such a block on threads that use ``caught_here`` must: hold it only around short
+    calls."""
+    with LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        yield

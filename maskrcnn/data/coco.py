@@ -1347,15 +1347,7 @@ class CocoDataset(torch.utils.data.Dataset):
             return self.exif_frame
         if headers is None:
             infos = [self.image_info(index) for index in range(len(self.ids))]
-
-            def header(info):
-                try:
-                    return info["id"], image_header(info["path"]) if info["path"] is not None else None
-                except ImageReadError:
-                    return info["id"], None
-
-            with ThreadPoolExecutor(max_workers=max(1, min(8, len(infos)))) as pool:
-                headers = dict(pool.map(header, infos))
+            headers = {info["id"]: head for info, (head, _) in zip(infos, self._read_headers(infos))}
         stored_ev = turned_ev = halves = 0
         turned_headers = {}
         for iid, head in headers.items():
@@ -1458,15 +1450,7 @@ class CocoDataset(torch.utils.data.Dataset):
         if self.image_dir is None:
             return
         infos = [self.image_info(index) for index in range(len(self.ids))]
-
-        def header(info):
-            try:
-                return image_header(info["path"]), None
-            except ImageReadError as e:
-                return None, e
-
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
-            headers = list(pool.map(header, infos))  # in order: problems are named in the file's order
+        headers = self._read_headers(infos, threads=threads)  # in order: problems named in the file's order
         if self.exif_frame != "turned":  # the headers are read: settle the half-turned photos' frame now
             self._half_turn_frame({info["id"]: head for info, (head, _) in zip(infos, headers)})
         refused = {}
@@ -1483,6 +1467,22 @@ class CocoDataset(torch.utils.data.Dataset):
             self._notes.append(f"{self.json_path}: {len(self._stored_pixels)} images read without their "
                                f"EXIF rotation: {_STORED_PIXELS_WHY}")
             logger.warning(self._notes[-1])
+
+    @staticmethod
+    def _read_headers(infos: list, *, threads: int = 8) -> list:
+        """[(``image_header``'s, None) or (None, its ImageReadError), ...] of the images ``infos``, in
+        order, ``threads`` at a time (the reads wait on the disk, not the CPU); (None, None) without a
+        path. The one header pass of ``check_image_files`` and ``_half_turn_frame``."""
+        def header(info):
+            if info["path"] is None:
+                return None, None
+            try:
+                return image_header(info["path"]), None
+            except ImageReadError as e:
+                return None, e
+
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(infos)))) as pool:
+            return list(pool.map(header, infos))
 
     def _leave_out(self, refused: dict) -> None:
         """Leave out the images ``refused`` ({image id: (reason, message)}), counted and named once each,

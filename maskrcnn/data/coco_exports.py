@@ -197,9 +197,7 @@ def _zero_area(area, bbox) -> bool:
     """An area of 0 beside a box of positive size: no object has it (the OKS scale, AP 0 silently)."""
     if isinstance(area, bool) or area != 0 or not isinstance(bbox, list) or len(bbox) != 4:
         return False
-    size = bbox[2:]
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-               for v in size)
+    return all(_number(v) and v > 0 for v in bbox[2:])
 
 
 def warn_tool_exports(data: dict, source: str) -> dict:

@@ -46,7 +46,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskrcnn.data.folders import is_symlink_loop, link_target, list_folder
-from maskrcnn.thread_warnings import LOCK, caught_here
+from maskrcnn.thread_warnings import caught_here, ignoring
 
 __all__ = [
     "HALF_TURNS",
@@ -237,7 +237,7 @@ def max_image_pixels() -> Optional[int]:
 
 
 @contextmanager
-def _pil_open_quiet(name: Optional[str] = None):
+def _pil_open_quiet(name: str):
     """PIL's warnings in the block caught on this thread (its nameless DecompressionBombWarning, above
     89 MP, is kept from firing by a filter around the open and load, ``_no_bomb_warning``: our own check
     names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
@@ -255,7 +255,7 @@ def _pil_open_quiet(name: Optional[str] = None):
         for w in caught:
             if issubclass(w.category, Image.DecompressionBombWarning):
                 continue
-            if _is_pil_file(w.filename) and name is not None:
+            if _is_pil_file(w.filename):
                 warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
             else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
@@ -268,14 +268,14 @@ def _no_bomb_warning(pixels: Optional[int] = None):
     error``, a test suite's ``filterwarnings = error``) PIL's warning was an exception out of
     ``Image.open`` and an 89-179 MP image crashed predict (our own check names the file instead).
     ``pixels``: the image's size when known (a load): below PIL's warning limit nothing is done, so that
-    decoding stays lock-free. Under ``LOCK``, so that the ``catch_warnings`` block lies wholly inside or
-    outside other threads' ``caught_here`` swaps; hold it only around short calls (a header parse)."""
+    decoding stays lock-free. Under ``LOCK`` (``thread_warnings.ignoring``), so that the ``catch_warnings``
+    block lies wholly inside or outside other threads' ``caught_here`` swaps; hold it only around short
+    calls (a header parse)."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit is None or (pixels is not None and pixels <= limit):
         yield
         return
-    with LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with ignoring(Image.DecompressionBombWarning):
         yield
 
 

@@ -17,7 +17,6 @@ runs, in memory of the window's columns at full height, never the whole image.
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional, Union
 
 import numpy as np
@@ -25,7 +24,7 @@ import pycocotools.mask as mask_utils
 import torch
 
 from maskrcnn.data.json_values import is_int, is_whole
-from maskrcnn.thread_warnings import LOCK
+from maskrcnn.thread_warnings import ignoring
 
 __all__ = [
     "annotation_to_mask", "compress_runs", "decode_rle_window", "is_empty_segmentation", "mask_to_rle",
@@ -235,8 +234,7 @@ def annotation_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
             polygons.append(coords.tolist())
         if not polygons:
             raise ValueError("segmentation has no polygon with at least 3 points")
-        with LOCK, warnings.catch_warnings():  # pycocotools' numpy 2 DeprecationWarning is not ours to show
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with ignoring(DeprecationWarning):  # pycocotools' numpy 2 DeprecationWarning is not ours to show
             rles = mask_utils.frPyObjects(polygons, height, width)
             decoded = mask_utils.decode(mask_utils.merge(rles))
         return torch.from_numpy(np.ascontiguousarray(decoded))
@@ -292,8 +290,7 @@ def masks_to_rles(masks: torch.Tensor) -> list:
         # transposing copy, then a zero-copy view (bool and uint8 share their byte layout)
         cwh = chunk.transpose(1, 2).contiguous().cpu().view(torch.uint8)  # (n, W, H)
         array = cwh.numpy().transpose(2, 1, 0)  # (H, W, n), Fortran-contiguous
-        with LOCK, warnings.catch_warnings():  # LOCK: on serve threads too (thread_warnings)
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with ignoring(DeprecationWarning):  # pycocotools' numpy 2 DeprecationWarning
             rles = mask_utils.encode(array)
         out.extend({"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
                    for r in rles)
@@ -349,8 +346,7 @@ def compress_runs(runs: list, height: int, width: int) -> list:
     own string compression)."""
     if not runs:
         return []
-    with LOCK, warnings.catch_warnings():  # LOCK: on serve threads too (thread_warnings)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with ignoring(DeprecationWarning):  # pycocotools' numpy 2 DeprecationWarning
         rles = mask_utils.frPyObjects(
             [{"size": [height, width], "counts": r.tolist()} for r in runs], height, width
         )

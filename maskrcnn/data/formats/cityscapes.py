@@ -104,9 +104,10 @@ def _draw_polygons(objects: list, height: int, width: int, *, where: str, report
 _ID_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16 or 32 bits: ids up to 33999 fit
 
 
-def _read_ids_png(path: Path, height: int, width: int) -> np.ndarray:
-    """An instanceIds PNG -> (H, W) int64 ids, or Skip naming it (opened by ``images.open_image``, the
-    converters' one open: one over the pixel limit is ``image_too_large``, not a traceback)."""
+def _read_ids_png(path: Path) -> np.ndarray:
+    """An instanceIds PNG -> (h, w) int64 ids at its own size (the caller judges it against the image's),
+    or Skip naming it (opened by ``images.open_image``, the converters' one open: one over the pixel limit
+    is ``image_too_large``, not a traceback)."""
     try:
         with open_image(path, path.name) as img:
             mode = img.mode
@@ -165,7 +166,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     refused = None
     if ids_path.is_file():
         try:
-            ids = _read_ids_png(ids_path, height, width)
+            ids = _read_ids_png(ids_path)
             if ids.shape != (height, width):  # Skip when of another shape than the image
                 resized_scale(report, builder.relative(ids_path), ids.shape, (height, width),
                               pixel_off=_RESAMPLED)
