@@ -143,6 +143,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
     annotations = annotations if isinstance(annotations, list) else []
     sized = sum(map(_unknown_size, images))
     wrapped = unboxed = unmeasured = zeroed = turned = 0
+    unread = []  # ids of the annotations whose attributes.rotation is not a number: read upright
     fixed = None  # the annotation list with the records read otherwise: a copy, made at the first one
     sizes = None  # {image id: (W, H)}, made at the first turned box (which is clipped to its image)
     for i, a in enumerate(annotations):
@@ -155,6 +156,9 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         null_area = a.get("area", 0) is None  # present and null
         zero = not null_area and _zero_area(a.get("area"), bbox)
         turn = _box_rotation(a, seg, bbox) if "attributes" in a else 0.0
+        if not turn and "attributes" in a and seg in (None, [], {}) \
+                and _unreadable_rotation(a["attributes"]):
+            unread.append(a.get("id", f"annotations[{i}]"))
         if flat or no_box or null_area or zero or turn:
             if fixed is None:
                 fixed = list(annotations)
@@ -166,7 +170,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
             wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
             zeroed += zero
             turned += bool(turn)
-    if not sized and fixed is None:
+    if not sized and fixed is None and not unread:
         return data, []
     out = dict(data)
     if sized:
@@ -190,7 +194,17 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         notes.append(f"{source}: {turned} box-only annotations have attributes.rotation (rotated boxes, as "
                      f"CVAT's COCO export writes them): each read as its box turned clockwise about its "
                      f"centre, its bbox the extent of the turned box's part inside the image")
+    if unread:
+        shown = ", ".join(map(str, unread[:5])) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        notes.append(f"{source}: {len(unread)} annotations have an attributes.rotation that is not a finite "
+                     f"number (annotation id {shown}): their boxes are read upright")
     return out, notes
+
+
+def _unreadable_rotation(attributes) -> bool:
+    """Whether ``attributes`` (an annotation's) holds a ``rotation`` that is not a finite number."""
+    return isinstance(attributes, dict) and "rotation" in attributes and attributes["rotation"] is not None \
+        and not _number(attributes["rotation"])
 
 
 def _zero_area(area, bbox) -> bool:

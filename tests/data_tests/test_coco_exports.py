@@ -262,6 +262,15 @@ def test_cvat_coco_export_rotated_boxes_are_read_turned(tmp_path, caplog):
     assert np.allclose([a["bbox"] for a in gt.dataset["annotations"]], expected, atol=0.01)
 
 
+def test_a_rotation_that_is_not_a_number_is_said_not_read_upright_silently(tmp_path, caplog):
+    # a hand-edited export: "abc" and NaN rotations were read upright without a word
+    boxes = [(40, 40, 40, 20, "abc"), (100, 60, 50, 10, float("nan")), (20, 100, 30, 20, 90.0)]
+    _, _, _, got = _cvat_coco_boxes(tmp_path, boxes)
+    assert got == [[40.0, 40.0, 40.0, 20.0], [100.0, 60.0, 50.0, 10.0], [25.0, 95.0, 20.0, 30.0]]
+    assert "2 annotations have an attributes.rotation that is not a finite number (annotation id 1, 2): " \
+           "their boxes are read upright" in caplog.text
+
+
 def test_cvat_coco_rotated_box_past_the_border_is_clipped_as_the_xml_reader_clips_it(tmp_path, caplog):
     """A turned box with corners past the image: its extent was taken unclipped (x 5.25..54.75, y from
     -19.75) and the loader clipped that afterwards, to a box wider than the CVAT XML reader's, with a
