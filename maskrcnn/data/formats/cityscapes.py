@@ -47,7 +47,7 @@ from maskrcnn.data.formats.common import (
 from maskrcnn.data.formats.geometry import as_points, nearest_indices
 from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
-__all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes"]
+__all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes", "resized_ids"]
 
 # cityscapesScripts helpers/labels.py: name -> label id (-1: never drawn).
 LABEL_IDS = {
@@ -129,8 +129,9 @@ def _read_ids_png(path: Path) -> np.ndarray:
     return ids
 
 
-def _resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w) instance ids -> (H, W), each pixel the id under its centre (nearest: ids are no colours)."""
+def resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) instance ids (or a mask) -> (H, W), each pixel the id under its centre (nearest: ids are no
+    colours; ``eval --cityscapes`` resizes prediction masks to the ground truth's size with it)."""
     # every centre of the image falls on the drawing, so each axis lists all of the image's pixels
     rows, _ = nearest_indices(0, ids.shape[0], scale=height / ids.shape[0], size=height)
     cols, _ = nearest_indices(0, ids.shape[1], scale=width / ids.shape[1], size=width)
@@ -170,7 +171,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
             if ids.shape != (height, width):  # Skip when of another shape than the image
                 resized_scale(report, builder.relative(ids_path), ids.shape, (height, width),
                               pixel_off=_RESAMPLED)
-                ids = _resized_ids(ids, height, width)
+                ids = resized_ids(ids, height, width)
             return ids, "instanceIds"
         except Skip as e:
             if not json_path.is_file():
@@ -183,7 +184,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     if refused is not None:  # said once the polygons are known to be usable
         report.warn(builder.relative(ids_path), f"{refused}; drawing the polygons instead")
     ids = _draw_polygons(objects, *drawn, where=where, report=report)
-    return (ids if drawn == (height, width) else _resized_ids(ids, height, width)), "polygons"
+    return (ids if drawn == (height, width) else resized_ids(ids, height, width)), "polygons"
 
 
 def _one_level_too_deep(root: Path, split: str) -> str:
