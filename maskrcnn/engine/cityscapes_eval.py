@@ -5,7 +5,8 @@ Shapes: one image's detections in COCO results records (``data/coco_results.py``
 ``segmentation`` of H x W (the original image), ``category_id``, ``score``.
 
 ``write_predictions`` writes what the Cityscapes benchmark takes: per image ``{stem}.txt`` with one line
-``masks/{stem}_{k}.png <label id> <score>`` per detection, each PNG an H x W binary mask (0 / 255), label
+``masks/{stem}_{k}.png <label id> <score>`` per detection, each PNG a binary mask (0 / 255) at the size of
+the image's ground truth (a resized copy's masks resized to it, nearest; another shape refused), label
 ids those of cityscapesScripts' ``labels.py`` (person 24 .. bicycle 33), found from the category names.
 ``evaluate_cityscapes`` then runs ``evalInstanceLevelSemanticLabeling.evaluateImgLists`` on those files
 against ``ROOT/gtFine/{split}/{city}/{stem}_gtFine_instanceIds.png`` (drawn by the package's own
@@ -34,7 +35,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-__all__ = ["check_root", "evaluate_cityscapes", "ground_truth_path", "label_ids_for", "write_predictions"]
+__all__ = ["check_root", "evaluate_cityscapes", "ground_truth_path", "ground_truth_size", "label_ids_for",
+           "write_predictions"]
 
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 INSTALL_HINT = ("the Cityscapes evaluation needs the cityscapesscripts package: "
@@ -72,6 +74,57 @@ def ground_truth_path(root: Path, file_name: str) -> tuple:
     return stem, folder / f"{stem}_gtFine_instanceIds.png", folder / f"{stem}_gtFine_polygons.json"
 
 
+def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
+    """(H, W) of an image's ground truth as the official scorer reads it: the instanceIds PNG's (its
+    header), else the ``imgHeight`` x ``imgWidth`` of its polygons (``json2instanceImg`` draws at that
+    size); None when neither file says one (the scoring names a missing file)."""
+    from PIL import Image
+
+    from maskrcnn.data.formats.common import given_size
+
+    if ids_png.is_file():
+        try:
+            with Image.open(ids_png) as img:
+                return img.height, img.width
+        except (OSError, ValueError):
+            return None
+    try:
+        data = json.loads(polygons.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return given_size(data.get("imgHeight"), data.get("imgWidth")) if isinstance(data, dict) else None
+
+
+def _same_shape(shown: tuple, truth: tuple) -> bool:
+    """Whether an image of ``shown`` (H, W) is a resized copy of one of ``truth`` (H, W): one scale within
+    a pixel's rounding of both sides, the converters' rule (``formats.common.resized_scale``)."""
+    (h, w), (gh, gw) = shown, truth
+    mean = (w / gw + h / gh) / 2.0
+    slack = max(1.0, mean)
+    return abs(gw * mean - w) <= slack and abs(gh * mean - h) <= slack
+
+
+def _size_text(size: tuple) -> str:
+    return f"{size[1]}x{size[0]}"
+
+
+def _other_sizes(root: Path, images: Iterable[dict]) -> tuple:
+    """(the images whose size (the records' ``height`` x ``width``) is not their ground truth's but has its
+    shape, [(file_name, image size, ground-truth path, its size)] of those of another shape)."""
+    resized, other = [], []
+    for img in images:
+        shown = (img.get("height"), img.get("width"))
+        if not all(isinstance(v, int) and v > 0 for v in shown):
+            continue  # the COCO loader names a record without a size
+        _, ids_png, polygons = ground_truth_path(root, str(img.get("file_name", "")))
+        truth = ground_truth_size(ids_png, polygons)
+        if truth is None or truth == shown:
+            continue
+        where = ids_png if ids_png.is_file() else polygons
+        (resized if _same_shape(shown, truth) else other).append((img["file_name"], shown, where, truth))
+    return resized, other
+
+
 def check_root(root, ground_truth: dict, *, given: str = "") -> None:
     """FileNotFoundError unless ``root/gtFine/<split>`` holds a folder for every split the Cityscapes-named
     images of ``ground_truth`` come from (before the inference: a ROOT given one level too deep, ``gtFine``
@@ -89,14 +142,30 @@ def check_root(root, ground_truth: dict, *, given: str = "") -> None:
         raise ValueError(f"{given}{e}") from None
     for split in sorted(splits):
         check_split_folder(root, "gtFine", split, given=given)
+    # The scorer compares each mask with the ground truth pixel for pixel: an image of another shape than
+    # its gtFine failed in its assignGt2Preds after the whole inference (a resized copy has its masks
+    # resized to the ground truth's size when they are written)
+    _, other = _other_sizes(Path(root), ground_truth.get("images", []))
+    if other:
+        name, shown, where, truth = other[0]
+        raise ValueError(
+            f"{given}{len(other)} image(s) not of the shape of their gtFine ground truth, e.g. {name}: "
+            f"{_size_text(shown)} (WxH, as the --json file gives it), {where}: {_size_text(truth)}; the "
+            f"official scorer compares masks at the ground truth's size, and only a resized copy (the same "
+            f"shape) can be resized to it: evaluate the images gtFine was drawn on")
 
 
-def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: dict) -> dict:
+def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: dict,
+                      sizes: Optional[dict] = None) -> dict:
     """Write the benchmark's prediction files for ``images`` ({image id: stem}) into ``out_dir``; return
-    {image id: path of its txt} (an image without detections gets an empty one: the script needs it)."""
+    {image id: path of its txt} (an image without detections gets an empty one: the script needs it).
+    ``sizes``: {image id: (H, W) of its ground truth}; a mask of another size (a resized copy of the
+    image was evaluated) is resized to it (nearest), as the benchmark reads masks at the ground truth's
+    size; ValueError for a mask of another shape."""
     import pycocotools.mask as mask_utils
     from PIL import Image
 
+    from maskrcnn.data.formats.cityscapes import resized_ids
     from maskrcnn.io_utils import atomic_write_text
 
     out_dir = Path(out_dir)
@@ -110,6 +179,13 @@ def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: 
             raise ValueError(f"result for image {image_id} has category_id {r['category_id']}, which is not "
                              f"a Cityscapes class of the ground truth")
         mask = mask_utils.decode(r["segmentation"])  # (H, W) uint8
+        truth = (sizes or {}).get(image_id)
+        if truth is not None and tuple(mask.shape) != tuple(truth):
+            if not _same_shape(mask.shape, truth):
+                raise ValueError(f"result for image {image_id} ({images[image_id]}) has a "
+                                 f"{_size_text(mask.shape)} mask (WxH), of another shape than its ground "
+                                 f"truth's {_size_text(truth)}")
+            mask = resized_ids(mask, *truth)
         stem = _safe(images[image_id])
         name = f"masks/{stem}_{len(lines[image_id]):04d}.png"
         Image.fromarray((mask > 0).astype(np.uint8) * 255).save(out_dir / name)
@@ -141,7 +217,7 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
     root = Path(root).resolve()
     wanted = None if image_ids is None else set(image_ids)
     label_ids = label_ids_for(ground_truth.get("categories", []))
-    stems, gts = {}, []
+    stems, gts, sizes, evaluated = {}, [], {}, []
     for img in ground_truth["images"]:
         if wanted is not None and img["id"] not in wanted:
             continue
@@ -150,13 +226,26 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
             raise FileNotFoundError(f"{ids_png}: no such file (nor {polygons.name}): --cityscapes needs the "
                                     f"gtFine annotations of every evaluated image")
         stems[img["id"]] = stem
+        sizes[img["id"]] = ground_truth_size(ids_png, polygons)
+        evaluated.append(img)
         gts.append((img["id"], str(ids_png) if ids_png.is_file() else "", str(polygons)))
     if not gts:
         raise ValueError("no image to evaluate")
+    resized, other = _other_sizes(root, evaluated)
+    if other:  # check_root refuses them before the inference; here for a caller that did not check
+        name, shown, where, truth = other[0]
+        raise ValueError(f"{name}: {_size_text(shown)} (WxH), of another shape than its ground truth "
+                         f"{where}: {_size_text(truth)} ({len(other)} image(s) so)")
+    if resized:
+        name, shown, where, truth = resized[0]
+        warnings.warn(f"{len(resized)} image(s) not at their gtFine size, resized copies (e.g. {name}: "
+                      f"{_size_text(shown)}, {where.name}: {_size_text(truth)}): their prediction masks are "
+                      f"resized to the ground truth's size (nearest), at which the official scorer reads "
+                      f"them", stacklevel=2)
     with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as work:
         work = Path(work)
         pred_dir = Path(predictions_dir).resolve() if predictions_dir else work / "predictions"
-        txts = write_predictions(results, stems, pred_dir, label_ids=label_ids)
+        txts = write_predictions(results, stems, pred_dir, label_ids=label_ids, sizes=sizes)
         spec = {"work": str(work), "predictions": str(pred_dir.resolve()),
                 "pairs": [[str(txts[i].resolve()), ids, poly] for i, ids, poly in gts]}
         (work / "spec.json").write_text(json.dumps(spec))

@@ -142,7 +142,7 @@ def test_cityscapes_instances_crowd_occlusion_and_sources(tmp_path, capsys):
     assert "skipped 3 record(s): 1 few_points, 1 missing_annotation, 1 unknown_label" in err
     assert "1 deleted objects left out" in err
     assert "2 images with masks from instanceIds, 1 images with masks from polygons" in err
-    assert ("1 gtFine polygon files without their leftImg8bit image, left out "
+    assert ("1 gtFine annotations (polygons or instanceIds) without their leftImg8bit image, left out "
             "(e.g. zurich/zurich_000000_000019)") in err
     assert f"--train-images {root}" in captured.out
 
@@ -287,3 +287,59 @@ def test_a_pixel_off_instance_ids_png_says_it_is_resampled(tmp_path, capsys):
     assert ("is a pixel off the image file's 40x30: the instance ids are resampled to the image file's "
             "size") in err
     assert "used as drawn" not in err
+
+
+def test_ground_truth_without_its_image_is_noted_when_only_instance_ids_exist(tmp_path, capsys):
+    """Orphans were counted from *_gtFine_polygons.json only: a gtFine of instanceIds PNGs only said
+    nothing of one without its leftImg8bit image."""
+    root = tmp_path / "cs"
+    ids = np.zeros((H, W), np.int64)
+    ids[4:9, 2:10] = 26000
+    _instance_ids(_image(root, "train", "aachen", "aachen_000000_000019"), ids)
+    _instance_ids(root / "gtFine" / "train" / "aachen" / "aachen_000004_000019", ids)  # no image
+    assert _convert(root, tmp_path / "train.json") == 0
+    err = capsys.readouterr().err
+    assert ("1 gtFine annotations (polygons or instanceIds) without their leftImg8bit image, left out "
+            "(e.g. aachen/aachen_000004_000019)") in err, err
+
+
+def test_zips_unpacked_apart_and_gtcoarse_alone_are_named(tmp_path, capsys):
+    """Each zip unpacked into its own folder (leftImg8bit_trainvaltest/leftImg8bit, gtFine_trainvaltest/
+    gtFine), or only gtCoarse downloaded: 'no such folder ... (splits in ...: none)' without a word of
+    what was found."""
+    root = tmp_path / "cs"
+    _image(root / "leftImg8bit_trainvaltest", "val", "ulm", "ulm_000000_000019")
+    _polygons(root / "gtFine_trainvaltest" / "gtFine" / "val" / "ulm" / "ulm_000000_000019",
+              [{"label": "car", "polygon": _rect(2, 3, 8, 7)}])
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 1
+    err = capsys.readouterr().err
+    assert (f"leftImg8bit is at {root / 'leftImg8bit_trainvaltest' / 'leftImg8bit'}, in a folder of its own "
+            "(a zip unpacked into one): move gtFine and leftImg8bit side by side") in err, err
+    assert _convert(root / "leftImg8bit_trainvaltest", tmp_path / "val.json", "--split", "val") == 1
+    err = capsys.readouterr().err
+    assert f"gtFine is at {root / 'gtFine_trainvaltest' / 'gtFine'}, in a folder of its own" in err, err
+
+    coarse = tmp_path / "coarse"
+    _image(coarse, "val", "ulm", "ulm_000000_000019")
+    (coarse / "gtCoarse" / "val" / "ulm").mkdir(parents=True)
+    assert _convert(coarse, tmp_path / "val.json", "--split", "val") == 1
+    err = capsys.readouterr().err
+    assert f"{coarse} holds gtCoarse, the coarse annotations, which are not read" in err, err
+
+
+def test_the_test_split_says_it_has_no_public_labels(tmp_path, capsys):
+    """Cityscapes' test gtFine holds placeholder regions only: the conversion ended on 'the annotations hold
+    no object', not saying that the split is published without labels."""
+    root = tmp_path / "cs"
+    _polygons(_image(root, "test", "berlin", "berlin_000000_000019"),
+              [{"label": "ego vehicle", "polygon": _rect(0, 20, 39, 29)}])
+    assert _convert(root, tmp_path / "test.json", "--split", "test") == 1
+    err = capsys.readouterr().err
+    assert "1 image(s) but no instance: Cityscapes' test split has no public labels" in err, err
+    assert not (tmp_path / "test.json").exists()
+    (root / "gtFine" / "test" / "berlin" / "berlin_000000_000019_gtFine_polygons.json").unlink()
+    (root / "gtFine" / "test" / "berlin").rmdir()
+    (root / "gtFine" / "test").rmdir()
+    assert _convert(root, tmp_path / "test.json", "--split", "test") == 1
+    err = capsys.readouterr().err
+    assert "gtFine/test: no such folder" in err and "test split has no public labels" in err, err

@@ -328,3 +328,57 @@ def test_a_scorer_failure_is_its_last_line_not_the_traceback():
     assert _failure("ERROR: Found no prediction for ground truth x\n") == (
         ": ERROR: Found no prediction for ground truth x")
     assert _failure("") == " (no output)"
+
+
+def _resize_images(root, size):
+    for path in sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
+        Image.open(path).resize(size).save(path)
+
+
+def test_a_resized_copy_has_its_masks_written_at_the_ground_truths_size(tmp_path, capsys):
+    """leftImg8bit resized to half (which convert-data converts): the masks were written at the image's size
+    and the official scorer failed on them (assignGt2Preds: shapes (48,64) (24,32)) after the whole
+    inference. Now they are resized (nearest) to the gtFine size, said once, and scored."""
+    root = tmp_path / "cs"
+    _tree(root)
+    _resize_images(root, (W // 2, H // 2))
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(_as_results(json.loads(gt_json.read_text()))))
+    out = tmp_path / "eval"
+    with pytest.warns(UserWarning, match="2 image.s. not at their gtFine size, resized copies") as caught:
+        assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root),
+                     "--output", str(out)]) == 0
+    (note,) = [str(w.message) for w in caught if "gtFine size" in str(w.message)]
+    assert f"{W // 2}x{H // 2}" in note and f"{W}x{H}" in note
+    assert "resized to the ground truth's size" in note
+    masks = sorted((out / "cityscapes_predictions" / "masks").glob("*.png"))
+    assert masks and {Image.open(m).size for m in masks} == {(W, H)}
+    cs = json.loads((out / "metrics.json").read_text())["cityscapes"]
+    assert cs["AP50"] == pytest.approx(100.0)  # the even-edged rectangles survive the half size
+
+
+def test_an_image_of_another_shape_than_its_ground_truth_is_refused_before_the_results_are_read(
+        tmp_path, capsys):
+    """Images of another shape than gtFine (a crop, a padded copy) cannot be laid on the ground truth: said
+    up front, naming the image and both sizes, not by the scorer after the whole inference."""
+    root = tmp_path / "cs"
+    _tree(root)
+    gt_json = tmp_path / "val.json"
+    assert main(["convert-data", "--from", "cityscapes", str(root), "--split", "val",
+                 "--output", str(gt_json)]) == 0
+    coco = json.loads(gt_json.read_text())
+    for image in coco["images"]:
+        image["height"] = H // 3  # as a converted JSON of cropped images gives them
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(coco))
+    capsys.readouterr()
+    assert main(["eval", "--results", str(tmp_path / "absent.json"), "--json", str(other), "--cityscapes",
+                 str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "2 image(s) not of the shape of their gtFine ground truth, e.g. " \
+           f"leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png: {W}x{H // 3}" in err, err
+    assert f"frankfurt_000000_000294_gtFine_polygons.json: {W}x{H}" in err, err
+    assert "absent.json" not in err  # before the results are read

@@ -19,7 +19,9 @@ detectron2 does); the groups of those classes become crowd regions (``iscrowd`` 
 image). caravan and trailer have instances but are not evaluated, so they are left out, as detectron2
 leaves them out.
 
-Refused, by name: a missing ``gtFine/<split>`` (one line up front, not one per image); an instanceIds PNG
+Refused, by name: a missing ``gtFine/<split>`` (one line up front, not one per image, with a hint for a
+root one level too deep, zips unpacked into folders of their own, gtCoarse alone, the test split); the test
+split (its gtFine holds no object: Cityscapes publishes no test labels); an instanceIds PNG
 that is 8-bit (no id >= 1000 fits: every object would be a crowd region), of another size than the image,
 unreadable or over the pixel limit (``images.open_image``, the converters' one open): the polygons are
 drawn instead, with a warning, or without them the image is skipped. An instanceIds PNG or polygons of
@@ -47,7 +49,7 @@ from maskrcnn.data.formats.common import (
 from maskrcnn.data.formats.geometry import as_points, nearest_indices
 from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
-__all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes"]
+__all__ = ["CATEGORIES", "LABEL_IDS", "check_split_folder", "read_cityscapes", "resized_ids"]
 
 # cityscapesScripts helpers/labels.py: name -> label id (-1: never drawn).
 LABEL_IDS = {
@@ -65,6 +67,14 @@ _CLASS_NAMES = dict(CATEGORIES)
 _GROUP = "group"
 # what a pixel-off size becomes here: the ids always fill the image, so they are resampled (nearest)
 _RESAMPLED = "the instance ids are resampled to the image file's size, nearest"
+
+
+# what the test split is: its gtFine (gtFine_trainvaltest.zip) holds no object, only the regions outside
+# the road scene, so a conversion of it has images but no instance, which said only "the annotations hold
+# no object"
+_NO_TEST_LABELS = ("Cityscapes' test split has no public labels (its gtFine files hold no object, only "
+                   "placeholder regions such as 'ego vehicle'; the benchmark server scores it): convert "
+                   "train or val")
 
 
 def _draw_polygons(objects: list, height: int, width: int, *, where: str, report: Report) -> np.ndarray:
@@ -129,8 +139,9 @@ def _read_ids_png(path: Path) -> np.ndarray:
     return ids
 
 
-def _resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w) instance ids -> (H, W), each pixel the id under its centre (nearest: ids are no colours)."""
+def resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) instance ids (or a mask) -> (H, W), each pixel the id under its centre (nearest: ids are no
+    colours; ``eval --cityscapes`` resizes prediction masks to the ground truth's size with it)."""
     # every centre of the image falls on the drawing, so each axis lists all of the image's pixels
     rows, _ = nearest_indices(0, ids.shape[0], scale=height / ids.shape[0], size=height)
     cols, _ = nearest_indices(0, ids.shape[1], scale=width / ids.shape[1], size=width)
@@ -170,7 +181,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
             if ids.shape != (height, width):  # Skip when of another shape than the image
                 resized_scale(report, builder.relative(ids_path), ids.shape, (height, width),
                               pixel_off=_RESAMPLED)
-                ids = _resized_ids(ids, height, width)
+                ids = resized_ids(ids, height, width)
             return ids, "instanceIds"
         except Skip as e:
             if not json_path.is_file():
@@ -183,7 +194,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     if refused is not None:  # said once the polygons are known to be usable
         report.warn(builder.relative(ids_path), f"{refused}; drawing the polygons instead")
     ids = _draw_polygons(objects, *drawn, where=where, report=report)
-    return (ids if drawn == (height, width) else _resized_ids(ids, height, width)), "polygons"
+    return (ids if drawn == (height, width) else resized_ids(ids, height, width)), "polygons"
 
 
 def _one_level_too_deep(root: Path, split: str) -> str:
@@ -194,6 +205,24 @@ def _one_level_too_deep(root: Path, split: str) -> str:
                 else f"holds {split}/<city>/ as Cityscapes' gtFine and leftImg8bit do")
         return (f"; {root} {what}: pass its parent, the folder that holds gtFine and leftImg8bit "
                 f"({root.resolve().parent})")
+    return ""
+
+
+def _other_layouts(root: Path, kind: str) -> str:
+    """The hint for two common downloads that lack ``root/kind``, "" otherwise:
+
+    - each zip unpacked into a folder of its own (``gtFine_trainvaltest/gtFine``, ``leftImg8bit_trainvaltest/
+      leftImg8bit``), found under ``root`` or beside it (a folder named after the zip, ``{kind}*``; any
+      other folder beside ``root`` may be another dataset): gtFine and leftImg8bit must sit side by side;
+    - gtCoarse without gtFine: the coarse annotations, which the conversion does not read."""
+    found = sorted(p for p in [*root.glob(f"*/{kind}"), *root.parent.glob(f"{kind}*/{kind}")]
+                   if p.is_dir() and p.parent != root)
+    if found:
+        return (f"; {kind} is at {found[0]}, in a folder of its own (a zip unpacked into one): move "
+                f"gtFine and leftImg8bit side by side into one folder and pass that folder")
+    if kind == "gtFine" and (root / "gtCoarse").is_dir():
+        return (f"; {root} holds gtCoarse, the coarse annotations, which are not read: the conversion and "
+                f"the evaluation take the fine ones, gtFine (gtFine_trainvaltest.zip)")
     return ""
 
 
@@ -209,7 +238,8 @@ def check_split_folder(root, kind: str, split: str, *, given: str = "") -> Path:
         raise FileNotFoundError(
             f"{given}{folder}: no such folder; Cityscapes' layout is leftImg8bit/<split>/<city>/"
             f"*_leftImg8bit.png with gtFine/<split>/<city>/ beside it (splits in {kind}: {found or 'none'})"
-            + _one_level_too_deep(root, split)
+            + (_one_level_too_deep(root, split) or _other_layouts(root, kind))
+            + (f"; {_NO_TEST_LABELS}" if kind == "gtFine" and split == "test" else "")
         )
     return folder
 
@@ -237,12 +267,14 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
         )
     # ground truth without its image (a city of leftImg8bit not downloaded or unpacked) was left out
     # without a word: counted in the summary
+    # (either file of its ground truth: a download of instanceIds PNGs only went unsaid)
     stems = {(p.parent.name, p.name[: -len(suffix)]) for p in image_paths}
-    orphans = {(p.parent.name, p.name[: -len("_gtFine_polygons.json")])
-               for p in (root / "gtFine" / split).glob("*/*_gtFine_polygons.json")} - stems
+    orphans = {(p.parent.name, p.name[: -len(ending)])
+               for ending in ("_gtFine_polygons.json", "_gtFine_instanceIds.png")
+               for p in gt_dir.glob(f"*/*{ending}")} - stems
     if orphans:
-        report.note(f"gtFine polygon files without their leftImg8bit image, left out (e.g. "
-                    f"{'/'.join(min(orphans))})", len(orphans))
+        report.note(f"gtFine annotations (polygons or instanceIds) without their leftImg8bit image, left out "
+                    f"(e.g. {'/'.join(min(orphans))})", len(orphans))
     for image_path in image_paths:
         prefix = root / "gtFine" / split / image_path.parent.name / image_path.name[: -len(suffix)]
         try:
@@ -257,3 +289,6 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
             class_id = value // 1000 if value >= 1000 else value
             if class_id in _CLASS_NAMES:
                 builder.add_mask(image_id, _CLASS_NAMES[class_id], ids == value, iscrowd=value < 1000)
+    if split == "test" and builder.images and not builder.annotations:
+        raise ValueError(f"{root / 'gtFine' / split}: {len(builder.images)} image(s) but no instance: "
+                         f"{_NO_TEST_LABELS}; nothing written")
