@@ -31,7 +31,9 @@ above the threshold is put off until the loss is back under it, so the exploded 
 the last checkpoint is the last good one. The guard's history is part of the checkpoint (exact resume).
 
 Exact resume: a checkpoint holds model, optimizer, scheduler, GradScaler, the number of finished
-iterations, and the RNG states (torch CPU and CUDA, numpy, python). The solver settings are the
+iterations, the RNG states (torch CPU and CUDA, numpy, python) and the engine of the linear layers
+(``OneDnnLinear`` or ``nn.Linear``: picked per process by a speed measurement, ``ops.gemm_rates``, that
+may answer otherwise in the resuming process; the engines round differently). The solver settings are the
 config's, not the checkpoint's: the optimizer's momentum buffers and the schedule's position are loaded,
 while lr (the schedule's base lrs), momentum and weight decay follow the config, so a run resumed with
 another ``solver.lr`` or schedule trains at the lr it prints and logs (the same settings give the same
@@ -270,6 +272,14 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.SGD:
 # ----------------------------------------------------------------------------------- RNG state
 
 
+def _linear_engine(model: nn.Module) -> str:
+    """Which engine computes the model's linear layers: "onednn" (``OneDnnLinear``, chosen where
+    ``torch.mm`` lags oneDNN, ``ops.gemm_rates``) or "plain"."""
+    from maskrcnn.ops.onednn_linear import OneDnnLinear
+
+    return "onednn" if any(isinstance(m, OneDnnLinear) for m in model.modules()) else "plain"
+
+
 def get_rng_state() -> dict:
     """Every RNG a training step may draw from, as tensors / plain values (weights_only-loadable)."""
     np_state = np.random.get_state()
@@ -447,6 +457,7 @@ class Trainer:
             "rng": get_rng_state(),
             "data_state": {"start_iter": self.iteration},
             "divergence": self.divergence.state_dict(),
+            "linear_engine": _linear_engine(self.model),
             **({"best_model": self.best.state_dict()} if self.best is not None else {}),
             **self.checkpoint_extra,
         }
@@ -708,6 +719,24 @@ class Trainer:
             set_rng_state(ckpt["rng"])
         self.divergence.load_state_dict(ckpt.get("divergence"))  # absent from older checkpoints
         self._load_best_state(ckpt.get("best_model"))
+        self._keep_linear_engine(ckpt.get("linear_engine"))  # absent from older checkpoints
+
+    def _keep_linear_engine(self, engine: Optional[str]) -> None:
+        """The linear layers on the engine the checkpoint's run used (``ops.gemm_rates``: this process's
+        measurement may have answered otherwise, and the engines round differently, ~1e-6, which training
+        compounds): the resume stays exact. None (an older checkpoint): as measured."""
+        from maskrcnn.modeling.fuse import use_onednn_linear
+        from maskrcnn.ops.onednn_linear import onednn_linear_available, plain_linears
+
+        now = _linear_engine(self.model)
+        if engine not in ("onednn", "plain") or engine == now:
+            return
+        if engine == "onednn" and not (self.device.type == "cpu" and onednn_linear_available()):
+            return  # e.g. resumed on a GPU: nothing to keep
+        (use_onednn_linear if engine == "onednn" else plain_linears)(self.model)  # same parameters
+        self.logger.print(f"resume: linear layers on {'oneDNN' if engine == 'onednn' else 'torch.mm'}, as "
+                          "the run's checkpoint was trained (kept for an exact resume; this process measured "
+                          "otherwise)")
 
     def _load_best_state(self, state: Optional[dict]) -> None:
         if not state:  # a checkpoint written without tracking: start afresh, resume as before

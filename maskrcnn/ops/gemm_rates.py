@@ -12,9 +12,11 @@ oneDNN's matmul (``ops.onednn_linear``).
 ``matmul_rate_ratio()`` measures it once per process and thread count, when the first model is
 optimised or placed for training (0.1-0.3 s: the same (1024 x 1024) @ (1024 x 512) product through
 ``torch.mm`` and through oneDNN's matmul, the operator ``OneDnnLinear`` runs, five times each,
-interleaved, the best of each compared), and ``matmul_lags_onednn()`` reads it against a margin. On a
-machine busy with other work a measurement can still land on the other side of the margin; the choice
-only changes speed and float rounding (~1e-6), and the variable below pins it.
+interleaved, the best of each compared; an answer of "lags" is measured again, ``_confirmed_ratio``),
+and ``matmul_lags_onednn()`` reads it against a margin. On a machine busy with other work a measurement
+can still land on the other side of the margin; the choice only changes speed and float rounding (~1e-6,
+which training compounds: a training checkpoint records its run's choice and a resume keeps it), and the
+variable below pins it.
 The environment variable ``MASKRCNN_MATMUL`` pins the answer instead of measuring it: ``blas`` (as if
 ``torch.mm`` kept pace: Winograd on ``torch.bmm``, plain linear layers) or ``onednn`` (as if it lagged),
 e.g. to make runs on a machine near the margin take the same path every time.
@@ -28,7 +30,7 @@ import time
 import torch
 
 __all__ = ["matmul_rate_ratio", "matmul_lags_onednn", "onednn_matmul", "best_seconds", "check_pin",
-           "LAG_MARGIN", "PIN_VARIABLE"]
+           "LAG_MARGIN", "CONFIRM_ROUNDS", "PIN_VARIABLE"]
 
 PIN_VARIABLE = "MASKRCNN_MATMUL"
 _PINNED = {"blas": False, "onednn": True, "measure": None, "": None}
@@ -37,6 +39,8 @@ _PINNED = {"blas": False, "onednn": True, "measure": None, "": None}
 # ~1.0 where the BLAS is native to the CPU and ~2-3 where it is not, so a machine does not flip
 # between the two answers from one process to the next
 LAG_MARGIN = 1.5
+# further measurements an answer of "lags" must hold in (``_confirmed_ratio``)
+CONFIRM_ROUNDS = 2
 
 _ratios: dict = {}  # torch.get_num_threads() -> measured ratio (a measurement, not configuration)
 
@@ -85,8 +89,24 @@ def matmul_rate_ratio(*, repeats: int = 5) -> float:
         return 1.0
     threads = torch.get_num_threads()
     if threads not in _ratios:
-        _ratios[threads] = _measure(repeats)
+        _ratios[threads] = _confirmed_ratio(repeats)
     return _ratios[threads]
+
+
+def _confirmed_ratio(repeats: int) -> float:
+    """One measurement, and where it lands at or above ``LAG_MARGIN`` up to ``CONFIRM_ROUNDS`` more, the
+    smallest counting. Why: with another process busy on one of the cores, every ``torch.mm`` try of a
+    measurement can be slowed (its threads wait for the preempted one) and the ratio jumps (measured at 2
+    threads on a 2-core VM: ~0.97 idle, 2.07 in 1 of 6 processes with one core busy). The answer picks the
+    linear layers' engine, whose float rounding differs (~1e-6), so two runs of one command, or a run and
+    its resume, trained apart. A true lag (~2-3 where the BLAS is not native) holds in every measurement;
+    where the BLAS keeps pace the extra rounds are never taken."""
+    ratio = _measure(repeats)
+    for _ in range(CONFIRM_ROUNDS):
+        if ratio < LAG_MARGIN:
+            break
+        ratio = min(ratio, _measure(repeats))
+    return ratio
 
 
 def check_pin() -> None:

@@ -140,12 +140,30 @@ def test_the_rate_is_measured_once_per_thread_count(monkeypatch):
     monkeypatch.setattr(gemm_rates, "_ratios", {})
     monkeypatch.setattr(gemm_rates, "_measure", lambda repeats: measured.append(repeats) or 2.0)
     assert gemm_rates.matmul_rate_ratio() == 2.0 and gemm_rates.matmul_lags_onednn()
-    assert gemm_rates.matmul_rate_ratio() == 2.0 and measured == [5]
+    # a lag is confirmed by CONFIRM_ROUNDS more measurements, all in the first call
+    assert gemm_rates.matmul_rate_ratio() == 2.0 and measured == [5] * (1 + gemm_rates.CONFIRM_ROUNDS)
     monkeypatch.setattr(gemm_rates, "_measure", lambda repeats: 1.1)
     monkeypatch.setattr(gemm_rates, "_ratios", {})
     assert not gemm_rates.matmul_lags_onednn()  # within the margin: Winograd stays
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     assert gemm_rates.matmul_rate_ratio() == 1.0
+
+
+def test_a_lag_seen_once_on_a_busy_machine_does_not_decide(monkeypatch):
+    # another process on one of the cores slowed every torch.mm try of one measurement (2.07 seen in 1 of
+    # 6 processes at 2 threads, ~0.97 otherwise): one such measurement used to switch the linear layers
+    # to oneDNN, so two runs of one command, or a run and its resume, trained apart
+    monkeypatch.delenv("MASKRCNN_MATMUL", raising=False)  # the suite pins it (conftest)
+    monkeypatch.setattr(gemm_rates, "_ratios", {})
+    measured = iter([2.07, 0.97, 2.5])
+    monkeypatch.setattr(gemm_rates, "_measure", lambda repeats: next(measured))
+    assert not gemm_rates.matmul_lags_onednn()
+    assert gemm_rates.matmul_rate_ratio() == 0.97
+    assert next(measured) == 2.5  # it stopped measuring once the lag did not hold
+    # a true lag holds in every measurement: still taken
+    monkeypatch.setattr(gemm_rates, "_ratios", {})
+    measured = iter([2.9, 2.6, 3.1])
+    assert gemm_rates.matmul_lags_onednn() and gemm_rates.matmul_rate_ratio() == 2.6
 
 
 def test_real_measurement_is_a_ratio_and_leaves_the_global_rng(monkeypatch):
