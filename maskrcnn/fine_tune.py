@@ -3,9 +3,12 @@ own parser and code path (``commands/train.py``), so the two cannot drift apart:
 
     import maskrcnn
     final = maskrcnn.train(train_json="data/train.json", output="runs/mine",
-                           init="maskrcnn_resnet50_fpn_coco", config="r50_fpn",
+                           init="maskrcnn_resnet50_fpn_coco", config="finetune",
                            set={"solver.iters": 300, "solver.batch_size": 2})
     predictor = maskrcnn.Predictor.from_weights(final)
+
+(``finetune``: the fine-tuning recipe, which the command picks itself when ``init`` is a whole detector;
+``r50_fpn`` is the from-scratch one, lr 0.02 for 90k iterations of 16 images.)
 
 The keywords are the command's options (``train_json`` is ``--train-json``; each value joined to its
 option, ``--output=-run1``, so one that starts with '-' is still a value). ``set``: a dict of dotted
@@ -67,7 +70,7 @@ def _set_items(set) -> list:
 def train_argv(*, train_json=None, output, init=None, config=None, set=None,
                train_images=None, val_json=None, val_images=None, resume: bool = False,
                overwrite: bool = False, device=None) -> list:
-    """The ``maskrcnn train`` arguments the keywords stand for (see the module docstring). Each value is
+    """The ``maskrcnn train`` arguments the keywords stand for (see ``train``). Each value is
     joined to its option (``--output=-run1``): a value starting with '-' is not read as an option."""
     if resume and overwrite:  # said in the caller's words, not as the command line's flags
         raise ValueError("resume=True and overwrite=True contradict each other: resume continues the run in "
@@ -117,8 +120,35 @@ CONFIG_GIVEN = "the Config given to train()"  # how messages name a Config objec
 def train(*, train_json=None, output, init=None, config=None, set=None,
           train_images=None, val_json=None, val_images=None, resume: bool = False, overwrite: bool = False,
           device=None) -> Path:
-    """Train as ``maskrcnn train`` does; returns ``RUN_DIR/model_final.pth``. Keywords: the module
-    docstring; ``train_json`` may be left out only with ``resume=True`` (the run's data)."""
+    """Train as ``maskrcnn train`` does, through the command's own parser and code path; returns the path
+    of ``RUN_DIR/model_final.pth``::
+
+        final = maskrcnn.train(train_json="data/train.json", output="runs/mine",
+                               init="maskrcnn_resnet50_fpn_coco", config="finetune",
+                               set={"solver.iters": 300, "solver.batch_size": 2})
+
+    Each keyword is the command's option of that name (``train_json`` is ``--train-json``; see
+    ``maskrcnn train --help``):
+
+    - ``output`` (required): the run folder (checkpoints, metrics.jsonl, config.yaml).
+    - ``train_json``, ``train_images``: the training set's COCO JSON and its images folder (default from
+      the JSON's layout); ``train_json`` may be left out only with ``resume=True`` (the run's data).
+    - ``val_json``, ``val_images``: a validation set, evaluated every ``solver.eval_period``.
+    - ``init``: the starting weights: our checkpoint, a torchvision / detectron2 / MMDetection detector or
+      an ImageNet backbone (a file, URL or published name such as ``maskrcnn_resnet50_fpn_coco``).
+    - ``config``: a preset name, a YAML file or a ``maskrcnn.config.Config`` (default: ``finetune``, the
+      fine-tuning recipe, when ``init`` is a whole detector; else ``r50_fpn``, the from-scratch one, lr
+      0.02 for 90k iterations of 16 images).
+    - ``set``: config changes, a dict of dotted keys (``{"solver.lr": 0.001}``; a string or a path as it
+      is, any other value as JSON) or a list of ``"key=value"`` strings, as ``--set``.
+    - ``resume``: continue the run in ``output``; ``overwrite``: start a new one in an ``output`` that
+      holds an earlier run's files (not both).
+    - ``device``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (default: the config's).
+
+    A failure raises the error the command would print (``ValueError``, ``OSError``, ``KeyError`` for an
+    unknown config key; ``TypeError`` for a misspelt keyword or a value of a type no option takes);
+    Ctrl-C or SIGTERM saves a checkpoint at the end of the iteration and raises ``TrainingStopped``
+    (continue with ``resume=True``). More: ``help(maskrcnn.fine_tune)``."""
     from maskrcnn.config import Config
 
     keywords = dict(train_json=train_json, output=output, init=init, set=set, train_images=train_images,

@@ -228,3 +228,44 @@ def test_warnings_during_train_from_python_read_as_the_commands_lines(monkeypatc
     maskrcnn.train(train_json="t.json", output=tmp_path / "run")
     assert shown == ["maskrcnn train: warning: t.json: skipped 1 bad_bbox\n"]
     assert warnings.formatwarning is before  # the caller's format, restored
+
+
+def _train_calls(text: str) -> list:
+    """The keywords of each ``maskrcnn.train(...)`` call in the code examples (``::`` blocks) of ``text``."""
+    import ast
+    import textwrap
+
+    calls = []
+    for block in text.split("::\n")[1:]:
+        lines = block.lstrip("\n").splitlines()
+        indent = len(lines[0]) - len(lines[0].lstrip())
+        code = []
+        for line in lines:  # the block: the lines indented as its first, blank ones between
+            if line.strip() and len(line) - len(line.lstrip()) < indent:
+                break
+            code.append(line)
+        tree = ast.parse(textwrap.dedent("\n".join(code)))
+        calls += [{k.arg: ast.literal_eval(k.value) for k in node.keywords} for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "train"]
+    return calls
+
+
+def test_help_of_train_names_every_keyword_and_its_examples_use_the_recipe_init_calls_for():
+    """``help(maskrcnn.train)`` said "Keywords: the module docstring", which help() does not show, and the
+    module's example paired COCO detector weights with r50_fpn, the from-scratch recipe (lr 0.02, 90k
+    iterations), where the command itself picks finetune for such an --init (and the README uses it)."""
+    import inspect
+    import pydoc
+
+    from maskrcnn.commands.train import default_config
+
+    shown = pydoc.render_doc(maskrcnn.train, renderer=pydoc.plaintext)
+    assert "module docstring" not in " ".join(shown.split())
+    for name in inspect.signature(maskrcnn.train).parameters:
+        assert f"``{name}``" in shown, name
+    calls = _train_calls(maskrcnn.train.__doc__) + _train_calls(maskrcnn.fine_tune.__doc__)
+    assert len(calls) == 2
+    for keywords in calls:
+        argv = train_argv(**keywords)
+        build_parser(argv, raise_errors=True).parse_args(argv)  # options the command takes
+        assert keywords["config"] == default_config(keywords["init"], resume=False, say=lambda line: None)

@@ -392,29 +392,39 @@ def test_control_characters_in_file_names_are_escaped_when_printed_and_replaced_
     assert safe_file_name("ü 漢字.png") == "ü 漢字.png"
 
 
-def test_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, tmp_path, capsys,
-                                                                         monkeypatch):
-    """The README's round trip: predict --export cvat,labelstudio into pre/, then convert-data on the XML
-    and on the tasks as written (before: every image 'not found' beside them, nothing written; the tasks
-    needed --images)."""
+def test_labelme_cvat_and_labelstudio_exports_read_back_as_the_lines_printed_say(setup, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """The README's round trip: predict --export into pre/, then convert-data on the LabelMe folder, the
+    XML and the tasks as written, as the lines printed say (before: a line for CVAT and Label Studio
+    only, though the README said one for each format convert-data reads; none for coco, which trains as
+    it is, nor yolo, read only once laid out as Ultralytics needs it)."""
     import shlex
 
     ckpt, images = setup
     monkeypatch.chdir(tmp_path)
     assert main(["predict", "--weights", str(ckpt), str(images), "--output", "pre", "--device", "cpu",
-                 "--no-overlays", "--score-thresh", "0", "--export", "cvat,labelstudio"]) == 0
+                 "--no-overlays", "--score-thresh", "0", "--export",
+                 "coco,labelme,cvat,labelstudio,yolo,masks,cutouts"]) == 0
     err = capsys.readouterr().err
     commands = [line.split("read back with: maskrcnn ", 1)[1] for line in err.splitlines()
                 if "read back with: " in line]
-    assert commands[0] == "convert-data --from cvat pre/cvat_annotations.xml --output train.json"
-    # the tasks record the images folder too (before: only --images could say it)
-    assert commands[1] == "convert-data --from labelstudio pre/labelstudio_tasks.json --output train.json"
+    # LabelMe's files name their images relative to themselves: --images names them from the images folder
+    # (here outside the working folder: absolute)
+    assert commands == [
+        f"convert-data --from labelme pre/labelme --images {shlex.quote(str(images))} --output train.json",
+        "convert-data --from cvat pre/cvat_annotations.xml --output train.json",
+        # the tasks record the images folder too (before: only --images could say it)
+        "convert-data --from labelstudio pre/labelstudio_tasks.json --output train.json"]
+    counts = []
     for k, command in enumerate(commands):
         argv = shlex.split(command)
         argv[argv.index("--output") + 1] = f"rt{k}.json"
         assert main(argv) == 0, capsys.readouterr().err
         coco = json.loads((tmp_path / f"rt{k}.json").read_text())
         assert sorted(i["file_name"] for i in coco["images"]) == sorted(SIZES)
+        counts.append(len(coco["annotations"]))
+    exported = json.loads((tmp_path / "pre" / "coco_instances.json").read_text())["annotations"]
+    assert counts == [len(exported)] * 3 and exported
 
 
 def test_the_images_of_the_same_name_beside_are_listed_once_per_run(setup, tmp_path, monkeypatch, capsys):

@@ -156,8 +156,9 @@ def _ours(args, path: str, overrides: dict) -> dict:
         rest = sorted(k for k in ckpt["metadata"] if not (k == "label_to_category_id" and l2c))
         left = [k for k in left if k != "metadata"] + (
             [f"metadata ({', '.join(map(str, rest))})"] if rest else [])
-    notes += [f"left out: {', '.join(map(str, left))} (OUT keeps the weights, config and class names)"] \
-        if left else []
+    # the file written named, not the metavar: "OUT keeps" read as a placeholder never filled in
+    notes += [f"left out: {', '.join(map(str, left))} ({args.output} keeps the weights, config and class "
+              "names)"] if left else []
     return {"state_dict": sd, "config": cfg, "class_names": names, "layout": "maskrcnn-checkpoint",
             "report": {"num_tensors": len(sd)}, "notes": notes, "carried": carried}
 

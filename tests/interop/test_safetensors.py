@@ -95,7 +95,9 @@ def test_our_checkpoint_round_trips_through_safetensors_and_predicts_identically
     argv = ["convert", "--from", "maskrcnn", str(tiny_checkpoint), str(safe), "--to", "safetensors"]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "left out: iteration, optimizer" in err and f"-> {safe}" in err
+    # the note names the file written (before: "OUT keeps", the metavar)
+    assert f"note: left out: iteration, optimizer ({safe} keeps the weights, config and class names)" in err
+    assert f"-> {safe}" in err
     with open(safe, "rb") as f:  # the config travels in the metadata, as JSON
         (n,) = struct.unpack("<Q", f.read(8))
         meta = json.loads(f.read(n))["__metadata__"]
@@ -321,5 +323,5 @@ def test_convert_from_maskrcnn_names_what_metadata_leaves_out(tiny_checkpoint, t
                     metadata={"label_to_category_id": {1: 5, 2: 9}, "epoch": 3, "dataset": "pets"})
     out = tmp_path / "out.safetensors"
     assert main(["convert", "--from", "maskrcnn", str(old), str(out), "--to", "safetensors"]) == 0
-    assert "note: left out: metadata (dataset, epoch) (OUT keeps" in capsys.readouterr().err
+    assert f"note: left out: metadata (dataset, epoch) ({out} keeps" in capsys.readouterr().err
     assert load_checkpoint(out)["label_to_category_id"] == {1: 5, 2: 9}

@@ -12,7 +12,8 @@ annotation tool imports, beside ``predictions.json`` in the output folder.
 Image paths are relative to the images folder: the folder given, or the closest folder holding every
 input (so ``--train-images`` that folder finds them; LabelMe's ``imagePath`` is relative to the JSON
 file instead, as LabelMe wants it; the CVAT XML records the images folder in a comment, and predict
-prints the ``convert-data`` lines that read the CVAT and Label Studio files back, ``read_back_lines``).
+prints the ``convert-data`` lines that read the LabelMe, CVAT and Label Studio files back,
+``read_back_lines``).
 Only the images predicted (not those skipped) are listed, each with
 its instances of a non-empty mask scoring at least ``--score-thresh`` (the predictor drops those below
 it; those of an empty mask, as a tiny image's detections can be, are left out of every export and counted
@@ -276,14 +277,22 @@ class PreAnnotationExport:
 
     def read_back_lines(self) -> list:
         """The ``convert-data`` commands that read the exported files back (after correcting), one line
-        each: the CVAT XML and the Label Studio tasks record the images folder (``to_cvat``,
-        ``to_labelstudio``); ``--images`` is given where the tasks cannot record it (another drive)."""
+        each, for every format ``convert-data`` reads as written: LabelMe's folder with ``--images`` (its
+        files name the images relative to themselves: without it the training file's names would be
+        ``../../photos/a.jpg``, relative to ``labelme/``); the CVAT XML and the Label Studio tasks record
+        the images folder (``to_cvat``, ``to_labelstudio``), ``--images`` given where the tasks cannot
+        record it (another drive). None for COCO (``train`` takes it as it is) nor YOLO (read only once
+        laid out as Ultralytics needs it: images/ and labels/ side by side; README)."""
         lines = []
         try:
             here = os.path.relpath(self.root.absolute())
             root = here if not here.startswith("..") else str(self.root.absolute())
         except ValueError:
             root = str(self.root.absolute())
+        if "labelme" in self.formats:
+            lines.append(f"pre-annotations: read back with: maskrcnn convert-data --from labelme "
+                         f"{shell_word(str(self.out_dir / LABELME_DIR))} --images {shell_word(root)} "
+                         "--output train.json")
         if "cvat" in self.formats:
             lines.append(f"pre-annotations: read back with: maskrcnn convert-data --from cvat "
                          f"{shell_word(str(self.out_dir / CVAT_FILE))} --output train.json")
