@@ -137,6 +137,10 @@ def atomic_write_all(contents: dict) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+        for _, path in pending:  # a folder in a target's place fails its rename after the others' were done
+            if path.is_dir():
+                raise IsADirectoryError(errno_module.EISDIR, "is a folder (not written; every previous "
+                                        "file is kept)", str(path))
         while pending:
             path = pending[0][1]
             os.replace(*pending[0])
@@ -365,9 +369,11 @@ def _unwritable(folder: Path) -> str:
 
 def check_output_file(path: PathLike, option: str = "OUT") -> Path:
     """``path`` as a Path if a file can be written there; ValueError naming ``option`` if not."""
+    text = os.fspath(path)
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a folder; give the path of the file to write")
+    # 'new/x/' names a folder (Path drops the '/'): written as a file named x, it was not what was meant
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise ValueError(f"{option} {text}: is a folder; give the path of the file to write")
     problem = _parent_problem(path)
     if problem:
         raise ValueError(f"{option} {path}: {problem}")
