@@ -28,8 +28,11 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.commands.data_report import shown_name, skipped_line
+from maskrcnn.listing import short_listing
 from maskrcnn.shown_text import display_name
 from maskrcnn.text_width import display_width, pad
+
+_CLASS_ROWS = 40  # more classes than this: those without an instance anywhere are summed up in one line
 
 HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
 
@@ -163,10 +166,17 @@ def run(args) -> int:
     atomic_write_all({outputs[name]: json.dumps(part).encode("utf-8") for name, part in parts.items()})
     print(f"{src}: {len(coco['images'])} images, {len(coco['annotations'])} annotations, split "
           + ", ".join(f"{n} {f:g}" for n, f in zip(names, fractions)) + f" (seed {args.seed})")
-    _print_table(table, names, sys.stdout)
+    # a file of 1000 classes and a few images: a row and a warning each for 996 classes without an instance
+    # anywhere hid the few that matter; past a screenful those are one line
+    absent = [n for n, row in table.items() if n is not None and not any(row[p][1] for p in names)]
+    folded = set(absent) if len(table) - 1 > _CLASS_ROWS else set()
+    _print_table({n: row for n, row in table.items() if n not in folded}, names, sys.stdout)
+    if folded:
+        warnings.warn(f"{len(absent)} classes have no instance in any part: "
+                      + short_listing((shown_name(n) for n in absent), what="more"), stacklevel=1)
     for name, row in table.items():
         empty = [p for p in names if row[p][1] == 0]
-        if name is not None and empty:
+        if name is not None and empty and name not in folded:
             total = sum(row[p][1] for p in names)
             warnings.warn(f"class {name!r} has no instance in {', '.join(empty)} ({total} instance(s) in "
                           f"{sum(row[p][0] for p in names)} image(s) in all)", stacklevel=1)

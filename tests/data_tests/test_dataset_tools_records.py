@@ -185,3 +185,17 @@ def test_show_data_sums_up_the_classes_without_objects_of_a_large_file(tmp_path,
     rows = [line for line in out.splitlines() if line.startswith("  class")]
     assert [r.split()[0] for r in rows[1:]] == ["class7", "class150"]
     assert "198 classes without instances or crowd regions: class1, class2" in out
+
+
+def test_split_data_sums_up_the_classes_without_instances_of_a_large_file(tmp_path, capsys):
+    cats = [{"id": i, "name": f"class{i}"} for i in range(1, 201)]
+    src = _write(tmp_path / "d.json", [_img(i, f"{i}.png") for i in range(1, 5)],
+                 [_ann(i, i, 7 if i % 2 else 150) for i in range(1, 5)], cats)
+    with pytest.warns(UserWarning) as caught:
+        assert main(["split-data", "--json", src, "--output-dir", str(tmp_path / "o"),
+                     "--fractions", "0.5,0.5"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  class")]
+    assert rows[1:] == ["class7", "class150"]
+    said = [str(w.message) for w in caught]
+    assert sum("198 classes have no instance in any part: class1, class2" in m for m in said) == 1
+    assert len(said) < 5  # not a warning per empty class
