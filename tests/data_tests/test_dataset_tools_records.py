@@ -199,3 +199,23 @@ def test_split_data_sums_up_the_classes_without_instances_of_a_large_file(tmp_pa
     said = [str(w.message) for w in caught]
     assert sum("198 classes have no instance in any part: class1, class2" in m for m in said) == 1
     assert len(said) < 5  # not a warning per empty class
+
+
+def test_a_rename_that_fails_after_another_puts_the_old_files_back(tmp_path, monkeypatch):
+    """Any rename failing (not only onto a folder): the parts renamed before it get their old files
+    back, a part that had none is removed, and no temporary file or backup stays."""
+    (tmp_path / "a.json").write_text("OLD A")
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith("c.json"):
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(PermissionError):
+        atomic_write_all({tmp_path / name: b"NEW" for name in ("a.json", "b.json", "c.json")})
+    assert (tmp_path / "a.json").read_text() == "OLD A" and sorted(os.listdir(tmp_path)) == ["a.json"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    atomic_write_all({tmp_path / "a.json": b"NEW", tmp_path / "b.json": b"NEW"})
+    assert (tmp_path / "a.json").read_text() == "NEW" and sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]
