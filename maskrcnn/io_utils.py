@@ -123,9 +123,14 @@ def atomic_write_all(contents: dict) -> None:
     """Write several files as one step: ``contents`` is {path: bytes}. Every file is written to its
     temporary file in the target's folder (fsynced) first, and only when all are written are they
     renamed over their targets, so a failed write (a full disk, a folder gone) leaves every old target
-    as it was and no temporary file behind. (The renames themselves, one per file, are not one atomic
-    step: a crash between two of them would leave the first ones new.)"""
+    as it was and no temporary file behind. A rename that fails after others were done (a folder in a
+    target's place is refused before any) puts the old files back: each old target is hard-linked aside
+    before the first rename (where the file system has no hard links, it cannot be). (The renames
+    themselves, one per file, are not one atomic step: a crash between two of them would leave the first
+    ones new.)"""
     pending = []  # (temporary path, target), those not renamed yet
+    backups: dict = {}  # target -> a hard link to its old file (None: there was none)
+    renamed = []  # targets replaced so far
     path = None
     try:
         for path, data in contents.items():
@@ -137,25 +142,76 @@ def atomic_write_all(contents: dict) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+        for _, path in pending:  # a folder in a target's place fails its rename after the others' were done
+            if path.is_dir():
+                raise IsADirectoryError(errno_module.EISDIR, "is a folder (not written; every previous "
+                                        "file is kept)", str(path))
+        for _, path in pending:
+            backups[path] = _link_aside(path)
         while pending:
             path = pending[0][1]
             os.replace(*pending[0])
             pending.pop(0)
+            renamed.append(path)
     except BaseException as e:
         for tmp, _ in pending:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        _put_back(renamed, backups)
+        _drop(backups)
         # a write's error (no file name) or the temporary file's: named by the target the user asked for
         unnamed = isinstance(e, OSError) and (e.filename is None or str(e.filename).endswith(".tmp"))
         if unnamed and path is not None:
             raise write_error(e, path) from e
         raise
+    _drop(backups)
     for folder in {Path(p).parent for p in contents}:
         _fsync_dir(folder)
     for p in contents:
         remove_stale_temps(p)
+
+
+_NO_OLD_FILE = "none"  # a target that did not exist: putting it back removes the new one
+
+
+def _link_aside(path: Path):
+    """A hard link, beside ``path``, to its current file (named as a temporary file, so a run killed
+    before removing it leaves what ``remove_stale_temps`` clears); ``_NO_OLD_FILE`` when there is none;
+    None when no link can be made (the old file then cannot be put back)."""
+    if not os.path.lexists(path):
+        return _NO_OLD_FILE
+    name = path.parent / f"{fitting_prefix(path.parent, f'.{path.name}.', '.tmp')}{secrets.token_hex(6)}.tmp"
+    try:
+        os.link(path, name, follow_symlinks=False)  # a link in the target's place is kept as a link
+    except (OSError, NotImplementedError):
+        return None
+    return name
+
+
+def _put_back(renamed: list, backups: dict) -> None:
+    """The old file of each target in ``renamed`` back in place (best effort: the error being raised is
+    the one to tell)."""
+    for path in reversed(renamed):
+        backup = backups.get(path)
+        try:
+            if backup == _NO_OLD_FILE:
+                os.unlink(path)
+            elif backup is not None:
+                os.replace(backup, path)
+                backups[path] = None
+        except OSError:
+            pass
+
+
+def _drop(backups: dict) -> None:
+    for backup in backups.values():
+        if backup not in (None, _NO_OLD_FILE):
+            try:
+                os.unlink(backup)
+            except OSError:
+                pass
 
 
 def write_error(error: OSError, path: PathLike) -> OSError:
@@ -365,9 +421,11 @@ def _unwritable(folder: Path) -> str:
 
 def check_output_file(path: PathLike, option: str = "OUT") -> Path:
     """``path`` as a Path if a file can be written there; ValueError naming ``option`` if not."""
+    text = os.fspath(path)
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a folder; give the path of the file to write")
+    # 'new/x/' names a folder (Path drops the '/'): written as a file named x, it was not what was meant
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise ValueError(f"{option} {text}: is a folder; give the path of the file to write")
     problem = _parent_problem(path)
     if problem:
         raise ValueError(f"{option} {path}: {problem}")

@@ -583,8 +583,9 @@ def draw_targets(
 
     Instances look as ``draw_instances`` draws detections, labelled with the class name alone. Crowd
     regions are hatched with light and dark stripes and outlined in black instead of tinted, so that
-    they never read as one more instance, and labelled "<class> (crowd)". ``names_shown``: as for
-    ``draw_instances``."""
+    they never read as one more instance, and labelled "<class> (crowd)". Objects without a mask
+    (``has_mask`` False: a box-only annotation, whose mask is its box) are outlined, not filled, and
+    labelled "<class> (box)". ``names_shown``: as for ``draw_instances``."""
     _check_one_result(target, "draw_targets: target")
     _check_mask_alpha(mask_alpha, "draw_targets")
     img = to_uint8_hwc(image)
@@ -597,6 +598,10 @@ def draw_targets(
     masks = None if masks is None else masks.reshape(M, H, W)  # at this size: never enlarged (memory)
     crowd = _np(target.get("iscrowd"))
     crowd = np.zeros(M, bool) if crowd is None else crowd.reshape(M).astype(bool)
+    has_mask = _np(target.get("has_mask"))
+    # a box-only object's mask is its filled box: drawn so, it looked like a rectangular mask, and the user
+    # could not see which objects have no mask (left out of the mask loss)
+    box_only = np.zeros(M, bool) if has_mask is None else ~has_mask.reshape(M).astype(bool) & ~crowd
     keypoints = _np(target.get("keypoints"))
     if keypoints is not None:  # (M, K, 3); an image without instances has nothing to draw
         keypoints = keypoints.reshape(M, -1, 3).astype(np.float32) if M else None
@@ -623,10 +628,12 @@ def draw_targets(
     if class_names is None:
         class_names = [str(i) for i in range(int(labels.max(initial=0)) + 1)]
     names = list(class_names) if names_shown else [short_name(n) for n in class_names]  # before "(crowd)"
-    shown = np.where(crowd, labels + len(names), labels)  # crowd labels index the "(crowd)" names
+    # crowd labels index the "(crowd)" names, box-only ones the "(box)" names
+    shown = np.where(crowd, labels + len(names), np.where(box_only, labels + 2 * len(names), labels))
     det = {"boxes": boxes, "scores": np.ones(M, np.float32), "labels": shown, "masks": masks,
            "keypoints": keypoints}
-    return _draw_instances(img, det, names + [f"{n} (crowd)" for n in names], score_thresh=0.0,
-                           mask_alpha=mask_alpha, show_boxes=True, show_labels=True, keypoint_thresh=None,
-                           min_size=0, show_scores=False, skeleton=skeleton, names_shown=True,
-                           mask_scale=factor, unpainted=crowd if masks is not None else None)
+    return _draw_instances(img, det, names + [f"{n} (crowd)" for n in names] + [f"{n} (box)" for n in names],
+                           score_thresh=0.0, mask_alpha=mask_alpha, show_boxes=True, show_labels=True,
+                           keypoint_thresh=None, min_size=0, show_scores=False, skeleton=skeleton,
+                           names_shown=True, mask_scale=factor,
+                           unpainted=crowd | box_only if masks is not None else None)

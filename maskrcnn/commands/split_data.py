@@ -28,8 +28,11 @@ import warnings
 from pathlib import Path
 
 from maskrcnn.commands.data_report import shown_name, skipped_line
+from maskrcnn.listing import short_listing
 from maskrcnn.shown_text import display_name
 from maskrcnn.text_width import display_width, pad
+
+_CLASS_ROWS = 40  # more classes than this: those without an instance anywhere are summed up in one line
 
 HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
 
@@ -57,6 +60,28 @@ def _fractions(spec: str) -> list:
         return [float(f) for f in spec.split(",")]
     except ValueError:
         raise ValueError(f"--fractions {spec!r}: give comma-separated numbers, e.g. 0.8,0.2") from None
+
+
+def _categories_as_read(categories) -> list:
+    """The file's categories as written, with ids as the loader reads them ("7" -> 7): the annotations
+    are written with those ids, and a category id "7" beside category_id 7 matched nothing in
+    pycocotools (every annotation of the part lost to its evaluation)."""
+    from maskrcnn.data.validated import as_id
+
+    return [dict(c, id=as_id(c["id"])) if isinstance(c, dict) and "id" in c else c for c in categories or []]
+
+
+def _separator_hint(images: list, keys: list) -> str:
+    """A hint when names --group-by did not match are written with Windows separators ('vid1\\f1.jpg'):
+    a regex written for '/' (the README's '^([^/]+)/') matches none of them, and the frames of one video
+    land in train and val."""
+    windows = [img["file_name"] for img, key in zip(images, keys)
+               if key is None and "\\" in img["file_name"]]
+    if not windows:
+        return ""
+    return (f"; {len(windows)} of them are written with '\\' separators (e.g. '{display_name(windows[0])}'), "
+            f"which a regex written for '/' does not match: write [/\\\\] for a separator, e.g. "
+            f"'^([^/\\\\]+)[/\\\\]'")
 
 
 def _print_table(table: dict, parts: list, out) -> None:
@@ -92,6 +117,12 @@ def run(args) -> int:
     pattern = compile_group_by(args.group_by) if args.group_by is not None else None
     out_dir = check_output_dir(args.output_dir, "--output-dir")
     outputs = {name: out_dir / f"{name}.json" for name in names}
+    # a folder where a part goes: refused before anything is written (os.replace fails on it only after
+    # the parts before it had replaced their old files)
+    folders = [str(p) for p in outputs.values() if p.is_dir()]
+    if folders:
+        raise ValueError(f"{', '.join(folders)}: is a folder, not a file; remove it or choose another "
+                         f"--output-dir (nothing written)")
     existing = [str(p) for p in outputs.values() if p.exists()]
     if existing and not args.force:
         raise ValueError(f"{', '.join(existing)}: already there; give --force to overwrite")
@@ -103,7 +134,8 @@ def run(args) -> int:
 
     data = read_validated(src, args.images)
     # the kept records in place of the file's; split_coco carries the other top-level keys (info, licenses)
-    coco = {**data.raw, "images": data.images, "annotations": data.annotations}
+    coco = {**data.raw, "images": data.images, "annotations": data.annotations,
+            "categories": _categories_as_read(data.raw.get("categories"))}
     if not coco["images"]:
         raise ValueError(f"{src}: no usable image (see the problems above); nothing written")
     # drawn once: the groups are looked at here, then split
@@ -126,17 +158,25 @@ def run(args) -> int:
               "kept in one part")
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
-                      f"those images is a group of its own", stacklevel=1)
+                      f"those images is a group of its own" + _separator_hint(coco["images"], keys),
+                      stacklevel=1)
     table = split_table(parts, {c["id"]: c["name"] for c in data.categories})  # names told apart already
     out_dir.mkdir(parents=True, exist_ok=True)
     # all parts to temporary files, then renamed: a failed write leaves every old part as it was
     atomic_write_all({outputs[name]: json.dumps(part).encode("utf-8") for name, part in parts.items()})
     print(f"{src}: {len(coco['images'])} images, {len(coco['annotations'])} annotations, split "
           + ", ".join(f"{n} {f:g}" for n, f in zip(names, fractions)) + f" (seed {args.seed})")
-    _print_table(table, names, sys.stdout)
+    # a file of 1000 classes and a few images: a row and a warning each for 996 classes without an instance
+    # anywhere hid the few that matter; past a screenful those are one line
+    absent = [n for n, row in table.items() if n is not None and not any(row[p][1] for p in names)]
+    folded = set(absent) if len(table) - 1 > _CLASS_ROWS else set()
+    _print_table({n: row for n, row in table.items() if n not in folded}, names, sys.stdout)
+    if folded:
+        warnings.warn(f"{len(absent)} classes have no instance in any part: "
+                      + short_listing((shown_name(n) for n in absent), what="more"), stacklevel=1)
     for name, row in table.items():
         empty = [p for p in names if row[p][1] == 0]
-        if name is not None and empty:
+        if name is not None and empty and name not in folded:
             total = sum(row[p][1] for p in names)
             warnings.warn(f"class {name!r} has no instance in {', '.join(empty)} ({total} instance(s) in "
                           f"{sum(row[p][0] for p in names)} image(s) in all)", stacklevel=1)

@@ -72,6 +72,7 @@ import torch
 from maskrcnn.class_names import BACKGROUND_NAMES, distinct_names
 from maskrcnn.data.coco_exports import read_tool_exports
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
+from maskrcnn.data.file_keys import file_key
 from maskrcnn.data.images import (
     IMAGE_EXTENSIONS,
     TOO_LARGE,
@@ -229,6 +230,31 @@ def _as_id(value):
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return int(value) if _is_digit_string(value) else value
+
+
+def _record_name(img: dict) -> str:
+    """What an image record names, as shown in a message: its file_name, else its coco_url."""
+    if img.get("file_name") is not None:
+        return f"file_name {str(img['file_name'])!r}"
+    if img.get("coco_url") is not None:
+        return f"coco_url {str(img['coco_url'])!r}"
+    return "a record without file_name"
+
+
+def _ambiguous_image_ids(images: list) -> dict:
+    """{image id: the files its records name, as shown} for each id that records of different files
+    share ('a.png' and './a.png' are one file: ``file_key``). Looked at before any record is read: the
+    annotations are joined to images by id, so those of such an id belong to no one record."""
+    files: dict = {}  # id -> {what the record names: as shown}
+    for img in images:
+        if not isinstance(img, dict) or not _is_int(_as_id(img.get("id"))):
+            continue
+        name = img.get("file_name")
+        what = (("file_name", file_key(name)) if isinstance(name, str) and name.strip()
+                else ("coco_url", str(img.get("coco_url"))) if img.get("coco_url") is not None
+                else ("record", repr(name)))
+        files.setdefault(_as_id(img["id"]), {}).setdefault(what, _record_name(img))
+    return {iid: list(named.values()) for iid, named in files.items() if len(named) > 1}
 
 
 class ImageSizeError(ImageReadError):
@@ -670,6 +696,7 @@ class CocoDataset(torch.utils.data.Dataset):
         # wrote: ("file_name" or "coco_url", the value), that value as shown)
         file_owner: dict = {}
         shared: dict = {}  # file -> the ids of the records that name it as written alike (the first too)
+        ambiguous = _ambiguous_image_ids(images)
         for img in images:
             if isinstance(img, dict):
                 self._digit_ids += _is_digit_string(img.get("id"))
@@ -679,8 +706,21 @@ class CocoDataset(torch.utils.data.Dataset):
                 continue
             iid = img["id"]
             self._listed_ids.add(iid)
+            if iid in ambiguous:
+                # one id, two pictures: which one each annotation of the id was drawn on cannot be told;
+                # joined by id, the second picture's objects went onto the first (and it was not said)
+                names = ambiguous[iid]
+                self._problems.add(
+                    "duplicate_image_id",
+                    f"image id {iid} is given to {len(names)} different files ({', '.join(names)}): its "
+                    f"record of {_record_name(img)} and all annotations of image id {iid} (which file's "
+                    f"they are cannot be told)")
+                continue
             if iid in self._images or iid in self._folded_into:  # a folded record is an id taken too
-                self._problems.add("duplicate_image_id", f"image id {iid} appears twice")
+                # the same file listed again (two exports concatenated): its annotations are the first's
+                self._problems.add("duplicate_image_id", f"image id {iid} appears twice, both times for "
+                                   f"{_record_name(img)}: the second record (the annotations are the "
+                                   f"first's)")
                 continue
             url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
             if url_name:  # a record with only coco_url (the file downloaded beside it): look its name up
@@ -723,11 +763,12 @@ class CocoDataset(torch.utils.data.Dataset):
             loose = by_tail or bool(url_name)
             # what the record wrote, as compared (separators alike) and as shown
             written = (("coco_url", img["coco_url"]) if url_name
-                       else ("file_name", img["file_name"].replace("\\", "/")))
+                       else ("file_name", file_key(img["file_name"])))
             shown = repr(img["coco_url"] if url_name else img["file_name"])
-            # without an image folder the names are not looked up: 'a\\x.png' and 'a/x.png' are one file
-            file_key = file_name.replace("\\", "/")
-            owner = file_owner.get(file_key)
+            # without an image folder the names are not looked up: 'a\\x.png', './a/x.png' and 'a/x.png'
+            # are one file (``file_key``)
+            key = file_key(file_name)
+            owner = file_owner.get(key)
             if owner is not None and (loose or owner[1]) and written != owner[2]:
                 # C:\a\x.png and D:\b\x.png both end in x.png: one image's boxes on the other's pixels
                 self._problems.add(
@@ -769,7 +810,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 # the same file written alike under two ids (an export listing an image once per task, two
                 # files concatenated), both records accepted: said once below; found by the name, no
                 # realpath per image
-                shared.setdefault(file_key, [owner[0]]).append(iid)
+                shared.setdefault(key, [owner[0]]).append(iid)
                 if self.fold_shared_files:  # its annotations are the first record's (_load_annotations)
                     self._folded_into[iid] = owner[0]
                     continue
@@ -779,7 +820,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 "width": int(img["width"]),
             }
             self._image_order.append(iid)
-            file_owner.setdefault(file_key, (iid, loose, written, shown))
+            file_owner.setdefault(key, (iid, loose, written, shown))
         self._anns: dict = {iid: [] for iid in self._images}
         self.shared_files = shared  # {file: image ids}: the accepted records that name one file alike
         if shared:

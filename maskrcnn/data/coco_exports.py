@@ -142,7 +142,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
     images = images if isinstance(images, list) else []
     annotations = annotations if isinstance(annotations, list) else []
     sized = sum(map(_unknown_size, images))
-    wrapped = unboxed = unmeasured = zeroed = turned = 0
+    wrapped = unboxed = unmeasured = zeroed = turned = zero_boxes = 0
     unread = []  # ids of the annotations whose attributes.rotation is not a number: read upright
     fixed = None  # the annotation list with the records read otherwise: a copy, made at the first one
     sizes = None  # {image id: (W, H)}, made at the first turned box (which is clipped to its image)
@@ -153,21 +153,28 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         # the cheap tests first: most records are COCO's own ([[...]] polygons, a box of numbers, an area)
         flat = isinstance(seg, list) and len(seg) >= 6 and _flat_polygon(seg)
         no_box = isinstance(bbox, list) and bool(bbox) and bbox[0] in (None, []) and _no_box(bbox)
+        # [0, 0, 0, 0] beside a mask (hand scripts write it for "not measured"): skipped as a bad box, the
+        # good mask was lost
+        zero_box = (isinstance(bbox, list) and len(bbox) == 4 and bbox[0] == 0 and seg not in (None, [], {})
+                    and all(_number(v) and v == 0 for v in bbox))
         null_area = a.get("area", 0) is None  # present and null
         zero = not null_area and _zero_area(a.get("area"), bbox)
         turn = _box_rotation(a, seg, bbox) if "attributes" in a else 0.0
         if not turn and "attributes" in a and seg in (None, [], {}) \
                 and _unreadable_rotation(a["attributes"]):
             unread.append(a.get("id", f"annotations[{i}]"))
-        if flat or no_box or null_area or zero or turn:
+        if flat or no_box or zero_box or null_area or zero or turn:
             if fixed is None:
                 fixed = list(annotations)
             size = None
             if turn and isinstance(a.get("image_id"), (int, str)):  # an id a dict can look up
                 sizes = _image_sizes(images) if sizes is None else sizes
                 size = sizes.get(a["image_id"])
-            fixed[i] = _read_annotation(a, flat, no_box, null_area or zero, turn, size)
+            # an area 0 beside the zero box is as unmeasured as the box
+            unmeasured_area = null_area or zero or (zero_box and a.get("area") == 0)
+            fixed[i] = _read_annotation(a, flat, no_box or zero_box, unmeasured_area, turn, size)
             wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
+            zero_boxes += zero_box
             zeroed += zero
             turned += bool(turn)
     if not sized and fixed is None and not unread:
@@ -186,6 +193,9 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         (unmeasured, "annotations have area null", "the mask's area is used"),
     )
     notes = [f"{source}: {n} {what} (as VIA 3 exports them): {how}" for n, what, how in said if n]
+    if zero_boxes:
+        notes.append(f"{source}: {zero_boxes} annotations have bbox [0, 0, 0, 0] beside a segmentation: "
+                     f"their segmentation's box is used")
     if zeroed:
         notes.append(f"{source}: {zeroed} annotations with a box of positive size have area 0 (keypoint-only "
                      f"converters write it): read as without one, the mask's area is used, else the box's "

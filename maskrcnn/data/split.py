@@ -11,8 +11,9 @@ data", ECML PKDD 2011), over units instead of single images:
   showing it to the part that still wants the most images of that class (ties: the part wanting the
   most images in all; then a seeded draw), subtracting what the unit holds from that part's wants for
   every class it shows;
-- the image records that name one file (as written, separators alike) are one unit, whatever
-  ``group_by`` says: one picture in train and in val is the leak ``group_by`` exists to prevent;
+- the image records that name one file (as written, separators alike, the path normalised) are one
+  unit, whatever ``group_by`` says: one picture in train and in val is the leak ``group_by`` exists to
+  prevent;
 - units without any instance (images without annotations, or only crowd regions) go last, each to the
   part wanting the most images, so they too spread by the fractions;
 - a part left without any unit while another holds several (few units: every one went to the part
@@ -36,6 +37,8 @@ import math
 import re
 from collections import Counter
 from typing import Optional, Sequence
+
+from maskrcnn.data.file_keys import file_key
 
 __all__ = ["assign_units", "check_fractions", "compile_group_by", "default_part_names", "group_keys",
            "split_by_keys", "split_coco", "split_table"]
@@ -240,21 +243,17 @@ def split_by_keys(coco: dict, keys: Sequence[Optional[str]], *, fractions: Seque
     return parts
 
 
-def _file_key(file_name: str) -> str:
-    return file_name.replace("\\", "/")  # 'a\\x.png' and 'a/x.png' are one file to the loader
-
-
 def _unit_names(images: list, keys: list) -> list:
     """The unit of each image: its group, or itself (named by file name and id, unique in the file). The
-    records of one file (separators alike) are one unit, the first one's, also when a group key was found
-    in one spelling of the name and not in another ('cam1/x.png' and 'cam1\\x.png'): two records of one
-    picture split into train and val put the picture in both. An image without a twin keeps its name,
-    and so its seeded draw."""
+    records of one file (separators alike, './' and '//' normalised: ``file_key``) are one unit, the
+    first one's, also when a group key was found in one spelling of the name and not in another
+    ('cam1/x.png' and 'cam1\\x.png'): two records of one picture split into train and val put the
+    picture in both. An image without a twin keeps its name, and so its seeded draw."""
     first: dict = {}  # file -> the unit of its first record
     names = []
     for img, key in zip(images, keys):
         own = f"group\x00{key}" if key is not None else f"image\x00{img['file_name']}\x00{img['id']}"
-        names.append(first.setdefault(_file_key(img["file_name"]), own))
+        names.append(first.setdefault(file_key(img["file_name"]), own))
     return names
 
 

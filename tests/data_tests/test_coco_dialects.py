@@ -577,7 +577,8 @@ def test_training_reads_one_file_under_two_ids_as_one_picture_with_all_its_objec
 
 def test_a_folded_records_id_given_again_is_a_duplicate_id(tmp_path):
     """A record folded into its file's first record still takes its id: a later record with that id (another
-    file) is a duplicate id, skipped and counted, not a picture whose objects went to the folded one."""
+    file) makes the id name two files, so both of its records and its annotations are skipped and counted
+    (which file annotation 20 was drawn on cannot be told), not given to x.png."""
     _photo(tmp_path / "x.png")
     _photo(tmp_path / "y.png")
     images = [{"id": 1, "file_name": "x.png", "height": H, "width": W},
@@ -589,4 +590,6 @@ def test_a_folded_records_id_given_again_is_a_duplicate_id(tmp_path):
                                         "annotations": anns})
     with pytest.warns(UserWarning):
         ds = CocoDataset(json_path=path, image_dir=tmp_path, fold_shared_files=True)
-    assert ds.ids == [1] and ds.skipped.get("duplicate_image_id") == 1
+    assert ds.ids == [1] and ds.skipped.get("duplicate_image_id") == 2
+    assert ds.skipped.get("annotation_of_skipped_image") == 1
+    assert ds[0][1]["boxes"].tolist() == [[4.0, 5.0, 20.0, 15.0]]  # x.png's own object alone

@@ -96,7 +96,7 @@ def test_validation_skips_and_counts_each_problem(tmp_path):
     ]
     images = [
         {"id": 1, "file_name": "a.png", "height": 20, "width": 30},
-        {"id": 1, "file_name": "b.png", "height": 20, "width": 30},
+        {"id": 1, "file_name": "./a.png", "height": 20, "width": 30},  # listed again: its annotations a.png's
         {"id": 2, "file_name": "gone.png", "height": 20, "width": 30},
         {"id": 3, "file_name": "c.png", "height": 0, "width": 30},
     ]
