@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -351,6 +352,10 @@ def match_file_names(results: list, coco_gt, source: str) -> list:
     return [dict(r, image_id=ids[r["file_name"]]) if isinstance(r, dict) else r for r in results]
 
 
+# the class names of a model converted without them (interop: detectron2, torchvision, MMDetection)
+_PLACEHOLDER = re.compile(r"class_\d+")
+
+
 def _name_index(coco_gt) -> tuple:
     """({name: [category ids]}, {normalised name: [category ids]}) of the ground truth's categories: each
     by its own name and by the name that tells it from a namesake ("cat (id 1)", as predict names a
@@ -387,7 +392,8 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
     file lacks). Refused (ValueError naming the file and the clash) when the names cannot say it: one
     category_id under two names, a name that is not a string, two ids under one name, a name naming
     several categories, names that name none of them, or records without a name beside renumbered ones.
-    ``--category-offset`` / ``--category-map`` say which is which themselves: this is not called then."""
+    ``--category-offset`` / ``--category-map`` say which is which themselves: this is not called then.
+    A converted model's placeholder names (``class_3``) that the ground truth lacks are no names."""
     records = [r for r in results if isinstance(r, dict)]
     named = [r for r in records if "category_name" in r]
     ids = [r.get("category_id") for r in named]
@@ -395,23 +401,28 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
         return results  # (ids of no use: validation names them)
     hint = ("; give --category-map MAP.json ({\"results id\": ground-truth id}) to say which is which "
             "(category_name is then not read)")
-    name_of = {}
+    if not any("name" in c for c in coco_gt.dataset["categories"]):
+        _note(f"{source}: category_name not compared: the categories of {gt_source} have no names (matched "
+              f"by category_id)")
+        return results
+    exact, loose = _name_index(coco_gt)
+    name_of, named = {}, []
     for i, r in enumerate(results):
         if not isinstance(r, dict) or "category_name" not in r:
             continue
         name = r["category_name"]
         if not isinstance(name, str):
             raise ValueError(f"{source}: result {i} has category_name {str(name)[:40]!r}, not a name{hint}")
+        if _PLACEHOLDER.fullmatch(name) and not _category_of_name(name, exact, loose):
+            continue  # a model converted without its class names ("class_3"): names nothing, says nothing
         earlier = name_of.setdefault(r["category_id"], name)
         if earlier != name:
             raise ValueError(f"{source}: category_id {r['category_id']!r} is named both {earlier!r} and "
                              f"{name!r} (category_name, result {i}): the names cannot say which category "
                              f"of {gt_source} it is{hint}")
-    if not any("name" in c for c in coco_gt.dataset["categories"]):
-        _note(f"{source}: category_name not compared: the categories of {gt_source} have no names (matched "
-              f"by category_id)")
+        named.append(r)
+    if not named:
         return results
-    exact, loose = _name_index(coco_gt)
     found = {cid: _category_of_name(name, exact, loose) for cid, name in name_of.items()}
     if all(targets == [cid] for cid, targets in found.items()):
         return results  # the names agree with the ids: nothing to do

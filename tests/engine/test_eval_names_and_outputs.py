@@ -74,6 +74,9 @@ def test_category_names_that_agree_or_are_absent_change_nothing(tmp_path):
                           category_map={1: 2, 2: 1})
     by_id, _ = _score(tmp_path, _records(SWAPPED), gt)
     assert mapped == by_id and "by category_name" not in said
+    # a model converted without its class names ("class_1"): no names, by id as before
+    got, said = _score(tmp_path, _records(SWAPPED, {1: "class_2", 2: "class_1"}), gt)
+    assert got == by_id and "category_name" not in said.replace(str(tmp_path), "")
     # a ground truth without names cannot say: by id, said
     unnamed = _gt(tmp_path, names=(None, None))
     got, said = _score(tmp_path, _records(SWAPPED, NAMES), unnamed)
