@@ -12,7 +12,9 @@ Prints a table (rows bbox, segm, keypoints; columns AP AP50 AP75 APs APm APl, in
 ``--output``, writes ``DIR/metrics.json`` ({"bbox": {...}, "segm": {...}}, NaN written as null; its
 sources, absolute, as ``"weights"`` or ``"results"`` and ``"json"``) and, for a checkpoint,
 ``DIR/predictions.json`` (COCO results; with ``--results``, a predictions.json there, an earlier --weights
-run's or another, is named on stderr and left as it is); without ``--output`` a last line says that the
+run's or another, is named on stderr and left as it is; with ``--weights``, one there that is not an
+earlier --weights run's is moved into ``DIR/stale/N/`` first, said: ``eval_stale.foreign_predictions``);
+without ``--output`` a last line says that the
 metrics were not saved. predictions.json is written first and metrics.json last: a metrics.json newer
 than the run means the run finished (a failure or a kill between the two leaves the old metrics.json).
 Ctrl-C during the inference writes nothing and says so: "interrupted: after N of M images; nothing
@@ -489,7 +491,13 @@ def _refuse_unreadable_results(given: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.commands.eval_stale import ARTEFACTS_KEY, earlier_artefacts, set_aside_stale, stale_note
+    from maskrcnn.commands.eval_stale import (
+        ARTEFACTS_KEY,
+        earlier_artefacts,
+        foreign_predictions,
+        set_aside_stale,
+        stale_note,
+    )
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
 
@@ -498,6 +506,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.output)
     # what the metrics.json there says an earlier evaluation wrote, read before this run replaces it
     earlier = earlier_artefacts(args.output) if args.output else None
+    # a predictions.json there that no earlier --weights run wrote: moved aside before this run's replaces it
+    foreign = bool(args.output and args.weights and foreign_predictions(args.output))
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
     if args.cityscapes and importlib.util.find_spec("cityscapesscripts") is None:
@@ -538,7 +548,8 @@ def run(args: argparse.Namespace) -> int:
         metrics, cs_results, records_by_type, results_files = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
             category_map=mapping, gt_source=str(args.json), keypoint_sigmas=sigmas)
-        if "keypoints" in metrics:  # as a model's evaluation says it (engine/inference.build_evaluator)
+        if "keypoints" in metrics and "not_scored" not in metrics["keypoints"]:  # (why not: said)
+            # as a model's evaluation says it (engine/inference.build_evaluator)
             _say_sigmas(metrics["keypoints"], names, sigmas_from, args.set)
         elif sigmas_source == "--set":  # refused flags say "changed nothing" too; this one is only said
             print(f"note: --set {_SIGMAS_KEY} changed nothing: no keypoints were scored (--json's categories "
@@ -574,6 +585,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--cityscapes scores instance masks: the results have none")
     # the COCO results first: the Cityscapes scorer (a child process, minutes on a large split) failing
     # must not lose the whole inference
+    aside = _set_aside_predictions(args.output) if foreign else None
     _write_outputs(args, metrics, images, results)
     cityscapes_failed = None
     if args.cityscapes:
@@ -605,7 +617,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:  # an earlier run's analysis beside the new metrics.json read as this run's
         # what this run wrote, for the next one (only what a metrics.json lists is ever moved)
         _write_outputs(args, metrics, {**images, ARTEFACTS_KEY: sorted(ours)}, None, quiet=True)
-        moved, folder = set_aside_stale(args.output, ours, earlier)
+        moved, folder = set_aside_stale(args.output, ours, earlier, folder=aside)
         if moved:
             print(stale_note(args.output, moved, folder, earlier[1]), file=sys.stderr)
     return 1 if cityscapes_failed else 0
@@ -715,6 +727,24 @@ def _other_predictions(out: Path, results_files: list) -> None:
                 return
     print(f"warning: {other} is not what this evaluation scored: {out / 'metrics.json'} now describes "
           f"{', '.join(results_files)} (its \"results\" key); {other} is left as it is", file=sys.stderr)
+
+
+def _set_aside_predictions(output) -> Optional[Path]:
+    """Move ``output/predictions.json``, not an earlier ``eval --weights`` run's (``eval_stale.
+    foreign_predictions``), into a new ``output/stale/N/`` before this run writes its own, as an earlier
+    evaluation's analysis files are (it was replaced without a word: another tool's results, a long
+    run's); said in one line. The folder, or None when it could not be moved (then replaced, said)."""
+    from maskrcnn.commands.eval_stale import set_aside_predictions
+
+    path = Path(output) / "predictions.json"
+    folder = set_aside_predictions(output)
+    if folder is None:
+        print(f"warning: {path} is not an earlier eval --weights run's and could not be moved into "
+              f"{Path(output) / 'stale'}: replaced by this run's", file=sys.stderr)
+        return None
+    print(f"note: {path} is not an earlier eval --weights run's (no metrics.json of one there names it, or "
+          f"it is newer than that): moved to {folder} before writing this run's", file=sys.stderr)
+    return folder
 
 
 def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *, quiet: bool = False):

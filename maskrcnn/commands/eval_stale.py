@@ -8,8 +8,10 @@ lists none, eval's own names beside a metrics.json that eval wrote (it names its
 ``"weights"`` or ``"results"``). No metrics.json, or one eval did not write: nothing is moved, whatever
 the names. Nothing is ever deleted or replaced: each run that moves anything gets its own numbered folder
 under ``stale/`` (a ``stale`` that is not a folder: nothing is moved). ``predictions.json`` is never
-moved (with --results it may be all that is left of a long inference: ``eval._other_predictions`` names
-it instead)."""
+moved by --results (it may be all that is left of a long inference: ``eval._other_predictions`` names
+it instead); --weights, which writes its own, first moves one there that is not an earlier --weights
+run's (``foreign_predictions``: the user's, another tool's, copied there) into ``stale/N/``, said in one
+line, where it replaced it without a word."""
 
 from __future__ import annotations
 
@@ -64,12 +66,47 @@ def _new_stale_folder(out: Path) -> Optional[Path]:
     return None
 
 
-def set_aside_stale(output, written: Iterable[str],
-                    earlier: Optional[Tuple[List[str], bool]]) -> Tuple[List[str], Optional[Path]]:
+def foreign_predictions(output) -> bool:
+    """Before this run writes: whether ``output/predictions.json`` is there and is not what an earlier
+    ``eval --weights`` wrote beside its metrics.json (that one writes predictions.json first and
+    metrics.json last, and names the first as its "weights" run's). Its own is replaced by a new run, as its
+    metrics.json is; any other (a --results run's folder, another tool's file, one copied in after) is
+    not eval's to replace."""
+    out = Path(output)
+    predictions = out / "predictions.json"
+    if not predictions.is_file():
+        return False
+    try:
+        earlier = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        newer = predictions.stat().st_mtime > (out / "metrics.json").stat().st_mtime
+    except (OSError, ValueError):
+        return True
+    if not isinstance(earlier, dict) or "weights" not in earlier or not isinstance(earlier.get("json"), str):
+        return True
+    named = earlier.get("predictions")  # (absent from the metrics.json of an older eval)
+    return newer or (named is not None and Path(str(named)).name != "predictions.json")
+
+
+def set_aside_predictions(output) -> Optional[Path]:
+    """Move ``output/predictions.json`` into a new ``output/stale/N/`` (``foreign_predictions``: not an
+    earlier --weights run's); that folder, or None when it could not be moved."""
+    folder = _new_stale_folder(Path(output))
+    if folder is None:
+        return None
+    try:
+        os.replace(Path(output) / "predictions.json", folder / "predictions.json")
+    except OSError:
+        folder.rmdir()
+        return None
+    return folder
+
+
+def set_aside_stale(output, written: Iterable[str], earlier: Optional[Tuple[List[str], bool]], *,
+                    folder: Optional[Path] = None) -> Tuple[List[str], Optional[Path]]:
     """Move the names of ``earlier`` (``earlier_artefacts``, read before this run wrote) that are in
-    ``output`` and not in ``written`` (this run's) into a new ``output/stale/N/``; returns their names
-    and that folder. A file that cannot be moved is left where it is (the note says only the moved
-    ones)."""
+    ``output`` and not in ``written`` (this run's) into a new ``output/stale/N/`` (``folder``: the one this
+    run already made, for its predictions.json); returns their names and that folder. A file that cannot
+    be moved is left where it is (the note says only the moved ones)."""
     if not earlier:
         return [], None
     out = Path(output)
@@ -77,7 +114,8 @@ def set_aside_stale(output, written: Iterable[str],
     names = [n for n in earlier[0] if n not in kept and (out / n).exists() and not (out / n).is_symlink()]
     if not names:
         return [], None
-    folder = _new_stale_folder(out)
+    made = folder is None
+    folder = _new_stale_folder(out) if made else folder
     if folder is None:
         return [], None
     moved = []
@@ -91,7 +129,8 @@ def set_aside_stale(output, written: Iterable[str],
             continue
         moved.append(name)
     if not moved:
-        folder.rmdir()  # made here, empty
+        if made:
+            folder.rmdir()  # made here, empty
         return [], None
     return moved, folder
 

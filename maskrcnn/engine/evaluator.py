@@ -19,7 +19,10 @@ A ground-truth object without a mask (segmentation empty or absent: a tool's rec
 dataset's object, a keypoint person drawn without one) is an object of bbox AP
 and an ignored region of segm AP (``_segm_ground_truth``), counted in ``metrics["segm"]
 ["ignored_box_only"]`` and one warning; with no object with a mask, segm AP is NaN and
-``metrics["segm"]["not_reported"]`` says why. ``crowd_as_objects`` (``data.crowd_as_objects``) scores crowd
+``metrics["segm"]["not_reported"]`` says why; with no labelled keypoint in the ground truth, keypoint AP
+is NaN and ``metrics["keypoints"]["not_scored"]`` says why. Each kind also holds COCOeval's average
+recall (``"AR"``) and the ``maxDets`` and area ranges of its figures (``"coco_params"``).
+``crowd_as_objects`` (``data.crowd_as_objects``) scores crowd
 annotations as objects (``data/crowd.py``: CVAT writes brush masks as crowd RLE).
 """
 
@@ -49,6 +52,7 @@ from maskrcnn.engine.best_model import METRICS
 from maskrcnn.engine.results_file import (
     compress_segmentations,
     image_name_keys,
+    match_category_names,
     match_image_ids,
     note_scoring_conventions,
     partial_fields,
@@ -67,6 +71,11 @@ METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Positions of those metrics in COCOeval.stats: best_model.METRICS lists them in that order per IoU type
 # (keypoints have no "small" area range).
 _STAT_INDEX = {t: {m: i for i, m in enumerate(names)} for t, names in METRICS.items()}
+# COCOeval.stats after the AP figures: average recall at 1, 10, 100 detections per image and by size
+# (keypoints: at 20, over the ten OKS thresholds, at 0.5, at 0.75, by size)
+_AR_NAMES = {"bbox": ("AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
+             "segm": ("AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
+             "keypoints": ("AR", "AR50", "AR75", "ARm", "ARl")}
 _FIELDS = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
 # the per-detection entries of a detections dict (tensors with D rows, masks_rle a list of D)
 _PER_DETECTION = ("boxes", "scores", "labels", "masks", "masks_rle", "keypoints", "keypoint_scores")
@@ -558,6 +567,12 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
     left out) are scored by COCOeval as any others: AP 0 where there are objects to miss, NaN ('-',
     null) where there are none, as for a size range without objects (a fixed 0 put APl 0.00 in the
     table and metrics.json for a ground truth without large objects)."""
+    if iou_type == "keypoints":
+        unlabelled = _no_labelled_keypoints(coco_gt, img_ids, gt_source)
+        if unlabelled:  # COCOeval ignores every such object: its -1s read as a row scored without a word
+            warnings.warn(f"{unlabelled}; its row is '-' (null in metrics.json, where 'not_scored' says why)",
+                          stacklevel=3)
+            return dict(_unscored_metrics(iou_type, coco_gt), not_scored=unlabelled), unlabelled + "\n"
     if iou_type == "segm":
         # loadRes derives the box from the segmentation; keep our box out of its way. (Its area too: the
         # mask's, so the size ranges of segm AP are by mask area, as detectron2 scores them, where a plain
@@ -595,11 +610,35 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
             metrics[name] = v * 100 if v >= 0 else float("nan")  # -1: no ground truth in that range
     metrics["per_category"] = _per_category(coco_eval, coco_gt)
     metrics["per_category_AP50"] = _per_category(coco_eval, coco_gt, iou=0.5)
+    # COCOeval's recall figures and what they are over (as detectron2 and MMDetection logs print them): a
+    # dict, which readers of the AP numbers (and solver.best_metric) skip
+    recall = stats[len(_STAT_INDEX[iou_type]):len(_STAT_INDEX[iou_type]) + len(_AR_NAMES[iou_type])]
+    metrics["AR"] = {name: float(v) * 100 if v >= 0 else float("nan")
+                     for name, v in zip(_AR_NAMES[iou_type], recall)}
+    metrics["coco_params"] = {
+        "max_dets": [int(m) for m in coco_eval.params.maxDets],
+        "area_ranges": {label: [float(a) for a in rng]
+                        for label, rng in zip(coco_eval.params.areaRngLbl, coco_eval.params.areaRng)}}
     if iou_type == "keypoints":  # {keypoint name: sigma}: a dict, which readers of the AP numbers skip
         names = next((c["keypoints"] for c in coco_gt.dataset["categories"] if c.get("keypoints")), None)
         names = names or [f"keypoint_{k}" for k in range(len(used))]
         metrics["oks_sigmas"] = {str(n): float(v) for n, v in zip(names, used)}
     return metrics, buf.getvalue()
+
+
+def _no_labelled_keypoints(coco_gt, img_ids: Optional[list], gt_source: str) -> str:
+    """Why keypoint AP is undefined on ``coco_gt`` (over ``img_ids``, None: all), or "": no object (not
+    crowd) of a category with keypoints has a labelled one (``num_keypoints`` 0 everywhere: COCOeval
+    ignores such objects, so there is nothing to score a detection against)."""
+    with_names = {c["id"] for c in coco_gt.dataset["categories"] if c.get("keypoints")}
+    scored = None if img_ids is None else set(img_ids)
+    objects = [a for a in coco_gt.dataset["annotations"] if not a.get("iscrowd")
+               and (not with_names or a["category_id"] in with_names)
+               and (scored is None or a["image_id"] in scored)]
+    if any(a.get("num_keypoints") for a in objects):
+        return ""
+    return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
+            f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores)")
 
 
 def _detections(coco_gt, results: list) -> COCO:
@@ -785,6 +824,8 @@ def evaluate_results_file(
         partial = partial_fields(results, types, source)
         results = [_with_ids(r, "image_id", "category_id") for r in results]  # 1.0 as 1, as CocoDataset
         results = shift_categories(results, source, offset=category_offset, mapping=category_map)
+        if not category_offset and not category_map:  # (those say which is which themselves)
+            results = match_category_names(results, coco_gt, source, gt_source)
         results = match_image_ids(results, coco_gt, source)
         by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True)
         main = by_type[types[0]]  # every record of the file but bad ones (types[0] has no partial field)
@@ -792,7 +833,7 @@ def evaluate_results_file(
             zero_based_suspicion(main, coco_gt, source)
         if "segm" in types:
             by_type["segm"] = compress_segmentations(by_type["segm"], coco_gt, source)
-        note_scoring_conventions(main, coco_gt, source)
+        note_scoring_conventions(main, coco_gt, source, by_type=by_type)
         for iou_type in types:
             records = by_type[iou_type]
             if iou_type == "keypoints" and results and not records:

@@ -23,13 +23,19 @@ What is read, and how (each interpretation is said in a warning naming the file)
   (``match_file_names``: the ground truth's file name as the end of the path, else the one image with
   that base name), said in one line; refused when that cannot be done (a name of no image or of two, two
   names of one image, only some records with one).
+- Records with a ``category_name`` (``maskrcnn predict``'s and ``eval --output``'s predictions.json: the
+  class as the model names it): read against the ground truth's category names (``match_category_names``);
+  a ground truth numbering the classes otherwise gets the ids by name, said in one line (scored by id,
+  each 'circle' was a 'square' without a word); refused naming the clash when the names cannot say which
+  is which. Not read with ``--category-offset`` / ``--category-map``; files without names keep their ids.
 - ``segmentation`` as polygons or as uncompressed RLE (``counts`` a list): encoded as compressed RLE at
   the ground-truth image's size (pycocotools' ``loadRes`` takes only compressed RLE for results).
 
 Scored as pycocotools scores them, and said so: an empty file (every AP 0, NaN where the ground truth has
 no object to miss, as for a size range without any; every kind the ground truth has), images of the
 ground truth with (non-crowd) objects but without any detection (their objects are misses: the AP is over
-every ground-truth image; the first named, and said to include the images ``eval --weights`` skipped when
+every ground-truth image; the first named, per kind for images whose detections were left out of one
+kind only; and said to include the images ``eval --weights`` skipped when
 its own predictions.json is scored again: those lower the AP it reported), records that repeat
 another exactly (the repeats are false positives) and more
 than 100 detections of one category in one image (COCOeval's ``maxDets``: only the 100 highest-scoring
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -63,7 +70,8 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
-    "compress_segmentations", "image_name_keys", "iou_types_of", "match_file_names", "match_image_ids",
+    "compress_segmentations", "image_name_keys", "iou_types_of", "match_category_names", "match_file_names",
+    "match_image_ids",
     "note_scoring_conventions", "partial_fields", "plan_iou_types", "read_category_map",
     "read_results_file", "resolve_results_paths", "shift_categories",
     "zero_based_hint", "zero_based_suspicion",
@@ -332,13 +340,142 @@ def match_file_names(results: list, coco_gt, source: str) -> list:
         raise ValueError(f"{source}: file_names {shared[0]!r} and {shared[1]!r} both name image id "
                          f"{ids[shared[0]]!r} of the ground truth: two images cannot be scored as one")
     moved = {r["file_name"] for r in records if r.get("image_id") != ids[r["file_name"]]}
-    example = next((n for n in ids if n in moved), next(iter(ids), None))
+    example = next((n for n in ids if n in moved), None)
     if example is not None:
         given = next(r.get("image_id") for r in records if r["file_name"] == example)
         _note(f"{source}: image_id taken from file_name, matched to the ground truth's file names "
               f"({len(ids)} images; {len(moved)} had another image_id in the file, e.g. {example!r}: "
               f"{given!r} -> {ids[example]!r})")
+    elif ids:  # an example of an id that did not change ("0 had another ..., e.g. 1 -> 1") read oddly
+        _note(f"{source}: image_id taken from file_name, matched to the ground truth's file names "
+              f"({len(ids)} images; each already had its image id in the file)")
     return [dict(r, image_id=ids[r["file_name"]]) if isinstance(r, dict) else r for r in results]
+
+
+# the class names of a model converted without them (interop: detectron2, torchvision, MMDetection)
+_PLACEHOLDER = re.compile(r"class_\d+")
+
+
+def _name_index(coco_gt) -> tuple:
+    """({name: [category ids]}, {normalised name: [category ids]}) of the ground truth's categories: each
+    by its own name and by the name that tells it from a namesake ("cat (id 1)", as predict names a
+    model's classes, ``data.coco.distinct_category_names``)."""
+    from maskrcnn.data.coco import category_names
+    from maskrcnn.engine.init_weights import normalise_name
+
+    exact, loose = {}, {}
+    for cid, shown in category_names(coco_gt.dataset).items():
+        own = coco_gt.cats[cid].get("name")
+        for name in dict.fromkeys(str(n) for n in (own, shown) if n is not None):
+            exact.setdefault(name, []).append(cid)
+        loose.setdefault(normalise_name(own if own is not None else shown), []).append(cid)
+    return exact, loose
+
+
+def _category_of_name(name: str, exact: dict, loose: dict) -> list:
+    """The ids of the ground-truth categories ``name`` names: by its exact name, else as
+    ``init_weights.normalise_name`` reads it ('Person' is 'person'), as eval --weights matches a model's
+    classes (one id, none, or several: a name it cannot tell)."""
+    from maskrcnn.engine.init_weights import normalise_name
+
+    return exact.get(name) or loose.get(normalise_name(name), [])
+
+
+def match_category_names(results: list, coco_gt, source: str, gt_source: str = "the ground truth") -> list:
+    """``results`` whose records carry a ``category_name`` (``maskrcnn predict``'s and ``eval
+    --output``'s predictions.json: the class as the model names it) with ``category_id`` the id of the
+    ground-truth category of that name. Unchanged, and nothing said, when every name is its id's name
+    there, or no record has one (detectron2's, other tools' files: matched by id as before). Ids another
+    export numbers otherwise (a ground truth whose classes were numbered apart from the training file's)
+    scored each 'circle' as a 'square' without a word: remapped by name, said in one line; records of a
+    name the ground truth lacks are left out (said, as eval --weights leaves out a model's classes the
+    file lacks). Refused (ValueError naming the file and the clash) when the names cannot say it: one
+    category_id under two names, a name that is not a string, two ids under one name, a name naming
+    several categories, names that name none of them, or records without a name beside renumbered ones.
+    ``--category-offset`` / ``--category-map`` say which is which themselves: this is not called then.
+    A converted model's placeholder names (``class_3``) that the ground truth lacks are no names."""
+    records = [r for r in results if isinstance(r, dict)]
+    named = [r for r in records if "category_name" in r]
+    ids = [r.get("category_id") for r in named]
+    if not named or not all(isinstance(i, (int, str)) and not isinstance(i, bool) for i in ids):
+        return results  # (ids of no use: validation names them)
+    hint = ("; give --category-map MAP.json ({\"results id\": ground-truth id}) to say which is which "
+            "(category_name is then not read)")
+    if not any("name" in c for c in coco_gt.dataset["categories"]):
+        _note(f"{source}: category_name not compared: the categories of {gt_source} have no names (matched "
+              f"by category_id)")
+        return results
+    exact, loose = _name_index(coco_gt)
+    name_of, named = {}, []
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or "category_name" not in r:
+            continue
+        name = r["category_name"]
+        if not isinstance(name, str):
+            raise ValueError(f"{source}: result {i} has category_name {str(name)[:40]!r}, not a name{hint}")
+        if _PLACEHOLDER.fullmatch(name) and not _category_of_name(name, exact, loose):
+            continue  # a model converted without its class names ("class_3"): names nothing, says nothing
+        earlier = name_of.setdefault(r["category_id"], name)
+        if earlier != name:
+            raise ValueError(f"{source}: category_id {r['category_id']!r} is named both {earlier!r} and "
+                             f"{name!r} (category_name, result {i}): the names cannot say which category "
+                             f"of {gt_source} it is{hint}")
+        named.append(r)
+    if not named:
+        return results
+    found = {cid: _category_of_name(name, exact, loose) for cid, name in name_of.items()}
+    if all(targets == [cid] for cid, targets in found.items()):
+        return results  # the names agree with the ids: nothing to do
+    several = next((cid for cid, targets in found.items() if len(targets) > 1), None)
+    if several is not None:
+        raise ValueError(f"{source}: category_name {name_of[several]!r} (category_id {several!r}) names "
+                         f"{len(found[several])} categories of {gt_source} (ids "
+                         f"{', '.join(map(str, found[several][:5]))}){hint}")
+    mapped, taken = {}, {}
+    for cid, targets in found.items():
+        if targets and taken.setdefault(targets[0], cid) != cid:
+            first = taken[targets[0]]
+            raise ValueError(f"{source}: category_ids {first!r} ({name_of[first]!r}) and {cid!r} "
+                             f"({name_of[cid]!r}) both name category {targets[0]} of {gt_source}{hint}")
+        if targets:
+            mapped[cid] = targets[0]
+    absent = [cid for cid in name_of if cid not in mapped]
+    gt_names = {cid: coco_gt.cats[cid].get("name") for cid in coco_gt.cats}
+    if not mapped:
+        shown = ", ".join(f"{name_of[c]!r}" for c in absent[:5]) + (", ..." if len(absent) > 5 else "")
+        raise ValueError(f"{source}: no category_name of the results ({shown}) is a category of "
+                         f"{gt_source} ({', '.join(repr(n) for n in list(gt_names.values())[:5])}"
+                         f"{', ...' if len(gt_names) > 5 else ''}): results of another dataset?{hint}")
+    unnamed = len(records) - len(named)
+    if unnamed:
+        raise ValueError(f"{source}: {unnamed} of {len(records)} results have no category_name, and the "
+                         f"others' names number the categories otherwise than {gt_source} (e.g. "
+                         f"{_renamed(name_of, mapped, gt_names)}): the records without a name cannot be "
+                         f"matched{hint}")
+    changed = {cid: target for cid, target in mapped.items() if target != cid}
+    if changed:
+        _note(f"{source}: category_id matched to {gt_source}'s categories by category_name: it numbers "
+              f"{len(changed)} of the results' {len(name_of)} classes otherwise "
+              f"({_renamed(name_of, changed, gt_names)})")
+    if absent:
+        counts = Counter(r["category_id"] for r in named)
+        shown = ", ".join(f"{name_of[c]!r} (category_id {c!r}, {counts[c]} results)" for c in absent[:5])
+        one = len(absent) == 1
+        _note(f"{source}: {'class' if one else 'classes'} {shown}{'' if len(absent) <= 5 else ', ...'} "
+              f"{'is' if one else 'are'} no category of {gt_source} (by category_name): "
+              f"left out, as eval --weights leaves out a model's classes the ground truth lacks")
+    return [dict(r, category_id=mapped[r["category_id"]]) if isinstance(r, dict) else r for r in results
+            if not isinstance(r, dict) or r["category_id"] in mapped]  # (not a record: validation names it)
+
+
+def _renamed(name_of: dict, mapped: dict, gt_names: dict) -> str:
+    """Up to 3 of ``mapped``'s ids as "1 'circle' -> 2 (1 is 'square' there)"."""
+    parts = []
+    for cid, target in list(mapped.items())[:3]:
+        there = gt_names.get(cid)
+        was = f" ({cid!r} is {there!r} there)" if there is not None and cid != target else ""
+        parts.append(f"{cid!r} {name_of[cid]!r} -> {target!r}{was}")
+    return "; ".join(parts) + ("; ..." if len(mapped) > 3 else "")
 
 
 def zero_based_hint(used_categories: set, category_ids: Sequence) -> str:
@@ -482,26 +619,40 @@ def _hashable(values) -> object:
     return repr(values)
 
 
-def note_scoring_conventions(results: list, coco_gt, source: str) -> None:
-    """Say what COCOeval will do with ``results`` that a user might not expect (nothing is changed)."""
+def _image_names(coco_gt, ids: set) -> str:
+    """The first 3 of the images ``ids`` by file name (else id), in the ground truth's order."""
+    names = [str(img.get("file_name") or img["id"]) for img in coco_gt.dataset["images"] if img["id"] in ids]
+    return ", ".join(names[:3]) + (", ..." if len(ids) > 3 else "")
+
+
+def note_scoring_conventions(results: list, coco_gt, source: str, *, by_type=None) -> None:
+    """Say what COCOeval will do with ``results`` that a user might not expect (nothing is changed).
+    ``by_type`` ({IoU type: the records scored for it}, validation's): images without a detection in
+    one kind only (their records left out of it: a box of negative width, a bad mask) said per kind."""
     if not results:
         _note(f"{source}: no detections in the results: every AP is 0 ('-' where the ground truth has no "
               f"objects to miss, as for a size range without any)")
         return
-    images = {r["image_id"] for r in results}
     # only images with objects to miss: a detection-less image without any is scored as it should be
     with_objects = {a["image_id"] for a in coco_gt.dataset.get("annotations", []) if not a.get("iscrowd")}
-    missing = with_objects - images
-    if missing:
+    kinds = by_type or {"bbox": results}
+    missing = {kind: with_objects - {r["image_id"] for r in records} for kind, records in kinds.items()}
+    everywhere = set.intersection(*missing.values())
+    if everywhere:
         # named: re-scoring `eval --weights`'s own predictions.json counts the images it skipped (unreadable,
         # not their recorded size) as misses, and only their names tell them from images without detections
-        names = [str(img.get("file_name") or img["id"]) for img in coco_gt.dataset["images"]
-                 if img["id"] in missing][:3]  # in the ground truth's order
-        _note(f"{source}: {len(missing)} of {len(with_objects)} ground-truth images with objects have no "
-              f"detection in the results ({', '.join(names)}{', ...' if len(missing) > 3 else ''}): their "
+        _note(f"{source}: {len(everywhere)} of {len(with_objects)} ground-truth images with objects have no "
+              f"detection in the results ({_image_names(coco_gt, everywhere)}): their "
               f"objects count as misses (the AP is over every ground-truth image; of `maskrcnn eval "
               f"--weights`'s predictions.json, the images it skipped, its metrics.json's images_skipped, "
               f"are among them)")
+    for kind, images in missing.items():
+        only = images - everywhere
+        if only and len(missing) > 1:  # their detections are in another kind's AP, not in this one
+            _note(f"{source}: {len(only)} of {len(with_objects)} ground-truth images with objects have no "
+                  f"detection scored in {kind} AP ({_image_names(coco_gt, only)}), though they have some in "
+                  f"the results (left out of {kind} AP above, or without its field): their objects count as "
+                  f"misses in {kind} AP")
     outside = [float(r["score"]) for r in results if not 0 <= r["score"] <= 1]
     if outside:  # percentages, logits: COCOeval only ranks them, a threshold reads them as probabilities
         _note(f"{source}: {len(outside)} of {len(results)} scores are outside [0, 1] (from "

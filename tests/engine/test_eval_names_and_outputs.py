@@ -1,0 +1,195 @@
+"""``maskrcnn eval`` (p_eval4): a results file's ``category_name`` read against the ground truth's names
+(predict's own predictions.json scored against a file numbering the classes otherwise swapped them
+silently), a predictions.json in ``--output`` that --weights would replace, keypoint AP without any
+labelled keypoint, the per-kind "no detection" note, the file-name note, and AR in metrics.json."""
+
+import contextlib
+import io
+import json
+import warnings
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tiny_model import cat_dog_inputs  # tests/ is on the path
+
+from maskrcnn.cli import main
+from maskrcnn.engine.evaluator import evaluate_results_file
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+BOXES = {1: [10, 10, 20, 20], 2: [50, 50, 30, 30]}  # category id -> its object's box on image 1
+
+
+def _gt(tmp_path, names=("circle", "square")) -> str:
+    """One image with a circle (id 1) and a square (id 2), each a square-ish box; its path."""
+    cats = [{"id": i, **({"name": n} if n is not None else {})} for i, n in enumerate(names, 1)]
+    anns = [{"id": c, "image_id": 1, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+            for c, b in BOXES.items()]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+                                "annotations": anns, "categories": cats}))
+    return str(path)
+
+
+def _records(ids: dict, names: dict = None) -> list:
+    """A perfect detection of each object, its category_id ``ids[true id]`` (and category_name)."""
+    return [{"image_id": 1, "category_id": ids[c], "bbox": b, "score": 0.9,
+             **({"category_name": names[c]} if names else {})} for c, b in BOXES.items()]
+
+
+def _score(tmp_path, records, gt, **kwargs) -> tuple:
+    path = tmp_path / f"r{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps(records))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = evaluate_results_file(gt, str(path), **kwargs)
+    return metrics["bbox"]["AP"], " | ".join(str(w.message) for w in caught)
+
+
+SWAPPED = {1: 2, 2: 1}  # the model numbers circle 2 and square 1
+NAMES = {1: "circle", 2: "square"}
+
+
+def test_category_names_of_a_renumbered_ground_truth_are_matched_by_name(tmp_path):
+    gt = _gt(tmp_path)
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    by_id, _ = _score(tmp_path, _records(SWAPPED), gt)  # no names: matched by id, as before
+    got, said = _score(tmp_path, _records(SWAPPED, NAMES), gt)
+    assert by_id < right  # the swap matters here
+    assert got == right, said  # was by_id: every circle scored as a square, without a word
+    assert "category_id matched to" in said and "by category_name" in said
+    assert "2 'circle' -> 1 (2 is 'square' there)" in said, said
+
+
+def test_category_names_that_agree_or_are_absent_change_nothing(tmp_path):
+    gt = _gt(tmp_path)
+    right, said = _score(tmp_path, _records({1: 1, 2: 2}, NAMES), gt)
+    plain, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    assert right == plain and "by category_name" not in said
+    # a --category-map says which is which itself: names are not read then
+    mapped, said = _score(tmp_path, _records({1: 1, 2: 2}, {1: "x", 2: "y"}), gt,
+                          category_map={1: 2, 2: 1})
+    by_id, _ = _score(tmp_path, _records(SWAPPED), gt)
+    assert mapped == by_id and "by category_name" not in said
+    # a model converted without its class names ("class_1"): no names, by id as before
+    got, said = _score(tmp_path, _records(SWAPPED, {1: "class_2", 2: "class_1"}), gt)
+    assert got == by_id and "category_name" not in said.replace(str(tmp_path), "")
+    # a ground truth without names cannot say: by id, said
+    unnamed = _gt(tmp_path, names=(None, None))
+    got, said = _score(tmp_path, _records(SWAPPED, NAMES), unnamed)
+    assert got == _score(tmp_path, _records(SWAPPED), unnamed)[0]
+    assert "category_name not compared" in said
+
+
+def test_a_named_class_the_ground_truth_lacks_is_left_out_and_said(tmp_path):
+    gt = _gt(tmp_path)
+    records = _records(SWAPPED, NAMES) + [{"image_id": 1, "category_id": 7, "category_name": "star",
+                                           "bbox": [1, 1, 5, 5], "score": 0.99}]
+    got, said = _score(tmp_path, records, gt)
+    assert got == _score(tmp_path, _records({1: 1, 2: 2}), gt)[0]
+    assert "class 'star' (category_id 7, 1 results) is no category of" in said, said
+
+
+@pytest.mark.parametrize("records, words", [
+    (_records({1: 1, 2: 1}, NAMES), "category_id 1 is named both 'circle' and 'square'"),
+    (_records(SWAPPED, {1: 3, 2: "square"}), "has category_name '3', not a name"),
+    (_records(SWAPPED, {1: "Circle", 2: "circle"}), "category_ids 2 ('Circle') and 1 ('circle') both name "
+                                                    "category 1"),
+    (_records(SWAPPED, {1: "cat", 2: "dog"}), "no category_name of the results ('cat', 'dog') is a category"),
+    (_records(SWAPPED, NAMES)[:1] + _records(SWAPPED)[1:], "1 of 2 results have no category_name"),
+])  # fmt: skip
+def test_category_names_that_cannot_say_which_is_which_are_refused(tmp_path, records, words):
+    gt = _gt(tmp_path)
+    with pytest.raises(ValueError) as e:
+        _score(tmp_path, records, gt)
+    assert words in str(e.value) and "--category-map" in str(e.value), str(e.value)
+
+
+def test_a_box_left_out_of_bbox_ap_only_is_not_called_no_detection(tmp_path):
+    gt = json.loads(open(_gt(tmp_path)).read())
+    gt["images"].append({"id": 2, "file_name": "b.png", "width": 100, "height": 100})
+    gt["annotations"].append(dict(gt["annotations"][0], id=3, image_id=2))
+    path = tmp_path / "gt2.json"
+    path.write_text(json.dumps(gt))
+    m = np.zeros((100, 100), np.uint8, order="F")
+    m[10:30, 10:30] = 1
+    mask = mask_utils.encode(m)
+    mask["counts"] = mask["counts"].decode()
+    records = [{"image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20], "segmentation": mask,
+                "score": 0.9} for i in (1, 2)]
+    records[1]["bbox"] = [30, 10, -20, 20]  # image 2's box is bad: left out of bbox AP only
+    _, said = _score(tmp_path, records, str(path))
+    assert "have no detection in the results" not in said, said
+    assert "1 of 2 ground-truth images with objects have no detection scored in bbox AP (b.png)" in said
+
+
+def test_file_name_note_gives_no_example_when_no_id_changed(tmp_path):
+    gt = _gt(tmp_path)
+    records = [dict(r, file_name="imgs/a.png") for r in _records({1: 1, 2: 2})]
+    _, said = _score(tmp_path, records, gt)
+    assert "(1 images; each already had its image id in the file)" in said, said
+    assert "->" not in said
+
+
+def test_keypoint_ap_without_any_labelled_keypoint_says_why(tmp_path, capsys):
+    names = ["tip", "base"]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600,
+             "iscrowd": 0, "keypoints": [0] * 6, "num_keypoints": 0}]
+    gt = tmp_path / "kp.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+                              "annotations": anns,
+                              "categories": [{"id": 1, "name": "arrow", "keypoints": names}]}))
+    res = tmp_path / "kp_res.json"
+    res.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.9,
+                                "keypoints": [20, 20, 1, 30, 30, 1]}]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["eval", "--results", str(res), "--json", str(gt), "--output", str(tmp_path / "o")]) == 0
+    said = capsys.readouterr().err + " | ".join(str(w.message) for w in caught)
+    row = json.loads((tmp_path / "o" / "metrics.json").read_text())["keypoints"]
+    assert row["AP"] is None and "no ground-truth object has a labelled keypoint" in row["not_scored"]
+    assert "keypoint AP not defined" in said and "OKS sigmas" not in said, said
+
+
+def test_metrics_json_has_recall_and_what_it_is_over(tmp_path):
+    gt = _gt(tmp_path)
+    records = _records({1: 1, 2: 2})[:1]  # the square missed
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(records))
+    metrics = evaluate_results_file(gt, str(path))["bbox"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(gt)
+        e = COCOeval(coco, coco.loadRes(records), "bbox")
+        e.evaluate(), e.accumulate(), e.summarize()
+    assert metrics["AR"]["AR100"] == pytest.approx(e.stats[8] * 100)
+    assert metrics["AR"]["AR1"] == pytest.approx(e.stats[6] * 100)
+    assert metrics["coco_params"]["max_dets"] == [1, 10, 100]
+    assert metrics["coco_params"]["area_ranges"]["small"] == [0.0, 32.0 ** 2]
+
+
+def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys):
+    ckpt, images = cat_dog_inputs(tmp_path, {"a.png": (40, 40)})
+    gt = tmp_path / "cd.json"
+    gt.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 40}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [5, 5, 10, 10], "area": 100,
+                         "iscrowd": 0}],
+        "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]}))
+    out = tmp_path / "ev"
+    out.mkdir()
+    theirs = '[{"image_id": 1, "category_id": 5, "bbox": [1, 1, 2, 2], "score": 0.5}]'
+    (out / "predictions.json").write_text(theirs)  # another tool's, copied there
+    args = ["eval", "--weights", str(ckpt), "--json", str(gt), "--images", str(images), "--output", str(out),
+            "--device", "cpu"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert (out / "stale" / "1" / "predictions.json").read_text() == theirs  # was replaced silently
+    assert "moved to" in err and "stale" in err, err
+    ours = (out / "predictions.json").read_text()
+    assert ours != theirs
+    assert main(args) == 0  # its own, from the run before: replaced as metrics.json is, nothing said
+    assert "moved to" not in capsys.readouterr().err
+    assert not (out / "stale" / "2").exists()
