@@ -37,6 +37,10 @@ one error saying why (image files not found, only crowd annotations); images ``d
 out (no annotations, only crowd ones) and those ``data.min_keypoints_per_image`` left out of a keypoint
 run are counted by reason in one note line (``left_out_line``).
 
+A run that starts from no weights (no ``model.init_weights``, not a resume) with frozen layers
+(``model.freeze_at`` > 0) or frozen batch norm is refused before anything is read
+(``frozen_parts.untrained_frozen_refusal``): those parts would stay random for the whole run.
+
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
 """
@@ -529,11 +533,16 @@ def build_training(
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
-    from maskrcnn.engine.frozen_parts import frozen_line
+    from maskrcnn.engine.frozen_parts import frozen_line, untrained_frozen_refusal
     from maskrcnn.engine.inference import check_keypoint_count, ground_truth, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
-    from maskrcnn.engine.trainer import build_trainer, checkpoint_candidates, finished_without_checkpoint
+    from maskrcnn.engine.trainer import (
+        build_trainer,
+        checkpoint_candidates,
+        finished_without_checkpoint,
+        no_training_state,
+    )
     from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -564,6 +573,15 @@ def build_training(
                                            from_checkpoint=resuming, notes=resume_notes,
                                            config_said=config_said, read=read)
         run_classes = run_classes if resuming else ()
+        held = read.get("checkpoint")  # an INT8 or weights-only file: refused before the data is read
+        refusal = no_training_state(read["path"], held, checkpoint_candidates(output)) if held else ""
+        if refusal:
+            raise ValueError(refusal)
+    # before the device, the data and the model: frozen layers over random weights never train
+    said = config_phrase(config_named, config_said)
+    refusal = "" if resuming else untrained_frozen_refusal(cfg, config=said)
+    if refusal:
+        raise ValueError(refusal)
     device = resolve_device(cfg.device, what="the config's device") if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
