@@ -440,6 +440,27 @@ def _has(n: int) -> str:
     return "has" if n == 1 else "have"
 
 
+def input_size_notes(inp) -> list:
+    """Note lines for sizes that cannot act as set: a ``min_size`` above ``max_size`` never applies (the
+    scale is min(min_size / shorter side, max_size / longer side), and the second is the smaller), so every
+    image is scaled to a longer side of ``max_size`` (for training, each such choice the same one)."""
+    notes = []
+    train = [int(s) for s in inp.min_size] if isinstance(inp.min_size, (list, tuple)) else [int(inp.min_size)]
+    above = [s for s in train if s > inp.max_size]
+    if above:
+        which = ("every training image is" if len(above) == len(train) else
+                 "an image drawn at one of them is, so they act as one size:")
+        notes.append(f"note: input.min_size {', '.join(map(str, above))} above input.max_size {inp.max_size} "
+                     f"never applies: {which} scaled to a longer side of {inp.max_size} pixels (raise "
+                     "input.max_size to train at the shorter side asked for; the presets' ratio is 800 to "
+                     "1333)")
+    if inp.min_size_test > inp.max_size_test:
+        notes.append(f"note: input.min_size_test {inp.min_size_test} above input.max_size_test "
+                     f"{inp.max_size_test} never applies: evaluation and predict scale every image to a "
+                     f"longer side of {inp.max_size_test} pixels")
+    return notes
+
+
 def check_best_metric(cfg, *, has_val: bool) -> None:
     """``solver.best_metric`` and early stopping against this model and data, before any training: a
     metric the model's evaluation cannot report (``segm/AP`` without masks) and early stopping without a
@@ -597,7 +618,7 @@ def build_training(
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} over {world_size} processes is {per_rank} images "
             f"per process, not divisible by solver.accumulate {accumulate} (micro-batches of equal size)")
-    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()):
+    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()) + input_size_notes(cfg.input):
         say(line)
     rh = cfg.model.roi_heads
     parsed = parsed if parsed is not None else {}
@@ -630,6 +651,9 @@ def build_training(
     line = left_out_line(train_set.skipped, len(train_set), cfg.data.min_keypoints_per_image)
     if line:
         say(f"note: {train_json}: {line}")
+    if cfg.solver.batch_size > len(train_set):  # harmless, but most likely a setting meant for other data
+        say(f"note: solver.batch_size {cfg.solver.batch_size} is more than the {len(train_set)} usable "
+            f"training images of {train_json}: each batch holds some of them more than once")
     # how photos whose size cannot tell their EXIF turn are read: settled here, once, before the DataLoader's
     # workers start (each worker settled it anew: every header read again, the note said again)
     line = train_set.settle_exif_frame()
