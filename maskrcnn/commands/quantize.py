@@ -252,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
         **no_config_kwargs("quantize"), keep_checkpoint=True,
     )
     print_weights_notes(predictor, args.weights)
+    if INT8_KEY in predictor.checkpoint:  # quantized before: its calibration is not carried over, said once
+        print(f"note: {args.weights} is already INT8: calibrated again from the float32 weights it holds, on "
+              f"--calib-images {args.calib_images}; its earlier calibration is not kept", file=sys.stderr)
     section = apply_int8_arguments(predictor, args)
     # as the predictor read it: "FILE#ema" calibrated on the EMA copy writes that copy as 'model'
     ckpt = dict(predictor.checkpoint)

@@ -44,3 +44,24 @@ def test_a_shell_glob_for_calib_images_is_told_to_give_the_folder(tmp_path, caps
         calibration_files("cal/*.png", count=4)
     assert str(refused.value) == ("cal/*.png: calibration image folder or file not found (a pattern is not "
                                   "expanded: give the folder, --calib-images cal)")
+
+
+def test_quantizing_an_int8_file_again_says_its_calibration_is_replaced(tmp_path, capsys):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    model, cfg = build_tiny()
+    fp32 = tmp_path / "fp32.pth"
+    save_checkpoint(fp32, model_state=model.state_dict(), config=cfg,
+                    class_names=["__background__", "a", "b"])
+    calib = tmp_path / "cal"
+    calib.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(calib / "c.png")
+    first, second = tmp_path / "q.pth", tmp_path / "qq.pth"
+    for weights, out in ((fp32, first), (first, second)):
+        assert cli.main(["quantize", "--weights", str(weights), "--calib-images", str(calib), "--parts",
+                         "rpn", "--output", str(out)]) == 0
+        said = [x for x in capsys.readouterr().err.splitlines() if "already INT8" in x]
+        assert said == ([] if weights == fp32 else [
+            f"note: {first} is already INT8: calibrated again from the float32 weights it holds, on "
+            f"--calib-images {calib}; its earlier calibration is not kept"])
