@@ -4,10 +4,11 @@
 
 Run by ``benchmarks/gpu_check.sh`` (which also runs the CUDA tests). Steps, each one row of the table:
 
-- train: Mask R-CNN R50-FPN, random initial weights, a synthetic shapes dataset (800 x 1067 images,
-  ``maskrcnn.data.shapes``), batch 8, shorter side 800, ``solver.amp=true``, a few iterations through
-  ``build_training`` (the loader, transforms and Trainer that ``maskrcnn train`` runs). Reports the
-  median s/iter after the warm-up iterations, the last total loss (finite) and the peak GPU memory.
+- train: Mask R-CNN R50-FPN, random initial weights (trainable batch norm, nothing frozen), a synthetic
+  shapes dataset (800 x 1067 images, ``maskrcnn.data.shapes``), batch 8, shorter side 800,
+  ``solver.amp=true``, a few iterations through ``build_training`` (the loader, transforms and Trainer
+  that ``maskrcnn train`` runs). Reports the median s/iter after the warm-up iterations, the last total
+  loss (finite) and the peak GPU memory.
 - infer: the trained model through ``Predictor`` (what ``maskrcnn predict`` runs: resize, BN folded,
   channels_last, masks pasted at the original size) on the dataset's images at batch 1 and batch 8
   (float32, and float16 autocast at batch 8), with ``score_thresh=0`` so every image yields the full
@@ -138,7 +139,10 @@ def check_ours(args, size: dict, paths: dict, workdir: Path) -> list:
         "solver.lr": 0.01, "input.min_size": size["min_size"], "input.max_size": size["max_size"],
         "input.min_size_test": size["min_size"], "input.max_size_test": size["max_size"],
         "data.num_workers": size["num_workers"], "model.roi_heads.score_thresh": 0.0,
-        "model.roi_heads.detections_per_image": size["detections"], **size["overrides"],
+        "model.roi_heads.detections_per_image": size["detections"],
+        # random weights: trained whole with batch norm, as torchvision's weights=None model is (frozen
+        # parts over random weights are refused by build_training)
+        "model.norm": "bn", "model.freeze_at": 0, **size["overrides"],
     })
     setting = f"R{size['backbone'][len('resnet'):]}-FPN, batch {size['batch']}, {size['min_size']} px"
     log = io.StringIO()

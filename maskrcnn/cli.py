@@ -273,8 +273,11 @@ def _main(argv: list = None) -> int:
     parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser: its usage, not the top level's "maskrcnn COMMAND ..."
+        from maskrcnn.commands.quantize import calib_glob_hint  # quantize's, predict's and eval's option
+
         (parser.command_parsers.get(args.command) or parser).error(
-            f"unrecognized arguments: {' '.join(unknown)}")
+            f"unrecognized arguments: {' '.join(unknown)}"
+            + calib_glob_hint(getattr(args, "calib_images", None), unknown))
     if not args.command:
         parser.print_help()
         return 2

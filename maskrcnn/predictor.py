@@ -70,7 +70,7 @@ from torch import nn
 
 from maskrcnn.class_names import distinct_class_names, name_ids, renamed_note
 from maskrcnn.data.images import check_float_range
-from maskrcnn.engine.device import resolve_device, resolve_dtype
+from maskrcnn.engine.device import EmulatedBF16Warning, resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
 ImageLike = Union[torch.Tensor, str, os.PathLike, object]
@@ -433,7 +433,11 @@ class Predictor:
         self.detections_per_image = int(cfg.model.roi_heads.detections_per_image)
         self.cfg = cfg
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        with warnings.catch_warnings():
+            if int8 is not None and int8 is not False and isinstance(model, nn.Module):
+                # an INT8 model refuses any autocast dtype (below): "bf16 emulated" before that is noise
+                warnings.simplefilter("ignore", EmulatedBF16Warning)
+            self.dtype = resolve_dtype(dtype, self.device)
         num_classes = int(cfg.model.num_classes)
         _check_class_count(model, num_classes)
         if not class_names:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import maskrcnn
+from maskrcnn.checkpoint import save_checkpoint
 from maskrcnn.cli import build_parser
 from maskrcnn.config import load_config, load_config_keys, parse_set_args, plain_config
 from maskrcnn.data.shapes import generate_shapes_dataset
@@ -31,9 +32,15 @@ ONE_ITERATION = {"model.backbone": "resnet18", "model.fpn_dim": 16, "model.norm"
 def test_train_from_python_returns_the_final_checkpoint_and_restores_the_handlers(tmp_path, capsys):
     data = generate_shapes_dataset(tmp_path / "data", num_train=1, num_val=0, image_size=(32, 32), seed=0,
                                    classes=("circle", "square"))
+    # frozen parts need weights to start from (from random ones they would stay random: refused)
+    cfg = load_config("demo", {**ONE_ITERATION, "model.num_classes": 3})
+    init = tmp_path / "init.pth"
+    save_checkpoint(init, model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "circle", "square"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     final = maskrcnn.train(train_json=data["train_json"], train_images=data["train_images"],
-                           output=tmp_path / "run", config="demo", set=ONE_ITERATION, device="cpu")
+                           output=tmp_path / "run", config="demo", set=ONE_ITERATION, device="cpu",
+                           init=init)
     assert final == tmp_path / "run" / "model_final.pth" and final.is_file()
     assert torch.load(final, weights_only=True)["iteration"] == 1
     assert {s: signal.getsignal(s) for s in handlers} == handlers

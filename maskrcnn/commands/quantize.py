@@ -66,6 +66,21 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = Fals
                              "model has; a keypoint model has no mask head)")
 
 
+def calib_glob_hint(calib_images, unknown) -> str:
+    """The hint for arguments the parser did not take when they are a shell glob's expansion after
+    ``--calib-images`` (``--calib-images cal/*.png``: the first file is the option's value, the rest
+    left over), else "". ``--calib-images`` takes one folder (or one file); a glob is not its form."""
+    from pathlib import Path
+
+    if not calib_images or not Path(calib_images).is_file():
+        return ""
+    folder = Path(calib_images).parent
+    if not all(Path(u).is_file() and Path(u).parent == folder for u in unknown):
+        return ""
+    return (f" (a shell pattern expanded after --calib-images? it takes one folder or one file: "
+            f"--calib-images {shell_word(folder)})")
+
+
 def _calib_count(args) -> int:
     """``--calib-count``, or the default when it was not given."""
     from maskrcnn.engine.int8_choices import DEFAULT_CALIBRATION_IMAGES
@@ -237,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
         **no_config_kwargs("quantize"), keep_checkpoint=True,
     )
     print_weights_notes(predictor, args.weights)
+    if INT8_KEY in predictor.checkpoint:  # quantized before: its calibration is not carried over, said once
+        print(f"note: {args.weights} is already INT8: calibrated again from the float32 weights it holds, on "
+              f"--calib-images {args.calib_images}; its earlier calibration is not kept", file=sys.stderr)
     section = apply_int8_arguments(predictor, args)
     # as the predictor read it: "FILE#ema" calibrated on the EMA copy writes that copy as 'model'
     ckpt = dict(predictor.checkpoint)

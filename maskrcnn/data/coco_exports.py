@@ -158,7 +158,8 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
         zero_box = (isinstance(bbox, list) and len(bbox) == 4 and bbox[0] == 0 and seg not in (None, [], {})
                     and all(_number(v) and v == 0 for v in bbox))
         null_area = a.get("area", 0) is None  # present and null
-        zero = not null_area and _zero_area(a.get("area"), bbox)
+        # not one the loader skips anyway for its segmentation (a 2-point polygon): the note counts repairs
+        zero = not null_area and _zero_area(a.get("area"), bbox) and _some_shape(seg)
         turn = _box_rotation(a, seg, bbox) if "attributes" in a else 0.0
         if not turn and "attributes" in a and seg in (None, [], {}) \
                 and _unreadable_rotation(a["attributes"]):
@@ -215,6 +216,17 @@ def _unreadable_rotation(attributes) -> bool:
     """Whether ``attributes`` (an annotation's) holds a ``rotation`` that is not a finite number."""
     return isinstance(attributes, dict) and "rotation" in attributes and attributes["rotation"] is not None \
         and not _number(attributes["rotation"])
+
+
+def _some_shape(seg) -> bool:
+    """Whether ``seg`` (an annotation's segmentation) leaves the annotation something to train on: none
+    (box-only), an RLE, or a polygon list with one polygon of at least 3 points (flat or wrapped). The
+    loader skips the others ("segmentation has no polygon with at least 3 points")."""
+    if not isinstance(seg, list) or not seg:
+        return True
+    if not isinstance(seg[0], (list, tuple)):  # one flat polygon, read as wrapped
+        return len(seg) >= 6
+    return any(isinstance(p, (list, tuple)) and len(p) >= 6 for p in seg)
 
 
 def _zero_area(area, bbox) -> bool:

@@ -10,6 +10,11 @@ parameters, so ``requires_grad`` cannot show them). Example:
 
 A part frozen whole reads "rpn (all)"; a backbone frozen whole by the key, "backbone (all,
 model.freeze_at=5)".
+
+``untrained_frozen_refusal``: freezing only makes sense over weights that were trained: a run that starts
+from no weights (no ``model.init_weights`` / ``--init``) with ``model.freeze_at`` > 0 keeps the stem and
+res2 random for the whole run, and ``frozen_bn`` with nothing loaded fixes every batch norm at mean 0, var 1
+(random features are never normalised: the losses explode). Such a run is refused before anything trains.
 """
 
 from __future__ import annotations
@@ -20,6 +25,42 @@ from maskrcnn.modeling.layers import FrozenBatchNorm2d
 
 # backbone children in order: freeze_at k freezes the first k
 _STAGES = ("stem", "res2", "res3", "res4", "res5")
+
+
+# the config keys whose value frozen_bn makes a norm that nothing can train
+_NORM_KEYS = ("model.norm", "model.fpn_norm", "model.roi_heads.box_head_norm",
+              "model.roi_heads.mask_head_norm")
+
+
+def untrained_frozen_refusal(cfg, *, config: str = "the config") -> str:
+    """Why ``cfg`` cannot train as given: it freezes layers (``model.freeze_at`` > 0) or batch norm
+    (``frozen_bn`` in one of ``_NORM_KEYS``) and starts from no weights (``model.init_weights`` empty);
+    "" when it can. ``config``: how the message names the config (``training.config_phrase``). A resumed
+    run is not checked (its checkpoint holds trained weights)."""
+    from maskrcnn.config import get_key
+    from maskrcnn.interop.download import PUBLISHED
+
+    m = cfg.model
+    if m.init_weights:
+        return ""
+    frozen_norms = [key for key in _NORM_KEYS if get_key(cfg, key) == "frozen_bn"]
+    if m.freeze_at <= 0 and not frozen_norms:
+        return ""
+    what = []
+    if m.freeze_at > 0:
+        stages = ", ".join(_STAGES[:m.freeze_at])
+        what.append(f"model.freeze_at={m.freeze_at} keeps the backbone's {stages} at their random "
+                    "initialisation for the whole run")
+    if frozen_norms:
+        what.append(f"{', '.join(frozen_norms)} frozen_bn fixes batch norm at mean 0, variance 1, so the "
+                    "random features are never normalised (the losses explode)")
+    imagenet = m.backbone if m.backbone in PUBLISHED else "resnet50"
+    scratch = [f"{key}=bn" for key in frozen_norms] + (["model.freeze_at=0"] if m.freeze_at else [])
+    return (f"{config} starts from random weights (no --init, model.init_weights is empty) but freezes parts "
+            f"only pretrained weights make sense of: {'; '.join(what)}. Start from ImageNet weights with "
+            f"--init {imagenet} (or another source the README lists for --init: "
+            "ImageNetPretrained/MSRA/R-50.pkl, COCO's maskrcnn_resnet50_fpn_coco, a checkpoint of yours), or "
+            f"train from scratch with --set {' '.join(scratch)}")
 
 
 def _million(n: int) -> str:

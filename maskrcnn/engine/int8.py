@@ -80,7 +80,10 @@ def calibration_files(
                              "relative to")
         return _spread([root], count)  # the count is checked all the same
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: calibration image folder or file not found")
+        pattern = any(c in str(images) for c in "*?[")  # a quoted glob: paths are taken as written
+        hint = f" (a pattern is not expanded: give the folder, --calib-images {root.parent})" if pattern \
+            else ""
+        raise FileNotFoundError(f"{root}: calibration image folder or file not found{hint}")
     if json_path is not None:
         from maskrcnn.data.coco import load_coco_json
 

@@ -187,6 +187,28 @@ def read_resume_checkpoint(output_dir: Path) -> dict:
     return {"path": None, "checkpoint": None, "errors": errors}
 
 
+TRAINING_STATE = ("optimizer", "scheduler", "iteration")  # what a resume cannot go on without
+
+
+def no_training_state(path: Path, ckpt: dict, candidates=()) -> str:
+    """The refusal of resuming from ``ckpt`` (read from ``path``) when it lacks ``TRAINING_STATE``: an INT8
+    file written by ``quantize`` (its "int8" section; weights and config only), or weights saved without
+    the run's state; "" when it has it. ``candidates``: the run's other checkpoint files, named as the way
+    out. (Loaded as it was, the bare KeyError said only "optimizer".)"""
+    missing = [key for key in TRAINING_STATE if key not in ckpt]
+    if not missing:
+        return ""
+    what = ("an INT8 file written by `maskrcnn quantize`" if "int8" in ckpt else "a weights-only file")
+    others = [Path(c).name for c in candidates if Path(c) != Path(path)]
+    pointer = Path(path).parent / LAST_CHECKPOINT
+    listed = short_listing(others, limit=3)
+    point = f"point {pointer} at a checkpoint the run wrote ({listed}), or " if others else ""
+    return (f"--resume: {path} is {what}: it holds no training state (no {', '.join(missing)}), so the run "
+            f"cannot go on from it; {point}train on from its weights in a new run: --init "
+            f"{shell_word(path)} --output ANOTHER_FOLDER" + ("" if others else " (the run holds no other "
+                                                             "checkpoint)"))
+
+
 def finished_without_checkpoint(output_dir: Path) -> str:
     """The refusal of a resume of ``output_dir`` when it holds finished weights (model_final.pth,
     model_best.pth) but no checkpoint to continue from (no ``last_checkpoint``, no model_NNNNNNN.pth: a
@@ -537,6 +559,9 @@ class Trainer:
             raise CheckpointError(
                 f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
             )
+        refusal = no_training_state(path, ckpt, checkpoint_candidates(self.output_dir))
+        if refusal:
+            raise CheckpointError(refusal)
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)

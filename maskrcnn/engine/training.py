@@ -37,6 +37,10 @@ one error saying why (image files not found, only crowd annotations); images ``d
 out (no annotations, only crowd ones) and those ``data.min_keypoints_per_image`` left out of a keypoint
 run are counted by reason in one note line (``left_out_line``).
 
+A run that starts from no weights (no ``model.init_weights``, not a resume) with frozen layers
+(``model.freeze_at`` > 0) or frozen batch norm is refused before anything is read
+(``frozen_parts.untrained_frozen_refusal``): those parts would stay random for the whole run.
+
 ``data.repeat_threshold`` > 0 turns on repeat-factor sampling (``data/repeat_factors.py``): the factors
 are computed here once from the training annotations and a summary is printed (rank 0).
 """
@@ -436,6 +440,27 @@ def _has(n: int) -> str:
     return "has" if n == 1 else "have"
 
 
+def input_size_notes(inp) -> list:
+    """Note lines for sizes that cannot act as set: a ``min_size`` above ``max_size`` never applies (the
+    scale is min(min_size / shorter side, max_size / longer side), and the second is the smaller), so every
+    image is scaled to a longer side of ``max_size`` (for training, each such choice the same one)."""
+    notes = []
+    train = [int(s) for s in inp.min_size] if isinstance(inp.min_size, (list, tuple)) else [int(inp.min_size)]
+    above = [s for s in train if s > inp.max_size]
+    if above:
+        which = ("every training image is" if len(above) == len(train) else
+                 "an image drawn at one of them is, so they act as one size:")
+        notes.append(f"note: input.min_size {', '.join(map(str, above))} above input.max_size {inp.max_size} "
+                     f"never applies: {which} scaled to a longer side of {inp.max_size} pixels (raise "
+                     "input.max_size to train at the shorter side asked for; the presets' ratio is 800 to "
+                     "1333)")
+    if inp.min_size_test > inp.max_size_test:
+        notes.append(f"note: input.min_size_test {inp.min_size_test} above input.max_size_test "
+                     f"{inp.max_size_test} never applies: evaluation and predict scale every image to a "
+                     f"longer side of {inp.max_size_test} pixels")
+    return notes
+
+
 def check_best_metric(cfg, *, has_val: bool) -> None:
     """``solver.best_metric`` and early stopping against this model and data, before any training: a
     metric the model's evaluation cannot report (``segm/AP`` without masks) and early stopping without a
@@ -529,11 +554,16 @@ def build_training(
     from maskrcnn.data.transforms import build_train_transforms
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.device import resolve_device
-    from maskrcnn.engine.frozen_parts import frozen_line
+    from maskrcnn.engine.frozen_parts import frozen_line, untrained_frozen_refusal
     from maskrcnn.engine.inference import check_keypoint_count, ground_truth, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
     from maskrcnn.engine.schedule import schedule_notes
-    from maskrcnn.engine.trainer import build_trainer, checkpoint_candidates, finished_without_checkpoint
+    from maskrcnn.engine.trainer import (
+        build_trainer,
+        checkpoint_candidates,
+        finished_without_checkpoint,
+        no_training_state,
+    )
     from maskrcnn.io_utils import atomic_write_json
     from maskrcnn.modeling.mask_rcnn import build_model
 
@@ -564,6 +594,15 @@ def build_training(
                                            from_checkpoint=resuming, notes=resume_notes,
                                            config_said=config_said, read=read)
         run_classes = run_classes if resuming else ()
+        held = read.get("checkpoint")  # an INT8 or weights-only file: refused before the data is read
+        refusal = no_training_state(read["path"], held, checkpoint_candidates(output)) if held else ""
+        if refusal:
+            raise ValueError(refusal)
+    # before the device, the data and the model: frozen layers over random weights never train
+    said = config_phrase(config_named, config_said)
+    refusal = "" if resuming else untrained_frozen_refusal(cfg, config=said)
+    if refusal:
+        raise ValueError(refusal)
     device = resolve_device(cfg.device, what="the config's device") if device is None else device
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
@@ -579,7 +618,7 @@ def build_training(
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} over {world_size} processes is {per_rank} images "
             f"per process, not divisible by solver.accumulate {accumulate} (micro-batches of equal size)")
-    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()):
+    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()) + input_size_notes(cfg.input):
         say(line)
     rh = cfg.model.roi_heads
     parsed = parsed if parsed is not None else {}
@@ -612,6 +651,9 @@ def build_training(
     line = left_out_line(train_set.skipped, len(train_set), cfg.data.min_keypoints_per_image)
     if line:
         say(f"note: {train_json}: {line}")
+    if cfg.solver.batch_size > len(train_set):  # harmless, but most likely a setting meant for other data
+        say(f"note: solver.batch_size {cfg.solver.batch_size} is more than the {len(train_set)} usable "
+            f"training images of {train_json}: each batch holds some of them more than once")
     # how photos whose size cannot tell their EXIF turn are read: settled here, once, before the DataLoader's
     # workers start (each worker settled it anew: every header read again, the note said again)
     line = train_set.settle_exif_frame()

@@ -171,8 +171,14 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
 
     if _holds_namespace(obj):  # read with torchvision's allow-list; predict / eval / --resume refuse it:
         refuse_as_load_checkpoint(path)  # so does --init, in its words (it raises CheckpointError)
+    from maskrcnn.engine.int8 import INT8_KEY
+
     ckpt, notes = checked_ours(path, obj, ema=ema,
                                ema_how=f"`train --init FILE{EMA_SUFFIX}` takes the EMA copy")
+    if INT8_KEY in obj:  # quantize keeps the float32 weights beside the INT8 calibration: those start the run
+        notes = [*notes, f"{path} is an INT8 file (written by quantize): the run starts from the float32 "
+                         "weights it holds; its INT8 calibration is not used (quantize the new weights "
+                         "again)"]
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
     names = list(ckpt["class_names"]) or None

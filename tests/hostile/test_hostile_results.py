@@ -230,7 +230,8 @@ def test_keypoint_model_on_a_dataset_of_another_keypoint_count_is_refused(cli, t
 
     path, _, _ = _keypoint_dataset(tmp_path)
     cfg = apply_overrides(PRESETS["r18_fpn"](), {
-        **TINY, "model.roi_heads.mask_on": False, "model.roi_heads.keypoint_on": True,
+        **TINY, "model.norm": "bn", "model.freeze_at": 0,  # trainable from random weights
+        "model.roi_heads.mask_on": False, "model.roi_heads.keypoint_on": True,
         "model.roi_heads.num_keypoints": 5, "model.roi_heads.keypoint_head_dim": 8,
         "model.roi_heads.keypoint_head_convs": 1, "solver.iters": 1, "solver.batch_size": 1,
         "input.min_size": 40, "input.max_size": 64, "data.num_workers": 0})  # fmt: skip

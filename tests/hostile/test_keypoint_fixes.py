@@ -13,6 +13,9 @@ from PIL import Image
 
 from maskrcnn.config import load_config
 
+# a paper preset trained from random weights: nothing frozen (frozen parts need --init)
+FROM_SCRATCH = ("model.norm=bn", "model.freeze_at=0")
+
 
 def _file(folder, categories, annotations, *, size=(32, 32), name="data.json"):
     """A COCO file with two ``size`` images written beside it (folder/images)."""
@@ -75,7 +78,7 @@ def test_keypoint_config_on_a_file_without_keypoints_names_the_way_out(cli, tmp_
     path, images = _file(tmp_path, [{"id": 1, "name": "circle"}],
                          [_box(1, 1, segmentation=[[4, 4, 24, 4, 24, 24]]), _box(2, 2)])
     rc, text = cli("train", "--config", "keypoint_r50_fpn", "--train-json", path, "--train-images", images,
-                   "--output", tmp_path / "run", "--device", "cpu")
+                   "--output", tmp_path / "run", "--device", "cpu", "--set", *FROM_SCRATCH)
     assert rc == 1, text
     assert (f"{path}: no category defines keypoints (a 'keypoints' list of names) and no annotation holds "
             "any, but --config keypoint_r50_fpn trains keypoints (model.roi_heads.keypoint_on); train boxes "
@@ -91,7 +94,7 @@ def test_no_usable_training_image_says_the_skips_in_words(cli, tmp_path):
         "image without annotations: 47; missing image file: 3")
     path, images = _file(tmp_path, [{"id": 1, "name": "circle"}], [_box(1, 1), _box(2, 2)])
     rc, text = cli("train", "--config", "r50_fpn", "--train-json", path, "--train-images", tmp_path,
-                   "--output", tmp_path / "run", "--device", "cpu")
+                   "--output", tmp_path / "run", "--device", "cpu", "--set", *FROM_SCRATCH)
     assert rc == 1, text
     assert (f"{path}: no usable training image (skipped: annotation of skipped image: 2; missing image "
             "file: 2)") in text

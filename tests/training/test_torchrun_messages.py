@@ -27,7 +27,7 @@ def _train_as(monkeypatch, tmp_path, rank: int, *, world_size: int, batch_size: 
     monkeypatch.setattr(du, "init_distributed", lambda device: (rank, world_size, torch.device("cpu")))
     return main(["train", "--config", "r18_fpn", "--train-json", str(tmp_path / "t.json"), "--train-images",
                  str(tmp_path), "--output", str(tmp_path / f"run{rank}"), "--device", "cpu", "--set",
-                 f"solver.batch_size={batch_size}"])
+                 f"solver.batch_size={batch_size}", "model.norm=bn", "model.freeze_at=0"])
 
 @pytest.mark.parametrize("command", ["eval", "predict"])
 def test_single_process_commands_refuse_under_torchrun_once(monkeypatch, capsys, tmp_path, command):

@@ -1,0 +1,67 @@
+"""INT8 messages in their order and with their way out: an INT8 model given --dtype bfloat16 on a CPU
+without native bf16 was warned "emulated" before being refused (the warning noise); --calib-images with
+a shell glob (expanded: "unrecognized arguments: ..."; quoted: "not found") did not say to give the folder."""
+
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import maskrcnn.engine.device as device_mod
+from maskrcnn import cli
+from maskrcnn.engine.device import EmulatedBF16Warning
+from maskrcnn.predictor import Predictor
+from tests.tiny_model import build_tiny
+
+
+def test_int8_with_bfloat16_is_refused_without_the_emulation_warning(monkeypatch):
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    model, cfg = build_tiny()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="q.pth: an INT8 model runs on the CPU without autocast"):
+            Predictor(model, cfg, dtype="bfloat16", int8={"format_version": 1}, int8_source="q.pth")
+    assert not [w for w in caught if issubclass(w.category, EmulatedBF16Warning)]
+    with pytest.warns(EmulatedBF16Warning):  # a float model still hears it
+        Predictor(model, cfg, dtype="bfloat16")
+
+
+def test_a_shell_glob_for_calib_images_is_told_to_give_the_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal").mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "cal" / f"{i}.png")
+    with pytest.raises(SystemExit):  # as the shell hands cal/*.png over
+        cli.main(["quantize", "--weights", "w.pth", "--calib-images", "cal/0.png", "cal/1.png", "cal/2.png",
+                  "--output", "q.pth"])
+    assert capsys.readouterr().err.strip().endswith(
+        "error: unrecognized arguments: cal/1.png cal/2.png (a shell pattern expanded after --calib-images? "
+        "it takes one folder or one file: --calib-images cal)")
+    from maskrcnn.engine.int8 import calibration_files
+
+    with pytest.raises(FileNotFoundError) as refused:
+        calibration_files("cal/*.png", count=4)
+    assert str(refused.value) == ("cal/*.png: calibration image folder or file not found (a pattern is not "
+                                  "expanded: give the folder, --calib-images cal)")
+
+
+def test_quantizing_an_int8_file_again_says_its_calibration_is_replaced(tmp_path, capsys):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    model, cfg = build_tiny()
+    fp32 = tmp_path / "fp32.pth"
+    save_checkpoint(fp32, model_state=model.state_dict(), config=cfg,
+                    class_names=["__background__", "a", "b"])
+    calib = tmp_path / "cal"
+    calib.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(calib / "c.png")
+    first, second = tmp_path / "q.pth", tmp_path / "qq.pth"
+    for weights, out in ((fp32, first), (first, second)):
+        assert cli.main(["quantize", "--weights", str(weights), "--calib-images", str(calib), "--parts",
+                         "rpn", "--output", str(out)]) == 0
+        said = [x for x in capsys.readouterr().err.splitlines() if "already INT8" in x]
+        assert said == ([] if weights == fp32 else [
+            f"note: {first} is already INT8: calibrated again from the float32 weights it holds, on "
+            f"--calib-images {calib}; its earlier calibration is not kept"])

@@ -1,0 +1,78 @@
+"""A run folder whose last checkpoint is an INT8 file (``quantize --output RUN/model_N.pth``) or any file
+without training state: ``--resume`` said only "error: optimizer" (a KeyError in load_training_state).
+``--init`` from an INT8 file starts from its float32 weights: one note says so."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from maskrcnn.checkpoint import load_checkpoint, save_checkpoint
+from maskrcnn.cli import main
+from maskrcnn.config import load_config, save_config
+from maskrcnn.engine.int8 import save_int8_checkpoint
+from maskrcnn.engine.trainer import LAST_CHECKPOINT, no_training_state
+from maskrcnn.interop.weights import read_weights
+from maskrcnn.modeling.mask_rcnn import build_model
+from tests.tiny_model import TINY
+
+NAMES = ["__background__", "a", "b"]
+SECTION = {"format_version": 1, "parts": ["features"]}  # the key marks the file; its content is not read
+
+
+def _int8_file(folder):
+    cfg = load_config("demo", {**TINY, "model.num_classes": 3, "data.class_names": NAMES})
+    plain = folder / "plain.pth"
+    save_checkpoint(plain, model_state=build_model(cfg).state_dict(), config=cfg, class_names=NAMES,
+                    iteration=4)
+    path = folder / "model_0000004.pth"
+    save_int8_checkpoint(path, load_checkpoint(plain), SECTION)
+    plain.unlink()
+    return cfg, path
+
+
+def _dataset(folder):
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "1.png")
+    path = folder / "train.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "1.png", "width": 32, "height": 32}],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 16, 16], "area": 256,
+                         "iscrowd": 0, "segmentation": [[4, 4, 20, 4, 20, 20, 4, 20]]}]}))
+    return path
+
+
+def test_resume_from_an_int8_file_says_what_it_is_and_the_way_out(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg, path = _int8_file(run)
+    save_config(cfg, run / "config.yaml")
+    (run / LAST_CHECKPOINT).write_text(path.name)
+    data = _dataset(tmp_path / "d")
+    assert main(["train", "--output", str(run), "--resume", "--train-json", str(data), "--train-images",
+                 str(data.parent), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"maskrcnn train: error: --resume: {path} is an INT8 file written by `maskrcnn quantize`: "
+                   "it holds no training state (no optimizer, scheduler), so the run cannot go on from it; "
+                   f"train on from its weights in a new run: --init {path} --output ANOTHER_FOLDER (the run "
+                   "holds no other checkpoint)\n"), err
+
+
+def test_a_weights_only_file_names_the_runs_other_checkpoints(tmp_path):
+    path = tmp_path / "model_0000009.pth"
+    line = no_training_state(path, {"model": {}, "iteration": 9},
+                             [path, tmp_path / "model_0000008.pth", tmp_path / "model_0000004.pth"])
+    assert line.startswith(f"--resume: {path} is a weights-only file: it holds no training state (no "
+                           "optimizer, scheduler)")
+    assert (f"point {tmp_path / LAST_CHECKPOINT} at a checkpoint the run wrote (model_0000008.pth, "
+            "model_0000004.pth), or train on from its weights") in line
+    assert no_training_state(path, {"optimizer": {}, "scheduler": {}, "iteration": 9}) == ""
+
+
+def test_init_from_an_int8_file_notes_its_float_weights_are_used(tmp_path):
+    _, path = _int8_file(tmp_path)
+    notes = read_weights(str(path)).notes
+    assert [n for n in notes if "INT8" in n] == [
+        f"{path} is an INT8 file (written by quantize): the run starts from the float32 weights it holds; "
+        "its INT8 calibration is not used (quantize the new weights again)"]
