@@ -931,3 +931,23 @@ def test_labelstudio_brush_mask_on_a_resized_copy_is_scaled_like_its_other_shape
     expected = np.asarray(Image.fromarray(drawn.astype(np.uint8)).resize((W, H), Image.NEAREST)) > 0
     assert len(masks) == 2 and (masks[0] == expected).all()
     assert coco["annotations"][0]["bbox"] == [3.0, 5.0, 10.0, 10.0]
+
+
+def test_labelstudio_a_dataset_stretched_to_one_size_is_warned_about_once(tmp_path, capsys):
+    """A Roboflow "Stretch to 64x64" export has every task of another shape than its file: one warning
+    line for the file, not one per task; every task converts and the others are counted in the notes."""
+    rect = dict(x=10, y=10, width=20, height=20, rotation=0)
+    tasks = []
+    for i, drawn_wh in enumerate([(40, 30), (50, 20), (30, 60)], start=1):
+        _image(tmp_path / f"{i}.png", size=(64, 64))
+        drawn = _result("rectanglelabels", ["box"], drawn_wh, **rect)
+        tasks.append(_task(i, f"{i}.png", ([drawn], False, False)))
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    out = tmp_path / "o.json"
+    assert _convert(tmp_path / "export.json", out) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: original_width x original_height") == 1
+    assert "task 1: warning: original_width x original_height 40x30" in err
+    assert "3 tasks whose original_width/original_height is of another shape" in err
+    assert "3 warnings" in err
+    assert len(json.loads(out.read_text())["annotations"]) == 3

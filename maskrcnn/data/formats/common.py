@@ -104,6 +104,14 @@ class Report:
         """A line worth printing that is neither a problem nor a warning (what an option left out)."""
         self._print(f"{where}: {message}")
 
+    def warn_once(self, key, where: str, message: str) -> None:
+        """``warn`` the first time ``key`` comes; later ones only counted (``warnings`` in the notes)."""
+        if key in self._told:
+            self.notes["warnings"] += 1
+            return
+        self._told.add(key)
+        self.warn(where, message)
+
     def tell_once(self, key, where: str, message: str) -> None:
         """``tell`` the first time ``key`` comes, nothing after (one line per label, not per shape)."""
         if key not in self._told:

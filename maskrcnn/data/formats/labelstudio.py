@@ -403,11 +403,13 @@ def _judge_size(report: Report, where: str, given: tuple, image_path: Path, show
             raise
     report.note("tasks whose original_width/original_height is of another shape than the image file: "
                 "percent coordinates laid on the image file")
-    report.warn(where, f"original_width x original_height {gw:g}x{gh:g} is of another shape than the image "
+    # once per file: a dataset stretched to one size (Roboflow's "Stretch to") has it on every task
+    report.warn_once("labelstudio_stretched", where,
+                     f"original_width x original_height {gw:g}x{gh:g} is of another shape than the image "
                        f"file's {shown[1]}x{shown[0]}: the percent coordinates are laid on the image file as "
-                       f"they are (right for a copy stretched to another aspect ratio, and brush masks are "
-                       f"stretched alike; wrong for a crop or another image of that name: convert with the "
-                       f"images the tasks were drawn on then)")
+                     f"they are (right for a copy stretched to another aspect ratio, and brush masks are "
+                     f"stretched alike; wrong for a crop or another image of that name: convert with the "
+                     f"images the tasks were drawn on then; other tasks alike are counted in the notes)")
     return "stretched", scale
 
 
