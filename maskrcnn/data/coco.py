@@ -538,6 +538,10 @@ class CocoDataset(torch.utils.data.Dataset):
         # then open no header a second time (``stored_orientation``, ``_drawn_on_stored_pixels``)
         self._turned_headers: Optional[dict] = None
         self._half_turn_note: Optional[str] = None  # the note ``settle_exif_frame`` returns
+        # the frame this file's own quarter-turned photos showed its tool used (None: they showed none);
+        # a file without such evidence may borrow another's of the same tool (``settle_exif_frame``)
+        self.evidenced_exif_frame: Optional[str] = None
+        self._borrowed_frame: Optional[tuple] = None  # (frame, whose evidence) from ``settle_exif_frame``
         self._half_turned_stored: set = set()  # ids of such photos read unturned (``unturned_ids``)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.transforms = transforms
@@ -1363,12 +1367,19 @@ class CocoDataset(torch.utils.data.Dataset):
         of the evaluation's results (``eval --analysis``) on the pixels it predicted on."""
         return set(self._stored_pixels) | self._half_turned_stored
 
-    def settle_exif_frame(self) -> Optional[str]:
+    def settle_exif_frame(self, *, borrowed: Optional[tuple] = None) -> Optional[str]:
         """Settle now how the photos whose size cannot tell are read (``exif_frame``; "auto": one header
         pass over the file, a few threads at once; else no read) and return the note about it, unsaid
         (None: nothing to tell): the caller says it once. For training, in the main process before the
         DataLoader's workers start: settled in each worker instead, every worker read every header again
-        and said the note again. The decision travels with the dataset to the workers. Idempotent."""
+        and said the note again. The decision travels with the dataset to the workers. Idempotent.
+
+        ``borrowed``: (frame, source) taken when this file's own photos give no evidence, e.g. a
+        validation file annotated with the training file's tool (the training file's
+        ``evidenced_exif_frame``, its path as the source): its photos are then read as training reads its
+        own, said in the note."""
+        if borrowed is not None and borrowed[0] is not None and self._half_turn is None:
+            self._borrowed_frame = tuple(borrowed)
         self._half_turn_frame(say=False)
         return self._half_turn_note
 
@@ -1406,14 +1417,23 @@ class CocoDataset(torch.utils.data.Dataset):
                 elif turned_size(stored, orientation) == record:
                     turned_ev += 1
         frame = self.exif_frame
-        if frame == "auto":
-            frame = "stored" if stored_ev and not turned_ev else "turned"
+        borrowed = None
+        if frame == "auto" and (stored_ev or turned_ev):
+            frame = self.evidenced_exif_frame = "stored" if stored_ev and not turned_ev else "turned"
+        elif frame == "auto":
+            borrowed = self._borrowed_frame
+            frame = borrowed[0] if borrowed else "turned"
         self._half_turn = (frame, halves)
         if len(headers) == len(self.ids):  # every image's header: the others' orientation does not matter
             self._turned_headers = turned_headers
         if not halves or self.exif_frame != "auto" or (turned_ev and not stored_ev):
             return frame  # chosen, or the evidence says turned: nothing to tell
-        if frame == "stored":
+        if borrowed:
+            how = "without their EXIF orientation" if frame == "stored" else "turned"
+            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read {how}, as {borrowed[1]}'s "
+                    f"quarter-turned photos show its tool did: this file's own do not tell (to choose: "
+                    f"{_EXIF_FRAME_HINT})")
+        elif frame == "stored":
             line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read without their EXIF orientation "
                     f"too: their size does not tell, but the file's {stored_ev} quarter-turned photo(s) give "
                     f"their stored size, so its tool showed the stored pixels (to read them turned: "

@@ -750,7 +750,9 @@ def build_training(
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
                              "folder that holds them with --val-images")
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
-        line = val_set.settle_exif_frame()  # now, once, as for the training set
+        # now, once, as for the training set; a validation file whose photos do not tell reads them as
+        # the training file's showed its tool did (one tool annotated both, usually)
+        line = val_set.settle_exif_frame(borrowed=(train_set.evidenced_exif_frame, str(train_json)))
         if line:
             say(f"note: {line}")
         ground_truth(val_set)  # read as each evaluation will read it: a value it refuses fails now

@@ -181,7 +181,7 @@ def test_training_settles_the_frame_before_its_dataloader_starts(tmp_path, monke
         pass
 
     class Dataset(CocoDataset):
-        def settle_exif_frame(self):
+        def settle_exif_frame(self, **kwargs):
             settled.append(self._half_turn)  # not settled before: no worker has had the dataset yet
             raise _Stop
 
@@ -201,3 +201,43 @@ def test_an_upright_photo_never_starts_the_files_header_pass(tmp_path, monkeypat
     ds[0]  # decoded with its orientation: no header is read
     assert ds.stored_orientation(0, (30, 40), orientation=1) is None
     assert ds._half_turn is None  # not settled
+
+
+def test_a_validation_file_whose_photos_do_not_tell_reads_them_as_the_training_files_show(tmp_path,
+                                                                                         monkeypatch):
+    """The training file's quarter-turned photos give their stored size (a tool that ignored EXIF); the
+    validation file, of the same tool, has only a photo turned 180 degrees: it was read turned (the
+    default without evidence), so evaluation scored the model against ground truth on other pixels."""
+    import io
+
+    from maskrcnn.config import load_config
+    from maskrcnn.engine import training
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    _set(tmp_path / "train", [("q.png", 6), ("h3.png", 3)])
+    val = _set(tmp_path / "val", [("v3.png", 3)])
+    with pytest.warns(UserWarning, match="no quarter-turned photo"):
+        assert not _on_red(val, 0)  # alone: no evidence, read turned
+    made = []
+
+    class Dataset(CocoDataset):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            made.append(self)
+
+    monkeypatch.setattr("maskrcnn.data.coco.CocoDataset", Dataset)
+    log = io.StringIO()
+    cfg = load_config("demo", {"data.num_workers": 0})
+    training.build_training(cfg, train_json=tmp_path / "train" / "d.json", train_images=tmp_path / "train",
+                            val_json=tmp_path / "val" / "d.json", val_images=tmp_path / "val",
+                            output=tmp_path / "run", log_stream=log)
+    val_set = next(ds for ds in made if ds.json_path.parent.name == "val")
+    assert _on_red(val_set, 0)  # read as stored, as the training file's photos show
+    assert val_set.stored_orientation(0, (30, 40)) == 3  # and the evaluation predicts on those pixels
+    said = log.getvalue()
+    assert "read without their EXIF orientation, as " in said and "train/d.json's quarter-turned" in said
+    # a validation file with evidence of its own keeps it
+    own = _set(tmp_path / "val", [("q2.png", 6, (40, 30)), ("v3.png", 3)])
+    own.settle_exif_frame(borrowed=("turned", "elsewhere.json"))
+    assert own.evidenced_exif_frame == "stored" and _on_red(own, 1)
