@@ -535,3 +535,19 @@ def test_via_class_spaces_said_and_case_twins_warned(tmp_path, capsys):
     assert ("warning: labels that differ only in case are separate classes: 'Cat' (1 instance), 'cat' "
             "(4 instances)") in err
     assert [c["name"] for c in json.loads(out.read_text())["categories"]] == ["Cat", "cat"]
+
+
+def test_via_image_named_in_another_case_is_found(tmp_path, capsys):
+    src = tmp_path / "via"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "IMG_1.jpg")
+    if (src / "IMG_1.JPG").is_file():
+        return  # a file system that ignores case finds it anyway
+    (src / "via.json").write_text(json.dumps(_entry("IMG_1.JPG", [_region(_rect(1, 1, 5, 5), label="cat")])))
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "IMG_1.JPG not found; using IMG_1.jpg, which differs from it only in case" in err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["IMG_1.jpg"]
+    assert coco["annotations"][0]["bbox"] == [1.0, 1.0, 5.0, 5.0]

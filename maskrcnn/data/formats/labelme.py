@@ -17,7 +17,9 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   instance with a mask among its shapes is written as RLE. Types without an area (``line``,
   ``linestrip``, ``point``, ``points``) are reported and skipped.
 - The image is ``imagePath`` relative to the JSON file's folder, else a file of that name beside the
-  JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else ``imageData`` (the
+  JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else the one file
+  of one of those folders whose name differs from it only in case (a name written on Windows or macOS;
+  with a warning), else ``imageData`` (the
   image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
   Embedded images and mask PNGs are opened by ``images.open_image``: one over the pixel limit skips its
@@ -48,6 +50,7 @@ from maskrcnn.data.formats.common import (
     Report,
     Skip,
     annotated_size,
+    case_only_match,
     given_size,
     read_json,
     resized_scale,
@@ -96,8 +99,8 @@ def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_di
     return target
 
 
-def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path,
-                images: Optional[Path] = None) -> Path:
+def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path, report: Report,
+                where: str, images: Optional[Path] = None) -> Path:
     raw = data.get("imagePath")
     candidates = []
     if isinstance(raw, str) and raw.strip():
@@ -109,6 +112,10 @@ def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path,
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    # the file itself, its name written in another case, before a copy from imageData
+    near = case_only_match(candidates, report=report, where=where)
+    if near is not None:
+        return near
     if isinstance(data.get("imageData"), str) and data["imageData"]:
         return _write_embedded(json_path, data["imageData"], root=root, embedded_dir=embedded_dir)
     missing = candidates[0] if candidates else "(no imagePath)"
@@ -175,7 +182,8 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
-    image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, images=images)
+    image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, report=report, where=name,
+                             images=images)
     given = given_size(data.get("imageHeight"), data.get("imageWidth"))
     (height, width), orientation = annotated_size(image_path, given)
     if orientation is not None:  # drawn on the stored pixels: shapes are cut to those, then turned

@@ -30,7 +30,8 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
 - The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
   VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
-  read from the image file).
+  read from the image file); none there: the one file of those folders whose name differs from it only
+  in case (a name written on Windows or macOS), with a warning.
 - A VIA 3 project (``{"project", "attribute", "file", "view", "metadata"}``) is translated into the
   entries above by ``via3`` (its shape ids, option ids, image files) and converted as they are.
 - VIA's CSV export (a row per region, the shape and attributes as JSON in their cells; an image without
@@ -46,7 +47,15 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json, stripped_label
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    Report,
+    Skip,
+    case_only_match,
+    image_size,
+    read_json,
+    stripped_label,
+)
 from maskrcnn.data.formats.geometry import (
     as_points,
     circle_points,
@@ -97,7 +106,8 @@ def _entries(data) -> tuple:
     return entries, defined, search
 
 
-def _image_path(json_path: Path, filename: str, search: list, images: Optional[Path] = None) -> Path:
+def _image_path(json_path: Path, filename: str, search: list, images: Optional[Path] = None, *,
+                report: Report, where: str) -> Path:
     """The image ``filename`` names: under ``images`` (``--images``) when given, else beside the JSON
     file; then in one of the project's image folders (VIA prepends its "Default Path" to each filename;
     relative ones are taken from the JSON file's folder), else a file of its name under ``images`` or
@@ -107,7 +117,10 @@ def _image_path(json_path: Path, filename: str, search: list, images: Optional[P
     by_name = [images / Path(name).name] if images is not None else []
     candidates = [*first, json_path.parent / name, *(json_path.parent / folder / name for folder in search),
                   *by_name, json_path.parent / Path(name).name]
-    return next((c for c in candidates if c.is_file()), candidates[0])
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:  # a name written on a file system that ignores case: the one file it means
+        found = case_only_match(candidates, report=report, where=where)
+    return found if found is not None else candidates[0]
 
 
 def _csv_cell(text):
@@ -368,7 +381,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
                 raise entry["problem"]
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
-            image_path = _image_path(path, filename, search, images)
+            image_path = _image_path(path, filename, search, images, report=report, where=where)
             regions = _regions(entry)
             height, width = image_size(image_path)
             image_id = builder.add_image(image_path, height=height, width=width, source=name)
