@@ -414,3 +414,18 @@ def test_labelme_image_named_in_another_case_is_found(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "IMG_1.JPG not found, and 2 files differ from its name only in case (IMG_1.jpg, img_1.JPG)" in err
     assert "--images" not in err
+
+
+def test_labelme_copy_of_a_file_is_the_duplicate_skipped_not_the_original(tmp_path, capsys):
+    """a.json and its copy "a (copy).json" both name a.jpg: the copy sorted first (" " before ".") and
+    a.json, the file labelme saves for a.jpg, was the one skipped; its shapes are counted now."""
+    src = tmp_path / "lm"
+    _png(src / "a.png")
+    _labelme(src / "a.json", [_shape("cat", [[2, 2], [12, 2], [12, 9]])], "a.png")
+    _labelme(src / "a (copy).json", [_shape("cat", [[20, 2], [30, 2], [30, 9]]),
+                                     _shape("cat", [[20, 12], [30, 12], [30, 19]])], "a.png")
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "a (copy).json: image a.png was converted already, from a.json; its 2 shape(s) left out" in err
+    assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[2.0, 2.0, 10.0, 7.0]]

@@ -31,6 +31,9 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   stored size of a photo that EXIF turns by a quarter (a tool that showed the stored pixels), the
   shapes lie on those pixels: they are cut to them, then turned with the image
   (``common.annotated_size``, the COCO loader's rule).
+- Files are converted by folder, then by name without the extension: ``a.json`` before its copy
+  ``a (copy).json``; a second file naming an image already converted is skipped as
+  ``duplicate_image``, with the count of its shapes left out.
 - A label's surrounding spaces are stripped ("box " is "box", as labelme's label dialog strips them),
   said once per label.
 """
@@ -193,7 +196,12 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
     for key, actual in (("imageHeight", height), ("imageWidth", width)):
         if given is None and data.get(key) is not None and data[key] != actual:  # 0, "", no number
             report.warn(name, f"{key} {data[key]!r} differs from the image's {actual}; using the image's")
-    image_id = builder.add_image(image_path, height=height, width=width, source=name)
+    try:
+        image_id = builder.add_image(image_path, height=height, width=width, source=name)
+    except Skip as e:  # the shapes lost with it, counted: "skipped" alone hid how much was dropped
+        if e.reason != "duplicate_image":
+            raise
+        raise Skip(e.reason, f"{e}; its {len(data['shapes'])} shape(s) left out") from None
 
     instances: dict = {}  # (label, group) -> (shape indices, regions), in order of first shape
     for i, shape in enumerate(data["shapes"]):
@@ -235,6 +243,10 @@ def read_labelme(files: Sequence[Path], *, builder: CocoBuilder, report: Report,
     """Add the images and instances of LabelMe ``files`` (under ``json_root``, default ``builder.root``)
     to ``builder``; ``images``: a folder the images moved to (``--images``), looked in after the
     JSON file's."""
+    # by folder, then name without its extension: "a.json" (the file labelme saves for a.jpg) before a
+    # copy of it, "a (copy).json" or "a - Copy.json", which sorted by full name comes first (" " and "-"
+    # sort before "."), so that the original is converted and its copy skipped as the duplicate
+    files = sorted(files, key=lambda p: (Path(p).parent.as_posix(), Path(p).stem, Path(p).name))
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, embedded_dir=Path(embedded_dir),
