@@ -284,19 +284,27 @@ def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
                        f"fine-tuning matches class names ignoring case)")
 
 
-def case_only_match(candidates: Sequence[Path], *, report: Report, where: str) -> Optional[Path]:
+def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
+                    listings: Optional[dict] = None) -> Optional[Path]:
     """The image file whose name differs from one of ``candidates`` (none of which is a file) only in
     case, when exactly one such file is in that candidate's folder (the first candidate that has any):
     annotations made on Windows or macOS, whose file systems ignore case, name ``IMG_1.JPG`` for the file
     ``IMG_1.jpg``. Used with a warning naming both; None when none is there; Skip ``ambiguous_image``
-    naming them when several are (``a.JPG`` and ``a.jpg`` both beside it: which one is meant is unknown)."""
+    naming them when several are (``a.JPG`` and ``a.jpg`` both beside it: which one is meant is unknown).
+    ``listings``: {folder: {lower-case name: [names]}}, filled as folders are read, one per conversion,
+    so that many images not found (the images elsewhere, --images not given) read each folder once."""
+    listings = {} if listings is None else listings
     for candidate in candidates:
-        folder = Path(candidate).parent
-        try:
-            near = sorted(p for p in folder.iterdir() if p.name.lower() == Path(candidate).name.lower()
-                          and p.name != Path(candidate).name and p.is_file())
-        except OSError:  # no such folder, or not readable
-            continue
+        folder, name = Path(candidate).parent, Path(candidate).name
+        if folder not in listings:
+            listings[folder] = {}
+            try:
+                for entry in os.scandir(folder):
+                    listings[folder].setdefault(entry.name.lower(), []).append(entry.name)
+            except OSError:  # no such folder, or not readable
+                pass
+        near = sorted(folder / n for n in listings[folder].get(name.lower(), ())
+                      if n != name and (folder / n).is_file())
         if len(near) == 1:
             report.warn(where, f"image {candidate} not found; using {near[0].name}, which differs from it "
                                "only in case (the name was written on a file system that ignores case)")

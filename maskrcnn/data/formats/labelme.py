@@ -103,7 +103,7 @@ def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_di
 
 
 def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path, report: Report,
-                where: str, images: Optional[Path] = None) -> Path:
+                where: str, listings: dict, images: Optional[Path] = None) -> Path:
     raw = data.get("imagePath")
     candidates = []
     if isinstance(raw, str) and raw.strip():
@@ -116,7 +116,7 @@ def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path, 
         if candidate.is_file():
             return candidate
     # the file itself, its name written in another case, before a copy from imageData
-    near = case_only_match(candidates, report=report, where=where)
+    near = case_only_match(candidates, report=report, where=where, listings=listings)
     if near is not None:
         return near
     if isinstance(data.get("imageData"), str) and data["imageData"]:
@@ -180,13 +180,13 @@ def _shape_region(shape: dict, width: int, height: int):
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path, json_root: Path,
-                  images: Optional[Path]) -> None:
+                  images: Optional[Path], listings: dict) -> None:
     name = builder.relative(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
     image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, report=report, where=name,
-                             images=images)
+                             listings=listings, images=images)
     given = given_size(data.get("imageHeight"), data.get("imageWidth"))
     (height, width), orientation = annotated_size(image_path, given)
     if orientation is not None:  # drawn on the stored pixels: shapes are cut to those, then turned
@@ -247,10 +247,11 @@ def read_labelme(files: Sequence[Path], *, builder: CocoBuilder, report: Report,
     # copy of it, "a (copy).json" or "a - Copy.json", which sorted by full name comes first (" " and "-"
     # sort before "."), so that the original is converted and its copy skipped as the duplicate
     files = sorted(files, key=lambda p: (Path(p).parent.as_posix(), Path(p).stem, Path(p).name))
+    listings: dict = {}  # folders read for names that differ only in case (common.case_only_match)
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, embedded_dir=Path(embedded_dir),
                           json_root=Path(json_root) if json_root is not None else builder.root,
-                          images=None if images is None else Path(images))
+                          images=None if images is None else Path(images), listings=listings)
         except Skip as e:
             report.skip(builder.relative(path), e)

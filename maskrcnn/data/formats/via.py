@@ -122,12 +122,12 @@ def _candidates(json_path: Path, filename: str, search: list, images: Optional[P
 
 
 def _image_path(json_path: Path, filename: str, search: list, images: Optional[Path] = None, *,
-                report: Report, where: str) -> Path:
+                report: Report, where: str, listings: dict) -> Path:
     """The image ``filename`` names: the first of ``_candidates`` that is a file."""
     candidates = _candidates(json_path, filename, search, images)
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:  # a name written on a file system that ignores case: the one file it means
-        found = case_only_match(candidates, report=report, where=where)
+        found = case_only_match(candidates, report=report, where=where, listings=listings)
     return found if found is not None else candidates[0]
 
 
@@ -425,7 +425,8 @@ def _read(path: Path):
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name,
-                  images: Optional[Path] = None) -> None:
+                  images: Optional[Path] = None, listings: Optional[dict] = None) -> None:
+    listings = {} if listings is None else listings  # folders read by common.case_only_match
     name = builder.relative(path)
     entries, defined, search = _entries(_read(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
@@ -441,7 +442,8 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
                 raise entry["problem"]
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
-            image_path = _image_path(path, filename, search, images, report=report, where=where)
+            image_path = _image_path(path, filename, search, images, report=report, where=where,
+                                     listings=listings)
             regions = _regions(entry)
             height, width = image_size(image_path)
             image_id = _add_image(builder, image_path, entry, height=height, width=width, source=name,
@@ -482,9 +484,11 @@ def read_via(
     with ``class_name`` a region without it takes that class."""
     if class_attribute and not class_name:
         _check_attribute(class_attribute, list(files), builder)
+    listings: dict = {}  # folders read for names that differ only in case (common.case_only_match)
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, class_attribute=class_attribute,
-                          class_name=class_name, images=None if images is None else Path(images))
+                          class_name=class_name, images=None if images is None else Path(images),
+                          listings=listings)
         except Skip as e:
             report.skip(builder.relative(path), e)
