@@ -390,3 +390,42 @@ def test_labels_differing_only_in_case_are_warned_about_once(tmp_path, capsys):
             f"'cat' (2 instances); 'DOG' (1 instance), 'Dog' (1 instance), 'dog' (1 instance)") in err
     assert _convert(src, out, "--classes", "cat,Cat,dog,DOG,Dog") == 0  # the classes named: no warning
     assert "differ only in case" not in capsys.readouterr().err
+
+
+def test_labelme_image_named_in_another_case_is_found(tmp_path, capsys):
+    """imagePath "IMG_1.JPG" (written on Windows / macOS) for the file IMG_1.jpg beside it: the one file
+    differing only in case is used, with a warning; two such files are named, not "pass --images"."""
+    src = tmp_path / "lm"
+    _png(src / "IMG_1.jpg")
+    if (src / "IMG_1.JPG").is_file():
+        return  # a file system that ignores case finds it anyway
+    _labelme(src / "IMG_1.json", [_shape("cat", [[2, 2], [12, 2], [12, 9]])], "IMG_1.JPG")
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "IMG_1.json: warning: image" in err and "IMG_1.JPG not found; using IMG_1.jpg, which differs " \
+                                                  "from it only in case" in err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["IMG_1.jpg"]
+    assert coco["annotations"][0]["bbox"] == [2.0, 2.0, 10.0, 7.0]
+
+    _png(src / "img_1.JPG")
+    assert _convert(src, out) == 1
+    err = capsys.readouterr().err
+    assert "IMG_1.JPG not found, and 2 files differ from its name only in case (IMG_1.jpg, img_1.JPG)" in err
+    assert "--images" not in err
+
+
+def test_labelme_copy_of_a_file_is_the_duplicate_skipped_not_the_original(tmp_path, capsys):
+    """a.json and its copy "a (copy).json" both name a.jpg: the copy sorted first (" " before ".") and
+    a.json, the file labelme saves for a.jpg, was the one skipped; its shapes are counted now."""
+    src = tmp_path / "lm"
+    _png(src / "a.png")
+    _labelme(src / "a.json", [_shape("cat", [[2, 2], [12, 2], [12, 9]])], "a.png")
+    _labelme(src / "a (copy).json", [_shape("cat", [[20, 2], [30, 2], [30, 9]]),
+                                     _shape("cat", [[20, 12], [30, 12], [30, 19]])], "a.png")
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "a (copy).json: image a.png was converted already, from a.json; its 2 shape(s) left out" in err
+    assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[2.0, 2.0, 10.0, 7.0]]

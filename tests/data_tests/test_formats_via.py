@@ -337,6 +337,7 @@ def test_via3_project(tmp_path, capsys):
             "1_d": {"vid": "1", "z": [], "xy": [1, 5, 5], "av": {"1": "0"}},
             "1_e": {"vid": "1", "z": [], "xy": [9, 1, 1, 2, 2, 3, 1], "av": {"1": "0"}},
             "1_f": {"vid": "1", "z": [1.5], "xy": [2, 1, 1, 3, 3], "av": {"1": "0"}},
+            "1_g": {"vid": "1", "z": [], "xy": [5, 1, 1, 9, 9], "av": {"1": "0"}},
             "2_a": {"vid": "2", "z": [0.5], "xy": [2, 1, 1, 3, 3], "av": {"1": "0"}},
         },
     }  # fmt: skip
@@ -354,7 +355,8 @@ def test_via3_project(tmp_path, capsys):
     assert "shape 'extreme_circle' is not converted" in err
     assert "region '1_f' has a time z=[1.5]" in err
     assert "'v.mp4' is a video or audio file" in err
-    assert "2 unsupported_shape" in err and "1 timed_region" in err and "1 not_image" in err
+    assert "metadata '1_g': shape 'line' is not converted" in err  # VIA 3's line, as the user drew it
+    assert "3 unsupported_shape" in err and "1 timed_region" in err and "1 not_image" in err
 
 
 def test_via_user_problem_keys_are_data(tmp_path, capsys):
@@ -535,3 +537,39 @@ def test_via_class_spaces_said_and_case_twins_warned(tmp_path, capsys):
     assert ("warning: labels that differ only in case are separate classes: 'Cat' (1 instance), 'cat' "
             "(4 instances)") in err
     assert [c["name"] for c in json.loads(out.read_text())["categories"]] == ["Cat", "cat"]
+
+
+def test_via_image_named_in_another_case_is_found(tmp_path, capsys):
+    src = tmp_path / "via"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "IMG_1.jpg")
+    if (src / "IMG_1.JPG").is_file():
+        return  # a file system that ignores case finds it anyway
+    (src / "via.json").write_text(json.dumps(_entry("IMG_1.JPG", [_region(_rect(1, 1, 5, 5), label="cat")])))
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "IMG_1.JPG not found; using IMG_1.jpg, which differs from it only in case" in err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == ["IMG_1.jpg"]
+    assert coco["annotations"][0]["bbox"] == [1.0, 1.0, 5.0, 5.0]
+
+
+def test_via2_image_listed_twice_keeps_the_entry_of_the_file_as_it_is(tmp_path, capsys):
+    """VIA 2 keys images by name and size: a file changed and added again is listed twice. The entry whose
+    size is the file's is converted, wherever it is listed; the stale one is skipped, its regions counted."""
+    src = tmp_path / "via"
+    src.mkdir()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / "a.png")
+    size = (src / "a.png").stat().st_size
+    stale = {"filename": "a.png", "size": 12345, "file_attributes": {},
+             "regions": [_region(_rect(20, 1, 5, 5), label="cat"), _region(_rect(30, 1, 5, 5), label="cat")]}
+    current = {"filename": "a.png", "size": size, "file_attributes": {},
+               "regions": [_region(_rect(1, 1, 5, 5), label="cat")]}
+    (src / "via.json").write_text(json.dumps({"a.png12345": stale, f"a.png{size}": current}))
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert (f"via.json: 'a.png12345': image a.png was converted already, from via.json; its 2 region(s) left "
+            f"out; its size 12345 is not the file's {size} bytes") in err
+    assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[1.0, 1.0, 5.0, 5.0]]

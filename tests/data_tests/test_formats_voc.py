@@ -535,3 +535,19 @@ def test_labelimg_folder_of_its_own_classes_takes_the_xml_names(tmp_path, capsys
     err = capsys.readouterr().err
     assert "2 image(s) but no instance could be converted (see the problems above); nothing written" in err
     assert not (tmp_path / "none.json").exists()
+
+
+def test_voc_inverted_bndbox_is_sorted_before_the_one_based_shift(tmp_path, capsys):
+    """<xmin>20</xmin> ... <xmax>11</xmax>: the box of pixels 11..20 (as written the right way round),
+    with a warning; the -1 was applied to xmin before the corners were sorted, shifting the box 2 px."""
+    root = tmp_path / "det"
+    _image(root, "a")
+    _det_xml(root, "a", [("dog", 0, (20, 6, 11, 15)), ("dog", 0, (11, 6, 20, 15))])
+    out = tmp_path / "det.json"
+    for options in ((), ("--boxes-as-masks",)):
+        assert _convert(root, out, *options) == 0
+        err = capsys.readouterr().err
+        assert "a.xml: object 1 (dog): warning: <bndbox> xmin 20 > xmax 11: its corners swapped" in err
+        assert "object 2" not in err
+        boxes = [a["bbox"] for a in json.loads(out.read_text())["annotations"]]
+        assert boxes == [[10.0, 5.0, 10.0, 10.0]] * 2

@@ -474,3 +474,46 @@ def test_yolo_huge_class_index_is_quoted_as_written(tmp_path, capsys):
     assert "labels/train/a.txt: line 2: class 99999999999999999999 is out of range: data.yaml names 1 " \
            "classes (0..0); skipped" in err
     assert f"labels/train/a.txt: line 3: class '{'9' * 40}...' is not a class index (0, 1, ...)" in err
+
+
+def test_yolo_blank_line_in_classes_txt_keeps_the_later_indices(tmp_path, capsys):
+    """A blank line inside classes.txt (a class deleted by hand) keeps its index, as LabelImg reads the
+    file: the classes after it are not shifted onto their neighbours' labels. Blank lines at the end are
+    only line ends."""
+    src = tmp_path / "plain"
+    _image(src / "images/a.png")
+    _label(src / "labels/a.txt", "\n".join([_line(0, *RECT), _line(2, *L_SHAPE), _line(1, 1, 1, 4, 1, 4, 4)]))
+    (src / "classes.txt").write_text("cat\n\ndog\n\n\n")
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "classes.txt: warning: line 2 is blank: class 1 named 'class_1'" in err
+    assert "out of range" not in err
+    coco = json.loads(out.read_text())
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "cat"), (2, "class_1"), (3, "dog")]
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    by_name = {names[a["category_id"]]: a["bbox"] for a in coco["annotations"]}
+    assert by_name["dog"] == [24.0, 16.0, 16.0, 12.0]  # index 2's L shape, under its own name
+    assert by_name["cat"] == [6.0, 4.0, 12.0, 8.0]
+    assert "class_1" in by_name
+
+
+def test_yolo_blank_name_in_yaml_is_refused_naming_its_index(tmp_path, capsys):
+    src = tmp_path / "ds"
+    _image(src / "images/train/a.png")
+    _label(src / "labels/train/a.txt", _line(2, *RECT))
+    (src / "data.yaml").write_text("path: .\ntrain: images/train\nnames: ['cat', '', 'dog']\n")
+    assert _convert(src, tmp_path / "out.json") == 1
+    assert "names[1] must be a non-empty name" in capsys.readouterr().err
+
+
+def test_yolo_line_with_a_confidence_is_told_to_look_like_predictions(tmp_path, capsys):
+    src = tmp_path / "plain"
+    _image(src / "images/a.png")
+    _label(src / "labels/a.txt", "0 0.5 0.5 0.2 0.2 0.87\n0 0.1 0.1 0.3 0.1 0.3 0.3 0.91\n" + _line(0, *RECT))
+    assert _convert(src, tmp_path / "out.json") == 0
+    err = capsys.readouterr().err
+    assert ("labels/a.txt: line 1: 5 coordinates: x y pairs are expected, the count must be even; it looks "
+            "like a box (cx cy w h) and a confidence, as predictions saved with save_conf are written") in err
+    assert "line 2: 7 coordinates: x y pairs are expected, the count must be even; it looks like a " \
+           "polygon and a confidence" in err

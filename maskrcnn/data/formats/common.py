@@ -31,8 +31,8 @@ from maskrcnn.data.json_values import read_json_file
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
 from maskrcnn.io_utils import atomic_write_json
 
-__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "given_size", "image_size",
-           "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "resized_scale",
+__all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "case_only_match", "given_size",
+           "image_size", "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "resized_scale",
            "stored_pixels_told", "stripped_label", "warn_label_case", "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
@@ -282,6 +282,38 @@ def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
     report.warn(where, f"labels that differ only in case are separate classes: {listing}; if they are one "
                        f"class, rename them alike in the annotation tool (merge-data joins such names, and "
                        f"fine-tuning matches class names ignoring case)")
+
+
+def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
+                    listings: Optional[dict] = None) -> Optional[Path]:
+    """The image file whose name differs from one of ``candidates`` (none of which is a file) only in
+    case, when exactly one such file is in that candidate's folder (the first candidate that has any):
+    annotations made on Windows or macOS, whose file systems ignore case, name ``IMG_1.JPG`` for the file
+    ``IMG_1.jpg``. Used with a warning naming both; None when none is there; Skip ``ambiguous_image``
+    naming them when several are (``a.JPG`` and ``a.jpg`` both beside it: which one is meant is unknown).
+    ``listings``: {folder: {lower-case name: [names]}}, filled as folders are read, one per conversion,
+    so that many images not found (the images elsewhere, --images not given) read each folder once."""
+    listings = {} if listings is None else listings
+    for candidate in candidates:
+        folder, name = Path(candidate).parent, Path(candidate).name
+        if folder not in listings:
+            listings[folder] = {}
+            try:
+                for entry in os.scandir(folder):
+                    listings[folder].setdefault(entry.name.lower(), []).append(entry.name)
+            except OSError:  # no such folder, or not readable
+                pass
+        near = sorted(folder / n for n in listings[folder].get(name.lower(), ())
+                      if n != name and (folder / n).is_file())
+        if len(near) == 1:
+            report.warn(where, f"image {candidate} not found; using {near[0].name}, which differs from it "
+                               "only in case (the name was written on a file system that ignores case)")
+            return near[0]
+        if near:
+            raise Skip("ambiguous_image", f"image {candidate} not found, and {len(near)} files differ from "
+                                          f"its name only in case ({', '.join(p.name for p in near)}): "
+                                          "which one is meant is unknown; rename the one meant")
+    return None
 
 
 def _image_header(path: Path) -> tuple:

@@ -17,7 +17,9 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   instance with a mask among its shapes is written as RLE. Types without an area (``line``,
   ``linestrip``, ``point``, ``points``) are reported and skipped.
 - The image is ``imagePath`` relative to the JSON file's folder, else a file of that name beside the
-  JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else ``imageData`` (the
+  JSON file, else (``--images``) ``imagePath`` or its file name under that folder, else the one file
+  of one of those folders whose name differs from it only in case (a name written on Windows or macOS;
+  with a warning), else ``imageData`` (the
   image file's bytes in base64, as labelme stores them), written
   unchanged to ``embedded_dir`` under the JSON file's relative path with the image's own extension.
   Embedded images and mask PNGs are opened by ``images.open_image``: one over the pixel limit skips its
@@ -29,6 +31,9 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   stored size of a photo that EXIF turns by a quarter (a tool that showed the stored pixels), the
   shapes lie on those pixels: they are cut to them, then turned with the image
   (``common.annotated_size``, the COCO loader's rule).
+- Files are converted by folder, then by name without the extension: ``a.json`` before its copy
+  ``a (copy).json``; a second file naming an image already converted is skipped as
+  ``duplicate_image``, with the count of its shapes left out.
 - A label's surrounding spaces are stripped ("box " is "box", as labelme's label dialog strips them),
   said once per label.
 """
@@ -48,6 +53,7 @@ from maskrcnn.data.formats.common import (
     Report,
     Skip,
     annotated_size,
+    case_only_match,
     given_size,
     read_json,
     resized_scale,
@@ -96,8 +102,8 @@ def _write_embedded(json_path: Path, image_data: str, *, root: Path, embedded_di
     return target
 
 
-def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path,
-                images: Optional[Path] = None) -> Path:
+def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path, report: Report,
+                where: str, listings: dict, images: Optional[Path] = None) -> Path:
     raw = data.get("imagePath")
     candidates = []
     if isinstance(raw, str) and raw.strip():
@@ -109,6 +115,10 @@ def _image_path(json_path: Path, data: dict, *, root: Path, embedded_dir: Path,
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    # the file itself, its name written in another case, before a copy from imageData
+    near = case_only_match(candidates, report=report, where=where, listings=listings)
+    if near is not None:
+        return near
     if isinstance(data.get("imageData"), str) and data["imageData"]:
         return _write_embedded(json_path, data["imageData"], root=root, embedded_dir=embedded_dir)
     missing = candidates[0] if candidates else "(no imagePath)"
@@ -170,12 +180,13 @@ def _shape_region(shape: dict, width: int, height: int):
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_dir: Path, json_root: Path,
-                  images: Optional[Path]) -> None:
+                  images: Optional[Path], listings: dict) -> None:
     name = builder.relative(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
-    image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, images=images)
+    image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, report=report, where=name,
+                             listings=listings, images=images)
     given = given_size(data.get("imageHeight"), data.get("imageWidth"))
     (height, width), orientation = annotated_size(image_path, given)
     if orientation is not None:  # drawn on the stored pixels: shapes are cut to those, then turned
@@ -185,7 +196,12 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
     for key, actual in (("imageHeight", height), ("imageWidth", width)):
         if given is None and data.get(key) is not None and data[key] != actual:  # 0, "", no number
             report.warn(name, f"{key} {data[key]!r} differs from the image's {actual}; using the image's")
-    image_id = builder.add_image(image_path, height=height, width=width, source=name)
+    try:
+        image_id = builder.add_image(image_path, height=height, width=width, source=name)
+    except Skip as e:  # the shapes lost with it, counted: "skipped" alone hid how much was dropped
+        if e.reason != "duplicate_image":
+            raise
+        raise Skip(e.reason, f"{e}; its {len(data['shapes'])} shape(s) left out") from None
 
     instances: dict = {}  # (label, group) -> (shape indices, regions), in order of first shape
     for i, shape in enumerate(data["shapes"]):
@@ -227,10 +243,15 @@ def read_labelme(files: Sequence[Path], *, builder: CocoBuilder, report: Report,
     """Add the images and instances of LabelMe ``files`` (under ``json_root``, default ``builder.root``)
     to ``builder``; ``images``: a folder the images moved to (``--images``), looked in after the
     JSON file's."""
+    # by folder, then name without its extension: "a.json" (the file labelme saves for a.jpg) before a
+    # copy of it, "a (copy).json" or "a - Copy.json", which sorted by full name comes first (" " and "-"
+    # sort before "."), so that the original is converted and its copy skipped as the duplicate
+    files = sorted(files, key=lambda p: (Path(p).parent.as_posix(), Path(p).stem, Path(p).name))
+    listings: dict = {}  # folders read for names that differ only in case (common.case_only_match)
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, embedded_dir=Path(embedded_dir),
                           json_root=Path(json_root) if json_root is not None else builder.root,
-                          images=None if images is None else Path(images))
+                          images=None if images is None else Path(images), listings=listings)
         except Skip as e:
             report.skip(builder.relative(path), e)

@@ -27,10 +27,14 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   ``class_attribute`` that no file defines nor any region has (a typo, a file attribute), with no
   ``class_name``, fails the conversion in one line listing the region attributes met. A class value's
   surrounding spaces and newlines are stripped (" cat" is "cat"), said once per value.
+- An image listed twice (VIA 2 keys entries by file name and size: an image added again after its
+  file changed) is converted once, from the entry whose ``size`` is the file's byte size when exactly
+  one is; the other is skipped as ``duplicate_image``, with the count of its regions left out.
 - The image is ``filename`` relative to ``--images`` when given, else to the JSON file's folder, else to a
   VIA 2 project's "Default Path"
   or "Search Path List" folders, else a file of its name beside the JSON file (VIA stores no size: it is
-  read from the image file).
+  read from the image file); none there: the one file of those folders whose name differs from it only
+  in case (a name written on Windows or macOS), with a warning.
 - A VIA 3 project (``{"project", "attribute", "file", "view", "metadata"}``) is translated into the
   entries above by ``via3`` (its shape ids, option ids, image files) and converted as they are.
 - VIA's CSV export (a row per region, the shape and attributes as JSON in their cells; an image without
@@ -46,7 +50,15 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from maskrcnn.data.formats.common import CocoBuilder, Report, Skip, image_size, read_json, stripped_label
+from maskrcnn.data.formats.common import (
+    CocoBuilder,
+    Report,
+    Skip,
+    case_only_match,
+    image_size,
+    read_json,
+    stripped_label,
+)
 from maskrcnn.data.formats.geometry import (
     as_points,
     circle_points,
@@ -97,17 +109,63 @@ def _entries(data) -> tuple:
     return entries, defined, search
 
 
-def _image_path(json_path: Path, filename: str, search: list, images: Optional[Path] = None) -> Path:
-    """The image ``filename`` names: under ``images`` (``--images``) when given, else beside the JSON
-    file; then in one of the project's image folders (VIA prepends its "Default Path" to each filename;
-    relative ones are taken from the JSON file's folder), else a file of its name under ``images`` or
-    beside the JSON file (a project moved with its images)."""
+def _candidates(json_path: Path, filename: str, search: list, images: Optional[Path] = None) -> list:
+    """Where the image ``filename`` may be, in order: under ``images`` (``--images``) when given, else
+    beside the JSON file; then in one of the project's image folders (VIA prepends its "Default Path" to
+    each filename; relative ones are taken from the JSON file's folder), else a file of its name under
+    ``images`` or beside the JSON file (a project moved with its images)."""
     name = filename.replace("\\", "/")
     first = [images / name] if images is not None else []
     by_name = [images / Path(name).name] if images is not None else []
-    candidates = [*first, json_path.parent / name, *(json_path.parent / folder / name for folder in search),
-                  *by_name, json_path.parent / Path(name).name]
-    return next((c for c in candidates if c.is_file()), candidates[0])
+    return [*first, json_path.parent / name, *(json_path.parent / folder / name for folder in search),
+            *by_name, json_path.parent / Path(name).name]
+
+
+def _image_path(json_path: Path, filename: str, search: list, images: Optional[Path] = None, *,
+                report: Report, where: str, listings: dict) -> Path:
+    """The image ``filename`` names: the first of ``_candidates`` that is a file."""
+    candidates = _candidates(json_path, filename, search, images)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:  # a name written on a file system that ignores case: the one file it means
+        found = case_only_match(candidates, report=report, where=where, listings=listings)
+    return found if found is not None else candidates[0]
+
+
+def _entry_size(entry: dict) -> Optional[int]:
+    """The byte size a VIA 2 entry records for its file (``size``: a number or its text; -1 unknown)."""
+    try:
+        size = int(str(entry.get("size")).strip())
+    except ValueError:
+        return None
+    return size if size >= 0 else None
+
+
+def _file_size(json_path: Path, filename, search: list, images: Optional[Path]) -> Optional[int]:
+    if not isinstance(filename, str) or not filename.strip():
+        return None
+    found = next((c for c in _candidates(json_path, filename, search, images) if c.is_file()), None)
+    return None if found is None else found.stat().st_size
+
+
+def _current_first(entries: list, json_path: Path, search: list, images: Optional[Path]) -> list:
+    """``entries`` with, among those of one filename, the one whose ``size`` is the file's byte size in
+    the place of the first. VIA 2 keys an image by name and size: an image added again after its file
+    changed is listed twice, the older entry's size stale; the entry of the file as it is now is the one
+    kept, the other skipped as its duplicate. Left as they are when not exactly one entry matches."""
+    slots: dict = collections.defaultdict(list)  # filename -> positions of its entries
+    for i, (_, entry) in enumerate(entries):
+        if isinstance(entry.get("filename"), str):
+            slots[entry["filename"]].append(i)
+    order = list(range(len(entries)))
+    for filename, positions in slots.items():
+        if len(positions) < 2:
+            continue
+        size = _file_size(json_path, filename, search, images)
+        matching = [i for i in positions if size is not None and _entry_size(entries[i][1]) == size]
+        if len(matching) == 1:
+            for slot, i in zip(positions, [*matching, *(i for i in positions if i != matching[0])]):
+                order[slot] = i
+    return [entries[i] for i in order]
 
 
 def _csv_cell(text):
@@ -346,13 +404,29 @@ def _region_points(shape):
     raise Skip("unsupported_shape", f"shape {kind!r} is not converted (polygon, rect, circle, ellipse)")
 
 
+def _add_image(builder: CocoBuilder, image_path: Path, entry: dict, *, height: int, width: int, source: str,
+               regions: int) -> int:
+    """``builder.add_image``; its ``duplicate_image`` Skip says how many regions are left out with it, and
+    when the entry's size is not the file's (an entry of an older version of the file)."""
+    try:
+        return builder.add_image(image_path, height=height, width=width, source=source)
+    except Skip as e:
+        if e.reason != "duplicate_image":
+            raise
+        size, actual = _entry_size(entry), image_path.stat().st_size
+        stale = f"; its size {size} is not the file's {actual} bytes (an entry of an older version of the " \
+                "file)" if size is not None and size != actual else ""
+        raise Skip(e.reason, f"{e}; its {regions} region(s) left out{stale}") from None
+
+
 def _read(path: Path):
     """A VIA file's parsed value: its CSV export read as the JSON export it mirrors, or its JSON."""
     return _read_csv(path) if path.suffix.lower() == ".csv" else read_json(path)
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name,
-                  images: Optional[Path] = None) -> None:
+                  images: Optional[Path] = None, listings: Optional[dict] = None) -> None:
+    listings = {} if listings is None else listings  # folders read by common.case_only_match
     name = builder.relative(path)
     entries, defined, search = _entries(_read(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
@@ -360,7 +434,7 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
         report.tell(name, why)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
     report.note(f"VIA files with the class from {source}")
-    for key, entry in entries:
+    for key, entry in _current_first(entries, path, search, images):
         where = f"{name}: {key!r}"
         try:
             filename = entry.get("filename")
@@ -368,10 +442,12 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
                 raise entry["problem"]
             if not isinstance(filename, str) or not filename.strip():
                 raise Skip("bad_entry", "the entry has no 'filename'")
-            image_path = _image_path(path, filename, search, images)
+            image_path = _image_path(path, filename, search, images, report=report, where=where,
+                                     listings=listings)
             regions = _regions(entry)
             height, width = image_size(image_path)
-            image_id = builder.add_image(image_path, height=height, width=width, source=name)
+            image_id = _add_image(builder, image_path, entry, height=height, width=width, source=name,
+                                  regions=len(regions))
         except Skip as e:
             report.skip(where, e)
             continue
@@ -408,9 +484,11 @@ def read_via(
     with ``class_name`` a region without it takes that class."""
     if class_attribute and not class_name:
         _check_attribute(class_attribute, list(files), builder)
+    listings: dict = {}  # folders read for names that differ only in case (common.case_only_match)
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, class_attribute=class_attribute,
-                          class_name=class_name, images=None if images is None else Path(images))
+                          class_name=class_name, images=None if images is None else Path(images),
+                          listings=listings)
         except Skip as e:
             report.skip(builder.relative(path), e)

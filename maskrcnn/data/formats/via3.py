@@ -36,7 +36,7 @@ __all__ = ["ANY_ATTRIBUTE", "ATTRIBUTE_PROBLEMS", "is_via3_project", "via3_entri
 _CHOICE_TYPES = {2: "checkbox", 3: "radio", 4: "dropdown", 5: "image"}  # VIA 3 type -> VIA 2 type name
 _IMAGE_FILE = 2
 # shape id -> VIA 2 shape name (None: not converted, reported under this name)
-_SHAPES = {1: "point", 2: "rect", 3: "circle", 4: "ellipse", 5: "polyline", 6: "polyline", 7: "polygon",
+_SHAPES = {1: "point", 2: "rect", 3: "circle", 4: "ellipse", 5: "line", 6: "polyline", 7: "polygon",
            8: "extreme_rectangle", 9: "extreme_circle"}
 
 

@@ -21,7 +21,8 @@ Rules:
   its boxes scaled to it, an image of another shape is skipped as ``image_size_mismatch``). A ``<size>``
   that is the stored size of a photo EXIF turns by a quarter (LabelImg shows the stored pixels) says
   the boxes lie on those: they are turned with the image.
-  Tools that write 0-based boxes come out a pixel larger at the top-left edge.
+  Tools that write 0-based boxes come out a pixel larger at the top-left edge. A box written inverted
+  (xmin > xmax or ymin > ymax) has its corners swapped first, with a warning.
 - ``difficult`` objects are crowd regions (``iscrowd`` 1), as in ``voc``; parts (``<part>``) are not
   instances. An object without a name or a readable bndbox is reported and skipped; an unreadable XML
   (one with a DOCTYPE too: ``common.parse_xml`` expands no entity) or a missing image skips the image.
@@ -98,8 +99,10 @@ def _read_xml(path: Path) -> tuple:
     return objects, given_size(root.findtext("size/height"), root.findtext("size/width"))
 
 
-def _box(bndbox) -> list:
-    """VOC's 1-based inclusive bndbox -> (x1, y1, x2, y2) pixel edges, or Skip."""
+def _box(bndbox) -> tuple:
+    """VOC's 1-based inclusive bndbox -> ((x1, y1, x2, y2) pixel edges, the pairs written inverted, as
+    "xmin > xmax"), or Skip. An inverted pair (a script or tool bug) has its corners sorted before the
+    -1 of the 1-based start: the box then covers the pixels its corners name, not one a pixel or two off."""
     if bndbox is None:
         raise Skip("bad_box", "the object has no <bndbox>")
     texts = [bndbox.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
@@ -108,7 +111,11 @@ def _box(bndbox) -> list:
     except (TypeError, ValueError):
         raise Skip("bad_box", f"<bndbox> xmin, ymin, xmax, ymax {texts} are not numbers") from None
     xmin, ymin, xmax, ymax = numbers(xmin, ymin, xmax, ymax, what="<bndbox> xmin, ymin, xmax, ymax")
-    return [xmin - 1.0, ymin - 1.0, xmax, ymax]
+    inverted = [f"{a} {lo:g} > {b} {hi:g}" for a, b, lo, hi in (("xmin", "xmax", xmin, xmax),
+                                                                 ("ymin", "ymax", ymin, ymax)) if lo > hi]
+    xmin, xmax = sorted((xmin, xmax))
+    ymin, ymax = sorted((ymin, ymax))
+    return [xmin - 1.0, ymin - 1.0, xmax, ymax], inverted
 
 
 def is_flat_folder(root: Path) -> bool:
@@ -159,7 +166,11 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
             stored_pixels_told(report, where, given, (height, width), orientation)
         for k, (label, difficult, bndbox) in enumerate(objects):
             try:
-                box = _box(bndbox)
+                box, inverted = _box(bndbox)
+                if inverted:
+                    report.warn(f"{where}: object {k + 1} ({label or 'no name'})",
+                                f"<bndbox> {' and '.join(inverted)}: its corners swapped (a tool or script "
+                                "wrote them inverted)")
                 if scale is not None:
                     (sx, sy), (x1, y1, x2, y2) = scale, box
                     box = [x1 * sx, y1 * sy, x2 * sx, y2 * sy]

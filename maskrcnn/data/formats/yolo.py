@@ -19,7 +19,9 @@ Where the images and classes come from:
 - Without a YAML: the images under SRC/images (with ``--split S``: SRC/images/S, SRC/S/images or SRC/S),
   else under SRC. The class names are those of a ``classes.txt`` (in SRC or SRC/labels, one a line, as
   LabelImg, Label Studio and X-AnyLabeling write it; lines end at ``\n`` or ``\r\n`` only, as those
-  tools split them, not at the other breaks ``str.splitlines`` knows: ``classes_lines``), else
+  tools split them, not at the other breaks ``str.splitlines`` knows: ``classes_lines``; a line's
+  position is its index, so a blank line inside keeps its index, named ``class_<index>`` with a
+  warning), else
   ``classes`` (names of the indices 0, 1, ..), else ``class_<index>`` for the indices 0 .. the largest
   one met: ids stay index + 1, so splits converted apart agree, and a dataset converts without knowing
   its names (rename them later, or give ``--classes``); a warning says so, naming a dataset YAML one
@@ -248,6 +250,23 @@ def classes_lines(text: str) -> list:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+def _classes_names(lines: list, source: str, report: Report) -> dict:
+    """{index: name} of a classes.txt's stripped ``lines``: a line's position is its index, as LabelImg
+    and the tools that write the file read it back, so a blank line inside (a class deleted by hand, a
+    stray empty line) keeps its index, named ``class_<index>`` with a warning; dropping it would shift
+    every later class onto its neighbour's labels. Blank lines at the end are only line ends."""
+    while lines and not lines[-1]:
+        lines = lines[:-1]
+    names = {}
+    for index, name in enumerate(lines):
+        if not name:
+            name = f"class_{index}"
+            report.warn(source, f"line {index + 1} is blank: class {index} named {name!r} (the classes "
+                                "after it keep their indices; write its name there to rename it)")
+        names[index] = name
+    return names
+
+
 def _classes_file(src: Path) -> Optional[Path]:
     return next((p for p in (src / "classes.txt", src / "labels" / "classes.txt") if p.is_file()), None)
 
@@ -277,7 +296,7 @@ def _folder_dataset(src: Path, split: Optional[str], report: Report) -> YoloData
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"{classes}: cannot be read ({e})") from None
         source = str(classes.relative_to(src))
-        names = _distinct(dict(enumerate(n for n in lines if n)), source)
+        names = _distinct(_classes_names(lines, source, report), source)
         if not names:
             raise ValueError(f"{classes}: names no class")
     images = tuple(list_images(folder, recursive=True))
@@ -343,7 +362,13 @@ def _coordinates(tokens: Sequence[str]) -> np.ndarray:
     if values.size == 0:
         raise Skip("bad_line", "a class without coordinates")
     if values.size % 2:
-        raise Skip("bad_line", f"{values.size} coordinates: x y pairs are expected, the count must be even")
+        # Ultralytics' predict --save-txt --save-conf writes "class cx cy w h conf" (or a polygon then the
+        # confidence): prediction output given as labels, which the count alone would not tell the user
+        shape = "a box (cx cy w h)" if values.size == 5 else "a polygon"
+        guess = (f"; it looks like {shape} and a confidence, as predictions saved with save_conf are "
+                 "written: labels have no confidence") if 0 <= values[-1] <= 1 else ""
+        raise Skip("bad_line", f"{values.size} coordinates: x y pairs are expected, the count must be "
+                               f"even{guess}")
     outside = values[(values < -TOLERANCE) | (values > 1 + TOLERANCE)]
     if outside.size:
         raise Skip("out_of_range", f"coordinate {outside[0]:g} is outside 0..1: YOLO coordinates are "
