@@ -75,3 +75,17 @@ def test_concatenated_exports_are_said_in_one_line_with_merge_data(tmp_path, cap
     lines = [r.getMessage() for r in caplog.records if "given to" in r.getMessage()]
     assert len(lines) == 1 and "10 image ids" in lines[0] and "merge-data" in lines[0]
     assert ds.skipped["duplicate_image_id"] == 20 and len(ds.problems) >= 10
+
+
+def test_a_name_through_a_linked_folder_and_up_is_another_file(tmp_path):
+    """'lnk/../a.png' with lnk a link to a folder elsewhere is elsewhere's a.png: folded textually into
+    'a.png', the other picture's objects were drawn and trained on img/a.png."""
+    _picture(tmp_path / "img" / "a.png")
+    _picture(tmp_path / "elsewhere" / "a.png")
+    (tmp_path / "elsewhere" / "deep").mkdir()
+    (tmp_path / "img" / "lnk").symlink_to(tmp_path / "elsewhere" / "deep", target_is_directory=True)
+    size = {"height": 16, "width": 16}
+    images = [{"id": 1, "file_name": "a.png", **size}, {"id": 2, "file_name": "lnk/../a.png", **size}]
+    src = _write(tmp_path / "d.json", images, [_ann(1, 1, 1), _ann(2, 2, 2)])
+    ds = CocoDataset(json_path=src, image_dir=tmp_path / "img", fold_shared_files=True)
+    assert ds.ids == [1, 2] and [ds[k][1]["labels"].tolist() for k in range(2)] == [[1], [2]]
