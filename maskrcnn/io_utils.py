@@ -441,9 +441,14 @@ def check_output_file(path: PathLike, option: str = "OUT") -> Path:
     """``path`` as a Path if a file can be written there; ValueError naming ``option`` if not."""
     text = os.fspath(path)
     path = Path(path)
-    # 'new/x/' names a folder (Path drops the '/'): written as a file named x, it was not what was meant
-    if path.is_dir() or text.endswith(("/", os.sep)):
+    if path.is_dir():
         raise ValueError(f"{option} {text}: is a folder; give the path of the file to write")
+    # 'new/x/' and 'new/x/.' name a folder (Path drops the '/' and the '.'): written as a file named x,
+    # it was not what was meant; 'ex.json/' with ex.json a file is no folder, but no file name either
+    last = text.replace(os.sep, "/").rsplit("/", 1)[-1]
+    if last in ("", ".", ".."):
+        raise ValueError(f"{option} {text}: ends in {text[len(text.rstrip('/' + os.sep + '.')):]!r}, as a "
+                         f"folder's path does; give the path of the file to write")
     problem = _parent_problem(path)
     if problem:
         raise ValueError(f"{option} {path}: {problem}")

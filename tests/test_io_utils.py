@@ -122,3 +122,14 @@ def test_a_target_that_cannot_be_put_back_is_named(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="a.json was already replaced and could not be put back"):
         io_utils.atomic_write_all({tmp_path / "a.json": b"NEWA", tmp_path / "b.json": b"NEWB"})
     assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+@pytest.mark.parametrize("tail", ["/", "/.", "/.."])
+def test_an_output_ending_as_a_folder_is_refused_without_calling_a_file_a_folder(tmp_path, tail):
+    """'new/x/.' wrote a file named x; 'ex.json/' (ex.json a file) was called "a folder"."""
+    (tmp_path / "ex.json").write_text("{}")
+    for text in (f"{tmp_path / 'new' / 'x'}{tail}", f"{tmp_path / 'ex.json'}{tail}"):
+        with pytest.raises(ValueError, match=f"ends in '{tail}', as a folder's path does") as caught:
+            io_utils.check_output_file(text, "--output")
+        assert "is a folder" not in str(caught.value)
+    assert not (tmp_path / "new").exists()

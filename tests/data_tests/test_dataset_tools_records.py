@@ -147,7 +147,8 @@ def test_merge_output_ending_in_a_slash_is_refused_as_a_folder(tmp_path, capsys,
     _pictures(tmp_path / "img", ["a.png"])
     src = _write(tmp_path / "d.json", [_img(1, "a.png")], [_ann(1, 1, 1)])
     assert main(["merge-data", f"{src}:{tmp_path / 'img'}", "--output", f"{tmp_path / 'new' / 'x'}/"]) == 1
-    assert "is a folder" in capsys.readouterr().err and not (tmp_path / "new" / "x").exists()
+    assert "ends in '/', as a folder's path does" in capsys.readouterr().err
+    assert not (tmp_path / "new" / "x").exists()
 
 
 def test_a_box_only_object_is_outlined_not_filled():
