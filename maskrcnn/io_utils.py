@@ -44,7 +44,8 @@ from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "remove_stale_temps",
+    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "folder_targets",
+    "remove_stale_temps",
     "replace_durably", "stale_before", "temp_target", "write_error",
 ]
 
@@ -131,6 +132,10 @@ def atomic_write_all(contents: dict) -> None:
     ``protected_hardlinks``); a target that could be neither, and so was not put back, is named in the
     error raised. (The renames themselves, one per file, are not one atomic step: a crash between two
     of them would leave the first ones new.)"""
+    folders = folder_targets(contents)
+    if folders:  # its rename would fail only after the others were done: refused before writing any
+        raise IsADirectoryError(errno_module.EISDIR, "is a folder (not written; every previous file is kept)",
+                                ", ".join(folders))
     pending = []  # (temporary path, target), those not renamed yet
     backups: dict = {}  # target -> a hard link to its old file (None: there was none)
     renamed = []  # targets replaced so far
@@ -145,10 +150,6 @@ def atomic_write_all(contents: dict) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        for _, path in pending:  # a folder in a target's place fails its rename after the others' were done
-            if path.is_dir():
-                raise IsADirectoryError(errno_module.EISDIR, "is a folder (not written; every previous "
-                                        "file is kept)", str(path))
         for _, path in pending:
             backups[path] = _link_aside(path)
         while pending:
@@ -179,6 +180,11 @@ def atomic_write_all(contents: dict) -> None:
         _fsync_dir(folder)
     for p in contents:
         remove_stale_temps(p)
+
+
+def folder_targets(paths) -> list:
+    """Those of ``paths`` (files to be written) where a folder is, as strings."""
+    return [str(p) for p in paths if Path(p).is_dir()]
 
 
 _NO_OLD_FILE = "none"  # a target that did not exist: putting it back removes the new one

@@ -133,3 +133,13 @@ def test_an_output_ending_as_a_folder_is_refused_without_calling_a_file_a_folder
             io_utils.check_output_file(text, "--output")
         assert "is a folder" not in str(caught.value)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_in_a_targets_place_is_refused_before_any_part_is_written(tmp_path, monkeypatch):
+    """The check ran only after every temporary file was written (a large part for nothing)."""
+    (tmp_path / "b.json").mkdir()
+    written, real = [], io_utils.create_temp_file
+    monkeypatch.setattr(io_utils, "create_temp_file", lambda *a, **k: written.append(a) or real(*a, **k))
+    with pytest.raises(IsADirectoryError, match="b.json"):
+        io_utils.atomic_write_all({tmp_path / "a.json": b"A" * 1000, tmp_path / "b.json": b"B"})
+    assert not written and sorted(os.listdir(tmp_path)) == ["b.json"]
