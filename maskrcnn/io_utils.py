@@ -28,12 +28,14 @@ the whole file in memory.)
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_module
 import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import stat as stat_module
 import threading
 import time
@@ -42,7 +44,8 @@ from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "remove_stale_temps",
+    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "folder_targets",
+    "remove_stale_temps",
     "replace_durably", "stale_before", "temp_target", "write_error",
 ]
 
@@ -125,9 +128,14 @@ def atomic_write_all(contents: dict) -> None:
     renamed over their targets, so a failed write (a full disk, a folder gone) leaves every old target
     as it was and no temporary file behind. A rename that fails after others were done (a folder in a
     target's place is refused before any) puts the old files back: each old target is hard-linked aside
-    before the first rename (where the file system has no hard links, it cannot be). (The renames
-    themselves, one per file, are not one atomic step: a crash between two of them would leave the first
-    ones new.)"""
+    before the first rename, or copied aside where no hard link can be made (a file system without them,
+    ``protected_hardlinks``); a target that could be neither, and so was not put back, is named in the
+    error raised. (The renames themselves, one per file, are not one atomic step: a crash between two
+    of them would leave the first ones new.)"""
+    folders = folder_targets(contents)
+    if folders:  # its rename would fail only after the others were done: refused before writing any
+        raise IsADirectoryError(errno_module.EISDIR, "is a folder (not written; every previous file is kept)",
+                                ", ".join(folders))
     pending = []  # (temporary path, target), those not renamed yet
     backups: dict = {}  # target -> a hard link to its old file (None: there was none)
     renamed = []  # targets replaced so far
@@ -142,10 +150,6 @@ def atomic_write_all(contents: dict) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        for _, path in pending:  # a folder in a target's place fails its rename after the others' were done
-            if path.is_dir():
-                raise IsADirectoryError(errno_module.EISDIR, "is a folder (not written; every previous "
-                                        "file is kept)", str(path))
         for _, path in pending:
             backups[path] = _link_aside(path)
         while pending:
@@ -159,13 +163,18 @@ def atomic_write_all(contents: dict) -> None:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-        _put_back(renamed, backups)
+        lost = _put_back(renamed, backups)
         _drop(backups)
         # a write's error (no file name) or the temporary file's: named by the target the user asked for
         unnamed = isinstance(e, OSError) and (e.filename is None or str(e.filename).endswith(".tmp"))
-        if unnamed and path is not None:
-            raise write_error(e, path) from e
-        raise
+        error = write_error(e, path) if unnamed and path is not None else e
+        if lost and isinstance(error, OSError):  # "the previous file is kept" is said of the failed one
+            were = "was" if len(lost) == 1 else "were"
+            error = OSError(error.errno, f"{error.strerror or error}; {', '.join(map(str, lost))} {were} "
+                            "already replaced and could not be put back", error.filename)
+        if error is e:
+            raise
+        raise error from e
     _drop(backups)
     for folder in {Path(p).parent for p in contents}:
         _fsync_dir(folder)
@@ -173,26 +182,38 @@ def atomic_write_all(contents: dict) -> None:
         remove_stale_temps(p)
 
 
+def folder_targets(paths) -> list:
+    """Those of ``paths`` (files to be written) where a folder is, as strings."""
+    return [str(p) for p in paths if Path(p).is_dir()]
+
+
 _NO_OLD_FILE = "none"  # a target that did not exist: putting it back removes the new one
 
 
 def _link_aside(path: Path):
     """A hard link, beside ``path``, to its current file (named as a temporary file, so a run killed
-    before removing it leaves what ``remove_stale_temps`` clears); ``_NO_OLD_FILE`` when there is none;
-    None when no link can be made (the old file then cannot be put back)."""
+    before removing it leaves what ``remove_stale_temps`` clears), or a copy where no hard link can be made;
+    ``_NO_OLD_FILE`` when there is none; None when neither can be made (the old file then cannot be put
+    back)."""
     if not os.path.lexists(path):
         return _NO_OLD_FILE
     name = path.parent / f"{fitting_prefix(path.parent, f'.{path.name}.', '.tmp')}{secrets.token_hex(6)}.tmp"
     try:
         os.link(path, name, follow_symlinks=False)  # a link in the target's place is kept as a link
     except (OSError, NotImplementedError):
-        return None
+        try:  # a copy (a symlink copied as the link); its mtime is now's, not taken for a dead temporary
+            shutil.copy(path, name, follow_symlinks=False)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            return None
     return name
 
 
-def _put_back(renamed: list, backups: dict) -> None:
-    """The old file of each target in ``renamed`` back in place (best effort: the error being raised is
-    the one to tell)."""
+def _put_back(renamed: list, backups: dict) -> list:
+    """The old file of each target in ``renamed`` back in place; returns the targets left new (no backup,
+    or putting it back failed), for the error being raised to name."""
+    lost = []
     for path in reversed(renamed):
         backup = backups.get(path)
         try:
@@ -201,8 +222,11 @@ def _put_back(renamed: list, backups: dict) -> None:
             elif backup is not None:
                 os.replace(backup, path)
                 backups[path] = None
+            else:
+                lost.append(path)
         except OSError:
-            pass
+            lost.append(path)
+    return lost[::-1]
 
 
 def _drop(backups: dict) -> None:
@@ -423,9 +447,14 @@ def check_output_file(path: PathLike, option: str = "OUT") -> Path:
     """``path`` as a Path if a file can be written there; ValueError naming ``option`` if not."""
     text = os.fspath(path)
     path = Path(path)
-    # 'new/x/' names a folder (Path drops the '/'): written as a file named x, it was not what was meant
-    if path.is_dir() or text.endswith(("/", os.sep)):
+    if path.is_dir():
         raise ValueError(f"{option} {text}: is a folder; give the path of the file to write")
+    # 'new/x/' and 'new/x/.' name a folder (Path drops the '/' and the '.'): written as a file named x,
+    # it was not what was meant; 'ex.json/' with ex.json a file is no folder, but no file name either
+    last = text.replace(os.sep, "/").rsplit("/", 1)[-1]
+    if last in ("", ".", ".."):
+        raise ValueError(f"{option} {text}: ends in {text[len(text.rstrip('/' + os.sep + '.')):]!r}, as a "
+                         f"folder's path does; give the path of the file to write")
     problem = _parent_problem(path)
     if problem:
         raise ValueError(f"{option} {path}: {problem}")

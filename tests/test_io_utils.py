@@ -1,6 +1,7 @@
 """Atomic writes: the target is either the old file or the new one, never half of one, never a temp."""
 
 import json
+import os
 
 import pytest
 
@@ -87,3 +88,58 @@ def test_an_output_that_is_the_input_file_by_any_name_is_refused(tmp_path):
     for other in (tmp_path / "copy.pth", tmp_path / "new.pth"):  # not written yet: nothing to replace
         io_utils.check_output_not_input(other, source)
     io_utils.check_output_not_input(source, tmp_path / "missing.pth")  # no input there to lose
+
+
+def _failing_rename_of(name, monkeypatch):
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith(name):
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+
+
+def test_a_rollback_without_hard_links_copies_the_old_file_aside(tmp_path, monkeypatch):
+    """No hard link (a file system without them, protected_hardlinks): a.json stayed new while the error
+    said the previous file was kept."""
+    (tmp_path / "a.json").write_text("OLDA")
+    (tmp_path / "b.json").write_text("OLDB")
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(PermissionError(1, "no links")))
+    _failing_rename_of("b.json", monkeypatch)
+    with pytest.raises(PermissionError) as caught:
+        io_utils.atomic_write_all({tmp_path / "a.json": b"NEWA", tmp_path / "b.json": b"NEWB"})
+    assert [(tmp_path / n).read_text() for n in ("a.json", "b.json")] == ["OLDA", "OLDB"]
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"] and "put back" not in str(caught.value)
+
+
+def test_a_target_that_cannot_be_put_back_is_named(tmp_path, monkeypatch):
+    (tmp_path / "a.json").write_text("OLDA")
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(PermissionError(1, "no links")))
+    monkeypatch.setattr(io_utils.shutil, "copy", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
+    _failing_rename_of("b.json", monkeypatch)
+    with pytest.raises(PermissionError, match="a.json was already replaced and could not be put back"):
+        io_utils.atomic_write_all({tmp_path / "a.json": b"NEWA", tmp_path / "b.json": b"NEWB"})
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+@pytest.mark.parametrize("tail", ["/", "/.", "/.."])
+def test_an_output_ending_as_a_folder_is_refused_without_calling_a_file_a_folder(tmp_path, tail):
+    """'new/x/.' wrote a file named x; 'ex.json/' (ex.json a file) was called "a folder"."""
+    (tmp_path / "ex.json").write_text("{}")
+    for text in (f"{tmp_path / 'new' / 'x'}{tail}", f"{tmp_path / 'ex.json'}{tail}"):
+        with pytest.raises(ValueError, match=f"ends in '{tail}', as a folder's path does") as caught:
+            io_utils.check_output_file(text, "--output")
+        assert "is a folder" not in str(caught.value)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_in_a_targets_place_is_refused_before_any_part_is_written(tmp_path, monkeypatch):
+    """The check ran only after every temporary file was written (a large part for nothing)."""
+    (tmp_path / "b.json").mkdir()
+    written, real = [], io_utils.create_temp_file
+    monkeypatch.setattr(io_utils, "create_temp_file", lambda *a, **k: written.append(a) or real(*a, **k))
+    with pytest.raises(IsADirectoryError, match="b.json"):
+        io_utils.atomic_write_all({tmp_path / "a.json": b"A" * 1000, tmp_path / "b.json": b"B"})
+    assert not written and sorted(os.listdir(tmp_path)) == ["b.json"]

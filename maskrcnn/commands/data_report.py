@@ -13,7 +13,18 @@ from typing import Optional, Union
 # empty name '', at most 40 columns): a newline broke the row, a 300-character name widened every row.
 from maskrcnn.shown_text import short_name as shown_name
 
-__all__ = ["IMAGE_DIR_ORDER", "image_dir_or_default", "shown_name", "skipped_line"]
+__all__ = ["CLASS_ROWS", "IMAGE_DIR_ORDER", "folded_classes", "image_dir_or_default", "shown_name",
+           "skipped_line"]
+
+# a class table of more rows than this (a screenful) sums its classes without an instance up in one line:
+# a file of 1000 classes and a few images printed 996 rows of zeros that hid the few that have objects
+CLASS_ROWS = 40
+
+
+def folded_classes(rows: int, empty) -> set:
+    """The classes of ``empty`` (those without an instance) left out of a table of ``rows`` classes, to
+    be said in one line: all of them past ``CLASS_ROWS`` rows, none up to it."""
+    return set(empty) if rows > CLASS_ROWS else set()
 
 # What --train-images / --images default to, in ``data/coco.image_dir_candidates``'s order, for --help
 IMAGE_DIR_ORDER = ("the JSON's folder when it holds images (Roboflow's), a folder named after the JSON "

@@ -119,14 +119,7 @@ def run(args) -> int:
         missing, listed = data.skipped.get("missing_image_file", 0), len(data.raw.get("images") or [])
         if not given and missing * 2 > listed:  # most not found: the folder guessed is likely the wrong one
             unguessed.append((str(json_path), missing, listed))
-    if classes is not None:  # none of them anywhere (a typo, another dataset's names): a file of no class
-        from maskrcnn.engine.init_weights import normalise_name
-
-        met = {normalise_name(c["name"]): c["name"] for src in sources for c in src.categories}
-        if not any(normalise_name(name) in met for name in classes):
-            listing = short_listing((display_name(n) for n in met.values()), what="more classes")
-            raise ValueError(f"--classes {args.classes!r}: no source has any of these classes (theirs: "
-                             f"{listing or 'none'}); nothing written")
+    # --classes naming no class of any source is refused there, before anything is written
     merged, counts, notes = merge_coco(sources, images_root=root, classes=classes)
     for note in notes:
         warnings.warn(note, stacklevel=1)

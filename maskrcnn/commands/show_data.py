@@ -57,7 +57,7 @@ import math
 import sys
 from pathlib import Path
 
-from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, shown_name, skipped_line
+from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, folded_classes, shown_name, skipped_line
 from maskrcnn.listing import short_listing
 from maskrcnn.overlay_defaults import OVERLAY_MAX_SIZE, OVERLAY_MIN_SIZE, check_overlay_min_size
 from maskrcnn.text_width import display_width, pad
@@ -67,7 +67,6 @@ HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, cro
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area thresholds
 HISTOGRAM_EDGES = (0, 8, 16, 32, 64, 96, 128, 256, 512, math.inf)  # sqrt(area); 32 and 96 are edges
 _MAX_PROBLEMS = 100
-_CLASS_ROWS = 40  # more classes than this: those without an object are summed up in one line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,10 +179,9 @@ def _print_summary(s: dict, out=None) -> None:
           f"{s['instances']} instances, {s['crowd']} crowd regions"
           + (f", {boxes} of them boxes without a mask" if boxes else ""), file=out)
     shown = {n: shown_name(n) for n in s["per_class"]}
-    # a file of 1000 classes and a few images: 996 rows of "0 0" hid the few that have objects; past a
-    # screenful the empty classes are one line, named as far as it goes
+    # past a screenful the empty classes are one line, named as far as it goes
     empty = [n for n, c in s["per_class"].items() if not c["instances"] and not c["crowd"]]
-    folded = set(empty) if len(s["per_class"]) > _CLASS_ROWS else set()
+    folded = folded_classes(len(s["per_class"]), empty)
     rows = [n for n in shown if n not in folded]
     width = max([len("class")] + [display_width(shown[n]) for n in rows])  # 葉: 2 columns
     print(f"  {'class':<{width}}  instances  crowd", file=out)

@@ -27,12 +27,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from maskrcnn.commands.data_report import shown_name, skipped_line
+from maskrcnn.commands.data_report import folded_classes, shown_name, skipped_line
 from maskrcnn.listing import short_listing
 from maskrcnn.shown_text import display_name
 from maskrcnn.text_width import display_width, pad
-
-_CLASS_ROWS = 40  # more classes than this: those without an instance anywhere are summed up in one line
 
 HELP = "split a COCO JSON into train / val (/ test) files, stratified by class, groups kept whole"
 
@@ -106,7 +104,7 @@ def run(args) -> int:
         split_table,
     )
     from maskrcnn.data.validated import read_validated
-    from maskrcnn.io_utils import atomic_write_all, check_output_dir
+    from maskrcnn.io_utils import atomic_write_all, check_output_dir, folder_targets
 
     fractions = _fractions(args.fractions)
     if len(fractions) < 2:  # before the --names that one part would otherwise be asked for
@@ -117,9 +115,9 @@ def run(args) -> int:
     pattern = compile_group_by(args.group_by) if args.group_by is not None else None
     out_dir = check_output_dir(args.output_dir, "--output-dir")
     outputs = {name: out_dir / f"{name}.json" for name in names}
-    # a folder where a part goes: refused before anything is written (os.replace fails on it only after
-    # the parts before it had replaced their old files)
-    folders = [str(p) for p in outputs.values() if p.is_dir()]
+    # a folder where a part goes: refused before the file is read (atomic_write_all refuses it too, with
+    # no word of --output-dir)
+    folders = folder_targets(outputs.values())
     if folders:
         raise ValueError(f"{', '.join(folders)}: is a folder, not a file; remove it or choose another "
                          f"--output-dir (nothing written)")
@@ -166,10 +164,9 @@ def run(args) -> int:
     atomic_write_all({outputs[name]: json.dumps(part).encode("utf-8") for name, part in parts.items()})
     print(f"{src}: {len(coco['images'])} images, {len(coco['annotations'])} annotations, split "
           + ", ".join(f"{n} {f:g}" for n, f in zip(names, fractions)) + f" (seed {args.seed})")
-    # a file of 1000 classes and a few images: a row and a warning each for 996 classes without an instance
-    # anywhere hid the few that matter; past a screenful those are one line
+    # past a screenful the classes without an instance anywhere are one line, not a row and a warning each
     absent = [n for n, row in table.items() if n is not None and not any(row[p][1] for p in names)]
-    folded = set(absent) if len(table) - 1 > _CLASS_ROWS else set()
+    folded = folded_classes(len(table) - 1, absent)
     _print_table({n: row for n, row in table.items() if n not in folded}, names, sys.stdout)
     if folded:
         warnings.warn(f"{len(absent)} classes have no instance in any part: "

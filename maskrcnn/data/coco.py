@@ -163,20 +163,25 @@ class _Problems:
             logger.warning(text)
 
     def add(self, reason: str, message: str, *, missing_file: Optional[str] = None, detail: str = "",
-            quiet: bool = False) -> None:
+            quiet: bool = False, logged: bool = True, records: int = 1) -> None:
         """``missing_file``: an image file not found (collected into one line); ``detail``: what is said
         of that one file after ``message`` (where else it was looked for, where its name came from), kept
         in the combined line only when every file's is the same; ``quiet``: counted, not logged alone (an
-        annotation of an image skipped already)."""
-        self.counts[reason] += 1
+        annotation of an image skipped already); ``logged`` False: kept and counted, said by the caller
+        in a line of its own (``say``); ``records``: how many records the line is of."""
+        self.counts[reason] += records
         text = f"{self.source}: {message}{detail}; skipped"
         self.messages.append(text)
         if missing_file is not None:
             self.missing.append((text, missing_file, detail))
         elif quiet:
             self.quiet += 1
-        else:
+        elif logged:
             self._log(text, reason)
+
+    def say(self, reason: str, message: str) -> None:
+        """Logs a line that sums up problems added with ``logged=False``."""
+        self._log(f"{self.source}: {message}", reason)
 
     def summarise(self) -> None:
         if len(self.missing) <= self._NAMED:
@@ -241,20 +246,29 @@ def _record_name(img: dict) -> str:
     return "a record without file_name"
 
 
-def _ambiguous_image_ids(images: list) -> dict:
+def _ambiguous_image_ids(records: list) -> dict:
     """{image id: the files its records name, as shown} for each id that records of different files
-    share ('a.png' and './a.png' are one file: ``file_key``). Looked at before any record is read: the
-    annotations are joined to images by id, so those of such an id belong to no one record."""
-    files: dict = {}  # id -> {what the record names: as shown}
-    for img in images:
-        if not isinstance(img, dict) or not _is_int(_as_id(img.get("id"))):
-            continue
-        name = img.get("file_name")
-        what = (("file_name", file_key(name)) if isinstance(name, str) and name.strip()
-                else ("coco_url", str(img.get("coco_url"))) if img.get("coco_url") is not None
-                else ("record", repr(name)))
-        files.setdefault(_as_id(img["id"]), {}).setdefault(what, _record_name(img))
-    return {iid: list(named.values()) for iid, named in files.items() if len(named) > 1}
+    share. ``records``: (image id, the file the record resolves to, found only by the end of its path or
+    by its coco_url, what it wrote as compared, as shown), one per record that names a file; a record
+    that names none (an empty file_name, a file not found) is left out: it is skipped for itself and
+    cannot take the id's good record down. Two records are one file when they resolve to one
+    ('img/a.png' and 'a.png' found in the folder, 'a.png' and './a.png': ``file_key``), unless both
+    were found only by the end of differently written paths ('C:\\a\\x.png', 'D:\\b\\x.png': two
+    pictures, at most one of them in the folder). Decided before any record is kept: the annotations
+    are joined to images by id, so those of an id given to two files belong to no one record."""
+    files: dict = {}  # id -> [(file key, loose, written, as shown)]
+    for iid, key, loose, written, shown in records:
+        files.setdefault(iid, []).append((key, loose, written, shown))
+    ambiguous = {}
+    for iid, named in files.items():
+        if any(a[0] != b[0] or (a[1] and b[1] and a[2] != b[2])
+               for i, a in enumerate(named) for b in named[i + 1:]):
+            ambiguous[iid] = list(dict.fromkeys(o[3] for o in named))
+    return ambiguous
+
+
+# image ids given to two files each, past which they are said in one line (two exports concatenated)
+_AMBIGUOUS_NAMED = 1
 
 
 class ImageSizeError(ImageReadError):
@@ -700,31 +714,33 @@ class CocoDataset(torch.utils.data.Dataset):
         # wrote: ("file_name" or "coco_url", the value), that value as shown)
         file_owner: dict = {}
         shared: dict = {}  # file -> the ids of the records that name it as written alike (the first too)
-        ambiguous = _ambiguous_image_ids(images)
-        for img in images:
-            if isinstance(img, dict):
-                self._digit_ids += _is_digit_string(img.get("id"))
-                img = dict(img, id=_as_id(img.get("id")))
+        first_named: dict = {}  # image id kept (or folded) -> its record's name, as shown
+        records = [dict(img, id=_as_id(img.get("id"))) if isinstance(img, dict) else img for img in images]
+        # each record's file, looked up once: whether an id is given to two files is decided by the files
+        # found ('img/a.png' and 'a.png' are one), not by how they are written
+        found = [self._resolve(img) for img in records]
+        ambiguous = _ambiguous_image_ids([
+            (img["id"], file_key(hit[0]), hit[1], hit[2], _record_name(img))
+            for img, hit in zip(records, found) if hit is not None and _is_int(img.get("id"))])
+        self._say_ambiguous_ids(ambiguous, records)
+        for raw, img, hit in zip(images, records, found):
+            if isinstance(raw, dict):
+                self._digit_ids += _is_digit_string(raw.get("id"))
             if not isinstance(img, dict) or not _is_int(img.get("id")):
                 self._problems.add("bad_image", f"image record {_shown(str(img)[:80])} has no integer 'id'")
                 continue
             iid = img["id"]
             self._listed_ids.add(iid)
-            if iid in ambiguous:
-                # one id, two pictures: which one each annotation of the id was drawn on cannot be told;
-                # joined by id, the second picture's objects went onto the first (and it was not said)
-                names = ambiguous[iid]
-                self._problems.add(
-                    "duplicate_image_id",
-                    f"image id {iid} is given to {len(names)} different files ({', '.join(names)}): its "
-                    f"record of {_record_name(img)} and all annotations of image id {iid} (which file's "
-                    f"they are cannot be told)")
+            if iid in ambiguous:  # said and counted above (_say_ambiguous_ids)
                 continue
-            if iid in self._images or iid in self._folded_into:  # a folded record is an id taken too
-                # the same file listed again (two exports concatenated): its annotations are the first's
-                self._problems.add("duplicate_image_id", f"image id {iid} appears twice, both times for "
-                                   f"{_record_name(img)}: the second record (the annotations are the "
-                                   f"first's)")
+            if (iid in self._images or iid in self._folded_into) and hit is not None:
+                # the same file listed again (two exports concatenated, or spelled otherwise): its
+                # annotations are the first's; a record naming no file is skipped below for itself
+                this = _record_name(img)
+                said = (f"both times for {this}" if first_named[iid] == this
+                        else f"for one file ({first_named[iid]}, then {this})")
+                self._problems.add("duplicate_image_id", f"image id {iid} appears twice, {said}: the second "
+                                   f"record (the annotations are the first's)")
                 continue
             url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
             if url_name:  # a record with only coco_url (the file downloaded beside it): look its name up
@@ -740,7 +756,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 self._problems.add("bad_image", f"image id {iid}: file_name {what}")
                 continue
             if self.image_dir is not None:  # without a folder the files are not looked for
-                file_name = self._find_file(file_name)
+                file_name = hit[0] if hit is not None else None
             if file_name is None:
                 written = str(img["file_name"])
                 foreign = os.path.isabs(written) or "\\" in written  # another machine's: say where we looked
@@ -817,6 +833,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 shared.setdefault(key, [owner[0]]).append(iid)
                 if self.fold_shared_files:  # its annotations are the first record's (_load_annotations)
                     self._folded_into[iid] = owner[0]
+                    first_named.setdefault(iid, _record_name(img))
                     continue
             self._images[iid] = {
                 "file_name": file_name,
@@ -824,6 +841,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 "width": int(img["width"]),
             }
             self._image_order.append(iid)
+            first_named.setdefault(iid, _record_name(img))
             file_owner.setdefault(key, (iid, loose, written, shown))
         self._anns: dict = {iid: [] for iid in self._images}
         self.shared_files = shared  # {file: image ids}: the accepted records that name one file alike
@@ -855,6 +873,47 @@ class CocoDataset(torch.utils.data.Dataset):
         if sized_from_file:
             self._notes.append(f"{self.json_path}: {sized_from_file} images without height and width "
                                f"were measured from their files")
+
+    def _resolve(self, img) -> Optional[tuple]:
+        """(the file an image record names, relative to the image folder; found only by the end of its
+        path or by its coco_url; what it wrote, as compared), None when it names none or the file is not
+        found. Without an image folder the name as written (not looked for)."""
+        if not isinstance(img, dict):
+            return None
+        url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
+        name = url_name or img.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            return None
+        hit = self._find_file(name) if self.image_dir is not None else name
+        if hit is None:
+            return None
+        loose = bool(url_name) or hit not in (name, name.replace("\\", "/"))
+        return hit, loose, ("coco_url", img["coco_url"]) if url_name else ("file_name", file_key(name))
+
+    def _say_ambiguous_ids(self, ambiguous: dict, records: list) -> None:
+        """Counts the records and annotations of image ids given to two files, each id in a line of its
+        own (``ds.problems``), logged one by one for a few; more (two exports whose ids both start at 1,
+        concatenated) are said in one line, with the command that joins such files."""
+        if not ambiguous:
+            return
+        counts = Counter(img["id"] for img in records if isinstance(img, dict) and img.get("id") in ambiguous)
+        few = len(ambiguous) <= _AMBIGUOUS_NAMED
+        for iid, names in ambiguous.items():
+            # one id, two pictures: which one each annotation of the id was drawn on cannot be told;
+            # joined by id, the second picture's objects went onto the first (and it was not said)
+            self._problems.add(
+                "duplicate_image_id",
+                f"image id {iid} is given to {len(names)} different files ({', '.join(names)}): its "
+                f"{counts[iid]} records and all annotations of image id {iid} (which file's they are "
+                f"cannot be told)", logged=few, records=counts[iid])
+        if not few:
+            iid, names = next(iter(ambiguous.items()))
+            self._problems.say(
+                "duplicate_image_id",
+                f"{len(ambiguous)} image ids are each given to more than one file (e.g. image id {iid}: "
+                f"{', '.join(names)}): their {sum(counts.values())} records and all their annotations "
+                f"skipped (which file's they are cannot be told); two files concatenated, whose ids both "
+                f"start at 1? `maskrcnn merge-data` joins COCO files and renumbers their ids")
 
     def _find_file(self, file_name) -> Optional[str]:
         """The path, relative to the image folder, of the file an image record names (None when not

@@ -39,6 +39,7 @@ from typing import Union
 import numpy as np
 
 from maskrcnn.data.formats.geometry import clip_polygon
+from maskrcnn.data.mask_codec import rle_counts_from_string
 
 __all__ = ["has_unknown_sizes", "needs_sizes", "read_tool_exports", "sizes_from_files", "warn_tool_exports"]
 
@@ -68,6 +69,35 @@ def _polygons_extent(seg):
     xs = [v for p in seg for v in p[0::2]]
     ys = [v for p in seg for v in p[1::2]]
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def _rle_extent(seg):
+    """[x, y, w, h] around the pixels of an RLE segmentation (its runs read, no mask made); None when it
+    is no readable RLE or covers no pixel. The runs go down the columns: a run within one column spans
+    its rows, one that crosses into the next column holds that column's last row and the next one's
+    first."""
+    size = seg.get("size") if isinstance(seg, dict) else None
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return None
+    height, width = size
+    counts = seg.get("counts")
+    try:
+        runs = (rle_counts_from_string(counts) if isinstance(counts, (str, bytes))
+                else np.asarray(counts, dtype=np.int64) if isinstance(counts, list) else None)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if runs is None or runs.ndim != 1 or (runs < 0).any() or runs.sum() > height * width:
+        return None
+    on = (np.arange(len(runs)) % 2 == 1) & (runs > 0)  # the runs of 1s: every second, from the second
+    if not on.any():
+        return None
+    ends = np.cumsum(runs)
+    first, last = (ends - runs)[on], ends[on] - 1  # pixel indices, column-major
+    one_column = first // height == last // height
+    x0, x1 = int((first // height).min()), int((last // height).max()) + 1
+    y0 = int(np.where(one_column, first % height, 0).min())
+    y1 = int(np.where(one_column, last % height, height - 1).max()) + 1
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def _box_rotation(a: dict, seg, bbox) -> float:
@@ -118,7 +148,7 @@ def _read_annotation(a: dict, flat: bool, unboxed: bool, unmeasured: bool, turn:
     if flat:
         a["segmentation"] = [a["segmentation"]]
     if unboxed:
-        extent = _polygons_extent(a.get("segmentation"))
+        extent = _polygons_extent(a.get("segmentation")) or _rle_extent(a.get("segmentation"))
         if extent is None:
             del a["bbox"]
         else:
@@ -174,8 +204,12 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
             # an area 0 beside the zero box is as unmeasured as the box
             unmeasured_area = null_area or zero or (zero_box and a.get("area") == 0)
             fixed[i] = _read_annotation(a, flat, no_box or zero_box, unmeasured_area, turn, size)
-            wrapped, unboxed, unmeasured = wrapped + flat, unboxed + no_box, unmeasured + null_area
-            zero_boxes += zero_box
+            # a box taken from the segmentation is said here; one that gives none (a 2-point polygon, an
+            # empty RLE) is left without a bbox for the loader to refuse for its segmentation
+            boxed = "bbox" in fixed[i]
+            wrapped, unmeasured = wrapped + flat, unmeasured + null_area
+            unboxed += no_box and boxed
+            zero_boxes += zero_box and boxed
             zeroed += zero
             turned += bool(turn)
     if not sized and fixed is None and not unread:

@@ -37,6 +37,8 @@ from collections import Counter
 from typing import NamedTuple, Optional, Sequence
 
 from maskrcnn.engine.init_weights import normalise_name
+from maskrcnn.listing import short_listing
+from maskrcnn.shown_text import display_name
 
 __all__ = ["MergeSource", "SourceCounts", "common_root", "merge_coco", "parse_classes"]
 
@@ -158,12 +160,17 @@ def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]
 def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                classes: Optional[Sequence[str]] = None) -> tuple:
     """(merged COCO dict, [SourceCounts per source], warnings): see the module docstring.
-    ``images_root`` is absolute; the warnings are lines naming the source and the image."""
+    ``images_root`` is absolute; the warnings are lines naming the source and the image. ValueError when
+    ``classes`` names no class of any source (a typo, another dataset's names: a file of no class)."""
+    met = {normalise_name(c["name"]): c["name"] for src in sources for c in src.categories}
+    if classes is not None and not any(normalise_name(name) in met for name in classes):
+        listing = short_listing((display_name(n) for n in met.values()), what="more classes")
+        raise ValueError(f"--classes {', '.join(map(display_name, classes))}: no source has any of these "
+                         f"classes (theirs: {listing or 'none'}); nothing written")
     _check_keypoints(sources)
     categories, warnings = _categories(sources, classes)
     new_id = {normalise_name(c["name"]): c["id"] for c in categories}
     images, annotations, counts = [], [], []
-    met = {normalise_name(c["name"]) for src in sources for c in src.categories}
     for name in classes or ():
         if normalise_name(name) not in met:
             warnings.append(f"--classes: no source has a class {name!r}; it stays a class without instances")

@@ -45,7 +45,7 @@ def test_via3_coco_export_reads_as_meant(tmp_path, caplog):
     assert "annotation id 2 (image id 2) segmentation holds only empty polygons ([[]]" in log
     assert "2 images have width and height -1, unknown (as VIA 3 exports them)" in log
     assert "1 segmentations are one flat polygon [x1, y1, ...] not wrapped in a list" in log
-    assert "2 annotations have a bbox of nulls" in log
+    assert "1 annotations have a bbox of nulls" in log  # not the [[]] one, skipped for its shape
 
 
 def test_unwrapped_polygon_message_names_the_list_of_polygons():
@@ -280,3 +280,31 @@ def test_cvat_coco_rotated_box_past_the_border_is_clipped_as_the_xml_reader_clip
     coco, path, dataset, got = _cvat_coco_boxes(tmp_path, boxes)
     assert np.allclose(got, expected, atol=0.01), (got, expected)
     assert "past their image's border" not in caplog.text
+
+
+@pytest.mark.parametrize("seg, box", [
+    ({"size": [40, 40], "counts": [100, 20, 20, 20, 1440]}, [2.0, 20.0, 2.0, 20.0]),  # two columns' ends
+    ({"size": [40, 40], "counts": [30, 20, 1550]}, [0.0, 0.0, 2.0, 40.0]),  # one run across a column
+    ({"size": [40, 40], "counts": [85, 10, 1505]}, [2.0, 5.0, 1.0, 10.0]),  # within one column
+    ({"size": [40, 40], "counts": ""}, None),  # covers no pixel: skipped for its segmentation
+    ([[1, 1, 5, 5]], None),  # a 2-point polygon: skipped for its segmentation
+])
+def test_a_zero_bbox_beside_an_rle_is_said_once(tmp_path, seg, box):
+    """A zero bbox beside an RLE gave two notes, the second ("without a bbox") wrong, and the first was
+    said of segmentations then skipped as giving no box."""
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 40}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": seg,
+                             "bbox": [0, 0, 0, 0], "iscrowd": 0, "area": 0}],
+            "categories": [{"id": 1, "name": "p"}]}
+    (tmp_path / "d.json").write_text(json.dumps(coco))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = CocoDataset(json_path=tmp_path / "d.json", image_dir=tmp_path)
+    assert not any("without a bbox" in n for n in ds.notes)
+    said = [n for n in ds.notes if "bbox [0, 0, 0, 0]" in n]
+    if box is None:
+        assert not said and ds.skipped == {"bad_segmentation": 1}
+    else:
+        assert len(said) == 1 and ds[0][1]["boxes"].tolist() == [[box[0], box[1], box[0] + box[2],
+                                                                   box[1] + box[3]]]

@@ -89,7 +89,7 @@ def test_an_image_id_given_to_two_files_skips_both_records_and_their_annotations
     assert ds.ids == [2]
     assert ds.skipped == {"duplicate_image_id": 2, "annotation_of_skipped_image": 2}
     lines = [p for p in ds.problems if "image id 1 " in p]
-    assert len(lines) == 2 and all("'camA/f0.png'" in p and "'ok.png'" in p for p in lines)
+    assert len(lines) == 1 and "'camA/f0.png'" in lines[0] and "'ok.png'" in lines[0]
     out = tmp_path / "m.json"
     with pytest.warns(UserWarning):
         assert main(["merge-data", f"{src}:{tmp_path / 'img'}", "--output", str(out)]) == 0
@@ -103,7 +103,8 @@ def test_one_file_listed_twice_under_one_id_keeps_its_annotations(tmp_path):
     with pytest.warns(UserWarning, match="duplicate_image_id"):
         ds = CocoDataset(json_path=src, image_dir=tmp_path / "img")
     assert ds.ids == [1] and ds[0][1]["labels"].tolist() == [1, 2]
-    assert any("appears twice, both times for file_name './a.png'" in p for p in ds.problems)
+    assert any("appears twice, for one file (file_name 'a.png', then file_name './a.png')" in p
+               for p in ds.problems)
 
 
 def test_split_force_with_a_folder_in_a_parts_place_replaces_no_part(tmp_path, capsys, recwarn):
@@ -146,7 +147,8 @@ def test_merge_output_ending_in_a_slash_is_refused_as_a_folder(tmp_path, capsys,
     _pictures(tmp_path / "img", ["a.png"])
     src = _write(tmp_path / "d.json", [_img(1, "a.png")], [_ann(1, 1, 1)])
     assert main(["merge-data", f"{src}:{tmp_path / 'img'}", "--output", f"{tmp_path / 'new' / 'x'}/"]) == 1
-    assert "is a folder" in capsys.readouterr().err and not (tmp_path / "new" / "x").exists()
+    assert "ends in '/', as a folder's path does" in capsys.readouterr().err
+    assert not (tmp_path / "new" / "x").exists()
 
 
 def test_a_box_only_object_is_outlined_not_filled():

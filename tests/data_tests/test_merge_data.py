@@ -441,3 +441,16 @@ def test_merge_records_share_no_mutable_default():
     src = MergeSource(name="a", images=[], annotations=[], categories=[], image_paths={}, image_keys={})
     counts = SourceCounts(images=0, instances=None, duplicates=0, left_out=None)
     assert src.licenses is None and counts.duplicate_annotations is None
+
+
+def test_merge_coco_itself_refuses_classes_no_source_has():
+    """The refusal was the command's alone: a caller of ``merge_coco`` got a file of classes without any
+    annotation."""
+    from maskrcnn.data.merge import MergeSource, merge_coco
+
+    src = MergeSource(name="a", images=[], annotations=[], categories=[{"id": 1, "name": "cat"}],
+                      image_paths={}, image_keys={})
+    refused = r"--classes dgo: no source has any of these classes \(theirs: cat\)"
+    with pytest.raises(ValueError, match=refused):
+        merge_coco([src], images_root="/", classes=["dgo"])
+    assert merge_coco([src], images_root="/", classes=["Cat"])[0]["categories"] == [{"id": 1, "name": "Cat"}]
