@@ -36,11 +36,10 @@ iterations, the RNG states (torch CPU and CUDA, numpy, python) and the engine of
 otherwise in the resuming process; the engines round differently; under torchrun every rank takes rank
 0's; None for a run on a GPU, where nothing is chosen). A ``MASKRCNN_MATMUL`` pin wins over the
 checkpoint's engine (said: that resume is not bit-exact); evaluations follow the training model's engine.
-The solver settings are the
-config's, not the checkpoint's: the optimizer's momentum buffers and the schedule's position are loaded,
-while lr (the schedule's base lrs), momentum and weight decay follow the config, so a run resumed with
-another ``solver.lr`` or schedule trains at the lr it prints and logs (the same settings give the same
-values bit for bit). The batches are rebuilt by
+The solver settings are the config's, not the checkpoint's: the optimizer's momentum buffers and the
+schedule's position are loaded, while lr (the schedule's base lrs), momentum and weight decay follow the
+config, so a run resumed with another ``solver.lr`` or schedule trains at the lr it prints and logs (the
+same settings give the same values bit for bit). The batches are rebuilt by
 ``make_batches(start_iter)``, which must give the batches an uninterrupted run would have seen from that
 iteration on (the loader's ``start_iter``); with ``num_workers=0`` and deterministic ops, every later
 loss and the final weights equal those of an uninterrupted run.
