@@ -313,10 +313,11 @@ def engine_problem(saved) -> Optional[str]:
 
 def save_int8_checkpoint(path: Union[str, os.PathLike], ckpt: dict, section: dict) -> None:
     """Write ``ckpt`` (a loaded checkpoint: config, class names, fp32 weights, metadata) with the "int8"
-    section, atomically. Training state (optimizer, RNG) is left out: the file is for inference."""
+    section, atomically. Training state (optimizer, RNG, the training run's linear engine) is left out:
+    the file is for inference."""
     from maskrcnn.io_utils import atomic_write_bytes
 
-    training_state = ("optimizer", "scheduler", "scaler", "rng", "data_state")
+    training_state = ("optimizer", "scheduler", "scaler", "rng", "data_state", "linear_engine")
     keep = {k: v for k, v in ckpt.items() if k not in training_state}
     keep[INT8_KEY] = section
     buf = io.BytesIO()

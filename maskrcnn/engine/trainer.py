@@ -32,12 +32,14 @@ the last checkpoint is the last good one. The guard's history is part of the che
 
 Exact resume: a checkpoint holds model, optimizer, scheduler, GradScaler, the number of finished
 iterations, the RNG states (torch CPU and CUDA, numpy, python) and the engine of the linear layers
-(``OneDnnLinear`` or ``nn.Linear``: picked per process by a speed measurement, ``ops.gemm_rates``, that
-may answer otherwise in the resuming process; the engines round differently). The solver settings are the
-config's, not the checkpoint's: the optimizer's momentum buffers and the schedule's position are loaded,
-while lr (the schedule's base lrs), momentum and weight decay follow the config, so a run resumed with
-another ``solver.lr`` or schedule trains at the lr it prints and logs (the same settings give the same
-values bit for bit). The batches are rebuilt by
+(``OneDnnLinear`` or ``nn.Linear``: picked by a speed measurement, ``ops.gemm_rates``, that may answer
+otherwise in the resuming process; the engines round differently; under torchrun every rank takes rank
+0's; None for a run on a GPU, where nothing is chosen). A ``MASKRCNN_MATMUL`` pin wins over the
+checkpoint's engine (said: that resume is not bit-exact); evaluations follow the training model's engine.
+The solver settings are the config's, not the checkpoint's: the optimizer's momentum buffers and the
+schedule's position are loaded, while lr (the schedule's base lrs), momentum and weight decay follow the
+config, so a run resumed with another ``solver.lr`` or schedule trains at the lr it prints and logs (the
+same settings give the same values bit for bit). The batches are rebuilt by
 ``make_batches(start_iter)``, which must give the batches an uninterrupted run would have seen from that
 iteration on (the loader's ``start_iter``); with ``num_workers=0`` and deterministic ops, every later
 loss and the final weights equal those of an uninterrupted run.
@@ -302,6 +304,19 @@ def _linear_engine(model: nn.Module) -> str:
     return "onednn" if any(isinstance(m, OneDnnLinear) for m in model.modules()) else "plain"
 
 
+_ENGINE_NAMES = {"onednn": "oneDNN", "plain": "torch.mm"}
+_NO_RECORD = object()  # a checkpoint written before the engine was recorded (no "linear_engine" key)
+
+
+def _use_linear_engine(model: nn.Module, engine: str) -> None:
+    """Put the model's linear layers on ``engine`` (same Parameter objects: the optimizer and DDP's
+    hooks stay valid)."""
+    from maskrcnn.modeling.fuse import use_onednn_linear
+    from maskrcnn.ops.onednn_linear import plain_linears
+
+    (use_onednn_linear if engine == "onednn" else plain_linears)(model)
+
+
 def get_rng_state() -> dict:
     """Every RNG a training step may draw from, as tensors / plain values (weights_only-loadable)."""
     np_state = np.random.get_state()
@@ -432,6 +447,7 @@ class Trainer:
             tensorboard=tensorboard,
             stream=log_stream,
         )
+        self._agree_linear_engine()  # before DDP: every rank must train on one engine
         self.ddp_model = model
         if self.world_size > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -479,7 +495,8 @@ class Trainer:
             "rng": get_rng_state(),
             "data_state": {"start_iter": self.iteration},
             "divergence": self.divergence.state_dict(),
-            "linear_engine": _linear_engine(self.model),
+            # None on a GPU: nothing was chosen, and a CPU resume is not made to follow it
+            "linear_engine": _linear_engine(self.model) if self.device.type == "cpu" else None,
             **({"best_model": self.best.state_dict()} if self.best is not None else {}),
             **self.checkpoint_extra,
         }
@@ -744,24 +761,72 @@ class Trainer:
             set_rng_state(ckpt["rng"])
         self.divergence.load_state_dict(ckpt.get("divergence"))  # absent from older checkpoints
         self._load_best_state(ckpt.get("best_model"))
-        self._keep_linear_engine(ckpt.get("linear_engine"))  # absent from older checkpoints
+        self._keep_linear_engine(ckpt.get("linear_engine", _NO_RECORD))  # absent from older checkpoints
 
-    def _keep_linear_engine(self, engine: Optional[str]) -> None:
+    def _agree_linear_engine(self) -> None:
+        """Under torchrun on the CPU, every rank's linear layers on rank 0's engine: each process measured
+        for itself (``ops.gemm_rates``), at one moment on a shared machine, and may have answered
+        otherwise; ranks on engines that round apart would train apart from what the checkpoint (rank
+        0's) records, and a resume could not be exact. One collective, every rank constructing."""
+        if self.world_size <= 1 or self.device.type != "cpu":
+            return
+        import torch.distributed as dist
+
+        mine = _linear_engine(self.model)
+        flag = torch.tensor([1 if mine == "onednn" else 0], device=du.reduce_device())
+        dist.broadcast(flag, src=0)
+        chosen = "onednn" if flag.item() else "plain"
+        if chosen != mine:
+            from maskrcnn.ops.onednn_linear import onednn_linear_available
+
+            if chosen == "onednn" and not onednn_linear_available():  # a machine whose build lacks it
+                raise RuntimeError(f"rank {self.rank}: rank 0 trains its linear layers on oneDNN, which this "
+                                   "process's PyTorch build lacks; set MASKRCNN_MATMUL=blas on every machine")
+            _use_linear_engine(self.model, chosen)
+
+    def _keep_linear_engine(self, engine) -> None:
         """The linear layers on the engine the checkpoint's run used (``ops.gemm_rates``: this process's
         measurement may have answered otherwise, and the engines round differently, ~1e-6, which training
-        compounds): the resume stays exact. None (an older checkpoint): as measured."""
-        from maskrcnn.modeling.fuse import use_onednn_linear
-        from maskrcnn.ops.onednn_linear import onednn_linear_available, plain_linears
+        compounds): the resume stays exact. A ``MASKRCNN_MATMUL`` pin wins (said: not bit-exact then).
+        None (a run on a GPU: nothing chosen) or resumed on a GPU: as this process chose, silently;
+        ``_NO_RECORD`` (an older checkpoint): as chosen, with a note."""
+        from maskrcnn.ops import gemm_rates
+        from maskrcnn.ops.onednn_linear import onednn_linear_available
 
+        if self.device.type != "cpu" or (engine is _NO_RECORD and not onednn_linear_available()):
+            return  # no choice to keep (the GPU; a CPU without oneDNN's linear has only torch.mm)
         now = _linear_engine(self.model)
-        if engine not in ("onednn", "plain") or engine == now:
+        if engine is _NO_RECORD:
+            self.logger.print("resume: the checkpoint predates the record of its linear layers' engine: "
+                              f"they run on {_ENGINE_NAMES[now]}, as this process chose; the resume cannot "
+                              "be checked bit-exact (another engine rounds apart, ~1e-6, which training "
+                              "compounds)")
             return
-        if engine == "onednn" and not (self.device.type == "cpu" and onednn_linear_available()):
-            return  # e.g. resumed on a GPU: nothing to keep
-        (use_onednn_linear if engine == "onednn" else plain_linears)(self.model)  # same parameters
-        self.logger.print(f"resume: linear layers on {'oneDNN' if engine == 'onednn' else 'torch.mm'}, as "
-                          "the run's checkpoint was trained (kept for an exact resume; this process measured "
-                          "otherwise)")
+        pin = gemm_rates.pinned()
+        if pin is not None:  # the pin wins: the model on its engine, whatever the checkpoint says
+            pinned_engine = "onednn" if pin and onednn_linear_available() else "plain"
+            if pinned_engine != now:
+                _use_linear_engine(self.model, pinned_engine)
+            now = pinned_engine
+        if engine not in _ENGINE_NAMES or engine == now:
+            return
+        not_exact = "the resume is not bit-exact (the engines round apart, ~1e-6, which training compounds)"
+        if pin is not None:
+            value = os.environ[gemm_rates.PIN_VARIABLE].strip().lower()
+            self.logger.print(f"resume: linear layers on {_ENGINE_NAMES[now]} ({gemm_rates.PIN_VARIABLE}="
+                              f"{value}), the run's checkpoint was trained on {_ENGINE_NAMES[engine]}: "
+                              f"{not_exact}")
+            return
+        if engine == "onednn" and not onednn_linear_available():
+            self.logger.print("resume: linear layers on torch.mm, the run's checkpoint was trained on "
+                              f"oneDNN, which this PyTorch build lacks: {not_exact}")
+            return
+        _use_linear_engine(self.model, engine)
+        measured = gemm_rates.measured_lags()
+        why = ("this process measured otherwise" if measured is not None and (measured == (now == "onednn"))
+               else f"the model was built on {_ENGINE_NAMES[now]}")
+        self.logger.print(f"resume: linear layers on {_ENGINE_NAMES[engine]}, as the run's checkpoint was "
+                          f"trained (kept for an exact resume; {why})")
 
     def _load_best_state(self, state: Optional[dict]) -> None:
         if not state:  # a checkpoint written without tracking: start afresh, resume as before
@@ -966,7 +1031,8 @@ class Trainer:
             was_training = self.model.training
             self.model.eval()
             try:
-                results = self.evaluate_fn(self.model)
+                with self._linear_engine_settled():
+                    results = self.evaluate_fn(self.model)
             finally:
                 self.model.train(was_training)
                 np.random.set_state(state[0])
@@ -980,6 +1046,16 @@ class Trainer:
             if self.best is not None:
                 self._follow_best(results)
         du.barrier()
+
+    def _linear_engine_settled(self):
+        """The evaluation copy's engines as the training model's (``gemm_rates.settled``): its linear
+        layers, and Winograd's products with them, on the engine the run trains on, which a resume or
+        rank 0 may have chosen against this process's measurement (an uninterrupted run measured the
+        same answer: unchanged there)."""
+        from maskrcnn.ops import gemm_rates
+
+        lags = _linear_engine(self.model) == "onednn" if self.device.type == "cpu" else None
+        return gemm_rates.settled(lags)
 
     def _follow_best(self, results: Optional[dict]) -> None:
         """Count this evaluation; a new best writes ``model_best.pth``, then ``best.json`` (main process).

@@ -10,13 +10,15 @@ they are faster: ``ops.winograd``), and the box head's fully connected layers ar
 oneDNN's matmul (``ops.onednn_linear``).
 
 ``matmul_rate_ratio()`` measures it once per process and thread count, when the first model is
-optimised or placed for training (0.1-0.3 s: the same (1024 x 1024) @ (1024 x 512) product through
-``torch.mm`` and through oneDNN's matmul, the operator ``OneDnnLinear`` runs, five times each,
-interleaved, the best of each compared; an answer of "lags" is measured again, ``_confirmed_ratio``),
+optimised or placed for training (the same (1024 x 1024) @ (1024 x 512) product through ``torch.mm``
+and through oneDNN's matmul, the operator ``OneDnnLinear`` runs, five times each, interleaved, the best
+of each compared: 0.1-0.3 s; an answer of "lags" is measured twice more, ``_confirmed_ratio``: 0.3-0.9 s
+where the BLAS lags),
 and ``matmul_lags_onednn()`` reads it against a margin. On a machine busy with other work a measurement
 can still land on the other side of the margin; the choice only changes speed and float rounding (~1e-6,
-which training compounds: a training checkpoint records its run's choice and a resume keeps it), and the
-variable below pins it.
+which training compounds: a training checkpoint records its run's choice and a resume keeps it; under
+torchrun every rank takes rank 0's; a run's evaluations follow its model's, ``settled``), and the
+variable below pins it (over a checkpoint's choice too).
 The environment variable ``MASKRCNN_MATMUL`` pins the answer instead of measuring it: ``blas`` (as if
 ``torch.mm`` kept pace: Winograd on ``torch.bmm``, plain linear layers) or ``onednn`` (as if it lagged),
 e.g. to make runs on a machine near the margin take the same path every time.
@@ -24,13 +26,16 @@ e.g. to make runs on a machine near the margin take the same path every time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from contextvars import ContextVar
+from typing import Iterator, Optional
 
 import torch
 
 __all__ = ["matmul_rate_ratio", "matmul_lags_onednn", "onednn_matmul", "best_seconds", "check_pin",
-           "LAG_MARGIN", "CONFIRM_ROUNDS", "PIN_VARIABLE"]
+           "pinned", "measured_lags", "settled", "LAG_MARGIN", "CONFIRM_ROUNDS", "PIN_VARIABLE"]
 
 PIN_VARIABLE = "MASKRCNN_MATMUL"
 _PINNED = {"blas": False, "onednn": True, "measure": None, "": None}
@@ -43,6 +48,8 @@ LAG_MARGIN = 1.5
 CONFIRM_ROUNDS = 2
 
 _ratios: dict = {}  # torch.get_num_threads() -> measured ratio (a measurement, not configuration)
+# the answer in force inside a ``settled`` block (this thread / context only), None outside one
+_settled: ContextVar[Optional[bool]] = ContextVar("maskrcnn_matmul_settled", default=None)
 
 
 def best_seconds(fn, repeats: int) -> float:
@@ -117,11 +124,40 @@ def check_pin() -> None:
         raise ValueError(f"{PIN_VARIABLE}={os.environ[PIN_VARIABLE]!r}: expected blas, onednn or measure")
 
 
+def pinned() -> Optional[bool]:
+    """``MASKRCNN_MATMUL``'s answer: True (onednn), False (blas), None (not set, or measure)."""
+    check_pin()
+    return _PINNED[os.environ.get(PIN_VARIABLE, "").strip().lower()]
+
+
+def measured_lags() -> Optional[bool]:
+    """What this process measured at the current thread count (``matmul_lags_onednn``'s reading of it),
+    None where it has not measured: lets a message say "measured" only where a measurement was made."""
+    ratio = _ratios.get(torch.get_num_threads())
+    return None if ratio is None else ratio >= LAG_MARGIN
+
+
+@contextlib.contextmanager
+def settled(lags: Optional[bool]) -> Iterator[None]:
+    """Within the block (this thread), ``matmul_lags_onednn`` answers ``lags`` instead of measuring (None:
+    as outside; a ``MASKRCNN_MATMUL`` pin still wins). Why: a training run's evaluations must follow the
+    engine its model trains on, which a resume or rank 0 (torchrun) may have chosen against this
+    process's own measurement. Nothing is left set after the block."""
+    token = _settled.set(lags)
+    try:
+        yield
+    finally:
+        _settled.reset(token)
+
+
 def matmul_lags_onednn() -> bool:
     """Whether ``torch.mm`` is clearly slower than oneDNN here (``LAG_MARGIN``): then Winograd's products
-    and the linear layers run faster through oneDNN. ``MASKRCNN_MATMUL`` (see above) pins it."""
-    check_pin()
-    pinned = os.environ.get(PIN_VARIABLE, "").strip().lower()
-    if _PINNED[pinned] is not None:
-        return _PINNED[pinned]
+    and the linear layers run faster through oneDNN. ``MASKRCNN_MATMUL`` (see above) pins it; inside a
+    ``settled`` block that block's answer is taken instead of a measurement."""
+    pin = pinned()
+    if pin is not None:
+        return pin
+    answer = _settled.get()
+    if answer is not None:
+        return answer
     return matmul_rate_ratio() >= LAG_MARGIN

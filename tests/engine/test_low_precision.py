@@ -112,6 +112,15 @@ def test_int8_checkpoint_round_trip_gives_the_same_outputs(quantized, tmp_path):
         Predictor.from_checkpoint(path, device="cpu", int8=True)
 
 
+def test_an_int8_file_leaves_the_training_state_out_with_the_runs_linear_engine(tmp_path):
+    # a full training checkpoint's: the linear engine is the training run's, as its optimizer is
+    ckpt = {"model": {"w": torch.ones(2)}, "iteration": 4, "optimizer": {}, "rng": {},
+            "linear_engine": "onednn"}
+    save_int8_checkpoint(tmp_path / "int8.pth", ckpt, {"format_version": 1, "parts": ["features"]})
+    saved = torch.load(tmp_path / "int8.pth", weights_only=True)
+    assert set(saved) == {"model", "iteration", INT8_KEY}
+
+
 def test_bad_int8_sections_are_refused_naming_file_and_field(quantized, tmp_path):
     _, _, section, path = quantized
     ckpt = load_checkpoint(path)
