@@ -116,7 +116,8 @@ def _train(overrides: dict, data: dict, out: Path, backbone: dict) -> dict:
     t0 = time.perf_counter()
     trainer, cfg = build_training(cfg, train_json=data["train_json"], train_images=data["train_images"],
                                   val_json=data["val_json"], val_images=data["val_images"], output=out,
-                                  device="cpu", log_stream=log, trainer_kwargs={"plot": False})
+                                  device="cpu", log_stream=log, trainer_kwargs={"plot": False},
+                                  weights_given=True)  # the demo's backbone, loaded below
     # res4 variants stop before res5: its tensors are the only ones left unused
     missing, unused = trainer.model.backbone.load_state_dict(backbone, strict=False)
     if missing or any(not k.startswith("res5.") for k in unused):

@@ -176,7 +176,7 @@ def _train(*, config, config_said, train_json, output, init, set, train_images, 
     # the dataset's skipped records are warnings: one line each as the command prints them, beside its
     # "note: ..." lines, not "/.../coco.py:119: UserWarning: ..." with a line of our source under it
     with one_line_warnings("train"):
-        result = command.run_training(args, config_said=config_said)
+        result = command.run_training(args, config_said=config_said, caller="maskrcnn.train()")
     if result.get("stopped"):  # mid-iteration, not saved (the DataLoader workers ended by the same signal)
         raise TrainingStopped(result["stopped"])
     if result.get("interrupted"):

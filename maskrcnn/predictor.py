@@ -70,7 +70,7 @@ from torch import nn
 
 from maskrcnn.class_names import distinct_class_names, name_ids, renamed_note
 from maskrcnn.data.images import check_float_range
-from maskrcnn.engine.device import EmulatedBF16Warning, resolve_device, resolve_dtype
+from maskrcnn.engine.device import resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
 ImageLike = Union[torch.Tensor, str, os.PathLike, object]
@@ -324,6 +324,21 @@ def _check_float16_device(dtype, device: torch.device) -> None:
         resolve_dtype(dtype, device)
 
 
+def _refuse_int8_options(device, dtype, int8_source) -> None:
+    """An INT8 model given a device other than the CPU or an autocast dtype: refused, naming only what
+    was asked and cannot be. Read from the arguments, so that it comes before ``resolve_dtype``'s
+    warnings without touching the process's warning filters (a server's other threads share them)."""
+    autocast = dtype is not None and str(dtype).removeprefix("torch.") != "float32"
+    wrong = ([f"device {device}"] if device.type != "cpu" else []) + ([f"dtype {dtype}"] if autocast else [])
+    if wrong:
+        flags = "/".join(f for f, w in (("--device", "device"), ("--dtype", "dtype"))
+                         if any(x.startswith(w) for x in wrong))
+        raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
+                         f"{', '.join(wrong)}); for its float weights load it with int8=False in "
+                         f"Python; on the command line drop {flags} (INT8 runs on the CPU) or use "
+                         "the float checkpoint it was made from.")
+
+
 class Predictor:
     """Run a Mask R-CNN on images at their original size.
 
@@ -433,11 +448,10 @@ class Predictor:
         self.detections_per_image = int(cfg.model.roi_heads.detections_per_image)
         self.cfg = cfg
         self.device = resolve_device(device)
-        with warnings.catch_warnings():
-            if int8 is not None and int8 is not False and isinstance(model, nn.Module):
-                # an INT8 model refuses any autocast dtype (below): "bf16 emulated" before that is noise
-                warnings.simplefilter("ignore", EmulatedBF16Warning)
-            self.dtype = resolve_dtype(dtype, self.device)
+        if int8 is not None and int8 is not False and isinstance(model, nn.Module):
+            # before the dtype is resolved: its "bf16 emulated" warning would precede this refusal (noise)
+            _refuse_int8_options(self.device, dtype, int8_source)
+        self.dtype = resolve_dtype(dtype, self.device)
         num_classes = int(cfg.model.num_classes)
         _check_class_count(model, num_classes)
         if not class_names:
@@ -483,15 +497,6 @@ class Predictor:
             from maskrcnn.engine.int8 import apply_int8_section
             from maskrcnn.modeling.fuse import optimise_for_inference
 
-            wrong = ([f"device {self.device}"] if self.device.type != "cpu" else []) + (
-                [f"dtype {dtype}"] if self.dtype is not None else [])  # only what was asked and cannot be
-            if wrong:
-                flags = "/".join(f for f, w in (("--device", "device"), ("--dtype", "dtype"))
-                                 if any(x.startswith(w) for x in wrong))
-                raise ValueError(f"{int8_source}: an INT8 model runs on the CPU without autocast (got "
-                                 f"{', '.join(wrong)}); for its float weights load it with int8=False in "
-                                 f"Python; on the command line drop {flags} (INT8 runs on the CPU) or use "
-                                 "the float checkpoint it was made from.")
             optimise_for_inference(self.model, channels_last=True, winograd=False, fused_add=False,
                                    onednn_linear=False)
             apply_int8_section(self.model, int8, where=int8_source)

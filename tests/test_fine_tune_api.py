@@ -125,7 +125,7 @@ def test_a_config_object_is_read_by_the_run_from_a_temporary_file(monkeypatch):
     cfg.solver.iters, cfg.model.init_class_map = 7, {"pedestrian": "person"}
     seen = {}
 
-    def run_training(args, config_said=None):  # the file the command reads, while it runs
+    def run_training(args, config_said=None, **_):  # the file the command reads, while it runs
         seen["path"], seen["said"] = Path(args.config), config_said
         seen["cfg"], seen["written"] = load_config_keys(args.config)
         return {}

@@ -144,6 +144,7 @@ def run(args) -> int:
         output=run_dir,
         device=device,
         resume=resume,
+        caller="maskrcnn demo",  # its refusals name --set, not train's --init
     )
     print(f"training the {preset} model on {device} for {cfg.solver.iters} iterations", flush=True)
     result = trainer.train()

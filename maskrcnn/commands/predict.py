@@ -659,6 +659,30 @@ def _overlay_names(files, root, beside) -> dict:
     return dict(zip(order, names))
 
 
+def _refuse_expanded_calibration_pattern(args) -> None:
+    """``--calib-images cal/*.png`` expanded by the shell: the first file is the option's value and the
+    others land among the images to predict (the positional IMAGE_OR_DIR takes them, so the parser leaves
+    nothing over for ``cli.py``'s hint, as it does for quantize and eval). Refused when the inputs start
+    with files of the calibration file's own folder, as written (``./cal/b.png`` after ``--calib-images
+    cal/a.png`` is predicted: the way to mean it)."""
+    import os
+
+    from maskrcnn.commands.quantize import calib_glob_hint
+
+    calib = getattr(args, "calib_images", None)
+    if not calib or not os.path.isfile(calib):
+        return
+    leading = []
+    for item in args.inputs:
+        if not (os.path.isfile(item) and os.path.dirname(item) == os.path.dirname(calib)):
+            break
+        leading.append(item)
+    hint = calib_glob_hint(calib, leading) if leading else ""
+    if hint:
+        raise ValueError(f"{' '.join(leading[:3])}{' ...' if len(leading) > 3 else ''}: image(s) of the "
+                         f"--calib-images file's folder given to predict right after it{hint}")
+
+
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.tile_args import tile_from_args
     from maskrcnn.commands.tta_args import tta_from_args
@@ -730,6 +754,7 @@ def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.quantize import refuse_calibration_without_int8
 
     refuse_calibration_without_int8(args)  # a forgotten --int8 would run float32 without a word
+    _refuse_expanded_calibration_pattern(args)
     if args.int8:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 

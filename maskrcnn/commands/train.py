@@ -143,11 +143,12 @@ def run(args) -> int:
     return exit_status(run_training(args))
 
 
-def run_training(args, *, config_said=None) -> dict:
+def run_training(args, *, config_said=None, caller="maskrcnn train") -> dict:
     """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
     "signal", ...}; a stop mid-iteration, not saved: also "stopped", its line): ``run`` makes it an exit
     status, ``maskrcnn.train`` an exception. ``config_said``: how messages name ``--config`` where its file
-    means nothing to the user (``maskrcnn.train`` given a Config object writes it to a temporary one)."""
+    means nothing to the user (``maskrcnn.train`` given a Config object writes it to a temporary one).
+    ``caller``: who asks ("maskrcnn.train()": refusals name its keywords, not the options)."""
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.run_data import DATA_ARGUMENTS
     from maskrcnn.engine.run_lock import run_lock
@@ -162,7 +163,7 @@ def run_training(args, *, config_said=None) -> dict:
                              "required to start one (the training set's COCO JSON)")
     # one run per folder: a second one into it would overwrite this one's checkpoints and metrics
     with run_lock(args.output) if du.env_world()[0] == 0 else contextlib.nullcontext():
-        return _locked_run(args, given, config_said=config_said)
+        return _locked_run(args, given, config_said=config_said, caller=caller)
 
 
 def nothing_to_resume(output) -> str:
@@ -179,7 +180,7 @@ def nothing_to_resume(output) -> str:
     return f"the folder holds no {RUN_DATA}, {LAST_CHECKPOINT} or checkpoint"
 
 
-def _locked_run(args, given: dict, *, config_said=None) -> dict:
+def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train") -> dict:
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.trainer import StoppedBySignal
     from maskrcnn.engine.training import unread_line
@@ -187,7 +188,7 @@ def _locked_run(args, given: dict, *, config_said=None) -> dict:
     # the setup is every process's alike (one config, one annotation file): its warnings and skipped
     # records are said by rank 0 alone; from the first iteration each process reads its own share
     with du.setup_said_by_rank0():
-        trainer = _set_up(args, given, config_said=config_said)
+        trainer = _set_up(args, given, config_said=config_said, caller=caller)
     try:
         try:
             result = trainer.train()
@@ -232,7 +233,7 @@ def finished_line(output, result: dict) -> str:
     return (f"done: iteration {result.get('iteration')}; " + "; ".join(parts)) if parts else ""
 
 
-def _set_up(args, given: dict, *, config_said=None):
+def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
     """The trainer of the run the arguments ask for, its data read and its files written."""
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
@@ -286,6 +287,7 @@ def _set_up(args, given: dict, *, config_said=None):
         init_reads=reads,
         config_said=config_said,
         parsed=parsed,
+        caller=caller,
     )
     parsed.clear()  # not held during the run
     reads.clear()  # what the weights' reading did not take (a --resume, a file changed in between): not

@@ -14,7 +14,9 @@ model.freeze_at=5)".
 ``untrained_frozen_refusal``: freezing only makes sense over weights that were trained: a run that starts
 from no weights (no ``model.init_weights`` / ``--init``) with ``model.freeze_at`` > 0 keeps the stem and
 res2 random for the whole run, and ``frozen_bn`` with nothing loaded fixes every batch norm at mean 0, var 1
-(random features are never normalised: the losses explode). Such a run is refused before anything trains.
+(random features are never normalised: the losses explode), as does ``model.norm=none`` (the same network
+with a conv bias). Such a run is refused before anything trains, its way out spelt for who asked
+(``CALLERS``).
 """
 
 from __future__ import annotations
@@ -31,36 +33,77 @@ _STAGES = ("stem", "res2", "res3", "res4", "res5")
 _NORM_KEYS = ("model.norm", "model.fpn_norm", "model.roi_heads.box_head_norm",
               "model.roi_heads.mask_head_norm")
 
+# who asks, and so how the way out is spelt: ("the weights missing", start from weights, config changes).
+# ``maskrcnn demo`` has no --init (its --set names the key); Python callers give keywords, not options.
+CALLERS = {
+    "maskrcnn train": ("no --init, model.init_weights is empty", "--init {w}", "--set {kv}"),
+    "maskrcnn demo": ("model.init_weights is empty", "--set model.init_weights={w}", "--set {kv}"),
+    "maskrcnn.train()": ("no init=, model.init_weights is empty", "init={w!r}", "set={dict}"),
+    "build_training": ("the Config's model.init_weights is empty", "model.init_weights={w!r} in the Config",
+                       "{dict} in the Config"),
+}
+# other sources of the same backbone the README lists for --init (a source of another backbone would
+# replace the configured one: model.backbone follows the weights)
+_OTHER_SOURCES = {"resnet50": "ImageNetPretrained/MSRA/R-50.pkl, COCO's maskrcnn_resnet50_fpn_coco"}
 
-def untrained_frozen_refusal(cfg, *, config: str = "the config") -> str:
-    """Why ``cfg`` cannot train as given: it freezes layers (``model.freeze_at`` > 0) or batch norm
-    (``frozen_bn`` in one of ``_NORM_KEYS``) and starts from no weights (``model.init_weights`` empty);
-    "" when it can. ``config``: how the message names the config (``training.config_phrase``). A resumed
-    run is not checked (its checkpoint holds trained weights)."""
+
+def _unnormalised(cfg) -> list:
+    """(key, why) for the norms a random network cannot train through: ``frozen_bn`` anywhere (with
+    nothing loaded it is the identity: mean 0, variance 1) and ``none`` in the backbone (the heads'
+    ``none`` is their usual default; the deep backbone is what explodes: measured loss 4.8e10 for
+    r50_fpn with model.norm=none, freeze_at 0)."""
     from maskrcnn.config import get_key
+
+    found = [(key, f"{key} frozen_bn fixes batch norm at mean 0, variance 1, so the random features are "
+                   "never normalised (the losses explode)")
+             for key in _NORM_KEYS if get_key(cfg, key) == "frozen_bn"]
+    if cfg.model.norm == "none":
+        found.insert(0, ("model.norm", "model.norm none normalises nothing, so the random backbone's "
+                                       "activations grow stage by stage (the losses explode)"))
+    return found
+
+
+def untrained_frozen_refusal(cfg, *, config: str = "the config", caller: str = "maskrcnn train") -> str:
+    """Why ``cfg`` cannot train as given: it freezes layers (``model.freeze_at`` > 0), freezes batch norm
+    (``frozen_bn`` in one of ``_NORM_KEYS``) or normalises nothing in the backbone (``model.norm=none``)
+    and starts from no weights (``model.init_weights`` empty); "" when it can. ``config``: how the
+    message names the config (``training.config_phrase``); ``caller``: a key of ``CALLERS``, how the
+    way out is spelt (``--init`` for maskrcnn train, ``init=`` for ``maskrcnn.train()``). A resumed run
+    is not checked (its checkpoint holds trained weights)."""
     from maskrcnn.interop.download import PUBLISHED
 
     m = cfg.model
     if m.init_weights:
         return ""
-    frozen_norms = [key for key in _NORM_KEYS if get_key(cfg, key) == "frozen_bn"]
-    if m.freeze_at <= 0 and not frozen_norms:
+    norms = _unnormalised(cfg)
+    if m.freeze_at <= 0 and not norms:
         return ""
     what = []
     if m.freeze_at > 0:
         stages = ", ".join(_STAGES[:m.freeze_at])
         what.append(f"model.freeze_at={m.freeze_at} keeps the backbone's {stages} at their random "
                     "initialisation for the whole run")
-    if frozen_norms:
-        what.append(f"{', '.join(frozen_norms)} frozen_bn fixes batch norm at mean 0, variance 1, so the "
-                    "random features are never normalised (the losses explode)")
-    imagenet = m.backbone if m.backbone in PUBLISHED else "resnet50"
-    scratch = [f"{key}=bn" for key in frozen_norms] + (["model.freeze_at=0"] if m.freeze_at else [])
-    return (f"{config} starts from random weights (no --init, model.init_weights is empty) but freezes parts "
-            f"only pretrained weights make sense of: {'; '.join(what)}. Start from ImageNet weights with "
-            f"--init {imagenet} (or another source the README lists for --init: "
-            "ImageNetPretrained/MSRA/R-50.pkl, COCO's maskrcnn_resnet50_fpn_coco, a checkpoint of yours), or "
-            f"train from scratch with --set {' '.join(scratch)}")
+    what += [why for _, why in norms]
+    missing, init_form, set_form = CALLERS.get(caller, CALLERS["maskrcnn train"])
+    scratch = {key: "bn" for key, _ in norms}
+    if m.freeze_at:
+        scratch["model.freeze_at"] = 0
+    changes = (set_form.format(kv=" ".join(f"{k}={v}" for k, v in scratch.items())) if "{kv}" in set_form
+               else set_form.format(dict="{" + ", ".join(f"{k!r}: {v!r}" for k, v in scratch.items()) + "}"))
+    if m.backbone in PUBLISHED:
+        others = ", ".join(filter(None, (_OTHER_SOURCES.get(m.backbone), "a checkpoint of yours")))
+        start = (f"Start from ImageNet weights with {init_form.format(w=m.backbone)} (or other weights "
+                 f"of a {m.backbone}: {others}), ")
+    else:
+        start = (f"No ImageNet {m.backbone} is published: start from a checkpoint of yours with "
+                 f"{init_form.format(w='FILE')}, ")
+    given = (", or pass weights_given=True when you load trained weights into trainer.model yourself"
+             if caller == "build_training" else "")
+    frozen = m.freeze_at > 0 or any(key != "model.norm" or m.norm != "none" for key, _ in norms)
+    but = ("freezes parts only pretrained weights make sense of" if frozen else
+           "normalises nothing, which only pretrained weights train through")
+    return (f"{config} starts from random weights ({missing}) but {but}: {'; '.join(what)}. {start}or train "
+            f"from scratch with {changes}{given}")
 
 
 def _million(n: int) -> str:

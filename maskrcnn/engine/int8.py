@@ -64,6 +64,21 @@ def _spread(items: list, count: int) -> list:
     return [items[(i * len(items)) // count] for i in range(count)]
 
 
+def _pattern_hint(images) -> str:
+    """The hint for a quoted glob given as ``--calib-images`` (paths are taken as written): the folder
+    before its first component with a pattern character ('cal/**/*.png' -> cal), shell-quoted; none named
+    when the pattern starts at once ('cal*': '.' would calibrate on whatever the working folder holds)."""
+    from maskrcnn.shell import shell_word
+
+    parts = Path(images).parts
+    first = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+    if first is None:
+        return ""
+    if first == 0:
+        return " (a pattern is not expanded: give the folder of the calibration images)"
+    return f" (a pattern is not expanded: give the folder, --calib-images {shell_word(Path(*parts[:first]))})"
+
+
 def calibration_files(
     images: Union[str, os.PathLike], *, json_path: Optional[Union[str, os.PathLike]] = None,
     count: int = DEFAULT_CALIBRATION_IMAGES,
@@ -80,9 +95,7 @@ def calibration_files(
                              "relative to")
         return _spread([root], count)  # the count is checked all the same
     if not root.is_dir():
-        pattern = any(c in str(images) for c in "*?[")  # a quoted glob: paths are taken as written
-        hint = f" (a pattern is not expanded: give the folder, --calib-images {root.parent})" if pattern \
-            else ""
+        hint = _pattern_hint(images)
         raise FileNotFoundError(f"{root}: calibration image folder or file not found{hint}")
     if json_path is not None:
         from maskrcnn.data.coco import load_coco_json

@@ -180,13 +180,41 @@ def read_resume_checkpoint(output_dir: Path) -> dict:
     and the errors of those before it that did not; path and checkpoint None when none loads (errors empty:
     there was none). ``Trainer.resume`` and the resumed config (``engine/training._checkpoints_config``)
     both read through it, so that they take the same file."""
-    errors = []
+    errors, stateless, skipped = [], None, []
+    pointer = Path(output_dir) / LAST_CHECKPOINT
+    named = Path(output_dir) / pointer.read_text().strip() if pointer.is_file() else None
     for path in checkpoint_candidates(output_dir):
         try:
-            return {"path": path, "checkpoint": load_checkpoint(path, map_location="cpu"), "errors": errors}
+            ckpt = load_checkpoint(path, map_location="cpu")
         except CheckpointError as e:
             errors.append(str(e))
-    return {"path": None, "checkpoint": None, "errors": errors}
+            continue
+        if path == named or not _lacks_training_state(ckpt):
+            return {"path": path, "checkpoint": ckpt, "errors": errors, "stateless": skipped}
+        # no pointer names it: an INT8 file (`quantize --output RUN/model_N.pth`) or weights alone sorted
+        # newest, not one of the run's checkpoints: skipped, said; refused (no_training_state) if all are
+        if stateless is None:
+            stateless = {"path": path, "checkpoint": ckpt, "errors": list(errors), "stateless": []}
+        skipped.append((path, "int8" if "int8" in ckpt else "weights"))
+        errors.append(f"{path}: {_what_lacks_state(ckpt)}, not a checkpoint of the run (no training state)")
+    return stateless or {"path": None, "checkpoint": None, "errors": errors, "stateless": []}
+
+
+def set_aside_stateless(found: dict, iteration: int) -> list:
+    """Move the files ``read_resume_checkpoint`` skipped as lacking training state out of the names the
+    resumed run writes: ``model_0000901.pth`` (an INT8 file) -> ``int8_model_0000901.pth`` when the run,
+    resumed at ``iteration``, would write its own checkpoint of that number over it. Returns the lines that
+    say so (main process only: the others see the same folder)."""
+    lines = []
+    for path, kind in found.get("stateless", ()):
+        number = path.stem[len("model_"):]
+        if not (number.isdigit() and int(number) > iteration and path.is_file()):
+            continue
+        target = path.parent / _free_name(path.parent, f"{kind}_{path.stem}")
+        os.replace(path, target)
+        lines.append(f"moved {path} to {target}: the run writes its own checkpoint of iteration "
+                     f"{int(number)} under that name")
+    return lines
 
 
 TRAINING_STATE = ("optimizer", "scheduler", "iteration")  # what a resume cannot go on without
@@ -200,15 +228,25 @@ def no_training_state(path: Path, ckpt: dict, candidates=()) -> str:
     missing = [key for key in TRAINING_STATE if key not in ckpt]
     if not missing:
         return ""
-    what = ("an INT8 file written by `maskrcnn quantize`" if "int8" in ckpt else "a weights-only file")
+    what = _what_lacks_state(ckpt)
     others = [Path(c).name for c in candidates if Path(c) != Path(path)]
     pointer = Path(path).parent / LAST_CHECKPOINT
     listed = short_listing(others, limit=3)
     point = f"point {pointer} at a checkpoint the run wrote ({listed}), or " if others else ""
+    config = Path(path).parent / "config.yaml"  # without it the new run would take another preset
+    same = f" --config {shell_word(config)}" if config.is_file() else ""
     return (f"--resume: {path} is {what}: it holds no training state (no {', '.join(missing)}), so the run "
             f"cannot go on from it; {point}train on from its weights in a new run: --init "
-            f"{shell_word(path)} --output ANOTHER_FOLDER" + ("" if others else " (the run holds no other "
-                                                             "checkpoint)"))
+            f"{shell_word(path)}{same} --output ANOTHER_FOLDER" + ("" if others else " (the run holds no "
+                                                                   "other checkpoint)"))
+
+
+def _lacks_training_state(ckpt: dict) -> bool:
+    return any(key not in ckpt for key in TRAINING_STATE)
+
+
+def _what_lacks_state(ckpt: dict) -> str:
+    return "an INT8 file written by `maskrcnn quantize`" if "int8" in ckpt else "a weights-only file"
 
 
 def finished_without_checkpoint(output_dir: Path) -> str:
@@ -582,6 +620,9 @@ class Trainer:
         for e in errors:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
+        if self.is_main:  # a skipped INT8 file named as a later checkpoint would be overwritten
+            for line in set_aside_stateless(found, self.iteration):
+                self.logger.print(line)
         self._saved_at = self.iteration  # the checkpoint just loaded is this iteration's
         on_record = False
         if self._eval_pending:  # every rank asks (a collective); the main process, which logs, answers

@@ -228,6 +228,19 @@ def _checkpoints_config(run_dir: Path, read=None):
 _SHOWN_KEYS = 8  # differing model keys a resume's warning lists by name (another run's config: dozens)
 
 
+def _refused_config_phrase(config_named, config_said, caller: str, output: Path, resume: bool) -> str:
+    """How the refusal of frozen parts over random weights names the config: the run's config.yaml on a
+    resume that starts over, the default preset where none was named (with no weights it is always
+    r50_fpn: ``commands.train.default_config``), else ``config_phrase``'s."""
+    if resume and (output / "config.yaml").is_file():
+        return f"{output / 'config.yaml'} (the run's config)"
+    if config_named or config_said:
+        return config_phrase(config_named, config_said)
+    return {"maskrcnn train": "the default config r50_fpn (no --config given)",
+            "maskrcnn.train()": "the default config r50_fpn (no config= given)",
+            "maskrcnn demo": "the demo's config"}.get(caller, "the config")
+
+
 def config_phrase(config_named, config_said=None) -> str:
     """How a message names the config the run was given: ``config_said`` where the caller gave one
     (``maskrcnn.train`` with a Config object: "the Config given to train()", not the temporary file it
@@ -448,12 +461,13 @@ def input_size_notes(inp) -> list:
     train = [int(s) for s in inp.min_size] if isinstance(inp.min_size, (list, tuple)) else [int(inp.min_size)]
     above = [s for s in train if s > inp.max_size]
     if above:
-        which = ("every training image is" if len(above) == len(train) else
-                 "an image drawn at one of them is, so they act as one size:")
-        notes.append(f"note: input.min_size {', '.join(map(str, above))} above input.max_size {inp.max_size} "
-                     f"never applies: {which} scaled to a longer side of {inp.max_size} pixels (raise "
-                     "input.max_size to train at the shorter side asked for; the presets' ratio is 800 to "
-                     "1333)")
+        sizes, to = ", ".join(map(str, above)), f"to a longer side of {inp.max_size} pixels"
+        which = (f"every training image is scaled {to}" if len(above) == len(train) else
+                 f"an image drawn at {sizes} is scaled {to} instead" if len(above) == 1 else
+                 f"an image drawn at any of {sizes} is scaled {to} instead, so they act as one size")
+        notes.append(f"note: input.min_size {sizes} above input.max_size {inp.max_size} never applies: "
+                     f"{which} (raise input.max_size to train at the shorter side asked for; the presets' "
+                     "ratio is 800 to 1333)")
     if inp.min_size_test > inp.max_size_test:
         notes.append(f"note: input.min_size_test {inp.min_size_test} above input.max_size_test "
                      f"{inp.max_size_test} never applies: evaluation and predict scale every image to a "
@@ -524,6 +538,8 @@ def build_training(
     init_reads=None,
     config_said=None,
     parsed=None,
+    weights_given=False,
+    caller="build_training",
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
@@ -540,7 +556,12 @@ def build_training(
     how messages name the config given, where ``--config FILE`` would mislead (``config_phrase``).
     ``parsed``: {JSON path: the parsed file}, the train JSON if choosing its image folder read it
     (``data_report.image_dir_or_default``): taken from there, not read again (the validation JSON is
-    not held there: it would be kept in memory while the training set is built)."""
+    not held there: it would be kept in memory while the training set is built).
+    ``weights_given``: True when the caller loads trained weights into ``trainer.model`` itself after this
+    returns (``benchmarks/ablations.py`` loads a demo's backbone, frozen): frozen parts are then not
+    refused as random (``frozen_parts.untrained_frozen_refusal``). ``caller``: who asks, a key of
+    ``frozen_parts.CALLERS`` ("maskrcnn train", "maskrcnn demo", "maskrcnn.train()"; this function's
+    own keywords by default): how that refusal spells its way out."""
     from maskrcnn.config import plain_config, preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
@@ -599,8 +620,8 @@ def build_training(
         if refusal:
             raise ValueError(refusal)
     # before the device, the data and the model: frozen layers over random weights never train
-    said = config_phrase(config_named, config_said)
-    refusal = "" if resuming else untrained_frozen_refusal(cfg, config=said)
+    refusal = "" if resuming or weights_given else untrained_frozen_refusal(
+        cfg, config=_refused_config_phrase(config_named, config_said, caller, output, resume), caller=caller)
     if refusal:
         raise ValueError(refusal)
     device = resolve_device(cfg.device, what="the config's device") if device is None else device

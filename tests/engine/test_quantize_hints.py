@@ -65,3 +65,69 @@ def test_quantizing_an_int8_file_again_says_its_calibration_is_replaced(tmp_path
         assert said == ([] if weights == fp32 else [
             f"note: {first} is already INT8: calibrated again from the float32 weights it holds, on "
             f"--calib-images {calib}; its earlier calibration is not kept"])
+
+
+def test_int8_refusal_comes_before_the_dtype_without_touching_warning_filters(monkeypatch):
+    # the order was kept by swapping the process-wide filters (warnings.catch_warnings): a server thread
+    # building a Predictor could drop another thread's filters meanwhile
+    import maskrcnn.predictor as predictor_mod
+
+    seen = []
+    original, filters = predictor_mod.resolve_dtype, warnings.filters
+
+    def spy(dtype, device):
+        if device.type == "cpu":  # the argument check's name-only call on "cuda" warns of nothing
+            seen.append(warnings.filters is filters)
+        return original(dtype, device)
+
+    monkeypatch.setattr(predictor_mod, "resolve_dtype", spy)
+    model, cfg = build_tiny()
+    with pytest.raises(ValueError, match="an INT8 model runs on the CPU without autocast"):
+        Predictor(model, cfg, dtype="bfloat16", int8={"format_version": 1}, int8_source="q.pth")
+    assert seen == []  # refused from the arguments, before the dtype is resolved
+    Predictor(model, cfg, dtype=None)
+    assert seen == [True] and warnings.filters is filters
+
+
+def _calibration_folder(tmp_path):
+    (tmp_path / "cal").mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "cal" / f"{i}.png")
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "photos" / "p.png")
+
+
+def test_predict_refuses_a_calibration_glob_the_shell_expanded_into_its_inputs(tmp_path, capsys, monkeypatch):
+    # IMAGE_OR_DIR took cal/1.png cal/2.png: calibrated on one image, the others predicted as photos (rc 0)
+    monkeypatch.chdir(tmp_path)
+    _calibration_folder(tmp_path)
+    assert cli.main(["predict", "--weights", "w.pth", "--int8", "--calib-images", "cal/0.png", "cal/1.png",
+                     "cal/2.png", "photos/", "--output", "pout"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().endswith(
+        "error: cal/1.png cal/2.png: image(s) of the --calib-images file's folder given to predict right "
+        "after it (a shell pattern expanded after --calib-images? it takes one folder or one file: "
+        "--calib-images cal)"), err
+    assert not (tmp_path / "pout").exists()
+    with pytest.raises(SystemExit):  # eval takes no positional: the parser leaves them over, as quantize
+        cli.main(["eval", "--weights", "w.pth", "--json", "v.json", "--images", "photos", "--int8",
+                  "--calib-images", "cal/0.png", "cal/1.png", "cal/2.png"])
+    assert "--calib-images cal)" in capsys.readouterr().err
+
+
+def test_a_quoted_pattern_hint_names_the_folder_before_the_pattern(tmp_path, monkeypatch):
+    from maskrcnn.engine.int8 import calibration_files
+
+    monkeypatch.chdir(tmp_path)
+
+    def hint(pattern):
+        with pytest.raises(FileNotFoundError) as refused:
+            calibration_files(pattern, count=4)
+        return str(refused.value).split("not found", 1)[1]
+
+    # were: --calib-images cal/** (another pattern), --calib-images . (the working folder's images),
+    # --calib-images my cal (two words to the shell)
+    assert hint("cal/**/*.png") == " (a pattern is not expanded: give the folder, --calib-images cal)"
+    assert hint("cal*") == " (a pattern is not expanded: give the folder of the calibration images)"
+    assert hint("my cal/*.png") == " (a pattern is not expanded: give the folder, --calib-images 'my cal')"
+    assert hint("cal/missing.png") == ""

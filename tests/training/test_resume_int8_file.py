@@ -11,7 +11,12 @@ from maskrcnn.checkpoint import load_checkpoint, save_checkpoint
 from maskrcnn.cli import main
 from maskrcnn.config import load_config, save_config
 from maskrcnn.engine.int8 import save_int8_checkpoint
-from maskrcnn.engine.trainer import LAST_CHECKPOINT, no_training_state
+from maskrcnn.engine.trainer import (
+    LAST_CHECKPOINT,
+    no_training_state,
+    read_resume_checkpoint,
+    set_aside_stateless,
+)
 from maskrcnn.interop.weights import read_weights
 from maskrcnn.modeling.mask_rcnn import build_model
 from tests.tiny_model import TINY
@@ -55,8 +60,8 @@ def test_resume_from_an_int8_file_says_what_it_is_and_the_way_out(tmp_path, caps
     err = capsys.readouterr().err
     assert err == (f"maskrcnn train: error: --resume: {path} is an INT8 file written by `maskrcnn quantize`: "
                    "it holds no training state (no optimizer, scheduler), so the run cannot go on from it; "
-                   f"train on from its weights in a new run: --init {path} --output ANOTHER_FOLDER (the run "
-                   "holds no other checkpoint)\n"), err
+                   f"train on from its weights in a new run: --init {path} --config {run / 'config.yaml'} "
+                   "--output ANOTHER_FOLDER (the run holds no other checkpoint)\n"), err
 
 
 def test_a_weights_only_file_names_the_runs_other_checkpoints(tmp_path):
@@ -76,3 +81,30 @@ def test_init_from_an_int8_file_notes_its_float_weights_are_used(tmp_path):
     assert [n for n in notes if "INT8" in n] == [
         f"{path} is an INT8 file (written by quantize): the run starts from the float32 weights it holds; "
         "its INT8 calibration is not used (quantize the new weights again)"]
+
+
+def test_without_a_pointer_an_int8_file_sorted_newest_is_skipped_for_the_runs_checkpoint(tmp_path):
+    # quantize --output RUN/model_0000009.pth after a kill left no last_checkpoint: the resume was refused,
+    # pointing at a last_checkpoint file that did not exist; it goes on from the run's own checkpoint now
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg, int8_path = _int8_file(run)
+    own = run / "model_0000002.pth"
+    save_checkpoint(own, model_state={}, config=cfg, class_names=NAMES, optimizer={}, scheduler={},
+                    iteration=2)
+    found = read_resume_checkpoint(run)
+    assert found["path"] == own and found["checkpoint"]["iteration"] == 2
+    assert found["errors"] == [f"{int8_path}: an INT8 file written by `maskrcnn quantize`, not a checkpoint "
+                               "of the run (no training state)"]
+    # the run goes on to iteration 4 and would write its own model_0000004.pth over the INT8 file: moved
+    aside = run / "int8_model_0000004.pth"
+    assert set_aside_stateless(found, 2) == [f"moved {int8_path} to {aside}: the run writes its own "
+                                             "checkpoint of iteration 4 under that name"]
+    assert aside.is_file() and not int8_path.exists()
+    assert read_resume_checkpoint(run)["errors"] == []  # no longer taken for a checkpoint
+    aside.rename(int8_path)
+    (run / LAST_CHECKPOINT).write_text(int8_path.name)  # named by the pointer: refused, as before
+    assert read_resume_checkpoint(run)["path"] == int8_path
+    (run / LAST_CHECKPOINT).unlink()
+    own.unlink()  # nothing but state-less files: the first is refused (no_training_state says why)
+    assert read_resume_checkpoint(run)["path"] == int8_path

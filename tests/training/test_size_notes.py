@@ -22,8 +22,14 @@ def test_min_size_above_max_size_is_noted():
     inp = load_config("demo", {"input.min_size": [16, 64, 80], "input.max_size": 64,
                                "input.min_size_test": 100, "input.max_size_test": 90}).input
     train, test = input_size_notes(inp)
+    # one size of several above: that one named (was "an image drawn at one of them is, so they act as
+    # one size: scaled ...", garbled)
     assert train.startswith("note: input.min_size 80 above input.max_size 64 never applies: an image drawn "
-                            "at one of them is, so they act as one size: scaled to a longer side of 64")
+                            "at 80 is scaled to a longer side of 64 pixels instead (raise"), train
+    inp = load_config("demo", {"input.min_size": [16, 64, 80], "input.max_size": 32}).input
+    assert input_size_notes(inp)[0].startswith(
+        "note: input.min_size 64, 80 above input.max_size 32 never applies: an image drawn at any of 64, 80 "
+        "is scaled to a longer side of 32 pixels instead, so they act as one size (raise")
     assert test.startswith("note: input.min_size_test 100 above input.max_size_test 90 never applies")
     assert input_size_notes(load_config("demo").input) == []
     assert input_size_notes(load_config("r50_fpn").input) == []
