@@ -395,7 +395,8 @@ async def _result_unless_disconnected(request, future, timeout_s: Optional[float
             result.cancel()
 
 
-def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names=None) -> bytes:
+def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names=None,
+                   keypoint_labels=None) -> bytes:
     """The JSON answer: ``answer`` plus the detections as COCO results, each with its ``category_name``
     (from ``class_names``, told apart: ``class_names.distinct_class_names``) and the colours the overlays
     give it (``overlay_colors.detection_colors``: ``color``, ``label_color``, ``text_color``), which the
@@ -403,7 +404,7 @@ def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names
     answer holds a string of RLE per detection)."""
     records = detections_to_coco_results(
         det, image_id=1, label_to_category_id=label_to_cat, class_names=class_names,
-        extra={"file_name": answer["file_name"]},
+        extra={"file_name": answer["file_name"]}, keypoint_labels=keypoint_labels,
     )  # fmt: skip
     labels = det["labels"].reshape(-1).tolist() if len(records) else []  # (D,)
     for record, label, colors in zip(records, labels, detection_colors([r["score"] for r in records])):
@@ -766,7 +767,8 @@ def create_app(
             H, W = image.shape[-2:]
             answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories,
                       "notes": notes}
-            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names)
+            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names,
+                                           getattr(predictor, "keypoint_labels", None))
         finally:
             app.state.in_flight -= 1
         return Response(body, media_type="application/json")
