@@ -57,6 +57,7 @@ __all__ = [
     "KEYPOINT_MARGIN",
     "clip_keypoints",
     "default_sigma_note",
+    "drawing_skeleton",
     "flip_map_from_names",
     "flip_map_from_pairs",
     "flip_pairs",
@@ -323,6 +324,20 @@ def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "ske
             )
         edges.append((pair[0] - 1, pair[1] - 1))
     return tuple(edges)
+
+
+def drawing_skeleton(names: Optional[Sequence[str]], skeleton: Sequence, num_keypoints: int, *,
+                     source: str = "skeleton") -> tuple:
+    """The 0-based edges overlays join a keypoint set's points with: its own ``skeleton`` (1-based, as
+    the COCO file lists it) when it has one; else COCO's person skeleton for COCO's 17 keypoints (no names,
+    or COCO's names in COCO's order, in any spelling ``keypoint_sigmas`` reads); else none (points
+    only): COCO's limbs would join the unrelated points of another 17-point set (AP-10K's animals)."""
+    if skeleton:
+        return skeleton_edges(skeleton, num_keypoints, source=source)
+    if num_keypoints == len(COCO_KEYPOINT_NAMES) and (
+            not names or [_coco_spelling(n) for n in names] == list(COCO_KEYPOINT_NAMES)):
+        return COCO_SKELETON
+    return ()
 
 
 def clip_keypoints(kp: Sequence[float], width: float, height: float) -> tuple:
