@@ -543,6 +543,18 @@ def _tile_summary(tile) -> Optional[dict]:
     return {"size": tile.size, "overlap": tile.overlap, "full_image": tile.full_image, "scale": tile.scale}
 
 
+def _keypoint_summary(cfg) -> Optional[dict]:
+    """``/health``'s view of a keypoint model's set, which the page draws with: ``names`` and ``skeleton``
+    (0-based index pairs: the dataset's, else COCO's for COCO's 17 keypoints, else none, as the PNG
+    overlays choose, ``visualize.skeleton_for``); None for a model without keypoints."""
+    if cfg is None or not cfg.model.roi_heads.keypoint_on:
+        return None
+    from maskrcnn.visualize import skeleton_for
+
+    return {"names": [str(n) for n in cfg.data.keypoint_names],
+            "skeleton": [[int(a), int(b)] for a, b in skeleton_for(cfg)]}
+
+
 def _tta_summary(tta) -> Optional[dict]:
     """``/health``'s view of the predictor's test-time augmentation (None: none)."""
     if tta is None:
@@ -603,6 +615,7 @@ def create_app(
         str(label_to_cat.get(label, label) if label_to_cat else label): names[label]
         for label in range(1, len(names))
     }
+    keypoints = _keypoint_summary(getattr(predictor, "cfg", None))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -658,6 +671,7 @@ def create_app(
             "batches_run": batches.batches_run,
             "images_run": batches.items_run,
             "categories": categories,
+            "keypoints": keypoints,
             "tile": _tile_summary(getattr(predictor, "tile", None)),
             "tta": _tta_summary(getattr(predictor, "tta", None)),
             # the server's own (--score-thresh): a request's score_thresh can only filter further
