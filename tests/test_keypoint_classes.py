@@ -129,3 +129,21 @@ def test_overlays_draw_no_point_for_a_class_without_keypoints():
     # the ball's zeroed points would be drawn at the corner (0, 0)
     assert not drawn[:3, :3].any()
     assert drawn.shape == critter_only.shape
+
+
+def test_the_onnx_tta_refusal_names_the_heads_the_model_has():
+    """Before: "the mask head runs on merged boxes" for a keypoint-only model, which has none."""
+    import pytest
+
+    from maskrcnn.predictor import Predictor
+
+    def onnx_like(image):  # not an nn.Module: an exported graph
+        return {}
+
+    keypoints = load_config("demo_keypoints", {"model.roi_heads.mask_on": False})
+    with pytest.raises(ValueError, match=r"^tta needs the PyTorch model's stages \(the keypoint head runs on "
+                                         r"merged boxes\)"):
+        Predictor(onnx_like, keypoints, tta=True)
+    both = load_config("demo_keypoints", {"model.roi_heads.mask_on": True})
+    with pytest.raises(ValueError, match=r"\(the mask and keypoint heads run on merged boxes\)"):
+        Predictor(onnx_like, both, tta=True)
