@@ -70,7 +70,6 @@ from torch import nn
 
 from maskrcnn.class_names import distinct_class_names, name_ids, renamed_note
 from maskrcnn.data.images import check_float_range
-from maskrcnn.data.keypoint_classes import keypoint_labels, without_foreign_keypoints
 from maskrcnn.engine.device import EmulatedBF16Warning, resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
@@ -460,6 +459,8 @@ class Predictor:
         self.source_class_names = list(class_names)  # as the checkpoint has them (export writes these)
         # the labels whose class owns the keypoint set (None: every class); the others' keypoint rows are
         # zeroed (data/keypoint_classes.py), by the checkpoint's own class names (its labels' order)
+        from maskrcnn.data.keypoint_classes import keypoint_labels
+
         self.keypoint_labels = keypoint_labels(
             getattr(cfg.data, "keypoint_classes", ()), list(cfg.data.class_names) or self.source_class_names
         ) if cfg.model.roi_heads.keypoint_on else None
@@ -805,6 +806,8 @@ class Predictor:
                 out = [det if det is not None else self._predict_tiled(images[i])
                        for i, det in enumerate(out)]
         # a class without keypoints (a ball beside the critters) gets none: its rows zeroed, shapes kept
+        from maskrcnn.data.keypoint_classes import without_foreign_keypoints
+
         return [without_foreign_keypoints(det, self.keypoint_labels) for det in out]
 
     def _predict_whole(self, images: list) -> list:
