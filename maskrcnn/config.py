@@ -251,6 +251,9 @@ class DataConfig(_Section):
     keypoint_names: tuple = ()  # filled from the dataset's person category (keypoint models)
     # the category's COCO skeleton (1-based keypoint index pairs), filled from the dataset; for drawing
     keypoint_skeleton: tuple = ()
+    # the classes whose category defines the keypoint set (class names), filled from the dataset; the
+    # others' detections carry no keypoints at inference (data/keypoint_classes.py); () = every class
+    keypoint_classes: tuple = ()
     # OKS sigmas of keypoint AP, one per keypoint; () = COCO's sigma for each COCO keypoint name, 0.0669
     # (the mean of COCO's) for other names (data/keypoints.py)
     keypoint_sigmas: tuple = ()

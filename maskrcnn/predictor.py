@@ -443,8 +443,12 @@ class Predictor:
             except ValueError as e:
                 raise ValueError(f"tta: {e}; or predict without mirrored passes (--tta-no-flip)") from None
         if self.tta is not None and not isinstance(model, nn.Module):
-            raise ValueError("tta needs the PyTorch model's stages (the mask head runs on merged boxes); an "
-                             "exported ONNX model runs as one graph: use the checkpoint")
+            heads = " and ".join(h for h, on in (("mask", cfg.model.roi_heads.mask_on),
+                                                 ("keypoint", cfg.model.roi_heads.keypoint_on)) if on)
+            runs = f"the {heads} head{'s run' if ' and ' in heads else ' runs'} on merged boxes" if heads \
+                else "its boxes are merged between the stages"
+            raise ValueError(f"tta needs the PyTorch model's stages ({runs}); an exported ONNX model runs "
+                             "as one graph: use the checkpoint")
         self.detections_per_image = int(cfg.model.roi_heads.detections_per_image)
         self.cfg = cfg
         self.device = resolve_device(device)
@@ -467,6 +471,13 @@ class Predictor:
         # repeated or empty names would merge classes in every export keyed by name: told apart, said once;
         # by the dataset's category ids when known, as CocoDataset names them (eval matches by name)
         self.source_class_names = list(class_names)  # as the checkpoint has them (export writes these)
+        # the labels whose class owns the keypoint set (None: every class); the others' keypoint rows are
+        # zeroed (data/keypoint_classes.py), by the checkpoint's own class names (its labels' order)
+        from maskrcnn.data.keypoint_classes import keypoint_labels
+
+        self.keypoint_labels = keypoint_labels(
+            getattr(cfg.data, "keypoint_classes", ()), list(cfg.data.class_names) or self.source_class_names
+        ) if cfg.model.roi_heads.keypoint_on else None
         self.class_names = distinct_class_names(class_names, self.label_to_category_id)
         by_id = name_ids(class_names, self.label_to_category_id) != list(range(1, len(class_names)))
         note = renamed_note(self.source_class_names, self.class_names, by_category_id=by_id)
@@ -709,7 +720,9 @@ class Predictor:
         """Detections per image (a list even for one image), on the CPU, in original coordinates:
         ``boxes`` (D, 4) xyxy float32, ``scores`` (D,) float32 in decreasing order, ``labels`` (D,)
         int64 (1..K-1), ``masks`` (D, H, W) bool and ``mask_probs`` (D, 1, M, M) float32 for mask
-        models, ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K) for keypoint models;
+        models, ``keypoints`` (D, K, 3) and ``keypoint_scores`` (D, K) for keypoint models (a detection
+        of a class whose training category had no keypoints, ``data.keypoint_classes``, has its rows all
+        0: v = 0, no point; ``keypoint_labels`` holds the labels with keypoints, None: every one);
         ``masks_rle`` (a list of D dicts) instead of ``masks`` with ``masks="rle"``. D may be 0.
 
         ``images``: one image or an iterable of them (a list, a generator, an (N, 3, H, W) tensor or
@@ -785,16 +798,22 @@ class Predictor:
         runs in eval mode whatever mode it was left in (``_eval_mode``)."""
         with _eval_mode(self.model):  # no frame of its own: the warnings' stacklevels count frames
             if self.tta is not None:
-                return [self._predict_tta(image) for image in images]
-            if self.tile is None:
-                return self._predict_whole(images)
-            tile = self.tile
-            whole = [i for i, im in enumerate(images)
-                     if tile.scale is None and max(im.shape[-2:]) <= tile.size]  # one tile: the usual path
-            out = [None] * len(images)
-            for i, det in zip(whole, self._predict_whole([images[i] for i in whole])):
-                out[i] = det
-            return [det if det is not None else self._predict_tiled(images[i]) for i, det in enumerate(out)]
+                out = [self._predict_tta(image) for image in images]
+            elif self.tile is None:
+                out = self._predict_whole(images)
+            else:
+                tile = self.tile
+                whole = [i for i, im in enumerate(images)
+                         if tile.scale is None and max(im.shape[-2:]) <= tile.size]  # one tile: usual path
+                out = [None] * len(images)
+                for i, det in zip(whole, self._predict_whole([images[i] for i in whole])):
+                    out[i] = det
+                out = [det if det is not None else self._predict_tiled(images[i])
+                       for i, det in enumerate(out)]
+        # a class without keypoints (a ball beside the critters) gets none: its rows zeroed, shapes kept
+        from maskrcnn.data.keypoint_classes import without_foreign_keypoints
+
+        return [without_foreign_keypoints(det, self.keypoint_labels) for det in out]
 
     def _predict_whole(self, images: list) -> list:
         """Each image whole, at the usual resize."""

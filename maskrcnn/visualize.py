@@ -38,7 +38,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from maskrcnn.data.images import FLOAT_RANGE_SLACK
-from maskrcnn.data.keypoints import COCO_SKELETON, skeleton_edges
+from maskrcnn.data.keypoints import COCO_SKELETON, drawing_skeleton
 from maskrcnn.shown_text import short_name
 
 _GOLDEN = 0.618033988749895
@@ -559,11 +559,12 @@ def _draw_instances(img: np.ndarray, det: dict, class_names, *, score_thresh, ma
     return pil
 
 
-def skeleton_for(cfg) -> Optional[tuple]:
-    """The 0-based skeleton edges of a keypoint model's config (``data.keypoint_skeleton``, the dataset's
-    COCO skeleton); None when it has none (``draw_instances`` then draws COCO's for 17 keypoints)."""
-    pairs = cfg.data.keypoint_skeleton
-    return skeleton_edges(pairs, int(cfg.model.roi_heads.num_keypoints)) if pairs else None
+def skeleton_for(cfg) -> tuple:
+    """The 0-based skeleton edges of a keypoint model's config (``keypoints.drawing_skeleton``: the
+    dataset's COCO skeleton, ``data.keypoint_skeleton``; without one COCO's for COCO's 17 keypoints,
+    named so or unnamed, else none: points only)."""
+    return drawing_skeleton(cfg.data.keypoint_names, cfg.data.keypoint_skeleton,
+                            int(cfg.model.roi_heads.num_keypoints))
 
 
 def draw_targets(

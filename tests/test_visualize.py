@@ -157,7 +157,7 @@ def test_skeleton_of_any_keypoint_set_joins_its_keypoints():
     assert np.array_equal(joined[30, 10], base[30, 10])  # between 0 and 2: no edge
     plain = np.asarray(draw_instances(image, det, **kw))  # 3 keypoints, no skeleton given: points only
     assert np.array_equal(plain[10, 30], base[10, 30])
-    assert skeleton_for(load_config("demo_keypoints")) is None
+    assert skeleton_for(load_config("demo_keypoints")) == COCO_SKELETON  # 17 unnamed: COCO's, as None drew
     with pytest.raises(ValueError, match="skeleton"):
         draw_instances(image, det, skeleton=[(0, 3)])
 

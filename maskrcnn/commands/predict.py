@@ -911,6 +911,7 @@ def run(args: argparse.Namespace) -> int:
                             label_to_category_id=predictor.label_to_category_id,
                             class_names=predictor.class_names,
                             extra=extra,
+                            keypoint_labels=predictor.keypoint_labels,
                         )
                     )
                     if not args.no_overlays:

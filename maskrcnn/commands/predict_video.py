@@ -580,7 +580,8 @@ def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict
         for frame, det in zip(batch, dets):
             records = detections_to_coco_results(det, image_id=frame.index,
                                                  label_to_category_id=predictor.label_to_category_id,
-                                                 class_names=predictor.class_names)
+                                                 class_names=predictor.class_names,
+                                                 keypoint_labels=getattr(predictor, "keypoint_labels", None))
             for r in records:
                 del r["image_id"]  # the line's frame
             line = {"frame": frame.index, "time": round(frame.time, 6), "detections": records}

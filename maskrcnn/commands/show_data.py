@@ -254,7 +254,7 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: froze
     import io
 
     from maskrcnn.data.images import ImageReadError
-    from maskrcnn.data.keypoints import skeleton_edges
+    from maskrcnn.data.keypoints import drawing_skeleton
     from maskrcnn.io_utils import atomic_write_bytes
     from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
     from maskrcnn.shown_text import display_name
@@ -263,8 +263,8 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: froze
     folder.mkdir(parents=True, exist_ok=True)
     skeleton = None
     if dataset.keypoints and dataset.keypoint_names:  # the category's own skeleton; none: no lines
-        skeleton = skeleton_edges(dataset.keypoint_skeleton, dataset.num_keypoints)
-        skeleton = skeleton or (None if dataset.num_keypoints == 17 else ())
+        # (COCO's only for COCO's 17 names: another 17-point set's points are unrelated to its limbs)
+        skeleton = drawing_skeleton(dataset.keypoint_names, dataset.keypoint_skeleton, dataset.num_keypoints)
     file_names = {img["id"]: img["file_name"] for img in dataset.to_coco_dict()["images"]}
     # named for the whole file up front: --max and the order drawn never change an image's overlay name
     overlay_of = dict(zip(file_names, overlay_relpaths([safe_file_name(n) for n in file_names.values()])))

@@ -12,6 +12,8 @@ keypoints' own third column (floating-point masks are cut at 0.5). Labels map to
 ``label_to_category_id`` (identity when None). With ``class_names`` (by label, index 0 the background)
 each result also carries ``"category_name"``: the class, readable without the checkpoint. COCO results
 readers (pycocotools' ``loadRes``, COCOeval, ``maskrcnn eval --results``) ignore keys they do not use.
+With ``keypoint_labels`` (``Predictor.keypoint_labels``: the classes that own the keypoint set), a
+detection of another class has no ``"keypoints"`` (a ball has no nose); None: every detection has them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["detections_to_coco_results"]
 
 def detections_to_coco_results(
     det: dict, *, image_id: int, label_to_category_id: Optional[dict] = None, extra: Optional[dict] = None,
-    class_names: Optional[Sequence[str]] = None,
+    class_names: Optional[Sequence[str]] = None, keypoint_labels: Optional[frozenset] = None,
 ) -> list:
     """COCO result dicts for one image's detections (``extra`` is merged into every result; with
     ``class_names``, by label, each result names its class in ``category_name``)."""
@@ -79,7 +81,7 @@ def detections_to_coco_results(
         }
         if rles is not None:
             r["segmentation"] = rles[i]
-        if keypoints is not None:
+        if keypoints is not None and (keypoint_labels is None or int(labels[i]) in keypoint_labels):
             r["keypoints"] = [round(v, 3) for v in keypoints[i]]
         if extra:
             r.update(extra)

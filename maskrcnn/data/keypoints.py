@@ -10,7 +10,9 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   case-insensitively, with ``_``, ``-``, ``.`` or a space around the word (``left_knee``, ``Left-Knee``,
   ``hand.left``); so do ``L`` and ``R`` as words (``L_Eye``, ``R_F_Paw``) and camelCase sides
   (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
-  Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, when both names exist; every
+  Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, a capital ``L``/``R``
+  glued after a lowercase word, before an optional number (SLEAP's ``wingL``, ``forelegL4``; not the
+  ``L`` of ``Lip`` or ``PCL``), when both names exist; every
   other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
   name only (``Rear`` is no right ``ear``); so does a side word glued to a lowercase word, by exact
   spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end after
@@ -27,7 +29,8 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
   training warns about while it flips images.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
-  keypoint); otherwise each COCO person keypoint name gets COCO's own sigma and every other name
+  keypoint); otherwise each COCO person keypoint name (any case, words joined by ``_ - .``, a space or
+  camelCase: ``Left Eye``, ``left-eye``, ``leftEye``) gets COCO's own sigma and every other name
   ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
   an average COCO joint). Without names, 17 keypoints are taken to be COCO's.
 - points outside the image (``clip_keypoints``): a labelled point within ``KEYPOINT_MARGIN`` (5%) of
@@ -54,6 +57,7 @@ __all__ = [
     "KEYPOINT_MARGIN",
     "clip_keypoints",
     "default_sigma_note",
+    "drawing_skeleton",
     "flip_map_from_names",
     "flip_map_from_pairs",
     "flip_pairs",
@@ -95,6 +99,10 @@ _SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
 _SIDE_CAMEL = re.compile(r"(?<![A-Za-z])(left|right|Left|Right)(?=[A-Z])|(?<=[a-z0-9])(Left|Right)(?![a-z])")
 # OpenPose / Human3.6M: the side letter glued to a capitalised word (LEye, RShoulder, LHip)
 _SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
+# SLEAP / DeepLabCut: a capital side letter glued after a lowercase word, before an optional number and
+# the end or a separator (wingL, eyeR, forelegL4, legR1_tip); a capital after capitals is no side (the
+# knee's PCL), nor a lowercase or leading one (Lip, tail)
+_SIDE_SUFFIX = re.compile(r"(?<=[a-z])([LR])(?=\d*(?:[_\-. ]|$))")
 # the side word glued to a lowercase one (leftshoulder, RIGHTHAND, shoulderleft): a side only when the
 # partner exists spelt the same way, case included (leftover and RIGHTOVER are none); at the end, after
 # three letters at least (bright, upright are no sides)
@@ -103,7 +111,8 @@ _SIDE_GLUED_WORD = re.compile(r"(?i)^(left|right)(?=[a-z])|(?<=[a-z]{3})(left|ri
 # the spellings above, or a side letter standing alone (L_Eye, eye.R) or glued as OpenPose's; a glued
 # side word only at the start (leftshoulder): at the end it is too often part of a word (copyright,
 # downright) to be warned about alone, though shoulderleft/shoulderright still pair
-_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, re.compile(r"(?i)^(left|right)(?=[a-z])"))
+_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, _SIDE_SUFFIX,
+          re.compile(r"(?i)^(left|right)(?=[a-z])"))
 
 
 def _mirror_name(name: str) -> str:
@@ -123,12 +132,13 @@ def _swap(m: re.Match) -> str:
 def _other_spellings(name: str) -> tuple:
     """The mirror names of the spellings that are sides only when the partner exists, each with whether
     it is looked up by its exact spelling: ``L_Eye`` -> ``R_Eye`` (any case: ``l_eye`` is a side too),
-    ``leftShoulder`` -> ``rightShoulder`` and ``LEye`` -> ``REye`` (exact: these are sides only by their
-    capitals; ``Rear`` is no right ``ear``)."""
+    ``leftShoulder`` -> ``rightShoulder``, ``LEye`` -> ``REye`` and ``wingL`` -> ``wingR`` (exact: these
+    are sides only by their capitals; ``Rear`` is no right ``ear``)."""
     table = {"l": "r", "r": "l", "L": "R", "R": "L"}
     return ((_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), False),
             (_SIDE_CAMEL.sub(_swap, name), True),
             (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True),
+            (_SIDE_SUFFIX.sub(lambda m: table[m.group(1)], name, count=1), True),
             (_SIDE_GLUED_WORD.sub(_swap, name, count=1), True))  # one side: rightleft is no leftright
 
 
@@ -290,7 +300,15 @@ def keypoint_sigmas(names: Optional[Sequence[str]], num_keypoints: int,
     if len(names) != num_keypoints:
         raise ValueError(f"{len(names)} keypoint names for {num_keypoints} keypoints")
     coco = dict(zip(COCO_KEYPOINT_NAMES, COCO_KEYPOINT_SIGMAS))
-    return tuple(coco.get(str(n).lower(), DEFAULT_KEYPOINT_SIGMA) for n in names)
+    return tuple(coco.get(_coco_spelling(n), DEFAULT_KEYPOINT_SIGMA) for n in names)
+
+
+def _coco_spelling(name) -> str:
+    """A keypoint name as COCO spells its names, for the sigma lookup: lowercase, words joined by ``_``
+    (``Left Eye``, ``left-eye``, ``left.eye``, ``leftEye`` -> ``left_eye``), the spellings the flip map
+    reads as the same side word."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name).strip())
+    return re.sub(r"[\s_.\-]+", "_", name).lower()
 
 
 def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "skeleton") -> tuple:
@@ -306,6 +324,20 @@ def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "ske
             )
         edges.append((pair[0] - 1, pair[1] - 1))
     return tuple(edges)
+
+
+def drawing_skeleton(names: Optional[Sequence[str]], skeleton: Sequence, num_keypoints: int, *,
+                     source: str = "skeleton") -> tuple:
+    """The 0-based edges overlays join a keypoint set's points with: its own ``skeleton`` (1-based, as
+    the COCO file lists it) when it has one; else COCO's person skeleton for COCO's 17 keypoints (no names,
+    or COCO's names in COCO's order, in any spelling ``keypoint_sigmas`` reads); else none (points
+    only): COCO's limbs would join the unrelated points of another 17-point set (AP-10K's animals)."""
+    if skeleton:
+        return skeleton_edges(skeleton, num_keypoints, source=source)
+    if num_keypoints == len(COCO_KEYPOINT_NAMES) and (
+            not names or [_coco_spelling(n) for n in names] == list(COCO_KEYPOINT_NAMES)):
+        return COCO_SKELETON
+    return ()
 
 
 def clip_keypoints(kp: Sequence[float], width: float, height: float) -> tuple:
@@ -362,7 +394,7 @@ def default_sigma_note(names, configured, *, advice: str = _OWN_SIGMAS) -> Optio
     ``advice``: the way to other sigmas there)."""
     if configured or not names:
         return None
-    unknown = [str(n) for n in names if str(n).lower() not in COCO_KEYPOINT_NAMES]
+    unknown = [str(n) for n in names if _coco_spelling(n) not in COCO_KEYPOINT_NAMES]
     if not unknown:
         return None
     shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")

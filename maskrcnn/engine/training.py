@@ -63,7 +63,7 @@ INIT_REPORT = "init_report.json"
 # init_weights, from --init (checked on its own), not from what is asked: a resumed run keeps the run's
 # and ``build_training`` fills them from the data again; a preset's value is no change asked for.
 DATA_KEYS = ("model.num_classes", "model.roi_heads.num_keypoints", "model.init_weights", "data.class_names",
-             "data.keypoint_names", "data.keypoint_skeleton")
+             "data.keypoint_names", "data.keypoint_skeleton", "data.keypoint_classes")
 
 
 def _asked(key: str, overrides: dict) -> bool:
@@ -713,6 +713,10 @@ def build_training(
             cfg.data.keypoint_names = tuple(train_set.keypoint_names)
             cfg.data.keypoint_skeleton = tuple(tuple(p) for p in train_set.keypoint_skeleton)
             cfg.model.roi_heads.num_keypoints = len(train_set.keypoint_names)
+            # the classes that own the set: a category without keypoints gets none at inference
+            cfg.data.keypoint_classes = tuple(
+                train_set.class_names[train_set.category_id_to_label[c]]
+                for c in sorted(train_set.keypoint_category_ids))
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
         with warnings.catch_warnings(record=True) as caught:  # said once, in the log, not on each stderr
             warnings.simplefilter("always")

@@ -395,7 +395,8 @@ async def _result_unless_disconnected(request, future, timeout_s: Optional[float
             result.cancel()
 
 
-def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names=None) -> bytes:
+def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names=None,
+                   keypoint_labels=None) -> bytes:
     """The JSON answer: ``answer`` plus the detections as COCO results, each with its ``category_name``
     (from ``class_names``, told apart: ``class_names.distinct_class_names``) and the colours the overlays
     give it (``overlay_colors.detection_colors``: ``color``, ``label_color``, ``text_color``), which the
@@ -403,7 +404,7 @@ def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names
     answer holds a string of RLE per detection)."""
     records = detections_to_coco_results(
         det, image_id=1, label_to_category_id=label_to_cat, class_names=class_names,
-        extra={"file_name": answer["file_name"]},
+        extra={"file_name": answer["file_name"]}, keypoint_labels=keypoint_labels,
     )  # fmt: skip
     labels = det["labels"].reshape(-1).tolist() if len(records) else []  # (D,)
     for record, label, colors in zip(records, labels, detection_colors([r["score"] for r in records])):
@@ -542,6 +543,18 @@ def _tile_summary(tile) -> Optional[dict]:
     return {"size": tile.size, "overlap": tile.overlap, "full_image": tile.full_image, "scale": tile.scale}
 
 
+def _keypoint_summary(cfg) -> Optional[dict]:
+    """``/health``'s view of a keypoint model's set, which the page draws with: ``names`` and ``skeleton``
+    (0-based index pairs: the dataset's, else COCO's for COCO's 17 keypoints, else none, as the PNG
+    overlays choose, ``visualize.skeleton_for``); None for a model without keypoints."""
+    if cfg is None or not cfg.model.roi_heads.keypoint_on:
+        return None
+    from maskrcnn.visualize import skeleton_for
+
+    return {"names": [str(n) for n in cfg.data.keypoint_names],
+            "skeleton": [[int(a), int(b)] for a, b in skeleton_for(cfg)]}
+
+
 def _tta_summary(tta) -> Optional[dict]:
     """``/health``'s view of the predictor's test-time augmentation (None: none)."""
     if tta is None:
@@ -602,6 +615,7 @@ def create_app(
         str(label_to_cat.get(label, label) if label_to_cat else label): names[label]
         for label in range(1, len(names))
     }
+    keypoints = _keypoint_summary(getattr(predictor, "cfg", None))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -657,6 +671,7 @@ def create_app(
             "batches_run": batches.batches_run,
             "images_run": batches.items_run,
             "categories": categories,
+            "keypoints": keypoints,
             "tile": _tile_summary(getattr(predictor, "tile", None)),
             "tta": _tta_summary(getattr(predictor, "tta", None)),
             # the server's own (--score-thresh): a request's score_thresh can only filter further
@@ -766,7 +781,8 @@ def create_app(
             H, W = image.shape[-2:]
             answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories,
                       "notes": notes}
-            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names)
+            body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names,
+                                           getattr(predictor, "keypoint_labels", None))
         finally:
             app.state.in_flight -= 1
         return Response(body, media_type="application/json")

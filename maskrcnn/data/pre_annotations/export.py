@@ -141,12 +141,15 @@ class PreAnnotationExport:
                  label_to_category_id: Optional[dict] = None, url_prefix: str = "",
                  model_version: str = "maskrcnn", tolerance: float = DEFAULT_TOLERANCE, masks: bool = True,
                  min_area: int = 0, files: Sequence = (), beside: Optional[Sequence] = None,
-                 keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = ()):
+                 keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = (),
+                 keypoint_labels: Optional[frozenset] = None):
         """``keypoint_names``: a keypoint model's set (None: named by ``default_keypoint_names`` when the
         detections carry keypoints, as ``predict`` names an unnamed set), ``skeleton`` its 1-based pairs;
         ``files``: the image files of the run (mask files of images sharing a name are told apart);
         ``beside``: the image files of the same name beside them (``overlay_paths.same_name_beside``,
-        listed here when None; ``predict`` lists them once for the overlays and the mask files)."""
+        listed here when None; ``predict`` lists them once for the overlays and the mask files);
+        ``keypoint_labels``: the classes that own the keypoint set (``Predictor.keypoint_labels``, None:
+        every class): only those categories and their instances get keypoints."""
         self.out_dir, self.formats, self.root = Path(out_dir), tuple(formats), Path(root)
         self.categories = categories_of(class_names, label_to_category_id)
         if "yolo" in self.formats:  # before any image is predicted: classes.txt could not hold the names
@@ -155,6 +158,7 @@ class PreAnnotationExport:
         self.masks = bool(masks)  # False: a box-only model, rectangles everywhere
         self.keypoint_names = None if keypoint_names is None else [str(n) for n in keypoint_names]
         self.skeleton = [[int(a), int(b)] for a, b in skeleton]
+        self.keypoint_labels = keypoint_labels
         # the images and their instances (RLEs) are kept for the formats written at the end only: mask
         # images and cut-outs are written image by image and need nothing kept
         self.keeps_instances = any(f not in PIXEL_FORMATS for f in self.formats)
@@ -194,7 +198,7 @@ class PreAnnotationExport:
             self.keypoint_names = default_keypoint_names(int(det["keypoints"].shape[1]))
         if self.keeps_instances:
             # the instances first: an error there leaves the three lists as long as each other
-            found = instances_from_detections(det, self.categories)
+            found = instances_from_detections(det, self.categories, keypoint_labels=self.keypoint_labels)
             self.images.append(ImageRecord(int(image_id), file_name, int(height), int(width)))
             self.paths.append(Path(path).absolute())
             self.instances.append(found)
@@ -337,7 +341,8 @@ class PreAnnotationExport:
                 atomic_write_json(written[-1], coco_instances(
                     self.images, self.instances, self.categories,
                     description=f"maskrcnn predict pre-annotations ({self.model_version})",
-                    keypoint_names=self.keypoint_names, skeleton=self.skeleton),
+                    keypoint_names=self.keypoint_names, skeleton=self.skeleton,
+                    keypoint_labels=self.keypoint_labels),
                     ensure_ascii=True)  # for pycocotools & co: ASCII (io_utils)
             elif fmt == "labelme":
                 written.append(self._labelme(partial=partial))
@@ -377,6 +382,7 @@ def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequ
         url_prefix=args.export_url_prefix, model_version=Path(args.weights).name,
         tolerance=args.export_tolerance, masks=masks, min_area=args.export_min_area, files=files,
         beside=beside, keypoint_names=names, skeleton=skeleton,
+        keypoint_labels=getattr(predictor, "keypoint_labels", None),
     )  # fmt: skip
     note = export.keypoints_note()
     if note:

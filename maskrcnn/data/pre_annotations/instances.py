@@ -93,10 +93,13 @@ def category_of(by_label: dict, label) -> Category:
     return category
 
 
-def instances_from_detections(det: dict, categories: Sequence[Category]) -> List[Instance]:
+def instances_from_detections(det: dict, categories: Sequence[Category], *,
+                              keypoint_labels: Optional[frozenset] = None) -> List[Instance]:
     """One image's detections -> its ``Instance``s, in the detections' order; detections whose mask is
     empty are left out (there is nothing to correct: the box alone is no instance mask). Detections
-    without masks (a box-only model) give box instances, those of an empty box left out."""
+    without masks (a box-only model) give box instances, those of an empty box left out.
+    ``keypoint_labels``: the classes that own the keypoint set (``Predictor.keypoint_labels``); the
+    others' instances get no keypoints (None: every class has them)."""
     by_label = {c.label: c for c in categories}
     n = int(det["scores"].shape[0])
     if det.get("masks_rle") is not None:
@@ -116,7 +119,8 @@ def instances_from_detections(det: dict, categories: Sequence[Category]) -> List
         kps = det["keypoints"].detach().float().cpu()  # (D, K, 3)
         kp_scores = det.get("keypoint_scores")
         kp_scores = kps[..., 2] if kp_scores is None else kp_scores.detach().float().cpu()  # (D, K)
-        points = [keypoint_triplets(k, s) for k, s in zip(kps, kp_scores)]
+        points = [keypoint_triplets(k, s) if keypoint_labels is None or int(lab) in keypoint_labels else None
+                  for k, s, lab in zip(kps, kp_scores, det["labels"].reshape(-1).tolist())]
     out = []
     for rle, score, label, box, kp in zip(rles, scores, labels, boxes, points):
         category = category_of(by_label, label)

@@ -29,10 +29,12 @@ __all__ = ["coco_instances"]
 
 def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]],
                    categories: Sequence[Category], *, description: str = "",
-                   keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = ()) -> dict:
+                   keypoint_names: Optional[Sequence[str]] = None, skeleton: Sequence = (),
+                   keypoint_labels: Optional[frozenset] = None) -> dict:
     """The COCO instances dict of ``images`` and their ``instances`` (one list per image);
     ``keypoint_names`` (a keypoint model's set, None: none) and ``skeleton`` (1-based pairs) go into every
-    category."""
+    category whose label is in ``keypoint_labels`` (None: every category): a category the model has no
+    keypoints for must not read back as a keypoint category (its annotations would train a ball's nose)."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     annotations = []
@@ -57,7 +59,8 @@ def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[I
         "images": [{"id": int(im.id), "file_name": im.file_name, "width": int(im.width),
                     "height": int(im.height)} for im in images],
         "annotations": annotations,
-        "categories": [_category(c, keypoint_names, skeleton) for c in categories],
+        "categories": [_category(c, keypoint_names if keypoint_labels is None or c.label in keypoint_labels
+                                 else None, skeleton) for c in categories],
     }  # fmt: skip
 
 

@@ -99,10 +99,10 @@ function maskOutline(m) {
   return out;
 }
 
-// COCO person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles): the limbs
-// as 0-based index pairs, drawn when a model predicts those 17 keypoints.
-const COCO_SKELETON = [[15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7],
-  [6, 8], [7, 9], [8, 10], [1, 2], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6]];
+// The model's limbs as 0-based keypoint index pairs, from GET health (`keypoints.skeleton`: the
+// training set's skeleton, COCO's for COCO's 17 keypoints, else none), as the PNG overlays draw them;
+// none until health answers, and for a model without a skeleton: points only.
+let skeleton = [];
 
 // keypoints [x1, y1, v1, ...] of one detection (canvas scale k): limbs, then points, where v > 0.
 function drawKeypoints(kps, k, css, line) {
@@ -110,14 +110,12 @@ function drawKeypoints(kps, k, css, line) {
   for (let j = 0; j + 2 < kps.length; j += 3) pts.push([kps[j] * k, kps[j + 1] * k, kps[j + 2]]);
   ctx.lineWidth = line;
   ctx.strokeStyle = css;
-  if (pts.length === 17) {
-    for (const [a, b] of COCO_SKELETON) {
-      if (pts[a][2] > 0 && pts[b][2] > 0) {
-        ctx.beginPath();
-        ctx.moveTo(pts[a][0], pts[a][1]);
-        ctx.lineTo(pts[b][0], pts[b][1]);
-        ctx.stroke();
-      }
+  for (const [a, b] of skeleton) {
+    if (a < pts.length && b < pts.length && pts[a][2] > 0 && pts[b][2] > 0) {
+      ctx.beginPath();
+      ctx.moveTo(pts[a][0], pts[a][1]);
+      ctx.lineTo(pts[b][0], pts[b][1]);
+      ctx.stroke();
     }
   }
   for (const [x, y, v] of pts) {
@@ -319,6 +317,8 @@ window.addEventListener("dragover", (e) => e.preventDefault());
 window.addEventListener("drop", (e) => e.preventDefault());
 
 fetch("health").then((r) => r.json()).then((h) => {
+  skeleton = (h.keypoints && h.keypoints.skeleton) || [];
+  render(); // a picture predicted before this answer gets its limbs
   const names = Object.values(h.categories);
   $("model").textContent = `${h.weights || "model"} · ${names.length} class${names.length === 1 ? "" : "es"} ` +
     `(${names.slice(0, 8).join(", ")}${names.length > 8 ? ", …" : ""}) · ${h.device}`;
