@@ -93,12 +93,52 @@ def test_a_named_class_the_ground_truth_lacks_is_left_out_and_said(tmp_path):
     assert "class 'star' (category_id 7, 1 results) is no category of" in said, said
 
 
+@pytest.mark.parametrize("gt_names", [("disc", "square"), ("Kreis", "Quadrat")])
+def test_names_a_renamed_ground_truth_lacks_keep_the_ids_as_eval_weights_does(tmp_path, gt_names):
+    """One class renamed in the ground truth, or all translated, the ids unchanged: eval --weights keeps
+    the checkpoint's ids (its names match neither every class nor every category), so --results keeps
+    the file's; the 'circle' was left out (one renamed) or the file refused (all)."""
+    from types import SimpleNamespace
+
+    from maskrcnn.engine.inference import _ids_by_name
+
+    gt = _gt(tmp_path, names=gt_names)
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    got, said = _score(tmp_path, _records({1: 1, 2: 2}, NAMES), gt)
+    assert got == right, said
+    assert "matched by category_id, as eval --weights keeps" in said and f"'{gt_names[0]}' there" in said
+    dataset = SimpleNamespace(label_to_category_id={1: 1, 2: 2}, class_names=["__background__", *gt_names],
+                              json_path=gt)
+    assert _ids_by_name(["__background__", *NAMES.values()], dataset) is None  # the same rule, one function
+    # the ids permuted as well: the names cannot say, the ids are kept (by id, as eval --weights scores)
+    by_id, _ = _score(tmp_path, _records(SWAPPED), gt)
+    assert _score(tmp_path, _records(SWAPPED, NAMES), gt)[0] == by_id
+
+
+def test_quoted_ids_confirmed_by_their_names_are_read_as_numbers_not_renumbered(tmp_path):
+    gt = _gt(tmp_path)
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    got, said = _score(tmp_path, _records({1: "1", 2: "2"}, NAMES), gt)
+    assert got == right
+    assert "are strings (quoted in the file): read as the numbers" in said and "otherwise" not in said, said
+
+
+def test_refusal_of_unnamed_records_names_only_renumbered_classes(tmp_path):
+    path = tmp_path / "gt3.json"
+    gt = json.loads(open(_gt(tmp_path, names=("circle", "square", "star"))).read())
+    path.write_text(json.dumps(gt))
+    star = {"image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5], "score": 0.5}
+    records = _records(SWAPPED, NAMES) + [dict(star, category_name="star"), star]  # the last unnamed
+    with pytest.raises(ValueError) as e:
+        _score(tmp_path, records, str(path))
+    assert "2 'circle' -> 1" in str(e.value) and "'star'" not in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize("records, words", [
     (_records({1: 1, 2: 1}, NAMES), "category_id 1 is named both 'circle' and 'square'"),
     (_records(SWAPPED, {1: 3, 2: "square"}), "has category_name '3', not a name"),
     (_records(SWAPPED, {1: "Circle", 2: "circle"}), "category_ids 2 ('Circle') and 1 ('circle') both name "
                                                     "category 1"),
-    (_records(SWAPPED, {1: "cat", 2: "dog"}), "no category_name of the results ('cat', 'dog') is a category"),
     (_records(SWAPPED, NAMES)[:1] + _records(SWAPPED)[1:], "1 of 2 results have no category_name"),
 ])  # fmt: skip
 def test_category_names_that_cannot_say_which_is_which_are_refused(tmp_path, records, words):
@@ -152,6 +192,44 @@ def test_keypoint_ap_without_any_labelled_keypoint_says_why(tmp_path, capsys):
     row = json.loads((tmp_path / "o" / "metrics.json").read_text())["keypoints"]
     assert row["AP"] is None and "no ground-truth object has a labelled keypoint" in row["not_scored"]
     assert "keypoint AP not defined" in said and "OKS sigmas" not in said, said
+
+
+def _kp_gt(tmp_path, arrow_points: list) -> str:
+    """Image 1 with an arrow (a keypoint category, its points ``arrow_points``), image 2 with a blob (a
+    category without keypoints); its path."""
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0,
+             "keypoints": arrow_points, "num_keypoints": sum(1 for v in arrow_points[2::3] if v)},
+            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0}]
+    gt = tmp_path / "kp2.json"
+    gt.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100}
+                                         for i in (1, 2)], "annotations": anns,
+                              "categories": [{"id": 1, "name": "arrow", "keypoints": ["tip", "base"]},
+                                             {"id": 2, "name": "blob"}]}))
+    return str(gt)
+
+
+def test_objects_keypoint_ap_ignores_are_not_called_misses_in_it(tmp_path):
+    gt = _kp_gt(tmp_path, [20, 20, 2, 30, 30, 2])
+    records = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.9,
+                "keypoints": [20, 20, 1, 30, 30, 1]},
+               {"image_id": 2, "category_id": 2, "bbox": [10, 10, 40, 40], "score": 0.9}]  # no keypoints
+    path = tmp_path / "kp2_res.json"
+    path.write_text(json.dumps(records))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = evaluate_results_file(gt, str(path))
+    said = " | ".join(str(w.message) for w in caught)
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)  # the blob is no miss of keypoint AP
+    assert "no detection scored in keypoints AP" not in said, said  # was: 2.png named as a miss
+
+
+def test_keypoint_ap_without_objects_of_a_keypoint_category_says_so(tmp_path):
+    from maskrcnn.engine.evaluator import _no_labelled_keypoints, load_ground_truth
+
+    data = json.loads(open(_kp_gt(tmp_path, [0] * 6)).read())
+    data["annotations"] = data["annotations"][1:]  # only the blob
+    why = _no_labelled_keypoints(load_ground_truth(data, source="kp3.json"), None, "kp3.json")
+    assert "no ground-truth object of a keypoint category" in why and "for all 0" not in why, why
 
 
 def test_metrics_json_has_recall_and_what_it_is_over(tmp_path):
