@@ -248,7 +248,8 @@ def test_metrics_json_has_recall_and_what_it_is_over(tmp_path):
     assert metrics["coco_params"]["area_ranges"]["small"] == [0.0, 32.0 ** 2]
 
 
-def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys):
+def _cat_dog_eval(tmp_path) -> tuple:
+    """(checkpoint, images folder, ground-truth path) of one 40x40 image with a cat."""
     ckpt, images = cat_dog_inputs(tmp_path, {"a.png": (40, 40)})
     gt = tmp_path / "cd.json"
     gt.write_text(json.dumps({
@@ -256,6 +257,11 @@ def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys)
         "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [5, 5, 10, 10], "area": 100,
                          "iscrowd": 0}],
         "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]}))
+    return ckpt, images, gt
+
+
+def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys):
+    ckpt, images, gt = _cat_dog_eval(tmp_path)
     out = tmp_path / "ev"
     out.mkdir()
     theirs = '[{"image_id": 1, "category_id": 5, "bbox": [1, 1, 2, 2], "score": 0.5}]'
@@ -271,3 +277,45 @@ def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys)
     assert main(args) == 0  # its own, from the run before: replaced as metrics.json is, nothing said
     assert "moved to" not in capsys.readouterr().err
     assert not (out / "stale" / "2").exists()
+
+
+def test_a_copied_or_rescored_eval_folder_keeps_its_predictions_json_as_evals(tmp_path, capsys):
+    import os
+    import shutil
+
+    ckpt, images, gt = _cat_dog_eval(tmp_path)
+    out = tmp_path / "ev"
+    args = ["eval", "--weights", str(ckpt), "--json", str(gt), "--images", str(images), "--device", "cpu"]
+    assert main(args + ["--output", str(out)]) == 0
+    copy = tmp_path / "ev2"
+    shutil.copytree(out, copy)
+    metrics_time = (copy / "metrics.json").stat().st_mtime
+    os.utime(copy / "predictions.json", (metrics_time + 5, metrics_time + 5))  # cp -r / unzip: any order
+    capsys.readouterr()
+    assert main(args + ["--output", str(copy)]) == 0
+    assert not (copy / "stale").exists(), capsys.readouterr().err  # was: moved, "not ... --weights run's"
+    # --results of the folder's own file, into that folder: the next --weights run's file is still eval's
+    rescore = ["eval", "--results", str(out / "predictions.json"), "--json", str(gt), "--output", str(out)]
+    assert main(rescore) == 0
+    assert main(args + ["--output", str(out)]) == 0
+    assert not (out / "stale").exists(), capsys.readouterr().err
+    # a file changed since (the user's own written over it): moved, whatever its time
+    (out / "predictions.json").write_text("[]")
+    metrics_time = (out / "metrics.json").stat().st_mtime
+    os.utime(out / "predictions.json", (metrics_time - 5, metrics_time - 5))
+    assert main(args + ["--output", str(out)]) == 0
+    assert (out / "stale" / "1" / "predictions.json").read_text() == "[]"
+
+
+def test_a_foreign_predictions_json_that_cannot_be_moved_is_refused_before_inference(tmp_path, capsys):
+    ckpt, images, gt = _cat_dog_eval(tmp_path)
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "predictions.json").write_text("[]")
+    (out / "stale").write_text("")  # a file: nothing can be moved into it
+    args = ["eval", "--weights", str(ckpt), "--json", str(gt), "--images", str(images), "--device", "cpu"]
+    assert main(args + ["--output", str(out)]) != 0
+    err = capsys.readouterr()
+    assert "stale is not a folder" in err.err and "AP" not in err.out, err  # refused before any inference
+    assert (out / "predictions.json").read_text() == "[]"  # was: replaced after the inference
+    assert not (out / "metrics.json").exists()
