@@ -762,7 +762,7 @@ def _set_aside_predictions(output) -> Optional[Path]:
     path = Path(output) / "predictions.json"
     folder = set_aside_predictions(output)
     if folder is None:
-        print(f"warning: {path} is not an earlier eval --weights run's and could not be moved into "
+        print(f"warning: {path} is not one an earlier eval wrote or scored there and could not be moved into "
               f"{Path(output) / 'stale'}: replaced by this run's", file=sys.stderr)
         return None
     print(f"note: {path} is not one an earlier eval wrote or scored there (the metrics.json there records "
