@@ -454,7 +454,20 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
                              f"({name_of[cid]!r}) both name category {targets[0]} of {gt_source}{hint}")
     mapped, _ = ids_by_name(name_of, exact, loose)
     if mapped is None:  # as eval --weights keeps a checkpoint's ids: the names cannot all be matched
+        # a class the ground truth has neither by name nor by id (torchvision's 'N/A' 12): no id to keep,
+        # left out as eval --weights leaves out a model's classes it cannot place (all of them: refused
+        # by id below, results of another dataset)
+        nowhere = [cid for cid, targets in each.items()
+                   if not targets and not any(_same_id(cid, g) for g in gt_names)]
+        if nowhere and len(nowhere) < len(each):
+            _left_out(nowhere, name_of, named, source, gt_source, "by category_name nor by category_id")
+            gone = set(nowhere)
+            results = [r for r in results
+                       if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
+            each = {cid: targets for cid, targets in each.items() if cid not in gone}
         differ = [cid for cid, targets in each.items() if not (targets and _same_id(cid, targets[0]))]
+        if not differ:
+            return results
         shown = "; ".join(f"{name_of[c]!r} (category_id {c!r}"
                           + (f", {gt_names[c]!r} there" if c in gt_names else "") + ")" for c in differ[:3])
         one = len(differ) == 1
@@ -477,16 +490,21 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
               f"{len(changed)} of the results' {len(name_of)} classes otherwise "
               f"({_renamed(name_of, changed, gt_names)})")
     if absent:
-        counts = Counter(r["category_id"] for r in named)
-        shown = ", ".join(f"{name_of[c]!r} (category_id {c!r}, {counts[c]} results)" for c in absent[:5])
-        one = len(absent) == 1
-        _note(f"{source}: {'class' if one else 'classes'} {shown}{'' if len(absent) <= 5 else ', ...'} "
-              f"{'is' if one else 'are'} no category of {gt_source} (by category_name): "
-              f"left out, as eval --weights leaves out a model's classes the ground truth lacks")
+        _left_out(absent, name_of, named, source, gt_source, "by category_name")
     gone = set(absent)
     kept = [r for r in results
             if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
     return _read_quoted(kept, mapped, name_of, source)
+
+
+def _left_out(absent: list, name_of: dict, named: list, source: str, gt_source: str, how: str) -> None:
+    """Say that the records of the classes ``absent`` (ids) are left out."""
+    counts = Counter(r["category_id"] for r in named)
+    shown = ", ".join(f"{name_of[c]!r} (category_id {c!r}, {counts[c]} results)" for c in absent[:5])
+    one = len(absent) == 1
+    _note(f"{source}: {'class' if one else 'classes'} {shown}{'' if len(absent) <= 5 else ', ...'} "
+          f"{'is' if one else 'are'} no category of {gt_source} ({how}): "
+          f"left out, as eval --weights leaves out a model's classes the ground truth lacks")
 
 
 def _read_quoted(results: list, mapped: dict, name_of: dict, source: str) -> list:

@@ -115,6 +115,17 @@ def test_names_a_renamed_ground_truth_lacks_keep_the_ids_as_eval_weights_does(tm
     assert _score(tmp_path, _records(SWAPPED, NAMES), gt)[0] == by_id
 
 
+def test_a_class_of_neither_a_name_nor_an_id_of_the_ground_truth_is_left_out(tmp_path):
+    """torchvision's 'N/A' (COCO id 12) beside a ground truth that has the other names under their ids:
+    by id it could not be scored (refused as an unknown id), by name it is no category: left out."""
+    gt = _gt(tmp_path, names=("disc", "square"))
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    records = _records({1: 1, 2: 2}, NAMES) + [{"image_id": 1, "category_id": 12, "category_name": "N/A",
+                                                "bbox": [1, 1, 5, 5], "score": 0.99}]
+    got, said = _score(tmp_path, records, gt)
+    assert got == right and "'N/A' (category_id 12, 1 results) is no category of" in said, said
+
+
 def test_quoted_ids_confirmed_by_their_names_are_read_as_numbers_not_renumbered(tmp_path):
     gt = _gt(tmp_path)
     right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
