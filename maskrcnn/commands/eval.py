@@ -493,10 +493,12 @@ def _refuse_unreadable_results(given: list) -> None:
 def run(args: argparse.Namespace) -> int:
     from maskrcnn.commands.eval_stale import (
         ARTEFACTS_KEY,
+        PREDICTIONS_KEY,
         earlier_artefacts,
         foreign_predictions,
         set_aside_stale,
         stale_note,
+        stale_problem,
     )
     from maskrcnn.engine.evaluator import evaluate_results_file, format_metrics_table, load_ground_truth
     from maskrcnn.io_utils import check_output_dir
@@ -508,6 +510,11 @@ def run(args: argparse.Namespace) -> int:
     earlier = earlier_artefacts(args.output) if args.output else None
     # a predictions.json there that no earlier --weights run wrote: moved aside before this run's replaces it
     foreign = bool(args.output and args.weights and foreign_predictions(args.output))
+    blocked = stale_problem(args.output) if foreign else None
+    if blocked:  # refused now: the move came after the whole inference, and then it was replaced
+        raise ValueError(f"{Path(args.output) / 'predictions.json'} is not one an earlier eval wrote there, "
+                         f"and it cannot be moved aside before this run writes its own: {blocked}; move that "
+                         f"file or give another --output")
     if args.cityscapes and not Path(args.cityscapes).is_dir():
         raise FileNotFoundError(f"--cityscapes {args.cityscapes}: no such folder")
     if args.cityscapes and importlib.util.find_spec("cityscapesscripts") is None:
@@ -560,6 +567,9 @@ def run(args: argparse.Namespace) -> int:
         # as metrics.json names them (what its AP is of: a folder may hold the metrics of several files,
         # one after another), the files evaluate_results_file read
         images = {"results": [os.path.abspath(p) for p in results_files], "json": os.path.abspath(args.json)}
+        own = _scored_predictions(args.output, results_files) if args.output else None
+        if own is not None:  # --results DIR/predictions.json --output DIR: still eval's for a later --weights
+            images[PREDICTIONS_KEY] = own
         if "keypoints" in metrics:
             images[_SIGMAS_FROM_KEY] = sigmas_source
     else:
@@ -729,6 +739,19 @@ def _other_predictions(out: Path, results_files: list) -> None:
           f"{', '.join(results_files)} (its \"results\" key); {other} is left as it is", file=sys.stderr)
 
 
+def _scored_predictions(output, results_files: list) -> Optional[dict]:
+    """``eval_stale.predictions_record`` of ``output/predictions.json`` when it is one of the files this
+    --results run scored, else None."""
+    from maskrcnn.commands.eval_stale import predictions_record
+
+    own = Path(output) / "predictions.json"
+    for path in results_files:
+        with contextlib.suppress(OSError):
+            if own.is_file() and os.path.samefile(path, own):
+                return predictions_record(own)
+    return None
+
+
 def _set_aside_predictions(output) -> Optional[Path]:
     """Move ``output/predictions.json``, not an earlier ``eval --weights`` run's (``eval_stale.
     foreign_predictions``), into a new ``output/stale/N/`` before this run writes its own, as an earlier
@@ -739,11 +762,12 @@ def _set_aside_predictions(output) -> Optional[Path]:
     path = Path(output) / "predictions.json"
     folder = set_aside_predictions(output)
     if folder is None:
-        print(f"warning: {path} is not an earlier eval --weights run's and could not be moved into "
+        print(f"warning: {path} is not one an earlier eval wrote or scored there and could not be moved into "
               f"{Path(output) / 'stale'}: replaced by this run's", file=sys.stderr)
         return None
-    print(f"note: {path} is not an earlier eval --weights run's (no metrics.json of one there names it, or "
-          f"it is newer than that): moved to {folder} before writing this run's", file=sys.stderr)
+    print(f"note: {path} is not one an earlier eval wrote or scored there (the metrics.json there records "
+          f"no such file, or another size or hash): moved to {folder} before writing this run's",
+          file=sys.stderr)
     return folder
 
 
@@ -759,7 +783,12 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
     # predictions.json first, metrics.json last: metrics.json is the "it finished" marker, so a failure
     # (a full disk, SIGKILL) between the two never leaves new metrics beside the old predictions
     if results is not None:
+        from maskrcnn.commands.eval_stale import PREDICTIONS_KEY, predictions_record
+
         atomic_write_json(out / "predictions.json", results, ensure_ascii=True)  # read by COCO tools
+        # what tells it from a foreign one later, wherever the folder is copied (eval_stale.py); into
+        # ``images``, so that the later rewrites of metrics.json keep it
+        images[PREDICTIONS_KEY] = predictions_record(out / "predictions.json")
     atomic_write_json(out / "metrics.json", json_safe({**metrics, **images}))
     if not quiet:
         print(f"wrote {out / 'metrics.json'}"

@@ -10,11 +10,14 @@ the names. Nothing is ever deleted or replaced: each run that moves anything get
 under ``stale/`` (a ``stale`` that is not a folder: nothing is moved). ``predictions.json`` is never
 moved by --results (it may be all that is left of a long inference: ``eval._other_predictions`` names
 it instead); --weights, which writes its own, first moves one there that is not an earlier --weights
-run's (``foreign_predictions``: the user's, another tool's, copied there) into ``stale/N/``, said in one
-line, where it replaced it without a word."""
+run's (``foreign_predictions``: the user's, another tool's, copied there; metrics.json records the size
+and hash of the predictions.json each run wrote or scored, so a copied folder is still eval's) into
+``stale/N/``, said in one line, where it replaced it without a word; refused before the inference when
+it could not be moved (``stale_problem``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +29,9 @@ EVAL_ARTEFACTS = ("analysis.json", "confusion.csv", "confusion.png", "confusion_
                   "confusion_segm.png", "analysis_images", "cityscapes_predictions")
 STALE_DIR = "stale"
 ARTEFACTS_KEY = "artefacts"  # in metrics.json: the names this run wrote into --output besides it
+# in metrics.json: {"size", "sha256"} of the predictions.json beside it that this run wrote or scored
+PREDICTIONS_KEY = "predictions_file"
+MTIME_SLACK = 2.0  # seconds: an older metrics.json (no PREDICTIONS_KEY) copied with its folder
 
 
 def earlier_artefacts(output) -> Optional[Tuple[List[str], bool]]:
@@ -66,25 +72,60 @@ def _new_stale_folder(out: Path) -> Optional[Path]:
     return None
 
 
+def predictions_record(path) -> Optional[dict]:
+    """{"size", "sha256"} of the file ``path`` (what metrics.json records of the predictions.json beside it,
+    ``PREDICTIONS_KEY``), or None when it cannot be read. Its content, not its time: a copy of the folder
+    (cp -r, unzip, rsync without -t) writes the two files in any order, a second apart or not."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
 def foreign_predictions(output) -> bool:
-    """Before this run writes: whether ``output/predictions.json`` is there and is not what an earlier
-    ``eval --weights`` wrote beside its metrics.json (that one writes predictions.json first and
-    metrics.json last, and names the first as its "weights" run's). Its own is replaced by a new run, as its
-    metrics.json is; any other (a --results run's folder, another tool's file, one copied in after) is
-    not eval's to replace."""
+    """Before this run writes: whether ``output/predictions.json`` is there and is not one an earlier
+    eval wrote (--weights) or scored (--results of that very file) beside its metrics.json, which records
+    its size and hash (``PREDICTIONS_KEY``). Its own is replaced by a new run, as its metrics.json is; any
+    other (the user's, another tool's, one copied in after, one changed since) is not eval's to replace.
+    The metrics.json of an older eval records neither: its --weights run's file is taken for its own
+    unless newer than it by more than ``MTIME_SLACK`` (a copy of the folder writes the two in any order)."""
     out = Path(output)
     predictions = out / "predictions.json"
     if not predictions.is_file():
         return False
     try:
         earlier = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        newer = predictions.stat().st_mtime > (out / "metrics.json").stat().st_mtime
+        gap = predictions.stat().st_mtime - (out / "metrics.json").stat().st_mtime
     except (OSError, ValueError):
         return True
-    if not isinstance(earlier, dict) or "weights" not in earlier or not isinstance(earlier.get("json"), str):
-        return True
+    if not (isinstance(earlier, dict) and isinstance(earlier.get("json"), str)
+            and ("weights" in earlier or isinstance(earlier.get("results"), list))):
+        return True  # another tool's metrics.json
+    recorded = earlier.get(PREDICTIONS_KEY)
+    if isinstance(recorded, dict):
+        if recorded.get("size") != predictions.stat().st_size:  # (no hash of a file that cannot be it)
+            return True
+        return recorded != predictions_record(predictions)
+    if "weights" not in earlier:
+        return True  # an older --results run's: it recorded nothing of the file
     named = earlier.get("predictions")  # (absent from the metrics.json of an older eval)
-    return newer or (named is not None and Path(str(named)).name != "predictions.json")
+    return gap > MTIME_SLACK or (named is not None and Path(str(named)).name != "predictions.json")
+
+
+def stale_problem(output) -> Optional[str]:
+    """Why a predictions.json could not be moved into ``output/stale/N/`` (``stale`` there and no folder,
+    or a folder not writable), or None. Asked before the inference: the move comes after it."""
+    stale = Path(output) / STALE_DIR
+    if stale.is_symlink() or (stale.exists() and not stale.is_dir()):
+        return f"{stale} is not a folder"
+    where = stale if stale.is_dir() else Path(output)
+    if not os.access(where, os.W_OK | os.X_OK):
+        return f"{where} is not writable"
+    return None
 
 
 def set_aside_predictions(output) -> Optional[Path]:

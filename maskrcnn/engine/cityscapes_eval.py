@@ -35,6 +35,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from maskrcnn.data.formats.common import same_shape  # convert-data's resize rule: one, shared
+
 __all__ = ["check_root", "evaluate_cityscapes", "ground_truth_path", "ground_truth_size", "label_ids_for",
            "write_predictions"]
 
@@ -95,15 +97,6 @@ def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
     return given_size(data.get("imgHeight"), data.get("imgWidth")) if isinstance(data, dict) else None
 
 
-def _same_shape(shown: tuple, truth: tuple) -> bool:
-    """Whether an image of ``shown`` (H, W) is a resized copy of one of ``truth`` (H, W): one scale within
-    a pixel's rounding of both sides, the converters' rule (``formats.common.resized_scale``)."""
-    (h, w), (gh, gw) = shown, truth
-    mean = (w / gw + h / gh) / 2.0
-    slack = max(1.0, mean)
-    return abs(gw * mean - w) <= slack and abs(gh * mean - h) <= slack
-
-
 def _size_text(size: tuple) -> str:
     return f"{size[1]}x{size[0]}"
 
@@ -121,7 +114,7 @@ def _other_sizes(root: Path, images: Iterable[dict]) -> tuple:
         if truth is None or truth == shown:
             continue
         where = ids_png if ids_png.is_file() else polygons
-        (resized if _same_shape(shown, truth) else other).append((img["file_name"], shown, where, truth))
+        (resized if same_shape(shown, truth) else other).append((img["file_name"], shown, where, truth))
     return resized, other
 
 
@@ -181,7 +174,7 @@ def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: 
         mask = mask_utils.decode(r["segmentation"])  # (H, W) uint8
         truth = (sizes or {}).get(image_id)
         if truth is not None and tuple(mask.shape) != tuple(truth):
-            if not _same_shape(mask.shape, truth):
+            if not same_shape(mask.shape, truth):
                 raise ValueError(f"result for image {image_id} ({images[image_id]}) has a "
                                  f"{_size_text(mask.shape)} mask (WxH), of another shape than its ground "
                                  f"truth's {_size_text(truth)}")

@@ -637,6 +637,10 @@ def _no_labelled_keypoints(coco_gt, img_ids: Optional[list], gt_source: str) -> 
                and (scored is None or a["image_id"] in scored)]
     if any(a.get("num_keypoints") for a in objects):
         return ""
+    if not objects:  # "num_keypoints 0 for all 0" read as a count of objects that are not there
+        return (f"{gt_source}: keypoint AP not defined: no ground-truth object of a keypoint category "
+                f"({len(with_names)} with keypoints; the objects are all of categories without keypoints, "
+                f"which keypoint AP does not score)")
     return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
             f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores)")
 

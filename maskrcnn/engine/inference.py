@@ -43,44 +43,21 @@ def _ids_by_name(class_names, dataset, notes: Optional[list] = None) -> Optional
     categories of the dataset, or another of the model's classes reads alike) is
     left out (matches nothing), the others still matched. ``notes`` (a list): a line is appended for
     each class left out for naming several categories."""
-    return (_match_names(class_names, dataset, loose=False)
-            or _match_names(class_names, dataset, loose=True, notes=notes))
+    from maskrcnn.engine.name_match import ids_by_name, name_index
 
+    # the one rule eval --results follows for a results file's category_name (engine/name_match.py)
+    exact, normalised = name_index((cid, [dataset.class_names[label]], dataset.class_names[label])
+                                   for label, cid in dataset.label_to_category_id.items())
+    shown = {cid: dataset.class_names[label] for label, cid in dataset.label_to_category_id.items()}
 
-def _match_names(class_names, dataset, *, loose: bool, notes: Optional[list] = None) -> Optional[dict]:
-    """``_ids_by_name``'s mapping by exact names, or (``loose``) by exact names first, then normalised."""
-    from maskrcnn.engine.init_weights import normalise_name
+    def ambiguous(name, ids):  # 'PERSON' on a file's 'Person' and 'person': which is unknown
+        if notes is not None:
+            fits = ", ".join(f"'{shown[c]}'" for c in ids)
+            notes.append(f"note: {dataset.json_path}: the model's class '{name}' fits several of its "
+                         f"categories ({fits}); not matched by name")
 
-    exact: dict = {}
-    normalised: dict = {}
-    for label, cid in dataset.label_to_category_id.items():
-        exact.setdefault(dataset.class_names[label], []).append(cid)
-        normalised.setdefault(normalise_name(dataset.class_names[label]), []).append(cid)
-    mine = [normalise_name(n) for n in class_names[1:]]
-    found = {}
-    for label, name in enumerate(class_names[1:], 1):
-        if name in exact or not loose:
-            found[label] = exact.get(name, [])
-            continue
-        key = normalise_name(name)
-        if normalised.get(key) and mine.count(key) > 1:
-            found[label] = []  # another of the model's classes reads alike: which is the file's is unknown
-            continue
-        if len(normalised.get(key, [])) > 1:  # 'PERSON' on a file's 'Person' and 'person': which is unknown
-            if notes is not None:
-                names = ", ".join(f"'{dataset.class_names[dataset.category_id_to_label[c]]}'"
-                                  for c in normalised[key])
-                notes.append(f"note: {dataset.json_path}: the model's class '{name}' fits several of its "
-                             f"categories ({names}); not matched by name")
-            found[label] = []
-            continue
-        found[label] = normalised.get(key, [])
-    matched = {cid for v in found.values() for cid in v}
-    everyone = all(found.values()) or set(dataset.label_to_category_id.values()) <= matched
-    if not found or any(len(v) > 1 for v in found.values()) or not everyone:
-        return None
-    mapping = {label: v[0] for label, v in found.items() if v}
-    return mapping or None
+    mapping, _ = ids_by_name(dict(enumerate(class_names[1:], 1)), exact, normalised, on_ambiguous=ambiguous)
+    return mapping
 
 
 def label_mapping(predictor, dataset) -> dict:

@@ -361,15 +361,14 @@ def _name_index(coco_gt) -> tuple:
     by its own name and by the name that tells it from a namesake ("cat (id 1)", as predict names a
     model's classes, ``data.coco.distinct_category_names``)."""
     from maskrcnn.data.coco import category_names
-    from maskrcnn.engine.init_weights import normalise_name
+    from maskrcnn.engine.name_match import name_index
 
-    exact, loose = {}, {}
+    triples = []
     for cid, shown in category_names(coco_gt.dataset).items():
         own = coco_gt.cats[cid].get("name")
-        for name in dict.fromkeys(str(n) for n in (own, shown) if n is not None):
-            exact.setdefault(name, []).append(cid)
-        loose.setdefault(normalise_name(own if own is not None else shown), []).append(cid)
-    return exact, loose
+        names = [str(n) for n in (own, shown) if n is not None]
+        triples.append((cid, names, own if own is not None else shown))
+    return name_index(triples)
 
 
 def _category_of_name(name: str, exact: dict, loose: dict) -> list:
@@ -381,19 +380,34 @@ def _category_of_name(name: str, exact: dict, loose: dict) -> list:
     return exact.get(name) or loose.get(normalise_name(name), [])
 
 
+def _same_id(given, target) -> bool:
+    """Whether the results' ``given`` id is the ground truth's ``target``: itself, or quoted ("5" for 5,
+    as a hand-made script writes it: read as the number, not renumbered)."""
+    if given == target:
+        return True
+    return (isinstance(given, str) and isinstance(target, int) and given.strip().lstrip("-").isdecimal()
+            and int(given) == target)
+
+
 def match_category_names(results: list, coco_gt, source: str, gt_source: str = "the ground truth") -> list:
     """``results`` whose records carry a ``category_name`` (``maskrcnn predict``'s and ``eval
     --output``'s predictions.json: the class as the model names it) with ``category_id`` the id of the
-    ground-truth category of that name. Unchanged, and nothing said, when every name is its id's name
-    there, or no record has one (detectron2's, other tools' files: matched by id as before). Ids another
-    export numbers otherwise (a ground truth whose classes were numbered apart from the training file's)
-    scored each 'circle' as a 'square' without a word: remapped by name, said in one line; records of a
-    name the ground truth lacks are left out (said, as eval --weights leaves out a model's classes the
-    file lacks). Refused (ValueError naming the file and the clash) when the names cannot say it: one
-    category_id under two names, a name that is not a string, two ids under one name, a name naming
-    several categories, names that name none of them, or records without a name beside renumbered ones.
+    ground-truth category of that name, by the rule eval --weights matches a model's classes by
+    (``engine/name_match.py``): only when every name is a category's, or every category is named; else
+    the ids are kept, as eval --weights keeps a checkpoint's (one class renamed in the ground truth, every
+    name translated: the ids still say it), the names that differ said in one line. Unchanged, and nothing
+    said, when every name is its id's name there, or no record has one (detectron2's, other tools' files:
+    matched by id as before). Ids another export numbers otherwise (a ground truth whose classes were
+    numbered apart from the training file's) scored each 'circle' as a 'square' without a word: remapped
+    by name, said in one line; records of a name the ground truth lacks are then left out (said, as eval
+    --weights leaves out a model's classes the file lacks). Ids quoted as strings ("5" named as category
+    5 is) are read as the numbers, said. Refused (ValueError naming the file and the clash) when the names
+    cannot say it: one category_id under two names, a name that is not a string, two ids under one name,
+    a name naming several categories, or records without a name beside renumbered ones.
     ``--category-offset`` / ``--category-map`` say which is which themselves: this is not called then.
     A converted model's placeholder names (``class_3``) that the ground truth lacks are no names."""
+    from maskrcnn.engine.name_match import ids_by_name
+
     records = [r for r in results if isinstance(r, dict)]
     named = [r for r in records if "category_name" in r]
     ids = [r.get("category_id") for r in named]
@@ -423,49 +437,90 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
         named.append(r)
     if not named:
         return results
-    found = {cid: _category_of_name(name, exact, loose) for cid, name in name_of.items()}
-    if all(targets == [cid] for cid, targets in found.items()):
-        return results  # the names agree with the ids: nothing to do
-    several = next((cid for cid, targets in found.items() if len(targets) > 1), None)
+    each = {cid: _category_of_name(name, exact, loose) for cid, name in name_of.items()}
+    gt_names = {cid: coco_gt.cats[cid].get("name") for cid in coco_gt.cats}
+    if all(len(targets) == 1 and _same_id(cid, targets[0]) for cid, targets in each.items()):
+        return _read_quoted(results, {cid: targets[0] for cid, targets in each.items()}, name_of, source)
+    several = next((cid for cid, targets in each.items() if len(targets) > 1), None)
     if several is not None:
         raise ValueError(f"{source}: category_name {name_of[several]!r} (category_id {several!r}) names "
-                         f"{len(found[several])} categories of {gt_source} (ids "
-                         f"{', '.join(map(str, found[several][:5]))}){hint}")
-    mapped, taken = {}, {}
-    for cid, targets in found.items():
+                         f"{len(each[several])} categories of {gt_source} (ids "
+                         f"{', '.join(map(str, each[several][:5]))}){hint}")
+    taken = {}
+    for cid, targets in each.items():  # two classes of the results claiming one category: a contradiction
         if targets and taken.setdefault(targets[0], cid) != cid:
             first = taken[targets[0]]
             raise ValueError(f"{source}: category_ids {first!r} ({name_of[first]!r}) and {cid!r} "
                              f"({name_of[cid]!r}) both name category {targets[0]} of {gt_source}{hint}")
-        if targets:
-            mapped[cid] = targets[0]
+    mapped, _ = ids_by_name(name_of, exact, loose)
+    if mapped is None:  # as eval --weights keeps a checkpoint's ids: the names cannot all be matched
+        # a class the ground truth has neither by name nor by id (torchvision's 'N/A' 12): no id to keep,
+        # left out as eval --weights leaves out a model's classes it cannot place (all of them: refused
+        # by id below, results of another dataset)
+        nowhere = [cid for cid, targets in each.items()
+                   if not targets and not any(_same_id(cid, g) for g in gt_names)]
+        if nowhere and len(nowhere) < len(each):
+            _left_out(nowhere, name_of, named, source, gt_source, "by category_name nor by category_id")
+            gone = set(nowhere)
+            results = [r for r in results
+                       if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
+            each = {cid: targets for cid, targets in each.items() if cid not in gone}
+        differ = [cid for cid, targets in each.items() if not (targets and _same_id(cid, targets[0]))]
+        if not differ:
+            return results
+        shown = "; ".join(f"{name_of[c]!r} (category_id {c!r}"
+                          + (f", {gt_names[c]!r} there" if c in gt_names else "") + ")" for c in differ[:3])
+        one = len(differ) == 1
+        _note(f"{source}: {len(differ)} of the results' {len(name_of)} category_name{'' if one else 's'} "
+              f"{'is' if one else 'are'} not {gt_source}'s name of {'its' if one else 'their'} id "
+              f"({shown}{'; ...' if len(differ) > 3 else ''}), and the names neither all match its "
+              f"categories nor name every one of them: matched by category_id, as eval --weights keeps a "
+              f"model's own ids then")
+        return results
     absent = [cid for cid in name_of if cid not in mapped]
-    gt_names = {cid: coco_gt.cats[cid].get("name") for cid in coco_gt.cats}
-    if not mapped:
-        shown = ", ".join(f"{name_of[c]!r}" for c in absent[:5]) + (", ..." if len(absent) > 5 else "")
-        raise ValueError(f"{source}: no category_name of the results ({shown}) is a category of "
-                         f"{gt_source} ({', '.join(repr(n) for n in list(gt_names.values())[:5])}"
-                         f"{', ...' if len(gt_names) > 5 else ''}): results of another dataset?{hint}")
+    changed = {cid: target for cid, target in mapped.items() if not _same_id(cid, target)}
     unnamed = len(records) - len(named)
-    if unnamed:
+    if unnamed and changed:
         raise ValueError(f"{source}: {unnamed} of {len(records)} results have no category_name, and the "
                          f"others' names number the categories otherwise than {gt_source} (e.g. "
-                         f"{_renamed(name_of, mapped, gt_names)}): the records without a name cannot be "
+                         f"{_renamed(name_of, changed, gt_names)}): the records without a name cannot be "
                          f"matched{hint}")
-    changed = {cid: target for cid, target in mapped.items() if target != cid}
     if changed:
         _note(f"{source}: category_id matched to {gt_source}'s categories by category_name: it numbers "
               f"{len(changed)} of the results' {len(name_of)} classes otherwise "
               f"({_renamed(name_of, changed, gt_names)})")
     if absent:
-        counts = Counter(r["category_id"] for r in named)
-        shown = ", ".join(f"{name_of[c]!r} (category_id {c!r}, {counts[c]} results)" for c in absent[:5])
-        one = len(absent) == 1
-        _note(f"{source}: {'class' if one else 'classes'} {shown}{'' if len(absent) <= 5 else ', ...'} "
-              f"{'is' if one else 'are'} no category of {gt_source} (by category_name): "
-              f"left out, as eval --weights leaves out a model's classes the ground truth lacks")
-    return [dict(r, category_id=mapped[r["category_id"]]) if isinstance(r, dict) else r for r in results
-            if not isinstance(r, dict) or r["category_id"] in mapped]  # (not a record: validation names it)
+        _left_out(absent, name_of, named, source, gt_source, "by category_name")
+    gone = set(absent)
+    kept = [r for r in results
+            if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
+    return _read_quoted(kept, mapped, name_of, source)
+
+
+def _left_out(absent: list, name_of: dict, named: list, source: str, gt_source: str, how: str) -> None:
+    """Say that the records of the classes ``absent`` (ids) are left out."""
+    counts = Counter(r["category_id"] for r in named)
+    shown = ", ".join(f"{name_of[c]!r} (category_id {c!r}, {counts[c]} results)" for c in absent[:5])
+    one = len(absent) == 1
+    _note(f"{source}: {'class' if one else 'classes'} {shown}{'' if len(absent) <= 5 else ', ...'} "
+          f"{'is' if one else 'are'} no category of {gt_source} ({how}): "
+          f"left out, as eval --weights leaves out a model's classes the ground truth lacks")
+
+
+def _read_quoted(results: list, mapped: dict, name_of: dict, source: str) -> list:
+    """``results`` with the ids of ``mapped`` ({results id: ground-truth id}) replaced; the quoted ones
+    ("5" for 5) said as such: read as the numbers they quote, which their names confirm."""
+    quoted = [cid for cid, target in mapped.items() if isinstance(cid, str) and _same_id(cid, target)]
+    if quoted:
+        shown = (", ".join(f"{c!r} ({name_of[c]!r})" for c in quoted[:5])
+                 + (", ..." if len(quoted) > 5 else ""))
+        _note(f"{source}: category_id {shown} {'is a string' if len(quoted) == 1 else 'are strings'} (quoted "
+              f"in the file): read as the number{'' if len(quoted) == 1 else 's'}, which the category_name "
+              f"confirms (write category_id as a JSON number)")
+    if all(_same_id(cid, t) and not isinstance(cid, str) for cid, t in mapped.items()):
+        return results
+    return [dict(r, category_id=mapped[r["category_id"]])
+            if isinstance(r, dict) and r.get("category_id") in mapped else r for r in results]
 
 
 def _renamed(name_of: dict, mapped: dict, gt_names: dict) -> str:
@@ -625,6 +680,22 @@ def _image_names(coco_gt, ids: set) -> str:
     return ", ".join(names[:3]) + (", ..." if len(ids) > 3 else "")
 
 
+def _images_with_objects(coco_gt, kind: str) -> set:
+    """The ids of the images holding an object ``kind``'s AP scores (a miss when nothing detects it): not
+    crowd; for segm with a mask (box-only objects are ignored regions, ``evaluator._segm_ground_truth``),
+    for keypoints with a labelled keypoint (COCOeval ignores ``num_keypoints`` 0, which loading counts)."""
+    def scored(a):
+        if a.get("iscrowd"):
+            return False
+        if kind == "segm":
+            return not a.get("_box_only")
+        if kind == "keypoints":
+            return bool(a.get("num_keypoints"))
+        return True
+
+    return {a["image_id"] for a in coco_gt.dataset.get("annotations", []) if scored(a)}
+
+
 def note_scoring_conventions(results: list, coco_gt, source: str, *, by_type=None) -> None:
     """Say what COCOeval will do with ``results`` that a user might not expect (nothing is changed).
     ``by_type`` ({IoU type: the records scored for it}, validation's): images without a detection in
@@ -634,10 +705,13 @@ def note_scoring_conventions(results: list, coco_gt, source: str, *, by_type=Non
               f"objects to miss, as for a size range without any)")
         return
     # only images with objects to miss: a detection-less image without any is scored as it should be
-    with_objects = {a["image_id"] for a in coco_gt.dataset.get("annotations", []) if not a.get("iscrowd")}
+    with_objects = _images_with_objects(coco_gt, "bbox")
     kinds = by_type or {"bbox": results}
-    missing = {kind: with_objects - {r["image_id"] for r in records} for kind, records in kinds.items()}
-    everywhere = set.intersection(*missing.values())
+    # per kind, only the objects that kind scores: keypoint AP ignores those without a labelled keypoint
+    # (a category without keypoints), segm AP box-only ones: no detection of them is a miss there
+    scored = {kind: _images_with_objects(coco_gt, kind) for kind in kinds}
+    missing = {kind: scored[kind] - {r["image_id"] for r in records} for kind, records in kinds.items()}
+    everywhere = with_objects - {r["image_id"] for records in kinds.values() for r in records}
     if everywhere:
         # named: re-scoring `eval --weights`'s own predictions.json counts the images it skipped (unreadable,
         # not their recorded size) as misses, and only their names tell them from images without detections
@@ -649,7 +723,7 @@ def note_scoring_conventions(results: list, coco_gt, source: str, *, by_type=Non
     for kind, images in missing.items():
         only = images - everywhere
         if only and len(missing) > 1:  # their detections are in another kind's AP, not in this one
-            _note(f"{source}: {len(only)} of {len(with_objects)} ground-truth images with objects have no "
+            _note(f"{source}: {len(only)} of {len(scored[kind])} ground-truth images with objects have no "
                   f"detection scored in {kind} AP ({_image_names(coco_gt, only)}), though they have some in "
                   f"the results (left out of {kind} AP above, or without its field): their objects count as "
                   f"misses in {kind} AP")

@@ -327,6 +327,18 @@ def test_zips_unpacked_apart_and_gtcoarse_alone_are_named(tmp_path, capsys):
     assert f"{coarse} holds gtCoarse, the coarse annotations, which are not read" in err, err
 
 
+def test_gtcoarse_is_not_blamed_when_gtfine_lacks_only_the_split(tmp_path, capsys):
+    """gtFine there with train only, gtCoarse beside it: the split is what is missing, not gtFine."""
+    root = tmp_path / "cs"
+    car = [{"label": "car", "polygon": _rect(2, 3, 8, 7)}]
+    _polygons(_image(root, "train", "ulm", "ulm_000000_000019"), car)
+    (root / "gtCoarse" / "val" / "ulm").mkdir(parents=True)
+    _image(root, "val", "ulm", "ulm_000001_000019")
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 1
+    err = capsys.readouterr().err
+    assert "(splits in gtFine: ['train'])" in err and "gtCoarse" not in err, err
+
+
 def test_the_test_split_says_it_has_no_public_labels(tmp_path, capsys):
     """Cityscapes' test gtFine holds placeholder regions only: the conversion ended on 'the annotations hold
     no object', not saying that the split is published without labels."""

@@ -85,3 +85,18 @@ def test_a_stroke_thinner_than_a_pixel_once_scaled_is_kept_at_every_phase(phase)
     columns = sorted({(8 + phase) // 4, (9 + phase) // 4})
     assert np.flatnonzero(full.any(axis=0)).tolist() == columns
     assert full[:, columns].all()  # the whole length, nothing else
+
+
+def test_cityscapes_evaluation_resizes_by_the_converters_own_rule():
+    """eval --cityscapes resizes its masks to the copies convert-data accepted: one rule, not a copy of it
+    that a later change to either would set apart."""
+    from maskrcnn.data.formats.common import same_shape
+    from maskrcnn.engine import cityscapes_eval
+
+    assert cityscapes_eval.same_shape is same_shape
+    for shown in [(64, 128), (65, 129), (64, 127), (256, 512), (255, 513), (64, 131), (64, 100)]:
+        try:
+            accepted = resized_scale(Report(), "a.json", (128, 256), shown) is not None
+        except Skip:
+            accepted = False
+        assert accepted == same_shape(shown, (128, 256)), shown

@@ -93,12 +93,63 @@ def test_a_named_class_the_ground_truth_lacks_is_left_out_and_said(tmp_path):
     assert "class 'star' (category_id 7, 1 results) is no category of" in said, said
 
 
+@pytest.mark.parametrize("gt_names", [("disc", "square"), ("Kreis", "Quadrat")])
+def test_names_a_renamed_ground_truth_lacks_keep_the_ids_as_eval_weights_does(tmp_path, gt_names):
+    """One class renamed in the ground truth, or all translated, the ids unchanged: eval --weights keeps
+    the checkpoint's ids (its names match neither every class nor every category), so --results keeps
+    the file's; the 'circle' was left out (one renamed) or the file refused (all)."""
+    from types import SimpleNamespace
+
+    from maskrcnn.engine.inference import _ids_by_name
+
+    gt = _gt(tmp_path, names=gt_names)
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    got, said = _score(tmp_path, _records({1: 1, 2: 2}, NAMES), gt)
+    assert got == right, said
+    assert "matched by category_id, as eval --weights keeps" in said and f"'{gt_names[0]}' there" in said
+    dataset = SimpleNamespace(label_to_category_id={1: 1, 2: 2}, class_names=["__background__", *gt_names],
+                              json_path=gt)
+    assert _ids_by_name(["__background__", *NAMES.values()], dataset) is None  # the same rule, one function
+    # the ids permuted as well: the names cannot say, the ids are kept (by id, as eval --weights scores)
+    by_id, _ = _score(tmp_path, _records(SWAPPED), gt)
+    assert _score(tmp_path, _records(SWAPPED, NAMES), gt)[0] == by_id
+
+
+def test_a_class_of_neither_a_name_nor_an_id_of_the_ground_truth_is_left_out(tmp_path):
+    """torchvision's 'N/A' (COCO id 12) beside a ground truth that has the other names under their ids:
+    by id it could not be scored (refused as an unknown id), by name it is no category: left out."""
+    gt = _gt(tmp_path, names=("disc", "square"))
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    records = _records({1: 1, 2: 2}, NAMES) + [{"image_id": 1, "category_id": 12, "category_name": "N/A",
+                                                "bbox": [1, 1, 5, 5], "score": 0.99}]
+    got, said = _score(tmp_path, records, gt)
+    assert got == right and "'N/A' (category_id 12, 1 results) is no category of" in said, said
+
+
+def test_quoted_ids_confirmed_by_their_names_are_read_as_numbers_not_renumbered(tmp_path):
+    gt = _gt(tmp_path)
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), gt)
+    got, said = _score(tmp_path, _records({1: "1", 2: "2"}, NAMES), gt)
+    assert got == right
+    assert "are strings (quoted in the file): read as the numbers" in said and "otherwise" not in said, said
+
+
+def test_refusal_of_unnamed_records_names_only_renumbered_classes(tmp_path):
+    path = tmp_path / "gt3.json"
+    gt = json.loads(open(_gt(tmp_path, names=("circle", "square", "star"))).read())
+    path.write_text(json.dumps(gt))
+    star = {"image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5], "score": 0.5}
+    records = _records(SWAPPED, NAMES) + [dict(star, category_name="star"), star]  # the last unnamed
+    with pytest.raises(ValueError) as e:
+        _score(tmp_path, records, str(path))
+    assert "2 'circle' -> 1" in str(e.value) and "'star'" not in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize("records, words", [
     (_records({1: 1, 2: 1}, NAMES), "category_id 1 is named both 'circle' and 'square'"),
     (_records(SWAPPED, {1: 3, 2: "square"}), "has category_name '3', not a name"),
     (_records(SWAPPED, {1: "Circle", 2: "circle"}), "category_ids 2 ('Circle') and 1 ('circle') both name "
                                                     "category 1"),
-    (_records(SWAPPED, {1: "cat", 2: "dog"}), "no category_name of the results ('cat', 'dog') is a category"),
     (_records(SWAPPED, NAMES)[:1] + _records(SWAPPED)[1:], "1 of 2 results have no category_name"),
 ])  # fmt: skip
 def test_category_names_that_cannot_say_which_is_which_are_refused(tmp_path, records, words):
@@ -154,6 +205,44 @@ def test_keypoint_ap_without_any_labelled_keypoint_says_why(tmp_path, capsys):
     assert "keypoint AP not defined" in said and "OKS sigmas" not in said, said
 
 
+def _kp_gt(tmp_path, arrow_points: list) -> str:
+    """Image 1 with an arrow (a keypoint category, its points ``arrow_points``), image 2 with a blob (a
+    category without keypoints); its path."""
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0,
+             "keypoints": arrow_points, "num_keypoints": sum(1 for v in arrow_points[2::3] if v)},
+            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0}]
+    gt = tmp_path / "kp2.json"
+    gt.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 100}
+                                         for i in (1, 2)], "annotations": anns,
+                              "categories": [{"id": 1, "name": "arrow", "keypoints": ["tip", "base"]},
+                                             {"id": 2, "name": "blob"}]}))
+    return str(gt)
+
+
+def test_objects_keypoint_ap_ignores_are_not_called_misses_in_it(tmp_path):
+    gt = _kp_gt(tmp_path, [20, 20, 2, 30, 30, 2])
+    records = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.9,
+                "keypoints": [20, 20, 1, 30, 30, 1]},
+               {"image_id": 2, "category_id": 2, "bbox": [10, 10, 40, 40], "score": 0.9}]  # no keypoints
+    path = tmp_path / "kp2_res.json"
+    path.write_text(json.dumps(records))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = evaluate_results_file(gt, str(path))
+    said = " | ".join(str(w.message) for w in caught)
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)  # the blob is no miss of keypoint AP
+    assert "no detection scored in keypoints AP" not in said, said  # was: 2.png named as a miss
+
+
+def test_keypoint_ap_without_objects_of_a_keypoint_category_says_so(tmp_path):
+    from maskrcnn.engine.evaluator import _no_labelled_keypoints, load_ground_truth
+
+    data = json.loads(open(_kp_gt(tmp_path, [0] * 6)).read())
+    data["annotations"] = data["annotations"][1:]  # only the blob
+    why = _no_labelled_keypoints(load_ground_truth(data, source="kp3.json"), None, "kp3.json")
+    assert "no ground-truth object of a keypoint category" in why and "for all 0" not in why, why
+
+
 def test_metrics_json_has_recall_and_what_it_is_over(tmp_path):
     gt = _gt(tmp_path)
     records = _records({1: 1, 2: 2})[:1]  # the square missed
@@ -170,7 +259,8 @@ def test_metrics_json_has_recall_and_what_it_is_over(tmp_path):
     assert metrics["coco_params"]["area_ranges"]["small"] == [0.0, 32.0 ** 2]
 
 
-def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys):
+def _cat_dog_eval(tmp_path) -> tuple:
+    """(checkpoint, images folder, ground-truth path) of one 40x40 image with a cat."""
     ckpt, images = cat_dog_inputs(tmp_path, {"a.png": (40, 40)})
     gt = tmp_path / "cd.json"
     gt.write_text(json.dumps({
@@ -178,6 +268,11 @@ def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys)
         "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [5, 5, 10, 10], "area": 100,
                          "iscrowd": 0}],
         "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]}))
+    return ckpt, images, gt
+
+
+def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys):
+    ckpt, images, gt = _cat_dog_eval(tmp_path)
     out = tmp_path / "ev"
     out.mkdir()
     theirs = '[{"image_id": 1, "category_id": 5, "bbox": [1, 1, 2, 2], "score": 0.5}]'
@@ -193,3 +288,45 @@ def test_weights_output_moves_a_foreign_predictions_json_aside(tmp_path, capsys)
     assert main(args) == 0  # its own, from the run before: replaced as metrics.json is, nothing said
     assert "moved to" not in capsys.readouterr().err
     assert not (out / "stale" / "2").exists()
+
+
+def test_a_copied_or_rescored_eval_folder_keeps_its_predictions_json_as_evals(tmp_path, capsys):
+    import os
+    import shutil
+
+    ckpt, images, gt = _cat_dog_eval(tmp_path)
+    out = tmp_path / "ev"
+    args = ["eval", "--weights", str(ckpt), "--json", str(gt), "--images", str(images), "--device", "cpu"]
+    assert main(args + ["--output", str(out)]) == 0
+    copy = tmp_path / "ev2"
+    shutil.copytree(out, copy)
+    metrics_time = (copy / "metrics.json").stat().st_mtime
+    os.utime(copy / "predictions.json", (metrics_time + 5, metrics_time + 5))  # cp -r / unzip: any order
+    capsys.readouterr()
+    assert main(args + ["--output", str(copy)]) == 0
+    assert not (copy / "stale").exists(), capsys.readouterr().err  # was: moved, "not ... --weights run's"
+    # --results of the folder's own file, into that folder: the next --weights run's file is still eval's
+    rescore = ["eval", "--results", str(out / "predictions.json"), "--json", str(gt), "--output", str(out)]
+    assert main(rescore) == 0
+    assert main(args + ["--output", str(out)]) == 0
+    assert not (out / "stale").exists(), capsys.readouterr().err
+    # a file changed since (the user's own written over it): moved, whatever its time
+    (out / "predictions.json").write_text("[]")
+    metrics_time = (out / "metrics.json").stat().st_mtime
+    os.utime(out / "predictions.json", (metrics_time - 5, metrics_time - 5))
+    assert main(args + ["--output", str(out)]) == 0
+    assert (out / "stale" / "1" / "predictions.json").read_text() == "[]"
+
+
+def test_a_foreign_predictions_json_that_cannot_be_moved_is_refused_before_inference(tmp_path, capsys):
+    ckpt, images, gt = _cat_dog_eval(tmp_path)
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "predictions.json").write_text("[]")
+    (out / "stale").write_text("")  # a file: nothing can be moved into it
+    args = ["eval", "--weights", str(ckpt), "--json", str(gt), "--images", str(images), "--device", "cpu"]
+    assert main(args + ["--output", str(out)]) != 0
+    err = capsys.readouterr()
+    assert "stale is not a folder" in err.err and "AP" not in err.out, err  # refused before any inference
+    assert (out / "predictions.json").read_text() == "[]"  # was: replaced after the inference
+    assert not (out / "metrics.json").exists()

@@ -201,10 +201,12 @@ def test_eval_command_with_a_checkpoint(tmp_path, capsys):
     assert "segm" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics) == {"bbox", "segm", "images_evaluated", "images_skipped", "images_skipped_by_reason",
-                            "weights", "json", "predictions", "artefacts"}
+                            "weights", "json", "predictions", "artefacts", "predictions_file"}
     # what a later eval --results checks before taking its sigmas; what the next eval may move to stale/
     assert metrics["predictions"] == str(tmp_path / "out" / "predictions.json")
     assert metrics["artefacts"] == []
+    # what tells eval's own predictions.json from a foreign one, wherever the folder is copied
+    assert metrics["predictions_file"]["size"] == (tmp_path / "out" / "predictions.json").stat().st_size
     assert 0.0 <= metrics["segm"]["AP"] <= 100.0 and metrics["images_evaluated"] == 2
     assert metrics["images_skipped"] == [] and metrics["images_skipped_by_reason"] == {}
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())

@@ -220,7 +220,8 @@ def _other_layouts(root: Path, kind: str) -> str:
     if found:
         return (f"; {kind} is at {found[0]}, in a folder of its own (a zip unpacked into one): move "
                 f"gtFine and leftImg8bit side by side into one folder and pass that folder")
-    if kind == "gtFine" and (root / "gtCoarse").is_dir():
+    if kind == "gtFine" and (root / "gtCoarse").is_dir() and not (root / "gtFine").exists():
+        # (with gtFine there, the split is what it lacks: the caller lists the splits it has)
         return (f"; {root} holds gtCoarse, the coarse annotations, which are not read: the conversion and "
                 f"the evaluation take the fine ones, gtFine (gtFine_trainvaltest.zip)")
     return ""

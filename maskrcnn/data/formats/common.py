@@ -221,6 +221,17 @@ def stored_pixels_told(report: Report, where: str, given: tuple, shown: tuple, o
                      f"alike are counted in the notes)")
 
 
+def same_shape(shown: tuple, given: tuple) -> bool:
+    """Whether an image of ``shown`` (H, W) is a resized copy of one of ``given`` (H, W): one scale within
+    a pixel's rounding of both sides, the rounding judged in the smaller image's pixels (``mean`` pixels
+    of the larger). The one rule: ``resized_scale`` (convert-data) and the Cityscapes evaluation
+    (``engine/cityscapes_eval.py``, which resizes its masks to what convert-data accepted) share it."""
+    (h, w), (gh, gw) = shown, given
+    mean = (w / gw + h / gh) / 2.0  # one scale within rounding of both sides
+    slack = max(1.0, mean)
+    return abs(gw * mean - w) <= slack and abs(gh * mean - h) <= slack
+
+
 def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tuple, *,
                   pixel_off: str = "the shapes are used as drawn") -> Optional[tuple]:
     """(x scale, y scale) that lays shapes drawn on an image of the size the annotation file gives,
@@ -248,10 +259,7 @@ def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tup
                            f"{pixel_off}")
         return None
     sx, sy = w / gw, h / gh
-    mean = (sx + sy) / 2.0  # one scale within rounding of both sides
-    # a pixel of the smaller image: ``mean`` pixels of the file when the file is the larger one
-    slack = max(1.0, mean)
-    if abs(gw * mean - w) > slack or abs(gh * mean - h) > slack:
+    if not same_shape(tuple(shown), tuple(given)):
         raise Skip("image_size_mismatch",
                    f"drawn on a {gw}x{gh} image (the width x height the file gives), the image file is "
                    f"{w}x{h}, of another shape (not a resized copy): its shapes cannot be placed; convert "

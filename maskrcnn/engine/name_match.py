@@ -1,0 +1,73 @@
+"""The one rule by which class names say a category's id: ``eval --weights`` matching a model's class
+names to the dataset's categories (``inference.label_mapping``) and ``eval --results`` matching the
+``category_name`` of each record to the ground truth's (``results_file.match_category_names``).
+
+A mapping by name is used only when it is complete enough to trust: every one of the classes (a model's
+classes, a results file's names) names exactly one category, or every category is named by one of them
+(a validation split converted on its own lists only the classes it holds: the others are left out, not
+mis-numbered). Otherwise (one class renamed in the ground truth, every name translated) the names say
+nothing reliable and the callers keep the ids they had (the checkpoint's, the file's). Names are compared
+exactly first; when that gives no mapping, as ``init_weights.normalise_name`` reads them ('Person' is
+'person'), an exact name still taking precedence, a name so read that fits several categories, or that
+several of the classes share, matching nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+
+def name_index(categories) -> tuple:
+    """({name: [ids]}, {normalised name: [ids]}) of ``categories``: (id, exact names, name to normalise)
+    triples (a category may be known by several exact names, as "cat (id 1)" beside "cat")."""
+    from maskrcnn.engine.init_weights import normalise_name
+
+    exact: dict = {}
+    normalised: dict = {}
+    for cid, names, own in categories:
+        for name in dict.fromkeys(names):
+            exact.setdefault(name, []).append(cid)
+        normalised.setdefault(normalise_name(own), []).append(cid)
+    return exact, normalised
+
+
+def match_names(names: dict, exact: dict, normalised: dict, *, loose: bool,
+                on_ambiguous: Optional[Callable] = None) -> tuple:
+    """(mapping or None, found) for ``names`` ({key: name}: a model's labels, a results file's ids) by
+    the categories of ``name_index``: ``found`` {key: [ids its name names]}; ``mapping`` {key: id} of the
+    keys found, or None when the names cannot be trusted (module docstring). ``on_ambiguous(name, ids)``
+    is called for a name that, normalised, fits several categories (``loose`` only)."""
+    from maskrcnn.engine.init_weights import normalise_name
+
+    mine = [normalise_name(n) for n in names.values()]
+    found = {}
+    for key, name in names.items():
+        if name in exact or not loose:
+            found[key] = exact.get(name, [])
+            continue
+        read = normalise_name(name)
+        if normalised.get(read) and mine.count(read) > 1:
+            found[key] = []  # another of the classes reads alike: which is the category's is unknown
+            continue
+        if len(normalised.get(read, [])) > 1:  # 'PERSON' on a file's 'Person' and 'person'
+            if on_ambiguous is not None:
+                on_ambiguous(name, normalised[read])
+            found[key] = []
+            continue
+        found[key] = normalised.get(read, [])
+    every_id = {cid for ids in exact.values() for cid in ids}
+    matched = {cid for ids in found.values() for cid in ids}
+    everyone = all(found.values()) or every_id <= matched
+    if not found or any(len(v) > 1 for v in found.values()) or not everyone:
+        return None, found
+    mapping = {key: ids[0] for key, ids in found.items() if ids}
+    return mapping or None, found
+
+
+def ids_by_name(names: dict, exact: dict, normalised: dict, *,
+                on_ambiguous: Optional[Callable] = None) -> tuple:
+    """``match_names`` by exact names, else loosely: (mapping or None, found of the last attempt)."""
+    mapping, found = match_names(names, exact, normalised, loose=False)
+    if mapping is not None:
+        return mapping, found
+    return match_names(names, exact, normalised, loose=True, on_ambiguous=on_ambiguous)
