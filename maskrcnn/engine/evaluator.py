@@ -825,12 +825,12 @@ def evaluate_results_file(
     out, scored = {}, {}
     for index, (source, results) in enumerate(files):
         types = [t for t in IOU_TYPES if plan.get(t) == index]
-        partial = partial_fields(results, types, source)
         results = [_with_ids(r, "image_id", "category_id") for r in results]  # 1.0 as 1, as CocoDataset
         results = shift_categories(results, source, offset=category_offset, mapping=category_map)
         if not category_offset and not category_map:  # (those say which is which themselves)
             results = match_category_names(results, coco_gt, source, gt_source)
         results = match_image_ids(results, coco_gt, source)
+        partial = partial_fields(results, types, source, coco_gt=coco_gt)  # on the ground truth's ids
         by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True)
         main = by_type[types[0]]  # every record of the file but bad ones (types[0] has no partial field)
         if not category_offset and not category_map:

@@ -142,18 +142,37 @@ def _lacking(results: list, field: str) -> int:
     return len(results) - having if 0 < having < len(results) else 0
 
 
-def partial_fields(results: list, types: Sequence[str], source: str) -> tuple:
+def partial_fields(results: list, types: Sequence[str], source: str, *, coco_gt=None) -> tuple:
     """The fields of ``types`` (segmentation, keypoints) that some but not all of ``results`` have, each
-    said in one warning: those types' AP is over the records that have the field."""
+    said in one warning: those types' AP is over the records that have the field. With ``coco_gt`` (and
+    the results' category ids matched to it), keypoints are asked only of the records of a category whose
+    objects have labelled keypoints: a model predicts none for its other classes (``ball`` beside a
+    ``critter`` with a skeleton), which is no gap in the file."""
     partial = []
     for t, field in (("segm", "segmentation"), ("keypoints", "keypoints")):
         n = _lacking(results, field) if t in types else 0
+        if not n:
+            continue
+        partial.append(field)
+        asked, of = results, ""
+        if t == "keypoints" and coco_gt is not None:
+            owners = {a["category_id"] for a in coco_gt.dataset["annotations"] if _labels_keypoints(a)}
+            asked = [r for r in results if isinstance(r, dict) and r.get("category_id") in owners]
+            n = sum(1 for r in asked if field not in r)
+            of = " of a category with keypoints" if len(asked) < len(results) else ""
         if n:
-            partial.append(field)
             name = "keypoint" if t == "keypoints" else t
-            _note(f"{source}: {n} of {len(results)} results have no {field}: {name} AP is scored on the "
-                  f"{len(results) - n} that have one (those without count as absent from it)")
+            _note(f"{source}: {n} of {len(asked)} results{of} have no {field}: {name} AP is scored on the "
+                  f"{len(asked) - n} that have one (those without count as absent from it)")
     return tuple(partial)
+
+
+def _labels_keypoints(annotation: dict) -> bool:
+    """Whether a ground-truth object has a labelled keypoint (its ``num_keypoints``, or a visibility > 0
+    where a writer left the count out)."""
+    points = annotation.get("keypoints")
+    return bool(annotation.get("num_keypoints")) or (
+        isinstance(points, list) and any(isinstance(v, (int, float)) and v > 0 for v in points[2::3]))
 
 
 def _no_bbox_note(source: str, results: list, types: list, without: int) -> None:

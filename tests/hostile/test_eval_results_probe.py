@@ -54,6 +54,34 @@ def test_some_results_without_keypoints_score_keypoints_on_the_others(cli, tmp_p
     assert metrics["bbox"]["AP"] == 100.0 and 50.0 < metrics["keypoints"]["AP"] < 100.0
 
 
+def test_results_of_a_class_without_keypoints_are_no_gap_in_the_keypoints(cli, tmp_path):
+    """Category ``a`` owns the skeleton, ``b`` (a ball) has none: the model's ``b`` detections carry no
+    keypoints, which the warning called half the file lacking them."""
+    path, _, data = coco_dataset(tmp_path)
+    data["categories"][0]["keypoints"] = ["head", "left", "right"]
+    results = []
+    for a, r in zip(data["annotations"], gt_as_results(data)):
+        if a["category_id"] == 1:
+            x, y, w, h = a["bbox"]
+            a["keypoints"] = [x + 1, y + 1, 2, x + w - 1, y + 1, 2, x + 1, y + h - 1, 2]
+            a["num_keypoints"] = 3
+            r = dict(r, keypoints=a["keypoints"])
+        results.append(r)
+    path.write_text(json.dumps(data))
+    res = _write(tmp_path, results)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    assert not [w for w in caught if "have no keypoints" in str(w.message)], [str(w.message) for w in caught]
+    assert _metrics(tmp_path)["keypoints"]["AP"] == 100.0
+    del results[0]["keypoints"]  # one of the skeleton's class without: said, over that class's records
+    res = _write(tmp_path, results)
+    with pytest.warns(UserWarning, match="1 of 2 results of a category with keypoints have no keypoints"):
+        rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m2")
+    assert rc == 0, text
+
+
 def test_integer_valued_float_ids_are_read_as_ids_in_ground_truth_and_results(cli, tmp_path):
     """As CocoDataset (train, show-data) reads them; eval refused both files."""
     path, _, data = coco_dataset(tmp_path)
