@@ -281,7 +281,17 @@ def _main(argv: list = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))  # torchrun's
+    rank, world_size = 0, 1
+    try:  # torchrun's (torch imported only when one of its variables is set)
+        if any(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
+            from maskrcnn.engine.distributed import env_world
+
+            rank, world_size, _ = env_world()
+    except ValueError as e:  # a partial torchrun environment: before any work (nothing written)
+        if args.command in SEVERAL_PROCESSES:
+            print(f"maskrcnn {args.command}: error: {e}", file=sys.stderr)
+            return 1
+        rank, world_size = 0, 1  # a one-process command runs as one process whatever is left set
     if world_size > 1 and args.command not in SEVERAL_PROCESSES:  # before any work, said once
         if rank == 0:
             print(f"maskrcnn {args.command} runs in one process; start it without torchrun (each of the "

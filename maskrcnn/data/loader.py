@@ -20,11 +20,13 @@ had the option (bit-identical: the same permutation draw of the same generator).
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import math
 import random
 import signal
 import warnings
+import weakref
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -218,6 +220,30 @@ def _say_unread(targets, said: set) -> None:
                 warnings.warn(message, stacklevel=3)
 
 
+# The worker-holding iterators of TrainLoader iterations not yet finished (weakly: a finished or collected
+# one drops out). An iteration left open (a user's loop that breaks out and keeps the generator, a notebook)
+# kept its workers to the interpreter's exit, where multiprocessing ends its daemonic children with SIGTERM,
+# which our workers ignore (``_worker_init``), and then joins them: the process never exited. This module's
+# exit hook, registered after multiprocessing's (its workers exist by then) and so run before it, tells
+# them to stop as the end of an iteration does.
+_OPEN_ITERATIONS: weakref.WeakSet = weakref.WeakSet()
+_EXIT_HOOK: list = []
+
+
+def _shut_down_at_exit(batches) -> None:
+    if not _EXIT_HOOK:
+        atexit.register(_shut_down_open_iterations)
+        _EXIT_HOOK.append(True)
+    _OPEN_ITERATIONS.add(batches)
+
+
+def _shut_down_open_iterations() -> None:
+    for batches in list(_OPEN_ITERATIONS):
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
 class TrainLoader:
     """Yields (images, targets) batches forever; ``iteration`` counts the batches handed out so far
     (including ``start_iter``), ``state_dict()`` stores it for resuming."""
@@ -240,6 +266,8 @@ class TrainLoader:
             persistent_workers=False,
         )
         batches = iter(loader)
+        if self.num_workers:
+            _shut_down_at_exit(batches)
         try:
             for batch in batches:
                 self.iteration += 1
@@ -253,6 +281,7 @@ class TrainLoader:
             shutdown = getattr(batches, "_shutdown_workers", None)
             if shutdown is not None:
                 shutdown()
+            _OPEN_ITERATIONS.discard(batches)
 
     def state_dict(self) -> dict:
         return {"seed": self.sampler.seed, "iteration": self.iteration}

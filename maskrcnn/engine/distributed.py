@@ -44,12 +44,55 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def env_world() -> Tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment, (0, 1, 0) without it."""
-    return (
-        int(os.environ.get("RANK", 0)),
-        int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
-    )
+    """(rank, world_size, local_rank) from torchrun's environment, (0, 1, 0) without it.
+
+    A partial or inconsistent set (a ``RANK`` left over in a shell or a job script without
+    ``WORLD_SIZE``, a ``WORLD_SIZE`` without ``RANK``, a rank not below the world size, a value that is
+    not a number) is a ValueError naming the variables: left to the sampler it read "rank 1 is not in
+    [0, world_size=1)" once the run folder had been written. ``RANK=0`` / ``LOCAL_RANK=0`` alone are one
+    process, as without them."""
+    env = os.environ
+    values = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        text = env.get(name)
+        if text is None or not text.strip():
+            values[name] = None
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise ValueError(f"the environment variable {name}={text!r} is not a whole number (torchrun sets "
+                             "RANK, WORLD_SIZE and LOCAL_RANK; unset it to train in one process)") from None
+    rank, world, local = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
+    how = "start the processes with torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)"
+    if world is not None and world < 1:
+        raise ValueError(f"the environment variable WORLD_SIZE={world} is not a number of processes (>= 1)")
+    if world is None:
+        for name, value in (("RANK", rank), ("LOCAL_RANK", local)):
+            if value:
+                raise ValueError(f"the environment variable {name}={value} is set but WORLD_SIZE is not: "
+                                 f"{how}, or unset {name} to train in one process")
+    elif world > 1 and rank is None:
+        raise ValueError(f"the environment variable WORLD_SIZE={world} is set but RANK is not: {how}, or "
+                         "unset WORLD_SIZE to train in one process")
+    world = 1 if world is None else world
+    for name, value in (("RANK", rank), ("LOCAL_RANK", local)):
+        if value is not None and not 0 <= value < world:
+            raise ValueError(f"the environment variable {name}={value} is not in [0, WORLD_SIZE={world}): "
+                             f"{how}")
+    return (rank or 0, world, local or 0)
+
+
+def check_rendezvous_env(world_size: int) -> None:
+    """Before joining a group of ``world_size`` > 1 processes: env:// initialisation needs MASTER_ADDR and
+    MASTER_PORT (torchrun sets them); without them torch fails deep in its rendezvous. One error naming
+    what is missing."""
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()]
+    if world_size > 1 and missing:
+        raise ValueError(f"the environment variable WORLD_SIZE={world_size} is set but "
+                         f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: start the "
+                         "processes with torchrun (it sets them), or unset RANK, WORLD_SIZE and LOCAL_RANK "
+                         "to train in one process")
 
 
 def is_initialized() -> bool:
@@ -110,6 +153,10 @@ def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if world_size > 1 and not is_initialized():
+        try:
+            check_rendezvous_env(world_size)
+        except ValueError as e:  # each process started by hand prints its own (rank 0 may not be there)
+            raise mark_own(e) from None
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
                                 timeout=COLLECTIVE_TIMEOUT)
@@ -199,6 +246,17 @@ def gather_objects(obj) -> Optional[List]:
         return [obj]
     out: Optional[List] = [None] * get_world_size() if get_rank() == 0 else None
     dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def all_gather_objects(obj) -> List:
+    """Every process's ``obj`` (picklable, small), by rank, on every process; ``[obj]`` for a single process.
+    For the setup's cross-checks (``engine/same_setup``), where each process must know what the others
+    hold to refuse together."""
+    if not is_initialized():
+        return [obj]
+    out: List = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
     return out
 
 

@@ -532,6 +532,8 @@ class Trainer:
             "iteration": self.iteration,
             "rng": get_rng_state(),
             "data_state": {"start_iter": self.iteration},
+            # a resume under another process count is not bit-exact (``_world_size_note``)
+            "world_size": self.world_size,
             "divergence": self.divergence.state_dict(),
             # None on a GPU: nothing was chosen, and a CPU resume is not made to follow it
             "linear_engine": _linear_engine(self.model) if self.device.type == "cpu" else None,
@@ -636,6 +638,9 @@ class Trainer:
             truncate_metrics(self.logger.metrics_path, self.iteration,
                              drop_eval_at_last=self._eval_pending or bool(self._left and self._left["eval"]))
             self.logger.print(f"resumed from {path} at iteration {self.iteration}")
+            note = world_size_note(ckpt.get("world_size"), self.world_size)
+            if note:
+                self.logger.print(note)
             if on_record:
                 self.logger.print(f"iteration {self.iteration} was evaluated before the resume "
                                   f"(metrics.jsonl, {BEST_JSON}): not evaluated again")
@@ -1272,6 +1277,22 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "best": self.best.summary() if self.best is not None else None,
         }
+
+
+
+def world_size_note(saved, now: int) -> str:
+    """The note of a resume under another number of processes than the checkpoint's run had ("" when the
+    same, or unknown: a checkpoint from before the count was stored). The global batch holds the same
+    images in the same order (the sampler slices it by position), but the anchor and RoI sampling draws
+    are seeded per process (``run_step``): the resume goes on as a run of ``now`` processes would, not
+    bit-exactly as the interrupted one."""
+    if not isinstance(saved, int) or saved == now:
+        return ""
+    def words(n: int) -> str:
+        return f"{n} process{'es' if n != 1 else ''}"
+
+    return (f"note: resumed with {words(now)}, the run had {words(saved)}: each iteration trains on the same "
+            "images, but the random sampling draws (anchors, RoIs) differ, so the resume is not bit-exact")
 
 
 def build_trainer(

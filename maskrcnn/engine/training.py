@@ -578,6 +578,7 @@ def build_training(
     from maskrcnn.engine.frozen_parts import frozen_line, untrained_frozen_refusal
     from maskrcnn.engine.inference import check_keypoint_count, ground_truth, make_evaluate_fn
     from maskrcnn.engine.init_weights import follow_weights_keeping, initialise_model, summary_lines
+    from maskrcnn.engine.same_setup import check_same_setup
     from maskrcnn.engine.schedule import schedule_notes
     from maskrcnn.engine.trainer import (
         build_trainer,
@@ -766,7 +767,7 @@ def build_training(
     # the validation set is checked before anything is written into --output: a run refused here (its
     # images not found, say) leaves no config.yaml that would make its corrected retry "a training run"
     check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
-    evaluate_fn, best_metric = None, None  # None: as cfg.solver.best_metric resolves
+    evaluate_fn, best_metric, val_set = None, None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
                               crowd_as_objects=cfg.data.crowd_as_objects, exif_frame=cfg.data.exif_frame)
@@ -785,6 +786,9 @@ def build_training(
         if line:
             say(line)
         evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)
+    # under torchrun, before the model (DDP's own check of the weights' shapes fails obscurely) and before
+    # any write: a process given other data or another --set would train on silently
+    check_same_setup(cfg, train_set, train_json, val_set, val_json)
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)

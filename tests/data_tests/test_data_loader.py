@@ -85,3 +85,33 @@ def test_workers_do_not_change_batches():
 def test_test_loader_is_ordered():
     batches = list(build_test_loader(_Toy(5), batch_size=2))
     assert [[t["index"] for t in targets] for _, targets in batches] == [[0, 1], [2, 3], [4]]
+
+
+def test_an_iteration_left_open_with_workers_does_not_hang_the_exit(tmp_path):
+    # a user's loop that breaks out and keeps the iterator: at the interpreter's exit multiprocessing sent
+    # the workers SIGTERM, which they ignore, and joined them forever
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = tmp_path / "left_open.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        from maskrcnn.data.loader import build_train_loader
+
+        class DS(torch.utils.data.Dataset):
+            def __len__(self):
+                return 8
+
+            def __getitem__(self, key):
+                return torch.zeros(1), {"index": key[0]}
+
+        it = iter(build_train_loader(DS(), batch_size=2, num_workers=2))
+        print(len(next(it)[1]), flush=True)
+    """))
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20,
+                          env={**os.environ, "PYTHONPATH": root})  # it never ended
+    assert done.returncode == 0 and done.stdout == "2\n", done.stderr

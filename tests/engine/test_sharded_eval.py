@@ -136,7 +136,8 @@ def test_process_group_gets_an_explicit_generous_timeout(monkeypatch):
     seen = {}
     monkeypatch.setattr(du, "is_initialized", lambda: False)
     monkeypatch.setattr(du.dist, "init_process_group", lambda **kw: seen.update(kw))
-    for k, v in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+    for k, v in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": "29500"}.items():  # as torchrun sets them
         monkeypatch.setenv(k, v)
     du.init_distributed("cpu")
     assert seen["backend"] == "gloo" and seen["timeout"] == du.COLLECTIVE_TIMEOUT

@@ -1,0 +1,115 @@
+"""Under torchrun, every process must train on the same images with the same settings.
+
+Each process reads its own copy of the config and of the annotation files (its own ``--set``, its own disk:
+a stale copy on one machine, a partial sync, another ``--train-json``). The sampler builds each epoch's
+order from the process's own count of images, so a process whose training set differs takes its slice of
+another list: some images are never trained on and others twice, and nothing failed. A process with
+another ``solver.lr`` steps its weights otherwise than rank 0, and DDP's averaged gradients hide it.
+
+``setup_fingerprint`` is a cheap summary of what a process set up (per dataset: the annotation file's
+size, the images in use and a hash of their ids and file names, the object count of each class; the
+config's settings); ``setup_differences`` compares the gathered summaries with rank 0's and names, per
+rank, what differs. Paths themselves are not compared: each machine may mount the data elsewhere; nor the
+device and the ``--init`` weights' location (DDP starts every process from rank 0's weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import List, Optional
+
+# settings a process may hold its own value of: where its weights start (DDP broadcasts rank 0's) and its
+# device (each process its own GPU)
+PER_PROCESS_KEYS = frozenset({"device", "model.init_weights"})
+
+
+def dataset_fingerprint(dataset, json_path) -> dict:
+    """What a process's ``CocoDataset`` holds, cheaply: {"json", "bytes", "images", "names", "objects"}
+    (``names``: a hash of the ids and file names in use, in order; ``objects``: per class)."""
+    digest = hashlib.sha256()
+    for index in range(len(dataset)):
+        info = dataset.image_info(index)
+        digest.update(f"{info['id']}\t{info.get('file_name')}\n".encode("utf-8", "surrogateescape"))
+    try:
+        size = os.path.getsize(json_path)
+    except (OSError, TypeError):
+        size = None
+    counts = dataset.instances_per_class() if hasattr(dataset, "instances_per_class") else None
+    return {"json": str(json_path), "bytes": size, "images": len(dataset), "names": digest.hexdigest()[:12],
+            "objects": None if counts is None else sum(counts[1:]),
+            "per_class": None if counts is None else list(counts)}
+
+
+def config_fingerprint(cfg) -> dict:
+    """{dotted key: repr of its value} of ``cfg``, ``PER_PROCESS_KEYS`` left out."""
+    from maskrcnn.config import config_keys, to_plain
+
+    out = {}
+    for key in config_keys(cfg):
+        if key in PER_PROCESS_KEYS:
+            continue
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        out[key] = repr(to_plain(node))
+    return out
+
+
+def setup_fingerprint(cfg, train_set, train_json, val_set=None, val_json=None) -> dict:
+    return {"train": dataset_fingerprint(train_set, train_json),
+            "val": dataset_fingerprint(val_set, val_json) if val_set is not None else None,
+            "config": config_fingerprint(cfg)}
+
+
+def _data_words(fp: Optional[dict]) -> str:
+    if fp is None:
+        return "none"
+    size = "" if fp["bytes"] is None else f", {fp['bytes']} bytes"
+    return (f"{fp['json']} ({fp['images']} usable images, {fp['objects']} objects, file names hash "
+            f"{fp['names']}{size})")
+
+
+def _same_data(a: Optional[dict], b: Optional[dict]) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(a[k] == b[k] for k in ("bytes", "images", "names", "per_class"))
+
+
+def setup_differences(gathered: List[dict]) -> str:
+    """One message naming, per rank, what differs from rank 0's setup (``setup_fingerprint`` of each rank,
+    by rank); "" when every rank set up alike."""
+    first = gathered[0]
+    parts = []
+    for what, flag in (("train", "--train-json / --train-images"), ("val", "--val-json / --val-images")):
+        other = [r for r, fp in enumerate(gathered) if not _same_data(fp[what], first[what])]
+        if other:
+            ranks = "; ".join(f"rank {r}: {_data_words(gathered[r][what])}" for r in [0] + other)
+            which = "training" if what == "train" else "validation"
+            parts.append(f"the {which} set differs ({flag}): {ranks}")
+    for r, fp in enumerate(gathered[1:], start=1):
+        keys = [k for k in sorted(set(first["config"]) | set(fp["config"]))
+                if first["config"].get(k) != fp["config"].get(k)]
+        if keys:
+            shown = ", ".join(f"{k} {fp['config'].get(k)} (rank 0: {first['config'].get(k)})"
+                              for k in keys[:5])
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            parts.append(f"rank {r}'s config differs: {shown}{more}")
+    if not parts:
+        return ""
+    return ("the processes did not set up alike: " + "; ".join(parts) + ". Every process must be given the "
+            "same arguments and identical copies of the files (each machine its own copy)")
+
+
+def check_same_setup(cfg, train_set, train_json, val_set=None, val_json=None) -> None:
+    """Under torchrun: refuse (ValueError, raised by every process together, printed once) when a
+    process's training set, validation set or config differs from rank 0's. One all-gather of a few
+    kilobytes per process; nothing with one process."""
+    from maskrcnn.engine import distributed as du
+
+    if du.get_world_size() <= 1:
+        return
+    gathered = du.all_gather_objects(setup_fingerprint(cfg, train_set, train_json, val_set, val_json))
+    message = setup_differences(gathered)
+    if message:
+        raise du.mark_shared(ValueError(message))
