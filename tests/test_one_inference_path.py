@@ -3,6 +3,7 @@
 validation leaves the model being trained unchanged."""
 
 import argparse
+import hashlib
 import json
 import math
 
@@ -105,6 +106,9 @@ def test_predict_eval_benchmark_and_validation_agree(setup, monkeypatch, capsys)
             metrics.pop("images_skipped_by_reason")) == (3, [], {})  # eval's record
     assert (metrics.pop("weights"), metrics.pop("json")) == (str(ckpt), str(setup["gt"]))  # its provenance
     assert metrics.pop("predictions") == str(root / "eval" / "predictions.json")  # what it wrote
+    written = (root / "eval" / "predictions.json").read_bytes()  # and its fingerprint, to know it again
+    assert metrics.pop("predictions_file") == {"size": len(written),
+                                               "sha256": hashlib.sha256(written).hexdigest()}
     assert {"analysis.json", "confusion.csv"} <= set(metrics.pop("artefacts"))
     assert sum(counts["segm"]["detections"].values()) == len(predicted) == 30
     assert main(["eval", "--results", str(root / "eval" / "predictions.json"), "--json", str(setup["gt"]),
