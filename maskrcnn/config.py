@@ -270,6 +270,9 @@ class DataConfig(_Section):
     # as the same COCO file's quarter-turned photos show its tool did (their record gives the stored size:
     # read unturned; else turned, with a note), turned (as browsers show them) or stored (LabelImg)
     exif_frame: str = "auto"
+    # what training's own file showed ("stored" | "turned"; "" when its quarter-turned photos told
+    # nothing), recorded by training: a file evaluated later whose own photos do not tell reads them so
+    exif_frame_seen: str = ""
     # repeat-factor sampling for rare classes (LVIS; data/repeat_factors.py): 0 = off (each image once
     # per epoch); LVIS uses 0.001, small custom sets 0.1-0.3
     repeat_threshold: float = 0.0
@@ -721,6 +724,7 @@ _CHOICES = {
     "model.roi_heads.keypoint_score": ("logit", "softmax"),
     "input.resize_method": ("torchvision", "pil"),
     "data.exif_frame": ("auto", "turned", "stored"),  # data/coco.py's EXIF_FRAMES
+    "data.exif_frame_seen": ("", "turned", "stored"),
 }
 _DEVICE = re.compile(r"^(auto|cpu|(cuda|mps|xpu)(:[0-9]+)?)$")
 # tuple keys of a fixed length: the model reshapes them to (3, 1, 1)

@@ -239,7 +239,10 @@ def _predict(args, raw: dict) -> tuple:
         exif_frame=args.exif_frame or getattr(predictor.cfg.data, "exif_frame", "auto"),
     )
     check_class_overlap(predictor.class_names, dataset, weights=args.weights)  # before the inference
-    exif_note = dataset.settle_exif_frame()  # once, before the inference: then no header is read again
+    # once, before the inference: then no header is read again; a file whose own photos do not tell
+    # reads them as the model's training file showed (recorded by training)
+    seen = getattr(predictor.cfg.data, "exif_frame_seen", "") or None
+    exif_note = dataset.settle_exif_frame(borrowed=(seen, f"the training file of {args.weights}"))
     if exif_note:
         print(f"note: {exif_note}", file=sys.stderr)
     evaluator = build_evaluator(predictor, dataset)

@@ -1489,8 +1489,8 @@ class CocoDataset(torch.utils.data.Dataset):
             return frame  # chosen, or the evidence says turned: nothing to tell
         if borrowed:
             how = "without their EXIF orientation" if frame == "stored" else "turned"
-            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read {how}, as {borrowed[1]}'s "
-                    f"quarter-turned photos show its tool did: this file's own do not tell (to choose: "
+            line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read {how}, as the quarter-turned "
+                    f"photos of {borrowed[1]} show its tool did: this file's own do not tell (to choose: "
                     f"{_EXIF_FRAME_HINT})")
         elif frame == "stored":
             line = (f"{self.json_path}: {_photos(halves)} {_HALF_TURNED} read without their EXIF orientation "

@@ -681,6 +681,8 @@ def build_training(
     line = train_set.settle_exif_frame()
     if line:
         say(f"note: {line}")
+    if not resume or train_set.evidenced_exif_frame:  # kept in config.yaml and checkpoints for eval
+        cfg.data.exif_frame_seen = train_set.evidenced_exif_frame or ""
     check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
@@ -778,7 +780,7 @@ def build_training(
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
         # now, once, as for the training set; a validation file whose photos do not tell reads them as
         # the training file's showed its tool did (one tool annotated both, usually)
-        line = val_set.settle_exif_frame(borrowed=(train_set.evidenced_exif_frame, str(train_json)))
+        line = val_set.settle_exif_frame(borrowed=(cfg.data.exif_frame_seen or None, str(train_json)))
         if line:
             say(f"note: {line}")
         ground_truth(val_set)  # read as each evaluation will read it: a value it refuses fails now

@@ -236,8 +236,37 @@ def test_a_validation_file_whose_photos_do_not_tell_reads_them_as_the_training_f
     assert _on_red(val_set, 0)  # read as stored, as the training file's photos show
     assert val_set.stored_orientation(0, (30, 40)) == 3  # and the evaluation predicts on those pixels
     said = log.getvalue()
-    assert "read without their EXIF orientation, as " in said and "train/d.json's quarter-turned" in said
+    assert "read without their EXIF orientation, as the quarter-turned photos of " in said
+    assert "train/d.json show its tool did" in said
+    assert cfg.data.exif_frame_seen == "stored"  # recorded: eval of the checkpoint reads val.json so too
     # a validation file with evidence of its own keeps it
     own = _set(tmp_path / "val", [("q2.png", 6, (40, 30)), ("v3.png", 3)])
     own.settle_exif_frame(borrowed=("turned", "elsewhere.json"))
     assert own.evidenced_exif_frame == "stored" and _on_red(own, 1)
+
+
+@pytest.mark.parametrize("seen", ["stored", ""])
+def test_eval_of_a_checkpoint_reads_a_file_that_does_not_tell_as_its_training_file_showed(tmp_path, capsys,
+                                                                                          seen):
+    """Training records what its file's photos showed (``data.exif_frame_seen``): a later ``eval`` of the
+    same validation file reads its half-turned photos as training's validation did (it read them turned,
+    the no-evidence default, and scored otherwise than during training)."""
+    from tiny_model import TINY, build_tiny  # tests/ is on the path
+
+    from maskrcnn.checkpoint import save_checkpoint
+    from maskrcnn.cli import main
+
+    _set(tmp_path, [("v3.png", 3)])
+    model, cfg = build_tiny(TINY, seed=0)
+    cfg.data.exif_frame_seen = seen
+    ckpt = tmp_path / "m.pth"
+    save_checkpoint(ckpt, model_state=model.state_dict(), config=cfg,
+                    class_names=["__background__", "square", "other"], label_to_category_id={1: 1, 2: 2})
+    assert main(["eval", "--weights", str(ckpt), "--json", str(tmp_path / "d.json"),
+                 "--images", str(tmp_path), "--output", str(tmp_path / "e"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    if seen:
+        assert f"read without their EXIF orientation, as the quarter-turned photos of the training file of " \
+               f"{ckpt} show its tool did" in err, err
+    else:
+        assert "read turned, as browsers and most annotation tools show them" in err, err
