@@ -474,10 +474,17 @@ _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _ZERO_TEXT = re.compile(r"^[-+]?0[0-9_]+$")
 
 
+_MAX_NUMBER_CHARS = 1000
+
+
 def _scalar_problem(node, path: str, key: bool) -> str:
     """Why the scalar ``node`` (a mapping key when ``key``) is refused, or ''."""
     if node.style is not None:  # quoted or block text: read as written
         return ""
+    if node.tag in _NUMBER_TAGS and len(node.value) > _MAX_NUMBER_CHARS:
+        # Python refuses to read an int of more than 4300 digits, with advice meant for programmers
+        return (f"a number of {len(node.value)} characters (more than {_MAX_NUMBER_CHARS}); no config value "
+                "is that long")
     if node.tag in _NUMBER_TAGS:
         return _number_trap(node, path)
     if key and node.tag == "tag:yaml.org,2002:str" and _ZERO_TEXT.match(node.value):

@@ -49,3 +49,13 @@ def test_a_run_config_with_a_huge_head_is_refused_naming_file_and_line(tmp_path)
     path.write_text("model:\n  roi_heads:\n    mask_head_dim: 100000000\n")
     with pytest.raises(ValueError, match=r"config\.yaml.*mask_head_dim must be in \(0, 8192\].*line 3"):
         load_config(str(path), stored=True)
+
+
+def test_a_yaml_number_of_100000_digits_is_refused_naming_file_key_and_line(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("solver:\n  iters: 1" + "0" * 100_000 + "\n")
+    with pytest.raises(ValueError) as e:
+        load_config(str(path))
+    message = str(e.value)
+    assert "big.yaml" in message and "line 2" in message and "'solver.iters'" in message
+    assert "set_int_max_str_digits" not in message and len(message) < 400
