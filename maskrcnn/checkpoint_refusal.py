@@ -246,6 +246,18 @@ def describe_unreadable(path, error: Optional[Exception] = None) -> tuple:
     return describe_refusal(path, error)[:2]
 
 
+def _escaping_entries(path) -> list:
+    """The names of a zip archive's entries that would land outside a folder it is extracted into (an
+    absolute path, a drive, a '..' part); empty for a file that is not a readable zip."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return []
+    return [n for n in names if n.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", n)
+            or ".." in re.split(r"[/\\]", n)]
+
+
 def describe_refusal(path, error: Optional[Exception] = None) -> tuple:
     """``(kind, message, global)``: ``describe_unreadable``'s, with the first global of the file that
     would run code (``code_global``; None when it asks for none or was not read), from the one reading
@@ -290,6 +302,11 @@ def describe_refusal(path, error: Optional[Exception] = None) -> tuple:
         return "pickle", f"{path} is a plain pickle, not a PyTorch file", None
     if _zip_without_data(path):
         return "corrupt", f"{path} is a zip archive without a PyTorch data.pkl, not a PyTorch file", None
+    escaping = _escaping_entries(path)
+    if escaping:  # torch refuses these with an internal assertion that reads as damage
+        shown = ", ".join(repr(n[:80]) for n in escaping[:3]) + (" ..." if len(escaping) > 3 else "")
+        return "corrupt", (f"{path} is a zip archive with entries leading outside it ({shown}: '..' or an "
+                           "absolute path), not a PyTorch file; refused, nothing extracted"), None
     if error is None:
         return "refused", f"{path}: refused to load", None
     if isinstance(error, (EOFError, zipfile.BadZipFile)) or any(

@@ -480,10 +480,17 @@ _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _ZERO_TEXT = re.compile(r"^[-+]?0[0-9_]+$")
 
 
+_MAX_NUMBER_CHARS = 1000
+
+
 def _scalar_problem(node, path: str, key: bool) -> str:
     """Why the scalar ``node`` (a mapping key when ``key``) is refused, or ''."""
     if node.style is not None:  # quoted or block text: read as written
         return ""
+    if node.tag in _NUMBER_TAGS and len(node.value) > _MAX_NUMBER_CHARS:
+        # Python refuses to read an int of more than 4300 digits, with advice meant for programmers
+        return (f"a number of {len(node.value)} characters (more than {_MAX_NUMBER_CHARS}); no config value "
+                "is that long")
     if node.tag in _NUMBER_TAGS:
         return _number_trap(node, path)
     if key and node.tag == "tag:yaml.org,2002:str" and _ZERO_TEXT.match(node.value):
@@ -619,32 +626,50 @@ def _unit(v) -> bool:
     return 0.0 <= v <= 1.0
 
 
+def _up_to(limit):
+    """``0 < v <= limit``: the sizes the model is built with. A stored config (a checkpoint's, a run's
+    YAML) is read before any weight: a value far past every real model would reach the allocator
+    (fpn_dim 10**12 asks for terabytes) before a weight's shape could disagree with it."""
+    return lambda v: 0 < v <= limit
+
+
+# generous upper bounds of what the model is built with: many times any published model's values
+_MAX_CHANNELS = 8192  # fpn_dim and the heads' widths (published models: 256 to 1024)
+_MAX_CLASSES = 100_000  # num_classes (LVIS: 1203)
+_MAX_KEYPOINTS = 1024  # num_keypoints (COCO: 17, whole-body sets: 133)
+_MAX_POOL = 64  # RoI pool sizes (7, 14)
+_MAX_SIDE = 100_000  # image sides and anchor sizes, in pixels
+_MAX_ANCHORS = 64  # anchor sizes per level and aspect ratios: the RPN head has one output per pair
+_MAX_COUNT = 10_000_000  # proposal and detection counts
+_MAX_LAYERS = 64  # convolutions of a head (published models: 0 to 8)
+
+
 # what a config to train with asks of solver.iters (_training_problems); a negative value says it too, not
 # the ">= 0" of a stored config, which a user who then sets 0 would be refused again for
 _ITERS_TO_TRAIN = ">= 1 (0 would train nothing and write the initial weights as model_final.pth)"
 
 # key -> (test of each value, what the test asks for); a tuple-valued key is tested value by value
 _RANGES = {
-    "input.min_size": (_positive, "> 0"),
-    "input.max_size": (_positive, "> 0"),
-    "input.min_size_test": (_positive, "> 0"),
-    "input.max_size_test": (_positive, "> 0"),
+    "input.min_size": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
+    "input.max_size": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
+    "input.min_size_test": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
+    "input.max_size_test": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
     "input.flip_prob": (_unit, "in [0, 1]"),
     "input.scale_range": (_positive, "> 0"),
-    "input.crop_size": (_non_negative, ">= 0"),
+    "input.crop_size": (lambda v: 0 <= v <= _MAX_SIDE, f"in [0, {_MAX_SIDE}]"),
     "input.color_jitter": (_non_negative, ">= 0"),
-    "model.num_classes": (_positive, "> 0"),
-    "model.fpn_dim": (_positive, "> 0"),
+    "model.num_classes": (_up_to(_MAX_CLASSES), f"in (0, {_MAX_CLASSES}]"),
+    "model.fpn_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
     "model.size_divisibility": (_non_negative, ">= 0 (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
     "model.pixel_mean": (math.isfinite, "finite"),
     "model.frozen_bn_eps": (_non_negative, ">= 0"),
-    "model.rpn.anchor_sizes": (_positive, "> 0"),
-    "model.rpn.aspect_ratios": (_positive, "> 0"),
-    "model.rpn.pre_nms_topk_train": (_positive, "> 0"),
-    "model.rpn.pre_nms_topk_test": (_positive, "> 0"),
-    "model.rpn.post_nms_topk_train": (_positive, "> 0"),
-    "model.rpn.post_nms_topk_test": (_positive, "> 0"),
+    "model.rpn.anchor_sizes": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
+    "model.rpn.aspect_ratios": (_up_to(1000), "in (0, 1000]"),
+    "model.rpn.pre_nms_topk_train": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
+    "model.rpn.pre_nms_topk_test": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
+    "model.rpn.post_nms_topk_train": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
+    "model.rpn.post_nms_topk_test": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
     "model.rpn.nms_thresh": (_unit, "in [0, 1]"),
     "model.rpn.min_box_size": (_non_negative, ">= 0"),
     "model.rpn.score_thresh": (_unit, "in [0, 1]"),
@@ -654,11 +679,11 @@ _RANGES = {
     "model.rpn.positive_fraction": (_unit, "in [0, 1]"),
     "model.rpn.smooth_l1_beta": (_non_negative, ">= 0"),
     "model.rpn.loss_weight": (_non_negative, ">= 0"),
-    "model.roi_heads.box_head_dim": (_positive, "> 0"),
+    "model.roi_heads.box_head_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
     "model.roi_heads.pooler_sampling_ratio": (_non_negative, ">= 0"),
-    "model.roi_heads.box_pool_size": (_positive, "> 0"),
-    "model.roi_heads.mask_pool_size": (_positive, "> 0"),
-    "model.roi_heads.keypoint_pool_size": (_positive, "> 0"),
+    "model.roi_heads.box_pool_size": (_up_to(_MAX_POOL), f"in (0, {_MAX_POOL}]"),
+    "model.roi_heads.mask_pool_size": (_up_to(_MAX_POOL), f"in (0, {_MAX_POOL}]"),
+    "model.roi_heads.keypoint_pool_size": (_up_to(_MAX_POOL), f"in (0, {_MAX_POOL}]"),
     "model.roi_heads.canonical_box_size": (_positive, "> 0"),
     "model.roi_heads.batch_size_per_image": (_positive, "> 0"),
     "model.roi_heads.positive_fraction": (_unit, "in [0, 1]"),
@@ -668,11 +693,14 @@ _RANGES = {
     "model.roi_heads.smooth_l1_beta": (_non_negative, ">= 0"),
     "model.roi_heads.score_thresh": (_unit, "in [0, 1]"),
     "model.roi_heads.nms_thresh": (_unit, "in [0, 1]"),
-    "model.roi_heads.detections_per_image": (_positive, "> 0"),
-    "model.roi_heads.mask_head_dim": (_positive, "> 0"),
+    "model.roi_heads.detections_per_image": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
+    "model.roi_heads.mask_head_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
     "model.roi_heads.mask_threshold": (_unit, "in [0, 1]"),
-    "model.roi_heads.num_keypoints": (_positive, "> 0"),
-    "model.roi_heads.keypoint_head_dim": (_positive, "> 0"),
+    "model.roi_heads.num_keypoints": (_up_to(_MAX_KEYPOINTS), f"in (0, {_MAX_KEYPOINTS}]"),
+    "model.roi_heads.keypoint_head_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
+    "model.rpn.head_convs": (lambda v: 0 <= v <= _MAX_LAYERS, f"in [0, {_MAX_LAYERS}]"),
+    "model.roi_heads.mask_head_convs": (lambda v: 0 <= v <= _MAX_LAYERS, f"in [0, {_MAX_LAYERS}]"),
+    "model.roi_heads.keypoint_head_convs": (lambda v: 0 <= v <= _MAX_LAYERS, f"in [0, {_MAX_LAYERS}]"),
     "solver.lr": (_non_negative, "a finite number >= 0"),
     "solver.momentum": (_unit, "in [0, 1]"),
     "solver.weight_decay": (_non_negative, "a finite number >= 0"),
@@ -920,6 +948,10 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
         values = value if isinstance(value, (tuple, list)) else (value,)
         if all(_is_number(v) for v in values) and not all(_is_whole(v) for v in values):
             problems.append(f"{key} must be whole numbers, got {to_plain(value)!r}")
+    for key in ("model.rpn.anchor_sizes", "model.rpn.aspect_ratios"):
+        value = get_key(cfg, key)
+        if isinstance(value, (tuple, list)) and len(value) > _MAX_ANCHORS:
+            problems.append(f"{key} must have at most {_MAX_ANCHORS} values, got {len(value)}")
     scale, jitter = cfg.input.scale_range, cfg.input.color_jitter
     if len(scale) != 2 or scale[0] > scale[1]:
         problems.append(f"input.scale_range must be [low, high] with low <= high, got {scale!r}")

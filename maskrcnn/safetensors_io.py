@@ -123,6 +123,8 @@ def _field(path, metadata: dict, name: str, error):
         return json.loads(text)
     except (ValueError, RecursionError) as e:  # (nested past the JSON parser's depth: RecursionError)
         reason = e if isinstance(e, ValueError) else "nested too deeply"
+        if "integer string conversion" in str(reason):  # Python's limit, with advice for programmers
+            reason = "a number of more than 4300 digits; no checkpoint value is that long"
         raise error(f"{path}: safetensors metadata field '{PREFIX}{name}' is not JSON ({reason})") from None
 
 

@@ -168,10 +168,43 @@ def checkpoint_candidates(output_dir: Path) -> list:
     output_dir = Path(output_dir)
     candidates = sorted(output_dir.glob("model_[0-9]*.pth"), reverse=True)
     pointer = output_dir / LAST_CHECKPOINT
-    if pointer.is_file():
-        named = output_dir / pointer.read_text().strip()
+    if pointer.is_symlink() or pointer.is_file():
+        named = output_dir / _pointed_name(pointer)
         candidates = [named] + [c for c in candidates if c != named]
     return candidates
+
+
+_POINTER_BYTES = 4096  # a checkpoint's file name, with room to spare: more is not a pointer the run wrote
+
+
+def _pointed_name(pointer: Path) -> str:
+    """The file name ``pointer`` (a run's ``last_checkpoint``) holds: its first line, at most
+    ``_POINTER_BYTES`` read. ``CheckpointError`` naming the pointer, quoting no more than a short excerpt of
+    what it holds, when it is not a plain file naming a file of the run's own folder: a resume continues
+    the run's checkpoints, never a file elsewhere (a link, an absolute path, ``..``)."""
+    way_out = ("; remove it to resume from the run's newest model_NNNNNNN.pth, or write the name of one "
+               "of the run's checkpoints into it")
+    if pointer.is_symlink():
+        raise CheckpointError(f"{pointer} is a link, not the file the run writes{way_out}")
+    try:
+        with open(pointer, "rb") as f:
+            head = f.read(_POINTER_BYTES + 1)
+    except OSError as e:
+        raise CheckpointError(f"{pointer}: cannot read it: {e.strerror or e}{way_out}") from None
+    line = head.split(b"\n", 1)[0].strip()
+    excerpt = repr(line[:60]) + ("..." if len(line) > 60 else "")
+    if len(head) > _POINTER_BYTES and b"\n" not in head[:_POINTER_BYTES]:
+        raise CheckpointError(f"{pointer}: more than {_POINTER_BYTES} bytes without a line break (it starts "
+                              f"{excerpt}), not a checkpoint's name{way_out}")
+    try:
+        name = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{pointer}: not UTF-8 text ({e.reason} at byte {e.start} of {excerpt})"
+                              f"{way_out}") from None
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise CheckpointError(f"{pointer} names {excerpt}, not a file of the run's folder {pointer.parent}"
+                              f"{way_out}")
+    return name
 
 
 def read_resume_checkpoint(output_dir: Path) -> dict:

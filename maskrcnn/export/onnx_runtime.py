@@ -115,7 +115,16 @@ def _external_data_problem(path: Path) -> Optional[str]:
         if not uses_external_data(tensor):
             continue
         info = ExternalDataInfo(tensor)
-        data = path.parent / info.location
+        location = Path(info.location)
+        data = path.parent / location
+        if location.is_absolute() or ".." in location.parts:
+            # onnxruntime reads external data only beside the graph: said as it is, whatever is there
+            return (f"its external data path {info.location!r} (tensor {tensor.name!r}) leads outside the "
+                    "folder of the .onnx (an absolute path or '..'): onnxruntime reads external data only "
+                    "from beside the .onnx")
+        if data.exists() and not data.is_file():
+            return (f"its external data {data} (tensor {tensor.name!r}) is not a regular file (a folder, a "
+                    "device or a pipe): refused")
         if not data.is_file():
             return (f"its external data file {data} (tensor {tensor.name!r}) is missing: keep it beside the "
                     ".onnx")

@@ -22,6 +22,7 @@ literals, lists and tuples become Python values, top-level assignments become en
 from __future__ import annotations
 
 import ast
+import builtins
 import io
 import pickle
 import types
@@ -92,7 +93,22 @@ class _InertUnpickler(pickle.Unpickler):
         found = self._allowed.get((module, name))
         if found is not None:
             return found
+        from maskrcnn.checkpoint_refusal import is_attack_global
+
+        # inert it would run nothing, but no file of weights or results asks for os.system or exec: refused
+        # as `predict` refuses it (a builtin type, slice or complex, stays an inert placeholder)
+        harmless_type = module == "builtins" and isinstance(getattr(builtins, name, None), type)
+        if is_attack_global(f"{module}.{name}") and not harmless_type:
+            raise _CodeRefused(f"{module}.{name}")
         return type(name if name.isidentifier() else "Foreign", (Inert,), {"name": f"{module}.{name}"})
+
+
+class _CodeRefused(pickle.UnpicklingError):
+    """A global (``os.system``, ``builtins.exec``) that no checkpoint or results file asks for."""
+
+
+def _code_refusal(path, error: _CodeRefused) -> str:
+    return f"{path} asks to run code (global {error.args[0]}) when unpickled; refused"
 
 
 def _inert_pickle_module() -> types.ModuleType:
@@ -122,6 +138,8 @@ def read_pickle_file(path) -> object:
     try:
         with open(path, "rb") as f:
             obj = _InertUnpickler(f).load()
+    except _CodeRefused as e:
+        raise ValueError(_code_refusal(path, e)) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, ImportError, MemoryError, RecursionError, ConversionError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -151,6 +169,8 @@ def read_mmdet_file(path) -> object:
         raise ConversionError(f"{path} asks to run code (global {bad}) when unpickled; refused")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
+    except _CodeRefused as e:  # one behind the first code global (code_global names the first only)
+        raise ConversionError(_code_refusal(path, e)) from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
             TypeError, AttributeError, IndexError, KeyError) as e:
         from maskrcnn.checkpoint_refusal import unreadable_message

@@ -395,6 +395,26 @@ async def _result_unless_disconnected(request, future, timeout_s: Optional[float
             result.cancel()
 
 
+async def _unless_disconnected(request, coroutine):
+    """``await coroutine``, cancelled with a 499 ``RequestError`` when the client closes the connection
+    first (a Label Studio call whose images are still being fetched: its request slot is freed)."""
+    work = asyncio.ensure_future(coroutine)
+
+    async def disconnected():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            return work.result()
+        raise RequestError(499, "the client closed the connection before the answer")
+    finally:  # also when this task is cancelled
+        watch.cancel()
+        work.cancel()
+
+
 def _encode_answer(answer: dict, det: dict, label_to_cat, t0: float, class_names=None,
                    keypoint_labels=None) -> bytes:
     """The JSON answer: ``answer`` plus the detections as COCO results, each with its ``category_name``
@@ -743,7 +763,8 @@ def create_app(
                 given = [("score_thresh", payload["score_thresh"])] if "score_thresh" in payload else []
                 thresh = _parse_score_thresh(_parameters(request.query_params, given).get("score_thresh"))
                 try:
-                    answer = await labelstudio.predict(payload, score_thresh=thresh)
+                    answer = await _unless_disconnected(
+                        request, labelstudio.predict(payload, score_thresh=thresh))
                 except ValueError as e:
                     raise RequestError(400, f"Label Studio predict: {e}") from None
                 return JSONResponse(answer)

@@ -319,10 +319,13 @@ def task_prediction(det: dict, *, task_id, height: int, width: int, config: Labe
 
 async def predict_tasks(tasks: list, *, config: LabelConfig, class_names: Sequence[str], model_version: str,
                         load: Callable, detect: Callable, in_thread: Callable, concurrency: int,
-                        min_region_area: float = DEFAULT_MIN_REGION_AREA) -> list:
+                        min_region_area: float = DEFAULT_MIN_REGION_AREA,
+                        load_timeout_s: Optional[float] = None) -> list:
     """``/predict``'s ``results``: one prediction per task, in order. ``load(reference)`` -> the decoded
     (3, H, W) image (blocking: run through ``in_thread(fn, *args)``), ``await detect(image)`` -> its
     detections (the server's batch queue). At most ``concurrency`` tasks hold an image at once (memory).
+    A load that takes more than ``load_timeout_s`` seconds (None: no limit) is given up: its thread may
+    stay blocked (a file on a hung mount), but the task is answered and the request ends.
     A task that fails in any step gets an empty prediction and a warning naming it."""
     gate = asyncio.Semaphore(max(1, concurrency))
     dropped = []
@@ -333,7 +336,10 @@ async def predict_tasks(tasks: list, *, config: LabelConfig, class_names: Sequen
         try:
             async with gate:
                 reference = task_image_reference(task, config.data_key)
-                image = await in_thread(load, reference)
+                try:
+                    image = await asyncio.wait_for(in_thread(load, reference), load_timeout_s)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f"its image was not read within {load_timeout_s:g} s") from None
                 det = await detect(image)
                 H, W = image.shape[-2:]
                 return await in_thread(lambda: task_prediction(
@@ -456,7 +462,11 @@ class LabelStudioBackend:
         if not isinstance(tasks, list):
             raise ValueError("a JSON body to /predict is an image, {\"image\": \"<base64>\"}, or Label "
                              "Studio's tasks: it needs 'image' or a 'tasks' list")
-        from fastapi.concurrency import run_in_threadpool
+        import anyio.to_thread
+
+        # abandoned when the request ends first (its deadline, the client gone): a load blocked in the
+        # file system cannot be stopped, but it no longer holds the request or a thread-pool slot
+        in_thread = functools.partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
 
         xml, project = payload.get("label_config"), payload.get("project")
         if xml:
@@ -469,7 +479,8 @@ class LabelStudioBackend:
             config = default_config(self.names)
         results = await predict_tasks(
             tasks, config=config, class_names=self.names, model_version=self.model_version, load=self._load,
-            detect=functools.partial(self._detect, score_thresh=score_thresh), in_thread=run_in_threadpool,
+            detect=functools.partial(self._detect, score_thresh=score_thresh), in_thread=in_thread,
             concurrency=2 * self.batches.batch_size, min_region_area=self.min_region_area,
+            load_timeout_s=self.request_timeout_s,  # the fetch is under the request's deadline too
         )
         return {"results": results, "model_version": self.model_version}

@@ -27,14 +27,18 @@ A task's image is a reference Label Studio wrote into its data (``data.image``):
 Anything else (``s3://``, ``gs://``, ``file:``, a relative path) is refused: the backend reads only local
 storage, HTTP(S) and inline data. Downloads stop past ``max_bytes`` (``--max-upload-mb``, the limit of
 uploads to ``/predict``) and past ``timeout_s`` seconds in all (a server that trickles bytes is cut off
-too). Every refusal or failure is a ``FetchError`` whose message names the reference and the reason.
+too). A local file is read only when it is a regular file (a FIFO, a device or a socket is refused
+without waiting on it), and at most ``max_bytes`` of it. Every refusal or failure is a ``FetchError``
+whose message names the reference and the reason.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import socket
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +60,15 @@ def _origin(url: str) -> tuple:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def _short(reference: str, limit: int = 120) -> str:
@@ -206,15 +219,36 @@ class ImageFetcher:
         return self._download(where, home[1] if send_token else None), _short(where)
 
     def _read_file(self, path: Path, reference: str) -> bytes:
+        # Opened without blocking and checked before any read: a FIFO (or a device, a socket) under the
+        # root would otherwise hold a worker thread in open() or read() forever, and with it a request slot.
         try:
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                raise FetchError(f"{_short(reference)}: {size} bytes, over the limit of {self.max_bytes}")
-            return path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise FetchError(f"{_short(reference)}: no such file under --ls-local-root") from None
         except OSError as e:
             raise FetchError(f"{_short(reference)}: cannot read {path.name}: {e.strerror or e}") from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise FetchError(f"{_short(reference)}: {path.name} is {_file_kind(mode)}, not a regular "
+                                 "file; refused")
+            size = os.fstat(fd).st_size
+            if size > self.max_bytes:
+                raise FetchError(f"{_short(reference)}: {size} bytes, over the limit of {self.max_bytes}")
+            # read to one byte past the limit, whatever the size said (a file may grow while it is read)
+            body = bytearray()
+            while len(body) <= self.max_bytes:
+                chunk = os.read(fd, min(_CHUNK, self.max_bytes + 1 - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+            if len(body) > self.max_bytes:
+                raise FetchError(f"{_short(reference)}: more than the limit of {self.max_bytes} bytes")
+            return bytes(body)
+        except OSError as e:
+            raise FetchError(f"{_short(reference)}: cannot read {path.name}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
 
     def _download(self, url: str, token: Optional[str]) -> bytes:
         request = urllib.request.Request(url, headers={"Accept": "image/*,*/*;q=0.5"})

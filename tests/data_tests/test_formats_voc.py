@@ -186,7 +186,7 @@ def test_no_split_files_converts_every_object_png_empty_png_and_16bit_grey(tmp_p
     got = _masks(coco, 2)
     assert [g[0] for g in got] == ["person", "cat"]
     assert (got[0][3] == _box(1, 5, 1, 9)).all() and (got[1][3] == _box(10, 20, 10, 30)).all()
-    assert ("2 images of SegmentationObject/ converted (no ImageSets/Segmentation/train.txt; split files: "
+    assert ("2 images of SegmentationObject/ taken (no ImageSets/Segmentation/train.txt; split files: "
             "none)") in err
     assert "1 images without instances" in err
     assert ("SegmentationObject/b.png: warning: b.xml cannot be read (line 1, column 29: not well-formed XML "
@@ -423,6 +423,25 @@ def test_voc_detection_xml_with_doctype_refused(tmp_path, capsys):
     assert [i["file_name"] for i in json.loads(out.read_text())["images"]] == ["JPEGImages/b.jpg"]
     assert "Annotations/a.xml: a.xml cannot be read (has a DOCTYPE declaration (refused" in err
     assert "skipped 1 record(s): 1 unreadable_xml" in err
+
+
+def test_voc_detection_notes_count_the_images_converted_only(tmp_path, capsys):
+    """Its only XML refused: the notes said "1 ... written as box-only annotations" and then "nothing
+    written"; one of two refused: the note counts the one converted."""
+    root = tmp_path / "det"
+    _image(root, "a")
+    (root / "Annotations").mkdir(parents=True)
+    (root / "Annotations" / "a.xml").write_text(_DOCTYPE_XML)
+    out = tmp_path / "o.json"
+    assert _convert(root, out) == 1
+    err = capsys.readouterr().err
+    assert "nothing written" in err and "written as box-only" not in err and " converted (no " not in err
+    _image(root, "b")
+    _det_xml(root, "b", [("dog", 0, (11, 6, 20, 15))])
+    assert _convert(root, out) == 0
+    err = capsys.readouterr().err
+    assert "1 VOC images with boxes only (no SegmentationObject PNGs): written as box-only" in err
+    assert "2 images of Annotations/ taken" in err
 
 
 def test_voc_detection_exif_photo_boxes_on_its_stored_pixels_are_turned(tmp_path, capsys):

@@ -9,6 +9,7 @@ our metadata) rather than exports: loading never runs the graph, and building ta
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -173,3 +174,27 @@ def test_an_onnx_file_under_another_name_is_opened_as_onnx(tmp_path, capsys):
     rc = main(["export", "--weights", str(tmp_path / "model.bin"), "--output", str(tmp_path / "m.onnx")])
     assert rc == 1
     assert f"--weights {tmp_path / 'model.bin'}: an exported ONNX file" in capsys.readouterr().err
+
+
+def _relocated(folder, location: str):
+    """The graph of ``folder`` (``_external``) with its weight's external data moved to ``location``."""
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    path = folder / "moved.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_external_data_outside_the_folder_or_not_a_file_is_named_as_such(tmp_path):
+    folder = _external(tmp_path)
+    for location in ("/dev/zero", "../elsewhere.data"):
+        with pytest.raises(OnnxModelError, match=rf"external data path '{re.escape(location)}' \(tensor "
+                                                 r"'weight'\) leads outside the folder of the \.onnx"):
+            Predictor.from_onnx(_relocated(folder, location))
+    (folder / "sub").mkdir()
+    with pytest.raises(OnnxModelError, match=r"its external data .*sub \(tensor 'weight'\) is not a regular "
+                                             r"file"):
+        Predictor.from_onnx(_relocated(folder, "sub"))

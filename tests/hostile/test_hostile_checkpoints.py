@@ -50,7 +50,7 @@ def _format_version(ckpt):
 @pytest.mark.parametrize(
     "edit, words",
     [(_nan_weights, "NaN or infinite values in 'model' tensors roi_heads.box_predictor.cls_score.weight"),
-     (_bad_stored_config, "input.min_size_test must be > 0"),
+     (_bad_stored_config, "input.min_size_test must be in (0, 100000]"),
      (_unknown_stored_key, "model.rpn.fancy"),
      (_format_version, "format_version 99")],
 )  # fmt: skip

@@ -24,7 +24,7 @@ BAD_YAML = {  # file content -> words of the message (after the file's name)
     "not_a_mapping": ("- 1\n- 2\n", "expected a mapping at the top level"),
     "binary": ("\x00\x01\x02 garbage", "invalid YAML"),
     "nan_lr": ("solver:\n  lr: .nan\n", "solver.lr must be a finite number >= 0, got nan"),
-    "zero_size": ("input:\n  min_size_test: 0\n", "input.min_size_test must be > 0, got 0"),
+    "zero_size": ("input:\n  min_size_test: 0\n", "input.min_size_test must be in (0, 100000], got 0"),
     "string_for_number": ("solver:\n  iters: many\n", "'solver.iters' expects a number"),
     "unknown_key": ("solver:\n  lr_typo: 0.1\n", "unknown config key 'solver.lr_typo'"),
 }
@@ -52,7 +52,7 @@ def test_bad_yaml_file_is_refused_by_file_and_line_or_key(cli, tmp_path, case):
      ("solver.lr=nan", "solver.lr must be a finite number >= 0, got nan"),
      ("solver.batch_size=0", "solver.batch_size must be > 0"),
      ("model.roi_heads.score_thresh=1.5", "model.roi_heads.score_thresh must be in [0, 1]"),
-     ("input.min_size=[800, 0]", "input.min_size must be > 0"),
+     ("input.min_size=[800, 0]", "input.min_size must be in (0, 100000]"),
      ("solver.steps=[1,", "config key 'solver.steps': invalid YAML"),
      ("model.pixel_std=[0.2, 0.2, 0]", "model.pixel_std must be > 0"),
      # 0.5 would stop a run whose loss merely stays where it is
@@ -70,7 +70,7 @@ def test_unusable_setting_is_refused_by_key_before_training(cli, tmp_path, setti
 
 @pytest.mark.parametrize(
     "options, words",
-    [(["--set", "input.min_size_test=0"], "input.min_size_test must be > 0"),
+    [(["--set", "input.min_size_test=0"], "input.min_size_test must be in (0, 100000]"),
      (["--score-thresh", "nan"], "--score-thresh must be a finite number >= 0, got nan"),
      (["--set", "model.roi_heads.nms_thresh=inf"], "model.roi_heads.nms_thresh must be in [0, 1]")],
 )  # fmt: skip

@@ -225,12 +225,17 @@ def _broken(tmp_path, tiny_checkpoint) -> dict:
                         ("l2c_triple", "[[1, 2, 3]]")):
         meta = {**good_meta, "maskrcnn.label_to_category_id": pairs}
         _raw(tmp_path / f"{name}.safetensors", _header(metadata=meta), struct.pack("<f", 1.0))
+    big = {**good_meta, "maskrcnn.label_to_category_id": "[[1, 1" + "0" * 100_000 + "]]"}
+    _raw(tmp_path / "bignum.safetensors", _header(metadata=big), struct.pack("<f", 1.0))
     arabic_one = {**good_meta, "maskrcnn.format_version": "\u0661"}  # a digit to str.isdigit, not ASCII
     _raw(tmp_path / "version.safetensors", _header(metadata=arabic_one), struct.pack("<f", 1.0))
     l2c = (": safetensors metadata field 'maskrcnn.label_to_category_id' is not a list of "
            "[label, category id] pairs")
     return {
         "deep": ": safetensors metadata field 'maskrcnn.config' is not JSON (nested too deeply)",
+        # (Python's own words advised sys.set_int_max_str_digits(), which a user cannot act on)
+        "bignum": ": safetensors metadata field 'maskrcnn.label_to_category_id' is not JSON (a number of "
+                  "more than 4300 digits; no checkpoint value is that long)",
         "l2c_object": l2c, "l2c_float": l2c, "l2c_bool": l2c, "l2c_triple": l2c,
         "version": ": checkpoint format_version '\u0661' is not supported",
         "truncated": " is a safetensors file that is truncated or corrupt",

@@ -68,7 +68,7 @@ def split_names(root: Path, split: Optional[str], *, sets: str, listed: str, suf
     found = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
     if split is None and "train" not in found:
         names = sorted(p.stem for p in (root / listed).glob(f"*{suffix}"))
-        report.note(f"images of {listed}/ converted (no ImageSets/{sets}/train.txt; split files: "
+        report.note(f"images of {listed}/ taken (no ImageSets/{sets}/train.txt; split files: "
                     f"{', '.join(found[:8]) or 'none'})", len(names))
         return listed, names
     split = split or "train"
@@ -141,9 +141,11 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
         source, names = split_names(root, split, sets="Main", listed="Annotations", suffix=".xml",
                                     report=report)
     xmls, pictures = ("", "") if flat else ("Annotations/", "JPEGImages/")
-    report.note("VOC images with boxes only (no SegmentationObject PNGs): written as " +
-                ("rectangle masks (--boxes-as-masks)" if boxes_as_masks else
-                 "box-only annotations (segmentation []; --boxes-as-masks writes rectangles)"), len(names))
+    # counted per image converted, not per name listed: a dataset none of whose XMLs reads says nothing
+    # was written, not both
+    written_as = ("VOC images with boxes only (no SegmentationObject PNGs): written as " +
+                  ("rectangle masks (--boxes-as-masks)" if boxes_as_masks else
+                   "box-only annotations (segmentation []; --boxes-as-masks writes rectangles)"))
     for n, name in enumerate(names, 1):
         record = f"{source} line {n} ({name})" if source not in ("Annotations", ".") else f"{xmls}{name}.xml"
         xml_path = root / xmls / f"{name}.xml"
@@ -161,6 +163,7 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
         except Skip as e:
             report.skip(record, e)
             continue
+        report.note(written_as)
         where = builder.relative(xml_path)
         if orientation is not None:  # LabelImg shows (and sizes) a photo's stored pixels
             stored_pixels_told(report, where, given, (height, width), orientation)
