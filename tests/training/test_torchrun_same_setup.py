@@ -70,6 +70,22 @@ def test_rank_without_world_size_writes_nothing_and_the_retry_starts(monkeypatch
     assert not run.exists() or not any(run.iterdir())  # nothing there: the retry needs no --overwrite
 
 
+@pytest.mark.parametrize("local_rank", ["", "x"])
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_stray_local_rank_leaves_an_error_one_line(monkeypatch, capsys, tmp_path, command, local_rank):
+    # the error handler read LOCAL_RANK again with int(): an empty or stray value raised inside it, and a
+    # missing file read as a traceback. ("x" for train is refused up front, itself one line.)
+    _env(monkeypatch, LOCAL_RANK=local_rank)
+    missing = tmp_path / "nope.json"
+    args = (["train", "--config", "demo", "--train-json", str(missing), "--output", str(tmp_path / "run")]
+            if command == "train" else
+            ["eval", "--weights", str(tmp_path / "nope.pth"), "--json", str(missing)])
+    assert main(args + ["--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"maskrcnn {command}: error: ") and err.count("\n") == 1, err
+    assert "nope" in err or (command, local_rank) == ("train", "x"), err
+
+
 def test_a_missing_rendezvous_address_is_named(monkeypatch):
     _env(monkeypatch, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_PORT="29500")
     with pytest.raises(ValueError, match="WORLD_SIZE=2 is set but MASTER_ADDR is not") as caught:
