@@ -281,17 +281,19 @@ def _main(argv: list = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    rank, world_size = 0, 1
+    rank, world_size, local_rank = 0, 1, 0
     try:  # torchrun's (torch imported only when one of its variables is set)
         if any(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
             from maskrcnn.engine.distributed import env_world
 
-            rank, world_size, _ = env_world()
+            rank, world_size, local_rank = env_world()
     except ValueError as e:  # a partial torchrun environment: before any work (nothing written)
         if args.command in SEVERAL_PROCESSES:
             print(f"maskrcnn {args.command}: error: {e}", file=sys.stderr)
             return 1
-        rank, world_size = 0, 1  # a one-process command runs as one process whatever is left set
+        # a one-process command runs as one process whatever is left set (LOCAL_RANK too: it is not read
+        # again, an empty or stray value must not turn an error message into a traceback)
+        rank, world_size, local_rank = 0, 1, 0
     if world_size > 1 and args.command not in SEVERAL_PROCESSES:  # before any work, said once
         if rank == 0:
             print(f"maskrcnn {args.command} runs in one process; start it without torchrun (each of the "
@@ -313,7 +315,7 @@ def _main(argv: list = None) -> int:
         return 2
     try:
         with one_line_warnings(args.command):
-            return _run(args, rank=rank, world_size=world_size)
+            return _run(args, rank=rank, world_size=world_size, local_rank=local_rank)
     finally:
         Image.MAX_IMAGE_PIXELS = saved_limit
 
@@ -331,7 +333,7 @@ def one_line_warnings(command: str):
         warnings.formatwarning = formatwarning
 
 
-def _run(args, *, rank: int, world_size: int) -> int:
+def _run(args, *, rank: int, world_size: int, local_rank: int = 0) -> int:
     try:
         return int(_module(args.command).run(args) or 0)
     except KeyboardInterrupt as e:
@@ -351,7 +353,7 @@ def _run(args, *, rank: int, world_size: int) -> int:
         # any process whose setup error rank 0 did not report alike: nobody else printed it)
         message = _one_line(e, args)
         line = error_line(e, message, rank=rank, world_size=world_size,
-                          local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                          local_rank=local_rank,
                           rank0_message=rank0_setup_error(e, message) if world_size > 1 else None)
         if line is not None:
             print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)

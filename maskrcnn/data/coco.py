@@ -55,6 +55,7 @@ how many and how to choose (``exif_frame``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import operator
@@ -1299,6 +1300,19 @@ class CocoDataset(torch.utils.data.Dataset):
                 if not ann.get("iscrowd", 0):
                     counts[self.category_id_to_label[ann["category_id"]]] += 1
         return counts
+
+    def annotations_digest(self) -> str:
+        """A short hash of the objects in use, image by image (category, box, crowd flag, whether a mask
+        and keypoints are given): equal for two JSON files that hold the same annotations however they
+        are laid out (indentation, key order), different when a box or a class was edited."""
+        digest = hashlib.sha256()
+        for iid in self.ids:
+            digest.update(f"{iid}:".encode())
+            for ann in self._anns[iid]:
+                digest.update(repr((ann["category_id"], [float(v) for v in ann["bbox"]],
+                                    int(ann.get("iscrowd", 0) or 0), "segmentation" in ann,
+                                    ann.get("keypoints") is not None)).encode())
+        return digest.hexdigest()[:12]
 
     def labels_per_image(self) -> list:
         """The labels (crowd regions aside) in each image in use, sorted, each once; for repeat factors."""

@@ -6,38 +6,38 @@ order from the process's own count of images, so a process whose training set di
 another list: some images are never trained on and others twice, and nothing failed. A process with
 another ``solver.lr`` steps its weights otherwise than rank 0, and DDP's averaged gradients hide it.
 
-``setup_fingerprint`` is a cheap summary of what a process set up (per dataset: the annotation file's
-size, the images in use and a hash of their ids and file names, the object count of each class; the
-config's settings); ``setup_differences`` compares the gathered summaries with rank 0's and names, per
-rank, what differs. Paths themselves are not compared: each machine may mount the data elsewhere; nor the
-device and the ``--init`` weights' location (DDP starts every process from rank 0's weights).
+``setup_fingerprint`` is a cheap summary of what a process set up (per dataset: the images in use and a hash
+of their ids and file names, a hash of their objects, the object count of each class: what the file holds,
+not how it is laid out; the config's settings); ``setup_differences`` compares the gathered summaries with
+rank 0's and names, per rank, what differs. Paths themselves are not compared: each machine may mount the
+data elsewhere; nor the device, the ``--init`` weights' location (DDP starts every process from rank 0's
+weights) and the number of loader workers (a machine's cores: the batches are the same whatever it is).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import List, Optional
 
-# settings a process may hold its own value of: where its weights start (DDP broadcasts rank 0's) and its
-# device (each process its own GPU)
-PER_PROCESS_KEYS = frozenset({"device", "model.init_weights"})
+# settings a process may hold its own value of: where its weights start (DDP broadcasts rank 0's), its
+# device (each process its own GPU) and its loader workers (each machine its cores; the batches, built
+# from the seed and the index, do not depend on them)
+PER_PROCESS_KEYS = frozenset({"device", "model.init_weights", "data.num_workers"})
 
 
 def dataset_fingerprint(dataset, json_path) -> dict:
-    """What a process's ``CocoDataset`` holds, cheaply: {"json", "bytes", "images", "names", "objects"}
-    (``names``: a hash of the ids and file names in use, in order; ``objects``: per class)."""
+    """What a process's ``CocoDataset`` holds, cheaply: {"json", "images", "names", "annotations",
+    "objects", "per_class"} (``names``: a hash of the ids and file names in use, in order;
+    ``annotations``: of their objects; ``per_class``: the object count of each class). Not the file's
+    size: the same annotations written with other indentation are the same training set."""
     digest = hashlib.sha256()
     for index in range(len(dataset)):
         info = dataset.image_info(index)
         digest.update(f"{info['id']}\t{info.get('file_name')}\n".encode("utf-8", "surrogateescape"))
-    try:
-        size = os.path.getsize(json_path)
-    except (OSError, TypeError):
-        size = None
+    annotations = dataset.annotations_digest() if hasattr(dataset, "annotations_digest") else None
     counts = dataset.instances_per_class() if hasattr(dataset, "instances_per_class") else None
-    return {"json": str(json_path), "bytes": size, "images": len(dataset), "names": digest.hexdigest()[:12],
-            "objects": None if counts is None else sum(counts[1:]),
+    return {"json": str(json_path), "images": len(dataset), "names": digest.hexdigest()[:12],
+            "annotations": annotations, "objects": None if counts is None else sum(counts[1:]),
             "per_class": None if counts is None else list(counts)}
 
 
@@ -65,15 +65,15 @@ def setup_fingerprint(cfg, train_set, train_json, val_set=None, val_json=None) -
 def _data_words(fp: Optional[dict]) -> str:
     if fp is None:
         return "none"
-    size = "" if fp["bytes"] is None else f", {fp['bytes']} bytes"
+    objects = "" if fp.get("annotations") is None else f", objects hash {fp['annotations']}"
     return (f"{fp['json']} ({fp['images']} usable images, {fp['objects']} objects, file names hash "
-            f"{fp['names']}{size})")
+            f"{fp['names']}{objects})")
 
 
 def _same_data(a: Optional[dict], b: Optional[dict]) -> bool:
     if a is None or b is None:
         return a is b
-    return all(a[k] == b[k] for k in ("bytes", "images", "names", "per_class"))
+    return all(a.get(k) == b.get(k) for k in ("images", "names", "annotations", "per_class"))
 
 
 def setup_differences(gathered: List[dict]) -> str:

@@ -841,12 +841,17 @@ class Trainer:
         self.divergence.load_state_dict(ckpt.get("divergence"))  # absent from older checkpoints
         self._load_best_state(ckpt.get("best_model"))
         self._keep_linear_engine(ckpt.get("linear_engine", _NO_RECORD))  # absent from older checkpoints
+        # again after it: each rank kept the checkpoint's engine or its own MASKRCNN_MATMUL pin, and a pin
+        # set on one machine only would otherwise split the ranks once more
+        self._agree_linear_engine()
 
     def _agree_linear_engine(self) -> None:
         """Under torchrun on the CPU, every rank's linear layers on rank 0's engine: each process measured
         for itself (``ops.gemm_rates``), at one moment on a shared machine, and may have answered
         otherwise; ranks on engines that round apart would train apart from what the checkpoint (rank
-        0's) records, and a resume could not be exact. One collective, every rank constructing."""
+        0's) records, and a resume could not be exact. A ``MASKRCNN_MATMUL`` pin on another rank that
+        disagrees is overridden, said by that rank (its logger is rank 0's only). One collective, every
+        rank constructing and every rank resuming."""
         if self.world_size <= 1 or self.device.type != "cpu":
             return
         import torch.distributed as dist
@@ -862,6 +867,15 @@ class Trainer:
                 raise RuntimeError(f"rank {self.rank}: rank 0 trains its linear layers on oneDNN, which this "
                                    "process's PyTorch build lacks; set MASKRCNN_MATMUL=blas on every machine")
             _use_linear_engine(self.model, chosen)
+            from maskrcnn.ops import gemm_rates
+
+            if gemm_rates.pinned() is not None:
+                value = os.environ[gemm_rates.PIN_VARIABLE].strip().lower()
+                self.logger.stream.write(
+                    f"rank {self.rank}: linear layers on {_ENGINE_NAMES[chosen]}, rank 0's engine (every "
+                    f"process trains on one), not on {_ENGINE_NAMES[mine]} as this process's "
+                    f"{gemm_rates.PIN_VARIABLE}={value} asks: set it alike on every machine\n")
+                self.logger.stream.flush()
 
     def _keep_linear_engine(self, engine) -> None:
         """The linear layers on the engine the checkpoint's run used (``ops.gemm_rates``: this process's

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="no oneDNN
 HERE = Path(__file__).resolve().parent
 
 
-def _rank(rank: int, store: str, out: str, report: str) -> None:
+def _rank(rank: int, store: str, out: str, report: str, pin_on_resume: str = "") -> None:
     """Rank ``rank`` of 2 in a gloo group joined through the file ``store``: rank 0 built its model on
     oneDNN, rank 1 on torch.mm (as their measurements answered); a crash after one iteration, a resume
-    (both measuring torch.mm this time) to the end; its engines to ``report``."""
+    (both measuring torch.mm this time; rank 1 with ``MASKRCNN_MATMUL=pin_on_resume`` when given) to the
+    end; its engines and its log to ``report``."""
     import torch.distributed as dist
 
     if str(HERE) not in sys.path:  # a spawned process: pytest's path is not its
@@ -51,8 +52,10 @@ def _rank(rank: int, store: str, out: str, report: str) -> None:
         batches = toy_train.crashing_batches_fn(stop_before=stop_before)
         trainer = build_trainer(cfg, model, make_batches=batches, output_dir=out,
                                 class_names=["__background__", "x"], tensorboard=False, plot=False,
-                                log_stream=io.StringIO())
+                                log_stream=stream)
         return trainer, model
+
+    stream = io.StringIO()
 
     try:
         built = "onednn" if rank == 0 else "plain"
@@ -63,21 +66,24 @@ def _rank(rank: int, store: str, out: str, report: str) -> None:
         except RuntimeError as e:  # both ranks, at the same batch: as a crash of the whole run
             assert "crash" in str(e)
         # the resume: both processes measured torch.mm this time
+        if rank == 1 and pin_on_resume:  # this machine's environment pins an engine
+            os.environ["MASKRCNN_MATMUL"] = pin_on_resume
         trainer, model = trainer_for("plain", stop_before=-1)
         assert trainer.resume() and trainer.iteration == 1
         resumed_on = _linear_engine(model)
         trainer.train()
     finally:
         dist.destroy_process_group()
-    Path(report).write_text(json.dumps({"built": built, "trained": trained_on, "resumed": resumed_on}))
+    Path(report).write_text(json.dumps({"built": built, "trained": trained_on, "resumed": resumed_on,
+                                         "log": stream.getvalue()}))
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_every_rank_trains_on_rank_zeros_linear_engine_and_the_checkpoint_says_it(tmp_path, monkeypatch):
-    monkeypatch.delenv("MASKRCNN_MATMUL", raising=False)
+def _two_ranks(tmp_path, pin_on_resume: str = "") -> list:
     store, out = str(tmp_path / "store"), str(tmp_path / "run")
     # rank 1 in a spawned process, rank 0 here (one process start fewer)
-    peer = mp.get_context("spawn").Process(target=_rank, args=(1, store, out, str(tmp_path / "rank1.json")))
+    peer = mp.get_context("spawn").Process(target=_rank, args=(1, store, out, str(tmp_path / "rank1.json"),
+                                                               pin_on_resume))
     peer.start()
     try:
         _rank(0, store, out, str(tmp_path / "rank0.json"))
@@ -86,9 +92,27 @@ def test_every_rank_trains_on_rank_zeros_linear_engine_and_the_checkpoint_says_i
         if peer.is_alive():
             peer.kill()
     assert peer.exitcode == 0
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_every_rank_trains_on_rank_zeros_linear_engine_and_the_checkpoint_says_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("MASKRCNN_MATMUL", raising=False)
+    out = str(tmp_path / "run")
+    ranks = _two_ranks(tmp_path)
     assert [r["built"] for r in ranks] == ["onednn", "plain"]  # the two measurements disagreed
     assert [r["trained"] for r in ranks] == ["onednn", "onednn"]  # one engine: rank 0's
     ckpt = torch.load(Path(out) / "model_0000001.pth", weights_only=False)
     assert ckpt["linear_engine"] == "onednn"  # rank 0's, which is every rank's
     assert [r["resumed"] for r in ranks] == ["onednn", "onednn"]  # the checkpoint's, on every rank
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_a_pin_on_one_machine_does_not_split_the_ranks_after_a_resume(tmp_path, monkeypatch):
+    # the resume kept each rank's own pin after the engines were agreed: rank 1 (MASKRCNN_MATMUL=blas)
+    # resumed on torch.mm, rank 0 on the checkpoint's oneDNN, and nothing was said
+    monkeypatch.delenv("MASKRCNN_MATMUL", raising=False)
+    ranks = _two_ranks(tmp_path, pin_on_resume="blas")
+    assert [r["resumed"] for r in ranks] == ["onednn", "onednn"]  # rank 0's, on every rank
+    assert "rank 1: linear layers on oneDNN, rank 0's engine" in ranks[1]["log"], ranks[1]["log"]
+    assert "MASKRCNN_MATMUL=blas" in ranks[1]["log"] and "rank 1:" not in ranks[0]["log"]

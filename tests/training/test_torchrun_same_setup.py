@@ -70,6 +70,22 @@ def test_rank_without_world_size_writes_nothing_and_the_retry_starts(monkeypatch
     assert not run.exists() or not any(run.iterdir())  # nothing there: the retry needs no --overwrite
 
 
+@pytest.mark.parametrize("local_rank", ["", "x"])
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_stray_local_rank_leaves_an_error_one_line(monkeypatch, capsys, tmp_path, command, local_rank):
+    # the error handler read LOCAL_RANK again with int(): an empty or stray value raised inside it, and a
+    # missing file read as a traceback. ("x" for train is refused up front, itself one line.)
+    _env(monkeypatch, LOCAL_RANK=local_rank)
+    missing = tmp_path / "nope.json"
+    args = (["train", "--config", "demo", "--train-json", str(missing), "--output", str(tmp_path / "run")]
+            if command == "train" else
+            ["eval", "--weights", str(tmp_path / "nope.pth"), "--json", str(missing)])
+    assert main(args + ["--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"maskrcnn {command}: error: ") and err.count("\n") == 1, err
+    assert "nope" in err or (command, local_rank) == ("train", "x"), err
+
+
 def test_a_missing_rendezvous_address_is_named(monkeypatch):
     _env(monkeypatch, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_PORT="29500")
     with pytest.raises(ValueError, match="WORLD_SIZE=2 is set but MASTER_ADDR is not") as caught:
@@ -79,9 +95,9 @@ def test_a_missing_rendezvous_address_is_named(monkeypatch):
     assert not du.is_initialized()
 
 
-def _fingerprint(images=3, objects=None, names="abc", lr="0.01"):
+def _fingerprint(images=3, objects=None, names="abc", lr="0.01", annotations="f00"):
     per_class = [0, images] if objects is None else objects
-    data = {"json": "t.json", "bytes": 100 * images, "images": images, "names": names,
+    data = {"json": "t.json", "images": images, "names": names, "annotations": annotations,
             "objects": sum(per_class[1:]), "per_class": per_class}
     return {"train": data, "val": None, "config": {"solver.lr": lr, "seed": "0"}}
 
@@ -92,10 +108,11 @@ def test_the_differences_name_each_rank_and_what_differs():
     said = setup_differences([same, same, _fingerprint(images=2, names="abd"), _fingerprint(lr="0.02")])
     assert said.startswith("the processes did not set up alike: the training set differs (--train-json / "
                            "--train-images): rank 0: t.json (3 usable images, 3 objects, file names hash "
-                           "abc, 300 bytes); rank 2: t.json (2 usable images"), said
+                           "abc, objects hash f00); rank 2: t.json (2 usable images"), said
     assert "rank 1" not in said and "rank 3's config differs: solver.lr 0.02 (rank 0: 0.01)" in said
     # the same images with other annotations (a class's objects changed)
     assert "training set differs" in setup_differences([same, _fingerprint(objects=[0, 2])])
+    assert "objects hash f01" in setup_differences([same, _fingerprint(annotations="f01")])  # a box edited
     val = dict(same, val=same["train"])
     assert "validation set differs (--val-json / --val-images): rank 0: t.json" in setup_differences(
         [val, same])
@@ -104,12 +121,41 @@ def test_the_differences_name_each_rank_and_what_differs():
 def test_the_config_fingerprint_leaves_out_what_each_process_holds_its_own_of():
     from maskrcnn.config import load_config
 
-    a = load_config("demo", {"device": "cpu", "model.init_weights": "/node0/w.pth"})
-    b = load_config("demo", {"device": "cuda", "model.init_weights": "/node1/w.pth"})
+    a = load_config("demo", {"device": "cpu", "model.init_weights": "/node0/w.pth", "data.num_workers": 2})
+    b = load_config("demo", {"device": "cuda", "model.init_weights": "/node1/w.pth", "data.num_workers": 8})
     assert config_fingerprint(a) == config_fingerprint(b)
     c = load_config("demo", {"solver.lr": 0.5})
     assert {k for k in config_fingerprint(a) if config_fingerprint(a)[k] != config_fingerprint(c)[k]} == {
         "solver.lr"}
+
+
+def test_the_same_annotations_laid_out_otherwise_are_the_same_training_set(tmp_path):
+    # the JSON's byte size was compared: the same file re-serialised with indent=1 was refused, its
+    # message showing only equal fields; an edited box with the same counts must still differ
+    import json
+
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.engine.same_setup import dataset_fingerprint
+
+    names = ["a.png", "b.png"]
+    (tmp_path / "pics").mkdir()
+    for i, n in enumerate(names):
+        Image.fromarray(np.full((24, 24, 3), 40 * (i + 1), np.uint8)).save(tmp_path / "pics" / n)
+    plain = write_box_coco(tmp_path / "plain.json", names)
+    coco = json.loads(plain.read_text())
+    (tmp_path / "indented.json").write_text(json.dumps(coco, indent=1))
+    coco["annotations"][0]["bbox"][0] += 1
+    (tmp_path / "edited.json").write_text(json.dumps(coco))
+
+    def fingerprint(name):
+        path = tmp_path / name
+        dataset = CocoDataset(json_path=path, image_dir=tmp_path / "pics")
+        return {"train": dataset_fingerprint(dataset, path), "val": None, "config": {}}
+
+    first = fingerprint("plain.json")
+    assert setup_differences([first, fingerprint("indented.json")]) == ""
+    edited = setup_differences([first, fingerprint("edited.json")])
+    assert "training set differs" in edited and "objects hash" in edited, edited
 
 
 def _rank_process(rank: int, port: int, tmp: str, runs: list, out: str) -> None:
@@ -144,8 +190,17 @@ def test_processes_given_other_data_or_settings_are_refused_at_setup(tmp_path):
     runs = [(str(full), []), (str(part), ["solver.lr=0.5"])]
     ctx = mp.start_processes(_rank_process, args=(store.port, str(tmp_path), runs, str(tmp_path)), nprocs=2,
                              join=False, start_method="spawn")
-    while not ctx.join(timeout=60):
-        pass
+    # bounded: a regression that leaves one process waiting in a collective must fail, not hang the suite
+    # for the 60-minute collective timeout (the run itself takes a few seconds)
+    for _ in range(3):
+        if ctx.join(timeout=60):
+            break
+    else:
+        for process in ctx.processes:
+            if process.is_alive():
+                process.kill()
+        pytest.fail("the two processes had not ended after 180 s: one waits for the other (a collective "
+                    "not paired across ranks?)")
     said = {rank: pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in (0, 1)}
     rc, err = said[0]
     assert rc == 1 and err.count("maskrcnn train: error: the processes did not set up alike:") == 1, err
