@@ -101,6 +101,7 @@ from maskrcnn.data.keypoints import (
     skeleton_edges,
 )
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
+from maskrcnn.listing import short_listing
 
 # A file or category name from the JSON in a problem line: control characters escaped, quoted (a file_name
 # holding "\x1b[31m" turned the terminal red, a "\n" split the line), as predict prints its paths
@@ -247,14 +248,25 @@ def _record_name(img: dict) -> str:
     return "a record without file_name"
 
 
+def _written_name(img) -> Optional[str]:
+    """The file an image record names as written: its file_name, else the last part of its coco_url;
+    None when it names none (not a record, no or an empty name)."""
+    if not isinstance(img, dict):
+        return None
+    url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
+    name = url_name or img.get("file_name")
+    return name if isinstance(name, str) and name.strip() else None
+
+
 def _ambiguous_image_ids(records: list) -> dict:
     """{image id: the files its records name, as shown} for each id that records of different files
     share. ``records``: (image id, the file the record resolves to, found only by the end of its path or
-    by its coco_url, what it wrote as compared, as shown), one per record that names a file; a record
-    that names none (an empty file_name, a file not found) is left out: it is skipped for itself and
-    cannot take the id's good record down. Two records are one file when they resolve to one
-    ('img/a.png' and 'a.png' found in the folder, 'a.png' and './a.png': ``file_key``), unless both
-    were found only by the end of differently written paths ('C:\\a\\x.png', 'D:\\b\\x.png': two
+    by its coco_url, what it wrote as compared, as shown), one per record that names a file, found or
+    not (a file not found is compared by its name as written: 'a.png' found and 'b.png' missing under
+    one id are two pictures); a record that names none (no or an empty file_name) is left out: it is
+    skipped for itself and cannot take the id's good record down. Two records are one file when they
+    resolve to one ('img/a.png' and 'a.png' found in the folder, 'a.png' and './a.png': ``file_key``),
+    unless both were found only by the end of differently written paths ('C:\\a\\x.png', 'D:\\b\\x.png': two
     pictures, at most one of them in the folder). Decided before any record is kept: the annotations
     are joined to images by id, so those of an id given to two files belong to no one record."""
     files: dict = {}  # id -> [(file key, loose, written, as shown)]
@@ -270,6 +282,8 @@ def _ambiguous_image_ids(records: list) -> dict:
 
 # image ids given to two files each, past which they are said in one line (two exports concatenated)
 _AMBIGUOUS_NAMED = 1
+# files named in the line of one such id; past it "... (N more)", and the line gets the merge-data hint
+_AMBIGUOUS_FILES = 3
 
 
 class ImageSizeError(ImageReadError):
@@ -720,9 +734,14 @@ class CocoDataset(torch.utils.data.Dataset):
         # each record's file, looked up once: whether an id is given to two files is decided by the files
         # found ('img/a.png' and 'a.png' are one), not by how they are written
         found = [self._resolve(img) for img in records]
+        # a record whose file is not found still names one (its name as written): 'a.png' found and
+        # 'b.png' missing under one id are two pictures, and the annotations drawn on b.png would go onto
+        # a.png; only a record naming nothing (no name at all) stays out of the comparison
         ambiguous = _ambiguous_image_ids([
-            (img["id"], file_key(hit[0]), hit[1], hit[2], _record_name(img))
-            for img, hit in zip(records, found) if hit is not None and _is_int(img.get("id"))])
+            (img["id"], file_key(hit[0]), hit[1], hit[2], _record_name(img)) if hit is not None
+            else (img["id"], file_key(name), False, ("written", file_key(name)), _record_name(img))
+            for img, hit, name in zip(records, found, map(_written_name, records))
+            if (hit is not None or name is not None) and _is_int(img.get("id"))])
         self._say_ambiguous_ids(ambiguous, records)
         for raw, img, hit in zip(images, records, found):
             if isinstance(raw, dict):
@@ -879,12 +898,10 @@ class CocoDataset(torch.utils.data.Dataset):
         """(the file an image record names, relative to the image folder; found only by the end of its
         path or by its coco_url; what it wrote, as compared), None when it names none or the file is not
         found. Without an image folder the name as written (not looked for)."""
-        if not isinstance(img, dict):
+        name = _written_name(img)
+        if name is None:
             return None
         url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
-        name = url_name or img.get("file_name")
-        if not isinstance(name, str) or not name.strip():
-            return None
         hit = self._find_file(name) if self.image_dir is not None else name
         if hit is None:
             return None
@@ -893,28 +910,37 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _say_ambiguous_ids(self, ambiguous: dict, records: list) -> None:
         """Counts the records and annotations of image ids given to two files, each id in a line of its
-        own (``ds.problems``), logged one by one for a few; more (two exports whose ids both start at 1,
-        concatenated) are said in one line, with the command that joins such files."""
+        own (``ds.problems``), logged one by one for a few; more (two exports whose ids start alike,
+        concatenated; or one id given to many files) are said in one line, with the command that joins
+        such files."""
         if not ambiguous:
             return
         counts = Counter(img["id"] for img in records if isinstance(img, dict) and img.get("id") in ambiguous)
-        few = len(ambiguous) <= _AMBIGUOUS_NAMED
+        # one id given to many files (an exporter writing "id": 0 for every image) is the same mistake
+        # as many ids given to two: said with the merge-data hint, the files listed a few only (all
+        # 10000 names made one line of 200+ KB)
+        few = len(ambiguous) <= _AMBIGUOUS_NAMED and all(
+            len(names) <= _AMBIGUOUS_FILES for names in ambiguous.values())
         for iid, names in ambiguous.items():
             # one id, two pictures: which one each annotation of the id was drawn on cannot be told;
             # joined by id, the second picture's objects went onto the first (and it was not said)
             self._problems.add(
                 "duplicate_image_id",
-                f"image id {iid} is given to {len(names)} different files ({', '.join(names)}): its "
-                f"{counts[iid]} records and all annotations of image id {iid} (which file's they are "
-                f"cannot be told)", logged=few, records=counts[iid])
+                f"image id {iid} is given to {len(names)} different files "
+                f"({short_listing(names, limit=_AMBIGUOUS_FILES)}): its {counts[iid]} records and all "
+                f"annotations of image id {iid} (which file's they are cannot be told)",
+                logged=few, records=counts[iid])
         if not few:
             iid, names = next(iter(ambiguous.items()))
+            several = (f"{len(ambiguous)} image ids are each given to more than one file (e.g. image id "
+                       f"{iid}: " if len(ambiguous) > 1 else f"image id {iid} is given to {len(names)} "
+                       f"different files (")
             self._problems.say(
                 "duplicate_image_id",
-                f"{len(ambiguous)} image ids are each given to more than one file (e.g. image id {iid}: "
-                f"{', '.join(names)}): their {sum(counts.values())} records and all their annotations "
-                f"skipped (which file's they are cannot be told); two files concatenated, whose ids both "
-                f"start at 1? `maskrcnn merge-data` joins COCO files and renumbers their ids")
+                f"{several}{short_listing(names, limit=_AMBIGUOUS_FILES)}): their {sum(counts.values())} "
+                f"records and all their annotations skipped (which file's they are cannot be told); files "
+                f"concatenated whose ids start alike (at 0 or 1), or an exporter giving every image one "
+                f"id? `maskrcnn merge-data` joins the original COCO files and renumbers their ids")
 
     def _find_file(self, file_name) -> Optional[str]:
         """The path, relative to the image folder, of the file an image record names (None when not

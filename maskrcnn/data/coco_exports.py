@@ -81,6 +81,8 @@ def _rle_extent(seg):
         return None
     height, width = size
     counts = seg.get("counts")
+    if isinstance(counts, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+        return None  # 5.7 was cut to 5 by the int64 array, where a size of 4.0 is refused above
     try:
         runs = (rle_counts_from_string(counts) if isinstance(counts, (str, bytes))
                 else np.asarray(counts, dtype=np.int64) if isinstance(counts, list) else None)

@@ -308,3 +308,11 @@ def test_a_zero_bbox_beside_an_rle_is_said_once(tmp_path, seg, box):
     else:
         assert len(said) == 1 and ds[0][1]["boxes"].tolist() == [[box[0], box[1], box[0] + box[2],
                                                                    box[1] + box[3]]]
+
+
+def test_rle_extent_refuses_counts_that_are_not_integers():
+    """[5.7, 2] was cut to [5, 2] (an int64 array) and given a box, where a size of 4.0 is refused."""
+    from maskrcnn.data.coco_exports import _rle_extent
+    assert _rle_extent({"size": [4, 4], "counts": [5, 2]}) == [1, 1, 1, 2]
+    assert _rle_extent({"size": [4, 4], "counts": [5.7, 2]}) is None
+    assert _rle_extent({"size": [4, 4], "counts": [5, True]}) is None

@@ -555,6 +555,26 @@ def test_via_image_named_in_another_case_is_found(tmp_path, capsys):
     assert coco["annotations"][0]["bbox"] == [1.0, 1.0, 5.0, 5.0]
 
 
+def test_many_images_named_in_another_case_are_summed_up(tmp_path, capsys):
+    """A whole dataset written as IMG_i.JPG for IMG_i.jpg printed one warning per image (10000 lines for
+    10000 images): the first few are named, the rest said in one line of the summary."""
+    src = tmp_path / "via"
+    src.mkdir()
+    entries = {}
+    for i in range(6):
+        Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(src / f"IMG_{i}.jpg")
+        entries.update(_entry(f"IMG_{i}.JPG", [_region(_rect(1, 1, 5, 5), label="cat")]))
+    if (src / "IMG_0.JPG").is_file():
+        return  # a file system that ignores case finds them anyway
+    (src / "via.json").write_text(json.dumps(entries))
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert err.count("which differs from it only in case") == 3
+    assert "6 images found under a name that differs from the one written only in case" in err
+    assert len(json.loads(out.read_text())["images"]) == 6
+
+
 def test_via2_image_listed_twice_keeps_the_entry_of_the_file_as_it_is(tmp_path, capsys):
     """VIA 2 keys images by name and size: a file changed and added again is listed twice. The entry whose
     size is the file's is converted, wherever it is listed; the stale one is skipped, its regions counted."""

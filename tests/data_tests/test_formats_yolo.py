@@ -517,3 +517,21 @@ def test_yolo_line_with_a_confidence_is_told_to_look_like_predictions(tmp_path, 
             "like a box (cx cy w h) and a confidence, as predictions saved with save_conf are written") in err
     assert "line 2: 7 coordinates: x y pairs are expected, the count must be even; it looks like a " \
            "polygon and a confidence" in err
+
+
+def test_yolo_blank_line_placeholder_does_not_clash_with_a_real_class_name(tmp_path, capsys):
+    """classes.txt '\\ncat\\ndog\\nclass_0': the blank line 1 was named class_0 as line 4 is, and the
+    file was refused as repeating 'class_0' (classes 0 and 3), a name the tool itself had made."""
+    src = tmp_path / "plain"
+    _image(src / "images/a.png")
+    _label(src / "labels/a.txt", "\n".join([_line(1, *RECT), _line(3, *L_SHAPE)]))
+    (src / "classes.txt").write_text("\ncat\ndog\nclass_0\n")
+    out = tmp_path / "out.json"
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "repeats" not in err and "line 1 is blank: class 0 named 'class_0_blank'" in err
+    coco = json.loads(out.read_text())
+    names = [c["name"] for c in coco["categories"]]
+    assert sorted(names) == sorted(["class_0_blank", "cat", "dog", "class_0"])
+    by_id = {c["id"]: c["name"] for c in coco["categories"]}
+    assert sorted(by_id[a["category_id"]] for a in coco["annotations"]) == ["cat", "class_0"]

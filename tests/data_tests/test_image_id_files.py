@@ -8,6 +8,7 @@ import logging
 import pytest
 from PIL import Image
 
+from maskrcnn.cli import main
 from maskrcnn.data.coco import CocoDataset
 
 SEG = [[2, 2, 10, 2, 10, 10, 2, 10]]
@@ -34,7 +35,6 @@ def _picture(path):
     {"file_name": "C:\\data\\img\\a.png"},  # another machine's absolute path
     {"coco_url": "http://h/x/a.png"},  # no file_name: looked up by its coco_url
     {"file_name": ""},  # names no file: skipped for itself
-    {"file_name": "gone.png"},  # a file not found: skipped for itself
 ])
 def test_one_picture_under_one_id_keeps_its_annotations(tmp_path, second):
     """Decided from the spelled names, each of these dropped a.png with both its annotations, saying it
@@ -61,11 +61,11 @@ def test_two_pictures_found_by_the_end_of_their_paths_are_two_files(tmp_path):
 
 
 def test_concatenated_exports_are_said_in_one_line_with_merge_data(tmp_path, caplog):
-    """Two exports whose ids both start at 1, joined by hand: 2 lines per id, each repeating both names,
-    and no word of the cause."""
+    """Two exports whose ids both start at 0 (Roboflow) or 1, joined by hand: 2 lines per id, each
+    repeating both names, and no word of the cause."""
     images, anns = [], []
     for part in ("A", "B"):
-        for i in range(1, 11):
+        for i in range(10):
             _picture(tmp_path / "img" / f"{part}{i}.png")
             images.append({"id": i, "file_name": f"{part}{i}.png", "height": 16, "width": 16})
             anns.append(_ann(len(anns) + 1, i, 1))
@@ -74,6 +74,7 @@ def test_concatenated_exports_are_said_in_one_line_with_merge_data(tmp_path, cap
         ds = CocoDataset(json_path=src, image_dir=tmp_path / "img")
     lines = [r.getMessage() for r in caplog.records if "given to" in r.getMessage()]
     assert len(lines) == 1 and "10 image ids" in lines[0] and "merge-data" in lines[0]
+    assert "start alike" in lines[0] and "start at 1?" not in lines[0]
     assert ds.skipped["duplicate_image_id"] == 20 and len(ds.problems) >= 10
 
 
@@ -89,3 +90,60 @@ def test_a_name_through_a_linked_folder_and_up_is_another_file(tmp_path):
     src = _write(tmp_path / "d.json", images, [_ann(1, 1, 1), _ann(2, 2, 2)])
     ds = CocoDataset(json_path=src, image_dir=tmp_path / "img", fold_shared_files=True)
     assert ds.ids == [1, 2] and [ds[k][1]["labels"].tolist() for k in range(2)] == [[1], [2]]
+
+
+def _present_and_missing(tmp_path):
+    """Image id 1 given to a.png (in the folder) and b.png (not copied), one annotation drawn on each;
+    ids 2..5 plain pictures, so that the tools have something to write."""
+    size = {"height": 16, "width": 16}
+    images = [{"id": 1, "file_name": "a.png", **size}, {"id": 1, "file_name": "b.png", **size}]
+    anns = [_ann(1, 1, 1), _ann(2, 1, 2)]
+    for name in ["a.png"] + [f"c{i}.png" for i in range(2, 6)]:
+        _picture(tmp_path / "img" / name)
+        if name != "a.png":
+            iid = int(name[1])
+            images.append({"id": iid, "file_name": name, **size})
+            anns.append(_ann(len(anns) + 1, iid, 1))
+    return _write(tmp_path / "d.json", images, anns)
+
+
+def test_a_file_not_found_still_names_another_picture(tmp_path):
+    """Left out of the comparison, b.png's record let a.png keep id 1 with b.png's object too: 2 objects
+    on a.png, said only as "1 image file not found"."""
+    src = _present_and_missing(tmp_path)
+    with pytest.warns(UserWarning, match="duplicate_image_id"):
+        ds = CocoDataset(json_path=src, image_dir=tmp_path / "img")
+    assert ds.ids == [2, 3, 4, 5] and [ds[k][1]["labels"].tolist() for k in range(4)] == [[1]] * 4
+    assert ds.skipped["duplicate_image_id"] == 2
+    assert any("image id 1 is given to 2 different files" in p and "'b.png'" in p for p in ds.problems)
+
+
+def test_merge_and_split_data_agree_on_a_file_not_found(tmp_path):
+    """merge-data wrote a.png with both objects; split-data with --images wrote it too."""
+    src = _present_and_missing(tmp_path)
+    img = tmp_path / "img"
+    with pytest.warns(UserWarning, match="duplicate_image_id"):
+        assert main(["merge-data", f"{src}:{img}", "--output", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    plain = [f"c{i}.png" for i in range(2, 6)]
+    assert sorted(i["file_name"] for i in merged["images"]) == plain and len(merged["annotations"]) == 4
+    for k, images in enumerate(([], ["--images", str(img)])):
+        out = tmp_path / f"split{k}"
+        with pytest.warns(UserWarning, match="duplicate_image_id"):
+            assert main(["split-data", "--json", str(src), "--output-dir", str(out), "--seed", "0"]
+                        + images) == 0
+        parts = [json.loads(f.read_text()) for f in sorted(out.glob("*.json"))]
+        assert sorted(i["file_name"] for d in parts for i in d["images"]) == plain
+        assert sum(len(d["annotations"]) for d in parts) == 4
+
+
+def test_one_id_for_every_file_is_said_short_with_merge_data(tmp_path, caplog):
+    """An exporter writing "id": 0 for every image: each file named in one line (200+ KB for 10000
+    images), and no word of the cause, as only many ids got the hint."""
+    images = [{"id": 0, "file_name": f"f{i}.png", "height": 16, "width": 16} for i in range(40)]
+    src = _write(tmp_path / "d.json", images, [_ann(1, 0, 1)])
+    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="duplicate_image_id"):
+        ds = CocoDataset(json_path=src, image_dir=None)
+    lines = [r.getMessage() for r in caplog.records if "given to" in r.getMessage()]
+    assert len(lines) == 1 and "merge-data" in lines[0] and "f39.png" not in lines[0]
+    assert "(37 more)" in lines[0] and ds.skipped["duplicate_image_id"] == 40

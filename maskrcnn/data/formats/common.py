@@ -36,6 +36,9 @@ __all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "case
            "stored_pixels_told", "stripped_label", "warn_label_case", "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
+# warnings of one kind printed one by one (``Report.warn_few``); past them one summary line: a whole
+# dataset named IMG_1.JPG for IMG_1.jpg gave 10000 alike lines
+_FEW_OF_A_KIND = 3
 
 
 def _shown(value, limit: int = 100) -> str:
@@ -85,6 +88,7 @@ class Report:
         self.notes: Counter = Counter()
         self.messages: list = []
         self._told: set = set()  # keys of the lines said once (``tell_once``)
+        self._kinds: dict = {}  # kind -> [count, what they are] (``warn_few``)
 
     def _print(self, text: str) -> None:
         self.messages.append(text)
@@ -112,6 +116,16 @@ class Report:
         self._told.add(key)
         self.warn(where, message)
 
+    def warn_few(self, kind: str, where: str, message: str, *, what: str) -> None:
+        """``warn`` the first few of ``kind``; the others counted (``warnings`` in the notes) and said in
+        one line of the summary: "N ``what``, the first few named above"."""
+        seen = self._kinds.setdefault(kind, [0, what])
+        seen[0] += 1
+        if seen[0] <= _FEW_OF_A_KIND:
+            self.warn(where, message)
+        else:
+            self.notes["warnings"] += 1
+
     def tell_once(self, key, where: str, message: str) -> None:
         """``tell`` the first time ``key`` comes, nothing after (one line per label, not per shape)."""
         if key not in self._told:
@@ -126,6 +140,9 @@ class Report:
         lines = []
         if len(self.messages) > _MAX_PRINTED:
             lines.append(f"... {len(self.messages) - _MAX_PRINTED} more problems not printed")
+        for count, what in self._kinds.values():
+            if count > _FEW_OF_A_KIND:
+                lines.append(f"{count} {what} (the first {_FEW_OF_A_KIND} named above)")
         if self.notes:
             lines.append("notes: " + ", ".join(f"{n} {what}" for what, n in sorted(self.notes.items())))
         total = sum(self.skipped.values())
@@ -314,8 +331,11 @@ def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
         near = sorted(folder / n for n in listings[folder].get(name.lower(), ())
                       if n != name and (folder / n).is_file())
         if len(near) == 1:
-            report.warn(where, f"image {candidate} not found; using {near[0].name}, which differs from it "
-                               "only in case (the name was written on a file system that ignores case)")
+            report.warn_few("case_only", where, f"image {candidate} not found; using {near[0].name}, which "
+                            "differs from it only in case (the name was written on a file system that "
+                            "ignores case)", what="images found under a name that differs from the one "
+                            "written only in case of its last part (written on a file system that ignores "
+                            "case)")
             return near[0]
         if near:
             raise Skip("ambiguous_image", f"image {candidate} not found, and {len(near)} files differ from "

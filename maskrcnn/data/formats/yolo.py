@@ -253,14 +253,18 @@ def classes_lines(text: str) -> list:
 def _classes_names(lines: list, source: str, report: Report) -> dict:
     """{index: name} of a classes.txt's stripped ``lines``: a line's position is its index, as LabelImg
     and the tools that write the file read it back, so a blank line inside (a class deleted by hand, a
-    stray empty line) keeps its index, named ``class_<index>`` with a warning; dropping it would shift
-    every later class onto its neighbour's labels. Blank lines at the end are only line ends."""
+    stray empty line) keeps its index, named ``class_<index>`` with a warning (``class_<index>_blank``
+    when another line names ``class_<index>``); dropping it would shift every later class onto its
+    neighbour's labels. Blank lines at the end are only line ends."""
     while lines and not lines[-1]:
         lines = lines[:-1]
     names = {}
+    written = set(lines)  # a real line naming class_<i> made the placeholder look like a repeated class
     for index, name in enumerate(lines):
         if not name:
-            name = f"class_{index}"
+            name, n = f"class_{index}", 1
+            while name in written:
+                name, n = f"class_{index}_blank" + (str(n) if n > 1 else ""), n + 1
             report.warn(source, f"line {index + 1} is blank: class {index} named {name!r} (the classes "
                                 "after it keep their indices; write its name there to rename it)")
         names[index] = name
