@@ -230,7 +230,14 @@ def run(args) -> int:
     cfg = result["config"]
     names = result["class_names"]
     if args.class_names:
+        from maskrcnn.data.keypoint_classes import renamed_keypoint_classes
+
+        old = list(cfg.data.class_names) or list(names)  # the names the record was written with
         names = given_class_names(args.class_names, cfg.model.num_classes)
+        # the classes that own the keypoint set are recorded by name: renamed with them, or a renamed
+        # class would lose (or another keep) its keypoints at inference
+        cfg.data.keypoint_classes = renamed_keypoint_classes(getattr(cfg.data, "keypoint_classes", ()), old,
+                                                             names)
     cfg.data.class_names = tuple(names)
     _write(args, result, cfg, names)
     for note in result.get("notes", []):

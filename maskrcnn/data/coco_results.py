@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from maskrcnn.data.keypoint_classes import owns_keypoints
 from maskrcnn.data.mask_codec import masks_to_rles
 
 __all__ = ["detections_to_coco_results"]
@@ -81,7 +82,7 @@ def detections_to_coco_results(
         }
         if rles is not None:
             r["segmentation"] = rles[i]
-        if keypoints is not None and (keypoint_labels is None or int(labels[i]) in keypoint_labels):
+        if keypoints is not None and owns_keypoints(keypoint_labels, labels[i]):
             r["keypoints"] = [round(v, 3) for v in keypoints[i]]
         if extra:
             r.update(extra)

@@ -12,7 +12,8 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   (``leftShoulder``, ``handRight``), ``L``/``R`` glued to a capitalised word (OpenPose's ``LEye``,
   Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, a capital ``L``/``R``
   glued after a lowercase word, before an optional number (SLEAP's ``wingL``, ``forelegL4``; not the
-  ``L`` of ``Lip`` or ``PCL``), when both names exist; every
+  ``L`` of ``Lip`` or ``PCL``), or after a limb's ``F``/``H`` or a capital and a digit (DeepLabCut's
+  ``pawFL``, ``HR_paw``, a fly's ``T1L``), when both names exist; every
   other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
   name only (``Rear`` is no right ``ear``); so does a side word glued to a lowercase word, by exact
   spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end after
@@ -103,6 +104,11 @@ _SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
 # the end or a separator (wingL, eyeR, forelegL4, legR1_tip); a capital after capitals is no side (the
 # knee's PCL), nor a lowercase or leading one (Lip, tail)
 _SIDE_SUFFIX = re.compile(r"(?<=[a-z])([LR])(?=\d*(?:[_\-. ]|$))")
+# DeepLabCut rodents / flies: the side letter after a limb's capital, F(ront) or H(ind) (pawFL, FL_paw,
+# paw_HR), or after a capital and a digit opening the name or a word (the fly's legs T1L, T3R_tip); a
+# capital after other capitals stays no side (the knee's ACL / PCL)
+_SIDE_LIMB = re.compile(r"(?:(?<=^[FH])|(?<=[a-z_\-. ][FH])|(?<=^[A-Z]\d)|(?<=[_\-. ][A-Z]\d))([LR])"
+                        r"(?=\d*(?:[_\-. ]|$))")
 # the side word glued to a lowercase one (leftshoulder, RIGHTHAND, shoulderleft): a side only when the
 # partner exists spelt the same way, case included (leftover and RIGHTOVER are none); at the end, after
 # three letters at least (bright, upright are no sides)
@@ -111,7 +117,7 @@ _SIDE_GLUED_WORD = re.compile(r"(?i)^(left|right)(?=[a-z])|(?<=[a-z]{3})(left|ri
 # the spellings above, or a side letter standing alone (L_Eye, eye.R) or glued as OpenPose's; a glued
 # side word only at the start (leftshoulder): at the end it is too often part of a word (copyright,
 # downright) to be warned about alone, though shoulderleft/shoulderright still pair
-_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, _SIDE_SUFFIX,
+_SIDED = (_SIDE, _SIDE_LETTER, _SIDE_CAMEL, _SIDE_GLUED, _SIDE_SUFFIX, _SIDE_LIMB,
           re.compile(r"(?i)^(left|right)(?=[a-z])"))
 
 
@@ -139,6 +145,7 @@ def _other_spellings(name: str) -> tuple:
             (_SIDE_CAMEL.sub(_swap, name), True),
             (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True),
             (_SIDE_SUFFIX.sub(lambda m: table[m.group(1)], name, count=1), True),
+            (_SIDE_LIMB.sub(lambda m: table[m.group(1)], name, count=1), True),
             (_SIDE_GLUED_WORD.sub(_swap, name, count=1), True))  # one side: rightleft is no leftright
 
 
@@ -306,8 +313,18 @@ def keypoint_sigmas(names: Optional[Sequence[str]], num_keypoints: int,
 def _coco_spelling(name) -> str:
     """A keypoint name as COCO spells its names, for the sigma lookup: lowercase, words joined by ``_``
     (``Left Eye``, ``left-eye``, ``left.eye``, ``leftEye`` -> ``left_eye``), the spellings the flip map
-    reads as the same side word."""
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name).strip())
+    reads as the same side word; the side letters it pairs by too, OpenPose's ``LEye``, ``l_eye``,
+    ``L_Eye``, ``eyeR``, ``eye_r`` -> ``left_eye`` / ``right_eye``."""
+    name = str(name).strip()
+    side = {"l": "left", "r": "right"}
+    glued = _SIDE_GLUED.match(name) or re.match(r"(?i)^([lr])(?=[\s_.\-])", name)
+    if glued:  # LEye, l_eye: the letter opens the name
+        name = side[glued.group(1).lower()] + "_" + name[1:]
+    else:
+        tail = re.search(r"(?:(?<=[a-z])([LR])|(?<=[a-z0-9])[\s_.\-]+([LRlr]))$", name)
+        if tail:  # eyeL, eye_r: the letter ends it
+            name = side[(tail.group(1) or tail.group(2)).lower()] + "_" + name[:tail.start()]
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
     return re.sub(r"[\s_.\-]+", "_", name).lower()
 
 
@@ -330,14 +347,19 @@ def drawing_skeleton(names: Optional[Sequence[str]], skeleton: Sequence, num_key
                      source: str = "skeleton") -> tuple:
     """The 0-based edges overlays join a keypoint set's points with: its own ``skeleton`` (1-based, as
     the COCO file lists it) when it has one; else COCO's person skeleton for COCO's 17 keypoints (no names,
-    or COCO's names in COCO's order, in any spelling ``keypoint_sigmas`` reads); else none (points
-    only): COCO's limbs would join the unrelated points of another 17-point set (AP-10K's animals)."""
+    or COCO's 17 names in any order, in any spelling ``keypoint_sigmas`` reads: its limbs joined by name);
+    else none (points only): COCO's limbs would join the unrelated points of another 17-point set
+    (AP-10K's animals)."""
     if skeleton:
         return skeleton_edges(skeleton, num_keypoints, source=source)
-    if num_keypoints == len(COCO_KEYPOINT_NAMES) and (
-            not names or [_coco_spelling(n) for n in names] == list(COCO_KEYPOINT_NAMES)):
+    if num_keypoints != len(COCO_KEYPOINT_NAMES):
+        return ()
+    if not names:
         return COCO_SKELETON
-    return ()
+    at = {n: i for i, n in enumerate(_coco_spelling(n) for n in names)}
+    if sorted(at) != sorted(COCO_KEYPOINT_NAMES):
+        return ()
+    return tuple((at[COCO_KEYPOINT_NAMES[a]], at[COCO_KEYPOINT_NAMES[b]]) for a, b in COCO_SKELETON)
 
 
 def clip_keypoints(kp: Sequence[float], width: float, height: float) -> tuple:

@@ -578,6 +578,8 @@ def _run_cocoeval(coco_gt, results: list, iou_type: str, img_ids: Optional[list]
         # mask's, so the size ranges of segm AP are by mask area, as detectron2 scores them, where a plain
         # loadRes of records that keep their bbox takes the box's area.)
         results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+    if iou_type == "keypoints":  # a class without keypoints has none in its records (loadRes reads each)
+        results = [r for r in results if "keypoints" in r]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         coco_dt = _detections(coco_gt, results)
@@ -686,6 +688,8 @@ class CocoEvaluator:
             not have, e.g. a validation split converted without them: there is nothing to score them by).
         keypoint_order: for each of the ground truth's keypoints, the index of the model's keypoint of
             that name (the same set in another order); detections' keypoints are put in that order.
+        keypoint_labels: the labels whose class owns the keypoint set (``Predictor.keypoint_labels``,
+            None: every class): the others' results carry no ``keypoints``, as predict writes them.
     """
 
     def __init__(
@@ -698,6 +702,7 @@ class CocoEvaluator:
         keypoint_sigmas: Optional[Sequence[float]] = None,
         ignore_labels: Sequence[int] = (),
         keypoint_order: Optional[Sequence[int]] = None,
+        keypoint_labels: Optional[frozenset] = None,
     ):
         unknown = [t for t in iou_types if t not in IOU_TYPES]
         if unknown or not iou_types:
@@ -709,6 +714,7 @@ class CocoEvaluator:
         self.class_names = list(class_names) if class_names else None
         self.ignore_labels = frozenset(int(label) for label in ignore_labels)
         self.keypoint_order = list(keypoint_order) if keypoint_order is not None else None
+        self.keypoint_labels = keypoint_labels
         if class_names and label_to_category_id:
             for label, cid in label_to_category_id.items():
                 cat = self.coco_gt.cats.get(int(cid))
@@ -749,7 +755,7 @@ class CocoEvaluator:
         self._results.extend(
             detections_to_coco_results(
                 keep, image_id=int(image_id), label_to_category_id=self.label_to_category_id,
-                class_names=self.class_names,
+                class_names=self.class_names, keypoint_labels=self.keypoint_labels,
             )
         )
         self._image_ids.add(int(image_id))
@@ -773,7 +779,10 @@ class CocoEvaluator:
         "per_category_AP50": {name: AP50}}}, percent."""
         if not self._image_ids:  # COCOeval would score every image of the ground truth: all misses, AP 0
             raise ValueError("no image was given to the evaluator (process): an AP over none is undefined")
-        results = _validate_results(self._results, self.coco_gt, self.iou_types, "detections")
+        # the classes without keypoints (keypoint_labels) have none in their records: no gap in them
+        optional = ("keypoints",) if self.keypoint_labels is not None else ()
+        results = _validate_results(self._results, self.coco_gt, self.iou_types, "detections",
+                                    optional=optional)
         img_ids = sorted(self._image_ids)
         out = {}
         for iou_type in self.iou_types:

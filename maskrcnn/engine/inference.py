@@ -238,6 +238,7 @@ def build_evaluator(predictor, dataset, *, quiet: bool = False):
         # the model's classes the dataset lacks (matched by name): nothing to score them against
         ignore_labels=[label for label in range(1, len(predictor.class_names)) if label not in mapping],
         keypoint_order=order,
+        keypoint_labels=getattr(predictor, "keypoint_labels", None),  # as predict leaves keypoints out
     )
 
 

@@ -156,7 +156,7 @@ def partial_fields(results: list, types: Sequence[str], source: str, *, coco_gt=
         partial.append(field)
         asked, of = results, ""
         if t == "keypoints" and coco_gt is not None:
-            owners = {a["category_id"] for a in coco_gt.dataset["annotations"] if _labels_keypoints(a)}
+            owners = keypoint_owners(coco_gt)
             asked = [r for r in results if isinstance(r, dict) and r.get("category_id") in owners]
             n = sum(1 for r in asked if field not in r)
             of = " of a category with keypoints" if len(asked) < len(results) else ""
@@ -165,6 +165,12 @@ def partial_fields(results: list, types: Sequence[str], source: str, *, coco_gt=
             _note(f"{source}: {n} of {len(asked)} results{of} have no {field}: {name} AP is scored on the "
                   f"{len(asked) - n} that have one (those without count as absent from it)")
     return tuple(partial)
+
+
+def keypoint_owners(coco_gt) -> set:
+    """The ground truth's category ids whose objects have labelled keypoints: the only categories a
+    result needs ``keypoints`` in (a model predicts none for its other classes)."""
+    return {a["category_id"] for a in coco_gt.dataset.get("annotations", []) if _labels_keypoints(a)}
 
 
 def _labels_keypoints(annotation: dict) -> bool:
@@ -739,8 +745,13 @@ def note_scoring_conventions(results: list, coco_gt, source: str, *, by_type=Non
               f"objects count as misses (the AP is over every ground-truth image; of `maskrcnn eval "
               f"--weights`'s predictions.json, the images it skipped, its metrics.json's images_skipped, "
               f"are among them)")
+    owners = keypoint_owners(coco_gt) if "keypoints" in missing else set()
     for kind, images in missing.items():
         only = images - everywhere
+        if kind == "keypoints":  # only detections of a category with keypoints could have been scored
+            # there: an image whose detections are all of other classes (a ball, rightly without keypoints)
+            # lost nothing, its keypoint object is an ordinary miss
+            only &= {r["image_id"] for r in results if r.get("category_id") in owners}
         if only and len(missing) > 1:  # their detections are in another kind's AP, not in this one
             _note(f"{source}: {len(only)} of {len(scored[kind])} ground-truth images with objects have no "
                   f"detection scored in {kind} AP ({_image_names(coco_gt, only)}), though they have some in "

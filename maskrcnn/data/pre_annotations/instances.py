@@ -24,6 +24,7 @@ from typing import List, NamedTuple, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from maskrcnn.data.keypoint_classes import owns_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, decode_rle_window, masks_to_rles
 
 __all__ = ["KEYPOINT_VISIBLE_SCORE", "Category", "ImageRecord", "Instance", "bbox_area", "box_patch",
@@ -119,7 +120,7 @@ def instances_from_detections(det: dict, categories: Sequence[Category], *,
         kps = det["keypoints"].detach().float().cpu()  # (D, K, 3)
         kp_scores = det.get("keypoint_scores")
         kp_scores = kps[..., 2] if kp_scores is None else kp_scores.detach().float().cpu()  # (D, K)
-        points = [keypoint_triplets(k, s) if keypoint_labels is None or int(lab) in keypoint_labels else None
+        points = [keypoint_triplets(k, s) if owns_keypoints(keypoint_labels, lab) else None
                   for k, s, lab in zip(kps, kp_scores, det["labels"].reshape(-1).tolist())]
     out = []
     for rle, score, label, box, kp in zip(rles, scores, labels, boxes, points):

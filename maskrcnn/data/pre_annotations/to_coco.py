@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from maskrcnn.data.keypoint_classes import owns_keypoints
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, bbox_area, json_rle
 
 __all__ = ["coco_instances"]
@@ -59,7 +60,7 @@ def coco_instances(images: Sequence[ImageRecord], instances: Sequence[Sequence[I
         "images": [{"id": int(im.id), "file_name": im.file_name, "width": int(im.width),
                     "height": int(im.height)} for im in images],
         "annotations": annotations,
-        "categories": [_category(c, keypoint_names if keypoint_labels is None or c.label in keypoint_labels
+        "categories": [_category(c, keypoint_names if owns_keypoints(keypoint_labels, c.label)
                                  else None, skeleton) for c in categories],
     }  # fmt: skip
 
