@@ -107,7 +107,8 @@ def test_predict_refuses_a_calibration_glob_the_shell_expanded_into_its_inputs(t
     assert err.strip().endswith(
         "error: cal/1.png cal/2.png: image(s) of the --calib-images file's folder given to predict right "
         "after it (a shell pattern expanded after --calib-images? it takes one folder or one file: "
-        "--calib-images cal; to predict these very files, write them another way: ./cal/1.png ./cal/2.png)"), err
+        "--calib-images cal; to predict these very files, write them another way: ./cal/1.png "
+        "./cal/2.png)"), err
     assert not (tmp_path / "pout").exists()
     with pytest.raises(SystemExit):  # eval takes no positional: the parser leaves them over, as quantize
         cli.main(["eval", "--weights", "w.pth", "--json", "v.json", "--images", "photos", "--int8",
@@ -167,3 +168,19 @@ def test_predict_refuses_only_what_the_command_line_shows_as_an_expanded_glob(tm
     with pytest.raises(SystemExit):  # a leftover that no pattern put there gets no pattern hint
         cli.main(["quantize", "--weights", "w.pth", "1.png", "--calib-images", "0.png", "--output", "q.pth"])
     assert "shell pattern" not in capsys.readouterr().err
+
+
+def test_int8_refusal_takes_the_dtype_spellings_resolve_dtype_takes():
+    # "fp32" (resolve_dtype's alias of float32) was refused as an autocast; float64 was called an
+    # autocast instead of an unsupported dtype
+    import torch
+
+    from maskrcnn.predictor import _refuse_int8_options
+
+    for float32 in (None, "float32", "fp32", torch.float32):
+        _refuse_int8_options(torch.device("cpu"), float32, "q.pth")  # not refused
+    with pytest.raises(ValueError, match="an INT8 model runs on the CPU without autocast"):
+        _refuse_int8_options(torch.device("cpu"), "bf16", "q.pth")
+    with pytest.raises(ValueError) as refused:
+        _refuse_int8_options(torch.device("cpu"), "float64", "q.pth")
+    assert str(refused.value) == "dtype 'float64' not supported (float32, bfloat16, float16)"
