@@ -277,7 +277,8 @@ def _main(argv: list = None) -> int:
 
         (parser.command_parsers.get(args.command) or parser).error(
             f"unrecognized arguments: {' '.join(unknown)}"
-            + calib_glob_hint(getattr(args, "calib_images", None), unknown))
+            + calib_glob_hint(argv, unknown))
+    args.argv = argv  # the words as given: predict tells a shell pattern's expansion by their order
     if not args.command:
         parser.print_help()
         return 2

@@ -70,7 +70,7 @@ from torch import nn
 
 from maskrcnn.class_names import distinct_class_names, name_ids, renamed_note
 from maskrcnn.data.images import check_float_range
-from maskrcnn.engine.device import resolve_device, resolve_dtype
+from maskrcnn.engine.device import named_dtype, resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
 ImageLike = Union[torch.Tensor, str, os.PathLike, object]
@@ -327,8 +327,10 @@ def _check_float16_device(dtype, device: torch.device) -> None:
 def _refuse_int8_options(device, dtype, int8_source) -> None:
     """An INT8 model given a device other than the CPU or an autocast dtype: refused, naming only what
     was asked and cannot be. Read from the arguments, so that it comes before ``resolve_dtype``'s
-    warnings without touching the process's warning filters (a server's other threads share them)."""
-    autocast = dtype is not None and str(dtype).removeprefix("torch.") != "float32"
+    warnings without touching the process's warning filters (a server's other threads share them). The
+    dtype is judged by ``named_dtype``'s rules (the spellings of float32 pass; one not supported is
+    refused as such, not as an autocast)."""
+    autocast = named_dtype(dtype) is not None
     wrong = ([f"device {device}"] if device.type != "cpu" else []) + ([f"dtype {dtype}"] if autocast else [])
     if wrong:
         flags = "/".join(f for f, w in (("--device", "device"), ("--dtype", "dtype"))

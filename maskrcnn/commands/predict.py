@@ -662,25 +662,25 @@ def _overlay_names(files, root, beside) -> dict:
 def _refuse_expanded_calibration_pattern(args) -> None:
     """``--calib-images cal/*.png`` expanded by the shell: the first file is the option's value and the
     others land among the images to predict (the positional IMAGE_OR_DIR takes them, so the parser leaves
-    nothing over for ``cli.py``'s hint, as it does for quantize and eval). Refused when the inputs start
-    with files of the calibration file's own folder, as written (``./cal/b.png`` after ``--calib-images
-    cal/a.png`` is predicted: the way to mean it)."""
-    import os
+    nothing over for ``cli.py``'s hint, as it does for quantize and eval). Refused only when the command
+    line reads as that expansion (``quantize.expanded_calibration_words``: files of the value's folder as
+    written, right after it, the option its own word); the message names the spelling that predicts
+    them on purpose (``./cal/1.png``). Without the words as given (``args.argv``: a caller's own
+    Namespace) nothing can tell, so nothing is refused."""
+    from maskrcnn.commands.quantize import calib_glob_hint, expanded_calibration_words, unexpanded_spelling
+    from maskrcnn.shell import shell_word
 
-    from maskrcnn.commands.quantize import calib_glob_hint
-
-    calib = getattr(args, "calib_images", None)
-    if not calib or not os.path.isfile(calib):
+    argv = getattr(args, "argv", None)
+    if argv is None or not getattr(args, "calib_images", None):
         return
-    leading = []
-    for item in args.inputs:
-        if not (os.path.isfile(item) and os.path.dirname(item) == os.path.dirname(calib)):
-            break
-        leading.append(item)
-    hint = calib_glob_hint(calib, leading) if leading else ""
+    leading = [w for w in expanded_calibration_words(argv) if w in args.inputs]
+    hint = calib_glob_hint(argv, leading)
     if hint:
+        shown = " ".join(shell_word(unexpanded_spelling(w)) for w in leading[:3])
         raise ValueError(f"{' '.join(leading[:3])}{' ...' if len(leading) > 3 else ''}: image(s) of the "
-                         f"--calib-images file's folder given to predict right after it{hint}")
+                         f"--calib-images file's folder given to predict right after it{hint[:-1]}; to "
+                         f"predict these very files, write them another way: {shown}"
+                         f"{' ...' if len(leading) > 3 else ''})")
 
 
 def run(args: argparse.Namespace) -> int:

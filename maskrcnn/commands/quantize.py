@@ -42,6 +42,7 @@ float32 because its INT8 kernel is wrong here is noted with what was measured
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Optional
@@ -66,19 +67,60 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, required: bool = Fals
                              "model has; a keypoint model has no mask head)")
 
 
-def calib_glob_hint(calib_images, unknown) -> str:
-    """The hint for arguments the parser did not take when they are a shell glob's expansion after
-    ``--calib-images`` (``--calib-images cal/*.png``: the first file is the option's value, the rest
-    left over), else "". ``--calib-images`` takes one folder (or one file); a glob is not its form."""
-    from pathlib import Path
+def _is_calib_images_option(word: str) -> bool:
+    # the option as its own word, or a prefix argparse takes for it ("--calib-i"; "--calib" is ambiguous)
+    return len(word) > len("--calib-") and "--calib-images".startswith(word)
 
-    if not calib_images or not Path(calib_images).is_file():
+
+def _written_folder(path: str) -> str:
+    # the folder as written, not normalised: a shell pattern hands over every file with the pattern's own
+    # spelling ('cal/*.png' -> cal/0.png cal/1.png), so './cal/1.png' or 'cal//1.png' is another hand's
+    return os.path.dirname(path)
+
+
+def expanded_calibration_words(argv) -> list:
+    """The words of ``argv`` that look like a shell pattern's expansion after ``--calib-images``
+    (``--calib-images cal/*.png``: the first file is the option's value, the rest follow it): the words
+    right after the value, up to the first that is not a file of the value's folder as written. [] when
+    the option is not its own word (``--calib-images=cal/*.png`` is never expanded by the shell into
+    several words) or its value is no file. The one rule of quantize's, eval's and predict's checks; a
+    file meant as an input is named another way (``./cal/1.png``: ``unexpanded_spelling``)."""
+    argv = list(argv or ())
+    end = argv.index("--") if "--" in argv else len(argv)
+    starts = [i for i in range(end - 1) if _is_calib_images_option(argv[i])]
+    if not starts:
+        return []
+    value = argv[starts[-1] + 1]  # argparse keeps the last one given
+    if not os.path.isfile(value):
+        return []
+    words = []
+    for word in argv[starts[-1] + 2:end]:
+        if not (os.path.isfile(word) and _written_folder(word) == _written_folder(value)):
+            break
+        words.append(word)
+    return words
+
+
+def unexpanded_spelling(path: str) -> str:
+    """``path`` written so that ``expanded_calibration_words`` does not take it (another folder as
+    written, the same file): ``./cal/1.png``, ``/data/cal/./1.png``."""
+    if os.path.isabs(path):
+        return os.path.join(os.path.dirname(path), ".", os.path.basename(path))
+    return os.path.join(".", path)
+
+
+def calib_glob_hint(argv, words) -> str:
+    """The hint for ``words`` (the parser's leftovers, or predict's first inputs) when they all are a
+    shell pattern's expansion after ``--calib-images`` in ``argv`` (``expanded_calibration_words``),
+    else "". ``--calib-images`` takes one folder (or one file); a pattern is not its form. The folder is
+    named unless it is the working folder ('.' would calibrate on whatever the working folder holds,
+    as ``engine.int8``'s hint for a quoted pattern says)."""
+    expanded = expanded_calibration_words(argv)
+    if not words or not all(w in expanded for w in words):
         return ""
-    folder = Path(calib_images).parent
-    if not all(Path(u).is_file() and Path(u).parent == folder for u in unknown):
-        return ""
-    return (f" (a shell pattern expanded after --calib-images? it takes one folder or one file: "
-            f"--calib-images {shell_word(folder)})")
+    folder = _written_folder(expanded[0])
+    where = f"--calib-images {shell_word(folder)}" if folder else "give the folder of the calibration images"
+    return f" (a shell pattern expanded after --calib-images? it takes one folder or one file: {where})"
 
 
 def _calib_count(args) -> int:

@@ -98,15 +98,22 @@ def resolve_device(device: Union[str, torch.device, None], *, what: str = "devic
     return dev
 
 
-def resolve_dtype(dtype, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype (None: plain float32). float16 autocast is only offered on CUDA."""
+def named_dtype(dtype) -> Optional[torch.dtype]:
+    """The autocast dtype ``dtype`` names (None: plain float32, also "fp32" and ``torch.float32``), from
+    the name alone: no device check and no warning, so a caller can judge it before ``resolve_dtype``
+    speaks. One that is not supported (float64, a typo) is refused here, as ``resolve_dtype`` refuses it."""
     if isinstance(dtype, torch.dtype):
         dtype = {torch.float32: None, torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(
             dtype, str(dtype)
         )
     if dtype not in _DTYPES:
         raise ValueError(f"dtype {dtype!r} not supported (float32, bfloat16, float16)")
-    dt = _DTYPES[dtype]
+    return _DTYPES[dtype]
+
+
+def resolve_dtype(dtype, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype (None: plain float32). float16 autocast is only offered on CUDA."""
+    dt = named_dtype(dtype)
     if dt is torch.float16 and device.type != "cuda":
         raise ValueError("dtype float16 needs a CUDA device; use bfloat16 on CPU")
     if dt is torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():

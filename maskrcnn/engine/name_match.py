@@ -71,3 +71,21 @@ def ids_by_name(names: dict, exact: dict, normalised: dict, *,
     if mapping is not None:
         return mapping, found
     return match_names(names, exact, normalised, loose=True, on_ambiguous=on_ambiguous)
+
+
+def ids_among_repeated_names(found: dict, same: Callable) -> Optional[dict]:
+    """Where only the names cannot decide: ``found`` ({key: [ids its name names]}, as ``match_names``
+    gives it) with a name that fits several categories (a ground truth that repeats 'car', two datasets
+    merged), and every key's own id among the ids its name names (``same(key, id)``: the key is that id).
+    Then the names and the ids agree and nothing is ambiguous: {key: the id it is} to keep, which the
+    caller says in one note. None otherwise (no repeated name; a key whose name is absent, or names
+    categories its id is not one of: the names cannot tell which is meant)."""
+    if not found or not any(len(ids) > 1 for ids in found.values()):
+        return None
+    kept = {}
+    for key, ids in found.items():
+        own = [cid for cid in ids if same(key, cid)]
+        if len(own) != 1:
+            return None
+        kept[key] = own[0]
+    return kept

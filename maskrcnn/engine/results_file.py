@@ -428,10 +428,11 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
     --weights leaves out a model's classes the file lacks). Ids quoted as strings ("5" named as category
     5 is) are read as the numbers, said. Refused (ValueError naming the file and the clash) when the names
     cannot say it: one category_id under two names, a name that is not a string, two ids under one name,
-    a name naming several categories, or records without a name beside renumbered ones.
+    a name naming several categories its id is not one of (an id that is one of them: kept, one note),
+    or records without a name beside renumbered ones.
     ``--category-offset`` / ``--category-map`` say which is which themselves: this is not called then.
     A converted model's placeholder names (``class_3``) that the ground truth lacks are no names."""
-    from maskrcnn.engine.name_match import ids_by_name
+    from maskrcnn.engine.name_match import ids_among_repeated_names, ids_by_name
 
     records = [r for r in results if isinstance(r, dict)]
     named = [r for r in records if "category_name" in r]
@@ -467,6 +468,15 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
     if all(len(targets) == 1 and _same_id(cid, targets[0]) for cid, targets in each.items()):
         return _read_quoted(results, {cid: targets[0] for cid, targets in each.items()}, name_of, source)
     several = next((cid for cid, targets in each.items() if len(targets) > 1), None)
+    agreed = ids_among_repeated_names(each, _same_id)
+    if agreed is not None:  # 'car' is ids 1 and 3 there, and the record says 1: the id is one of its name's
+        repeated = [cid for cid, targets in each.items() if len(targets) > 1]
+        shown = "; ".join(f"{name_of[c]!r} names ids {', '.join(map(str, each[c][:5]))}"
+                          for c in repeated[:3]) + ("; ..." if len(repeated) > 3 else "")
+        _note(f"{source}: {gt_source} repeats a category name ({shown}), "
+              f"so category_name alone cannot say the category; each result's category_id is one of those "
+              f"its name names: matched by category_id")
+        return _read_quoted(results, agreed, name_of, source)
     if several is not None:
         raise ValueError(f"{source}: category_name {name_of[several]!r} (category_id {several!r}) names "
                          f"{len(each[several])} categories of {gt_source} (ids "

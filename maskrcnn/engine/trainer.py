@@ -233,15 +233,49 @@ def read_resume_checkpoint(output_dir: Path) -> dict:
     return stateless or {"path": None, "checkpoint": None, "errors": errors, "stateless": []}
 
 
-def set_aside_stateless(found: dict, iteration: int) -> list:
-    """Move the files ``read_resume_checkpoint`` skipped as lacking training state out of the names the
-    resumed run writes: ``model_0000901.pth`` (an INT8 file) -> ``int8_model_0000901.pth`` when the run,
-    resumed at ``iteration``, would write its own checkpoint of that number over it. Returns the lines that
-    say so (main process only: the others see the same folder)."""
+def writes_checkpoint_of(number: int, *, iteration: int, max_iter: int, checkpoint_period: int) -> bool:
+    """Whether a run resumed at ``iteration`` writes ``model_{number}.pth`` on its way to ``max_iter``:
+    every ``checkpoint_period`` iterations, and at ``max_iter`` (the end's full checkpoint). A stop by a
+    signal or an early stop cannot be foreseen; those are not counted."""
+    if not iteration < number <= max_iter:
+        return False
+    return number == max_iter or (checkpoint_period > 0 and number % checkpoint_period == 0)
+
+
+def _stateless_later_files(found: dict, iteration: int) -> list:
+    """(path, "int8" | "weights") of every ``model_N.pth`` beside the resumed checkpoint with N above
+    ``iteration`` that lacks training state: those ``read_resume_checkpoint`` skipped, and those it never
+    reached (``last_checkpoint`` named the run's checkpoint first, so the loop ended there)."""
+    known = dict(found.get("stateless", ()))
+    path = found.get("path")
+    if path is None:
+        return list(known.items())
+    for candidate in sorted(Path(path).parent.glob("model_[0-9]*.pth")):
+        number = candidate.stem[len("model_"):]
+        later = number.isdigit() and int(number) > iteration
+        if candidate in known or candidate == Path(path) or not later:
+            continue
+        try:
+            ckpt = load_checkpoint(candidate, map_location="cpu")
+        except CheckpointError:
+            continue  # unreadable: not a file to keep from being overwritten
+        if _lacks_training_state(ckpt):
+            known[candidate] = "int8" if "int8" in ckpt else "weights"
+    return sorted(known.items())
+
+
+def set_aside_stateless(found: dict, iteration: int, *, max_iter: int, checkpoint_period: int) -> list:
+    """Move the ``model_N.pth`` files that lack training state (an INT8 file, weights alone) out of the
+    names the resumed run writes: ``model_0000901.pth`` -> ``int8_model_0000901.pth`` when the run,
+    resumed at ``iteration`` from ``found`` (``read_resume_checkpoint``'s answer, with or without a
+    ``last_checkpoint`` pointer), will write its own checkpoint of that number over it
+    (``writes_checkpoint_of``); one it never writes is left where it is. Returns the lines that say so
+    (main process only: the others see the same folder)."""
     lines = []
-    for path, kind in found.get("stateless", ()):
+    for path, kind in _stateless_later_files(found, iteration):
         number = path.stem[len("model_"):]
-        if not (number.isdigit() and int(number) > iteration and path.is_file()):
+        if not (number.isdigit() and path.is_file() and writes_checkpoint_of(
+                int(number), iteration=iteration, max_iter=max_iter, checkpoint_period=checkpoint_period)):
             continue
         target = path.parent / _free_name(path.parent, f"{kind}_{path.stem}")
         os.replace(path, target)
@@ -656,7 +690,8 @@ class Trainer:
             self.logger.print(f"warning: skipped {e}")
         self.load_training_state(ckpt)
         if self.is_main:  # a skipped INT8 file named as a later checkpoint would be overwritten
-            for line in set_aside_stateless(found, self.iteration):
+            for line in set_aside_stateless(found, self.iteration, max_iter=self.max_iter,
+                                            checkpoint_period=self.checkpoint_period):
                 self.logger.print(line)
         self._saved_at = self.iteration  # the checkpoint just loaded is this iteration's
         on_record = False

@@ -145,6 +145,24 @@ def test_refusal_of_unnamed_records_names_only_renumbered_classes(tmp_path):
     assert "2 'circle' -> 1" in str(e.value) and "'star'" not in str(e.value), str(e.value)
 
 
+def test_ids_that_agree_with_a_ground_truth_repeating_a_name_are_kept(tmp_path):
+    # two datasets merged: 'circle' is ids 1 and 3 there; a file whose circle says id 1 was refused ("names
+    # 2 categories ... give --category-map") though its id is one of them
+    gt = json.loads(open(_gt(tmp_path)).read())
+    gt["categories"].append({"id": 3, "name": "circle"})
+    path = tmp_path / "gt_merged.json"
+    path.write_text(json.dumps(gt))
+    right, _ = _score(tmp_path, _records({1: 1, 2: 2}), str(path))
+    got, said = _score(tmp_path, _records({1: 1, 2: 2}, NAMES), str(path))
+    assert got == right and said.count("repeats a category name") == 1, said
+    assert "('circle' names ids 1, 3)" in said and "matched by category_id" in said, said
+    quoted, said = _score(tmp_path, _records({1: "1", 2: "2"}, NAMES), str(path))  # read as the numbers
+    assert quoted == right and "read as the numbers" in said, said
+    with pytest.raises(ValueError) as e:  # an id its repeated name does not name: still no way to tell
+        _score(tmp_path, _records(SWAPPED, NAMES), str(path))
+    assert "names 2 categories of" in str(e.value) and "--category-map" in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize("records, words", [
     (_records({1: 1, 2: 1}, NAMES), "category_id 1 is named both 'circle' and 'square'"),
     (_records(SWAPPED, {1: 3, 2: "square"}), "has category_name '3', not a name"),

@@ -107,7 +107,8 @@ def test_predict_refuses_a_calibration_glob_the_shell_expanded_into_its_inputs(t
     assert err.strip().endswith(
         "error: cal/1.png cal/2.png: image(s) of the --calib-images file's folder given to predict right "
         "after it (a shell pattern expanded after --calib-images? it takes one folder or one file: "
-        "--calib-images cal)"), err
+        "--calib-images cal; to predict these very files, write them another way: ./cal/1.png "
+        "./cal/2.png)"), err
     assert not (tmp_path / "pout").exists()
     with pytest.raises(SystemExit):  # eval takes no positional: the parser leaves them over, as quantize
         cli.main(["eval", "--weights", "w.pth", "--json", "v.json", "--images", "photos", "--int8",
@@ -131,3 +132,55 @@ def test_a_quoted_pattern_hint_names_the_folder_before_the_pattern(tmp_path, mon
     assert hint("cal*") == " (a pattern is not expanded: give the folder of the calibration images)"
     assert hint("my cal/*.png") == " (a pattern is not expanded: give the folder, --calib-images 'my cal')"
     assert hint("cal/missing.png") == ""
+
+
+def test_predict_refuses_only_what_the_command_line_shows_as_an_expanded_glob(tmp_path, capsys, monkeypatch):
+    # were all refused from the parsed options alone: an input before --calib-images (no pattern could
+    # have expanded there), the '=' form (never split by the shell), and './cal/1.png' only by the luck
+    # of two path rules disagreeing; the working folder's hint said '--calib-images .'
+    monkeypatch.chdir(tmp_path)
+    _calibration_folder(tmp_path)
+
+    def said(*words):
+        cli.main(["predict", "--weights", "w.pth", "--output", "pout", *words])
+        return capsys.readouterr().err
+
+    refusal = "image(s) of the --calib-images file's folder"
+    for legitimate in (["cal/1.png", "--int8", "--calib-images", "cal/0.png"],
+                       ["--int8", "--calib-images=cal/0.png", "cal/1.png"],
+                       ["--int8", "--calib-images", "cal/0.png", "./cal/1.png"],
+                       ["--int8", "--calib-images", "cal/0.png", "photos/p.png", "cal/1.png"]):
+        err = said(*legitimate)
+        assert refusal not in err and "w.pth" in err, (legitimate, err)
+    err = said("--int8", "--calib-images", "cal/0.png", "cal/1.png")
+    assert err.strip().endswith(
+        "error: cal/1.png: image(s) of the --calib-images file's folder given to predict right after it (a "
+        "shell pattern expanded after --calib-images? it takes one folder or one file: --calib-images cal; "
+        "to predict these very files, write them another way: ./cal/1.png)"), err
+    monkeypatch.chdir(tmp_path / "cal")
+    err = said("--int8", "--calib-images", "0.png", "1.png")
+    assert "--calib-images ." not in err and "give the folder of the calibration images" in err, err
+    assert "write them another way: ./1.png)" in err, err
+    with pytest.raises(SystemExit):  # quantize's hint: the same rule, the same working-folder wording
+        cli.main(["quantize", "--weights", "w.pth", "--calib-images", "0.png", "1.png", "--output", "q.pth"])
+    err = capsys.readouterr().err
+    assert "--calib-images ." not in err and "give the folder of the calibration images" in err, err
+    with pytest.raises(SystemExit):  # a leftover that no pattern put there gets no pattern hint
+        cli.main(["quantize", "--weights", "w.pth", "1.png", "--calib-images", "0.png", "--output", "q.pth"])
+    assert "shell pattern" not in capsys.readouterr().err
+
+
+def test_int8_refusal_takes_the_dtype_spellings_resolve_dtype_takes():
+    # "fp32" (resolve_dtype's alias of float32) was refused as an autocast; float64 was called an
+    # autocast instead of an unsupported dtype
+    import torch
+
+    from maskrcnn.predictor import _refuse_int8_options
+
+    for float32 in (None, "float32", "fp32", torch.float32):
+        _refuse_int8_options(torch.device("cpu"), float32, "q.pth")  # not refused
+    with pytest.raises(ValueError, match="an INT8 model runs on the CPU without autocast"):
+        _refuse_int8_options(torch.device("cpu"), "bf16", "q.pth")
+    with pytest.raises(ValueError) as refused:
+        _refuse_int8_options(torch.device("cpu"), "float64", "q.pth")
+    assert str(refused.value) == "dtype 'float64' not supported (float32, bfloat16, float16)"

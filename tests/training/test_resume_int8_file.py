@@ -98,8 +98,8 @@ def test_without_a_pointer_an_int8_file_sorted_newest_is_skipped_for_the_runs_ch
                                "of the run (no training state)"]
     # the run goes on to iteration 4 and would write its own model_0000004.pth over the INT8 file: moved
     aside = run / "int8_model_0000004.pth"
-    assert set_aside_stateless(found, 2) == [f"moved {int8_path} to {aside}: the run writes its own "
-                                             "checkpoint of iteration 4 under that name"]
+    assert set_aside_stateless(found, 2, max_iter=4, checkpoint_period=2) == [
+        f"moved {int8_path} to {aside}: the run writes its own checkpoint of iteration 4 under that name"]
     assert aside.is_file() and not int8_path.exists()
     assert read_resume_checkpoint(run)["errors"] == []  # no longer taken for a checkpoint
     aside.rename(int8_path)
@@ -108,3 +108,32 @@ def test_without_a_pointer_an_int8_file_sorted_newest_is_skipped_for_the_runs_ch
     (run / LAST_CHECKPOINT).unlink()
     own.unlink()  # nothing but state-less files: the first is refused (no_training_state says why)
     assert read_resume_checkpoint(run)["path"] == int8_path
+
+
+def test_an_int8_file_is_set_aside_with_a_pointer_too_and_only_when_the_run_writes_its_name(tmp_path):
+    # last_checkpoint named the run's own checkpoint: the loop stopped there, nothing was set aside, and
+    # the resumed run wrote its model_0000004.pth over the INT8 file unsaid; without a pointer it was moved
+    # whatever the schedule ("the run writes its own checkpoint" of an iteration it never saved)
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg, int8_path = _int8_file(run)
+    own = run / "model_0000002.pth"
+    save_checkpoint(own, model_state={}, config=cfg, class_names=NAMES, optimizer={}, scheduler={},
+                    iteration=2)
+    aside = run / "int8_model_0000004.pth"
+    for pointer in (True, False):
+        if pointer:
+            (run / LAST_CHECKPOINT).write_text(own.name + "\n")
+        else:
+            (run / LAST_CHECKPOINT).unlink()
+        found = read_resume_checkpoint(run)
+        assert found["path"] == own
+        for never in (dict(max_iter=3, checkpoint_period=1), dict(max_iter=10, checkpoint_period=5000),
+                      dict(max_iter=10, checkpoint_period=3)):  # past the end; not a multiple of the period
+            assert set_aside_stateless(found, 2, **never) == [] and int8_path.is_file(), (pointer, never)
+        for writes in (dict(max_iter=4, checkpoint_period=5000), dict(max_iter=10, checkpoint_period=2)):
+            assert set_aside_stateless(found, 2, **writes) == [
+                f"moved {int8_path} to {aside}: the run writes its own checkpoint of iteration 4 under "
+                "that name"], (pointer, writes)
+            assert aside.is_file() and not int8_path.exists()
+            aside.rename(int8_path)
