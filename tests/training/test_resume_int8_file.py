@@ -83,15 +83,21 @@ def test_init_from_an_int8_file_notes_its_float_weights_are_used(tmp_path):
         "its INT8 calibration is not used (quantize the new weights again)"]
 
 
-def test_without_a_pointer_an_int8_file_sorted_newest_is_skipped_for_the_runs_checkpoint(tmp_path):
-    # quantize --output RUN/model_0000009.pth after a kill left no last_checkpoint: the resume was refused,
-    # pointing at a last_checkpoint file that did not exist; it goes on from the run's own checkpoint now
+def _run_with_an_int8_file(tmp_path) -> tuple:
+    """(run folder, its INT8 file (``_int8_file``), its own training checkpoint of iteration 2)."""
     run = tmp_path / "run"
     run.mkdir()
     cfg, int8_path = _int8_file(run)
     own = run / "model_0000002.pth"
     save_checkpoint(own, model_state={}, config=cfg, class_names=NAMES, optimizer={}, scheduler={},
                     iteration=2)
+    return run, int8_path, own
+
+
+def test_without_a_pointer_an_int8_file_sorted_newest_is_skipped_for_the_runs_checkpoint(tmp_path):
+    # quantize --output RUN/model_0000009.pth after a kill left no last_checkpoint: the resume was refused,
+    # pointing at a last_checkpoint file that did not exist; it goes on from the run's own checkpoint now
+    run, int8_path, own = _run_with_an_int8_file(tmp_path)
     found = read_resume_checkpoint(run)
     assert found["path"] == own and found["checkpoint"]["iteration"] == 2
     assert found["errors"] == [f"{int8_path}: an INT8 file written by `maskrcnn quantize`, not a checkpoint "
@@ -114,12 +120,7 @@ def test_an_int8_file_is_set_aside_with_a_pointer_too_and_only_when_the_run_writ
     # last_checkpoint named the run's own checkpoint: the loop stopped there, nothing was set aside, and
     # the resumed run wrote its model_0000004.pth over the INT8 file unsaid; without a pointer it was moved
     # whatever the schedule ("the run writes its own checkpoint" of an iteration it never saved)
-    run = tmp_path / "run"
-    run.mkdir()
-    cfg, int8_path = _int8_file(run)
-    own = run / "model_0000002.pth"
-    save_checkpoint(own, model_state={}, config=cfg, class_names=NAMES, optimizer={}, scheduler={},
-                    iteration=2)
+    run, int8_path, own = _run_with_an_int8_file(tmp_path)
     aside = run / "int8_model_0000004.pth"
     for pointer in (True, False):
         if pointer:
