@@ -626,11 +626,14 @@ def _unit(v) -> bool:
     return 0.0 <= v <= 1.0
 
 
-def _up_to(limit):
-    """``0 < v <= limit``: the sizes the model is built with. A stored config (a checkpoint's, a run's
-    YAML) is read before any weight: a value far past every real model would reach the allocator
-    (fpn_dim 10**12 asks for terabytes) before a weight's shape could disagree with it."""
-    return lambda v: 0 < v <= limit
+def _up_to(limit, *, zero: bool = False) -> tuple:
+    """(rule, how it reads) of ``0 < v <= limit`` (``0 <= v`` with ``zero``): the sizes the model is built
+    with. A stored config (a checkpoint's, a run's YAML) is read before any weight: a value far past every
+    real model would reach the allocator (fpn_dim 10**12 asks for terabytes) before a weight's shape could
+    disagree with it."""
+    if zero:
+        return (lambda v: 0 <= v <= limit), f"in [0, {limit}]"
+    return (lambda v: 0 < v <= limit), f"in (0, {limit}]"
 
 
 # generous upper bounds of what the model is built with: many times any published model's values
@@ -650,26 +653,26 @@ _ITERS_TO_TRAIN = ">= 1 (0 would train nothing and write the initial weights as 
 
 # key -> (test of each value, what the test asks for); a tuple-valued key is tested value by value
 _RANGES = {
-    "input.min_size": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
-    "input.max_size": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
-    "input.min_size_test": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
-    "input.max_size_test": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
+    "input.min_size": _up_to(_MAX_SIDE),
+    "input.max_size": _up_to(_MAX_SIDE),
+    "input.min_size_test": _up_to(_MAX_SIDE),
+    "input.max_size_test": _up_to(_MAX_SIDE),
     "input.flip_prob": (_unit, "in [0, 1]"),
     "input.scale_range": (_positive, "> 0"),
-    "input.crop_size": (lambda v: 0 <= v <= _MAX_SIDE, f"in [0, {_MAX_SIDE}]"),
+    "input.crop_size": _up_to(_MAX_SIDE, zero=True),
     "input.color_jitter": (_non_negative, ">= 0"),
-    "model.num_classes": (_up_to(_MAX_CLASSES), f"in (0, {_MAX_CLASSES}]"),
-    "model.fpn_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
+    "model.num_classes": _up_to(_MAX_CLASSES),
+    "model.fpn_dim": _up_to(_MAX_CHANNELS),
     "model.size_divisibility": (_non_negative, ">= 0 (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
     "model.pixel_mean": (math.isfinite, "finite"),
     "model.frozen_bn_eps": (_non_negative, ">= 0"),
-    "model.rpn.anchor_sizes": (_up_to(_MAX_SIDE), f"in (0, {_MAX_SIDE}]"),
-    "model.rpn.aspect_ratios": (_up_to(1000), "in (0, 1000]"),
-    "model.rpn.pre_nms_topk_train": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
-    "model.rpn.pre_nms_topk_test": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
-    "model.rpn.post_nms_topk_train": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
-    "model.rpn.post_nms_topk_test": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
+    "model.rpn.anchor_sizes": _up_to(_MAX_SIDE),
+    "model.rpn.aspect_ratios": _up_to(1000),
+    "model.rpn.pre_nms_topk_train": _up_to(_MAX_COUNT),
+    "model.rpn.pre_nms_topk_test": _up_to(_MAX_COUNT),
+    "model.rpn.post_nms_topk_train": _up_to(_MAX_COUNT),
+    "model.rpn.post_nms_topk_test": _up_to(_MAX_COUNT),
     "model.rpn.nms_thresh": (_unit, "in [0, 1]"),
     "model.rpn.min_box_size": (_non_negative, ">= 0"),
     "model.rpn.score_thresh": (_unit, "in [0, 1]"),
@@ -679,11 +682,11 @@ _RANGES = {
     "model.rpn.positive_fraction": (_unit, "in [0, 1]"),
     "model.rpn.smooth_l1_beta": (_non_negative, ">= 0"),
     "model.rpn.loss_weight": (_non_negative, ">= 0"),
-    "model.roi_heads.box_head_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
+    "model.roi_heads.box_head_dim": _up_to(_MAX_CHANNELS),
     "model.roi_heads.pooler_sampling_ratio": (_non_negative, ">= 0"),
-    "model.roi_heads.box_pool_size": (_up_to(_MAX_POOL), f"in (0, {_MAX_POOL}]"),
-    "model.roi_heads.mask_pool_size": (_up_to(_MAX_POOL), f"in (0, {_MAX_POOL}]"),
-    "model.roi_heads.keypoint_pool_size": (_up_to(_MAX_POOL), f"in (0, {_MAX_POOL}]"),
+    "model.roi_heads.box_pool_size": _up_to(_MAX_POOL),
+    "model.roi_heads.mask_pool_size": _up_to(_MAX_POOL),
+    "model.roi_heads.keypoint_pool_size": _up_to(_MAX_POOL),
     "model.roi_heads.canonical_box_size": (_positive, "> 0"),
     "model.roi_heads.batch_size_per_image": (_positive, "> 0"),
     "model.roi_heads.positive_fraction": (_unit, "in [0, 1]"),
@@ -693,14 +696,14 @@ _RANGES = {
     "model.roi_heads.smooth_l1_beta": (_non_negative, ">= 0"),
     "model.roi_heads.score_thresh": (_unit, "in [0, 1]"),
     "model.roi_heads.nms_thresh": (_unit, "in [0, 1]"),
-    "model.roi_heads.detections_per_image": (_up_to(_MAX_COUNT), f"in (0, {_MAX_COUNT}]"),
-    "model.roi_heads.mask_head_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
+    "model.roi_heads.detections_per_image": _up_to(_MAX_COUNT),
+    "model.roi_heads.mask_head_dim": _up_to(_MAX_CHANNELS),
     "model.roi_heads.mask_threshold": (_unit, "in [0, 1]"),
-    "model.roi_heads.num_keypoints": (_up_to(_MAX_KEYPOINTS), f"in (0, {_MAX_KEYPOINTS}]"),
-    "model.roi_heads.keypoint_head_dim": (_up_to(_MAX_CHANNELS), f"in (0, {_MAX_CHANNELS}]"),
-    "model.rpn.head_convs": (lambda v: 0 <= v <= _MAX_LAYERS, f"in [0, {_MAX_LAYERS}]"),
-    "model.roi_heads.mask_head_convs": (lambda v: 0 <= v <= _MAX_LAYERS, f"in [0, {_MAX_LAYERS}]"),
-    "model.roi_heads.keypoint_head_convs": (lambda v: 0 <= v <= _MAX_LAYERS, f"in [0, {_MAX_LAYERS}]"),
+    "model.roi_heads.num_keypoints": _up_to(_MAX_KEYPOINTS),
+    "model.roi_heads.keypoint_head_dim": _up_to(_MAX_CHANNELS),
+    "model.rpn.head_convs": _up_to(_MAX_LAYERS, zero=True),
+    "model.roi_heads.mask_head_convs": _up_to(_MAX_LAYERS, zero=True),
+    "model.roi_heads.keypoint_head_convs": _up_to(_MAX_LAYERS, zero=True),
     "solver.lr": (_non_negative, "a finite number >= 0"),
     "solver.momentum": (_unit, "in [0, 1]"),
     "solver.weight_decay": (_non_negative, "a finite number >= 0"),
