@@ -43,17 +43,9 @@ def dataset_fingerprint(dataset, json_path) -> dict:
 
 def config_fingerprint(cfg) -> dict:
     """{dotted key: repr of its value} of ``cfg``, ``PER_PROCESS_KEYS`` left out."""
-    from maskrcnn.config import config_keys, to_plain
+    from maskrcnn.config import config_keys, get_key, to_plain
 
-    out = {}
-    for key in config_keys(cfg):
-        if key in PER_PROCESS_KEYS:
-            continue
-        node = cfg
-        for part in key.split("."):
-            node = getattr(node, part)
-        out[key] = repr(to_plain(node))
-    return out
+    return {key: repr(to_plain(get_key(cfg, key))) for key in config_keys(cfg) if key not in PER_PROCESS_KEYS}
 
 
 def setup_fingerprint(cfg, train_set, train_json, val_set=None, val_json=None) -> dict:
