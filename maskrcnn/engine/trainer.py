@@ -215,7 +215,7 @@ def read_resume_checkpoint(output_dir: Path) -> dict:
     both read through it, so that they take the same file."""
     errors, stateless, skipped = [], None, []
     pointer = Path(output_dir) / LAST_CHECKPOINT
-    named = Path(output_dir) / pointer.read_text().strip() if pointer.is_file() else None
+    named = Path(output_dir) / _pointed_name(pointer) if pointer.is_file() else None  # its checks, one rule
     for path in checkpoint_candidates(output_dir):
         try:
             ckpt = load_checkpoint(path, map_location="cpu")
