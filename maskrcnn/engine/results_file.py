@@ -176,9 +176,9 @@ def keypoint_owners(coco_gt) -> set:
 def _labels_keypoints(annotation: dict) -> bool:
     """Whether a ground-truth object has a labelled keypoint (its ``num_keypoints``, or a visibility > 0
     where a writer left the count out)."""
-    points = annotation.get("keypoints")
-    return bool(annotation.get("num_keypoints")) or (
-        isinstance(points, list) and any(isinstance(v, (int, float)) and v > 0 for v in points[2::3]))
+    from maskrcnn.data.coco import _labels_keypoints as labels_a_point  # the loader's rule: finite v > 0
+
+    return bool(annotation.get("num_keypoints")) or labels_a_point(annotation.get("keypoints"))
 
 
 def _no_bbox_note(source: str, results: list, types: list, without: int) -> None:
