@@ -242,17 +242,18 @@ def writes_checkpoint_of(number: int, *, iteration: int, max_iter: int, checkpoi
     return number == max_iter or (checkpoint_period > 0 and number % checkpoint_period == 0)
 
 
-def _stateless_later_files(found: dict, iteration: int) -> list:
+def _stateless_later_files(found: dict, iteration: int, written) -> list:
     """(path, "int8" | "weights") of every ``model_N.pth`` beside the resumed checkpoint with N above
     ``iteration`` that lacks training state: those ``read_resume_checkpoint`` skipped, and those it never
-    reached (``last_checkpoint`` named the run's checkpoint first, so the loop ended there)."""
+    reached (``last_checkpoint`` named the run's checkpoint first, so the loop ended there); of the latter
+    only those whose N ``written(N)`` says the run writes are loaded (each a whole checkpoint)."""
     known = dict(found.get("stateless", ()))
     path = found.get("path")
     if path is None:
         return list(known.items())
     for candidate in sorted(Path(path).parent.glob("model_[0-9]*.pth")):
         number = candidate.stem[len("model_"):]
-        later = number.isdigit() and int(number) > iteration
+        later = number.isdigit() and int(number) > iteration and written(int(number))
         if candidate in known or candidate == Path(path) or not later:
             continue
         try:
@@ -272,10 +273,14 @@ def set_aside_stateless(found: dict, iteration: int, *, max_iter: int, checkpoin
     (``writes_checkpoint_of``); one it never writes is left where it is. Returns the lines that say so
     (main process only: the others see the same folder)."""
     lines = []
-    for path, kind in _stateless_later_files(found, iteration):
+
+    def written(number: int) -> bool:
+        return writes_checkpoint_of(number, iteration=iteration, max_iter=max_iter,
+                                    checkpoint_period=checkpoint_period)
+
+    for path, kind in _stateless_later_files(found, iteration, written):
         number = path.stem[len("model_"):]
-        if not (number.isdigit() and path.is_file() and writes_checkpoint_of(
-                int(number), iteration=iteration, max_iter=max_iter, checkpoint_period=checkpoint_period)):
+        if not (number.isdigit() and path.is_file() and written(int(number))):
             continue
         target = path.parent / _free_name(path.parent, f"{kind}_{path.stem}")
         os.replace(path, target)
