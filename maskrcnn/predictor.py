@@ -153,6 +153,7 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
         if channels == "BGR" and image.shape[2] == 3:
             image = image[:, :, ::-1]  # (H, W, BGR) -> (H, W, RGB), a view
         if image.dtype == np.uint16:  # 16-bit PNG / TIFF as cv2.IMREAD_UNCHANGED gives it
+            _warn_8bit_in_16(int(image.max()) if image.size else 0, where, "numpy")
             image = image.astype(np.float32) / 65535.0
         if image.dtype == np.uint8 or image.dtype.kind == "f":
             image = np.ascontiguousarray(image)  # a copy only of a strided view
@@ -168,6 +169,14 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
     if isinstance(image, torch.Tensor) and channels == "BGR" and image.dim() == 3 and image.shape[0] == 3:
         image = image.flip(0)  # (BGR, H, W) -> (RGB, H, W)
     return image
+
+
+def _warn_8bit_in_16(peak: int, where: str, what: str) -> None:
+    """A uint16 image whose values all fit 0..255 (``arr.astype(np.uint16)`` of an 8-bit image): read on
+    the 16-bit scale as documented, so nearly black; said, as for a PIL image of mode I."""
+    if peak <= 255:
+        warnings.warn(f"{where}: uint16 {what} image with values 0..{peak} read as 16-bit (0..65535), so it "
+                      "looks dark; pass it as uint8 for 8-bit values", stacklevel=5)
 
 
 def _grey_stack_hint(shape: tuple, stacked: str) -> str:
@@ -204,7 +213,9 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
         pass
     # a 16-bit PNG / TIFF read into torch; torch.uint16 exists from torch 2.3 only (pyproject allows 2.1)
     elif image.dtype == getattr(torch, "uint16", None):
-        image = image.float() / 65535.0
+        image = image.float()
+        _warn_8bit_in_16(int(image.max()) if image.numel() else 0, where, "tensor")
+        image = image / 65535.0
     else:
         raise ValueError(f"{where}: image dtype {image.dtype} not supported (float in [0, 1], uint8 or "
                          "uint16)")
@@ -505,8 +516,12 @@ class Predictor:
                 raise ValueError(f"dtype {dtype!r}: an ONNX model runs in the precision it was exported in")
             self.model = model
             return
-        self.model = model.to(self.device).eval()
+        # Moved to ``device`` (in place: a module's .to() is; the caller's model lives there after), but
+        # its train / eval mode is left as the caller has it: each call switches to eval and back
+        # (_eval_mode), so a notebook that goes on training it after building a Predictor still trains.
+        self.model = model.to(self.device)
         if int8 is not None and int8 is not False:  # a section (validated there); False: float
+            self.model.eval()  # folding norms uses their running statistics: the model is rewritten anyway
             from maskrcnn.engine.int8 import apply_int8_section
             from maskrcnn.modeling.fuse import optimise_for_inference
 
@@ -517,6 +532,7 @@ class Predictor:
         elif optimise:
             from maskrcnn.modeling.fuse import optimise_for_inference
 
+            self.model.eval()  # folded norms: the model is an inference model from here on
             optimise_for_inference(self.model, channels_last=True, winograd=winograd, fused_add=fused_add,
                                    onednn_linear=onednn_linear)
 
@@ -526,6 +542,10 @@ class Predictor:
         dtype ("bfloat16", "float16") or "float32"."""
         if self.int8_parts:
             return "int8"
+        if self.dtype is None and not self.runtime:  # a caller's own model may be float64 / bfloat16
+            weight = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+            if weight is not None:
+                return str(weight.dtype).replace("torch.", "")
         return "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
 
     def __repr__(self) -> str:
@@ -609,7 +629,12 @@ class Predictor:
             # the box head drops what scores below its own threshold before score_thresh is applied: asked
             # for less, the model built here keeps less too (not asked: the model as its config says)
             cfg = apply_overrides(cfg, {"model.roi_heads.score_thresh": float(asked)})
-        model = build_model(cfg)
+        # The random initialisation the weights overwrite: under a forked RNG, so that a seeded notebook
+        # draws the same numbers whether or not it loaded a model; float32 whatever
+        # torch.get_default_dtype() says (a float64 default built a float64 model, slow, its precision
+        # misreported).
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(cfg).float()
         state = ckpt.get("model")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path}: checkpoint has no 'model' state dict")
@@ -633,7 +658,8 @@ class Predictor:
                 f"{path}: weights do not match the model its config describes "
                 f"(backbone={cfg.model.backbone}, fpn={cfg.model.fpn}): " + "; ".join(problems)
             )
-        class_names = ckpt.get("class_names") or list(cfg.data.class_names) or None
+        class_names = kwargs.pop("class_names", None) or ckpt.get("class_names") or list(
+            cfg.data.class_names) or None
         kwargs.setdefault("label_to_category_id", label_to_category_id(ckpt))
         from maskrcnn.engine.int8 import INT8_KEY
 
@@ -645,6 +671,7 @@ class Predictor:
             if str(device) == "auto":  # INT8 kernels are CPU kernels
                 device = "cpu"
             kwargs.update(int8=section, int8_source=str(path))
+        model.eval()  # a model built here is only predicted with (a caller's own keeps its mode)
         predictor = cls(model, cfg, class_names, device=device, optimise=optimise, **kwargs)
         predictor.weights_notes = notes
         if keep_checkpoint:
@@ -679,7 +706,8 @@ class Predictor:
         kwargs.setdefault("label_to_category_id", model.label_to_category_id)
         for key in ("optimise", "winograd", "fused_add", "onednn_linear"):
             kwargs.pop(key, None)  # CPU speed-ups of the PyTorch model: onnxruntime has its own
-        predictor = cls(model, model.cfg, model.class_names, device=device, **kwargs)
+        class_names = kwargs.pop("class_names", None) or model.class_names
+        predictor = cls(model, model.cfg, class_names, device=device, **kwargs)
         note = predictor.fixed_threshold_note(predictor.score_thresh)
         if note:  # a library caller gets fewer detections than asked for: said, as predict prints it
             warnings.warn(f"{path}: {note}", FixedThresholdWarning, stacklevel=_caller_level())
@@ -694,6 +722,7 @@ class Predictor:
         from maskrcnn.config import check_overrides
         from maskrcnn.export.onnx_runtime import is_onnx_file
 
+        _check_path(path)
         if overrides is not None:
             check_overrides(overrides)
         if is_onnx_file(path):
@@ -733,7 +762,8 @@ class Predictor:
         order (files and PIL images know their own)."""
         if channels not in CHANNELS:
             raise ValueError(f"channels must be 'RGB' or 'BGR', got {channels!r}")
-        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or _is_one_image(images):
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or _is_one_image(images) \
+                or _is_file_object(images):  # a stream iterates as lines: one image, read whole
             images = [images]
         elif isinstance(images, Mapping):  # iterating it would read its keys (names) as the images
             raise TypeError("images: a mapping is not a list of images; pass list(d.values()) (and keep "
@@ -798,7 +828,11 @@ class Predictor:
         ``preprocess`` is told so, per forward, tile and TTA view): with
         ``tile``, images larger than a tile tiled, the others (one tile each) as without tiling. The model
         runs in eval mode whatever mode it was left in (``_eval_mode``)."""
-        with _eval_mode(self.model):  # no frame of its own: the warnings' stacklevels count frames
+        # A caller's own torch.autocast block is switched off for the whole call (the model's layers, the
+        # mask pasting, on the CPU and the model's device): ``dtype`` alone chooses the precision
+        # (``_low_precision`` switches its own back on inside).
+        with _eval_mode(self.model), torch.autocast("cpu", enabled=False), \
+                torch.autocast(self.device.type, enabled=False):
             if self.tta is not None:
                 out = [self._predict_tta(image) for image in images]
             elif self.tile is None:
@@ -871,7 +905,7 @@ class Predictor:
         it (bfloat16 has an 8-bit mantissa: steps of 4 pixels at x = 1000): the features the RoIs are
         pooled from (``_features``), the box predictor's scores and deltas (``BoxPredictor``), the
         RPN's and box stage's decoding, ranking and NMS, mask probabilities and keypoint decoding."""
-        if self.dtype is None:
+        if self.dtype is None:  # a caller's own autocast is off already (_predict_loaded)
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
@@ -1048,7 +1082,8 @@ class Predictor:
             merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh,
                                              edge_margin=tile.edge_margin,
                                              mask_resolution=2 * self.cfg.model.roi_heads.mask_pool_size)
-            note = tiling.cap_note(merged["boxes"].shape[0], self.detections_per_image, (height, width))
+            note = tiling.cap_note(merged["boxes"].shape[0], self.detections_per_image, (height, width),
+                                   onnx=_is_onnx_model(self.model))
             if note and not self._tile_cap_warned:  # once: every large image of a folder may reach it
                 self._tile_cap_warned = True
                 warnings.warn(note, stacklevel=3)
@@ -1134,7 +1169,37 @@ def load_image(item: ImageLike, where: str, *, channels: str = "RGB") -> torch.T
 
         return decode_image_bytes(bytes(item), name=f"{where} (bytes, read as an encoded image file; give "
                                   "a path as str or Path)")
+    if _is_file_object(item):  # open(path, "rb"), io.BytesIO, a web framework's upload
+        data = item.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"{where}: a file object opened in text mode gives {type(data).__name__}, not an "
+                            "image's bytes; open it with mode 'rb'")
+        from maskrcnn.data.images import decode_image_bytes
+
+        return decode_image_bytes(bytes(data), name=f"{where} ({type(item).__name__}, read from its position "
+                                  "as an encoded image file)")
     return _as_float_image(item, where, channels)
+
+
+def _is_file_object(item) -> bool:
+    """A readable stream (``io.IOBase``, or anything with ``read``): not a tensor or array."""
+    import io
+
+    return isinstance(item, io.IOBase) or (callable(getattr(item, "read", None))
+                                           and not isinstance(item, torch.Tensor))
+
+
+def _is_onnx_model(model) -> bool:
+    """An exported graph run by onnxruntime (its config fixed at export), not another runtime model."""
+    from maskrcnn.export.onnx_runtime import OnnxModel
+
+    return isinstance(model, OnnxModel)
+
+
+def _check_path(path) -> None:
+    """``from_weights``' path: a str or Path, one line otherwise (not os.fspath's "str, bytes or ...")."""
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise TypeError(f"path: expected a weights file as str or pathlib.Path, got {type(path).__name__}")
 
 
 def _is_one_image(images) -> bool:

@@ -377,16 +377,21 @@ def _select(pool: dict, keep: torch.Tensor) -> dict:
     return out
 
 
-def cap_note(found: int, kept: int, image_hw: Sequence[int]) -> str:
+def cap_note(found: int, kept: int, image_hw: Sequence[int], *, onnx: bool = False) -> str:
     """A warning's text when the merge of an H x W image found more detections than the ``kept`` it may
     return (``model.roi_heads.detections_per_image``), else '': tiling is for images of many small
     objects, where a cap of 100 silently loses most of them."""
     if found <= kept:
         return ""
+    more = max(found, 2 * kept)
+    # an ONNX file refuses overrides: the cap is fixed in its graph
+    fix = (f"an ONNX file has it fixed: export the checkpoint again with --set "
+           f"model.roi_heads.detections_per_image={more}" if onnx else
+           f"raise it with --set model.roi_heads.detections_per_image={more} (Predictor: "
+           "overrides={'model.roi_heads.detections_per_image': N})")
     return (f"tiled prediction of a {int(image_hw[1])}x{int(image_hw[0])} image kept the best {kept} of "
             f"{found} detections ({found - kept} dropped at model.roi_heads.detections_per_image = {kept}); "
-            f"raise it with --set model.roi_heads.detections_per_image={max(found, 2 * kept)} (Predictor: "
-            "overrides={'model.roi_heads.detections_per_image': N}); said for the first such image only")
+            f"{fix}; said for the first such image only")
 
 
 def top_detections(pool: dict, k: int) -> dict:
