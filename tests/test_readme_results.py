@@ -55,3 +55,22 @@ def test_the_readme_names_every_result_key_and_mask_probs_paste_to_the_masks(tmp
     pasted = paste_masks_in_image(det["mask_probs"], det["boxes"], tuple(det["masks"].shape[1:]),
                                   threshold=dense.mask_threshold)
     assert torch.equal(pasted, det["masks"]) and det["masks"].any()
+
+
+def test_the_readme_coco_ids_snippet_writes_the_datasets_category_ids(tmp_path, monkeypatch):
+    """The "COCO category ids" bullet's snippet, run as written on a model of cat 5 and dog 9: the records
+    carry 5 and 9, not the labels 1 and 2 (``category_id = label`` scores such a model at AP 0)."""
+    import json
+    import textwrap
+
+    ckpt, images = cat_dog_inputs(tmp_path, {"street.jpg": (50, 70)})
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```python", text.index("- **COCO category ids**")) + len("```python")
+    code = textwrap.dedent(text[start:text.index("```", start)])
+    code = code.replace('masks="rle")', 'masks="rle", score_thresh=0)')  # a random model: keep every box
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r50fpn.pth").write_bytes(Path(ckpt).read_bytes())
+    (tmp_path / "street.jpg").write_bytes((images / "street.jpg").read_bytes())
+    exec(compile(code, "README snippet", "exec"), {})
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert records and {(r["category_name"], r["category_id"]) for r in records} <= {("cat", 5), ("dog", 9)}

@@ -32,7 +32,8 @@ def iou_types(cfg) -> tuple:
     return ("bbox",) + (("segm",) if rh.mask_on else ()) + (("keypoints",) if rh.keypoint_on else ())
 
 
-def _ids_by_name(class_names, dataset, notes: Optional[list] = None) -> Optional[dict]:
+def _ids_by_name(class_names, dataset, notes: Optional[list] = None, ids: Optional[dict] = None,
+                 left_out: Optional[list] = None) -> Optional[dict]:
     """Label -> the dataset's category id of the same name, for the model's classes the dataset has;
     None unless each of the model's classes names at most one category of the dataset, and either
     all of them are found or every category of the dataset is one of them (a validation split
@@ -42,8 +43,10 @@ def _ids_by_name(class_names, dataset, notes: Optional[list] = None) -> Optional
     ``check_class_overlap`` lets it through); a class whose name so read is ambiguous (it names several
     categories of the dataset, or another of the model's classes reads alike) is
     left out (matches nothing), the others still matched. ``notes`` (a list): a line is appended for
-    each class left out for naming several categories."""
-    from maskrcnn.engine.name_match import ids_by_name, name_index
+    each class left out for naming several categories. ``ids`` (label -> the id the model would be
+    scored by without names): a class the file has neither by name nor by that id is left out first
+    (``name_match.ids_by_name_or_placed``), its label appended to ``left_out`` (a list)."""
+    from maskrcnn.engine.name_match import ids_by_name_or_placed, name_index
 
     # the one rule eval --results follows for a results file's category_name (engine/name_match.py)
     exact, normalised = name_index((cid, [dataset.class_names[label]], dataset.class_names[label])
@@ -51,12 +54,17 @@ def _ids_by_name(class_names, dataset, notes: Optional[list] = None) -> Optional
     shown = {cid: dataset.class_names[label] for label, cid in dataset.label_to_category_id.items()}
 
     def ambiguous(name, ids):  # 'PERSON' on a file's 'Person' and 'person': which is unknown
-        if notes is not None:
+        if notes is not None and not any(f"class '{name}' fits" in line for line in notes):
             fits = ", ".join(f"'{shown[c]}'" for c in ids)
             notes.append(f"note: {dataset.json_path}: the model's class '{name}' fits several of its "
                          f"categories ({fits}); not matched by name")
 
-    mapping, _ = ids_by_name(dict(enumerate(class_names[1:], 1)), exact, normalised, on_ambiguous=ambiguous)
+    file_ids = set(dataset.label_to_category_id.values())
+    mapping, _, nowhere = ids_by_name_or_placed(
+        dict(enumerate(class_names[1:], 1)), exact, normalised, on_ambiguous=ambiguous,
+        has_id=lambda label: ids is None or ids.get(label) in file_ids)
+    if left_out is not None:
+        left_out.extend(nowhere)
     return mapping
 
 
@@ -69,7 +77,10 @@ def label_mapping(predictor, dataset) -> dict:
     mapping = predictor.label_to_category_id or (
         dataset.label_to_category_id if num_classes == dataset.num_classes else None)
     notes: list = []
-    by_name = _ids_by_name(predictor.class_names, dataset, notes)
+    # without the checkpoint's ids (nor as many classes as the file) the labels stand for themselves
+    ids = mapping if mapping is not None else {label: label for label in range(1, num_classes)}
+    nowhere: list = []  # labels the file has neither by name nor by id: left out (ignore_labels)
+    by_name = _ids_by_name(predictor.class_names, dataset, notes, ids, nowhere)
     for line in notes:
         print(line, file=sys.stderr)
     if by_name is not None and by_name != mapping:
@@ -77,8 +88,6 @@ def label_mapping(predictor, dataset) -> dict:
         # separate exports): by position or by the checkpoint's ids each 'dog' was scored as a 'cat'.
         absent = [predictor.class_names[label] for label in range(1, num_classes) if label not in by_name]
         listed = f"{', '.join(absent[:10])}{', ...' if len(absent) > 10 else ''}"
-        # without the checkpoint's ids (nor as many classes as the file) the labels stand for themselves
-        ids = mapping if mapping is not None else {label: label for label in range(1, num_classes)}
         if all(ids.get(label) == cid for label, cid in by_name.items()):
             # the same ids, only classes absent from the file (a subset of the categories): not renumbered
             one = len(absent) == 1
@@ -92,7 +101,13 @@ def label_mapping(predictor, dataset) -> dict:
                   file=sys.stderr)
         return by_name
     if predictor.label_to_category_id:
-        return dict(predictor.label_to_category_id)
+        kept = {label: cid for label, cid in predictor.label_to_category_id.items() if label not in nowhere}
+        _refuse_id_clash(predictor.class_names, kept, dataset)
+        if nowhere:
+            print(f"note: {dataset.json_path} has the model's classes "
+                  f"{short_listing([predictor.class_names[label] for label in nowhere], limit=10)} neither "
+                  "by name nor by id: their detections left out", file=sys.stderr)
+        return kept
     if num_classes == dataset.num_classes:
         mine, theirs = predictor.class_names[1:], dataset.class_names[1:]
         if any(not n.startswith("class_") for n in mine) and mine != theirs:
@@ -109,6 +124,26 @@ def label_mapping(predictor, dataset) -> dict:
         f"the model predicts {num_classes - 1} classes, {dataset.json_path} has "
         f"{dataset.num_classes - 1} categories, and no label -> category id mapping is known"
     )
+
+
+def _refuse_id_clash(class_names, mapping: dict, dataset) -> None:
+    """ValueError, before any inference, when a class of the model is kept at an id ``dataset`` lacks
+    while its name is one of the file's categories under another id (and the names as a whole cannot be
+    trusted, ``name_match``): every detection of it would fail the scorer ("category ids 1 are not in the
+    ground truth") once the whole inference is done."""
+    theirs = {str(dataset.class_names[label]): cid for label, cid in dataset.label_to_category_id.items()}
+    file_ids = set(dataset.label_to_category_id.values())
+    clash = [(class_names[label], cid, theirs[class_names[label]]) for label, cid in sorted(mapping.items())
+             if cid not in file_ids and class_names[label] in theirs]
+    if not clash:
+        return
+    shown = ", ".join(f"'{name}' (id {cid} in the weights, {other} in the file)"
+                      for name, cid, other in clash[:5])
+    raise ValueError(
+        f"{dataset.json_path}: the model's class{'es' if len(clash) > 1 else ''} {shown} cannot be scored: "
+        "the file lacks the weights' id and its other categories do not match the model's classes by name, "
+        "so the names cannot say which id each class is; evaluate on a file that numbers the classes as the "
+        "model does, or names all of them")
 
 
 def unscored_classes_warning(mapping: dict, dataset) -> Optional[str]:

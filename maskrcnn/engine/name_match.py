@@ -89,3 +89,22 @@ def ids_among_repeated_names(found: dict, same: Callable) -> Optional[dict]:
             return None
         kept[key] = own[0]
     return kept
+
+
+def ids_by_name_or_placed(names: dict, exact: dict, normalised: dict, *, has_id: Callable,
+                          on_ambiguous: Optional[Callable] = None) -> tuple:
+    """``ids_by_name``, after leaving out the keys that cannot be placed at all: a key whose name names
+    no category and whose own id (``has_id(key)``) is none of them either (a model's 'square' id 2 on a
+    file of 'circle' 7 and 'hexagon' 42). Such a key says nothing against the others' names: kept, it
+    made a model that shares one class name with the file fall back to its own ids, none of them the
+    file's, and fail after the whole inference. (mapping or None, found, the keys left out); nothing is
+    left out when every key is so unplaceable (another dataset's classes: the callers refuse that)."""
+    mapping, found = ids_by_name(names, exact, normalised, on_ambiguous=on_ambiguous)
+    if mapping is not None:
+        return mapping, found, []
+    nowhere = [key for key, ids in found.items() if not ids and not has_id(key)]
+    if not nowhere or len(nowhere) == len(found):
+        return None, found, []
+    rest = {key: name for key, name in names.items() if key not in nowhere}
+    mapping, found = ids_by_name(rest, exact, normalised, on_ambiguous=on_ambiguous)
+    return mapping, found, nowhere

@@ -488,6 +488,7 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
             raise ValueError(f"{source}: category_ids {first!r} ({name_of[first]!r}) and {cid!r} "
                              f"({name_of[cid]!r}) both name category {targets[0]} of {gt_source}{hint}")
     mapped, _ = ids_by_name(name_of, exact, loose)
+    gone: set = set()  # classes left out as no category by name nor by id (said once, below)
     if mapped is None:  # as eval --weights keeps a checkpoint's ids: the names cannot all be matched
         # a class the ground truth has neither by name nor by id (torchvision's 'N/A' 12): no id to keep,
         # left out as eval --weights leaves out a model's classes it cannot place (all of them: refused
@@ -500,6 +501,10 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
             results = [r for r in results
                        if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
             each = {cid: targets for cid, targets in each.items() if cid not in gone}
+            # the classes left say it by name alone (a model of circle 1, square 2, ... on a ground truth
+            # of circle 7 and hexagon 42): the rule eval --weights follows (name_match.ids_by_name_or_placed)
+            mapped, _ = ids_by_name({cid: name_of[cid] for cid in each}, exact, loose)
+    if mapped is None:
         differ = [cid for cid, targets in each.items() if not (targets and _same_id(cid, targets[0]))]
         if not differ:
             return results
@@ -512,7 +517,7 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
               f"categories nor name every one of them: matched by category_id, as eval --weights keeps a "
               f"model's own ids then")
         return results
-    absent = [cid for cid in name_of if cid not in mapped]
+    absent = [cid for cid in name_of if cid not in mapped and cid not in gone]
     changed = {cid: target for cid, target in mapped.items() if not _same_id(cid, target)}
     unnamed = len(records) - len(named)
     if unnamed and changed:

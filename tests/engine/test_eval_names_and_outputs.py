@@ -348,3 +348,17 @@ def test_a_foreign_predictions_json_that_cannot_be_moved_is_refused_before_infer
     assert "stale is not a folder" in err.err and "AP" not in err.out, err  # refused before any inference
     assert (out / "predictions.json").read_text() == "[]"  # was: replaced after the inference
     assert not (out / "metrics.json").exists()
+
+
+def test_a_shared_name_under_another_id_is_matched_once_the_unplaceable_classes_are_left_out(tmp_path):
+    """circle as 7 and a 'star' 9 (no name, no id of the ground truth's circle 1 and square 2): star was
+    left out, then circle kept at 7 failed with "category ids 7 are not in the ground truth"; by the rule
+    eval --weights follows it is matched by name (name_match.ids_by_name_or_placed)."""
+    gt = _gt(tmp_path)
+    circle = [r for r in _records({1: 7, 2: 7}, {1: "circle", 2: "circle"}) if r["bbox"] == BOXES[1]]
+    star = {"image_id": 1, "category_id": 9, "category_name": "star", "bbox": [1, 1, 5, 5], "score": 0.99}
+    got, said = _score(tmp_path, circle + [star], gt)
+    right, _ = _score(tmp_path, [r for r in _records({1: 1, 2: 2}) if r["bbox"] == BOXES[1]], gt)
+    assert got == right, said
+    assert "class 'star' (category_id 9, 1 results) is no category of" in said, said
+    assert "7 'circle' -> 1" in said, said
