@@ -36,6 +36,7 @@ import math
 import os
 import re
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,7 +106,7 @@ def float_range_problem(lo: float, hi: float, where: str):
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                    ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif")
+                    ".ppm", ".pgm", ".pbm", ".tga", ".ico", ".avif", ".heic", ".heif")
 _NEEDS_PLUGIN = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}
 
 
@@ -158,6 +159,13 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
                 fix = "convert it to L" if in_memory else "save it as 8-bit (L or RGB)"
                 warnings.warn(f"{name}: {what} of mode I with values 0..{array.max():.0f} read as 16-bit "
                               f"(0..65535), so it looks dark; {fix} for 8-bit values", stacklevel=4)
+            elif array.size and 255 < array.max() <= 4095:
+                # 10- or 12-bit sensor data stored in 16 bits (microscopy, industrial and medical cameras):
+                # still the 16-bit scale (a dark 16-bit picture must not be brightened by a guess), said
+                warnings.warn(f"{name}: 16-bit image with values 0..{array.max():.0f} read on the 16-bit "
+                              "scale (0..65535), so it looks dark (0 detections are likely); if it holds 10- "
+                              "or 12-bit data, scale it to 16 bits (multiply by 64 or 16) or save it as "
+                              "8-bit", stacklevel=4)
             array = array / 65535.0
         elif in_memory:
             return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)
@@ -191,9 +199,10 @@ def float_file_array(array: np.ndarray, name: str) -> np.ndarray:
     (ImageJ, scientific cameras) or on 0..255 was clipped or divided by 255 silently when read from a file
     (a white or black frame, 0 detections without a word) while the same PIL image was refused."""
     if array.size:
-        problem = float_range_problem(float(array.min()), float(array.max()), name)
-        if problem:
-            raise ImageReadError(problem)
+        lo, hi = float(array.min()), float(array.max())
+        if float_range_problem(lo, hi, name):  # finite here; the advice is for a file, not an array
+            raise ImageReadError(f"{name}: float image values span [{lo:.4g}, {hi:.4g}], expected RGB in "
+                                 "[0, 1]: save it as 8-bit (L or RGB), or scale its values to 0..1")
     return array
 
 
@@ -236,13 +245,42 @@ def max_image_pixels() -> Optional[int]:
     return None if pil_limit is None else 2 * int(pil_limit)
 
 
+# PIL's warnings already said for a file: (path, size, mtime, text), the last _SAID_LIMIT. predict and
+# show-data read a file's header (its size) and then its pixels, and PIL parses a corrupt EXIF block at
+# both: its "Corrupt EXIF data" was printed twice for one file. Only a file's, keyed by its size and time
+# (an upload's bytes have no identity: each upload says its own).
+_SAID_PIL: dict = {}
+_SAID_LIMIT = 256
+_SAID_LOCK = threading.Lock()
+
+
+def _said_before(source, text: str) -> bool:
+    """Whether PIL's warning ``text`` was said already for the file ``source`` (unchanged since); notes
+    it as said. False for a source that is no path."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    try:
+        st = os.stat(source)
+    except OSError:
+        return False
+    key = (os.fspath(source), st.st_size, st.st_mtime_ns, text)
+    with _SAID_LOCK:
+        if key in _SAID_PIL:
+            return True
+        _SAID_PIL[key] = None
+        while len(_SAID_PIL) > _SAID_LIMIT:
+            del _SAID_PIL[next(iter(_SAID_PIL))]  # the oldest (dicts keep insertion order)
+    return False
+
+
 @contextmanager
-def _pil_open_quiet(name: str):
+def _pil_open_quiet(name: str, source=None):
     """PIL's warnings in the block caught on this thread (its nameless DecompressionBombWarning, above
     89 MP, is kept from firing by a filter around the open and load, ``_no_bomb_warning``: our own check
     names the file); yields the limit (``max_image_pixels``). PIL's setting is only read. ``name``: PIL's
     other warnings in the block ("Corrupt EXIF data", printed with no file named) are said again naming
-    it; any other warning is passed on as it was raised.
+    it, once per file (``source``, a path: ``_said_before``); any other warning is passed on as it was
+    raised.
 
     Thread-safe (serve decodes uploads on several threads at once): the warnings are caught on this
     thread only (``thread_warnings``); a ``catch_warnings`` around the whole decode, overlapping on two
@@ -252,10 +290,17 @@ def _pil_open_quiet(name: str):
         with caught_here() as caught:
             yield max_image_pixels()
     finally:  # also when the file is then refused: its warning said why
+        said = set()  # PIL parses a corrupt EXIF block twice (header, orientation): said once per file
         for w in caught:
             if issubclass(w.category, Image.DecompressionBombWarning):
                 continue
+            key = (w.category, str(w.message).strip())
+            if key in said:
+                continue
+            said.add(key)
             if _is_pil_file(w.filename):
+                if _said_before(source, key[1]):
+                    continue
                 warnings.warn(f"{name}: {str(w.message).strip()} (PIL)", w.category, stacklevel=4)
             else:  # ours (a multi-frame file, an odd mode) or another library's, where it was raised
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
@@ -376,7 +421,7 @@ def open_image(source: Union[str, os.PathLike, bytes], name: str, *, decode: boo
         source = io.BytesIO(source)
     elif _is_empty_file(source):
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    with _pil_open_quiet(name) as limit, _as_read_errors(name, source):
+    with _pil_open_quiet(name, source) as limit, _as_read_errors(name, source):
         img = _open_pil(source)
         try:
             _check_size(img.width, img.height, name, limit)
@@ -475,7 +520,7 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     if _is_empty_file(path):
         raise ImageReadError(f"{path}: empty file (0 bytes)")  # as read_image says it
     try:
-        with _pil_open_quiet(str(path)) as limit, _open_pil(path) as img:
+        with _pil_open_quiet(str(path), path) as limit, _open_pil(path) as img:
             width, height = img.size
             _check_size(width, height, str(path), limit)
             orientation = _orientation_of(img)  # before any load (a TIFF's is dropped at load)
@@ -631,7 +676,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``. ``seen``: given a dict, its "orientation" is set to the file's EXIF orientation (1..8)."""
     try:
-        with _pil_open_quiet(name) as limit, _open_pil(source) as img:
+        with _pil_open_quiet(name, source) as limit, _open_pil(source) as img:
             # before any pixel is decoded; the caller's bound first (serve's --max-pixels: its message
             # has no hint to raise the library's limit, which would not help)
             if max_pixels is not None and img.width * img.height > max_pixels:

@@ -69,6 +69,7 @@ import json
 import logging
 import re
 import time
+import warnings
 from collections import Counter
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -84,7 +85,7 @@ from starlette.requests import ClientDisconnect
 
 from maskrcnn.class_names import distinct_class_names
 from maskrcnn.data.coco_results import detections_to_coco_results
-from maskrcnn.data.images import ImageReadError, ImageTooLargeError, decode_image_bytes
+from maskrcnn.data.images import ImageReadError, ImageTooLargeError, MultiFrameWarning, decode_image_bytes
 from maskrcnn.overlay_colors import detection_colors
 from maskrcnn.serve import (
     DEFAULT_MAX_PENDING,
@@ -96,6 +97,7 @@ from maskrcnn.serve import (
 from maskrcnn.serve import labelstudio_backend as lsb
 from maskrcnn.serve.batching import BatchQueue, QueueFullError
 from maskrcnn.serve.labelstudio_fetch import ImageFetcher
+from maskrcnn.thread_warnings import caught_here
 
 __all__ = ["create_app", "filter_by_score", "run_by_size"]
 
@@ -334,8 +336,11 @@ def _image_from_json(payload: dict) -> tuple:
     from maskrcnn.serve.labelstudio_fetch import FetchError, decode_data_url
 
     text = payload["image"]
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
         raise RequestError(400, "the JSON body's 'image' must be the image file in base64 (a string)")
+    if not text.strip():
+        raise RequestError(400, "empty upload: the JSON body's 'image' is an empty string (expected the "
+                                "image file in base64)")
     try:
         if text.lstrip()[:5].lower() == "data:":
             data = decode_data_url(text, max_bytes=2**62)  # the body's own limit bounded it already
@@ -477,10 +482,19 @@ def _decode_upload(data: bytes, name: str, max_pixels: int) -> tuple:
     multi-page TIFF) is read as its first frame with a warning; the warning reaches only the server's
     log, so the client that sent the file is told in the answer's ``notes`` too. Called here, not by the
     thread pool directly, so that the warning names this module, not the pool's (anyio)."""
-    image = decode_image_bytes(data, name=name, max_pixels=max_pixels)
-    notes = []
+    notes, caught = [], []
+    try:
+        with caught_here() as caught:
+            image = decode_image_bytes(data, name=name, max_pixels=max_pixels)
+    finally:  # logged as ever (also when the upload is then refused), and told to the client
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            if not issubclass(w.category, MultiFrameWarning):  # worded for the client below
+                text = str(w.message)
+                notes.append(text[len(name) + 2:] if text.startswith(f"{name}: ") else text)
     try:  # the header again (cheap next to the decode): the frames are counted without decoding them
-        with Image.open(io.BytesIO(data)) as img:
+        # its warnings (PIL's corrupt EXIF again, unnamed) were said by the decode already
+        with caught_here(), Image.open(io.BytesIO(data)) as img:
             frames = int(getattr(img, "n_frames", 1) or 1)
             if frames > 1 and img.format != "MPO":  # MPO: a camera's preview frames, as decode leaves them
                 notes.append(f"{frames} frames (animation or pages): the first was predicted, "
@@ -653,7 +667,10 @@ def create_app(
 
     # no /openapi.json either: nothing reads it without the docs pages, and building it logged FastAPI's
     # "Duplicate Operation ID" warnings for the GET + HEAD routes
-    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # redirect_slashes off: "/predict/" was a 307 with an empty body (curl without -L printed nothing);
+    # the routes below take both spellings instead
+    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
     app.add_middleware(_ShutdownAnswer)
     app.state.batches = batches
     app.state.in_flight = 0
@@ -679,6 +696,7 @@ def create_app(
     # with it; the server sends its headers without the body), as Label Studio's check (MLApi.health)
     # and its ML backend SDK's route are; a POST is a 405
     @app.api_route("/health", methods=["GET", "HEAD"])
+    @app.api_route("/health/", methods=["GET", "HEAD"])
     async def health():
         return {
             "status": "ok",
@@ -716,6 +734,7 @@ def create_app(
         )
 
     @app.post("/predict")
+    @app.post("/predict/")
     async def predict(request: Request):
         t0 = time.perf_counter()
         # The body must be in by this time on the event loop's clock (the handler starts once the
@@ -740,6 +759,10 @@ def create_app(
         app.state.in_flight += 1
         try:
             body = await _before(deadline, _read_body(request, max_upload_bytes), too_slow)
+            encoding = request.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity"):  # read as the image itself, it was "not an image"
+                raise RequestError(415, f"Content-Encoding {encoding!r} is not supported: send the image "
+                                        "file as it is (image formats are compressed already)")
             ctype = request.headers.get("content-type", "").lower()
             payload = None
             # parsed on a worker thread: a body of up to max_upload_bytes is no work for the event loop
@@ -780,7 +803,8 @@ def create_app(
             except ImageTooLargeError as e:
                 # the server's own limit is named once; PIL's (lower) one gets the server's added
                 own = e.caller_limit == max_pixels
-                server = "" if own else f"; this server takes at most {max_pixels} pixels"
+                server = (" (serve --max-pixels)" if own
+                          else f"; this server takes at most {max_pixels} pixels")
                 raise RequestError(413, f"{e}{server}") from None
             except ImageReadError as e:
                 content_type = request.headers.get("content-type", "")

@@ -215,7 +215,8 @@ def test_bad_uploads_get_4xx_with_a_message(server):
     assert status == 200 and ok["num_detections"] > 0
     # the server's own limit named once (it was followed by "; this server takes at most 16000000 pixels")
     _, body = post("/predict", _png_header_only(30000, 30000), filename="b.png")
-    assert body["detail"] == "b.png: image of 900000000 pixels is larger than the limit of 16000000 pixels"
+    assert body["detail"] == ("b.png: image of 900000000 pixels is larger than the limit of 16000000 pixels "
+                              "(serve --max-pixels)")
 
 
 def _encoded(image, fmt, **kw):

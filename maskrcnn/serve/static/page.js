@@ -253,6 +253,7 @@ async function showFile(file) {
   if (!file) return;
   const choice = ++latestChoice;
   setStatus(`${file.name}: detecting…`, "busy");
+  showNotes([]); // the previous file's notes are not this one's
   const form = new FormData();
   form.append("image", file, file.name);
   let answer;
@@ -295,8 +296,20 @@ async function showFile(file) {
   canvas.height = answer.height * current.scale;
   canvas.dataset.scale = current.scale;
   canvas.classList.remove("empty");
+  showNotes(answer.notes || []);
   fillTable();
   render();
+}
+
+// The answer's notes (how the upload was read: frames left out, a picture read as dark, NaN pixels,
+// an ONNX model's own score floor), one line each under the status line.
+function showNotes(notes) {
+  const list = $("notes");
+  list.replaceChildren(...notes.map((text) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    return item;
+  }));
 }
 
 $("file").addEventListener("change", (e) => showFile(e.target.files[0]));
