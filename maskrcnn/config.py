@@ -1082,22 +1082,6 @@ def _training_problems(cfg: Config) -> list:
     return problems
 
 
-def size_notes(cfg: Config) -> list:
-    """Warnings for a config to train with: a shorter side's target above the longer side's cap (the cap
-    always won: the min sizes were never used, with no word). Not refused: torchvision allows it, and a
-    cap alone is a way to ask for "the longer side at max_size"."""
-    notes = []
-    for low_key, high_key in (("input.min_size", "input.max_size"),
-                              ("input.min_size_test", "input.max_size_test")):
-        low, high = get_key(cfg, low_key), get_key(cfg, high_key)
-        lows = low if isinstance(low, (tuple, list)) else (low,)
-        if lows and all(_is_number(v) for v in lows) and _is_number(high) and max(lows) > high:
-            notes.append(f"{low_key} {to_plain(low)!r} is above {high_key} {high}: the shorter side is "
-                         f"resized to {low_key} unless the longer one would pass {high_key}, so every image "
-                         f"is resized by {high_key} alone")
-    return notes
-
-
 def validate_config(cfg: Config, *, lines: Optional[dict] = None, source: str = "",
                     stored: bool = False, keys: Optional[tuple] = None) -> Config:
     """``cfg`` (plain, see below) if every value is usable, else ValueError listing the keys at fault (each
@@ -1534,11 +1518,6 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
         from_file = {k: n for k, n in lines.items() if k not in given}
         raise ValueError("invalid configuration: " + "; ".join(_with_line(p, from_file, source)
                                                                 for p in problems))
-    if not stored:
-        import warnings
-
-        for note in size_notes(cfg):
-            warnings.warn(note, stacklevel=2)
     return cfg, written
 
 

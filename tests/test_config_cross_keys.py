@@ -1,8 +1,6 @@
 """Settings that each pass their own range but that no model can be built with (or that change nothing):
 refused when the config is read, naming the keys, before any model or run folder exists."""
 
-import warnings
-
 import pytest
 
 from maskrcnn.config import PRESETS, load_config, trained_with_changes
@@ -43,14 +41,6 @@ def test_a_list_key_given_lists_is_not_offered_a_number():
         load_config("demo", {"model.rpn.anchor_sizes": "[[16,24],[32],[64],[128],[256]]"})
     assert "model.rpn.anchor_sizes must be a list of numbers, got" in str(info.value)
     assert "a number or" not in str(info.value)
-
-
-def test_min_size_above_max_size_is_warned_about():
-    with pytest.warns(UserWarning, match=r"input\.min_size 96 is above input\.max_size 64"):
-        load_config("demo", {"input.min_size": 96, "input.max_size": 64})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        load_config("demo")
 
 
 def test_a_trained_with_key_changed_for_inference_is_named():
