@@ -661,7 +661,8 @@ _RANGES = {
     "input.scale_range": (_positive, "> 0"),
     "input.crop_size": _up_to(_MAX_SIDE, zero=True),
     "input.color_jitter": (_non_negative, ">= 0"),
-    "model.num_classes": _up_to(_MAX_CLASSES),
+    # 2 at least: the background (label 0) and one object class; 1 built a model with no class to find
+    "model.num_classes": ((lambda v: 2 <= v <= _MAX_CLASSES), f"in [2, {_MAX_CLASSES}]"),
     "model.fpn_dim": _up_to(_MAX_CHANNELS),
     "model.size_divisibility": (_non_negative, ">= 0 (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
@@ -939,7 +940,11 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
             continue
         values = value if isinstance(value, (tuple, list)) else (value,)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            problems.append(f"{key} must be a number or list of numbers, got {value!r}")
+            # a list key takes a list only (a single number is refused when read: "expects a list")
+            what = "a list of numbers" if isinstance(get_key(Config(), key), tuple) else "a number"
+            if key in _ONE_OR_MANY:
+                what = "a number or a list of numbers"
+            problems.append(f"{key} must be {what}, got {to_plain(value)!r}")
         elif not all(test(v) for v in values):
             if key == "solver.iters" and not stored:
                 wanted = _ITERS_TO_TRAIN
@@ -955,6 +960,12 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
         value = get_key(cfg, key)
         if isinstance(value, (tuple, list)) and len(value) > _MAX_ANCHORS:
             problems.append(f"{key} must have at most {_MAX_ANCHORS} values, got {len(value)}")
+    for key in ("model.rpn.anchor_sizes", "model.rpn.aspect_ratios"):
+        value = get_key(cfg, key)
+        if isinstance(value, (tuple, list)) and not value:  # the RPN head got 0 outputs: torch's conv error
+            what = "size" if key.endswith("sizes") else "ratio"
+            problems.append(f"{key} must hold at least one {what}, got []")
+    problems.extend(_cross_key_problems(cfg))
     scale, jitter = cfg.input.scale_range, cfg.input.color_jitter
     if len(scale) != 2 or scale[0] > scale[1]:
         problems.append(f"input.scale_range must be [low, high] with low <= high, got {scale!r}")
@@ -968,6 +979,41 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
     if keys is not None:
         problems = [p for p in problems if p.startswith(keys)]
     return kinds + problems
+
+
+# keys whose value is one number or a list of them (``Union[int, tuple]``)
+_ONE_OR_MANY = ("input.min_size",)
+# GroupNorm's group count (modeling/layers.py get_norm uses this one): a width it does not divide is
+# refused when read, naming the key, not by torch when the layer is built
+GN_GROUPS = 32
+
+
+def _cross_key_problems(cfg: Config) -> list:
+    """Values that are each in range but that no model can be built with together: the matchers'
+    thresholds in the wrong order, GroupNorm on a width that its group count does not divide. Each
+    line names the keys and their values (earlier, torch's or the Matcher's own words came at model
+    build, after the data had been read, naming no key)."""
+    problems = []
+    m, h = cfg.model, cfg.model.roi_heads
+    for prefix, section in (("model.rpn", m.rpn), ("model.roi_heads", h)):
+        fg, bg = section.fg_iou_thresh, section.bg_iou_thresh
+        if _is_number(fg) and _is_number(bg) and fg < bg:
+            problems.append(f"{prefix}.fg_iou_thresh {fg} must be >= {prefix}.bg_iou_thresh {bg} (an anchor "
+                            "or proposal at IoU >= fg is an object, below bg background; in between, "
+                            "ignored)")
+    widths = []  # (norm key, its value, width key, its value): each layer GroupNorm would normalise
+    if m.fpn:
+        widths.append(("model.fpn_norm", m.fpn_norm, "model.fpn_dim", m.fpn_dim))
+        if h.box_head == "4conv1fc":  # its convs are as wide as the FPN's maps
+            widths.append(("model.roi_heads.box_head_norm", h.box_head_norm, "model.fpn_dim", m.fpn_dim))
+    if h.mask_on and h.mask_head_convs and (m.fpn or m.roi_features != "c4"):  # C4: no mask convs
+        widths.append(("model.roi_heads.mask_head_norm", h.mask_head_norm, "model.roi_heads.mask_head_dim",
+                       h.mask_head_dim))
+    for norm_key, norm, width_key, width in widths:
+        if norm == "gn" and _is_whole(width) and width % GN_GROUPS:
+            problems.append(f"{width_key} {width} must be a multiple of {GN_GROUPS} with {norm_key}=gn "
+                            f"(GroupNorm's {GN_GROUPS} groups split the channels evenly)")
+    return problems
 
 
 LR_SCHEDULES = ("step", "cosine")  # solver.lr_schedule (engine/schedule.py)
@@ -1021,6 +1067,10 @@ def _training_problems(cfg: Config) -> list:
     if _is_whole(cfg.seed) and not SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1]:
         problems.append(f"seed must be a whole number in [-2**63, 2**64) (torch's generators take 64 bits), "
                         f"got {cfg.seed!r}")
+    # the C4 ablation's key with an FPN (the default) changed nothing: the FPN model trained without a word
+    if cfg.model.fpn and cfg.model.roi_features != "c4":
+        problems.append(f"model.roi_features {cfg.model.roi_features} applies only with model.fpn=false "
+                        "(set model.fpn=false for the paper's C4/C5 ablation, or leave roi_features as c4)")
     steps = tuple(cfg.solver.steps)
     # the schedule sorts them, so [15000, 1800] (18000 meant) dropped the lr at 1800 without a word; a
     # stored config is not checked (earlier versions took any order, and its run is over or resumed as is).
@@ -1469,6 +1519,24 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
         raise ValueError("invalid configuration: " + "; ".join(_with_line(p, from_file, source)
                                                                 for p in problems))
     return cfg, written
+
+
+# keys whose value the weights were trained with: another one at inference reads the same weights another
+# way (sigmoid-trained mask logits read as a softmax over classes give empty masks), without an error
+TRAINED_WITH_KEYS = ("model.roi_heads.mask_loss", "model.roi_heads.box_reg_weights", "model.pixel_mean",
+                     "model.pixel_std")
+
+
+def trained_with_changes(before: Config, after: Config) -> list:
+    """One line for each ``TRAINED_WITH_KEYS`` key whose value ``after`` (a checkpoint's config with the
+    inference overrides applied) changes from ``before`` (the checkpoint's own): for a warning."""
+    lines = []
+    for key in TRAINED_WITH_KEYS:
+        old, new = to_plain(get_key(before, key)), to_plain(get_key(after, key))
+        if old != new:
+            lines.append(f"{key} {new!r} differs from the {old!r} the weights were trained with: the output "
+                         "changes (a mask_loss the masks were not trained with gives empty masks)")
+    return lines
 
 
 def save_config(cfg: Config, path: Union[str, Path]) -> None:

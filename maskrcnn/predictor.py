@@ -610,7 +610,7 @@ class Predictor:
         read a second time. Off by default: it holds a second copy of the weights."""
         from maskrcnn.checkpoint import CheckpointError, config_from_checkpoint, label_to_category_id
         from maskrcnn.checkpoint_read import inference_weights
-        from maskrcnn.config import apply_overrides, check_overrides
+        from maskrcnn.config import apply_overrides, check_overrides, trained_with_changes
         from maskrcnn.modeling.mask_rcnn import build_model
 
         # Bad arguments (a device this machine lacks, a misspelt keyword): one line now, not after a long
@@ -623,7 +623,10 @@ class Predictor:
         ckpt, notes = inference_weights(path, config=config, overrides=overrides, config_how=config_how)
         cfg = config_from_checkpoint(ckpt)
         if overrides:
+            trained = cfg
             cfg = apply_overrides(cfg, overrides)
+            for line in trained_with_changes(trained, cfg):  # not an error: an ablation may mean it
+                warnings.warn(line, stacklevel=2)
         asked = kwargs.get("score_thresh")
         if asked is not None and asked < cfg.model.roi_heads.score_thresh:
             # the box head drops what scores below its own threshold before score_thresh is applied: asked

@@ -20,7 +20,7 @@ def test_a_stored_size_past_its_bound_is_refused_naming_the_key(key, value):
     for part in section.split("."):
         node = node[part]
     node[field] = value
-    with pytest.raises(ValueError, match=rf"{key} must be in [\[(]0, \d+\], got {value}"):
+    with pytest.raises(ValueError, match=rf"{key} must be in [\[(][02], \d+\], got {value}"):
         from_dict(cfg, stored=True)
 
 

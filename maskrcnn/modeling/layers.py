@@ -66,7 +66,9 @@ def get_norm(name: str, channels: int, eps: float = 1e-5) -> Optional[nn.Module]
     if name == "bn":
         return nn.BatchNorm2d(channels, eps=eps)
     if name == "gn":
-        return nn.GroupNorm(32, channels, eps=eps)
+        from maskrcnn.config import GN_GROUPS  # the config check refuses a width it does not divide
+
+        return nn.GroupNorm(GN_GROUPS, channels, eps=eps)
     raise ValueError(f"unknown norm {name!r}; expected one of {', '.join(NORMS)}")
 
 

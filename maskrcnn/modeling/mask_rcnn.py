@@ -257,6 +257,12 @@ def build_model(cfg) -> MaskRCNN:
     if m.roi_features not in ROI_FEATURES:
         raise ValueError(f"model.roi_features must be one of {ROI_FEATURES}, got {m.roi_features!r}")
     c4 = not m.fpn and m.roi_features == "c4"
+    # a config to train with is refused (load_config); a stored one (or one changed in Python) loads
+    if m.fpn and m.roi_features != "c4":
+        import warnings
+
+        warnings.warn(f"model.roi_features {m.roi_features} is not used: it applies only with "
+                      "model.fpn=false (this model has an FPN)", stacklevel=2)
     if h.mask_class_agnostic and h.mask_loss == "softmax":
         raise ValueError("model.roi_heads.mask_class_agnostic needs mask_loss 'sigmoid': a softmax over "
                          "classes needs one channel per class")
