@@ -48,3 +48,40 @@ def test_sizes_set_explicitly_win_over_the_checkpoints(small_checkpoint):
     assert tuple(cfg.input.min_size) == (96,) and cfg.input.max_size == 160
     assert set(kept) == {"input.min_size", "input.max_size"} and kept["input.max_size"]["by"] == "--set"
     assert cfg.input.min_size_test == 128  # not set: the checkpoint's
+
+
+# ------------------------------------------------------------- a training size set alone
+
+
+def _sized(preset, sets, config_keys=None):
+    from maskrcnn.engine.training import INPUT_SIZE_KEYS, follow_training_sizes
+
+    overrides = parse_set_args(sets)
+    cfg = load_config(preset, overrides)
+    return follow_training_sizes(cfg, _explicit_keys(INPUT_SIZE_KEYS, overrides, None))
+
+
+def test_an_unset_test_size_follows_the_training_size_set():
+    cfg, lines = _sized("finetune", ["input.min_size=[112,128]", "input.max_size=256"])
+    assert (cfg.input.min_size_test, cfg.input.max_size_test) == (128, 256)
+    assert lines == ["note: input.min_size_test 800 -> 128, input.max_size_test 1333 -> 256: the test sizes "
+                     "follow input.min_size (--set) and input.max_size (--set), so validation, eval and "
+                     "predict see images at the training scale (set input.min_size_test / "
+                     "input.max_size_test to choose others)"]
+    # a test size set explicitly stays; nothing set: the preset's pair stays
+    cfg, lines = _sized("finetune", ["input.min_size=[128]", "input.min_size_test=640"])
+    assert (cfg.input.min_size_test, cfg.input.max_size_test, lines) == (640, 1333, [])
+    cfg, lines = _sized("finetune", [])
+    assert (cfg.input.min_size_test, lines) == (800, [])
+
+
+def test_test_size_far_from_the_training_sizes_is_warned():
+    from maskrcnn.engine.training import input_size_notes
+
+    inp = load_config("finetune", {"input.min_size": [128], "input.max_size": 256,
+                                   "input.min_size_test": 800}).input
+    (line,) = [x for x in input_size_notes(inp) if x.startswith("warning:")]
+    assert line.startswith("warning: input.min_size_test 800 is 6.2x the largest input.min_size 128:")
+    inp = load_config("finetune", {"input.min_size_test": 256}).input
+    assert "smaller than the smallest input.min_size 640" in input_size_notes(inp)[0]
+    assert input_size_notes(load_config("finetune").input) == []
