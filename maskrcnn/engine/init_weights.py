@@ -9,7 +9,8 @@ its weights):
    convention, ...) keeps the user's value, listed as "kept ... (the weights suggest ...)" and in the
    report's ``config_kept``. What stays the run's: the classes (from the dataset), which heads are on
    (``mask_on``, ``keypoint_on``), the number of keypoints, frozen or trainable batch norm, ``freeze_at``,
-   losses and sampling, input sizes and the solver.
+   losses and sampling and the solver; the input sizes too, except a checkpoint of ours' (its stored
+   sizes are implied, ``weights.CHECKPOINT_INPUT_KEYS``: a suggestion, kept where set explicitly).
 2. The model is built as usual (the builder's random initialisation, seeded).
 3. ``plan_init(model_state, source, ...)`` (pure): the tensor each model key starts from. A key the weights
    have is copied and must match in shape; a key of a part the weights lack entirely (an ImageNet
@@ -20,7 +21,8 @@ its weights):
    one of the weights' (``normalise_name``: case aside, ``_``, ``-`` and runs of spaces read as one
    space, so 'Traffic_Light' is 'traffic light' but 'trafficlight' is not; ``model.init_class_map``
    maps other names), background included, the others keep their fresh rows; keypoint channels likewise
-   by keypoint name when the sets differ. Of our classes whose names read alike ('star', 'STAR') only
+   by keypoint name when the sets differ; the map's names are exact (a spelling that only reads alike is
+   refused with a did-you-mean). Of our classes whose names read alike ('star', 'STAR') only
    the first takes the row, the others start fresh, said in a warning. A row named as a placeholder
    ("N/A", "__background__") matches no name unless our checkpoint records it as a trained class
    (``trained_rows``).
@@ -175,12 +177,32 @@ def match_names(ours: Sequence[str], theirs: Optional[Sequence[str]], explicit: 
         if target in ("", None):
             rows[i] = None
             continue
-        if normalise_name(target) not in index:
-            some = list(dict.fromkeys(theirs[j] for j in sorted(set(index.values()))))[:12]
-            raise InitError(f"model.init_{what}_map: {target!r} (for {mine!r}) is not a {what} of the "
-                            f"weights (e.g. {', '.join(map(str, some))})")
-        rows[i] = index[normalise_name(target)]
+        rows[i] = _their_row(target, mine, theirs, index, what)
     return rows
+
+
+def _their_row(target, mine, theirs: list, index: dict, what: str) -> int:
+    """The row of the weights' name ``target`` (``model.init_*_map``'s value for ``mine``), written exactly
+    as the weights spell it; InitError naming the spelling that reads alike, if one does."""
+    rows = sorted(set(index.values()))
+    exact = [j for j in range(len(theirs)) if theirs[j] == target and normalise_name(theirs[j]) in index]
+    if exact:
+        return exact[0]
+    alike = list(dict.fromkeys(str(theirs[j]) for j in range(len(theirs))
+                               if normalise_name(theirs[j]) == normalise_name(target) and
+                               normalise_name(theirs[j]) in index))
+    if alike:
+        raise InitError(f"model.init_{what}_map: {target!r} (for {mine!r}) is not a {what} of the weights as "
+                        f"spelt: did you mean {_either(alike)}? (names in the map are written exactly)")
+    some = list(dict.fromkeys(theirs[j] for j in rows))[:12]
+    raise InitError(f"model.init_{what}_map: {target!r} (for {mine!r}) is not a {what} of the "
+                    f"weights (e.g. {', '.join(map(str, some))})")
+
+
+def _either(names: Sequence[str]) -> str:
+    """'star' | 'star' or 'STAR' | 'a', 'b' or 'c'."""
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _their_index(theirs: list, background: bool, trained: set) -> dict:
@@ -199,18 +221,20 @@ def _plural(what: str) -> str:
 
 
 def _our_index(mine, ours: list, what: str, background: bool) -> int:
-    """The index in ``ours`` of ``model.init_*_map``'s key ``mine``: the name written exactly so, else the
-    one name that reads alike; InitError when none does, or several do ('Star' for 'star' and 'STAR')."""
+    """The index in ``ours`` of ``model.init_*_map``'s key ``mine``: the name written exactly so (as the
+    README says, each name as spelt: 'Widget' mapping 'widget' silently hid a typo, and with 'star' and
+    'STAR' both present the spelling is what tells them apart); InitError otherwise, naming the names
+    that read alike ("did you mean 'widget'?") or the training set's."""
     first = 1 if background else 0
     exact = [i for i in range(first, len(ours)) if ours[i] == mine]
-    alike = exact or [i for i in range(first, len(ours)) if normalise_name(ours[i]) == normalise_name(mine)]
-    if not alike:
-        raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set "
-                        f"({', '.join(map(str, ours[first:]))})")
-    if len(alike) > 1:
-        raise InitError(f"model.init_{what}_map: {mine!r} reads as several {_plural(what)} of the training "
-                        f"set ({', '.join(repr(ours[i]) for i in alike)}): write each as it is spelt")
-    return alike[0]
+    if exact:
+        return exact[0]
+    alike = [str(ours[i]) for i in range(first, len(ours)) if normalise_name(ours[i]) == normalise_name(mine)]
+    if alike:
+        raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set as spelt: did "
+                        f"you mean {_either(alike)}? (names in the map are written exactly)")
+    raise InitError(f"model.init_{what}_map: {mine!r} is not a {what} of the training set "
+                    f"({', '.join(map(str, ours[first:]))})")
 
 
 def shared_rows_warning(ours: Sequence[str], rows: Optional[list], theirs: Optional[Sequence[str]], *,

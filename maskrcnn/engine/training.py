@@ -37,6 +37,11 @@ one error saying why (image files not found, only crowd annotations); images ``d
 out (no annotations, only crowd ones) and those ``data.min_keypoints_per_image`` left out of a keypoint
 run are counted by reason in one note line (``left_out_line``).
 
+A training size set explicitly (``--set``, a ``--config`` file) without its test size brings it along
+(``follow_training_sizes``: ``input.min_size_test`` the largest ``input.min_size``, ``input.max_size_test``
+the ``input.max_size``; a note says so); a test size more than 2x from the training sizes is warned of
+(``input_size_notes``).
+
 A run that starts from no weights (no ``model.init_weights``, not a resume) with frozen layers
 (``model.freeze_at`` > 0) or frozen batch norm is refused before anything is read
 (``frozen_parts.untrained_frozen_refusal``): those parts would stay random for the whole run.
@@ -57,6 +62,7 @@ from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
 
 INIT_REPORT = "init_report.json"
+INPUT_SIZE_KEYS = ("input.min_size", "input.max_size", "input.min_size_test", "input.max_size_test")
 
 
 # Keys a run's config takes from its training set (for keypoints, from the person category) or, for
@@ -472,7 +478,45 @@ def input_size_notes(inp) -> list:
         notes.append(f"note: input.min_size_test {inp.min_size_test} above input.max_size_test "
                      f"{inp.max_size_test} never applies: evaluation and predict scale every image to a "
                      f"longer side of {inp.max_size_test} pixels")
+    # a model tested at several times the scale it learnt sees objects of sizes it never met: AP near 0
+    # for weights that are fine (both sizes set apart on purpose: still said, once)
+    low, high = min(train), max(train)
+    if inp.min_size_test > _SCALE_APART * high or inp.min_size_test * _SCALE_APART < low:
+        above = inp.min_size_test > high
+        how = (f"{inp.min_size_test / high:.1f}x the largest input.min_size {high}" if above
+               else f"{low / inp.min_size_test:.1f}x smaller than the smallest input.min_size {low}")
+        notes.append(f"warning: input.min_size_test {inp.min_size_test} is {how}: validation, eval and "
+                     "predict see objects at another scale than training; set input.min_size_test (and "
+                     "input.max_size_test) near the training sizes unless that is meant")
     return notes
+
+
+_SCALE_APART = 2  # test / training shorter side beyond which input_size_notes warns
+
+
+def follow_training_sizes(cfg, explicit: dict) -> tuple:
+    """(cfg, note lines): a test size not set explicitly follows a training size that was (``explicit``:
+    ``_explicit_keys`` of the four input size keys): ``input.min_size_test`` becomes the largest
+    ``input.min_size``, ``input.max_size_test`` the ``input.max_size``. ``--set input.min_size=[128]`` alone
+    otherwise left validation, eval and predict at the preset's 800 px, ~6x the scale trained at."""
+    from maskrcnn.config import apply_overrides
+
+    inp, changed, by = cfg.input, {}, []
+    sizes = inp.min_size if isinstance(inp.min_size, (list, tuple)) else (inp.min_size,)
+    for train_key, test_key, value in (("input.min_size", "input.min_size_test", max(int(s) for s in sizes)),
+                                       ("input.max_size", "input.max_size_test", int(inp.max_size))):
+        if train_key in explicit and test_key not in explicit:
+            current = getattr(inp, test_key.split(".")[1])
+            if current != value:
+                changed[test_key] = (current, value)
+                by.append(f"{train_key} ({explicit[train_key]})")
+    if not changed:
+        return cfg, []
+    cfg = apply_overrides(cfg, {k: v for k, (_old, v) in changed.items()})
+    listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+    return cfg, [f"note: {listed}: the test sizes follow {' and '.join(by)}, so validation, eval and predict "
+                 "see images at the training scale (set input.min_size_test / input.max_size_test to choose "
+                 "others)"]
 
 
 def check_best_metric(cfg, *, has_val: bool) -> None:
@@ -631,6 +675,10 @@ def build_training(
         source = _read_init_weights(cfg.model.init_weights, rank, world_size, reads=init_reads)
         explicit = _explicit_keys(source.implied, overrides, config_named, config_keys, config_said)
         cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit)
+    size_lines = []
+    if not resume:  # a resumed run keeps its own test sizes (its config.yaml), changed only by --set
+        cfg, size_lines = follow_training_sizes(cfg, _explicit_keys(
+            INPUT_SIZE_KEYS, overrides, config_named, config_keys, config_said))
     if cfg.solver.batch_size % world_size:
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} is not divisible by {world_size} processes"
@@ -640,7 +688,8 @@ def build_training(
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} over {world_size} processes is {per_rank} images "
             f"per process, not divisible by solver.accumulate {accumulate} (micro-batches of equal size)")
-    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()) + input_size_notes(cfg.input):
+    for line in schedule_notes(cfg.solver, preset_steps=preset_solver_steps()) + size_lines + \
+            input_size_notes(cfg.input):
         say(line)
     rh = cfg.model.roi_heads
     parsed = parsed if parsed is not None else {}

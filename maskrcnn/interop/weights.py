@@ -12,7 +12,8 @@ the layout from the key names, converts to our parameter names and returns a ``S
   background first);
 - ``implied``: the dotted config keys the weights fix, with their values: the input convention
   (``model.pixel_mean``, ``model.pixel_std``, ``model.stride_in_1x1``, ``model.frozen_bn_eps``) and, for a
-  detector, the architecture and conventions of every part it has (``IMPLIED_BY_PART``);
+  detector, the architecture and conventions of every part it has (``IMPLIED_BY_PART``); for a checkpoint of
+  ours also its input sizes (``CHECKPOINT_INPUT_KEYS``);
 - ``class_names`` (background first) and ``keypoint_names`` where the weights have class rows or
   keypoint channels; ``unused``: source keys no detector of ours uses (an ImageNet ``fc``);
 - ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
@@ -72,6 +73,11 @@ IMPLIED_BY_PART = {
     "roi_heads.keypoint_head.": ("model.roi_heads.keypoint_head_convs", "model.roi_heads.keypoint_head_dim",
                                  "model.roi_heads.keypoint_pool_size"),
 }
+
+# The input sizes a checkpoint of ours was trained and evaluated at (its stored config): a run started from
+# it follows them like the conventions above, as a suggestion (``--set`` or a ``--config`` file wins).
+# Other files' converted configs give only their framework's defaults, not what the weights were trained at.
+CHECKPOINT_INPUT_KEYS = ("input.min_size", "input.max_size", "input.min_size_test", "input.max_size_test")
 
 
 @dataclass
@@ -182,8 +188,11 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
     names = list(ckpt["class_names"]) or None
+    # our checkpoint stores the sizes its objects were learnt at: a run from it keeps that scale (the
+    # finetune preset's 800 px would scale a 150 px model's images up 5x), unless set explicitly
+    implied = {**implied_by_config(cfg, sd), **{k: get_key(cfg, k) for k in CHECKPOINT_INPUT_KEYS}}
     return SourceWeights(
-        state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied_by_config(cfg, sd),
+        state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied,
         class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None, notes=notes,
         origin={k: k for k in sd},
     )

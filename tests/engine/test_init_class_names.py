@@ -56,8 +56,8 @@ def test_the_map_names_each_spelling_exactly_and_refuses_an_ambiguous_one():
     theirs = ["__background__", "circle", "star"]
     assert match_names(ours, theirs, {"STAR": "star", "star": ""}) == [0, None, 2]
     assert match_names(ours, theirs, {"star": "circle", "STAR": "star"}) == [0, 1, 2]
-    with pytest.raises(InitError, match=r"'Star' reads as several classes of the training set \('star', "
-                                        r"'STAR'\): write each as it is spelt"):
+    with pytest.raises(InitError, match=r"'Star' is not a class of the training set as spelt: did you mean "
+                                        r"'star' or 'STAR'\?"):
         match_names(ours, theirs, {"Star": "circle"})
     # a row given to two classes by hand is the user's choice, still said: they start tied
     rows = match_names(["__background__", "ring", "circle"], theirs, {"ring": "circle"})

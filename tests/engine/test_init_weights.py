@@ -32,8 +32,20 @@ def test_placeholders_never_match_and_first_duplicate_wins():
 def test_explicit_map_overrides_and_can_force_fresh():
     ours = ["__background__", "pedestrian", "car", "bus"]
     theirs = ["__background__", "person", "car", "bus"]
-    rows = match_names(ours, theirs, {"Pedestrian": "PERSON", "bus": ""})
+    rows = match_names(ours, theirs, {"pedestrian": "person", "bus": ""})
     assert rows == [0, 1, 2, None]
+
+
+def test_explicit_map_names_are_exact_with_a_did_you_mean():
+    ours = ["__background__", "pedestrian", "widget"]
+    theirs = ["__background__", "person", "star"]
+    with pytest.raises(InitError, match=r"'Widget' is not a class of the training set as spelt: did you mean "
+                                        r"'widget'\?"):
+        match_names(ours, theirs, {"Widget": "star"})
+    with pytest.raises(InitError, match=r"'PERSON' \(for 'pedestrian'\) is not a class of the weights as "
+                                        r"spelt: did you mean 'person'\?"):
+        match_names(ours, theirs, {"pedestrian": "PERSON"})
+    assert match_names(ours, theirs, {"widget": "star"}) == [0, None, 2]
 
 
 def test_explicit_map_names_must_exist():
