@@ -31,6 +31,7 @@ from maskrcnn.checkpoint import (
     CheckpointError,
     check_checkpoint,
     check_class_names,
+    config_from_checkpoint,
     read_checkpoint_object,
 )
 
@@ -140,7 +141,11 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
         if config is not None:
             raise CheckpointError(f"{path}: --config {config} is for a bare state dict; this checkpoint "
                                   "holds its own config (change it with --set KEY=VALUE)")
-        return checked_ours(path, obj, ema=ema, ema_how=ema_how_for(path))
+        ckpt, notes = checked_ours(path, obj, ema=ema, ema_how=ema_how_for(path))
+        # refused here in the bare state dict's words, before a model is built (torch's text spans a line
+        # per key); the caller applies the same overrides to the model it builds
+        refuse_misfit(path, ckpt["model"], config_from_checkpoint(ckpt, overrides or None))
+        return ckpt, notes
     found = bare_state_dict(obj)
     if found is None:  # not ours: refused in load_checkpoint's words (what it is), with #ema / --config
         raise not_ours_error(path, obj, ema=ema, config=config)
@@ -174,15 +179,33 @@ def _with_config(path, sd: dict, config: str, overrides: Optional[dict]) -> tupl
             "class_names": list(cfg.data.class_names), "model": sd}
     ckpt = check_checkpoint(path, ckpt)
     check_class_names(f"--config {config}", ckpt)  # (the names are the config's: it is named)
-    misfit = first_misfit(ckpt["model"], cfg)
-    if misfit is not None:
-        raise CheckpointError(f"{path}: does not fit the model --config {config} describes: {misfit}")
+    refuse_misfit(path, ckpt["model"], cfg, described=f"--config {config} describes")
     notes = []
     if not cfg.data.class_names:
         k = int(cfg.model.num_classes) - 1
-        notes.append(f"no class names stored: its {k} class{'' if k == 1 else 'es'} are named "
-                     f"class1..class{k} (data.class_names in a --config YAML names them)")
+        named = "class is named class1" if k == 1 else f"classes are named class1..class{k}"
+        notes.append(f"no class names stored: its {k} {named} (data.class_names in a --config YAML "
+                     "names them)")
     return ckpt, notes
+
+
+def refuse_misfit(path, state: dict, cfg, *, described: str = "its config describes", error=CheckpointError,
+                  after: str = "") -> None:
+    """``error`` in one line naming the file and the first key of ``state`` that does not fit the model
+    ``cfg`` describes (``first_misfit``), with the likely cause when it is a class layer; ``after`` ends
+    the line (e.g. "; nothing written")."""
+    misfit = first_misfit(state, cfg)
+    if misfit is None:
+        return
+    if " has shape " in misfit and any(layer in misfit.split(" ", 1)[0] for layer in _CLASS_LAYERS):
+        k = int(cfg.model.num_classes)
+        misfit += (f" (a class layer: the weights were trained for a different number of classes than "
+                   f"model.num_classes={k} and the class_names say, the background counted)")
+    raise error(f"{path}: does not fit the model {described}: {misfit}{after}")
+
+
+# the layers whose rows are the classes: a mismatch there is a class count the config does not share
+_CLASS_LAYERS = ("box_predictor.", "mask_head.predictor.")
 
 
 def first_misfit(state: dict, cfg) -> Optional[str]:

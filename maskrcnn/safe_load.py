@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import pickle
 import warnings
 import zipfile
@@ -276,6 +277,16 @@ def program_archive_message(path, kind: str) -> str:
     return f"{path} is a TorchScript archive, not weights; give the checkpoint it was saved from"
 
 
+def _torch_load_bytes(path, map_location):
+    """``torch.load(weights_only=True)`` of the file's bytes: given a path, torch >= 2.13 sends a name
+    ending in ``.safetensors`` to the safetensors library whatever the bytes are, and files are told by
+    their bytes here (a real safetensors file is sniffed by the callers first), so it gets an open file."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        with open(path, "rb") as f:
+            return torch.load(f, map_location=map_location, weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_weights_only(path, *, map_location="cpu", extra=()):
     """``torch.load(path, weights_only=True)`` with numpy's data types and ``extra`` allowed for this load
     only (module docstring); torch's warnings about a plain pickle's protocol and a TorchScript archive
@@ -295,7 +306,7 @@ def load_weights_only(path, *, map_location="cpu", extra=()):
         with context, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
-            obj = torch.load(path, map_location=map_location, weights_only=True)
+            obj = _torch_load_bytes(path, map_location)
     except ObjectDtypeError as e:
         raise ObjectArrayRefused(f"{path}: {e}") from None
     refuse_object_arrays(obj, path)

@@ -127,15 +127,15 @@ def _convert(args, path: str, overrides: dict) -> dict:
 def _ours(args, path: str, overrides: dict) -> dict:
     """A checkpoint of ours read as ``predict`` reads it (a torch file or a safetensors one), in the shape
     of a converter's result; "carried": its fields kept beside the weights. ``--set`` changes that leave
-    the class names or the weights not fitting the model refuse here, as ``predict`` would refuse OUT."""
+    the class names not fitting the model refuse here, and so do weights that do not fit the model the
+    config describes (with or without ``--set``), as ``predict`` would refuse OUT."""
     from maskrcnn.checkpoint import (
-        CheckpointError,
         check_class_names,
         config_from_checkpoint,
         label_to_category_id,
         read_checkpoint_object,
     )
-    from maskrcnn.checkpoint_read import checked_ours
+    from maskrcnn.checkpoint_read import checked_ours, refuse_misfit
 
     ckpt, notes = checked_ours(path, read_checkpoint_object(path), ema=args.ema,
                                ema_how="`maskrcnn convert --from maskrcnn --ema` takes the EMA copy")
@@ -143,7 +143,9 @@ def _ours(args, path: str, overrides: dict) -> dict:
     sd = ckpt["model"]
     if overrides:
         check_class_names(path, {**ckpt, "config": cfg.to_dict()})
-        _check_fit(path, cfg, sd, CheckpointError)
+    # OUT must load where predict loads it: weights that do not fit their own config are refused, not copied
+    described = "the config describes with the --set changes" if overrides else "its config describes"
+    refuse_misfit(path, sd, cfg, described=described, after="; nothing written")
     names = list(ckpt["class_names"]) or list(cfg.data.class_names)
     l2c = label_to_category_id(ckpt)
     carried = {"label_to_category_id": l2c} if l2c else {}
@@ -161,24 +163,6 @@ def _ours(args, path: str, overrides: dict) -> dict:
               "names)"] if left else []
     return {"state_dict": sd, "config": cfg, "class_names": names, "layout": "maskrcnn-checkpoint",
             "report": {"num_tensors": len(sd)}, "notes": notes, "carried": carried}
-
-
-def _check_fit(path, cfg, state: dict, error) -> None:
-    """``error`` in one line when ``state`` does not load strictly into the model ``cfg`` describes
-    (built on the meta device: no memory, no initialisation)."""
-    import torch
-
-    from maskrcnn.modeling.mask_rcnn import build_model
-
-    with torch.device("meta"):
-        model = build_model(cfg)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
-        shown = "; ".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
-        raise error(f"{path}: with the --set changes its weights do not fit the model the config describes"
-                    f" ({shown or str(e).strip()})") from None
 
 
 def _write(args, result: dict, cfg, names) -> None:

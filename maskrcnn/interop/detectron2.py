@@ -201,6 +201,8 @@ def read_detectron2_file(path) -> object:
     numpy-only unpickler, a safetensors file through its library, anything else through ``torch.load``
     (the legacy torch format): ``reader_for``."""
     path = Path(path)
+    if path.is_dir():  # (worded as every reader of weights words it)
+        raise ConversionError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     reader = reader_for(path)

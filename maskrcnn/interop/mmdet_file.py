@@ -151,6 +151,8 @@ def read_pickle_file(path) -> object:
 def read_mmdet_file(path) -> object:
     """The file's object; tensors and containers rebuilt, foreign objects left as ``Inert``."""
     path = Path(path)
+    if path.is_dir():  # (worded as every reader of weights words it)
+        raise ConversionError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     from maskrcnn.safetensors_io import is_safetensors, read_safetensors
@@ -168,7 +170,8 @@ def read_mmdet_file(path) -> object:
     if bad is not None and is_attack_global(bad):
         raise ConversionError(f"{path} asks to run code (global {bad}) when unpickled; refused")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
+        with open(path, "rb") as f:  # (a file object: torch sends a *.safetensors name to safetensors)
+            obj = torch.load(f, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module())
     except _CodeRefused as e:  # one behind the first code global (code_global names the first only)
         raise ConversionError(_code_refusal(path, e)) from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,

@@ -707,6 +707,8 @@ def torch_load_weights(path):
     from maskrcnn.safe_load import load_weights_only
     from maskrcnn.safetensors_io import is_safetensors, read_safetensors
 
+    if os.path.isdir(path):  # (worded as every reader of weights words it; torch's would be "Errno 21")
+        raise ConversionError(f"{path}: is a folder, not a checkpoint file")
     if is_safetensors(path):  # its tensors, recognised by their names as a torch file's state dict
         return read_safetensors(path, error=ConversionError)
     refusal = not_weights_message(path)  # not torch's, or a .pt2 / TorchScript archive: told before torch
