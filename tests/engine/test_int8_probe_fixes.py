@@ -132,9 +132,12 @@ def test_benchmark_refuses_negative_threads_and_names_empty_inputs(fp32, tmp_pat
 
 def test_precision_for_health():
     precision = Predictor.precision.fget
-    assert precision(SimpleNamespace(int8_parts=["features"], dtype=None)) == "int8"
-    assert precision(SimpleNamespace(int8_parts=[], dtype=torch.bfloat16)) == "bfloat16"
-    assert precision(SimpleNamespace(int8_parts=[], dtype=None)) == "float32"
+    model = torch.nn.Linear(2, 2)
+    asked = dict(runtime=None, model=model)
+    assert precision(SimpleNamespace(int8_parts=["features"], dtype=None, **asked)) == "int8"
+    assert precision(SimpleNamespace(int8_parts=[], dtype=torch.bfloat16, **asked)) == "bfloat16"
+    assert precision(SimpleNamespace(int8_parts=[], dtype=None, **asked)) == "float32"
+    assert precision(SimpleNamespace(int8_parts=[], dtype=None, runtime=None, model=model.double())) == "float64"
 
 
 def test_pt2_export_filters_only_torchs_no_complete_tensor_warning(monkeypatch, tmp_path):

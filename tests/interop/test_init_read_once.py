@@ -31,7 +31,7 @@ def loads(monkeypatch):
     opened, load = [], torch.load
 
     def counting(f, *args, **kwargs):
-        opened.append(os.fspath(f))
+        opened.append(os.fspath(getattr(f, "name", f)))  # a path, or the file opened from it
         return load(f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "load", counting)

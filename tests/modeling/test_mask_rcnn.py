@@ -228,13 +228,13 @@ def test_scripting_is_refused_with_a_pointer_to_export(tiny):
 
 @pytest.mark.parametrize("key, value, message", [
     ("num_classes", "3", "model.num_classes must be a whole number, got '3'"),  # was a % format error
-    ("num_classes", 0, r"model.num_classes must be in \(0, 100000\], got 0"),  # was built
+    ("num_classes", 0, r"model.num_classes must be in \[2, 100000\], got 0"),  # was built
     ("pixel_mean", (1.0, 2.0), r"model.pixel_mean must be 3 values \(R, G, B\), got \[1.0, 2.0\]"),
     ("fpn", "no", "model.fpn must be true or false, got 'no'"),  # was read as true
     ("rpn", {}, r"model.rpn must be a section \(RPNConfig\), got \{\}"),
     # numpy and torch numbers are read as Python's: checked as those, not refused as another kind
-    ("num_classes", np.int64(0), r"model.num_classes must be in \(0, 100000\], got 0"),
-    ("num_classes", torch.tensor(0), r"model.num_classes must be in \(0, 100000\], got 0"),
+    ("num_classes", np.int64(0), r"model.num_classes must be in \[2, 100000\], got 0"),
+    ("num_classes", torch.tensor(0), r"model.num_classes must be in \[2, 100000\], got 0"),
     ("pixel_mean", np.array([1.0, 2.0]), r"model.pixel_mean must be 3 values \(R, G, B\), got \[1.0, 2.0\]"),
     ("fpn_dim", torch.tensor(0.5), "model.fpn_dim must be a whole number, got 0.5"),
 ])
