@@ -227,7 +227,8 @@ def test_from_checkpoint_round_trip_and_errors(tiny, tmp_path):
     state = dict(model.state_dict())
     state.pop(next(k for k in state if k.endswith("weight")))
     save_checkpoint(tmp_path / "bad.pth", model_state=state, config=cfg, class_names=names)
-    with pytest.raises(CheckpointError, match=r"bad\.pth.*does not fit.*\(1 of the model\'s \d+ tensors missing\)"):
+    misfit = r"bad\.pth.*does not fit.*\(1 of the model's \d+ tensors missing\)"
+    with pytest.raises(CheckpointError, match=misfit):
         Predictor.from_checkpoint(tmp_path / "bad.pth", device="cpu")
     state = dict(model.state_dict())
     key = "roi_heads.box_predictor.cls_score.weight"

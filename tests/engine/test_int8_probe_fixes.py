@@ -137,7 +137,8 @@ def test_precision_for_health():
     assert precision(SimpleNamespace(int8_parts=["features"], dtype=None, **asked)) == "int8"
     assert precision(SimpleNamespace(int8_parts=[], dtype=torch.bfloat16, **asked)) == "bfloat16"
     assert precision(SimpleNamespace(int8_parts=[], dtype=None, **asked)) == "float32"
-    assert precision(SimpleNamespace(int8_parts=[], dtype=None, runtime=None, model=model.double())) == "float64"
+    double = SimpleNamespace(int8_parts=[], dtype=None, runtime=None, model=model.double())
+    assert precision(double) == "float64"  # a caller's own float64 model is said as it is
 
 
 def test_pt2_export_filters_only_torchs_no_complete_tensor_warning(monkeypatch, tmp_path):
