@@ -926,10 +926,13 @@ def _kind_problems(node, prefix: str = "") -> tuple:
 MODEL_KEYS = ("model.", "input.")
 
 
-def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] = None) -> list:
+def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] = None,
+                    pairs_later: bool = False) -> list:
     """Every key whose value no run can use, one line each (empty when the config is usable); ``stored``:
     as ``_choice_problems``; ``keys``: only the problems of the keys starting with one of these prefixes
-    (each value's kind is checked whatever they are)."""
+    (each value's kind is checked whatever they are); ``pairs_later``: the keys checked together
+    (``_cross_key_problems``) are left to a later stage that sees every value (a file's pair that --set
+    mends is not refused before the --set is applied)."""
     kinds, fatal = _kind_problems(cfg)
     if fatal:  # the checks below compare values of the kinds these ask for
         return kinds
@@ -965,7 +968,8 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
         if isinstance(value, (tuple, list)) and not value:  # the RPN head got 0 outputs: torch's conv error
             what = "size" if key.endswith("sizes") else "ratio"
             problems.append(f"{key} must hold at least one {what}, got []")
-    problems.extend(_cross_key_problems(cfg))
+    if not pairs_later:
+        problems.extend(_cross_key_problems(cfg))
     scale, jitter = cfg.input.scale_range, cfg.input.color_jitter
     if len(scale) != 2 or scale[0] > scale[1]:
         problems.append(f"input.scale_range must be [low, high] with low <= high, got {scale!r}")
@@ -1083,14 +1087,14 @@ def _training_problems(cfg: Config) -> list:
 
 
 def validate_config(cfg: Config, *, lines: Optional[dict] = None, source: str = "",
-                    stored: bool = False, keys: Optional[tuple] = None) -> Config:
+                    stored: bool = False, keys: Optional[tuple] = None, pairs_later: bool = False) -> Config:
     """``cfg`` (plain, see below) if every value is usable, else ValueError listing the keys at fault (each
     with its line in the YAML file ``source`` where ``lines`` has it; ``stored``: as ``from_dict``;
     ``keys``: as ``config_problems``). Numpy and torch values set by attribute assignment read as their
     Python numbers (``plain_config``): the Config returned holds those, ``cfg`` is left as it was (callers
     use the returned one)."""
     cfg = plain_config(cfg)
-    problems = config_problems(cfg, stored=stored, keys=keys)
+    problems = config_problems(cfg, stored=stored, keys=keys, pairs_later=pairs_later)
     if problems:
         said = [_with_line(p, lines or {}, source) for p in problems]
         raise ValueError("invalid configuration: " + "; ".join(said))
@@ -1253,10 +1257,10 @@ def nearest_key(dotted: str, cfg: Any) -> Optional[str]:
 
 
 def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = None,
-                    source: str = "", stored: bool = False) -> Config:
+                    source: str = "", stored: bool = False, pairs_later: bool = False) -> Config:
     """Set dotted keys (``{"model.num_classes": 5}``), naming unknown keys in the error; ``lines``: the
     1-based line of each key in the YAML file ``source`` they came from, added to the errors; ``stored``:
-    as ``from_dict`` (the device is not checked)."""
+    as ``from_dict`` (the device is not checked); ``pairs_later``: as ``config_problems``."""
     check_overrides(overrides)
     cfg = copy.deepcopy(cfg)
     lines = lines or {}
@@ -1267,7 +1271,7 @@ def apply_overrides(cfg: Config, overrides: dict, *, lines: Optional[dict] = Non
             if dotted not in lines:
                 raise
             raise type(e)(f"{e.args[0] if e.args else e} ({source} line {lines[dotted]})") from None
-    return validate_config(cfg, lines=lines, source=source, stored=stored)
+    return validate_config(cfg, lines=lines, source=source, stored=stored, pairs_later=pairs_later)
 
 
 def check_overrides(overrides: Any, name: str = "overrides") -> None:
@@ -1351,7 +1355,7 @@ RETIRED_KEYS = ("model.roi_heads.mask_resolution", "model.roi_heads.keypoint_res
 
 
 def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, lines: Optional[dict] = None,
-              source: str = "") -> Config:
+              source: str = "", pairs_later: bool = False) -> Config:
     """A Config from a nested dict over ``base``; retired keys are dropped (``stored``: the dict was written
     by this library, a checkpoint's or a run's config; else with a warning naming each: a user's copy of an
     old run's config). ``lines`` / ``source``: as ``apply_overrides``."""
@@ -1364,7 +1368,7 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, l
             where = f"{source} line {lines[key]}: " if lines and key in lines else ""
             warnings.warn(f"{where}{key}: retired key, no longer used: delete it", stacklevel=2)
         del flat[key]
-    return apply_overrides(base, flat, lines=lines, source=source, stored=stored)
+    return apply_overrides(base, flat, lines=lines, source=source, stored=stored, pairs_later=pairs_later)
 
 
 def parse_set_args(items: list) -> dict:
@@ -1507,7 +1511,9 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
         written = written_keys(data)
         try:
-            cfg = from_dict(data, PRESETS[base_name](), stored=stored, lines=lines, source=path.name)
+            # the pairs are checked once the overrides are in (apply_overrides below): --set may mend them
+            cfg = from_dict(data, PRESETS[base_name](), stored=stored, lines=lines, source=path.name,
+                            pairs_later=bool(overrides))
         except (KeyError, ValueError) as e:
             raise type(e)(f"{path}: {e.args[0] if e.args else e}") from None
     if overrides:

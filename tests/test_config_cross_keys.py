@@ -61,3 +61,20 @@ def test_build_model_names_roi_features_it_does_not_use():
     with pytest.warns(UserWarning, match=r"model\.roi_features res4 is not used: .*model\.fpn=false"):
         model = build_model(cfg)
     assert model.fpn is not None
+
+
+@pytest.mark.parametrize("file_keys, mend, wanted", [
+    ("  fpn_norm: gn\n  fpn_dim: 100\n", {"model.fpn_dim": 128}, ("fpn_dim", 128)),
+    ("  rpn:\n    bg_iou_thresh: 0.8\n", {"model.rpn.fg_iou_thresh": 0.9}, ("rpn.fg_iou_thresh", 0.9)),
+])
+def test_a_files_pair_that_set_mends_is_not_refused_before_the_set(tmp_path, file_keys, mend, wanted):
+    """Before: the file was checked alone, so its pair was refused though --set mended it (and the fg value
+    named was the preset's, not the one given); the file alone is still refused, naming the file."""
+    path = tmp_path / "c.yaml"
+    path.write_text("_base_: demo\nmodel:\n" + file_keys)
+    key, value = wanted
+    cfg = load_config(str(path), mend)
+    section, _, name = key.rpartition(".")
+    assert getattr(getattr(cfg.model, section) if section else cfg.model, name) == value
+    with pytest.raises(ValueError, match=r"c\.yaml: invalid configuration: model\.(fpn_dim 100|rpn\.fg_iou)"):
+        load_config(str(path))
