@@ -159,13 +159,14 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
                 fix = "convert it to L" if in_memory else "save it as 8-bit (L or RGB)"
                 warnings.warn(f"{name}: {what} of mode I with values 0..{array.max():.0f} read as 16-bit "
                               f"(0..65535), so it looks dark; {fix} for 8-bit values", stacklevel=4)
-            elif array.size and 255 < array.max() <= 4095:
-                # 10- or 12-bit sensor data stored in 16 bits (microscopy, industrial and medical cameras):
-                # still the 16-bit scale (a dark 16-bit picture must not be brightened by a guess), said
+            elif array.size and 0 < array.max() <= 4095:
+                # 8-, 10- or 12-bit data stored in 16 bits (microscopy, industrial and medical cameras, an
+                # 8-bit picture widened without scaling): still the 16-bit scale (a dark 16-bit picture must
+                # not be brightened by a guess), said
                 warnings.warn(f"{name}: 16-bit image with values 0..{array.max():.0f} read on the 16-bit "
-                              "scale (0..65535), so it looks dark (0 detections are likely); if it holds 10- "
-                              "or 12-bit data, scale it to 16 bits (multiply by 64 or 16) or save it as "
-                              "8-bit", stacklevel=4)
+                              "scale (0..65535), so it looks dark (0 detections are likely); if it holds 8-, "
+                              "10- or 12-bit data, scale it to 16 bits (multiply by 257, 64 or 16) or save "
+                              "it as 8-bit", stacklevel=4)
             array = array / 65535.0
         elif in_memory:
             return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)

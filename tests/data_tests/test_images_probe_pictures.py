@@ -24,7 +24,7 @@ def _warnings_of(call):
     return result, [str(w.message) for w in caught]
 
 
-@pytest.mark.parametrize("factor, bits", [(4, 10), (16, 12)])
+@pytest.mark.parametrize("factor, bits", [(1, 8), (4, 10), (16, 12)])  # 8: the darkest, unsaid before
 def test_10_or_12_bit_data_in_a_16_bit_png_is_said_to_look_dark(tmp_path, factor, bits):
     values = _gray() * factor
     path = tmp_path / f"gray{bits}.png"
@@ -35,7 +35,7 @@ def test_10_or_12_bit_data_in_a_16_bit_png_is_said_to_look_dark(tmp_path, factor
     dark = [m for m in said if "looks dark" in m]
     assert len(dark) == 1, said
     assert f"gray{bits}.png: 16-bit image with values 0..{values.max()}" in dark[0]
-    assert "multiply by 64 or 16" in dark[0]
+    assert "multiply by 257, 64 or 16" in dark[0]
 
 
 def test_a_full_range_16_bit_png_reads_without_a_warning(tmp_path):
