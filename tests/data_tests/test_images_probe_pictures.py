@@ -3,11 +3,11 @@ PNG read on the 16-bit scale (almost black, 0 detections) without a word; PIL's 
 twice for one file (its header read, then its pixels); .tga and .ico left out of folder listings though
 read when named; a float TIFF's skip message giving advice for Python arrays to a file."""
 
-import io
 import warnings
 
 import numpy as np
 import pytest
+from corrupt_exif import corrupt_exif_jpeg_bytes  # tests/ is on the path
 from PIL import Image
 
 from maskrcnn.data.images import ImageReadError, image_size, list_images, read_image
@@ -46,13 +46,7 @@ def test_a_full_range_16_bit_png_reads_without_a_warning(tmp_path):
 
 
 def _corrupt_exif_jpeg(path):
-    buffer = io.BytesIO()
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(_gray().astype(np.uint8)).convert("RGB").save(buffer, "JPEG", exif=exif)
-    data = buffer.getvalue()
-    i = data.find(b"Exif\x00\x00")
-    path.write_bytes(data[:i + 10] + b"\xff" * 4 + data[i + 14:])
+    path.write_bytes(corrupt_exif_jpeg_bytes(_gray()))
 
 
 def test_corrupt_exif_is_said_once_per_file_for_header_then_pixels(tmp_path):

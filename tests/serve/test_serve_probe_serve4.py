@@ -12,6 +12,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from corrupt_exif import corrupt_exif_jpeg_bytes  # tests/ is on the path
 from PIL import Image
 from serve_helpers import png_bytes
 
@@ -58,13 +59,7 @@ def test_decode_warnings_reach_the_clients_notes(server):
 
 
 def test_corrupt_exif_is_logged_once_and_named(server):
-    buffer = io.BytesIO()
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(_gray().astype(np.uint8)).convert("RGB").save(buffer, "JPEG", exif=exif)
-    data = buffer.getvalue()
-    i = data.find(b"Exif\x00\x00")
-    data = data[:i + 10] + b"\xff" * 4 + data[i + 14:]
+    data = corrupt_exif_jpeg_bytes(_gray())
     with warnings.catch_warnings(record=True) as caught:  # the server logs warnings (captureWarnings)
         warnings.simplefilter("always")
         status, body = server.post_file("/predict", data, filename="exbroken.jpg")
