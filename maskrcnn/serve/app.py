@@ -667,10 +667,9 @@ def create_app(
 
     # no /openapi.json either: nothing reads it without the docs pages, and building it logged FastAPI's
     # "Duplicate Operation ID" warnings for the GET + HEAD routes
-    # redirect_slashes off: "/predict/" was a 307 with an empty body (curl without -L printed nothing);
-    # the routes below take both spellings instead
-    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
-                  redirect_slashes=False)
+    # "/predict/" was a 307 with an empty body (curl without -L printed nothing): the two routes a client
+    # calls take both spellings below; the others keep Starlette's redirect (not a 404)
+    app = FastAPI(title="maskrcnn serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_ShutdownAnswer)
     app.state.batches = batches
     app.state.in_flight = 0
