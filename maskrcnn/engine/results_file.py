@@ -432,7 +432,7 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
     or records without a name beside renumbered ones.
     ``--category-offset`` / ``--category-map`` say which is which themselves: this is not called then.
     A converted model's placeholder names (``class_3``) that the ground truth lacks are no names."""
-    from maskrcnn.engine.name_match import ids_among_repeated_names, ids_by_name
+    from maskrcnn.engine.name_match import ids_among_repeated_names, ids_by_name_or_placed
 
     records = [r for r in results if isinstance(r, dict)]
     named = [r for r in records if "category_name" in r]
@@ -487,23 +487,18 @@ def match_category_names(results: list, coco_gt, source: str, gt_source: str = "
             first = taken[targets[0]]
             raise ValueError(f"{source}: category_ids {first!r} ({name_of[first]!r}) and {cid!r} "
                              f"({name_of[cid]!r}) both name category {targets[0]} of {gt_source}{hint}")
-    mapped, _ = ids_by_name(name_of, exact, loose)
-    gone: set = set()  # classes left out as no category by name nor by id (said once, below)
-    if mapped is None:  # as eval --weights keeps a checkpoint's ids: the names cannot all be matched
-        # a class the ground truth has neither by name nor by id (torchvision's 'N/A' 12): no id to keep,
-        # left out as eval --weights leaves out a model's classes it cannot place (all of them: refused
-        # by id below, results of another dataset)
-        nowhere = [cid for cid, targets in each.items()
-                   if not targets and not any(_same_id(cid, g) for g in gt_names)]
-        if nowhere and len(nowhere) < len(each):
-            _left_out(nowhere, name_of, named, source, gt_source, "by category_name nor by category_id")
-            gone = set(nowhere)
-            results = [r for r in results
-                       if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
-            each = {cid: targets for cid, targets in each.items() if cid not in gone}
-            # the classes left say it by name alone (a model of circle 1, square 2, ... on a ground truth
-            # of circle 7 and hexagon 42): the rule eval --weights follows (name_match.ids_by_name_or_placed)
-            mapped, _ = ids_by_name({cid: name_of[cid] for cid in each}, exact, loose)
+    # a class the ground truth has neither by name nor by id (torchvision's 'N/A' 12): no id to keep, left
+    # out as eval --weights leaves out a model's classes it cannot place (all of them: refused by id below,
+    # results of another dataset); the classes left matched by name alone (a model of circle 1, square 2,
+    # ... on a ground truth of circle 7 and hexagon 42): one rule for both (name_match)
+    mapped, _, nowhere = ids_by_name_or_placed(name_of, exact, loose,
+                                               has_id=lambda cid: any(_same_id(cid, g) for g in gt_names))
+    gone = set(nowhere)  # said once, here
+    if nowhere:
+        _left_out(nowhere, name_of, named, source, gt_source, "by category_name nor by category_id")
+        results = [r for r in results
+                   if not (isinstance(r, dict) and "category_name" in r and r["category_id"] in gone)]
+        each = {cid: targets for cid, targets in each.items() if cid not in gone}
     if mapped is None:
         differ = [cid for cid, targets in each.items() if not (targets and _same_id(cid, targets[0]))]
         if not differ:
