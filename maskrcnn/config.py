@@ -990,6 +990,9 @@ _ONE_OR_MANY = ("input.min_size",)
 # GroupNorm's group count (modeling/layers.py get_norm uses this one): a width it does not divide is
 # refused when read, naming the key, not by torch when the layer is built
 GN_GROUPS = 32
+# the four input sizes: what training follows from a checkpoint of ours (interop.weights) and what a test
+# size follows when only its training size is set (engine.training.follow_training_sizes)
+INPUT_SIZE_KEYS = ("input.min_size", "input.max_size", "input.min_size_test", "input.max_size_test")
 
 
 def _cross_key_problems(cfg: Config) -> list:

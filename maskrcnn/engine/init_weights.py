@@ -10,7 +10,7 @@ its weights):
    report's ``config_kept``. What stays the run's: the classes (from the dataset), which heads are on
    (``mask_on``, ``keypoint_on``), the number of keypoints, frozen or trainable batch norm, ``freeze_at``,
    losses and sampling and the solver; the input sizes too, except a checkpoint of ours' (its stored
-   sizes are implied, ``weights.CHECKPOINT_INPUT_KEYS``: a suggestion, kept where set explicitly).
+   sizes are implied, ``config.INPUT_SIZE_KEYS``: a suggestion, kept where set explicitly).
 2. The model is built as usual (the builder's random initialisation, seeded).
 3. ``plan_init(model_state, source, ...)`` (pure): the tensor each model key starts from. A key the weights
    have is copied and must match in shape; a key of a part the weights lack entirely (an ImageNet

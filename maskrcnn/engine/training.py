@@ -57,12 +57,12 @@ from pathlib import Path
 
 import torch
 
+from maskrcnn.config import INPUT_SIZE_KEYS
 from maskrcnn.engine.trainer import RUN_FILE_PATTERNS, earlier_run_files  # noqa: F401 (importable here)
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
 
 INIT_REPORT = "init_report.json"
-INPUT_SIZE_KEYS = ("input.min_size", "input.max_size", "input.min_size_test", "input.max_size_test")
 
 
 # Keys a run's config takes from its training set (for keypoints, from the person category) or, for

@@ -13,7 +13,7 @@ the layout from the key names, converts to our parameter names and returns a ``S
 - ``implied``: the dotted config keys the weights fix, with their values: the input convention
   (``model.pixel_mean``, ``model.pixel_std``, ``model.stride_in_1x1``, ``model.frozen_bn_eps``) and, for a
   detector, the architecture and conventions of every part it has (``IMPLIED_BY_PART``); for a checkpoint of
-  ours also its input sizes (``CHECKPOINT_INPUT_KEYS``);
+  ours also its input sizes (``INPUT_SIZE_KEYS``);
 - ``class_names`` (background first) and ``keypoint_names`` where the weights have class rows or
   keypoint channels; ``unused``: source keys no detector of ours uses (an ImageNet ``fc``);
 - ``provenance``: the spec, resolved path, URL and SHA-256 of the file.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from maskrcnn.config import get_key
+from maskrcnn.config import INPUT_SIZE_KEYS, get_key
 from maskrcnn.interop.torchvision import ConversionError
 
 # COCO's person keypoints, the order of torchvision's and detectron2's keypoint models
@@ -73,12 +73,6 @@ IMPLIED_BY_PART = {
     "roi_heads.keypoint_head.": ("model.roi_heads.keypoint_head_convs", "model.roi_heads.keypoint_head_dim",
                                  "model.roi_heads.keypoint_pool_size"),
 }
-
-# The input sizes a checkpoint of ours was trained and evaluated at (its stored config): a run started from
-# it follows them like the conventions above, as a suggestion (``--set`` or a ``--config`` file wins).
-# Other files' converted configs give only their framework's defaults, not what the weights were trained at.
-CHECKPOINT_INPUT_KEYS = ("input.min_size", "input.max_size", "input.min_size_test", "input.max_size_test")
-
 
 @dataclass
 class SourceWeights:
@@ -189,8 +183,9 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
     sd = dict(ckpt["model"])
     names = list(ckpt["class_names"]) or None
     # our checkpoint stores the sizes its objects were learnt at: a run from it keeps that scale (the
-    # finetune preset's 800 px would scale a 150 px model's images up 5x), unless set explicitly
-    implied = {**implied_by_config(cfg, sd), **{k: get_key(cfg, k) for k in CHECKPOINT_INPUT_KEYS}}
+    # finetune preset's 800 px would scale a 150 px model's images up 5x), as a suggestion (--set or a
+    # --config file wins); other files' converted configs hold only their framework's defaults
+    implied = {**implied_by_config(cfg, sd), **{k: get_key(cfg, k) for k in INPUT_SIZE_KEYS}}
     return SourceWeights(
         state_dict=sd, kind="maskrcnn", layout="maskrcnn-checkpoint", implied=implied,
         class_names=names, keypoint_names=list(cfg.data.keypoint_names) or None, notes=notes,
