@@ -212,11 +212,16 @@ def first_misfit(state: dict, cfg) -> Optional[str]:
     """Why ``state`` does not load strictly into the model ``cfg`` describes, in a few words about its
     first key that does not (a shape, a key missing or extra); None when it loads. The model is built on
     the meta device: no memory, no initialisation."""
+    import warnings
+
     import torch
 
     from maskrcnn.modeling.mask_rcnn import build_model
 
-    with torch.device("meta"):
+    # only the shapes are read: what building says of the config (an unused roi_features) is said once,
+    # by the build that makes the model used
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         expected = build_model(cfg).state_dict()
     for key, want in expected.items():
         if key not in state:

@@ -69,7 +69,7 @@ import torch
 from torch import nn
 
 from maskrcnn.class_names import distinct_class_names, name_ids, renamed_note
-from maskrcnn.data.images import check_float_range
+from maskrcnn.data.images import check_float_range, say_if_dark_16bit
 from maskrcnn.engine.device import named_dtype, resolve_device, resolve_dtype
 
 # also numpy arrays and PIL images (see the module docstring); neither is imported here
@@ -153,7 +153,8 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
         if channels == "BGR" and image.shape[2] == 3:
             image = image[:, :, ::-1]  # (H, W, BGR) -> (H, W, RGB), a view
         if image.dtype == np.uint16:  # 16-bit PNG / TIFF as cv2.IMREAD_UNCHANGED gives it
-            _warn_8bit_in_16(int(image.max()) if image.size else 0, where, "numpy")
+            say_if_dark_16bit(int(image.max()) if image.size else 0, where, what="uint16 numpy image",
+                              fix_8bit="pass it as uint8", stacklevel=5)
             image = image.astype(np.float32) / 65535.0
         if image.dtype == np.uint8 or image.dtype.kind == "f":
             image = np.ascontiguousarray(image)  # a copy only of a strided view
@@ -169,14 +170,6 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
     if isinstance(image, torch.Tensor) and channels == "BGR" and image.dim() == 3 and image.shape[0] == 3:
         image = image.flip(0)  # (BGR, H, W) -> (RGB, H, W)
     return image
-
-
-def _warn_8bit_in_16(peak: int, where: str, what: str) -> None:
-    """A uint16 image whose values all fit 0..255 (``arr.astype(np.uint16)`` of an 8-bit image): read on
-    the 16-bit scale as documented, so nearly black; said, as for a PIL image of mode I."""
-    if peak <= 255:
-        warnings.warn(f"{where}: uint16 {what} image with values 0..{peak} read as 16-bit (0..65535), so it "
-                      "looks dark; pass it as uint8 for 8-bit values", stacklevel=5)
 
 
 def _grey_stack_hint(shape: tuple, stacked: str) -> str:
@@ -214,7 +207,8 @@ def _as_float_image(image, where: str, channels: str = "RGB") -> torch.Tensor:
     # a 16-bit PNG / TIFF read into torch; torch.uint16 exists from torch 2.3 only (pyproject allows 2.1)
     elif image.dtype == getattr(torch, "uint16", None):
         image = image.float()
-        _warn_8bit_in_16(int(image.max()) if image.numel() else 0, where, "tensor")
+        say_if_dark_16bit(int(image.max()) if image.numel() else 0, where, what="uint16 tensor image",
+                          fix_8bit="pass it as uint8", stacklevel=5)
         image = image / 65535.0
     else:
         raise ValueError(f"{where}: image dtype {image.dtype} not supported (float in [0, 1], uint8 or "

@@ -78,3 +78,19 @@ def test_a_files_pair_that_set_mends_is_not_refused_before_the_set(tmp_path, fil
     assert getattr(getattr(cfg.model, section) if section else cfg.model, name) == value
     with pytest.raises(ValueError, match=r"c\.yaml: invalid configuration: model\.(fpn_dim 100|rpn\.fg_iou)"):
         load_config(str(path))
+
+
+def test_the_unused_roi_features_is_said_once_per_model_not_again_by_the_fit_check():
+    import warnings
+
+    from maskrcnn.checkpoint_read import first_misfit
+    from maskrcnn.modeling.mask_rcnn import build_model
+
+    cfg = load_config("demo")
+    cfg.model.roi_features = "res4"
+    with pytest.warns(UserWarning, match="roi_features res4 is not used"):
+        state = build_model(cfg).state_dict()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert first_misfit(state, cfg) is None  # a shape check on the meta device: nothing to say again
+    assert not [w for w in said if "roi_features" in str(w.message)], [str(w.message) for w in said]

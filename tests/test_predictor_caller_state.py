@@ -134,6 +134,15 @@ def test_a_uint16_array_of_8bit_values_warns_as_pil_mode_i_does(built, image):
             predictor(tensor)
 
 
+def test_a_uint16_array_of_12bit_values_is_said_dark_as_a_16_bit_file_is(built, image):
+    # one rule for arrays and files (values up to 4095 said); arrays stopped at 255 before
+    model, cfg = built
+    predictor = Predictor(model, cfg)
+    with pytest.warns(UserWarning, match=r"image 0: uint16 numpy image with values 0\.\.\d+ read as 16-bit "
+                                         r".*looks dark.*multiply by 64 or 16"):
+        predictor(image.astype(np.uint16) * 16)
+
+
 def test_from_weights_takes_class_names_and_refuses_a_bad_path_in_one_line(weights):
     names = ["__background__", "a", "b"]
     assert Predictor.from_weights(weights, class_names=names).class_names == names

@@ -132,6 +132,23 @@ class MultiFrameWarning(UserWarning):
     """A multi-frame file was read as its first frame only."""
 
 
+def say_if_dark_16bit(peak: int, name: str, *, what: str, fix_8bit: str, stacklevel: int) -> None:
+    """One rule for every 16-bit input (a file, a PIL image, a numpy or torch uint16 array): it is read
+    on the 16-bit scale whatever its brightest value (a dark 16-bit picture must not be brightened by a
+    guess), and a brightest value of at most 4095 (8-, 10- or 12-bit data stored in 16 bits: microscopy,
+    industrial and medical cameras, an 8-bit picture widened without scaling) is said, as the picture
+    then looks almost black to the model. ``fix_8bit``: how this kind of input passes 8-bit values."""
+    if peak <= 0 or peak > 4095:
+        return
+    if peak <= 255:
+        advice = f"{fix_8bit} for 8-bit values"
+    else:
+        advice = ("if it holds 10- or 12-bit data, scale it to 16 bits (multiply by 64 or 16) or "
+                  f"{fix_8bit} for 8-bit values")
+    warnings.warn(f"{name}: {what} with values 0..{peak} read as 16-bit (0..65535), so it looks dark "
+                  f"(0 detections are likely); {advice}", stacklevel=stacklevel)
+
+
 def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = False) -> np.ndarray:
     """(H, W, 3) float32 from any PIL mode, in [0, 1] except as said below; ValueError naming ``name``
     for values that are no image.
@@ -152,21 +169,11 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
             if array.size and (array.min() < 0 or array.max() > 65535):
                 raise ImageReadError(f"{name}: integer image (mode {mode}) values span [{array.min():.0f}, "
                                  f"{array.max():.0f}], outside the 16-bit scale 0..65535")
-            if mode == "I" and array.size and array.max() <= 255:
-                # one rule for a PIL image and a file (8-bit values converted to I, saved as a TIFF): the
-                # 16-bit scale, said, not a guess at the scale from the values
-                what = "PIL image" if in_memory else "image file"
-                fix = "convert it to L" if in_memory else "save it as 8-bit (L or RGB)"
-                warnings.warn(f"{name}: {what} of mode I with values 0..{array.max():.0f} read as 16-bit "
-                              f"(0..65535), so it looks dark; {fix} for 8-bit values", stacklevel=4)
-            elif array.size and 0 < array.max() <= 4095:
-                # 8-, 10- or 12-bit data stored in 16 bits (microscopy, industrial and medical cameras, an
-                # 8-bit picture widened without scaling): still the 16-bit scale (a dark 16-bit picture must
-                # not be brightened by a guess), said
-                warnings.warn(f"{name}: 16-bit image with values 0..{array.max():.0f} read on the 16-bit "
-                              "scale (0..65535), so it looks dark (0 detections are likely); if it holds 8-, "
-                              "10- or 12-bit data, scale it to 16 bits (multiply by 257, 64 or 16) or save "
-                              "it as 8-bit", stacklevel=4)
+            if array.size:
+                what, fix = (("PIL image", "convert it to L") if in_memory else
+                             ("image file", "save it as 8-bit (L or RGB)"))
+                say_if_dark_16bit(int(array.max()), name, what=f"{what} of mode {mode}", fix_8bit=fix,
+                                  stacklevel=5)
             array = array / 65535.0
         elif in_memory:
             return np.repeat(array[:, :, None], 3, axis=2)  # the Predictor checks the range (numpy rules)

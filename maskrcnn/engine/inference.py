@@ -103,6 +103,9 @@ def label_mapping(predictor, dataset) -> dict:
     if predictor.label_to_category_id:
         kept = {label: cid for label, cid in predictor.label_to_category_id.items() if label not in nowhere}
         _refuse_id_clash(predictor.class_names, kept, dataset)
+        contradicted = names_contradicting_ids(predictor.class_names, kept, dataset)
+        if contradicted:
+            print(contradicted, file=sys.stderr)
         if nowhere:
             print(f"note: {dataset.json_path} has the model's classes "
                   f"{short_listing([predictor.class_names[label] for label in nowhere], limit=10)} neither "
@@ -144,6 +147,27 @@ def _refuse_id_clash(class_names, mapping: dict, dataset) -> None:
         "the file lacks the weights' id and its other categories do not match the model's classes by name, "
         "so the names cannot say which id each class is; evaluate on a file that numbers the classes as the "
         "model does, or names all of them")
+
+
+def names_contradicting_ids(class_names, mapping: dict, dataset) -> Optional[str]:
+    """A warning line when ids are kept (the names as a whole could not be trusted, ``name_match``) while
+    some class's name is, in ``dataset``, the name of another of its ids: the weights' 'dog' id 2 scored
+    as the file's 'bird' id 2 while the file's 'dog' is id 1. Kept (a renamed or translated set is
+    legitimate), but said: it is the case the scores would otherwise hide. None when the names agree."""
+    theirs: dict = {}
+    for label, cid in dataset.label_to_category_id.items():
+        theirs.setdefault(str(dataset.class_names[label]), cid)
+    by_id = {cid: str(dataset.class_names[label]) for label, cid in dataset.label_to_category_id.items()}
+    clash = [(class_names[label], cid, theirs[class_names[label]]) for label, cid in sorted(mapping.items())
+             if cid in by_id and class_names[label] in theirs and theirs[class_names[label]] != cid]
+    if not clash:
+        return None
+    shown = "; ".join(f"'{name}' is id {cid} in the weights, {other} in the file (id {cid} there is "
+                      f"'{by_id[cid]}')" for name, cid, other in clash[:5])
+    more = f" (and {len(clash) - 5} more)" if len(clash) > 5 else ""
+    return (f"warning: {dataset.json_path} names the model's classes under other ids: {shown}{more}; the "
+            "weights' ids are kept, as the names do not match as a whole: if the file is the same classes "
+            "numbered otherwise, evaluate on one that names every class the model has")
 
 
 def unscored_classes_warning(mapping: dict, dataset) -> Optional[str]:

@@ -185,7 +185,8 @@ def test_16_bit_files_and_integer_images_are_on_the_16_bit_scale_whatever_their_
     as_i = Image.fromarray(dark.astype(np.int32))
     assert as_i.mode == "I"
     with pytest.warns(UserWarning, match="image 0: PIL image of mode I with values 0..255 read as 16-bit "
-                                         r"\(0..65535\), so it looks dark; convert it to L for 8-bit values"):
+                                         r"\(0..65535\), so it looks dark \(0 detections are likely\); "
+                                         "convert it to L for 8-bit values"):
         np.testing.assert_allclose(_as_float_image(as_i, "image 0")[0].numpy(), dark / 65535.0, rtol=1e-6)
     as_i.save(tmp_path / "dark_i.tiff")
     np.testing.assert_allclose(read_image(tmp_path / "dark_i.tiff")[0].numpy(), dark / 65535.0, rtol=1e-6)

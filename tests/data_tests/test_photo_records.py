@@ -143,7 +143,8 @@ def test_a_mode_i_file_of_8_bit_values_is_said_to_look_dark_as_in_memory(tmp_pat
     rgb = np.full((H, W, 3), 128, np.uint8)
     Image.fromarray(rgb).convert("I").save(tmp_path / "i32.tif")  # 8-bit values, 32-bit integer mode
     with pytest.warns(UserWarning, match=r"i32.tif: image file of mode I with values 0..128 read as 16-bit "
-                                         r"\(0..65535\), so it looks dark; save it as 8-bit"):
+                                         r"\(0..65535\), so it looks dark \(0 detections are likely\); "
+                                         "save it as 8-bit"):
         image = read_image(tmp_path / "i32.tif")
     assert float(image.max()) == pytest.approx(128 / 65535)  # the one scale of mode I, said above
 

@@ -46,3 +46,21 @@ def test_an_unscorable_id_clash_is_refused_before_inference(tmp_path):
     dataset = _dataset(tmp_path, [(7, "circle"), (2, "thing")])
     with pytest.raises(ValueError, match=r"'circle' \(id 1 in the weights, 7 in the file\) cannot be scored"):
         label_mapping(model, dataset)
+
+
+def test_names_contradicting_the_kept_ids_are_said(tmp_path, capsys):
+    """The weights' 'dog' id 2 on a file where id 2 is 'bird' and 'dog' is id 1 (and 'cat' absent): the
+    names do not match as a whole, so the ids are kept, as before, but no longer without a word."""
+    model = SimpleNamespace(class_names=["__background__", "cat", "dog"], label_to_category_id={1: 1, 2: 2})
+    dataset = _dataset(tmp_path, [(1, "dog"), (2, "bird")], objects=(1, 2))
+    assert label_mapping(model, dataset) == {1: 1, 2: 2}
+    err = capsys.readouterr().err
+    assert "'dog' is id 2 in the weights, 1 in the file (id 2 there is 'bird')" in err, err
+    assert "ids are kept" in err, err
+
+
+def test_ids_whose_names_agree_are_kept_without_a_warning(tmp_path, capsys):
+    model = SimpleNamespace(class_names=["__background__", "cat", "dog"], label_to_category_id={1: 1, 2: 2})
+    dataset = _dataset(tmp_path, [(1, "cat"), (2, "dog"), (3, "bird")], objects=(1, 2))
+    assert label_mapping(model, dataset) == {1: 1, 2: 2}
+    assert "other ids" not in capsys.readouterr().err
