@@ -53,8 +53,11 @@ def _ids_by_name(class_names, dataset, notes: Optional[list] = None, ids: Option
                                    for label, cid in dataset.label_to_category_id.items())
     shown = {cid: dataset.class_names[label] for label, cid in dataset.label_to_category_id.items()}
 
+    said: set = set()  # a name found ambiguous again (the second, placed-only attempt) is said once
+
     def ambiguous(name, ids):  # 'PERSON' on a file's 'Person' and 'person': which is unknown
-        if notes is not None and not any(f"class '{name}' fits" in line for line in notes):
+        if notes is not None and name not in said:
+            said.add(name)
             fits = ", ".join(f"'{shown[c]}'" for c in ids)
             notes.append(f"note: {dataset.json_path}: the model's class '{name}' fits several of its "
                          f"categories ({fits}); not matched by name")
