@@ -1,5 +1,7 @@
 """End-to-end behaviour of a tiny Mask R-CNN: inference contract, training losses, errors, rescaling."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,29 @@ def test_training_losses_backward_and_decrease():
         totals.append(float(total.detach()))
     assert model.backbone.res3[0].conv1.conv.weight.grad is not None
     assert totals[-1] < totals[0]
+
+
+
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_a_fresh_mask_head_starts_at_log_2_and_does_not_dominate_the_gradient(agnostic):
+    # A from-scratch model's mask head predicts p ~ 0.5 before any step: its sigmoid loss is ~log 2,
+    # like the RPN's objectness (also ~log 2), and its gradient is not many times the rest of the
+    # model's (He init of the logits layer gave loss 4-8 and ~10x the gradient, which the global
+    # solver.clip_grad_norm turned into a ~10x smaller first step for every head).
+    torch.manual_seed(0)
+    model = build_model(_tiny_cfg(**{"model.roi_heads.mask_class_agnostic": agnostic}))
+    model.train()
+    images = [torch.rand(3, 64, 80), torch.rand(3, 48, 64)]
+    losses = model(images, _targets(), generator=torch.Generator().manual_seed(0))
+    assert abs(float(losses["loss_mask"].detach()) - math.log(2)) < 0.02
+    sum(losses.values()).backward()
+    head = model.roi_heads.mask_head
+
+    def grad_norm(params):
+        return float(torch.sqrt(sum((p.grad ** 2).sum() for p in params if p.grad is not None)))
+
+    others = [p for n, p in model.named_parameters() if not n.startswith("roi_heads.mask_head.")]
+    assert grad_norm(head.parameters()) < grad_norm(others)
 
 
 def test_bad_inputs_have_clear_errors(tiny):
