@@ -127,3 +127,28 @@ def test_fine_tune_and_eval_match_class_names_in_either_unicode_form():
     exact, normalised = name_index([(7, [composed], composed), (3, ["dog"], "dog")])
     mapping, _ = ids_by_name({1: decomposed, 2: "dog"}, exact, normalised)
     assert mapping == {1: 7, 2: 3}
+
+
+def test_cvat_and_labelstudio_find_the_image_stored_in_the_other_unicode_form(tmp_path, capsys):
+    """CVAT's <image name> and Label Studio's task image, written NFC, for the file unzipped NFD."""
+    _png(tmp_path / "images" / NFD)
+    if (tmp_path / "images" / NFC).is_file():
+        pytest.skip("this file system normalises names itself")
+    polygon = '<polygon label="cat" occluded="0" source="manual" points="2,2;12,2;12,9;2,9" z_order="0"/>'
+    (tmp_path / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>'
+        f'<image id="0" name="{NFC}" width="40" height="30">{polygon}</image></annotations>\n',
+        encoding="utf-8")
+    rect = {"id": "r1", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
+            "original_width": 40, "original_height": 30, "image_rotation": 0,
+            "value": {"x": 5, "y": 10, "width": 25, "height": 20, "rotation": 0, "rectanglelabels": ["cat"]}}
+    task = {"id": 1, "data": {"image": f"/data/local-files/?d=images/{NFC}"},
+            "annotations": [{"id": 100, "result": [rect], "was_cancelled": False, "ground_truth": False}]}
+    (tmp_path / "ls.json").write_text(json.dumps([task]))
+    for fmt, src in (("cvat", tmp_path / "annotations.xml"), ("labelstudio", tmp_path / "ls.json")):
+        out = tmp_path / f"{fmt}.json"
+        assert main(["convert-data", "--from", fmt, str(src), "--output", str(out)]) == 0, fmt
+        err = capsys.readouterr().err
+        assert err.count("stored in another Unicode form") == 1, (fmt, err)
+        (image,) = json.loads(out.read_text())["images"]
+        assert (tmp_path / image["file_name"]).is_file(), fmt

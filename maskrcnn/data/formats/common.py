@@ -34,7 +34,8 @@ from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "case_only_match", "given_size",
            "image_size", "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "resized_scale",
-           "stored_pixels_told", "stripped_label", "warn_label_case", "usable_recorded_folder", "write_json"]
+           "stored_pixels_told", "stripped_label", "unicode_form_match", "warn_label_case",
+           "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
 # warnings of one kind printed one by one (``Report.warn_few``); past them one summary line: a whole
@@ -317,7 +318,7 @@ def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
 
 
 def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
-                    listings: Optional[dict] = None) -> Optional[Path]:
+                    listings: Optional[dict] = None, case: bool = True) -> Optional[Path]:
     """The image file whose name differs from one of ``candidates`` (none of which is a file) only in
     its Unicode form or in case, when exactly one such file is in that candidate's folder (the first
     candidate that has any): an archive unzipped from macOS stores 'café.jpg' decomposed (NFD) where the
@@ -327,13 +328,15 @@ def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
     too. Used with a warning naming both; None when none is there; Skip ``ambiguous_image`` naming them
     when several are (``a.JPG`` and ``a.jpg`` both beside it: which one is meant is unknown).
     ``listings``: {folder: {folded name: [names]}}, filled as folders are read, one per conversion,
-    so that many images not found (the images elsewhere, --images not given) read each folder once."""
+    so that many images not found (the images elsewhere, --images not given) read each folder once.
+    ``case`` False: the Unicode form only (``unicode_form_match``)."""
     for candidate in candidates:
         candidate = Path(candidate)
         folder, name = candidate.parent, candidate.name
         form = other_form_names(candidate, listings)
-        near = form or sorted(folder / n for n in folder_listing(folder, listings).get(folded_name(name), ())
-                              if n != name and (folder / n).is_file())
+        near = form or ([] if not case else sorted(
+            folder / n for n in folder_listing(folder, listings).get(folded_name(name), ())
+            if n != name and (folder / n).is_file()))
         if len(near) == 1:
             if form:
                 report.warn_few("unicode_form", where, f"image {candidate} not found; using the file of "
@@ -354,6 +357,13 @@ def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
                                           f"its name only in {what} ({listing}): which one is meant is "
                                           "unknown; rename the one meant")
     return None
+
+
+def unicode_form_match(candidates: Sequence[Path], *, report: Report, where: str,
+                       listings: Optional[dict] = None) -> Optional[Path]:
+    """``case_only_match`` for the Unicode form only: the one file whose name is a candidate's stored in
+    the other Unicode form (for the converters that do not match names in another case)."""
+    return case_only_match(candidates, report=report, where=where, listings=listings, case=False)
 
 
 def _image_header(path: Path) -> tuple:
