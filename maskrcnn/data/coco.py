@@ -101,6 +101,7 @@ from maskrcnn.data.keypoints import (
     skeleton_edges,
 )
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
+from maskrcnn.data.unicode_names import nfc, other_form_names
 from maskrcnn.listing import short_listing
 
 # A file or category name from the JSON in a problem line: control characters escaped, quoted (a file_name
@@ -733,7 +734,8 @@ class CocoDataset(torch.utils.data.Dataset):
         records = [dict(img, id=_as_id(img.get("id"))) if isinstance(img, dict) else img for img in images]
         # each record's file, looked up once: whether an id is given to two files is decided by the files
         # found ('img/a.png' and 'a.png' are one), not by how they are written
-        found = [self._resolve(img) for img in records]
+        self._other_form: list = []  # (name as written, file found in the other Unicode form)
+        found = [self._resolve(img, listings={}) for img in records]
         # a record whose file is not found still names one (its name as written): 'a.png' found and
         # 'b.png' missing under one id are two pictures, and the annotations drawn on b.png would go onto
         # a.png; only a record naming nothing (no name at all) stays out of the comparison
@@ -798,7 +800,7 @@ class CocoDataset(torch.utils.data.Dataset):
                     + unnameable_note(self.image_dir / written),
                 )
                 continue
-            by_tail = file_name not in (img["file_name"], img["file_name"].replace("\\", "/"))
+            by_tail = nfc(file_name) not in (nfc(img["file_name"]), nfc(img["file_name"]).replace("\\", "/"))
             # a name taken from a coco_url is the end of a path too: .../camA/f0.png and .../camB/f0.png
             loose = by_tail or bool(url_name)
             # what the record wrote, as compared (separators alike) and as shown
@@ -884,6 +886,12 @@ class CocoDataset(torch.utils.data.Dataset):
             self._notes.append(f"{self.json_path}: {len(found_by_tail)} image file names not found as "
                                f"written were found by the end of their path in {self.image_dir} "
                                f"(e.g. {written!r} -> {used!r})")
+        if self._other_form:
+            written, used = self._other_form[0]
+            self._notes.append(f"{self.json_path}: {len(self._other_form)} image file names not found as "
+                               f"written were found stored in the other Unicode form (composed / decomposed "
+                               f"accents, as an archive made on macOS holds them; e.g. {ascii(written)} -> "
+                               f"{ascii(used)})")
         from_url = [iid for iid in from_url if iid in self._images]
         if from_url:
             first = self._images[from_url[0]]["file_name"]
@@ -894,7 +902,7 @@ class CocoDataset(torch.utils.data.Dataset):
             self._notes.append(f"{self.json_path}: {sized_from_file} images without height and width "
                                f"were measured from their files")
 
-    def _resolve(self, img) -> Optional[tuple]:
+    def _resolve(self, img, *, listings: dict) -> Optional[tuple]:
         """(the file an image record names, relative to the image folder; found only by the end of its
         path or by its coco_url; what it wrote, as compared), None when it names none or the file is not
         found. Without an image folder the name as written (not looked for)."""
@@ -902,10 +910,10 @@ class CocoDataset(torch.utils.data.Dataset):
         if name is None:
             return None
         url_name = _url_file_name(img.get("coco_url")) if "file_name" not in img else None
-        hit = self._find_file(name) if self.image_dir is not None else name
+        hit = self._find_file(name, listings) if self.image_dir is not None else name
         if hit is None:
             return None
-        loose = bool(url_name) or hit not in (name, name.replace("\\", "/"))
+        loose = bool(url_name) or nfc(hit) not in (nfc(name), nfc(name).replace("\\", "/"))
         return hit, loose, ("coco_url", img["coco_url"]) if url_name else ("file_name", file_key(name))
 
     def _say_ambiguous_ids(self, ambiguous: dict, records: list) -> None:
@@ -942,9 +950,11 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"concatenated whose ids start alike (at 0 or 1), or an exporter giving every image one "
                 f"id? `maskrcnn merge-data` joins the original COCO files and renumbers their ids")
 
-    def _find_file(self, file_name) -> Optional[str]:
+    def _find_file(self, file_name, listings: dict) -> Optional[str]:
         """The path, relative to the image folder, of the file an image record names (None when not
-        found): as written, with Windows separators turned, then by the end of its path."""
+        found): as written, with Windows separators turned, then by the end of its path; then each of
+        those whose last part is the one file stored in the other Unicode form (``unicode_names``;
+        ``listings``: the folders read for it, each once)."""
         if not isinstance(file_name, str) or not file_name:
             return None
         # each path once: a name without '\\' found as written costs one look, as before
@@ -952,6 +962,12 @@ class CocoDataset(torch.utils.data.Dataset):
         for candidate in candidates:  # an absolute path that exists is used as it is
             if (self.image_dir / candidate).is_file():
                 return candidate
+        for candidate in candidates:  # never one of two or more: which is meant is unknown
+            other = other_form_names(self.image_dir / candidate, listings)
+            if len(other) == 1:
+                found = (Path(candidate).parent / other[0].name).as_posix()
+                self._other_form.append((file_name, found))
+                return found
         return None
 
     def _annotation_problem(self, ann: dict, img: dict) -> Optional[tuple]:

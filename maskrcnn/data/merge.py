@@ -1,16 +1,17 @@
 """Merge COCO instance datasets (each already validated, see ``validated.py``) into one.
 
 - Categories are matched by name as fine-tuning matches classes (``engine.init_weights.normalise_name``:
-  case, spaces, ``_`` and ``-`` ignored: 'Traffic_Light' is 'traffic light'); a name not seen before is
+  case, spaces, ``_`` and ``-`` ignored: 'Traffic_Light' is 'traffic light'; accents composed or
+  decomposed alike, as macOS writes them: NFC); a name not seen before is
   appended. The output's ids are 1..K in the order first seen (file by file, each in its own category
   order), or exactly ``classes`` when given: then a source class outside it is left out with its
   annotations, told in one line per class and counted. A category keeps the fields of its first record
   (``supercategory``, ``keypoints``, ``skeleton``); the name is the first spelling met (or the one in
-  ``classes``). Within one file too, names that differ only in what matching ignores ('Cat' and 'cat')
-  become one class, each source name folded into another spelling said in a warning ("class 'Circle'
-  joined with 'circle'"); names written exactly alike were already told apart by the validation
-  ('cat (id 1)', 'cat (id 2)': ``coco.distinct_category_names``, as training names them) and stay two
-  classes, matched under those names (another file's plain 'cat' is a third class).
+  ``classes``), composed (NFC). Within one file too, names that differ only in what matching ignores
+  ('Cat' and 'cat') become one class, each source name folded into another spelling said in a warning
+  ("class 'Circle' joined with 'circle'"); names written exactly alike were already told apart by the
+  validation ('cat (id 1)', 'cat (id 2)': ``coco.distinct_category_names``, as training names them) and
+  stay two classes, matched under those names (another file's plain 'cat' is a third class).
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
   A class whose category declares keypoints in one source but not in another is merged with them; the
@@ -36,6 +37,7 @@ import os
 from collections import Counter
 from typing import NamedTuple, Optional, Sequence
 
+from maskrcnn.data.unicode_names import nfc
 from maskrcnn.engine.init_weights import normalise_name
 from maskrcnn.listing import short_listing
 from maskrcnn.shown_text import display_name
@@ -141,14 +143,15 @@ def _categories(sources: Sequence[MergeSource], classes: Optional[Sequence[str]]
     folded = []
     if classes is not None:
         for name in classes:
-            records[normalise_name(name)] = {"name": name}
+            records[normalise_name(name)] = {"name": nfc(name)}
     for src in sources:
         for cat in src.categories:
             key = normalise_name(cat["name"])
             if classes is not None and key not in records:
                 continue
-            record = records.setdefault(key, {"name": cat["name"]})
-            if cat["name"] != record["name"]:
+            # composed (NFC): 'crème' with a combining accent (from a macOS folder name) is 'crème'
+            record = records.setdefault(key, {"name": nfc(cat["name"])})
+            if nfc(cat["name"]) != record["name"]:
                 folded.append(f"{src.name}: class {cat['name']!r} joined with {record['name']!r} (names "
                               f"matched ignoring case, spaces, '_' and '-')")
             for field, value in cat.items():

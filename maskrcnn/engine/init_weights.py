@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Optional, Sequence
 
 import torch
@@ -82,8 +83,10 @@ def _part(key: str) -> str:
 
 
 def normalise_name(name) -> str:
-    """'Traffic_Light', 'traffic-light ' -> 'traffic light'."""
-    return " ".join(w for w in re.split(r"[\s_\-]+", str(name).strip().lower()) if w)
+    """'Traffic_Light', 'traffic-light ' -> 'traffic light'; composed (NFC): 'crème' with a combining
+    accent (a name from a macOS folder) is 'crème'."""
+    words = re.split(r"[\s_\-]+", unicodedata.normalize("NFC", str(name)).strip().lower())
+    return unicodedata.normalize("NFC", " ".join(w for w in words if w))
 
 
 def _same(a, b) -> bool:

@@ -29,11 +29,13 @@ import pycocotools.mask as mask_utils
 from maskrcnn.data import images
 from maskrcnn.data.json_values import read_json_file
 from maskrcnn.data.mask_codec import annotation_to_mask, segmentation_problem
+from maskrcnn.data.unicode_names import folded_name, folder_listing, nfc, other_form_names
 from maskrcnn.io_utils import atomic_write_json
 
 __all__ = ["CocoBuilder", "MaskPatch", "Report", "Skip", "annotated_size", "case_only_match", "given_size",
            "image_size", "json_files", "parse_xml", "read_json", "recorded_folder_unusable", "resized_scale",
-           "stored_pixels_told", "stripped_label", "warn_label_case", "usable_recorded_folder", "write_json"]
+           "stored_pixels_told", "stripped_label", "unicode_form_match", "warn_label_case",
+           "usable_recorded_folder", "write_json"]
 
 _MAX_PRINTED = 50  # problems printed one by one; the rest are counted (and kept in Report.messages)
 # warnings of one kind printed one by one (``Report.warn_few``); past them one summary line: a whole
@@ -292,7 +294,13 @@ def resized_scale(report: Report, where: str, given: Optional[tuple], shown: tup
 def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
     """One warning naming the labels met that differ only in case ("Cat" and "cat"): each becomes a class
     of its own, which is almost always a typo (``merge-data`` joins such names, and fine-tuning matches
-    class names ignoring case). Not with a fixed list of classes (``--classes`` says which there are)."""
+    class names ignoring case). Not with a fixed list of classes (``--classes`` says which there are).
+    First a warning naming the labels written with decomposed accents, read composed (``check_label``)."""
+    if builder.recomposed:  # said with or without --classes: the written names are not the file's
+        listing = ", ".join(f"{ascii(n)} read as {nfc(n)!r}" for n in sorted(builder.recomposed)[:5])
+        more = f" and {len(builder.recomposed) - 5} more" if len(builder.recomposed) > 5 else ""
+        report.warn(where, f"labels written with decomposed accents (NFD, as macOS writes names) are read "
+                           f"composed (NFC), so that both forms of a name are one class: {listing}{more}")
     if builder.fixed is not None:
         return
     counts = Counter(a["_label"] for a in builder.annotations)
@@ -310,38 +318,52 @@ def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
 
 
 def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
-                    listings: Optional[dict] = None) -> Optional[Path]:
+                    listings: Optional[dict] = None, case: bool = True) -> Optional[Path]:
     """The image file whose name differs from one of ``candidates`` (none of which is a file) only in
-    case, when exactly one such file is in that candidate's folder (the first candidate that has any):
-    annotations made on Windows or macOS, whose file systems ignore case, name ``IMG_1.JPG`` for the file
-    ``IMG_1.jpg``. Used with a warning naming both; None when none is there; Skip ``ambiguous_image``
-    naming them when several are (``a.JPG`` and ``a.jpg`` both beside it: which one is meant is unknown).
-    ``listings``: {folder: {lower-case name: [names]}}, filled as folders are read, one per conversion,
-    so that many images not found (the images elsewhere, --images not given) read each folder once."""
-    listings = {} if listings is None else listings
+    its Unicode form or in case, when exactly one such file is in that candidate's folder (the first
+    candidate that has any): an archive unzipped from macOS stores 'café.jpg' decomposed (NFD) where the
+    annotations wrote it composed (NFC), or the reverse (``data.unicode_names``); annotations made on
+    Windows or macOS, whose file systems ignore case, name ``IMG_1.JPG`` for the file ``IMG_1.jpg``. A
+    name in another Unicode form is looked for first (it is the same name), then one differing in case
+    too. Used with a warning naming both; None when none is there; Skip ``ambiguous_image`` naming them
+    when several are (``a.JPG`` and ``a.jpg`` both beside it: which one is meant is unknown).
+    ``listings``: {folder: {folded name: [names]}}, filled as folders are read, one per conversion,
+    so that many images not found (the images elsewhere, --images not given) read each folder once.
+    ``case`` False: the Unicode form only (``unicode_form_match``)."""
     for candidate in candidates:
-        folder, name = Path(candidate).parent, Path(candidate).name
-        if folder not in listings:
-            listings[folder] = {}
-            try:
-                for entry in os.scandir(folder):
-                    listings[folder].setdefault(entry.name.lower(), []).append(entry.name)
-            except OSError:  # no such folder, or not readable
-                pass
-        near = sorted(folder / n for n in listings[folder].get(name.lower(), ())
-                      if n != name and (folder / n).is_file())
+        candidate = Path(candidate)
+        folder, name = candidate.parent, candidate.name
+        form = other_form_names(candidate, listings)
+        near = form or ([] if not case else sorted(
+            folder / n for n in folder_listing(folder, listings).get(folded_name(name), ())
+            if n != name and (folder / n).is_file()))
         if len(near) == 1:
-            report.warn_few("case_only", where, f"image {candidate} not found; using {near[0].name}, which "
-                            "differs from it only in case (the name was written on a file system that "
-                            "ignores case)", what="images found under a name that differs from the one "
-                            "written only in case of its last part (written on a file system that ignores "
-                            "case)")
+            if form:
+                report.warn_few("unicode_form", where, f"image {candidate} not found; using the file of "
+                                f"that name stored in another Unicode form (composed / decomposed accents: "
+                                f"an archive made on macOS)", what="images found under their name in "
+                                "another Unicode form (composed / decomposed accents)")
+            else:
+                report.warn_few("case_only", where, f"image {candidate} not found; using {near[0].name}, "
+                                "which differs from it only in case (the name was written on a file system "
+                                "that ignores case)", what="images found under a name that differs from the "
+                                "one written only in case of its last part (written on a file system that "
+                                "ignores case)")
             return near[0]
         if near:
+            what, shown = ("its Unicode form", ascii) if form else ("case", str)  # ascii: forms told apart
+            listing = ", ".join(shown(p.name) for p in near)
             raise Skip("ambiguous_image", f"image {candidate} not found, and {len(near)} files differ from "
-                                          f"its name only in case ({', '.join(p.name for p in near)}): "
-                                          "which one is meant is unknown; rename the one meant")
+                                          f"its name only in {what} ({listing}): which one is meant is "
+                                          "unknown; rename the one meant")
     return None
+
+
+def unicode_form_match(candidates: Sequence[Path], *, report: Report, where: str,
+                       listings: Optional[dict] = None) -> Optional[Path]:
+    """``case_only_match`` for the Unicode form only: the one file whose name is a candidate's stored in
+    the other Unicode form (for the converters that do not match names in another case)."""
+    return case_only_match(candidates, report=report, where=where, listings=listings, case=False)
 
 
 def _image_header(path: Path) -> tuple:
@@ -421,13 +443,16 @@ class CocoBuilder:
 
     def __init__(self, *, root: Path, categories: Optional[Sequence[tuple]] = None, description: str = ""):
         self.root = Path(root)
-        self.fixed = None if categories is None else {name: int(cid) for cid, name in categories}
+        # labels and class names composed (NFC): 'crème' typed on one machine and read from a macOS
+        # folder name on another is one class (``data.unicode_names``)
+        self.fixed = None if categories is None else {nfc(name): int(cid) for cid, name in categories}
         self.description = description
         self.images: list = []
         self.annotations: list = []
         self._sizes: dict = {}  # image id -> (H, W)
         self._sources: dict = {}  # file_name -> the annotation file it came from
         self._declared: set = set()  # labels the export lists, with or without instances
+        self.recomposed: set = set()  # labels as written, not composed (NFC)
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, '/'-separated (``..`` when outside it)."""
@@ -460,11 +485,15 @@ class CocoBuilder:
     def declare(self, labels: Iterable[str]) -> None:
         """Labels the export lists as its classes: categories even without instances (not used with a
         fixed list of categories, which says exactly which there are)."""
-        self._declared.update(name for name in labels if isinstance(name, str) and name.strip())
+        self._declared.update(nfc(name) for name in labels if isinstance(name, str) and name.strip())
 
     def check_label(self, label) -> str:
+        """``label`` composed (NFC), the class it names; Skip when it is none or not a fixed class."""
         if not isinstance(label, str) or not label.strip():
             raise Skip("missing_label", f"label {label!r} is not a non-empty string")
+        if nfc(label) != label:
+            self.recomposed.add(label)
+            label = nfc(label)
         if self.fixed is not None and label not in self.fixed:
             raise Skip("unknown_label", f"label {label!r} is not one of the classes {sorted(self.fixed)}")
         return label
@@ -484,7 +513,7 @@ class CocoBuilder:
 
     def add_polygons(self, image_id: int, label: str, polygons: Sequence[list], *, iscrowd: bool = False):
         """An instance given as COCO polygons (each [x1, y1, ..., at least 3 points], inside the image)."""
-        self.check_label(label)
+        label = self.check_label(label)
         height, width = self._sizes[image_id]
         problem = segmentation_problem([list(p) for p in polygons], height, width)
         if problem:  # checked before pycocotools' C code sees it (see data/mask_codec.py)
@@ -497,7 +526,7 @@ class CocoBuilder:
         """A box-only instance (a detection dataset's box, no mask): ``box`` (x1, y1, x2, y2) clipped to
         the image, written with ``segmentation`` [] (what the COCO loader trains as a box, leaving it
         out of the mask loss) and its area w * h."""
-        self.check_label(label)
+        label = self.check_label(label)
         height, width = self._sizes[image_id]
         x1, x2 = (min(max(float(v), 0.0), float(width)) for v in sorted(box[0::2]))
         y1, y2 = (min(max(float(v), 0.0), float(height)) for v in sorted(box[1::2]))
@@ -511,7 +540,7 @@ class CocoBuilder:
 
     def add_mask(self, image_id: int, label: str, mask: np.ndarray, *, iscrowd: bool = False):
         """An instance given as an (H, W) boolean mask, written as compressed RLE."""
-        self.check_label(label)
+        label = self.check_label(label)
         if tuple(mask.shape) != self._sizes[image_id]:
             raise Skip("bad_mask", f"mask is {mask.shape}, the image {self._sizes[image_id]}")
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))

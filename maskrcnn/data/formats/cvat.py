@@ -75,6 +75,7 @@ from maskrcnn.data.formats.common import (
     resized_scale,
     stored_pixels_told,
     stripped_label,
+    unicode_form_match,
     usable_recorded_folder,
 )
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
@@ -244,9 +245,11 @@ def _is_crowd(el: ET.Element) -> bool:
                for a in el.findall("attribute"))
 
 
-def _image_path(roots: Sequence[Path], el: ET.Element) -> Path:
+def _image_path(roots: Sequence[Path], el: ET.Element, *, report: Report, where: str,
+                listings: Optional[dict] = None) -> Path:
     """The file an ``<image>`` names, looked for under each of ``roots`` in turn (see the module
-    docstring for where)."""
+    docstring for where); then the one file of such a name stored in another Unicode form (an archive
+    unzipped from macOS), with a warning."""
     name = (el.get("name") or "").replace("\\", "/")
     if not name.strip():
         raise Skip("bad_image", "<image> has no 'name' attribute")
@@ -258,7 +261,10 @@ def _image_path(roots: Sequence[Path], el: ET.Element) -> Path:
     for root in roots:
         folders = ([root / "images" / subset] if subset else []) + [root / "images", root]
         candidates += [folder / n for n in names for folder in folders]
-    return next((c for c in candidates if c.is_file()), roots[0] / name)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        found = unicode_form_match(candidates, report=report, where=where, listings=listings)
+    return found if found is not None else roots[0] / name
 
 
 def recorded_images_folder(xml_path: Path) -> tuple:
@@ -289,13 +295,13 @@ def _check_size(report: Report, where: str, el: ET.Element, height: int, width: 
 
 
 def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBuilder,
-                   report: Report, roots: Sequence[Path]) -> int:
+                   report: Report, roots: Sequence[Path], listings: Optional[dict] = None) -> int:
     """Add one ``<image>``'s instances; the number of elements nested inside its shapes that are not
     their ``<attribute>``s (ignored: a shape is drawn by its own attributes, and hand-edited or other
     tools' files nest shapes there; counted so that they are not lost unsaid)."""
     where = f"{xml_name}: image {el.get('name')!r}" if el.get("name") else f"{xml_name}: image [{index}]"
     try:
-        image_path = _image_path(roots, el)
+        image_path = _image_path(roots, el, report=report, where=where, listings=listings)
         given = given_size(el.get("height"), el.get("width"))
         (height, width), orientation = annotated_size(image_path, given)
         # a resized copy of the image drawn on: shapes scaled to it; of another shape: skipped
@@ -446,7 +452,9 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     else:
         _tell_subsets(images, report=report, where=xml_name)
     builder.declare(declared_labels(root))
-    nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots)
+    listings: dict = {}  # folders read for names stored in another Unicode form (common.unicode_form_match)
+    nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots,
+                                listings=listings)
                  for index, el in enumerate(images))
     if nested:  # once per file: one line per shape would bury the problems
         report.warn(xml_name, f"{nested} element(s) nested inside shapes ignored (a shape holds only "

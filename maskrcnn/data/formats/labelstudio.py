@@ -106,6 +106,7 @@ from maskrcnn.data.formats.common import (
 )
 from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, scale_region, to_coco_polygon
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
+from maskrcnn.data.unicode_names import nfc
 
 __all__ = ["IMAGES_FOLDER_KEY", "read_labelstudio"]
 
@@ -133,6 +134,15 @@ class _ImageFinder:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._index: Optional[dict] = None
+        self._forms: Optional[dict] = None
+
+    def _by_form(self) -> dict:
+        """{name composed (NFC): files of that name in any Unicode form}, made once when needed."""
+        if self._forms is None:
+            self._forms = defaultdict(list)
+            for name, paths in self._by_name().items():
+                self._forms[nfc(name)].extend(paths)
+        return self._forms
 
     def _by_name(self) -> dict:
         if self._index is None:
@@ -160,7 +170,7 @@ class _ImageFinder:
         best = [p for p, n in zip(found, shared) if n == max(shared)]
         return best if len(best) == 1 and max(shared) > 1 else found
 
-    def find(self, reference: str) -> Path:
+    def find(self, reference: str, *, report: Optional[Report] = None, where: str = "") -> Path:
         relative, name = _parse_reference(reference)
         relative = _inside(relative)
         source = _short(reference)
@@ -178,6 +188,16 @@ class _ImageFinder:
                 raise Skip("ambiguous_image", f"image {candidate!r} (from {source!r}) is in several folders "
                                               f"under {self.root}: {listing}")
             if found:
+                return found[0]
+        for candidate in [name] + ([match.group(1)] if match else []):
+            # stored in the other Unicode form (an archive unzipped from macOS): the one such file only
+            found = [p for p in self._by_form().get(nfc(candidate), []) if p.name != candidate]
+            if len(found) == 1:
+                if report is not None:
+                    said = "images found under their name in another Unicode form (composed / decomposed)"
+                    report.warn_few("unicode_form", where, f"image {name!r} not found; using the file of "
+                                    "that name stored in another Unicode form (composed / decomposed "
+                                    "accents: an archive made on macOS)", what=said)
                 return found[0]
         raise Skip("missing_image", f"image {name!r} (from {source!r}) not found under {self.root}")
 
@@ -662,7 +682,7 @@ def _min_task(item: dict, key: str, report: Report) -> _Task:
 
 def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Report, finder: _ImageFinder,
                   source: str) -> None:
-    image_path = finder.find(task.reference)
+    image_path = finder.find(task.reference, report=report, where=where)
     height, width = image_size(image_path)
     image_id = builder.add_image(image_path, height=height, width=width, source=source)
     judged: dict = {}  # (W, H) the results give -> ``_judge_size``'s verdict
