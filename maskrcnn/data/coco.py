@@ -96,6 +96,7 @@ from maskrcnn.data.json_values import is_whole as _is_whole
 from maskrcnn.data.keypoints import (
     KEYPOINT_MARGIN,
     clip_keypoints,
+    keypoint_names_problem,
     odd_visibility_note,
     read_visibility,
     skeleton_edges,
@@ -670,6 +671,10 @@ class CocoDataset(torch.utils.data.Dataset):
         self.class_names = ["__background__"] + names
         self.num_classes = len(self.class_names)
         with_kp = [seen[cid] for cid in ordered if seen[cid].get("keypoints")]
+        for cat in with_kp:  # every command, once: not only training's flip map refuses "", 7 or twice "head"
+            problem = keypoint_names_problem(cat["keypoints"])
+            if problem:
+                raise ValueError(f"{self.json_path}: category {_shown(cat['name'])}: {problem}")
         if self.keypoints:  # one keypoint head, one set: the other category's annotations were all skipped
             first = with_kp[0] if with_kp else None
             for other in with_kp[1:]:

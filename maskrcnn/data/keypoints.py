@@ -13,7 +13,9 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   Human3.6M's ``RHip``), ``l_``/``r_`` prefixes and ``_L``/``_R`` suffixes, a capital ``L``/``R``
   glued after a lowercase word, before an optional number (SLEAP's ``wingL``, ``forelegL4``; not the
   ``L`` of ``Lip`` or ``PCL``), or after a limb's ``F``/``H`` or a capital and a digit (DeepLabCut's
-  ``pawFL``, ``HR_paw``, a fly's ``T1L``), when both names exist; every
+  ``pawFL``, ``HR_paw``, a fly's ``T1L``), or opening the name or a word before a leg's number or a
+  limb's ``F``/``H`` (a fly's ``L1``/``R1``, quadrupeds' ``LF``/``RH``; no side alone: a vertebra's
+  ``L1``), a lowercase ``l``/``r`` glued to a capitalised word (``lEye``), when both names exist; every
   other name maps to itself; the case-sensitive spellings (camelCase, glued ``L``/``R``) pair by exact
   name only (``Rear`` is no right ``ear``); so does a side word glued to a lowercase word, by exact
   spelling too (``leftshoulder``/``rightshoulder``, ``SHOULDERLEFT``/``SHOULDERRIGHT``; at the end after
@@ -29,11 +31,14 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   stores them there in the run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and
   export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
   training warns about while it flips images.
+- names (``keypoint_names_problem``): non-empty strings, distinct case-insensitively; every reader of a
+  file (``CocoDataset``, the evaluation's ground truth) refuses another list, naming file and category.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
   keypoint); otherwise each COCO person keypoint name (any case, words joined by ``_ - .``, a space or
-  camelCase: ``Left Eye``, ``left-eye``, ``leftEye``) gets COCO's own sigma and every other name
-  ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as precisely as
-  an average COCO joint). Without names, 17 keypoints are taken to be COCO's.
+  camelCase: ``Left Eye``, ``left-eye``, ``leftEye``; the side spellings the flip map reads, before or
+  after the part: ``LEye``, ``eyeL``, ``eye_left``, ``ShoulderLeft``) gets COCO's own sigma and every
+  other name ``DEFAULT_KEYPOINT_SIGMA`` (the mean of COCO's 17 sigmas, 0.067: a joint located about as
+  precisely as an average COCO joint). Without names, 17 keypoints are taken to be COCO's.
 - points outside the image (``clip_keypoints``): a labelled point within ``KEYPOINT_MARGIN`` (5%) of
   the image's size past the border is clipped to it, one farther out made unlabelled (v=0). Training
   (``CocoDataset``) and every evaluation's ground truth (``engine/evaluator.py``, also ``eval
@@ -64,6 +69,7 @@ __all__ = [
     "flip_pairs",
     "flip_pairs_line",
     "keypoint_flip_map",
+    "keypoint_names_problem",
     "keypoint_sigmas",
     "odd_visibility_note",
     "pairs_nothing",
@@ -98,8 +104,9 @@ _SIDE = re.compile(r"(?i)(?<![a-z0-9])(left|right)(?![a-z0-9])")
 # TensorFlow.js pose models name keypoints (leftShoulder, LeftEye, handRight); a pair only when both exist
 _SIDE_LETTER = re.compile(r"(?i)(?<![a-z0-9])([lr])(?![a-z0-9])")
 _SIDE_CAMEL = re.compile(r"(?<![A-Za-z])(left|right|Left|Right)(?=[A-Z])|(?<=[a-z0-9])(Left|Right)(?![a-z])")
-# OpenPose / Human3.6M: the side letter glued to a capitalised word (LEye, RShoulder, LHip)
-_SIDE_GLUED = re.compile(r"^([LR])(?=[A-Z][a-z])")
+# OpenPose / Human3.6M: the side letter glued to a capitalised word (LEye, RShoulder, LHip), also as a
+# lowercase prefix (lEye, rShoulder); a lowercase letter before a lowercase one is a word (leg, rump)
+_SIDE_GLUED = re.compile(r"^([LRlr])(?=[A-Z][a-z])")
 # SLEAP / DeepLabCut: a capital side letter glued after a lowercase word, before an optional number and
 # the end or a separator (wingL, eyeR, forelegL4, legR1_tip); a capital after capitals is no side (the
 # knee's PCL), nor a lowercase or leading one (Lip, tail)
@@ -109,6 +116,10 @@ _SIDE_SUFFIX = re.compile(r"(?<=[a-z])([LR])(?=\d*(?:[_\-. ]|$))")
 # capital after other capitals stays no side (the knee's ACL / PCL)
 _SIDE_LIMB = re.compile(r"(?:(?<=^[FH])|(?<=[a-z_\-. ][FH])|(?<=^[A-Z]\d)|(?<=[_\-. ][A-Z]\d))([LR])"
                         r"(?=\d*(?:[_\-. ]|$))")
+# DeepLabCut / SLEAP flies and quadrupeds: the side letter opening the name or a word, before a leg's
+# number or a limb's F(ront) / H(ind) (L1, R3_tip, LF, RH, paw_LF): the mirror of T1L and pawFL. A side
+# only when the mirrored name exists, and no warning alone: a lone L1 is a lumbar vertebra
+_SIDE_NUMBERED = re.compile(r"(?:^|(?<=[_\-. ]))([LR])(?=(?:\d+|[FH]\d*)(?:[_\-. ]|$))")
 # the side word glued to a lowercase one (leftshoulder, RIGHTHAND, shoulderleft): a side only when the
 # partner exists spelt the same way, case included (leftover and RIGHTOVER are none); at the end, after
 # three letters at least (bright, upright are no sides)
@@ -140,13 +151,39 @@ def _other_spellings(name: str) -> tuple:
     it is looked up by its exact spelling: ``L_Eye`` -> ``R_Eye`` (any case: ``l_eye`` is a side too),
     ``leftShoulder`` -> ``rightShoulder``, ``LEye`` -> ``REye`` and ``wingL`` -> ``wingR`` (exact: these
     are sides only by their capitals; ``Rear`` is no right ``ear``)."""
-    table = {"l": "r", "r": "l", "L": "R", "R": "L"}
+    table = {"l": "r", "r": "l", "L": "R", "R": "L"}  # lEye -> rEye keeps the lowercase
     return ((_SIDE_LETTER.sub(lambda m: table[m.group(1)], name), False),
             (_SIDE_CAMEL.sub(_swap, name), True),
             (_SIDE_GLUED.sub(lambda m: table[m.group(1)], name), True),
             (_SIDE_SUFFIX.sub(lambda m: table[m.group(1)], name, count=1), True),
             (_SIDE_LIMB.sub(lambda m: table[m.group(1)], name, count=1), True),
+            (_SIDE_NUMBERED.sub(lambda m: table[m.group(1)], name, count=1), True),
             (_SIDE_GLUED_WORD.sub(_swap, name, count=1), True))  # one side: rightleft is no leftright
+
+
+def keypoint_names_problem(names) -> Optional[str]:
+    """Why a category's ``keypoints`` field names no keypoint set, None when it does: a list of
+    non-empty strings, distinct case-insensitively (as the flip map and the sigma lookup tell them
+    apart). Every command reads a file's names through this (``CocoDataset``), so a bad list stops
+    show-data and eval as it stops training, not only at training's flip map."""
+    if not isinstance(names, list):
+        return f"'keypoints' must be a list of keypoint names, got {type(names).__name__}"
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        shown = ", ".join(display_name(n) if isinstance(n, str) else repr(n) for n in bad[:3])
+        return (f"keypoint names must be non-empty strings (write numbers as \"7\"), got {shown}"
+                f"{', ...' if len(bad) > 3 else ''}")
+    first, repeated = {}, []
+    for n in names:
+        key = n.lower()
+        if key in first and first[key] not in repeated:
+            repeated.append(first[key])
+        first.setdefault(key, n)
+    if repeated:
+        shown = ", ".join(display_name(n) for n in repeated[:3]) + (", ..." if len(repeated) > 3 else "")
+        verb = "appears" if len(repeated) == 1 else "appear"
+        return f"keypoint names must be distinct (case-insensitively): {shown} {verb} more than once"
+    return None
 
 
 def unpaired_sided_names(names: Sequence[str], flip_map: Sequence[int]) -> list:
@@ -313,19 +350,27 @@ def keypoint_sigmas(names: Optional[Sequence[str]], num_keypoints: int,
 def _coco_spelling(name) -> str:
     """A keypoint name as COCO spells its names, for the sigma lookup: lowercase, words joined by ``_``
     (``Left Eye``, ``left-eye``, ``left.eye``, ``leftEye`` -> ``left_eye``), the spellings the flip map
-    reads as the same side word; the side letters it pairs by too, OpenPose's ``LEye``, ``l_eye``,
-    ``L_Eye``, ``eyeR``, ``eye_r`` -> ``left_eye`` / ``right_eye``."""
+    reads as the same side word; the side letters it pairs by too, OpenPose's ``LEye``, ``lEye``,
+    ``l_eye``, ``L_Eye``, ``eyeR``, ``eye_r`` -> ``left_eye`` / ``right_eye``; the side word glued
+    (``lefthip``, ``hipleft``) or after the part (``eye_left``, Kinect's ``ShoulderLeft``,
+    ``SHOULDER_LEFT`` -> ``left_eye`` / ``left_shoulder``), as the flip map pairs those."""
     name = str(name).strip()
     side = {"l": "left", "r": "right"}
     glued = _SIDE_GLUED.match(name) or re.match(r"(?i)^([lr])(?=[\s_.\-])", name)
-    if glued:  # LEye, l_eye: the letter opens the name
+    if glued:  # LEye, lEye, l_eye: the letter opens the name
         name = side[glued.group(1).lower()] + "_" + name[1:]
     else:
         tail = re.search(r"(?:(?<=[a-z])([LR])|(?<=[a-z0-9])[\s_.\-]+([LRlr]))$", name)
         if tail:  # eyeL, eye_r: the letter ends it
             name = side[(tail.group(1) or tail.group(2)).lower()] + "_" + name[:tail.start()]
+    word = _SIDE_GLUED_WORD.search(name)
+    if word:  # lefthip, SHOULDERLEFT: the side word glued to the part, a word of its own here
+        name = name[:word.start()] + "_" + word.group(0) + "_" + name[word.end():]
     name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"[\s_.\-]+", "_", name).lower()
+    words = [w for w in re.split(r"[\s_.\-]+", name.lower()) if w]
+    if len(words) > 1 and words[-1] in ("left", "right") and words[0] not in ("left", "right"):
+        words = words[-1:] + words[:-1]  # eye_left: COCO puts the side first
+    return "_".join(words)
 
 
 def skeleton_edges(skeleton: Sequence, num_keypoints: int, *, source: str = "skeleton") -> tuple:

@@ -45,7 +45,13 @@ from maskrcnn.data.coco_exports import warn_tool_exports
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.crowd import as_objects, cvat_crowd_note
 from maskrcnn.data.json_values import is_finite_number
-from maskrcnn.data.keypoints import KEYPOINT_MARGIN, clip_keypoints, odd_visibility_note, read_visibility
+from maskrcnn.data.keypoints import (
+    KEYPOINT_MARGIN,
+    clip_keypoints,
+    keypoint_names_problem,
+    odd_visibility_note,
+    read_visibility,
+)
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
 from maskrcnn.data.mask_codec import annotation_to_mask, is_empty_segmentation, segmentation_problem
 from maskrcnn.engine.best_model import METRICS
@@ -243,6 +249,9 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             problems.append(f"category id {cat['id']!r} appears twice")
         else:
             names = cat.get("keypoints")
+            named = names and keypoint_names_problem(names)  # as CocoDataset reads them, eval --results too
+            if named:
+                problems.append(f"category {cat['id']!r}: {named}")
             cat_ids[cat["id"]] = names if isinstance(names, list) and names else None
     anns = data.get("annotations", [])
     if crowd_as_objects:  # data.crowd_as_objects (data/crowd.py): CVAT's brush masks are objects
