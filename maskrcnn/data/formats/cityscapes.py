@@ -22,7 +22,8 @@ leaves them out.
 Refused, by name: a missing ``gtFine/<split>`` (one line up front, not one per image, with a hint for a
 root one level too deep, zips unpacked into folders of their own, gtCoarse alone, the test split); the test
 split (its gtFine holds no object: Cityscapes publishes no test labels); an instanceIds PNG
-that is 8-bit (no id >= 1000 fits: every object would be a crowd region), of another size than the image,
+that is 8-bit (no id >= 1000 fits: every object would be a crowd region), holding ids no Cityscapes file
+holds (the blends of a resize with interpolation, ``_check_plausible``), of another size than the image,
 unreadable or over the pixel limit (``images.open_image``, the converters' one open): the polygons are
 drawn instead, with a warning, or without them the image is skipped. An instanceIds PNG or polygons of
 another size than the image read follow the rule of every converter (``common.resized_scale``): a
