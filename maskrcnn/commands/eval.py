@@ -541,7 +541,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cityscapes:  # ROOT/gtFine/<split>: a wrong ROOT failed only after the whole evaluation
         from maskrcnn.engine.cityscapes_eval import check_root
 
-        check_root(args.cityscapes, raw, given=f"--cityscapes {args.cityscapes}: ")
+        # every image's gtFine unless --max-images evaluates only some (the scoring names a missing one)
+        check_root(args.cityscapes, raw, given=f"--cityscapes {args.cityscapes}: ",
+                   every_image=not getattr(args, "max_images", None))
     if args.results:
         from maskrcnn.engine.results_file import read_category_map
 

@@ -38,30 +38,55 @@ import numpy as np
 from maskrcnn.data.formats.common import same_shape  # convert-data's resize rule: one, shared
 
 __all__ = ["check_root", "evaluate_cityscapes", "ground_truth_path", "ground_truth_size", "label_ids_for",
-           "write_predictions"]
+           "scored_categories", "write_predictions"]
 
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 INSTALL_HINT = ("the Cityscapes evaluation needs the cityscapesscripts package: "
                 "pip install 'maskrcnn[cityscapes]'")
 
 
-def label_ids_for(categories: Iterable[dict]) -> dict:
-    """COCO categories -> {category id: Cityscapes label id}, by name (``convert-data --from cityscapes``
-    uses the label ids as category ids; any other numbering works as long as the names are Cityscapes')."""
+# instance classes (hasInstances in labels.py) that the benchmark does not score (ignoreInEval): a JSON that
+# kept them (convert-data leaves them out, a user's own conversion may not) is scored on the others
+_UNSCORED = frozenset({"caravan", "trailer"})
+_BACKGROUND = frozenset({"__background__", "background"})  # torchvision-style class 0: no objects
+
+
+def scored_categories(categories: Iterable[dict]) -> tuple:
+    """COCO categories -> ({category id: Cityscapes label id} of the 8 classes the benchmark scores, the
+    names of those it does not score: caravan, trailer), by name (``convert-data --from cityscapes`` uses
+    the label ids as category ids; any other numbering works as long as the names are Cityscapes').
+    A background category is ignored; ValueError names any other."""
     from maskrcnn.data.formats.cityscapes import CATEGORIES
 
     by_name = {name: label_id for label_id, name in CATEGORIES}
-    out, unknown = {}, []
+    out, unscored, unknown = {}, [], []
     for cat in categories:
         name = str(cat.get("name", "")).strip().lower()
         if name in by_name:
             out[int(cat["id"])] = by_name[name]
-        else:
+        elif name in _UNSCORED:
+            unscored.append(cat.get("name"))
+        elif name not in _BACKGROUND:
             unknown.append(cat.get("name"))
+    evaluated = ", ".join(n for _, n in CATEGORIES)
     if unknown:
-        raise ValueError(f"categories {unknown} are not Cityscapes instance classes "
-                         f"({', '.join(n for _, n in CATEGORIES)}); --cityscapes evaluates those only")
-    return out
+        raise ValueError(f"categories {unknown} are not Cityscapes instance classes ({evaluated}, which the "
+                         f"benchmark scores; caravan and trailer, which it does not); --cityscapes "
+                         f"evaluates the Cityscapes classes only")
+    if not out:
+        raise ValueError(f"no category is one the Cityscapes benchmark scores ({evaluated})"
+                         + (f"; {unscored} are not scored by it" if unscored else ""))
+    return out, unscored
+
+
+def label_ids_for(categories: Iterable[dict]) -> dict:
+    """COCO categories -> {category id: Cityscapes label id} of the scored classes (``scored_categories``)."""
+    return scored_categories(categories)[0]
+
+
+def _unscored_note(unscored: list) -> str:
+    return (f"categories {unscored} are Cityscapes instance classes the benchmark does not score "
+            f"(ignoreInEval): left out of the Cityscapes AP (the COCO AP keeps them)")
 
 
 def ground_truth_path(root: Path, file_name: str) -> tuple:
@@ -118,12 +143,31 @@ def _other_sizes(root: Path, images: Iterable[dict]) -> tuple:
     return resized, other
 
 
-def check_root(root, ground_truth: dict, *, given: str = "") -> None:
+def _missing_ground_truth(root: Path, images: list, *, given: str) -> None:
+    """FileNotFoundError naming how many ``images`` have neither gtFine file, and the first ones (the
+    scoring found the first of them only after the whole inference)."""
+    missing = []
+    for img in images:
+        _, ids_png, polygons = ground_truth_path(root, str(img.get("file_name", "")))
+        if not ids_png.is_file() and not polygons.is_file():
+            missing.append(ids_png)
+    if missing:
+        shown = ", ".join(p.name for p in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise FileNotFoundError(
+            f"{given}{len(missing)} of the {len(images)} image(s) have no gtFine ground truth (neither "
+            f"*_gtFine_instanceIds.png nor *_gtFine_polygons.json), e.g. {shown} (the first in "
+            f"{missing[0].parent}): --cityscapes needs the gtFine annotations of every evaluated image; "
+            f"evaluate a --json of the images whose gtFine is there")
+
+
+def check_root(root, ground_truth: dict, *, given: str = "", every_image: bool = True) -> None:
     """FileNotFoundError unless ``root/gtFine/<split>`` holds a folder for every split the Cityscapes-named
     images of ``ground_truth`` come from (before the inference: a ROOT given one level too deep, ``gtFine``
     itself, failed only after it, one missing file at a time). ValueError, as the scoring would raise it
     after the inference, for a category that is not a Cityscapes class or an image not named as Cityscapes
-    names its images. ``given``: the message's start."""
+    names its images. FileNotFoundError naming the images without gtFine files (all the images of the
+    JSON, unless ``every_image`` is False: ``--max-images`` evaluates only some). ``given``: the message's
+    start."""
     from maskrcnn.data.formats.cityscapes import check_split_folder
 
     try:
@@ -135,6 +179,8 @@ def check_root(root, ground_truth: dict, *, given: str = "") -> None:
         raise ValueError(f"{given}{e}") from None
     for split in sorted(splits):
         check_split_folder(root, "gtFine", split, given=given)
+    if every_image:  # a missing one failed in the scoring, after the whole inference
+        _missing_ground_truth(Path(root), ground_truth.get("images", []), given=given)
     # The scorer compares each mask with the ground truth pixel for pixel: an image of another shape than
     # its gtFine failed in its assignGt2Preds after the whole inference (a resized copy has its masks
     # resized to the ground truth's size when they are written)
@@ -149,12 +195,13 @@ def check_root(root, ground_truth: dict, *, given: str = "") -> None:
 
 
 def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: dict,
-                      sizes: Optional[dict] = None) -> dict:
+                      sizes: Optional[dict] = None, left_out: Iterable = ()) -> dict:
     """Write the benchmark's prediction files for ``images`` ({image id: stem}) into ``out_dir``; return
     {image id: path of its txt} (an image without detections gets an empty one: the script needs it).
     ``sizes``: {image id: (H, W) of its ground truth}; a mask of another size (a resized copy of the
     image was evaluated) is resized to it (nearest), as the benchmark reads masks at the ground truth's
-    size; ValueError for a mask of another shape."""
+    size; ValueError for a mask of another shape. ``left_out``: category ids whose results are not
+    written (classes the benchmark does not score)."""
     import pycocotools.mask as mask_utils
     from PIL import Image
 
@@ -164,9 +211,10 @@ def write_predictions(results: list, images: dict, out_dir: Path, *, label_ids: 
     out_dir = Path(out_dir)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     lines: dict = {image_id: [] for image_id in images}
+    left_out = set(left_out)
     for r in results:
         image_id = r["image_id"]
-        if image_id not in images:
+        if image_id not in images or r["category_id"] in left_out:
             continue
         if r["category_id"] not in label_ids:
             raise ValueError(f"result for image {image_id} has category_id {r['category_id']}, which is not "
@@ -209,7 +257,10 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
     # writes it) named nothing and every image failed after the whole inference
     root = Path(root).resolve()
     wanted = None if image_ids is None else set(image_ids)
-    label_ids = label_ids_for(ground_truth.get("categories", []))
+    label_ids, unscored = scored_categories(ground_truth.get("categories", []))
+    if unscored:
+        warnings.warn(_unscored_note(unscored), stacklevel=2)
+    left_out = {int(c["id"]) for c in ground_truth.get("categories", []) if int(c["id"]) not in label_ids}
     stems, gts, sizes, evaluated = {}, [], {}, []
     for img in ground_truth["images"]:
         if wanted is not None and img["id"] not in wanted:
@@ -238,7 +289,8 @@ def evaluate_cityscapes(results: list, ground_truth: dict, root, *, image_ids: O
     with tempfile.TemporaryDirectory(prefix="cityscapes_eval_") as work:
         work = Path(work)
         pred_dir = Path(predictions_dir).resolve() if predictions_dir else work / "predictions"
-        txts = write_predictions(results, stems, pred_dir, label_ids=label_ids, sizes=sizes)
+        txts = write_predictions(results, stems, pred_dir, label_ids=label_ids, sizes=sizes,
+                                 left_out=left_out)
         spec = {"work": str(work), "predictions": str(pred_dir.resolve()),
                 "pairs": [[str(txts[i].resolve()), ids, poly] for i, ids, poly in gts]}
         (work / "spec.json").write_text(json.dumps(spec))

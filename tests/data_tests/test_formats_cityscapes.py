@@ -355,3 +355,76 @@ def test_the_test_split_says_it_has_no_public_labels(tmp_path, capsys):
     assert _convert(root, tmp_path / "test.json", "--split", "test") == 1
     err = capsys.readouterr().err
     assert "gtFine/test: no such folder" in err and "test split has no public labels" in err, err
+
+
+def _scene_ids():
+    """Full-size instance ids as the official drawing makes them: road, two cars, a person, a cargroup."""
+    ids = np.full((H, W), 7, np.int64)
+    ids[2:12, 3:15] = 26000
+    ids[4:10, 15:24] = 26001  # touches the first car: a car-car boundary as well
+    ids[15:28, 20:35] = 24000
+    ids[18:26, 2:10] = 26  # cargroup: a crowd region
+    return ids
+
+
+def test_instance_ids_resized_with_interpolation_are_refused_not_read_as_phantom_instances(tmp_path, capsys):
+    """A 16-bit instanceIds PNG resized with Pillow's default (bicubic) holds blended ids at every
+    boundary (106, 13000, ...), each of which was read as one more instance, silently. Now such a PNG is
+    refused by name: the polygons are drawn instead when present, else the image is skipped. A real file
+    (and the same one resized with NEAREST) converts as before."""
+    root = tmp_path / "cs"
+    ids = _scene_ids()
+    objects = [{"label": "road", "polygon": _rect(0, 0, W - 1, H - 1)},
+               {"label": "car", "polygon": _rect(3, 2, 14, 11)},
+               {"label": "car", "polygon": _rect(15, 4, 23, 9)},
+               {"label": "person", "polygon": _rect(20, 15, 34, 27)},
+               {"label": "cargroup", "polygon": _rect(2, 18, 9, 25)}]
+    half = (W // 2, H // 2)
+    for city, resample, polygons in (("aachen", None, False), ("bonn", Image.NEAREST, False),
+                                     ("lindau", Image.BICUBIC, True), ("ulm", Image.BICUBIC, False)):
+        prefix = _image(root, "val", city, f"{city}_000000_000019")
+        _instance_ids(prefix, ids)
+        if polygons:
+            _polygons(prefix, objects)
+        if resample is not None:
+            png = prefix.with_name(prefix.name + "_gtFine_instanceIds.png")
+            Image.open(png).resize(half, resample).save(png)
+            small = root / "leftImg8bit" / "val" / city / f"{city}_000000_000019_leftImg8bit.png"
+            Image.open(small).resize(half).save(small)
+    resized = np.asarray(Image.open(root / "gtFine/val/ulm/ulm_000000_000019_gtFine_instanceIds.png"))
+    assert len(np.unique(resized)) > 10  # the blends this test is about are there
+    out = tmp_path / "val.json"
+    assert _convert(root, out, "--split", "val") == 0
+    err = capsys.readouterr().err
+    assert "ulm_000000_000019_leftImg8bit.png: ulm_000000_000019_gtFine_instanceIds.png holds" in err
+    assert "resized with interpolation? resize id images with NEAREST" in err
+    assert "lindau_000000_000019_gtFine_instanceIds.png: warning:" in err
+    assert "drawing the polygons instead" in err
+    assert "1 implausible_instance_ids" in err
+    coco = json.loads(out.read_text())
+    names = {i["id"]: i["file_name"].split("/")[2] for i in coco["images"]}
+    assert sorted(names.values()) == ["aachen", "bonn", "lindau"]
+    for city in ("aachen", "bonn", "lindau"):
+        found = sorted((a["category_id"], a["iscrowd"]) for a in coco["annotations"]
+                       if names[a["image_id"]] == city)
+        assert found == [(24, 0), (26, 0), (26, 0), (26, 1)], city
+    # the real file: each mask is exactly its id's pixels
+    aachen = next(k for k, v in names.items() if v == "aachen")
+    for a in coco["annotations"]:
+        if a["image_id"] == aachen and not a["iscrowd"]:
+            mask = mask_utils.decode(a["segmentation"]) > 0
+            assert len(np.unique(ids[mask])) == 1 and mask.sum() == (ids == ids[mask][0]).sum()
+
+
+def test_an_image_in_another_city_folder_is_skipped_saying_where_its_gtfine_is(tmp_path, capsys):
+    """An image under leftImg8bit/val/frankfurt whose gtFine is in gtFine/val/lindau was skipped ('neither
+    ... in gtFine/val/frankfurt') with an unconnected orphan note; the skip now says where it was found."""
+    root = tmp_path / "cs"
+    _image(root, "val", "frankfurt", "lindau_000003_000019")
+    _instance_ids(root / "gtFine" / "val" / "lindau" / "lindau_000003_000019", _scene_ids())
+    _instance_ids(_image(root, "val", "ulm", "ulm_000000_000019"), _scene_ids())
+    assert _convert(root, tmp_path / "val.json", "--split", "val") == 0
+    err = capsys.readouterr().err
+    assert ("lindau_000003_000019_leftImg8bit.png: neither lindau_000003_000019_gtFine_instanceIds.png nor "
+            "lindau_000003_000019_gtFine_polygons.json in ") in err
+    assert "; found in gtFine/val/lindau/ (the image's city folder is frankfurt)" in err

@@ -145,7 +145,8 @@ def test_cityscapes_eval_errors(tmp_path, capsys):
     assert "--cityscapes" in capsys.readouterr().err
     (root / "gtFine" / "val" / "lindau" / "lindau_000001_000019_gtFine_instanceIds.png").unlink()
     assert main(["eval", "--results", str(results), "--json", str(gt_json), "--cityscapes", str(root)]) == 1
-    assert "lindau_000001_000019_gtFine_instanceIds.png: no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err  # refused up front, before the results are read
+    assert "1 of the 2 image(s) have no gtFine ground truth" in err and "lindau_000001_000019_gtFine" in err
     coco["categories"][0]["name"] = "pedestrian"
     other = tmp_path / "other.json"
     other.write_text(json.dumps(coco))
@@ -382,3 +383,31 @@ def test_an_image_of_another_shape_than_its_ground_truth_is_refused_before_the_r
            f"leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png: {W}x{H // 3}" in err, err
     assert f"frankfurt_000000_000294_gtFine_polygons.json: {W}x{H}" in err, err
     assert "absent.json" not in err  # before the results are read
+
+
+def test_caravan_and_background_categories_are_left_out_of_the_scoring_not_refused(tmp_path, capsys):
+    """A JSON that kept caravan (an instance class the benchmark does not score) was refused as 'not a
+    Cityscapes instance class', and a torchvision-style '__background__' category too. Now caravan's
+    results are left out of the Cityscapes scoring with a note, the background ignored: the others score
+    as before (100 for the ground truth as predictions)."""
+    root = tmp_path / "cityscapes"
+    gt_json = tmp_path / "val.json"
+    coco = _converted_tree(root, gt_json)
+    results = _as_results(coco)
+    coco["categories"] += [{"id": 29, "name": "caravan"}, {"id": 0, "name": "__background__"}]
+    gt_json.write_text(json.dumps(coco))
+    results.append(dict(results[0], category_id=29))  # a caravan prediction: not written, not scored
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(results))
+    out = tmp_path / "eval"
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"categories \['caravan'\] are Cityscapes instance classes the "
+                                         r"benchmark does not score") as caught:
+        assert main(["eval", "--results", str(res), "--json", str(gt_json), "--cityscapes", str(root),
+                     "--output", str(out)]) == 0
+    assert not any("__background__" in str(w.message) for w in caught)
+    cs = json.loads((out / "metrics.json").read_text())["cityscapes"]
+    assert cs["AP"] == pytest.approx(100.0)
+    written = [line.split()[1] for txt in (out / "cityscapes_predictions").glob("*.txt")
+               for line in txt.read_text().splitlines()]
+    assert len(written) == len(results) - 1 and "29" not in written

@@ -64,9 +64,18 @@ def test_a_root_without_gtfine_of_the_split_is_refused_before_the_results_are_re
     assert "(splits in gtFine: ['val'])" in err and "pass its parent" not in err, err
 
 
+def _gtfine(root):
+    import json
+
+    folder = root / "gtFine" / "val" / "lindau"
+    folder.mkdir(parents=True)
+    (folder / "lindau_000000_000019_gtFine_polygons.json").write_text(
+        json.dumps({"imgHeight": 8, "imgWidth": 8, "objects": []}))
+
+
 def test_the_right_root_passes_the_check_and_goes_on_to_the_results(tmp_path, scorer_installed, capsys):
     root = tmp_path / "cs"
-    (root / "gtFine" / "val" / "lindau").mkdir(parents=True)
+    _gtfine(root)
     code = main(["eval", "--json", str(_ground_truth(tmp_path / "cs_val.json")), "--results",
                  str(tmp_path / "absent_results.json"), "--cityscapes", str(root)])
     err = capsys.readouterr().err
@@ -98,3 +107,40 @@ def test_categories_or_image_names_not_cityscapes_are_refused_before_the_results
     assert code == 1 and "absent_results" not in err, err
     assert (f"--cityscapes {root}: image 'val_00000.png' is not named as Cityscapes names its "
             "images") in err, err
+
+
+def test_an_image_without_its_gtfine_is_refused_before_the_results_are_read(tmp_path, scorer_installed,
+                                                                            capsys):
+    """Only the split folder was checked: an image whose gtFine files are missing failed in the scoring,
+    after the whole inference. Now check_root names the count and the first up front."""
+    import json
+
+    root = tmp_path / "cs"
+    _gtfine(root)
+    gt = json.loads(_ground_truth(tmp_path / "cs_val.json").read_text())
+    gt["images"].append(dict(gt["images"][0], id=2,
+                             file_name="leftImg8bit/val/lindau/lindau_000001_000019_leftImg8bit.png"))
+    (tmp_path / "two.json").write_text(json.dumps(gt))
+    code = main(["eval", "--json", str(tmp_path / "two.json"), "--results", str(tmp_path / "absent.json"),
+                 "--cityscapes", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and "absent.json" not in err, err
+    assert (f"--cityscapes {root}: 1 of the 2 image(s) have no gtFine ground truth (neither "
+            "*_gtFine_instanceIds.png nor *_gtFine_polygons.json), e.g. "
+            "lindau_000001_000019_gtFine_instanceIds.png") in err, err
+
+
+def test_caravan_and_background_categories_pass_the_check(tmp_path, scorer_installed, capsys):
+    """caravan is a Cityscapes instance class (not scored by the benchmark) and '__background__' a
+    torchvision-style class 0: both were refused as 'not Cityscapes instance classes'."""
+    import json
+
+    root = tmp_path / "cs"
+    _gtfine(root)
+    gt = json.loads(_ground_truth(tmp_path / "cs_val.json").read_text())
+    gt["categories"] += [{"id": 29, "name": "caravan"}, {"id": 0, "name": "__background__"}]
+    (tmp_path / "more.json").write_text(json.dumps(gt))
+    code = main(["eval", "--json", str(tmp_path / "more.json"), "--results", str(tmp_path / "absent.json"),
+                 "--cityscapes", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and "absent.json" in err and "not Cityscapes instance classes" not in err, err

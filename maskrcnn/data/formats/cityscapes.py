@@ -22,7 +22,8 @@ leaves them out.
 Refused, by name: a missing ``gtFine/<split>`` (one line up front, not one per image, with a hint for a
 root one level too deep, zips unpacked into folders of their own, gtCoarse alone, the test split); the test
 split (its gtFine holds no object: Cityscapes publishes no test labels); an instanceIds PNG
-that is 8-bit (no id >= 1000 fits: every object would be a crowd region), of another size than the image,
+that is 8-bit (no id >= 1000 fits: every object would be a crowd region), holding ids no Cityscapes file
+holds (the blends of a resize with interpolation, ``_check_plausible``), of another size than the image,
 unreadable or over the pixel limit (``images.open_image``, the converters' one open): the polygons are
 drawn instead, with a warning, or without them the image is skipped. An instanceIds PNG or polygons of
 another size than the image read follow the rule of every converter (``common.resized_scale``): a
@@ -136,7 +137,30 @@ def _read_ids_png(path: Path) -> np.ndarray:
         raise Skip("bad_instance_ids", f"{path.name} is an 8-bit PNG (mode {mode}), which cannot hold "
                                        f"instance ids (label id * 1000 + instance); instance ids are a "
                                        f"16-bit PNG (is it a _labelIds.png under this name?)")
+    _check_plausible(ids, path.name)
     return ids
+
+
+def _check_plausible(ids: np.ndarray, name: str) -> None:
+    """Skip (``implausible_instance_ids``) for ids no Cityscapes file holds: a PNG resized with
+    interpolation (Pillow's default for 16-bit images is bicubic) blends the ids at every boundary into
+    values such as 106, 13000 or 26500 between car 26000 and truck 27000, each of which was read as one
+    more instance (a 6-object image gave 54, of classes it does not show).
+
+    A real file holds label ids (0..33) and ``class * 1000 + instance`` for the classes with instances
+    (24..33), nothing else: values 34..999, negative ones, and ones >= 1000 whose class is not 24..33 are
+    the blends' tell (any interpolated boundary between an object and the plain label ids around it
+    passes through them), and none of them can be in an unresized file, so a real one is never refused.
+    """
+    values = np.unique(ids)
+    bad = values[(values < 0) | ((values > 33) & (values < 24000)) | (values >= 34000)]
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
+        raise Skip("implausible_instance_ids",
+                   f"{name} holds {bad.size} value(s) no Cityscapes instance id can be ({shown}; ids are "
+                   f"label ids 0..33 or class * 1000 + instance for the classes 24..33): resized with "
+                   f"interpolation? resize id images with NEAREST (or an *_instanceTrainIds.png under "
+                   f"this name?)")
 
 
 def resized_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -276,12 +300,17 @@ def read_cityscapes(root: Path, *, split: str, builder: CocoBuilder, report: Rep
     if orphans:
         report.note(f"gtFine annotations (polygons or instanceIds) without their leftImg8bit image, left out "
                     f"(e.g. {'/'.join(min(orphans))})", len(orphans))
+    misplaced = {stem: city for city, stem in sorted(orphans)}  # an image in another city's folder
     for image_path in image_paths:
         prefix = root / "gtFine" / split / image_path.parent.name / image_path.name[: -len(suffix)]
         try:
             height, width = image_size(image_path)
             ids, source = _instance_ids(prefix, height, width, builder=builder, report=report)
         except Skip as e:
+            elsewhere = misplaced.get(image_path.name[: -len(suffix)])
+            if e.reason == "missing_annotation" and elsewhere:  # the orphan note alone did not connect them
+                e = Skip(e.reason, f"{e}; found in {Path('gtFine', split, elsewhere)}/ (the image's city "
+                                   f"folder is {image_path.parent.name}): move the image there")
             report.skip(builder.relative(image_path), e)
             continue
         report.note(f"images with masks from {source}")
