@@ -181,6 +181,10 @@ def run(args) -> int:
         if not parts[name]["images"]:
             warnings.warn(f"part {name!r} ({outputs[name]}, fraction {fraction:g}) is empty: none of the "
                           f"{len(coco['images'])} image(s) fell in it", stacklevel=1)
+    crowd = {p: sum(1 for a in parts[p]["annotations"] if a.get("iscrowd", 0)) for p in names}
+    if any(crowd.values()):  # the table's instances leave them out: its totals would not match the files
+        print("  crowd regions (iscrowd 1), counted apart from the instances above: "
+              + ", ".join(f"{p} {n}" for p, n in crowd.items()))
     print(f"  {skipped_line(data.skipped)}")
     print("wrote " + ", ".join(str(p) for p in outputs.values()))
     return 0

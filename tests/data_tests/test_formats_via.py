@@ -593,3 +593,33 @@ def test_via2_image_listed_twice_keeps_the_entry_of_the_file_as_it_is(tmp_path, 
     assert (f"via.json: 'a.png12345': image a.png was converted already, from via.json; its 2 region(s) left "
             f"out; its size 12345 is not the file's {size} bytes") in err
     assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[1.0, 1.0, 5.0, 5.0]]
+
+
+def test_via2_options_named_by_their_descriptions(tmp_path, capsys):
+    """VIA 2 regions hold a dropdown / radio / checkbox option's id ("1"), the annotator picked its
+    description ("cat"), and VIA's own COCO export names the category by the description: the classes were
+    "1" and "2". Now the description names the class when it is a non-empty string, else the id, said in a
+    line."""
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "a.png")
+    for kind in ("dropdown", "radio", "checkbox"):
+        species = {"type": kind, "description": "", "options": {"1": "cat", "2": " dog ", "3": ""},
+                   "default_options": {}}
+
+        values = [{o: True} if kind == "checkbox" else o for o in ("1", "2", "3")]
+        regions = [_region(_rect(1 + 10 * k, 1, 4, 3), species=v) for k, v in enumerate(values)]
+        src = tmp_path / f"{kind}.json"
+        src.write_text(json.dumps(_project(regions, {"species": species})))
+        out = tmp_path / f"o_{kind}.json"
+        assert _convert(src, out) == 0
+        assert _classes(out) == ["cat", "dog", "3"]
+        err = capsys.readouterr().err
+        assert (f"{kind}.json: class names from the descriptions of the options of attribute 'species', not "
+                "their ids (as VIA's COCO export names them): 1 -> cat, 2 -> dog; options without a "
+                "description keep their id: 3") in err
+    # options without descriptions (VIA 3 translated, or ids typed as names): the ids, and no line
+    plain = tmp_path / "plain.json"
+    regions = [_region(_rect(1, 1, 4, 3), species="cat")]
+    plain.write_text(json.dumps(_project(regions, {"species": {"type": "dropdown", "options": {"cat": ""}}})))
+    assert _convert(plain, tmp_path / "o_plain.json") == 0
+    assert _classes(tmp_path / "o_plain.json") == ["cat"]
+    assert "descriptions" not in capsys.readouterr().err

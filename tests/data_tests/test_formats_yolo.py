@@ -535,3 +535,38 @@ def test_yolo_blank_line_placeholder_does_not_clash_with_a_real_class_name(tmp_p
     assert sorted(names) == sorted(["class_0_blank", "cat", "dog", "class_0"])
     by_id = {c["id"]: c["name"] for c in coco["categories"]}
     assert sorted(by_id[a["category_id"]] for a in coco["annotations"]) == ["cat", "class_0"]
+
+
+def test_label_files_with_no_image_are_counted_and_named(tmp_path, capsys):
+    """A label file whose image was deleted, or whose image has an extension that is not read (.mpo), was
+    ignored without a word. Now one line counts and names them; a label file whose image is there but in
+    another split (a .txt list in the same folder) is not one."""
+    src = tmp_path / "ds"
+    line = _line(0, 4, 4, 20, 4, 20, 20) + "\n"
+    _image(src / "images" / "a.jpg")
+    _image(src / "images" / "other.jpg")  # in the folder, not in the split's list
+    _image(src / "images" / "m.mpo", fmt="JPEG")
+    for name in ("a", "other", "m", "ghost"):
+        _label(src / "labels" / f"{name}.txt", line)
+    (src / "train.txt").write_text("images/a.jpg\n")
+    (src / "data.yaml").write_text("path: .\ntrain: train.txt\nval: train.txt\nnames: [thing]\n")
+    out = tmp_path / "o.json"
+    assert _convert(src / "data.yaml", out) == 0
+    err = capsys.readouterr().err
+    assert ("warning: 2 label file(s) with no image, their lines left out: labels/ghost.txt, labels/m.txt "
+            "(m.mpo is not a format read)") in err
+    assert "other.txt" not in err
+    assert len(json.loads(out.read_text())["annotations"]) == 1
+
+
+def test_shared_label_file_is_not_called_missing(tmp_path, capsys):
+    """a.jpg and a.png sharing labels/a.txt are both skipped; the warning that followed, "no image has a
+    label file", was wrong: the label file is there."""
+    src = tmp_path / "ds"
+    _image(src / "images" / "a.jpg")
+    _image(src / "images" / "a.png")
+    _label(src / "labels" / "a.txt", _line(0, 4, 4, 20, 4, 20, 20) + "\n")
+    _convert(src, tmp_path / "o.json")
+    err = capsys.readouterr().err
+    assert "ambiguous_label" in err
+    assert "no image has a label file" not in err

@@ -321,3 +321,17 @@ def test_one_files_records_stay_in_one_part_with_group_by():
                               group_by=re.compile(r"^(cam\d+)/"))
         where = {img["id"]: name for name, part in parts.items() for img in part["images"]}
         assert where[1] == where[100], seed
+
+
+def test_command_says_crowd_regions_are_counted_apart(tmp_path, capsys):
+    """The table's instances leave crowd regions out, with nothing saying so: its totals did not match the
+    files. A line now counts them per part."""
+    src = _write(tmp_path / "all.json", _multi_label())
+    out = tmp_path / "splits"
+    assert main(["split-data", "--json", src, "--output-dir", str(out), "--seed", "0"]) == 0
+    printed = capsys.readouterr().out
+    crowd = {n: sum(a["iscrowd"] for a in json.loads((out / f"{n}.json").read_text())["annotations"])
+             for n in ("train", "val")}
+    assert sum(crowd.values()) == 1
+    assert (f"crowd regions (iscrowd 1), counted apart from the instances above: train {crowd['train']}, "
+            f"val {crowd['val']}") in printed

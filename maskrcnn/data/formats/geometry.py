@@ -5,7 +5,8 @@ Shapes: P points of a shape as a (P, 2) float64 array of (x, y); an image is H r
 Coordinates follow COCO's convention, which LabelMe and VIA share: pixel (row i, column j) covers
 [j, j + 1) x [i, i + 1), so a rectangle from (3, 2) to (9, 6) covers columns 3..8 and rows 2..5, and
 the image is the box [0, W] x [0, H]. Circles and ellipses become polygons fine enough that no point
-of the true curve lies more than a quarter pixel outside them.
+of the true curve lies more than a quarter pixel outside them, and with at least 40 vertices, so that
+the chords cut off under 0.5% of the area (12 vertices shaved every small round object by the same 4%).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pycocotools.mask as mask_utils
 
 from maskrcnn.data.formats.common import MaskPatch, Skip
 from maskrcnn.data.mask_codec import points_far_outside
+from maskrcnn.thread_warnings import ignoring
 
 __all__ = [
     "as_points", "circle_points", "clip_polygon", "ellipse_points", "numbers", "rectangle_points",
@@ -23,6 +26,7 @@ __all__ = [
 ]
 
 _CURVE_TOLERANCE = 0.25  # pixels between a curve and the chords that replace it
+_MIN_CURVE_VERTICES = 40  # fewer and the chords' lost area is a bias of over 0.5% on every round object
 
 
 def as_points(raw, *, what: str = "points") -> np.ndarray:
@@ -57,14 +61,17 @@ def rectangle_points(x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
 
 
 def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
-    """An ellipse centred at (cx, cy), radii rx, ry, turned by theta radians: (P, 2), P >= 12."""
+    """An ellipse centred at (cx, cy), radii rx, ry, turned by theta radians: (P, 2), P >= 40."""
     cx, cy, rx, ry, theta = numbers(cx, cy, rx, ry, theta, what="ellipse parameters")
     rx, ry = abs(rx), abs(ry)
     r = max(rx, ry)
     if r <= _CURVE_TOLERANCE:
         raise Skip("empty_mask", f"radius {r:g} is too small to cover a pixel")
-    # A chord of angle a leaves a gap r (1 - cos(a / 2)); keep it under the tolerance.
-    n = max(12, math.ceil(math.pi / math.acos(1.0 - _CURVE_TOLERANCE / r)))
+    # A chord of angle a leaves a gap r (1 - cos(a / 2)); keep it under the tolerance. The n-gon has
+    # n sin(2 pi / n) / (2 pi) of the ellipse's area, always too little: 40 vertices keep it over 99.5%.
+    # (Vertices stay on the curve, n a multiple of 4, so the box of an unturned ellipse is exact.)
+    n = max(_MIN_CURVE_VERTICES, math.ceil(math.pi / math.acos(1.0 - _CURVE_TOLERANCE / r)))
+    n = 4 * math.ceil(n / 4)
     t = np.arange(n) * (2.0 * math.pi / n)
     c, s = math.cos(theta), math.sin(theta)
     x, y = rx * np.cos(t), ry * np.sin(t)
@@ -119,6 +126,14 @@ def _area(points: np.ndarray) -> float:
     return 0.5 * abs(float(np.sum(x * np.roll(y, -1) - y * np.roll(x, -1))))
 
 
+def _covers_pixels(points: np.ndarray, width: int, height: int) -> bool:
+    """Whether the polygon covers a pixel as the COCO loader draws it (pycocotools): a self-crossing
+    bow-tie whose two lobes are equal has a signed area of 0 but the pixels of both lobes."""
+    with ignoring(DeprecationWarning):  # pycocotools' numpy 2 DeprecationWarning is not ours to show
+        rle = mask_utils.frPyObjects([[float(v) for v in points.reshape(-1)]], int(height), int(width))
+        return int(mask_utils.area(rle).sum()) > 0
+
+
 def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: int = 2) -> list:
     """A polygon as COCO writes it, [x1, y1, x2, y2, ...], clipped to the image and rounded to
     ``decimals`` places; Skip when it has under 3 points, a point far outside the image (as the COCO
@@ -131,7 +146,7 @@ def to_coco_polygon(points: np.ndarray, width: int, height: int, *, decimals: in
     if far:
         raise Skip("bad_coordinates", far)
     clipped = np.round(clip_polygon(points, float(width), float(height)), decimals)  # (Q, 2)
-    if len(clipped) < 3 or _area(clipped) <= _LINE_AREA:
+    if len(clipped) < 3 or (_area(clipped) <= _LINE_AREA and not _covers_pixels(clipped, width, height)):
         raise Skip("empty_mask", f"polygon lies outside the {width}x{height} image or has no area")
     return [float(v) for v in clipped.reshape(-1)]
 

@@ -20,13 +20,16 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   distinct values than the other) while another attribute that every labelled region has repeats its
   values: that one, and a line says so. A few regions prove nothing: cat, dog beside occluded yes, yes
   keep the first attribute. A
-  checkbox attribute (``{"option": true}``) gives its one ticked option. When no region of a file has
-  any attribute (matterport's balloon sample), every region is of the class ``class_name`` (default
-  "object"). A region without a value for the class attribute gets ``class_name`` when one is given,
-  else it is reported and skipped: a silent catch-all class would hide unlabelled regions. A
-  ``class_attribute`` that no file defines nor any region has (a typo, a file attribute), with no
-  ``class_name``, fails the conversion in one line listing the region attributes met. A class value's
-  surrounding spaces and newlines are stripped (" cat" is "cat"), said once per value.
+  checkbox attribute (``{"option": true}``) gives its one ticked option. A VIA 2 choice attribute's
+  option with a description (``"options": {"1": "cat"}``) names the class by it, not by the id the
+  regions hold, as VIA's own COCO export does (a line says so); an option without one keeps its id.
+  When no region of a file has any attribute (matterport's balloon sample), every region is of the
+  class ``class_name`` (default "object"). A region without a value for the class attribute gets
+  ``class_name`` when one is given, else it is reported and skipped: a silent catch-all class would
+  hide unlabelled regions. A ``class_attribute`` that no file defines nor any region has (a typo, a
+  file attribute), with no ``class_name``, fails the conversion in one line listing the region
+  attributes met. A class value's surrounding spaces and newlines are stripped (" cat" is "cat"),
+  said once per value.
 - An image listed twice (VIA 2 keys entries by file name and size: an image added again after its
   file changed) is converted once, from the entry whose ``size`` is the file's byte size when exactly
   one is; the other is skipped as ``duplicate_image``, with the count of its regions left out.
@@ -358,7 +361,29 @@ def _check_attribute(attribute: str, files: Sequence[Path], builder: CocoBuilder
                      f"region attributes: {listing}){file_note}; nothing converted")
 
 
-def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -> str:
+def _option_names(defined: dict, attribute: Optional[str]) -> tuple:
+    """({option id: description}, a line saying so or None) of a VIA 2 dropdown / radio / checkbox
+    ``attribute``: VIA 2 stores the option's id in the regions and shows the annotator its description,
+    and its own COCO export names each category by the description; so does this, for the options whose
+    description is a non-empty string other than the id (the others keep their id)."""
+    definition = defined.get(attribute) if attribute is not None else None
+    if not isinstance(definition, dict) or definition.get("type") not in _CHOICE_TYPES or \
+            not isinstance(definition.get("options"), dict):
+        return {}, None
+    options = {str(k): v for k, v in definition["options"].items()}
+    names = {k: v.strip() for k, v in options.items() if isinstance(v, str) and v.strip() and v.strip() != k}
+    if not names:
+        return {}, None
+    shown = ", ".join(f"{k} -> {v}" for k, v in list(names.items())[:6]) + (", ..." if len(names) > 6 else "")
+    bare = [k for k in options if k not in names]
+    rest = f"; options without a description keep their id: {', '.join(bare[:6])}" \
+        f"{', ...' if len(bare) > 6 else ''}" if bare else ""
+    return names, (f"class names from the descriptions of the options of attribute {attribute!r}, not "
+                   f"their ids (as VIA's COCO export names them): {shown}{rest}")
+
+
+def _region_class(region, attribute: Optional[str], class_name: Optional[str],
+                  option_names: Optional[dict] = None) -> str:
     if attribute is None:
         return class_name or DEFAULT_CLASS_NAME
     problems = region.get(ATTRIBUTE_PROBLEMS) or {}
@@ -368,7 +393,7 @@ def _region_class(region, attribute: Optional[str], class_name: Optional[str]) -
     if len(values) > 1:
         raise Skip("ambiguous_class", f"attribute {attribute!r} has several options ticked: {list(values)}")
     if values:
-        return values[0]
+        return (option_names or {}).get(values[0], values[0])
     if class_name:
         return class_name
     raise Skip("missing_class", f"no value for the class attribute {attribute!r} "
@@ -432,6 +457,9 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
     if why:
         report.tell(name, why)
+    option_names, described = _option_names(defined, attribute)
+    if described:
+        report.tell(name, described)
     source = f"attribute {attribute!r}" if attribute else "no attribute"
     report.note(f"VIA files with the class from {source}")
     for key, entry in _current_first(entries, path, search, images):
@@ -455,9 +483,10 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
             try:
                 if isinstance(region, dict) and isinstance(region.get("problem"), Skip):  # VIA 3, CSV
                     raise region["problem"]
-                label = _region_class(region, attribute, class_name)
+                label = _region_class(region, attribute, class_name, option_names)
                 raw = _attributes(region).get(attribute) if attribute else None
-                if isinstance(raw, str) and raw.strip() == label:  # " cat" / "cat\n": said once per label
+                # " cat" / "cat\n": said once per label
+                if isinstance(raw, str) and label in (raw.strip(), option_names.get(raw.strip())):
                     stripped_label(raw, report=report, where=name)
                 shape = region.get("shape_attributes") if isinstance(region, dict) else None
                 polygon = to_coco_polygon(_region_points(shape), width, height)

@@ -36,7 +36,9 @@ The label file of ``.../images/.../NAME.ext`` is ``.../labels/.../NAME.txt``, th
 of the path replaced (Ultralytics' rule; an image whose path has no ``images`` folder has it beside
 itself). An image without a label file, or with an empty one, has no objects: it is kept (Ultralytics
 trains on such background images too) and counted in the notes; when no image has a label file at all,
-a warning shows where they were looked for.
+a warning shows where they were looked for. Label files in the images' ``labels`` folders that belong to
+no image (its image deleted, or of an extension not read, such as ``.mpo``) are counted and named in one
+warning: their lines are left out.
 
 A line ``class x1 y1 x2 y2 ... xn yn`` is one instance: a polygon (at least 3 points; an oriented box of
 YOLO OBB, 4 corners, is one too), its coordinates fractions of the image's width and height, clipped to
@@ -66,6 +68,7 @@ describes is unknown, so both are skipped: ``ambiguous_label``).
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import re
@@ -462,6 +465,40 @@ def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, 
     return has_label
 
 
+def _tell_orphan_labels(images: list, owners: dict, *, builder: CocoBuilder, report: Report) -> None:
+    """One line counting and naming the label files in the images' ``labels`` folders that belong to no
+    image: its image was deleted, or has an extension that is not read (``.mpo``): their lines would be
+    lost without a word. A label file whose image is there but not in this split (a ``.txt`` list of
+    another split's images in the same folder) is not one."""
+    from maskrcnn.data.images import IMAGE_EXTENSIONS
+
+    folders = {}  # labels folder -> the image folders whose label files it holds
+    for image in images:
+        label_folder = label_path(image).parent
+        if label_folder != image.absolute().parent:  # labels beside the images: .txt there may be lists
+            folders.setdefault(label_folder, set()).add(image.absolute().parent)
+    orphans = []
+    for label_folder, image_folders in sorted(folders.items()):
+        try:
+            texts = sorted(p for p in label_folder.glob("*.txt") if p.is_file() and p.name != "classes.txt")
+        except OSError:
+            continue
+        for text in texts:
+            if text in owners:
+                continue
+            pattern = f"{glob.escape(text.stem)}.*"
+            beside = sorted(p for folder in image_folders for p in folder.glob(pattern) if p.is_file())
+            if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in beside):
+                continue  # its image is there, in another split
+            unread = f" ({beside[0].name} is not a format read)" if beside else ""
+            orphans.append(f"{builder.relative(text)}{unread}")
+    if orphans:
+        shown = ", ".join(orphans[:5]) + (", ..." if len(orphans) > 5 else "")
+        report.warn(str(builder.root), f"{len(orphans)} label file(s) with no image, their lines left out: "
+                                       f"{shown}")
+        report.note("label files with no image (left out)", len(orphans))
+
+
 def read_yolo(images: Sequence[Path], *, label_of, builder: CocoBuilder, report: Report,
               boxes_as_masks: bool = False, keep: Optional[Sequence[str]] = None) -> set:
     """Add ``images`` and the instances of their label files to ``builder``; ``label_of(index)`` is the
@@ -480,6 +517,7 @@ def read_yolo(images: Sequence[Path], *, label_of, builder: CocoBuilder, report:
         label = label_path(image)
         try:
             if len(owners[label]) > 1 and label.is_file():
+                labelled += 1  # its label file is there: not one of "no image has a label file"
                 others = sorted(builder.relative(p) for p in owners[label] if p != image.absolute())
                 raise Skip("ambiguous_label", f"{builder.relative(label)} is also the label file of "
                                               f"{', '.join(others)}: which image it describes is unknown")
@@ -492,6 +530,7 @@ def read_yolo(images: Sequence[Path], *, label_of, builder: CocoBuilder, report:
                                        f"--classes")
     if left_out:
         report.note("lines of classes not in --classes left out", sum(left_out.values()))
+    _tell_orphan_labels(images, owners, builder=builder, report=report)
     if images and not labelled:
         example = builder.relative(label_path(images[0]))
         report.warn(str(builder.root), f"no image has a label file (looked for {example}: the "
