@@ -14,7 +14,8 @@ one-line error must say which output it was. A process killed mid-write (SIGKILL
 its hidden ``.TARGET.<12 hex>.tmp``; the next successful write of TARGET removes such leftovers that are
 older than the writing process and unchanged for 10 minutes (``remove_stale_temps``; each folder is
 listed once per process). A target whose name is near the file system's limit (255 bytes) gets a
-shortened temporary name (``fitting_prefix``): its start and a hash of the whole name.
+shortened temporary name (``fitting_prefix``): its start and a hash of the whole name; ``fitting_stem``
+shortens an output's own name so (a video's results named after a long video name).
 
 ``check_output_dir`` / ``check_output_file`` say, before any work is done, that an output location
 cannot be written (a file where a folder is wanted, a folder where a file is, a file among its
@@ -44,7 +45,8 @@ from typing import Any, Optional, Union
 
 __all__ = [
     "atomic_write_all", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_dir",
-    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "folder_targets",
+    "check_output_file", "check_output_not_input", "create_temp_file", "fitting_prefix", "fitting_stem",
+    "folder_targets",
     "remove_stale_temps",
     "replace_durably", "stale_before", "temp_target", "write_error",
 ]
@@ -83,14 +85,26 @@ def fitting_prefix(folder: PathLike, prefix: str, suffix: str) -> str:
     a 240-byte image name's export would fail "file name too long". The shortened form keeps the name's
     start and adds a hash of the whole prefix (``.LONG_NAME_START~<8 hex>.``), so two long names that
     start alike still get different temporary names, and ``remove_stale_temps`` finds the same form again."""
-    limit = _name_max(folder)
-    room = limit - len(os.fsencode(suffix)) - 12
-    if len(os.fsencode(prefix)) <= room:
-        return prefix
-    digest = hashlib.blake2b(os.fsencode(prefix), digest_size=4).hexdigest()
-    end = prefix[-1:] if prefix.endswith(".") else ""
+    return _shortened(prefix, _name_max(folder) - len(os.fsencode(suffix)) - 12)
+
+
+def fitting_stem(folder: PathLike, stem: str, suffix: str) -> str:
+    """``stem`` shortened as ``fitting_prefix`` shortens (``LONG_NAME_START~<8 hex>``) so that
+    ``stem + suffix`` fits the file system's longest name in ``folder``; ``stem`` itself when it fits. For
+    outputs named after an input with a fixed ending (a video's ``<stem>.predictions.partial.jsonl``): the
+    same stem always gives the same shortened one, so a later run finds an earlier run's files."""
+    return _shortened(stem, _name_max(folder) - len(os.fsencode(suffix)))
+
+
+def _shortened(name: str, room: int) -> str:
+    """``name`` when it is at most ``room`` bytes, else its start, ``~`` and 8 hex of a hash of the whole
+    name (a trailing dot kept last), ``room`` bytes at most."""
+    if len(os.fsencode(name)) <= room:
+        return name
+    digest = hashlib.blake2b(os.fsencode(name), digest_size=4).hexdigest()
+    end = name[-1:] if name.endswith(".") else ""
     tail = f"~{digest}{end}"
-    start = prefix[:len(prefix) - len(end)]
+    start = name[:len(name) - len(end)]
     budget = room - len(tail.encode("ascii"))
     while start and len(os.fsencode(start)) > budget:  # whole characters only: never half a UTF-8 sequence
         start = start[:-1]

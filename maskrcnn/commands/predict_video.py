@@ -27,18 +27,20 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
   source (or ``--end``) ends.
 
-A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image
-is; two videos of one stem get ``<stem>_2``, ... An ``--output`` that holds an earlier run's video results
-(``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are replaced only once
-this run has predicted it completely (status complete or truncated; not limited): stopped by Ctrl-C,
-SIGTERM or an error, or limited, the earlier ones stay and this run's frames done go to
-``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4`` (hours
-of earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its
-frames); a later complete prediction of the video takes both away. Once the whole run is through (not
-after Ctrl-C) and a video was predicted completely, the earlier results and overlays of the videos that
-are not among this run's inputs are removed, named in one line, so the folder never mixes two runs'
-videos; a video this run was given but did not predict completely (limited, stopped, failed, unreadable)
-keeps its own.
+A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is; two
+videos of one stem get ``<stem>_2``, ...; a stem too long for its file names (with
+``.predictions.partial.jsonl``, over the file system's 255 bytes) is shortened for all of them by
+``io_utils``' rule for long names (``fitting_stem``: its start, ``~`` and 8 hex of a hash of it; the same each
+run, so a later run finds them), said in a note naming the stem used. An ``--output`` that holds an earlier
+run's video results (``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are
+replaced only once this run has predicted it completely (status complete or truncated; not limited): stopped
+by Ctrl-C, SIGTERM or an error, or limited, the earlier ones stay and this run's frames done go to
+``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4`` (hours of
+earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its frames);
+a later complete prediction of the video takes both away. Once the whole run is through (not after Ctrl-C) and
+a video was predicted completely, the earlier results and overlays of the videos that are not among this run's
+inputs are removed, named in one line, so the folder never mixes two runs' videos; a video this run was given
+but did not predict completely (limited, stopped, failed, unreadable) keeps its own.
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames (limited only when a frame to predict was left: one more is decoded to
@@ -143,6 +145,22 @@ def _batches(frames: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+def _file_stem(out_dir: Path, name: str) -> tuple:
+    """``(stem, note)``: the stem of a video's files in ``out_dir``, ``name`` itself, or, where its longest
+    file name (``<name>.predictions.partial.jsonl``) would be too long for the file system (255 bytes),
+    ``name`` shortened by ``io_utils``' rule for long names (its start, ``~`` and 8 hex of a hash of the
+    whole name) for all its files, so that a later partial or complete run finds them again; ``note``
+    says so (None when it fits)."""
+    from maskrcnn.io_utils import fitting_stem
+
+    stem = fitting_stem(out_dir, name, PARTIAL_SUFFIX)
+    if stem == name:
+        return name, None
+    size = len(os.fsencode(name + PARTIAL_SUFFIX))
+    return stem, (f"file names shortened to {stem}.* (the name's start and a hash of the whole name): with "
+                  f"{PARTIAL_SUFFIX} the name would be {size} bytes, more than the file system takes")
+
+
 def _unique_stem(stem: str, used: set) -> str:
     name, n = stem, 1
     while name in used:
@@ -180,18 +198,20 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
             if signum:  # came between two videos (the last one's overlay being finished): none started
                 raise StoppedBySignal(f"{path} and the {len(videos) - k - 1} video(s) after it not started",
                                       signum)
-            stem = _unique_stem(path.stem, used)
+            name = _unique_stem(path.stem, used)
+            stem, name_note = _file_stem(out_dir, name)  # its files' stem: the name shortened if too long
             kept.add(stem)  # until predicted completely
             try:
                 summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag,
-                                        keep_earlier=stem in earlier, stop_requested=stop_requested)
+                                        keep_earlier=stem in earlier, stop_requested=stop_requested,
+                                        name_note=name_note)
             except VideoReadError as e:
-                used.discard(stem)  # nothing written under its name
+                used.discard(name)  # nothing written under its name
                 print(f"{tag} skipped {e}", file=sys.stderr)
                 failed += 1
                 continue
             except ResultsFileError as e:  # a folder of its results' name: nothing made; the others go on
-                used.discard(stem)
+                used.discard(name)
                 print(f"{tag} skipped {path}: cannot write its results "
                       f"({e.filename or out_dir}: {e.strerror or e})", file=sys.stderr)
                 failed += 1
@@ -366,18 +386,21 @@ def _new_overlay(reader, out_dir: Path, stem: str, args):  # its name is given w
 
 
 def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag: str = "",
-                  keep_earlier: bool = False, stop_requested: Optional[Callable[[], Optional[int]]] = None
-                  ) -> dict:
+                  keep_earlier: bool = False, stop_requested: Optional[Callable[[], Optional[int]]] = None,
+                  name_note: Optional[str] = None) -> dict:
     """One video -> ``DIR/<stem>.predictions.jsonl`` and the overlay video; its summary. With
     ``keep_earlier`` (an earlier run's results of this stem are there) the results go to
     ``<stem>.predictions.partial.jsonl``, renamed over the earlier ones only when the video was predicted
     completely; stopped or limited, they stay there and this run's overlay goes beside them
     (``<stem>.overlay.partial.mp4``): the earlier pair stays whole. OSError: the results file cannot be
     made (nothing is left behind); Ctrl-C or a stop signal (``stop_requested``) is raised again once the
-    frames done are written, its message naming them."""
+    frames done are written, its message naming them. ``name_note``: a line for the summary's notes on
+    how ``stem`` was made (a name too long shortened: ``_file_stem``)."""
     from maskrcnn.data.video import VideoReader
 
     with VideoReader(path) as reader:  # VideoReadError: not a video
+        if name_note:
+            reader.notes.append(name_note)
         jsonl = out_dir / f"{stem}{JSONL_SUFFIX}"
         partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
@@ -396,7 +419,10 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 raise
             count = (reader.declared_frames if reader.counted_frames else
                      f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
-            print(f"{tag} {path}: {count} frames at {float(reader.fps or 0):.4g} fps", file=sys.stderr)
+            # the container's rate, said as such: the frame times may give another (a variable rate: its note)
+            rate = (f"container says {float(reader.fps):.4g} fps" if reader.fps else
+                    "container gives no frame rate")
+            print(f"{tag} {path}: {count} frames, {rate}", file=sys.stderr)
             try:
                 capped = _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock,
                                          stop_requested)
@@ -544,15 +570,18 @@ def _length(reader) -> float:
 
 def _timing_to_summary(reader, summary: dict) -> None:
     """The average frame rate measured over the frames decoded (the header's nominal one when fewer than
-    two were), and whether it varies (a note says so: the overlay keeps the source's timing)."""
+    two were), and whether it varies (a note says so, naming both rates: the header line said the
+    container's, which for such a video differs from the frame times'; the overlay keeps the source's
+    timing)."""
     timing = reader.timing
     if timing.fps is not None:
         summary["fps"] = round(timing.fps, 4)
     summary["variable_frame_rate"] = timing.variable
     if timing.variable:
-        summary["notes"].append(f"variable frame rate (frames {timing.min_interval * 1000:.0f} to "
-                                f"{timing.max_interval * 1000:.0f} ms apart, {timing.fps:.4g} fps on "
-                                "average): the overlay keeps the source's frame times")
+        container = f"container says {float(reader.fps):.4g} fps; " if reader.fps else ""
+        apart = f"{timing.min_interval * 1000:.0f} to {timing.max_interval * 1000:.0f} ms"
+        summary["notes"].append(f"{container}frame times average {timing.fps:.4g} fps (variable frame rate: "
+                                f"frames {apart} apart); the overlay keeps the source's frame times")
 
 
 def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict, tag: str, clock: dict,

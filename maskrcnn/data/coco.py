@@ -110,8 +110,8 @@ from maskrcnn.listing import short_listing
 from maskrcnn.shown_text import display_name as _shown
 from maskrcnn.shown_text import with_shown
 
-__all__ = ["CocoDataset", "ImageSizeError", "TransformError", "choose_image_dir", "default_image_dir",
-           "image_dir_candidates", "load_coco_json"]
+__all__ = ["CocoDataset", "ImageSizeError", "TransformError", "check_annotation_file", "choose_image_dir",
+           "default_image_dir", "image_dir_candidates", "load_coco_json"]
 
 logger = logging.getLogger(__name__)
 # why an image is read without its EXIF rotation (said in a note and in the first such image's warning)
@@ -485,11 +485,16 @@ def category_names(ground_truth: dict) -> dict:
     return distinct_category_names({c["id"]: c.get("name", str(c["id"])) for c in ground_truth["categories"]})
 
 
+def check_annotation_file(json_path: Union[str, os.PathLike]) -> None:
+    """FileNotFoundError naming ``json_path`` when it is no file."""
+    if not Path(json_path).is_file():
+        raise FileNotFoundError(f"{json_path}: no such annotation file")
+
+
 def load_coco_json(json_path: Union[str, os.PathLike]) -> dict:
     """Parse a COCO JSON file, raising ValueError naming the file on unreadable or non-COCO content."""
     json_path = Path(json_path)
-    if not json_path.is_file():
-        raise FileNotFoundError(f"{json_path}: no such annotation file")
+    check_annotation_file(json_path)
     try:
         data = read_json_file(json_path)  # UTF-16 / 32 with a BOM too, as Windows tools write them
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number, deep nesting
@@ -580,6 +585,8 @@ class CocoDataset(torch.utils.data.Dataset):
         self.filter_empty = filter_empty
         self.fold_shared_files = fold_shared_files
         self._folded_into: dict = {}  # image id of a later record of a file -> the first record's id
+        if coco is None:  # the file first: a missing JSON's default folder (its own) is missing too
+            check_annotation_file(self.json_path)
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise FileNotFoundError(f"{self.image_dir}: no such image folder (for {self.json_path})")
         data = coco if coco is not None else load_coco_json(self.json_path)

@@ -14,7 +14,8 @@ in the display matrix is not applied (PyAV does not expose it), nor an angle tha
 (``VideoReader.notes`` says so).
 
 A corrupt or truncated file: the frames decoded before the damage are yielded, then the reader stops and
-``VideoReader.problem`` says, in one line naming the file and the frame, what happened. A file that ends
+``VideoReader.problem`` says, in one line naming the file, the frames read (``5 frames read (0..4)``) and
+the time after which it is damaged, what happened. A file that ends
 earlier than its header says (cut off mid-copy: FFmpeg then stops quietly) is reported the same way, but
 only when the shortfall is certain: fewer frames than the stream's own frame count (MP4, AVI index), or
 the last frame well short of the stream's end by its time base (the stream's duration, else the
@@ -183,8 +184,8 @@ class VideoReader:
             except StopIteration:
                 break
             except (av.error.FFmpegError, OSError, ValueError, EOFError) as e:
-                self.problem = (f"{self.path}: cannot decode past frame {index + 1} ({_reason(e)}); the "
-                                f"{index + 1} frame(s) before it are kept")
+                self.problem = (f"{self.path}: {_read_so_far(index + 1, timing.last)} (frame {index + 1} "
+                                f"cannot be decoded: {_reason(e)}); the frames read are kept")
                 return
             index += 1
             if index == 0 and frame.width:
@@ -213,8 +214,9 @@ class VideoReader:
         decoded = index + 1
         if self.counted_frames:  # the index counts the frames: a shortfall of it is certain
             if decoded < self.counted_frames - max(1, self.counted_frames // 50):
-                self.problem = (f"{self.path}: ends at frame {decoded} of the {self.counted_frames} its "
-                                f"header declares (truncated?); the {decoded} frame(s) decoded are kept")
+                declared = f"of the {self.counted_frames} its header declares"
+                read = _read_so_far(decoded, timing.last, of=declared)
+                self.problem = f"{self.path}: {read} (truncated?); the frames read are kept"
         elif self.end_time is not None and timing.last is not None:
             # the last frame shows until about one interval after its time; "well short": by more than
             # a second or a tenth of the video, whichever is less, beyond two frame intervals
@@ -222,9 +224,9 @@ class VideoReader:
             shown_until = timing.last + (timing.min_interval or 0.0)
             slack = 2 * (timing.max_interval or 0.0) + min(1.0, 0.1 * length)
             if shown_until < length - slack:
-                self.problem = (f"{self.path}: ends at {timing.last:.3f} s (frame {decoded}) of the "
-                                f"{length:.3f} s its header declares (truncated?); the {decoded} frame(s) "
-                                "decoded are kept")
+                read = _read_so_far(decoded, timing.last)
+                self.problem = (f"{self.path}: {read} of the {length:.3f} s its header declares "
+                                "(truncated?); the frames read are kept")
 
     def _rotation(self, frame) -> int:
         angle = _rotation_of(frame, self._stream)
@@ -235,6 +237,17 @@ class VideoReader:
         if angle:
             self.notes.append(f"rotated {angle} degrees counter-clockwise, as its rotation metadata says")
         return angle
+
+
+def _read_so_far(count: int, last: Optional[float], *, of: str = "") -> str:
+    """What a damaged video gave, by the frames' own numbers: '2 frames read (0..1); the file is damaged
+    after 0.100 s' (the frames read and the last one's time: not the first one missing, which read as the
+    last kept). ``of``: words after the count ('of the 12 its header declares')."""
+    of = f" {of}" if of else ""
+    if not count:
+        return f"no frame read{of}; the file is damaged from its start"
+    frames = "1 frame read (0)" if count == 1 else f"{count} frames read (0..{count - 1})"
+    return frames + of + (f"; the file is damaged after {last:.3f} s" if last is not None else "")
 
 
 class Timing:

@@ -165,6 +165,17 @@ def test_a_missing_train_json_is_the_only_line(tmp_path, monkeypatch, capsys):
     assert "images of nope_val.json" not in out and "nope_val.json: no such annotation file" in err, out + err
 
 
+def test_a_missing_train_json_in_a_missing_folder_names_the_json(tmp_path, monkeypatch, capsys):
+    """With the JSON's folder missing too, the error named the image folder derived from it ("nope: no
+    such image folder"), not the file the user mistyped."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--train-json", "nope/train.json", "--config", "demo", "--output", "runs/z"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"maskrcnn train: error: {os.path.join('nope', 'train.json')}: no "
+                                        "such annotation file"], err
+    assert not (tmp_path / "runs" / "z").exists()
+
+
 def _toy_trainer(tmp_path, toy, *, sigterm: bool):
     from maskrcnn.config import load_config
     from maskrcnn.engine.trainer import build_trainer
