@@ -438,6 +438,7 @@ class Predictor:
         self.tta = as_tta_options(tta)
         self._tta_noted = set()  # the TTA size notes said ("enlarged", "shrunk"), each once per predictor
         self._tile_cap_warned = False  # tiling.cap_note said (once per predictor)
+        self._tile_count_warned = False  # tiling.tile_count_note said (once per predictor)
         self._tta_flip_map = None  # the keypoint set's left <-> right map for mirrored passes
         if self.tta is not None and self.tta.flip and cfg.model.roi_heads.keypoint_on:
             from maskrcnn.data.keypoints import keypoint_flip_map
@@ -1051,6 +1052,10 @@ class Predictor:
         tile = self.tile
         height, width = image.shape[-2:]
         tiling.check_tile_count(height, width, tile)  # before the grid is listed (millions at stride 1)
+        many = tiling.tile_count_note(height, width, tile)
+        if many and not self._tile_count_warned:  # once, before the long run: a folder repeats it per image
+            self._tile_count_warned = True
+            warnings.warn(many, stacklevel=3)
         windows = tiling.tile_grid(height, width, tile.size, tile.overlap).tolist()  # T x [x0, y0, x1, y1]
         batches = [windows[s : s + self.batch_size] for s in range(0, len(windows), self.batch_size)]
         whole = [0, 0, width, height]

@@ -243,3 +243,38 @@ def test_a_tiled_image_over_detections_per_image_says_how_many_were_dropped_once
     assert len(notes) == 1  # said for the first image only
     assert "1280x960 image kept the best 2 of 3 detections (1 dropped at model.roi_heads." \
            "detections_per_image = 2); raise it with --set model.roi_heads.detections_per_image=4" in notes[0]
+
+
+def test_predict_command_refuses_int8_without_calibration_before_any_tile_warning(checkpoint, tmp_path,
+                                                                                 capsys):
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "a.png"), "--output",
+               str(tmp_path / "out"), "--tile", "64"] + ["--int8"])  # 64 x 0.2: a 13-pixel overlap, warned
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "maskrcnn predict: error: --int8 needs --calib-images PATH" in err and "Traceback" not in err
+    assert "warning" not in err  # the refusal alone: no warning about the tiles of a run that is off
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_command_still_warns_of_a_thin_overlap(checkpoint, tmp_path, capsys):
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    rc = main(["predict", "--weights", str(checkpoint), str(tmp_path / "a.png"), "--output",
+               str(tmp_path / "out"), "--device", "cpu", "--no-overlays", "--tile", "64"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert err.count("warning: --tile-overlap: tiles of 64 pixels overlapping by 0.2 share only 13") == 1
+
+
+def test_a_tiled_image_of_many_tiles_is_warned_once_with_the_count(monkeypatch):
+    from maskrcnn.engine import tiling
+
+    monkeypatch.setattr(tiling, "MANY_TILES", 10)  # the 960 x 1280 scene takes 20 tiles of 320 at 0.25
+    image, _ = _scene()
+    predictor = _stub_predictor(tile=TileOptions(size=320, overlap=0.25), batch_size=4)
+    with pytest.warns(UserWarning) as caught:
+        predictor([image, image])
+    notes = [str(w.message) for w in caught if "forwards of the model" in str(w.message)]
+    assert notes == ["a 1280x960 image cut into 320-pixel tiles overlapping by 0.25 takes 20 tiles: 20 "
+                     "forwards of the model, about 20 times one image's prediction time; larger tiles "
+                     "take fewer"]  # once: the second image is not said again

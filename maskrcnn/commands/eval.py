@@ -218,11 +218,16 @@ def _predict(args, raw: dict) -> tuple:
     predictor = Predictor.from_weights(
         args.weights, overrides=overrides or None, batch_size=args.batch_size,
         masks="rle",  # compact: the evaluator keeps RLE only, so no image-sized masks are needed
-        tile=tile_from_args(args),
+        tile=tile_from_args(args, warn=False),  # warned below, after the refusals
         tta=tta_from_args(args),
         **config_kwargs(args),
         **options,
     )
+    from maskrcnn.commands.quantize import refuse_int8_without_calibration
+    from maskrcnn.commands.tile_args import warn_tile_options
+
+    refuse_int8_without_calibration(predictor, args)  # the run is off: before any warning about tiles
+    warn_tile_options(predictor.tile)
     print_weights_notes(predictor, args.weights)
     if args.int8:
         from maskrcnn.commands.quantize import apply_int8_arguments, calibrating_on_evaluated_note

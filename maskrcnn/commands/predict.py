@@ -772,11 +772,16 @@ def run(args: argparse.Namespace) -> int:
             score_thresh=args.score_thresh,
             batch_size=args.batch_size,
             masks="rle",  # compact: memory does not grow with the photo (RLE is what predictions.json holds)
-            tile=tile_from_args(args),
+            tile=tile_from_args(args, warn=False),  # warned below, after the refusals
             tta=tta_from_args(args),
             **config_kwargs(args),
             **options,
         )
+    from maskrcnn.commands.quantize import refuse_int8_without_calibration
+    from maskrcnn.commands.tile_args import warn_tile_options
+
+    refuse_int8_without_calibration(predictor, args)  # the run is off: before any warning about tiles
+    warn_tile_options(predictor.tile)
     print_weights_notes(predictor, args.weights)
     if predictor.runtime:  # an .onnx file: its graph was fixed at export, onnxruntime runs it as it is
         from maskrcnn.commands.flag_options import not_applying

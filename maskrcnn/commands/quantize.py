@@ -157,6 +157,15 @@ def int8_predictor_kwargs(args) -> dict:
 
 
 ALREADY_INT8 = "already INT8: --int8 / --calib-images not needed"
+NEEDS_CALIBRATION = "--int8 needs --calib-images PATH (or a checkpoint written by `maskrcnn quantize`)"
+
+
+def refuse_int8_without_calibration(predictor, args) -> None:
+    """``--int8`` on a float checkpoint without ``--calib-images``: refused (known once the checkpoint is
+    loaded: one written by ``maskrcnn quantize`` needs none). Commands call it before their warnings
+    about other options, so that the refusal is the line a refused run prints."""
+    if args.int8 and not predictor.int8_parts and not args.calib_images:
+        raise ValueError(NEEDS_CALIBRATION)
 
 
 def apply_int8_arguments(predictor, args) -> Optional[dict]:
@@ -170,7 +179,7 @@ def apply_int8_arguments(predictor, args) -> Optional[dict]:
         print(f"note: {ALREADY_INT8}", file=sys.stderr)
         return None
     if not args.calib_images:
-        raise ValueError("--int8 needs --calib-images PATH (or a checkpoint written by `maskrcnn quantize`)")
+        raise ValueError(NEEDS_CALIBRATION)
     parts = _parts(args.parts)
     named = f"--parts {args.parts}" if parts else "int8"
     # a part the model lacks: refused before the calibration images are listed, the message naming --parts

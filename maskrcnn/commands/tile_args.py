@@ -35,10 +35,11 @@ def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
                        help="refuse an image needing more than N tiles (default 10000; each is a forward)")
 
 
-def tile_from_args(args: argparse.Namespace):
+def tile_from_args(args: argparse.Namespace, *, warn: bool = True):
     """``TileOptions`` from the command line, or None without ``--tile``; a bad value is one line naming
-    the option."""
-    from maskrcnn.engine.tiling import TileOptions, overlap_note
+    the option. ``warn=False``: the caller says ``warn_tile_options`` itself, after its own refusals (a
+    warning about the tiles of a run then refused is noise before the line that matters)."""
+    from maskrcnn.engine.tiling import TileOptions
 
     if args.tile is None:
         refuse_without("--tile SIZE", (("--tile-overlap", args.tile_overlap is not None),
@@ -54,7 +55,16 @@ def tile_from_args(args: argparse.Namespace):
     if getattr(args, "tta", False):  # refused here, before any warning about the tiles: the run is off
         raise ValueError("--tile and --tta do not combine: use one of them (test-time augmentation, or "
                          "tiles for small objects in large images)")
-    note = overlap_note(options)  # the default 0.2 of a small tile too: the same risk, said alike
+    if warn:
+        warn_tile_options(options)
+    return options
+
+
+def warn_tile_options(options) -> None:
+    """The warning about ``TileOptions`` (from ``tile_from_args``) accepted but risky, on stderr; nothing
+    for None."""
+    from maskrcnn.engine.tiling import overlap_note
+
+    note = overlap_note(options) if options is not None else None  # the default 0.2 of a small tile too
     if note is not None:  # accepted (objects narrower than the strip still join), but said once
         print(f"warning: --tile-overlap: {note}", file=sys.stderr)
-    return options

@@ -86,7 +86,7 @@ import torch
 
 __all__ = [
     "TileOptions", "TooManyTiles", "MIN_OVERLAP_PIXELS", "overlap_note", "as_tile_options", "axis_starts",
-    "axis_count", "check_tile_count", "tile_grid",
+    "axis_count", "check_tile_count", "MANY_TILES", "tile_count_note", "tile_grid",
     "cut_flags", "local_masks", "shift_to_image", "concat_pools", "merge_detections", "cap_note",
     "top_detections",
     "local_masks_to_dense", "local_masks_to_rles",
@@ -231,6 +231,30 @@ def check_tile_count(height: int, width: int, options: TileOptions) -> int:
             "one image's prediction time; use larger tiles or a smaller overlap (or raise the limit: "
             "--tile-max-tiles / max_tiles)")
     return rows * cols
+
+
+# A tile count worth a warning (``tile_count_note``): each tile is a forward of the model, so a few
+# hundred are a few hundred times one image's prediction time; well under ``TileOptions.max_tiles``, which
+# refuses, since an overlap near 1 (0.999: one-pixel steps) reaches thousands on a small image.
+MANY_TILES = 500
+
+
+def tile_count_note(height: int, width: int, options: TileOptions) -> Optional[str]:
+    """A warning's text when an H x W image takes more than ``MANY_TILES`` tiles (under the limit, so it
+    runs): the count, and the overlap (or the tile size) that would take fewer; None otherwise."""
+    size, overlap = options.size, options.overlap
+    count = axis_count(height, size, overlap) * axis_count(width, size, overlap)
+    if count <= MANY_TILES:
+        return None
+    default = TileOptions.overlap  # the dataclass default, 0.2
+    fewer = axis_count(height, size, default) * axis_count(width, size, default)
+    if fewer < count:
+        advice = f"an overlap of {default:g} takes {fewer}"
+    else:
+        advice = "larger tiles take fewer"
+    return (f"a {width}x{height} image cut into {size}-pixel tiles overlapping by {overlap:g} "
+            f"takes {count} tiles: {count} forwards of the model, about {count} times one image's "
+            f"prediction time; {advice}")
 
 
 def tile_grid(height: int, width: int, size: int, overlap: float) -> torch.Tensor:
@@ -434,9 +458,9 @@ def _candidate_pairs(boxes: torch.Tensor, windows: torch.Tensor, source: torch.T
 
 _FAR = 1 << 62  # beyond any image: the region of two whole detections (everywhere)
 
-# Pixels per chunk of the pairs' mask intersections (ten int64 arrays of this length: ~80 MB); a pair
+# Pixels per chunk of the pairs' mask intersections (a dozen int64 arrays of this length: ~25 MB); a pair
 # whose overlap alone is larger is counted on its bitmaps' views instead.
-PAIR_PIXELS = 1 << 20
+PAIR_PIXELS = 1 << 18
 
 
 def _pair_regions(pool: dict, ii: torch.Tensor, jj: torch.Tensor) -> tuple:
@@ -475,27 +499,24 @@ def _areas_in(bitmaps: list, extents: torch.Tensor, counts: torch.Tensor, det: t
     part = torch.nonzero(~whole & ~empty).flatten()  # (I',) pairs whose region cuts the bitmap
     if part.numel() == 0:
         return out
-    needed = torch.unique(det[part]).tolist()
-    # int32 sums (half the memory) unless a mask could hold 2**31 pixels
-    dtype = torch.int64 if max(bitmaps[d].numel() for d in needed) >= 2**31 - 1 else torch.int32
-    tables = []
-    offsets = torch.zeros(len(bitmaps), dtype=torch.int64)  # (D,) where each table starts
-    strides = torch.zeros(len(bitmaps), dtype=torch.int64)  # (D,) its row length, w + 1
-    at = 0
-    for d in needed:  # one table per detection (not per pair)
-        table = torch.zeros(bitmaps[d].shape[0] + 1, bitmaps[d].shape[1] + 1, dtype=dtype)
-        table[1:, 1:] = bitmaps[d].to(dtype).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)  # (h + 1, w + 1)
-        tables.append(table.flatten())
-        offsets[d], strides[d], at = at, table.shape[1], at + table.numel()
-    flat = torch.cat(tables)
-    off, stride = offsets[det[part]], strides[det[part]]  # (I',)
+    # one summed-area table at a time, read by all the pairs that need it, then dropped: the tables of
+    # all detections at once (4 bytes a pixel, and their concatenation) were 8 x the masks' own bytes, the
+    # peak of a large image's tiled prediction (a whole-image pass's coarse masks span thousands of pixels)
+    dets, order = torch.sort(det[part], stable=True)  # (I',) the pairs grouped by detection
+    part = part[order]
     local = crop[part] - ext[part][:, [0, 1, 0, 1]]  # (I', 4) the crop in the bitmap's pixels
-
-    def at_corner(x, y):
-        return flat[off + y * stride + x].to(torch.int64)
-
-    lx0, ly0, lx1, ly1 = local.unbind(1)
-    out[part] = at_corner(lx1, ly1) - at_corner(lx0, ly1) - at_corner(lx1, ly0) + at_corner(lx0, ly0)
+    needed, runs = torch.unique_consecutive(dets, return_counts=True)
+    start = 0
+    for d, run in zip(needed.tolist(), runs.tolist()):
+        bitmap = bitmaps[d]
+        # int32 sums (half the memory) unless a mask could hold 2**31 pixels
+        dtype = torch.int64 if bitmap.numel() >= 2**31 - 1 else torch.int32
+        table = torch.zeros(bitmap.shape[0] + 1, bitmap.shape[1] + 1, dtype=dtype)
+        table[1:, 1:] = bitmap.to(dtype).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)  # (h + 1, w + 1)
+        c = local[start : start + run]  # (k, 4) x0, y0, x1, y1 of its pairs' crops
+        corners = table[c[:, [3, 3, 1, 1]], c[:, [2, 0, 2, 0]]].to(torch.int64)  # (k, 4)
+        out[part[start : start + run]] = corners[:, 0] - corners[:, 1] - corners[:, 2] + corners[:, 3]
+        start += run
     return out
 
 
@@ -507,11 +528,9 @@ def _flat_masks(bitmaps: list, used: list) -> tuple:
     offsets[used] = torch.tensor([0] + sizes[:-1], dtype=torch.int64).cumsum(0)
     flat = torch.cat([bitmaps[d].flatten() for d in used]) if used else torch.zeros(0, dtype=torch.bool)
     counts = torch.zeros(len(bitmaps), dtype=torch.int64)
-    nonempty = [k for k, n in enumerate(sizes) if n > 0]
-    if nonempty:  # one segmented sum (numpy's reduceat, int64 in buffered chunks), not a call per mask
-        starts = offsets[[used[k] for k in nonempty]].numpy()
-        counts[[used[k] for k in nonempty]] = torch.from_numpy(
-            np.add.reduceat(flat.numpy(), starts, dtype=np.int64))
+    # a count per mask: numpy's reduceat with an int64 accumulator casts the whole buffer to int64 first
+    # (8 bytes a pixel: gigabytes for a large image's pool, the peak of its tiled prediction)
+    counts[used] = torch.tensor([int(torch.count_nonzero(bitmaps[d])) for d in used], dtype=torch.int64)
     return flat, offsets, counts
 
 

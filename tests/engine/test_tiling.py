@@ -480,3 +480,17 @@ def _box_of(mask, window):
     x0, y0, x1, y1 = window
     ys, xs = torch.nonzero(mask[y0:y1, x0:x1], as_tuple=True)
     return (int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + 1 + x0, int(ys.max()) + 1 + y0)
+
+
+def test_a_large_tile_count_is_noted_with_an_overlap_taking_fewer():
+    from maskrcnn.engine.tiling import MANY_TILES, check_tile_count, tile_count_note
+
+    # 0.999 of a 100-pixel tile rounds to a one-pixel step: 51 x 50 tiles on a 150 x 149 image
+    options = TileOptions(size=100, overlap=0.999)
+    assert check_tile_count(149, 150, options) == 2550 > MANY_TILES  # under the limit: it would run
+    note = tile_count_note(149, 150, options)
+    assert note.startswith("a 150x149 image cut into 100-pixel tiles overlapping by 0.999 takes 2550 tiles")
+    assert note.endswith("; an overlap of 0.2 takes 4")
+    assert tile_count_note(149, 150, TileOptions(size=100, overlap=0.5)) is None  # 2 x 2
+    # small tiles on a large image: the overlap is not the cause
+    assert tile_count_note(8000, 8000, TileOptions(size=64, overlap=0.1)).endswith("larger tiles take fewer")
