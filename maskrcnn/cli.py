@@ -33,6 +33,10 @@ PYTHONIOENCODING=ascii console, Windows' cp1252 when redirected) as escapes (``\
 included, instead of ending the command half way; a file name that is not valid UTF-8 (``caf\\udce9.png``)
 still goes out as its own bytes, as Python's surrogateescape writes it. Their previous setting is restored
 on return.
+
+A reader that stops reading stdout early (``maskrcnn eval ... | head -1``) stops the printing only: the
+command finishes, writes its files and exits with its own status (0), with nothing said on stderr
+(``closed_stdout.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ import os
 import re
 import sys
 import warnings
+
+from maskrcnn.closed_stdout import reader_gone_guard
 
 COMMANDS = (
     "train", "eval", "predict", "demo", "convert", "convert-data", "split-data", "merge-data", "show-data",
@@ -209,7 +215,10 @@ def main(argv: list = None) -> int:
     # restored on return, so that a program calling main() keeps its own setting.
     restore = [_escape_unencodable(stream) for stream in (sys.stdout, sys.stderr)]
     try:
-        return _main(argv)
+        # a reader that stops early (| head) stops the printing, not the work: the files are still
+        # written and the status is the command's own (closed_stdout.py)
+        with reader_gone_guard():
+            return _main(argv)
     finally:
         for undo in reversed(restore):
             undo()
