@@ -189,6 +189,9 @@ def build_parser(argv: list, *, raise_errors: bool = False) -> argparse.Argument
         prog="maskrcnn", description="Mask R-CNN in pure PyTorch: train, evaluate, predict, convert.",
         dash_files=dash_files, raise_errors=raise_errors,
     )
+    from maskrcnn import __version__
+
+    parser.add_argument("--version", action="version", version=f"maskrcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=functools.partial(_Parser, dash_files=dash_files,
                                                                raise_errors=raise_errors))
@@ -458,7 +461,9 @@ def console_entry() -> int:
         check_pin()
         reuse_freed_memory()
     except ValueError as e:  # a bad MASKRCNN_MATMUL / MASKRCNN_MALLOC: said before any work
-        print(f"maskrcnn: error: {e}", file=sys.stderr)
+        # named by the command, as a bad MASKRCNN_MAX_IMAGE_PIXELS is ("maskrcnn predict: error: ...")
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        print(f"maskrcnn{' ' + command if command in COMMANDS else ''}: error: {e}", file=sys.stderr)
         return 2
     return main()
 

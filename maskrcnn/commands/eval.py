@@ -131,7 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=_at_least_one, default=None, metavar="N",
                         help="with --weights: evaluate only the first N images (N >= 1)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="autocast dtype of the backbone and FPN (bfloat16: CPU or CUDA; float16: CUDA)")
+                        help="autocast dtype of the network (backbone, FPN, RPN and RoI heads; bfloat16: "
+                             "CPU or CUDA; float16: CUDA)")
     parser.add_argument("--int8", action="store_true",
                         help="quantize to INT8 in memory first, calibrated on --calib-images (CPU)")
     from maskrcnn.commands.quantize import add_int8_arguments
