@@ -33,6 +33,10 @@ PYTHONIOENCODING=ascii console, Windows' cp1252 when redirected) as escapes (``\
 included, instead of ending the command half way; a file name that is not valid UTF-8 (``caf\\udce9.png``)
 still goes out as its own bytes, as Python's surrogateescape writes it. Their previous setting is restored
 on return.
+
+A reader that stops reading stdout early (``maskrcnn eval ... | head -1``) stops the printing only: the
+command finishes, writes its files and exits with its own status (0), with nothing said on stderr
+(``closed_stdout.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ import os
 import re
 import sys
 import warnings
+
+from maskrcnn.closed_stdout import reader_gone_guard
 
 COMMANDS = (
     "train", "eval", "predict", "demo", "convert", "convert-data", "split-data", "merge-data", "show-data",
@@ -183,6 +189,9 @@ def build_parser(argv: list, *, raise_errors: bool = False) -> argparse.Argument
         prog="maskrcnn", description="Mask R-CNN in pure PyTorch: train, evaluate, predict, convert.",
         dash_files=dash_files, raise_errors=raise_errors,
     )
+    from maskrcnn import __version__
+
+    parser.add_argument("--version", action="version", version=f"maskrcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=functools.partial(_Parser, dash_files=dash_files,
                                                                raise_errors=raise_errors))
@@ -209,7 +218,10 @@ def main(argv: list = None) -> int:
     # restored on return, so that a program calling main() keeps its own setting.
     restore = [_escape_unencodable(stream) for stream in (sys.stdout, sys.stderr)]
     try:
-        return _main(argv)
+        # a reader that stops early (| head) stops the printing, not the work: the files are still
+        # written and the status is the command's own (closed_stdout.py)
+        with reader_gone_guard():
+            return _main(argv)
     finally:
         for undo in reversed(restore):
             undo()
@@ -449,7 +461,9 @@ def console_entry() -> int:
         check_pin()
         reuse_freed_memory()
     except ValueError as e:  # a bad MASKRCNN_MATMUL / MASKRCNN_MALLOC: said before any work
-        print(f"maskrcnn: error: {e}", file=sys.stderr)
+        # named by the command, as a bad MASKRCNN_MAX_IMAGE_PIXELS is ("maskrcnn predict: error: ...")
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        print(f"maskrcnn{' ' + command if command in COMMANDS else ''}: error: {e}", file=sys.stderr)
         return 2
     return main()
 

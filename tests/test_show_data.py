@@ -398,3 +398,46 @@ def test_show_data_reads_one_file_under_two_ids_once_with_both_records_objects(t
     said = [str(w.message) for w in recwarn]
     assert any("a.png: image ids 1, 2): each file read once, as its first record" in m for m in said), said
     assert sorted(p.name for p in (tmp_path / "look" / "overlays").glob("*.png")) == ["a.png"]
+
+
+def _interrupted_at_write(json_path, images, out, at, capsys):
+    """show-data --max 3 into ``out`` with Ctrl-C at its ``at``-th overlay write: (status, stderr)."""
+    import maskrcnn.io_utils as io_utils
+
+    calls, original = [], io_utils.atomic_write_bytes
+
+    def interrupted(path, data, **options):
+        calls.append(path)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        original(path, data, **options)
+
+    io_utils.atomic_write_bytes = interrupted
+    try:
+        code = main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                     "--overlay-min-size", "0", "--max", "3"])
+    finally:
+        io_utils.atomic_write_bytes = original
+    return code, capsys.readouterr().err
+
+
+def test_ctrl_c_says_what_was_written_and_leaves_no_earlier_summary(tmp_path, capsys):
+    """Ctrl-C over an earlier run's --output left that run's summary.json (of another file, perhaps) beside
+    this run's overlays, and said only "interrupted". Stopped after its first overlay: the stale summary is
+    removed and the line says what is there; stopped before it: nothing changed, and said so."""
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    _show_max(json_path, images, out, 3, capsys)
+    summary = (out / "summary.json").read_bytes()
+
+    code, err = _interrupted_at_write(json_path, images, out, 1, capsys)  # before the first overlay
+    assert code == 130
+    assert f"interrupted: after 0 of 3 images; nothing written ({out} as it was)" in err
+    assert (out / "summary.json").read_bytes() == summary
+
+    code, err = _interrupted_at_write(json_path, images, out, 2, capsys)  # after one overlay
+    assert code == 130
+    assert f"interrupted: after 1 of 3 images; overlays in {out / 'overlays'}/; no summary written" in err
+    assert not (out / "summary.json").exists()
+    # c.png, an earlier overlay not drawn now, removed; b.png (stopped while being redrawn) still listed
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png", "b.png"]

@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, cuda:N or mps (default auto: CUDA when available; INT8 files: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="float32 (default), or autocast of the backbone + FPN to bfloat16 / float16")
+                        help="float32 (default), or autocast of the network (backbone, FPN, RPN and RoI "
+                             "heads) to bfloat16 / float16")
     parser.add_argument("--no-optimise", action="store_true", help=NO_OPTIMISE_HELP)
     parser.add_argument("--no-winograd", action="store_true", help="direct 3x3 convolutions on CPU")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -16,7 +16,9 @@ run's or another, is named on stderr and left as it is; with ``--weights``, one 
 earlier --weights run's is moved into ``DIR/stale/N/`` first, said: ``eval_stale.foreign_predictions``);
 without ``--output`` a last line says that the
 metrics were not saved. predictions.json is written first and metrics.json last: a metrics.json newer
-than the run means the run finished (a failure or a kill between the two leaves the old metrics.json).
+than the run means the run finished (a kill between the two leaves the old metrics.json). A
+predictions.json that cannot be written (a full disk) is said, exit 1, but metrics.json is still tried:
+written without naming a predictions.json, with ``"predictions_not_written": REASON``.
 Ctrl-C during the inference writes nothing and says so: "interrupted: after N of M images; nothing
 written". ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
@@ -129,7 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=_at_least_one, default=None, metavar="N",
                         help="with --weights: evaluate only the first N images (N >= 1)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="autocast dtype of the backbone and FPN (bfloat16: CPU or CUDA; float16: CUDA)")
+                        help="autocast dtype of the network (backbone, FPN, RPN and RoI heads; bfloat16: "
+                             "CPU or CUDA; float16: CUDA)")
     parser.add_argument("--int8", action="store_true",
                         help="quantize to INT8 in memory first, calibrated on --calib-images (CPU)")
     from maskrcnn.commands.quantize import add_int8_arguments
@@ -795,7 +798,13 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
     if results is not None:
         from maskrcnn.commands.eval_stale import PREDICTIONS_KEY, predictions_record
 
-        atomic_write_json(out / "predictions.json", results, ensure_ascii=True)  # read by COCO tools
+        try:
+            atomic_write_json(out / "predictions.json", results, ensure_ascii=True)  # read by COCO tools
+        except OSError as e:
+            # a full disk: the small metrics.json (the result asked for) may still fit; written without a
+            # record of predictions.json, so that it never vouches for the old one left there
+            _metrics_without_predictions(out, metrics, images, e)
+            raise
         # what tells it from a foreign one later, wherever the folder is copied (eval_stale.py); into
         # ``images``, so that the later rewrites of metrics.json keep it
         images[PREDICTIONS_KEY] = predictions_record(out / "predictions.json")
@@ -807,3 +816,19 @@ def _write_outputs(args, metrics: dict, images: dict, results: Optional[list], *
             _other_predictions(out, images["results"])
 
 
+
+
+def _metrics_without_predictions(out: Path, metrics: dict, images: dict, error: OSError) -> None:
+    """After predictions.json failed to write (``error``): metrics.json all the same, naming no
+    predictions.json and saying why there is none; the error, raised by the caller, says it was written.
+    A metrics.json that does not fit either leaves the error as it was."""
+    from maskrcnn.commands.eval_stale import PREDICTIONS_KEY
+
+    kept = {k: v for k, v in images.items() if k not in ("predictions", PREDICTIONS_KEY)}
+    reason = f"{error.strerror or error}".strip()
+    try:
+        atomic_write_json(out / "metrics.json",
+                          json_safe({**metrics, **kept, "predictions_not_written": reason}))
+    except OSError:
+        return
+    error.strerror = f"{reason}; {out / 'metrics.json'} written without it"

@@ -46,6 +46,11 @@ its first one, a line counting them, so that ``DIR/overlays`` shows this run's i
 there, never through a link; an unreadable list removes nothing, said in a line). A run that draws none
 (``--max 0``, one stopped or refused before its first overlay) leaves them.
 
+Ctrl-C (or SIGTERM) while drawing says what the folder holds: "interrupted: after N of M images; overlays
+in DIR/overlays/; no summary written". A run stopped after its first overlay removes the earlier runs'
+overlays as above and an earlier ``summary.json`` too (it described those overlays, perhaps of another
+file); stopped before its first overlay, it says "nothing written" and leaves the folder as it was.
+
 A file none of whose images can be used (all missing or unreadable, or none listed) ends with status 1,
 after its summary, on one line naming it; skipped images beside usable ones leave the status 0.
 """
@@ -243,14 +248,15 @@ def _free_name(folder: Path, name: str, taken: set, owned: set) -> str:
 
 
 def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: frozenset = frozenset(),
-          written_files=None) -> dict:
+          written_files=None, done: list = None) -> dict:
     """Overlays of the first ``max_images`` images that can be read; returns {overlay path relative to
     ``folder``: the image's file_name}. An image that cannot be decoded (its header was good) is left out
     of the dataset (``CocoDataset.leave_out``: one problem line, its objects out of the counts) and the
     next image is drawn in its place. A file there of an overlay's name that is not one of ``owned`` (an
     earlier run's overlays) is left as it is: the overlay takes a free name (``_free_name``) and a line
     says so. ``written_files``: a ``WrittenFiles`` of ``folder`` each overlay is listed in before it is
-    written (a run killed mid-way still owns its overlays)."""
+    written (a run killed mid-way still owns its overlays); ``done``: a list each overlay's name is appended
+    to once written (what a stopped run drew)."""
     import io
 
     from maskrcnn.data.images import ImageReadError
@@ -294,8 +300,29 @@ def _draw(dataset, folder: Path, *, max_images: int, min_size: int, owned: froze
         overlay.save(png, "PNG")
         atomic_write_bytes(path, png.getvalue())  # a link there is replaced, never written through
         written[name] = file_names[image_id]
+        if done is not None:
+            done.append(name)
     dataset.leave_out(unreadable)  # counted and named once, their objects out of the totals
     return written
+
+
+def _stopped(error: KeyboardInterrupt, out: Path, *, drawn: int, total: int) -> KeyboardInterrupt:
+    """The interrupt (Ctrl-C, or a SIGTERM as ``StoppedBySignal``) again, its message saying what the
+    folder now holds: "after N of M images; overlays in DIR/overlays/; no summary written", or, stopped
+    before the first overlay, that nothing there changed."""
+    from maskrcnn.shown_text import display_name
+
+    if drawn:
+        text = (f"after {drawn} of {total} images; overlays in {display_name(out / 'overlays')}/; no summary "
+                f"written")
+    else:
+        text = f"after 0 of {total} images; nothing written ({display_name(out)} as it was)"
+    signum = getattr(error, "signum", None)
+    if signum is not None:
+        from maskrcnn.stop_signals import StoppedBySignal
+
+        return StoppedBySignal(text, signum)
+    return KeyboardInterrupt(text)
 
 
 def run(args) -> int:
@@ -334,19 +361,27 @@ def run(args) -> int:
     written_files = WrittenFiles(folder=out / "overlays", label="overlays", prefix="show-data",
                                  also_earlier=in_summary)
     owned = frozenset(written_files.earlier | in_summary)
+    to_draw, overlays, done = min(args.max, len(dataset)), None, []
     try:
         overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
-                         owned=owned, written_files=written_files)
+                         owned=owned, written_files=written_files, done=done)
+    except KeyboardInterrupt as e:  # after finally's removal: said as predict says its stop
+        raise _stopped(e, out, drawn=len(done), total=to_draw) from None
     finally:
         # This run's overlays replace the earlier runs' once it drew one: those of images it no longer
         # draws (a smaller --max, a file filtered since) would read as this run's. Only regular .png files
         # inside overlays/ that a list names go (written_files), never through a link. A run that drew
         # none (--max 0, no image left, stopped or refused before its first overlay) removes none and
         # keeps them listed.
-        removed = written_files.finish(replace=bool(written_files.files))
+        # (an overlay listed but stopped while being written replaces nothing: its old file is still there)
+        removed = written_files.finish(replace=bool(done))
         if removed:
             print(f"show-data: removed {removed} overlay(s) of the earlier runs' images not drawn now from "
                   f"{display_name(out / 'overlays')}/", file=sys.stderr)
+        if done and overlays is None:
+            # a run stopped after its first overlay: an earlier summary.json (of another file, perhaps)
+            # would describe overlays that are gone or redrawn: removed, none written in its place
+            (out / "summary.json").unlink(missing_ok=True)
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = list(overlays)  # paths relative to overlays/
     summary["overlay_images"] = overlays  # overlay -> the image's file_name

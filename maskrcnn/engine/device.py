@@ -107,7 +107,10 @@ def named_dtype(dtype) -> Optional[torch.dtype]:
             dtype, str(dtype)
         )
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype {dtype!r} not supported (float32, bfloat16, float16)")
+        int8 = str(dtype).lower().removeprefix("torch.") in ("int8", "qint8")
+        hint = ("; INT8 comes from a quantized file: `maskrcnn quantize` (or maskrcnn.engine.int8."
+                "quantize_predictor), then load that file") if int8 else ""
+        raise ValueError(f"dtype {dtype!r} not supported (float32, bfloat16, float16){hint}")
     return _DTYPES[dtype]
 
 
