@@ -205,8 +205,9 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
     names = [str(n) for n in names]
     index = {n.lower(): i for i, n in enumerate(names)}
     exact = {n: i for i, n in enumerate(names)}
-    if len(index) != len(names):
-        raise ValueError(f"{source}: keypoint names must be distinct (case-insensitively), got {names}")
+    problem = keypoint_names_problem(names)  # the one check every command's loading makes
+    if problem:
+        raise ValueError(f"{source}: {problem}")
     out = []
     for i, name in enumerate(names):
         partner = _mirror_name(name)
