@@ -124,3 +124,33 @@ def test_a_damaged_video_says_the_frames_read_not_the_first_missing_one(av, tmp_
         assert problem.startswith(f"{cut}: {n} frames read (0..{n - 1})"), problem
         assert f"the file is damaged after {frames[-1].time:.3f} s" in problem, problem
         assert f"frame {n})" not in problem and "ends at" not in problem, problem
+
+
+def test_results_kept_under_a_whole_name_that_is_now_shortened_are_the_same_videos(av, checkpoint, tmp_path,
+                                                                                    capsys):
+    """Reader r4_kpcity: a 232-byte name's complete results, written whole by an earlier version, were not
+    found by a later --start run (it wrote its limited results as the main file) and the next complete run
+    removed them as another video's. Now they are kept beside a limited run and replaced by a complete one."""
+    if _name_max(tmp_path) < 255:
+        pytest.skip("a file system with shorter names")
+    stem = "W" * 232  # .predictions.jsonl fits, .predictions.partial.jsonl does not
+    video = tmp_path / "in" / f"{stem}.mp4"
+    video.parent.mkdir()
+    make_video(av, video, n=6)
+    out = tmp_path / "out"
+    assert _predict_quick(checkpoint, out, video, "--no-overlays") == 0, capsys.readouterr().err
+    (jsonl,) = out.glob("*.predictions.jsonl")
+    legacy = out / f"{stem}.predictions.jsonl"
+    jsonl.rename(legacy)  # as the earlier version named it
+    complete = legacy.read_bytes()
+
+    assert _predict_quick(checkpoint, out, video, "--no-overlays", "--start", "0.1") == 0
+    capsys.readouterr()
+    assert legacy.read_bytes() == complete  # kept
+    assert not jsonl.exists()  # the limited results went beside it, not as the main file
+    partial = jsonl.name.replace(".predictions.jsonl", ".predictions.partial.jsonl")
+    _, summary = _lines(out / partial)
+    assert summary["status"] == "limited"
+
+    assert _predict_quick(checkpoint, out, video, "--no-overlays") == 0
+    assert sorted(p.name for p in out.iterdir()) == [jsonl.name]  # replaced under the shortened name

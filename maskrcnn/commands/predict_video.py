@@ -200,10 +200,14 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
                                       signum)
             name = _unique_stem(path.stem, used)
             stem, name_note = _file_stem(out_dir, name)  # its files' stem: the name shortened if too long
-            kept.add(stem)  # until predicted completely
+            # its results under the whole name, from a version that shortened only names that did not fit
+            # its complete results (230-237 bytes): the same video's, kept as such until replaced
+            legacy = name if stem != name and name in earlier else None
+            kept.update((stem, legacy) if legacy else (stem,))  # until predicted completely
             try:
                 summary = predict_video(predictor, path, out_dir, args, stem=stem, tag=tag,
-                                        keep_earlier=stem in earlier, stop_requested=stop_requested,
+                                        keep_earlier=stem in earlier or legacy is not None,
+                                        stop_requested=stop_requested,
                                         name_note=name_note)
             except VideoReadError as e:
                 used.discard(name)  # nothing written under its name
@@ -227,6 +231,7 @@ def predict_videos(predictor, videos: List[Path], out_dir: Path, args: argparse.
                 if summary["status"] in REPLACING:
                     completed.add(stem)
                     kept.discard(stem)
+                    kept.discard(legacy)  # replaced by the results under the shortened name: removed
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: only the earlier overlays replaced by complete ones go
         if getattr(e, "video_status", None) in REPLACING:  # all predicted, stopped while being finished
             completed.add(stem)

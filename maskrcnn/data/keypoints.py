@@ -117,9 +117,10 @@ _SIDE_SUFFIX = re.compile(r"(?<=[a-z])([LR])(?=\d*(?:[_\-. ]|$))")
 _SIDE_LIMB = re.compile(r"(?:(?<=^[FH])|(?<=[a-z_\-. ][FH])|(?<=^[A-Z]\d)|(?<=[_\-. ][A-Z]\d))([LR])"
                         r"(?=\d*(?:[_\-. ]|$))")
 # DeepLabCut / SLEAP flies and quadrupeds: the side letter opening the name or a word, before a leg's
-# number or a limb's F(ront) / H(ind) (L1, R3_tip, LF, RH, paw_LF): the mirror of T1L and pawFL. A side
-# only when the mirrored name exists, and no warning alone: a lone L1 is a lumbar vertebra
-_SIDE_NUMBERED = re.compile(r"(?:^|(?<=[_\-. ]))([LR])(?=(?:\d+|[FH]\d*)(?:[_\-. ]|$))")
+# number or a limb's F(ront) / H(ind) / B(ack) / R(ear) (L1, R3_tip, LF, RH, LB, RR, paw_LF): the mirror
+# of T1L and pawFL. A side only when the mirrored name exists, and no warning alone (a lone L1 is a lumbar
+# vertebra), unless the set pairs other names so (``unpaired_sided_names``)
+_SIDE_NUMBERED = re.compile(r"(?:^|(?<=[_\-. ]))([LR])(?=(?:\d+|[FHBR]\d*)(?:[_\-. ]|$))")
 # the side word glued to a lowercase one (leftshoulder, RIGHTHAND, shoulderleft): a side only when the
 # partner exists spelt the same way, case included (leftover and RIGHTOVER are none); at the end, after
 # three letters at least (bright, upright are no sides)
@@ -189,8 +190,12 @@ def keypoint_names_problem(names) -> Optional[str]:
 def unpaired_sided_names(names: Sequence[str], flip_map: Sequence[int]) -> list:
     """The names that look like one side (``_SIDED``: ``leftshoulder``, ``L_Eye``, ``hand.R``) but that
     the flip map keeps in place: a flip teaches such a point where the other side's is."""
+    # a set that pairs legs by a leading side letter (L1<->R1, LF<->RF) uses that spelling for sides: its
+    # other such names left alone (L2 without R2, LB beside RF) are sided too, though a lone L1 is not
+    numbered = any(int(j) != i and _SIDE_NUMBERED.search(str(names[i])) for i, j in enumerate(flip_map))
+    sided = (*_SIDED, _SIDE_NUMBERED) if numbered else _SIDED
     return [str(n) for i, n in enumerate(names)
-            if int(flip_map[i]) == i and any(p.search(str(n)) for p in _SIDED)]
+            if int(flip_map[i]) == i and any(p.search(str(n)) for p in sided)]
 
 
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
@@ -200,8 +205,9 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
     names = [str(n) for n in names]
     index = {n.lower(): i for i, n in enumerate(names)}
     exact = {n: i for i, n in enumerate(names)}
-    if len(index) != len(names):
-        raise ValueError(f"{source}: keypoint names must be distinct (case-insensitively), got {names}")
+    problem = keypoint_names_problem(names)  # the one check every command's loading makes
+    if problem:
+        raise ValueError(f"{source}: {problem}")
     out = []
     for i, name in enumerate(names):
         partner = _mirror_name(name)

@@ -162,7 +162,8 @@ def names_contradicting_ids(class_names, mapping: dict, dataset) -> Optional[str
         theirs.setdefault(str(dataset.class_names[label]), cid)
     by_id = {cid: str(dataset.class_names[label]) for label, cid in dataset.label_to_category_id.items()}
     clash = [(class_names[label], cid, theirs[class_names[label]]) for label, cid in sorted(mapping.items())
-             if cid in by_id and class_names[label] in theirs and theirs[class_names[label]] != cid]
+             if cid in by_id and class_names[label] in theirs and theirs[class_names[label]] != cid
+             and by_id[cid] != class_names[label]]  # a name the file gives two ids: its own id agrees
     if not clash:
         return None
     shown = "; ".join(f"'{name}' is id {cid} in the weights, {other} in the file (id {cid} there is "

@@ -95,3 +95,19 @@ def test_bad_keypoint_names_are_refused_at_load_for_every_command(tmp_path, name
     with pytest.raises(ValueError, match=f"category 1: .*{said}"):  # eval --results' ground truth
         load_ground_truth(json.loads(path.read_text()), source=str(path))
     CocoDataset(json_path=_file(tmp_path, ["head", "tail"]), image_dir=tmp_path, keypoints=True)
+
+
+def test_back_and_rear_legs_pair_and_a_lone_leg_in_a_lettered_set_is_warned():
+    """Reader r4_kpcity: LF/RF/LB/RB (or LR/RR) paired only the front legs, and the set's pairs switched
+    the 'pairs nothing' warning off: the back legs' labels were swapped by every flip without a word."""
+    import warnings
+
+    from maskrcnn.data.keypoints import flip_map_from_names
+
+    for names in (["nose", "LF", "RF", "LB", "RB"], ["nose", "LF", "RF", "LR", "RR"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            flips = flip_map_from_names(names)
+        assert flips == (0, 2, 1, 4, 3), (names, flips)
+    with pytest.warns(UserWarning, match=r"keypoints? L2 looks? like one side"):
+        assert flip_map_from_names(["head", "L1", "R1", "L2"]) == (0, 2, 1, 3)

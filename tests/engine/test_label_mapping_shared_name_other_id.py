@@ -64,3 +64,14 @@ def test_ids_whose_names_agree_are_kept_without_a_warning(tmp_path, capsys):
     dataset = _dataset(tmp_path, [(1, "cat"), (2, "dog"), (3, "bird")], objects=(1, 2))
     assert label_mapping(model, dataset) == {1: 1, 2: 2}
     assert "other ids" not in capsys.readouterr().err
+
+
+def test_a_name_the_file_gives_two_ids_is_not_said_to_contradict_its_own(tmp_path, capsys):
+    """Reader r4_engine: 'dog' at the weights' 5 on a file with 'dog' 1 and 'dog' 5 was told "(id 5 there
+    is 'dog')": the id's own name agrees, nothing contradicts it."""
+    model = SimpleNamespace(class_names=["__background__", "cat", "dog"], label_to_category_id={1: 3, 2: 5})
+    dataset = SimpleNamespace(label_to_category_id={1: 1, 2: 5, 3: 3},
+                              class_names=["bg", "dog", "dog", "cat"],
+                              json_path="val.json", num_classes=4)
+    label_mapping(model, dataset)
+    assert "other ids" not in capsys.readouterr().err
