@@ -4,7 +4,9 @@ form are one class, written composed. The file system here keeps a name's bytes 
 written from a str is another file than the NFC one."""
 
 import json
+import os
 import unicodedata
+import warnings
 
 import numpy as np
 import pytest
@@ -152,3 +154,28 @@ def test_cvat_and_labelstudio_find_the_image_stored_in_the_other_unicode_form(tm
         assert err.count("stored in another Unicode form") == 1, (fmt, err)
         (image,) = json.loads(out.read_text())["images"]
         assert (tmp_path / image["file_name"]).is_file(), fmt
+
+
+def test_coco_loader_lists_the_image_folder_once_for_many_missing_images(tmp_path, monkeypatch):
+    """Each record got a fresh listings cache, so every image not found listed (and NFC-folded) the whole
+    folder again: 2,000 missing images in a folder of 20,000 files took 42 s to load instead of 0.1 s."""
+    folder = tmp_path / "img"
+    for k in range(20):
+        _png(folder / f"present_{k}.png")
+    coco = {"images": [{"id": k + 1, "file_name": f"gone_{k}.png", "height": 30, "width": 40}
+                       for k in range(30)],
+            "annotations": [], "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    listed = []
+    scandir = os.scandir
+
+    def counting_scandir(path="."):
+        listed.append(os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every image missing is warned about; the count is the point here
+        ds = CocoDataset(json_path=tmp_path / "a.json", image_dir=folder)
+    assert len(ds) == 0 and sum(ds.skipped.values()) == 30
+    assert listed.count(os.fspath(folder)) == 1, listed
