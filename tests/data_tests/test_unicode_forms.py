@@ -179,3 +179,38 @@ def test_coco_loader_lists_the_image_folder_once_for_many_missing_images(tmp_pat
         ds = CocoDataset(json_path=tmp_path / "a.json", image_dir=folder)
     assert len(ds) == 0 and sum(ds.skipped.values()) == 30
     assert listed.count(os.fspath(folder)) == 1, listed
+
+
+def _labelstudio_task(tmp_path, reference):
+    rect = {"id": "r1", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
+            "original_width": 40, "original_height": 30, "image_rotation": 0,
+            "value": {"x": 5, "y": 10, "width": 25, "height": 20, "rotation": 0, "rectanglelabels": ["cat"]}}
+    task = {"id": 1, "data": {"image": reference},
+            "annotations": [{"id": 100, "result": [rect], "was_cancelled": False, "ground_truth": False}]}
+    (tmp_path / "ls.json").write_text(json.dumps([task]))
+    return tmp_path / "ls.json"
+
+
+def test_labelstudio_tells_files_in_the_other_unicode_form_apart_by_folder_or_names_them(tmp_path, capsys):
+    """a/café.png and b/café.png (both NFD) for the task's b/café.png (NFC): its folder tells them apart,
+    as for names stored alike, but the image was skipped as "not found"; a task naming no folder that
+    tells them apart was "not found" too, without a word of the candidates."""
+    root = tmp_path / "root"
+    for folder in ("a", "b"):
+        _png(root / folder / NFD)
+    if (root / "a" / NFC).is_file():
+        pytest.skip("this file system normalises names itself")
+    out = tmp_path / "o.json"
+    src = _labelstudio_task(tmp_path, f"/data/local-files/?d=b/{NFC}")
+    assert main(["convert-data", "--from", "labelstudio", str(src), "--images", str(root),
+                 "--output", str(out)]) == 0
+    assert capsys.readouterr().err.count("stored in another Unicode form") == 1
+    (image,) = json.loads(out.read_text())["images"]
+    assert image["file_name"] == f"b/{NFD}"
+
+    src = _labelstudio_task(tmp_path, f"/data/local-files/?d=c/{NFC}")  # no folder of that name
+    assert main(["convert-data", "--from", "labelstudio", str(src), "--images", str(root),
+                 "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "stored in another Unicode form (composed / decomposed accents) in several folders" in err
+    assert f"{ascii('a/' + NFD)}, {ascii('b/' + NFD)}" in err and "not found" not in err
