@@ -214,3 +214,20 @@ def test_labelstudio_tells_files_in_the_other_unicode_form_apart_by_folder_or_na
     err = capsys.readouterr().err
     assert "stored in another Unicode form (composed / decomposed accents) in several folders" in err
     assert f"{ascii('a/' + NFD)}, {ascii('b/' + NFD)}" in err and "not found" not in err
+
+
+def test_name_differing_in_case_and_unicode_form_is_not_said_to_differ_only_in_case(tmp_path, capsys):
+    """'Café.png' (NFC) written for the file 'café.png' (NFD): found by the case fold, and the warning said
+    it "differs from it only in case"."""
+    src, out = tmp_path / "src", tmp_path / "out.json"
+    _png(src / NFD)
+    written = NFC.capitalize()
+    if (src / written).is_file() or (src / NFC).is_file():
+        pytest.skip("this file system normalises names or ignores case itself")
+    _labelme(src / "a.json", written)
+    assert _convert(src, out) == 0
+    err = capsys.readouterr().err
+    assert "only in case" not in err
+    assert f"using {ascii(NFD)}, which differs from it in case and in its Unicode form" in err
+    (image,) = json.loads(out.read_text())["images"]
+    assert (src / image["file_name"]).is_file()
